@@ -1,0 +1,170 @@
+"""The one exception tree of proofmarket.
+
+Every error carries a stable ``code`` (used by the API's JSON error body and by scripts reading
+``--json`` output), an HTTP status for the API, and a CLI exit code. Foreign exceptions (EZKL,
+onnxruntime, web3, filesystem) are translated at the adapter edge into one of these.
+
+    ProofMarketError                      code              http  exit
+    ├── UsageError                        bad_request        400   2
+    ├── ModelError                        model_error        422   2
+    │   ├── InvalidModel                  invalid_model      422   2
+    │   ├── ModelTooLarge                 model_too_large    413   2
+    │   ├── UnsupportedOperator           unsupported_operator 422 2
+    │   └── UnknownModel                  unknown_model      404   2
+    ├── InputError                        invalid_input      422   2
+    │   ├── InputTooLarge                 input_too_large    413   2
+    │   ├── InputShapeError               input_shape        422   2
+    │   └── NonFiniteInput                input_not_finite   422   2
+    ├── StoreError                        store_error        500   2
+    │   ├── ArtifactNotFound              artifact_not_found 404   2
+    │   └── InvalidCID                    invalid_cid        400   2
+    ├── ProvingError                      proving_failed     500   3
+    │   ├── CircuitCompileError           circuit_compile    422   3
+    │   ├── AccuracyNotMet                accuracy_not_met   422   3
+    │   ├── SRSError                      srs_error          500   3
+    │   ├── WitnessError                  witness_failed     422   3
+    │   └── ProofTimeout                  proof_timeout      504   3
+    ├── VerificationFailed                proof_invalid      422   1
+    │   └── BundleError                   bundle_invalid     422   1
+    ├── ChainError                        chain_error        502   4
+    │   ├── ContractReverted              contract_reverted  409   4
+    │   └── RPCUnavailable                rpc_unavailable    503   4
+    └── PaymentError                      payment_error      402   5
+        ├── PaymentRequired               payment_required   402   5
+        └── PaymentRejected               payment_rejected   402   5
+"""
+
+from __future__ import annotations
+
+
+class ProofMarketError(Exception):
+    """Root of every error proofmarket raises on purpose."""
+
+    code = "internal_error"
+    http_status = 500
+    exit_code = 2
+
+    def __init__(self, message: str, **details: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_dict(self) -> dict[str, object]:
+        return {"code": self.code, "message": self.message, "details": self.details}
+
+
+class UsageError(ProofMarketError):
+    code, http_status, exit_code = "bad_request", 400, 2
+
+
+# --- models -------------------------------------------------------------------------------------
+class ModelError(ProofMarketError):
+    code, http_status, exit_code = "model_error", 422, 2
+
+
+class InvalidModel(ModelError):
+    code = "invalid_model"
+
+
+class ModelTooLarge(ModelError):
+    code, http_status = "model_too_large", 413
+
+
+class UnsupportedOperator(ModelError):
+    code = "unsupported_operator"
+
+
+class UnknownModel(ModelError):
+    code, http_status = "unknown_model", 404
+
+
+# --- inputs -------------------------------------------------------------------------------------
+class InputError(ProofMarketError):
+    code, http_status, exit_code = "invalid_input", 422, 2
+
+
+class InputTooLarge(InputError):
+    code, http_status = "input_too_large", 413
+
+
+class InputShapeError(InputError):
+    code = "input_shape"
+
+
+class NonFiniteInput(InputError):
+    code = "input_not_finite"
+
+
+# --- store --------------------------------------------------------------------------------------
+class StoreError(ProofMarketError):
+    code, http_status, exit_code = "store_error", 500, 2
+
+
+class ArtifactNotFound(StoreError):
+    code, http_status = "artifact_not_found", 404
+
+
+class InvalidCID(StoreError):
+    code, http_status = "invalid_cid", 400
+
+
+# --- proving ------------------------------------------------------------------------------------
+class ProvingError(ProofMarketError):
+    code, http_status, exit_code = "proving_failed", 500, 3
+
+
+class CircuitCompileError(ProvingError):
+    code, http_status = "circuit_compile", 422
+
+
+class AccuracyNotMet(ProvingError):
+    code, http_status = "accuracy_not_met", 422
+
+
+class SRSError(ProvingError):
+    code = "srs_error"
+
+
+class WitnessError(ProvingError):
+    code, http_status = "witness_failed", 422
+
+
+class ProofTimeout(ProvingError):
+    code, http_status = "proof_timeout", 504
+
+
+# --- verification -------------------------------------------------------------------------------
+class VerificationFailed(ProofMarketError):
+    """The proof (or the bundle around it) does not hold. CLI exit code 1."""
+
+    code, http_status, exit_code = "proof_invalid", 422, 1
+
+
+class BundleError(VerificationFailed):
+    code = "bundle_invalid"
+
+
+# --- chain --------------------------------------------------------------------------------------
+class ChainError(ProofMarketError):
+    code, http_status, exit_code = "chain_error", 502, 4
+
+
+class ContractReverted(ChainError):
+    code, http_status = "contract_reverted", 409
+
+
+class RPCUnavailable(ChainError):
+    code, http_status = "rpc_unavailable", 503
+
+
+# --- payments -----------------------------------------------------------------------------------
+class PaymentError(ProofMarketError):
+    code, http_status, exit_code = "payment_error", 402, 5
+
+
+class PaymentRequired(PaymentError):
+    code = "payment_required"
+
+
+class PaymentRejected(PaymentError):
+    code = "payment_rejected"
