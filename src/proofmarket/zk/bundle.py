@@ -1,0 +1,92 @@
+"""The proof bundle: one self-describing JSON document, stored under the CID of its canonical form.
+
+Verification needs only the bundle and the public artifacts it names by CID (the model manifest,
+settings, vk, SRS). See ``verify_bundle``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from proofmarket.errors import BundleError
+from proofmarket.zk.manifest import InstanceLayout
+
+BUNDLE_FORMAT = "proofmarket/proof-bundle"
+BUNDLE_VERSION = 1
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BundleSrs(_Strict):
+    cid: str
+    sha256: str
+    kind: str
+    logrows: int
+
+
+class BundleModel(_Strict):
+    id: str  # CID of the model manifest
+    name: str
+    onnx_sha256: str
+    settings_cid: str
+    vk_cid: str
+    vk_digest: str  # sha256 of the verifying key
+    srs: BundleSrs
+    verifier_bytecode_cid: str
+
+
+class BundleInput(_Strict):
+    visibility: str  # "public" | "hashed"
+    values: list[list[float]] | None = None  # public inputs: one flat list per model input
+    commitment: str  # keccak256(abi.encodePacked(input instances))
+
+
+class BundleOutput(_Strict):
+    values: list[list[float]]  # one flat list per model output, rescaled to floats
+    shapes: list[list[int]]
+    hash: str  # keccak256(abi.encodePacked(output instances))
+
+
+class BundleProof(_Strict):
+    system: str = "ezkl-halo2-kzg-bn254"
+    hex: str
+    instances: list[str]  # uint256 as 0x-hex (big-endian), the order the verifier contract takes
+    evm_calldata: str  # verifyProof(bytes,uint256[]) calldata, ready for eth_call
+
+
+class ProofBundle(_Strict):
+    format: str = BUNDLE_FORMAT
+    version: int = BUNDLE_VERSION
+    model: BundleModel
+    privacy: dict[str, str]
+    layout: InstanceLayout
+    input: BundleInput
+    output: BundleOutput
+    proof: BundleProof
+    prover: dict[str, Any]
+    timings: dict[str, float]
+    created_at: str
+    payment: dict[str, Any] | None = None
+    receipt: dict[str, Any] | None = None
+
+    @classmethod
+    def parse(cls, doc: Any) -> ProofBundle:
+        if not isinstance(doc, dict):
+            raise BundleError("a proof bundle must be a JSON object")
+        if doc.get("format") != BUNDLE_FORMAT:
+            raise BundleError(f"not a proof bundle: format is {doc.get('format')!r}, expected {BUNDLE_FORMAT!r}")
+        if doc.get("version") != BUNDLE_VERSION:
+            raise BundleError(f"unsupported proof bundle version {doc.get('version')!r} (this reads {BUNDLE_VERSION})")
+        try:
+            return cls.model_validate(doc)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise BundleError(f"malformed proof bundle: {where}: {first['msg']}") from exc
+
+    def to_doc(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")

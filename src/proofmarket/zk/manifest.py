@@ -1,0 +1,81 @@
+"""The model manifest: one JSON document, stored by CID, listing every artifact of a compiled model.
+
+Its CID is the model id. Everything a verifier needs (settings, vk, SRS) is named in it by CID.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+MANIFEST_FORMAT = "proofmarket/model-manifest"
+MANIFEST_VERSION = 1
+
+
+class TensorDoc(BaseModel):
+    name: str
+    shape: list[int]
+    dtype: str
+
+
+class ArtifactRef(BaseModel):
+    cid: str
+    sha256: str
+    size: int
+
+
+class SrsRef(ArtifactRef):
+    kind: str  # "dev" | "ceremony"
+    logrows: int
+
+
+class VerifierRef(BaseModel):
+    source: ArtifactRef
+    abi: ArtifactRef
+    bytecode: ArtifactRef
+    compiler: str
+    deployed_size: int
+
+
+class InstanceLayout(BaseModel):
+    """How the proof's public instances split: [input | params | output]."""
+
+    input: int
+    params: int
+    output: int
+    output_scales: list[int]
+
+
+class ModelManifest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    format: str = MANIFEST_FORMAT
+    version: int = MANIFEST_VERSION
+    name: str
+    onnx: ArtifactRef  # the owner's upload; its sha256 is the model commitment
+    circuit_onnx: ArtifactRef  # the copy EZKL compiled (batch fixed, maybe salted)
+    inputs: list[TensorDoc]
+    outputs: list[TensorDoc]
+    is_classifier: bool
+    privacy: dict[str, str]
+    salt_elements: int
+    settings: ArtifactRef
+    compiled: ArtifactRef
+    vk: ArtifactRef  # vk.sha256 is the vk digest
+    pk: ArtifactRef
+    srs: SrsRef
+    verifier: VerifierRef
+    layout: InstanceLayout
+    logrows: int
+    tuning: dict[str, Any]
+    accuracy: dict[str, Any]
+    ezkl_version: str
+    created_at: str
+
+    @property
+    def public_cids(self) -> list[str]:
+        """Artifacts a third party needs to verify or redeploy (the pk is public too, but large)."""
+        refs = [self.onnx, self.settings, self.compiled, self.vk, self.srs,
+                self.verifier.source, self.verifier.abi, self.verifier.bytecode]
+        return [r.cid for r in refs]

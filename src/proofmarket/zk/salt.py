@@ -1,0 +1,59 @@
+"""Salted inputs for the ``hashed`` input profile.
+
+A Poseidon hash of a low-entropy input (an 8x8 image, a few features) can be brute-forced. We
+append random salt elements to the first input before it is hashed: the circuit sees one flat input
+``[x..., salt...]``, slices ``x`` back out and reshapes it, so the model computes exactly what it did
+before while the public hash now commits to (x, salt). The salt goes back to the consumer with the
+output; with it anyone holding x can recompute the commitment.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from proofmarket.zk.profile import SALT_BITS, SALT_ELEMENTS
+
+SALTED_INPUT = "salted_input"
+
+
+def new_salt() -> list[int]:
+    """SALT_ELEMENTS random integers of SALT_BITS each (exact in float32, so quantisation keeps them)."""
+    return [secrets.randbelow(1 << SALT_BITS) for _ in range(SALT_ELEMENTS)]
+
+
+def salt_model(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Return a copy of ``model`` whose first input is replaced by a flat, salted one."""
+    salted = onnx.ModelProto()
+    salted.CopyFrom(model)
+    graph = salted.graph
+    initializer_names = {init.name for init in graph.initializer}
+    first = next(i for i in graph.input if i.name not in initializer_names)
+    shape = [d.dim_value for d in first.type.tensor_type.shape.dim]
+    size = math.prod(shape)
+    graph.initializer.extend([
+        numpy_helper.from_array(np.array([0], dtype=np.int64), "salt_slice_start"),
+        numpy_helper.from_array(np.array([size], dtype=np.int64), "salt_slice_end"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "salt_slice_axis"),
+        numpy_helper.from_array(np.array(shape, dtype=np.int64), "salt_shape"),
+    ])
+    nodes = [
+        helper.make_node("Slice", [SALTED_INPUT, "salt_slice_start", "salt_slice_end", "salt_slice_axis"],
+                         ["salt_unsalted_flat"], name="salt_slice"),
+        helper.make_node("Reshape", ["salt_unsalted_flat", "salt_shape"], [first.name], name="salt_reshape"),
+    ]
+    for node in reversed(nodes):
+        graph.node.insert(0, node)
+    new_input = helper.make_tensor_value_info(SALTED_INPUT, TensorProto.FLOAT, [1, size + SALT_ELEMENTS])
+    position = list(graph.input).index(first)
+    graph.input.remove(first)
+    graph.input.insert(position, new_input)
+    return salted
+
+
+def salted_input(flat_first_input: list[float], salt: list[int]) -> list[float]:
+    return [*flat_first_input, *(float(s) for s in salt)]

@@ -1,0 +1,79 @@
+"""Structured reference strings (KZG): one per logrows, cached; a ceremony file by path.
+
+``gen_srs`` makes a *dev* SRS whose toxic waste one party (this machine) knew: fine on a devnet,
+never for real money. Every artifact and bundle that uses one says ``kind: dev``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from proofmarket.errors import SRSError
+from proofmarket.zk import ezkl_calls
+
+BYTES_PER_ROW = 128  # SRS files are ~128 bytes x 2^k
+
+
+@dataclass(frozen=True)
+class SrsInfo:
+    path: Path
+    sha256: str
+    kind: str  # "dev" | "ceremony"
+    logrows: int
+
+    def to_dict(self) -> dict[str, object]:
+        return {"sha256": self.sha256, "kind": self.kind, "logrows": self.logrows}
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class SrsProvider:
+    """Hands out an SRS for a logrows: the ceremony file when given, else a cached dev SRS."""
+
+    def __init__(self, cache_dir: Path, ceremony: Path | None = None) -> None:
+        self.cache_dir = cache_dir
+        self.ceremony = ceremony
+        self._ceremony_hash: str | None = None
+        if ceremony is not None and not ceremony.is_file():
+            raise SRSError(f"SRS file {ceremony} does not exist")
+
+    def get(self, logrows: int) -> SrsInfo:
+        if self.ceremony is not None:
+            return self._ceremony_srs(logrows)
+        return self._dev_srs(logrows)
+
+    def _ceremony_srs(self, logrows: int) -> SrsInfo:
+        assert self.ceremony is not None
+        capacity = self.ceremony.stat().st_size // BYTES_PER_ROW
+        if capacity < (1 << logrows):
+            raise SRSError(
+                f"SRS file {self.ceremony} is too small for a circuit of logrows {logrows} "
+                f"(about 2^{capacity.bit_length() - 1} rows)"
+            )
+        if self._ceremony_hash is None:
+            self._ceremony_hash = sha256_file(self.ceremony)
+        return SrsInfo(self.ceremony, self._ceremony_hash, "ceremony", logrows)
+
+    def _dev_srs(self, logrows: int) -> SrsInfo:
+        path = self.cache_dir / f"dev-k{logrows}.srs"
+        if not path.is_file():
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            ezkl_calls.gen_srs(tmp, logrows)
+            os.replace(tmp, path)
+        return SrsInfo(path, sha256_file(path), "dev", logrows)
+
+
+def copy_srs(src: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dest)

@@ -1,0 +1,166 @@
+"""Independent verification of a proof bundle against the public artifacts it names by CID."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eth_abi import decode as abi_decode
+
+from proofmarket.errors import ArtifactNotFound, BundleError, VerificationFailed
+from proofmarket.store import ArtifactStore
+from proofmarket.zk import ezkl_calls
+from proofmarket.zk.bundle import ProofBundle
+from proofmarket.zk.felts import felt_to_uint, keccak_packed, parse_uint_hex, uint_to_felt
+from proofmarket.zk.manifest import ModelManifest
+
+VERIFY_PROOF_SELECTOR = "1e8e1e13"  # verifyProof(bytes,uint256[])
+
+
+@dataclass
+class VerifyReport:
+    valid: bool
+    model_id: str
+    output: list[list[float]]
+    srs_kind: str
+    checks: list[str] = field(default_factory=list)
+
+
+def load_manifest(store: ArtifactStore, model_id: str) -> ModelManifest:
+    return ModelManifest.model_validate(store.get_json(model_id))
+
+
+def verify_bundle(doc: dict[str, Any] | ProofBundle, store: ArtifactStore) -> VerifyReport:
+    """Raise VerificationFailed (one sentence why) unless every check holds; ArtifactNotFound when an
+    artifact the bundle names is not in ``store``."""
+    bundle = doc if isinstance(doc, ProofBundle) else ProofBundle.parse(doc)
+    checks: list[str] = []
+    manifest = _check_model(bundle, store)
+    checks.append("bundle names the model's settings, vk and SRS")
+    instances = [parse_uint_hex(i) for i in bundle.proof.instances]
+    _check_instances(bundle, instances, manifest, store)
+    checks.append("input commitment, output hash and output values match the public instances")
+    _check_calldata(bundle, instances)
+    checks.append("EVM calldata encodes this proof")
+    _run_ezkl_verify(bundle, instances, store)
+    checks.append("halo2/KZG proof verifies")
+    return VerifyReport(True, bundle.model.id, bundle.output.values, bundle.model.srs.kind, checks)
+
+
+def _check_model(bundle: ProofBundle, store: ArtifactStore) -> ModelManifest:
+    model = bundle.model
+    try:
+        manifest = load_manifest(store, model.id)
+    except ArtifactNotFound:
+        raise
+    except Exception as exc:
+        raise BundleError(f"the model id {model.id} does not name a model manifest") from exc
+    pairs = [
+        ("settings", model.settings_cid, manifest.settings.cid),
+        ("verifying key", model.vk_cid, manifest.vk.cid),
+        ("SRS", model.srs.cid, manifest.srs.cid),
+        ("ONNX commitment", model.onnx_sha256, manifest.onnx.sha256),
+    ]
+    for what, claimed, actual in pairs:
+        if claimed != actual:
+            raise VerificationFailed(f"the bundle's {what} is not the one of model {model.id}")
+    if hashlib.sha256(store.get(model.vk_cid)).hexdigest() != model.vk_digest:
+        raise VerificationFailed("the verifying key does not match the bundle's vk digest")
+    if bundle.layout != manifest.layout:
+        raise VerificationFailed("the bundle's instance layout differs from the model's")
+    return manifest
+
+
+def _check_instances(bundle: ProofBundle, instances: list[int], manifest: ModelManifest,
+                     store: ArtifactStore) -> None:
+    layout = bundle.layout
+    if len(instances) != layout.input + layout.params + layout.output:
+        raise VerificationFailed(
+            f"the proof has {len(instances)} public instances; the model's layout needs "
+            f"{layout.input + layout.params + layout.output}"
+        )
+    inputs, outputs = instances[: layout.input], instances[len(instances) - layout.output:]
+    if keccak_packed(inputs) != bundle.input.commitment:
+        raise VerificationFailed("the input commitment does not match the proof's public input")
+    if keccak_packed(outputs) != bundle.output.hash:
+        raise VerificationFailed("the output hash does not match the proof's public output")
+    _check_output_values(bundle, outputs)
+    if bundle.input.visibility == "public":
+        _check_input_values(bundle, inputs, manifest, store)
+
+
+def _decode(values: list[int], scales: list[int], sizes: list[int]) -> list[list[float]]:
+    out, pos = [], 0
+    for scale, size in zip(scales, sizes, strict=True):
+        out.append([ezkl_calls.felt_to_float(uint_to_felt(v), scale) for v in values[pos:pos + size]])
+        pos += size
+    return out
+
+
+def _sizes(shapes: list[list[int]]) -> list[int]:
+    sizes = []
+    for shape in shapes:
+        n = 1
+        for d in shape:
+            n *= d
+        sizes.append(n)
+    return sizes
+
+
+def _check_output_values(bundle: ProofBundle, outputs: list[int]) -> None:
+    sizes = _sizes(bundle.output.shapes)
+    if sum(sizes) != len(outputs) or len(bundle.layout.output_scales) != len(sizes):
+        raise VerificationFailed("the output shapes do not match the proof's public output")
+    decoded = _decode(outputs, bundle.layout.output_scales, sizes)
+    if not _close(decoded, bundle.output.values, 1e-9):
+        raise VerificationFailed("the output values are not the ones the proof commits to")
+
+
+def _check_input_values(bundle: ProofBundle, inputs: list[int], manifest: ModelManifest,
+                        store: ArtifactStore) -> None:
+    values = bundle.input.values
+    if values is None:
+        raise VerificationFailed("a public-input bundle must carry its input values")
+    scales = json.loads(store.get(manifest.settings.cid))["model_input_scales"]
+    decoded = _decode(inputs, scales, [len(v) for v in values])
+    tolerance = max(2.0 ** -min(scales), 1e-9)
+    if not _close(decoded, values, tolerance):
+        raise VerificationFailed("the input values are not the ones the proof commits to")
+
+
+def _close(a: list[list[float]], b: list[list[float]], tol: float) -> bool:
+    if [len(x) for x in a] != [len(x) for x in b]:
+        return False
+    return all(abs(x - y) <= tol for xs, ys in zip(a, b, strict=True) for x, y in zip(xs, ys, strict=True))
+
+
+def _check_calldata(bundle: ProofBundle, instances: list[int]) -> None:
+    calldata = bytes.fromhex(bundle.proof.evm_calldata.removeprefix("0x"))
+    if calldata[:4].hex() != VERIFY_PROOF_SELECTOR:
+        raise VerificationFailed("the EVM calldata does not call verifyProof(bytes,uint256[])")
+    try:
+        proof, inst = abi_decode(["bytes", "uint256[]"], calldata[4:])
+    except Exception as exc:
+        raise VerificationFailed("the EVM calldata is not a valid verifyProof call") from exc
+    if proof != bytes.fromhex(bundle.proof.hex.removeprefix("0x")) or list(inst) != instances:
+        raise VerificationFailed("the EVM calldata does not encode the bundle's proof and instances")
+
+
+def _run_ezkl_verify(bundle: ProofBundle, instances: list[int], store: ArtifactStore) -> None:
+    try:
+        proof_bytes = list(bytes.fromhex(bundle.proof.hex.removeprefix("0x")))
+    except ValueError as exc:
+        raise VerificationFailed("the proof is not valid hex") from exc
+    doc = {"instances": [[uint_to_felt(v) for v in instances]], "proof": proof_bytes}
+    with tempfile.TemporaryDirectory(prefix="proofmarket-verify-") as tmp:
+        proof_path = Path(tmp) / "proof.json"
+        proof_path.write_text(json.dumps(doc))
+        ezkl_calls.verify(proof_path, store.path(bundle.model.settings_cid), store.path(bundle.model.vk_cid),
+                          store.path(bundle.model.srs.cid))
+
+
+__all__ = ["VerifyReport", "verify_bundle", "load_manifest", "felt_to_uint"]

@@ -1,0 +1,127 @@
+"""Proofs run in a separate process: EZKL holds the GIL for the whole proof, and a proof that hangs
+or crashes must not take the caller with it.
+
+``ProofWorker`` keeps one warm child process (spawned, so no inherited locks or threads) and sends
+it one task at a time over a pipe. On a timeout the child is killed and the call raises
+``ProofTimeout``; if the child dies the call raises ``ProvingError``. The next call starts a fresh
+child. ``prove_task`` is what runs inside the child: witness, proof, self-verification.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import threading
+import time
+import traceback
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from proofmarket.errors import ProofMarketError, ProofTimeout, ProvingError
+
+DEFAULT_TIMEOUT_S = 600.0
+
+
+def prove_task(paths: dict[str, str]) -> dict[str, Any]:
+    """witness -> prove -> verify, timed. Runs in the worker process."""
+    from proofmarket.zk import ezkl_calls
+
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    witness = ezkl_calls.gen_witness(paths["input"], paths["compiled"], paths["witness"], paths["vk"],
+                                     paths["srs"])
+    timings["witness_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    proof = ezkl_calls.prove(paths["witness"], paths["compiled"], paths["pk"], paths["proof"], paths["srs"])
+    timings["prove_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    ezkl_calls.verify(paths["proof"], paths["settings"], paths["vk"], paths["srs"])
+    timings["verify_s"] = time.perf_counter() - start
+    calldata = ezkl_calls.encode_evm_calldata(paths["proof"], paths["calldata"])
+    return {"proof": proof, "outputs": witness["outputs"], "calldata": calldata.hex(), "timings": timings}
+
+
+TASKS = {"prove": prove_task}
+
+
+def _serve(conn: Connection) -> None:
+    while True:
+        try:
+            name, arg = conn.recv()
+        except EOFError:
+            return
+        try:
+            conn.send(("ok", TASKS[name](arg)))
+        except ProofMarketError as exc:
+            conn.send(("error", (type(exc).__name__, exc.message)))
+        except Exception as exc:  # anything else is a bug in the task: report it whole
+            conn.send(("error", ("ProvingError", f"{exc}\n{traceback.format_exc(limit=3)}")))
+
+
+class ProofWorker:
+    """One warm prover process; thread-safe (calls are serialised)."""
+
+    def __init__(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        self.timeout_s = timeout_s
+        self._ctx = mp.get_context("spawn")
+        self._proc: Any = None
+        self._conn: Connection | None = None
+        self._lock = threading.Lock()
+
+    def _ensure(self) -> Connection:
+        if self._proc is None or not self._proc.is_alive():
+            parent, child = self._ctx.Pipe()
+            self._proc = self._ctx.Process(target=_serve, args=(child,), daemon=True, name="proofmarket-prover")
+            self._proc.start()
+            child.close()
+            self._conn = parent
+        assert self._conn is not None
+        return self._conn
+
+    def run(self, task: str, arg: Any, timeout_s: float | None = None) -> Any:
+        timeout = timeout_s if timeout_s is not None else self.timeout_s
+        with self._lock:
+            conn = self._ensure()
+            conn.send((task, arg))
+            if not conn.poll(timeout):
+                self._kill()
+                raise ProofTimeout(f"the proof took longer than {timeout:.0f} s and was stopped")
+            try:
+                status, payload = conn.recv()
+            except (EOFError, OSError) as exc:
+                code = self._proc.exitcode if self._proc is not None else None
+                self._kill()
+                raise ProvingError(f"the prover process died (exit code {code})") from exc
+        if status == "ok":
+            return payload
+        return _rebuild(*payload)
+
+    def prove(self, paths: dict[str, Path | str], timeout_s: float | None = None) -> dict[str, Any]:
+        return dict(self.run("prove", {k: str(v) for k, v in paths.items()}, timeout_s))
+
+    def _kill(self) -> None:
+        if self._proc is not None and self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join(5)
+        self._proc, self._conn = None, None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+            if self._proc is not None:
+                self._proc.join(2)
+            self._kill()
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None and self._proc.is_alive() else None
+
+
+def _rebuild(name: str, message: str) -> Any:
+    from proofmarket import errors
+
+    cls = getattr(errors, name, ProvingError)
+    if not (isinstance(cls, type) and issubclass(cls, ProofMarketError)):
+        cls = ProvingError
+    raise cls(message)
