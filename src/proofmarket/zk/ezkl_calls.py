@@ -11,6 +11,8 @@ import contextlib
 import io
 import json
 import os
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,11 +34,24 @@ PathLike = str | os.PathLike[str]
 EZKL_VERSION: str = getattr(ezkl, "__version__", "23.0.5")
 
 
+_QUIET_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """EZKL prints fidelity tables on stdout; keep our CLI output clean."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        yield
+    """EZKL's Rust code prints fidelity tables straight to file descriptor 1: point it at /dev/null
+    for the call (process-wide, so serialised) and keep Python's own stdout as it was."""
+    with _QUIET_LOCK, contextlib.redirect_stdout(io.StringIO()):
+        sys.stdout.flush()
+        saved = os.dup(1)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 1)
+            yield
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+            os.close(devnull)
 
 
 def _call(error: type[Exception], what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

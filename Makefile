@@ -1,0 +1,42 @@
+# proofmarket developer loop. Every target installs what it needs first (make setup is idempotent).
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+NPMSTAMP := node_modules/.installed
+
+.PHONY: setup test test-fast demo bench lint contracts clean
+
+setup: $(STAMP) $(NPMSTAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+$(NPMSTAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(NPMSTAMP)
+
+test: setup
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+demo: setup
+	$(BIN)/python -m proofmarket.demo
+
+bench: setup
+	$(BIN)/python bench/run.py
+
+lint: setup
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/mypy
+
+contracts: setup
+	node scripts/compile_contracts.js
+
+clean:
+	rm -rf .demo bench/out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,205 @@
+"""proofmarket command line: compile a model into a ZK circuit, prove an inference, verify a proof.
+
+Exit codes: 0 ok; 1 proof invalid; 2 usage, input or missing-artifact error; 3 proving failed;
+4 chain error; 5 payment error.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from proofmarket import __version__
+from proofmarket.cli.output import console, emit_json, fail, out, progress_steps
+from proofmarket.config import Settings
+from proofmarket.errors import ProofMarketError, UsageError
+from proofmarket.workspace import Workspace
+from proofmarket.zk.profile import PrivacyProfile
+from proofmarket.zk.tuning import AccuracyBound
+
+app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document on stdout (for scripts)")]
+HomeOpt = Annotated[Path | None, typer.Option("--home", envvar="PROOFMARKET_HOME",
+                                              help="data folder (default ~/.proofmarket)")]
+
+
+def _workspace(home: Path | None) -> Workspace:
+    return Workspace(Settings(home=home) if home else Settings())
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise UsageError(f"{what} file {path} does not exist") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{what} file {path} is not valid JSON ({exc})") from exc
+
+
+@app.callback()
+def main(version: Annotated[bool, typer.Option("--version", help="print the version")] = False) -> None:
+    if version:
+        out.print(__version__)
+        raise typer.Exit()
+
+
+@app.command("compile")
+def compile_cmd(
+    model: Annotated[Path, typer.Argument(help="the ONNX model file")],
+    sample: Annotated[Path, typer.Option("--sample", help="JSON with sample inputs for tuning and calibration")],
+    privacy: Annotated[str, typer.Option(help="public | private-input | private, or 'input=hashed,params=fixed'")]
+    = "public",
+    srs: Annotated[Path | None, typer.Option("--srs", help="ceremony SRS file (default: a dev SRS, devnet only)")]
+    = None,
+    max_error: Annotated[float, typer.Option(help="accuracy bound: max abs error as a share of the sample outputs' range")]
+    = 0.01,
+    name: Annotated[str | None, typer.Option(help="a name for the model (default: the file name)")] = None,
+    as_json: JsonOpt = False,
+    home: HomeOpt = None,
+) -> None:
+    """Compile MODEL into a tuned circuit, keys and a Solidity verifier; print the model id."""
+    ws = _workspace(home)
+    try:
+        profile = PrivacyProfile.parse(privacy)
+        samples = _read_json(sample, "samples")
+        with progress_steps(not as_json) as step:
+            result = ws.compile(model, samples, profile=profile, srs_file=srs, name=name,
+                                bound=_bound(max_error), progress=step)
+    except ProofMarketError as exc:
+        raise fail(exc, as_json) from exc
+    finally:
+        ws.close()
+    m = result.manifest
+    if as_json:
+        emit_json({"ok": True, "model_id": result.model_id, "manifest": m.model_dump(mode="json")})
+        return
+    _print_compile(result.model_id, m.model_dump(mode="json"))
+
+
+def _bound(max_error: float) -> AccuracyBound | None:
+    if not 0 < max_error < 1:
+        raise UsageError("--max-error must be between 0 and 1 (a share of the outputs' range)")
+    return None if max_error == 0.01 else AccuracyBound(relative=max_error)
+
+
+def _print_compile(model_id: str, m: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title="settings candidates", show_lines=False)
+    for col in ("candidate", "logrows", "rows", "max err", "status", "prove s"):
+        table.add_column(col)
+    picked = m["tuning"]["picked"]
+    for c in m["tuning"]["candidates"]:
+        prove = f"{c['prove_s']:.3f}" if c["prove_s"] is not None else (
+            f"~{c['prove_s_estimated']:.3f} (est.)" if c["prove_s_estimated"] is not None else "-")
+        label = f"[bold green]{c['label']} *[/]" if c["label"] == picked else c["label"]
+        table.add_row(label, str(c["logrows"] or "-"), str(c["num_rows"] or "-"),
+                      "-" if c["max_abs_error"] is None else f"{c['max_abs_error']:.4g}", c["status"][:40], prove)
+    console.print(table)
+    acc = m["accuracy"]
+    out.print(f"model id:   [bold]{model_id}[/]")
+    out.print(f"privacy:    {m['privacy']['name']} (input {m['privacy']['input']}, params {m['privacy']['params']})")
+    out.print(f"settings:   {picked}, logrows {m['logrows']}, SRS {m['srs']['kind']}")
+    out.print(f"accuracy:   max abs error {acc['max_abs_error']:.4g} (bound {acc['limit']:.4g}) on {acc['samples']} samples"
+              + ("" if acc["argmax_match"] is None else f", argmax match {acc['argmax_match']}"))
+    out.print(f"verifier:   {m['verifier']['deployed_size']} bytes deployed ({m['verifier']['compiler']})")
+
+
+@app.command("prove")
+def prove_cmd(
+    model_id: Annotated[str, typer.Argument(help="the model id printed by compile")],
+    input: Annotated[Path, typer.Option("--input", help='input JSON: {"input_data": [[...]]} or {"inputs": {"x": [...]}}')],
+    out_path: Annotated[Path | None, typer.Option("--out", help="write the proof bundle here")] = None,
+    as_json: JsonOpt = False,
+    home: HomeOpt = None,
+) -> None:
+    """Run MODEL_ID on INPUT, prove it, self-verify, and store the proof bundle."""
+    ws = _workspace(home)
+    try:
+        doc = _read_json(input, "input")
+        with progress_steps(not as_json) as step:
+            step("proving")
+            result = ws.prove(model_id, doc)
+    except ProofMarketError as exc:
+        raise fail(exc, as_json) from exc
+    finally:
+        ws.close()
+    bundle = result.bundle.to_doc()
+    if out_path:
+        out_path.write_text(json.dumps(bundle, indent=2))
+    if as_json:
+        emit_json({"ok": True, "bundle_cid": result.bundle_cid, "output": bundle["output"]["values"],
+                   "salt": result.salt, "bundle": None if out_path else bundle})
+        return
+    out.print(f"output:     {bundle['output']['values']}")
+    out.print(f"bundle cid: {result.bundle_cid}" + (f" (written to {out_path})" if out_path else ""))
+    out.print(f"proof:      {(len(bundle['proof']['hex']) - 2) // 2} bytes, "
+              f"prove {bundle['timings']['prove_s']:.3f} s, self-verified in {bundle['timings']['verify_s'] * 1000:.1f} ms")
+    if result.salt:
+        out.print(f"salt:       {result.salt} (keep it: it opens the input commitment)")
+
+
+@app.command("verify")
+def verify_cmd(
+    bundle: Annotated[Path, typer.Argument(help="a proof bundle JSON file")],
+    car: Annotated[Path | None, typer.Option("--car", help="import the model's public artifacts from this CAR first")]
+    = None,
+    as_json: JsonOpt = False,
+    home: HomeOpt = None,
+) -> None:
+    """Verify a proof bundle. Exit 0 valid, 1 invalid, 2 usage or missing artifact."""
+    ws = _workspace(home)
+    try:
+        doc = _read_json(bundle, "bundle")
+        if car:
+            ws.import_car(car)
+        report = ws.verify(doc)
+    except ProofMarketError as exc:
+        raise fail(exc, as_json) from exc
+    if as_json:
+        emit_json({"ok": True, "valid": True, "model_id": report.model_id, "output": report.output,
+                   "srs": report.srs_kind, "checks": report.checks})
+        return
+    out.print(f"[bold green]valid[/]: model {report.model_id}")
+    for check in report.checks:
+        out.print(f"  ok  {check}")
+    out.print(f"output: {report.output}")
+    if report.srs_kind == "dev":
+        out.print("[yellow]note[/]: this proof uses a dev SRS (testing only; not for real money)")
+
+
+@app.command("models")
+def models_cmd(as_json: JsonOpt = False, home: HomeOpt = None) -> None:
+    """List the models compiled in this workspace."""
+    rows = _workspace(home).models()
+    if as_json:
+        emit_json(rows)
+        return
+    for r in rows:
+        out.print(f"{r['id']}  {r['name']:<16} {r['privacy']:<14} logrows {r['logrows']:<3} SRS {r['srs']}")
+
+
+@app.command("export")
+def export_cmd(
+    model_id: Annotated[str, typer.Argument(help="the model id")],
+    out_path: Annotated[Path, typer.Option("--out", help="the CAR file to write")],
+    as_json: JsonOpt = False,
+    home: HomeOpt = None,
+) -> None:
+    """Export a model's manifest and public artifacts (no proving key) as a CAR file."""
+    try:
+        path = _workspace(home).export_model(model_id, out_path)
+    except ProofMarketError as exc:
+        raise fail(exc, as_json) from exc
+    if as_json:
+        emit_json({"ok": True, "car": str(path), "root": model_id})
+    else:
+        out.print(f"wrote {path} (root {model_id})")
+
+
+if __name__ == "__main__":
+    app()

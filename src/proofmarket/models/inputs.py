@@ -1,0 +1,293 @@
+"""Parse and check inference inputs sent as JSON, and write them in EZKL's format.
+
+Two request forms are accepted for one inference:
+
+* EZKL's ``{"input_data": [[...], ...]}``: one list per model input, in the model's input order,
+  each either flat (row-major) or nested to the input's shape;
+* named tensors ``{"inputs": {"x": [[...]]}}``: one entry per model input, flat or nested.
+
+Sample files (calibration sets) hold several inferences: ``{"inputs": [{"x": ...}, ...]}``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from proofmarket.errors import InputError, InputShapeError, InputTooLarge, NonFiniteInput
+from proofmarket.models.spec import ModelInfo, TensorSpec
+
+#: Default cap on the total number of values in one request.
+MAX_INPUT_ELEMENTS = 1_000_000
+#: Default cap on the number of samples in a sample file.
+MAX_SAMPLES = 1024
+_MAX_DEPTH = 32
+_ALLOWED_KEYS = frozenset({"input_data", "inputs", "output_data"})
+
+Arrays = list[np.ndarray]
+
+
+def parse_inputs(doc: object, info: ModelInfo, *, max_elements: int = MAX_INPUT_ELEMENTS) -> list[np.ndarray]:
+    """Check one inference request against the model; return float32 arrays in the input shapes.
+
+    Raises :class:`~proofmarket.errors.InputError` (wrong document structure, unknown or missing
+    input names, values that are not numbers), ``InputShapeError`` (value count or nesting does not
+    fit the input's shape), ``NonFiniteInput`` (NaN or infinity, naming the first bad index) or
+    ``InputTooLarge`` (more than ``max_elements`` values in all).
+    """
+    if not isinstance(doc, Mapping):
+        raise InputError(f"The input document must be a JSON object, not {_kind(doc)}.", got=_kind(doc))
+    unknown = sorted(str(k) for k in doc if k not in _ALLOWED_KEYS)
+    if unknown:
+        raise InputError(
+            f"The input document has unknown key(s) {', '.join(map(repr, unknown))}; "
+            "use 'input_data' or 'inputs'.",
+            keys=unknown,
+        )
+    if "input_data" in doc and "inputs" in doc:
+        raise InputError("The input document has both 'input_data' and 'inputs'; send only one.")
+    if "input_data" in doc:
+        values = _positional(doc["input_data"], info)
+    elif "inputs" in doc:
+        values = _named(doc["inputs"], info)
+    else:
+        raise InputError("The input document needs an 'input_data' list or an 'inputs' object.")
+    budget = [max_elements]
+    return [
+        _to_array(value, spec, budget, max_elements) for value, spec in zip(values, info.inputs, strict=True)
+    ]
+
+
+def parse_samples(
+    doc: object,
+    info: ModelInfo,
+    *,
+    max_samples: int = MAX_SAMPLES,
+    max_elements: int = MAX_INPUT_ELEMENTS,
+) -> list[list[np.ndarray]]:
+    """Parse a sample set: ``{"inputs": [{name: tensor, ...}, ...]}``, or one request in either form.
+
+    Returns one list of arrays (as from :func:`parse_inputs`) per sample. ``max_elements`` bounds
+    each sample; ``max_samples`` bounds their number.
+    """
+    if isinstance(doc, Mapping) and isinstance(doc.get("inputs"), list):
+        items: list[Any] = doc["inputs"]
+        extra = sorted(str(k) for k in doc if k != "inputs")
+        if extra:
+            raise InputError(
+                f"The sample document has unknown key(s) {', '.join(map(repr, extra))}.", keys=extra
+            )
+        if not items:
+            raise InputError("The sample document's 'inputs' list is empty.")
+        if len(items) > max_samples:
+            raise InputTooLarge(
+                f"The sample document has {len(items)} samples, over the limit of {max_samples}.",
+                samples=len(items),
+                max_samples=max_samples,
+            )
+        samples: list[list[np.ndarray]] = []
+        for index, item in enumerate(items):
+            if not isinstance(item, Mapping):
+                raise InputError(
+                    f"Sample {index} must be an object of named tensors, not {_kind(item)}.",
+                    sample=index,
+                )
+            try:
+                samples.append(parse_inputs({"inputs": item}, info, max_elements=max_elements))
+            except InputError as exc:
+                exc.details.setdefault("sample", index)
+                exc.message = f"Sample {index}: {exc.message}"
+                exc.args = (exc.message,)
+                raise
+        return samples
+    return [parse_inputs(doc, info, max_elements=max_elements)]
+
+
+def to_ezkl_input(arrays: Sequence[np.ndarray]) -> dict[str, list[list[float]]]:
+    """EZKL's input document ``{"input_data": [flat list per input]}`` for one inference."""
+    return {"input_data": [np.asarray(a, dtype=np.float64).ravel().tolist() for a in arrays]}
+
+
+def to_ezkl_calibration(samples: Sequence[Sequence[np.ndarray]]) -> dict[str, list[list[float]]]:
+    """EZKL calibration data for several samples: each input's samples concatenated, flat.
+
+    ``ezkl.calibrate_settings`` cuts each input's list into chunks of the input's size and runs
+    every chunk; ``gen_witness`` needs a single sample (:func:`to_ezkl_input`).
+    """
+    if not samples:
+        raise InputError("Calibration needs at least one sample.")
+    count = len(samples[0])
+    if any(len(s) != count for s in samples):
+        raise InputError("Every calibration sample must have the same number of inputs.")
+    return {
+        "input_data": [
+            np.concatenate([np.asarray(s[i], dtype=np.float64).ravel() for s in samples]).tolist()
+            for i in range(count)
+        ]
+    }
+
+
+# --- internals -------------------------------------------------------------------------------------
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return f"a {type(value).__name__}"
+
+
+def _positional(data: object, info: ModelInfo) -> list[object]:
+    n = len(info.inputs)
+    if not isinstance(data, list):
+        raise InputError(f"'input_data' must be a list with one list per model input, not {_kind(data)}.")
+    odd = [v for v in data if not isinstance(v, (list, np.ndarray))]
+    if odd:
+        raise InputError(
+            "'input_data' must be a list of lists, one per model input (for one input: [[...]]); "
+            f"it contains {_kind(odd[0])}."
+        )
+    if len(data) != n:
+        raise InputShapeError(
+            f"The model takes {n} input(s) ({', '.join(info.input_names)}) but 'input_data' has {len(data)}.",
+            expected=n,
+            got=len(data),
+        )
+    return list(data)
+
+
+def _named(data: object, info: ModelInfo) -> list[object]:
+    if not isinstance(data, Mapping):
+        raise InputError(f"'inputs' must be an object mapping input names to tensors, not {_kind(data)}.")
+    names = set(info.input_names)
+    unknown = sorted(str(k) for k in data if k not in names)
+    if unknown:
+        raise InputError(
+            f"Unknown input name(s) {', '.join(map(repr, unknown))}; the model's inputs are "
+            f"{', '.join(map(repr, info.input_names))}.",
+            unknown=unknown,
+        )
+    missing = [name for name in info.input_names if name not in data]
+    if missing:
+        raise InputError(f"Missing input(s) {', '.join(map(repr, missing))}.", missing=missing)
+    return [data[name] for name in info.input_names]
+
+
+def _flatten(value: object, name: str, budget: list[int], limit: int) -> tuple[list[Any], tuple[int, ...]]:
+    """Flatten a nested list of numbers, checking it is rectangular; return values and shape."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "fiu":
+            raise InputError(f"Input '{name}' must hold numbers, not {value.dtype.name} values.", tensor=name)
+        budget[0] -= value.size
+        if budget[0] < 0:
+            raise InputTooLarge(f"The inputs hold more than {limit} values in all.", max_elements=limit)
+        return value.ravel().tolist(), tuple(value.shape)
+    if not isinstance(value, list):
+        if _is_number(value):  # a scalar input
+            budget[0] -= 1
+            if budget[0] < 0:
+                raise InputTooLarge(f"The inputs hold more than {limit} values in all.", max_elements=limit)
+            return [value], ()
+        raise InputError(f"Input '{name}' must be a list of numbers, not {_kind(value)}.", tensor=name)
+    shape: list[int] = []
+    level: list[Any] = [value]
+    while True:
+        first = level[0] if level else None
+        width = len(first) if isinstance(first, list) else -1
+        if width < 0:  # reached the leaves
+            break
+        if len(shape) >= _MAX_DEPTH:
+            raise InputShapeError(
+                f"Input '{name}' is nested more than {_MAX_DEPTH} levels deep.", tensor=name
+            )
+        nxt: list[Any] = []
+        for item in level:
+            if not isinstance(item, list) or len(item) != width:
+                raise InputShapeError(
+                    f"Input '{name}' is a ragged nested list (not rectangular at depth {len(shape) + 1}).",
+                    tensor=name,
+                )
+            nxt.extend(item)
+            if len(nxt) > budget[0]:
+                raise InputTooLarge(f"The inputs hold more than {limit} values in all.", max_elements=limit)
+        shape.append(width)
+        level = nxt
+    for index, item in enumerate(level):
+        if not _is_number(item):
+            where = _index_text(index, tuple(shape))
+            raise InputError(
+                f"Input '{name}' must hold only numbers; found {_kind(item)} at index {where}.",
+                tensor=name,
+                index=where,
+            )
+    budget[0] -= len(level)
+    if budget[0] < 0:
+        raise InputTooLarge(f"The inputs hold more than {limit} values in all.", max_elements=limit)
+    return level, tuple(shape)
+
+
+def _is_number(item: object) -> bool:
+    if isinstance(item, (bool, np.bool_)):
+        return False
+    return isinstance(item, (int, float, np.integer, np.floating))
+
+
+def _index_text(flat_index: int, shape: tuple[int, ...]) -> str:
+    if len(shape) <= 1:
+        return f"[{flat_index}]"
+    return str(list(int(i) for i in np.unravel_index(flat_index, shape)))
+
+
+def _fits(got: tuple[int, ...], expected: tuple[int, ...]) -> bool:
+    if got == expected or (len(got) == 1 and got[0] == math.prod(expected)):
+        return True
+    # nested without the leading size-1 (batch) dimensions
+    extra = len(expected) - len(got)
+    return extra > 0 and all(d == 1 for d in expected[:extra]) and expected[extra:] == got
+
+
+def _to_array(value: object, spec: TensorSpec, budget: list[int], limit: int) -> np.ndarray:
+    flat, got = _flatten(value, spec.name, budget, limit)
+    if not _fits(got, spec.shape):
+        raise InputShapeError(
+            f"Input '{spec.name}' has shape {list(got)} ({len(flat)} values); "
+            f"the model expects {list(spec.shape)} ({spec.size} values).",
+            tensor=spec.name,
+            expected=list(spec.shape),
+            got=list(got),
+        )
+    try:
+        wide = np.array(flat, dtype=np.float64)
+    except OverflowError:  # an integer beyond float64
+        wide = np.array([float("inf") if abs(v) > 1e308 else v for v in flat], dtype=np.float64)
+    with np.errstate(over="ignore"):
+        array = wide.astype(np.float32).reshape(spec.shape)
+    bad = np.flatnonzero(~np.isfinite(array))
+    if bad.size:
+        first = int(bad[0])
+        where = _index_text(first, spec.shape)
+        what = "NaN" if math.isnan(float(wide[first])) else "an infinite or float32-overflowing value"
+        raise NonFiniteInput(
+            f"Input '{spec.name}' has {what} at index {where}.", tensor=spec.name, index=where
+        )
+    if spec.dtype[0] in "iu" and not np.all(wide == np.round(wide)):
+        first = int(np.flatnonzero(wide != np.round(wide))[0])
+        where = _index_text(first, spec.shape)
+        raise InputError(
+            f"Input '{spec.name}' takes integers ({spec.dtype}); found {flat[first]!r} at index {where}.",
+            tensor=spec.name,
+            index=where,
+        )
+    return array

@@ -1,0 +1,226 @@
+"""EZKL 23 accepts what load_model accepts (slow: compiles small circuits, runs mock, never proves).
+
+* every operator in SUPPORTED_OPS passes gen_settings, calibrate_settings("resources"),
+  compile_circuit, gen_witness and mock on a one-node model, after load_model + normalize_model;
+* the operator used in the refusal tests (RandomNormalLike) really fails in EZKL;
+* a symbolic batch dimension fails in EZKL unless normalised;
+* the shipped sample models compile and mock.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+from model_builders import make_model, mlp_model
+from onnx import TensorProto, helper
+
+from proofmarket.models import (
+    SUPPORTED_OPS,
+    load_model,
+    normalize_model,
+    parse_samples,
+    to_ezkl_calibration,
+    to_ezkl_input,
+)
+from proofmarket.samples import SAMPLES, sample_path
+
+ezkl = pytest.importorskip("ezkl")
+pytestmark = pytest.mark.slow
+
+_rng = np.random.default_rng(0)
+
+
+def _w(*shape: int) -> np.ndarray:
+    return _rng.standard_normal(shape).astype(np.float32)
+
+
+def _i64(*values: int) -> np.ndarray:
+    return np.array(values, dtype=np.int64)
+
+
+def _unary(op: str, **attrs: Any) -> Callable[[], onnx.ModelProto]:
+    return lambda: make_model([helper.make_node(op, ["x"], ["y"], **attrs)], [("x", [1, 4])], [("y", [1, 4])])
+
+
+def _binary(op: str, b: np.ndarray) -> Callable[[], onnx.ModelProto]:
+    return lambda: make_model(
+        [helper.make_node(op, ["x", "b"], ["y"])], [("x", [1, 4])], [("y", [1, 4])], {"b": b}
+    )
+
+
+def _one(op: str, x: list[int], y: list[int], inputs: list[str] | None = None, inits=None, **attrs):
+    return lambda: make_model(
+        [helper.make_node(op, ["x", *(inputs or [])], ["y"], **attrs)], [("x", x)], [("y", y)], inits or {}
+    )
+
+
+def _argmax() -> onnx.ModelProto:
+    nodes = [
+        helper.make_node("Gemm", ["x", "W"], ["z"], transB=1),
+        helper.make_node("ArgMax", ["z"], ["y"], axis=1, keepdims=1),
+    ]
+    return make_model(nodes, [("x", [1, 4])], [("y", [1, 1])], {"W": _w(3, 4)}, out_type=TensorProto.INT64)
+
+
+def _shape() -> onnx.ModelProto:  # the Shape-Gather-Concat-Reshape pattern exporters write for Flatten
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"]),
+        helper.make_node("Gather", ["s", "i0"], ["n"], axis=0),
+        helper.make_node("Unsqueeze", ["n", "ax"], ["nu"]),
+        helper.make_node("Concat", ["nu", "m1"], ["ns"], axis=0),
+        helper.make_node("Reshape", ["x", "ns"], ["y"]),
+    ]
+    inits = {"i0": np.array(0, np.int64), "ax": _i64(0), "m1": _i64(-1)}
+    return make_model(nodes, [("x", [1, 2, 2])], [("y", [1, 4])], inits)
+
+
+def _constant() -> onnx.ModelProto:
+    nodes = [
+        helper.make_node("Constant", [], ["c"], value=onnx.numpy_helper.from_array(_w(1, 4), "c")),
+        helper.make_node("Add", ["x", "c"], ["y"]),
+    ]
+    return make_model(nodes, [("x", [1, 4])], [("y", [1, 4])])
+
+
+OP_CASES: dict[str, Callable[[], onnx.ModelProto]] = {
+    **{
+        op: _unary(op)
+        for op in [
+            "Relu",
+            "Sigmoid",
+            "HardSigmoid",
+            "Tanh",
+            "Softplus",
+            "Softsign",
+            "Elu",
+            "Selu",
+            "Exp",
+            "Log",
+            "Erf",
+            "Neg",
+            "Abs",
+            "Sqrt",
+            "Reciprocal",
+            "Identity",
+            "Dropout",
+        ]
+    },  # fmt: skip
+    "LeakyRelu": _unary("LeakyRelu", alpha=0.1),
+    "Softmax": _unary("Softmax", axis=1),
+    "LogSoftmax": _unary("LogSoftmax", axis=1),
+    "Cast": _unary("Cast", to=TensorProto.FLOAT),
+    "Clip": _one("Clip", [1, 4], [1, 4], ["lo", "hi"], {"lo": np.float32(-0.5), "hi": np.float32(0.5)}),
+    "Add": _binary("Add", _w(1, 4)),
+    "Sub": _binary("Sub", _w(1, 4)),
+    "Mul": _binary("Mul", _w(1, 4)),
+    "Div": _binary("Div", np.abs(_w(1, 4)) + 0.5),
+    "Sum": _one("Sum", [1, 4], [1, 4], ["b", "c"], {"b": _w(1, 4), "c": _w(1, 4)}),
+    "Gemm": _one("Gemm", [1, 4], [1, 3], ["W", "B"], {"W": _w(3, 4), "B": _w(3)}, transB=1),
+    "MatMul": _one("MatMul", [1, 4], [1, 3], ["W"], {"W": _w(4, 3)}),
+    "Conv": _one(
+        "Conv",
+        [1, 1, 6, 6],
+        [1, 2, 6, 6],
+        ["W", "B"],
+        {"W": _w(2, 1, 3, 3), "B": _w(2)},
+        kernel_shape=[3, 3],
+        pads=[1, 1, 1, 1],
+    ),  # fmt: skip
+    "MaxPool": _one("MaxPool", [1, 1, 4, 4], [1, 1, 2, 2], kernel_shape=[2, 2], strides=[2, 2]),
+    "AveragePool": _one("AveragePool", [1, 1, 4, 4], [1, 1, 3, 3], kernel_shape=[2, 2]),
+    "GlobalAveragePool": _one("GlobalAveragePool", [1, 2, 4, 4], [1, 2, 1, 1]),
+    "GlobalMaxPool": _one("GlobalMaxPool", [1, 2, 4, 4], [1, 2, 1, 1]),
+    "BatchNormalization": _one(
+        "BatchNormalization",
+        [1, 2, 3, 3],
+        [1, 2, 3, 3],
+        ["s", "b", "m", "v"],
+        {"s": _w(2), "b": _w(2), "m": _w(2), "v": np.abs(_w(2)) + 0.5},
+    ),  # fmt: skip
+    "ReduceMean": _one("ReduceMean", [1, 4], [1, 1], axes=[1], keepdims=1),
+    "ReduceSum": _one("ReduceSum", [1, 4], [1, 1], ["a"], {"a": _i64(1)}, keepdims=1),
+    "ReduceMax": _one("ReduceMax", [1, 4], [1, 1], axes=[1], keepdims=1),
+    "ArgMax": _argmax,
+    "Flatten": _one("Flatten", [1, 2, 2, 2], [1, 8]),
+    "Reshape": _one("Reshape", [1, 2, 2, 2], [1, 8], ["s"], {"s": _i64(1, 8)}),
+    "Transpose": _one("Transpose", [1, 2, 3], [1, 3, 2], perm=[0, 2, 1]),
+    "Concat": _one("Concat", [1, 4], [1, 7], ["b"], {"b": _w(1, 3)}, axis=1),
+    "Squeeze": _one("Squeeze", [1, 4, 1], [1, 4], ["a"], {"a": _i64(2)}),
+    "Unsqueeze": _one("Unsqueeze", [1, 4], [1, 4, 1], ["a"], {"a": _i64(2)}),
+    "Pad": _one("Pad", [1, 4], [1, 6], ["p"], {"p": _i64(0, 1, 0, 1)}),
+    "Slice": _one("Slice", [1, 4], [1, 2], ["s", "e", "a"], {"s": _i64(1), "e": _i64(3), "a": _i64(1)}),
+    "Gather": _one("Gather", [1, 4], [1, 2], ["i"], {"i": _i64(0, 2)}, axis=1),
+    "Expand": _one("Expand", [1, 1], [1, 4], ["s"], {"s": _i64(1, 4)}),
+    "Shape": _shape,
+    "Constant": _constant,
+}
+
+
+def _ezkl(model: Path, samples: list[list[np.ndarray]], work: Path) -> dict[str, int]:
+    """gen_settings, calibrate_settings("resources"), compile_circuit, gen_witness, mock."""
+    settings, compiled, witness = work / "settings.json", work / "model.compiled", work / "witness.json"
+    (work / "cal.json").write_text(json.dumps(to_ezkl_calibration(samples)))
+    (work / "input.json").write_text(json.dumps(to_ezkl_input(samples[0])))
+    assert ezkl.gen_settings(str(model), str(settings))
+    assert ezkl.calibrate_settings(str(work / "cal.json"), str(model), str(settings), "resources")
+    assert ezkl.compile_circuit(str(model), str(compiled), str(settings))
+    ezkl.gen_witness(str(work / "input.json"), str(compiled), str(witness))
+    assert ezkl.mock(str(witness), str(compiled))
+    run_args: dict[str, int] = json.loads(settings.read_text())["run_args"]
+    return run_args
+
+
+def _random_samples(model: Path, n: int = 2) -> list[list[np.ndarray]]:
+    info = load_model(model)
+    rng = np.random.default_rng(1)
+    return [[rng.uniform(0.1, 1.0, t.shape).astype(np.float32) for t in info.inputs] for _ in range(n)]
+
+
+def test_every_supported_op_has_a_case() -> None:
+    assert set(OP_CASES) == set(SUPPORTED_OPS)
+
+
+@pytest.mark.parametrize("op", sorted(OP_CASES))
+def test_supported_op_compiles_and_mocks(op: str, tmp_path: Path) -> None:
+    raw = tmp_path / "raw.onnx"
+    onnx.save(OP_CASES[op](), str(raw))
+    assert op in load_model(raw).operators
+    model = tmp_path / "model.onnx"
+    normalize_model(raw, model)
+    _ezkl(model, _random_samples(model), tmp_path)
+
+
+def test_refusal_fixture_op_really_fails_in_ezkl(tmp_path: Path) -> None:
+    nodes = [
+        helper.make_node("RandomNormalLike", ["x"], ["noise"], name="add_noise"),
+        helper.make_node("Add", ["x", "noise"], ["y"], name="add"),
+    ]
+    path = tmp_path / "noise.onnx"
+    onnx.save(make_model(nodes, [("x", [1, 4])], [("y", [1, 4])]), str(path))
+    with pytest.raises(RuntimeError, match="tract"):
+        ezkl.gen_settings(str(path), str(tmp_path / "settings.json"))
+
+
+def test_symbolic_batch_needs_normalization(tmp_path: Path) -> None:
+    raw = tmp_path / "batched.onnx"
+    onnx.save(mlp_model(batch="N"), str(raw))
+    with pytest.raises(RuntimeError, match="Undetermined symbol"):
+        ezkl.gen_settings(str(raw), str(tmp_path / "raw-settings.json"))
+    model = tmp_path / "static.onnx"
+    normalize_model(raw, model)
+    _ezkl(model, _random_samples(model), tmp_path)
+
+
+@pytest.mark.parametrize("name", SAMPLES)
+def test_sample_model_compiles_and_mocks(name: str, tmp_path: Path) -> None:
+    model = tmp_path / "model.onnx"
+    info = normalize_model(sample_path(name), model)
+    samples = parse_samples(json.loads(sample_path(name, "samples").read_text()), info)
+    run_args = _ezkl(model, samples, tmp_path)
+    assert run_args["logrows"] <= 18
