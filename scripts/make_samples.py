@@ -8,7 +8,7 @@ Models are written by hand with ``onnx.helper`` from weights trained here with n
 (a dev dependency: the written files are committed, so the runtime never needs scikit-learn):
 
 * ``mlp``:    Gemm-Relu-Gemm 8-16-3 on a seeded synthetic 3-class problem (make_classification)
-* ``cnn``:    Conv(1->4, 3x3, pad 1)-Relu-AveragePool(2x2)-Flatten-Gemm(64->10) on sklearn's 8x8 digits,
+* ``cnn``:    Conv(1->4, 3x3, stride 2, pad 1)-Relu-Flatten-Gemm(64->10) on sklearn's 8x8 digits,
               trained with numpy SGD (Adam); input pixels scaled to [0, 1]
 * ``logreg``: logistic regression on sklearn's breast-cancer set (standardised features),
               Gemm(30->2)-Softmax giving [P(malignant), P(benign)]
@@ -191,24 +191,22 @@ def build_mlp() -> Built:
 
 
 def _im2col(x: np.ndarray) -> np.ndarray:
-    """(N, 1, 8, 8) -> (N, 64, 9) patches for a 3x3 conv with padding 1, stride 1."""
+    """(N, 1, 8, 8) -> (N, 16, 9) patches for a 3x3 conv with padding 1, stride 2."""
     n = x.shape[0]
     xp = np.pad(x[:, 0], ((0, 0), (1, 1), (1, 1)))
-    cols = np.empty((n, 8, 8, 9), dtype=x.dtype)
+    cols = np.empty((n, 4, 4, 9), dtype=x.dtype)
     for di in range(3):
         for dj in range(3):
-            cols[:, :, :, di * 3 + dj] = xp[:, di : di + 8, dj : dj + 8]
-    return cols.reshape(n, 64, 9)
+            cols[:, :, :, di * 3 + dj] = xp[:, di : di + 8 : 2, dj : dj + 8 : 2]
+    return cols.reshape(n, 16, 9)
 
 
 def _cnn_forward(p: dict[str, np.ndarray], cols: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     n = cols.shape[0]
     wc = p["conv.weight"].reshape(4, 9)
-    z = cols @ wc.T + p["conv.bias"]  # (N, 64, 4)
-    z = z.transpose(0, 2, 1).reshape(n, 4, 8, 8)
-    r = np.maximum(z, 0)
-    pooled = r.reshape(n, 4, 4, 2, 4, 2).mean(axis=(3, 5))  # (N, 4, 4, 4)
-    feat = pooled.reshape(n, 64)
+    z = cols @ wc.T + p["conv.bias"]  # (N, 16, 4)
+    z = z.transpose(0, 2, 1).reshape(n, 4, 4, 4)
+    feat = np.maximum(z, 0).reshape(n, 64)
     logits = feat @ p["fc.weight"].T + p["fc.bias"]
     return logits, {"z": z, "feat": feat}
 
@@ -245,9 +243,8 @@ def build_cnn(epochs: int = 40) -> Built:
             prob[np.arange(n), yb] -= 1
             dlog = prob / n
             grads = {"fc.weight": dlog.T @ cache["feat"], "fc.bias": dlog.sum(0)}
-            dpool = (dlog @ p["fc.weight"]).reshape(n, 4, 4, 1, 4, 1)
-            dr = np.broadcast_to(dpool / 4, (n, 4, 4, 2, 4, 2)).reshape(n, 4, 8, 8)
-            dz = (dr * (cache["z"] > 0)).reshape(n, 4, 64).transpose(0, 2, 1)  # (N, 64, 4)
+            dfeat = (dlog @ p["fc.weight"]).reshape(n, 4, 4, 4)
+            dz = (dfeat * (cache["z"] > 0)).reshape(n, 4, 16).transpose(0, 2, 1)  # (N, 16, 4)
             grads["conv.weight"] = np.einsum("npk,npc->ck", cols, dz).reshape(4, 1, 3, 3)
             grads["conv.bias"] = dz.sum(axis=(0, 1))
             step += 1
@@ -270,13 +267,10 @@ def build_cnn(epochs: int = 40) -> Built:
             name="conv",
             kernel_shape=[3, 3],
             pads=[1, 1, 1, 1],
-            strides=[1, 1],
+            strides=[2, 2],
         ),
         helper.make_node("Relu", ["conv_out"], ["conv_relu"], name="relu"),
-        helper.make_node(
-            "AveragePool", ["conv_relu"], ["pooled"], name="pool", kernel_shape=[2, 2], strides=[2, 2]
-        ),
-        helper.make_node("Flatten", ["pooled"], ["features"], name="flatten", axis=1),
+        helper.make_node("Flatten", ["conv_relu"], ["features"], name="flatten", axis=1),
         helper.make_node("Gemm", ["features", "fc.weight", "fc.bias"], ["logits"], name="fc", transB=1),
     ]
     model = _make_model(
@@ -291,7 +285,7 @@ def build_cnn(epochs: int = 40) -> Built:
     )
     idx = _pick_samples(y_te, N_SAMPLES)
     meta = {
-        "description": "Conv(1->4, 3x3)-Relu-AveragePool(2x2)-Flatten-Gemm(64->10) on 8x8 digit "
+        "description": "Conv(1->4, 3x3, stride 2, pad 1)-Relu-Flatten-Gemm(64->10) on 8x8 digit "
         "images; outputs 10 logits, one per digit.",
         "dataset": "sklearn load_digits (UCI optical digits, 8x8, 1797 images)",
         "training": f"numpy mini-batch Adam, lr {lr}, batch {batch}, {epochs} epochs, seed 0",
