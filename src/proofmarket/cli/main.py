@@ -55,7 +55,7 @@ def compile_cmd(
     = "public",
     srs: Annotated[Path | None, typer.Option("--srs", help="ceremony SRS file (default: a dev SRS, devnet only)")]
     = None,
-    max_error: Annotated[float, typer.Option(help="accuracy bound: max abs error as a share of the sample outputs' range")]
+    max_error: Annotated[float, typer.Option(help="accuracy bound: max abs error / sample outputs' range")]
     = 0.01,
     name: Annotated[str | None, typer.Option(help="a name for the model (default: the file name)")] = None,
     as_json: JsonOpt = False,
@@ -104,15 +104,19 @@ def _print_compile(model_id: str, m: dict[str, Any]) -> None:
     out.print(f"model id:   [bold]{model_id}[/]")
     out.print(f"privacy:    {m['privacy']['name']} (input {m['privacy']['input']}, params {m['privacy']['params']})")
     out.print(f"settings:   {picked}, logrows {m['logrows']}, SRS {m['srs']['kind']}")
-    out.print(f"accuracy:   max abs error {acc['max_abs_error']:.4g} (bound {acc['limit']:.4g}) on {acc['samples']} samples"
-              + ("" if acc["argmax_match"] is None else f", argmax match {acc['argmax_match']}"))
+    out.print(f"accuracy:   max abs error {acc['max_abs_error']:.4g} (bound {acc['limit']:.4g}) "
+              f"on {acc['samples']} samples" + _argmax_note(acc["argmax_match"]))
     out.print(f"verifier:   {m['verifier']['deployed_size']} bytes deployed ({m['verifier']['compiler']})")
+
+
+def _argmax_note(match: bool | None) -> str:
+    return "" if match is None else f", argmax match {match}"
 
 
 @app.command("prove")
 def prove_cmd(
     model_id: Annotated[str, typer.Argument(help="the model id printed by compile")],
-    input: Annotated[Path, typer.Option("--input", help='input JSON: {"input_data": [[...]]} or {"inputs": {"x": [...]}}')],
+    input: Annotated[Path, typer.Option("--input", help='{"input_data": [[...]]} or {"inputs": {"x": [...]}}')],
     out_path: Annotated[Path | None, typer.Option("--out", help="write the proof bundle here")] = None,
     as_json: JsonOpt = False,
     home: HomeOpt = None,
@@ -138,7 +142,8 @@ def prove_cmd(
     out.print(f"output:     {bundle['output']['values']}")
     out.print(f"bundle cid: {result.bundle_cid}" + (f" (written to {out_path})" if out_path else ""))
     out.print(f"proof:      {(len(bundle['proof']['hex']) - 2) // 2} bytes, "
-              f"prove {bundle['timings']['prove_s']:.3f} s, self-verified in {bundle['timings']['verify_s'] * 1000:.1f} ms")
+              f"prove {bundle['timings']['prove_s']:.3f} s, "
+              f"self-verified in {bundle['timings']['verify_s'] * 1000:.1f} ms")
     if result.salt:
         out.print(f"salt:       {result.salt} (keep it: it opens the input commitment)")
 

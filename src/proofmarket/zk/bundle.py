@@ -6,15 +6,16 @@ settings, vk, SRS). See ``verify_bundle``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from proofmarket.errors import BundleError
 from proofmarket.zk.manifest import InstanceLayout
 
 BUNDLE_FORMAT = "proofmarket/proof-bundle"
 BUNDLE_VERSION = 1
+HEX = r"^0x[0-9a-fA-F]*$"
 
 
 class _Strict(BaseModel):
@@ -42,20 +43,21 @@ class BundleModel(_Strict):
 class BundleInput(_Strict):
     visibility: str  # "public" | "hashed"
     values: list[list[float]] | None = None  # public inputs: one flat list per model input
-    commitment: str  # keccak256(abi.encodePacked(input instances))
+    commitment: str = Field(pattern=HEX)  # keccak256(abi.encodePacked(input instances))
 
 
 class BundleOutput(_Strict):
     values: list[list[float]]  # one flat list per model output, rescaled to floats
     shapes: list[list[int]]
-    hash: str  # keccak256(abi.encodePacked(output instances))
+    hash: str = Field(pattern=HEX)  # keccak256(abi.encodePacked(output instances))
 
 
 class BundleProof(_Strict):
     system: str = "ezkl-halo2-kzg-bn254"
-    hex: str
-    instances: list[str]  # uint256 as 0x-hex (big-endian), the order the verifier contract takes
-    evm_calldata: str  # verifyProof(bytes,uint256[]) calldata, ready for eth_call
+    hex: str = Field(pattern=HEX)
+    # uint256 as 0x-hex (big-endian), in the order the verifier contract takes them
+    instances: list[Annotated[str, Field(pattern=HEX)]]
+    evm_calldata: str = Field(pattern=HEX)  # verifyProof(bytes,uint256[]) calldata, ready for eth_call
 
 
 class ProofBundle(_Strict):

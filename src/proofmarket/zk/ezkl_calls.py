@@ -71,7 +71,7 @@ def _translate(error: type[Exception], what: str, exc: Exception) -> Exception:
         return WitnessError(
             f"{what} failed: a value fell outside the circuit's calibrated range ({text})"
         )
-    return error(f"{what} failed: {text}")  # type: ignore[call-arg]
+    return error(f"{what} failed: {text}")
 
 
 def run_args(
@@ -82,7 +82,7 @@ def run_args(
     decomp_legs: int | None = None,
     num_inner_cols: int | None = None,
 ) -> Any:
-    ra = ezkl.PyRunArgs()
+    ra: Any = ezkl.PyRunArgs()
     ra.input_visibility = input_visibility
     ra.param_visibility = param_visibility
     ra.output_visibility = "public"
@@ -147,7 +147,7 @@ def verify(proof: PathLike, settings: PathLike, vk: PathLike, srs: PathLike) -> 
     """Raise VerificationFailed (with EZKL's reason) unless the proof verifies."""
     try:
         with _quiet():
-            ok = ezkl.verify(str(proof), str(settings), str(vk), str(srs))
+            ok = ezkl.verify(str(proof), str(settings), str(vk), str(srs), False)
     except Exception as exc:
         raise VerificationFailed(f"the proof does not verify: {_reason(exc)}") from exc
     if not ok:
@@ -170,7 +170,7 @@ def create_evm_verifier(vk: PathLike, settings: PathLike, sol: PathLike, abi: Pa
     """Write the Solidity verifier. EZKL then tries to download solc, which fails offline: we only need
     the .sol file it writes before that, and compile it with solcjs ourselves."""
     async def run() -> Any:
-        return await ezkl.create_evm_verifier(str(vk), str(settings), str(sol), str(abi), str(srs))
+        return await ezkl.create_evm_verifier(str(vk), str(settings), str(sol), str(abi), str(srs), False)
 
     try:
         with _quiet():

@@ -13,6 +13,7 @@ import multiprocessing as mp
 import threading
 import time
 import traceback
+from collections.abc import Mapping
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -96,7 +97,7 @@ class ProofWorker:
             return payload
         return _rebuild(*payload)
 
-    def prove(self, paths: dict[str, Path | str], timeout_s: float | None = None) -> dict[str, Any]:
+    def prove(self, paths: Mapping[str, Path | str], timeout_s: float | None = None) -> dict[str, Any]:
         return dict(self.run("prove", {k: str(v) for k, v in paths.items()}, timeout_s))
 
     def _kill(self) -> None:

@@ -1,0 +1,170 @@
+"""The web3 connection: calls, signed transactions that wait for receipts, deployments.
+
+Every web3 / transport exception is translated here: a revert becomes ``ContractReverted`` with a
+plain sentence (custom errors decoded by name from the known ABIs), a dead or unreachable node
+becomes ``RPCUnavailable``, anything else the node refuses becomes ``ChainError``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+from web3.contract import Contract
+from web3.contract.contract import ContractConstructor, ContractFunction
+from web3.exceptions import (
+    ContractLogicError,
+    ProviderConnectionError,
+    TimeExhausted,
+    Web3Exception,
+    Web3RPCError,
+)
+from web3.providers.rpc.utils import ExceptionRetryConfiguration
+from web3.types import BlockIdentifier
+
+from proofmarket.chain.artifacts import Artifact, project_abis
+from proofmarket.chain.reverts import DecodedRevert, RevertDecoder
+from proofmarket.errors import ChainError, ContractReverted, RPCUnavailable
+
+GAS_MARGIN = 1.25  # on top of eth_estimateGas: the verifier's gas use varies with the proof
+
+
+@dataclass(frozen=True)
+class TxResult:
+    tx_hash: str
+    block_number: int
+    gas_used: int
+    receipt: Any = field(repr=False)
+
+
+class ChainClient:
+    """One RPC endpoint. Thread-safe for sending: nonces are taken under a lock."""
+
+    def __init__(self, rpc_url: str, *, timeout: float = 30.0, receipt_timeout: float = 120.0) -> None:
+        self.rpc_url = rpc_url
+        self.receipt_timeout = receipt_timeout
+        retry = ExceptionRetryConfiguration(errors=(requests.ConnectionError, requests.Timeout), retries=2)
+        provider = Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}, exception_retry_configuration=retry)
+        self.w3 = Web3(provider)
+        self.decoder = RevertDecoder(project_abis())
+        self._chain_id: int | None = None
+        self._send_lock = threading.Lock()
+
+    # --- connection ---------------------------------------------------------------------------
+    @property
+    def chain_id(self) -> int:
+        if self._chain_id is None:
+            with self.translate("read the chain id"):
+                self._chain_id = int(self.w3.eth.chain_id)
+        return self._chain_id
+
+    def block_number(self) -> int:
+        with self.translate("read the block number"):
+            return int(self.w3.eth.block_number)
+
+    def timestamp(self, block: BlockIdentifier = "latest") -> int:
+        with self.translate("read a block"):
+            return int(self.w3.eth.get_block(block)["timestamp"])
+
+    def code_at(self, address: str) -> bytes:
+        with self.translate("read contract code"):
+            return bytes(self.w3.eth.get_code(Web3.to_checksum_address(address)))
+
+    def rpc(self, method: str, params: list[Any]) -> Any:
+        """A raw JSON-RPC call (for anvil's evm_* methods)."""
+        with self.translate(method):
+            response = self.w3.provider.make_request(method, params)  # type: ignore[arg-type]
+        if "error" in response:
+            raise ChainError(f"{method} failed: {response['error']}", method=method)
+        return response.get("result")
+
+    # --- contracts ----------------------------------------------------------------------------
+    def contract(self, address: str, abi: list[dict[str, Any]]) -> Contract:
+        self.decoder.add_abi(abi)
+        return self.w3.eth.contract(address=Web3.to_checksum_address(address), abi=abi)
+
+    def call(self, fn: ContractFunction, *, sender: str | None = None) -> Any:
+        with self.translate(fn.fn_name):
+            return fn.call({"from": sender} if sender else {})
+
+    def transact(self, fn: ContractFunction, sender: LocalAccount, *, gas: int | None = None) -> TxResult:
+        return self._transact(fn, sender, gas, fn.fn_name)
+
+    def deploy(self, artifact: Artifact, sender: LocalAccount, *args: Any) -> tuple[str, TxResult]:
+        """Deploy ``artifact`` with constructor ``args``; return (address, tx)."""
+        self.decoder.add_abi(artifact.abi)
+        factory = self.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+        result = self._transact(factory.constructor(*args), sender, None, f"deploy {artifact.name}")
+        address = result.receipt["contractAddress"]
+        if not address:
+            raise ChainError(f"deploying {artifact.name} created no contract", tx=result.tx_hash)
+        return Web3.to_checksum_address(address), result
+
+    # --- internals ----------------------------------------------------------------------------
+    def _transact(
+        self, fn: ContractFunction | ContractConstructor, sender: LocalAccount, gas: int | None, action: str
+    ) -> TxResult:
+        with self._send_lock, self.translate(action):
+            params: dict[str, Any] = {
+                "from": sender.address,
+                "chainId": self.chain_id,
+                "nonce": self.w3.eth.get_transaction_count(sender.address, "pending"),
+            }
+            if gas is not None:
+                params["gas"] = gas
+            tx = dict(fn.build_transaction(params))  # type: ignore[arg-type]
+            if gas is None:
+                tx["gas"] = int(tx["gas"] * GAS_MARGIN)
+            signed = sender.sign_transaction(tx)
+            tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+            receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self.receipt_timeout)
+        result = TxResult("0x" + bytes(tx_hash).hex(), int(receipt["blockNumber"]), int(receipt["gasUsed"]), receipt)
+        if receipt["status"] != 1:
+            self._explain_failed(tx, result, action)
+        return result
+
+    def _explain_failed(self, tx: dict[str, Any], result: TxResult, action: str) -> None:
+        """Replay a mined, failed transaction as a call on the parent block to learn why."""
+        call = {k: tx[k] for k in ("from", "to", "data", "value", "gas") if k in tx}
+        with self.translate(action):
+            self.w3.eth.call(call, block_identifier=result.block_number - 1)  # type: ignore[arg-type]
+        raise ContractReverted(
+            f"{action} failed in transaction {result.tx_hash} (out of gas at {tx.get('gas')}?)",
+            tx=result.tx_hash,
+            action=action,
+        )
+
+    def decode_revert(self, exc: ContractLogicError) -> DecodedRevert:
+        data = exc.data if isinstance(exc.data, str) else None
+        if data and data.startswith("0x"):
+            return self.decoder.decode(bytes.fromhex(data[2:]))
+        reason = (exc.message or str(exc)).removeprefix("execution reverted: ").removeprefix("execution reverted")
+        return DecodedRevert("Error", {"reason": reason}, f"the contract reverted: {reason or 'no reason'}")
+
+    @contextmanager
+    def translate(self, action: str) -> Iterator[None]:
+        """Map web3 / transport exceptions raised inside the block to the proofmarket tree."""
+        try:
+            yield
+        except ContractLogicError as exc:
+            decoded = self.decode_revert(exc)
+            raise ContractReverted(
+                f"{action} was refused: {decoded.sentence}",
+                action=action,
+                error=decoded.name,
+                args={k: str(v) for k, v in decoded.args.items()},
+            ) from exc
+        except (requests.ConnectionError, requests.Timeout, ProviderConnectionError, ConnectionError) as exc:
+            raise RPCUnavailable(f"cannot reach the chain node at {self.rpc_url} ({action})", url=self.rpc_url) from exc
+        except TimeExhausted as exc:
+            raise RPCUnavailable(f"{action}: no receipt from {self.rpc_url} in time", url=self.rpc_url) from exc
+        except Web3RPCError as exc:
+            raise ChainError(f"{action}: the node refused it: {exc}", action=action) from exc
+        except Web3Exception as exc:
+            raise ChainError(f"{action} failed: {exc}", action=action) from exc

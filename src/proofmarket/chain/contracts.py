@@ -1,0 +1,129 @@
+"""Typed wrappers over the deployed contracts: methods named like the contract functions, taking and
+returning plain Python values. Transactions take the sending ``LocalAccount`` as ``sender``.
+The market wrapper lives in ``market.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from web3.contract import Contract
+from web3.logs import DISCARD
+
+from proofmarket.chain.artifacts import Artifact, load_artifact
+from proofmarket.chain.client import ChainClient, TxResult
+from proofmarket.chain.eip3009 import SignedAuthorization, TokenDomain
+from proofmarket.chain.types import ModelSpec, RegisteredModel
+
+
+class BoundContract:
+    """A contract at an address, with the client that talks to it."""
+
+    artifact_name = ""
+
+    def __init__(self, client: ChainClient, address: str, artifact: Artifact | None = None) -> None:
+        self.client = client
+        self.artifact = artifact or load_artifact(self.artifact_name)
+        self.contract: Contract = client.contract(address, self.artifact.abi)
+        self.address: str = self.contract.address
+
+    def _call(self, name: str, *args: Any) -> Any:
+        return self.client.call(self.contract.functions[name](*args))
+
+    def _send(self, name: str, sender: LocalAccount, *args: Any, gas: int | None = None) -> TxResult:
+        return self.client.transact(self.contract.functions[name](*args), sender, gas=gas)
+
+    def decode_events(self, tx: TxResult, name: str) -> list[dict[str, Any]]:
+        event = self.contract.events[name]()
+        return [
+            dict(e["args"]) for e in event.process_receipt(tx.receipt, errors=DISCARD) if e["address"] == self.address
+        ]
+
+    def owner(self) -> str:
+        return str(self._call("owner"))
+
+
+class UsdcToken(BoundContract):
+    """USDC or the devnet TestUSDC: ERC-20 + EIP-3009. ``mint`` exists on TestUSDC only."""
+
+    artifact_name = "TestUSDC"
+
+    def name(self) -> str:
+        return str(self._call("name"))
+
+    def version(self) -> str:
+        return str(self._call("version"))
+
+    def decimals(self) -> int:
+        return int(self._call("decimals"))
+
+    def balance_of(self, account: str) -> int:
+        return int(self._call("balanceOf", account))
+
+    def allowance(self, owner: str, spender: str) -> int:
+        return int(self._call("allowance", owner, spender))
+
+    def total_supply(self) -> int:
+        return int(self._call("totalSupply"))
+
+    def authorization_state(self, authorizer: str, nonce: bytes) -> bool:
+        return bool(self._call("authorizationState", authorizer, nonce))
+
+    def domain(self) -> TokenDomain:
+        return TokenDomain(self.name(), self.version(), self.client.chain_id, self.address)
+
+    def approve(self, spender: str, amount: int, sender: LocalAccount) -> TxResult:
+        return self._send("approve", sender, spender, amount)
+
+    def transfer(self, to: str, amount: int, sender: LocalAccount) -> TxResult:
+        return self._send("transfer", sender, to, amount)
+
+    def mint(self, to: str, amount: int, sender: LocalAccount) -> TxResult:
+        return self._send("mint", sender, to, amount)
+
+    def transfer_with_authorization(self, auth: SignedAuthorization, sender: LocalAccount) -> TxResult:
+        return self._send_authorization("transferWithAuthorization", auth, sender)
+
+    def receive_with_authorization(self, auth: SignedAuthorization, sender: LocalAccount) -> TxResult:
+        return self._send_authorization("receiveWithAuthorization", auth, sender)
+
+    def _send_authorization(self, name: str, auth: SignedAuthorization, sender: LocalAccount) -> TxResult:
+        fn = self.contract.get_function_by_signature(
+            f"{name}(address,address,uint256,uint256,uint256,bytes32,uint8,bytes32,bytes32)"
+        )
+        call = fn(
+            auth.from_address,
+            auth.to,
+            auth.value,
+            auth.valid_after,
+            auth.valid_before,
+            auth.nonce,
+            auth.sig.v,
+            auth.sig.r,
+            auth.sig.s,
+        )
+        return self.client.transact(call, sender)
+
+
+class ModelRegistry(BoundContract):
+    artifact_name = "ModelRegistry"
+
+    def register(self, model_key: bytes, spec: ModelSpec, sender: LocalAccount) -> TxResult:
+        return self._send("register", sender, model_key, spec.as_tuple())
+
+    def update_price(self, model_key: bytes, price: int, sender: LocalAccount) -> TxResult:
+        return self._send("updatePrice", sender, model_key, price)
+
+    def update_metadata(self, model_key: bytes, metadata_cid: str, sender: LocalAccount) -> TxResult:
+        return self._send("updateMetadata", sender, model_key, metadata_cid)
+
+    def set_active(self, model_key: bytes, active: bool, sender: LocalAccount) -> TxResult:
+        return self._send("setActive", sender, model_key, active)
+
+    def exists(self, model_key: bytes) -> bool:
+        return bool(self._call("exists", model_key))
+
+    def get_model(self, model_key: bytes) -> RegisteredModel:
+        owner, active, spec = self._call("getModel", model_key)
+        return RegisteredModel(bytes(model_key), str(owner), bool(active), ModelSpec.from_tuple(spec))

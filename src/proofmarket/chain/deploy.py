@@ -1,0 +1,170 @@
+"""Idempotent deployment of the market contracts, recorded in a deployment JSON file.
+
+``deploy(client, deployer, path)`` deploys TestUSDC (devnet only, unless an existing token address is
+given), ModelRegistry and InferenceMarket, mints test USDC, and writes
+``{"chainId", "deployer", "contracts": {name: {"address", "block"}}, ...}`` to ``path``. When ``path``
+already describes this chain and every contract has code there, nothing is sent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from proofmarket.chain.artifacts import load_artifact
+from proofmarket.chain.client import ChainClient
+from proofmarket.chain.contracts import ModelRegistry, UsdcToken
+from proofmarket.chain.devkeys import ANVIL_DEV_KEYS, require_devnet
+from proofmarket.chain.market import InferenceMarket
+from proofmarket.errors import ChainError
+
+USDC_UNIT = 10**6
+FORMAT = "proofmarket/deployment"
+
+
+@dataclass(frozen=True)
+class MarketConfig:
+    platform_fee_bps: int = 250
+    slash_bps: int = 1_000
+    min_stake: int = 100 * USDC_UNIT
+    unstake_delay: int = 24 * 3600
+
+
+@dataclass(frozen=True)
+class Deployed:
+    address: str
+    block: int
+
+
+@dataclass(frozen=True)
+class Deployment:
+    chain_id: int
+    deployer: str
+    contracts: dict[str, Deployed]
+    test_usdc: bool
+    config: MarketConfig = field(default_factory=MarketConfig)
+
+    @property
+    def usdc(self) -> str:
+        return self.contracts["USDC"].address
+
+    @property
+    def registry(self) -> str:
+        return self.contracts["ModelRegistry"].address
+
+    @property
+    def market(self) -> str:
+        return self.contracts["InferenceMarket"].address
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "chainId": self.chain_id,
+            "deployer": self.deployer,
+            "testUsdc": self.test_usdc,
+            "contracts": {k: asdict(v) for k, v in self.contracts.items()},
+            "config": asdict(self.config),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Deployment:
+        contracts = {k: Deployed(v["address"], int(v["block"])) for k, v in data["contracts"].items()}
+        return cls(
+            int(data["chainId"]),
+            data["deployer"],
+            contracts,
+            bool(data["testUsdc"]),
+            MarketConfig(**data.get("config", {})),
+        )
+
+    def bind(self, client: ChainClient) -> tuple[UsdcToken, ModelRegistry, InferenceMarket]:
+        return (
+            UsdcToken(client, self.usdc),
+            ModelRegistry(client, self.registry),
+            InferenceMarket(client, self.market),
+        )
+
+
+def load_deployment(path: Path) -> Deployment | None:
+    if not Path(path).exists():
+        return None
+    try:
+        return Deployment.from_json(json.loads(Path(path).read_text()))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ChainError(f"deployment file {path} is not valid: {exc}", path=str(path)) from exc
+
+
+def is_live(client: ChainClient, deployment: Deployment) -> bool:
+    """True when the deployment is for this chain and all its contracts have code."""
+    if deployment.chain_id != client.chain_id:
+        return False
+    return all(client.code_at(c.address) for c in deployment.contracts.values())
+
+
+def deploy(
+    client: ChainClient,
+    deployer: LocalAccount,
+    path: Path,
+    *,
+    usdc: str | None = None,
+    config: MarketConfig | None = None,
+    mint_to: Sequence[str] | None = None,
+    mint_amount: int = 100_000 * USDC_UNIT,
+) -> Deployment:
+    """Deploy unless ``path`` already holds a live deployment; return the deployment either way.
+
+    ``usdc=None`` deploys TestUSDC (devnet only) and mints ``mint_amount`` to ``mint_to`` (default:
+    the ten anvil dev accounts). Pass a token address to use an existing USDC instead.
+    """
+    existing = load_deployment(path)
+    if existing is not None and is_live(client, existing):
+        return existing
+    config = config or MarketConfig()
+    contracts: dict[str, Deployed] = {}
+    if usdc is None:
+        require_devnet(client.chain_id, "TestUSDC")
+        usdc_address, tx = client.deploy(load_artifact("TestUSDC"), deployer, deployer.address)
+        contracts["USDC"] = Deployed(usdc_address, tx.block_number)
+        _mint(client, usdc_address, deployer, mint_to, mint_amount)
+    else:
+        contracts["USDC"] = Deployed(client.w3.to_checksum_address(usdc), 0)
+    registry, tx = client.deploy(load_artifact("ModelRegistry"), deployer)
+    contracts["ModelRegistry"] = Deployed(registry, tx.block_number)
+    market, tx = client.deploy(
+        load_artifact("InferenceMarket"),
+        deployer,
+        contracts["USDC"].address,
+        registry,
+        deployer.address,
+        config.platform_fee_bps,
+        config.slash_bps,
+        config.min_stake,
+        config.unstake_delay,
+    )
+    contracts["InferenceMarket"] = Deployed(market, tx.block_number)
+    deployment = Deployment(client.chain_id, deployer.address, contracts, usdc is None, config)
+    _write(path, deployment)
+    return deployment
+
+
+def _mint(client: ChainClient, token: str, deployer: LocalAccount, to: Sequence[str] | None, amount: int) -> None:
+    if to is None:
+        to = [Account.from_key(key).address for key in ANVIL_DEV_KEYS]
+    usdc = UsdcToken(client, token)
+    for address in to:
+        usdc.mint(address, amount, deployer)
+
+
+def _write(path: Path, deployment: Deployment) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(deployment.to_json(), indent=2) + "\n")
+    os.replace(tmp, path)

@@ -1,0 +1,194 @@
+"""The local devnet: an anvil process on a free port, its state persisted in the data folder.
+
+``Devnet(data_dir)`` starts anvil with ``--state data_dir/anvil-state.json`` (loaded if present,
+dumped on a clean stop and every ``state_interval`` seconds), waits until the RPC answers, and stops
+it with SIGTERM (then SIGKILL). Use it as a context manager.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+
+from proofmarket.chain.client import ChainClient
+from proofmarket.chain.devkeys import DEVNET_CHAIN_ID, require_devnet
+from proofmarket.errors import RPCUnavailable
+
+_REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+def find_anvil() -> Path:
+    """``PROOFMARKET_ANVIL``, else the anvil binary from node_modules (cwd or repo), else PATH."""
+    env = os.environ.get("PROOFMARKET_ANVIL")
+    if env:
+        if not Path(env).is_file():
+            raise RPCUnavailable(f"PROOFMARKET_ANVIL={env} is not a file")
+        return Path(env)
+    for root in (Path.cwd(), _REPO_ROOT):
+        modules = root / "node_modules" / "@foundry-rs"
+        native = sorted(modules.glob("anvil-*/bin/anvil"))  # the platform package, no node wrapper
+        wrapper = root / "node_modules" / ".bin" / "anvil"
+        for candidate in (*native, wrapper):
+            if candidate.is_file() and os.access(candidate, os.X_OK):
+                return candidate
+    on_path = shutil.which("anvil")
+    if on_path:
+        return Path(on_path)
+    raise RPCUnavailable(
+        "anvil was not found: run 'make setup' (npm ci installs @foundry-rs/anvil) or set PROOFMARKET_ANVIL"
+    )
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class Devnet:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        anvil: Path | None = None,
+        state_interval: int = 5,
+        startup_timeout: float = 30.0,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.host = host
+        self.port = port or free_port(host)
+        self.anvil = anvil
+        self.state_interval = state_interval
+        self.startup_timeout = startup_timeout
+        self.extra_args = extra_args
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def rpc_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def state_file(self) -> Path:
+        return self.data_dir / "anvil-state.json"
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / "anvil.log"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def client(self) -> ChainClient:
+        return ChainClient(self.rpc_url)
+
+    def start(self) -> Devnet:
+        if self.running:
+            return self
+        binary = self.anvil or find_anvil()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        args = [
+            str(binary),
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--chain-id",
+            str(DEVNET_CHAIN_ID),
+            "--state",
+            str(self.state_file),
+            "--state-interval",
+            str(self.state_interval),
+            *self.extra_args,
+        ]
+        with self.log_file.open("ab") as log:
+            try:
+                self._proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            except OSError as exc:
+                raise RPCUnavailable(f"cannot start anvil ({binary}): {exc}", anvil=str(binary)) from exc
+        self._wait_ready()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM (anvil dumps its state), SIGKILL if it has not exited after ``timeout`` seconds."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        self._signal(proc, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._signal(proc, signal.SIGKILL)
+            proc.wait(timeout)
+
+    def __enter__(self) -> Devnet:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @staticmethod
+    def _signal(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)  # our own session: the node wrapper and its anvil child, if any
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self._proc is not None and self._proc.poll() is not None:
+                code, self._proc = self._proc.returncode, None
+                raise RPCUnavailable(
+                    f"anvil exited with code {code} at start: {self._log_tail()}", log=str(self.log_file)
+                )
+            if self._answers():
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise RPCUnavailable(
+            f"anvil did not answer on {self.rpc_url} within {self.startup_timeout:.0f} s: {self._log_tail()}",
+            log=str(self.log_file),
+        )
+
+    def _answers(self) -> bool:
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}).encode()
+        request = urllib.request.Request(self.rpc_url, body, {"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=1) as response:
+                return "result" in json.loads(response.read())
+        except (OSError, ValueError, urllib.error.URLError):
+            return False
+
+    def _log_tail(self, lines: int = 5) -> str:
+        try:
+            return " | ".join(self.log_file.read_text(errors="replace").strip().splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def advance_time(client: ChainClient, seconds: int) -> int:
+    """Devnet only: move chain time forward and mine a block; return the new block timestamp."""
+    require_devnet(client.chain_id, "evm_increaseTime")
+    client.rpc("evm_increaseTime", [seconds])
+    client.rpc("evm_mine", [])
+    return client.timestamp()
+
+
+def mine(client: ChainClient, blocks: int = 1) -> None:
+    """Devnet only: mine ``blocks`` empty blocks."""
+    require_devnet(client.chain_id, "anvil_mine")
+    client.rpc("anvil_mine", [hex(blocks)])

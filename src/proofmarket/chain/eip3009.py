@@ -1,0 +1,134 @@
+"""EIP-3009 authorizations (USDC v2 and TestUSDC), signed with eth-account typed data."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from eth_account.signers.local import LocalAccount
+from eth_utils import to_checksum_address
+
+_AUTH_FIELDS = [
+    {"name": "from", "type": "address"},
+    {"name": "to", "type": "address"},
+    {"name": "value", "type": "uint256"},
+    {"name": "validAfter", "type": "uint256"},
+    {"name": "validBefore", "type": "uint256"},
+    {"name": "nonce", "type": "bytes32"},
+]
+_CANCEL_FIELDS = [{"name": "authorizer", "type": "address"}, {"name": "nonce", "type": "bytes32"}]
+
+
+@dataclass(frozen=True)
+class TokenDomain:
+    """The token's EIP-712 domain (USDC: name "USD Coin", version "2")."""
+
+    name: str
+    version: str
+    chain_id: int
+    address: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "chainId": self.chain_id,
+            "verifyingContract": to_checksum_address(self.address),
+        }
+
+
+@dataclass(frozen=True)
+class Signature:
+    v: int
+    r: bytes
+    s: bytes
+    signature: bytes
+
+
+@dataclass(frozen=True)
+class SignedAuthorization:
+    kind: str  # "TransferWithAuthorization" | "ReceiveWithAuthorization"
+    from_address: str
+    to: str
+    value: int
+    valid_after: int
+    valid_before: int
+    nonce: bytes
+    sig: Signature
+
+
+def random_nonce() -> bytes:
+    return os.urandom(32)
+
+
+def _sign(
+    account: LocalAccount,
+    domain: TokenDomain,
+    primary: str,
+    fields: list[dict[str, str]],
+    message: dict[str, object],
+) -> Signature:
+    signed = account.sign_typed_data(domain.as_dict(), {primary: fields}, message)
+    return Signature(signed.v, signed.r.to_bytes(32, "big"), signed.s.to_bytes(32, "big"), bytes(signed.signature))
+
+
+def _sign_authorization(
+    kind: str,
+    account: LocalAccount,
+    domain: TokenDomain,
+    to: str,
+    value: int,
+    valid_after: int,
+    valid_before: int,
+    nonce: bytes | None,
+) -> SignedAuthorization:
+    nonce = nonce if nonce is not None else random_nonce()
+    if len(nonce) != 32:
+        raise ValueError("an EIP-3009 nonce is 32 bytes")
+    message: dict[str, object] = {
+        "from": account.address,
+        "to": to_checksum_address(to),
+        "value": value,
+        "validAfter": valid_after,
+        "validBefore": valid_before,
+        "nonce": nonce,
+    }
+    sig = _sign(account, domain, kind, _AUTH_FIELDS, message)
+    return SignedAuthorization(
+        kind, account.address, to_checksum_address(to), value, valid_after, valid_before, nonce, sig
+    )
+
+
+def sign_transfer_authorization(
+    account: LocalAccount,
+    domain: TokenDomain,
+    *,
+    to: str,
+    value: int,
+    valid_after: int,
+    valid_before: int,
+    nonce: bytes | None = None,
+) -> SignedAuthorization:
+    """Anyone holding it may submit it: fine for x402 payments to a known payee."""
+    return _sign_authorization(
+        "TransferWithAuthorization", account, domain, to, value, valid_after, valid_before, nonce
+    )
+
+
+def sign_receive_authorization(
+    account: LocalAccount,
+    domain: TokenDomain,
+    *,
+    to: str,
+    value: int,
+    valid_after: int,
+    valid_before: int,
+    nonce: bytes | None = None,
+) -> SignedAuthorization:
+    """Only the payee ``to`` may submit it (the escrow path): it cannot be front-run into a transfer."""
+    return _sign_authorization("ReceiveWithAuthorization", account, domain, to, value, valid_after, valid_before, nonce)
+
+
+def sign_cancel_authorization(account: LocalAccount, domain: TokenDomain, nonce: bytes) -> Signature:
+    message: dict[str, object] = {"authorizer": account.address, "nonce": nonce}
+    return _sign(account, domain, "CancelAuthorization", _CANCEL_FIELDS, message)

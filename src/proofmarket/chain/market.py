@@ -1,0 +1,231 @@
+"""Typed wrapper of the InferenceMarket escrow (see contracts/InferenceMarket.sol for the rules)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+
+from proofmarket.chain.client import TxResult
+from proofmarket.chain.commitments import authorization_nonce
+from proofmarket.chain.contracts import BoundContract, ModelRegistry, UsdcToken
+from proofmarket.chain.eip3009 import SignedAuthorization, sign_receive_authorization
+from proofmarket.chain.types import (
+    ZERO_ADDRESS,
+    InferenceRequest,
+    ProverInfo,
+    RequestStatus,
+    RequestSubmitted,
+    Settlement,
+)
+from proofmarket.errors import ChainError
+
+ZERO_HASH = bytes(32)
+
+
+class InferenceMarket(BoundContract):
+    artifact_name = "InferenceMarket"
+
+    # --- linked contracts ---------------------------------------------------------------------
+    def usdc(self) -> UsdcToken:
+        return UsdcToken(self.client, str(self._call("usdc")))
+
+    def registry(self) -> ModelRegistry:
+        return ModelRegistry(self.client, str(self._call("registry")))
+
+    # --- consumers ----------------------------------------------------------------------------
+    def request_inference(
+        self, model_key: bytes, input_commitment: bytes, deadline: int, sender: LocalAccount
+    ) -> RequestSubmitted:
+        """Escrow the model's price; the sender must have approved the market for it."""
+        tx = self._send("requestInference", sender, model_key, input_commitment, deadline)
+        return self._submitted(tx)
+
+    def sign_request_authorization(
+        self,
+        consumer: LocalAccount,
+        model_key: bytes,
+        input_commitment: bytes,
+        deadline: int,
+        *,
+        valid_after: int = 0,
+        valid_before: int | None = None,
+        salt: bytes | None = None,
+    ) -> tuple[SignedAuthorization, bytes]:
+        """The consumer's ReceiveWithAuthorization for this request; returns (authorization, salt)."""
+        salt = salt if salt is not None else os.urandom(32)
+        price = self.registry().get_model(model_key).spec.price
+        nonce = authorization_nonce(model_key, input_commitment, deadline, salt)
+        auth = sign_receive_authorization(
+            consumer,
+            self.usdc().domain(),
+            to=self.address,
+            value=price,
+            valid_after=valid_after,
+            valid_before=valid_before if valid_before is not None else deadline,
+            nonce=nonce,
+        )
+        return auth, salt
+
+    def request_inference_with_authorization(
+        self,
+        model_key: bytes,
+        input_commitment: bytes,
+        deadline: int,
+        auth: SignedAuthorization,
+        salt: bytes,
+        sender: LocalAccount,
+    ) -> RequestSubmitted:
+        """Submit a consumer's signed authorization (``sender`` may be a relayer)."""
+        packed = (auth.valid_after, auth.valid_before, salt, auth.sig.v, auth.sig.r, auth.sig.s)
+        tx = self._send(
+            "requestInferenceWithAuthorization",
+            sender,
+            auth.from_address,
+            model_key,
+            input_commitment,
+            deadline,
+            packed,
+        )
+        return self._submitted(tx)
+
+    def refund(self, request_id: int, sender: LocalAccount) -> TxResult:
+        return self._send("refund", sender, request_id)
+
+    # --- provers ------------------------------------------------------------------------------
+    def accept_request(self, request_id: int, sender: LocalAccount) -> TxResult:
+        return self._send("acceptRequest", sender, request_id)
+
+    def fulfill(
+        self,
+        request_id: int,
+        proof: bytes,
+        instances: Sequence[int],
+        sender: LocalAccount,
+        *,
+        gas: int | None = None,
+    ) -> Settlement:
+        tx = self._send("fulfill", sender, request_id, proof, list(instances), gas=gas)
+        for args in self.decode_events(tx, "RequestFulfilled"):
+            return Settlement(
+                request_id,
+                RequestStatus.FULFILLED,
+                args["prover"],
+                tx,
+                output_hash=bytes(args["outputHash"]),
+                outputs=list(args["outputs"]),
+                owner_amount=args["ownerAmount"],
+                prover_amount=args["proverAmount"],
+                platform_fee=args["platformFee"],
+            )
+        for args in self.decode_events(tx, "ProofRejected"):
+            return Settlement(
+                request_id,
+                RequestStatus.REJECTED,
+                args["prover"],
+                tx,
+                refunded=args["refunded"],
+                slashed=args["slashed"],
+            )
+        raise ChainError(f"fulfil of request {request_id} emitted no settlement event", tx=tx.tx_hash)
+
+    def stake(self, amount: int, sender: LocalAccount) -> TxResult:
+        return self._send("stake", sender, amount)
+
+    def request_unstake(self, amount: int, sender: LocalAccount) -> TxResult:
+        return self._send("requestUnstake", sender, amount)
+
+    def unstake(self, sender: LocalAccount) -> TxResult:
+        return self._send("unstake", sender)
+
+    # --- admin --------------------------------------------------------------------------------
+    def pause(self, sender: LocalAccount) -> TxResult:
+        return self._send("pause", sender)
+
+    def unpause(self, sender: LocalAccount) -> TxResult:
+        return self._send("unpause", sender)
+
+    def set_prover_authorized(self, prover: str, authorized: bool, sender: LocalAccount) -> TxResult:
+        return self._send("setProverAuthorized", sender, prover, authorized)
+
+    def set_platform_fee(self, bps: int, sender: LocalAccount) -> TxResult:
+        return self._send("setPlatformFee", sender, bps)
+
+    def set_slash_bps(self, bps: int, sender: LocalAccount) -> TxResult:
+        return self._send("setSlashBps", sender, bps)
+
+    def set_min_stake(self, amount: int, sender: LocalAccount) -> TxResult:
+        return self._send("setMinStake", sender, amount)
+
+    def set_unstake_delay(self, seconds: int, sender: LocalAccount) -> TxResult:
+        return self._send("setUnstakeDelay", sender, seconds)
+
+    def withdraw_platform(self, to: str, amount: int, sender: LocalAccount) -> TxResult:
+        return self._send("withdrawPlatform", sender, to, amount)
+
+    # --- views --------------------------------------------------------------------------------
+    def get_request(self, request_id: int) -> InferenceRequest:
+        consumer, deadline, fee, status, prover, amount, model, commitment, output = self._call(
+            "getRequest", request_id
+        )
+        return InferenceRequest(
+            request_id,
+            str(consumer),
+            int(deadline),
+            int(fee),
+            RequestStatus(status),
+            None if prover == ZERO_ADDRESS else str(prover),
+            int(amount),
+            bytes(model),
+            bytes(commitment),
+            None if bytes(output) == ZERO_HASH else bytes(output),
+        )
+
+    def get_prover(self, prover: str) -> ProverInfo:
+        stake, pending, unlock_at, authorized, fulfilled, failed, expired = self._call("getProver", prover)
+        return ProverInfo(
+            prover,
+            int(stake),
+            int(pending),
+            int(unlock_at),
+            bool(authorized),
+            int(fulfilled),
+            int(failed),
+            int(expired),
+        )
+
+    def is_eligible(self, prover: str) -> bool:
+        return bool(self._call("isEligible", prover))
+
+    def paused(self) -> bool:
+        return bool(self._call("paused"))
+
+    def platform_fee_bps(self) -> int:
+        return int(self._call("platformFeeBps"))
+
+    def slash_bps(self) -> int:
+        return int(self._call("slashBps"))
+
+    def min_stake(self) -> int:
+        return int(self._call("minStake"))
+
+    def unstake_delay(self) -> int:
+        return int(self._call("unstakeDelay"))
+
+    def platform_balance(self) -> int:
+        return int(self._call("platformBalance"))
+
+    def request_count(self) -> int:
+        return int(self._call("requestCount"))
+
+    def instances_hash(self, instances: Sequence[int]) -> bytes:
+        return bytes(self._call("instancesHash", list(instances)))
+
+    def _submitted(self, tx: TxResult) -> RequestSubmitted:
+        created: list[dict[str, Any]] = self.decode_events(tx, "RequestCreated")
+        if not created:
+            raise ChainError("the request transaction emitted no RequestCreated event", tx=tx.tx_hash)
+        args = created[0]
+        return RequestSubmitted(int(args["requestId"]), int(args["amount"]), int(args["deadline"]), tx)

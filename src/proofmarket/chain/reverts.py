@@ -1,0 +1,124 @@
+"""Turn revert data into a plain sentence, decoding custom errors by name from contract ABIs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from eth_abi import decode
+from eth_abi.exceptions import DecodingError
+from eth_utils import keccak, to_checksum_address
+
+REQUEST_STATUS = ("None", "Open", "Accepted", "Fulfilled", "Rejected", "Refunded")
+_PANICS = {
+    0x01: "assertion failed",
+    0x11: "arithmetic overflow or underflow",
+    0x12: "division by zero",
+    0x21: "invalid enum value",
+    0x32: "array index out of bounds",
+    0x41: "out of memory",
+}
+
+# Plain sentences for the errors a user meets; other errors print as Name(arg=value, ...).
+_SENTENCES = {
+    "ModelInactive": "model {modelId} is not active",
+    "UnknownModel": "model {modelId} is not registered",
+    "ModelAlreadyRegistered": "model {modelId} is already registered",
+    "NotModelOwner": "{caller} does not own model {modelId}",
+    "VerifierHasNoCode": "there is no contract at the verifier address {verifier}",
+    "OwnerShareTooHigh": "the owner share {ownerShareBps} bps is above the maximum of {maxBps} bps",
+    "ZeroPrice": "the price must be above zero",
+    "InvalidDeadline": "the deadline {deadline} is not in the next 30 days (chain time {nowTs})",
+    "UnknownRequest": "request {requestId} does not exist",
+    "RequestNotPending": "request {requestId} is already settled (status {status})",
+    "RequestNotOpen": "request {requestId} was already accepted or settled (status {status})",
+    "RequestExpired": "request {requestId} expired at {deadline}",
+    "DeadlineNotReached": "request {requestId} can be refunded only after its deadline {deadline}",
+    "NotConsumer": "{caller} is not the consumer of request {requestId}",
+    "NotAssignedProver": "request {requestId} was accepted by another prover ({assigned})",
+    "ProverNotAuthorized": "{prover} is not an authorised prover",
+    "InsufficientStake": "prover {prover} has {stake} staked, below the minimum of {minStake}",
+    "TooFewInstances": "the proof has {given} public instances, at least {needed} are needed",
+    "InputCommitmentMismatch": "the proof is for another input: its input instances hash to {actual}, "
+    "the request committed to {expected}",
+    "ParamsCommitmentMismatch": "the proof is for another model: its params commitment is {actual}, "
+    "the model registered {expected}",
+    "VerifierOutOfGas": "the verifier ran out of gas: raise the gas limit",
+    "FeeTooHigh": "the platform fee {bps} bps is above the maximum of {maxBps} bps",
+    "SlashTooHigh": "the slash share {bps} bps is above 100%",
+    "InsufficientBalance": "only {available} is available, {requested} was asked for",
+    "UnstakeLocked": "the unstaked amount unlocks at {unlockAt}",
+    "ZeroAmount": "the amount must be above zero",
+    "EnforcedPause": "the market is paused",
+    "OwnableUnauthorizedAccount": "{account} is not the contract owner",
+    "ERC20InsufficientBalance": "{sender} holds {balance} USDC units, {needed} are needed",
+    "ERC20InsufficientAllowance": "the allowance to {spender} is {allowance} USDC units, {needed} are needed",
+    "ERC3009UsedAuthorization": "the payment authorization {nonce} of {authorizer} was already used or canceled",
+    "ERC3009InvalidSignature": "the payment authorization signature is invalid",
+    "ERC3009InvalidAuthorizationTime": "the payment authorization is not valid now "
+    "(valid after {validAfter}, before {validBefore})",
+}
+
+
+@dataclass(frozen=True)
+class DecodedRevert:
+    name: str
+    args: dict[str, Any] = field(default_factory=dict)
+    sentence: str = ""
+
+
+def _fmt(abi_type: str, value: Any) -> Any:
+    if abi_type == "address":
+        return to_checksum_address(value)
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    return value
+
+
+class RevertDecoder:
+    """Knows the custom errors of a set of ABIs, keyed by 4-byte selector."""
+
+    def __init__(self, abis: Iterable[list[dict[str, Any]]] = ()) -> None:
+        self._errors: dict[bytes, tuple[str, list[str], list[str]]] = {}
+        for abi in abis:
+            self.add_abi(abi)
+
+    def add_abi(self, abi: list[dict[str, Any]]) -> None:
+        for item in abi:
+            if item.get("type") != "error":
+                continue
+            types = [inp["type"] for inp in item.get("inputs", [])]
+            names = [inp.get("name") or f"arg{i}" for i, inp in enumerate(item.get("inputs", []))]
+            selector = keccak(text=f"{item['name']}({','.join(types)})")[:4]
+            self._errors[selector] = (item["name"], names, types)
+
+    def decode(self, data: bytes) -> DecodedRevert:
+        if len(data) < 4:
+            return DecodedRevert("Revert", {}, "the contract reverted without a reason")
+        selector, body = data[:4], data[4:]
+        try:
+            if selector == keccak(text="Error(string)")[:4]:
+                (reason,) = decode(["string"], body)
+                return DecodedRevert("Error", {"reason": reason}, f"the contract reverted: {reason}")
+            if selector == keccak(text="Panic(uint256)")[:4]:
+                (code,) = decode(["uint256"], body)
+                return DecodedRevert("Panic", {"code": code}, f"the contract panicked: {_PANICS.get(code, code)}")
+            if selector in self._errors:
+                name, names, types = self._errors[selector]
+                values = decode(types, body)
+                args = {n: _fmt(t, v) for n, t, v in zip(names, types, values, strict=True)}
+                return DecodedRevert(name, args, _sentence(name, args))
+        except DecodingError:
+            pass
+        return DecodedRevert("Unknown", {"data": "0x" + data.hex()}, f"the contract reverted (0x{data.hex()})")
+
+
+def _sentence(name: str, args: dict[str, Any]) -> str:
+    if "status" in args and isinstance(args["status"], int) and args["status"] < len(REQUEST_STATUS):
+        args = {**args, "status": REQUEST_STATUS[args["status"]]}
+    template = _SENTENCES.get(name)
+    if template is not None:
+        return template.format(**args)
+    rendered = ", ".join(f"{k}={v}" for k, v in args.items())
+    return f"the contract refused the call: {name}({rendered})"

@@ -1,0 +1,119 @@
+"""Poll contract logs with a confirmation depth and yield decoded events, resumably.
+
+A log in block ``b`` is yielded once the head is at least ``b + confirmations``. ``next_block`` is
+the first block not yet fully delivered: persist it and pass it back as ``from_block`` to resume.
+Delivery is at least once (a resumed watcher may repeat the events of an unfinished block range),
+so handlers must be idempotent; events come in chain order (block, log index).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from eth_utils import event_abi_to_log_topic
+from web3.contract import Contract
+
+from proofmarket.chain.client import ChainClient
+from proofmarket.chain.contracts import BoundContract
+
+
+@dataclass(frozen=True)
+class ChainEvent:
+    contract: str
+    event: str
+    args: dict[str, Any]
+    address: str
+    block_number: int
+    tx_hash: str
+    log_index: int
+
+
+class EventWatcher:
+    def __init__(
+        self,
+        client: ChainClient,
+        contracts: Mapping[str, BoundContract | Contract],
+        *,
+        from_block: int = 0,
+        confirmations: int = 1,
+        batch_size: int = 2_000,
+        poll_interval: float = 1.0,
+    ) -> None:
+        if confirmations < 0 or batch_size < 1:
+            raise ValueError("confirmations must be >= 0 and batch_size >= 1")
+        self.client = client
+        self.next_block = from_block
+        self.confirmations = confirmations
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self._by_address: dict[str, tuple[str, Contract]] = {}
+        self._topics: dict[tuple[str, bytes], str] = {}
+        for name, bound in contracts.items():
+            self._add(name, bound.contract if isinstance(bound, BoundContract) else bound)
+
+    def _add(self, name: str, contract: Contract) -> None:
+        self._by_address[contract.address.lower()] = (name, contract)
+        for item in contract.abi:
+            if item.get("type") == "event":
+                topic = event_abi_to_log_topic(item)  # type: ignore[arg-type]
+                self._topics[(contract.address.lower(), topic)] = str(item.get("name"))
+
+    def poll(self) -> list[ChainEvent]:
+        """Scan up to ``batch_size`` confirmed blocks; return their events in chain order."""
+        events, to_block = self._scan()
+        self.next_block = to_block + 1
+        return events
+
+    def events(self, stop: threading.Event | None = None) -> Iterator[ChainEvent]:
+        """Yield events until ``stop`` is set, sleeping ``poll_interval`` when caught up.
+
+        ``next_block`` moves past a batch only once all its events were yielded, so a consumer that
+        stops mid-batch and resumes from ``next_block`` sees those events again (at least once).
+        """
+        stop = stop or threading.Event()
+        while not stop.is_set():
+            batch, to_block = self._scan()
+            for event in batch:
+                yield event
+                if stop.is_set():
+                    return
+            self.next_block = to_block + 1
+            if not batch and self.next_block > self.client.block_number() - self.confirmations:
+                stop.wait(self.poll_interval)
+
+    def _scan(self) -> tuple[list[ChainEvent], int]:
+        safe_head = self.client.block_number() - self.confirmations
+        if safe_head < self.next_block:
+            return [], self.next_block - 1
+        to_block = min(safe_head, self.next_block + self.batch_size - 1)
+        params: dict[str, Any] = {
+            "fromBlock": self.next_block,
+            "toBlock": to_block,
+            "address": [c.address for _, c in self._by_address.values()],
+        }
+        with self.client.translate("read logs"):
+            logs = self.client.w3.eth.get_logs(params)  # type: ignore[arg-type]
+        events = [e for e in (self._decode(log) for log in logs) if e is not None]
+        return sorted(events, key=lambda e: (e.block_number, e.log_index)), to_block
+
+    def _decode(self, log: Any) -> ChainEvent | None:
+        address = str(log["address"]).lower()
+        topics = log["topics"]
+        name = self._topics.get((address, bytes(topics[0]))) if topics else None
+        if name is None:
+            return None
+        contract_name, contract = self._by_address[address]
+        with self.client.translate(f"decode {name}"):
+            decoded = contract.events[name]().process_log(log)
+        return ChainEvent(
+            contract_name,
+            name,
+            dict(decoded["args"]),
+            contract.address,
+            int(log["blockNumber"]),
+            "0x" + bytes(log["transactionHash"]).hex(),
+            int(log["logIndex"]),
+        )

@@ -1,0 +1,97 @@
+"""Compiling reference models into circuits: the settings search, the manifest, the artifacts."""
+
+from __future__ import annotations
+
+import json
+
+import onnx
+import pytest
+from onnx import TensorProto, helper
+from zk_helpers import SMALL_GRID, compile_sample
+
+from proofmarket.errors import AccuracyNotMet, UnsupportedOperator
+from proofmarket.store import canonical_json, cid_for_bytes
+from proofmarket.zk.compiler import CompileOptions, CompileResult
+from proofmarket.zk.profile import PrivacyProfile
+from proofmarket.zk.prover import EzklProver
+from proofmarket.zk.srs import SrsProvider
+from proofmarket.zk.tuning import AccuracyBound, Candidate
+
+pytestmark = pytest.mark.slow
+
+
+def test_model_id_is_the_cid_of_the_manifest(mlp: CompileResult, prover: EzklProver) -> None:
+    doc = prover.store.get_json(mlp.model_id)
+    assert cid_for_bytes(canonical_json(doc)) == mlp.model_id
+    assert doc["format"] == "proofmarket/model-manifest"
+
+
+def test_manifest_names_every_artifact_by_cid(mlp: CompileResult, prover: EzklProver) -> None:
+    m = mlp.manifest
+    for ref in (m.onnx, m.circuit_onnx, m.settings, m.compiled, m.vk, m.pk, m.srs,
+                m.verifier.source, m.verifier.abi, m.verifier.bytecode):
+        assert prover.store.has(ref.cid)
+        assert prover.store.size(ref.cid) == ref.size
+    assert m.srs.kind == "dev"
+    assert m.layout.input == 8 and m.layout.output == 3 and m.layout.params == 0
+
+
+def test_onnx_commitment_is_sha256_of_the_upload(mlp: CompileResult) -> None:
+    import hashlib
+
+    from proofmarket.samples import sample_path
+
+    assert mlp.manifest.onnx.sha256 == hashlib.sha256(sample_path("mlp").read_bytes()).hexdigest()
+
+
+def test_search_reports_every_candidate_and_picks_the_fastest_timed(mlp: CompileResult) -> None:
+    report = mlp.report
+    assert len(report.candidates) == len(SMALL_GRID)
+    timed = [c for c in report.candidates if c.prove_s is not None]
+    assert timed, "at least one candidate gets a real timed proof"
+    assert report.picked.prove_s == min(c.prove_s for c in timed if c.prove_s is not None)
+    assert report.picked.max_abs_error is not None
+    assert report.picked.max_abs_error <= report.error_limit
+    assert report.picked.argmax_match is True  # the MLP is a classifier
+    assert all(c.logrows is not None for c in report.candidates)
+
+
+def test_verifier_fits_eip170(mlp: CompileResult, prover: EzklProver) -> None:
+    assert 0 < mlp.manifest.verifier.deployed_size <= 24_576
+    abi = json.loads(prover.store.get(mlp.manifest.verifier.abi.cid))
+    assert any(item.get("name") == "verifyProof" for item in abi)
+    assert prover.store.get(mlp.manifest.verifier.bytecode.cid).startswith(b"0x")
+
+
+def test_an_impossible_accuracy_bound_is_refused(prover: EzklProver, srs_provider: SrsProvider) -> None:
+    from proofmarket.samples import sample_path
+
+    samples = json.loads(sample_path("mlp", "samples").read_text())
+    options = CompileOptions(profile=PrivacyProfile(), srs=srs_provider,
+                             bound=AccuracyBound(relative=1e-9), candidates=[Candidate(256, 3, 7, 4)])
+    with pytest.raises(AccuracyNotMet) as err:
+        prover.compile(sample_path("mlp"), samples, options)
+    assert err.value.details["candidates"][0]["status"] == "inaccurate"
+
+
+def test_unsupported_operator_is_refused_at_compile(prover: EzklProver, srs_provider: SrsProvider, tmp_path) -> None:
+    node = helper.make_node("RandomNormalLike", ["x"], ["y"], name="noise")
+    graph = helper.make_graph([node], "bad", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    path = tmp_path / "bad.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    options = CompileOptions(profile=PrivacyProfile(), srs=srs_provider)
+    with pytest.raises(UnsupportedOperator, match="RandomNormalLike"):
+        prover.compile(path, {"input_data": [[0.0, 1.0, 2.0, 3.0]]}, options)
+
+
+def test_cnn_compiles_proves_and_verifies(prover: EzklProver, srs_provider: SrsProvider) -> None:
+    from proofmarket.samples import sample_path
+
+    cnn = compile_sample(prover, srs_provider, "cnn", candidates=[Candidate(256, 2, 10, 4)])
+    assert cnn.manifest.logrows <= 12
+    doc = json.loads(sample_path("cnn", "input").read_text())
+    result = prover.prove(cnn.model_id, doc)
+    assert prover.verify(result.bundle).valid
+    got, want = result.bundle.output.values[0], result.reference_output[0]
+    assert max(range(10), key=lambda i: got[i]) == max(range(10), key=lambda i: want[i])

@@ -1,0 +1,57 @@
+"""Privacy profiles: a hashed input is committed with a salt; hashed params add a weight commitment."""
+
+from __future__ import annotations
+
+import json
+
+import ezkl
+import pytest
+from zk_helpers import compile_sample
+
+from proofmarket.zk.compiler import CompileResult
+from proofmarket.zk.felts import felt_to_uint
+from proofmarket.zk.profile import SALT_ELEMENTS
+from proofmarket.zk.prover import EzklProver
+from proofmarket.zk.srs import SrsProvider
+from proofmarket.zk.tuning import Candidate
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def hashed_mlp(prover: EzklProver, srs_provider: SrsProvider) -> CompileResult:
+    return compile_sample(prover, srs_provider, "mlp", "private-input", candidates=[Candidate(256, 3, 7, 4)])
+
+
+def test_hashed_input_bundle_hides_the_input(hashed_mlp: CompileResult, prover: EzklProver, mlp_input) -> None:
+    result = prover.prove(hashed_mlp.model_id, mlp_input)
+    bundle = result.bundle
+    assert bundle.input.visibility == "hashed" and bundle.input.values is None
+    assert bundle.layout.input == 1
+    assert result.salt is not None and len(result.salt) == SALT_ELEMENTS
+    assert prover.verify(bundle).valid
+
+
+def test_salt_opens_the_input_commitment(hashed_mlp: CompileResult, prover: EzklProver, mlp_input) -> None:
+    """Whoever holds the input and the salt can recompute the public Poseidon commitment."""
+    result = prover.prove(hashed_mlp.model_id, mlp_input)
+    assert result.salt is not None
+    scale = json.loads(prover.store.get(hashed_mlp.manifest.settings.cid))["model_input_scales"][0]
+    values = mlp_input["input_data"][0] + [float(s) for s in result.salt]
+    felts = [ezkl.float_to_felt(v, scale) for v in values]
+    commitment = felt_to_uint(ezkl.poseidon_hash(felts)[0])
+    assert int(result.bundle.proof.instances[0], 16) == commitment
+
+
+def test_two_proofs_of_the_same_input_have_different_commitments(hashed_mlp, prover, mlp_input) -> None:
+    a = prover.prove(hashed_mlp.model_id, mlp_input).bundle
+    b = prover.prove(hashed_mlp.model_id, mlp_input).bundle
+    assert a.input.commitment != b.input.commitment
+    assert a.output.values == b.output.values
+
+
+def test_hashed_params_publish_a_weight_commitment(prover: EzklProver, srs_provider: SrsProvider, mlp_input) -> None:
+    model = compile_sample(prover, srs_provider, "mlp", "private", candidates=[Candidate(256, 3, 7, 4)])
+    assert model.manifest.layout.params >= 1
+    result = prover.prove(model.model_id, mlp_input)
+    assert prover.verify(result.bundle).valid

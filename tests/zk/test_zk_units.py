@@ -1,0 +1,62 @@
+"""Fast unit tests of the zk package's pure parts."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from proofmarket.errors import UsageError
+from proofmarket.samples import sample_path
+from proofmarket.zk.felts import felt_to_uint, keccak_packed, uint_hex, uint_to_felt
+from proofmarket.zk.profile import PrivacyProfile
+from proofmarket.zk.salt import SALTED_INPUT, new_salt, salt_model
+from proofmarket.zk.tuning import AccuracyBound
+
+
+@pytest.mark.parametrize("text, inp, params", [
+    ("public", "public", "fixed"), ("private-input", "hashed", "fixed"), ("private", "hashed", "hashed"),
+    ("input=hashed,params=fixed", "hashed", "fixed"), ("params=hashed", "public", "hashed"),
+])
+def test_profiles_parse(text: str, inp: str, params: str) -> None:
+    p = PrivacyProfile.parse(text)
+    assert (p.input, p.params, p.output) == (inp, params, "public")
+
+
+@pytest.mark.parametrize("text", ["secret", "input=private", "params=public", "colour=blue"])
+def test_bad_profiles_are_refused(text: str) -> None:
+    with pytest.raises(UsageError):
+        PrivacyProfile.parse(text)
+
+
+def test_felt_round_trip_and_byte_order() -> None:
+    assert felt_to_uint("9634" + "00" * 30) == 0x3496
+    assert uint_to_felt(0x3496) == "9634" + "00" * 30
+    assert uint_hex(1) == "0x" + "00" * 31 + "01"
+
+
+def test_keccak_packed_matches_abi_encode_packed() -> None:
+    from eth_hash.auto import keccak
+
+    assert keccak_packed([1, 2]) == "0x" + keccak((1).to_bytes(32, "big") + (2).to_bytes(32, "big")).hex()
+
+
+def test_salted_model_computes_the_same_output() -> None:
+    model = onnx.load(str(sample_path("mlp")))
+    salted = salt_model(model)
+    onnx.checker.check_model(salted)
+    x = np.linspace(-1, 1, 8, dtype=np.float32).reshape(1, 8)
+    plain = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    flat = np.concatenate([x.ravel(), np.array(new_salt(), dtype=np.float32)]).reshape(1, -1)
+    got = ort.InferenceSession(salted.SerializeToString()).run(None, {SALTED_INPUT: flat})[0]
+    np.testing.assert_allclose(got, plain, rtol=0, atol=0)
+
+
+def test_salts_are_random() -> None:
+    assert new_salt() != new_salt()
+
+
+def test_accuracy_bound_is_share_of_output_range() -> None:
+    bound = AccuracyBound(relative=0.01)
+    assert bound.limit([np.array([-2.0, 3.0]), np.array([1.0])]) == pytest.approx(0.05)

@@ -1,0 +1,56 @@
+"""The prover process: timeouts and crashes fail the call cleanly and the next call works."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from proofmarket.errors import ProofTimeout, ProvingError
+from proofmarket.store import LocalStore
+from proofmarket.zk.compiler import CompileResult
+from proofmarket.zk.prover import EzklProver
+from proofmarket.zk.worker import ProofWorker
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def own_prover(prover: EzklProver) -> EzklProver:
+    return EzklProver(prover.store, prover.work_dir, ProofWorker())
+
+
+def test_timeout_kills_the_proof_and_the_next_proof_works(own_prover, mlp: CompileResult, mlp_input) -> None:
+    before = _bundles(own_prover.store)
+    with pytest.raises(ProofTimeout):
+        own_prover.prove(mlp.model_id, mlp_input, timeout_s=0.001)
+    assert _bundles(own_prover.store) == before  # nothing stored for the failed job
+    result = own_prover.prove(mlp.model_id, mlp_input)
+    assert own_prover.verify(result.bundle).valid
+    own_prover.close()
+
+
+def test_a_killed_worker_fails_the_job_with_a_clear_error(own_prover, mlp: CompileResult, mlp_input) -> None:
+    own_prover.prove(mlp.model_id, mlp_input)  # warm: the worker process exists
+    pid = own_prover.worker.pid
+    assert pid is not None
+    killer = threading.Thread(target=_kill_soon, args=(pid,))
+    killer.start()
+    with pytest.raises(ProvingError, match="died|longer"):
+        for _ in range(50):  # keep proving until the kill lands mid-flight
+            own_prover.prove(mlp.model_id, mlp_input, timeout_s=30)
+    killer.join()
+    assert own_prover.verify(own_prover.prove(mlp.model_id, mlp_input).bundle).valid
+    own_prover.close()
+
+
+def _kill_soon(pid: int) -> None:
+    time.sleep(0.3)
+    os.kill(pid, signal.SIGKILL)
+
+
+def _bundles(store: LocalStore) -> int:
+    return sum(1 for _ in store.root.rglob("*") if _.is_file())

@@ -1,0 +1,27 @@
+"""Helpers shared by the zk tests (a module, not conftest, so test files can import it)."""
+
+from __future__ import annotations
+
+import json
+
+from proofmarket.samples import sample_path
+from proofmarket.zk.compiler import CompileOptions, CompileResult
+from proofmarket.zk.profile import PrivacyProfile
+from proofmarket.zk.prover import EzklProver
+from proofmarket.zk.srs import SrsProvider
+from proofmarket.zk.tuning import Candidate
+
+# A small grid keeps the suite fast; the full default grid runs in make bench and make demo.
+SMALL_GRID = [(256, 3, 7, 4), (64, 4, 7, 4), (256, 2, 10, 4)]
+
+
+def small_grid() -> list[Candidate]:
+    return [Candidate(b, legs, s, c) for b, legs, s, c in SMALL_GRID]
+
+
+def compile_sample(prover: EzklProver, srs: SrsProvider, name: str, profile: str = "public",
+                   candidates: list[Candidate] | None = None) -> CompileResult:
+    samples = json.loads(sample_path(name, "samples").read_text())
+    options = CompileOptions(profile=PrivacyProfile.parse(profile), srs=srs,
+                             candidates=candidates if candidates is not None else small_grid())
+    return prover.compile(sample_path(name), samples, options)
