@@ -1,0 +1,140 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.28;
+
+/// @title ModelRegistry: the on-chain listing of proofmarket models.
+/// @notice A model is keyed by a bytes32 id chosen by its registrant. proofmarket uses
+/// keccak256(utf8(model CID string)) (see proofmarket.chain.commitments.model_key). Ids are first come,
+/// first served: clients must check that the owner, vkDigest and verifier are the ones they expect.
+/// The proving identity (ONNX hash, vk digest, params commitment, settings hash, verifier, instance
+/// layout, proof mode) is immutable; the owner may change the price and metadata and (de)activate.
+/// Price is in USDC atomic units (6 decimals). The owner's share is a fraction of the price in basis
+/// points; the platform fee (InferenceMarket, at most 10%) and the prover get the rest.
+contract ModelRegistry {
+    uint16 public constant BPS = 10_000;
+    /// @notice Owner share cap, so that owner share + max platform fee (10%) <= 100%.
+    uint16 public constant MAX_OWNER_SHARE_BPS = 9_000;
+    /// @notice proofMode bit 0: input is hashed (Poseidon); bit 1: params are hashed.
+    uint8 public constant MODE_HASHED_INPUT = 1;
+    uint8 public constant MODE_HASHED_PARAMS = 2;
+
+    /// @notice What the registrant supplies.
+    /// inputInstances: how many leading public instances of a proof make up the input (raw felts for
+    /// a public input, one Poseidon hash per input tensor for a hashed input); must be >= 1.
+    /// paramsCommitment: the Poseidon hash instance of the params (it follows the input instances),
+    /// 0 when the params are fixed in the verifying key.
+    struct ModelSpec {
+        bytes32 onnxSha256;
+        bytes32 vkDigest;
+        uint256 paramsCommitment;
+        bytes32 settingsHash;
+        address verifier;
+        uint96 price;
+        uint16 ownerShareBps;
+        uint16 inputInstances;
+        uint8 proofMode;
+        string metadataCid;
+    }
+
+    struct Model {
+        address owner;
+        bool active;
+        ModelSpec spec;
+    }
+
+    /// @notice What InferenceMarket needs to take a request and settle a proof.
+    struct Terms {
+        address owner;
+        address verifier;
+        uint96 price;
+        uint16 ownerShareBps;
+        uint16 inputInstances;
+        bool active;
+        uint256 paramsCommitment;
+    }
+
+    mapping(bytes32 modelId => Model) private _models;
+
+    event ModelRegistered(bytes32 indexed modelId, address indexed owner, address indexed verifier, ModelSpec spec);
+    event PriceUpdated(bytes32 indexed modelId, uint96 oldPrice, uint96 newPrice);
+    event MetadataUpdated(bytes32 indexed modelId, string metadataCid);
+    event ModelActivationChanged(bytes32 indexed modelId, bool active);
+
+    error InvalidModelId();
+    error ModelAlreadyRegistered(bytes32 modelId);
+    error UnknownModel(bytes32 modelId);
+    error NotModelOwner(bytes32 modelId, address caller);
+    error VerifierHasNoCode(address verifier);
+    error OwnerShareTooHigh(uint16 ownerShareBps, uint16 maxBps);
+    error ZeroPrice();
+    error NoInputInstances();
+    error InvalidProofMode(uint8 proofMode, uint256 paramsCommitment);
+    error ActivationUnchanged(bytes32 modelId, bool active);
+
+    modifier onlyModelOwner(bytes32 modelId) {
+        address owner = _models[modelId].owner;
+        if (owner == address(0)) revert UnknownModel(modelId);
+        if (owner != msg.sender) revert NotModelOwner(modelId, msg.sender);
+        _;
+    }
+
+    /// @notice List a model, owned by the caller, active from now on.
+    function register(bytes32 modelId, ModelSpec calldata spec) external {
+        if (modelId == bytes32(0)) revert InvalidModelId();
+        if (_models[modelId].owner != address(0)) revert ModelAlreadyRegistered(modelId);
+        _checkSpec(spec);
+        Model storage m = _models[modelId];
+        m.owner = msg.sender;
+        m.active = true;
+        m.spec = spec;
+        emit ModelRegistered(modelId, msg.sender, spec.verifier, spec);
+    }
+
+    function updatePrice(bytes32 modelId, uint96 newPrice) external onlyModelOwner(modelId) {
+        if (newPrice == 0) revert ZeroPrice();
+        ModelSpec storage spec = _models[modelId].spec;
+        emit PriceUpdated(modelId, spec.price, newPrice);
+        spec.price = newPrice;
+    }
+
+    function updateMetadata(bytes32 modelId, string calldata metadataCid) external onlyModelOwner(modelId) {
+        _models[modelId].spec.metadataCid = metadataCid;
+        emit MetadataUpdated(modelId, metadataCid);
+    }
+
+    /// @notice Inactive models take no new requests; open requests can still be fulfilled or refunded.
+    function setActive(bytes32 modelId, bool active) external onlyModelOwner(modelId) {
+        if (_models[modelId].active == active) revert ActivationUnchanged(modelId, active);
+        _models[modelId].active = active;
+        emit ModelActivationChanged(modelId, active);
+    }
+
+    function exists(bytes32 modelId) external view returns (bool) {
+        return _models[modelId].owner != address(0);
+    }
+
+    function getModel(bytes32 modelId) external view returns (Model memory) {
+        Model storage m = _models[modelId];
+        if (m.owner == address(0)) revert UnknownModel(modelId);
+        return m;
+    }
+
+    function terms(bytes32 modelId) external view returns (Terms memory t) {
+        Model storage m = _models[modelId];
+        if (m.owner == address(0)) revert UnknownModel(modelId);
+        ModelSpec storage s = m.spec;
+        t = Terms(m.owner, s.verifier, s.price, s.ownerShareBps, s.inputInstances, m.active, s.paramsCommitment);
+    }
+
+    function _checkSpec(ModelSpec calldata spec) private view {
+        if (spec.verifier.code.length == 0) revert VerifierHasNoCode(spec.verifier);
+        if (spec.ownerShareBps > MAX_OWNER_SHARE_BPS) {
+            revert OwnerShareTooHigh(spec.ownerShareBps, MAX_OWNER_SHARE_BPS);
+        }
+        if (spec.price == 0) revert ZeroPrice();
+        if (spec.inputInstances == 0) revert NoInputInstances();
+        bool hashedParams = spec.proofMode & MODE_HASHED_PARAMS != 0;
+        if (spec.proofMode > 3 || hashedParams != (spec.paramsCommitment != 0)) {
+            revert InvalidProofMode(spec.proofMode, spec.paramsCommitment);
+        }
+    }
+}

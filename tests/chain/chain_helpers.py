@@ -1,0 +1,113 @@
+"""Shared helpers of the chain tests (fixtures are in conftest.py)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from eth_account.signers.local import LocalAccount
+
+from proofmarket.chain import (
+    ChainClient,
+    Deployment,
+    InferenceMarket,
+    ModelRegistry,
+    ModelSpec,
+    UsdcToken,
+    find_anvil,
+    model_key,
+)
+from proofmarket.chain.artifacts import Artifact, load_artifact_file
+from proofmarket.errors import RPCUnavailable
+
+TEST_ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+USDC = 10**6
+PRICE = 2_500_000  # 2.5 USDC
+OWNER_SHARE_BPS = 7_000
+INPUT_INSTANCES = 3
+
+
+def anvil_or_skip() -> Path:
+    """The anvil binary; skip when it is missing, unless CI=true (then fail)."""
+    try:
+        return find_anvil()
+    except RPCUnavailable as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and anvil is missing: {exc}")
+        pytest.skip(f"anvil is not installed: {exc}")
+
+
+@dataclass
+class Accounts:
+    admin: LocalAccount
+    owner: LocalAccount
+    consumer: LocalAccount
+    prover: LocalAccount
+    prover2: LocalAccount
+    relayer: LocalAccount
+    stranger: LocalAccount
+
+
+@dataclass
+class Chain:
+    client: ChainClient
+    accounts: Accounts
+    deployment: Deployment
+    usdc: UsdcToken
+    registry: ModelRegistry
+    market: InferenceMarket
+
+
+@dataclass
+class Listed:
+    """A registered model backed by a MockVerifier."""
+
+    key: bytes
+    spec: ModelSpec
+    verifier: str
+
+
+def mock_verifier_artifact() -> Artifact:
+    return load_artifact_file(TEST_ARTIFACTS / "MockVerifier.json")
+
+
+def deploy_mock_verifier(chain: Chain, mode: int = 0) -> str:
+    address, _ = chain.client.deploy(mock_verifier_artifact(), chain.accounts.owner)
+    if mode:
+        set_verifier_mode(chain, address, mode)
+    return address
+
+
+def set_verifier_mode(chain: Chain, verifier: str, mode: int) -> None:
+    """0: accept proofs starting with 0x01; 1: return false; 2: revert; 3: burn all gas."""
+    contract = chain.client.contract(verifier, mock_verifier_artifact().abi)
+    chain.client.transact(contract.functions.setMode(mode), chain.accounts.owner)
+
+
+def list_model(chain: Chain, name: str = "bafy-test-model", **overrides: object) -> Listed:
+    verifier = deploy_mock_verifier(chain)
+    fields: dict[str, object] = dict(
+        onnx_sha256=b"\x11" * 32,
+        vk_digest=b"\x22" * 32,
+        settings_hash=b"\x33" * 32,
+        verifier=verifier,
+        price=PRICE,
+        owner_share_bps=OWNER_SHARE_BPS,
+        input_instances=INPUT_INSTANCES,
+        metadata_cid="bafy-metadata",
+    )
+    fields.update(overrides)
+    spec = ModelSpec(**fields)  # type: ignore[arg-type]
+    key = model_key(name)
+    chain.registry.register(key, spec, chain.accounts.owner)
+    return Listed(key, spec, verifier)
+
+
+def stake_prover(chain: Chain, prover: LocalAccount, amount: int | None = None, authorize: bool = True) -> None:
+    amount = chain.market.min_stake() if amount is None else amount
+    if authorize:
+        chain.market.set_prover_authorized(prover.address, True, chain.accounts.admin)
+    chain.usdc.approve(chain.market.address, amount, prover)
+    chain.market.stake(amount, prover)

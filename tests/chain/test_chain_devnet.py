@@ -1,0 +1,69 @@
+"""Devnet lifecycle, state persistence, idempotent deployment, RPC errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from chain_helpers import anvil_or_skip
+
+from proofmarket.chain import ChainClient, Devnet, deploy, dev_account, load_deployment
+from proofmarket.chain.devnet import free_port
+from proofmarket.errors import RPCUnavailable
+
+pytestmark = pytest.mark.chain
+
+
+def test_deploy_is_idempotent_and_state_survives_a_restart(tmp_path: Path) -> None:
+    anvil = anvil_or_skip()
+    deployment_file = tmp_path / "deployment.json"
+    with Devnet(tmp_path, anvil=anvil) as net:
+        client = net.client()
+        admin = dev_account(0, client.chain_id)
+        first = deploy(client, admin, deployment_file)
+        nonce = client.w3.eth.get_transaction_count(admin.address)
+        assert deploy(client, admin, deployment_file) == first  # nothing sent
+        assert client.w3.eth.get_transaction_count(admin.address) == nonce
+        usdc, _, _ = first.bind(client)
+        assert usdc.balance_of(dev_account(9, client.chain_id).address) == 100_000 * 10**6
+    assert not net.running and net.state_file.exists()
+
+    with Devnet(tmp_path, anvil=anvil) as again:  # a new port, same state file
+        client = again.client()
+        assert deploy(client, admin, deployment_file) == first
+        assert client.w3.eth.get_transaction_count(admin.address) == nonce
+    saved = json.loads(deployment_file.read_text())
+    assert saved["chainId"] == 31337 and set(saved["contracts"]) == {"USDC", "ModelRegistry", "InferenceMarket"}
+    assert saved["contracts"]["InferenceMarket"]["block"] > 0
+
+
+def test_deploy_again_when_the_recorded_contracts_are_gone(tmp_path: Path) -> None:
+    anvil = anvil_or_skip()
+    with Devnet(tmp_path / "a", anvil=anvil) as net:
+        client = net.client()
+        first = deploy(client, dev_account(0, client.chain_id), tmp_path / "deployment.json")
+    with Devnet(tmp_path / "b", anvil=anvil) as fresh:  # empty chain: same addresses, but no code yet
+        client = fresh.client()
+        assert not client.code_at(first.market)
+        second = deploy(client, dev_account(0, client.chain_id), tmp_path / "deployment.json")
+        assert client.code_at(second.market)
+    assert load_deployment(tmp_path / "deployment.json") == second
+
+
+def test_missing_anvil_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROOFMARKET_ANVIL", str(tmp_path / "no-anvil"))
+    with pytest.raises(RPCUnavailable, match="PROOFMARKET_ANVIL"):
+        Devnet(tmp_path).start()
+
+
+def test_anvil_that_will_not_start_is_a_clear_error(tmp_path: Path) -> None:
+    anvil = anvil_or_skip()
+    with pytest.raises(RPCUnavailable, match="anvil exited"):
+        Devnet(tmp_path, anvil=anvil, extra_args=("--no-such-flag",)).start()
+
+
+def test_dead_rpc_is_rpc_unavailable() -> None:
+    client = ChainClient(f"http://127.0.0.1:{free_port()}", timeout=2)
+    with pytest.raises(RPCUnavailable, match="cannot reach the chain node"):
+        client.block_number()

@@ -1,0 +1,282 @@
+"""InferenceMarket escrow: settlement, refunds, slashing, reputation, admin bounds (MockVerifier)."""
+
+from __future__ import annotations
+
+import pytest
+from chain_helpers import PRICE, USDC, Chain, Listed, deploy_mock_verifier, list_model, set_verifier_mode, stake_prover
+
+from proofmarket.chain import ProofMode, RequestStatus, advance_time, input_commitment, instances_hash
+from proofmarket.errors import ContractReverted
+
+pytestmark = pytest.mark.chain
+
+INPUT = [11, 22, 33]
+OUTPUT = [101, 202]
+VALID = b"\x01" + b"\x00" * 31  # MockVerifier accepts a proof starting with 0x01
+INVALID = b"\x02" + b"\x00" * 31
+
+
+def open_request(chain: Chain, model: Listed, input_felts: list[int] = INPUT, ttl: int = 3600) -> int:
+    deadline = chain.client.timestamp() + ttl
+    return chain.market.request_inference(
+        model.key, input_commitment(input_felts), deadline, chain.accounts.consumer
+    ).request_id
+
+
+def test_valid_proof_pays_exact_splits(chain: Chain, model: Listed) -> None:
+    a, usdc, market = chain.accounts, chain.usdc, chain.market
+    parties = [a.consumer.address, a.owner.address, a.prover.address, market.address]
+    before = {p: usdc.balance_of(p) for p in parties}
+    platform_before = market.platform_balance()
+
+    # Given a request escrowing the price
+    request_id = open_request(chain, model)
+    assert usdc.balance_of(a.consumer.address) == before[a.consumer.address] - PRICE
+
+    # When the prover fulfils it with a valid proof
+    settlement = market.fulfill(request_id, VALID, INPUT + OUTPUT, a.prover)
+
+    # Then owner 70%, platform 2.5%, prover the rest, to the unit
+    fee = PRICE * 250 // 10_000
+    owner_amount = PRICE * 7_000 // 10_000
+    prover_amount = PRICE - fee - owner_amount
+    assert (settlement.owner_amount, settlement.platform_fee, settlement.prover_amount) == (
+        owner_amount,
+        fee,
+        prover_amount,
+    )
+    assert usdc.balance_of(a.owner.address) == before[a.owner.address] + owner_amount
+    assert usdc.balance_of(a.prover.address) == before[a.prover.address] + prover_amount
+    assert usdc.balance_of(a.consumer.address) == before[a.consumer.address] - PRICE
+    assert usdc.balance_of(market.address) == before[market.address] + fee
+    assert market.platform_balance() == platform_before + fee
+    # and the output is recorded, reputation up
+    assert settlement.valid and settlement.outputs == OUTPUT
+    assert settlement.output_hash == instances_hash(OUTPUT)
+    request = market.get_request(request_id)
+    assert request.status is RequestStatus.FULFILLED and request.output_hash == instances_hash(OUTPUT)
+    assert request.prover == a.prover.address
+    assert market.get_prover(a.prover.address).fulfilled == 1
+
+
+@pytest.mark.parametrize("mode", [0, 1, 2], ids=["bad-proof", "returns-false", "reverts"])
+def test_invalid_proof_refunds_slashes_and_lowers_reputation(chain: Chain, model: Listed, mode: int) -> None:
+    a, usdc, market = chain.accounts, chain.usdc, chain.market
+    if mode:
+        set_verifier_mode(chain, model.verifier, mode)
+    consumer_before = usdc.balance_of(a.consumer.address)
+    stake_before = market.get_prover(a.prover.address).stake
+    request_id = open_request(chain, model)
+
+    settlement = market.fulfill(request_id, INVALID if mode == 0 else VALID, INPUT + OUTPUT, a.prover)
+
+    slashed = stake_before * market.slash_bps() // 10_000
+    assert settlement.status is RequestStatus.REJECTED
+    assert (settlement.refunded, settlement.slashed) == (PRICE, slashed)
+    assert usdc.balance_of(a.consumer.address) == consumer_before
+    prover = market.get_prover(a.prover.address)
+    assert prover.stake == stake_before - slashed and prover.failed == 1 and prover.fulfilled == 0
+    assert market.platform_balance() == slashed
+    assert market.get_request(request_id).status is RequestStatus.REJECTED
+
+
+def test_slash_reaches_stake_queued_for_unstaking(chain: Chain, model: Listed) -> None:
+    a, market = chain.accounts, chain.market
+    stake_prover(chain, a.prover, amount=50 * USDC, authorize=False)  # 150 USDC staked
+    market.request_unstake(30 * USDC, a.prover)  # 120 active, 30 queued: still eligible
+    market.set_slash_bps(10_000, a.admin)
+    request_id = open_request(chain, model)
+
+    settlement = market.fulfill(request_id, INVALID, INPUT + OUTPUT, a.prover)
+
+    assert settlement.slashed == 150 * USDC
+    after = market.get_prover(a.prover.address)
+    assert (after.stake, after.pending_unstake) == (0, 0)
+    assert market.platform_balance() == 150 * USDC
+
+
+def test_verifier_out_of_gas_reverts_instead_of_slashing(chain: Chain, model: Listed) -> None:
+    set_verifier_mode(chain, model.verifier, 3)
+    request_id = open_request(chain, model)
+    with pytest.raises(ContractReverted, match="ran out of gas"):
+        chain.market.fulfill(request_id, VALID, INPUT + OUTPUT, chain.accounts.prover, gas=400_000)
+    assert chain.market.get_request(request_id).status is RequestStatus.OPEN
+    assert chain.market.get_prover(chain.accounts.prover.address).failed == 0
+
+
+def test_proof_for_another_input_is_refused(chain: Chain, model: Listed) -> None:
+    request_id = open_request(chain, model)
+    with pytest.raises(ContractReverted, match="another input") as info:
+        chain.market.fulfill(request_id, VALID, [11, 22, 34] + OUTPUT, chain.accounts.prover)
+    assert info.value.details["error"] == "InputCommitmentMismatch"
+    assert chain.market.get_request(request_id).status is RequestStatus.OPEN
+    assert chain.market.get_prover(chain.accounts.prover.address).failed == 0
+
+
+def test_proof_for_another_model_is_refused_by_params_commitment(chain: Chain) -> None:
+    model = list_model(
+        chain,
+        "bafy-hashed-params",
+        proof_mode=ProofMode.HASHED_INPUT | ProofMode.HASHED_PARAMS,
+        params_commitment=777,
+        input_instances=1,
+    )
+    stake_prover(chain, chain.accounts.prover)
+    chain.usdc.approve(chain.market.address, PRICE, chain.accounts.consumer)
+    request_id = open_request(chain, model, input_felts=[5])
+    with pytest.raises(ContractReverted, match="another model"):
+        chain.market.fulfill(request_id, VALID, [5, 778, 1], chain.accounts.prover)
+    with pytest.raises(ContractReverted, match="public instances"):
+        chain.market.fulfill(request_id, VALID, [5, 777], chain.accounts.prover)
+    assert chain.market.fulfill(request_id, VALID, [5, 777, 1], chain.accounts.prover).outputs == [1]
+
+
+def test_second_fulfil_is_refused(chain: Chain, model: Listed) -> None:
+    request_id = open_request(chain, model)
+    chain.market.fulfill(request_id, VALID, INPUT + OUTPUT, chain.accounts.prover)
+    with pytest.raises(ContractReverted, match="already settled"):
+        chain.market.fulfill(request_id, VALID, INPUT + OUTPUT, chain.accounts.prover)
+
+
+def test_refund_after_deadline_counts_against_the_accepting_prover(chain: Chain, model: Listed) -> None:
+    a, market = chain.accounts, chain.market
+    consumer_before = chain.usdc.balance_of(a.consumer.address)
+    request_id = open_request(chain, model, ttl=600)
+    market.accept_request(request_id, a.prover)
+    with pytest.raises(ContractReverted, match="only after its deadline"):
+        market.refund(request_id, a.consumer)
+
+    advance_time(chain.client, 601)
+
+    with pytest.raises(ContractReverted, match="not the consumer"):
+        market.refund(request_id, a.stranger)
+    with pytest.raises(ContractReverted, match="expired"):
+        market.fulfill(request_id, VALID, INPUT + OUTPUT, a.prover)
+    market.refund(request_id, a.consumer)
+    assert chain.usdc.balance_of(a.consumer.address) == consumer_before
+    assert market.get_request(request_id).status is RequestStatus.REFUNDED
+    assert market.get_prover(a.prover.address).expired == 1
+    with pytest.raises(ContractReverted, match="already settled"):
+        market.refund(request_id, a.consumer)
+
+
+def test_accepted_request_belongs_to_its_prover(chain: Chain, model: Listed) -> None:
+    stake_prover(chain, chain.accounts.prover2)
+    request_id = open_request(chain, model)
+    chain.market.accept_request(request_id, chain.accounts.prover)
+    with pytest.raises(ContractReverted, match="accepted by another prover"):
+        chain.market.fulfill(request_id, VALID, INPUT + OUTPUT, chain.accounts.prover2)
+    with pytest.raises(ContractReverted, match="already accepted or settled"):
+        chain.market.accept_request(request_id, chain.accounts.prover2)
+
+
+def test_only_authorised_and_staked_provers_fulfil(chain: Chain, model: Listed) -> None:
+    a, market = chain.accounts, chain.market
+    request_id = open_request(chain, model)
+    with pytest.raises(ContractReverted, match="not an authorised prover"):
+        market.fulfill(request_id, VALID, INPUT + OUTPUT, a.stranger)
+    stake_prover(chain, a.prover2, amount=market.min_stake() - 1)
+    with pytest.raises(ContractReverted, match="below the minimum"):
+        market.fulfill(request_id, VALID, INPUT + OUTPUT, a.prover2)
+    market.set_prover_authorized(a.prover.address, False, a.admin)
+    with pytest.raises(ContractReverted, match="not an authorised prover"):
+        market.accept_request(request_id, a.prover)
+
+
+def test_paused_market_refuses_new_requests_only(chain: Chain, model: Listed) -> None:
+    a, market = chain.accounts, chain.market
+    request_id = open_request(chain, model)
+    market.pause(a.admin)
+    with pytest.raises(ContractReverted, match="paused"):
+        open_request(chain, model)
+    assert market.fulfill(request_id, VALID, INPUT + OUTPUT, a.prover).valid  # settlement goes on
+    with pytest.raises(ContractReverted, match="not the contract owner"):
+        market.unpause(a.stranger)
+    market.unpause(a.admin)
+    assert open_request(chain, model) == request_id + 1
+
+
+def test_platform_fee_is_bounded_and_admin_only(chain: Chain) -> None:
+    a, market = chain.accounts, chain.market
+    with pytest.raises(ContractReverted, match="above the maximum of 1000 bps"):
+        market.set_platform_fee(1_001, a.admin)
+    with pytest.raises(ContractReverted, match="not the contract owner"):
+        market.set_platform_fee(100, a.stranger)
+    market.set_platform_fee(1_000, a.admin)
+    assert market.platform_fee_bps() == 1_000
+    with pytest.raises(ContractReverted, match="above 100%"):
+        market.set_slash_bps(10_001, a.admin)
+
+
+def test_fee_is_fixed_at_request_time(chain: Chain, model: Listed) -> None:
+    request_id = open_request(chain, model)
+    chain.market.set_platform_fee(1_000, chain.accounts.admin)
+    settlement = chain.market.fulfill(request_id, VALID, INPUT + OUTPUT, chain.accounts.prover)
+    assert settlement.platform_fee == PRICE * 250 // 10_000
+
+
+def test_requests_need_an_active_model_and_a_sane_deadline(chain: Chain, model: Listed) -> None:
+    now = chain.client.timestamp()
+    with pytest.raises(ContractReverted, match="deadline"):
+        chain.market.request_inference(model.key, input_commitment(INPUT), now, chain.accounts.consumer)
+    with pytest.raises(ContractReverted, match="deadline"):
+        chain.market.request_inference(model.key, input_commitment(INPUT), now + 31 * 86400, chain.accounts.consumer)
+    chain.registry.set_active(model.key, False, chain.accounts.owner)
+    with pytest.raises(ContractReverted, match="not active"):
+        open_request(chain, model)
+    with pytest.raises(ContractReverted, match="not registered"):
+        chain.market.request_inference(b"\x99" * 32, input_commitment(INPUT), now + 60, chain.accounts.consumer)
+
+
+def test_request_without_allowance_is_refused(chain: Chain, model: Listed) -> None:
+    with pytest.raises(ContractReverted, match="allowance"):
+        chain.market.request_inference(
+            model.key, input_commitment(INPUT), chain.client.timestamp() + 60, chain.accounts.stranger
+        )
+
+
+def test_stake_unstake_after_delay(chain: Chain) -> None:
+    a, market, usdc = chain.accounts, chain.market, chain.usdc
+    before = usdc.balance_of(a.prover2.address)
+    stake_prover(chain, a.prover2, amount=150 * USDC)
+    market.request_unstake(150 * USDC, a.prover2)
+    with pytest.raises(ContractReverted, match="unlocks at"):
+        market.unstake(a.prover2)
+    advance_time(chain.client, market.unstake_delay())
+    market.unstake(a.prover2)
+    assert usdc.balance_of(a.prover2.address) == before
+    info = market.get_prover(a.prover2.address)
+    assert (info.stake, info.pending_unstake) == (0, 0)
+    with pytest.raises(ContractReverted, match="above zero"):
+        market.unstake(a.prover2)
+
+
+def test_platform_withdrawal(chain: Chain, model: Listed) -> None:
+    a, market = chain.accounts, chain.market
+    market.fulfill(open_request(chain, model), VALID, INPUT + OUTPUT, a.prover)
+    fee = market.platform_balance()
+    with pytest.raises(ContractReverted, match="available"):
+        market.withdraw_platform(a.admin.address, fee + 1, a.admin)
+    before = chain.usdc.balance_of(a.admin.address)
+    market.withdraw_platform(a.admin.address, fee, a.admin)
+    assert chain.usdc.balance_of(a.admin.address) == before + fee and market.platform_balance() == 0
+
+
+def test_instances_hash_matches_python(chain: Chain) -> None:
+    felts = [0, 1, 2**200, 21888242871839275222246405745257275088548364400416034343698204186575808495616]
+    assert chain.market.instances_hash(felts) == instances_hash(felts)
+
+
+def test_gas_stays_small_with_the_mock_verifier(chain: Chain, model: Listed) -> None:
+    open_request(chain, model)  # warm the counters
+    deadline = chain.client.timestamp() + 3600
+    submitted = chain.market.request_inference(model.key, input_commitment(INPUT), deadline, chain.accounts.consumer)
+    settlement = chain.market.fulfill(submitted.request_id, VALID, INPUT + OUTPUT, chain.accounts.prover)
+    assert submitted.tx.gas_used < 160_000
+    assert settlement.tx.gas_used < 160_000
+
+
+def test_mock_verifier_address_without_code_is_not_registrable(chain: Chain) -> None:
+    assert deploy_mock_verifier(chain)  # sanity: the mock deploys
+    with pytest.raises(ContractReverted, match="no contract at the verifier"):
+        list_model(chain, "bafy-no-code", verifier=chain.accounts.stranger.address)
