@@ -1,7 +1,43 @@
-"""proofmarket: verifiable ML inference. ONNX models, paid calls, zero-knowledge proofs."""
+"""proofmarket: verifiable ML inference. ONNX models, paid calls, zero-knowledge proofs.
 
-from proofmarket.errors import ProofMarketError
+The public surface: a local :class:`Workspace` (compile, prove, verify), the proof bundle format and
+its verifier, the privacy profiles, and the error tree.
+"""
+
+from proofmarket.errors import (
+    ArtifactNotFound,
+    BundleError,
+    ChainError,
+    InputError,
+    ModelError,
+    PaymentError,
+    ProofMarketError,
+    ProvingError,
+    UnsupportedOperator,
+    VerificationFailed,
+)
+from proofmarket.workspace import Workspace
+from proofmarket.zk.bundle import ProofBundle
+from proofmarket.zk.profile import PrivacyProfile
+from proofmarket.zk.verify import VerifyReport, verify_bundle
 
 __version__ = "0.1.0"
 
-__all__ = ["ProofMarketError", "__version__"]
+__all__ = [
+    "ArtifactNotFound",
+    "BundleError",
+    "ChainError",
+    "InputError",
+    "ModelError",
+    "PaymentError",
+    "PrivacyProfile",
+    "ProofBundle",
+    "ProofMarketError",
+    "ProvingError",
+    "UnsupportedOperator",
+    "VerificationFailed",
+    "VerifyReport",
+    "Workspace",
+    "__version__",
+    "verify_bundle",
+]

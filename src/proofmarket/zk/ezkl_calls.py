@@ -39,19 +39,22 @@ _QUIET_LOCK = threading.Lock()
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """EZKL's Rust code prints fidelity tables straight to file descriptor 1: point it at /dev/null
-    for the call (process-wide, so serialised) and keep Python's own stdout as it was."""
+    """EZKL's Rust code prints fidelity tables and warnings straight to file descriptors 1 and 2:
+    point both at /dev/null for the call (process-wide, so serialised)."""
     with _QUIET_LOCK, contextlib.redirect_stdout(io.StringIO()):
         sys.stdout.flush()
-        saved = os.dup(1)
+        sys.stderr.flush()
+        saved = [os.dup(1), os.dup(2)]
         devnull = os.open(os.devnull, os.O_WRONLY)
         try:
             os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
             yield
         finally:
-            os.dup2(saved, 1)
-            os.close(saved)
-            os.close(devnull)
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in (*saved, devnull):
+                os.close(fd)
 
 
 def _call(error: type[Exception], what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
