@@ -15,8 +15,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# npm ci refuses this lock file: npm 11 leaves other platforms' optional anvil binaries out of it.
+# npm install with exact pins in package.json installs the same versions.
 $(NPMSTAMP): package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	npm install --no-audit --no-fund --loglevel=error
 	touch $(NPMSTAMP)
 
 test: setup
