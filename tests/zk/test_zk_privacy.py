@@ -55,3 +55,17 @@ def test_hashed_params_publish_a_weight_commitment(prover: EzklProver, srs_provi
     assert model.manifest.layout.params >= 1
     result = prover.prove(model.model_id, mlp_input)
     assert prover.verify(result.bundle).valid
+
+
+def test_commitment_computed_before_proving_matches_the_bundle(hashed_mlp, prover, mlp_input, mlp) -> None:
+    """What an escrow consumer commits to on chain equals what the proof binds, for both profiles."""
+    from proofmarket import models
+    from proofmarket.zk.commitment import input_commitment
+
+    for compiled, salt in ((hashed_mlp, [1, 2, 3, 4, 5, 6, 7, 8]), (mlp, None)):
+        manifest, info = prover.model(compiled.model_id)
+        arrays = models.parse_inputs(mlp_input, info)
+        expected = input_commitment(prover.store, manifest, arrays, salt)
+        bundle = prover.prove(compiled.model_id, mlp_input, salt=salt).bundle
+        assert bundle.input.commitment == expected.commitment
+        assert [int(i, 16) for i in bundle.proof.instances[: len(expected.instances)]] == expected.instances

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from proofmarket import models
-from proofmarket.errors import ArtifactNotFound, UnknownModel
+from proofmarket.errors import ArtifactNotFound, UnknownModel, UsageError
 from proofmarket.store import LocalStore
 from proofmarket.zk.bundle import (
     BundleInput,
@@ -32,6 +32,7 @@ from proofmarket.zk.bundle import (
 from proofmarket.zk.compiler import CompileOptions, CompileResult, Progress, compile_model
 from proofmarket.zk.felts import felt_to_uint, keccak_packed, uint_hex
 from proofmarket.zk.manifest import ModelManifest
+from proofmarket.zk.profile import SALT_BITS
 from proofmarket.zk.salt import new_salt
 from proofmarket.zk.tuning import decode_outputs
 from proofmarket.zk.verify import VerifyReport, load_manifest, verify_bundle
@@ -50,7 +51,8 @@ class Prover(Protocol):
     def compile(self, onnx_path: Path, samples_doc: Any, options: CompileOptions,
                 progress: Progress = ...) -> CompileResult: ...
 
-    def prove(self, model_id: str, inputs_doc: Any, timeout_s: float | None = None) -> ProveResult: ...
+    def prove(self, model_id: str, inputs_doc: Any, timeout_s: float | None = None,
+              salt: list[int] | None = None) -> ProveResult: ...
 
     def verify(self, bundle: dict[str, Any] | ProofBundle) -> VerifyReport: ...
 
@@ -78,12 +80,15 @@ class EzklProver:
             self._infos[model_id] = (manifest, info)
         return self._infos[model_id]
 
-    def prove(self, model_id: str, inputs_doc: Any, timeout_s: float | None = None) -> ProveResult:
+    def prove(self, model_id: str, inputs_doc: Any, timeout_s: float | None = None,
+              salt: list[int] | None = None) -> ProveResult:
+        """Prove ``inputs_doc`` on the model. A hashed-input model takes the consumer's ``salt`` (an
+        escrow request commits to it in advance) or draws a fresh random one."""
         manifest, info = self.model(model_id)
         arrays = models.parse_inputs(inputs_doc, info)
         reference = models.run_onnx(self.store.path(manifest.onnx.cid), arrays)
         flat = [np.asarray(a, dtype=np.float64).ravel().tolist() for a in arrays]
-        salt = new_salt() if manifest.salt_elements else None
+        salt = _check_salt(manifest, salt)
         if salt is not None:
             flat[0] = flat[0] + [float(s) for s in salt]
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -147,3 +152,15 @@ def _proof_bytes(proof: dict[str, Any]) -> bytes:
     """EZKL returns the proof as a byte list in the file and as hex in the returned dict."""
     raw = proof["proof"]
     return bytes.fromhex(raw.removeprefix("0x")) if isinstance(raw, str) else bytes(raw)
+
+
+def _check_salt(manifest: ModelManifest, salt: list[int] | None) -> list[int] | None:
+    if not manifest.salt_elements:
+        if salt is not None:
+            raise UsageError("this model's input is public: it takes no salt")
+        return None
+    if salt is None:
+        return new_salt()
+    if len(salt) != manifest.salt_elements or not all(isinstance(s, int) and 0 <= s < 1 << SALT_BITS for s in salt):
+        raise UsageError(f"the salt must be {manifest.salt_elements} integers in [0, 2^{SALT_BITS})")
+    return list(salt)
