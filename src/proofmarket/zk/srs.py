@@ -6,13 +6,12 @@ never for real money. Every artifact and bundle that uses one says ``kind: dev``
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from proofmarket.errors import SRSError
+from proofmarket.store import cid_for_file, digest_of
 from proofmarket.zk import ezkl_calls
 
 BYTES_PER_ROW = 128  # SRS files are ~128 bytes x 2^k
@@ -30,11 +29,8 @@ class SrsInfo:
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """A raw CID's multihash digest is the file's sha256."""
+    return digest_of(cid_for_file(path)).hex()
 
 
 class SrsProvider:
@@ -73,7 +69,3 @@ class SrsProvider:
             os.replace(tmp, path)
         return SrsInfo(path, sha256_file(path), "dev", logrows)
 
-
-def copy_srs(src: Path, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src, dest)

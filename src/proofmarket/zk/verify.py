@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,13 +103,7 @@ def _decode(values: list[int], scales: list[int], sizes: list[int]) -> list[list
 
 
 def _sizes(shapes: list[list[int]]) -> list[int]:
-    sizes = []
-    for shape in shapes:
-        n = 1
-        for d in shape:
-            n *= d
-        sizes.append(n)
-    return sizes
+    return [math.prod(shape) for shape in shapes]
 
 
 def _check_output_values(bundle: ProofBundle, outputs: list[int]) -> None:
