@@ -42,6 +42,7 @@ def progress_steps(enabled: bool) -> Iterator[Any]:
 
         def update(msg: str) -> None:
             progress.update(task, description=msg)
-            progress.console.log(msg) if msg.startswith(("key setup", "Solidity")) else None
+            if not msg.startswith("candidate"):  # keep a log of the steps, not of every grid point
+                progress.console.log(msg)
 
         yield update
