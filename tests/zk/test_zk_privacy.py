@@ -62,7 +62,7 @@ def test_commitment_computed_before_proving_matches_the_bundle(hashed_mlp, prove
     from proofmarket import models
     from proofmarket.zk.commitment import input_commitment
 
-    for compiled, salt in ((hashed_mlp, [1, 2, 3, 4, 5, 6, 7, 8]), (mlp, None)):
+    for compiled, salt in ((hashed_mlp, list(range(SALT_ELEMENTS))), (mlp, None)):
         manifest, info = prover.model(compiled.model_id)
         arrays = models.parse_inputs(mlp_input, info)
         expected = input_commitment(prover.store, manifest, arrays, salt)

@@ -22,9 +22,11 @@ NAMED_PROFILES = {
     "private": ("hashed", "hashed"),
 }
 
-#: number of salt elements appended to a hashed input (each carries SALT_BITS of entropy)
-SALT_ELEMENTS = 8
-SALT_BITS = 16
+#: salt appended to a hashed input: 16 x 8 bits = 128 bits of entropy. Small elements keep the salt
+#: inside the range checks of small decomposition bases (16-bit elements at scale 7 need 2^23 and
+#: ruled out every base below 2^24 for hashed inputs).
+SALT_ELEMENTS = 16
+SALT_BITS = 8
 
 
 @dataclass(frozen=True)
