@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -15,6 +16,23 @@ class Settings(BaseSettings):
     srs_file: Path | None = Field(default=None, description="ceremony SRS file; unset = dev SRS (devnet only)")
     proof_timeout_s: float = Field(default=600.0, gt=0, description="a proof running longer is stopped")
     max_model_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
+    rpc_url: str | None = Field(default=None, description="chain RPC URL; unset = the devnet of 'proofmarket chain up'")
+    private_key: SecretStr | None = Field(default=None, description="signing key off the devnet (never logged)")
+    deployment_file: Path | None = Field(default=None, description="market deployment JSON; unset = one per chain")
+    request_ttl_s: int = Field(default=3600, gt=0, le=30 * 24 * 3600, description="escrow request deadline")
+
+    # --- node: HTTP API, jobs, database (proofmarket node) ---------------------------------------
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; unset = SQLite file HOME/node.db")
+    api_host: str = Field(default="127.0.0.1", description="address 'proofmarket node' listens on")
+    api_port: int = Field(default=8402, ge=1, le=65535, description="port 'proofmarket node' listens on")
+    public_url: str | None = Field(default=None, description="base URL advertised to clients; unset = request's")
+    prover_workers: int = Field(default=2, ge=1, le=64, description="prover processes of the local job queue")
+    admin_token: SecretStr | None = Field(default=None, description="bearer token for model uploads; unset = off")
+    payments: Literal["on", "off"] = Field(default="off", description="x402 on the infer route; off = free calls")
+    max_request_bytes: int = Field(default=1024 * 1024, gt=0, description="largest JSON request body")
+    max_upload_bytes: int = Field(default=128 * 1024 * 1024, gt=0, description="largest model upload body")
+    infer_wait_s: float = Field(default=900.0, gt=0, description="a sync infer answers 202 after this long")
+    compile_timeout_s: float = Field(default=3600.0, gt=0, description="an uploaded model's compile is stopped")
 
     @property
     def store_dir(self) -> Path:
@@ -27,3 +45,7 @@ class Settings(BaseSettings):
     @property
     def jobs_dir(self) -> Path:
         return self.home / "jobs"
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'node.db'}"

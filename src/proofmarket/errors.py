@@ -31,7 +31,17 @@ onnxruntime, web3, filesystem) are translated at the adapter edge into one of th
     │   └── RPCUnavailable                rpc_unavailable    503   4
     └── PaymentError                      payment_error      402   5
         ├── PaymentRequired               payment_required   402   5
-        └── PaymentRejected               payment_rejected   402   5
+        ├── PaymentRejected               payment_rejected   402   5
+        │   ├── PaymentMalformed          payment_malformed  402   5
+        │   ├── PaymentMismatch           payment_mismatch   402   5
+        │   ├── PaymentAmountMismatch     payment_amount_mismatch 402 5
+        │   ├── PaymentExpired            payment_expired    402   5
+        │   ├── PaymentNotYetValid        payment_not_yet_valid 402 5
+        │   ├── PaymentSignatureInvalid   payment_signature_invalid 402 5
+        │   ├── PaymentInsufficientFunds  payment_insufficient_funds 402 5
+        │   └── PaymentReplayed           payment_replayed   409   5
+        ├── PaymentSettlementFailed       payment_settlement_failed 402 5
+        └── FacilitatorUnavailable        facilitator_unavailable 503 5
 """
 
 from __future__ import annotations
@@ -168,3 +178,53 @@ class PaymentRequired(PaymentError):
 
 class PaymentRejected(PaymentError):
     code = "payment_rejected"
+
+
+class PaymentMalformed(PaymentRejected):
+    """The PAYMENT-SIGNATURE header is not a decodable x402 v2 exact/EIP-3009 payment."""
+
+    code = "payment_malformed"
+
+
+class PaymentMismatch(PaymentRejected):
+    """The payment names another scheme, network, asset or payee than the ones required."""
+
+    code = "payment_mismatch"
+
+
+class PaymentAmountMismatch(PaymentRejected):
+    code = "payment_amount_mismatch"
+
+
+class PaymentExpired(PaymentRejected):
+    """The authorization's validBefore has passed (or is too close to settle safely)."""
+
+    code = "payment_expired"
+
+
+class PaymentNotYetValid(PaymentRejected):
+    code = "payment_not_yet_valid"
+
+
+class PaymentSignatureInvalid(PaymentRejected):
+    code = "payment_signature_invalid"
+
+
+class PaymentInsufficientFunds(PaymentRejected):
+    code = "payment_insufficient_funds"
+
+
+class PaymentReplayed(PaymentRejected):
+    """The authorization's nonce was already used on chain or already accepted by this node."""
+
+    code, http_status = "payment_replayed", 409
+
+
+class PaymentSettlementFailed(PaymentError):
+    code = "payment_settlement_failed"
+
+
+class FacilitatorUnavailable(PaymentError):
+    """The x402 facilitator (remote, or the in-process one's RPC) could not be reached or set up."""
+
+    code, http_status = "facilitator_unavailable", 503

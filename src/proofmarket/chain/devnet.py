@@ -134,6 +134,15 @@ class Devnet:
             self._signal(proc, signal.SIGKILL)
             proc.wait(timeout)
 
+    def detach(self) -> int:
+        """Leave anvil running after this object is gone (``proofmarket chain up``); return its pid.
+        Stop it later with ``stop_detached(pid)``."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            raise RPCUnavailable("the devnet is not running: nothing to detach")
+        proc.returncode = 0  # no longer ours to wait for: keeps Popen from warning that it still runs
+        return proc.pid
+
     def __enter__(self) -> Devnet:
         return self.start()
 
@@ -178,6 +187,36 @@ class Devnet:
             return " | ".join(self.log_file.read_text(errors="replace").strip().splitlines()[-lines:])
         except OSError:
             return "(no log)"
+
+
+def stop_detached(pid: int, timeout: float = 10.0) -> bool:
+    """Stop a detached devnet by pid: SIGTERM its process group (anvil dumps its state), SIGKILL after
+    ``timeout`` seconds. Return False when no such process was running."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return sig is signal.SIGKILL
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not _alive(pid):
+                return True
+            time.sleep(0.05)
+    return True
+
+
+def _alive(pid: int) -> bool:
+    with contextlib.suppress(ChildProcessError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our own child (tests): reap it
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie nobody reaps (PID 1 in some containers) is dead for our purpose
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def advance_time(client: ChainClient, seconds: int) -> int:

@@ -206,5 +206,9 @@ def export_cmd(
         out.print(f"wrote {path} (root {model_id})")
 
 
+from proofmarket.cli.chain_cmds import register as _register_market  # noqa: E402 (after the app exists)
+
+_register_market(app)
+
 if __name__ == "__main__":
     app()

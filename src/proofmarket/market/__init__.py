@@ -1,0 +1,40 @@
+"""The market service over the on-chain escrow: deploy, register models, request, fulfil, refund.
+
+``Market`` is the one entry point (the CLI's ``chain``, ``model register``, ``request``, ``fulfill`` and
+``refund`` commands are thin shells over it); ``devnet_up`` / ``devnet_down`` run the background devnet.
+"""
+
+from proofmarket.market.accounts import RoleAccounts
+from proofmarket.market.home import MarketHome, RequestRecord
+from proofmarket.market.node import DevnetStatus, devnet_down, devnet_status, devnet_up
+from proofmarket.market.results import (
+    FulfilResult,
+    RefundResult,
+    Registration,
+    RequestReceipt,
+    VerifierDeployment,
+    settlement_summary,
+)
+from proofmarket.market.service import Market, connect
+from proofmarket.market.units import format_usdc, parse_price, parse_usdc
+
+__all__ = [
+    "DevnetStatus",
+    "FulfilResult",
+    "Market",
+    "MarketHome",
+    "RefundResult",
+    "Registration",
+    "RequestReceipt",
+    "RequestRecord",
+    "RoleAccounts",
+    "VerifierDeployment",
+    "connect",
+    "devnet_down",
+    "devnet_status",
+    "devnet_up",
+    "format_usdc",
+    "parse_price",
+    "parse_usdc",
+    "settlement_summary",
+]

@@ -1,0 +1,71 @@
+"""What the market service returns: plain values, amounts in USDC atomic units (6 decimals)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from proofmarket.chain.client import TxResult
+from proofmarket.chain.types import ModelSpec, Settlement
+
+
+@dataclass(frozen=True)
+class VerifierDeployment:
+    model_id: str
+    address: str
+    reused: bool
+    tx: TxResult | None = None
+
+
+@dataclass(frozen=True)
+class Registration:
+    model_id: str
+    model_key: str
+    owner: str
+    spec: ModelSpec
+    verifier: VerifierDeployment | None  # None when the model was already registered
+    action: str  # "registered" | "price updated" | "unchanged"
+    tx: TxResult | None = None
+
+
+@dataclass(frozen=True)
+class RequestReceipt:
+    request_id: int
+    model_id: str
+    commitment: str
+    salt: list[int] | None
+    deadline: int
+    amount: int
+    consumer: str
+    payment: str
+    tx: TxResult
+    approve_tx: TxResult | None = None
+
+
+@dataclass(frozen=True)
+class FulfilResult:
+    settlement: Settlement
+    bundle_cid: str
+    output: list[list[float]]
+    timings: dict[str, float]
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    request_id: int
+    amount: int
+    consumer: str
+    tx: TxResult
+
+
+def settlement_summary(settlement: Settlement) -> dict[str, Any]:
+    """A settlement as plain JSON values (amounts in atomic USDC units)."""
+    s, tx = settlement, settlement.tx
+    return {
+        "request_id": s.request_id, "status": s.status.name, "prover": s.prover,
+        "tx": {"hash": tx.tx_hash, "block": tx.block_number, "gas_used": tx.gas_used},
+        "output_hash": "0x" + s.output_hash.hex() if s.output_hash else None,
+        "outputs": [hex(v) for v in s.outputs],
+        "owner_amount": s.owner_amount, "prover_amount": s.prover_amount, "platform_fee": s.platform_fee,
+        "refunded": s.refunded, "slashed": s.slashed,
+    }

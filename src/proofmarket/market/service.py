@@ -1,0 +1,362 @@
+"""The market service: what the CLI (and later the API and the SDK) call to use the on-chain escrow.
+
+    Market.deploy(settings)       the market contracts (idempotent); on the devnet the dev prover is
+                                  authorised and staked
+    Market.open(settings)         connect to a deployed market
+      .deploy_verifier(model_id)  the model's Halo2Verifier, once per model and chain
+      .register_model(...)        list a compiled model in the registry (spec from its manifest)
+      .request(model_id, input)   consumer: commit to the input locally, escrow the price
+      .fulfill(request_id)        prover: prove the stored input, settle on chain
+      .refund(request_id)         consumer: take the escrow back after the deadline
+
+The chain is ``PROOFMARKET_RPC_URL`` or the devnet of ``proofmarket chain up``. Signers are anvil's dev
+accounts by role on the devnet, else the key in ``PROOFMARKET_PRIVATE_KEY``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from eth_utils import keccak
+
+from proofmarket import models
+from proofmarket.chain import ChainClient, Deployment, MarketConfig, deploy, load_deployment, model_key
+from proofmarket.chain.artifacts import Artifact
+from proofmarket.chain.client import TxResult
+from proofmarket.chain.deploy import is_live
+from proofmarket.chain.devkeys import DEVNET_CHAIN_ID
+from proofmarket.chain.types import InferenceRequest, RequestStatus, RequestSubmitted, Settlement
+from proofmarket.config import Settings
+from proofmarket.errors import ChainError, PaymentError, RPCUnavailable, UsageError
+from proofmarket.market.accounts import RoleAccounts
+from proofmarket.market.home import MarketHome, RequestRecord, VerifierRecord
+from proofmarket.market.results import (
+    FulfilResult,
+    RefundResult,
+    Registration,
+    RequestReceipt,
+    VerifierDeployment,
+    settlement_summary,
+)
+from proofmarket.market.spec import check_registrable, model_spec
+from proofmarket.market.units import format_usdc, parse_price
+from proofmarket.workspace import Workspace
+from proofmarket.zk.bundle import ProofBundle
+from proofmarket.zk.commitment import input_commitment
+from proofmarket.zk.manifest import ModelManifest
+from proofmarket.zk.profile import SALT_BITS
+from proofmarket.zk.salt import new_salt
+
+DEFAULT_OWNER_SHARE_BPS = 7_000
+PAYMENTS = ("approve", "eip3009")
+EIP170_CODE_LIMIT = 24_576
+MIN_TTL_S, MAX_TTL_S = 60, 30 * 24 * 3600  # the market takes deadlines up to 30 days ahead
+
+
+class Market:
+    def __init__(self, workspace: Workspace, client: ChainClient, deployment: Deployment,
+                 accounts: RoleAccounts, *, owns_workspace: bool = False) -> None:
+        self.workspace = workspace
+        self.client = client
+        self.deployment = deployment
+        self.accounts = accounts
+        self.home = MarketHome(workspace.settings.home)
+        self.usdc, self.registry, self.market = deployment.bind(client)
+        self._owns_workspace = owns_workspace
+
+    # --- connecting ---------------------------------------------------------------------------
+    @classmethod
+    def open(cls, settings: Settings | None = None, *, workspace: Workspace | None = None,
+             client: ChainClient | None = None, accounts: RoleAccounts | None = None) -> Market:
+        """Connect to the market deployed on the configured chain."""
+        ws, owned = (workspace, False) if workspace is not None else (Workspace(settings), True)
+        try:
+            client = client or connect(ws.settings)
+            path = deployment_path(ws.settings, client.chain_id)
+            deployment = load_deployment(path)
+            if deployment is None or not is_live(client, deployment):
+                raise ChainError(f"the market is not deployed on chain id {client.chain_id} (no live deployment "
+                                 f"in {path}): run 'proofmarket chain deploy'", chain_id=client.chain_id)
+            accounts = accounts or RoleAccounts.for_chain(client.chain_id, ws.settings.private_key)
+        except BaseException:
+            if owned:
+                ws.close()
+            raise
+        return cls(ws, client, deployment, accounts, owns_workspace=owned)
+
+    @classmethod
+    def deploy(cls, settings: Settings | None = None, *, workspace: Workspace | None = None,
+               client: ChainClient | None = None, accounts: RoleAccounts | None = None, usdc: str | None = None,
+               config: MarketConfig | None = None) -> Market:
+        """Deploy the market contracts unless a live deployment is recorded; on the devnet, also authorise
+        and stake the dev prover so that ``fulfill`` works out of the box."""
+        ws, owned = (workspace, False) if workspace is not None else (Workspace(settings), True)
+        try:
+            client = client or connect(ws.settings)
+            devnet = client.chain_id == DEVNET_CHAIN_ID
+            if usdc is None and not devnet:
+                raise UsageError(f"chain id {client.chain_id} is not the devnet: give the USDC token address to use")
+            accounts = accounts or RoleAccounts.for_chain(client.chain_id, ws.settings.private_key)
+            deployment = deploy(client, accounts.admin, deployment_path(ws.settings, client.chain_id), usdc=usdc,
+                                config=config)
+            market = cls(ws, client, deployment, accounts, owns_workspace=owned)
+            if devnet:
+                market.setup_prover()
+        except BaseException:
+            if owned:
+                ws.close()
+            raise
+        return market
+
+    def with_accounts(self, **roles: Any) -> Market:
+        """The same market seen by other signers, e.g. ``market.with_accounts(prover=other)``."""
+        return Market(self.workspace, self.client, self.deployment, replace(self.accounts, **roles))
+
+    def close(self) -> None:
+        if self._owns_workspace:
+            self.workspace.close()
+
+    def __enter__(self) -> Market:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- model owners -------------------------------------------------------------------------
+    def deploy_verifier(self, model_id: str) -> VerifierDeployment:
+        """Deploy the model's Halo2Verifier from its stored artifacts, once per model and chain."""
+        manifest = self.manifest(model_id)
+        chain_id = self.client.chain_id
+        if manifest.verifier.deployed_size > EIP170_CODE_LIMIT:
+            raise ChainError(f"the verifier of {model_id} is {manifest.verifier.deployed_size:,} bytes, above the "
+                             f"{EIP170_CODE_LIMIT:,}-byte contract size limit (EIP-170): it cannot be deployed",
+                             size=manifest.verifier.deployed_size)
+        known = self.home.verifier(chain_id, model_id)
+        if known is not None and self._code_hash(known.address) == known.code_hash:
+            return VerifierDeployment(model_id, known.address, reused=True)
+        artifact = Artifact(
+            name=f"Halo2Verifier({manifest.name})",
+            abi=json.loads(self.workspace.store.get(manifest.verifier.abi.cid)),
+            bytecode=self.workspace.store.get(manifest.verifier.bytecode.cid).decode().strip(),
+            deployed_bytecode="",
+        )
+        address, tx = self.client.deploy(artifact, self.accounts.owner)
+        record = VerifierRecord(address, self._code_hash(address), tx.tx_hash, tx.gas_used, tx.block_number)
+        self.home.save_verifier(chain_id, model_id, record)
+        return VerifierDeployment(model_id, address, reused=False, tx=tx)
+
+    def register_model(self, model_id: str, price_usdc: str | Decimal, owner_share_bps: int = DEFAULT_OWNER_SHARE_BPS,
+                       *, metadata_cid: str | None = None) -> Registration:
+        """List a compiled model at ``price_usdc`` (a decimal string, exact to 6 decimals). Registering
+        again with the same identity only updates the price."""
+        manifest = self.manifest(model_id)
+        check_registrable(manifest)
+        if manifest.srs.kind == "dev" and self.client.chain_id != DEVNET_CHAIN_ID:
+            raise UsageError(f"model {model_id} was compiled with a dev SRS (testing only): it can be listed on the "
+                             "local devnet only; recompile it with --srs and a ceremony SRS file")
+        price = parse_price(price_usdc)
+        max_share = int(self.client.call(self.registry.contract.functions.MAX_OWNER_SHARE_BPS()))
+        if not 0 <= owner_share_bps <= max_share:
+            raise UsageError(f"the owner share must be 0-{max_share} bps, not {owner_share_bps}")
+        key, owner = model_key(model_id), self.accounts.owner
+        if self.registry.exists(key):
+            return self._registered_again(model_id, manifest, price)
+        verifier = self.deploy_verifier(model_id)
+        spec = model_spec(manifest, self.workspace.store, verifier=verifier.address, price=price,
+                          owner_share_bps=owner_share_bps, metadata_cid=metadata_cid or model_id)
+        tx = self.registry.register(key, spec, owner)
+        return Registration(model_id, "0x" + key.hex(), owner.address, spec, verifier, "registered", tx)
+
+    def _registered_again(self, model_id: str, manifest: ModelManifest, price: int) -> Registration:
+        key, owner = model_key(model_id), self.accounts.owner
+        current = self.registry.get_model(key)
+        if current.spec.vk_digest != bytes.fromhex(manifest.vk.sha256):
+            raise ChainError(f"model id {model_id} is registered with another verifying key", model_id=model_id)
+        if current.owner != owner.address:
+            raise ChainError(f"model {model_id} is already registered by {current.owner}", owner=current.owner)
+        if current.spec.price == price:
+            return Registration(model_id, "0x" + key.hex(), owner.address, current.spec, None, "unchanged")
+        tx = self.registry.update_price(key, price, owner)
+        spec = replace(current.spec, price=price)
+        return Registration(model_id, "0x" + key.hex(), owner.address, spec, None, "price updated", tx)
+
+    # --- consumers ----------------------------------------------------------------------------
+    def request(self, model_id: str, inputs_doc: Any, *, salt: list[int] | None = None, ttl_s: int | None = None,
+                deadline: int | None = None, payment: str = "approve") -> RequestReceipt:
+        """Commit to ``inputs_doc`` (with a salt for a hashed input: given or drawn here), escrow the price
+        with ``approve`` + ``transferFrom`` or an EIP-3009 signature, and store the input for the prover."""
+        if payment not in PAYMENTS:
+            raise UsageError(f"payment must be one of {', '.join(PAYMENTS)}, not {payment!r}")
+        manifest, info = self.workspace.prover.model(model_id)
+        salt = _salt_for(manifest, salt)
+        commitment = input_commitment(self.workspace.store, manifest, models.parse_inputs(inputs_doc, info), salt)
+        try:  # the input is stored for the prover after the escrow transaction: make sure it can be
+            json.dumps(inputs_doc, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"the input must be a JSON document of numbers ({exc})") from exc
+        key, consumer = model_key(model_id), self.accounts.consumer
+        if not self.registry.exists(key):
+            raise ChainError(f"model {model_id} is not registered on this market: run 'proofmarket model register'",
+                             model_id=model_id)
+        deadline = deadline if deadline is not None else self._deadline(ttl_s)
+        submitted, approve_tx = self._escrow(key, bytes.fromhex(commitment.commitment[2:]), deadline, payment)
+        receipt = RequestReceipt(submitted.request_id, model_id, commitment.commitment, salt, submitted.deadline,
+                                 submitted.amount, consumer.address, payment, submitted.tx, approve_tx)
+        self.home.save_request(RequestRecord(
+            receipt.request_id, self.client.chain_id, self.market.address, model_id, inputs_doc, salt,
+            receipt.commitment, receipt.deadline, receipt.amount, receipt.consumer, payment, submitted.tx.tx_hash,
+            datetime.now(UTC).isoformat(timespec="seconds"),
+        ))
+        return receipt
+
+    def _escrow(self, key: bytes, commitment: bytes, deadline: int,
+                payment: str) -> tuple[RequestSubmitted, TxResult | None]:
+        consumer = self.accounts.consumer
+        price = self.registry.get_model(key).spec.price
+        held = self.usdc.balance_of(consumer.address)
+        if held < price:
+            raise PaymentError(f"{consumer.address} holds {format_usdc(held)} USDC, the model costs "
+                               f"{format_usdc(price)} USDC", needed=price, available=held)
+        if payment == "eip3009":
+            auth, salt = self.market.sign_request_authorization(consumer, key, commitment, deadline)
+            return self.market.request_inference_with_authorization(key, commitment, deadline, auth, salt,
+                                                                    consumer), None
+        approve_tx = None
+        if self.usdc.allowance(consumer.address, self.market.address) < price:
+            approve_tx = self.usdc.approve(self.market.address, price, consumer)
+        return self.market.request_inference(key, commitment, deadline, consumer), approve_tx
+
+    def refund(self, request_id: int) -> RefundResult:
+        """Take the escrowed amount back after the deadline (consumer only)."""
+        tx = self.market.refund(request_id, self.accounts.consumer)
+        events = self.market.decode_events(tx, "RequestRefunded")
+        amount = int(events[0]["amount"]) if events else 0
+        self._record_outcome(request_id, {"status": "REFUNDED", "tx_hash": tx.tx_hash, "refunded": amount})
+        return RefundResult(request_id, amount, self.accounts.consumer.address, tx)
+
+    # --- provers ------------------------------------------------------------------------------
+    def fulfill(self, request_id: int, *, timeout_s: float | None = None) -> FulfilResult:
+        """Prove the request's stored input (with its salt) and settle it on chain."""
+        record = self.home.request(self.client.chain_id, request_id)
+        self._check_record(record, self.pending_request(request_id))
+        self.require_eligible(self.accounts.prover.address)
+        proved = self.workspace.prover.prove(record.model_id, record.inputs, timeout_s, salt=record.salt)
+        settlement = self.submit_proof(request_id, proved.bundle)
+        self._record_outcome(request_id, {**settlement_summary(settlement), "bundle_cid": proved.bundle_cid})
+        return FulfilResult(settlement, proved.bundle_cid, proved.bundle.output.values, dict(proved.bundle.timings))
+
+    def submit_proof(self, request_id: int, bundle: ProofBundle | dict[str, Any]) -> Settlement:
+        """Send a proof bundle's proof and instances to ``fulfill``: paid if valid, refunded and slashed if not."""
+        bundle = bundle if isinstance(bundle, ProofBundle) else ProofBundle.parse(bundle)
+        proof = bytes.fromhex(bundle.proof.hex.removeprefix("0x"))
+        instances = [int(value, 16) for value in bundle.proof.instances]
+        return self.market.fulfill(request_id, proof, instances, self.accounts.prover)
+
+    def setup_prover(self) -> None:
+        """Authorise (needs the admin) and stake the minimum for the prover account, where missing."""
+        prover, admin = self.accounts.prover, self.accounts.admin
+        info = self.market.get_prover(prover.address)
+        if not info.authorized:
+            self.market.set_prover_authorized(prover.address, True, admin)
+        missing = self.market.min_stake() - info.stake
+        if missing > 0:
+            self.usdc.approve(self.market.address, missing, prover)
+            self.market.stake(missing, prover)
+
+    # --- reading ------------------------------------------------------------------------------
+    def manifest(self, model_id: str) -> ModelManifest:
+        return self.workspace.prover.model(model_id)[0]
+
+    def pending_request(self, request_id: int) -> InferenceRequest:
+        """The on-chain request, if it can still be fulfilled (otherwise ChainError saying why)."""
+        request = self.market.get_request(request_id)
+        if request.status is RequestStatus.NONE:
+            raise ChainError(f"request {request_id} does not exist on this market", request_id=request_id)
+        if request.status not in (RequestStatus.OPEN, RequestStatus.ACCEPTED):
+            raise ChainError(f"request {request_id} is already settled ({request.status.name.lower()})",
+                             request_id=request_id, status=request.status.name)
+        if self.client.timestamp() > request.deadline:
+            raise ChainError(f"request {request_id} expired at {request.deadline}: only a refund is possible",
+                             request_id=request_id)
+        return request
+
+    def require_eligible(self, prover: str) -> None:
+        info = self.market.get_prover(prover)
+        if not info.authorized:
+            raise ChainError(f"{prover} is not an authorised prover on this market", prover=prover)
+        minimum = self.market.min_stake()
+        if info.stake < minimum:
+            raise ChainError(f"prover {prover} has {format_usdc(info.stake)} USDC staked, below the minimum of "
+                             f"{format_usdc(minimum)}", prover=prover)
+
+    # --- internals ----------------------------------------------------------------------------
+    def _check_record(self, record: RequestRecord, request: InferenceRequest) -> None:
+        """The stored input must open the commitment the consumer escrowed for."""
+        if record.market.lower() != self.market.address.lower():
+            raise ChainError(f"the stored request {record.request_id} was made on another market ({record.market})")
+        if request.model_key != model_key(record.model_id):
+            raise ChainError(f"request {record.request_id} on chain is for another model than the stored input")
+        manifest, info = self.workspace.prover.model(record.model_id)
+        arrays = models.parse_inputs(record.inputs, info)
+        local = input_commitment(self.workspace.store, manifest, arrays, record.salt).commitment
+        if local != "0x" + request.input_commitment.hex() or local != record.commitment:
+            raise ChainError(f"the stored input of request {record.request_id} does not match its on-chain "
+                             "commitment", request_id=record.request_id)
+
+    def _deadline(self, ttl_s: int | None) -> int:
+        ttl = ttl_s if ttl_s is not None else self.workspace.settings.request_ttl_s
+        if not MIN_TTL_S <= ttl <= MAX_TTL_S:
+            raise UsageError(f"the request's time to live must be {MIN_TTL_S} s to 30 days, not {ttl} s")
+        return self.client.timestamp() + ttl
+
+    def _record_outcome(self, request_id: int, outcome: dict[str, Any]) -> None:
+        try:
+            record = self.home.request(self.client.chain_id, request_id)
+        except UsageError:
+            return  # a request made elsewhere: nothing stored here
+        record.settlement = outcome
+        self.home.save_request(record)
+
+    def _code_hash(self, address: str) -> str:
+        return "0x" + keccak(self.client.code_at(address)).hex()
+
+
+def connect(settings: Settings) -> ChainClient:
+    """A client for ``PROOFMARKET_RPC_URL``, else for the devnet recorded by ``proofmarket chain up``."""
+    if settings.rpc_url:
+        client = ChainClient(settings.rpc_url)
+        _ = client.chain_id
+        return client
+    devnet = MarketHome(settings.home).devnet()
+    if devnet is None:
+        raise ChainError("no chain to talk to: run 'proofmarket chain up' for a local devnet, "
+                         "or set PROOFMARKET_RPC_URL")
+    client = ChainClient(devnet.rpc_url, timeout=10)
+    try:
+        _ = client.chain_id
+    except RPCUnavailable as exc:
+        raise RPCUnavailable(f"the devnet at {devnet.rpc_url} does not answer: run 'proofmarket chain up'",
+                             url=devnet.rpc_url) from exc
+    return client
+
+
+def deployment_path(settings: Settings, chain_id: int) -> Path:
+    return settings.deployment_file or MarketHome(settings.home).deployment_file(chain_id)
+
+
+def _salt_for(manifest: ModelManifest, salt: list[int] | None) -> list[int] | None:
+    if not manifest.salt_elements:
+        if salt is not None:
+            raise UsageError("this model's input is public: it takes no salt")
+        return None
+    if salt is None:
+        return new_salt()
+    if len(salt) != manifest.salt_elements or not all(
+            isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 1 << SALT_BITS for s in salt):
+        raise UsageError(f"the salt must be {manifest.salt_elements} integers in [0, 2^{SALT_BITS})")
+    return list(salt)

@@ -1,0 +1,65 @@
+"""The two x402 facilitators the gate can talk to, both through the SDK's sync facilitator protocol.
+
+- ``local_facilitator``: an in-process ``x402FacilitatorSync`` with the ``exact`` EVM scheme and a
+  ``FacilitatorWeb3Signer`` (a funded key pays the gas of ``transferWithAuthorization``). Used on the
+  devnet, where no public facilitator knows the chain.
+- ``remote_facilitator``: ``HTTPFacilitatorClientSync(FacilitatorConfig(url=...))`` for production.
+
+The sync variants are deliberate: the EVM facilitator scheme makes blocking web3 calls even behind
+the SDK's async ``x402Facilitator``, so the gate runs the sync SDK in a worker thread instead of
+stalling the API's event loop.
+"""
+
+from __future__ import annotations
+
+from eth_account.signers.local import LocalAccount
+from x402 import x402FacilitatorSync
+from x402.http import FacilitatorClientSync, FacilitatorConfig, HTTPFacilitatorClientSync
+from x402.mechanisms.evm import FacilitatorWeb3Signer
+from x402.mechanisms.evm.exact import register_exact_evm_facilitator
+
+from proofmarket.errors import FacilitatorUnavailable
+
+__all__ = ["FacilitatorClientSync", "chain_id_of", "local_facilitator", "network_id", "remote_facilitator"]
+
+
+def network_id(chain_id: int) -> str:
+    """CAIP-2 id of an EVM chain: ``eip155:<chainId>``."""
+    return f"eip155:{chain_id}"
+
+
+def chain_id_of(network: str) -> int:
+    prefix, _, ref = network.partition(":")
+    if prefix != "eip155" or not ref.isdigit():
+        raise ValueError(f"{network!r} is not an EVM CAIP-2 network id (eip155:<chainId>)")
+    return int(ref)
+
+
+def local_facilitator(
+    signer: LocalAccount,
+    rpc_url: str,
+    network: str,
+    *,
+    confirmation_timeout_seconds: float = 120.0,
+) -> x402FacilitatorSync:
+    """An in-process facilitator whose ``signer`` submits settlements to ``rpc_url``.
+
+    Give it a key no other component sends transactions from: the SDK signer keeps its own nonce
+    counter, and two senders sharing a key race for nonces.
+    """
+    chain_id_of(network)
+    web3_signer = FacilitatorWeb3Signer(
+        private_key=signer.key.hex(),
+        rpc_url=rpc_url,
+        confirmation_timeout_seconds=confirmation_timeout_seconds,
+    )
+    facilitator = x402FacilitatorSync()
+    register_exact_evm_facilitator(facilitator, web3_signer, networks=network)
+    return facilitator
+
+
+def remote_facilitator(url: str, *, timeout: float = 30.0) -> HTTPFacilitatorClientSync:
+    """A facilitator service reached over HTTP (``POST /verify``, ``POST /settle``, ``GET /supported``)."""
+    if not url.startswith(("http://", "https://")):
+        raise FacilitatorUnavailable(f"the facilitator URL {url!r} is not an http(s) URL", url=url)
+    return HTTPFacilitatorClientSync(FacilitatorConfig(url=url, timeout=timeout))

@@ -1,0 +1,374 @@
+"""The x402 payment gate the API calls explicitly: verify before proving, settle once the proof is ready.
+
+    gate = PaymentGate.local(rpc_url=..., signer=facilitator_account, asset=usdc)   # devnet
+    gate = PaymentGate.remote(facilitator_url=..., network="eip155:8453", asset=usdc) # production
+
+    req = gate.requirements(price_atomic, pay_to)
+    no header  -> 402, PAYMENT-REQUIRED: gate.payment_required_header(req, url, discovery=...)
+    verified = gate.verify(request.headers["PAYMENT-SIGNATURE"], req)   # raises PaymentError subclasses
+    ... prove; if proving fails: gate.release(verified) (nothing is charged) ...
+    settlement = gate.settle(verified)                                  # at most once per payment
+    200, PAYMENT-RESPONSE: gate.payment_response_header(settlement, receipt)
+
+Built on the x402 SDK's ``x402ResourceServerSync`` with the ``exact`` EVM server scheme and the bazaar
+extension; the facilitator is either in-process (``x402FacilitatorSync``) or remote
+(``HTTPFacilitatorClientSync``). The SDK calls block (web3, HTTP), so async callers use
+``verify_async`` / ``settle_async``, which run them in a worker thread.
+
+Beyond the SDK's checks the gate adds: specific errors for each refusal, a ``NonceLedger`` so that one
+payment cannot start two jobs (reserved at verify, released or settled later), an on-chain nonce
+check and settlement recovery through the token contract when a ``ChainClient`` is given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from eth_utils import to_checksum_address
+from x402 import x402ResourceServerSync
+from x402.extensions.bazaar import bazaar_resource_server_extension
+from x402.http import FacilitatorClientSync
+from x402.mechanisms.evm.exact import ExactEvmServerScheme
+from x402.schemas import (
+    AssetAmount,
+    FacilitatorCapabilityError,
+    PaymentAbortedError,
+    PaymentRequired,
+    PaymentRequirements,
+    ResourceConfig,
+    ResourceInfo,
+    SchemeNotFoundError,
+)
+
+from proofmarket.chain.client import ChainClient
+from proofmarket.errors import (
+    FacilitatorUnavailable,
+    PaymentError,
+    PaymentExpired,
+    PaymentInsufficientFunds,
+    PaymentMismatch,
+    PaymentNotYetValid,
+    PaymentRejected,
+    PaymentReplayed,
+    PaymentSettlementFailed,
+    ProofMarketError,
+    UsageError,
+)
+from proofmarket.payments.facilitators import local_facilitator, network_id, remote_facilitator
+from proofmarket.payments.headers import Discovery, encode_payment_required_header, payment_response_header
+from proofmarket.payments.ledger import InMemoryNonceLedger, NonceLedger
+from proofmarket.payments.onchain import TokenReader
+from proofmarket.payments.parse import check_terms, decode_payment, eoa_signature_valid, verified_payment
+from proofmarket.payments.reasons import ERR_FAILED_TO_VERIFY_SIGNATURE, OPAQUE_REASONS, error_for
+from proofmarket.payments.types import Settlement, VerifiedPayment
+
+USDC_NAME, USDC_VERSION = "USD Coin", "2"
+
+
+class PaymentGate:
+    def __init__(
+        self,
+        facilitator: FacilitatorClientSync,
+        *,
+        network: str,
+        asset: str,
+        token_name: str = USDC_NAME,
+        token_version: str = USDC_VERSION,
+        max_timeout_seconds: int = 600,
+        min_validity_seconds: int = 30,
+        ledger: NonceLedger | None = None,
+        chain: ChainClient | None = None,
+    ) -> None:
+        """``min_validity_seconds``: refuse authorizations expiring sooner (they could not be settled)."""
+        self.network = network
+        self.asset = to_checksum_address(asset)
+        self.token_name, self.token_version = token_name, token_version
+        self.max_timeout_seconds = max_timeout_seconds
+        self.min_validity_seconds = min_validity_seconds
+        self.ledger: NonceLedger = ledger if ledger is not None else InMemoryNonceLedger()
+        self._reader = TokenReader(chain, self.asset) if chain is not None else None
+        self._facilitator = facilitator
+        self._server = x402ResourceServerSync(facilitator)
+        # The SDK's own classes do not match its Protocol annotations exactly (payment_flows, key).
+        self._server.register(network, ExactEvmServerScheme())  # type: ignore[arg-type]
+        self._server.register_extension(bazaar_resource_server_extension)  # type: ignore[arg-type]
+        self._init_lock = threading.Lock()
+        self._initialized = False
+        self._locks = _KeyedLocks()
+
+    @classmethod
+    def local(
+        cls, *, rpc_url: str, signer: LocalAccount, asset: str, chain: ChainClient | None = None, **options: Any
+    ) -> PaymentGate:
+        """In-process facilitator: ``signer`` pays the gas of settlements (devnet, or a self-hosted node)."""
+        client = chain if chain is not None else ChainClient(rpc_url)
+        network = network_id(client.chain_id)
+        facilitator = local_facilitator(signer, rpc_url, network)
+        return cls(facilitator, network=network, asset=asset, chain=client, **options)
+
+    @classmethod
+    def remote(
+        cls, *, facilitator_url: str, network: str, asset: str, chain: ChainClient | None = None, **options: Any
+    ) -> PaymentGate:
+        """A facilitator service; pass ``chain`` (an RPC of the same network) for exact replay diagnosis."""
+        return cls(remote_facilitator(facilitator_url), network=network, asset=asset, chain=chain, **options)
+
+    # --- setup ----------------------------------------------------------------------------------
+    def initialize(self) -> None:
+        """Ask the facilitator what it supports (once; retried on the next call after a failure)."""
+        with self._init_lock:
+            if self._initialized:
+                return
+            try:
+                self._server.initialize()
+            except FacilitatorCapabilityError as exc:
+                raise FacilitatorUnavailable(f"the facilitator cannot serve this gate: {exc}") from exc
+            except Exception as exc:
+                raise FacilitatorUnavailable(f"the facilitator did not answer /supported: {exc}") from exc
+            self._initialized = True
+
+    def close(self) -> None:
+        """Close the remote facilitator's HTTP client, if any."""
+        close = getattr(self._facilitator, "close", None)
+        if callable(close):
+            close()
+
+    # --- the 402 side ---------------------------------------------------------------------------
+    def requirements(
+        self, price_atomic: int, pay_to: str, resource_url: str | None = None, description: str | None = None
+    ) -> PaymentRequirements:
+        """The ``exact`` terms for one call: ``price_atomic`` units of the gate's USDC to ``pay_to``.
+
+        ``resource_url`` and ``description`` belong to the 402 response in x402 v2, not to the
+        requirements; they are accepted here for symmetry and go to ``payment_required_header``.
+        """
+        if price_atomic <= 0:
+            raise UsageError(f"the price must be a positive number of atomic units, not {price_atomic}")
+        self.initialize()
+        price = AssetAmount(
+            amount=str(price_atomic),
+            asset=self.asset,
+            extra={"name": self.token_name, "version": self.token_version},
+        )
+        config = ResourceConfig(
+            scheme="exact",
+            network=self.network,
+            pay_to=to_checksum_address(pay_to),
+            price=price,
+            max_timeout_seconds=self.max_timeout_seconds,
+        )
+        try:
+            return self._server.build_payment_requirements(config)[0]
+        except SchemeNotFoundError as exc:
+            raise FacilitatorUnavailable(f"the facilitator does not support exact on {self.network}") from exc
+
+    def payment_required(
+        self,
+        requirements: PaymentRequirements,
+        resource_url: str,
+        *,
+        description: str = "",
+        mime_type: str = "application/json",
+        error: str | None = "Payment required",
+        discovery: Discovery | None = None,
+    ) -> PaymentRequired:
+        resource = ResourceInfo(url=resource_url, description=description, mime_type=mime_type)
+        extensions = None
+        if discovery is not None:
+            extensions = self._server.enrich_extensions(
+                discovery.declaration(), discovery.request_context(resource_url)
+            )
+        return self._server.create_payment_required_response([requirements], resource, error, extensions)
+
+    def payment_required_header(
+        self,
+        requirements: PaymentRequirements,
+        resource_url: str,
+        *,
+        description: str = "",
+        mime_type: str = "application/json",
+        error: str | None = "Payment required",
+        discovery: Discovery | None = None,
+    ) -> str:
+        """Base64 PAYMENT-REQUIRED (x402 v2), with the bazaar extension when ``discovery`` is given."""
+        required = self.payment_required(
+            requirements, resource_url, description=description, mime_type=mime_type, error=error, discovery=discovery
+        )
+        return encode_payment_required_header(required)
+
+    @staticmethod
+    def payment_response_header(settlement: Settlement, receipt: dict[str, Any] | None = None) -> str:
+        return payment_response_header(settlement, receipt)
+
+    # --- verify ---------------------------------------------------------------------------------
+    def verify(self, payment_signature_header: str | None, requirements: PaymentRequirements) -> VerifiedPayment:
+        """Check the payment against ``requirements`` and reserve it; raises a ``PaymentError``."""
+        self.initialize()
+        payload = decode_payment(payment_signature_header)
+        check_terms(payload, requirements, self._server.find_matching_requirements([requirements], payload))
+        payment = verified_payment(payload, requirements)
+        self._check_window(payment)
+        if not self.ledger.reserve(payment):
+            raise PaymentReplayed(
+                "this payment was already accepted by this node", payer=payment.payer, nonce=payment.nonce
+            )
+        try:
+            self._check_unused(payment)
+            self._facilitator_verify(payment)
+        except BaseException:
+            self.ledger.release(payment.key)
+            raise
+        return payment
+
+    async def verify_async(
+        self, payment_signature_header: str | None, requirements: PaymentRequirements
+    ) -> VerifiedPayment:
+        return await asyncio.to_thread(self.verify, payment_signature_header, requirements)
+
+    def release(self, payment: VerifiedPayment) -> None:
+        """Give up an unsettled payment (its job failed): nothing is charged, the nonce is free again."""
+        self.ledger.release(payment.key)
+
+    def _check_window(self, payment: VerifiedPayment) -> None:
+        now = int(time.time())
+        if payment.valid_before < now + self.min_validity_seconds:
+            raise PaymentExpired(
+                "the payment authorization has expired or expires too soon to be settled",
+                valid_before=payment.valid_before,
+                now=now,
+                min_validity_seconds=self.min_validity_seconds,
+            )
+        if payment.valid_after > now:
+            raise PaymentNotYetValid(
+                "the payment authorization is not valid yet", valid_after=payment.valid_after, now=now
+            )
+
+    def _check_unused(self, payment: VerifiedPayment) -> None:
+        if self._reader is not None and self._reader.nonce_used(payment):
+            raise PaymentReplayed(
+                "this payment authorization was already used on chain", payer=payment.payer, nonce=payment.nonce
+            )
+
+    def _facilitator_verify(self, payment: VerifiedPayment) -> None:
+        with _facilitator_call("verify"):
+            result = self._server.verify_payment(payment.payload, payment.requirements).verify
+        if not result.is_valid:
+            raise self._explain(
+                result.invalid_reason, payment, PaymentRejected, facilitator_message=result.invalid_message
+            )
+
+    def _explain(
+        self, reason: str | None, payment: VerifiedPayment, default: type[PaymentError], **details: object
+    ) -> PaymentError:
+        """An opaque "the transfer fails" becomes specific by asking the token why; a signature the
+        facilitator failed to check (RPC down) but that recovers locally is an outage, not a refusal."""
+        if reason == ERR_FAILED_TO_VERIFY_SIGNATURE and eoa_signature_valid(payment):
+            return FacilitatorUnavailable(
+                "the facilitator could not check the payment signature", reason=reason, **details
+            )
+        if reason in OPAQUE_REASONS and self._reader is not None:
+            if self._reader.nonce_used(payment):
+                return PaymentReplayed("this payment authorization was already used on chain", reason=reason)
+            if self._reader.balance(payment.payer) < payment.amount:
+                return PaymentInsufficientFunds("the payer's balance does not cover the price", reason=reason)
+            chain_now = self._reader.chain_time()  # the token checks block time, the SDK wall-clock time
+            if chain_now >= payment.valid_before:
+                return PaymentExpired(
+                    "the payment authorization has expired by chain time", reason=reason, chain_time=chain_now
+                )
+            if chain_now <= payment.valid_after:
+                return PaymentNotYetValid(
+                    "the payment authorization is not valid yet by chain time", reason=reason, chain_time=chain_now
+                )
+        return error_for(reason, default=default, payer=payment.payer, **details)
+
+    # --- settle ---------------------------------------------------------------------------------
+    def settle(self, payment: VerifiedPayment) -> Settlement:
+        """Move the money, once: a second call (or a call after a crash) returns the same settlement."""
+        self.initialize()
+        with self._locks.hold(payment.key):
+            entry = self.ledger.get(payment.key)
+            if entry is None:
+                raise PaymentRejected(
+                    "this payment is not reserved here (never verified, or released)", payer=payment.payer
+                )
+            if entry.settlement is not None:
+                return entry.settlement
+            settlement = self._settled_on_chain(payment) or self._facilitator_settle(payment)
+            self.ledger.mark_settled(payment.key, settlement)
+            return settlement
+
+    async def settle_async(self, payment: VerifiedPayment) -> Settlement:
+        return await asyncio.to_thread(self.settle, payment)
+
+    def _settled_on_chain(self, payment: VerifiedPayment) -> Settlement | None:
+        if self._reader is None or not self._reader.nonce_used(payment):
+            return None
+        found = self._reader.find_settlement(payment)
+        if found is None:
+            raise PaymentReplayed(
+                "the payment authorization was used or canceled by another transaction", payer=payment.payer
+            )
+        return found
+
+    def _facilitator_settle(self, payment: VerifiedPayment) -> Settlement:
+        with _facilitator_call("settle"):
+            result = self._server.settle_payment(payment.payload, payment.requirements)
+        if result.success:
+            payer = to_checksum_address(result.payer or payment.payer)
+            return Settlement(result.transaction, payer, payment.amount, payment.network)
+        recovered = self._settled_on_chain(payment)  # another settler may have won the race
+        if recovered is not None:
+            return recovered
+        raise self._explain(
+            result.error_reason,
+            payment,
+            PaymentSettlementFailed,
+            facilitator_message=result.error_message,
+            tx=result.transaction or None,
+        )
+
+
+@contextmanager
+def _facilitator_call(action: str) -> Iterator[None]:
+    """Translate what the SDK (and web3 / httpx under it) raises into the proofmarket tree."""
+    try:
+        yield
+    except ProofMarketError:
+        raise
+    except SchemeNotFoundError as exc:
+        raise PaymentMismatch(f"no facilitator serves this scheme and network: {exc}") from exc
+    except PaymentAbortedError as exc:
+        raise PaymentRejected(f"the payment was aborted: {exc.reason}") from exc
+    except Exception as exc:
+        raise FacilitatorUnavailable(f"the facilitator failed to {action} the payment: {exc}") from exc
+
+
+class _KeyedLocks:
+    """One lock per payment key, dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, tuple[threading.Lock, int]] = {}
+
+    @contextmanager
+    def hold(self, key: str) -> Iterator[None]:
+        with self._guard:
+            lock, users = self._locks.get(key, (threading.Lock(), 0))
+            self._locks[key] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._guard:
+                lock, users = self._locks[key]
+                if users == 1:
+                    del self._locks[key]
+                else:
+                    self._locks[key] = (lock, users - 1)

@@ -1,0 +1,138 @@
+"""x402 v2 headers: PAYMENT-REQUIRED (with bazaar discovery), PAYMENT-RESPONSE (with receipts).
+
+Encoding goes through the SDK (``encode_payment_required_header``, ``encode_payment_response_header``)
+so that what we send is exactly what SDK clients decode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from x402.extensions.bazaar import OutputConfig, declare_discovery_extension
+from x402.http import (
+    PAYMENT_REQUIRED_HEADER,
+    PAYMENT_RESPONSE_HEADER,
+    PAYMENT_SIGNATURE_HEADER,
+    HTTPRequestContext,
+    decode_payment_response_header,
+    encode_payment_required_header,
+    encode_payment_response_header,
+)
+from x402.schemas import SettleResponse
+
+from proofmarket.payments.receipts import offer_receipt_extension
+from proofmarket.payments.types import Settlement
+
+__all__ = [
+    "PAYMENT_REQUIRED_HEADER",
+    "PAYMENT_RESPONSE_HEADER",
+    "PAYMENT_SIGNATURE_HEADER",
+    "Discovery",
+    "decode_payment_response_header",
+    "encode_payment_required_header",
+    "payment_response_header",
+    "settle_response",
+]
+
+OFFER_RECEIPT = "offer-receipt"
+PROOFMARKET_RECEIPT = "proofmarket-receipt"
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """What the x402 bazaar extension tells a catalogue about the paid route.
+
+    ``route_template`` uses ``:param`` segments (``/v1/models/:model_id/infer``); the concrete values
+    are read from the resource URL.
+    """
+
+    method: str = "POST"
+    input_example: dict[str, Any] | None = None
+    input_schema: dict[str, Any] | None = None
+    output_example: Any = None
+    output_schema: dict[str, Any] | None = None
+    body_type: str | None = "json"
+    route_template: str | None = None
+    path_params_schema: dict[str, Any] | None = field(default=None)
+
+    def declaration(self) -> dict[str, Any]:
+        """The ``{"bazaar": {...}}`` extension before the server enriches it with the request."""
+        output = OutputConfig(example=self.output_example, schema=self.output_schema)
+        body = self.body_type if self.method.upper() in ("POST", "PUT", "PATCH") else None
+        return declare_discovery_extension(
+            input=self.input_example,
+            input_schema=self.input_schema,
+            path_params_schema=self.path_params_schema,
+            body_type=body,  # type: ignore[arg-type]
+            output=output if self.output_example is not None else None,
+        )
+
+    def request_context(self, resource_url: str) -> HTTPRequestContext:
+        """The request facts the SDK's bazaar server extension reads (method, route, path)."""
+        return HTTPRequestContext(
+            adapter=_UrlAdapter(resource_url, self.method.upper()),
+            path=urlsplit(resource_url).path,
+            method=self.method.upper(),
+            route_pattern=self.route_template,
+        )
+
+
+class _UrlAdapter:
+    """The slice of the SDK's ``HTTPAdapter`` protocol that extension enrichment uses."""
+
+    def __init__(self, url: str, method: str) -> None:
+        self._url, self._method = url, method
+
+    def get_header(self, name: str) -> str | None:
+        return None
+
+    def get_method(self) -> str:
+        return self._method
+
+    def get_path(self) -> str:
+        return urlsplit(self._url).path
+
+    def get_url(self) -> str:
+        return self._url
+
+    def get_accept_header(self) -> str:
+        return "application/json"
+
+    def get_user_agent(self) -> str:
+        return ""
+
+    def get_query_params(self) -> dict[str, str | list[str]] | None:
+        return None
+
+    def get_query_param(self, name: str) -> str | list[str] | None:
+        return None
+
+    def get_body(self) -> Any:
+        return None
+
+
+def settle_response(settlement: Settlement, extensions: dict[str, Any] | None = None) -> SettleResponse:
+    return SettleResponse(
+        success=True,
+        transaction=settlement.tx_hash,
+        network=settlement.network,
+        payer=settlement.payer,
+        amount=str(settlement.amount),
+        extensions=extensions or None,
+    )
+
+
+def payment_response_header(settlement: Settlement, receipt: dict[str, Any] | None = None) -> str:
+    """Base64 PAYMENT-RESPONSE; a receipt from ``sign_receipt`` rides in the extensions.
+
+    ``offer-receipt`` carries the x402 Receipt in the spec's shape (``info.receipt``);
+    ``proofmarket-receipt`` carries the whole document, inference receipt included.
+    """
+    extensions: dict[str, Any] = {}
+    if receipt is not None:
+        if "x402" in receipt:
+            extensions[OFFER_RECEIPT] = offer_receipt_extension(receipt)
+        extensions[PROOFMARKET_RECEIPT] = {"info": receipt}
+    return encode_payment_response_header(settle_response(settlement, extensions))

@@ -1,0 +1,71 @@
+"""What the token contract itself says about an authorization: used or not, and by which transaction.
+
+The SDK's facilitator can name a replayed nonce only through Multicall3, which a bare anvil lacks,
+and it cannot find the transaction of a settlement whose receipt it never saw (a crash between
+broadcast and bookkeeping). Both questions are plain reads of the EIP-3009 token.
+"""
+
+from __future__ import annotations
+
+from eth_utils import to_checksum_address
+from web3.logs import DISCARD
+
+from proofmarket.chain.client import ChainClient
+from proofmarket.chain.contracts import UsdcToken
+from proofmarket.payments.types import Settlement, VerifiedPayment
+
+LOOKBACK_BLOCKS = 50_000  # how far back to look for the AuthorizationUsed event of a settled payment
+
+
+class TokenReader:
+    """Reads of one EIP-3009 token through the project's ``ChainClient`` (errors translated there)."""
+
+    def __init__(self, client: ChainClient, asset: str, *, lookback_blocks: int = LOOKBACK_BLOCKS) -> None:
+        self.client = client
+        self.token = UsdcToken(client, asset)
+        self.lookback_blocks = lookback_blocks
+
+    def nonce_used(self, payment: VerifiedPayment) -> bool:
+        return self.token.authorization_state(to_checksum_address(payment.payer), bytes.fromhex(payment.nonce[2:]))
+
+    def balance(self, account: str) -> int:
+        return self.token.balance_of(to_checksum_address(account))
+
+    def chain_time(self) -> int:
+        """The latest block's timestamp: what EIP-3009's validAfter/validBefore are checked against."""
+        return self.client.timestamp()
+
+    def find_settlement(self, payment: VerifiedPayment) -> Settlement | None:
+        """The transaction that consumed this authorization, if it paid exactly these terms."""
+        for tx_hash in self._authorization_txs(payment):
+            if self._pays(tx_hash, payment):
+                return Settlement(tx_hash, to_checksum_address(payment.payer), payment.amount, payment.network)
+        return None
+
+    def _authorization_txs(self, payment: VerifiedPayment) -> list[str]:
+        event = self.token.contract.events.AuthorizationUsed()
+        with self.client.translate("read AuthorizationUsed events"):
+            latest = self.client.w3.eth.block_number
+            logs = event.get_logs(
+                from_block=max(0, latest - self.lookback_blocks),
+                to_block=latest,
+                argument_filters={
+                    "authorizer": to_checksum_address(payment.payer),
+                    "nonce": bytes.fromhex(payment.nonce[2:]),
+                },
+            )
+        return ["0x" + bytes(log["transactionHash"]).hex() for log in logs]
+
+    def _pays(self, tx_hash: str, payment: VerifiedPayment) -> bool:
+        with self.client.translate("read a settlement receipt"):
+            receipt = self.client.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+        if receipt["status"] != 1:
+            return False
+        transfers = self.token.contract.events.Transfer().process_receipt(receipt, errors=DISCARD)
+        return any(
+            t["address"] == self.token.address
+            and t["args"]["from"].lower() == payment.payer.lower()
+            and t["args"]["to"].lower() == payment.pay_to.lower()
+            and int(t["args"]["value"]) == payment.amount
+            for t in transfers
+        )

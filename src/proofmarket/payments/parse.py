@@ -1,0 +1,132 @@
+"""Decode a PAYMENT-SIGNATURE header and check it against the required terms, before any RPC.
+
+Every refusal here has its own error; the facilitator only sees payments that could be valid.
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+import re
+from typing import Any
+
+from eth_utils import is_address, to_checksum_address
+from pydantic import ValidationError
+from x402.http import decode_payment_signature_header
+from x402.mechanisms.evm import ExactEIP3009Payload, hash_eip3009_authorization, verify_eoa_signature
+from x402.schemas import PaymentPayload, PaymentRequirements
+
+from proofmarket.errors import (
+    PaymentAmountMismatch,
+    PaymentMalformed,
+    PaymentMismatch,
+    PaymentRequired,
+)
+from proofmarket.payments.facilitators import chain_id_of
+from proofmarket.payments.types import VerifiedPayment
+
+_UINT = re.compile(r"^[0-9]{1,78}$")
+_NONCE = re.compile(r"^0x[0-9a-fA-F]{64}$")
+_HEX = re.compile(r"^0x(?:[0-9a-fA-F]{2})+$")
+
+
+def decode_payment(header: str | None) -> PaymentPayload:
+    """The x402 v2 payload in ``header``; v1 payloads and undecodable headers are refused."""
+    if not header or not header.strip():
+        raise PaymentRequired("this call needs an x402 payment in the PAYMENT-SIGNATURE header")
+    try:
+        payload = decode_payment_signature_header(header.strip())
+    except (binascii.Error, UnicodeDecodeError, json.JSONDecodeError, ValidationError, ValueError) as exc:
+        raise PaymentMalformed(f"the PAYMENT-SIGNATURE header is not a base64 x402 payment: {exc}") from exc
+    if not isinstance(payload, PaymentPayload) or payload.x402_version != 2:
+        raise PaymentMalformed("only x402 version 2 payments are accepted", version=payload.x402_version)
+    return payload
+
+
+def authorization(payload: PaymentPayload) -> dict[str, str]:
+    """The EIP-3009 ``authorization`` of an exact/EVM payload, every field checked for shape."""
+    inner: dict[str, Any] = payload.payload
+    auth = inner.get("authorization")
+    if not isinstance(auth, dict):
+        raise PaymentMalformed("the payment is not an EIP-3009 authorization (the only transfer method accepted)")
+    fields = {name: auth.get(name) for name in ("from", "to", "value", "validAfter", "validBefore", "nonce")}
+    problems = [f"{name}={value!r}" for name, value in fields.items() if not _well_formed(name, value)]
+    signature = inner.get("signature")
+    if not isinstance(signature, str) or not _HEX.match(signature):
+        problems.append("signature")
+    if problems:
+        raise PaymentMalformed(f"the payment authorization is malformed: {', '.join(problems)}")
+    return {name: str(value) for name, value in fields.items()}
+
+
+def _well_formed(name: str, value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    if name in ("from", "to"):
+        return bool(is_address(value))
+    if name == "nonce":
+        return bool(_NONCE.match(value))
+    return bool(_UINT.match(value))
+
+
+def check_terms(
+    payload: PaymentPayload, requirements: PaymentRequirements, sdk_match: PaymentRequirements | None
+) -> None:
+    """Amount, payee, asset, network and scheme must be the required ones; ``sdk_match`` is the SDK's
+    exact comparison of ``payload.accepted`` with ``requirements`` (None when anything differs)."""
+    auth = authorization(payload)
+    accepted = payload.accepted
+    expected = int(requirements.amount)
+    if int(accepted.amount) != expected or int(auth["value"]) != expected:
+        raise PaymentAmountMismatch(
+            f"the payment authorizes {auth['value']} units, the price is {expected}",
+            expected=str(expected),
+            authorized=auth["value"],
+            accepted=accepted.amount,
+        )
+    mismatched = [
+        name
+        for name, ours, theirs in (
+            ("scheme", requirements.scheme, accepted.scheme),
+            ("network", requirements.network, accepted.network),
+            ("asset", requirements.asset.lower(), accepted.asset.lower()),
+            ("payTo", requirements.pay_to.lower(), accepted.pay_to.lower()),
+            ("authorization.to", requirements.pay_to.lower(), auth["to"].lower()),
+        )
+        if ours != theirs
+    ]
+    if mismatched:
+        raise PaymentMismatch(f"the payment does not match the required {', '.join(mismatched)}", fields=mismatched)
+    if sdk_match is None:
+        raise PaymentMismatch("the payment was made for other terms (maxTimeoutSeconds or token domain differ)")
+
+
+def verified_payment(payload: PaymentPayload, requirements: PaymentRequirements) -> VerifiedPayment:
+    auth = authorization(payload)
+    return VerifiedPayment(
+        payload=payload,
+        requirements=requirements,
+        payer=to_checksum_address(auth["from"]),
+        nonce=auth["nonce"].lower(),
+        valid_after=int(auth["validAfter"]),
+        valid_before=int(auth["validBefore"]),
+    )
+
+
+def eoa_signature_valid(payment: VerifiedPayment) -> bool:
+    """Whether the payment's signature recovers to its payer as a plain (EOA) ECDSA signature.
+
+    Pure computation: it separates a bad signature from a facilitator that could not check one."""
+    evm_payload = ExactEIP3009Payload.from_dict(payment.payload.payload)
+    signature = bytes.fromhex((evm_payload.signature or "0x")[2:])
+    if len(signature) != 65:
+        return False
+    extra = payment.requirements.extra or {}
+    digest = hash_eip3009_authorization(
+        evm_payload.authorization,
+        chain_id_of(payment.network),
+        payment.asset,
+        str(extra.get("name", "")),
+        str(extra.get("version", "")),
+    )
+    return bool(verify_eoa_signature(digest, signature, payment.payer))

@@ -1,0 +1,100 @@
+"""Helpers shared by the market tests (a module, not conftest, so test files can import it)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from proofmarket.chain import find_anvil
+from proofmarket.errors import RPCUnavailable
+from proofmarket.market import Market
+from proofmarket.samples import sample_path
+from proofmarket.workspace import Workspace
+from proofmarket.zk.bundle import ProofBundle
+from proofmarket.zk.compiler import CompileOptions, CompileResult
+from proofmarket.zk.profile import SALT_BITS, SALT_ELEMENTS, PrivacyProfile
+from proofmarket.zk.srs import SrsProvider
+from proofmarket.zk.tuning import Candidate
+
+PRICE = "2.5"
+PRICE_UNITS = 2_500_000
+OWNER_SHARE_BPS = 7_000
+# One candidate per model keeps compiles to seconds: one inner column gives the smallest verifier.
+MLP_CANDIDATE = (256, 3, 10, 1)
+HASHED_MLP_CANDIDATE = (256, 3, 7, 1)  # scale 7: the salt elements fit the decomposition at any salt width
+OTHER_MLP_CANDIDATE = (128, 3, 10, 1)  # same input scale (same input commitment), another circuit
+SALT = [(7 * i + 3) % (1 << SALT_BITS) for i in range(SALT_ELEMENTS)]  # a consumer's fixed salt
+
+
+def anvil_or_skip() -> Path:
+    """The anvil binary; skip when it is missing, unless CI=true (then fail)."""
+    try:
+        return find_anvil()
+    except RPCUnavailable as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and anvil is missing: {exc}")
+        pytest.skip(f"anvil is not installed: {exc}")
+
+
+def compile_mlp(ws: Workspace, profile: str, candidate: tuple[int, int, int, int]) -> CompileResult:
+    samples = json.loads(sample_path("mlp", "samples").read_text())
+    options = CompileOptions(profile=PrivacyProfile.parse(profile), srs=SrsProvider(ws.settings.srs_dir),
+                             candidates=[Candidate(*candidate)])
+    return ws.prover.compile(sample_path("mlp"), samples, options)
+
+
+def mlp_input() -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(sample_path("mlp", "input").read_text())
+    return doc
+
+
+def other_mlp_input() -> dict[str, Any]:
+    second = json.loads(sample_path("mlp", "samples").read_text())["inputs"][1]
+    assert second["x"][0] != mlp_input()["input_data"][0]
+    return {"inputs": second}
+
+
+def flip_byte(bundle: ProofBundle, position: int) -> ProofBundle:
+    proof = bytearray(bytes.fromhex(bundle.proof.hex[2:]))
+    proof[position % len(proof)] ^= 0x01
+    return bundle.model_copy(update={"proof": bundle.proof.model_copy(update={"hex": "0x" + proof.hex()})})
+
+
+@dataclass
+class Listed:
+    public: str  # model ids
+    hashed: str
+    other: str
+
+
+@dataclass
+class Proofs:
+    """Proofs made once per session: a public-input commitment is the same for every request."""
+
+    mlp: ProofBundle  # the sample input on the public MLP
+    other_input: ProofBundle  # another input, same model
+    other_model: ProofBundle  # the sample input on another MLP circuit
+    hashed: ProofBundle  # the sample input on the private-input MLP, salted with SALT
+
+
+class Balances:
+    """USDC balances of the parties of a settlement, to compare to the unit."""
+
+    def __init__(self, market: Market) -> None:
+        a = market.accounts
+        self.market = market
+        self.parties = {"consumer": a.consumer.address, "owner": a.owner.address, "prover": a.prover.address,
+                        "escrow": market.market.address}
+        self.before = self.read()
+
+    def read(self) -> dict[str, int]:
+        return {name: self.market.usdc.balance_of(address) for name, address in self.parties.items()}
+
+    def delta(self) -> dict[str, int]:
+        now = self.read()
+        return {name: now[name] - self.before[name] for name in now}

@@ -1,0 +1,83 @@
+"""The market CLI end to end, each command in its own process: chain up -> deploy -> model register ->
+request -> fulfill -> chain down, and errors in one sentence with their exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from market_helpers import Listed, anvil_or_skip
+
+from proofmarket.market import MarketHome, devnet_down
+from proofmarket.samples import sample_path
+from proofmarket.workspace import Workspace
+
+pytestmark = [pytest.mark.slow, pytest.mark.chain]
+
+
+def run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROOFMARKET_")}
+    env["PROOFMARKET_HOME"] = str(home)
+    return subprocess.run([sys.executable, "-m", "proofmarket.cli.main", *args], capture_output=True, text=True,
+                          env=env, timeout=300, check=False)
+
+
+def run_json(home: Path, *args: str, code: int = 0) -> Any:
+    res = run(home, *args, "--json")
+    assert res.returncode == code, f"{args}: exit {res.returncode}\n{res.stdout}\n{res.stderr}"
+    return json.loads(res.stdout)
+
+
+@pytest.fixture
+def cli_home(tmp_path: Path, market_workspace: Workspace, models: Listed) -> Iterator[Path]:
+    """A fresh home holding the compiled models (their store copied), no chain."""
+    anvil_or_skip()
+    shutil.copytree(market_workspace.settings.store_dir, tmp_path / "store")
+    yield tmp_path
+    devnet_down(MarketHome(tmp_path))  # whatever happened, no anvil is left behind
+
+
+def test_cli_market_flow(cli_home: Path, models: Listed) -> None:
+    home, model_id = cli_home, models.public
+    up = run_json(home, "chain", "up")
+    assert up["started"] and up["chain_id"] == 31337
+
+    deployment = run_json(home, "chain", "deploy")
+    assert set(deployment["contracts"]) == {"USDC", "ModelRegistry", "InferenceMarket"}
+
+    registered = run(home, "model", "register", model_id, "--price", "1.5", "--owner-share", "6000")
+    assert registered.returncode == 0, registered.stderr
+    assert "registered, price 1.5 USDC" in registered.stdout
+
+    requested = run_json(home, "request", model_id, "--input", str(sample_path("mlp", "input")))
+    assert requested["amount"] == 1_500_000 and requested["commitment"].startswith("0x")
+
+    fulfilled = run(home, "fulfill", str(requested["request_id"]))
+    assert fulfilled.returncode == 0, fulfilled.stderr
+    assert "fulfilled in tx 0x" in fulfilled.stdout
+    assert "paid: owner 0.9, prover 0.5625, platform 0.0375 USDC" in fulfilled.stdout
+
+    again = run(home, "fulfill", str(requested["request_id"]))
+    assert again.returncode == 4 and again.stderr.startswith("error (chain_error): request 1 is already settled")
+
+    assert run_json(home, "chain", "down")["stopped"]
+
+
+def test_cli_errors_are_one_sentence_with_exit_codes(tmp_path: Path) -> None:
+    no_chain = run(tmp_path, "refund", "1")
+    assert no_chain.returncode == 4
+    assert no_chain.stderr.strip() == (
+        "error (chain_error): no chain to talk to: run 'proofmarket chain up' for a local devnet, or set "
+        "PROOFMARKET_RPC_URL"
+    )
+    bad_salt = run_json(tmp_path, "request", "m", "--input", str(sample_path("mlp", "input")), "--salt", "a,b",
+                        code=2)
+    assert bad_salt["error"]["code"] == "bad_request"
+    assert run_json(tmp_path, "chain", "down") == {"ok": True, "stopped": False, "pid": None}

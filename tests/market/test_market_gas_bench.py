@@ -1,0 +1,40 @@
+"""Smoke test for the gas bench: bench/gas.py on the MLP (fixed settings), into a temp dir."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from market_helpers import anvil_or_skip
+
+GAS_PY = Path(__file__).resolve().parents[2] / "bench" / "gas.py"
+
+pytestmark = [pytest.mark.slow, pytest.mark.chain]
+
+
+def load_gas_bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("proofmarket_bench_gas", GAS_PY)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gas_bench_measures_every_step_of_the_mlp(tmp_path: Path) -> None:
+    anvil_or_skip()
+    bench = load_gas_bench()
+    assert bench.main(["--models", "mlp", "--out", str(tmp_path)]) == 0
+
+    doc = json.loads((tmp_path / "gas.json").read_text())
+    (row,) = doc["rows"]
+    assert row["model"] == "mlp" and row["error"] is None and row["fulfil_ok"] is True
+    for step in (*bench.COLUMNS, "deploy USDC", "deploy ModelRegistry", "deploy InferenceMarket"):
+        assert row["gas"][step] > 21_000, step
+    assert row["gas"]["verifyProof alone"] < row["gas"]["fulfill (steady)"] <= row["gas"]["fulfill (first)"]
+    assert row["target"] == ("PASS" if row["gas"]["fulfill (first)"] <= 900_000 else "MISS")
+    assert "| mlp | b256x3-s10-c1 |" in (tmp_path / "gas.md").read_text()

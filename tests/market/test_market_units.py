@@ -1,0 +1,100 @@
+"""Pure parts of the market service: USDC amounts, signers, the home's records. No chain, no proofs."""
+
+from __future__ import annotations
+
+import json
+import stat
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from proofmarket.chain import ANVIL_DEV_KEYS, dev_account
+from proofmarket.cli.chain_cmds import _parse_salt
+from proofmarket.errors import ChainError, UsageError
+from proofmarket.market import MarketHome, RequestRecord, RoleAccounts, format_usdc, parse_price, parse_usdc
+
+
+@pytest.mark.parametrize("text, atomic", [
+    ("2.5", 2_500_000), ("0.000001", 1), ("1e-6", 1), ("100", 100_000_000), ("0", 0), (" 7.10 ", 7_100_000),
+    (Decimal("0.25"), 250_000), (3, 3_000_000), ("1.5000000", 1_500_000),
+])
+def test_usdc_amounts_convert_exactly(text: str, atomic: int) -> None:
+    assert parse_usdc(text) == atomic
+    assert parse_usdc(format_usdc(atomic)) == atomic
+
+
+@pytest.mark.parametrize("text, message", [
+    ("0.0000001", "more than 6 decimals"), ("1.2345678", "more than 6 decimals"), ("-1", "negative"),
+    ("abc", "not a decimal"), ("nan", "finite"), ("inf", "finite"), ("", "not a decimal"),
+])
+def test_bad_usdc_amounts_are_refused(text: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        parse_usdc(text)
+
+
+def test_prices_are_above_zero_and_fit_uint96() -> None:
+    assert parse_price("0.000001") == 1
+    with pytest.raises(UsageError, match="above zero"):
+        parse_price("0")
+    with pytest.raises(UsageError, match="too large"):
+        parse_price(str(2**96))
+    assert format_usdc(2_500_000) == "2.5" and format_usdc(1) == "0.000001" and format_usdc(0) == "0"
+
+
+def test_devnet_roles_are_distinct_dev_accounts() -> None:
+    roles = RoleAccounts.for_chain(31337)
+    assert roles.admin.address == dev_account(0, 31337).address  # the deployer owns the market
+    assert len({roles.admin.address, roles.owner.address, roles.consumer.address, roles.prover.address}) == 4
+
+
+def test_off_the_devnet_one_private_key_signs() -> None:
+    key = "0x" + "42" * 32
+    roles = RoleAccounts.for_chain(8453, SecretStr(key))
+    assert roles.admin == roles.owner == roles.consumer == roles.prover
+    with pytest.raises(ChainError, match="PROOFMARKET_PRIVATE_KEY"):
+        RoleAccounts.for_chain(8453)
+    with pytest.raises(ChainError, match="public anvil dev key"):
+        RoleAccounts.for_chain(8453, SecretStr(ANVIL_DEV_KEYS[2]))
+
+
+def test_a_bad_private_key_is_refused_without_echoing_it() -> None:
+    secret = "not-a-key-" + "7" * 20
+    with pytest.raises(UsageError) as info:
+        RoleAccounts.for_chain(8453, SecretStr(secret))
+    assert secret not in str(info.value) and info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_request_records_are_private_files(tmp_path: Path) -> None:
+    home = MarketHome(tmp_path)
+    record = RequestRecord(7, 31337, "0xMarket", "bafy", {"input_data": [[1.0]]}, [1] * 8, "0xab", 123, 5,
+                           "0xConsumer", "approve", "0xtx", "now")
+    path = home.save_request(record)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert home.request(31337, 7) == record
+    assert json.loads(path.read_text())["format"] == "proofmarket/escrow-request"
+    with pytest.raises(UsageError, match="request 8 has no stored input"):
+        home.request(31337, 8)
+
+
+@pytest.mark.parametrize("text, salt", [("1,2,3", [1, 2, 3]), ("[4, 5]", [4, 5]), (None, None)])
+def test_salt_option_parses_integers(text: str | None, salt: list[int] | None) -> None:
+    assert _parse_salt(text) == salt
+
+
+@pytest.mark.parametrize("text", ["a,b", "1.5,2", '["x"]', "{}"])
+def test_salt_option_refuses_anything_else(text: str) -> None:
+    with pytest.raises(UsageError, match="--salt"):
+        _parse_salt(text)
+
+
+def test_exported_names() -> None:
+    import proofmarket.market as market
+
+    assert set(market.__all__) == {
+        "DevnetStatus", "FulfilResult", "Market", "MarketHome", "RefundResult", "Registration", "RequestReceipt",
+        "RequestRecord", "RoleAccounts", "VerifierDeployment", "connect", "devnet_down", "devnet_status",
+        "devnet_up", "format_usdc", "parse_price", "parse_usdc", "settlement_summary",
+    }
+    assert all(hasattr(market, name) for name in market.__all__)

@@ -1,0 +1,39 @@
+"""Payment fixtures: one anvil for the session (started here) with TestUSDC deployed, a fresh gate per test.
+
+No chain snapshots here: reverting would rewind the nonce of the facilitator's key under the SDK
+signer's own nonce counter. Tests assert balance deltas instead, on accounts minted 100k USDC each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from payments_helpers import FACILITATOR_KEY_INDEX, Market, anvil_or_skip
+
+from proofmarket.chain import Devnet, UsdcToken, deploy, dev_account
+from proofmarket.payments import PaymentGate
+
+
+@pytest.fixture(scope="session")
+def market(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Market]:
+    anvil = anvil_or_skip()
+    data = tmp_path_factory.mktemp("payments-devnet")
+    with Devnet(data, anvil=anvil) as devnet:
+        client = devnet.client()
+        chain_id = client.chain_id
+        deployment = deploy(client, dev_account(0, chain_id), data / "deployment.json")
+        yield Market(
+            devnet,
+            client,
+            UsdcToken(client, deployment.usdc),
+            payee=dev_account(1, chain_id),
+            payer=dev_account(2, chain_id),
+            other=dev_account(3, chain_id),
+            facilitator=dev_account(FACILITATOR_KEY_INDEX, chain_id),
+        )
+
+
+@pytest.fixture
+def gate(market: Market) -> PaymentGate:
+    return market.gate()
