@@ -32,6 +32,7 @@ demo: setup
 
 bench: setup
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/gas.py
 
 lint: setup
 	$(BIN)/ruff check src tests bench scripts

@@ -6,8 +6,8 @@ the model, escrow a request (approve + requestInference), fulfil it with a real 
 fulfilment on a fresh market) and once more with the same proof on a second request (steady state:
 the platform balance and the counters are no longer zero), and estimate ``verifyProof`` alone.
 
-    --grid fixed    (default) one good candidate per model, chosen for a small verifier (one inner column)
-    --grid default  the settings 'proofmarket compile' picks (default tuning grid, fastest proof)
+    --grid fixed    one good candidate per model, chosen for a small verifier (one inner column)
+    --grid default  (default) the settings 'proofmarket compile' picks (default tuning grid, fastest proof)
 
 Writes OUT/gas.json and OUT/gas.md and prints the table. Target (issue 3): fulfil of the reference MLP
 <= 900k gas (checked on the first, dearer fulfilment). Exit 0 even when the target is missed (MISS);
@@ -173,8 +173,8 @@ def machine() -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default=",".join(SAMPLES), help="comma-separated: mlp,cnn,logreg")
-    parser.add_argument("--grid", choices=("fixed", "default"), default="fixed")
-    parser.add_argument("--out", type=Path, default=Path("bench/out"))
+    parser.add_argument("--grid", choices=("fixed", "default"), default="default")
+    parser.add_argument("--out", type=Path, default=Path("bench"))
     parser.add_argument("--recompile", action="store_true", help="ignore compiles cached in OUT/gas-home")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.models.split(",") if n.strip()]

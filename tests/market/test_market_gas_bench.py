@@ -28,7 +28,7 @@ def load_gas_bench() -> ModuleType:
 def test_gas_bench_measures_every_step_of_the_mlp(tmp_path: Path) -> None:
     anvil_or_skip()
     bench = load_gas_bench()
-    assert bench.main(["--models", "mlp", "--out", str(tmp_path)]) == 0
+    assert bench.main(["--models", "mlp", "--grid", "fixed", "--out", str(tmp_path)]) == 0
 
     doc = json.loads((tmp_path / "gas.json").read_text())
     (row,) = doc["rows"]
