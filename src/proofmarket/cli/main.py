@@ -207,8 +207,10 @@ def export_cmd(
 
 
 from proofmarket.cli.chain_cmds import register as _register_market  # noqa: E402 (after the app exists)
+from proofmarket.cli.node_cmd import register as _register_node  # noqa: E402
 
 _register_market(app)
+_register_node(app)
 
 if __name__ == "__main__":
     app()

@@ -1,0 +1,99 @@
+"""The FastAPI app of a proofmarket node.
+
+``create_app(settings, workspace=None, payments=None)`` builds everything the node needs: the database
+(migrated), the workspace (artifact store, prover), the job queue (prover processes, compile lane, with
+the restart rule applied at once), the payment port, and the metrics registry. Workers start with the
+app's lifespan and stop with it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from prometheus_client import CollectorRegistry
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Scope
+
+from proofmarket import __version__
+from proofmarket.api.catalog import Catalog
+from proofmarket.api.deps import NodeServices
+from proofmarket.api.errors import handle_error
+from proofmarket.api.middleware import BodyLimit, RequestMetrics
+from proofmarket.api.payments import FreeAccess, PaymentPort
+from proofmarket.api.routers import artifacts, infer, jobs, meta, models, proofs, verify
+from proofmarket.api.security import check_admin_token
+from proofmarket.config import Settings
+from proofmarket.db import Database, JobRepo, ModelRepo
+from proofmarket.errors import ProofMarketError, UsageError
+from proofmarket.jobs import JobMetrics, JobRunner, JobService, LocalJobQueue
+from proofmarket.workspace import Workspace
+from proofmarket.zk.prover import EzklProver
+from proofmarket.zk.worker import ProofWorker
+
+DESCRIPTION = """Verifiable ML inference: every output comes with a zero-knowledge proof that it came from the
+committed model on the committed input. Errors are `{"error": {"code", "message", "details"}}` with a
+stable `code`."""
+
+
+def create_app(settings: Settings | None = None, workspace: Workspace | None = None,
+               payments: PaymentPort | None = None) -> FastAPI:
+    settings = settings or Settings()
+    services = build_services(settings, workspace, payments)
+    app = FastAPI(title="proofmarket node", version=__version__, description=DESCRIPTION,
+                  lifespan=functools.partial(_lifespan, services=services))
+    app.state.services = services
+    for router in (models.router, infer.router, jobs.router, proofs.router, verify.router, artifacts.router,
+                   meta.router):
+        app.include_router(router)
+    for exc_type in (ProofMarketError, RequestValidationError, StarletteHTTPException, Exception):
+        app.add_exception_handler(exc_type, handle_error)
+    app.add_middleware(BodyLimit, limit_for=functools.partial(_body_limit, settings))
+    app.add_middleware(RequestMetrics, registry=services.registry)
+    return app
+
+
+def build_services(settings: Settings, workspace: Workspace | None, payments: PaymentPort | None) -> NodeServices:
+    check_admin_token(settings)
+    payments = payments or _payments(settings)
+    db = Database(settings.db_url)
+    db.migrate()
+    ws = workspace or Workspace(settings)
+    registry = CollectorRegistry()
+    job_metrics = JobMetrics(registry)
+    job_repo, model_repo = JobRepo(db), ModelRepo(db)
+    runner = JobRunner(settings, job_repo, model_repo, ws.store, payments, job_metrics)
+    queue = LocalJobQueue(runner, job_repo, _provers(settings, ws))
+    queue.recover()
+    return NodeServices(settings=settings, db=db, workspace=ws, catalog=Catalog(model_repo, ws.prover),
+                        jobs=JobService(job_repo, queue), queue=queue, payments=payments, registry=registry,
+                        owns_workspace=workspace is None)
+
+
+def _payments(settings: Settings) -> PaymentPort:
+    if settings.payments == "off":
+        return FreeAccess()
+    raise UsageError("PROOFMARKET_PAYMENTS=on needs the x402 payment gate: pass payments= to create_app "
+                     "(or set PROOFMARKET_PAYMENTS=off for free calls)")
+
+
+def _provers(settings: Settings, ws: Workspace) -> list[EzklProver]:
+    return [EzklProver(ws.store, settings.jobs_dir, ProofWorker(timeout_s=settings.proof_timeout_s))
+            for _ in range(settings.prover_workers)]
+
+
+def _body_limit(settings: Settings, scope: Scope) -> int:
+    upload = scope.get("method") == "POST" and scope.get("path", "").rstrip("/") == "/v1/models"
+    return settings.max_upload_bytes if upload else settings.max_request_bytes
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI, services: NodeServices) -> AsyncIterator[None]:
+    services.queue.start()
+    try:
+        yield
+    finally:
+        services.close()

@@ -1,0 +1,51 @@
+"""The node's services, built once per app, and the typed dependencies routers take."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from prometheus_client import CollectorRegistry
+
+from proofmarket.api.catalog import Catalog
+from proofmarket.api.payments import PaymentPort
+from proofmarket.config import Settings
+from proofmarket.db import Database
+from proofmarket.jobs import JobService
+from proofmarket.jobs.local import LocalJobQueue
+from proofmarket.workspace import Workspace
+
+
+@dataclass
+class NodeServices:
+    settings: Settings
+    db: Database
+    workspace: Workspace
+    catalog: Catalog
+    jobs: JobService
+    queue: LocalJobQueue
+    payments: PaymentPort
+    registry: CollectorRegistry
+    owns_workspace: bool
+
+    def close(self) -> None:
+        self.queue.close()
+        if self.owns_workspace:
+            self.workspace.close()
+        self.db.close()
+
+
+def get_services(request: Request) -> NodeServices:
+    services: NodeServices = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[NodeServices, Depends(get_services)]
+IdempotencyKey = Annotated[str | None, Header(
+    alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$",
+    description="a retried request with the same key returns the same job (printable ASCII, up to 255)")]
+
+
+def base_url(request: Request, settings: Settings) -> str:
+    return (settings.public_url or str(request.base_url)).rstrip("/")

@@ -1,0 +1,111 @@
+"""One error shape for every response: ``{"error": {"code", "message", "details"}}`` with the tree's status.
+
+API-only branches of the tree (``proofmarket.errors``):
+
+    UsageError
+    ├── Unauthorized         unauthorized         401
+    ├── BodyTooLarge         body_too_large       413
+    ├── RequestInvalid       invalid_request      422   the request does not match the OpenAPI schema
+    ├── RouteNotFound        not_found            404
+    └── MethodNotAllowed     method_not_allowed   405
+    ProofMarketError
+    └── InternalError        internal_error       500   a bug; details are logged, not sent
+
+``handle_error`` is the one handler: foreign exceptions (Starlette, FastAPI validation, anything else) are
+translated into the tree, then rendered. An error may carry ``headers`` (e.g. x402 ``PAYMENT-REQUIRED``
+on a 402, ``WWW-Authenticate`` on a 401): they are sent with the response.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from proofmarket.errors import ProofMarketError, UsageError
+
+log = logging.getLogger("proofmarket.api")
+
+
+class Unauthorized(UsageError):
+    code, http_status = "unauthorized", 401
+    headers = {"WWW-Authenticate": "Bearer"}
+
+
+class BodyTooLarge(UsageError):
+    code, http_status = "body_too_large", 413
+
+
+class RequestInvalid(UsageError):
+    code, http_status = "invalid_request", 422
+
+
+class RouteNotFound(UsageError):
+    code, http_status = "not_found", 404
+
+
+class MethodNotAllowed(UsageError):
+    code, http_status = "method_not_allowed", 405
+
+
+class InternalError(ProofMarketError):
+    code, http_status = "internal_error", 500
+
+
+def as_error(exc: BaseException) -> ProofMarketError:
+    """Translate any exception into the tree."""
+    if isinstance(exc, ProofMarketError):
+        return exc
+    if isinstance(exc, RequestValidationError):
+        return _invalid(exc)
+    if isinstance(exc, StarletteHTTPException):
+        return _http(exc)
+    return InternalError("internal error: the node could not answer this request")
+
+
+def error_response(err: ProofMarketError) -> JSONResponse:
+    body = {"error": {"code": err.code, "message": err.message, "details": _jsonable(err.details)}}
+    headers: dict[str, str] | None = getattr(err, "headers", None)
+    return JSONResponse(body, status_code=err.http_status, headers=headers)
+
+
+async def handle_error(request: Request, exc: Exception) -> JSONResponse:
+    err = as_error(exc)
+    if err.http_status >= 500:
+        log.error("%s %s -> %s: %s", request.method, request.url.path, err.code, err.message,
+                  exc_info=exc if isinstance(err, InternalError) else None)
+    return error_response(err)
+
+
+def _invalid(exc: RequestValidationError) -> RequestInvalid:
+    errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": str(e.get("type"))}
+              for e in exc.errors()]
+    first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+    where = ".".join(first["loc"])
+    return RequestInvalid(f"the request is not valid: {where}: {first['msg']}", errors=errors)
+
+
+def _http(exc: StarletteHTTPException) -> ProofMarketError:
+    detail = str(exc.detail)
+    if exc.status_code == 404:
+        return RouteNotFound(f"no such endpoint ({detail.lower()})")
+    if exc.status_code == 405:
+        err: ProofMarketError = MethodNotAllowed("this endpoint does not take this HTTP method")
+    else:
+        err = UsageError(detail)
+        err.code, err.http_status = f"http_{exc.status_code}", exc.status_code
+    if exc.headers:
+        err.headers = dict(exc.headers)  # type: ignore[attr-defined]
+    return err
+
+
+def _jsonable(details: dict[str, Any]) -> Any:
+    try:
+        return jsonable_encoder(details)
+    except Exception:  # details are best effort: never fail the error response itself
+        return {k: str(v) for k, v in details.items()}

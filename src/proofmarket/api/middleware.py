@@ -1,0 +1,117 @@
+"""Two pure ASGI middlewares: a request body size limit (413 ``body_too_large``) and request metrics.
+
+The body limit answers at once when Content-Length is over the limit; for a body without a length
+(chunked) it counts the bytes as the app reads them, stops reading past the limit, and replaces
+whatever the app answers with the 413.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from proofmarket.api.errors import BodyTooLarge, error_response
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+class BodyLimit:
+    def __init__(self, app: ASGIApp, limit_for: Callable[[Scope], int]) -> None:
+        self.app, self.limit_for = app, limit_for
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit_for(scope)
+        declared = _content_length(scope)
+        if declared is not None and declared > limit:
+            await error_response(_too_large(limit, declared))(scope, receive, send)
+            return
+        await _Limited(self.app, limit)(scope, receive, send)
+
+
+class _Limited:
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit, self.seen, self.tripped, self.replaced = app, limit, 0, False, False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def limited_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                self.seen += len(message.get("body", b""))
+                if self.seen > self.limit:
+                    self.tripped = True
+                    raise _too_large(self.limit, None)
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            if not self.tripped:
+                await send(message)
+            elif not self.replaced and message["type"] == "http.response.start":
+                self.replaced = True
+                await error_response(_too_large(self.limit, None))(scope, receive, send)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except BodyTooLarge:
+            if not self.tripped:
+                raise
+            if not self.replaced:
+                self.replaced = True
+                await error_response(_too_large(self.limit, None))(scope, receive, send)
+
+
+def _too_large(limit: int, size: int | None) -> BodyTooLarge:
+    said = f" ({size} bytes)" if size is not None else ""
+    return BodyTooLarge(f"the request body{said} is over this endpoint's limit of {limit} bytes", limit=limit)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+class RequestMetrics:
+    """Counts requests by method, route template and status; times them by route."""
+
+    def __init__(self, app: ASGIApp, registry: CollectorRegistry) -> None:
+        self.app = app
+        self.requests = Counter("proofmarket_http_requests_total", "HTTP requests by route and status",
+                                ["method", "route", "status"], registry=registry)
+        self.latency = Histogram("proofmarket_http_request_duration_seconds", "HTTP request latency by route",
+                                 ["method", "route"], buckets=LATENCY_BUCKETS, registry=registry)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = [500]
+
+        async def watching_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = int(message["status"])
+            await send(message)
+
+        start = time.perf_counter()
+        try:
+            await self.app(scope, receive, watching_send)
+        finally:
+            route = _route(scope)
+            self.requests.labels(scope["method"], route, str(status[0])).inc()
+            self.latency.labels(scope["method"], route).observe(time.perf_counter() - start)
+
+
+def _route(scope: Scope) -> str:
+    route: Any = scope.get("route")
+    path = getattr(route, "path", None)
+    return str(path) if path else "unmatched"

@@ -1,0 +1,73 @@
+"""The payment hook of the infer route: verify before proving, settle after the proof.
+
+    POST /v1/models/{id}/infer
+      -> inputs checked (422 before any payment is looked at)
+      -> PaymentPort.verify(headers, offer)  -> PaymentTicket | None (free) | raises 402
+      -> job stored with the ticket (its nonce is unique: a replayed payment is refused)
+      -> prove + self-verify (worker process)
+      -> PaymentPort.settle(ticket, proof)   -> Settlement (payment, receipt, response headers)
+      -> 200 {job_id, output, bundle_cid, bundle, payment, receipt}
+    If proving fails nothing is settled and PaymentPort.release(ticket) gives the payment up; so does a
+    verified payment the request turns out not to need (an idempotent retry). In async mode the job
+    settles when its proof is ready.
+
+``FreeAccess`` is the port when ``PROOFMARKET_PAYMENTS=off``. The x402 gate (``proofmarket.payments``)
+implements the same port. Errors it raises may carry ``headers`` (e.g. ``PAYMENT-REQUIRED``); the API's
+error handler sends them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from proofmarket.jobs.types import PaymentTicket, ProofOutcome, Settlement
+
+
+@dataclass(frozen=True)
+class Offer:
+    """What a call costs: the model, its price in atomic USDC units and the paid resource's URL."""
+
+    model_id: str
+    model_name: str
+    price_atomic: int
+    resource: str
+    description: str = "verifiable ML inference: output with a zero-knowledge proof"
+    mime_type: str = "application/json"
+
+
+class PaymentPort(Protocol):
+    def describe(self) -> dict[str, Any]:
+        """For discovery documents: at least ``{"x402": bool}``; the gate adds scheme, network, asset, chain."""
+        ...
+
+    def verify(self, headers: Mapping[str, str], offer: Offer) -> PaymentTicket | None:
+        """Check the request's payment for ``offer`` without settling it. ``None``: the call is free.
+        ``headers`` are the request's (case-insensitive: ``headers.get("PAYMENT-SIGNATURE")``).
+        Raise ``PaymentRequired`` (no payment) or ``PaymentRejected`` (wrong amount, expired, replayed...)."""
+        ...
+
+    def settle(self, ticket: PaymentTicket, proof: ProofOutcome) -> Settlement:
+        """Settle a verified payment once its proof is ready (see ``proofmarket.jobs.types.SettleHook``)."""
+        ...
+
+    def release(self, ticket: PaymentTicket) -> None:
+        """Give up a verified payment that will not be settled (its job failed, or it was not needed)."""
+        ...
+
+
+class FreeAccess:
+    """Payments off: every call is free and nothing is ever settled."""
+
+    def describe(self) -> dict[str, Any]:
+        return {"x402": False}
+
+    def verify(self, headers: Mapping[str, str], offer: Offer) -> PaymentTicket | None:
+        return None
+
+    def settle(self, ticket: PaymentTicket, proof: ProofOutcome) -> Settlement:
+        return Settlement()
+
+    def release(self, ticket: PaymentTicket) -> None:
+        return None

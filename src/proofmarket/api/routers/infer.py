@@ -1,0 +1,108 @@
+"""POST /v1/models/{id}/infer: inputs in, output with its proof out (paid per call when payments are on).
+
+Sync (default): waits for the proof and answers 200 ``{job_id, output, bundle_cid, bundle, payment,
+receipt}``; a proof still running after ``PROOFMARKET_INFER_WAIT_S`` answers 202 with the job instead.
+``?mode=async`` answers 202 with the job at once (poll ``GET /v1/jobs/{id}``). A failed job answers its
+error (its code and HTTP status). The same ``Idempotency-Key`` returns the same job, without paying again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from proofmarket import models
+from proofmarket.api.deps import IdempotencyKey, NodeServices, ServicesDep, base_url
+from proofmarket.api.payments import Offer
+from proofmarket.api.schemas import InferResult, JobPublic
+from proofmarket.api.views import infer_result, job_public
+from proofmarket.db import JobKind, JobRow, JobStatus
+from proofmarket.errors import PaymentReplayed
+from proofmarket.jobs import Settlement, request_hash
+from proofmarket.jobs.errors import rebuild_error
+
+router = APIRouter(tags=["inference"])
+
+EXAMPLES: dict[str, Any] = {
+    "input_data": {"summary": "EZKL form: one flat list per model input",
+                   "value": {"input_data": [[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]]}},
+    "named": {"summary": "named tensors", "value": {"inputs": {"x": [[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]]}}},
+}
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    202: {"model": JobPublic, "description": "async mode, or the proof is still running"},
+    402: {"description": "payment_required, payment_rejected (and its subcodes)"},
+    404: {"description": "unknown_model"},
+    409: {"description": "idempotency_conflict, payment_replayed"},
+    413: {"description": "body_too_large, input_too_large"},
+    422: {"description": "invalid_input, input_shape, input_not_finite, witness_failed"},
+}
+InputsBody = Annotated[dict[str, Any], Body(description="one inference input", openapi_examples=EXAMPLES)]
+
+
+@router.post("/v1/models/{model_id}/infer", operation_id="infer", response_model=InferResult, responses=RESPONSES)
+async def infer(model_id: str, inputs: InputsBody, request: Request, services: ServicesDep,
+                mode: Annotated[Literal["sync", "async"], Query()] = "sync",
+                idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    """Run the model on the input and prove it (EZKL); pay per call over x402 when payments are on."""
+    offer = await run_in_threadpool(_offer, services, model_id, base_url(request, services.settings))
+    job = await run_in_threadpool(_submit, services, offer, inputs, request.headers, idempotency_key)
+    if mode == "sync" and not job.is_final:
+        job = await _wait(services, job.id, services.settings.infer_wait_s)
+    if not job.is_final or mode == "async":
+        return _accepted(job)
+    return await run_in_threadpool(_answer, services, job)
+
+
+def _offer(services: NodeServices, model_id: str, base: str) -> Offer:
+    served = services.catalog.get(model_id)
+    resource = f"{base}/v1/models/{model_id}/infer"
+    return Offer(model_id=model_id, model_name=served.row.name, price_atomic=served.row.price_atomic,
+                 resource=resource)
+
+
+def _submit(services: NodeServices, offer: Offer, inputs: dict[str, Any], headers: Mapping[str, str],
+            key: str | None) -> JobRow:
+    """inputs checked -> payment verified (not settled) -> job stored and queued. A known key: its job."""
+    found = services.jobs.existing(key, request_hash(JobKind.PROVE, offer.model_id, inputs))
+    if found is not None:
+        return found
+    models.parse_inputs(inputs, services.catalog.info(offer.model_id))
+    ticket = services.payments.verify(headers, offer)
+    try:
+        job, _ = services.jobs.submit_prove(offer.model_id, inputs, key=key, ticket=ticket)
+    except PaymentReplayed:  # the nonce belongs to another job: its reservation is not ours to release
+        raise
+    except BaseException:
+        if ticket is not None:
+            services.payments.release(ticket)
+        raise
+    if ticket is not None and job.payment_nonce != ticket.nonce:  # a concurrent retry with this key won
+        services.payments.release(ticket)
+    return job
+
+
+async def _wait(services: NodeServices, job_id: str, timeout_s: float) -> JobRow:
+    done = await run_in_threadpool(services.queue.watch, job_id)
+    with contextlib.suppress(TimeoutError):  # still running: answer 202
+        await asyncio.wait_for(asyncio.wrap_future(done), timeout_s)
+    return await run_in_threadpool(services.jobs.get, job_id)
+
+
+def _accepted(job: JobRow) -> JSONResponse:
+    return JSONResponse(job_public(job).model_dump(mode="json"), status_code=202,
+                        headers={"Location": f"/v1/jobs/{job.id}"})
+
+
+def _answer(services: NodeServices, job: JobRow) -> JSONResponse:
+    if job.status == JobStatus.FAILED:
+        raise rebuild_error(job.error_code or "proving_failed", job.error_message or "the job failed", job_id=job.id)
+    assert job.bundle_cid is not None
+    bundle = services.workspace.store.get_json(job.bundle_cid)
+    headers = Settlement.from_json(job.settlement).headers
+    return JSONResponse(infer_result(job, bundle).model_dump(mode="json"), headers=headers or None)

@@ -1,0 +1,62 @@
+"""Discovery and operations: /.well-known/ai-service.json, /health, /metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from proofmarket import __version__
+from proofmarket.api.deps import NodeServices, ServicesDep, base_url
+from proofmarket.api.schemas import Health, Price, ServiceManifest, ServiceModel
+from proofmarket.api.security import on_devnet
+from proofmarket.zk.bundle import BUNDLE_FORMAT, BUNDLE_VERSION
+
+router = APIRouter(tags=["meta"])
+DEVNET_CHAIN = {"name": "devnet", "chain_id": 31337}
+ENDPOINTS = {
+    "models": "/v1/models", "model": "/v1/models/{model_id}", "infer": "/v1/models/{model_id}/infer",
+    "upload": "/v1/models", "job": "/v1/jobs/{job_id}", "proof": "/v1/proofs/{cid}", "verify": "/v1/verify",
+    "artifact": "/v1/artifacts/{cid}", "health": "/health", "metrics": "/metrics",
+}
+
+
+@router.get("/.well-known/ai-service.json", operation_id="get_service_manifest", response_model=ServiceManifest)
+def service_manifest(request: Request, services: ServicesDep) -> ServiceManifest:
+    """What this node offers: models and prices, endpoints, chain, payment (x402) support, proof format."""
+    base = base_url(request, services.settings)
+    payments = services.payments.describe()
+    return ServiceManifest(
+        name="proofmarket node",
+        description="verifiable ML inference: each output comes with a zero-knowledge proof (EZKL, Halo2/KZG)",
+        software=f"proofmarket {__version__}", base_url=base, openapi=f"{base}/openapi.json", docs=f"{base}/docs",
+        endpoints={k: f"{base}{v}" for k, v in ENDPOINTS.items()},
+        payments=payments, chain=payments.get("chain") or _chain(services),
+        proofs={"system": "ezkl-halo2-kzg-bn254", "bundle_format": BUNDLE_FORMAT, "bundle_version": BUNDLE_VERSION,
+                "verify": f"{base}/v1/verify"},
+        models=[ServiceModel(id=m.row.id, name=m.row.name, price=Price.of(m.row.price_atomic),
+                             privacy=m.manifest.privacy["name"], infer=f"{base}/v1/models/{m.row.id}/infer",
+                             details=f"{base}/v1/models/{m.row.id}") for m in services.catalog.list()],
+    )
+
+
+@router.get("/health", operation_id="health", response_model=Health, responses={503: {"model": Health}})
+def health(services: ServicesDep) -> JSONResponse:
+    """Liveness and readiness: database reachable, prover workers running, queue depth."""
+    db_ok = services.db.ping()
+    workers = services.queue.alive_workers
+    ok = db_ok and workers > 0
+    body = Health(status="ok" if ok else "degraded", version=__version__, database=db_ok, workers=workers,
+                  queue_depth=services.queue.depth(), jobs=services.jobs.jobs.counts() if db_ok else {})
+    return JSONResponse(body.model_dump(mode="json"), status_code=200 if ok else 503)
+
+
+@router.get("/metrics", operation_id="metrics", response_class=Response,
+            responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
+def metrics(services: ServicesDep) -> Response:
+    """Prometheus metrics: requests by route and status, proof durations, queue depth, failures by code."""
+    return Response(generate_latest(services.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _chain(services: NodeServices) -> dict[str, object] | None:
+    return dict(DEVNET_CHAIN) if on_devnet(services.settings) else None

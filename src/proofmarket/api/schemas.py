@@ -1,0 +1,187 @@
+"""API schemas (what clients see), kept apart from the table rows (``proofmarket.db.tables``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+USDC_DECIMALS = 6
+
+
+class Price(BaseModel):
+    atomic: str = Field(description="price in the asset's smallest unit (decimal string)")
+    amount: str = Field(description="price in USDC, for people")
+    asset: str = "USDC"
+    decimals: int = USDC_DECIMALS
+
+    @classmethod
+    def of(cls, atomic: int) -> Price:
+        text = format(Decimal(atomic).scaleb(-USDC_DECIMALS), "f")
+        amount = text.rstrip("0").rstrip(".") if "." in text else text
+        return cls(atomic=str(atomic), amount=amount)
+
+
+class Tensor(BaseModel):
+    name: str
+    shape: list[int]
+    dtype: str
+
+
+class Privacy(BaseModel):
+    name: str
+    input: str
+    params: str
+    output: str
+
+
+class Srs(BaseModel):
+    cid: str
+    sha256: str
+    kind: str = Field(description="'dev' (testing only) or 'ceremony'")
+    logrows: int
+
+
+class Commitments(BaseModel):
+    onnx_sha256: str = Field(description="sha256 of the owner's ONNX file: the model commitment")
+    vk_digest: str = Field(description="sha256 of the verifying key")
+    vk_cid: str
+    settings_cid: str
+    srs: Srs
+
+
+class Verifier(BaseModel):
+    bytecode_cid: str
+    abi_cid: str
+    source_cid: str
+    deployed_size: int
+    address: str | None = Field(default=None, description="the deployed verifier contract, once registered")
+
+
+class ModelLinks(BaseModel):
+    self: str
+    infer: str
+
+
+class ModelSummary(BaseModel):
+    id: str = Field(description="CID of the model manifest")
+    name: str
+    price: Price
+    privacy: str
+    owner: str | None
+    created_at: datetime
+    links: ModelLinks
+
+
+class ModelPublic(ModelSummary):
+    privacy_profile: Privacy
+    inputs: list[Tensor]
+    outputs: list[Tensor]
+    is_classifier: bool
+    logrows: int
+    commitments: Commitments
+    verifier: Verifier
+    accuracy: dict[str, Any]
+    ezkl_version: str
+
+
+class ModelList(BaseModel):
+    models: list[ModelSummary]
+
+
+class JobErrorPublic(BaseModel):
+    code: str
+    message: str
+
+
+class JobResult(BaseModel):
+    output: list[list[float]] | None = None
+    bundle_cid: str | None = None
+    salt: list[int] | None = Field(default=None, description="opening of a hashed input's commitment; keep it")
+    payment: dict[str, Any] | None = None
+    receipt: dict[str, Any] | None = None
+    model_id: str | None = Field(default=None, description="compile jobs: the compiled model's id")
+    logrows: int | None = None
+
+
+class JobLinks(BaseModel):
+    self: str
+    proof: str | None = None
+    model: str | None = None
+
+
+class JobPublic(BaseModel):
+    id: str
+    kind: Literal["prove", "compile"]
+    status: Literal["queued", "running", "proved", "settled", "failed"]
+    model_id: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempts: int
+    error: JobErrorPublic | None = None
+    result: JobResult | None = Field(default=None, description="shown once proved (and settled, when paid)")
+    links: JobLinks
+
+
+class InferResult(BaseModel):
+    job_id: str
+    status: Literal["proved", "settled"]
+    model_id: str
+    output: list[list[float]]
+    bundle_cid: str
+    bundle: dict[str, Any] = Field(description="the proof bundle (proofmarket/proof-bundle v1)")
+    payment: dict[str, Any] | None = None
+    receipt: dict[str, Any] | None = None
+    salt: list[int] | None = None
+
+
+class VerifyValid(BaseModel):
+    valid: Literal[True] = True
+    model_id: str
+    output: list[list[float]]
+    srs_kind: str
+    checks: list[str]
+    warnings: list[str] = []
+
+
+class VerifyInvalid(BaseModel):
+    valid: Literal[False] = False
+    code: str = Field(description="proof_invalid or bundle_invalid")
+    reason: str
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    version: str
+    database: bool
+    workers: int
+    queue_depth: int
+    jobs: dict[str, int]
+
+
+class ServiceModel(BaseModel):
+    id: str
+    name: str
+    price: Price
+    privacy: str
+    infer: str
+    details: str
+
+
+class ServiceManifest(BaseModel):
+    format: str = "proofmarket/ai-service"
+    version: int = 1
+    name: str
+    description: str
+    software: str
+    base_url: str
+    openapi: str
+    docs: str
+    endpoints: dict[str, str]
+    payments: dict[str, Any]
+    chain: dict[str, Any] | None
+    proofs: dict[str, Any]
+    models: list[ServiceModel]

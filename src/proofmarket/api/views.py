@@ -1,0 +1,87 @@
+"""Rows and manifests turned into API schemas."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from proofmarket.api.catalog import ServedModel
+from proofmarket.api.schemas import (
+    Commitments,
+    InferResult,
+    JobErrorPublic,
+    JobLinks,
+    JobPublic,
+    JobResult,
+    ModelLinks,
+    ModelPublic,
+    ModelSummary,
+    Price,
+    Privacy,
+    Srs,
+    Tensor,
+    Verifier,
+)
+from proofmarket.db import JobKind, JobRow, JobStatus
+from proofmarket.jobs.types import Settlement
+
+
+def model_links(model_id: str) -> ModelLinks:
+    return ModelLinks(self=f"/v1/models/{model_id}", infer=f"/v1/models/{model_id}/infer")
+
+
+def model_summary(model: ServedModel) -> ModelSummary:
+    row, m = model.row, model.manifest
+    return ModelSummary(id=row.id, name=row.name, price=Price.of(row.price_atomic), privacy=m.privacy["name"],
+                        owner=row.owner, created_at=row.created_at, links=model_links(row.id))
+
+
+def model_public(model: ServedModel) -> ModelPublic:
+    m = model.manifest
+    return ModelPublic(
+        **model_summary(model).model_dump(),
+        privacy_profile=Privacy(**m.privacy),
+        inputs=[Tensor(**t.model_dump()) for t in m.inputs],
+        outputs=[Tensor(**t.model_dump()) for t in m.outputs],
+        is_classifier=m.is_classifier,
+        logrows=m.logrows,
+        commitments=Commitments(onnx_sha256=m.onnx.sha256, vk_digest=m.vk.sha256, vk_cid=m.vk.cid,
+                                settings_cid=m.settings.cid,
+                                srs=Srs(cid=m.srs.cid, sha256=m.srs.sha256, kind=m.srs.kind, logrows=m.srs.logrows)),
+        verifier=Verifier(bytecode_cid=m.verifier.bytecode.cid, abi_cid=m.verifier.abi.cid,
+                          source_cid=m.verifier.source.cid, deployed_size=m.verifier.deployed_size),
+        accuracy=m.accuracy,
+        ezkl_version=m.ezkl_version,
+    )
+
+
+def job_public(job: JobRow) -> JobPublic:
+    error = JobErrorPublic(code=job.error_code, message=job.error_message or "") if job.error_code else None
+    return JobPublic(id=job.id, kind=job.kind, status=job.status, model_id=job.model_id,  # type: ignore[arg-type]
+                     created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
+                     attempts=job.attempts, error=error, result=_job_result(job), links=_job_links(job))
+
+
+def infer_result(job: JobRow, bundle: dict[str, Any]) -> InferResult:
+    result, settlement = job.result or {}, Settlement.from_json(job.settlement)
+    assert job.model_id is not None and job.bundle_cid is not None
+    return InferResult(job_id=job.id, status=job.status, model_id=job.model_id,  # type: ignore[arg-type]
+                       output=result.get("output") or [], bundle_cid=job.bundle_cid, bundle=bundle,
+                       payment=settlement.payment, receipt=settlement.receipt, salt=result.get("salt"))
+
+
+def _job_result(job: JobRow) -> JobResult | None:
+    if not job.result_visible:
+        return None
+    result = job.result or {}
+    if job.kind == JobKind.COMPILE:
+        return JobResult(model_id=result.get("model_id"), logrows=result.get("logrows"))
+    settlement = Settlement.from_json(job.settlement)
+    return JobResult(output=result.get("output"), bundle_cid=job.bundle_cid, salt=result.get("salt"),
+                     payment=settlement.payment, receipt=settlement.receipt)
+
+
+def _job_links(job: JobRow) -> JobLinks:
+    visible = job.result_visible and job.status != JobStatus.FAILED
+    proof = f"/v1/proofs/{job.bundle_cid}" if visible and job.bundle_cid else None
+    model = f"/v1/models/{job.model_id}" if job.model_id else None
+    return JobLinks(self=f"/v1/jobs/{job.id}", proof=proof, model=model)

@@ -1,0 +1,60 @@
+"""``proofmarket node``: serve the HTTP API (uvicorn) with its job queue, on the embedded defaults.
+
+Hook: ``node_cmd.register(app)`` in ``cli/main.py``. One uvicorn process: the job queue lives in it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from proofmarket.cli.output import console, fail
+from proofmarket.config import Settings
+from proofmarket.errors import ProofMarketError, UsageError
+
+DEFAULT_PRICE_ATOMIC = 10_000  # 0.01 USDC
+
+
+def register(app: typer.Typer) -> None:
+    app.command("node")(node_cmd)
+
+
+def node_cmd(
+    host: Annotated[str | None, typer.Option(help="listen address (PROOFMARKET_API_HOST, default 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="listen port (PROOFMARKET_API_PORT, default 8402)")] = None,
+    workers: Annotated[int | None, typer.Option(help="prover processes (PROOFMARKET_PROVER_WORKERS)")] = None,
+    model: Annotated[list[str] | None, typer.Option(
+        "--model", help="serve a model compiled in HOME: MODEL_ID or MODEL_ID=PRICE_ATOMIC (repeatable)")] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+    home: Annotated[Path | None, typer.Option("--home", envvar="PROOFMARKET_HOME", help="data folder")] = None,
+) -> None:
+    """Serve the proofmarket HTTP API: models, paid inference with proofs, jobs, verification."""
+    import uvicorn
+
+    from proofmarket.api import create_app
+
+    overrides: dict[str, Any] = {"home": home, "api_host": host, "api_port": port, "prover_workers": workers}
+    try:
+        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+        app = create_app(settings)
+        for spec in model or []:
+            model_id, price = parse_model_option(spec)
+            served = app.state.services.catalog.register(model_id, price_atomic=price)
+            console.print(f"serving {served.row.name} ({model_id}) at {price} atomic USDC per call")
+    except ProofMarketError as exc:
+        raise fail(exc, False) from exc
+    console.print(f"proofmarket node on http://{settings.api_host}:{settings.api_port} (docs at /docs)")
+    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level=log_level, **_uvicorn_extra())
+
+
+def parse_model_option(spec: str) -> tuple[str, int]:
+    model_id, _, price = spec.partition("=")
+    if price and not price.strip().isdigit():
+        raise UsageError(f"--model {spec}: the price must be a whole number of atomic USDC units")
+    return model_id.strip(), int(price) if price else DEFAULT_PRICE_ATOMIC
+
+
+def _uvicorn_extra() -> dict[str, Any]:
+    return {"timeout_graceful_shutdown": 30}

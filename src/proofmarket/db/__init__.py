@@ -1,0 +1,21 @@
+"""The node's database: tables, repositories and migrations (SQLite by default, PostgreSQL by URL)."""
+
+from proofmarket.db.engine import Database
+from proofmarket.db.errors import DatabaseError, DuplicateJob
+from proofmarket.db.repo import INTERRUPTED, JobRepo, ModelRepo, NewJob, Recovery
+from proofmarket.db.tables import JobKind, JobRow, JobStatus, ModelRow
+
+__all__ = [
+    "INTERRUPTED",
+    "Database",
+    "DatabaseError",
+    "DuplicateJob",
+    "JobKind",
+    "JobRepo",
+    "JobRow",
+    "JobStatus",
+    "ModelRepo",
+    "ModelRow",
+    "NewJob",
+    "Recovery",
+]

@@ -1,0 +1,145 @@
+"""Repositories: the only code that writes SQL. Each method is one short transaction.
+
+Status changes are conditional updates (``WHERE status IN (...)``), so two threads or two processes
+never both move a job out of the same state: a payment is settled by whoever moved the job, once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from proofmarket.db.engine import Database
+from proofmarket.db.errors import DuplicateJob
+from proofmarket.db.tables import JobKind, JobRow, JobStatus, ModelRow, utcnow
+
+INTERRUPTED = "interrupted"
+
+
+@dataclass(frozen=True)
+class NewJob:
+    kind: JobKind
+    input: dict[str, Any]
+    request_hash: str
+    model_id: str | None = None
+    idempotency_key: str | None = None
+    payment_nonce: str | None = None
+    payment: dict[str, Any] | None = None
+
+
+@dataclass
+class Recovery:
+    """What a restart did: ``running`` jobs failed as interrupted; these others go back on the queue."""
+
+    interrupted: list[str] = field(default_factory=list)
+    requeued: list[tuple[str, str]] = field(default_factory=list)  # (kind, job id), oldest first
+
+
+class ModelRepo:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def list(self) -> list[ModelRow]:
+        with self.db.session() as s:
+            return list(s.scalars(select(ModelRow).order_by(ModelRow.created_at, ModelRow.id)))
+
+    def get(self, model_id: str) -> ModelRow | None:
+        with self.db.session() as s:
+            return s.get(ModelRow, model_id)
+
+    def upsert(self, model_id: str, *, name: str, price_atomic: int, owner: str | None = None) -> ModelRow:
+        with self.db.session() as s:
+            row = s.get(ModelRow, model_id)
+            if row is None:
+                row = ModelRow(id=model_id, created_at=utcnow())
+                s.add(row)
+            row.name, row.price_atomic, row.owner = name, price_atomic, owner
+            return row
+
+
+class JobRepo:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def create(self, new: NewJob) -> JobRow:
+        """Insert a queued job. Raises DuplicateJob when its idempotency key or payment nonce is taken."""
+        row = JobRow(id=uuid.uuid4().hex, kind=new.kind.value, model_id=new.model_id, status=JobStatus.QUEUED.value,
+                     input=new.input, request_hash=new.request_hash, idempotency_key=new.idempotency_key,
+                     payment_nonce=new.payment_nonce, payment=new.payment, attempts=0, created_at=utcnow())
+        try:
+            with self.db.session() as s:
+                s.add(row)
+        except IntegrityError as exc:
+            raise DuplicateJob("a job with this idempotency key or payment already exists") from exc
+        return row
+
+    def get(self, job_id: str) -> JobRow | None:
+        with self.db.session() as s:
+            return s.get(JobRow, job_id)
+
+    def by_idempotency_key(self, key: str) -> JobRow | None:
+        with self.db.session() as s:
+            return s.scalars(select(JobRow).where(JobRow.idempotency_key == key)).first()
+
+    def by_payment_nonce(self, nonce: str) -> JobRow | None:
+        with self.db.session() as s:
+            return s.scalars(select(JobRow).where(JobRow.payment_nonce == nonce)).first()
+
+    def start(self, job_id: str) -> JobRow | None:
+        """queued -> running (one more attempt). None when the job is not queued (someone else has it)."""
+        ok = self._move(job_id, [JobStatus.QUEUED], status=JobStatus.RUNNING.value, started_at=utcnow(),
+                        attempts=JobRow.attempts + 1)
+        return self.get(job_id) if ok else None
+
+    def proved(self, job_id: str, *, bundle_cid: str | None, result: dict[str, Any], final: bool,
+               model_id: str | None = None) -> bool:
+        values: dict[str, Any] = {"status": JobStatus.PROVED.value, "bundle_cid": bundle_cid, "result": result}
+        if model_id is not None:
+            values["model_id"] = model_id
+        if final:
+            values["finished_at"] = utcnow()
+        return self._move(job_id, [JobStatus.RUNNING], **values)
+
+    def settled(self, job_id: str, settlement: dict[str, Any]) -> bool:
+        return self._move(job_id, [JobStatus.PROVED], status=JobStatus.SETTLED.value, settlement=settlement,
+                          finished_at=utcnow())
+
+    def failed(self, job_id: str, code: str, message: str) -> bool:
+        """Fail a job that is not final (a proved job only while its payment awaits settlement)."""
+        active = (JobRow.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value])
+                  | ((JobRow.status == JobStatus.PROVED.value) & JobRow.payment.is_not(None)))
+        with self.db.session() as s:
+            res = s.execute(update(JobRow).where(JobRow.id == job_id, active).values(
+                status=JobStatus.FAILED.value, error_code=code, error_message=message[:4000], finished_at=utcnow()))
+            return bool(res.rowcount)  # type: ignore[attr-defined]
+
+    def recover(self) -> Recovery:
+        """At start-up: fail what was running (``interrupted``), and list what is queued or awaits settlement."""
+        recovery = Recovery()
+        with self.db.session() as s:
+            running = list(s.scalars(select(JobRow.id).where(JobRow.status == JobStatus.RUNNING.value)))
+            s.execute(update(JobRow).where(JobRow.id.in_(running)).values(
+                status=JobStatus.FAILED.value, error_code=INTERRUPTED, finished_at=utcnow(),
+                error_message="the node stopped while this job was running; nothing was settled"))
+            recovery.interrupted = running
+            pending = s.execute(select(JobRow.kind, JobRow.id).where(
+                (JobRow.status == JobStatus.QUEUED.value)
+                | ((JobRow.status == JobStatus.PROVED.value) & JobRow.payment.is_not(None))
+            ).order_by(JobRow.created_at))
+            recovery.requeued = [(kind, job_id) for kind, job_id in pending]
+        return recovery
+
+    def counts(self) -> dict[str, int]:
+        with self.db.session() as s:
+            rows = s.execute(select(JobRow.status, func.count()).group_by(JobRow.status))
+            return {status: n for status, n in rows}
+
+    def _move(self, job_id: str, from_: list[JobStatus], **values: Any) -> bool:
+        with self.db.session() as s:
+            res = s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.status.in_([f.value for f in from_]))
+                            .values(**values))
+            return bool(res.rowcount)  # type: ignore[attr-defined]

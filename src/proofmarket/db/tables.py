@@ -1,0 +1,136 @@
+"""The node's tables (SQLAlchemy 2): the models it serves and the jobs it runs.
+
+Table rows are not API schemas: the API turns them into its own response models (``api/schemas.py``).
+
+    models  id (model manifest CID) | name | price_atomic | owner | created_at
+    jobs    id | kind | model_id | status | input | request_hash | idempotency_key (unique)
+            | payment_nonce (unique) | payment | settlement | bundle_cid | result
+            | error_code | error_message | created_at | started_at | finished_at | attempts
+
+A job moves ``queued -> running -> proved [-> settled]``, or to ``failed`` from any of the first three.
+``settled`` follows ``proved`` only when the job carries a payment; a free job ends ``proved``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Integer, MetaData, String, Text, TypeDecorator
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    PROVED = "proved"
+    SETTLED = "settled"
+    FAILED = "failed"
+
+
+class JobKind(StrEnum):
+    PROVE = "prove"  # an inference: prove, then settle its payment if it has one
+    COMPILE = "compile"  # an owner's upload: compile, then serve the model
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps no zone: stored naive, read as UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class AtomicAmount(TypeDecorator[int]):
+    """A token amount in atomic units (up to uint256), stored as decimal text: exact on every backend."""
+
+    impl = String(80)
+    cache_ok = True
+
+    def process_bind_param(self, value: int | None, dialect: Dialect) -> str | None:
+        return None if value is None else str(int(value))
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> int | None:
+        return None if value is None else int(value)
+
+
+# None is stored as SQL NULL (not JSON null), so "IS NULL" means "absent"
+JsonDoc = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JsonDoc, datetime: UtcDateTime}
+
+
+class ModelRow(Base):
+    __tablename__ = "models"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the model manifest's CID
+    name: Mapped[str] = mapped_column(String(200))
+    price_atomic: Mapped[int] = mapped_column(AtomicAmount)  # USDC, 6 decimals
+    owner: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class JobRow(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    model_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    input: Mapped[dict[str, Any]]
+    request_hash: Mapped[str] = mapped_column(String(64))
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    payment_nonce: Mapped[str | None] = mapped_column(String(255), unique=True)
+    payment: Mapped[dict[str, Any] | None]  # the verified, not yet settled payment (the gate's JSON)
+    settlement: Mapped[dict[str, Any] | None]  # payment + receipt once settled
+    bundle_cid: Mapped[str | None] = mapped_column(String(64))
+    result: Mapped[dict[str, Any] | None]  # prove: output, salt; compile: model id, logrows
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+    @property
+    def awaits_settlement(self) -> bool:
+        return self.status == JobStatus.PROVED and self.payment is not None
+
+    @property
+    def is_final(self) -> bool:
+        """Nothing more will happen to this job."""
+        return self.status in (JobStatus.FAILED, JobStatus.SETTLED) or (
+            self.status == JobStatus.PROVED and self.payment is None)
+
+    @property
+    def result_visible(self) -> bool:
+        """The proof may be shown: free and proved, or paid and settled (never before the payment settles)."""
+        return self.status == JobStatus.SETTLED or (self.status == JobStatus.PROVED and self.payment is None)

@@ -1,0 +1,70 @@
+"""Creating jobs: idempotency keys and payment nonces are enforced here (and by the table's unique columns).
+
+* The same Idempotency-Key with the same request returns the job it created first (whatever its state);
+  with a different request it is refused (``idempotency_conflict``).
+* A payment nonce pays for one job: a second job with it is refused (``payment_replayed``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from proofmarket.db import DuplicateJob, JobKind, JobRepo, JobRow, NewJob
+from proofmarket.errors import PaymentReplayed
+from proofmarket.jobs.errors import IdempotencyConflict, UnknownJob
+from proofmarket.jobs.queue import JobQueue
+from proofmarket.jobs.types import PaymentTicket
+
+
+def request_hash(kind: JobKind, model_id: str | None, doc: Any) -> str:
+    """What makes two requests "the same" for an idempotency key."""
+    text = json.dumps({"kind": kind.value, "model_id": model_id, "doc": doc}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class JobService:
+    def __init__(self, jobs: JobRepo, queue: JobQueue) -> None:
+        self.jobs, self.queue = jobs, queue
+
+    def existing(self, key: str | None, request: str) -> JobRow | None:
+        """The job an earlier request with this idempotency key created, if any (same request or refused)."""
+        if key is None:
+            return None
+        job = self.jobs.by_idempotency_key(key)
+        if job is not None and job.request_hash != request:
+            raise IdempotencyConflict("this Idempotency-Key was already used for a different request",
+                                      job_id=job.id)
+        return job
+
+    def submit_prove(self, model_id: str, inputs: Any, *, key: str | None = None,
+                     ticket: PaymentTicket | None = None) -> tuple[JobRow, bool]:
+        """Store and queue a prove job; returns (job, created). An existing job for ``key`` comes back as is."""
+        digest = request_hash(JobKind.PROVE, model_id, inputs)
+        new = NewJob(JobKind.PROVE, {"inputs": inputs}, digest, model_id=model_id, idempotency_key=key,
+                     payment_nonce=ticket.nonce if ticket else None, payment=ticket.to_json() if ticket else None)
+        return self._submit(new)
+
+    def submit_compile(self, spec: dict[str, Any], request: str, *, key: str | None = None) -> tuple[JobRow, bool]:
+        return self._submit(NewJob(JobKind.COMPILE, spec, request, idempotency_key=key))
+
+    def get(self, job_id: str) -> JobRow:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise UnknownJob(f"there is no job {job_id} on this node", job_id=job_id)
+        return job
+
+    def _submit(self, new: NewJob) -> tuple[JobRow, bool]:
+        found = self.existing(new.idempotency_key, new.request_hash)
+        if found is not None:
+            return found, False
+        try:
+            job = self.jobs.create(new)
+        except DuplicateJob:
+            found = self.existing(new.idempotency_key, new.request_hash)  # a concurrent retry won the race
+            if found is not None:
+                return found, False
+            raise PaymentReplayed("this payment was already used for another request") from None
+        self.queue.submit(new.kind, job.id)
+        return job, True

@@ -1,0 +1,70 @@
+"""Helpers shared by the API tests (a module, not conftest, so test files can import it)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+
+from proofmarket.config import Settings
+from proofmarket.samples import sample_path
+from proofmarket.workspace import Workspace
+from proofmarket.zk.compiler import CompileOptions
+from proofmarket.zk.profile import PrivacyProfile
+from proofmarket.zk.srs import SrsProvider
+from proofmarket.zk.tuning import Candidate
+
+# one grid point keeps the suite fast: this one gives logrows 9 for the MLP within the accuracy bound
+MLP_CANDIDATE = Candidate(256, 2, 7, 4)
+ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
+AppFactory = Callable[..., FastAPI]
+
+
+def clear_env() -> None:
+    """Tests start from a clean environment: no PROOFMARKET_* variable leaks in."""
+    for name in [n for n in os.environ if n.startswith("PROOFMARKET_")]:
+        del os.environ[name]
+
+
+def node_settings(home: Path, db: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {"home": home, "database_url": f"sqlite:///{db}", "prover_workers": 1,
+                              "infer_wait_s": 120.0, **overrides}
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def compile_mlp(ws: Workspace) -> str:
+    samples = json.loads(sample_path("mlp", "samples").read_text())
+    options = CompileOptions(profile=PrivacyProfile.parse("public"), srs=SrsProvider(ws.settings.srs_dir),
+                             candidates=[MLP_CANDIDATE])
+    return ws.prover.compile(sample_path("mlp"), samples, options).model_id
+
+
+def mlp_input() -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(sample_path("mlp", "input").read_text())
+    return doc
+
+
+def error_of(response: Any) -> dict[str, Any]:
+    """The error object of a response, after checking the one error shape."""
+    body = response.json()
+    assert set(body) == {"error"}, body
+    assert set(body["error"]) == {"code", "message", "details"}, body
+    error: dict[str, Any] = body["error"]
+    return error
+
+
+def wait_job(client: Any, job_id: str, timeout_s: float = 120.0) -> dict[str, Any]:
+    """Poll GET /v1/jobs/{id} until the job is final (settled, failed, or proved without a payment)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] in ("failed", "settled") or (job["status"] == "proved" and job["result"] is not None):
+            return job
+        assert time.monotonic() < deadline, f"job {job_id} still {job['status']} after {timeout_s} s"
+        time.sleep(0.05)

@@ -1,0 +1,57 @@
+"""Discovery, health, metrics and the OpenAPI surface."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+OPERATION_IDS = {
+    ("get", "/v1/models"): "list_models",
+    ("post", "/v1/models"): "upload_model",
+    ("get", "/v1/models/{model_id}"): "get_model",
+    ("post", "/v1/models/{model_id}/infer"): "infer",
+    ("get", "/v1/jobs/{job_id}"): "get_job",
+    ("get", "/v1/proofs/{cid}"): "get_proof",
+    ("post", "/v1/verify"): "verify_bundle",
+    ("get", "/v1/artifacts/{cid}"): "get_artifact",
+    ("get", "/.well-known/ai-service.json"): "get_service_manifest",
+    ("get", "/health"): "health",
+    ("get", "/metrics"): "metrics",
+}
+
+
+def test_operation_ids_are_stable(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    found = {(method, path): op["operationId"] for path, ops in schema["paths"].items() for method, op in ops.items()}
+    assert found == OPERATION_IDS
+
+
+def test_well_known_service_document(client: TestClient) -> None:
+    doc = client.get("/.well-known/ai-service.json").json()
+    assert doc["format"] == "proofmarket/ai-service" and doc["version"] == 1
+    assert doc["payments"] == {"x402": False}
+    assert doc["chain"] == {"name": "devnet", "chain_id": 31337}
+    assert doc["proofs"]["bundle_format"] == "proofmarket/proof-bundle"
+    assert doc["endpoints"]["infer"] == "http://testserver/v1/models/{model_id}/infer"
+    assert doc["openapi"] == "http://testserver/openapi.json"
+    assert doc["models"] == []
+
+
+def test_health(client: TestClient) -> None:
+    response = client.get("/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok" and body["database"] is True and body["workers"] >= 2
+    assert body["queue_depth"] == 0
+
+
+def test_metrics_count_requests_by_route_and_status(client: TestClient) -> None:
+    client.get("/v1/models")
+    client.get("/v1/models/nope")
+    client.get("/v1/models/nope")
+    text = client.get("/metrics").text
+    assert 'proofmarket_http_requests_total{method="GET",route="/v1/models",status="200"} 1.0' in text
+    assert 'proofmarket_http_requests_total{method="GET",route="/v1/models/{model_id}",status="404"} 2.0' in text
+    for name in ("proofmarket_job_duration_seconds", "proofmarket_job_failures_total", "proofmarket_queue_depth",
+                 "proofmarket_http_request_duration_seconds"):
+        assert f"# TYPE {name}" in text
+    assert "proofmarket_queue_depth 0.0" in text

@@ -1,0 +1,129 @@
+"""The payment hook on the infer route, with a recording gate standing in for x402:
+verify before proving, settle once after the proof, never settle a failed or refused call."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import pytest
+from api_helpers import AppFactory, error_of, mlp_input, wait_job
+from fastapi.testclient import TestClient
+
+from proofmarket.api import Offer
+from proofmarket.errors import PaymentRejected, PaymentReplayed, PaymentRequired
+from proofmarket.jobs import PaymentTicket, ProofOutcome, Settlement
+
+pytestmark = pytest.mark.slow
+PAY = "PAYMENT-SIGNATURE"
+
+
+class RecordingGate:
+    def __init__(self) -> None:
+        self.verified: list[str] = []
+        self.settled: list[tuple[PaymentTicket, ProofOutcome]] = []
+        self.released: list[str] = []
+
+    def describe(self) -> dict[str, Any]:
+        return {"x402": True, "scheme": "exact", "network": "eip155:31337", "chain": {"chain_id": 31337}}
+
+    def verify(self, headers: Mapping[str, str], offer: Offer) -> PaymentTicket | None:
+        payment = headers.get(PAY)
+        if payment is None:
+            err = PaymentRequired("this call costs 0.01 USDC", price=str(offer.price_atomic))
+            err.headers = {"PAYMENT-REQUIRED": "e30="}  # type: ignore[attr-defined]
+            raise err
+        self.verified.append(payment)
+        return PaymentTicket(nonce=payment, amount_atomic=offer.price_atomic, payer="0x" + "ab" * 20,
+                             doc={"signature": payment, "resource": offer.resource})
+
+    def settle(self, ticket: PaymentTicket, proof: ProofOutcome) -> Settlement:
+        if ticket.nonce.startswith("bounce"):
+            raise PaymentRejected("the facilitator refused the settlement")
+        self.settled.append((ticket, proof))
+        return Settlement(payment={"transaction": "0x" + "01" * 32, "amount": str(ticket.amount_atomic)},
+                          receipt={"bundle_cid": proof.bundle_cid, "input_commitment": proof.input_commitment},
+                          headers={"PAYMENT-RESPONSE": "settled"})
+
+    def release(self, ticket: PaymentTicket) -> None:
+        self.released.append(ticket.nonce)
+
+
+@pytest.fixture
+def gate() -> RecordingGate:
+    return RecordingGate()
+
+
+@pytest.fixture
+def paid(make_app: AppFactory, gate: RecordingGate, mlp_id: str) -> Iterator[TestClient]:
+    app = make_app(gate=gate)
+    app.state.services.catalog.register(mlp_id, price_atomic=10_000)
+    with TestClient(app) as client:
+        yield client
+
+
+def test_no_payment_is_402_with_the_gate_headers(paid: TestClient, gate: RecordingGate, mlp_id: str) -> None:
+    response = paid.post(f"/v1/models/{mlp_id}/infer", json=mlp_input())
+    assert response.status_code == 402
+    assert error_of(response)["code"] == "payment_required"
+    assert response.headers["payment-required"] == "e30="
+    assert gate.settled == []
+    assert paid.get("/.well-known/ai-service.json").json()["payments"]["x402"] is True
+
+
+def test_paid_call_settles_once_after_the_proof(paid: TestClient, gate: RecordingGate, mlp_id: str) -> None:
+    response = paid.post(f"/v1/models/{mlp_id}/infer", json=mlp_input(), headers={PAY: "nonce-1"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "settled" and body["payment"]["amount"] == "10000"
+    assert body["receipt"] == {"bundle_cid": body["bundle_cid"],
+                               "input_commitment": body["bundle"]["input"]["commitment"]}
+    assert response.headers["payment-response"] == "settled"
+    [(ticket, proof)] = gate.settled
+    assert ticket.nonce == "nonce-1" and ticket.doc["resource"].endswith(f"/v1/models/{mlp_id}/infer")
+    assert proof.bundle_cid == body["bundle_cid"] and proof.model_id == mlp_id and proof.job_id == body["job_id"]
+
+    # a replayed payment is refused and nothing more is settled
+    replay = paid.post(f"/v1/models/{mlp_id}/infer", json=mlp_input(), headers={PAY: "nonce-1"})
+    assert replay.status_code == PaymentReplayed.http_status and error_of(replay)["code"] == "payment_replayed"
+    assert len(gate.settled) == 1 and gate.released == []
+
+
+def test_retry_with_the_same_key_does_not_pay_twice(paid: TestClient, gate: RecordingGate, mlp_id: str) -> None:
+    headers = {PAY: "nonce-2", "Idempotency-Key": "pay-once"}
+    first = paid.post(f"/v1/models/{mlp_id}/infer", json=mlp_input(), headers=headers).json()
+    second = paid.post(f"/v1/models/{mlp_id}/infer", json=mlp_input(), headers=headers).json()
+    assert first["job_id"] == second["job_id"] and first["receipt"] == second["receipt"]
+    assert gate.verified == ["nonce-2"] and len(gate.settled) == 1
+
+
+def test_malformed_input_never_reaches_the_gate(paid: TestClient, gate: RecordingGate, mlp_id: str) -> None:
+    response = paid.post(f"/v1/models/{mlp_id}/infer", json={"input_data": [[1.0]]}, headers={PAY: "nonce-3"})
+    assert response.status_code == 422 and error_of(response)["code"] == "input_shape"
+    assert gate.verified == [] and gate.settled == []
+
+
+def test_async_paid_job_shows_its_result_once_settled(paid: TestClient, gate: RecordingGate, mlp_id: str) -> None:
+    response = paid.post(f"/v1/models/{mlp_id}/infer?mode=async", json=mlp_input(), headers={PAY: "nonce-4"})
+    assert response.status_code == 202
+    job = wait_job(paid, response.json()["id"])
+    assert job["status"] == "settled" and job["result"]["receipt"]["bundle_cid"] == job["result"]["bundle_cid"]
+    assert len(gate.settled) == 1
+
+
+def test_a_refused_settlement_fails_the_job_without_showing_the_proof(paid: TestClient, gate: RecordingGate,
+                                                                     mlp_id: str) -> None:
+    response = paid.post(f"/v1/models/{mlp_id}/infer", json=mlp_input(), headers={PAY: "bounce-1"})
+    assert response.status_code == 402 and error_of(response)["code"] == "payment_rejected"
+    job = paid.get(f"/v1/jobs/{error_of(response)['details']['job_id']}").json()
+    assert job["status"] == "failed" and job["result"] is None and job["links"]["proof"] is None
+    assert gate.released == ["bounce-1"]
+
+
+def test_a_failed_proof_settles_nothing(make_app: AppFactory, gate: RecordingGate, mlp_id: str) -> None:
+    app = make_app(gate=gate, proof_timeout_s=0.001)
+    app.state.services.catalog.register(mlp_id, price_atomic=10_000)
+    with TestClient(app) as client:
+        response = client.post(f"/v1/models/{mlp_id}/infer", json=mlp_input(), headers={PAY: "nonce-5"})
+        assert response.status_code == 504 and error_of(response)["code"] == "proof_timeout"
+    assert gate.verified == ["nonce-5"] and gate.settled == [] and gate.released == ["nonce-5"]

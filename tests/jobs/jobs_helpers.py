@@ -1,0 +1,93 @@
+"""Helpers for the job tests: a database per test, fakes for the queue and the prover."""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+from proofmarket.db import Database, JobKind, JobRepo, NewJob
+from proofmarket.jobs.types import PaymentTicket, ProofOutcome, Settlement
+from proofmarket.zk.prover import ProveResult
+
+
+def clear_env() -> None:
+    for name in [n for n in os.environ if n.startswith("PROOFMARKET_")]:
+        del os.environ[name]
+
+
+def database(tmp_path: Path) -> Database:
+    db = Database(f"sqlite:///{tmp_path / 'node.db'}")
+    db.migrate()
+    return db
+
+
+def new_job(n: int = 0, *, key: str | None = None, nonce: str | None = None,
+            payment: dict[str, Any] | None = None) -> NewJob:
+    return NewJob(JobKind.PROVE, {"inputs": {"input_data": [[float(n)]]}}, f"hash-{n}", model_id="model",
+                  idempotency_key=key, payment_nonce=nonce, payment=payment)
+
+
+def ticket_json(nonce: str) -> dict[str, Any]:
+    return PaymentTicket(nonce=nonce, amount_atomic=10_000, payer="0xpayer").to_json()
+
+
+class RecordingQueue:
+    """A JobQueue that only records what it was given (for the service tests)."""
+
+    def __init__(self) -> None:
+        self.submitted: list[tuple[JobKind, str]] = []
+
+    def start(self) -> None: ...
+
+    def submit(self, kind: JobKind, job_id: str) -> None:
+        self.submitted.append((kind, job_id))
+
+    def watch(self, job_id: str) -> Future[None]:
+        return Future()
+
+    def depth(self) -> int:
+        return len(self.submitted)
+
+    def close(self) -> None: ...
+
+
+class FailingProver:
+    """A Prover whose proofs fail with ``exc`` (optionally after ``gate`` opens)."""
+
+    def __init__(self, exc: Exception, gate: threading.Event | None = None) -> None:
+        self.exc, self.gate, self.calls = exc, gate, 0
+
+    def compile(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    def prove(self, model_id: str, inputs_doc: Any, timeout_s: float | None = None,
+              salt: list[int] | None = None) -> ProveResult:
+        self.calls += 1
+        if self.gate is not None:
+            self.gate.wait(10)
+        raise self.exc
+
+    def verify(self, bundle: Any) -> Any:
+        raise NotImplementedError
+
+
+class NeverSettle:
+    """A settle hook for jobs that must not be settled; records the payments released."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.released: list[str] = []
+
+    def settle(self, ticket: PaymentTicket, proof: ProofOutcome) -> Settlement:
+        self.calls += 1
+        raise AssertionError("nothing may be settled here")
+
+    def release(self, ticket: PaymentTicket) -> None:
+        self.released.append(ticket.nonce)
+
+
+def repo(tmp_path: Path) -> JobRepo:
+    return JobRepo(database(tmp_path))

@@ -1,0 +1,76 @@
+"""The local queue and the runner: failures recorded with their code, workers that survive bugs, watchers."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from jobs_helpers import FailingProver, NeverSettle, new_job, repo
+from prometheus_client import CollectorRegistry
+
+from proofmarket.config import Settings
+from proofmarket.db import JobKind, JobRepo, JobStatus, ModelRepo
+from proofmarket.errors import WitnessError
+from proofmarket.jobs import JobMetrics, JobRunner, LocalJobQueue
+from proofmarket.store import LocalStore
+
+
+def build(tmp_path: Path, prover: FailingProver) -> tuple[LocalJobQueue, JobRepo, NeverSettle, CollectorRegistry]:
+    jobs, settle, registry = repo(tmp_path), NeverSettle(), CollectorRegistry()
+    settings = Settings(_env_file=None, home=tmp_path)  # type: ignore[call-arg]
+    runner = JobRunner(settings, jobs, ModelRepo(jobs.db), LocalStore(tmp_path / "store"), settle,
+                       JobMetrics(registry))
+    return LocalJobQueue(runner, jobs, [prover]), jobs, settle, registry
+
+
+def test_a_failed_proof_is_recorded_with_its_code_and_nothing_is_settled(tmp_path: Path) -> None:
+    queue, jobs, settle, registry = build(tmp_path, FailingProver(WitnessError("the input overflows the circuit")))
+    job = jobs.create(new_job(nonce="n", payment={"nonce": "n", "amount_atomic": "1"}))
+    queue.start()
+    try:
+        done = queue.watch(job.id)
+        queue.submit(JobKind.PROVE, job.id)
+        done.result(timeout=10)
+    finally:
+        queue.close()
+    failed = jobs.get(job.id)
+    assert failed is not None and failed.status == JobStatus.FAILED and failed.error_code == "witness_failed"
+    assert failed.attempts == 1 and settle.calls == 0 and settle.released == ["n"]
+    assert registry.get_sample_value("proofmarket_job_failures_total",
+                                     {"kind": "prove", "code": "witness_failed"}) == 1.0
+
+
+def test_a_bug_in_a_job_does_not_kill_the_worker(tmp_path: Path) -> None:
+    queue, jobs, _, _ = build(tmp_path, FailingProver(KeyError("oops")))
+    first, second = jobs.create(new_job(1)), jobs.create(new_job(2))
+    queue.start()
+    try:
+        watches = [queue.watch(first.id), queue.watch(second.id)]
+        queue.submit(JobKind.PROVE, first.id)
+        queue.submit(JobKind.PROVE, second.id)
+        for w in watches:
+            w.result(timeout=10)
+    finally:
+        queue.close()
+    for job_id in (first.id, second.id):
+        row = jobs.get(job_id)
+        assert row is not None and row.error_code == "internal_error" and "KeyError" in (row.error_message or "")
+
+
+def test_depth_and_watchers(tmp_path: Path) -> None:
+    gate = threading.Event()
+    queue, jobs, _, registry = build(tmp_path, FailingProver(WitnessError("no"), gate=gate))
+    a, b, c = (jobs.create(new_job(i)) for i in range(3))
+    for job in (a, b, c):
+        queue.submit(JobKind.PROVE, job.id)
+    assert queue.depth() == 3 and registry.get_sample_value("proofmarket_queue_depth") == 3.0
+    queue.start()
+    try:
+        last = queue.watch(c.id)
+        assert not last.done()
+        gate.set()
+        last.result(timeout=10)
+        assert queue.depth() == 0
+        assert queue.watch(a.id).done()  # a final job resolves at once
+    finally:
+        queue.close()

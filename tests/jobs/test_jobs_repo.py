@@ -1,0 +1,93 @@
+"""The job table and its repository: guarded transitions, unique keys, the restart rule, the migration."""
+
+from __future__ import annotations
+
+from datetime import UTC
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from jobs_helpers import new_job, ticket_json
+
+from proofmarket.db import INTERRUPTED, Database, DuplicateJob, JobRepo, JobStatus, ModelRepo
+from proofmarket.db.tables import Base
+
+
+def test_the_migration_builds_exactly_the_tables(db: Database) -> None:
+    db.migrate()  # twice: a no-op
+    with db.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata) == []
+
+
+def test_transitions_are_guarded(db: Database) -> None:
+    jobs = JobRepo(db)
+    job = jobs.create(new_job())
+    assert job.status == JobStatus.QUEUED and job.attempts == 0 and job.created_at.tzinfo == UTC
+    assert not jobs.proved(job.id, bundle_cid="cid", result={}, final=True)  # not running yet
+    started = jobs.start(job.id)
+    assert started is not None and started.status == JobStatus.RUNNING and started.attempts == 1
+    assert jobs.start(job.id) is None  # a second worker does not get it
+    assert not jobs.settled(job.id, {})
+    assert jobs.proved(job.id, bundle_cid="cid", result={"output": [[1.0]]}, final=True)
+    done = jobs.get(job.id)
+    assert done is not None and done.is_final and done.result_visible and done.finished_at is not None
+    assert not jobs.failed(job.id, "x", "too late")  # a final job stays as it is
+
+
+def test_a_paid_job_is_final_only_once_settled(db: Database) -> None:
+    jobs = JobRepo(db)
+    job = jobs.create(new_job(nonce="n1", payment=ticket_json("n1")))
+    jobs.start(job.id)
+    jobs.proved(job.id, bundle_cid="cid", result={}, final=False)
+    proved = jobs.get(job.id)
+    assert proved is not None and proved.awaits_settlement and not proved.is_final and not proved.result_visible
+    assert jobs.settled(job.id, {"payment": {"tx": "0x1"}})
+    assert not jobs.settled(job.id, {"payment": {"tx": "0x2"}})  # at most once
+    settled = jobs.get(job.id)
+    assert settled is not None and settled.is_final and settled.settlement == {"payment": {"tx": "0x1"}}
+
+
+def test_idempotency_keys_and_payment_nonces_are_unique(db: Database) -> None:
+    jobs = JobRepo(db)
+    jobs.create(new_job(1, key="k", nonce="n"))
+    with pytest.raises(DuplicateJob):
+        jobs.create(new_job(2, key="k"))
+    with pytest.raises(DuplicateJob):
+        jobs.create(new_job(3, nonce="n"))
+    jobs.create(new_job(4))
+    jobs.create(new_job(5))  # NULL keys and nonces never collide
+    assert jobs.counts() == {"queued": 3}
+
+
+def test_restart_rule(db: Database) -> None:
+    # Given jobs in every state
+    jobs = JobRepo(db)
+    ids = {name: jobs.create(new_job(i, nonce=f"n{i}" if paid else None,
+                                     payment=ticket_json(f"n{i}") if paid else None)).id
+           for i, (name, paid) in enumerate([("queued", False), ("running", True), ("free_proved", False),
+                                             ("paid_proved", True), ("settled", True), ("queued_paid", True)])}
+    for name in ("running", "free_proved", "paid_proved", "settled"):
+        jobs.start(ids[name])
+    jobs.proved(ids["free_proved"], bundle_cid="c", result={}, final=True)
+    jobs.proved(ids["paid_proved"], bundle_cid="c", result={}, final=False)
+    jobs.proved(ids["settled"], bundle_cid="c", result={}, final=False)
+    jobs.settled(ids["settled"], {})
+
+    # When the node restarts
+    recovery = jobs.recover()
+
+    # Then running fails as interrupted; queued and proved-awaiting-settlement go back, oldest first
+    assert recovery.interrupted == [ids["running"]]
+    interrupted = jobs.get(ids["running"])
+    assert interrupted is not None and interrupted.status == JobStatus.FAILED and interrupted.error_code == INTERRUPTED
+    assert recovery.requeued == [("prove", ids["queued"]), ("prove", ids["paid_proved"]), ("prove", ids["queued_paid"])]
+    assert jobs.counts() == {"queued": 2, "failed": 1, "proved": 2, "settled": 1}
+
+
+def test_models_upsert_keeps_exact_prices(db: Database) -> None:
+    models = ModelRepo(db)
+    models.upsert("m1", name="one", price_atomic=2**96 - 1)
+    models.upsert("m1", name="one", price_atomic=7, owner="0xowner")
+    [row] = models.list()
+    assert (row.price_atomic, row.owner, row.created_at.tzinfo) == (7, "0xowner", UTC)
+    assert models.get("nope") is None

@@ -1,0 +1,72 @@
+"""Jobs in real processes: the compile child (refusals, stop, timeout) and a two-prover pool proving for real."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+from jobs_helpers import NeverSettle, database
+from prometheus_client import CollectorRegistry
+
+from proofmarket.config import Settings
+from proofmarket.db import JobKind, JobRepo, JobStatus, ModelRepo
+from proofmarket.errors import ArtifactNotFound, ProofTimeout
+from proofmarket.jobs import JobInterrupted, JobMetrics, JobRunner, JobService, LocalJobQueue
+from proofmarket.jobs.compile_task import compile_job
+from proofmarket.samples import sample_path
+from proofmarket.store import LocalStore, cid_for_bytes
+from proofmarket.zk.prover import EzklProver
+from proofmarket.zk.verify import verify_bundle
+from proofmarket.zk.worker import ProofWorker
+
+pytestmark = pytest.mark.slow
+MISSING = cid_for_bytes(b"not uploaded")
+
+
+def spec(onnx_cid: str) -> dict[str, object]:
+    samples = json.loads(sample_path("mlp", "samples").read_text())
+    return {"onnx_cid": onnx_cid, "samples": samples, "privacy": "public", "name": "m", "price_atomic": "1"}
+
+
+def test_compile_child_refusals_come_back_as_the_tree(tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, home=tmp_path)  # type: ignore[call-arg]
+    with pytest.raises(ArtifactNotFound):
+        compile_job(settings, spec(MISSING), 120, threading.Event())
+
+
+def test_compile_child_is_stopped_and_timed_out(tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, home=tmp_path)  # type: ignore[call-arg]
+    onnx_cid = LocalStore(settings.store_dir).put_file(sample_path("mlp"))
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(JobInterrupted):
+        compile_job(settings, spec(onnx_cid), 120, stop)
+    with pytest.raises(ProofTimeout):
+        compile_job(settings, spec(onnx_cid), 0.5, threading.Event())
+
+
+def test_two_provers_prove_concurrent_jobs(mlp_store: tuple[Path, str], tmp_path: Path) -> None:
+    home, model_id = mlp_store
+    settings = Settings(_env_file=None, home=home)  # type: ignore[call-arg]
+    store, jobs = LocalStore(settings.store_dir), JobRepo(database(tmp_path))
+    runner = JobRunner(settings, jobs, ModelRepo(jobs.db), store, NeverSettle(), JobMetrics(CollectorRegistry()))
+    provers = [EzklProver(store, settings.jobs_dir, ProofWorker(timeout_s=120)) for _ in range(2)]
+    queue = LocalJobQueue(runner, jobs, provers)
+    service = JobService(jobs, queue)
+    queue.start()
+    try:
+        inputs = [{"input_data": [[0.1 * i] * 8]} for i in range(4)]
+        submitted = [service.submit_prove(model_id, doc)[0] for doc in inputs]
+        for job in submitted:
+            queue.watch(job.id).result(timeout=300)
+    finally:
+        queue.close()
+    for job in submitted:
+        row = jobs.get(job.id)
+        assert row is not None and row.kind == JobKind.PROVE
+        assert row.status == JobStatus.PROVED, row.error_message
+        assert row.bundle_cid is not None
+        assert verify_bundle(store.get_json(row.bundle_cid), store).valid
+    assert all(p.worker.pid is None for p in provers)  # closed: no prover process left
