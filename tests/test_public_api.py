@@ -6,7 +6,8 @@ from proofmarket import errors
 
 def test_exported_names() -> None:
     assert set(proofmarket.__all__) == {
-        "ArtifactNotFound", "BundleError", "ChainError", "InputError", "ModelError", "PaymentError",
+        "ArtifactNotFound", "BundleError", "ChainError", "Client", "InferenceResult", "InputError", "ModelError",
+        "PaymentError",
         "PrivacyProfile", "ProofBundle", "ProofMarketError", "ProvingError", "UnsupportedOperator",
         "VerificationFailed", "VerifyReport", "Workspace", "__version__", "verify_bundle",
     }

@@ -1,9 +1,10 @@
 """proofmarket: verifiable ML inference. ONNX models, paid calls, zero-knowledge proofs.
 
 The public surface: a local :class:`Workspace` (compile, prove, verify), the proof bundle format and
-its verifier, the privacy profiles, and the error tree.
+its verifier, the privacy profiles, the error tree, and the node SDK :class:`Client`.
 """
 
+from proofmarket.client import Client, InferenceResult
 from proofmarket.errors import (
     ArtifactNotFound,
     BundleError,
@@ -27,6 +28,8 @@ __all__ = [
     "ArtifactNotFound",
     "BundleError",
     "ChainError",
+    "Client",
+    "InferenceResult",
     "InputError",
     "ModelError",
     "PaymentError",

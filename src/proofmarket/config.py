@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     infer_wait_s: float = Field(default=900.0, gt=0, description="a sync infer answers 202 after this long")
     compile_timeout_s: float = Field(default=3600.0, gt=0, description="an uploaded model's compile is stopped")
 
+    # --- node: escrow watcher (on-chain requests fulfilled by this node) ---------------------------
+    escrow_watcher: Literal["auto", "on", "off"] = Field(
+        default="auto", description="follow on-chain requests: auto = when a market is deployed on the chain")
+    escrow_confirmations: int = Field(default=1, ge=0, le=1000, description="blocks on top of a request's block")
+    escrow_poll_s: float = Field(default=2.0, gt=0, description="seconds between polls of the chain")
+
     @property
     def store_dir(self) -> Path:
         return self.home / "store"

@@ -1,103 +1,394 @@
-"""``make demo``: compile the sample model, prove one inference, verify it off-chain and on-chain.
+"""``make demo``: the whole story on a local devnet, then everything shut down.
 
-Runs on embedded defaults: a workspace under ./.demo (the dev SRS cache survives reruns), the
-sample MLP shipped with the package, and a local anvil devnet for the on-chain check (an
-``eth_call`` to the model's own Solidity verifier, deployed from the compiled artifacts).
+    1. start an anvil devnet (fresh, in a temporary folder) and deploy the market contracts
+    2. compile the sample MLP and register it on chain (its Solidity verifier deployed)
+    3. start a node (uvicorn on a free loopback port, in a background thread) serving the model,
+       with its escrow watcher following the market
+    4. pay-per-call inference over HTTP: x402 with the SDK client when the node has payments (the consumer
+       dev account pays USDC), else a free call; verify the proof locally and on chain (``eth_call`` to the
+       model's verifier)
+    5. one escrow request: the consumer escrows the price on chain, posts its input to the node, the
+       watcher proves and fulfils it
+    6. a short report: output, bundle CID, transaction hashes, timings, USDC moved per party
+
+Data (store, SRS cache) lives in ``PROOFMARKET_HOME`` (default ./.demo); the chain and the node's database
+are fresh on every run. Every step has a time limit and fails with a clear message (exit code != 0).
+``PROOFMARKET_DEMO_GRID=quick`` compiles one settings candidate instead of searching the grid (tests).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+import tempfile
+import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal, TypeVar
 
+import httpx
 from rich.console import Console
 
 from proofmarket.config import Settings
 from proofmarket.errors import ProofMarketError
+from proofmarket.market.units import format_usdc
 from proofmarket.samples import sample_meta, sample_path
-from proofmarket.workspace import Workspace
-from proofmarket.zk.profile import PrivacyProfile
 
-console = Console(soft_wrap=True)
+console = Console(soft_wrap=True, highlight=False)
+T = TypeVar("T")
+
+PRICE = "0.25"
+OWNER_SHARE_BPS = 7_000
+QUICK_CANDIDATE = (256, 3, 10, 1)
+TOTAL_TIMEOUT_S = float(os.environ.get("PROOFMARKET_DEMO_TIMEOUT_S", "1200"))
+
+
+class DemoError(Exception):
+    pass
+
+
+@dataclass
+class Report:
+    timings: dict[str, float] = field(default_factory=dict)
+    txs: dict[str, str] = field(default_factory=dict)
+    lines: list[str] = field(default_factory=list)
 
 
 def main() -> int:
     home = Path(os.environ.get("PROOFMARKET_HOME", ".demo")).resolve()
-    ws = Workspace(Settings(home=home))
+    watchdog = threading.Timer(TOTAL_TIMEOUT_S, _give_up)
+    watchdog.daemon = True
+    watchdog.start()
     try:
-        return _run(ws)
-    except ProofMarketError as exc:
-        console.print(f"[bold red]demo failed[/] ({exc.code}): {exc.message}")
-        return exc.exit_code
+        with tempfile.TemporaryDirectory(prefix="proofmarket-demo-") as tmp:
+            return Demo(home, Path(tmp)).run()
+    except (DemoError, ProofMarketError) as exc:
+        message = exc.message if isinstance(exc, ProofMarketError) else str(exc)
+        console.print(f"[bold red]demo failed[/]: {message}")
+        return exc.exit_code if isinstance(exc, ProofMarketError) else 1
+    except KeyboardInterrupt:
+        console.print("[bold red]demo interrupted[/]")
+        return 130
     finally:
-        ws.close()
+        watchdog.cancel()
 
 
-def _run(ws: Workspace) -> int:
-    name = "mlp"
-    meta = sample_meta(name)
-    console.rule("proofmarket demo")
-    console.print(f"model:   sample '{name}': {meta['description']}")
-    console.print(f"data:    {ws.settings.home}")
-
-    started = time.perf_counter()
-    with console.status("compiling: settings search, keys, Solidity verifier ...") as status:
-        result = ws.compile(sample_path(name), json.loads(sample_path(name, "samples").read_text()),
-                            profile=PrivacyProfile(), progress=lambda msg: status.update(f"compiling: {msg}"))
-    m = result.manifest
-    console.print(f"compile: {time.perf_counter() - started:.1f} s -> model id {result.model_id}")
-    console.print(f"         settings {m.tuning['picked']}, logrows {m.logrows}, "
-                  f"{len(m.tuning['candidates'])} candidates tried, max abs error {m.accuracy['max_abs_error']:.4g} "
-                  f"(bound {m.accuracy['limit']:.4g}), SRS {m.srs.kind}")
-
-    doc = json.loads(sample_path(name, "input").read_text())
-    started = time.perf_counter()
-    proved = ws.prove(result.model_id, doc)
-    wall = time.perf_counter() - started
-    bundle = proved.bundle
-    values = bundle.output.values[0]
-    best = max(range(len(values)), key=lambda i: values[i])
-    console.print(f"input:   {doc['input_data'][0]}")
-    console.print(f"output:  {[round(v, 4) for v in values]} -> {meta['labels'][best]}")
-    console.print(f"         onnxruntime gives {[round(v, 4) for v in proved.reference_output[0]]}")
-    console.print(f"proof:   {(len(bundle.proof.hex) - 2) // 2} bytes, prove {bundle.timings['prove_s']:.3f} s "
-                  f"(request {wall:.3f} s), bundle {proved.bundle_cid}")
-
-    started = time.perf_counter()
-    report = ws.verify(bundle.to_doc())
-    console.print(f"verify:  [bold green]valid[/] off-chain in {(time.perf_counter() - started) * 1000:.1f} ms "
-                  f"({len(report.checks)} checks)")
-    _verify_on_chain(ws, result.model_id, bundle.proof.evm_calldata)
-    console.rule("done")
-    return 0
+def _give_up() -> None:
+    console.print(f"[bold red]demo failed[/]: still running after {TOTAL_TIMEOUT_S:.0f} s, giving up")
+    os._exit(1)
 
 
-def _verify_on_chain(ws: Workspace, model_id: str, calldata: str) -> None:
-    from proofmarket.chain.artifacts import Artifact
-    from proofmarket.chain.devkeys import dev_account
-    from proofmarket.chain.devnet import Devnet
+class Demo:
+    def __init__(self, home: Path, tmp: Path) -> None:
+        self.home, self.tmp = home, tmp
+        self.report = Report()
+        self.stack = contextlib.ExitStack()
 
-    m = ws.prover.model(model_id)[0]
-    artifact = Artifact(name="Halo2Verifier", abi=json.loads(ws.store.get(m.verifier.abi.cid)),
-                        bytecode=ws.store.get(m.verifier.bytecode.cid).decode(), deployed_bytecode="")
-    with Devnet(ws.settings.home / "devnet") as devnet:
-        client = devnet.client()
-        address, tx = client.deploy(artifact, dev_account(0, client.chain_id))
-        good = client.rpc("eth_call", [{"to": address, "data": calldata}, "latest"])
-        gas = int(client.rpc("eth_estimateGas", [{"to": address, "data": calldata}]), 16)
-        flipped = calldata[:300] + ("0" if calldata[300] != "0" else "1") + calldata[301:]
-        try:
-            client.rpc("eth_call", [{"to": address, "data": flipped}, "latest"])
-            tampered = "accepted (unexpected)"
-        except Exception:
-            tampered = "reverted"
-    ok = int(good, 16) == 1 if isinstance(good, str) else bool(good)
-    console.print(f"chain:   verifier deployed at {address} on anvil ({tx.gas_used:,} gas); "
-                  f"eth_call verifyProof -> {'[bold green]true[/]' if ok else '[red]false[/]'} ({gas:,} gas); "
-                  f"one flipped proof byte -> {tampered}")
+    def run(self) -> int:
+        with self.stack:
+            return self._run()
+
+    # --- steps --------------------------------------------------------------------------------
+    def step(self, name: str, fn: Callable[[], T], timeout_s: float) -> T:
+        """Run one step in a thread with a time limit; record its wall time."""
+        result: list[T] = []
+        error: list[BaseException] = []
+
+        def target() -> None:
+            try:
+                result.append(fn())
+            except BaseException as exc:  # handed to the main thread
+                error.append(exc)
+
+        started = time.perf_counter()
+        with console.status(f"{name} ..."):
+            worker = threading.Thread(target=target, name=f"demo: {name}", daemon=True)
+            worker.start()
+            worker.join(timeout_s)
+        elapsed = time.perf_counter() - started
+        self.report.timings[name] = elapsed
+        if worker.is_alive():
+            raise DemoError(f"step '{name}' did not finish within {timeout_s:.0f} s")
+        if error:
+            exc = error[0]
+            detail = exc.message if isinstance(exc, ProofMarketError) else f"{type(exc).__name__}: {exc}"
+            raise DemoError(f"step '{name}' failed: {detail}") from exc
+        return result[0]
+
+    def _run(self) -> int:
+        from proofmarket.chain import Devnet, find_anvil
+        from proofmarket.market import Market
+        from proofmarket.workspace import Workspace
+
+        meta = sample_meta("mlp")
+        console.rule("proofmarket demo")
+        console.print(f"model:    sample 'mlp': {meta['description']}")
+        console.print(f"data:     {self.home}")
+
+        devnet = Devnet(self.tmp / "devnet", anvil=find_anvil())
+        self.step("start devnet", devnet.start, 60)
+        self.stack.callback(devnet.stop)
+        settings = Settings(home=self.home, rpc_url=devnet.rpc_url, database_url=f"sqlite:///{self.tmp / 'node.db'}",
+                            deployment_file=self.tmp / "deployment.json", payments=_payments_mode(),
+                            prover_workers=1, escrow_watcher="on", escrow_confirmations=0, escrow_poll_s=0.25)
+        console.print(f"chain:    anvil at {devnet.rpc_url} (chain id 31337)")
+
+        ws = Workspace(settings)
+        self.stack.callback(ws.close)
+        market = self.step("deploy contracts", lambda: Market.deploy(workspace=ws), 120)
+        d = market.deployment
+        console.print(f"market:   InferenceMarket {d.market}, ModelRegistry {d.registry}, USDC {d.usdc}")
+
+        model_id = self.step("compile model", lambda: _compile(ws), 900)
+        m = ws.prover.model(model_id)[0]
+        console.print(f"compile:  {self.report.timings['compile model']:.1f} s -> model id {model_id} "
+                      f"(logrows {m.logrows}, SRS {m.srs.kind})")
+        registration = self.step("register model", lambda: market.register_model(model_id, PRICE, OWNER_SHARE_BPS),
+                                 120)
+        verifier = registration.verifier.address if registration.verifier else ""
+        if registration.tx:
+            self.report.txs["register model"] = registration.tx.tx_hash
+        if registration.verifier and registration.verifier.tx:
+            self.report.txs["deploy verifier"] = registration.verifier.tx.tx_hash
+        console.print(f"register: {PRICE} USDC per call, owner share {OWNER_SHARE_BPS / 100:.0f} %, "
+                      f"verifier {verifier}")
+
+        base_url = self.step("start node", lambda: self._start_node(settings, model_id, market), 60)
+        console.print(f"node:     {base_url} (OpenAPI at {base_url}/docs), escrow watcher on")
+
+        self._paid_call(base_url, market, model_id, verifier)
+        self._escrow(base_url, market, model_id)
+        self._print_report()
+        return 0
+
+    def _start_node(self, settings: Settings, model_id: str, market: Any) -> str:
+        import uvicorn
+
+        from proofmarket.api import create_app
+        from proofmarket.chain.devnet import free_port
+
+        app = create_app(settings)
+        self.stack.callback(app.state.services.close)
+        app.state.services.catalog.register(model_id, price_atomic=market.registry.get_model(
+            _key(model_id)).spec.price, owner=market.accounts.owner.address)
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                               lifespan="on"))
+        thread = threading.Thread(target=server.run, name="demo-node", daemon=True)
+        thread.start()
+
+        def stop() -> None:
+            server.should_exit = True
+            thread.join(30)
+
+        self.stack.callback(stop)
+        deadline = time.monotonic() + 45
+        while not server.started:
+            if not thread.is_alive():
+                raise DemoError("the node stopped while starting (see the log above)")
+            if time.monotonic() > deadline:
+                raise DemoError("the node did not start within 45 s")
+            time.sleep(0.05)
+        url = f"http://127.0.0.1:{port}"
+        health = httpx.get(f"{url}/health", timeout=10)
+        if health.status_code != 200:
+            raise DemoError(f"the node's /health answered {health.status_code}: {health.text[:200]}")
+        return url
+
+    def _paid_call(self, base_url: str, market: Any, model_id: str, verifier: str) -> None:
+        doc = json.loads(sample_path("mlp", "input").read_text())
+        paid = _payments_mode() == "on"
+        before = _balances(market)
+        call = "paid inference (x402)" if paid else "inference over HTTP"
+        if paid:
+            body = self.step(call, lambda: _x402_infer(base_url, market, model_id, doc,
+                                                                             self.tmp / "client-cache"), 300)
+        else:
+            body = self.step(call, lambda: _http(
+                "POST", f"{base_url}/v1/models/{model_id}/infer", json=doc, timeout=300), 300)
+        bundle, cid = body["bundle"], body["bundle_cid"]
+        values = body["output"][0] if isinstance(body["output"][0], list) else body["output"]
+        labels = sample_meta("mlp")["labels"]
+        best = max(range(len(values)), key=lambda i: values[i])
+        console.print(f"input:    {doc['input_data'][0]}")
+        console.print(f"output:   {[round(v, 4) for v in values]} -> {labels[best]}")
+        console.print(f"proof:    bundle {cid}, {(len(bundle['proof']['hex']) - 2) // 2} bytes, "
+                      f"prove {bundle['timings']['prove_s']:.3f} s, HTTP call "
+                      f"{self.report.timings[call]:.3f} s")
+        self.report.lines.append(f"inference: output {[round(v, 4) for v in values]} ({labels[best]}), bundle {cid}")
+        if paid:
+            payment = body.get("payment") or {}
+            tx = payment.get("transaction") or payment.get("tx_hash") or payment.get("txHash")
+            if tx:
+                self.report.txs["x402 settlement"] = str(tx)
+            receipt = body.get("receipt")
+            amount = format_usdc(int(payment.get("amount", 0)))
+            console.print(f"payment:  {amount} USDC from {payment.get('payer')} to {payment.get('pay_to')} over "
+                          f"x402{', tx ' + str(tx) if tx else ''}; node receipt {'signed' if receipt else 'MISSING'}")
+            console.print(f"sdk:      Client.verify (artifacts fetched from the node by CID): "
+                          f"{_checks(body.get('sdk_checks', []))}")
+            if not receipt:
+                raise DemoError("the paid answer carries no receipt")
+            moved = _delta(before, _balances(market))
+            self.report.lines.append(f"x402 call moved: {_fmt_moves(moved)} (x402 pays the model owner directly)")
+        self._verify(market, bundle, verifier)
+
+    def _verify(self, market: Any, bundle: dict[str, Any], verifier: str) -> None:
+        report = self.step("verify off-chain", lambda: market.workspace.verify(bundle), 120)
+        ms = self.report.timings["verify off-chain"] * 1000
+        console.print(f"verify:   [bold green]valid[/] off-chain in {ms:.0f} ms: {_checks(report.checks)}")
+        calldata = bundle["proof"]["evm_calldata"]
+        client = market.client
+
+        def on_chain() -> tuple[bool, int, str]:
+            good = client.rpc("eth_call", [{"to": verifier, "data": calldata}, "latest"])
+            gas = int(client.rpc("eth_estimateGas", [{"to": verifier, "data": calldata}]), 16)
+            flipped = calldata[:300] + ("0" if calldata[300] != "0" else "1") + calldata[301:]
+            try:
+                client.rpc("eth_call", [{"to": verifier, "data": flipped}, "latest"])
+                tampered = "accepted (unexpected)"
+            except Exception:
+                tampered = "reverted"
+            return int(good, 16) == 1, gas, tampered
+
+        ok, gas, tampered = self.step("verify on chain", on_chain, 60)
+        if not ok:
+            raise DemoError(f"the verifier at {verifier} returned false for a valid proof")
+        console.print(f"onchain:  eth_call verifyProof on {verifier} -> [bold green]true[/] ({gas:,} gas); "
+                      f"one flipped proof byte -> {tampered}")
+        self.report.lines.append(f"verified: off-chain and on chain (verifyProof {gas:,} gas)")
+
+    def _escrow(self, base_url: str, market: Any, model_id: str) -> None:
+        doc = json.loads(sample_path("mlp", "samples").read_text())["inputs"][1]
+        doc = {"inputs": doc}
+        before = _balances(market)
+        receipt = self.step("escrow request on chain", lambda: market.request(model_id, doc), 60)
+        if receipt.approve_tx:
+            self.report.txs["escrow approve"] = receipt.approve_tx.tx_hash
+        self.report.txs["escrow request"] = receipt.tx.tx_hash
+        console.print(f"escrow:   request {receipt.request_id}: {format_usdc(receipt.amount)} USDC escrowed, "
+                      f"commitment {receipt.commitment[:18]}...")
+        url = f"{base_url}/v1/requests/{receipt.request_id}"
+        payload: dict[str, Any] = {"input": doc, "salt": receipt.salt}
+        self.step("post escrow input", lambda: _http("POST", f"{url}/input", json=payload, timeout=60,
+                                                      expect=202), 60)
+
+        def fulfilled() -> dict[str, Any]:
+            while True:
+                body = _http("GET", url, timeout=10)
+                if body["status"] == "fulfilled":
+                    return body
+                if body["status"] == "failed":
+                    raise DemoError(f"the node failed the escrow request: {body['error']}")
+                time.sleep(0.2)
+
+        body = self.step("escrow fulfilment", fulfilled, 300)
+        s = body["settlement"]
+        if s.get("status") != "FULFILLED":
+            raise DemoError(f"the escrow request was settled as {s.get('status')}, not fulfilled")
+        self.report.txs["escrow fulfil"] = body["fulfil_tx"]
+        moved = _delta(before, _balances(market))
+        console.print(f"escrow:   fulfilled by the watcher in {self.report.timings['escrow fulfilment']:.1f} s, "
+                      f"bundle {body['bundle_cid']}, output {[[round(v, 4) for v in row] for row in s['output']]}")
+        self.report.lines.append(f"escrow request {receipt.request_id}: fulfilled, bundle {body['bundle_cid']}")
+        self.report.lines.append(f"escrow moved: {_fmt_moves(moved)}")
+
+    def _print_report(self) -> None:
+        console.rule("report")
+        for line in self.report.lines:
+            console.print(line)
+        console.print("transactions:")
+        for name, tx in self.report.txs.items():
+            console.print(f"  {name:<18} {tx}")
+        console.print("timings:")
+        for name, seconds in self.report.timings.items():
+            console.print(f"  {name:<24} {seconds:8.3f} s")
+        console.rule("done: everything shut down")
+
+
+# --- helpers ------------------------------------------------------------------------------------
+def _payments_mode() -> Literal["on", "off"]:
+    """x402 when the SDK client and the node's payment gate are both there, else free calls."""
+    try:
+        from proofmarket.api import x402_adapter  # noqa: F401
+        from proofmarket.client import Client  # noqa: F401
+    except ImportError:
+        return "off"
+    return "on" if os.environ.get("PROOFMARKET_DEMO_PAYMENTS", "on") == "on" else "off"
+
+
+def _x402_infer(base_url: str, market: Any, model_id: str, doc: dict[str, Any], cache: Path) -> dict[str, Any]:
+    """The consumer dev account pays over x402 with the SDK client, then verifies what came back."""
+    import dataclasses
+
+    from proofmarket.client import Client
+
+    with Client(base_url, market.accounts.consumer, cache_dir=cache, timeout=300) as sdk:
+        result = sdk.infer(model_id, doc)
+        report = sdk.verify(result)
+    body = dataclasses.asdict(result)
+    body["sdk_checks"] = list(report.checks)
+    return body
+
+
+def _key(model_id: str) -> bytes:
+    from proofmarket.chain import model_key
+
+    return model_key(model_id)
+
+
+def _compile(ws: Any) -> str:
+    from proofmarket.zk.profile import PrivacyProfile
+
+    samples = json.loads(sample_path("mlp", "samples").read_text())
+    if os.environ.get("PROOFMARKET_DEMO_GRID") == "quick":
+        from proofmarket.zk.compiler import CompileOptions
+        from proofmarket.zk.srs import SrsProvider
+        from proofmarket.zk.tuning import Candidate
+
+        options = CompileOptions(profile=PrivacyProfile(), srs=SrsProvider(ws.settings.srs_dir),
+                                 candidates=[Candidate(*QUICK_CANDIDATE)])
+        result = ws.prover.compile(sample_path("mlp"), samples, options)
+    else:
+        result = ws.compile(sample_path("mlp"), samples, profile=PrivacyProfile())
+    model_id: str = result.model_id
+    return model_id
+
+
+def _checks(checks: list[str]) -> str:
+    receipt = any("receipt" in check for check in checks)
+    return f"{len(checks)} checks passed{' (proof and the node receipt)' if receipt else ' (proof)'}"
+
+
+def _http(method: str, url: str, *, timeout: float, expect: int = 200, **kwargs: Any) -> dict[str, Any]:
+    try:
+        response = httpx.request(method, url, timeout=timeout, **kwargs)
+    except httpx.HTTPError as exc:
+        raise DemoError(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
+    if response.status_code != expect:
+        raise DemoError(f"{method} {url} answered {response.status_code}: {response.text[:500]}")
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def _balances(market: Any) -> dict[str, int]:
+    a = market.accounts
+    held = {name: market.usdc.balance_of(acc.address) for name, acc in
+            (("consumer", a.consumer), ("owner", a.owner), ("prover", a.prover))}
+    held["platform"] = market.market.platform_balance()
+    return held
+
+
+def _delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {name: after[name] - before[name] for name in before}
+
+
+def _fmt_moves(moved: dict[str, int]) -> str:
+    return ", ".join(f"{name} {'+' if v >= 0 else '-'}{format_usdc(abs(v))} USDC" for name, v in moved.items())
 
 
 if __name__ == "__main__":

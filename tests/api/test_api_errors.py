@@ -124,6 +124,10 @@ def test_placeholder_admin_token_is_refused_off_the_devnet(make_app: AppFactory,
     make_app(admin_token=token)  # the devnet (no RPC URL) accepts it
 
 
-def test_payments_on_without_a_gate_is_refused(make_app: AppFactory) -> None:
-    with pytest.raises(UsageError, match="PROOFMARKET_PAYMENTS"):
-        make_app(payments="on")
+def test_payments_on_with_a_dead_chain_refuses_to_start(make_app: AppFactory) -> None:
+    # payments on build the x402 gate (tests/x402 runs it on anvil); a chain that does not answer stops the node
+    from proofmarket.chain.devnet import free_port
+    from proofmarket.errors import RPCUnavailable
+
+    with pytest.raises(RPCUnavailable):
+        make_app(payments="on", rpc_url=f"http://127.0.0.1:{free_port()}")

@@ -13,6 +13,8 @@ OPERATION_IDS = {
     ("get", "/v1/proofs/{cid}"): "get_proof",
     ("post", "/v1/verify"): "verify_bundle",
     ("get", "/v1/artifacts/{cid}"): "get_artifact",
+    ("get", "/v1/requests/{request_id}"): "get_request",
+    ("post", "/v1/requests/{request_id}/input"): "post_request_input",
     ("get", "/.well-known/ai-service.json"): "get_service_manifest",
     ("get", "/health"): "health",
     ("get", "/metrics"): "metrics",

@@ -24,11 +24,11 @@ from proofmarket.api.deps import NodeServices
 from proofmarket.api.errors import handle_error
 from proofmarket.api.middleware import BodyLimit, RequestMetrics
 from proofmarket.api.payments import FreeAccess, PaymentPort
-from proofmarket.api.routers import artifacts, infer, jobs, meta, models, proofs, verify
+from proofmarket.api.routers import artifacts, infer, jobs, meta, models, proofs, requests, verify
 from proofmarket.api.security import check_admin_token
 from proofmarket.config import Settings
 from proofmarket.db import Database, JobRepo, ModelRepo
-from proofmarket.errors import ProofMarketError, UsageError
+from proofmarket.errors import ProofMarketError
 from proofmarket.jobs import JobMetrics, JobRunner, JobService, LocalJobQueue
 from proofmarket.workspace import Workspace
 from proofmarket.zk.prover import EzklProver
@@ -47,7 +47,7 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
                   lifespan=functools.partial(_lifespan, services=services))
     app.state.services = services
     for router in (models.router, infer.router, jobs.router, proofs.router, verify.router, artifacts.router,
-                   meta.router):
+                   requests.router, meta.router):
         app.include_router(router)
     for exc_type in (ProofMarketError, RequestValidationError, StarletteHTTPException, Exception):
         app.add_exception_handler(exc_type, handle_error)
@@ -58,13 +58,13 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
 
 def build_services(settings: Settings, workspace: Workspace | None, payments: PaymentPort | None) -> NodeServices:
     check_admin_token(settings)
-    payments = payments or _payments(settings)
     db = Database(settings.db_url)
     db.migrate()
     ws = workspace or Workspace(settings)
     registry = CollectorRegistry()
     job_metrics = JobMetrics(registry)
     job_repo, model_repo = JobRepo(db), ModelRepo(db)
+    payments = payments or _payments(settings, ws, model_repo)
     runner = JobRunner(settings, job_repo, model_repo, ws.store, payments, job_metrics)
     queue = LocalJobQueue(runner, job_repo, _provers(settings, ws))
     queue.recover()
@@ -73,11 +73,17 @@ def build_services(settings: Settings, workspace: Workspace | None, payments: Pa
                         owns_workspace=workspace is None)
 
 
-def _payments(settings: Settings) -> PaymentPort:
+def _payments(settings: Settings, ws: Workspace, model_repo: ModelRepo) -> PaymentPort:
+    """Payments off: free calls. On: x402 through the gate (``api/x402_adapter.py``), paid to the model's owner."""
     if settings.payments == "off":
         return FreeAccess()
-    raise UsageError("PROOFMARKET_PAYMENTS=on needs the x402 payment gate: pass payments= to create_app "
-                     "(or set PROOFMARKET_PAYMENTS=off for free calls)")
+    from proofmarket.api.x402_adapter import build_x402  # web3 and the x402 SDK load only when payments are on
+
+    def owner_of(model_id: str) -> str | None:
+        row = model_repo.get(model_id)
+        return row.owner if row is not None else None
+
+    return build_x402(settings, ws.store, owner_of)
 
 
 def _provers(settings: Settings, ws: Workspace) -> list[EzklProver]:

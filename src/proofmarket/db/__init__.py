@@ -2,14 +2,17 @@
 
 from proofmarket.db.engine import Database
 from proofmarket.db.errors import DatabaseError, DuplicateJob
-from proofmarket.db.repo import INTERRUPTED, JobRepo, ModelRepo, NewJob, Recovery
-from proofmarket.db.tables import JobKind, JobRow, JobStatus, ModelRow
+from proofmarket.db.repo import INTERRUPTED, EscrowRepo, JobRepo, ModelRepo, NewJob, Recovery, SeenRequest
+from proofmarket.db.tables import EscrowRequestRow, EscrowStatus, JobKind, JobRow, JobStatus, ModelRow
 
 __all__ = [
     "INTERRUPTED",
     "Database",
     "DatabaseError",
     "DuplicateJob",
+    "EscrowRepo",
+    "EscrowRequestRow",
+    "EscrowStatus",
     "JobKind",
     "JobRepo",
     "JobRow",
@@ -18,4 +21,5 @@ __all__ = [
     "ModelRow",
     "NewJob",
     "Recovery",
+    "SeenRequest",
 ]

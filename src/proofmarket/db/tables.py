@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Integer, MetaData, String, Text, TypeDecorator
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, String, Text, TypeDecorator, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -134,3 +134,52 @@ class JobRow(Base):
     def result_visible(self) -> bool:
         """The proof may be shown: free and proved, or paid and settled (never before the payment settles)."""
         return self.status == JobStatus.SETTLED or (self.status == JobStatus.PROVED and self.payment is None)
+
+
+class EscrowStatus(StrEnum):
+    """An on-chain escrow request as this node sees it."""
+
+    SEEN = "seen"  # RequestCreated for a model this node serves; waiting for the consumer's input
+    INPUT_RECEIVED = "input_received"  # the input (and salt) opens the on-chain commitment
+    PROVING = "proving"  # claimed by the watcher: proving, then fulfil
+    FULFILLED = "fulfilled"  # settled on chain (paid, or rejected: see settlement)
+    FAILED = "failed"  # expired, settled by someone else, or the proof could not be made
+
+
+class EscrowRequestRow(Base):
+    """One row per (chain, market, request id): the unique key that keeps a request from being fulfilled twice."""
+
+    __tablename__ = "escrow_requests"
+    __table_args__ = (UniqueConstraint("chain_id", "market", "request_id", name="uq_escrow_requests_request"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    chain_id: Mapped[int] = mapped_column(BigInteger)
+    market: Mapped[str] = mapped_column(String(42))
+    request_id: Mapped[int] = mapped_column(BigInteger)
+    model_id: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    commitment: Mapped[str] = mapped_column(String(66))
+    consumer: Mapped[str] = mapped_column(String(42))
+    amount: Mapped[int] = mapped_column(AtomicAmount)
+    deadline: Mapped[int] = mapped_column(BigInteger)
+    block_number: Mapped[int | None] = mapped_column(BigInteger)
+    request_tx: Mapped[str | None] = mapped_column(String(66))
+    inputs: Mapped[dict[str, Any] | None]  # {"inputs": <document>, "salt": [...] | null}
+    bundle_cid: Mapped[str | None] = mapped_column(String(64))
+    fulfil_tx: Mapped[str | None] = mapped_column(String(66))
+    settlement: Mapped[dict[str, Any] | None]
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WatcherCursorRow(Base):
+    """Where an event watcher resumes: the first block not yet fully processed."""
+
+    __tablename__ = "watcher_cursors"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)  # e.g. escrow:<chain id>:<market>
+    next_block: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

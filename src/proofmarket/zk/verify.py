@@ -13,7 +13,7 @@ from typing import Any
 from eth_abi import decode as abi_decode
 
 from proofmarket.errors import ArtifactNotFound, BundleError, VerificationFailed
-from proofmarket.store import ArtifactStore
+from proofmarket.store import ArtifactStore, canonical_json, cid_for_bytes
 from proofmarket.zk import ezkl_calls
 from proofmarket.zk.bundle import ProofBundle
 from proofmarket.zk.felts import felt_to_uint, keccak_packed, parse_uint_hex, uint_to_felt
@@ -49,7 +49,38 @@ def verify_bundle(doc: dict[str, Any] | ProofBundle, store: ArtifactStore) -> Ve
     checks.append("EVM calldata encodes this proof")
     _run_ezkl_verify(bundle, instances, store)
     checks.append("halo2/KZG proof verifies")
+    if bundle.receipt is not None:
+        checks.append(_check_receipt(bundle))
     return VerifyReport(True, bundle.model.id, bundle.output.values, bundle.model.srs.kind, checks)
+
+
+def pure_bundle_cid(bundle: ProofBundle) -> str:
+    """The CID of the proof bundle without its payment and receipt: the one the node stored and signed."""
+    pure = bundle.model_copy(update={"payment": None, "receipt": None})
+    return cid_for_bytes(canonical_json(pure.to_doc()))
+
+
+def _check_receipt(bundle: ProofBundle) -> str:
+    """A paid bundle's receipt: the node's EIP-712 signatures hold and it binds this very proof."""
+    from proofmarket.payments.receipts import verify_receipt  # eth-account: only for paid bundles
+
+    assert bundle.receipt is not None
+    signer = verify_receipt(bundle.receipt)
+    message = bundle.receipt["typedData"]["message"]
+    bound = [
+        ("model id", str(message["modelId"]), bundle.model.id),
+        ("input commitment", str(message["inputCommitment"]).lower(), bundle.input.commitment.lower()),
+        ("output hash", str(message["outputHash"]).lower(), bundle.output.hash.lower()),
+        ("bundle CID", str(message["bundleCid"]), pure_bundle_cid(bundle)),
+    ]
+    for what, signed, actual in bound:
+        if signed != actual:
+            raise VerificationFailed(f"the receipt's {what} is not this bundle's ({signed} != {actual})")
+    if bundle.payment is not None and "transaction" in bundle.payment and \
+            str(bundle.payment["transaction"]).lower() != str(message["transaction"]).lower():
+        raise VerificationFailed("the receipt's payment transaction is not the bundle's payment")
+    return (f"receipt signed by {signer} binds payment {message['transaction']} ({message['amount']} atomic "
+            f"on {message['network']}) to this model, input, output and bundle")
 
 
 def _check_model(bundle: ProofBundle, store: ArtifactStore) -> ModelManifest:
@@ -158,4 +189,4 @@ def _run_ezkl_verify(bundle: ProofBundle, instances: list[int], store: ArtifactS
                           store.path(bundle.model.srs.cid))
 
 
-__all__ = ["VerifyReport", "verify_bundle", "load_manifest", "felt_to_uint"]
+__all__ = ["VerifyReport", "verify_bundle", "pure_bundle_cid", "load_manifest", "felt_to_uint"]

@@ -1,0 +1,116 @@
+"""/v1/requests/{id}: on-chain escrow requests this node fulfils (see ``proofmarket.jobs.escrow``).
+
+The consumer escrows the price on chain with a commitment to its input (``requestInference``), then
+posts the input (and, for a hashed-input model, the salt) here. The node checks that it opens the
+on-chain commitment (else 422 ``input_mismatch``, and nothing is proved), proves, and calls ``fulfill``.
+The escrow watcher runs in a background thread with the app (``PROOFMARKET_ESCROW_WATCHER``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, FastAPI, Path, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+
+from proofmarket.api.deps import NodeServices
+from proofmarket.db import EscrowRequestRow
+from proofmarket.jobs.escrow import EscrowService, EscrowUnavailable
+from proofmarket.zk.profile import SALT_BITS, SALT_ELEMENTS
+
+_lock = threading.Lock()
+
+
+def escrow_of(app: FastAPI) -> EscrowService | None:
+    """The app's escrow service, built once (None when the watcher is off or no market is deployed)."""
+    with _lock:
+        if not hasattr(app.state, "escrow"):
+            services: NodeServices = app.state.services
+            app.state.escrow = EscrowService.for_node(services.settings, services.db, services.workspace)
+        escrow: EscrowService | None = app.state.escrow
+        return escrow
+
+
+@asynccontextmanager
+async def escrow_lifespan(app: FastAPI) -> AsyncIterator[None]:
+    escrow = await run_in_threadpool(escrow_of, app)
+    if escrow is not None:
+        await run_in_threadpool(escrow.start)
+    try:
+        yield
+    finally:
+        if escrow is not None:
+            await run_in_threadpool(escrow.stop)
+
+
+router = APIRouter(prefix="/v1/requests", tags=["escrow"], lifespan=escrow_lifespan)
+
+RequestId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the on-chain request id")]
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"description": "unknown_request; escrow_unavailable (no market on the node's chain, or the watcher is off)"},
+    409: {"description": "request_closed"},
+    422: {"description": "input_mismatch, invalid_input, input_shape, input_not_finite"},
+}
+
+
+class EscrowInput(BaseModel):
+    input: dict[str, Any] = Field(description="the input document committed to on chain (as for infer)")
+    salt: list[Annotated[int, Field(ge=0, lt=1 << SALT_BITS)]] | None = Field(
+        default=None, max_length=SALT_ELEMENTS, description="the commitment's salt (hashed-input models only)")
+
+
+class EscrowRequestPublic(BaseModel):
+    request_id: int
+    chain_id: int
+    market: str
+    model_id: str
+    status: str = Field(description="seen, input_received, proving, fulfilled, failed")
+    commitment: str
+    consumer: str
+    amount_atomic: str
+    deadline: int
+    request_tx: str | None
+    bundle_cid: str | None
+    fulfil_tx: str | None
+    settlement: dict[str, Any] | None
+    error: dict[str, str] | None
+    attempts: int
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: EscrowRequestRow) -> EscrowRequestPublic:
+        error = {"code": row.error_code, "message": row.error_message or ""} if row.error_code else None
+        return cls(request_id=row.request_id, chain_id=row.chain_id, market=row.market, model_id=row.model_id,
+                   status=row.status, commitment=row.commitment, consumer=row.consumer,
+                   amount_atomic=str(row.amount), deadline=row.deadline, request_tx=row.request_tx,
+                   bundle_cid=row.bundle_cid, fulfil_tx=row.fulfil_tx, settlement=row.settlement, error=error,
+                   attempts=row.attempts, created_at=row.created_at, updated_at=row.updated_at)
+
+
+def _escrow(request: Request) -> EscrowService:
+    escrow = escrow_of(request.app)
+    if escrow is None:
+        raise EscrowUnavailable("this node follows no escrow market (no market deployed on its chain, or "
+                                "PROOFMARKET_ESCROW_WATCHER=off)")
+    return escrow
+
+
+@router.get("/{request_id}", operation_id="get_request", response_model=EscrowRequestPublic, responses=RESPONSES)
+def get_request(request_id: RequestId, request: Request) -> EscrowRequestPublic:
+    """An escrow request as this node sees it: seen, input_received, proving, fulfilled or failed."""
+    return EscrowRequestPublic.of(_escrow(request).get(request_id))
+
+
+@router.post("/{request_id}/input", operation_id="post_request_input", status_code=202,
+             response_model=EscrowRequestPublic, responses=RESPONSES)
+def post_request_input(request_id: RequestId, body: Annotated[EscrowInput, Body()],
+                       request: Request) -> EscrowRequestPublic:
+    """Post the input of an on-chain request: it must open the on-chain commitment; the node then proves
+    it and fulfils the request (poll ``GET /v1/requests/{id}``)."""
+    return EscrowRequestPublic.of(_escrow(request).post_input(request_id, body.input, body.salt))

@@ -1,0 +1,245 @@
+"""The real ``PaymentPort``: x402 ``exact`` (EIP-3009 USDC) through :class:`proofmarket.payments.PaymentGate`.
+
+    verify(headers, offer)   no PAYMENT-SIGNATURE -> 402 payment_required + PAYMENT-REQUIRED (bazaar
+                             discovery of the infer route included); a bad one -> its PaymentError
+                             (402 / 409 replayed), PAYMENT-REQUIRED attached so an x402 client can retry;
+                             a good one is reserved (not settled) and becomes the job's PaymentTicket
+    settle(ticket, proof)    after the proof is ready and self-verified: settle once on chain, sign the
+                             node's EIP-712 receipt (payment tx, model id, input commitment, output hash,
+                             bundle CID), store the "paid bundle" and answer payment + receipt +
+                             PAYMENT-RESPONSE (receipt in its extensions)
+    release(ticket)          the proof failed: the reservation goes, nothing is charged
+
+The bundle: the proof bundle stored under ``bundle_cid`` stays pure (its CID is computed before any
+payment, and the receipt signs that CID). After settlement the node also stores a *paid bundle*: the same
+document with ``payment`` and ``receipt`` filled in; its CID is ``payment.paid_bundle_cid``
+(``GET /v1/proofs/{cid}`` serves it). ``verify_bundle`` checks the proof of either, and the receipt when
+one is present (signature, and that it binds the bundle's model id, input commitment, output hash and
+the CID of the pure bundle).
+
+Configuration (environment, prefix ``PROOFMARKET_``, besides ``Settings``):
+
+    RPC_URL            the chain; unset = the devnet of ``proofmarket chain up`` (started here if none runs)
+    NODE_KEY           the node's key: signs receipts (and settlements with the in-process facilitator);
+                       on the devnet a dev account by default
+    PAYEE              where calls are paid when the model row has no owner; devnet default: dev owner
+    FACILITATOR_URL    a remote x402 facilitator; unset = in-process facilitator (the node key pays gas)
+    USDC_ADDRESS       the USDC token; unset = the market deployment's (the devnet deploys TestUSDC)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from eth_utils import is_address, to_checksum_address
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from proofmarket.api.payments import Offer
+from proofmarket.chain.client import ChainClient
+from proofmarket.chain.deploy import deploy, is_live, load_deployment
+from proofmarket.chain.devkeys import DEVNET_CHAIN_ID, dev_account
+from proofmarket.config import Settings
+from proofmarket.errors import ChainError, PaymentError, PaymentRequired, UsageError
+from proofmarket.jobs.types import PaymentTicket, ProofOutcome, Settlement
+from proofmarket.market.accounts import DEV_ROLES, load_key
+from proofmarket.market.home import MarketHome
+from proofmarket.payments import PaymentGate, sign_receipt
+from proofmarket.payments.facilitators import network_id
+from proofmarket.payments.headers import PAYMENT_REQUIRED_HEADER, PAYMENT_SIGNATURE_HEADER, Discovery
+from proofmarket.payments.types import VerifiedPayment
+from proofmarket.store import ArtifactStore
+
+log = logging.getLogger(__name__)
+
+# dev accounts on the devnet: receipts are signed by the prover role, settlement gas paid by a key that
+# nothing else sends from (two senders on one account would race for nonces)
+DEV_FACILITATOR_INDEX = 8
+ROUTE_TEMPLATE = "/v1/models/:model_id/infer"
+INPUT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "one inference input: EZKL form (one flat list per model input) or named tensors",
+    "properties": {
+        "input_data": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
+        "inputs": {"type": "object", "additionalProperties": {"type": "array"}},
+        "salt": {"type": "array", "items": {"type": "integer"}},
+    },
+}
+OUTPUT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["job_id", "output", "bundle_cid", "bundle", "payment", "receipt"],
+    "properties": {
+        "job_id": {"type": "string"},
+        "output": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
+        "bundle_cid": {"type": "string", "description": "CID of the proof bundle (verify it offline)"},
+        "bundle": {"type": "object", "description": "proofmarket/proof-bundle: the ZK proof of this output"},
+        "payment": {"type": "object"},
+        "receipt": {"type": "object", "description": "node-signed EIP-712 receipt binding payment and proof"},
+    },
+}
+
+
+class X402Settings(BaseSettings):
+    """The payment settings ``proofmarket.config.Settings`` does not carry (same prefix and .env)."""
+
+    model_config = SettingsConfigDict(env_prefix="PROOFMARKET_", env_file=".env", extra="ignore")
+
+    node_key: SecretStr | None = Field(default=None, description="node key: receipts (+ local settlements)")
+    payee: str | None = Field(default=None, description="payTo when the model has no owner")
+    facilitator_url: str | None = Field(default=None, description="remote x402 facilitator; unset = in-process")
+    usdc_address: str | None = Field(default=None, description="USDC token; unset = the deployment's")
+
+
+@dataclass(frozen=True)
+class NodeChain:
+    """What the gate needs from the chain: the client, the USDC token and the node's accounts."""
+
+    client: ChainClient
+    rpc_url: str
+    usdc: str
+    node: LocalAccount  # signs receipts
+    facilitator: LocalAccount  # pays the gas of in-process settlements
+    payee: str  # payTo when the model row names no owner
+
+
+class X402Payments:
+    """``PaymentPort`` over a ``PaymentGate``. ``pay_to(model_id)`` names the payee of a model (its owner)."""
+
+    def __init__(self, gate: PaymentGate, node: LocalAccount, store: ArtifactStore,
+                 pay_to: Callable[[str], str | None], default_payee: str, chain_id: int | None = None) -> None:
+        self.gate, self.node, self.store = gate, node, store
+        self._pay_to, self.default_payee, self.chain_id = pay_to, to_checksum_address(default_payee), chain_id
+
+    # --- PaymentPort -----------------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        return {"x402": True, "x402_version": 2, "scheme": "exact", "network": self.gate.network,
+                "asset": self.gate.asset, "chain": {"chain_id": self.chain_id},
+                "receipt_signer": self.node.address, "header": PAYMENT_SIGNATURE_HEADER}
+
+    def verify(self, headers: Mapping[str, str], offer: Offer) -> PaymentTicket | None:
+        requirements = self.gate.requirements(offer.price_atomic, self.payee_of(offer.model_id))
+        signature = headers.get(PAYMENT_SIGNATURE_HEADER)
+        if not signature:
+            err: PaymentError = PaymentRequired(
+                f"this call costs {offer.price_atomic} atomic USDC units: pay over x402 (exact, {self.gate.network})",
+                price_atomic=str(offer.price_atomic), asset=self.gate.asset, network=self.gate.network)
+            raise self._with_terms(err, requirements, offer)
+        try:
+            verified = self.gate.verify(signature, requirements)
+        except PaymentError as exc:
+            raise self._with_terms(exc, requirements, offer) from None
+        doc = verified.to_json()
+        doc["resource"] = offer.resource
+        return PaymentTicket(nonce=verified.key, amount_atomic=verified.amount, payer=verified.payer, doc=doc)
+
+    def settle(self, ticket: PaymentTicket, proof: ProofOutcome) -> Settlement:
+        verified = VerifiedPayment.from_json(ticket.doc)
+        if self.gate.ledger.get(verified.key) is None:  # a restart forgot the reservation: take it again
+            self.gate.ledger.reserve(verified)
+        settled = self.gate.settle(verified)  # at most once: a second call answers the same settlement
+        receipt = sign_receipt(
+            self.node, model_id=proof.model_id, input_commitment=proof.input_commitment,
+            output_hash=proof.output_hash, bundle_cid=proof.bundle_cid, network=settled.network,
+            transaction=settled.tx_hash, payer=settled.payer, amount=settled.amount,
+            resource_url=str(ticket.doc.get("resource", "")))
+        payment = {"scheme": "exact", "network": settled.network, "asset": verified.asset,
+                   "amount": str(settled.amount), "payer": settled.payer, "pay_to": verified.pay_to,
+                   "transaction": settled.tx_hash}
+        paid = proof.bundle.model_copy(update={"payment": payment, "receipt": receipt}).to_doc()
+        try:
+            payment["paid_bundle_cid"] = self.store.put_json(paid)
+        except Exception:  # the money moved: never fail the settlement for a copy
+            log.exception("could not store the paid bundle of job %s", proof.job_id)
+        header = self.gate.payment_response_header(settled, receipt)
+        return Settlement(payment=payment, receipt=receipt, headers={"PAYMENT-RESPONSE": header})
+
+    def release(self, ticket: PaymentTicket) -> None:
+        self.gate.release(VerifiedPayment.from_json(ticket.doc))
+
+    # --- helpers ---------------------------------------------------------------------------------
+    def payee_of(self, model_id: str) -> str:
+        owner = self._pay_to(model_id)
+        return to_checksum_address(owner) if owner and is_address(owner) else self.default_payee
+
+    def _with_terms(self, err: PaymentError, requirements: Any, offer: Offer) -> PaymentError:
+        """Attach PAYMENT-REQUIRED so that an x402 client knows how to pay (or pay again)."""
+        header = self.gate.payment_required_header(
+            requirements, offer.resource, description=f"{offer.description} ({offer.model_name})",
+            mime_type=offer.mime_type, error=err.code, discovery=discovery())
+        err.headers = {PAYMENT_REQUIRED_HEADER: header}  # type: ignore[attr-defined]
+        return err
+
+
+def discovery() -> Discovery:
+    """Bazaar metadata of the infer route: what goes in, what comes out."""
+    return Discovery(method="POST", input_example={"input_data": [[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]]},
+                     input_schema=INPUT_SCHEMA, output_example={"job_id": "...", "output": [[0.0]],
+                                                                "bundle_cid": "bafkrei...", "bundle": {},
+                                                                "payment": {}, "receipt": {}},
+                     output_schema=OUTPUT_SCHEMA, body_type="json", route_template=ROUTE_TEMPLATE)
+
+
+def build_x402(settings: Settings, store: ArtifactStore, pay_to: Callable[[str], str | None],
+               extra: X402Settings | None = None) -> X402Payments:
+    """The node's payment port for ``PROOFMARKET_PAYMENTS=on``."""
+    extra = extra or X402Settings()
+    chain = node_chain(settings, extra)
+    chain_id = chain.client.chain_id
+    if extra.facilitator_url:
+        gate = PaymentGate.remote(facilitator_url=extra.facilitator_url, network=network_id(chain_id),
+                                  asset=chain.usdc, chain=chain.client)
+    else:
+        gate = PaymentGate.local(rpc_url=chain.rpc_url, signer=chain.facilitator, asset=chain.usdc,
+                                 chain=chain.client)
+    return X402Payments(gate, chain.node, store, pay_to, chain.payee, chain_id)
+
+
+def node_chain(settings: Settings, extra: X402Settings) -> NodeChain:
+    rpc_url = settings.rpc_url or _devnet_rpc(settings.home)
+    client = ChainClient(rpc_url)
+    chain_id = client.chain_id
+    devnet = chain_id == DEVNET_CHAIN_ID
+    key = extra.node_key or settings.private_key
+    if key is not None:
+        node = load_key(key, chain_id)
+    elif devnet:
+        node = dev_account(DEV_ROLES["prover"], chain_id)
+    else:
+        raise UsageError(f"chain id {chain_id} is not the devnet: set PROOFMARKET_NODE_KEY (the node's key signs "
+                         "receipts and settlements) to take payments")
+    facilitator = dev_account(DEV_FACILITATOR_INDEX, chain_id) if devnet and key is None else node
+    payee = extra.payee or (dev_account(DEV_ROLES["owner"], chain_id).address if devnet else node.address)
+    return NodeChain(client, rpc_url, _usdc(settings, extra, client), node, facilitator, payee)
+
+
+def _devnet_rpc(home: Path) -> str:
+    """The devnet of ``proofmarket chain up``; started in the background when none answers."""
+    from proofmarket.market.node import devnet_up
+
+    status = devnet_up(MarketHome(home))
+    assert status.info is not None
+    if status.changed:
+        log.info("started a devnet at %s (stop it with 'proofmarket chain down')", status.info.rpc_url)
+    return status.info.rpc_url
+
+
+def _usdc(settings: Settings, extra: X402Settings, client: ChainClient) -> str:
+    if extra.usdc_address:
+        return to_checksum_address(extra.usdc_address)
+    path = settings.deployment_file or MarketHome(settings.home).deployment_file(client.chain_id)
+    found = load_deployment(path)
+    if found is not None and is_live(client, found):
+        return found.usdc
+    if client.chain_id != DEVNET_CHAIN_ID:
+        raise ChainError(f"no USDC token for chain id {client.chain_id}: set PROOFMARKET_USDC_ADDRESS or deploy "
+                         f"the market ({path})", chain_id=client.chain_id)
+    deployed = deploy(client, dev_account(DEV_ROLES["admin"], client.chain_id), path)  # TestUSDC, minted
+    return deployed.usdc
+
+
+__all__ = ["X402Payments", "X402Settings", "build_x402", "discovery", "node_chain"]

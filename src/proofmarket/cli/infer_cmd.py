@@ -1,0 +1,102 @@
+"""``proofmarket infer MODEL_ID --input INPUT.json --node URL``: a paid call to a node, over the SDK.
+
+The node answers 402 when the call costs something: the payment is signed with the key in the
+environment variable named by ``--key-env`` (default ``PROOFMARKET_CONSUMER_KEY``), or with anvil's dev
+consumer account when ``--devnet`` is given, and capped at ``--max-amount`` atomic USDC units (default:
+the model's listed price). The proof bundle, with its payment and receipt, is verified locally unless
+``--no-verify``. Hook: ``infer_cmd.register(app)`` in ``cli/main.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from proofmarket.cli.output import emit_json, fail, out
+from proofmarket.errors import ProofMarketError, UsageError
+
+DEFAULT_NODE = "http://127.0.0.1:8402"
+DEFAULT_KEY_ENV = "PROOFMARKET_CONSUMER_KEY"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("infer")(infer_cmd)
+
+
+def infer_cmd(
+    model_id: Annotated[str, typer.Argument(help="the model id (see the node's GET /v1/models)")],
+    input: Annotated[Path, typer.Option("--input", help='{"input_data": [[...]]} or {"inputs": {"x": [...]}}')],
+    node: Annotated[str, typer.Option("--node", envvar="PROOFMARKET_NODE_URL", help="the node's base URL")]
+    = DEFAULT_NODE,
+    key_env: Annotated[str, typer.Option("--key-env", help="environment variable holding the paying key")]
+    = DEFAULT_KEY_ENV,
+    devnet: Annotated[bool, typer.Option("--devnet", help="pay with anvil's dev consumer account")] = False,
+    max_amount: Annotated[int | None, typer.Option(
+        "--max-amount", help="most atomic USDC units to pay (default: the listed price)")] = None,
+    out_path: Annotated[Path | None, typer.Option("--out", help="write the paid proof bundle here")] = None,
+    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="verify the bundle locally")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Call MODEL_ID on a node with INPUT, paying over x402 if asked; print the output, proof and receipt."""
+    from proofmarket.client import Client
+
+    try:
+        doc = _read_input(input)
+        account = _account(key_env, devnet)
+        with Client(node, account=account) as sdk:
+            result = sdk.infer(model_id, doc, max_amount=max_amount)
+            report = sdk.verify(result) if verify else None
+    except ProofMarketError as exc:
+        raise fail(exc, as_json) from exc
+    if out_path:
+        out_path.write_text(json.dumps(result.bundle, indent=2))
+    if as_json:
+        emit_json({"ok": True, "job_id": result.job_id, "model_id": result.model_id, "output": result.output,
+                   "bundle_cid": result.bundle_cid, "payment": result.payment, "receipt": result.receipt,
+                   "salt": result.salt, "verified": report.checks if report else None,
+                   "bundle": None if out_path else result.bundle})
+        return
+    out.print(f"output:     {result.output}")
+    out.print(f"bundle cid: {result.bundle_cid}" + (f" (written to {out_path})" if out_path else ""))
+    if result.payment:
+        out.print(f"paid:       {result.payment['amount']} atomic units by {result.payment['payer']} "
+                  f"in {result.payment['transaction']} ({result.payment['network']})")
+    if result.receipt:
+        out.print(f"receipt:    signed by {result.receipt['signer']}")
+    if report:
+        out.print("[bold green]verified[/] locally:")
+        for check in report.checks:
+            out.print(f"  ok  {check}")
+    if result.salt:
+        out.print(f"salt:       {result.salt} (keep it: it opens the input commitment)")
+
+
+def _read_input(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except OSError as exc:
+        raise UsageError(f"cannot read the input {path}: {exc.strerror or exc}") from exc
+    except ValueError as exc:
+        raise UsageError(f"the input {path} is not JSON: {exc}") from exc
+
+
+def _account(key_env: str, devnet: bool) -> Any:
+    """The paying account: the dev consumer on ``--devnet``, else the key in ``key_env`` (None: no key)."""
+    if devnet:
+        from proofmarket.chain.devkeys import DEVNET_CHAIN_ID, dev_account
+        from proofmarket.market.accounts import DEV_ROLES
+
+        return dev_account(DEV_ROLES["consumer"], DEVNET_CHAIN_ID)
+    secret = os.environ.get(key_env)
+    if not secret:
+        return None
+    from eth_account import Account
+
+    try:
+        return Account.from_key(secret.strip() if secret.strip().startswith("0x") else "0x" + secret.strip())
+    except (ValueError, TypeError):  # never echo the key
+        raise UsageError(f"{key_env} does not hold a valid private key (32 bytes as hex)") from None

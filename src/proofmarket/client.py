@@ -1,0 +1,212 @@
+"""The proofmarket SDK: talk to a node, pay per call over x402, verify what comes back locally.
+
+    from proofmarket import Client
+    with Client("http://127.0.0.1:8402", account=Account.from_key(key)) as node:
+        models = node.models()
+        result = node.infer(model_id, {"input_data": [[...]]})      # pays when the node answers 402
+        report = node.verify(result.bundle)                          # offline: ezkl + receipt check
+
+Paying goes through the x402 SDK client (``proofmarket.payments.client``): the node's PAYMENT-REQUIRED
+is answered with an EIP-3009 ``exact`` authorization signed by ``account``, capped at ``max_amount``
+atomic units (default: the model's listed price). The bundle of a paid result carries its ``payment``
+and ``receipt``: the node stores the proof bundle under ``bundle_cid`` before it is paid (the receipt
+signs that CID); ``verify`` checks the proof and, when present, the receipt's signatures and bindings.
+
+API errors (``{"error": {"code", "message", "details"}}``) are raised as the error class of their code.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from proofmarket.errors import PaymentRequired, ProofMarketError, ProvingError, VerificationFailed
+from proofmarket.store import LocalStore
+from proofmarket.zk.bundle import ProofBundle
+from proofmarket.zk.verify import VerifyReport, verify_bundle
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+
+PAYMENT_REQUIRED = "PAYMENT-REQUIRED"
+PAYMENT_SIGNATURE = "PAYMENT-SIGNATURE"
+PAYMENT_RESPONSE = "PAYMENT-RESPONSE"
+FINAL = ("settled", "failed")
+
+
+@dataclass(frozen=True)
+class InferenceResult:
+    """A proved inference: its output, the proof bundle (with payment and receipt when paid) and its CID."""
+
+    job_id: str
+    model_id: str
+    status: str
+    output: list[list[float]]
+    bundle_cid: str
+    bundle: dict[str, Any]
+    payment: dict[str, Any] | None = None
+    receipt: dict[str, Any] | None = None
+    salt: list[int] | None = None
+    payment_response: str | None = field(default=None, repr=False)  # the raw PAYMENT-RESPONSE header
+
+
+class Client:
+    def __init__(self, base_url: str, account: LocalAccount | None = None, *, timeout: float = 900.0,
+                 cache_dir: str | Path | None = None, transport: httpx.BaseTransport | None = None,
+                 poll_interval_s: float = 0.2) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.account = account
+        self.cache_dir = Path(cache_dir) if cache_dir else Path.home() / ".proofmarket" / "client-cache"
+        self.poll_interval_s = poll_interval_s
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- catalogue ---------------------------------------------------------------------------------
+    def models(self) -> list[dict[str, Any]]:
+        body = self._json(self._http.get("/v1/models"))
+        return list(body["models"] if isinstance(body, dict) and "models" in body else body)
+
+    def model(self, model_id: str) -> dict[str, Any]:
+        return dict(self._json(self._http.get(f"/v1/models/{model_id}")))
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return dict(self._json(self._http.get(f"/v1/jobs/{job_id}")))
+
+    def proof(self, cid: str) -> dict[str, Any]:
+        return dict(self._json(self._http.get(f"/v1/proofs/{cid}")))
+
+    # --- inference ---------------------------------------------------------------------------------
+    def infer(self, model_id: str, inputs: dict[str, Any], *, max_amount: int | None = None,
+              idempotency_key: str | None = None) -> InferenceResult:
+        """Run ``model_id`` on ``inputs`` and return the output with its proof; pay over x402 if asked."""
+        url = f"/v1/models/{model_id}/infer"
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        response = self._http.post(url, json=inputs, headers=headers)
+        if response.status_code == 402 and PAYMENT_REQUIRED in response.headers:
+            cap = max_amount if max_amount is not None else int(self.model(model_id)["price"]["atomic"])
+            headers[PAYMENT_SIGNATURE] = self._pay(response.headers[PAYMENT_REQUIRED], cap)
+            response = self._http.post(url, json=inputs, headers=headers)
+        body = self._json(response)
+        if response.status_code == 202:
+            job = self._wait(body["id"])
+            return self._from_job(job)
+        return self._result(body, response.headers.get(PAYMENT_RESPONSE))
+
+    def _pay(self, required_header: str, cap: int) -> str:
+        from x402.http import decode_payment_required_header
+
+        from proofmarket.payments.client import payment_signature_header
+
+        if self.account is None:
+            raise PaymentRequired("this node asks for a payment: create the Client with an account to pay")
+        required = decode_payment_required_header(required_header)
+        assets = [(str(a.network), a.asset) for a in getattr(required, "accepts", [])]
+        return payment_signature_header(self.account, required_header, cap, assets=assets)
+
+    def _wait(self, job_id: str) -> dict[str, Any]:
+        while True:
+            job = self.job(job_id)
+            if job["status"] in FINAL or (job["status"] == "proved" and job.get("result") is not None):
+                return job
+            time.sleep(self.poll_interval_s)
+
+    def _from_job(self, job: dict[str, Any]) -> InferenceResult:
+        if job["status"] == "failed":
+            error = job.get("error") or {}
+            raise _error(error.get("code", "proving_failed"), error.get("message", "the job failed"),
+                         {"job_id": job["id"]}, ProvingError)
+        result = job["result"] or {}
+        bundle = self.proof(result["bundle_cid"])
+        body = {"job_id": job["id"], "model_id": job["model_id"], "status": job["status"], **result,
+                "bundle": bundle}
+        return self._result(body, None)
+
+    @staticmethod
+    def _result(body: dict[str, Any], payment_response: str | None) -> InferenceResult:
+        bundle = dict(body["bundle"])
+        if body.get("receipt") is not None:  # the paid bundle: proof + payment + receipt in one document,
+            payment = {k: v for k, v in (body.get("payment") or {}).items() if k != "paid_bundle_cid"}
+            bundle["payment"], bundle["receipt"] = payment, body["receipt"]  # the node's paid_bundle_cid
+        return InferenceResult(job_id=body["job_id"], model_id=body["model_id"], status=body["status"],
+                               output=body.get("output") or [], bundle_cid=body["bundle_cid"], bundle=bundle,
+                               payment=body.get("payment"), receipt=body.get("receipt"), salt=body.get("salt"),
+                               payment_response=payment_response)
+
+    # --- verification ------------------------------------------------------------------------------
+    def verify(self, bundle: dict[str, Any] | ProofBundle | InferenceResult) -> VerifyReport:
+        """Verify locally: fetch the public artifacts the bundle names (checked against their CIDs) into
+        the cache, then run ``verify_bundle`` (the proof, and the receipt when the bundle carries one)."""
+        if isinstance(bundle, InferenceResult):
+            bundle = bundle.bundle
+        parsed = bundle if isinstance(bundle, ProofBundle) else ProofBundle.parse(bundle)
+        store = LocalStore(self.cache_dir)
+        model = parsed.model
+        for cid in (model.id, model.settings_cid, model.vk_cid, model.srs.cid):
+            self._fetch_artifact(store, cid)
+        return verify_bundle(parsed, store)
+
+    def _fetch_artifact(self, store: LocalStore, cid: str) -> None:
+        if store.has(cid):
+            return
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=self.cache_dir, prefix=".fetch-", delete=True) as tmp, \
+                self._http.stream("GET", f"/v1/artifacts/{cid}") as response:
+            if response.status_code != 200:
+                response.read()
+                self._json(response)
+            for chunk in response.iter_bytes():
+                tmp.write(chunk)
+            tmp.flush()
+            got = store.put_file(tmp.name)
+        if got != cid:
+            raise VerificationFailed(f"the node served other bytes for artifact {cid} (their CID is {got})",
+                                     cid=cid)
+
+    # --- errors ------------------------------------------------------------------------------------
+    def _json(self, response: httpx.Response) -> Any:
+        try:
+            body = response.json()
+        except json.JSONDecodeError:
+            body = None
+        if response.status_code < 400:
+            if body is None:
+                raise ProofMarketError(f"the node answered {response.status_code} without JSON")
+            return body
+        error = body.get("error") if isinstance(body, dict) else None
+        if not isinstance(error, dict):
+            raise ProofMarketError(f"the node answered HTTP {response.status_code}: {response.text[:200]}",
+                                   status=response.status_code)
+        raise _error(str(error.get("code")), str(error.get("message", "")), error.get("details") or {},
+                     ProofMarketError, response)
+
+
+def _error(code: str, message: str, details: dict[str, Any], default: type[ProofMarketError],
+           response: httpx.Response | None = None) -> ProofMarketError:
+    from proofmarket.jobs.errors import error_class
+
+    cls = error_class(code)
+    exc = (cls if cls is not ProofMarketError else default)(message, **details)
+    exc.code = code
+    if response is not None:
+        exc.http_status = response.status_code
+        required = response.headers.get(PAYMENT_REQUIRED)
+        if required:
+            exc.headers = {PAYMENT_REQUIRED: required}  # type: ignore[attr-defined]
+    return exc
+
+
+__all__ = ["Client", "InferenceResult"]

@@ -1,0 +1,40 @@
+"""``make demo`` end to end: a subprocess on a fresh data folder must tell the whole story and exit 0."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from proofmarket.chain import find_anvil
+from proofmarket.errors import RPCUnavailable
+
+pytestmark = [pytest.mark.slow, pytest.mark.chain]
+
+
+def test_demo_runs_the_whole_story_and_exits_0(tmp_path: Path) -> None:
+    try:
+        find_anvil()
+    except RPCUnavailable as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and anvil is missing: {exc}")
+        pytest.skip(f"anvil is not installed: {exc}")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROOFMARKET_")}
+    env.update(PROOFMARKET_HOME=str(tmp_path / "home"), PROOFMARKET_DEMO_GRID="quick", HOME=str(tmp_path),
+               PROOFMARKET_DEMO_TIMEOUT_S="500", COLUMNS="200")
+    done = subprocess.run([sys.executable, "-m", "proofmarket.demo"], env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600)
+    out = done.stdout
+    assert done.returncode == 0, f"exit {done.returncode}\n{out}\n{done.stderr[-3000:]}"
+    for line in ("market:   InferenceMarket 0x", "register: 0.25 USDC per call", "output:   [",
+                 "verify:   valid off-chain", "eth_call verifyProof on 0x", "-> true",
+                 "one flipped proof byte -> reverted",
+                 "fulfilled by the watcher", "escrow moved: consumer -0.25 USDC, owner +0.175 USDC",
+                 "escrow fulfil", "done: everything shut down"):
+        assert line in out, f"missing {line!r} in\n{out}"
+    if "payment:" in out:  # the x402 path: paid, receipt signed, verified by the SDK
+        assert "x402 call moved: consumer -0.25 USDC" in out and "node receipt signed" in out, out
+        assert "x402 settlement" in out, out

@@ -1,0 +1,96 @@
+"""Helpers shared by the escrow tests (a module, not conftest, so test files can import it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+
+from proofmarket.chain import find_anvil
+from proofmarket.config import Settings
+from proofmarket.errors import RPCUnavailable
+from proofmarket.market import Market
+from proofmarket.samples import sample_path
+from proofmarket.workspace import Workspace
+from proofmarket.zk.compiler import CompileOptions
+from proofmarket.zk.profile import SALT_BITS, SALT_ELEMENTS, PrivacyProfile
+from proofmarket.zk.srs import SrsProvider
+from proofmarket.zk.tuning import Candidate
+
+PRICE = "2.5"
+PRICE_UNITS = 2_500_000
+OWNER_SHARE_BPS = 7_000
+FEE_BPS = 250  # the market's default platform fee
+MLP_CANDIDATE = Candidate(256, 3, 10, 1)  # one candidate per model keeps compiles to seconds
+HASHED_MLP_CANDIDATE = Candidate(256, 3, 7, 1)
+AppFactory = Callable[..., FastAPI]
+
+
+@dataclass
+class EscrowEnv:
+    home: Path
+    rpc_url: str
+    ws: Workspace
+    market: Market
+    public: str  # model ids
+    hashed: str
+
+
+SALT = [(5 * i + 1) % (1 << SALT_BITS) for i in range(SALT_ELEMENTS)]
+
+
+def anvil_or_skip() -> Path:
+    try:
+        return find_anvil()
+    except RPCUnavailable as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and anvil is missing: {exc}")
+        pytest.skip(f"anvil is not installed: {exc}")
+
+
+def node_settings(home: Path, rpc_url: str, db: Path | None = None, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {"home": home, "rpc_url": rpc_url, "prover_workers": 1, "escrow_confirmations": 0,
+                              "escrow_poll_s": 0.2, **overrides}
+    if db is not None:
+        values["database_url"] = f"sqlite:///{db}"
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def compile_mlp(ws: Workspace, profile: str, candidate: Candidate) -> str:
+    samples = json.loads(sample_path("mlp", "samples").read_text())
+    options = CompileOptions(profile=PrivacyProfile.parse(profile), srs=SrsProvider(ws.settings.srs_dir),
+                             candidates=[candidate])
+    return ws.prover.compile(sample_path("mlp"), samples, options).model_id
+
+
+def mlp_input() -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(sample_path("mlp", "input").read_text())
+    return doc
+
+
+def other_input() -> dict[str, Any]:
+    return {"inputs": json.loads(sample_path("mlp", "samples").read_text())["inputs"][1]}
+
+
+def expected_splits(price: int = PRICE_UNITS, fee_bps: int = FEE_BPS,
+                    owner_bps: int = OWNER_SHARE_BPS) -> tuple[int, int, int]:
+    fee = price * fee_bps // 10_000
+    owner = price * owner_bps // 10_000
+    return owner, price - fee - owner, fee
+
+
+def wait_status(client: Any, request_id: int, statuses: tuple[str, ...], timeout_s: float = 90.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        body: dict[str, Any] = client.get(f"/v1/requests/{request_id}").json()
+        if body.get("status") in statuses:
+            return body
+        assert time.monotonic() < deadline, f"request {request_id} still {body} after {timeout_s} s"
+        time.sleep(0.1)

@@ -1,0 +1,179 @@
+"""The escrow watcher on anvil with real proofs: request on chain, input over HTTP, fulfilled on chain."""
+
+from __future__ import annotations
+
+import pytest
+from escrow_helpers import (
+    PRICE_UNITS,
+    SALT,
+    AppFactory,
+    EscrowEnv,
+    expected_splits,
+    mlp_input,
+    other_input,
+    wait_status,
+)
+from fastapi.testclient import TestClient
+
+from proofmarket.chain import advance_time, mine
+from proofmarket.chain.types import RequestStatus
+from proofmarket.db import Database, EscrowRepo, EscrowStatus, ModelRepo
+from proofmarket.jobs.escrow import EscrowService
+from proofmarket.market import Market
+
+pytestmark = [pytest.mark.slow, pytest.mark.chain]
+
+
+def balances(market: Market) -> dict[str, int]:
+    a = market.accounts
+    parties = {"consumer": a.consumer.address, "owner": a.owner.address, "prover": a.prover.address,
+               "escrow": market.market.address}
+    return {name: market.usdc.balance_of(address) for name, address in parties.items()}
+
+
+def test_request_on_chain_then_input_is_fulfilled_with_the_exact_splits(env: EscrowEnv,
+                                                                        make_app: AppFactory) -> None:
+    before = balances(env.market)
+    receipt = env.market.request(env.public, mlp_input())
+    with TestClient(make_app()) as client:
+        seen = wait_status(client, receipt.request_id, ("seen",), timeout_s=10)
+        assert seen["commitment"] == receipt.commitment and seen["model_id"] == env.public
+        posted = client.post(f"/v1/requests/{receipt.request_id}/input", json={"input": mlp_input()})
+        assert posted.status_code == 202, posted.text
+        assert posted.json()["status"] in ("input_received", "proving", "fulfilled")
+        done = wait_status(client, receipt.request_id, ("fulfilled", "failed"))
+    assert done["status"] == "fulfilled", done
+    s = done["settlement"]
+    owner, prover, fee = expected_splits()
+    assert (s["status"], s["owner_amount"], s["prover_amount"], s["platform_fee"]) == ("FULFILLED", owner, prover, fee)
+    assert done["fulfil_tx"] == s["tx"]["hash"] and done["bundle_cid"]
+    assert env.market.market.get_request(receipt.request_id).status is RequestStatus.FULFILLED
+    delta = {k: v - before[k] for k, v in balances(env.market).items()}
+    assert delta == {"consumer": -PRICE_UNITS, "owner": owner, "prover": prover, "escrow": fee}
+
+
+def test_hashed_input_needs_the_right_salt(env: EscrowEnv, make_app: AppFactory) -> None:
+    receipt = env.market.request(env.hashed, mlp_input(), salt=SALT)
+    with TestClient(make_app()) as client:
+        url = f"/v1/requests/{receipt.request_id}/input"
+        for body in ({"input": mlp_input()}, {"input": mlp_input(), "salt": [s ^ 1 for s in SALT]}):
+            wrong = client.post(url, json=body)
+            assert wrong.status_code == 422 and wrong.json()["error"]["code"] == "input_mismatch", wrong.text
+        assert client.get(f"/v1/requests/{receipt.request_id}").json()["status"] == "seen"
+        assert client.post(url, json={"input": mlp_input(), "salt": SALT}).status_code == 202
+        done = wait_status(client, receipt.request_id, ("fulfilled", "failed"))
+    assert done["status"] == "fulfilled" and done["settlement"]["status"] == "FULFILLED", done
+
+
+def test_wrong_input_is_refused_and_the_request_stays_open(env: EscrowEnv, make_app: AppFactory) -> None:
+    receipt = env.market.request(env.public, mlp_input())
+    with TestClient(make_app()) as client:
+        wrong = client.post(f"/v1/requests/{receipt.request_id}/input", json={"input": other_input()})
+        assert wrong.status_code == 422, wrong.text
+        error = wrong.json()["error"]
+        assert error["code"] == "input_mismatch" and error["details"]["commitment"] == receipt.commitment
+        assert client.get(f"/v1/requests/{receipt.request_id}").json()["status"] == "seen"
+        malformed = client.post(f"/v1/requests/{receipt.request_id}/input", json={"input": {"input_data": [[1]]}})
+        assert malformed.status_code == 422
+    assert env.market.market.get_request(receipt.request_id).status is RequestStatus.OPEN
+
+
+def test_unknown_request_is_404(env: EscrowEnv, make_app: AppFactory) -> None:
+    with TestClient(make_app(escrow_watcher="off")) as client:
+        off = client.get("/v1/requests/1")
+        assert off.status_code == 404 and off.json()["error"]["code"] == "escrow_unavailable"
+    with TestClient(make_app()) as client:
+        missing = 10_000_000
+        for response in (client.get(f"/v1/requests/{missing}"),
+                         client.post(f"/v1/requests/{missing}/input", json={"input": mlp_input()})):
+            assert response.status_code == 404, response.text
+            assert response.json()["error"]["code"] == "unknown_request"
+        assert client.get("/v1/requests/0").status_code == 422
+
+
+def test_restarted_watcher_resumes_and_never_fulfils_twice(env: EscrowEnv, tmp_path: object) -> None:
+    db = Database(f"sqlite:///{tmp_path}/restart.db")
+    db.migrate()
+    ModelRepo(db).upsert(env.public, name="mlp", price_atomic=PRICE_UNITS)
+    repo = EscrowRepo(db)
+
+    def service() -> EscrowService:
+        return EscrowService(Market.open(workspace=env.ws), repo, lambda: [env.public], confirmations=0)
+
+    first = service()
+    crashed_proving = env.market.request(env.public, mlp_input())
+    crashed_after_tx = env.market.request(env.public, mlp_input())
+    first.run_once()  # both seen through their events, cursor saved
+    cursor = repo.cursor(first.cursor_name)
+    assert cursor is not None and cursor > 0
+    rows = {r: first.get(r) for r in (crashed_proving.request_id, crashed_after_tx.request_id)}
+    assert all(row.status == EscrowStatus.SEEN for row in rows.values())
+    for request_id in rows:
+        first.post_input(request_id, mlp_input())
+    # the first node claims both and stops: one before proving, one after its fulfil tx was mined
+    for row in rows.values():
+        assert repo.claim(row.id)
+    settled = env.market.submit_proof(crashed_after_tx.request_id,
+                                      env.ws.prover.prove(env.public, mlp_input()).bundle)
+    assert settled.valid
+    fulfilled_before = env.market.market.get_prover(env.market.accounts.prover.address).fulfilled
+
+    second = service()
+    assert second.events.next_block == cursor  # resumes from the saved block
+    second.recover()
+    after_tx = repo.get(second.chain_id, second.address, crashed_after_tx.request_id)
+    assert after_tx is not None and after_tx.status == EscrowStatus.FULFILLED and after_tx.settlement
+    assert after_tx.settlement["recovered"] is True
+    assert repo.get(second.chain_id, second.address, crashed_proving.request_id).status == EscrowStatus.INPUT_RECEIVED  # type: ignore[union-attr]
+    second.run_once()
+    proved = repo.get(second.chain_id, second.address, crashed_proving.request_id)
+    assert proved is not None and proved.status == EscrowStatus.FULFILLED and proved.fulfil_tx, proved.error_message
+    assert proved.inputs is None and after_tx.inputs is None  # a final request forgets the input
+    # replaying every event from the deployment (at-least-once delivery) changes nothing
+    third = service()
+    third.events.next_block = env.market.deployment.contracts["InferenceMarket"].block
+    third.run_once()
+    assert third.work() == 0
+    info = env.market.market.get_prover(env.market.accounts.prover.address)
+    assert info.fulfilled == fulfilled_before + 1  # one more: the request left proving, none twice
+    for request_id in rows:
+        assert env.market.market.get_request(request_id).status is RequestStatus.FULFILLED
+    db.close()
+
+
+def test_watcher_waits_for_the_confirmation_depth_and_ignores_other_models(env: EscrowEnv, tmp_path: object) -> None:
+    db = Database(f"sqlite:///{tmp_path}/depth.db")
+    db.migrate()
+    repo = EscrowRepo(db)
+    market = Market.open(workspace=env.ws)
+    watcher = EscrowService(market, repo, lambda: [env.public], confirmations=2)
+    watcher.run_once()  # catch up with everything before this test
+    served = env.market.request(env.public, mlp_input())
+    for _ in range(2):
+        watcher.run_once()
+        assert repo.get(watcher.chain_id, watcher.address, served.request_id) is None  # not deep enough yet
+        mine(market.client, 1)
+    watcher.run_once()
+    row = repo.get(watcher.chain_id, watcher.address, served.request_id)
+    assert row is not None and row.status == EscrowStatus.SEEN and row.request_tx == served.tx.tx_hash
+    other = env.market.request(env.hashed, mlp_input(), salt=SALT)  # a model this watcher does not serve
+    mine(market.client, 3)
+    watcher.run_once()
+    assert repo.get(watcher.chain_id, watcher.address, other.request_id) is None
+    assert repo.cursor(watcher.cursor_name) == market.client.block_number() - 1
+    db.close()
+
+
+def test_a_request_without_input_expires_and_refuses_late_input(env: EscrowEnv, make_app: AppFactory) -> None:
+    receipt = env.market.request(env.public, mlp_input(), ttl_s=60)
+    snapshot = env.market.client.rpc("evm_snapshot", [])
+    try:
+        with TestClient(make_app()) as client:
+            assert client.get(f"/v1/requests/{receipt.request_id}").json()["status"] == "seen"
+            advance_time(env.market.client, 120)
+            expired = wait_status(client, receipt.request_id, ("failed",), timeout_s=10)
+            assert expired["error"]["code"] == "expired"
+            late = client.post(f"/v1/requests/{receipt.request_id}/input", json={"input": mlp_input()})
+            assert late.status_code == 409 and late.json()["error"]["code"] == "request_closed"
+    finally:
+        env.market.client.rpc("evm_revert", [snapshot])

@@ -1,0 +1,21 @@
+"""The README stays true to the code: every setting is documented, the two commands are on its first screen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from proofmarket.api.x402_adapter import X402Settings
+from proofmarket.config import Settings
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+
+def test_every_setting_is_in_the_configuration_table() -> None:
+    for cls in (Settings, X402Settings):
+        for name in cls.model_fields:
+            assert f"`PROOFMARKET_{name.upper()}`" in README, f"README does not document PROOFMARKET_{name.upper()}"
+
+
+def test_first_screen_gives_the_two_commands() -> None:
+    first_screen = "\n".join(README.splitlines()[:25])
+    assert "make demo" in first_screen and "make test" in first_screen

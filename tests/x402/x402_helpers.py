@@ -1,0 +1,127 @@
+"""Helpers of the x402 node tests: the sample MLP compiled once, a node served over real HTTP, and
+payments crafted by hand (chain.eip3009) for the refusals an honest SDK client never produces."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from eth_account.signers.local import LocalAccount
+from fastapi import FastAPI
+from x402.http import decode_payment_required_header, encode_payment_signature_header
+from x402.schemas import PaymentPayload, PaymentRequirements
+
+from proofmarket.chain import ChainClient, TokenDomain, UsdcToken, find_anvil, sign_transfer_authorization
+from proofmarket.chain.devkeys import DEVNET_CHAIN_ID
+from proofmarket.chain.devnet import free_port
+from proofmarket.config import Settings
+from proofmarket.errors import RPCUnavailable
+from proofmarket.samples import sample_path
+from proofmarket.workspace import Workspace
+from proofmarket.zk.compiler import CompileOptions
+from proofmarket.zk.profile import PrivacyProfile
+from proofmarket.zk.srs import SrsProvider
+from proofmarket.zk.tuning import Candidate
+
+PRICE = 30_000  # 0.03 USDC per call
+MLP_CANDIDATE = Candidate(256, 2, 7, 4)  # one grid point: logrows 9 for the MLP within the accuracy bound
+PAY = "PAYMENT-SIGNATURE"
+
+
+def anvil_or_skip() -> Path:
+    try:
+        return find_anvil()
+    except RPCUnavailable as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and anvil is missing: {exc}")
+        pytest.skip(f"anvil is not installed: {exc}")
+
+
+def clear_env() -> None:
+    for name in [n for n in os.environ if n.startswith("PROOFMARKET_")]:
+        del os.environ[name]
+
+
+def compile_mlp(ws: Workspace) -> str:
+    samples = json.loads(sample_path("mlp", "samples").read_text())
+    options = CompileOptions(profile=PrivacyProfile.parse("public"), srs=SrsProvider(ws.settings.srs_dir),
+                             candidates=[MLP_CANDIDATE])
+    return ws.prover.compile(sample_path("mlp"), samples, options).model_id
+
+
+def mlp_input() -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(sample_path("mlp", "input").read_text())
+    return doc
+
+
+def node_settings(home: Path, db: Path, rpc_url: str, deployment_file: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {"home": home, "database_url": f"sqlite:///{db}", "prover_workers": 1,
+                              "infer_wait_s": 120.0, "payments": "on", "rpc_url": rpc_url,
+                              "deployment_file": deployment_file, **overrides}
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@dataclass
+class Chain:
+    client: ChainClient
+    rpc_url: str
+    usdc: UsdcToken
+    deployment_file: Path
+
+    @property
+    def network(self) -> str:
+        return f"eip155:{self.client.chain_id}"
+
+    def balances(self, *accounts: str) -> list[int]:
+        return [self.usdc.balance_of(a) for a in accounts]
+
+
+class Served:
+    """A FastAPI app under uvicorn on a free loopback port, in a thread of this process."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> Served:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert time.monotonic() < deadline and self.thread.is_alive(), "the node did not start"
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+def requirements_of(payment_required_header: str) -> PaymentRequirements:
+    required = decode_payment_required_header(payment_required_header)
+    return required.accepts[0]  # type: ignore[union-attr]
+
+
+def signed_payload(account: LocalAccount, requirements: PaymentRequirements, *, value: int | None = None,
+                   valid_before: int | None = None) -> str:
+    """A PAYMENT-SIGNATURE for ``requirements`` from ``account``, with the value or expiry bent."""
+    domain = TokenDomain("USD Coin", "2", DEVNET_CHAIN_ID, requirements.asset)
+    auth = sign_transfer_authorization(
+        account, domain, to=requirements.pay_to,
+        value=int(requirements.amount) if value is None else value, valid_after=0,
+        valid_before=int(time.time()) + 600 if valid_before is None else valid_before)
+    authorization = {"from": account.address, "to": auth.to, "value": str(auth.value),
+                     "validAfter": str(auth.valid_after), "validBefore": str(auth.valid_before),
+                     "nonce": "0x" + auth.nonce.hex()}
+    inner = {"authorization": authorization, "signature": "0x" + auth.sig.signature.hex()}
+    return encode_payment_signature_header(PaymentPayload(x402_version=2, payload=inner, accepted=requirements))
