@@ -25,3 +25,17 @@ def test_every_error_has_a_stable_code_and_status() -> None:
         assert cls.exit_code in range(1, 6)
     assert errors.VerificationFailed.exit_code == 1
     assert errors.ArtifactNotFound.exit_code == 2
+
+
+def test_error_codes_are_unique_across_every_branch_of_the_tree() -> None:
+    import proofmarket.api.errors
+    import proofmarket.db.errors
+    import proofmarket.jobs.errors
+    import proofmarket.jobs.escrow  # noqa: F401  (each module adds its own leaves)
+
+    seen: dict[str, str] = {}
+    stack = list(errors.ProofMarketError.__subclasses__())
+    while stack:
+        cls = stack.pop()
+        stack.extend(cls.__subclasses__())
+        assert seen.setdefault(cls.code, cls.__name__) == cls.__name__, f"{cls.__name__} reuses code {cls.code}"
