@@ -33,6 +33,7 @@ demo: setup
 bench: setup
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/gas.py
+	$(BIN)/python bench/http_bench.py
 
 lint: setup
 	$(BIN)/ruff check src tests bench scripts

@@ -1,0 +1,255 @@
+"""HTTP bench (issue 4): a paid inference over HTTP against the raw prove time, and throughput under concurrency.
+
+In one run on the sample MLP (default settings grid, or ``--quick``: one candidate), on loopback only:
+
+    1. raw prove: ``Workspace.prove`` in-process through the node's own ``EzklProver`` (warm worker),
+       median of --calls; the ``ezkl.prove`` time inside the worker (the bundle's ``timings.prove_s``) too
+    2. a paid inference over HTTP (x402, ``Client.infer``, sync mode): one warm-up call per node prover
+       process, then the median of --calls sequential calls; ratio = HTTP median / raw prove median (target <= 1.15)
+    3. throughput with 1, 2, 4 and 8 concurrent clients (threads, each its own ``Client`` and its own
+       fresh payer account funded from the consumer's USDC), --calls calls per level: calls/s, p50/p95 latency, failures
+
+The devnet, contracts, compile and node come from ``proofmarket.demo``. Writes OUT/http.json and
+OUT/http.md and prints the table; progress on stderr. Exit 0 even when the target is missed (MISS).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from proofmarket.config import Settings
+from proofmarket.demo import OWNER_SHARE_BPS, PRICE, Demo, _compile, _key
+from proofmarket.market.units import format_usdc
+from proofmarket.samples import sample_path
+
+RATIO_TARGET = 1.15
+LEVELS = (1, 2, 4, 8)
+PAYER_SEED = b"proofmarket-bench-http-payer-"  # fresh payer keys: x402 payers only sign, they need no ETH
+
+
+def log(text: str) -> None:
+    print(f"[http] {text}", file=sys.stderr, flush=True)
+
+
+def pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def raw_prove(ws: Any, model_id: str, doc: dict[str, Any], n: int) -> dict[str, Any]:
+    log("raw prove: warm-up")
+    ws.prove(model_id, doc)
+    walls, inner = [], []
+    for i in range(n):
+        start = time.perf_counter()
+        result = ws.prove(model_id, doc)
+        walls.append(time.perf_counter() - start)
+        inner.append(float(result.bundle.timings.get("prove_s", 0.0)))
+        log(f"raw prove {i + 1}/{n}: {walls[-1]:.3f} s (ezkl.prove {inner[-1]:.3f} s)")
+    return {"runs_s": [round(v, 4) for v in walls], "median_s": round(statistics.median(walls), 4),
+            "ezkl_prove_runs_s": [round(v, 4) for v in inner],
+            "ezkl_prove_median_s": round(statistics.median(inner), 4)}
+
+
+def http_latency(base_url: str, account: Any, model_id: str, doc: dict[str, Any], n: int, cache: Path,
+                 warmups: int) -> dict[str, Any]:
+    from proofmarket.client import Client
+
+    runs, server_prove = [], []
+    with Client(base_url, account, cache_dir=cache, timeout=300) as sdk:
+        for i in range(warmups):  # one per prover process of the node: each starts cold
+            log(f"paid HTTP: warm-up call {i + 1}/{warmups}")
+            if sdk.infer(model_id, doc).receipt is None:
+                raise RuntimeError("the paid answer carries no receipt: are payments on?")
+        for i in range(n):
+            start = time.perf_counter()
+            result = sdk.infer(model_id, doc)
+            runs.append(time.perf_counter() - start)
+            server_prove.append(float(result.bundle.get("timings", {}).get("prove_s", 0.0)))
+            log(f"paid HTTP {i + 1}/{n}: {runs[-1]:.3f} s (ezkl.prove on the node {server_prove[-1]:.3f} s)")
+    return {"runs_s": [round(v, 4) for v in runs], "median_s": round(statistics.median(runs), 4),
+            "node_ezkl_prove_median_s": round(statistics.median(server_prove), 4)}
+
+
+def fund_payers(market: Any, model_id: str, count: int, calls: int) -> list[Any]:
+    """``count`` fresh payer accounts with USDC for their calls over all levels (from the consumer's minted USDC)."""
+    from eth_account import Account
+    from eth_utils import keccak
+
+    price = market.registry.get_model(_key(model_id)).spec.price
+    payers = [Account.from_key(keccak(PAYER_SEED + str(i).encode())) for i in range(count)]
+    for i, payer in enumerate(payers):
+        need = price * sum(split(calls, level)[i] for level in LEVELS if i < level)
+        held = market.usdc.balance_of(payer.address)
+        if held < need:
+            market.usdc.transfer(payer.address, need - held, market.accounts.consumer)
+    log(f"funded {count} payers with {format_usdc(price)} USDC per call they make")
+    return payers
+
+
+def split(calls: int, level: int) -> list[int]:
+    """Calls per client when ``level`` clients share ``calls`` calls."""
+    return [calls // level + (1 if i < calls % level else 0) for i in range(level)]
+
+
+def throughput(base_url: str, payers: list[Any], model_id: str, doc: dict[str, Any], level: int, calls: int,
+               cache: Path) -> dict[str, Any]:
+    from proofmarket.client import Client
+
+    lock = threading.Lock()
+    latencies: list[float] = []
+    errors: list[str] = []
+    per_client = split(calls, level)
+
+    def client_loop(i: int) -> None:
+        with Client(base_url, payers[i], cache_dir=cache, timeout=300) as sdk:
+            for _ in range(per_client[i]):
+                start = time.perf_counter()
+                try:
+                    sdk.infer(model_id, doc)
+                    with lock:
+                        latencies.append(time.perf_counter() - start)
+                except Exception as exc:  # counted, the level goes on
+                    with lock:
+                        errors.append(f"{type(exc).__name__}: {str(exc)[:200]}")
+
+    log(f"throughput: {level} client(s), {calls} calls")
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=level) as pool:
+        list(pool.map(client_loop, range(level)))
+    wall = time.perf_counter() - start
+    row = {"clients": level, "calls": calls, "ok": len(latencies), "failures": len(errors),
+           "wall_s": round(wall, 3), "calls_per_s": round(len(latencies) / wall, 3) if wall else None,
+           "p50_s": _r(pct(latencies, 0.5)), "p95_s": _r(pct(latencies, 0.95)), "errors": errors[:5]}
+    log(f"throughput {level}: {row['calls_per_s']} calls/s, p50 {row['p50_s']} s, p95 {row['p95_s']} s, "
+        f"{row['failures']} failures")
+    return row
+
+
+def _r(v: float | None) -> float | None:
+    return None if v is None else round(v, 4)
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    m, raw, http = doc["machine"], doc["raw_prove"], doc["http"]
+    c = doc["config"]
+    lines = [
+        "# proofmarket bench: paid inference over HTTP vs raw prove (sample MLP)",
+        "",
+        f"{m['date']} · {m['cpu_count']} CPUs · {m['platform']} · grid {c['grid']} · logrows {doc['logrows']} · "
+        f"{c['calls']} calls per measurement · prover workers {c['prover_workers']} · x402 on, loopback",
+        "",
+        "| measurement | median s | runs |",
+        "|---|---|---|",
+        f"| raw prove (Workspace.prove, warm worker) | {raw['median_s']:.4g} | {len(raw['runs_s'])} |",
+        f"| ezkl.prove inside the worker | {raw['ezkl_prove_median_s']:.4g} | {len(raw['runs_s'])} |",
+        f"| paid inference over HTTP (x402, sync) | {http['median_s']:.4g} | {len(http['runs_s'])} |",
+        "",
+        f"**HTTP / raw prove = {doc['ratio']:.3f}** (target <= {RATIO_TARGET}): **{doc['target']}**; "
+        f"overhead (HTTP, x402 verify and settle, receipt) {(http['median_s'] - raw['median_s']) * 1000:.0f} ms a call",
+        "",
+        "| concurrent clients | calls | ok | failures | wall s | calls/s | p50 s | p95 s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in doc["throughput"]:
+        lines.append(f"| {r['clients']} | {r['calls']} | {r['ok']} | {r['failures']} | {r['wall_s']:.3g} | "
+                     f"{_cell(r['calls_per_s'])} | {_cell(r['p50_s'])} | {_cell(r['p95_s'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(v: float | None) -> str:
+    return "—" if v is None else f"{v:.3g}"
+
+
+def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    from proofmarket.chain import Devnet, find_anvil
+    from proofmarket.market import Market
+    from proofmarket.workspace import Workspace
+
+    demo = Demo(args.home, tmp)
+    with demo.stack:
+        devnet = Devnet(tmp / "devnet", anvil=find_anvil())
+        demo.step("start devnet", devnet.start, 60)
+        demo.stack.callback(devnet.stop)
+        settings = Settings(home=args.home, rpc_url=devnet.rpc_url, database_url=f"sqlite:///{tmp / 'node.db'}",
+                            deployment_file=tmp / "deployment.json", payments="on",
+                            prover_workers=args.workers, escrow_watcher="off")
+        ws = Workspace(settings)
+        demo.stack.callback(ws.close)
+        market = demo.step("deploy contracts", lambda: Market.deploy(workspace=ws), 120)
+        log(f"compile the sample MLP ({'one candidate' if args.quick else 'default grid'})")
+        model_id = demo.step("compile model", lambda: _compile(ws), 1200)
+        logrows = ws.prover.model(model_id)[0].logrows
+        log(f"model {model_id} (logrows {logrows}) in {demo.report.timings['compile model']:.1f} s; register")
+        demo.step("register model", lambda: market.register_model(model_id, PRICE, OWNER_SHARE_BPS), 120)
+        doc = json.loads(sample_path("mlp", "input").read_text())
+
+        raw = raw_prove(ws, model_id, doc, args.calls)
+
+        base_url = demo.step("start node", lambda: demo._start_node(settings, model_id, market), 60)
+        log(f"node at {base_url}")
+        http = http_latency(base_url, market.accounts.consumer, model_id, doc, args.calls, tmp / "client-cache",
+                            warmups=args.workers)
+        payers = fund_payers(market, model_id, max(LEVELS), args.calls)
+        rows = [throughput(base_url, payers, model_id, doc, level, args.calls, tmp / "client-cache")
+                for level in LEVELS]
+        ratio = http["median_s"] / raw["median_s"]
+        log("shutting down")
+    return {"machine": machine_info(), "logrows": logrows, "model_id": model_id,
+            "config": {"calls": args.calls, "quick": args.quick, "grid": "quick" if args.quick else "default",
+                       "prover_workers": args.workers, "levels": list(LEVELS), "price_usdc": PRICE},
+            "raw_prove": raw, "http": http, "ratio": round(ratio, 4),
+            "target": "PASS" if ratio <= RATIO_TARGET else "MISS", "throughput": rows,
+            "setup_timings_s": {k: round(v, 2) for k, v in demo.report.timings.items()}}
+
+
+def machine_info() -> dict[str, Any]:
+    import ezkl
+
+    return {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+            "ezkl": getattr(ezkl, "__version__", None), "date": datetime.now(UTC).isoformat(timespec="seconds")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--calls", type=int, default=8, help="calls per measurement (>= 5; medians reported)")
+    parser.add_argument("--quick", action="store_true", help="compile one settings candidate instead of the grid")
+    parser.add_argument("--out", type=Path, default=Path("bench"), help="results directory (http.json, http.md)")
+    parser.add_argument("--workers", type=int, default=2, help="the node's prover processes")
+    parser.add_argument("--home", type=Path, default=Path(os.environ.get("PROOFMARKET_HOME", ".demo")),
+                        help="data folder (store, SRS cache), shared with make demo")
+    args = parser.parse_args(argv)
+    if args.calls < 5:
+        parser.error("--calls >= 5")
+    args.home = args.home.resolve()
+    if args.quick:
+        os.environ["PROOFMARKET_DEMO_GRID"] = "quick"
+    else:
+        os.environ.pop("PROOFMARKET_DEMO_GRID", None)
+    with tempfile.TemporaryDirectory(prefix="proofmarket-http-bench-") as tmp:
+        doc = run(args, Path(tmp))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "http.json").write_text(json.dumps(doc, indent=2) + "\n")
+    table = markdown(doc)
+    (args.out / "http.md").write_text(table)
+    log(f"done: {args.out / 'http.json'}, {args.out / 'http.md'}")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
