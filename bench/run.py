@@ -40,7 +40,7 @@ from proofmarket.errors import ProofMarketError
 from proofmarket.samples import SAMPLES, sample_path
 from proofmarket.zk import ezkl_calls
 from proofmarket.zk.profile import PrivacyProfile
-from proofmarket.zk.salt import new_salt, salt_model
+from proofmarket.zk.salt import circuit_input, new_salt, salt_model
 from proofmarket.zk.srs import SrsProvider
 from proofmarket.zk.tuning import (
     AccuracyBound,
@@ -136,10 +136,7 @@ def prepare_case(model: str, profile: PrivacyProfile, work: Path) -> Case:
     if profile.salted:
         circuit = work / "salted.onnx"
         onnx.save(salt_model(onnx.load(str(normalized))), str(circuit))
-    flat = [[np.asarray(a, dtype=np.float64).ravel().tolist() for a in s] for s in samples]
-    if profile.salted:
-        for f in flat:
-            f[0] = f[0] + [float(v) for v in new_salt()]
+    flat = [circuit_input(s, new_salt() if profile.salted else None) for s in samples]
     reference = [models.run_onnx(normalized, s) for s in samples]
     return Case(model, profile, normalized, circuit, samples, flat, reference,
                 AccuracyBound(classifier=info.is_classifier))

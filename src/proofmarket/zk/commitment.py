@@ -18,6 +18,7 @@ from proofmarket.errors import UsageError
 from proofmarket.store import ArtifactStore
 from proofmarket.zk.felts import felt_to_uint, keccak_packed
 from proofmarket.zk.manifest import ModelManifest
+from proofmarket.zk.salt import circuit_input
 
 
 @dataclass(frozen=True)
@@ -30,13 +31,12 @@ def input_commitment(store: ArtifactStore, manifest: ModelManifest, arrays: list
                      salt: list[int] | None = None) -> InputCommitment:
     settings = json.loads(store.get(manifest.settings.cid))
     scales = settings["model_input_scales"]
-    flat = [np.asarray(a, dtype=np.float64).ravel().tolist() for a in arrays]
     if manifest.salt_elements:
         if salt is None or len(salt) != manifest.salt_elements:
             raise UsageError(f"this model hashes its input with a salt of {manifest.salt_elements} integers: give it")
-        flat[0] = flat[0] + [float(s) for s in salt]
     elif salt is not None:
         raise UsageError("this model's input is public: it takes no salt")
+    flat = circuit_input(arrays, salt)
     types = [getattr(ezkl.PyInputType, t) for t in settings.get("input_types") or ["F32"] * len(flat)]
     felts = [[ezkl.float_to_felt(v, scale, kind) for v in values]
              for values, scale, kind in zip(flat, scales, types, strict=True)]

@@ -31,7 +31,7 @@ from proofmarket.zk.manifest import (
     VerifierRef,
 )
 from proofmarket.zk.profile import SALT_ELEMENTS, PrivacyProfile
-from proofmarket.zk.salt import new_salt, salt_model
+from proofmarket.zk.salt import circuit_input, new_salt, salt_model
 from proofmarket.zk.srs import SrsInfo, SrsProvider
 from proofmarket.zk.tuning import AccuracyBound, Candidate, TuningJob, TuningReport, search
 
@@ -131,10 +131,7 @@ def _circuit_model(onnx_path: Path, work: Path, profile: PrivacyProfile) -> Path
 
 
 def _flat_input(sample: list[np.ndarray], profile: PrivacyProfile) -> list[list[float]]:
-    flat = [np.asarray(a, dtype=np.float64).ravel().tolist() for a in sample]
-    if profile.salted:
-        flat[0] = flat[0] + [float(s) for s in new_salt()]
-    return flat
+    return circuit_input(sample, new_salt() if profile.salted else None)
 
 
 def _probe_layout(work: Path, picked: Candidate, vk: Path, pk: Path, srs: SrsInfo,

@@ -16,8 +16,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
-
 from proofmarket import models
 from proofmarket.errors import ArtifactNotFound, UnknownModel, UsageError
 from proofmarket.store import LocalStore
@@ -33,7 +31,7 @@ from proofmarket.zk.compiler import CompileOptions, CompileResult, Progress, com
 from proofmarket.zk.felts import felt_to_uint, keccak_packed, uint_hex
 from proofmarket.zk.manifest import ModelManifest
 from proofmarket.zk.profile import SALT_BITS
-from proofmarket.zk.salt import new_salt
+from proofmarket.zk.salt import circuit_input, new_salt
 from proofmarket.zk.tuning import decode_outputs
 from proofmarket.zk.verify import VerifyReport, load_manifest, verify_bundle
 from proofmarket.zk.worker import ProofWorker
@@ -87,10 +85,8 @@ class EzklProver:
         manifest, info = self.model(model_id)
         arrays = models.parse_inputs(inputs_doc, info)
         reference = models.run_onnx(self.store.path(manifest.onnx.cid), arrays)
-        flat = [np.asarray(a, dtype=np.float64).ravel().tolist() for a in arrays]
         salt = _check_salt(manifest, salt)
-        if salt is not None:
-            flat[0] = flat[0] + [float(s) for s in salt]
+        flat = circuit_input(arrays, salt)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         job_dir = Path(tempfile.mkdtemp(prefix="prove-", dir=self.work_dir))
         try:

@@ -55,5 +55,9 @@ def salt_model(model: onnx.ModelProto) -> onnx.ModelProto:
     return salted
 
 
-def salted_input(flat_first_input: list[float], salt: list[int]) -> list[float]:
-    return [*flat_first_input, *(float(s) for s in salt)]
+def circuit_input(arrays: list[np.ndarray], salt: list[int] | None = None) -> list[list[float]]:
+    """The circuit's input_data: one flat float list per model input, the salt (if any) after the first."""
+    flat = [np.asarray(a, dtype=np.float64).ravel().tolist() for a in arrays]
+    if salt is not None:
+        flat[0] = [*flat[0], *(float(s) for s in salt)]
+    return flat
