@@ -227,7 +227,8 @@ def measure(case: Case, row: Row, work: Path, settings: Path, compiled: Path, op
     run_args = json.loads(settings.read_text())["run_args"]
     row.logrows = int(run_args["logrows"])
     row.settings = {k: run_args.get(k) for k in ("decomp_base", "decomp_legs", "input_scale", "param_scale",
-                                                   "num_inner_cols", "lookup_range", "logrows")}
+                                                   "scale_rebase_multiplier", "num_inner_cols", "lookup_range",
+                                                   "logrows")}
     srs = opts.srs.get(row.logrows).path  # dev SRS, cached across runs, not timed
     vk, pk = work / "key.vk", work / "key.pk"
     opts.log(f"{case.name} {row.row}: key setup (logrows {row.logrows})")
@@ -347,12 +348,12 @@ def cell(value: float | int | None, fmt: str = "{}") -> str:
 
 
 def settings_label(row: Row) -> str:
-    if row.search:
-        return str(row.search["picked"])
+    """decomposition base x legs, scale, rebase multiplier, inner columns: b1024x2-s7-r2-c2."""
     s = row.settings
     if not s:
         return "—"
-    return f"b{s['decomp_base']}x{s['decomp_legs']}-s{s['input_scale']}-c{s['num_inner_cols']}"
+    return (f"b{s['decomp_base']}x{s['decomp_legs']}-s{s['input_scale']}-r{s['scale_rebase_multiplier']}"
+            f"-c{s['num_inner_cols']}")
 
 
 def marked(text: str, row: Row, target: str) -> str:

@@ -90,14 +90,14 @@ def _print_compile(model_id: str, m: dict[str, Any]) -> None:
     from rich.table import Table
 
     table = Table(title="settings candidates", show_lines=False)
-    for col in ("candidate", "logrows", "rows", "max err", "status", "prove s"):
+    for col in ("candidate", "logrows", "rows", "rebase", "max err", "status", "prove s"):
         table.add_column(col)
     picked = m["tuning"]["picked"]
     for c in m["tuning"]["candidates"]:
         prove = f"{c['prove_s']:.3f}" if c["prove_s"] is not None else (
             f"~{c['prove_s_estimated']:.3f} (est.)" if c["prove_s_estimated"] is not None else "-")
         label = f"[bold green]{c['label']} *[/]" if c["label"] == picked else c["label"]
-        table.add_row(label, str(c["logrows"] or "-"), str(c["num_rows"] or "-"),
+        table.add_row(label, str(c["logrows"] or "-"), str(c["num_rows"] or "-"), str(c.get("rebase") or "-"),
                       "-" if c["max_abs_error"] is None else f"{c['max_abs_error']:.4g}", c["status"][:40], prove)
     console.print(table)
     acc = m["accuracy"]

@@ -106,10 +106,16 @@ def gen_settings(model: PathLike, settings: PathLike, ra: Any) -> None:
 def calibrate(
     data: PathLike, model: PathLike, settings: PathLike, *, scales: list[int] | None = None,
     max_logrows: int | None = None, lookup_safety_margin: float = 2.0,
+    rebase_multipliers: list[int] | None = None,
 ) -> None:
+    """EZKL's 'resources' calibration. ``rebase_multipliers`` are the scale-rebase multipliers it may pick
+    from (EZKL's own default is [1, 10]); None keeps EZKL's default."""
+    extra: dict[str, Any] = {}
+    if rebase_multipliers is not None:
+        extra["scale_rebase_multiplier"] = list(rebase_multipliers)
     ok = _call(CircuitCompileError, "calibrating circuit settings", ezkl.calibrate_settings,
                str(data), str(model), str(settings), "resources",
-               lookup_safety_margin=lookup_safety_margin, scales=scales, max_logrows=max_logrows)
+               lookup_safety_margin=lookup_safety_margin, scales=scales, max_logrows=max_logrows, **extra)
     if ok is False:
         raise CircuitCompileError("calibrating circuit settings failed: no settings fit the model")
 

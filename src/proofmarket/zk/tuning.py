@@ -6,6 +6,11 @@ smaller base with more legs, with the right scale and column count, often fits t
 columns), let EZKL calibrate each to its smallest logrows, keep those whose witness outputs on the
 owner's samples stay within the bound against onnxruntime, then time real proofs for the cheapest
 few and pick the fastest. Every candidate is reported.
+
+Calibration may also pick the scale-rebase multiplier (when to divide a product back to the input
+scale). EZKL only offers 1 and 10; 10 overflows a small decomposition base, leaving 1, which rescales
+after every product. Offering 2 as well halves the CNN's rows (6632 -> 3688 at base 1024, one column),
+so we pass REBASE_MULTIPLIERS.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ DEFAULT_DECOMPOSITIONS: tuple[tuple[int, int], ...] = (
 )
 DEFAULT_SCALES: tuple[int, ...] = (7, 10)
 DEFAULT_COLUMNS: tuple[int, ...] = (1, 2, 4)
+REBASE_MULTIPLIERS: tuple[int, ...] = (1, 2, 10)
 MAX_LOGROWS = 20
 
 
@@ -39,6 +45,7 @@ class Candidate:
     num_inner_cols: int | None
     logrows: int | None = None
     num_rows: int | None = None
+    rebase: int | None = None  # the scale-rebase multiplier calibration picked
     max_abs_error: float | None = None
     argmax_match: bool | None = None
     prove_s: float | None = None
@@ -173,11 +180,14 @@ def build_candidate(job: TuningJob, cand: Candidate, data: Path, index: int) -> 
     )
     ezkl_calls.gen_settings(job.model, settings, ra)
     scales = [cand.scale] if cand.scale is not None else None
-    ezkl_calls.calibrate(data, job.model, settings, scales=scales, max_logrows=MAX_LOGROWS)
+    rebase = list(REBASE_MULTIPLIERS) if cand.decomp_base is not None else None  # None: EZKL's defaults
+    ezkl_calls.calibrate(data, job.model, settings, scales=scales, max_logrows=MAX_LOGROWS,
+                         rebase_multipliers=rebase)
     ezkl_calls.compile_circuit(job.model, compiled, settings)
     meta = json.loads(settings.read_text())
     cand.logrows = int(meta["run_args"]["logrows"])
     cand.num_rows = int(meta["num_rows"])
+    cand.rebase = int(meta["run_args"]["scale_rebase_multiplier"])
     cand.scale = cand.scale if cand.scale is not None else int(meta["run_args"]["input_scale"])
     cand.settings_path, cand.compiled_path = settings, compiled
 
