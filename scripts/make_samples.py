@@ -8,8 +8,11 @@ Models are written by hand with ``onnx.helper`` from weights trained here with n
 (a dev dependency: the written files are committed, so the runtime never needs scikit-learn):
 
 * ``mlp``:    Gemm-Relu-Gemm 8-16-3 on a seeded synthetic 3-class problem (make_classification)
-* ``cnn``:    Conv(1->4, 3x3, stride 2, pad 1)-Relu-Flatten-Gemm(64->10) on sklearn's 8x8 digits,
-              trained with numpy SGD (Adam); input pixels scaled to [0, 1]
+* ``cnn``:    Conv(1->4, 4x4, stride 4)-Relu-Flatten-Gemm(16->10) on sklearn's 8x8 digits (a
+              patchify stem: each 4x4 patch maps to 4 channels), trained with numpy SGD (Adam);
+              input pixels scaled to [0, 1]. Sized for the prover: EZKL pays per activation
+              (range checks, rescales, ReLU signs), not per multiply, so 16 activations instead of
+              a 3x3/stride-2 stem's 64 fit 2^11 rows at one column (bench/README.md)
 * ``logreg``: logistic regression on sklearn's breast-cancer set (standardised features),
               Gemm(30->2)-Softmax giving [P(malignant), P(benign)]
 
@@ -190,23 +193,27 @@ def build_mlp() -> Built:
 # --- cnn ----------------------------------------------------------------------------------------------
 
 
+CNN_CHANNELS, CNN_KERNEL, CNN_STRIDE = 4, 4, 4
+CNN_SIDE = (8 - CNN_KERNEL) // CNN_STRIDE + 1  # 2: output positions per axis
+CNN_FEATURES = CNN_CHANNELS * CNN_SIDE * CNN_SIDE  # 16
+
+
 def _im2col(x: np.ndarray) -> np.ndarray:
-    """(N, 1, 8, 8) -> (N, 16, 9) patches for a 3x3 conv with padding 1, stride 2."""
-    n = x.shape[0]
-    xp = np.pad(x[:, 0], ((0, 0), (1, 1), (1, 1)))
-    cols = np.empty((n, 4, 4, 9), dtype=x.dtype)
-    for di in range(3):
-        for dj in range(3):
-            cols[:, :, :, di * 3 + dj] = xp[:, di : di + 8 : 2, dj : dj + 8 : 2]
-    return cols.reshape(n, 16, 9)
+    """(N, 1, 8, 8) -> (N, positions, kernel*kernel) patches for the stem conv (no padding)."""
+    n, k, st = x.shape[0], CNN_KERNEL, CNN_STRIDE
+    cols = np.empty((n, CNN_SIDE, CNN_SIDE, k * k), dtype=x.dtype)
+    for di in range(k):
+        for dj in range(k):
+            cols[:, :, :, di * k + dj] = x[:, 0, di : di + st * CNN_SIDE : st, dj : dj + st * CNN_SIDE : st]
+    return cols.reshape(n, CNN_SIDE * CNN_SIDE, k * k)
 
 
 def _cnn_forward(p: dict[str, np.ndarray], cols: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     n = cols.shape[0]
-    wc = p["conv.weight"].reshape(4, 9)
-    z = cols @ wc.T + p["conv.bias"]  # (N, 16, 4)
-    z = z.transpose(0, 2, 1).reshape(n, 4, 4, 4)
-    feat = np.maximum(z, 0).reshape(n, 64)
+    wc = p["conv.weight"].reshape(CNN_CHANNELS, CNN_KERNEL * CNN_KERNEL)
+    z = cols @ wc.T + p["conv.bias"]  # (N, positions, C)
+    z = z.transpose(0, 2, 1).reshape(n, CNN_CHANNELS, CNN_SIDE, CNN_SIDE)  # NCHW, as the ONNX Conv
+    feat = np.maximum(z, 0).reshape(n, CNN_FEATURES)
     logits = feat @ p["fc.weight"].T + p["fc.bias"]
     return logits, {"z": z, "feat": feat}
 
@@ -222,9 +229,9 @@ def build_cnn(epochs: int = 40) -> Built:
 
     rng = np.random.default_rng(0)
     p = {
-        "conv.weight": rng.normal(0, np.sqrt(2 / 9), (4, 1, 3, 3)),
-        "conv.bias": np.zeros(4),
-        "fc.weight": rng.normal(0, np.sqrt(1 / 64), (10, 64)),
+        "conv.weight": rng.normal(0, np.sqrt(2 / CNN_KERNEL**2), (CNN_CHANNELS, 1, CNN_KERNEL, CNN_KERNEL)),
+        "conv.bias": np.zeros(CNN_CHANNELS),
+        "fc.weight": rng.normal(0, np.sqrt(1 / CNN_FEATURES), (10, CNN_FEATURES)),
         "fc.bias": np.zeros(10),
     }
     adam_m = {k: np.zeros_like(v) for k, v in p.items()}
@@ -243,9 +250,10 @@ def build_cnn(epochs: int = 40) -> Built:
             prob[np.arange(n), yb] -= 1
             dlog = prob / n
             grads = {"fc.weight": dlog.T @ cache["feat"], "fc.bias": dlog.sum(0)}
-            dfeat = (dlog @ p["fc.weight"]).reshape(n, 4, 4, 4)
-            dz = (dfeat * (cache["z"] > 0)).reshape(n, 4, 16).transpose(0, 2, 1)  # (N, 16, 4)
-            grads["conv.weight"] = np.einsum("npk,npc->ck", cols, dz).reshape(4, 1, 3, 3)
+            dfeat = (dlog @ p["fc.weight"]).reshape(n, CNN_CHANNELS, CNN_SIDE, CNN_SIDE)
+            dz = (dfeat * (cache["z"] > 0)).reshape(n, CNN_CHANNELS, -1).transpose(0, 2, 1)  # (N, positions, C)
+            grads["conv.weight"] = np.einsum("npk,npc->ck", cols, dz).reshape(
+                CNN_CHANNELS, 1, CNN_KERNEL, CNN_KERNEL)
             grads["conv.bias"] = dz.sum(axis=(0, 1))
             step += 1
             for k, g in grads.items():
@@ -265,9 +273,8 @@ def build_cnn(epochs: int = 40) -> Built:
             ["x", "conv.weight", "conv.bias"],
             ["conv_out"],
             name="conv",
-            kernel_shape=[3, 3],
-            pads=[1, 1, 1, 1],
-            strides=[2, 2],
+            kernel_shape=[CNN_KERNEL, CNN_KERNEL],
+            strides=[CNN_STRIDE, CNN_STRIDE],
         ),
         helper.make_node("Relu", ["conv_out"], ["conv_relu"], name="relu"),
         helper.make_node("Flatten", ["conv_relu"], ["features"], name="flatten", axis=1),
@@ -285,8 +292,8 @@ def build_cnn(epochs: int = 40) -> Built:
     )
     idx = _pick_samples(y_te, N_SAMPLES)
     meta = {
-        "description": "Conv(1->4, 3x3, stride 2, pad 1)-Relu-Flatten-Gemm(64->10) on 8x8 digit "
-        "images; outputs 10 logits, one per digit.",
+        "description": "Conv(1->4, 4x4, stride 4)-Relu-Flatten-Gemm(16->10) on 8x8 digit images "
+        "(a patchify stem); outputs 10 logits, one per digit.",
         "dataset": "sklearn load_digits (UCI optical digits, 8x8, 1797 images)",
         "training": f"numpy mini-batch Adam, lr {lr}, batch {batch}, {epochs} epochs, seed 0",
         "labels": labels,

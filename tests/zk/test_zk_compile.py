@@ -56,6 +56,14 @@ def test_search_reports_every_candidate_and_picks_the_fastest_timed(mlp: Compile
     assert all(c.logrows is not None for c in report.candidates)
 
 
+def test_calibration_may_pick_rebase_multiplier_2(prover: EzklProver, srs_provider: SrsProvider) -> None:
+    # EZKL alone offers multipliers 1 and 10. At base 256, 10 overflows the decomposition's range and 1
+    # rescales after every product: 2^11 rows for the MLP. Offering 2 fits it in 2^10.
+    model = compile_sample(prover, srs_provider, "mlp", candidates=[Candidate(256, 2, 6, 1)])
+    assert model.report.picked.rebase == 2
+    assert model.manifest.logrows == 10
+
+
 def test_verifier_fits_eip170(mlp: CompileResult, prover: EzklProver) -> None:
     assert 0 < mlp.manifest.verifier.deployed_size <= 24_576
     abi = json.loads(prover.store.get(mlp.manifest.verifier.abi.cid))
@@ -88,14 +96,31 @@ def test_unsupported_operator_is_refused_at_compile(prover: EzklProver, srs_prov
 def test_cnn_compiles_proves_and_verifies(prover: EzklProver, srs_provider: SrsProvider) -> None:
     from proofmarket.samples import sample_path
 
-    cnn = compile_sample(prover, srs_provider, "cnn", candidates=[Candidate(1024, 2, 7, 2)])
-    # EZKL alone offers rebase multipliers 1 and 10; 10 overflows base 1024, and 1 needs 2^12 rows here.
-    # Offering 2 lets calibration defer the conv's rescale and fit the CNN in 2^11 rows.
-    picked = cnn.report.picked
-    assert picked.rebase == 2
-    assert cnn.manifest.logrows == 11
+    # the grid point make bench picks for the CNN: 2^10 rows x 2 columns
+    cnn = compile_sample(prover, srs_provider, "cnn", candidates=[Candidate(256, 3, 6, 2)])
+    assert cnn.manifest.logrows == 10
     doc = json.loads(sample_path("cnn", "input").read_text())
     result = prover.prove(cnn.model_id, doc)
     assert prover.verify(result.bundle).valid
     got, want = result.bundle.output.values[0], result.reference_output[0]
     assert max(range(10), key=lambda i: got[i]) == max(range(10), key=lambda i: want[i])
+
+
+def test_accuracy_is_measured_once_per_arithmetic(prover: EzklProver, srs_provider: SrsProvider,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from proofmarket.zk import tuning
+
+    measured: list[str] = []
+    real = tuning._measure_accuracy
+
+    def counting(job: tuning.TuningJob, cand: Candidate, limit: float) -> None:
+        measured.append(cand.label)
+        real(job, cand, limit)
+
+    monkeypatch.setattr(tuning, "_measure_accuracy", counting)
+    model = compile_sample(prover, srs_provider, "mlp",
+                           candidates=[Candidate(256, 2, 7, 1), Candidate(256, 2, 7, 2), Candidate(256, 2, 10, 1)])
+    # inner columns change the layout, not the witness: the second candidate reuses the first's error
+    assert measured == ["b256x2-s7-c1", "b256x2-s10-c1"]
+    one, two, _ = model.report.candidates
+    assert (one.max_abs_error, one.status) == (two.max_abs_error, two.status)

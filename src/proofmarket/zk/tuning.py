@@ -31,7 +31,7 @@ from proofmarket.zk.srs import SrsProvider
 DEFAULT_DECOMPOSITIONS: tuple[tuple[int, int], ...] = (
     (16384, 2), (1024, 2), (256, 2), (256, 3), (128, 3), (64, 4),
 )
-DEFAULT_SCALES: tuple[int, ...] = (7, 10)
+DEFAULT_SCALES: tuple[int, ...] = (6, 7, 10)
 DEFAULT_COLUMNS: tuple[int, ...] = (1, 2, 4)
 REBASE_MULTIPLIERS: tuple[int, ...] = (1, 2, 10)
 MAX_LOGROWS = 20
@@ -130,11 +130,17 @@ def search(job: TuningJob, candidates: list[Candidate] | None = None, progress: 
     limit = job.bound.limit([o for outs in job.reference for o in outs])
     data = job.workdir / "calibration.json"
     data.write_text(json.dumps(_calibration_input(job.samples)))
+    measured: dict[tuple[object, ...], Candidate] = {}
     for i, cand in enumerate(candidates):
         progress(f"candidate {i + 1}/{len(candidates)} {cand.label}")
         try:
             build_candidate(job, cand, data, index=i)
-            _measure_accuracy(job, cand, limit)
+            same = measured.get(_arithmetic(cand))
+            if same is None:
+                _measure_accuracy(job, cand, limit)
+                measured[_arithmetic(cand)] = cand
+            else:  # only the layout differs (inner columns): the witness outputs are the same
+                cand.max_abs_error, cand.argmax_match, cand.status = same.max_abs_error, same.argmax_match, same.status
         except ProofMarketError as exc:
             cand.status = f"failed: {exc.message[:160]}"
     accurate = sorted((c for c in candidates if c.status == "ok"), key=cost_rank)
@@ -190,6 +196,15 @@ def build_candidate(job: TuningJob, cand: Candidate, data: Path, index: int) -> 
     cand.rebase = int(meta["run_args"]["scale_rebase_multiplier"])
     cand.scale = cand.scale if cand.scale is not None else int(meta["run_args"]["input_scale"])
     cand.settings_path, cand.compiled_path = settings, compiled
+
+
+def _arithmetic(cand: Candidate) -> tuple[object, ...]:
+    """What decides a candidate's witness values: everything in its run args but the layout."""
+    assert cand.settings_path is not None
+    run_args = dict(json.loads(cand.settings_path.read_text())["run_args"])
+    for layout_only in ("num_inner_cols", "logrows"):
+        run_args.pop(layout_only, None)
+    return tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in run_args.items()))
 
 
 def _measure_accuracy(job: TuningJob, cand: Candidate, limit: float) -> None:
