@@ -17,6 +17,7 @@ Writes OUT/gas.json and OUT/gas.md and prints the table. Target (issue 3): fulfi
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import platform
 import subprocess
@@ -34,6 +35,7 @@ from proofmarket.errors import ProofMarketError
 from proofmarket.market import Market
 from proofmarket.samples import SAMPLES, sample_path
 from proofmarket.workspace import Workspace
+from proofmarket.zk import ezkl_calls, tuning
 from proofmarket.zk.bundle import ProofBundle
 from proofmarket.zk.compiler import CompileOptions
 from proofmarket.zk.profile import PrivacyProfile
@@ -68,11 +70,18 @@ class Row:
     error: str | None = None
 
 
+def _compile_inputs(name: str) -> str:
+    """A digest of what decides a compile: the ONNX bytes, the tuning grid, the EZKL version."""
+    grid = (tuning.DEFAULT_DECOMPOSITIONS, tuning.DEFAULT_SCALES, tuning.DEFAULT_COLUMNS, tuning.REBASE_MULTIPLIERS)
+    blob = sample_path(name).read_bytes() + repr(grid).encode() + ezkl_calls.EZKL_VERSION.encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
 def compile_model(ws: Workspace, name: str, grid: str, recompile: bool) -> str:
-    """Compile ``name`` (public profile), reusing an earlier compile of the same model and grid."""
+    """Compile ``name`` (public profile), reusing an earlier compile of the same ONNX file, grid and tuner."""
     index_path = ws.settings.home / "gas-models.json"
     index = json.loads(index_path.read_text()) if index_path.is_file() else {}
-    key = f"{name}:{grid}:{FIXED_CANDIDATES[name] if grid == 'fixed' else 'default'}"
+    key = f"{name}:{grid}:{FIXED_CANDIDATES[name] if grid == 'fixed' else 'default'}:{_compile_inputs(name)}"
     if not recompile and key in index and ws.store.has(index[key]):
         return str(index[key])
     samples = json.loads(sample_path(name, "samples").read_text())
