@@ -8,9 +8,12 @@
 
 Paying goes through the x402 SDK client (``proofmarket.payments.client``): the node's PAYMENT-REQUIRED
 is answered with an EIP-3009 ``exact`` authorization signed by ``account``, capped at ``max_amount``
-atomic units (default: the model's listed price). The bundle of a paid result carries its ``payment``
-and ``receipt``: the node stores the proof bundle under ``bundle_cid`` before it is paid (the receipt
-signs that CID); ``verify`` checks the proof and, when present, the receipt's signatures and bindings.
+atomic units (default: the model's listed price). The terms of a model are remembered: the next call
+pays up front, in one round trip instead of three (a node whose terms changed answers 402 again, and
+the call pays once more against the new terms; a refused payment moves no money). The bundle of a
+paid result carries its ``payment`` and ``receipt``: the node stores the proof bundle under
+``bundle_cid`` before it is paid (the receipt signs that CID); ``verify`` checks the proof and, when
+present, the receipt's signatures and bindings.
 
 API errors (``{"error": {"code", "message", "details"}}``) are raised as the error class of their code.
 """
@@ -65,6 +68,7 @@ class Client:
         self.cache_dir = Path(cache_dir) if cache_dir else Path.home() / ".proofmarket" / "client-cache"
         self.poll_interval_s = poll_interval_s
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
+        self._terms: dict[str, tuple[str, int]] = {}  # model id -> (PAYMENT-REQUIRED header, cap it was paid with)
 
     def close(self) -> None:
         self._http.close()
@@ -95,11 +99,19 @@ class Client:
         """Run ``model_id`` on ``inputs`` and return the output with its proof; pay over x402 if asked."""
         url = f"/v1/models/{model_id}/infer"
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        known = self._terms.get(model_id) if self.account is not None else None
+        if known is not None and (max_amount is None or max_amount == known[1]):
+            headers[PAYMENT_SIGNATURE] = self._pay(*known)  # terms seen before: pay up front
         response = self._http.post(url, json=inputs, headers=headers)
         if response.status_code == 402 and PAYMENT_REQUIRED in response.headers:
             cap = max_amount if max_amount is not None else int(self.model(model_id)["price"]["atomic"])
-            headers[PAYMENT_SIGNATURE] = self._pay(response.headers[PAYMENT_REQUIRED], cap)
+            required = response.headers[PAYMENT_REQUIRED]
+            headers[PAYMENT_SIGNATURE] = self._pay(required, cap)
             response = self._http.post(url, json=inputs, headers=headers)
+            if response.status_code < 400:
+                self._terms[model_id] = (required, cap)
+        elif response.status_code == 402:
+            self._terms.pop(model_id, None)
         body = self._json(response)
         if response.status_code == 202:
             job = self._wait(body["id"])

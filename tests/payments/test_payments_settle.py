@@ -196,3 +196,26 @@ def test_a_chain_clock_ahead_of_the_wall_clock_is_named(tmp_path: Path) -> None:
 
     assert refusal.value.code == "payment_expired"
     assert "chain time" in refusal.value.message
+
+
+def test_a_payment_verified_here_settles_without_reading_the_chain_first(market: Market,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    node = market.gate()
+    reads: list[str] = []
+    real = node._settled_on_chain
+
+    def spy(payment: VerifiedPayment) -> Settlement | None:
+        reads.append(payment.key)
+        return real(payment)
+
+    monkeypatch.setattr(node, "_settled_on_chain", spy)
+    payment, _ = verified(market, node)
+    node.settle(payment)
+    assert reads == []  # verified by this process, never sent: it cannot be on chain yet
+
+    ledger = InMemoryNonceLedger()  # a restart: the new process knows nothing of earlier attempts
+    ledger.reserve(payment)
+    restarted = market.gate(ledger=ledger)
+    monkeypatch.setattr(restarted, "_settled_on_chain", spy)
+    restarted.settle(payment)
+    assert reads == [payment.key]  # so it looks on chain first, and finds the settlement

@@ -17,6 +17,7 @@ import pytest
 from eth_account.signers.local import LocalAccount
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
+from x402 import x402Client
 from x402.extensions.bazaar import validate_discovery_extension
 from x402.http import decode_payment_response_header
 from x402.http.clients import x402_httpx_transport
@@ -34,7 +35,6 @@ from proofmarket.market.accounts import DEV_ROLES
 from proofmarket.payments import payment_signature_header, verify_receipt
 from proofmarket.store import canonical_json, cid_for_bytes
 from proofmarket.zk.verify import pure_bundle_cid
-from x402 import x402Client
 
 pytestmark = [pytest.mark.slow, pytest.mark.chain]
 NODE_SIGNER = dev_account(DEV_ROLES["prover"], DEVNET_CHAIN_ID).address
@@ -107,6 +107,45 @@ def test_paid_inference_returns_output_bundle_and_receipt(node: Served, chain: C
     paid = httpx.get(f"{node.url}/v1/proofs/{result.payment['paid_bundle_cid']}").json()
     assert paid == result.bundle
     assert cid_for_bytes(canonical_json(result.bundle)) == result.payment["paid_bundle_cid"]
+
+
+class _Counting(httpx.HTTPTransport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[str] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(f"{request.method} {request.url.path}")
+        return super().handle_request(request)
+
+
+def test_the_sdk_pays_up_front_once_it_knows_the_terms(node: Served, chain: Chain, mlp_id: str,
+                                                        payer: LocalAccount, payee: LocalAccount,
+                                                        tmp_path: Path) -> None:
+    from x402.http import decode_payment_required_header
+
+    from proofmarket.payments.headers import encode_payment_required_header
+
+    before = chain.balances(payer.address, payee.address)
+    transport = _Counting()
+    infer = f"POST /v1/models/{mlp_id}/infer"
+    with Client(node.url, account=payer, cache_dir=tmp_path / "cache", transport=transport) as sdk:
+        sdk.infer(mlp_id, mlp_input())
+        assert transport.requests == [infer, f"GET /v1/models/{mlp_id}", infer]  # 402, price, paid
+        transport.requests.clear()
+        sdk.infer(mlp_id, mlp_input())
+        assert transport.requests == [infer]  # paid up front: one round trip
+        # terms that went stale (here: a lower price) are refused with the new ones, and paid once more
+        required, cap = sdk._terms[mlp_id]
+        stale = decode_payment_required_header(required)
+        stale.accepts[0].amount = str(PRICE - 1)
+        sdk._terms[mlp_id] = (encode_payment_required_header(stale), cap)
+        transport.requests.clear()
+        result = sdk.infer(mlp_id, mlp_input())
+        assert transport.requests == [infer, f"GET /v1/models/{mlp_id}", infer]
+        assert result.status == "settled"
+
+    assert chain.balances(payer.address, payee.address) == [before[0] - 3 * PRICE, before[1] + 3 * PRICE]
 
 
 def test_proofmarket_verify_checks_the_receipt_of_a_paid_bundle(node: Served, chain: Chain, mlp_id: str,

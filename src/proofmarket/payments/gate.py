@@ -84,8 +84,11 @@ class PaymentGate:
         min_validity_seconds: int = 30,
         ledger: NonceLedger | None = None,
         chain: ChainClient | None = None,
+        facilitator_simulates: bool = False,
     ) -> None:
-        """``min_validity_seconds``: refuse authorizations expiring sooner (they could not be settled)."""
+        """``min_validity_seconds``: refuse authorizations expiring sooner (they could not be settled).
+        ``facilitator_simulates``: the facilitator's verify simulates the transfer on chain (the SDK's
+        in-process one does), so a used nonce is refused there and the gate skips its own nonce read."""
         self.network = network
         self.asset = to_checksum_address(asset)
         self.token_name, self.token_version = token_name, token_version
@@ -101,6 +104,9 @@ class PaymentGate:
         self._init_lock = threading.Lock()
         self._initialized = False
         self._locks = _KeyedLocks()
+        self._simulates = facilitator_simulates
+        self._fresh: set[str] = set()  # verified here and never sent to settlement: nothing on chain yet
+        self._fresh_lock = threading.Lock()
 
     @classmethod
     def local(
@@ -110,6 +116,7 @@ class PaymentGate:
         client = chain if chain is not None else ChainClient(rpc_url)
         network = network_id(client.chain_id)
         facilitator = local_facilitator(signer, rpc_url, network)
+        options.setdefault("facilitator_simulates", True)
         return cls(facilitator, network=network, asset=asset, chain=client, **options)
 
     @classmethod
@@ -219,11 +226,14 @@ class PaymentGate:
                 "this payment was already accepted by this node", payer=payment.payer, nonce=payment.nonce
             )
         try:
-            self._check_unused(payment)
+            if not self._simulates:
+                self._check_unused(payment)
             self._facilitator_verify(payment)
         except BaseException:
             self.ledger.release(payment.key)
             raise
+        with self._fresh_lock:
+            self._fresh.add(payment.key)
         return payment
 
     async def verify_async(
@@ -233,6 +243,8 @@ class PaymentGate:
 
     def release(self, payment: VerifiedPayment) -> None:
         """Give up an unsettled payment (its job failed): nothing is charged, the nonce is free again."""
+        with self._fresh_lock:
+            self._fresh.discard(payment.key)
         self.ledger.release(payment.key)
 
     def _check_window(self, payment: VerifiedPayment) -> None:
@@ -300,7 +312,12 @@ class PaymentGate:
                 )
             if entry.settlement is not None:
                 return entry.settlement
-            settlement = self._settled_on_chain(payment) or self._facilitator_settle(payment)
+            with self._fresh_lock:
+                fresh = payment.key in self._fresh
+                self._fresh.discard(payment.key)
+            # A payment verified by this process and never sent cannot be on chain yet: skip the read.
+            # Otherwise (a retry, or a restart) an earlier attempt may have landed: look first.
+            settlement = (None if fresh else self._settled_on_chain(payment)) or self._facilitator_settle(payment)
             self.ledger.mark_settled(payment.key, settlement)
             return settlement
 
