@@ -53,9 +53,20 @@ def local_facilitator(
         rpc_url=rpc_url,
         confirmation_timeout_seconds=confirmation_timeout_seconds,
     )
+    _cache_chain_id(web3_signer)
     facilitator = x402FacilitatorSync()
     register_exact_evm_facilitator(facilitator, web3_signer, networks=network)
     return facilitator
+
+
+def _cache_chain_id(signer: FacilitatorWeb3Signer) -> None:
+    """web3 asks the node for eth_chainId on every transaction it builds (three times per paid call);
+    one RPC URL never changes chains, so let the signer's provider remember the answer. The SDK keeps
+    its Web3 private: when that changes, this does nothing and the calls stay as they were."""
+    provider = getattr(getattr(signer, "_w3", None), "provider", None)
+    if provider is not None and hasattr(provider, "cacheable_requests"):
+        provider.cacheable_requests = {"eth_chainId"}
+        provider.cache_allowed_requests = True
 
 
 def remote_facilitator(url: str, *, timeout: float = 30.0) -> HTTPFacilitatorClientSync:
