@@ -32,20 +32,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 import onnxruntime
 
 from proofmarket import models
 from proofmarket.errors import ProofMarketError
 from proofmarket.samples import SAMPLES, sample_path
 from proofmarket.zk import ezkl_calls
+from proofmarket.zk.compiler import circuit_model
 from proofmarket.zk.profile import PrivacyProfile
-from proofmarket.zk.salt import circuit_input, new_salt, salt_model
+from proofmarket.zk.salt import circuit_input, new_salt
 from proofmarket.zk.srs import SrsProvider
 from proofmarket.zk.tuning import (
     AccuracyBound,
     TuningJob,
     build_candidate,
+    calibration_input,
     decode_outputs,
     ezkl_default_candidate,
     search,
@@ -130,12 +131,8 @@ def prepare_case(model: str, profile: PrivacyProfile, work: Path) -> Case:
     """Normalise (and for a hashed input salt) the sample model the way proofmarket's compiler does."""
     info = models.load_model(sample_path(model))
     samples = models.parse_samples(json.loads(sample_path(model, "samples").read_text()), info)
+    circuit = circuit_model(sample_path(model), work, profile)
     normalized = work / "normalized.onnx"
-    models.normalize_model(sample_path(model), normalized)
-    circuit = normalized
-    if profile.salted:
-        circuit = work / "salted.onnx"
-        onnx.save(salt_model(onnx.load(str(normalized))), str(circuit))
     flat = [circuit_input(s, new_salt() if profile.salted else None) for s in samples]
     reference = [models.run_onnx(normalized, s) for s in samples]
     return Case(model, profile, normalized, circuit, samples, flat, reference,
@@ -149,8 +146,7 @@ def tuning_job(case: Case, work: Path, srs: SrsProvider) -> TuningJob:
 def calibration_data(case: Case, work: Path) -> Path:
     """All samples concatenated per input, as ezkl.calibrate_settings wants them."""
     data = work / "calibration.json"
-    n_inputs = len(case.flat[0])
-    data.write_text(json.dumps({"input_data": [[v for s in case.flat for v in s[k]] for k in range(n_inputs)]}))
+    data.write_text(json.dumps(calibration_input(case.flat)))
     return data
 
 

@@ -60,3 +60,26 @@ def test_salts_are_random() -> None:
 def test_accuracy_bound_is_share_of_output_range() -> None:
     bound = AccuracyBound(relative=0.01)
     assert bound.limit([np.array([-2.0, 3.0]), np.array([1.0])]) == pytest.approx(0.05)
+
+
+def test_one_salt_check_for_the_prover_and_the_commitment() -> None:
+    from proofmarket.zk.profile import SALT_BITS, SALT_ELEMENTS
+    from proofmarket.zk.salt import check_salt
+
+    good = [1] * SALT_ELEMENTS
+    assert check_salt(SALT_ELEMENTS, good, required=True) == good
+    drawn = check_salt(SALT_ELEMENTS, None, required=False)  # the prover draws one
+    assert drawn is not None and len(drawn) == SALT_ELEMENTS
+    assert check_salt(0, None, required=True) is None  # a public input takes none
+    refused: list[tuple[int, list[int] | None, bool]] = [
+        (SALT_ELEMENTS, None, True),  # a commitment needs the consumer's salt
+        (0, good, False),  # a public input takes none
+        (SALT_ELEMENTS, good[:-1], False),  # wrong length
+        (SALT_ELEMENTS, [*good[:-1], 1 << SALT_BITS], False),  # out of range: quantised differently
+        (SALT_ELEMENTS, [*good[:-1], -1], False),
+        (SALT_ELEMENTS, [*good[:-1], 1.5], False),  # type: ignore[list-item]
+        (SALT_ELEMENTS, [*good[:-1], True], False),
+    ]
+    for elements, salt, required in refused:
+        with pytest.raises(UsageError):
+            check_salt(elements, salt, required=required)

@@ -14,11 +14,10 @@ from dataclasses import dataclass
 import ezkl
 import numpy as np
 
-from proofmarket.errors import UsageError
 from proofmarket.store import ArtifactStore
 from proofmarket.zk.felts import felt_to_uint, keccak_packed
 from proofmarket.zk.manifest import ModelManifest
-from proofmarket.zk.salt import circuit_input
+from proofmarket.zk.salt import check_salt, circuit_input
 
 
 @dataclass(frozen=True)
@@ -31,11 +30,7 @@ def input_commitment(store: ArtifactStore, manifest: ModelManifest, arrays: list
                      salt: list[int] | None = None) -> InputCommitment:
     settings = json.loads(store.get(manifest.settings.cid))
     scales = settings["model_input_scales"]
-    if manifest.salt_elements:
-        if salt is None or len(salt) != manifest.salt_elements:
-            raise UsageError(f"this model hashes its input with a salt of {manifest.salt_elements} integers: give it")
-    elif salt is not None:
-        raise UsageError("this model's input is public: it takes no salt")
+    salt = check_salt(manifest.salt_elements, salt, required=True)
     flat = circuit_input(arrays, salt)
     types = [getattr(ezkl.PyInputType, t) for t in settings.get("input_types") or ["F32"] * len(flat)]
     felts = [[ezkl.float_to_felt(v, scale, kind) for v in values]

@@ -69,7 +69,7 @@ def compile_model(
         raise UsageError(f"give at most {MAX_SAMPLES} samples for tuning, not {len(samples)}")
     with tempfile.TemporaryDirectory(prefix="proofmarket-compile-") as tmp:
         work = Path(tmp)
-        circuit_onnx = _circuit_model(onnx_path, work, options.profile)
+        circuit_onnx = circuit_model(onnx_path, work, options.profile)
         reference = [models.run_onnx(work / "normalized.onnx", s) for s in samples]
         flat = [_flat_input(s, options.profile) for s in samples]
         bound = options.bound or AccuracyBound(classifier=info.is_classifier)
@@ -120,7 +120,9 @@ def put_artifact(store: LocalStore, path: Path) -> ArtifactRef:
     return ArtifactRef(cid=cid, sha256=digest_of(cid).hex(), size=path.stat().st_size)
 
 
-def _circuit_model(onnx_path: Path, work: Path, profile: PrivacyProfile) -> Path:
+def circuit_model(onnx_path: Path, work: Path, profile: PrivacyProfile) -> Path:
+    """The ONNX that becomes the circuit: normalised to batch 1 (``work/normalized.onnx``, also the
+    onnxruntime reference), then wrapped to take a salt for a hashed input (``work/salted.onnx``)."""
     normalized = work / "normalized.onnx"
     models.normalize_model(onnx_path, normalized)
     if not profile.salted:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from proofmarket import models
-from proofmarket.errors import ArtifactNotFound, UnknownModel, UsageError
+from proofmarket.errors import ArtifactNotFound, UnknownModel
 from proofmarket.store import LocalStore
 from proofmarket.zk.bundle import (
     BundleInput,
@@ -30,8 +30,7 @@ from proofmarket.zk.bundle import (
 from proofmarket.zk.compiler import CompileOptions, CompileResult, Progress, compile_model
 from proofmarket.zk.felts import felt_to_uint, keccak_packed, uint_hex
 from proofmarket.zk.manifest import ModelManifest
-from proofmarket.zk.profile import SALT_BITS
-from proofmarket.zk.salt import circuit_input, new_salt
+from proofmarket.zk.salt import check_salt, circuit_input
 from proofmarket.zk.tuning import decode_outputs
 from proofmarket.zk.verify import VerifyReport, load_manifest, verify_bundle
 from proofmarket.zk.worker import ProofWorker
@@ -85,7 +84,7 @@ class EzklProver:
         manifest, info = self.model(model_id)
         arrays = models.parse_inputs(inputs_doc, info)
         reference = models.run_onnx(self.store.path(manifest.onnx.cid), arrays)
-        salt = _check_salt(manifest, salt)
+        salt = check_salt(manifest.salt_elements, salt, required=False)
         flat = circuit_input(arrays, salt)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         job_dir = Path(tempfile.mkdtemp(prefix="prove-", dir=self.work_dir))
@@ -148,15 +147,3 @@ def _proof_bytes(proof: dict[str, Any]) -> bytes:
     """EZKL returns the proof as a byte list in the file and as hex in the returned dict."""
     raw = proof["proof"]
     return bytes.fromhex(raw.removeprefix("0x")) if isinstance(raw, str) else bytes(raw)
-
-
-def _check_salt(manifest: ModelManifest, salt: list[int] | None) -> list[int] | None:
-    if not manifest.salt_elements:
-        if salt is not None:
-            raise UsageError("this model's input is public: it takes no salt")
-        return None
-    if salt is None:
-        return new_salt()
-    if len(salt) != manifest.salt_elements or not all(isinstance(s, int) and 0 <= s < 1 << SALT_BITS for s in salt):
-        raise UsageError(f"the salt must be {manifest.salt_elements} integers in [0, 2^{SALT_BITS})")
-    return list(salt)

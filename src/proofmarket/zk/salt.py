@@ -16,6 +16,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from proofmarket.errors import UsageError
 from proofmarket.zk.profile import SALT_BITS, SALT_ELEMENTS
 
 SALTED_INPUT = "salted_input"
@@ -24,6 +25,27 @@ SALTED_INPUT = "salted_input"
 def new_salt() -> list[int]:
     """SALT_ELEMENTS random integers of SALT_BITS each (exact in float32, so quantisation keeps them)."""
     return [secrets.randbelow(1 << SALT_BITS) for _ in range(SALT_ELEMENTS)]
+
+
+def check_salt(salt_elements: int, salt: list[int] | None, *, required: bool) -> list[int] | None:
+    """The salt a model with ``salt_elements`` salt inputs takes (0: a public input, no salt).
+
+    A missing salt is drawn fresh unless ``required`` (a commitment computed before proving must use
+    the salt the consumer will send). Refuses a salt of the wrong length or with values outside
+    [0, 2^SALT_BITS): the circuit would quantise those differently from the commitment.
+    """
+    if not salt_elements:
+        if salt is not None:
+            raise UsageError("this model's input is public: it takes no salt")
+        return None
+    if salt is None:
+        if required:
+            raise UsageError(f"this model hashes its input with a salt of {salt_elements} integers: give it")
+        return new_salt()
+    if len(salt) != salt_elements or not all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1 << SALT_BITS for v in salt):
+        raise UsageError(f"the salt must be {salt_elements} integers in [0, 2^{SALT_BITS})")
+    return list(salt)
 
 
 def salt_model(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -129,7 +129,7 @@ def search(job: TuningJob, candidates: list[Candidate] | None = None, progress: 
     candidates = candidates if candidates is not None else default_candidates()
     limit = job.bound.limit([o for outs in job.reference for o in outs])
     data = job.workdir / "calibration.json"
-    data.write_text(json.dumps(_calibration_input(job.samples)))
+    data.write_text(json.dumps(calibration_input(job.samples)))
     measured: dict[tuple[object, ...], Candidate] = {}
     for i, cand in enumerate(candidates):
         progress(f"candidate {i + 1}/{len(candidates)} {cand.label}")
@@ -172,7 +172,8 @@ def cost_rank(cand: Candidate) -> tuple[float, int, int]:
     return (work(cand), cand.num_inner_cols or 2, cand.num_rows or 0)
 
 
-def _calibration_input(samples: list[list[list[float]]]) -> dict[str, object]:
+def calibration_input(samples: list[list[list[float]]]) -> dict[str, object]:
+    """All samples concatenated per input, as ezkl.calibrate_settings wants them."""
     n_inputs = len(samples[0])
     return {"input_data": [[v for s in samples for v in s[k]] for k in range(n_inputs)]}
 
