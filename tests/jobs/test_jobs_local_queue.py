@@ -74,3 +74,31 @@ def test_depth_and_watchers(tmp_path: Path) -> None:
         assert queue.watch(a.id).done()  # a final job resolves at once
     finally:
         queue.close()
+
+
+class WarmingProver(FailingProver):
+    """Records its warm-up; the first one fails, which must not stop the worker."""
+
+    def __init__(self) -> None:
+        super().__init__(WitnessError("no"))
+        self.warmed = threading.Event()
+
+    def warm(self) -> None:
+        self.warmed.set()
+        raise RuntimeError("no EZKL here")
+
+
+def test_each_prover_is_warmed_up_when_the_queue_starts_and_a_failed_warm_up_is_harmless(tmp_path: Path) -> None:
+    prover = WarmingProver()
+    queue, jobs, _, _ = build(tmp_path, prover)
+    queue.start()
+    try:
+        assert prover.warmed.wait(5)  # before any job
+        job = jobs.create(new_job(1))
+        done = queue.watch(job.id)
+        queue.submit(JobKind.PROVE, job.id)
+        done.result(timeout=10)
+    finally:
+        queue.close()
+    row = jobs.get(job.id)
+    assert row is not None and row.error_code == "witness_failed"  # the worker went on to run the job

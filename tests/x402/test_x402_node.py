@@ -311,12 +311,17 @@ def test_a_prover_killed_mid_proof_leaves_the_job_failed_and_the_consumer_unchar
         required = client.post(f"/v1/models/{mlp_id}/infer", json=mlp_input()).headers["PAYMENT-REQUIRED"]
         payment = payment_signature_header(payer, required, PRICE, assets=[(chain.network, chain.usdc.address)])
 
+        deadline = time.monotonic() + 30
+        while worker.pid is None or worker._lock.locked():  # the node warms its prover process up first
+            assert time.monotonic() < deadline, "the prover process never warmed up"
+            time.sleep(0.005)
         accepted = client.post(f"/v1/models/{mlp_id}/infer?mode=async", json=mlp_input(), headers={PAY: payment})
         assert accepted.status_code == 202, accepted.text
-        deadline = time.monotonic() + 30
-        while worker.pid is None:  # the prover process starts with the first proof: kill it at once
-            assert time.monotonic() < deadline, "the prover process never started"
+        while not worker._lock.locked():  # held while a task runs in the prover process
+            assert time.monotonic() < deadline, "the proof never started"
             time.sleep(0.001)
+        time.sleep(0.02)  # the task is sent; the proof itself takes over 100 ms
+        assert worker.pid is not None
         os.kill(worker.pid, signal.SIGKILL)
 
         job = _wait_final(client, accepted.json()["id"])

@@ -54,3 +54,13 @@ def _kill_soon(pid: int) -> None:
 
 def _bundles(store: LocalStore) -> int:
     return sum(1 for _ in store.root.rglob("*") if _.is_file())
+
+
+def test_warm_starts_the_process_before_the_first_proof(own_prover, mlp: CompileResult, mlp_input) -> None:
+    assert own_prover.worker.pid is None
+    own_prover.warm()
+    pid = own_prover.worker.pid
+    assert pid is not None
+    own_prover.prove(mlp.model_id, mlp_input)
+    assert own_prover.worker.pid == pid  # the proof ran in the warmed process
+    own_prover.close()

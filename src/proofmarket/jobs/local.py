@@ -61,7 +61,7 @@ class LocalJobQueue:
         if self._threads:
             return
         for i, prover in enumerate(self.provers):
-            self._spawn(f"prover-{i}", self._prove_q, functools.partial(self._run, prover))
+            self._spawn(f"prover-{i}", self._prove_q, functools.partial(self._run, prover), prover)
         self._spawn("compiler", self._compile_q, functools.partial(self._run, None))
 
     def submit(self, kind: JobKind, job_id: str) -> None:
@@ -100,12 +100,21 @@ class LocalJobQueue:
     def _run(self, prover: Prover | None, job_id: str) -> None:
         self.runner.run(job_id, prover, self._stop)
 
-    def _spawn(self, name: str, q: queue.Queue[str], run: Callable[[str], None]) -> None:
-        t = threading.Thread(target=self._loop, args=(q, run), name=f"proofmarket-{name}", daemon=True)
+    def _spawn(self, name: str, q: queue.Queue[str], run: Callable[[str], None], warm: Prover | None = None) -> None:
+        t = threading.Thread(target=self._loop, args=(q, run, warm), name=f"proofmarket-{name}", daemon=True)
         t.start()
         self._threads.append(t)
 
-    def _loop(self, q: queue.Queue[str], run: Callable[[str], None]) -> None:
+    def _loop(self, q: queue.Queue[str], run: Callable[[str], None], warm: Prover | None = None) -> None:
+        # Each prover thread starts its prover process before its first job, so that the first paid
+        # call does not wait for a Python process and EZKL to load (about 1 s). Best effort: a failure
+        # here shows again, with its code, on the first proof.
+        warm_up = getattr(warm, "warm", None)
+        if callable(warm_up):
+            try:
+                warm_up()
+            except Exception:
+                log.warning("could not warm up a prover process; the first proof will start it", exc_info=True)
         while not self._stop.is_set():
             job_id = q.get()
             if job_id == _STOP:

@@ -139,6 +139,10 @@ class EzklProver:
     def verify(self, bundle: dict[str, Any] | ProofBundle) -> VerifyReport:
         return verify_bundle(bundle, self.store)
 
+    def warm(self) -> None:
+        """Start the prover process ahead of the first proof (the node does this when it starts)."""
+        self.worker.warm()
+
     def close(self) -> None:
         self.worker.close()
 

@@ -42,7 +42,14 @@ def prove_task(paths: dict[str, str]) -> dict[str, Any]:
     return {"proof": proof, "outputs": witness["outputs"], "calldata": calldata.hex(), "timings": timings}
 
 
-TASKS = {"prove": prove_task}
+def warm_task(_: Any) -> str:
+    """Load EZKL (about 0.6 s) so the first proof does not pay for it. Runs in the worker process."""
+    from proofmarket.zk import ezkl_calls
+
+    return ezkl_calls.EZKL_VERSION
+
+
+TASKS = {"prove": prove_task, "warm": warm_task}
 
 
 def _serve(conn: Connection) -> None:
@@ -96,6 +103,10 @@ class ProofWorker:
         if status == "ok":
             return payload
         return _rebuild(*payload)
+
+    def warm(self, timeout_s: float = 120.0) -> None:
+        """Start the child process and load EZKL in it now rather than on the first proof."""
+        self.run("warm", None, timeout_s)
 
     def prove(self, paths: Mapping[str, Path | str], timeout_s: float | None = None) -> dict[str, Any]:
         return dict(self.run("prove", {k: str(v) for k, v in paths.items()}, timeout_s))
