@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from fastapi.testclient import TestClient
 
 OPERATION_IDS = {
@@ -44,6 +46,15 @@ def test_health(client: TestClient) -> None:
     body = response.json()
     assert body["status"] == "ok" and body["database"] is True and body["workers"] >= 2
     assert body["queue_depth"] == 0
+
+
+def test_health_counts_the_prover_processes_warmed_up_at_start(client: TestClient) -> None:
+    provers = len(client.app.state.services.queue.provers)  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 60
+    while (warm := client.get("/health").json()["provers_warm"]) < provers:
+        assert time.monotonic() < deadline, f"{warm} of {provers} prover processes warmed up"
+        time.sleep(0.05)
+    assert warm == provers
 
 
 def test_metrics_count_requests_by_route_and_status(client: TestClient) -> None:

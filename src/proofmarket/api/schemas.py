@@ -158,6 +158,8 @@ class Health(BaseModel):
     version: str
     database: bool
     workers: int
+    provers_warm: int = Field(description="prover processes started with EZKL loaded; below the prover count "
+                                          "right after a start, while they warm up")
     queue_depth: int
     jobs: dict[str, int]
 

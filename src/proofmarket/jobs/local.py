@@ -42,6 +42,7 @@ class LocalJobQueue:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._warm = 0  # prover processes started and ready (EZKL loaded)
         self.recovery = Recovery()
         runner.metrics.track_depth(self.depth)
 
@@ -81,6 +82,12 @@ class LocalJobQueue:
         return self._prove_q.qsize() + self._compile_q.qsize()
 
     @property
+    def warm_provers(self) -> int:
+        """Prover processes already started with EZKL loaded (the node warms them up as it starts)."""
+        with self._lock:
+            return self._warm
+
+    @property
     def alive_workers(self) -> int:
         return sum(t.is_alive() for t in self._threads)
 
@@ -113,6 +120,8 @@ class LocalJobQueue:
         if callable(warm_up):
             try:
                 warm_up()
+                with self._lock:
+                    self._warm += 1
             except Exception:
                 log.warning("could not warm up a prover process; the first proof will start it", exc_info=True)
         while not self._stop.is_set():

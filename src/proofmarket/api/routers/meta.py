@@ -47,7 +47,8 @@ def health(services: ServicesDep) -> JSONResponse:
     workers = services.queue.alive_workers
     ok = db_ok and workers > 0
     body = Health(status="ok" if ok else "degraded", version=__version__, database=db_ok, workers=workers,
-                  queue_depth=services.queue.depth(), jobs=services.jobs.jobs.counts() if db_ok else {})
+                  provers_warm=services.queue.warm_provers, queue_depth=services.queue.depth(),
+                  jobs=services.jobs.jobs.counts() if db_ok else {})
     return JSONResponse(body.model_dump(mode="json"), status_code=200 if ok else 503)
 
 
