@@ -29,7 +29,14 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from proofmarket.errors import PaymentRequired, ProofMarketError, ProvingError, VerificationFailed
+from proofmarket.errors import (
+    NodeUnavailable,
+    PaymentRequired,
+    ProofMarketError,
+    ProofTimeout,
+    ProvingError,
+    VerificationFailed,
+)
 from proofmarket.store import LocalStore
 from proofmarket.zk.bundle import ProofBundle
 from proofmarket.zk.verify import VerifyReport, verify_bundle
@@ -73,6 +80,21 @@ class Client:
     def close(self) -> None:
         self._http.close()
 
+    def _get(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self._send("GET", url, **kwargs)
+
+    def _post(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self._send("POST", url, **kwargs)
+
+    def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self._http.request(method, url, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise NodeUnavailable(f"the node at {self.base_url} did not answer {method} {url} in time",
+                                  url=self.base_url) from exc
+        except httpx.TransportError as exc:
+            raise NodeUnavailable(f"cannot reach the node at {self.base_url}: {exc}", url=self.base_url) from exc
+
     def __enter__(self) -> Client:
         return self
 
@@ -81,17 +103,17 @@ class Client:
 
     # --- catalogue ---------------------------------------------------------------------------------
     def models(self) -> list[dict[str, Any]]:
-        body = self._json(self._http.get("/v1/models"))
+        body = self._json(self._get("/v1/models"))
         return list(body["models"] if isinstance(body, dict) and "models" in body else body)
 
     def model(self, model_id: str) -> dict[str, Any]:
-        return dict(self._json(self._http.get(f"/v1/models/{model_id}")))
+        return dict(self._json(self._get(f"/v1/models/{model_id}")))
 
     def job(self, job_id: str) -> dict[str, Any]:
-        return dict(self._json(self._http.get(f"/v1/jobs/{job_id}")))
+        return dict(self._json(self._get(f"/v1/jobs/{job_id}")))
 
     def proof(self, cid: str) -> dict[str, Any]:
-        return dict(self._json(self._http.get(f"/v1/proofs/{cid}")))
+        return dict(self._json(self._get(f"/v1/proofs/{cid}")))
 
     # --- inference ---------------------------------------------------------------------------------
     def infer(self, model_id: str, inputs: dict[str, Any], *, max_amount: int | None = None,
@@ -102,12 +124,12 @@ class Client:
         known = self._terms.get(model_id) if self.account is not None else None
         if known is not None and (max_amount is None or max_amount == known[1]):
             headers[PAYMENT_SIGNATURE] = self._pay(*known)  # terms seen before: pay up front
-        response = self._http.post(url, json=inputs, headers=headers)
+        response = self._post(url, json=inputs, headers=headers)
         if response.status_code == 402 and PAYMENT_REQUIRED in response.headers:
             cap = max_amount if max_amount is not None else int(self.model(model_id)["price"]["atomic"])
             required = response.headers[PAYMENT_REQUIRED]
             headers[PAYMENT_SIGNATURE] = self._pay(required, cap)
-            response = self._http.post(url, json=inputs, headers=headers)
+            response = self._post(url, json=inputs, headers=headers)
             if response.status_code < 400:
                 self._terms[model_id] = (required, cap)
         elif response.status_code == 402:
@@ -117,6 +139,29 @@ class Client:
             job = self._wait(body["id"])
             return self._from_job(job)
         return self._result(body, response.headers.get(PAYMENT_RESPONSE))
+
+    # --- escrow (on-chain requests this node fulfils) ------------------------------------------------
+    def escrow_request(self, request_id: int) -> dict[str, Any]:
+        """The node's view of an on-chain request: status, bundle CID, fulfil tx, settlement."""
+        return dict(self._json(self._get(f"/v1/requests/{request_id}")))
+
+    def post_request_input(self, request_id: int, inputs: dict[str, Any],
+                           salt: list[int] | None = None) -> dict[str, Any]:
+        """Open a request's input commitment to the node, which then proves it and calls ``fulfill``."""
+        return dict(self._json(self._post(f"/v1/requests/{request_id}/input", json={"input": inputs, "salt": salt})))
+
+    def wait_request(self, request_id: int, timeout_s: float = 600.0) -> dict[str, Any]:
+        """Poll until the node has fulfilled or failed the request; raises ``ProofTimeout`` after ``timeout_s``
+        (the price stays in escrow: the node may still fulfil it, or the consumer refunds it after the deadline)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            row = self.escrow_request(request_id)
+            if row["status"] in ("fulfilled", "failed"):
+                return row
+            if time.monotonic() >= deadline:
+                raise ProofTimeout(f"request {request_id} is still {row['status']} after {timeout_s:g} s",
+                                   request_id=request_id, status=row["status"])
+            time.sleep(self.poll_interval_s)
 
     def _pay(self, required_header: str, cap: int) -> str:
         from x402.http import decode_payment_required_header

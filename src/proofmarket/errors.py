@@ -143,6 +143,13 @@ class ProofTimeout(ProvingError):
     code, http_status = "proof_timeout", 504
 
 
+# --- nodes (the SDK's view) ---------------------------------------------------------------------
+class NodeUnavailable(ProofMarketError):
+    """The SDK or the CLI could not reach a proofmarket node (refused, unresolvable, timed out)."""
+
+    code, http_status, exit_code = "node_unavailable", 503, 4
+
+
 # --- verification -------------------------------------------------------------------------------
 class VerificationFailed(ProofMarketError):
     """The proof (or the bundle around it) does not hold. CLI exit code 1."""

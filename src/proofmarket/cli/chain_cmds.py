@@ -185,10 +185,15 @@ def request_cmd(
     ttl: Annotated[int | None, typer.Option(help="seconds until the deadline (default 3600)")] = None,
     eip3009: Annotated[bool, typer.Option("--eip3009", help="pay with a signed EIP-3009 authorization "
                                                              "instead of approve + transferFrom")] = False,
+    node: Annotated[str | None, typer.Option(
+        "--node", help="a node serving the model: post the input to it (it proves and fulfils on chain)")] = None,
+    wait: Annotated[float, typer.Option(
+        help="with --node: seconds to wait for the fulfilment (0: do not wait)", min=0)] = 600.0,
     as_json: JsonOpt = False,
     home: HomeOpt = None,
 ) -> None:
-    """Escrow the model's price for INPUT (commitment computed here); print the request id."""
+    """Escrow the model's price for INPUT (commitment computed here); print the request id. With --node,
+    post the input to that node and wait until it has fulfilled the request on chain."""
     from proofmarket.market import format_usdc
 
     try:
@@ -199,17 +204,53 @@ def request_cmd(
                                      payment="eip3009" if eip3009 else "approve")
     except ProofMarketError as exc:
         raise fail(exc, as_json) from exc
+    summary = {"ok": True, "request_id": receipt.request_id, "model_id": receipt.model_id,
+               "commitment": receipt.commitment, "salt": receipt.salt, "deadline": receipt.deadline,
+               "amount": receipt.amount, "consumer": receipt.consumer, "payment": receipt.payment,
+               "tx": _tx(receipt.tx)}
+    if not as_json:
+        out.print(f"request {receipt.request_id}: {format_usdc(receipt.amount)} USDC in escrow until "
+                  f"{receipt.deadline}")
+        out.print(f"  input commitment {receipt.commitment}")
+        if receipt.salt is not None:
+            out.print(f"  salt {','.join(map(str, receipt.salt))} (keep it: it opens the commitment)")
+        out.print(f"  tx {receipt.tx.tx_hash} ({receipt.tx.gas_used:,} gas)")
+    if node is not None:
+        summary["node"] = _hand_to_node(node, receipt.request_id, doc, receipt.salt, wait, as_json)
     if as_json:
-        emit_json({"ok": True, "request_id": receipt.request_id, "model_id": receipt.model_id,
-                   "commitment": receipt.commitment, "salt": receipt.salt, "deadline": receipt.deadline,
-                   "amount": receipt.amount, "consumer": receipt.consumer, "payment": receipt.payment,
-                   "tx": _tx(receipt.tx)})
-        return
-    out.print(f"request {receipt.request_id}: {format_usdc(receipt.amount)} USDC in escrow until {receipt.deadline}")
-    out.print(f"  input commitment {receipt.commitment}")
-    if receipt.salt is not None:
-        out.print(f"  salt {','.join(map(str, receipt.salt))} (keep it: it opens the commitment)")
-    out.print(f"  tx {receipt.tx.tx_hash} ({receipt.tx.gas_used:,} gas)")
+        emit_json(summary)
+
+
+def _hand_to_node(node: str, request_id: int, doc: Any, salt: list[int] | None, wait: float,
+                  as_json: bool) -> dict[str, Any]:
+    """Post the input of an escrowed request to ``node``, then (``wait`` > 0) wait for its fulfilment."""
+    from proofmarket.client import Client
+    from proofmarket.jobs.errors import rebuild_error
+
+    try:
+        with Client(node, poll_interval_s=0.5) as sdk:
+            row = sdk.post_request_input(request_id, doc, salt)
+            if not as_json:
+                out.print(f"  input posted to {node}: {row['status']}")
+            if wait > 0:
+                row = sdk.wait_request(request_id, wait)
+                if row["status"] == "failed":
+                    error = row.get("error") or {}
+                    raise rebuild_error(error.get("code") or "proving_failed",
+                                        error.get("message") or "the node failed the request",
+                                        request_id=request_id)
+    except ProofMarketError as exc:
+        if not as_json:
+            out.print(f"  request {request_id} stays in escrow: post its input again, or "
+                      f"'proofmarket refund {request_id}' after the deadline")
+        exc.details.setdefault("request_id", request_id)
+        raise fail(exc, as_json) from exc
+    if not as_json and row["status"] == "fulfilled":
+        settlement = row.get("settlement") or {}
+        out.print(f"  fulfilled by the node: bundle {row['bundle_cid']}, tx {row['fulfil_tx']}")
+        if settlement:
+            out.print(f"  settlement {settlement.get('status')}: {json.dumps(settlement.get('paid', settlement))}")
+    return row
 
 
 def fulfill_cmd(
