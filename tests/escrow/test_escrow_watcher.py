@@ -35,14 +35,20 @@ def test_request_on_chain_then_input_is_fulfilled_with_the_exact_splits(env: Esc
                                                                         make_app: AppFactory) -> None:
     before = balances(env.market)
     receipt = env.market.request(env.public, mlp_input())
-    with TestClient(make_app()) as client:
+    app = make_app()
+    with TestClient(app) as client:
         seen = wait_status(client, receipt.request_id, ("seen",), timeout_s=10)
         assert seen["commitment"] == receipt.commitment and seen["model_id"] == env.public
         posted = client.post(f"/v1/requests/{receipt.request_id}/input", json={"input": mlp_input()})
         assert posted.status_code == 202, posted.text
         assert posted.json()["status"] in ("input_received", "proving", "fulfilled")
         done = wait_status(client, receipt.request_id, ("fulfilled", "failed"))
+        scraped = client.get("/metrics").text
     assert done["status"] == "fulfilled", done
+    registry = app.state.services.registry
+    assert registry.get_sample_value("proofmarket_escrow_requests_total", {"outcome": "fulfilled"}) == 1.0
+    assert registry.get_sample_value("proofmarket_escrow_fulfil_seconds_count") == 1.0
+    assert "proofmarket_escrow_open_requests" in scraped
     s = done["settlement"]
     owner, prover, fee = expected_splits()
     assert (s["status"], s["owner_amount"], s["prover_amount"], s["platform_fee"]) == ("FULFILLED", owner, prover, fee)
@@ -168,11 +174,15 @@ def test_a_request_without_input_expires_and_refuses_late_input(env: EscrowEnv, 
     receipt = env.market.request(env.public, mlp_input(), ttl_s=60)
     snapshot = env.market.client.rpc("evm_snapshot", [])
     try:
-        with TestClient(make_app()) as client:
+        app = make_app()
+        with TestClient(app) as client:
             assert client.get(f"/v1/requests/{receipt.request_id}").json()["status"] == "seen"
             advance_time(env.market.client, 120)
             expired = wait_status(client, receipt.request_id, ("failed",), timeout_s=10)
             assert expired["error"]["code"] == "expired"
+            failures = app.state.services.registry.get_sample_value("proofmarket_escrow_failures_total",
+                                                                    {"code": "expired"})
+            assert failures == 1.0
             late = client.post(f"/v1/requests/{receipt.request_id}/input", json={"input": mlp_input()})
             assert late.status_code == 409 and late.json()["error"]["code"] == "request_closed"
     finally:

@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
+
+from prometheus_client import CollectorRegistry
 
 from proofmarket import models
 from proofmarket.chain import ChainEvent, EventWatcher, model_key
@@ -28,6 +31,7 @@ from proofmarket.chain.types import InferenceRequest, RequestStatus
 from proofmarket.config import Settings
 from proofmarket.db import Database, EscrowRepo, EscrowRequestRow, EscrowStatus, ModelRepo, SeenRequest
 from proofmarket.errors import ChainError, InputError, ProofMarketError, UsageError
+from proofmarket.jobs.metrics import EscrowMetrics
 from proofmarket.market import Market
 from proofmarket.market.results import settlement_summary
 from proofmarket.workspace import Workspace
@@ -37,6 +41,7 @@ log = logging.getLogger("proofmarket.escrow")
 
 MAX_ATTEMPTS = 3  # transient failures (RPC, a stopped prover) before a request is failed for good
 CLOSED = (EscrowStatus.FULFILLED, EscrowStatus.FAILED)
+OPEN = tuple(s for s in EscrowStatus if s not in CLOSED)
 
 
 class UnknownRequest(UsageError):
@@ -64,8 +69,9 @@ class EscrowService:
 
     def __init__(self, market: Market, repo: EscrowRepo, served: Callable[[], Iterable[str]], *,
                  confirmations: int = 1, poll_s: float = 2.0, batch_size: int = 2_000,
-                 proof_timeout_s: float | None = None) -> None:
+                 proof_timeout_s: float | None = None, metrics: EscrowMetrics | None = None) -> None:
         self.market = market
+        self.metrics = metrics
         self.repo = repo
         self.served = served
         self.chain_id = market.client.chain_id
@@ -82,9 +88,12 @@ class EscrowService:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._work_lock = threading.Lock()
+        if metrics is not None:
+            metrics.track_open(self._open_count)
 
     @classmethod
-    def for_node(cls, settings: Settings, db: Database, workspace: Workspace) -> EscrowService | None:
+    def for_node(cls, settings: Settings, db: Database, workspace: Workspace,
+                 registry: CollectorRegistry | None = None) -> EscrowService | None:
         """The node's escrow service, or None when the setting is off or (auto) no market is deployed."""
         if settings.escrow_watcher == "off":
             return None
@@ -98,7 +107,8 @@ class EscrowService:
         model_repo = ModelRepo(db)
         return cls(market, EscrowRepo(db), lambda: [row.id for row in model_repo.list()],
                    confirmations=settings.escrow_confirmations, poll_s=settings.escrow_poll_s,
-                   proof_timeout_s=settings.proof_timeout_s)
+                   proof_timeout_s=settings.proof_timeout_s,
+                   metrics=EscrowMetrics(registry) if registry is not None else None)
 
     # --- consumers ----------------------------------------------------------------------------
     def get(self, request_id: int) -> EscrowRequestRow:
@@ -161,8 +171,8 @@ class EscrowService:
             now = self.market.client.timestamp()
             for row in self.repo.with_status(self.chain_id, self.address, EscrowStatus.SEEN):
                 if now > row.deadline:  # no input came in time: only a refund is possible now
-                    self.repo.failed(row.id, "expired", f"request {row.request_id} expired at {row.deadline} "
-                                     "before its input was posted")
+                    self._close_failed(row, "expired", f"request {row.request_id} expired at {row.deadline} "
+                                       "before its input was posted")
             for row in self.repo.with_status(self.chain_id, self.address, EscrowStatus.INPUT_RECEIVED):
                 if self._stop.is_set():
                     break
@@ -249,19 +259,28 @@ class EscrowService:
                     "output_hash": "0x" + onchain.output_hash.hex() if onchain.output_hash else None,
                     "recovered": True})
                 return onchain.status.name.lower()
-            self.repo.failed(row.id, "settled_elsewhere",
-                             f"request {row.request_id} was settled by another prover ({onchain.prover})")
+            self._close_failed(row, "settled_elsewhere",
+                               f"request {row.request_id} was settled by another prover ({onchain.prover})")
             return "settled by another prover"
         if onchain.status is RequestStatus.REFUNDED:
-            self.repo.failed(row.id, "refunded", f"request {row.request_id} was refunded to the consumer")
+            self._close_failed(row, "refunded", f"request {row.request_id} was refunded to the consumer")
             return "refunded"
         if self.market.client.timestamp() > onchain.deadline:
-            self.repo.failed(row.id, "expired", f"request {row.request_id} expired at {onchain.deadline}")
+            self._close_failed(row, "expired", f"request {row.request_id} expired at {onchain.deadline}")
             return "expired"
         return None
 
+    def _close_failed(self, row: EscrowRequestRow, code: str, message: str) -> None:
+        if self.repo.failed(row.id, code, message) and self.metrics is not None:
+            self.metrics.closed.labels("failed").inc()
+            self.metrics.failures.labels(code).inc()
+
+    def _open_count(self) -> int:
+        return len(self.repo.with_status(self.chain_id, self.address, *OPEN))
+
     def _fulfil(self, row: EscrowRequestRow) -> int:
         request_id = row.request_id
+        started = time.perf_counter()
         try:
             if self._closed_on_chain(row, self.market.market.get_request(request_id)) is not None:
                 return 0
@@ -289,6 +308,9 @@ class EscrowService:
         summary = {**settlement_summary(settlement), "bundle_cid": proved.bundle_cid,
                    "output": proved.bundle.output.values}
         self.repo.fulfilled(row.id, fulfil_tx=settlement.tx.tx_hash, settlement=summary)
+        if self.metrics is not None:
+            self.metrics.fulfil.observe(time.perf_counter() - started)
+            self.metrics.closed.labels(settlement.status.name.lower()).inc()
         log.info("escrow request %s %s in tx %s", request_id, settlement.status.name.lower(), settlement.tx.tx_hash)
         return 1
 
@@ -297,5 +319,5 @@ class EscrowService:
             self.repo.release(row.id)  # stopping, or worth another try: prove again later
             log.warning("escrow request %s: %s (%s), will retry", row.request_id, message, code)
             return
-        self.repo.failed(row.id, code, message)
+        self._close_failed(row, code, message)
         log.error("escrow request %s failed: %s (%s)", row.request_id, message, code)

@@ -23,3 +23,22 @@ class JobMetrics:
 
     def track_depth(self, depth: Callable[[], int]) -> None:
         self.queue_depth.set_function(lambda: float(depth()))
+
+
+class EscrowMetrics:
+    """The escrow watcher's view: requests closed by outcome, failures by code, time from claim to fulfil."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.closed = Counter("proofmarket_escrow_requests_total", "Escrow requests this node closed, by outcome "
+                              "(fulfilled: the market accepted our proof; rejected: it did not; failed: see failures)",
+                              ["outcome"], registry=registry)
+        self.failures = Counter("proofmarket_escrow_failures_total", "Escrow requests failed for good, by error code",
+                                ["code"], registry=registry)
+        self.fulfil = Histogram("proofmarket_escrow_fulfil_seconds", "From claiming a request to its fulfil "
+                                "transaction's receipt (proof and submission)", buckets=PROOF_BUCKETS,
+                                registry=registry)
+        self.open = Gauge("proofmarket_escrow_open_requests", "Requests seen and not yet closed (waiting for input, "
+                          "or being proved)", registry=registry)
+
+    def track_open(self, count: Callable[[], int]) -> None:
+        self.open.set_function(lambda: float(count()))

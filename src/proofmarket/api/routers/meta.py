@@ -55,7 +55,8 @@ def health(services: ServicesDep) -> JSONResponse:
 @router.get("/metrics", operation_id="metrics", response_class=Response,
             responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
 def metrics(services: ServicesDep) -> Response:
-    """Prometheus metrics: requests by route and status, proof durations, queue depth, failures by code."""
+    """Prometheus metrics: requests by route and status, proof durations, queue depth, failures by code,
+    escrow requests closed by outcome, escrow failures by code, fulfil time, open escrow requests."""
     return Response(generate_latest(services.registry), media_type=CONTENT_TYPE_LATEST)
 
 

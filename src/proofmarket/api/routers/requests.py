@@ -31,7 +31,8 @@ def escrow_of(app: FastAPI) -> EscrowService | None:
     with _lock:
         if not hasattr(app.state, "escrow"):
             services: NodeServices = app.state.services
-            app.state.escrow = EscrowService.for_node(services.settings, services.db, services.workspace)
+            app.state.escrow = EscrowService.for_node(services.settings, services.db, services.workspace,
+                                                      services.registry)
         escrow: EscrowService | None = app.state.escrow
         return escrow
 
