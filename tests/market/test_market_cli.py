@@ -81,3 +81,42 @@ def test_cli_errors_are_one_sentence_with_exit_codes(tmp_path: Path) -> None:
                         code=2)
     assert bad_salt["error"]["code"] == "bad_request"
     assert run_json(tmp_path, "chain", "down") == {"ok": True, "stopped": False, "pid": None}
+
+
+def test_cli_prover_and_admin_commands(tmp_path: Path) -> None:
+    anvil_or_skip()
+    home = tmp_path
+    try:
+        run_json(home, "chain", "up")
+        run_json(home, "chain", "deploy")  # on the devnet, deploy authorises and stakes the dev prover
+        prover = run_json(home, "prover", "status")
+        assert prover["eligible"] is True and prover["stake"] == prover["min_stake"] > 0
+        address, minimum = prover["address"], prover["min_stake"]
+        assert run_json(home, "prover", "stake")["added"] == 0  # already at the minimum: nothing to do
+
+        revoked = run(home, "admin", "authorize", address, "--revoke")
+        assert revoked.returncode == 0 and revoked.stdout.startswith(f"revoked prover {address}")
+        assert run_json(home, "prover", "status")["eligible"] is False
+        assert run_json(home, "admin", "authorize", address)["tx"]["hash"].startswith("0x")
+        assert run_json(home, "prover", "status", address)["eligible"] is True
+
+        run_json(home, "admin", "fee", "300")
+        run_json(home, "admin", "pause")
+        state = run_json(home, "admin", "status")
+        assert state["paused"] is True and state["platform_fee_bps"] == 300
+        too_high = run_json(home, "admin", "fee", "5000", code=4)  # the contract bounds the fee at 10%
+        assert too_high["error"]["code"] == "contract_reverted"
+        run_json(home, "admin", "unpause")
+        assert run_json(home, "admin", "status")["paused"] is False
+
+        unstaking = run_json(home, "prover", "unstake", "1")
+        assert unstaking["pending_unstake"] == 1_000_000 and unstaking["stake"] == minimum - 1_000_000
+        assert run_json(home, "prover", "status")["eligible"] is False  # below the minimum now
+        topped = run_json(home, "prover", "stake")
+        assert topped["added"] == 1_000_000 and topped["stake"] == minimum
+        early = run_json(home, "prover", "withdraw", code=4)  # the unstake delay is not over
+        assert early["error"]["code"] == "contract_reverted"
+
+        assert run_json(home, "admin", "authorize", "nope", code=2)["error"]["code"] == "bad_request"
+    finally:
+        devnet_down(MarketHome(home))

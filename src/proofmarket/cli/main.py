@@ -208,9 +208,11 @@ def export_cmd(
 
 from proofmarket.cli.chain_cmds import register as _register_market  # noqa: E402 (after the app exists)
 from proofmarket.cli.infer_cmd import register as _register_infer  # noqa: E402
+from proofmarket.cli.market_cmds import register as _register_roles  # noqa: E402
 from proofmarket.cli.node_cmd import register as _register_node  # noqa: E402
 
 _register_market(app)
+_register_roles(app)
 _register_node(app)
 _register_infer(app)
 

@@ -1,0 +1,239 @@
+"""CLI commands for provers and the market's admin: a thin shell over the market contract.
+
+    proofmarket prover status [ADDRESS]            # authorised? stake, pending unstake, record
+    proofmarket prover stake [AMOUNT]              # approve + stake (default: what the minimum still needs)
+    proofmarket prover unstake AMOUNT              # start the unstake delay for AMOUNT
+    proofmarket prover withdraw                    # take the unstaked amount back once the delay is over
+    proofmarket admin status                       # paused, fee, slash share, minimum stake, delay, fees held
+    proofmarket admin authorize ADDRESS [--revoke] # let a prover fulfil requests (or stop it)
+    proofmarket admin pause | unpause              # refuse (or accept again) new requests
+    proofmarket admin fee BPS                      # the platform fee of new requests (at most 1000 = 10%)
+    proofmarket admin withdraw-fees TO AMOUNT      # send collected platform fees to TO
+
+Who signs: on the devnet, anvil's dev accounts by role (prover, admin); elsewhere the key in
+PROOFMARKET_PRIVATE_KEY. The contract refuses what the signer may not do (a revert names the reason).
+Amounts print in USDC; ``--json`` gives atomic units (6 decimals).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from proofmarket.cli.chain_cmds import HomeOpt, JsonOpt, _open, _tx
+from proofmarket.cli.output import emit_json, fail, out
+from proofmarket.errors import ProofMarketError, UsageError
+
+prover_app = typer.Typer(help="Prover: authorisation status, stake and unstake on the market.", no_args_is_help=True)
+admin_app = typer.Typer(help="Market admin: pause, platform fee, authorised provers, collected fees.",
+                        no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(prover_app, name="prover")
+    app.add_typer(admin_app, name="admin")
+
+
+# --- prover -------------------------------------------------------------------------------------
+@prover_app.command("status")
+def prover_status(
+    address: Annotated[str | None, typer.Argument(help="a prover address (default: this node's prover)")] = None,
+    as_json: JsonOpt = False,
+    home: HomeOpt = None,
+) -> None:
+    """Whether ADDRESS may fulfil requests: authorised, stake against the minimum, record."""
+    from proofmarket.market import format_usdc
+
+    try:
+        with _open(home) as market:
+            who = address or market.accounts.prover.address
+            info = market.market.get_prover(who)
+            minimum = market.market.min_stake()
+            eligible = market.market.is_eligible(who)
+    except ProofMarketError as exc:
+        raise fail(exc, as_json) from exc
+    if as_json:
+        emit_json({"ok": True, "address": info.address, "authorized": info.authorized, "eligible": eligible,
+                   "stake": info.stake, "min_stake": minimum, "pending_unstake": info.pending_unstake,
+                   "unlock_at": info.unlock_at, "fulfilled": info.fulfilled, "failed": info.failed,
+                   "expired": info.expired})
+        return
+    out.print(f"prover {info.address}: {'eligible' if eligible else 'not eligible'} to fulfil requests")
+    out.print(f"  authorised {'yes' if info.authorized else 'no'}, stake {format_usdc(info.stake)} USDC "
+              f"(minimum {format_usdc(minimum)})")
+    if info.pending_unstake:
+        out.print(f"  unstaking {format_usdc(info.pending_unstake)} USDC, withdrawable from {info.unlock_at}")
+    out.print(f"  record: {info.fulfilled} fulfilled, {info.failed} failed, {info.expired} expired")
+
+
+@prover_app.command("stake")
+def prover_stake(
+    amount: Annotated[str | None, typer.Argument(help="USDC to add (default: what the minimum still needs)")] = None,
+    as_json: JsonOpt = False,
+    home: HomeOpt = None,
+) -> None:
+    """Approve and stake AMOUNT USDC for the signing prover."""
+    from proofmarket.market import format_usdc, parse_usdc
+
+    try:
+        with _open(home) as market:
+            prover = market.accounts.prover
+            info = market.market.get_prover(prover.address)
+            atomic = parse_usdc(amount, what="the stake") if amount is not None else \
+                max(0, market.market.min_stake() - info.stake)
+            tx = None
+            if atomic > 0:
+                market.usdc.approve(market.market.address, atomic, prover)
+                tx = market.market.stake(atomic, prover)
+            stake = market.market.get_prover(prover.address).stake
+    except ProofMarketError as exc:
+        raise fail(exc, as_json) from exc
+    if as_json:
+        emit_json({"ok": True, "address": prover.address, "added": atomic, "stake": stake, "tx": _tx(tx)})
+        return
+    if tx is None:
+        out.print(f"prover {prover.address} already stakes {format_usdc(stake)} USDC, the minimum: nothing added")
+        return
+    out.print(f"prover {prover.address}: staked {format_usdc(atomic)} USDC, now {format_usdc(stake)} USDC")
+    out.print(f"  tx {tx.tx_hash} ({tx.gas_used:,} gas)")
+
+
+@prover_app.command("unstake")
+def prover_unstake(
+    amount: Annotated[str, typer.Argument(help="USDC to unstake")],
+    as_json: JsonOpt = False,
+    home: HomeOpt = None,
+) -> None:
+    """Start unstaking AMOUNT USDC; 'prover withdraw' takes it back once the unstake delay is over."""
+    from proofmarket.market import format_usdc, parse_usdc
+
+    try:
+        with _open(home) as market:
+            prover = market.accounts.prover
+            tx = market.market.request_unstake(parse_usdc(amount, what="the amount"), prover)
+            info = market.market.get_prover(prover.address)
+    except ProofMarketError as exc:
+        raise fail(exc, as_json) from exc
+    if as_json:
+        emit_json({"ok": True, "address": prover.address, "pending_unstake": info.pending_unstake,
+                   "unlock_at": info.unlock_at, "stake": info.stake, "tx": _tx(tx)})
+        return
+    out.print(f"prover {prover.address}: unstaking {format_usdc(info.pending_unstake)} USDC, withdrawable from "
+              f"{info.unlock_at}")
+    out.print(f"  tx {tx.tx_hash} ({tx.gas_used:,} gas)")
+
+
+@prover_app.command("withdraw")
+def prover_withdraw(as_json: JsonOpt = False, home: HomeOpt = None) -> None:
+    """Take back the unstaked amount once its delay is over."""
+    from proofmarket.market import format_usdc
+
+    try:
+        with _open(home) as market:
+            prover = market.accounts.prover
+            pending = market.market.get_prover(prover.address).pending_unstake
+            if pending == 0:
+                raise UsageError("nothing is being unstaked: run 'proofmarket prover unstake AMOUNT' first")
+            tx = market.market.unstake(prover)
+    except ProofMarketError as exc:
+        raise fail(exc, as_json) from exc
+    if as_json:
+        emit_json({"ok": True, "address": prover.address, "withdrawn": pending, "tx": _tx(tx)})
+        return
+    out.print(f"prover {prover.address}: withdrew {format_usdc(pending)} USDC (tx {tx.tx_hash})")
+
+
+# --- admin --------------------------------------------------------------------------------------
+@admin_app.command("status")
+def admin_status(as_json: JsonOpt = False, home: HomeOpt = None) -> None:
+    """The market's settings: paused, platform fee, slash share, minimum stake, unstake delay, fees held."""
+    from proofmarket.market import format_usdc
+
+    try:
+        with _open(home) as market:
+            m = market.market
+            state: dict[str, Any] = {"market": m.address, "paused": m.paused(),
+                                     "platform_fee_bps": m.platform_fee_bps(),
+                                     "slash_bps": m.slash_bps(), "min_stake": m.min_stake(),
+                                     "unstake_delay_s": m.unstake_delay(), "platform_balance": m.platform_balance(),
+                                     "requests": m.request_count()}
+    except ProofMarketError as exc:
+        raise fail(exc, as_json) from exc
+    if as_json:
+        emit_json({"ok": True, **state})
+        return
+    out.print(f"market {state['market']}: {'PAUSED' if state['paused'] else 'open'}, {state['requests']} requests")
+    out.print(f"  platform fee {state['platform_fee_bps']} bps, slash share {state['slash_bps']} bps")
+    out.print(f"  minimum stake {format_usdc(state['min_stake'])} USDC, unstake delay {state['unstake_delay_s']} s")
+    out.print(f"  platform fees held {format_usdc(state['platform_balance'])} USDC")
+
+
+@admin_app.command("authorize")
+def admin_authorize(
+    address: Annotated[str, typer.Argument(help="the prover's address")],
+    revoke: Annotated[bool, typer.Option("--revoke", help="withdraw the authorisation instead")] = False,
+    as_json: JsonOpt = False,
+    home: HomeOpt = None,
+) -> None:
+    """Authorise ADDRESS to fulfil requests (it must also stake the minimum), or revoke it."""
+    _admin(lambda market: market.market.set_prover_authorized(_address(address), not revoke, market.accounts.admin),
+           f"{'revoked' if revoke else 'authorised'} prover {address}", as_json, home)
+
+
+@admin_app.command("pause")
+def admin_pause(as_json: JsonOpt = False, home: HomeOpt = None) -> None:
+    """Refuse new requests (open ones can still be fulfilled or refunded)."""
+    _admin(lambda market: market.market.pause(market.accounts.admin), "paused the market", as_json, home)
+
+
+@admin_app.command("unpause")
+def admin_unpause(as_json: JsonOpt = False, home: HomeOpt = None) -> None:
+    """Accept new requests again."""
+    _admin(lambda market: market.market.unpause(market.accounts.admin), "unpaused the market", as_json, home)
+
+
+@admin_app.command("fee")
+def admin_fee(
+    bps: Annotated[int, typer.Argument(help="platform fee in basis points (100 = 1%; at most 1000)", min=0)],
+    as_json: JsonOpt = False,
+    home: HomeOpt = None,
+) -> None:
+    """Set the platform fee of new requests (requests already open keep theirs)."""
+    _admin(lambda market: market.market.set_platform_fee(bps, market.accounts.admin),
+           f"platform fee set to {bps} bps", as_json, home)
+
+
+@admin_app.command("withdraw-fees")
+def admin_withdraw_fees(
+    to: Annotated[str, typer.Argument(help="the address to send the fees to")],
+    amount: Annotated[str, typer.Argument(help="USDC to send")],
+    as_json: JsonOpt = False,
+    home: HomeOpt = None,
+) -> None:
+    """Send AMOUNT USDC of the collected platform fees to TO."""
+    from proofmarket.market import parse_usdc
+
+    _admin(lambda market: market.market.withdraw_platform(_address(to), parse_usdc(amount, what="the amount"),
+                                                          market.accounts.admin),
+           f"sent {amount} USDC of platform fees to {to}", as_json, home)
+
+
+def _admin(action: Any, done: str, as_json: bool, home: Any) -> None:
+    try:
+        with _open(home) as market:
+            tx = action(market)
+    except ProofMarketError as exc:
+        raise fail(exc, as_json) from exc
+    if as_json:
+        emit_json({"ok": True, "done": done, "tx": _tx(tx)})
+        return
+    out.print(f"{done} (tx {tx.tx_hash}, {tx.gas_used:,} gas)")
+
+
+def _address(text: str) -> str:
+    from eth_utils import is_address, to_checksum_address
+
+    if not is_address(text):
+        raise UsageError(f"{text!r} is not an Ethereum address (0x and 40 hex digits)")
+    return str(to_checksum_address(text))
