@@ -19,6 +19,7 @@ OPERATION_IDS = {
     ("post", "/v1/requests/{request_id}/input"): "post_request_input",
     ("get", "/.well-known/ai-service.json"): "get_service_manifest",
     ("get", "/health"): "health",
+    ("get", "/dashboard"): "dashboard",
     ("get", "/metrics"): "metrics",
 }
 

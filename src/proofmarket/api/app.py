@@ -24,7 +24,7 @@ from proofmarket.api.deps import NodeServices
 from proofmarket.api.errors import handle_error
 from proofmarket.api.middleware import BodyLimit, RequestMetrics
 from proofmarket.api.payments import FreeAccess, PaymentPort
-from proofmarket.api.routers import artifacts, infer, jobs, meta, models, proofs, requests, verify
+from proofmarket.api.routers import artifacts, dashboard, infer, jobs, meta, models, proofs, requests, verify
 from proofmarket.api.security import check_admin_token
 from proofmarket.config import Settings
 from proofmarket.db import Database, JobRepo, ModelRepo
@@ -47,7 +47,7 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
                   lifespan=functools.partial(_lifespan, services=services))
     app.state.services = services
     for router in (models.router, infer.router, jobs.router, proofs.router, verify.router, artifacts.router,
-                   requests.router, meta.router):
+                   requests.router, meta.router, dashboard.router):
         app.include_router(router)
     for exc_type in (ProofMarketError, RequestValidationError, StarletteHTTPException, Exception):
         app.add_exception_handler(exc_type, handle_error)

@@ -142,6 +142,11 @@ class JobRepo:
             recovery.requeued = [(kind, job_id) for kind, job_id in pending]
         return recovery
 
+    def recent(self, limit: int = 20) -> list[JobRow]:
+        """The ``limit`` most recently created jobs, newest first."""
+        with self.db.session() as s:
+            return list(s.scalars(select(JobRow).order_by(JobRow.created_at.desc(), JobRow.id).limit(limit)))
+
     def counts(self) -> dict[str, int]:
         with self.db.session() as s:
             rows = s.execute(select(JobRow.status, func.count()).group_by(JobRow.status))
@@ -210,6 +215,13 @@ class EscrowRepo:
             return list(s.scalars(select(EscrowRequestRow).where(
                 EscrowRequestRow.chain_id == chain_id, EscrowRequestRow.market == market.lower(),
                 EscrowRequestRow.status.in_([st.value for st in statuses])).order_by(EscrowRequestRow.request_id)))
+
+    def recent(self, chain_id: int, market: str, limit: int = 20) -> list[EscrowRequestRow]:
+        """The ``limit`` most recently seen requests of a market, newest first."""
+        with self.db.session() as s:
+            return list(s.scalars(select(EscrowRequestRow).where(
+                EscrowRequestRow.chain_id == chain_id, EscrowRequestRow.market == market.lower())
+                .order_by(EscrowRequestRow.created_at.desc(), EscrowRequestRow.id.desc()).limit(limit)))
 
     def input_received(self, row_id: int, inputs: dict[str, Any]) -> bool:
         """seen -> input_received with the consumer's input (and salt)."""
