@@ -90,7 +90,8 @@ class Client:
         try:
             return self._http.request(method, url, **kwargs)
         except httpx.TimeoutException as exc:
-            raise NodeUnavailable(f"the node at {self.base_url} did not answer {method} {url} in time",
+            raise NodeUnavailable(f"the node at {self.base_url} did not answer {method} {url} in time (a paid "
+                                  "call may still complete: retry it with the same Idempotency-Key to pay once)",
                                   url=self.base_url) from exc
         except httpx.TransportError as exc:
             raise NodeUnavailable(f"cannot reach the node at {self.base_url}: {exc}", url=self.base_url) from exc
@@ -122,13 +123,16 @@ class Client:
         url = f"/v1/models/{model_id}/infer"
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         known = self._terms.get(model_id) if self.account is not None else None
+        upfront: str | None = None
         if known is not None and (max_amount is None or max_amount == known[1]):
-            headers[PAYMENT_SIGNATURE] = self._pay(*known)  # terms seen before: pay up front
+            upfront = headers[PAYMENT_SIGNATURE] = self._pay(*known)  # terms seen before: pay up front
         response = self._post(url, json=inputs, headers=headers)
         if response.status_code == 402 and PAYMENT_REQUIRED in response.headers:
+            self._terms.pop(model_id, None)
             cap = max_amount if max_amount is not None else int(self.model(model_id)["price"]["atomic"])
             required = response.headers[PAYMENT_REQUIRED]
-            headers[PAYMENT_SIGNATURE] = self._pay(required, cap)
+            # A refused up-front payment stays signed: the retry reuses its nonce, so only one can be executed.
+            headers[PAYMENT_SIGNATURE] = self._pay(required, cap, nonce=_nonce_of(upfront) if upfront else None)
             response = self._post(url, json=inputs, headers=headers)
             if response.status_code < 400:
                 self._terms[model_id] = (required, cap)
@@ -163,7 +167,7 @@ class Client:
                                    request_id=request_id, status=row["status"])
             time.sleep(self.poll_interval_s)
 
-    def _pay(self, required_header: str, cap: int) -> str:
+    def _pay(self, required_header: str, cap: int, nonce: str | None = None) -> str:
         from x402.http import decode_payment_required_header
 
         from proofmarket.payments.client import payment_signature_header
@@ -172,7 +176,7 @@ class Client:
             raise PaymentRequired("this node asks for a payment: create the Client with an account to pay")
         required = decode_payment_required_header(required_header)
         assets = [(str(a.network), a.asset) for a in getattr(required, "accepts", [])]
-        return payment_signature_header(self.account, required_header, cap, assets=assets)
+        return payment_signature_header(self.account, required_header, cap, assets=assets, nonce=nonce)
 
     def _wait(self, job_id: str) -> dict[str, Any]:
         while True:
@@ -220,15 +224,19 @@ class Client:
         if store.has(cid):
             return
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=self.cache_dir, prefix=".fetch-", delete=True) as tmp, \
-                self._http.stream("GET", f"/v1/artifacts/{cid}") as response:
-            if response.status_code != 200:
-                response.read()
-                self._json(response)
-            for chunk in response.iter_bytes():
-                tmp.write(chunk)
-            tmp.flush()
-            got = store.put_file(tmp.name)
+        try:
+            with tempfile.NamedTemporaryFile(dir=self.cache_dir, prefix=".fetch-", delete=True) as tmp, \
+                    self._http.stream("GET", f"/v1/artifacts/{cid}") as response:
+                if response.status_code != 200:
+                    response.read()
+                    self._json(response)
+                for chunk in response.iter_bytes():
+                    tmp.write(chunk)
+                tmp.flush()
+                got = store.put_file(tmp.name)
+        except httpx.TransportError as exc:
+            raise NodeUnavailable(f"cannot fetch artifact {cid} from the node at {self.base_url}: {exc}",
+                                  url=self.base_url, cid=cid) from exc
         if got != cid:
             raise VerificationFailed(f"the node served other bytes for artifact {cid} (their CID is {got})",
                                      cid=cid)
@@ -249,6 +257,12 @@ class Client:
                                    status=response.status_code)
         raise _error(str(error.get("code")), str(error.get("message", "")), error.get("details") or {},
                      ProofMarketError, response)
+
+
+def _nonce_of(payment_signature: str) -> str:
+    from proofmarket.payments.client import nonce_of
+
+    return nonce_of(payment_signature)
 
 
 def _error(code: str, message: str, details: dict[str, Any], default: type[ProofMarketError],

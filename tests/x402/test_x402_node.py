@@ -33,6 +33,7 @@ from proofmarket.cli.main import app as cli
 from proofmarket.errors import PaymentExpired, VerificationFailed
 from proofmarket.market.accounts import DEV_ROLES
 from proofmarket.payments import payment_signature_header, verify_receipt
+from proofmarket.payments.client import nonce_of
 from proofmarket.store import canonical_json, cid_for_bytes
 from proofmarket.zk.verify import pure_bundle_cid
 
@@ -113,9 +114,12 @@ class _Counting(httpx.HTTPTransport):
     def __init__(self) -> None:
         super().__init__()
         self.requests: list[str] = []
+        self.payments: list[str] = []
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(f"{request.method} {request.url.path}")
+        if PAY in request.headers:
+            self.payments.append(request.headers[PAY])
         return super().handle_request(request)
 
 
@@ -141,9 +145,13 @@ def test_the_sdk_pays_up_front_once_it_knows_the_terms(node: Served, chain: Chai
         stale.accepts[0].amount = str(PRICE - 1)
         sdk._terms[mlp_id] = (encode_payment_required_header(stale), cap)
         transport.requests.clear()
+        transport.payments.clear()
         result = sdk.infer(mlp_id, mlp_input())
         assert transport.requests == [infer, f"GET /v1/models/{mlp_id}", infer]
         assert result.status == "settled"
+        # the refused up-front authorization and the one that paid share a nonce: only one can ever execute
+        refused, paid = transport.payments
+        assert refused != paid and nonce_of(refused) == nonce_of(paid)
 
     assert chain.balances(payer.address, payee.address) == [before[0] - 3 * PRICE, before[1] + 3 * PRICE]
 

@@ -216,20 +216,25 @@ def request_cmd(
             out.print(f"  salt {','.join(map(str, receipt.salt))} (keep it: it opens the commitment)")
         out.print(f"  tx {receipt.tx.tx_hash} ({receipt.tx.gas_used:,} gas)")
     if node is not None:
-        summary["node"] = _hand_to_node(node, receipt.request_id, doc, receipt.salt, wait, as_json)
+        summary["node"] = _hand_to_node(node, summary, doc, wait, as_json)
     if as_json:
         emit_json(summary)
 
 
-def _hand_to_node(node: str, request_id: int, doc: Any, salt: list[int] | None, wait: float,
-                  as_json: bool) -> dict[str, Any]:
-    """Post the input of an escrowed request to ``node``, then (``wait`` > 0) wait for its fulfilment."""
+def _hand_to_node(node: str, summary: dict[str, Any], doc: Any, wait: float, as_json: bool) -> dict[str, Any]:
+    """Post the input of an escrowed request to ``node``, then (``wait`` > 0) wait for its fulfilment.
+    Exit codes: a failed request its error's code; a proof the market rejected 1 (the consumer got the
+    price back); still open after ``wait`` seconds 3."""
     from proofmarket.client import Client
+    from proofmarket.errors import VerificationFailed
     from proofmarket.jobs.errors import rebuild_error
 
+    request_id = int(summary["request_id"])
+    posted = False
     try:
         with Client(node, poll_interval_s=0.5) as sdk:
-            row = sdk.post_request_input(request_id, doc, salt)
+            row = sdk.post_request_input(request_id, doc, summary["salt"])
+            posted = True
             if not as_json:
                 out.print(f"  input posted to {node}: {row['status']}")
             if wait > 0:
@@ -237,13 +242,16 @@ def _hand_to_node(node: str, request_id: int, doc: Any, salt: list[int] | None, 
                 if row["status"] == "failed":
                     error = row.get("error") or {}
                     raise rebuild_error(error.get("code") or "proving_failed",
-                                        error.get("message") or "the node failed the request",
-                                        request_id=request_id)
+                                        error.get("message") or "the node failed the request")
+                if (row.get("settlement") or {}).get("status") == "REJECTED":
+                    raise VerificationFailed("the market rejected the node's proof: the price went back to the "
+                                             "consumer and the prover was slashed")
     except ProofMarketError as exc:
-        if not as_json:
+        if not as_json and not posted:
             out.print(f"  request {request_id} stays in escrow: post its input again, or "
                       f"'proofmarket refund {request_id}' after the deadline")
         exc.details.setdefault("request_id", request_id)
+        exc.details.setdefault("request", {k: summary[k] for k in ("commitment", "salt", "deadline", "tx")})
         raise fail(exc, as_json) from exc
     if not as_json and row["status"] == "fulfilled":
         settlement = row.get("settlement") or {}

@@ -216,6 +216,12 @@ class EscrowRepo:
                 EscrowRequestRow.chain_id == chain_id, EscrowRequestRow.market == market.lower(),
                 EscrowRequestRow.status.in_([st.value for st in statuses])).order_by(EscrowRequestRow.request_id)))
 
+    def count_with_status(self, chain_id: int, market: str, *statuses: EscrowStatus) -> int:
+        with self.db.session() as s:
+            return int(s.scalar(select(func.count()).select_from(EscrowRequestRow).where(
+                EscrowRequestRow.chain_id == chain_id, EscrowRequestRow.market == market.lower(),
+                EscrowRequestRow.status.in_([st.value for st in statuses]))) or 0)
+
     def recent(self, chain_id: int, market: str, limit: int = 20) -> list[EscrowRequestRow]:
         """The ``limit`` most recently seen requests of a market, newest first."""
         with self.db.session() as s:

@@ -69,9 +69,9 @@ class EscrowService:
 
     def __init__(self, market: Market, repo: EscrowRepo, served: Callable[[], Iterable[str]], *,
                  confirmations: int = 1, poll_s: float = 2.0, batch_size: int = 2_000,
-                 proof_timeout_s: float | None = None, metrics: EscrowMetrics | None = None) -> None:
+                 proof_timeout_s: float | None = None) -> None:
         self.market = market
-        self.metrics = metrics
+        self.metrics: EscrowMetrics | None = None
         self.repo = repo
         self.served = served
         self.chain_id = market.client.chain_id
@@ -88,8 +88,6 @@ class EscrowService:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._work_lock = threading.Lock()
-        if metrics is not None:
-            metrics.track_open(self._open_count)
 
     @classmethod
     def for_node(cls, settings: Settings, db: Database, workspace: Workspace,
@@ -107,8 +105,7 @@ class EscrowService:
         model_repo = ModelRepo(db)
         return cls(market, EscrowRepo(db), lambda: [row.id for row in model_repo.list()],
                    confirmations=settings.escrow_confirmations, poll_s=settings.escrow_poll_s,
-                   proof_timeout_s=settings.proof_timeout_s,
-                   metrics=EscrowMetrics(registry) if registry is not None else None)
+                   proof_timeout_s=settings.proof_timeout_s).with_metrics(registry)
 
     # --- consumers ----------------------------------------------------------------------------
     def get(self, request_id: int) -> EscrowRequestRow:
@@ -275,8 +272,19 @@ class EscrowService:
             self.metrics.closed.labels("failed").inc()
             self.metrics.failures.labels(code).inc()
 
-    def _open_count(self) -> int:
-        return len(self.repo.with_status(self.chain_id, self.address, *OPEN))
+    def with_metrics(self, registry: CollectorRegistry | None) -> EscrowService:
+        """Report on ``registry`` (after construction: a service that failed to build registers nothing)."""
+        if registry is not None:
+            self.metrics = EscrowMetrics(registry)
+            self.metrics.track_open(self._open_count)
+        return self
+
+    def _open_count(self) -> float:
+        try:
+            return float(self.repo.count_with_status(self.chain_id, self.address, *OPEN))
+        except Exception:  # a scrape must not fail because the database hiccuped
+            log.warning("could not count the open escrow requests", exc_info=True)
+            return float("nan")
 
     def _fulfil(self, row: EscrowRequestRow) -> int:
         request_id = row.request_id

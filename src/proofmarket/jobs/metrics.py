@@ -40,5 +40,5 @@ class EscrowMetrics:
         self.open = Gauge("proofmarket_escrow_open_requests", "Requests seen and not yet closed (waiting for input, "
                           "or being proved)", registry=registry)
 
-    def track_open(self, count: Callable[[], int]) -> None:
-        self.open.set_function(lambda: float(count()))
+    def track_open(self, count: Callable[[], float]) -> None:
+        self.open.set_function(count)

@@ -26,7 +26,7 @@ from x402.http import (
 from x402.http.clients import x402_httpx_transport
 from x402.mechanisms.evm import EthAccountSigner
 from x402.mechanisms.evm.exact import register_exact_evm_client
-from x402.schemas import NoMatchingRequirementsError, PaymentRequired, SettleResponse
+from x402.schemas import NoMatchingRequirementsError, PaymentPayload, PaymentRequired, SettleResponse
 
 from proofmarket.errors import PaymentMalformed, PaymentRejected
 
@@ -36,6 +36,7 @@ __all__ = [
     "Asset",
     "PAYMENT_SIGNATURE_HEADER",
     "decode_payment_response_header",
+    "nonce_of",
     "paying_httpx_client",
     "payment_signature_header",
     "settlement_of",
@@ -101,8 +102,13 @@ def payment_signature_header(
     *,
     assets: Sequence[Asset] = (),
     networks: Sequence[str] = (),
+    nonce: str | None = None,
 ) -> str:
-    """The PAYMENT-SIGNATURE value paying the 402 answer whose PAYMENT-REQUIRED header is given."""
+    """The PAYMENT-SIGNATURE value paying the 402 answer whose PAYMENT-REQUIRED header is given.
+
+    ``nonce`` (0x + 64 hex digits) replaces the authorization's random nonce: a payment that retries an
+    earlier one under new terms reuses its nonce, so that at most one of the two can ever be executed.
+    """
     try:
         required = decode_payment_required_header(payment_required_header)
     except ValueError as exc:
@@ -114,7 +120,40 @@ def payment_signature_header(
         payload = client.create_payment_payload(required)
     except NoMatchingRequirementsError as exc:
         raise PaymentRejected(f"no acceptable way to pay within the spend limits: {exc}") from exc
+    if nonce is not None:
+        if not isinstance(payload, PaymentPayload):
+            raise PaymentMalformed("only x402 version 2 payments can reuse a nonce")
+        payload = _with_nonce(payload, account, nonce)
     return encode_payment_signature_header(payload)
+
+
+def nonce_of(payment_signature_header_value: str) -> str:
+    """The EIP-3009 nonce of a PAYMENT-SIGNATURE value made by ``payment_signature_header``."""
+    from x402.http import decode_payment_signature_header
+
+    payload = decode_payment_signature_header(payment_signature_header_value)
+    return str(payload.payload["authorization"]["nonce"])
+
+
+def _with_nonce(payload: PaymentPayload, account: LocalAccount, nonce: str) -> PaymentPayload:
+    """The same exact (EIP-3009) payment, signed again with ``nonce``."""
+    from proofmarket.chain.eip3009 import TokenDomain, sign_transfer_authorization
+    from proofmarket.payments.facilitators import chain_id_of
+
+    inner = dict(payload.payload)
+    if "authorization" not in inner:
+        raise PaymentMalformed("only exact EIP-3009 payments can reuse a nonce")
+    auth = dict(inner["authorization"])
+    accepted = payload.accepted
+    extra = accepted.extra or {}
+    domain = TokenDomain(str(extra["name"]), str(extra["version"]), chain_id_of(str(accepted.network)),
+                         str(accepted.asset))
+    signed = sign_transfer_authorization(account, domain, to=str(auth["to"]), value=int(auth["value"]),
+                                         valid_after=int(auth["validAfter"]), valid_before=int(auth["validBefore"]),
+                                         nonce=bytes.fromhex(nonce.removeprefix("0x")))
+    auth["nonce"] = "0x" + signed.nonce.hex()
+    inner["authorization"], inner["signature"] = auth, "0x" + signed.sig.signature.hex()
+    return payload.model_copy(update={"payload": inner})
 
 
 def settlement_of(payment_response_header: str) -> SettleResponse:
