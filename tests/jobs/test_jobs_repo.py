@@ -91,3 +91,25 @@ def test_models_upsert_keeps_exact_prices(db: Database) -> None:
     [row] = models.list()
     assert (row.price_atomic, row.owner, row.created_at.tzinfo) == (7, "0xowner", UTC)
     assert models.get("nope") is None
+
+
+def test_recent_rows_and_open_counts_on_each_backend(db: Database) -> None:
+    from proofmarket.db import EscrowRepo, EscrowStatus, SeenRequest
+
+    jobs = JobRepo(db)
+    ids = [jobs.create(new_job(n)).id for n in range(5)]
+    recent = jobs.recent(3)
+    assert {j.id for j in recent} == set(ids[2:])  # the newest, bounded
+    assert [j.created_at for j in recent] == sorted((j.created_at for j in recent), reverse=True)
+
+    escrow, market = EscrowRepo(db), "0x" + "ab" * 20
+    for request_id in (1, 2, 3):
+        escrow.seen(SeenRequest(chain_id=1, market=market, request_id=request_id, model_id="m",
+                                commitment="0x" + "00" * 32, consumer="0x" + "cd" * 20, amount=1, deadline=2**40))
+    row = escrow.get(1, market, 2)
+    assert row is not None and escrow.failed(row.id, "expired", "late")
+    open_ = (EscrowStatus.SEEN, EscrowStatus.INPUT_RECEIVED, EscrowStatus.PROVING)
+    assert escrow.count_with_status(1, market, *open_) == 2
+    assert escrow.count_with_status(1, market.upper().replace("0X", "0x"), *open_) == 2  # addresses any case
+    assert escrow.count_with_status(2, market, *open_) == 0
+    assert [r.request_id for r in escrow.recent(1, market, 2)] == [3, 2]
