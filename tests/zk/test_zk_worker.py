@@ -57,10 +57,17 @@ def _bundles(store: LocalStore) -> int:
 
 
 def test_warm_starts_the_process_before_the_first_proof(own_prover, mlp: CompileResult, mlp_input) -> None:
-    assert own_prover.worker.pid is None
+    assert own_prover.worker.pid is None and not own_prover.ready
     own_prover.warm()
     pid = own_prover.worker.pid
-    assert pid is not None
+    assert pid is not None and own_prover.ready
     own_prover.prove(mlp.model_id, mlp_input)
     assert own_prover.worker.pid == pid  # the proof ran in the warmed process
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while own_prover.ready:  # a dead process is not ready (what /health counts)
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    own_prover.prove(mlp.model_id, mlp_input)  # the next proof starts a fresh one
+    assert own_prover.ready and own_prover.worker.pid != pid
     own_prover.close()

@@ -42,7 +42,6 @@ class LocalJobQueue:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._warm = 0  # prover processes started and ready (EZKL loaded)
         self.recovery = Recovery()
         runner.metrics.track_depth(self.depth)
 
@@ -83,9 +82,9 @@ class LocalJobQueue:
 
     @property
     def warm_provers(self) -> int:
-        """Prover processes already started with EZKL loaded (the node warms them up as it starts)."""
-        with self._lock:
-            return self._warm
+        """Prover processes alive with EZKL loaded (the node warms them up as it starts; a killed one
+        counts again once it is restarted by the next proof)."""
+        return sum(bool(getattr(p, "ready", False)) for p in self.provers)
 
     @property
     def alive_workers(self) -> int:
@@ -120,8 +119,6 @@ class LocalJobQueue:
         if callable(warm_up):
             try:
                 warm_up()
-                with self._lock:
-                    self._warm += 1
             except Exception:
                 log.warning("could not warm up a prover process; the first proof will start it", exc_info=True)
         while not self._stop.is_set():

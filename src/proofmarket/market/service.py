@@ -49,8 +49,7 @@ from proofmarket.workspace import Workspace
 from proofmarket.zk.bundle import ProofBundle
 from proofmarket.zk.commitment import input_commitment
 from proofmarket.zk.manifest import ModelManifest
-from proofmarket.zk.profile import SALT_BITS
-from proofmarket.zk.salt import new_salt
+from proofmarket.zk.salt import check_salt
 
 DEFAULT_OWNER_SHARE_BPS = 7_000
 PAYMENTS = ("approve", "eip3009")
@@ -193,7 +192,7 @@ class Market:
         if payment not in PAYMENTS:
             raise UsageError(f"payment must be one of {', '.join(PAYMENTS)}, not {payment!r}")
         manifest, info = self.workspace.prover.model(model_id)
-        salt = _salt_for(manifest, salt)
+        salt = check_salt(manifest.salt_elements, salt, required=False)
         commitment = input_commitment(self.workspace.store, manifest, models.parse_inputs(inputs_doc, info), salt)
         try:  # the input is stored for the prover after the escrow transaction: make sure it can be
             json.dumps(inputs_doc, allow_nan=False)
@@ -349,14 +348,3 @@ def deployment_path(settings: Settings, chain_id: int) -> Path:
     return settings.deployment_file or MarketHome(settings.home).deployment_file(chain_id)
 
 
-def _salt_for(manifest: ModelManifest, salt: list[int] | None) -> list[int] | None:
-    if not manifest.salt_elements:
-        if salt is not None:
-            raise UsageError("this model's input is public: it takes no salt")
-        return None
-    if salt is None:
-        return new_salt()
-    if len(salt) != manifest.salt_elements or not all(
-            isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 1 << SALT_BITS for s in salt):
-        raise UsageError(f"the salt must be {manifest.salt_elements} integers in [0, 2^{SALT_BITS})")
-    return list(salt)

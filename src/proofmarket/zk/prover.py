@@ -143,6 +143,10 @@ class EzklProver:
         """Start the prover process ahead of the first proof (the node does this when it starts)."""
         self.worker.warm()
 
+    @property
+    def ready(self) -> bool:
+        return self.worker.ready
+
     def close(self) -> None:
         self.worker.close()
 

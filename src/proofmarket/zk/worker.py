@@ -75,6 +75,7 @@ class ProofWorker:
         self._proc: Any = None
         self._conn: Connection | None = None
         self._lock = threading.Lock()
+        self._ready = False  # the child has EZKL loaded (warmed up, or it ran a task)
 
     def _ensure(self) -> Connection:
         if self._proc is None or not self._proc.is_alive():
@@ -100,6 +101,7 @@ class ProofWorker:
                 code = self._proc.exitcode if self._proc is not None else None
                 self._kill()
                 raise ProvingError(f"the prover process died (exit code {code})") from exc
+        self._ready = True  # it answered: EZKL is loaded
         if status == "ok":
             return payload
         return _rebuild(*payload)
@@ -112,6 +114,7 @@ class ProofWorker:
         return dict(self.run("prove", {k: str(v) for k, v in paths.items()}, timeout_s))
 
     def _kill(self) -> None:
+        self._ready = False
         if self._proc is not None and self._proc.is_alive():
             self._proc.kill()
             self._proc.join(5)
@@ -124,6 +127,11 @@ class ProofWorker:
             if self._proc is not None:
                 self._proc.join(2)
             self._kill()
+
+    @property
+    def ready(self) -> bool:
+        """The child process is alive with EZKL loaded: the next proof starts at once."""
+        return self._ready and self.pid is not None
 
     @property
     def pid(self) -> int | None:
