@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -119,9 +120,22 @@ class Client:
     # --- inference ---------------------------------------------------------------------------------
     def infer(self, model_id: str, inputs: dict[str, Any], *, max_amount: int | None = None,
               idempotency_key: str | None = None) -> InferenceResult:
-        """Run ``model_id`` on ``inputs`` and return the output with its proof; pay over x402 if asked."""
+        """Run ``model_id`` on ``inputs`` and return the output with its proof; pay over x402 if asked.
+
+        Every call carries an Idempotency-Key (``idempotency_key``, or a fresh one): when the node cannot be
+        reached or does not answer in time, the ``NodeUnavailable`` raised names it in
+        ``details["idempotency_key"]``; calling again with it returns the same job and pays at most once.
+        """
+        key = idempotency_key or uuid.uuid4().hex
+        try:
+            return self._infer(model_id, inputs, max_amount, key)
+        except NodeUnavailable as exc:
+            exc.details.setdefault("idempotency_key", key)
+            raise
+
+    def _infer(self, model_id: str, inputs: dict[str, Any], max_amount: int | None, key: str) -> InferenceResult:
         url = f"/v1/models/{model_id}/infer"
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        headers = {"Idempotency-Key": key}
         known = self._terms.get(model_id) if self.account is not None else None
         upfront: str | None = None
         if known is not None and (max_amount is None or max_amount == known[1]):
