@@ -146,7 +146,7 @@ class Client:
             cap = max_amount if max_amount is not None else int(self.model(model_id)["price"]["atomic"])
             required = response.headers[PAYMENT_REQUIRED]
             # A refused up-front payment stays signed: the retry reuses its nonce, so only one can be executed.
-            headers[PAYMENT_SIGNATURE] = self._pay(required, cap, nonce=_nonce_of(upfront) if upfront else None)
+            headers[PAYMENT_SIGNATURE] = self._pay(required, cap, same_nonce_as=upfront)
             response = self._post(url, json=inputs, headers=headers)
             if response.status_code < 400:
                 self._terms[model_id] = (required, cap)
@@ -181,15 +181,16 @@ class Client:
                                    request_id=request_id, status=row["status"])
             time.sleep(self.poll_interval_s)
 
-    def _pay(self, required_header: str, cap: int, nonce: str | None = None) -> str:
+    def _pay(self, required_header: str, cap: int, same_nonce_as: str | None = None) -> str:
         from x402.http import decode_payment_required_header
 
-        from proofmarket.payments.client import payment_signature_header
+        from proofmarket.payments.client import nonce_of, payment_signature_header
 
         if self.account is None:
             raise PaymentRequired("this node asks for a payment: create the Client with an account to pay")
         required = decode_payment_required_header(required_header)
         assets = [(str(a.network), a.asset) for a in getattr(required, "accepts", [])]
+        nonce = nonce_of(same_nonce_as) if same_nonce_as else None
         return payment_signature_header(self.account, required_header, cap, assets=assets, nonce=nonce)
 
     def _wait(self, job_id: str) -> dict[str, Any]:
@@ -271,12 +272,6 @@ class Client:
                                    status=response.status_code)
         raise _error(str(error.get("code")), str(error.get("message", "")), error.get("details") or {},
                      ProofMarketError, response)
-
-
-def _nonce_of(payment_signature: str) -> str:
-    from proofmarket.payments.client import nonce_of
-
-    return nonce_of(payment_signature)
 
 
 def _error(code: str, message: str, details: dict[str, Any], default: type[ProofMarketError],

@@ -276,21 +276,13 @@ class Demo:
         self.report.txs["escrow request"] = receipt.tx.tx_hash
         console.print(f"escrow:   request {receipt.request_id}: {format_usdc(receipt.amount)} USDC escrowed, "
                       f"commitment {receipt.commitment[:18]}...")
-        url = f"{base_url}/v1/requests/{receipt.request_id}"
-        payload: dict[str, Any] = {"input": doc, "salt": receipt.salt}
-        self.step("post escrow input", lambda: _http("POST", f"{url}/input", json=payload, timeout=60,
-                                                      expect=202), 60)
+        from proofmarket.client import Client
 
-        def fulfilled() -> dict[str, Any]:
-            while True:
-                body = _http("GET", url, timeout=10)
-                if body["status"] == "fulfilled":
-                    return body
-                if body["status"] == "failed":
-                    raise DemoError(f"the node failed the escrow request: {body['error']}")
-                time.sleep(0.2)
-
-        body = self.step("escrow fulfilment", fulfilled, 300)
+        with Client(base_url, timeout=60, poll_interval_s=0.2) as node:
+            self.step("post escrow input", lambda: node.post_request_input(receipt.request_id, doc, receipt.salt), 60)
+            body = self.step("escrow fulfilment", lambda: node.wait_request(receipt.request_id, 290), 300)
+        if body["status"] == "failed":
+            raise DemoError(f"the node failed the escrow request: {body['error']}")
         s = body["settlement"]
         if s.get("status") != "FULFILLED":
             raise DemoError(f"the escrow request was settled as {s.get('status')}, not fulfilled")

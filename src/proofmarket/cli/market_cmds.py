@@ -79,13 +79,7 @@ def prover_stake(
     try:
         with _open(home) as market:
             prover = market.accounts.prover
-            info = market.market.get_prover(prover.address)
-            atomic = parse_usdc(amount, what="the stake") if amount is not None else \
-                max(0, market.market.min_stake() - info.stake)
-            tx = None
-            if atomic > 0:
-                market.usdc.approve(market.market.address, atomic, prover)
-                tx = market.market.stake(atomic, prover)
+            atomic, tx = market.stake_prover(parse_usdc(amount, what="the stake") if amount is not None else None)
             stake = market.market.get_prover(prover.address).stake
     except ProofMarketError as exc:
         raise fail(exc, as_json) from exc

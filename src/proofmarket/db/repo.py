@@ -212,15 +212,13 @@ class EscrowRepo:
 
     def with_status(self, chain_id: int, market: str, *statuses: EscrowStatus) -> list[EscrowRequestRow]:
         with self.db.session() as s:
-            return list(s.scalars(select(EscrowRequestRow).where(
-                EscrowRequestRow.chain_id == chain_id, EscrowRequestRow.market == market.lower(),
-                EscrowRequestRow.status.in_([st.value for st in statuses])).order_by(EscrowRequestRow.request_id)))
+            return list(s.scalars(select(EscrowRequestRow).where(*_in_status(chain_id, market, statuses))
+                                  .order_by(EscrowRequestRow.request_id)))
 
     def count_with_status(self, chain_id: int, market: str, *statuses: EscrowStatus) -> int:
         with self.db.session() as s:
-            return int(s.scalar(select(func.count()).select_from(EscrowRequestRow).where(
-                EscrowRequestRow.chain_id == chain_id, EscrowRequestRow.market == market.lower(),
-                EscrowRequestRow.status.in_([st.value for st in statuses]))) or 0)
+            return int(s.scalar(select(func.count()).select_from(EscrowRequestRow)
+                                .where(*_in_status(chain_id, market, statuses))) or 0)
 
     def recent(self, chain_id: int, market: str, limit: int = 20) -> list[EscrowRequestRow]:
         """The ``limit`` most recently seen requests of a market, newest first."""
@@ -276,3 +274,9 @@ class EscrowRepo:
                 EscrowRequestRow.id == row_id, EscrowRequestRow.status.in_([f.value for f in from_]))
                 .values(updated_at=utcnow(), **values))
             return bool(res.rowcount)  # type: ignore[attr-defined]
+
+
+def _in_status(chain_id: int, market: str, statuses: tuple[EscrowStatus, ...]) -> tuple[Any, ...]:
+    """The requests of one market (any address case) in one of ``statuses``."""
+    return (EscrowRequestRow.chain_id == chain_id, EscrowRequestRow.market == market.lower(),
+            EscrowRequestRow.status.in_([st.value for st in statuses]))

@@ -259,13 +259,20 @@ class Market:
     def setup_prover(self) -> None:
         """Authorise (needs the admin) and stake the minimum for the prover account, where missing."""
         prover, admin = self.accounts.prover, self.accounts.admin
-        info = self.market.get_prover(prover.address)
-        if not info.authorized:
+        if not self.market.get_prover(prover.address).authorized:
             self.market.set_prover_authorized(prover.address, True, admin)
-        missing = self.market.min_stake() - info.stake
-        if missing > 0:
-            self.usdc.approve(self.market.address, missing, prover)
-            self.market.stake(missing, prover)
+        self.stake_prover()
+
+    def stake_prover(self, amount: int | None = None) -> tuple[int, TxResult | None]:
+        """Approve and stake ``amount`` atomic USDC for the prover account (None: what the minimum still
+        needs). Returns what was added and the stake transaction (None when nothing was added)."""
+        prover = self.accounts.prover
+        if amount is None:
+            amount = max(0, self.market.min_stake() - self.market.get_prover(prover.address).stake)
+        if amount <= 0:
+            return 0, None
+        self.usdc.approve(self.market.address, amount, prover)
+        return amount, self.market.stake(amount, prover)
 
     # --- reading ------------------------------------------------------------------------------
     def manifest(self, model_id: str) -> ModelManifest:

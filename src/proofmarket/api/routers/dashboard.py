@@ -15,8 +15,8 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from proofmarket import __version__
 from proofmarket.api.deps import NodeServices, ServicesDep
+from proofmarket.api.routers.meta import node_health
 from proofmarket.api.routers.requests import escrow_of
 from proofmarket.api.schemas import Price
 from proofmarket.db import EscrowRequestRow, JobRow
@@ -53,14 +53,12 @@ def dashboard(request: Request, services: ServicesDep) -> HTMLResponse:
 
 
 def gather(services: NodeServices, request: Request) -> DashboardView:
-    db_ok = services.db.ping()
-    workers = services.queue.alive_workers
+    health = node_health(services)
     payments = services.payments.describe()
     chain = payments.get("chain") or {}
-    node = {"version": __version__, "status": "ok" if db_ok and workers > 0 else "degraded", "database": db_ok,
-            "workers": workers, "provers_warm": services.queue.warm_provers, "queue_depth": services.queue.depth(),
-            "x402": bool(payments.get("x402")), "chain_id": chain.get("chain_id"), "network": payments.get("network")}
-    if not db_ok:
+    node = {**health.model_dump(exclude={"jobs"}), "x402": bool(payments.get("x402")),
+            "chain_id": chain.get("chain_id"), "network": payments.get("network")}
+    if not health.database:
         return DashboardView(node, [], [], {}, None, ["the database is unreachable"])
     models, notes = [], []
     for row in services.catalog.repo.list():
@@ -74,8 +72,7 @@ def gather(services: NodeServices, request: Request) -> DashboardView:
                        "srs": m.manifest.srs.kind})
     escrow = escrow_of(request.app)
     requests = None if escrow is None else escrow.repo.recent(escrow.chain_id, escrow.address, RECENT)
-    return DashboardView(node, models, services.jobs.jobs.recent(RECENT), services.jobs.jobs.counts(), requests,
-                         notes)
+    return DashboardView(node, models, services.jobs.jobs.recent(RECENT), health.jobs, requests, notes)
 
 
 def render(view: DashboardView) -> str:

@@ -43,13 +43,17 @@ def service_manifest(request: Request, services: ServicesDep) -> ServiceManifest
 @router.get("/health", operation_id="health", response_model=Health, responses={503: {"model": Health}})
 def health(services: ServicesDep) -> JSONResponse:
     """Liveness and readiness: database reachable, prover workers running, queue depth."""
+    body = node_health(services)
+    return JSONResponse(body.model_dump(mode="json"), status_code=200 if body.status == "ok" else 503)
+
+
+def node_health(services: NodeServices) -> Health:
+    """What /health answers (and the dashboard shows): ok when the database answers and a worker runs."""
     db_ok = services.db.ping()
     workers = services.queue.alive_workers
-    ok = db_ok and workers > 0
-    body = Health(status="ok" if ok else "degraded", version=__version__, database=db_ok, workers=workers,
-                  provers_warm=services.queue.warm_provers, queue_depth=services.queue.depth(),
+    return Health(status="ok" if db_ok and workers > 0 else "degraded", version=__version__, database=db_ok,
+                  workers=workers, provers_warm=services.queue.warm_provers, queue_depth=services.queue.depth(),
                   jobs=services.jobs.jobs.counts() if db_ok else {})
-    return JSONResponse(body.model_dump(mode="json"), status_code=200 if ok else 503)
 
 
 @router.get("/metrics", operation_id="metrics", response_class=Response,
