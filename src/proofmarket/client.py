@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 PAYMENT_REQUIRED = "PAYMENT-REQUIRED"
 PAYMENT_SIGNATURE = "PAYMENT-SIGNATURE"
 PAYMENT_RESPONSE = "PAYMENT-RESPONSE"
-FINAL = ("settled", "failed")
+FINAL = ("settled", "failed")  # "settling" (paid, settlement not mined yet) is not final: keep polling
 
 
 @dataclass(frozen=True)

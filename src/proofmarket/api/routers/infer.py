@@ -1,9 +1,11 @@
 """POST /v1/models/{id}/infer: inputs in, output with its proof out (paid per call when payments are on).
 
 Sync (default): waits for the proof and answers 200 ``{job_id, output, bundle_cid, bundle, payment,
-receipt}``; a proof still running after ``PROOFMARKET_INFER_WAIT_S`` answers 202 with the job instead.
+receipt}``; a proof still running after ``PROOFMARKET_INFER_WAIT_S``, or a payment still ``settling`` on
+chain, answers 202 with the job instead.
 ``?mode=async`` answers 202 with the job at once (poll ``GET /v1/jobs/{id}``). A failed job answers its
-error (its code and HTTP status). The same ``Idempotency-Key`` returns the same job, without paying again.
+error (its code and HTTP status). The same ``Idempotency-Key`` from the same payer returns the same job,
+without paying again.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ EXAMPLES: dict[str, Any] = {
 }
 RESPONSES: dict[int | str, dict[str, Any]] = {
     202: {"model": JobPublic, "description": "async mode, or the proof is still running"},
-    402: {"description": "payment_required, payment_rejected (and its subcodes)"},
+    402: {"description": "payment_required, payment_rejected (and its subcodes: payment_insufficient_funds, "
+                         "payment_window_too_short, payment_mismatch, ...), payment_settlement_failed"},
     404: {"description": "unknown_model"},
     409: {"description": "idempotency_conflict, payment_replayed"},
     413: {"description": "body_too_large, input_too_large"},
@@ -68,14 +71,17 @@ def _offer(services: NodeServices, model_id: str, base: str) -> Offer:
 
 def _submit(services: NodeServices, offer: Offer, inputs: dict[str, Any], headers: Mapping[str, str],
             key: str | None) -> JobRow:
-    """inputs checked -> payment verified (not settled) -> job stored and queued. A known key: its job."""
-    found = services.jobs.existing(key, request_hash(JobKind.PROVE, offer.model_id, inputs))
+    """inputs checked -> payment verified (not settled) -> funds held -> job stored and queued. A key known
+    for this payer: its job (an unpaid or other caller never gets a paid job by its key)."""
+    payer = services.payments.payer_of(headers) if key is not None else None
+    found = services.jobs.existing(key, request_hash(JobKind.PROVE, offer.model_id, inputs), payer)
     if found is not None:
         return found
     models.parse_inputs(inputs, services.catalog.info(offer.model_id))
     ticket = services.payments.verify(headers, offer)
     try:
-        job, _ = services.jobs.submit_prove(offer.model_id, inputs, key=key, ticket=ticket)
+        job, _ = services.jobs.submit_prove(offer.model_id, inputs, key=key, ticket=ticket,
+                                            cover=services.payments.cover)
     except PaymentReplayed:  # the nonce belongs to another job: its reservation is not ours to release
         raise
     except BaseException:
