@@ -42,7 +42,7 @@ onnxruntime, web3, filesystem) are translated at the adapter edge into one of th
         │   ├── PaymentInsufficientFunds  payment_insufficient_funds 402 5
         │   └── PaymentReplayed           payment_replayed   409   5
         ├── PaymentSettlementFailed       payment_settlement_failed 402 5
-        ├── PaymentSettlementPending      payment_settlement_pending 202 5
+        ├── PaymentSettlementPending      payment_settlement_pending 402 5
         └── FacilitatorUnavailable        facilitator_unavailable 503 5
 """
 
@@ -241,9 +241,10 @@ class PaymentSettlementFailed(PaymentError):
 
 class PaymentSettlementPending(PaymentError):
     """The settlement was sent (or may have been) but is not confirmed yet: the job keeps its hold and settles
-    when the authorization's nonce is used on chain, or fails when it expires unused."""
+    when the authorization's nonce is used on chain, or fails when it expires unused. The job runner catches it
+    (the job shows ``settling``); it is not an answer of the API."""
 
-    code, http_status = "payment_settlement_pending", 202
+    code = "payment_settlement_pending"
 
 
 class FacilitatorUnavailable(PaymentError):
