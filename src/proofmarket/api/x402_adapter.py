@@ -133,7 +133,9 @@ class X402Payments:
     def describe(self) -> dict[str, Any]:
         return {"x402": True, "x402_version": 2, "scheme": "exact", "network": self.gate.network,
                 "asset": self.gate.asset, "chain": {"chain_id": self.chain_id},
-                "receipt_signer": self.node.address, "header": PAYMENT_SIGNATURE_HEADER}
+                "receipt_signer": self.node.address, "header": PAYMENT_SIGNATURE_HEADER,
+                "min_validity_seconds": self.gate.min_validity_seconds,
+                "max_timeout_seconds": self.gate.max_timeout_seconds}
 
     def verify(self, headers: Mapping[str, str], offer: Offer) -> PaymentTicket | None:
         requirements = self.gate.requirements(offer.price_atomic, self.payee_of(offer.model_id))

@@ -376,42 +376,34 @@ class PaymentGate:
             entry = self.ledger.get(payment.key)
             if entry is not None and entry.settlement is not None:
                 return entry.settlement
-            if not self._reader.nonce_used(payment):
-                chain_now = self._reader.chain_time()
-                if chain_now >= payment.valid_before:
-                    raise PaymentSettlementFailed(
-                        "the payment authorization expired before its settlement was mined; nothing was charged",
-                        reason="expired_unused", chain_time=chain_now, valid_before=payment.valid_before)
-                return None
-            settlement = self._reader.find_settlement(payment, tx_hash)
-            if settlement is None:
-                raise PaymentSettlementFailed(
-                    "the payment authorization was canceled or used by another transaction; nothing was "
-                    "charged for this call", reason="authorization_canceled", payer=payment.payer)
-            if entry is None:
-                self.ledger.reserve(payment)
-            self.ledger.mark_settled(payment.key, settlement)
+            settlement = self._settled_on_chain(payment, tx_hash)
+            if settlement is not None:
+                if entry is None:
+                    self.ledger.reserve(payment)
+                self.ledger.mark_settled(payment.key, settlement)
             return settlement
 
     def balance(self, account: str) -> int | None:
         """The token balance of ``account``, or None when this gate has no chain to read."""
         return self._reader.balance(account) if self._reader is not None else None
 
-    def _settled_on_chain(self, payment: VerifiedPayment) -> Settlement | None:
-        """None when the authorization is unused and still valid by chain time (safe to send)."""
+    def _settled_on_chain(self, payment: VerifiedPayment, tx_hash: str | None = None) -> Settlement | None:
+        """What the token says of the authorization: used by a transfer of these terms -> that settlement
+        (``tx_hash`` looked at first); unused and still valid by chain time -> None (safe to send, or still
+        pending); canceled, used otherwise or expired unused -> ``PaymentSettlementFailed``."""
         if self._reader is None:
             return None
         if not self._reader.nonce_used(payment):
             chain_now = self._reader.chain_time()
             if chain_now >= payment.valid_before:
                 raise PaymentSettlementFailed(
-                    "the payment authorization expired before it could be settled; nothing was charged",
+                    "the payment authorization expired before it was settled; nothing was charged",
                     reason="expired_unused", chain_time=chain_now, valid_before=payment.valid_before)
             return None
-        found = self._reader.find_settlement(payment)
+        found = self._reader.find_settlement(payment, tx_hash)
         if found is None:
             raise PaymentSettlementFailed(
-                "the payment authorization was used or canceled by another transaction; nothing was charged "
+                "the payment authorization was canceled or used by another transaction; nothing was charged "
                 "for this call", reason="authorization_canceled", payer=payment.payer
             )
         return found
@@ -431,7 +423,7 @@ class PaymentGate:
             raise PaymentSettlementPending(
                 "the settlement transaction is not mined yet; following the authorization on chain",
                 payer=payment.payer, tx=result.transaction or None)
-        recovered = self._settled_on_chain_quietly(payment)  # another settler may have won the race
+        recovered = self._settled_on_chain(payment, result.transaction or None)  # another settler may have won
         if recovered is not None:
             return recovered
         cause = self._explain(
@@ -450,12 +442,6 @@ class PaymentGate:
         raise PaymentSettlementFailed(
             f"the payment could not be settled ({cause.message}); nothing was charged",
             reason=cause.code, payer=payment.payer, tx=result.transaction or None)
-
-    def _settled_on_chain_quietly(self, payment: VerifiedPayment) -> Settlement | None:
-        if self._reader is None or not self._reader.nonce_used(payment):
-            return None
-        return self._reader.find_settlement(payment)
-
 
 @contextmanager
 def _facilitator_call(action: str) -> Iterator[None]:

@@ -37,7 +37,7 @@ EXAMPLES: dict[str, Any] = {
     "named": {"summary": "named tensors", "value": {"inputs": {"x": [[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]]}}},
 }
 RESPONSES: dict[int | str, dict[str, Any]] = {
-    202: {"model": JobPublic, "description": "async mode, or the proof is still running"},
+    202: {"model": JobPublic, "description": "async mode, the proof is still running, or the payment is settling"},
     402: {"description": "payment_required, payment_rejected (and its subcodes: payment_insufficient_funds, "
                          "payment_window_too_short, payment_mismatch, ...), payment_settlement_failed"},
     404: {"description": "unknown_model"},
