@@ -95,3 +95,16 @@ def test_an_authorization_that_expires_unused_fails_and_charges_nobody(tmp_path:
             gate.follow(payment, pending.value.details["tx"])
         assert failed.value.code == "payment_settlement_failed" and "nothing was charged" in failed.value.message
         assert (usdc.balance_of(payer.address), usdc.balance_of(payee.address)) == before
+
+
+def test_a_used_authorization_whose_transfer_is_out_of_sight_is_never_called_uncharged(market: Market) -> None:
+    gate = market.gate()
+    payment = verified(gate, market.payer, market.payee.address)
+    gate.settle(payment)  # the payer is charged ...
+    market.client.rpc("evm_mine", [])
+
+    restarted = market.gate()  # ... and a restarted node cannot see the transfer's event any more
+    assert restarted._reader is not None
+    restarted._reader.lookback_blocks = 0
+    with pytest.raises(PaymentSettlementPending):  # settling (hold kept), not "nothing was charged"
+        restarted.follow(payment, None)

@@ -106,6 +106,9 @@ class JobRunner:
         except PaymentSettlementFailed as exc:
             self._fail(job, exc.code, exc.message)
             return
+        except PaymentSettlementPending as exc:
+            log.warning("job %s: still settling: %s", job_id, exc.message)
+            return
         except Exception:  # the chain did not answer: keep the hold, look again later
             log.warning("job %s: could not follow its settlement yet", job_id, exc_info=True)
             return

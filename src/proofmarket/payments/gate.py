@@ -369,9 +369,9 @@ class PaymentGate:
         transfer of these terms, None while it is unused and still valid, ``PaymentSettlementFailed`` once it
         expired unused (by chain time) or was canceled: then nobody was charged. Never sends anything."""
         if self._reader is None:
-            raise PaymentSettlementFailed(
-                "this node has no chain to follow a pending settlement on", payer=payment.payer
-            )
+            raise PaymentSettlementFailed(  # a library gate built without a chain; the node always has one
+                "this gate has no chain to follow a pending settlement on: its outcome is unknown",
+                payer=payment.payer, tx=tx_hash)
         with self._locks.hold(payment.key):
             entry = self.ledger.get(payment.key)
             if entry is not None and entry.settlement is not None:
@@ -390,7 +390,8 @@ class PaymentGate:
     def _settled_on_chain(self, payment: VerifiedPayment, tx_hash: str | None = None) -> Settlement | None:
         """What the token says of the authorization: used by a transfer of these terms -> that settlement
         (``tx_hash`` looked at first); unused and still valid by chain time -> None (safe to send, or still
-        pending); canceled, used otherwise or expired unused -> ``PaymentSettlementFailed``."""
+        pending); canceled or expired unused -> ``PaymentSettlementFailed``; used by a transfer not found
+        (beyond the event lookback) -> ``PaymentSettlementPending``: the hold stays."""
         if self._reader is None:
             return None
         if not self._reader.nonce_used(payment):
@@ -401,12 +402,18 @@ class PaymentGate:
                     reason="expired_unused", chain_time=chain_now, valid_before=payment.valid_before)
             return None
         found = self._reader.find_settlement(payment, tx_hash)
-        if found is None:
+        if found is not None:
+            return found
+        if self._reader.canceled(payment):
             raise PaymentSettlementFailed(
-                "the payment authorization was canceled or used by another transaction; nothing was charged "
-                "for this call", reason="authorization_canceled", payer=payment.payer
+                "the payer canceled the payment authorization; nothing was charged for this call",
+                reason="authorization_canceled", payer=payment.payer
             )
-        return found
+        # Used, not canceled: only a transfer of these very terms can have used it, out of sight here
+        # (older than the event lookback). The payer may be charged: never say otherwise, keep the hold.
+        raise PaymentSettlementPending(
+            "the payment authorization is used on chain by a transfer this node cannot find yet",
+            payer=payment.payer, tx=tx_hash)
 
     def _facilitator_settle(self, payment: VerifiedPayment) -> Settlement:
         try:

@@ -45,9 +45,13 @@ class TokenReader:
                 return Settlement(tx_hash, to_checksum_address(payment.payer), payment.amount, payment.network)
         return None
 
-    def _authorization_txs(self, payment: VerifiedPayment) -> list[str]:
-        event = self.token.contract.events.AuthorizationUsed()
-        with self.client.translate("read AuthorizationUsed events"):
+    def canceled(self, payment: VerifiedPayment) -> bool:
+        """Whether the payer canceled this authorization (``cancelAuthorization``): nothing moved then."""
+        return bool(self._authorization_txs(payment, "AuthorizationCanceled"))
+
+    def _authorization_txs(self, payment: VerifiedPayment, name: str = "AuthorizationUsed") -> list[str]:
+        event = getattr(self.token.contract.events, name)()
+        with self.client.translate(f"read {name} events"):
             latest = self.client.w3.eth.block_number
             logs = event.get_logs(
                 from_block=max(0, latest - self.lookback_blocks),
