@@ -137,7 +137,9 @@ def test_concurrent_payments_beyond_the_balance_are_refused_before_proving(node:
 
     codes = sorted(r.status_code for r in responses)
     assert codes == [200, 402, 402, 402], [r.text for r in responses]
-    assert {error_code(r) for r in responses if r.status_code == 402} == {"payment_insufficient_funds"}
+    refused = [r for r in responses if r.status_code == 402]
+    assert {error_code(r) for r in refused} == {"payment_insufficient_funds"}
+    assert all(requirements_of(r.headers["PAYMENT-REQUIRED"]).amount == str(PRICE) for r in refused)
     assert sum(jobs.counts().values()) == count0 + 1  # the refused ones never became jobs: nothing proved
     assert chain.usdc.balance_of(poor.address) == 0 and chain.usdc.balance_of(payee.address) == payee0 + PRICE
 

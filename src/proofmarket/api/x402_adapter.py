@@ -163,9 +163,14 @@ class X402Payments:
             return
         balance = self.gate.balance(ticket.payer)
         if balance is not None and balance - held_atomic < ticket.amount_atomic:
-            raise PaymentInsufficientFunds(
+            err = PaymentInsufficientFunds(
                 "the payer's balance does not cover this call on top of its other calls not settled yet",
                 payer=ticket.payer, balance=str(balance), held=str(held_atomic), price=str(ticket.amount_atomic))
+            verified = VerifiedPayment.from_json(ticket.doc)  # the same terms, for an x402 client
+            header = self.gate.payment_required_header(verified.requirements, str(ticket.doc.get("resource", "")),
+                                                       error=err.code)
+            err.headers = {PAYMENT_REQUIRED_HEADER: header}  # type: ignore[attr-defined]
+            raise err
 
     def settle(self, ticket: PaymentTicket, proof: ProofOutcome) -> Settlement:
         verified = self._reserved(ticket)
