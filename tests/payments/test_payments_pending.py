@@ -108,3 +108,31 @@ def test_a_used_authorization_whose_transfer_is_out_of_sight_is_never_called_unc
     restarted._reader.lookback_blocks = 0
     with pytest.raises(PaymentSettlementPending):  # settling (hold kept), not "nothing was charged"
         restarted.follow(payment, None)
+
+
+def test_a_send_that_raised_after_broadcasting_is_followed_not_failed(market: Market,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # the RPC accepted the transaction, then the connection dropped: the SDK reports "transaction_failed"
+    # with no hash. The node must not call that "nothing was charged".
+    from x402.mechanisms.evm import FacilitatorWeb3Signer
+
+    real = FacilitatorWeb3Signer.write_contract
+
+    def sent_then_lost(self: FacilitatorWeb3Signer, *args: object, **kwargs: object) -> str:
+        real(self, *args, **kwargs)  # type: ignore[arg-type]
+        raise ConnectionError("connection reset by peer")
+
+    monkeypatch.setattr(FacilitatorWeb3Signer, "write_contract", sent_then_lost)
+    gate = market.gate()
+    payment = verified(gate, market.payer, market.payee.address)
+    payee0 = market.usdc.balance_of(market.payee.address)
+
+    with automine_off(market.client):
+        with pytest.raises(PaymentSettlementPending):
+            gate.settle(payment)
+        assert gate.follow(payment, None) is None
+        market.client.rpc("evm_mine", [])
+
+    settled = gate.follow(payment, None)
+    assert settled is not None and settled.amount == PRICE
+    assert market.usdc.balance_of(market.payee.address) == payee0 + PRICE

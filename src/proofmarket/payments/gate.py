@@ -440,7 +440,10 @@ class PaymentGate:
             facilitator_message=result.error_message,
             tx=result.transaction or None,
         )
-        if isinstance(cause, FacilitatorUnavailable):
+        # "The transfer failed" with no transaction and no cause on chain (still unused, funded, in its
+        # window) is what the SDK answers when sending raised: the transaction may be in a mempool.
+        unexplained = type(cause) is PaymentSettlementFailed and result.error_reason in OPAQUE_REASONS
+        if isinstance(cause, FacilitatorUnavailable) or (unexplained and not result.transaction):
             raise PaymentSettlementPending(
                 f"the settlement's outcome is unknown ({cause.message}); following the authorization on chain",
                 payer=payment.payer, tx=result.transaction or None)
