@@ -1,11 +1,12 @@
 """POST /v1/models/{id}/infer: inputs in, output with its proof out (paid per call when payments are on).
 
 Sync (default): waits for the proof and answers 200 ``{job_id, output, bundle_cid, bundle, payment,
-receipt}``; a proof still running after ``PROOFMARKET_INFER_WAIT_S``, or a payment still ``settling`` on
-chain, answers 202 with the job instead.
+receipt}``; a proof still running after ``PROOFMARKET_INFER_WAIT_S`` answers 202 with the job instead.
 ``?mode=async`` answers 202 with the job at once (poll ``GET /v1/jobs/{id}``). A failed job answers its
-error (its code and HTTP status). The same ``Idempotency-Key`` from the same payer returns the same job,
-without paying again.
+error (its code and HTTP status). The same ``Idempotency-Key`` returns the same job, without paying again.
+
+Payments: a job whose settlement is sent but not mined is ``settling`` (202; it settles or fails on its own);
+an Idempotency-Key is scoped by payer (an unpaid replay gets the 402, another payer gets another job).
 """
 
 from __future__ import annotations
