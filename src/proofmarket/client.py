@@ -13,7 +13,7 @@ pays up front, in one round trip instead of three (a node whose terms changed an
 the call pays once more against the new terms; a refused payment moves no money). The bundle of a
 paid result carries its ``payment`` and ``receipt``: the node stores the proof bundle under
 ``bundle_cid`` before it is paid (the receipt signs that CID); ``verify`` checks the proof and, when
-present, the receipt's signatures and bindings. A paid job ``settling`` (settlement sent, not mined) is not final.
+present, the receipt's signatures and bindings.
 
 API errors (``{"error": {"code", "message", "details"}}``) are raised as the error class of their code.
 """
