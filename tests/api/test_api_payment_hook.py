@@ -3,6 +3,7 @@ verify before proving, settle once after the proof, never settle a failed or ref
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -23,6 +24,22 @@ from proofmarket.jobs import PaymentTicket, ProofOutcome, Settlement
 
 pytestmark = pytest.mark.slow
 PAY = "PAYMENT-SIGNATURE"
+
+
+def owner(accepted: dict[str, Any]) -> dict[str, str]:
+    """The headers that read a job as its payer: its access token, when the node hands one out."""
+    token = accepted.get("access_token")
+    return {"X-Job-Token": token} if token else {}
+
+
+def wait_final(client: TestClient, job_id: str, headers: dict[str, str], timeout_s: float = 120.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}", headers=headers).json()
+        if job["status"] in ("settled", "failed"):
+            return job
+        assert time.monotonic() < deadline, f"job {job_id} still {job['status']}"
+        time.sleep(0.05)
 
 
 def payer_in(payment: str) -> str:
@@ -168,13 +185,13 @@ def test_a_pending_settlement_keeps_the_job_settling_until_mined(paid: TestClien
                                                                   mlp_id: str) -> None:
     response = paid.post(f"/v1/models/{mlp_id}/infer", json=mlp_input(), headers={PAY: "pending-1"})
     assert response.status_code == 202, response.text  # not failed: the payer may be charged
-    job_id = response.json()["id"]
-    job = paid.get(f"/v1/jobs/{job_id}").json()
+    job_id, headers = response.json()["id"], owner(response.json())
+    job = paid.get(f"/v1/jobs/{job_id}", headers=headers).json()
     assert job["status"] == "settling" and job["result"] is None and job["links"]["proof"] is None
     assert gate.released == []  # the hold stays
 
     gate.mined.add("pending-1")
-    job = wait_job(paid, job_id)
+    job = wait_final(paid, job_id, headers)
     assert job["status"] == "settled" and job["result"]["receipt"]["bundle_cid"] == job["result"]["bundle_cid"]
     assert len(gate.settled) == 1 and gate.released == []
 
@@ -182,7 +199,7 @@ def test_a_pending_settlement_keeps_the_job_settling_until_mined(paid: TestClien
 def test_a_pending_settlement_that_expires_fails_and_releases(paid: TestClient, gate: RecordingGate,
                                                               mlp_id: str) -> None:
     response = paid.post(f"/v1/models/{mlp_id}/infer?mode=async", json=mlp_input(), headers={PAY: "expire-1"})
-    job = wait_job(paid, response.json()["id"])
+    job = wait_final(paid, response.json()["id"], owner(response.json()))
     assert job["status"] == "failed" and job["error"]["code"] == "payment_settlement_failed"
     assert job["result"] is None and gate.released == ["expire-1"] and gate.settled == []
 
@@ -192,13 +209,13 @@ def test_a_restarted_node_resumes_settling_jobs(make_app: AppFactory, gate: Reco
     first.state.services.catalog.register(mlp_id, price_atomic=10_000)
     with TestClient(first) as client:
         response = client.post(f"/v1/models/{mlp_id}/infer", json=mlp_input(), headers={PAY: "pending-2"})
-        job_id = response.json()["id"]
-        assert client.get(f"/v1/jobs/{job_id}").json()["status"] == "settling"
+        job_id, headers = response.json()["id"], owner(response.json())
+        assert client.get(f"/v1/jobs/{job_id}", headers=headers).json()["status"] == "settling"
 
     gate.mined.add("pending-2")  # mined while the node was down
     again = make_app(gate=gate, settle_poll_s=0.05)
     with TestClient(again) as client:
-        job = wait_job(client, job_id)
+        job = wait_final(client, job_id, headers)
     assert job["status"] == "settled" and [t.nonce for t, _ in gate.settled] == ["pending-2"]
 
 

@@ -46,10 +46,22 @@ def pay(base: str, client: Any, chain: Chain, model_id: str, account: LocalAccou
     return payment_signature_header(account, required, PRICE, assets=[(chain.network, chain.usdc.address)])
 
 
-def wait_final(client: Any, base: str, job_id: str, timeout_s: float = 120.0) -> dict[str, Any]:
+def owner(accepted: dict[str, Any]) -> dict[str, str]:
+    """The headers that read a job as its payer: its access token, when the node hands one out."""
+    token = accepted.get("access_token")
+    return {"X-Job-Token": token} if token else {}
+
+
+def get_job(client: Any, base: str, job_id: str, headers: dict[str, str]) -> dict[str, Any]:
+    job: dict[str, Any] = client.get(f"{base}/v1/jobs/{job_id}", headers=headers).json()
+    return job
+
+
+def wait_final(client: Any, base: str, job_id: str, headers: dict[str, str],
+               timeout_s: float = 120.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while True:
-        job: dict[str, Any] = client.get(f"{base}/v1/jobs/{job_id}").json()
+        job = get_job(client, base, job_id, headers)
         if job["status"] in ("settled", "failed"):
             return job
         assert time.monotonic() < deadline, f"job {job_id} still {job['status']}"
@@ -85,15 +97,15 @@ def test_a_settlement_still_pending_keeps_the_hold_and_settles_when_mined(
         with automine_off(chain.client):
             response = client.post(infer_url("", mlp_id), json=mlp_input(), headers={PAY: payment})
             assert response.status_code == 202, response.text  # not payment_settlement_failed
-            job_id = response.json()["id"]
-            job = client.get(f"/v1/jobs/{job_id}").json()
+            job_id, headers = response.json()["id"], owner(response.json())
+            job = get_job(client, "", job_id, headers)
             assert job["status"] == "settling" and job["result"] is None and job["links"]["proof"] is None
             assert [p.payer for p in app.state.services.payments.gate.ledger.pending()] == [payer.address]
             time.sleep(0.5)
-            assert client.get(f"/v1/jobs/{job_id}").json()["status"] == "settling"  # followed, still pending
+            assert get_job(client, "", job_id, headers)["status"] == "settling"  # followed, still pending
             chain.client.rpc("evm_mine", [])
 
-        job = wait_final(client, "", job_id)
+        job = wait_final(client, "", job_id, headers)
     assert job["status"] == "settled", job
     receipt_tx = job["result"]["payment"]["transaction"]
     assert job["result"]["receipt"]["typedData"]["message"]["transaction"] == receipt_tx
@@ -109,12 +121,12 @@ def test_a_restarted_node_resumes_a_settling_job(
         with TestClient(slow_settling_node(node_home, db, chain, mlp_id, payee, monkeypatch)) as client:
             payment = pay("", client, chain, mlp_id, payer)
             response = client.post(infer_url("", mlp_id), json=mlp_input(), headers={PAY: payment})
-            job_id = response.json()["id"]
-            assert client.get(f"/v1/jobs/{job_id}").json()["status"] == "settling"
+            job_id, headers = response.json()["id"], owner(response.json())
+            assert get_job(client, "", job_id, headers)["status"] == "settling"
         chain.client.rpc("evm_mine", [])  # mined while the node is down
 
     with TestClient(slow_settling_node(node_home, db, chain, mlp_id, payee, monkeypatch)) as client:
-        job = wait_final(client, "", job_id)
+        job = wait_final(client, "", job_id, headers)
     assert job["status"] == "settled" and job["result"]["receipt"] is not None
     assert chain.balances(payer.address, payee.address) == [before[0] - PRICE, before[1] + PRICE]
 
@@ -183,7 +195,7 @@ def test_an_authorization_canceled_while_proving_releases_no_result(node: Served
     chain.client.transact(fn, dev_account(7, DEVNET_CHAIN_ID))
     go.set()
 
-    job = wait_final(httpx, node.url, response.json()["id"])
+    job = wait_final(httpx, node.url, response.json()["id"], owner(response.json()))
     assert job["status"] == "failed" and job["error"]["code"] == "payment_settlement_failed"
     assert job["result"] is None and job["links"]["proof"] is None
     assert chain.balances(payer.address, payee.address) == before
