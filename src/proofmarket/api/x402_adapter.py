@@ -106,7 +106,7 @@ class X402Settings(BaseSettings):
     payment_max_timeout_s: int = Field(
         default=900, ge=1, description="maxTimeoutSeconds of the 402 terms (x402 clients sign validBefore with it)")
     facilitator_wait_s: float = Field(
-        default=120.0, gt=0, description="the in-process facilitator's wait for a settlement receipt")
+        default=120.0, gt=0, description="the in-process facilitator's wait for a settlement receipt (x2: one retry)")
 
 
 @dataclass(frozen=True)
