@@ -36,11 +36,13 @@ onnxruntime, web3, filesystem) are translated at the adapter edge into one of th
         │   ├── PaymentMismatch           payment_mismatch   402   5
         │   ├── PaymentAmountMismatch     payment_amount_mismatch 402 5
         │   ├── PaymentExpired            payment_expired    402   5
+        │   │   └── PaymentWindowTooShort payment_window_too_short 402 5
         │   ├── PaymentNotYetValid        payment_not_yet_valid 402 5
         │   ├── PaymentSignatureInvalid   payment_signature_invalid 402 5
         │   ├── PaymentInsufficientFunds  payment_insufficient_funds 402 5
         │   └── PaymentReplayed           payment_replayed   409   5
         ├── PaymentSettlementFailed       payment_settlement_failed 402 5
+        ├── PaymentSettlementPending      payment_settlement_pending 402 5
         └── FacilitatorUnavailable        facilitator_unavailable 503 5
 """
 
@@ -209,6 +211,12 @@ class PaymentExpired(PaymentRejected):
     code = "payment_expired"
 
 
+class PaymentWindowTooShort(PaymentExpired):
+    """The authorization expires before the node could queue, prove and settle the call."""
+
+    code = "payment_window_too_short"
+
+
 class PaymentNotYetValid(PaymentRejected):
     code = "payment_not_yet_valid"
 
@@ -229,6 +237,14 @@ class PaymentReplayed(PaymentRejected):
 
 class PaymentSettlementFailed(PaymentError):
     code = "payment_settlement_failed"
+
+
+class PaymentSettlementPending(PaymentError):
+    """The settlement was sent (or may have been) but is not confirmed yet: the job keeps its hold and settles
+    when the authorization's nonce is used on chain, or fails when it expires unused. The job runner catches it
+    (the job shows ``settling``); it is not an answer of the API."""
+
+    code = "payment_settlement_pending"
 
 
 class FacilitatorUnavailable(PaymentError):
