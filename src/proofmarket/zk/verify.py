@@ -14,10 +14,12 @@ from eth_abi import decode as abi_decode
 
 from proofmarket.errors import ArtifactNotFound, BundleError, VerificationFailed
 from proofmarket.store import ArtifactStore, canonical_json, cid_for_bytes
+from proofmarket.store.cid import digest_of
 from proofmarket.zk import ezkl_calls
 from proofmarket.zk.bundle import ProofBundle
 from proofmarket.zk.felts import felt_to_uint, keccak_packed, parse_uint_hex, uint_to_felt
 from proofmarket.zk.manifest import ModelManifest
+from proofmarket.zk.srs import srs_kind
 
 VERIFY_PROOF_SELECTOR = "1e8e1e13"  # verifyProof(bytes,uint256[])
 
@@ -51,7 +53,9 @@ def verify_bundle(doc: dict[str, Any] | ProofBundle, store: ArtifactStore) -> Ve
     checks.append("halo2/KZG proof verifies")
     if bundle.receipt is not None:
         checks.append(_check_receipt(bundle))
-    return VerifyReport(True, bundle.model.id, bundle.output.values, bundle.model.srs.kind, checks)
+    # the SRS kind comes from the file's hash (its CID), never from the bundle's or the manifest's label
+    return VerifyReport(True, bundle.model.id, bundle.output.values, srs_kind(digest_of(bundle.model.srs.cid).hex()),
+                        checks)
 
 
 def pure_bundle_cid(bundle: ProofBundle) -> str:
