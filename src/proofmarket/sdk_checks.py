@@ -167,3 +167,51 @@ def _close(a: Any, b: list[list[float]]) -> bool:
                    for x, y in zip(xs, ys, strict=True))
     except (TypeError, ValueError):
         return False
+
+
+@dataclass(frozen=True)
+class ChainSettlement:
+    """A request's fulfilment as the chain shows it, with the output its bundle proves."""
+
+    request_id: int
+    status: str
+    prover: str | None
+    output_hash: str
+    output: list[list[float]]
+    bundle_cid: str
+
+
+def check_settlement(request_id: int, onchain: Any, bundle_doc: Any, bundle_cid: str,
+                     commitment: str) -> ChainSettlement:
+    """Check a node's "fulfilled" against the chain: ``onchain`` (``InferenceMarket.get_request``) must be
+    FULFILLED with the output hash of the bundle's output instances, and the bundle must answer the
+    request's input commitment. Raises ``SettlementMismatch`` (or ``VerificationFailed`` when the chain
+    rejected the proof) otherwise; returns what the chain says."""
+    from proofmarket.chain.types import RequestStatus
+    from proofmarket.errors import SettlementMismatch, VerificationFailed
+    from proofmarket.zk.felts import keccak_packed
+    from proofmarket.zk.verify import decode_outputs
+
+    status = RequestStatus(onchain.status)
+    if status is RequestStatus.REJECTED:
+        raise VerificationFailed(f"the market rejected the proof of request {request_id}: the price went back to "
+                                 "the consumer and the prover was slashed", request_id=request_id)
+    if status is not RequestStatus.FULFILLED:
+        raise SettlementMismatch(f"the node says request {request_id} is fulfilled but the chain says it is "
+                                 f"{status.name.lower()}", request_id=request_id, onchain=status.name.lower())
+    bundle = ProofBundle.parse(bundle_doc)
+    if pure_bundle_cid(bundle) != bundle_cid:
+        raise SettlementMismatch(f"the node served other bytes for bundle {bundle_cid}", request_id=request_id)
+    layout = bundle.layout
+    instances = [parse_uint_hex(i) for i in bundle.proof.instances]
+    outputs = instances[len(instances) - layout.output:] if layout.output else []
+    chain_hash = "0x" + bytes(onchain.output_hash or b"").hex()
+    if keccak_packed(outputs) != chain_hash:
+        raise SettlementMismatch(f"the bundle {bundle_cid} the node names is not the output the chain recorded for "
+                                 f"request {request_id}", request_id=request_id, output_hash=chain_hash)
+    if bundle.input.commitment.lower() != "0x" + bytes(onchain.input_commitment).hex() or \
+            bundle.input.commitment.lower() != commitment.lower():
+        raise SettlementMismatch(f"the bundle {bundle_cid} does not answer request {request_id}'s input commitment",
+                                 request_id=request_id)
+    return ChainSettlement(request_id, status.name.lower(), onchain.prover, chain_hash,
+                           decode_outputs(bundle, outputs), bundle_cid)

@@ -177,3 +177,7 @@ def test_a_dev_srs_proof_is_refused_unless_the_caller_allows_it(node: Served, ml
     with Client(node.url, cache_dir=tmp_path / "cache", allow_dev_srs=True) as brave:
         report = brave.verify(result)
     assert report.srs_kind == "dev" and any("allowed by the caller" in c for c in report.checks)
+    labelled = json.loads(json.dumps(result.bundle))
+    labelled["model"]["srs"]["kind"] = "ceremony"  # a label is not a hash
+    with Client(node.url, cache_dir=tmp_path / "cache") as plain, pytest.raises(DevSrsRefused):
+        plain.verify(labelled)

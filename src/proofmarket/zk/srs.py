@@ -86,3 +86,16 @@ class SrsProvider:
         digest = sha256_file(path)
         return SrsInfo(path, digest, srs_kind(digest), logrows)
 
+
+
+def check_servable(srs_sha256: str, model_id: str, chain_id: int | None) -> None:
+    """A node paid on a chain other than the devnet serves only models on a pinned ceremony SRS: a dev SRS
+    lets whoever made it forge proofs. ``chain_id`` None: the node takes no payments (nothing refused)."""
+    from proofmarket.chain.devkeys import DEVNET_CHAIN_ID
+    from proofmarket.errors import DevSrsRefused
+
+    if chain_id is None or chain_id == DEVNET_CHAIN_ID or srs_kind(srs_sha256) == CEREMONY:
+        return
+    raise DevSrsRefused(f"model {model_id} uses a dev SRS (its proofs can be forged): a node paid on chain {chain_id} "
+                        "does not serve it; recompile it with a ceremony SRS (proofmarket compile --srs FILE)",
+                        model_id=model_id, chain_id=chain_id)

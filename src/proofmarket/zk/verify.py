@@ -141,11 +141,16 @@ def _sizes(shapes: list[list[int]]) -> list[int]:
     return [math.prod(shape) for shape in shapes]
 
 
-def _check_output_values(bundle: ProofBundle, outputs: list[int]) -> None:
+def decode_outputs(bundle: ProofBundle, outputs: list[int]) -> list[list[float]]:
+    """The output values the proof's output instances commit to, one flat list per model output."""
     sizes = _sizes(bundle.output.shapes)
     if sum(sizes) != len(outputs) or len(bundle.layout.output_scales) != len(sizes):
         raise VerificationFailed("the output shapes do not match the proof's public output")
-    decoded = _decode(outputs, bundle.layout.output_scales, sizes)
+    return _decode(outputs, bundle.layout.output_scales, sizes)
+
+
+def _check_output_values(bundle: ProofBundle, outputs: list[int]) -> None:
+    decoded = decode_outputs(bundle, outputs)
     if not _close(decoded, bundle.output.values, 1e-9):
         raise VerificationFailed("the output values are not the ones the proof commits to")
 
@@ -193,4 +198,4 @@ def _run_ezkl_verify(bundle: ProofBundle, instances: list[int], store: ArtifactS
                           store.path(bundle.model.srs.cid))
 
 
-__all__ = ["VerifyReport", "verify_bundle", "pure_bundle_cid", "load_manifest", "felt_to_uint"]
+__all__ = ["VerifyReport", "verify_bundle", "pure_bundle_cid", "load_manifest", "felt_to_uint", "decode_outputs"]
