@@ -181,7 +181,8 @@ class Client:
         body = self._json(response)
         paid = PAYMENT_SIGNATURE in headers
         request = Request(model_id=model_id, inputs=inputs, max_amount=cap, paid=paid,
-                          payer=self.account.address if paid and self.account is not None else None)
+                          payer=self.account.address if paid and self.account is not None else None,
+                          network=_signed_network(headers[PAYMENT_SIGNATURE]) if paid else None)
         if response.status_code == 202:
             job = self._wait(body["id"])
             return self._from_job(job, request)
@@ -287,9 +288,10 @@ class Client:
         model = parsed.model
         for cid in (model.id, model.settings_cid, model.vk_cid, model.srs.cid):
             self._fetch_artifact(store, cid)
-        payment = (claimed or {}).get("payment") or parsed.payment or {}
+        # the network of the client's own signature when it paid; else the one a bundle's receipt signs
+        network = request.network if request.paid else (parsed.payment or {}).get("network")
         srs_check = check_srs(_srs_kind(model.srs.cid), model.id, devnet=self.devnet,
-                              allow_dev_srs=self.allow_dev_srs, network=payment.get("network"))
+                              allow_dev_srs=self.allow_dev_srs, network=network)
         report = verify_bundle(parsed, store)
         report.checks.append(srs_check)
         report.checks.extend(check_answer(parsed, store, request, claimed=claimed))
@@ -332,6 +334,15 @@ class Client:
                                    status=response.status_code)
         raise _error(str(error.get("code")), str(error.get("message", "")), error.get("details") or {},
                      ProofMarketError, response)
+
+
+def _signed_network(payment_signature: str) -> str:
+    """The network of a PAYMENT-SIGNATURE this client made (what it signed, whatever the node says)."""
+    from x402.http import decode_payment_signature_header
+
+    payload = decode_payment_signature_header(payment_signature)
+    accepted = getattr(payload, "accepted", None)  # x402 v2 (the only version this client signs)
+    return str(accepted.network if accepted is not None else getattr(payload, "network", ""))
 
 
 def _srs_kind(srs_cid: str) -> str:

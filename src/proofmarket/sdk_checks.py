@@ -40,6 +40,7 @@ class Request:
     payer: str | None = None  # the client's account when it paid
     max_amount: int | None = None  # the cap it signed
     paid: bool = False
+    network: str | None = None  # the network of the payment the client signed
 
 
 def check_srs(kind: str, model_id: str, *, devnet: bool, allow_dev_srs: bool, network: str | None) -> str:
@@ -140,6 +141,10 @@ def _check_payment(bundle: ProofBundle, claimed: dict[str, Any], request: Reques
         if request.max_amount is not None and int(value) > request.max_amount:
             raise AnswerMismatch(f"the {what} says {value} atomic units, over your cap of {request.max_amount}",
                                  check="amount")
+    networks = {payment.get("network"), message.get("network")}
+    if len(networks) != 1 or (request.network is not None and networks != {request.network}):
+        raise AnswerMismatch(f"the payment and receipt name {', '.join(map(str, networks))}, not {request.network} "
+                             "where you signed the payment", check="payment")
     if str(payment.get("transaction", "")).lower() != str(message.get("transaction", "")).lower():
         raise AnswerMismatch("the receipt's transaction is not the payment's", check="payment")
     bound = [("model", message.get("modelId"), request.model_id or bundle.model.id),

@@ -11,9 +11,11 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 from escrow_helpers import AppFactory, EscrowEnv, mlp_input
@@ -22,6 +24,8 @@ from typer.testing import CliRunner
 
 from proofmarket.chain.types import RequestStatus
 from proofmarket.cli.main import app as cli
+from proofmarket.errors import SettlementMismatch
+from proofmarket.sdk_checks import check_settlement
 
 pytestmark = [pytest.mark.slow, pytest.mark.chain]
 
@@ -103,3 +107,13 @@ def test_an_honest_fulfilment_is_reported_from_the_chain(env: EscrowEnv, node_ur
     assert chain["status"] == "fulfilled" and chain["prover"] == onchain.prover
     assert onchain.output_hash is not None and chain["output_hash"] == "0x" + onchain.output_hash.hex()
     assert chain["bundle_cid"] == out["node"]["bundle_cid"] and len(chain["output"][0]) == 3
+
+    # a node naming a bundle whose output is not the one the chain recorded, or that answers another input
+    bundle = httpx.get(f"{node_url}/v1/proofs/{chain['bundle_cid']}").json()
+    with pytest.raises(SettlementMismatch, match="not the output the chain recorded"):
+        check_settlement(out["request_id"], replace(onchain, output_hash=b"\x01" * 32), bundle, chain["bundle_cid"],
+                         out["commitment"])
+    with pytest.raises(SettlementMismatch, match="input commitment"):
+        check_settlement(out["request_id"], onchain, bundle, chain["bundle_cid"], "0x" + "00" * 32)
+    with pytest.raises(SettlementMismatch, match="other bytes"):
+        check_settlement(out["request_id"], onchain, bundle, "bafkreinotthisbundle", out["commitment"])
