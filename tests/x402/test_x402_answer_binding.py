@@ -181,3 +181,19 @@ def test_a_dev_srs_proof_is_refused_unless_the_caller_allows_it(node: Served, ml
     labelled["model"]["srs"]["kind"] = "ceremony"  # a label is not a hash
     with Client(node.url, cache_dir=tmp_path / "cache") as plain, pytest.raises(DevSrsRefused):
         plain.verify(labelled)
+
+
+def test_proofmarket_infer_prints_the_proven_answer_or_marks_it_unverified(node: Served, mlp_id: str,
+                                                                           tmp_path: Path) -> None:
+    path = tmp_path / "input.json"
+    path.write_text(json.dumps(mlp_input()))
+    args = ["infer", mlp_id, "--input", str(path), "--node", node.url, "--devnet"]
+
+    checked = CliRunner().invoke(cli, args, env={"COLUMNS": "200"})
+    assert checked.exit_code == 0, checked.output
+    assert "verified locally" in checked.output and "the returned output is the proven one" in checked.output
+    assert "unverified" not in checked.output
+
+    unchecked = CliRunner().invoke(cli, [*args, "--no-verify"], env={"COLUMNS": "200"})
+    assert unchecked.exit_code == 0, unchecked.output
+    assert "unverified" in unchecked.output and "verified locally" not in unchecked.output
