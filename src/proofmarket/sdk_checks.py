@@ -132,13 +132,20 @@ def _check_payment(bundle: ProofBundle, claimed: dict[str, Any], request: Reques
     if not payment or not receipt:
         raise AnswerMismatch("you paid for this call but the answer carries no payment and receipt",
                              check="payment")
-    message = receipt["typedData"]["message"]
+    try:
+        return _check_paid(bundle, payment, receipt["typedData"]["message"], request)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise AnswerMismatch(f"the payment or receipt of the answer is malformed ({exc})", check="payment") from exc
+
+
+def _check_paid(bundle: ProofBundle, payment: dict[str, Any], message: dict[str, Any],
+                request: Request) -> list[str]:
     payer = request.payer
     for what, value in (("payment", payment.get("payer")), ("receipt", message.get("payer"))):
         if payer is not None and _address(value) != _address(payer):
             raise AnswerMismatch(f"the {what} names payer {value}, not your account {payer}", check="payer")
     for what, value in (("payment", payment.get("amount")), ("receipt", message.get("amount"))):
-        if request.max_amount is not None and int(value) > request.max_amount:
+        if request.max_amount is not None and int(str(value)) > request.max_amount:
             raise AnswerMismatch(f"the {what} says {value} atomic units, over your cap of {request.max_amount}",
                                  check="amount")
     networks = {payment.get("network"), message.get("network")}

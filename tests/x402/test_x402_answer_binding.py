@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,16 @@ def test_an_honest_answer_passes_every_binding_check(node: Served, mlp_id: str, 
     assert "the returned output is the proven one" in public.checks
     assert any(c.startswith("payment by your account") for c in public.checks)
     assert hashed.salt and "your input and the returned salt open the proof's input commitment" in hashed.checks
+
+    # the payment and receipt must be this client's own, within its cap
+    assert public.payment is not None and public.request is not None and public.request.max_amount == PRICE
+    with sdk(node.url, sdk_payer, tmp_path) as client:
+        bent = {"payer": replace(public, payment={**public.payment, "payer": "0x" + "ab" * 20}),
+                "amount": public, "payment": replace(public, payment=None, receipt=None)}
+        for check, result in bent.items():
+            with pytest.raises(AnswerMismatch) as refused:
+                client.verify(result, max_amount=PRICE - 1 if check == "amount" else None)
+            assert refused.value.details["check"] == check
 
 
 # --- the four attacks --------------------------------------------------------------------------------------
