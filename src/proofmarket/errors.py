@@ -25,7 +25,10 @@ onnxruntime, web3, filesystem) are translated at the adapter edge into one of th
     │   ├── WitnessError                  witness_failed     422   3
     │   └── ProofTimeout                  proof_timeout      504   3
     ├── VerificationFailed                proof_invalid      422   1
-    │   └── BundleError                   bundle_invalid     422   1
+    │   ├── BundleError                   bundle_invalid     422   1
+    │   ├── AnswerMismatch                answer_mismatch    422   1
+    │   ├── DevSrsRefused                 dev_srs_refused    422   1
+    │   └── SettlementMismatch            settlement_mismatch 422  1
     ├── ChainError                        chain_error        502   4
     │   ├── ContractReverted              contract_reverted  409   4
     │   └── RPCUnavailable                rpc_unavailable    503   4
@@ -161,6 +164,24 @@ class VerificationFailed(ProofMarketError):
 
 class BundleError(VerificationFailed):
     code = "bundle_invalid"
+
+
+class AnswerMismatch(VerificationFailed):
+    """The proof holds but does not answer the request the client made (model, input, salt, output or payment)."""
+
+    code = "answer_mismatch"
+
+
+class DevSrsRefused(VerificationFailed):
+    """The model's SRS is not a pinned ceremony file: its proofs can be forged by whoever made it."""
+
+    code = "dev_srs_refused"
+
+
+class SettlementMismatch(VerificationFailed):
+    """A node reported a settlement the chain does not show."""
+
+    code = "settlement_mismatch"
 
 
 # --- chain --------------------------------------------------------------------------------------
