@@ -82,3 +82,13 @@ def test_compile_with_a_ceremony_srs_records_its_hash(prover: EzklProver, tmp_pa
     assert prover.verify(proved.bundle).valid
     monkeypatch.delitem(srs_module.CEREMONY_SRS_SHA256, srs.sha256)  # unpinned, the same file is only a dev SRS
     assert prover.verify(proved.bundle).srs_kind == "dev"
+
+
+def test_pinned_ceremony_hashes_are_the_ones_ezkl_checks() -> None:
+    # EZKL refuses a downloaded ceremony file whose sha256 is not in its own table: the pins must be that table
+    import ezkl
+
+    assert sorted(srs_module.CEREMONY_SRS_SHA256.values()) == list(range(1, 27))
+    binary = b"".join(p.read_bytes() for p in Path(ezkl.__file__).parent.glob("*.so"))
+    missing = [h for h in srs_module.CEREMONY_SRS_SHA256 if h.encode() not in binary]
+    assert missing == []
