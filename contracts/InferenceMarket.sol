@@ -15,28 +15,63 @@ interface IProofVerifier {
     function verifyProof(bytes calldata proof, uint256[] calldata instances) external returns (bool);
 }
 
+/// @notice Holds the x402 payments of one (model, prover) pair until InferenceMarket.releaseSplit pays them
+/// out: x402 `payTo` is this contract's CREATE2 address (InferenceMarket.splitterFor), known before it exists.
+contract RevenueSplitter {
+    using SafeERC20 for IERC20;
+
+    address public immutable market;
+    IERC20 public immutable usdc;
+
+    error OnlyMarket(address caller);
+
+    constructor(IERC20 usdc_) {
+        market = msg.sender;
+        usdc = usdc_;
+    }
+
+    /// @notice Send the whole USDC balance to the market (which splits it).
+    function sweep() external returns (uint256 amount) {
+        if (msg.sender != market) revert OnlyMarket(msg.sender);
+        amount = usdc.balanceOf(address(this));
+        if (amount > 0) usdc.safeTransfer(market, amount);
+    }
+}
+
 /// @title InferenceMarket: USDC escrow for proven ML inference.
-/// @notice Flow: a consumer escrows the model's price for (modelId, inputCommitment, deadline);
-/// an authorised prover holding at least `minStake` optionally accepts the request, then fulfils it
-/// with a proof. The input commitment is keccak256(abi.encodePacked(instances[0:inputInstances])),
-/// the keccak of the leading public instances (32-byte big-endian words) that make up the input.
-/// - A proof whose input or params instances do not match the request/model is refused (revert):
-///   it is not an attempt to fulfil this request, and the request stays open.
-/// - Valid proof: the output hash (keccak of the output instances) is recorded, the owner, the prover
-///   and the platform are paid at once, the prover's `fulfilled` counter goes up.
-/// - Invalid proof (false or revert): the consumer gets the full amount back, the prover's stake
-///   (active + pending unstake) is slashed by `slashBps` into the platform's balance, `failed` goes up.
-///   Slashed funds go to the platform, not the consumer, so that a model owner colluding with a
-///   consumer cannot profit from a verifier that rejects honest proofs.
-/// - After the deadline the consumer may take the amount back; an assigned prover's `expired` goes up.
-/// Pausing stops new requests only: acceptance, fulfilment, refunds and staking go on.
+/// @notice Flow: a consumer escrows the model's price for (modelId, inputCommitment, deadline); the request
+/// snapshots the model's terms (owner, verifier, shares, instance layout) and the market's fee and slash
+/// share, so later owner or admin changes never touch an open request. An authorised prover holding at
+/// least `minStake` claims it (`acceptRequest`, which locks `claimBond` out of its stake for `claimWindow`),
+/// proves, and fulfils it; only the claimer can fulfil, so a copied pending fulfilment reverts. A claim that
+/// lapses lets another prover claim, and its bond goes to the consumer. The input commitment is
+/// keccak256(abi.encodePacked(instances[0:inputInstances])).
+/// - A proof with the wrong number of instances, or whose input or params instances do not match the
+///   request, is refused (revert): nobody is slashed and the claim stays.
+/// - Valid proof: the output hash is recorded, the owner, the prover and the platform are paid, the bond
+///   returns to the prover's stake, its `fulfilled` counter goes up.
+/// - Invalid proof (false or revert): the consumer gets the full amount back, the prover's stake (active +
+///   pending unstake) is slashed by the request's slash share, and its bond is forfeited, both into the
+///   platform's balance (not the consumer's, so that an owner colluding with a consumer cannot profit from
+///   a verifier that rejects honest proofs); `failed` goes up.
+/// - After the deadline the consumer may take the amount back (plus a live claimer's bond); the claimer's
+///   `expired` goes up.
+/// Admin parameters are bounded and change only after `paramsDelay` (scheduleParams, then applyParams).
+/// De-authorising a prover stops its new claims; a claim it holds can still be fulfilled.
+/// Pausing stops new requests only. x402 pay-per-call money is split the same way through per-(model,
+/// prover) RevenueSplitter addresses (`splitterFor`, `releaseSplit`).
 contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
     uint16 public constant BPS = 10_000;
     uint16 public constant MAX_PLATFORM_FEE_BPS = 1_000;
+    uint16 public constant MAX_SLASH_BPS = 5_000;
     uint64 public constant MAX_UNSTAKE_DELAY = 30 days;
     uint64 public constant MAX_REQUEST_TTL = 30 days;
+    uint64 public constant MIN_CLAIM_WINDOW = 60;
+    uint64 public constant MAX_CLAIM_WINDOW = 1 days;
+    uint64 public constant MAX_PARAMS_DELAY = 30 days;
+    uint256 public constant MAX_MIN_STAKE = 1_000_000 * 10 ** 6;
 
     enum Status {
         None,
@@ -47,16 +82,40 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
         Refunded
     }
 
+    /// @notice Admin-set market parameters (bounded; changed with a delay).
+    struct Params {
+        uint16 platformFeeBps;
+        uint16 slashBps;
+        uint64 unstakeDelay;
+        uint64 claimWindow;
+        uint256 minStake;
+        uint256 claimBond;
+    }
+
     struct Request {
         address consumer;
         uint64 deadline;
         uint16 feeBps;
+        uint16 slashBps;
         Status status;
         address prover;
+        uint64 claimExpiry;
         uint96 amount;
         bytes32 modelId;
         bytes32 inputCommitment;
         bytes32 outputHash;
+        uint256 bond;
+        Snapshot terms;
+    }
+
+    /// @notice The model's terms when the request was made.
+    struct Snapshot {
+        address owner;
+        address verifier;
+        uint16 ownerShareBps;
+        uint16 inputInstances;
+        uint16 instanceCount;
+        uint256 paramsCommitment;
     }
 
     struct Prover {
@@ -82,13 +141,15 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
 
     IERC20 public immutable usdc;
     ModelRegistry public immutable registry;
+    uint64 public immutable paramsDelay;
 
-    uint16 public platformFeeBps;
-    uint16 public slashBps;
-    uint64 public unstakeDelay;
-    uint256 public minStake;
+    Params private _params;
+    Params private _pendingParams;
+    uint64 public pendingParamsEta;
     uint256 public platformBalance;
     uint256 public requestCount;
+    /// @notice What an address was paid as model owner or prover (escrow fulfilments and split releases).
+    mapping(address account => uint256) public earned;
 
     mapping(uint256 requestId => Request) private _requests;
     mapping(address prover => Prover) private _provers;
@@ -101,7 +162,8 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
         uint96 amount,
         uint64 deadline
     );
-    event RequestAccepted(uint256 indexed requestId, address indexed prover);
+    event RequestAccepted(uint256 indexed requestId, address indexed prover, uint256 bond, uint64 claimExpiry);
+    event ClaimLapsed(uint256 indexed requestId, address indexed prover, uint256 bondToConsumer);
     event RequestFulfilled(
         uint256 indexed requestId,
         address indexed prover,
@@ -113,14 +175,21 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
     );
     event ProofRejected(uint256 indexed requestId, address indexed prover, uint256 refunded, uint256 slashed);
     event RequestRefunded(uint256 indexed requestId, address indexed consumer, uint256 amount, address prover);
+    event SplitReleased(
+        bytes32 indexed modelId,
+        address indexed prover,
+        address indexed owner,
+        uint256 ownerAmount,
+        uint256 proverAmount,
+        uint256 platformFee
+    );
     event Staked(address indexed prover, uint256 amount, uint256 stake);
     event UnstakeRequested(address indexed prover, uint256 amount, uint64 unlockAt);
     event Unstaked(address indexed prover, uint256 amount);
     event ProverAuthorizationChanged(address indexed prover, bool authorized);
-    event PlatformFeeChanged(uint16 oldBps, uint16 newBps);
-    event SlashBpsChanged(uint16 oldBps, uint16 newBps);
-    event MinStakeChanged(uint256 oldAmount, uint256 newAmount);
-    event UnstakeDelayChanged(uint64 oldDelay, uint64 newDelay);
+    event ParamsScheduled(Params params, uint64 eta);
+    event ParamsApplied(Params params);
+    event ParamsCanceled();
     event PlatformWithdrawal(address indexed to, uint256 amount);
 
     error ModelInactive(bytes32 modelId);
@@ -132,34 +201,36 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
     error DeadlineNotReached(uint256 requestId, uint64 deadline);
     error NotConsumer(uint256 requestId, address caller);
     error NotAssignedProver(uint256 requestId, address assigned);
+    error ClaimExpired(uint256 requestId, uint64 claimExpiry);
     error ProverNotAuthorized(address prover);
     error InsufficientStake(address prover, uint256 stake, uint256 minStake);
-    error TooFewInstances(uint256 given, uint256 needed);
+    error InstanceCountMismatch(uint256 given, uint256 expected);
     error InputCommitmentMismatch(bytes32 expected, bytes32 actual);
     error ParamsCommitmentMismatch(uint256 expected, uint256 actual);
     error VerifierOutOfGas();
     error FeeTooHigh(uint16 bps, uint16 maxBps);
-    error SlashTooHigh(uint16 bps);
+    error SlashTooHigh(uint16 bps, uint16 maxBps);
     error UnstakeDelayTooLong(uint64 delay);
+    error ClaimWindowOutOfRange(uint64 window);
+    error MinStakeTooHigh(uint256 amount);
+    error ClaimBondTooHigh(uint256 bond, uint256 minStake);
+    error ParamsDelayTooLong(uint64 delay);
+    error NoPendingParams();
+    error ParamsNotDue(uint64 eta);
     error ZeroAmount();
     error InsufficientBalance(uint256 available, uint256 requested);
     error UnstakeLocked(uint64 unlockAt);
 
-    constructor(
-        IERC20 usdc_,
-        ModelRegistry registry_,
-        address admin,
-        uint16 platformFeeBps_,
-        uint16 slashBps_,
-        uint256 minStake_,
-        uint64 unstakeDelay_
-    ) Ownable(admin) {
+    constructor(IERC20 usdc_, ModelRegistry registry_, address admin, Params memory params_, uint64 paramsDelay_)
+        Ownable(admin)
+    {
+        if (paramsDelay_ > MAX_PARAMS_DELAY) revert ParamsDelayTooLong(paramsDelay_);
         usdc = usdc_;
         registry = registry_;
-        setPlatformFee(platformFeeBps_);
-        setSlashBps(slashBps_);
-        setMinStake(minStake_);
-        setUnstakeDelay(unstakeDelay_);
+        paramsDelay = paramsDelay_;
+        _checkParams(params_);
+        _params = params_;
+        emit ParamsApplied(params_);
     }
 
     // --- consumers ------------------------------------------------------------------------------
@@ -171,8 +242,8 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
         nonReentrant
         returns (uint256 requestId)
     {
-        uint96 price = _priceForNewRequest(modelId, deadline);
-        requestId = _createRequest(msg.sender, modelId, inputCommitment, deadline, price);
+        uint96 price;
+        (requestId, price) = _createRequest(msg.sender, modelId, inputCommitment, deadline);
         usdc.safeTransferFrom(msg.sender, address(this), price);
     }
 
@@ -185,48 +256,57 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
         uint64 deadline,
         Authorization calldata auth
     ) external whenNotPaused nonReentrant returns (uint256 requestId) {
-        uint96 price = _priceForNewRequest(modelId, deadline);
-        requestId = _createRequest(consumer, modelId, inputCommitment, deadline, price);
+        uint96 price;
+        (requestId, price) = _createRequest(consumer, modelId, inputCommitment, deadline);
         bytes32 nonce = authorizationNonce(modelId, inputCommitment, deadline, auth.salt);
         IERC3009(address(usdc)).receiveWithAuthorization(
             consumer, address(this), price, auth.validAfter, auth.validBefore, nonce, auth.v, auth.r, auth.s
         );
     }
 
-    /// @notice Take the escrowed amount back once the deadline has passed without a settlement.
+    /// @notice Take the escrowed amount (and a live claimer's bond) back once the deadline has passed.
     function refund(uint256 requestId) external nonReentrant {
         Request storage r = _pending(requestId);
         if (msg.sender != r.consumer) revert NotConsumer(requestId, msg.sender);
         if (block.timestamp <= r.deadline) revert DeadlineNotReached(requestId, r.deadline);
         r.status = Status.Refunded;
+        uint256 bond = r.bond;
+        r.bond = 0;
         if (r.prover != address(0)) _provers[r.prover].expired += 1;
         emit RequestRefunded(requestId, r.consumer, r.amount, r.prover);
-        usdc.safeTransfer(r.consumer, r.amount);
+        usdc.safeTransfer(r.consumer, r.amount + bond);
     }
 
     // --- provers --------------------------------------------------------------------------------
 
-    /// @notice Claim an open request: from now on only the caller may fulfil it, and an expiry counts
-    /// against the caller's reputation.
+    /// @notice Claim a request: lock `claimBond` of the caller's stake; until the claim expires
+    /// (min(now + claimWindow, deadline)) only the caller may fulfil it. A lapsed claim may be taken over,
+    /// and the lapsed claimer's bond goes to the consumer.
     function acceptRequest(uint256 requestId) external nonReentrant {
         Request storage r = _pending(requestId);
-        if (r.status != Status.Open) revert RequestNotOpen(requestId, r.status);
-        if (block.timestamp > r.deadline) revert RequestExpired(requestId, r.deadline);
+        if (block.timestamp >= r.deadline) revert RequestExpired(requestId, r.deadline);
+        if (r.status == Status.Accepted) {
+            if (block.timestamp <= r.claimExpiry) revert RequestNotOpen(requestId, r.status);
+            _lapse(requestId, r);
+        }
         _requireEligible(msg.sender);
-        r.status = Status.Accepted;
-        r.prover = msg.sender;
-        emit RequestAccepted(requestId, msg.sender);
+        uint256 bond = _params.claimBond;
+        Prover storage p = _provers[msg.sender];
+        if (p.stake < bond) revert InsufficientStake(msg.sender, p.stake, bond);
+        p.stake -= bond;
+        uint64 expiry = uint64(block.timestamp) + _params.claimWindow;
+        if (expiry > r.deadline) expiry = r.deadline;
+        (r.status, r.prover, r.claimExpiry, r.bond) = (Status.Accepted, msg.sender, expiry, bond);
+        emit RequestAccepted(requestId, msg.sender, bond, expiry);
     }
 
-    /// @notice Settle a request with a proof. See the contract notice for the outcomes.
+    /// @notice Settle a claimed request with a proof. See the contract notice for the outcomes.
     function fulfill(uint256 requestId, bytes calldata proof, uint256[] calldata instances) external nonReentrant {
         Request storage r = _pending(requestId);
-        if (r.status == Status.Accepted && r.prover != msg.sender) revert NotAssignedProver(requestId, r.prover);
-        if (block.timestamp > r.deadline) revert RequestExpired(requestId, r.deadline);
-        _requireEligible(msg.sender);
-        ModelRegistry.Terms memory t = registry.terms(r.modelId);
+        if (r.status != Status.Accepted || r.prover != msg.sender) revert NotAssignedProver(requestId, r.prover);
+        if (block.timestamp > r.claimExpiry) revert ClaimExpired(requestId, r.claimExpiry);
+        Snapshot memory t = r.terms;
         uint256 outputStart = _checkBinding(r.inputCommitment, t, instances);
-        r.prover = msg.sender;
         if (_verify(t.verifier, proof, instances)) {
             _settleValid(requestId, r, t, instances[outputStart:]);
         } else {
@@ -250,7 +330,7 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
         if (amount > p.stake) revert InsufficientBalance(p.stake, amount);
         p.stake -= amount;
         p.pendingUnstake += amount;
-        p.unlockAt = uint64(block.timestamp) + unstakeDelay;
+        p.unlockAt = uint64(block.timestamp) + _params.unstakeDelay;
         emit UnstakeRequested(msg.sender, amount, p.unlockAt);
     }
 
@@ -264,6 +344,35 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
         usdc.safeTransfer(msg.sender, amount);
     }
 
+    // --- x402 revenue splits --------------------------------------------------------------------
+
+    /// @notice Where x402 payments for `modelId` proved by `prover` are paid (a RevenueSplitter, CREATE2).
+    function splitterFor(bytes32 modelId, address prover) public view returns (address) {
+        bytes32 initCode = keccak256(abi.encodePacked(type(RevenueSplitter).creationCode, abi.encode(usdc)));
+        bytes32 salt = keccak256(abi.encode(modelId, prover));
+        return address(uint160(uint256(keccak256(abi.encodePacked(bytes1(0xff), address(this), salt, initCode)))));
+    }
+
+    /// @notice Pay out what the splitter of (modelId, prover) holds: the model's current owner share to its
+    /// owner, the platform fee to the platform balance, the rest to the prover. Anyone may call it.
+    function releaseSplit(bytes32 modelId, address prover) external nonReentrant returns (uint256 amount) {
+        ModelRegistry.Terms memory t = registry.terms(modelId);
+        address splitter = splitterFor(modelId, prover);
+        if (splitter.code.length == 0) {
+            new RevenueSplitter{salt: keccak256(abi.encode(modelId, prover))}(usdc);
+        }
+        amount = RevenueSplitter(splitter).sweep();
+        uint256 fee = (amount * _params.platformFeeBps) / BPS;
+        uint256 ownerAmount = (amount * t.ownerShareBps) / BPS;
+        uint256 proverAmount = amount - fee - ownerAmount;
+        platformBalance += fee;
+        earned[t.owner] += ownerAmount;
+        earned[prover] += proverAmount;
+        emit SplitReleased(modelId, prover, t.owner, ownerAmount, proverAmount, fee);
+        if (ownerAmount > 0) usdc.safeTransfer(t.owner, ownerAmount);
+        if (proverAmount > 0) usdc.safeTransfer(prover, proverAmount);
+    }
+
     // --- admin ----------------------------------------------------------------------------------
 
     function pause() external onlyOwner {
@@ -274,32 +383,37 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
         _unpause();
     }
 
+    /// @notice Takes effect for new claims only: a claim a prover holds can still be fulfilled.
     function setProverAuthorized(address prover, bool authorized) external onlyOwner {
         _provers[prover].authorized = authorized;
         emit ProverAuthorizationChanged(prover, authorized);
     }
 
-    function setPlatformFee(uint16 bps) public onlyOwner {
-        if (bps > MAX_PLATFORM_FEE_BPS) revert FeeTooHigh(bps, MAX_PLATFORM_FEE_BPS);
-        emit PlatformFeeChanged(platformFeeBps, bps);
-        platformFeeBps = bps;
+    /// @notice Propose new parameters; they apply after `paramsDelay` (applyParams) and never to open requests'
+    /// fee and slash share. A new proposal replaces the pending one and restarts the delay.
+    function scheduleParams(Params calldata p) external onlyOwner {
+        _checkParams(p);
+        _pendingParams = p;
+        pendingParamsEta = uint64(block.timestamp) + paramsDelay;
+        emit ParamsScheduled(p, pendingParamsEta);
     }
 
-    function setSlashBps(uint16 bps) public onlyOwner {
-        if (bps > BPS) revert SlashTooHigh(bps);
-        emit SlashBpsChanged(slashBps, bps);
-        slashBps = bps;
+    /// @notice Apply the pending parameters once their delay has passed. Anyone may call it.
+    function applyParams() external {
+        uint64 eta = pendingParamsEta;
+        if (eta == 0) revert NoPendingParams();
+        if (block.timestamp < eta) revert ParamsNotDue(eta);
+        _params = _pendingParams;
+        delete _pendingParams;
+        pendingParamsEta = 0;
+        emit ParamsApplied(_params);
     }
 
-    function setMinStake(uint256 amount) public onlyOwner {
-        emit MinStakeChanged(minStake, amount);
-        minStake = amount;
-    }
-
-    function setUnstakeDelay(uint64 delay) public onlyOwner {
-        if (delay > MAX_UNSTAKE_DELAY) revert UnstakeDelayTooLong(delay);
-        emit UnstakeDelayChanged(unstakeDelay, delay);
-        unstakeDelay = delay;
+    function cancelParams() external onlyOwner {
+        if (pendingParamsEta == 0) revert NoPendingParams();
+        delete _pendingParams;
+        pendingParamsEta = 0;
+        emit ParamsCanceled();
     }
 
     /// @notice Withdraw platform fees and slashed stake.
@@ -313,6 +427,30 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
 
     // --- views ----------------------------------------------------------------------------------
 
+    function params() external view returns (Params memory) {
+        return _params;
+    }
+
+    function pendingParams() external view returns (Params memory) {
+        return _pendingParams;
+    }
+
+    function platformFeeBps() external view returns (uint16) {
+        return _params.platformFeeBps;
+    }
+
+    function slashBps() external view returns (uint16) {
+        return _params.slashBps;
+    }
+
+    function minStake() external view returns (uint256) {
+        return _params.minStake;
+    }
+
+    function unstakeDelay() external view returns (uint64) {
+        return _params.unstakeDelay;
+    }
+
     function getRequest(uint256 requestId) external view returns (Request memory) {
         return _requests[requestId];
     }
@@ -323,7 +461,7 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
 
     function isEligible(address prover) public view returns (bool) {
         Prover storage p = _provers[prover];
-        return p.authorized && p.stake >= minStake;
+        return p.authorized && p.stake >= _params.minStake && p.stake >= _params.claimBond;
     }
 
     function authorizationNonce(bytes32 modelId, bytes32 inputCommitment, uint64 deadline, bytes32 salt)
@@ -341,24 +479,43 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
 
     // --- internals ------------------------------------------------------------------------------
 
-    function _priceForNewRequest(bytes32 modelId, uint64 deadline) private view returns (uint96) {
+    function _checkParams(Params memory p) private pure {
+        if (p.platformFeeBps > MAX_PLATFORM_FEE_BPS) revert FeeTooHigh(p.platformFeeBps, MAX_PLATFORM_FEE_BPS);
+        if (p.slashBps > MAX_SLASH_BPS) revert SlashTooHigh(p.slashBps, MAX_SLASH_BPS);
+        if (p.unstakeDelay > MAX_UNSTAKE_DELAY) revert UnstakeDelayTooLong(p.unstakeDelay);
+        if (p.claimWindow < MIN_CLAIM_WINDOW || p.claimWindow > MAX_CLAIM_WINDOW) {
+            revert ClaimWindowOutOfRange(p.claimWindow);
+        }
+        if (p.minStake > MAX_MIN_STAKE) revert MinStakeTooHigh(p.minStake);
+        if (p.claimBond > p.minStake) revert ClaimBondTooHigh(p.claimBond, p.minStake);
+    }
+
+    function _createRequest(address consumer, bytes32 modelId, bytes32 inputCommitment, uint64 deadline)
+        private
+        returns (uint256 requestId, uint96 price)
+    {
         ModelRegistry.Terms memory t = registry.terms(modelId);
         if (!t.active) revert ModelInactive(modelId);
         if (deadline <= block.timestamp || deadline > block.timestamp + MAX_REQUEST_TTL) {
             revert InvalidDeadline(deadline, block.timestamp);
         }
-        return t.price;
-    }
-
-    function _createRequest(address consumer, bytes32 modelId, bytes32 inputCommitment, uint64 deadline, uint96 price)
-        private
-        returns (uint256 requestId)
-    {
+        price = t.price;
         requestId = ++requestCount;
         Request storage r = _requests[requestId];
-        (r.consumer, r.deadline, r.feeBps, r.status) = (consumer, deadline, platformFeeBps, Status.Open);
+        (r.consumer, r.deadline, r.status) = (consumer, deadline, Status.Open);
+        (r.feeBps, r.slashBps) = (_params.platformFeeBps, _params.slashBps);
         (r.amount, r.modelId, r.inputCommitment) = (price, modelId, inputCommitment);
+        r.terms = Snapshot(t.owner, t.verifier, t.ownerShareBps, t.inputInstances, t.instanceCount, t.paramsCommitment);
         emit RequestCreated(requestId, modelId, consumer, inputCommitment, price, deadline);
+    }
+
+    function _lapse(uint256 requestId, Request storage r) private {
+        address lapsed = r.prover;
+        uint256 bond = r.bond;
+        _provers[lapsed].expired += 1;
+        (r.status, r.prover, r.claimExpiry, r.bond) = (Status.Open, address(0), 0, 0);
+        emit ClaimLapsed(requestId, lapsed, bond);
+        if (bond > 0) usdc.safeTransfer(r.consumer, bond);
     }
 
     function _pending(uint256 requestId) private view returns (Request storage r) {
@@ -370,17 +527,17 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
     function _requireEligible(address prover) private view {
         Prover storage p = _provers[prover];
         if (!p.authorized) revert ProverNotAuthorized(prover);
-        if (p.stake < minStake) revert InsufficientStake(prover, p.stake, minStake);
+        if (p.stake < _params.minStake) revert InsufficientStake(prover, p.stake, _params.minStake);
     }
 
     /// @dev Instances are [input..., params commitment (hashed params only), output...].
-    function _checkBinding(bytes32 inputCommitment, ModelRegistry.Terms memory t, uint256[] calldata instances)
+    function _checkBinding(bytes32 inputCommitment, Snapshot memory t, uint256[] calldata instances)
         private
         pure
         returns (uint256 outputStart)
     {
+        if (instances.length != t.instanceCount) revert InstanceCountMismatch(instances.length, t.instanceCount);
         outputStart = uint256(t.inputInstances) + (t.paramsCommitment != 0 ? 1 : 0);
-        if (instances.length <= outputStart) revert TooFewInstances(instances.length, outputStart + 1);
         bytes32 actual = keccak256(abi.encodePacked(instances[:t.inputInstances]));
         if (actual != inputCommitment) revert InputCommitmentMismatch(inputCommitment, actual);
         if (t.paramsCommitment != 0 && instances[t.inputInstances] != t.paramsCommitment) {
@@ -400,12 +557,9 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
         }
     }
 
-    function _settleValid(
-        uint256 requestId,
-        Request storage r,
-        ModelRegistry.Terms memory t,
-        uint256[] calldata outputs
-    ) private {
+    function _settleValid(uint256 requestId, Request storage r, Snapshot memory t, uint256[] calldata outputs)
+        private
+    {
         uint256 amount = r.amount;
         uint256 fee = (amount * r.feeBps) / BPS;
         uint256 ownerAmount = (amount * t.ownerShareBps) / BPS;
@@ -413,7 +567,12 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
         r.status = Status.Fulfilled;
         r.outputHash = keccak256(abi.encodePacked(outputs));
         platformBalance += fee;
-        _provers[msg.sender].fulfilled += 1;
+        Prover storage p = _provers[msg.sender];
+        p.stake += r.bond;
+        r.bond = 0;
+        p.fulfilled += 1;
+        earned[t.owner] += ownerAmount;
+        earned[msg.sender] += proverAmount;
         emit RequestFulfilled(requestId, msg.sender, r.outputHash, outputs, ownerAmount, proverAmount, fee);
         if (ownerAmount > 0) usdc.safeTransfer(t.owner, ownerAmount);
         if (proverAmount > 0) usdc.safeTransfer(msg.sender, proverAmount);
@@ -421,11 +580,12 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
 
     function _settleInvalid(uint256 requestId, Request storage r) private {
         Prover storage p = _provers[msg.sender];
-        uint256 slashed = ((p.stake + p.pendingUnstake) * slashBps) / BPS;
+        uint256 slashed = ((p.stake + p.pendingUnstake) * r.slashBps) / BPS;
         uint256 fromStake = slashed < p.stake ? slashed : p.stake;
         p.stake -= fromStake;
         p.pendingUnstake -= slashed - fromStake;
-        platformBalance += slashed;
+        platformBalance += slashed + r.bond;
+        r.bond = 0;
         p.failed += 1;
         r.status = Status.Rejected;
         emit ProofRejected(requestId, msg.sender, r.amount, slashed);

@@ -2,11 +2,13 @@
 pragma solidity ^0.8.28;
 
 /// @title ModelRegistry: the on-chain listing of proofmarket models.
-/// @notice A model is keyed by a bytes32 id chosen by its registrant. proofmarket uses
-/// keccak256(utf8(model CID string)) (see proofmarket.chain.commitments.model_key). Ids are first come,
-/// first served: clients must check that the owner, vkDigest and verifier are the ones they expect.
-/// The proving identity (ONNX hash, vk digest, params commitment, settings hash, verifier, instance
-/// layout, proof mode) is immutable; the owner may change the price and metadata and (de)activate.
+/// @notice A model id is namespaced by its owner: modelId = keccak256(abi.encode(owner, key)), where the
+/// key is chosen by the owner (proofmarket uses keccak256(utf8(model CID string)), see
+/// proofmarket.chain.commitments). Registering the same key from another account gives another id, so
+/// nobody can take or poison an owner's model id. Clients still check that the entry (vkDigest, ONNX
+/// hash, verifier code hash) is the model they expect. The verifier's code hash is recorded at
+/// registration. The proving identity (ONNX hash, vk digest, params commitment, settings hash, verifier,
+/// instance layout, proof mode) is immutable; the owner may change the price and metadata and (de)activate.
 /// Price is in USDC atomic units (6 decimals). The owner's share is a fraction of the price in basis
 /// points; the platform fee (InferenceMarket, at most 10%) and the prover get the rest.
 contract ModelRegistry {
@@ -20,6 +22,7 @@ contract ModelRegistry {
     /// @notice What the registrant supplies.
     /// inputInstances: how many leading public instances of a proof make up the input (raw felts for
     /// a public input, one Poseidon hash per input tensor for a hashed input); must be >= 1.
+    /// instanceCount: the total number of public instances of a proof (input, params commitment, output).
     /// paramsCommitment: the Poseidon hash instance of the params (it follows the input instances),
     /// 0 when the params are fixed in the verifying key.
     struct ModelSpec {
@@ -31,6 +34,7 @@ contract ModelRegistry {
         uint96 price;
         uint16 ownerShareBps;
         uint16 inputInstances;
+        uint16 instanceCount;
         uint8 proofMode;
         string metadataCid;
     }
@@ -38,6 +42,8 @@ contract ModelRegistry {
     struct Model {
         address owner;
         bool active;
+        bytes32 key;
+        bytes32 verifierCodehash;
         ModelSpec spec;
     }
 
@@ -48,13 +54,16 @@ contract ModelRegistry {
         uint96 price;
         uint16 ownerShareBps;
         uint16 inputInstances;
+        uint16 instanceCount;
         bool active;
         uint256 paramsCommitment;
     }
 
     mapping(bytes32 modelId => Model) private _models;
 
-    event ModelRegistered(bytes32 indexed modelId, address indexed owner, address indexed verifier, ModelSpec spec);
+    event ModelRegistered(
+        bytes32 indexed modelId, address indexed owner, bytes32 indexed key, address verifier, ModelSpec spec
+    );
     event PriceUpdated(bytes32 indexed modelId, uint96 oldPrice, uint96 newPrice);
     event MetadataUpdated(bytes32 indexed modelId, string metadataCid);
     event ModelActivationChanged(bytes32 indexed modelId, bool active);
@@ -67,6 +76,7 @@ contract ModelRegistry {
     error OwnerShareTooHigh(uint16 ownerShareBps, uint16 maxBps);
     error ZeroPrice();
     error NoInputInstances();
+    error BadInstanceCount(uint16 instanceCount, uint16 minimum);
     error InvalidProofMode(uint8 proofMode, uint256 paramsCommitment);
     error ActivationUnchanged(bytes32 modelId, bool active);
 
@@ -77,16 +87,24 @@ contract ModelRegistry {
         _;
     }
 
-    /// @notice List a model, owned by the caller, active from now on.
-    function register(bytes32 modelId, ModelSpec calldata spec) external {
-        if (modelId == bytes32(0)) revert InvalidModelId();
+    /// @notice The id of `key` in `owner`'s namespace.
+    function modelIdOf(address owner, bytes32 key) public pure returns (bytes32) {
+        return keccak256(abi.encode(owner, key));
+    }
+
+    /// @notice List a model under modelIdOf(caller, key), owned by the caller, active from now on.
+    function register(bytes32 key, ModelSpec calldata spec) external returns (bytes32 modelId) {
+        if (key == bytes32(0)) revert InvalidModelId();
+        modelId = modelIdOf(msg.sender, key);
         if (_models[modelId].owner != address(0)) revert ModelAlreadyRegistered(modelId);
         _checkSpec(spec);
         Model storage m = _models[modelId];
         m.owner = msg.sender;
         m.active = true;
+        m.key = key;
+        m.verifierCodehash = spec.verifier.codehash;
         m.spec = spec;
-        emit ModelRegistered(modelId, msg.sender, spec.verifier, spec);
+        emit ModelRegistered(modelId, msg.sender, key, spec.verifier, spec);
     }
 
     function updatePrice(bytes32 modelId, uint96 newPrice) external onlyModelOwner(modelId) {
@@ -122,7 +140,9 @@ contract ModelRegistry {
         Model storage m = _models[modelId];
         if (m.owner == address(0)) revert UnknownModel(modelId);
         ModelSpec storage s = m.spec;
-        t = Terms(m.owner, s.verifier, s.price, s.ownerShareBps, s.inputInstances, m.active, s.paramsCommitment);
+        t = Terms(
+            m.owner, s.verifier, s.price, s.ownerShareBps, s.inputInstances, s.instanceCount, m.active, s.paramsCommitment
+        );
     }
 
     function _checkSpec(ModelSpec calldata spec) private view {
@@ -133,6 +153,9 @@ contract ModelRegistry {
         if (spec.price == 0) revert ZeroPrice();
         if (spec.inputInstances == 0) revert NoInputInstances();
         bool hashedParams = spec.proofMode & MODE_HASHED_PARAMS != 0;
+        // at least one output instance after the input (and the params commitment)
+        uint16 minimum = spec.inputInstances + (hashedParams ? 2 : 1);
+        if (spec.instanceCount < minimum) revert BadInstanceCount(spec.instanceCount, minimum);
         if (spec.proofMode > 3 || hashedParams != (spec.paramsCommitment != 0)) {
             revert InvalidProofMode(spec.proofMode, spec.paramsCommitment);
         }

@@ -174,7 +174,7 @@ class Demo:
         app = create_app(settings)
         self.stack.callback(app.state.services.close)
         app.state.services.catalog.register(model_id, price_atomic=market.registry.get_model(
-            _key(model_id)).spec.price, owner=market.accounts.owner.address)
+            market.onchain_id(model_id)).spec.price, owner=market.accounts.owner.address)
         port = free_port()
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                                lifespan="on"))
@@ -333,12 +333,6 @@ def _sdk_verify(base_url: str, body: dict[str, Any], cache: Path) -> list[str]:
 
     with Client(base_url, cache_dir=cache, timeout=300, devnet=True) as sdk:
         return list(sdk.verify(body["bundle"]).checks)
-
-
-def _key(model_id: str) -> bytes:
-    from proofmarket.chain import model_key
-
-    return model_key(model_id)
 
 
 def _compile(ws: Any) -> str:

@@ -28,7 +28,8 @@ onnxruntime, web3, filesystem) are translated at the adapter edge into one of th
     │   ├── BundleError                   bundle_invalid     422   1
     │   ├── AnswerMismatch                answer_mismatch    422   1
     │   ├── DevSrsRefused                 dev_srs_refused    422   1
-    │   └── SettlementMismatch            settlement_mismatch 422  1
+    │   ├── SettlementMismatch            settlement_mismatch 422  1
+    │   └── RegistryMismatch              registry_mismatch  409   1
     ├── ChainError                        chain_error        502   4
     │   ├── ContractReverted              contract_reverted  409   4
     │   └── RPCUnavailable                rpc_unavailable    503   4
@@ -182,6 +183,13 @@ class SettlementMismatch(VerificationFailed):
     """A node reported a settlement the chain does not show."""
 
     code = "settlement_mismatch"
+
+
+class RegistryMismatch(VerificationFailed):
+    """The on-chain registry entry for a model id is not the model we know (another verifier, vk, ONNX,
+    layout, owner or a price above the cap): nothing is proved or escrowed for it."""
+
+    code, http_status = "registry_mismatch", 409
 
 
 # --- chain --------------------------------------------------------------------------------------

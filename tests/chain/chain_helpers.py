@@ -17,6 +17,7 @@ from proofmarket.chain import (
     ModelSpec,
     UsdcToken,
     find_anvil,
+    model_id_of,
     model_key,
 )
 from proofmarket.chain.artifacts import Artifact, load_artifact_file
@@ -62,7 +63,7 @@ class Chain:
 
 @dataclass
 class Listed:
-    """A registered model backed by a MockVerifier."""
+    """A registered model backed by a MockVerifier. ``key`` is its on-chain id (modelIdOf(owner, keccak(name)))."""
 
     key: bytes
     spec: ModelSpec
@@ -86,7 +87,9 @@ def set_verifier_mode(chain: Chain, verifier: str, mode: int) -> None:
     chain.client.transact(contract.functions.setMode(mode), chain.accounts.owner)
 
 
-def list_model(chain: Chain, name: str = "bafy-test-model", **overrides: object) -> Listed:
+def list_model(chain: Chain, name: str = "bafy-test-model", owner: LocalAccount | None = None,
+               **overrides: object) -> Listed:
+    owner = owner or chain.accounts.owner
     verifier = deploy_mock_verifier(chain)
     fields: dict[str, object] = dict(
         onnx_sha256=b"\x11" * 32,
@@ -96,17 +99,18 @@ def list_model(chain: Chain, name: str = "bafy-test-model", **overrides: object)
         price=PRICE,
         owner_share_bps=OWNER_SHARE_BPS,
         input_instances=INPUT_INSTANCES,
+        instance_count=INPUT_INSTANCES + 2,  # the tests' proofs have two output instances
         metadata_cid="bafy-metadata",
     )
     fields.update(overrides)
     spec = ModelSpec(**fields)  # type: ignore[arg-type]
-    key = model_key(name)
-    chain.registry.register(key, spec, chain.accounts.owner)
-    return Listed(key, spec, verifier)
+    chain.registry.register(model_key(name), spec, owner)
+    return Listed(model_id_of(owner.address, model_key(name)), spec, spec.verifier)
 
 
 def stake_prover(chain: Chain, prover: LocalAccount, amount: int | None = None, authorize: bool = True) -> None:
-    amount = chain.market.min_stake() if amount is None else amount
+    if amount is None:  # the minimum plus a few claim bonds
+        amount = chain.market.min_stake() + 10 * chain.market.params().claim_bond
     if authorize:
         chain.market.set_prover_authorized(prover.address, True, chain.accounts.admin)
     chain.usdc.approve(chain.market.address, amount, prover)

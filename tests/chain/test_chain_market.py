@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import pytest
 from chain_helpers import PRICE, USDC, Chain, Listed, deploy_mock_verifier, list_model, set_verifier_mode, stake_prover
 
@@ -23,6 +26,14 @@ def open_request(chain: Chain, model: Listed, input_felts: list[int] = INPUT, tt
     ).request_id
 
 
+def fulfil(chain: Chain, request_id: int, proof: bytes, instances: list[int], prover: object = None,
+           **kwargs: object):  # type: ignore[no-untyped-def]
+    """Claim first (only the claimer may fulfil), then fulfil."""
+    prover = prover or chain.accounts.prover
+    chain.market.accept_request(request_id, prover)  # type: ignore[arg-type]
+    return chain.market.fulfill(request_id, proof, instances, prover, **kwargs)  # type: ignore[arg-type]
+
+
 def test_valid_proof_pays_exact_splits(chain: Chain, model: Listed) -> None:
     a, usdc, market = chain.accounts, chain.usdc, chain.market
     parties = [a.consumer.address, a.owner.address, a.prover.address, market.address]
@@ -34,7 +45,7 @@ def test_valid_proof_pays_exact_splits(chain: Chain, model: Listed) -> None:
     assert usdc.balance_of(a.consumer.address) == before[a.consumer.address] - PRICE
 
     # When the prover fulfils it with a valid proof
-    settlement = market.fulfill(request_id, VALID, INPUT + OUTPUT, a.prover)
+    settlement = fulfil(chain, request_id, VALID, INPUT + OUTPUT)
 
     # Then owner 70%, platform 2.5%, prover the rest, to the unit
     fee = PRICE * 250 // 10_000
@@ -57,6 +68,7 @@ def test_valid_proof_pays_exact_splits(chain: Chain, model: Listed) -> None:
     assert request.status is RequestStatus.FULFILLED and request.output_hash == instances_hash(OUTPUT)
     assert request.prover == a.prover.address
     assert market.get_prover(a.prover.address).fulfilled == 1
+    assert market.earned(a.owner.address) == owner_amount and market.earned(a.prover.address) == prover_amount
 
 
 @pytest.mark.parametrize("mode", [0, 1, 2], ids=["bad-proof", "returns-false", "reverts"])
@@ -66,50 +78,53 @@ def test_invalid_proof_refunds_slashes_and_lowers_reputation(chain: Chain, model
         set_verifier_mode(chain, model.verifier, mode)
     consumer_before = usdc.balance_of(a.consumer.address)
     stake_before = market.get_prover(a.prover.address).stake
+    bond = market.params().claim_bond
     request_id = open_request(chain, model)
 
-    settlement = market.fulfill(request_id, INVALID if mode == 0 else VALID, INPUT + OUTPUT, a.prover)
+    settlement = fulfil(chain, request_id, INVALID if mode == 0 else VALID, INPUT + OUTPUT)
 
-    slashed = stake_before * market.slash_bps() // 10_000
+    slashed = (stake_before - bond) * market.slash_bps() // 10_000
     assert settlement.status is RequestStatus.REJECTED
     assert (settlement.refunded, settlement.slashed) == (PRICE, slashed)
     assert usdc.balance_of(a.consumer.address) == consumer_before
     prover = market.get_prover(a.prover.address)
-    assert prover.stake == stake_before - slashed and prover.failed == 1 and prover.fulfilled == 0
-    assert market.platform_balance() == slashed
+    assert prover.stake == stake_before - bond - slashed and prover.failed == 1 and prover.fulfilled == 0
+    assert market.platform_balance() == slashed + bond  # the claim bond is forfeited too
     assert market.get_request(request_id).status is RequestStatus.REJECTED
 
 
 def test_slash_reaches_stake_queued_for_unstaking(chain: Chain, model: Listed) -> None:
     a, market = chain.accounts, chain.market
-    stake_prover(chain, a.prover, amount=50 * USDC, authorize=False)  # 150 USDC staked
-    market.request_unstake(30 * USDC, a.prover)  # 120 active, 30 queued: still eligible
-    market.set_slash_bps(10_000, a.admin)
+    stake_prover(chain, a.prover, amount=190 * USDC, authorize=False)
+    staked = market.get_prover(a.prover.address).stake  # 300 USDC
+    market.request_unstake(190 * USDC, a.prover)  # 110 active (still eligible), 190 queued
+    change(chain, slash_bps=5_000)
     request_id = open_request(chain, model)
 
-    settlement = market.fulfill(request_id, INVALID, INPUT + OUTPUT, a.prover)
+    settlement = fulfil(chain, request_id, INVALID, INPUT + OUTPUT)
 
-    assert settlement.slashed == 150 * USDC
+    bond = market.params().claim_bond
+    assert settlement.slashed == (staked - bond) // 2
     after = market.get_prover(a.prover.address)
-    assert (after.stake, after.pending_unstake) == (0, 0)
-    assert market.platform_balance() == 150 * USDC
+    assert after.stake == 0 and after.pending_unstake == staked - bond - settlement.slashed  # the queue was reached
+    assert market.platform_balance() == settlement.slashed + bond
 
 
 def test_verifier_out_of_gas_reverts_instead_of_slashing(chain: Chain, model: Listed) -> None:
     set_verifier_mode(chain, model.verifier, 3)
     request_id = open_request(chain, model)
     with pytest.raises(ContractReverted, match="ran out of gas"):
-        chain.market.fulfill(request_id, VALID, INPUT + OUTPUT, chain.accounts.prover, gas=400_000)
-    assert chain.market.get_request(request_id).status is RequestStatus.OPEN
+        fulfil(chain, request_id, VALID, INPUT + OUTPUT, gas=400_000)
+    assert chain.market.get_request(request_id).status is RequestStatus.ACCEPTED
     assert chain.market.get_prover(chain.accounts.prover.address).failed == 0
 
 
 def test_proof_for_another_input_is_refused(chain: Chain, model: Listed) -> None:
     request_id = open_request(chain, model)
     with pytest.raises(ContractReverted, match="another input") as info:
-        chain.market.fulfill(request_id, VALID, [11, 22, 34] + OUTPUT, chain.accounts.prover)
+        fulfil(chain, request_id, VALID, [11, 22, 34] + OUTPUT)
     assert info.value.details["error"] == "InputCommitmentMismatch"
-    assert chain.market.get_request(request_id).status is RequestStatus.OPEN
+    assert chain.market.get_request(request_id).status is RequestStatus.ACCEPTED
     assert chain.market.get_prover(chain.accounts.prover.address).failed == 0
 
 
@@ -120,10 +135,12 @@ def test_proof_for_another_model_is_refused_by_params_commitment(chain: Chain) -
         proof_mode=ProofMode.HASHED_INPUT | ProofMode.HASHED_PARAMS,
         params_commitment=777,
         input_instances=1,
+        instance_count=3,
     )
     stake_prover(chain, chain.accounts.prover)
     chain.usdc.approve(chain.market.address, PRICE, chain.accounts.consumer)
     request_id = open_request(chain, model, input_felts=[5])
+    chain.market.accept_request(request_id, chain.accounts.prover)
     with pytest.raises(ContractReverted, match="another model"):
         chain.market.fulfill(request_id, VALID, [5, 778, 1], chain.accounts.prover)
     with pytest.raises(ContractReverted, match="public instances"):
@@ -133,7 +150,7 @@ def test_proof_for_another_model_is_refused_by_params_commitment(chain: Chain) -
 
 def test_second_fulfil_is_refused(chain: Chain, model: Listed) -> None:
     request_id = open_request(chain, model)
-    chain.market.fulfill(request_id, VALID, INPUT + OUTPUT, chain.accounts.prover)
+    fulfil(chain, request_id, VALID, INPUT + OUTPUT)
     with pytest.raises(ContractReverted, match="already settled"):
         chain.market.fulfill(request_id, VALID, INPUT + OUTPUT, chain.accounts.prover)
 
@@ -143,6 +160,7 @@ def test_refund_after_deadline_counts_against_the_accepting_prover(chain: Chain,
     consumer_before = chain.usdc.balance_of(a.consumer.address)
     request_id = open_request(chain, model, ttl=600)
     market.accept_request(request_id, a.prover)
+    bond = market.params().claim_bond
     with pytest.raises(ContractReverted, match="only after its deadline"):
         market.refund(request_id, a.consumer)
 
@@ -153,7 +171,7 @@ def test_refund_after_deadline_counts_against_the_accepting_prover(chain: Chain,
     with pytest.raises(ContractReverted, match="expired"):
         market.fulfill(request_id, VALID, INPUT + OUTPUT, a.prover)
     market.refund(request_id, a.consumer)
-    assert chain.usdc.balance_of(a.consumer.address) == consumer_before
+    assert chain.usdc.balance_of(a.consumer.address) == consumer_before + bond  # the claimer's bond too
     assert market.get_request(request_id).status is RequestStatus.REFUNDED
     assert market.get_prover(a.prover.address).expired == 1
     with pytest.raises(ContractReverted, match="already settled"):
@@ -164,7 +182,7 @@ def test_accepted_request_belongs_to_its_prover(chain: Chain, model: Listed) -> 
     stake_prover(chain, chain.accounts.prover2)
     request_id = open_request(chain, model)
     chain.market.accept_request(request_id, chain.accounts.prover)
-    with pytest.raises(ContractReverted, match="accepted by another prover"):
+    with pytest.raises(ContractReverted, match="not claimed by the sender"):
         chain.market.fulfill(request_id, VALID, INPUT + OUTPUT, chain.accounts.prover2)
     with pytest.raises(ContractReverted, match="already accepted or settled"):
         chain.market.accept_request(request_id, chain.accounts.prover2)
@@ -174,10 +192,12 @@ def test_only_authorised_and_staked_provers_fulfil(chain: Chain, model: Listed) 
     a, market = chain.accounts, chain.market
     request_id = open_request(chain, model)
     with pytest.raises(ContractReverted, match="not an authorised prover"):
+        market.accept_request(request_id, a.stranger)
+    with pytest.raises(ContractReverted, match="not claimed by the sender"):
         market.fulfill(request_id, VALID, INPUT + OUTPUT, a.stranger)
     stake_prover(chain, a.prover2, amount=market.min_stake() - 1)
     with pytest.raises(ContractReverted, match="below the minimum"):
-        market.fulfill(request_id, VALID, INPUT + OUTPUT, a.prover2)
+        market.accept_request(request_id, a.prover2)
     market.set_prover_authorized(a.prover.address, False, a.admin)
     with pytest.raises(ContractReverted, match="not an authorised prover"):
         market.accept_request(request_id, a.prover)
@@ -189,30 +209,73 @@ def test_paused_market_refuses_new_requests_only(chain: Chain, model: Listed) ->
     market.pause(a.admin)
     with pytest.raises(ContractReverted, match="paused"):
         open_request(chain, model)
-    assert market.fulfill(request_id, VALID, INPUT + OUTPUT, a.prover).valid  # settlement goes on
+    assert fulfil(chain, request_id, VALID, INPUT + OUTPUT).valid  # settlement goes on
     with pytest.raises(ContractReverted, match="not the contract owner"):
         market.unpause(a.stranger)
     market.unpause(a.admin)
     assert open_request(chain, model) == request_id + 1
 
 
-def test_platform_fee_is_bounded_and_admin_only(chain: Chain) -> None:
+def change(chain: Chain, **changes: int) -> None:
+    """Schedule and apply a parameter change (the session market has no delay)."""
+    from dataclasses import replace
+
+    chain.market.schedule_params(replace(chain.market.params(), **changes), chain.accounts.admin)
+    chain.market.apply_params(chain.accounts.admin)
+
+
+def test_params_are_bounded_and_admin_only(chain: Chain) -> None:
+    from dataclasses import replace
+
     a, market = chain.accounts, chain.market
+    current = market.params()
     with pytest.raises(ContractReverted, match="above the maximum of 1000 bps"):
-        market.set_platform_fee(1_001, a.admin)
+        market.schedule_params(replace(current, platform_fee_bps=1_001), a.admin)
     with pytest.raises(ContractReverted, match="not the contract owner"):
-        market.set_platform_fee(100, a.stranger)
-    market.set_platform_fee(1_000, a.admin)
+        market.schedule_params(replace(current, platform_fee_bps=100), a.stranger)
+    with pytest.raises(ContractReverted, match="above the maximum of 5000 bps"):
+        market.schedule_params(replace(current, slash_bps=10_000), a.admin)  # slashing everything is refused
+    with pytest.raises(ContractReverted, match="60 s .. 1 day"):
+        market.schedule_params(replace(current, claim_window=10), a.admin)
+    with pytest.raises(ContractReverted, match="above the minimum stake"):
+        market.schedule_params(replace(current, claim_bond=current.min_stake + 1), a.admin)
+    with pytest.raises(ContractReverted, match="above the cap"):
+        market.schedule_params(replace(current, min_stake=10**13), a.admin)
+    change(chain, platform_fee_bps=1_000)
     assert market.platform_fee_bps() == 1_000
-    with pytest.raises(ContractReverted, match="above 100%"):
-        market.set_slash_bps(10_001, a.admin)
 
 
-def test_fee_is_fixed_at_request_time(chain: Chain, model: Listed) -> None:
+def test_fee_and_slash_are_fixed_at_request_time(chain: Chain, model: Listed) -> None:
     request_id = open_request(chain, model)
-    chain.market.set_platform_fee(1_000, chain.accounts.admin)
-    settlement = chain.market.fulfill(request_id, VALID, INPUT + OUTPUT, chain.accounts.prover)
+    change(chain, platform_fee_bps=1_000, slash_bps=5_000)
+    request = chain.market.get_request(request_id)
+    assert (request.fee_bps, request.slash_bps) == (250, 1_000)
+    settlement = fulfil(chain, request_id, VALID, INPUT + OUTPUT)
     assert settlement.platform_fee == PRICE * 250 // 10_000
+
+
+def test_parameter_changes_wait_for_the_delay(chain: Chain) -> None:
+    from dataclasses import replace
+
+    from proofmarket.chain import deploy
+    from proofmarket.chain.deploy import MarketConfig
+
+    # Given a market deployed with a one-hour parameter delay
+    a = chain.accounts
+    path = chain.deployment.contracts["InferenceMarket"]  # reuse the session USDC
+    delayed = deploy(chain.client, a.admin, Path(tempfile.mkdtemp()) / "d.json", usdc=chain.deployment.usdc,
+                     config=MarketConfig(params_delay=3600))
+    market = delayed.bind(chain.client)[2]
+    assert path and market.params_delay() == 3600
+    # When the admin raises the fee
+    market.schedule_params(replace(market.params(), platform_fee_bps=1_000), a.admin)
+    # Then nothing changes before the delay, and anyone may apply it after
+    with pytest.raises(ContractReverted, match="apply only from"):
+        market.apply_params(a.stranger)
+    assert market.platform_fee_bps() == 250
+    advance_time(chain.client, 3601)
+    market.apply_params(a.stranger)
+    assert market.platform_fee_bps() == 1_000 and market.pending_params() is None
 
 
 def test_requests_need_an_active_model_and_a_sane_deadline(chain: Chain, model: Listed) -> None:
@@ -253,7 +316,7 @@ def test_stake_unstake_after_delay(chain: Chain) -> None:
 
 def test_platform_withdrawal(chain: Chain, model: Listed) -> None:
     a, market = chain.accounts, chain.market
-    market.fulfill(open_request(chain, model), VALID, INPUT + OUTPUT, a.prover)
+    fulfil(chain, open_request(chain, model), VALID, INPUT + OUTPUT)
     fee = market.platform_balance()
     with pytest.raises(ContractReverted, match="available"):
         market.withdraw_platform(a.admin.address, fee + 1, a.admin)
@@ -271,9 +334,12 @@ def test_gas_stays_small_with_the_mock_verifier(chain: Chain, model: Listed) -> 
     open_request(chain, model)  # warm the counters
     deadline = chain.client.timestamp() + 3600
     submitted = chain.market.request_inference(model.key, input_commitment(INPUT), deadline, chain.accounts.consumer)
+    accepted = chain.market.accept_request(submitted.request_id, chain.accounts.prover)
     settlement = chain.market.fulfill(submitted.request_id, VALID, INPUT + OUTPUT, chain.accounts.prover)
-    assert submitted.tx.gas_used < 160_000
-    assert settlement.tx.gas_used < 160_000
+    print(f"gas: request {submitted.tx.gas_used}, accept {accepted.gas_used}, fulfil {settlement.tx.gas_used}")
+    assert submitted.tx.gas_used < 260_000
+    assert accepted.gas_used < 90_000
+    assert settlement.tx.gas_used < 200_000
 
 
 def test_mock_verifier_address_without_code_is_not_registrable(chain: Chain) -> None:

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 from chain_helpers import PRICE, Chain, list_model
 
-from proofmarket.chain import ProofMode
+from proofmarket.chain import ProofMode, model_id_for, model_key
 from proofmarket.errors import ContractReverted
 
 pytestmark = pytest.mark.chain
@@ -21,10 +21,37 @@ def test_register_and_read_back(chain: Chain) -> None:
     assert chain.registry.exists(listed.key) and not chain.registry.exists(b"\x01" * 32)
 
 
-def test_model_ids_are_first_come_first_served(chain: Chain) -> None:
-    listed = list_model(chain)
+def test_a_squatter_cannot_take_or_poison_an_owners_model_id(chain: Chain) -> None:
+    # Given the owner's listing of a CID
+    listed = list_model(chain, "bafy-owned")
+    owner, squatter = chain.accounts.owner, chain.accounts.stranger
+    # When a squatter registers the same CID with its own verifier and price
+    squatted = list_model(chain, "bafy-owned", owner=squatter, price=900_000_000)
+    # Then it gets another id, and the owner's entry is untouched
+    assert squatted.key != listed.key
+    assert squatted.key == model_id_for(squatter.address, "bafy-owned")
+    assert listed.key == model_id_for(owner.address, "bafy-owned")
+    entry = chain.registry.get_model(listed.key)
+    assert (entry.owner, entry.spec) == (owner.address, listed.spec)
+    assert entry.key == model_key("bafy-owned") and chain.registry.get_model(squatted.key).owner == squatter.address
+    # and the owner cannot register the same key twice
     with pytest.raises(ContractReverted, match="already registered"):
-        chain.registry.register(listed.key, listed.spec, chain.accounts.stranger)
+        chain.registry.register(model_key("bafy-owned"), listed.spec, owner)
+
+
+def test_the_verifier_code_hash_is_recorded(chain: Chain) -> None:
+    from eth_utils import keccak
+
+    listed = list_model(chain)
+    entry = chain.registry.get_model(listed.key)
+    assert entry.verifier_codehash == keccak(chain.client.code_at(listed.verifier))
+
+
+def test_instance_count_must_cover_an_output(chain: Chain) -> None:
+    listed = list_model(chain)
+    spec = dataclasses.replace(listed.spec, instance_count=listed.spec.input_instances)
+    with pytest.raises(ContractReverted, match="below the minimum"):
+        chain.registry.register(b"\x43" * 32, spec, chain.accounts.owner)
 
 
 def test_only_the_owner_changes_price_metadata_and_activation(chain: Chain) -> None:
@@ -62,6 +89,7 @@ def test_each_change_emits_an_event(chain: Chain) -> None:
         ({"input_instances": 0}, "NoInputInstances"),
         ({"proof_mode": ProofMode.HASHED_PARAMS}, "InvalidProofMode"),
         ({"params_commitment": 5}, "InvalidProofMode"),
+        ({"instance_count": 1}, "below the minimum"),
     ],
 )
 def test_invalid_specs_are_refused(chain: Chain, overrides: dict[str, object], message: str) -> None:

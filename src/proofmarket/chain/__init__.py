@@ -2,7 +2,14 @@
 
 from proofmarket.chain.artifacts import Artifact, load_artifact, load_artifact_file
 from proofmarket.chain.client import ChainClient, TxResult
-from proofmarket.chain.commitments import authorization_nonce, input_commitment, instances_hash, model_key
+from proofmarket.chain.commitments import (
+    authorization_nonce,
+    input_commitment,
+    instances_hash,
+    model_id_for,
+    model_id_of,
+    model_key,
+)
 from proofmarket.chain.contracts import ModelRegistry, UsdcToken
 from proofmarket.chain.deploy import Deployment, MarketConfig, deploy, load_deployment
 from proofmarket.chain.devkeys import ANVIL_DEV_KEYS, DEVNET_CHAIN_ID, dev_account
@@ -17,6 +24,7 @@ from proofmarket.chain.eip3009 import (
 from proofmarket.chain.market import InferenceMarket
 from proofmarket.chain.types import (
     InferenceRequest,
+    MarketParams,
     ModelSpec,
     ProofMode,
     ProverInfo,
@@ -24,6 +32,7 @@ from proofmarket.chain.types import (
     RequestStatus,
     RequestSubmitted,
     Settlement,
+    SplitRelease,
 )
 from proofmarket.chain.watcher import ChainEvent, EventWatcher
 
@@ -63,6 +72,10 @@ __all__ = [
     "load_deployment",
     "mine",
     "model_key",
+    "model_id_for",
+    "model_id_of",
+    "MarketParams",
+    "SplitRelease",
     "sign_cancel_authorization",
     "sign_receive_authorization",
     "sign_transfer_authorization",

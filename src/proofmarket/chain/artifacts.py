@@ -17,7 +17,7 @@ from typing import Any
 from proofmarket.errors import ChainError
 
 ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
-PROJECT_CONTRACTS = ("TestUSDC", "ModelRegistry", "InferenceMarket")
+PROJECT_CONTRACTS = ("TestUSDC", "ModelRegistry", "InferenceMarket", "RevenueSplitter")
 
 
 @dataclass(frozen=True)

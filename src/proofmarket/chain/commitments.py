@@ -1,6 +1,8 @@
 """How proofmarket values map to the bytes32 the contracts compare.
 
 - model key: ``keccak256(utf8(model id))``, the model id being the manifest CID string.
+- on-chain model id: ``keccak256(abi.encode(owner, model key))`` (ModelRegistry.modelIdOf): ids are
+  namespaced by their owner, so another account registering the same CID gets another id.
 - instances hash: ``keccak256(abi.encodePacked(uint256[]))``, i.e. keccak of the instances as 32-byte
   big-endian words. The input commitment of a request is the instances hash of the proof's leading
   ``inputInstances`` instances (raw felts for a public input, the Poseidon hash(es) for a hashed
@@ -22,6 +24,16 @@ FIELD_MODULUS = 2188824287183927522224640574525727508854836440041603434369820418
 
 def model_key(model_id: str) -> bytes:
     return keccak(text=model_id)
+
+
+def model_id_of(owner: str, key: bytes) -> bytes:
+    """ModelRegistry.modelIdOf(owner, key)."""
+    return keccak(encode(["address", "bytes32"], [owner, key]))
+
+
+def model_id_for(owner: str, model_cid: str) -> bytes:
+    """The on-chain id of the model with this manifest CID, registered by ``owner``."""
+    return model_id_of(owner, model_key(model_cid))
 
 
 def instances_hash(instances: Sequence[int]) -> bytes:

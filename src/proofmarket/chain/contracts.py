@@ -13,6 +13,7 @@ from web3.logs import DISCARD
 
 from proofmarket.chain.artifacts import Artifact, load_artifact
 from proofmarket.chain.client import ChainClient, TxResult
+from proofmarket.chain.commitments import model_id_of
 from proofmarket.chain.eip3009 import SignedAuthorization, TokenDomain
 from proofmarket.chain.types import ModelSpec, RegisteredModel
 
@@ -107,23 +108,29 @@ class UsdcToken(BoundContract):
 
 
 class ModelRegistry(BoundContract):
+    """Model ids are namespaced by owner: ``register(key, ...)`` lists under ``modelIdOf(sender, key)``."""
+
     artifact_name = "ModelRegistry"
 
-    def register(self, model_key: bytes, spec: ModelSpec, sender: LocalAccount) -> TxResult:
-        return self._send("register", sender, model_key, spec.as_tuple())
+    def model_id_of(self, owner: str, key: bytes) -> bytes:
+        return model_id_of(owner, key)
 
-    def update_price(self, model_key: bytes, price: int, sender: LocalAccount) -> TxResult:
-        return self._send("updatePrice", sender, model_key, price)
+    def register(self, key: bytes, spec: ModelSpec, sender: LocalAccount) -> TxResult:
+        return self._send("register", sender, key, spec.as_tuple())
 
-    def update_metadata(self, model_key: bytes, metadata_cid: str, sender: LocalAccount) -> TxResult:
-        return self._send("updateMetadata", sender, model_key, metadata_cid)
+    def update_price(self, model_id: bytes, price: int, sender: LocalAccount) -> TxResult:
+        return self._send("updatePrice", sender, model_id, price)
 
-    def set_active(self, model_key: bytes, active: bool, sender: LocalAccount) -> TxResult:
-        return self._send("setActive", sender, model_key, active)
+    def update_metadata(self, model_id: bytes, metadata_cid: str, sender: LocalAccount) -> TxResult:
+        return self._send("updateMetadata", sender, model_id, metadata_cid)
 
-    def exists(self, model_key: bytes) -> bool:
-        return bool(self._call("exists", model_key))
+    def set_active(self, model_id: bytes, active: bool, sender: LocalAccount) -> TxResult:
+        return self._send("setActive", sender, model_id, active)
 
-    def get_model(self, model_key: bytes) -> RegisteredModel:
-        owner, active, spec = self._call("getModel", model_key)
-        return RegisteredModel(bytes(model_key), str(owner), bool(active), ModelSpec.from_tuple(spec))
+    def exists(self, model_id: bytes) -> bool:
+        return bool(self._call("exists", model_id))
+
+    def get_model(self, model_id: bytes) -> RegisteredModel:
+        owner, active, key, codehash, spec = self._call("getModel", model_id)
+        return RegisteredModel(bytes(model_id), str(owner), bool(active), ModelSpec.from_tuple(spec), bytes(key),
+                               bytes(codehash))

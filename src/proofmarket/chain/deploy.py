@@ -21,7 +21,7 @@ from eth_account.signers.local import LocalAccount
 from proofmarket.chain.artifacts import load_artifact
 from proofmarket.chain.client import ChainClient
 from proofmarket.chain.contracts import ModelRegistry, UsdcToken
-from proofmarket.chain.devkeys import ANVIL_DEV_KEYS, require_devnet
+from proofmarket.chain.devkeys import ANVIL_DEV_KEYS, DEVNET_CHAIN_ID, require_devnet
 from proofmarket.chain.market import InferenceMarket
 from proofmarket.errors import ChainError
 
@@ -31,10 +31,32 @@ FORMAT = "proofmarket/deployment"
 
 @dataclass(frozen=True)
 class MarketConfig:
+    """The market's initial parameters (bounded on chain) and its parameter-change delay.
+
+    ``params_delay``: how long a scheduled change waits (InferenceMarket.paramsDelay, immutable). ``None``
+    picks the default: 0 on the devnet (tests change parameters at once), 2 days elsewhere.
+    """
+
     platform_fee_bps: int = 250
     slash_bps: int = 1_000
     min_stake: int = 100 * USDC_UNIT
     unstake_delay: int = 24 * 3600
+    claim_window: int = 3600
+    claim_bond: int = 1 * USDC_UNIT
+    params_delay: int | None = None
+
+    def params(self) -> tuple[int, ...]:
+        return (self.platform_fee_bps, self.slash_bps, self.unstake_delay, self.claim_window, self.min_stake,
+                self.claim_bond)
+
+
+DEVNET_PARAMS_DELAY = 0
+DEFAULT_PARAMS_DELAY = 2 * 24 * 3600
+
+
+def market_source_hash() -> str:
+    """The compiled market's source hash: a deployment recorded for other contract code is not reused."""
+    return load_artifact("InferenceMarket").source_hash
 
 
 @dataclass(frozen=True)
@@ -50,6 +72,7 @@ class Deployment:
     contracts: dict[str, Deployed]
     test_usdc: bool
     config: MarketConfig = field(default_factory=MarketConfig)
+    source_hash: str = ""
 
     @property
     def usdc(self) -> str:
@@ -71,6 +94,7 @@ class Deployment:
             "testUsdc": self.test_usdc,
             "contracts": {k: asdict(v) for k, v in self.contracts.items()},
             "config": asdict(self.config),
+            "sourceHash": self.source_hash,
         }
 
     @classmethod
@@ -82,6 +106,7 @@ class Deployment:
             contracts,
             bool(data["testUsdc"]),
             MarketConfig(**data.get("config", {})),
+            str(data.get("sourceHash", "")),
         )
 
     def bind(self, client: ChainClient) -> tuple[UsdcToken, ModelRegistry, InferenceMarket]:
@@ -103,7 +128,7 @@ def load_deployment(path: Path) -> Deployment | None:
 
 def is_live(client: ChainClient, deployment: Deployment) -> bool:
     """True when the deployment is for this chain and all its contracts have code."""
-    if deployment.chain_id != client.chain_id:
+    if deployment.chain_id != client.chain_id or deployment.source_hash != market_source_hash():
         return False
     return all(client.code_at(c.address) for c in deployment.contracts.values())
 
@@ -127,6 +152,9 @@ def deploy(
     if existing is not None and is_live(client, existing):
         return existing
     config = config or MarketConfig()
+    delay = config.params_delay
+    if delay is None:
+        delay = DEVNET_PARAMS_DELAY if client.chain_id == DEVNET_CHAIN_ID else DEFAULT_PARAMS_DELAY
     contracts: dict[str, Deployed] = {}
     if usdc is None:
         require_devnet(client.chain_id, "TestUSDC")
@@ -143,13 +171,12 @@ def deploy(
         contracts["USDC"].address,
         registry,
         deployer.address,
-        config.platform_fee_bps,
-        config.slash_bps,
-        config.min_stake,
-        config.unstake_delay,
+        config.params(),
+        delay,
     )
     contracts["InferenceMarket"] = Deployed(market, tx.block_number)
-    deployment = Deployment(client.chain_id, deployer.address, contracts, usdc is None, config)
+    deployment = Deployment(client.chain_id, deployer.address, contracts, usdc is None, config,
+                            market_source_hash())
     _write(path, deployment)
     return deployment
 

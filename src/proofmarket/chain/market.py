@@ -15,10 +15,13 @@ from proofmarket.chain.eip3009 import SignedAuthorization, sign_receive_authoriz
 from proofmarket.chain.types import (
     ZERO_ADDRESS,
     InferenceRequest,
+    MarketParams,
     ProverInfo,
     RequestStatus,
     RequestSubmitted,
+    RequestTerms,
     Settlement,
+    SplitRelease,
 )
 from proofmarket.errors import ChainError
 
@@ -98,6 +101,23 @@ class InferenceMarket(BoundContract):
     def accept_request(self, request_id: int, sender: LocalAccount) -> TxResult:
         return self._send("acceptRequest", sender, request_id)
 
+    # --- x402 revenue splits ------------------------------------------------------------------
+    def splitter_for(self, model_id: bytes, prover: str) -> str:
+        """The address x402 payments for ``model_id`` proved by ``prover`` are paid to."""
+        return str(self._call("splitterFor", model_id, prover))
+
+    def release_split(self, model_id: bytes, prover: str, sender: LocalAccount) -> SplitRelease:
+        """Pay out the splitter's balance: owner share, platform fee, the rest to the prover."""
+        tx = self._send("releaseSplit", sender, model_id, prover)
+        for args in self.decode_events(tx, "SplitReleased"):
+            return SplitRelease(bytes(args["modelId"]), str(args["prover"]), str(args["owner"]),
+                                int(args["ownerAmount"]), int(args["proverAmount"]), int(args["platformFee"]), tx)
+        raise ChainError("releaseSplit emitted no SplitReleased event", tx=tx.tx_hash)
+
+    def earned(self, account: str) -> int:
+        """What ``account`` was paid as model owner or prover (escrow fulfilments and split releases)."""
+        return int(self._call("earned", account))
+
     def fulfill(
         self,
         request_id: int,
@@ -150,26 +170,24 @@ class InferenceMarket(BoundContract):
     def set_prover_authorized(self, prover: str, authorized: bool, sender: LocalAccount) -> TxResult:
         return self._send("setProverAuthorized", sender, prover, authorized)
 
-    def set_platform_fee(self, bps: int, sender: LocalAccount) -> TxResult:
-        return self._send("setPlatformFee", sender, bps)
+    def schedule_params(self, params: MarketParams, sender: LocalAccount) -> TxResult:
+        """Propose new parameters; they apply after ``params_delay()`` (``apply_params``)."""
+        return self._send("scheduleParams", sender, params.as_tuple())
 
-    def set_slash_bps(self, bps: int, sender: LocalAccount) -> TxResult:
-        return self._send("setSlashBps", sender, bps)
+    def apply_params(self, sender: LocalAccount) -> TxResult:
+        return self._send("applyParams", sender)
 
-    def set_min_stake(self, amount: int, sender: LocalAccount) -> TxResult:
-        return self._send("setMinStake", sender, amount)
-
-    def set_unstake_delay(self, seconds: int, sender: LocalAccount) -> TxResult:
-        return self._send("setUnstakeDelay", sender, seconds)
+    def cancel_params(self, sender: LocalAccount) -> TxResult:
+        return self._send("cancelParams", sender)
 
     def withdraw_platform(self, to: str, amount: int, sender: LocalAccount) -> TxResult:
         return self._send("withdrawPlatform", sender, to, amount)
 
     # --- views --------------------------------------------------------------------------------
     def get_request(self, request_id: int) -> InferenceRequest:
-        consumer, deadline, fee, status, prover, amount, model, commitment, output = self._call(
-            "getRequest", request_id
-        )
+        (consumer, deadline, fee, slash, status, prover, claim_expiry, amount, model, commitment, output, bond,
+         terms) = self._call("getRequest", request_id)
+        owner, verifier, share, inputs, count, params = terms
         return InferenceRequest(
             request_id,
             str(consumer),
@@ -181,6 +199,10 @@ class InferenceMarket(BoundContract):
             bytes(model),
             bytes(commitment),
             None if bytes(output) == ZERO_HASH else bytes(output),
+            slash_bps=int(slash),
+            claim_expiry=int(claim_expiry),
+            bond=int(bond),
+            terms=RequestTerms(str(owner), str(verifier), int(share), int(inputs), int(count), int(params)),
         )
 
     def get_prover(self, prover: str) -> ProverInfo:
@@ -207,6 +229,17 @@ class InferenceMarket(BoundContract):
 
     def slash_bps(self) -> int:
         return int(self._call("slashBps"))
+
+    def params(self) -> MarketParams:
+        return MarketParams.from_tuple(self._call("params"))
+
+    def pending_params(self) -> tuple[MarketParams, int] | None:
+        """The scheduled parameters and the time they may be applied, or None."""
+        eta = int(self._call("pendingParamsEta"))
+        return (MarketParams.from_tuple(self._call("pendingParams")), eta) if eta else None
+
+    def params_delay(self) -> int:
+        return int(self._call("paramsDelay"))
 
     def min_stake(self) -> int:
         return int(self._call("minStake"))

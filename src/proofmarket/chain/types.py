@@ -40,6 +40,7 @@ class ModelSpec:
     price: int
     owner_share_bps: int
     input_instances: int
+    instance_count: int
     proof_mode: ProofMode = ProofMode.PUBLIC
     params_commitment: int = 0
     metadata_cid: str = ""
@@ -54,13 +55,14 @@ class ModelSpec:
             self.price,
             self.owner_share_bps,
             self.input_instances,
+            self.instance_count,
             int(self.proof_mode),
             self.metadata_cid,
         )
 
     @classmethod
     def from_tuple(cls, t: Sequence[Any]) -> ModelSpec:
-        onnx, vk, params, settings, verifier, price, share, inputs, mode, cid = t
+        onnx, vk, params, settings, verifier, price, share, inputs, count, mode, cid = t
         return cls(
             bytes(onnx),
             bytes(vk),
@@ -69,6 +71,7 @@ class ModelSpec:
             int(price),
             int(share),
             int(inputs),
+            int(count),
             ProofMode(int(mode)),
             int(params),
             str(cid),
@@ -77,10 +80,30 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class RegisteredModel:
-    model_key: bytes
+    """A registry entry. ``model_id`` is the on-chain id, modelIdOf(owner, key); ``key`` is keccak(CID)."""
+
+    model_id: bytes
     owner: str
     active: bool
     spec: ModelSpec
+    key: bytes = bytes(32)
+    verifier_codehash: bytes = bytes(32)
+
+    @property
+    def model_key(self) -> bytes:  # the on-chain id (older name)
+        return self.model_id
+
+
+@dataclass(frozen=True)
+class RequestTerms:
+    """The model's terms a request snapshotted when it was made."""
+
+    owner: str
+    verifier: str
+    owner_share_bps: int
+    input_instances: int
+    instance_count: int
+    params_commitment: int
 
 
 @dataclass(frozen=True)
@@ -92,9 +115,13 @@ class InferenceRequest:
     status: RequestStatus
     prover: str | None
     amount: int
-    model_key: bytes
+    model_key: bytes  # the on-chain model id
     input_commitment: bytes
     output_hash: bytes | None
+    slash_bps: int = 0
+    claim_expiry: int = 0
+    bond: int = 0
+    terms: RequestTerms | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +134,43 @@ class ProverInfo:
     fulfilled: int
     failed: int
     expired: int
+
+
+@dataclass(frozen=True)
+class MarketParams:
+    """InferenceMarket's admin parameters (bounded on chain; changed with scheduleParams + applyParams)."""
+
+    platform_fee_bps: int
+    slash_bps: int
+    unstake_delay: int
+    claim_window: int
+    min_stake: int
+    claim_bond: int
+
+    def as_tuple(self) -> tuple[int, ...]:
+        return (self.platform_fee_bps, self.slash_bps, self.unstake_delay, self.claim_window, self.min_stake,
+                self.claim_bond)
+
+    @classmethod
+    def from_tuple(cls, t: Sequence[Any]) -> MarketParams:
+        return cls(*(int(v) for v in t))
+
+
+@dataclass(frozen=True)
+class SplitRelease:
+    """What ``releaseSplit`` paid out of a (model, prover) splitter."""
+
+    model_id: bytes
+    prover: str
+    owner: str
+    owner_amount: int
+    prover_amount: int
+    platform_fee: int
+    tx: TxResult
+
+    @property
+    def total(self) -> int:
+        return self.owner_amount + self.prover_amount + self.platform_fee
 
 
 @dataclass(frozen=True)

@@ -193,9 +193,18 @@ def admin_fee(
     as_json: JsonOpt = False,
     home: HomeOpt = None,
 ) -> None:
-    """Set the platform fee of new requests (requests already open keep theirs)."""
-    _admin(lambda market: market.market.set_platform_fee(bps, market.accounts.admin),
-           f"platform fee set to {bps} bps", as_json, home)
+    """Schedule a new platform fee for new requests (open requests keep theirs). It applies after the
+    market's parameter delay ('admin apply'); on a market without delay (the devnet) at once."""
+    _admin(lambda market: market.change_params(platform_fee_bps=bps),
+           f"platform fee {bps} bps scheduled (applied at once when the market has no parameter delay)",
+           as_json, home)
+
+
+@admin_app.command("apply")
+def admin_apply(as_json: JsonOpt = False, home: HomeOpt = None) -> None:
+    """Apply the scheduled parameter change once its delay has passed."""
+    _admin(lambda market: market.market.apply_params(market.accounts.admin), "applied the scheduled parameters",
+           as_json, home)
 
 
 @admin_app.command("withdraw-fees")

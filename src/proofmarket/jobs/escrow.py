@@ -26,7 +26,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from proofmarket import models
-from proofmarket.chain import ChainEvent, EventWatcher, model_key
+from proofmarket.chain import ChainEvent, EventWatcher, model_id_for
 from proofmarket.chain.types import InferenceRequest, RequestStatus
 from proofmarket.config import Settings
 from proofmarket.db import Database, EscrowRepo, EscrowRequestRow, EscrowStatus, ModelRepo, SeenRequest
@@ -69,8 +69,11 @@ class EscrowService:
 
     def __init__(self, market: Market, repo: EscrowRepo, served: Callable[[], Iterable[str]], *,
                  confirmations: int = 1, poll_s: float = 2.0, batch_size: int = 2_000,
-                 proof_timeout_s: float | None = None) -> None:
+                 proof_timeout_s: float | None = None, owner: str | None = None) -> None:
         self.market = market
+        # the registry listings served: model ids are namespaced by owner, so a squatter's listing of the
+        # same CID (another verifier, another price) has another id and is never proved here
+        self.owner = owner or market.accounts.owner.address
         self.metrics: EscrowMetrics | None = None
         self.repo = repo
         self.served = served
@@ -105,7 +108,7 @@ class EscrowService:
         model_repo = ModelRepo(db)
         return cls(market, EscrowRepo(db), lambda: [row.id for row in model_repo.list()],
                    confirmations=settings.escrow_confirmations, poll_s=settings.escrow_poll_s,
-                   proof_timeout_s=settings.proof_timeout_s).with_metrics(registry)
+                   proof_timeout_s=settings.proof_timeout_s, owner=settings.model_owner).with_metrics(registry)
 
     # --- consumers ----------------------------------------------------------------------------
     def get(self, request_id: int) -> EscrowRequestRow:
@@ -224,7 +227,7 @@ class EscrowService:
 
     # --- internals ----------------------------------------------------------------------------
     def _served_keys(self) -> dict[bytes, str]:
-        return {model_key(model_id): model_id for model_id in self.served()}
+        return {model_id_for(self.owner, model_id): model_id for model_id in self.served()}
 
     def _seen(self, onchain: InferenceRequest, model_id: str, event: ChainEvent | None = None) -> SeenRequest:
         return SeenRequest(self.chain_id, self.address, onchain.request_id, model_id,
@@ -249,7 +252,11 @@ class EscrowService:
     def _closed_on_chain(self, row: EscrowRequestRow, onchain: InferenceRequest) -> str | None:
         """Record a request that can no longer be fulfilled by us; None when it is still open."""
         me = self.market.accounts.prover.address.lower()
-        if onchain.status in (RequestStatus.FULFILLED, RequestStatus.REJECTED):
+        if onchain.status is RequestStatus.REJECTED and (onchain.prover or "").lower() == me:
+            self._close_failed(row, "proof_rejected", f"request {row.request_id}: the verifier rejected our proof "
+                               "(the consumer was refunded and our stake slashed)")
+            return "rejected"
+        if onchain.status is RequestStatus.FULFILLED:
             if (onchain.prover or "").lower() == me:
                 self.repo.fulfilled(row.id, fulfil_tx=None, settlement={
                     "request_id": row.request_id, "status": onchain.status.name, "prover": onchain.prover,
@@ -290,9 +297,11 @@ class EscrowService:
         request_id = row.request_id
         started = time.perf_counter()
         try:
-            if self._closed_on_chain(row, self.market.market.get_request(request_id)) is not None:
+            onchain = self.market.market.get_request(request_id)
+            if self._closed_on_chain(row, onchain) is not None:
                 return 0
-            self.market.require_eligible(self.market.accounts.prover.address)
+            self.market.check_entry(row.model_id, onchain.model_key)  # the listing is the model we prove
+            self.market.claim(onchain)  # only the claimer can fulfil: a copied fulfil cannot take our work
             doc = row.inputs or {}
             proved = self.market.workspace.prover.prove(row.model_id, doc.get("inputs"), self.proof_timeout_s,
                                                         salt=doc.get("salt"))
@@ -315,6 +324,11 @@ class EscrowService:
             return 0
         summary = {**settlement_summary(settlement), "bundle_cid": proved.bundle_cid,
                    "output": proved.bundle.output.values}
+        if not settlement.valid:  # the verifier said no: refunded and slashed, never shown as fulfilled
+            self._close_failed(row, "proof_rejected", f"request {request_id}: the verifier rejected the proof in "
+                               f"tx {settlement.tx.tx_hash} (the consumer was refunded)")
+            log.error("escrow request %s: proof rejected on chain in tx %s", request_id, settlement.tx.tx_hash)
+            return 1
         self.repo.fulfilled(row.id, fulfil_tx=settlement.tx.tx_hash, settlement=summary)
         if self.metrics is not None:
             self.metrics.fulfil.observe(time.perf_counter() - started)

@@ -25,7 +25,15 @@ from typing import Any
 from eth_utils import keccak
 
 from proofmarket import models
-from proofmarket.chain import ChainClient, Deployment, MarketConfig, deploy, load_deployment, model_key
+from proofmarket.chain import (
+    ChainClient,
+    Deployment,
+    MarketConfig,
+    deploy,
+    load_deployment,
+    model_id_for,
+    model_key,
+)
 from proofmarket.chain.artifacts import Artifact
 from proofmarket.chain.client import TxResult
 from proofmarket.chain.deploy import is_live
@@ -53,6 +61,7 @@ from proofmarket.zk.salt import check_salt
 
 DEFAULT_OWNER_SHARE_BPS = 7_000
 PAYMENTS = ("approve", "eip3009")
+CLAIM_HEADROOM = 10  # the default stake covers the minimum plus this many concurrent claim bonds
 EIP170_CODE_LIMIT = 24_576
 MIN_TTL_S, MAX_TTL_S = 60, 30 * 24 * 3600  # the market takes deadlines up to 30 days ahead
 
@@ -162,22 +171,22 @@ class Market:
         max_share = int(self.client.call(self.registry.contract.functions.MAX_OWNER_SHARE_BPS()))
         if not 0 <= owner_share_bps <= max_share:
             raise UsageError(f"the owner share must be 0-{max_share} bps, not {owner_share_bps}")
-        key, owner = model_key(model_id), self.accounts.owner
+        owner = self.accounts.owner
+        key = self.onchain_id(model_id, owner.address)
         if self.registry.exists(key):
             return self._registered_again(model_id, manifest, price)
         verifier = self.deploy_verifier(model_id)
         spec = model_spec(manifest, self.workspace.store, verifier=verifier.address, price=price,
                           owner_share_bps=owner_share_bps, metadata_cid=metadata_cid or model_id)
-        tx = self.registry.register(key, spec, owner)
+        tx = self.registry.register(model_key(model_id), spec, owner)
         return Registration(model_id, "0x" + key.hex(), owner.address, spec, verifier, "registered", tx)
 
     def _registered_again(self, model_id: str, manifest: ModelManifest, price: int) -> Registration:
-        key, owner = model_key(model_id), self.accounts.owner
+        owner = self.accounts.owner
+        key = self.onchain_id(model_id, owner.address)
         current = self.registry.get_model(key)
         if current.spec.vk_digest != bytes.fromhex(manifest.vk.sha256):
             raise ChainError(f"model id {model_id} is registered with another verifying key", model_id=model_id)
-        if current.owner != owner.address:
-            raise ChainError(f"model {model_id} is already registered by {current.owner}", owner=current.owner)
         if current.spec.price == price:
             return Registration(model_id, "0x" + key.hex(), owner.address, current.spec, None, "unchanged")
         tx = self.registry.update_price(key, price, owner)
@@ -186,9 +195,14 @@ class Market:
 
     # --- consumers ----------------------------------------------------------------------------
     def request(self, model_id: str, inputs_doc: Any, *, salt: list[int] | None = None, ttl_s: int | None = None,
-                deadline: int | None = None, payment: str = "approve") -> RequestReceipt:
+                deadline: int | None = None, payment: str = "approve", owner: str | None = None,
+                max_price: int | None = None) -> RequestReceipt:
         """Commit to ``inputs_doc`` (with a salt for a hashed input: given or drawn here), escrow the price
-        with ``approve`` + ``transferFrom`` or an EIP-3009 signature, and store the input for the prover."""
+        with ``approve`` + ``transferFrom`` or an EIP-3009 signature, and store the input for the prover.
+
+        The request goes to the model listed by ``owner`` (default: this market's owner account), and only
+        after its registry entry was checked against the local manifest (``check_entry``: vk digest, ONNX
+        and settings hashes, instance layout, verifier code, price at most ``max_price``)."""
         if payment not in PAYMENTS:
             raise UsageError(f"payment must be one of {', '.join(PAYMENTS)}, not {payment!r}")
         manifest, info = self.workspace.prover.model(model_id)
@@ -198,10 +212,13 @@ class Market:
             json.dumps(inputs_doc, allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise UsageError(f"the input must be a JSON document of numbers ({exc})") from exc
-        key, consumer = model_key(model_id), self.accounts.consumer
+        consumer = self.accounts.consumer
+        key = self.onchain_id(model_id, owner)
         if not self.registry.exists(key):
-            raise ChainError(f"model {model_id} is not registered on this market: run 'proofmarket model register'",
+            raise ChainError(f"model {model_id} is not registered on this market by "
+                             f"{owner or self.accounts.owner.address}: run 'proofmarket model register'",
                              model_id=model_id)
+        self.check_entry(model_id, key, max_price=max_price)
         deadline = deadline if deadline is not None else self._deadline(ttl_s)
         submitted, approve_tx = self._escrow(key, bytes.fromhex(commitment.commitment[2:]), deadline, payment)
         receipt = RequestReceipt(submitted.request_id, model_id, commitment.commitment, salt, submitted.deadline,
@@ -242,12 +259,36 @@ class Market:
     def fulfill(self, request_id: int, *, timeout_s: float | None = None) -> FulfilResult:
         """Prove the request's stored input (with its salt) and settle it on chain."""
         record = self.home.request(self.client.chain_id, request_id)
-        self._check_record(record, self.pending_request(request_id))
-        self.require_eligible(self.accounts.prover.address)
+        request = self.pending_request(request_id)
+        self._check_record(record, request)
+        self.check_entry(record.model_id, request.model_key)
+        self.claim(request)
         proved = self.workspace.prover.prove(record.model_id, record.inputs, timeout_s, salt=record.salt)
         settlement = self.submit_proof(request_id, proved.bundle)
         self._record_outcome(request_id, {**settlement_summary(settlement), "bundle_cid": proved.bundle_cid})
         return FulfilResult(settlement, proved.bundle_cid, proved.bundle.output.values, dict(proved.bundle.timings))
+
+    def claim(self, request: InferenceRequest) -> TxResult | None:
+        """Claim ``request`` for the prover account before proving it (only the claimer may fulfil it);
+        nothing is sent when the prover already holds a live claim."""
+        prover = self.accounts.prover.address
+        held = request.status is RequestStatus.ACCEPTED and request.prover is not None
+        if held and request.prover == prover and self.client.timestamp() < request.claim_expiry:
+            return None
+        self.require_eligible(prover)
+        return self.market.accept_request(request.request_id, self.accounts.prover)
+
+    def check_entry(self, model_id: str, onchain_id: bytes, *, max_price: int | None = None) -> None:
+        """The registry entry at ``onchain_id`` must be the model of the local manifest: same vk digest, ONNX
+        and settings hashes, instance layout and verifier code (when this market deployed it), price within
+        ``max_price``. Raises ``RegistryMismatch`` naming the first field that differs."""
+        from proofmarket.market.registry_check import check_entry
+
+        check_entry(self, model_id, self.registry.get_model(onchain_id), max_price=max_price)
+
+    def onchain_id(self, model_id: str, owner: str | None = None) -> bytes:
+        """The on-chain id of ``model_id`` as listed by ``owner`` (default: this market's owner account)."""
+        return model_id_for(owner or self.accounts.owner.address, model_id)
 
     def submit_proof(self, request_id: int, bundle: ProofBundle | dict[str, Any]) -> Settlement:
         """Send a proof bundle's proof and instances to ``fulfill``: paid if valid, refunded and slashed if not."""
@@ -255,6 +296,19 @@ class Market:
         proof = bytes.fromhex(bundle.proof.hex.removeprefix("0x"))
         instances = [int(value, 16) for value in bundle.proof.instances]
         return self.market.fulfill(request_id, proof, instances, self.accounts.prover)
+
+    # --- admin --------------------------------------------------------------------------------
+    def change_params(self, **changes: int) -> TxResult:
+        """Schedule new market parameters (the current ones with ``changes``, e.g. ``platform_fee_bps=100``);
+        apply them at once when the market has no parameter delay. Returns the last transaction."""
+        current = self.market.params()
+        unknown = set(changes) - set(vars(current))
+        if unknown:
+            raise UsageError(f"unknown market parameters: {', '.join(sorted(unknown))}")
+        tx = self.market.schedule_params(replace(current, **changes), self.accounts.admin)
+        if self.market.params_delay() == 0:
+            tx = self.market.apply_params(self.accounts.admin)
+        return tx
 
     def setup_prover(self) -> None:
         """Authorise (needs the admin) and stake the minimum for the prover account, where missing."""
@@ -267,8 +321,9 @@ class Market:
         """Approve and stake ``amount`` atomic USDC for the prover account (None: what the minimum still
         needs). Returns what was added and the stake transaction (None when nothing was added)."""
         prover = self.accounts.prover
-        if amount is None:
-            amount = max(0, self.market.min_stake() - self.market.get_prover(prover.address).stake)
+        if amount is None:  # the minimum, plus the bonds of a few concurrent claims
+            target = self.market.min_stake() + CLAIM_HEADROOM * self.market.params().claim_bond
+            amount = max(0, target - self.market.get_prover(prover.address).stake)
         if amount <= 0:
             return 0, None
         self.usdc.approve(self.market.address, amount, prover)
@@ -305,7 +360,7 @@ class Market:
         """The stored input must open the commitment the consumer escrowed for."""
         if record.market.lower() != self.market.address.lower():
             raise ChainError(f"the stored request {record.request_id} was made on another market ({record.market})")
-        if request.model_key != model_key(record.model_id):
+        if self.registry.get_model(request.model_key).key != model_key(record.model_id):
             raise ChainError(f"request {record.request_id} on chain is for another model than the stored input")
         manifest, info = self.workspace.prover.model(record.model_id)
         arrays = models.parse_inputs(record.inputs, info)

@@ -2,6 +2,7 @@
 
 - ONNX sha256 and vk digest: the manifest's ``onnx.sha256`` and ``vk.sha256``;
 - settings hash: sha256 of the settings artifact;
+- instance count: input + params + output instances (a proof with another count is refused);
 - input instances: ``layout.input`` (input values for a public input, one Poseidon hash per input
   tensor for a hashed one); proof mode bits from the privacy profile;
 - params commitment (hashed params only): the Poseidon hash of the weights, a public instance of every
@@ -43,10 +44,17 @@ def model_spec(manifest: ModelManifest, store: LocalStore, *, verifier: str, pri
         price=price,
         owner_share_bps=owner_share_bps,
         input_instances=manifest.layout.input,
+        instance_count=instance_count(manifest),
         proof_mode=mode,
         params_commitment=params_commitment(manifest, store) if mode & ProofMode.HASHED_PARAMS else 0,
         metadata_cid=metadata_cid,
     )
+
+
+def instance_count(manifest: ModelManifest) -> int:
+    """All public instances of a proof: the market refuses a proof with any other number."""
+    layout = manifest.layout
+    return layout.input + layout.params + layout.output
 
 
 def check_registrable(manifest: ModelManifest) -> None:

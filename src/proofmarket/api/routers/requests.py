@@ -90,7 +90,9 @@ class EscrowRequestPublic(BaseModel):
         return cls(request_id=row.request_id, chain_id=row.chain_id, market=row.market, model_id=row.model_id,
                    status=row.status, commitment=row.commitment, consumer=row.consumer,
                    amount_atomic=str(row.amount), deadline=row.deadline, request_tx=row.request_tx,
-                   bundle_cid=row.bundle_cid, fulfil_tx=row.fulfil_tx, settlement=row.settlement, error=error,
+                   # the bundle is shown once its fulfilment is mined, not while it could still be copied
+                   bundle_cid=row.bundle_cid if row.status == "fulfilled" else None, fulfil_tx=row.fulfil_tx,
+                   settlement=row.settlement, error=error,
                    attempts=row.attempts, created_at=row.created_at, updated_at=row.updated_at)
 
 

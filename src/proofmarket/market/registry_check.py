@@ -1,0 +1,75 @@
+"""Is this registry entry the model we know? Checked before proving or escrowing for an on-chain model id.
+
+A model id on chain is only a name: whoever registered it chose the verifier, the vk digest and the price.
+``check_entry`` compares the entry with the local manifest (the model this node or client compiled or
+fetched by CID) and refuses with ``RegistryMismatch`` naming the first field that differs:
+
+- ``key``: the entry lists another CID;
+- ``vk_digest``, ``onnx_sha256``, ``settings_hash``: another circuit or model;
+- ``input_instances``, ``instance_count``, ``params_commitment``: another instance layout;
+- ``verifier_code``: the verifier's code is not the one compiled from the manifest (the code hash recorded
+  at registration and the code at the address now must both equal the runtime code of the manifest's
+  verifier bytecode, obtained with an eth_call of its creation code);
+- ``owner``: not the expected owner; ``price``: above the caller's cap; ``active``: deactivated.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from eth_utils import keccak
+
+from proofmarket.chain.commitments import model_key
+from proofmarket.chain.types import RegisteredModel
+from proofmarket.errors import RegistryMismatch
+from proofmarket.market.spec import instance_count, proof_mode
+
+if TYPE_CHECKING:
+    from proofmarket.market.service import Market
+
+
+def check_entry(market: Market, model_id: str, entry: RegisteredModel, *, max_price: int | None = None,
+                owner: str | None = None) -> None:
+    manifest = market.manifest(model_id)
+    spec = entry.spec
+    expected = {
+        "key": (entry.key, model_key(model_id)),
+        "vk_digest": (spec.vk_digest.hex(), manifest.vk.sha256),
+        "onnx_sha256": (spec.onnx_sha256.hex(), manifest.onnx.sha256),
+        "settings_hash": (spec.settings_hash.hex(), manifest.settings.sha256),
+        "input_instances": (spec.input_instances, manifest.layout.input),
+        "instance_count": (spec.instance_count, instance_count(manifest)),
+        "proof_mode": (int(spec.proof_mode), int(proof_mode(manifest))),
+    }
+    for field, (got, want) in expected.items():
+        if got != want:
+            raise RegistryMismatch(f"the registry entry for {model_id} has another {field} than the model's "
+                                   "manifest: it is not this model", model_id=model_id, field=field)
+    _check_verifier(market, model_id, entry)
+    if owner is not None and entry.owner.lower() != owner.lower():
+        raise RegistryMismatch(f"model {model_id} is listed by {entry.owner}, not by {owner}", model_id=model_id,
+                               field="owner")
+    if max_price is not None and spec.price > max_price:
+        raise RegistryMismatch(f"model {model_id} costs {spec.price} atomic USDC on chain, above the cap of "
+                               f"{max_price}", model_id=model_id, field="price", price=spec.price)
+    if not entry.active:
+        raise RegistryMismatch(f"model {model_id} is deactivated on chain", model_id=model_id, field="active")
+
+
+def _check_verifier(market: Market, model_id: str, entry: RegisteredModel) -> None:
+    now = keccak(market.client.code_at(entry.spec.verifier))
+    if now != entry.verifier_codehash:
+        raise RegistryMismatch(f"the verifier of {model_id} at {entry.spec.verifier} changed since registration",
+                               model_id=model_id, field="verifier_code")
+    if now != expected_verifier_codehash(market, model_id):
+        raise RegistryMismatch(f"the verifier of {model_id} at {entry.spec.verifier} is not the one compiled from "
+                               "its manifest", model_id=model_id, field="verifier_code")
+
+
+def expected_verifier_codehash(market: Market, model_id: str) -> bytes:
+    """keccak of the runtime code the manifest's verifier would deploy: its creation code run by eth_call
+    (no transaction, no gas paid), so any chain can check a verifier against the manifest."""
+    manifest = market.manifest(model_id)
+    creation = market.workspace.store.get(manifest.verifier.bytecode.cid).decode().strip()
+    runtime = market.client.w3.eth.call({"data": bytes.fromhex(creation.removeprefix("0x"))})
+    return keccak(bytes(runtime))
