@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 PAYMENT_REQUIRED = "PAYMENT-REQUIRED"
 PAYMENT_SIGNATURE = "PAYMENT-SIGNATURE"
 PAYMENT_RESPONSE = "PAYMENT-RESPONSE"
+JOB_TOKEN = "X-Job-Token"
 FINAL = ("settled", "failed")
 
 
@@ -65,6 +66,7 @@ class InferenceResult:
     receipt: dict[str, Any] | None = None
     salt: list[int] | None = None
     payment_response: str | None = field(default=None, repr=False)  # the raw PAYMENT-RESPONSE header
+    access_token: str | None = field(default=None, repr=False)  # reads the job and its bundles (X-Job-Token)
 
 
 class Client:
@@ -111,11 +113,13 @@ class Client:
     def model(self, model_id: str) -> dict[str, Any]:
         return dict(self._json(self._get(f"/v1/models/{model_id}")))
 
-    def job(self, job_id: str) -> dict[str, Any]:
-        return dict(self._json(self._get(f"/v1/jobs/{job_id}")))
+    def job(self, job_id: str, access_token: str | None = None) -> dict[str, Any]:
+        """A job of ours: ``access_token`` is the one its infer call returned (``InferenceResult.access_token``)."""
+        return dict(self._json(self._get(f"/v1/jobs/{job_id}", headers=_token(access_token))))
 
-    def proof(self, cid: str) -> dict[str, Any]:
-        return dict(self._json(self._get(f"/v1/proofs/{cid}")))
+    def proof(self, cid: str, access_token: str | None = None) -> dict[str, Any]:
+        """A proof bundle of ours, opened by the access token of its job (or escrow request input)."""
+        return dict(self._json(self._get(f"/v1/proofs/{cid}", headers=_token(access_token))))
 
     # --- inference ---------------------------------------------------------------------------------
     def infer(self, model_id: str, inputs: dict[str, Any], *, max_amount: int | None = None,
@@ -154,8 +158,8 @@ class Client:
             self._terms.pop(model_id, None)
         body = self._json(response)
         if response.status_code == 202:
-            job = self._wait(body["id"])
-            return self._from_job(job)
+            token = body.get("access_token")
+            return self._from_job(self._wait(body["id"], token), token)
         return self._result(body, response.headers.get(PAYMENT_RESPONSE))
 
     # --- escrow (on-chain requests this node fulfils) ------------------------------------------------
@@ -165,7 +169,8 @@ class Client:
 
     def post_request_input(self, request_id: int, inputs: dict[str, Any],
                            salt: list[int] | None = None) -> dict[str, Any]:
-        """Open a request's input commitment to the node, which then proves it and calls ``fulfill``."""
+        """Open a request's input commitment to the node, which then proves it and calls ``fulfill``. The answer's
+        ``access_token`` reads the request's proof bundle (``proof(cid, access_token)``)."""
         return dict(self._json(self._post(f"/v1/requests/{request_id}/input", json={"input": inputs, "salt": salt})))
 
     def wait_request(self, request_id: int, timeout_s: float = 600.0) -> dict[str, Any]:
@@ -193,22 +198,22 @@ class Client:
         nonce = nonce_of(same_nonce_as) if same_nonce_as else None
         return payment_signature_header(self.account, required_header, cap, assets=assets, nonce=nonce)
 
-    def _wait(self, job_id: str) -> dict[str, Any]:
+    def _wait(self, job_id: str, access_token: str | None) -> dict[str, Any]:
         while True:
-            job = self.job(job_id)
+            job = self.job(job_id, access_token)
             if job["status"] in FINAL or (job["status"] == "proved" and job.get("result") is not None):
                 return job
             time.sleep(self.poll_interval_s)
 
-    def _from_job(self, job: dict[str, Any]) -> InferenceResult:
+    def _from_job(self, job: dict[str, Any], access_token: str | None) -> InferenceResult:
         if job["status"] == "failed":
             error = job.get("error") or {}
             raise _error(error.get("code", "proving_failed"), error.get("message", "the job failed"),
                          {"job_id": job["id"]}, ProvingError)
         result = job["result"] or {}
-        bundle = self.proof(result["bundle_cid"])
+        bundle = self.proof(result["bundle_cid"], access_token)
         body = {"job_id": job["id"], "model_id": job["model_id"], "status": job["status"], **result,
-                "bundle": bundle}
+                "bundle": bundle, "access_token": access_token}
         return self._result(body, None)
 
     @staticmethod
@@ -220,7 +225,7 @@ class Client:
         return InferenceResult(job_id=body["job_id"], model_id=body["model_id"], status=body["status"],
                                output=body.get("output") or [], bundle_cid=body["bundle_cid"], bundle=bundle,
                                payment=body.get("payment"), receipt=body.get("receipt"), salt=body.get("salt"),
-                               payment_response=payment_response)
+                               payment_response=payment_response, access_token=body.get("access_token"))
 
     # --- verification ------------------------------------------------------------------------------
     def verify(self, bundle: dict[str, Any] | ProofBundle | InferenceResult) -> VerifyReport:
@@ -272,6 +277,10 @@ class Client:
                                    status=response.status_code)
         raise _error(str(error.get("code")), str(error.get("message", "")), error.get("details") or {},
                      ProofMarketError, response)
+
+
+def _token(access_token: str | None) -> dict[str, str]:
+    return {JOB_TOKEN: access_token} if access_token else {}
 
 
 def _error(code: str, message: str, details: dict[str, Any], default: type[ProofMarketError],
