@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=128 * 1024 * 1024, gt=0, description="largest model upload body")
     infer_wait_s: float = Field(default=900.0, gt=0, description="a sync infer answers 202 after this long")
     compile_timeout_s: float = Field(default=3600.0, gt=0, description="an uploaded model's compile is stopped")
-    compile_memory_mb: int = Field(default=8192, ge=0, description="address-space cap of a compile process; 0 = none")
+    compile_memory_mb: int = Field(default=8192, ge=0, description="memory cap of a compile process; 0 = none")
     access_key: SecretStr | None = Field(default=None,
                                          description="key of job access tokens; unset = random, in HOME/access.key")
 

@@ -57,13 +57,19 @@ def error_of(response: Any) -> dict[str, Any]:
     return error
 
 
-def wait_job(client: Any, job_id: str, timeout_s: float = 120.0) -> dict[str, Any]:
-    """Poll GET /v1/jobs/{id} until the job is final (settled, failed, or proved without a payment)."""
+def owner_headers(client: Any, job_id: str) -> dict[str, str]:
+    """The X-Job-Token header of the job's owner (the token its infer or upload answer carried)."""
+    return {"X-Job-Token": client.app.state.services.tokens.job(job_id)}
+
+
+def wait_job(client: Any, job_id: str, timeout_s: float = 120.0, token: str | None = None) -> dict[str, Any]:
+    """Poll GET /v1/jobs/{id} as its owner until the job is final (settled, failed, or proved without a payment)."""
     import time
 
+    headers = {"X-Job-Token": token} if token else owner_headers(client, job_id)
     deadline = time.monotonic() + timeout_s
     while True:
-        job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}").json()
+        job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}", headers=headers).json()
         if job["status"] in ("failed", "settled") or (job["status"] == "proved" and job["result"] is not None):
             return job
         assert time.monotonic() < deadline, f"job {job_id} still {job['status']} after {timeout_s} s"
