@@ -20,6 +20,7 @@ from proofmarket.zk.tuning import Candidate
 
 # one grid point keeps the suite fast: this one gives logrows 9 for the MLP within the accuracy bound
 MLP_CANDIDATE = Candidate(256, 2, 7, 4)
+HASHED_MLP_CANDIDATE = Candidate(256, 3, 7, 1)  # hashed inputs and weights: the salt fits at scale 7
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
 AppFactory = Callable[..., FastAPI]
 
@@ -36,10 +37,10 @@ def node_settings(home: Path, db: Path, **overrides: Any) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
-def compile_mlp(ws: Workspace) -> str:
+def compile_mlp(ws: Workspace, profile: str = "public", candidate: Candidate = MLP_CANDIDATE) -> str:
     samples = json.loads(sample_path("mlp", "samples").read_text())
-    options = CompileOptions(profile=PrivacyProfile.parse("public"), srs=SrsProvider(ws.settings.srs_dir),
-                             candidates=[MLP_CANDIDATE])
+    options = CompileOptions(profile=PrivacyProfile.parse(profile), srs=SrsProvider(ws.settings.srs_dir),
+                             candidates=[candidate])
     return ws.prover.compile(sample_path("mlp"), samples, options).model_id
 
 
