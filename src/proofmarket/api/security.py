@@ -95,5 +95,12 @@ def caller(services: ServicesDep,
     return Caller(admin=admin_matches(services.settings, credentials), token=token)
 
 
+def admin_caller(services: ServicesDep,
+                 credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> bool:
+    """The request carries the admin token (optional: False for everyone else)."""
+    return admin_matches(services.settings, credentials)
+
+
 AdminDep = Depends(require_admin)
 CallerDep = Annotated[Caller, Depends(caller)]
+IsAdminDep = Annotated[bool, Depends(admin_caller)]

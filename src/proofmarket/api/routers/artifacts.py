@@ -20,7 +20,7 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
 from proofmarket.api.deps import NodeServices, ServicesDep
-from proofmarket.api.security import CallerDep
+from proofmarket.api.security import IsAdminDep
 from proofmarket.errors import ArtifactNotFound, ProofMarketError
 from proofmarket.store import validate_cid
 
@@ -32,14 +32,14 @@ log = logging.getLogger(__name__)
             responses={200: {"content": {"application/octet-stream": {}}, "description": "the artifact's bytes"},
                        400: {"description": "invalid_cid"},
                        404: {"description": "artifact_not_found (also: not public; the admin token opens all)"}})
-def get_artifact(cid: str, services: ServicesDep, caller: CallerDep) -> FileResponse:
+def get_artifact(cid: str, services: ServicesDep, admin: IsAdminDep) -> FileResponse:
     """A public artifact of a served model (manifest, settings, vk, SRS, verifier; the ONNX and circuit only
     when the weights are public). The admin bearer token opens every stored artifact (proving keys too)."""
     store = services.workspace.store
     validate_cid(cid)
-    if not store.has(cid) or not (caller.admin or cid in public_artifacts(services)):
+    if not store.has(cid) or not (admin or cid in public_artifacts(services)):
         raise ArtifactNotFound(f"no public artifact with CID {cid} on this node", cid=cid)
-    cache = "private, no-store" if caller.admin else "public, max-age=31536000, immutable"
+    cache = "private, no-store" if admin else "public, max-age=31536000, immutable"
     return FileResponse(store.path(cid), media_type="application/octet-stream", filename=cid,
                         headers={"ETag": f'"{cid}"', "Cache-Control": cache})
 
