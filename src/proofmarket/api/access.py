@@ -30,6 +30,7 @@ KEY_FILE = "access.key"
 JOB, ESCROW = "j", "r"
 MIN_KEY_BYTES = 16
 
+
 class AccessTokens:
     """Issues and checks job and escrow-request tokens with one node key."""
 
@@ -53,21 +54,26 @@ class AccessTokens:
     def job_of(self, token: str | None) -> str | None:
         """The job id a valid job token opens (None when it is not one)."""
         kind, ident = _split(token)
-        return ident if kind == JOB and secrets.compare_digest(token or "", self.job(ident)) else None
+        return ident if kind == JOB and _same(token, self.job(ident)) else None
 
     def escrow_of(self, token: str | None, chain_id: int, market: str) -> int | None:
         """The escrow request id a valid token opens on this market (None when it is not one)."""
         kind, ident = _split(token)
         if kind != ESCROW or not ident.isdigit() or len(ident) > 20:
             return None
-        return int(ident) if secrets.compare_digest(token or "", self.escrow(chain_id, market, int(ident))) else None
+        return int(ident) if _same(token, self.escrow(chain_id, market, int(ident))) else None
 
     def opens_job(self, token: str | None, job_id: str) -> bool:
-        return token is not None and secrets.compare_digest(token, self.job(job_id))
+        return _same(token, self.job(job_id))
 
     def _issue(self, kind: str, ident: str, message: str) -> str:
         mac = hmac.new(self._key, message.encode(), hashlib.sha256).digest()
         return f"{kind}.{ident}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
+
+
+def _same(given: str | None, expected: str) -> bool:
+    """Constant-time comparison that takes any header text (non-ASCII too)."""
+    return given is not None and hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode())
 
 
 def _split(token: str | None) -> tuple[str, str]:
