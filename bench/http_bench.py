@@ -70,7 +70,7 @@ def http_latency(base_url: str, account: Any, model_id: str, doc: dict[str, Any]
     from proofmarket.client import Client
 
     runs, server_prove = [], []
-    with Client(base_url, account, cache_dir=cache, timeout=300) as sdk:
+    with Client(base_url, account, cache_dir=cache, timeout=300, devnet=True) as sdk:
         for i in range(warmups):  # one per prover process of the node: each starts cold
             log(f"paid HTTP: warm-up call {i + 1}/{warmups}")
             if sdk.infer(model_id, doc).receipt is None:
@@ -116,7 +116,7 @@ def throughput(base_url: str, payers: list[Any], model_id: str, doc: dict[str, A
     per_client = split(calls, level)
 
     def client_loop(i: int) -> None:
-        with Client(base_url, payers[i], cache_dir=cache, timeout=300) as sdk:
+        with Client(base_url, payers[i], cache_dir=cache, timeout=300, devnet=True) as sdk:
             for _ in range(per_client[i]):
                 start = time.perf_counter()
                 try:

@@ -3,8 +3,8 @@
     from proofmarket import Client
     with Client("http://127.0.0.1:8402", account=Account.from_key(key)) as node:
         models = node.models()
-        result = node.infer(model_id, {"input_data": [[...]]})      # pays when the node answers 402
-        report = node.verify(result.bundle)                          # offline: ezkl + receipt check
+        result = node.infer(model_id, {"input_data": [[...]]})      # pays when the node answers 402,
+        result.output, result.checks                                 # returns only a verified answer
 
 Paying goes through the x402 SDK client (``proofmarket.payments.client``): the node's PAYMENT-REQUIRED
 is answered with an EIP-3009 ``exact`` authorization signed by ``account``, capped at ``max_amount``
@@ -12,14 +12,24 @@ atomic units (default: the model's listed price). The terms of a model are remem
 pays up front, in one round trip instead of three (a node whose terms changed answers 402 again, and
 the call pays once more against the new terms; a refused payment moves no money). The bundle of a
 paid result carries its ``payment`` and ``receipt``: the node stores the proof bundle under
-``bundle_cid`` before it is paid (the receipt signs that CID); ``verify`` checks the proof and, when
-present, the receipt's signatures and bindings.
+``bundle_cid`` before it is paid (the receipt signs that CID).
+
+``infer`` returns a result only after ``verify`` has checked that it answers *this* request: the proof
+verifies (ezkl, with the public artifacts fetched by CID), it is of the model asked for (never the id the
+node names), its proven input is the input sent (public: the client's own quantisation; hashed: the
+Poseidon commitment the client recomputes from its input and the returned salt), the returned output is
+the proven one, and the payment and receipt are the client's own (payer, amount within the cap, receipt
+bound to this model, input commitment and bundle CID). A mismatch raises ``AnswerMismatch``
+(``answer_mismatch``) naming the check. Proofs on a dev SRS are refused (``DevSrsRefused``) unless the
+client is told it is on the devnet (``devnet=True``, and its payment, if any, was on chain 31337) or
+``allow_dev_srs=True``; the node's word is never taken for the network.
 
 API errors (``{"error": {"code", "message", "details"}}``) are raised as the error class of their code.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
 import time
@@ -38,6 +48,7 @@ from proofmarket.errors import (
     ProvingError,
     VerificationFailed,
 )
+from proofmarket.sdk_checks import Request, check_answer, check_srs
 from proofmarket.store import LocalStore
 from proofmarket.zk.bundle import ProofBundle
 from proofmarket.zk.verify import VerifyReport, verify_bundle
@@ -54,7 +65,10 @@ FINAL = ("settled", "failed")
 
 @dataclass(frozen=True)
 class InferenceResult:
-    """A proved inference: its output, the proof bundle (with payment and receipt when paid) and its CID."""
+    """A proved inference: its output, the proof bundle (with payment and receipt when paid) and its CID.
+
+    From ``Client.infer``: ``model_id`` is the one asked for, ``output`` the proven one and ``checks`` what
+    ``verify`` checked (empty with ``verify=False``: then nothing here is checked)."""
 
     job_id: str
     model_id: str
@@ -66,15 +80,18 @@ class InferenceResult:
     receipt: dict[str, Any] | None = None
     salt: list[int] | None = None
     payment_response: str | None = field(default=None, repr=False)  # the raw PAYMENT-RESPONSE header
+    checks: tuple[str, ...] = ()
+    request: Request | None = field(default=None, repr=False)  # what the client asked and paid: verify's facts
     access_token: str | None = field(default=None, repr=False)  # reads the job and its bundles (X-Job-Token)
 
 
 class Client:
     def __init__(self, base_url: str, account: LocalAccount | None = None, *, timeout: float = 900.0,
                  cache_dir: str | Path | None = None, transport: httpx.BaseTransport | None = None,
-                 poll_interval_s: float = 0.2) -> None:
+                 poll_interval_s: float = 0.2, devnet: bool = False, allow_dev_srs: bool = False) -> None:
         self.base_url = base_url.rstrip("/")
         self.account = account
+        self.devnet, self.allow_dev_srs = devnet, allow_dev_srs  # the caller's word, never the node's
         self.cache_dir = Path(cache_dir) if cache_dir else Path.home() / ".proofmarket" / "client-cache"
         self.poll_interval_s = poll_interval_s
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
@@ -123,8 +140,11 @@ class Client:
 
     # --- inference ---------------------------------------------------------------------------------
     def infer(self, model_id: str, inputs: dict[str, Any], *, max_amount: int | None = None,
-              idempotency_key: str | None = None) -> InferenceResult:
+              idempotency_key: str | None = None, verify: bool = True) -> InferenceResult:
         """Run ``model_id`` on ``inputs`` and return the output with its proof; pay over x402 if asked.
+
+        The result is checked by ``verify`` against this request before it is returned (``verify=False``
+        returns the node's answer unchecked: ``checks`` is then empty).
 
         Every call carries an Idempotency-Key (``idempotency_key``, or a fresh one): when the node cannot be
         reached or does not answer in time, the ``NodeUnavailable`` raised names it in
@@ -132,18 +152,24 @@ class Client:
         """
         key = idempotency_key or uuid.uuid4().hex
         try:
-            return self._infer(model_id, inputs, max_amount, key)
+            result = self._infer(model_id, inputs, max_amount, key)
+            if not verify:
+                return result
+            report = self.verify(result)
         except NodeUnavailable as exc:
             exc.details.setdefault("idempotency_key", key)
             raise
+        return dataclasses.replace(result, output=report.output, checks=tuple(report.checks))
 
     def _infer(self, model_id: str, inputs: dict[str, Any], max_amount: int | None, key: str) -> InferenceResult:
         url = f"/v1/models/{model_id}/infer"
         headers = {"Idempotency-Key": key}
         known = self._terms.get(model_id) if self.account is not None else None
         upfront: str | None = None
+        cap: int | None = None
         if known is not None and (max_amount is None or max_amount == known[1]):
             upfront = headers[PAYMENT_SIGNATURE] = self._pay(*known)  # terms seen before: pay up front
+            cap = known[1]
         response = self._post(url, json=inputs, headers=headers)
         if response.status_code == 402 and PAYMENT_REQUIRED in response.headers:
             self._terms.pop(model_id, None)
@@ -157,10 +183,14 @@ class Client:
         elif response.status_code == 402:
             self._terms.pop(model_id, None)
         body = self._json(response)
+        paid = PAYMENT_SIGNATURE in headers
+        request = Request(model_id=model_id, inputs=inputs, max_amount=cap, paid=paid,
+                          payer=self.account.address if paid and self.account is not None else None,
+                          network=_signed_network(headers[PAYMENT_SIGNATURE]) if paid else None)
         if response.status_code == 202:
             token = body.get("access_token")
-            return self._from_job(self._wait(body["id"], token), token)
-        return self._result(body, response.headers.get(PAYMENT_RESPONSE))
+            return self._from_job(self._wait(body["id"], token), request, token)
+        return self._result(body, response.headers.get(PAYMENT_RESPONSE), request)
 
     # --- escrow (on-chain requests this node fulfils) ------------------------------------------------
     def escrow_request(self, request_id: int) -> dict[str, Any]:
@@ -205,7 +235,7 @@ class Client:
                 return job
             time.sleep(self.poll_interval_s)
 
-    def _from_job(self, job: dict[str, Any], access_token: str | None) -> InferenceResult:
+    def _from_job(self, job: dict[str, Any], request: Request, access_token: str | None) -> InferenceResult:
         if job["status"] == "failed":
             error = job.get("error") or {}
             raise _error(error.get("code", "proving_failed"), error.get("message", "the job failed"),
@@ -214,31 +244,64 @@ class Client:
         bundle = self.proof(result["bundle_cid"], access_token)
         body = {"job_id": job["id"], "model_id": job["model_id"], "status": job["status"], **result,
                 "bundle": bundle, "access_token": access_token}
-        return self._result(body, None)
+        return self._result(body, None, request)
 
     @staticmethod
-    def _result(body: dict[str, Any], payment_response: str | None) -> InferenceResult:
+    def _result(body: dict[str, Any], payment_response: str | None, request: Request) -> InferenceResult:
         bundle = dict(body["bundle"])
         if body.get("receipt") is not None:  # the paid bundle: proof + payment + receipt in one document,
             payment = {k: v for k, v in (body.get("payment") or {}).items() if k != "paid_bundle_cid"}
             bundle["payment"], bundle["receipt"] = payment, body["receipt"]  # the node's paid_bundle_cid
-        return InferenceResult(job_id=body["job_id"], model_id=body["model_id"], status=body["status"],
-                               output=body.get("output") or [], bundle_cid=body["bundle_cid"], bundle=bundle,
-                               payment=body.get("payment"), receipt=body.get("receipt"), salt=body.get("salt"),
-                               payment_response=payment_response, access_token=body.get("access_token"))
+        return InferenceResult(job_id=body["job_id"], model_id=request.model_id or body["model_id"],
+                               status=body["status"], output=body.get("output") or [],
+                               bundle_cid=body["bundle_cid"], bundle=bundle, payment=body.get("payment"),
+                               receipt=body.get("receipt"), salt=body.get("salt"),
+                               payment_response=payment_response, request=request,
+                               access_token=body.get("access_token"))
 
     # --- verification ------------------------------------------------------------------------------
-    def verify(self, bundle: dict[str, Any] | ProofBundle | InferenceResult) -> VerifyReport:
-        """Verify locally: fetch the public artifacts the bundle names (checked against their CIDs) into
-        the cache, then run ``verify_bundle`` (the proof, and the receipt when the bundle carries one)."""
-        if isinstance(bundle, InferenceResult):
-            bundle = bundle.bundle
-        parsed = bundle if isinstance(bundle, ProofBundle) else ProofBundle.parse(bundle)
+    def verify(self, result_or_bundle: dict[str, Any] | ProofBundle | InferenceResult, *,
+               model_id: str | None = None, inputs: Any = None, salt: list[int] | None = None,
+               max_amount: int | None = None) -> VerifyReport:
+        """Verify locally that the answer holds and that it answers the request; raise ``VerificationFailed``
+        (``AnswerMismatch``, ``DevSrsRefused``, ...) naming the first check that fails.
+
+        Fetches the public artifacts the bundle names (checked against their CIDs) into the cache and runs
+        ``verify_bundle`` (the proof, and the receipt's signatures when the bundle carries one). Then, with
+        the request (from an ``InferenceResult`` of ``infer``, or given here): the bundle's model is
+        ``model_id``; its proven input is ``inputs`` (a hashed input: with ``salt``, in range, opening the
+        proof's commitment); for a result, its output and bundle CID are the proven ones and its payment
+        and receipt are this client's (payer, amount within ``max_amount``, receipt bound to this model,
+        input commitment and bundle CID). A bare bundle without ``model_id`` and ``inputs`` is checked for
+        itself only. Dev-SRS models are refused unless the client was created with ``devnet=True`` (and
+        the payment, if any, was on the devnet) or ``allow_dev_srs=True``."""
+        claimed: dict[str, Any] | None = None
+        request = Request()
+        if isinstance(result_or_bundle, InferenceResult):
+            result = result_or_bundle
+            request = result.request or Request(model_id=result.model_id)
+            claimed = {"output": result.output, "bundle_cid": result.bundle_cid, "payment": result.payment,
+                       "receipt": result.receipt}
+            salt = salt if salt is not None else result.salt
+            result_or_bundle = result.bundle
+        request = dataclasses.replace(
+            request, model_id=model_id if model_id is not None else request.model_id,
+            inputs=inputs if inputs is not None else request.inputs, salt=salt,
+            max_amount=max_amount if max_amount is not None else request.max_amount)
+        parsed = result_or_bundle if isinstance(result_or_bundle, ProofBundle) \
+            else ProofBundle.parse(result_or_bundle)
         store = LocalStore(self.cache_dir)
         model = parsed.model
         for cid in (model.id, model.settings_cid, model.vk_cid, model.srs.cid):
             self._fetch_artifact(store, cid)
-        return verify_bundle(parsed, store)
+        # the network of the client's own signature when it paid; else the one a bundle's receipt signs
+        network = request.network if request.paid else (parsed.payment or {}).get("network")
+        srs_check = check_srs(_srs_kind(model.srs.cid), model.id, devnet=self.devnet,
+                              allow_dev_srs=self.allow_dev_srs, network=network)
+        report = verify_bundle(parsed, store)
+        report.checks.append(srs_check)
+        report.checks.extend(check_answer(parsed, store, request, claimed=claimed))
+        return report
 
     def _fetch_artifact(self, store: LocalStore, cid: str) -> None:
         if store.has(cid):
@@ -281,6 +344,22 @@ class Client:
 
 def _token(access_token: str | None) -> dict[str, str]:
     return {JOB_TOKEN: access_token} if access_token else {}
+
+
+def _signed_network(payment_signature: str) -> str:
+    """The network of a PAYMENT-SIGNATURE this client made (what it signed, whatever the node says)."""
+    from x402.http import decode_payment_signature_header
+
+    payload = decode_payment_signature_header(payment_signature)
+    accepted = getattr(payload, "accepted", None)  # x402 v2 (the only version this client signs)
+    return str(accepted.network if accepted is not None else getattr(payload, "network", ""))
+
+
+def _srs_kind(srs_cid: str) -> str:
+    from proofmarket.store.cid import digest_of
+    from proofmarket.zk.srs import srs_kind
+
+    return srs_kind(digest_of(srs_cid).hex())
 
 
 def _error(code: str, message: str, details: dict[str, Any], default: type[ProofMarketError],

@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=1024 * 1024, gt=0, description="largest JSON request body")
     max_upload_bytes: int = Field(default=128 * 1024 * 1024, gt=0, description="largest model upload body")
     infer_wait_s: float = Field(default=900.0, gt=0, description="a sync infer answers 202 after this long")
+    settle_poll_s: float = Field(default=5.0, gt=0, description="seconds between looks at a pending settlement")
     compile_timeout_s: float = Field(default=3600.0, gt=0, description="an uploaded model's compile is stopped")
     compile_memory_mb: int = Field(default=8192, ge=0, description="memory cap of a compile process; 0 = none")
     access_key: SecretStr | None = Field(default=None,

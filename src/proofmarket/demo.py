@@ -323,7 +323,7 @@ def _x402_infer(base_url: str, market: Any, model_id: str, doc: dict[str, Any]) 
 
     from proofmarket.client import Client
 
-    with Client(base_url, market.accounts.consumer, timeout=300) as sdk:
+    with Client(base_url, market.accounts.consumer, timeout=300, devnet=True) as sdk:
         return dataclasses.asdict(sdk.infer(model_id, doc))
 
 
@@ -331,7 +331,7 @@ def _sdk_verify(base_url: str, body: dict[str, Any], cache: Path) -> list[str]:
     """What a consumer does next: verify the paid bundle with artifacts fetched from the node by CID."""
     from proofmarket.client import Client
 
-    with Client(base_url, cache_dir=cache, timeout=300) as sdk:
+    with Client(base_url, cache_dir=cache, timeout=300, devnet=True) as sdk:
         return list(sdk.verify(body["bundle"]).checks)
 
 

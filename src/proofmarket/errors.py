@@ -27,7 +27,10 @@ onnxruntime, web3, filesystem) are translated at the adapter edge into one of th
     │   ├── ProofTimeout                  proof_timeout      504   3
     │   └── CompileOutOfMemory            compile_out_of_memory 422 3
     ├── VerificationFailed                proof_invalid      422   1
-    │   └── BundleError                   bundle_invalid     422   1
+    │   ├── BundleError                   bundle_invalid     422   1
+    │   ├── AnswerMismatch                answer_mismatch    422   1
+    │   ├── DevSrsRefused                 dev_srs_refused    422   1
+    │   └── SettlementMismatch            settlement_mismatch 422  1
     ├── ChainError                        chain_error        502   4
     │   ├── ContractReverted              contract_reverted  409   4
     │   └── RPCUnavailable                rpc_unavailable    503   4
@@ -38,11 +41,13 @@ onnxruntime, web3, filesystem) are translated at the adapter edge into one of th
         │   ├── PaymentMismatch           payment_mismatch   402   5
         │   ├── PaymentAmountMismatch     payment_amount_mismatch 402 5
         │   ├── PaymentExpired            payment_expired    402   5
+        │   │   └── PaymentWindowTooShort payment_window_too_short 402 5
         │   ├── PaymentNotYetValid        payment_not_yet_valid 402 5
         │   ├── PaymentSignatureInvalid   payment_signature_invalid 402 5
         │   ├── PaymentInsufficientFunds  payment_insufficient_funds 402 5
         │   └── PaymentReplayed           payment_replayed   409   5
         ├── PaymentSettlementFailed       payment_settlement_failed 402 5
+        ├── PaymentSettlementPending      payment_settlement_pending 402 5
         └── FacilitatorUnavailable        facilitator_unavailable 503 5
 """
 
@@ -175,6 +180,24 @@ class BundleError(VerificationFailed):
     code = "bundle_invalid"
 
 
+class AnswerMismatch(VerificationFailed):
+    """The proof holds but does not answer the request the client made (model, input, salt, output or payment)."""
+
+    code = "answer_mismatch"
+
+
+class DevSrsRefused(VerificationFailed):
+    """The model's SRS is not a pinned ceremony file: its proofs can be forged by whoever made it."""
+
+    code = "dev_srs_refused"
+
+
+class SettlementMismatch(VerificationFailed):
+    """A node reported a settlement the chain does not show."""
+
+    code = "settlement_mismatch"
+
+
 # --- chain --------------------------------------------------------------------------------------
 class ChainError(ProofMarketError):
     code, http_status, exit_code = "chain_error", 502, 4
@@ -223,6 +246,12 @@ class PaymentExpired(PaymentRejected):
     code = "payment_expired"
 
 
+class PaymentWindowTooShort(PaymentExpired):
+    """The authorization expires before the node could queue, prove and settle the call."""
+
+    code = "payment_window_too_short"
+
+
 class PaymentNotYetValid(PaymentRejected):
     code = "payment_not_yet_valid"
 
@@ -243,6 +272,14 @@ class PaymentReplayed(PaymentRejected):
 
 class PaymentSettlementFailed(PaymentError):
     code = "payment_settlement_failed"
+
+
+class PaymentSettlementPending(PaymentError):
+    """The settlement was sent (or may have been) but is not confirmed yet: the job keeps its hold and settles
+    when the authorization's nonce is used on chain, or fails when it expires unused. The job runner catches it
+    (the job shows ``settling``); it is not an answer of the API."""
+
+    code = "payment_settlement_pending"
 
 
 class FacilitatorUnavailable(PaymentError):

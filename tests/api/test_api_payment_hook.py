@@ -3,6 +3,7 @@ verify before proving, settle once after the proof, never settle a failed or ref
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -11,11 +12,39 @@ from api_helpers import AppFactory, error_of, mlp_input, owner_headers, wait_job
 from fastapi.testclient import TestClient
 
 from proofmarket.api import Offer
-from proofmarket.errors import PaymentRejected, PaymentReplayed, PaymentRequired
+from proofmarket.errors import (
+    PaymentInsufficientFunds,
+    PaymentRejected,
+    PaymentReplayed,
+    PaymentRequired,
+    PaymentSettlementFailed,
+    PaymentSettlementPending,
+)
 from proofmarket.jobs import PaymentTicket, ProofOutcome, Settlement
 
 pytestmark = pytest.mark.slow
 PAY = "PAYMENT-SIGNATURE"
+
+
+def owner(accepted: dict[str, Any]) -> dict[str, str]:
+    """The headers that read a job as its payer: its access token, when the node hands one out."""
+    token = accepted.get("access_token")
+    return {"X-Job-Token": token} if token else {}
+
+
+def wait_final(client: TestClient, job_id: str, headers: dict[str, str], timeout_s: float = 120.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}", headers=headers).json()
+        if job["status"] in ("settled", "failed"):
+            return job
+        assert time.monotonic() < deadline, f"job {job_id} still {job['status']}"
+        time.sleep(0.05)
+
+
+def payer_in(payment: str) -> str:
+    """The fake payment "<payer>/<nonce>" names its payer; a bare nonce is the default payer's."""
+    return payment.split("/")[0] if "/" in payment else "0x" + "ab" * 20
 
 
 class RecordingGate:
@@ -23,6 +52,23 @@ class RecordingGate:
         self.verified: list[str] = []
         self.settled: list[tuple[PaymentTicket, ProofOutcome]] = []
         self.released: list[str] = []
+        self.mined: set[str] = set()  # pending settlements that are now on chain
+        self.funds: dict[str, int] = {}  # payer -> balance (unlimited when absent)
+
+    def payer_of(self, headers: Mapping[str, str]) -> str | None:
+        payment = headers.get(PAY)
+        return payer_in(payment) if payment else None
+
+    def cover(self, ticket: PaymentTicket, held_atomic: int) -> None:
+        balance = self.funds.get(str(ticket.payer))
+        if balance is not None and balance - held_atomic < ticket.amount_atomic:
+            raise PaymentInsufficientFunds("the payer's balance does not cover this call", held=held_atomic)
+
+    def follow(self, ticket: PaymentTicket, proof: ProofOutcome, tx_hash: str | None) -> Settlement | None:
+        assert tx_hash == "0x" + "0d" * 32
+        if ticket.nonce.startswith("expire"):
+            raise PaymentSettlementFailed("the payment authorization expired unused; nothing was charged")
+        return self._paid(ticket, proof) if ticket.nonce in self.mined else None
 
     def describe(self) -> dict[str, Any]:
         return {"x402": True, "scheme": "exact", "network": "eip155:31337", "chain": {"chain_id": 31337}}
@@ -34,12 +80,17 @@ class RecordingGate:
             err.headers = {"PAYMENT-REQUIRED": "e30="}  # type: ignore[attr-defined]
             raise err
         self.verified.append(payment)
-        return PaymentTicket(nonce=payment, amount_atomic=offer.price_atomic, payer="0x" + "ab" * 20,
+        return PaymentTicket(nonce=payment, amount_atomic=offer.price_atomic, payer=payer_in(payment),
                              doc={"signature": payment, "resource": offer.resource})
 
     def settle(self, ticket: PaymentTicket, proof: ProofOutcome) -> Settlement:
         if ticket.nonce.startswith("bounce"):
             raise PaymentRejected("the facilitator refused the settlement")
+        if ticket.nonce.split("/")[-1].startswith(("pending", "expire")):
+            raise PaymentSettlementPending("the settlement is not mined yet", tx="0x" + "0d" * 32)
+        return self._paid(ticket, proof)
+
+    def _paid(self, ticket: PaymentTicket, proof: ProofOutcome) -> Settlement:
         self.settled.append((ticket, proof))
         return Settlement(payment={"transaction": "0x" + "01" * 32, "amount": str(ticket.amount_atomic)},
                           receipt={"bundle_cid": proof.bundle_cid, "input_commitment": proof.input_commitment},
@@ -56,7 +107,7 @@ def gate() -> RecordingGate:
 
 @pytest.fixture
 def paid(make_app: AppFactory, gate: RecordingGate, mlp_id: str) -> Iterator[TestClient]:
-    app = make_app(gate=gate)
+    app = make_app(gate=gate, settle_poll_s=0.05)
     app.state.services.catalog.register(mlp_id, price_atomic=10_000)
     with TestClient(app) as client:
         yield client
@@ -129,3 +180,69 @@ def test_a_failed_proof_settles_nothing(make_app: AppFactory, gate: RecordingGat
         response = client.post(f"/v1/models/{mlp_id}/infer", json=mlp_input(), headers={PAY: "nonce-5"})
         assert response.status_code == 504 and error_of(response)["code"] == "proof_timeout"
     assert gate.verified == ["nonce-5"] and gate.settled == [] and gate.released == ["nonce-5"]
+
+
+# --- settling: sent, not mined yet ------------------------------------------------------------------
+def test_a_pending_settlement_keeps_the_job_settling_until_mined(paid: TestClient, gate: RecordingGate,
+                                                                  mlp_id: str) -> None:
+    response = paid.post(f"/v1/models/{mlp_id}/infer", json=mlp_input(), headers={PAY: "pending-1"})
+    assert response.status_code == 202, response.text  # not failed: the payer may be charged
+    job_id, headers = response.json()["id"], owner(response.json())
+    job = paid.get(f"/v1/jobs/{job_id}", headers=headers).json()
+    assert job["status"] == "settling" and job["result"] is None and job["links"]["proof"] is None
+    assert gate.released == []  # the hold stays
+
+    gate.mined.add("pending-1")
+    job = wait_final(paid, job_id, headers)
+    assert job["status"] == "settled" and job["result"]["receipt"]["bundle_cid"] == job["result"]["bundle_cid"]
+    assert len(gate.settled) == 1 and gate.released == []
+
+
+def test_a_pending_settlement_that_expires_fails_and_releases(paid: TestClient, gate: RecordingGate,
+                                                              mlp_id: str) -> None:
+    response = paid.post(f"/v1/models/{mlp_id}/infer?mode=async", json=mlp_input(), headers={PAY: "expire-1"})
+    job = wait_final(paid, response.json()["id"], owner(response.json()))
+    assert job["status"] == "failed" and job["error"]["code"] == "payment_settlement_failed"
+    assert job["result"] is None and gate.released == ["expire-1"] and gate.settled == []
+
+
+def test_a_restarted_node_resumes_settling_jobs(make_app: AppFactory, gate: RecordingGate, mlp_id: str) -> None:
+    first = make_app(gate=gate, settle_poll_s=0.05)
+    first.state.services.catalog.register(mlp_id, price_atomic=10_000)
+    with TestClient(first) as client:
+        response = client.post(f"/v1/models/{mlp_id}/infer", json=mlp_input(), headers={PAY: "pending-2"})
+        job_id, headers = response.json()["id"], owner(response.json())
+        assert client.get(f"/v1/jobs/{job_id}", headers=headers).json()["status"] == "settling"
+
+    gate.mined.add("pending-2")  # mined while the node was down
+    again = make_app(gate=gate, settle_poll_s=0.05)
+    with TestClient(again) as client:
+        job = wait_final(client, job_id, headers)
+    assert job["status"] == "settled" and [t.nonce for t, _ in gate.settled] == ["pending-2"]
+
+
+# --- unpaid work and idempotency ----------------------------------------------------------------------
+def test_a_payer_balance_is_held_across_its_unsettled_jobs(paid: TestClient, gate: RecordingGate,
+                                                           mlp_id: str) -> None:
+    payer = "0x" + "cd" * 20
+    gate.funds[payer] = 10_000  # one call
+    first = paid.post(f"/v1/models/{mlp_id}/infer", json=mlp_input(), headers={PAY: f"{payer}/pending-3"})
+    assert first.status_code == 202 and first.json()["status"] == "settling"  # holds the price
+
+    second = paid.post(f"/v1/models/{mlp_id}/infer", json=mlp_input(), headers={PAY: f"{payer}/n-2"})
+    assert second.status_code == 402 and error_of(second)["code"] == "payment_insufficient_funds"
+    assert gate.released == [f"{payer}/n-2"]  # refused before any job: nothing proved
+
+
+def test_an_idempotency_key_is_scoped_by_payer(paid: TestClient, gate: RecordingGate, mlp_id: str) -> None:
+    key = {"Idempotency-Key": "shared-key"}
+    first = paid.post(f"/v1/models/{mlp_id}/infer", json=mlp_input(), headers={**key, PAY: "nonce-7"})
+    assert first.status_code == 200 and first.json()["output"]
+
+    unpaid = paid.post(f"/v1/models/{mlp_id}/infer", json=mlp_input(), headers=key)
+    assert unpaid.status_code == 402 and error_of(unpaid)["code"] == "payment_required"
+
+    other = paid.post(f"/v1/models/{mlp_id}/infer", json=mlp_input(),
+                      headers={**key, PAY: "0x" + "ef" * 20 + "/nonce-8"})
+    assert other.status_code == 200 and other.json()["job_id"] != first.json()["job_id"]
+    assert len(gate.settled) == 2

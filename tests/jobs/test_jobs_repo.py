@@ -113,3 +113,36 @@ def test_recent_rows_and_open_counts_on_each_backend(db: Database) -> None:
     assert escrow.count_with_status(1, market.upper().replace("0X", "0x"), *open_) == 2  # addresses any case
     assert escrow.count_with_status(2, market, *open_) == 0
     assert [r.request_id for r in escrow.recent(1, market, 2)] == [3, 2]
+
+
+def test_held_by_sums_a_payer_s_unsettled_paid_jobs(db: Database) -> None:
+    jobs = JobRepo(db)
+    queued = jobs.create(new_job(1, nonce="n1", payment=ticket_json("n1")))
+    running = jobs.create(new_job(2, nonce="n2", payment=ticket_json("n2")))
+    jobs.start(running.id)
+    settling = jobs.create(new_job(3, nonce="n3", payment=ticket_json("n3")))
+    jobs.start(settling.id)
+    jobs.proved(settling.id, bundle_cid="cid", result={}, final=False)
+    assert jobs.settling(settling.id, {"pending": {"tx": "0x01"}}) and jobs.settling_ids() == [settling.id]
+    done = jobs.create(new_job(4, nonce="n4", payment=ticket_json("n4")))
+    jobs.failed(done.id, "x", "failed")
+    jobs.create(new_job(5))  # free
+
+    assert jobs.held_by("0xPAYER") == 3 * 10_000
+    assert jobs.held_by("0xpayer", besides="n1") == 2 * 10_000
+    assert jobs.held_by("0xsomeone-else") == 0
+    assert jobs.settled(settling.id, {"payment": {}}) and jobs.held_by("0xpayer") == 2 * 10_000
+    assert queued.status == JobStatus.QUEUED
+
+
+def test_a_settling_job_is_not_final_and_shows_nothing(db: Database) -> None:
+    jobs = JobRepo(db)
+    job = jobs.create(new_job(nonce="n1", payment=ticket_json("n1")))
+    jobs.start(job.id)
+    jobs.proved(job.id, bundle_cid="cid", result={"output": [[1.0]]}, final=False)
+    jobs.settling(job.id, {"pending": {"tx": None}})
+    row = jobs.get(job.id)
+    assert row is not None and row.status == JobStatus.SETTLING
+    assert not row.is_final and not row.result_visible and not row.awaits_settlement
+    assert jobs.recover().requeued == []  # followed on chain, not re-sent
+    assert jobs.failed(job.id, "payment_settlement_failed", "expired unused")

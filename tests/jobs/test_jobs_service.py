@@ -8,8 +8,9 @@ import pytest
 from jobs_helpers import RecordingQueue
 
 from proofmarket.db import Database, JobKind, JobRepo
-from proofmarket.errors import PaymentReplayed
+from proofmarket.errors import PaymentInsufficientFunds, PaymentReplayed
 from proofmarket.jobs import IdempotencyConflict, JobService, PaymentTicket, UnknownJob, request_hash
+from proofmarket.jobs.service import scoped_key
 
 INPUT = {"input_data": [[1.0, 2.0]]}
 
@@ -59,3 +60,39 @@ def test_request_hash_ignores_key_order_and_takes_nan() -> None:
     b = request_hash(JobKind.PROVE, "m", {"inputs": {"y": [2.0], "x": [1.0]}})
     assert a == b and a != request_hash(JobKind.PROVE, "m2", {"inputs": {"x": [1.0], "y": [2.0]}})
     assert len(request_hash(JobKind.PROVE, "m", {"input_data": [[math.nan]]})) == 64
+
+
+# --- issue 8: keys scoped by payer, balances held across a payer's jobs ----------------------------------
+def test_an_idempotency_key_is_found_only_by_its_payer(service: JobService) -> None:
+    alice = PaymentTicket(nonce="0xa1", amount_atomic=5, payer="0xAAAA")
+    job, _ = service.submit_prove("m", INPUT, key="k", ticket=alice)
+    found = service.existing("k", job.request_hash, "0xaaaa")  # the payer, whatever the case
+    assert found is not None and found.id == job.id
+    assert service.existing("k", job.request_hash) is None  # no payment
+    assert service.existing("k", job.request_hash, "0xbbbb") is None  # another payer
+    other, created = service.submit_prove("m", INPUT, key="k", ticket=PaymentTicket("0xb1", 5, "0xBBBB"))
+    assert created and other.id != job.id
+
+
+def test_a_scoped_key_fits_the_column() -> None:
+    long_key = "k" * 255
+    scoped = scoped_key(long_key, "0x" + "ab" * 20)
+    assert scoped is not None and len(scoped) <= 255 and scoped == scoped_key(long_key, "0x" + "AB" * 20)
+    assert scoped_key("k", None) == "k" and scoped_key(None, "0xab") is None
+
+
+def test_cover_is_asked_with_what_the_payer_s_other_unsettled_jobs_hold(service: JobService) -> None:
+    asked: list[tuple[str, int]] = []
+
+    def cover(ticket: PaymentTicket, held: int) -> None:
+        asked.append((ticket.nonce, held))
+        if held + ticket.amount_atomic > 12:
+            raise PaymentInsufficientFunds("no", held=held)
+
+    service.submit_prove("m", INPUT, ticket=PaymentTicket("0x1", 5, "0xP"), cover=cover)
+    service.submit_prove("m", {"input_data": [[2.0]]}, ticket=PaymentTicket("0x2", 5, "0xp"), cover=cover)
+    service.submit_prove("m", {"input_data": [[3.0]]}, ticket=PaymentTicket("0x3", 5, "0xQ"), cover=cover)
+    with pytest.raises(PaymentInsufficientFunds):
+        service.submit_prove("m", {"input_data": [[4.0]]}, ticket=PaymentTicket("0x4", 5, "0xP"), cover=cover)
+    assert asked == [("0x1", 0), ("0x2", 5), ("0x3", 0), ("0x4", 10)]
+    assert len(queue_of(service).submitted) == 3  # the refused payment never became a job

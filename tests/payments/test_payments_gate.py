@@ -24,7 +24,7 @@ from x402.mechanisms.evm import EthAccountSigner
 from x402.mechanisms.evm.exact import register_exact_evm_client
 from x402.schemas import PaymentRequired as X402PaymentRequired
 
-from proofmarket.errors import PaymentError, PaymentRequired
+from proofmarket.errors import PaymentError, PaymentExpired, PaymentRequired
 from proofmarket.payments import (
     PAYMENT_REQUIRED_HEADER,
     PAYMENT_RESPONSE_HEADER,
@@ -115,7 +115,7 @@ def test_no_payment_gets_402_with_v2_requirements_and_bazaar_discovery(market: M
     (accept,) = required.accepts
     assert (accept.scheme, accept.network, accept.amount) == ("exact", market.network, str(PRICE))
     assert (accept.asset, accept.pay_to) == (market.usdc.address, market.payee.address)
-    assert accept.extra == {"name": "USD Coin", "version": "2"} and accept.max_timeout_seconds == 600
+    assert accept.extra == {"name": "USD Coin", "version": "2"} and accept.max_timeout_seconds == 900
     bazaar = (required.extensions or {})["bazaar"]
     assert validate_discovery_extension(bazaar).valid
     assert bazaar["info"]["input"]["method"] == "POST"
@@ -260,7 +260,9 @@ def test_an_authorization_expiring_before_it_could_settle_is_refused(market: Mar
     with pytest.raises(PaymentError) as refusal:
         gate.verify(soon, requirements)
 
-    assert refusal.value.code == "payment_expired"
+    assert refusal.value.code == "payment_window_too_short" and isinstance(refusal.value, PaymentExpired)
+    assert f"at least {gate.min_validity_seconds} s" in refusal.value.message
+    assert refusal.value.details["max_timeout_seconds"] == int(requirements.max_timeout_seconds)
 
 
 def test_a_not_yet_valid_authorization_is_refused(market: Market, gate: PaymentGate) -> None:

@@ -162,21 +162,24 @@ def test_the_payment_response_carries_a_verifiable_receipt(market: Market, gate:
     assert carried["typedData"]["message"]["transaction"] == settlement.tx_hash
 
 
-def test_settlement_errors_name_their_cause(market: Market, gate: PaymentGate) -> None:
+def test_a_canceled_authorization_fails_the_settlement_and_charges_nobody(market: Market, gate: PaymentGate) -> None:
     payment, _ = verified(market, gate)
-    # the payer cancels the authorization on chain before the node settles
+    # the payer cancels the authorization on chain while the node proves
     domain = market.usdc.domain()
     cancel = sign_cancel_authorization(market.payer, domain, bytes.fromhex(payment.nonce[2:]))
     fn = market.usdc.contract.functions.cancelAuthorization(
         market.payer.address, bytes.fromhex(payment.nonce[2:]), cancel.v, cancel.r, cancel.s
     )
     market.client.transact(fn, market.other)
+    before = market.usdc.balance_of(market.payer.address), market.usdc.balance_of(market.payee.address)
 
     with pytest.raises(PaymentError) as failure:
         gate.settle(payment)
 
-    assert failure.value.code == "payment_replayed"
-    assert "used or canceled" in failure.value.message
+    assert failure.value.code == "payment_settlement_failed"
+    assert "canceled" in failure.value.message and "nothing was charged" in failure.value.message
+    after = market.usdc.balance_of(market.payer.address), market.usdc.balance_of(market.payee.address)
+    assert after == before
 
 
 def test_a_chain_clock_ahead_of_the_wall_clock_is_named(tmp_path: Path) -> None:
@@ -198,8 +201,8 @@ def test_a_chain_clock_ahead_of_the_wall_clock_is_named(tmp_path: Path) -> None:
     assert "chain time" in refusal.value.message
 
 
-def test_a_payment_verified_here_settles_without_reading_the_chain_first(market: Market,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_chain_is_read_before_every_settlement(market: Market, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a payment verified by this process may have been canceled (or spent) while it was proved: look first
     node = market.gate()
     reads: list[str] = []
     real = node._settled_on_chain
@@ -211,11 +214,4 @@ def test_a_payment_verified_here_settles_without_reading_the_chain_first(market:
     monkeypatch.setattr(node, "_settled_on_chain", spy)
     payment, _ = verified(market, node)
     node.settle(payment)
-    assert reads == []  # verified by this process, never sent: it cannot be on chain yet
-
-    ledger = InMemoryNonceLedger()  # a restart: the new process knows nothing of earlier attempts
-    ledger.reserve(payment)
-    restarted = market.gate(ledger=ledger)
-    monkeypatch.setattr(restarted, "_settled_on_chain", spy)
-    restarted.settle(payment)
-    assert reads == [payment.key]  # so it looks on chain first, and finds the settlement
+    assert reads == [payment.key]

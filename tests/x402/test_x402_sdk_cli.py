@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.chain]
 
 
 def test_the_sdk_lists_models_and_maps_errors(node: Served, mlp_id: str, payee: LocalAccount, tmp_path: Path) -> None:
-    with Client(node.url, cache_dir=tmp_path) as sdk:
+    with Client(node.url, cache_dir=tmp_path, devnet=True) as sdk:
         assert mlp_id in [m["id"] for m in sdk.models()]
         model = sdk.model(mlp_id)
         assert model["price"]["atomic"] == str(PRICE) and model["owner"] == payee.address
@@ -91,7 +91,7 @@ def test_the_sdk_polls_a_paid_job_that_outlasts_the_wait(node_home: Path, mlp_id
                                    infer_wait_s=0.001))
     app.state.services.catalog.register(mlp_id, price_atomic=PRICE, owner=payee.address)
     before = chain.balances(payer.address, payee.address)
-    with Served(app) as served, Client(served.url, account=payer, cache_dir=tmp_path / "cache") as sdk:
+    with Served(app) as served, Client(served.url, account=payer, cache_dir=tmp_path / "cache", devnet=True) as sdk:
         result = sdk.infer(mlp_id, mlp_input())  # 202, then GET /v1/jobs/{id} until settled
         assert result.status == "settled" and result.receipt is not None
         assert sdk.verify(result).valid

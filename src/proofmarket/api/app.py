@@ -9,7 +9,7 @@ app's lifespan and stop with it.
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -32,6 +32,7 @@ from proofmarket.db import Database, JobRepo, ModelRepo
 from proofmarket.errors import ProofMarketError
 from proofmarket.jobs import JobMetrics, JobRunner, JobService, LocalJobQueue
 from proofmarket.workspace import Workspace
+from proofmarket.zk.manifest import ModelManifest
 from proofmarket.zk.prover import EzklProver
 from proofmarket.zk.worker import ProofWorker
 
@@ -70,7 +71,8 @@ def build_services(settings: Settings, workspace: Workspace | None, payments: Pa
     runner = JobRunner(settings, job_repo, model_repo, ws.store, payments, job_metrics)
     queue = LocalJobQueue(runner, job_repo, _provers(settings, ws))
     queue.recover()
-    return NodeServices(settings=settings, db=db, workspace=ws, catalog=Catalog(model_repo, ws.prover),
+    catalog = Catalog(model_repo, ws.prover, _srs_check(payments))
+    return NodeServices(settings=settings, db=db, workspace=ws, catalog=catalog,
                         jobs=JobService(job_repo, queue), queue=queue, payments=payments, registry=registry,
                         owns_workspace=workspace is None, tokens=tokens)
 
@@ -86,6 +88,18 @@ def _payments(settings: Settings, ws: Workspace, model_repo: ModelRepo) -> Payme
         return row.owner if row is not None else None
 
     return build_x402(settings, ws.store, owner_of)
+
+
+def _srs_check(payments: PaymentPort) -> Callable[[str, ModelManifest], None]:
+    """A node paid off the devnet refuses dev-SRS models (at load: ``catalog.register``, and when serving)."""
+    from proofmarket.zk.srs import check_servable
+
+    chain_id = (payments.describe().get("chain") or {}).get("chain_id")
+
+    def check(model_id: str, manifest: ModelManifest) -> None:
+        check_servable(manifest.srs.sha256, model_id, int(chain_id) if chain_id is not None else None)
+
+    return check
 
 
 def _provers(settings: Settings, ws: Workspace) -> list[EzklProver]:

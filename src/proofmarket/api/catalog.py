@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from proofmarket import models
@@ -20,8 +21,10 @@ class ServedModel:
 
 
 class Catalog:
-    def __init__(self, repo: ModelRepo, prover: EzklProver) -> None:
+    def __init__(self, repo: ModelRepo, prover: EzklProver,
+                 serve_check: Callable[[str, ModelManifest], None] | None = None) -> None:
         self.repo, self.prover = repo, prover  # the prover only reads manifests here; it never proves
+        self.serve_check = serve_check  # raises for a model this node must not serve (a dev SRS off the devnet)
 
     def list(self) -> list[ServedModel]:
         return [ServedModel(row, self._manifest(row.id)) for row in self.repo.list()]
@@ -30,7 +33,10 @@ class Catalog:
         row = self.repo.get(model_id)
         if row is None:
             raise UnknownModel(f"this node serves no model with id {model_id}", model_id=model_id)
-        return ServedModel(row, self._manifest(model_id))
+        manifest = self._manifest(model_id)
+        if self.serve_check is not None:
+            self.serve_check(model_id, manifest)
+        return ServedModel(row, manifest)
 
     def info(self, model_id: str) -> models.ModelInfo:
         return self.prover.model(model_id)[1]
@@ -40,6 +46,8 @@ class Catalog:
         """Serve a model already compiled into the store (e.g. by ``proofmarket compile``)."""
         check_price(price_atomic)
         manifest = self._manifest(model_id)
+        if self.serve_check is not None:
+            self.serve_check(model_id, manifest)
         self.repo.upsert(model_id, name=name or manifest.name, price_atomic=price_atomic, owner=owner)
         return self.get(model_id)
 

@@ -2,10 +2,14 @@
 
     POST /v1/models/{id}/infer
       -> inputs checked (422 before any payment is looked at)
+      -> PaymentPort.payer_of(headers)       -> the payer, scoping the Idempotency-Key (a known key: its job)
       -> PaymentPort.verify(headers, offer)  -> PaymentTicket | None (free) | raises 402
+      -> PaymentPort.cover(ticket, held)     -> the payer's balance covers this and its other unsettled jobs
       -> job stored with the ticket (its nonce is unique: a replayed payment is refused)
       -> prove + self-verify (worker process)
       -> PaymentPort.settle(ticket, proof)   -> Settlement (payment, receipt, response headers)
+                                                or PaymentSettlementPending: the job is ``settling`` and
+                                                PaymentPort.follow(...) is asked until it settles or fails
       -> 200 {job_id, output, bundle_cid, bundle, payment, receipt}
     If proving fails nothing is settled and PaymentPort.release(ticket) gives the payment up; so does a
     verified payment the request turns out not to need (an idempotent retry). In async mode the job
@@ -48,8 +52,22 @@ class PaymentPort(Protocol):
         Raise ``PaymentRequired`` (no payment) or ``PaymentRejected`` (wrong amount, expired, replayed...)."""
         ...
 
+    def payer_of(self, headers: Mapping[str, str]) -> str | None:
+        """Who pays, by the payment's own signature (no RPC), or None: scopes Idempotency-Keys by payer."""
+        ...
+
+    def cover(self, ticket: PaymentTicket, held_atomic: int) -> None:
+        """Raise ``PaymentInsufficientFunds`` when the payer's balance minus ``held_atomic`` (held by its
+        other unsettled jobs) does not cover ``ticket``."""
+        ...
+
     def settle(self, ticket: PaymentTicket, proof: ProofOutcome) -> Settlement:
-        """Settle a verified payment once its proof is ready (see ``proofmarket.jobs.types.SettleHook``)."""
+        """Settle a verified payment once its proof is ready (see ``proofmarket.jobs.types.SettleHook``);
+        ``PaymentSettlementPending`` when it was sent but is not confirmed yet."""
+        ...
+
+    def follow(self, ticket: PaymentTicket, proof: ProofOutcome, tx_hash: str | None) -> Settlement | None:
+        """A pending settlement: settled, None (still pending) or ``PaymentSettlementFailed`` (see SettleHook)."""
         ...
 
     def release(self, ticket: PaymentTicket) -> None:
@@ -66,7 +84,16 @@ class FreeAccess:
     def verify(self, headers: Mapping[str, str], offer: Offer) -> PaymentTicket | None:
         return None
 
+    def payer_of(self, headers: Mapping[str, str]) -> str | None:
+        return None
+
+    def cover(self, ticket: PaymentTicket, held_atomic: int) -> None:
+        return None
+
     def settle(self, ticket: PaymentTicket, proof: ProofOutcome) -> Settlement:
+        return Settlement()
+
+    def follow(self, ticket: PaymentTicket, proof: ProofOutcome, tx_hash: str | None) -> Settlement | None:
         return Settlement()
 
     def release(self, ticket: PaymentTicket) -> None:

@@ -117,7 +117,7 @@ class JobLinks(BaseModel):
 class JobPublic(BaseModel):
     id: str
     kind: Literal["prove", "compile"]
-    status: Literal["queued", "running", "proved", "settled", "failed"]
+    status: Literal["queued", "running", "proved", "settling", "settled", "failed"]
     model_id: str | None
     created_at: datetime
     started_at: datetime | None

@@ -25,6 +25,13 @@ Configuration (environment, prefix ``PROOFMARKET_``, besides ``Settings``):
     PAYEE              where calls are paid when the model row has no owner; devnet default: dev owner
     FACILITATOR_URL    a remote x402 facilitator; unset = in-process facilitator (the node key pays gas)
     USDC_ADDRESS       the USDC token; unset = the market deployment's (the devnet deploys TestUSDC)
+    PAYMENT_MIN_VALIDITY_S  an authorization must stay valid this long (queue + proof + settlement)
+    PAYMENT_MAX_TIMEOUT_S   maxTimeoutSeconds of the terms (above the minimum)
+    FACILITATOR_WAIT_S      how long the in-process facilitator waits for a receipt; a settlement still
+                            pending then leaves the job ``settling`` (followed on chain, hold kept)
+
+Off loopback (``PROOFMARKET_API_HOST``), ``PROOFMARKET_PUBLIC_URL`` is required: the paid resource URL (signed
+into receipts) never comes from the request's Host header.
 """
 
 from __future__ import annotations
@@ -45,13 +52,14 @@ from proofmarket.chain.client import ChainClient
 from proofmarket.chain.deploy import deploy, is_live, load_deployment
 from proofmarket.chain.devkeys import DEVNET_CHAIN_ID, dev_account
 from proofmarket.config import Settings
-from proofmarket.errors import ChainError, PaymentError, PaymentRequired, UsageError
+from proofmarket.errors import ChainError, PaymentError, PaymentInsufficientFunds, PaymentRequired, UsageError
 from proofmarket.jobs.types import PaymentTicket, ProofOutcome, Settlement
 from proofmarket.market.accounts import DEV_ROLES, load_key
 from proofmarket.market.home import MarketHome
 from proofmarket.payments import PaymentGate, sign_receipt
 from proofmarket.payments.facilitators import network_id
 from proofmarket.payments.headers import PAYMENT_REQUIRED_HEADER, PAYMENT_SIGNATURE_HEADER, Discovery
+from proofmarket.payments.types import Settlement as PaidOnChain
 from proofmarket.payments.types import VerifiedPayment
 from proofmarket.store import ArtifactStore
 
@@ -93,6 +101,12 @@ class X402Settings(BaseSettings):
     payee: str | None = Field(default=None, description="payTo when the model has no owner")
     facilitator_url: str | None = Field(default=None, description="remote x402 facilitator; unset = in-process")
     usdc_address: str | None = Field(default=None, description="USDC token; unset = the deployment's")
+    payment_min_validity_s: int = Field(
+        default=300, ge=1, description="an authorization must stay valid this long (queue + proof + settlement)")
+    payment_max_timeout_s: int = Field(
+        default=900, ge=1, description="maxTimeoutSeconds of the 402 terms (x402 clients sign validBefore with it)")
+    facilitator_wait_s: float = Field(
+        default=120.0, gt=0, description="the in-process facilitator's wait for a settlement receipt (x2: one retry)")
 
 
 @dataclass(frozen=True)
@@ -119,29 +133,62 @@ class X402Payments:
     def describe(self) -> dict[str, Any]:
         return {"x402": True, "x402_version": 2, "scheme": "exact", "network": self.gate.network,
                 "asset": self.gate.asset, "chain": {"chain_id": self.chain_id},
-                "receipt_signer": self.node.address, "header": PAYMENT_SIGNATURE_HEADER}
+                "receipt_signer": self.node.address, "header": PAYMENT_SIGNATURE_HEADER,
+                "min_validity_seconds": self.gate.min_validity_seconds,
+                "max_timeout_seconds": self.gate.max_timeout_seconds}
 
     def verify(self, headers: Mapping[str, str], offer: Offer) -> PaymentTicket | None:
         requirements = self.gate.requirements(offer.price_atomic, self.payee_of(offer.model_id))
         signature = headers.get(PAYMENT_SIGNATURE_HEADER)
         if not signature:
             err: PaymentError = PaymentRequired(
-                f"this call costs {offer.price_atomic} atomic USDC units: pay over x402 (exact, {self.gate.network})",
-                price_atomic=str(offer.price_atomic), asset=self.gate.asset, network=self.gate.network)
+                f"this call costs {offer.price_atomic} atomic USDC units: pay over x402 (exact, {self.gate.network}) "
+                f"with an authorization valid for at least {self.gate.min_validity_seconds} s",
+                price_atomic=str(offer.price_atomic), asset=self.gate.asset, network=self.gate.network,
+                min_validity_seconds=self.gate.min_validity_seconds)
             raise self._with_terms(err, requirements, offer)
         try:
-            verified = self.gate.verify(signature, requirements)
+            verified = self.gate.verify(signature, requirements, resource_url=offer.resource)
         except PaymentError as exc:
             raise self._with_terms(exc, requirements, offer) from None
         doc = verified.to_json()
         doc["resource"] = offer.resource
         return PaymentTicket(nonce=verified.key, amount_atomic=verified.amount, payer=verified.payer, doc=doc)
 
+    def payer_of(self, headers: Mapping[str, str]) -> str | None:
+        return self.gate.signed_payer(headers.get(PAYMENT_SIGNATURE_HEADER))
+
+    def cover(self, ticket: PaymentTicket, held_atomic: int) -> None:
+        if not ticket.payer:
+            return
+        balance = self.gate.balance(ticket.payer)
+        if balance is not None and balance - held_atomic < ticket.amount_atomic:
+            err = PaymentInsufficientFunds(
+                "the payer's balance does not cover this call on top of its other calls not settled yet",
+                payer=ticket.payer, balance=str(balance), held=str(held_atomic), price=str(ticket.amount_atomic))
+            verified = VerifiedPayment.from_json(ticket.doc)  # the same terms, for an x402 client
+            header = self.gate.payment_required_header(verified.requirements, str(ticket.doc.get("resource", "")),
+                                                       error=err.code)
+            err.headers = {PAYMENT_REQUIRED_HEADER: header}  # type: ignore[attr-defined]
+            raise err
+
     def settle(self, ticket: PaymentTicket, proof: ProofOutcome) -> Settlement:
+        verified = self._reserved(ticket)
+        return self._paid(ticket, proof, verified, self.gate.settle(verified))  # at most once
+
+    def follow(self, ticket: PaymentTicket, proof: ProofOutcome, tx_hash: str | None) -> Settlement | None:
+        verified = self._reserved(ticket)
+        settled = self.gate.follow(verified, tx_hash)
+        return None if settled is None else self._paid(ticket, proof, verified, settled)
+
+    def _reserved(self, ticket: PaymentTicket) -> VerifiedPayment:
         verified = VerifiedPayment.from_json(ticket.doc)
         if self.gate.ledger.get(verified.key) is None:  # a restart forgot the reservation: take it again
             self.gate.ledger.reserve(verified)
-        settled = self.gate.settle(verified)  # at most once: a second call answers the same settlement
+        return verified
+
+    def _paid(self, ticket: PaymentTicket, proof: ProofOutcome, verified: VerifiedPayment,
+              settled: PaidOnChain) -> Settlement:
         receipt = sign_receipt(
             self.node, model_id=proof.model_id, input_commitment=proof.input_commitment,
             output_hash=proof.output_hash, bundle_cid=proof.bundle_cid, network=settled.network,
@@ -169,7 +216,9 @@ class X402Payments:
     def _with_terms(self, err: PaymentError, requirements: Any, offer: Offer) -> PaymentError:
         """Attach PAYMENT-REQUIRED so that an x402 client knows how to pay (or pay again)."""
         header = self.gate.payment_required_header(
-            requirements, offer.resource, description=f"{offer.description} ({offer.model_name})",
+            requirements, offer.resource,
+            description=f"{offer.description} ({offer.model_name}); sign an authorization valid for at least "
+                        f"{self.gate.min_validity_seconds} s (queue, proof and settlement)",
             mime_type=offer.mime_type, error=err.code, discovery=discovery())
         err.headers = {PAYMENT_REQUIRED_HEADER: header}  # type: ignore[attr-defined]
         return err
@@ -188,15 +237,36 @@ def build_x402(settings: Settings, store: ArtifactStore, pay_to: Callable[[str],
                extra: X402Settings | None = None) -> X402Payments:
     """The node's payment port for ``PROOFMARKET_PAYMENTS=on``."""
     extra = extra or X402Settings()
+    check_public_url(settings)
+    if extra.payment_min_validity_s >= extra.payment_max_timeout_s:
+        raise UsageError(f"PROOFMARKET_PAYMENT_MIN_VALIDITY_S ({extra.payment_min_validity_s}) must be below "
+                         f"PROOFMARKET_PAYMENT_MAX_TIMEOUT_S ({extra.payment_max_timeout_s}): clients sign "
+                         "validBefore = now + maxTimeoutSeconds")
     chain = node_chain(settings, extra)
     chain_id = chain.client.chain_id
+    window = {"max_timeout_seconds": extra.payment_max_timeout_s, "min_validity_seconds": extra.payment_min_validity_s}
     if extra.facilitator_url:
         gate = PaymentGate.remote(facilitator_url=extra.facilitator_url, network=network_id(chain_id),
-                                  asset=chain.usdc, chain=chain.client)
+                                  asset=chain.usdc, chain=chain.client, **window)
     else:
         gate = PaymentGate.local(rpc_url=chain.rpc_url, signer=chain.facilitator, asset=chain.usdc,
-                                 chain=chain.client)
+                                 chain=chain.client, confirmation_timeout_seconds=extra.facilitator_wait_s, **window)
     return X402Payments(gate, chain.node, store, pay_to, chain.payee, chain_id)
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+def is_loopback(host: str) -> bool:
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
+
+
+def check_public_url(settings: Settings) -> None:
+    """Off loopback the resource URL signed into receipts must not come from the request's Host header."""
+    if not settings.public_url and not is_loopback(settings.api_host):
+        raise UsageError(f"the node listens on {settings.api_host}, not loopback: set PROOFMARKET_PUBLIC_URL (the "
+                         "URL clients reach it at; it is signed into payment receipts) to take payments",
+                         api_host=settings.api_host)
 
 
 def node_chain(settings: Settings, extra: X402Settings) -> NodeChain:

@@ -216,15 +216,17 @@ def request_cmd(
             out.print(f"  salt {','.join(map(str, receipt.salt))} (keep it: it opens the commitment)")
         out.print(f"  tx {receipt.tx.tx_hash} ({receipt.tx.gas_used:,} gas)")
     if node is not None:
-        summary["node"] = _hand_to_node(node, summary, doc, wait, as_json)
+        summary["node"] = _hand_to_node(node, summary, doc, wait, as_json, home)
     if as_json:
         emit_json(summary)
 
 
-def _hand_to_node(node: str, summary: dict[str, Any], doc: Any, wait: float, as_json: bool) -> dict[str, Any]:
-    """Post the input of an escrowed request to ``node``, then (``wait`` > 0) wait for its fulfilment.
-    Exit codes: a failed request its error's code; a proof the market rejected 1 (the consumer got the
-    price back); still open after ``wait`` seconds 3."""
+def _hand_to_node(node: str, summary: dict[str, Any], doc: Any, wait: float, as_json: bool,
+                  home: Path | None = None) -> dict[str, Any]:
+    """Post the input of an escrowed request to ``node``, then (``wait`` > 0) wait for its fulfilment and
+    read it on chain (``settled_on_chain``): only what the chain says is reported. Exit codes: a failed
+    request its error's code; a proof the market rejected 1 (the consumer got the price back); a node
+    whose "fulfilled" the chain does not show 1 (settlement_mismatch); still open after ``wait`` s 3."""
     from proofmarket.client import Client
     from proofmarket.errors import VerificationFailed
     from proofmarket.jobs.errors import rebuild_error
@@ -246,6 +248,8 @@ def _hand_to_node(node: str, summary: dict[str, Any], doc: Any, wait: float, as_
                 if (row.get("settlement") or {}).get("status") == "REJECTED":
                     raise VerificationFailed("the market rejected the node's proof: the price went back to the "
                                              "consumer and the prover was slashed")
+                if row["status"] == "fulfilled":
+                    summary["chain"] = settled_on_chain(sdk, request_id, row, summary["commitment"], home)
     except ProofMarketError as exc:
         if not as_json and not posted:
             out.print(f"  request {request_id} stays in escrow: post its input again, or "
@@ -253,12 +257,26 @@ def _hand_to_node(node: str, summary: dict[str, Any], doc: Any, wait: float, as_
         exc.details.setdefault("request_id", request_id)
         exc.details.setdefault("request", {k: summary[k] for k in ("commitment", "salt", "deadline", "tx")})
         raise fail(exc, as_json) from exc
-    if not as_json and row["status"] == "fulfilled":
-        settlement = row.get("settlement") or {}
-        out.print(f"  fulfilled by the node: bundle {row['bundle_cid']}, tx {row['fulfil_tx']}")
-        if settlement:
-            out.print(f"  settlement {settlement.get('status')}: {json.dumps(settlement.get('paid', settlement))}")
+    chain = summary.get("chain")
+    if not as_json and chain is not None:
+        out.print(f"  fulfilled on chain by prover {chain['prover']}: output hash {chain['output_hash']}")
+        out.print(f"  output {chain['output']} (bundle {chain['bundle_cid']}, whose output hashes to the chain's)")
     return row
+
+
+def settled_on_chain(sdk: Any, request_id: int, row: dict[str, Any], commitment: str,
+                     home: Path | None) -> dict[str, Any]:
+    """The node's "fulfilled", checked on chain: getRequest is Fulfilled, its outputHash is the keccak of the
+    output instances of the bundle the node names, and that bundle answers the request's commitment."""
+    import dataclasses
+
+    from proofmarket.sdk_checks import check_settlement
+
+    with _open(home) as market:
+        onchain = market.market.get_request(request_id)
+    bundle_cid = str(row.get("bundle_cid") or "")
+    bundle = sdk.proof(bundle_cid) if bundle_cid else None
+    return dataclasses.asdict(check_settlement(request_id, onchain, bundle, bundle_cid, commitment))
 
 
 def fulfill_cmd(

@@ -3,8 +3,11 @@
 The node answers 402 when the call costs something: the payment is signed with the key in the
 environment variable named by ``--key-env`` (default ``PROOFMARKET_CONSUMER_KEY``), or with anvil's dev
 consumer account when ``--devnet`` is given, and capped at ``--max-amount`` atomic USDC units (default:
-the model's listed price). The proof bundle, with its payment and receipt, is verified locally unless
-``--no-verify``. Hook: ``infer_cmd.register(app)`` in ``cli/main.py``.
+the model's listed price). The answer is verified locally before anything is printed (``Client.verify``:
+the proof, and that it answers this request: model, input, salt, output, payment and receipt); a
+mismatch exits non-zero with its error code. Proofs on a dev SRS are refused unless ``--devnet`` (on
+the devnet) or ``--allow-dev-srs``. ``--no-verify`` prints the node's answer marked unverified.
+Hook: ``infer_cmd.register(app)`` in ``cli/main.py``.
 """
 
 from __future__ import annotations
@@ -34,22 +37,26 @@ def infer_cmd(
     = DEFAULT_NODE,
     key_env: Annotated[str, typer.Option("--key-env", help="environment variable holding the paying key")]
     = DEFAULT_KEY_ENV,
-    devnet: Annotated[bool, typer.Option("--devnet", help="pay with anvil's dev consumer account")] = False,
+    devnet: Annotated[bool, typer.Option(
+        "--devnet", help="on the devnet: pay with anvil's dev consumer account and accept dev-SRS proofs")] = False,
+    allow_dev_srs: Annotated[bool, typer.Option(
+        "--allow-dev-srs", help="accept proofs on a dev SRS off the devnet (they can be forged)")] = False,
     max_amount: Annotated[int | None, typer.Option(
         "--max-amount", help="most atomic USDC units to pay (default: the listed price)")] = None,
     out_path: Annotated[Path | None, typer.Option("--out", help="write the paid proof bundle here")] = None,
-    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="verify the bundle locally")] = True,
+    verify: Annotated[bool, typer.Option(
+        "--verify/--no-verify", help="verify the answer locally against this request")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
-    """Call MODEL_ID on a node with INPUT, paying over x402 if asked; print the output, proof and receipt."""
+    """Call MODEL_ID on a node with INPUT, paying over x402 if asked; verify that the answer is the proof of
+    this request and print the proven output, payment and receipt."""
     from proofmarket.client import Client
 
     try:
         doc = _read_input(input)
         account = _account(key_env, devnet)
-        with Client(node, account=account) as sdk:
-            result = sdk.infer(model_id, doc, max_amount=max_amount)
-            report = sdk.verify(result) if verify else None
+        with Client(node, account=account, devnet=devnet, allow_dev_srs=allow_dev_srs) as sdk:
+            result = sdk.infer(model_id, doc, max_amount=max_amount, verify=verify)
     except ProofMarketError as exc:
         raise fail(exc, as_json) from exc
     if out_path:
@@ -58,9 +65,11 @@ def infer_cmd(
         emit_json({"ok": True, "job_id": result.job_id, "model_id": result.model_id, "output": result.output,
                    "bundle_cid": result.bundle_cid, "payment": result.payment, "receipt": result.receipt,
                    "salt": result.salt, "access_token": result.access_token,
-                   "verified": report.checks if report else None,
+                   "verified": list(result.checks) if verify else None,
                    "bundle": None if out_path else result.bundle})
         return
+    if not verify:
+        out.print("[bold yellow]unverified[/]: the node's answer as it came (--no-verify)")
     out.print(f"output:     {result.output}")
     out.print(f"bundle cid: {result.bundle_cid}" + (f" (written to {out_path})" if out_path else ""))
     if result.payment:
@@ -68,9 +77,9 @@ def infer_cmd(
                   f"in {result.payment['transaction']} ({result.payment['network']})")
     if result.receipt:
         out.print(f"receipt:    signed by {result.receipt['signer']}")
-    if report:
+    if verify:
         out.print("[bold green]verified[/] locally:")
-        for check in report.checks:
+        for check in result.checks:
             out.print(f"  ok  {check}")
     if result.salt:
         out.print(f"salt:       {result.salt} (keep it: it opens the input commitment)")

@@ -114,12 +114,31 @@ class JobRepo:
         return self._move(job_id, [JobStatus.RUNNING], **values)
 
     def settled(self, job_id: str, settlement: dict[str, Any]) -> bool:
-        return self._move(job_id, [JobStatus.PROVED], status=JobStatus.SETTLED.value, settlement=settlement,
-                          finished_at=utcnow())
+        return self._move(job_id, [JobStatus.PROVED, JobStatus.SETTLING], status=JobStatus.SETTLED.value,
+                          settlement=settlement, finished_at=utcnow())
+
+    def settling(self, job_id: str, pending: dict[str, Any]) -> bool:
+        """proved -> settling: the settlement was sent (``pending``: what is known of it, e.g. its tx)."""
+        return self._move(job_id, [JobStatus.PROVED], status=JobStatus.SETTLING.value, settlement=pending)
+
+    def settling_ids(self) -> list[str]:
+        """Jobs whose settlement is being followed on chain, oldest first (survives a restart)."""
+        with self.db.session() as s:
+            return list(s.scalars(select(JobRow.id).where(JobRow.status == JobStatus.SETTLING.value)
+                                  .order_by(JobRow.created_at)))
+
+    def held_by(self, payer: str, *, besides: str | None = None) -> int:
+        """Atomic units held by ``payer``'s paid jobs not settled or failed yet (``besides``: a nonce left out)."""
+        unsettled = [s.value for s in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.PROVED, JobStatus.SETTLING)]
+        with self.db.session() as s:
+            rows = s.execute(select(JobRow.payment_nonce, JobRow.payment).where(
+                JobRow.status.in_(unsettled), JobRow.payment.is_not(None)))
+            return sum(int(doc.get("amount_atomic") or 0) for nonce, doc in rows
+                       if nonce != besides and str(doc.get("payer") or "").lower() == payer.lower())
 
     def failed(self, job_id: str, code: str, message: str) -> bool:
         """Fail a job that is not final (a proved job only while its payment awaits settlement)."""
-        active = (JobRow.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value])
+        active = (JobRow.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value, JobStatus.SETTLING.value])
                   | ((JobRow.status == JobStatus.PROVED.value) & JobRow.payment.is_not(None)))
         with self.db.session() as s:
             res = s.execute(update(JobRow).where(JobRow.id == job_id, active).values(

@@ -7,8 +7,10 @@ Table rows are not API schemas: the API turns them into its own response models 
             | payment_nonce (unique) | payment | settlement | bundle_cid | result
             | error_code | error_message | created_at | started_at | finished_at | attempts
 
-A job moves ``queued -> running -> proved [-> settled]``, or to ``failed`` from any of the first three.
-``settled`` follows ``proved`` only when the job carries a payment; a free job ends ``proved``.
+A job moves ``queued -> running -> proved [-> settling] [-> settled]``, or to ``failed`` from any but
+``settled``. ``settled`` follows ``proved`` only when the job carries a payment; a free job ends ``proved``.
+``settling``: the settlement transaction was sent (or its outcome is unknown); the node follows the
+authorization's nonce on the token until it is used (settled) or expires unused (failed).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class JobStatus(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
     PROVED = "proved"
+    SETTLING = "settling"  # paid and proved; the settlement was sent but is not confirmed: the hold stays
     SETTLED = "settled"
     FAILED = "failed"
 

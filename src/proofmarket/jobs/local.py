@@ -9,6 +9,7 @@ Restart rule (``recover``, run once when the queue is built, before any worker s
   payment, if any, was never settled and is released. A client retries with a new Idempotency-Key.
 * ``queued`` jobs never started: they go back on the queue with their stored input and payment.
 * ``proved`` jobs whose payment was not yet settled go back on the queue for the settle step only.
+* ``settling`` jobs (settlement sent, not confirmed) are followed on chain by ``SettlementFollower``.
 
 One node per database: a second node sharing the database would fail the first one's running jobs.
 """
@@ -25,6 +26,7 @@ from concurrent.futures import Future, InvalidStateError
 
 from proofmarket.db import JobKind, JobRepo, Recovery
 from proofmarket.jobs.runner import JobRunner
+from proofmarket.jobs.settling import SettlementFollower
 from proofmarket.zk.prover import Prover
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,7 @@ class LocalJobQueue:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.recovery = Recovery()
+        self.follower = SettlementFollower(runner, jobs, runner.settings.settle_poll_s, self._notify)
         runner.metrics.track_depth(self.depth)
 
     def recover(self) -> Recovery:
@@ -63,6 +66,7 @@ class LocalJobQueue:
         for i, prover in enumerate(self.provers):
             self._spawn(f"prover-{i}", self._prove_q, functools.partial(self._run, prover), prover)
         self._spawn("compiler", self._compile_q, functools.partial(self._run, None))
+        self.follower.start()
 
     def submit(self, kind: JobKind, job_id: str) -> None:
         (self._compile_q if kind == JobKind.COMPILE else self._prove_q).put(job_id)
@@ -92,6 +96,7 @@ class LocalJobQueue:
 
     def close(self) -> None:
         self._stop.set()
+        self.follower.close()
         for _ in self._threads:
             self._prove_q.put(_STOP)
             self._compile_q.put(_STOP)

@@ -2,10 +2,13 @@
 
     prove job:    queued -> running -> prove (worker process, self-verified) -> proved
                   -> [payment] settle hook -> settled
+                                           -> settling (sent, not confirmed) -> follow -> settled | failed
     compile job:  queued -> running -> compile (child process) -> model served -> proved
 
 Any error of the tree fails the job with its code; nothing is settled and its payment is released. A job
-already proved that only awaits its settlement (after a restart) goes straight to the settle step.
+already proved that only awaits its settlement (after a restart) goes straight to the settle step. A job
+``settling`` keeps its hold: ``follow`` (called periodically, also after a restart) settles it once the
+authorization is used on chain, or fails it (nothing charged, result withheld) once it expired unused.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 
 from proofmarket.config import Settings
 from proofmarket.db import JobKind, JobRepo, JobRow, JobStatus, ModelRepo
-from proofmarket.errors import ProofMarketError
+from proofmarket.errors import PaymentSettlementFailed, PaymentSettlementPending, ProofMarketError
 from proofmarket.jobs.compile_task import compile_job
 from proofmarket.jobs.metrics import JobMetrics
 from proofmarket.jobs.types import PaymentTicket, ProofOutcome, SettleHook
@@ -79,9 +82,38 @@ class JobRunner:
     def _settle(self, job: JobRow) -> None:
         assert job.payment is not None and job.bundle_cid is not None
         bundle = ProofBundle.parse(self.store.get_json(job.bundle_cid))
-        settlement = self.settle_hook.settle(PaymentTicket.from_json(job.payment),
-                                             ProofOutcome.of(job.id, job.bundle_cid, bundle))
+        try:
+            settlement = self.settle_hook.settle(PaymentTicket.from_json(job.payment),
+                                                 ProofOutcome.of(job.id, job.bundle_cid, bundle))
+        except PaymentSettlementPending as exc:
+            log.warning("job %s: settlement pending (%s); following it on chain", job.id, exc.message)
+            self.jobs.settling(job.id, {"pending": {"tx": exc.details.get("tx"), "since": int(time.time()),
+                                                    "message": exc.message}})
+            return
         self.jobs.settled(job.id, settlement.to_json())
+
+    def follow(self, job_id: str) -> None:
+        """One look at a ``settling`` job's authorization on chain: settled, failed (expired unused or
+        canceled: nothing charged, the result withheld), or left settling. Never raises."""
+        job = self.jobs.get(job_id)
+        if job is None or job.status != JobStatus.SETTLING or job.payment is None or job.bundle_cid is None:
+            return
+        pending = (job.settlement or {}).get("pending") or {}
+        try:
+            bundle = ProofBundle.parse(self.store.get_json(job.bundle_cid))
+            settlement = self.settle_hook.follow(PaymentTicket.from_json(job.payment),
+                                                 ProofOutcome.of(job.id, job.bundle_cid, bundle), pending.get("tx"))
+        except PaymentSettlementFailed as exc:
+            self._fail(job, exc.code, exc.message)
+            return
+        except PaymentSettlementPending as exc:
+            log.warning("job %s: still settling: %s", job_id, exc.message)
+            return
+        except Exception:  # the chain did not answer: keep the hold, look again later
+            log.warning("job %s: could not follow its settlement yet", job_id, exc_info=True)
+            return
+        if settlement is not None and self.jobs.settled(job.id, settlement.to_json()):
+            self.metrics.finished.labels(job.kind, JobStatus.SETTLED.value).inc()
 
     def _compile(self, job: JobRow, stop: threading.Event) -> None:
         spec = job.input

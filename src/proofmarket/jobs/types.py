@@ -69,10 +69,18 @@ class SettleHook(Protocol):
 
     ``settle`` is called at most once per job by the queue, but after a crash between settling and
     recording it the same ticket can come again: it must then not move money twice (an EIP-3009 nonce
-    can be used once on chain) and should answer as before. ``release`` gives up a verified payment that
+    can be used once on chain) and should answer as before. A settlement sent but not confirmed (or whose
+    outcome is unknown) raises ``PaymentSettlementPending``: the job keeps its hold as ``settling`` and
+    ``follow`` is asked about it until it resolves. ``release`` gives up a verified payment that
     will never be settled (the job failed or was interrupted): nothing is charged.
     """
 
     def settle(self, ticket: PaymentTicket, proof: ProofOutcome) -> Settlement: ...
+
+    def follow(self, ticket: PaymentTicket, proof: ProofOutcome, tx_hash: str | None) -> Settlement | None:
+        """A settlement ``settle`` reported pending (``PaymentSettlementPending``): its ``Settlement`` once the
+        payment is on chain, None while still pending; raises ``PaymentSettlementFailed`` once it can never
+        settle (expired unused, canceled): then nothing was charged. Never sends a transaction."""
+        ...
 
     def release(self, ticket: PaymentTicket) -> None: ...

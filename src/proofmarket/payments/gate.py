@@ -34,6 +34,7 @@ from eth_utils import to_checksum_address
 from x402 import x402ResourceServerSync
 from x402.extensions.bazaar import bazaar_resource_server_extension
 from x402.http import FacilitatorClientSync
+from x402.mechanisms.evm.constants import ERR_SETTLEMENT_PENDING
 from x402.mechanisms.evm.exact import ExactEvmServerScheme
 from x402.schemas import (
     AssetAmount,
@@ -57,6 +58,8 @@ from proofmarket.errors import (
     PaymentRejected,
     PaymentReplayed,
     PaymentSettlementFailed,
+    PaymentSettlementPending,
+    PaymentWindowTooShort,
     ProofMarketError,
     UsageError,
 )
@@ -64,7 +67,13 @@ from proofmarket.payments.facilitators import local_facilitator, network_id, rem
 from proofmarket.payments.headers import Discovery, encode_payment_required_header, payment_response_header
 from proofmarket.payments.ledger import InMemoryNonceLedger, NonceLedger
 from proofmarket.payments.onchain import TokenReader
-from proofmarket.payments.parse import check_terms, decode_payment, eoa_signature_valid, verified_payment
+from proofmarket.payments.parse import (
+    check_resource,
+    check_terms,
+    decode_payment,
+    eoa_signature_valid,
+    verified_payment,
+)
 from proofmarket.payments.reasons import ERR_FAILED_TO_VERIFY_SIGNATURE, OPAQUE_REASONS, error_for
 from proofmarket.payments.types import Settlement, VerifiedPayment
 
@@ -80,13 +89,14 @@ class PaymentGate:
         asset: str,
         token_name: str = USDC_NAME,
         token_version: str = USDC_VERSION,
-        max_timeout_seconds: int = 600,
-        min_validity_seconds: int = 30,
+        max_timeout_seconds: int = 900,
+        min_validity_seconds: int = 300,
         ledger: NonceLedger | None = None,
         chain: ChainClient | None = None,
         facilitator_simulates: bool = False,
     ) -> None:
-        """``min_validity_seconds``: refuse authorizations expiring sooner (they could not be settled).
+        """``min_validity_seconds``: refuse authorizations expiring sooner (the call would not be queued, proved
+        and settled in time); ``max_timeout_seconds``: the terms' maxTimeoutSeconds (what clients sign).
         ``facilitator_simulates``: the facilitator's verify simulates the transfer on chain (the SDK's
         in-process one does), so a used nonce is refused there and the gate skips its own nonce read."""
         self.network = network
@@ -105,17 +115,24 @@ class PaymentGate:
         self._initialized = False
         self._locks = _KeyedLocks()
         self._simulates = facilitator_simulates
-        self._fresh: set[str] = set()  # verified here and never sent to settlement: nothing on chain yet
-        self._fresh_lock = threading.Lock()
 
     @classmethod
     def local(
-        cls, *, rpc_url: str, signer: LocalAccount, asset: str, chain: ChainClient | None = None, **options: Any
+        cls,
+        *,
+        rpc_url: str,
+        signer: LocalAccount,
+        asset: str,
+        chain: ChainClient | None = None,
+        confirmation_timeout_seconds: float = 120.0,
+        **options: Any,
     ) -> PaymentGate:
-        """In-process facilitator: ``signer`` pays the gas of settlements (devnet, or a self-hosted node)."""
+        """In-process facilitator: ``signer`` pays the gas of settlements (devnet, or a self-hosted node);
+        it waits ``confirmation_timeout_seconds`` for a receipt, then the settlement is pending."""
         client = chain if chain is not None else ChainClient(rpc_url)
         network = network_id(client.chain_id)
-        facilitator = local_facilitator(signer, rpc_url, network)
+        wait = confirmation_timeout_seconds
+        facilitator = local_facilitator(signer, rpc_url, network, confirmation_timeout_seconds=wait)
         options.setdefault("facilitator_simulates", True)
         return cls(facilitator, network=network, asset=asset, chain=client, **options)
 
@@ -214,10 +231,17 @@ class PaymentGate:
         return payment_response_header(settlement, receipt)
 
     # --- verify ---------------------------------------------------------------------------------
-    def verify(self, payment_signature_header: str | None, requirements: PaymentRequirements) -> VerifiedPayment:
-        """Check the payment against ``requirements`` and reserve it; raises a ``PaymentError``."""
+    def verify(
+        self, payment_signature_header: str | None, requirements: PaymentRequirements, resource_url: str | None = None
+    ) -> VerifiedPayment:
+        """Check the payment against ``requirements`` and reserve it; raises a ``PaymentError``.
+
+        ``resource_url``: the paid route; a payment naming another resource (x402 v2 ``resource``) is
+        refused, so that a payment made for one model cannot buy another at the same price and payee."""
         self.initialize()
         payload = decode_payment(payment_signature_header)
+        if resource_url is not None:
+            check_resource(payload, resource_url)
         check_terms(payload, requirements, self._server.find_matching_requirements([requirements], payload))
         payment = verified_payment(payload, requirements)
         self._check_window(payment)
@@ -232,9 +256,21 @@ class PaymentGate:
         except BaseException:
             self.ledger.release(payment.key)
             raise
-        with self._fresh_lock:
-            self._fresh.add(payment.key)
         return payment
+
+    @staticmethod
+    def signed_payer(payment_signature_header: str | None) -> str | None:
+        """The payer whose own signature is on this payment (checksummed), or None: not decodable, not an
+        exact EIP-3009 payment, or the signature does not recover to its ``from`` (plain ECDSA only).
+        Pure computation: it names who asks, it does not accept the payment."""
+        if not payment_signature_header:
+            return None
+        try:
+            payload = decode_payment(payment_signature_header)
+            payment = verified_payment(payload, payload.accepted)
+            return payment.payer if eoa_signature_valid(payment) else None
+        except (PaymentError, ValueError, KeyError, TypeError):
+            return None
 
     async def verify_async(
         self, payment_signature_header: str | None, requirements: PaymentRequirements
@@ -243,18 +279,21 @@ class PaymentGate:
 
     def release(self, payment: VerifiedPayment) -> None:
         """Give up an unsettled payment (its job failed): nothing is charged, the nonce is free again."""
-        with self._fresh_lock:
-            self._fresh.discard(payment.key)
         self.ledger.release(payment.key)
 
     def _check_window(self, payment: VerifiedPayment) -> None:
         now = int(time.time())
+        if payment.valid_before <= now:
+            raise PaymentExpired("the payment authorization has expired", valid_before=payment.valid_before, now=now)
         if payment.valid_before < now + self.min_validity_seconds:
-            raise PaymentExpired(
-                "the payment authorization has expired or expires too soon to be settled",
+            raise PaymentWindowTooShort(
+                f"the payment authorization expires in {payment.valid_before - now} s; this node needs at least "
+                f"{self.min_validity_seconds} s (queue, proof and settlement): sign validBefore >= now + "
+                f"{self.min_validity_seconds} (the terms allow up to maxTimeoutSeconds = {self.max_timeout_seconds})",
                 valid_before=payment.valid_before,
                 now=now,
                 min_validity_seconds=self.min_validity_seconds,
+                max_timeout_seconds=self.max_timeout_seconds,
             )
         if payment.valid_after > now:
             raise PaymentNotYetValid(
@@ -302,7 +341,13 @@ class PaymentGate:
 
     # --- settle ---------------------------------------------------------------------------------
     def settle(self, payment: VerifiedPayment) -> Settlement:
-        """Move the money, once: a second call (or a call after a crash) returns the same settlement."""
+        """Move the money, once: a second call (or a call after a crash) returns the same settlement.
+
+        Before sending, the token is asked about the authorization: already used by a transfer of these
+        terms (an earlier attempt landed) -> that settlement; canceled or used otherwise, or expired by chain
+        time -> ``PaymentSettlementFailed`` (nothing charged). A transaction sent but not confirmed in time,
+        or a send whose outcome is unknown, raises ``PaymentSettlementPending``: follow it with ``follow``.
+        """
         self.initialize()
         with self._locks.hold(payment.key):
             entry = self.ledger.get(payment.key)
@@ -312,45 +357,101 @@ class PaymentGate:
                 )
             if entry.settlement is not None:
                 return entry.settlement
-            with self._fresh_lock:
-                fresh = payment.key in self._fresh
-                self._fresh.discard(payment.key)
-            # A payment verified by this process and never sent cannot be on chain yet: skip the read.
-            # Otherwise (a retry, or a restart) an earlier attempt may have landed: look first.
-            settlement = (None if fresh else self._settled_on_chain(payment)) or self._facilitator_settle(payment)
+            settlement = self._settled_on_chain(payment) or self._facilitator_settle(payment)
             self.ledger.mark_settled(payment.key, settlement)
             return settlement
 
     async def settle_async(self, payment: VerifiedPayment) -> Settlement:
         return await asyncio.to_thread(self.settle, payment)
 
-    def _settled_on_chain(self, payment: VerifiedPayment) -> Settlement | None:
-        if self._reader is None or not self._reader.nonce_used(payment):
+    def follow(self, payment: VerifiedPayment, tx_hash: str | None = None) -> Settlement | None:
+        """A settlement that was pending: its ``Settlement`` once the authorization's nonce is used by a
+        transfer of these terms, None while it is unused and still valid, ``PaymentSettlementFailed`` once it
+        expired unused (by chain time) or was canceled: then nobody was charged. Never sends anything."""
+        if self._reader is None:
+            raise PaymentSettlementFailed(  # a library gate built without a chain; the node always has one
+                "this gate has no chain to follow a pending settlement on: its outcome is unknown",
+                payer=payment.payer, tx=tx_hash)
+        with self._locks.hold(payment.key):
+            entry = self.ledger.get(payment.key)
+            if entry is not None and entry.settlement is not None:
+                return entry.settlement
+            settlement = self._settled_on_chain(payment, tx_hash)
+            if settlement is not None:
+                if entry is None:
+                    self.ledger.reserve(payment)
+                self.ledger.mark_settled(payment.key, settlement)
+            return settlement
+
+    def balance(self, account: str) -> int | None:
+        """The token balance of ``account``, or None when this gate has no chain to read."""
+        return self._reader.balance(account) if self._reader is not None else None
+
+    def _settled_on_chain(self, payment: VerifiedPayment, tx_hash: str | None = None) -> Settlement | None:
+        """What the token says of the authorization: used by a transfer of these terms -> that settlement
+        (``tx_hash`` looked at first); unused and still valid by chain time -> None (safe to send, or still
+        pending); canceled or expired unused -> ``PaymentSettlementFailed``; used by a transfer not found
+        (beyond the event lookback) -> ``PaymentSettlementPending``: the hold stays."""
+        if self._reader is None:
             return None
-        found = self._reader.find_settlement(payment)
-        if found is None:
-            raise PaymentReplayed(
-                "the payment authorization was used or canceled by another transaction", payer=payment.payer
+        if not self._reader.nonce_used(payment):
+            chain_now = self._reader.chain_time()
+            if chain_now >= payment.valid_before:
+                raise PaymentSettlementFailed(
+                    "the payment authorization expired before it was settled; nothing was charged",
+                    reason="expired_unused", chain_time=chain_now, valid_before=payment.valid_before)
+            return None
+        found = self._reader.find_settlement(payment, tx_hash)
+        if found is not None:
+            return found
+        if self._reader.canceled(payment):
+            raise PaymentSettlementFailed(
+                "the payer canceled the payment authorization; nothing was charged for this call",
+                reason="authorization_canceled", payer=payment.payer
             )
-        return found
+        # Used, not canceled: only a transfer of these very terms can have used it, out of sight here
+        # (older than the event lookback). The payer may be charged: never say otherwise, keep the hold.
+        raise PaymentSettlementPending(
+            "the payment authorization is used on chain by a transfer this node cannot find yet",
+            payer=payment.payer, tx=tx_hash)
 
     def _facilitator_settle(self, payment: VerifiedPayment) -> Settlement:
-        with _facilitator_call("settle"):
-            result = self._server.settle_payment(payment.payload, payment.requirements)
+        try:
+            with _facilitator_call("settle"):
+                result = self._server.settle_payment(payment.payload, payment.requirements)
+        except FacilitatorUnavailable as exc:  # it may have sent the transaction: the outcome is unknown
+            raise PaymentSettlementPending(
+                f"the settlement's outcome is unknown ({exc.message}); following the authorization on chain",
+                payer=payment.payer) from exc
         if result.success:
             payer = to_checksum_address(result.payer or payment.payer)
             return Settlement(result.transaction, payer, payment.amount, payment.network)
-        recovered = self._settled_on_chain(payment)  # another settler may have won the race
+        if result.error_reason == ERR_SETTLEMENT_PENDING:
+            raise PaymentSettlementPending(
+                "the settlement transaction is not mined yet; following the authorization on chain",
+                payer=payment.payer, tx=result.transaction or None)
+        recovered = self._settled_on_chain(payment, result.transaction or None)  # another settler may have won
         if recovered is not None:
             return recovered
-        raise self._explain(
+        cause = self._explain(
             result.error_reason,
             payment,
             PaymentSettlementFailed,
             facilitator_message=result.error_message,
             tx=result.transaction or None,
         )
-
+        # "The transfer failed" with no transaction and no cause on chain (still unused, funded, in its
+        # window) is what the SDK answers when sending raised: the transaction may be in a mempool.
+        unexplained = type(cause) is PaymentSettlementFailed and result.error_reason in OPAQUE_REASONS
+        if isinstance(cause, FacilitatorUnavailable) or (unexplained and not result.transaction):
+            raise PaymentSettlementPending(
+                f"the settlement's outcome is unknown ({cause.message}); following the authorization on chain",
+                payer=payment.payer, tx=result.transaction or None)
+        if isinstance(cause, PaymentSettlementFailed):
+            raise cause
+        raise PaymentSettlementFailed(
+            f"the payment could not be settled ({cause.message}); nothing was charged",
+            reason=cause.code, payer=payment.payer, tx=result.transaction or None)
 
 @contextmanager
 def _facilitator_call(action: str) -> Iterator[None]:

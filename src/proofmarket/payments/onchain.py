@@ -35,16 +35,23 @@ class TokenReader:
         """The latest block's timestamp: what EIP-3009's validAfter/validBefore are checked against."""
         return self.client.timestamp()
 
-    def find_settlement(self, payment: VerifiedPayment) -> Settlement | None:
-        """The transaction that consumed this authorization, if it paid exactly these terms."""
-        for tx_hash in self._authorization_txs(payment):
+    def find_settlement(self, payment: VerifiedPayment, hint: str | None = None) -> Settlement | None:
+        """The transaction that consumed this authorization, if it paid exactly these terms (``hint``: the
+        transaction the facilitator reported, looked at first)."""
+        for tx_hash in ([hint] if hint else []) + self._authorization_txs(payment):
+            if not self._mined(tx_hash):
+                continue
             if self._pays(tx_hash, payment):
                 return Settlement(tx_hash, to_checksum_address(payment.payer), payment.amount, payment.network)
         return None
 
-    def _authorization_txs(self, payment: VerifiedPayment) -> list[str]:
-        event = self.token.contract.events.AuthorizationUsed()
-        with self.client.translate("read AuthorizationUsed events"):
+    def canceled(self, payment: VerifiedPayment) -> bool:
+        """Whether the payer canceled this authorization (``cancelAuthorization``): nothing moved then."""
+        return bool(self._authorization_txs(payment, "AuthorizationCanceled"))
+
+    def _authorization_txs(self, payment: VerifiedPayment, name: str = "AuthorizationUsed") -> list[str]:
+        event = getattr(self.token.contract.events, name)()
+        with self.client.translate(f"read {name} events"):
             latest = self.client.w3.eth.block_number
             logs = event.get_logs(
                 from_block=max(0, latest - self.lookback_blocks),
@@ -55,6 +62,16 @@ class TokenReader:
                 },
             )
         return ["0x" + bytes(log["transactionHash"]).hex() for log in logs]
+
+    def _mined(self, tx_hash: str) -> bool:
+        from web3.exceptions import TransactionNotFound
+
+        with self.client.translate("read a settlement receipt"):
+            try:
+                self.client.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+            except TransactionNotFound:
+                return False
+        return True
 
     def _pays(self, tx_hash: str, payment: VerifiedPayment) -> bool:
         with self.client.translate("read a settlement receipt"):

@@ -9,6 +9,7 @@ import binascii
 import json
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from eth_utils import is_address, to_checksum_address
 from pydantic import ValidationError
@@ -99,6 +100,18 @@ def check_terms(
         raise PaymentMismatch(f"the payment does not match the required {', '.join(mismatched)}", fields=mismatched)
     if sdk_match is None:
         raise PaymentMismatch("the payment was made for other terms (maxTimeoutSeconds or token domain differ)")
+
+
+def check_resource(payload: PaymentPayload, resource_url: str) -> None:
+    """The payment's ``resource`` (when it names one) must be this route: same path, so the same model."""
+    named = payload.resource.url if payload.resource is not None else None
+    if named is None:
+        return
+    if urlsplit(named).path.rstrip("/") != urlsplit(resource_url).path.rstrip("/"):
+        raise PaymentMismatch(
+            "this payment was made for another resource: pay for this route's terms",
+            fields=["resource"], paid_for=named, resource=resource_url,
+        )
 
 
 def verified_payment(payload: PaymentPayload, requirements: PaymentRequirements) -> VerifiedPayment:

@@ -14,10 +14,12 @@ from eth_abi import decode as abi_decode
 
 from proofmarket.errors import ArtifactNotFound, BundleError, VerificationFailed
 from proofmarket.store import ArtifactStore, canonical_json, cid_for_bytes
+from proofmarket.store.cid import digest_of
 from proofmarket.zk import ezkl_calls
 from proofmarket.zk.bundle import ProofBundle
 from proofmarket.zk.felts import felt_to_uint, keccak_packed, parse_uint_hex, uint_to_felt
 from proofmarket.zk.manifest import ModelManifest
+from proofmarket.zk.srs import srs_kind
 
 VERIFY_PROOF_SELECTOR = "1e8e1e13"  # verifyProof(bytes,uint256[])
 
@@ -51,7 +53,9 @@ def verify_bundle(doc: dict[str, Any] | ProofBundle, store: ArtifactStore) -> Ve
     checks.append("halo2/KZG proof verifies")
     if bundle.receipt is not None:
         checks.append(_check_receipt(bundle))
-    return VerifyReport(True, bundle.model.id, bundle.output.values, bundle.model.srs.kind, checks)
+    # the SRS kind comes from the file's hash (its CID), never from the bundle's or the manifest's label
+    return VerifyReport(True, bundle.model.id, bundle.output.values, srs_kind(digest_of(bundle.model.srs.cid).hex()),
+                        checks)
 
 
 def pure_bundle_cid(bundle: ProofBundle) -> str:
@@ -137,11 +141,16 @@ def _sizes(shapes: list[list[int]]) -> list[int]:
     return [math.prod(shape) for shape in shapes]
 
 
-def _check_output_values(bundle: ProofBundle, outputs: list[int]) -> None:
+def decode_outputs(bundle: ProofBundle, outputs: list[int]) -> list[list[float]]:
+    """The output values the proof's output instances commit to, one flat list per model output."""
     sizes = _sizes(bundle.output.shapes)
     if sum(sizes) != len(outputs) or len(bundle.layout.output_scales) != len(sizes):
         raise VerificationFailed("the output shapes do not match the proof's public output")
-    decoded = _decode(outputs, bundle.layout.output_scales, sizes)
+    return _decode(outputs, bundle.layout.output_scales, sizes)
+
+
+def _check_output_values(bundle: ProofBundle, outputs: list[int]) -> None:
+    decoded = decode_outputs(bundle, outputs)
     if not _close(decoded, bundle.output.values, 1e-9):
         raise VerificationFailed("the output values are not the ones the proof commits to")
 
@@ -189,4 +198,4 @@ def _run_ezkl_verify(bundle: ProofBundle, instances: list[int], store: ArtifactS
                           store.path(bundle.model.srs.cid))
 
 
-__all__ = ["VerifyReport", "verify_bundle", "pure_bundle_cid", "load_manifest", "felt_to_uint"]
+__all__ = ["VerifyReport", "verify_bundle", "pure_bundle_cid", "load_manifest", "felt_to_uint", "decode_outputs"]

@@ -5,6 +5,9 @@ receipt, salt, access_token}``; a proof still running after ``PROOFMARKET_INFER_
 the job instead. ``?mode=async`` answers 202 with the job at once (poll ``GET /v1/jobs/{id}`` with its
 ``access_token`` in ``X-Job-Token``). A failed job answers its
 error (its code and HTTP status). The same ``Idempotency-Key`` returns the same job, without paying again.
+
+Payments: a job whose settlement is sent but not mined is ``settling`` (202; it settles or fails on its own);
+an Idempotency-Key is scoped by payer (an unpaid replay gets the 402, another payer gets another job).
 """
 
 from __future__ import annotations
@@ -35,8 +38,9 @@ EXAMPLES: dict[str, Any] = {
     "named": {"summary": "named tensors", "value": {"inputs": {"x": [[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]]}}},
 }
 RESPONSES: dict[int | str, dict[str, Any]] = {
-    202: {"model": JobPublic, "description": "async mode, or the proof is still running"},
-    402: {"description": "payment_required, payment_rejected (and its subcodes)"},
+    202: {"model": JobPublic, "description": "async mode, the proof is still running, or the payment is settling"},
+    402: {"description": "payment_required, payment_rejected (and its subcodes: payment_insufficient_funds, "
+                         "payment_window_too_short, payment_mismatch, ...), payment_settlement_failed"},
     404: {"description": "unknown_model"},
     409: {"description": "idempotency_conflict, payment_replayed"},
     413: {"description": "body_too_large, input_too_large"},
@@ -68,14 +72,17 @@ def _offer(services: NodeServices, model_id: str, base: str) -> Offer:
 
 def _submit(services: NodeServices, offer: Offer, inputs: dict[str, Any], headers: Mapping[str, str],
             key: str | None) -> JobRow:
-    """inputs checked -> payment verified (not settled) -> job stored and queued. A known key: its job."""
-    found = services.jobs.existing(key, request_hash(JobKind.PROVE, offer.model_id, inputs))
+    """inputs checked -> payment verified (not settled) -> funds held -> job stored and queued. A key known
+    for this payer: its job (an unpaid or other caller never gets a paid job by its key)."""
+    payer = services.payments.payer_of(headers) if key is not None else None
+    found = services.jobs.existing(key, request_hash(JobKind.PROVE, offer.model_id, inputs), payer)
     if found is not None:
         return found
     models.parse_inputs(inputs, services.catalog.info(offer.model_id))
     ticket = services.payments.verify(headers, offer)
     try:
-        job, _ = services.jobs.submit_prove(offer.model_id, inputs, key=key, ticket=ticket)
+        job, _ = services.jobs.submit_prove(offer.model_id, inputs, key=key, ticket=ticket,
+                                            cover=services.payments.cover)
     except PaymentReplayed:  # the nonce belongs to another job: its reservation is not ours to release
         raise
     except BaseException:
