@@ -120,7 +120,7 @@ def test_the_async_answer_carries_the_token_and_the_sdk_follows_it(make_app: App
     with TestClient(app) as http:
         accepted = http.post(f"/v1/models/{mlp_id}/infer", json=mlp_input())
         assert accepted.status_code == 202 and accepted.json()["access_token"]
-        sdk = Client("http://testserver", transport=through(http), cache_dir=tmp_path / "cache",
+        sdk = Client("http://testserver", transport=through(http), cache_dir=tmp_path / "cache", devnet=True,
                      poll_interval_s=0.05)
         result = sdk.infer(mlp_id, mlp_input())
         # Then the SDK got the result through its token, and can read its job and bundle again with it
@@ -208,7 +208,7 @@ def test_a_private_models_proof_verifies_from_public_artifacts_only(node: TestCl
                                                                     tmp_path: Path) -> None:
     result = node.post(f"/v1/models/{private_mlp_id}/infer", json=mlp_input())
     assert result.status_code == 200, result.text
-    sdk = Client("http://testserver", transport=through(node), cache_dir=tmp_path / "cache")
+    sdk = Client("http://testserver", transport=through(node), cache_dir=tmp_path / "cache", devnet=True)
     assert sdk.verify(result.json()["bundle"]).valid
     cached = LocalStore(tmp_path / "cache")
     m = manifest_of(node, private_mlp_id)
