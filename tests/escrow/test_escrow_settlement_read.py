@@ -109,7 +109,8 @@ def test_an_honest_fulfilment_is_reported_from_the_chain(env: EscrowEnv, node_ur
     assert chain["bundle_cid"] == out["node"]["bundle_cid"] and len(chain["output"][0]) == 3
 
     # a node naming a bundle whose output is not the one the chain recorded, or that answers another input
-    bundle = httpx.get(f"{node_url}/v1/proofs/{chain['bundle_cid']}").json()
+    bundle = httpx.get(f"{node_url}/v1/proofs/{chain['bundle_cid']}",
+                       headers={"X-Job-Token": out["node"]["access_token"]}).json()
     with pytest.raises(SettlementMismatch, match="not the output the chain recorded"):
         check_settlement(out["request_id"], replace(onchain, output_hash=b"\x01" * 32), bundle, chain["bundle_cid"],
                          out["commitment"])
