@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 PAYMENT_REQUIRED = "PAYMENT-REQUIRED"
 PAYMENT_SIGNATURE = "PAYMENT-SIGNATURE"
 PAYMENT_RESPONSE = "PAYMENT-RESPONSE"
+JOB_TOKEN = "X-Job-Token"
 FINAL = ("settled", "failed")
 
 
@@ -81,6 +82,7 @@ class InferenceResult:
     payment_response: str | None = field(default=None, repr=False)  # the raw PAYMENT-RESPONSE header
     checks: tuple[str, ...] = ()
     request: Request | None = field(default=None, repr=False)  # what the client asked and paid: verify's facts
+    access_token: str | None = field(default=None, repr=False)  # reads the job and its bundles (X-Job-Token)
 
 
 class Client:
@@ -128,11 +130,13 @@ class Client:
     def model(self, model_id: str) -> dict[str, Any]:
         return dict(self._json(self._get(f"/v1/models/{model_id}")))
 
-    def job(self, job_id: str) -> dict[str, Any]:
-        return dict(self._json(self._get(f"/v1/jobs/{job_id}")))
+    def job(self, job_id: str, access_token: str | None = None) -> dict[str, Any]:
+        """A job of ours: ``access_token`` is the one its infer call returned (``InferenceResult.access_token``)."""
+        return dict(self._json(self._get(f"/v1/jobs/{job_id}", headers=_token(access_token))))
 
-    def proof(self, cid: str) -> dict[str, Any]:
-        return dict(self._json(self._get(f"/v1/proofs/{cid}")))
+    def proof(self, cid: str, access_token: str | None = None) -> dict[str, Any]:
+        """A proof bundle of ours, opened by the access token of its job (or escrow request input)."""
+        return dict(self._json(self._get(f"/v1/proofs/{cid}", headers=_token(access_token))))
 
     # --- inference ---------------------------------------------------------------------------------
     def infer(self, model_id: str, inputs: dict[str, Any], *, max_amount: int | None = None,
@@ -184,8 +188,8 @@ class Client:
                           payer=self.account.address if paid and self.account is not None else None,
                           network=_signed_network(headers[PAYMENT_SIGNATURE]) if paid else None)
         if response.status_code == 202:
-            job = self._wait(body["id"])
-            return self._from_job(job, request)
+            token = body.get("access_token")
+            return self._from_job(self._wait(body["id"], token), request, token)
         return self._result(body, response.headers.get(PAYMENT_RESPONSE), request)
 
     # --- escrow (on-chain requests this node fulfils) ------------------------------------------------
@@ -195,7 +199,8 @@ class Client:
 
     def post_request_input(self, request_id: int, inputs: dict[str, Any],
                            salt: list[int] | None = None) -> dict[str, Any]:
-        """Open a request's input commitment to the node, which then proves it and calls ``fulfill``."""
+        """Open a request's input commitment to the node, which then proves it and calls ``fulfill``. The answer's
+        ``access_token`` reads the request's proof bundle (``proof(cid, access_token)``)."""
         return dict(self._json(self._post(f"/v1/requests/{request_id}/input", json={"input": inputs, "salt": salt})))
 
     def wait_request(self, request_id: int, timeout_s: float = 600.0) -> dict[str, Any]:
@@ -223,22 +228,22 @@ class Client:
         nonce = nonce_of(same_nonce_as) if same_nonce_as else None
         return payment_signature_header(self.account, required_header, cap, assets=assets, nonce=nonce)
 
-    def _wait(self, job_id: str) -> dict[str, Any]:
+    def _wait(self, job_id: str, access_token: str | None) -> dict[str, Any]:
         while True:
-            job = self.job(job_id)
+            job = self.job(job_id, access_token)
             if job["status"] in FINAL or (job["status"] == "proved" and job.get("result") is not None):
                 return job
             time.sleep(self.poll_interval_s)
 
-    def _from_job(self, job: dict[str, Any], request: Request) -> InferenceResult:
+    def _from_job(self, job: dict[str, Any], request: Request, access_token: str | None) -> InferenceResult:
         if job["status"] == "failed":
             error = job.get("error") or {}
             raise _error(error.get("code", "proving_failed"), error.get("message", "the job failed"),
                          {"job_id": job["id"]}, ProvingError)
         result = job["result"] or {}
-        bundle = self.proof(result["bundle_cid"])
+        bundle = self.proof(result["bundle_cid"], access_token)
         body = {"job_id": job["id"], "model_id": job["model_id"], "status": job["status"], **result,
-                "bundle": bundle}
+                "bundle": bundle, "access_token": access_token}
         return self._result(body, None, request)
 
     @staticmethod
@@ -251,7 +256,8 @@ class Client:
                                status=body["status"], output=body.get("output") or [],
                                bundle_cid=body["bundle_cid"], bundle=bundle, payment=body.get("payment"),
                                receipt=body.get("receipt"), salt=body.get("salt"),
-                               payment_response=payment_response, request=request)
+                               payment_response=payment_response, request=request,
+                               access_token=body.get("access_token"))
 
     # --- verification ------------------------------------------------------------------------------
     def verify(self, result_or_bundle: dict[str, Any] | ProofBundle | InferenceResult, *,
@@ -334,6 +340,10 @@ class Client:
                                    status=response.status_code)
         raise _error(str(error.get("code")), str(error.get("message", "")), error.get("details") or {},
                      ProofMarketError, response)
+
+
+def _token(access_token: str | None) -> dict[str, str]:
+    return {JOB_TOKEN: access_token} if access_token else {}
 
 
 def _signed_network(payment_signature: str) -> str:

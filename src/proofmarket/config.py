@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     infer_wait_s: float = Field(default=900.0, gt=0, description="a sync infer answers 202 after this long")
     settle_poll_s: float = Field(default=5.0, gt=0, description="seconds between looks at a pending settlement")
     compile_timeout_s: float = Field(default=3600.0, gt=0, description="an uploaded model's compile is stopped")
+    compile_memory_mb: int = Field(default=8192, ge=0, description="memory cap of a compile process; 0 = none")
+    access_key: SecretStr | None = Field(default=None,
+                                         description="key of job access tokens; unset = random, in HOME/access.key")
 
     # --- node: escrow watcher (on-chain requests fulfilled by this node) ---------------------------
     escrow_watcher: Literal["auto", "on", "off"] = Field(

@@ -10,6 +10,7 @@ onnxruntime, web3, filesystem) are translated at the adapter edge into one of th
     │   ├── InvalidModel                  invalid_model      422   2
     │   ├── ModelTooLarge                 model_too_large    413   2
     │   ├── UnsupportedOperator           unsupported_operator 422 2
+    │   ├── TensorTooLarge                tensor_too_large   422   2
     │   └── UnknownModel                  unknown_model      404   2
     ├── InputError                        invalid_input      422   2
     │   ├── InputTooLarge                 input_too_large    413   2
@@ -23,7 +24,8 @@ onnxruntime, web3, filesystem) are translated at the adapter edge into one of th
     │   ├── AccuracyNotMet                accuracy_not_met   422   3
     │   ├── SRSError                      srs_error          500   3
     │   ├── WitnessError                  witness_failed     422   3
-    │   └── ProofTimeout                  proof_timeout      504   3
+    │   ├── ProofTimeout                  proof_timeout      504   3
+    │   └── CompileOutOfMemory            compile_out_of_memory 422 3
     ├── VerificationFailed                proof_invalid      422   1
     │   ├── BundleError                   bundle_invalid     422   1
     │   ├── AnswerMismatch                answer_mismatch    422   1
@@ -90,6 +92,12 @@ class UnsupportedOperator(ModelError):
     code = "unsupported_operator"
 
 
+class TensorTooLarge(ModelError):
+    """A tensor of the model (weights, input, output or an intermediate) has more elements than the node takes."""
+
+    code = "tensor_too_large"
+
+
 class UnknownModel(ModelError):
     code, http_status = "unknown_model", 404
 
@@ -147,6 +155,12 @@ class WitnessError(ProvingError):
 
 class ProofTimeout(ProvingError):
     code, http_status = "proof_timeout", 504
+
+
+class CompileOutOfMemory(ProvingError):
+    """The compile of an uploaded model needed more memory than the node's compile limit."""
+
+    code, http_status = "compile_out_of_memory", 422
 
 
 # --- nodes (the SDK's view) ---------------------------------------------------------------------

@@ -20,6 +20,7 @@ from proofmarket.zk.tuning import Candidate
 
 # one grid point keeps the suite fast: this one gives logrows 9 for the MLP within the accuracy bound
 MLP_CANDIDATE = Candidate(256, 2, 7, 4)
+HASHED_MLP_CANDIDATE = Candidate(256, 3, 7, 1)  # hashed inputs and weights: the salt fits at scale 7
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
 AppFactory = Callable[..., FastAPI]
 
@@ -36,10 +37,10 @@ def node_settings(home: Path, db: Path, **overrides: Any) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
-def compile_mlp(ws: Workspace) -> str:
+def compile_mlp(ws: Workspace, profile: str = "public", candidate: Candidate = MLP_CANDIDATE) -> str:
     samples = json.loads(sample_path("mlp", "samples").read_text())
-    options = CompileOptions(profile=PrivacyProfile.parse("public"), srs=SrsProvider(ws.settings.srs_dir),
-                             candidates=[MLP_CANDIDATE])
+    options = CompileOptions(profile=PrivacyProfile.parse(profile), srs=SrsProvider(ws.settings.srs_dir),
+                             candidates=[candidate])
     return ws.prover.compile(sample_path("mlp"), samples, options).model_id
 
 
@@ -57,13 +58,19 @@ def error_of(response: Any) -> dict[str, Any]:
     return error
 
 
-def wait_job(client: Any, job_id: str, timeout_s: float = 120.0) -> dict[str, Any]:
-    """Poll GET /v1/jobs/{id} until the job is final (settled, failed, or proved without a payment)."""
+def owner_headers(client: Any, job_id: str) -> dict[str, str]:
+    """The X-Job-Token header of the job's owner (the token its infer or upload answer carried)."""
+    return {"X-Job-Token": client.app.state.services.tokens.job(job_id)}
+
+
+def wait_job(client: Any, job_id: str, timeout_s: float = 120.0, token: str | None = None) -> dict[str, Any]:
+    """Poll GET /v1/jobs/{id} as its owner until the job is final (settled, failed, or proved without a payment)."""
     import time
 
+    headers = {"X-Job-Token": token} if token else owner_headers(client, job_id)
     deadline = time.monotonic() + timeout_s
     while True:
-        job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}").json()
+        job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}", headers=headers).json()
         if job["status"] in ("failed", "settled") or (job["status"] == "proved" and job["result"] is not None):
             return job
         assert time.monotonic() < deadline, f"job {job_id} still {job['status']} after {timeout_s} s"

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api_helpers import AppFactory, clear_env, compile_mlp, node_settings
+from api_helpers import HASHED_MLP_CANDIDATE, AppFactory, clear_env, compile_mlp, node_settings
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -31,6 +31,16 @@ def mlp_id(node_home: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
     ws = Workspace(node_settings(node_home, tmp_path_factory.mktemp("db") / "unused.db"))
     try:
         return compile_mlp(ws)
+    finally:
+        ws.close()
+
+
+@pytest.fixture(scope="session")
+def private_mlp_id(node_home: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The sample MLP compiled with the ``private`` profile (hashed input and weights)."""
+    ws = Workspace(node_settings(node_home, tmp_path_factory.mktemp("db") / "unused.db"))
+    try:
+        return compile_mlp(ws, "private", HASHED_MLP_CANDIDATE)
     finally:
         ws.close()
 

@@ -121,7 +121,25 @@ def test_upload_over_the_upload_limit_is_413(make_app: AppFactory) -> None:
 def test_placeholder_admin_token_is_refused_off_the_devnet(make_app: AppFactory, token: str) -> None:
     with pytest.raises(UsageError, match="PROOFMARKET_ADMIN_TOKEN"):
         make_app(admin_token=token, rpc_url="https://rpc.example.org")
-    make_app(admin_token=token)  # the devnet (no RPC URL) accepts it
+    make_app(admin_token=token)  # the devnet (no RPC URL) on loopback accepts it
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.20", "node.example.org"])
+@pytest.mark.parametrize("token", ["", "changethis", "short-token"])
+def test_placeholder_admin_token_is_refused_on_a_reachable_devnet_node(make_app: AppFactory, token: str,
+                                                                       host: str) -> None:
+    # the devnet (no RPC URL) listening beyond loopback: anyone on the network could upload with "changethis"
+    with pytest.raises(UsageError, match="PROOFMARKET_ADMIN_TOKEN"):
+        make_app(admin_token=token, api_host=host)
+    make_app(admin_token=ADMIN_TOKEN, api_host=host)  # a real token is fine
+    make_app(api_host=host)  # no token: uploads are off, nothing to guard
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"])
+def test_loopback_hosts_are_loopback(host: str) -> None:
+    from proofmarket.api.security import is_loopback
+
+    assert is_loopback(host)
 
 
 def test_payments_on_with_a_dead_chain_refuses_to_start(make_app: AppFactory) -> None:

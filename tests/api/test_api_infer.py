@@ -14,7 +14,8 @@ from proofmarket.store import LocalStore, canonical_json, cid_for_bytes
 from proofmarket.zk.verify import verify_bundle
 
 pytestmark = pytest.mark.slow
-INFER_KEYS = {"job_id", "status", "model_id", "output", "bundle_cid", "bundle", "payment", "receipt", "salt"}
+INFER_KEYS = {"job_id", "status", "model_id", "output", "bundle_cid", "bundle", "payment", "receipt", "salt",
+              "access_token"}
 
 
 def store_of(client: TestClient) -> LocalStore:
@@ -56,8 +57,9 @@ def test_sync_infer_returns_a_bundle_that_verifies(mlp_client: TestClient, mlp_i
     assert body["output"] == bundle["output"]["values"]
     report = verify_bundle(bundle, store_of(mlp_client))
     assert report.valid and report.model_id == mlp_id
-    # the same bundle is served by CID, and the node's own verifier agrees
-    assert mlp_client.get(f"/v1/proofs/{body['bundle_cid']}").json() == bundle
+    # the same bundle is served by CID to the job's token, and the node's own verifier agrees
+    owner = {"X-Job-Token": body["access_token"]}
+    assert mlp_client.get(f"/v1/proofs/{body['bundle_cid']}", headers=owner).json() == bundle
     verdict = mlp_client.post("/v1/verify", json=bundle).json()
     assert verdict["valid"] is True and verdict["model_id"] == mlp_id and verdict["warnings"]
 
@@ -74,11 +76,12 @@ def test_async_mode_answers_202_then_the_job_is_polled(mlp_client: TestClient, m
     assert response.status_code == 202
     job = response.json()
     assert job["status"] in ("queued", "running", "proved") and response.headers["location"] == f"/v1/jobs/{job['id']}"
-    done = wait_job(mlp_client, job["id"])
+    done = wait_job(mlp_client, job["id"], token=job["access_token"])
     assert done["status"] == "proved" and done["attempts"] == 1 and done["error"] is None
     cid = done["result"]["bundle_cid"]
     assert done["links"]["proof"] == f"/v1/proofs/{cid}"
-    assert verify_bundle(mlp_client.get(f"/v1/proofs/{cid}").json(), store_of(mlp_client)).valid
+    owner = {"X-Job-Token": job["access_token"]}
+    assert verify_bundle(mlp_client.get(f"/v1/proofs/{cid}", headers=owner).json(), store_of(mlp_client)).valid
 
 
 def test_idempotency_key_returns_the_same_job(mlp_client: TestClient, mlp_id: str) -> None:
@@ -88,6 +91,7 @@ def test_idempotency_key_returns_the_same_job(mlp_client: TestClient, mlp_id: st
     second = mlp_client.post(url, json=mlp_input(), headers=headers)
     assert first.status_code == 202 and second.status_code == 200
     assert second.json()["job_id"] == first.json()["id"]
+    assert second.json()["access_token"] == first.json()["access_token"]  # the retry gets the same token
     third = mlp_client.post(url, json=mlp_input(), headers=headers)
     assert third.json()["job_id"] == first.json()["id"] and third.json()["bundle_cid"] == second.json()["bundle_cid"]
     assert job_count(mlp_client) == before + 1
@@ -114,13 +118,15 @@ def test_malformed_input_is_422_and_nothing_is_proved(mlp_client: TestClient, ml
     assert job_count(mlp_client) == before
 
 
-def test_artifacts_stream_public_keys_and_proving_key(mlp_client: TestClient, mlp_id: str) -> None:
+def test_artifacts_stream_public_keys_but_not_the_proving_key(mlp_client: TestClient, mlp_id: str) -> None:
     manifest = store_of(mlp_client).get_json(mlp_id)
-    for ref in (manifest["vk"], manifest["pk"], manifest["settings"]):
+    for ref in (manifest["vk"], manifest["settings"], manifest["onnx"]):
         response = mlp_client.get(f"/v1/artifacts/{ref['cid']}")
         assert response.status_code == 200
         assert hashlib.sha256(response.content).hexdigest() == ref["sha256"]
         assert response.headers["etag"] == f'"{ref["cid"]}"'
+    response = mlp_client.get(f"/v1/artifacts/{manifest['pk']['cid']}")
+    assert response.status_code == 404 and error_of(response)["code"] == "artifact_not_found"
 
 
 def test_metrics_after_proofs(mlp_client: TestClient, mlp_id: str) -> None:
@@ -142,7 +148,7 @@ def test_a_failed_proof_answers_its_code_and_is_counted(make_app: AppFactory, ml
         assert response.status_code == 504
         error = error_of(response)
         assert error["code"] == "proof_timeout" and error["details"]["job_id"]
-        job = client.get(f"/v1/jobs/{error['details']['job_id']}").json()
+        job = wait_job(client, error["details"]["job_id"])
         assert job["status"] == "failed" and job["error"]["code"] == "proof_timeout" and job["result"] is None
         text = client.get("/metrics").text
         assert 'proofmarket_job_failures_total{code="proof_timeout",kind="prove"} 1.0' in text

@@ -69,3 +69,16 @@ def test_metrics_count_requests_by_route_and_status(client: TestClient) -> None:
                  "proofmarket_http_request_duration_seconds"):
         assert f"# TYPE {name}" in text
     assert "proofmarket_queue_depth 0.0" in text
+
+
+def test_reading_jobs_proofs_and_artifacts_declares_its_credentials(client: TestClient) -> None:
+    doc = client.get("/openapi.json").json()
+    schemes = doc["components"]["securitySchemes"]
+    assert schemes["JobToken"] == {**schemes["JobToken"], "type": "apiKey", "in": "header", "name": "X-Job-Token"}
+    assert schemes["AdminToken"]["scheme"] == "bearer"
+    for path in ("/v1/jobs/{job_id}", "/v1/proofs/{cid}"):
+        assert doc["paths"][path]["get"]["security"] == [{"AdminToken": []}, {"JobToken": []}], path
+    assert doc["paths"]["/v1/artifacts/{cid}"]["get"]["security"] == [{"AdminToken": []}]
+    infer = doc["components"]["schemas"]["InferResult"]
+    assert "access_token" in infer["required"]
+    assert "access_token" in doc["components"]["schemas"]["JobPublic"]["properties"]

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
-from api_helpers import AppFactory, error_of, mlp_input, wait_job
+from api_helpers import AppFactory, error_of, mlp_input, owner_headers, wait_job
 from fastapi.testclient import TestClient
 
 from proofmarket.api import Offer
@@ -145,6 +145,7 @@ def test_retry_with_the_same_key_does_not_pay_twice(paid: TestClient, gate: Reco
     first = paid.post(f"/v1/models/{mlp_id}/infer", json=mlp_input(), headers=headers).json()
     second = paid.post(f"/v1/models/{mlp_id}/infer", json=mlp_input(), headers=headers).json()
     assert first["job_id"] == second["job_id"] and first["receipt"] == second["receipt"]
+    assert first["access_token"] == second["access_token"]
     assert gate.verified == ["nonce-2"] and len(gate.settled) == 1
 
 
@@ -157,7 +158,7 @@ def test_malformed_input_never_reaches_the_gate(paid: TestClient, gate: Recordin
 def test_async_paid_job_shows_its_result_once_settled(paid: TestClient, gate: RecordingGate, mlp_id: str) -> None:
     response = paid.post(f"/v1/models/{mlp_id}/infer?mode=async", json=mlp_input(), headers={PAY: "nonce-4"})
     assert response.status_code == 202
-    job = wait_job(paid, response.json()["id"])
+    job = wait_job(paid, response.json()["id"], token=response.json()["access_token"])
     assert job["status"] == "settled" and job["result"]["receipt"]["bundle_cid"] == job["result"]["bundle_cid"]
     assert len(gate.settled) == 1
 
@@ -166,7 +167,8 @@ def test_a_refused_settlement_fails_the_job_without_showing_the_proof(paid: Test
                                                                      mlp_id: str) -> None:
     response = paid.post(f"/v1/models/{mlp_id}/infer", json=mlp_input(), headers={PAY: "bounce-1"})
     assert response.status_code == 402 and error_of(response)["code"] == "payment_rejected"
-    job = paid.get(f"/v1/jobs/{error_of(response)['details']['job_id']}").json()
+    job_id = error_of(response)["details"]["job_id"]
+    job = paid.get(f"/v1/jobs/{job_id}", headers=owner_headers(paid, job_id)).json()
     assert job["status"] == "failed" and job["result"] is None and job["links"]["proof"] is None
     assert gate.released == ["bounce-1"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api_helpers import AppFactory, wait_job
+from api_helpers import AppFactory, owner_headers, wait_job
 from fastapi.testclient import TestClient
 
 from proofmarket.api import FreeAccess
@@ -27,7 +27,7 @@ def test_restart_marks_running_jobs_interrupted_and_requeues_queued_ones(make_ap
     assert new.state.services.queue.recovery.interrupted == [running.id]
     with TestClient(new) as client:
         # Then the running job failed as interrupted, and the queued one ran (and failed on its own merits)
-        job = client.get(f"/v1/jobs/{running.id}").json()
+        job = client.get(f"/v1/jobs/{running.id}", headers=owner_headers(client, running.id)).json()
         assert job["status"] == "failed" and job["error"]["code"] == "interrupted"
         assert job["result"] is None and job["finished_at"] is not None
         again = wait_job(client, queued.id)

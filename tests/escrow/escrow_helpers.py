@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
 from fastapi import FastAPI
+from typer.testing import CliRunner
 
 from proofmarket.chain import find_anvil
+from proofmarket.cli.main import app as cli
 from proofmarket.config import Settings
 from proofmarket.errors import RPCUnavailable
 from proofmarket.market import Market
@@ -94,3 +99,30 @@ def wait_status(client: Any, request_id: int, statuses: tuple[str, ...], timeout
             return body
         assert time.monotonic() < deadline, f"request {request_id} still {body} after {timeout_s} s"
         time.sleep(0.1)
+
+
+def serve(app: FastAPI) -> Iterator[str]:
+    """Run ``app`` with uvicorn on a free loopback port; yield its URL (for a fixture), then stop it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the node did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(30)
+
+
+def request_cli(env: EscrowEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, dict]:
+    """``proofmarket request`` of the public MLP on the sample input, --json; returns (exit code, output)."""
+    monkeypatch.setenv("PROOFMARKET_RPC_URL", env.rpc_url)
+    doc = tmp_path / "input.json"
+    doc.write_text(json.dumps(mlp_input()))
+    result = CliRunner().invoke(cli, ["request", env.public, "--input", str(doc), "--home", str(env.home), "--json",
+                                      *args])
+    return result.exit_code, json.loads(result.stdout)

@@ -6,10 +6,6 @@ node that lies about a settlement gets ``settlement_mismatch`` and a non-zero ex
 
 from __future__ import annotations
 
-import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -17,33 +13,15 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from escrow_helpers import AppFactory, EscrowEnv, mlp_input
+from escrow_helpers import AppFactory, EscrowEnv, request_cli, serve
 from fastapi import FastAPI
-from typer.testing import CliRunner
 
 from proofmarket.chain.types import RequestStatus
-from proofmarket.cli.main import app as cli
 from proofmarket.errors import SettlementMismatch
 from proofmarket.sdk_checks import check_settlement
 
 pytestmark = [pytest.mark.slow, pytest.mark.chain]
 
-
-def serve(app: FastAPI) -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the node did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(30)
 
 
 def lying_node(bundle: dict[str, Any] | None = None, bundle_cid: str = "bafkreifake") -> FastAPI:
@@ -77,18 +55,10 @@ def node_url(make_app: AppFactory) -> Iterator[str]:
     yield from serve(make_app())
 
 
-def _request(env: EscrowEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, dict]:
-    monkeypatch.setenv("PROOFMARKET_RPC_URL", env.rpc_url)
-    doc = tmp_path / "input.json"
-    doc.write_text(json.dumps(mlp_input()))
-    result = CliRunner().invoke(cli, ["request", env.public, "--input", str(doc), "--home", str(env.home), "--json",
-                                      *args])
-    return result.exit_code, json.loads(result.stdout)
-
 
 def test_a_node_that_lies_about_a_settlement_is_caught_on_chain(env: EscrowEnv, liar_url: str, tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    code, out = _request(env, tmp_path, monkeypatch, "--node", liar_url, "--wait", "30")
+    code, out = request_cli(env, tmp_path, monkeypatch, "--node", liar_url, "--wait", "30")
 
     assert code == 1, out
     assert out["ok"] is False and out["error"]["code"] == "settlement_mismatch"
@@ -99,7 +69,7 @@ def test_a_node_that_lies_about_a_settlement_is_caught_on_chain(env: EscrowEnv, 
 
 def test_an_honest_fulfilment_is_reported_from_the_chain(env: EscrowEnv, node_url: str, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    code, out = _request(env, tmp_path, monkeypatch, "--node", node_url, "--wait", "120")
+    code, out = request_cli(env, tmp_path, monkeypatch, "--node", node_url, "--wait", "120")
 
     assert code == 0, out
     chain = out["chain"]
@@ -109,7 +79,8 @@ def test_an_honest_fulfilment_is_reported_from_the_chain(env: EscrowEnv, node_ur
     assert chain["bundle_cid"] == out["node"]["bundle_cid"] and len(chain["output"][0]) == 3
 
     # a node naming a bundle whose output is not the one the chain recorded, or that answers another input
-    bundle = httpx.get(f"{node_url}/v1/proofs/{chain['bundle_cid']}").json()
+    bundle = httpx.get(f"{node_url}/v1/proofs/{chain['bundle_cid']}",
+                       headers={"X-Job-Token": out["node"]["access_token"]}).json()
     with pytest.raises(SettlementMismatch, match="not the output the chain recorded"):
         check_settlement(out["request_id"], replace(onchain, output_hash=b"\x01" * 32), bundle, chain["bundle_cid"],
                          out["commitment"])

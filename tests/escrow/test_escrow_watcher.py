@@ -44,6 +44,10 @@ def test_request_on_chain_then_input_is_fulfilled_with_the_exact_splits(env: Esc
         assert posted.json()["status"] in ("input_received", "proving", "fulfilled")
         done = wait_status(client, receipt.request_id, ("fulfilled", "failed"))
         scraped = client.get("/metrics").text
+        # the bundle is the consumer's: the answer to its input carried the token that opens it
+        proof_url = f"/v1/proofs/{done['bundle_cid']}"
+        mine = client.get(proof_url, headers={"X-Job-Token": posted.json()["access_token"]})
+        anyone = client.get(proof_url)
     assert done["status"] == "fulfilled", done
     registry = app.state.services.registry
     assert registry.get_sample_value("proofmarket_escrow_requests_total", {"outcome": "fulfilled"}) == 1.0
@@ -53,6 +57,9 @@ def test_request_on_chain_then_input_is_fulfilled_with_the_exact_splits(env: Esc
     owner, prover, fee = expected_splits()
     assert (s["status"], s["owner_amount"], s["prover_amount"], s["platform_fee"]) == ("FULFILLED", owner, prover, fee)
     assert done["fulfil_tx"] == s["tx"]["hash"] and done["bundle_cid"]
+    assert posted.json()["access_token"] and done["access_token"] is None  # only the input's answer carries it
+    assert mine.status_code == 200 and mine.json()["model"]["id"] == env.public
+    assert anyone.status_code == 404
     assert env.market.market.get_request(receipt.request_id).status is RequestStatus.FULFILLED
     delta = {k: v - before[k] for k, v in balances(env.market).items()}
     assert delta == {"consumer": -PRICE_UNITS, "owner": owner, "prover": prover, "escrow": fee}

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from proofmarket.config import Settings
 from proofmarket.db import JobKind, JobRepo, JobStatus, ModelRepo
-from proofmarket.errors import ArtifactNotFound, ProofTimeout
+from proofmarket.errors import ArtifactNotFound, CompileOutOfMemory, ProofTimeout
 from proofmarket.jobs import JobInterrupted, JobMetrics, JobRunner, JobService, LocalJobQueue
 from proofmarket.jobs.compile_task import compile_job
 from proofmarket.samples import sample_path
@@ -70,3 +70,20 @@ def test_two_provers_prove_concurrent_jobs(mlp_store: tuple[Path, str], tmp_path
         assert row.bundle_cid is not None
         assert verify_bundle(store.get_json(row.bundle_cid), store).valid
     assert all(p.worker.pid is None for p in provers)  # closed: no prover process left
+
+
+def test_compile_child_over_its_memory_cap_fails_with_compile_out_of_memory(tmp_path: Path) -> None:
+    # Given a node whose compiles may use 64 MB (far less than loading EZKL and ONNX takes)
+    settings = Settings(_env_file=None, home=tmp_path, compile_memory_mb=64)  # type: ignore[call-arg]
+    onnx_cid = LocalStore(settings.store_dir).put_file(sample_path("mlp"))
+    # Then the compile fails with its own code, naming the limit, instead of eating the machine's memory
+    with pytest.raises(CompileOutOfMemory, match="64 MB") as err:
+        compile_job(settings, spec(onnx_cid), 120, threading.Event())
+    assert err.value.code == "compile_out_of_memory" and err.value.http_status == 422
+
+
+def test_the_default_compile_memory_cap_compiles_the_sample(tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, home=tmp_path)  # type: ignore[call-arg]
+    assert settings.compile_memory_mb > 0  # on by default
+    onnx_cid = LocalStore(settings.store_dir).put_file(sample_path("mlp"))
+    assert compile_job(settings, spec(onnx_cid), 600, threading.Event())["logrows"] >= 1

@@ -12,7 +12,7 @@ import pytest
 from model_builders import make_model, mlp_model
 from onnx import TensorProto, helper
 
-from proofmarket.errors import InvalidModel, ModelTooLarge, UnsupportedOperator
+from proofmarket.errors import InvalidModel, ModelTooLarge, TensorTooLarge, UnsupportedOperator
 from proofmarket.models import (
     MAX_OPSET,
     MIN_OPSET,
@@ -23,6 +23,7 @@ from proofmarket.models import (
     normalize_model,
     run_onnx,
 )
+from proofmarket.models.loader import MAX_TENSOR_ELEMENTS
 
 
 def test_accepts_mlp_and_describes_it(mlp_path: Path) -> None:
@@ -239,3 +240,28 @@ def test_classifier_heuristic(save) -> None:
     assert _single("Identity", [1, 3], save)  # logits (1, k>1)
     assert _single("Sigmoid", [1, 1], save)  # binary probability
     assert not _single("Identity", [1, 1], save)  # a regression
+
+
+def test_a_small_file_whose_intermediate_tensor_explodes_is_refused(save) -> None:
+    # Given a model of a few hundred bytes that expands its 8 inputs into 2^25 elements
+    shape = np.array([1 << 22, 8], dtype=np.int64)
+    nodes = [helper.make_node("Expand", ["x", "shape"], ["big"], name="blowup"),
+             helper.make_node("ReduceSum", ["big"], ["y"], name="sum", keepdims=1)]
+    model = make_model(nodes, [("x", [1, 8])], [("y", [1, 1])], {"shape": shape})
+    path = save(model)
+    assert path.stat().st_size < 1024
+
+    # Then the loader refuses it before anything compiles, naming the tensor and the limit
+    with pytest.raises(TensorTooLarge) as err:
+        load_model(path)
+    assert err.value.code == "tensor_too_large" and err.value.http_status == 422
+    assert err.value.details["tensor"] == "big" and err.value.details["elements"] == (1 << 25)
+    assert err.value.details["max_elements"] == MAX_TENSOR_ELEMENTS
+
+
+def test_weights_over_the_element_limit_are_refused(mlp_path: Path, tmp_path: Path) -> None:
+    with pytest.raises(TensorTooLarge, match="W1"):
+        load_model(mlp_path, max_tensor_elements=100)  # W1 is 16 x 8
+    with pytest.raises(TensorTooLarge):
+        normalize_model(mlp_path, tmp_path / "out.onnx", max_tensor_elements=100)
+    assert load_model(mlp_path, max_tensor_elements=128).size_bytes > 0

@@ -8,28 +8,19 @@ with nobody charged."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from payments_helpers import PRICE, Market, anvil_or_skip, header, signed_payload
 
-from proofmarket.chain import ChainClient, Devnet, UsdcToken, advance_time, deploy, dev_account
+from proofmarket.chain import Devnet, UsdcToken, advance_time, deploy, dev_account
+from proofmarket.chain.devnet import automine_off
 from proofmarket.errors import PaymentError, PaymentSettlementPending
 from proofmarket.payments import PaymentGate, VerifiedPayment
 
 pytestmark = [pytest.mark.chain, pytest.mark.timeout(120)]
 WAIT_S = 1.0  # the facilitator's wait for a receipt
 
-
-@contextmanager
-def automine_off(client: ChainClient) -> Iterator[None]:
-    client.rpc("evm_setAutomine", [False])
-    try:
-        yield
-    finally:
-        client.rpc("evm_setAutomine", [True])
 
 
 def verified(gate: PaymentGate, payer: object, payee: str, **bend: int) -> VerifiedPayment:

@@ -7,9 +7,7 @@ import base64
 import json
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +20,9 @@ from fastapi.testclient import TestClient
 from x402_helpers import PAY, PRICE, Chain, Served, mlp_input, node_settings, requirements_of, signed_payload
 
 from proofmarket.api import create_app
-from proofmarket.chain import ChainClient, dev_account, sign_cancel_authorization
+from proofmarket.chain import dev_account, sign_cancel_authorization
 from proofmarket.chain.devkeys import DEVNET_CHAIN_ID
+from proofmarket.chain.devnet import automine_off
 from proofmarket.errors import UsageError
 from proofmarket.payments import payment_signature_header
 from proofmarket.payments.client import nonce_of
@@ -67,14 +66,6 @@ def wait_final(client: Any, base: str, job_id: str, headers: dict[str, str],
         assert time.monotonic() < deadline, f"job {job_id} still {job['status']}"
         time.sleep(0.1)
 
-
-@contextmanager
-def automine_off(client: ChainClient) -> Iterator[None]:
-    client.rpc("evm_setAutomine", [False])
-    try:
-        yield
-    finally:
-        client.rpc("evm_setAutomine", [True])
 
 
 def slow_settling_node(node_home: Path, db: Path, chain: Chain, mlp_id: str, payee: LocalAccount,

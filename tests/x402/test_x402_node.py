@@ -105,7 +105,8 @@ def test_paid_inference_returns_output_bundle_and_receipt(node: Served, chain: C
     assert settled.success and settled.transaction == result.payment["transaction"]
     assert (settled.extensions or {})["proofmarket-receipt"]["info"] == result.receipt
     # the node stored the paid bundle too: byte for byte what the client holds
-    paid = httpx.get(f"{node.url}/v1/proofs/{result.payment['paid_bundle_cid']}").json()
+    paid = httpx.get(f"{node.url}/v1/proofs/{result.payment['paid_bundle_cid']}",
+                     headers={"X-Job-Token": str(result.access_token)}).json()
     assert paid == result.bundle
     assert cid_for_bytes(canonical_json(result.bundle)) == result.payment["paid_bundle_cid"]
 
@@ -306,7 +307,8 @@ def test_a_forced_proving_failure_leaves_the_job_failed_and_the_consumer_uncharg
         response = client.post(f"/v1/models/{mlp_id}/infer", json=mlp_input(), headers={PAY: payment})
 
         assert response.status_code == 504 and error_code(response) == "proof_timeout"
-        job = client.get(f"/v1/jobs/{response.json()['error']['details']['job_id']}").json()
+        job_id = response.json()["error"]["details"]["job_id"]
+        job = client.get(f"/v1/jobs/{job_id}", headers=_owner(client, job_id)).json()
         assert job["status"] == "failed" and job["result"] is None
         assert app.state.services.payments.gate.ledger.pending() == []  # released
     app.state.services.close()
@@ -345,10 +347,15 @@ def test_a_prover_killed_mid_proof_leaves_the_job_failed_and_the_consumer_unchar
     assert chain.balances(payer.address, payee.address) == before
 
 
+def _owner(client: TestClient, job_id: str) -> dict[str, str]:
+    """The job's X-Job-Token, as its infer answer carried it."""
+    return {"X-Job-Token": client.app.state.services.tokens.job(job_id)}  # type: ignore[attr-defined]
+
+
 def _wait_final(client: TestClient, job_id: str, timeout_s: float = 60) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while True:
-        job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}").json()
+        job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}", headers=_owner(client, job_id)).json()
         if job["status"] in ("failed", "settled"):
             return job
         assert time.monotonic() < deadline, f"job {job_id} still {job['status']}"

@@ -50,7 +50,7 @@ def test_proofmarket_infer_pays_and_verifies(node: Served, chain: Chain, mlp_id:
     assert any("receipt signed by" in c for c in doc["verified"])
     assert json.loads((tmp_path / "bundle.json").read_text())["receipt"] == doc["receipt"]
     assert chain.balances(payer.address, payee.address) == [before[0] - PRICE, before[1] + PRICE]
-    job = httpx.get(f"{node.url}/v1/jobs/{doc['job_id']}").json()
+    job = httpx.get(f"{node.url}/v1/jobs/{doc['job_id']}", headers={"X-Job-Token": doc["access_token"]}).json()
     assert job["status"] == "settled"
 
 

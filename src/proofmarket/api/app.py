@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Scope
 
 from proofmarket import __version__
+from proofmarket.api.access import AccessTokens
 from proofmarket.api.catalog import Catalog
 from proofmarket.api.deps import NodeServices
 from proofmarket.api.errors import handle_error
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
 
 def build_services(settings: Settings, workspace: Workspace | None, payments: PaymentPort | None) -> NodeServices:
     check_admin_token(settings)
+    tokens = AccessTokens.for_node(settings)
     db = Database(settings.db_url)
     db.migrate()
     ws = workspace or Workspace(settings)
@@ -72,7 +74,7 @@ def build_services(settings: Settings, workspace: Workspace | None, payments: Pa
     catalog = Catalog(model_repo, ws.prover, _srs_check(payments))
     return NodeServices(settings=settings, db=db, workspace=ws, catalog=catalog,
                         jobs=JobService(job_repo, queue), queue=queue, payments=payments, registry=registry,
-                        owns_workspace=workspace is None)
+                        owns_workspace=workspace is None, tokens=tokens)
 
 
 def _payments(settings: Settings, ws: Workspace, model_repo: ModelRepo) -> PaymentPort:

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from prometheus_client import CollectorRegistry
 
+from proofmarket.api.access import AccessTokens
 from proofmarket.api.catalog import Catalog
 from proofmarket.api.payments import PaymentPort
 from proofmarket.config import Settings
@@ -28,6 +29,7 @@ class NodeServices:
     payments: PaymentPort
     registry: CollectorRegistry
     owns_workspace: bool
+    tokens: AccessTokens
 
     def close(self) -> None:
         self.queue.close()

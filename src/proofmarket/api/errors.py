@@ -19,6 +19,7 @@ on a 402, ``WWW-Authenticate`` on a 401): they are sent with the response.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import Request
@@ -80,6 +81,21 @@ async def handle_error(request: Request, exc: Exception) -> JSONResponse:
         log.error("%s %s -> %s: %s", request.method, request.url.path, err.code, err.message,
                   exc_info=exc if isinstance(err, InternalError) else None)
     return error_response(err)
+
+
+MAX_PUBLIC_MESSAGE = 300
+# an absolute file path of two or more parts (not an API route), or a Python traceback
+_PATH = re.compile(r"(?:^|(?<=[\s'\"(\[=:,]))/(?!v1/)[\w.@+\-]+/[\w.@+\-/]*")
+_TRACEBACK = re.compile(r"Traceback \(most recent call last\)|^\s*File \"", re.MULTILINE)
+
+
+def public_message(code: str, message: str | None) -> str:
+    """The message of a job (or escrow request) error as the public sees it: one sentence of the node's own,
+    never a traceback, a temp path or a multi-line dump (the detail stays in the node's database and log)."""
+    text = (message or "").strip()
+    if not text or "\n" in text or _TRACEBACK.search(text) or _PATH.search(text) or len(text) > MAX_PUBLIC_MESSAGE:
+        return f"the job failed ({code}); the node's log has the details"
+    return text
 
 
 def _invalid(exc: RequestValidationError) -> RequestInvalid:

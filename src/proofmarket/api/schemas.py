@@ -9,6 +9,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 USDC_DECIMALS = 6
+ACCESS_TOKEN_NOTE = ("this job's capability, sent only in the answer that created it (and its idempotent "
+                     "retries): send it as the X-Job-Token header to read the job and its proof bundles")
 
 
 class Price(BaseModel):
@@ -124,6 +126,7 @@ class JobPublic(BaseModel):
     error: JobErrorPublic | None = None
     result: JobResult | None = Field(default=None, description="shown once proved (and settled, when paid)")
     links: JobLinks
+    access_token: str | None = Field(default=None, description=ACCESS_TOKEN_NOTE)
 
 
 class InferResult(BaseModel):
@@ -136,6 +139,7 @@ class InferResult(BaseModel):
     payment: dict[str, Any] | None = None
     receipt: dict[str, Any] | None = None
     salt: list[int] | None = None
+    access_token: str = Field(description=ACCESS_TOKEN_NOTE)
 
 
 class VerifyValid(BaseModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from proofmarket.api.catalog import ServedModel
+from proofmarket.api.errors import public_message
 from proofmarket.api.schemas import (
     Commitments,
     InferResult,
@@ -22,6 +23,8 @@ from proofmarket.api.schemas import (
     Verifier,
 )
 from proofmarket.db import JobKind, JobRow, JobStatus
+from proofmarket.errors import ProofMarketError
+from proofmarket.jobs.errors import rebuild_error
 from proofmarket.jobs.types import Settlement
 
 
@@ -54,19 +57,29 @@ def model_public(model: ServedModel) -> ModelPublic:
     )
 
 
-def job_public(job: JobRow) -> JobPublic:
-    error = JobErrorPublic(code=job.error_code, message=job.error_message or "") if job.error_code else None
+def job_public(job: JobRow, access_token: str | None = None) -> JobPublic:
+    """A job as its token holder (or the admin) sees it; ``access_token`` only in the answer that created it."""
+    error = JobErrorPublic(code=job.error_code, message=public_message(job.error_code, job.error_message)) \
+        if job.error_code else None
     return JobPublic(id=job.id, kind=job.kind, status=job.status, model_id=job.model_id,  # type: ignore[arg-type]
                      created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
-                     attempts=job.attempts, error=error, result=_job_result(job), links=_job_links(job))
+                     attempts=job.attempts, error=error, result=_job_result(job), links=_job_links(job),
+                     access_token=access_token)
 
 
-def infer_result(job: JobRow, bundle: dict[str, Any]) -> InferResult:
+def infer_result(job: JobRow, bundle: dict[str, Any], access_token: str) -> InferResult:
     result, settlement = job.result or {}, Settlement.from_json(job.settlement)
     assert job.model_id is not None and job.bundle_cid is not None
     return InferResult(job_id=job.id, status=job.status, model_id=job.model_id,  # type: ignore[arg-type]
                        output=result.get("output") or [], bundle_cid=job.bundle_cid, bundle=bundle,
-                       payment=settlement.payment, receipt=settlement.receipt, salt=result.get("salt"))
+                       payment=settlement.payment, receipt=settlement.receipt, salt=result.get("salt"),
+                       access_token=access_token)
+
+
+def job_error(job: JobRow) -> ProofMarketError:
+    """A failed job's error as an answer: its code and status, the public message, the job id."""
+    code = job.error_code or "proving_failed"
+    return rebuild_error(code, public_message(code, job.error_message), job_id=job.id)
 
 
 def _job_result(job: JobRow) -> JobResult | None:

@@ -17,6 +17,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -225,6 +226,17 @@ def advance_time(client: ChainClient, seconds: int) -> int:
     client.rpc("evm_increaseTime", [seconds])
     client.rpc("evm_mine", [])
     return client.timestamp()
+
+
+@contextlib.contextmanager
+def automine_off(client: ChainClient) -> Iterator[None]:
+    """Devnet only: inside the block, sent transactions stay pending until a block is mined."""
+    require_devnet(client.chain_id, "evm_setAutomine")
+    client.rpc("evm_setAutomine", [False])
+    try:
+        yield
+    finally:
+        client.rpc("evm_setAutomine", [True])
 
 
 def mine(client: ChainClient, blocks: int = 1) -> None:

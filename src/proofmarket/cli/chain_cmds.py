@@ -232,10 +232,11 @@ def _hand_to_node(node: str, summary: dict[str, Any], doc: Any, wait: float, as_
     from proofmarket.jobs.errors import rebuild_error
 
     request_id = int(summary["request_id"])
-    posted = False
+    posted, token = False, None
     try:
         with Client(node, poll_interval_s=0.5) as sdk:
             row = sdk.post_request_input(request_id, doc, summary["salt"])
+            token = row.get("access_token")  # reads the request's bundle (nobody else can)
             posted = True
             if not as_json:
                 out.print(f"  input posted to {node}: {row['status']}")
@@ -249,7 +250,8 @@ def _hand_to_node(node: str, summary: dict[str, Any], doc: Any, wait: float, as_
                     raise VerificationFailed("the market rejected the node's proof: the price went back to the "
                                              "consumer and the prover was slashed")
                 if row["status"] == "fulfilled":
-                    summary["chain"] = settled_on_chain(sdk, request_id, row, summary["commitment"], home)
+                    summary["chain"] = settled_on_chain(sdk, request_id, row, summary["commitment"], home,
+                                                        access_token=token)
     except ProofMarketError as exc:
         if not as_json and not posted:
             out.print(f"  request {request_id} stays in escrow: post its input again, or "
@@ -261,11 +263,13 @@ def _hand_to_node(node: str, summary: dict[str, Any], doc: Any, wait: float, as_
     if not as_json and chain is not None:
         out.print(f"  fulfilled on chain by prover {chain['prover']}: output hash {chain['output_hash']}")
         out.print(f"  output {chain['output']} (bundle {chain['bundle_cid']}, whose output hashes to the chain's)")
+    if token and not row.get("access_token"):
+        row = {**row, "access_token": token}  # --json: what reads the bundle later (X-Job-Token)
     return row
 
 
 def settled_on_chain(sdk: Any, request_id: int, row: dict[str, Any], commitment: str,
-                     home: Path | None) -> dict[str, Any]:
+                     home: Path | None, access_token: str | None = None) -> dict[str, Any]:
     """The node's "fulfilled", checked on chain: getRequest is Fulfilled, its outputHash is the keccak of the
     output instances of the bundle the node names, and that bundle answers the request's commitment."""
     import dataclasses
@@ -275,7 +279,7 @@ def settled_on_chain(sdk: Any, request_id: int, row: dict[str, Any], commitment:
     with _open(home) as market:
         onchain = market.market.get_request(request_id)
     bundle_cid = str(row.get("bundle_cid") or "")
-    bundle = sdk.proof(bundle_cid) if bundle_cid else None
+    bundle = sdk.proof(bundle_cid, access_token) if bundle_cid else None
     return dataclasses.asdict(check_settlement(request_id, onchain, bundle, bundle_cid, commitment))
 
 

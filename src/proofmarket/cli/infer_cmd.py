@@ -64,7 +64,8 @@ def infer_cmd(
     if as_json:
         emit_json({"ok": True, "job_id": result.job_id, "model_id": result.model_id, "output": result.output,
                    "bundle_cid": result.bundle_cid, "payment": result.payment, "receipt": result.receipt,
-                   "salt": result.salt, "verified": list(result.checks) if verify else None,
+                   "salt": result.salt, "access_token": result.access_token,
+                   "verified": list(result.checks) if verify else None,
                    "bundle": None if out_path else result.bundle})
         return
     if not verify:

@@ -195,7 +195,8 @@ def export_cmd(
     as_json: JsonOpt = False,
     home: HomeOpt = None,
 ) -> None:
-    """Export a model's manifest and public artifacts (no proving key) as a CAR file."""
+    """Export a model's manifest and the public artifacts of its privacy profile as a CAR file (never the
+    proving key; for a `private` model never the ONNX, circuit ONNX or compiled circuit: they hold the weights)."""
     try:
         path = _workspace(home).export_model(model_id, out_path)
     except ProofMarketError as exc:

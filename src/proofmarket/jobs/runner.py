@@ -134,6 +134,7 @@ class JobRunner:
             log.exception("could not release the payment of failed job %s", job.id)
 
     def _fail(self, job: JobRow, code: str, message: str) -> None:
+        log.warning("job %s failed: %s: %s", job.id, code, message)  # the detail; the public sees code + sentence
         if self.jobs.failed(job.id, code, message):
             self.metrics.failures.labels(job.kind, code).inc()
             self.metrics.finished.labels(job.kind, JobStatus.FAILED.value).inc()

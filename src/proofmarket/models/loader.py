@@ -12,7 +12,7 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import helper, shape_inference
 
-from proofmarket.errors import InvalidModel, ModelTooLarge, UnsupportedOperator
+from proofmarket.errors import InvalidModel, ModelTooLarge, TensorTooLarge, UnsupportedOperator
 from proofmarket.models.ops import (
     DEFAULT_DOMAINS,
     MAX_OPSET,
@@ -25,6 +25,9 @@ from proofmarket.models.spec import ModelInfo, TensorSpec
 MiB = 1024 * 1024
 #: Default size limit for a model file.
 MAX_MODEL_BYTES = 100 * MiB
+#: Default limit on the elements of any one tensor (weights, input, output, intermediate): far above what
+#: a circuit can prove, low enough that a small file cannot make the compiler allocate without bound.
+MAX_TENSOR_ELEMENTS = 1 << 24
 
 _CLASSIFIER_TAIL_OPS = frozenset({"Softmax", "LogSoftmax", "ArgMax"})
 _MAX_LISTED = 5
@@ -40,17 +43,23 @@ def model_commitment(path: str | os.PathLike[str]) -> str:
 
 
 def load_model(
-    path: str | os.PathLike[str], *, max_bytes: int = MAX_MODEL_BYTES, batch_dim_ok: bool = True
+    path: str | os.PathLike[str],
+    *,
+    max_bytes: int = MAX_MODEL_BYTES,
+    batch_dim_ok: bool = True,
+    max_tensor_elements: int = MAX_TENSOR_ELEMENTS,
 ) -> ModelInfo:
     """Check an ONNX file and describe it; raise a :class:`~proofmarket.errors.ModelError` if refused.
 
     Refusals: ``ModelTooLarge`` (file over ``max_bytes``), ``InvalidModel`` (not ONNX, fails the ONNX
     checker, opset outside ``MIN_OPSET..MAX_OPSET``, dynamic dimensions other than a leading batch
     dimension, non-numeric inputs, shapes that do not become static), ``UnsupportedOperator``
-    (operators outside :data:`~proofmarket.models.ops.SUPPORTED_OPS`). A symbolic or unknown leading
+    (operators outside :data:`~proofmarket.models.ops.SUPPORTED_OPS`), ``TensorTooLarge`` (a tensor with
+    more than ``max_tensor_elements`` elements, once shapes are inferred). A symbolic or unknown leading
     dimension is a batch dimension and is fixed to 1 (refused when ``batch_dim_ok`` is false).
     """
-    return _check(Path(path), max_bytes=max_bytes, batch_dim_ok=batch_dim_ok).info
+    return _check(Path(path), max_bytes=max_bytes, batch_dim_ok=batch_dim_ok,
+                  max_tensor_elements=max_tensor_elements).info
 
 
 def normalize_model(
@@ -59,6 +68,7 @@ def normalize_model(
     *,
     max_bytes: int = MAX_MODEL_BYTES,
     batch_dim_ok: bool = True,
+    max_tensor_elements: int = MAX_TENSOR_ELEMENTS,
 ) -> ModelInfo:
     """Write a copy of the model that EZKL can compile and return the copy's :class:`ModelInfo`.
 
@@ -67,7 +77,8 @@ def normalize_model(
     pooling nodes. Its ``sha256`` differs from the original's: commit to the original upload and
     compile the copy. Writing is atomic; the same input always gives the same bytes.
     """
-    checked = _check(Path(path), max_bytes=max_bytes, batch_dim_ok=batch_dim_ok)
+    checked = _check(Path(path), max_bytes=max_bytes, batch_dim_ok=batch_dim_ok,
+                     max_tensor_elements=max_tensor_elements)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     data = checked.normalized.SerializeToString(deterministic=True)
@@ -79,7 +90,8 @@ def normalize_model(
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return load_model(out, max_bytes=max(max_bytes, len(data)), batch_dim_ok=False)
+    return load_model(out, max_bytes=max(max_bytes, len(data)), batch_dim_ok=False,
+                      max_tensor_elements=max_tensor_elements)
 
 
 # --- internals -------------------------------------------------------------------------------------
@@ -362,7 +374,33 @@ def _is_classifier(model: onnx.ModelProto, outputs: list[TensorSpec]) -> bool:
     return tails[0] == "Sigmoid" and outputs[0].size == 1
 
 
-def _check(path: Path, *, max_bytes: int, batch_dim_ok: bool) -> _Checked:
+def _check_elements(model: onnx.ModelProto, inferred: onnx.ModelProto, limit: int) -> None:
+    """Refuse any tensor with more than ``limit`` elements: weights (initializers, Constant values) and every
+    graph input, output and intermediate whose shape inference made static."""
+    sized: list[tuple[str, list[int]]] = [(i.name, list(i.dims)) for i in model.graph.initializer]
+    for node in model.graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.TENSOR:
+                sized.append((node.name or node.op_type, list(attr.t.dims)))
+    graph = inferred.graph
+    for value in [*graph.input, *graph.value_info, *graph.output]:
+        if value.type.HasField("tensor_type") and value.type.tensor_type.HasField("shape"):
+            sized.append((value.name, [d.dim_value if d.HasField("dim_value") else 0
+                                       for d in value.type.tensor_type.shape.dim]))
+    for name, dims in sized:
+        elements = 1
+        for d in dims:
+            elements *= max(int(d), 0)
+        if elements > limit:
+            raise TensorTooLarge(
+                f"Tensor '{name}' has {elements:,} elements, over the limit of {limit:,} per tensor.",
+                tensor=name,
+                elements=elements,
+                max_elements=limit,
+            )
+
+
+def _check(path: Path, *, max_bytes: int, batch_dim_ok: bool, max_tensor_elements: int) -> _Checked:
     data = _read(path, max_bytes)
     model = _parse(data)
     opset = _opset(model)
@@ -378,6 +416,7 @@ def _check(path: Path, *, max_bytes: int, batch_dim_ok: bool) -> _Checked:
                 if _static_dim(dim) is None:
                     dim.Clear()
     inferred = _infer(normalized)
+    _check_elements(normalized, inferred, max_tensor_elements)
     outputs, outputs_changed = _fix_outputs(normalized, inferred)
     strides_added = _add_default_strides(normalized, inferred)
     info = ModelInfo(

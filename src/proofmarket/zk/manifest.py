@@ -74,8 +74,17 @@ class ModelManifest(BaseModel):
     created_at: str
 
     @property
+    def weights_public(self) -> bool:
+        """The weights are fixed in the circuit (``public``, ``private-input``): the ONNX, the circuit ONNX and
+        the compiled circuit show them, and so may be published. Hashed weights (``private``) are never served."""
+        return self.privacy.get("params") == "fixed"
+
+    @property
     def public_cids(self) -> list[str]:
-        """Artifacts a third party needs to verify or redeploy (the pk is public too, but large)."""
-        refs = [self.onnx, self.settings, self.compiled, self.vk, self.srs,
-                self.verifier.source, self.verifier.abi, self.verifier.bytecode]
+        """What anyone may fetch (served at /v1/artifacts, packed by ``export``), by privacy profile: settings,
+        vk, SRS and verifier always; the ONNX, circuit ONNX and compiled circuit only when the weights are
+        public. Never the proving key: it is large, and for fixed weights it carries them (admin only)."""
+        refs = [self.settings, self.vk, self.srs, self.verifier.source, self.verifier.abi, self.verifier.bytecode]
+        if self.weights_public:
+            refs += [self.onnx, self.circuit_onnx, self.compiled]
         return [r.cid for r in refs]

@@ -1,26 +1,31 @@
 """Proofs run in a separate process: EZKL holds the GIL for the whole proof, and a proof that hangs
 or crashes must not take the caller with it.
 
-``ProofWorker`` keeps one warm child process (spawned, so no inherited locks or threads) and sends
-it one task at a time over a pipe. On a timeout the child is killed and the call raises
-``ProofTimeout``; if the child dies the call raises ``ProvingError``. The next call starts a fresh
-child. ``prove_task`` is what runs inside the child: witness, proof, self-verification.
+``ProofWorker`` keeps one warm child process (spawned, so no inherited locks or threads; it dies with
+the node, see ``lifeline``) and sends it one task at a time over a pipe. On a timeout the child is
+killed and the call raises ``ProofTimeout``; if the child dies the call raises ``ProvingError``. The
+next call starts a fresh child. ``prove_task`` is what runs inside the child: witness, proof,
+self-verification. A task that fails with anything but the error tree is logged whole in the child
+(stderr) and answered with its code and one sentence: no traceback or temp path leaves the process.
 """
 
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
+import os
 import threading
 import time
-import traceback
 from collections.abc import Mapping
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 from proofmarket.errors import ProofMarketError, ProofTimeout, ProvingError
+from proofmarket.zk import lifeline
 
 DEFAULT_TIMEOUT_S = 600.0
+log = logging.getLogger(__name__)
 
 
 def prove_task(paths: dict[str, str]) -> dict[str, Any]:
@@ -52,7 +57,9 @@ def warm_task(_: Any) -> str:
 TASKS = {"prove": prove_task, "warm": warm_task}
 
 
-def _serve(conn: Connection) -> None:
+def _serve(conn: Connection, parent_pid: int | None = None) -> None:
+    if parent_pid is not None:
+        lifeline.bind_to_parent(parent_pid)
     while True:
         try:
             name, arg = conn.recv()
@@ -62,8 +69,9 @@ def _serve(conn: Connection) -> None:
             conn.send(("ok", TASKS[name](arg)))
         except ProofMarketError as exc:
             conn.send(("error", (type(exc).__name__, exc.message)))
-        except Exception as exc:  # anything else is a bug in the task: report it whole
-            conn.send(("error", ("ProvingError", f"{exc}\n{traceback.format_exc(limit=3)}")))
+        except Exception as exc:  # anything else is a bug in the task: the detail goes to the log only
+            log.error("prover task %s failed", name, exc_info=True)
+            conn.send(("error", ("ProvingError", f"the prover failed unexpectedly ({type(exc).__name__})")))
 
 
 class ProofWorker:
@@ -80,8 +88,9 @@ class ProofWorker:
     def _ensure(self) -> Connection:
         if self._proc is None or not self._proc.is_alive():
             parent, child = self._ctx.Pipe()
-            self._proc = self._ctx.Process(target=_serve, args=(child,), daemon=True, name="proofmarket-prover")
-            self._proc.start()
+            self._proc = self._ctx.Process(target=_serve, args=(child, os.getpid()), daemon=True,
+                                           name="proofmarket-prover")
+            lifeline.start(self._proc)
             child.close()
             self._conn = parent
         assert self._conn is not None

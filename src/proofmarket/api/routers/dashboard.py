@@ -1,7 +1,9 @@
 """/dashboard: one read-only HTML page for operators and curious consumers (``/`` redirects to it).
 
 Plain server-rendered HTML with inline CSS, refreshed every 10 s by a meta tag: nothing is fetched from
-elsewhere and no script runs. Every piece of text that comes from the database is escaped.
+elsewhere and no script runs. Every piece of text that comes from the database is escaped. The page is
+public: it shows counts, models, statuses, times and error codes, never a job id, a bundle CID, a proof
+link or an error message (results belong to their payers; see ``/v1/jobs/{id}``).
 """
 
 from __future__ import annotations
@@ -85,15 +87,15 @@ def render(view: DashboardView) -> str:
                  ("queue depth", _e(n["queue_depth"])), ("payments", payments)]
     models = [[_e(m["name"]), _short(m["id"]), _e(m["price"]), _e(m["privacy"]), _e(m["logrows"]), _srs(m["srs"]),
                _link("/v1/models/", m["id"], "details")] for m in view.models]
-    jobs = [[_short(j.id), _e(j.kind), _short(j.model_id), _status(j.status), _time(j.created_at), _duration(j),
-             _error(j.error_code, j.error_message), _link("/v1/proofs/", j.bundle_cid, "bundle")] for j in view.jobs]
+    jobs = [[_e(j.kind), _short(j.model_id), _status(j.status), _time(j.created_at), _duration(j),
+             _error(j.error_code)] for j in view.jobs]
     counts = [[_status(s), _e(c)] for s, c in sorted(view.counts.items())]
     parts = [f"<h1>proofmarket node {_e(n['version'])}</h1>", *(f'<p class="warn">{_e(x)}</p>' for x in view.notes),
              "<h2>Node</h2>", _table(None, [[_e(k), v] for k, v in node_rows]),
              _section("Models served", ["name", "model id", "price (USDC)", "privacy", "logrows", "SRS", ""],
                       models, "no models served yet"),
              _section(f"Recent jobs (last {RECENT})",
-                      ["id", "kind", "model", "status", "created (UTC)", "duration", "error", "proof"],
+                      ["kind", "model", "status", "created (UTC)", "duration", "error"],
                       jobs, "no jobs yet"),
              _section("Jobs by status", ["status", "jobs"], counts, "no jobs yet")]
     if view.escrow is None:
@@ -145,8 +147,8 @@ def _duration(job: JobRow) -> str:
     return _e(f"{seconds:.1f} s")
 
 
-def _error(code: str | None, message: str | None) -> str:
-    return f'<span class="bad" title="{_e(message)}">{_e(code)}</span>' if code else ""
+def _error(code: str | None) -> str:
+    return f'<span class="bad">{_e(code)}</span>' if code else ""
 
 
 def _link(prefix: str, target: str | None, label: str) -> str:

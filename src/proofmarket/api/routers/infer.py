@@ -1,8 +1,9 @@
 """POST /v1/models/{id}/infer: inputs in, output with its proof out (paid per call when payments are on).
 
 Sync (default): waits for the proof and answers 200 ``{job_id, output, bundle_cid, bundle, payment,
-receipt}``; a proof still running after ``PROOFMARKET_INFER_WAIT_S`` answers 202 with the job instead.
-``?mode=async`` answers 202 with the job at once (poll ``GET /v1/jobs/{id}``). A failed job answers its
+receipt, salt, access_token}``; a proof still running after ``PROOFMARKET_INFER_WAIT_S`` answers 202 with
+the job instead. ``?mode=async`` answers 202 with the job at once (poll ``GET /v1/jobs/{id}`` with its
+``access_token`` in ``X-Job-Token``). A failed job answers its
 error (its code and HTTP status). The same ``Idempotency-Key`` returns the same job, without paying again.
 
 Payments: a job whose settlement is sent but not mined is ``settling`` (202; it settles or fails on its own);
@@ -24,11 +25,10 @@ from proofmarket import models
 from proofmarket.api.deps import IdempotencyKey, NodeServices, ServicesDep, base_url
 from proofmarket.api.payments import Offer
 from proofmarket.api.schemas import InferResult, JobPublic
-from proofmarket.api.views import infer_result, job_public
+from proofmarket.api.views import infer_result, job_error, job_public
 from proofmarket.db import JobKind, JobRow, JobStatus
 from proofmarket.errors import PaymentReplayed
 from proofmarket.jobs import Settlement, request_hash
-from proofmarket.jobs.errors import rebuild_error
 
 router = APIRouter(tags=["inference"])
 
@@ -59,7 +59,7 @@ async def infer(model_id: str, inputs: InputsBody, request: Request, services: S
     if mode == "sync" and not job.is_final:
         job = await _wait(services, job.id, services.settings.infer_wait_s)
     if not job.is_final or mode == "async":
-        return _accepted(job)
+        return _accepted(services, job)
     return await run_in_threadpool(_answer, services, job)
 
 
@@ -101,15 +101,16 @@ async def _wait(services: NodeServices, job_id: str, timeout_s: float) -> JobRow
     return await run_in_threadpool(services.jobs.get, job_id)
 
 
-def _accepted(job: JobRow) -> JSONResponse:
-    return JSONResponse(job_public(job).model_dump(mode="json"), status_code=202,
-                        headers={"Location": f"/v1/jobs/{job.id}"})
+def _accepted(services: NodeServices, job: JobRow) -> JSONResponse:
+    body = job_public(job, services.tokens.job(job.id))
+    return JSONResponse(body.model_dump(mode="json"), status_code=202, headers={"Location": f"/v1/jobs/{job.id}"})
 
 
 def _answer(services: NodeServices, job: JobRow) -> JSONResponse:
     if job.status == JobStatus.FAILED:
-        raise rebuild_error(job.error_code or "proving_failed", job.error_message or "the job failed", job_id=job.id)
+        raise job_error(job)
     assert job.bundle_cid is not None
     bundle = services.workspace.store.get_json(job.bundle_cid)
     headers = Settlement.from_json(job.settlement).headers
-    return JSONResponse(infer_result(job, bundle).model_dump(mode="json"), headers=headers or None)
+    body = infer_result(job, bundle, services.tokens.job(job.id))
+    return JSONResponse(body.model_dump(mode="json"), headers=headers or None)

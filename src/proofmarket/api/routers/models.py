@@ -51,5 +51,5 @@ async def upload_model(request: Request, services: ServicesDep, idempotency_key:
     finally:
         await form.close()
     job, _ = services.jobs.submit_compile(spec, digest, key=idempotency_key)
-    return JSONResponse(job_public(job).model_dump(mode="json"), status_code=202,
+    return JSONResponse(job_public(job, services.tokens.job(job.id)).model_dump(mode="json"), status_code=202,
                         headers={"Location": f"/v1/jobs/{job.id}"})

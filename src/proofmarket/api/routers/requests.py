@@ -18,7 +18,9 @@ from fastapi import APIRouter, Body, FastAPI, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
+from proofmarket.api.access import AccessTokens
 from proofmarket.api.deps import NodeServices
+from proofmarket.api.errors import public_message
 from proofmarket.db import EscrowRequestRow
 from proofmarket.jobs.escrow import EscrowService, EscrowUnavailable
 from proofmarket.zk.profile import SALT_BITS, SALT_ELEMENTS
@@ -83,10 +85,13 @@ class EscrowRequestPublic(BaseModel):
     attempts: int
     created_at: datetime
     updated_at: datetime
+    access_token: str | None = Field(default=None, description=(
+        "in the answer to the input only: send it as X-Job-Token to read the request's proof bundle"))
 
     @classmethod
     def of(cls, row: EscrowRequestRow) -> EscrowRequestPublic:
-        error = {"code": row.error_code, "message": row.error_message or ""} if row.error_code else None
+        error = {"code": row.error_code, "message": public_message(row.error_code, row.error_message)} \
+            if row.error_code else None
         return cls(request_id=row.request_id, chain_id=row.chain_id, market=row.market, model_id=row.model_id,
                    status=row.status, commitment=row.commitment, consumer=row.consumer,
                    amount_atomic=str(row.amount), deadline=row.deadline, request_tx=row.request_tx,
@@ -115,5 +120,10 @@ def get_request(request_id: RequestId, request: Request) -> EscrowRequestPublic:
 def post_request_input(request_id: RequestId, body: Annotated[EscrowInput, Body()],
                        request: Request) -> EscrowRequestPublic:
     """Post the input of an on-chain request: it must open the on-chain commitment; the node then proves
-    it and fulfils the request (poll ``GET /v1/requests/{id}``)."""
-    return EscrowRequestPublic.of(_escrow(request).post_input(request_id, body.input, body.salt))
+    it and fulfils the request (poll ``GET /v1/requests/{id}``). The answer carries ``access_token``: the
+    ``X-Job-Token`` that reads the request's proof bundle at ``GET /v1/proofs/{cid}``."""
+    escrow = _escrow(request)
+    answer = EscrowRequestPublic.of(escrow.post_input(request_id, body.input, body.salt))
+    tokens: AccessTokens = request.app.state.services.tokens
+    answer.access_token = tokens.escrow(escrow.chain_id, escrow.address, request_id)
+    return answer
