@@ -124,6 +124,9 @@ def measure(ws: Workspace, name: str, model_id: str, work: Path) -> Row:
         receipt = market.request(model_id, doc)
         row.gas["approve"] = receipt.approve_tx.gas_used if receipt.approve_tx else 0
         row.gas["requestInference"] = receipt.tx.gas_used
+        claimed = market.claim(market.market.get_request(receipt.request_id))
+        assert claimed is not None
+        row.gas["acceptRequest"] = claimed.gas_used
         result = market.fulfill(receipt.request_id)
         row.fulfil_ok = result.settlement.valid
         row.gas["fulfill (first)"] = result.settlement.tx.gas_used
@@ -139,8 +142,8 @@ def measure(ws: Workspace, name: str, model_id: str, work: Path) -> Row:
     return row
 
 
-COLUMNS = ("deploy verifier", "register", "approve", "requestInference", "fulfill (first)", "fulfill (steady)",
-           "verifyProof alone")
+COLUMNS = ("deploy verifier", "register", "approve", "requestInference", "acceptRequest", "fulfill (first)",
+           "fulfill (steady)", "verifyProof alone")
 
 
 LEGEND = """

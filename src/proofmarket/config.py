@@ -43,6 +43,9 @@ class Settings(BaseSettings):
         default="auto", description="follow on-chain requests: auto = when a market is deployed on the chain")
     escrow_confirmations: int = Field(default=1, ge=0, le=1000, description="blocks on top of a request's block")
     escrow_poll_s: float = Field(default=2.0, gt=0, description="seconds between polls of the chain")
+    registry_terms: Literal["auto", "on", "off"] = Field(
+        default="auto", description="sell on the registry's price, owner, active flag and verifier, paying x402 to "
+                                    "the listing's revenue splitter: auto = when a market is deployed on the chain")
     model_owner: str | None = Field(
         default=None, pattern=r"^0x[0-9a-fA-F]{40}$",
         description="the address whose registry listings this node serves; unset = the market's owner account")

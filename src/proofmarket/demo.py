@@ -237,8 +237,13 @@ class Demo:
                           f"{self.report.timings['verify with the SDK']:.3f} s")
             if not receipt:
                 raise DemoError("the paid answer carries no receipt")
+            splitter = str(payment.get("pay_to"))
+            self.step("release the x402 split", lambda: _released(market, splitter), 60)
             moved = _delta(before, _balances(market))
-            self.report.lines.append(f"x402 call moved: {_fmt_moves(moved)} (x402 pays the model owner directly)")
+            console.print(f"split:    {_fmt_moves(moved)} (paid to the model's revenue splitter, released by "
+                          "InferenceMarket.releaseSplit)")
+            self.report.lines.append(f"x402 call moved: {_fmt_moves(moved)} (owner, prover and platform by the "
+                                     "registry's shares)")
         self._verify(market, bundle, verifier)
 
     def _verify(self, market: Any, bundle: dict[str, Any], verifier: str) -> None:
@@ -375,6 +380,15 @@ def _balances(market: Any) -> dict[str, int]:
             (("consumer", a.consumer), ("owner", a.owner), ("prover", a.prover))}
     held["platform"] = market.market.platform_balance()
     return held
+
+
+def _released(market: Any, splitter: str, timeout_s: float = 60.0) -> None:
+    """Wait until the node has released the x402 payment held by the splitter (owner / prover / platform)."""
+    deadline = time.monotonic() + timeout_s
+    while market.usdc.balance_of(splitter) > 0:
+        if time.monotonic() > deadline:
+            raise DemoError(f"the node did not release the x402 split held by {splitter} within {timeout_s:.0f} s")
+        time.sleep(0.2)
 
 
 def _delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:

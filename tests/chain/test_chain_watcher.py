@@ -45,7 +45,7 @@ def test_watcher_iterates_until_stopped(chain: Chain, model: Listed) -> None:
         seen.append(event.event)
         if event.event == "Staked":
             stop.set()
-    assert "PlatformFeeChanged" in seen and seen[-1] == "Staked"
+    assert "ParamsApplied" in seen and seen[-1] == "Staked"
     # stopped mid-batch: resuming from next_block repeats the unfinished range, nothing is lost
     again = EventWatcher(chain.client, {"market": chain.market}, from_block=watcher.next_block, confirmations=0)
     assert "Staked" in [e.event for e in again.poll()]

@@ -77,13 +77,16 @@ def test_tampered_proof_refunds_in_full_slashes_and_lowers_reputation(
 
     settlement = market.submit_proof(receipt.request_id, flip_byte(proofs.mlp, position))
 
-    slashed = stake_before * market.market.slash_bps() // 10_000
+    # the claim locked the bond out of the stake; the slash share is of what stays staked, and the bond is
+    # forfeited on top: both go to the platform
+    bond = market.market.params().claim_bond
+    slashed = (stake_before - bond) * market.market.slash_bps() // 10_000
     assert settlement.status is RequestStatus.REJECTED and not settlement.valid
     assert (settlement.refunded, settlement.slashed) == (PRICE_UNITS, slashed)
     assert balances.delta() == {"consumer": 0, "owner": 0, "prover": 0, "escrow": 0}  # nothing released
     after = market.market.get_prover(prover)
-    assert after.stake == stake_before - slashed and after.failed == 1 and after.fulfilled == 0
-    assert market.market.platform_balance() == platform_before + slashed
+    assert after.stake == stake_before - bond - slashed and after.failed == 1 and after.fulfilled == 0
+    assert market.market.platform_balance() == platform_before + slashed + bond
     assert market.market.get_request(receipt.request_id).status is RequestStatus.REJECTED
 
 
@@ -95,7 +98,8 @@ def test_proof_for_another_input_is_refused(market: Market, models: Listed, proo
         market.submit_proof(receipt.request_id, proofs.other_input)
 
     assert info.value.details["error"] == "InputCommitmentMismatch"
-    assert market.market.get_request(receipt.request_id).status is RequestStatus.OPEN
+    # refused, not slashed: the request stays claimed by the prover
+    assert market.market.get_request(receipt.request_id).status is RequestStatus.ACCEPTED
     assert market.market.get_prover(market.accounts.prover.address).failed == 0
     assert balances.delta() == {"consumer": 0, "owner": 0, "prover": 0, "escrow": 0}
     # the request stays open for the right proof
@@ -183,10 +187,10 @@ def test_only_authorised_staked_provers_fulfil(market: Market, models: Listed, p
 
 def test_platform_fee_is_bounded_and_applies_to_new_requests(market: Market, models: Listed, proofs: Proofs) -> None:
     with pytest.raises(ContractReverted, match="above the maximum of 1000 bps"):
-        market.market.set_platform_fee(1_001, market.accounts.admin)
+        market.change_params(platform_fee_bps=1_001)
     with pytest.raises(ContractReverted, match="not the contract owner"):
-        market.market.set_platform_fee(500, market.accounts.consumer)
-    market.market.set_platform_fee(1_000, market.accounts.admin)
+        market.with_accounts(admin=market.accounts.consumer).change_params(platform_fee_bps=500)
+    market.change_params(platform_fee_bps=1_000)
     receipt = market.request(models.public, mlp_input())
 
     settlement = market.submit_proof(receipt.request_id, proofs.mlp)

@@ -9,8 +9,10 @@ app's lifespan and stop with it.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -25,7 +27,18 @@ from proofmarket.api.deps import NodeServices
 from proofmarket.api.errors import handle_error
 from proofmarket.api.middleware import BodyLimit, RequestMetrics
 from proofmarket.api.payments import FreeAccess, PaymentPort
-from proofmarket.api.routers import artifacts, dashboard, infer, jobs, meta, models, proofs, requests, verify
+from proofmarket.api.routers import (
+    artifacts,
+    dashboard,
+    earnings,
+    infer,
+    jobs,
+    meta,
+    models,
+    proofs,
+    requests,
+    verify,
+)
 from proofmarket.api.security import check_admin_token
 from proofmarket.config import Settings
 from proofmarket.db import Database, JobRepo, ModelRepo
@@ -35,6 +48,11 @@ from proofmarket.workspace import Workspace
 from proofmarket.zk.manifest import ModelManifest
 from proofmarket.zk.prover import EzklProver
 from proofmarket.zk.worker import ProofWorker
+
+if TYPE_CHECKING:
+    from proofmarket.market.listings import Listings
+
+log = logging.getLogger("proofmarket.api")
 
 DESCRIPTION = """Verifiable ML inference: every output comes with a zero-knowledge proof that it came from the
 committed model on the committed input. Errors are `{"error": {"code", "message", "details"}}` with a
@@ -49,7 +67,7 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
                   lifespan=functools.partial(_lifespan, services=services))
     app.state.services = services
     for router in (models.router, infer.router, jobs.router, proofs.router, verify.router, artifacts.router,
-                   requests.router, meta.router, dashboard.router):
+                   requests.router, earnings.router, meta.router, dashboard.router):
         app.include_router(router)
     for exc_type in (ProofMarketError, RequestValidationError, StarletteHTTPException, Exception):
         app.add_exception_handler(exc_type, handle_error)
@@ -71,10 +89,33 @@ def build_services(settings: Settings, workspace: Workspace | None, payments: Pa
     runner = JobRunner(settings, job_repo, model_repo, ws.store, payments, job_metrics)
     queue = LocalJobQueue(runner, job_repo, _provers(settings, ws))
     queue.recover()
-    catalog = Catalog(model_repo, ws.prover, _srs_check(payments))
+    listings = _listings(settings, ws, payments)
+    catalog = Catalog(model_repo, ws.prover, _srs_check(payments), listings)
     return NodeServices(settings=settings, db=db, workspace=ws, catalog=catalog,
                         jobs=JobService(job_repo, queue), queue=queue, payments=payments, registry=registry,
                         owns_workspace=workspace is None, tokens=tokens)
+
+
+def _listings(settings: Settings, ws: Workspace, payments: PaymentPort) -> Listings | None:
+    """The registry's terms (price, active, owner, verifier, x402 splitter) when a market is deployed on the
+    node's chain (``PROOFMARKET_REGISTRY_TERMS``: auto, on, off)."""
+    if settings.registry_terms == "off":
+        return None
+    from proofmarket.market import Market
+    from proofmarket.market.listings import Listings
+
+    try:
+        market = Market.open(workspace=ws)
+    except ProofMarketError as exc:
+        if settings.registry_terms == "on":
+            raise
+        log.info("selling on the node's own terms (no registry): %s", exc.message)
+        return None
+    listings = Listings(market, default_owner=settings.model_owner, poll_s=settings.escrow_poll_s)
+    on_split = getattr(payments, "on_split", False)
+    if on_split is None:  # the x402 port: release each listing's splitter after a settlement
+        payments.on_split = listings.release_later  # type: ignore[attr-defined]
+    return listings
 
 
 def _payments(settings: Settings, ws: Workspace, model_repo: ModelRepo) -> PaymentPort:

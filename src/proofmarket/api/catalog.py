@@ -1,15 +1,24 @@
-"""The models this node serves: a row (price, owner) joined with the model manifest in the store."""
+"""The models this node serves: a row (price, owner) joined with the model manifest in the store, and,
+when a market is deployed, with the model's registry listing (``market/listings.py``), whose price, owner,
+active flag and verifier win over the row's."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from proofmarket import models
 from proofmarket.db import ModelRepo, ModelRow
-from proofmarket.errors import UnknownModel, UsageError
+from proofmarket.errors import ProofMarketError, UnknownModel, UsageError
 from proofmarket.zk.manifest import ModelManifest
 from proofmarket.zk.prover import EzklProver
+
+if TYPE_CHECKING:
+    from proofmarket.market.listings import Listing, Listings
+
+log = logging.getLogger("proofmarket.catalog")
 
 MAX_PRICE_ATOMIC = 2**96 - 1  # the ModelRegistry stores prices as uint96
 
@@ -18,25 +27,66 @@ MAX_PRICE_ATOMIC = 2**96 - 1  # the ModelRegistry stores prices as uint96
 class ServedModel:
     row: ModelRow
     manifest: ModelManifest
+    listing: Listing | None = None
+
+    @property
+    def listed(self) -> bool:
+        """Sold on its registry listing's terms (registered by its owner, and it is this model)."""
+        return self.listing is not None and self.listing.sellable
+
+    @property
+    def price_atomic(self) -> int:
+        if self.listed:
+            assert self.listing is not None and self.listing.price_atomic is not None
+            return self.listing.price_atomic
+        return self.row.price_atomic
+
+    @property
+    def owner(self) -> str | None:
+        return self.listing.owner if self.listed and self.listing is not None else self.row.owner
+
+    @property
+    def active(self) -> bool:
+        return self.listing.active if self.listed and self.listing is not None else True
 
 
 class Catalog:
     def __init__(self, repo: ModelRepo, prover: EzklProver,
-                 serve_check: Callable[[str, ModelManifest], None] | None = None) -> None:
+                 serve_check: Callable[[str, ModelManifest], None] | None = None,
+                 listings: Listings | None = None) -> None:
         self.repo, self.prover = repo, prover  # the prover only reads manifests here; it never proves
         self.serve_check = serve_check  # raises for a model this node must not serve (a dev SRS off the devnet)
+        self.listings = listings  # the registry's terms, when a market is deployed
 
     def list(self) -> list[ServedModel]:
-        return [ServedModel(row, self._manifest(row.id)) for row in self.repo.list()]
+        return [ServedModel(row, self._manifest(row.id), self._listing(row)) for row in self.repo.list()]
 
-    def get(self, model_id: str) -> ServedModel:
+    def sellable(self, model_id: str) -> ServedModel:
+        """The model as the paid path sells it: its listing read fresh from the chain (``model_inactive``
+        when deactivated, ``registry_mismatch`` when the listing is not this model)."""
+        served = self.get(model_id, listing=False)
+        if self.listings is None:
+            return served
+        listing = self.listings.sellable(model_id, served.row.owner)
+        return ServedModel(served.row, served.manifest, listing)
+
+    def get(self, model_id: str, *, listing: bool = True) -> ServedModel:
         row = self.repo.get(model_id)
         if row is None:
             raise UnknownModel(f"this node serves no model with id {model_id}", model_id=model_id)
         manifest = self._manifest(model_id)
         if self.serve_check is not None:
             self.serve_check(model_id, manifest)
-        return ServedModel(row, manifest)
+        return ServedModel(row, manifest, self._listing(row) if listing else None)
+
+    def _listing(self, row: ModelRow) -> Listing | None:
+        if self.listings is None:
+            return None
+        try:
+            return self.listings.get(row.id, row.owner)
+        except ProofMarketError as exc:  # the chain is away: show the row (the paid path reads the chain itself)
+            log.warning("no registry listing for %s: %s", row.id, exc.message)
+            return None
 
     def info(self, model_id: str) -> models.ModelInfo:
         return self.prover.model(model_id)[1]

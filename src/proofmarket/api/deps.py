@@ -33,6 +33,8 @@ class NodeServices:
 
     def close(self) -> None:
         self.queue.close()
+        if self.catalog.listings is not None:
+            self.catalog.listings.close()
         if self.owns_workspace:
             self.workspace.close()
         self.db.close()

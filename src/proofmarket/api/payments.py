@@ -39,6 +39,8 @@ class Offer:
     resource: str
     description: str = "verifiable ML inference: output with a zero-knowledge proof"
     mime_type: str = "application/json"
+    pay_to: str | None = None  # the registry listing's revenue splitter; None: the model row's owner or payee
+    split: str | None = None  # the listing's on-chain id: its splitter is released after settlement
 
 
 class PaymentPort(Protocol):

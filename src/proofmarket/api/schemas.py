@@ -67,14 +67,36 @@ class ModelLinks(BaseModel):
     infer: str
 
 
+class RegistryListing(BaseModel):
+    """The model's listing on the market's ModelRegistry: the terms it is sold on (check them on chain)."""
+
+    chain_id: int
+    registry: str = Field(description="ModelRegistry address")
+    market: str = Field(description="InferenceMarket address (escrow, x402 revenue splits)")
+    onchain_id: str = Field(description="modelIdOf(owner, keccak256(model CID))")
+    owner: str
+    registered: bool = Field(description="false: not listed by this owner; sold on the node's own terms")
+    active: bool
+    price_atomic: str | None = None
+    verifier: str | None = Field(default=None, description="the model's Halo2Verifier contract")
+    owner_share_bps: int | None = None
+    pay_to: str | None = Field(default=None, description="x402 payTo: the RevenueSplitter of (model, this node's "
+                                                         "prover); releaseSplit pays owner, prover and platform")
+    prover: str | None = Field(default=None, description="this node's prover address")
+    error: str | None = Field(default=None, description="set when the listing is not this model: not sold")
+
+
 class ModelSummary(BaseModel):
     id: str = Field(description="CID of the model manifest")
     name: str
     price: Price
     privacy: str
     owner: str | None
+    active: bool = Field(default=True, description="false: deactivated on the registry, not sold")
     created_at: datetime
     links: ModelLinks
+    registry: RegistryListing | None = Field(default=None, description="set when a market is deployed: the "
+                                                                        "price, owner and active flag come from it")
 
 
 class ModelPublic(ModelSummary):
@@ -175,6 +197,8 @@ class ServiceModel(BaseModel):
     privacy: str
     infer: str
     details: str
+    active: bool = True
+    registry: RegistryListing | None = None
 
 
 class ServiceManifest(BaseModel):

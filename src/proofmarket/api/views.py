@@ -18,6 +18,7 @@ from proofmarket.api.schemas import (
     ModelSummary,
     Price,
     Privacy,
+    RegistryListing,
     Srs,
     Tensor,
     Verifier,
@@ -34,8 +35,13 @@ def model_links(model_id: str) -> ModelLinks:
 
 def model_summary(model: ServedModel) -> ModelSummary:
     row, m = model.row, model.manifest
-    return ModelSummary(id=row.id, name=row.name, price=Price.of(row.price_atomic), privacy=m.privacy["name"],
-                        owner=row.owner, created_at=row.created_at, links=model_links(row.id))
+    return ModelSummary(id=row.id, name=row.name, price=Price.of(model.price_atomic), privacy=m.privacy["name"],
+                        owner=model.owner, active=model.active, created_at=row.created_at, links=model_links(row.id),
+                        registry=registry_listing(model))
+
+
+def registry_listing(model: ServedModel) -> RegistryListing | None:
+    return None if model.listing is None else RegistryListing(**model.listing.to_json())
 
 
 def model_public(model: ServedModel) -> ModelPublic:
@@ -51,7 +57,8 @@ def model_public(model: ServedModel) -> ModelPublic:
                                 settings_cid=m.settings.cid,
                                 srs=Srs(cid=m.srs.cid, sha256=m.srs.sha256, kind=m.srs.kind, logrows=m.srs.logrows)),
         verifier=Verifier(bytecode_cid=m.verifier.bytecode.cid, abi_cid=m.verifier.abi.cid,
-                          source_cid=m.verifier.source.cid, deployed_size=m.verifier.deployed_size),
+                          source_cid=m.verifier.source.cid, deployed_size=m.verifier.deployed_size,
+                          address=model.listing.verifier if model.listed and model.listing else None),
         accuracy=m.accuracy,
         ezkl_version=m.ezkl_version,
     )

@@ -128,6 +128,7 @@ class X402Payments:
                  pay_to: Callable[[str], str | None], default_payee: str, chain_id: int | None = None) -> None:
         self.gate, self.node, self.store = gate, node, store
         self._pay_to, self.default_payee, self.chain_id = pay_to, to_checksum_address(default_payee), chain_id
+        self.on_split: Callable[[str], None] | None = None  # releases a listing's splitter after a settlement
 
     # --- PaymentPort -----------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
@@ -138,7 +139,8 @@ class X402Payments:
                 "max_timeout_seconds": self.gate.max_timeout_seconds}
 
     def verify(self, headers: Mapping[str, str], offer: Offer) -> PaymentTicket | None:
-        requirements = self.gate.requirements(offer.price_atomic, self.payee_of(offer.model_id))
+        pay_to = to_checksum_address(offer.pay_to) if offer.pay_to else self.payee_of(offer.model_id)
+        requirements = self.gate.requirements(offer.price_atomic, pay_to)
         signature = headers.get(PAYMENT_SIGNATURE_HEADER)
         if not signature:
             err: PaymentError = PaymentRequired(
@@ -153,6 +155,8 @@ class X402Payments:
             raise self._with_terms(exc, requirements, offer) from None
         doc = verified.to_json()
         doc["resource"] = offer.resource
+        if offer.split:
+            doc["split"] = offer.split
         return PaymentTicket(nonce=verified.key, amount_atomic=verified.amount, payer=verified.payer, doc=doc)
 
     def payer_of(self, headers: Mapping[str, str]) -> str | None:
@@ -202,6 +206,10 @@ class X402Payments:
             payment["paid_bundle_cid"] = self.store.put_json(paid)
         except Exception:  # the money moved: never fail the settlement for a copy
             log.exception("could not store the paid bundle of job %s", proof.job_id)
+        split = ticket.doc.get("split")
+        if split and self.on_split is not None:
+            payment["split_onchain_id"] = str(split)  # released by InferenceMarket.releaseSplit
+            self.on_split(str(split))
         header = self.gate.payment_response_header(settled, receipt)
         return Settlement(payment=payment, receipt=receipt, headers={"PAYMENT-RESPONSE": header})
 

@@ -2,6 +2,8 @@
 
     proofmarket chain up|down|status|deploy
     proofmarket model register MODEL_ID --price USDC [--owner-share BPS]
+    proofmarket model activate|deactivate MODEL_ID;  proofmarket model price MODEL_ID USDC
+    proofmarket earnings [--address ADDR]
     proofmarket request MODEL_ID --input INPUT.json [--salt ...]
     proofmarket fulfill REQUEST_ID
     proofmarket refund REQUEST_ID
@@ -40,6 +42,7 @@ def register(app: typer.Typer) -> None:
     app.command("request")(request_cmd)
     app.command("fulfill")(fulfill_cmd)
     app.command("refund")(refund_cmd)
+    app.command("earnings")(earnings_cmd)
 
 
 def _settings(home: Path | None) -> Settings:
@@ -176,6 +179,100 @@ def model_register(
         out.print(f"  tx {reg.tx.tx_hash} ({reg.tx.gas_used:,} gas)")
 
 
+@model_app.command("activate")
+def model_activate(
+    model_id: Annotated[str, typer.Argument(help="a model id you registered")],
+    as_json: JsonOpt = False,
+    home: HomeOpt = None,
+) -> None:
+    """Sell the model again: nodes serving it take calls and escrow requests for it."""
+    _set_active(model_id, True, as_json, home)
+
+
+@model_app.command("deactivate")
+def model_deactivate(
+    model_id: Annotated[str, typer.Argument(help="a model id you registered")],
+    as_json: JsonOpt = False,
+    home: HomeOpt = None,
+) -> None:
+    """Stop selling the model: nodes answer model_inactive and the market takes no new requests for it
+    (open requests are still fulfilled or refunded)."""
+    _set_active(model_id, False, as_json, home)
+
+
+def _set_active(model_id: str, active: bool, as_json: bool, home: Path | None) -> None:
+    state = "active" if active else "inactive"
+    try:
+        with _open(home) as market:
+            tx = market.set_active(model_id, active)
+            onchain = "0x" + market.onchain_id(model_id).hex()
+    except ProofMarketError as exc:
+        raise fail(exc, as_json) from exc
+    if as_json:
+        emit_json({"ok": True, "model_id": model_id, "onchain_id": onchain, "active": active, "changed": tx is not None,
+                   "tx": _tx(tx) if tx is not None else None})
+        return
+    out.print(f"model {model_id}: {state}" + ("" if tx is not None else " (no change)"))
+    if tx is not None:
+        out.print(f"  tx {tx.tx_hash} ({tx.gas_used:,} gas)")
+
+
+@model_app.command("price")
+def model_price(
+    model_id: Annotated[str, typer.Argument(help="a model id you registered")],
+    price: Annotated[str, typer.Argument(help="new price per inference in USDC, e.g. 0.25")],
+    as_json: JsonOpt = False,
+    home: HomeOpt = None,
+) -> None:
+    """Change the model's price on the registry: nodes sell at it from their next call."""
+    from proofmarket.market import format_usdc
+
+    try:
+        with _open(home) as market:
+            atomic, tx = market.set_price(model_id, price)
+    except ProofMarketError as exc:
+        raise fail(exc, as_json) from exc
+    if as_json:
+        emit_json({"ok": True, "model_id": model_id, "price": atomic, "changed": tx is not None,
+                   "tx": _tx(tx) if tx is not None else None})
+        return
+    out.print(f"model {model_id}: price {format_usdc(atomic)} USDC" + ("" if tx is not None else " (no change)"))
+    if tx is not None:
+        out.print(f"  tx {tx.tx_hash} ({tx.gas_used:,} gas)")
+
+
+def earnings_cmd(
+    address: Annotated[str | None, typer.Option(help="the owner or prover address (default: this owner account)")]
+    = None,
+    model: Annotated[list[str] | None, typer.Option(
+        "--model", help="also show x402 money not released yet for this model id (repeatable; default: every "
+                        "model compiled in HOME)")] = None,
+    as_json: JsonOpt = False,
+    home: HomeOpt = None,
+) -> None:
+    """What an owner or prover was paid on the market (escrow and x402 splits), and what is still held."""
+    from proofmarket.market import format_usdc
+
+    try:
+        from proofmarket.cli.market_cmds import _address
+
+        checked = _address(address) if address else None
+        with _open(home) as market:
+            who = checked or market.accounts.owner.address
+            ids = model if model is not None else [str(m["id"]) for m in market.workspace.models()]
+            earned = market.earnings(who, ids)
+    except ProofMarketError as exc:
+        raise fail(exc, as_json) from exc
+    if as_json:
+        emit_json({"ok": True, **earned.to_json()})
+        return
+    out.print(f"{earned.address}: earned {format_usdc(earned.earned)} USDC on this market, balance "
+              f"{format_usdc(earned.balance)} USDC")
+    for p in earned.pending:
+        out.print(f"  not released yet: {format_usdc(p['amount'])} USDC for {p['model_id']} in {p['splitter']}")
+    out.print(f"platform balance {format_usdc(earned.platform_balance)} USDC")
+
+
 # --- consumers and provers ----------------------------------------------------------------------
 def request_cmd(
     model_id: Annotated[str, typer.Argument(help="a registered model id")],
@@ -189,19 +286,27 @@ def request_cmd(
         "--node", help="a node serving the model: post the input to it (it proves and fulfils on chain)")] = None,
     wait: Annotated[float, typer.Option(
         help="with --node: seconds to wait for the fulfilment (0: do not wait)", min=0)] = 600.0,
+    owner: Annotated[str | None, typer.Option(
+        help="the listing's owner address (default: this market's owner account)")] = None,
+    max_price: Annotated[str | None, typer.Option(
+        "--max-price", help="refuse (registry_mismatch) when the listing costs more than this many USDC")] = None,
     as_json: JsonOpt = False,
     home: HomeOpt = None,
 ) -> None:
-    """Escrow the model's price for INPUT (commitment computed here); print the request id. With --node,
+    """Check the model's registry listing against its manifest (vk, ONNX, settings, verifier code, owner,
+    --max-price), escrow its price for INPUT (commitment computed here); print the request id. With --node,
     post the input to that node and wait until it has fulfilled the request on chain."""
-    from proofmarket.market import format_usdc
+    from proofmarket.market import format_usdc, parse_price
 
     try:
         doc = _read_json(input)
         salt_values = _parse_salt(salt)
+        cap = parse_price(max_price) if max_price is not None else None
+        from proofmarket.cli.market_cmds import _address
         with _open(home) as market:
             receipt = market.request(model_id, doc, salt=salt_values, ttl_s=ttl,
-                                     payment="eip3009" if eip3009 else "approve")
+                                     payment="eip3009" if eip3009 else "approve",
+                                     owner=_address(owner) if owner else None, max_price=cap)
     except ProofMarketError as exc:
         raise fail(exc, as_json) from exc
     summary = {"ok": True, "request_id": receipt.request_id, "model_id": receipt.model_id,

@@ -26,7 +26,8 @@ def node_cmd(
     port: Annotated[int | None, typer.Option(help="listen port (PROOFMARKET_API_PORT, default 8402)")] = None,
     workers: Annotated[int | None, typer.Option(help="prover processes (PROOFMARKET_PROVER_WORKERS)")] = None,
     model: Annotated[list[str] | None, typer.Option(
-        "--model", help="serve a model compiled in HOME: MODEL_ID or MODEL_ID=PRICE_ATOMIC (repeatable)")] = None,
+        "--model", help="serve a model compiled in HOME: MODEL_ID or MODEL_ID=PRICE_ATOMIC (repeatable); when a "
+                    "market is deployed, a model listed on its registry is sold at the registry's price")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
     home: Annotated[Path | None, typer.Option("--home", envvar="PROOFMARKET_HOME", help="data folder")] = None,
 ) -> None:
@@ -42,7 +43,11 @@ def node_cmd(
         for spec in model or []:
             model_id, price = parse_model_option(spec)
             served = app.state.services.catalog.register(model_id, price_atomic=price)
-            console.print(f"serving {served.row.name} ({model_id}) at {price} atomic USDC per call")
+            terms = "the registry's price" if served.listed else "the node's price (not listed on a registry)"
+            if served.listed and not served.active:
+                terms += "; deactivated on the registry, not sold until activated"
+            console.print(f"serving {served.row.name} ({model_id}) at {served.price_atomic} atomic USDC per call "
+                          f"({terms})")
     except ProofMarketError as exc:
         raise fail(exc, False) from exc
     console.print(f"proofmarket node on http://{settings.api_host}:{settings.api_port} (docs at /docs)")

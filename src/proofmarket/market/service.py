@@ -38,12 +38,19 @@ from proofmarket.chain.artifacts import Artifact
 from proofmarket.chain.client import TxResult
 from proofmarket.chain.deploy import is_live
 from proofmarket.chain.devkeys import DEVNET_CHAIN_ID
-from proofmarket.chain.types import InferenceRequest, RequestStatus, RequestSubmitted, Settlement
+from proofmarket.chain.types import (
+    InferenceRequest,
+    RegisteredModel,
+    RequestStatus,
+    RequestSubmitted,
+    Settlement,
+)
 from proofmarket.config import Settings
 from proofmarket.errors import ChainError, PaymentError, RPCUnavailable, UsageError
 from proofmarket.market.accounts import RoleAccounts
 from proofmarket.market.home import MarketHome, RequestRecord, VerifierRecord
 from proofmarket.market.results import (
+    Earnings,
     FulfilResult,
     RefundResult,
     Registration,
@@ -193,6 +200,50 @@ class Market:
         spec = replace(current.spec, price=price)
         return Registration(model_id, "0x" + key.hex(), owner.address, spec, None, "price updated", tx)
 
+    def listed(self, model_id: str) -> tuple[bytes, RegisteredModel]:
+        """The owner account's listing of ``model_id`` (ChainError when it has none)."""
+        key = self.onchain_id(model_id)
+        if not self.registry.exists(key):
+            raise ChainError(f"model {model_id} is not registered on this market by {self.accounts.owner.address}: "
+                             "run 'proofmarket model register'", model_id=model_id)
+        return key, self.registry.get_model(key)
+
+    def set_active(self, model_id: str, active: bool) -> TxResult | None:
+        """Activate or deactivate the owner's listing (nodes stop selling a deactivated model); None when it
+        already is."""
+        key, entry = self.listed(model_id)
+        if entry.active == active:
+            return None
+        return self.registry.set_active(key, active, self.accounts.owner)
+
+    def set_price(self, model_id: str, price_usdc: str | Decimal) -> tuple[int, TxResult | None]:
+        """Change the listing's price (open requests keep what they escrowed). Returns the new price."""
+        price = parse_price(price_usdc)
+        key, entry = self.listed(model_id)
+        if entry.spec.price == price:
+            return price, None
+        return price, self.registry.update_price(key, price, self.accounts.owner)
+
+    def earnings(self, address: str, model_ids: list[str] | None = None) -> Earnings:
+        """What ``address`` was paid as model owner or prover (escrow fulfilments and released x402 splits),
+        and the x402 money still in the splitters of ``model_ids`` (listed by ``address`` or proved by it)."""
+        address = self.client.w3.to_checksum_address(address)
+        pending: list[dict[str, Any]] = []
+        prover = self.accounts.prover.address
+        for model_id in model_ids or []:
+            for owner in {address, self.accounts.owner.address}:
+                key = self.onchain_id(model_id, owner)
+                if not self.registry.exists(key):
+                    continue
+                for who in {prover, address}:
+                    splitter = self.market.splitter_for(key, who)
+                    held = self.usdc.balance_of(splitter)
+                    if held and (owner == address or who == address):
+                        pending.append({"model_id": model_id, "onchain_id": "0x" + key.hex(), "owner": owner,
+                                        "prover": who, "splitter": splitter, "amount": held})
+        return Earnings(address, self.market.earned(address), self.usdc.balance_of(address), pending,
+                        self.market.platform_balance())
+
     # --- consumers ----------------------------------------------------------------------------
     def request(self, model_id: str, inputs_doc: Any, *, salt: list[int] | None = None, ttl_s: int | None = None,
                 deadline: int | None = None, payment: str = "approve", owner: str | None = None,
@@ -268,14 +319,16 @@ class Market:
         self._record_outcome(request_id, {**settlement_summary(settlement), "bundle_cid": proved.bundle_cid})
         return FulfilResult(settlement, proved.bundle_cid, proved.bundle.output.values, dict(proved.bundle.timings))
 
-    def claim(self, request: InferenceRequest) -> TxResult | None:
+    def claim(self, request: InferenceRequest, *, check: bool = True) -> TxResult | None:
         """Claim ``request`` for the prover account before proving it (only the claimer may fulfil it);
-        nothing is sent when the prover already holds a live claim."""
+        nothing is sent when the prover already holds a live claim. ``check=False``: no local eligibility
+        check first (the contract's revert says why a claim is refused)."""
         prover = self.accounts.prover.address
         held = request.status is RequestStatus.ACCEPTED and request.prover is not None
         if held and request.prover == prover and self.client.timestamp() < request.claim_expiry:
             return None
-        self.require_eligible(prover)
+        if check:
+            self.require_eligible(prover)
         return self.market.accept_request(request.request_id, self.accounts.prover)
 
     def check_entry(self, model_id: str, onchain_id: bytes, *, max_price: int | None = None) -> None:
@@ -290,9 +343,12 @@ class Market:
         """The on-chain id of ``model_id`` as listed by ``owner`` (default: this market's owner account)."""
         return model_id_for(owner or self.accounts.owner.address, model_id)
 
-    def submit_proof(self, request_id: int, bundle: ProofBundle | dict[str, Any]) -> Settlement:
-        """Send a proof bundle's proof and instances to ``fulfill``: paid if valid, refunded and slashed if not."""
+    def submit_proof(self, request_id: int, bundle: ProofBundle | dict[str, Any], *, claim: bool = True) -> Settlement:
+        """Send a proof bundle's proof and instances to ``fulfill`` (claiming the request first unless the
+        prover holds a live claim): paid if valid, refunded and slashed if not."""
         bundle = bundle if isinstance(bundle, ProofBundle) else ProofBundle.parse(bundle)
+        if claim:
+            self.claim(self.market.get_request(request_id), check=False)
         proof = bytes.fromhex(bundle.proof.hex.removeprefix("0x"))
         instances = [int(value, 16) for value in bundle.proof.instances]
         return self.market.fulfill(request_id, proof, instances, self.accounts.prover)

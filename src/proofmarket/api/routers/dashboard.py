@@ -69,7 +69,7 @@ def gather(services: NodeServices, request: Request) -> DashboardView:
         except ProofMarketError as exc:  # one broken listing must not take the page down
             notes.append(f"model {row.id}: {exc.message}")
             continue
-        models.append({"id": m.row.id, "name": m.row.name, "price": Price.of(m.row.price_atomic).amount,
+        models.append({"id": m.row.id, "name": m.row.name, "price": Price.of(m.price_atomic).amount,
                        "privacy": m.manifest.privacy.get("name", "?"), "logrows": m.manifest.logrows,
                        "srs": m.manifest.srs.kind})
     escrow = escrow_of(request.app)

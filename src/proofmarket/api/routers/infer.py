@@ -42,7 +42,7 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     402: {"description": "payment_required, payment_rejected (and its subcodes: payment_insufficient_funds, "
                          "payment_window_too_short, payment_mismatch, ...), payment_settlement_failed"},
     404: {"description": "unknown_model"},
-    409: {"description": "idempotency_conflict, payment_replayed"},
+    409: {"description": "idempotency_conflict, payment_replayed, model_inactive, registry_mismatch"},
     413: {"description": "body_too_large, input_too_large"},
     422: {"description": "invalid_input, input_shape, input_not_finite, witness_failed"},
 }
@@ -64,10 +64,12 @@ async def infer(model_id: str, inputs: InputsBody, request: Request, services: S
 
 
 def _offer(services: NodeServices, model_id: str, base: str) -> Offer:
-    served = services.catalog.get(model_id)
+    served = services.catalog.sellable(model_id)  # the registry's terms, read fresh, when a market is deployed
     resource = f"{base}/v1/models/{model_id}/infer"
-    return Offer(model_id=model_id, model_name=served.row.name, price_atomic=served.row.price_atomic,
-                 resource=resource)
+    listing = served.listing if served.listed else None
+    return Offer(model_id=model_id, model_name=served.row.name, price_atomic=served.price_atomic,
+                 resource=resource, pay_to=listing.pay_to if listing else None,
+                 split=listing.onchain_id if listing else None)
 
 
 def _submit(services: NodeServices, offer: Offer, inputs: dict[str, Any], headers: Mapping[str, str],

@@ -10,6 +10,7 @@ from proofmarket import __version__
 from proofmarket.api.deps import NodeServices, ServicesDep, base_url
 from proofmarket.api.schemas import Health, Price, ServiceManifest, ServiceModel
 from proofmarket.api.security import on_devnet
+from proofmarket.api.views import registry_listing
 from proofmarket.zk.bundle import BUNDLE_FORMAT, BUNDLE_VERSION
 
 router = APIRouter(tags=["meta"])
@@ -17,7 +18,8 @@ DEVNET_CHAIN = {"name": "devnet", "chain_id": 31337}
 ENDPOINTS = {
     "models": "/v1/models", "model": "/v1/models/{model_id}", "infer": "/v1/models/{model_id}/infer",
     "upload": "/v1/models", "job": "/v1/jobs/{job_id}", "proof": "/v1/proofs/{cid}", "verify": "/v1/verify",
-    "artifact": "/v1/artifacts/{cid}", "health": "/health", "metrics": "/metrics",
+    "artifact": "/v1/artifacts/{cid}", "earnings": "/v1/earnings?address={address}", "health": "/health",
+    "metrics": "/metrics",
 }
 
 
@@ -31,12 +33,13 @@ def service_manifest(request: Request, services: ServicesDep) -> ServiceManifest
         description="verifiable ML inference: each output comes with a zero-knowledge proof (EZKL, Halo2/KZG)",
         software=f"proofmarket {__version__}", base_url=base, openapi=f"{base}/openapi.json", docs=f"{base}/docs",
         endpoints={k: f"{base}{v}" for k, v in ENDPOINTS.items()},
-        payments=payments, chain=payments.get("chain") or _chain(services),
+        payments=payments, chain=_chain(services, payments.get("chain")),
         proofs={"system": "ezkl-halo2-kzg-bn254", "bundle_format": BUNDLE_FORMAT, "bundle_version": BUNDLE_VERSION,
                 "verify": f"{base}/v1/verify"},
-        models=[ServiceModel(id=m.row.id, name=m.row.name, price=Price.of(m.row.price_atomic),
+        models=[ServiceModel(id=m.row.id, name=m.row.name, price=Price.of(m.price_atomic),
                              privacy=m.manifest.privacy["name"], infer=f"{base}/v1/models/{m.row.id}/infer",
-                             details=f"{base}/v1/models/{m.row.id}") for m in services.catalog.list()],
+                             details=f"{base}/v1/models/{m.row.id}", active=m.active,
+                             registry=registry_listing(m)) for m in services.catalog.list()],
     )
 
 
@@ -64,5 +67,12 @@ def metrics(services: ServicesDep) -> Response:
     return Response(generate_latest(services.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def _chain(services: NodeServices) -> dict[str, object] | None:
-    return dict(DEVNET_CHAIN) if on_devnet(services.settings) else None
+def _chain(services: NodeServices, paid: dict[str, object] | None) -> dict[str, object] | None:
+    """The chain the node is paid on, with the market's contracts when one is deployed there."""
+    chain = dict(paid) if paid else dict(DEVNET_CHAIN) if on_devnet(services.settings) else None
+    listings = services.catalog.listings
+    if listings is not None:
+        market = listings.market
+        chain = {**(chain or {}), "chain_id": market.client.chain_id, "registry": market.registry.address,
+                 "market": market.market.address, "usdc": market.usdc.address, "prover": listings.prover}
+    return chain

@@ -1,0 +1,208 @@
+"""The registry as the node's source of truth: price, active flag, owner and verifier of each served model.
+
+When a market is deployed on the node's chain, a served model (a manifest CID) is sold on the terms of
+its registry listing ``modelIdOf(owner, keccak(CID))``, where the owner is the model row's owner, else
+``PROOFMARKET_MODEL_OWNER``, else the market's owner account:
+
+- the price of the 402 terms and of settlement is the registry's price;
+- a deactivated listing is not sold (``model_inactive``);
+- x402 money is paid to ``splitterFor(modelId, prover)``, a per-(model, prover) RevenueSplitter address that
+  ``releaseSplit`` pays out owner / prover / platform like escrow money (the node releases it after each
+  settlement, in the background; anyone may);
+- the listing (chain id, registry, market, on-chain id, verifier address) is published in /v1/models and
+  /.well-known so a client can check it on chain itself.
+
+Before a listing is used it is checked against the model's manifest (``check_entry``: vk digest, ONNX and
+settings hashes, instance layout, verifier code): a listing that is not this model is never sold.
+
+Reads are cached and refreshed on the registry's events: every ``poll_s`` at most, one ``eth_getLogs`` over
+the registry's new blocks drops the cached entries those events name. The paid path (``fresh=True``)
+always reads the chain.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from proofmarket.errors import ProofMarketError, RegistryMismatch, UsageError
+
+if TYPE_CHECKING:
+    from proofmarket.market.service import Market
+
+log = logging.getLogger("proofmarket.listings")
+
+
+class ModelInactive(UsageError):
+    """The model's registry listing is deactivated by its owner: it is not sold."""
+
+    code, http_status = "model_inactive", 409
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A served model's registry listing (``registered=False``: none under ``owner``; sold on local terms)."""
+
+    model_id: str
+    onchain_id: str
+    owner: str
+    registered: bool
+    chain_id: int
+    registry: str
+    market: str
+    price_atomic: int | None = None
+    active: bool = True
+    verifier: str | None = None
+    owner_share_bps: int | None = None
+    pay_to: str | None = None  # the RevenueSplitter of (model, this node's prover)
+    prover: str | None = None
+    error: str | None = None  # the listing is not this model (a RegistryMismatch sentence)
+
+    @property
+    def sellable(self) -> bool:
+        return self.registered and self.error is None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"chain_id": self.chain_id, "registry": self.registry, "market": self.market,
+                "onchain_id": self.onchain_id, "owner": self.owner, "registered": self.registered,
+                "active": self.active, "price_atomic": None if self.price_atomic is None else str(self.price_atomic),
+                "verifier": self.verifier, "owner_share_bps": self.owner_share_bps, "pay_to": self.pay_to,
+                "prover": self.prover, "error": self.error}
+
+
+class Listings:
+    """Cached registry listings of the served models, plus the background release of x402 splits."""
+
+    def __init__(self, market: Market, *, default_owner: str | None = None, poll_s: float = 2.0) -> None:
+        self.market = market
+        self.default_owner = default_owner or market.accounts.owner.address
+        self.prover = market.accounts.prover.address
+        self.poll_s = poll_s
+        self._cache: dict[tuple[str, str], Listing] = {}
+        self._checked: set[tuple[str, str]] = set()  # (model, onchain id) whose entry matched the manifest
+        self._lock = threading.Lock()
+        self._next_block = market.client.block_number() + 1
+        self._polled_at = time.monotonic()
+        self._releases: queue.Queue[str | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def for_node(cls, market: Market | None, default_owner: str | None, poll_s: float) -> Listings | None:
+        return None if market is None else cls(market, default_owner=default_owner, poll_s=poll_s)
+
+    # --- reading --------------------------------------------------------------------------------
+    def get(self, model_id: str, owner: str | None = None, *, fresh: bool = False) -> Listing:
+        owner = owner or self.default_owner
+        self._refresh()
+        key = (model_id, owner.lower())
+        with self._lock:
+            cached = None if fresh else self._cache.get(key)
+        if cached is not None:
+            return cached
+        listing = self._read(model_id, owner)
+        with self._lock:
+            self._cache[key] = listing
+        return listing
+
+    def sellable(self, model_id: str, owner: str | None = None) -> Listing | None:
+        """The listing the paid path sells on (read fresh), None when the model is not listed on chain.
+        Raises ``ModelInactive`` for a deactivated listing and ``RegistryMismatch`` for one that is not
+        this model."""
+        listing = self.get(model_id, owner, fresh=True)
+        if not listing.registered:
+            return None
+        if listing.error is not None:
+            raise RegistryMismatch(listing.error, model_id=model_id)
+        if not listing.active:
+            raise ModelInactive(f"model {model_id} is deactivated by its owner on the registry: it is not sold",
+                                model_id=model_id)
+        return listing
+
+    def _read(self, model_id: str, owner: str) -> Listing:
+        from proofmarket.market.registry_check import check_entry
+
+        market = self.market
+        onchain = market.onchain_id(model_id, owner)
+        ident = "0x" + onchain.hex()
+        if not market.registry.exists(onchain):
+            return Listing(model_id, ident, owner, False, market.client.chain_id, market.registry.address,
+                           market.market.address)
+        entry = market.registry.get_model(onchain)
+        error = None
+        if (model_id, ident) not in self._checked:
+            try:
+                check_entry(market, model_id, entry)
+            except RegistryMismatch as exc:
+                if exc.details.get("field") != "active":
+                    error = exc.message
+            if error is None:
+                self._checked.add((model_id, ident))
+        return Listing(model_id, ident, entry.owner, True, market.client.chain_id, market.registry.address,
+                       market.market.address, price_atomic=entry.spec.price, active=entry.active,
+                       verifier=entry.spec.verifier, owner_share_bps=entry.spec.owner_share_bps,
+                       pay_to=market.market.splitter_for(onchain, self.prover), prover=self.prover, error=error)
+
+    def _refresh(self) -> None:
+        """Drop the cached listings the registry's events since the last poll name (at most every poll_s)."""
+        now = time.monotonic()
+        if now - self._polled_at < self.poll_s:
+            return
+        self._polled_at = now
+        try:
+            head = self.market.client.block_number()
+            if head < self._next_block:
+                return
+            logs = self.market.client.w3.eth.get_logs({"address": self.market.registry.contract.address,
+                                                       "fromBlock": self._next_block, "toBlock": head})
+        except Exception as exc:  # the chain is away: keep the cache, try again next poll
+            log.warning("could not read the registry's events: %s", exc)
+            return
+        touched = {bytes(entry["topics"][1]).hex() for entry in logs if len(entry["topics"]) > 1}
+        with self._lock:
+            self._next_block = head + 1
+            if touched:
+                self._cache = {k: v for k, v in self._cache.items() if v.onchain_id[2:] not in touched}
+
+    # --- x402 splits ----------------------------------------------------------------------------
+    def release_later(self, onchain_id: str) -> None:
+        """Queue a ``releaseSplit`` of (model, this node's prover) after a settlement paid its splitter."""
+        self._releases.put(onchain_id)
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._release_loop, name="split-release", daemon=True)
+                self._thread.start()
+
+    def release(self, onchain_id: str) -> int:
+        """Pay out what the splitter holds now; returns the amount (0 when it held nothing)."""
+        market = self.market
+        ident = bytes.fromhex(onchain_id.removeprefix("0x"))
+        if market.usdc.balance_of(market.market.splitter_for(ident, self.prover)) == 0:
+            return 0
+        released = market.market.release_split(ident, self.prover, market.accounts.prover)
+        return released.owner_amount + released.prover_amount + released.platform_fee
+
+    def _release_loop(self) -> None:
+        while True:
+            item = self._releases.get()
+            if item is None:
+                return
+            pending = {item}
+            while not self._releases.empty():  # one release per model for a burst of settlements
+                more = self._releases.get_nowait()
+                if more is None:
+                    return
+                pending.add(more)
+            for onchain_id in pending:
+                try:
+                    self.release(onchain_id)
+                except (ProofMarketError, Exception) as exc:  # the money stays in the splitter: anyone can release
+                    log.warning("could not release the x402 split of %s: %s", onchain_id, exc)
+
+    def close(self) -> None:
+        self._releases.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout=30)
