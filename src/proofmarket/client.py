@@ -46,6 +46,7 @@ from proofmarket.errors import (
     ProofMarketError,
     ProofTimeout,
     ProvingError,
+    RegistryMismatch,
     VerificationFailed,
 )
 from proofmarket.sdk_checks import Request, check_answer, check_srs
@@ -302,6 +303,51 @@ class Client:
         report.checks.append(srs_check)
         report.checks.extend(check_answer(parsed, store, request, claimed=claimed))
         return report
+
+    def check_listing(self, model_id: str, rpc_url: str) -> dict[str, Any]:
+        """Check on chain (your RPC, not the node's word) that the node sells ``model_id`` on its registry
+        listing: the chain id, ``modelIdOf(owner, keccak256(CID))``, price, owner, verifier address and
+        active flag the node publishes are the registry's, and the verifier's code is the one compiled from
+        the model's manifest (its creation code, fetched by CID, run by ``eth_call``). Returns the listing;
+        raises ``RegistryMismatch`` naming the first field that differs."""
+        from eth_utils import keccak, to_checksum_address
+        from web3 import Web3
+
+        from proofmarket.chain.artifacts import load_artifact
+        from proofmarket.zk.verify import load_manifest
+
+        doc = self.model(model_id)
+        listing = doc.get("registry")
+        if not listing or not listing.get("registered"):
+            raise RegistryMismatch(f"the node lists no registry entry for {model_id}", model_id=model_id,
+                                   field="registered")
+        w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
+        registry = w3.eth.contract(address=to_checksum_address(listing["registry"]),
+                                   abi=load_artifact("ModelRegistry").abi)
+        onchain_id = bytes.fromhex(str(listing["onchain_id"]).removeprefix("0x"))
+        owner, verifier, price, _share, _inputs, _count, active, _params = registry.functions.terms(onchain_id).call()
+        model = registry.functions.getModel(onchain_id).call()
+        store = LocalStore(self.cache_dir)
+        self._fetch_artifact(store, model_id)
+        manifest = load_manifest(store, model_id)
+        self._fetch_artifact(store, manifest.verifier.bytecode.cid)
+        creation = store.get(manifest.verifier.bytecode.cid).decode().strip().removeprefix("0x")
+        runtime = bytes(w3.eth.call({"data": "0x" + creation}))  # type: ignore[typeddict-item]
+        checks = {
+            "chain_id": (w3.eth.chain_id, listing["chain_id"]),
+            "onchain_id": (registry.functions.modelIdOf(owner, keccak(text=model_id)).call(), onchain_id),
+            "owner": (owner.lower(), str(listing["owner"]).lower()),
+            "price": (price, int(doc["price"]["atomic"])),
+            "verifier": (verifier.lower(), str((doc.get("verifier") or {}).get("address") or "").lower()),
+            "active": (active, bool(doc.get("active", True))),
+            "verifier_code": (keccak(bytes(w3.eth.get_code(verifier))), keccak(runtime)),
+            "verifier_codehash": (bytes(model[3]), keccak(runtime)),
+        }
+        for name, (chain_value, published) in checks.items():
+            if chain_value != published:
+                raise RegistryMismatch(f"the node's listing of {model_id} does not match the registry on chain: "
+                                       f"{name} differs", model_id=model_id, field=name)
+        return {**listing, "price_atomic": str(price), "active": active, "verifier": verifier}
 
     def _fetch_artifact(self, store: LocalStore, cid: str) -> None:
         if store.has(cid):

@@ -28,9 +28,11 @@ from x402.mechanisms.evm.exact import register_exact_evm_client
 from x402.mechanisms.evm.signers import EthAccountSigner
 from x402_helpers import PRICE, Chain, Served, mlp_input, node_settings, requirements_of
 
+from proofmarket import Client
 from proofmarket.api import create_app
 from proofmarket.chain.artifacts import load_artifact
 from proofmarket.chain.devkeys import DEVNET_CHAIN_ID
+from proofmarket.errors import RegistryMismatch
 from proofmarket.market import Market
 
 pytestmark = [pytest.mark.slow, pytest.mark.chain]
@@ -76,7 +78,7 @@ def _pay(chain: Chain, account: LocalAccount, url: str, body: dict[str, Any]) ->
 
 
 def test_an_independent_client_sees_the_registry_terms_and_a_three_way_split(
-        listed: Listed, chain: Chain, mlp_id: str) -> None:
+        listed: Listed, chain: Chain, mlp_id: str, tmp_path: Path) -> None:
     from proofmarket.chain import dev_account
 
     node, w3 = listed.served, chain.client.w3
@@ -104,6 +106,11 @@ def test_an_independent_client_sees_the_registry_terms_and_a_three_way_split(
     spec = {"verifier": verifier}
     prover = chain_doc["prover"]
     splitter = market.functions.splitterFor(onchain_id, prover).call()
+
+    # the SDK does the same checks (and the verifier's code against the manifest) in one call
+    with Client(node.url, cache_dir=tmp_path / "cache", devnet=True) as sdk:
+        checked = sdk.check_listing(mlp_id, chain.rpc_url)
+    assert checked["price_atomic"] == str(LISTED_PRICE) and checked["verifier"] == verifier
 
     # the 402 terms: the registry's price, paid to the (model, prover) revenue splitter
     unpaid = httpx.post(f"{node.url}/v1/models/{mlp_id}/infer", json=mlp_input(), timeout=60)
@@ -179,6 +186,24 @@ def test_deactivating_or_repricing_on_chain_changes_what_the_node_sells(listed: 
     finally:
         listed.market.set_active(mlp_id, True)
         listed.market.set_price(mlp_id, "0.25")
+
+
+def test_the_sdk_refuses_a_node_that_misstates_the_registry(listed: Listed, chain: Chain, mlp_id: str,
+                                                            tmp_path: Path) -> None:
+    """A node (or proxy) publishing a lower price or another verifier than the registry's is caught."""
+    real = httpx.get(f"{listed.served.url}/v1/models/{mlp_id}").json()
+    for field, forged in (("price", {**real, "price": {**real["price"], "atomic": "1"}}),
+                          ("verifier", {**real, "verifier": {**real["verifier"], "address": "0x" + "11" * 20}})):
+        def lie(request: httpx.Request, doc: dict[str, Any] = forged) -> httpx.Response:
+            if request.url.path == f"/v1/models/{mlp_id}":
+                return httpx.Response(200, json=doc)
+            return httpx.Response(200, content=httpx.get(str(request.url).replace(
+                "http://node", listed.served.url)).content)
+
+        with Client("http://node", cache_dir=tmp_path / field, transport=httpx.MockTransport(lie)) as sdk, \
+                pytest.raises(RegistryMismatch) as info:
+            sdk.check_listing(mlp_id, chain.rpc_url)
+        assert info.value.details["field"] == field
 
 
 def test_earnings_cli_reads_the_chain(listed: Listed, chain: Chain, mlp_id: str) -> None:
