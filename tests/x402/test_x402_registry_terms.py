@@ -71,6 +71,7 @@ def _pay(chain: Chain, account: LocalAccount, url: str, body: dict[str, Any]) ->
     async def sdk_only() -> httpx.Response:
         client = x402Client()
         register_exact_evm_client(client, EthAccountSigner(account))
+        client.set_spend_controls({"allowed_assets": [{"network": chain.network, "asset": chain.usdc.address}]})
         async with httpx.AsyncClient(transport=x402_httpx_transport(client), timeout=180) as http:
             return await http.post(url, json=body)
 
@@ -191,7 +192,11 @@ def test_deactivating_or_repricing_on_chain_changes_what_the_node_sells(listed: 
 def test_the_sdk_refuses_a_node_that_misstates_the_registry(listed: Listed, chain: Chain, mlp_id: str,
                                                             tmp_path: Path) -> None:
     """A node (or proxy) publishing a lower price or another verifier than the registry's is caught."""
-    real = httpx.get(f"{listed.served.url}/v1/models/{mlp_id}").json()
+    deadline = time.monotonic() + 30  # after the repricing test: the catalogue catches up with the registry
+    while (real := httpx.get(f"{listed.served.url}/v1/models/{mlp_id}").json())["price"]["atomic"] != str(
+            LISTED_PRICE):
+        assert time.monotonic() < deadline, real["price"]
+        time.sleep(0.5)
     for field, forged in (("price", {**real, "price": {**real["price"], "atomic": "1"}}),
                           ("verifier", {**real, "verifier": {**real["verifier"], "address": "0x" + "11" * 20}})):
         def lie(request: httpx.Request, doc: dict[str, Any] = forged) -> httpx.Response:
