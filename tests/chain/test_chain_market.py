@@ -346,3 +346,74 @@ def test_mock_verifier_address_without_code_is_not_registrable(chain: Chain) -> 
     assert deploy_mock_verifier(chain)  # sanity: the mock deploys
     with pytest.raises(ContractReverted, match="no contract at the verifier"):
         list_model(chain, "bafy-no-code", verifier=chain.accounts.stranger.address)
+
+
+def test_a_lapsed_claim_is_taken_over_and_its_bond_goes_to_the_consumer(chain: Chain, model: Listed) -> None:
+    a, market = chain.accounts, chain.market
+    stake_prover(chain, a.prover2)
+    bond, window = market.params().claim_bond, market.params().claim_window
+    request_id = open_request(chain, model, ttl=3 * window)
+    market.accept_request(request_id, a.prover)  # the griefer claims and sits on it
+    claimed = market.get_request(request_id)
+    assert claimed.claim_expiry <= chain.client.timestamp() + window and claimed.bond == bond > 0
+    griefer_stake = market.get_prover(a.prover.address).stake
+    with pytest.raises(ContractReverted, match="already accepted"):  # live claim: nobody else may take it
+        market.accept_request(request_id, a.prover2)
+    consumer_before = chain.usdc.balance_of(a.consumer.address)
+
+    advance_time(chain.client, window + 1)
+    with pytest.raises(ContractReverted, match="claim"):  # the lapsed claimer can no longer fulfil
+        market.fulfill(request_id, VALID, INPUT + OUTPUT, a.prover)
+    market.accept_request(request_id, a.prover2)  # another prover takes it over
+
+    assert chain.usdc.balance_of(a.consumer.address) == consumer_before + bond  # the griefer's bond
+    assert market.get_prover(a.prover.address).stake == griefer_stake  # the bond is not given back
+    assert market.fulfill(request_id, VALID, INPUT + OUTPUT, a.prover2).valid
+
+
+def test_a_proof_with_an_extra_instance_reverts_and_slashes_nobody(chain: Chain, model: Listed) -> None:
+    a, market = chain.accounts, chain.market
+    request_id = open_request(chain, model)
+    market.accept_request(request_id, a.prover)
+    stake = market.get_prover(a.prover.address).stake
+
+    with pytest.raises(ContractReverted, match="public instances") as info:
+        market.fulfill(request_id, VALID, INPUT + OUTPUT + [7], a.prover)
+
+    assert info.value.details["error"] == "InstanceCountMismatch"
+    assert market.get_prover(a.prover.address).stake == stake and market.get_prover(a.prover.address).failed == 0
+    assert market.fulfill(request_id, VALID, INPUT + OUTPUT, a.prover).valid
+
+
+def test_a_deauthorised_prover_still_fulfils_the_claim_it_holds(chain: Chain, model: Listed) -> None:
+    a, market = chain.accounts, chain.market
+    request_id = open_request(chain, model)
+    market.accept_request(request_id, a.prover)
+    market.set_prover_authorized(a.prover.address, False, a.admin)  # admin changes its mind mid-request
+    try:
+        assert market.fulfill(request_id, VALID, INPUT + OUTPUT, a.prover).valid
+    finally:
+        market.set_prover_authorized(a.prover.address, True, a.admin)
+
+
+def test_x402_money_in_a_splitter_is_released_three_ways(chain: Chain, model: Listed) -> None:
+    a, market, usdc = chain.accounts, chain.market, chain.usdc
+    splitter = market.splitter_for(model.key, a.prover.address)
+    assert splitter == market.splitter_for(model.key, a.prover.address) != market.splitter_for(
+        model.key, a.prover2.address)
+    assert chain.client.code_at(splitter) == b""  # known before it exists (CREATE2)
+    usdc.transfer(splitter, PRICE, a.consumer)  # what an x402 settlement does
+    owner_before, prover_before = usdc.balance_of(a.owner.address), usdc.balance_of(a.prover.address)
+    platform_before = market.platform_balance()
+
+    released = market.release_split(model.key, a.prover.address, a.stranger)  # anyone may release
+
+    fee = PRICE * market.platform_fee_bps() // 10_000
+    owner_amount = PRICE * 7_000 // 10_000
+    assert (released.owner_amount, released.prover_amount, released.platform_fee) == (
+        owner_amount, PRICE - fee - owner_amount, fee)
+    assert usdc.balance_of(a.owner.address) - owner_before == owner_amount
+    assert usdc.balance_of(a.prover.address) - prover_before == PRICE - fee - owner_amount
+    assert market.platform_balance() - platform_before == fee and usdc.balance_of(splitter) == 0
+    again = market.release_split(model.key, a.prover.address, a.stranger)  # nothing left: pays nothing
+    assert (again.owner_amount, again.prover_amount, again.platform_fee) == (0, 0, 0)
