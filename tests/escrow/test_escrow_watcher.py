@@ -15,10 +15,10 @@ from escrow_helpers import (
 )
 from fastapi.testclient import TestClient
 
-from proofmarket.chain import advance_time, mine
+from proofmarket.chain import advance_time, dev_account, mine
 from proofmarket.chain.types import RequestStatus
 from proofmarket.db import Database, EscrowRepo, EscrowStatus, ModelRepo
-from proofmarket.jobs.escrow import EscrowService
+from proofmarket.jobs.escrow import EscrowService, UnknownRequest
 from proofmarket.market import Market
 
 pytestmark = [pytest.mark.slow, pytest.mark.chain]
@@ -194,3 +194,30 @@ def test_a_request_without_input_expires_and_refuses_late_input(env: EscrowEnv, 
             assert late.status_code == 409 and late.json()["error"]["code"] == "request_closed"
     finally:
         env.market.client.rpc("evm_revert", [snapshot])
+
+
+def test_the_watcher_never_proves_for_a_squatters_listing_of_a_served_model(env: EscrowEnv, tmp_path: object) -> None:
+    """A squatter lists the served model's CID under its own id (any verifier, any price): consumers who
+    escrow on it are not served by this node (its ids are namespaced by its owner), so nothing is claimed,
+    proved or slashed for it."""
+    db = Database(f"sqlite:///{tmp_path}/squat.db")
+    db.migrate()
+    repo = EscrowRepo(db)
+    market = Market.open(workspace=env.ws)
+    watcher = EscrowService(market, repo, lambda: [env.public], confirmations=0)
+    watcher.run_once()
+    squatter = dev_account(6, market.client.chain_id)
+    squatting = env.market.with_accounts(owner=squatter)
+    squatting.register_model(env.public, "3")  # same CID, the squatter's own (namespaced) id
+    assert squatting.onchain_id(env.public) != env.market.onchain_id(env.public)
+    stake = market.market.get_prover(market.accounts.prover.address).stake
+    squatted = env.market.request(env.public, mlp_input(), owner=squatter.address)
+
+    watcher.run_once()
+
+    assert repo.get(watcher.chain_id, watcher.address, squatted.request_id) is None
+    with pytest.raises(UnknownRequest):
+        watcher.get(squatted.request_id)
+    assert market.market.get_request(squatted.request_id).status is RequestStatus.OPEN  # never claimed
+    assert market.market.get_prover(market.accounts.prover.address).stake == stake
+    db.close()
