@@ -16,8 +16,8 @@ Before a listing is used it is checked against the model's manifest (``check_ent
 settings hashes, instance layout, verifier code): a listing that is not this model is never sold.
 
 Reads are cached and refreshed on the registry's events: every ``poll_s`` at most, one ``eth_getLogs`` over
-the registry's new blocks drops the cached entries those events name. The paid path (``fresh=True``)
-always reads the chain.
+the registry's new blocks drops the cached entries those events name. The paid path reads the chain
+on every call (``FRESH_S``): a deactivation or a new price applies to the very next call.
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ if TYPE_CHECKING:
     from proofmarket.market.service import Market
 
 log = logging.getLogger("proofmarket.listings")
+
+FRESH_S = 0.0  # the paid path reads the chain on every call: a deactivation or repricing applies at once
+MAX_LOG_RANGE = 5_000  # blocks per eth_getLogs (RPC providers cap the range)
 
 
 class ModelInactive(UsageError):
@@ -82,7 +85,7 @@ class Listings:
         self.default_owner = default_owner or market.accounts.owner.address
         self.prover = market.accounts.prover.address
         self.poll_s = poll_s
-        self._cache: dict[tuple[str, str], Listing] = {}
+        self._cache: dict[tuple[str, str], tuple[Listing, float]] = {}  # (listing, read at: monotonic)
         self._checked: set[tuple[str, str]] = set()  # (model, onchain id) whose entry matched the manifest
         self._lock = threading.Lock()
         self._next_block = market.client.block_number() + 1
@@ -95,24 +98,26 @@ class Listings:
         return None if market is None else cls(market, default_owner=default_owner, poll_s=poll_s)
 
     # --- reading --------------------------------------------------------------------------------
-    def get(self, model_id: str, owner: str | None = None, *, fresh: bool = False) -> Listing:
+    def get(self, model_id: str, owner: str | None = None, *, max_age_s: float | None = None) -> Listing:
+        """The listing, from the cache unless it is older than ``max_age_s`` (None: any age; the cache drops
+        an entry when the registry emits an event for it)."""
         owner = owner or self.default_owner
         self._refresh()
         key = (model_id, owner.lower())
         with self._lock:
-            cached = None if fresh else self._cache.get(key)
-        if cached is not None:
-            return cached
+            cached = self._cache.get(key)
+        if cached is not None and (max_age_s is None or time.monotonic() - cached[1] <= max_age_s):
+            return cached[0]
         listing = self._read(model_id, owner)
         with self._lock:
-            self._cache[key] = listing
+            self._cache[key] = (listing, time.monotonic())
         return listing
 
     def sellable(self, model_id: str, owner: str | None = None) -> Listing | None:
-        """The listing the paid path sells on (read fresh), None when the model is not listed on chain.
+        """The listing the paid path sells on (at most FRESH_S old), None when the model is not listed on chain.
         Raises ``ModelInactive`` for a deactivated listing and ``RegistryMismatch`` for one that is not
         this model."""
-        listing = self.get(model_id, owner, fresh=True)
+        listing = self.get(model_id, owner, max_age_s=FRESH_S)
         if not listing.registered:
             return None
         if listing.error is not None:
@@ -156,6 +161,11 @@ class Listings:
             head = self.market.client.block_number()
             if head < self._next_block:
                 return
+            if head - self._next_block >= MAX_LOG_RANGE:  # idle for long: forget everything, skip the range
+                with self._lock:
+                    self._cache.clear()
+                    self._next_block = head + 1
+                return
             logs = self.market.client.w3.eth.get_logs({"address": self.market.registry.contract.address,
                                                        "fromBlock": self._next_block, "toBlock": head})
         except Exception as exc:  # the chain is away: keep the cache, try again next poll
@@ -165,7 +175,7 @@ class Listings:
         with self._lock:
             self._next_block = head + 1
             if touched:
-                self._cache = {k: v for k, v in self._cache.items() if v.onchain_id[2:] not in touched}
+                self._cache = {k: v for k, v in self._cache.items() if v[0].onchain_id[2:] not in touched}
 
     # --- x402 splits ----------------------------------------------------------------------------
     def release_later(self, onchain_id: str) -> None:
