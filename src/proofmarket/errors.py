@@ -115,6 +115,12 @@ class InputShapeError(InputError):
     code = "input_shape"
 
 
+class SampleCountError(InputShapeError):
+    """A sample file's values do not split into whole samples of the model's input size."""
+
+    code = "sample_count_not_whole"
+
+
 class NonFiniteInput(InputError):
     code = "input_not_finite"
 

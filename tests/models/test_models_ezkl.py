@@ -34,6 +34,7 @@ ezkl = pytest.importorskip("ezkl")
 pytestmark = pytest.mark.slow
 
 _rng = np.random.default_rng(0)
+FOLDED_AWAY = frozenset({"Constant", "Shape"})  # constant once the input shapes are static
 
 
 def _w(*shape: int) -> np.ndarray:
@@ -190,7 +191,8 @@ def test_every_supported_op_has_a_case() -> None:
 def test_supported_op_compiles_and_mocks(op: str, tmp_path: Path) -> None:
     raw = tmp_path / "raw.onnx"
     onnx.save(OP_CASES[op](), str(raw))
-    assert op in load_model(raw).operators
+    # constants and the shape of a static tensor are folded away before the check: what is left is proved
+    assert (op in load_model(raw).operators) is (op not in FOLDED_AWAY)
     model = tmp_path / "model.onnx"
     normalize_model(raw, model)
     _ezkl(model, _random_samples(model), tmp_path)

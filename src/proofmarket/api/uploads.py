@@ -1,7 +1,8 @@
 """A model upload (multipart form) checked before it becomes a compile job.
 
-Fields: ``onnx`` (file), ``samples`` (file or text: JSON sample inputs), ``price_atomic`` (integer, atomic
-USDC units), optional ``privacy`` (public | private-input | private), ``name``, ``owner`` (0x address).
+Fields: ``onnx`` (file), ``samples`` (file or text: JSON sample inputs; a file may also be .npy, .npz or
+.csv), ``price_atomic`` (integer, atomic USDC units), optional ``privacy`` (public | private-input |
+private), ``name``, ``owner`` (0x address).
 The ONNX file and the samples are checked here (422 at once); only then is the model stored and queued.
 """
 
@@ -46,9 +47,8 @@ def prepare_upload(form: FormData, settings: Settings, store: ArtifactStore) -> 
     onnx = form.get("onnx")
     if not isinstance(onnx, UploadFile):
         raise UsageError("the upload needs the ONNX model as the file field 'onnx'")
-    samples = _samples(form.get("samples"))
+    field = form.get("samples")
     spec: dict[str, Any] = {
-        "samples": samples,
         "price_atomic": str(check_price(_int(form.get("price_atomic"), "price_atomic"))),
         "privacy": PrivacyProfile.parse(_text(form.get("privacy")) or "public").name,
         "name": (_text(form.get("name")) or Path(onnx.filename or "model").stem or "model")[:200],
@@ -57,6 +57,7 @@ def prepare_upload(form: FormData, settings: Settings, store: ArtifactStore) -> 
     with tempfile.TemporaryDirectory(prefix="proofmarket-upload-") as tmp:
         path = _save(onnx, Path(tmp) / "model.onnx", settings.max_model_bytes)
         info = models.load_model(path, max_bytes=settings.max_model_bytes)
+        spec["samples"] = samples = _samples(field, info)
         models.parse_samples(samples, info)
         spec["onnx_cid"] = store.put_file(path)
     return spec, request_hash(JobKind.COMPILE, None, spec)
@@ -74,12 +75,15 @@ def _save(upload: UploadFile, dest: Path, max_bytes: int) -> Path:
     return dest
 
 
-def _samples(field: UploadFile | str | None) -> Any:
+def _samples(field: UploadFile | str | None, info: models.ModelInfo) -> Any:
+    """The samples as a JSON document: text or a .json file as is; an .npy/.npz/.csv file read against the
+    model's inputs (``models.read_sample_file``)."""
     if field is None:
-        raise UsageError("the upload needs sample inputs as the field 'samples' (JSON)")
-    raw = field.file.read() if isinstance(field, UploadFile) else field.encode()
+        raise UsageError("the upload needs sample inputs as the field 'samples' (JSON, .npy, .npz or .csv)")
+    if isinstance(field, UploadFile):
+        return models.read_sample_file(field.file.read(), field.filename or "samples.json", info)
     try:
-        return json.loads(raw)
+        return json.loads(field.encode())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UsageError(f"the samples are not valid JSON ({exc})") from exc
 

@@ -40,6 +40,19 @@ def _read_json(path: Path, what: str) -> Any:
         raise UsageError(f"{what} file {path} is not valid JSON ({exc})") from exc
 
 
+def _read_samples(path: Path, model: Path) -> Any:
+    """A sample file as the document compile takes: JSON as is; .npy/.npz/.csv read against the model's inputs."""
+    if path.suffix.lower() not in (".npy", ".npz", ".csv"):
+        return _read_json(path, "samples")
+    from proofmarket import models
+
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise UsageError(f"samples file {path} does not exist") from exc
+    return models.read_sample_file(data, path.name, models.load_model(model))
+
+
 @app.callback()
 def main(version: Annotated[bool, typer.Option("--version", help="print the version")] = False) -> None:
     if version:
@@ -50,7 +63,10 @@ def main(version: Annotated[bool, typer.Option("--version", help="print the vers
 @app.command("compile")
 def compile_cmd(
     model: Annotated[Path, typer.Argument(help="the ONNX model file")],
-    sample: Annotated[Path, typer.Option("--sample", help="JSON with sample inputs for tuning and calibration")],
+    sample: Annotated[Path, typer.Option(
+        "--sample", help="sample inputs for tuning and calibration: JSON ({\"inputs\": [...]}, EZKL's "
+                         "input.json or calibration file), .npy/.npz arrays, or CSV (one-input tabular models: "
+                         "a row per sample)")],
     privacy: Annotated[str, typer.Option(help="public | private-input | private, or 'input=hashed,params=fixed'")]
     = "public",
     srs: Annotated[Path | None, typer.Option("--srs", help="ceremony SRS file (default: a dev SRS, devnet only)")]
@@ -65,7 +81,7 @@ def compile_cmd(
     ws = _workspace(home)
     try:
         profile = PrivacyProfile.parse(privacy)
-        samples = _read_json(sample, "samples")
+        samples = _read_samples(sample, model)
         with progress_steps(not as_json) as step:
             result = ws.compile(model, samples, profile=profile, srs_file=srs, name=name,
                                 bound=_bound(max_error), progress=step)

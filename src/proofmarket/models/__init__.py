@@ -11,6 +11,7 @@ from proofmarket.models.inputs import (
 from proofmarket.models.loader import MAX_MODEL_BYTES, load_model, model_commitment, normalize_model
 from proofmarket.models.ops import MAX_OPSET, MIN_OPSET, SUPPORTED_OPS
 from proofmarket.models.runtime import clear_session_cache, run_onnx
+from proofmarket.models.sample_files import read_sample_file
 from proofmarket.models.spec import ModelInfo, TensorSpec
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "normalize_model",
     "parse_inputs",
     "parse_samples",
+    "read_sample_file",
     "run_onnx",
     "to_ezkl_calibration",
     "to_ezkl_input",

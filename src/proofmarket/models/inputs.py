@@ -6,7 +6,11 @@ Two request forms are accepted for one inference:
   each either flat (row-major) or nested to the input's shape;
 * named tensors ``{"inputs": {"x": [[...]]}}``: one entry per model input, flat or nested.
 
-Sample files (calibration sets) hold several inferences: ``{"inputs": [{"x": ...}, ...]}``.
+Sample files (calibration sets) hold several inferences: ``{"inputs": [{"x": ...}, ...]}``, or EZKL's own
+files: an ``input.json`` or a calibration file ``{"input_data": [[N samples of input 0, flattened], ...]}``
+(N = length / input size, the same for every input; its optional keys such as ``input_shapes`` and
+``output_data`` are accepted and ignored). ``.npy``/``.npz`` arrays and CSV tables are read by
+:mod:`proofmarket.models.sample_files`.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from proofmarket.errors import InputError, InputShapeError, InputTooLarge, NonFiniteInput
+from proofmarket.errors import InputError, InputShapeError, InputTooLarge, NonFiniteInput, SampleCountError
 from proofmarket.models.spec import ModelInfo, TensorSpec
 
 #: Default cap on the total number of values in one request.
@@ -25,7 +29,10 @@ MAX_INPUT_ELEMENTS = 1_000_000
 #: Default cap on the number of samples in a sample file.
 MAX_SAMPLES = 1024
 _MAX_DEPTH = 32
-_ALLOWED_KEYS = frozenset({"input_data", "inputs", "output_data"})
+#: Keys EZKL's input files may carry besides ``input_data`` (written by ezkl's own tools and examples).
+EZKL_OPTIONAL_KEYS = frozenset({"output_data", "input_shapes", "output_shapes", "input_hashes", "output_hashes",
+                                "param_hashes", "processed_inputs", "processed_outputs", "processed_params"})
+_ALLOWED_KEYS = frozenset({"input_data", "inputs"}) | EZKL_OPTIONAL_KEYS
 
 Arrays = list[np.ndarray]
 
@@ -68,7 +75,8 @@ def parse_samples(
     max_samples: int = MAX_SAMPLES,
     max_elements: int = MAX_INPUT_ELEMENTS,
 ) -> list[list[np.ndarray]]:
-    """Parse a sample set: ``{"inputs": [{name: tensor, ...}, ...]}``, or one request in either form.
+    """Parse a sample set: ``{"inputs": [{name: tensor, ...}, ...]}``, EZKL's ``input_data`` (one sample, or
+    a calibration file of N samples flattened per input), or one request in the named form.
 
     Returns one list of arrays (as from :func:`parse_inputs`) per sample. ``max_elements`` bounds
     each sample; ``max_samples`` bounds their number.
@@ -103,7 +111,66 @@ def parse_samples(
                 exc.args = (exc.message,)
                 raise
         return samples
+    if isinstance(doc, Mapping) and "input_data" in doc and "inputs" not in doc:
+        return _ezkl_samples(doc, info, max_samples=max_samples, max_elements=max_elements)
     return [parse_inputs(doc, info, max_elements=max_elements)]
+
+
+def _ezkl_samples(doc: Mapping[str, Any], info: ModelInfo, *, max_samples: int,
+                  max_elements: int) -> list[list[np.ndarray]]:
+    """EZKL's input or calibration file: per input, N samples flattened into one list (N = length / input
+    size, a whole number and the same for every input). A one-input model also takes one list per sample."""
+    unknown = sorted(str(k) for k in doc if k not in _ALLOWED_KEYS)
+    if unknown:
+        raise InputError(f"The sample document has unknown key(s) {', '.join(map(repr, unknown))}; use "
+                         "'input_data' (EZKL's form) or 'inputs'.", keys=unknown)
+    data = doc["input_data"]
+    rows = _positional_rows(data, info)
+    if rows is not None:
+        data = [[v for row in rows for v in row]]
+    lists = _positional(data, info)
+    budget = [max_elements * max_samples]
+    flats: list[list[Any]] = []
+    counts: list[int] = []
+    for value, spec in zip(lists, info.inputs, strict=True):
+        flat, _ = _flatten(value, spec.name, budget, max_elements * max_samples)
+        if not flat or len(flat) % spec.size:
+            raise SampleCountError(
+                f"Input '{spec.name}' has {len(flat)} values in 'input_data', not a whole number of samples of "
+                f"{spec.size} values (its shape {list(spec.shape)}): {len(flat) / spec.size:.4g} samples.",
+                tensor=spec.name, values=len(flat), sample_size=spec.size)
+        flats.append(flat)
+        counts.append(len(flat) // spec.size)
+    if len(set(counts)) != 1:
+        raise SampleCountError(
+            "The inputs of 'input_data' hold different numbers of samples ("
+            + ", ".join(f"'{s.name}': {n}" for s, n in zip(info.inputs, counts, strict=True)) + ").",
+            counts=counts)
+    count = counts[0]
+    if count > max_samples:
+        raise InputTooLarge(f"The sample document has {count} samples, over the limit of {max_samples}.",
+                            samples=count, max_samples=max_samples)
+    samples: list[list[np.ndarray]] = []
+    for k in range(count):
+        one = [flat[k * spec.size:(k + 1) * spec.size] for flat, spec in zip(flats, info.inputs, strict=True)]
+        try:
+            samples.append(parse_inputs({"input_data": one}, info, max_elements=max_elements))
+        except InputError as exc:
+            exc.details.setdefault("sample", k)
+            exc.message = f"Sample {k}: {exc.message}"
+            exc.args = (exc.message,)
+            raise
+    return samples
+
+
+def _positional_rows(data: object, info: ModelInfo) -> list[list[Any]] | None:
+    """``[[sample 0], [sample 1], ...]`` for a one-input model: several flat lists of the input's size."""
+    if len(info.inputs) != 1 or not isinstance(data, list) or len(data) < 2:
+        return None
+    size = info.inputs[0].size
+    if all(isinstance(row, list) and len(row) == size and all(_is_number(v) for v in row) for row in data):
+        return data
+    return None
 
 
 def to_ezkl_input(arrays: Sequence[np.ndarray]) -> dict[str, list[list[float]]]:

@@ -13,6 +13,7 @@ from google.protobuf.message import DecodeError
 from onnx import helper, shape_inference
 
 from proofmarket.errors import InvalidModel, ModelTooLarge, TensorTooLarge, UnsupportedOperator
+from proofmarket.models.fold import fold_constants
 from proofmarket.models.ops import (
     DEFAULT_DOMAINS,
     MAX_OPSET,
@@ -184,20 +185,25 @@ def _run_checker(model: onnx.ModelProto) -> None:
         raise InvalidModel(f"The model fails the ONNX checker: {_first_line(exc)}.") from exc
 
 
-def _check_operators(model: onnx.ModelProto) -> frozenset[str]:
+def _check_operators(model: onnx.ModelProto, *, domains_only: bool = False) -> frozenset[str]:
+    """Refuse operators outside the allowlist (``domains_only``: only those outside the standard ONNX domain,
+    checked before onnxruntime is asked to load and fold the graph)."""
     used: set[str] = set()
     bad: dict[str, list[str]] = {}
     for index, node in enumerate(model.graph.node):
         default = node.domain in DEFAULT_DOMAINS
         op = node.op_type if default else f"{node.domain}.{node.op_type}"
         used.add(op)
-        if not default or node.op_type not in SUPPORTED_OPS:
+        if not default or (not domains_only and node.op_type not in SUPPORTED_OPS):
             bad.setdefault(op, []).append(node.name or f"#{index}")
     if bad:
         parts = [f"{op} (node '{nodes[0]}')" for op, nodes in list(bad.items())[:_MAX_LISTED]]
         more = f" and {len(bad) - _MAX_LISTED} more" if len(bad) > _MAX_LISTED else ""
+        where = "outside the standard ONNX domain" if domains_only else \
+            "left on the data path after constants and shape arithmetic were folded"
         raise UnsupportedOperator(
-            f"The model uses operators that cannot be proven: {', '.join(parts)}{more}.",
+            f"The model uses operators that cannot be proven: {', '.join(parts)}{more} ({where}); replace them "
+            "with supported operators (README: Operators).",
             operators=sorted(bad),
             nodes={op: nodes for op, nodes in bad.items()},
         )
@@ -408,13 +414,18 @@ def _check(path: Path, *, max_bytes: int, batch_dim_ok: bool, max_tensor_element
     normalized = onnx.ModelProto()
     normalized.CopyFrom(model)
     inputs, batched = _fix_inputs(normalized, batch_dim_ok)
-    operators = _check_operators(model)
+    _check_operators(model, domains_only=True)
     dropped = _drop_dynamic_value_info(normalized)
     for out in normalized.graph.output:  # let inference recompute what the batch fix changes
         if out.type.HasField("tensor_type") and out.type.tensor_type.HasField("shape"):
             for dim in out.type.tensor_type.shape.dim:
                 if _static_dim(dim) is None:
                     dim.Clear()
+    # shapes are static now: fold shape arithmetic and constants, then check what is left on the data path
+    before = [(n.op_type, tuple(n.input)) for n in normalized.graph.node]
+    normalized = fold_constants(normalized)
+    folded = before != [(n.op_type, tuple(n.input)) for n in normalized.graph.node]
+    operators = _check_operators(normalized)
     inferred = _infer(normalized)
     _check_elements(normalized, inferred, max_tensor_elements)
     outputs, outputs_changed = _fix_outputs(normalized, inferred)
@@ -430,7 +441,7 @@ def _check(path: Path, *, max_bytes: int, batch_dim_ok: bool, max_tensor_element
         operators=operators,
         is_classifier=_is_classifier(model, outputs),
         batch_inputs=tuple(batched),
-        needs_normalization=bool(batched) or dropped or outputs_changed or strides_added,
+        needs_normalization=bool(batched) or dropped or outputs_changed or strides_added or folded,
         producer=model.producer_name,
     )
     return _Checked(info, normalized)

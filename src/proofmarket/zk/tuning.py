@@ -68,17 +68,25 @@ class Candidate:
         return data
 
 
+#: The absolute floor of the accuracy bound, in quantisation steps of the finest scale searched: a
+#: fixed-point circuit at scale s rounds each value to 2^-s, so no candidate can promise less than that.
+FLOOR_STEPS = 2
+EZKL_DEFAULT_SCALE = 7
+
+
 @dataclass
 class AccuracyBound:
-    """Default: max abs error <= 1% of the sample outputs' range; same argmax for classifiers."""
+    """Default: max abs error <= 1% of the sample outputs' range; same argmax for classifiers. The limit
+    never goes below ``FLOOR_STEPS`` quantisation steps of the finest scale searched (2 x 2^-10 ~ 0.002 on
+    the default grid), so one sample or a constant output does not demand an error of 1e-06."""
 
     relative: float = 0.01
     classifier: bool = False
 
-    def limit(self, reference: list[np.ndarray]) -> float:
+    def limit(self, reference: list[np.ndarray], finest_scale: int = max(DEFAULT_SCALES)) -> float:
         flat = np.concatenate([r.ravel() for r in reference])
         span = float(flat.max() - flat.min()) if flat.size else 0.0
-        return max(self.relative * span, 1e-6)
+        return max(self.relative * span, FLOOR_STEPS * 2.0 ** -finest_scale)
 
 
 @dataclass
@@ -127,7 +135,8 @@ def ezkl_default_candidate() -> Candidate:
 
 def search(job: TuningJob, candidates: list[Candidate] | None = None, progress: Progress = _noop) -> TuningReport:
     candidates = candidates if candidates is not None else default_candidates()
-    limit = job.bound.limit([o for outs in job.reference for o in outs])
+    finest = max((c.scale if c.scale is not None else EZKL_DEFAULT_SCALE for c in candidates), default=7)
+    limit = job.bound.limit([o for outs in job.reference for o in outs], finest)
     data = job.workdir / "calibration.json"
     data.write_text(json.dumps(calibration_input(job.samples)))
     measured: dict[tuple[object, ...], Candidate] = {}
