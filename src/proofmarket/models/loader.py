@@ -423,7 +423,11 @@ def _check(path: Path, *, max_bytes: int, batch_dim_ok: bool, max_tensor_element
                     dim.Clear()
     # shapes are static now: fold shape arithmetic and constants, then check what is left on the data path
     before = [(n.op_type, tuple(n.input)) for n in normalized.graph.node]
-    normalized = fold_constants(normalized)
+    try:
+        normalized = fold_constants(normalized)
+    except InvalidModel:  # onnxruntime cannot load it: an unsupported operator is the more useful answer
+        _check_operators(normalized)
+        raise
     folded = before != [(n.op_type, tuple(n.input)) for n in normalized.graph.node]
     operators = _check_operators(normalized)
     inferred = _infer(normalized)

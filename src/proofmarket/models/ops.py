@@ -1,12 +1,13 @@
 """Which ONNX operators and opsets proofmarket accepts.
 
-Every operator below was put through EZKL 23.0.5 on a tiny one-node model (gen_settings,
-calibrate_settings with target "resources", compile_circuit, gen_witness, mock) and passed;
-``tests/models/test_allowlist_ezkl.py`` (marked slow) repeats that check. The list is deliberately
-conservative: some operators that EZKL also handles (LSTM, TopK with one output, Where, Einsum, Sin,
-Floor, ...) are left out until a use needs them. Seen failing in EZKL 23.0.5: ``Gelu``
-(not implemented by tract), ``RandomNormalLike``, ``NonMaxSuppression`` (data-dependent shape),
-two-output ``TopK``, and ``Max`` of two same-shape tensors.
+Every operator below is proved soundly by EZKL 23.0.5 on a tiny model: ``tests/models/test_models_ezkl.py``
+(marked slow) compiles each one, checks that the witness outputs match onnxruntime, makes a real proof,
+verifies it, and checks that the proof with one byte flipped is rejected. Left out, with the reason:
+``Gelu`` (not implemented by tract), ``RandomNormalLike`` and other random ops (nothing to prove),
+``NonZero``/``NonMaxSuppression``/``Unique`` (data-dependent shapes), ``TopK`` (its two-output form fails),
+``Max`` of two tensors, ``Mod``, ``Tile``, ``ScatterND``/``ScatterElements`` (EZKL 23.0.5 fails or panics on
+them), ``MeanVarianceNormalization``, and every operator outside the standard ONNX domain (ai.onnx.ml,
+com.microsoft: tree ensembles and fused kernels; convert trees to tensor ops, e.g. with hummingbird).
 
 Conv, MaxPool and AveragePool need an explicit ``strides`` attribute in EZKL (it does not apply the
 ONNX default); :func:`proofmarket.models.normalize_model` writes it in.
@@ -78,6 +79,64 @@ SUPPORTED_OPS: frozenset[str] = frozenset(
         "Constant",
         "Identity",
         "Dropout",
+        "ConstantOfShape",  # folded when its shape is constant, like Shape and Constant
+        "Range",
+        # widened for issue 9 (tests/models/test_models_ezkl.py proves each one and rejects a tampered proof)
+        "Pow",
+        "PRelu",
+        "Celu",
+        "ThresholdedRelu",
+        "Shrink",
+        "HardSwish",
+        "Hardmax",
+        "Sign",
+        "Floor",
+        "Ceil",
+        "Round",
+        "Min",
+        "Mean",
+        "Sin",
+        "Cos",
+        "Tan",
+        "Asin",
+        "Acos",
+        "Atan",
+        "Sinh",
+        "Cosh",
+        "Asinh",
+        "Atanh",
+        "Less",
+        "Greater",
+        "LessOrEqual",
+        "GreaterOrEqual",
+        "Equal",
+        "Not",
+        "And",
+        "Or",
+        "Xor",
+        "Where",
+        "GatherElements",
+        "GatherND",
+        "OneHot",
+        "Trilu",
+        "InstanceNormalization",
+        "LayerNormalization",
+        "Resize",
+        "ConvTranspose",
+        "LSTM",
+        "GRU",
+        "RNN",
+        "ReduceMin",
+        "ReduceL1",
+        "ReduceL2",
+        "ReduceLogSumExp",
+        "ReduceSumSquare",
+        "ReduceProd",
+        "Einsum",
+        "Split",
+        "DepthToSpace",
+        "SpaceToDepth",
+        "CumSum",
     }
 )
 
