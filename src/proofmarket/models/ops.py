@@ -5,6 +5,7 @@ Every operator below is proved soundly by EZKL 23.0.5 on a tiny model: ``tests/m
 verifies it, and checks that the proof with one byte flipped is rejected. Left out, with the reason:
 ``Gelu`` (not implemented by tract), ``RandomNormalLike`` and other random ops (nothing to prove),
 ``NonZero``/``NonMaxSuppression``/``Unique`` (data-dependent shapes), ``TopK`` (its two-output form fails),
+``Equal`` (EZKL proves ``Equal -> Cast`` with the boolean at the wrong scale: a proof of a wrong answer),
 ``Max`` of two tensors, ``Mod``, ``Tile``, ``ScatterND``/``ScatterElements`` (EZKL 23.0.5 fails or panics on
 them), ``MeanVarianceNormalization``, and every operator outside the standard ONNX domain (ai.onnx.ml,
 com.microsoft: tree ensembles and fused kernels; convert trees to tensor ops, e.g. with hummingbird).
@@ -109,7 +110,6 @@ SUPPORTED_OPS: frozenset[str] = frozenset(
         "Greater",
         "LessOrEqual",
         "GreaterOrEqual",
-        "Equal",
         "Not",
         "And",
         "Or",
