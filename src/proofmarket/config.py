@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from proofmarket.zk.predict import Budget
 
 
 class Settings(BaseSettings):
@@ -15,6 +18,11 @@ class Settings(BaseSettings):
     home: Path = Field(default=Path.home() / ".proofmarket", description="data folder: store, SRS cache, jobs")
     srs_file: Path | None = Field(default=None, description="ceremony SRS file; unset = dev SRS (devnet only)")
     proof_timeout_s: float = Field(default=600.0, gt=0, description="a proof running longer is stopped")
+    max_logrows: int = Field(default=22, ge=1, le=26, description="compile refuses a model predicted above this")
+    max_prove_s: float = Field(default=600.0, gt=0, description="compile refuses a model whose predicted prove "
+                                                               "time is above this")
+    max_prove_memory_mb: float = Field(default=16_384.0, gt=0, description="compile refuses a model whose "
+                                                                           "predicted peak memory is above this")
     max_model_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
     rpc_url: str | None = Field(default=None, description="chain RPC URL; unset = the devnet of 'proofmarket chain up'")
     private_key: SecretStr | None = Field(default=None, description="signing key off the devnet (never logged)")
@@ -49,6 +57,12 @@ class Settings(BaseSettings):
     model_owner: str | None = Field(
         default=None, pattern=r"^0x[0-9a-fA-F]{40}$",
         description="the address whose registry listings this node serves; unset = the market's owner account")
+
+    @property
+    def budget(self) -> Budget:
+        from proofmarket.zk.predict import Budget
+
+        return Budget(self.max_logrows, self.max_prove_s, self.max_prove_memory_mb)
 
     @property
     def store_dir(self) -> Path:

@@ -92,6 +92,12 @@ class UnsupportedOperator(ModelError):
     code = "unsupported_operator"
 
 
+class ModelOverBudget(ModelError):
+    """The predicted circuit (logrows, prove time or memory) exceeds the node's proving budget."""
+
+    code = "model_over_budget"
+
+
 class TensorTooLarge(ModelError):
     """A tensor of the model (weights, input, output or an intermediate) has more elements than the node takes."""
 

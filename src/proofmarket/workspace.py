@@ -10,6 +10,7 @@ from typing import Any
 from proofmarket.config import Settings
 from proofmarket.store import LocalStore, export_car, import_car
 from proofmarket.zk.compiler import CompileOptions, CompileResult, Progress
+from proofmarket.zk.predict import Prediction
 from proofmarket.zk.profile import PrivacyProfile
 from proofmarket.zk.prover import EzklProver, ProveResult
 from proofmarket.zk.srs import SrsProvider
@@ -35,10 +36,16 @@ class Workspace:
                 bound: AccuracyBound | None = None, name: str | None = None,
                 progress: Progress = lambda _: None) -> CompileResult:
         srs = SrsProvider(self.settings.srs_dir, srs_file or self.settings.srs_file)
-        options = CompileOptions(profile=profile, srs=srs, bound=bound, name=name)
+        options = CompileOptions(profile=profile, srs=srs, bound=bound, name=name, budget=self.settings.budget)
         result = self.prover.compile(onnx_path, samples_doc, options, progress)
         self._index(result)
         return result
+
+    def predict(self, onnx_path: Path, samples_doc: Any, *, profile: PrivacyProfile) -> Prediction:
+        """``compile --dry-run``: check the model and samples and predict the circuit's cost (no keys)."""
+        from proofmarket.zk.compiler import predict_model
+
+        return predict_model(onnx_path, samples_doc, profile)[0]
 
     def prove(self, model_id: str, inputs_doc: Any) -> ProveResult:
         return self.prover.prove(model_id, inputs_doc)

@@ -53,6 +53,22 @@ def _read_samples(path: Path, model: Path) -> Any:
     return models.read_sample_file(data, path.name, models.load_model(model))
 
 
+def _print_prediction(prediction: Any, settings: Any, as_json: bool) -> None:
+    from proofmarket.errors import ModelOverBudget
+
+    try:
+        settings.budget.check(prediction)
+        verdict = None
+    except ModelOverBudget as exc:
+        verdict = exc.message
+    if as_json:
+        emit_json({"ok": True, "prediction": prediction.to_dict(), "within_budget": verdict is None,
+                   "over_budget": verdict})
+        return
+    out.print(prediction.summary())
+    out.print("within this node's budget" if verdict is None else verdict)
+
+
 @app.callback()
 def main(version: Annotated[bool, typer.Option("--version", help="print the version")] = False) -> None:
     if version:
@@ -74,14 +90,22 @@ def compile_cmd(
     max_error: Annotated[float, typer.Option(help="accuracy bound: max abs error / sample outputs' range")]
     = 0.01,
     name: Annotated[str | None, typer.Option(help="a name for the model (default: the file name)")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="check the model and samples and predict logrows, "
+                                                            "proving-key size, memory and prove time; no tuning, "
+                                                            "no keys (seconds)")] = False,
     as_json: JsonOpt = False,
     home: HomeOpt = None,
 ) -> None:
-    """Compile MODEL into a tuned circuit, keys and a Solidity verifier; print the model id."""
+    """Compile MODEL into a tuned circuit, keys and a Solidity verifier; print the model id. The cost
+    prediction is printed first; a model over the budget (PROOFMARKET_MAX_*) is refused before any setup."""
     ws = _workspace(home)
     try:
         profile = PrivacyProfile.parse(privacy)
         samples = _read_samples(sample, model)
+        if dry_run:
+            prediction = ws.predict(model, samples, profile=profile)
+            _print_prediction(prediction, ws.settings, as_json)
+            return
         with progress_steps(not as_json) as step:
             result = ws.compile(model, samples, profile=profile, srs_file=srs, name=name,
                                 bound=_bound(max_error), progress=step)

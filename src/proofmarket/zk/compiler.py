@@ -30,6 +30,7 @@ from proofmarket.zk.manifest import (
     TensorDoc,
     VerifierRef,
 )
+from proofmarket.zk.predict import Budget, Prediction, predict
 from proofmarket.zk.profile import SALT_ELEMENTS, PrivacyProfile
 from proofmarket.zk.salt import circuit_input, new_salt, salt_model
 from proofmarket.zk.srs import SrsInfo, SrsProvider
@@ -54,6 +55,7 @@ class CompileOptions:
     candidates: list[Candidate] | None = None
     name: str | None = None
     timed: int = 2
+    budget: Budget | None = None  # refuse before tuning when the prediction is over it
 
 
 def compile_model(
@@ -70,8 +72,14 @@ def compile_model(
     with tempfile.TemporaryDirectory(prefix="proofmarket-compile-") as tmp:
         work = Path(tmp)
         circuit_onnx = circuit_model(onnx_path, work, options.profile)
-        reference = [models.run_onnx(work / "normalized.onnx", s) for s in samples]
         flat = [_flat_input(s, options.profile) for s in samples]
+        progress("predicting the circuit's cost")
+        prediction = predict(circuit_onnx, flat, input_visibility=options.profile.input,
+                             param_visibility=options.profile.params)
+        progress(prediction.summary())
+        if options.budget is not None:
+            options.budget.check(prediction)
+        reference = [models.run_onnx(work / "normalized.onnx", s) for s in samples]
         bound = options.bound or AccuracyBound(classifier=info.is_classifier)
         job = TuningJob(circuit_onnx, flat, reference, options.profile, work, options.srs, bound,
                         timed=options.timed)
@@ -113,6 +121,18 @@ def compile_model(
         )
         model_id = store.put_json(manifest.model_dump(mode="json"))
     return CompileResult(model_id, manifest, report)
+
+
+def predict_model(onnx_path: Path, samples_doc: Any, profile: PrivacyProfile) -> tuple[Prediction, models.ModelInfo]:
+    """``compile --dry-run``: the checks and the cost prediction of ``compile_model``, no tuning, no keys."""
+    info = models.load_model(onnx_path)
+    samples = models.parse_samples(samples_doc, info)
+    if not samples:
+        raise UsageError("the samples file holds no sample input: give at least one")
+    with tempfile.TemporaryDirectory(prefix="proofmarket-predict-") as tmp:
+        circuit_onnx = circuit_model(onnx_path, Path(tmp), profile)
+        flat = [_flat_input(s, profile) for s in samples]
+        return predict(circuit_onnx, flat, input_visibility=profile.input, param_visibility=profile.params), info
 
 
 def put_artifact(store: LocalStore, path: Path) -> ArtifactRef:

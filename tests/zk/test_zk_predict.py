@@ -1,0 +1,64 @@
+"""Know the limits before proving: the cost prediction, `compile --dry-run`, and the budget refusal."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from proofmarket.errors import ModelOverBudget
+from proofmarket.samples import sample_path
+from proofmarket.zk.predict import Budget, from_settings
+
+
+def _settings(logrows: int, cols: int, lookups: int = 0) -> dict[str, object]:
+    return {"run_args": {"logrows": logrows, "num_inner_cols": cols}, "num_rows": 2 ** logrows - 10,
+            "required_lookups": [{"Relu": {}}] * lookups, "required_range_checks": []}
+
+
+def test_costs_grow_with_rows_columns_and_lookups() -> None:
+    small, more_rows = from_settings(_settings(10, 1)), from_settings(_settings(12, 1))
+    more_cols, lookups = from_settings(_settings(10, 4)), from_settings(_settings(10, 1, lookups=3))
+    assert more_rows.prove_s == pytest.approx(4 * small.prove_s) and more_rows.pk_mb > small.pk_mb
+    assert more_cols.prove_s > small.prove_s and lookups.prove_s > small.prove_s
+    assert small.peak_rss_mb > small.pk_mb  # the prover holds the key and more
+
+
+def test_a_model_over_budget_is_refused_with_the_numbers() -> None:
+    prediction = from_settings(_settings(20, 2, lookups=2))
+    Budget(max_logrows=22, max_prove_s=1e6, max_memory_mb=1e9).check(prediction)
+    with pytest.raises(ModelOverBudget) as info:
+        Budget(max_logrows=18, max_prove_s=1.0, max_memory_mb=1e9).check(prediction)
+    assert info.value.code == "model_over_budget" and info.value.http_status == 422
+    assert "logrows 20 > 18" in info.value.message and "prove ~" in info.value.message
+    assert info.value.details["prediction"]["logrows"] == 20
+
+
+def _cli(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    full = {**{k: v for k, v in os.environ.items() if not k.startswith("PROOFMARKET_")}, "PROOFMARKET_HOME": str(home),
+            **env}
+    return subprocess.run([sys.executable, "-m", "proofmarket.cli.main", *args], capture_output=True, text=True,
+                          env=full, timeout=600)
+
+
+@pytest.mark.slow
+def test_dry_run_predicts_in_seconds_and_an_over_budget_compile_stops_before_setup(tmp_path: Path) -> None:
+    model, samples = str(sample_path("mlp")), str(sample_path("mlp", "samples"))
+    started = time.monotonic()
+    done = _cli(tmp_path, "compile", model, "--sample", samples, "--dry-run", "--json")
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["within_budget"] is True and 8 <= doc["prediction"]["logrows"] <= 16
+    assert time.monotonic() - started < 60  # seconds, not a compile: no tuning, no keys
+    assert not (tmp_path / "models.json").exists()  # nothing was compiled or stored as a model
+
+    refused = _cli(tmp_path, "compile", model, "--sample", samples, "--json", PROOFMARKET_MAX_LOGROWS="6")
+    assert refused.returncode == 2
+    error = json.loads(refused.stdout)["error"]
+    assert error["code"] == "model_over_budget" and "logrows" in error["message"]
+    assert not (tmp_path / "models.json").exists()
