@@ -62,3 +62,25 @@ def test_dry_run_predicts_in_seconds_and_an_over_budget_compile_stops_before_set
     error = json.loads(refused.stdout)["error"]
     assert error["code"] == "model_over_budget" and "logrows" in error["message"]
     assert not (tmp_path / "models.json").exists()
+
+
+# --- the tuner times honestly ------------------------------------------------------------------------
+def test_the_grid_includes_ezkls_own_defaults() -> None:
+    from proofmarket.zk.tuning import default_candidates, ezkl_default_candidate
+
+    grid = default_candidates()
+    assert grid[-1] == ezkl_default_candidate() and grid[-1].label == "ezkl-default"
+
+
+def test_candidates_close_in_work_are_all_timed_not_estimated() -> None:
+    from proofmarket.zk.tuning import Candidate, cost_rank, to_time
+
+    one_col_16 = Candidate(256, 2, 7, 1, logrows=16)  # 2^16 x 1
+    four_col_14 = Candidate(256, 2, 7, 4, logrows=14)  # 2^14 x 4: the same estimated work
+    two_col_15 = Candidate(256, 3, 7, 2, logrows=15)
+    far = Candidate(256, 2, 10, 4, logrows=18)
+    accurate = sorted([far, two_col_15, four_col_14, one_col_16], key=cost_rank)
+    picked = to_time(accurate, timed=1)
+    assert {c.label + str(c.logrows) for c in picked} == {c.label + str(c.logrows)
+                                                         for c in (one_col_16, four_col_14, two_col_15)}
+    assert far not in picked

@@ -125,7 +125,9 @@ class TuningJob:
 def default_candidates(decomps: tuple[tuple[int, int], ...] = DEFAULT_DECOMPOSITIONS,
                        scales: tuple[int, ...] = DEFAULT_SCALES,
                        columns: tuple[int, ...] = DEFAULT_COLUMNS) -> list[Candidate]:
-    return [Candidate(b, legs, s, c) for b, legs in decomps for s in scales for c in columns]
+    """The grid, plus EZKL's own defaults: the search can never pick worse than what EZKL does alone."""
+    grid = [Candidate(b, legs, s, c) for b, legs in decomps for s in scales for c in columns]
+    return [*grid, ezkl_default_candidate()]
 
 
 def ezkl_default_candidate() -> Candidate:
@@ -158,15 +160,27 @@ def search(job: TuningJob, candidates: list[Candidate] | None = None, progress: 
             f"no circuit settings kept the outputs within {limit:.4g} of onnxruntime on the samples",
             candidates=[c.to_dict() for c in candidates],
         )
-    for cand in accurate[: job.timed]:
+    for cand in to_time(accurate, job.timed):
         progress(f"timing {cand.label} (logrows {cand.logrows})")
         cand.prove_s = time_proof(job, cand)
     timed = [c for c in accurate if c.prove_s is not None]
     ref = min(timed, key=lambda c: c.prove_s or 0.0)
-    for cand in candidates:
+    per_work = float(np.exp(np.mean([np.log((c.prove_s or 1e-9) / work(c)) for c in timed])))
+    for cand in candidates:  # an estimate from the candidate's own rows and columns, fitted on every timed one
         if cand.prove_s is None and cand.logrows is not None:
-            cand.prove_s_estimated = round((ref.prove_s or 0.0) * work(cand) / work(ref), 4)
+            cand.prove_s_estimated = round(per_work * work(cand), 4)
     return TuningReport(candidates, ref, limit)
+
+
+def to_time(accurate: list[Candidate], timed: int, within: float = 2.0, cap: int = 6) -> list[Candidate]:
+    """Which accurate candidates get a real timed proof: the ``timed`` cheapest by estimated work, every
+    other one whose work is within ``within`` x of the cheapest (the work model ranks rows against columns
+    only roughly: a 4-column circuit at 2^14 rows can beat a 1-column one at 2^16), up to ``cap``."""
+    if not accurate:
+        return []
+    best = work(accurate[0])
+    picked = accurate[:timed] + [c for c in accurate[timed:] if work(c) <= within * best]
+    return picked[:max(cap, timed)]
 
 
 def work(cand: Candidate) -> float:
