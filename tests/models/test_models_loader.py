@@ -108,26 +108,23 @@ def test_unsupported_operator_named_with_node(save) -> None:
 
 
 def test_several_unsupported_operators_all_named(save) -> None:
-    k = onnx.numpy_helper.from_array(np.array([2], np.int64), "k")
+    m = onnx.numpy_helper.from_array(np.full((1, 4), 0.3, np.float32), "m")
     nodes = [
         helper.make_node("Gelu", ["x"], ["g"], name="gelu"),
-        helper.make_node("TopK", ["g", "k"], ["y", "idx"], name="top2", axis=1),
+        helper.make_node("Mod", ["g", "m"], ["y"], name="mod", fmod=1),
     ]
     graph = helper.make_graph(
         nodes,
         "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-        [
-            helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2]),
-            helper.make_tensor_value_info("idx", TensorProto.INT64, [1, 2]),
-        ],
-        initializer=[k],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        initializer=[m],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
     model.ir_version = 9
     with pytest.raises(UnsupportedOperator) as err:
         load_model(save(model))
-    assert "Gelu (node 'gelu')" in err.value.message and "TopK (node 'top2')" in err.value.message
+    assert "Gelu (node 'gelu')" in err.value.message and "Mod (node 'mod')" in err.value.message
     assert err.value.message.count(".") == 1  # one plain sentence
 
 
@@ -141,12 +138,24 @@ def test_custom_domain_operator_refused(save) -> None:
         load_model(save(model))
 
 
-@pytest.mark.parametrize("elem", [TensorProto.BOOL, TensorProto.STRING])
+@pytest.mark.parametrize("elem", [TensorProto.STRING])
 def test_non_numeric_input_refused(save, elem: int) -> None:
     node = helper.make_node("Identity", ["x"], ["y"], name="id")
     model = make_model([node], [("x", [1, 4])], [("y", [1, 4])], in_type=elem, out_type=elem)
     with pytest.raises(InvalidModel, match="Input 'x' has element type"):
         load_model(save(model))
+
+
+def test_boolean_inputs_travel_as_zero_and_one(save) -> None:
+    from proofmarket.errors import InputError
+    from proofmarket.models import parse_inputs
+
+    node = helper.make_node("Cast", ["x"], ["y"], name="cast", to=TensorProto.FLOAT)
+    info = load_model(save(make_model([node], [("x", [1, 4])], [("y", [1, 4])], in_type=TensorProto.BOOL)))
+    assert info.inputs[0].dtype == "bool"
+    assert parse_inputs({"input_data": [[1, 0, 0, 1]]}, info)[0].tolist() == [[1.0, 0.0, 0.0, 1.0]]
+    with pytest.raises(InputError, match="booleans as 0 or 1"):
+        parse_inputs({"input_data": [[1, 0, 2, 1]]}, info)
 
 
 def test_external_data_refused(save, tmp_path: Path) -> None:

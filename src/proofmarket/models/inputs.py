@@ -349,6 +349,11 @@ def _to_array(value: object, spec: TensorSpec, budget: list[int], limit: int) ->
         raise NonFiniteInput(
             f"Input '{spec.name}' has {what} at index {where}.", tensor=spec.name, index=where
         )
+    if spec.dtype == "bool" and not np.all((wide == 0) | (wide == 1)):
+        first = int(np.flatnonzero((wide != 0) & (wide != 1))[0])
+        where = _index_text(first, spec.shape)
+        raise InputError(f"Input '{spec.name}' takes booleans as 0 or 1; found {flat[first]!r} at index {where}.",
+                         tensor=spec.name, index=where)
     if spec.dtype[0] in "iu" and not np.all(wide == np.round(wide)):
         first = int(np.flatnonzero(wide != np.round(wide))[0])
         where = _index_text(first, spec.shape)

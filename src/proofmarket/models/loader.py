@@ -215,7 +215,7 @@ def _dtype_name(elem_type: int) -> str | None:
         dtype = helper.tensor_dtype_to_np_dtype(elem_type)
     except (KeyError, ValueError):
         return None
-    return dtype.name if dtype.kind in "fiu" else None
+    return dtype.name if dtype.kind in "fiub" else None  # booleans travel as 0 / 1
 
 
 def _static_dim(dim: onnx.TensorShapeProto.Dimension) -> int | None:

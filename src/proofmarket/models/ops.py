@@ -137,6 +137,8 @@ SUPPORTED_OPS: frozenset[str] = frozenset(
         "DepthToSpace",
         "SpaceToDepth",
         "CumSum",
+        "Tile",
+        "TopK",
     }
 )
 

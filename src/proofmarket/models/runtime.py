@@ -31,6 +31,7 @@ _ORT_TYPES: dict[str, type[np.generic]] = {
     "tensor(uint16)": np.uint16,
     "tensor(uint32)": np.uint32,
     "tensor(uint64)": np.uint64,
+    "tensor(bool)": np.bool_,
 }
 
 
