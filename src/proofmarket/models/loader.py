@@ -14,6 +14,7 @@ from onnx import helper, shape_inference
 
 from proofmarket.errors import InvalidModel, ModelTooLarge, TensorTooLarge, UnsupportedOperator
 from proofmarket.models.fold import fold_constants
+from proofmarket.models.ml_ops import rewrite_ml_ops
 from proofmarket.models.ops import (
     DEFAULT_DOMAINS,
     MAX_OPSET,
@@ -175,8 +176,9 @@ def _run_checker(model: onnx.ModelProto) -> None:
     for init in model.graph.initializer:
         if init.data_location == onnx.TensorProto.EXTERNAL:
             raise InvalidModel(
-                f"Initializer '{init.name}' keeps its data in an external file; "
-                "embed the weights in the .onnx file.",
+                f"Initializer '{init.name}' keeps its data in an external file; embed the weights in the .onnx "
+                "file (torch.onnx.export(..., external_data=False), or onnx.save(model, path, "
+                "save_as_external_data=False)).",
                 tensor=init.name,
             )
     try:
@@ -414,7 +416,8 @@ def _check(path: Path, *, max_bytes: int, batch_dim_ok: bool, max_tensor_element
     normalized = onnx.ModelProto()
     normalized.CopyFrom(model)
     inputs, batched = _fix_inputs(normalized, batch_dim_ok)
-    _check_operators(model, domains_only=True)
+    rewritten = rewrite_ml_ops(normalized)  # the ai.onnx.ml nodes that are exact tensor arithmetic
+    _check_operators(normalized, domains_only=True)
     dropped = _drop_dynamic_value_info(normalized)
     for out in normalized.graph.output:  # let inference recompute what the batch fix changes
         if out.type.HasField("tensor_type") and out.type.tensor_type.HasField("shape"):
@@ -445,7 +448,7 @@ def _check(path: Path, *, max_bytes: int, batch_dim_ok: bool, max_tensor_element
         operators=operators,
         is_classifier=_is_classifier(model, outputs),
         batch_inputs=tuple(batched),
-        needs_normalization=bool(batched) or dropped or outputs_changed or strides_added or folded,
+        needs_normalization=bool(batched) or dropped or outputs_changed or strides_added or folded or rewritten,
         producer=model.producer_name,
     )
     return _Checked(info, normalized)

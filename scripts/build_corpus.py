@@ -1,0 +1,331 @@
+"""A compatibility corpus: small models exported the ordinary way, by several exporters, built on the spot.
+
+    python scripts/build_corpus.py OUT_DIR                 build the models and their sample files
+    python scripts/build_corpus.py OUT_DIR --report FILE   ... then compile and prove each accepted one and
+                                                           write the compatibility table (docs/compatibility.md)
+
+Nothing is downloaded: weights are seeded random (or fitted on generated data for scikit-learn). Each
+entry: ``OUT_DIR/<name>.onnx``, ``<name>.samples.json`` (EZKL calibration form) and ``<name>.input.json``.
+``EXPECTED`` says what ``proofmarket compile`` must do with each (``tests/models/test_corpus.py`` checks it):
+``accepted``, or the error code and the operator its one sentence names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    exporter: str
+    what: str
+    build: Callable[[Path], tuple[int, ...]]  # writes the .onnx, returns the input shape
+
+
+def _torch_export(module: Any, shape: tuple[int, ...], path: Path, *, dynamo: bool = False,
+                  opset: int = 13) -> tuple[int, ...]:
+    import torch
+
+    module.eval()
+    example = torch.rand(*shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if dynamo:
+            # external_data=False: one self-contained file (proofmarket refuses weights kept in side files)
+            torch.onnx.export(module, (example,), str(path), dynamo=True, opset_version=18, verbose=False,
+                              external_data=False)
+        else:
+            torch.onnx.export(module, example, str(path), dynamo=False, opset_version=opset,
+                              input_names=["x"], output_names=["y"])
+    return shape
+
+
+def _nn() -> Any:
+    import torch
+
+    torch.manual_seed(0)
+    return torch.nn
+
+
+class Attention:  # built lazily: torch is imported only when the corpus is built
+    @staticmethod
+    def make(dim: int = 8) -> Any:
+        import torch
+
+        nn = _nn()
+
+        class Block(nn.Module):  # type: ignore[misc,name-defined]
+            def __init__(self) -> None:
+                super().__init__()
+                self.q, self.k, self.v = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
+                self.out = nn.Linear(dim, dim)
+
+            def forward(self, x: Any) -> Any:
+                scores = self.q(x) @ self.k(x).transpose(1, 2) / dim ** 0.5
+                return self.out(torch.softmax(scores, dim=-1) @ self.v(x))
+
+        return Block()
+
+
+class Recurrent:
+    @staticmethod
+    def make(kind: str) -> Any:
+        nn = _nn()
+
+        class Net(nn.Module):  # type: ignore[misc,name-defined]
+            def __init__(self) -> None:
+                super().__init__()
+                self.rnn = (nn.LSTM if kind == "lstm" else nn.GRU)(3, 4, batch_first=True)
+                self.head = nn.Linear(4, 2)
+
+            def forward(self, x: Any) -> Any:
+                out, _ = self.rnn(x)
+                return self.head(out[:, -1, :])
+
+        return Net()
+
+
+def _sk_data(n_features: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.random((64, n_features)).astype(np.float32)
+    return x, (x[:, 0] + x[:, 1] > 1.0).astype(np.int64)
+
+
+def _skl(model: Any, n_features: int, path: Path, options: dict[Any, Any] | None = None) -> tuple[int, ...]:
+    from skl2onnx import to_onnx
+
+    x, y = _sk_data(n_features)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(x, y)
+        onx = to_onnx(model, x[:1], options=options or {}, target_opset={"": 13, "ai.onnx.ml": 3})
+    _fix_batch(onx)
+    path.write_bytes(onx.SerializeToString())
+    return (1, n_features)
+
+
+def _fix_batch(model: Any) -> None:
+    for value in model.graph.input:
+        dims = value.type.tensor_type.shape.dim
+        if dims and not dims[0].dim_value:
+            dims[0].dim_value = 1
+
+
+def _hummingbird_tree(path: Path) -> tuple[int, ...]:
+    """A decision tree turned into tensor ops by hummingbird (GEMM strategy), exported by torch."""
+    from hummingbird.ml import convert
+    from sklearn.tree import DecisionTreeClassifier
+
+    x, y = _sk_data(4)
+    tree = DecisionTreeClassifier(max_depth=3, random_state=0).fit(x, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        converted = convert(tree, "torch", extra_config={"tree_implementation": "gemm"})
+    return _torch_export(converted.model, (1, 4), path)
+
+
+def entries() -> list[Entry]:
+    def mod(factory: Callable[[], Any], shape: tuple[int, ...],
+            dynamo: bool = False) -> Callable[[Path], tuple[int, ...]]:
+        return lambda path: _torch_export(factory(), shape, path, dynamo=dynamo)
+
+    def seq(*layers: Callable[[Any], Any]) -> Callable[[], Any]:
+        def make() -> Any:
+            n = _nn()
+            return n.Sequential(*(layer(n) for layer in layers))
+        return make
+
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+
+    return [
+        Entry("torch_mlp_softmax", "torch (TorchScript)", "MLP 30-24-12-2 + Softmax",
+              mod(seq(lambda n: n.Linear(30, 24), lambda n: n.ReLU(), lambda n: n.Linear(24, 12), lambda n: n.ReLU(),
+                      lambda n: n.Linear(12, 2), lambda n: n.Softmax(dim=1)), (1, 30))),
+        Entry("torch_mlp_sigmoid", "torch (TorchScript)", "MLP 8-16-1 + Sigmoid",
+              mod(seq(lambda n: n.Linear(8, 16), lambda n: n.Tanh(), lambda n: n.Linear(16, 1), lambda n: n.Sigmoid()),
+                  (1, 8))),
+        Entry("torch_unflatten_cnn", "torch (TorchScript)", "Unflatten, Conv, ReLU, AvgPool, Flatten, Linear, Softmax",
+              mod(seq(lambda n: n.Unflatten(1, (1, 8, 8)), lambda n: n.Conv2d(1, 2, 3), lambda n: n.ReLU(),
+                      lambda n: n.AvgPool2d(2), lambda n: n.Flatten(), lambda n: n.Linear(18, 4),
+                      lambda n: n.Softmax(dim=1)), (1, 64))),
+        Entry("torch_cnn_bn_maxpool", "torch (TorchScript)", "Conv, BatchNorm, ReLU, MaxPool, Dropout (eval), Linear",
+              mod(seq(lambda n: n.Conv2d(1, 4, 3, padding=1), lambda n: n.BatchNorm2d(4), lambda n: n.ReLU(),
+                      lambda n: n.MaxPool2d(2), lambda n: n.Dropout(0.2), lambda n: n.Flatten(),
+                      lambda n: n.Linear(64, 3)), (1, 1, 8, 8))),
+        Entry("torch_conv1d_timeseries", "torch (TorchScript)", "1-D conv over 32 steps, AvgPool1d, Linear",
+              mod(seq(lambda n: n.Conv1d(1, 4, 5), lambda n: n.ReLU(), lambda n: n.AvgPool1d(4), lambda n: n.Flatten(),
+                      lambda n: n.Linear(28, 1)), (1, 1, 32))),
+        Entry("torch_attention", "torch (TorchScript)", "single-head self-attention block (4 tokens x 8)",
+              mod(Attention.make, (1, 4, 8))),
+        Entry("torch_transformer_layer", "torch (dynamo)", "nn.TransformerEncoderLayer(d=8, 2 heads)",
+              mod(lambda: _nn().TransformerEncoderLayer(8, 2, dim_feedforward=16, dropout=0.0, batch_first=True),
+                  (1, 4, 8), dynamo=True)),
+        Entry("torch_lstm", "torch (TorchScript)", "LSTM(3->4) over 5 steps + Linear",
+              mod(lambda: Recurrent.make("lstm"), (1, 5, 3))),
+        Entry("torch_gru", "torch (TorchScript)", "GRU(3->4) over 5 steps + Linear", mod(lambda: Recurrent.make("gru"),
+                                                                                       (1, 5, 3))),
+        Entry("torch_mlp_dynamo", "torch (dynamo)", "MLP 8-16-3 + Softmax",
+              mod(seq(lambda n: n.Linear(8, 16), lambda n: n.ReLU(), lambda n: n.Linear(16, 3),
+                      lambda n: n.Softmax(dim=1)), (1, 8), dynamo=True)),
+        Entry("torch_cnn_dynamo", "torch (dynamo)", "Conv, ReLU, AvgPool, Flatten, Linear",
+              mod(seq(lambda n: n.Conv2d(1, 2, 3), lambda n: n.ReLU(), lambda n: n.AvgPool2d(2), lambda n: n.Flatten(),
+                      lambda n: n.Linear(18, 3)), (1, 1, 8, 8), dynamo=True)),
+        Entry("skl_mlp_classifier", "skl2onnx", "MLPClassifier(16), zipmap off",
+              lambda path: _skl(MLPClassifier((16,), max_iter=300, random_state=0), 6, path,
+                                {MLPClassifier: {"zipmap": False}})),
+        Entry("skl_logistic_regression", "skl2onnx", "LogisticRegression, zipmap off",
+              lambda path: _skl(LogisticRegression(), 6, path, {LogisticRegression: {"zipmap": False}})),
+        Entry("skl_linear_regression", "skl2onnx", "LinearRegression", lambda path: _skl(LinearRegression(), 6, path)),
+        Entry("hummingbird_tree", "hummingbird (GEMM trees)", "DecisionTreeClassifier(depth 3) as tensor ops",
+              _hummingbird_tree),
+    ]
+
+
+#: What `proofmarket compile` does with each entry: accepted, or (error code, the operator it names).
+EXPECTED: dict[str, str | tuple[str, str]] = {
+    "torch_mlp_softmax": "accepted",
+    "torch_mlp_sigmoid": "accepted",
+    "torch_unflatten_cnn": "accepted",
+    "torch_cnn_bn_maxpool": "accepted",
+    "torch_conv1d_timeseries": "accepted",
+    "torch_attention": "accepted",
+    "torch_transformer_layer": "accepted",
+    "torch_lstm": "accepted",
+    "torch_gru": "accepted",
+    "torch_mlp_dynamo": "accepted",
+    "torch_cnn_dynamo": "accepted",
+    "skl_mlp_classifier": "accepted",  # its ai.onnx.ml ArrayFeatureExtractor is rewritten as a Gather
+    "skl_linear_regression": "accepted",  # LinearRegressor rewritten as a Gemm
+    "skl_logistic_regression": ("unsupported_operator", "ai.onnx.ml.LinearClassifier"),
+    "hummingbird_tree": ("unsupported_operator", "Equal"),  # EZKL proves Equal at the wrong scale
+}
+
+
+def build(out: Path) -> list[dict[str, Any]]:
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for entry in entries():
+        path = out / f"{entry.name}.onnx"
+        try:
+            shape = entry.build(path)
+        except Exception as exc:  # the exporter itself failed: nothing for proofmarket to check
+            rows.append({"name": entry.name, "exporter": entry.exporter, "what": entry.what, "path": str(path),
+                         "export_error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}"})
+            continue
+        rng = np.random.default_rng(7)
+        size = int(np.prod(shape))
+        samples = rng.random((8, size)).round(4)
+        (out / f"{entry.name}.samples.json").write_text(json.dumps({"input_data": [samples.ravel().tolist()]}))
+        (out / f"{entry.name}.input.json").write_text(json.dumps({"input_data": [samples[0].tolist()]}))
+        rows.append({"name": entry.name, "exporter": entry.exporter, "what": entry.what, "path": str(path)})
+    return rows
+
+
+def check(row: dict[str, Any]) -> dict[str, Any]:
+    """What `proofmarket compile` says before tuning: accepted (with the folded graph's operators) or refused."""
+    from proofmarket import models
+    from proofmarket.errors import ProofMarketError
+
+    path = Path(row["path"])
+    if "export_error" in row:
+        return {**row, "result": "export failed", "code": "export_failed", "message": row["export_error"]}
+    try:
+        info = models.load_model(path)
+        models.parse_samples(json.loads((path.parent / f"{row['name']}.samples.json").read_text()), info)
+        return {**row, "result": "accepted", "operators": sorted(info.operators)}
+    except ProofMarketError as exc:
+        return {**row, "result": "refused", "code": exc.code, "message": exc.message,
+                "operators": sorted(exc.details.get("operators") or [])}
+
+
+REPORT_GRID = {"decomps": ((256, 2), (256, 3), (1024, 2)), "scales": (7, 10), "columns": (2,)}
+
+
+def compile_and_prove(row: dict[str, Any], home: Path, candidates: list[Any] | None = None) -> dict[str, Any]:
+    from proofmarket.config import Settings
+    from proofmarket.errors import ProofMarketError
+    from proofmarket.workspace import Workspace
+    from proofmarket.zk.compiler import CompileOptions
+    from proofmarket.zk.profile import PrivacyProfile
+    from proofmarket.zk.srs import SrsProvider
+    from proofmarket.zk.tuning import default_candidates
+
+    path = Path(row["path"])
+    ws = Workspace(Settings(home=home, _env_file=None))  # type: ignore[call-arg]
+    try:
+        started = time.perf_counter()
+        samples = json.loads((path.parent / f"{row['name']}.samples.json").read_text())
+        grid = candidates if candidates is not None else default_candidates(**REPORT_GRID)  # type: ignore[arg-type]
+        options = CompileOptions(profile=PrivacyProfile.parse("public"), srs=SrsProvider(ws.settings.srs_dir),
+                                 candidates=grid, budget=ws.settings.budget)
+        result = ws.prover.compile(path, samples, options)
+        compile_s = time.perf_counter() - started
+        proved = ws.prove(result.model_id, json.loads((path.parent / f"{row['name']}.input.json").read_text()))
+        ok = ws.verify(proved.bundle.to_doc()).valid
+        m = result.manifest
+        return {**row, "logrows": m.logrows, "compile_s": round(compile_s, 1),
+                "prove_s": round(float(proved.bundle.timings["prove_s"]), 3),
+                "max_abs_error": m.accuracy["max_abs_error"], "error_limit": m.accuracy["limit"], "verified": ok}
+    except ProofMarketError as exc:
+        return {**row, "result": "refused at compile", "code": exc.code, "message": exc.message}
+    finally:
+        ws.close()
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    lines = ["# Compatibility", "",
+             "Models exported the ordinary way by several exporters, built at test time from seeded weights "
+             "(`python scripts/build_corpus.py OUT --report docs/compatibility.md`; `tests/models/test_corpus.py` "
+             "keeps the results true). Accepted models were compiled with a reduced tuning grid "
+             "(`REPORT_GRID`: decompositions 256x2, 256x3, 1024x2; scales 7 and 10; 2 columns; plus EZKL's "
+             "defaults), proved once and verified on this machine (2 cores).", "",
+             "| model | exporter | architecture | operators (folded graph) | result | logrows | prove s | max error |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        error = "" if r.get("max_abs_error") is None else f"{r['max_abs_error']:.4g}"
+        result = "compiles, proves, verifies" if r.get("verified") else (
+            f"refused (`{r.get('code')}`): {r.get('message', '')}" if r.get("code") else r["result"])
+        lines.append(f"| {r['name']} | {r['exporter']} | {r['what']} | {', '.join(r.get('operators', []))} | "
+                     f"{result.replace('|', '/')} | {r.get('logrows', '')} | {r.get('prove_s', '')} | "
+                     f"{error} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--report", type=Path, help="compile + prove the accepted models and write this table")
+    args = parser.parse_args(argv)
+    rows = [check(r) for r in build(args.out)]
+    for r in rows:
+        print(f"{r['name']}: {r['result']} {r.get('code', '')} {r.get('operators')}", file=sys.stderr)
+    if args.report:
+        done = []
+        for r in rows:
+            if r["result"] == "accepted":
+                print(f"[corpus] compiling {r['name']}", file=sys.stderr, flush=True)
+                r = compile_and_prove(r, args.out / "home")
+            done.append(r)
+        text = markdown(done)
+        extra = args.report.read_text().split("## EZKL examples", 1) if args.report.is_file() else []
+        if len(extra) == 2:
+            text += "\n## EZKL examples" + extra[1]
+        args.report.write_text(text)
+        (args.out / "corpus.json").write_text(json.dumps(done, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,63 @@
+"""The compatibility corpus (scripts/build_corpus.py): models exported by torch (TorchScript and dynamo),
+skl2onnx and hummingbird, built here from seeded weights; each is accepted or refused exactly as
+EXPECTED says, a refusal names its operator in one sentence, and the small ones compile, prove and verify."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("torch")  # the dev extra installs torch==2.13.0, skl2onnx, onnxscript, hummingbird-ml
+pytest.importorskip("skl2onnx")
+pytest.importorskip("hummingbird")
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "build_corpus.py"
+
+
+def _load() -> Any:
+    spec = importlib.util.spec_from_file_location("proofmarket_build_corpus", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+corpus = _load()
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("corpus")
+    return {row["name"]: corpus.check(row) for row in corpus.build(out)}
+
+
+def test_the_corpus_is_broad(built: dict[str, dict[str, Any]]) -> None:
+    assert len(built) >= 12 and set(built) == set(corpus.EXPECTED)
+    assert {row["exporter"] for row in built.values()} >= {"torch (TorchScript)", "torch (dynamo)", "skl2onnx"}
+
+
+@pytest.mark.parametrize("name", sorted(corpus.EXPECTED))
+def test_each_model_is_accepted_or_refused_as_expected(built: dict[str, dict[str, Any]], name: str) -> None:
+    row, expected = built[name], corpus.EXPECTED[name]
+    if expected == "accepted":
+        assert row["result"] == "accepted", row.get("message")
+        return
+    code, operator = expected
+    assert row["result"] == "refused" and row["code"] == code
+    assert operator in row["operators"] and operator in row["message"]
+    assert row["message"].count(". ") == 0 and row["message"].endswith(".")  # one sentence
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["torch_mlp_softmax", "torch_conv1d_timeseries", "skl_mlp_classifier"])
+def test_small_models_compile_prove_and_verify(built: dict[str, dict[str, Any]], name: str, tmp_path: Path) -> None:
+    from proofmarket.zk.tuning import Candidate
+
+    done = corpus.compile_and_prove(built[name], tmp_path / "home", candidates=[Candidate(256, 2, 10, 2)])
+    assert done.get("verified") is True, done.get("message")
+    assert done["max_abs_error"] <= done["error_limit"]
