@@ -28,10 +28,10 @@ from proofmarket.zk import ezkl_calls
 
 #: Fitted by ``python bench/scaling.py`` on this project's reference machine (2 cores, 24 GiB, no GPU):
 #: prove_s = PROVE_S_PER_WORK * work, pk_mb = PK_MB_PER_WORK * work, rss_mb = RSS_BASE_MB + RSS_PER_PK * pk_mb.
-PROVE_S_PER_WORK = 1.0e-4
-PK_MB_PER_WORK = 1.6e-3
-RSS_BASE_MB = 250.0
-RSS_PER_PK = 2.5
+PROVE_S_PER_WORK = 6.2e-5
+PK_MB_PER_WORK = 1.06e-3
+RSS_BASE_MB = 100.0
+RSS_PER_PK = 2.1
 SETUP_PER_PROVE = 0.85  # key setup takes about this share of one proof
 PREDICT_CANDIDATE = (256, 2, 7, 2)  # decomposition base, legs, scale, inner columns
 MAX_LOGROWS = 24
