@@ -16,19 +16,21 @@ from proofmarket.zk.prover import EzklProver, ProveResult
 from proofmarket.zk.srs import SrsProvider
 from proofmarket.zk.tuning import AccuracyBound
 from proofmarket.zk.verify import VerifyReport, load_manifest, verify_bundle
-from proofmarket.zk.worker import ProofWorker
+from proofmarket.zk.worker import InlineProofWorker, ProofWorker
 
 
 class Workspace:
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, *, inline_prover: bool = False) -> None:
+        """``inline_prover``: prove in this process (one-shot commands) instead of a prover process."""
         self.settings = settings or Settings()
         self.store = LocalStore(self.settings.store_dir)
         self._prover: EzklProver | None = None
+        self._inline = inline_prover
 
     @property
     def prover(self) -> EzklProver:
         if self._prover is None:
-            worker = ProofWorker(timeout_s=self.settings.proof_timeout_s)
+            worker = InlineProofWorker() if self._inline else ProofWorker(timeout_s=self.settings.proof_timeout_s)
             self._prover = EzklProver(self.store, self.settings.jobs_dir, worker)
         return self._prover
 

@@ -27,8 +27,8 @@ HomeOpt = Annotated[Path | None, typer.Option("--home", envvar="PROOFMARKET_HOME
                                               help="data folder (default ~/.proofmarket)")]
 
 
-def _workspace(home: Path | None) -> Workspace:
-    return Workspace(Settings(home=home) if home else Settings())
+def _workspace(home: Path | None, *, inline_prover: bool = False) -> Workspace:
+    return Workspace(Settings(home=home) if home else Settings(), inline_prover=inline_prover)
 
 
 def _read_json(path: Path, what: str) -> Any:
@@ -162,7 +162,7 @@ def prove_cmd(
     home: HomeOpt = None,
 ) -> None:
     """Run MODEL_ID on INPUT, prove it, self-verify, and store the proof bundle."""
-    ws = _workspace(home)
+    ws = _workspace(home, inline_prover=True)  # one proof: no second process, no second EZKL import
     try:
         doc = _read_json(input, "input")
         with progress_steps(not as_json) as step:

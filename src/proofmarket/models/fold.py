@@ -23,6 +23,23 @@ import onnx
 
 from proofmarket.errors import InvalidModel
 
+#: Nodes whose value is known before any input is: folded away (with Identity/Dropout, always removable).
+_CONSTANT_SOURCES = frozenset({"Constant", "ConstantOfShape", "Shape", "Size", "Range"})
+_REMOVABLE = frozenset({"Identity", "Dropout"})
+
+
+def foldable(model: onnx.ModelProto) -> bool:
+    """Is there anything to fold (a node computable from constants and static shapes alone, or a no-op)?
+    False lets a graph with nothing to fold skip onnxruntime's optimisation pass (a session build)."""
+    known = {init.name for init in model.graph.initializer}
+    for node in model.graph.node:  # ONNX graphs are topologically sorted
+        if node.op_type in _CONSTANT_SOURCES or node.op_type in _REMOVABLE:
+            return True
+        inputs = [name for name in node.input if name]
+        if inputs and all(name in known for name in inputs):
+            return True
+    return False
+
 
 def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
     """The model with constant subgraphs folded (see the module docstring); inputs, outputs, opsets and

@@ -13,7 +13,7 @@ from google.protobuf.message import DecodeError
 from onnx import helper, shape_inference
 
 from proofmarket.errors import InvalidModel, ModelTooLarge, TensorTooLarge, UnsupportedOperator
-from proofmarket.models.fold import fold_constants
+from proofmarket.models.fold import fold_constants, foldable
 from proofmarket.models.ml_ops import rewrite_ml_ops
 from proofmarket.models.ops import (
     DEFAULT_DOMAINS,
@@ -427,7 +427,7 @@ def _check(path: Path, *, max_bytes: int, batch_dim_ok: bool, max_tensor_element
     # shapes are static now: fold shape arithmetic and constants, then check what is left on the data path
     before = [(n.op_type, tuple(n.input)) for n in normalized.graph.node]
     try:
-        normalized = fold_constants(normalized)
+        normalized = fold_constants(normalized) if foldable(normalized) else normalized
     except InvalidModel:  # onnxruntime cannot load it: an unsupported operator is the more useful answer
         _check_operators(normalized)
         raise

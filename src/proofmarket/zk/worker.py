@@ -147,6 +147,34 @@ class ProofWorker:
         return self._proc.pid if self._proc is not None and self._proc.is_alive() else None
 
 
+class InlineProofWorker(ProofWorker):
+    """Runs the tasks in the calling process: for one-shot commands (``proofmarket prove``), where a second
+    process would only add its start-up and a second EZKL import to the one proof. No time limit is
+    enforced (the command is stopped with Ctrl-C); errors outside the tree become ``ProvingError``."""
+
+    def run(self, task: str, arg: Any, timeout_s: float | None = None) -> Any:
+        try:
+            result = TASKS[task](arg)
+        except ProofMarketError:
+            raise
+        except Exception as exc:
+            log.error("prover task %s failed", task, exc_info=True)
+            raise ProvingError(f"the prover failed unexpectedly ({type(exc).__name__})") from exc
+        self._ready = True
+        return result
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    @property
+    def pid(self) -> int | None:
+        return os.getpid()
+
+    def close(self) -> None:
+        self._ready = False
+
+
 def _rebuild(name: str, message: str) -> Any:
     from proofmarket import errors
 
