@@ -34,6 +34,8 @@ bench: setup
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/gas.py
 	$(BIN)/python bench/http_bench.py
+	$(BIN)/python bench/cli_overhead.py
+	$(BIN)/python bench/scaling.py
 
 lint: setup
 	$(BIN)/ruff check src tests bench scripts
