@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from scaling import mlp
 
 from proofmarket.config import Settings
 from proofmarket.workspace import Workspace
 from proofmarket.zk.profile import PrivacyProfile
-from scaling import mlp
 
 TARGET = 1.2
 
