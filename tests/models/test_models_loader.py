@@ -154,6 +154,7 @@ def test_boolean_inputs_travel_as_zero_and_one(save) -> None:
     info = load_model(save(make_model([node], [("x", [1, 4])], [("y", [1, 4])], in_type=TensorProto.BOOL)))
     assert info.inputs[0].dtype == "bool"
     assert parse_inputs({"input_data": [[1, 0, 0, 1]]}, info)[0].tolist() == [[1.0, 0.0, 0.0, 1.0]]
+    assert parse_inputs({"input_data": [[True, False, False, True]]}, info)[0].tolist() == [[1.0, 0.0, 0.0, 1.0]]
     with pytest.raises(InputError, match="booleans as 0 or 1"):
         parse_inputs({"input_data": [[1, 0, 2, 1]]}, info)
 

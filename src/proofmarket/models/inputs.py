@@ -133,6 +133,8 @@ def _ezkl_samples(doc: Mapping[str, Any], info: ModelInfo, *, max_samples: int,
     flats: list[list[Any]] = []
     counts: list[int] = []
     for value, spec in zip(lists, info.inputs, strict=True):
+        if spec.dtype == "bool":
+            value = _bools_as_numbers(value)
         flat, _ = _flatten(value, spec.name, budget, max_elements * max_samples)
         if not flat or len(flat) % spec.size:
             raise SampleCountError(
@@ -325,7 +327,18 @@ def _fits(got: tuple[int, ...], expected: tuple[int, ...]) -> bool:
     return extra > 0 and all(d == 1 for d in expected[:extra]) and expected[extra:] == got
 
 
+def _bools_as_numbers(value: object, depth: int = 0) -> object:
+    """A boolean input may come as JSON true / false (EZKL's files do): read them as 1 / 0."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, list) and depth < _MAX_DEPTH:
+        return [_bools_as_numbers(v, depth + 1) for v in value]
+    return value
+
+
 def _to_array(value: object, spec: TensorSpec, budget: list[int], limit: int) -> np.ndarray:
+    if spec.dtype == "bool":
+        value = _bools_as_numbers(value)
     flat, got = _flatten(value, spec.name, budget, limit)
     if not _fits(got, spec.shape):
         raise InputShapeError(
