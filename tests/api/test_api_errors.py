@@ -149,3 +149,27 @@ def test_payments_on_with_a_dead_chain_refuses_to_start(make_app: AppFactory) ->
 
     with pytest.raises(RPCUnavailable):
         make_app(payments="on", rpc_url=f"http://127.0.0.1:{free_port()}")
+
+
+def test_upload_takes_npy_and_csv_samples_and_refuses_a_partial_sample(make_app: AppFactory) -> None:
+    """Sample files as people have them (.npy, .csv) are read against the model's input before the job is
+    queued; values that do not split into whole samples are refused at once (nothing is queued)."""
+    import io
+
+    import numpy as np
+
+    from proofmarket.samples import sample_path
+
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    onnx_file = ("mlp.onnx", sample_path("mlp").read_bytes())
+    with TestClient(make_app(admin_token=ADMIN_TOKEN)) as c:
+        buf = io.BytesIO()
+        np.save(buf, np.zeros((3, 5), np.float32))  # 15 values: not a whole number of 8-value samples
+        response = c.post("/v1/models", files={"onnx": onnx_file, "samples": ("s.npy", buf.getvalue())},
+                          data={"price_atomic": "10000"}, headers=headers)
+        assert response.status_code == 422 and error_of(response)["code"] == "sample_count_not_whole"
+        bad_csv = "1,2,3\n"
+        response = c.post("/v1/models", files={"onnx": onnx_file, "samples": ("s.csv", bad_csv.encode())},
+                          data={"price_atomic": "10000"}, headers=headers)
+        assert response.status_code == 422 and error_of(response)["code"] == "sample_count_not_whole"
+        assert c.app.state.services.jobs.jobs.counts() == {}  # type: ignore[attr-defined]
