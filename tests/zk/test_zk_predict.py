@@ -80,7 +80,9 @@ def test_candidates_close_in_work_are_all_timed_not_estimated() -> None:
     two_col_15 = Candidate(256, 3, 7, 2, logrows=15)
     far = Candidate(256, 2, 10, 4, logrows=18)
     accurate = sorted([far, two_col_15, four_col_14, one_col_16], key=cost_rank)
+    same_shape = Candidate(128, 3, 7, 1, logrows=16)  # another decomposition, the same circuit shape
+    accurate = sorted([*accurate, same_shape], key=cost_rank)
     picked = to_time(accurate, timed=1)
-    assert {c.label + str(c.logrows) for c in picked} == {c.label + str(c.logrows)
-                                                         for c in (one_col_16, four_col_14, two_col_15)}
+    shapes = {(c.logrows, c.num_inner_cols) for c in picked}
+    assert shapes == {(16, 1), (14, 4), (15, 2)} and len(picked) == 3  # one per shape, all close in work
     assert far not in picked

@@ -173,13 +173,24 @@ def search(job: TuningJob, candidates: list[Candidate] | None = None, progress: 
 
 
 def to_time(accurate: list[Candidate], timed: int, within: float = 2.0, cap: int = 6) -> list[Candidate]:
-    """Which accurate candidates get a real timed proof: the ``timed`` cheapest by estimated work, every
-    other one whose work is within ``within`` x of the cheapest (the work model ranks rows against columns
-    only roughly: a 4-column circuit at 2^14 rows can beat a 1-column one at 2^16), up to ``cap``."""
+    """Which accurate candidates get a real timed proof: the cheapest by estimated work, then one of each
+    other circuit shape (logrows x inner columns) whose work is within ``within`` x of the cheapest (the
+    work model ranks rows against columns only roughly: a 4-column circuit at 2^14 rows can beat a
+    1-column one at 2^16), up to ``max(cap, timed)``. Candidates of a shape already timed are estimated."""
     if not accurate:
         return []
     best = work(accurate[0])
-    picked = accurate[:timed] + [c for c in accurate[timed:] if work(c) <= within * best]
+    picked: list[Candidate] = []
+    shapes: set[tuple[int | None, int | None]] = set()
+    for cand in accurate:
+        shape = (cand.logrows, cand.num_inner_cols)
+        if shape in shapes or work(cand) > within * best:
+            continue
+        picked.append(cand)
+        shapes.add(shape)
+    for cand in accurate[:timed]:  # the cheapest few are timed whatever their shape
+        if cand not in picked:
+            picked.append(cand)
     return picked[:max(cap, timed)]
 
 
