@@ -108,6 +108,24 @@ class UnknownModel(ModelError):
     code, http_status = "unknown_model", 404
 
 
+class ModelFilesMissing(ModelError):
+    """A model directory (attested mode) lacks a file it needs: config, weights or tokenizer."""
+
+    code = "model_files_missing"
+
+
+class NotCausalLM(ModelError):
+    """Attested text generation needs a causal language model; this directory holds another kind."""
+
+    code = "not_causal_lm"
+
+
+class WrongMode(ModelError):
+    """The call does not fit the model's mode: ``infer`` on a generation model, ``generate`` on a proven one."""
+
+    code, http_status = "wrong_mode", 409
+
+
 # --- inputs -------------------------------------------------------------------------------------
 class InputError(ProofMarketError):
     code, http_status, exit_code = "invalid_input", 422, 2
@@ -129,6 +147,18 @@ class SampleCountError(InputShapeError):
 
 class NonFiniteInput(InputError):
     code = "input_not_finite"
+
+
+class PromptTooLong(InputError):
+    """The prompt and the tokens asked for do not fit the model's context length."""
+
+    code = "prompt_too_long"
+
+
+class MaxTokensOverCap(InputError):
+    """``max_tokens`` is above the model's cap (the most a call pays for)."""
+
+    code = "max_tokens_over_cap"
 
 
 # --- store --------------------------------------------------------------------------------------
@@ -197,6 +227,12 @@ class AnswerMismatch(VerificationFailed):
     """The proof holds but does not answer the request the client made (model, input, salt, output or payment)."""
 
     code = "answer_mismatch"
+
+
+class AttestationMismatch(VerificationFailed):
+    """A re-execution of an attested result differs from what the node committed to (a chunk or a token)."""
+
+    code = "attestation_mismatch"
 
 
 class DevSrsRefused(VerificationFailed):

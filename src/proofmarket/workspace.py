@@ -15,7 +15,7 @@ from proofmarket.zk.profile import PrivacyProfile
 from proofmarket.zk.prover import EzklProver, ProveResult
 from proofmarket.zk.srs import SrsProvider
 from proofmarket.zk.tuning import AccuracyBound
-from proofmarket.zk.verify import VerifyReport, load_manifest, verify_bundle
+from proofmarket.zk.verify import VerifyReport
 from proofmarket.zk.worker import InlineProofWorker, ProofWorker
 
 
@@ -25,6 +25,7 @@ class Workspace:
         self.settings = settings or Settings()
         self.store = LocalStore(self.settings.store_dir)
         self._prover: EzklProver | None = None
+        self._attested: Any = None
         self._inline = inline_prover
 
     @property
@@ -52,15 +53,48 @@ class Workspace:
     def prove(self, model_id: str, inputs_doc: Any) -> ProveResult:
         return self.prover.prove(model_id, inputs_doc)
 
-    def verify(self, bundle_doc: Any) -> VerifyReport:
-        return verify_bundle(bundle_doc, self.store)
+    def verify(self, bundle_doc: Any, *, reexecute: bool = False, model_dir: Path | None = None,
+               threads: int | None = None) -> VerifyReport:
+        """Either mode: a proven bundle's ZK proof; an attested bundle's signature and hashes, and with
+        ``reexecute`` one prefill pass against its commitments (weights from ``model_dir`` or the store)."""
+        from proofmarket.systems import verify_bundle_any
+
+        return verify_bundle_any(bundle_doc, self.store, reexecute=reexecute, model_dir=model_dir,
+                                 work_dir=self.settings.jobs_dir, threads=threads)
+
+    @property
+    def attested(self) -> Any:
+        """The attested system (``AttestedSystem``), signing with this workspace's node key."""
+        if self._attested is None:
+            from proofmarket.systems.attested.signer import DEVNET_CHAIN_ID, node_signer
+            from proofmarket.systems.attested.system import AttestedSystem
+
+            self._attested = AttestedSystem(self.store, self.settings.jobs_dir, node_signer(self.settings),
+                                            DEVNET_CHAIN_ID)
+        return self._attested
+
+    def compile_attested(self, model_dir: Path, *, name: str | None = None, max_tokens_cap: int | None = None,
+                         progress: Progress = lambda _: None) -> tuple[str, Any]:
+        """``compile --mode attested``: commit to a causal LM directory (no circuit, no keys)."""
+        from proofmarket.systems.attested.service import DEFAULT_MAX_TOKENS_CAP, compile_attested
+
+        model_id, manifest = compile_attested(model_dir, self.store, name=name, progress=progress,
+                                              max_tokens_cap=max_tokens_cap or DEFAULT_MAX_TOKENS_CAP)
+        self._write_index(model_id, {"id": model_id, "name": manifest.name, "mode": "attested",
+                                     "privacy": manifest.privacy["name"], "logrows": None,
+                                     "weights_root": manifest.weights.root, "srs": None,
+                                     "created_at": manifest.created_at})
+        return model_id, manifest
 
     def models(self) -> list[dict[str, Any]]:
         path = self._index_path()
-        return list(json.loads(path.read_text()).values()) if path.is_file() else []
+        rows = list(json.loads(path.read_text()).values()) if path.is_file() else []
+        return [{"mode": "proven", **row} for row in rows]  # entries from before attested mode are proven
 
     def export_model(self, model_id: str, out: Path) -> Path:
-        manifest = load_manifest(self.store, model_id)
+        from proofmarket.systems import parse_manifest
+
+        manifest = parse_manifest(self.store.get_json(model_id))
         return export_car(self.store, [model_id, *manifest.public_cids], out, roots=[model_id])
 
     def import_car(self, path: Path) -> list[str]:
@@ -74,13 +108,16 @@ class Workspace:
         return self.settings.home / "models.json"
 
     def _index(self, result: CompileResult) -> None:
+        m = result.manifest
+        self._write_index(result.model_id, {
+            "id": result.model_id, "name": m.name, "mode": "proven", "privacy": m.privacy["name"],
+            "logrows": m.logrows, "onnx_sha256": m.onnx.sha256, "srs": m.srs.kind, "created_at": m.created_at,
+        })
+
+    def _write_index(self, model_id: str, entry: dict[str, Any]) -> None:
         path = self._index_path()
         index = json.loads(path.read_text()) if path.is_file() else {}
-        m = result.manifest
-        index[result.model_id] = {
-            "id": result.model_id, "name": m.name, "privacy": m.privacy["name"], "logrows": m.logrows,
-            "onnx_sha256": m.onnx.sha256, "srs": m.srs.kind, "created_at": m.created_at,
-        }
+        index[model_id] = entry
         tmp = path.with_suffix(f".tmp{os.getpid()}")
         tmp.write_text(json.dumps(index, indent=2))
         os.replace(tmp, path)

@@ -1,4 +1,5 @@
-"""proofmarket command line: compile a model into a ZK circuit, prove an inference, verify a proof.
+"""proofmarket command line: compile a model (a ZK circuit, or an attested commitment), prove an inference or
+generate text, verify a proof bundle or an attested bundle.
 
 Exit codes: 0 ok; 1 proof invalid; 2 usage, input or missing-artifact error; 3 proving failed;
 4 chain error; 5 payment error.
@@ -78,11 +79,18 @@ def main(version: Annotated[bool, typer.Option("--version", help="print the vers
 
 @app.command("compile")
 def compile_cmd(
-    model: Annotated[Path, typer.Argument(help="the ONNX model file")],
-    sample: Annotated[Path, typer.Option(
-        "--sample", help="sample inputs for tuning and calibration: JSON ({\"inputs\": [...]}, EZKL's "
+    model: Annotated[Path, typer.Argument(help="the ONNX model file (proven), or a Hugging Face causal LM "
+                                               "directory: config.json, *.safetensors, tokenizer.json (attested)")],
+    sample: Annotated[Path | None, typer.Option(
+        "--sample", help="proven mode: sample inputs for tuning and calibration: JSON ({\"inputs\": [...]}, EZKL's "
                          "input.json or calibration file), .npy/.npz arrays, or CSV (one-input tabular models: "
-                         "a row per sample)")],
+                         "a row per sample)")] = None,
+    mode: Annotated[str, typer.Option(
+        "--mode", help="proven: a ZK circuit (EZKL); attested: commit to the weights (Merkle root), runtime and "
+                       "decoding terms of a causal LM too large to prove (no proof: a signed, re-executable "
+                       "attestation)")] = "proven",
+    max_tokens_cap: Annotated[int, typer.Option(
+        "--max-tokens-cap", help="attested: the most tokens one call may generate (and pays for)")] = 256,
     privacy: Annotated[str, typer.Option(help="public | private-input | private, or 'input=hashed,params=fixed'")]
     = "public",
     srs: Annotated[Path | None, typer.Option("--srs", help="ceremony SRS file (default: a dev SRS, devnet only)")]
@@ -97,7 +105,15 @@ def compile_cmd(
     home: HomeOpt = None,
 ) -> None:
     """Compile MODEL into a tuned circuit, keys and a Solidity verifier; print the model id. The cost
-    prediction is printed first; a model over the budget (PROOFMARKET_MAX_*) is refused before any setup."""
+    prediction is printed first; a model over the budget (PROOFMARKET_MAX_*) is refused before any setup.
+    With --mode attested: commit to a causal LM directory instead (weights Merkle root, versions, decoding)."""
+    if mode not in ("proven", "attested"):
+        raise fail(UsageError(f"--mode is proven or attested, not {mode!r}"), as_json)
+    if mode == "attested":
+        _compile_attested(model, name, max_tokens_cap, as_json, home)
+        return
+    if sample is None:
+        raise fail(UsageError("proven mode needs --sample (sample inputs for tuning and calibration)"), as_json)
     ws = _workspace(home)
     try:
         profile = PrivacyProfile.parse(privacy)
@@ -118,6 +134,26 @@ def compile_cmd(
         emit_json({"ok": True, "model_id": result.model_id, "manifest": m.model_dump(mode="json")})
         return
     _print_compile(result.model_id, m.model_dump(mode="json"))
+
+
+def _compile_attested(model: Path, name: str | None, cap: int, as_json: bool, home: Path | None) -> None:
+    ws = _workspace(home)
+    try:
+        with progress_steps(not as_json) as step:
+            model_id, m = ws.compile_attested(model, name=name, max_tokens_cap=cap, progress=step)
+    except ProofMarketError as exc:
+        raise fail(exc, as_json) from exc
+    if as_json:
+        emit_json({"ok": True, "model_id": model_id, "mode": "attested", "manifest": m.model_dump(mode="json")})
+        return
+    out.print(f"model id:   [bold]{model_id}[/]")
+    out.print("mode:       [bold yellow]attested[/] (no ZK proof: a signed commitment anyone with the weights "
+              "can re-execute)")
+    out.print(f"model:      {m.architecture}, context {m.context_length} tokens, {m.weights.tensors} tensors "
+              f"({m.weights.dtype})")
+    out.print(f"weights:    Merkle root {m.weights.root}")
+    out.print(f"generation: at most {m.generation.max_tokens_cap} tokens per call, a commitment per "
+              f"{m.generation.chunk_tokens} tokens (top-{m.generation.topk})")
 
 
 def _bound(max_error: float) -> AccuracyBound | None:
@@ -190,24 +226,41 @@ def prove_cmd(
 
 @app.command("verify")
 def verify_cmd(
-    bundle: Annotated[Path, typer.Argument(help="a proof bundle JSON file")],
+    bundle: Annotated[Path, typer.Argument(help="a proof bundle JSON file (proven or attested)")],
     car: Annotated[Path | None, typer.Option("--car", help="import the model's public artifacts from this CAR first")]
     = None,
+    reexecute: Annotated[bool, typer.Option(
+        "--reexecute", help="attested bundles: re-run one prefill pass over prompt + output with the weights and "
+                            "check every chunk's commitment and every token")] = False,
+    model_dir: Annotated[Path | None, typer.Option(
+        "--model-dir", help="with --reexecute: the model directory to re-execute with (default: the files the "
+                            "manifest names, from the store)")] = None,
+    threads: Annotated[int | None, typer.Option("--threads", help="with --reexecute: torch threads")] = None,
     as_json: JsonOpt = False,
     home: HomeOpt = None,
 ) -> None:
-    """Verify a proof bundle. Exit 0 valid, 1 invalid, 2 usage or missing artifact."""
+    """Verify a proof bundle (the ZK proof), or an attested bundle (signature, hashes and bindings; with
+    --reexecute also the commitments). Exit 0 valid or reproduced, 1 invalid or differs, 2 usage or missing
+    artifact."""
     ws = _workspace(home)
     try:
         doc = _read_json(bundle, "bundle")
         if car:
             ws.import_car(car)
-        report = ws.verify(doc)
+        report = ws.verify(doc, reexecute=reexecute, model_dir=model_dir, threads=threads)
     except ProofMarketError as exc:
         raise fail(exc, as_json) from exc
     if as_json:
-        emit_json({"ok": True, "valid": True, "model_id": report.model_id, "output": report.output,
-                   "srs": report.srs_kind, "checks": report.checks})
+        emit_json({"ok": True, "valid": True, "mode": report.mode, "model_id": report.model_id,
+                   "output": report.output if report.mode == "proven" else report.text,
+                   "reexecuted": report.reexecuted,
+                   "verdict": _verdict(report), "srs": report.srs_kind, "checks": report.checks})
+        return
+    if report.mode == "attested":
+        out.print(f"[bold yellow]attested[/], [bold green]{_verdict(report)}[/]: model {report.model_id}")
+        for check in report.checks:
+            out.print(f"  ok  {check}")
+        out.print(f"output: {report.text!r}")
         return
     out.print(f"[bold green]valid[/]: model {report.model_id}")
     for check in report.checks:
@@ -215,6 +268,12 @@ def verify_cmd(
     out.print(f"output: {report.output}")
     if report.srs_kind == "dev":
         out.print("[yellow]note[/]: this proof uses a dev SRS (testing only; not for real money)")
+
+
+def _verdict(report: Any) -> str:
+    if report.mode == "proven":
+        return "verified"
+    return "reproduced" if report.reexecuted else "signature valid, not re-executed"
 
 
 @app.command("models")
@@ -225,7 +284,11 @@ def models_cmd(as_json: JsonOpt = False, home: HomeOpt = None) -> None:
         emit_json(rows)
         return
     for r in rows:
-        out.print(f"{r['id']}  {r['name']:<16} {r['privacy']:<14} logrows {r['logrows']:<3} SRS {r['srs']}")
+        if r.get("mode") == "attested":
+            out.print(f"{r['id']}  {r['name']:<16} attested  weights root {str(r.get('weights_root'))[:18]}...")
+        else:
+            out.print(f"{r['id']}  {r['name']:<16} proven    {r['privacy']:<14} logrows {r['logrows']:<3} "
+                      f"SRS {r['srs']}")
 
 
 @app.command("export")
@@ -248,6 +311,7 @@ def export_cmd(
 
 
 from proofmarket.cli.chain_cmds import register as _register_market  # noqa: E402 (after the app exists)
+from proofmarket.cli.generate_cmd import register as _register_generate  # noqa: E402
 from proofmarket.cli.infer_cmd import register as _register_infer  # noqa: E402
 from proofmarket.cli.market_cmds import register as _register_roles  # noqa: E402
 from proofmarket.cli.node_cmd import register as _register_node  # noqa: E402
@@ -256,6 +320,7 @@ _register_market(app)
 _register_roles(app)
 _register_node(app)
 _register_infer(app)
+_register_generate(app)
 
 if __name__ == "__main__":
     app()

@@ -6,7 +6,7 @@ settings, vk, SRS). See ``verify_bundle``.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -14,7 +14,9 @@ from proofmarket.errors import BundleError
 from proofmarket.zk.manifest import InstanceLayout
 
 BUNDLE_FORMAT = "proofmarket/proof-bundle"
-BUNDLE_VERSION = 1
+BUNDLE_VERSION = 2  # v2 adds ``mode`` ("proven"); v1 bundles (no mode) are still read and verified
+READ_VERSIONS = (1, 2)
+PROVEN_SYSTEM: Literal["ezkl-halo2-kzg-bn254"] = "ezkl-halo2-kzg-bn254"
 HEX = r"^0x[0-9a-fA-F]*$"
 
 
@@ -53,7 +55,7 @@ class BundleOutput(_Strict):
 
 
 class BundleProof(_Strict):
-    system: str = "ezkl-halo2-kzg-bn254"
+    system: Literal["ezkl-halo2-kzg-bn254"] = PROVEN_SYSTEM
     hex: str = Field(pattern=HEX)
     # uint256 as 0x-hex (big-endian), in the order the verifier contract takes them
     instances: list[Annotated[str, Field(pattern=HEX)]]
@@ -63,6 +65,7 @@ class BundleProof(_Strict):
 class ProofBundle(_Strict):
     format: str = BUNDLE_FORMAT
     version: int = BUNDLE_VERSION
+    mode: Literal["proven"] | None = "proven"  # None only in v1 bundles (and then left out of the document)
     model: BundleModel
     privacy: dict[str, str]
     layout: InstanceLayout
@@ -81,8 +84,12 @@ class ProofBundle(_Strict):
             raise BundleError("a proof bundle must be a JSON object")
         if doc.get("format") != BUNDLE_FORMAT:
             raise BundleError(f"not a proof bundle: format is {doc.get('format')!r}, expected {BUNDLE_FORMAT!r}")
-        if doc.get("version") != BUNDLE_VERSION:
-            raise BundleError(f"unsupported proof bundle version {doc.get('version')!r} (this reads {BUNDLE_VERSION})")
+        if doc.get("version") not in READ_VERSIONS:
+            raise BundleError(f"unsupported proof bundle version {doc.get('version')!r} (this reads 1 and 2)")
+        if doc.get("version") == 1 and "mode" in doc:
+            raise BundleError("malformed proof bundle: a version 1 bundle has no mode")
+        if doc.get("version") == 1:
+            doc = {**doc, "mode": None}
         try:
             return cls.model_validate(doc)
         except ValidationError as exc:
@@ -91,4 +98,7 @@ class ProofBundle(_Strict):
             raise BundleError(f"malformed proof bundle: {where}: {first['msg']}") from exc
 
     def to_doc(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        doc = self.model_dump(mode="json")
+        if self.mode is None:  # a v1 bundle: the document it was stored (and signed) as
+            del doc["mode"]
+        return doc

@@ -5,12 +5,12 @@ Its CID is the model id. Everything a verifier needs (settings, vk, SRS) is name
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 MANIFEST_FORMAT = "proofmarket/model-manifest"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # v2 adds mode and system; v1 manifests (proven, EZKL) still load
 
 
 class TensorDoc(BaseModel):
@@ -52,6 +52,8 @@ class ModelManifest(BaseModel):
 
     format: str = MANIFEST_FORMAT
     version: int = MANIFEST_VERSION
+    mode: Literal["proven"] = "proven"
+    system: Literal["ezkl-halo2-kzg-bn254"] = "ezkl-halo2-kzg-bn254"
     name: str
     onnx: ArtifactRef  # the owner's upload; its sha256 is the model commitment
     circuit_onnx: ArtifactRef  # the copy EZKL compiled (batch fixed, maybe salted)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from proofmarket import models
-from proofmarket.errors import ArtifactNotFound, UnknownModel
+from proofmarket.errors import ArtifactNotFound, UnknownModel, WrongMode
 from proofmarket.store import LocalStore
 from proofmarket.zk.bundle import (
     BundleInput,
@@ -71,6 +71,8 @@ class EzklProver:
                 manifest = load_manifest(self.store, model_id)
             except ArtifactNotFound as exc:
                 raise UnknownModel(f"no compiled model with id {model_id} in the store") from exc
+            except WrongMode:
+                raise
             except Exception as exc:
                 raise UnknownModel(f"{model_id} is not a model id (it names something else)") from exc
             info = models.load_model(self.store.path(manifest.onnx.cid))

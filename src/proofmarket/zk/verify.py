@@ -12,7 +12,7 @@ from typing import Any
 
 from eth_abi import decode as abi_decode
 
-from proofmarket.errors import ArtifactNotFound, BundleError, VerificationFailed
+from proofmarket.errors import ArtifactNotFound, BundleError, VerificationFailed, WrongMode
 from proofmarket.store import ArtifactStore, canonical_json, cid_for_bytes
 from proofmarket.store.cid import digest_of
 from proofmarket.zk import ezkl_calls
@@ -29,12 +29,20 @@ class VerifyReport:
     valid: bool
     model_id: str
     output: list[list[float]]
-    srs_kind: str
+    srs_kind: str  # "none" for attested bundles (no SRS)
     checks: list[str] = field(default_factory=list)
+    mode: str = "proven"
+    reexecuted: bool | None = None  # attested only: whether the result was re-executed (None for proven)
+    text: str | None = None  # attested text generation: the output text
 
 
 def load_manifest(store: ArtifactStore, model_id: str) -> ModelManifest:
-    return ModelManifest.model_validate(store.get_json(model_id))
+    """The proven (EZKL) manifest of ``model_id``; ``WrongMode`` when the model is attested."""
+    doc = store.get_json(model_id)
+    if isinstance(doc, dict) and doc.get("mode") == "attested":
+        raise WrongMode(f"model {model_id} is sold in attested mode (no ZK proof): use generate, not infer or prove",
+                        model_id=model_id, mode="attested")
+    return ModelManifest.model_validate(doc)
 
 
 def verify_bundle(doc: dict[str, Any] | ProofBundle, store: ArtifactStore) -> VerifyReport:

@@ -1,0 +1,1 @@
+"""Attested mode: models too large to prove, sold with a signed, re-executable attestation."""

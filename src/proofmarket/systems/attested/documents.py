@@ -1,0 +1,234 @@
+"""The attested model manifest and the attested bundle, with the node's EIP-712 attestation.
+
+An attested bundle is not a proof. It is the node's signed statement "I ran the model whose weights have this
+Merkle root on these input tokens with this decoding configuration, and these were the output tokens and the
+activation commitments (TOPLOC) of every chunk". Anyone holding the weights can re-execute it
+(``proofmarket verify --reexecute``): one prefill pass reproduces every chunk's commitment and every token.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+from eth_account.signers.local import LocalAccount
+from eth_utils import is_address, keccak, to_checksum_address
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from proofmarket.errors import BundleError, VerificationFailed
+from proofmarket.store import canonical_json
+from proofmarket.zk.manifest import MANIFEST_FORMAT, ArtifactRef
+
+ATTESTED_SYSTEM: Literal["proofmarket-attested-toploc-v1"] = "proofmarket-attested-toploc-v1"
+BUNDLE_FORMAT = "proofmarket/proof-bundle"
+VERSION = 2
+HEX = r"^0x[0-9a-fA-F]*$"
+BYTES32 = r"^0x[0-9a-fA-F]{64}$"
+ATTESTATION_TYPE = [
+    {"name": "modelId", "type": "string"},
+    {"name": "system", "type": "string"},
+    {"name": "weightsRoot", "type": "bytes32"},
+    {"name": "inputCommitment", "type": "bytes32"},
+    {"name": "outputHash", "type": "bytes32"},
+    {"name": "decodingHash", "type": "bytes32"},
+    {"name": "commitmentsHash", "type": "bytes32"},
+    {"name": "issuedAt", "type": "uint256"},
+]
+DOMAIN_FIELDS = [
+    {"name": "name", "type": "string"},
+    {"name": "version", "type": "string"},
+    {"name": "chainId", "type": "uint256"},
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- manifest -------------------------------------------------------------------------------------
+class WeightsCommitment(_Strict):
+    root: str = Field(pattern=BYTES32)  # merkle.merkle_root over the loaded tensors
+    algorithm: str = "sha256-merkle-v1"
+    tensors: int
+    dtype: str
+
+
+class GenerationTerms(_Strict):
+    max_tokens_cap: int = Field(gt=0)  # the most one call may ask for (and pays for)
+    chunk_tokens: int = Field(gt=0)  # tokens per activation commitment
+    topk: int = Field(gt=0)  # committed activations per chunk
+    tolerance: dict[str, float]  # toploc.Tolerance
+    eos_token_id: int | None
+    sampling: list[str] = ["greedy", "seeded"]
+
+
+class AttestedManifest(_Strict):
+    format: str = MANIFEST_FORMAT
+    version: int = VERSION
+    mode: Literal["attested"] = "attested"
+    system: Literal["proofmarket-attested-toploc-v1"] = ATTESTED_SYSTEM
+    kind: Literal["causal-lm"] = "causal-lm"
+    name: str
+    files: dict[str, ArtifactRef]  # the model directory, file name -> stored copy
+    weights: WeightsCommitment
+    architecture: str
+    context_length: int
+    vocab_size: int
+    generation: GenerationTerms
+    runtime: dict[str, str]  # library versions the commitment was made with
+    privacy: dict[str, str] = {"name": "open-weights", "input": "public", "params": "public"}
+    created_at: str
+
+    @property
+    def public_cids(self) -> list[str]:
+        """Open weights: a re-checker needs every file."""
+        return [ref.cid for ref in self.files.values()]
+
+    @property
+    def weights_public(self) -> bool:
+        return True
+
+
+# --- bundle ---------------------------------------------------------------------------------------
+class AttestedModel(_Strict):
+    id: str
+    name: str
+    weights_root: str = Field(pattern=BYTES32)
+    architecture: str
+
+
+class AttestedInput(_Strict):
+    visibility: str = "public"
+    prompt: str | None
+    tokens: list[int]
+    commitment: str = Field(pattern=BYTES32)  # token_hash(tokens)
+
+
+class AttestedOutput(_Strict):
+    text: str
+    tokens: list[int]
+    hash: str = Field(pattern=BYTES32)  # token_hash(tokens)
+    finish_reason: Literal["stop", "length"]
+
+
+class AttestedDecoding(_Strict):
+    strategy: Literal["greedy", "sample"]
+    max_tokens: int = Field(gt=0)
+    temperature: float = Field(ge=0)
+    seed: int | None
+    chunk_tokens: int = Field(gt=0)
+    topk: int = Field(gt=0)
+
+
+class Attestation(_Strict):
+    signer: str
+    signature: str = Field(pattern=HEX)
+    typedData: dict[str, Any]  # noqa: N815 - the EIP-712 JSON name
+
+
+class AttestedProof(_Strict):
+    system: Literal["proofmarket-attested-toploc-v1"] = ATTESTED_SYSTEM
+    commitments: list[str]  # 0x-hex, one per chunk (toploc.commit)
+    commitments_hash: str = Field(pattern=BYTES32)
+    attestation: Attestation
+
+
+class AttestedBundle(_Strict):
+    format: str = BUNDLE_FORMAT
+    version: int = VERSION
+    mode: Literal["attested"] = "attested"
+    model: AttestedModel
+    privacy: dict[str, str]
+    input: AttestedInput
+    output: AttestedOutput
+    decoding: AttestedDecoding
+    proof: AttestedProof
+    prover: dict[str, Any]
+    timings: dict[str, float]
+    created_at: str
+    payment: dict[str, Any] | None = None
+    receipt: dict[str, Any] | None = None
+
+    @classmethod
+    def parse(cls, doc: Any) -> AttestedBundle:
+        try:
+            return cls.model_validate(doc)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise BundleError(f"malformed attested bundle: {where}: {first['msg']}") from exc
+
+    def to_doc(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+# --- hashes ---------------------------------------------------------------------------------------
+def token_hash(tokens: list[int]) -> str:
+    """keccak256 of the tokens as packed big-endian uint32 (a Solidity contract can recompute it)."""
+    return "0x" + keccak(b"".join(int(t).to_bytes(4, "big") for t in tokens)).hex()
+
+
+def decoding_hash(decoding: AttestedDecoding) -> str:
+    return "0x" + keccak(canonical_json(decoding.model_dump(mode="json"))).hex()
+
+
+def commitments_hash(commitments: list[str]) -> str:
+    raw = b"".join(len(c).to_bytes(4, "big") + bytes.fromhex(c.removeprefix("0x")) for c in commitments)
+    return "0x" + keccak(raw).hex()
+
+
+# --- the attestation ------------------------------------------------------------------------------
+def attestation_message(bundle_fields: dict[str, Any], issued_at: int) -> dict[str, Any]:
+    return {"modelId": bundle_fields["model_id"], "system": ATTESTED_SYSTEM,
+            "weightsRoot": bundle_fields["weights_root"], "inputCommitment": bundle_fields["input_commitment"],
+            "outputHash": bundle_fields["output_hash"], "decodingHash": bundle_fields["decoding_hash"],
+            "commitmentsHash": bundle_fields["commitments_hash"], "issuedAt": issued_at}
+
+
+def _typed(message: dict[str, Any], chain_id: int) -> dict[str, Any]:
+    return {"types": {"EIP712Domain": DOMAIN_FIELDS, "AttestedInference": ATTESTATION_TYPE},
+            "primaryType": "AttestedInference",
+            "domain": {"name": "proofmarket", "version": "1", "chainId": chain_id},
+            "message": message}
+
+
+def sign_attestation(account: LocalAccount, fields: dict[str, Any], chain_id: int) -> Attestation:
+    typed = _typed(attestation_message(fields, int(time.time())), chain_id)
+    signed = account.sign_message(encode_typed_data(full_message=typed))
+    return Attestation(signer=account.address, signature="0x" + bytes(signed.signature).hex(), typedData=typed)
+
+
+def check_attestation(bundle: AttestedBundle) -> str:
+    """The signer, once the signature holds and it signs this bundle's model, input, output, decoding and
+    commitments (each hash recomputed from the bundle's own values); ``VerificationFailed`` otherwise."""
+    expected = {
+        "model_id": bundle.model.id, "weights_root": bundle.model.weights_root,
+        "input_commitment": token_hash(bundle.input.tokens), "output_hash": token_hash(bundle.output.tokens),
+        "decoding_hash": decoding_hash(bundle.decoding), "commitments_hash": commitments_hash(bundle.proof.commitments),
+    }
+    if expected["input_commitment"] != bundle.input.commitment.lower():
+        raise VerificationFailed("the input commitment is not the hash of the bundle's input tokens")
+    if expected["output_hash"] != bundle.output.hash.lower():
+        raise VerificationFailed("the output hash is not the hash of the bundle's output tokens")
+    if expected["commitments_hash"] != bundle.proof.commitments_hash.lower():
+        raise VerificationFailed("the commitments hash is not the hash of the bundle's activation commitments")
+    att = bundle.proof.attestation
+    typed = att.typedData
+    try:
+        message = dict(typed["message"])
+        chain_id = int(typed["domain"]["chainId"])
+        rebuilt = _typed(attestation_message(expected, int(message["issuedAt"])), chain_id)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise VerificationFailed(f"the attestation is malformed: {exc}") from exc
+    if typed != rebuilt:
+        raise VerificationFailed("the attestation does not sign this bundle's model, input, output, decoding and "
+                                 "commitments")
+    try:
+        signer = Account.recover_message(encode_typed_data(full_message=rebuilt), signature=att.signature)
+    except Exception as exc:  # eth-keys raises several types for a signature off the curve
+        raise VerificationFailed(f"the attestation signature is invalid: {exc}") from exc
+    if not is_address(signer) or signer.lower() != att.signer.lower():
+        raise VerificationFailed(f"the attestation claims signer {att.signer} but {signer} signed it")
+    return to_checksum_address(signer)

@@ -1,0 +1,257 @@
+"""Causal language models from a local Hugging Face directory: load (no hub, no remote code), hash the
+weights, generate with activation commitments, and re-check a generation with one prefill pass.
+
+torch and transformers are imported here only (the ``attested`` extra); nothing is fetched from a hub:
+every call passes ``local_files_only=True`` and ``trust_remote_code=False``. Weights are read from
+``*.safetensors`` only (pickled ``.bin`` weights can run code when loaded).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from proofmarket.errors import ModelFilesMissing, NotCausalLM, UsageError
+from proofmarket.systems.attested import sampling, toploc
+from proofmarket.systems.attested.merkle import merkle_root, tensor_leaf
+
+CONFIG = "config.json"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
+CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
+
+
+def _torch() -> Any:
+    try:
+        import torch
+    except ImportError as exc:  # pragma: no cover - the attested extra is part of make setup
+        raise UsageError("attested text generation needs torch and transformers: pip install "
+                         "'proofmarket[attested]'") from exc
+    return torch
+
+
+def check_dir(model_dir: Path) -> list[Path]:
+    """The files of a causal LM directory that matter, or ``ModelFilesMissing`` / ``NotCausalLM`` naming why."""
+    if not model_dir.is_dir():
+        raise ModelFilesMissing(f"{model_dir} is not a directory (attested text generation takes a Hugging Face "
+                                "model directory: config.json, *.safetensors, tokenizer.json)", path=str(model_dir))
+    missing = []
+    if not (model_dir / CONFIG).is_file():
+        missing.append(CONFIG)
+    weights = sorted(model_dir.glob("*.safetensors"))
+    if not weights:
+        pickled = sorted(p.name for p in model_dir.glob("*.bin"))
+        missing.append("*.safetensors weights" + (f" (found {', '.join(pickled)}: pickled weights are refused, "
+                                                  "they can run code; convert them to safetensors)" if pickled else ""))
+    if not any((model_dir / f).is_file() for f in TOKENIZER_FILES):
+        missing.append("a tokenizer (tokenizer.json)")
+    if missing:
+        raise ModelFilesMissing(f"the model directory {model_dir.name} is missing {', '.join(missing)}",
+                                missing=missing)
+    config = _read_config(model_dir)
+    architectures = config.get("architectures") or []
+    if architectures and not any(str(a).endswith(CAUSAL_SUFFIXES) for a in architectures):
+        raise NotCausalLM(f"{model_dir.name} is a {', '.join(map(str, architectures))}, not a causal language model "
+                          "(attested generation needs a *ForCausalLM architecture)", architectures=architectures)
+    keep = [model_dir / CONFIG, *weights]
+    keep += [p for p in sorted(model_dir.iterdir()) if p.is_file() and p not in keep and
+             (p.name.startswith(("tokenizer", "special_tokens", "generation_config", "vocab", "merges")))]
+    return keep
+
+
+def _read_config(model_dir: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads((model_dir / CONFIG).read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelFilesMissing(f"{CONFIG} of {model_dir.name} is not readable JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise ModelFilesMissing(f"{CONFIG} of {model_dir.name} is not a JSON object")
+    return doc
+
+
+@dataclass
+class Generation:
+    prompt_tokens: list[int]
+    tokens: list[int]
+    commitments: list[bytes]
+    finish_reason: str  # "stop" (end of sequence) | "length" (max_tokens)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Recheck:
+    reproduced: bool
+    chunks: list[toploc.ChunkCheck]
+    first_bad_chunk: int | None
+    first_bad_token: int | None
+    seconds: float
+
+    def summary(self) -> str:
+        if self.reproduced:
+            return f"reproduced: {len(self.chunks)} chunk(s) agree and every token is the one decoding picks"
+        if self.first_bad_chunk is not None:
+            c = self.chunks[self.first_bad_chunk]
+            return (f"differs at chunk {self.first_bad_chunk}: {c.agree} of {c.points} committed activations agree "
+                    f"(worst {c.worst_steps} steps)")
+        return f"differs at token {self.first_bad_token}: decoding does not pick the token the node returned"
+
+
+class CausalLM:
+    """One loaded model (float32 on CPU), its tokenizer and its weights' Merkle root."""
+
+    def __init__(self, model_dir: Path) -> None:
+        check_dir(model_dir)
+        torch = _torch()
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+        self.dir = model_dir
+        try:
+            self.config = AutoConfig.from_pretrained(model_dir, local_files_only=True, trust_remote_code=False)
+            self.model = AutoModelForCausalLM.from_pretrained(
+                model_dir, local_files_only=True, trust_remote_code=False, dtype=torch.float32, use_safetensors=True)
+        except ValueError as exc:
+            raise NotCausalLM(f"{model_dir.name} does not load as a causal language model: "
+                              f"{str(exc).splitlines()[0]}") from exc
+        except (OSError, KeyError) as exc:
+            raise ModelFilesMissing(f"{model_dir.name} does not load: {str(exc).splitlines()[0]}") from exc
+        self.model.eval()
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True, trust_remote_code=False)
+        except (OSError, ValueError) as exc:
+            raise ModelFilesMissing(f"the tokenizer of {model_dir.name} does not load: "
+                                    f"{str(exc).splitlines()[0]}") from exc
+        self._root: str | None = None
+
+    # --- what the manifest records -------------------------------------------------------------
+    @property
+    def context_length(self) -> int:
+        for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+            value = getattr(self.config, name, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return 2048
+
+    @property
+    def architecture(self) -> str:
+        return str((getattr(self.config, "architectures", None) or [type(self.model).__name__])[0])
+
+    @property
+    def eos_token_id(self) -> int | None:
+        eos = getattr(self.config, "eos_token_id", None)
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        return int(eos[0] if isinstance(eos, list) else eos) if eos is not None else None
+
+    def weights_root(self) -> str:
+        """sha256 Merkle root over the loaded tensors (name, dtype, shape, bytes), sorted by name."""
+        if self._root is None:
+            state = self.model.state_dict()
+            leaves = [tensor_leaf(name, str(t.dtype).removeprefix("torch."), list(t.shape),
+                                  t.detach().contiguous().cpu().numpy().tobytes()) for name, t in sorted(state.items())]
+            self._root = merkle_root(leaves)
+        return self._root
+
+    @property
+    def tensor_count(self) -> int:
+        return len(self.model.state_dict())
+
+    @staticmethod
+    def runtime() -> dict[str, str]:
+        torch = _torch()
+        import tokenizers
+        import transformers
+
+        return {"torch": torch.__version__, "transformers": transformers.__version__,
+                "tokenizers": tokenizers.__version__, "numpy": np.__version__, "python": platform.python_version(),
+                "device": "cpu"}
+
+    # --- text <-> tokens ---------------------------------------------------------------------------
+    def encode(self, prompt: str) -> list[int]:
+        return [int(t) for t in self.tokenizer.encode(prompt)]
+
+    def decode(self, tokens: list[int]) -> str:
+        return str(self.tokenizer.decode(tokens, skip_special_tokens=True))
+
+    # --- generation ---------------------------------------------------------------------------------
+    def generate(self, prompt_tokens: list[int], decoding: sampling.Decoding, *, chunk: int, topk: int,
+                 on_token: Callable[[int, int], None] | None = None,
+                 on_chunk: Callable[[int, bytes], None] | None = None) -> Generation:
+        """Decode step by step with a KV cache; commit to the last hidden state of every ``chunk`` tokens."""
+        torch = _torch()
+        start = time.perf_counter()
+        tokens: list[int] = []
+        hidden: list[np.ndarray] = []
+        commitments: list[bytes] = []
+        commit_s = 0.0
+        eos, finish = self.eos_token_id, "length"
+        with torch.inference_mode():
+            out = self.model(input_ids=torch.tensor([prompt_tokens]), use_cache=True, output_hidden_states=True)
+            for position in range(decoding.max_tokens):
+                logits = out.logits[0, -1].float().numpy()
+                hidden.append(out.hidden_states[-1][0, -1].float().numpy().copy())
+                token = sampling.choose(logits, decoding, position)
+                tokens.append(token)
+                if on_token is not None:
+                    on_token(position, token)
+                if len(hidden) == chunk:
+                    t0 = time.perf_counter()
+                    commitments.append(toploc.commit(np.stack(hidden), topk))
+                    commit_s += time.perf_counter() - t0
+                    hidden = []
+                    if on_chunk is not None:
+                        on_chunk(len(commitments) - 1, commitments[-1])
+                if token == eos:
+                    finish = "stop"
+                    break
+                if position + 1 < decoding.max_tokens:
+                    out = self.model(input_ids=torch.tensor([[token]]), past_key_values=out.past_key_values,
+                                     use_cache=True, output_hidden_states=True)
+        if hidden:
+            t0 = time.perf_counter()
+            commitments.append(toploc.commit(np.stack(hidden), topk))
+            commit_s += time.perf_counter() - t0
+            if on_chunk is not None:
+                on_chunk(len(commitments) - 1, commitments[-1])
+        total = time.perf_counter() - start
+        return Generation(prompt_tokens, tokens, commitments, finish,
+                          {"generate_s": round(total, 4), "commit_s": round(commit_s, 4)})
+
+    def recheck(self, prompt_tokens: list[int], tokens: list[int], commitments: list[bytes],
+                decoding: sampling.Decoding, *, chunk: int, tolerance: toploc.Tolerance) -> Recheck:
+        """One prefill over prompt + output: every chunk's commitment and every token's choice."""
+        torch = _torch()
+        start = time.perf_counter()
+        expected_chunks = (len(tokens) + chunk - 1) // chunk
+        if not tokens:
+            return Recheck(not commitments, [], 0 if commitments else None, None, time.perf_counter() - start)
+        with torch.inference_mode():
+            out = self.model(input_ids=torch.tensor([prompt_tokens + tokens[:-1]]), output_hidden_states=True)
+        first = len(prompt_tokens) - 1
+        logits = out.logits[0, first:].float().numpy()
+        hidden = out.hidden_states[-1][0, first:].float().numpy()
+        checks: list[toploc.ChunkCheck] = []
+        bad_chunk: int | None = None
+        for i in range(expected_chunks):
+            committed = commitments[i] if i < len(commitments) else b""
+            result = toploc.check(committed, hidden[i * chunk:(i + 1) * chunk], tolerance)
+            checks.append(result)
+            if not result.ok and bad_chunk is None:
+                bad_chunk = i
+        if len(commitments) != expected_chunks and bad_chunk is None:
+            bad_chunk = min(len(commitments), expected_chunks)
+        bad_token = next((i for i, t in enumerate(tokens) if not sampling.plausible(logits[i], t, decoding, i)), None)
+        eos = self.eos_token_id
+        if bad_token is None and eos is not None and eos in tokens[:-1]:
+            bad_token = tokens.index(eos)  # decoding stops at the end of sequence: nothing may follow it
+        if bad_token is not None and bad_chunk is not None and bad_token // chunk < bad_chunk:
+            bad_chunk = None  # report the earliest difference
+        elif bad_token is not None and bad_chunk is not None:
+            bad_token = None
+        return Recheck(bad_chunk is None and bad_token is None, checks, bad_chunk, bad_token,
+                       time.perf_counter() - start)

@@ -1,0 +1,337 @@
+"""The attested system: compile (commit to a model directory), generate (sign an attested bundle), verify
+(signature and hashes only) and re-execute (one prefill pass against the commitments)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shutil
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+
+from proofmarket.errors import (
+    ArtifactNotFound,
+    AttestationMismatch,
+    InputError,
+    MaxTokensOverCap,
+    PromptTooLong,
+    UnknownModel,
+    UsageError,
+    VerificationFailed,
+)
+from proofmarket.store import ArtifactStore, LocalStore
+from proofmarket.systems.attested import toploc
+from proofmarket.systems.attested.documents import (
+    AttestedBundle,
+    AttestedDecoding,
+    AttestedInput,
+    AttestedManifest,
+    AttestedModel,
+    AttestedOutput,
+    AttestedProof,
+    GenerationTerms,
+    WeightsCommitment,
+    check_attestation,
+    commitments_hash,
+    decoding_hash,
+    sign_attestation,
+    token_hash,
+)
+from proofmarket.systems.attested.sampling import Decoding
+from proofmarket.zk.manifest import ArtifactRef
+
+log = logging.getLogger("proofmarket.attested")
+
+DEFAULT_MAX_TOKENS_CAP = 256
+DEFAULT_CHUNK = 32
+DEFAULT_TOPK = 128
+MAX_PROMPT_CHARS = 64 * 1024
+MAX_TEMPERATURE = 10.0
+DEFAULT_TOLERANCE = toploc.Tolerance(max_steps=6, min_agree=0.9)
+
+
+def _lm() -> Any:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub, whatever the caller's environment
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    from proofmarket.systems.attested import lm
+
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:  # pragma: no cover
+        pass
+    return lm
+
+
+def _ref(store: ArtifactStore, path: Path) -> ArtifactRef:
+    import hashlib
+
+    cid = store.put_file(path) if isinstance(store, LocalStore) else store.put(path.read_bytes())
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return ArtifactRef(cid=cid, sha256=digest.hexdigest(), size=path.stat().st_size)
+
+
+def compile_attested(model_dir: Path, store: ArtifactStore, *, name: str | None = None,
+                     max_tokens_cap: int = DEFAULT_MAX_TOKENS_CAP, chunk: int = DEFAULT_CHUNK,
+                     topk: int = DEFAULT_TOPK, progress: Callable[[str], None] = lambda _: None
+                     ) -> tuple[str, AttestedManifest]:
+    """Commit to a causal LM directory: files stored by CID, weights Merkle root, runtime versions, dtype
+    and decoding terms, in a manifest whose CID is the model id."""
+    if not 0 < max_tokens_cap <= 1 << 16:
+        raise UsageError(f"--max-tokens-cap must be between 1 and 65536, not {max_tokens_cap}")
+    lm = _lm()
+    files = lm.check_dir(model_dir)
+    progress(f"loading {model_dir.name} ({len(files)} files)")
+    model = lm.CausalLM(model_dir)
+    progress("hashing the weights (Merkle root over every tensor)")
+    root = model.weights_root()
+    progress("storing the files by CID")
+    refs = {p.name: _ref(store, p) for p in files}
+    manifest = AttestedManifest(
+        name=name or model_dir.name, files=refs,
+        weights=WeightsCommitment(root=root, tensors=model.tensor_count, dtype="float32"),
+        architecture=model.architecture, context_length=model.context_length,
+        vocab_size=int(getattr(model.config, "vocab_size", 0) or len(model.tokenizer)),
+        generation=GenerationTerms(max_tokens_cap=max_tokens_cap, chunk_tokens=chunk, topk=topk,
+                                   tolerance=DEFAULT_TOLERANCE.to_json(), eos_token_id=model.eos_token_id),
+        runtime=model.runtime(), created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    model_id = store.put_json(manifest.model_dump(mode="json"))
+    return model_id, manifest
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    prompt: str
+    max_tokens: int
+    temperature: float = 0.0
+    seed: int | None = None
+
+    @classmethod
+    def of(cls, doc: Any) -> GenerateRequest:
+        if not isinstance(doc, dict):
+            raise InputError("a generate request is a JSON object: {prompt, max_tokens, temperature?, seed?}")
+        prompt = doc.get("prompt")
+        if not isinstance(prompt, str) or not prompt:
+            raise InputError("prompt must be a non-empty string")
+        if len(prompt) > MAX_PROMPT_CHARS:
+            raise InputError(f"the prompt is {len(prompt)} characters; at most {MAX_PROMPT_CHARS} are taken")
+        max_tokens = doc.get("max_tokens", 64)
+        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+            raise InputError("max_tokens must be a positive integer")
+        temperature = doc.get("temperature", 0.0)
+        if not isinstance(temperature, int | float) or isinstance(temperature, bool) or \
+                not 0.0 <= float(temperature) <= MAX_TEMPERATURE:
+            raise InputError(f"temperature must be a number between 0 (greedy) and {MAX_TEMPERATURE}")
+        seed = doc.get("seed")
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63):
+            raise InputError("seed must be an integer between 0 and 2^63 - 1")
+        if float(temperature) > 0 and seed is None:
+            seed = secrets.randbelow(2**63)  # sampling is reproducible only with its seed: draw one, commit to it
+        return cls(prompt, max_tokens, float(temperature), seed if float(temperature) > 0 else None)
+
+    def price_atomic(self, per_1k_tokens: int) -> int:
+        """What a call asking for ``max_tokens`` costs (the cap is charged: the exact scheme)."""
+        return max(1, -(-per_1k_tokens * self.max_tokens // 1000))
+
+
+class AttestedRuntime:
+    """Loaded models by id (files materialised from the store), generation under a per-model lock."""
+
+    def __init__(self, store: ArtifactStore, work_dir: Path) -> None:
+        self.store, self.work_dir = store, work_dir
+        self._models: dict[str, Any] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def manifest(self, model_id: str) -> AttestedManifest:
+        try:
+            doc = self.store.get_json(model_id)
+        except ArtifactNotFound as exc:
+            raise UnknownModel(f"no model with id {model_id} in the store", model_id=model_id) from exc
+        return AttestedManifest.model_validate(doc)
+
+    def model(self, model_id: str) -> Any:
+        with self._guard:
+            lock = self._locks.setdefault(model_id, threading.Lock())
+        with lock:
+            if model_id not in self._models:
+                manifest = self.manifest(model_id)
+                folder = materialise(self.store, manifest, self.work_dir / "attested" / model_id)
+                loaded = _lm().CausalLM(folder)
+                if loaded.weights_root() != manifest.weights.root:
+                    raise AttestationMismatch(f"the stored files of {model_id} do not hash to its weights root")
+                self._models[model_id] = loaded
+            return self._models[model_id]
+
+    def check(self, model_id: str, request: GenerateRequest) -> list[int]:
+        """The prompt's tokens, once the request fits the model's cap and context (422 otherwise)."""
+        manifest = self.manifest(model_id)
+        cap = manifest.generation.max_tokens_cap
+        if request.max_tokens > cap:
+            raise MaxTokensOverCap(f"max_tokens is {request.max_tokens}; this model's cap is {cap}",
+                                   max_tokens=request.max_tokens, cap=cap)
+        tokens = self.model(model_id).encode(request.prompt)
+        if not tokens:
+            raise InputError("the prompt encodes to no tokens")
+        if len(tokens) + request.max_tokens > manifest.context_length:
+            raise PromptTooLong(f"the prompt is {len(tokens)} tokens; with max_tokens {request.max_tokens} that is "
+                                f"above the model's context length of {manifest.context_length}",
+                                prompt_tokens=len(tokens), context_length=manifest.context_length)
+        return list(tokens)
+
+    def generate(self, model_id: str, request: GenerateRequest, signer: LocalAccount, chain_id: int,
+                 on_token: Callable[[int, int, str], None] | None = None,
+                 on_chunk: Callable[[int, str], None] | None = None) -> tuple[AttestedBundle, str]:
+        manifest = self.manifest(model_id)
+        prompt_tokens = self.check(model_id, request)
+        model = self.model(model_id)
+        terms = manifest.generation
+        decoding = Decoding(request.max_tokens, request.temperature, request.seed)
+
+        def token(position: int, t: int) -> None:
+            if on_token is not None:
+                on_token(position, t, model.decode([t]))
+
+        def chunk(index: int, data: bytes) -> None:
+            if on_chunk is not None:
+                on_chunk(index, "0x" + data.hex())
+
+        with self._locks[model_id]:
+            gen = model.generate(prompt_tokens, decoding, chunk=terms.chunk_tokens, topk=terms.topk,
+                                 on_token=token, on_chunk=chunk)
+        bundle = build_bundle(model_id, manifest, request, gen, signer, chain_id, model.decode(gen.tokens))
+        return bundle, self.store.put_json(bundle.to_doc())
+
+
+def materialise(store: ArtifactStore, manifest: AttestedManifest, folder: Path) -> Path:
+    """The model directory rebuilt from the store under its original file names (links, or copies)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, ref in manifest.files.items():
+        if "/" in name or "\\" in name or name in ("", ".", ".."):
+            raise VerificationFailed(f"the manifest names a file outside the model directory: {name!r}")
+        target = folder / name
+        if target.exists():
+            continue
+        src = store.path(ref.cid)
+        tmp = folder / f".{name}.tmp{os.getpid()}"
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, target)
+    return folder
+
+
+def build_bundle(model_id: str, manifest: AttestedManifest, request: GenerateRequest, gen: Any,
+                 signer: LocalAccount, chain_id: int, text: str) -> AttestedBundle:
+    terms = manifest.generation
+    decoding = AttestedDecoding(strategy="greedy" if request.temperature <= 0 else "sample",
+                                max_tokens=request.max_tokens, temperature=request.temperature, seed=request.seed,
+                                chunk_tokens=terms.chunk_tokens, topk=terms.topk)
+    commitments = ["0x" + c.hex() for c in gen.commitments]
+    fields = {"model_id": model_id, "weights_root": manifest.weights.root,
+              "input_commitment": token_hash(gen.prompt_tokens), "output_hash": token_hash(gen.tokens),
+              "decoding_hash": decoding_hash(decoding), "commitments_hash": commitments_hash(commitments)}
+    return AttestedBundle(
+        model=AttestedModel(id=model_id, name=manifest.name, weights_root=manifest.weights.root,
+                            architecture=manifest.architecture),
+        privacy=manifest.privacy,
+        input=AttestedInput(prompt=request.prompt, tokens=gen.prompt_tokens, commitment=fields["input_commitment"]),
+        output=AttestedOutput(text=text, tokens=gen.tokens, hash=fields["output_hash"],
+                              finish_reason=gen.finish_reason),
+        decoding=decoding,
+        proof=AttestedProof(commitments=commitments, commitments_hash=fields["commitments_hash"],
+                            attestation=sign_attestation(signer, fields, chain_id)),
+        prover={"node": socket.gethostname(), "pid": os.getpid(), "address": signer.address},
+        timings=gen.timings,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+
+
+def check_bundle(bundle: AttestedBundle, store: ArtifactStore | None) -> list[str]:
+    """Signature, hashes and bindings (nothing re-executed). With the model's manifest in ``store``: the
+    bundle names its weights root and decoding terms."""
+    signer = check_attestation(bundle)
+    checks = [f"attestation signed by {signer} binds the model, weights root, input, output, decoding and "
+              f"{len(bundle.proof.commitments)} activation commitment(s)"]
+    if bundle.prover.get("address") and str(bundle.prover["address"]).lower() != signer.lower():
+        raise VerificationFailed(f"the bundle names prover {bundle.prover['address']} but {signer} signed it")
+    expected_chunks = -(-len(bundle.output.tokens) // bundle.decoding.chunk_tokens)
+    if len(bundle.proof.commitments) != expected_chunks:
+        raise VerificationFailed(f"{len(bundle.output.tokens)} output tokens need {expected_chunks} commitment(s); "
+                                 f"the bundle has {len(bundle.proof.commitments)}")
+    if len(bundle.output.tokens) > bundle.decoding.max_tokens:
+        raise VerificationFailed("the bundle has more output tokens than its max_tokens")
+    if store is not None:
+        manifest = _manifest_in(store, bundle.model.id)
+        if manifest is not None:
+            if manifest.weights.root != bundle.model.weights_root:
+                raise VerificationFailed(f"the bundle's weights root is not the one of model {bundle.model.id}")
+            terms = manifest.generation
+            if (terms.chunk_tokens, terms.topk) != (bundle.decoding.chunk_tokens, bundle.decoding.topk):
+                raise VerificationFailed("the bundle's chunk size or top-k is not the model's")
+            checks.append("the bundle names the model's weights root and commitment terms")
+    return checks
+
+
+def _manifest_in(store: ArtifactStore, model_id: str) -> AttestedManifest | None:
+    try:
+        doc = store.get_json(model_id)
+    except ArtifactNotFound:
+        return None
+    except Exception as exc:
+        raise VerificationFailed(f"the model id {model_id} does not name a model manifest") from exc
+    try:
+        return AttestedManifest.model_validate(doc)
+    except Exception as exc:
+        raise VerificationFailed(f"the model id {model_id} does not name an attested model manifest") from exc
+
+
+def reexecute(bundle: AttestedBundle, store: ArtifactStore, work_dir: Path, model_dir: Path | None = None,
+              threads: int | None = None) -> Any:
+    """Re-run one prefill over prompt + output and check every chunk and token (``AttestationMismatch`` at the
+    first difference). The weights come from ``model_dir`` (checked against the bundle's weights root) or from
+    the files the manifest names in ``store``."""
+    lm = _lm()
+    manifest = _manifest_in(store, bundle.model.id)
+    if model_dir is None:
+        if manifest is None:
+            raise ArtifactNotFound(f"the manifest of model {bundle.model.id} is not here: pass --model-dir or fetch "
+                                   "the model's artifacts first")
+        model_dir = materialise(store, manifest, work_dir / "attested" / bundle.model.id)
+    model = lm.CausalLM(model_dir)
+    root = model.weights_root()
+    if root != bundle.model.weights_root:
+        raise AttestationMismatch(f"the weights in {model_dir.name} are not the ones the bundle commits to "
+                                  f"(root {root[:18]}... != {bundle.model.weights_root[:18]}...)")
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    tolerance = toploc.Tolerance.from_json(manifest.generation.tolerance if manifest else None) if manifest \
+        else DEFAULT_TOLERANCE
+    decoding = Decoding(bundle.decoding.max_tokens, bundle.decoding.temperature, bundle.decoding.seed)
+    if bundle.input.prompt is not None and model.encode(bundle.input.prompt) != bundle.input.tokens:
+        raise AttestationMismatch("the prompt's text does not tokenise to the bundle's input tokens")
+    if model.decode(bundle.output.tokens) != bundle.output.text:
+        raise AttestationMismatch("the output text is not the decoding of the bundle's output tokens")
+    commitments = [bytes.fromhex(c.removeprefix("0x")) for c in bundle.proof.commitments]
+    result = model.recheck(bundle.input.tokens, bundle.output.tokens, commitments, decoding,
+                           chunk=bundle.decoding.chunk_tokens, tolerance=tolerance)
+    if not result.reproduced:
+        raise AttestationMismatch(result.summary(), chunk=result.first_bad_chunk, token=result.first_bad_token)
+    return result

@@ -1,0 +1,45 @@
+"""The key that signs attestations when no payment key is configured: PROOFMARKET_NODE_KEY, or
+PROOFMARKET_PRIVATE_KEY, or a random key kept in HOME/node.key (created once, mode 0600, never logged)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from proofmarket.config import Settings
+from proofmarket.errors import UsageError
+
+KEY_FILE = "node.key"
+DEVNET_CHAIN_ID = 31337
+
+
+def node_signer(settings: Settings) -> LocalAccount:
+    raw = os.environ.get("PROOFMARKET_NODE_KEY") or (
+        settings.private_key.get_secret_value() if settings.private_key is not None else None)
+    if raw:
+        try:
+            return Account.from_key(raw.strip())
+        except Exception as exc:
+            raise UsageError("PROOFMARKET_NODE_KEY is not a valid private key (32 bytes, hex)") from exc
+    return Account.from_key(_key_file(settings.home / KEY_FILE))
+
+
+def _key_file(path: Path) -> str:
+    if path.is_file():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = "0x" + secrets.token_hex(32)
+    fd = os.open(path.with_suffix(f".tmp{os.getpid()}"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    try:
+        os.link(path.with_suffix(f".tmp{os.getpid()}"), path)  # first writer wins
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(path.with_suffix(f".tmp{os.getpid()}"))
+    return path.read_text().strip()
