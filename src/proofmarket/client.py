@@ -49,6 +49,7 @@ from proofmarket.errors import (
     RegistryMismatch,
     VerificationFailed,
 )
+from proofmarket.sdk_attested import GenerationResult
 from proofmarket.sdk_checks import Request, check_answer, check_srs
 from proofmarket.store import LocalStore
 from proofmarket.zk.bundle import ProofBundle
@@ -193,6 +194,41 @@ class Client:
             return self._from_job(self._wait(body["id"], token), request, token)
         return self._result(body, response.headers.get(PAYMENT_RESPONSE), request)
 
+    # --- attested generation --------------------------------------------------------------------------
+    def generate(self, model_id: str, prompt: str, *, max_tokens: int = 64, temperature: float = 0.0,
+                 seed: int | None = None, max_amount: int | None = None, reexecute: bool = False,
+                 verify: bool = True) -> GenerationResult:
+        """Generate text with an attested model; pay over x402 if asked (price per 1,000 output tokens, the
+        ``max_tokens`` cap is charged). The answer is an attestation, not a proof: it is returned once its
+        signature and hashes hold and it answers this request (``check_generation``); ``reexecute`` also
+        fetches the weights by CID and re-checks every commitment with one prefill pass."""
+        from proofmarket.sdk_attested import GenerationRequest, check_generation
+
+        url = f"/v1/models/{model_id}/generate"
+        body = {"prompt": prompt, "max_tokens": max_tokens, "temperature": temperature, "seed": seed}
+        headers: dict[str, str] = {}
+        response = self._post(url, json=body)
+        cap = max_amount
+        if response.status_code == 402 and PAYMENT_REQUIRED in response.headers:
+            if cap is None:
+                per_1k = int(self.model(model_id)["price"]["atomic"])
+                cap = max(1, -(-per_1k * max_tokens // 1000))
+            headers[PAYMENT_SIGNATURE] = self._pay(response.headers[PAYMENT_REQUIRED], cap)
+            response = self._post(url, json=body, headers=headers)
+        answer = self._json(response)
+        paid = PAYMENT_SIGNATURE in headers
+        request = GenerationRequest(model_id, prompt, max_tokens, float(temperature), seed, cap,
+                                    self.account.address if paid and self.account is not None else None)
+        bundle = dict(answer["bundle"])
+        checks: list[str] = []
+        if verify:
+            checks = check_generation(bundle, answer, request, LocalStore(self.cache_dir), self._fetch_artifact,
+                                      reexecute=reexecute, work_dir=self.cache_dir / "work")
+        return GenerationResult(model_id=model_id, text=answer["text"], tokens=list(answer["tokens"]),
+                                finish_reason=answer["finish_reason"], bundle_cid=answer["bundle_cid"],
+                                bundle=bundle, payment=answer.get("payment"), receipt=answer.get("receipt"),
+                                reexecuted=reexecute and verify, checks=tuple(checks), request=request)
+
     # --- escrow (on-chain requests this node fulfils) ------------------------------------------------
     def escrow_request(self, request_id: int) -> dict[str, Any]:
         """The node's view of an on-chain request: status, bundle CID, fulfil tx, settlement."""
@@ -276,6 +312,8 @@ class Client:
         input commitment and bundle CID). A bare bundle without ``model_id`` and ``inputs`` is checked for
         itself only. Dev-SRS models are refused unless the client was created with ``devnet=True`` (and
         the payment, if any, was on the devnet) or ``allow_dev_srs=True``."""
+        if isinstance(result_or_bundle, dict) and result_or_bundle.get("mode") == "attested":
+            return self._verify_attested(result_or_bundle)
         claimed: dict[str, Any] | None = None
         request = Request()
         if isinstance(result_or_bundle, InferenceResult):
@@ -302,6 +340,21 @@ class Client:
         report = verify_bundle(parsed, store)
         report.checks.append(srs_check)
         report.checks.extend(check_answer(parsed, store, request, claimed=claimed))
+        return report
+
+    def _verify_attested(self, bundle: dict[str, Any], reexecute: bool = False) -> VerifyReport:
+        """An attested bundle: signature, hashes and bindings against the manifest fetched by CID (and with
+        ``reexecute``, the weights fetched by CID and one prefill pass)."""
+        from proofmarket.systems import verify_bundle_any
+        from proofmarket.systems.attested.documents import AttestedManifest
+
+        store = LocalStore(self.cache_dir)
+        model_id = str((bundle.get("model") or {}).get("id", ""))
+        self._fetch_artifact(store, model_id)
+        if reexecute:
+            for ref in AttestedManifest.model_validate(store.get_json(model_id)).files.values():
+                self._fetch_artifact(store, ref.cid)
+        report: VerifyReport = verify_bundle_any(bundle, store, reexecute=reexecute, work_dir=self.cache_dir / "work")
         return report
 
     def check_listing(self, model_id: str, rpc_url: str) -> dict[str, Any]:
@@ -423,4 +476,4 @@ def _error(code: str, message: str, details: dict[str, Any], default: type[Proof
     return exc
 
 
-__all__ = ["Client", "InferenceResult"]
+__all__ = ["Client", "InferenceResult", "GenerationResult"]

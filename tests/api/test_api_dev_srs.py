@@ -60,6 +60,6 @@ def test_the_devnet_and_a_free_node_serve_dev_srs_models(make_app: AppFactory, m
 def test_a_pinned_ceremony_srs_is_served_off_the_devnet(make_app: AppFactory, mlp_id: str,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     catalog = make_app(gate=PaidOn(BASE_MAINNET)).state.services.catalog
-    sha256 = catalog.prover.model(mlp_id)[0].srs.sha256
+    sha256 = catalog.models.manifest(mlp_id).srs.sha256
     monkeypatch.setitem(srs.CEREMONY_SRS_SHA256, sha256, 9)
     assert catalog.register(mlp_id, price_atomic=10_000).manifest.srs.sha256 == sha256

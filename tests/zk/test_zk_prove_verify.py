@@ -160,3 +160,36 @@ def test_bad_inputs_get_named_errors_and_store_nothing(prover: EzklProver, mlp: 
 def test_a_json_round_trip_keeps_the_bundle_valid(proved: ProveResult, prover: EzklProver) -> None:
     doc = json.loads(json.dumps(proved.bundle.to_doc()))
     assert prover.verify(doc).valid
+
+
+def test_new_bundles_are_v2_and_say_they_are_proven(bundle) -> None:
+    assert bundle["version"] == 2 and bundle["mode"] == "proven"
+    assert bundle["proof"]["system"] == "ezkl-halo2-kzg-bn254"
+
+
+def test_a_v1_bundle_still_verifies_and_keeps_its_cid(bundle, prover: EzklProver) -> None:
+    """Bundles made before attested mode (version 1, no ``mode``) are read, verified and re-serialised as they were."""
+    from proofmarket.systems import verify_bundle_any
+    from proofmarket.zk.bundle import ProofBundle
+    from proofmarket.zk.verify import pure_bundle_cid
+
+    v1 = {k: v for k, v in bundle.items() if k != "mode"}
+    v1["version"] = 1
+    parsed = ProofBundle.parse(v1)
+    assert parsed.mode is None and parsed.to_doc() == v1
+    assert pure_bundle_cid(parsed) == prover.store.put_json(v1)  # the CID a v1 receipt signed is unchanged
+    assert prover.verify(v1).valid
+    assert verify_bundle_any(v1, prover.store).mode == "proven"
+    with pytest.raises(BundleError):
+        ProofBundle.parse({**v1, "mode": "proven"})  # a v1 bundle has no mode
+
+
+def test_a_v1_manifest_still_loads_as_proven(prover: EzklProver, mlp: CompileResult) -> None:
+    from proofmarket.systems import mode_of, parse_manifest
+
+    doc = prover.store.get_json(mlp.model_id)
+    assert doc["version"] == 2 and doc["mode"] == "proven" and doc["system"] == "ezkl-halo2-kzg-bn254"
+    v1 = {k: v for k, v in doc.items() if k not in ("mode", "system")}
+    v1["version"] = 1
+    manifest = parse_manifest(v1)
+    assert mode_of(manifest) == "proven" and manifest.vk == mlp.manifest.vk

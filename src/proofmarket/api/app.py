@@ -12,7 +12,7 @@ import functools
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -31,6 +31,7 @@ from proofmarket.api.routers import (
     artifacts,
     dashboard,
     earnings,
+    generate,
     infer,
     jobs,
     meta,
@@ -44,6 +45,7 @@ from proofmarket.config import Settings
 from proofmarket.db import Database, JobRepo, ModelRepo
 from proofmarket.errors import ProofMarketError
 from proofmarket.jobs import JobMetrics, JobRunner, JobService, LocalJobQueue
+from proofmarket.systems.catalog import ModelCatalog
 from proofmarket.workspace import Workspace
 from proofmarket.zk.manifest import ModelManifest
 from proofmarket.zk.prover import EzklProver
@@ -66,8 +68,8 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
     app = FastAPI(title="proofmarket node", version=__version__, description=DESCRIPTION,
                   lifespan=functools.partial(_lifespan, services=services))
     app.state.services = services
-    for router in (models.router, infer.router, jobs.router, proofs.router, verify.router, artifacts.router,
-                   requests.router, earnings.router, meta.router, dashboard.router):
+    for router in (models.router, infer.router, generate.router, jobs.router, proofs.router, verify.router,
+                   artifacts.router, requests.router, earnings.router, meta.router, dashboard.router):
         app.include_router(router)
     for exc_type in (ProofMarketError, RequestValidationError, StarletteHTTPException, Exception):
         app.add_exception_handler(exc_type, handle_error)
@@ -90,10 +92,21 @@ def build_services(settings: Settings, workspace: Workspace | None, payments: Pa
     queue = LocalJobQueue(runner, job_repo, _provers(settings, ws))
     queue.recover()
     listings = _listings(settings, ws, payments)
-    catalog = Catalog(model_repo, ws.prover, _srs_check(payments), listings)
+    catalog = Catalog(model_repo, ModelCatalog(ws.store), _srs_check(payments), listings)
     return NodeServices(settings=settings, db=db, workspace=ws, catalog=catalog,
                         jobs=JobService(job_repo, queue), queue=queue, payments=payments, registry=registry,
-                        owns_workspace=workspace is None, tokens=tokens)
+                        owns_workspace=workspace is None, tokens=tokens, attested=_attested(settings, ws, payments))
+
+
+def _attested(settings: Settings, ws: Workspace, payments: PaymentPort) -> Any:
+    """The attested system: signs with the receipt key when payments are on (one node identity), else with
+    PROOFMARKET_NODE_KEY or the node key kept in HOME; the EIP-712 domain names the payment chain (or the devnet)."""
+    from proofmarket.systems.attested.signer import DEVNET_CHAIN_ID, node_signer
+    from proofmarket.systems.attested.system import AttestedSystem
+
+    signer = getattr(payments, "node", None) or node_signer(settings)
+    chain_id = (payments.describe().get("chain") or {}).get("chain_id") or DEVNET_CHAIN_ID
+    return AttestedSystem(ws.store, settings.jobs_dir, signer, int(chain_id))
 
 
 def _listings(settings: Settings, ws: Workspace, payments: PaymentPort) -> Listings | None:

@@ -7,13 +7,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from proofmarket import models
 from proofmarket.db import ModelRepo, ModelRow
 from proofmarket.errors import ProofMarketError, UnknownModel, UsageError
+from proofmarket.systems import mode_of
+from proofmarket.systems.catalog import ModelCatalog
 from proofmarket.zk.manifest import ModelManifest
-from proofmarket.zk.prover import EzklProver
 
 if TYPE_CHECKING:
     from proofmarket.market.listings import Listing, Listings
@@ -26,8 +27,12 @@ MAX_PRICE_ATOMIC = 2**96 - 1  # the ModelRegistry stores prices as uint96
 @dataclass(frozen=True)
 class ServedModel:
     row: ModelRow
-    manifest: ModelManifest
+    manifest: Any  # ModelManifest (proven) | AttestedManifest (attested)
     listing: Listing | None = None
+
+    @property
+    def mode(self) -> str:
+        return mode_of(self.manifest)
 
     @property
     def listed(self) -> bool:
@@ -51,10 +56,10 @@ class ServedModel:
 
 
 class Catalog:
-    def __init__(self, repo: ModelRepo, prover: EzklProver,
+    def __init__(self, repo: ModelRepo, models: ModelCatalog,
                  serve_check: Callable[[str, ModelManifest], None] | None = None,
                  listings: Listings | None = None) -> None:
-        self.repo, self.prover = repo, prover  # the prover only reads manifests here; it never proves
+        self.repo, self.models = repo, models
         self.serve_check = serve_check  # raises for a model this node must not serve (a dev SRS off the devnet)
         self.listings = listings  # the registry's terms, when a market is deployed
 
@@ -65,7 +70,7 @@ class Catalog:
         """The model as the paid path sells it: its listing read fresh from the chain (``model_inactive``
         when deactivated, ``registry_mismatch`` when the listing is not this model)."""
         served = self.get(model_id, listing=False)
-        if self.listings is None:
+        if self.listings is None or served.mode == "attested":  # attested models are not on the registry (yet)
             return served
         listing = self.listings.sellable(model_id, served.row.owner)
         return ServedModel(served.row, served.manifest, listing)
@@ -75,12 +80,15 @@ class Catalog:
         if row is None:
             raise UnknownModel(f"this node serves no model with id {model_id}", model_id=model_id)
         manifest = self._manifest(model_id)
-        if self.serve_check is not None:
-            self.serve_check(model_id, manifest)
+        self._check(model_id, manifest)
         return ServedModel(row, manifest, self._listing(row) if listing else None)
 
+    def _check(self, model_id: str, manifest: Any) -> None:
+        if self.serve_check is not None and isinstance(manifest, ModelManifest):
+            self.serve_check(model_id, manifest)
+
     def _listing(self, row: ModelRow) -> Listing | None:
-        if self.listings is None:
+        if self.listings is None or self.models.mode(row.id) == "attested":
             return None
         try:
             return self.listings.get(row.id, row.owner)
@@ -89,20 +97,20 @@ class Catalog:
             return None
 
     def info(self, model_id: str) -> models.ModelInfo:
-        return self.prover.model(model_id)[1]
+        """A proven model's input description (``WrongMode`` for an attested model)."""
+        return self.models.proven(model_id)[1]
 
     def register(self, model_id: str, *, price_atomic: int, name: str | None = None,
                  owner: str | None = None) -> ServedModel:
         """Serve a model already compiled into the store (e.g. by ``proofmarket compile``)."""
         check_price(price_atomic)
         manifest = self._manifest(model_id)
-        if self.serve_check is not None:
-            self.serve_check(model_id, manifest)
+        self._check(model_id, manifest)
         self.repo.upsert(model_id, name=name or manifest.name, price_atomic=price_atomic, owner=owner)
         return self.get(model_id)
 
-    def _manifest(self, model_id: str) -> ModelManifest:
-        return self.prover.model(model_id)[0]
+    def _manifest(self, model_id: str) -> Any:
+        return self.models.manifest(model_id)
 
 
 def check_price(price_atomic: int) -> int:

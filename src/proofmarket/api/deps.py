@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 from prometheus_client import CollectorRegistry
@@ -30,6 +30,7 @@ class NodeServices:
     registry: CollectorRegistry
     owns_workspace: bool
     tokens: AccessTokens
+    attested: Any = None  # systems.attested.system.AttestedSystem: attested models' runtime and signer
 
     def close(self) -> None:
         self.queue.close()

@@ -64,7 +64,29 @@ class Verifier(BaseModel):
 
 class ModelLinks(BaseModel):
     self: str
-    infer: str
+    infer: str | None = Field(default=None, description="proven models: POST here for an output with its proof")
+    generate: str | None = Field(default=None, description="attested models: POST here for generated text")
+
+
+Mode = Literal["proven", "attested"]
+MODE_DESCRIPTION = ("proven: each output comes with a zero-knowledge proof (EZKL); attested: the node signs "
+                    "commitments anyone with the weights can re-execute (not a proof)")
+
+
+class AttestedTerms(BaseModel):
+    """What an attested model commits to and how a call is priced."""
+
+    kind: str
+    architecture: str
+    weights_root: str = Field(description="sha256 Merkle root over the model's tensors")
+    weights_dtype: str
+    context_length: int
+    max_tokens_cap: int = Field(description="the most tokens one call may ask for")
+    chunk_tokens: int = Field(description="tokens per activation commitment")
+    topk: int
+    runtime: dict[str, str]
+    price_unit: str = "per 1,000 output tokens; a call is charged for its max_tokens (exact scheme)"
+    files: dict[str, str] = Field(description="file name -> CID (open weights: fetch them at /v1/artifacts/{cid})")
 
 
 class RegistryListing(BaseModel):
@@ -89,6 +111,7 @@ class RegistryListing(BaseModel):
 class ModelSummary(BaseModel):
     id: str = Field(description="CID of the model manifest")
     name: str
+    mode: Mode = Field(default="proven", description=MODE_DESCRIPTION)
     price: Price
     privacy: str
     owner: str | None
@@ -100,15 +123,17 @@ class ModelSummary(BaseModel):
 
 
 class ModelPublic(ModelSummary):
+    guarantee: str = Field(default="", description="what an answer of this model guarantees, in one sentence")
     privacy_profile: Privacy
-    inputs: list[Tensor]
-    outputs: list[Tensor]
-    is_classifier: bool
-    logrows: int
-    commitments: Commitments
-    verifier: Verifier
-    accuracy: dict[str, Any]
-    ezkl_version: str
+    inputs: list[Tensor] = []
+    outputs: list[Tensor] = []
+    is_classifier: bool = False
+    logrows: int | None = None
+    commitments: Commitments | None = None
+    verifier: Verifier | None = None
+    accuracy: dict[str, Any] = {}
+    ezkl_version: str | None = None
+    attested: AttestedTerms | None = Field(default=None, description="attested models: commitments and terms")
 
 
 class ModelList(BaseModel):
@@ -166,11 +191,14 @@ class InferResult(BaseModel):
 
 class VerifyValid(BaseModel):
     valid: Literal[True] = True
+    mode: Mode = "proven"
     model_id: str
     output: list[list[float]]
     srs_kind: str
     checks: list[str]
     warnings: list[str] = []
+    reexecuted: bool | None = Field(default=None, description="attested bundles: false (the node re-runs nothing)")
+    text: str | None = Field(default=None, description="attested text generation: the output text")
 
 
 class VerifyInvalid(BaseModel):
@@ -193,9 +221,11 @@ class Health(BaseModel):
 class ServiceModel(BaseModel):
     id: str
     name: str
+    mode: Mode = "proven"
     price: Price
     privacy: str
-    infer: str
+    infer: str | None = None
+    generate: str | None = None
     details: str
     active: bool = True
     registry: RegistryListing | None = None

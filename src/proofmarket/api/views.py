@@ -7,6 +7,7 @@ from typing import Any
 from proofmarket.api.catalog import ServedModel
 from proofmarket.api.errors import public_message
 from proofmarket.api.schemas import (
+    AttestedTerms,
     Commitments,
     InferResult,
     JobErrorPublic,
@@ -27,16 +28,20 @@ from proofmarket.db import JobKind, JobRow, JobStatus
 from proofmarket.errors import ProofMarketError
 from proofmarket.jobs.errors import rebuild_error
 from proofmarket.jobs.types import Settlement
+from proofmarket.systems import GUARANTEES
 
 
-def model_links(model_id: str) -> ModelLinks:
+def model_links(model_id: str, mode: str = "proven") -> ModelLinks:
+    if mode == "attested":
+        return ModelLinks(self=f"/v1/models/{model_id}", generate=f"/v1/models/{model_id}/generate")
     return ModelLinks(self=f"/v1/models/{model_id}", infer=f"/v1/models/{model_id}/infer")
 
 
 def model_summary(model: ServedModel) -> ModelSummary:
     row, m = model.row, model.manifest
-    return ModelSummary(id=row.id, name=row.name, price=Price.of(model.price_atomic), privacy=m.privacy["name"],
-                        owner=model.owner, active=model.active, created_at=row.created_at, links=model_links(row.id),
+    return ModelSummary(id=row.id, name=row.name, mode=model.mode,  # type: ignore[arg-type]
+                        price=Price.of(model.price_atomic), privacy=m.privacy["name"], owner=model.owner,
+                        active=model.active, created_at=row.created_at, links=model_links(row.id, model.mode),
                         registry=registry_listing(model))
 
 
@@ -44,10 +49,25 @@ def registry_listing(model: ServedModel) -> RegistryListing | None:
     return None if model.listing is None else RegistryListing(**model.listing.to_json())
 
 
-def model_public(model: ServedModel) -> ModelPublic:
+def _attested_public(model: ServedModel) -> ModelPublic:
     m = model.manifest
     return ModelPublic(
-        **model_summary(model).model_dump(),
+        **model_summary(model).model_dump(), guarantee=GUARANTEES["attested"],
+        privacy_profile=Privacy(**{"input": "public", "params": "public", **m.privacy}),
+        attested=AttestedTerms(kind=m.kind, architecture=m.architecture, weights_root=m.weights.root,
+                               weights_dtype=m.weights.dtype, context_length=m.context_length,
+                               max_tokens_cap=m.generation.max_tokens_cap, chunk_tokens=m.generation.chunk_tokens,
+                               topk=m.generation.topk, runtime=m.runtime,
+                               files={name: ref.cid for name, ref in m.files.items()}),
+    )
+
+
+def model_public(model: ServedModel) -> ModelPublic:
+    if model.mode == "attested":
+        return _attested_public(model)
+    m = model.manifest
+    return ModelPublic(
+        **model_summary(model).model_dump(), guarantee=GUARANTEES["proven"],
         privacy_profile=Privacy(**m.privacy),
         inputs=[Tensor(**t.model_dump()) for t in m.inputs],
         outputs=[Tensor(**t.model_dump()) for t in m.outputs],

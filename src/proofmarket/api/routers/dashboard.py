@@ -69,9 +69,12 @@ def gather(services: NodeServices, request: Request) -> DashboardView:
         except ProofMarketError as exc:  # one broken listing must not take the page down
             notes.append(f"model {row.id}: {exc.message}")
             continue
-        models.append({"id": m.row.id, "name": m.row.name, "price": Price.of(m.price_atomic).amount,
-                       "privacy": m.manifest.privacy.get("name", "?"), "logrows": m.manifest.logrows,
-                       "srs": m.manifest.srs.kind})
+        attested = m.mode == "attested"
+        models.append({"id": m.row.id, "name": m.row.name, "mode": m.mode,
+                       "price": Price.of(m.price_atomic).amount + (" / 1k tokens" if attested else ""),
+                       "privacy": m.manifest.privacy.get("name", "?"),
+                       "logrows": "-" if attested else m.manifest.logrows,
+                       "srs": "-" if attested else m.manifest.srs.kind})
     escrow = escrow_of(request.app)
     requests = None if escrow is None else escrow.repo.recent(escrow.chain_id, escrow.address, RECENT)
     return DashboardView(node, models, services.jobs.jobs.recent(RECENT), health.jobs, requests, notes)
@@ -85,14 +88,15 @@ def render(view: DashboardView) -> str:
                  ("database", "ok" if n["database"] else _status("failed", "unreachable")),
                  ("prover workers alive", _e(n["workers"])), ("provers warm", _e(n["provers_warm"])),
                  ("queue depth", _e(n["queue_depth"])), ("payments", payments)]
-    models = [[_e(m["name"]), _short(m["id"]), _e(m["price"]), _e(m["privacy"]), _e(m["logrows"]), _srs(m["srs"]),
+    models = [[_e(m["name"]), _short(m["id"]), _e(m.get("mode", "proven")), _e(m["price"]), _e(m["privacy"]),
+               _e(m["logrows"]), "-" if m["srs"] == "-" else _srs(m["srs"]),
                _link("/v1/models/", m["id"], "details")] for m in view.models]
     jobs = [[_e(j.kind), _short(j.model_id), _status(j.status), _time(j.created_at), _duration(j),
              _error(j.error_code)] for j in view.jobs]
     counts = [[_status(s), _e(c)] for s, c in sorted(view.counts.items())]
     parts = [f"<h1>proofmarket node {_e(n['version'])}</h1>", *(f'<p class="warn">{_e(x)}</p>' for x in view.notes),
              "<h2>Node</h2>", _table(None, [[_e(k), v] for k, v in node_rows]),
-             _section("Models served", ["name", "model id", "price (USDC)", "privacy", "logrows", "SRS", ""],
+             _section("Models served", ["name", "model id", "mode", "price (USDC)", "privacy", "logrows", "SRS", ""],
                       models, "no models served yet"),
              _section(f"Recent jobs (last {RECENT})",
                       ["kind", "model", "status", "created (UTC)", "duration", "error"],

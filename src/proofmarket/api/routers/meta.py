@@ -7,16 +7,19 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from proofmarket import __version__
+from proofmarket.api.catalog import ServedModel
 from proofmarket.api.deps import NodeServices, ServicesDep, base_url
 from proofmarket.api.schemas import Health, Price, ServiceManifest, ServiceModel
 from proofmarket.api.security import on_devnet
 from proofmarket.api.views import registry_listing
+from proofmarket.systems import ATTESTED_SYSTEM, GUARANTEES, PROVEN_SYSTEM
 from proofmarket.zk.bundle import BUNDLE_FORMAT, BUNDLE_VERSION
 
 router = APIRouter(tags=["meta"])
 DEVNET_CHAIN = {"name": "devnet", "chain_id": 31337}
 ENDPOINTS = {
     "models": "/v1/models", "model": "/v1/models/{model_id}", "infer": "/v1/models/{model_id}/infer",
+    "generate": "/v1/models/{model_id}/generate",
     "upload": "/v1/models", "job": "/v1/jobs/{job_id}", "proof": "/v1/proofs/{cid}", "verify": "/v1/verify",
     "artifact": "/v1/artifacts/{cid}", "earnings": "/v1/earnings?address={address}", "health": "/health",
     "metrics": "/metrics",
@@ -30,17 +33,26 @@ def service_manifest(request: Request, services: ServicesDep) -> ServiceManifest
     payments = services.payments.describe()
     return ServiceManifest(
         name="proofmarket node",
-        description="verifiable ML inference: each output comes with a zero-knowledge proof (EZKL, Halo2/KZG)",
+        description="verifiable ML inference: proven models answer with a zero-knowledge proof (EZKL, Halo2/KZG); "
+                    "attested models (too large to prove) with a signed, re-executable attestation",
         software=f"proofmarket {__version__}", base_url=base, openapi=f"{base}/openapi.json", docs=f"{base}/docs",
         endpoints={k: f"{base}{v}" for k, v in ENDPOINTS.items()},
         payments=payments, chain=_chain(services, payments.get("chain")),
-        proofs={"system": "ezkl-halo2-kzg-bn254", "bundle_format": BUNDLE_FORMAT, "bundle_version": BUNDLE_VERSION,
-                "verify": f"{base}/v1/verify"},
-        models=[ServiceModel(id=m.row.id, name=m.row.name, price=Price.of(m.price_atomic),
-                             privacy=m.manifest.privacy["name"], infer=f"{base}/v1/models/{m.row.id}/infer",
-                             details=f"{base}/v1/models/{m.row.id}", active=m.active,
-                             registry=registry_listing(m)) for m in services.catalog.list()],
+        proofs={"system": PROVEN_SYSTEM, "bundle_format": BUNDLE_FORMAT, "bundle_version": BUNDLE_VERSION,
+                "verify": f"{base}/v1/verify",
+                "modes": {"proven": {"system": PROVEN_SYSTEM, "guarantee": GUARANTEES["proven"]},
+                          "attested": {"system": ATTESTED_SYSTEM, "guarantee": GUARANTEES["attested"],
+                                       "recheck": "proofmarket verify BUNDLE --reexecute"}}},
+        models=[_service_model(m, base) for m in services.catalog.list()],
     )
+
+
+def _service_model(m: ServedModel, base: str) -> ServiceModel:
+    link = f"{base}/v1/models/{m.row.id}/" + ("generate" if m.mode == "attested" else "infer")
+    return ServiceModel(id=m.row.id, name=m.row.name, mode=m.mode, price=Price.of(m.price_atomic),  # type: ignore[arg-type]
+                        privacy=m.manifest.privacy["name"], infer=link if m.mode == "proven" else None,
+                        generate=link if m.mode == "attested" else None,
+                        details=f"{base}/v1/models/{m.row.id}", active=m.active, registry=registry_listing(m))
 
 
 @router.get("/health", operation_id="health", response_model=Health, responses={503: {"model": Health}})

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Body
 from proofmarket.api.deps import ServicesDep
 from proofmarket.api.schemas import VerifyInvalid, VerifyValid
 from proofmarket.errors import ArtifactNotFound, VerificationFailed
-from proofmarket.zk.verify import verify_bundle
+from proofmarket.systems import verify_bundle_any
 
 router = APIRouter(prefix="/v1", tags=["proofs"])
 DEV_SRS_WARNING = "this proof uses a dev SRS (one party knew its secret): for testing only"
@@ -26,14 +26,19 @@ DEV_SRS_WARNING = "this proof uses a dev SRS (one party knew its secret): for te
              responses={404: {"description": "artifact_not_found"}, 413: {"description": "body_too_large"}})
 def verify(bundle: Annotated[dict[str, Any], Body(description="a proof bundle")],
            services: ServicesDep) -> VerifyValid | VerifyInvalid:
-    """Check a proof bundle against the model's public artifacts and the Halo2/KZG proof itself."""
+    """Check a proof bundle against the model's public artifacts and the Halo2/KZG proof itself. An attested
+    bundle: its signature, hashes and bindings only (``reexecuted: false``; nothing is re-run here: use
+    ``proofmarket verify BUNDLE --reexecute`` with the weights)."""
     try:
-        report = verify_bundle(bundle, services.workspace.store)
+        report = verify_bundle_any(bundle, services.workspace.store)
     except VerificationFailed as exc:
         return VerifyInvalid(code=exc.code, reason=exc.message)
     except ArtifactNotFound as exc:  # no verdict: say which artifact, not where this node keeps its files
         cid = exc.details.get("cid")
         raise ArtifactNotFound(f"this node does not hold artifact {cid} named by the bundle", cid=cid) from exc
     warnings = [DEV_SRS_WARNING] if report.srs_kind == "dev" else []
+    if report.mode == "attested":
+        warnings.append("attested: an attestation, not a proof; nothing was re-executed")
     return VerifyValid(model_id=report.model_id, output=report.output, srs_kind=report.srs_kind,
-                       checks=report.checks, warnings=warnings)
+                       checks=report.checks, warnings=warnings, mode=report.mode,
+                       reexecuted=report.reexecuted, text=report.text)

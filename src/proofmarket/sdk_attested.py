@@ -1,0 +1,90 @@
+"""What the SDK checks in an attested answer (``Client.generate``), apart from the node's word.
+
+An attested answer is the node's signed statement, not a proof. ``check_generation`` checks that the
+attestation's signature holds and binds the bundle's own hashes, that the bundle is of the model asked for
+(by the manifest fetched by its CID, never the node's description), that it answers this request (prompt,
+max_tokens, temperature, seed when given), that the text returned is the bundle's, and that the payment and
+receipt are this client's (payer, amount within the cap, receipt bound to model, input, output and bundle).
+With ``reexecute`` the model's files are fetched by CID and one prefill pass re-checks every commitment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from proofmarket.errors import AnswerMismatch
+from proofmarket.store import LocalStore
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    model_id: str
+    prompt: str
+    max_tokens: int
+    temperature: float
+    seed: int | None
+    max_amount: int | None = None
+    payer: str | None = None
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """An attested generation: text, tokens, the attested bundle (with payment and receipt when paid)."""
+
+    model_id: str
+    text: str
+    tokens: list[int]
+    finish_reason: str
+    bundle_cid: str
+    bundle: dict[str, Any]
+    payment: dict[str, Any] | None = None
+    receipt: dict[str, Any] | None = None
+    mode: str = "attested"
+    reexecuted: bool = False
+    checks: tuple[str, ...] = ()
+    request: GenerationRequest | None = field(default=None, repr=False)
+
+    @property
+    def verdict(self) -> str:
+        return "reproduced" if self.reexecuted else "signature valid, not re-executed"
+
+
+def check_generation(bundle_doc: dict[str, Any], answer: dict[str, Any], request: GenerationRequest,
+                     store: LocalStore, fetch: Any, *, reexecute: bool, work_dir: Path) -> list[str]:
+    from proofmarket.systems import verify_bundle_any
+    from proofmarket.systems.attested.documents import AttestedBundle, AttestedManifest
+
+    bundle = AttestedBundle.parse(bundle_doc)
+    if bundle.model.id != request.model_id:
+        raise AnswerMismatch(f"the bundle is of model {bundle.model.id}, not of {request.model_id} as asked")
+    fetch(store, request.model_id)
+    manifest = AttestedManifest.model_validate(store.get_json(request.model_id))
+    if reexecute:
+        for ref in manifest.files.values():
+            fetch(store, ref.cid)
+    report = verify_bundle_any(bundle, store, reexecute=reexecute, work_dir=work_dir)
+    asked = [("prompt", bundle.input.prompt, request.prompt), ("max_tokens", bundle.decoding.max_tokens,
+                                                                request.max_tokens),
+             ("temperature", bundle.decoding.temperature, request.temperature)]
+    if request.seed is not None:
+        asked.append(("seed", bundle.decoding.seed, request.seed))
+    for what, got, wanted in asked:
+        if got != wanted:
+            raise AnswerMismatch(f"the bundle's {what} is not the one sent ({got!r} != {wanted!r})")
+    if answer.get("text") != bundle.output.text or answer.get("tokens") != bundle.output.tokens:
+        raise AnswerMismatch("the text returned is not the one the attestation signs")
+    checks = list(report.checks)
+    checks.append("it answers this request: model, prompt, max_tokens, temperature" +
+                  (", seed" if request.seed is not None else "") + " and the text returned")
+    payment = answer.get("payment")
+    if request.payer is not None:
+        if not payment or str(payment.get("payer", "")).lower() != request.payer.lower():
+            raise AnswerMismatch("the answer's payment is not this client's")
+        if request.max_amount is not None and int(payment.get("amount", 0)) > request.max_amount:
+            raise AnswerMismatch(f"the node charged {payment.get('amount')}, above the cap {request.max_amount}")
+        if bundle.receipt is None:
+            raise AnswerMismatch("a paid answer must carry the node's receipt")
+        checks.append(f"paid {payment['amount']} atomic units by this client, within the cap")
+    return checks
