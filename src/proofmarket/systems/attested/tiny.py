@@ -20,7 +20,8 @@ CORPUS = [
 
 
 def build_tiny_lm(out_dir: Path, *, layers: int = 2, hidden: int = 64, heads: int = 4, seed: int = 0,
-                  context: int = 512, vocab: int = 384) -> Path:
+                  context: int = 512, vocab: int = 384, train_steps: int = 0) -> Path:
+    """``train_steps`` > 0 trains it briefly on the corpus (seconds), so that greedy text looks like it."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -41,5 +42,23 @@ def build_tiny_lm(out_dir: Path, *, layers: int = 2, hidden: int = 64, heads: in
     config.architectures = ["LlamaForCausalLM"]
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
+    if train_steps > 0:
+        _train(model, [[0, *tok.encode(line).ids, 1] for line in CORPUS], train_steps)
     model.save_pretrained(out_dir, safe_serialization=True)
     return out_dir
+
+
+def _train(model: object, lines: list[list[int]], steps: int) -> None:
+    import torch
+
+    net: torch.nn.Module = model  # type: ignore[assignment]
+    width = max(len(line) for line in lines)
+    ids = torch.tensor([line + [1] * (width - len(line)) for line in lines])
+    opt = torch.optim.AdamW(net.parameters(), lr=3e-3)
+    net.train()
+    for _ in range(steps):
+        loss = net(input_ids=ids, labels=ids).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    net.eval()
