@@ -53,7 +53,7 @@ def _attested_public(model: ServedModel) -> ModelPublic:
     m = model.manifest
     return ModelPublic(
         **model_summary(model).model_dump(), guarantee=GUARANTEES["attested"],
-        privacy_profile=Privacy(**{"input": "public", "params": "public", **m.privacy}),
+        privacy_profile=Privacy(**{"input": "public", "params": "public", "output": "public", **m.privacy}),
         attested=AttestedTerms(kind=m.kind, architecture=m.architecture, weights_root=m.weights.root,
                                weights_dtype=m.weights.dtype, context_length=m.context_length,
                                max_tokens_cap=m.generation.max_tokens_cap, chunk_tokens=m.generation.chunk_tokens,

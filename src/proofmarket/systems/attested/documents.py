@@ -78,7 +78,7 @@ class AttestedManifest(_Strict):
     vocab_size: int
     generation: GenerationTerms
     runtime: dict[str, str]  # library versions the commitment was made with
-    privacy: dict[str, str] = {"name": "open-weights", "input": "public", "params": "public"}
+    privacy: dict[str, str] = {"name": "open-weights", "input": "public", "params": "public", "output": "public"}
     created_at: str
 
     @property
