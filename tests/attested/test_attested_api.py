@@ -126,6 +126,6 @@ def test_the_sdk_checks_the_answer_and_can_re_execute(node: TestClient, lm_id: s
         assert any("reproduced" in c for c in result.checks)
         assert any("answers this request" in c for c in result.checks)
         assert sdk.verify(result.bundle).mode == "attested"
-    with Client("http://testserver", cache_dir=tmp_path / "cache2", transport=_through(node, lie=True)) as sdk:
-        with pytest.raises(AnswerMismatch, match="prompt"):
-            sdk.generate(lm_id, "the market", max_tokens=20)
+    with Client("http://testserver", cache_dir=tmp_path / "cache2", transport=_through(node, lie=True)) as sdk, \
+            pytest.raises(AnswerMismatch, match="prompt"):
+        sdk.generate(lm_id, "the market", max_tokens=20)
