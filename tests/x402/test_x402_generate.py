@@ -29,7 +29,8 @@ def lm_node(chain: Chain, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     settings = node_settings(home, home / "node.db", chain.rpc_url, chain.deployment_file)
     model_id, _ = Workspace(settings).compile_attested(build_tiny_lm(home / "tiny-llama"), max_tokens_cap=64)
     app = create_app(settings)
-    app.state.services.catalog.register(model_id, price_atomic=PER_1K, owner=dev_account(OWNER_INDEX, DEVNET_CHAIN_ID).address)
+    owner = dev_account(OWNER_INDEX, DEVNET_CHAIN_ID).address
+    app.state.services.catalog.register(model_id, price_atomic=PER_1K, owner=owner)
     with Served(app) as served:
         yield served, model_id
     app.state.services.close()
