@@ -9,7 +9,10 @@
        model's verifier)
     5. one escrow request: the consumer escrows the price on chain, posts its input to the node, the
        watcher proves and fulfils it
-    6. a short report: output, bundle CID, transaction hashes, timings, USDC moved per party
+    6. one attested text generation (mode ``attested``: a tiny causal LM built offline, too small to need it
+       but the same path a large one takes): paid over x402 with the SDK, re-checked by re-execution
+    7. a short report: output, bundle CID, transaction hashes, timings, USDC moved per party, and each
+       call's mode next to its verdict (``proven, verified on chain``; ``attested, reproduced``)
 
 Data (store, SRS cache) lives in ``PROOFMARKET_HOME`` (default ./.demo); the chain and the node's database
 are fresh on every run. Every step has a time limit and fails with a clear message (exit code != 0).
@@ -42,6 +45,8 @@ console = Console(soft_wrap=True, highlight=False)
 T = TypeVar("T")
 
 PRICE = "0.25"
+LM_PRICE_PER_1K = 50_000  # 0.05 USDC per 1,000 output tokens
+LM_PROMPT = "a zero-knowledge proof"
 OWNER_SHARE_BPS = 7_000
 QUICK_CANDIDATE = (256, 3, 10, 1)
 TOTAL_TIMEOUT_S = float(os.environ.get("PROOFMARKET_DEMO_TIMEOUT_S", "1200"))
@@ -56,6 +61,7 @@ class Report:
     timings: dict[str, float] = field(default_factory=dict)
     txs: dict[str, str] = field(default_factory=dict)
     lines: list[str] = field(default_factory=list)
+    modes: list[tuple[str, str]] = field(default_factory=list)
 
 
 def main() -> int:
@@ -157,15 +163,21 @@ class Demo:
         console.print(f"register: {PRICE} USDC per call, owner share {OWNER_SHARE_BPS / 100:.0f} %, "
                       f"verifier {verifier}")
 
-        base_url = self.step("start node", lambda: self._start_node(settings, model_id, market), 60)
+        lm_id = self.step("commit attested LM", lambda: _compile_lm(ws), 300)
+        lm = ws.attested.runtime.manifest(lm_id)
+        console.print(f"attested: {lm.name} ({lm.architecture}, {lm.weights.tensors} tensors) -> model id {lm_id}, "
+                      f"weights root {lm.weights.root[:18]}..., mode attested (no ZK proof)")
+
+        base_url = self.step("start node", lambda: self._start_node(settings, model_id, market, lm_id), 60)
         console.print(f"node:     {base_url} (OpenAPI at {base_url}/docs), escrow watcher on")
 
         self._paid_call(base_url, market, model_id, verifier)
         self._escrow(base_url, market, model_id)
+        self._attested_call(base_url, market, lm_id)
         self._print_report()
         return 0
 
-    def _start_node(self, settings: Settings, model_id: str, market: Any) -> str:
+    def _start_node(self, settings: Settings, model_id: str, market: Any, lm_id: str) -> str:
         import uvicorn
 
         from proofmarket.api import create_app
@@ -175,6 +187,7 @@ class Demo:
         self.stack.callback(app.state.services.close)
         app.state.services.catalog.register(model_id, price_atomic=market.registry.get_model(
             market.onchain_id(model_id)).spec.price, owner=market.accounts.owner.address)
+        app.state.services.catalog.register(lm_id, price_atomic=LM_PRICE_PER_1K, owner=market.accounts.owner.address)
         port = free_port()
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                                lifespan="on"))
@@ -270,6 +283,38 @@ class Demo:
         console.print(f"onchain:  eth_call verifyProof on {verifier} -> [bold green]true[/] ({gas:,} gas); "
                       f"one flipped proof byte -> {tampered}")
         self.report.lines.append(f"verified: off-chain and on chain (verifyProof {gas:,} gas)")
+        self.report.modes.append(("x402 inference (mlp)", "proven, verified on chain"))
+
+    def _attested_call(self, base_url: str, market: Any, lm_id: str) -> None:
+        from proofmarket.client import Client
+
+        paid = _payments_mode() == "on"
+        before = _balances(market)
+
+        def call() -> Any:
+            with Client(base_url, market.accounts.consumer if paid else None, timeout=300, devnet=True,
+                        cache_dir=self.tmp / "client-cache") as sdk:
+                return sdk.generate(lm_id, LM_PROMPT, max_tokens=48, reexecute=True)
+
+        result = self.step("attested generation", call, 300)
+        bundle = result.bundle
+        console.print(f"generate: {LM_PROMPT!r} -> {result.text!r} ({len(result.tokens)} tokens, "
+                      f"{result.finish_reason})")
+        console.print(f"attest:   bundle {result.bundle_cid}, {len(bundle['proof']['commitments'])} activation "
+                      f"commitment(s) of {sum(len(c) // 2 - 1 for c in bundle['proof']['commitments'])} bytes, "
+                      f"signed by {bundle['proof']['attestation']['signer']}")
+        if result.payment:
+            tx = result.payment.get("transaction")
+            self.report.txs["x402 generation"] = str(tx)
+            console.print(f"payment:  {format_usdc(int(result.payment['amount']))} USDC for up to 48 tokens at "
+                          f"{format_usdc(LM_PRICE_PER_1K)} USDC per 1,000 (the cap is charged), tx {tx}")
+        console.print(f"recheck:  [bold yellow]attested[/], [bold green]{result.verdict}[/]: the SDK fetched the "
+                      "weights by CID and re-ran one prefill pass over prompt + output")
+        if result.verdict != "reproduced":
+            raise DemoError(f"the attested generation was not reproduced: {result.verdict}")
+        self.report.lines.append(f"attested generation: {result.text!r}, bundle {result.bundle_cid}")
+        self.report.lines.append(f"attested call moved: {_fmt_moves(_delta(before, _balances(market)))}")
+        self.report.modes.append(("x402 generation (tiny LM)", f"attested, {result.verdict}"))
 
     def _escrow(self, base_url: str, market: Any, model_id: str) -> None:
         doc = json.loads(sample_path("mlp", "samples").read_text())["inputs"][1]
@@ -302,6 +347,9 @@ class Demo:
         console.rule("report")
         for line in self.report.lines:
             console.print(line)
+        console.print("modes:")
+        for name, verdict in self.report.modes:
+            console.print(f"  {name:<28} {verdict}")
         console.print("transactions:")
         for name, tx in self.report.txs.items():
             console.print(f"  {name:<18} {tx}")
@@ -355,6 +403,17 @@ def _compile(ws: Any) -> str:
     else:
         result = ws.compile(sample_path("mlp"), samples, profile=PrivacyProfile())
     model_id: str = result.model_id
+    return model_id
+
+
+def _compile_lm(ws: Any) -> str:
+    """The sample attested model: a tiny Llama built offline and trained for a few seconds (kept in HOME)."""
+    from proofmarket.systems.attested.tiny import build_tiny_lm
+
+    folder = ws.settings.home / "tiny-llama"
+    if not (folder / "model.safetensors").is_file():
+        build_tiny_lm(folder, train_steps=150)
+    model_id: str = ws.compile_attested(folder, name="tiny-llama", max_tokens_cap=128)[0]
     return model_id
 
 

@@ -33,8 +33,10 @@ def test_demo_runs_the_whole_story_and_exits_0(tmp_path: Path) -> None:
                  "verify:   valid off-chain", "eth_call verifyProof on 0x", "-> true",
                  "one flipped proof byte -> reverted",
                  "fulfilled by the watcher", "escrow moved: consumer -0.25 USDC, owner +0.175 USDC",
-                 "escrow fulfil", "done: everything shut down"):
+                 "escrow fulfil", "proven, verified on chain", "attested, reproduced",
+                 "done: everything shut down"):
         assert line in out, f"missing {line!r} in\n{out}"
     if "payment:" in out:  # the x402 path: paid, receipt signed, verified by the SDK
         assert "x402 call moved: consumer -0.25 USDC" in out and "node receipt signed" in out, out
         assert "x402 settlement" in out, out
+        assert "attested call moved: consumer -0.0024 USDC" in out and "x402 generation" in out, out
