@@ -36,6 +36,7 @@ bench: setup
 	$(BIN)/python bench/http_bench.py
 	$(BIN)/python bench/cli_overhead.py
 	$(BIN)/python bench/scaling.py
+	$(BIN)/python bench/attested.py
 
 lint: setup
 	$(BIN)/ruff check src tests bench scripts

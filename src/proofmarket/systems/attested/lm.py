@@ -181,8 +181,9 @@ class CausalLM:
     # --- generation ---------------------------------------------------------------------------------
     def generate(self, prompt_tokens: list[int], decoding: sampling.Decoding, *, chunk: int, topk: int,
                  on_token: Callable[[int, int], None] | None = None,
-                 on_chunk: Callable[[int, bytes], None] | None = None) -> Generation:
-        """Decode step by step with a KV cache; commit to the last hidden state of every ``chunk`` tokens."""
+                 on_chunk: Callable[[int, bytes], None] | None = None, commit: bool = True) -> Generation:
+        """Decode step by step with a KV cache; commit to the last hidden state of every ``chunk`` tokens.
+        ``commit=False`` is plain decoding (no hidden states, no commitments): the benchmark's baseline."""
         torch = _torch()
         start = time.perf_counter()
         tokens: list[int] = []
@@ -191,10 +192,11 @@ class CausalLM:
         commit_s = 0.0
         eos, finish = self.eos_token_id, "length"
         with torch.inference_mode():
-            out = self.model(input_ids=torch.tensor([prompt_tokens]), use_cache=True, output_hidden_states=True)
+            out = self.model(input_ids=torch.tensor([prompt_tokens]), use_cache=True, output_hidden_states=commit)
             for position in range(decoding.max_tokens):
                 logits = out.logits[0, -1].float().numpy()
-                hidden.append(out.hidden_states[-1][0, -1].float().numpy().copy())
+                if commit:
+                    hidden.append(out.hidden_states[-1][0, -1].float().numpy().copy())
                 token = sampling.choose(logits, decoding, position)
                 tokens.append(token)
                 if on_token is not None:
@@ -211,7 +213,7 @@ class CausalLM:
                     break
                 if position + 1 < decoding.max_tokens:
                     out = self.model(input_ids=torch.tensor([[token]]), past_key_values=out.past_key_values,
-                                     use_cache=True, output_hidden_states=True)
+                                     use_cache=True, output_hidden_states=commit)
         if hidden:
             t0 = time.perf_counter()
             commitments.append(toploc.commit(np.stack(hidden), topk))
