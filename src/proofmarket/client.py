@@ -289,7 +289,7 @@ class Client:
         if body.get("receipt") is not None:  # the paid bundle: proof + payment + receipt in one document,
             payment = {k: v for k, v in (body.get("payment") or {}).items() if k != "paid_bundle_cid"}
             bundle["payment"], bundle["receipt"] = payment, body["receipt"]  # the node's paid_bundle_cid
-        return InferenceResult(job_id=body["job_id"], model_id=request.model_id or body["model_id"],
+        return InferenceResult(job_id=body.get("job_id") or "", model_id=request.model_id or body["model_id"],
                                status=body["status"], output=body.get("output") or [],
                                bundle_cid=body["bundle_cid"], bundle=bundle, payment=body.get("payment"),
                                receipt=body.get("receipt"), salt=body.get("salt"),
@@ -314,6 +314,16 @@ class Client:
         the payment, if any, was on the devnet) or ``allow_dev_srs=True``."""
         if isinstance(result_or_bundle, dict) and result_or_bundle.get("mode") == "attested":
             return self._verify_attested(result_or_bundle)
+        if isinstance(result_or_bundle, InferenceResult) and result_or_bundle.bundle.get("mode") == "attested":
+            from proofmarket.sdk_attested import check_onnx_answer
+
+            r = result_or_bundle
+            req = r.request or Request(model_id=r.model_id)
+            report: VerifyReport = check_onnx_answer(
+                r.bundle, r.output, model_id or req.model_id, inputs if inputs is not None else req.inputs,
+                req.payer if req.paid else None, max_amount if max_amount is not None else req.max_amount, r.payment,
+                LocalStore(self.cache_dir), self._fetch_artifact, self.cache_dir / "work")
+            return report
         claimed: dict[str, Any] | None = None
         request = Request()
         if isinstance(result_or_bundle, InferenceResult):

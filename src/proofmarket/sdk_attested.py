@@ -88,3 +88,41 @@ def check_generation(bundle_doc: dict[str, Any], answer: dict[str, Any], request
             raise AnswerMismatch("a paid answer must carry the node's receipt")
         checks.append(f"paid {payment['amount']} atomic units by this client, within the cap")
     return checks
+
+
+def check_onnx_answer(bundle_doc: dict[str, Any], claimed_output: Any, model_id: str | None, inputs: Any,
+                      payer: str | None, max_amount: int | None, payment: dict[str, Any] | None,
+                      store: LocalStore, fetch: Any, work_dir: Path) -> Any:
+    """An attested ONNX answer (``Client.infer`` on an attested model): attestation, hashes, model asked for,
+    input sent (parsed as the manifest's inputs), output returned, payment; returns the ``VerifyReport``."""
+    import numpy as np
+
+    from proofmarket import models
+    from proofmarket.models.spec import ModelInfo, TensorSpec
+    from proofmarket.systems import verify_bundle_any
+    from proofmarket.systems.attested.documents import AttestedManifest, AttestedOnnxBundle
+
+    bundle = AttestedOnnxBundle.parse(bundle_doc)
+    if model_id is not None and bundle.model.id != model_id:
+        raise AnswerMismatch(f"the bundle is of model {bundle.model.id}, not of {model_id} as asked")
+    fetch(store, bundle.model.id)
+    report = verify_bundle_any(bundle, store, work_dir=work_dir)
+    manifest = AttestedManifest.model_validate(store.get_json(bundle.model.id))
+    if inputs is not None and manifest.onnx is not None:
+        info = ModelInfo(path=Path(bundle.model.id), size_bytes=0, sha256="", ir_version=0, opset=0,
+                         inputs=tuple(TensorSpec(t.name, tuple(t.shape), t.dtype) for t in manifest.onnx.inputs),
+                         outputs=(), operators=frozenset(), is_classifier=False)
+        sent = [a.astype(np.float64).ravel().tolist() for a in models.parse_inputs(inputs, info)]
+        if sent != bundle.input.values:
+            raise AnswerMismatch("the bundle's input is not the input sent")
+        report.checks.append("its input is the input sent")
+    if claimed_output is not None and claimed_output != bundle.output.values:
+        raise AnswerMismatch("the output returned is not the one the attestation signs")
+    if payer is not None:
+        if not payment or str(payment.get("payer", "")).lower() != payer.lower():
+            raise AnswerMismatch("the answer's payment is not this client's")
+        if max_amount is not None and int(payment.get("amount", 0)) > max_amount:
+            raise AnswerMismatch(f"the node charged {payment.get('amount')}, above the cap {max_amount}")
+        if bundle.receipt is None:
+            raise AnswerMismatch("a paid answer must carry the node's receipt")
+    return report

@@ -80,12 +80,13 @@ class AttestedTerms(BaseModel):
     architecture: str
     weights_root: str = Field(description="sha256 Merkle root over the model's tensors")
     weights_dtype: str
-    context_length: int
-    max_tokens_cap: int = Field(description="the most tokens one call may ask for")
-    chunk_tokens: int = Field(description="tokens per activation commitment")
+    context_length: int | None = Field(default=None, description="causal LMs: prompt + output tokens")
+    max_tokens_cap: int | None = Field(default=None, description="causal LMs: the most tokens one call may ask for")
+    chunk_tokens: int | None = Field(default=None, description="causal LMs: tokens per activation commitment")
+    probes: list[str] | None = Field(default=None, description="ONNX models: intermediate tensors committed to")
     topk: int
     runtime: dict[str, str]
-    price_unit: str = "per 1,000 output tokens; a call is charged for its max_tokens (exact scheme)"
+    price_unit: str = Field(description="causal LMs: per 1,000 output tokens, max_tokens charged; ONNX: per call")
     files: dict[str, str] = Field(description="file name -> CID (open weights: fetch them at /v1/artifacts/{cid})")
 
 

@@ -31,8 +31,8 @@ from proofmarket.jobs.types import Settlement
 from proofmarket.systems import GUARANTEES
 
 
-def model_links(model_id: str, mode: str = "proven") -> ModelLinks:
-    if mode == "attested":
+def model_links(model_id: str, mode: str = "proven", kind: str | None = None) -> ModelLinks:
+    if mode == "attested" and kind != "onnx":
         return ModelLinks(self=f"/v1/models/{model_id}", generate=f"/v1/models/{model_id}/generate")
     return ModelLinks(self=f"/v1/models/{model_id}", infer=f"/v1/models/{model_id}/infer")
 
@@ -41,7 +41,8 @@ def model_summary(model: ServedModel) -> ModelSummary:
     row, m = model.row, model.manifest
     return ModelSummary(id=row.id, name=row.name, mode=model.mode,  # type: ignore[arg-type]
                         price=Price.of(model.price_atomic), privacy=m.privacy["name"], owner=model.owner,
-                        active=model.active, created_at=row.created_at, links=model_links(row.id, model.mode),
+                        active=model.active, created_at=row.created_at,
+                        links=model_links(row.id, model.mode, getattr(m, "kind", None)),
                         registry=registry_listing(model))
 
 
@@ -54,12 +55,21 @@ def _attested_public(model: ServedModel) -> ModelPublic:
     return ModelPublic(
         **model_summary(model).model_dump(), guarantee=GUARANTEES["attested"],
         privacy_profile=Privacy(**{"input": "public", "params": "public", "output": "public", **m.privacy}),
-        attested=AttestedTerms(kind=m.kind, architecture=m.architecture, weights_root=m.weights.root,
-                               weights_dtype=m.weights.dtype, context_length=m.context_length,
-                               max_tokens_cap=m.generation.max_tokens_cap, chunk_tokens=m.generation.chunk_tokens,
-                               topk=m.generation.topk, runtime=m.runtime,
-                               files={name: ref.cid for name, ref in m.files.items()}),
+        inputs=[Tensor(**t.model_dump()) for t in m.onnx.inputs] if m.onnx else [],
+        attested=_attested_terms(m),
     )
+
+
+def _attested_terms(m: Any) -> AttestedTerms:
+    files = {name: ref.cid for name, ref in m.files.items()}
+    common = {"kind": m.kind, "architecture": m.architecture, "weights_root": m.weights.root,
+              "weights_dtype": m.weights.dtype, "runtime": m.runtime, "files": files}
+    if m.onnx is not None:
+        return AttestedTerms(**common, probes=m.onnx.probes, topk=m.onnx.topk, price_unit="per call")
+    g = m.generation
+    return AttestedTerms(**common, context_length=m.context_length, max_tokens_cap=g.max_tokens_cap,
+                         chunk_tokens=g.chunk_tokens, topk=g.topk,
+                         price_unit="per 1,000 output tokens; a call is charged for its max_tokens (exact scheme)")
 
 
 def model_public(model: ServedModel) -> ModelPublic:

@@ -201,6 +201,9 @@ def prove_cmd(
     ws = _workspace(home, inline_prover=True)  # one proof: no second process, no second EZKL import
     try:
         doc = _read_json(input, "input")
+        if _attested_onnx(ws, model_id):
+            _run_attested_onnx(ws, model_id, doc, out_path, as_json)
+            return
         with progress_steps(not as_json) as step:
             step("proving")
             result = ws.prove(model_id, doc)
@@ -222,6 +225,31 @@ def prove_cmd(
               f"self-verified in {bundle['timings']['verify_s'] * 1000:.1f} ms")
     if result.salt:
         out.print(f"salt:       {result.salt} (keep it: it opens the input commitment)")
+
+
+def _attested_onnx(ws: Workspace, model_id: str) -> bool:
+    from proofmarket.systems.catalog import ModelCatalog
+
+    try:
+        manifest = ModelCatalog(ws.store).manifest(model_id)
+    except ProofMarketError:
+        return False  # the prover names the error
+    return getattr(manifest, "kind", None) == "onnx"
+
+
+def _run_attested_onnx(ws: Workspace, model_id: str, doc: Any, out_path: Path | None, as_json: bool) -> None:
+    bundle, cid = ws.attested.runtime.infer(model_id, doc, ws.attested.signer, ws.attested.chain_id)
+    body = bundle.to_doc()
+    if out_path:
+        out_path.write_text(json.dumps(body, indent=2))
+    if as_json:
+        emit_json({"ok": True, "mode": "attested", "bundle_cid": cid, "output": body["output"]["values"],
+                   "bundle": None if out_path else body})
+        return
+    out.print(f"output:     {body['output']['values']}")
+    out.print(f"bundle cid: {cid}" + (f" (written to {out_path})" if out_path else ""))
+    out.print(f"[bold yellow]attested[/] (no ZK proof): {len(body['proof']['commitments'])} tensor commitment(s) "
+              f"signed by {body['proof']['attestation']['signer']}; re-check with verify --reexecute")
 
 
 @app.command("verify")

@@ -49,11 +49,11 @@ def parse_bundle(doc: Any) -> AnyBundle:
     if doc.get("format") != BUNDLE_FORMAT:
         raise BundleError(f"not a proof bundle: format is {doc.get('format')!r}, expected {BUNDLE_FORMAT!r}")
     if mode_of(doc) == "attested":
-        from proofmarket.systems.attested.documents import VERSION, AttestedBundle
+        from proofmarket.systems.attested.documents import VERSION, AttestedBundle, AttestedOnnxBundle
 
         if doc.get("version") != VERSION:
             raise BundleError(f"unsupported attested bundle version {doc.get('version')!r} (this reads {VERSION})")
-        return AttestedBundle.parse(doc)
+        return AttestedOnnxBundle.parse(doc) if doc.get("kind") == "onnx" else AttestedBundle.parse(doc)
     return ProofBundle.parse(doc)
 
 
@@ -76,8 +76,10 @@ def verify_bundle_any(doc: Any, store: ArtifactStore, *, reexecute: bool = False
         checks.append(f"re-executed: {result.summary()} (one prefill pass, {result.seconds * 1000:.0f} ms)")
     else:
         checks.append("nothing was re-executed: run verify --reexecute to check the commitments against the weights")
-    return VerifyReport(True, bundle.model.id, [], "none", checks, mode="attested", reexecuted=reexecute,
-                        text=bundle.output.text)
+    text = getattr(bundle.output, "text", None)
+    output = [] if text is not None else bundle.output.values
+    return VerifyReport(True, bundle.model.id, output, "none", checks, mode="attested", reexecuted=reexecute,
+                        text=text)
 
 
 __all__ = ["GUARANTEES", "Mode", "ProofSystem", "mode_of", "parse_bundle", "parse_manifest", "verify_bundle_any",

@@ -70,6 +70,48 @@ async def generate(model_id: str, body: GenerateBody, request: Request, services
     return JSONResponse(answer, headers=headers or None)
 
 
+async def attested_infer(model_id: str, inputs: dict[str, Any], request: Request, services: NodeServices) -> Any:
+    """POST /v1/models/{id}/infer on an attested ONNX model: input checked, paid, run, signed, settled."""
+    offer = await run_in_threadpool(_onnx_offer, services, model_id, inputs, base_url(request, services.settings))
+    ticket = await run_in_threadpool(_pay, services, offer, request.headers)
+    try:
+        answer, headers = await run_in_threadpool(_run_onnx, services, model_id, inputs, ticket)
+    except BaseException:
+        _release(services, ticket)
+        raise
+    return JSONResponse(answer, headers=headers or None)
+
+
+def _onnx_offer(services: NodeServices, model_id: str, inputs: dict[str, Any], base: str) -> Offer:
+    from proofmarket import models
+
+    served = services.catalog.get(model_id)
+    model = services.attested.runtime.onnx_model(model_id)  # wrong_mode for a causal LM
+    models.parse_inputs(inputs, model.info)  # 422 before any payment
+    return Offer(model_id=model_id, model_name=served.row.name, price_atomic=served.price_atomic,
+                 resource=f"{base}/v1/models/{model_id}/infer",
+                 description="attested ML inference: output with signed activation commitments (not a ZK proof)")
+
+
+def _run_onnx(services: NodeServices, model_id: str, inputs: dict[str, Any],
+              ticket: PaymentTicket | None) -> tuple[dict[str, Any], dict[str, str]]:
+    bundle, cid = services.attested.runtime.infer(model_id, inputs, services.attested.signer,
+                                                  services.attested.chain_id)
+    payment = receipt = None
+    headers: dict[str, str] = {}
+    doc = bundle.to_doc()
+    if ticket is not None:
+        settlement = services.payments.settle(ticket, ProofOutcome.of(f"att-{uuid.uuid4().hex[:12]}", cid, bundle))
+        payment, receipt, headers = settlement.payment, settlement.receipt, dict(settlement.headers or {})
+        doc = {**doc, "payment": {k: v for k, v in (payment or {}).items() if k != "paid_bundle_cid"},
+               "receipt": receipt}
+    answer = {"job_id": None, "status": "settled" if ticket is not None else "proved", "model_id": model_id,
+              "mode": "attested", "output": bundle.output.values, "bundle_cid": cid, "bundle": doc,
+              "payment": payment, "receipt": receipt, "salt": None, "access_token": None,
+              "guarantee": "attested: the node's signed commitment, re-checkable with the weights (not a ZK proof)"}
+    return answer, headers
+
+
 def _offer(services: NodeServices, model_id: str, call: Any, base: str) -> Offer:
     served = services.catalog.sellable(model_id)
     if served.mode != "attested":

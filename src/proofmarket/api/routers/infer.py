@@ -53,7 +53,12 @@ InputsBody = Annotated[dict[str, Any], Body(description="one inference input", o
 async def infer(model_id: str, inputs: InputsBody, request: Request, services: ServicesDep,
                 mode: Annotated[Literal["sync", "async"], Query()] = "sync",
                 idempotency_key: IdempotencyKey = None) -> JSONResponse:
-    """Run the model on the input and prove it (EZKL); pay per call over x402 when payments are on."""
+    """Run the model on the input and prove it (EZKL); pay per call over x402 when payments are on. An attested
+    ONNX model answers at once with an attested bundle (signed commitments, not a proof)."""
+    if await run_in_threadpool(services.catalog.models.mode, model_id) == "attested":
+        from proofmarket.api.routers.generate import attested_infer
+
+        return await attested_infer(model_id, inputs, request, services)
     offer = await run_in_threadpool(_offer, services, model_id, base_url(request, services.settings))
     job = await run_in_threadpool(_submit, services, offer, inputs, request.headers, idempotency_key)
     if mode == "sync" and not job.is_final:

@@ -48,10 +48,11 @@ def service_manifest(request: Request, services: ServicesDep) -> ServiceManifest
 
 
 def _service_model(m: ServedModel, base: str) -> ServiceModel:
-    link = f"{base}/v1/models/{m.row.id}/" + ("generate" if m.mode == "attested" else "infer")
+    generates = m.mode == "attested" and getattr(m.manifest, "kind", None) == "causal-lm"
+    link = f"{base}/v1/models/{m.row.id}/" + ("generate" if generates else "infer")
     return ServiceModel(id=m.row.id, name=m.row.name, mode=m.mode, price=Price.of(m.price_atomic),  # type: ignore[arg-type]
-                        privacy=m.manifest.privacy["name"], infer=link if m.mode == "proven" else None,
-                        generate=link if m.mode == "attested" else None,
+                        privacy=m.manifest.privacy["name"], infer=None if generates else link,
+                        generate=link if generates else None,
                         details=f"{base}/v1/models/{m.row.id}", active=m.active, registry=registry_listing(m))
 
 

@@ -64,19 +64,37 @@ class GenerationTerms(_Strict):
     sampling: list[str] = ["greedy", "seeded"]
 
 
+class TensorTerm(_Strict):
+    name: str
+    shape: list[int]
+    dtype: str
+
+
+class OnnxTerms(_Strict):
+    """An attested ONNX model: its inputs, the intermediate tensors committed to (probes), and top-k."""
+
+    inputs: list[TensorTerm]
+    outputs: list[str]
+    probes: list[str]  # intermediate tensors, evenly spaced along the graph; committed with the outputs
+    topk: int = Field(gt=0)
+    tolerance: dict[str, float]
+    opset: int
+
+
 class AttestedManifest(_Strict):
     format: str = MANIFEST_FORMAT
     version: int = VERSION
     mode: Literal["attested"] = "attested"
     system: Literal["proofmarket-attested-toploc-v1"] = ATTESTED_SYSTEM
-    kind: Literal["causal-lm"] = "causal-lm"
+    kind: Literal["causal-lm", "onnx"] = "causal-lm"
     name: str
-    files: dict[str, ArtifactRef]  # the model directory, file name -> stored copy
+    files: dict[str, ArtifactRef]  # the model directory (or the one ONNX file), file name -> stored copy
     weights: WeightsCommitment
     architecture: str
-    context_length: int
-    vocab_size: int
-    generation: GenerationTerms
+    context_length: int | None = None  # causal LMs
+    vocab_size: int | None = None  # causal LMs
+    generation: GenerationTerms | None = None  # causal LMs
+    onnx: OnnxTerms | None = None  # ONNX models
     runtime: dict[str, str]  # library versions the commitment was made with
     privacy: dict[str, str] = {"name": "open-weights", "input": "public", "params": "public", "output": "public"}
     created_at: str
@@ -164,7 +182,73 @@ class AttestedBundle(_Strict):
         return self.model_dump(mode="json")
 
 
+class OnnxModelRef(_Strict):
+    id: str
+    name: str
+    weights_root: str = Field(pattern=BYTES32)
+    onnx_sha256: str
+
+
+class OnnxInput(_Strict):
+    visibility: str = "public"
+    values: list[list[float]]  # one flat list per model input
+    commitment: str = Field(pattern=BYTES32)  # values_hash(values)
+
+
+class OnnxOutput(_Strict):
+    values: list[list[float]]
+    shapes: list[list[int]]
+    hash: str = Field(pattern=BYTES32)  # values_hash(values)
+
+
+class OnnxProbes(_Strict):
+    tensors: list[str]  # committed in this order: the probes, then the outputs
+    topk: int
+
+
+class AttestedOnnxBundle(_Strict):
+    format: str = BUNDLE_FORMAT
+    version: int = VERSION
+    mode: Literal["attested"] = "attested"
+    kind: Literal["onnx"] = "onnx"
+    model: OnnxModelRef
+    privacy: dict[str, str]
+    input: OnnxInput
+    output: OnnxOutput
+    probes: OnnxProbes
+    proof: AttestedProof
+    prover: dict[str, Any]
+    timings: dict[str, float]
+    created_at: str
+    payment: dict[str, Any] | None = None
+    receipt: dict[str, Any] | None = None
+
+    @classmethod
+    def parse(cls, doc: Any) -> AttestedOnnxBundle:
+        try:
+            return cls.model_validate(doc)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise BundleError(f"malformed attested bundle: {where}: {first['msg']}") from exc
+
+    def to_doc(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
 # --- hashes ---------------------------------------------------------------------------------------
+def values_hash(values: list[list[float]]) -> str:
+    """keccak256 of the values as big-endian float64, input after input (exact for what JSON carries)."""
+    import struct
+
+    raw = b"".join(len(row).to_bytes(4, "big") + struct.pack(f">{len(row)}d", *row) for row in values)
+    return "0x" + keccak(raw).hex()
+
+
+def probes_hash(probes: OnnxProbes) -> str:
+    return "0x" + keccak(canonical_json(probes.model_dump(mode="json"))).hex()
+
+
 def token_hash(tokens: list[int]) -> str:
     """keccak256 of the tokens as packed big-endian uint32 (a Solidity contract can recompute it)."""
     return "0x" + keccak(b"".join(int(t).to_bytes(4, "big") for t in tokens)).hex()
@@ -200,18 +284,28 @@ def sign_attestation(account: LocalAccount, fields: dict[str, Any], chain_id: in
     return Attestation(signer=account.address, signature="0x" + bytes(signed.signature).hex(), typedData=typed)
 
 
-def check_attestation(bundle: AttestedBundle) -> str:
+def bundle_fields(bundle: AttestedBundle | AttestedOnnxBundle) -> dict[str, str]:
+    """What the attestation signs, recomputed from the bundle's own values."""
+    if isinstance(bundle, AttestedOnnxBundle):
+        return {"model_id": bundle.model.id, "weights_root": bundle.model.weights_root,
+                "input_commitment": values_hash(bundle.input.values), "output_hash": values_hash(bundle.output.values),
+                "decoding_hash": probes_hash(bundle.probes),
+                "commitments_hash": commitments_hash(bundle.proof.commitments)}
+    return {"model_id": bundle.model.id, "weights_root": bundle.model.weights_root,
+            "input_commitment": token_hash(bundle.input.tokens), "output_hash": token_hash(bundle.output.tokens),
+            "decoding_hash": decoding_hash(bundle.decoding),
+            "commitments_hash": commitments_hash(bundle.proof.commitments)}
+
+
+def check_attestation(bundle: AttestedBundle | AttestedOnnxBundle) -> str:
     """The signer, once the signature holds and it signs this bundle's model, input, output, decoding and
     commitments (each hash recomputed from the bundle's own values); ``VerificationFailed`` otherwise."""
-    expected = {
-        "model_id": bundle.model.id, "weights_root": bundle.model.weights_root,
-        "input_commitment": token_hash(bundle.input.tokens), "output_hash": token_hash(bundle.output.tokens),
-        "decoding_hash": decoding_hash(bundle.decoding), "commitments_hash": commitments_hash(bundle.proof.commitments),
-    }
+    expected = bundle_fields(bundle)
+    what = "values" if isinstance(bundle, AttestedOnnxBundle) else "tokens"
     if expected["input_commitment"] != bundle.input.commitment.lower():
-        raise VerificationFailed("the input commitment is not the hash of the bundle's input tokens")
+        raise VerificationFailed(f"the input commitment is not the hash of the bundle's input {what}")
     if expected["output_hash"] != bundle.output.hash.lower():
-        raise VerificationFailed("the output hash is not the hash of the bundle's output tokens")
+        raise VerificationFailed(f"the output hash is not the hash of the bundle's output {what}")
     if expected["commitments_hash"] != bundle.proof.commitments_hash.lower():
         raise VerificationFailed("the commitments hash is not the hash of the bundle's activation commitments")
     att = bundle.proof.attestation

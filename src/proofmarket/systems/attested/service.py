@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from eth_account.signers.local import LocalAccount
 
 from proofmarket.errors import (
@@ -26,6 +27,7 @@ from proofmarket.errors import (
     UnknownModel,
     UsageError,
     VerificationFailed,
+    WrongMode,
 )
 from proofmarket.store import ArtifactStore, LocalStore
 from proofmarket.systems.attested import toploc
@@ -35,15 +37,24 @@ from proofmarket.systems.attested.documents import (
     AttestedInput,
     AttestedManifest,
     AttestedModel,
+    AttestedOnnxBundle,
     AttestedOutput,
     AttestedProof,
     GenerationTerms,
+    OnnxInput,
+    OnnxModelRef,
+    OnnxOutput,
+    OnnxProbes,
+    OnnxTerms,
+    TensorTerm,
     WeightsCommitment,
     check_attestation,
     commitments_hash,
     decoding_hash,
+    probes_hash,
     sign_attestation,
     token_hash,
+    values_hash,
 )
 from proofmarket.systems.attested.sampling import Decoding
 from proofmarket.zk.manifest import ArtifactRef
@@ -88,8 +99,10 @@ def compile_attested(model_dir: Path, store: ArtifactStore, *, name: str | None 
                      max_tokens_cap: int = DEFAULT_MAX_TOKENS_CAP, chunk: int = DEFAULT_CHUNK,
                      topk: int = DEFAULT_TOPK, progress: Callable[[str], None] = lambda _: None
                      ) -> tuple[str, AttestedManifest]:
-    """Commit to a causal LM directory: files stored by CID, weights Merkle root, runtime versions, dtype
-    and decoding terms, in a manifest whose CID is the model id."""
+    """Commit to a causal LM directory (or an ONNX file): files stored by CID, weights Merkle root, runtime
+    versions, dtype and decoding terms, in a manifest whose CID is the model id."""
+    if model_dir.is_file() and model_dir.suffix.lower() == ".onnx":
+        return compile_attested_onnx(model_dir, store, name=name, topk=topk, progress=progress)
     if not 0 < max_tokens_cap <= 1 << 16:
         raise UsageError(f"--max-tokens-cap must be between 1 and 65536, not {max_tokens_cap}")
     lm = _lm()
@@ -107,6 +120,28 @@ def compile_attested(model_dir: Path, store: ArtifactStore, *, name: str | None 
         vocab_size=int(getattr(model.config, "vocab_size", 0) or len(model.tokenizer)),
         generation=GenerationTerms(max_tokens_cap=max_tokens_cap, chunk_tokens=chunk, topk=topk,
                                    tolerance=DEFAULT_TOLERANCE.to_json(), eos_token_id=model.eos_token_id),
+        runtime=model.runtime(), created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    model_id = store.put_json(manifest.model_dump(mode="json"))
+    return model_id, manifest
+
+
+def compile_attested_onnx(path: Path, store: ArtifactStore, *, name: str | None = None, topk: int = DEFAULT_TOPK,
+                          progress: Callable[[str], None] = lambda _: None) -> tuple[str, AttestedManifest]:
+    """Commit to an ONNX file run by onnxruntime: initializers' Merkle root, probes, inputs, versions."""
+    from proofmarket.systems.attested.onnx_attest import AttestedOnnx
+
+    progress(f"loading {path.name} with onnxruntime")
+    model = AttestedOnnx(path)
+    progress(f"committing to {model.tensors} initializers and {len(model.probes)} probe tensor(s)")
+    manifest = AttestedManifest(
+        kind="onnx", name=name or path.stem, files={"model.onnx": _ref(store, path)},
+        weights=WeightsCommitment(root=model.weights_root, tensors=model.tensors, dtype="as stored"),
+        architecture=f"onnx (opset {model.opset})",
+        onnx=OnnxTerms(inputs=[TensorTerm(name=t.name, shape=list(t.shape), dtype=t.dtype) for t in model.info.inputs],
+                       outputs=model.outputs, probes=model.probes, topk=topk, tolerance=DEFAULT_TOLERANCE.to_json(),
+                       opset=model.opset),
+        privacy={"name": "open-weights", "input": "public", "params": "public", "output": "public"},
         runtime=model.runtime(), created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     model_id = store.put_json(manifest.model_dump(mode="json"))
@@ -165,6 +200,8 @@ class AttestedRuntime:
         return AttestedManifest.model_validate(doc)
 
     def model(self, model_id: str) -> Any:
+        """The loaded causal LM of ``model_id``."""
+        self.lm_manifest(model_id)
         with self._guard:
             lock = self._locks.setdefault(model_id, threading.Lock())
         with lock:
@@ -177,9 +214,61 @@ class AttestedRuntime:
                 self._models[model_id] = loaded
             return self._models[model_id]
 
+    def lm_manifest(self, model_id: str) -> AttestedManifest:
+        manifest = self.manifest(model_id)
+        if manifest.kind != "causal-lm" or manifest.generation is None or manifest.context_length is None:
+            raise WrongMode(f"model {model_id} is an attested ONNX model: call POST /v1/models/{model_id}/infer",
+                            model_id=model_id, kind=manifest.kind)
+        return manifest
+
+    def onnx_model(self, model_id: str) -> Any:
+        manifest = self.manifest(model_id)
+        if manifest.kind != "onnx" or manifest.onnx is None:
+            raise WrongMode(f"model {model_id} generates text: call POST /v1/models/{model_id}/generate",
+                            model_id=model_id, kind=manifest.kind)
+        with self._guard:
+            lock = self._locks.setdefault(model_id, threading.Lock())
+        with lock:
+            if model_id not in self._models:
+                from proofmarket.systems.attested.onnx_attest import AttestedOnnx
+
+                folder = materialise(self.store, manifest, self.work_dir / "attested" / model_id)
+                loaded = AttestedOnnx(folder / "model.onnx", manifest.onnx.probes)
+                if loaded.weights_root != manifest.weights.root:
+                    raise AttestationMismatch(f"the stored file of {model_id} does not hash to its weights root")
+                self._models[model_id] = loaded
+            return self._models[model_id]
+
+    def infer(self, model_id: str, inputs_doc: Any, signer: LocalAccount, chain_id: int
+              ) -> tuple[AttestedOnnxBundle, str]:
+        """Run an attested ONNX model on one input and sign the bundle (commitments of probes and outputs)."""
+        manifest = self.manifest(model_id)
+        model = self.onnx_model(model_id)
+        assert manifest.onnx is not None
+        run = model.run(inputs_doc, manifest.onnx.topk)
+        probes = OnnxProbes(tensors=[*model.probes, *model.outputs], topk=manifest.onnx.topk)
+        commitments = ["0x" + c.hex() for c in run.commitments]
+        values = [a.astype(np.float64).ravel().tolist() for a in run.inputs]
+        outputs = [o.astype(np.float64).ravel().tolist() for o in run.outputs]
+        fields = {"model_id": model_id, "weights_root": manifest.weights.root,
+                  "input_commitment": values_hash(values), "output_hash": values_hash(outputs),
+                  "decoding_hash": probes_hash(probes), "commitments_hash": commitments_hash(commitments)}
+        bundle = AttestedOnnxBundle(
+            model=OnnxModelRef(id=model_id, name=manifest.name, weights_root=manifest.weights.root,
+                               onnx_sha256=manifest.files["model.onnx"].sha256),
+            privacy=manifest.privacy, input=OnnxInput(values=values, commitment=fields["input_commitment"]),
+            output=OnnxOutput(values=outputs, shapes=[list(o.shape) for o in run.outputs], hash=fields["output_hash"]),
+            probes=probes,
+            proof=AttestedProof(commitments=commitments, commitments_hash=fields["commitments_hash"],
+                                attestation=sign_attestation(signer, fields, chain_id)),
+            prover={"node": socket.gethostname(), "pid": os.getpid(), "address": signer.address},
+            timings={"run_s": round(run.seconds, 4)}, created_at=datetime.now(UTC).isoformat(timespec="seconds"))
+        return bundle, self.store.put_json(bundle.to_doc())
+
     def check(self, model_id: str, request: GenerateRequest) -> list[int]:
         """The prompt's tokens, once the request fits the model's cap and context (422 otherwise)."""
-        manifest = self.manifest(model_id)
+        manifest = self.lm_manifest(model_id)
+        assert manifest.generation is not None and manifest.context_length is not None
         cap = manifest.generation.max_tokens_cap
         if request.max_tokens > cap:
             raise MaxTokensOverCap(f"max_tokens is {request.max_tokens}; this model's cap is {cap}",
@@ -196,10 +285,11 @@ class AttestedRuntime:
     def generate(self, model_id: str, request: GenerateRequest, signer: LocalAccount, chain_id: int,
                  on_token: Callable[[int, int, str], None] | None = None,
                  on_chunk: Callable[[int, str], None] | None = None) -> tuple[AttestedBundle, str]:
-        manifest = self.manifest(model_id)
+        manifest = self.lm_manifest(model_id)
         prompt_tokens = self.check(model_id, request)
         model = self.model(model_id)
         terms = manifest.generation
+        assert terms is not None
         decoding = Decoding(request.max_tokens, request.temperature, request.seed)
 
         def token(position: int, t: int) -> None:
@@ -239,6 +329,7 @@ def materialise(store: ArtifactStore, manifest: AttestedManifest, folder: Path) 
 def build_bundle(model_id: str, manifest: AttestedManifest, request: GenerateRequest, gen: Any,
                  signer: LocalAccount, chain_id: int, text: str) -> AttestedBundle:
     terms = manifest.generation
+    assert terms is not None
     decoding = AttestedDecoding(strategy="greedy" if request.temperature <= 0 else "sample",
                                 max_tokens=request.max_tokens, temperature=request.temperature, seed=request.seed,
                                 chunk_tokens=terms.chunk_tokens, topk=terms.topk)
@@ -262,9 +353,30 @@ def build_bundle(model_id: str, manifest: AttestedManifest, request: GenerateReq
     )
 
 
-def check_bundle(bundle: AttestedBundle, store: ArtifactStore | None) -> list[str]:
+def _check_onnx_bundle(bundle: AttestedOnnxBundle, store: ArtifactStore | None) -> list[str]:
+    signer = check_attestation(bundle)
+    checks = [f"attestation signed by {signer} binds the model, weights root, input, output and "
+              f"{len(bundle.proof.commitments)} tensor commitment(s)"]
+    if bundle.prover.get("address") and str(bundle.prover["address"]).lower() != signer.lower():
+        raise VerificationFailed(f"the bundle names prover {bundle.prover['address']} but {signer} signed it")
+    if len(bundle.proof.commitments) != len(bundle.probes.tensors):
+        raise VerificationFailed("the bundle has not one commitment per committed tensor")
+    manifest = _manifest_in(store, bundle.model.id) if store is not None else None
+    if manifest is not None:
+        if manifest.onnx is None or manifest.weights.root != bundle.model.weights_root:
+            raise VerificationFailed(f"the bundle's weights root is not the one of model {bundle.model.id}")
+        if bundle.probes.tensors != [*manifest.onnx.probes, *manifest.onnx.outputs] or \
+                bundle.probes.topk != manifest.onnx.topk:
+            raise VerificationFailed("the bundle's committed tensors or top-k are not the model's")
+        checks.append("the bundle names the model's weights root and committed tensors")
+    return checks
+
+
+def check_bundle(bundle: AttestedBundle | AttestedOnnxBundle, store: ArtifactStore | None) -> list[str]:
     """Signature, hashes and bindings (nothing re-executed). With the model's manifest in ``store``: the
     bundle names its weights root and decoding terms."""
+    if isinstance(bundle, AttestedOnnxBundle):
+        return _check_onnx_bundle(bundle, store)
     signer = check_attestation(bundle)
     checks = [f"attestation signed by {signer} binds the model, weights root, input, output, decoding and "
               f"{len(bundle.proof.commitments)} activation commitment(s)"]
@@ -281,8 +393,8 @@ def check_bundle(bundle: AttestedBundle, store: ArtifactStore | None) -> list[st
         if manifest is not None:
             if manifest.weights.root != bundle.model.weights_root:
                 raise VerificationFailed(f"the bundle's weights root is not the one of model {bundle.model.id}")
-            terms = manifest.generation
-            if (terms.chunk_tokens, terms.topk) != (bundle.decoding.chunk_tokens, bundle.decoding.topk):
+            terms, asked = manifest.generation, (bundle.decoding.chunk_tokens, bundle.decoding.topk)
+            if terms is None or (terms.chunk_tokens, terms.topk) != asked:
                 raise VerificationFailed("the bundle's chunk size or top-k is not the model's")
             checks.append("the bundle names the model's weights root and commitment terms")
     return checks
@@ -301,11 +413,49 @@ def _manifest_in(store: ArtifactStore, model_id: str) -> AttestedManifest | None
         raise VerificationFailed(f"the model id {model_id} does not name an attested model manifest") from exc
 
 
-def reexecute(bundle: AttestedBundle, store: ArtifactStore, work_dir: Path, model_dir: Path | None = None,
-              threads: int | None = None) -> Any:
+@dataclass(frozen=True)
+class OnnxRecheck:
+    tensors: int
+    seconds: float
+
+    def summary(self) -> str:
+        return f"reproduced: {self.tensors} committed tensor(s) agree"
+
+
+def _reexecute_onnx(bundle: AttestedOnnxBundle, store: ArtifactStore, work_dir: Path,
+                    model_path: Path | None, threads: int | None) -> OnnxRecheck:
+    import time
+
+    from proofmarket.systems.attested.onnx_attest import AttestedOnnx
+
+    manifest = _manifest_in(store, bundle.model.id)
+    if model_path is None:
+        if manifest is None:
+            raise ArtifactNotFound(f"the manifest of model {bundle.model.id} is not here: pass --model-dir or fetch "
+                                   "the model's artifacts first")
+        model_path = materialise(store, manifest, work_dir / "attested" / bundle.model.id) / "model.onnx"
+    elif model_path.is_dir():
+        model_path = model_path / "model.onnx"
+    probes = bundle.probes.tensors[:len(bundle.probes.tensors) - len(bundle.output.values)]
+    model = AttestedOnnx(model_path, probes, threads)
+    if model.weights_root != bundle.model.weights_root:
+        raise AttestationMismatch(f"the weights in {model_path.name} are not the ones the bundle commits to")
+    start = time.perf_counter()
+    arrays = [np.asarray(v, dtype=spec.dtype).reshape(spec.shape)
+              for v, spec in zip(bundle.input.values, model.info.inputs, strict=True)]
+    tolerance = toploc.Tolerance.from_json(manifest.onnx.tolerance) if manifest and manifest.onnx else DEFAULT_TOLERANCE
+    checks = model.recheck(arrays, [bytes.fromhex(c.removeprefix("0x")) for c in bundle.proof.commitments],
+                           tolerance, bundle.probes.tensors)
+    return OnnxRecheck(len(checks), time.perf_counter() - start)
+
+
+def reexecute(bundle: AttestedBundle | AttestedOnnxBundle, store: ArtifactStore, work_dir: Path,
+              model_dir: Path | None = None, threads: int | None = None) -> Any:
     """Re-run one prefill over prompt + output and check every chunk and token (``AttestationMismatch`` at the
     first difference). The weights come from ``model_dir`` (checked against the bundle's weights root) or from
-    the files the manifest names in ``store``."""
+    the files the manifest names in ``store``. An ONNX bundle: one run, every committed tensor checked."""
+    if isinstance(bundle, AttestedOnnxBundle):
+        return _reexecute_onnx(bundle, store, work_dir, model_dir, threads)
     lm = _lm()
     manifest = _manifest_in(store, bundle.model.id)
     if model_dir is None:
@@ -322,8 +472,8 @@ def reexecute(bundle: AttestedBundle, store: ArtifactStore, work_dir: Path, mode
         import torch
 
         torch.set_num_threads(threads)
-    tolerance = toploc.Tolerance.from_json(manifest.generation.tolerance if manifest else None) if manifest \
-        else DEFAULT_TOLERANCE
+    terms = manifest.generation if manifest is not None else None
+    tolerance = toploc.Tolerance.from_json(terms.tolerance) if terms is not None else DEFAULT_TOLERANCE
     decoding = Decoding(bundle.decoding.max_tokens, bundle.decoding.temperature, bundle.decoding.seed)
     if bundle.input.prompt is not None and model.encode(bundle.input.prompt) != bundle.input.tokens:
         raise AttestationMismatch("the prompt's text does not tokenise to the bundle's input tokens")
