@@ -32,7 +32,6 @@ from typing import Any
 
 import torch
 
-from proofmarket.systems.attested import toploc
 from proofmarket.systems.attested.lm import CausalLM
 from proofmarket.systems.attested.sampling import Decoding
 from proofmarket.systems.attested.service import DEFAULT_TOLERANCE
