@@ -64,6 +64,12 @@ class EscrowUnavailable(UsageError):
     code, http_status = "escrow_unavailable", 404
 
 
+def _generate_request(doc: Any) -> Any:
+    from proofmarket.systems.attested.service import GenerateRequest
+
+    return GenerateRequest.of(doc)
+
+
 class EscrowService:
     """Consumer side (``get``, ``post_input``) and watcher side (``scan``, ``work``, ``recover``, thread)."""
 
@@ -131,16 +137,14 @@ class EscrowService:
         if row.status in CLOSED:
             raise RequestClosed(f"request {request_id} is {row.status}: it takes no input", request_id=request_id,
                                 status=row.status)
-        manifest, info = self.market.workspace.prover.model(row.model_id)
-        arrays = models.parse_inputs(inputs_doc, info)
-        if manifest.salt_elements and salt is None:
-            raise InputMismatch(f"model {row.model_id} hashes its input with a salt: post the salt of the "
-                                "commitment with the input", request_id=request_id)
-        try:
-            local = input_commitment(self.market.workspace.store, manifest, arrays, salt).commitment
-        except UsageError as exc:
-            raise InputMismatch(f"the input does not open request {request_id}'s commitment: {exc.message}",
-                                request_id=request_id) from exc
+        if self.market.attested_manifest(row.model_id) is not None:  # a generate request
+            from proofmarket.market import attested_escrow
+
+            inputs_doc = attested_escrow.escrow_request(inputs_doc)
+            self.market.workspace.attested.runtime.check(row.model_id, _generate_request(inputs_doc))
+            local, salt = attested_escrow.input_commitment(inputs_doc), None
+        else:
+            local = self._proven_commitment(row, request_id, inputs_doc, salt)
         if local.lower() != row.commitment.lower():
             raise InputMismatch(f"the input does not open request {request_id}'s on-chain commitment",
                                 request_id=request_id, commitment=row.commitment, posted=local)
@@ -153,6 +157,19 @@ class EscrowService:
         found = self.repo.get(self.chain_id, self.address, request_id)
         assert found is not None
         return found
+
+    def _proven_commitment(self, row: EscrowRequestRow, request_id: int, inputs_doc: Any,
+                           salt: list[int] | None) -> str:
+        manifest, info = self.market.workspace.prover.model(row.model_id)
+        arrays = models.parse_inputs(inputs_doc, info)
+        if manifest.salt_elements and salt is None:
+            raise InputMismatch(f"model {row.model_id} hashes its input with a salt: post the salt of the "
+                                "commitment with the input", request_id=request_id)
+        try:
+            return input_commitment(self.market.workspace.store, manifest, arrays, salt).commitment
+        except UsageError as exc:
+            raise InputMismatch(f"the input does not open request {request_id}'s commitment: {exc.message}",
+                                request_id=request_id) from exc
 
     # --- the watcher --------------------------------------------------------------------------
     def scan(self) -> int:
@@ -303,14 +320,21 @@ class EscrowService:
             self.market.check_entry(row.model_id, onchain.model_key)  # the listing is the model we prove
             self.market.claim(onchain)  # only the claimer can fulfil: a copied fulfil cannot take our work
             doc = row.inputs or {}
-            proved = self.market.workspace.prover.prove(row.model_id, doc.get("inputs"), self.proof_timeout_s,
-                                                        salt=doc.get("salt"))
-            self.repo.proved(row.id, proved.bundle_cid)
+            attested = self.market.attested_manifest(row.model_id) is not None
+            if attested:
+                bundle, bundle_cid = self.market.generate_attested(row.model_id, doc.get("inputs"))
+                output: Any = bundle.output.text
+            else:
+                proved = self.market.workspace.prover.prove(row.model_id, doc.get("inputs"), self.proof_timeout_s,
+                                                            salt=doc.get("salt"))
+                bundle, bundle_cid, output = proved.bundle, proved.bundle_cid, proved.bundle.output.values
+            self.repo.proved(row.id, bundle_cid)
             # proving takes time: someone may have settled it meanwhile (the contract would refuse anyway)
             if self._closed_on_chain(row, self.market.market.get_request(request_id)) is not None:
                 return 0
             try:
-                settlement = self.market.submit_proof(request_id, proved.bundle)
+                settlement = self.market.submit_attestation(request_id, bundle, doc.get("inputs")) if attested \
+                    else self.market.submit_proof(request_id, bundle)
             except ChainError:
                 if self._closed_on_chain(row, self.market.market.get_request(request_id)) is not None:
                     return 1  # our transaction went through after all
@@ -322,8 +346,7 @@ class EscrowService:
             log.exception("escrow request %s: unexpected error", request_id)
             self._failed_attempt(row, "internal_error", str(exc), transient=True)
             return 0
-        summary = {**settlement_summary(settlement), "bundle_cid": proved.bundle_cid,
-                   "output": proved.bundle.output.values}
+        summary = {**settlement_summary(settlement), "bundle_cid": bundle_cid, "output": output}
         if not settlement.valid:  # the verifier said no: refunded and slashed, never shown as fulfilled
             self._close_failed(row, "proof_rejected", f"request {request_id}: the verifier rejected the proof in "
                                f"tx {settlement.tx.tx_hash} (the consumer was refunded)")

@@ -15,7 +15,7 @@ fetched by CID) and refuses with ``RegistryMismatch`` naming the first field tha
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from eth_utils import keccak
 
@@ -30,6 +30,55 @@ if TYPE_CHECKING:
 
 def check_entry(market: Market, model_id: str, entry: RegisteredModel, *, max_price: int | None = None,
                 owner: str | None = None) -> None:
+    attested = market.attested_manifest(model_id)
+    if attested is not None:
+        _check_attested(market, model_id, entry, attested)
+    else:
+        _check_proven(market, model_id, entry)
+    if owner is not None and entry.owner.lower() != owner.lower():
+        raise RegistryMismatch(f"model {model_id} is listed by {entry.owner}, not by {owner}", model_id=model_id,
+                               field="owner")
+    if max_price is not None and entry.spec.price > max_price:
+        raise RegistryMismatch(f"model {model_id} costs {entry.spec.price} atomic USDC on chain, above the cap of "
+                               f"{max_price}", model_id=model_id, field="price", price=entry.spec.price)
+    if not entry.active:
+        raise RegistryMismatch(f"model {model_id} is deactivated on chain", model_id=model_id, field="active")
+
+
+def _check_attested(market: Market, model_id: str, entry: RegisteredModel, manifest: Any) -> None:
+    """An attested model's entry: its system, weights root, manifest digest and layout, and a verifier whose
+    code is the AttestationVerifier for these weights (its attester is whoever the owner named)."""
+    from proofmarket.chain.artifacts import load_artifact
+    from proofmarket.market import attested_escrow
+
+    spec = entry.spec
+    got = {"key": entry.key, "vk_digest": spec.vk_digest.hex(), "onnx_sha256": spec.onnx_sha256.hex(),
+           "settings_hash": spec.settings_hash.hex(), "input_instances": spec.input_instances,
+           "instance_count": spec.instance_count, "proof_mode": int(spec.proof_mode)}
+    want = {"key": model_key(model_id), **attested_escrow.expected_fields(manifest, model_id)}
+    for field, value in want.items():
+        if got[field] != value:
+            raise RegistryMismatch(f"the registry entry for {model_id} has another {field} than the model's "
+                                   "manifest: it is not this model", model_id=model_id, field=field)
+    artifact = load_artifact(attested_escrow.VERIFIER)
+    w3 = market.client.w3
+    contract = w3.eth.contract(address=w3.to_checksum_address(spec.verifier), abi=artifact.abi)
+    try:
+        attester = market.client.call(contract.functions.attester())
+    except Exception as exc:
+        raise RegistryMismatch(f"the verifier of {model_id} is not an AttestationVerifier", model_id=model_id,
+                               field="verifier_code") from exc
+    root = bytes.fromhex(manifest.weights.root.removeprefix("0x"))
+    factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+    creation = factory.constructor(attester, root).data_in_transaction
+    runtime = w3.eth.call({"data": creation})
+    now = keccak(market.client.code_at(spec.verifier))
+    if now != entry.verifier_codehash or now != keccak(bytes(runtime)):
+        raise RegistryMismatch(f"the verifier of {model_id} at {spec.verifier} is not the AttestationVerifier of "
+                               "its weights", model_id=model_id, field="verifier_code")
+
+
+def _check_proven(market: Market, model_id: str, entry: RegisteredModel) -> None:
     manifest = market.manifest(model_id)
     spec = entry.spec
     expected = {
@@ -46,14 +95,6 @@ def check_entry(market: Market, model_id: str, entry: RegisteredModel, *, max_pr
             raise RegistryMismatch(f"the registry entry for {model_id} has another {field} than the model's "
                                    "manifest: it is not this model", model_id=model_id, field=field)
     _check_verifier(market, model_id, entry)
-    if owner is not None and entry.owner.lower() != owner.lower():
-        raise RegistryMismatch(f"model {model_id} is listed by {entry.owner}, not by {owner}", model_id=model_id,
-                               field="owner")
-    if max_price is not None and spec.price > max_price:
-        raise RegistryMismatch(f"model {model_id} costs {spec.price} atomic USDC on chain, above the cap of "
-                               f"{max_price}", model_id=model_id, field="price", price=spec.price)
-    if not entry.active:
-        raise RegistryMismatch(f"model {model_id} is deactivated on chain", model_id=model_id, field="active")
 
 
 def _check_verifier(market: Market, model_id: str, entry: RegisteredModel) -> None:

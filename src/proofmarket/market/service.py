@@ -168,7 +168,11 @@ class Market:
     def register_model(self, model_id: str, price_usdc: str | Decimal, owner_share_bps: int = DEFAULT_OWNER_SHARE_BPS,
                        *, metadata_cid: str | None = None) -> Registration:
         """List a compiled model at ``price_usdc`` (a decimal string, exact to 6 decimals). Registering
-        again with the same identity only updates the price."""
+        again with the same identity only updates the price. An attested causal LM is listed with an
+        ``AttestationVerifier`` naming this market's prover account as its attester (escrow price per request)."""
+        attested = self.attested_manifest(model_id)
+        if attested is not None:
+            return self._register_attested(model_id, attested, price_usdc, owner_share_bps, metadata_cid)
         manifest = self.manifest(model_id)
         check_registrable(manifest)
         if manifest.srs.kind == "dev" and self.client.chain_id != DEVNET_CHAIN_ID:
@@ -187,6 +191,39 @@ class Market:
                           owner_share_bps=owner_share_bps, metadata_cid=metadata_cid or model_id)
         tx = self.registry.register(model_key(model_id), spec, owner)
         return Registration(model_id, "0x" + key.hex(), owner.address, spec, verifier, "registered", tx)
+
+    def _register_attested(self, model_id: str, manifest: Any, price_usdc: str | Decimal, owner_share_bps: int,
+                           metadata_cid: str | None) -> Registration:
+        from proofmarket.chain.artifacts import load_artifact
+        from proofmarket.market import attested_escrow
+
+        price = parse_price(price_usdc)
+        owner = self.accounts.owner
+        key = self.onchain_id(model_id, owner.address)
+        if self.registry.exists(key):
+            current = self.registry.get_model(key)
+            if current.spec.vk_digest != attested_escrow.system_digest():
+                raise ChainError(f"model id {model_id} is registered as another kind of model", model_id=model_id)
+            if current.spec.price == price:
+                return Registration(model_id, "0x" + key.hex(), owner.address, current.spec, None, "unchanged")
+            tx = self.registry.update_price(key, price, owner)
+            return Registration(model_id, "0x" + key.hex(), owner.address, replace(current.spec, price=price), None,
+                                "price updated", tx)
+        root = bytes.fromhex(manifest.weights.root.removeprefix("0x"))
+        address, deploy_tx = self.client.deploy(load_artifact(attested_escrow.VERIFIER), owner,
+                                                self.accounts.prover.address, root)
+        verifier = VerifierDeployment(model_id, address, reused=False, tx=deploy_tx)
+        spec = attested_escrow.attested_spec(manifest, model_id, verifier=address, price=price,
+                                             owner_share_bps=owner_share_bps, metadata_cid=metadata_cid or model_id)
+        tx = self.registry.register(model_key(model_id), spec, owner)
+        return Registration(model_id, "0x" + key.hex(), owner.address, spec, verifier, "registered", tx)
+
+    def attested_manifest(self, model_id: str) -> Any:
+        """The model's attested manifest, or None for a proven model (``UnknownModel`` when there is none)."""
+        from proofmarket.systems.catalog import ModelCatalog
+
+        manifest = ModelCatalog(self.workspace.store).manifest(model_id)
+        return None if isinstance(manifest, ModelManifest) else manifest
 
     def _registered_again(self, model_id: str, manifest: ModelManifest, price: int) -> Registration:
         owner = self.accounts.owner
@@ -256,9 +293,18 @@ class Market:
         and settings hashes, instance layout, verifier code, price at most ``max_price``)."""
         if payment not in PAYMENTS:
             raise UsageError(f"payment must be one of {', '.join(PAYMENTS)}, not {payment!r}")
-        manifest, info = self.workspace.prover.model(model_id)
-        salt = check_salt(manifest.salt_elements, salt, required=False)
-        commitment = input_commitment(self.workspace.store, manifest, models.parse_inputs(inputs_doc, info), salt)
+        if self.attested_manifest(model_id) is not None:  # a generate request {prompt, max_tokens, ...}
+            from proofmarket.market import attested_escrow
+            from proofmarket.zk.commitment import InputCommitment
+
+            inputs_doc = attested_escrow.escrow_request(inputs_doc)
+            commitment = InputCommitment(attested_escrow.input_commitment(inputs_doc), [])
+            salt = None
+        else:
+            manifest, info = self.workspace.prover.model(model_id)
+            salt = check_salt(manifest.salt_elements, salt, required=False)
+            commitment = input_commitment(self.workspace.store, manifest, models.parse_inputs(inputs_doc, info),
+                                          salt)
         try:  # the input is stored for the prover after the escrow transaction: make sure it can be
             json.dumps(inputs_doc, allow_nan=False)
         except (TypeError, ValueError) as exc:
@@ -352,6 +398,24 @@ class Market:
         proof = bytes.fromhex(bundle.proof.hex.removeprefix("0x"))
         instances = [int(value, 16) for value in bundle.proof.instances]
         return self.market.fulfill(request_id, proof, instances, self.accounts.prover)
+
+    def generate_attested(self, model_id: str, doc: Any) -> tuple[Any, str]:
+        """Run an escrowed generate request and sign the bundle with the prover account (the attester the
+        model's AttestationVerifier names)."""
+        from proofmarket.systems.attested.service import GenerateRequest
+
+        return self.workspace.attested.runtime.generate(model_id, GenerateRequest.of(doc), self.accounts.prover,
+                                                        self.client.chain_id)
+
+    def submit_attestation(self, request_id: int, bundle: Any, doc: Any, *, claim: bool = True) -> Settlement:
+        """Send an attested bundle to ``fulfill``: its instances and the prover's signature over them."""
+        from proofmarket.market import attested_escrow
+
+        if claim:
+            self.claim(self.market.get_request(request_id), check=False)
+        instances = attested_escrow.instances_of(bundle, doc)
+        signature = attested_escrow.sign_instances(self.accounts.prover, instances)
+        return self.market.fulfill(request_id, signature, instances, self.accounts.prover)
 
     # --- admin --------------------------------------------------------------------------------
     def change_params(self, **changes: int) -> TxResult:

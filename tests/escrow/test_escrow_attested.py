@@ -1,0 +1,117 @@
+"""Escrow for an attested causal LM on anvil: the consumer commits to its generate request, the node's
+watcher generates, signs the instances and is paid by the AttestationVerifier; a forged signature is
+rejected (consumer refunded, prover slashed); a listing with another verifier is refused before any work."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from escrow_helpers import PRICE, PRICE_UNITS, EscrowEnv, node_settings, wait_status
+from eth_account import Account
+from fastapi.testclient import TestClient
+
+from proofmarket.api import create_app
+from proofmarket.chain.types import RequestStatus
+from proofmarket.errors import ContractReverted, InputError, RegistryMismatch
+from proofmarket.market import attested_escrow
+
+pytestmark = [pytest.mark.slow, pytest.mark.chain]
+REQUEST = {"prompt": "the market", "max_tokens": 24}
+
+
+@pytest.fixture(scope="module")
+def lm_id(env: EscrowEnv, tmp_path_factory: pytest.TempPathFactory) -> str:
+    from proofmarket.systems.attested.tiny import build_tiny_lm
+
+    folder = build_tiny_lm(tmp_path_factory.mktemp("escrow-lm") / "tiny-llama")
+    model_id, _ = env.ws.compile_attested(folder, max_tokens_cap=64)
+    registration = env.market.register_model(model_id, PRICE, 7_000)
+    assert registration.action == "registered" and registration.verifier is not None
+    assert env.market.register_model(model_id, PRICE, 7_000).action == "unchanged"
+    return model_id
+
+
+@pytest.fixture
+def node(env: EscrowEnv, lm_id: str, tmp_path: Path) -> Iterator[TestClient]:
+    app = create_app(node_settings(env.home, env.rpc_url, tmp_path / "node.db"), workspace=env.ws)
+    app.state.services.catalog.register(lm_id, price_atomic=50_000)
+    with TestClient(app) as client:
+        yield client
+    app.state.services.close()
+
+
+def _balances(env: EscrowEnv) -> dict[str, int]:
+    a = env.market.accounts
+    return {n: env.market.usdc.balance_of(x.address) for n, x in
+            (("consumer", a.consumer), ("owner", a.owner), ("prover", a.prover))}
+
+
+def test_an_escrowed_generation_is_fulfilled_by_the_watcher(env: EscrowEnv, lm_id: str, node: TestClient) -> None:
+    before = _balances(env)
+    receipt = env.market.request(lm_id, REQUEST)
+    assert receipt.commitment == attested_escrow.input_commitment(REQUEST)
+    wait_status(node, receipt.request_id, ("seen",), timeout_s=10)
+    wrong = node.post(f"/v1/requests/{receipt.request_id}/input", json={"input": {**REQUEST, "max_tokens": 25}})
+    assert wrong.status_code == 422 and wrong.json()["error"]["code"] == "input_mismatch"
+    posted = node.post(f"/v1/requests/{receipt.request_id}/input", json={"input": REQUEST})
+    assert posted.status_code == 202, posted.text
+    done = wait_status(node, receipt.request_id, ("fulfilled", "failed"))
+    assert done["status"] == "fulfilled", done
+    bundle = node.get(f"/v1/proofs/{done['bundle_cid']}",
+                      headers={"X-Job-Token": posted.json()["access_token"]}).json()
+    assert bundle["mode"] == "attested" and len(bundle["output"]["tokens"]) == 24
+    assert bundle["proof"]["attestation"]["signer"] == env.market.accounts.prover.address
+    assert env.ws.verify(bundle, reexecute=True).reexecuted
+    after = _balances(env)
+    assert before["consumer"] - after["consumer"] == PRICE_UNITS
+    assert after["owner"] > before["owner"] and after["prover"] > before["prover"]
+    assert env.market.market.get_request(receipt.request_id).status is RequestStatus.FULFILLED
+
+
+def test_a_forged_signature_is_rejected_and_refunds_the_consumer(env: EscrowEnv, lm_id: str) -> None:
+    receipt = env.market.request(lm_id, REQUEST)
+    bundle, _ = env.market.generate_attested(lm_id, REQUEST)
+    env.market.claim(env.market.market.get_request(receipt.request_id))
+    instances = attested_escrow.instances_of(bundle, REQUEST)
+    forged = attested_escrow.sign_instances(Account.create(), instances)
+    consumer = env.market.usdc.balance_of(env.market.accounts.consumer.address)
+    settlement = env.market.market.fulfill(receipt.request_id, forged, instances, env.market.accounts.prover)
+    assert settlement.status is RequestStatus.REJECTED
+    assert env.market.usdc.balance_of(env.market.accounts.consumer.address) - consumer == PRICE_UNITS
+    env.market.stake_prover()  # slashed: top the stake up again for the other tests
+
+
+def test_another_request_cannot_be_answered_with_this_attestation(env: EscrowEnv, lm_id: str) -> None:
+    receipt = env.market.request(lm_id, REQUEST)
+    other = {**REQUEST, "prompt": "another prompt"}
+    bundle, _ = env.market.generate_attested(lm_id, other)
+    with pytest.raises(ContractReverted, match="another input"):
+        env.market.submit_attestation(receipt.request_id, bundle, other)
+
+
+@pytest.mark.parametrize("doc", [{"prompt": "x", "temperature": 0.7}, {"prompt": ""}, {"max_tokens": 3}])
+def test_bad_escrow_requests_are_refused_before_any_transaction(env: EscrowEnv, lm_id: str, doc: Any) -> None:
+    count = env.market.client.w3.eth.get_transaction_count(env.market.accounts.consumer.address)
+    with pytest.raises(InputError):
+        env.market.request(lm_id, doc)
+    assert env.market.client.w3.eth.get_transaction_count(env.market.accounts.consumer.address) == count
+
+
+def test_a_listing_with_another_attester_contract_is_not_this_model(env: EscrowEnv, lm_id: str) -> None:
+    from proofmarket.chain.artifacts import load_artifact
+
+    entry = env.market.registry.get_model(env.market.onchain_id(lm_id))
+    env.market.check_entry(lm_id, env.market.onchain_id(lm_id))  # the honest listing passes
+    root = b"\x11" * 32  # another weights root in the verifier: refused
+    other, _ = env.market.client.deploy(load_artifact("AttestationVerifier"), env.market.accounts.owner,
+                                        env.market.accounts.prover.address, root)
+    from dataclasses import replace
+
+    from proofmarket.market.registry_check import check_entry
+
+    forged = replace(entry, spec=replace(entry.spec, verifier=other))
+    with pytest.raises(RegistryMismatch, match="verifier"):
+        check_entry(env.market, lm_id, forged)
