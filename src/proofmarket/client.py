@@ -34,6 +34,7 @@ import json
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -197,25 +198,27 @@ class Client:
     # --- attested generation --------------------------------------------------------------------------
     def generate(self, model_id: str, prompt: str, *, max_tokens: int = 64, temperature: float = 0.0,
                  seed: int | None = None, max_amount: int | None = None, reexecute: bool = False,
-                 verify: bool = True) -> GenerationResult:
+                 verify: bool = True, on_token: Callable[[str], None] | None = None) -> GenerationResult:
         """Generate text with an attested model; pay over x402 if asked (price per 1,000 output tokens, the
         ``max_tokens`` cap is charged). The answer is an attestation, not a proof: it is returned once its
         signature and hashes hold and it answers this request (``check_generation``); ``reexecute`` also
-        fetches the weights by CID and re-checks every commitment with one prefill pass."""
+        fetches the weights by CID and re-checks every commitment with one prefill pass. ``on_token``: stream
+        (Server-Sent Events), called with each token's text as it is generated (unchecked until the end)."""
         from proofmarket.sdk_attested import GenerationRequest, check_generation
 
         url = f"/v1/models/{model_id}/generate"
-        body = {"prompt": prompt, "max_tokens": max_tokens, "temperature": temperature, "seed": seed}
+        body: dict[str, Any] = {"prompt": prompt, "max_tokens": max_tokens, "temperature": temperature, "seed": seed}
+        if on_token is not None:
+            body["stream"] = True
         headers: dict[str, str] = {}
-        response = self._post(url, json=body)
+        status, response_headers, answer = self._generate_call(url, body, headers, on_token)
         cap = max_amount
-        if response.status_code == 402 and PAYMENT_REQUIRED in response.headers:
+        if status == 402 and PAYMENT_REQUIRED in response_headers:
             if cap is None:
                 per_1k = int(self.model(model_id)["price"]["atomic"])
                 cap = max(1, -(-per_1k * max_tokens // 1000))
-            headers[PAYMENT_SIGNATURE] = self._pay(response.headers[PAYMENT_REQUIRED], cap)
-            response = self._post(url, json=body, headers=headers)
-        answer = self._json(response)
+            headers[PAYMENT_SIGNATURE] = self._pay(response_headers[PAYMENT_REQUIRED], cap)
+            status, response_headers, answer = self._generate_call(url, body, headers, on_token)
         paid = PAYMENT_SIGNATURE in headers
         request = GenerationRequest(model_id, prompt, max_tokens, float(temperature), seed, cap,
                                     self.account.address if paid and self.account is not None else None)
@@ -228,6 +231,25 @@ class Client:
                                 finish_reason=answer["finish_reason"], bundle_cid=answer["bundle_cid"],
                                 bundle=bundle, payment=answer.get("payment"), receipt=answer.get("receipt"),
                                 reexecuted=reexecute and verify, checks=tuple(checks), request=request)
+
+    def _generate_call(self, url: str, body: dict[str, Any], headers: dict[str, str],
+                       on_token: Callable[[str], None] | None) -> tuple[int, httpx.Headers, dict[str, Any]]:
+        """One generate call: (status, headers, answer); an error answer raises, except a 402 with terms."""
+        if on_token is None:
+            response = self._post(url, json=body, headers=headers)
+            if response.status_code == 402 and PAYMENT_REQUIRED in response.headers:
+                return 402, response.headers, {}
+            return response.status_code, response.headers, dict(self._json(response))
+        try:
+            with self._http.stream("POST", url, json=body, headers={**headers, "Accept": "text/event-stream"}) as r:
+                if r.status_code != 200:
+                    r.read()
+                    if r.status_code == 402 and PAYMENT_REQUIRED in r.headers:
+                        return 402, r.headers, {}
+                    self._json(r)
+                return 200, r.headers, _read_events(r, on_token)
+        except httpx.TransportError as exc:
+            raise NodeUnavailable(f"cannot reach the node at {self.base_url}: {exc}", url=self.base_url) from exc
 
     # --- escrow (on-chain requests this node fulfils) ------------------------------------------------
     def escrow_request(self, request_id: int) -> dict[str, Any]:
@@ -449,6 +471,26 @@ class Client:
                                    status=response.status_code)
         raise _error(str(error.get("code")), str(error.get("message", "")), error.get("details") or {},
                      ProofMarketError, response)
+
+
+def _read_events(response: httpx.Response, on_token: Callable[[str], None]) -> dict[str, Any]:
+    """The SSE stream of a generate call: ``on_token`` per token, the ``result`` returned, ``error`` raised."""
+    event, data = "", ""
+    for line in response.iter_lines():
+        if line.startswith("event: "):
+            event = line[7:]
+        elif line.startswith("data: "):
+            data = line[6:]
+        elif not line and event:
+            doc = json.loads(data)
+            if event == "token":
+                on_token(str(doc.get("text", "")))
+            elif event == "result":
+                return dict(doc)
+            elif event == "error":
+                raise _error(str(doc.get("code")), str(doc.get("message", "")), {}, ProofMarketError)
+            event, data = "", ""
+    raise NodeUnavailable("the node closed the stream before the result")
 
 
 def _token(access_token: str | None) -> dict[str, str]:

@@ -129,3 +129,13 @@ def test_the_sdk_checks_the_answer_and_can_re_execute(node: TestClient, lm_id: s
     with Client("http://testserver", cache_dir=tmp_path / "cache2", transport=_through(node, lie=True)) as sdk, \
             pytest.raises(AnswerMismatch, match="prompt"):
         sdk.generate(lm_id, "the market", max_tokens=20)
+
+
+def test_the_sdk_streams_tokens_then_checks_the_result(node: TestClient, lm_id: str, tmp_path: Path) -> None:
+    from proofmarket.client import Client
+
+    seen: list[str] = []
+    with Client("http://testserver", cache_dir=tmp_path / "cache", transport=_through(node)) as sdk:
+        result = sdk.generate(lm_id, "the market", max_tokens=12, on_token=seen.append)
+    assert len(seen) == 12 and len(result.tokens) == 12  # one callback per token, before the checked result
+    assert any("answers this request" in c for c in result.checks)

@@ -190,6 +190,28 @@ class InferResult(BaseModel):
     access_token: str = Field(description=ACCESS_TOKEN_NOTE)
 
 
+class GenerateUsage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    charged_tokens: int = Field(description="max_tokens: what the call paid for (exact scheme)")
+
+
+class GenerateResult(BaseModel):
+    """An attested generation (also the ``result`` event of the SSE stream)."""
+
+    model_id: str
+    mode: Literal["attested"] = "attested"
+    text: str
+    tokens: list[int]
+    finish_reason: Literal["stop", "length"]
+    usage: GenerateUsage
+    bundle_cid: str
+    bundle: dict[str, Any] = Field(description="the attested bundle (with payment and receipt when paid)")
+    payment: dict[str, Any] | None = None
+    receipt: dict[str, Any] | None = None
+    guarantee: str
+
+
 class VerifyValid(BaseModel):
     valid: Literal[True] = True
     mode: Mode = "proven"

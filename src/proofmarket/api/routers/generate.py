@@ -27,6 +27,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from proofmarket.api.deps import NodeServices, ServicesDep, base_url
 from proofmarket.api.payments import Offer
+from proofmarket.api.schemas import GenerateResult
 from proofmarket.errors import ProofMarketError, WrongMode
 from proofmarket.jobs.types import PaymentTicket, ProofOutcome
 
@@ -39,7 +40,8 @@ EXAMPLES: dict[str, Any] = {
                 "value": {"prompt": "the quick brown fox", "max_tokens": 32, "temperature": 0.8, "seed": 7}},
 }
 RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"description": "the text with its attested bundle (or an SSE stream of token, commitment, result)"},
+    200: {"model": GenerateResult,
+          "description": "the text with its attested bundle (or an SSE stream of token, commitment, result)"},
     402: {"description": "payment_required, payment_rejected (and subcodes), payment_settlement_failed"},
     404: {"description": "unknown_model"},
     409: {"description": "wrong_mode (a proven model: use /infer), payment_replayed"},
