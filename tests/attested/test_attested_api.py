@@ -60,6 +60,9 @@ def test_generate_answers_text_with_a_signed_attested_bundle(node: TestClient, l
     assert body["usage"] == {"prompt_tokens": len(body["bundle"]["input"]["tokens"]), "completion_tokens": 33,
                              "charged_tokens": 33}
     assert body["bundle"]["output"]["text"] == body["text"] and body["payment"] is None
+    metrics = node.get("/metrics").text
+    assert 'proofmarket_attested_calls_total{outcome="ok",route="generate"}' in metrics
+    assert "proofmarket_generated_tokens_total" in metrics
     verified = node.post("/v1/verify", json=body["bundle"]).json()
     assert verified["valid"] and verified["mode"] == "attested" and verified["reexecuted"] is False
     assert any("not a proof" in w for w in verified["warnings"])

@@ -95,10 +95,11 @@ def build_services(settings: Settings, workspace: Workspace | None, payments: Pa
     catalog = Catalog(model_repo, ModelCatalog(ws.store), _srs_check(payments), listings)
     return NodeServices(settings=settings, db=db, workspace=ws, catalog=catalog,
                         jobs=JobService(job_repo, queue), queue=queue, payments=payments, registry=registry,
-                        owns_workspace=workspace is None, tokens=tokens, attested=_attested(settings, ws, payments))
+                        owns_workspace=workspace is None, tokens=tokens,
+                        attested=_attested(settings, ws, payments, registry))
 
 
-def _attested(settings: Settings, ws: Workspace, payments: PaymentPort) -> Any:
+def _attested(settings: Settings, ws: Workspace, payments: PaymentPort, registry: CollectorRegistry) -> Any:
     """The attested system: signs with the receipt key when payments are on (one node identity), else with
     PROOFMARKET_NODE_KEY or the node key kept in HOME; the EIP-712 domain names the payment chain (or the devnet)."""
     from proofmarket.systems.attested.signer import DEVNET_CHAIN_ID, node_signer
@@ -106,7 +107,11 @@ def _attested(settings: Settings, ws: Workspace, payments: PaymentPort) -> Any:
 
     signer = getattr(payments, "node", None) or node_signer(settings)
     chain_id = (payments.describe().get("chain") or {}).get("chain_id") or DEVNET_CHAIN_ID
-    return AttestedSystem(ws.store, settings.jobs_dir, signer, int(chain_id))
+    from proofmarket.jobs.metrics import AttestedMetrics
+
+    system = AttestedSystem(ws.store, settings.jobs_dir, signer, int(chain_id))
+    system.metrics = AttestedMetrics(registry)
+    return system
 
 
 def _listings(settings: Settings, ws: Workspace, payments: PaymentPort) -> Listings | None:

@@ -97,8 +97,8 @@ def _onnx_offer(services: NodeServices, model_id: str, inputs: dict[str, Any], b
 
 def _run_onnx(services: NodeServices, model_id: str, inputs: dict[str, Any],
               ticket: PaymentTicket | None) -> tuple[dict[str, Any], dict[str, str]]:
-    bundle, cid = services.attested.runtime.infer(model_id, inputs, services.attested.signer,
-                                                  services.attested.chain_id)
+    bundle, cid = _measured(services, "infer", lambda: services.attested.runtime.infer(
+        model_id, inputs, services.attested.signer, services.attested.chain_id))
     payment = receipt = None
     headers: dict[str, str] = {}
     doc = bundle.to_doc()
@@ -146,11 +146,32 @@ def _release(services: NodeServices, ticket: PaymentTicket | None) -> None:
             log.exception("could not release a generate payment")
 
 
+def _measured(services: NodeServices, route: str, fn: Any) -> Any:
+    """Run ``fn`` and count it (outcome ok or the error code) and time it on the node's metrics."""
+    import time
+
+    metrics = getattr(services.attested, "metrics", None)
+    start = time.perf_counter()
+    try:
+        result = fn()
+    except ProofMarketError as exc:
+        if metrics is not None:
+            metrics.calls.labels(route, exc.code).inc()
+        raise
+    if metrics is not None:
+        metrics.calls.labels(route, "ok").inc()
+        metrics.duration.labels(route).observe(time.perf_counter() - start)
+    return result
+
+
 def _run(services: NodeServices, model_id: str, call: Any, ticket: PaymentTicket | None,
          emit: Any) -> tuple[dict[str, Any], dict[str, str]]:
     on_token = (lambda i, t, text: emit("token", {"index": i, "token": t, "text": text})) if emit else None
     on_chunk = (lambda i, c: emit("commitment", {"chunk": i, "commitment": c})) if emit else None
-    bundle, cid = services.attested.run(model_id, call, on_token=on_token, on_chunk=on_chunk)
+    bundle, cid = _measured(services, "generate", lambda: services.attested.run(
+        model_id, call, on_token=on_token, on_chunk=on_chunk))
+    if getattr(services.attested, "metrics", None) is not None:
+        services.attested.metrics.tokens.inc(len(bundle.output.tokens))
     payment = receipt = None
     headers: dict[str, str] = {}
     doc = bundle.to_doc()

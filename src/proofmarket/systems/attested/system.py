@@ -19,6 +19,7 @@ class AttestedSystem:
     def __init__(self, store: ArtifactStore, work_dir: Path, signer: LocalAccount, chain_id: int) -> None:
         self.store, self.work_dir, self.signer, self.chain_id = store, work_dir, signer, chain_id
         self.runtime = AttestedRuntime(store, work_dir)
+        self.metrics: Any = None  # jobs.metrics.AttestedMetrics, set by the node
 
     def compile(self, source: Path, samples_doc: Any = None, options: Any = None, progress: Any = None) -> Any:
         kwargs = dict(options or {})
