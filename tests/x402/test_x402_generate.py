@@ -77,3 +77,14 @@ def test_unpaid_and_replayed_calls_are_refused_without_a_second_charge(chain: Ch
         too_long = http.post(url, json={"prompt": "hi", "max_tokens": 65}, headers={"PAYMENT-SIGNATURE": signature})
         assert too_long.status_code == 422 and too_long.json()["error"]["code"] == "max_tokens_over_cap"
         assert before - chain.balances(payer.address)[0] == 1_000
+
+
+def test_a_paid_stream_delivers_tokens_only_after_settlement(chain: Chain, lm_node: tuple[Served, str],
+                                                             payer: LocalAccount, tmp_path: Path) -> None:
+    served, model_id = lm_node
+    before = chain.balances(payer.address)[0]
+    seen: list[str] = []
+    with Client(served.url, account=payer, cache_dir=tmp_path / "cache", devnet=True) as sdk:
+        result = sdk.generate(model_id, "the market", max_tokens=10, on_token=seen.append)
+    assert len(seen) == 10 and result.payment is not None and result.receipt is not None
+    assert before - chain.balances(payer.address)[0] == PER_1K * 10 // 1000

@@ -9,6 +9,8 @@
     A generation that fails settles nothing (the payment is released). ``stream: true`` (or
     ``Accept: text/event-stream``) answers Server-Sent Events: ``token`` per token, ``commitment`` per chunk,
     then ``result`` (the body a plain call answers, after settlement) or ``error`` ({code, message}).
+    A free stream sends tokens as they are generated; a paid one sends them once the payment has settled
+    (the node never streams text that may go unpaid, and never charges for a generation that failed).
 """
 
 from __future__ import annotations
@@ -198,9 +200,16 @@ async def _events(services: NodeServices, model_id: str, call: Any,
     def emit(event: str, data: Any) -> None:
         loop.call_soon_threadsafe(queue.put_nowait, (event, data))
 
+    held: list[tuple[str, Any]] = []
+
+    def hold(event: str, data: Any) -> None:  # a paid stream: nothing leaves before the payment settled
+        held.append((event, data))
+
     def work() -> None:
         try:
-            answer, _ = _run(services, model_id, call, ticket, emit)
+            answer, _ = _run(services, model_id, call, ticket, emit if ticket is None else hold)
+            for event, data in held:
+                emit(event, data)
             emit("result", answer)
         except ProofMarketError as exc:
             _release(services, ticket)
