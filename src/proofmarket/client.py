@@ -87,6 +87,11 @@ class InferenceResult:
     request: Request | None = field(default=None, repr=False)  # what the client asked and paid: verify's facts
     access_token: str | None = field(default=None, repr=False)  # reads the job and its bundles (X-Job-Token)
 
+    @property
+    def mode(self) -> str:
+        """``proven`` (a ZK proof) or ``attested`` (an attested ONNX model: signed commitments, not a proof)."""
+        return str(self.bundle.get("mode") or "proven")
+
 
 class Client:
     def __init__(self, base_url: str, account: LocalAccount | None = None, *, timeout: float = 900.0,

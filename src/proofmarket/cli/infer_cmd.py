@@ -62,7 +62,8 @@ def infer_cmd(
     if out_path:
         out_path.write_text(json.dumps(result.bundle, indent=2))
     if as_json:
-        emit_json({"ok": True, "job_id": result.job_id, "model_id": result.model_id, "output": result.output,
+        emit_json({"ok": True, "mode": result.mode, "job_id": result.job_id, "model_id": result.model_id,
+                   "output": result.output,
                    "bundle_cid": result.bundle_cid, "payment": result.payment, "receipt": result.receipt,
                    "salt": result.salt, "access_token": result.access_token,
                    "verified": list(result.checks) if verify else None,
@@ -77,6 +78,7 @@ def infer_cmd(
                   f"in {result.payment['transaction']} ({result.payment['network']})")
     if result.receipt:
         out.print(f"receipt:    signed by {result.receipt['signer']}")
+    out.print(f"mode:       {result.mode}" + ("" if result.mode == "proven" else " (signed commitments, not a proof)"))
     if verify:
         out.print("[bold green]verified[/] locally:")
         for check in result.checks:

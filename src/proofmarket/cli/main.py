@@ -215,11 +215,12 @@ def prove_cmd(
     if out_path:
         out_path.write_text(json.dumps(bundle, indent=2))
     if as_json:
-        emit_json({"ok": True, "bundle_cid": result.bundle_cid, "output": bundle["output"]["values"],
+        emit_json({"ok": True, "mode": "proven", "bundle_cid": result.bundle_cid, "output": bundle["output"]["values"],
                    "salt": result.salt, "bundle": None if out_path else bundle})
         return
     out.print(f"output:     {bundle['output']['values']}")
     out.print(f"bundle cid: {result.bundle_cid}" + (f" (written to {out_path})" if out_path else ""))
+    out.print("mode:       proven (zero-knowledge proof, EZKL)")
     out.print(f"proof:      {(len(bundle['proof']['hex']) - 2) // 2} bytes, "
               f"prove {bundle['timings']['prove_s']:.3f} s, "
               f"self-verified in {bundle['timings']['verify_s'] * 1000:.1f} ms")
@@ -290,7 +291,7 @@ def verify_cmd(
             out.print(f"  ok  {check}")
         out.print(f"output: {report.text!r}")
         return
-    out.print(f"[bold green]valid[/]: model {report.model_id}")
+    out.print(f"proven, [bold green]valid[/]: model {report.model_id}")
     for check in report.checks:
         out.print(f"  ok  {check}")
     out.print(f"output: {report.output}")
