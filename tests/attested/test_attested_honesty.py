@@ -161,3 +161,20 @@ def test_an_honest_bundle_reproduces_with_the_model_directory(attested_ws: Works
     assert report.reexecuted and report.mode == "attested" and any("reproduced" in c for c in report.checks)
     with pytest.raises(AttestationMismatch, match="not the ones the bundle commits to"):
         attested_ws.verify(doc, reexecute=True, model_dir=other_lm_dir)
+
+
+def test_a_model_directory_with_one_changed_tensor_is_named(attested_ws: Workspace, lm_id: str, lm_dir: Path,
+                                                            tmp_path: Path) -> None:
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    doc = _honest(attested_ws, lm_id, "which tensor")
+    changed = tmp_path / "changed"
+    shutil.copytree(lm_dir, changed)
+    tensors = load_file(changed / "model.safetensors")
+    name = "model.layers.1.mlp.up_proj.weight"
+    tensors[name] = tensors[name] + 1e-3
+    save_file(tensors, changed / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(AttestationMismatch, match=f"changed: {name}"):
+        attested_ws.verify(doc, reexecute=True, model_dir=changed)

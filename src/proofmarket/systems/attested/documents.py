@@ -53,6 +53,7 @@ class WeightsCommitment(_Strict):
     algorithm: str = "sha256-merkle-v1"
     tensors: int
     dtype: str
+    leaves: dict[str, str] = {}  # tensor name -> its leaf hash (hex), in name order: the root's leaves
 
 
 class GenerationTerms(_Strict):
@@ -79,6 +80,21 @@ class OnnxTerms(_Strict):
     topk: int = Field(gt=0)
     tolerance: dict[str, float]
     opset: int
+
+
+def differing_tensors(committed: dict[str, str], actual: dict[str, str], limit: int = 3) -> str:
+    """A short description of which tensors differ between two leaf maps (for a weights-root mismatch)."""
+    names = sorted(set(committed) | set(actual))
+    changed = [n for n in names if committed.get(n) != actual.get(n)]
+    missing = [n for n in changed if n not in actual]
+    extra = [n for n in changed if n not in committed]
+    other = [n for n in changed if n in actual and n in committed]
+    parts = []
+    for label, group in (("changed", other), ("missing", missing), ("not in the model", extra)):
+        if group:
+            more = f" and {len(group) - limit} more" if len(group) > limit else ""
+            parts.append(f"{label}: {', '.join(group[:limit])}{more}")
+    return "; ".join(parts) or "no tensor differs (another order or algorithm)"
 
 
 class AttestedManifest(_Strict):

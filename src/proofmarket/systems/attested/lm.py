@@ -127,6 +127,7 @@ class CausalLM:
             raise ModelFilesMissing(f"the tokenizer of {model_dir.name} does not load: "
                                     f"{str(exc).splitlines()[0]}") from exc
         self._root: str | None = None
+        self._leaves: dict[str, str] | None = None
 
     # --- what the manifest records -------------------------------------------------------------
     @property
@@ -151,11 +152,17 @@ class CausalLM:
     def weights_root(self) -> str:
         """sha256 Merkle root over the loaded tensors (name, dtype, shape, bytes), sorted by name."""
         if self._root is None:
-            state = self.model.state_dict()
-            leaves = [tensor_leaf(name, str(t.dtype).removeprefix("torch."), list(t.shape),
-                                  t.detach().contiguous().cpu().numpy().tobytes()) for name, t in sorted(state.items())]
-            self._root = merkle_root(leaves)
+            self._root = merkle_root([bytes.fromhex(h) for h in self.weight_leaves().values()])
         return self._root
+
+    def weight_leaves(self) -> dict[str, str]:
+        """Each tensor's leaf hash (hex), by name: the manifest keeps them, so a differing model names its tensor."""
+        if self._leaves is None:
+            state = self.model.state_dict()
+            self._leaves = {name: tensor_leaf(name, str(t.dtype).removeprefix("torch."), list(t.shape),
+                                              t.detach().contiguous().cpu().numpy().tobytes()).hex()
+                            for name, t in sorted(state.items())}
+        return self._leaves
 
     @property
     def tensor_count(self) -> int:

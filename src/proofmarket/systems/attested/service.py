@@ -51,6 +51,7 @@ from proofmarket.systems.attested.documents import (
     check_attestation,
     commitments_hash,
     decoding_hash,
+    differing_tensors,
     probes_hash,
     sign_attestation,
     token_hash,
@@ -115,7 +116,8 @@ def compile_attested(model_dir: Path, store: ArtifactStore, *, name: str | None 
     refs = {p.name: _ref(store, p) for p in files}
     manifest = AttestedManifest(
         name=name or model_dir.name, files=refs,
-        weights=WeightsCommitment(root=root, tensors=model.tensor_count, dtype="float32"),
+        weights=WeightsCommitment(root=root, tensors=model.tensor_count, dtype="float32",
+                                  leaves=model.weight_leaves()),
         architecture=model.architecture, context_length=model.context_length,
         vocab_size=int(getattr(model.config, "vocab_size", 0) or len(model.tokenizer)),
         generation=GenerationTerms(max_tokens_cap=max_tokens_cap, chunk_tokens=chunk, topk=topk,
@@ -466,8 +468,9 @@ def reexecute(bundle: AttestedBundle | AttestedOnnxBundle, store: ArtifactStore,
     model = lm.CausalLM(model_dir)
     root = model.weights_root()
     if root != bundle.model.weights_root:
-        raise AttestationMismatch(f"the weights in {model_dir.name} are not the ones the bundle commits to "
-                                  f"(root {root[:18]}... != {bundle.model.weights_root[:18]}...)")
+        which = differing_tensors(manifest.weights.leaves, model.weight_leaves()) \
+            if manifest is not None and manifest.weights.leaves else f"root {root[:18]}..."
+        raise AttestationMismatch(f"the weights in {model_dir.name} are not the ones the bundle commits to ({which})")
     if threads is not None:
         import torch
 
