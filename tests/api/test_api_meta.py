@@ -11,6 +11,7 @@ OPERATION_IDS = {
     ("post", "/v1/models"): "upload_model",
     ("get", "/v1/models/{model_id}"): "get_model",
     ("post", "/v1/models/{model_id}/infer"): "infer",
+    ("post", "/v1/models/{model_id}/generate"): "generate",
     ("get", "/v1/earnings"): "get_earnings",
     ("get", "/v1/jobs/{job_id}"): "get_job",
     ("get", "/v1/proofs/{cid}"): "get_proof",
