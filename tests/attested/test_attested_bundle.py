@@ -132,3 +132,11 @@ def test_a_model_that_is_not_a_causal_lm_is_refused(attested_ws: Workspace, lm_d
     (other / "config.json").write_text(json.dumps(config))
     with pytest.raises((NotCausalLM, ModelFilesMissing)):
         attested_ws.compile_attested(other)
+
+
+def test_max_tokens_defaults_to_64_or_the_cap(attested_ws: Workspace, lm_id: str, lm_dir: Path) -> None:
+    assert attested_ws.attested.runtime.request(lm_id, {"prompt": "hi"}).max_tokens == 64
+    small, _ = attested_ws.compile_attested(lm_dir, max_tokens_cap=16)
+    assert small != lm_id  # other terms, another manifest, another model id
+    bundle, _ = attested_ws.attested.run(small, {"prompt": "hi"})
+    assert bundle.decoding.max_tokens == 16 == len(bundle.output.tokens)

@@ -56,12 +56,9 @@ GenerateBody = Annotated[dict[str, Any], Body(description="prompt, max_tokens, t
 @router.post("/v1/models/{model_id}/generate", operation_id="generate", responses=RESPONSES)
 async def generate(model_id: str, body: GenerateBody, request: Request, services: ServicesDep) -> Any:
     """Generate text with an attested model; the answer carries the node's signed attestation (not a ZK proof)."""
-    from proofmarket.systems.attested.service import GenerateRequest
-
     stream = bool(body.get("stream")) or "text/event-stream" in request.headers.get("accept", "")
     doc = {k: v for k, v in body.items() if k != "stream"}
-    call = GenerateRequest.of(doc)
-    offer = await run_in_threadpool(_offer, services, model_id, call, base_url(request, services.settings))
+    offer, call = await run_in_threadpool(_offer, services, model_id, doc, base_url(request, services.settings))
     ticket = await run_in_threadpool(_pay, services, offer, request.headers)
     if stream:
         return StreamingResponse(_events(services, model_id, call, ticket), media_type="text/event-stream",
@@ -116,17 +113,18 @@ def _run_onnx(services: NodeServices, model_id: str, inputs: dict[str, Any],
     return answer, headers
 
 
-def _offer(services: NodeServices, model_id: str, call: Any, base: str) -> Offer:
+def _offer(services: NodeServices, model_id: str, doc: dict[str, Any], base: str) -> tuple[Offer, Any]:
     served = services.catalog.sellable(model_id)
     if served.mode != "attested":
         raise WrongMode(f"model {model_id} is proven (a ZK proof per call): call POST /v1/models/{model_id}/infer",
                         model_id=model_id, mode=served.mode)
+    call = services.attested.runtime.request(model_id, doc)
     services.attested.runtime.check(model_id, call)  # cap and context, before any payment
     return Offer(model_id=model_id, model_name=served.row.name, price_atomic=call.price_atomic(served.price_atomic),
                  resource=f"{base}/v1/models/{model_id}/generate",
                  description=f"attested text generation: up to {call.max_tokens} tokens, charged for max_tokens at "
                              f"{served.price_atomic} atomic units per 1,000 (exact scheme); an attestation, not a "
-                             "ZK proof")
+                             "ZK proof"), call
 
 
 def _pay(services: NodeServices, offer: Offer, headers: Mapping[str, str]) -> PaymentTicket | None:

@@ -25,6 +25,7 @@ from proofmarket.systems.attested.merkle import merkle_root, tensor_leaf
 CONFIG = "config.json"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
 CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
+SKIPPED = {".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".onnx", ".gguf", ".pkl", ".npz", ".npy"}
 
 
 def _torch() -> Any:
@@ -59,9 +60,9 @@ def check_dir(model_dir: Path) -> list[Path]:
     if architectures and not any(str(a).endswith(CAUSAL_SUFFIXES) for a in architectures):
         raise NotCausalLM(f"{model_dir.name} is a {', '.join(map(str, architectures))}, not a causal language model "
                           "(attested generation needs a *ForCausalLM architecture)", architectures=architectures)
-    keep = [model_dir / CONFIG, *weights]
-    keep += [p for p in sorted(model_dir.iterdir()) if p.is_file() and p not in keep and
-             (p.name.startswith(("tokenizer", "special_tokens", "generation_config", "vocab", "merges")))]
+    keep = [model_dir / CONFIG, *weights]  # and every other small file (tokenizer, index, templates), never
+    keep += [p for p in sorted(model_dir.iterdir())  # pickled or foreign weights, never hidden files
+             if p.is_file() and p not in keep and not p.name.startswith(".") and p.suffix.lower() not in SKIPPED]
     return keep
 
 

@@ -158,7 +158,9 @@ class GenerateRequest:
     seed: int | None = None
 
     @classmethod
-    def of(cls, doc: Any) -> GenerateRequest:
+    def of(cls, doc: Any, default_max_tokens: int = 64) -> GenerateRequest:
+        """Validate a request document; ``max_tokens`` defaults to ``default_max_tokens`` (64, or the model's
+        cap when smaller)."""
         if not isinstance(doc, dict):
             raise InputError("a generate request is a JSON object: {prompt, max_tokens, temperature?, seed?}")
         prompt = doc.get("prompt")
@@ -166,7 +168,8 @@ class GenerateRequest:
             raise InputError("prompt must be a non-empty string")
         if len(prompt) > MAX_PROMPT_CHARS:
             raise InputError(f"the prompt is {len(prompt)} characters; at most {MAX_PROMPT_CHARS} are taken")
-        max_tokens = doc.get("max_tokens", 64)
+        max_tokens = doc.get("max_tokens")
+        max_tokens = default_max_tokens if max_tokens is None else max_tokens
         if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
             raise InputError("max_tokens must be a positive integer")
         temperature = doc.get("temperature", 0.0)
@@ -266,6 +269,12 @@ class AttestedRuntime:
             prover={"node": socket.gethostname(), "pid": os.getpid(), "address": signer.address},
             timings={"run_s": round(run.seconds, 4)}, created_at=datetime.now(UTC).isoformat(timespec="seconds"))
         return bundle, self.store.put_json(bundle.to_doc())
+
+    def request(self, model_id: str, doc: Any) -> GenerateRequest:
+        """``doc`` as a request for this model (max_tokens defaults to 64, or the cap when it is smaller)."""
+        terms = self.lm_manifest(model_id).generation
+        assert terms is not None
+        return GenerateRequest.of(doc, default_max_tokens=min(64, terms.max_tokens_cap))
 
     def check(self, model_id: str, request: GenerateRequest) -> list[int]:
         """The prompt's tokens, once the request fits the model's cap and context (422 otherwise)."""

@@ -28,7 +28,7 @@ class AttestedSystem:
         return compile_attested(source, self.store, **kwargs)
 
     def run(self, model_id: str, request: Any, **kwargs: Any) -> Any:
-        req = request if isinstance(request, GenerateRequest) else GenerateRequest.of(request)
+        req = request if isinstance(request, GenerateRequest) else self.runtime.request(model_id, request)
         return self.runtime.generate(model_id, req, self.signer, self.chain_id, **kwargs)
 
     def verify(self, bundle: Any, **kwargs: Any) -> Any:
