@@ -394,6 +394,42 @@ class Client:
         report: VerifyReport = verify_bundle_any(bundle, store, reexecute=reexecute, work_dir=self.cache_dir / "work")
         return report
 
+    def agent(self) -> dict[str, Any]:
+        """The node's ERC-8004 registration file (``/.well-known/agent-registration.json``)."""
+        return dict(self._json(self._get("/.well-known/agent-registration.json")))
+
+    def give_feedback(self, rpc_url: str, value: int, *, decimals: int = 0, tag1: str = "inference", tag2: str = "",
+                      feedback_uri: str = "", feedback_hash: bytes | None = None) -> dict[str, Any]:
+        """Rate the node on the ERC-8004 ReputationRegistry with this client's account, after a call (e.g.
+        ``value=100, tag2=result.mode, feedback_uri="ipfs://" + result.bundle_cid``). The agent id comes from the
+        node's registration file, the registries' addresses from its service document, and both are checked on
+        chain (``rpc_url``, yours): the agent's identity registry is the reputation registry's. Returns
+        ``{agent_id, tx, summary}``."""
+        from proofmarket.chain.client import ChainClient
+        from proofmarket.chain.erc8004 import IdentityRegistry, ReputationRegistry
+
+        if self.account is None:
+            raise PaymentRequired("feedback is a transaction: create the Client with an account")
+        registrations = self.agent().get("registrations") or []
+        if not registrations:
+            raise RegistryMismatch("the node has no ERC-8004 agent identity to rate", field="registrations")
+        agent_id = int(registrations[0]["agentId"])
+        _, chain_id, identity_address = str(registrations[0]["agentRegistry"]).split(":")
+        chain = (self._json(self._get("/.well-known/ai-service.json")).get("chain") or {})
+        addresses = chain.get("erc8004") or {}
+        client = ChainClient(rpc_url)
+        if client.chain_id != int(chain_id) or "ReputationRegistry" not in addresses:
+            raise RegistryMismatch("the node's ERC-8004 registries are not on this RPC's chain", field="chain_id")
+        reputation = ReputationRegistry(client, addresses["ReputationRegistry"])
+        if str(reputation._call("getIdentityRegistry")).lower() != identity_address.lower():
+            raise RegistryMismatch("the node's reputation registry is not bound to its identity registry",
+                                   field="identity_registry")
+        IdentityRegistry(client, identity_address).owner_of(agent_id)  # the agent exists (reverts otherwise)
+        tx = reputation.give_feedback(agent_id, value, self.account, decimals=decimals, tag1=tag1, tag2=tag2,
+                                      endpoint=self.base_url, feedback_uri=feedback_uri,
+                                      feedback_hash=feedback_hash or b"\x00" * 32)
+        return {"agent_id": agent_id, "tx": tx.tx_hash, "summary": reputation.summary(agent_id).to_json()}
+
     def check_listing(self, model_id: str, rpc_url: str) -> dict[str, Any]:
         """Check on chain (your RPC, not the node's word) that the node sells ``model_id`` on its registry
         listing: the chain id, ``modelIdOf(owner, keccak256(CID))``, price, owner, verifier address and

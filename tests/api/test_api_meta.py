@@ -20,6 +20,7 @@ OPERATION_IDS = {
     ("get", "/v1/requests/{request_id}"): "get_request",
     ("post", "/v1/requests/{request_id}/input"): "post_request_input",
     ("get", "/.well-known/ai-service.json"): "get_service_manifest",
+    ("get", "/.well-known/agent-registration.json"): "get_agent_registration",
     ("get", "/health"): "health",
     ("get", "/dashboard"): "dashboard",
     ("get", "/metrics"): "metrics",
@@ -84,3 +85,11 @@ def test_reading_jobs_proofs_and_artifacts_declares_its_credentials(client: Test
     infer = doc["components"]["schemas"]["InferResult"]
     assert "access_token" in infer["required"]
     assert "access_token" in doc["components"]["schemas"]["JobPublic"]["properties"]
+
+
+def test_agent_registration_file_without_a_market(client: TestClient) -> None:
+    doc = client.get("/.well-known/agent-registration.json").json()
+    assert doc["type"] == "https://eips.ethereum.org/EIPS/eip-8004#registration-v1"
+    assert doc["registrations"] == [] and doc["x402Support"] is False
+    assert {s["name"] for s in doc["services"]} >= {"proofmarket", "web"}
+    assert "zkml" in doc["supportedTrust"]

@@ -34,8 +34,26 @@ def test_deploy_is_idempotent_and_state_survives_a_restart(tmp_path: Path) -> No
         assert deploy(client, admin, deployment_file) == first
         assert client.w3.eth.get_transaction_count(admin.address) == nonce
     saved = json.loads(deployment_file.read_text())
-    assert saved["chainId"] == 31337 and set(saved["contracts"]) == {"USDC", "ModelRegistry", "InferenceMarket"}
+    assert saved["chainId"] == 31337 and set(saved["contracts"]) == {
+        "USDC", "ModelRegistry", "InferenceMarket", "IdentityRegistry", "ReputationRegistry", "ValidationRegistry"}
     assert saved["contracts"]["InferenceMarket"]["block"] > 0
+
+
+def test_a_deployment_without_the_erc8004_registries_gets_them_in_place(tmp_path: Path) -> None:
+    anvil = anvil_or_skip()
+    with Devnet(tmp_path, anvil=anvil) as net:
+        client = net.client()
+        admin = dev_account(0, client.chain_id)
+        path = tmp_path / "deployment.json"
+        first = deploy(client, admin, path)
+        doc = json.loads(path.read_text())
+        for name in ("IdentityRegistry", "ReputationRegistry", "ValidationRegistry"):
+            del doc["contracts"][name]
+        path.write_text(json.dumps(doc))  # as written before ERC-8004
+        again = deploy(client, admin, path)
+        assert again.market == first.market and again.registry == first.registry  # the market is kept
+        assert again.erc8004 is not None and again.erc8004 != first.erc8004
+        assert set(json.loads(path.read_text())["contracts"]) == set(first.contracts)
 
 
 def test_deploy_again_when_the_recorded_contracts_are_gone(tmp_path: Path) -> None:

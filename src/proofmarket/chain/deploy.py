@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from proofmarket.errors import ChainError
 
 USDC_UNIT = 10**6
 FORMAT = "proofmarket/deployment"
+ERC8004_CONTRACTS = ("IdentityRegistry", "ReputationRegistry", "ValidationRegistry")
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,13 @@ class Deployment:
     @property
     def market(self) -> str:
         return self.contracts["InferenceMarket"].address
+
+    @property
+    def erc8004(self) -> dict[str, str] | None:
+        """The ERC-8004 registries (identity, reputation, validation), when the deployment has them."""
+        if not all(name in self.contracts for name in ERC8004_CONTRACTS):
+            return None
+        return {name: self.contracts[name].address for name in ERC8004_CONTRACTS}
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -150,6 +158,9 @@ def deploy(
     """
     existing = load_deployment(path)
     if existing is not None and is_live(client, existing):
+        if existing.erc8004 is None:  # a deployment from before the ERC-8004 registries: add them in place
+            existing = replace(existing, contracts={**existing.contracts, **_deploy_erc8004(client, deployer)})
+            _write(path, existing)
         return existing
     config = config or MarketConfig()
     delay = config.params_delay
@@ -175,10 +186,21 @@ def deploy(
         delay,
     )
     contracts["InferenceMarket"] = Deployed(market, tx.block_number)
+    contracts.update(_deploy_erc8004(client, deployer))
     deployment = Deployment(client.chain_id, deployer.address, contracts, usdc is None, config,
                             market_source_hash())
     _write(path, deployment)
     return deployment
+
+
+def _deploy_erc8004(client: ChainClient, deployer: LocalAccount) -> dict[str, Deployed]:
+    """The ERC-8004 Trustless Agents registries (identity, then reputation and validation bound to it)."""
+    identity, tx = client.deploy(load_artifact("IdentityRegistry"), deployer)
+    out = {"IdentityRegistry": Deployed(identity, tx.block_number)}
+    for name in ("ReputationRegistry", "ValidationRegistry"):
+        address, tx = client.deploy(load_artifact(name), deployer, identity)
+        out[name] = Deployed(address, tx.block_number)
+    return out
 
 
 def _mint(client: ChainClient, token: str, deployer: LocalAccount, to: Sequence[str] | None, amount: int) -> None:

@@ -4,6 +4,7 @@
     proofmarket prover stake [AMOUNT]              # approve + stake (default: what the minimum still needs)
     proofmarket prover unstake AMOUNT              # start the unstake delay for AMOUNT
     proofmarket prover withdraw                    # take the unstaked amount back once the delay is over
+    proofmarket prover register-agent --uri URL    # ERC-8004 identity: the agent's registration file URL
     proofmarket admin status                       # paused, fee, slash share, minimum stake, delay, fees held
     proofmarket admin authorize ADDRESS [--revoke] # let a prover fulfil requests (or stop it)
     proofmarket admin pause | unpause              # refuse (or accept again) new requests
@@ -51,13 +52,14 @@ def prover_status(
             info = market.market.get_prover(who)
             minimum = market.market.min_stake()
             eligible = market.market.is_eligible(who)
+            agent = _agent(market, who)
     except ProofMarketError as exc:
         raise fail(exc, as_json) from exc
     if as_json:
         emit_json({"ok": True, "address": info.address, "authorized": info.authorized, "eligible": eligible,
                    "stake": info.stake, "min_stake": minimum, "pending_unstake": info.pending_unstake,
                    "unlock_at": info.unlock_at, "fulfilled": info.fulfilled, "failed": info.failed,
-                   "expired": info.expired})
+                   "expired": info.expired, "erc8004": agent})
         return
     out.print(f"prover {info.address}: {'eligible' if eligible else 'not eligible'} to fulfil requests")
     out.print(f"  authorised {'yes' if info.authorized else 'no'}, stake {format_usdc(info.stake)} USDC "
@@ -65,6 +67,47 @@ def prover_status(
     if info.pending_unstake:
         out.print(f"  unstaking {format_usdc(info.pending_unstake)} USDC, withdrawable from {info.unlock_at}")
     out.print(f"  record: {info.fulfilled} fulfilled, {info.failed} failed, {info.expired} expired")
+    if agent is None:
+        out.print("  ERC-8004: no agent identity (proofmarket prover register-agent --uri URL)")
+    else:
+        rep, val = agent["reputation"], agent["validation"]
+        out.print(f"  ERC-8004: agent {agent['agent_id']} on {agent['registry']}; reputation {rep['average']:.2f} "
+                  f"over {rep['count']} feedback, validations {val['average']:.0f}/100 over {val['count']}")
+
+
+def _agent(market: Any, address: str) -> dict[str, Any] | None:
+    """The address's ERC-8004 identity and scores, or None without registries or identity."""
+    registries = market.erc8004
+    agent_id = market.agent_id(address) if registries is not None else None
+    if agent_id is None:
+        return None
+    return {"agent_id": agent_id, "registry": registries.identity.registry_id(),
+            "uri": registries.identity.agent_uri(agent_id),
+            "reputation": registries.reputation.summary(agent_id).to_json(),
+            "validation": registries.validation.summary(agent_id).to_json()}
+
+
+@prover_app.command("register-agent")
+def prover_register_agent(
+    uri: Annotated[str, typer.Option("--uri", help="the agent's registration file, e.g. "
+                                                   "https://node.example/.well-known/agent-registration.json")],
+    as_json: JsonOpt = False,
+    home: HomeOpt = None,
+) -> None:
+    """Register this node's prover account as an ERC-8004 agent (or update its registration file URL)."""
+    if not uri.startswith(("https://", "http://", "ipfs://")):
+        raise fail(UsageError("--uri must be an https://, http:// or ipfs:// URL of the registration file"), as_json)
+    try:
+        with _open(home) as market:
+            agent_id, tx = market.register_agent(uri)
+            registry = market.erc8004.identity.registry_id()
+    except ProofMarketError as exc:
+        raise fail(exc, as_json) from exc
+    if as_json:
+        emit_json({"ok": True, "agent_id": agent_id, "registry": registry, "uri": uri,
+                   "tx": tx.tx_hash if tx else None})
+        return
+    out.print(f"agent {agent_id} on {registry}: {uri}" + (f" (tx {tx.tx_hash})" if tx else " (unchanged)"))
 
 
 @prover_app.command("stake")

@@ -417,6 +417,35 @@ class Market:
         signature = attested_escrow.sign_instances(self.accounts.prover, instances)
         return self.market.fulfill(request_id, signature, instances, self.accounts.prover)
 
+    # --- ERC-8004 identity ---------------------------------------------------------------------
+    @property
+    def erc8004(self) -> Any:
+        """The deployment's ERC-8004 registries (``chain.erc8004.Erc8004``), or None when it has none."""
+        from proofmarket.chain.erc8004 import Erc8004
+
+        addresses = self.deployment.erc8004
+        return None if addresses is None else Erc8004.bind(self.client, addresses)
+
+    def agent_id(self, address: str | None = None) -> int | None:
+        """The ERC-8004 agent id owned by ``address`` (default: the prover account), or None."""
+        registries = self.erc8004
+        if registries is None:
+            return None
+        return registries.identity.agent_of(address or self.accounts.prover.address)
+
+    def register_agent(self, agent_uri: str) -> tuple[int, TxResult | None]:
+        """Register the prover account as an ERC-8004 agent whose registration file is at ``agent_uri`` (once:
+        later calls update the URI when it changed). Returns the agent id and the transaction, if any."""
+        registries = self.erc8004
+        if registries is None:
+            raise ChainError("this market's deployment has no ERC-8004 registries: run 'proofmarket chain deploy'")
+        known = self.agent_id()
+        if known is None:
+            return registries.identity.register(agent_uri, self.accounts.prover)
+        if registries.identity.agent_uri(known) == agent_uri:
+            return known, None
+        return known, registries.identity.set_agent_uri(known, agent_uri, self.accounts.prover)
+
     # --- admin --------------------------------------------------------------------------------
     def change_params(self, **changes: int) -> TxResult:
         """Schedule new market parameters (the current ones with ``changes``, e.g. ``platform_fee_bps=100``);

@@ -12,6 +12,7 @@ from proofmarket.api.deps import NodeServices, ServicesDep, base_url
 from proofmarket.api.schemas import Health, Price, ServiceManifest, ServiceModel
 from proofmarket.api.security import on_devnet
 from proofmarket.api.views import registry_listing
+from proofmarket.errors import ProofMarketError
 from proofmarket.systems import ATTESTED_SYSTEM, GUARANTEES, PROVEN_SYSTEM
 from proofmarket.zk.bundle import BUNDLE_FORMAT, BUNDLE_VERSION
 
@@ -56,6 +57,31 @@ def _service_model(m: ServedModel, base: str) -> ServiceModel:
                         details=f"{base}/v1/models/{m.row.id}", active=m.active, registry=registry_listing(m))
 
 
+@router.get("/.well-known/agent-registration.json", operation_id="get_agent_registration")
+def agent_registration(request: Request, services: ServicesDep) -> JSONResponse:
+    """The node's ERC-8004 registration file (type, name, services, x402Support, registrations, supportedTrust);
+    ``registrations`` names the agent id once the prover account registered on the market's IdentityRegistry."""
+    from proofmarket.market.agent import registration_file
+
+    base = base_url(request, services.settings)
+    agent_id = registry = None
+    listings = services.catalog.listings
+    market = listings.market if listings is not None else None
+    if market is not None:
+        try:
+            registries = market.erc8004
+            if registries is not None:
+                agent_id = market.agent_id()
+                registry = registries.identity.registry_id()
+        except ProofMarketError:  # the chain is away: the file without its registration
+            agent_id = registry = None
+    models = [{"id": m.row.id, "name": m.row.name, "mode": m.mode} for m in services.catalog.list()]
+    doc = registration_file(name=f"proofmarket node at {base}", base_url=base,
+                            x402=bool(services.payments.describe().get("x402")), models=models, agent_id=agent_id,
+                            registry=registry)
+    return JSONResponse(doc)
+
+
 @router.get("/health", operation_id="health", response_model=Health, responses={503: {"model": Health}})
 def health(services: ServicesDep) -> JSONResponse:
     """Liveness and readiness: database reachable, prover workers running, queue depth."""
@@ -88,4 +114,6 @@ def _chain(services: NodeServices, paid: dict[str, object] | None) -> dict[str, 
         market = listings.market
         chain = {**(chain or {}), "chain_id": market.client.chain_id, "registry": market.registry.address,
                  "market": market.market.address, "usdc": market.usdc.address, "prover": listings.prover}
+        if market.deployment.erc8004 is not None:
+            chain["erc8004"] = market.deployment.erc8004
     return chain

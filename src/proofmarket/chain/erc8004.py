@@ -1,0 +1,108 @@
+"""Wrappers over the ERC-8004 Trustless Agents registries (``contracts/IdentityRegistry.sol``,
+``ReputationRegistry.sol``, ``ValidationRegistry.sol``): plain Python values in and out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from eth_account.signers.local import LocalAccount
+
+from proofmarket.chain.client import ChainClient, TxResult
+from proofmarket.chain.contracts import BoundContract
+from proofmarket.errors import ChainError
+
+ZERO32 = b"\x00" * 32
+
+
+@dataclass(frozen=True)
+class Summary:
+    count: int
+    value: float  # the average, as a decimal number
+
+    def to_json(self) -> dict[str, float | int]:
+        return {"count": self.count, "average": self.value}
+
+
+class IdentityRegistry(BoundContract):
+    artifact_name = "IdentityRegistry"
+
+    def register(self, agent_uri: str, sender: LocalAccount) -> tuple[int, TxResult]:
+        tx = self.client.transact(self.contract.get_function_by_signature("register(string)")(agent_uri), sender)
+        events = self.decode_events(tx, "Registered")
+        if not events:
+            raise ChainError("the identity registry did not report a Registered event", tx=tx.tx_hash)
+        return int(events[0]["agentId"]), tx
+
+    def set_agent_uri(self, agent_id: int, uri: str, sender: LocalAccount) -> TxResult:
+        return self._send("setAgentURI", sender, agent_id, uri)
+
+    def owner_of(self, agent_id: int) -> str:
+        return str(self._call("ownerOf", agent_id))
+
+    def agent_uri(self, agent_id: int) -> str:
+        return str(self._call("tokenURI", agent_id))
+
+    def total(self) -> int:
+        return int(self._call("totalAgents"))
+
+    def agent_of(self, owner: str) -> int | None:
+        """The newest agent ``owner`` holds (None when it holds none): a linear scan, fine for a devnet."""
+        for agent_id in range(self.total(), 0, -1):
+            if self.owner_of(agent_id).lower() == owner.lower():
+                return agent_id
+        return None
+
+    def registry_id(self) -> str:
+        """``eip155:<chain id>:<address>``, as registration files name a registry."""
+        return f"eip155:{self.client.chain_id}:{self.address}"
+
+
+class ReputationRegistry(BoundContract):
+    artifact_name = "ReputationRegistry"
+
+    def give_feedback(self, agent_id: int, value: int, sender: LocalAccount, *, decimals: int = 0, tag1: str = "",
+                      tag2: str = "", endpoint: str = "", feedback_uri: str = "",
+                      feedback_hash: bytes = ZERO32) -> TxResult:
+        return self._send("giveFeedback", sender, agent_id, value, decimals, tag1, tag2, endpoint, feedback_uri,
+                          feedback_hash)
+
+    def summary(self, agent_id: int, clients: list[str] | None = None, tag1: str = "", tag2: str = "") -> Summary:
+        count, value, decimals = self._call("getSummary", agent_id, clients or [], tag1, tag2)
+        return Summary(int(count), int(value) / 10 ** int(decimals))
+
+
+class ValidationRegistry(BoundContract):
+    artifact_name = "ValidationRegistry"
+
+    def request(self, validator: str, agent_id: int, request_uri: str, request_hash: bytes,
+                sender: LocalAccount) -> TxResult:
+        return self._send("validationRequest", sender, validator, agent_id, request_uri, request_hash)
+
+    def respond(self, request_hash: bytes, response: int, sender: LocalAccount, *, response_uri: str = "",
+                response_hash: bytes = ZERO32, tag: str = "") -> TxResult:
+        return self._send("validationResponse", sender, request_hash, response, response_uri, response_hash, tag)
+
+    def status(self, request_hash: bytes) -> dict[str, object]:
+        validator, agent_id, response, response_hash, tag, last = self._call("getValidationStatus", request_hash)
+        return {"validator": validator, "agent_id": int(agent_id), "response": int(response),
+                "response_hash": "0x" + bytes(response_hash).hex(), "tag": tag, "last_update": int(last)}
+
+    def summary(self, agent_id: int, validators: list[str] | None = None, tag: str = "") -> Summary:
+        count, average = self._call("getSummary", agent_id, validators or [], tag)
+        return Summary(int(count), float(average))
+
+    def validations(self, agent_id: int) -> list[str]:
+        return ["0x" + bytes(h).hex() for h in self._call("getAgentValidations", agent_id)]
+
+
+@dataclass(frozen=True)
+class Erc8004:
+    identity: IdentityRegistry
+    reputation: ReputationRegistry
+    validation: ValidationRegistry
+
+    @classmethod
+    def bind(cls, client: ChainClient, addresses: dict[str, str]) -> Erc8004:
+        return cls(IdentityRegistry(client, addresses["IdentityRegistry"]),
+                   ReputationRegistry(client, addresses["ReputationRegistry"]),
+                   ValidationRegistry(client, addresses["ValidationRegistry"]))

@@ -1,0 +1,62 @@
+"""ERC-8004 on the devnet: the node's prover registers an agent identity, the registration file names it,
+a consumer rates the node through the SDK, and `prover status` shows the identity and its scores."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from escrow_helpers import EscrowEnv, node_settings
+from fastapi.testclient import TestClient
+
+from proofmarket.api import create_app
+from proofmarket.client import Client
+from proofmarket.errors import ContractReverted
+
+pytestmark = [pytest.mark.chain]
+
+
+def _through(client: TestClient) -> httpx.MockTransport:
+    def send(request: httpx.Request) -> httpx.Response:
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "content-length"}
+        answer = client.request(request.method, str(request.url), headers=headers, content=request.read())
+        return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)
+
+    return httpx.MockTransport(send)
+
+
+def test_identity_registration_file_and_feedback(env: EscrowEnv, tmp_path: Path) -> None:
+    market = env.market
+    uri = "http://testserver/.well-known/agent-registration.json"
+    agent_id, tx = market.register_agent(uri)
+    assert tx is not None and market.agent_id() == agent_id
+    assert market.register_agent(uri) == (agent_id, None)  # once
+    app = create_app(node_settings(env.home, env.rpc_url, tmp_path / "node.db", escrow_watcher="off"),
+                     workspace=env.ws)
+    try:
+        with TestClient(app) as node:
+            doc = node.get("/.well-known/agent-registration.json").json()
+            identity = market.erc8004.identity
+            assert doc["registrations"] == [{"agentId": agent_id, "agentRegistry": identity.registry_id()}]
+            assert node.get("/.well-known/ai-service.json").json()["chain"]["erc8004"] == market.deployment.erc8004
+            consumer = market.accounts.consumer
+            with Client("http://testserver", account=consumer, transport=_through(node),
+                        cache_dir=tmp_path / "c") as sdk:
+                rated = sdk.give_feedback(env.rpc_url, 95, tag2="proven", feedback_uri="ipfs://bafy...")
+                assert rated["agent_id"] == agent_id and rated["summary"]["count"] >= 1
+            with Client("http://testserver", account=market.accounts.prover, transport=_through(node),
+                        cache_dir=tmp_path / "p") as own, pytest.raises(ContractReverted, match="SelfFeedback"):
+                own.give_feedback(env.rpc_url, 100)
+    finally:
+        app.state.services.close()
+    env_vars = {**os.environ, "PROOFMARKET_HOME": str(env.home), "PROOFMARKET_RPC_URL": env.rpc_url}
+    status = subprocess.run([sys.executable, "-m", "proofmarket.cli.main", "prover", "status", "--json"],
+                            capture_output=True, text=True, env=env_vars, timeout=120, check=False)
+    assert status.returncode == 0, status.stdout + status.stderr
+    agent = json.loads(status.stdout)["erc8004"]
+    assert agent["agent_id"] == agent_id and agent["reputation"]["count"] >= 1 and agent["uri"] == uri
