@@ -29,7 +29,7 @@ contract ValidationRegistry {
 
     error NotAgentOwnerOrOperator(uint256 agentId, address caller);
     error RequestExists(bytes32 requestHash);
-    error UnknownRequest(bytes32 requestHash);
+    error UnknownValidation(bytes32 requestHash);
     error NotTheValidator(bytes32 requestHash, address caller);
     error ResponseOutOfRange(uint8 response);
     error ZeroValidator();
@@ -58,7 +58,7 @@ contract ValidationRegistry {
         bytes32 responseHash, string calldata tag) external
     {
         Status storage s = _status[requestHash];
-        if (s.validatorAddress == address(0)) revert UnknownRequest(requestHash);
+        if (s.validatorAddress == address(0)) revert UnknownValidation(requestHash);
         if (s.validatorAddress != msg.sender) revert NotTheValidator(requestHash, msg.sender);
         if (response > 100) revert ResponseOutOfRange(response);
         (s.response, s.responseHash, s.tag, s.lastUpdate, s.responded) =
@@ -73,7 +73,7 @@ contract ValidationRegistry {
             uint256 lastUpdate)
     {
         Status storage s = _status[requestHash];
-        if (s.validatorAddress == address(0)) revert UnknownRequest(requestHash);
+        if (s.validatorAddress == address(0)) revert UnknownValidation(requestHash);
         return (s.validatorAddress, s.agentId, s.response, s.responseHash, s.tag, s.lastUpdate);
     }
 

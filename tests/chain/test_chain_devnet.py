@@ -35,7 +35,8 @@ def test_deploy_is_idempotent_and_state_survives_a_restart(tmp_path: Path) -> No
         assert client.w3.eth.get_transaction_count(admin.address) == nonce
     saved = json.loads(deployment_file.read_text())
     assert saved["chainId"] == 31337 and set(saved["contracts"]) == {
-        "USDC", "ModelRegistry", "InferenceMarket", "IdentityRegistry", "ReputationRegistry", "ValidationRegistry"}
+        "USDC", "ModelRegistry", "InferenceMarket", "IdentityRegistry", "ReputationRegistry", "ValidationRegistry",
+        "ZkValidator"}
     assert saved["contracts"]["InferenceMarket"]["block"] > 0
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from escrow_helpers import EscrowEnv, node_settings
+from escrow_helpers import AppFactory, EscrowEnv, mlp_input, node_settings, wait_status
 from fastapi.testclient import TestClient
 
 from proofmarket.api import create_app
@@ -60,3 +60,22 @@ def test_identity_registration_file_and_feedback(env: EscrowEnv, tmp_path: Path)
     assert status.returncode == 0, status.stdout + status.stderr
     agent = json.loads(status.stdout)["erc8004"]
     assert agent["agent_id"] == agent_id and agent["reputation"]["count"] >= 1 and agent["uri"] == uri
+
+
+def test_a_fulfilled_escrow_request_gets_a_zk_validation_record(env: EscrowEnv, make_app: AppFactory) -> None:
+    market = env.market
+    agent_id, _ = market.register_agent("http://testserver/.well-known/agent-registration.json")
+    receipt = market.request(env.public, mlp_input())
+    with TestClient(make_app()) as node:
+        wait_status(node, receipt.request_id, ("seen",), timeout_s=10)
+        node.post(f"/v1/requests/{receipt.request_id}/input", json={"input": mlp_input()})
+        done = wait_status(node, receipt.request_id, ("fulfilled", "failed"))
+    assert done["status"] == "fulfilled", done
+    validation = done["settlement"]["validation"]
+    assert validation["response"] == 100 and validation["tag"] == "zk-escrow" and validation["agent_id"] == agent_id
+    registries = market.erc8004
+    assert validation["validator"] == registries.zk.address
+    assert validation["request_hash"] in registries.validation.validations(agent_id)
+    assert registries.validation.summary(agent_id, tag="zk-escrow").count >= 1
+    with pytest.raises(ContractReverted, match="UnknownValidation"):  # nobody asked about request 999
+        registries.zk.validate_request(999, market.accounts.consumer)

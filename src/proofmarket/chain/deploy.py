@@ -27,7 +27,7 @@ from proofmarket.errors import ChainError
 
 USDC_UNIT = 10**6
 FORMAT = "proofmarket/deployment"
-ERC8004_CONTRACTS = ("IdentityRegistry", "ReputationRegistry", "ValidationRegistry")
+ERC8004_CONTRACTS = ("IdentityRegistry", "ReputationRegistry", "ValidationRegistry", "ZkValidator")
 
 
 @dataclass(frozen=True)
@@ -159,7 +159,8 @@ def deploy(
     existing = load_deployment(path)
     if existing is not None and is_live(client, existing):
         if existing.erc8004 is None:  # a deployment from before the ERC-8004 registries: add them in place
-            existing = replace(existing, contracts={**existing.contracts, **_deploy_erc8004(client, deployer)})
+            added = _deploy_erc8004(client, deployer, existing.registry, existing.market)
+            existing = replace(existing, contracts={**existing.contracts, **added})
             _write(path, existing)
         return existing
     config = config or MarketConfig()
@@ -186,20 +187,24 @@ def deploy(
         delay,
     )
     contracts["InferenceMarket"] = Deployed(market, tx.block_number)
-    contracts.update(_deploy_erc8004(client, deployer))
+    contracts.update(_deploy_erc8004(client, deployer, registry, market))
     deployment = Deployment(client.chain_id, deployer.address, contracts, usdc is None, config,
                             market_source_hash())
     _write(path, deployment)
     return deployment
 
 
-def _deploy_erc8004(client: ChainClient, deployer: LocalAccount) -> dict[str, Deployed]:
-    """The ERC-8004 Trustless Agents registries (identity, then reputation and validation bound to it)."""
+def _deploy_erc8004(client: ChainClient, deployer: LocalAccount, registry: str, market: str) -> dict[str, Deployed]:
+    """The ERC-8004 Trustless Agents registries (identity, then reputation and validation bound to it) and the
+    ZkValidator that answers validations of proven work from chain state."""
     identity, tx = client.deploy(load_artifact("IdentityRegistry"), deployer)
     out = {"IdentityRegistry": Deployed(identity, tx.block_number)}
     for name in ("ReputationRegistry", "ValidationRegistry"):
         address, tx = client.deploy(load_artifact(name), deployer, identity)
         out[name] = Deployed(address, tx.block_number)
+    validator, tx = client.deploy(load_artifact("ZkValidator"), deployer, out["ValidationRegistry"].address, identity,
+                                  registry, market)
+    out["ZkValidator"] = Deployed(validator, tx.block_number)
     return out
 
 

@@ -95,14 +95,34 @@ class ValidationRegistry(BoundContract):
         return ["0x" + bytes(h).hex() for h in self._call("getAgentValidations", agent_id)]
 
 
+class ZkValidator(BoundContract):
+    """Answers validations of proven work from chain state (``contracts/ZkValidator.sol``)."""
+
+    artifact_name = "ZkValidator"
+
+    def request_hash(self, request_id: int) -> bytes:
+        return bytes(self._call("requestHashOf", request_id))
+
+    def proof_hash(self, model_key: bytes, proof: bytes, instances: list[int]) -> bytes:
+        return bytes(self._call("proofHashOf", model_key, proof, instances))
+
+    def validate_request(self, request_id: int, sender: LocalAccount) -> TxResult:
+        return self._send("validateRequest", sender, request_id)
+
+    def validate_proof(self, model_key: bytes, proof: bytes, instances: list[int], sender: LocalAccount) -> TxResult:
+        return self._send("validateProof", sender, model_key, proof, instances, gas=3_000_000)
+
+
 @dataclass(frozen=True)
 class Erc8004:
     identity: IdentityRegistry
     reputation: ReputationRegistry
     validation: ValidationRegistry
+    zk: ZkValidator
 
     @classmethod
     def bind(cls, client: ChainClient, addresses: dict[str, str]) -> Erc8004:
         return cls(IdentityRegistry(client, addresses["IdentityRegistry"]),
                    ReputationRegistry(client, addresses["ReputationRegistry"]),
-                   ValidationRegistry(client, addresses["ValidationRegistry"]))
+                   ValidationRegistry(client, addresses["ValidationRegistry"]),
+                   ZkValidator(client, addresses["ZkValidator"]))

@@ -131,6 +131,9 @@ def _sentence(name: str, args: dict[str, Any]) -> str:
         args = {**args, "status": REQUEST_STATUS[args["status"]]}
     template = _SENTENCES.get(name)
     if template is not None:
-        return template.format(**args)
+        try:
+            return template.format(**args)
+        except (KeyError, IndexError):  # another contract's error of the same name, with other arguments
+            pass
     rendered = ", ".join(f"{k}={v}" for k, v in args.items())
     return f"the contract refused the call: {name}({rendered})"

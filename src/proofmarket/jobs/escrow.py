@@ -347,6 +347,8 @@ class EscrowService:
             self._failed_attempt(row, "internal_error", str(exc), transient=True)
             return 0
         summary = {**settlement_summary(settlement), "bundle_cid": bundle_cid, "output": output}
+        if not attested:  # proven work: an ERC-8004 validation record, answered by the ZkValidator from chain state
+            summary["validation"] = self._validation(request_id, bundle_cid, settlement.tx.tx_hash)
         if not settlement.valid:  # the verifier said no: refunded and slashed, never shown as fulfilled
             self._close_failed(row, "proof_rejected", f"request {request_id}: the verifier rejected the proof in "
                                f"tx {settlement.tx.tx_hash} (the consumer was refunded)")
@@ -358,6 +360,16 @@ class EscrowService:
             self.metrics.closed.labels(settlement.status.name.lower()).inc()
         log.info("escrow request %s %s in tx %s", request_id, settlement.status.name.lower(), settlement.tx.tx_hash)
         return 1
+
+    def _validation(self, request_id: int, bundle_cid: str, fulfil_tx: str) -> dict[str, Any] | None:
+        """Record the settled request on the ERC-8004 ValidationRegistry (never fails the request)."""
+        from proofmarket.market.validations import record_escrow
+
+        try:
+            return record_escrow(self.market, request_id, bundle_cid, fulfil_tx)
+        except Exception:
+            log.warning("escrow request %s: no ERC-8004 validation record", request_id, exc_info=True)
+            return None
 
     def _failed_attempt(self, row: EscrowRequestRow, code: str, message: str, *, transient: bool) -> None:
         if self._stop.is_set() or (transient and row.attempts + 1 < MAX_ATTEMPTS):
