@@ -217,3 +217,25 @@ def test_earnings_cli_reads_the_chain(listed: Listed, chain: Chain, mlp_id: str)
     assert doc["address"] == owner
     assert int(doc["earned"]) == listed.market.market.earned(owner)
     assert int(doc["platform_balance"]) == listed.market.market.platform_balance()
+
+
+def test_a_settled_x402_call_gets_a_zk_validation_record(listed: Listed, mlp_id: str, chain: Chain) -> None:
+    """With an ERC-8004 identity, each settled proven x402 call on a listing is re-verified on chain by the
+    ZkValidator (the model's registered verifier) and recorded: response 100, evidence naming the paid bundle."""
+    from proofmarket.chain import dev_account
+
+    market = listed.market
+    agent_id, _ = market.register_agent(f"{listed.served.url}/.well-known/agent-registration.json")
+    registries = market.erc8004
+    before = set(registries.validation.validations(agent_id))
+    paid = _pay(chain, dev_account(CLIENT_INDEX, DEVNET_CHAIN_ID), f"{listed.served.url}/v1/models/{mlp_id}/infer",
+                mlp_input())
+    assert paid.status_code == 200, paid.text
+    deadline = time.monotonic() + 60
+    while set(registries.validation.validations(agent_id)) == before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    new = set(registries.validation.validations(agent_id)) - before
+    assert len(new) == 1
+    status = registries.validation.status(bytes.fromhex(new.pop()[2:]))
+    assert status["response"] == 100 and status["tag"] == "zk-proof" and status["validator"] == registries.zk.address
+    assert registries.validation.summary(agent_id, tag="zk-proof").count >= 1

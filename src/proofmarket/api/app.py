@@ -133,6 +133,7 @@ def _listings(settings: Settings, ws: Workspace, payments: PaymentPort) -> Listi
     on_split = getattr(payments, "on_split", False)
     if on_split is None:  # the x402 port: release each listing's splitter after a settlement
         payments.on_split = listings.release_later  # type: ignore[attr-defined]
+        payments.on_validate = listings.validate_later  # type: ignore[attr-defined]
     return listings
 
 

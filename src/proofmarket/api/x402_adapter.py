@@ -129,6 +129,7 @@ class X402Payments:
         self.gate, self.node, self.store = gate, node, store
         self._pay_to, self.default_payee, self.chain_id = pay_to, to_checksum_address(default_payee), chain_id
         self.on_split: Callable[[str], None] | None = None  # releases a listing's splitter after a settlement
+        self.on_validate: Callable[..., None] | None = None  # ERC-8004 validation record of a settled proof
 
     # --- PaymentPort -----------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
@@ -210,6 +211,10 @@ class X402Payments:
         if split and self.on_split is not None:
             payment["split_onchain_id"] = str(split)  # released by InferenceMarket.releaseSplit
             self.on_split(str(split))
+        zk: Any = getattr(proof.bundle, "proof", None) if split else None  # attested bundles have no instances
+        if split and self.on_validate is not None and getattr(zk, "instances", None) is not None:
+            self.on_validate(str(split), bytes.fromhex(zk.hex.removeprefix("0x")), [int(v, 16) for v in zk.instances],
+                             payment.get("paid_bundle_cid") or "", settled.tx_hash)
         header = self.gate.payment_response_header(settled, receipt)
         return Settlement(payment=payment, receipt=receipt, headers={"PAYMENT-RESPONSE": header})
 

@@ -90,7 +90,7 @@ class Listings:
         self._lock = threading.Lock()
         self._next_block = market.client.block_number() + 1
         self._polled_at = time.monotonic()
-        self._releases: queue.Queue[str | None] = queue.Queue()
+        self._releases: queue.Queue[str | tuple[Any, ...] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
 
     @classmethod
@@ -186,6 +186,26 @@ class Listings:
                 self._thread = threading.Thread(target=self._release_loop, name="split-release", daemon=True)
                 self._thread.start()
 
+    def validate_later(self, onchain_id: str, proof: bytes, instances: list[int], bundle_cid: str,
+                       receipt: str) -> None:
+        """Queue an ERC-8004 validation record of a settled x402 call's proof (ZkValidator re-verifies it with the
+        model's registered verifier). Same thread as the releases: one sender for the prover account."""
+        self._releases.put(("validate", onchain_id, proof, instances, bundle_cid, receipt))
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._release_loop, name="split-release", daemon=True)
+                self._thread.start()
+
+    def _validate(self, item: tuple[Any, ...]) -> None:
+        from proofmarket.market.validations import record_proof
+
+        _, onchain_id, proof, instances, bundle_cid, receipt = item
+        try:
+            record_proof(self.market, bytes.fromhex(onchain_id.removeprefix("0x")), proof, instances, bundle_cid,
+                         receipt)
+        except Exception as exc:  # a missing record costs nothing but the record
+            log.warning("no ERC-8004 validation record for %s: %s", bundle_cid, exc)
+
     def release(self, onchain_id: str) -> int:
         """Pay out what the splitter holds now; returns the amount (0 when it held nothing)."""
         market = self.market
@@ -200,12 +220,17 @@ class Listings:
             item = self._releases.get()
             if item is None:
                 return
-            pending = {item}
-            while not self._releases.empty():  # one release per model for a burst of settlements
-                more = self._releases.get_nowait()
-                if more is None:
+            pending: set[str] = set()
+            while True:  # one release per model for a burst of settlements; validations in order
+                if isinstance(item, tuple):
+                    self._validate(item)
+                else:
+                    pending.add(item)
+                if self._releases.empty():
+                    break
+                item = self._releases.get_nowait()
+                if item is None:
                     return
-                pending.add(more)
             for onchain_id in pending:
                 try:
                     self.release(onchain_id)
