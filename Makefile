@@ -37,6 +37,7 @@ bench: setup
 	$(BIN)/python bench/cli_overhead.py
 	$(BIN)/python bench/scaling.py
 	$(BIN)/python bench/attested.py
+	$(BIN)/python bench/economics.py
 
 lint: setup
 	$(BIN)/ruff check src tests bench scripts
