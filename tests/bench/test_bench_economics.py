@@ -28,7 +28,7 @@ def test_cheating_and_griefing_lose_and_the_simulation_agrees() -> None:
     always = eco.simulate(terms, 1.0, 40_000, seed=1, grief_rate=0.0)
     assert abs(always["node_per_call"] - closed["cheat"]) < 0.06
     honest = eco.simulate(terms, 0.0, 10_000, seed=2, grief_rate=0.0)
-    assert honest["node_per_call"] == closed["honest"] and honest["slashed"] == 0
+    assert abs(honest["node_per_call"] - closed["honest"]) < 1e-9 and honest["slashed"] == 0
     assert eco.majority(5, 0.8) > 0.9 and eco.majority(5, 0.4) < 0.5
 
 
