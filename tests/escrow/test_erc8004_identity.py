@@ -38,6 +38,7 @@ def test_identity_registration_file_and_feedback(env: EscrowEnv, tmp_path: Path)
     assert market.register_agent(uri) == (agent_id, None)  # once
     app = create_app(node_settings(env.home, env.rpc_url, tmp_path / "node.db", escrow_watcher="off"),
                      workspace=env.ws)
+    app.state.services.catalog.register(env.public, price_atomic=2_500_000)
     try:
         with TestClient(app) as node:
             doc = node.get("/.well-known/agent-registration.json").json()
@@ -49,6 +50,11 @@ def test_identity_registration_file_and_feedback(env: EscrowEnv, tmp_path: Path)
                         cache_dir=tmp_path / "c") as sdk:
                 rated = sdk.give_feedback(env.rpc_url, 95, tag2="proven", feedback_uri="ipfs://bafy...")
                 assert rated["agent_id"] == agent_id and rated["summary"]["count"] >= 1
+                app.state.services.catalog.listings._profile = None  # the 10 s cache
+                prover = sdk.model(env.public)["prover"]
+                assert prover["address"] == market.accounts.prover.address and prover["fulfilled"] >= 0
+                assert prover["erc8004"]["agent_id"] == agent_id
+                assert prover["erc8004"]["reputation"]["count"] >= 1
             with Client("http://testserver", account=market.accounts.prover, transport=_through(node),
                         cache_dir=tmp_path / "p") as own, pytest.raises(ContractReverted, match="SelfFeedback"):
                 own.give_feedback(env.rpc_url, 100)

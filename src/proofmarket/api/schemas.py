@@ -109,6 +109,18 @@ class RegistryListing(BaseModel):
     error: str | None = Field(default=None, description="set when the listing is not this model: not sold")
 
 
+class ProverProfile(BaseModel):
+    """The node's prover on chain: market counters and stake, and its ERC-8004 identity and scores."""
+
+    address: str
+    stake: int = Field(description="atomic USDC staked on the market")
+    fulfilled: int
+    failed: int
+    expired: int
+    erc8004: dict[str, Any] | None = Field(default=None, description="agent_id, registry, reputation {count, "
+                                                                     "average}, validations {count, average}")
+
+
 class ModelSummary(BaseModel):
     id: str = Field(description="CID of the model manifest")
     name: str
@@ -121,6 +133,8 @@ class ModelSummary(BaseModel):
     links: ModelLinks
     registry: RegistryListing | None = Field(default=None, description="set when a market is deployed: the "
                                                                         "price, owner and active flag come from it")
+    prover: ProverProfile | None = Field(default=None, description="set when a market is deployed: who proves, "
+                                                                   "its record and ERC-8004 scores")
 
 
 class ModelPublic(ModelSummary):

@@ -19,6 +19,7 @@ from proofmarket.api.schemas import (
     ModelSummary,
     Price,
     Privacy,
+    ProverProfile,
     RegistryListing,
     Srs,
     Tensor,
@@ -37,23 +38,23 @@ def model_links(model_id: str, mode: str = "proven", kind: str | None = None) ->
     return ModelLinks(self=f"/v1/models/{model_id}", infer=f"/v1/models/{model_id}/infer")
 
 
-def model_summary(model: ServedModel) -> ModelSummary:
+def model_summary(model: ServedModel, prover: dict[str, Any] | None = None) -> ModelSummary:
     row, m = model.row, model.manifest
     return ModelSummary(id=row.id, name=row.name, mode=model.mode,  # type: ignore[arg-type]
                         price=Price.of(model.price_atomic), privacy=m.privacy["name"], owner=model.owner,
                         active=model.active, created_at=row.created_at,
                         links=model_links(row.id, model.mode, getattr(m, "kind", None)),
-                        registry=registry_listing(model))
+                        registry=registry_listing(model), prover=ProverProfile(**prover) if prover else None)
 
 
 def registry_listing(model: ServedModel) -> RegistryListing | None:
     return None if model.listing is None else RegistryListing(**model.listing.to_json())
 
 
-def _attested_public(model: ServedModel) -> ModelPublic:
+def _attested_public(model: ServedModel, prover: dict[str, Any] | None) -> ModelPublic:
     m = model.manifest
     return ModelPublic(
-        **model_summary(model).model_dump(), guarantee=GUARANTEES["attested"],
+        **model_summary(model, prover).model_dump(), guarantee=GUARANTEES["attested"],
         privacy_profile=Privacy(**{"input": "public", "params": "public", "output": "public", **m.privacy}),
         inputs=[Tensor(**t.model_dump()) for t in m.onnx.inputs] if m.onnx else [],
         attested=_attested_terms(m),
@@ -72,12 +73,12 @@ def _attested_terms(m: Any) -> AttestedTerms:
                          price_unit="per 1,000 output tokens; a call is charged for its max_tokens (exact scheme)")
 
 
-def model_public(model: ServedModel) -> ModelPublic:
+def model_public(model: ServedModel, prover: dict[str, Any] | None = None) -> ModelPublic:
     if model.mode == "attested":
-        return _attested_public(model)
+        return _attested_public(model, prover)
     m = model.manifest
     return ModelPublic(
-        **model_summary(model).model_dump(), guarantee=GUARANTEES["proven"],
+        **model_summary(model, prover).model_dump(), guarantee=GUARANTEES["proven"],
         privacy_profile=Privacy(**m.privacy),
         inputs=[Tensor(**t.model_dump()) for t in m.inputs],
         outputs=[Tensor(**t.model_dump()) for t in m.outputs],

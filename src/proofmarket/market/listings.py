@@ -177,6 +177,28 @@ class Listings:
             if touched:
                 self._cache = {k: v for k, v in self._cache.items() if v[0].onchain_id[2:] not in touched}
 
+    # --- the prover's record -------------------------------------------------------------------
+    def prover_profile(self, max_age_s: float = 10.0) -> dict[str, Any]:
+        """This node's prover on chain: stake and counters (fulfilled, failed, expired) on the market, and its
+        ERC-8004 identity with reputation and validation summaries (cached ``max_age_s``)."""
+        with self._lock:
+            cached = getattr(self, "_profile", None)
+        if cached is not None and time.monotonic() - cached[1] <= max_age_s:
+            return dict(cached[0])
+        market = self.market
+        info = market.market.get_prover(self.prover)
+        profile: dict[str, Any] = {"address": self.prover, "stake": info.stake, "fulfilled": info.fulfilled,
+                                   "failed": info.failed, "expired": info.expired, "erc8004": None}
+        registries = market.erc8004
+        agent_id = market.agent_id() if registries is not None else None
+        if agent_id is not None:
+            profile["erc8004"] = {"agent_id": agent_id, "registry": registries.identity.registry_id(),
+                                  "reputation": registries.reputation.summary(agent_id).to_json(),
+                                  "validations": registries.validation.summary(agent_id).to_json()}
+        with self._lock:
+            self._profile = (profile, time.monotonic())
+        return dict(profile)
+
     # --- x402 splits ----------------------------------------------------------------------------
     def release_later(self, onchain_id: str) -> None:
         """Queue a ``releaseSplit`` of (model, this node's prover) after a settlement paid its splitter."""

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from proofmarket.api.deps import IdempotencyKey, ServicesDep
+from proofmarket.api.deps import IdempotencyKey, NodeServices, ServicesDep
 from proofmarket.api.schemas import JobPublic, ModelList, ModelPublic
 from proofmarket.api.security import AdminDep
 from proofmarket.api.uploads import UPLOAD_SCHEMA, prepare_upload
@@ -16,19 +17,33 @@ from proofmarket.api.views import job_public, model_public, model_summary
 from proofmarket.errors import ProofMarketError, UsageError
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
+log = logging.getLogger("proofmarket.models")
 ERRORS: dict[int | str, dict[str, Any]] = {404: {"description": "unknown_model"}}
 
 
 @router.get("", operation_id="list_models", response_model=ModelList)
 def list_models(services: ServicesDep) -> ModelList:
     """The models this node serves, with their prices and privacy profiles."""
-    return ModelList(models=[model_summary(m) for m in services.catalog.list()])
+    prover = prover_profile(services)
+    return ModelList(models=[model_summary(m, prover) for m in services.catalog.list()])
 
 
 @router.get("/{model_id}", operation_id="get_model", response_model=ModelPublic, responses=ERRORS)
 def get_model(model_id: str, services: ServicesDep) -> ModelPublic:
     """Price, privacy profile, input schema, commitments (ONNX sha256, vk digest) and verifier artifacts."""
-    return model_public(services.catalog.get(model_id))
+    return model_public(services.catalog.get(model_id), prover_profile(services))
+
+
+def prover_profile(services: NodeServices) -> dict[str, Any] | None:
+    """The node's prover record and ERC-8004 scores, when a market is deployed (None when the chain is away)."""
+    listings = services.catalog.listings
+    if listings is None:
+        return None
+    try:
+        return listings.prover_profile()
+    except ProofMarketError as exc:
+        log.warning("no prover profile: %s", exc.message)
+        return None
 
 
 @router.post("", operation_id="upload_model", status_code=202, response_model=JobPublic, dependencies=[AdminDep],
