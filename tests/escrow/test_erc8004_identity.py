@@ -55,6 +55,12 @@ def test_identity_registration_file_and_feedback(env: EscrowEnv, tmp_path: Path)
                 assert prover["address"] == market.accounts.prover.address and prover["fulfilled"] >= 0
                 assert prover["erc8004"]["agent_id"] == agent_id
                 assert prover["erc8004"]["reputation"]["count"] >= 1
+            from proofmarket.routing import pick_node
+
+            choice = pick_node(["http://testserver"], env.public, rpc_url=env.rpc_url, transport=_through(node))
+            on_chain = choice.best.details["prover"]  # read again from the chain, not the node's word
+            assert on_chain["erc8004"]["agent_id"] == agent_id and on_chain["address"] == market.accounts.prover.address
+            assert choice.best.details["parts"]["reputation"] > 0.5
             with Client("http://testserver", account=market.accounts.prover, transport=_through(node),
                         cache_dir=tmp_path / "p") as own, pytest.raises(ContractReverted, match="SelfFeedback"):
                 own.give_feedback(env.rpc_url, 100)

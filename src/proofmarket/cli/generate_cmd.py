@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from proofmarket.cli.infer_cmd import DEFAULT_KEY_ENV, _account
+from proofmarket.cli.infer_cmd import DEFAULT_KEY_ENV, _account, choose_node
 from proofmarket.cli.output import emit_json, fail, out, progress_steps
 from proofmarket.config import Settings
 from proofmarket.errors import ProofMarketError
@@ -42,6 +42,10 @@ def generate_cmd(
     reexecute: Annotated[bool, typer.Option("--reexecute", help="re-check the answer locally (needs the weights)")]
     = False,
     out_path: Annotated[Path | None, typer.Option("--out", help="write the attested bundle here")] = None,
+    auto: Annotated[bool, typer.Option(
+        "--auto", help="--node is a comma-separated list: call the best node by price and reputation")] = False,
+    rpc_url: Annotated[str | None, typer.Option(
+        "--rpc-url", envvar="PROOFMARKET_RPC_URL", help="with --auto: read the reputations on chain here")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
     home: Annotated[Path | None, typer.Option("--home", envvar="PROOFMARKET_HOME", help="data folder")] = None,
 ) -> None:
@@ -51,6 +55,7 @@ def generate_cmd(
         if node:
             from proofmarket.client import Client
 
+            node = choose_node(node, model_id, auto, rpc_url, max_amount, as_json)
             with Client(node, account=_account(key_env, devnet), devnet=devnet) as sdk:
                 result = sdk.generate(model_id, prompt, max_tokens=max_tokens, temperature=temperature, seed=seed,
                                       max_amount=max_amount, reexecute=reexecute)

@@ -46,6 +46,10 @@ def infer_cmd(
     out_path: Annotated[Path | None, typer.Option("--out", help="write the paid proof bundle here")] = None,
     verify: Annotated[bool, typer.Option(
         "--verify/--no-verify", help="verify the answer locally against this request")] = True,
+    auto: Annotated[bool, typer.Option(
+        "--auto", help="--node is a comma-separated list: call the best node by price and reputation")] = False,
+    rpc_url: Annotated[str | None, typer.Option(
+        "--rpc-url", envvar="PROOFMARKET_RPC_URL", help="with --auto: read the reputations on chain here")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Call MODEL_ID on a node with INPUT, paying over x402 if asked; verify that the answer is the proof of
@@ -53,6 +57,7 @@ def infer_cmd(
     from proofmarket.client import Client
 
     try:
+        node = choose_node(node, model_id, auto, rpc_url, max_amount, as_json)
         doc = _read_input(input)
         account = _account(key_env, devnet)
         with Client(node, account=account, devnet=devnet, allow_dev_srs=allow_dev_srs) as sdk:
@@ -85,6 +90,24 @@ def infer_cmd(
             out.print(f"  ok  {check}")
     if result.salt:
         out.print(f"salt:       {result.salt} (keep it: it opens the input commitment)")
+
+
+def choose_node(node: str, model_id: str, auto: bool, rpc_url: str | None, max_amount: int | None,
+                as_json: bool) -> str:
+    """``--auto``: the best of the comma-separated nodes by price and reputation (``proofmarket.routing``)."""
+    urls = [u.strip() for u in node.split(",") if u.strip()]
+    if not auto:
+        if len(urls) != 1:
+            raise UsageError("--node takes one URL (several, comma-separated, with --auto)")
+        return urls[0]
+    from proofmarket.routing import pick_node
+
+    choice = pick_node(urls, model_id, rpc_url=rpc_url, max_price=max_amount)
+    if not as_json:
+        best = choice.best
+        out.print(f"node:       {best.url} (score {best.score:.3g}: quality {best.quality:.2f} at {best.price_atomic} "
+                  f"atomic units; {len(choice.ranked)} candidate(s), {len(choice.skipped)} skipped)")
+    return choice.best.url
 
 
 def _read_input(path: Path) -> Any:
