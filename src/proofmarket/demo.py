@@ -170,6 +170,10 @@ class Demo:
 
         base_url = self.step("start node", lambda: self._start_node(settings, model_id, market, lm_id), 60)
         console.print(f"node:     {base_url} (OpenAPI at {base_url}/docs), escrow watcher on")
+        agent_id, _ = self.step("register ERC-8004 agent", lambda: market.register_agent(
+            f"{base_url}/.well-known/agent-registration.json"), 60)
+        console.print(f"agent:    ERC-8004 agent {agent_id} on {market.erc8004.identity.registry_id()} "
+                      f"(registration file {base_url}/.well-known/agent-registration.json)")
 
         self._paid_call(base_url, market, model_id, verifier)
         self._escrow(base_url, market, model_id)
@@ -341,6 +345,12 @@ class Demo:
         console.print(f"escrow:   fulfilled by the watcher in {self.report.timings['escrow fulfilment']:.1f} s, "
                       f"bundle {body['bundle_cid']}, output {[[round(v, 4) for v in row] for row in s['output']]}")
         self.report.lines.append(f"escrow request {receipt.request_id}: fulfilled, bundle {body['bundle_cid']}")
+        validation = s.get("validation") or {}
+        if validation:
+            console.print(f"erc8004:  validation record {validation.get('response')}/100 ({validation.get('tag')}) "
+                          f"answered by the ZkValidator {validation.get('validator')} from chain state")
+            self.report.lines.append(f"ERC-8004 validation of request {receipt.request_id}: "
+                                     f"{validation.get('response')}/100 ({validation.get('tag')})")
         self.report.lines.append(f"escrow moved: {_fmt_moves(moved)}")
 
     def _print_report(self) -> None:
