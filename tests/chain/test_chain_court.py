@@ -1,0 +1,138 @@
+"""AttestationCourt on anvil: an unchallenged commitment is paid after its window; a cheating node is
+challenged, loses the vote, is slashed and its consumer refunded; a false challenge costs the challenger its
+bond; late challenges, unstaked or double votes and commitments for unknown requests revert, moving nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from chain_helpers import PRICE, USDC, Chain, list_model
+from eth_account.messages import encode_defunct
+from eth_utils import keccak
+from web3.logs import DISCARD
+
+from proofmarket.chain.artifacts import load_artifact
+from proofmarket.errors import ContractReverted
+
+pytestmark = pytest.mark.chain
+WINDOW, VOTE_WINDOW, QUORUM = 300, 300, 3
+BOND, NODE_STAKE, VALIDATOR_STAKE = 2 * USDC, 100 * USDC, 10 * USDC
+SLASH_BPS, REWARD_BPS, FEE_BPS = 5_000, 5_000, 100
+WEIGHTS = b"\x11" * 32
+
+
+def _court(chain: Chain) -> Any:
+    params = (WINDOW, VOTE_WINDOW, QUORUM, 10_000, SLASH_BPS, REWARD_BPS, FEE_BPS, BOND, NODE_STAKE, VALIDATOR_STAKE)
+    address, _ = chain.client.deploy(load_artifact("AttestationCourt"), chain.accounts.admin, chain.usdc.address,
+                                     chain.registry.address, chain.accounts.admin.address, params)
+    return chain.client.w3.eth.contract(address=address, abi=load_artifact("AttestationCourt").abi)
+
+
+def _setup(chain: Chain) -> tuple[Any, bytes]:
+    court = _court(chain)
+    listed = list_model(chain, "bafy-attested", vk_digest=keccak(text="proofmarket-attested-toploc-v1"),
+                        onnx_sha256=WEIGHTS, input_instances=1, instance_count=5)
+    a = chain.accounts
+    for who, amount, validator in ((a.prover, NODE_STAKE, False), (a.prover2, VALIDATOR_STAKE, True),
+                                   (a.relayer, VALIDATOR_STAKE, True), (a.stranger, VALIDATOR_STAKE, True),
+                                   (a.admin, VALIDATOR_STAKE, True)):
+        chain.usdc.approve(court.address, amount + BOND, who)
+        chain.client.transact(court.functions.stake(amount, validator), who)
+    chain.usdc.approve(court.address, 100 * PRICE, a.consumer)
+    return court, listed.key
+
+
+def _request(chain: Chain, court: Any, key: bytes, request_hash: int) -> int:
+    commitment = keccak(request_hash.to_bytes(32, "big"))
+    deadline = chain.client.timestamp() + 3_600
+    tx = chain.client.transact(court.functions.request(key, commitment, deadline), chain.accounts.consumer)
+    return int(court.events.RequestCreated().process_receipt(tx.receipt, errors=DISCARD)[0]["args"]["requestId"])
+
+
+def _commit(chain: Chain, court: Any, request_id: int, request_hash: int, signer: Any = None) -> list[int]:
+    instances = [request_hash, int.from_bytes(WEIGHTS, "big"), 3, 4, 5]
+    packed = b"".join(v.to_bytes(32, "big") for v in instances)
+    signature = (signer or chain.accounts.prover).sign_message(encode_defunct(primitive=keccak(packed))).signature
+    chain.client.transact(court.functions.commit(request_id, instances, bytes(signature)), chain.accounts.prover)
+    return instances
+
+
+def _advance(chain: Chain, seconds: int) -> None:
+    chain.client.rpc("evm_increaseTime", [seconds])
+    chain.client.rpc("evm_mine", [])
+
+
+def test_an_unchallenged_commitment_is_paid_after_the_window(chain: Chain) -> None:
+    court, key = _setup(chain)
+    a = chain.accounts
+    request_id = _request(chain, court, key, 111)
+    _commit(chain, court, request_id, 111)
+    with pytest.raises(ContractReverted, match="WindowOpen"):
+        chain.client.transact(court.functions.finalize(request_id), a.stranger)
+    # the sample draw uses the hash of the block after the commitment: unknown when the node commits
+    assert not chain.client.call(court.functions.isSampled(request_id, a.prover2.address))
+    node_before = chain.usdc.balance_of(a.prover.address)
+    _advance(chain, WINDOW + 1)
+    chain.client.rpc("evm_mine", [])
+    assert chain.client.call(court.functions.isSampled(request_id, a.prover2.address))  # 100 % sampling
+    with pytest.raises(ContractReverted, match="WindowClosed"):  # a challenge after the window
+        chain.client.transact(court.functions.challenge(request_id), a.relayer)
+    chain.client.transact(court.functions.finalize(request_id), a.stranger)
+    fee, owner_cut = PRICE * FEE_BPS // 10_000, PRICE * 7_000 // 10_000
+    assert chain.usdc.balance_of(a.prover.address) - node_before == PRICE - fee - owner_cut
+
+
+def test_a_cheating_node_is_slashed_and_its_consumer_refunded(chain: Chain) -> None:
+    court, key = _setup(chain)
+    a = chain.accounts
+    request_id = _request(chain, court, key, 222)
+    _commit(chain, court, request_id, 222)
+    consumer_before = chain.usdc.balance_of(a.consumer.address)
+    challenger_before = chain.usdc.balance_of(a.relayer.address)
+    chain.client.transact(court.functions.challenge(request_id), a.relayer)
+    with pytest.raises(ContractReverted, match="PartyCannotVote"):
+        chain.client.transact(court.functions.vote(request_id, True), a.relayer)
+    with pytest.raises(ContractReverted, match="StakeTooLow"):  # an unstaked validator
+        chain.client.transact(court.functions.vote(request_id, True), a.owner)
+    chain.client.transact(court.functions.vote(request_id, True), a.prover2)
+    with pytest.raises(ContractReverted, match="AlreadyVoted"):
+        chain.client.transact(court.functions.vote(request_id, True), a.prover2)
+    chain.client.transact(court.functions.vote(request_id, False), a.stranger)
+    chain.client.transact(court.functions.vote(request_id, True), a.admin)  # quorum: 2 of 3 say it cheated
+    slashed = NODE_STAKE * SLASH_BPS // 10_000
+    assert chain.client.call(court.functions.nodeStake(a.prover.address)) == NODE_STAKE - slashed
+    assert chain.usdc.balance_of(a.consumer.address) - consumer_before == PRICE
+    reward = slashed * REWARD_BPS // 10_000
+    assert chain.usdc.balance_of(a.relayer.address) - challenger_before == reward  # bond back + reward - bond
+    assert chain.client.call(court.functions.getRequest(request_id))[1] == 5  # Slashed
+
+
+def test_a_false_challenge_costs_the_challenger_its_bond(chain: Chain) -> None:
+    court, key = _setup(chain)
+    a = chain.accounts
+    request_id = _request(chain, court, key, 333)
+    _commit(chain, court, request_id, 333)
+    challenger_before = chain.usdc.balance_of(a.relayer.address)
+    chain.client.transact(court.functions.challenge(request_id), a.relayer)
+    for voter in (a.prover2, a.stranger, a.admin):
+        chain.client.transact(court.functions.vote(request_id, False), voter)
+    assert chain.usdc.balance_of(a.relayer.address) - challenger_before == -BOND
+    assert chain.client.call(court.functions.nodeStake(a.prover.address)) == NODE_STAKE + BOND
+    assert chain.client.call(court.functions.getRequest(request_id))[1] == 4  # Paid
+
+
+def test_bad_commitments_revert_and_move_nothing(chain: Chain) -> None:
+    court, key = _setup(chain)
+    a = chain.accounts
+    with pytest.raises(ContractReverted, match="does not exist"):  # UnknownRequest
+        _commit(chain, court, 99, 1)
+    request_id = _request(chain, court, key, 444)
+    with pytest.raises(ContractReverted, match="NotTheRequest"):
+        _commit(chain, court, request_id, 445)
+    with pytest.raises(ContractReverted, match="BadSignature"):
+        _commit(chain, court, request_id, 444, signer=a.stranger)
+    with pytest.raises(ContractReverted, match="NotAttestedModel"):
+        other = list_model(chain, "bafy-proven")
+        chain.client.transact(court.functions.request(other.key, b"\x00" * 32, chain.client.timestamp() + 60),
+                              a.consumer)
