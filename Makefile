@@ -38,6 +38,7 @@ bench: setup
 	$(BIN)/python bench/scaling.py
 	$(BIN)/python bench/attested.py
 	$(BIN)/python bench/economics.py
+	$(BIN)/python bench/gas_attested.py
 
 lint: setup
 	$(BIN)/ruff check src tests bench scripts

@@ -1,0 +1,118 @@
+"""Gas of the attested tier and ERC-8004 on a fresh anvil devnet (no proofs needed).
+
+AttestationCourt: request (approve excluded), commit (signature check), finalize after the window, challenge
+(bond), vote, and the deciding vote (resolution: slash + refund, or the challenger's bond lost + payment).
+ERC-8004: register an agent, give feedback, a validation request and the ZkValidator's answer for a settled
+escrow request. Writes OUT/gas_attested.json and OUT/gas_attested.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from eth_account.messages import encode_defunct
+from eth_utils import keccak
+from web3.logs import DISCARD
+
+from proofmarket.chain import Devnet, deploy, dev_account, find_anvil
+from proofmarket.chain.artifacts import load_artifact
+from proofmarket.chain.commitments import model_id_of, model_key
+from proofmarket.chain.erc8004 import Erc8004
+from proofmarket.chain.types import ModelSpec
+
+USDC = 10**6
+PRICE = 2_500_000
+WEIGHTS = b"\x11" * 32
+PARAMS = (300, 300, 3, 1_000, 5_000, 5_000, 100, 2 * USDC, 100 * USDC, 10 * USDC)
+
+
+def _advance(client: Any, seconds: int) -> None:
+    client.rpc("evm_increaseTime", [seconds])
+    client.rpc("evm_mine", [])
+
+
+def measure() -> dict[str, int]:
+    gas: dict[str, int] = {}
+    with tempfile.TemporaryDirectory(prefix="gas-attested-") as tmp, Devnet(Path(tmp), anvil=find_anvil()) as net:
+        client = net.client()
+        admin, owner, consumer, node, *validators = (dev_account(i, client.chain_id) for i in range(8))
+        deployment = deploy(client, admin, Path(tmp) / "deployment.json")
+        usdc, registry, _ = deployment.bind(client)
+        verifier, _ = client.deploy(load_artifact("AttestationVerifier"), owner, node.address, WEIGHTS)
+        spec = ModelSpec(onnx_sha256=WEIGHTS, vk_digest=keccak(text="proofmarket-attested-toploc-v1"),
+                         settings_hash=b"\x33" * 32, verifier=verifier, price=PRICE, owner_share_bps=7_000,
+                         input_instances=1, instance_count=5, metadata_cid="bafy")
+        registry.register(model_key("bafy-attested"), spec, owner)
+        key = model_id_of(owner.address, model_key("bafy-attested"))
+        court_address, tx = client.deploy(load_artifact("AttestationCourt"), admin, usdc.address, registry.address,
+                                          admin.address, PARAMS)
+        gas["court deploy"] = tx.gas_used
+        court = client.w3.eth.contract(address=court_address, abi=load_artifact("AttestationCourt").abi)
+        for who, amount, validator in ((node, 100 * USDC, False), *((v, 10 * USDC, True) for v in validators)):
+            usdc.approve(court_address, amount + 10 * USDC, who)
+            gas["stake"] = client.transact(court.functions.stake(amount, validator), who).gas_used
+        usdc.approve(court_address, 100 * PRICE, consumer)
+
+        def request(h: int) -> int:
+            tx = client.transact(court.functions.request(key, keccak(h.to_bytes(32, "big")),
+                                                         client.timestamp() + 3_600), consumer)
+            gas["request (escrow)"] = tx.gas_used
+            return int(court.events.RequestCreated().process_receipt(tx.receipt, errors=DISCARD)[0]["args"][
+                "requestId"])
+
+        def commit(request_id: int, h: int) -> None:
+            instances = [h, int.from_bytes(WEIGHTS, "big"), 3, 4, 5]
+            packed = b"".join(v.to_bytes(32, "big") for v in instances)
+            sig = bytes(node.sign_message(encode_defunct(primitive=keccak(packed))).signature)
+            gas["commit (post commitment)"] = client.transact(court.functions.commit(request_id, instances, sig),
+                                                              node).gas_used
+
+        rid = request(1)
+        commit(rid, 1)
+        _advance(client, 301)
+        gas["finalize (paid after the window)"] = client.transact(court.functions.finalize(rid), admin).gas_used
+        for cheated, label in ((False, "bond lost + payment"), (True, "slash + refund")):
+            rid = request(2 if cheated else 3)
+            commit(rid, 2 if cheated else 3)
+            gas["challenge (with bond)"] = client.transact(court.functions.challenge(rid), validators[0]).gas_used
+            gas["vote"] = client.transact(court.functions.vote(rid, cheated), validators[1]).gas_used
+            client.transact(court.functions.vote(rid, cheated), validators[2])
+            gas[f"deciding vote ({label})"] = client.transact(court.functions.vote(rid, cheated),
+                                                              validators[3]).gas_used
+        registries = Erc8004.bind(client, deployment.erc8004 or {})
+        agent_id, tx = registries.identity.register("http://node/.well-known/agent-registration.json", node)
+        gas["ERC-8004 register agent"] = tx.gas_used
+        gas["ERC-8004 feedback"] = registries.reputation.give_feedback(agent_id, 90, consumer, tag1="inference",
+                                                                       tag2="attested").gas_used
+        gas["ERC-8004 validation request"] = registries.validation.request(
+            validators[0].address, agent_id, "ipfs://bafy#receipt=0x", b"\x42" * 32, node).gas_used
+        gas["ERC-8004 validation response"] = registries.validation.respond(b"\x42" * 32, 100,
+                                                                            validators[0], tag="attested").gas_used
+    return gas
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent)
+    args = parser.parse_args()
+    gas = measure()
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "gas_attested.json").write_text(json.dumps(gas, indent=2))
+    lines = ["# Gas: attested tier (AttestationCourt) and ERC-8004", "",
+             "`make bench` (bench/gas_attested.py), fresh anvil devnet, gas used per transaction (the last of its "
+             "kind when measured more than once). One commitment per job; a Merkle root per batch is not built yet.",
+             "", "| operation | gas |", "|---|---|"]
+    lines += [f"| {name} | {value:,} |" for name, value in gas.items()]
+    table = "\n".join(lines) + "\n"
+    (args.out / "gas_attested.md").write_text(table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
