@@ -136,3 +136,24 @@ def test_bad_commitments_revert_and_move_nothing(chain: Chain) -> None:
         other = list_model(chain, "bafy-proven")
         chain.client.transact(court.functions.request(other.key, b"\x00" * 32, chain.client.timestamp() + 60),
                               a.consumer)
+
+
+def test_chain_deploy_includes_a_court_and_the_wrapper_drives_it(chain: Chain) -> None:
+    from proofmarket.chain.court import AttestationCourt
+
+    assert chain.deployment.court is not None
+    court = AttestationCourt(chain.client, chain.deployment.court)
+    params = court.params()
+    assert (params.window, params.quorum) == (120, 3)  # the devnet's short window
+    a = chain.accounts
+    listed = list_model(chain, "bafy-attested-2", vk_digest=keccak(text="proofmarket-attested-toploc-v1"),
+                        onnx_sha256=WEIGHTS, input_instances=1, instance_count=5)
+    chain.usdc.approve(court.address, params.node_min_stake, a.prover)
+    court.stake(params.node_min_stake, a.prover, validator=False)
+    assert court.stake_of(a.prover.address, validator=False) == params.node_min_stake
+    chain.usdc.approve(court.address, PRICE, a.consumer)
+    request_id = court.request(listed.key, keccak((7).to_bytes(32, "big")), chain.client.timestamp() + 600,
+                               a.consumer)
+    assert court.status(request_id) == "open"
+    court.commit(request_id, [7, int.from_bytes(WEIGHTS, "big"), 1, 2, 3], a.prover)
+    assert court.status(request_id) == "committed"

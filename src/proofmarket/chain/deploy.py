@@ -28,6 +28,10 @@ from proofmarket.errors import ChainError
 USDC_UNIT = 10**6
 FORMAT = "proofmarket/deployment"
 ERC8004_CONTRACTS = ("IdentityRegistry", "ReputationRegistry", "ValidationRegistry", "ZkValidator")
+COURT = "AttestationCourt"
+# window, vote window, quorum, sample bps, slash bps, challenger reward bps, fee bps, bond, node / validator minimum
+DEVNET_COURT_PARAMS = (120, 120, 3, 1_000, 5_000, 5_000, 100, 2 * USDC_UNIT, 100 * USDC_UNIT, 10 * USDC_UNIT)
+COURT_PARAMS = (86_400, 86_400, 5, 1_000, 5_000, 5_000, 100, 20 * USDC_UNIT, 1_000 * USDC_UNIT, 100 * USDC_UNIT)
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,11 @@ class Deployment:
     @property
     def market(self) -> str:
         return self.contracts["InferenceMarket"].address
+
+    @property
+    def court(self) -> str | None:
+        """The AttestationCourt (challenge window for attested results), when the deployment has one."""
+        return self.contracts[COURT].address if COURT in self.contracts else None
 
     @property
     def erc8004(self) -> dict[str, str] | None:
@@ -158,8 +167,12 @@ def deploy(
     """
     existing = load_deployment(path)
     if existing is not None and is_live(client, existing):
+        added: dict[str, Deployed] = {}
         if existing.erc8004 is None:  # a deployment from before the ERC-8004 registries: add them in place
-            added = _deploy_erc8004(client, deployer, existing.registry, existing.market)
+            added.update(_deploy_erc8004(client, deployer, existing.registry, existing.market))
+        if existing.court is None:  # ... or from before the AttestationCourt
+            added.update(_deploy_court(client, deployer, existing.usdc, existing.registry))
+        if added:
             existing = replace(existing, contracts={**existing.contracts, **added})
             _write(path, existing)
         return existing
@@ -188,6 +201,7 @@ def deploy(
     )
     contracts["InferenceMarket"] = Deployed(market, tx.block_number)
     contracts.update(_deploy_erc8004(client, deployer, registry, market))
+    contracts.update(_deploy_court(client, deployer, contracts["USDC"].address, registry))
     deployment = Deployment(client.chain_id, deployer.address, contracts, usdc is None, config,
                             market_source_hash())
     _write(path, deployment)
@@ -206,6 +220,12 @@ def _deploy_erc8004(client: ChainClient, deployer: LocalAccount, registry: str, 
                                   registry, market)
     out["ZkValidator"] = Deployed(validator, tx.block_number)
     return out
+
+
+def _deploy_court(client: ChainClient, deployer: LocalAccount, usdc: str, registry: str) -> dict[str, Deployed]:
+    params = DEVNET_COURT_PARAMS if client.chain_id == DEVNET_CHAIN_ID else COURT_PARAMS
+    address, tx = client.deploy(load_artifact(COURT), deployer, usdc, registry, deployer.address, params)
+    return {COURT: Deployed(address, tx.block_number)}
 
 
 def _mint(client: ChainClient, token: str, deployer: LocalAccount, to: Sequence[str] | None, amount: int) -> None:
