@@ -6,7 +6,7 @@ settings, vk, SRS). See ``verify_bundle``.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -18,6 +18,17 @@ BUNDLE_VERSION = 2  # v2 adds ``mode`` ("proven"); v1 bundles (no mode) are stil
 READ_VERSIONS = (1, 2)
 PROVEN_SYSTEM: Literal["ezkl-halo2-kzg-bn254"] = "ezkl-halo2-kzg-bn254"
 HEX = r"^0x[0-9a-fA-F]*$"
+B = TypeVar("B", bound=BaseModel)
+
+
+def validate_bundle(cls: type[B], doc: Any, what: str) -> B:
+    """``cls.model_validate(doc)``; a ``BundleError`` naming the first field that does not hold otherwise."""
+    try:
+        return cls.model_validate(doc)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise BundleError(f"malformed {what}: {where}: {first['msg']}") from exc
 
 
 class _Strict(BaseModel):
@@ -90,12 +101,7 @@ class ProofBundle(_Strict):
             raise BundleError("malformed proof bundle: a version 1 bundle has no mode")
         if doc.get("version") == 1:
             doc = {**doc, "mode": None}
-        try:
-            return cls.model_validate(doc)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise BundleError(f"malformed proof bundle: {where}: {first['msg']}") from exc
+        return validate_bundle(cls, doc, "proof bundle")
 
     def to_doc(self) -> dict[str, Any]:
         doc = self.model_dump(mode="json")

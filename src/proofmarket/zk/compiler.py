@@ -20,15 +20,14 @@ import onnx
 from proofmarket import models
 from proofmarket.errors import UsageError
 from proofmarket.store import LocalStore
-from proofmarket.store.cid import digest_of
 from proofmarket.zk import ezkl_calls, solidity
 from proofmarket.zk.manifest import (
-    ArtifactRef,
     InstanceLayout,
     ModelManifest,
     SrsRef,
     TensorDoc,
     VerifierRef,
+    put_artifact,
 )
 from proofmarket.zk.predict import Budget, Prediction, predict
 from proofmarket.zk.profile import SALT_ELEMENTS, PrivacyProfile
@@ -133,11 +132,6 @@ def predict_model(onnx_path: Path, samples_doc: Any, profile: PrivacyProfile) ->
         circuit_onnx = circuit_model(onnx_path, Path(tmp), profile)
         flat = [_flat_input(s, profile) for s in samples]
         return predict(circuit_onnx, flat, input_visibility=profile.input, param_visibility=profile.params), info
-
-
-def put_artifact(store: LocalStore, path: Path) -> ArtifactRef:
-    cid = store.put_file(path)
-    return ArtifactRef(cid=cid, sha256=digest_of(cid).hex(), size=path.stat().st_size)
 
 
 def circuit_model(onnx_path: Path, work: Path, profile: PrivacyProfile) -> Path:

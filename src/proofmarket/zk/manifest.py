@@ -5,9 +5,13 @@ Its CID is the model id. Everything a verifier needs (settings, vk, SRS) is name
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
+
+from proofmarket.store import ArtifactStore
+from proofmarket.store.cid import digest_of
 
 MANIFEST_FORMAT = "proofmarket/model-manifest"
 MANIFEST_VERSION = 2  # v2 adds mode and system; v1 manifests (proven, EZKL) still load
@@ -23,6 +27,12 @@ class ArtifactRef(BaseModel):
     cid: str
     sha256: str
     size: int
+
+
+def put_artifact(store: ArtifactStore, path: Path) -> ArtifactRef:
+    """Store a file and describe it: its CID, sha256 (the CID's own digest: the file is read once) and size."""
+    cid = store.put_file(path)
+    return ArtifactRef(cid=cid, sha256=digest_of(cid).hex(), size=path.stat().st_size)
 
 
 class SrsRef(ArtifactRef):

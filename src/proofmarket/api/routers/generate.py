@@ -98,19 +98,26 @@ def _run_onnx(services: NodeServices, model_id: str, inputs: dict[str, Any],
               ticket: PaymentTicket | None) -> tuple[dict[str, Any], dict[str, str]]:
     bundle, cid = _measured(services, "infer", lambda: services.attested.runtime.infer(
         model_id, inputs, services.attested.signer, services.attested.chain_id))
-    payment = receipt = None
-    headers: dict[str, str] = {}
-    doc = bundle.to_doc()
-    if ticket is not None:
-        settlement = services.payments.settle(ticket, ProofOutcome.of(f"att-{uuid.uuid4().hex[:12]}", cid, bundle))
-        payment, receipt, headers = settlement.payment, settlement.receipt, dict(settlement.headers or {})
-        doc = {**doc, "payment": {k: v for k, v in (payment or {}).items() if k != "paid_bundle_cid"},
-               "receipt": receipt}
+    payment, receipt, headers, doc = _settle(services, ticket, "att", cid, bundle)
     answer = {"job_id": None, "status": "settled" if ticket is not None else "proved", "model_id": model_id,
               "mode": "attested", "output": bundle.output.values, "bundle_cid": cid, "bundle": doc,
               "payment": payment, "receipt": receipt, "salt": None, "access_token": None,
               "guarantee": "attested: the node's signed commitment, re-checkable with the weights (not a ZK proof)"}
     return answer, headers
+
+
+def _settle(services: NodeServices, ticket: PaymentTicket | None, prefix: str, cid: str, bundle: Any
+            ) -> tuple[dict[str, Any] | None, dict[str, Any] | None, dict[str, str], dict[str, Any]]:
+    """Settle an attested call's payment (when paid): (payment, receipt, response headers, the bundle document
+    with its payment and receipt)."""
+    doc = bundle.to_doc()
+    if ticket is None:
+        return None, None, {}, doc
+    settlement = services.payments.settle(ticket, ProofOutcome.of(f"{prefix}-{uuid.uuid4().hex[:12]}", cid, bundle))
+    payment = settlement.payment
+    doc = {**doc, "payment": {k: v for k, v in (payment or {}).items() if k != "paid_bundle_cid"},
+           "receipt": settlement.receipt}
+    return payment, settlement.receipt, dict(settlement.headers or {}), doc
 
 
 def _offer(services: NodeServices, model_id: str, doc: dict[str, Any], base: str) -> tuple[Offer, Any]:
@@ -172,14 +179,7 @@ def _run(services: NodeServices, model_id: str, call: Any, ticket: PaymentTicket
         model_id, call, on_token=on_token, on_chunk=on_chunk))
     if getattr(services.attested, "metrics", None) is not None:
         services.attested.metrics.tokens.inc(len(bundle.output.tokens))
-    payment = receipt = None
-    headers: dict[str, str] = {}
-    doc = bundle.to_doc()
-    if ticket is not None:
-        settlement = services.payments.settle(ticket, ProofOutcome.of(f"gen-{uuid.uuid4().hex[:12]}", cid, bundle))
-        payment, receipt, headers = settlement.payment, settlement.receipt, dict(settlement.headers or {})
-        doc = {**doc, "payment": {k: v for k, v in (payment or {}).items() if k != "paid_bundle_cid"},
-               "receipt": receipt}
+    payment, receipt, headers, doc = _settle(services, ticket, "gen", cid, bundle)
     out = bundle.output
     answer = {"model_id": model_id, "mode": "attested", "text": out.text, "tokens": out.tokens,
               "finish_reason": out.finish_reason,

@@ -9,16 +9,17 @@ activation commitments (TOPLOC) of every chunk". Anyone holding the weights can 
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 from eth_utils import is_address, keccak, to_checksum_address
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from proofmarket.errors import BundleError, VerificationFailed
+from proofmarket.errors import VerificationFailed
 from proofmarket.store import canonical_json
+from proofmarket.zk.bundle import validate_bundle
 from proofmarket.zk.manifest import MANIFEST_FORMAT, ArtifactRef
 
 ATTESTED_SYSTEM: Literal["proofmarket-attested-toploc-v1"] = "proofmarket-attested-toploc-v1"
@@ -169,15 +170,13 @@ class AttestedProof(_Strict):
     attestation: Attestation
 
 
-class AttestedBundle(_Strict):
+class _AttestedBundleBase(_Strict):
+    """What both attested bundles (causal LM, ONNX) share: envelope, proof section, prover, payment."""
+
     format: str = BUNDLE_FORMAT
     version: int = VERSION
     mode: Literal["attested"] = "attested"
-    model: AttestedModel
     privacy: dict[str, str]
-    input: AttestedInput
-    output: AttestedOutput
-    decoding: AttestedDecoding
     proof: AttestedProof
     prover: dict[str, Any]
     timings: dict[str, float]
@@ -186,16 +185,18 @@ class AttestedBundle(_Strict):
     receipt: dict[str, Any] | None = None
 
     @classmethod
-    def parse(cls, doc: Any) -> AttestedBundle:
-        try:
-            return cls.model_validate(doc)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise BundleError(f"malformed attested bundle: {where}: {first['msg']}") from exc
+    def parse(cls, doc: Any) -> Self:
+        return validate_bundle(cls, doc, "attested bundle")
 
     def to_doc(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+class AttestedBundle(_AttestedBundleBase):
+    model: AttestedModel
+    input: AttestedInput
+    output: AttestedOutput
+    decoding: AttestedDecoding
 
 
 class OnnxModelRef(_Strict):
@@ -222,34 +223,12 @@ class OnnxProbes(_Strict):
     topk: int
 
 
-class AttestedOnnxBundle(_Strict):
-    format: str = BUNDLE_FORMAT
-    version: int = VERSION
-    mode: Literal["attested"] = "attested"
+class AttestedOnnxBundle(_AttestedBundleBase):
     kind: Literal["onnx"] = "onnx"
     model: OnnxModelRef
-    privacy: dict[str, str]
     input: OnnxInput
     output: OnnxOutput
     probes: OnnxProbes
-    proof: AttestedProof
-    prover: dict[str, Any]
-    timings: dict[str, float]
-    created_at: str
-    payment: dict[str, Any] | None = None
-    receipt: dict[str, Any] | None = None
-
-    @classmethod
-    def parse(cls, doc: Any) -> AttestedOnnxBundle:
-        try:
-            return cls.model_validate(doc)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise BundleError(f"malformed attested bundle: {where}: {first['msg']}") from exc
-
-    def to_doc(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
 
 
 # --- hashes ---------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from proofmarket.errors import (
     VerificationFailed,
     WrongMode,
 )
-from proofmarket.store import ArtifactStore, LocalStore
+from proofmarket.store import ArtifactStore
 from proofmarket.systems.attested import toploc
 from proofmarket.systems.attested.documents import (
     AttestedBundle,
@@ -58,7 +58,7 @@ from proofmarket.systems.attested.documents import (
     values_hash,
 )
 from proofmarket.systems.attested.sampling import Decoding
-from proofmarket.zk.manifest import ArtifactRef
+from proofmarket.zk.manifest import put_artifact
 
 log = logging.getLogger("proofmarket.attested")
 
@@ -85,17 +85,6 @@ def _lm() -> Any:
     return lm
 
 
-def _ref(store: ArtifactStore, path: Path) -> ArtifactRef:
-    import hashlib
-
-    cid = store.put_file(path) if isinstance(store, LocalStore) else store.put(path.read_bytes())
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return ArtifactRef(cid=cid, sha256=digest.hexdigest(), size=path.stat().st_size)
-
-
 def compile_attested(model_dir: Path, store: ArtifactStore, *, name: str | None = None,
                      max_tokens_cap: int = DEFAULT_MAX_TOKENS_CAP, chunk: int = DEFAULT_CHUNK,
                      topk: int = DEFAULT_TOPK, progress: Callable[[str], None] = lambda _: None
@@ -113,7 +102,7 @@ def compile_attested(model_dir: Path, store: ArtifactStore, *, name: str | None 
     progress("hashing the weights (Merkle root over every tensor)")
     root = model.weights_root()
     progress("storing the files by CID")
-    refs = {p.name: _ref(store, p) for p in files}
+    refs = {p.name: put_artifact(store, p) for p in files}
     manifest = AttestedManifest(
         name=name or model_dir.name, files=refs,
         weights=WeightsCommitment(root=root, tensors=model.tensor_count, dtype="float32",
@@ -137,7 +126,7 @@ def compile_attested_onnx(path: Path, store: ArtifactStore, *, name: str | None 
     model = AttestedOnnx(path)
     progress(f"committing to {model.tensors} initializers and {len(model.probes)} probe tensor(s)")
     manifest = AttestedManifest(
-        kind="onnx", name=name or path.stem, files={"model.onnx": _ref(store, path)},
+        kind="onnx", name=name or path.stem, files={"model.onnx": put_artifact(store, path)},
         weights=WeightsCommitment(root=model.weights_root, tensors=model.tensors, dtype="as stored"),
         architecture=f"onnx (opset {model.opset})",
         onnx=OnnxTerms(inputs=[TensorTerm(name=t.name, shape=list(t.shape), dtype=t.dtype) for t in model.info.inputs],
