@@ -14,7 +14,8 @@ import {ModelRegistry} from "./ModelRegistry.sol";
 /// validators and slashing. A consumer escrows the model's price for (model, input commitment); a staked node
 /// commits its signed instances [request hash, weights root, decoding hash, commitments hash, output hash];
 /// the money waits for the window. A staked validator whose re-execution differs challenges with a bond; staked
-/// validators (not the node, not the challenger) vote; after `quorum` votes the majority decides: the node is
+/// validators (not the node; the challenge counts as the challenger's vote) vote; after `quorum` votes the
+/// majority decides: the node is
 /// slashed and the consumer refunded, or the challenger loses its bond to the node. Unchallenged, anyone
 /// finalizes after the window: owner share, platform fee, the rest to the node. Validators learn which results
 /// they are to check from `isSampled`, which uses the hash of the block after the commitment: unknown to the
@@ -79,8 +80,11 @@ contract AttestationCourt is Ownable, ReentrancyGuardTransient {
     event Staked(address indexed who, bool validator, uint256 amount);
     event Unstaked(address indexed who, bool validator, uint256 amount);
     event RequestCreated(uint256 indexed requestId, bytes32 indexed modelId, address indexed consumer,
-        bytes32 inputCommitment, uint256 amount, uint64 deadline);
-    event Committed(uint256 indexed requestId, address indexed node, uint256[5] instances, uint64 windowEnd);
+        bytes32 inputCommitment, uint256 amount, uint64 deadline, address node);
+    /// @dev `bundleDigest`: sha256 of the attested bundle's bytes (its CID's digest), where validators fetch it.
+    event Committed(uint256 indexed requestId, address indexed node, uint256[5] instances, bytes32 bundleDigest,
+        uint64 windowEnd);
+    event BatchCommitted(address indexed node, bytes32 root, uint256 count);
     event Challenged(uint256 indexed requestId, address indexed challenger, uint64 voteEnd);
     event Voted(uint256 indexed requestId, address indexed validator, bool nodeCheated);
     event Resolved(uint256 indexed requestId, bool nodeCheated, uint256 slashed, uint256 challengerPaid);
@@ -97,6 +101,8 @@ contract AttestationCourt is Ownable, ReentrancyGuardTransient {
     error BadSignature();
     error NotTheRequest(bytes32 expected, bytes32 actual);
     error NotTheWeights(bytes32 expected, bytes32 actual);
+    error NotTheNode(uint256 requestId, address node);
+    error BadBatch();
     error WindowClosed(uint256 requestId, uint64 windowEnd);
     error WindowOpen(uint256 requestId, uint64 windowEnd);
     error PartyCannotVote(address who);
@@ -147,7 +153,9 @@ contract AttestationCourt is Ownable, ReentrancyGuardTransient {
     mapping(address => uint256) private _openCount;
 
     // --- consumers ------------------------------------------------------------------------------
-    function request(bytes32 modelId, bytes32 inputCommitment, uint64 deadline)
+    /// @notice Escrow the model's price for a result on `inputCommitment`, answered by `node` (address(0): any
+    /// staked node; naming one keeps another node from answering a request that was not meant for it).
+    function request(bytes32 modelId, bytes32 inputCommitment, uint64 deadline, address node)
         external
         nonReentrant
         returns (uint256 requestId)
@@ -162,7 +170,8 @@ contract AttestationCourt is Ownable, ReentrancyGuardTransient {
         r.amount = price;
         r.modelId = modelId;
         r.inputCommitment = inputCommitment;
-        emit RequestCreated(requestId, modelId, msg.sender, inputCommitment, price, deadline);
+        r.node = node;
+        emit RequestCreated(requestId, modelId, msg.sender, inputCommitment, price, deadline, node);
         usdc.safeTransferFrom(msg.sender, address(this), price);
     }
 
@@ -176,26 +185,40 @@ contract AttestationCourt is Ownable, ReentrancyGuardTransient {
     }
 
     // --- nodes ----------------------------------------------------------------------------------
-    /// @notice Commit the attested result: instances signed (EIP-191, over their packed hash) by the sender.
-    function commit(uint256 requestId, uint256[5] calldata instances, bytes calldata signature) external nonReentrant {
-        Request storage r = _get(requestId, Status.Open);
-        if (block.timestamp > r.deadline) revert DeadlinePassed(r.deadline);
+    /// @notice Commit the attested result: instances signed (EIP-191, over their packed hash) by the sender, and
+    /// the digest of the bundle validators fetch to re-execute it.
+    function commit(uint256 requestId, uint256[5] calldata instances, bytes32 bundleDigest, bytes calldata signature)
+        external
+        nonReentrant
+    {
         Params memory p = _params;
-        if (nodeStake[msg.sender] < p.nodeMinStake) {
-            revert StakeTooLow(msg.sender, nodeStake[msg.sender], p.nodeMinStake);
-        }
-        bytes32 actual = keccak256(abi.encodePacked(instances[0]));
-        if (actual != r.inputCommitment) revert NotTheRequest(r.inputCommitment, actual);
-        bytes32 weights = registry.getModel(r.modelId).spec.onnxSha256;
-        if (bytes32(instances[1]) != weights) revert NotTheWeights(weights, bytes32(instances[1]));
+        _requireNode(msg.sender, p);
         bytes32 digest = MessageHashUtils.toEthSignedMessageHash(keccak256(abi.encodePacked(instances)));
-        (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, signature);
-        if (err != ECDSA.RecoverError.NoError || signer != msg.sender) revert BadSignature();
-        r.status = Status.Committed;
-        (r.node, r.commitBlock, r.windowEnd) = (msg.sender, uint64(block.number), uint64(block.timestamp) + p.window);
-        r.outputHash = bytes32(instances[4]);
-        _openCount[msg.sender] += 1;
-        emit Committed(requestId, msg.sender, instances, r.windowEnd);
+        _requireSigner(digest, signature);
+        _commit(requestId, instances, bundleDigest, p);
+    }
+
+    /// @notice Commit several results in one transaction: the node signs the Merkle root of the leaves
+    /// keccak256(abi.encode(requestId, instances, bundleDigest)) (pairs hashed in sorted order, an odd last
+    /// node carried up). One signature and one stake check for the batch; each request is then as if
+    /// committed alone (its own window, challenge and vote).
+    function commitBatch(uint256[] calldata requestIds, uint256[5][] calldata instances,
+        bytes32[] calldata bundleDigests, bytes calldata signature) external nonReentrant returns (bytes32 root)
+    {
+        uint256 n = requestIds.length;
+        if (n == 0 || n > 256 || instances.length != n || bundleDigests.length != n) revert BadBatch();
+        Params memory p = _params;
+        _requireNode(msg.sender, p);
+        bytes32[] memory level = new bytes32[](n);
+        for (uint256 i; i < n; ++i) {
+            level[i] = keccak256(abi.encode(requestIds[i], instances[i], bundleDigests[i]));
+        }
+        root = _merkleRoot(level);
+        _requireSigner(MessageHashUtils.toEthSignedMessageHash(root), signature);
+        for (uint256 i; i < n; ++i) {
+            _commit(requestIds[i], instances[i], bundleDigests[i], p);
+        }
+        emit BatchCommitted(msg.sender, root, n);
     }
 
     /// @notice Unchallenged after the window: pay the owner share, the platform fee and the node.
@@ -223,6 +246,8 @@ contract AttestationCourt is Ownable, ReentrancyGuardTransient {
         if (msg.sender == r.node) revert PartyCannotVote(msg.sender);
         r.status = Status.Challenged;
         r.challenger = msg.sender;
+        r.votesCheated = 1; // the challenger's re-execution is the first vote (it cannot vote again)
+        hasVoted[requestId][msg.sender] = true;
         r.windowEnd = uint64(block.timestamp) + p.voteWindow; // now the vote's deadline
         _openCount[msg.sender] += 1;
         emit Challenged(requestId, msg.sender, r.windowEnd);
@@ -234,7 +259,7 @@ contract AttestationCourt is Ownable, ReentrancyGuardTransient {
         Params memory p = _params;
         if (block.timestamp > r.windowEnd) revert WindowClosed(requestId, r.windowEnd);
         _requireValidator(msg.sender, p);
-        if (msg.sender == r.node || msg.sender == r.challenger) revert PartyCannotVote(msg.sender);
+        if (msg.sender == r.node) revert PartyCannotVote(msg.sender);
         if (hasVoted[requestId][msg.sender]) revert AlreadyVoted(requestId, msg.sender);
         hasVoted[requestId][msg.sender] = true;
         if (nodeCheated) r.votesCheated += 1;
@@ -259,6 +284,46 @@ contract AttestationCourt is Ownable, ReentrancyGuardTransient {
     }
 
     // --- internals ------------------------------------------------------------------------------
+    function _commit(uint256 requestId, uint256[5] calldata instances, bytes32 bundleDigest, Params memory p)
+        private
+    {
+        Request storage r = _get(requestId, Status.Open);
+        if (block.timestamp > r.deadline) revert DeadlinePassed(r.deadline);
+        if (r.node != address(0) && r.node != msg.sender) revert NotTheNode(requestId, r.node);
+        bytes32 actual = keccak256(abi.encodePacked(instances[0]));
+        if (actual != r.inputCommitment) revert NotTheRequest(r.inputCommitment, actual);
+        bytes32 weights = registry.getModel(r.modelId).spec.onnxSha256;
+        if (bytes32(instances[1]) != weights) revert NotTheWeights(weights, bytes32(instances[1]));
+        r.status = Status.Committed;
+        (r.node, r.commitBlock, r.windowEnd) = (msg.sender, uint64(block.number), uint64(block.timestamp) + p.window);
+        r.outputHash = bytes32(instances[4]);
+        _openCount[msg.sender] += 1;
+        emit Committed(requestId, msg.sender, instances, bundleDigest, r.windowEnd);
+    }
+
+    function _requireNode(address who, Params memory p) private view {
+        if (nodeStake[who] < p.nodeMinStake) revert StakeTooLow(who, nodeStake[who], p.nodeMinStake);
+    }
+
+    function _requireSigner(bytes32 digest, bytes calldata signature) private view {
+        (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, signature);
+        if (err != ECDSA.RecoverError.NoError || signer != msg.sender) revert BadSignature();
+    }
+
+    function _merkleRoot(bytes32[] memory level) private pure returns (bytes32) {
+        uint256 n = level.length;
+        while (n > 1) {
+            uint256 half = (n + 1) / 2;
+            for (uint256 i; i < n / 2; ++i) {
+                (bytes32 a, bytes32 b) = (level[2 * i], level[2 * i + 1]);
+                level[i] = a < b ? keccak256(abi.encodePacked(a, b)) : keccak256(abi.encodePacked(b, a));
+            }
+            if (n % 2 == 1) level[half - 1] = level[n - 1];
+            n = half;
+        }
+        return level[0];
+    }
+
     function _attestedPrice(bytes32 modelId) private view returns (uint96) {
         ModelRegistry.Model memory m = registry.getModel(modelId);
         if (m.spec.vkDigest != systemDigest) revert NotAttestedModel(modelId);

@@ -43,18 +43,20 @@ def _setup(chain: Chain) -> tuple[Any, bytes]:
     return court, listed.key
 
 
-def _request(chain: Chain, court: Any, key: bytes, request_hash: int) -> int:
+def _request(chain: Chain, court: Any, key: bytes, request_hash: int, node: str = "0x" + "00" * 20) -> int:
     commitment = keccak(request_hash.to_bytes(32, "big"))
     deadline = chain.client.timestamp() + 3_600
-    tx = chain.client.transact(court.functions.request(key, commitment, deadline), chain.accounts.consumer)
+    tx = chain.client.transact(court.functions.request(key, commitment, deadline, node), chain.accounts.consumer)
     return int(court.events.RequestCreated().process_receipt(tx.receipt, errors=DISCARD)[0]["args"]["requestId"])
 
 
-def _commit(chain: Chain, court: Any, request_id: int, request_hash: int, signer: Any = None) -> list[int]:
+def _commit(chain: Chain, court: Any, request_id: int, request_hash: int, signer: Any = None,
+            sender: Any = None) -> list[int]:
     instances = [request_hash, int.from_bytes(WEIGHTS, "big"), 3, 4, 5]
     packed = b"".join(v.to_bytes(32, "big") for v in instances)
     signature = (signer or chain.accounts.prover).sign_message(encode_defunct(primitive=keccak(packed))).signature
-    chain.client.transact(court.functions.commit(request_id, instances, bytes(signature)), chain.accounts.prover)
+    chain.client.transact(court.functions.commit(request_id, instances, b"\x01" * 32, bytes(signature)),
+                          sender or chain.accounts.prover)
     return instances
 
 
@@ -91,15 +93,16 @@ def test_a_cheating_node_is_slashed_and_its_consumer_refunded(chain: Chain) -> N
     consumer_before = chain.usdc.balance_of(a.consumer.address)
     challenger_before = chain.usdc.balance_of(a.relayer.address)
     chain.client.transact(court.functions.challenge(request_id), a.relayer)
-    with pytest.raises(ContractReverted, match="PartyCannotVote"):
+    with pytest.raises(ContractReverted, match="AlreadyVoted"):  # the challenge was the challenger's vote
         chain.client.transact(court.functions.vote(request_id, True), a.relayer)
     with pytest.raises(ContractReverted, match="StakeTooLow"):  # an unstaked validator
         chain.client.transact(court.functions.vote(request_id, True), a.owner)
-    chain.client.transact(court.functions.vote(request_id, True), a.prover2)
+    chain.client.transact(court.functions.vote(request_id, False), a.prover2)
     with pytest.raises(ContractReverted, match="AlreadyVoted"):
         chain.client.transact(court.functions.vote(request_id, True), a.prover2)
-    chain.client.transact(court.functions.vote(request_id, False), a.stranger)
-    chain.client.transact(court.functions.vote(request_id, True), a.admin)  # quorum: 2 of 3 say it cheated
+    chain.client.transact(court.functions.vote(request_id, True), a.stranger)  # quorum: 2 of 3 say it cheated
+    with pytest.raises(ContractReverted, match="WrongStatus"):  # decided: later votes are refused
+        chain.client.transact(court.functions.vote(request_id, True), a.admin)
     slashed = NODE_STAKE * SLASH_BPS // 10_000
     assert chain.client.call(court.functions.nodeStake(a.prover.address)) == NODE_STAKE - slashed
     assert chain.usdc.balance_of(a.consumer.address) - consumer_before == PRICE
@@ -115,7 +118,7 @@ def test_a_false_challenge_costs_the_challenger_its_bond(chain: Chain) -> None:
     _commit(chain, court, request_id, 333)
     challenger_before = chain.usdc.balance_of(a.relayer.address)
     chain.client.transact(court.functions.challenge(request_id), a.relayer)
-    for voter in (a.prover2, a.stranger, a.admin):
+    for voter in (a.prover2, a.stranger):  # with the challenger's own vote: quorum 3, 2 say honest
         chain.client.transact(court.functions.vote(request_id, False), voter)
     assert chain.usdc.balance_of(a.relayer.address) - challenger_before == -BOND
     assert chain.client.call(court.functions.nodeStake(a.prover.address)) == NODE_STAKE + BOND
@@ -134,8 +137,8 @@ def test_bad_commitments_revert_and_move_nothing(chain: Chain) -> None:
         _commit(chain, court, request_id, 444, signer=a.stranger)
     with pytest.raises(ContractReverted, match="NotAttestedModel"):
         other = list_model(chain, "bafy-proven")
-        chain.client.transact(court.functions.request(other.key, b"\x00" * 32, chain.client.timestamp() + 60),
-                              a.consumer)
+        chain.client.transact(court.functions.request(other.key, b"\x00" * 32, chain.client.timestamp() + 60,
+                                                      "0x" + "00" * 20), a.consumer)
 
 
 def test_chain_deploy_includes_a_court_and_the_wrapper_drives_it(chain: Chain) -> None:
@@ -157,3 +160,46 @@ def test_chain_deploy_includes_a_court_and_the_wrapper_drives_it(chain: Chain) -
     assert court.status(request_id) == "open"
     court.commit(request_id, [7, int.from_bytes(WEIGHTS, "big"), 1, 2, 3], a.prover)
     assert court.status(request_id) == "committed"
+
+
+def test_a_request_naming_a_node_is_answered_by_that_node_only(chain: Chain) -> None:
+    court, key = _setup(chain)
+    a = chain.accounts
+    chain.usdc.approve(court.address, NODE_STAKE, a.stranger)
+    chain.client.transact(court.functions.stake(NODE_STAKE, False), a.stranger)  # another staked node
+    request_id = _request(chain, court, key, 555, node=a.prover.address)
+    with pytest.raises(ContractReverted, match="NotTheNode"):
+        _commit(chain, court, request_id, 555, signer=a.stranger, sender=a.stranger)
+    _commit(chain, court, request_id, 555)
+    assert chain.client.call(court.functions.getRequest(request_id))[1] == 2  # Committed
+
+
+def test_a_batch_commits_under_one_signed_merkle_root(chain: Chain) -> None:
+    from proofmarket.chain.court import AttestationCourt, Commitment
+
+    court, key = _setup(chain)
+    a = chain.accounts
+    wrapped = AttestationCourt(chain.client, court.address)
+    ids = [_request(chain, court, key, 600 + i) for i in range(5)]
+    batch = [Commitment(rid, [600 + i, int.from_bytes(WEIGHTS, "big"), 3, 4, 5 + i], bytes([i + 1]) * 32)
+             for i, rid in enumerate(ids)]
+    with pytest.raises(ContractReverted, match="NotTheRequest"):  # one wrong leaf fails the whole batch
+        wrapped.commit_batch([*batch[:4], Commitment(ids[4], [999, *batch[4].instances[1:]], b"\x05" * 32)],
+                             a.prover)
+    assert all(wrapped.status(rid) == "open" for rid in ids)
+    tx = wrapped.commit_batch(batch, a.prover)
+    assert [int(e["requestId"]) for e in wrapped.decode_events(tx, "Committed")] == ids
+    assert all(wrapped.get_request(rid).output_hash == (5 + i).to_bytes(32, "big") for i, rid in enumerate(ids))
+    with pytest.raises(ContractReverted, match="WrongStatus"):  # committed once only
+        wrapped.commit_batch(batch[:1], a.prover)
+    more = [_request(chain, court, key, 700)]
+    forged = Commitment(more[0], [700, int.from_bytes(WEIGHTS, "big"), 3, 4, 5], b"\x07" * 32)
+    with pytest.raises(ContractReverted, match="BadSignature"):  # a root signed by someone else
+        court_as_stranger = AttestationCourt(chain.client, court.address)
+        from eth_account.messages import encode_defunct as defunct
+
+        from proofmarket.chain.court import leaf, merkle_root
+
+        sig = a.stranger.sign_message(defunct(primitive=merkle_root([leaf(forged)]))).signature
+        chain.client.transact(court_as_stranger.contract.functions.commitBatch(
+            more, [forged.instances], [forged.bundle_digest], bytes(sig)), a.prover)

@@ -29,6 +29,7 @@ from proofmarket.api.middleware import BodyLimit, RequestMetrics
 from proofmarket.api.payments import FreeAccess, PaymentPort
 from proofmarket.api.routers import (
     artifacts,
+    court,
     dashboard,
     earnings,
     generate,
@@ -69,7 +70,7 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
                   lifespan=functools.partial(_lifespan, services=services))
     app.state.services = services
     for router in (models.router, infer.router, generate.router, jobs.router, proofs.router, verify.router,
-                   artifacts.router, requests.router, earnings.router, meta.router, dashboard.router):
+                   artifacts.router, requests.router, court.router, earnings.router, meta.router, dashboard.router):
         app.include_router(router)
     for exc_type in (ProofMarketError, RequestValidationError, StarletteHTTPException, Exception):
         app.add_exception_handler(exc_type, handle_error)

@@ -29,6 +29,7 @@ USDC_UNIT = 10**6
 FORMAT = "proofmarket/deployment"
 ERC8004_CONTRACTS = ("IdentityRegistry", "ReputationRegistry", "ValidationRegistry", "ZkValidator")
 COURT = "AttestationCourt"
+COURT_CONTRACTS = (COURT, "CourtValidator")
 # window, vote window, quorum, sample bps, slash bps, challenger reward bps, fee bps, bond, node / validator minimum
 DEVNET_COURT_PARAMS = (120, 120, 3, 1_000, 5_000, 5_000, 100, 2 * USDC_UNIT, 100 * USDC_UNIT, 10 * USDC_UNIT)
 COURT_PARAMS = (86_400, 86_400, 5, 1_000, 5_000, 5_000, 100, 20 * USDC_UNIT, 1_000 * USDC_UNIT, 100 * USDC_UNIT)
@@ -78,6 +79,7 @@ class Deployment:
     test_usdc: bool
     config: MarketConfig = field(default_factory=MarketConfig)
     source_hash: str = ""
+    court_source_hash: str = ""  # the AttestationCourt's: a court of older code is replaced
 
     @property
     def usdc(self) -> str:
@@ -97,6 +99,11 @@ class Deployment:
         return self.contracts[COURT].address if COURT in self.contracts else None
 
     @property
+    def court_validator(self) -> str | None:
+        """The ERC-8004 validator that answers from the court's verdicts, when the deployment has one."""
+        return self.contracts["CourtValidator"].address if "CourtValidator" in self.contracts else None
+
+    @property
     def erc8004(self) -> dict[str, str] | None:
         """The ERC-8004 registries (identity, reputation, validation), when the deployment has them."""
         if not all(name in self.contracts for name in ERC8004_CONTRACTS):
@@ -112,6 +119,7 @@ class Deployment:
             "contracts": {k: asdict(v) for k, v in self.contracts.items()},
             "config": asdict(self.config),
             "sourceHash": self.source_hash,
+            "courtSourceHash": self.court_source_hash,
         }
 
     @classmethod
@@ -124,6 +132,7 @@ class Deployment:
             bool(data["testUsdc"]),
             MarketConfig(**data.get("config", {})),
             str(data.get("sourceHash", "")),
+            str(data.get("courtSourceHash", "")),
         )
 
     def bind(self, client: ChainClient) -> tuple[UsdcToken, ModelRegistry, InferenceMarket]:
@@ -170,10 +179,13 @@ def deploy(
         added: dict[str, Deployed] = {}
         if existing.erc8004 is None:  # a deployment from before the ERC-8004 registries: add them in place
             added.update(_deploy_erc8004(client, deployer, existing.registry, existing.market))
-        if existing.court is None:  # ... or from before the AttestationCourt
-            added.update(_deploy_court(client, deployer, existing.usdc, existing.registry))
+        if existing.court_source_hash != court_source_hash() or existing.court_validator is None:
+            # ... or from before the AttestationCourt (or with a court of older code)
+            known = existing.erc8004 or {k: v.address for k, v in added.items()}
+            added.update(_deploy_court(client, deployer, existing.usdc, existing.registry, known))
         if added:
-            existing = replace(existing, contracts={**existing.contracts, **added})
+            existing = replace(existing, contracts={**existing.contracts, **added},
+                               court_source_hash=court_source_hash())
             _write(path, existing)
         return existing
     config = config or MarketConfig()
@@ -200,10 +212,12 @@ def deploy(
         delay,
     )
     contracts["InferenceMarket"] = Deployed(market, tx.block_number)
-    contracts.update(_deploy_erc8004(client, deployer, registry, market))
-    contracts.update(_deploy_court(client, deployer, contracts["USDC"].address, registry))
+    registries = _deploy_erc8004(client, deployer, registry, market)
+    contracts.update(registries)
+    contracts.update(_deploy_court(client, deployer, contracts["USDC"].address, registry,
+                                   {k: v.address for k, v in registries.items()}))
     deployment = Deployment(client.chain_id, deployer.address, contracts, usdc is None, config,
-                            market_source_hash())
+                            market_source_hash(), court_source_hash())
     _write(path, deployment)
     return deployment
 
@@ -222,10 +236,18 @@ def _deploy_erc8004(client: ChainClient, deployer: LocalAccount, registry: str, 
     return out
 
 
-def _deploy_court(client: ChainClient, deployer: LocalAccount, usdc: str, registry: str) -> dict[str, Deployed]:
+def court_source_hash() -> str:
+    return load_artifact(COURT).source_hash
+
+
+def _deploy_court(client: ChainClient, deployer: LocalAccount, usdc: str, registry: str,
+                  erc8004: dict[str, str]) -> dict[str, Deployed]:
+    """The AttestationCourt and the CourtValidator that answers ERC-8004 validations from its verdicts."""
     params = DEVNET_COURT_PARAMS if client.chain_id == DEVNET_CHAIN_ID else COURT_PARAMS
     address, tx = client.deploy(load_artifact(COURT), deployer, usdc, registry, deployer.address, params)
-    return {COURT: Deployed(address, tx.block_number)}
+    validator, vtx = client.deploy(load_artifact("CourtValidator"), deployer, erc8004["ValidationRegistry"],
+                                   erc8004["IdentityRegistry"], address)
+    return {COURT: Deployed(address, tx.block_number), "CourtValidator": Deployed(validator, vtx.block_number)}
 
 
 def _mint(client: ChainClient, token: str, deployer: LocalAccount, to: Sequence[str] | None, amount: int) -> None:

@@ -344,12 +344,14 @@ from proofmarket.cli.generate_cmd import register as _register_generate  # noqa:
 from proofmarket.cli.infer_cmd import register as _register_infer  # noqa: E402
 from proofmarket.cli.market_cmds import register as _register_roles  # noqa: E402
 from proofmarket.cli.node_cmd import register as _register_node  # noqa: E402
+from proofmarket.cli.validator_cmd import register as _register_validator  # noqa: E402
 
 _register_market(app)
 _register_roles(app)
 _register_node(app)
 _register_infer(app)
 _register_generate(app)
+_register_validator(app)
 
 if __name__ == "__main__":
     app()

@@ -269,6 +269,10 @@ class EscrowRepo:
                           status=EscrowStatus.FULFILLED.value, fulfil_tx=fulfil_tx, settlement=settlement,
                           inputs=None)
 
+    def update_settlement(self, row_id: int, settlement: dict[str, Any]) -> bool:
+        """A fulfilled request's settlement as it moves on (an attested commitment: paid or slashed later)."""
+        return self._move(row_id, [EscrowStatus.FULFILLED], settlement=settlement)
+
     def failed(self, row_id: int, code: str, message: str) -> bool:
         return self._move(row_id, [EscrowStatus.SEEN, EscrowStatus.INPUT_RECEIVED, EscrowStatus.PROVING],
                           status=EscrowStatus.FAILED.value, error_code=code, error_message=message[:4000],

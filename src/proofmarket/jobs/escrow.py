@@ -58,6 +58,13 @@ class RequestClosed(UsageError):
     code, http_status = "request_closed", 409
 
 
+class UseCourt(UsageError):
+    """An attested request escrowed on the InferenceMarket while the deployment has an AttestationCourt: attested
+    results are paid only after a challenge window, so they are answered on the court, not here."""
+
+    code, http_status = "use_court", 409
+
+
 class EscrowUnavailable(UsageError):
     """This node follows no escrow market: there are no escrow requests to show (not a server fault)."""
 
@@ -139,6 +146,11 @@ class EscrowService:
                                 status=row.status)
         if self.market.attested_manifest(row.model_id) is not None:  # a generate request
             from proofmarket.market import attested_escrow
+
+            if self.market.deployment.court is not None:
+                raise UseCourt(f"model {row.model_id} is attested: its requests are escrowed on the AttestationCourt "
+                               f"({self.market.deployment.court}); refund request {request_id} after its deadline",
+                               request_id=request_id)
 
             inputs_doc = attested_escrow.escrow_request(inputs_doc)
             self.market.workspace.attested.runtime.check(row.model_id, _generate_request(inputs_doc))
@@ -321,6 +333,10 @@ class EscrowService:
             self.market.claim(onchain)  # only the claimer can fulfil: a copied fulfil cannot take our work
             doc = row.inputs or {}
             attested = self.market.attested_manifest(row.model_id) is not None
+            if attested and self.market.deployment.court is not None:
+                self._close_failed(row, UseCourt.code, f"request {request_id}: attested requests are answered on "
+                                   "the AttestationCourt (refund this one after its deadline)")
+                return 0
             if attested:
                 bundle, bundle_cid = self.market.generate_attested(row.model_id, doc.get("inputs"))
                 output: Any = bundle.output.text

@@ -40,6 +40,8 @@ class RequestReceipt:
     payment: str
     tx: TxResult
     approve_tx: TxResult | None = None
+    contract: str = "InferenceMarket"  # or "AttestationCourt": attested requests wait for a challenge window
+    node: str | None = None  # the node named to answer (court requests; None: any staked node)
 
 
 @dataclass(frozen=True)

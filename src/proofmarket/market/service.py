@@ -294,12 +294,8 @@ class Market:
         if payment not in PAYMENTS:
             raise UsageError(f"payment must be one of {', '.join(PAYMENTS)}, not {payment!r}")
         if self.attested_manifest(model_id) is not None:  # a generate request {prompt, max_tokens, ...}
-            from proofmarket.market import attested_escrow
-            from proofmarket.zk.commitment import InputCommitment
-
-            inputs_doc = attested_escrow.escrow_request(inputs_doc)
-            commitment = InputCommitment(attested_escrow.input_commitment(inputs_doc), [])
-            salt = None
+            return self.request_attested(model_id, inputs_doc, ttl_s=ttl_s, deadline=deadline, owner=owner,
+                                         max_price=max_price)
         else:
             manifest, info = self.workspace.prover.model(model_id)
             salt = check_salt(manifest.salt_elements, salt, required=False)
@@ -326,6 +322,67 @@ class Market:
             datetime.now(UTC).isoformat(timespec="seconds"),
         ))
         return receipt
+
+    def request_attested(self, model_id: str, doc: Any, *, ttl_s: int | None = None, deadline: int | None = None,
+                         owner: str | None = None, max_price: int | None = None,
+                         node: str | None = "prover") -> RequestReceipt:
+        """Escrow the price of an attested generation on the AttestationCourt: the consumer commits to its
+        generate request ``{prompt, max_tokens, temperature, seed}``; the node commits its signed result and is
+        paid when the challenge window closes (or slashed, and the consumer refunded, after a lost challenge).
+        ``node``: the node allowed to answer ("prover": this market's prover account; None: any staked node)."""
+        from proofmarket.market import attested_escrow
+
+        court = self.court
+        if court is None:
+            raise ChainError("this market's deployment has no AttestationCourt: run 'proofmarket chain deploy'")
+        doc = attested_escrow.escrow_request(doc)
+        commitment = attested_escrow.input_commitment(doc)
+        key = self.onchain_id(model_id, owner)
+        if not self.registry.exists(key):
+            raise ChainError(f"model {model_id} is not registered on this market by "
+                             f"{owner or self.accounts.owner.address}: run 'proofmarket model register'",
+                             model_id=model_id)
+        self.check_entry(model_id, key, max_price=max_price)
+        consumer = self.accounts.consumer
+        price = self.registry.get_model(key).spec.price
+        held = self.usdc.balance_of(consumer.address)
+        if held < price:
+            raise PaymentError(f"{consumer.address} holds {format_usdc(held)} USDC, the model costs "
+                               f"{format_usdc(price)} USDC", needed=price, available=held)
+        approve_tx = None
+        if self.usdc.allowance(consumer.address, court.address) < price:
+            approve_tx = self.usdc.approve(court.address, price, consumer)
+        named = self.accounts.prover.address if node == "prover" else node
+        deadline = deadline if deadline is not None else self._deadline(ttl_s)
+        request_id, tx = court.request_tx(key, bytes.fromhex(commitment[2:]), deadline, consumer, node=named)
+        return RequestReceipt(request_id, model_id, commitment, None, deadline, price, consumer.address, "approve",
+                              tx, approve_tx, contract="AttestationCourt", node=named)
+
+    @property
+    def court(self) -> Any:
+        """The deployment's AttestationCourt (``chain.court.AttestationCourt``), or None when it has none."""
+        from proofmarket.chain.court import AttestationCourt
+
+        address = self.deployment.court
+        return None if address is None else AttestationCourt(self.client, address)
+
+    def stake_court_node(self, amount: int | None = None) -> tuple[int, TxResult | None]:
+        """Approve and stake ``amount`` atomic USDC on the court for the prover account as a node (None: what
+        the court's minimum still needs)."""
+        court = self.court
+        if court is None:
+            raise ChainError("this market's deployment has no AttestationCourt: run 'proofmarket chain deploy'")
+        prover = self.accounts.prover
+        if amount is None:
+            amount = max(0, court.params().node_min_stake - court.stake_of(prover.address, validator=False))
+        if amount <= 0:
+            return 0, None
+        held = self.usdc.balance_of(prover.address)
+        if held < amount:
+            raise PaymentError(f"the node {prover.address} holds {format_usdc(held)} USDC and must stake "
+                               f"{format_usdc(amount)} USDC on the AttestationCourt", needed=amount, available=held)
+        self.usdc.approve(court.address, amount, prover)
+        return amount, court.stake(amount, prover, validator=False)
 
     def _escrow(self, key: bytes, commitment: bytes, deadline: int,
                 payment: str) -> tuple[RequestSubmitted, TxResult | None]:

@@ -44,3 +44,25 @@ def record_proof(market: Any, model_key: bytes, proof: bytes, instances: list[in
     registries.zk.validate_proof(model_key, proof, instances, prover)
     status: dict[str, Any] = registries.validation.status(request_hash)
     return {**status, "request_hash": "0x" + request_hash.hex()}
+
+
+def record_court(market: Any, validator: Any, request_id: int, bundle_cid: str,
+                 commit_tx: str) -> dict[str, Any] | None:
+    """Ask the CourtValidator to validate a settled AttestationCourt request and let it answer (100 paid, 0
+    slashed). The evidence URI names the attested bundle and the commitment transaction."""
+    registries = market.erc8004
+    agent_id = market.agent_id() if registries is not None else None
+    if agent_id is None:
+        return None
+    node = market.accounts.prover
+    request_hash = validator.request_hash(request_id)
+    from proofmarket.errors import ContractReverted
+
+    try:
+        registries.validation.status(request_hash)  # asked already (a settle retried after a crash)
+    except ContractReverted:
+        registries.validation.request(validator.address, agent_id, evidence_uri(bundle_cid, commit_tx), request_hash,
+                                      node)
+    validator.validate(request_id, node)
+    status: dict[str, Any] = registries.validation.status(request_hash)
+    return {**status, "request_hash": "0x" + request_hash.hex()}

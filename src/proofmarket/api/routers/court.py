@@ -1,0 +1,145 @@
+"""/v1/court/{id}: attested requests escrowed on the AttestationCourt for the causal LMs this node serves (see
+``proofmarket.jobs.court``).
+
+The consumer escrows the price on the court with a commitment to its generate request, then posts the request
+here; the node generates, signs and commits the result on chain, and is paid once the challenge window closed.
+The committed bundle is readable by the consumer (``X-Job-Token`` from the input answer), the admin, and any
+validator staked on the court: it signs ``proofmarket-validator-read:{chainId}:{court}:{requestId}:{time}``
+(EIP-191) and sends ``X-Validator-Address``, ``X-Validator-Time`` (unix seconds, within 5 minutes) and
+``X-Validator-Signature``. Validators must re-execute a result to judge it, so a court request's prompt and
+output are shown to staked validators: this is the attested tier's privacy terms.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from eth_account import Account
+from eth_account.messages import encode_defunct
+from fastapi import APIRouter, Body, FastAPI, Header, Path, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from proofmarket.api.access import AccessTokens
+from proofmarket.api.deps import NodeServices
+from proofmarket.api.routers.requests import EscrowRequestPublic
+from proofmarket.api.security import CallerDep
+from proofmarket.errors import ArtifactNotFound
+from proofmarket.jobs.court import CourtService, CourtUnavailable
+
+_lock = threading.Lock()
+SIGNATURE_SKEW_S = 300
+
+
+def read_message(chain_id: int, court: str, request_id: int, timestamp: int) -> str:
+    """What a validator signs (EIP-191) to read a committed bundle."""
+    return f"proofmarket-validator-read:{chain_id}:{court.lower()}:{request_id}:{timestamp}"
+
+
+def court_of(app: FastAPI) -> CourtService | None:
+    with _lock:
+        if not hasattr(app.state, "court"):
+            services: NodeServices = app.state.services
+            app.state.court = CourtService.for_node(services.settings, services.db, services.workspace)
+        court: CourtService | None = app.state.court
+        return court
+
+
+@asynccontextmanager
+async def court_lifespan(app: FastAPI) -> AsyncIterator[None]:
+    court = await run_in_threadpool(court_of, app)
+    if court is not None:
+        await run_in_threadpool(court.start)
+    try:
+        yield
+    finally:
+        if court is not None:
+            await run_in_threadpool(court.stop)
+
+
+router = APIRouter(prefix="/v1/court", tags=["court"], lifespan=court_lifespan)
+
+RequestId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the AttestationCourt request id")]
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"description": "unknown_request; court_unavailable (no court on the node's chain, or the watcher is off)"},
+    409: {"description": "request_closed"},
+    422: {"description": "input_mismatch, invalid_input, prompt_too_long, max_tokens_over_cap"},
+}
+
+
+class CourtInput(BaseModel):
+    input: dict[str, Any] = Field(description="the generate request committed to on chain: "
+                                              "{prompt, max_tokens, temperature, seed}")
+
+
+def _court(request: Request) -> CourtService:
+    court = court_of(request.app)
+    if court is None:
+        raise CourtUnavailable("this node follows no AttestationCourt (none deployed on its chain, or "
+                               "PROOFMARKET_ESCROW_WATCHER=off)")
+    return court
+
+
+@router.get("/{request_id}", operation_id="get_court_request", response_model=EscrowRequestPublic,
+            responses=RESPONSES)
+def get_court_request(request_id: RequestId, request: Request) -> EscrowRequestPublic:
+    """A court request as this node sees it: seen, input_received, proving, fulfilled (committed: see
+    ``settlement.court`` for committed, challenged, paid or slashed) or failed."""
+    return EscrowRequestPublic.of(_court(request).get(request_id))
+
+
+@router.post("/{request_id}/input", operation_id="post_court_input", status_code=202,
+             response_model=EscrowRequestPublic, responses=RESPONSES)
+def post_court_input(request_id: RequestId, body: Annotated[CourtInput, Body()],
+                     request: Request) -> EscrowRequestPublic:
+    """Post the generate request of a court request: it must open the on-chain commitment; the node then
+    generates, signs and commits the result (poll ``GET /v1/court/{id}``). The answer carries
+    ``access_token``: the ``X-Job-Token`` that reads the committed bundle at ``GET /v1/court/{id}/bundle``."""
+    court = _court(request)
+    answer = EscrowRequestPublic.of(court.post_input(request_id, body.input))
+    tokens: AccessTokens = request.app.state.services.tokens
+    answer.access_token = tokens.escrow(court.chain_id, court.address, request_id)
+    return answer
+
+
+@router.get("/{request_id}/bundle", operation_id="get_court_bundle", response_class=Response,
+            responses={200: {"content": {"application/json": {}}, "description": "the committed attested bundle"},
+                       404: {"description": "artifact_not_found (not committed, or not readable by this caller)"}})
+def get_court_bundle(request_id: RequestId, request: Request, caller: CallerDep,
+                     x_validator_address: Annotated[str | None, Header()] = None,
+                     x_validator_time: Annotated[int | None, Header()] = None,
+                     x_validator_signature: Annotated[str | None, Header()] = None) -> Response:
+    """The committed bundle of a court request (its sha256 is the digest committed on chain), for the
+    consumer's token, the admin, or a staked validator's signature (see the module notice)."""
+    court = _court(request)
+    services: NodeServices = request.app.state.services
+    row = court.repo.get(court.chain_id, court.address, request_id)
+    committed = row is not None and row.status == "fulfilled" and row.bundle_cid is not None
+    allowed = caller.admin or services.tokens.escrow_of(caller.token, court.chain_id, court.address) == request_id
+    if committed and not allowed and x_validator_address and x_validator_time and x_validator_signature:
+        allowed = _validator_may_read(court, request_id, x_validator_address, x_validator_time,
+                                      x_validator_signature)
+    if not committed or not allowed or row is None or row.bundle_cid is None:
+        raise ArtifactNotFound(f"no committed bundle for court request {request_id} readable with this request",
+                               request_id=request_id)
+    return Response(services.workspace.store.get(row.bundle_cid), media_type="application/json",
+                    headers={"ETag": f'"{row.bundle_cid}"', "Cache-Control": "private, max-age=3600"})
+
+
+def _validator_may_read(court: CourtService, request_id: int, address: str, timestamp: int, signature: str) -> bool:
+    if abs(time.time() - timestamp) > SIGNATURE_SKEW_S:
+        return False
+    message = encode_defunct(text=read_message(court.chain_id, court.address, request_id, timestamp))
+    try:
+        signer = Account.recover_message(message, signature=signature)
+    except Exception:  # a malformed signature reads nothing
+        return False
+    if signer.lower() != address.lower():
+        return False
+    params = court.court.params()
+    return court.court.stake_of(signer, validator=True) >= params.validator_min_stake

@@ -1,0 +1,259 @@
+"""The attested tier against an adversary, on its own anvil: 2 nodes and 3 staked validators on the
+AttestationCourt.
+
+- The honest node serves 50 escrowed generations (committed in Merkle-root batches); every validator is drawn
+  for every result (sample rate 100 % here), re-executes it over HTTP and finds it reproduced: nobody challenges.
+  One validator challenges one of them anyway: the two others vote honest and it loses its bond to the node.
+  Once the window closed the node finalizes and is paid, with an ERC-8004 validation record (100) per request.
+- A cheating node (its weights perturbed in memory, its commitments signed as the listed weights) answers 3
+  requests: each is challenged, loses the vote, the node is slashed and its consumers refunded, all inside the
+  window, and its validation records say 0.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import torch
+from escrow_helpers import anvil_or_skip, node_settings, serve
+
+from proofmarket.api import create_app
+from proofmarket.chain import Devnet
+from proofmarket.chain.court import AttestationCourt
+from proofmarket.chain.devkeys import dev_account
+from proofmarket.db import Database, EscrowRepo
+from proofmarket.jobs.court import CourtService
+from proofmarket.market import Market
+from proofmarket.market.accounts import RoleAccounts
+from proofmarket.validator import Validator
+from proofmarket.workspace import Workspace
+
+pytestmark = [pytest.mark.slow, pytest.mark.chain]
+PRICE, PRICE_UNITS = "0.5", 500_000
+WINDOW = 900  # long enough for every check here; the test moves the chain's clock past it
+HONEST_CALLS, CHEATS = 50, 3
+
+
+@dataclass
+class Net:
+    rpc_url: str
+    home: Path
+    lm_id: str
+    market: Market  # the honest side: dev roles (owner 1, consumer 2, node 3)
+    cheat_market: Market  # owner 8, node 7, same consumer
+    court: AttestationCourt
+    validators: list[Validator]
+
+
+def _advance(market: Market, seconds: int) -> None:
+    market.client.rpc("evm_increaseTime", [seconds])
+    market.client.rpc("evm_mine", [])
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
+    from proofmarket.systems.attested.tiny import build_tiny_lm
+
+    tmp = tmp_path_factory.mktemp("court-net")
+    with Devnet(tmp / "devnet", anvil=anvil_or_skip()) as chain:
+        home = tmp / "home"
+        ws = Workspace(node_settings(home, chain.rpc_url))
+        lm_id, _ = ws.compile_attested(build_tiny_lm(tmp / "tiny-llama"), max_tokens_cap=32)
+        market = Market.deploy(workspace=ws)
+        court = market.court
+        params = court.params()
+        court.set_params(replace(params, window=WINDOW, vote_window=WINDOW, sample_bps=10_000), market.accounts.admin)
+        market.register_model(lm_id, PRICE, 7_000)
+        market.register_agent("http://127.0.0.1/.well-known/agent-registration.json")
+        cheat_ws = Workspace(node_settings(home, chain.rpc_url))  # the same files, its own (perturbed) runtime
+        cid = market.client.chain_id
+        cheat_accounts = RoleAccounts(dev_account(0, cid), dev_account(8, cid), dev_account(2, cid),
+                                      dev_account(7, cid))
+        cheat_market = Market.open(workspace=cheat_ws, accounts=cheat_accounts)
+        cheat_market.register_model(lm_id, PRICE, 7_000)
+        cheat_market.register_agent("http://127.0.0.1/cheater.json")
+        check_ws = Workspace(node_settings(home, chain.rpc_url))
+        validators = [Validator(market.client, court, dev_account(i, cid), check_ws,
+                                state_path=tmp / f"validator-{i}.json",
+                                from_block=market.deployment.contracts["AttestationCourt"].block)
+                      for i in (4, 5, 6)]
+        for v in validators:
+            v.ensure_stake()
+        try:
+            yield Net(chain.rpc_url, home, lm_id, market, cheat_market, court, validators)
+        finally:
+            for w in (ws, cheat_ws, check_ws):
+                w.close()
+
+
+def _node(net: Net, tmp: Path, market: Market | None = None) -> Iterator[str]:
+    """A node app over HTTP; ``market``: serve that market's court (another node account) instead."""
+    settings = node_settings(net.home, net.rpc_url, tmp / "node.db", escrow_watcher="on", escrow_poll_s=0.1)
+    app = create_app(settings, workspace=(market or net.market).workspace)
+    app.state.services.catalog.register(net.lm_id, price_atomic=50_000)
+    if market is not None:
+        app.state.court = CourtService(market, EscrowRepo(Database(settings.database_url)), lambda: [net.lm_id],
+                                       confirmations=0, poll_s=0.1)
+    yield from serve(app)
+    app.state.services.close()
+
+
+@pytest.fixture(scope="module")
+def honest_url(net: Net, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    yield from _node(net, tmp_path_factory.mktemp("honest-node"))
+
+
+@pytest.fixture(scope="module")
+def cheat_url(net: Net, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    model = net.cheat_market.workspace.attested.runtime.model(net.lm_id)
+    cheat = copy.deepcopy(model.model)
+    gen = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for p in cheat.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * 1e-2)
+    model.model = cheat  # runs other weights, still signs the listed weights root
+    yield from _node(net, tmp_path_factory.mktemp("cheat-node"), net.cheat_market)
+
+
+def _wait(url: str, request_ids: list[int], done: Any, timeout_s: float = 120.0) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        rows = [httpx.get(f"{url}/v1/court/{rid}", timeout=10).json() for rid in request_ids]
+        if all(done(r) for r in rows):
+            return rows
+        assert time.monotonic() < deadline, [r for r in rows if not done(r)][:3]
+        time.sleep(0.2)
+
+
+def _poll(net: Net, urls: list[str]) -> None:
+    net.market.client.rpc("evm_mine", [])  # a live chain keeps making blocks: the draw needs the next one
+    for v in net.validators:
+        v.node_urls = urls
+        v.poll_once()
+
+
+def _court(row: dict[str, Any]) -> dict[str, Any]:
+    return dict((row.get("settlement") or {}).get("court") or {})
+
+
+def test_honest_node_is_paid_after_its_window_and_a_false_challenge_loses_its_bond(
+        net: Net, honest_url: str) -> None:
+    a = net.market.accounts
+    usdc = net.market.usdc
+    consumer0, node0 = usdc.balance_of(a.consumer.address), usdc.balance_of(a.prover.address)
+    receipts = [net.market.request(net.lm_id, {"prompt": f"call {i}", "max_tokens": 6}) for i in range(HONEST_CALLS)]
+    assert {r.contract for r in receipts} == {"AttestationCourt"} and receipts[0].node == a.prover.address
+    ids = [r.request_id for r in receipts]
+    tokens = {}
+    for i, rid in enumerate(ids):
+        posted = httpx.post(f"{honest_url}/v1/court/{rid}/input",
+                            json={"input": {"prompt": f"call {i}", "max_tokens": 6}}, timeout=30)
+        assert posted.status_code == 202, posted.text
+        tokens[rid] = posted.json()["access_token"]
+    rows = _wait(honest_url, ids, lambda r: r["status"] in ("fulfilled", "failed"))
+    assert {r["status"] for r in rows} == {"fulfilled"}
+    assert max(r["settlement"]["batch"] for r in rows) > 1  # commitments went in Merkle-root batches
+    assert usdc.balance_of(a.consumer.address) == consumer0 - HONEST_CALLS * PRICE_UNITS  # escrowed, not paid yet
+
+    # the consumer reads its bundle; a stranger cannot, nor a validator's signature for another request
+    assert httpx.get(f"{honest_url}/v1/court/{ids[0]}/bundle",
+                     headers={"X-Job-Token": tokens[ids[0]]}).json()["mode"] == "attested"
+    assert httpx.get(f"{honest_url}/v1/court/{ids[0]}/bundle").status_code == 404
+    assert httpx.get(f"{honest_url}/v1/court/{ids[0]}/bundle", headers={"X-Job-Token": tokens[ids[1]]}).status_code \
+        == 404
+
+    # a griefer challenges an honest result before the validators have looked
+    stake0 = net.court.stake_of(a.prover.address, validator=False)  # staked by the node at its first commitment
+    assert stake0 == net.court.params().node_min_stake
+    griefer, others = net.validators[2], net.validators[:2]
+    bond = net.court.params().challenge_bond
+    griefer_before = usdc.balance_of(griefer.address)
+    net.court.challenge(ids[0], griefer.account)
+    for _ in range(3):
+        _poll(net, [honest_url])
+    assert net.court.status(ids[0]) == "paid"  # 2 of 3 voted honest: resolved at once, the node paid
+    assert usdc.balance_of(griefer.address) == griefer_before - bond
+    assert net.court.stake_of(a.prover.address, validator=False) == stake0 + bond
+    for v in others:  # every result was drawn, re-executed and reproduced: no challenge from an honest validator
+        verdicts = {rid: v.state.verdicts.get(rid, {}).get("verdict") for rid in ids}
+        assert set(verdicts.values()) == {"reproduced"}, verdicts
+        assert v.metrics.challenges._value.get() == 0
+    assert all(net.court.status(rid) == "committed" for rid in ids[1:])
+
+    _advance(net.market, WINDOW + 1)
+    rows = _wait(honest_url, ids, lambda r: _court(r).get("status") == "paid")
+    owner_cut = PRICE_UNITS * 7_000 // 10_000
+    fee = PRICE_UNITS * net.court.params().platform_fee_bps // 10_000
+    paid = HONEST_CALLS * (PRICE_UNITS - owner_cut - fee)
+    assert usdc.balance_of(a.prover.address) - node0 == paid - stake0  # its earnings, less what it staked
+    validation = _court(rows[5])["validation"]
+    assert validation["response"] == 100 and validation["tag"] == "attested-court"
+    assert all(_court(r)["validation"]["response"] == 100 for r in rows)
+    summary = net.market.erc8004.validation.summary(net.market.agent_id())
+    assert summary.count >= HONEST_CALLS and summary.value == 100
+
+
+def test_a_cheating_node_is_challenged_slashed_and_its_consumers_refunded_inside_the_window(
+        net: Net, cheat_url: str, honest_url: str) -> None:
+    cm = net.cheat_market
+    node = cm.accounts.prover.address
+    usdc = cm.usdc
+    consumer0 = usdc.balance_of(cm.accounts.consumer.address)
+    receipts = [cm.request(net.lm_id, {"prompt": f"cheat {i}", "max_tokens": 6}) for i in range(CHEATS)]
+    ids = [r.request_id for r in receipts]
+    assert {r.node for r in receipts} == {node}
+    for i, rid in enumerate(ids):
+        assert httpx.post(f"{cheat_url}/v1/court/{rid}/input",
+                          json={"input": {"prompt": f"cheat {i}", "max_tokens": 6}}, timeout=30).status_code == 202
+    _wait(cheat_url, ids, lambda r: r["status"] == "fulfilled")
+    stake0 = net.court.stake_of(node, validator=False)
+    started = cm.client.timestamp()
+    for _ in range(4):
+        _poll(net, [honest_url, cheat_url])
+    assert [net.court.status(rid) for rid in ids] == ["slashed"] * CHEATS
+    assert cm.client.timestamp() - started < WINDOW  # all inside the window
+    assert usdc.balance_of(cm.accounts.consumer.address) == consumer0  # every consumer refunded
+    assert net.court.stake_of(node, validator=False) < stake0  # slashed
+    verdicts = [v.state.verdicts[rid]["verdict"] for v in net.validators for rid in ids]
+    assert verdicts == ["cheated"] * len(verdicts)
+    assert sum(v.metrics.challenges._value.get() for v in net.validators) == CHEATS
+    rows = _wait(cheat_url, ids, lambda r: _court(r).get("status") == "slashed")
+    assert all(_court(r)["validation"]["response"] == 0 for r in rows)
+
+
+def test_validator_refuses_bad_reads_and_serves_metrics(net: Net, honest_url: str) -> None:
+    from proofmarket.api.routers.court import read_message
+    from proofmarket.validator import serve_metrics
+
+    rid = 1
+    stamp = int(time.time())
+    from eth_account.messages import encode_defunct
+
+    stranger = dev_account(9, net.market.client.chain_id)  # not staked as a validator
+    message = read_message(net.market.client.chain_id, net.court.address, rid, stamp)
+    signature = "0x" + bytes(stranger.sign_message(encode_defunct(text=message)).signature).hex()
+    headers = {"X-Validator-Address": stranger.address, "X-Validator-Time": str(stamp),
+               "X-Validator-Signature": signature}
+    assert httpx.get(f"{honest_url}/v1/court/{rid}/bundle", headers=headers).status_code == 404
+    staked = net.validators[0].account
+    old = stamp - 3_600  # a stale signature
+    sig = staked.sign_message(encode_defunct(text=read_message(net.market.client.chain_id, net.court.address,
+                                                               rid, old))).signature
+    assert httpx.get(f"{honest_url}/v1/court/{rid}/bundle", headers={
+        "X-Validator-Address": staked.address, "X-Validator-Time": str(old),
+        "X-Validator-Signature": "0x" + bytes(sig).hex()}).status_code == 404
+    server = serve_metrics(net.validators[0], "127.0.0.1", 0)
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        assert "proofmarket_validator_checks_total" in httpx.get(f"{base}/metrics").text
+        health = httpx.get(f"{base}/health").json()
+        assert health["address"] == staked.address and health["status"] == "ok"
+    finally:
+        server.shutdown()
