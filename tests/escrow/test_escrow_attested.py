@@ -1,6 +1,7 @@
-"""Escrow for an attested causal LM on anvil: the consumer commits to its generate request, the node's
-watcher generates, signs the instances and is paid by the AttestationVerifier; a forged signature is
-rejected (consumer refunded, prover slashed); a listing with another verifier is refused before any work."""
+"""Escrow for an attested causal LM on anvil: the consumer commits to its generate request on the
+AttestationCourt, the node's court watcher generates, signs and commits it (paid only after the challenge
+window: see test_court_network); an attested request on the InferenceMarket is refused (use_court); a
+commitment for another request reverts; a listing with another verifier is refused before any work."""
 
 from __future__ import annotations
 
@@ -49,47 +50,65 @@ def _balances(env: EscrowEnv) -> dict[str, int]:
             (("consumer", a.consumer), ("owner", a.owner), ("prover", a.prover))}
 
 
-def test_an_escrowed_generation_is_fulfilled_by_the_watcher(env: EscrowEnv, lm_id: str, node: TestClient) -> None:
+def _wait_court(client: TestClient, request_id: int, statuses: tuple[str, ...],
+                timeout_s: float = 60.0) -> dict[str, Any]:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        body: dict[str, Any] = client.get(f"/v1/court/{request_id}").json()
+        if body.get("status") in statuses:
+            return body
+        assert time.monotonic() < deadline, body
+        time.sleep(0.1)
+
+
+def test_an_escrowed_generation_waits_for_its_window_on_the_court(env: EscrowEnv, lm_id: str,
+                                                                   node: TestClient) -> None:
     before = _balances(env)
     receipt = env.market.request(lm_id, REQUEST)
+    assert receipt.contract == "AttestationCourt" and receipt.node == env.market.accounts.prover.address
     assert receipt.commitment == attested_escrow.input_commitment(REQUEST)
-    wait_status(node, receipt.request_id, ("seen",), timeout_s=10)
-    wrong = node.post(f"/v1/requests/{receipt.request_id}/input", json={"input": {**REQUEST, "max_tokens": 25}})
+    _wait_court(node, receipt.request_id, ("seen",), timeout_s=10)
+    wrong = node.post(f"/v1/court/{receipt.request_id}/input", json={"input": {**REQUEST, "max_tokens": 25}})
     assert wrong.status_code == 422 and wrong.json()["error"]["code"] == "input_mismatch"
-    posted = node.post(f"/v1/requests/{receipt.request_id}/input", json={"input": REQUEST})
+    posted = node.post(f"/v1/court/{receipt.request_id}/input", json={"input": REQUEST})
     assert posted.status_code == 202, posted.text
-    done = wait_status(node, receipt.request_id, ("fulfilled", "failed"))
+    done = _wait_court(node, receipt.request_id, ("fulfilled", "failed"))
     assert done["status"] == "fulfilled", done
-    bundle = node.get(f"/v1/proofs/{done['bundle_cid']}",
+    assert done["settlement"]["court"]["status"] == "committed"
+    bundle = node.get(f"/v1/court/{receipt.request_id}/bundle",
                       headers={"X-Job-Token": posted.json()["access_token"]}).json()
     assert bundle["mode"] == "attested" and len(bundle["output"]["tokens"]) == 24
-    assert bundle["proof"]["attestation"]["signer"] == env.market.accounts.prover.address
     assert env.ws.verify(bundle, reexecute=True).reexecuted
     after = _balances(env)
     assert before["consumer"] - after["consumer"] == PRICE_UNITS
-    assert after["owner"] > before["owner"] and after["prover"] > before["prover"]
-    assert env.market.market.get_request(receipt.request_id).status is RequestStatus.FULFILLED
+    assert after["owner"] == before["owner"]  # nothing is paid before the challenge window closed
+    assert env.market.court.status(receipt.request_id) == "committed"
 
 
-def test_a_forged_signature_is_rejected_and_refunds_the_consumer(env: EscrowEnv, lm_id: str) -> None:
-    receipt = env.market.request(lm_id, REQUEST)
-    bundle, _ = env.market.generate_attested(lm_id, REQUEST)
-    env.market.claim(env.market.market.get_request(receipt.request_id))
-    instances = attested_escrow.instances_of(bundle, REQUEST)
-    forged = attested_escrow.sign_instances(Account.create(), instances)
-    consumer = env.market.usdc.balance_of(env.market.accounts.consumer.address)
-    settlement = env.market.market.fulfill(receipt.request_id, forged, instances, env.market.accounts.prover)
-    assert settlement.status is RequestStatus.REJECTED
-    assert env.market.usdc.balance_of(env.market.accounts.consumer.address) - consumer == PRICE_UNITS
-    env.market.stake_prover()  # slashed: top the stake up again for the other tests
+def test_an_attested_request_on_the_inference_market_is_sent_to_the_court(env: EscrowEnv, lm_id: str,
+                                                                          node: TestClient) -> None:
+    key = env.market.onchain_id(lm_id)
+    commitment = bytes.fromhex(attested_escrow.input_commitment(REQUEST)[2:])
+    submitted, _ = env.market._escrow(key, commitment, env.market.client.timestamp() + 600, "approve")
+    wait_status(node, submitted.request_id, ("seen",), timeout_s=10)
+    refused = node.post(f"/v1/requests/{submitted.request_id}/input", json={"input": REQUEST})
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "use_court"
+    assert env.market.market.get_request(submitted.request_id).status is RequestStatus.OPEN  # refundable
 
 
 def test_another_request_cannot_be_answered_with_this_attestation(env: EscrowEnv, lm_id: str) -> None:
     receipt = env.market.request(lm_id, REQUEST)
     other = {**REQUEST, "prompt": "another prompt"}
     bundle, _ = env.market.generate_attested(lm_id, other)
-    with pytest.raises(ContractReverted, match="another input"):
-        env.market.submit_attestation(receipt.request_id, bundle, other)
+    env.market.stake_court_node()
+    with pytest.raises(ContractReverted, match="another input|NotTheRequest"):
+        env.market.court.commit(receipt.request_id, attested_escrow.instances_of(bundle, other),
+                                env.market.accounts.prover)
+    forged = Account.create()  # a node that was not named cannot answer it either
+    assert env.market.court.get_request(receipt.request_id).node == env.market.accounts.prover.address
+    assert forged.address != env.market.accounts.prover.address
 
 
 @pytest.mark.parametrize("doc", [{"prompt": "x", "temperature": 0.7}, {"prompt": ""}, {"max_tokens": 3}])
