@@ -280,6 +280,35 @@ class Client:
                                    request_id=request_id, status=row["status"])
             time.sleep(self.poll_interval_s)
 
+    # --- court (attested requests escrowed on the AttestationCourt) ----------------------------------
+    def court_request(self, request_id: int) -> dict[str, Any]:
+        """The node's view of a court request; once ``fulfilled`` (committed), ``settlement.court.status`` is
+        committed, challenged, paid or slashed."""
+        return dict(self._json(self._get(f"/v1/court/{request_id}")))
+
+    def post_court_input(self, request_id: int, request: dict[str, Any]) -> dict[str, Any]:
+        """Open a court request's commitment (the generate request ``{prompt, max_tokens, temperature, seed}``);
+        the node generates and commits it. The answer's ``access_token`` reads the bundle (``court_bundle``)."""
+        return dict(self._json(self._post(f"/v1/court/{request_id}/input", json={"input": request})))
+
+    def court_bundle(self, request_id: int, access_token: str) -> dict[str, Any]:
+        """The committed attested bundle of a court request (check it: ``verify(bundle, reexecute=True)``)."""
+        return dict(self._json(self._get(f"/v1/court/{request_id}/bundle", headers={"X-Job-Token": access_token})))
+
+    def wait_court(self, request_id: int, until: tuple[str, ...] = ("committed", "paid", "slashed"),
+                   timeout_s: float = 600.0) -> dict[str, Any]:
+        """Poll until the court request reached one of ``until`` (court statuses), or failed."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            row = self.court_request(request_id)
+            court = (row.get("settlement") or {}).get("court") or {}
+            if row["status"] == "failed" or court.get("status") in until:
+                return row
+            if time.monotonic() >= deadline:
+                raise ProofTimeout(f"court request {request_id} is still {court.get('status') or row['status']} "
+                                   f"after {timeout_s:g} s", request_id=request_id, status=row["status"])
+            time.sleep(self.poll_interval_s)
+
     def _pay(self, required_header: str, cap: int, same_nonce_as: str | None = None) -> str:
         from x402.http import decode_payment_required_header
 

@@ -11,6 +11,9 @@
        watcher proves and fulfils it
     6. one attested text generation (mode ``attested``: a tiny causal LM built offline, too small to need it
        but the same path a large one takes): paid over x402 with the SDK, re-checked by re-execution
+    6b. one attested generation escrowed on the AttestationCourt: the node commits it, a staked validator
+       re-executes it if drawn, the devnet clock moves past the challenge window, the node finalizes and is
+       paid, and the CourtValidator writes its ERC-8004 validation record
     7. a short report: output, bundle CID, transaction hashes, timings, USDC moved per party, and each
        call's mode next to its verdict (``proven, verified on chain``; ``attested, reproduced``)
 
@@ -46,6 +49,7 @@ T = TypeVar("T")
 
 PRICE = "0.25"
 LM_PRICE_PER_1K = 50_000  # 0.05 USDC per 1,000 output tokens
+LM_COURT_PRICE = "0.05"  # per escrowed generation on the AttestationCourt
 LM_PROMPT = "a zero-knowledge proof"
 OWNER_SHARE_BPS = 7_000
 QUICK_CANDIDATE = (256, 3, 10, 1)
@@ -178,6 +182,7 @@ class Demo:
         self._paid_call(base_url, market, model_id, verifier)
         self._escrow(base_url, market, model_id)
         self._attested_call(base_url, market, lm_id)
+        self._court_call(base_url, market, lm_id)
         self._print_report()
         return 0
 
@@ -319,6 +324,73 @@ class Demo:
         self.report.lines.append(f"attested generation: {result.text!r}, bundle {result.bundle_cid}")
         self.report.lines.append(f"attested call moved: {_fmt_moves(_delta(before, _balances(market)))}")
         self.report.modes.append(("x402 generation (tiny LM)", f"attested, {result.verdict}"))
+
+    def _court_call(self, base_url: str, market: Any, lm_id: str) -> None:
+        """One attested generation escrowed on the AttestationCourt: committed, re-checked by a staked
+        validator, paid once its challenge window closed (the devnet's clock is moved past it), and recorded
+        as an ERC-8004 validation."""
+        from proofmarket.chain.devkeys import dev_account
+        from proofmarket.client import Client
+        from proofmarket.validator import Validator
+
+        doc = {"prompt": LM_PROMPT, "max_tokens": 16}
+        listed = self.step("register attested LM", lambda: market.register_model(lm_id, LM_COURT_PRICE,
+                                                                                  OWNER_SHARE_BPS), 120)
+        if listed.tx:
+            self.report.txs["register LM"] = listed.tx.tx_hash
+        staked, _ = self.step("node court stake", market.stake_court_node, 60)
+        if staked:
+            console.print(f"court:    node {market.accounts.prover.address} staked {format_usdc(staked)} USDC on the "
+                          "AttestationCourt (slashed if a challenge against it wins)")
+        before = _balances(market)
+        receipt = self.step("court request on chain", lambda: market.request(lm_id, doc), 60)
+        self.report.txs["court request"] = receipt.tx.tx_hash
+        court = market.court
+        window = court.params().window
+        console.print(f"court:    request {receipt.request_id}: {format_usdc(receipt.amount)} USDC escrowed on the "
+                      f"AttestationCourt {court.address} for node {receipt.node}")
+        with Client(base_url, timeout=60, poll_interval_s=0.2) as node:
+            posted = self.step("post court input", lambda: node.post_court_input(receipt.request_id, doc), 60)
+            body = self.step("court commitment", lambda: node.wait_court(receipt.request_id, ("committed",), 120),
+                             130)
+            if body["status"] == "failed":
+                raise DemoError(f"the node failed the court request: {body['error']}")
+            self.report.txs["court commit"] = body["fulfil_tx"]
+            bundle = node.court_bundle(receipt.request_id, posted["access_token"])
+            console.print(f"court:    committed in tx {body['fulfil_tx']}: output {bundle['output']['text']!r}; "
+                          f"challenge window {window} s")
+            validator = Validator(market.client, court, dev_account(4, market.client.chain_id), market.workspace,
+                                  state_path=self.tmp / "validator.json", node_urls=[base_url],
+                                  from_block=market.deployment.contracts["AttestationCourt"].block)
+            self.step("validator stake", validator.ensure_stake, 60)
+            market.client.rpc("evm_mine", [])  # the draw uses the block after the commitment
+            self.step("validator poll", validator.poll_once, 120)
+            verdict = validator.state.verdicts.get(receipt.request_id)
+            if verdict is None:
+                console.print(f"validate: validator {validator.address} was not drawn for this result "
+                              f"({court.params().sample_bps / 100:.0f} % sample): nobody challenged")
+            else:
+                console.print(f"validate: validator {validator.address} was drawn: re-executed, "
+                              f"{verdict['verdict']} ({verdict['reason']})")
+                if verdict["verdict"] != "reproduced":
+                    raise DemoError(f"the validator found the court result {verdict['verdict']}")
+            market.client.rpc("evm_increaseTime", [window + 1])  # devnet only: move the clock past the window
+            market.client.rpc("evm_mine", [])
+            body = self.step("court window", lambda: node.wait_court(receipt.request_id, ("paid", "slashed"), 120),
+                             130)
+        court_state = (body.get("settlement") or {}).get("court") or {}
+        if court_state.get("status") != "paid":
+            raise DemoError(f"the court request ended {court_state.get('status')}, not paid")
+        console.print(f"court:    window closed unchallenged (devnet clock moved {window} s): the node finalized "
+                      f"and was paid")
+        validation = court_state.get("validation") or {}
+        if validation:
+            console.print(f"erc8004:  validation record {validation.get('response')}/100 ({validation.get('tag')}) "
+                          f"answered by the CourtValidator {validation.get('validator')} from the court's verdict")
+            self.report.lines.append(f"ERC-8004 validation of court request {receipt.request_id}: "
+                                     f"{validation.get('response')}/100 ({validation.get('tag')})")
+        self.report.lines.append(f"court moved: {_fmt_moves(_delta(before, _balances(market)))}")
+        self.report.modes.append(("court generation (tiny LM)", "attested, window passed, paid"))
 
     def _escrow(self, base_url: str, market: Any, model_id: str) -> None:
         doc = json.loads(sample_path("mlp", "samples").read_text())["inputs"][1]

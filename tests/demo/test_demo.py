@@ -35,6 +35,8 @@ def test_demo_runs_the_whole_story_and_exits_0(tmp_path: Path) -> None:
                  "fulfilled by the watcher", "escrow moved: consumer -0.25 USDC, owner +0.175 USDC",
                  "escrow fulfil", "proven, verified on chain", "attested, reproduced", "agent:    ERC-8004 agent",
                  "erc8004:  validation record 100/100 (zk-escrow)",
+                 "window closed unchallenged", "validation record 100/100 (attested-court)",
+                 "court generation (tiny LM)", "attested, window passed, paid",
                  "done: everything shut down"):
         assert line in out, f"missing {line!r} in\n{out}"
     if "payment:" in out:  # the x402 path: paid, receipt signed, verified by the SDK
