@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from eth_utils import keccak
-from web3.logs import DISCARD
 
 from proofmarket.chain import Devnet, deploy, dev_account, find_anvil
 from proofmarket.chain.artifacts import load_artifact

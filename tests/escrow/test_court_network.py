@@ -257,3 +257,41 @@ def test_validator_refuses_bad_reads_and_serves_metrics(net: Net, honest_url: st
         assert health["address"] == staked.address and health["status"] == "ok"
     finally:
         server.shutdown()
+
+
+def test_cli_request_validator_run_and_court_refund(net: Net, honest_url: str, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from proofmarket.cli.main import app as cli
+
+    monkeypatch.setenv("PROOFMARKET_RPC_URL", net.rpc_url)
+    doc = tmp_path / "request.json"
+    doc.write_text(json.dumps({"prompt": "from the command line", "max_tokens": 5}))
+    result = CliRunner().invoke(cli, ["request", net.lm_id, "--input", str(doc), "--node", honest_url, "--wait", "60",
+                                      "--home", str(net.home), "--json"])
+    assert result.exit_code == 0, result.stdout
+    out = json.loads(result.stdout)
+    assert out["contract"] == "AttestationCourt" and out["node"]["status"] == "fulfilled"
+    assert out["node"]["settlement"]["court"]["status"] == "committed"
+    net.market.client.rpc("evm_mine", [])
+    run = CliRunner().invoke(cli, ["validator", "run", "--once", "--dev-account", "4", "--home", str(net.home)])
+    assert run.exit_code == 0, run.stdout
+    assert "staked" in run.stdout and "judged" in run.stdout
+    no_key = CliRunner().invoke(cli, ["validator", "run", "--once", "--home", str(net.home)],
+                                env={"PROOFMARKET_VALIDATOR_KEY": ""})
+    assert no_key.exit_code != 0 and "PROOFMARKET_VALIDATOR_KEY" in no_key.output
+
+    # a court request no node answers is refunded after its deadline, and only then
+    consumer = net.market.accounts.consumer.address
+    before = net.market.usdc.balance_of(consumer)
+    receipt = net.market.request_attested(net.lm_id, {"prompt": "nobody answers", "max_tokens": 3}, ttl_s=120,
+                                          node=dev_account(9, net.market.client.chain_id).address)
+    early = CliRunner().invoke(cli, ["refund", str(receipt.request_id), "--court", "--home", str(net.home), "--json"])
+    assert early.exit_code != 0 and ("WindowOpen" in early.output or "deadline" in early.output), early.output
+    _advance(net.market, 121)
+    done = CliRunner().invoke(cli, ["refund", str(receipt.request_id), "--court", "--home", str(net.home), "--json"])
+    assert done.exit_code == 0, done.stdout
+    assert net.market.usdc.balance_of(consumer) == before

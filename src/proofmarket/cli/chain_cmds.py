@@ -312,18 +312,49 @@ def request_cmd(
     summary = {"ok": True, "request_id": receipt.request_id, "model_id": receipt.model_id,
                "commitment": receipt.commitment, "salt": receipt.salt, "deadline": receipt.deadline,
                "amount": receipt.amount, "consumer": receipt.consumer, "payment": receipt.payment,
-               "tx": _tx(receipt.tx)}
+               "tx": _tx(receipt.tx), "contract": receipt.contract, "node": receipt.node}
     if not as_json:
-        out.print(f"request {receipt.request_id}: {format_usdc(receipt.amount)} USDC in escrow until "
+        where = "on the AttestationCourt (paid to the node after its challenge window)" \
+            if receipt.contract == "AttestationCourt" else "in escrow"
+        out.print(f"request {receipt.request_id}: {format_usdc(receipt.amount)} USDC {where} until "
                   f"{receipt.deadline}")
         out.print(f"  input commitment {receipt.commitment}")
         if receipt.salt is not None:
             out.print(f"  salt {','.join(map(str, receipt.salt))} (keep it: it opens the commitment)")
         out.print(f"  tx {receipt.tx.tx_hash} ({receipt.tx.gas_used:,} gas)")
-    if node is not None:
+    if node is not None and receipt.contract == "AttestationCourt":
+        summary["node"] = _hand_to_court(node, summary, doc, wait, as_json)
+    elif node is not None:
         summary["node"] = _hand_to_node(node, summary, doc, wait, as_json, home)
     if as_json:
         emit_json(summary)
+
+
+def _hand_to_court(node: str, summary: dict[str, Any], doc: Any, wait: float, as_json: bool) -> dict[str, Any]:
+    """Post a court request's generate request to ``node`` and (``wait`` > 0) wait for its commitment."""
+    from proofmarket.client import Client
+    from proofmarket.jobs.errors import rebuild_error
+
+    request_id = int(summary["request_id"])
+    try:
+        with Client(node, poll_interval_s=0.5) as sdk:
+            row = sdk.post_court_input(request_id, doc)
+            token = row.get("access_token")
+            if wait > 0:
+                row = {**sdk.wait_court(request_id, ("committed", "paid", "slashed"), wait), "access_token": token}
+                if row["status"] == "failed":
+                    error = row.get("error") or {}
+                    raise rebuild_error(error.get("code") or "internal_error",
+                                        error.get("message") or "the node failed the request")
+    except ProofMarketError as exc:
+        exc.details.setdefault("request_id", request_id)
+        raise fail(exc, as_json) from exc
+    if not as_json:
+        court = (row.get("settlement") or {}).get("court") or {}
+        out.print(f"  request posted to {node}: {row['status']}"
+                  + (f", committed in tx {row['fulfil_tx']}; challenge window until {court.get('window_end')}"
+                     if court else ""))
+    return row
 
 
 def _hand_to_node(node: str, summary: dict[str, Any], doc: Any, wait: float, as_json: bool,
@@ -421,15 +452,17 @@ def fulfill_cmd(
 
 def refund_cmd(
     request_id: Annotated[int, typer.Argument(help="the request id")],
+    court: Annotated[bool, typer.Option("--court", help="a request on the AttestationCourt (attested models)")]
+    = False,
     as_json: JsonOpt = False,
     home: HomeOpt = None,
 ) -> None:
-    """Take the escrowed amount back after the request's deadline (consumer)."""
+    """Take the escrowed amount back after the request's deadline (consumer) when no node answered it."""
     from proofmarket.market import format_usdc
 
     try:
         with _open(home) as market:
-            result = market.refund(request_id)
+            result = market.refund_court(request_id) if court else market.refund(request_id)
     except ProofMarketError as exc:
         raise fail(exc, as_json) from exc
     if as_json:

@@ -189,6 +189,9 @@ class CourtService:
                 if onchain.status == "committed" and now > onchain.window_end:
                     self.court.finalize(row.request_id, self.node)
                     onchain = self.court.get_request(row.request_id)
+                elif onchain.status == "challenged" and now > onchain.window_end:  # no quorum: benefit of the doubt
+                    self.court.close_undecided(row.request_id, self.node)
+                    onchain = self.court.get_request(row.request_id)
                 if onchain.status != court.get("status"):
                     court.update(status=onchain.status, window_end=onchain.window_end)
                     if onchain.status in SETTLED:

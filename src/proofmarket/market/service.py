@@ -409,6 +409,15 @@ class Market:
         self._record_outcome(request_id, {"status": "REFUNDED", "tx_hash": tx.tx_hash, "refunded": amount})
         return RefundResult(request_id, amount, self.accounts.consumer.address, tx)
 
+    def refund_court(self, request_id: int) -> RefundResult:
+        """Take a court request's price back after its deadline when no node committed (consumer only)."""
+        court = self.court
+        if court is None:
+            raise ChainError("this market's deployment has no AttestationCourt: run 'proofmarket chain deploy'")
+        tx = court.refund(request_id, self.accounts.consumer)
+        events = court.decode_events(tx, "Refunded")
+        return RefundResult(request_id, int(events[0]["amount"]) if events else 0, self.accounts.consumer.address, tx)
+
     # --- provers ------------------------------------------------------------------------------
     def fulfill(self, request_id: int, *, timeout_s: float | None = None) -> FulfilResult:
         """Prove the request's stored input (with its salt) and settle it on chain."""
