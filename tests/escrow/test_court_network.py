@@ -295,3 +295,28 @@ def test_cli_request_validator_run_and_court_refund(net: Net, honest_url: str, t
     done = CliRunner().invoke(cli, ["refund", str(receipt.request_id), "--court", "--home", str(net.home), "--json"])
     assert done.exit_code == 0, done.stdout
     assert net.market.usdc.balance_of(consumer) == before
+
+
+def test_admin_court_settings_are_bounded(net: Net, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from proofmarket.cli.main import app as cli
+
+    monkeypatch.setenv("PROOFMARKET_RPC_URL", net.rpc_url)
+    before = net.court.params()
+    shown = CliRunner().invoke(cli, ["admin", "court", "--home", str(net.home), "--json"])
+    assert shown.exit_code == 0 and json.loads(shown.stdout)["window"] == WINDOW
+    changed = CliRunner().invoke(cli, ["admin", "court", "--quorum", "5", "--bond", "3", "--home", str(net.home),
+                                       "--json"])
+    assert changed.exit_code == 0, changed.output
+    assert (net.court.params().quorum, net.court.params().challenge_bond) == (5, 3_000_000)
+    for bad in (["--quorum", "4"], ["--window", "10"], ["--fee-bps", "5000"]):  # even quorum, short window, fee
+        refused = CliRunner().invoke(cli, ["admin", "court", *bad, "--home", str(net.home)])
+        assert refused.exit_code != 0 and "BadParams" in refused.output, refused.output
+    assert net.court.params().quorum == 5  # nothing changed
+    net.court.set_params(before, net.market.accounts.admin)
+    status = CliRunner().invoke(cli, ["prover", "status", "--home", str(net.home), "--json"])
+    assert status.exit_code == 0, status.output
+    assert json.loads(status.stdout)["court_stake"]["validator"] == 0  # the node stakes as a node only

@@ -10,6 +10,7 @@
     proofmarket admin pause | unpause              # refuse (or accept again) new requests
     proofmarket admin fee BPS                      # the platform fee of new requests (at most 1000 = 10%)
     proofmarket admin withdraw-fees TO AMOUNT      # send collected platform fees to TO
+    proofmarket admin court [--window S ...]       # the AttestationCourt's settings (window, quorum, sample...)
 
 Who signs: on the devnet, anvil's dev accounts by role (prover, admin); elsewhere the key in
 PROOFMARKET_PRIVATE_KEY. The contract refuses what the signer may not do (a revert names the reason).
@@ -53,13 +54,17 @@ def prover_status(
             minimum = market.market.min_stake()
             eligible = market.market.is_eligible(who)
             agent = _agent(market, who)
+            court = market.court
+            court_stake = None if court is None else {"node": court.stake_of(who, validator=False),
+                                                       "validator": court.stake_of(who, validator=True),
+                                                       "node_min": court.params().node_min_stake}
     except ProofMarketError as exc:
         raise fail(exc, as_json) from exc
     if as_json:
         emit_json({"ok": True, "address": info.address, "authorized": info.authorized, "eligible": eligible,
                    "stake": info.stake, "min_stake": minimum, "pending_unstake": info.pending_unstake,
                    "unlock_at": info.unlock_at, "fulfilled": info.fulfilled, "failed": info.failed,
-                   "expired": info.expired, "erc8004": agent})
+                   "expired": info.expired, "erc8004": agent, "court_stake": court_stake})
         return
     out.print(f"prover {info.address}: {'eligible' if eligible else 'not eligible'} to fulfil requests")
     out.print(f"  authorised {'yes' if info.authorized else 'no'}, stake {format_usdc(info.stake)} USDC "
@@ -67,6 +72,9 @@ def prover_status(
     if info.pending_unstake:
         out.print(f"  unstaking {format_usdc(info.pending_unstake)} USDC, withdrawable from {info.unlock_at}")
     out.print(f"  record: {info.fulfilled} fulfilled, {info.failed} failed, {info.expired} expired")
+    if court_stake is not None:
+        out.print(f"  AttestationCourt stake: node {format_usdc(court_stake['node'])} USDC (minimum "
+                  f"{format_usdc(court_stake['node_min'])}), validator {format_usdc(court_stake['validator'])} USDC")
     if agent is None:
         out.print("  ERC-8004: no agent identity (proofmarket prover register-agent --uri URL)")
     else:
@@ -204,6 +212,60 @@ def admin_status(as_json: JsonOpt = False, home: HomeOpt = None) -> None:
     out.print(f"  platform fee {state['platform_fee_bps']} bps, slash share {state['slash_bps']} bps")
     out.print(f"  minimum stake {format_usdc(state['min_stake'])} USDC, unstake delay {state['unstake_delay_s']} s")
     out.print(f"  platform fees held {format_usdc(state['platform_balance'])} USDC")
+
+
+@admin_app.command("court")
+def admin_court(
+    window: Annotated[int | None, typer.Option(help="challenge window, seconds (60 s to 30 days)")] = None,
+    vote_window: Annotated[int | None, typer.Option(help="vote window after a challenge, seconds")] = None,
+    quorum: Annotated[int | None, typer.Option(help="votes that decide a challenge (odd, 1-101; the "
+                                                    "challenge is the challenger's vote)")] = None,
+    sample_bps: Annotated[int | None, typer.Option(help="share of results each validator re-checks (bps)")] = None,
+    slash_bps: Annotated[int | None, typer.Option(help="share of a losing node's stake taken (bps)")] = None,
+    reward_bps: Annotated[int | None, typer.Option(help="share of a slash paid to the challenger (bps)")] = None,
+    fee_bps: Annotated[int | None, typer.Option(help="platform fee on paid court requests (bps, at most 1000)")]
+    = None,
+    bond: Annotated[str | None, typer.Option(help="challenge bond, USDC")] = None,
+    node_stake: Annotated[str | None, typer.Option(help="minimum node stake, USDC")] = None,
+    validator_stake: Annotated[str | None, typer.Option(help="minimum validator stake, USDC")] = None,
+    as_json: JsonOpt = False,
+    home: HomeOpt = None,
+) -> None:
+    """Show the AttestationCourt's settings; with options, change them (admin; the contract refuses values out
+    of its bounds and names the reason)."""
+    from dataclasses import asdict, replace
+
+    from proofmarket.market import format_usdc, parse_usdc
+
+    changes = {k: v for k, v in {"window": window, "vote_window": vote_window, "quorum": quorum,
+                                 "sample_bps": sample_bps, "slash_bps": slash_bps,
+                                 "challenger_reward_bps": reward_bps, "platform_fee_bps": fee_bps}.items()
+               if v is not None}
+    for name, value in (("challenge_bond", bond), ("node_min_stake", node_stake),
+                        ("validator_min_stake", validator_stake)):
+        if value is not None:
+            changes[name] = parse_usdc(value, what=name)
+    tx = None
+    try:
+        with _open(home) as market:
+            court = market.court
+            if court is None:
+                raise UsageError("this market's deployment has no AttestationCourt: run 'proofmarket chain deploy'")
+            if changes:
+                tx = court.set_params(replace(court.params(), **changes), market.accounts.admin)
+            params = court.params()
+            address = court.address
+    except ProofMarketError as exc:
+        raise fail(exc, as_json) from exc
+    if as_json:
+        emit_json({"ok": True, "court": address, **asdict(params), "tx": _tx(tx) if tx else None})
+        return
+    out.print(f"court {address}: window {params.window} s, vote window {params.vote_window} s, quorum "
+              f"{params.quorum}, sample {params.sample_bps} bps")
+    out.print(f"  slash {params.slash_bps} bps (challenger reward {params.challenger_reward_bps} bps of it), "
+              f"platform fee {params.platform_fee_bps} bps, bond {format_usdc(params.challenge_bond)} USDC")
+    out.print(f"  minimum stake: node {format_usdc(params.node_min_stake)} USDC, validator "
+              f"{format_usdc(params.validator_min_stake)} USDC" + (f" (changed in tx {tx.tx_hash})" if tx else ""))
 
 
 @admin_app.command("authorize")
