@@ -39,6 +39,7 @@ from proofmarket.workspace import Workspace
 
 log = logging.getLogger("proofmarket.validator")
 FETCH_TIMEOUT_S = 15.0
+MAX_VERDICTS = 10_000  # verdicts kept in the state file
 
 
 @dataclass
@@ -94,6 +95,8 @@ class ValidatorState:
                    {int(k): v for k, v in data.get("pending", {}).items()})
 
     def save(self, path: Path) -> None:
+        if len(self.verdicts) > MAX_VERDICTS:  # keep the newest: settled requests are not looked at again
+            self.verdicts = dict(sorted(self.verdicts.items())[-MAX_VERDICTS:])
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"next_block": self.next_block, "verdicts": self.verdicts,

@@ -198,6 +198,11 @@ def test_honest_node_is_paid_after_its_window_and_a_false_challenge_loses_its_bo
     assert all(_court(r)["validation"]["response"] == 100 for r in rows)
     summary = net.market.erc8004.validation.summary(net.market.agent_id())
     assert summary.count >= HONEST_CALLS and summary.value == 100
+    metrics = httpx.get(f"{honest_url}/metrics").text
+    assert f"proofmarket_court_commitments_total {float(HONEST_CALLS)}" in metrics
+    assert 'proofmarket_court_settled_total{outcome="paid"}' in metrics
+    page = httpx.get(f"{honest_url}/dashboard").text
+    assert "Court requests" in page and ">paid<" in page
 
 
 def test_a_cheating_node_is_challenged_slashed_and_its_consumers_refunded_inside_the_window(

@@ -72,9 +72,23 @@ class CourtService:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._work_lock = threading.Lock()
+        self.committed: Any = None  # Prometheus counters, once with_metrics() ran
+        self.settled: Any = None
+
+    def with_metrics(self, registry: Any) -> CourtService:
+        """Count commitments and outcomes on the node's Prometheus ``registry``."""
+        if registry is not None:
+            from prometheus_client import Counter
+
+            self.committed = Counter("proofmarket_court_commitments", "attested results committed on the court",
+                                     registry=registry)
+            self.settled = Counter("proofmarket_court_settled", "court requests settled, by outcome", ["outcome"],
+                                   registry=registry)
+        return self
 
     @classmethod
-    def for_node(cls, settings: Settings, db: Database, workspace: Workspace) -> CourtService | None:
+    def for_node(cls, settings: Settings, db: Database, workspace: Workspace,
+                 registry: Any = None) -> CourtService | None:
         """The node's court watcher, or None when escrow is off or (auto) no court is deployed."""
         if settings.escrow_watcher == "off":
             return None
@@ -83,7 +97,7 @@ class CourtService:
             model_repo = ModelRepo(db)
             return cls(market, EscrowRepo(db), lambda: [row.id for row in model_repo.list()],
                        confirmations=settings.escrow_confirmations, poll_s=settings.escrow_poll_s,
-                       owner=settings.model_owner)
+                       owner=settings.model_owner).with_metrics(registry)
         except ProofMarketError as exc:
             if settings.escrow_watcher == "on" and not isinstance(exc, CourtUnavailable):
                 raise
@@ -133,19 +147,6 @@ class CourtService:
         found = self.repo.get(self.chain_id, self.address, request_id)
         assert found is not None
         return found
-
-    def readable_by_validator(self, bundle_cid: str, address: str) -> bool:
-        """Whether ``bundle_cid`` is a committed court bundle of ours and ``address`` a staked validator."""
-        params = self.court.params()
-        if self.court.stake_of(address, validator=True) < params.validator_min_stake:
-            return False
-        return self.repo_has_committed(bundle_cid)
-
-    def repo_has_committed(self, bundle_cid: str) -> bool:
-        for row in self.repo.with_status(self.chain_id, self.address, EscrowStatus.FULFILLED):
-            if row.bundle_cid == bundle_cid:
-                return True
-        return False
 
     # --- the watcher --------------------------------------------------------------------------
     def scan(self) -> int:
@@ -197,6 +198,8 @@ class CourtService:
                     if onchain.status in SETTLED:
                         court["validation"] = self._validation(row)
                         done += 1
+                        if self.settled is not None:
+                            self.settled.labels(onchain.status).inc()
                     self.repo.update_settlement(row.id, {**(row.settlement or {}), "court": court})
             except ProofMarketError as exc:
                 log.warning("court request %s: could not settle yet: %s", row.request_id, exc.message)
@@ -335,6 +338,8 @@ class CourtService:
                        "bundle_digest": "0x" + c.bundle_digest.hex(), "batch": len(ready),
                        "court": {"status": "committed", "window_end": committed.get(c.request_id)}}
             self.repo.fulfilled(row.id, fulfil_tx=tx.tx_hash, settlement=summary)
+        if self.committed is not None:
+            self.committed.inc(len(ready))
         log.info("court: committed %d request(s) in tx %s", len(ready), tx.tx_hash)
         return len(ready)
 

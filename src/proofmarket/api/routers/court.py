@@ -45,7 +45,8 @@ def court_of(app: FastAPI) -> CourtService | None:
     with _lock:
         if not hasattr(app.state, "court"):
             services: NodeServices = app.state.services
-            app.state.court = CourtService.for_node(services.settings, services.db, services.workspace)
+            app.state.court = CourtService.for_node(services.settings, services.db, services.workspace,
+                                                    services.registry)
         court: CourtService | None = app.state.court
         return court
 

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from proofmarket.api.deps import NodeServices, ServicesDep
+from proofmarket.api.routers.court import court_of
 from proofmarket.api.routers.meta import node_health
 from proofmarket.api.routers.requests import escrow_of
 from proofmarket.api.schemas import Price
@@ -41,6 +42,7 @@ class DashboardView:
     counts: dict[str, int]
     escrow: list[EscrowRequestRow] | None  # None: the escrow watcher is off
     notes: list[str] = field(default_factory=list)
+    court: list[EscrowRequestRow] | None = None  # None: no court watcher
 
 
 @router.get("/", include_in_schema=False)
@@ -77,7 +79,9 @@ def gather(services: NodeServices, request: Request) -> DashboardView:
                        "srs": "-" if attested else m.manifest.srs.kind})
     escrow = escrow_of(request.app)
     requests = None if escrow is None else escrow.repo.recent(escrow.chain_id, escrow.address, RECENT)
-    return DashboardView(node, models, services.jobs.jobs.recent(RECENT), health.jobs, requests, notes)
+    court = court_of(request.app)
+    court_rows = None if court is None else court.repo.recent(court.chain_id, court.address, RECENT)
+    return DashboardView(node, models, services.jobs.jobs.recent(RECENT), health.jobs, requests, notes, court_rows)
 
 
 def render(view: DashboardView) -> str:
@@ -110,6 +114,13 @@ def render(view: DashboardView) -> str:
         parts.append(_section(f"Escrow requests (last {RECENT})",
                               ["request", "model", "status", "amount (USDC)", "fulfil tx"],
                               escrow, "no escrow requests seen yet"))
+    if view.court is not None:
+        court = [[_e(r.request_id), _short(r.model_id), _status(r.status),
+                  _e(((r.settlement or {}).get("court") or {}).get("status", "")), _e(Price.of(r.amount).amount),
+                  _short(r.fulfil_tx)] for r in view.court]
+        parts.append(_section(f"Court requests: attested, paid after a challenge window (last {RECENT})",
+                              ["request", "model", "status", "court", "amount (USDC)", "commit tx"],
+                              court, "no court requests seen yet"))
     body = "\n".join(parts)
     return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta http-equiv="refresh" content="10"><title>proofmarket node</title>'
