@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     settle_poll_s: float = Field(default=5.0, gt=0, description="seconds between looks at a pending settlement")
     compile_timeout_s: float = Field(default=3600.0, gt=0, description="an uploaded model's compile is stopped")
     compile_memory_mb: int = Field(default=8192, ge=0, description="memory cap of a compile process; 0 = none")
+    proof_cache_size: int = Field(default=1000, ge=0, description="proofs kept for repeated (model, input) calls of "
+                                                                   "public-profile models; 0 = no cache")
+    queue: Literal["local", "celery"] = Field(default="local", description="job queue: local = prover processes "
+                                                                           "in the node; celery = 'proofmarket worker' "
+                                                                           "processes over Redis")
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis broker of the celery queue")
     access_key: SecretStr | None = Field(default=None,
                                          description="key of job access tokens; unset = random, in HOME/access.key")
 

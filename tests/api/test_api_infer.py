@@ -161,3 +161,18 @@ def test_sync_infer_answers_202_when_the_proof_outlasts_the_wait(make_app: AppFa
         response = client.post(f"/v1/models/{mlp_id}/infer", json=mlp_input())
         assert response.status_code == 202 and response.json()["kind"] == "prove"
         assert wait_job(client, response.json()["id"])["status"] == "proved"
+
+
+def test_a_repeated_public_call_is_answered_from_the_proof_cache(mlp_client: TestClient, mlp_id: str) -> None:
+    import re
+
+    def hits() -> float:
+        found = re.search(r'proofmarket_proof_cache_total\{result="hit"\} ([0-9.]+)', mlp_client.get("/metrics").text)
+        return float(found.group(1)) if found else 0.0
+
+    before = hits()
+    first = mlp_client.post(f"/v1/models/{mlp_id}/infer", json=mlp_input()).json()
+    again = mlp_client.post(f"/v1/models/{mlp_id}/infer", json=mlp_input()).json()
+    assert again["job_id"] != first["job_id"] and again["bundle_cid"] == first["bundle_cid"]
+    assert again["output"] == first["output"] and hits() >= before + 1
+    assert verify_bundle(again["bundle"], store_of(mlp_client)).valid

@@ -87,3 +87,74 @@ def test_the_default_compile_memory_cap_compiles_the_sample(tmp_path: Path) -> N
     assert settings.compile_memory_mb > 0  # on by default
     onnx_cid = LocalStore(settings.store_dir).put_file(sample_path("mlp"))
     assert compile_job(settings, spec(onnx_cid), 600, threading.Event())["logrows"] >= 1
+
+
+class CountingProver:
+    """A real prover that counts its proofs."""
+
+    def __init__(self, inner: EzklProver) -> None:
+        self.inner, self.calls = inner, 0
+
+    def prove(self, *args: object, **kwargs: object) -> object:
+        self.calls += 1
+        return self.inner.prove(*args, **kwargs)  # type: ignore[arg-type]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+def test_a_repeated_public_request_is_answered_from_the_proof_cache(mlp_store: tuple[Path, str],
+                                                                    tmp_path: Path) -> None:
+    from prometheus_client import generate_latest
+
+    from proofmarket.db import ProofCacheRepo
+
+    home, model_id = mlp_store
+    settings = Settings(_env_file=None, home=home)  # type: ignore[call-arg]
+    store, jobs = LocalStore(settings.store_dir), JobRepo(database(tmp_path))
+    registry = CollectorRegistry()
+    cache = ProofCacheRepo(jobs.db, max_entries=2)
+    runner = JobRunner(settings, jobs, ModelRepo(jobs.db), store, NeverSettle(), JobMetrics(registry), cache)
+    prover = CountingProver(EzklProver(store, settings.jobs_dir, ProofWorker(timeout_s=120)))
+    queue = LocalJobQueue(runner, jobs, [prover])  # type: ignore[list-item]
+    service = JobService(jobs, queue)
+    queue.start()
+    try:
+        def run(doc: dict[str, object]) -> object:
+            job, _ = service.submit_prove(model_id, doc)
+            queue.watch(job.id).result(120)
+            found = jobs.get(job.id)
+            assert found is not None and found.status == JobStatus.PROVED, found
+            return found
+
+        doc = {"input_data": [[0.25] * 8]}
+        first, again = run(doc), run(dict(doc))
+        assert prover.calls == 1  # the repeat was not proved again
+        assert again.bundle_cid == first.bundle_cid and again.result["cached"] is True  # type: ignore[attr-defined]
+        assert verify_bundle(store.get_json(first.bundle_cid), store).valid  # type: ignore[attr-defined]
+        run({"input_data": [[0.5] * 8]})  # another input: proved
+        run({"input_data": [[0.75] * 8]})  # the LRU keeps 2 entries: the first is forgotten
+        assert prover.calls == 3 and cache.count() == 2
+        run(doc)
+        assert prover.calls == 4
+        text = generate_latest(registry).decode()
+        assert 'proofmarket_proof_cache_total{result="hit"} 1.0' in text
+        assert 'proofmarket_proof_cache_total{result="miss"} 4.0' in text
+    finally:
+        queue.close()
+
+
+def test_a_request_with_a_salt_is_never_cached(mlp_store: tuple[Path, str], tmp_path: Path) -> None:
+    from proofmarket.db import JobRow, ProofCacheRepo
+
+    home, model_id = mlp_store
+    settings = Settings(_env_file=None, home=home)  # type: ignore[call-arg]
+    store, jobs = LocalStore(settings.store_dir), JobRepo(database(tmp_path))
+    runner = JobRunner(settings, jobs, ModelRepo(jobs.db), store, NeverSettle(), JobMetrics(CollectorRegistry()),
+                       ProofCacheRepo(jobs.db, 10))
+    public = JobRow(id="a", kind="prove", model_id=model_id, input={"inputs": {"input_data": [[1.0] * 8]}})
+    salted = JobRow(id="b", kind="prove", model_id=model_id, input={"inputs": {"input_data": [[1.0] * 8]},
+                                                                   "salt": [1, 2]})
+    assert runner._cache_key(public) is not None and runner._cache_key(salted) is None
+    runner._public[model_id] = False  # a private-input (hashed) model: never cached either
+    assert runner._cache_key(public) is None

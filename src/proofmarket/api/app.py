@@ -43,7 +43,7 @@ from proofmarket.api.routers import (
 )
 from proofmarket.api.security import check_admin_token
 from proofmarket.config import Settings
-from proofmarket.db import Database, JobRepo, ModelRepo
+from proofmarket.db import Database, JobRepo, ModelRepo, ProofCacheRepo
 from proofmarket.errors import ProofMarketError
 from proofmarket.jobs import JobMetrics, JobRunner, JobService, LocalJobQueue
 from proofmarket.systems.catalog import ModelCatalog
@@ -89,7 +89,8 @@ def build_services(settings: Settings, workspace: Workspace | None, payments: Pa
     job_metrics = JobMetrics(registry)
     job_repo, model_repo = JobRepo(db), ModelRepo(db)
     payments = payments or _payments(settings, ws, model_repo)
-    runner = JobRunner(settings, job_repo, model_repo, ws.store, payments, job_metrics)
+    cache = ProofCacheRepo(db, settings.proof_cache_size) if settings.proof_cache_size else None
+    runner = JobRunner(settings, job_repo, model_repo, ws.store, payments, job_metrics, cache)
     queue = LocalJobQueue(runner, job_repo, _provers(settings, ws))
     queue.recover()
     listings = _listings(settings, ws, payments)

@@ -14,7 +14,7 @@ from proofmarket.api.payments import PaymentPort
 from proofmarket.config import Settings
 from proofmarket.db import Database
 from proofmarket.jobs import JobService
-from proofmarket.jobs.local import LocalJobQueue
+from proofmarket.jobs.queue import JobQueue
 from proofmarket.workspace import Workspace
 
 
@@ -25,7 +25,7 @@ class NodeServices:
     workspace: Workspace
     catalog: Catalog
     jobs: JobService
-    queue: LocalJobQueue
+    queue: JobQueue
     payments: PaymentPort
     registry: CollectorRegistry
     owns_workspace: bool

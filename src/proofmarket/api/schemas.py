@@ -252,6 +252,7 @@ class Health(BaseModel):
     provers_warm: int = Field(description="prover processes started with EZKL loaded; below the prover count "
                                           "right after a start, while they warm up")
     queue_depth: int
+    queue: str = Field(default="local", description="the job queue engine: local (in the node) or celery")
     jobs: dict[str, int]
 
 

@@ -2,7 +2,17 @@
 
 from proofmarket.db.engine import Database
 from proofmarket.db.errors import DatabaseError, DuplicateJob
-from proofmarket.db.repo import INTERRUPTED, EscrowRepo, JobRepo, ModelRepo, NewJob, Recovery, SeenRequest
+from proofmarket.db.repo import (
+    INTERRUPTED,
+    EscrowRepo,
+    JobRepo,
+    LeaseRepo,
+    ModelRepo,
+    NewJob,
+    ProofCacheRepo,
+    Recovery,
+    SeenRequest,
+)
 from proofmarket.db.tables import EscrowRequestRow, EscrowStatus, JobKind, JobRow, JobStatus, ModelRow
 
 __all__ = [
@@ -17,9 +27,11 @@ __all__ = [
     "JobRepo",
     "JobRow",
     "JobStatus",
+    "LeaseRepo",
     "ModelRepo",
     "ModelRow",
     "NewJob",
+    "ProofCacheRepo",
     "Recovery",
     "SeenRequest",
 ]

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from proofmarket.db.engine import Database
@@ -21,7 +22,9 @@ from proofmarket.db.tables import (
     JobKind,
     JobRow,
     JobStatus,
+    LeaseRow,
     ModelRow,
+    ProofCacheRow,
     WatcherCursorRow,
     utcnow,
 )
@@ -303,3 +306,73 @@ def _in_status(chain_id: int, market: str, statuses: tuple[EscrowStatus, ...]) -
     """The requests of one market (any address case) in one of ``statuses``."""
     return (EscrowRequestRow.chain_id == chain_id, EscrowRequestRow.market == market.lower(),
             EscrowRequestRow.status.in_([st.value for st in statuses]))
+
+
+class ProofCacheRepo:
+    """Proofs by (model, input) for public-profile models: a bounded LRU shared by every node on the database."""
+
+    def __init__(self, db: Database, max_entries: int) -> None:
+        self.db, self.max_entries = db, max_entries
+
+    def get(self, key: str) -> str | None:
+        """The cached bundle CID for ``key`` (counted as used), or None."""
+        with self.db.session() as s:
+            row = s.get(ProofCacheRow, key)
+            if row is None:
+                return None
+            row.hits, row.used_at = row.hits + 1, utcnow()
+            return row.bundle_cid
+
+    def put(self, key: str, model_id: str, bundle_cid: str) -> None:
+        """Remember a proof; the least recently used entries beyond ``max_entries`` are forgotten."""
+        try:
+            with self.db.session() as s:
+                s.add(ProofCacheRow(key=key, model_id=model_id, bundle_cid=bundle_cid, hits=0, created_at=utcnow(),
+                                    used_at=utcnow()))
+        except IntegrityError:  # another worker cached the same request first: keep theirs
+            return
+        with self.db.session() as s:
+            extra = int(s.scalar(select(func.count()).select_from(ProofCacheRow)) or 0) - self.max_entries
+            if extra > 0:
+                oldest = list(s.scalars(select(ProofCacheRow.key).order_by(ProofCacheRow.used_at).limit(extra)))
+                s.execute(delete(ProofCacheRow).where(ProofCacheRow.key.in_(oldest)))
+
+    def forget(self, key: str) -> None:
+        with self.db.session() as s:
+            s.execute(delete(ProofCacheRow).where(ProofCacheRow.key == key))
+
+    def count(self) -> int:
+        with self.db.session() as s:
+            return int(s.scalar(select(func.count()).select_from(ProofCacheRow)) or 0)
+
+
+class LeaseRepo:
+    """Named leases: one holder at a time, until it stops renewing (``ttl_s``) or releases."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def acquire(self, name: str, holder: str, ttl_s: float) -> bool:
+        """Take or renew ``name`` for ``holder``; False while another holder's lease runs."""
+        now = utcnow()
+        until = now + timedelta(seconds=ttl_s)
+        with self.db.session() as s:
+            res = s.execute(update(LeaseRow).where(LeaseRow.name == name, or_(
+                LeaseRow.holder == holder, LeaseRow.expires_at < now)).values(holder=holder, expires_at=until))
+            if res.rowcount:  # type: ignore[attr-defined]
+                return True
+        try:
+            with self.db.session() as s:
+                s.add(LeaseRow(name=name, holder=holder, expires_at=until))
+            return True
+        except IntegrityError:  # held by someone else
+            return False
+
+    def holder(self, name: str) -> str | None:
+        with self.db.session() as s:
+            row = s.get(LeaseRow, name)
+            return None if row is None or row.expires_at < utcnow() else row.holder
+
+    def release(self, name: str, holder: str) -> None:
+        with self.db.session() as s:
+            s.execute(delete(LeaseRow).where(LeaseRow.name == name, LeaseRow.holder == holder))

@@ -186,3 +186,26 @@ class WatcherCursorRow(Base):
     name: Mapped[str] = mapped_column(String(100), primary_key=True)  # e.g. escrow:<chain id>:<market>
     next_block: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ProofCacheRow(Base):
+    """A proof made for (model, input) under the public profile, reused for the same paid request."""
+
+    __tablename__ = "proof_cache"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256(model id, canonical input)
+    model_id: Mapped[str] = mapped_column(String(64))
+    bundle_cid: Mapped[str] = mapped_column(String(64))
+    hits: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    used_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class LeaseRow(Base):
+    """A named lease held by one process until ``expires_at`` (e.g. the one escrow watcher of a market)."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(100))
+    expires_at: Mapped[datetime]

@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, InvalidStateError
 
 from proofmarket.db import JobKind, JobRepo, Recovery
+from proofmarket.jobs.queue import QueueHealth
 from proofmarket.jobs.runner import JobRunner
 from proofmarket.jobs.settling import SettlementFollower
 from proofmarket.zk.prover import Prover
@@ -93,6 +94,11 @@ class LocalJobQueue:
     @property
     def alive_workers(self) -> int:
         return sum(t.is_alive() for t in self._threads)
+
+    def health(self) -> QueueHealth:
+        workers = self.alive_workers
+        return QueueHealth("local", workers, self.warm_provers, self.depth(), workers > 0,
+                           "" if workers else "no prover thread is running")
 
     def close(self) -> None:
         self._stop.set()

@@ -20,6 +20,8 @@ class JobMetrics:
                                 registry=registry)
         self.queue_depth = Gauge("proofmarket_queue_depth", "Jobs waiting for a worker", registry=registry)
         self.running = Gauge("proofmarket_jobs_running", "Jobs a worker is running now", registry=registry)
+        self.cache = Counter("proofmarket_proof_cache", "Proof cache lookups of public-profile prove jobs",
+                             ["result"], registry=registry)
 
     def track_depth(self, depth: Callable[[], int]) -> None:
         self.queue_depth.set_function(lambda: float(depth()))

@@ -92,10 +92,10 @@ def health(services: ServicesDep) -> JSONResponse:
 def node_health(services: NodeServices) -> Health:
     """What /health answers (and the dashboard shows): ok when the database answers and a worker runs."""
     db_ok = services.db.ping()
-    workers = services.queue.alive_workers
-    return Health(status="ok" if db_ok and workers > 0 else "degraded", version=__version__, database=db_ok,
-                  workers=workers, provers_warm=services.queue.warm_provers, queue_depth=services.queue.depth(),
-                  jobs=services.jobs.jobs.counts() if db_ok else {})
+    queue = services.queue.health()
+    return Health(status="ok" if db_ok and queue.ok else "degraded", version=__version__, database=db_ok,
+                  workers=queue.workers, provers_warm=queue.warm_provers, queue_depth=queue.depth,
+                  queue=queue.engine, jobs=services.jobs.jobs.counts() if db_ok else {})
 
 
 @router.get("/metrics", operation_id="metrics", response_class=Response,
