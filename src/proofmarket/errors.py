@@ -18,6 +18,7 @@ onnxruntime, web3, filesystem) are translated at the adapter edge into one of th
     │   └── NonFiniteInput                input_not_finite   422   2
     ├── StoreError                        store_error        500   2
     │   ├── ArtifactNotFound              artifact_not_found 404   2
+    │   ├── ArtifactCorrupt               artifact_corrupt   500   2
     │   └── InvalidCID                    invalid_cid        400   2
     ├── ProvingError                      proving_failed     500   3
     │   ├── CircuitCompileError           circuit_compile    422   3
@@ -25,7 +26,9 @@ onnxruntime, web3, filesystem) are translated at the adapter edge into one of th
     │   ├── SRSError                      srs_error          500   3
     │   ├── WitnessError                  witness_failed     422   3
     │   ├── ProofTimeout                  proof_timeout      504   3
-    │   └── CompileOutOfMemory            compile_out_of_memory 422 3
+    │   ├── CompileOutOfMemory            compile_out_of_memory 422 3
+    │   └── EzklVersionMismatch           ezkl_version_mismatch 409 3
+    ├── QueueUnavailable                  queue_unavailable  503   6
     ├── VerificationFailed                proof_invalid      422   1
     │   ├── BundleError                   bundle_invalid     422   1
     │   ├── AnswerMismatch                answer_mismatch    422   1
@@ -170,6 +173,12 @@ class ArtifactNotFound(StoreError):
     code, http_status = "artifact_not_found", 404
 
 
+class ArtifactCorrupt(StoreError):
+    """A stored artifact's bytes no longer hash to its CID: it is not used."""
+
+    code = "artifact_corrupt"
+
+
 class InvalidCID(StoreError):
     code, http_status = "invalid_cid", 400
 
@@ -203,6 +212,19 @@ class CompileOutOfMemory(ProvingError):
     """The compile of an uploaded model needed more memory than the node's compile limit."""
 
     code, http_status = "compile_out_of_memory", 422
+
+
+class EzklVersionMismatch(ProvingError):
+    """The prover's EZKL is not the version the model was compiled with: its keys could give a bad proof, so the
+    job is refused (nothing proved, nothing charged)."""
+
+    code, http_status = "ezkl_version_mismatch", 409
+
+
+class QueueUnavailable(ProofMarketError):
+    """The job queue's broker (Redis, for PROOFMARKET_QUEUE=celery) cannot be reached."""
+
+    code, http_status, exit_code = "queue_unavailable", 503, 6
 
 
 # --- nodes (the SDK's view) ---------------------------------------------------------------------

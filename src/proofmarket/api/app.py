@@ -46,6 +46,7 @@ from proofmarket.config import Settings
 from proofmarket.db import Database, JobRepo, ModelRepo, ProofCacheRepo
 from proofmarket.errors import ProofMarketError
 from proofmarket.jobs import JobMetrics, JobRunner, JobService, LocalJobQueue
+from proofmarket.jobs.queue import JobQueue
 from proofmarket.systems.catalog import ModelCatalog
 from proofmarket.workspace import Workspace
 from proofmarket.zk.manifest import ModelManifest
@@ -86,13 +87,9 @@ def build_services(settings: Settings, workspace: Workspace | None, payments: Pa
     db.migrate()
     ws = workspace or Workspace(settings)
     registry = CollectorRegistry()
-    job_metrics = JobMetrics(registry)
-    job_repo, model_repo = JobRepo(db), ModelRepo(db)
-    payments = payments or _payments(settings, ws, model_repo)
-    cache = ProofCacheRepo(db, settings.proof_cache_size) if settings.proof_cache_size else None
-    runner = JobRunner(settings, job_repo, model_repo, ws.store, payments, job_metrics, cache)
-    queue = LocalJobQueue(runner, job_repo, _provers(settings, ws))
-    queue.recover()
+    runner, payments = build_runner(settings, db, ws, registry, payments)
+    job_repo, model_repo = runner.jobs, runner.models
+    queue = _queue(settings, runner, job_repo, ws)
     listings = _listings(settings, ws, payments)
     catalog = Catalog(model_repo, ModelCatalog(ws.store), _srs_check(payments), listings)
     return NodeServices(settings=settings, db=db, workspace=ws, catalog=catalog,
@@ -162,6 +159,29 @@ def _srs_check(payments: PaymentPort) -> Callable[[str, ModelManifest], None]:
         check_servable(manifest.srs.sha256, model_id, int(chain_id) if chain_id is not None else None)
 
     return check
+
+
+def _queue(settings: Settings, runner: JobRunner, job_repo: JobRepo, ws: Workspace) -> JobQueue:
+    """The local queue (prover processes in the node) or the celery queue (workers over Redis; checked here:
+    an unreachable Redis stops the node with ``queue_unavailable``)."""
+    if settings.queue == "celery":
+        from proofmarket.jobs.celery_queue import CeleryJobQueue
+
+        celery = CeleryJobQueue(settings, job_repo, runner)
+        celery.recover()
+        return celery
+    local = LocalJobQueue(runner, job_repo, _provers(settings, ws))
+    local.recover()
+    return local
+
+
+def build_runner(settings: Settings, db: Database, ws: Workspace, registry: CollectorRegistry,
+                 payments: PaymentPort | None = None) -> tuple[JobRunner, PaymentPort]:
+    """The job runner (and its payment port) of a node or of a 'proofmarket worker' process."""
+    model_repo = ModelRepo(db)
+    payments = payments or _payments(settings, ws, model_repo)
+    cache = ProofCacheRepo(db, settings.proof_cache_size) if settings.proof_cache_size else None
+    return JobRunner(settings, JobRepo(db), model_repo, ws.store, payments, JobMetrics(registry), cache), payments
 
 
 def _provers(settings: Settings, ws: Workspace) -> list[EzklProver]:

@@ -19,6 +19,30 @@ DEFAULT_PRICE_ATOMIC = 10_000  # 0.01 USDC
 
 def register(app: typer.Typer) -> None:
     app.command("node")(node_cmd)
+    app.command("worker")(worker_cmd)
+
+
+def worker_cmd(
+    model: Annotated[list[str] | None, typer.Option(
+        "--model", help="keep this model warm: also take its own queue (repeatable)")] = None,
+    name: Annotated[str | None, typer.Option(help="worker name in heartbeats (default host-pid)")] = None,
+    no_compile: Annotated[bool, typer.Option("--no-compile", help="take prove jobs only")] = False,
+    home: Annotated[Path | None, typer.Option("--home", envvar="PROOFMARKET_HOME", help="data folder")] = None,
+) -> None:
+    """Run jobs of nodes started with PROOFMARKET_QUEUE=celery: one job at a time, from Redis
+    (PROOFMARKET_REDIS_URL), on the nodes' database and store. Start more to prove more at once."""
+    import logging
+
+    from proofmarket.jobs.celery_worker import run_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings(home=home) if home is not None else Settings()
+        console.print(f"proofmarket worker: Redis {settings.redis_url.split('@')[-1]}, database "
+                      f"{settings.db_url.split('@')[-1]}, store {settings.store_dir}")
+        run_worker(settings, name=name, models=model or [], compile_jobs=not no_compile)
+    except ProofMarketError as exc:
+        raise fail(exc, False) from exc
 
 
 def node_cmd(

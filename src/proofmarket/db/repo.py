@@ -164,6 +164,16 @@ class JobRepo:
             recovery.requeued = [(kind, job_id) for kind, job_id in pending]
         return recovery
 
+    def active(self, *statuses: JobStatus) -> list[JobRow]:
+        """Jobs in ``statuses``, oldest first (the distributed queue's janitor)."""
+        with self.db.session() as s:
+            return list(s.scalars(select(JobRow).where(JobRow.status.in_([st.value for st in statuses]))
+                                  .order_by(JobRow.created_at)))
+
+    def requeue(self, job_id: str) -> bool:
+        """running -> queued: its worker is gone; the job is run again (its attempts are counted at start)."""
+        return self._move(job_id, [JobStatus.RUNNING], status=JobStatus.QUEUED.value, started_at=None)
+
     def recent(self, limit: int = 20) -> list[JobRow]:
         """The ``limit`` most recently created jobs, newest first."""
         with self.db.session() as s:

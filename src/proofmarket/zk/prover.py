@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from proofmarket import models
-from proofmarket.errors import ArtifactNotFound, UnknownModel, WrongMode
+from proofmarket.errors import ArtifactNotFound, EzklVersionMismatch, UnknownModel, WrongMode
 from proofmarket.store import LocalStore
 from proofmarket.zk.bundle import (
     BundleInput,
@@ -84,6 +84,12 @@ class EzklProver:
         """Prove ``inputs_doc`` on the model. A hashed-input model takes the consumer's ``salt`` (an
         escrow request commits to it in advance) or draws a fresh random one."""
         manifest, info = self.model(model_id)
+        from proofmarket.zk.ezkl_calls import EZKL_VERSION
+
+        if manifest.ezkl_version != EZKL_VERSION:
+            raise EzklVersionMismatch(f"model {model_id} was compiled with EZKL {manifest.ezkl_version}; this "
+                                      f"prover runs EZKL {EZKL_VERSION}: refused (its keys could give a bad proof)",
+                                      model_id=model_id, manifest=manifest.ezkl_version, prover=EZKL_VERSION)
         arrays = models.parse_inputs(inputs_doc, info)
         reference = models.run_onnx(self.store.path(manifest.onnx.cid), arrays)
         salt = check_salt(manifest.salt_elements, salt, required=False)
