@@ -146,3 +146,38 @@ def test_a_settling_job_is_not_final_and_shows_nothing(db: Database) -> None:
     assert not row.is_final and not row.result_visible and not row.awaits_settlement
     assert jobs.recover().requeued == []  # followed on chain, not re-sent
     assert jobs.failed(job.id, "payment_settlement_failed", "expired unused")
+
+
+def test_a_lease_has_one_holder_until_it_expires(db: Database) -> None:
+    import time
+
+    from proofmarket.db import LeaseRepo
+
+    leases = LeaseRepo(db)
+    assert leases.acquire("escrow:1:0xmarket", "node-a", 30)
+    assert not leases.acquire("escrow:1:0xmarket", "node-b", 30)  # node a follows the market
+    assert leases.acquire("escrow:1:0xmarket", "node-a", 0.2)  # renewed
+    assert leases.holder("escrow:1:0xmarket") == "node-a"
+    time.sleep(0.4)  # node a stopped renewing
+    assert leases.holder("escrow:1:0xmarket") is None
+    assert leases.acquire("escrow:1:0xmarket", "node-b", 30)
+    assert not leases.acquire("escrow:1:0xmarket", "node-a", 30)
+    leases.release("escrow:1:0xmarket", "node-a")  # not its lease: nothing happens
+    assert leases.holder("escrow:1:0xmarket") == "node-b"
+    leases.release("escrow:1:0xmarket", "node-b")
+    assert leases.acquire("escrow:1:0xmarket", "node-a", 30)
+
+
+def test_the_proof_cache_is_a_bounded_lru(db: Database) -> None:
+    from proofmarket.db import ProofCacheRepo
+
+    cache = ProofCacheRepo(db, max_entries=2)
+    cache.put("k1", "m", "cid1")
+    cache.put("k2", "m", "cid2")
+    assert cache.get("k1") == "cid1"  # k1 used last: k2 is the least recently used
+    cache.put("k3", "m", "cid3")
+    assert cache.count() == 2 and cache.get("k2") is None and cache.get("k3") == "cid3"
+    cache.put("k3", "m", "other")  # a second put of the same key keeps the first proof
+    assert cache.get("k3") == "cid3"
+    cache.forget("k3")
+    assert cache.get("k3") is None

@@ -20,14 +20,17 @@ The bundle of a committed request is readable by its consumer and by any staked 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
+import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from proofmarket.chain import ChainEvent, EventWatcher, model_id_for
 from proofmarket.chain.court import SETTLED, AttestationCourt, Commitment, CourtRequest, CourtValidator
 from proofmarket.config import Settings
-from proofmarket.db import Database, EscrowRepo, EscrowRequestRow, EscrowStatus, ModelRepo, SeenRequest
+from proofmarket.db import Database, EscrowRepo, EscrowRequestRow, EscrowStatus, LeaseRepo, ModelRepo, SeenRequest
 from proofmarket.errors import ChainError, ProofMarketError, UsageError
 from proofmarket.jobs.escrow import MAX_ATTEMPTS, InputMismatch, RequestClosed, UnknownRequest
 from proofmarket.market import Market
@@ -72,6 +75,8 @@ class CourtService:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._work_lock = threading.Lock()
+        self.lease: LeaseRepo | None = None  # several nodes on one database: one follows the market at a time
+        self.holder = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.committed: Any = None  # Prometheus counters, once with_metrics() ran
         self.settled: Any = None
 
@@ -95,9 +100,11 @@ class CourtService:
         try:
             market = Market.open(workspace=workspace)
             model_repo = ModelRepo(db)
-            return cls(market, EscrowRepo(db), lambda: [row.id for row in model_repo.list()],
-                       confirmations=settings.escrow_confirmations, poll_s=settings.escrow_poll_s,
-                       owner=settings.model_owner).with_metrics(registry)
+            service = cls(market, EscrowRepo(db), lambda: [row.id for row in model_repo.list()],
+                          confirmations=settings.escrow_confirmations, poll_s=settings.escrow_poll_s,
+                          owner=settings.model_owner).with_metrics(registry)
+            service.lease = LeaseRepo(db)
+            return service
         except ProofMarketError as exc:
             if settings.escrow_watcher == "on" and not isinstance(exc, CourtUnavailable):
                 raise
@@ -233,9 +240,23 @@ class CourtService:
             self._thread.join(timeout)
             self._thread = None
 
+    def _leader(self) -> bool:
+        """Whether this node holds (or just took) the lease on following this contract."""
+        if self.lease is None:
+            return True
+        try:
+            return self.lease.acquire(self.cursor_name, self.holder, max(15.0, 5 * self.poll_s))
+        except Exception:
+            log.warning("could not renew the watcher lease", exc_info=True)
+            return False
+
     def _loop(self) -> None:
         recovered = False
         while not self._stop.is_set():
+            if not self._leader():  # another node of this database follows the market: stand by
+                self._wake.wait(self.poll_s)
+                self._wake.clear()
+                continue
             try:
                 if not recovered:
                     self.recover()

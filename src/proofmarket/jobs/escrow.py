@@ -18,8 +18,11 @@ open: proved again).
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -29,7 +32,7 @@ from proofmarket import models
 from proofmarket.chain import ChainEvent, EventWatcher, model_id_for
 from proofmarket.chain.types import InferenceRequest, RequestStatus
 from proofmarket.config import Settings
-from proofmarket.db import Database, EscrowRepo, EscrowRequestRow, EscrowStatus, ModelRepo, SeenRequest
+from proofmarket.db import Database, EscrowRepo, EscrowRequestRow, EscrowStatus, LeaseRepo, ModelRepo, SeenRequest
 from proofmarket.errors import ChainError, InputError, ProofMarketError, UsageError
 from proofmarket.jobs.metrics import EscrowMetrics
 from proofmarket.market import Market
@@ -104,6 +107,8 @@ class EscrowService:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._work_lock = threading.Lock()
+        self.lease: LeaseRepo | None = None  # several nodes on one database: one follows the market at a time
+        self.holder = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
     @classmethod
     def for_node(cls, settings: Settings, db: Database, workspace: Workspace,
@@ -119,9 +124,11 @@ class EscrowService:
             log.info("escrow watcher off: %s", exc.message)
             return None
         model_repo = ModelRepo(db)
-        return cls(market, EscrowRepo(db), lambda: [row.id for row in model_repo.list()],
-                   confirmations=settings.escrow_confirmations, poll_s=settings.escrow_poll_s,
-                   proof_timeout_s=settings.proof_timeout_s, owner=settings.model_owner).with_metrics(registry)
+        service = cls(market, EscrowRepo(db), lambda: [row.id for row in model_repo.list()],
+                      confirmations=settings.escrow_confirmations, poll_s=settings.escrow_poll_s,
+                      proof_timeout_s=settings.proof_timeout_s, owner=settings.model_owner).with_metrics(registry)
+        service.lease = LeaseRepo(db)
+        return service
 
     # --- consumers ----------------------------------------------------------------------------
     def get(self, request_id: int) -> EscrowRequestRow:
@@ -241,9 +248,23 @@ class EscrowService:
     def wake(self) -> None:
         self._wake.set()
 
+    def _leader(self) -> bool:
+        """Whether this node holds (or just took) the lease on following this contract."""
+        if self.lease is None:
+            return True
+        try:
+            return self.lease.acquire(self.cursor_name, self.holder, max(15.0, 5 * self.poll_s))
+        except Exception:
+            log.warning("could not renew the watcher lease", exc_info=True)
+            return False
+
     def _loop(self) -> None:
         recovered = False
         while not self._stop.is_set():
+            if not self._leader():  # another node of this database follows the market: stand by
+                self._wake.wait(self.poll_s)
+                self._wake.clear()
+                continue
             try:  # the chain may not answer yet: recover (then poll) as soon as it does
                 if not recovered:
                     self.recover()
