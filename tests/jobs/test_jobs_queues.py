@@ -229,3 +229,39 @@ def test_an_unreachable_redis_stops_the_node_with_a_clear_error(tmp_path: Path, 
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 6, done.stdout + done.stderr
         assert "queue_unavailable" in done.stdout + done.stderr and "Redis" in done.stdout + done.stderr
+
+
+def test_two_nodes_on_one_database_answer_each_other_s_jobs(backend: Backend, mlp_store: tuple[Path, str],
+                                                            tmp_path: Path) -> None:
+    if backend.name != "celery":
+        pytest.skip("several nodes need the distributed queue")
+    home, model_id = mlp_store
+    assert backend.redis is not None
+    other = create_app(_settings(home, tmp_path / "node.db", queue="celery", redis_url=backend.redis.url))
+    other.state.services.catalog.register(model_id, price_atomic=10_000)
+    with TestClient(other) as second:
+        job = backend.client.post(f"/v1/models/{model_id}/infer?mode=async", json={"input_data": [[0.44] * 8]}).json()
+        token = {"X-Job-Token": job["access_token"]}
+        deadline = time.monotonic() + 60
+        body = second.get(f"/v1/jobs/{job['id']}", headers=token).json()  # asked on the other node
+        while body["status"] != "proved":
+            assert time.monotonic() < deadline and body["status"] != "failed", body
+            time.sleep(0.1)
+            body = second.get(f"/v1/jobs/{job['id']}", headers=token).json()
+        assert second.get("/health").json()["workers"] >= 1
+    other.state.services.close()
+
+
+def test_a_cached_repeat_never_reaches_a_worker_and_is_counted(backend: Backend) -> None:
+    import re
+
+    doc = {"input_data": [[0.61, 0.62, 0.63, 0.64, 0.65, 0.66, 0.67, 0.68]]}
+    first = backend.infer(doc)
+    started = time.perf_counter()
+    again = backend.infer(doc)
+    elapsed = time.perf_counter() - started
+    assert again["bundle_cid"] == first["bundle_cid"] and again["job_id"] != first["job_id"]
+    metrics = backend.client.get("/metrics").text
+    hits = re.search(r'proofmarket_proof_cache_total\{result="hit"\} ([0-9.]+)', metrics)
+    assert hits is not None and float(hits.group(1)) >= 1
+    assert elapsed < 5  # answered without a proof (the bench measures the real figure)

@@ -108,16 +108,18 @@ def test_a_repeated_public_request_is_answered_from_the_proof_cache(mlp_store: t
     from prometheus_client import generate_latest
 
     from proofmarket.db import ProofCacheRepo
+    from proofmarket.jobs.cache import ProofCache
 
     home, model_id = mlp_store
     settings = Settings(_env_file=None, home=home)  # type: ignore[call-arg]
     store, jobs = LocalStore(settings.store_dir), JobRepo(database(tmp_path))
     registry = CollectorRegistry()
     cache = ProofCacheRepo(jobs.db, max_entries=2)
-    runner = JobRunner(settings, jobs, ModelRepo(jobs.db), store, NeverSettle(), JobMetrics(registry), cache)
+    metrics = JobMetrics(registry)
+    runner = JobRunner(settings, jobs, ModelRepo(jobs.db), store, NeverSettle(), metrics, cache)
     prover = CountingProver(EzklProver(store, settings.jobs_dir, ProofWorker(timeout_s=120)))
     queue = LocalJobQueue(runner, jobs, [prover])  # type: ignore[list-item]
-    service = JobService(jobs, queue)
+    service = JobService(jobs, queue, ProofCache(cache, store, jobs, metrics.cache))
     queue.start()
     try:
         def run(doc: dict[str, object]) -> object:
@@ -146,15 +148,14 @@ def test_a_repeated_public_request_is_answered_from_the_proof_cache(mlp_store: t
 
 def test_a_request_with_a_salt_is_never_cached(mlp_store: tuple[Path, str], tmp_path: Path) -> None:
     from proofmarket.db import JobRow, ProofCacheRepo
+    from proofmarket.jobs.cache import ProofCache
 
     home, model_id = mlp_store
-    settings = Settings(_env_file=None, home=home)  # type: ignore[call-arg]
-    store, jobs = LocalStore(settings.store_dir), JobRepo(database(tmp_path))
-    runner = JobRunner(settings, jobs, ModelRepo(jobs.db), store, NeverSettle(), JobMetrics(CollectorRegistry()),
-                       ProofCacheRepo(jobs.db, 10))
+    store, jobs = LocalStore(home / "store"), JobRepo(database(tmp_path))
+    cache = ProofCache(ProofCacheRepo(jobs.db, 10), store, jobs)
     public = JobRow(id="a", kind="prove", model_id=model_id, input={"inputs": {"input_data": [[1.0] * 8]}})
     salted = JobRow(id="b", kind="prove", model_id=model_id, input={"inputs": {"input_data": [[1.0] * 8]},
                                                                    "salt": [1, 2]})
-    assert runner._cache_key(public) is not None and runner._cache_key(salted) is None
-    runner._public[model_id] = False  # a private-input (hashed) model: never cached either
-    assert runner._cache_key(public) is None
+    assert cache.key(public) is not None and cache.key(salted) is None
+    cache._public[model_id] = False  # a private-input (hashed) model: never cached either
+    assert cache.key(public) is None

@@ -46,6 +46,7 @@ from proofmarket.config import Settings
 from proofmarket.db import Database, JobRepo, ModelRepo, ProofCacheRepo
 from proofmarket.errors import ProofMarketError
 from proofmarket.jobs import JobMetrics, JobRunner, JobService, LocalJobQueue
+from proofmarket.jobs.cache import ProofCache
 from proofmarket.jobs.queue import JobQueue
 from proofmarket.systems.catalog import ModelCatalog
 from proofmarket.workspace import Workspace
@@ -93,7 +94,8 @@ def build_services(settings: Settings, workspace: Workspace | None, payments: Pa
     listings = _listings(settings, ws, payments)
     catalog = Catalog(model_repo, ModelCatalog(ws.store), _srs_check(payments), listings)
     return NodeServices(settings=settings, db=db, workspace=ws, catalog=catalog,
-                        jobs=JobService(job_repo, queue), queue=queue, payments=payments, registry=registry,
+                        jobs=JobService(job_repo, queue, _cache(settings, db, ws, runner)), queue=queue,
+                        payments=payments, registry=registry,
                         owns_workspace=workspace is None, tokens=tokens,
                         attested=_attested(settings, ws, payments, registry))
 
@@ -159,6 +161,13 @@ def _srs_check(payments: PaymentPort) -> Callable[[str, ModelManifest], None]:
         check_servable(manifest.srs.sha256, model_id, int(chain_id) if chain_id is not None else None)
 
     return check
+
+
+def _cache(settings: Settings, db: Database, ws: Workspace, runner: JobRunner) -> ProofCache | None:
+    """The node's side of the proof cache: jobs looked up when submitted, hits and misses in /metrics."""
+    if not settings.proof_cache_size:
+        return None
+    return ProofCache(ProofCacheRepo(db, settings.proof_cache_size), ws.store, runner.jobs, runner.metrics.cache)
 
 
 def _queue(settings: Settings, runner: JobRunner, job_repo: JobRepo, ws: Workspace) -> JobQueue:

@@ -13,8 +13,6 @@ authorization is used on chain, or fails it (nothing charged, result withheld) o
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import threading
 import time
@@ -23,6 +21,7 @@ from typing import Any
 from proofmarket.config import Settings
 from proofmarket.db import JobKind, JobRepo, JobRow, JobStatus, ModelRepo, ProofCacheRepo
 from proofmarket.errors import PaymentSettlementFailed, PaymentSettlementPending, ProofMarketError
+from proofmarket.jobs.cache import ProofCache
 from proofmarket.jobs.compile_task import compile_job
 from proofmarket.jobs.metrics import JobMetrics
 from proofmarket.jobs.types import PaymentTicket, ProofOutcome, SettleHook
@@ -37,8 +36,10 @@ class JobRunner:
     def __init__(self, settings: Settings, jobs: JobRepo, models: ModelRepo, store: ArtifactStore,
                  settle: SettleHook, metrics: JobMetrics, cache: ProofCacheRepo | None = None) -> None:
         self.settings, self.jobs, self.models, self.store = settings, jobs, models, store
-        self.settle_hook, self.metrics, self.cache = settle, metrics, cache
-        self._public: dict[str, bool] = {}
+        self.settle_hook, self.metrics = settle, metrics
+        # the worker's side of the cache: store what it proves, reuse what another job proved meanwhile (the
+        # node looks jobs up at submission and counts hits and misses)
+        self.cache = ProofCache(cache, store, jobs) if cache is not None else None
 
     def run(self, job_id: str, prover: Prover | None, stop: threading.Event) -> None:
         """Run one job to its end; every failure is recorded on the job, never raised."""
@@ -76,52 +77,15 @@ class JobRunner:
 
     def _prove(self, job: JobRow, prover: Prover) -> None:
         assert job.model_id is not None
-        key = self._cache_key(job)
-        if key is not None and self._from_cache(job, key):
+        if self.cache is not None and self.cache.answer(job, running=True):  # proved meanwhile by another job
             return
         start = time.perf_counter()
         result = prover.prove(job.model_id, job.input["inputs"], salt=job.input.get("salt"))
         self.metrics.duration.labels(JobKind.PROVE.value).observe(time.perf_counter() - start)
         out: dict[str, Any] = {"output": result.bundle.output.values, "salt": result.salt}
         self.jobs.proved(job.id, bundle_cid=result.bundle_cid, result=out, final=job.payment is None)
-        if key is not None and self.cache is not None:
-            self.cache.put(key, job.model_id, result.bundle_cid)
-
-    def _cache_key(self, job: JobRow) -> str | None:
-        """The proof cache key of a prove job, or None when it may not be cached: only public-profile models
-        (public input, params and output, no salt); a private input carries its own salt and is never reused."""
-        if self.cache is None or job.model_id is None or job.input.get("salt") is not None:
-            return None
-        if job.model_id not in self._public:
-            from proofmarket.zk.verify import load_manifest
-
-            try:
-                manifest = load_manifest(self.store, job.model_id)
-            except ProofMarketError:
-                return None
-            self._public[job.model_id] = manifest.privacy.get("name") == "public" and manifest.salt_elements == 0
-        if not self._public[job.model_id]:
-            return None
-        text = json.dumps({"model": job.model_id, "inputs": job.input["inputs"]}, sort_keys=True,
-                          separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()
-
-    def _from_cache(self, job: JobRow, key: str) -> bool:
-        """Answer ``job`` with the stored proof of the same (model, input); False on a miss."""
-        assert self.cache is not None and job.model_id is not None
-        cid = self.cache.get(key)
-        if cid is None or not self.store.has(cid):
-            self.metrics.cache.labels("miss").inc()
-            return False
-        bundle = ProofBundle.parse(self.store.get_json(cid))
-        if bundle.model.id != job.model_id:  # never another model's proof, whatever the table says
-            self.cache.forget(key)
-            self.metrics.cache.labels("miss").inc()
-            return False
-        self.metrics.cache.labels("hit").inc()
-        out: dict[str, Any] = {"output": bundle.output.values, "salt": None, "cached": True}
-        self.jobs.proved(job.id, bundle_cid=cid, result=out, final=job.payment is None)
-        return True
+        if self.cache is not None:
+            self.cache.remember(job, result.bundle_cid)
 
     def _settle(self, job: JobRow) -> None:
         assert job.payment is not None and job.bundle_cid is not None

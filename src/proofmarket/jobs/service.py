@@ -18,6 +18,7 @@ from typing import Any
 
 from proofmarket.db import DuplicateJob, JobKind, JobRepo, JobRow, NewJob
 from proofmarket.errors import PaymentReplayed
+from proofmarket.jobs.cache import ProofCache
 from proofmarket.jobs.errors import IdempotencyConflict, UnknownJob
 from proofmarket.jobs.queue import JobQueue
 from proofmarket.jobs.types import PaymentTicket
@@ -41,8 +42,8 @@ Cover = Callable[[PaymentTicket, int], None]
 
 
 class JobService:
-    def __init__(self, jobs: JobRepo, queue: JobQueue) -> None:
-        self.jobs, self.queue = jobs, queue
+    def __init__(self, jobs: JobRepo, queue: JobQueue, cache: ProofCache | None = None) -> None:
+        self.jobs, self.queue, self.cache = jobs, queue, cache
         self._funds = threading.Lock()  # one paid submission at a time checks and takes a payer's balance
 
     def existing(self, key: str | None, request: str, payer: str | None = None) -> JobRow | None:
@@ -101,5 +102,11 @@ class JobService:
             if found is not None:
                 return found, False
             raise PaymentReplayed("this payment was already used for another request") from None
+        if self.cache is not None and new.kind == JobKind.PROVE and self.cache.answer(job):
+            found = self.jobs.get(job.id)  # proved from the cache: a free job is done, a paid one settles
+            assert found is not None
+            if not found.is_final:
+                self.queue.submit(new.kind, job.id)
+            return found, True
         self.queue.submit(new.kind, job.id)
         return job, True
