@@ -39,6 +39,7 @@ bench: setup
 	$(BIN)/python bench/attested.py
 	$(BIN)/python bench/economics.py
 	$(BIN)/python bench/gas_attested.py
+	$(BIN)/python bench/scale.py
 
 lint: setup
 	$(BIN)/ruff check src tests bench scripts
