@@ -80,9 +80,11 @@ def manifest_of(client: TestClient, model_id: str) -> dict[str, Any]:
 # --- results go only to their payer ------------------------------------------------------------------
 
 def test_a_job_and_its_bundle_are_read_only_with_its_access_token(node: TestClient, mlp_id: str) -> None:
-    # Given two callers' proved jobs
+    # Given two callers' proved jobs (on different inputs: the same public input is answered with the same
+    # cached proof, which is then as much the second caller's as the first's)
     mine = node.post(f"/v1/models/{mlp_id}/infer", json=mlp_input()).json()
-    theirs = node.post(f"/v1/models/{mlp_id}/infer", json=mlp_input()).json()
+    other = {"input_data": [[round(v + 0.125, 4) for v in mlp_input()["input_data"][0]]]}
+    theirs = node.post(f"/v1/models/{mlp_id}/infer", json=other).json()
     assert mine["access_token"] and mine["access_token"] != theirs["access_token"]
     job_url, proof_url = f"/v1/jobs/{mine['job_id']}", f"/v1/proofs/{mine['bundle_cid']}"
 
