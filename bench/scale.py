@@ -73,31 +73,6 @@ def compile_mlp(ws: Workspace) -> str:
     return ws.prover.compile(sample_path("mlp"), samples, options).model_id
 
 
-class Redis:
-    def __init__(self, root: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise SystemExit("bench/scale.py needs redis-server (apt-get install redis-server)")
-        self.port = free_port()
-        self.proc = subprocess.Popen([binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(root),
-                                      "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
-
-
 class Node:
     """A node app served by uvicorn in a thread, and its worker subprocesses."""
 
@@ -211,7 +186,14 @@ def main() -> int:
     ws.close()
     raw_p50 = statistics.median(raw)
     log(f"raw prove p50 {raw_p50 * 1000:.0f} ms")
-    redis = Redis(tmp)
+    import contextlib
+
+    from proofmarket.jobs.redis_server import redis_server
+
+    stack = contextlib.ExitStack()
+    redis = stack.enter_context(redis_server())
+    if redis is None:
+        raise SystemExit("bench/scale.py needs redis-server (apt-get install redis-server)")
     results: dict[str, Any] = {"raw_prove_p50_s": raw_p50, "ezkl_prove_p50_s": statistics.median(inner),
                                "queues": [], "cores": os.cpu_count(), "machine": platform.platform(),
                                "date": datetime.now(UTC).isoformat(timespec="seconds")}
@@ -249,7 +231,7 @@ def main() -> int:
         results["pieces"] = pieces(base.model_copy(update={"database_url": f"sqlite:///{tmp / 'pieces.db'}"}),
                                    redis.url)
     finally:
-        redis.stop()
+        stack.close()
         shutil.rmtree(tmp, ignore_errors=True)
     write(results, args.out)
     return 0

@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from redis_server import RedisServer, redis_server
 
 from proofmarket.api import create_app
 from proofmarket.config import Settings
+from proofmarket.jobs.redis_server import RedisServer, redis_server
 from proofmarket.store import LocalStore
 from proofmarket.zk.verify import verify_bundle
 

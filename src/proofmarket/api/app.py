@@ -174,9 +174,11 @@ def _queue(settings: Settings, runner: JobRunner, job_repo: JobRepo, ws: Workspa
     """The local queue (prover processes in the node) or the celery queue (workers over Redis; checked here:
     an unreachable Redis stops the node with ``queue_unavailable``)."""
     if settings.queue == "celery":
+        from proofmarket.db import LeaseRepo
         from proofmarket.jobs.celery_queue import CeleryJobQueue
 
         celery = CeleryJobQueue(settings, job_repo, runner)
+        celery.leases = LeaseRepo(job_repo.db)
         celery.recover()
         return celery
     local = LocalJobQueue(runner, job_repo, _provers(settings, ws))

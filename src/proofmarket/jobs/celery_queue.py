@@ -1,8 +1,9 @@
 """The distributed job queue: Celery with a Redis broker (``PROOFMARKET_QUEUE=celery``).
 
     node (API)                      Redis                         proofmarket worker (any machine)
-    job row "queued" ──send_task──► proofmarket.prove[.<model>] ─► runner.run(job): prove, settle
-    watch: polls the job row                                        heartbeat keys (worker, running job)
+    job row "queued" ──send_task──► proofmarket.prove[.<model>] ─► runner.run(job): prove -> "proved"
+    settler: settles "proved" paid jobs (one node at a time: lease)  heartbeat keys (worker, running job)
+    watch: polls the job row
     janitor: a running job whose worker's heartbeat is gone -> queued again (at most MAX_ATTEMPTS runs)
 
 Jobs live in the database (shared: PostgreSQL across machines); a message only names a job id, so a message
@@ -17,8 +18,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import threading
 import time
+import uuid
 from concurrent.futures import Future
 from datetime import timedelta
 from typing import Any
@@ -41,6 +45,7 @@ SERVES_KEY = "proofmarket:serves:"  # + model id: a worker keeps this model warm
 HEARTBEAT_S, HEARTBEAT_TTL_S = 2.0, 10
 GRACE_S = 15.0  # a running job without a heartbeat this long after its start: its worker is gone
 MAX_ATTEMPTS = 3
+SETTLER_LEASE = "job-settler"  # the node that settles workers' proved jobs
 RESEND_S = 60.0  # a job queued this long is sent again (a duplicate message runs nothing twice)
 
 
@@ -103,6 +108,9 @@ class CeleryJobQueue:
         self._stop = threading.Event()
         self._janitor: threading.Thread | None = None
         self._resent: dict[str, float] = {}  # queued job id -> when the janitor last sent it again
+        self._settler: threading.Thread | None = None
+        self.leases: Any = None  # LeaseRepo: one node settles at a time (one settlement nonce sequence)
+        self.holder = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         runner.metrics.track_depth(self.depth)
 
     def recover(self) -> None:
@@ -117,6 +125,8 @@ class CeleryJobQueue:
         self.follower.start()
         self._janitor = threading.Thread(target=self._janitor_loop, name="proofmarket-janitor", daemon=True)
         self._janitor.start()
+        self._settler = threading.Thread(target=self._settler_loop, name="proofmarket-settler", daemon=True)
+        self._settler.start()
 
     def submit(self, kind: JobKind, job_id: str) -> None:
         queue = COMPILE_QUEUE
@@ -161,9 +171,10 @@ class CeleryJobQueue:
     def close(self) -> None:
         self._stop.set()
         self.follower.close()
-        if self._janitor is not None:
-            self._janitor.join(10)
-            self._janitor = None
+        for thread in (self._janitor, self._settler):
+            if thread is not None:
+                thread.join(30)
+        self._janitor = self._settler = None
 
     def sweep(self) -> int:
         """Re-queue running jobs whose worker stopped heartbeating (fail them after MAX_ATTEMPTS runs), and
@@ -193,6 +204,27 @@ class CeleryJobQueue:
         live = {job.id for job in self.jobs.active(JobStatus.QUEUED)}
         self._resent = {k: v for k, v in self._resent.items() if k in live}
         return touched
+
+    def settle_proved(self) -> int:
+        """Settle the payments of jobs workers proved (this node's payment port). Returns how many."""
+        done = 0
+        for job in self.jobs.active(JobStatus.PROVED):
+            if self._stop.is_set():
+                break
+            if job.awaits_settlement:
+                self.runner.run(job.id, None, self._stop)
+                done += 1
+        return done
+
+    def _settler_loop(self) -> None:
+        while not self._stop.is_set():
+            busy = 0
+            try:
+                if self.leases is None or self.leases.acquire(SETTLER_LEASE, self.holder, 30.0):
+                    busy = self.settle_proved()
+            except Exception:
+                log.warning("queue settler: a pass failed (will try again)", exc_info=True)
+            self._stop.wait(0.05 if busy else 0.1)
 
     def _janitor_loop(self) -> None:
         while not self._stop.wait(3.0):

@@ -2,11 +2,11 @@
 
 It runs one job at a time (the solo pool: EZKL holds the GIL, and the prover's own process does the work);
 scale by starting more workers, on this machine or others. A worker needs what the node has: the database
-(``PROOFMARKET_DATABASE_URL``, PostgreSQL across machines), the artifact store (``PROOFMARKET_HOME`` on a shared
-disk), the same payment settings (it settles what it proved), and Redis. Before its first job it starts its
-prover process with EZKL loaded and checks, for every job, that the model was compiled with its EZKL version
-(``ezkl_version_mismatch`` otherwise: nothing proved, nothing charged), and that the artifacts it reads still
-hash to their CIDs.
+(``PROOFMARKET_DATABASE_URL``, PostgreSQL across machines), the artifact store (``PROOFMARKET_HOME`` on a
+shared disk) and Redis; no payment keys: it proves, and a node settles the payment (``CeleryJobQueue``'s
+settler). Before its first job it starts its prover process with EZKL loaded; for every model it checks that
+the model was compiled with its EZKL version (``ezkl_version_mismatch`` otherwise: nothing proved, nothing
+charged) and that the artifacts it reads still hash to their CIDs (``artifact_corrupt``).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ class WorkerContext:
 
     def __init__(self, settings: Settings) -> None:
         from proofmarket.api.app import build_runner
+        from proofmarket.api.payments import FreeAccess
         from proofmarket.db import Database
         from proofmarket.workspace import Workspace
         from proofmarket.zk.prover import EzklProver
@@ -47,7 +48,9 @@ class WorkerContext:
         self.db = Database(settings.db_url)
         self.db.migrate()
         self.ws = Workspace(settings)
-        self.runner, _ = build_runner(settings, self.db, self.ws, CollectorRegistry())
+        # payments stay on the nodes: a worker proves, the node settles (its keys, its one nonce sequence)
+        self.runner, _ = build_runner(settings, self.db, self.ws, CollectorRegistry(), FreeAccess())
+        self.runner.settles = False
         self.prover = CheckedProver(EzklProver(self.ws.store, settings.jobs_dir,
                                                ProofWorker(timeout_s=settings.proof_timeout_s)), self.ws.store)
         self.stop = threading.Event()

@@ -37,6 +37,7 @@ class JobRunner:
                  settle: SettleHook, metrics: JobMetrics, cache: ProofCacheRepo | None = None) -> None:
         self.settings, self.jobs, self.models, self.store = settings, jobs, models, store
         self.settle_hook, self.metrics = settle, metrics
+        self.settles = True  # False in a 'proofmarket worker': the node settles what workers proved
         # the worker's side of the cache: store what it proves, reuse what another job proved meanwhile (the
         # node looks jobs up at submission and counts hits and misses)
         self.cache = ProofCache(cache, store, jobs) if cache is not None else None
@@ -69,7 +70,7 @@ class JobRunner:
             finally:
                 self.metrics.running.dec()
             job = self.jobs.get(job.id) or job
-        if job.awaits_settlement:
+        if job.awaits_settlement and self.settles:
             self._settle(job)
         final = self.jobs.get(job.id)
         if final is not None and final.is_final:

@@ -1,6 +1,6 @@
-"""A throwaway redis-server for the celery queue tests (Debian's redis-server on a free loopback port).
-
-``None`` when redis-server is not installed (the tests skip locally, fail in CI: .ci/run installs it).
+"""A throwaway redis-server (Debian's ``redis-server`` on a free loopback port) for tests and benchmarks of the
+celery queue: ``with redis_server() as server: server.url``. ``None`` when redis-server is not installed.
+Not for production: there, run Redis as a service (docs/deploy.md).
 """
 
 from __future__ import annotations
