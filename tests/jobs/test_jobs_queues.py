@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from pg_server import fresh_database, restart
 
 from proofmarket.api import create_app
 from proofmarket.config import Settings
@@ -45,6 +46,7 @@ class Backend:
     client: TestClient
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     redis: RedisServer | None = None
+    db_url: str = ""
 
     def start_worker(self, name: str) -> subprocess.Popen[bytes]:
         log = (self.home.parent / f"{name}.log").open("wb")
@@ -75,17 +77,20 @@ class Backend:
         return body
 
 
-def _settings(home: Path, db: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {"home": home, "database_url": f"sqlite:///{db}", "prover_workers": 1,
+def _settings(home: Path, db_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {"home": home, "database_url": db_url, "prover_workers": 1,
                               "infer_wait_s": 60.0, "proof_timeout_s": 60.0, **overrides}
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
 @pytest.fixture(params=["local", "celery"])
 def backend(request: pytest.FixtureRequest, mlp_store: tuple[Path, str], redis: RedisServer | None,
-            tmp_path: Path) -> Iterator[Backend]:
+            tmp_path: Path, pg_url: str | None) -> Iterator[Backend]:
+    """The local queue on SQLite; the celery queue on PostgreSQL when there is one (always in CI)."""
     home, model_id = mlp_store
-    db = tmp_path / "node.db"
+    db_url = f"sqlite:///{tmp_path / 'node.db'}"
+    if request.param == "celery" and pg_url is not None:
+        db_url = fresh_database(pg_url)
     if request.param == "celery" and redis is None:
         if os.environ.get("CI") == "true":
             pytest.fail("redis-server is needed in CI (.ci/run installs it)")
@@ -95,14 +100,14 @@ def backend(request: pytest.FixtureRequest, mlp_store: tuple[Path, str], redis: 
         assert redis is not None
         redis_flush(redis)
         extra = {"queue": "celery", "redis_url": redis.url}
-    settings = _settings(home, db, **extra)
+    settings = _settings(home, db_url, **extra)
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("PROOFMARKET_")},
-           "PROOFMARKET_HOME": str(home), "PROOFMARKET_DATABASE_URL": f"sqlite:///{db}",
+           "PROOFMARKET_HOME": str(home), "PROOFMARKET_DATABASE_URL": db_url,
            "PROOFMARKET_REDIS_URL": redis.url if redis else "", "PROOFMARKET_PROOF_TIMEOUT_S": "60"}
     app = create_app(settings)
     app.state.services.catalog.register(model_id, price_atomic=10_000)
     with TestClient(app) as client:
-        b = Backend(request.param, tmp_path / "home-marker", model_id, env, client, redis=redis)
+        b = Backend(request.param, tmp_path / "home-marker", model_id, env, client, redis=redis, db_url=db_url)
         b.home.mkdir()
         if request.param == "celery":
             b.start_worker("w1")
@@ -237,7 +242,7 @@ def test_two_nodes_on_one_database_answer_each_other_s_jobs(backend: Backend, ml
         pytest.skip("several nodes need the distributed queue")
     home, model_id = mlp_store
     assert backend.redis is not None
-    other = create_app(_settings(home, tmp_path / "node.db", queue="celery", redis_url=backend.redis.url))
+    other = create_app(_settings(home, backend.db_url, queue="celery", redis_url=backend.redis.url))
     other.state.services.catalog.register(model_id, price_atomic=10_000)
     with TestClient(other) as second:
         job = backend.client.post(f"/v1/models/{model_id}/infer?mode=async", json={"input_data": [[0.44] * 8]}).json()
@@ -265,3 +270,22 @@ def test_a_cached_repeat_never_reaches_a_worker_and_is_counted(backend: Backend)
     hits = re.search(r'proofmarket_proof_cache_total\{result="hit"\} ([0-9.]+)', metrics)
     assert hits is not None and float(hits.group(1)) >= 1
     assert elapsed < 5  # answered without a proof (the bench measures the real figure)
+
+
+def test_a_postgresql_restart_under_load_loses_no_job(backend: Backend, pg_url: str | None) -> None:
+    if backend.name != "celery" or pg_url is None:
+        pytest.skip("the distributed queue on PostgreSQL")
+    docs = [{"input_data": [[0.07 * i + 0.011 * j for j in range(8)]]} for i in range(4)]
+    jobs = [backend.client.post(f"/v1/models/{backend.model_id}/infer?mode=async", json=d).json() for d in docs]
+    restart(pg_url)  # every connection of the node and the workers is cut
+    later = backend.infer({"input_data": [[0.91] * 8]})  # the node answers again (its pool reconnects)
+    assert later["status"] == "proved", later
+    deadline = time.monotonic() + 180
+    for job in jobs:
+        token = {"X-Job-Token": job["access_token"]}
+        body = backend.client.get(f"/v1/jobs/{job['id']}", headers=token).json()
+        while body["status"] not in ("proved", "failed"):
+            assert time.monotonic() < deadline, body
+            time.sleep(0.2)
+            body = backend.client.get(f"/v1/jobs/{job['id']}", headers=token).json()
+        assert body["status"] == "proved", body
