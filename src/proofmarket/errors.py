@@ -28,7 +28,7 @@ onnxruntime, web3, filesystem) are translated at the adapter edge into one of th
     │   ├── ProofTimeout                  proof_timeout      504   3
     │   ├── CompileOutOfMemory            compile_out_of_memory 422 3
     │   └── EzklVersionMismatch           ezkl_version_mismatch 409 3
-    ├── QueueUnavailable                  queue_unavailable  503   6
+    ├── QueueUnavailable                  queue_unavailable  503   4
     ├── VerificationFailed                proof_invalid      422   1
     │   ├── BundleError                   bundle_invalid     422   1
     │   ├── AnswerMismatch                answer_mismatch    422   1
@@ -224,7 +224,7 @@ class EzklVersionMismatch(ProvingError):
 class QueueUnavailable(ProofMarketError):
     """The job queue's broker (Redis, for PROOFMARKET_QUEUE=celery) cannot be reached."""
 
-    code, http_status, exit_code = "queue_unavailable", 503, 6
+    code, http_status, exit_code = "queue_unavailable", 503, 4
 
 
 # --- nodes (the SDK's view) ---------------------------------------------------------------------

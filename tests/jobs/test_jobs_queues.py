@@ -232,7 +232,7 @@ def test_an_unreachable_redis_stops_the_node_with_a_clear_error(tmp_path: Path, 
     for command in (["node", "--port", "1"], ["worker"]):
         done = subprocess.run([sys.executable, "-m", "proofmarket.cli.main", *command], env=env,
                               capture_output=True, text=True, timeout=120)
-        assert done.returncode == 6, done.stdout + done.stderr
+        assert done.returncode == 4, done.stdout + done.stderr
         assert "queue_unavailable" in done.stdout + done.stderr and "Redis" in done.stdout + done.stderr
 
 

@@ -60,7 +60,7 @@ def redis_client(url: str) -> Any:
 
 
 def check_redis(url: str) -> Any:
-    """A Redis client that answered a PING; ``QueueUnavailable`` (exit code 6) when it does not."""
+    """A Redis client that answered a PING; ``QueueUnavailable`` (exit code 4) when it does not."""
     import redis
 
     client = redis_client(url)
