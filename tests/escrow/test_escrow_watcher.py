@@ -53,6 +53,11 @@ def test_request_on_chain_then_input_is_fulfilled_with_the_exact_splits(env: Esc
     assert registry.get_sample_value("proofmarket_escrow_requests_total", {"outcome": "fulfilled"}) == 1.0
     assert registry.get_sample_value("proofmarket_escrow_fulfil_seconds_count") == 1.0
     assert "proofmarket_escrow_open_requests" in scraped
+    # one proving path: the escrow proof was a job of the node's queue, counted like any other
+    jobs = [j for j in app.state.services.jobs.jobs.recent(50) if j.bundle_cid == done["bundle_cid"]]
+    assert jobs and jobs[0].kind == "prove" and jobs[0].status == "proved" and jobs[0].idempotency_key.startswith(
+        "escrow:")
+    assert registry.get_sample_value("proofmarket_jobs_finished_total", {"kind": "prove", "status": "proved"}) >= 1
     s = done["settlement"]
     owner, prover, fee = expected_splits()
     assert (s["status"], s["owner_amount"], s["prover_amount"], s["platform_fee"]) == ("FULFILLED", owner, prover, fee)

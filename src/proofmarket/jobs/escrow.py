@@ -17,6 +17,7 @@ open: proved again).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -108,6 +109,7 @@ class EscrowService:
         self._thread: threading.Thread | None = None
         self._work_lock = threading.Lock()
         self.lease: LeaseRepo | None = None  # several nodes on one database: one follows the market at a time
+        self.jobs: Any = None  # the node's JobService: proofs go through its queue (None: the workspace's prover)
         self.holder = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
     @classmethod
@@ -361,6 +363,9 @@ class EscrowService:
             if attested:
                 bundle, bundle_cid = self.market.generate_attested(row.model_id, doc.get("inputs"))
                 output: Any = bundle.output.text
+            elif self.jobs is not None:  # the node's job queue: one proving path (metrics, limits, workers)
+                bundle, bundle_cid = self._prove_as_job(row, doc)
+                output = bundle.output.values
             else:
                 proved = self.market.workspace.prover.prove(row.model_id, doc.get("inputs"), self.proof_timeout_s,
                                                             salt=doc.get("salt"))
@@ -397,6 +402,30 @@ class EscrowService:
             self.metrics.closed.labels(settlement.status.name.lower()).inc()
         log.info("escrow request %s %s in tx %s", request_id, settlement.status.name.lower(), settlement.tx.tx_hash)
         return 1
+
+    def _prove_as_job(self, row: EscrowRequestRow, doc: dict[str, Any]) -> tuple[Any, str]:
+        """Prove the request's input as a job of the node's queue (seen in /v1/jobs' counts, /metrics, /health,
+        run by the local provers or the celery workers) and wait for it. One job per attempt: a restarted
+        watcher finds the job of its attempt again by its key."""
+        from proofmarket.jobs.errors import rebuild_error
+        from proofmarket.zk.bundle import ProofBundle
+
+        assert self.jobs is not None
+        key = f"escrow:{self.chain_id}:{self.address.lower()}:{row.request_id}:{row.attempts}"
+        job, _ = self.jobs.submit_prove(row.model_id, doc.get("inputs"), key=key, salt=doc.get("salt"))
+        wait = (self.proof_timeout_s or 600.0) + 120.0
+        with contextlib.suppress(TimeoutError):  # still running: said below
+            self.jobs.queue.watch(job.id).result(wait)
+        done = self.jobs.get(job.id)
+        if done.status == "failed":
+            raise rebuild_error(done.error_code or "proving_failed", done.error_message or "the proof failed",
+                                job_id=done.id)
+        if done.bundle_cid is None or done.status not in ("proved", "settled"):
+            from proofmarket.errors import ProofTimeout
+
+            raise ProofTimeout(f"escrow request {row.request_id}: its proof job {done.id} is still {done.status} "
+                               f"after {wait:.0f} s", job_id=done.id)
+        return ProofBundle.parse(self.market.workspace.store.get_json(done.bundle_cid)), done.bundle_cid
 
     def _validation(self, request_id: int, bundle_cid: str, fulfil_tx: str) -> dict[str, Any] | None:
         """Record the settled request on the ERC-8004 ValidationRegistry (never fails the request)."""

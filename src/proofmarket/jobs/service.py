@@ -59,14 +59,16 @@ class JobService:
         return job
 
     def submit_prove(self, model_id: str, inputs: Any, *, key: str | None = None,
-                     ticket: PaymentTicket | None = None, cover: Cover | None = None) -> tuple[JobRow, bool]:
+                     ticket: PaymentTicket | None = None, cover: Cover | None = None,
+                     salt: list[int] | None = None) -> tuple[JobRow, bool]:
         """Store and queue a prove job; returns (job, created). An existing job for ``key`` comes back as is.
 
         ``cover(ticket, held)`` raises when the payer's balance minus ``held`` (what its other unsettled
         jobs hold) does not cover this ticket; nothing is stored then."""
-        digest = request_hash(JobKind.PROVE, model_id, inputs)
+        digest = request_hash(JobKind.PROVE, model_id, inputs if salt is None else {"inputs": inputs, "salt": salt})
         payer = ticket.payer if ticket else None
-        new = NewJob(JobKind.PROVE, {"inputs": inputs}, digest, model_id=model_id,
+        doc: dict[str, Any] = {"inputs": inputs} if salt is None else {"inputs": inputs, "salt": salt}
+        new = NewJob(JobKind.PROVE, doc, digest, model_id=model_id,
                      idempotency_key=scoped_key(key, payer),
                      payment_nonce=ticket.nonce if ticket else None, payment=ticket.to_json() if ticket else None)
         if ticket is None or cover is None or not payer:

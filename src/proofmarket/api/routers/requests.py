@@ -35,6 +35,8 @@ def escrow_of(app: FastAPI) -> EscrowService | None:
             services: NodeServices = app.state.services
             app.state.escrow = EscrowService.for_node(services.settings, services.db, services.workspace,
                                                       services.registry)
+            if app.state.escrow is not None:
+                app.state.escrow.jobs = services.jobs  # one proving path: escrow proofs are jobs too
         escrow: EscrowService | None = app.state.escrow
         return escrow
 
