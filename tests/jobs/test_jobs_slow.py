@@ -159,3 +159,27 @@ def test_a_request_with_a_salt_is_never_cached(mlp_store: tuple[Path, str], tmp_
     assert cache.key(public) is not None and cache.key(salted) is None
     cache._public[model_id] = False  # a private-input (hashed) model: never cached either
     assert cache.key(public) is None
+
+
+def test_a_worker_refuses_an_artifact_whose_bytes_do_not_match_its_cid(mlp_store: tuple[Path, str],
+                                                                      tmp_path: Path) -> None:
+    import shutil
+
+    from proofmarket.errors import ArtifactCorrupt
+    from proofmarket.jobs.celery_worker import CheckedProver
+
+    home, model_id = mlp_store
+    shutil.copytree(home / "store", tmp_path / "store")
+    store = LocalStore(tmp_path / "store")
+    manifest = store.get_json(model_id)
+    vk = store.path(manifest["vk"]["cid"])
+    vk.chmod(0o644)
+    data = bytearray(vk.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte in the verifying key
+    vk.write_bytes(bytes(data))
+    prover = CheckedProver(EzklProver(store, tmp_path / "jobs", ProofWorker(timeout_s=60)), store)
+    try:
+        with pytest.raises(ArtifactCorrupt, match="vk"):
+            prover.prove(model_id, {"input_data": [[0.1] * 8]})
+    finally:
+        prover.close()
