@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     queue: Literal["local", "celery"] = Field(default="local", description="job queue: local = prover processes "
                                                                            "in the node; celery = 'proofmarket worker' "
                                                                            "processes over Redis")
+    cors_origins: str | None = Field(default=None, description="origins allowed to call the API from a browser, "
+                                                               "comma-separated (e.g. https://app.example); unset = "
+                                                               "same origin only")
     redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis broker of the celery queue")
     access_key: SecretStr | None = Field(default=None,
                                          description="key of job access tokens; unset = random, in HOME/access.key")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from fastapi.testclient import TestClient
 
@@ -13,10 +14,12 @@ OPERATION_IDS = {
     ("post", "/v1/models/{model_id}/infer"): "infer",
     ("post", "/v1/models/{model_id}/generate"): "generate",
     ("get", "/v1/earnings"): "get_earnings",
+    ("get", "/v1/jobs"): "list_jobs",
     ("get", "/v1/jobs/{job_id}"): "get_job",
     ("get", "/v1/proofs/{cid}"): "get_proof",
     ("post", "/v1/verify"): "verify_bundle",
     ("get", "/v1/artifacts/{cid}"): "get_artifact",
+    ("get", "/v1/requests"): "list_requests",
     ("get", "/v1/requests/{request_id}"): "get_request",
     ("post", "/v1/requests/{request_id}/input"): "post_request_input",
     ("get", "/v1/court/{request_id}"): "get_court_request",
@@ -96,3 +99,18 @@ def test_agent_registration_file_without_a_market(client: TestClient) -> None:
     assert doc["registrations"] == [] and doc["x402Support"] is False
     assert {s["name"] for s in doc["services"]} >= {"proofmarket", "web"}
     assert "zkml" in doc["supportedTrust"]
+
+
+def test_cors_is_off_by_default_and_configurable(make_app: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    preflight = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "PAYMENT-SIGNATURE,X-Job-Token"}
+    with TestClient(make_app()) as closed:
+        assert "access-control-allow-origin" not in closed.options("/v1/models", headers=preflight).headers
+    with TestClient(make_app(cors_origins="https://app.example, https://other.example")) as open_:
+        answer = open_.options("/v1/models/x/infer", headers=preflight)
+        assert answer.headers["access-control-allow-origin"] == "https://app.example"
+        assert "payment-signature" in answer.headers["access-control-allow-headers"].lower()
+        assert "access-control-allow-origin" not in open_.options(
+            "/v1/models", headers={**preflight, "Origin": "https://evil.example"}).headers

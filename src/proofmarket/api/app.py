@@ -78,6 +78,16 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
         app.add_exception_handler(exc_type, handle_error)
     app.add_middleware(BodyLimit, limit_for=functools.partial(_body_limit, settings))
     app.add_middleware(RequestMetrics, registry=services.registry)
+    origins = [o.strip() for o in (settings.cors_origins or "").split(",") if o.strip()]
+    if origins:  # apps on other origins (a wallet app): what they may send and read
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"],
+                           allow_headers=["Content-Type", "Authorization", "Idempotency-Key", "X-Job-Token",
+                                          "PAYMENT-SIGNATURE", "X-PAYMENT", "X-Address", "X-Address-Time",
+                                          "X-Address-Signature"],
+                           expose_headers=["PAYMENT-REQUIRED", "PAYMENT-RESPONSE", "X-PAYMENT-RESPONSE", "Location"],
+                           max_age=600)
     return app
 
 

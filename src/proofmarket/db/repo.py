@@ -81,7 +81,8 @@ class JobRepo:
         """Insert a queued job. Raises DuplicateJob when its idempotency key or payment nonce is taken."""
         row = JobRow(id=uuid.uuid4().hex, kind=new.kind.value, model_id=new.model_id, status=JobStatus.QUEUED.value,
                      input=new.input, request_hash=new.request_hash, idempotency_key=new.idempotency_key,
-                     payment_nonce=new.payment_nonce, payment=new.payment, attempts=0, created_at=utcnow())
+                     payment_nonce=new.payment_nonce, payment=new.payment, attempts=0, created_at=utcnow(),
+                     payer=_payer_of(new.payment))
         try:
             with self.db.session() as s:
                 s.add(row)
@@ -174,6 +175,12 @@ class JobRepo:
         """running -> queued: its worker is gone; the job is run again (its attempts are counted at start)."""
         return self._move(job_id, [JobStatus.RUNNING], status=JobStatus.QUEUED.value, started_at=None)
 
+    def by_payer(self, payer: str, limit: int = 20, offset: int = 0) -> list[JobRow]:
+        """A payer's jobs, newest first (a page of ``limit`` from ``offset``)."""
+        with self.db.session() as s:
+            return list(s.scalars(select(JobRow).where(JobRow.payer == payer.lower())
+                                  .order_by(JobRow.created_at.desc(), JobRow.id).offset(offset).limit(limit)))
+
     def recent(self, limit: int = 20) -> list[JobRow]:
         """The ``limit`` most recently created jobs, newest first."""
         with self.db.session() as s:
@@ -251,6 +258,13 @@ class EscrowRepo:
         with self.db.session() as s:
             return int(s.scalar(select(func.count()).select_from(EscrowRequestRow)
                                 .where(*_in_status(chain_id, market, statuses))) or 0)
+
+    def by_consumer(self, chain_id: int, consumer: str, limit: int = 20, offset: int = 0) -> list[EscrowRequestRow]:
+        """A consumer's escrow and court requests on one chain, newest first."""
+        with self.db.session() as s:
+            return list(s.scalars(select(EscrowRequestRow).where(
+                EscrowRequestRow.chain_id == chain_id, func.lower(EscrowRequestRow.consumer) == consumer.lower())
+                .order_by(EscrowRequestRow.created_at.desc(), EscrowRequestRow.id.desc()).offset(offset).limit(limit)))
 
     def recent(self, chain_id: int, market: str, limit: int = 20) -> list[EscrowRequestRow]:
         """The ``limit`` most recently seen requests of a market, newest first."""
@@ -386,3 +400,8 @@ class LeaseRepo:
     def release(self, name: str, holder: str) -> None:
         with self.db.session() as s:
             s.execute(delete(LeaseRow).where(LeaseRow.name == name, LeaseRow.holder == holder))
+
+
+def _payer_of(payment: dict[str, Any] | None) -> str | None:
+    payer = (payment or {}).get("payer")
+    return str(payer).lower()[:42] if payer else None

@@ -113,6 +113,7 @@ class JobRow(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
     payment_nonce: Mapped[str | None] = mapped_column(String(255), unique=True)
     payment: Mapped[dict[str, Any] | None]  # the verified, not yet settled payment (the gate's JSON)
+    payer: Mapped[str | None] = mapped_column(String(42), index=True)  # lower-case address of a paid job
     settlement: Mapped[dict[str, Any] | None]  # payment + receipt once settled
     bundle_cid: Mapped[str | None] = mapped_column(String(64))
     result: Mapped[dict[str, Any] | None]  # prove: output, salt; compile: model id, logrows

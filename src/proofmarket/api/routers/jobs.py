@@ -6,7 +6,10 @@ answer of a job that does not exist (404 ``unknown_job``), so job ids reveal not
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel
 
 from proofmarket.api.deps import ServicesDep
 from proofmarket.api.schemas import JobPublic
@@ -15,6 +18,31 @@ from proofmarket.api.views import job_public
 from proofmarket.jobs.errors import UnknownJob
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+ADDRESS = r"^0x[0-9a-fA-F]{40}$"
+
+
+class JobPage(BaseModel):
+    items: list[JobPublic]
+    next_offset: int | None
+
+
+@router.get("", operation_id="list_jobs", response_model=JobPage,
+            responses={401: {"description": "unauthorized: no valid X-Address signature for this payer"}})
+def list_jobs(request: Request, services: ServicesDep, caller: CallerDep,
+              payer: Annotated[str, Query(pattern=ADDRESS, description="the paying address")],
+              limit: Annotated[int, Query(ge=1, le=100)] = 20,
+              offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> JobPage:
+    """The paid jobs of ``payer``, newest first, each with its ``access_token`` (it opens the job and its
+    bundle): for a request signed by that address (``X-Address`` headers, see ``api/signed.py``) or the admin."""
+    from proofmarket.api.signed import signed_address
+
+    if not caller.admin and signed_address(request, "history") != payer.lower():
+        from proofmarket.api.errors import Unauthorized
+
+        raise Unauthorized("the address signature is not the payer's")
+    rows = services.jobs.jobs.by_payer(payer, limit + 1, offset)
+    items = [job_public(row, services.tokens.job(row.id)) for row in rows[:limit]]
+    return JobPage(items=items, next_offset=offset + limit if len(rows) > limit else None)
 
 
 @router.get("/{job_id}", operation_id="get_job", response_model=JobPublic,

@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, FastAPI, Path, Request
+from fastapi import APIRouter, Body, FastAPI, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
@@ -109,6 +109,38 @@ def _escrow(request: Request) -> EscrowService:
         raise EscrowUnavailable("this node follows no escrow market (no market deployed on its chain, or "
                                 "PROOFMARKET_ESCROW_WATCHER=off)")
     return escrow
+
+
+class EscrowRequestPage(BaseModel):
+    items: list[EscrowRequestPublic]
+    next_offset: int | None
+
+
+@router.get("", operation_id="list_requests", response_model=EscrowRequestPage,
+            responses={401: {"description": "unauthorized: no valid X-Address signature for this consumer"},
+                       404: {"description": "escrow_unavailable"}})
+def list_requests(request: Request,
+                  consumer: Annotated[str, Query(pattern=r"^0x[0-9a-fA-F]{40}$", description="the consumer")],
+                  limit: Annotated[int, Query(ge=1, le=100)] = 20,
+                  offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> EscrowRequestPage:
+    """The escrow requests (InferenceMarket) and court requests (AttestationCourt, ``market`` names which) of
+    ``consumer`` this node has seen, newest first, each with its ``access_token``: for a request signed by that
+    address (``X-Address`` headers, see ``api/signed.py``)."""
+    from proofmarket.api.signed import signed_address
+
+    escrow = _escrow(request)
+    if signed_address(request, "history") != consumer.lower():
+        from proofmarket.api.errors import Unauthorized
+
+        raise Unauthorized("the address signature is not the consumer's")
+    tokens: AccessTokens = request.app.state.services.tokens
+    rows = escrow.repo.by_consumer(escrow.chain_id, consumer, limit + 1, offset)
+    items = []
+    for row in rows[:limit]:
+        item = EscrowRequestPublic.of(row)
+        item.access_token = tokens.escrow(row.chain_id, row.market, row.request_id)
+        items.append(item)
+    return EscrowRequestPage(items=items, next_offset=offset + limit if len(rows) > limit else None)
 
 
 @router.get("/{request_id}", operation_id="get_request", response_model=EscrowRequestPublic, responses=RESPONSES)
