@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 NPMSTAMP := node_modules/.installed
 
-.PHONY: setup test test-fast demo bench lint contracts clean
+.PHONY: setup test test-fast demo bench lint contracts clean webapp
 
 setup: $(STAMP) $(NPMSTAMP)
 
@@ -17,9 +17,17 @@ $(STAMP): pyproject.toml
 
 # npm ci refuses this lock file: npm 11 leaves other platforms' optional anvil binaries out of it.
 # npm install with exact pins in package.json installs the same versions.
-$(NPMSTAMP): package.json package-lock.json
+$(NPMSTAMP): package.json package-lock.json web/engine.js
 	npm install --no-audit --no-fund --loglevel=error
+	$(MAKE) webapp
 	touch $(NPMSTAMP)
+
+# the web app's WASM verifier (/app): EZKL's web build bundled with its dependencies, no CDN at run time
+WEBVENDOR := src/proofmarket/api/static/app/vendor
+webapp:
+	mkdir -p $(WEBVENDOR)
+	node_modules/.bin/esbuild web/engine.js --bundle --format=esm --log-level=warning --outfile=$(WEBVENDOR)/ezkl-engine.js
+	cp node_modules/@ezkljs/engine/web/ezkl_bg.wasm $(WEBVENDOR)/ezkl_bg.wasm
 
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

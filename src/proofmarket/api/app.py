@@ -40,6 +40,7 @@ from proofmarket.api.routers import (
     proofs,
     requests,
     verify,
+    webapp,
 )
 from proofmarket.api.security import check_admin_token
 from proofmarket.config import Settings
@@ -72,7 +73,8 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
                   lifespan=functools.partial(_lifespan, services=services))
     app.state.services = services
     for router in (models.router, infer.router, generate.router, jobs.router, proofs.router, verify.router,
-                   artifacts.router, requests.router, court.router, earnings.router, meta.router, dashboard.router):
+                   artifacts.router, requests.router, court.router, earnings.router, meta.router, dashboard.router,
+                   webapp.router):
         app.include_router(router)
     for exc_type in (ProofMarketError, RequestValidationError, StarletteHTTPException, Exception):
         app.add_exception_handler(exc_type, handle_error)

@@ -98,7 +98,9 @@ def render(view: DashboardView) -> str:
     jobs = [[_e(j.kind), _short(j.model_id), _status(j.status), _time(j.created_at), _duration(j),
              _error(j.error_code)] for j in view.jobs]
     counts = [[_status(s), _e(c)] for s, c in sorted(view.counts.items())]
-    parts = [f"<h1>proofmarket node {_e(n['version'])}</h1>", *(f'<p class="warn">{_e(x)}</p>' for x in view.notes),
+    parts = [f"<h1>proofmarket node {_e(n['version'])}</h1>",
+             '<p><a href="/app/">Open the web app</a>: browse the models, verify a proof bundle in your browser.</p>',
+             *(f'<p class="warn">{_e(x)}</p>' for x in view.notes),
              "<h2>Node</h2>", _table(None, [[_e(k), v] for k, v in node_rows]),
              _section("Models served", ["name", "model id", "mode", "price (USDC)", "privacy", "logrows", "SRS", ""],
                       models, "no models served yet"),

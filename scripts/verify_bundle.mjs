@@ -1,0 +1,26 @@
+// node scripts/verify_bundle.mjs NODE_URL BUNDLE.json [--tamper]
+// Verifies a proof bundle with EZKL's WASM verifier through the web app's own module (static/app/verify.js):
+// artifacts fetched from NODE_URL by CID and hash-checked, then the proof checked. Prints one JSON line.
+import fs from 'fs';
+import path from 'path';
+import { createRequire } from 'module';
+import { fileURLToPath, pathToFileURL } from 'url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const modules = process.env.PROOFMARKET_NODE_MODULES || path.join(here, '..', 'node_modules');
+const require = createRequire(path.join(modules, 'x.js'));
+const engine = require('@ezkljs/engine/nodejs/ezkl.js');
+const { verifyBundle, tampered } = await import(
+  pathToFileURL(path.join(here, '..', 'src', 'proofmarket', 'api', 'static', 'app', 'verify.js')).href);
+
+const [base, file, flag] = process.argv.slice(2);
+let bundle;
+try {
+  bundle = JSON.parse(fs.readFileSync(file, 'utf8'));
+} catch (err) {
+  bundle = null;
+}
+if (flag === '--tamper' && bundle) bundle = tampered(bundle);
+const result = await verifyBundle(engine, bundle, base.replace(/\/$/, ''));
+process.stdout.write(JSON.stringify(result) + '\n');
+process.exit(result.valid ? 0 : 1);
