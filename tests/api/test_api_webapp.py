@@ -85,3 +85,70 @@ def test_the_in_page_verifier_accepts_a_real_bundle_and_rejects_a_flipped_byte(s
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"hello": "world"}))
     assert "not a proofmarket proof bundle" in str(_verify_in_node(served, other)["error"])
+
+
+def _browser() -> tuple[object, str]:
+    """Playwright's sync API and Debian's Chromium (no browser download); skipped locally without them."""
+    import os
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright = None  # type: ignore[assignment]
+    if chromium is None or sync_playwright is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI needs Chromium (Debian package) and playwright (pip) for the browser tests")
+        pytest.skip("no Chromium or playwright here")
+    return sync_playwright, chromium
+
+
+@pytest.mark.slow
+def test_the_browser_verifies_a_bundle_rejects_a_tampered_one_and_fits_a_phone(served: str, mlp_id: str,
+                                                                              tmp_path: Path) -> None:
+    import httpx
+
+    sync_playwright, chromium = _browser()
+    shots = ROOT / "tests" / "screenshots"
+    shots.mkdir(exist_ok=True)
+    body = httpx.post(f"{served}/v1/models/{mlp_id}/infer", json=mlp_input(), timeout=120).json()
+    bundle = tmp_path / "bundle.json"
+    bundle.write_text(json.dumps(body["bundle"]))
+    not_bundle = tmp_path / "notes.json"
+    not_bundle.write_text(json.dumps({"hello": "world"}))
+    with sync_playwright() as pw:  # type: ignore[operator]
+        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1024, "height": 900})
+        outside: list[str] = []
+        page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(served) else None)
+        page.goto(f"{served}/app/")
+        page.wait_for_selector("#models:not([hidden])")
+        assert mlp_id[:12] in page.inner_html("#models") or page.locator("#models tbody tr").count() >= 1
+        page.screenshot(path=str(shots / "app-catalog.png"), full_page=True)
+        page.click("#models tbody tr a")
+        page.wait_for_selector("#model:not([hidden])")
+        page.screenshot(path=str(shots / "app-model.png"), full_page=True)
+        page.set_input_files("#bundle-file", str(bundle))
+        page.click("#verify-button")
+        page.wait_for_selector("#verify-status.ok, #verify-status.bad", timeout=60_000)
+        status = page.text_content("#verify-status") or ""
+        assert status.startswith("valid"), status
+        page.screenshot(path=str(shots / "app-verified.png"), full_page=True)
+        page.click("#tamper-button")
+        page.wait_for_selector("#verify-status.bad", timeout=60_000)
+        assert "NOT valid" in (page.text_content("#verify-status") or "")
+        page.screenshot(path=str(shots / "app-tampered.png"), full_page=True)
+        page.set_input_files("#bundle-file", str(not_bundle))
+        page.click("#verify-button")
+        page.wait_for_selector("#verify-status.bad")
+        assert "not a proofmarket proof bundle" in (page.text_content("#verify-status") or "")
+        page.keyboard.press("Tab")  # keyboard: the first stop is a labelled link or control
+        assert page.evaluate("document.activeElement.tagName") in ("A", "INPUT", "SELECT", "BUTTON", "DIV")
+        page.set_viewport_size({"width": 375, "height": 800})
+        page.goto(f"{served}/app/")
+        page.wait_for_selector("#models:not([hidden])")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375  # no sideways scrolling at 375 px
+        page.screenshot(path=str(shots / "app-375px.png"), full_page=True)
+        browser.close()
+    assert outside == []  # the page asked nothing of any other origin
+    assert status.split("in ")[-1].endswith("ms")

@@ -22,7 +22,7 @@ function renderCatalog() {
   const q = $('filter').value.trim().toLowerCase();
   const key = $('sort').value;
   const rows = models
-    .filter((m) => !q || [m.name, m.mode, m.privacy && m.privacy.name].join(' ').toLowerCase().includes(q))
+    .filter((m) => !q || [m.name, m.mode, m.privacy].join(' ').toLowerCase().includes(q))
     .sort((a, b) => key === 'price' ? Number(a.price.amount) - Number(b.price.amount)
       : String(a[key] || '').localeCompare(String(b[key] || '')));
   const body = $('models').querySelector('tbody');
@@ -33,7 +33,7 @@ function renderCatalog() {
     text(link, m.name || m.id);
     const cells = [link, text(document.createElement('span'), m.mode || 'proven'),
       text(document.createElement('span'), m.price ? m.price.amount : '?'),
-      text(document.createElement('span'), (m.privacy && m.privacy.name) || '?'),
+      text(document.createElement('span'), m.privacy || '?'),
       text(document.createElement('span'), m.prover && m.prover.erc8004 ? `agent ${m.prover.erc8004.agent_id}` : '-')];
     tr.replaceChildren(...cells.map((c) => { const td = document.createElement('td'); td.append(c); return td; }));
     return tr;
@@ -48,14 +48,24 @@ async function showModel(id) {
   if (!response.ok) { text($('model-title'), `Model ${id}: not found`); return; }
   const m = await response.json();
   text($('model-title'), m.name || id);
-  const details = [['model id', m.id], ['mode', m.mode || 'proven'], ['price (USDC)', m.price && m.price.amount],
-    ['privacy', m.privacy && m.privacy.name], ['verifier', m.verifier && (m.verifier.address || m.verifier.bytecode_cid)],
-    ['registry', m.registry && m.registry.onchain_id]];
+  const details = [['model id', m.id], ['mode', m.mode || 'proven'], ['guarantee', m.guarantee],
+    ['price (USDC)', m.price && m.price.amount], ['privacy', m.privacy],
+    ['accuracy on samples', m.accuracy && Object.keys(m.accuracy).length ? JSON.stringify(m.accuracy) : null],
+    ['commitments', m.commitments ? JSON.stringify(m.commitments) : null],
+    ['verifier contract', m.verifier && m.verifier.address], ['verifier bytecode (CID)', m.verifier && m.verifier.bytecode_cid],
+    ['registry listing', m.registry && m.registry.onchain_id]];
   $('model-details').replaceChildren(...details.filter(([, v]) => v).flatMap(([k, v]) =>
     [text(document.createElement('dt'), k), text(document.createElement('dd'), String(v))]));
-  text($('model-schema'), JSON.stringify(m.inputs || m.input_schema || m.attested || {}, null, 2));
-  text($('model-example'), JSON.stringify(m.example || {}, null, 2));
+  text($('model-schema'), JSON.stringify(m.inputs && m.inputs.length ? m.inputs : m.attested || {}, null, 2));
+  text($('model-example'), JSON.stringify(example(m), null, 2));
   $('model').scrollIntoView();
+}
+
+// An input of the right shape (zeros), in the named form the node takes: {"inputs": {name: nested list}}.
+function example(m) {
+  if (m.mode === 'attested') return { prompt: 'Hello', max_tokens: 16 };
+  const zeros = (shape) => shape.length === 0 ? 0 : Array.from({ length: shape[0] }, () => zeros(shape.slice(1)));
+  return { inputs: Object.fromEntries((m.inputs || []).map((t) => [t.name, zeros(t.shape.map((d) => d || 1))])) };
 }
 
 async function loadFile(file) {

@@ -1,0 +1,103 @@
+"""In-page verification bench (issue 13): the web app's verifier (static/app/verify.js with EZKL's WASM build)
+on the sample MLP, against EZKL's Python verify of the same proof in the same run.
+
+The page's module runs in Node's V8 here (scripts/verify_bundle.mjs, --repeat): artifacts fetched from a live
+node by CID and hash-checked, then ``engine.verify``. The first run includes compiling the 9.8 MB WASM module.
+A headless browser run (Playwright + Debian's Chromium) is not part of this bench yet. Writes
+OUT/wasm_verify.json and OUT/wasm_verify.md; target: a verification <= 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET_MS = 1000.0
+
+
+def main() -> int:
+    import uvicorn
+
+    from proofmarket.api import create_app
+    from proofmarket.config import Settings
+    from proofmarket.workspace import Workspace
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from scale import compile_mlp, doc
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="proofmarket-wasm-"))
+    settings = Settings(_env_file=None, home=tmp / "home", database_url=f"sqlite:///{tmp / 'n.db'}",  # type: ignore[call-arg]
+                        prover_workers=1)
+    ws = Workspace(settings)
+    model_id = compile_mlp(ws)
+    proved = ws.prove(model_id, doc(3))
+    bundle = tmp / "bundle.json"
+    bundle.write_text(json.dumps(proved.bundle.to_doc()))
+    python_ms = []
+    for _ in range(args.repeat):
+        started = time.perf_counter()
+        assert ws.verify(proved.bundle.to_doc()).valid
+        python_ms.append((time.perf_counter() - started) * 1000)
+    ws.close()
+    app = create_app(settings)
+    app.state.services.catalog.register(model_id, price_atomic=10_000)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        done = subprocess.run(["node", str(ROOT / "scripts" / "verify_bundle.mjs"), f"http://127.0.0.1:{port}",
+                               str(bundle), "--repeat", str(args.repeat)], capture_output=True, text=True,
+                              timeout=600, check=True)
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        app.state.services.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    runs: list[dict[str, Any]] = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert all(r["valid"] for r in runs), runs
+    steady = runs[1:] or runs
+    result = {"first_ms": runs[0]["wallMs"], "steady_wall_ms": statistics.median(r["wallMs"] for r in steady),
+              "steady_verify_ms": statistics.median(r["verifyMs"] for r in steady),
+              "python_verify_ms": statistics.median(python_ms), "runs": len(runs), "target_ms": TARGET_MS}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "wasm_verify.json").write_text(json.dumps(result, indent=2))
+    ok = "ok" if result["steady_wall_ms"] <= TARGET_MS and result["first_ms"] <= TARGET_MS else "MISS"
+    lines = ["# In-page verification (WASM) of the sample MLP", "",
+             "`make bench` (bench/wasm_verify.py): the web app's verifier module (`static/app/verify.js`, "
+             "EZKL's WASM build from npm `@ezkljs/engine` 21.0.0) run in Node's V8 against a live node; "
+             f"median of {len(steady)} runs after the first. Not yet measured inside Chromium.", "",
+             "| measure | ms |", "|---|---|",
+             f"| first verification (compiles the 9.8 MB WASM module, fetches settings, vk, SRS by CID) | "
+             f"{result['first_ms']:.0f} |",
+             f"| a verification (fetch + hash check + WASM verify) | {result['steady_wall_ms']:.0f} |",
+             f"| of which `engine.verify` | {result['steady_verify_ms']:.0f} |",
+             f"| EZKL's Python verify of the same bundle (proofmarket verify) | {result['python_verify_ms']:.0f} |",
+             f"| WASM verify / Python verify | {result['steady_verify_ms'] / result['python_verify_ms']:.2f}x |", "",
+             f"Target: a verification <= {TARGET_MS:.0f} ms: {ok}.", ""]
+    (args.out / "wasm_verify.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
