@@ -48,6 +48,7 @@ bench: setup
 	$(BIN)/python bench/economics.py
 	$(BIN)/python bench/gas_attested.py
 	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/wasm_verify.py
 
 lint: setup
 	$(BIN)/ruff check src tests bench scripts

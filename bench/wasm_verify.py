@@ -1,9 +1,9 @@
 """In-page verification bench (issue 13): the web app's verifier (static/app/verify.js with EZKL's WASM build)
 on the sample MLP, against EZKL's Python verify of the same proof in the same run.
 
-The page's module runs in Node's V8 here (scripts/verify_bundle.mjs, --repeat): artifacts fetched from a live
-node by CID and hash-checked, then ``engine.verify``. The first run includes compiling the 9.8 MB WASM module.
-A headless browser run (Playwright + Debian's Chromium) is not part of this bench yet. Writes
+The page's module runs in Node's V8 (scripts/verify_bundle.mjs, --repeat): artifacts fetched from a live node by
+CID and hash-checked, then ``engine.verify``; and the page itself in headless Chromium (Playwright driving
+Debian's chromium), when both are installed. The first run includes compiling the 9.8 MB WASM module. Writes
 OUT/wasm_verify.json and OUT/wasm_verify.md; target: a verification <= 1 s.
 """
 
@@ -68,6 +68,7 @@ def main() -> int:
         done = subprocess.run(["node", str(ROOT / "scripts" / "verify_bundle.mjs"), f"http://127.0.0.1:{port}",
                                str(bundle), "--repeat", str(args.repeat)], capture_output=True, text=True,
                               timeout=600, check=True)
+        browser_ms = in_chromium(f"http://127.0.0.1:{port}", bundle, args.repeat)
     finally:
         server.should_exit = True
         thread.join(30)
@@ -78,25 +79,61 @@ def main() -> int:
     steady = runs[1:] or runs
     result = {"first_ms": runs[0]["wallMs"], "steady_wall_ms": statistics.median(r["wallMs"] for r in steady),
               "steady_verify_ms": statistics.median(r["verifyMs"] for r in steady),
-              "python_verify_ms": statistics.median(python_ms), "runs": len(runs), "target_ms": TARGET_MS}
+              "python_verify_ms": statistics.median(python_ms), "runs": len(runs), "target_ms": TARGET_MS,
+              "chromium_first_ms": browser_ms[0] if browser_ms else None,
+              "chromium_ms": statistics.median(browser_ms[1:] or browser_ms) if browser_ms else None}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "wasm_verify.json").write_text(json.dumps(result, indent=2))
-    ok = "ok" if result["steady_wall_ms"] <= TARGET_MS and result["first_ms"] <= TARGET_MS else "MISS"
+    measured = [result["steady_wall_ms"], result["first_ms"]]
+    if browser_ms:
+        measured += [result["chromium_ms"], result["chromium_first_ms"]]
+    ok = "ok" if max(measured) <= TARGET_MS else "MISS"
+    chromium = "| in Chromium | not measured (no chromium + playwright) |"
+    if browser_ms:
+        chromium = (f"| in headless Chromium (the page itself): first / then | {result['chromium_first_ms']:.0f} / "
+                    f"{result['chromium_ms']:.0f} |")
     lines = ["# In-page verification (WASM) of the sample MLP", "",
              "`make bench` (bench/wasm_verify.py): the web app's verifier module (`static/app/verify.js`, "
-             "EZKL's WASM build from npm `@ezkljs/engine` 21.0.0) run in Node's V8 against a live node; "
-             f"median of {len(steady)} runs after the first. Not yet measured inside Chromium.", "",
+             "EZKL's WASM build from npm `@ezkljs/engine` 21.0.0) run in Node's V8 against a live node, median of "
+             f"{len(steady)} runs after the first; and the page itself in headless Chromium (Debian's, driven by "
+             "Playwright): the time the page reports, from the click to the verdict.", "",
              "| measure | ms |", "|---|---|",
              f"| first verification (compiles the 9.8 MB WASM module, fetches settings, vk, SRS by CID) | "
              f"{result['first_ms']:.0f} |",
              f"| a verification (fetch + hash check + WASM verify) | {result['steady_wall_ms']:.0f} |",
              f"| of which `engine.verify` | {result['steady_verify_ms']:.0f} |",
              f"| EZKL's Python verify of the same bundle (proofmarket verify) | {result['python_verify_ms']:.0f} |",
-             f"| WASM verify / Python verify | {result['steady_verify_ms'] / result['python_verify_ms']:.2f}x |", "",
+             f"| WASM verify / Python verify | {result['steady_verify_ms'] / result['python_verify_ms']:.2f}x |",
+             chromium, "",
              f"Target: a verification <= {TARGET_MS:.0f} ms: {ok}.", ""]
     (args.out / "wasm_verify.md").write_text("\n".join(lines))
     print("\n".join(lines))
     return 0
+
+
+def in_chromium(url: str, bundle: Path, repeat: int) -> list[float]:
+    """The page's own verification times (ms), clicking Verify ``repeat`` times; [] without chromium."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return []
+    if chromium is None:
+        return []
+    times: list[float] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(f"{url}/app/")
+        page.set_input_files("#bundle-file", str(bundle))
+        for _ in range(repeat):
+            page.evaluate("document.getElementById('verify-status').className = ''")
+            page.click("#verify-button")
+            page.wait_for_selector("#verify-status.ok", timeout=60_000)
+            status = page.text_content("#verify-status") or ""
+            times.append(float(status.rsplit(" in ", 1)[1].removesuffix(" ms")))
+        browser.close()
+    return times
 
 
 if __name__ == "__main__":
