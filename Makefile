@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 
 # npm ci refuses this lock file: npm 11 leaves other platforms' optional anvil binaries out of it.
 # npm install with exact pins in package.json installs the same versions.
-$(NPMSTAMP): package.json package-lock.json web/engine.js
+$(NPMSTAMP): package.json package-lock.json web/engine.js web/pay.js
 	npm install --no-audit --no-fund --loglevel=error
 	$(MAKE) webapp
 	touch $(NPMSTAMP)
@@ -28,6 +28,7 @@ webapp:
 	mkdir -p $(WEBVENDOR)
 	node_modules/.bin/esbuild web/engine.js --bundle --format=esm --log-level=warning --outfile=$(WEBVENDOR)/ezkl-engine.js
 	cp node_modules/@ezkljs/engine/web/ezkl_bg.wasm $(WEBVENDOR)/ezkl_bg.wasm
+	node_modules/.bin/esbuild web/pay.js --bundle --format=esm --minify --log-level=warning --outfile=$(WEBVENDOR)/x402-pay.js
 
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

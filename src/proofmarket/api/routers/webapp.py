@@ -1,8 +1,9 @@
 """/app: the web app (catalog, a model's page, verification of any bundle in the browser), static files only.
 
-Served from ``api/static/app`` (HTML, JS, CSS written here) and ``api/static/app/vendor`` (EZKL's WASM verifier,
-bundled from npm at ``make setup``). Every answer carries a Content-Security-Policy that allows this origin
-only (and WebAssembly): the page makes no request anywhere else. Only the files listed here are served.
+Served from ``api/static/app`` (HTML, JS, CSS written here) and ``api/static/app/vendor`` (EZKL's WASM
+verifier and the x402 client library, bundled from npm at ``make setup``). Every answer carries a
+Content-Security-Policy that allows this origin only (and WebAssembly): the page makes no request anywhere
+else. Only the files listed here are served.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from proofmarket.errors import ArtifactNotFound
 router = APIRouter(tags=["app"], include_in_schema=False)
 STATIC = Path(__file__).resolve().parent.parent / "static" / "app"
 FILES = {"app.js": "text/javascript", "verify.js": "text/javascript", "style.css": "text/css",
-         "vendor/ezkl-engine.js": "text/javascript", "vendor/ezkl_bg.wasm": "application/wasm"}
+         "vendor/ezkl-engine.js": "text/javascript", "vendor/ezkl_bg.wasm": "application/wasm",
+         "vendor/x402-pay.js": "text/javascript"}
 CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; worker-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
 HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
