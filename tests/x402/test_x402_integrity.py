@@ -176,7 +176,8 @@ def test_an_authorization_canceled_while_proving_releases_no_result(node: Served
     monkeypatch.setattr(runner, "_prove", held)
     payment = pay(node.url, httpx, chain, mlp_id, payer)
     before = chain.balances(payer.address, payee.address)
-    response = httpx.post(f"{infer_url(node.url, mlp_id)}?mode=async", json=mlp_input(), headers={PAY: payment})
+    fresh = {"input_data": [[0.123, 0.456, 0.789, 0.1, 0.2, 0.3, 0.4, 0.5]]}  # never proved before: no cache hit
+    response = httpx.post(f"{infer_url(node.url, mlp_id)}?mode=async", json=fresh, headers={PAY: payment})
     assert response.status_code == 202, response.text
     assert proving.wait(60)
 

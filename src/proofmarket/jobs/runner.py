@@ -84,9 +84,9 @@ class JobRunner:
         result = prover.prove(job.model_id, job.input["inputs"], salt=job.input.get("salt"))
         self.metrics.duration.labels(JobKind.PROVE.value).observe(time.perf_counter() - start)
         out: dict[str, Any] = {"output": result.bundle.output.values, "salt": result.salt}
-        self.jobs.proved(job.id, bundle_cid=result.bundle_cid, result=out, final=job.payment is None)
-        if self.cache is not None:
+        if self.cache is not None:  # before the job is final: a repeat right after the answer finds it
             self.cache.remember(job, result.bundle_cid)
+        self.jobs.proved(job.id, bundle_cid=result.bundle_cid, result=out, final=job.payment is None)
 
     def _settle(self, job: JobRow) -> None:
         assert job.payment is not None and job.bundle_cid is not None
