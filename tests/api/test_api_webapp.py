@@ -152,3 +152,55 @@ def test_the_browser_verifies_a_bundle_rejects_a_tampered_one_and_fits_a_phone(s
         browser.close()
     assert outside == []  # the page asked nothing of any other origin
     assert status.split("in ")[-1].endswith("ms")
+
+
+@pytest.mark.slow
+def test_an_operator_lists_a_model_from_the_page_and_sees_the_compile_progress(make_app: AppFactory,
+                                                                               tmp_path: Path) -> None:
+    from api_helpers import ADMIN_TOKEN
+
+    from proofmarket.samples import sample_path
+
+    sync_playwright, chromium = _browser()
+    app = make_app(admin_token=ADMIN_TOKEN)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    url = f"http://127.0.0.1:{port}"
+    not_onnx = tmp_path / "model.onnx"
+    not_onnx.write_bytes(b"this is not an onnx file")
+    try:
+        with sync_playwright() as pw:  # type: ignore[operator]
+            browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+            page = browser.new_page()
+            page.goto(f"{url}/app/#owner")
+            page.fill("#upload-token", "wrong-token-0123456789")
+            page.set_input_files("#upload-onnx", str(sample_path("mlp")))
+            page.set_input_files("#upload-samples", str(sample_path("mlp", "samples")))
+            page.click("#upload-button")
+            page.wait_for_selector("#upload-status.bad")
+            assert "unauthorized" in (page.text_content("#upload-status") or "")
+            page.fill("#upload-token", ADMIN_TOKEN)
+            page.set_input_files("#upload-onnx", str(not_onnx))
+            page.evaluate("document.getElementById('upload-status').className = ''")
+            page.click("#upload-button")
+            page.wait_for_selector("#upload-status.bad")
+            assert "invalid_model" in (page.text_content("#upload-status") or "")
+            page.set_input_files("#upload-onnx", str(sample_path("mlp")))
+            page.fill("#upload-name", "uploaded-mlp")
+            page.evaluate("document.getElementById('upload-status').className = ''")
+            page.click("#upload-button")
+            page.wait_for_selector("#upload-status.ok, #upload-status.bad", timeout=600_000)
+            status = page.text_content("#upload-status") or ""
+            assert status.startswith("compiled in") and "is served" in status, status
+            page.wait_for_selector("text=uploaded-mlp")  # the catalog shows it
+            page.screenshot(path=str(ROOT / "tests" / "screenshots" / "app-upload.png"), full_page=True)
+            browser.close()
+    finally:
+        server.should_exit = True
+        thread.join(30)

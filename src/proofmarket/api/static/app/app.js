@@ -221,6 +221,46 @@ async function history() {
   text(status, `${page.items.length} paid call(s)`).className = 'ok';
 }
 
+// Upload a model (admin token of this node) and follow its compile job to the end.
+async function upload(event) {
+  event.preventDefault();
+  const status = $('upload-status');
+  const form = new FormData();
+  form.append('onnx', $('upload-onnx').files[0]);
+  form.append('samples', $('upload-samples').files[0]);
+  form.append('price_atomic', $('upload-price').value);
+  form.append('privacy', $('upload-privacy').value);
+  if ($('upload-name').value) form.append('name', $('upload-name').value);
+  text(status, 'uploading…').className = '';
+  let response;
+  try {
+    response = await fetch('/v1/models', { method: 'POST', body: form,
+      headers: { Authorization: `Bearer ${$('upload-token').value}` } });
+  } catch (err) {
+    text(status, `the node did not answer (${err.message})`).className = 'bad'; return;
+  }
+  let job = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    text(status, `${(job.error || {}).code || response.status}: ${(job.error || {}).message || ''}`).className = 'bad';
+    return;
+  }
+  const started = Date.now();
+  while (!['proved', 'failed'].includes(job.status)) {
+    text(status, `compiling (${job.status}, ${Math.round((Date.now() - started) / 1000)} s)…`).className = '';
+    await new Promise((r) => setTimeout(r, 1000));
+    const poll = await fetch(`/v1/jobs/${job.id}`, { headers: { 'X-Job-Token': job.access_token || '' } });
+    const next = await poll.json().catch(() => ({}));
+    if (!poll.ok) { text(status, `lost the compile job (${poll.status})`).className = 'bad'; return; }
+    job = { ...next, access_token: job.access_token };
+  }
+  if (job.status === 'failed') {
+    text(status, `the compile failed: ${job.error.code}: ${job.error.message}`).className = 'bad'; return;
+  }
+  const id = job.result && job.result.model_id;
+  text(status, `compiled in ${Math.round((Date.now() - started) / 1000)} s: model ${id} is served`).className = 'ok';
+  await loadCatalog();
+}
+
 async function loadFile(file) {
   try {
     bundle = JSON.parse(await file.text());
@@ -261,6 +301,7 @@ $('filter').addEventListener('input', renderCatalog);
 $('connect-button').addEventListener('click', connect);
 $('call-form').addEventListener('submit', call);
 $('history-button').addEventListener('click', history);
+$('upload-form').addEventListener('submit', upload);
 $('sort').addEventListener('change', renderCatalog);
 $('bundle-file').addEventListener('change', (e) => e.target.files[0] && loadFile(e.target.files[0]));
 const drop = $('drop');
