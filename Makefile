@@ -17,18 +17,20 @@ $(STAMP): pyproject.toml
 
 # npm ci refuses this lock file: npm 11 leaves other platforms' optional anvil binaries out of it.
 # npm install with exact pins in package.json installs the same versions.
-$(NPMSTAMP): package.json package-lock.json web/engine.js web/pay.js
+$(NPMSTAMP): package.json package-lock.json web/engine.js web/pay.js web/chain.js
 	npm install --no-audit --no-fund --loglevel=error
 	$(MAKE) webapp
 	touch $(NPMSTAMP)
 
-# the web app's WASM verifier (/app): EZKL's web build bundled with its dependencies, no CDN at run time
+# the web app's vendored modules (/app): EZKL's WASM verifier (web build), the x402 client library and viem's ABI
+# helpers, each bundled with its dependencies: no CDN at run time
 WEBVENDOR := src/proofmarket/api/static/app/vendor
 webapp:
 	mkdir -p $(WEBVENDOR)
 	node_modules/.bin/esbuild web/engine.js --bundle --format=esm --log-level=warning --outfile=$(WEBVENDOR)/ezkl-engine.js
 	cp node_modules/@ezkljs/engine/web/ezkl_bg.wasm $(WEBVENDOR)/ezkl_bg.wasm
 	node_modules/.bin/esbuild web/pay.js --bundle --format=esm --minify --log-level=warning --outfile=$(WEBVENDOR)/x402-pay.js
+	node_modules/.bin/esbuild web/chain.js --bundle --format=esm --minify --log-level=warning --outfile=$(WEBVENDOR)/chain.js
 
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

@@ -1,25 +1,32 @@
-"""/app: the web app (catalog, a model's page, verification of any bundle in the browser), static files only.
+"""/app: the web app (catalog, calls paid with a wallet, escrow requests, history, owner and prover pages, and
+the verification of any bundle in the browser and on chain), static files only.
 
 Served from ``api/static/app`` (HTML, JS, CSS written here) and ``api/static/app/vendor`` (EZKL's WASM
-verifier and the x402 client library, bundled from npm at ``make setup``). Every answer carries a
-Content-Security-Policy that allows this origin only (and WebAssembly): the page makes no request anywhere
-else. Only the files listed here are served.
+verifier, the x402 client library and viem's ABI helpers, bundled from npm at ``make setup``), plus the ABIs
+of the market's contracts at ``/app/abi/NAME.json`` (read from the package's compiled artifacts, so the page
+and the node never disagree on a contract). Every answer carries a Content-Security-Policy that allows this
+origin only (and WebAssembly): the page makes no request anywhere else; chain reads and transactions go through
+the wallet (EIP-1193). Only the files listed here are served.
 """
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 from fastapi import APIRouter
-from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 
 from proofmarket.errors import ArtifactNotFound
 
 router = APIRouter(tags=["app"], include_in_schema=False)
 STATIC = Path(__file__).resolve().parent.parent / "static" / "app"
-FILES = {"app.js": "text/javascript", "verify.js": "text/javascript", "style.css": "text/css",
+MODULES = ("app.js", "ui.js", "wallet.js", "onchain.js", "commit.js", "call.js", "escrow.js", "account.js",
+           "verify.js")
+FILES = {**dict.fromkeys(MODULES, "text/javascript"), "style.css": "text/css",
          "vendor/ezkl-engine.js": "text/javascript", "vendor/ezkl_bg.wasm": "application/wasm",
-         "vendor/x402-pay.js": "text/javascript"}
+         "vendor/x402-pay.js": "text/javascript", "vendor/chain.js": "text/javascript"}
+ABIS = ("InferenceMarket", "ModelRegistry", "TestUSDC", "ReputationRegistry", "AttestationCourt")
 CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; worker-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
 HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
@@ -36,9 +43,23 @@ def app_index() -> FileResponse:
     return FileResponse(STATIC / "index.html", media_type="text/html", headers=HEADERS)
 
 
+@router.get("/app/abi/{name}.json")
+def app_abi(name: str) -> JSONResponse:
+    if name not in ABIS:
+        raise ArtifactNotFound(f"no contract ABI {name!r} in the web app")
+    return JSONResponse(_abi(name), headers=HEADERS)
+
+
+@cache
+def _abi(name: str) -> list[object]:
+    from proofmarket.chain.artifacts import load_artifact
+
+    return list(load_artifact(name).abi)
+
+
 @router.get("/app/{name:path}")
 def app_file(name: str) -> FileResponse:
     if name not in FILES or not (STATIC / name).is_file():
-        detail = " (run 'make setup': it builds the WASM verifier)" if name.startswith("vendor/") else ""
+        detail = " (run 'make setup': it builds the vendored modules)" if name.startswith("vendor/") else ""
         raise ArtifactNotFound(f"no file {name!r} in the web app{detail}")
     return FileResponse(STATIC / name, media_type=FILES[name], headers=HEADERS)

@@ -1,6 +1,6 @@
 // The proofmarket web app: the catalog and a model's page (read from this node's API), and the verification of
 // any proof bundle in the browser (verify.js with EZKL's WASM verifier, bundled at `make setup`).
-import { verifyBundle, tampered } from '/app/verify.js';
+import { verifyBundle, tampered } from './verify.js';
 
 const $ = (id) => document.getElementById(id);
 const text = (el, value) => { el.textContent = value; return el; };

@@ -1,0 +1,214 @@
+// The contracts, read and written through the wallet's RPC (EIP-1193): the registry entry of a model checked
+// against its manifest (fetched by CID, hash checked), a proof checked by an eth_call to the model's verifier,
+// and the consumer's and prover's transactions on the InferenceMarket. ABIs come from /app/abi (the node's
+// compiled artifacts); the encoding is viem's (vendor/chain.js).
+import { fetchByCid, cidDigest } from './verify.js';
+import { rpc, sendTx, wallet, contracts, signTyped } from './wallet.js';
+
+const VERIFIER_ABI = [{ type: 'function', name: 'verifyProof', stateMutability: 'view',
+  inputs: [{ name: 'proof', type: 'bytes' }, { name: 'instances', type: 'uint256[]' }],
+  outputs: [{ name: '', type: 'bool' }] }];
+const STATUS = ['None', 'Pending', 'Accepted', 'Fulfilled', 'Refunded', 'Failed'];
+const abis = {};
+let viem = null;
+
+export async function lib() {
+  if (viem === null) viem = await import('/app/vendor/chain.js');
+  return viem;
+}
+
+async function abi(name) {
+  if (!abis[name]) {
+    const response = await fetch(`/app/abi/${name}.json`);
+    if (!response.ok) throw new Error(`the ${name} ABI is not served by this node (HTTP ${response.status})`);
+    abis[name] = await response.json();
+  }
+  return abis[name];
+}
+
+const hex = (bytes) => '0x' + Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+
+// A revert as one sentence: the contract's custom error by name, or the node's message.
+export async function reason(err, names = ['InferenceMarket', 'ModelRegistry', 'TestUSDC']) {
+  const { decodeErrorResult } = await lib();
+  const data = err && (err.data && (err.data.data || err.data)) || (err && err.cause && err.cause.data);
+  if (typeof data === 'string' && data.startsWith('0x') && data.length >= 10) {
+    for (const name of names) {
+      try {
+        const d = decodeErrorResult({ abi: await abi(name), data });
+        return `${d.errorName}(${(d.args || []).map(String).join(', ')})`;
+      } catch (_) { /* not this contract's error */ }
+    }
+    return `reverted (${data.slice(0, 10)})`;
+  }
+  return String((err && err.message) || err);
+}
+
+export async function call(name, address, functionName, args = []) {
+  const { encodeFunctionData, decodeFunctionResult } = await lib();
+  const a = name === 'Verifier' ? VERIFIER_ABI : await abi(name);
+  const data = encodeFunctionData({ abi: a, functionName, args });
+  const out = await rpc('eth_call', [{ to: address, data }, 'latest']);
+  return decodeFunctionResult({ abi: a, functionName, data: out });
+}
+
+export async function send(name, address, functionName, args, what) {
+  const { encodeFunctionData, decodeEventLog } = await lib();
+  const a = await abi(name);
+  const receipt = await sendTx(address, encodeFunctionData({ abi: a, functionName, args }), what);
+  const events = [];
+  for (const log of receipt.logs || []) {
+    if (String(log.address).toLowerCase() !== address.toLowerCase()) continue;
+    try { events.push(decodeEventLog({ abi: a, data: log.data, topics: log.topics })); } catch (_) { /* another event */ }
+  }
+  return { receipt, events };
+}
+
+// The model's registry entry, checked against its manifest: the model id is the manifest's CID, so the manifest
+// is fetched and hash-checked here, and the entry must carry its vk digest, settings hash and ONNX hash, with
+// the verifier code it was registered with. Returns {entry, manifest, onchainId}; throws one sentence otherwise.
+export async function checkedListing(model) {
+  const listing = model.registry;
+  if (!listing || !listing.registered) throw new Error('this model is not listed on the market\'s registry');
+  const { keccak256, encodeAbiParameters, getAddress } = await lib();
+  const owner = getAddress(listing.owner);
+  const onchainId = keccak256(encodeAbiParameters([{ type: 'address' }, { type: 'bytes32' }],
+    [owner, keccak256(new TextEncoder().encode(model.id))]));
+  if (onchainId !== listing.onchain_id) throw new Error('the node\'s on-chain id is not modelIdOf(owner, keccak256(model id))');
+  const manifest = JSON.parse(new TextDecoder().decode(await fetchByCid(location.origin, model.id)));
+  const registry = contracts().registry || listing.registry;
+  let entry;
+  try {
+    entry = await call('ModelRegistry', registry, 'getModel', [onchainId]);
+  } catch (err) {
+    throw new Error(`the registry has no entry ${onchainId.slice(0, 10)}… (${await reason(err)})`);
+  }
+  const spec = entry.spec;
+  const expect = [['vk digest', spec.vkDigest, manifest.vk.sha256], ['settings hash', spec.settingsHash, manifest.settings.sha256],
+    ['ONNX sha256', spec.onnxSha256, manifest.onnx.sha256]];
+  for (const [what, onchain, local] of expect) {
+    if (onchain.toLowerCase() !== '0x' + String(local).toLowerCase()) {
+      throw new Error(`the registry entry's ${what} is not the manifest's: this listing is not model ${model.id}`);
+    }
+  }
+  const code = await rpc('eth_getCode', [spec.verifier, 'latest']);
+  if (!code || code === '0x' || keccak256(code) !== entry.verifierCodehash) {
+    throw new Error('the verifier contract\'s code is not the code it was registered with');
+  }
+  return { entry, manifest, onchainId };
+}
+
+// eth_call verifyProof(proof, instances) on the verifier the registry names for the bundle's model.
+export async function verifyOnChain(bundle, model) {
+  if (!bundle || bundle.format !== 'proofmarket/proof-bundle' || !bundle.proof) throw new Error('this is not a proof bundle');
+  if (bundle.model.id !== model.id) throw new Error(`the bundle is for model ${bundle.model.id}, not ${model.id}`);
+  const { entry } = await checkedListing(model);
+  if (entry.spec.vkDigest.toLowerCase() !== '0x' + String(bundle.model.vk_digest).replace(/^0x/, '').toLowerCase()) {
+    throw new Error('the bundle names another verifying key than the registry entry');
+  }
+  const instances = bundle.proof.instances.map((h) => BigInt(h.startsWith('0x') ? h : '0x' + h));
+  const started = Date.now();
+  try {
+    const ok = await call('Verifier', entry.spec.verifier, 'verifyProof', [bundle.proof.hex, instances]);
+    return { valid: ok === true, verifier: entry.spec.verifier, ms: Date.now() - started, error: ok ? null : 'returned false' };
+  } catch (err) {
+    return { valid: false, verifier: entry.spec.verifier, ms: Date.now() - started, error: `reverted (${await reason(err, [])})` };
+  }
+}
+
+// --- the consumer: escrow a request -------------------------------------------------------------------------
+export async function price(onchainId) {
+  const t = await call('ModelRegistry', contracts().registry, 'terms', [onchainId]);
+  if (!t.active) throw new Error('the model is deactivated on the registry: it takes no request');
+  return t.price;
+}
+
+export async function balance(address) {
+  return call('TestUSDC', contracts().usdc, 'balanceOf', [address]);
+}
+
+// Escrow the price: 'approve' (approve + requestInference, two transactions) or 'eip3009' (one
+// ReceiveWithAuthorization signature bound to this request, and one transaction). Returns {requestId, tx}.
+export async function escrow(onchainId, commitment, deadline, payment, onStep) {
+  const c = contracts();
+  const amount = await price(onchainId);
+  const held = await balance(wallet.address);
+  if (held < amount) throw new Error(`your wallet holds ${held} atomic USDC; the model costs ${amount}: nothing was sent`);
+  let sent;
+  if (payment === 'eip3009') {
+    const { parseSignature } = await lib();
+    const salt = hex(crypto.getRandomValues(new Uint8Array(32)));
+    const nonce = await call('InferenceMarket', c.market, 'authorizationNonce', [onchainId, commitment, BigInt(deadline), salt]);
+    const [name, version] = await Promise.all([call('TestUSDC', c.usdc, 'name'), call('TestUSDC', c.usdc, 'version')]);
+    onStep('sign the USDC authorization (EIP-3009) in your wallet…');
+    const signature = await signTyped({
+      domain: { name, version, chainId: wallet.chainId, verifyingContract: c.usdc },
+      types: { EIP712Domain: [{ name: 'name', type: 'string' }, { name: 'version', type: 'string' },
+        { name: 'chainId', type: 'uint256' }, { name: 'verifyingContract', type: 'address' }],
+      ReceiveWithAuthorization: [{ name: 'from', type: 'address' }, { name: 'to', type: 'address' },
+        { name: 'value', type: 'uint256' }, { name: 'validAfter', type: 'uint256' }, { name: 'validBefore', type: 'uint256' },
+        { name: 'nonce', type: 'bytes32' }] },
+      primaryType: 'ReceiveWithAuthorization',
+      message: { from: wallet.address, to: c.market, value: amount.toString(), validAfter: '0',
+        validBefore: String(deadline), nonce },
+    });
+    const sig = parseSignature(signature);
+    const v = Number(sig.v !== undefined ? sig.v : 27n + BigInt(sig.yParity));
+    onStep('send the request transaction…');
+    sent = await send('InferenceMarket', c.market, 'requestInferenceWithAuthorization',
+      [wallet.address, onchainId, commitment, BigInt(deadline),
+        { validAfter: 0n, validBefore: BigInt(deadline), salt, v, r: sig.r, s: sig.s }], 'request');
+  } else {
+    const allowance = await call('TestUSDC', c.usdc, 'allowance', [wallet.address, c.market]);
+    if (allowance < amount) {
+      onStep(`approve ${amount} atomic USDC for the market in your wallet…`);
+      await send('TestUSDC', c.usdc, 'approve', [c.market, amount], 'approve');
+    }
+    onStep('send the request transaction…');
+    sent = await send('InferenceMarket', c.market, 'requestInference', [onchainId, commitment, BigInt(deadline)], 'request');
+  }
+  const created = sent.events.find((e) => e.eventName === 'RequestCreated');
+  if (!created) throw new Error('the request transaction emitted no RequestCreated event');
+  return { requestId: created.args.requestId, amount, tx: sent.receipt.transactionHash };
+}
+
+export async function chainRequest(requestId) {
+  const r = await call('InferenceMarket', contracts().market, 'getRequest', [BigInt(requestId)]);
+  return { ...r, statusName: STATUS[Number(r.status)] || String(r.status) };
+}
+
+export async function refund(requestId) {
+  const sent = await send('InferenceMarket', contracts().market, 'refund', [BigInt(requestId)], 'refund');
+  const event = sent.events.find((e) => e.eventName === 'RequestRefunded');
+  return { amount: event ? event.args.amount : 0n, tx: sent.receipt.transactionHash };
+}
+
+export async function chainTime() {
+  const block = await rpc('eth_getBlockByNumber', ['latest', false]);
+  return Number(BigInt(block.timestamp));
+}
+
+// --- owners and provers -------------------------------------------------------------------------------------
+export async function proverRecord(address) {
+  const c = contracts();
+  const [p, eligible, minStake] = await Promise.all([call('InferenceMarket', c.market, 'getProver', [address]),
+    call('InferenceMarket', c.market, 'isEligible', [address]), call('InferenceMarket', c.market, 'minStake')]);
+  return { ...p, eligible, minStake };
+}
+
+export async function stake(amount, onStep) {
+  const c = contracts();
+  const allowance = await call('TestUSDC', c.usdc, 'allowance', [wallet.address, c.market]);
+  if (allowance < amount) {
+    onStep(`approve ${amount} atomic USDC for the market in your wallet…`);
+    await send('TestUSDC', c.usdc, 'approve', [c.market, amount], 'approve');
+  }
+  onStep('send the stake transaction…');
+  return send('InferenceMarket', c.market, 'stake', [amount], 'stake');
+}
+
+export async function releaseSplit(onchainId, prover) {
+  return send('InferenceMarket', contracts().market, 'releaseSplit', [onchainId, prover], 'release');
+}
+
+export { cidDigest, hex };

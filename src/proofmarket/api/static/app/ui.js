@@ -1,0 +1,65 @@
+// Small DOM helpers shared by the page's modules: every status line is a role=status element whose class says
+// how it ended ('ok' or 'bad'), and every error shown to a person is one plain sentence.
+export const $ = (id) => document.getElementById(id);
+
+export function text(el, value) { el.textContent = value; return el; }
+
+// Set a status line: cls '' while work goes on, 'ok' when it succeeded, 'bad' when it did not.
+export function say(id, message, cls = '') {
+  const el = typeof id === 'string' ? $(id) : id;
+  el.textContent = message;
+  el.className = cls;
+  return el;
+}
+
+// A <dl> filled with [term, value] rows (rows with an empty value are left out).
+export function fillList(id, rows) {
+  $(id).replaceChildren(...rows.filter(([, v]) => v !== null && v !== undefined && v !== '')
+    .flatMap(([k, v]) => [text(document.createElement('dt'), k), text(document.createElement('dd'), String(v))]));
+}
+
+// A table body from rows of cells (strings or nodes).
+export function fillTable(id, rows) {
+  const body = $(id).querySelector('tbody');
+  body.replaceChildren(...rows.map((cells) => {
+    const tr = document.createElement('tr');
+    tr.replaceChildren(...cells.map((c) => {
+      const td = document.createElement('td');
+      td.append(c instanceof Node ? c : String(c ?? ''));
+      return td;
+    }));
+    return tr;
+  }));
+  $(id).hidden = rows.length === 0;
+}
+
+export function button(label, onClick) {
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.textContent = label;
+  b.addEventListener('click', onClick);
+  return b;
+}
+
+// The node's JSON error body as one line: "code: message".
+export async function nodeError(response) {
+  const body = await response.json().catch(() => ({}));
+  const e = body.error || {};
+  return `${e.code || `HTTP ${response.status}`}: ${e.message || 'no answer'}`;
+}
+
+// fetch() on this node; a node that does not answer becomes one sentence.
+export async function nodeFetch(path, init) {
+  try {
+    return await fetch(path, init);
+  } catch (err) {
+    throw new Error(`the node did not answer (${err.message || err}): is it running?`);
+  }
+}
+
+export const usdc = (atomic) => {
+  const n = BigInt(atomic);
+  const whole = n / 1000000n;
+  const frac = (n % 1000000n).toString().padStart(6, '0').replace(/0+$/, '');
+  return frac ? `${whole}.${frac}` : String(whole);
+};
