@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 from api_helpers import AppFactory, mlp_input
+from browser_wallet import chromium_or_skip
 from fastapi.testclient import TestClient
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,28 +88,12 @@ def test_the_in_page_verifier_accepts_a_real_bundle_and_rejects_a_flipped_byte(s
     assert "not a proofmarket proof bundle" in str(_verify_in_node(served, other)["error"])
 
 
-def _browser() -> tuple[object, str]:
-    """Playwright's sync API and Debian's Chromium (no browser download); skipped locally without them."""
-    import os
-
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        sync_playwright = None  # type: ignore[assignment]
-    if chromium is None or sync_playwright is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI needs Chromium (Debian package) and playwright (pip) for the browser tests")
-        pytest.skip("no Chromium or playwright here")
-    return sync_playwright, chromium
-
-
 @pytest.mark.slow
 def test_the_browser_verifies_a_bundle_rejects_a_tampered_one_and_fits_a_phone(served: str, mlp_id: str,
                                                                               tmp_path: Path) -> None:
     import httpx
 
-    sync_playwright, chromium = _browser()
+    sync_playwright, chromium = chromium_or_skip()
     shots = ROOT / "tests" / "screenshots"
     shots.mkdir(exist_ok=True)
     body = httpx.post(f"{served}/v1/models/{mlp_id}/infer", json=mlp_input(), timeout=120).json()
@@ -161,7 +146,7 @@ def test_an_operator_lists_a_model_from_the_page_and_sees_the_compile_progress(m
 
     from proofmarket.samples import sample_path
 
-    sync_playwright, chromium = _browser()
+    sync_playwright, chromium = chromium_or_skip()
     app = make_app(admin_token=ADMIN_TOKEN)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -8,7 +8,7 @@ import { rpc, sendTx, wallet, contracts, signTyped } from './wallet.js';
 const VERIFIER_ABI = [{ type: 'function', name: 'verifyProof', stateMutability: 'view',
   inputs: [{ name: 'proof', type: 'bytes' }, { name: 'instances', type: 'uint256[]' }],
   outputs: [{ name: '', type: 'bool' }] }];
-const STATUS = ['None', 'Pending', 'Accepted', 'Fulfilled', 'Refunded', 'Failed'];
+const STATUS = ['None', 'Open', 'Accepted', 'Fulfilled', 'Rejected', 'Refunded'];
 const abis = {};
 let viem = null;
 

@@ -1,0 +1,114 @@
+// Owner and prover pages: list a model (admin token of this node) and follow its compile job; an owner's or
+// prover's earnings (GET /v1/earnings, the market's own counters) with the x402 splits still held and a button
+// to release them; the node's prover record and ERC-8004 scores, the connected address's own record read on
+// chain, and staking through the wallet.
+import { $, say, fillList, fillTable, button, nodeError, nodeFetch, usdc } from './ui.js';
+import { wallet, requireWallet, rejected, nodeInfo, contracts } from './wallet.js';
+import { proverRecord, stake, releaseSplit, reason } from './onchain.js';
+
+// Upload a model (admin token of this node) and follow its compile job to the end.
+async function upload(event, reload) {
+  event.preventDefault();
+  const form = new FormData();
+  form.append('onnx', $('upload-onnx').files[0]);
+  form.append('samples', $('upload-samples').files[0]);
+  form.append('price_atomic', $('upload-price').value);
+  form.append('privacy', $('upload-privacy').value);
+  if ($('upload-name').value) form.append('name', $('upload-name').value);
+  say('upload-status', 'uploading…');
+  let response;
+  try {
+    response = await nodeFetch('/v1/models', { method: 'POST', body: form,
+      headers: { Authorization: `Bearer ${$('upload-token').value}` } });
+  } catch (err) { say('upload-status', err.message, 'bad'); return; }
+  if (!response.ok) { say('upload-status', await nodeError(response), 'bad'); return; }
+  let job = await response.json();
+  const started = Date.now();
+  while (!['proved', 'failed'].includes(job.status)) {
+    say('upload-status', `compiling (${job.status}, ${Math.round((Date.now() - started) / 1000)} s)…`);
+    await new Promise((r) => setTimeout(r, 1000));
+    const poll = await nodeFetch(`/v1/jobs/${job.id}`, { headers: { 'X-Job-Token': job.access_token || '' } }).catch(() => null);
+    if (!poll || !poll.ok) { say('upload-status', `lost the compile job (${poll ? poll.status : 'the node did not answer'})`, 'bad'); return; }
+    job = { ...(await poll.json()), access_token: job.access_token };
+  }
+  if (job.status === 'failed') { say('upload-status', `the compile failed: ${job.error.code}: ${job.error.message}`, 'bad'); return; }
+  say('upload-status', `compiled in ${Math.round((Date.now() - started) / 1000)} s: model ${job.result && job.result.model_id} is served`, 'ok');
+  await reload();
+}
+
+async function earnings() {
+  if (!wallet.address) { say('earnings-status', 'connect a wallet first: earnings are shown for its address', 'bad'); return; }
+  say('earnings-status', 'reading the market…');
+  const response = await nodeFetch(`/v1/earnings?address=${wallet.address}`).catch((err) => err);
+  if (response instanceof Error) { say('earnings-status', response.message, 'bad'); return; }
+  if (!response.ok) { say('earnings-status', await nodeError(response), 'bad'); return; }
+  const e = await response.json();
+  fillList('earnings', [['address', e.address], ['paid out by the market (owner and prover shares)', `${usdc(e.earned)} USDC`],
+    ['USDC balance', `${usdc(e.balance)} USDC`], ['x402 money not released yet', `${usdc(e.pending_total)} USDC`]]);
+  fillTable('splits-table', e.pending.map((p) => [p.model_id.slice(0, 16) + '…', `${usdc(p.amount)} USDC`, p.splitter,
+    BigInt(p.amount) > 0n ? button(`Release ${p.model_id.slice(0, 12)}`, () => release(p)) : 'nothing held']));
+  say('earnings-status', `earnings of ${e.address} on market ${e.market}`, 'ok');
+}
+
+async function release(p) {
+  try {
+    requireWallet('releasing a split');
+    say('earnings-status', 'releasing: confirm in your wallet…');
+    const sent = await releaseSplit(p.onchain_id, p.prover);
+    say('earnings-status', `released (tx ${sent.receipt.transactionHash}): owner, prover and platform were paid`, 'ok');
+    await earnings();
+  } catch (err) {
+    say('earnings-status', rejected(err) ? 'you rejected the transaction: nothing moved' : `the release failed: ${await reason(err)}`, 'bad');
+  }
+}
+
+export async function prover(models) {
+  const p = (models.find((m) => m.prover) || {}).prover;
+  const rep = p && p.erc8004 && p.erc8004.reputation;
+  const val = p && p.erc8004 && p.erc8004.validations;
+  fillList('prover-node', p ? [['address', p.address], ['stake', `${usdc(p.stake)} USDC`],
+    ['fulfilled / failed / expired', `${p.fulfilled} / ${p.failed} / ${p.expired}`],
+    ['ERC-8004 agent', p.erc8004 ? p.erc8004.agent_id : 'not registered'],
+    ['reputation', rep ? `${rep.average} average over ${rep.count} feedback(s)` : null],
+    ['validations', val ? `${val.average} average over ${val.count} record(s)` : null]] : [['prover', 'this node sells on no market']]);
+}
+
+async function myRecord() {
+  try {
+    await nodeInfo();
+    requireWallet('your prover record');
+    if (!contracts().market) throw new Error('this node sells on no market');
+    const r = await proverRecord(wallet.address);
+    fillList('prover-mine', [['address', wallet.address], ['stake', `${usdc(r.stake)} USDC`], ['minimum stake', `${usdc(r.minStake)} USDC`],
+      ['authorised', r.authorized ? 'yes' : 'no'], ['eligible to claim requests', r.eligible ? 'yes' : 'no'],
+      ['fulfilled / failed / expired', `${r.fulfilled} / ${r.failed} / ${r.expired}`]]);
+    say('stake-status', 'your record on the market (read on chain)', 'ok');
+  } catch (err) {
+    say('stake-status', err.message, 'bad');
+  }
+}
+
+async function doStake(event) {
+  event.preventDefault();
+  try {
+    await nodeInfo();
+    requireWallet('staking');
+    const text = String($('stake-amount').value).trim();
+    if (!/^\d+(\.\d{1,6})?$/.test(text) || Number(text) <= 0) throw new Error('the amount must be a positive USDC amount with at most 6 decimals');
+    const [whole, frac = ''] = text.split('.');
+    const amount = BigInt(whole) * 1000000n + BigInt(frac.padEnd(6, '0'));
+    const sent = await stake(amount, (step) => say('stake-status', step));
+    say('stake-status', `staked ${usdc(amount)} USDC (tx ${sent.receipt.transactionHash})`, 'ok');
+    await myRecord();
+    $('stake-status').textContent = `staked ${usdc(amount)} USDC (tx ${sent.receipt.transactionHash})`;
+  } catch (err) {
+    say('stake-status', rejected(err) ? 'you rejected the transaction: nothing was staked' : `staking failed: ${await reason(err)}`, 'bad');
+  }
+}
+
+export function bindAccount(reload) {
+  $('upload-form').addEventListener('submit', (e) => upload(e, reload));
+  $('earnings-button').addEventListener('click', earnings);
+  $('prover-button').addEventListener('click', myRecord);
+  $('stake-form').addEventListener('submit', doStake);
+}

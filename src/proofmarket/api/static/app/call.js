@@ -1,0 +1,190 @@
+// Calling a model from its page: the input form (number fields for small tensors, a drawing pad for image
+// inputs, a text box for attested language models, JSON for anything), and a call paid with the connected
+// wallet through the x402 client library (eth_signTypedData_v4, capped to the node's asset, network and the
+// person's maximum). Nothing is paid unless the node answered with a result.
+import { $, say, fillList, nodeFetch } from './ui.js';
+import { wallet, nodeInfo, nodeChain, rejected } from './wallet.js';
+
+const PAD_MIN = 4;
+const PAD_MAX = 32;
+let onAnswer = () => {};
+
+export function onAnswered(callback) { onAnswer = callback; }
+
+const dims = (t) => t.shape.map((d) => (d > 0 ? d : 1));
+const count = (shape) => shape.reduce((a, b) => a * b, 1);
+export const generates = (m) => m.mode === 'attested' && m.attested && m.attested.kind === 'causal-lm';
+
+// An image input: its last two dimensions are H x W (4..32 each) and any others are 1 (batch, one channel); or a
+// flat vector of a square number of values from 7 x 7 to 32 x 32 (a flattened image, e.g. 64 = 8 x 8 digits).
+// Smaller vectors get number fields; the JSON box takes any input.
+export function imageShape(t) {
+  const shape = dims(t);
+  const flat = shape.filter((d) => d !== 1);
+  if (flat.length === 1 && flat[0] >= 49 && flat[0] <= PAD_MAX * PAD_MAX && Number.isInteger(Math.sqrt(flat[0]))) {
+    return [Math.sqrt(flat[0]), Math.sqrt(flat[0])];
+  }
+  if (shape.length < 2) return null;
+  const [h, w] = shape.slice(-2);
+  const rest = shape.slice(0, -2);
+  if (rest.some((d) => d !== 1) || h < PAD_MIN || w < PAD_MIN || h > PAD_MAX || w > PAD_MAX) return null;
+  return [h, w];
+}
+
+// An input of the right shape (zeros), in the named form the node takes: {"inputs": {name: nested list}}.
+export function example(m) {
+  if (generates(m)) return { prompt: 'Hello', max_tokens: 16 };
+  const zeros = (shape) => shape.length === 0 ? 0 : Array.from({ length: shape[0] }, () => zeros(shape.slice(1)));
+  return { inputs: Object.fromEntries((m.inputs || []).map((t) => [t.name, zeros(dims(t))])) };
+}
+
+const nest = (flat, shape) => shape.length <= 1 ? flat : Array.from({ length: shape[0] },
+  (_, i) => nest(flat.slice(i * flat.length / shape[0], (i + 1) * flat.length / shape[0]), shape.slice(1)));
+
+export function buildForm(m) {
+  const fields = $('call-fields');
+  fields.replaceChildren();
+  $('call-json').value = JSON.stringify(example(m));
+  $('prompt-fields').hidden = !generates(m);
+  $('call-json-label').hidden = $('call-json').hidden = generates(m);
+  if (generates(m)) {
+    $('call-max').value = capFor(m, Number($('call-max-tokens').value || 16));
+    return;
+  }
+  $('call-max').value = m.price ? m.price.atomic || '' : '';
+  const inputs = m.inputs || [];
+  const state = {};
+  const sync = () => {
+    $('call-json').value = JSON.stringify({ inputs: Object.fromEntries(inputs.map((t) => [t.name, nest(state[t.name], dims(t))])) });
+  };
+  const total = inputs.reduce((n, t) => n + count(dims(t)), 0);
+  for (const t of inputs) {
+    state[t.name] = new Array(count(dims(t))).fill(0);
+    const hw = imageShape(t);
+    if (hw) fields.append(pad(t.name, hw, state[t.name], sync));
+    else if (total <= 64) fields.append(...numberFields(t.name, state[t.name], sync));
+  }
+}
+
+function numberFields(name, values, sync) {
+  return values.map((_, i) => {
+    const input = document.createElement('input');
+    input.type = 'number'; input.step = 'any'; input.value = '0';
+    input.setAttribute('aria-label', `${name} element ${i}`);
+    input.addEventListener('input', () => { values[i] = Number(input.value); sync(); });
+    return input;
+  });
+}
+
+// A drawing pad: H x W cells, each a toggle button (keyboard: Tab to a cell, Space or Enter to paint it; mouse
+// or touch: press and drag). A painted cell is 1.0, a blank one 0.0: the input's pixel values.
+function pad(name, [h, w], values, sync) {
+  const box = document.createElement('div');
+  box.className = 'pad-box';
+  const grid = document.createElement('div');
+  grid.className = 'pad';
+  grid.id = `pad-${name}`;
+  grid.setAttribute('role', 'group');
+  grid.setAttribute('aria-label', `drawing pad for ${name}: ${h} by ${w} pixels`);
+  grid.style.gridTemplateColumns = `repeat(${w}, 1fr)`;
+  let painting = null;
+  const set = (cell, i, on) => { values[i] = on ? 1 : 0; cell.setAttribute('aria-pressed', String(on)); sync(); };
+  for (let i = 0; i < h * w; i++) {
+    const cell = document.createElement('button');
+    cell.type = 'button';
+    cell.className = 'pixel';
+    cell.setAttribute('aria-pressed', 'false');
+    cell.setAttribute('aria-label', `pixel row ${Math.floor(i / w) + 1} column ${(i % w) + 1}`);
+    cell.addEventListener('pointerdown', (e) => { e.preventDefault(); painting = values[i] ? 0 : 1; set(cell, i, painting === 1); });
+    cell.addEventListener('pointerenter', () => { if (painting !== null) set(cell, i, painting === 1); });
+    cell.addEventListener('keydown', (e) => { if (e.key === ' ' || e.key === 'Enter') { e.preventDefault(); set(cell, i, !values[i]); } });
+    grid.append(cell);
+  }
+  document.addEventListener('pointerup', () => { painting = null; });
+  const clear = document.createElement('button');
+  clear.type = 'button';
+  clear.textContent = `Clear ${name}`;
+  clear.addEventListener('click', () => { grid.querySelectorAll('.pixel').forEach((c, i) => set(c, i, false)); });
+  box.append(grid, clear);
+  return box;
+}
+
+// The x402 cap of a generation: the price per 1,000 tokens times max_tokens, rounded up (what the node charges).
+function capFor(m, maxTokens) {
+  const per = BigInt(m.price ? m.price.atomic : 0);
+  return ((per * BigInt(maxTokens) + 999n) / 1000n).toString();
+}
+
+function requestBody(m) {
+  if (!generates(m)) return JSON.parse($('call-json').value);
+  return { prompt: $('call-prompt').value, max_tokens: Number($('call-max-tokens').value || 16) };
+}
+
+async function payingFetch(info) {
+  const want = nodeChain();
+  if (!wallet.address) throw new Error('connect a wallet first: this node is paid per call');
+  if (want !== null && wallet.chainId !== want) {
+    throw new Error(`your wallet is on chain ${wallet.chainId}; this node is paid on chain ${want}: nothing was paid`);
+  }
+  let lib;
+  try { lib = await import('/app/vendor/x402-pay.js'); } catch (err) {
+    throw new Error(`the payment library did not load (${err.message}): nothing was paid`);
+  }
+  return lib.paidFetch(window.ethereum, wallet.address, { network: info.payments.network,
+    asset: info.payments.asset, maxAmount: $('call-max').value || '0' });
+}
+
+export async function call(m) {
+  $('call-result').replaceChildren();
+  let doc;
+  try { doc = requestBody(m); } catch (err) {
+    say('call-status', 'the input is not valid JSON: nothing was sent, nothing paid', 'bad'); return;
+  }
+  let info;
+  try { info = await nodeInfo(); } catch (err) {
+    say('call-status', `the node did not answer (${err.message || err}): is it running? nothing was paid`, 'bad'); return;
+  }
+  const paid = Boolean(info.payments && info.payments.x402);
+  let doFetch = nodeFetch;
+  if (paid) {
+    try { doFetch = await payingFetch(info); } catch (err) { say('call-status', err.message, 'bad'); return; }
+  }
+  say('call-status', paid ? 'paying and running…' : 'running…');
+  const path = `/v1/models/${encodeURIComponent(m.id)}/${generates(m) ? 'generate' : 'infer'}`;
+  let response;
+  try {
+    response = await doFetch(path, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(doc) });
+  } catch (err) {
+    say('call-status', rejected(err) ? 'you rejected the signature: nothing was paid'
+      : `the call failed before an answer (${err.message || err}): is the node up? nothing was paid`, 'bad');
+    return;
+  }
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok || !body.bundle) {
+    const e = body.error || {};
+    say('call-status', `${e.code || response.status}: ${e.message || 'no answer'}` + (response.status === 202 ? ' (still running: see History)' : ''), 'bad');
+    return;
+  }
+  show(body);
+  onAnswer(body.bundle);
+}
+
+function show(body) {
+  const b = body.bundle;
+  const proven = b.mode !== 'attested' && b.proof && b.proof.hex;
+  fillList('call-result', [
+    ['output', body.text !== undefined ? body.text : JSON.stringify(body.output)],
+    ['job', body.job_id], ['bundle CID', body.bundle_cid], ['mode', b.mode || 'proven'],
+    ['proof size', proven ? `${(b.proof.hex.length - 2) / 2} bytes` : 'no proof: an attestation signed by the node (re-check it with proofmarket verify --reexecute)'],
+    ['timings', JSON.stringify(b.timings)],
+    ['payment', body.payment ? `${body.payment.amount} atomic USDC from ${body.payment.payer}` : 'free call'],
+    ['receipt', body.receipt ? `signed by ${body.receipt.signer || (body.receipt.node && body.receipt.node.address) || '?'}` : 'none'],
+  ]);
+  say('call-status', proven ? 'answered: its proof bundle is loaded in the verifier below'
+    : 'answered (attested: no zero-knowledge proof)', 'ok');
+}
+
+export function bindCall(current) {
+  $('call-form').addEventListener('submit', (e) => { e.preventDefault(); call(current()); });
+  $('call-max-tokens').addEventListener('input', () => { const m = current(); if (m && generates(m)) $('call-max').value = capFor(m, Number($('call-max-tokens').value || 0)); });
+}

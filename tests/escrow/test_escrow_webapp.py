@@ -1,0 +1,205 @@
+"""The web app's on-chain story in headless Chromium (Debian's, driven by Playwright) with an injected devnet
+wallet: escrow a request from the page (the input commitment computed in the page: a public input with approve,
+a hashed input with an EIP-3009 signature) and follow it to its fulfilment, read back on chain; verify the
+answer in the page and on chain through the wallet (an eth_call to the verifier the registry names), a flipped
+byte refused on chain; find the requests in the history and refund one whose deadline passed; an owner's
+earnings; a prover's stake. A rejected signature and a wallet on another chain escrow nothing. Screenshots go to
+tests/screenshots."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from browser_wallet import DevWallet, chromium_or_skip
+from escrow_helpers import PRICE_UNITS, AppFactory, EscrowEnv, mlp_input, other_input
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
+
+from proofmarket.chain import dev_account
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "tests" / "screenshots"
+
+
+@pytest.fixture
+def served(make_app: AppFactory) -> Iterator[str]:
+    app = make_app()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(30)
+
+
+def _funded(env: EscrowEnv, seed: bytes) -> LocalAccount:
+    account: LocalAccount = Account.from_key(keccak(seed))
+    env.market.client.rpc("anvil_setBalance", [account.address, hex(10**20)])
+    env.market.usdc.mint(account.address, 20 * PRICE_UNITS, dev_account(0, env.market.client.chain_id))
+    return account
+
+
+def _status(page: object, selector: str, timeout: int = 240_000) -> str:
+    page.wait_for_selector(f"{selector}.ok, {selector}.bad", timeout=timeout)  # type: ignore[attr-defined]
+    return page.text_content(selector) or ""  # type: ignore[attr-defined]
+
+
+def _reset(page: object, selector: str) -> None:
+    page.evaluate(f"document.querySelector('{selector}').className = ''")  # type: ignore[attr-defined]
+
+
+def test_a_wallet_escrows_from_the_page_verifies_on_chain_and_refunds(env: EscrowEnv, served: str) -> None:
+    sync_playwright, chromium = chromium_or_skip()
+    SHOTS.mkdir(exist_ok=True)
+    consumer = _funded(env, b"proofmarket-webapp-escrow-consumer")
+    wallet = DevWallet(consumer, env.rpc_url, env.market.client.chain_id)
+    usdc = env.market.usdc
+    outside: list[str] = []
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+        page = b.new_page(viewport={"width": 1024, "height": 900})
+        page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(served) else None)
+        wallet.install(page)
+        page.goto(f"{served}/app/#model/{env.public}")
+        page.click("#connect-button")
+        page.wait_for_selector("#wallet-status.ok")
+        page.wait_for_selector("#escrow:not([hidden])")
+        page.fill("#call-json", json.dumps(mlp_input()))
+
+        # a rejected approval, then a wallet on another chain: nothing escrowed
+        before = usdc.balance_of(consumer.address)
+        wallet.reject = True
+        page.click("#escrow-button")
+        assert "rejected" in _status(page, "#escrow-status") and usdc.balance_of(consumer.address) == before
+        wallet.reject = False
+        wallet.chain_id = 1
+        page.click("#connect-button")
+        page.wait_for_selector("#wallet-status.bad")
+        _reset(page, "#escrow-status")
+        page.click("#escrow-button")
+        assert "chain 1" in _status(page, "#escrow-status") and usdc.balance_of(consumer.address) == before
+        wallet.chain_id = env.market.client.chain_id
+        page.click("#connect-button")
+        page.wait_for_selector("#wallet-status.ok")
+
+        # approve + request, the input handed to the node, fulfilled: the chain's record read back
+        _reset(page, "#escrow-status")
+        page.click("#escrow-button")
+        status = _status(page, "#escrow-status")
+        assert "fulfilled on chain" in status, status
+        result = page.text_content("#escrow-result") or ""
+        assert "matches the chain's record" in result
+        request_id = int(result.split("request")[1].split("escrowed")[0].strip())
+        assert env.market.market.get_request(request_id).status.name == "FULFILLED"
+        assert before - usdc.balance_of(consumer.address) == PRICE_UNITS
+        page.screenshot(path=str(SHOTS / "app-escrow-fulfilled.png"), full_page=True)
+
+        # the answer verified in the page, then on chain through the wallet; a flipped byte refused on chain
+        page.click("#verify-button")
+        assert _status(page, "#verify-status", 60_000).startswith("valid")
+        page.click("#chain-verify-button")
+        chain_status = _status(page, "#chain-status", 60_000)
+        assert chain_status.startswith("valid on chain"), chain_status
+        _reset(page, "#chain-status")
+        page.click("#chain-tamper-button")
+        assert "NOT valid on chain" in _status(page, "#chain-status", 60_000)
+        page.screenshot(path=str(SHOTS / "app-verified-on-chain.png"), full_page=True)
+
+        # a hashed-input model, paid with one EIP-3009 signature: the page's salted Poseidon commitment opens
+        page.goto(f"{served}/app/#model/{env.hashed}")
+        page.wait_for_selector("#escrow:not([hidden])")
+        page.click("#connect-button")
+        page.wait_for_selector("#wallet-status.ok")
+        page.fill("#call-json", json.dumps(other_input()))
+        page.select_option("#escrow-payment", "eip3009")
+        sent = len(wallet.sent)
+        page.click("#escrow-button")
+        status = _status(page, "#escrow-status")
+        assert "fulfilled on chain" in status, status
+        assert len(wallet.sent) == sent + 1 and "eth_signTypedData_v4" in wallet.signed  # one transaction
+        assert "salt" in (page.text_content("#escrow-result") or "")
+
+        # a request nobody answers: past its deadline, History offers the refund and the wallet takes it back
+        unanswered = env.market.with_accounts(consumer=consumer).request(env.public, other_input(), ttl_s=60)
+        env.market.client.rpc("evm_increaseTime", [120])
+        env.market.client.rpc("evm_mine", [])
+        held = usdc.balance_of(consumer.address)
+        deadline = time.monotonic() + 30
+        while httpx.get(f"{served}/v1/requests/{unanswered.request_id}").status_code != 200:  # the watcher saw it
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        page.click("#history-button")
+        page.wait_for_selector(f"#requests-table button:has-text('Refund {unanswered.request_id}')")
+        table = page.text_content("#requests-table") or ""
+        assert str(request_id) in table and "fulfilled" in table
+        page.screenshot(path=str(SHOTS / "app-history-requests.png"), full_page=True)
+        _reset(page, "#history-status")
+        page.click(f"#requests-table button:has-text('Refund {unanswered.request_id}')")
+        assert "refunded" in _status(page, "#history-status")
+        assert usdc.balance_of(consumer.address) - held == PRICE_UNITS
+        assert env.market.market.get_request(unanswered.request_id).status.name == "REFUNDED"
+
+        # a prover stakes through the page
+        page.goto(f"{served}/app/#prover")
+        page.click("#connect-button")
+        page.wait_for_selector("#wallet-status.ok")
+        page.fill("#stake-amount", "7.5")
+        page.click("#stake-button")
+        assert "staked 7.5 USDC" in _status(page, "#stake-status")
+        assert "7.5 USDC" in (page.text_content("#prover-mine") or "")
+        assert env.market.market.get_prover(consumer.address).stake == 7_500_000
+        page.screenshot(path=str(SHOTS / "app-prover.png"), full_page=True)
+
+        # the owner's earnings: the escrow fulfilments paid its share
+        owner_page = b.new_page(viewport={"width": 1024, "height": 900})
+        DevWallet(env.market.accounts.owner, env.rpc_url, env.market.client.chain_id).install(owner_page)
+        owner_page.goto(f"{served}/app/#owner")
+        owner_page.click("#connect-button")
+        owner_page.wait_for_selector("#wallet-status.ok")
+        owner_page.click("#earnings-button")
+        assert "earnings of" in _status(owner_page, "#earnings-status")
+        earned = owner_page.text_content("#earnings") or ""
+        assert "paid out by the market" in earned and "0 USDC" not in earned.split("paid out by the market")[1][:30]
+        owner_page.screenshot(path=str(SHOTS / "app-owner.png"), full_page=True)
+        b.close()
+    assert outside == []  # every chain read and transaction went through the wallet
+
+
+def test_the_page_commitment_is_the_sdk_commitment(env: EscrowEnv, served: str, tmp_path: Path) -> None:
+    """scripts/commitment.mjs runs the page's commit.js in Node: the same commitment as the Python SDK, for a
+    public input and for a salted, hashed one."""
+    from proofmarket import models
+    from proofmarket.zk.commitment import input_commitment
+
+    doc = tmp_path / "input.json"
+    doc.write_text(json.dumps(mlp_input()))
+    salt = [(7 * i + 3) % 256 for i in range(16)]
+    for model_id, given in ((env.public, None), (env.hashed, salt)):
+        args = ["node", str(ROOT / "scripts" / "commitment.mjs"), served, model_id, str(doc)]
+        done = subprocess.run([*args, json.dumps(given)] if given else args, capture_output=True, text=True,
+                              timeout=120)
+        page = json.loads(done.stdout.strip().splitlines()[-1])
+        manifest, info = env.ws.prover.model(model_id)
+        sdk = input_commitment(env.ws.store, manifest, models.parse_inputs(mlp_input(), info), given)
+        assert page["commitment"] == sdk.commitment and [int(x) for x in page["instances"]] == sdk.instances
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"input_data": [[1.0, 2.0]]}))
+    done = subprocess.run(["node", str(ROOT / "scripts" / "commitment.mjs"), served, env.public, str(bad)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "input_shape" in json.loads(done.stdout.strip().splitlines()[-1])["error"]
