@@ -189,3 +189,82 @@ def test_an_operator_lists_a_model_from_the_page_and_sees_the_compile_progress(m
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+@pytest.mark.slow
+def test_an_image_model_gets_a_drawing_pad_and_a_node_that_went_away_is_named(make_app: AppFactory,
+                                                                              node_home: Path) -> None:
+    """The sample digits model (input [1, 1, 8, 8]; attested here: no circuit to compile) gets a drawing pad
+    that mouse and keyboard paint into the input; the call answers; then the node stops and the page says so."""
+    from proofmarket.samples import sample_path
+    from proofmarket.workspace import Workspace
+
+    sync_playwright, chromium = chromium_or_skip()
+    app = make_app()
+    ws: Workspace = app.state.services.workspace
+    cnn_id, _ = ws.compile_attested(sample_path("cnn"), name="digits")
+    app.state.services.catalog.register(cnn_id, price_atomic=10_000)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        with sync_playwright() as pw:  # type: ignore[operator]
+            b = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+            page = b.new_page(viewport={"width": 375, "height": 800})
+            page.goto(f"{url}/app/#model/{cnn_id}")
+            page.wait_for_selector(".pad .pixel")
+            assert page.locator(".pad .pixel").count() == 64
+            assert page.evaluate("document.documentElement.scrollWidth") <= 375  # the pad fits a phone
+            page.click(".pad .pixel >> nth=9")  # mouse: row 2, column 2
+            page.focus(".pad .pixel >> nth=18")  # keyboard: row 3, column 3
+            page.keyboard.press("Space")
+            doc = json.loads(page.input_value("#call-json"))
+            flat = list(_flatten(doc["inputs"][next(iter(doc["inputs"]))]))
+            assert [i for i, v in enumerate(flat) if v] == [9, 18] and len(flat) == 64
+            assert page.get_attribute(".pad .pixel >> nth=18", "aria-pressed") == "true"
+            page.screenshot(path=str(ROOT / "tests" / "screenshots" / "app-drawing-pad.png"), full_page=True)
+            page.click("#call-button")
+            page.wait_for_selector("#call-status.ok, #call-status.bad", timeout=60_000)
+            assert "attested" in (page.text_content("#call-status") or ""), page.text_content("#call-status")
+            assert "no proof" in (page.text_content("#call-result") or "")
+
+            server.should_exit = True  # the node goes away
+            thread.join(30)
+            page.evaluate("document.getElementById('call-status').className = ''")
+            page.click("#call-button")
+            page.wait_for_selector("#call-status.bad", timeout=30_000)
+            assert "did not answer" in (page.text_content("#call-status") or "")
+            assert "nothing was paid" in (page.text_content("#call-status") or "")
+            b.close()
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def _flatten(value: object) -> Iterator[float]:
+    if isinstance(value, list):
+        for item in value:
+            yield from _flatten(item)
+    else:
+        yield float(value)  # type: ignore[arg-type]
+
+
+def test_which_inputs_get_a_drawing_pad() -> None:
+    """Images (H x W trailing dimensions, 4..32, other dimensions 1; or a flat square vector of 49..1024 values) get
+    the pad; small vectors, colour images and long sequences get number fields or the JSON box."""
+    node = shutil.which("node")
+    assert node is not None
+    call = (ROOT / "src" / "proofmarket" / "api" / "static" / "app" / "call.js").as_uri()
+    shapes = [[1, 1, 8, 8], [8, 8], [1, 64], [64], [1, 784], [0, 1, 28, 28], [1, 3, 8, 8], [1, 8], [1, 16], [1, 100, 2],
+              [1, 1, 64, 64], [1, 50]]
+    script = (f"import('{call}').then((m) => console.log(JSON.stringify("
+              f"{json.dumps(shapes)}.map((shape) => m.imageShape({{ shape }})))))")
+    done = subprocess.run([node, "--input-type=module", "-e", script], capture_output=True, text=True, timeout=60)
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [
+        [8, 8], [8, 8], [8, 8], [8, 8], [28, 28], [28, 28], None, None, None, None, None, None]

@@ -98,6 +98,13 @@ def test_a_wallet_escrows_from_the_page_verifies_on_chain_and_refunds(env: Escro
         page.click("#connect-button")
         page.wait_for_selector("#wallet-status.ok")
 
+        # a registry price above the person's maximum: refused before any transaction
+        page.fill("#call-max", str(PRICE_UNITS - 1))
+        _reset(page, "#escrow-status")
+        page.click("#escrow-button")
+        assert "above your maximum" in _status(page, "#escrow-status") and wallet.sent == []
+        page.fill("#call-max", str(PRICE_UNITS))
+
         # approve + request, the input handed to the node, fulfilled: the chain's record read back
         _reset(page, "#escrow-status")
         page.click("#escrow-button")

@@ -78,7 +78,7 @@ async function showModel(id) {
     ['registry listing', m.registry && m.registry.onchain_id], ['owner', m.owner],
     ['prover', m.prover ? `${m.prover.address}: ${reputation(m)}` : null]]);
   text($('model-schema'), JSON.stringify(m.inputs && m.inputs.length ? m.inputs : m.attested || {}, null, 2));
-  text($('model-example'), JSON.stringify(example(m), null, 2));
+  text($('model-example'), JSON.stringify(example(m)));
   current = m;
   buildForm(m);
   $('escrow').hidden = !(m.registry && m.registry.registered) || m.mode === 'attested';

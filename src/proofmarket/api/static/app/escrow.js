@@ -38,7 +38,8 @@ export async function request(m, engine) {
     ({ commitment, salt } = await inputCommitment(await engine(), manifest, doc));
     const ttl = Math.round(Number($('escrow-ttl').value || 30) * 60);
     const deadline = (await chainTime()) + ttl;
-    created = await escrow(onchainId, commitment, deadline, $('escrow-payment').value, (step) => say(status, step));
+    const cap = /^\d+$/.test($('call-max').value) ? BigInt($('call-max').value) : null;
+    created = await escrow(onchainId, commitment, deadline, $('escrow-payment').value, cap, (step) => say(status, step));
   } catch (err) {
     say(status, await failure(err), 'bad');
     return;

@@ -127,11 +127,24 @@ export async function balance(address) {
   return call('TestUSDC', contracts().usdc, 'balanceOf', [address]);
 }
 
+// The market the node names must be wired to the registry and token it names (its immutable getters).
+async function checkMarket(c) {
+  const [token, registry] = await Promise.all([call('InferenceMarket', c.market, 'usdc'), call('InferenceMarket', c.market, 'registry')]);
+  if (token.toLowerCase() !== String(c.usdc).toLowerCase() || registry.toLowerCase() !== String(c.registry).toLowerCase()) {
+    throw new Error(`the market ${c.market} does not use the registry and token this node names: nothing was sent`);
+  }
+}
+
 // Escrow the price: 'approve' (approve + requestInference, two transactions) or 'eip3009' (one
-// ReceiveWithAuthorization signature bound to this request, and one transaction). Returns {requestId, tx}.
-export async function escrow(onchainId, commitment, deadline, payment, onStep) {
+// ReceiveWithAuthorization signature bound to this request, and one transaction), never more than `cap` atomic
+// USDC (the person's "pay at most"). Returns {requestId, amount, tx}.
+export async function escrow(onchainId, commitment, deadline, payment, cap, onStep) {
   const c = contracts();
+  await checkMarket(c);
   const amount = await price(onchainId);
+  if (cap !== null && amount > cap) {
+    throw new Error(`the registry price is ${amount} atomic USDC, above your maximum of ${cap}: nothing was sent`);
+  }
   const held = await balance(wallet.address);
   if (held < amount) throw new Error(`your wallet holds ${held} atomic USDC; the model costs ${amount}: nothing was sent`);
   let sent;
