@@ -80,23 +80,30 @@ def main() -> int:
     result = {"first_ms": runs[0]["wallMs"], "steady_wall_ms": statistics.median(r["wallMs"] for r in steady),
               "steady_verify_ms": statistics.median(r["verifyMs"] for r in steady),
               "python_verify_ms": statistics.median(python_ms), "runs": len(runs), "target_ms": TARGET_MS,
-              "chromium_first_ms": browser_ms[0] if browser_ms else None,
-              "chromium_ms": statistics.median(browser_ms[1:] or browser_ms) if browser_ms else None}
+              "chromium_cold_ms": browser_ms.get("cold"), "chromium_ready_ms": browser_ms.get("ready"),
+              "chromium_first_ms": browser_ms.get("first"), "chromium_ms": browser_ms.get("then")}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "wasm_verify.json").write_text(json.dumps(result, indent=2))
     measured = [result["steady_wall_ms"], result["first_ms"]]
     if browser_ms:
-        measured += [result["chromium_ms"], result["chromium_first_ms"]]
+        measured += [result["chromium_ms"], result["chromium_first_ms"], result["chromium_cold_ms"]]
     ok = "ok" if max(measured) <= TARGET_MS else "MISS"
     chromium = "| in Chromium | not measured (no chromium + playwright) |"
     if browser_ms:
-        chromium = (f"| in headless Chromium (the page itself): first / then | {result['chromium_first_ms']:.0f} / "
-                    f"{result['chromium_ms']:.0f} |")
+        chromium = "\n".join([
+            f"| Chromium: page load until the verifier is warm (WASM fetched and compiled while the page loads) | "
+            f"{result['chromium_ready_ms']:.0f} |",
+            f"| Chromium: first verification, click to verdict, verifier warm | {result['chromium_first_ms']:.0f} |",
+            f"| Chromium: a click right after the page loaded (may wait for the module) | "
+            f"{result['chromium_cold_ms']:.0f} |",
+            f"| Chromium: then, median of {args.repeat} | {result['chromium_ms']:.0f} |"])
     lines = ["# In-page verification (WASM) of the sample MLP", "",
              "`make bench` (bench/wasm_verify.py): the web app's verifier module (`static/app/verify.js`, "
              "EZKL's WASM build from npm `@ezkljs/engine` 21.0.0) run in Node's V8 against a live node, median of "
              f"{len(steady)} runs after the first; and the page itself in headless Chromium (Debian's, driven by "
-             "Playwright): the time the page reports, from the click to the verdict.", "",
+             "Playwright): the time the page reports, from the click to the verdict. The page starts fetching and "
+             "compiling the WASM module as soon as it loads, and keeps artifacts it fetched and hash-checked by "
+             "CID.", "",
              "| measure | ms |", "|---|---|",
              f"| first verification (compiles the 9.8 MB WASM module, fetches settings, vk, SRS by CID) | "
              f"{result['first_ms']:.0f} |",
@@ -111,29 +118,41 @@ def main() -> int:
     return 0
 
 
-def in_chromium(url: str, bundle: Path, repeat: int) -> list[float]:
-    """The page's own verification times (ms), clicking Verify ``repeat`` times; [] without chromium."""
+def in_chromium(url: str, bundle: Path, repeat: int) -> dict[str, Any]:
+    """The page's own verification times (ms, from the click to the verdict), {} without chromium: a click right
+    after the page loaded (``cold``: may wait for the WASM module), a fresh page's first click once its verifier
+    is warm (``html[data-verifier=ready]``, compiled while the page loads), then ``repeat`` more clicks."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
         return []
     if chromium is None:
-        return []
-    times: list[float] = []
+        return {}
+
+    def click(page: Any) -> float:
+        page.evaluate("document.getElementById('verify-status').className = ''")
+        page.click("#verify-button")
+        page.wait_for_selector("#verify-status.ok", timeout=60_000)
+        status = page.text_content("#verify-status") or ""
+        return float(status.rsplit(" in ", 1)[1].removesuffix(" ms"))
+
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+        cold = browser.new_page()
+        cold.goto(f"{url}/app/")
+        cold.set_input_files("#bundle-file", str(bundle))
+        cold_ms = click(cold)
+        cold.close()
         page = browser.new_page()
+        started = time.perf_counter()
         page.goto(f"{url}/app/")
+        page.wait_for_selector("html[data-verifier=ready]", state="attached", timeout=60_000)
+        ready_ms = (time.perf_counter() - started) * 1000
         page.set_input_files("#bundle-file", str(bundle))
-        for _ in range(repeat):
-            page.evaluate("document.getElementById('verify-status').className = ''")
-            page.click("#verify-button")
-            page.wait_for_selector("#verify-status.ok", timeout=60_000)
-            status = page.text_content("#verify-status") or ""
-            times.append(float(status.rsplit(" in ", 1)[1].removesuffix(" ms")))
+        times = [click(page) for _ in range(repeat + 1)]
         browser.close()
-    return times
+    return {"cold": cold_ms, "ready": ready_ms, "first": times[0], "then": statistics.median(times[1:])}
 
 
 if __name__ == "__main__":

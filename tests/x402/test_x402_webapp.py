@@ -102,3 +102,41 @@ def test_a_wallet_pays_verifies_in_the_page_and_finds_its_history(node: Served, 
         assert job_id in (page.text_content("#history-table") or "")
         page.screenshot(path=str(shots / "app-history.png"), full_page=True)
         browser.close()
+
+
+def test_a_wallet_pays_for_an_attested_generation_from_the_prompt_box(node: Served, chain: Chain,
+                                                                      tmp_path: Path) -> None:
+    """An attested causal LM gets a prompt box and a max-tokens field instead of tensor fields; the x402 cap is the
+    price per 1,000 tokens times max_tokens, and the answer says it is attested, not proven."""
+    from proofmarket.systems.attested.tiny import build_tiny_lm
+    from proofmarket.workspace import Workspace
+
+    sync_playwright, chromium = chromium_or_skip()
+    ws: Workspace = node.app.state.services.workspace
+    lm_id, _ = ws.compile_attested(build_tiny_lm(tmp_path / "tiny-llama"), name="tiny-llama", max_tokens_cap=64)
+    node.app.state.services.catalog.register(lm_id, price_atomic=1_000_000)  # 1 USDC per 1,000 tokens
+    payer = Account.from_key(keccak(b"proofmarket-webapp-lm-payer"))
+    chain.usdc.mint(payer.address, 10 * PRICE, dev_account(0, chain.client.chain_id))
+    wallet = DevWallet(payer, chain.rpc_url, chain.client.chain_id)
+    before = chain.usdc.balance_of(payer.address)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1024, "height": 900})
+        wallet.install(page)
+        page.goto(f"{node.url}/app/#model/{lm_id}")
+        page.click("#connect-button")
+        page.wait_for_selector("#wallet-status.ok")
+        page.wait_for_selector("#prompt-fields:not([hidden])")
+        assert page.is_hidden("#call-json") and page.locator("#call-fields input").count() == 0
+        page.fill("#call-prompt", "the proof shows")
+        page.fill("#call-max-tokens", "8")
+        assert page.input_value("#call-max") == "8000"  # ceil(1,000,000 x 8 / 1,000)
+        page.click("#call-button")
+        page.wait_for_selector("#call-status.ok, #call-status.bad", timeout=180_000)
+        status = page.text_content("#call-status") or ""
+        assert "attested" in status, status
+        result = page.text_content("#call-result") or ""
+        assert "no proof: an attestation" in result and "8000 atomic USDC from" in result
+        page.screenshot(path=str(ROOT / "tests" / "screenshots" / "app-generate.png"), full_page=True)
+        browser.close()
+    assert before - chain.usdc.balance_of(payer.address) == 8000

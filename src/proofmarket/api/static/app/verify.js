@@ -29,12 +29,17 @@ export async function sha256(bytes, subtle = globalThis.crypto.subtle) {
 }
 
 // Fetch one artifact by CID from `base` and check its bytes hash to the CID (the node's word is not taken).
+// Checked bytes are kept for the page's life: content addressed, they cannot change.
+const checked = new Map();
 export async function fetchByCid(base, cid, fetchFn = globalThis.fetch) {
+  if (checked.has(cid)) return checked.get(cid);
   const digest = cidDigest(cid);
   const response = await fetchFn(`${base}/v1/artifacts/${cid}`);
   if (!response.ok) throw new Error(`artifact ${cid}: HTTP ${response.status}`);
   const bytes = new Uint8Array(await response.arrayBuffer());
   if (hex(await sha256(bytes)) !== hex(digest)) throw new Error(`artifact ${cid}: its bytes do not match its CID`);
+  if (checked.size > 64) checked.clear();
+  checked.set(cid, bytes);
   return bytes;
 }
 
