@@ -36,8 +36,16 @@ def test_the_page_labels_every_control_and_stays_on_its_origin(make_app: AppFact
         labels = set(re.findall(r'<label for="([^"]+)"', html))
         assert controls and set(controls) <= labels, set(controls) - labels
         assert not re.search(r'(src|href)="https?://', html)  # no CDN
-        for name in ("app.js", "verify.js", "style.css"):
-            assert client.get(f"/app/{name}").status_code == 200
+        for name in ("app.js", "verify.js", "style.css", "wallet.js", "onchain.js", "commit.js", "call.js",
+                     "escrow.js", "account.js", "ui.js"):
+            assert client.get(f"/app/{name}").status_code == 200, name
+            assert client.get(f"/app/{name}").headers["content-type"].startswith("text/javascript" if
+                                                                              name.endswith(".js") else "text/css")
+        market = client.get("/app/abi/InferenceMarket.json")  # the page's ABIs are the node's compiled artifacts
+        assert market.status_code == 200 and "requestInference" in {e.get("name") for e in market.json()}
+        assert "default-src 'self'" in market.headers["content-security-policy"]
+        for bad in ("Halo2Verifier", "..%2Fdeploy", "InferenceMarket.json%00"):
+            assert client.get(f"/app/abi/{bad}.json").status_code == 404, bad
         for bad in ("../pyproject.toml", "..%2F..%2Fpyproject.toml", "index.html.bak", "vendor%2F..%2F..%2Fapp.py"):
             assert client.get(f"/app/{bad}").status_code == 404, bad
         assert "/app/" in client.get("/dashboard").text  # the dashboard links here
