@@ -210,3 +210,43 @@ def test_the_page_commitment_is_the_sdk_commitment(env: EscrowEnv, served: str, 
     done = subprocess.run(["node", str(ROOT / "scripts" / "commitment.mjs"), served, env.public, str(bad)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "input_shape" in json.loads(done.stdout.strip().splitlines()[-1])["error"]
+
+
+def test_a_node_that_names_a_squatted_listing_gets_nothing_escrowed(env: EscrowEnv, served: str) -> None:
+    """Someone lists the public model's CID under their own address with the manifest's hashes but another verifier
+    (one that would accept other proofs); a node points the page at that listing. The page checks the entry against
+    the manifest fetched by CID, and the verifier's code against the one compiled from it: refused, nothing sent."""
+    from dataclasses import replace
+
+    from proofmarket.chain import model_key
+
+    sync_playwright, chromium = chromium_or_skip()
+    squatter = _funded(env, b"proofmarket-webapp-squatter")
+    honest = env.market.registry.get_model(env.market.onchain_id(env.public))
+    other = env.market.registry.get_model(env.market.onchain_id(env.hashed)).spec.verifier
+    env.market.registry.register(model_key(env.public), replace(honest.spec, verifier=other), squatter)
+    squatted = "0x" + env.market.onchain_id(env.public, squatter.address).hex()
+    consumer = _funded(env, b"proofmarket-webapp-squat-victim")
+    wallet = DevWallet(consumer, env.rpc_url, env.market.client.chain_id)
+
+    def lie(route: object) -> None:  # the node's model page names the squatter's listing
+        response = route.fetch()  # type: ignore[attr-defined]
+        doc = response.json()
+        doc["registry"] = {**doc["registry"], "owner": squatter.address, "onchain_id": squatted, "verifier": other}
+        route.fulfill(response=response, json=doc)  # type: ignore[attr-defined]
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+        page = b.new_page()
+        wallet.install(page)
+        page.route(f"{served}/v1/models/{env.public}", lie)
+        page.goto(f"{served}/app/#model/{env.public}")
+        page.click("#connect-button")
+        page.wait_for_selector("#wallet-status.ok")
+        page.wait_for_selector("#escrow:not([hidden])")
+        page.fill("#call-json", json.dumps(mlp_input()))
+        page.click("#escrow-button")
+        status = _status(page, "#escrow-status")
+        assert "not the one compiled from the model's manifest" in status, status
+        b.close()
+    assert wallet.sent == [] and wallet.signed == []

@@ -65,8 +65,9 @@ export async function send(name, address, functionName, args, what) {
 }
 
 // The model's registry entry, checked against its manifest: the model id is the manifest's CID, so the manifest
-// is fetched and hash-checked here, and the entry must carry its vk digest, settings hash and ONNX hash, with
-// the verifier code it was registered with. Returns {entry, manifest, onchainId}; throws one sentence otherwise.
+// is fetched and hash-checked here, and the entry must carry its vk digest, settings hash, ONNX hash and instance
+// layout, and a verifier whose code is the one compiled from the manifest (a squatter's entry under the same CID
+// with its own verifier is refused). Returns {entry, manifest, onchainId}; throws one sentence otherwise.
 export async function checkedListing(model) {
   const listing = model.registry;
   if (!listing || !listing.registered) throw new Error('this model is not listed on the market\'s registry');
@@ -91,9 +92,18 @@ export async function checkedListing(model) {
       throw new Error(`the registry entry's ${what} is not the manifest's: this listing is not model ${model.id}`);
     }
   }
+  const layout = manifest.layout || {};
+  const count = (layout.input || 0) + (layout.params || 0) + (layout.output || 0);
+  if (Number(spec.inputInstances) !== layout.input || Number(spec.instanceCount) !== count) {
+    throw new Error('the registry entry\'s instance layout is not the manifest\'s: this listing is not this model');
+  }
+  // the verifier's code must be the one compiled from the manifest: its creation code (fetched by CID) run by
+  // eth_call gives the runtime code, whose hash must be the code at the address now and at registration
+  const creation = new TextDecoder().decode(await fetchByCid(location.origin, manifest.verifier.bytecode.cid)).trim();
+  const runtime = await rpc('eth_call', [{ data: creation.startsWith('0x') ? creation : '0x' + creation }, 'latest']);
   const code = await rpc('eth_getCode', [spec.verifier, 'latest']);
-  if (!code || code === '0x' || keccak256(code) !== entry.verifierCodehash) {
-    throw new Error('the verifier contract\'s code is not the code it was registered with');
+  if (!code || code === '0x' || keccak256(code) !== entry.verifierCodehash || keccak256(code) !== keccak256(runtime)) {
+    throw new Error(`the verifier at ${spec.verifier} is not the one compiled from the model's manifest`);
   }
   return { entry, manifest, onchainId };
 }
