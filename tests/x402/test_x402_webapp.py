@@ -101,6 +101,10 @@ def test_a_wallet_pays_verifies_in_the_page_and_finds_its_history(node: Served, 
         page.wait_for_selector("#history-table:not([hidden])")
         assert job_id in (page.text_content("#history-table") or "")
         page.screenshot(path=str(shots / "app-history.png"), full_page=True)
+        page.click("#history-table button")  # a past call's bundle (its access token) back into the verifier
+        page.wait_for_selector("#verify-status:has-text('is loaded')")
+        page.click("#verify-button")
+        page.wait_for_selector("#verify-status.ok", timeout=60_000)
         browser.close()
 
 

@@ -3,7 +3,7 @@
 // prover pages (account.js), and the verification of any proof bundle in the browser (verify.js with EZKL's
 // WASM verifier) and on chain (an eth_call to the model's verifier through the wallet, onchain.js).
 import { verifyBundle, tampered } from './verify.js';
-import { $, text, say, fillList, fillTable, nodeError, nodeFetch } from './ui.js';
+import { $, text, say, fillList, fillTable, nodeError, nodeFetch, button } from './ui.js';
 import { bindWallet, wallet, addressHeaders, rejected, nodeInfo, requireWallet } from './wallet.js';
 import { buildForm, bindCall, onAnswered, example } from './call.js';
 import { bindEscrow, onEscrowAnswered, requestHistory } from './escrow.js';
@@ -149,11 +149,24 @@ async function history() {
     if (!response.ok) throw new Error(await nodeError(response));
     const page = await response.json();
     fillTable('history-table', page.items.map((j) => [j.id, j.model_id || '', j.status,
-      String(j.created_at).slice(0, 19).replace('T', ' '), (j.result && j.result.bundle_cid) || '']));
+      String(j.created_at).slice(0, 19).replace('T', ' '),
+      j.result && j.result.bundle_cid ? button(`Verify ${j.result.bundle_cid.slice(0, 12)}…`, () => loadJobBundle(j)) : '']));
     const escrowed = await requestHistory(headers);
     say('history-status', `${page.items.length} paid call(s); ${escrowed}`, 'ok');
   } catch (err) {
     say('history-status', err.message || String(err), 'bad');
+  }
+}
+
+// A past call's bundle (read with the job's access token) into the verifier.
+async function loadJobBundle(job) {
+  try {
+    const response = await nodeFetch(`/v1/proofs/${job.result.bundle_cid}`, { headers: { 'X-Job-Token': job.access_token || '' } });
+    if (!response.ok) throw new Error(await nodeError(response));
+    loaded(await response.json(), `the bundle of job ${job.id} is loaded`);
+    $('verify').scrollIntoView();
+  } catch (err) {
+    say('history-status', `could not read the bundle: ${err.message}`, 'bad');
   }
 }
 

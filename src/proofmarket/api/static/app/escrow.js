@@ -4,7 +4,7 @@
 // History lists the address's requests with their status, and a refund button once a deadline has passed.
 import { $, say, fillList, fillTable, button, nodeError, nodeFetch, usdc } from './ui.js';
 import { wallet, requireWallet, contracts, rejected, nodeInfo } from './wallet.js';
-import { checkedListing, escrow, chainRequest, chainTime, refund, reason, lib } from './onchain.js';
+import { checkedListing, escrow, chainRequest, chainTime, refund, reason, lib, requestIdsOf } from './onchain.js';
 import { inputCommitment } from './commit.js';
 
 const POLL_MS = 700;
@@ -108,27 +108,34 @@ async function fulfilled(id, row, token, status) {
 }
 
 // --- history --------------------------------------------------------------------------------------------------
+// The address's requests: those this node has seen (its status, bundle) and those only the chain knows (made
+// elsewhere, or while the node was away): each with its status on chain and, past its deadline, a refund button.
 export async function requestHistory(headers) {
   const response = await nodeFetch(`/v1/requests?consumer=${wallet.address}&limit=50`, { headers });
   if (response.status === 404) return 'this node follows no escrow market';
   if (!response.ok) throw new Error(await nodeError(response));
   const page = await response.json();
   const market = String(contracts().market || '').toLowerCase();
+  const seen = new Map(page.items.filter((r) => r.market.toLowerCase() === market).map((r) => [String(r.request_id), r]));
+  const ids = new Set(seen.keys());
+  const onchainIds = await requestIdsOf(wallet.address).catch(() => []);
+  onchainIds.forEach((id) => ids.add(String(id)));
   const now = await chainTime().catch(() => Math.floor(Date.now() / 1000));
   const rows = [];
-  for (const r of page.items) {
-    let action = '';
-    if (r.market.toLowerCase() === market) {
-      const onchain = await chainRequest(r.request_id).catch(() => null);
-      const open = onchain && (onchain.statusName === 'Open' || onchain.statusName === 'Accepted');
-      if (open && now > Number(onchain.deadline)) action = button(`Refund ${r.request_id}`, () => doRefund(r.request_id));
-      else if (open) action = `refundable after ${new Date(Number(onchain.deadline) * 1000).toISOString().slice(0, 16).replace('T', ' ')}`;
-      else if (onchain) action = `on chain: ${onchain.statusName}`;
-    } else {
-      action = 'court request';
-    }
-    rows.push([String(r.request_id), r.model_id.slice(0, 16) + '…', r.status, usdc(r.amount_atomic), r.bundle_cid || '', action]);
+  for (const id of [...ids].sort((a, b) => Number(b) - Number(a))) {
+    const r = seen.get(id);
+    const onchain = await chainRequest(id).catch(() => null);
+    const open = onchain && (onchain.statusName === 'Open' || onchain.statusName === 'Accepted');
+    let action = onchain ? `on chain: ${onchain.statusName}` : 'not found on chain';
+    if (open && now > Number(onchain.deadline)) action = button(`Refund ${id}`, () => doRefund(id));
+    else if (open) action = `refundable after ${new Date(Number(onchain.deadline) * 1000).toISOString().slice(0, 16).replace('T', ' ')}`;
+    const amount = r ? r.amount_atomic : onchain ? onchain.amount : 0;
+    rows.push([id, r ? r.model_id.slice(0, 16) + '…' : (onchain ? onchain.modelId.slice(0, 12) + '… (on chain)' : ''),
+      r ? r.status : 'not seen by this node', usdc(amount), (r && r.bundle_cid) || '', action]);
   }
+  const court = page.items.filter((r) => r.market.toLowerCase() !== market);
+  court.forEach((r) => rows.push([String(r.request_id), r.model_id.slice(0, 16) + '…', r.status, usdc(r.amount_atomic),
+    r.bundle_cid || '', 'court request']));
   fillTable('requests-table', rows);
   return `${rows.length} escrow request(s)`;
 }

@@ -200,6 +200,23 @@ export async function chainRequest(requestId) {
   return { ...r, statusName: STATUS[Number(r.status)] || String(r.status) };
 }
 
+// The ids of the requests `consumer` made on the market, from its RequestCreated events (consumer is indexed):
+// the whole chain when the wallet's RPC allows it, else the last 10,000 blocks.
+export async function requestIdsOf(consumer) {
+  const { encodeAbiParameters, keccak256 } = await lib();
+  const topic0 = keccak256(new TextEncoder().encode('RequestCreated(uint256,bytes32,address,bytes32,uint96,uint64)'));
+  const filter = { address: contracts().market, topics: [topic0, null, null,
+    encodeAbiParameters([{ type: 'address' }], [consumer])] };
+  let logs;
+  try {
+    logs = await rpc('eth_getLogs', [{ ...filter, fromBlock: '0x0', toBlock: 'latest' }]);
+  } catch (_) {
+    const latest = Number(BigInt(await rpc('eth_blockNumber', [])));
+    logs = await rpc('eth_getLogs', [{ ...filter, fromBlock: '0x' + Math.max(0, latest - 9999).toString(16), toBlock: 'latest' }]);
+  }
+  return logs.map((log) => BigInt(log.topics[1]));
+}
+
 export async function refund(requestId) {
   const sent = await send('InferenceMarket', contracts().market, 'refund', [BigInt(requestId)], 'refund');
   const event = sent.events.find((e) => e.eventName === 'RequestRefunded');
