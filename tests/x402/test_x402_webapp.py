@@ -127,9 +127,7 @@ def test_a_wallet_pays_for_an_attested_generation_from_the_prompt_box(node: Serv
         browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1024, "height": 900})
         wallet.install(page)
-        page.goto(f"{node.url}/app/#model/{lm_id}")
-        page.click("#connect-button")
-        page.wait_for_selector("#wallet-status.ok")
+        page.goto(f"{node.url}/app/#model/{lm_id}")  # not connected first: paying asks the wallet to connect
         page.wait_for_selector("#prompt-fields:not([hidden])")
         assert page.is_hidden("#call-json") and page.locator("#call-fields input").count() == 0
         page.fill("#call-prompt", "the proof shows")
@@ -141,6 +139,7 @@ def test_a_wallet_pays_for_an_attested_generation_from_the_prompt_box(node: Serv
         assert "attested" in status, status
         result = page.text_content("#call-result") or ""
         assert "no proof: an attestation" in result and "8000 atomic USDC from" in result
+        assert payer.address.lower() in (page.text_content("#wallet-status") or "").lower()
         page.screenshot(path=str(ROOT / "tests" / "screenshots" / "app-generate.png"), full_page=True)
         browser.close()
     assert before - chain.usdc.balance_of(payer.address) == 8000

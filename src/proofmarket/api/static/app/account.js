@@ -3,7 +3,7 @@
 // to release them; the node's prover record and ERC-8004 scores, the connected address's own record read on
 // chain, and staking through the wallet.
 import { $, say, fillList, fillTable, button, nodeError, nodeFetch, usdc } from './ui.js';
-import { wallet, requireWallet, rejected, nodeInfo, contracts } from './wallet.js';
+import { wallet, ensureWallet, rejected, nodeInfo, contracts } from './wallet.js';
 import { proverRecord, stake, releaseSplit, reason } from './onchain.js';
 
 // Upload a model (admin token of this node) and follow its compile job to the end.
@@ -37,7 +37,7 @@ async function upload(event, reload) {
 }
 
 async function earnings() {
-  if (!wallet.address) { say('earnings-status', 'connect a wallet first: earnings are shown for its address', 'bad'); return; }
+  try { await ensureWallet('your earnings'); } catch (err) { say('earnings-status', err.message, 'bad'); return; }
   say('earnings-status', 'reading the market…');
   const response = await nodeFetch(`/v1/earnings?address=${wallet.address}`).catch((err) => err);
   if (response instanceof Error) { say('earnings-status', response.message, 'bad'); return; }
@@ -52,7 +52,7 @@ async function earnings() {
 
 async function release(p) {
   try {
-    requireWallet('releasing a split');
+    await ensureWallet('releasing a split');
     say('earnings-status', 'releasing: confirm in your wallet…');
     const sent = await releaseSplit(p.onchain_id, p.prover);
     say('earnings-status', `released (tx ${sent.receipt.transactionHash}): owner, prover and platform were paid`, 'ok');
@@ -76,7 +76,7 @@ export async function prover(models) {
 async function myRecord() {
   try {
     await nodeInfo();
-    requireWallet('your prover record');
+    await ensureWallet('your prover record');
     if (!contracts().market) throw new Error('this node sells on no market');
     const r = await proverRecord(wallet.address);
     fillList('prover-mine', [['address', wallet.address], ['stake', `${usdc(r.stake)} USDC`], ['minimum stake', `${usdc(r.minStake)} USDC`],
@@ -92,7 +92,7 @@ async function doStake(event) {
   event.preventDefault();
   try {
     await nodeInfo();
-    requireWallet('staking');
+    await ensureWallet('staking');
     const text = String($('stake-amount').value).trim();
     if (!/^\d+(\.\d{1,6})?$/.test(text) || Number(text) <= 0) throw new Error('the amount must be a positive USDC amount with at most 6 decimals');
     const [whole, frac = ''] = text.split('.');

@@ -4,7 +4,7 @@
 // WASM verifier) and on chain (an eth_call to the model's verifier through the wallet, onchain.js).
 import { verifyBundle, tampered } from './verify.js';
 import { $, text, say, fillList, fillTable, nodeError, nodeFetch, button } from './ui.js';
-import { bindWallet, wallet, addressHeaders, rejected, nodeInfo, requireWallet } from './wallet.js';
+import { bindWallet, wallet, addressHeaders, rejected, nodeInfo, ensureWallet } from './wallet.js';
 import { buildForm, bindCall, onAnswered, example } from './call.js';
 import { bindEscrow, onEscrowAnswered, requestHistory } from './escrow.js';
 import { bindAccount, prover } from './account.js';
@@ -125,7 +125,7 @@ async function runChainVerify(doc) {
   say('chain-status', 'asking the model\'s verifier contract through your wallet…');
   try {
     await nodeInfo();
-    requireWallet('on-chain verification');
+    await ensureWallet('on-chain verification');
     if (!doc || !doc.model || !doc.model.id) throw new Error('this file is not a proofmarket proof bundle');
     const response = await nodeFetch(`/v1/models/${encodeURIComponent(doc.model.id)}`);
     if (!response.ok) throw new Error(`the node does not list model ${doc.model.id}: ${await nodeError(response)}`);
@@ -138,9 +138,11 @@ async function runChainVerify(doc) {
 }
 
 async function history() {
-  if (!wallet.address) { say('history-status', 'connect a wallet first', 'bad'); return; }
   let headers;
-  try { headers = await addressHeaders('history'); } catch (err) {
+  try {
+    await ensureWallet('your history');
+    headers = await addressHeaders('history');
+  } catch (err) {
     say('history-status', rejected(err) ? 'you rejected the signature: no history shown' : String(err.message || err), 'bad');
     return;
   }

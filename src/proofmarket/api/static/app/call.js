@@ -3,7 +3,7 @@
 // wallet through the x402 client library (eth_signTypedData_v4, capped to the node's asset, network and the
 // person's maximum). Nothing is paid unless the node answered with a result.
 import { $, say, fillList, nodeFetch } from './ui.js';
-import { wallet, nodeInfo, nodeChain, rejected } from './wallet.js';
+import { wallet, nodeInfo, ensureWallet, rejected } from './wallet.js';
 
 const PAD_MIN = 4;
 const PAD_MAX = 32;
@@ -121,10 +121,10 @@ function requestBody(m) {
 }
 
 async function payingFetch(info) {
-  const want = nodeChain();
-  if (!wallet.address) throw new Error('connect a wallet first: this node is paid per call');
-  if (want !== null && wallet.chainId !== want) {
-    throw new Error(`your wallet is on chain ${wallet.chainId}; this node is paid on chain ${want}: nothing was paid`);
+  try {
+    await ensureWallet('a paid call');
+  } catch (err) {
+    throw new Error(rejected(err) ? 'you rejected the connection: nothing was paid' : err.message);
   }
   let lib;
   try { lib = await import('/app/vendor/x402-pay.js'); } catch (err) {

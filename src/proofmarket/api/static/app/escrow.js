@@ -3,7 +3,7 @@
 // for the fulfilment; the chain's record (status, output hash) is read back, not taken from the node.
 // History lists the address's requests with their status, and a refund button once a deadline has passed.
 import { $, say, fillList, fillTable, button, nodeError, nodeFetch, usdc } from './ui.js';
-import { wallet, requireWallet, contracts, rejected, nodeInfo } from './wallet.js';
+import { wallet, ensureWallet, contracts, rejected, nodeInfo } from './wallet.js';
 import { checkedListing, escrow, chainRequest, chainTime, refund, reason, lib, requestIdsOf } from './onchain.js';
 import { inputCommitment } from './commit.js';
 
@@ -30,7 +30,7 @@ export async function request(m, engine) {
   let commitment;
   try {
     await nodeInfo();
-    requireWallet('an escrow request');
+    await ensureWallet('an escrow request');
     if (m.mode === 'attested') throw new Error('attested generations escrow on the AttestationCourt: use proofmarket request --node');
     say(status, 'checking the registry entry against the model\'s manifest…');
     const { manifest, onchainId } = await checkedListing(m);
@@ -142,7 +142,7 @@ export async function requestHistory(headers) {
 
 async function doRefund(id) {
   try {
-    requireWallet('a refund');
+    await ensureWallet('a refund');
     say('history-status', `refunding request ${id}: confirm in your wallet…`);
     const done = await refund(id);
     say('history-status', `request ${id} refunded: ${usdc(done.amount)} USDC back to ${wallet.address} (tx ${done.tx})`, 'ok');

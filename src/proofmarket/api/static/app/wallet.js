@@ -54,13 +54,21 @@ export async function connect() {
   document.dispatchEvent(new CustomEvent('wallet', { detail: wallet }));
 }
 
-// Refuse (with one sentence) unless a wallet is connected on the node's chain.
-export function requireWallet(action) {
-  if (!wallet.address) throw new WalletError(`connect a wallet first: ${action} needs one`);
+// Make sure a wallet is connected (asking it to connect when it is not) and on the node's chain, read afresh
+// from the wallet (it may have switched networks since); refuses with one sentence otherwise.
+export async function ensureWallet(action) {
+  if (!window.ethereum) throw new WalletError(`no wallet found in this browser (no EIP-1193 provider): ${action} needs one`);
+  await nodeInfo().catch(() => null);
+  if (!wallet.address) {
+    await connect();
+    if (!wallet.address) throw new WalletError(`connect a wallet first: ${action} needs one`);
+  } else {
+    wallet.chainId = Number(await rpc('eth_chainId'));
+  }
   const want = nodeChain();
   if (want !== null && wallet.chainId !== want) {
-    throw new WalletError(`your wallet is on chain ${wallet.chainId}; this node's market is on chain ${want}: `
-      + 'switch networks first');
+    throw new WalletError(`your wallet is on chain ${wallet.chainId}; this node is on chain ${want}: switch networks `
+      + `first (nothing was paid or sent for ${action})`);
   }
 }
 
@@ -99,4 +107,8 @@ export async function addressHeaders(purpose = 'history') {
 
 export function bindWallet() {
   $('connect-button').addEventListener('click', connect);
+  if (window.ethereum && typeof window.ethereum.on === 'function') {  // a wallet that switches account or network
+    window.ethereum.on('accountsChanged', (accounts) => { if (wallet.address) { wallet.address = accounts[0] || null; connect(); } });
+    window.ethereum.on('chainChanged', () => { if (wallet.address) connect(); });
+  }
 }
