@@ -230,7 +230,10 @@ def test_an_image_model_gets_a_drawing_pad_and_a_node_that_went_away_is_named(ma
             assert page.locator(".pad .pixel").count() == 64
             assert page.evaluate("document.documentElement.scrollWidth") <= 375  # the pad fits a phone
             page.click(".pad .pixel >> nth=9")  # mouse: row 2, column 2
-            page.focus(".pad .pixel >> nth=18")  # keyboard: row 3, column 3
+            page.focus(".pad .pixel >> nth=0")  # keyboard: the pad is one tab stop; arrows move, Space paints
+            assert page.locator(".pad .pixel[tabindex='0']").count() == 1
+            for key in ("ArrowDown", "ArrowDown", "ArrowRight", "ArrowRight"):  # row 3, column 3
+                page.keyboard.press(key)
             page.keyboard.press("Space")
             doc = json.loads(page.input_value("#call-json"))
             flat = list(_flatten(doc["inputs"][next(iter(doc["inputs"]))]))

@@ -76,8 +76,9 @@ function numberFields(name, values, sync) {
   });
 }
 
-// A drawing pad: H x W cells, each a toggle button (keyboard: Tab to a cell, Space or Enter to paint it; mouse
-// or touch: press and drag). A painted cell is 1.0, a blank one 0.0: the input's pixel values.
+// A drawing pad: H x W cells, each a toggle button. Keyboard: Tab reaches the pad once, the arrow keys move
+// between cells, Space or Enter paints or clears one. Mouse or touch: press and drag. A painted cell is 1.0, a
+// blank one 0.0: the input's pixel values.
 function pad(name, [h, w], values, sync) {
   const box = document.createElement('div');
   box.className = 'pad-box';
@@ -85,26 +86,43 @@ function pad(name, [h, w], values, sync) {
   grid.className = 'pad';
   grid.id = `pad-${name}`;
   grid.setAttribute('role', 'group');
-  grid.setAttribute('aria-label', `drawing pad for ${name}: ${h} by ${w} pixels`);
+  grid.setAttribute('aria-label', `drawing pad for ${name}: ${h} by ${w} pixels; arrow keys move, Space paints`);
   grid.style.gridTemplateColumns = `repeat(${w}, 1fr)`;
   let painting = null;
-  const set = (cell, i, on) => { values[i] = on ? 1 : 0; cell.setAttribute('aria-pressed', String(on)); sync(); };
+  const cells = [];
+  const set = (i, on) => { values[i] = on ? 1 : 0; cells[i].setAttribute('aria-pressed', String(on)); sync(); };
+  const move = (from, to) => {
+    if (to < 0 || to >= h * w) return;
+    cells[from].tabIndex = -1;
+    cells[to].tabIndex = 0;
+    cells[to].focus();
+  };
+  const keys = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: w, ArrowUp: -w };
   for (let i = 0; i < h * w; i++) {
     const cell = document.createElement('button');
     cell.type = 'button';
     cell.className = 'pixel';
+    cell.tabIndex = i === 0 ? 0 : -1;
     cell.setAttribute('aria-pressed', 'false');
     cell.setAttribute('aria-label', `pixel row ${Math.floor(i / w) + 1} column ${(i % w) + 1}`);
-    cell.addEventListener('pointerdown', (e) => { e.preventDefault(); painting = values[i] ? 0 : 1; set(cell, i, painting === 1); });
-    cell.addEventListener('pointerenter', () => { if (painting !== null) set(cell, i, painting === 1); });
-    cell.addEventListener('keydown', (e) => { if (e.key === ' ' || e.key === 'Enter') { e.preventDefault(); set(cell, i, !values[i]); } });
+    cell.addEventListener('pointerdown', (e) => { e.preventDefault(); painting = values[i] ? 0 : 1; set(i, painting === 1); });
+    cell.addEventListener('pointerenter', () => { if (painting !== null) set(i, painting === 1); });
+    cell.addEventListener('keydown', (e) => {
+      if (e.key === ' ' || e.key === 'Enter') { e.preventDefault(); set(i, !values[i]); } else if (keys[e.key]) {
+        e.preventDefault();
+        const step = keys[e.key];
+        if (Math.abs(step) === 1 && Math.floor((i + step) / w) !== Math.floor(i / w)) return;  // stay on the row
+        move(i, i + step);
+      }
+    });
+    cells.push(cell);
     grid.append(cell);
   }
   document.addEventListener('pointerup', () => { painting = null; });
   const clear = document.createElement('button');
   clear.type = 'button';
   clear.textContent = `Clear ${name}`;
-  clear.addEventListener('click', () => { grid.querySelectorAll('.pixel').forEach((c, i) => set(c, i, false)); });
+  clear.addEventListener('click', () => cells.forEach((_, i) => set(i, false)));
   box.append(grid, clear);
   return box;
 }
