@@ -112,6 +112,7 @@ def test_the_browser_verifies_a_bundle_rejects_a_tampered_one_and_fits_a_phone(s
     with sync_playwright() as pw:  # type: ignore[operator]
         browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1024, "height": 900})
+        page.set_default_timeout(90_000)  # a loaded CI machine
         outside: list[str] = []
         page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(served) else None)
         page.goto(f"{served}/app/")
@@ -171,6 +172,7 @@ def test_an_operator_lists_a_model_from_the_page_and_sees_the_compile_progress(m
         with sync_playwright() as pw:  # type: ignore[operator]
             browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
             page = browser.new_page()
+            page.set_default_timeout(90_000)  # a loaded CI machine
             page.goto(f"{url}/app/#owner")
             page.fill("#upload-token", "wrong-token-0123456789")
             page.set_input_files("#upload-onnx", str(sample_path("mlp")))
@@ -225,6 +227,7 @@ def test_an_image_model_gets_a_drawing_pad_and_a_node_that_went_away_is_named(ma
         with sync_playwright() as pw:  # type: ignore[operator]
             b = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
             page = b.new_page(viewport={"width": 375, "height": 800})
+            page.set_default_timeout(90_000)  # a loaded CI machine
             page.goto(f"{url}/app/#model/{cnn_id}")
             page.wait_for_selector(".pad .pixel")
             assert page.locator(".pad .pixel").count() == 64

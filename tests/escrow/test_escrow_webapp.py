@@ -73,6 +73,7 @@ def test_a_wallet_escrows_from_the_page_verifies_on_chain_and_refunds(env: Escro
     with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
         page = b.new_page(viewport={"width": 1024, "height": 900})
+        page.set_default_timeout(90_000)  # a loaded CI machine
         page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(served) else None)
         wallet.install(page)
         page.goto(f"{served}/app/#model/{env.public}")
@@ -179,6 +180,7 @@ def test_a_wallet_escrows_from_the_page_verifies_on_chain_and_refunds(env: Escro
 
         # the owner's earnings: the escrow fulfilments paid its share
         owner_page = b.new_page(viewport={"width": 1024, "height": 900})
+        owner_page.set_default_timeout(90_000)  # a loaded CI machine
         DevWallet(env.market.accounts.owner, env.rpc_url, env.market.client.chain_id).install(owner_page)
         owner_page.goto(f"{served}/app/#owner")
         owner_page.click("#connect-button")
@@ -242,6 +244,7 @@ def test_a_node_that_names_a_squatted_listing_gets_nothing_escrowed(env: EscrowE
     with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
         page = b.new_page()
+        page.set_default_timeout(90_000)  # a loaded CI machine
         wallet.install(page)
         page.route(f"{served}/v1/models/{env.public}", lie)
         page.goto(f"{served}/app/#model/{env.public}")

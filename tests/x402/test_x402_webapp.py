@@ -42,6 +42,7 @@ def test_a_wallet_pays_verifies_in_the_page_and_finds_its_history(node: Served, 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1024, "height": 900})
+        page.set_default_timeout(90_000)  # a loaded CI machine
         wallet.install(page)
         page.goto(f"{node.url}/app/#model/{mlp_id}")
         page.click("#connect-button")
@@ -126,6 +127,7 @@ def test_a_wallet_pays_for_an_attested_generation_from_the_prompt_box(node: Serv
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1024, "height": 900})
+        page.set_default_timeout(90_000)  # a loaded CI machine
         wallet.install(page)
         page.goto(f"{node.url}/app/#model/{lm_id}")  # not connected first: paying asks the wallet to connect
         page.wait_for_selector("#prompt-fields:not([hidden])")
