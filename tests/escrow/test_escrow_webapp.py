@@ -1,10 +1,11 @@
-"""The web app's on-chain story in headless Chromium (Debian's, driven by Playwright) with an injected devnet
-wallet: escrow a request from the page (the input commitment computed in the page: a public input with approve,
-a hashed input with an EIP-3009 signature) and follow it to its fulfilment, read back on chain; verify the
-answer in the page and on chain through the wallet (an eth_call to the verifier the registry names), a flipped
-byte refused on chain; find the requests in the history and refund one whose deadline passed; an owner's
-earnings; a prover's stake. A rejected signature and a wallet on another chain escrow nothing. Screenshots go to
-tests/screenshots."""
+"""The web app's whole story in headless Chromium (Debian's, driven by Playwright) with an injected devnet
+wallet: pick a model in the catalog, pay a call over x402, verify the answer in the page and on chain (a flipped
+byte fails both); escrow a request from the page (the input commitment computed in the page: a public input with
+approve, a hashed input with an EIP-3009 signature) and follow it to its fulfilment, read back on chain; verify
+that answer in the page and on chain through the wallet (an eth_call to the verifier the registry names), a
+flipped byte refused on chain; find the call and the requests in the history and refund one whose deadline
+passed; an owner's earnings; a prover's stake. A rejected signature, a wallet on another chain and a price above
+the person's maximum escrow nothing. Screenshots go to tests/screenshots."""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ SHOTS = ROOT / "tests" / "screenshots"
 
 @pytest.fixture
 def served(make_app: AppFactory) -> Iterator[str]:
-    app = make_app()
+    """A node on the market's chain that also sells calls over x402 (paid to each model's revenue splitter)."""
+    app = make_app(payments="on")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -76,10 +78,31 @@ def test_a_wallet_escrows_from_the_page_verifies_on_chain_and_refunds(env: Escro
         page.set_default_timeout(90_000)  # a loaded CI machine
         page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(served) else None)
         wallet.install(page)
-        page.goto(f"{served}/app/#model/{env.public}")
+        page.goto(f"{served}/app/")
+        page.click(f"#models a[href='#model/{env.public}']")  # pick a model in the catalog
+        page.wait_for_selector("#escrow:not([hidden])")
         page.click("#connect-button")
         page.wait_for_selector("#wallet-status.ok")
-        page.wait_for_selector("#escrow:not([hidden])")
+
+        # pay for a call over x402, see the answer, verify it in the page and on chain; a flipped byte fails both
+        before = usdc.balance_of(consumer.address)
+        page.fill("#call-json", json.dumps(other_input()))
+        page.click("#call-button")
+        assert "proof bundle is loaded" in _status(page, "#call-status")
+        assert before - usdc.balance_of(consumer.address) == PRICE_UNITS
+        assert "atomic USDC from" in (page.text_content("#call-result") or "")
+        job_id = page.evaluate("[...document.querySelectorAll('#call-result dt')].find((d) => d.textContent === 'job')"
+                               ".nextElementSibling.textContent")
+        page.click("#verify-button")
+        assert _status(page, "#verify-status").startswith("valid")
+        page.click("#tamper-button")
+        page.wait_for_selector("#verify-status.bad")
+        page.click("#chain-verify-button")
+        assert _status(page, "#chain-status").startswith("valid on chain")
+        _reset(page, "#chain-status")
+        page.click("#chain-tamper-button")
+        assert "NOT valid on chain" in _status(page, "#chain-status")
+        page.screenshot(path=str(SHOTS / "app-paid-verified-on-chain.png"), full_page=True)
         page.fill("#call-json", json.dumps(mlp_input()))
 
         # a rejected approval, then a wallet on another chain: nothing escrowed
@@ -160,6 +183,7 @@ def test_a_wallet_escrows_from_the_page_verifies_on_chain_and_refunds(env: Escro
         page.wait_for_selector("#history-status.ok")
         table = page.text_content("#requests-table") or ""
         assert str(request_id) in table and "fulfilled" in table
+        assert job_id in (page.text_content("#history-table") or "")  # the paid call too
         page.screenshot(path=str(SHOTS / "app-history-requests.png"), full_page=True)
         _reset(page, "#history-status")
         page.click(f"#requests-table button:has-text('Refund {unanswered.request_id}')")
@@ -248,9 +272,9 @@ def test_a_node_that_names_a_squatted_listing_gets_nothing_escrowed(env: EscrowE
         wallet.install(page)
         page.route(f"{served}/v1/models/{env.public}", lie)
         page.goto(f"{served}/app/#model/{env.public}")
+        page.wait_for_selector("#escrow:not([hidden])")
         page.click("#connect-button")
         page.wait_for_selector("#wallet-status.ok")
-        page.wait_for_selector("#escrow:not([hidden])")
         page.fill("#call-json", json.dumps(mlp_input()))
         page.click("#escrow-button")
         status = _status(page, "#escrow-status")
