@@ -7,18 +7,16 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from api_helpers import AppFactory, mlp_input
 from browser_wallet import chromium_or_skip
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from served import Served
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,18 +50,9 @@ def test_the_page_labels_every_control_and_stays_on_its_origin(make_app: AppFact
 
 
 @pytest.fixture
-def served(mlp_app: object) -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(mlp_app, host="127.0.0.1", port=port, log_level="warning"))  # type: ignore[arg-type]
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(30)
+def served(mlp_app: FastAPI) -> Iterator[str]:
+    with Served(mlp_app) as node:
+        yield node.url
 
 
 def _verify_in_node(url: str, path: Path, *flags: str) -> dict[str, object]:
@@ -157,18 +146,10 @@ def test_an_operator_lists_a_model_from_the_page_and_sees_the_compile_progress(m
 
     sync_playwright, chromium = chromium_or_skip()
     app = make_app(admin_token=ADMIN_TOKEN)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    url = f"http://127.0.0.1:{port}"
     not_onnx = tmp_path / "model.onnx"
     not_onnx.write_bytes(b"this is not an onnx file")
-    try:
+    with Served(app) as node:
+        url = node.url
         with sync_playwright() as pw:  # type: ignore[operator]
             browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
             page = browser.new_page()
@@ -196,9 +177,6 @@ def test_an_operator_lists_a_model_from_the_page_and_sees_the_compile_progress(m
             page.wait_for_selector("text=uploaded-mlp")  # the catalog shows it
             page.screenshot(path=str(ROOT / "tests" / "screenshots" / "app-upload.png"), full_page=True)
             browser.close()
-    finally:
-        server.should_exit = True
-        thread.join(30)
 
 
 @pytest.mark.slow
@@ -214,16 +192,8 @@ def test_an_image_model_gets_a_drawing_pad_and_a_node_that_went_away_is_named(ma
     ws: Workspace = app.state.services.workspace
     cnn_id, _ = ws.compile_attested(sample_path("cnn"), name="digits")
     app.state.services.catalog.register(cnn_id, price_atomic=10_000)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    url = f"http://127.0.0.1:{port}"
-    try:
+    with Served(app) as node:
+        url = node.url
         with sync_playwright() as pw:  # type: ignore[operator]
             b = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
             page = b.new_page(viewport={"width": 375, "height": 800})
@@ -248,17 +218,13 @@ def test_an_image_model_gets_a_drawing_pad_and_a_node_that_went_away_is_named(ma
             assert "attested" in (page.text_content("#call-status") or ""), page.text_content("#call-status")
             assert "no proof" in (page.text_content("#call-result") or "")
 
-            server.should_exit = True  # the node goes away
-            thread.join(30)
+            node.stop()  # the node goes away
             page.evaluate("document.getElementById('call-status').className = ''")
             page.click("#call-button")
             page.wait_for_selector("#call-status.bad", timeout=30_000)
             assert "did not answer" in (page.text_content("#call-status") or "")
             assert "nothing was paid" in (page.text_content("#call-status") or "")
             b.close()
-    finally:
-        server.should_exit = True
-        thread.join(30)
 
 
 def _flatten(value: object) -> Iterator[float]:

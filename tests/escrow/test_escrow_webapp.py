@@ -10,17 +10,13 @@ the person's maximum escrow nothing. Screenshots go to tests/screenshots."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from browser_wallet import DevWallet, chromium_or_skip
-from escrow_helpers import PRICE_UNITS, AppFactory, EscrowEnv, mlp_input, other_input
+from escrow_helpers import PRICE_UNITS, AppFactory, EscrowEnv, mlp_input, other_input, serve
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
@@ -35,18 +31,7 @@ SHOTS = ROOT / "tests" / "screenshots"
 @pytest.fixture
 def served(make_app: AppFactory) -> Iterator[str]:
     """A node on the market's chain that also sells calls over x402 (paid to each model's revenue splitter)."""
-    app = make_app(payments="on")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(30)
+    yield from serve(make_app(payments="on"))
 
 
 def _funded(env: EscrowEnv, seed: bytes) -> LocalAccount:

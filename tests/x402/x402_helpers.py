@@ -5,22 +5,19 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from eth_account.signers.local import LocalAccount
-from fastapi import FastAPI
+from served import Served as Served  # re-exported: the x402 tests take it from here
 from x402.http import decode_payment_required_header, encode_payment_signature_header
 from x402.schemas import PaymentPayload, PaymentRequirements
 
 from proofmarket.chain import ChainClient, TokenDomain, UsdcToken, find_anvil, sign_transfer_authorization
 from proofmarket.chain.devkeys import DEVNET_CHAIN_ID
-from proofmarket.chain.devnet import free_port
 from proofmarket.config import Settings
 from proofmarket.errors import RPCUnavailable
 from proofmarket.samples import sample_path
@@ -81,30 +78,6 @@ class Chain:
 
     def balances(self, *accounts: str) -> list[int]:
         return [self.usdc.balance_of(a) for a in accounts]
-
-
-class Served:
-    """A FastAPI app under uvicorn on a free loopback port, in a thread of this process."""
-
-    def __init__(self, app: FastAPI) -> None:
-        self.app = app
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> Served:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "the node did not start"
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(30)
 
 
 def requirements_of(payment_required_header: str) -> PaymentRequirements:
