@@ -3,7 +3,7 @@
 // to release them; the node's prover record and ERC-8004 scores, the connected address's own record read on
 // chain, and staking through the wallet.
 import { $, say, fillList, fillTable, button, nodeError, nodeFetch, usdc } from './ui.js';
-import { wallet, ensureWallet, rejected, nodeInfo, contracts } from './wallet.js';
+import { wallet, ensureWallet, rejected, contracts } from './wallet.js';
 import { proverRecord, stake, releaseSplit, reason } from './onchain.js';
 
 // Upload a model (admin token of this node) and follow its compile job to the end.
@@ -75,7 +75,6 @@ export async function prover(models) {
 
 async function myRecord() {
   try {
-    await nodeInfo();
     await ensureWallet('your prover record');
     if (!contracts().market) throw new Error('this node sells on no market');
     const r = await proverRecord(wallet.address);
@@ -91,7 +90,6 @@ async function myRecord() {
 async function doStake(event) {
   event.preventDefault();
   try {
-    await nodeInfo();
     await ensureWallet('staking');
     const text = String($('stake-amount').value).trim();
     if (!/^\d+(\.\d{1,6})?$/.test(text) || Number(text) <= 0) throw new Error('the amount must be a positive USDC amount with at most 6 decimals');

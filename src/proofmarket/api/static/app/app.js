@@ -4,7 +4,7 @@
 // WASM verifier) and on chain (an eth_call to the model's verifier through the wallet, onchain.js).
 import { verifyBundle, tampered } from './verify.js';
 import { $, text, say, fillList, fillTable, nodeError, nodeFetch, button } from './ui.js';
-import { bindWallet, wallet, addressHeaders, rejected, nodeInfo, ensureWallet } from './wallet.js';
+import { bindWallet, wallet, addressHeaders, rejected, ensureWallet } from './wallet.js';
 import { buildForm, bindCall, onAnswered, example } from './call.js';
 import { bindEscrow, onEscrowAnswered, requestHistory } from './escrow.js';
 import { bindAccount, prover } from './account.js';
@@ -124,7 +124,6 @@ async function runVerify(doc) {
 async function runChainVerify(doc) {
   say('chain-status', 'asking the model\'s verifier contract through your wallet…');
   try {
-    await nodeInfo();
     await ensureWallet('on-chain verification');
     if (!doc || !doc.model || !doc.model.id) throw new Error('this file is not a proofmarket proof bundle');
     const response = await nodeFetch(`/v1/models/${encodeURIComponent(doc.model.id)}`);

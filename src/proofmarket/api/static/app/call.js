@@ -160,7 +160,7 @@ export async function call(m) {
   }
   let info;
   try { info = await nodeInfo(); } catch (err) {
-    say('call-status', `the node did not answer (${err.message || err}): is it running? nothing was paid`, 'bad'); return;
+    say('call-status', `${err.message || err} nothing was paid`, 'bad'); return;
   }
   const paid = Boolean(info.payments && info.payments.x402);
   let doFetch = nodeFetch;

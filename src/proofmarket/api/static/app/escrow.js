@@ -2,8 +2,8 @@
 // the wallet (approve + request, or one EIP-3009 signature + request), hand the input to the node, and wait
 // for the fulfilment; the chain's record (status, output hash) is read back, not taken from the node.
 // History lists the address's requests with their status, and a refund button once a deadline has passed.
-import { $, say, fillList, fillTable, button, nodeError, nodeFetch, usdc } from './ui.js';
-import { wallet, ensureWallet, contracts, rejected, nodeInfo } from './wallet.js';
+import { $, say, fillList, appendList, fillTable, button, nodeError, nodeFetch, usdc } from './ui.js';
+import { wallet, ensureWallet, contracts, rejected } from './wallet.js';
 import { checkedListing, escrow, chainRequest, chainTime, refund, reason, lib, requestIdsOf } from './onchain.js';
 import { inputCommitment } from './commit.js';
 
@@ -29,7 +29,6 @@ export async function request(m, engine) {
   let salt;
   let commitment;
   try {
-    await nodeInfo();
     await ensureWallet('an escrow request');
     if (m.mode === 'attested') throw new Error('attested generations escrow on the AttestationCourt: use proofmarket request --node');
     say(status, 'checking the registry entry against the model\'s manifest…');
@@ -97,11 +96,7 @@ async function fulfilled(id, row, token, status) {
   const rows = [['chain status', onchain.statusName], ['prover', onchain.prover], ['fulfil tx', row.fulfil_tx],
     ['bundle CID', row.bundle_cid], ['output', bundle ? JSON.stringify(bundle.output.values || bundle.output) : null],
     ['output hash', outputMatches ? 'matches the chain\'s record' : 'does NOT match the chain\'s record']];
-  const list = $('escrow-result');
-  for (const [k, v] of rows) {
-    if (v === null || v === undefined) continue;
-    list.append(Object.assign(document.createElement('dt'), { textContent: k }), Object.assign(document.createElement('dd'), { textContent: String(v) }));
-  }
+  appendList('escrow-result', rows);
   say(status, good ? `request ${id} fulfilled on chain: its proof bundle is loaded in the verifier below`
     : `request ${id}: the node says fulfilled, but the chain says ${onchain.statusName}${outputMatches ? '' : ' and the output hash differs'}`, good ? 'ok' : 'bad');
   if (bundle) onFulfilled(bundle);
@@ -120,7 +115,7 @@ export async function requestHistory(headers) {
   const ids = new Set(seen.keys());
   const onchainIds = await requestIdsOf(wallet.address).catch(() => []);
   onchainIds.forEach((id) => ids.add(String(id)));
-  const now = await chainTime().catch(() => Math.floor(Date.now() / 1000));
+  const now = await chainTime();
   const rows = [];
   for (const id of [...ids].sort((a, b) => Number(b) - Number(a))) {
     const r = seen.get(id);

@@ -2,7 +2,7 @@
 // against its manifest (fetched by CID, hash checked), a proof checked by an eth_call to the model's verifier,
 // and the consumer's and prover's transactions on the InferenceMarket. ABIs come from /app/abi (the node's
 // compiled artifacts); the encoding is viem's (vendor/chain.js).
-import { fetchByCid, cidDigest } from './verify.js';
+import { fetchByCid } from './verify.js';
 import { rpc, sendTx, wallet, contracts, signTyped } from './wallet.js';
 
 const VERIFIER_ABI = [{ type: 'function', name: 'verifyProof', stateMutability: 'view',
@@ -182,11 +182,7 @@ export async function escrow(onchainId, commitment, deadline, payment, cap, onSt
       [wallet.address, onchainId, commitment, BigInt(deadline),
         { validAfter: 0n, validBefore: BigInt(deadline), salt, v, r: sig.r, s: sig.s }], 'request');
   } else {
-    const allowance = await call('TestUSDC', c.usdc, 'allowance', [wallet.address, c.market]);
-    if (allowance < amount) {
-      onStep(`approve ${amount} atomic USDC for the market in your wallet…`);
-      await send('TestUSDC', c.usdc, 'approve', [c.market, amount], 'approve');
-    }
+    await approveMarket(amount, onStep);
     onStep('send the request transaction…');
     sent = await send('InferenceMarket', c.market, 'requestInference', [onchainId, commitment, BigInt(deadline)], 'request');
   }
@@ -241,13 +237,19 @@ export async function proverRecord(address) {
   return { ...p, eligible, minStake };
 }
 
-export async function stake(amount, onStep) {
+// Let the market pull `amount` from the connected account (an approve transaction unless the allowance covers it).
+async function approveMarket(amount, onStep) {
   const c = contracts();
   const allowance = await call('TestUSDC', c.usdc, 'allowance', [wallet.address, c.market]);
   if (allowance < amount) {
     onStep(`approve ${amount} atomic USDC for the market in your wallet…`);
     await send('TestUSDC', c.usdc, 'approve', [c.market, amount], 'approve');
   }
+}
+
+export async function stake(amount, onStep) {
+  const c = contracts();
+  await approveMarket(amount, onStep);
   onStep('send the stake transaction…');
   return send('InferenceMarket', c.market, 'stake', [amount], 'stake');
 }
@@ -256,4 +258,3 @@ export async function releaseSplit(onchainId, prover) {
   return send('InferenceMarket', contracts().market, 'releaseSplit', [onchainId, prover], 'release');
 }
 
-export { cidDigest, hex };

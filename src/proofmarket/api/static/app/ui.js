@@ -12,10 +12,15 @@ export function say(id, message, cls = '') {
   return el;
 }
 
-// A <dl> filled with [term, value] rows (rows with an empty value are left out).
-export function fillList(id, rows) {
-  $(id).replaceChildren(...rows.filter(([, v]) => v !== null && v !== undefined && v !== '')
+// Add [term, value] rows to a <dl> (rows with an empty value are left out); fillList replaces them.
+export function appendList(id, rows) {
+  $(id).append(...rows.filter(([, v]) => v !== null && v !== undefined && v !== '')
     .flatMap(([k, v]) => [text(document.createElement('dt'), k), text(document.createElement('dd'), String(v))]));
+}
+
+export function fillList(id, rows) {
+  $(id).replaceChildren();
+  appendList(id, rows);
 }
 
 // A table body from rows of cells (strings or nodes).

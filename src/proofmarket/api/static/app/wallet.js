@@ -1,13 +1,13 @@
 // The connected wallet (an EIP-1193 provider): accounts, chain, signatures and transactions. Reads of the chain
 // (eth_call, receipts) also go through the wallet's RPC: the page itself talks to this node only.
-import { $, say } from './ui.js';
+import { $, say, nodeFetch } from './ui.js';
 
 export const wallet = { address: null, chainId: null };
 let node = null; // /.well-known/ai-service.json
 
 export async function nodeInfo() {
   if (node === null) {
-    const response = await fetch('/.well-known/ai-service.json');
+    const response = await nodeFetch('/.well-known/ai-service.json');
     if (!response.ok) throw new Error(`the node's service manifest answered HTTP ${response.status}`);
     node = await response.json();
   }
@@ -54,11 +54,11 @@ export async function connect() {
   document.dispatchEvent(new CustomEvent('wallet', { detail: wallet }));
 }
 
-// Make sure a wallet is connected (asking it to connect when it is not) and on the node's chain, read afresh
-// from the wallet (it may have switched networks since); refuses with one sentence otherwise.
+// Make sure the node answers, and a wallet is connected (asking it to connect when it is not) and on the node's
+// chain, read afresh from the wallet (it may have switched networks since); refuses with one sentence otherwise.
 export async function ensureWallet(action) {
   if (!window.ethereum) throw new WalletError(`no wallet found in this browser (no EIP-1193 provider): ${action} needs one`);
-  await nodeInfo().catch(() => null);
+  await nodeInfo();
   if (!wallet.address) {
     await connect();
     if (!wallet.address) throw new WalletError(`connect a wallet first: ${action} needs one`);
