@@ -69,3 +69,24 @@ def test_identity_reputation_and_validation(chain: Chain) -> None:
     assert status[0] == validator.address and status[1] == agent and status[2] == 100 and status[4] == "zk"
     assert list(client.call(validation.functions.getSummary(agent, [], "zk"))) == [1, 100]
     assert client.call(validation.functions.getAgentValidations(agent)) == [request_hash]
+
+
+def test_agent_minted_by_ignores_agents_transferred_in(chain: Chain) -> None:
+    """Anyone can register an agent and transfer it to a node's address: only the agent the node minted itself
+    (and still holds) is the node's identity."""
+    from proofmarket.chain.erc8004 import IdentityRegistry
+
+    identity, _, _ = _deploy(chain)
+    registry = IdentityRegistry(chain.client, identity.address)
+    node, attacker = chain.accounts.prover, chain.accounts.consumer
+    assert registry.agent_minted_by(node.address) is None
+    own, _ = registry.register("http://node/.well-known/agent-registration.json", node)
+    planted, _ = registry.register("http://attacker/.well-known/agent-registration.json", attacker)
+    transfer = identity.functions.transferFrom(attacker.address, node.address, planted)
+    chain.client.transact(transfer, attacker)
+    assert registry.owner_of(planted) == node.address
+    assert registry.agent_of(node.address) == planted  # the newest agent held: the attacker's
+    assert registry.agent_minted_by(node.address) == own
+    assert registry.agent_minted_by(attacker.address) is None  # minted, but no longer held
+    chain.client.transact(identity.functions.transferFrom(node.address, attacker.address, own), node)
+    assert registry.agent_minted_by(node.address) is None

@@ -46,9 +46,23 @@ class IdentityRegistry(BoundContract):
         return int(self._call("totalAgents"))
 
     def agent_of(self, owner: str) -> int | None:
-        """The newest agent ``owner`` holds (None when it holds none): a linear scan, fine for a devnet."""
+        """The newest agent ``owner`` holds (None when it holds none): a linear scan, fine for a devnet. Anyone
+        can transfer an agent to any address: to learn who an address says it is, use :meth:`agent_minted_by`."""
         for agent_id in range(self.total(), 0, -1):
             if self.owner_of(agent_id).lower() == owner.lower():
+                return agent_id
+        return None
+
+    def agent_minted_by(self, address: str, from_block: int = 0) -> int | None:
+        """The newest agent ``address`` registered itself (its ``Registered`` event names it as the minter) and
+        still holds, or None. Agents minted by others and transferred to ``address`` never count: anyone can
+        register an agent and send it to any address."""
+        event = self.contract.events.Registered()
+        logs = event.get_logs(from_block=from_block, argument_filters={"owner": self.client.w3.to_checksum_address(
+            address)})
+        for agent_id in sorted((int(e["args"]["agentId"]) for e in logs if e["address"] == self.address),
+                               reverse=True):
+            if self.owner_of(agent_id).lower() == address.lower():
                 return agent_id
         return None
 
