@@ -8,6 +8,12 @@ its verifier, the privacy profiles, the error tree, and the node SDK :class:`Cli
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import sys
+from collections.abc import Sequence
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from proofmarket.errors import (
@@ -31,6 +37,41 @@ if TYPE_CHECKING:
     from proofmarket.zk.verify import VerifyReport, verify_bundle
 
 __version__ = "0.1.0"
+
+RECURSION_LIMIT = 1000  # Python's default
+
+
+class _KeepRecursionLimit(importlib.abc.MetaPathFinder):
+    """``py_ecc`` (imported by ``eth_account`` through ``eth_keyfile``) raises the recursion limit to 100000 when
+    it loads: deeply nested input (JSON, a pickle) then overflows the C stack and kills the process instead of
+    raising RecursionError. This finder lets ``py_ecc`` load as usual and puts the limit back after it."""
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None,
+                  target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+        if fullname != "py_ecc":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        loader = getattr(spec, "loader", None)
+        if spec is None or loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        exec_module = loader.exec_module
+
+        def exec_keeping_limit(module: ModuleType) -> None:
+            limit = sys.getrecursionlimit()
+            try:
+                exec_module(module)
+            finally:
+                sys.setrecursionlimit(limit)
+
+        loader.exec_module = exec_keeping_limit
+        return spec
+
+
+if "py_ecc" in sys.modules:  # loaded before proofmarket: only the limit is left to fix
+    sys.setrecursionlimit(min(sys.getrecursionlimit(), RECURSION_LIMIT))
+elif not any(isinstance(f, _KeepRecursionLimit) for f in sys.meta_path):
+    sys.meta_path.insert(0, _KeepRecursionLimit())
 
 _LAZY = {
     "Client": "proofmarket.client",

@@ -6,6 +6,8 @@ onnxruntime, web3, filesystem) are translated at the adapter edge into one of th
 
     ProofMarketError                      code              http  exit
     ├── UsageError                        bad_request        400   2
+    │   ├── JsonTooDeep                   json_too_deep      400   2
+    │   └── JsonTooLarge                  json_too_large     413   2
     ├── ModelError                        model_error        422   2
     │   ├── InvalidModel                  invalid_model      422   2
     │   ├── ModelTooLarge                 model_too_large    413   2
@@ -76,6 +78,16 @@ class ProofMarketError(Exception):
 
 class UsageError(ProofMarketError):
     code, http_status, exit_code = "bad_request", 400, 2
+
+
+class JsonTooDeep(UsageError):
+    """A JSON document nests arrays or objects deeper than proofmarket parses (``proofmarket.jsonlimits``)."""
+
+    code = "json_too_deep"
+
+
+class JsonTooLarge(UsageError):
+    code, http_status = "json_too_large", 413
 
 
 # --- models -------------------------------------------------------------------------------------

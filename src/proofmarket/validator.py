@@ -15,7 +15,6 @@ restarted validator resumes. Metrics (Prometheus text) and ``/health`` are serve
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -27,19 +26,20 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
+from proofmarket import jsonlimits
 from proofmarket.chain import EventWatcher
 from proofmarket.chain.client import ChainClient
 from proofmarket.chain.court import AttestationCourt
 from proofmarket.errors import ArtifactNotFound, ModelFilesMissing, ProofMarketError, VerificationFailed
+from proofmarket.validator_protocol import MAX_BUNDLE_BYTES, fetch_committed, read_headers, registration_file
 from proofmarket.workspace import Workspace
 
 log = logging.getLogger("proofmarket.validator")
-FETCH_TIMEOUT_S = 15.0
 MAX_VERDICTS = 10_000  # verdicts kept in the state file
+MAX_ATTEMPTS = 3  # a request whose judging raised this many times is given up on
 
 
 @dataclass
@@ -148,9 +148,14 @@ class Validator:
     def poll_once(self) -> int:
         """Scan new events, then check what is due. Returns how many results were judged."""
         for event in self.events.poll():
-            self._on_event(event.event, event.args, event.block_number)
+            try:
+                self._on_event(event.event, event.args, event.block_number)
+            except Exception:  # one malformed event never stops the others
+                self.metrics.errors.inc()
+                log.exception("validator: event %s in block %s not understood", event.event, event.block_number)
         self.state.next_block = self.events.next_block
         self.metrics.next_block.set(self.state.next_block)
+        self.state.save(self.state_path)
         judged = self._due()
         self.state.save(self.state_path)
         self.last_poll = time.time()
@@ -182,11 +187,14 @@ class Validator:
         data = self._fetch(request_id, node, digest)
         if data is None:
             return Verdict(request_id, "unavailable", "the node did not serve the committed bundle")
-        try:
-            bundle = parse_bundle(json.loads(data))
+        try:  # the node signed this bundle's digest: whatever does not parse is its fault
+            bundle = parse_bundle(jsonlimits.loads(data, max_bytes=MAX_BUNDLE_BYTES, what="the committed bundle"))
             inp, dec = bundle.input, bundle.decoding
             doc = {"prompt": inp.prompt, "max_tokens": dec.max_tokens, "temperature": dec.temperature,
                    "seed": dec.seed}
+        except Exception as exc:  # noqa: BLE001 (any failure to parse is a verdict, never a crash)
+            return Verdict(request_id, "cheated", f"the committed bundle is not a valid attested bundle: {exc}"[:500])
+        try:
             if attested_escrow.instances_of(bundle, doc) != instances:
                 return Verdict(request_id, "cheated", "the bundle's hashes are not the committed instances")
             self.workspace.verify(bundle, reexecute=True, threads=self.threads)
@@ -215,37 +223,56 @@ class Validator:
             self.state.pending.pop(rid, None)
 
     def _due(self) -> int:
+        """Judge every pending request; a failure is contained to its request, and the state is saved after
+        each one (a validator stopped mid-way resumes where it was)."""
         judged = 0
         head = self.client.block_number()
         now = self.client.timestamp()
         for rid, p in list(self.state.pending.items()):
-            onchain = self.court.get_request(rid)
-            if onchain.status not in ("committed", "challenged"):
-                self.state.pending.pop(rid, None)
-                continue
-            if onchain.status == "challenged":
-                judged += self._vote(rid, p, onchain)
-                continue
-            if head <= onchain.commit_block + 1:
-                continue  # the draw is known one block after the commitment
-            if rid in self.state.verdicts and self.state.verdicts[rid]["verdict"] != "unavailable":
-                continue
-            if not self.court.is_sampled(rid, self.address):
-                self.metrics.checks.labels("not_sampled").inc()
-                self.state.pending.pop(rid, None)
-                continue
-            verdict = self.check(rid, p["node"], p["instances"], p["digest"])
-            if verdict.verdict == "unavailable":  # withheld? challenged once half the window passed without it
-                committed_at = self.client.timestamp(onchain.commit_block)
-                if now < (committed_at + onchain.window_end) // 2:
-                    continue
-            judged += 1
-            self._record(verdict)
-            if verdict.verdict in ("cheated", "unavailable") and now <= onchain.window_end:
-                self._challenge(rid, verdict)
-            elif verdict.verdict != "unavailable":
-                self.state.pending.pop(rid, None)
+            try:
+                judged += self._due_one(rid, p, head, now)
+            except Exception as exc:  # noqa: BLE001 (request N's failure never stops request N+1)
+                self._failed(rid, exc)
+            self.state.save(self.state_path)
         return judged
+
+    def _due_one(self, rid: int, p: dict[str, Any], head: int, now: int) -> int:
+        onchain = self.court.get_request(rid)
+        if onchain.status not in ("committed", "challenged"):
+            self.state.pending.pop(rid, None)
+            return 0
+        if onchain.status == "challenged":
+            return self._vote(rid, p, onchain)
+        if head <= onchain.commit_block + 1:
+            return 0  # the draw is known one block after the commitment
+        if rid in self.state.verdicts and self.state.verdicts[rid]["verdict"] not in ("unavailable", "error"):
+            return 0
+        if not self.court.is_sampled(rid, self.address):
+            self.metrics.checks.labels("not_sampled").inc()
+            self.state.pending.pop(rid, None)
+            return 0
+        verdict = self.check(rid, p["node"], p["instances"], p["digest"])
+        if verdict.verdict == "unavailable":  # withheld? challenged once half the window passed without it
+            committed_at = self.client.timestamp(onchain.commit_block)
+            if now < (committed_at + onchain.window_end) // 2:
+                return 0
+        self._record(verdict)
+        if verdict.verdict in ("cheated", "unavailable") and now <= onchain.window_end:
+            self._challenge(rid, verdict)
+        elif verdict.verdict != "unavailable":
+            self.state.pending.pop(rid, None)
+        return 1
+
+    def _failed(self, rid: int, exc: Exception) -> None:
+        """Judging ``rid`` raised: recorded for ``rid`` (verdict ``error``), retried on the next polls, given
+        up after :data:`MAX_ATTEMPTS`."""
+        self.metrics.errors.inc()
+        log.exception("validator: judging request %s failed", rid)
+        attempts = int(self.state.verdicts.get(rid, {}).get("attempts", 0)) + 1
+        self._record(Verdict(rid, "error", f"judging failed here: {type(exc).__name__}: {exc}"[:500]))
+        self.state.verdicts[rid]["attempts"] = attempts
+        if attempts >= MAX_ATTEMPTS:
+            self.state.pending.pop(rid, None)
 
     def _vote(self, rid: int, p: dict[str, Any], onchain: Any) -> int:
         me = self.address.lower()
@@ -284,21 +311,18 @@ class Validator:
 
     # --- fetching -----------------------------------------------------------------------------
     def _fetch(self, request_id: int, node: str, digest: str) -> bytes | None:
-        stamp = int(time.time())
-        from proofmarket.api.routers.court import read_message
-
-        message = read_message(self.client.chain_id, self.court.address, request_id, stamp)
-        signature = self.account.sign_message(encode_defunct(text=message)).signature
-        headers = {"X-Validator-Address": self.address, "X-Validator-Time": str(stamp),
-                   "X-Validator-Signature": "0x" + bytes(signature).hex()}
+        """The committed bundle (the answer whose sha256 is ``digest``), or None. Each URL gets its own
+        single-use read signature bound to ``node``. A bundle over :data:`MAX_BUNDLE_BYTES` comes back cut
+        just past the limit (``check`` then refuses it as too large): the node signed that digest."""
         for base in self._urls_of(node):
+            headers = read_headers(self.account, self.client.chain_id, self.court.address, node, request_id)
             try:
-                response = httpx.get(f"{base}/v1/court/{request_id}/bundle", headers=headers, timeout=FETCH_TIMEOUT_S)
+                data = fetch_committed(f"{base}/v1/court/{request_id}/bundle", headers, digest)
             except httpx.HTTPError as exc:
                 log.info("validator: %s did not answer: %s", base, exc)
                 continue
-            if response.status_code == 200 and "0x" + hashlib.sha256(response.content).hexdigest() == digest:
-                return response.content
+            if data is not None:
+                return data
         return None
 
     def _urls_of(self, node: str) -> list[str]:
@@ -306,14 +330,14 @@ class Validator:
         if node not in self._urls:
             found: list[str] = []
             if self.identity is not None:
-                try:
-                    agent = self.identity.agent_of(node)
+                try:  # only an agent the node registered itself: anyone can transfer one to its address
+                    agent = self.identity.agent_minted_by(node)
                     if agent is not None:
-                        doc = httpx.get(self.identity.agent_uri(agent), timeout=FETCH_TIMEOUT_S).json()
+                        doc = registration_file(self.identity.agent_uri(agent))
                         for service in doc.get("services", []):
-                            if service.get("name") == "proofmarket":
+                            if isinstance(service, dict) and service.get("name") == "proofmarket":
                                 found.append(str(service["endpoint"]).split("/.well-known/")[0].rstrip("/"))
-                except (httpx.HTTPError, ValueError, ProofMarketError) as exc:
+                except (httpx.HTTPError, ValueError, KeyError, AttributeError, ProofMarketError) as exc:
                     log.info("validator: no registration file for node %s: %s", node, exc)
             self._urls[node] = found
         return [*self._urls[node], *(u for u in self.node_urls if u not in self._urls[node])]

@@ -234,26 +234,16 @@ def test_a_cheating_node_is_challenged_slashed_and_its_consumers_refunded_inside
 
 
 def test_validator_refuses_bad_reads_and_serves_metrics(net: Net, honest_url: str) -> None:
-    from proofmarket.api.routers.court import read_message
     from proofmarket.validator import serve_metrics
+    from proofmarket.validator_protocol import read_headers
 
-    rid = 1
-    stamp = int(time.time())
-    from eth_account.messages import encode_defunct
-
-    stranger = dev_account(9, net.market.client.chain_id)  # not staked as a validator
-    message = read_message(net.market.client.chain_id, net.court.address, rid, stamp)
-    signature = "0x" + bytes(stranger.sign_message(encode_defunct(text=message)).signature).hex()
-    headers = {"X-Validator-Address": stranger.address, "X-Validator-Time": str(stamp),
-               "X-Validator-Signature": signature}
+    rid, cid, node = 1, net.market.client.chain_id, net.market.accounts.prover.address
+    stranger = dev_account(9, cid)  # not staked as a validator
+    headers = read_headers(stranger, cid, net.court.address, node, rid)
     assert httpx.get(f"{honest_url}/v1/court/{rid}/bundle", headers=headers).status_code == 404
     staked = net.validators[0].account
-    old = stamp - 3_600  # a stale signature
-    sig = staked.sign_message(encode_defunct(text=read_message(net.market.client.chain_id, net.court.address,
-                                                               rid, old))).signature
-    assert httpx.get(f"{honest_url}/v1/court/{rid}/bundle", headers={
-        "X-Validator-Address": staked.address, "X-Validator-Time": str(old),
-        "X-Validator-Signature": "0x" + bytes(sig).hex()}).status_code == 404
+    stale = read_headers(staked, cid, net.court.address, node, rid, now=time.time() - 3_600)
+    assert httpx.get(f"{honest_url}/v1/court/{rid}/bundle", headers=stale).status_code == 404
     server = serve_metrics(net.validators[0], "127.0.0.1", 0)
     try:
         base = f"http://127.0.0.1:{server.server_address[1]}"

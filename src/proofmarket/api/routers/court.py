@@ -4,22 +4,19 @@
 The consumer escrows the price on the court with a commitment to its generate request, then posts the request
 here; the node generates, signs and commits the result on chain, and is paid once the challenge window closed.
 The committed bundle is readable by the consumer (``X-Job-Token`` from the input answer), the admin, and any
-validator staked on the court: it signs ``proofmarket-validator-read:{chainId}:{court}:{requestId}:{time}``
-(EIP-191) and sends ``X-Validator-Address``, ``X-Validator-Time`` (unix seconds, within 5 minutes) and
-``X-Validator-Signature``. Validators must re-execute a result to judge it, so a court request's prompt and
-output are shown to staked validators: this is the attested tier's privacy terms.
+validator staked on the court, with a read signature bound to this node, court, chain and request, at most a
+minute old and used once (``proofmarket.validator_protocol``: ``X-Validator-Address``, ``X-Validator-Time``,
+``X-Validator-Nonce``, ``X-Validator-Signature``). Validators must re-execute a result to judge it, so a court
+request's prompt and output are shown to staked validators: this is the attested tier's privacy terms.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from eth_account import Account
-from eth_account.messages import encode_defunct
 from fastapi import APIRouter, Body, FastAPI, Header, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
@@ -31,14 +28,9 @@ from proofmarket.api.routers.requests import EscrowRequestPublic
 from proofmarket.api.security import CallerDep
 from proofmarket.errors import ArtifactNotFound
 from proofmarket.jobs.court import CourtService, CourtUnavailable
+from proofmarket.validator_protocol import ReplayCache, read_signer
 
 _lock = threading.Lock()
-SIGNATURE_SKEW_S = 300
-
-
-def read_message(chain_id: int, court: str, request_id: int, timestamp: int) -> str:
-    """What a validator signs (EIP-191) to read a committed bundle."""
-    return f"proofmarket-validator-read:{chain_id}:{court.lower()}:{request_id}:{timestamp}"
 
 
 def court_of(app: FastAPI) -> CourtService | None:
@@ -114,6 +106,7 @@ def post_court_input(request_id: RequestId, body: Annotated[CourtInput, Body()],
 def get_court_bundle(request_id: RequestId, request: Request, caller: CallerDep,
                      x_validator_address: Annotated[str | None, Header()] = None,
                      x_validator_time: Annotated[int | None, Header()] = None,
+                     x_validator_nonce: Annotated[str | None, Header()] = None,
                      x_validator_signature: Annotated[str | None, Header()] = None) -> Response:
     """The committed bundle of a court request (its sha256 is the digest committed on chain), for the
     consumer's token, the admin, or a staked validator's signature (see the module notice)."""
@@ -122,9 +115,10 @@ def get_court_bundle(request_id: RequestId, request: Request, caller: CallerDep,
     row = court.repo.get(court.chain_id, court.address, request_id)
     committed = row is not None and row.status == "fulfilled" and row.bundle_cid is not None
     allowed = caller.admin or services.tokens.escrow_of(caller.token, court.chain_id, court.address) == request_id
-    if committed and not allowed and x_validator_address and x_validator_time and x_validator_signature:
-        allowed = _validator_may_read(court, request_id, x_validator_address, x_validator_time,
-                                      x_validator_signature)
+    if committed and not allowed and x_validator_address and x_validator_time and x_validator_nonce \
+            and x_validator_signature:
+        allowed = _validator_may_read(court, _replays(request.app), request_id, x_validator_address,
+                                      x_validator_time, x_validator_nonce, x_validator_signature)
     if not committed or not allowed or row is None or row.bundle_cid is None:
         raise ArtifactNotFound(f"no committed bundle for court request {request_id} readable with this request",
                                request_id=request_id)
@@ -132,15 +126,23 @@ def get_court_bundle(request_id: RequestId, request: Request, caller: CallerDep,
                     headers={"ETag": f'"{row.bundle_cid}"', "Cache-Control": "private, max-age=3600"})
 
 
-def _validator_may_read(court: CourtService, request_id: int, address: str, timestamp: int, signature: str) -> bool:
-    if abs(time.time() - timestamp) > SIGNATURE_SKEW_S:
-        return False
-    message = encode_defunct(text=read_message(court.chain_id, court.address, request_id, timestamp))
-    try:
-        signer = Account.recover_message(message, signature=signature)
-    except Exception:  # a malformed signature reads nothing
-        return False
-    if signer.lower() != address.lower():
+def _replays(app: FastAPI) -> ReplayCache:
+    with _lock:
+        if not hasattr(app.state, "validator_reads"):
+            app.state.validator_reads = ReplayCache()
+        cache: ReplayCache = app.state.validator_reads
+        return cache
+
+
+def _validator_may_read(court: CourtService, replays: ReplayCache, request_id: int, address: str, timestamp: int,
+                        nonce: str, signature: str) -> bool:
+    """A read signature made for this node (the address that committed), court, chain and request, fresh and
+    never used before, by a validator staked on the court."""
+    signer = read_signer(court.chain_id, court.address, str(court.node.address), request_id, address, timestamp,
+                         nonce, signature)
+    if signer is None:
         return False
     params = court.court.params()
-    return court.court.stake_of(signer, validator=True) >= params.validator_min_stake
+    if court.court.stake_of(signer, validator=True) < params.validator_min_stake:
+        return False
+    return replays.first_use(signer, nonce)

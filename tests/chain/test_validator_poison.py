@@ -1,0 +1,159 @@
+"""A cheating node cannot poison the validators that judge it (issue 20, P3-02): a committed bundle of deeply
+nested JSON is judged "cheated" (the node signed its digest) by a validator process that stays up and judges the
+next request; a failure while judging one request is recorded for it and the loop goes on with the next, with the
+state saved after each request."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import fields
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from chain_helpers import PRICE, USDC, Chain, list_model
+from eth_utils import keccak
+
+from proofmarket.chain.artifacts import load_artifact
+from proofmarket.chain.court import AttestationCourt, CourtParams
+from proofmarket.config import Settings
+from proofmarket.validator import Validator, Verdict
+from proofmarket.workspace import Workspace
+
+pytestmark = pytest.mark.chain
+WEIGHTS = b"\x11" * 32
+POISON = b"[" * 1_000_000 + b"]" * 1_000_000  # 2 MB: kills a process whose recursion limit py_ecc raised
+COURT_PARAMS = {"window": 300, "vote_window": 300, "response_window": 300, "unbond_delay": 600, "quorum": 3,
+                "quorum_bps": 5_000, "sample_bps": 10_000, "slash_bps": 5_000, "challenger_reward_bps": 5_000,
+                "voter_slash_bps": 1_000, "platform_fee_bps": 100, "challenge_bond": 2 * USDC,
+                "node_min_stake": 100 * USDC, "validator_min_stake": 10 * USDC}
+NOT_A_BUNDLE = b'{"format": "proofmarket-bundle", "mode": "attested"}'
+
+
+class _Attacker:
+    """The cheating node's HTTP side: serves whatever bundle it committed for a request id."""
+
+    def __init__(self, bundles: dict[int, bytes]) -> None:
+        served = bundles
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                rid = int(self.path.split("/")[3])
+                body = served[rid]
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def cheater(chain: Chain) -> Iterator[tuple[AttestationCourt, list[int], _Attacker, int]]:
+    """A court (100 % sampling), the node (prover) committed two requests: a poisoned bundle, then a bundle that
+    is valid JSON but no attested bundle. The validator is ``prover2`` (dev account 4), staked."""
+    a = chain.accounts
+    params = CourtParams(**{f.name: COURT_PARAMS[f.name] for f in fields(CourtParams)})
+    artifact = load_artifact("AttestationCourt")
+    args: list[Any] = [chain.usdc.address, chain.registry.address, a.admin.address, params.as_tuple()]
+    inputs = next(len(e["inputs"]) for e in artifact.abi if e["type"] == "constructor")
+    address, deployed = chain.client.deploy(artifact, a.admin, *args, *[60] * (inputs - len(args)))  # a delay
+    court = AttestationCourt(chain.client, address)
+    listed = list_model(chain, "bafy-attested", vk_digest=keccak(text="proofmarket-attested-toploc-v1"),
+                        onnx_sha256=WEIGHTS, input_instances=1, instance_count=5)
+    for who, amount, validator in ((a.prover, 1_000 * USDC, False), (a.prover2, 10 * USDC, True)):
+        chain.usdc.approve(court.address, amount + 10 * USDC, who)
+        court.stake(amount, who, validator=validator)
+    chain.usdc.approve(court.address, 100 * PRICE, a.consumer)
+    bundles = {}
+    for n, body in enumerate((POISON, NOT_A_BUNDLE)):
+        request_hash = 1000 + n
+        rid = court.request(listed.key, keccak(request_hash.to_bytes(32, "big")), chain.client.timestamp() + 3_600,
+                            a.consumer, node=a.prover.address)
+        court.commit(rid, [request_hash, int.from_bytes(WEIGHTS, "big"), 3, 4, 5], a.prover,
+                     bundle_digest=hashlib.sha256(body).digest())
+        bundles[rid] = body
+    for _ in range(2):  # the draw needs the block after the commitment
+        chain.client.rpc("evm_mine", [])
+    attacker = _Attacker(bundles)
+    try:
+        yield court, sorted(bundles), attacker, deployed.block_number
+    finally:
+        attacker.server.shutdown()
+
+
+VALIDATOR = """
+import json, sys
+from pathlib import Path
+from proofmarket.chain import dev_account
+from proofmarket.chain.client import ChainClient
+from proofmarket.chain.court import AttestationCourt
+from proofmarket.config import Settings
+from proofmarket.validator import Validator
+from proofmarket.workspace import Workspace
+rpc, court, state, url, start, home = sys.argv[1:]
+client = ChainClient(rpc)
+ws = Workspace(Settings(_env_file=None, home=home))
+v = Validator(client, AttestationCourt(client, court), dev_account(4, client.chain_id), ws, state_path=Path(state),
+              node_urls=[url], from_block=int(start))
+print("judged", v.poll_once(), flush=True)
+"""
+
+
+def test_a_poisoned_bundle_leaves_the_validator_process_running_and_judging_the_next_request(
+        chain: Chain, cheater: tuple[AttestationCourt, list[int], _Attacker, int], tmp_path: Path) -> None:
+    court, ids, attacker, start = cheater
+    state = tmp_path / "validator.json"
+    rpc = chain.client.rpc_url
+    run = subprocess.run([sys.executable, "-c", VALIDATOR, str(rpc), court.address, str(state), attacker.url,
+                          str(start), str(tmp_path / "home")], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, (run.returncode, run.stderr[-2000:])
+    assert "judged 2" in run.stdout, run.stderr[-2000:]
+    verdicts = {int(k): v for k, v in json.loads(state.read_text())["verdicts"].items()}
+    assert verdicts[ids[0]]["verdict"] == "cheated" and "deeper than" in verdicts[ids[0]]["reason"]
+    assert verdicts[ids[1]]["verdict"] == "cheated"
+    assert court.status(ids[0]) != "committed"  # challenged in time
+
+
+class _Flaky(Validator):
+    """A unit-test double: judging the ``broken`` request raises something no check expects."""
+
+    broken: int | None = None
+
+    def check(self, request_id: int, node: str, instances: list[int], digest: str) -> Verdict:
+        if request_id == self.broken:
+            raise RuntimeError("out of file descriptors")
+        return super().check(request_id, node, instances, digest)
+
+
+def test_a_failure_while_judging_one_request_is_contained_to_it(
+        chain: Chain, cheater: tuple[AttestationCourt, list[int], _Attacker, int], tmp_path: Path) -> None:
+    court, ids, attacker, start = cheater
+    state = tmp_path / "validator.json"
+    ws = Workspace(Settings(_env_file=None, home=tmp_path / "home"))  # type: ignore[call-arg]
+    try:
+        v = _Flaky(chain.client, court, chain.accounts.prover2, ws, state_path=state, node_urls=[attacker.url],
+                   from_block=start)
+        v.broken = ids[0]
+        assert v.poll_once() == 1  # the second request was judged all the same
+        saved = {int(k): x for k, x in json.loads(state.read_text())["verdicts"].items()}
+        assert saved[ids[0]]["verdict"] == "error" and "out of file descriptors" in saved[ids[0]]["reason"]
+        assert saved[ids[1]]["verdict"] == "cheated"
+        assert court.status(ids[0]) == "committed"  # not judged yet
+        v.broken = None
+        v.poll_once()  # retried on the next poll: judged now
+        assert v.state.verdicts[ids[0]]["verdict"] == "cheated"
+    finally:
+        ws.close()
