@@ -423,6 +423,22 @@ class Client:
         report: VerifyReport = verify_bundle_any(bundle, store, reexecute=reexecute, work_dir=self.cache_dir / "work")
         return report
 
+    def history(self, limit: int = 50) -> dict[str, list[dict[str, Any]]]:
+        """This account's paid calls (``jobs``) and escrow requests (``requests``) on the node, newest first, each
+        with its access token: one signature naming the node's signer address (``address_signature`` in its
+        service manifest), fresh for one minute, one read of each list (``proofmarket.address_signature``)."""
+        from proofmarket.address_signature import sign_headers
+
+        if self.account is None:
+            raise PaymentRequired("reading a history is signed: create the Client with an account")
+        node = str((self._json(self._get("/.well-known/ai-service.json")).get("address_signature") or {}).get("node"))
+        headers = sign_headers(self.account, node)
+        address = self.account.address
+        jobs = self._json(self._get(f"/v1/jobs?payer={address}&limit={limit}", headers=headers))["items"]
+        response = self._get(f"/v1/requests?consumer={address}&limit={limit}", headers=headers)
+        requests = [] if response.status_code == 404 else self._json(response)["items"]  # 404: no escrow market
+        return {"jobs": list(jobs), "requests": list(requests)}
+
     def agent(self) -> dict[str, Any]:
         """The node's ERC-8004 registration file (``/.well-known/agent-registration.json``)."""
         return dict(self._json(self._get("/.well-known/agent-registration.json")))

@@ -137,19 +137,13 @@ def test_a_listing_with_another_attester_contract_is_not_this_model(env: EscrowE
 
 
 def test_a_consumer_lists_its_requests_with_a_signature(env: EscrowEnv, lm_id: str, node: TestClient) -> None:
-    import time
-
-    from eth_account.messages import encode_defunct
-
-    from proofmarket.api.signed import message
+    from proofmarket.address_signature import sign_headers
 
     consumer = env.market.accounts.consumer
     receipt = env.market.request(lm_id, {**REQUEST, "prompt": "listed"})
     _wait_court(node, receipt.request_id, ("seen",), timeout_s=10)
-    stamp = int(time.time())
-    sig = consumer.sign_message(encode_defunct(text=message("history", consumer.address, "testserver", stamp)))
-    headers = {"X-Address": consumer.address, "X-Address-Time": str(stamp),
-               "X-Address-Signature": "0x" + bytes(sig.signature).hex()}
+    here = node.get("/.well-known/ai-service.json").json()["address_signature"]["node"]
+    headers = sign_headers(consumer, here)
     page = node.get(f"/v1/requests?consumer={consumer.address}&limit=100", headers=headers).json()
     court = env.market.deployment.court.lower()
     found = [i for i in page["items"] if i["request_id"] == receipt.request_id and i["market"] == court]

@@ -87,7 +87,7 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"],
                            allow_headers=["Content-Type", "Authorization", "Idempotency-Key", "X-Job-Token",
                                           "PAYMENT-SIGNATURE", "X-PAYMENT", "X-Address", "X-Address-Time",
-                                          "X-Address-Signature"],
+                                          "X-Address-Nonce", "X-Address-Signature"],
                            expose_headers=["PAYMENT-REQUIRED", "PAYMENT-RESPONSE", "X-PAYMENT-RESPONSE", "Location"],
                            max_age=600)
     return app

@@ -283,3 +283,4 @@ class ServiceManifest(BaseModel):
     chain: dict[str, Any] | None
     proofs: dict[str, Any]
     models: list[ServiceModel]
+    address_signature: dict[str, Any] | None = None  # what a wallet signs to read its history (api/signed.py)

@@ -1,43 +1,87 @@
 """Requests signed by an address: a wallet proves it holds an address to read what belongs to it (its history).
 
-The wallet signs (EIP-191 ``personal_sign``) ``proofmarket-{purpose}:{address}:{host}:{time}`` with the address
-lower-case, the node's host as the page sees it (``127.0.0.1:8402``) and the unix time, and sends
-``X-Address``, ``X-Address-Time`` and ``X-Address-Signature``. A signature is accepted for 5 minutes around its
-time, for that purpose and that host only.
+The message (``proofmarket.address_signature``) names this node by its signer address, never by the host the
+request names, so a signature made for another node (or a page on another host) opens nothing here. It is
+accepted within 30 seconds of its time (one minute in all), and once per list: a replayed one is refused.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from typing import Any
 
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from fastapi import Request
 
+from proofmarket.address_signature import HEADERS, MAX_AGE_S, NONCE, message
 from proofmarket.api.errors import Unauthorized
 
-SKEW_S = 300
+_CREATE = threading.Lock()
 
 
-def message(purpose: str, address: str, host: str, timestamp: int) -> str:
-    return f"proofmarket-{purpose}:{address.lower()}:{host}:{timestamp}"
+class SeenSignatures:
+    """(address, nonce, list) already accepted, until their signature expires: each opens one read."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, str, str], float] = {}
+        self._lock = threading.Lock()
+        self._prune_at = 1024
+
+    def first_use(self, key: tuple[str, str, str], expires: float) -> bool:
+        now = time.time()
+        with self._lock:
+            if len(self._seen) > self._prune_at:  # expired ones dropped; amortised over the inserts since
+                self._seen = {k: t for k, t in self._seen.items() if t > now}
+                self._prune_at = max(1024, 2 * len(self._seen))
+            if self._seen.get(key, 0.0) > now:
+                return False
+            self._seen[key] = expires
+            return True
+
+
+def node_address(services: Any) -> str:
+    """The node's signer address (its attested and receipt key), lower-case: what history signatures name."""
+    attested = getattr(services, "attested", None)
+    if attested is not None:
+        return str(attested.signer.address).lower()
+    from proofmarket.systems.attested.signer import node_signer
+
+    return str(node_signer(services.settings).address).lower()
+
+
+def describe(services: Any) -> dict[str, object]:
+    """What a client signs to read its history here (the service manifest's ``address_signature``)."""
+    node = node_address(services)
+    return {"node": node, "message": f"proofmarket-{{purpose}}:{{address}}:{node}:{{time}}:{{nonce}}",
+            "headers": list(HEADERS), "max_age_s": MAX_AGE_S, "purposes": ["history"]}
 
 
 def signed_address(request: Request, purpose: str) -> str:
     """The lower-case address that signed this request for ``purpose``; ``Unauthorized`` (401) otherwise."""
-    address = request.headers.get("X-Address", "")
-    stamp = request.headers.get("X-Address-Time", "")
-    signature = request.headers.get("X-Address-Signature", "")
-    if not (address and stamp and signature):
-        raise Unauthorized(f"sign '{message(purpose, '<address>', request.url.netloc, 0)[:-1]}<unix time>' with "
-                           "the address and send X-Address, X-Address-Time and X-Address-Signature")
-    if not stamp.isdigit() or abs(time.time() - int(stamp)) > SKEW_S:
-        raise Unauthorized("the address signature is stale or its time is not a unix time (5 minutes at most)")
+    services = request.app.state.services
+    node = node_address(services)
+    address, stamp, nonce, signature = (request.headers.get(h, "") for h in HEADERS)
+    if not (address and stamp and nonce and signature):
+        raise Unauthorized(f"sign 'proofmarket-{purpose}:<address>:{node}:<unix time>:<nonce>' with the address and "
+                           f"send {', '.join(HEADERS)}")
+    if not stamp.isdigit() or abs(time.time() - int(stamp)) > MAX_AGE_S:
+        raise Unauthorized(f"the address signature is stale or its time is not a unix time ({MAX_AGE_S} seconds "
+                           "either side at most)")
+    if not NONCE.match(nonce):
+        raise Unauthorized("X-Address-Nonce must be 16 to 64 letters or digits")
     try:
-        signer = Account.recover_message(encode_defunct(text=message(purpose, address, request.url.netloc,
-                                                                     int(stamp))), signature=signature)
+        signer = Account.recover_message(encode_defunct(text=message(purpose, address, node, int(stamp), nonce)),
+                                         signature=signature)
     except Exception:  # a malformed signature proves nothing
         raise Unauthorized("the address signature is not a valid EIP-191 signature") from None
     if signer.lower() != address.lower():
-        raise Unauthorized("the address signature was not made by X-Address")
+        raise Unauthorized(f"the address signature was not made by X-Address for this node ({node})")
+    with _CREATE:
+        seen: SeenSignatures | None = getattr(request.app.state, "seen_signatures", None)
+        if seen is None:
+            seen = request.app.state.seen_signatures = SeenSignatures()
+    if not seen.first_use((signer.lower(), nonce, request.url.path), int(stamp) + MAX_AGE_S + 1):
+        raise Unauthorized("this address signature was already used for this list: sign again (each opens one read)")
     return signer.lower()

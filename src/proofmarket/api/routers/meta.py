@@ -11,6 +11,7 @@ from proofmarket.api.catalog import ServedModel
 from proofmarket.api.deps import NodeServices, ServicesDep, base_url
 from proofmarket.api.schemas import Health, Price, ServiceManifest, ServiceModel
 from proofmarket.api.security import on_devnet
+from proofmarket.api.signed import describe
 from proofmarket.api.views import registry_listing
 from proofmarket.errors import ProofMarketError
 from proofmarket.systems import ATTESTED_SYSTEM, GUARANTEES, PROVEN_SYSTEM
@@ -45,6 +46,7 @@ def service_manifest(request: Request, services: ServicesDep) -> ServiceManifest
                           "attested": {"system": ATTESTED_SYSTEM, "guarantee": GUARANTEES["attested"],
                                        "recheck": "proofmarket verify BUNDLE --reexecute"}}},
         models=[_service_model(m, base) for m in services.catalog.list()],
+        address_signature=describe(services),
     )
 
 

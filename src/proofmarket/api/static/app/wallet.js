@@ -97,12 +97,17 @@ export async function signTyped(typed) {
   return rpc('eth_signTypedData_v4', [wallet.address, JSON.stringify(typed, big)]);
 }
 
-// Headers proving the connected address for a history read (EIP-191 over purpose, address, host and time).
+// Headers proving the connected address for a history read: EIP-191 over purpose, address, the node's signer
+// address (address_signature.node in its service manifest, never the page's host), time and a fresh nonce. The
+// node takes it for one minute, once per list.
 export async function addressHeaders(purpose = 'history') {
+  const signs = (await nodeInfo()).address_signature || {};
+  if (!/^0x[0-9a-f]{40}$/.test(String(signs.node || ''))) throw new Error('this node does not say which address history signatures name');
   const stamp = Math.floor(Date.now() / 1000);
-  const message = `proofmarket-${purpose}:${wallet.address.toLowerCase()}:${location.host}:${stamp}`;
+  const nonce = [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, '0')).join('');
+  const message = `proofmarket-${purpose}:${wallet.address.toLowerCase()}:${signs.node}:${stamp}:${nonce}`;
   const signature = await rpc('personal_sign', [message, wallet.address]);
-  return { 'X-Address': wallet.address, 'X-Address-Time': String(stamp), 'X-Address-Signature': signature };
+  return { 'X-Address': wallet.address, 'X-Address-Time': String(stamp), 'X-Address-Nonce': nonce, 'X-Address-Signature': signature };
 }
 
 export function bindWallet() {
