@@ -177,7 +177,7 @@ function route() {
 }
 
 bindWallet();
-bindCall(() => current);
+bindCall(() => current, engine);
 bindEscrow(() => current, engine);
 bindAccount(loadCatalog);
 onAnswered((doc) => loaded(doc, 'the answer\'s bundle is loaded'));

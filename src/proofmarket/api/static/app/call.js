@@ -4,10 +4,12 @@
 // person's maximum). Nothing is paid unless the node answered with a result.
 import { $, say, fillList, nodeFetch } from './ui.js';
 import { wallet, nodeInfo, ensureWallet, rejected } from './wallet.js';
+import { verifyBundle } from './verify.js';
 
 const PAD_MIN = 4;
 const PAD_MAX = 32;
 let onAnswer = () => {};
+let engine = null; // EZKL's WASM module (app.js loads it once)
 
 export function onAnswered(callback) { onAnswer = callback; }
 
@@ -183,26 +185,56 @@ export async function call(m) {
     say('call-status', `${e.code || response.status}: ${e.message || 'no answer'}` + (response.status === 202 ? ' (still running: see History)' : ''), 'bad');
     return;
   }
-  show(body);
-  onAnswer(body.bundle);
+  const b = body.bundle;
+  if (b.mode !== 'attested') {
+    say('call-status', 'answered: verifying its proof in this browser…');
+    await show(body, await verified(b));
+  } else {
+    await show(body, null);
+  }
+  onAnswer(b);
 }
 
-function show(body) {
+// A proven answer's output is shown only as the proof's public instances commit to it, once the bundle verified
+// here (verify.js: the rules of `proofmarket verify`); the node's own "output" field is never shown.
+async function verified(b) {
+  try {
+    return await verifyBundle(await engine(), b, location.origin);
+  } catch (err) {
+    return { valid: false, error: `the WASM verifier could not start (${err.message || err})` };
+  }
+}
+
+// An attested answer has no proof: its output is the one in the bundle the node signed (re-check it with
+// proofmarket verify --reexecute).
+function attestedOutput(b) {
+  const out = b.output || {};
+  return out.text !== undefined ? out.text : JSON.stringify(out.values);
+}
+
+async function show(body, check) {
   const b = body.bundle;
   const proven = b.mode !== 'attested' && b.proof && b.proof.hex;
+  const output = check === null ? attestedOutput(b)
+    : check.valid ? JSON.stringify(check.output) : `not shown: the bundle does not verify (${check.error})`;
   fillList('call-result', [
-    ['output', body.text !== undefined ? body.text : JSON.stringify(body.output)],
+    ['output', output],
     ['job', body.job_id], ['bundle CID', body.bundle_cid], ['mode', b.mode || 'proven'],
     ['proof size', proven ? `${(b.proof.hex.length - 2) / 2} bytes` : 'no proof: an attestation signed by the node (re-check it with proofmarket verify --reexecute)'],
     ['timings', JSON.stringify(b.timings)],
     ['payment', body.payment ? `${body.payment.amount} atomic USDC from ${body.payment.payer}` : 'free call'],
     ['receipt', body.receipt ? `signed by ${body.receipt.signer || (body.receipt.node && body.receipt.node.address) || '?'}` : 'none'],
   ]);
-  say('call-status', proven ? 'answered: its proof bundle is loaded in the verifier below'
-    : 'answered (attested: no zero-knowledge proof)', 'ok');
+  if (check !== null && !check.valid) {
+    say('call-status', `answered, but its bundle does NOT verify: ${check.error}`, 'bad');
+    return;
+  }
+  say('call-status', proven ? 'answered and verified in this browser: the output shown is the one its proof commits to; '
+    + 'its proof bundle is loaded in the verifier below' : 'answered (attested: no zero-knowledge proof)', 'ok');
 }
 
-export function bindCall(current) {
+export function bindCall(current, loadEngine) {
+  engine = loadEngine;
   $('call-form').addEventListener('submit', (e) => { e.preventDefault(); call(current()); });
   $('call-max-tokens').addEventListener('input', () => { const m = current(); if (m && generates(m)) $('call-max').value = capFor(m, Number($('call-max-tokens').value || 0)); });
 }

@@ -6,6 +6,9 @@ import { $, say, fillList, appendList, fillTable, button, nodeError, nodeFetch, 
 import { wallet, ensureWallet, contracts, rejected } from './wallet.js';
 import { checkedListing, escrow, chainRequest, chainTime, refund, reason, lib, requestIdsOf } from './onchain.js';
 import { inputCommitment } from './commit.js';
+import { verifyBundle } from './verify.js';
+
+let loadEngine = null; // EZKL's WASM module (app.js loads it once)
 
 const POLL_MS = 700;
 const WAIT_S = 900;
@@ -86,19 +89,25 @@ async function fulfilled(id, row, token, status) {
   const response = await nodeFetch(`/v1/proofs/${row.bundle_cid}`, { headers: { 'X-Job-Token': token || '' } });
   const bundle = response.ok ? await response.json() : null;
   let outputMatches = false;
+  let check = { valid: false, error: 'the node gave no bundle' };
   if (bundle) {
+    // the output shown is the one the proof's instances commit to, once the bundle verified here
+    try { check = await verifyBundle(await loadEngine(), bundle, location.origin); } catch (err) {
+      check = { valid: false, error: `the WASM verifier could not start (${err.message || err})` };
+    }
     const { keccak256 } = await lib();
     const start = Number(onchain.terms.inputInstances) + (onchain.terms.paramsCommitment !== 0n ? 1 : 0);
     const outputs = bundle.proof.instances.slice(start).map((h) => h.replace(/^0x/, '').padStart(64, '0')).join('');
     outputMatches = keccak256('0x' + outputs) === onchain.outputHash;
   }
-  const good = onchain.statusName === 'Fulfilled' && outputMatches;
+  const good = onchain.statusName === 'Fulfilled' && outputMatches && check.valid;
   const rows = [['chain status', onchain.statusName], ['prover', onchain.prover], ['fulfil tx', row.fulfil_tx],
-    ['bundle CID', row.bundle_cid], ['output', bundle ? JSON.stringify(bundle.output.values || bundle.output) : null],
+    ['bundle CID', row.bundle_cid], ['output', check.valid ? JSON.stringify(check.output) : `not shown: the bundle does not verify (${check.error})`],
     ['output hash', outputMatches ? 'matches the chain\'s record' : 'does NOT match the chain\'s record']];
   appendList('escrow-result', rows);
   say(status, good ? `request ${id} fulfilled on chain: its proof bundle is loaded in the verifier below`
-    : `request ${id}: the node says fulfilled, but the chain says ${onchain.statusName}${outputMatches ? '' : ' and the output hash differs'}`, good ? 'ok' : 'bad');
+    : `request ${id}: the node says fulfilled, but the chain says ${onchain.statusName}${outputMatches ? '' : ' and the output hash differs'}`
+      + (check.valid ? '' : `; its bundle does not verify (${check.error})`), good ? 'ok' : 'bad');
   if (bundle) onFulfilled(bundle);
 }
 
@@ -147,5 +156,6 @@ async function doRefund(id) {
 }
 
 export function bindEscrow(current, engine) {
+  loadEngine = engine;
   $('escrow-form').addEventListener('submit', (e) => { e.preventDefault(); request(current(), engine); });
 }

@@ -1,5 +1,7 @@
-// Verify a proofmarket proof bundle without trusting the node: the artifacts it names (settings, vk, SRS) are
-// fetched by CID and their sha256 checked against the CID here, then EZKL's WASM verifier checks the proof.
+// Verify a proofmarket proof bundle without trusting the node: the artifacts it names (manifest, settings, vk, SRS)
+// are fetched by CID and their sha256 checked against the CID here; the bundle's model, input, output and calldata
+// are checked against the manifest and the proof's public instances (the rules of `proofmarket verify`); then
+// EZKL's WASM verifier checks the proof.
 // The same module runs in the browser (/app) and in Node (tests, bench): pass the engine and a fetch.
 
 const B32 = 'abcdefghijklmnopqrstuvwxyz234567';
@@ -67,19 +69,149 @@ export function proofJson(bundle) {
   };
 }
 
-// Returns {valid, checks, ms, error}: valid only when every artifact matched its CID and the proof verified.
-export async function verifyBundle(engine, bundle, base, fetchFn = globalThis.fetch) {
+// --- the values the proof commits to: the checks of `proofmarket verify` (zk/verify.py), rule for rule -----------
+const FIELD = 21888242871839275222246405745257275088548364400416034343698204186575808495617n;
+const I128_MAX = (1n << 127n) - 1n;
+const low128 = (x) => { const y = x & ((1n << 128n) - 1n); return y > I128_MAX ? y - (1n << 128n) : y; };
+
+// EZKL's felt_to_float: the field element as a signed 128-bit integer (above i128::MAX it is the negative of
+// -x), divided by 2^scale.
+export function feltToFloat(value, scale) {
+  const rep = value > I128_MAX ? -low128(FIELD - value) : low128(value);
+  return Number(rep) / 2 ** scale;
+}
+
+function decode(values, scales, sizes) {
+  const out = [];
+  let pos = 0;
+  if (scales.length !== sizes.length) throw new Error('the scales do not match the tensors');
+  sizes.forEach((size, i) => { out.push(values.slice(pos, pos + size).map((v) => feltToFloat(v, scales[i]))); pos += size; });
+  return out;
+}
+
+const close = (a, b, tol) => Array.isArray(b) && a.length === b.length
+  && a.every((xs, i) => Array.isArray(b[i]) && xs.length === b[i].length
+    && xs.every((x, j) => typeof b[i][j] === 'number' && Math.abs(x - b[i][j]) <= tol));
+
+// keccak256(abi.encodePacked(uint256[])): how the market binds inputs and outputs.
+const packed = (keccak256, values) => keccak256('0x' + values.map((v) => v.toString(16).padStart(64, '0')).join(''));
+
+const sameLayout = (a, b) => a && b && a.input === b.input && a.params === b.params && a.output === b.output
+  && Array.isArray(a.output_scales) && JSON.stringify(a.output_scales) === JSON.stringify(b.output_scales);
+
+const parseJson = (bytes) => JSON.parse(new TextDecoder().decode(bytes));
+
+// The model's manifest, fetched by its id (a CID) and hash-checked: it must be a proven model's manifest.
+async function manifestOf(base, id, fetchFn) {
+  try {
+    const m = parseJson(await fetchByCid(base, id, fetchFn));
+    if (!m || m.format !== 'proofmarket/model-manifest' || m.mode === 'attested' || !m.settings || !m.vk || !m.srs
+      || !m.onnx || !m.layout) throw new Error('not a proven model manifest');
+    return m;
+  } catch (err) {
+    throw new Error(`the model id ${id} does not name a model manifest (${err.message || err})`);
+  }
+}
+
+// The bundle names the model's settings, vk, SRS and ONNX commitment, and the model's instance layout.
+function checkModel(bundle, manifest) {
+  const m = bundle.model;
+  const pairs = [['settings', m.settings_cid, manifest.settings.cid], ['verifying key', m.vk_cid, manifest.vk.cid],
+    ['SRS', m.srs && m.srs.cid, manifest.srs.cid], ['ONNX commitment', m.onnx_sha256, manifest.onnx.sha256]];
+  for (const [what, claimed, actual] of pairs) {
+    if (claimed !== actual) throw new Error(`the bundle's ${what} is not the one of model ${m.id}`);
+  }
+  if (!sameLayout(bundle.layout, manifest.layout)) throw new Error('the bundle\'s instance layout differs from the model\'s');
+}
+
+// The input commitment, output hash, output values (and public input values) are the proof's public instances.
+// Returns the output values the proof commits to, one flat list per model output.
+function checkInstances(bundle, instances, settings, keccak256) {
+  const { layout, input, output } = bundle;
+  const total = layout.input + layout.params + layout.output;
+  if (instances.length !== total) {
+    throw new Error(`the proof has ${instances.length} public instances; the model's layout needs ${total}`);
+  }
+  const inputs = instances.slice(0, layout.input);
+  const outputs = instances.slice(instances.length - layout.output);
+  if (packed(keccak256, inputs) !== input.commitment) throw new Error('the input commitment does not match the proof\'s public input');
+  if (packed(keccak256, outputs) !== output.hash) throw new Error('the output hash does not match the proof\'s public output');
+  const sizes = (output.shapes || []).map((shape) => shape.reduce((n, d) => n * d, 1));
+  if (sizes.reduce((a, b) => a + b, 0) !== outputs.length || layout.output_scales.length !== sizes.length) {
+    throw new Error('the output shapes do not match the proof\'s public output');
+  }
+  const proven = decode(outputs, layout.output_scales, sizes);
+  if (!close(proven, output.values, 1e-9)) throw new Error('the output values are not the ones the proof commits to');
+  if (input.visibility === 'public') {
+    if (!Array.isArray(input.values)) throw new Error('a public-input bundle must carry its input values');
+    const scales = settings.model_input_scales;
+    const decoded = decode(inputs, scales, input.values.map((v) => (Array.isArray(v) ? v.length : 0)));
+    if (!close(decoded, input.values, Math.max(2 ** -Math.min(...scales), 1e-9))) {
+      throw new Error('the input values are not the ones the proof commits to');
+    }
+  }
+  return proven;
+}
+
+// verifyProof(bytes,uint256[]) calldata that encodes this proof and these instances (what the chain is sent).
+function checkCalldata(bundle, instances) {
+  const data = String(bundle.proof.evm_calldata || '').replace(/^0x/, '').toLowerCase();
+  if (data.slice(0, 8) !== '1e8e1e13') throw new Error('the EVM calldata does not call verifyProof(bytes,uint256[])');
+  const body = data.slice(8);
+  const word = (at) => {
+    if (at < 0 || (at + 1) * 64 > body.length) throw new Error('the EVM calldata is not a valid verifyProof call');
+    return BigInt('0x' + body.slice(at * 64, (at + 1) * 64));
+  };
+  const at = (offset) => { if (offset % 32n !== 0n || offset > BigInt(body.length)) throw new Error('the EVM calldata is not a valid verifyProof call'); return Number(offset / 32n); };
+  const proofAt = at(word(0));
+  const proofLen = word(proofAt);
+  if (proofLen * 2n > BigInt(body.length)) throw new Error('the EVM calldata is not a valid verifyProof call');
+  const proofHex = body.slice((proofAt + 1) * 64, (proofAt + 1) * 64 + Number(proofLen) * 2);
+  const listAt = at(word(1));
+  const count = word(listAt);
+  if (count > BigInt(body.length)) throw new Error('the EVM calldata is not a valid verifyProof call');
+  const list = Array.from({ length: Number(count) }, (_, i) => word(listAt + 1 + i));
+  if (proofHex.length !== Number(proofLen) * 2 || proofHex !== bundle.proof.hex.replace(/^0x/, '').toLowerCase()
+    || list.length !== instances.length || list.some((v, i) => v !== instances[i])) {
+    throw new Error('the EVM calldata does not encode the bundle\'s proof and instances');
+  }
+}
+
+function checkShape(bundle) {
+  const ok = bundle.model && typeof bundle.model.id === 'string' && bundle.layout && bundle.input && bundle.output
+    && typeof bundle.input.commitment === 'string' && typeof bundle.output.hash === 'string'
+    && Array.isArray(bundle.output.values) && Array.isArray(bundle.output.shapes)
+    && bundle.proof.instances.every((h) => typeof h === 'string' && /^0x[0-9a-fA-F]+$/.test(h));
+  if (!ok) throw new Error('the bundle is malformed: it lacks its model, layout, input, output or instances');
+}
+
+// Returns {valid, checks, ms, error, output}: valid only when every artifact matched its CID, the bundle names its
+// model's artifacts and layout, its input, output and calldata are the ones the proof's public instances commit
+// to (the rules of `proofmarket verify`), and the proof verified. `output` is then the output the proof commits
+// to (decoded from the instances), the only one to show. opts.keccak256: viem's (the page loads its own).
+export async function verifyBundle(engine, bundle, base, fetchFn = globalThis.fetch, opts = {}) {
   const checks = [];
   const started = Date.now();
   try {
     checkBundle(bundle);
+    checkShape(bundle);
+    const keccak256 = opts.keccak256 || (await import('/app/vendor/chain.js')).keccak256;
     const m = bundle.model;
+    const manifest = await manifestOf(base, m.id, fetchFn);
+    checkModel(bundle, manifest);
     const [settings, vk, srs] = await Promise.all([
       fetchByCid(base, m.settings_cid, fetchFn), fetchByCid(base, m.vk_cid, fetchFn), fetchByCid(base, m.srs.cid, fetchFn),
     ]);
     checks.push('settings, vk and SRS fetched by CID; their sha256 match the CIDs');
-    if (hex(await sha256(vk)) !== String(m.vk_digest).replace(/^0x/, '')) throw new Error('the vk is not the bundle\'s (vk_digest)');
-    checks.push('the vk is the one the bundle names');
+    if (hex(await sha256(vk)) !== String(m.vk_digest)) throw new Error('the vk is not the bundle\'s (vk_digest)');
+    checks.push('the bundle names the model\'s settings, vk, SRS, ONNX commitment and instance layout');
+    const instances = bundle.proof.instances.map((h) => BigInt(h));
+    const output = checkInstances(bundle, instances, parseJson(settings), keccak256);
+    checks.push('the output values are the ones the proof\'s public instances commit to');
+    checks.push(bundle.input.visibility === 'public' ? 'the input commitment and input values match the public instances'
+      : 'the input commitment matches the public instances');
+    checkCalldata(bundle, instances);
+    checks.push('the EVM calldata encodes this proof');
     const proof = new TextEncoder().encode(JSON.stringify(proofJson(bundle)));
     const t = Date.now();
     const u8 = (b) => new Uint8ClampedArray(b.buffer, b.byteOffset, b.byteLength);
@@ -90,17 +222,22 @@ export async function verifyBundle(engine, bundle, base, fetchFn = globalThis.fe
       return { valid: false, checks, ms: Date.now() - started, verifyMs: Date.now() - t, error: String(err.message || err) };
     }
     checks.push(ok ? 'the WASM verifier accepts the proof' : 'the WASM verifier rejects the proof');
-    return { valid: ok === true, checks, ms: Date.now() - started, verifyMs: Date.now() - t, error: ok ? null : 'proof rejected' };
+    return { valid: ok === true, checks, ms: Date.now() - started, verifyMs: Date.now() - t, error: ok ? null : 'proof rejected',
+      output: ok === true ? output : null };
   } catch (err) {
     return { valid: false, checks, ms: Date.now() - started, error: String(err.message || err) };
   }
 }
 
-// Flip one byte of the proof (the page's "tamper" button): the verifier must then say no.
+// Flip one byte of the proof (the page's "tamper" button), in the calldata too: the WASM verifier must then say no.
 export function tampered(bundle, index = 100) {
   const copy = JSON.parse(JSON.stringify(bundle));
+  const before = copy.proof.hex.replace(/^0x/, '').toLowerCase();
   const bytes = fromHex(copy.proof.hex);
   bytes[index % bytes.length] ^= 0x01;
   copy.proof.hex = '0x' + hex(bytes);
+  if (typeof copy.proof.evm_calldata === 'string') {
+    copy.proof.evm_calldata = copy.proof.evm_calldata.toLowerCase().replace(before, hex(bytes));
+  }
   return copy;
 }
