@@ -1,15 +1,17 @@
-"""Routing among nodes by price and reputation (proofmarket.routing), against stub nodes: the score, the
-skipped nodes and their reasons, and the errors when none qualifies."""
+"""Routing among nodes by price and reputation (proofmarket.routing), against stub nodes: without a chain a
+node's word about its record counts for nothing (the cheapest wins), the skipped nodes and their reasons, and
+the errors when none qualifies. The on-chain reading is tests/chain/test_chain_routing.py."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from proofmarket.errors import NodeUnavailable, UnknownModel
+from proofmarket.errors import NodeUnavailable, UnknownModel, UsageError
 from proofmarket.routing import pick_node
 
 MODEL = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
@@ -44,14 +46,26 @@ def _transport() -> httpx.MockTransport:
     return httpx.MockTransport(send)
 
 
-def test_the_best_node_by_quality_per_price() -> None:
+def test_without_a_chain_the_nodes_word_counts_for_nothing() -> None:
     urls = [f"http://{n}" for n in (*NODES, "down", "elsewhere")]
     choice = pick_node(urls, MODEL, max_price=10_000, transport=_transport())
-    assert choice.best.url == "http://good"  # 95 % reputation, 100 validations, 50/0: worth its higher price
-    assert [c.url for c in choice.ranked] == ["http://good", "http://new", "http://cheap-bad"]
-    assert choice.ranked[1].quality == pytest.approx(0.5)  # a new prover: neutral on every count
+    assert choice.best.url == "http://cheap-bad"  # "good" claims 95 % and 50/0, but nothing of it can be checked
+    assert [c.url for c in choice.ranked] == ["http://cheap-bad", "http://new", "http://good"]
+    assert [c.quality for c in choice.ranked] == pytest.approx([0.5, 0.5, 0.5])
+    assert choice.ranked[2].details["claimed"]["fulfilled"] == 50  # kept for display, not scored
     assert set(choice.skipped) == {"http://pricey", "http://inactive", "http://down", "http://elsewhere"}
     assert "above" in choice.skipped["http://pricey"] and "deactivated" in choice.skipped["http://inactive"]
+
+
+def test_on_chain_routing_needs_the_clients_own_deployment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With an RPC but no deployment file of the client's own, routing refuses (it never reads a node's)."""
+    from proofmarket.chain.devnet import free_port
+
+    monkeypatch.setenv("PROOFMARKET_HOME", str(tmp_path))
+    monkeypatch.delenv("PROOFMARKET_DEPLOYMENT_FILE", raising=False)
+    monkeypatch.setattr("proofmarket.chain.client.ChainClient.chain_id", 31337)
+    with pytest.raises(UsageError, match="deployment"):
+        pick_node(["http://good"], MODEL, rpc_url=f"http://127.0.0.1:{free_port()}", transport=_transport())
 
 
 def test_no_node_qualifies() -> None:

@@ -57,10 +57,10 @@ def test_identity_registration_file_and_feedback(env: EscrowEnv, tmp_path: Path)
                 assert prover["erc8004"]["reputation"]["count"] >= 1
             from proofmarket.routing import pick_node
 
-            choice = pick_node(["http://testserver"], env.public, rpc_url=env.rpc_url, transport=_through(node))
+            choice = pick_node(["http://testserver"], env.public, rpc_url=env.rpc_url,
+                               deployment=market.deployment, transport=_through(node))
             on_chain = choice.best.details["prover"]  # read again from the chain, not the node's word
             assert on_chain["erc8004"]["agent_id"] == agent_id and on_chain["address"] == market.accounts.prover.address
-            assert choice.best.details["parts"]["reputation"] > 0.5
             with Client("http://testserver", account=market.accounts.prover, transport=_through(node),
                         cache_dir=tmp_path / "p") as own, pytest.raises(ContractReverted, match="SelfFeedback"):
                 own.give_feedback(env.rpc_url, 100)
@@ -85,6 +85,17 @@ def test_a_fulfilled_escrow_request_gets_a_zk_validation_record(env: EscrowEnv, 
     assert done["status"] == "fulfilled", done
     validation = done["settlement"]["validation"]
     assert validation["response"] == 100 and validation["tag"] == "zk-escrow" and validation["agent_id"] == agent_id
+    # the consumer paid this prover on the market: its feedback now weighs in routing (by what it paid)
+    from proofmarket.routing import pick_node
+
+    with TestClient(make_app(escrow_watcher="off")) as node:
+        with Client("http://testserver", account=market.accounts.consumer, transport=_through(node)) as sdk:
+            sdk.give_feedback(env.rpc_url, 90)
+        choice = pick_node(["http://testserver"], env.public, rpc_url=env.rpc_url, deployment=market.deployment,
+                           transport=_through(node))
+    reputation = choice.best.details["prover"]["erc8004"]["reputation"]
+    assert reputation["count"] >= 1 and reputation["paid"] >= int(done["amount_atomic"]) and reputation["clients"] >= 1
+    assert choice.best.details["parts"]["reputation"] > 0.5
     registries = market.erc8004
     assert validation["validator"] == registries.zk.address
     assert validation["request_hash"] in registries.validation.validations(agent_id)

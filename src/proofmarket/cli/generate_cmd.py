@@ -45,7 +45,9 @@ def generate_cmd(
     auto: Annotated[bool, typer.Option(
         "--auto", help="--node is a comma-separated list: call the best node by price and reputation")] = False,
     rpc_url: Annotated[str | None, typer.Option(
-        "--rpc-url", envvar="PROOFMARKET_RPC_URL", help="with --auto: read the reputations on chain here")] = None,
+        "--rpc-url", envvar="PROOFMARKET_RPC_URL",
+        help="with --auto: read the reputations on chain here, in your own deployment's contracts "
+             "(PROOFMARKET_DEPLOYMENT_FILE); without it the cheapest node wins")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
     home: Annotated[Path | None, typer.Option("--home", envvar="PROOFMARKET_HOME", help="data folder")] = None,
 ) -> None:

@@ -49,7 +49,9 @@ def infer_cmd(
     auto: Annotated[bool, typer.Option(
         "--auto", help="--node is a comma-separated list: call the best node by price and reputation")] = False,
     rpc_url: Annotated[str | None, typer.Option(
-        "--rpc-url", envvar="PROOFMARKET_RPC_URL", help="with --auto: read the reputations on chain here")] = None,
+        "--rpc-url", envvar="PROOFMARKET_RPC_URL",
+        help="with --auto: read the reputations on chain here, in your own deployment's contracts "
+             "(PROOFMARKET_DEPLOYMENT_FILE); without it the cheapest node wins")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Call MODEL_ID on a node with INPUT, paying over x402 if asked; verify that the answer is the proof of
