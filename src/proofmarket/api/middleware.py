@@ -1,8 +1,11 @@
-"""Two pure ASGI middlewares: a request body size limit (413 ``body_too_large``) and request metrics.
+"""Two pure ASGI middlewares: request body limits (413 ``body_too_large``, 400 ``json_too_deep``) and request
+metrics.
 
-The body limit answers at once when Content-Length is over the limit; for a body without a length
-(chunked) it counts the bytes as the app reads them, stops reading past the limit, and replaces
-whatever the app answers with the 413.
+The body limit answers at once when Content-Length is over the limit. A JSON body (any body but a multipart
+upload or an octet stream) is read whole first, within the limit, and its nesting depth checked without
+recursion (``proofmarket.jsonlimits``) before the app parses it: deep nesting is how one request could crash
+the node's JSON parser. For a multipart upload without a length (chunked) it counts the bytes as the app reads
+them, stops reading past the limit, and replaces whatever the app answers with the 413.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from proofmarket import jsonlimits
 from proofmarket.api.errors import BodyTooLarge, error_response
+from proofmarket.errors import JsonTooDeep
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
@@ -32,7 +37,59 @@ class BodyLimit:
         if declared is not None and declared > limit:
             await error_response(_too_large(limit, declared))(scope, receive, send)
             return
-        await _Limited(self.app, limit)(scope, receive, send)
+        if not _json_body(scope):
+            await _Limited(self.app, limit)(scope, receive, send)
+            return
+        try:
+            body, rest = await _read_body(receive, limit)
+            jsonlimits.check(body, max_bytes=limit, what="the request body")
+        except (BodyTooLarge, JsonTooDeep) as exc:
+            await error_response(exc)(scope, receive, send)
+            return
+        await self.app(scope, _replay(body, rest, receive), send)
+
+
+async def _read_body(receive: Receive, limit: int) -> tuple[bytes, list[Message]]:
+    """The whole body (raises past ``limit``), and a disconnect that came instead of its end, if any."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks), [message]
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit, None)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks), []
+
+
+def _replay(body: bytes, rest: list[Message], receive: Receive) -> Receive:
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        if rest:
+            return rest.pop(0)
+        return await receive()
+
+    return replayed
+
+
+def _json_body(scope: Scope) -> bool:
+    """Bodies the app may parse as JSON: every one but multipart uploads and octet streams."""
+    if scope.get("method") in ("GET", "HEAD", "OPTIONS", "DELETE"):
+        return False
+    for name, value in scope.get("headers", []):
+        if name == b"content-type":
+            kind = value.split(b";")[0].strip().lower()
+            return not (kind.startswith(b"multipart/") or kind == b"application/octet-stream")
+    return True
 
 
 class _Limited:
