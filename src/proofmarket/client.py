@@ -208,7 +208,9 @@ class Client:
         ``max_tokens`` cap is charged). The answer is an attestation, not a proof: it is returned once its
         signature and hashes hold and it answers this request (``check_generation``); ``reexecute`` also
         fetches the weights by CID and re-checks every commitment with one prefill pass. ``on_token``: stream
-        (Server-Sent Events), called with each token's text as it is generated (unchecked until the end)."""
+        (Server-Sent Events), called with each token's text as it is generated (unchecked until the end).
+        A payment still settling (202, or the stream's ``pending`` event) is followed at its job until the node
+        delivers the answer (settled) or fails it (nothing charged: its error is raised)."""
         from proofmarket.sdk_attested import GenerationRequest, check_generation
 
         url = f"/v1/models/{model_id}/generate"
@@ -224,6 +226,8 @@ class Client:
                 cap = max(1, -(-per_1k * max_tokens // 1000))
             headers[PAYMENT_SIGNATURE] = self._pay(response_headers[PAYMENT_REQUIRED], cap)
             status, response_headers, answer = self._generate_call(url, body, headers, on_token)
+        if status == 202:
+            answer = self._settled_answer(answer)
         paid = PAYMENT_SIGNATURE in headers
         request = GenerationRequest(model_id, prompt, max_tokens, float(temperature), seed, cap,
                                     self.account.address if paid and self.account is not None else None)
@@ -236,6 +240,18 @@ class Client:
                                 finish_reason=answer["finish_reason"], bundle_cid=answer["bundle_cid"],
                                 bundle=bundle, payment=answer.get("payment"), receipt=answer.get("receipt"),
                                 reexecuted=reexecute and verify, checks=tuple(checks), request=request)
+
+    def _settled_answer(self, accepted: dict[str, Any]) -> dict[str, Any]:
+        """A paid attested call whose payment was settling: its answer once the node settled it."""
+        token = accepted.get("access_token")
+        job = self._wait(accepted["id"], token)
+        answer = (job.get("result") or {}).get("answer")
+        if job["status"] != "settled" or answer is None:
+            error = job.get("error") or {}
+            raise _error(str(error.get("code", "payment_settlement_failed")),
+                         str(error.get("message", "the call was not settled")), {"job_id": job["id"]},
+                         ProofMarketError)
+        return dict(answer)
 
     def _generate_call(self, url: str, body: dict[str, Any], headers: dict[str, str],
                        on_token: Callable[[str], None] | None) -> tuple[int, httpx.Headers, dict[str, Any]]:
@@ -252,7 +268,8 @@ class Client:
                     if r.status_code == 402 and PAYMENT_REQUIRED in r.headers:
                         return 402, r.headers, {}
                     self._json(r)
-                return 200, r.headers, _read_events(r, on_token)
+                event, answer = _read_events(r, on_token)
+                return (202 if event == "pending" else 200), r.headers, answer
         except httpx.TransportError as exc:
             raise NodeUnavailable(f"cannot reach the node at {self.base_url}: {exc}", url=self.base_url) from exc
 
@@ -559,8 +576,9 @@ class Client:
                      ProofMarketError, response)
 
 
-def _read_events(response: httpx.Response, on_token: Callable[[str], None]) -> dict[str, Any]:
-    """The SSE stream of a generate call: ``on_token`` per token, the ``result`` returned, ``error`` raised."""
+def _read_events(response: httpx.Response, on_token: Callable[[str], None]) -> tuple[str, dict[str, Any]]:
+    """The SSE stream of a generate call: ``on_token`` per token, the ``result`` returned (or ``pending``: the
+    job to poll while the payment settles), ``error`` raised."""
     event, data = "", ""
     for line in response.iter_lines():
         if line.startswith("event: "):
@@ -571,8 +589,8 @@ def _read_events(response: httpx.Response, on_token: Callable[[str], None]) -> d
             doc = json.loads(data)
             if event == "token":
                 on_token(str(doc.get("text", "")))
-            elif event == "result":
-                return dict(doc)
+            elif event in ("result", "pending"):
+                return event, dict(doc)
             elif event == "error":
                 raise _error(str(doc.get("code")), str(doc.get("message", "")), {}, ProofMarketError)
             event, data = "", ""

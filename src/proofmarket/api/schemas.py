@@ -168,6 +168,9 @@ class JobResult(BaseModel):
     receipt: dict[str, Any] | None = None
     model_id: str | None = Field(default=None, description="compile jobs: the compiled model's id")
     logrows: int | None = None
+    answer: dict[str, Any] | None = Field(
+        default=None, description="a paid attested call (generate, attested infer) that was settling: the answer "
+                                  "its route gives (text or output, bundle with payment and receipt)")
 
 
 class JobLinks(BaseModel):

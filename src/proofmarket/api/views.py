@@ -28,6 +28,7 @@ from proofmarket.api.schemas import (
 from proofmarket.db import JobKind, JobRow, JobStatus
 from proofmarket.errors import ProofMarketError
 from proofmarket.jobs.errors import rebuild_error
+from proofmarket.jobs.service import call_answer
 from proofmarket.jobs.types import Settlement
 from proofmarket.systems import GUARANTEES
 
@@ -128,7 +129,7 @@ def _job_result(job: JobRow) -> JobResult | None:
         return JobResult(model_id=result.get("model_id"), logrows=result.get("logrows"))
     settlement = Settlement.from_json(job.settlement)
     return JobResult(output=result.get("output"), bundle_cid=job.bundle_cid, salt=result.get("salt"),
-                     payment=settlement.payment, receipt=settlement.receipt)
+                     payment=settlement.payment, receipt=settlement.receipt, answer=call_answer(job))
 
 
 def _job_links(job: JobRow) -> JobLinks:

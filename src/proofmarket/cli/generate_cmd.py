@@ -3,7 +3,9 @@
 Without ``--node`` the model runs in this workspace (the model compiled with ``compile --mode attested``) and
 the bundle is signed with the workspace's node key. With ``--node URL`` the call goes to a node over the SDK,
 paying over x402 when asked (the price is per 1,000 output tokens; the cap ``max_tokens`` is charged), and the
-answer's attestation is checked before anything is printed (``--reexecute`` also re-runs it locally).
+answer's attestation is checked before anything is printed (``--reexecute`` also re-runs it locally). A payment
+still settling on chain (the node answers 202 with a job) is followed until the node delivers the answer, or
+fails it with nothing charged (its error is printed).
 Hook: ``generate_cmd.register(app)`` in ``cli/main.py``.
 """
 

@@ -26,7 +26,7 @@ from proofmarket.jobs.compile_task import compile_job
 from proofmarket.jobs.metrics import JobMetrics
 from proofmarket.jobs.types import PaymentTicket, ProofOutcome, SettleHook
 from proofmarket.store import ArtifactStore
-from proofmarket.zk.bundle import ProofBundle
+from proofmarket.systems import parse_bundle
 from proofmarket.zk.prover import Prover
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class JobRunner:
 
     def _settle(self, job: JobRow) -> None:
         assert job.payment is not None and job.bundle_cid is not None
-        bundle = ProofBundle.parse(self.store.get_json(job.bundle_cid))
+        bundle = parse_bundle(self.store.get_json(job.bundle_cid))
         try:
             settlement = self.settle_hook.settle(PaymentTicket.from_json(job.payment),
                                                  ProofOutcome.of(job.id, job.bundle_cid, bundle))
@@ -109,7 +109,7 @@ class JobRunner:
             return
         pending = (job.settlement or {}).get("pending") or {}
         try:
-            bundle = ProofBundle.parse(self.store.get_json(job.bundle_cid))
+            bundle = parse_bundle(self.store.get_json(job.bundle_cid))
             settlement = self.settle_hook.follow(PaymentTicket.from_json(job.payment),
                                                  ProofOutcome.of(job.id, job.bundle_cid, bundle), pending.get("tx"))
         except PaymentSettlementFailed as exc:

@@ -6,6 +6,10 @@
 * A payment nonce pays for one job: a second job with it is refused (``payment_replayed``).
 * A payer's balance is reserved across its unsettled jobs: ``cover(ticket, held)`` is asked, under a lock,
   with what the payer's other unsettled jobs hold, before the job is stored and queued.
+* A paid attested call (generate, attested infer) is a job too, run by its route rather than the queue:
+  ``open_call`` holds its payment like a queued job (the same cover), ``finish_call`` hands the answer to the
+  runner's settle step: settled (``call_answer`` shows it), ``settling`` (202: the job is followed on chain
+  and delivers the answer once mined, or fails with nothing charged) or failed.
 """
 
 from __future__ import annotations
@@ -14,14 +18,17 @@ import hashlib
 import json
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from proofmarket.db import DuplicateJob, JobKind, JobRepo, JobRow, NewJob
+from proofmarket.db import DuplicateJob, JobKind, JobRepo, JobRow, JobStatus, NewJob
 from proofmarket.errors import PaymentReplayed
 from proofmarket.jobs.cache import ProofCache
 from proofmarket.jobs.errors import IdempotencyConflict, UnknownJob
 from proofmarket.jobs.queue import JobQueue
-from proofmarket.jobs.types import PaymentTicket
+from proofmarket.jobs.types import PaymentTicket, Settlement
+
+if TYPE_CHECKING:
+    from proofmarket.jobs.runner import JobRunner
 
 
 def request_hash(kind: JobKind, model_id: str | None, doc: Any) -> str:
@@ -80,6 +87,39 @@ class JobService:
             cover(ticket, self.jobs.held_by(payer, besides=ticket.nonce))
             return self._submit(new)
 
+    def open_call(self, model_id: str, request: dict[str, Any], ticket: PaymentTicket, cover: Cover) -> JobRow:
+        """A paid attested call, stored as a running job that holds its payment (not queued: its route runs it).
+        ``cover`` is asked first, as for a prove job, with what the payer's other unsettled calls hold."""
+        doc = {"attested": request}
+        new = NewJob(JobKind.PROVE, doc, request_hash(JobKind.PROVE, model_id, doc), model_id=model_id,
+                     payment_nonce=ticket.nonce, payment=ticket.to_json())
+        with self._funds:
+            if ticket.payer:
+                cover(ticket, self.jobs.held_by(ticket.payer, besides=ticket.nonce))
+            try:
+                job = self.jobs.create(new)
+            except DuplicateJob:
+                raise PaymentReplayed("this payment was already used for another request") from None
+        return self.jobs.start(job.id) or job
+
+    def finish_call(self, job_id: str, bundle_cid: str, result: dict[str, Any]) -> JobRow:
+        """The call's answer is ready (``result["answer"]``, shown once paid): settle it the way a proved job
+        settles. Returns the job: settled, settling (followed on chain) or failed (nothing charged)."""
+        self.jobs.proved(job_id, bundle_cid=bundle_cid, result=result, final=False)
+        self._runner().run(job_id, None, threading.Event())
+        return self.get(job_id)
+
+    def fail_call(self, job_id: str, code: str, message: str) -> None:
+        """The call failed before its answer was ready: the job fails and its payment is released."""
+        if self.jobs.failed(job_id, code, message):
+            self._runner().release(self.get(job_id))
+
+    def _runner(self) -> JobRunner:
+        runner: JobRunner | None = getattr(self.queue, "runner", None)  # both queues settle with their runner
+        if runner is None:
+            raise RuntimeError("this job queue has no runner to settle attested calls with")
+        return runner
+
     def submit_compile(self, spec: dict[str, Any], request: str, *, key: str | None = None) -> tuple[JobRow, bool]:
         return self._submit(NewJob(JobKind.COMPILE, spec, request, idempotency_key=key))
 
@@ -112,3 +152,15 @@ class JobService:
             return found, True
         self.queue.submit(new.kind, job.id)
         return job, True
+
+
+def call_answer(job: JobRow) -> dict[str, Any] | None:
+    """A settled attested call's answer: what its route answers with 200 (the bundle with payment and receipt)."""
+    answer = (job.result or {}).get("answer")
+    if answer is None or job.status != JobStatus.SETTLED:
+        return None
+    settlement = Settlement.from_json(job.settlement)
+    payment = {k: v for k, v in (settlement.payment or {}).items() if k != "paid_bundle_cid"}
+    bundle = {**answer["bundle"], "payment": payment, "receipt": settlement.receipt}
+    return {**answer, "job_id": job.id, "status": job.status, "bundle": bundle, "payment": settlement.payment,
+            "receipt": settlement.receipt}

@@ -5,12 +5,18 @@
          max_tokens_over_cap, prompt_too_long, invalid_input): all before any payment is looked at
       -> price = ceil(price per 1,000 output tokens * max_tokens / 1,000): the cap is charged with the x402
          ``exact`` scheme (the SDK's ``upto`` scheme needs Permit2 and its proxy on the chain: not used yet)
-      -> PaymentPort.verify -> generate + sign the attested bundle -> PaymentPort.settle -> 200
-    A generation that fails settles nothing (the payment is released). ``stream: true`` (or
-    ``Accept: text/event-stream``) answers Server-Sent Events: ``token`` per token, ``commitment`` per chunk,
-    then ``result`` (the body a plain call answers, after settlement) or ``error`` ({code, message}).
-    A free stream sends tokens as they are generated; a paid one sends them once the payment has settled
-    (the node never streams text that may go unpaid, and never charges for a generation that failed).
+      -> PaymentPort.verify -> the call held as a job (``JobService.open_call``: the payer's balance must cover
+         it on top of its other unsettled calls, else 402 payment_insufficient_funds, before anything runs)
+      -> generate + sign the attested bundle -> settled as a paid job settles (``JobService.finish_call``) -> 200
+    A generation that fails settles nothing (the payment is released). A settlement still pending when the
+    facilitator stops waiting answers 202 with the job (``GET /v1/jobs/{id}`` with its ``access_token`` in
+    ``X-Job-Token``): the node keeps the hold and the answer, shows it there (``result.answer``) once the transfer
+    is mined, or fails the job with nothing charged once the authorization expires unused.
+    ``stream: true`` (or ``Accept: text/event-stream``) answers Server-Sent Events: ``token`` per token,
+    ``commitment`` per chunk, then ``result`` (the body a plain call answers, after settlement), ``pending``
+    (the 202 body: the job to poll) or ``error`` ({code, message}). A free stream sends tokens as they are
+    generated; a paid one sends them once the payment has settled (the node never streams text that may go
+    unpaid, and never charges for a generation that failed).
 """
 
 from __future__ import annotations
@@ -19,8 +25,8 @@ import asyncio
 import json
 import logging
 import threading
-import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request
@@ -29,9 +35,12 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from proofmarket.api.deps import NodeServices, ServicesDep, base_url
 from proofmarket.api.payments import Offer
-from proofmarket.api.schemas import GenerateResult
-from proofmarket.errors import ProofMarketError, WrongMode
-from proofmarket.jobs.types import PaymentTicket, ProofOutcome
+from proofmarket.api.schemas import GenerateResult, JobPublic
+from proofmarket.api.views import job_error, job_public
+from proofmarket.db import JobRow, JobStatus
+from proofmarket.errors import PaymentReplayed, ProofMarketError, WrongMode
+from proofmarket.jobs.service import call_answer
+from proofmarket.jobs.types import PaymentTicket, Settlement
 
 router = APIRouter(tags=["inference"])
 log = logging.getLogger("proofmarket.generate")
@@ -44,7 +53,10 @@ EXAMPLES: dict[str, Any] = {
 RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": GenerateResult,
           "description": "the text with its attested bundle (or an SSE stream of token, commitment, result)"},
-    402: {"description": "payment_required, payment_rejected (and subcodes), payment_settlement_failed"},
+    202: {"model": JobPublic, "description": "the payment is settling: poll the job, its result.answer is this "
+                                             "answer once the transfer is mined (nothing charged if it never is)"},
+    402: {"description": "payment_required, payment_rejected (and subcodes: payment_insufficient_funds when the "
+                         "payer's other unsettled calls hold its balance), payment_settlement_failed"},
     404: {"description": "unknown_model"},
     409: {"description": "wrong_mode (a proven model: use /infer), payment_replayed"},
     422: {"description": "invalid_input, max_tokens_over_cap, prompt_too_long"},
@@ -59,28 +71,48 @@ async def generate(model_id: str, body: GenerateBody, request: Request, services
     stream = bool(body.get("stream")) or "text/event-stream" in request.headers.get("accept", "")
     doc = {k: v for k, v in body.items() if k != "stream"}
     offer, call = await run_in_threadpool(_offer, services, model_id, doc, base_url(request, services.settings))
-    ticket = await run_in_threadpool(_pay, services, offer, request.headers)
+    paid = await run_in_threadpool(_pay, services, offer, request.headers, doc)
     if stream:
-        return StreamingResponse(_events(services, model_id, call, ticket), media_type="text/event-stream",
+        return StreamingResponse(_events(services, model_id, call, paid), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
-    try:
-        answer, headers = await run_in_threadpool(_run, services, model_id, call, ticket, None)
-    except BaseException:
-        _release(services, ticket)
-        raise
-    return JSONResponse(answer, headers=headers or None)
+    return await _respond(services, paid, lambda: _run(services, model_id, call, paid, None))
 
 
 async def attested_infer(model_id: str, inputs: dict[str, Any], request: Request, services: NodeServices) -> Any:
     """POST /v1/models/{id}/infer on an attested ONNX model: input checked, paid, run, signed, settled."""
     offer = await run_in_threadpool(_onnx_offer, services, model_id, inputs, base_url(request, services.settings))
-    ticket = await run_in_threadpool(_pay, services, offer, request.headers)
+    paid = await run_in_threadpool(_pay, services, offer, request.headers, {"inputs": inputs})
+    return await _respond(services, paid, lambda: _run_onnx(services, model_id, inputs, paid))
+
+
+@dataclass(frozen=True)
+class Paid:
+    """A verified payment and the job that holds it while the call runs and settles."""
+
+    ticket: PaymentTicket
+    job: JobRow
+
+
+Answered = tuple[dict[str, Any], dict[str, str]]  # the 200 answer and its headers
+Outcome = Answered | JobRow  # or the job still settling (202)
+
+
+async def _respond(services: NodeServices, paid: Paid | None, run: Callable[[], Outcome]) -> JSONResponse:
     try:
-        answer, headers = await run_in_threadpool(_run_onnx, services, model_id, inputs, ticket)
-    except BaseException:
-        _release(services, ticket)
+        outcome = await run_in_threadpool(run)
+    except BaseException as exc:
+        _failed(services, paid, exc)
         raise
+    if isinstance(outcome, JobRow):
+        return JSONResponse(_accepted(services, outcome), status_code=202,
+                            headers={"Location": f"/v1/jobs/{outcome.id}"})
+    answer, headers = outcome
     return JSONResponse(answer, headers=headers or None)
+
+
+def _accepted(services: NodeServices, job: JobRow) -> dict[str, Any]:
+    """The 202 body (and the stream's ``pending`` event): the job to poll, with the token that opens it."""
+    return job_public(job, services.tokens.job(job.id)).model_dump(mode="json")
 
 
 def _onnx_offer(services: NodeServices, model_id: str, inputs: dict[str, Any], base: str) -> Offer:
@@ -94,30 +126,30 @@ def _onnx_offer(services: NodeServices, model_id: str, inputs: dict[str, Any], b
                  description="attested ML inference: output with signed activation commitments (not a ZK proof)")
 
 
-def _run_onnx(services: NodeServices, model_id: str, inputs: dict[str, Any],
-              ticket: PaymentTicket | None) -> tuple[dict[str, Any], dict[str, str]]:
+def _run_onnx(services: NodeServices, model_id: str, inputs: dict[str, Any], paid: Paid | None) -> Outcome:
     bundle, cid = _measured(services, "infer", lambda: services.attested.runtime.infer(
         model_id, inputs, services.attested.signer, services.attested.chain_id))
-    payment, receipt, headers, doc = _settle(services, ticket, "att", cid, bundle)
-    answer = {"job_id": None, "status": "settled" if ticket is not None else "proved", "model_id": model_id,
-              "mode": "attested", "output": bundle.output.values, "bundle_cid": cid, "bundle": doc,
-              "payment": payment, "receipt": receipt, "salt": None, "access_token": None,
+    answer = {"job_id": None, "status": "proved", "model_id": model_id,
+              "mode": "attested", "output": bundle.output.values, "bundle_cid": cid, "bundle": bundle.to_doc(),
+              "payment": None, "receipt": None, "salt": None, "access_token": None,
               "guarantee": "attested: the node's signed commitment, re-checkable with the weights (not a ZK proof)"}
-    return answer, headers
+    return _settled(services, paid, cid, answer, bundle.output.values)
 
 
-def _settle(services: NodeServices, ticket: PaymentTicket | None, prefix: str, cid: str, bundle: Any
-            ) -> tuple[dict[str, Any] | None, dict[str, Any] | None, dict[str, str], dict[str, Any]]:
-    """Settle an attested call's payment (when paid): (payment, receipt, response headers, the bundle document
-    with its payment and receipt)."""
-    doc = bundle.to_doc()
-    if ticket is None:
-        return None, None, {}, doc
-    settlement = services.payments.settle(ticket, ProofOutcome.of(f"{prefix}-{uuid.uuid4().hex[:12]}", cid, bundle))
-    payment = settlement.payment
-    doc = {**doc, "payment": {k: v for k, v in (payment or {}).items() if k != "paid_bundle_cid"},
-           "receipt": settlement.receipt}
-    return payment, settlement.receipt, dict(settlement.headers or {}), doc
+def _settled(services: NodeServices, paid: Paid | None, cid: str, answer: dict[str, Any],
+             output: list[list[float]] | None = None) -> Outcome:
+    """A free answer as it is; a paid one once its payment settles, through the job that holds it: settled ->
+    the answer with payment and receipt; still pending -> the job (202); failed -> its error (nothing charged)."""
+    if paid is None:
+        return answer, {}
+    job = services.jobs.finish_call(paid.job.id, cid, {"output": output, "answer": answer})
+    if job.status == JobStatus.SETTLING:
+        return job
+    delivered = call_answer(job)
+    if delivered is None:
+        raise job_error(job)
+    delivered["access_token"] = services.tokens.job(job.id)
+    return delivered, dict(Settlement.from_json(job.settlement).headers or {})
 
 
 def _offer(services: NodeServices, model_id: str, doc: dict[str, Any], base: str) -> tuple[Offer, Any]:
@@ -134,23 +166,32 @@ def _offer(services: NodeServices, model_id: str, doc: dict[str, Any], base: str
                              "ZK proof"), call
 
 
-def _pay(services: NodeServices, offer: Offer, headers: Mapping[str, str]) -> PaymentTicket | None:
+def _pay(services: NodeServices, offer: Offer, headers: Mapping[str, str], request: dict[str, Any]) -> Paid | None:
+    """Verify the payment and hold it as a job: refused (402) when the payer's balance does not also cover what
+    its other unsettled calls hold."""
     ticket = services.payments.verify(headers, offer)
-    if ticket is not None:
-        try:
-            services.payments.cover(ticket, 0)
-        except BaseException:
-            services.payments.release(ticket)
-            raise
-    return ticket
+    if ticket is None:
+        return None
+    try:
+        return Paid(ticket, services.jobs.open_call(offer.model_id, request, ticket, services.payments.cover))
+    except PaymentReplayed:  # the nonce belongs to another call: its reservation is not ours to release
+        raise
+    except BaseException:
+        services.payments.release(ticket)
+        raise
 
 
-def _release(services: NodeServices, ticket: PaymentTicket | None) -> None:
-    if ticket is not None:
-        try:
-            services.payments.release(ticket)
-        except Exception:
-            log.exception("could not release a generate payment")
+def _failed(services: NodeServices, paid: Paid | None, exc: BaseException) -> None:
+    """The call failed before it settled: its job fails and the payment is released (nothing charged). A job
+    already settled, settling or failed is left as it is."""
+    if paid is None:
+        return
+    code, message = ((exc.code, exc.message) if isinstance(exc, ProofMarketError)
+                     else ("internal_error", "the call failed; the node's log has the details"))
+    try:
+        services.jobs.fail_call(paid.job.id, code, message)
+    except Exception:
+        log.exception("could not release the payment of attested call %s", paid.job.id)
 
 
 def _measured(services: NodeServices, route: str, fn: Any) -> Any:
@@ -171,27 +212,24 @@ def _measured(services: NodeServices, route: str, fn: Any) -> Any:
     return result
 
 
-def _run(services: NodeServices, model_id: str, call: Any, ticket: PaymentTicket | None,
-         emit: Any) -> tuple[dict[str, Any], dict[str, str]]:
+def _run(services: NodeServices, model_id: str, call: Any, paid: Paid | None, emit: Any) -> Outcome:
     on_token = (lambda i, t, text: emit("token", {"index": i, "token": t, "text": text})) if emit else None
     on_chunk = (lambda i, c: emit("commitment", {"chunk": i, "commitment": c})) if emit else None
     bundle, cid = _measured(services, "generate", lambda: services.attested.run(
         model_id, call, on_token=on_token, on_chunk=on_chunk))
     if getattr(services.attested, "metrics", None) is not None:
         services.attested.metrics.tokens.inc(len(bundle.output.tokens))
-    payment, receipt, headers, doc = _settle(services, ticket, "gen", cid, bundle)
     out = bundle.output
     answer = {"model_id": model_id, "mode": "attested", "text": out.text, "tokens": out.tokens,
               "finish_reason": out.finish_reason,
               "usage": {"prompt_tokens": len(bundle.input.tokens), "completion_tokens": len(out.tokens),
                         "charged_tokens": call.max_tokens},
-              "bundle_cid": cid, "bundle": doc, "payment": payment, "receipt": receipt,
+              "bundle_cid": cid, "bundle": bundle.to_doc(), "payment": None, "receipt": None,
               "guarantee": "attested: the node's signed commitment, re-checkable with the weights (not a ZK proof)"}
-    return answer, headers
+    return _settled(services, paid, cid, answer)
 
 
-async def _events(services: NodeServices, model_id: str, call: Any,
-                  ticket: PaymentTicket | None) -> AsyncIterator[bytes]:
+async def _events(services: NodeServices, model_id: str, call: Any, paid: Paid | None) -> AsyncIterator[bytes]:
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[str, Any] | None] = asyncio.Queue()
 
@@ -205,15 +243,18 @@ async def _events(services: NodeServices, model_id: str, call: Any,
 
     def work() -> None:
         try:
-            answer, _ = _run(services, model_id, call, ticket, emit if ticket is None else hold)
+            outcome = _run(services, model_id, call, paid, emit if paid is None else hold)
+            if isinstance(outcome, JobRow):  # settling: the text waits at the job until the transfer is mined
+                emit("pending", _accepted(services, outcome))
+                return
             for event, data in held:
                 emit(event, data)
-            emit("result", answer)
+            emit("result", outcome[0])
         except ProofMarketError as exc:
-            _release(services, ticket)
+            _failed(services, paid, exc)
             emit("error", {"code": exc.code, "message": exc.message})
-        except BaseException:
-            _release(services, ticket)
+        except BaseException as exc:
+            _failed(services, paid, exc)
             log.exception("generation of %s failed", model_id)
             emit("error", {"code": "internal_error",
                            "message": "the generation failed; the node's log has the details"})

@@ -6,7 +6,8 @@ the job instead. ``?mode=async`` answers 202 with the job at once (poll ``GET /v
 ``access_token`` in ``X-Job-Token``). A failed job answers its
 error (its code and HTTP status). The same ``Idempotency-Key`` returns the same job, without paying again.
 
-Payments: a job whose settlement is sent but not mined is ``settling`` (202; it settles or fails on its own);
+Payments: a job whose settlement is sent but not mined is ``settling`` (202; it settles or fails on its own;
+an attested model's call is held as a job too, see ``routers/generate.py``);
 an Idempotency-Key is scoped by payer (an unpaid replay gets the 402, another payer gets another job).
 """
 
