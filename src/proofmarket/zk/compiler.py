@@ -10,7 +10,6 @@ import json
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +115,6 @@ def compile_model(
             accuracy={"max_abs_error": picked.max_abs_error, "limit": report.error_limit,
                       "argmax_match": picked.argmax_match, "samples": len(samples)},
             ezkl_version=ezkl_calls.EZKL_VERSION,
-            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )
         model_id = store.put_json(manifest.model_dump(mode="json"))
     return CompileResult(model_id, manifest, report)

@@ -6,15 +6,33 @@ Its CID is the model id. Everything a verifier needs (settings, vk, SRS) is name
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
 
 from proofmarket.store import ArtifactStore
 from proofmarket.store.cid import digest_of
 
 MANIFEST_FORMAT = "proofmarket/model-manifest"
 MANIFEST_VERSION = 2  # v2 adds mode and system; v1 manifests (proven, EZKL) still load
+
+
+class CompileTimeFree(BaseModel):
+    """A manifest's CID is the model id, so nothing in it may depend on when or where it was compiled: the same
+    files give the same id to anyone who compiles them (a validator checks a listed id that way). Manifests
+    written before recorded ``created_at`` (and attested ones the library versions of the machine, ``runtime``);
+    they still load, and serialise as stored (their id is unchanged). New ones leave these out of the document."""
+
+    created_at: str | None = None  # only in manifests written before: never written now
+    _left_out_when_empty: ClassVar[tuple[str, ...]] = ("created_at",)
+
+    @model_serializer(mode="wrap")
+    def _as_stored(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        doc: dict[str, Any] = handler(self)
+        for name in self._left_out_when_empty:
+            if not getattr(self, name):
+                doc.pop(name, None)
+        return doc
 
 
 class TensorDoc(BaseModel):
@@ -57,7 +75,7 @@ class InstanceLayout(BaseModel):
     output_scales: list[int]
 
 
-class ModelManifest(BaseModel):
+class ModelManifest(CompileTimeFree):
     model_config = ConfigDict(extra="forbid")
 
     format: str = MANIFEST_FORMAT
@@ -83,7 +101,6 @@ class ModelManifest(BaseModel):
     tuning: dict[str, Any]
     accuracy: dict[str, Any]
     ezkl_version: str
-    created_at: str
 
     @property
     def weights_public(self) -> bool:

@@ -9,7 +9,7 @@ activation commitments (TOPLOC) of every chunk". Anyone holding the weights can 
 from __future__ import annotations
 
 import time
-from typing import Any, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 from eth_account import Account
 from eth_account.messages import encode_typed_data
@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from proofmarket.errors import VerificationFailed
 from proofmarket.store import canonical_json
 from proofmarket.zk.bundle import validate_bundle
-from proofmarket.zk.manifest import MANIFEST_FORMAT, ArtifactRef
+from proofmarket.zk.manifest import MANIFEST_FORMAT, ArtifactRef, CompileTimeFree
 
 ATTESTED_SYSTEM: Literal["proofmarket-attested-toploc-v1"] = "proofmarket-attested-toploc-v1"
 BUNDLE_FORMAT = "proofmarket/proof-bundle"
@@ -98,7 +98,7 @@ def differing_tensors(committed: dict[str, str], actual: dict[str, str], limit: 
     return "; ".join(parts) or "no tensor differs (another order or algorithm)"
 
 
-class AttestedManifest(_Strict):
+class AttestedManifest(_Strict, CompileTimeFree):
     format: str = MANIFEST_FORMAT
     version: int = VERSION
     mode: Literal["attested"] = "attested"
@@ -112,9 +112,9 @@ class AttestedManifest(_Strict):
     vocab_size: int | None = None  # causal LMs
     generation: GenerationTerms | None = None  # causal LMs
     onnx: OnnxTerms | None = None  # ONNX models
-    runtime: dict[str, str]  # library versions the commitment was made with
+    runtime: dict[str, str] = {}  # only in manifests written before: library versions are no part of the id
     privacy: dict[str, str] = {"name": "open-weights", "input": "public", "params": "public", "output": "public"}
-    created_at: str
+    _left_out_when_empty: ClassVar[tuple[str, ...]] = ("created_at", "runtime")
 
     @property
     def public_cids(self) -> list[str]:

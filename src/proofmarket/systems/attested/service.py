@@ -89,8 +89,9 @@ def compile_attested(model_dir: Path, store: ArtifactStore, *, name: str | None 
                      max_tokens_cap: int = DEFAULT_MAX_TOKENS_CAP, chunk: int = DEFAULT_CHUNK,
                      topk: int = DEFAULT_TOPK, progress: Callable[[str], None] = lambda _: None
                      ) -> tuple[str, AttestedManifest]:
-    """Commit to a causal LM directory (or an ONNX file): files stored by CID, weights Merkle root, runtime
-    versions, dtype and decoding terms, in a manifest whose CID is the model id."""
+    """Commit to a causal LM directory (or an ONNX file): files stored by CID, weights Merkle root, dtype and
+    decoding terms, in a manifest whose CID is the model id (nothing of when or where it was compiled: the same
+    files give anyone the same id)."""
     if model_dir.is_file() and model_dir.suffix.lower() == ".onnx":
         return compile_attested_onnx(model_dir, store, name=name, topk=topk, progress=progress)
     if not 0 < max_tokens_cap <= 1 << 16:
@@ -111,7 +112,6 @@ def compile_attested(model_dir: Path, store: ArtifactStore, *, name: str | None 
         vocab_size=int(getattr(model.config, "vocab_size", 0) or len(model.tokenizer)),
         generation=GenerationTerms(max_tokens_cap=max_tokens_cap, chunk_tokens=chunk, topk=topk,
                                    tolerance=DEFAULT_TOLERANCE.to_json(), eos_token_id=model.eos_token_id),
-        runtime=model.runtime(), created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     model_id = store.put_json(manifest.model_dump(mode="json"))
     return model_id, manifest
@@ -119,7 +119,7 @@ def compile_attested(model_dir: Path, store: ArtifactStore, *, name: str | None 
 
 def compile_attested_onnx(path: Path, store: ArtifactStore, *, name: str | None = None, topk: int = DEFAULT_TOPK,
                           progress: Callable[[str], None] = lambda _: None) -> tuple[str, AttestedManifest]:
-    """Commit to an ONNX file run by onnxruntime: initializers' Merkle root, probes, inputs, versions."""
+    """Commit to an ONNX file run by onnxruntime: initializers' Merkle root, probes, inputs, opset."""
     from proofmarket.systems.attested.onnx_attest import AttestedOnnx
 
     progress(f"loading {path.name} with onnxruntime")
@@ -133,7 +133,6 @@ def compile_attested_onnx(path: Path, store: ArtifactStore, *, name: str | None 
                        outputs=model.outputs, probes=model.probes, topk=topk, tolerance=DEFAULT_TOLERANCE.to_json(),
                        opset=model.opset),
         privacy={"name": "open-weights", "input": "public", "params": "public", "output": "public"},
-        runtime=model.runtime(), created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     model_id = store.put_json(manifest.model_dump(mode="json"))
     return model_id, manifest
