@@ -1,7 +1,8 @@
 """Gas of the attested tier and ERC-8004 on a fresh anvil devnet (no proofs needed).
 
 AttestationCourt: request (approve excluded), commit (signature check), finalize after the window, challenge
-(bond), vote, and the deciding vote (resolution: slash + refund, or the challenger's bond lost + payment).
+(bond), vote, the deciding vote (resolution: slash + refund, or the challenger's bond lost + payment), claiming a
+vote, an availability challenge and the bundle published in answer.
 ERC-8004: register an agent, give feedback, a validation request and the ZkValidator's answer for a settled
 escrow request. Writes OUT/gas_attested.json and OUT/gas_attested.md.
 """
@@ -9,6 +10,7 @@ escrow request. Writes OUT/gas_attested.json and OUT/gas_attested.md.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import tempfile
@@ -27,7 +29,9 @@ from proofmarket.chain.types import ModelSpec
 USDC = 10**6
 PRICE = 2_500_000
 WEIGHTS = b"\x11" * 32
-PARAMS = (300, 300, 3, 1_000, 5_000, 5_000, 100, 2 * USDC, 100 * USDC, 10 * USDC)
+# window, vote, response, unbond (s); quorum, sample, slash, reward, voter slash, fee (bps); bond, stakes
+PARAMS = (300, 300, 300, 600, 5_000, 1_000, 5_000, 5_000, 2_000, 100, 2 * USDC, 100 * USDC, 10 * USDC)
+BUNDLE = b"{" + b'"x": 1, ' * 1_000 + b"}"  # an 8 KB bundle published after an availability challenge
 BATCHES = (1, 8, 32)
 GAS_MD_SECTION = "\n## Attested tier (AttestationCourt) and ERC-8004\n"
 
@@ -51,15 +55,14 @@ def measure() -> dict[str, int]:
         registry.register(model_key("bafy-attested"), spec, owner)
         key = model_id_of(owner.address, model_key("bafy-attested"))
         court_address, tx = client.deploy(load_artifact("AttestationCourt"), admin, usdc.address, registry.address,
-                                          admin.address, PARAMS)
+                                          admin.address, PARAMS, 60)
         gas["court deploy"] = tx.gas_used
-        court = client.w3.eth.contract(address=court_address, abi=load_artifact("AttestationCourt").abi)
+        wrapped = AttestationCourt(client, court_address)
         for who, amount, validator in ((node, 100 * USDC, False), *((v, 10 * USDC, True) for v in validators)):
             usdc.approve(court_address, amount + 10 * USDC, who)
-            gas["stake"] = client.transact(court.functions.stake(amount, validator), who).gas_used
+            gas["stake (validator: a checkpoint)" if validator else "stake (node)"] = wrapped.stake(
+                amount, who, validator=validator).gas_used
         usdc.approve(court_address, 100 * PRICE, consumer)
-
-        wrapped = AttestationCourt(client, court_address)
 
         def request(h: int) -> int:
             rid, tx = wrapped.request_tx(key, keccak(h.to_bytes(32, "big")), client.timestamp() + 3_600, consumer,
@@ -70,24 +73,32 @@ def measure() -> dict[str, int]:
         def instances(h: int) -> list[int]:
             return [h, int.from_bytes(WEIGHTS, "big"), 3, 4, 5]
 
-        def commit(request_id: int, h: int) -> None:
-            gas["commit (post commitment, one job)"] = wrapped.commit(request_id, instances(h), node,
-                                                                       b"\x01" * 32).gas_used
+        def commit(request_id: int, h: int, digest: bytes = b"\x01" * 32) -> None:
+            gas["commit (post commitment, one job)"] = wrapped.commit(request_id, instances(h), node, digest).gas_used
 
         rid = request(1)
         commit(rid, 1)
         _advance(client, 301)
-        gas["finalize (paid after the window)"] = client.transact(court.functions.finalize(rid), admin).gas_used
+        gas["finalize (paid after the window)"] = wrapped.finalize(rid, admin).gas_used
         for cheated, label in ((False, "bond lost + payment"), (True, "slash + refund")):
             rid = request(2 if cheated else 3)
             commit(rid, 2 if cheated else 3)
-            # the challenge is the challenger's vote; quorum 3: one more vote, then the deciding one
-            gas["challenge (with bond)"] = client.transact(court.functions.challenge(rid), validators[0]).gas_used
-            gas["vote"] = client.transact(court.functions.vote(rid, cheated), validators[1]).gas_used
-            gas[f"deciding vote ({label})"] = client.transact(court.functions.vote(rid, cheated),
-                                                              validators[2]).gas_used
+            # the challenge is the challenger's vote (10 of 40 USDC eligible); two more make more than half
+            gas["challenge (with bond, escrows its share)"] = wrapped.challenge(rid, validators[0]).gas_used
+            for voter in validators[1:]:  # until a side holds more than half of the 40 USDC
+                used = wrapped.vote(rid, cheated, voter).gas_used
+                if wrapped.status(rid) == "challenged":
+                    gas["vote (escrows its share)"] = used
+                else:
+                    gas[f"deciding vote ({label})"] = used
+                    break
+            gas["claim a vote"] = wrapped.claim(rid, validators[1].address, admin).gas_used
         usdc.approve(court_address, 100 * USDC, node)  # the slash took half the node's stake: top it up
         wrapped.stake(100 * USDC, node, validator=False)
+        rid = request(4)
+        commit(rid, 4, hashlib.sha256(BUNDLE).digest())
+        gas["availability challenge"] = wrapped.challenge_availability(rid, validators[3]).gas_used
+        gas[f"publish a withheld bundle ({len(BUNDLE):,} bytes)"] = wrapped.publish(rid, BUNDLE, node).gas_used
         for size in BATCHES:  # one signed Merkle root for `size` requests
             batch = [Commitment(request(1_000 * size + i), instances(1_000 * size + i), bytes([i % 250 + 1]) * 32)
                      for i in range(size)]
@@ -114,8 +125,9 @@ def main() -> int:
     (args.out / "gas_attested.json").write_text(json.dumps(gas, indent=2))
     lines = ["# Gas: attested tier (AttestationCourt) and ERC-8004", "",
              "`make bench` (bench/gas_attested.py), fresh anvil devnet, gas used per transaction (the last of its "
-             "kind when measured more than once). The challenge counts as the challenger's vote: with quorum 3 a "
-             "challenge is decided by two more votes.", "", "| operation | gas |", "|---|---|"]
+             "kind when measured more than once). The challenge counts as the challenger's vote; a side wins once it "
+             "holds more than half the eligible stake (4 equal validators: 3 votes decide).", "",
+             "| operation | gas |", "|---|---|"]
     lines += [f"| {name} | {value:,} |" for name, value in gas.items()]
     one = gas["commit (post commitment, one job)"]
     lines += ["", "Commitments: one per job against a Merkle root per batch (one signature, one stake check and one "

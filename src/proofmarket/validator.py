@@ -5,16 +5,21 @@ to re-check it (``isSampled``: the hash of the block after the commitment, unkno
 answered). A drawn result is fetched from the node that committed it (``GET /v1/court/{id}/bundle``, signed by
 the validator; the node's URL from ``--node`` or from its ERC-8004 registration file), compared with the
 committed digest and instances, and re-executed (``verify --reexecute``). A result that differs is challenged
-(with the court's bond); a result the node does not serve within half its window is challenged as withheld.
-For every ``Challenged`` result in which it is not a party the validator re-executes too and votes.
+(with the court's bond); a result the node does not serve within half its window is challenged for availability
+(``challengeAvailability``): the node must then publish the committed bytes on chain, where this validator reads
+them (``Published``), or lose. For every ``Challenged`` result on which it has weight (stake bonded before the
+commitment) the validator re-executes too and votes; once the court resolved, it claims its vote (its escrowed
+share back, plus the losers' share when it was on the winning side).
 
 Verdicts: ``reproduced`` (no challenge), ``cheated`` (challenge or vote "cheated"), ``cannot_check`` (the
-model is not held here: no challenge, no vote). State (the event cursor, verdicts) is kept in a JSON file, so a
+model is not held here: no challenge, no vote), ``unavailable`` (not served: never a vote; an availability
+challenge once half the window passed). State (the event cursor, verdicts) is kept in a JSON file, so a
 restarted validator resumes. Metrics (Prometheus text) and ``/health`` are served on ``--port``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -186,6 +191,8 @@ class Validator:
         started = time.perf_counter()
         data = self._fetch(request_id, node, digest)
         if data is None:
+            data = self._published(request_id, digest)
+        if data is None:
             return Verdict(request_id, "unavailable", "the node did not serve the committed bundle")
         try:  # the node signed this bundle's digest: whatever does not parse is its fault
             bundle = parse_bundle(jsonlimits.loads(data, max_bytes=MAX_BUNDLE_BYTES, what="the committed bundle"))
@@ -219,8 +226,11 @@ class Validator:
         elif name == "Challenged":
             if rid in self.state.pending:
                 self.state.pending[rid]["challenged"] = True
-        elif name in ("Resolved", "Paid", "Refunded"):
-            self.state.pending.pop(rid, None)
+        elif name == "Published":  # the node answered an availability challenge: the bundle is on chain
+            if rid in self.state.pending:
+                self.state.pending[rid]["published_block"] = block
+        elif name in ("Resolved", "Paid", "Refunded") and not self.state.pending.get(rid, {}).get("voted"):
+            self.state.pending.pop(rid, None)  # (a vote of ours is claimed first, in _due)
 
     def _due(self) -> int:
         """Judge every pending request; a failure is contained to its request, and the state is saved after
@@ -238,30 +248,39 @@ class Validator:
 
     def _due_one(self, rid: int, p: dict[str, Any], head: int, now: int) -> int:
         onchain = self.court.get_request(rid)
-        if onchain.status not in ("committed", "challenged"):
+        if onchain.outcome != "none" and onchain.status not in ("committed", "challenged", "withheld"):
+            if p.get("voted"):
+                self._claim(rid)
+            self.state.pending.pop(rid, None)
+            return 0
+        if onchain.status not in ("committed", "challenged", "withheld"):
             self.state.pending.pop(rid, None)
             return 0
         if onchain.status == "challenged":
             return self._vote(rid, p, onchain)
+        if onchain.status == "withheld":
+            return 0  # the node must publish the bundle on chain; the court decides if it does not
         if head <= onchain.commit_block + 1:
             return 0  # the draw is known one block after the commitment
+        if p.get("sampled") is False:
+            return 0  # not drawn: followed only to vote if it is challenged
         if rid in self.state.verdicts and self.state.verdicts[rid]["verdict"] not in ("unavailable", "error"):
             return 0
         if not self.court.is_sampled(rid, self.address):
             self.metrics.checks.labels("not_sampled").inc()
-            self.state.pending.pop(rid, None)
+            p["sampled"] = False
             return 0
         verdict = self.check(rid, p["node"], p["instances"], p["digest"])
-        if verdict.verdict == "unavailable":  # withheld? challenged once half the window passed without it
+        if verdict.verdict == "unavailable":  # withheld? challenged for availability once half the window passed
             committed_at = self.client.timestamp(onchain.commit_block)
             if now < (committed_at + onchain.window_end) // 2:
                 return 0
         self._record(verdict)
-        if verdict.verdict in ("cheated", "unavailable") and now <= onchain.window_end:
-            self._challenge(rid, verdict)
-        elif verdict.verdict != "unavailable":
-            self.state.pending.pop(rid, None)
-        return 1
+        if verdict.verdict == "unavailable" and now <= onchain.window_end:
+            self._challenge(rid, verdict, p, availability=True)  # the node must publish it on chain
+        elif verdict.verdict == "cheated" and now <= onchain.window_end:
+            self._challenge(rid, verdict, p)
+        return 1  # followed until it is paid or resolved: a challenge by someone else asks for our vote
 
     def _failed(self, rid: int, exc: Exception) -> None:
         """Judging ``rid`` raised: recorded for ``rid`` (verdict ``error``), retried on the next polls, given
@@ -282,11 +301,14 @@ class Validator:
         verdict = Verdict(rid, known["verdict"], known["reason"]) if known and known["verdict"] in (
             "reproduced", "cheated") else self.check(rid, p["node"], p["instances"], p["digest"])
         self._record(verdict)
-        if verdict.verdict == "cannot_check":
-            return 0
-        cheated = verdict.verdict != "reproduced"  # a withheld bundle counts against the node
+        if verdict.verdict not in ("reproduced", "cheated"):
+            return 0  # cannot check it, or could not get it: abstain (availability is the court's rule, not ours)
+        if self.court.weight_of(rid, self.address) == 0:
+            return 0  # staked after the commitment (or a party): no weight on this request
+        cheated = verdict.verdict == "cheated"
         try:
             self.court.vote(rid, cheated, self.account)
+            p["voted"] = True
             self.metrics.votes.labels(str(cheated).lower()).inc()
             log.info("validator %s: voted on request %s: node cheated=%s (%s)", me, rid, cheated, verdict.reason)
         except ProofMarketError as exc:
@@ -294,14 +316,39 @@ class Validator:
             log.warning("validator: vote on request %s refused: %s", rid, exc.message)
         return 1
 
-    def _challenge(self, rid: int, verdict: Verdict) -> None:
+    def _challenge(self, rid: int, verdict: Verdict, p: dict[str, Any], *, availability: bool = False) -> None:
         try:
-            self.court.challenge(rid, self.account)
+            if availability:
+                self.court.challenge_availability(rid, self.account)
+            else:
+                self.court.challenge(rid, self.account)
+                p["voted"] = True  # the challenge is our vote "cheated"
             self.metrics.challenges.inc()
-            log.warning("validator %s: challenged request %s: %s", self.address, rid, verdict.reason)
+            log.warning("validator %s: challenged request %s%s: %s", self.address, rid,
+                        " for availability" if availability else "", verdict.reason)
         except ProofMarketError as exc:
             self.metrics.errors.inc()
             log.warning("validator: challenge of request %s refused: %s", rid, exc.message)
+
+    def _claim(self, rid: int) -> None:
+        """Settle our vote on a resolved request: the escrowed share (and the losers') back to our stake."""
+        try:
+            if not self.court.vote_of(rid, self.address).claimed:
+                self.court.claim(rid, self.address, self.account)
+                self.metrics.stake.set(self.court.stake_of(self.address, validator=True))
+        except ProofMarketError as exc:
+            self.metrics.errors.inc()
+            log.warning("validator: claim of the vote on request %s refused: %s", rid, exc.message)
+
+    def _published(self, rid: int, digest: str) -> bytes | None:
+        """The bundle a node published on chain after an availability challenge (checked against ``digest``)."""
+        p = self.state.pending.get(rid) or {}
+        if "published_block" not in p:
+            return None
+        data = self.court.published_bundle(rid, int(p["published_block"]))
+        if data is None or "0x" + hashlib.sha256(data).hexdigest() != digest:
+            return None
+        return data
 
     def _record(self, verdict: Verdict) -> None:
         if self.state.verdicts.get(verdict.request_id, {}).get("verdict") != verdict.verdict:

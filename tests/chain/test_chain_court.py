@@ -1,63 +1,81 @@
-"""AttestationCourt on anvil: an unchallenged commitment is paid after its window; a cheating node is
-challenged, loses the vote, is slashed and its consumer refunded; a false challenge costs the challenger its
-bond; late challenges, unstaked or double votes and commitments for unknown requests revert, moving nothing."""
+"""AttestationCourt on anvil, against a paying adversary.
+
+Honest paths: an unchallenged commitment is paid after its window; a cheating node is challenged, outvoted by
+weight, slashed and its consumer refunded; a false challenge costs the challenger its bond and its escrowed share.
+Attacks (issue 20): a stake rotated between addresses cannot vote twice (P3-01); sybil minimum stakes cannot
+outvote a larger honest stake (P3-17); losing voters lose stake to the winners; a parameter change waits for the
+court's delay and never touches an open request (P3-09); availability is decided by publishing on chain, not by one
+validator's fetch (P3-05, P3-10); only drawn or voting validators with weight may read (P3-11); a request must name
+its node (P3-12); an old draw seed counts as sampled (P3-14); reverts name the court's statuses (P3-15)."""
 
 from __future__ import annotations
 
-from typing import Any
+import hashlib
+from dataclasses import replace
 
 import pytest
 from chain_helpers import PRICE, USDC, Chain, list_model
-from eth_account.messages import encode_defunct
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
-from web3.logs import DISCARD
 
 from proofmarket.chain.artifacts import load_artifact
+from proofmarket.chain.court import AttestationCourt, Commitment, CourtParams, leaf, merkle_root
 from proofmarket.errors import ContractReverted
 
 pytestmark = pytest.mark.chain
-WINDOW, VOTE_WINDOW, QUORUM = 300, 300, 3
+WINDOW, VOTE_WINDOW, RESPONSE_WINDOW, UNBOND = 300, 300, 200, 900
 BOND, NODE_STAKE, VALIDATOR_STAKE = 2 * USDC, 100 * USDC, 10 * USDC
-SLASH_BPS, REWARD_BPS, FEE_BPS = 5_000, 5_000, 100
+SLASH_BPS, REWARD_BPS, VOTER_SLASH_BPS, FEE_BPS, QUORUM_BPS = 5_000, 5_000, 2_000, 100, 5_000
+PARAMS_DELAY = 200
 WEIGHTS = b"\x11" * 32
+PARAMS = CourtParams(WINDOW, VOTE_WINDOW, RESPONSE_WINDOW, UNBOND, QUORUM_BPS, 10_000, SLASH_BPS, REWARD_BPS,
+                     VOTER_SLASH_BPS, FEE_BPS, BOND, NODE_STAKE, VALIDATOR_STAKE)
 
 
-def _court(chain: Chain) -> Any:
-    params = (WINDOW, VOTE_WINDOW, QUORUM, 10_000, SLASH_BPS, REWARD_BPS, FEE_BPS, BOND, NODE_STAKE, VALIDATOR_STAKE)
+def _court(chain: Chain, params: CourtParams = PARAMS) -> AttestationCourt:
     address, _ = chain.client.deploy(load_artifact("AttestationCourt"), chain.accounts.admin, chain.usdc.address,
-                                     chain.registry.address, chain.accounts.admin.address, params)
-    return chain.client.w3.eth.contract(address=address, abi=load_artifact("AttestationCourt").abi)
+                                     chain.registry.address, chain.accounts.admin.address, params.as_tuple(),
+                                     PARAMS_DELAY)
+    return AttestationCourt(chain.client, address)
 
 
-def _setup(chain: Chain) -> tuple[Any, bytes]:
-    court = _court(chain)
+def _fund(chain: Chain, court: AttestationCourt, who: LocalAccount, amount: int) -> None:
+    chain.client.rpc("anvil_setBalance", [who.address, hex(10**18)])
+    if chain.usdc.balance_of(who.address) < amount:
+        chain.usdc.mint(who.address, amount, chain.accounts.admin)
+    chain.usdc.approve(court.address, amount, who)
+
+
+def _stake(chain: Chain, court: AttestationCourt, who: LocalAccount, amount: int = VALIDATOR_STAKE) -> None:
+    _fund(chain, court, who, amount + 5 * BOND)
+    court.stake(amount, who, validator=True)
+
+
+def _setup(chain: Chain, params: CourtParams = PARAMS) -> tuple[AttestationCourt, bytes]:
+    """A court, a listed attested model, a staked node (prover) and three validators of 10 USDC."""
+    court = _court(chain, params)
     listed = list_model(chain, "bafy-attested", vk_digest=keccak(text="proofmarket-attested-toploc-v1"),
                         onnx_sha256=WEIGHTS, input_instances=1, instance_count=5)
     a = chain.accounts
-    for who, amount, validator in ((a.prover, NODE_STAKE, False), (a.prover2, VALIDATOR_STAKE, True),
-                                   (a.relayer, VALIDATOR_STAKE, True), (a.stranger, VALIDATOR_STAKE, True),
-                                   (a.admin, VALIDATOR_STAKE, True)):
-        chain.usdc.approve(court.address, amount + BOND, who)
-        chain.client.transact(court.functions.stake(amount, validator), who)
+    _fund(chain, court, a.prover, NODE_STAKE)
+    court.stake(NODE_STAKE, a.prover, validator=False)
+    for who in (a.prover2, a.relayer, a.stranger):
+        _stake(chain, court, who)
     chain.usdc.approve(court.address, 100 * PRICE, a.consumer)
     return court, listed.key
 
 
-def _request(chain: Chain, court: Any, key: bytes, request_hash: int, node: str = "0x" + "00" * 20) -> int:
+def _request(chain: Chain, court: AttestationCourt, key: bytes, request_hash: int) -> int:
     commitment = keccak(request_hash.to_bytes(32, "big"))
-    deadline = chain.client.timestamp() + 3_600
-    tx = chain.client.transact(court.functions.request(key, commitment, deadline, node), chain.accounts.consumer)
-    return int(court.events.RequestCreated().process_receipt(tx.receipt, errors=DISCARD)[0]["args"]["requestId"])
+    return court.request(key, commitment, chain.client.timestamp() + 3_600, chain.accounts.consumer,
+                         node=chain.accounts.prover.address)
 
 
-def _commit(chain: Chain, court: Any, request_id: int, request_hash: int, signer: Any = None,
-            sender: Any = None) -> list[int]:
+def _commit(chain: Chain, court: AttestationCourt, request_id: int, request_hash: int,
+            bundle: bytes = b"{}") -> None:
     instances = [request_hash, int.from_bytes(WEIGHTS, "big"), 3, 4, 5]
-    packed = b"".join(v.to_bytes(32, "big") for v in instances)
-    signature = (signer or chain.accounts.prover).sign_message(encode_defunct(primitive=keccak(packed))).signature
-    chain.client.transact(court.functions.commit(request_id, instances, b"\x01" * 32, bytes(signature)),
-                          sender or chain.accounts.prover)
-    return instances
+    court.commit(request_id, instances, chain.accounts.prover, hashlib.sha256(bundle).digest())
 
 
 def _advance(chain: Chain, seconds: int) -> None:
@@ -65,64 +83,268 @@ def _advance(chain: Chain, seconds: int) -> None:
     chain.client.rpc("evm_mine", [])
 
 
+def _fresh(chain: Chain) -> LocalAccount:
+    account: LocalAccount = Account.create()
+    return account
+
+
+def _committed(chain: Chain, court: AttestationCourt, key: bytes, request_hash: int) -> int:
+    request_id = _request(chain, court, key, request_hash)
+    _commit(chain, court, request_id, request_hash)
+    return request_id
+
+
 def test_an_unchallenged_commitment_is_paid_after_the_window(chain: Chain) -> None:
     court, key = _setup(chain)
     a = chain.accounts
-    request_id = _request(chain, court, key, 111)
-    _commit(chain, court, request_id, 111)
-    with pytest.raises(ContractReverted, match="WindowOpen"):
-        chain.client.transact(court.functions.finalize(request_id), a.stranger)
+    request_id = _committed(chain, court, key, 111)
+    with pytest.raises(ContractReverted, match="window is open"):
+        court.finalize(request_id, a.stranger)
     # the sample draw uses the hash of the block after the commitment: unknown when the node commits
-    assert not chain.client.call(court.functions.isSampled(request_id, a.prover2.address))
+    assert not court.is_sampled(request_id, a.prover2.address)
     node_before = chain.usdc.balance_of(a.prover.address)
     _advance(chain, WINDOW + 1)
     chain.client.rpc("evm_mine", [])
-    assert chain.client.call(court.functions.isSampled(request_id, a.prover2.address))  # 100 % sampling
-    with pytest.raises(ContractReverted, match="WindowClosed"):  # a challenge after the window
-        chain.client.transact(court.functions.challenge(request_id), a.relayer)
-    chain.client.transact(court.functions.finalize(request_id), a.stranger)
+    assert court.is_sampled(request_id, a.prover2.address)  # 100 % sampling
+    with pytest.raises(ContractReverted, match="window closed"):  # a challenge after the window
+        court.challenge(request_id, a.relayer)
+    court.finalize(request_id, a.stranger)
     fee, owner_cut = PRICE * FEE_BPS // 10_000, PRICE * 7_000 // 10_000
     assert chain.usdc.balance_of(a.prover.address) - node_before == PRICE - fee - owner_cut
+    assert court.get_request(request_id).status == "paid"
 
 
-def test_a_cheating_node_is_slashed_and_its_consumer_refunded(chain: Chain) -> None:
+def test_a_cheating_node_is_slashed_and_the_losing_voter_pays_the_winners(chain: Chain) -> None:
     court, key = _setup(chain)
     a = chain.accounts
-    request_id = _request(chain, court, key, 222)
-    _commit(chain, court, request_id, 222)
+    request_id = _committed(chain, court, key, 222)
     consumer_before = chain.usdc.balance_of(a.consumer.address)
     challenger_before = chain.usdc.balance_of(a.relayer.address)
-    chain.client.transact(court.functions.challenge(request_id), a.relayer)
-    with pytest.raises(ContractReverted, match="AlreadyVoted"):  # the challenge was the challenger's vote
-        chain.client.transact(court.functions.vote(request_id, True), a.relayer)
-    with pytest.raises(ContractReverted, match="StakeTooLow"):  # an unstaked validator
-        chain.client.transact(court.functions.vote(request_id, True), a.owner)
-    chain.client.transact(court.functions.vote(request_id, False), a.prover2)
-    with pytest.raises(ContractReverted, match="AlreadyVoted"):
-        chain.client.transact(court.functions.vote(request_id, True), a.prover2)
-    chain.client.transact(court.functions.vote(request_id, True), a.stranger)  # quorum: 2 of 3 say it cheated
-    with pytest.raises(ContractReverted, match="WrongStatus"):  # decided: later votes are refused
-        chain.client.transact(court.functions.vote(request_id, True), a.admin)
+    court.challenge(request_id, a.relayer)
+    with pytest.raises(ContractReverted, match="already voted"):  # the challenge was the challenger's vote
+        court.vote(request_id, True, a.relayer)
+    with pytest.raises(ContractReverted, match="no voting weight"):  # an unstaked address
+        court.vote(request_id, True, a.owner)
+    with pytest.raises(ContractReverted, match="is a party"):  # the consumer and the node cannot vote
+        court.vote(request_id, True, a.consumer)
+    court.vote(request_id, False, a.prover2)  # a dishonest third of the stake
+    court.vote(request_id, True, a.stranger)  # 20 of 30 USDC say it cheated: more than half, decided at once
+    with pytest.raises(ContractReverted, match="is Slashed"):  # the revert names the court's own status
+        court.vote(request_id, True, a.admin)
     slashed = NODE_STAKE * SLASH_BPS // 10_000
-    assert chain.client.call(court.functions.nodeStake(a.prover.address)) == NODE_STAKE - slashed
+    assert court.stake_of(a.prover.address, validator=False) == NODE_STAKE - slashed
     assert chain.usdc.balance_of(a.consumer.address) - consumer_before == PRICE
     reward = slashed * REWARD_BPS // 10_000
     assert chain.usdc.balance_of(a.relayer.address) - challenger_before == reward  # bond back + reward - bond
-    assert chain.client.call(court.functions.getRequest(request_id))[1] == 5  # Slashed
+    assert court.get_request(request_id).outcome == "cheated"
+    # votes settle by claim: the loser's escrowed 20 % goes to the winners pro rata, the stakes unlock
+    risk = VALIDATOR_STAKE * VOTER_SLASH_BPS // 10_000
+    with pytest.raises(ContractReverted, match="locked"):
+        court.unstake(1, a.prover2, validator=True)
+    for who in (a.prover2, a.relayer, a.stranger):
+        court.claim(request_id, who.address, a.admin)
+    assert court.stake_of(a.prover2.address, validator=True) == VALIDATOR_STAKE - risk
+    assert court.stake_of(a.relayer.address, validator=True) == VALIDATOR_STAKE + risk // 2
+    assert court.stake_of(a.stranger.address, validator=True) == VALIDATOR_STAKE + risk // 2
+    with pytest.raises(ContractReverted, match="no unclaimed vote"):
+        court.claim(request_id, a.stranger.address, a.admin)
+    assert court.open_votes(a.prover2.address) == 0
 
 
-def test_a_false_challenge_costs_the_challenger_its_bond(chain: Chain) -> None:
+def test_a_false_challenge_costs_the_challenger_its_bond_and_its_share(chain: Chain) -> None:
     court, key = _setup(chain)
     a = chain.accounts
-    request_id = _request(chain, court, key, 333)
-    _commit(chain, court, request_id, 333)
+    request_id = _committed(chain, court, key, 333)
     challenger_before = chain.usdc.balance_of(a.relayer.address)
-    chain.client.transact(court.functions.challenge(request_id), a.relayer)
-    for voter in (a.prover2, a.stranger):  # with the challenger's own vote: quorum 3, 2 say honest
-        chain.client.transact(court.functions.vote(request_id, False), voter)
+    court.challenge(request_id, a.relayer)
+    court.vote(request_id, False, a.prover2)
+    court.vote(request_id, False, a.stranger)
     assert chain.usdc.balance_of(a.relayer.address) - challenger_before == -BOND
-    assert chain.client.call(court.functions.nodeStake(a.prover.address)) == NODE_STAKE + BOND
-    assert chain.client.call(court.functions.getRequest(request_id))[1] == 4  # Paid
+    assert court.stake_of(a.prover.address, validator=False) == NODE_STAKE + BOND
+    assert court.get_request(request_id).status == "paid"
+    court.claim(request_id, a.relayer.address, a.relayer)
+    assert court.stake_of(a.relayer.address, validator=True) == VALIDATOR_STAKE * 8 // 10
+
+
+def test_a_stake_rotated_between_addresses_cannot_reach_quorum(chain: Chain) -> None:
+    """P3-01: the consumer challenges an honest result, then moves one minimum stake between addresses to vote
+    again: the consumer cannot vote, the voter's stake is locked, and stake moved in after the commitment weighs
+    nothing; the honest stake decides and the attacker loses its bond and its share."""
+    court, key = _setup(chain)
+    a = chain.accounts
+    attacker, second = _fresh(chain), _fresh(chain)
+    _stake(chain, court, a.consumer)  # the consumer is staked as a validator too
+    _stake(chain, court, attacker)  # one minimum stake, staked before the commitment
+    request_id = _committed(chain, court, key, 444)
+    with pytest.raises(ContractReverted, match="is a party"):
+        court.challenge(request_id, a.consumer)
+    court.challenge(request_id, attacker)
+    with pytest.raises(ContractReverted, match="locked"):  # cannot take the stake out to vote again elsewhere
+        court.unstake(1, attacker, validator=True)
+    _stake(chain, court, second)  # fresh stake, after the commitment
+    assert court.weight_of(request_id, second.address) == 0
+    with pytest.raises(ContractReverted, match="no voting weight"):
+        court.vote(request_id, True, second)
+    for honest in (a.prover2, a.relayer, a.stranger):  # 30 of 40 eligible (the consumer's stake is a party's)
+        court.vote(request_id, False, honest)
+    outcome = court.get_request(request_id)
+    assert (outcome.status, outcome.outcome) == ("paid", "honest")
+    assert court.stake_of(a.prover.address, validator=False) == NODE_STAKE + BOND  # not slashed
+
+
+def test_sybil_minimum_stakes_cannot_outvote_a_larger_honest_stake(chain: Chain) -> None:
+    """P3-17: five minimum stakes (50 USDC) against one honest validator of 100 USDC: weight decides, not
+    addresses; every sybil loses its escrowed share."""
+    court, key = _setup(chain)
+    a = chain.accounts
+    honest = _fresh(chain)
+    _stake(chain, court, honest, 100 * USDC)
+    sybils = [_fresh(chain) for _ in range(5)]
+    for s in sybils:
+        _stake(chain, court, s)
+    request_id = _committed(chain, court, key, 555)
+    court.challenge(request_id, sybils[0])
+    for s in sybils[1:]:
+        court.vote(request_id, True, s)
+    assert court.get_request(request_id).status == "challenged"  # 50 of 180 eligible: no decision
+    court.vote(request_id, False, honest)  # 100 of 180: more than half
+    outcome = court.get_request(request_id)
+    assert (outcome.outcome, outcome.weight_cheated, outcome.weight_honest) == ("honest", 50 * USDC, 100 * USDC)
+    for s in sybils:
+        court.claim(request_id, s.address, a.admin)
+        assert court.stake_of(s.address, validator=True) == VALIDATOR_STAKE * 8 // 10
+    court.claim(request_id, honest.address, a.admin)
+    assert court.stake_of(honest.address, validator=True) == 100 * USDC + 5 * VALIDATOR_STAKE * 2 // 10
+
+
+def test_no_quorum_slashes_nobody(chain: Chain) -> None:
+    court, key = _setup(chain)
+    a = chain.accounts
+    big = _fresh(chain)
+    _stake(chain, court, big, 100 * USDC)  # stays silent
+    request_id = _committed(chain, court, key, 666)
+    before = chain.usdc.balance_of(a.relayer.address)
+    court.challenge(request_id, a.relayer)
+    court.vote(request_id, True, a.stranger)  # 20 of 130 eligible voted: under the 50 % quorum
+    with pytest.raises(ContractReverted, match="window is open"):
+        court.resolve(request_id, a.admin)
+    _advance(chain, VOTE_WINDOW + 1)
+    court.resolve(request_id, a.admin)
+    outcome = court.get_request(request_id)
+    assert (outcome.status, outcome.outcome) == ("paid", "undecided")
+    assert chain.usdc.balance_of(a.relayer.address) == before  # the bond came back
+    court.claim(request_id, a.relayer.address, a.admin)
+    assert court.stake_of(a.relayer.address, validator=True) == VALIDATOR_STAKE
+
+
+def test_a_parameter_change_waits_for_the_delay_and_never_touches_an_open_request(chain: Chain) -> None:
+    """P3-09: after a 2 USDC challenge the admin raises the bond to 50: the open request keeps 2 USDC."""
+    court, key = _setup(chain)
+    a = chain.accounts
+    open_request = _committed(chain, court, key, 777)
+    court.challenge(open_request, a.relayer)
+    court.schedule_params(replace(PARAMS, challenge_bond=50 * USDC, slash_bps=10_000, quorum_bps=10_000,
+                                  window=60), a.admin)
+    with pytest.raises(ContractReverted, match="apply only from"):
+        court.apply_params(a.stranger)
+    assert court.params().challenge_bond == BOND
+    _advance(chain, PARAMS_DELAY + 1)
+    court.apply_params(a.stranger)  # anyone, once due
+    assert court.params().challenge_bond == 50 * USDC
+    assert court.request_params(open_request).challenge_bond == BOND
+    before = chain.usdc.balance_of(a.relayer.address)
+    court.vote(open_request, True, a.stranger)  # decided under the request's own terms
+    slashed = NODE_STAKE * SLASH_BPS // 10_000
+    assert court.stake_of(a.prover.address, validator=False) == NODE_STAKE - slashed
+    assert chain.usdc.balance_of(a.relayer.address) - before == BOND + slashed * REWARD_BPS // 10_000
+    new = _request(chain, court, key, 778)
+    assert court.request_params(new).challenge_bond == 50 * USDC
+    with pytest.raises(ContractReverted, match="BadParams"):
+        court.schedule_params(replace(PARAMS, voter_slash_bps=9_000), a.admin)
+    with pytest.raises(ContractReverted, match="not the contract owner"):
+        court.schedule_params(PARAMS, a.stranger)
+
+
+def test_a_withheld_bundle_is_published_on_chain_or_the_node_loses(chain: Chain) -> None:
+    """P3-05/P3-10: a validator that cannot fetch a bundle challenges its availability; the rule is public: the
+    node publishes the committed bytes on chain (the challenger gets its bond back) or is slashed."""
+    court, key = _setup(chain)
+    a = chain.accounts
+    bundle = b'{"format": "proofmarket/attested-bundle"}'
+    served = _request(chain, court, key, 881)
+    _commit(chain, court, served, 881, bundle)
+    before = chain.usdc.balance_of(a.relayer.address)
+    court.challenge_availability(served, a.relayer)
+    assert court.get_request(served).status == "withheld"
+    with pytest.raises(ContractReverted, match="sha256"):
+        court.publish(served, b"something else", a.prover)
+    court.publish(served, bundle, a.prover)
+    assert court.published_bundle(served) == bundle
+    assert chain.usdc.balance_of(a.relayer.address) == before  # bond back
+    assert court.get_request(served).status == "committed"  # a fresh window to check the published bundle
+    withheld = _request(chain, court, key, 882)
+    _commit(chain, court, withheld, 882, bundle)
+    consumer_before = chain.usdc.balance_of(a.consumer.address)
+    court.challenge_availability(withheld, a.relayer)
+    _advance(chain, RESPONSE_WINDOW + 1)
+    with pytest.raises(ContractReverted, match="window closed"):
+        court.publish(withheld, bundle, a.prover)
+    court.resolve(withheld, a.stranger)
+    outcome = court.get_request(withheld)
+    assert (outcome.status, outcome.outcome) == ("slashed", "withheld")
+    assert chain.usdc.balance_of(a.consumer.address) - consumer_before == PRICE
+
+
+def test_only_drawn_or_voting_validators_with_weight_may_read(chain: Chain) -> None:
+    """P3-11: stake moved in after the commitment reads nothing; unstaking leaves the weight at once and the
+    money only after the unbonding delay."""
+    court, key = _setup(chain, replace(PARAMS, sample_bps=0))
+    a = chain.accounts
+    request_id = _committed(chain, court, key, 991)
+    chain.client.rpc("evm_mine", [])
+    assert not court.can_read(request_id, a.prover2.address)  # staked, but not drawn (0 % sampling)
+    late = _fresh(chain)
+    _stake(chain, court, late)
+    court.challenge(request_id, a.relayer)
+    assert court.can_read(request_id, a.prover2.address)  # challenged: every weighted validator may vote
+    assert not court.can_read(request_id, late.address)
+    assert not court.can_read(request_id, a.consumer.address)
+    court.unstake(VALIDATOR_STAKE, a.prover2, validator=True)
+    assert not court.can_read(request_id, a.prover2.address)
+    with pytest.raises(ContractReverted, match="withdrawn from"):
+        court.withdraw(a.prover2)
+    _advance(chain, UNBOND + 1)
+    before = chain.usdc.balance_of(a.prover2.address)
+    court.withdraw(a.prover2)
+    assert chain.usdc.balance_of(a.prover2.address) - before == VALIDATOR_STAKE
+
+
+def test_a_request_must_name_its_node_and_only_that_node_commits(chain: Chain) -> None:
+    court, key = _setup(chain)
+    a = chain.accounts
+    with pytest.raises(ContractReverted, match="must name the node"):
+        court.request(key, b"\x01" * 32, chain.client.timestamp() + 600, a.consumer, node="0x" + "00" * 20)
+    _fund(chain, court, a.stranger, NODE_STAKE)
+    court.stake(NODE_STAKE, a.stranger, validator=False)  # another staked node copies the commitment
+    request_id = _request(chain, court, key, 1001)
+    with pytest.raises(ContractReverted, match="NotTheNode"):
+        court.commit(request_id, [1001, int.from_bytes(WEIGHTS, "big"), 3, 4, 5], a.stranger)
+    _commit(chain, court, request_id, 1001)
+    assert court.status(request_id) == "committed"
+
+
+def test_an_old_draw_seed_counts_as_sampled_and_a_stored_one_holds(chain: Chain) -> None:
+    court, key = _setup(chain, replace(PARAMS, sample_bps=1))
+    a = chain.accounts
+    stored = _committed(chain, court, key, 1101)
+    forgotten = _committed(chain, court, key, 1102)
+    chain.client.rpc("evm_mine", [])
+    court.challenge_availability(stored, a.relayer)  # any challenge (or finalize) stores the seed
+    drawn = court.is_sampled(stored, a.prover2.address)
+    chain.client.rpc("anvil_mine", [hex(300)])  # past the chain's 256-block memory
+    assert court.is_sampled(stored, a.prover2.address) == drawn
+    assert court.get_request(stored).seed != b"\x00" * 32
+    assert court.is_sampled(forgotten, a.prover2.address)  # a lagging validator checks rather than skips
 
 
 def test_bad_commitments_revert_and_move_nothing(chain: Chain) -> None:
@@ -134,20 +356,19 @@ def test_bad_commitments_revert_and_move_nothing(chain: Chain) -> None:
     with pytest.raises(ContractReverted, match="NotTheRequest"):
         _commit(chain, court, request_id, 445)
     with pytest.raises(ContractReverted, match="BadSignature"):
-        _commit(chain, court, request_id, 444, signer=a.stranger)
+        signature = a.stranger.sign_message(__import__("eth_account").messages.encode_defunct(
+            primitive=keccak(b"".join(v.to_bytes(32, "big") for v in [444, 1, 3, 4, 5])))).signature
+        court._send("commit", a.prover, request_id, [444, 1, 3, 4, 5], b"\x00" * 32, bytes(signature))
+    other = list_model(chain, "bafy-proven")
     with pytest.raises(ContractReverted, match="NotAttestedModel"):
-        other = list_model(chain, "bafy-proven")
-        chain.client.transact(court.functions.request(other.key, b"\x00" * 32, chain.client.timestamp() + 60,
-                                                      "0x" + "00" * 20), a.consumer)
+        court.request(other.key, b"\x00" * 32, chain.client.timestamp() + 60, a.consumer, node=a.prover.address)
 
 
 def test_chain_deploy_includes_a_court_and_the_wrapper_drives_it(chain: Chain) -> None:
-    from proofmarket.chain.court import AttestationCourt
-
     assert chain.deployment.court is not None
     court = AttestationCourt(chain.client, chain.deployment.court)
     params = court.params()
-    assert (params.window, params.quorum) == (120, 3)  # the devnet's short window
+    assert (params.window, params.quorum_bps, court.params_delay()) == (120, 5_000, 60)  # the devnet's
     a = chain.accounts
     listed = list_model(chain, "bafy-attested-2", vk_digest=keccak(text="proofmarket-attested-toploc-v1"),
                         onnx_sha256=WEIGHTS, input_instances=1, instance_count=5)
@@ -156,50 +377,31 @@ def test_chain_deploy_includes_a_court_and_the_wrapper_drives_it(chain: Chain) -
     assert court.stake_of(a.prover.address, validator=False) == params.node_min_stake
     chain.usdc.approve(court.address, PRICE, a.consumer)
     request_id = court.request(listed.key, keccak((7).to_bytes(32, "big")), chain.client.timestamp() + 600,
-                               a.consumer)
+                               a.consumer, node=a.prover.address)
     assert court.status(request_id) == "open"
     court.commit(request_id, [7, int.from_bytes(WEIGHTS, "big"), 1, 2, 3], a.prover)
     assert court.status(request_id) == "committed"
 
 
-def test_a_request_naming_a_node_is_answered_by_that_node_only(chain: Chain) -> None:
-    court, key = _setup(chain)
-    a = chain.accounts
-    chain.usdc.approve(court.address, NODE_STAKE, a.stranger)
-    chain.client.transact(court.functions.stake(NODE_STAKE, False), a.stranger)  # another staked node
-    request_id = _request(chain, court, key, 555, node=a.prover.address)
-    with pytest.raises(ContractReverted, match="NotTheNode"):
-        _commit(chain, court, request_id, 555, signer=a.stranger, sender=a.stranger)
-    _commit(chain, court, request_id, 555)
-    assert chain.client.call(court.functions.getRequest(request_id))[1] == 2  # Committed
-
-
 def test_a_batch_commits_under_one_signed_merkle_root(chain: Chain) -> None:
-    from proofmarket.chain.court import AttestationCourt, Commitment
-
     court, key = _setup(chain)
     a = chain.accounts
-    wrapped = AttestationCourt(chain.client, court.address)
     ids = [_request(chain, court, key, 600 + i) for i in range(5)]
     batch = [Commitment(rid, [600 + i, int.from_bytes(WEIGHTS, "big"), 3, 4, 5 + i], bytes([i + 1]) * 32)
              for i, rid in enumerate(ids)]
     with pytest.raises(ContractReverted, match="NotTheRequest"):  # one wrong leaf fails the whole batch
-        wrapped.commit_batch([*batch[:4], Commitment(ids[4], [999, *batch[4].instances[1:]], b"\x05" * 32)],
-                             a.prover)
-    assert all(wrapped.status(rid) == "open" for rid in ids)
-    tx = wrapped.commit_batch(batch, a.prover)
-    assert [int(e["requestId"]) for e in wrapped.decode_events(tx, "Committed")] == ids
-    assert all(wrapped.get_request(rid).output_hash == (5 + i).to_bytes(32, "big") for i, rid in enumerate(ids))
-    with pytest.raises(ContractReverted, match="WrongStatus"):  # committed once only
-        wrapped.commit_batch(batch[:1], a.prover)
+        court.commit_batch([*batch[:4], Commitment(ids[4], [999, *batch[4].instances[1:]], b"\x05" * 32)],
+                           a.prover)
+    assert all(court.status(rid) == "open" for rid in ids)
+    tx = court.commit_batch(batch, a.prover)
+    assert [int(e["requestId"]) for e in court.decode_events(tx, "Committed")] == ids
+    assert all(court.get_request(rid).output_hash == (5 + i).to_bytes(32, "big") for i, rid in enumerate(ids))
+    with pytest.raises(ContractReverted, match="is Committed"):  # committed once only
+        court.commit_batch(batch[:1], a.prover)
     more = [_request(chain, court, key, 700)]
     forged = Commitment(more[0], [700, int.from_bytes(WEIGHTS, "big"), 3, 4, 5], b"\x07" * 32)
+    from eth_account.messages import encode_defunct
+
+    sig = a.stranger.sign_message(encode_defunct(primitive=merkle_root([leaf(forged)]))).signature
     with pytest.raises(ContractReverted, match="BadSignature"):  # a root signed by someone else
-        court_as_stranger = AttestationCourt(chain.client, court.address)
-        from eth_account.messages import encode_defunct as defunct
-
-        from proofmarket.chain.court import leaf, merkle_root
-
-        sig = a.stranger.sign_message(defunct(primitive=merkle_root([leaf(forged)]))).signature
-        chain.client.transact(court_as_stranger.contract.functions.commitBatch(
-            more, [forged.instances], [forged.bundle_digest], bytes(sig)), a.prover)
+        court._send("commitBatch", a.prover, more, [forged.instances], [forged.bundle_digest], bytes(sig))

@@ -8,6 +8,8 @@ AttestationCourt.
 - A cheating node (its weights perturbed in memory, its commitments signed as the listed weights) answers 3
   requests: each is challenged, loses the vote, the node is slashed and its consumers refunded, all inside the
   window, and its validation records say 0.
+- A third of the voting stake lies for the cheater, and votes first: the verdict is still right and the liar
+  loses its escrowed share.
 """
 
 from __future__ import annotations
@@ -69,7 +71,10 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
         market = Market.deploy(workspace=ws)
         court = market.court
         params = court.params()
-        court.set_params(replace(params, window=WINDOW, vote_window=WINDOW, sample_bps=10_000), market.accounts.admin)
+        court.schedule_params(replace(params, window=WINDOW, vote_window=WINDOW, sample_bps=10_000),
+                              market.accounts.admin)
+        _advance(market, court.params_delay() + 1)  # a change applies only after the court's delay
+        court.apply_params(market.accounts.admin)
         market.register_model(lm_id, PRICE, 7_000)
         market.register_agent("http://127.0.0.1/.well-known/agent-registration.json")
         cheat_ws = Workspace(node_settings(home, chain.rpc_url))  # the same files, its own (perturbed) runtime
@@ -226,11 +231,47 @@ def test_a_cheating_node_is_challenged_slashed_and_its_consumers_refunded_inside
     assert cm.client.timestamp() - started < WINDOW  # all inside the window
     assert usdc.balance_of(cm.accounts.consumer.address) == consumer0  # every consumer refunded
     assert net.court.stake_of(node, validator=False) < stake0  # slashed
-    verdicts = [v.state.verdicts[rid]["verdict"] for v in net.validators for rid in ids]
-    assert verdicts == ["cheated"] * len(verdicts)
+    # more than half the stake decides at once: the third validator may never need to look
+    verdicts = [v.state.verdicts[rid]["verdict"] for v in net.validators for rid in ids if rid in v.state.verdicts]
+    assert set(verdicts) == {"cheated"} and len(verdicts) >= 2 * CHEATS
     assert sum(v.metrics.challenges._value.get() for v in net.validators) == CHEATS
     rows = _wait(cheat_url, ids, lambda r: _court(r).get("status") == "slashed")
     assert all(_court(r)["validation"]["response"] == 0 for r in rows)
+
+
+def test_a_dishonest_third_of_the_voting_stake_cannot_save_a_cheater(
+        net: Net, cheat_url: str, honest_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One validator of three (a third of the stake) lies: it finds every cheat "reproduced" and votes for the
+    node, first. The two honest thirds still slash the cheater; the liar loses its escrowed share to them."""
+    cm = net.cheat_market
+    liar, honest = net.validators[2], net.validators[:2]
+    real_check = liar.check
+
+    def lie(*args: Any) -> Any:
+        verdict = real_check(*args)
+        return replace(verdict, verdict="reproduced") if verdict.verdict == "cheated" else verdict
+
+    monkeypatch.setattr(liar, "check", lie)
+    receipt = cm.request(net.lm_id, {"prompt": "cheat with a friend", "max_tokens": 6})
+    rid = receipt.request_id
+    assert httpx.post(f"{cheat_url}/v1/court/{rid}/input",
+                      json={"input": {"prompt": "cheat with a friend", "max_tokens": 6}}, timeout=30).status_code == 202
+    _wait(cheat_url, [rid], lambda r: r["status"] == "fulfilled")
+    liar_stake = net.court.stake_of(liar.address, validator=True)
+    net.market.client.rpc("evm_mine", [])
+    for v in [liar, *honest]:  # the liar looks first: no challenge from it
+        v.node_urls = [honest_url, cheat_url]
+        v.poll_once()
+    for _ in range(3):
+        for v in [liar, *honest]:
+            v.poll_once()
+    onchain = net.court.get_request(rid)
+    assert (onchain.status, onchain.outcome) == ("slashed", "cheated")
+    assert onchain.weight_honest == liar_stake  # the liar did vote for the node
+    for _ in range(2):
+        _poll(net, [honest_url, cheat_url])  # the votes are claimed
+    assert net.court.stake_of(liar.address, validator=True) < liar_stake
+    assert all(net.court.vote_of(rid, v.address).claimed for v in net.validators)
 
 
 def test_validator_refuses_bad_reads_and_serves_metrics(net: Net, honest_url: str) -> None:
@@ -292,7 +333,7 @@ def test_cli_request_validator_run_and_court_refund(net: Net, honest_url: str, t
     assert net.market.usdc.balance_of(consumer) == before
 
 
-def test_admin_court_settings_are_bounded(net: Net, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_admin_court_settings_are_bounded_and_scheduled(net: Net, monkeypatch: pytest.MonkeyPatch) -> None:
     import json
 
     from typer.testing import CliRunner
@@ -303,15 +344,23 @@ def test_admin_court_settings_are_bounded(net: Net, monkeypatch: pytest.MonkeyPa
     before = net.court.params()
     shown = CliRunner().invoke(cli, ["admin", "court", "--home", str(net.home), "--json"])
     assert shown.exit_code == 0 and json.loads(shown.stdout)["window"] == WINDOW
-    changed = CliRunner().invoke(cli, ["admin", "court", "--quorum", "5", "--bond", "3", "--home", str(net.home),
-                                       "--json"])
+    changed = CliRunner().invoke(cli, ["admin", "court", "--quorum-bps", "6000", "--bond", "3", "--home",
+                                       str(net.home), "--json"])
     assert changed.exit_code == 0, changed.output
-    assert (net.court.params().quorum, net.court.params().challenge_bond) == (5, 3_000_000)
-    for bad in (["--quorum", "4"], ["--window", "10"], ["--fee-bps", "5000"]):  # even quorum, short window, fee
+    assert json.loads(changed.stdout)["scheduled_eta"] > net.market.client.timestamp()
+    assert net.court.params() == before  # scheduled, not applied
+    early = CliRunner().invoke(cli, ["admin", "court", "--apply", "--home", str(net.home)])
+    assert early.exit_code != 0 and "apply only from" in early.output, early.output
+    _advance(net.market, net.court.params_delay() + 1)
+    applied = CliRunner().invoke(cli, ["admin", "court", "--apply", "--home", str(net.home), "--json"])
+    assert applied.exit_code == 0, applied.output
+    assert (net.court.params().quorum_bps, net.court.params().challenge_bond) == (6_000, 3_000_000)
+    for bad in (["--quorum-bps", "0"], ["--window", "10"], ["--fee-bps", "5000"]):  # no quorum, short window, fee
         refused = CliRunner().invoke(cli, ["admin", "court", *bad, "--home", str(net.home)])
         assert refused.exit_code != 0 and "BadParams" in refused.output, refused.output
-    assert net.court.params().quorum == 5  # nothing changed
-    net.court.set_params(before, net.market.accounts.admin)
+    net.court.schedule_params(before, net.market.accounts.admin)
+    _advance(net.market, net.court.params_delay() + 1)
+    net.court.apply_params(net.market.accounts.admin)
     status = CliRunner().invoke(cli, ["prover", "status", "--home", str(net.home), "--json"])
     assert status.exit_code == 0, status.output
     assert json.loads(status.stdout)["court_stake"]["validator"] == 0  # the node stakes as a node only

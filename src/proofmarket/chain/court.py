@@ -5,6 +5,7 @@ validators, bonded challenges, votes to a quorum and slashing (see the contract'
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
@@ -13,19 +14,25 @@ from eth_utils import keccak
 from proofmarket.chain.client import TxResult
 from proofmarket.chain.contracts import BoundContract
 
-STATUS = ("none", "open", "committed", "challenged", "paid", "slashed", "refunded")
+STATUS = ("none", "open", "committed", "challenged", "paid", "slashed", "refunded", "withheld")
+OUTCOME = ("none", "cheated", "honest", "undecided", "withheld")
 SETTLED = ("paid", "slashed", "refunded")
 ZERO_ADDRESS = "0x" + "00" * 20
 
 
 @dataclass(frozen=True)
 class CourtParams:
+    """The court's parameters (a request keeps the version in force when it was created)."""
+
     window: int
     vote_window: int
-    quorum: int
+    response_window: int  # seconds a node has to publish a bundle challenged as withheld
+    unbond_delay: int  # seconds between a validator's unstake and its withdrawal
+    quorum_bps: int  # share of the eligible weight that must vote for a decision at the vote's end
     sample_bps: int
     slash_bps: int
     challenger_reward_bps: int
+    voter_slash_bps: int  # share of its weight a voter escrows and loses on the losing side
     platform_fee_bps: int
     challenge_bond: int
     node_min_stake: int
@@ -40,17 +47,33 @@ class CourtRequest:
     request_id: int
     consumer: str
     status: str
+    outcome: str
+    version: int
     deadline: int
-    window_end: int  # the challenge window's end; once challenged, the vote's
+    window_end: int  # the challenge window's end; once challenged, the vote's (withheld: the response's)
     commit_block: int
-    node: str | None  # before the commitment: the node the consumer named (None: any)
+    node: str | None  # the node the consumer named
     amount: int
     model_key: bytes
     input_commitment: bytes
     output_hash: bytes
+    bundle_digest: bytes
+    seed: bytes
     challenger: str | None
-    votes_cheated: int
-    votes_honest: int
+    exposure: int  # the node's slash if it loses, fixed at the commitment
+    eligible: int  # the weight that could vote, fixed at the challenge
+    weight_cheated: int
+    weight_honest: int
+    risk_cheated: int
+    risk_honest: int
+
+
+@dataclass(frozen=True)
+class CourtVote:
+    weight: int
+    risk: int
+    node_cheated: bool
+    claimed: bool
 
 
 @dataclass(frozen=True)
@@ -91,27 +114,70 @@ def _address(value: str) -> str | None:
 class AttestationCourt(BoundContract):
     artifact_name = "AttestationCourt"
     MAX_BATCH = 256
+    CHECKPOINT_GAS = 60_000  # a stake checkpoint pushed in a new block costs more than anvil's estimate saw
+
+    def _send_staking(self, name: str, sender: LocalAccount, *args: Any) -> TxResult:
+        """Send a call that writes stake checkpoints: eth_estimateGas runs in the latest block, where a checkpoint
+        of that block is updated in place; mined in the next block it is a new slot."""
+        fn = self.contract.functions[name](*args)
+        with self.client.translate(name):
+            estimate = int(fn.estimate_gas({"from": sender.address}))
+        return self.client.transact(fn, sender, gas=int(estimate * 1.25) + self.CHECKPOINT_GAS)
 
     def params(self) -> CourtParams:
+        """The parameters new requests get."""
         return CourtParams(*(int(v) for v in self._call("params")))
 
-    def set_params(self, params: CourtParams, sender: LocalAccount) -> TxResult:
-        return self._send("setParams", sender, params.as_tuple())
+    def request_params(self, request_id: int) -> CourtParams:
+        """The parameters ``request_id`` lives by (in force when it was created)."""
+        return CourtParams(*(int(v) for v in self._call("requestParams", request_id)))
+
+    def params_delay(self) -> int:
+        return int(self._call("paramsDelay"))
+
+    def pending_params_eta(self) -> int:
+        """When the scheduled parameters may be applied (0: none scheduled)."""
+        return int(self._call("pendingParamsEta"))
+
+    def schedule_params(self, params: CourtParams, sender: LocalAccount) -> TxResult:
+        return self._send("scheduleParams", sender, params.as_tuple())
+
+    def apply_params(self, sender: LocalAccount) -> TxResult:
+        return self._send("applyParams", sender)
 
     def stake(self, amount: int, sender: LocalAccount, *, validator: bool) -> TxResult:
-        return self._send("stake", sender, amount, validator)
+        return self._send_staking("stake", sender, amount, validator)
+
+    def unstake(self, amount: int, sender: LocalAccount, *, validator: bool) -> TxResult:
+        """A node's stake comes back at once; a validator's leaves its weight and is withdrawn after the
+        unbonding delay (``withdraw``)."""
+        return self._send_staking("unstake", sender, amount, validator)
+
+    def withdraw(self, sender: LocalAccount) -> TxResult:
+        return self._send("withdraw", sender)
 
     def stake_of(self, address: str, *, validator: bool) -> int:
         return int(self._call("validatorStake" if validator else "nodeStake", address))
 
+    def open_votes(self, address: str) -> int:
+        return int(self._call("openVotes", address))
+
+    def weight_of(self, request_id: int, address: str) -> int:
+        """What ``address``'s vote on ``request_id`` weighs (stake before the commitment, capped by its stake)."""
+        return int(self._call("weightOf", request_id, address))
+
+    def can_read(self, request_id: int, address: str) -> bool:
+        """Whether a node serves the committed bundle to ``address`` (a drawn or voting validator with weight)."""
+        return bool(self._call("canRead", request_id, address))
+
     def request(self, model_key: bytes, input_commitment: bytes, deadline: int, sender: LocalAccount, *,
-                node: str | None = None) -> int:
-        tx = self._send("request", sender, model_key, input_commitment, deadline, node or ZERO_ADDRESS)
-        return int(self.decode_events(tx, "RequestCreated")[0]["requestId"])
+                node: str) -> int:
+        return self.request_tx(model_key, input_commitment, deadline, sender, node=node)[0]
 
     def request_tx(self, model_key: bytes, input_commitment: bytes, deadline: int, sender: LocalAccount, *,
-                   node: str | None = None) -> tuple[int, TxResult]:
-        tx = self._send("request", sender, model_key, input_commitment, deadline, node or ZERO_ADDRESS)
+                   node: str) -> tuple[int, TxResult]:
+        """Escrow a request answered by ``node`` (required: the court refuses requests naming no node)."""
+        tx = self._send("request", sender, model_key, input_commitment, deadline, node)
         return int(self.decode_events(tx, "RequestCreated")[0]["requestId"]), tx
 
     def commit(self, request_id: int, instances: list[int], sender: LocalAccount,
@@ -133,19 +199,42 @@ class AttestationCourt(BoundContract):
         return bool(self._call("isSampled", request_id, validator))
 
     def challenge(self, request_id: int, sender: LocalAccount) -> TxResult:
-        return self._send("challenge", sender, request_id)
+        return self._send_staking("challenge", sender, request_id)
+
+    def challenge_availability(self, request_id: int, sender: LocalAccount) -> TxResult:
+        """Challenge a result as withheld: the node must publish its bundle on chain within the response window."""
+        return self._send("challengeAvailability", sender, request_id)
+
+    def publish(self, request_id: int, bundle: bytes, sender: LocalAccount) -> TxResult:
+        """Publish a bundle challenged as withheld (its sha256 must be the committed digest)."""
+        return self._send("publish", sender, request_id, bundle)
+
+    def published_bundle(self, request_id: int, from_block: int = 0) -> bytes | None:
+        """The bundle published on chain for ``request_id`` (None: never published)."""
+        logs = self.contract.events.Published.get_logs(from_block=from_block,
+                                                       argument_filters={"requestId": request_id})
+        return bytes(logs[-1]["args"]["bundle"]) if logs else None
 
     def vote(self, request_id: int, node_cheated: bool, sender: LocalAccount) -> TxResult:
-        return self._send("vote", sender, request_id, node_cheated)
+        return self._send_staking("vote", sender, request_id, node_cheated)
+
+    def vote_of(self, request_id: int, validator: str) -> CourtVote:
+        v = self._call("voteOf", request_id, validator)
+        return CourtVote(int(v[0]), int(v[1]), bool(v[2]), bool(v[3]))
 
     def has_voted(self, request_id: int, validator: str) -> bool:
-        return bool(self._call("hasVoted", request_id, validator))
+        return self.vote_of(request_id, validator).weight > 0
+
+    def resolve(self, request_id: int, sender: LocalAccount) -> TxResult:
+        """Decide a challenge after its vote (or a withheld bundle after its response window)."""
+        return self._send("resolve", sender, request_id)
+
+    def claim(self, request_id: int, validator: str, sender: LocalAccount) -> TxResult:
+        """Settle ``validator``'s vote on a resolved request: winners get their share back and the losers'."""
+        return self._send_staking("claim", sender, request_id, validator)
 
     def finalize(self, request_id: int, sender: LocalAccount) -> TxResult:
         return self._send("finalize", sender, request_id)
-
-    def close_undecided(self, request_id: int, sender: LocalAccount) -> TxResult:
-        return self._send("closeUndecided", sender, request_id)
 
     def refund(self, request_id: int, sender: LocalAccount) -> TxResult:
         return self._send("refund", sender, request_id)
@@ -155,9 +244,10 @@ class AttestationCourt(BoundContract):
 
     def get_request(self, request_id: int) -> CourtRequest:
         r = self._call("getRequest", request_id)
-        return CourtRequest(request_id, str(r[0]), STATUS[int(r[1])], int(r[2]), int(r[3]), int(r[4]),
-                            _address(str(r[5])), int(r[6]), bytes(r[7]), bytes(r[8]), bytes(r[9]),
-                            _address(str(r[10])), int(r[11]), int(r[12]))
+        return CourtRequest(request_id, str(r[0]), STATUS[int(r[1])], OUTCOME[int(r[2])], int(r[3]), int(r[4]),
+                            int(r[5]), int(r[6]), _address(str(r[7])), int(r[8]), bytes(r[9]), bytes(r[10]),
+                            bytes(r[11]), bytes(r[12]), bytes(r[13]), _address(str(r[14])), int(r[15]),
+                            int(r[16]), int(r[17]), int(r[18]), int(r[19]), int(r[20]))
 
     def status(self, request_id: int) -> str:
         return STATUS[int(self._call("getRequest", request_id)[1])]

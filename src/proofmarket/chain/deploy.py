@@ -30,9 +30,16 @@ FORMAT = "proofmarket/deployment"
 ERC8004_CONTRACTS = ("IdentityRegistry", "ReputationRegistry", "ValidationRegistry", "ZkValidator")
 COURT = "AttestationCourt"
 COURT_CONTRACTS = (COURT, "CourtValidator")
-# window, vote window, quorum, sample bps, slash bps, challenger reward bps, fee bps, bond, node / validator minimum
-DEVNET_COURT_PARAMS = (120, 120, 3, 1_000, 5_000, 5_000, 100, 2 * USDC_UNIT, 100 * USDC_UNIT, 10 * USDC_UNIT)
-COURT_PARAMS = (86_400, 86_400, 5, 1_000, 5_000, 5_000, 100, 20 * USDC_UNIT, 1_000 * USDC_UNIT, 100 * USDC_UNIT)
+# window, vote window, response window, unbond delay (s); quorum, sample, slash, challenger reward, voter slash,
+# platform fee (bps); challenge bond, node minimum stake, validator minimum stake (atomic USDC). See
+# contracts/AttestationCourt.sol and bench/economics.md for what they buy.
+DEVNET_COURT_PARAMS = (120, 120, 120, 300, 5_000, 1_000, 5_000, 5_000, 2_000, 100,
+                       2 * USDC_UNIT, 100 * USDC_UNIT, 10 * USDC_UNIT)
+COURT_PARAMS = (86_400, 86_400, 21_600, 7 * 86_400, 5_000, 1_000, 5_000, 5_000, 2_000, 100,
+                20 * USDC_UNIT, 1_000 * USDC_UNIT, 100 * USDC_UNIT)
+# how long a scheduled court parameter change waits (AttestationCourt.paramsDelay, immutable)
+DEVNET_COURT_PARAMS_DELAY = 60
+COURT_PARAMS_DELAY = 2 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -243,8 +250,9 @@ def court_source_hash() -> str:
 def _deploy_court(client: ChainClient, deployer: LocalAccount, usdc: str, registry: str,
                   erc8004: dict[str, str]) -> dict[str, Deployed]:
     """The AttestationCourt and the CourtValidator that answers ERC-8004 validations from its verdicts."""
-    params = DEVNET_COURT_PARAMS if client.chain_id == DEVNET_CHAIN_ID else COURT_PARAMS
-    address, tx = client.deploy(load_artifact(COURT), deployer, usdc, registry, deployer.address, params)
+    devnet = client.chain_id == DEVNET_CHAIN_ID
+    params, delay = (DEVNET_COURT_PARAMS, DEVNET_COURT_PARAMS_DELAY) if devnet else (COURT_PARAMS, COURT_PARAMS_DELAY)
+    address, tx = client.deploy(load_artifact(COURT), deployer, usdc, registry, deployer.address, params, delay)
     validator, vtx = client.deploy(load_artifact("CourtValidator"), deployer, erc8004["ValidationRegistry"],
                                    erc8004["IdentityRegistry"], address)
     return {COURT: Deployed(address, tx.block_number), "CourtValidator": Deployed(validator, vtx.block_number)}

@@ -10,7 +10,10 @@ from eth_abi import decode
 from eth_abi.exceptions import DecodingError
 from eth_utils import keccak, to_checksum_address
 
-REQUEST_STATUS = ("None", "Open", "Accepted", "Fulfilled", "Rejected", "Refunded")
+REQUEST_STATUS = ("None", "Open", "Accepted", "Fulfilled", "Rejected", "Refunded")  # InferenceMarket's
+COURT_STATUS = ("None", "Open", "Committed", "Challenged", "Paid", "Slashed", "Refunded", "Withheld")
+# the status enum each error's `status` argument belongs to (errors not listed: the market's)
+_STATUS_OF_ERROR = {"WrongStatus": COURT_STATUS}
 _PANICS = {
     0x01: "assertion failed",
     0x11: "arithmetic overflow or underflow",
@@ -63,6 +66,19 @@ _SENTENCES = {
     "UnstakeLocked": "the unstaked amount unlocks at {unlockAt}",
     "ZeroAmount": "the amount must be above zero",
     "EnforcedPause": "the market is paused",
+    "WrongStatus": "court request {requestId} is {status}: not allowed now",
+    "NoVotingWeight": "{who} has no voting weight on court request {requestId}: only stake bonded before the "
+    "commitment counts",
+    "PartyCannotVote": "{who} is a party to this court request: it cannot challenge or vote",
+    "AlreadyVoted": "{who} already voted on court request {requestId}",
+    "StakeLocked": "{who} has stake locked by an unresolved commitment or an unclaimed vote",
+    "UnbondingNotDone": "the unstaked amount can be withdrawn from {readyAt} (chain time)",
+    "NodeRequired": "a court request must name the node that answers it",
+    "NotTheBundle": "the published bundle's sha256 is {actual}, the commitment is {expected}",
+    "WindowOpen": "court request {requestId}'s window is open (deadline {windowEnd}, chain time)",
+    "WindowClosed": "court request {requestId}'s window closed at {windowEnd} (chain time)",
+    "NotResolved": "court request {requestId} is not resolved yet",
+    "NoVote": "{who} has no unclaimed vote on court request {requestId}",
     "OwnableUnauthorizedAccount": "{account} is not the contract owner",
     "ERC20InsufficientBalance": "{sender} holds {balance} USDC units, {needed} are needed",
     "ERC20InsufficientAllowance": "the allowance to {spender} is {allowance} USDC units, {needed} are needed",
@@ -127,8 +143,9 @@ class RevertDecoder:
 
 
 def _sentence(name: str, args: dict[str, Any]) -> str:
-    if "status" in args and isinstance(args["status"], int) and args["status"] < len(REQUEST_STATUS):
-        args = {**args, "status": REQUEST_STATUS[args["status"]]}
+    names = _STATUS_OF_ERROR.get(name, REQUEST_STATUS)
+    if "status" in args and isinstance(args["status"], int) and args["status"] < len(names):
+        args = {**args, "status": names[args["status"]]}
     template = _SENTENCES.get(name)
     if template is not None:
         try:

@@ -218,28 +218,38 @@ def admin_status(as_json: JsonOpt = False, home: HomeOpt = None) -> None:
 def admin_court(
     window: Annotated[int | None, typer.Option(help="challenge window, seconds (60 s to 30 days)")] = None,
     vote_window: Annotated[int | None, typer.Option(help="vote window after a challenge, seconds")] = None,
-    quorum: Annotated[int | None, typer.Option(help="votes that decide a challenge (odd, 1-101; the "
-                                                    "challenge is the challenger's vote)")] = None,
+    response_window: Annotated[int | None, typer.Option(help="time a node has to publish a bundle challenged "
+                                                             "as withheld, seconds")] = None,
+    unbond_delay: Annotated[int | None, typer.Option(help="wait between a validator's unstake and its "
+                                                          "withdrawal, seconds")] = None,
+    quorum_bps: Annotated[int | None, typer.Option(help="share of the eligible stake that must vote for a "
+                                                        "decision at the vote's end (bps)")] = None,
     sample_bps: Annotated[int | None, typer.Option(help="share of results each validator re-checks (bps)")] = None,
     slash_bps: Annotated[int | None, typer.Option(help="share of a losing node's stake taken (bps)")] = None,
     reward_bps: Annotated[int | None, typer.Option(help="share of a slash paid to the challenger (bps)")] = None,
+    voter_slash_bps: Annotated[int | None, typer.Option(help="share of its weight a losing voter loses to the "
+                                                             "winners (bps, at most 5000)")] = None,
     fee_bps: Annotated[int | None, typer.Option(help="platform fee on paid court requests (bps, at most 1000)")]
     = None,
     bond: Annotated[str | None, typer.Option(help="challenge bond, USDC")] = None,
     node_stake: Annotated[str | None, typer.Option(help="minimum node stake, USDC")] = None,
     validator_stake: Annotated[str | None, typer.Option(help="minimum validator stake, USDC")] = None,
+    apply: Annotated[bool, typer.Option("--apply", help="apply the scheduled change once its delay passed "
+                                                        "(anyone may)")] = False,
     as_json: JsonOpt = False,
     home: HomeOpt = None,
 ) -> None:
-    """Show the AttestationCourt's settings; with options, change them (admin; the contract refuses values out
-    of its bounds and names the reason)."""
+    """Show the AttestationCourt's settings; with options, schedule a change (admin): it applies after the
+    court's fixed delay (``--apply``), to requests created after that; open requests keep theirs. The contract
+    refuses values out of its bounds and names the reason."""
     from dataclasses import asdict, replace
 
     from proofmarket.market import format_usdc, parse_usdc
 
-    changes = {k: v for k, v in {"window": window, "vote_window": vote_window, "quorum": quorum,
-                                 "sample_bps": sample_bps, "slash_bps": slash_bps,
-                                 "challenger_reward_bps": reward_bps, "platform_fee_bps": fee_bps}.items()
+    changes = {k: v for k, v in {"window": window, "vote_window": vote_window, "response_window": response_window,
+                                 "unbond_delay": unbond_delay, "quorum_bps": quorum_bps, "sample_bps": sample_bps,
+                                 "slash_bps": slash_bps, "challenger_reward_bps": reward_bps,
+                                 "voter_slash_bps": voter_slash_bps, "platform_fee_bps": fee_bps}.items()
                if v is not None}
     for name, value in (("challenge_bond", bond), ("node_min_stake", node_stake),
                         ("validator_min_stake", validator_stake)):
@@ -252,20 +262,30 @@ def admin_court(
             if court is None:
                 raise UsageError("this market's deployment has no AttestationCourt: run 'proofmarket chain deploy'")
             if changes:
-                tx = court.set_params(replace(court.params(), **changes), market.accounts.admin)
-            params = court.params()
+                tx = court.schedule_params(replace(court.params(), **changes), market.accounts.admin)
+            elif apply:
+                tx = court.apply_params(market.accounts.admin)
+            params, eta, delay = court.params(), court.pending_params_eta(), court.params_delay()
             address = court.address
     except ProofMarketError as exc:
         raise fail(exc, as_json) from exc
     if as_json:
-        emit_json({"ok": True, "court": address, **asdict(params), "tx": _tx(tx) if tx else None})
+        emit_json({"ok": True, "court": address, **asdict(params), "params_delay_s": delay,
+                   "scheduled_eta": eta or None, "tx": _tx(tx) if tx else None})
         return
-    out.print(f"court {address}: window {params.window} s, vote window {params.vote_window} s, quorum "
-              f"{params.quorum}, sample {params.sample_bps} bps")
-    out.print(f"  slash {params.slash_bps} bps (challenger reward {params.challenger_reward_bps} bps of it), "
-              f"platform fee {params.platform_fee_bps} bps, bond {format_usdc(params.challenge_bond)} USDC")
+    out.print(f"court {address}: window {params.window} s, vote window {params.vote_window} s, response window "
+              f"{params.response_window} s, quorum {params.quorum_bps} bps of the eligible stake, sample "
+              f"{params.sample_bps} bps")
+    out.print(f"  slash {params.slash_bps} bps (challenger reward {params.challenger_reward_bps} bps of it), losing "
+              f"voters {params.voter_slash_bps} bps, platform fee {params.platform_fee_bps} bps, bond "
+              f"{format_usdc(params.challenge_bond)} USDC")
     out.print(f"  minimum stake: node {format_usdc(params.node_min_stake)} USDC, validator "
-              f"{format_usdc(params.validator_min_stake)} USDC" + (f" (changed in tx {tx.tx_hash})" if tx else ""))
+              f"{format_usdc(params.validator_min_stake)} USDC, unbonding {params.unbond_delay} s")
+    if eta:
+        out.print(f"  a change is scheduled: it applies from chain time {eta} ('proofmarket admin court --apply'; "
+                  f"the delay is {delay} s)" + (f", tx {tx.tx_hash}" if tx else ""))
+    elif tx:
+        out.print(f"  applied in tx {tx.tx_hash}")
 
 
 @admin_app.command("authorize")

@@ -194,11 +194,14 @@ class CourtService:
                 continue
             try:
                 onchain = self.court.get_request(row.request_id)
+                if onchain.status == "withheld" and now <= onchain.window_end:
+                    self._publish(row)  # challenged as unavailable: the committed bytes go on chain
+                    onchain = self.court.get_request(row.request_id)
                 if onchain.status == "committed" and now > onchain.window_end:
                     self.court.finalize(row.request_id, self.node)
                     onchain = self.court.get_request(row.request_id)
-                elif onchain.status == "challenged" and now > onchain.window_end:  # no quorum: benefit of the doubt
-                    self.court.close_undecided(row.request_id, self.node)
+                elif onchain.status in ("challenged", "withheld") and now > onchain.window_end:
+                    self.court.resolve(row.request_id, self.node)  # the vote's (or the response's) end
                     onchain = self.court.get_request(row.request_id)
                 if onchain.status != court.get("status"):
                     court.update(status=onchain.status, window_end=onchain.window_end)
@@ -301,7 +304,7 @@ class CourtService:
             row = self.repo.get(self.chain_id, self.address, int(args["requestId"]))
             if row is not None and row.status in (EscrowStatus.SEEN, EscrowStatus.INPUT_RECEIVED):
                 self._record_closed(row, self.court.get_request(row.request_id))
-        elif event.event in ("Challenged", "Resolved"):
+        elif event.event in ("Challenged", "AvailabilityChallenged", "Resolved"):
             self._wake.set()  # settle() reads the new status
 
     def _record_closed(self, row: EscrowRequestRow, onchain: CourtRequest) -> None:
@@ -363,6 +366,15 @@ class CourtService:
             self.committed.inc(len(ready))
         log.info("court: committed %d request(s) in tx %s", len(ready), tx.tx_hash)
         return len(ready)
+
+    def _publish(self, row: EscrowRequestRow) -> None:
+        """Answer an availability challenge: publish the committed bundle on chain (its sha256 is the commitment's
+        digest), so every validator can judge it and the challenger takes its bond back."""
+        if row.bundle_cid is None:
+            log.error("court request %s: challenged as withheld but no bundle is stored", row.request_id)
+            return
+        self.court.publish(row.request_id, self.market.workspace.store.get(row.bundle_cid), self.node)
+        log.warning("court request %s: challenged as withheld: bundle published on chain", row.request_id)
 
     def _failed_attempt(self, row: EscrowRequestRow, code: str, message: str, *, transient: bool) -> None:
         fresh = self.repo.get(self.chain_id, self.address, row.request_id) or row  # attempts counted at claim

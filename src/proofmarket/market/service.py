@@ -325,11 +325,12 @@ class Market:
 
     def request_attested(self, model_id: str, doc: Any, *, ttl_s: int | None = None, deadline: int | None = None,
                          owner: str | None = None, max_price: int | None = None,
-                         node: str | None = "prover") -> RequestReceipt:
+                         node: str = "prover") -> RequestReceipt:
         """Escrow the price of an attested generation on the AttestationCourt: the consumer commits to its
         generate request ``{prompt, max_tokens, temperature, seed}``; the node commits its signed result and is
         paid when the challenge window closes (or slashed, and the consumer refunded, after a lost challenge).
-        ``node``: the node allowed to answer ("prover": this market's prover account; None: any staked node)."""
+        ``node``: the node that answers ("prover": this market's prover account; or its address). The court
+        refuses a request naming no node: any staked node could copy a pending commitment and answer it."""
         from proofmarket.market import attested_escrow
 
         court = self.court
@@ -353,6 +354,8 @@ class Market:
         if self.usdc.allowance(consumer.address, court.address) < price:
             approve_tx = self.usdc.approve(court.address, price, consumer)
         named = self.accounts.prover.address if node == "prover" else node
+        if not named or int(named, 16) == 0:
+            raise UsageError("a court request must name the node that answers it (its address)")
         deadline = deadline if deadline is not None else self._deadline(ttl_s)
         request_id, tx = court.request_tx(key, bytes.fromhex(commitment[2:]), deadline, consumer, node=named)
         return RequestReceipt(request_id, model_id, commitment, None, deadline, price, consumer.address, "approve",

@@ -3,11 +3,14 @@
 
 The consumer escrows the price on the court with a commitment to its generate request, then posts the request
 here; the node generates, signs and commits the result on chain, and is paid once the challenge window closed.
-The committed bundle is readable by the consumer (``X-Job-Token`` from the input answer), the admin, and any
-validator staked on the court, with a read signature bound to this node, court, chain and request, at most a
+The committed bundle is readable by the consumer (``X-Job-Token`` from the input answer), the admin, and the
+validators the court lets read it (``canRead``: stake bonded before the commitment, still bonded, and drawn for the
+request or voting on its challenge), with a read signature bound to this node, court, chain and request, at most a
 minute old and used once (``proofmarket.validator_protocol``: ``X-Validator-Address``, ``X-Validator-Time``,
 ``X-Validator-Nonce``, ``X-Validator-Signature``). Validators must re-execute a result to judge it, so a court
-request's prompt and output are shown to staked validators: this is the attested tier's privacy terms.
+request's prompt and output are shown to those validators: this is the attested tier's privacy terms. A node that
+withholds a bundle from a validator is challenged for availability and must publish it on chain, where everyone
+reads it.
 """
 
 from __future__ import annotations
@@ -137,12 +140,13 @@ def _replays(app: FastAPI) -> ReplayCache:
 def _validator_may_read(court: CourtService, replays: ReplayCache, request_id: int, address: str, timestamp: int,
                         nonce: str, signature: str) -> bool:
     """A read signature made for this node (the address that committed), court, chain and request, fresh and
-    never used before, by a validator staked on the court."""
+    never used before, by a validator the court lets read it (``canRead``: stake bonded before the commitment and
+    still bonded, and drawn for the request or voting on its challenge; a stake made to read and then unstaked
+    reads nothing)."""
     signer = read_signer(court.chain_id, court.address, str(court.node.address), request_id, address, timestamp,
                          nonce, signature)
     if signer is None:
         return False
-    params = court.court.params()
-    if court.court.stake_of(signer, validator=True) < params.validator_min_stake:
+    if not court.court.can_read(request_id, signer):
         return False
     return replays.first_use(signer, nonce)
