@@ -33,12 +33,13 @@ def worker_cmd(
     (PROOFMARKET_REDIS_URL), on the nodes' database and store. Start more to prove more at once."""
     import logging
 
+    from proofmarket.jobs.celery_queue import masked_url
     from proofmarket.jobs.celery_worker import run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings(home=home) if home is not None else Settings()
-        console.print(f"proofmarket worker: Redis {settings.redis_url.split('@')[-1]}, database "
+        console.print(f"proofmarket worker: Redis {masked_url(settings.redis_url)}, database "
                       f"{settings.db_url.split('@')[-1]}, store {settings.store_dir}")
         run_worker(settings, name=name, models=model or [], compile_jobs=not no_compile)
     except ProofMarketError as exc:

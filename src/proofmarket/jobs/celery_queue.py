@@ -60,24 +60,47 @@ def redis_client(url: str) -> Any:
 
 
 def check_redis(url: str) -> Any:
-    """A Redis client that answered a PING; ``QueueUnavailable`` (exit code 4) when it does not."""
+    """A Redis client that answered a PING; ``QueueUnavailable`` (exit code 4) when it does not, saying so when
+    Redis refused the password (AUTH). The password never appears in the error."""
     import redis
 
     client = redis_client(url)
     try:
         client.ping()
     except redis.RedisError as exc:
-        raise QueueUnavailable(f"cannot reach Redis at {_safe(url)} for the celery queue ({exc}): start "
-                               "redis-server or set PROOFMARKET_REDIS_URL", url=_safe(url)) from None
+        if _refused_auth(exc):
+            raise QueueUnavailable(f"Redis at {masked_url(url)} refused the password (AUTH): put the password of its "
+                                   "requirepass in PROOFMARKET_REDIS_URL (redis://:PASSWORD@host:port/db)",
+                                   url=masked_url(url)) from None
+        raise QueueUnavailable(f"cannot reach Redis at {masked_url(url)} for the celery queue ({exc}): start "
+                               "redis-server or set PROOFMARKET_REDIS_URL", url=masked_url(url)) from None
     return client
 
 
-def _safe(url: str) -> str:
-    """The URL without a password."""
-    if "@" not in url:
-        return url
-    scheme, rest = url.split("://", 1) if "://" in url else ("redis", url)
-    return f"{scheme}://***@{rest.split('@', 1)[1]}"
+def _refused_auth(exc: Exception) -> bool:
+    """A missing or wrong password: redis-py's AuthenticationError, or NOAUTH / a HELLO refused before AUTH."""
+    import redis
+
+    text = str(exc).lower()
+    return isinstance(exc, redis.AuthenticationError) or any(
+        word in text for word in ("noauth", "authentication required", "already authenticated", "wrongpass",
+                                  "username-password"))
+
+
+def masked_url(url: str) -> str:
+    """The URL without a password (in its user part or in a ``password=`` query parameter)."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if "@" in netloc:
+            netloc = "***@" + netloc.rsplit("@", 1)[1]
+        query = urlencode([(k, "***" if k.lower() == "password" else v)
+                           for k, v in parse_qsl(parts.query, keep_blank_values=True)], safe="*")
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    except ValueError:
+        return "the configured PROOFMARKET_REDIS_URL"
 
 
 def celery_app(settings: Settings) -> Any:

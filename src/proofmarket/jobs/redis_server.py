@@ -1,5 +1,6 @@
 """A throwaway redis-server (Debian's ``redis-server`` on a free loopback port) for tests and benchmarks of the
 celery queue: ``with redis_server() as server: server.url``. ``None`` when redis-server is not installed.
+``redis_server(password="...")`` starts it with ``requirepass`` (AUTH), and ``server.url`` carries the password.
 Not for production: there, run Redis as a service (docs/deploy.md).
 """
 
@@ -13,15 +14,16 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 
 @contextlib.contextmanager
-def redis_server() -> Iterator[RedisServer | None]:
+def redis_server(password: str | None = None) -> Iterator[RedisServer | None]:
     binary = shutil.which("redis-server")
     if binary is None:
         yield None
         return
-    server = RedisServer(binary, Path(tempfile.mkdtemp(prefix="proofmarket-redis-")))
+    server = RedisServer(binary, Path(tempfile.mkdtemp(prefix="proofmarket-redis-")), password)
     server.start()
     try:
         yield server
@@ -31,8 +33,8 @@ def redis_server() -> Iterator[RedisServer | None]:
 
 
 class RedisServer:
-    def __init__(self, binary: str, root: Path) -> None:
-        self.binary, self.root = binary, root
+    def __init__(self, binary: str, root: Path, password: str | None = None) -> None:
+        self.binary, self.root, self.password = binary, root, password
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
@@ -40,14 +42,16 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
         """Start (or restart) the server; its data survives a restart (append-only file in ``root``)."""
-        self.proc = subprocess.Popen([self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
-                                      "--dir", str(self.root), "--appendonly", "yes", "--save", "",
-                                      "--protected-mode", "no"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.root),
+                "--appendonly", "yes", "--save", "", "--protected-mode", "no"]
+        if self.password:
+            args += ["--requirepass", self.password]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
