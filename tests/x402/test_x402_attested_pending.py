@@ -248,3 +248,21 @@ def test_concurrent_generations_beyond_the_balance_are_refused_before_running(no
     assert metrics.calls.labels("generate", "ok")._value.get() - ran == 1  # only one generation ran
     assert len(jobs.by_payer(poor.address)) == 1
     assert node.chain.balances(poor.address) == [0]
+
+
+def test_a_paid_generation_that_fails_charges_nothing_and_keeps_no_hold(node: Node,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from proofmarket.errors import ModelFilesMissing
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise ModelFilesMissing("the weights are gone")
+
+    account = funded(node, GEN_PRICE)
+    pay = payment(gen_url(node), GEN_BODY, account)
+    monkeypatch.setattr(node.services.attested, "run", broken)
+    response = httpx.post(gen_url(node), json=GEN_BODY, headers={PAY: pay}, timeout=120)
+    assert response.status_code >= 400 and response.json()["error"]["code"] == ModelFilesMissing.code
+    [job] = node.services.jobs.jobs.by_payer(account.address)
+    assert job.status == "failed" and job.error_code == ModelFilesMissing.code
+    assert node.services.payments.gate.ledger.pending() == []
+    assert node.chain.balances(account.address) == [GEN_PRICE]  # nothing charged
