@@ -496,11 +496,12 @@ class Market:
         return None if addresses is None else Erc8004.bind(self.client, addresses)
 
     def agent_id(self, address: str | None = None) -> int | None:
-        """The ERC-8004 agent id owned by ``address`` (default: the prover account), or None."""
+        """The ERC-8004 agent ``address`` (default: the prover account) registered itself and still holds, or
+        None. An agent someone else registered and transferred to it is never its identity."""
         registries = self.erc8004
         if registries is None:
             return None
-        return registries.identity.agent_of(address or self.accounts.prover.address)
+        return registries.identity.agent_minted_by(address or self.accounts.prover.address)
 
     def register_agent(self, agent_uri: str) -> tuple[int, TxResult | None]:
         """Register the prover account as an ERC-8004 agent whose registration file is at ``agent_uri`` (once:
