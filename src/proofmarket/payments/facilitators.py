@@ -3,7 +3,9 @@
 - ``local_facilitator``: an in-process ``x402FacilitatorSync`` with the ``exact`` EVM scheme and a
   ``FacilitatorWeb3Signer`` (a funded key pays the gas of ``transferWithAuthorization``). Used on the
   devnet, where no public facilitator knows the chain.
-- ``remote_facilitator``: ``HTTPFacilitatorClientSync(FacilitatorConfig(url=...))`` for production.
+- ``remote_facilitator``: ``HTTPFacilitatorClientSync(FacilitatorConfig(url=...))`` for production. Its answers
+  are size- and depth-checked (``proofmarket.jsonlimits``) before the SDK parses them: a facilitator (or
+  whoever answers at its URL) cannot crash the node with deeply nested JSON.
 
 The sync variants are deliberate: the EVM facilitator scheme makes blocking web3 calls even behind
 the SDK's async ``x402Facilitator``, so the gate runs the sync SDK in a worker thread instead of
@@ -12,15 +14,19 @@ stalling the API's event loop.
 
 from __future__ import annotations
 
+import httpx
 from eth_account.signers.local import LocalAccount
 from x402 import x402FacilitatorSync
 from x402.http import FacilitatorClientSync, FacilitatorConfig, HTTPFacilitatorClientSync
 from x402.mechanisms.evm import FacilitatorWeb3Signer
 from x402.mechanisms.evm.exact import register_exact_evm_facilitator
 
-from proofmarket.errors import FacilitatorUnavailable
+from proofmarket import jsonlimits
+from proofmarket.errors import FacilitatorUnavailable, JsonTooDeep, JsonTooLarge
 
 __all__ = ["FacilitatorClientSync", "chain_id_of", "local_facilitator", "network_id", "remote_facilitator"]
+
+MAX_FACILITATOR_ANSWER = 1024 * 1024  # bytes: verify, settle and supported answers are a few hundred
 
 
 def network_id(chain_id: int) -> str:
@@ -73,4 +79,15 @@ def remote_facilitator(url: str, *, timeout: float = 30.0) -> HTTPFacilitatorCli
     """A facilitator service reached over HTTP (``POST /verify``, ``POST /settle``, ``GET /supported``)."""
     if not url.startswith(("http://", "https://")):
         raise FacilitatorUnavailable(f"the facilitator URL {url!r} is not an http(s) URL", url=url)
-    return HTTPFacilitatorClientSync(FacilitatorConfig(url=url, timeout=timeout))
+    http = httpx.Client(timeout=timeout, follow_redirects=True, event_hooks={"response": [_checked_answer]})
+    return HTTPFacilitatorClientSync(FacilitatorConfig(url=url, timeout=timeout, http_client=http))
+
+
+def _checked_answer(response: httpx.Response) -> None:
+    """Every facilitator answer, read and checked before the SDK's ``response.json()``."""
+    response.read()
+    try:
+        jsonlimits.check(response.content, max_bytes=MAX_FACILITATOR_ANSWER, what="the facilitator's answer")
+    except (JsonTooDeep, JsonTooLarge) as exc:
+        raise FacilitatorUnavailable(f"the facilitator's answer is not usable: {exc.message}",
+                                     url=str(response.url)) from exc
