@@ -106,10 +106,14 @@ def main() -> int:
         closed = expected(terms)
         sims = [simulate(terms, rate, args.calls, args.seed + i) for i, rate in enumerate((0.0, 0.1, 0.5, 1.0))]
         rows.append({"scenario": name, "terms": asdict(terms), "expected": closed, "simulated": sims})
-    doc = {"calls": args.calls, "seed": args.seed, "rows": rows}
+    sys.path.insert(0, str(Path(__file__).parent))
+    import court_game  # the court's own rules, played on anvil
+
+    court = court_game.play_all()
+    doc = {"calls": args.calls, "seed": args.seed, "rows": rows, "court": court}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "economics.json").write_text(json.dumps(doc, indent=2))
-    table = render(doc)
+    table = render(doc) + "\n".join(court_game.render(court))
     (args.out / "economics.md").write_text(table)
     print(table)
     return 0
@@ -118,8 +122,9 @@ def main() -> int:
 def render(doc: dict[str, Any]) -> str:
     lines = ["# Attested tier: economics (cheating and griefing)", "",
              f"`make bench` (bench/economics.py), seeded simulation of {doc['calls']:,} calls per cheat rate (seed "
-             f"{doc['seed']}), amounts in units of the call price. Trust assumption: an honest majority of the k "
-             "validators drawn for a challenge.", "",
+             f"{doc['seed']}), amounts in units of the call price. This part models a vote as k draws from a pool with "
+             "a dishonest share; the court weighs votes by stake (next section, played on chain), so read the "
+             "dishonest share as a share of the voting stake.", "",
              "| scenario | sample | slash | quorum / dishonest | honest node / call | cheating node / call (closed "
              "form) | cheat 10 % / 50 % / 100 % (simulated) | griefer / challenge | slash needed |",
              "|---|---|---|---|---|---|---|---|---|"]

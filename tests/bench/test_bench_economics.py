@@ -36,3 +36,25 @@ def test_a_dishonest_validator_majority_breaks_the_deterrence() -> None:
     eco = _load()
     weak = eco.expected(eco.Terms(dishonest_share=0.4))
     assert weak["cheat"] > 0 and weak["min_slash"] > eco.Terms().slash
+
+
+def test_the_court_game_on_chain_refuses_a_rented_verdict_and_makes_griefing_lose() -> None:
+    """bench/court_game.py on anvil with the devnet parameters: sybil stake equal to the honest stake loses, more
+    than half wins (the trust assumption), a griefer loses its bond and share, honest voters earn from it."""
+    import pytest
+
+    from proofmarket.chain import find_anvil
+    from proofmarket.chain.deploy import DEVNET_COURT_PARAMS
+
+    try:
+        find_anvil()
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"anvil is not installed: {exc}")
+    sys.path.insert(0, str(ECONOMICS_PY.parent))
+    import court_game
+
+    game = court_game.play("devnet", DEVNET_COURT_PARAMS)
+    assert game["tie"]["outcome"] == "honest" and game["tie"]["attacker"] < 0 < game["tie"]["honest_validators"]
+    assert game["bought"]["wrong_verdict"] and game["bought"]["attacker_stake"] > game["honest_stake"]
+    assert game["grief"]["griefer"] < 0 < game["grief"]["honest_per_vote"]
+    assert game["availability"]["griefer"] == 0
