@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from proofmarket import jsonlimits
 from proofmarket.errors import (
     NodeUnavailable,
     PaymentRequired,
@@ -560,9 +561,9 @@ class Client:
 
     # --- errors ------------------------------------------------------------------------------------
     def _json(self, response: httpx.Response) -> Any:
-        try:
-            body = response.json()
-        except json.JSONDecodeError:
+        try:  # a node's answer is depth-checked before parsing: nested JSON cannot crash the caller
+            body = jsonlimits.loads(response.content, what="the node's answer")
+        except (json.JSONDecodeError, UnicodeDecodeError):
             body = None
         if response.status_code < 400:
             if body is None:
@@ -586,7 +587,7 @@ def _read_events(response: httpx.Response, on_token: Callable[[str], None]) -> t
         elif line.startswith("data: "):
             data = line[6:]
         elif not line and event:
-            doc = json.loads(data)
+            doc = jsonlimits.loads(data, what="the node's event")
             if event == "token":
                 on_token(str(doc.get("text", "")))
             elif event in ("result", "pending"):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from api_helpers import AppFactory
 
 from proofmarket import jsonlimits
 from proofmarket.chain.devnet import free_port
@@ -91,3 +92,23 @@ def _wait_up(url: str, proc: subprocess.Popen[str]) -> None:
         except httpx.TransportError:
             time.sleep(0.2)
     raise AssertionError(f"{url} did not answer within 60 s")
+
+
+def test_an_upload_with_nested_samples_gets_json_too_deep(make_app: AppFactory) -> None:
+    """A multipart body is not checked on the way in: its JSON parts are, where they are parsed."""
+    from api_helpers import ADMIN_TOKEN
+    from fastapi.testclient import TestClient
+
+    from proofmarket.samples import sample_path
+
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    onnx = ("mlp.onnx", sample_path("mlp").read_bytes(), "application/octet-stream")
+    data = {"price_atomic": "25000", "name": "iris-mlp"}
+    nested = "[" * 200_000 + "]" * 200_000
+    with TestClient(make_app(admin_token=ADMIN_TOKEN)) as client:
+        as_text = client.post("/v1/models", files={"onnx": onnx}, data={**data, "samples": nested}, headers=headers)
+        assert as_text.status_code == 400 and as_text.json()["error"]["code"] == "json_too_deep", as_text.text
+        as_file = client.post("/v1/models", files={"onnx": onnx, "samples": ("s.json", nested, "application/json")},
+                              data=data, headers=headers)
+        assert as_file.status_code == 400 and as_file.json()["error"]["code"] == "json_too_deep", as_file.text
+        assert client.get("/health").status_code in (200, 503)

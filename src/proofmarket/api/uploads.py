@@ -17,7 +17,7 @@ from typing import Any
 
 from starlette.datastructures import FormData, UploadFile
 
-from proofmarket import models
+from proofmarket import jsonlimits, models
 from proofmarket.api.catalog import check_price
 from proofmarket.config import Settings
 from proofmarket.db import JobKind
@@ -83,7 +83,7 @@ def _samples(field: UploadFile | str | None, info: models.ModelInfo) -> Any:
     if isinstance(field, UploadFile):
         return models.read_sample_file(field.file.read(), field.filename or "samples.json", info)
     try:
-        return json.loads(field.encode())
+        return jsonlimits.loads(field.encode(), what="the samples")  # a multipart field: not checked on the way in
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UsageError(f"the samples are not valid JSON ({exc})") from exc
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from proofmarket import jsonlimits
 from proofmarket.errors import InputError, SampleCountError
 from proofmarket.models.spec import ModelInfo
 
@@ -37,7 +38,7 @@ def read_sample_file(data: bytes, filename: str, info: ModelInfo) -> Any:
         _one_input(info, filename)
         return _from_arrays({info.inputs[0].name: _csv(data, filename, info.inputs[0].size)}, info)
     try:
-        return json.loads(data)
+        return jsonlimits.loads(data, what=f"the sample file {filename}")
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"The sample file {filename} is not valid JSON ({exc}); sample files are "
                          f"{', '.join(FORMATS)}.", file=filename) from exc

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 
+from proofmarket import jsonlimits
 from proofmarket.errors import ArtifactNotFound, StoreError
 from proofmarket.store.canonical import canonical_json
 from proofmarket.store.cid import CHUNK_SIZE, cid_for_bytes, cid_for_file, cid_from_digest, validate_cid
@@ -89,7 +90,7 @@ class LocalStore:
 
     def get_json(self, cid: str) -> Any:
         try:
-            return json.loads(self.get(cid).decode("utf-8"))
+            return jsonlimits.loads(self.get(cid), what=f"artifact {cid}")  # depth-checked: may come from others
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise StoreError(f"Artifact {cid} is not UTF-8 JSON: {e}.", cid=cid) from e
 

@@ -12,10 +12,11 @@ import json
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from proofmarket import jsonlimits
 from proofmarket.api.deps import NodeServices, ServicesDep
 from proofmarket.api.routers.requests import escrow_of
 from proofmarket.api.security import Caller, CallerDep
-from proofmarket.errors import ArtifactNotFound
+from proofmarket.errors import ArtifactNotFound, JsonTooDeep, JsonTooLarge
 from proofmarket.jobs.types import Settlement
 from proofmarket.store import validate_cid
 from proofmarket.zk.bundle import BUNDLE_FORMAT
@@ -60,8 +61,8 @@ def _may_read(services: NodeServices, request: Request, caller: Caller, cid: str
 
 def _is_bundle(data: bytes) -> bool:
     try:
-        doc = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        doc = jsonlimits.loads(data, what="the artifact")
+    except (UnicodeDecodeError, json.JSONDecodeError, JsonTooDeep, JsonTooLarge):
         return False
     return isinstance(doc, dict) and doc.get("format") == BUNDLE_FORMAT
 
