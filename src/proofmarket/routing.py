@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from proofmarket import jsonlimits
 from proofmarket.errors import NodeUnavailable, ProofMarketError, UnknownModel, UsageError
 
 if TYPE_CHECKING:
@@ -107,7 +108,8 @@ def _on_chain(http: httpx.Client, url: str, chain: _Chain, claimed: dict[str, An
 
     registries = Erc8004.bind(chain.client, chain.deployment.erc8004 or {})
     mine = registries.identity.registry_id().lower()
-    registration = http.get(f"{url}/.well-known/agent-registration.json").json()
+    registration = jsonlimits.loads(http.get(f"{url}/.well-known/agent-registration.json").content,
+                                    what="the node's registration file")
     regs = [r for r in registration.get("registrations") or [] if str(r.get("agentRegistry", "")).lower() == mine]
     if not regs or claimed is None:
         return None
@@ -171,7 +173,7 @@ def pick_node(urls: list[str], model_id: str, *, rpc_url: str | None = None, dep
                 if response.status_code != 200:
                     skipped[url] = f"does not serve the model (HTTP {response.status_code})"
                     continue
-                doc = response.json()
+                doc = jsonlimits.loads(response.content, what="the node's answer")  # nested JSON: skipped
                 price = int(doc["price"]["atomic"])
                 if not doc.get("active", True):
                     skipped[url] = "the model is deactivated there"

@@ -29,3 +29,15 @@ def test_a_nested_artifact_is_refused_by_the_store(tmp_path: Path) -> None:
     cid = store.put(NESTED)
     with pytest.raises(JsonTooDeep):
         store.get_json(cid)
+
+
+def test_routing_skips_a_node_answering_nested_json() -> None:
+    from proofmarket.errors import UnknownModel
+    from proofmarket.routing import pick_node
+
+    def node(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=NESTED, headers={"Content-Type": "application/json"})
+
+    with pytest.raises(UnknownModel) as refused:
+        pick_node(["http://evil"], "bafy-model", transport=httpx.MockTransport(node))
+    assert "deeper than" in str(refused.value.details["skipped"]["http://evil"])
