@@ -40,4 +40,5 @@ def test_routing_skips_a_node_answering_nested_json() -> None:
 
     with pytest.raises(UnknownModel) as refused:
         pick_node(["http://evil"], "bafy-model", transport=httpx.MockTransport(node))
-    assert "deeper than" in str(refused.value.details["skipped"]["http://evil"])
+    skipped = refused.value.details["skipped"]
+    assert isinstance(skipped, dict) and "deeper than" in skipped["http://evil"]
