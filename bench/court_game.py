@@ -145,6 +145,7 @@ def _availability(t: Table) -> dict[str, Any]:
     griefer = t.validator(t.params.validator_min_stake)
     before = t.worth(griefer)
     rid = t.committed(BUNDLE)
+    t.chain.rpc("anvil_mine", [hex(2)])  # drawn validators only: the draw is known a block later
     t.court.challenge_availability(rid, griefer)
     gas = t.court.publish(rid, BUNDLE, t.node).gas_used
     return {"griefer": t.worth(griefer) - before, "publish_gas": gas, "bundle_bytes": len(BUNDLE)}

@@ -97,6 +97,7 @@ def measure() -> dict[str, int]:
         wrapped.stake(100 * USDC, node, validator=False)
         rid = request(4)
         commit(rid, 4, hashlib.sha256(BUNDLE).digest())
+        client.rpc("anvil_mine", [hex(2)])  # drawn validators only: the draw is known a block later
         gas["availability challenge"] = wrapped.challenge_availability(rid, validators[3]).gas_used
         gas[f"publish a withheld bundle ({len(BUNDLE):,} bytes)"] = wrapped.publish(rid, BUNDLE, node).gas_used
         for size in BATCHES:  # one signed Merkle root for `size` requests

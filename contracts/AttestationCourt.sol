@@ -102,6 +102,7 @@ contract AttestationCourt is Ownable, ReentrancyGuardTransient {
         uint128 weightHonest;
         uint128 riskCheated; // escrowed by the voters of each side
         uint128 riskHonest;
+        bool published; // its bundle is on chain: no second availability challenge
     }
 
     struct Vote {
@@ -373,6 +374,7 @@ contract AttestationCourt is Ownable, ReentrancyGuardTransient {
         address challenger = r.challenger;
         r.status = Status.Committed;
         r.challenger = address(0);
+        r.published = true;
         r.windowEnd = uint64(block.timestamp) + p.window;
         emit Published(requestId, bundle, r.windowEnd);
         usdc.safeTransfer(challenger, p.challengeBond);
@@ -411,10 +413,12 @@ contract AttestationCourt is Ownable, ReentrancyGuardTransient {
         _castVote(requestId, r, true, p);
     }
 
-    /// @notice Challenge a result as withheld: the committed bundle could not be had. The node must publish it
-    /// within the response window or lose as if it had cheated.
+    /// @notice Challenge a result as withheld: the committed bundle could not be had (only a validator drawn for it,
+    /// and once: a published bundle is public). The node must publish it within the response window or lose as if
+    /// it had cheated.
     function challengeAvailability(uint256 requestId) external nonReentrant {
         Request storage r = _openChallenge(requestId);
+        if (r.published || !isSampled(requestId, msg.sender)) revert NoVotingWeight(requestId, msg.sender);
         Params memory p = _versions[r.version];
         r.status = Status.Withheld;
         r.windowEnd = uint64(block.timestamp) + p.responseWindow;

@@ -274,6 +274,9 @@ def test_a_withheld_bundle_is_published_on_chain_or_the_node_loses(chain: Chain)
     served = _request(chain, court, key, 881)
     _commit(chain, court, served, 881, bundle)
     before = chain.usdc.balance_of(a.relayer.address)
+    with pytest.raises(ContractReverted, match="no voting weight"):  # the draw is not known yet: nobody is drawn
+        court.challenge_availability(served, a.relayer)
+    chain.client.rpc("anvil_mine", [hex(2)])  # the block after the commitment is known: the draw is
     court.challenge_availability(served, a.relayer)
     assert court.get_request(served).status == "withheld"
     with pytest.raises(ContractReverted, match="sha256"):
@@ -282,9 +285,12 @@ def test_a_withheld_bundle_is_published_on_chain_or_the_node_loses(chain: Chain)
     assert court.published_bundle(served) == bundle
     assert chain.usdc.balance_of(a.relayer.address) == before  # bond back
     assert court.get_request(served).status == "committed"  # a fresh window to check the published bundle
+    with pytest.raises(ContractReverted, match="no voting weight"):  # public now: no second availability challenge
+        court.challenge_availability(served, a.stranger)
     withheld = _request(chain, court, key, 882)
     _commit(chain, court, withheld, 882, bundle)
     consumer_before = chain.usdc.balance_of(a.consumer.address)
+    chain.client.rpc("anvil_mine", [hex(2)])
     court.challenge_availability(withheld, a.relayer)
     _advance(chain, RESPONSE_WINDOW + 1)
     with pytest.raises(ContractReverted, match="window closed"):
@@ -339,7 +345,7 @@ def test_an_old_draw_seed_counts_as_sampled_and_a_stored_one_holds(chain: Chain)
     stored = _committed(chain, court, key, 1101)
     forgotten = _committed(chain, court, key, 1102)
     chain.client.rpc("evm_mine", [])
-    court.challenge_availability(stored, a.relayer)  # any challenge (or finalize) stores the seed
+    court.challenge(stored, a.relayer)  # any challenge (or finalize) stores the seed
     drawn = court.is_sampled(stored, a.prover2.address)
     chain.client.rpc("anvil_mine", [hex(300)])  # past the chain's 256-block memory
     assert court.is_sampled(stored, a.prover2.address) == drawn

@@ -252,18 +252,17 @@ def test_a_dishonest_third_of_the_voting_stake_cannot_save_a_cheater(
         return replace(verdict, verdict="reproduced") if verdict.verdict == "cheated" else verdict
 
     monkeypatch.setattr(liar, "check", lie)
+    liar.ensure_stake()  # back to the minimum after its lost challenge, before the commitment
     receipt = cm.request(net.lm_id, {"prompt": "cheat with a friend", "max_tokens": 6})
     rid = receipt.request_id
     assert httpx.post(f"{cheat_url}/v1/court/{rid}/input",
                       json={"input": {"prompt": "cheat with a friend", "max_tokens": 6}}, timeout=30).status_code == 202
     _wait(cheat_url, [rid], lambda r: r["status"] == "fulfilled")
     liar_stake = net.court.stake_of(liar.address, validator=True)
-    net.market.client.rpc("evm_mine", [])
-    for v in [liar, *honest]:  # the liar looks first: no challenge from it
-        v.node_urls = [honest_url, cheat_url]
-        v.poll_once()
-    for _ in range(3):
-        for v in [liar, *honest]:
+    for _ in range(4):
+        net.market.client.rpc("evm_mine", [])  # the draw needs the block after the commitment
+        for v in [liar, *honest]:  # the liar looks first: no challenge from it
+            v.node_urls = [honest_url, cheat_url]
             v.poll_once()
     onchain = net.court.get_request(rid)
     assert (onchain.status, onchain.outcome) == ("slashed", "cheated")

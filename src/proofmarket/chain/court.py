@@ -66,6 +66,7 @@ class CourtRequest:
     weight_honest: int
     risk_cheated: int
     risk_honest: int
+    published: bool  # the bundle was published on chain (no second availability challenge)
 
 
 @dataclass(frozen=True)
@@ -247,7 +248,7 @@ class AttestationCourt(BoundContract):
         return CourtRequest(request_id, str(r[0]), STATUS[int(r[1])], OUTCOME[int(r[2])], int(r[3]), int(r[4]),
                             int(r[5]), int(r[6]), _address(str(r[7])), int(r[8]), bytes(r[9]), bytes(r[10]),
                             bytes(r[11]), bytes(r[12]), bytes(r[13]), _address(str(r[14])), int(r[15]),
-                            int(r[16]), int(r[17]), int(r[18]), int(r[19]), int(r[20]))
+                            int(r[16]), int(r[17]), int(r[18]), int(r[19]), int(r[20]), bool(r[21]))
 
     def status(self, request_id: int) -> str:
         return STATUS[int(self._call("getRequest", request_id)[1])]

@@ -218,6 +218,7 @@ class CourtService:
     def run_once(self) -> None:
         while self.scan():
             pass
+        self.settle()  # first: an availability challenge's response window must not wait for generation
         self.work()
         self.settle()
 
