@@ -8,8 +8,8 @@ AttestationCourt.
 - A cheating node (its weights perturbed in memory, its commitments signed as the listed weights) answers 3
   requests: each is challenged, loses the vote, the node is slashed and its consumers refunded, all inside the
   window, and its validation records say 0.
-- A third of the voting stake lies for the cheater, and votes first: the verdict is still right and the liar
-  loses its escrowed share.
+- A third of the voting stake lies for the cheater: the verdict is still right and the liar loses its escrowed
+  share.
 """
 
 from __future__ import annotations
@@ -242,7 +242,8 @@ def test_a_cheating_node_is_challenged_slashed_and_its_consumers_refunded_inside
 def test_a_dishonest_third_of_the_voting_stake_cannot_save_a_cheater(
         net: Net, cheat_url: str, honest_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """One validator of three (a third of the stake) lies: it finds every cheat "reproduced" and votes for the
-    node, first. The two honest thirds still slash the cheater; the liar loses its escrowed share to them."""
+    node, before the deciding vote. The two honest thirds still slash the cheater; the liar loses its escrowed
+    share to them."""
     cm = net.cheat_market
     liar, honest = net.validators[2], net.validators[:2]
     real_check = liar.check
@@ -261,7 +262,7 @@ def test_a_dishonest_third_of_the_voting_stake_cannot_save_a_cheater(
     liar_stake = net.court.stake_of(liar.address, validator=True)
     for _ in range(4):
         net.market.client.rpc("evm_mine", [])  # the draw needs the block after the commitment
-        for v in [liar, *honest]:  # the liar looks first: no challenge from it
+        for v in [honest[0], liar, honest[1]]:  # the liar votes after the challenge, before the deciding vote
             v.node_urls = [honest_url, cheat_url]
             v.poll_once()
     onchain = net.court.get_request(rid)
