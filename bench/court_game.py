@@ -168,7 +168,7 @@ def play(name: str, params: tuple[int, ...]) -> dict[str, Any]:
         drawn_all = (*params[:5], 10_000, *params[6:])  # the availability griefer must be drawn: sample everyone
         t = _table(chain, admin, usdc, registry, drawn_all)
         avail = _availability(t)
-        p = _table(chain, admin, usdc, registry, params).params
+        p = CourtParams(*params)
         return {"name": name, "params": vars(p), "honest_stake": HONEST_VALIDATORS * p.validator_min_stake,
                 "lock_s": p.window + p.vote_window + p.unbond_delay, "tie": tie, "bought": bought, "grief": grief,
                 "availability": avail, "price": PRICE}

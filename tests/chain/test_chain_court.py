@@ -16,6 +16,7 @@ from dataclasses import replace
 import pytest
 from chain_helpers import PRICE, USDC, Chain, list_model
 from eth_account import Account
+from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
@@ -83,7 +84,7 @@ def _advance(chain: Chain, seconds: int) -> None:
     chain.client.rpc("evm_mine", [])
 
 
-def _fresh(chain: Chain) -> LocalAccount:
+def _fresh() -> LocalAccount:
     account: LocalAccount = Account.create()
     return account
 
@@ -172,7 +173,7 @@ def test_a_stake_rotated_between_addresses_cannot_reach_quorum(chain: Chain) -> 
     nothing; the honest stake decides and the attacker loses its bond and its share."""
     court, key = _setup(chain)
     a = chain.accounts
-    attacker, second = _fresh(chain), _fresh(chain)
+    attacker, second = _fresh(), _fresh()
     _stake(chain, court, a.consumer)  # the consumer is staked as a validator too
     _stake(chain, court, attacker)  # one minimum stake, staked before the commitment
     request_id = _committed(chain, court, key, 444)
@@ -197,9 +198,9 @@ def test_sybil_minimum_stakes_cannot_outvote_a_larger_honest_stake(chain: Chain)
     addresses; every sybil loses its escrowed share."""
     court, key = _setup(chain)
     a = chain.accounts
-    honest = _fresh(chain)
+    honest = _fresh()
     _stake(chain, court, honest, 100 * USDC)
-    sybils = [_fresh(chain) for _ in range(5)]
+    sybils = [_fresh() for _ in range(5)]
     for s in sybils:
         _stake(chain, court, s)
     request_id = _committed(chain, court, key, 555)
@@ -220,7 +221,7 @@ def test_sybil_minimum_stakes_cannot_outvote_a_larger_honest_stake(chain: Chain)
 def test_no_quorum_slashes_nobody(chain: Chain) -> None:
     court, key = _setup(chain)
     a = chain.accounts
-    big = _fresh(chain)
+    big = _fresh()
     _stake(chain, court, big, 100 * USDC)  # stays silent
     request_id = _committed(chain, court, key, 666)
     before = chain.usdc.balance_of(a.relayer.address)
@@ -309,7 +310,7 @@ def test_only_drawn_or_voting_validators_with_weight_may_read(chain: Chain) -> N
     request_id = _committed(chain, court, key, 991)
     chain.client.rpc("evm_mine", [])
     assert not court.can_read(request_id, a.prover2.address)  # staked, but not drawn (0 % sampling)
-    late = _fresh(chain)
+    late = _fresh()
     _stake(chain, court, late)
     court.challenge(request_id, a.relayer)
     assert court.can_read(request_id, a.prover2.address)  # challenged: every weighted validator may vote
@@ -362,7 +363,7 @@ def test_bad_commitments_revert_and_move_nothing(chain: Chain) -> None:
     with pytest.raises(ContractReverted, match="NotTheRequest"):
         _commit(chain, court, request_id, 445)
     with pytest.raises(ContractReverted, match="BadSignature"):
-        signature = a.stranger.sign_message(__import__("eth_account").messages.encode_defunct(
+        signature = a.stranger.sign_message(encode_defunct(
             primitive=keccak(b"".join(v.to_bytes(32, "big") for v in [444, 1, 3, 4, 5])))).signature
         court._send("commit", a.prover, request_id, [444, 1, 3, 4, 5], b"\x00" * 32, bytes(signature))
     other = list_model(chain, "bafy-proven")
@@ -406,8 +407,6 @@ def test_a_batch_commits_under_one_signed_merkle_root(chain: Chain) -> None:
         court.commit_batch(batch[:1], a.prover)
     more = [_request(chain, court, key, 700)]
     forged = Commitment(more[0], [700, int.from_bytes(WEIGHTS, "big"), 3, 4, 5], b"\x07" * 32)
-    from eth_account.messages import encode_defunct
-
     sig = a.stranger.sign_message(encode_defunct(primitive=merkle_root([leaf(forged)]))).signature
     with pytest.raises(ContractReverted, match="BadSignature"):  # a root signed by someone else
         court._send("commitBatch", a.prover, more, [forged.instances], [forged.bundle_digest], bytes(sig))

@@ -58,6 +58,17 @@ def anvil_or_skip() -> Path:
         pytest.skip(f"anvil is not installed: {exc}")
 
 
+def set_court_params(market: Market, **changes: Any) -> None:
+    """Change the devnet court's parameters now: schedule, move the chain's clock past the court's delay, apply."""
+    from dataclasses import replace
+
+    court = market.court
+    court.schedule_params(replace(court.params(), **changes), market.accounts.admin)
+    market.client.rpc("evm_increaseTime", [court.params_delay() + 1])
+    market.client.rpc("evm_mine", [])
+    court.apply_params(market.accounts.admin)
+
+
 def node_settings(home: Path, rpc_url: str, db: Path | None = None, **overrides: Any) -> Settings:
     values: dict[str, Any] = {"home": home, "rpc_url": rpc_url, "prover_workers": 1, "escrow_confirmations": 0,
                               "escrow_poll_s": 0.2, **overrides}

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 import torch
-from escrow_helpers import anvil_or_skip, node_settings, serve
+from escrow_helpers import anvil_or_skip, node_settings, serve, set_court_params
 
 from proofmarket.api import create_app
 from proofmarket.chain import Devnet
@@ -70,11 +70,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
         lm_id, _ = ws.compile_attested(build_tiny_lm(tmp / "tiny-llama"), max_tokens_cap=32)
         market = Market.deploy(workspace=ws)
         court = market.court
-        params = court.params()
-        court.schedule_params(replace(params, window=WINDOW, vote_window=WINDOW, sample_bps=10_000),
-                              market.accounts.admin)
-        _advance(market, court.params_delay() + 1)  # a change applies only after the court's delay
-        court.apply_params(market.accounts.admin)
+        set_court_params(market, window=WINDOW, vote_window=WINDOW, sample_bps=10_000)  # after the court's delay
         market.register_model(lm_id, PRICE, 7_000)
         market.register_agent("http://127.0.0.1/.well-known/agent-registration.json")
         cheat_ws = Workspace(node_settings(home, chain.rpc_url))  # the same files, its own (perturbed) runtime
@@ -358,9 +354,7 @@ def test_admin_court_settings_are_bounded_and_scheduled(net: Net, monkeypatch: p
     for bad in (["--quorum-bps", "0"], ["--window", "10"], ["--fee-bps", "5000"]):  # no quorum, short window, fee
         refused = CliRunner().invoke(cli, ["admin", "court", *bad, "--home", str(net.home)])
         assert refused.exit_code != 0 and "BadParams" in refused.output, refused.output
-    net.court.schedule_params(before, net.market.accounts.admin)
-    _advance(net.market, net.court.params_delay() + 1)
-    net.court.apply_params(net.market.accounts.admin)
+    set_court_params(net.market, **vars(before))
     status = CliRunner().invoke(cli, ["prover", "status", "--home", str(net.home), "--json"])
     assert status.exit_code == 0, status.output
     assert json.loads(status.stdout)["court_stake"]["validator"] == 0  # the node stakes as a node only

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-from escrow_helpers import anvil_or_skip, node_settings
+from escrow_helpers import anvil_or_skip, node_settings, set_court_params
 from served import Served
 
 from proofmarket.api import create_app
@@ -50,11 +50,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
         lm_id, _ = ws.compile_attested(build_tiny_lm(tmp / "tiny-llama"), max_tokens_cap=16)
         market = Market.deploy(workspace=ws)
         market.register_model(lm_id, "0.5", 7_000)
-        court = market.court  # every validator drawn for every result: the court lets drawn validators read
-        court.schedule_params(replace(court.params(), sample_bps=10_000), market.accounts.admin)
-        market.client.rpc("evm_increaseTime", [court.params_delay() + 1])
-        market.client.rpc("evm_mine", [])
-        court.apply_params(market.accounts.admin)
+        set_court_params(market, sample_bps=10_000)  # every validator drawn: the court lets drawn validators read
         app = create_app(node_settings(home, chain.rpc_url, tmp / "node.db", escrow_watcher="on", escrow_poll_s=0.1),
                          workspace=ws)
         app.state.services.catalog.register(lm_id, price_atomic=50_000)

@@ -218,7 +218,6 @@ class CourtService:
     def run_once(self) -> None:
         while self.scan():
             pass
-        self.settle()  # first: an availability challenge's response window must not wait for generation
         self.work()
         self.settle()
 
@@ -305,7 +304,14 @@ class CourtService:
             row = self.repo.get(self.chain_id, self.address, int(args["requestId"]))
             if row is not None and row.status in (EscrowStatus.SEEN, EscrowStatus.INPUT_RECEIVED):
                 self._record_closed(row, self.court.get_request(row.request_id))
-        elif event.event in ("Challenged", "AvailabilityChallenged", "Resolved"):
+        elif event.event == "AvailabilityChallenged":  # answered at once: the response window must not wait
+            row = self.repo.get(self.chain_id, self.address, int(args["requestId"]))  # for generation
+            if row is not None and row.status == EscrowStatus.FULFILLED:
+                try:
+                    self._publish(row)
+                except ProofMarketError as exc:  # settle() tries again within the window
+                    log.warning("court request %s: could not publish yet: %s", row.request_id, exc.message)
+        elif event.event in ("Challenged", "Resolved"):
             self._wake.set()  # settle() reads the new status
 
     def _record_closed(self, row: EscrowRequestRow, onchain: CourtRequest) -> None:
