@@ -15,6 +15,7 @@ AttestationCourt.
 from __future__ import annotations
 
 import copy
+import hashlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -268,6 +269,29 @@ def test_a_dishonest_third_of_the_voting_stake_cannot_save_a_cheater(
         _poll(net, [honest_url, cheat_url])  # the votes are claimed
     assert net.court.stake_of(liar.address, validator=True) < liar_stake
     assert all(net.court.vote_of(rid, v.address).claimed for v in net.validators)
+
+
+def test_the_node_publishes_a_bundle_challenged_as_withheld(net: Net, honest_url: str) -> None:
+    """An availability challenge is answered by the node's watcher: the committed bytes go on chain (the
+    challenger's bond back, a fresh window), where every validator reads them."""
+    m = net.market
+    receipt = m.request(net.lm_id, {"prompt": "are you there", "max_tokens": 4})
+    rid = receipt.request_id
+    assert httpx.post(f"{honest_url}/v1/court/{rid}/input",
+                      json={"input": {"prompt": "are you there", "max_tokens": 4}}, timeout=30).status_code == 202
+    _wait(honest_url, [rid], lambda r: r["status"] == "fulfilled")
+    m.client.rpc("anvil_mine", [hex(2)])  # the draw is known
+    challenger = net.validators[0]
+    before = m.usdc.balance_of(challenger.address)
+    net.court.challenge_availability(rid, challenger.account)
+    deadline = time.monotonic() + 60
+    while not net.court.get_request(rid).published:
+        assert time.monotonic() < deadline, net.court.get_request(rid)
+        time.sleep(0.2)
+    onchain = net.court.get_request(rid)
+    assert onchain.status == "committed" and m.usdc.balance_of(challenger.address) == before
+    published = net.court.published_bundle(rid)
+    assert published is not None and "0x" + hashlib.sha256(published).hexdigest() == "0x" + onchain.bundle_digest.hex()
 
 
 def test_validator_refuses_bad_reads_and_serves_metrics(net: Net, honest_url: str) -> None:
