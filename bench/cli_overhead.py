@@ -24,9 +24,9 @@ import numpy as np
 import onnx
 from scaling import mlp
 
-from proofmarket.config import Settings
-from proofmarket.workspace import Workspace
-from proofmarket.zk.profile import PrivacyProfile
+from proofmarket.core.settings import Settings
+from proofmarket.systems.ezkl.profile import PrivacyProfile
+from proofmarket.systems.workspace import Workspace
 
 TARGET = 1.2
 

@@ -30,18 +30,18 @@ from pathlib import Path
 from typing import Any
 
 from proofmarket.chain import ChainClient, Devnet, find_anvil
-from proofmarket.config import Settings
-from proofmarket.errors import ProofMarketError
+from proofmarket.core.errors import ProofMarketError
+from proofmarket.core.settings import Settings
 from proofmarket.market import Market
 from proofmarket.samples import SAMPLES, sample_path
-from proofmarket.workspace import Workspace
-from proofmarket.zk import ezkl_calls, tuning
-from proofmarket.zk.bundle import ProofBundle
-from proofmarket.zk.compiler import CompileOptions
-from proofmarket.zk.profile import PrivacyProfile
-from proofmarket.zk.srs import SrsProvider
-from proofmarket.zk.tuning import Candidate
-from proofmarket.zk.verify import load_manifest
+from proofmarket.systems.ezkl import ezkl_calls, tuning
+from proofmarket.systems.ezkl.bundle import ProofBundle
+from proofmarket.systems.ezkl.compiler import CompileOptions
+from proofmarket.systems.ezkl.profile import PrivacyProfile
+from proofmarket.systems.ezkl.srs import SrsProvider
+from proofmarket.systems.ezkl.tuning import Candidate
+from proofmarket.systems.ezkl.verify import load_manifest
+from proofmarket.systems.workspace import Workspace
 
 FULFIL_TARGET = 900_000
 TARGET_MODEL = "mlp"

@@ -29,9 +29,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from proofmarket.config import Settings
+from proofmarket.core.settings import Settings
+from proofmarket.core.units import format_usdc
 from proofmarket.demo import OWNER_SHARE_BPS, PRICE, Demo, _compile, _key
-from proofmarket.market.units import format_usdc
 from proofmarket.samples import sample_path
 
 RATIO_TARGET = 1.15
@@ -67,7 +67,7 @@ def raw_prove(ws: Any, model_id: str, doc: dict[str, Any], n: int) -> dict[str, 
 
 def http_latency(base_url: str, account: Any, model_id: str, doc: dict[str, Any], n: int, cache: Path,
                  warmups: int) -> dict[str, Any]:
-    from proofmarket.client import Client
+    from proofmarket.sdk.client import Client
 
     runs, server_prove = [], []
     with Client(base_url, account, cache_dir=cache, timeout=300, devnet=True) as sdk:
@@ -108,7 +108,7 @@ def split(calls: int, level: int) -> list[int]:
 
 def throughput(base_url: str, payers: list[Any], model_id: str, doc: dict[str, Any], level: int, calls: int,
                cache: Path) -> dict[str, Any]:
-    from proofmarket.client import Client
+    from proofmarket.sdk.client import Client
 
     lock = threading.Lock()
     latencies: list[float] = []
@@ -178,7 +178,7 @@ def _cell(v: float | None) -> str:
 def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     from proofmarket.chain import Devnet, find_anvil
     from proofmarket.market import Market
-    from proofmarket.workspace import Workspace
+    from proofmarket.systems.workspace import Workspace
 
     demo = Demo(args.home, tmp)
     with demo.stack:

@@ -5,7 +5,7 @@ calls (the "raw EZKL" baseline; proofmarket's HTTP overhead is measured elsewher
 
     onnxruntime   plain inference, median of many runs: the floor
     ezkl-default  gen_settings (visibilities only) + 'resources' calibration with EZKL's default scales
-    tuned         the settings picked by proofmarket.zk.tuning.search over the default candidate grid
+    tuned         the settings picked by proofmarket.systems.ezkl.tuning.search over the default candidate grid
 
 Each EZKL row: key setup s, prove s (median of --repeats), verify ms (median), pk MB, logrows and the
 max abs output error against onnxruntime over the model's samples. Targets (issue 2): tuned prove
@@ -37,14 +37,14 @@ import onnx
 import onnxruntime
 
 from proofmarket import models
-from proofmarket.errors import ProofMarketError
+from proofmarket.core.errors import ProofMarketError
 from proofmarket.samples import SAMPLES, sample_path
-from proofmarket.zk import ezkl_calls
-from proofmarket.zk.compiler import circuit_model
-from proofmarket.zk.profile import PrivacyProfile
-from proofmarket.zk.salt import circuit_input, new_salt
-from proofmarket.zk.srs import SrsProvider
-from proofmarket.zk.tuning import (
+from proofmarket.systems.ezkl import ezkl_calls
+from proofmarket.systems.ezkl.compiler import circuit_model
+from proofmarket.systems.ezkl.profile import PrivacyProfile
+from proofmarket.systems.ezkl.salt import circuit_input, new_salt
+from proofmarket.systems.ezkl.srs import SrsProvider
+from proofmarket.systems.ezkl.tuning import (
     AccuracyBound,
     TuningJob,
     build_candidate,

@@ -33,9 +33,9 @@ from typing import Any
 
 import httpx
 
-from proofmarket.config import Settings
+from proofmarket.core.settings import Settings
 from proofmarket.samples import sample_path
-from proofmarket.workspace import Workspace
+from proofmarket.systems.workspace import Workspace
 
 CACHE_TARGET_MS = 20.0
 CONCURRENCY = 8
@@ -62,10 +62,10 @@ def doc(i: int) -> dict[str, Any]:
 
 
 def compile_mlp(ws: Workspace) -> str:
-    from proofmarket.zk.compiler import CompileOptions
-    from proofmarket.zk.profile import PrivacyProfile
-    from proofmarket.zk.srs import SrsProvider
-    from proofmarket.zk.tuning import Candidate
+    from proofmarket.systems.ezkl.compiler import CompileOptions
+    from proofmarket.systems.ezkl.profile import PrivacyProfile
+    from proofmarket.systems.ezkl.srs import SrsProvider
+    from proofmarket.systems.ezkl.tuning import Candidate
 
     samples = json.loads(sample_path("mlp", "samples").read_text())
     options = CompileOptions(profile=PrivacyProfile.parse("public"), srs=SrsProvider(ws.settings.srs_dir),
@@ -142,8 +142,8 @@ def measure_queue(node: Node, model_id: str, calls: int, load: int, offset: int)
 
 def pieces(settings: Settings, redis_url: str) -> dict[str, float]:
     """Per-call costs the N-machine plan rests on: one broker send, the database writes of one job."""
+    from proofmarket.calls.celery_queue import celery_app
     from proofmarket.db import Database, JobKind, JobRepo, NewJob
-    from proofmarket.jobs.celery_queue import celery_app
 
     app = celery_app(settings.model_copy(update={"redis_url": redis_url}))
     n = 300
@@ -188,7 +188,7 @@ def main() -> int:
     log(f"raw prove p50 {raw_p50 * 1000:.0f} ms")
     import contextlib
 
-    from proofmarket.jobs.redis_server import redis_server
+    from proofmarket.calls.redis_server import redis_server
 
     stack = contextlib.ExitStack()
     redis = stack.enter_context(redis_server())

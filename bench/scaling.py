@@ -4,9 +4,9 @@
 
 A family of MLPs (input-hidden-10, ReLU) and CNNs (conv 3x3 + ReLU + avg-pool + dense), built with
 onnx.helper from seeded random weights (nothing downloaded). Each model is compiled with the
-predictor's candidate (``proofmarket.zk.predict.PREDICT_CANDIDATE``) so that prediction and measurement
+predictor's candidate (``proofmarket.systems.ezkl.predict.PREDICT_CANDIDATE``) so that prediction and measurement
 describe the same circuit; key setup and one proof run in a child process, which reports its peak RSS.
-The constants of ``proofmarket/zk/predict.py`` are fitted on these rows (``fitted`` in the JSON: paste
+The constants of ``proofmarket/systems/ezkl/predict.py`` are fitted on these rows (``fitted`` in the JSON: paste
 them into the module when they move); the table shows each row's predicted / measured ratio.
 Writes OUT/scaling.json and OUT/scaling.md.
 """
@@ -29,7 +29,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from proofmarket.models import normalize_model
-from proofmarket.zk import predict as pred
+from proofmarket.systems.ezkl import predict as pred
 
 MLPS = [(64, 32), (256, 64), (784, 56), (784, 128), (784, 256)]
 CNNS = [(8, 4), (16, 8), (28, 8)]  # image side, channels
@@ -89,7 +89,7 @@ print(json.dumps({"setup_s": setup_s, "prove_s": prove_s,
 def measure(name: str, model: onnx.ModelProto, params: int, srs_dir: Path) -> dict[str, Any]:
     import ezkl
 
-    from proofmarket.zk import ezkl_calls
+    from proofmarket.systems.ezkl import ezkl_calls
 
     with tempfile.TemporaryDirectory(prefix=f"scaling-{name}-") as tmp:
         work = Path(tmp)

@@ -30,8 +30,8 @@ def main() -> int:
     import uvicorn
 
     from proofmarket.api import create_app
-    from proofmarket.config import Settings
-    from proofmarket.workspace import Workspace
+    from proofmarket.core.settings import Settings
+    from proofmarket.systems.workspace import Workspace
 
     sys.path.insert(0, str(ROOT / "bench"))
     from scale import compile_mlp, doc

@@ -236,7 +236,7 @@ def build(out: Path) -> list[dict[str, Any]]:
 def check(row: dict[str, Any]) -> dict[str, Any]:
     """What `proofmarket compile` says before tuning: accepted (with the folded graph's operators) or refused."""
     from proofmarket import models
-    from proofmarket.errors import ProofMarketError
+    from proofmarket.core.errors import ProofMarketError
 
     path = Path(row["path"])
     if "export_error" in row:
@@ -254,13 +254,13 @@ REPORT_GRID = {"decomps": ((256, 2), (256, 3), (1024, 2)), "scales": (7, 10), "c
 
 
 def compile_and_prove(row: dict[str, Any], home: Path, candidates: list[Any] | None = None) -> dict[str, Any]:
-    from proofmarket.config import Settings
-    from proofmarket.errors import ProofMarketError
-    from proofmarket.workspace import Workspace
-    from proofmarket.zk.compiler import CompileOptions
-    from proofmarket.zk.profile import PrivacyProfile
-    from proofmarket.zk.srs import SrsProvider
-    from proofmarket.zk.tuning import default_candidates
+    from proofmarket.core.errors import ProofMarketError
+    from proofmarket.core.settings import Settings
+    from proofmarket.systems.ezkl.compiler import CompileOptions
+    from proofmarket.systems.ezkl.profile import PrivacyProfile
+    from proofmarket.systems.ezkl.srs import SrsProvider
+    from proofmarket.systems.ezkl.tuning import default_candidates
+    from proofmarket.systems.workspace import Workspace
 
     path = Path(row["path"])
     ws = Workspace(Settings(home=home, _env_file=None))  # type: ignore[call-arg]

@@ -30,7 +30,7 @@ def check_one(folder: Path) -> dict[str, Any]:
     import ezkl
 
     from proofmarket import models
-    from proofmarket.errors import ProofMarketError
+    from proofmarket.core.errors import ProofMarketError
 
     net, inp = folder / "network.onnx", folder / "input.json"
     row: dict[str, Any] = {"model": folder.name}

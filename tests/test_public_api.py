@@ -1,7 +1,7 @@
 """The names users import are the ones we mean to export."""
 
 import proofmarket
-from proofmarket import errors
+from proofmarket.core import errors
 
 
 def test_exported_names() -> None:
@@ -29,9 +29,9 @@ def test_every_error_has_a_stable_code_and_status() -> None:
 
 def test_error_codes_are_unique_across_every_branch_of_the_tree() -> None:
     import proofmarket.api.errors
+    import proofmarket.calls.errors
     import proofmarket.db.errors
-    import proofmarket.jobs.errors
-    import proofmarket.jobs.escrow  # noqa: F401  (each module adds its own leaves)
+    import proofmarket.intake.escrow  # noqa: F401  (each module adds its own leaves)
 
     seen: dict[str, str] = {}
     stack = list(errors.ProofMarketError.__subclasses__())

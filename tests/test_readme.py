@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from proofmarket.api.x402_adapter import X402Settings
-from proofmarket.config import Settings
+from proofmarket.core.settings import Settings
+from proofmarket.payments.x402_rail import X402Settings
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 

@@ -1,4 +1,4 @@
-"""Routing among nodes by price and reputation (proofmarket.routing), against stub nodes: without a chain a
+"""Routing among nodes by price and reputation (proofmarket.sdk.routing), against stub nodes: without a chain a
 node's word about its record counts for nothing (the cheapest wins), the skipped nodes and their reasons, and
 the errors when none qualifies. The on-chain reading is tests/chain/test_chain_routing.py."""
 
@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from proofmarket.errors import NodeUnavailable, UnknownModel, UsageError
-from proofmarket.routing import pick_node
+from proofmarket.core.errors import NodeUnavailable, UnknownModel, UsageError
+from proofmarket.sdk.routing import pick_node
 
 MODEL = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
 

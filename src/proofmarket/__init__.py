@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from proofmarket.errors import (
+from proofmarket.core.errors import (
     ArtifactNotFound,
     BundleError,
     ChainError,
@@ -30,11 +30,11 @@ from proofmarket.errors import (
 )
 
 if TYPE_CHECKING:
-    from proofmarket.client import Client, InferenceResult
-    from proofmarket.workspace import Workspace
-    from proofmarket.zk.bundle import ProofBundle
-    from proofmarket.zk.profile import PrivacyProfile
-    from proofmarket.zk.verify import VerifyReport, verify_bundle
+    from proofmarket.sdk.client import Client, InferenceResult
+    from proofmarket.systems.ezkl.bundle import ProofBundle
+    from proofmarket.systems.ezkl.profile import PrivacyProfile
+    from proofmarket.systems.ezkl.verify import VerifyReport, verify_bundle
+    from proofmarket.systems.workspace import Workspace
 
 __version__ = "0.1.0"
 
@@ -74,13 +74,13 @@ elif not any(isinstance(f, _KeepRecursionLimit) for f in sys.meta_path):
     sys.meta_path.insert(0, _KeepRecursionLimit())
 
 _LAZY = {
-    "Client": "proofmarket.client",
-    "InferenceResult": "proofmarket.client",
-    "Workspace": "proofmarket.workspace",
-    "ProofBundle": "proofmarket.zk.bundle",
-    "PrivacyProfile": "proofmarket.zk.profile",
-    "VerifyReport": "proofmarket.zk.verify",
-    "verify_bundle": "proofmarket.zk.verify",
+    "Client": "proofmarket.sdk.client",
+    "InferenceResult": "proofmarket.sdk.client",
+    "Workspace": "proofmarket.systems.workspace",
+    "ProofBundle": "proofmarket.systems.ezkl.bundle",
+    "PrivacyProfile": "proofmarket.systems.ezkl.profile",
+    "VerifyReport": "proofmarket.systems.ezkl.verify",
+    "verify_bundle": "proofmarket.systems.ezkl.verify",
 }
 
 

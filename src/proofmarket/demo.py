@@ -39,9 +39,9 @@ from typing import Any, Literal, TypeVar
 import httpx
 from rich.console import Console
 
-from proofmarket.config import Settings
-from proofmarket.errors import ProofMarketError
-from proofmarket.market.units import format_usdc
+from proofmarket.core.errors import ProofMarketError
+from proofmarket.core.settings import Settings
+from proofmarket.core.units import format_usdc
 from proofmarket.samples import sample_meta, sample_path
 
 console = Console(soft_wrap=True, highlight=False)
@@ -132,7 +132,7 @@ class Demo:
     def _run(self) -> int:
         from proofmarket.chain import Devnet, find_anvil
         from proofmarket.market import Market
-        from proofmarket.workspace import Workspace
+        from proofmarket.systems.workspace import Workspace
 
         meta = sample_meta("mlp")
         console.rule("proofmarket demo")
@@ -295,7 +295,7 @@ class Demo:
         self.report.modes.append(("x402 inference (mlp)", "proven, verified on chain"))
 
     def _attested_call(self, base_url: str, market: Any, lm_id: str) -> None:
-        from proofmarket.client import Client
+        from proofmarket.sdk.client import Client
 
         paid = _payments_mode() == "on"
         before = _balances(market)
@@ -330,8 +330,8 @@ class Demo:
         validator, paid once its challenge window closed (the devnet's clock is moved past it), and recorded
         as an ERC-8004 validation."""
         from proofmarket.chain.devkeys import dev_account
-        from proofmarket.client import Client
-        from proofmarket.validator import Validator
+        from proofmarket.sdk.client import Client
+        from proofmarket.validator.process import Validator
 
         doc = {"prompt": LM_PROMPT, "max_tokens": 16}
         listed = self.step("register attested LM", lambda: market.register_model(lm_id, LM_COURT_PRICE,
@@ -402,7 +402,7 @@ class Demo:
         self.report.txs["escrow request"] = receipt.tx.tx_hash
         console.print(f"escrow:   request {receipt.request_id}: {format_usdc(receipt.amount)} USDC escrowed, "
                       f"commitment {receipt.commitment[:18]}...")
-        from proofmarket.client import Client
+        from proofmarket.sdk.client import Client
 
         with Client(base_url, timeout=60, poll_interval_s=0.2) as node:
             self.step("post escrow input", lambda: node.post_request_input(receipt.request_id, doc, receipt.salt), 60)
@@ -445,8 +445,8 @@ class Demo:
 def _payments_mode() -> Literal["on", "off"]:
     """x402 when the SDK client and the node's payment gate are both there, else free calls."""
     try:
-        from proofmarket.api import x402_adapter  # noqa: F401
-        from proofmarket.client import Client  # noqa: F401
+        from proofmarket.payments import x402_rail  # noqa: F401
+        from proofmarket.sdk.client import Client  # noqa: F401
     except ImportError:
         return "off"
     return "on" if os.environ.get("PROOFMARKET_DEMO_PAYMENTS", "on") == "on" else "off"
@@ -456,7 +456,7 @@ def _x402_infer(base_url: str, market: Any, model_id: str, doc: dict[str, Any]) 
     """The consumer dev account pays over x402 with the SDK client."""
     import dataclasses
 
-    from proofmarket.client import Client
+    from proofmarket.sdk.client import Client
 
     with Client(base_url, market.accounts.consumer, timeout=300, devnet=True) as sdk:
         return dataclasses.asdict(sdk.infer(model_id, doc))
@@ -464,20 +464,20 @@ def _x402_infer(base_url: str, market: Any, model_id: str, doc: dict[str, Any]) 
 
 def _sdk_verify(base_url: str, body: dict[str, Any], cache: Path) -> list[str]:
     """What a consumer does next: verify the paid bundle with artifacts fetched from the node by CID."""
-    from proofmarket.client import Client
+    from proofmarket.sdk.client import Client
 
     with Client(base_url, cache_dir=cache, timeout=300, devnet=True) as sdk:
         return list(sdk.verify(body["bundle"]).checks)
 
 
 def _compile(ws: Any) -> str:
-    from proofmarket.zk.profile import PrivacyProfile
+    from proofmarket.systems.ezkl.profile import PrivacyProfile
 
     samples = json.loads(sample_path("mlp", "samples").read_text())
     if os.environ.get("PROOFMARKET_DEMO_GRID") == "quick":
-        from proofmarket.zk.compiler import CompileOptions
-        from proofmarket.zk.srs import SrsProvider
-        from proofmarket.zk.tuning import Candidate
+        from proofmarket.systems.ezkl.compiler import CompileOptions
+        from proofmarket.systems.ezkl.srs import SrsProvider
+        from proofmarket.systems.ezkl.tuning import Candidate
 
         options = CompileOptions(profile=PrivacyProfile(), srs=SrsProvider(ws.settings.srs_dir),
                                  candidates=[Candidate(*QUICK_CANDIDATE)])

@@ -10,13 +10,13 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from proofmarket.config import Settings
+from proofmarket.core.settings import Settings
 from proofmarket.samples import sample_path
-from proofmarket.workspace import Workspace
-from proofmarket.zk.compiler import CompileOptions
-from proofmarket.zk.profile import PrivacyProfile
-from proofmarket.zk.srs import SrsProvider
-from proofmarket.zk.tuning import Candidate
+from proofmarket.systems.ezkl.compiler import CompileOptions
+from proofmarket.systems.ezkl.profile import PrivacyProfile
+from proofmarket.systems.ezkl.srs import SrsProvider
+from proofmarket.systems.ezkl.tuning import Candidate
+from proofmarket.systems.workspace import Workspace
 
 # one grid point keeps the suite fast: this one gives logrows 9 for the MLP within the accuracy bound
 MLP_CANDIDATE = Candidate(256, 2, 7, 4)

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from proofmarket.api import PaymentPort, create_app
 from proofmarket.api.deps import NodeServices
-from proofmarket.workspace import Workspace
+from proofmarket.systems.workspace import Workspace
 
 
 @pytest.fixture(scope="session", autouse=True)

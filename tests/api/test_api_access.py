@@ -17,12 +17,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from proofmarket import Client
+from proofmarket.core.errors import ProvingError
 from proofmarket.db import EscrowRepo, EscrowRequestRow, SeenRequest
-from proofmarket.errors import ProvingError
 from proofmarket.store import LocalStore
-from proofmarket.workspace import Workspace
-from proofmarket.zk.bundle import BUNDLE_FORMAT
-from proofmarket.zk.prover import EzklProver
+from proofmarket.systems.ezkl.bundle import BUNDLE_FORMAT
+from proofmarket.systems.ezkl.prover import EzklProver
+from proofmarket.systems.workspace import Workspace
 
 pytestmark = pytest.mark.slow
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -244,7 +244,7 @@ def manifest_of_store(store: LocalStore, model_id: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("failure", [
     RuntimeError("ezkl: cannot open /tmp/proofmarket-jobs/prove-x1y2/model.pk: No such file"),
-    ProvingError("boom\nTraceback (most recent call last):\n  File \"/srv/proofmarket/zk/worker.py\", line 3"),
+    ProvingError("boom\nTraceback (most recent call last):\n  File \"/srv/pm/zk/worker.py\", line 3"),
 ], ids=["internal-with-path", "traceback"])
 def test_a_failed_jobs_public_error_has_its_code_and_no_path_or_traceback(
         make_app: AppFactory, mlp_id: str, monkeypatch: pytest.MonkeyPatch, failure: Exception,

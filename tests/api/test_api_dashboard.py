@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 
 from proofmarket import __version__
 from proofmarket.api import Offer
+from proofmarket.calls import PaymentTicket, ProofOutcome, Settlement
 from proofmarket.db import EscrowRepo, JobKind, JobRepo, NewJob, SeenRequest
-from proofmarket.jobs import PaymentTicket, ProofOutcome, Settlement
 
 HOSTILE = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"

@@ -10,9 +10,9 @@ import pytest
 from api_helpers import AppFactory
 
 from proofmarket.api import Offer
-from proofmarket.errors import DevSrsRefused
-from proofmarket.jobs import PaymentTicket, ProofOutcome, Settlement
-from proofmarket.zk import srs
+from proofmarket.calls import PaymentTicket, ProofOutcome, Settlement
+from proofmarket.core.errors import DevSrsRefused
+from proofmarket.systems.ezkl import srs
 
 pytestmark = pytest.mark.slow  # the session's MLP compile
 BASE_MAINNET = 8453

@@ -8,7 +8,7 @@ import pytest
 from api_helpers import ADMIN_TOKEN, AppFactory, error_of
 from fastapi.testclient import TestClient
 
-from proofmarket.errors import UsageError
+from proofmarket.core.errors import UsageError
 from proofmarket.store import cid_for_bytes
 
 MISSING_CID = cid_for_bytes(b"never stored")
@@ -145,7 +145,7 @@ def test_loopback_hosts_are_loopback(host: str) -> None:
 def test_payments_on_with_a_dead_chain_refuses_to_start(make_app: AppFactory) -> None:
     # payments on build the x402 gate (tests/x402 runs it on anvil); a chain that does not answer stops the node
     from proofmarket.chain.devnet import free_port
-    from proofmarket.errors import RPCUnavailable
+    from proofmarket.core.errors import RPCUnavailable
 
     with pytest.raises(RPCUnavailable):
         make_app(payments="on", rpc_url=f"http://127.0.0.1:{free_port()}")

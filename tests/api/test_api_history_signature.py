@@ -11,7 +11,7 @@ from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 from fastapi.testclient import TestClient
 
-from proofmarket.address_signature import message, sign_headers
+from proofmarket.core.address_signature import message, sign_headers
 
 
 def _signed(account: LocalAccount, text: str, stamp: int, nonce: str = "") -> dict[str, str]:

@@ -11,7 +11,7 @@ from api_helpers import AppFactory, error_of, mlp_input, wait_job
 from fastapi.testclient import TestClient
 
 from proofmarket.store import LocalStore, canonical_json, cid_for_bytes
-from proofmarket.zk.verify import verify_bundle
+from proofmarket.systems.ezkl.verify import verify_bundle
 
 pytestmark = pytest.mark.slow
 INFER_KEYS = {"job_id", "status", "model_id", "output", "bundle_cid", "bundle", "payment", "receipt", "salt",

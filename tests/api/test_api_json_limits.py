@@ -1,6 +1,6 @@
 """One request cannot kill the node (issue 20, P3-03): ``py_ecc`` (imported through ``eth_account``) raises the
 recursion limit to 100000, so a body of nested arrays used to overflow the C stack in ``json.loads``. The limit
-is put back at ``import proofmarket``, and every JSON body is depth-checked (``proofmarket.jsonlimits``) before
+is put back at ``import proofmarket``, and every JSON body is depth-checked (``proofmarket.core.jsonlimits``) before
 the app parses it: 400 ``json_too_deep``, and the node answers the next request."""
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import httpx
 import pytest
 from api_helpers import AppFactory
 
-from proofmarket import jsonlimits
 from proofmarket.chain.devnet import free_port
-from proofmarket.errors import JsonTooDeep, JsonTooLarge
+from proofmarket.core import jsonlimits
+from proofmarket.core.errors import JsonTooDeep, JsonTooLarge
 
 RUN_NODE = ("import typer; from proofmarket.cli.node_cmd import register; "
             "app = typer.Typer(); register(app); app.command('noop')(lambda: None); app()")
@@ -39,8 +39,8 @@ def test_depth_is_counted_without_recursion_and_strings_do_not_count() -> None:
 
 
 @pytest.mark.parametrize("imports", ["import proofmarket, eth_account", "import eth_account, proofmarket",
-                                     "import proofmarket.validator", "import proofmarket.api.app",
-                                     "import proofmarket.jobs.celery_worker, eth_account"])
+                                     "import proofmarket.validator.process", "import proofmarket.api.app",
+                                     "import proofmarket.calls.celery_worker, eth_account"])
 def test_the_recursion_limit_is_sane_after_importing_proofmarket_and_eth_account(imports: str) -> None:
     code = (f"{imports}\nimport json, sys\nassert 'py_ecc' in sys.modules\nprint(sys.getrecursionlimit())\n"
             "try:\n    json.loads('[' * 300000)\nexcept RecursionError:\n    print('RecursionError')\n")

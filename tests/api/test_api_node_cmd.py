@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from proofmarket.cli.node_cmd import DEFAULT_PRICE_ATOMIC, parse_model_option
-from proofmarket.errors import UsageError
+from proofmarket.core.errors import UsageError
 
 # cli/main.py gets the one-line hook; until then a bare Typer app with the command stands in for it
 RUN_NODE = ("import typer; from proofmarket.cli.node_cmd import register; "

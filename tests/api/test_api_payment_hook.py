@@ -12,7 +12,8 @@ from api_helpers import AppFactory, error_of, mlp_input, owner_headers, wait_job
 from fastapi.testclient import TestClient
 
 from proofmarket.api import Offer
-from proofmarket.errors import (
+from proofmarket.calls import PaymentTicket, ProofOutcome, Settlement
+from proofmarket.core.errors import (
     PaymentInsufficientFunds,
     PaymentRejected,
     PaymentReplayed,
@@ -20,7 +21,6 @@ from proofmarket.errors import (
     PaymentSettlementFailed,
     PaymentSettlementPending,
 )
-from proofmarket.jobs import PaymentTicket, ProofOutcome, Settlement
 
 pytestmark = pytest.mark.slow
 PAY = "PAYMENT-SIGNATURE"

@@ -6,8 +6,8 @@ from api_helpers import AppFactory, owner_headers, wait_job
 from fastapi.testclient import TestClient
 
 from proofmarket.api import FreeAccess
+from proofmarket.calls import PaymentTicket
 from proofmarket.db import JobKind, NewJob
-from proofmarket.jobs import PaymentTicket
 from proofmarket.store import cid_for_bytes
 
 NOT_A_MODEL = cid_for_bytes(b"no such model")

@@ -9,7 +9,7 @@ import pytest
 from api_helpers import node_settings
 
 from proofmarket.api.access import AccessTokens
-from proofmarket.errors import UsageError
+from proofmarket.core.errors import UsageError
 
 
 def test_a_token_opens_its_own_job_only() -> None:

@@ -185,7 +185,7 @@ def test_an_image_model_gets_a_drawing_pad_and_a_node_that_went_away_is_named(ma
     """The sample digits model (input [1, 1, 8, 8]; attested here: no circuit to compile) gets a drawing pad
     that mouse and keyboard paint into the input; the call answers; then the node stops and the page says so."""
     from proofmarket.samples import sample_path
-    from proofmarket.workspace import Workspace
+    from proofmarket.systems.workspace import Workspace
 
     sync_playwright, chromium = chromium_or_skip()
     app = make_app()

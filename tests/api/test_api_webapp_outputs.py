@@ -19,9 +19,9 @@ from browser_wallet import chromium_or_skip
 from fastapi import FastAPI
 from served import Served
 
-from proofmarket.errors import ProofMarketError
+from proofmarket.core.errors import ProofMarketError
 from proofmarket.store import LocalStore
-from proofmarket.zk.verify import verify_bundle
+from proofmarket.systems.ezkl.verify import verify_bundle
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from proofmarket.client import Client
-from proofmarket.errors import JsonTooDeep
+from proofmarket.core.errors import JsonTooDeep
+from proofmarket.sdk.client import Client
 from proofmarket.store import LocalStore
 
 NESTED = b"[" * 300_000 + b"]" * 300_000
@@ -32,8 +32,8 @@ def test_a_nested_artifact_is_refused_by_the_store(tmp_path: Path) -> None:
 
 
 def test_routing_skips_a_node_answering_nested_json() -> None:
-    from proofmarket.errors import UnknownModel
-    from proofmarket.routing import pick_node
+    from proofmarket.core.errors import UnknownModel
+    from proofmarket.sdk.routing import pick_node
 
     def node(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, content=NESTED, headers={"Content-Type": "application/json"})

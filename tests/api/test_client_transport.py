@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from proofmarket import Client
-from proofmarket.errors import NodeUnavailable
+from proofmarket.core.errors import NodeUnavailable
 
 
 def _client(handler: httpx.MockTransport) -> Client:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from proofmarket.config import Settings
-from proofmarket.workspace import Workspace
+from proofmarket.core.settings import Settings
+from proofmarket.systems.workspace import Workspace
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from proofmarket.api import create_app
-from proofmarket.config import Settings
+from proofmarket.core.settings import Settings
 
 
 def _error(response: Any) -> dict[str, Any]:
@@ -120,8 +120,8 @@ def _through(client: TestClient, lie: bool = False) -> httpx.MockTransport:
 
 
 def test_the_sdk_checks_the_answer_and_can_re_execute(node: TestClient, lm_id: str, tmp_path: Path) -> None:
-    from proofmarket.client import Client
-    from proofmarket.errors import AnswerMismatch
+    from proofmarket.core.errors import AnswerMismatch
+    from proofmarket.sdk.client import Client
 
     with Client("http://testserver", cache_dir=tmp_path / "cache", transport=_through(node)) as sdk:
         result = sdk.generate(lm_id, "the market", max_tokens=20, temperature=0.7, seed=11, reexecute=True)
@@ -135,7 +135,7 @@ def test_the_sdk_checks_the_answer_and_can_re_execute(node: TestClient, lm_id: s
 
 
 def test_the_sdk_streams_tokens_then_checks_the_result(node: TestClient, lm_id: str, tmp_path: Path) -> None:
-    from proofmarket.client import Client
+    from proofmarket.sdk.client import Client
 
     seen: list[str] = []
     with Client("http://testserver", cache_dir=tmp_path / "cache", transport=_through(node)) as sdk:

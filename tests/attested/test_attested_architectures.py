@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from proofmarket.config import Settings
-from proofmarket.errors import AttestationMismatch
-from proofmarket.workspace import Workspace
+from proofmarket.core.errors import AttestationMismatch
+from proofmarket.core.settings import Settings
+from proofmarket.systems.workspace import Workspace
 
 
 def _build(kind: str, folder: Path, tokenizer_from: Path) -> Path:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from proofmarket.errors import (
+from proofmarket.core.errors import (
     BundleError,
     MaxTokensOverCap,
     ModelFilesMissing,
@@ -18,7 +18,7 @@ from proofmarket.errors import (
     VerificationFailed,
     WrongMode,
 )
-from proofmarket.workspace import Workspace
+from proofmarket.systems.workspace import Workspace
 
 
 @pytest.fixture(scope="module")

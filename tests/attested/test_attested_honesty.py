@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 import torch
 
-from proofmarket.errors import AttestationMismatch, VerificationFailed
+from proofmarket.core.errors import AttestationMismatch, VerificationFailed
 from proofmarket.systems.attested.lm import CausalLM
 from proofmarket.systems.attested.sampling import Decoding
 from proofmarket.systems.attested.service import GenerateRequest, build_bundle
-from proofmarket.workspace import Workspace
+from proofmarket.systems.workspace import Workspace
 
 WORDS = ["proof", "market", "model", "weights", "token", "chain", "escrow", "node", "verify", "commit", "layer",
          "fox", "dog", "price", "stake"]
@@ -56,8 +56,8 @@ def test_50_honest_generations_reproduce_in_another_process_with_another_thread_
         files.append(str(path))
     script = (
         "import json, sys\n"
-        "from proofmarket.config import Settings\n"
-        "from proofmarket.workspace import Workspace\n"
+        "from proofmarket.core.settings import Settings\n"
+        "from proofmarket.systems.workspace import Workspace\n"
         "ws = Workspace(Settings(home=sys.argv[1]))\n"
         "bad = []\n"
         "for f in sys.argv[2:]:\n"

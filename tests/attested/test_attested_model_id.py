@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from proofmarket.config import Settings
+from proofmarket.core.settings import Settings
 from proofmarket.samples import sample_path
 from proofmarket.systems.attested import service
 from proofmarket.systems.attested.documents import AttestedManifest
-from proofmarket.workspace import Workspace
+from proofmarket.systems.workspace import Workspace
 
 
 class _Clock:

@@ -16,11 +16,11 @@ from fastapi.testclient import TestClient
 from onnx import TensorProto, helper, numpy_helper
 
 from proofmarket.api import create_app
-from proofmarket.config import Settings
-from proofmarket.errors import AttestationMismatch, InputShapeError, VerificationFailed, WrongMode
+from proofmarket.core.errors import AttestationMismatch, InputShapeError, VerificationFailed, WrongMode
+from proofmarket.core.settings import Settings
 from proofmarket.systems.attested.onnx_attest import AttestedOnnx
 from proofmarket.systems.attested.service import AttestedRuntime
-from proofmarket.workspace import Workspace
+from proofmarket.systems.workspace import Workspace
 
 WIDTH, HIDDEN, CLASSES = 64, 512, 10
 
@@ -85,7 +85,8 @@ def test_50_honest_runs_reproduce_in_another_process_with_another_thread_count(
         path = tmp_path / f"b{i}.json"
         path.write_text(json.dumps(bundle.to_doc()))
         files.append(str(path))
-    script = ("import json, sys\nfrom proofmarket.config import Settings\nfrom proofmarket.workspace import Workspace\n"
+    script = ("import json, sys\nfrom proofmarket.core.settings import Settings\n"
+              "from proofmarket.systems.workspace import Workspace\n"
               "ws = Workspace(Settings(home=sys.argv[1]))\nbad = []\nfor f in sys.argv[2:]:\n    try:\n"
               "        ws.verify(json.load(open(f)), reexecute=True, threads=1)\n    except Exception as exc:\n"
               "        bad.append([f, str(exc)])\nprint(json.dumps(bad))\n")
@@ -134,7 +135,7 @@ def test_another_input_and_edited_outputs_are_caught(attested_ws: Workspace, onn
 
 def test_the_node_serves_attested_onnx_on_infer(attested_home: Path, onnx_id: str, lm_id: str,
                                                 tmp_path: Path) -> None:
-    from proofmarket.client import Client
+    from proofmarket.sdk.client import Client
 
     settings = Settings(_env_file=None, home=attested_home, database_url=f"sqlite:///{tmp_path / 'n.db'}",  # type: ignore[call-arg]
                         prover_workers=1)

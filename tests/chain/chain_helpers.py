@@ -21,7 +21,7 @@ from proofmarket.chain import (
     model_key,
 )
 from proofmarket.chain.artifacts import Artifact, load_artifact_file
-from proofmarket.errors import RPCUnavailable
+from proofmarket.core.errors import RPCUnavailable
 
 TEST_ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 USDC = 10**6

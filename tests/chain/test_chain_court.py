@@ -22,7 +22,7 @@ from eth_utils import keccak
 
 from proofmarket.chain.artifacts import load_artifact
 from proofmarket.chain.court import AttestationCourt, Commitment, CourtParams, leaf, merkle_root
-from proofmarket.errors import ContractReverted
+from proofmarket.core.errors import ContractReverted
 
 pytestmark = pytest.mark.chain
 WINDOW, VOTE_WINDOW, RESPONSE_WINDOW, UNBOND = 300, 300, 200, 900

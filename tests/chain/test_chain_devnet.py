@@ -10,7 +10,7 @@ from chain_helpers import anvil_or_skip
 
 from proofmarket.chain import ChainClient, Devnet, deploy, dev_account, load_deployment
 from proofmarket.chain.devnet import free_port
-from proofmarket.errors import RPCUnavailable
+from proofmarket.core.errors import RPCUnavailable
 
 pytestmark = pytest.mark.chain
 

@@ -11,7 +11,7 @@ from proofmarket.chain import (
     sign_receive_authorization,
     sign_transfer_authorization,
 )
-from proofmarket.errors import ContractReverted
+from proofmarket.core.errors import ContractReverted
 
 pytestmark = pytest.mark.chain
 

@@ -9,7 +9,7 @@ from chain_helpers import Chain
 from web3.logs import DISCARD
 
 from proofmarket.chain.artifacts import load_artifact
-from proofmarket.errors import ContractReverted
+from proofmarket.core.errors import ContractReverted
 
 pytestmark = pytest.mark.chain
 

@@ -9,7 +9,7 @@ import pytest
 from chain_helpers import PRICE, USDC, Chain, Listed, deploy_mock_verifier, list_model, set_verifier_mode, stake_prover
 
 from proofmarket.chain import ProofMode, RequestStatus, advance_time, input_commitment, instances_hash
-from proofmarket.errors import ContractReverted
+from proofmarket.core.errors import ContractReverted
 
 pytestmark = pytest.mark.chain
 

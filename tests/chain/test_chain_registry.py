@@ -8,7 +8,7 @@ import pytest
 from chain_helpers import PRICE, Chain, list_model
 
 from proofmarket.chain import ProofMode, model_id_for, model_key
-from proofmarket.errors import ContractReverted
+from proofmarket.core.errors import ContractReverted
 
 pytestmark = pytest.mark.chain
 

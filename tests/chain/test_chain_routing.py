@@ -17,7 +17,7 @@ from chain_helpers import Chain, Listed, list_model, stake_prover
 from proofmarket.chain import dev_account, input_commitment
 from proofmarket.chain.artifacts import load_artifact
 from proofmarket.chain.erc8004 import Erc8004, IdentityRegistry, ReputationRegistry, ValidationRegistry
-from proofmarket.routing import pick_node
+from proofmarket.sdk.routing import pick_node
 
 pytestmark = pytest.mark.chain
 

@@ -11,7 +11,7 @@ from proofmarket.chain import ANVIL_DEV_KEYS, dev_account, input_commitment, ins
 from proofmarket.chain.artifacts import project_abis
 from proofmarket.chain.commitments import FIELD_MODULUS
 from proofmarket.chain.reverts import RevertDecoder
-from proofmarket.errors import ChainError
+from proofmarket.core.errors import ChainError
 
 
 def test_instances_hash_is_keccak_of_32_byte_words() -> None:

@@ -22,9 +22,9 @@ from eth_utils import keccak
 
 from proofmarket.chain.artifacts import load_artifact
 from proofmarket.chain.court import AttestationCourt, CourtParams
-from proofmarket.config import Settings
-from proofmarket.validator import Validator, Verdict
-from proofmarket.workspace import Workspace
+from proofmarket.core.settings import Settings
+from proofmarket.systems.workspace import Workspace
+from proofmarket.validator.process import Validator, Verdict
 
 pytestmark = pytest.mark.chain
 WEIGHTS = b"\x11" * 32
@@ -100,9 +100,9 @@ from pathlib import Path
 from proofmarket.chain import dev_account
 from proofmarket.chain.client import ChainClient
 from proofmarket.chain.court import AttestationCourt
-from proofmarket.config import Settings
-from proofmarket.validator import Validator
-from proofmarket.workspace import Workspace
+from proofmarket.core.settings import Settings
+from proofmarket.validator.process import Validator
+from proofmarket.systems.workspace import Workspace
 rpc, court, state, url, start, home = sys.argv[1:]
 client = ChainClient(rpc)
 ws = Workspace(Settings(_env_file=None, home=home))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from proofmarket.chain import find_anvil
-from proofmarket.errors import RPCUnavailable
+from proofmarket.core.errors import RPCUnavailable
 
 pytestmark = [pytest.mark.slow, pytest.mark.chain]
 

@@ -25,7 +25,7 @@ from proofmarket.api import create_app
 from proofmarket.api.deps import NodeServices
 from proofmarket.chain import Devnet
 from proofmarket.market import Market
-from proofmarket.workspace import Workspace
+from proofmarket.systems.workspace import Workspace
 
 
 @pytest.fixture(scope="session")

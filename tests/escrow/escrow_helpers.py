@@ -17,15 +17,15 @@ from typer.testing import CliRunner
 
 from proofmarket.chain import find_anvil
 from proofmarket.cli.main import app as cli
-from proofmarket.config import Settings
-from proofmarket.errors import RPCUnavailable
+from proofmarket.core.errors import RPCUnavailable
+from proofmarket.core.settings import Settings
 from proofmarket.market import Market
 from proofmarket.samples import sample_path
-from proofmarket.workspace import Workspace
-from proofmarket.zk.compiler import CompileOptions
-from proofmarket.zk.profile import SALT_BITS, SALT_ELEMENTS, PrivacyProfile
-from proofmarket.zk.srs import SrsProvider
-from proofmarket.zk.tuning import Candidate
+from proofmarket.systems.ezkl.compiler import CompileOptions
+from proofmarket.systems.ezkl.profile import SALT_BITS, SALT_ELEMENTS, PrivacyProfile
+from proofmarket.systems.ezkl.srs import SrsProvider
+from proofmarket.systems.ezkl.tuning import Candidate
+from proofmarket.systems.workspace import Workspace
 
 PRICE = "2.5"
 PRICE_UNITS = 2_500_000

@@ -32,11 +32,11 @@ from proofmarket.chain import Devnet
 from proofmarket.chain.court import AttestationCourt
 from proofmarket.chain.devkeys import dev_account
 from proofmarket.db import Database, EscrowRepo
-from proofmarket.jobs.court import CourtService
+from proofmarket.intake.court import CourtService
 from proofmarket.market import Market
 from proofmarket.market.accounts import RoleAccounts
-from proofmarket.validator import Validator
-from proofmarket.workspace import Workspace
+from proofmarket.systems.workspace import Workspace
+from proofmarket.validator.process import Validator
 
 pytestmark = [pytest.mark.slow, pytest.mark.chain]
 PRICE, PRICE_UNITS = "0.5", 500_000
@@ -295,8 +295,8 @@ def test_the_node_publishes_a_bundle_challenged_as_withheld(net: Net, honest_url
 
 
 def test_validator_refuses_bad_reads_and_serves_metrics(net: Net, honest_url: str) -> None:
-    from proofmarket.validator import serve_metrics
-    from proofmarket.validator_protocol import read_headers
+    from proofmarket.validator.process import serve_metrics
+    from proofmarket.validator.protocol import read_headers
 
     rid, cid, node = 1, net.market.client.chain_id, net.market.accounts.prover.address
     stranger = dev_account(9, cid)  # not staked as a validator

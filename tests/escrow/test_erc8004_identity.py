@@ -15,8 +15,8 @@ from escrow_helpers import AppFactory, EscrowEnv, mlp_input, node_settings, wait
 from fastapi.testclient import TestClient
 
 from proofmarket.api import create_app
-from proofmarket.client import Client
-from proofmarket.errors import ContractReverted
+from proofmarket.core.errors import ContractReverted
+from proofmarket.sdk.client import Client
 
 pytestmark = [pytest.mark.chain]
 
@@ -55,7 +55,7 @@ def test_identity_registration_file_and_feedback(env: EscrowEnv, tmp_path: Path)
                 assert prover["address"] == market.accounts.prover.address and prover["fulfilled"] >= 0
                 assert prover["erc8004"]["agent_id"] == agent_id
                 assert prover["erc8004"]["reputation"]["count"] >= 1
-            from proofmarket.routing import pick_node
+            from proofmarket.sdk.routing import pick_node
 
             choice = pick_node(["http://testserver"], env.public, rpc_url=env.rpc_url,
                                deployment=market.deployment, transport=_through(node))
@@ -86,7 +86,7 @@ def test_a_fulfilled_escrow_request_gets_a_zk_validation_record(env: EscrowEnv, 
     validation = done["settlement"]["validation"]
     assert validation["response"] == 100 and validation["tag"] == "zk-escrow" and validation["agent_id"] == agent_id
     # the consumer paid this prover on the market: its feedback now weighs in routing (by what it paid)
-    from proofmarket.routing import pick_node
+    from proofmarket.sdk.routing import pick_node
 
     with TestClient(make_app(escrow_watcher="off")) as node:
         with Client("http://testserver", account=market.accounts.consumer, transport=_through(node)) as sdk:

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from proofmarket.api import create_app
 from proofmarket.chain.types import RequestStatus
-from proofmarket.errors import ContractReverted, InputError, RegistryMismatch
+from proofmarket.core.errors import ContractReverted, InputError, RegistryMismatch
 from proofmarket.market import attested_escrow
 
 pytestmark = [pytest.mark.slow, pytest.mark.chain]
@@ -137,7 +137,7 @@ def test_a_listing_with_another_attester_contract_is_not_this_model(env: EscrowE
 
 
 def test_a_consumer_lists_its_requests_with_a_signature(env: EscrowEnv, lm_id: str, node: TestClient) -> None:
-    from proofmarket.address_signature import sign_headers
+    from proofmarket.core.address_signature import sign_headers
 
     consumer = env.market.accounts.consumer
     receipt = env.market.request(lm_id, {**REQUEST, "prompt": "listed"})

@@ -17,8 +17,8 @@ from escrow_helpers import AppFactory, EscrowEnv, request_cli, serve
 from fastapi import FastAPI
 
 from proofmarket.chain.types import RequestStatus
-from proofmarket.errors import SettlementMismatch
-from proofmarket.sdk_checks import check_settlement
+from proofmarket.core.errors import SettlementMismatch
+from proofmarket.sdk.checks import check_settlement
 
 pytestmark = [pytest.mark.slow, pytest.mark.chain]
 

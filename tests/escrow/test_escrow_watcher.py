@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from proofmarket.chain import advance_time, dev_account, mine
 from proofmarket.chain.types import RequestStatus
 from proofmarket.db import Database, EscrowRepo, EscrowStatus, ModelRepo
-from proofmarket.jobs.escrow import EscrowService, UnknownRequest
+from proofmarket.intake.escrow import EscrowService, UnknownRequest
 from proofmarket.market import Market
 
 pytestmark = [pytest.mark.slow, pytest.mark.chain]

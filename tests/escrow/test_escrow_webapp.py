@@ -207,7 +207,7 @@ def test_the_page_commitment_is_the_sdk_commitment(env: EscrowEnv, served: str, 
     """scripts/commitment.mjs runs the page's commit.js in Node: the same commitment as the Python SDK, for a
     public input and for a salted, hashed one."""
     from proofmarket import models
-    from proofmarket.zk.commitment import input_commitment
+    from proofmarket.systems.ezkl.commitment import input_commitment
 
     doc = tmp_path / "input.json"
     doc.write_text(json.dumps(mlp_input()))

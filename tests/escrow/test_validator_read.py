@@ -24,9 +24,9 @@ from proofmarket.api import create_app
 from proofmarket.chain import Devnet
 from proofmarket.chain.devkeys import dev_account
 from proofmarket.market import Market
-from proofmarket.validator import Validator
-from proofmarket.validator_protocol import read_headers
-from proofmarket.workspace import Workspace
+from proofmarket.systems.workspace import Workspace
+from proofmarket.validator.process import Validator
+from proofmarket.validator.protocol import read_headers
 
 pytestmark = [pytest.mark.slow, pytest.mark.chain]
 

@@ -11,14 +11,14 @@ import pytest
 from jobs_helpers import clear_env
 from pg_server import fresh_database, postgres_server
 
-from proofmarket.config import Settings
+from proofmarket.core.settings import Settings
 from proofmarket.db import Database
 from proofmarket.samples import sample_path
-from proofmarket.workspace import Workspace
-from proofmarket.zk.compiler import CompileOptions
-from proofmarket.zk.profile import PrivacyProfile
-from proofmarket.zk.srs import SrsProvider
-from proofmarket.zk.tuning import Candidate
+from proofmarket.systems.ezkl.compiler import CompileOptions
+from proofmarket.systems.ezkl.profile import PrivacyProfile
+from proofmarket.systems.ezkl.srs import SrsProvider
+from proofmarket.systems.ezkl.tuning import Candidate
+from proofmarket.systems.workspace import Workspace
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from proofmarket.db import Database, JobKind, JobRepo, NewJob
-from proofmarket.jobs.types import PaymentTicket, ProofOutcome, Settlement
-from proofmarket.zk.prover import ProveResult
+from proofmarket.payments.tickets import PaymentTicket, ProofOutcome, Settlement
+from proofmarket.systems.ezkl.prover import ProveResult
 
 
 def clear_env() -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 from jobs_helpers import FailingProver, NeverSettle, new_job, repo
 from prometheus_client import CollectorRegistry
 
-from proofmarket.config import Settings
+from proofmarket.calls import JobMetrics, JobRunner, LocalJobQueue
+from proofmarket.core.errors import WitnessError
+from proofmarket.core.settings import Settings
 from proofmarket.db import JobKind, JobRepo, JobStatus, ModelRepo
-from proofmarket.errors import WitnessError
-from proofmarket.jobs import JobMetrics, JobRunner, LocalJobQueue
 from proofmarket.store import LocalStore
 
 

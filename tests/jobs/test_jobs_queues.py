@@ -22,10 +22,10 @@ from fastapi.testclient import TestClient
 from pg_server import fresh_database, restart
 
 from proofmarket.api import create_app
-from proofmarket.config import Settings
-from proofmarket.jobs.redis_server import RedisServer, redis_server
+from proofmarket.calls.redis_server import RedisServer, redis_server
+from proofmarket.core.settings import Settings
 from proofmarket.store import LocalStore
-from proofmarket.zk.verify import verify_bundle
+from proofmarket.systems.ezkl.verify import verify_bundle
 
 pytestmark = pytest.mark.slow
 INPUT = {"input_data": [[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]]}

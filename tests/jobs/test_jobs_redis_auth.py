@@ -17,9 +17,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from proofmarket.api import create_app
-from proofmarket.config import Settings
-from proofmarket.jobs.celery_queue import QueueUnavailable, check_redis
-from proofmarket.jobs.redis_server import RedisServer, redis_server
+from proofmarket.calls.celery_queue import QueueUnavailable, check_redis
+from proofmarket.calls.redis_server import RedisServer, redis_server
+from proofmarket.core.settings import Settings
 
 pytestmark = pytest.mark.slow
 PASSWORD = "s3cret-Pa55-x9"

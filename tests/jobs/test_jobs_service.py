@@ -7,10 +7,10 @@ import math
 import pytest
 from jobs_helpers import RecordingQueue
 
+from proofmarket.calls import IdempotencyConflict, JobService, PaymentTicket, UnknownJob, request_hash
+from proofmarket.calls.service import scoped_key
+from proofmarket.core.errors import PaymentInsufficientFunds, PaymentReplayed
 from proofmarket.db import Database, JobKind, JobRepo
-from proofmarket.errors import PaymentInsufficientFunds, PaymentReplayed
-from proofmarket.jobs import IdempotencyConflict, JobService, PaymentTicket, UnknownJob, request_hash
-from proofmarket.jobs.service import scoped_key
 
 INPUT = {"input_data": [[1.0, 2.0]]}
 

@@ -10,16 +10,16 @@ import pytest
 from jobs_helpers import NeverSettle, database
 from prometheus_client import CollectorRegistry
 
-from proofmarket.config import Settings
+from proofmarket.calls import JobInterrupted, JobMetrics, JobRunner, JobService, LocalJobQueue
+from proofmarket.calls.compile_task import compile_job
+from proofmarket.core.errors import ArtifactNotFound, CompileOutOfMemory, ProofTimeout
+from proofmarket.core.settings import Settings
 from proofmarket.db import JobKind, JobRepo, JobStatus, ModelRepo
-from proofmarket.errors import ArtifactNotFound, CompileOutOfMemory, ProofTimeout
-from proofmarket.jobs import JobInterrupted, JobMetrics, JobRunner, JobService, LocalJobQueue
-from proofmarket.jobs.compile_task import compile_job
 from proofmarket.samples import sample_path
 from proofmarket.store import LocalStore, cid_for_bytes
-from proofmarket.zk.prover import EzklProver
-from proofmarket.zk.verify import verify_bundle
-from proofmarket.zk.worker import ProofWorker
+from proofmarket.systems.ezkl.prover import EzklProver
+from proofmarket.systems.ezkl.verify import verify_bundle
+from proofmarket.systems.ezkl.worker import ProofWorker
 
 pytestmark = pytest.mark.slow
 MISSING = cid_for_bytes(b"not uploaded")
@@ -107,8 +107,8 @@ def test_a_repeated_public_request_is_answered_from_the_proof_cache(mlp_store: t
                                                                     tmp_path: Path) -> None:
     from prometheus_client import generate_latest
 
+    from proofmarket.calls.cache import ProofCache
     from proofmarket.db import ProofCacheRepo
-    from proofmarket.jobs.cache import ProofCache
 
     home, model_id = mlp_store
     settings = Settings(_env_file=None, home=home)  # type: ignore[call-arg]
@@ -147,8 +147,8 @@ def test_a_repeated_public_request_is_answered_from_the_proof_cache(mlp_store: t
 
 
 def test_a_request_with_a_salt_is_never_cached(mlp_store: tuple[Path, str], tmp_path: Path) -> None:
+    from proofmarket.calls.cache import ProofCache
     from proofmarket.db import JobRow, ProofCacheRepo
-    from proofmarket.jobs.cache import ProofCache
 
     home, model_id = mlp_store
     store, jobs = LocalStore(home / "store"), JobRepo(database(tmp_path))
@@ -165,8 +165,8 @@ def test_a_worker_refuses_an_artifact_whose_bytes_do_not_match_its_cid(mlp_store
                                                                       tmp_path: Path) -> None:
     import shutil
 
-    from proofmarket.errors import ArtifactCorrupt
-    from proofmarket.jobs.celery_worker import CheckedProver
+    from proofmarket.calls.celery_worker import CheckedProver
+    from proofmarket.core.errors import ArtifactCorrupt
 
     home, model_id = mlp_store
     shutil.copytree(home / "store", tmp_path / "store")

@@ -23,9 +23,9 @@ from market_helpers import (
 )
 
 from proofmarket.chain import Devnet
-from proofmarket.config import Settings
+from proofmarket.core.settings import Settings
 from proofmarket.market import Market
-from proofmarket.workspace import Workspace
+from proofmarket.systems.workspace import Workspace
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from market_helpers import Listed, anvil_or_skip
 
 from proofmarket.market import MarketHome, devnet_down
 from proofmarket.samples import sample_path
-from proofmarket.workspace import Workspace
+from proofmarket.systems.workspace import Workspace
 
 pytestmark = [pytest.mark.slow, pytest.mark.chain]
 

@@ -7,7 +7,7 @@ import pytest
 from market_helpers import SALT, Proofs, mlp_input
 
 from proofmarket.chain import ProofMode
-from proofmarket.errors import ContractReverted
+from proofmarket.core.errors import ContractReverted
 from proofmarket.market import Market
 
 pytestmark = [pytest.mark.slow, pytest.mark.chain]

@@ -12,7 +12,7 @@ import pytest
 from market_helpers import OWNER_SHARE_BPS, Balances, Listed, mlp_input
 
 from proofmarket.chain import dev_account, model_key
-from proofmarket.errors import RegistryMismatch
+from proofmarket.core.errors import RegistryMismatch
 from proofmarket.market import Market
 from proofmarket.market.spec import model_spec
 

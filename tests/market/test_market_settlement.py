@@ -10,9 +10,9 @@ import pytest
 from market_helpers import OWNER_SHARE_BPS, PRICE_UNITS, SALT, Balances, Listed, Proofs, flip_byte, mlp_input
 
 from proofmarket.chain import RequestStatus, advance_time, dev_account, instances_hash
-from proofmarket.errors import ChainError, ContractReverted
+from proofmarket.core.errors import ChainError, ContractReverted
 from proofmarket.market import Market
-from proofmarket.zk.profile import SALT_ELEMENTS
+from proofmarket.systems.ezkl.profile import SALT_ELEMENTS
 
 pytestmark = [pytest.mark.slow, pytest.mark.chain]
 

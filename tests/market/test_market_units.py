@@ -12,7 +12,7 @@ from pydantic import SecretStr
 
 from proofmarket.chain import ANVIL_DEV_KEYS, dev_account
 from proofmarket.cli.chain_cmds import _parse_salt
-from proofmarket.errors import ChainError, UsageError
+from proofmarket.core.errors import ChainError, UsageError
 from proofmarket.market import MarketHome, RequestRecord, RoleAccounts, format_usdc, parse_price, parse_usdc
 
 

@@ -56,7 +56,7 @@ def test_each_model_is_accepted_or_refused_as_expected(built: dict[str, dict[str
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["torch_mlp_softmax", "torch_conv1d_timeseries", "skl_mlp_classifier"])
 def test_small_models_compile_prove_and_verify(built: dict[str, dict[str, Any]], name: str, tmp_path: Path) -> None:
-    from proofmarket.zk.tuning import Candidate
+    from proofmarket.systems.ezkl.tuning import Candidate
 
     done = corpus.compile_and_prove(built[name], tmp_path / "home", candidates=[Candidate(256, 2, 10, 2)])
     assert done.get("verified") is True, done.get("message")

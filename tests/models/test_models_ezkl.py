@@ -20,7 +20,7 @@ import pytest
 from model_builders import make_model, mlp_model
 from onnx import TensorProto, helper
 
-from proofmarket.errors import UnsupportedOperator
+from proofmarket.core.errors import UnsupportedOperator
 from proofmarket.models import (
     SUPPORTED_OPS,
     load_model,
@@ -317,8 +317,8 @@ def srs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _prove(model: Path, samples: list[list[np.ndarray]], work: Path, srs_dir: Path) -> None:
     from proofmarket.models import run_onnx
-    from proofmarket.zk import ezkl_calls
-    from proofmarket.zk.tuning import decode_outputs
+    from proofmarket.systems.ezkl import ezkl_calls
+    from proofmarket.systems.ezkl.tuning import decode_outputs
 
     settings, compiled, witness = work / "settings.json", work / "model.compiled", work / "witness.json"
     (work / "cal.json").write_text(json.dumps(to_ezkl_calibration(samples)))

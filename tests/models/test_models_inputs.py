@@ -10,7 +10,7 @@ import pytest
 from model_builders import make_model
 from onnx import TensorProto, helper
 
-from proofmarket.errors import InputError, InputShapeError, InputTooLarge, NonFiniteInput
+from proofmarket.core.errors import InputError, InputShapeError, InputTooLarge, NonFiniteInput
 from proofmarket.models import (
     ModelInfo,
     load_model,

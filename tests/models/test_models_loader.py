@@ -12,7 +12,7 @@ import pytest
 from model_builders import make_model, mlp_model
 from onnx import TensorProto, helper
 
-from proofmarket.errors import InvalidModel, ModelTooLarge, TensorTooLarge, UnsupportedOperator
+from proofmarket.core.errors import InvalidModel, ModelTooLarge, TensorTooLarge, UnsupportedOperator
 from proofmarket.models import (
     MAX_OPSET,
     MIN_OPSET,
@@ -147,7 +147,7 @@ def test_non_numeric_input_refused(save, elem: int) -> None:
 
 
 def test_boolean_inputs_travel_as_zero_and_one(save) -> None:
-    from proofmarket.errors import InputError
+    from proofmarket.core.errors import InputError
     from proofmarket.models import parse_inputs
 
     node = helper.make_node("Cast", ["x"], ["y"], name="cast", to=TensorProto.FLOAT)

@@ -15,9 +15,9 @@ import pytest
 from model_builders import make_model
 from onnx import helper
 
-from proofmarket.errors import InputError, SampleCountError, UnsupportedOperator, VerificationFailed
+from proofmarket.core.errors import InputError, SampleCountError, UnsupportedOperator, VerificationFailed
 from proofmarket.models import load_model, normalize_model, parse_inputs, parse_samples, read_sample_file, run_onnx
-from proofmarket.zk.tuning import AccuracyBound
+from proofmarket.systems.ezkl.tuning import AccuracyBound
 
 torch = pytest.importorskip("torch")  # the dev extra installs torch==2.13.0 (CPU): CI always has it
 
@@ -161,12 +161,12 @@ def test_the_accuracy_bound_has_a_floor_tied_to_the_scale() -> None:
 # --- the whole way: compile the torch model from an EZKL calibration file, prove, verify ----------
 @pytest.mark.slow
 def test_the_unflatten_cnn_compiles_from_a_calibration_file_and_proves(tmp_path: Path) -> None:
-    from proofmarket.config import Settings
-    from proofmarket.workspace import Workspace
-    from proofmarket.zk.compiler import CompileOptions
-    from proofmarket.zk.profile import PrivacyProfile
-    from proofmarket.zk.srs import SrsProvider
-    from proofmarket.zk.tuning import Candidate
+    from proofmarket.core.settings import Settings
+    from proofmarket.systems.ezkl.compiler import CompileOptions
+    from proofmarket.systems.ezkl.profile import PrivacyProfile
+    from proofmarket.systems.ezkl.srs import SrsProvider
+    from proofmarket.systems.ezkl.tuning import Candidate
+    from proofmarket.systems.workspace import Workspace
 
     raw = unflatten_cnn(tmp_path / "cnn.onnx")
     calibration = {"input_data": [_rows(8).ravel().tolist()]}

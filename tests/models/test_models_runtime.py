@@ -11,7 +11,7 @@ import pytest
 from model_builders import mlp_model, mlp_weights
 from onnx import numpy_helper
 
-from proofmarket.errors import InputShapeError, InvalidModel
+from proofmarket.core.errors import InputShapeError, InvalidModel
 from proofmarket.models import load_model, parse_inputs, run_onnx
 from proofmarket.samples import sample_path
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from proofmarket.errors import UnknownModel
+from proofmarket.core.errors import UnknownModel
 from proofmarket.models import SUPPORTED_OPS, load_model, parse_samples, run_onnx
 from proofmarket.samples import SAMPLES, sample_meta, sample_path
 

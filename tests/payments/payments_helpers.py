@@ -18,7 +18,7 @@ from x402.schemas import PaymentPayload, PaymentRequirements
 
 from proofmarket.chain import ChainClient, Devnet, TokenDomain, UsdcToken, find_anvil, sign_transfer_authorization
 from proofmarket.chain.devkeys import DEVNET_CHAIN_ID
-from proofmarket.errors import RPCUnavailable
+from proofmarket.core.errors import RPCUnavailable
 from proofmarket.payments import InMemoryNonceLedger, NonceLedger, PaymentGate
 
 PRICE = 250_000  # 0.25 USDC

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from proofmarket.errors import FacilitatorUnavailable
+from proofmarket.core.errors import FacilitatorUnavailable
 from proofmarket.payments.facilitators import remote_facilitator
 
 NESTED = b"[" * 500_000 + b"]" * 500_000

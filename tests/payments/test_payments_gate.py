@@ -24,16 +24,15 @@ from x402.mechanisms.evm import EthAccountSigner
 from x402.mechanisms.evm.exact import register_exact_evm_client
 from x402.schemas import PaymentRequired as X402PaymentRequired
 
-from proofmarket.errors import PaymentError, PaymentExpired, PaymentRequired
+from proofmarket.core.errors import PaymentError, PaymentExpired, PaymentRequired
 from proofmarket.payments import (
     PAYMENT_REQUIRED_HEADER,
     PAYMENT_RESPONSE_HEADER,
     PAYMENT_SIGNATURE_HEADER,
     Discovery,
     PaymentGate,
-    paying_httpx_client,
-    payment_signature_header,
 )
+from proofmarket.sdk.pay import paying_httpx_client, payment_signature_header
 
 pytestmark = [pytest.mark.chain, pytest.mark.timeout(120)]
 

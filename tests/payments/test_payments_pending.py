@@ -15,7 +15,7 @@ from payments_helpers import PRICE, Market, anvil_or_skip, header, signed_payloa
 
 from proofmarket.chain import Devnet, UsdcToken, advance_time, deploy, dev_account
 from proofmarket.chain.devnet import automine_off
-from proofmarket.errors import PaymentError, PaymentSettlementPending
+from proofmarket.core.errors import PaymentError, PaymentSettlementPending
 from proofmarket.payments import PaymentGate, VerifiedPayment
 
 pytestmark = [pytest.mark.chain, pytest.mark.timeout(120)]

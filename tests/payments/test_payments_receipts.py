@@ -11,7 +11,7 @@ from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 
-from proofmarket.errors import VerificationFailed
+from proofmarket.core.errors import VerificationFailed
 from proofmarket.payments import offer_receipt_extension, sign_receipt, verify_receipt
 
 TX = "0x" + "ab" * 32

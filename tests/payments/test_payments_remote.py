@@ -17,7 +17,7 @@ from x402 import x402FacilitatorSync
 from x402.http import FacilitatorConfig, HTTPFacilitatorClientSync
 from x402.schemas import PaymentPayload, PaymentRequirements
 
-from proofmarket.errors import FacilitatorUnavailable, PaymentError
+from proofmarket.core.errors import FacilitatorUnavailable, PaymentError
 from proofmarket.payments import PaymentGate, local_facilitator
 
 pytestmark = [pytest.mark.chain, pytest.mark.timeout(120)]

@@ -12,7 +12,7 @@ from payments_helpers import PRICE, Market, anvil_or_skip, header, signed_payloa
 from x402.http import decode_payment_response_header
 
 from proofmarket.chain import Devnet, advance_time, deploy, dev_account, sign_cancel_authorization
-from proofmarket.errors import FacilitatorUnavailable, PaymentError, PaymentRejected
+from proofmarket.core.errors import FacilitatorUnavailable, PaymentError, PaymentRejected
 from proofmarket.payments import (
     InMemoryNonceLedger,
     PaymentGate,

@@ -16,17 +16,11 @@ from x402.schemas import PaymentPayload, PaymentRequirements
 from x402.schemas import PaymentRequired as X402PaymentRequired
 
 import proofmarket.payments as payments
-from proofmarket import errors
-from proofmarket.errors import PaymentError, PaymentRejected, UsageError
-from proofmarket.payments import (
-    InMemoryNonceLedger,
-    PaymentGate,
-    Settlement,
-    local_facilitator,
-    payment_signature_header,
-    spend_controls,
-)
+from proofmarket.core import errors
+from proofmarket.core.errors import PaymentError, PaymentRejected, UsageError
+from proofmarket.payments import InMemoryNonceLedger, PaymentGate, Settlement, local_facilitator
 from proofmarket.payments.parse import eoa_signature_valid, verified_payment
+from proofmarket.sdk.pay import payment_signature_header, spend_controls
 
 NETWORK = "eip155:31337"
 USDC = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
@@ -227,9 +221,8 @@ def test_public_surface() -> None:
     assert set(payments.__all__) == {
         "PAYMENT_REQUIRED_HEADER", "PAYMENT_RESPONSE_HEADER", "PAYMENT_SIGNATURE_HEADER", "Discovery",
         "InMemoryNonceLedger", "LedgerEntry", "NonceLedger", "PaymentGate", "Settlement", "VerifiedPayment",
-        "chain_id_of", "local_facilitator", "network_id", "offer_receipt_extension", "paying_httpx_client",
-        "payment_key", "payment_response_header", "payment_signature_header", "remote_facilitator",
-        "settlement_of", "sign_receipt", "spend_controls", "verify_receipt", "x402_client", "x402_client_sync",
+        "chain_id_of", "local_facilitator", "network_id", "offer_receipt_extension",
+        "payment_key", "payment_response_header", "remote_facilitator", "sign_receipt", "verify_receipt",
     }  # fmt: skip
     for name in payments.__all__:
         assert hasattr(payments, name)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from proofmarket.errors import ArtifactNotFound, InvalidCID, StoreError
+from proofmarket.core.errors import ArtifactNotFound, InvalidCID, StoreError
 from proofmarket.store import LocalStore, cid_for_bytes, export_car, import_car, read_car
 from proofmarket.store._codec import CIDLink, dag_cbor_decode, dag_cbor_encode, encode_varint
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from proofmarket.errors import InvalidCID, StoreError
+from proofmarket.core.errors import InvalidCID, StoreError
 from proofmarket.store import (
     cid_for_bytes,
     cid_for_file,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from proofmarket.errors import ArtifactNotFound, InvalidCID, StoreError
+from proofmarket.core.errors import ArtifactNotFound, InvalidCID, StoreError
 from proofmarket.store import ArtifactStore, LocalStore, canonical_json, cid_for_bytes
 
 HELLO_CID = "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4"

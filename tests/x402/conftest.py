@@ -15,7 +15,7 @@ from x402_helpers import PRICE, Chain, Served, anvil_or_skip, clear_env, compile
 from proofmarket.api import create_app
 from proofmarket.chain import Devnet, UsdcToken, deploy, dev_account
 from proofmarket.chain.devkeys import DEVNET_CHAIN_ID
-from proofmarket.workspace import Workspace
+from proofmarket.systems.workspace import Workspace
 
 PAYER_INDEX, PAYEE_INDEX, SDK_PAYER_INDEX = 2, 5, 6
 

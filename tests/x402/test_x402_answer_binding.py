@@ -23,13 +23,13 @@ from x402_helpers import PRICE, Served, mlp_input, node_settings
 
 from proofmarket import Client
 from proofmarket.cli.main import app as cli
-from proofmarket.errors import AnswerMismatch, DevSrsRefused
+from proofmarket.core.errors import AnswerMismatch, DevSrsRefused
 from proofmarket.samples import sample_path
-from proofmarket.workspace import Workspace
-from proofmarket.zk.compiler import CompileOptions
-from proofmarket.zk.profile import PrivacyProfile
-from proofmarket.zk.srs import SrsProvider
-from proofmarket.zk.tuning import Candidate
+from proofmarket.systems.ezkl.compiler import CompileOptions
+from proofmarket.systems.ezkl.profile import PrivacyProfile
+from proofmarket.systems.ezkl.srs import SrsProvider
+from proofmarket.systems.ezkl.tuning import Candidate
+from proofmarket.systems.workspace import Workspace
 
 pytestmark = [pytest.mark.slow, pytest.mark.chain]
 HASHED_MLP_CANDIDATE = Candidate(256, 3, 7, 1)  # scale 7: the salt elements fit at any salt width

@@ -28,9 +28,9 @@ from proofmarket.api import create_app
 from proofmarket.chain import Devnet, UsdcToken, advance_time, deploy, dev_account
 from proofmarket.chain.devkeys import DEVNET_CHAIN_ID
 from proofmarket.chain.devnet import automine_off
-from proofmarket.client import Client
 from proofmarket.samples import sample_path
-from proofmarket.workspace import Workspace
+from proofmarket.sdk.client import Client
+from proofmarket.systems.workspace import Workspace
 
 pytestmark = [pytest.mark.slow, pytest.mark.chain]
 PER_1K, ONNX_PRICE = 50_000, 7_000
@@ -252,7 +252,7 @@ def test_concurrent_generations_beyond_the_balance_are_refused_before_running(no
 
 def test_a_paid_generation_that_fails_charges_nothing_and_keeps_no_hold(node: Node,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from proofmarket.errors import ModelFilesMissing
+    from proofmarket.core.errors import ModelFilesMissing
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise ModelFilesMissing("the weights are gone")

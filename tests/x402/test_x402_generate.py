@@ -14,8 +14,8 @@ from x402_helpers import Chain, Served, node_settings, requirements_of
 from proofmarket.api import create_app
 from proofmarket.chain import dev_account
 from proofmarket.chain.devkeys import DEVNET_CHAIN_ID
-from proofmarket.client import Client
-from proofmarket.workspace import Workspace
+from proofmarket.sdk.client import Client
+from proofmarket.systems.workspace import Workspace
 
 PER_1K = 50_000  # 0.05 USDC per 1,000 output tokens
 PAYER_INDEX, OWNER_INDEX = 4, 5

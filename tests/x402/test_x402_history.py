@@ -14,8 +14,8 @@ from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 from x402_helpers import Chain, Served, mlp_input
 
-from proofmarket.address_signature import message
-from proofmarket.client import Client
+from proofmarket.core.address_signature import message
+from proofmarket.sdk.client import Client
 
 
 def _signed(account: LocalAccount, address: str, node: str, stamp: int | None = None) -> dict[str, str]:

@@ -23,9 +23,8 @@ from proofmarket.api import create_app
 from proofmarket.chain import dev_account, sign_cancel_authorization
 from proofmarket.chain.devkeys import DEVNET_CHAIN_ID
 from proofmarket.chain.devnet import automine_off
-from proofmarket.errors import UsageError
-from proofmarket.payments import payment_signature_header
-from proofmarket.payments.client import nonce_of
+from proofmarket.core.errors import UsageError
+from proofmarket.sdk.pay import nonce_of, payment_signature_header
 
 pytestmark = [pytest.mark.slow, pytest.mark.chain]
 FACILITATOR_WAIT_S = "1"

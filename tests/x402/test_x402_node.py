@@ -30,12 +30,12 @@ from proofmarket.api import create_app
 from proofmarket.chain import dev_account
 from proofmarket.chain.devkeys import DEVNET_CHAIN_ID
 from proofmarket.cli.main import app as cli
-from proofmarket.errors import PaymentExpired, VerificationFailed
+from proofmarket.core.errors import PaymentExpired, VerificationFailed
 from proofmarket.market.accounts import DEV_ROLES
-from proofmarket.payments import payment_signature_header, verify_receipt
-from proofmarket.payments.client import nonce_of
+from proofmarket.payments import verify_receipt
+from proofmarket.sdk.pay import nonce_of, payment_signature_header
 from proofmarket.store import canonical_json, cid_for_bytes
-from proofmarket.zk.verify import pure_bundle_cid
+from proofmarket.systems.ezkl.verify import pure_bundle_cid
 
 pytestmark = [pytest.mark.slow, pytest.mark.chain]
 NODE_SIGNER = dev_account(DEV_ROLES["prover"], DEVNET_CHAIN_ID).address
@@ -363,6 +363,6 @@ def _wait_final(client: TestClient, job_id: str, timeout_s: float = 60) -> dict[
 
 
 def _parsed(bundle: dict[str, Any]) -> Any:
-    from proofmarket.zk.bundle import ProofBundle
+    from proofmarket.systems.ezkl.bundle import ProofBundle
 
     return ProofBundle.parse(bundle)

@@ -32,7 +32,7 @@ from proofmarket import Client
 from proofmarket.api import create_app
 from proofmarket.chain.artifacts import load_artifact
 from proofmarket.chain.devkeys import DEVNET_CHAIN_ID
-from proofmarket.errors import RegistryMismatch
+from proofmarket.core.errors import RegistryMismatch
 from proofmarket.market import Market
 
 pytestmark = [pytest.mark.slow, pytest.mark.chain]

@@ -19,10 +19,10 @@ from eth_utils import keccak
 from x402_helpers import PRICE, Chain, Served, node_settings
 
 from proofmarket.api import create_app
+from proofmarket.calls.redis_server import redis_server
 from proofmarket.chain import dev_account
-from proofmarket.client import Client
 from proofmarket.db import Database, JobRepo
-from proofmarket.jobs.redis_server import redis_server
+from proofmarket.sdk.client import Client
 
 pytestmark = pytest.mark.slow
 CLIENTS, NODES, WORKERS = 100, 2, 3

@@ -16,8 +16,8 @@ from proofmarket.api import create_app
 from proofmarket.chain.deploy import load_deployment
 from proofmarket.chain.devkeys import DEVNET_CHAIN_ID
 from proofmarket.cli.main import app as cli
-from proofmarket.config import Settings
-from proofmarket.errors import PaymentRequired, UnknownModel
+from proofmarket.core.errors import PaymentRequired, UnknownModel
+from proofmarket.core.settings import Settings
 from proofmarket.market import MarketHome, devnet_down
 
 pytestmark = [pytest.mark.slow, pytest.mark.chain]

@@ -114,7 +114,7 @@ def test_a_wallet_pays_for_an_attested_generation_from_the_prompt_box(node: Serv
     """An attested causal LM gets a prompt box and a max-tokens field instead of tensor fields; the x402 cap is the
     price per 1,000 tokens times max_tokens, and the answer says it is attested, not proven."""
     from proofmarket.systems.attested.tiny import build_tiny_lm
-    from proofmarket.workspace import Workspace
+    from proofmarket.systems.workspace import Workspace
 
     sync_playwright, chromium = chromium_or_skip()
     ws: Workspace = node.app.state.services.workspace

@@ -18,14 +18,14 @@ from x402.schemas import PaymentPayload, PaymentRequirements
 
 from proofmarket.chain import ChainClient, TokenDomain, UsdcToken, find_anvil, sign_transfer_authorization
 from proofmarket.chain.devkeys import DEVNET_CHAIN_ID
-from proofmarket.config import Settings
-from proofmarket.errors import RPCUnavailable
+from proofmarket.core.errors import RPCUnavailable
+from proofmarket.core.settings import Settings
 from proofmarket.samples import sample_path
-from proofmarket.workspace import Workspace
-from proofmarket.zk.compiler import CompileOptions
-from proofmarket.zk.profile import PrivacyProfile
-from proofmarket.zk.srs import SrsProvider
-from proofmarket.zk.tuning import Candidate
+from proofmarket.systems.ezkl.compiler import CompileOptions
+from proofmarket.systems.ezkl.profile import PrivacyProfile
+from proofmarket.systems.ezkl.srs import SrsProvider
+from proofmarket.systems.ezkl.tuning import Candidate
+from proofmarket.systems.workspace import Workspace
 
 PRICE = 30_000  # 0.03 USDC per call
 MLP_CANDIDATE = Candidate(256, 2, 7, 4)  # one grid point: logrows 9 for the MLP within the accuracy bound

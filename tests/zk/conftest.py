@@ -11,10 +11,10 @@ from zk_helpers import compile_sample
 
 from proofmarket.samples import sample_path
 from proofmarket.store import LocalStore
-from proofmarket.zk.compiler import CompileResult
-from proofmarket.zk.prover import EzklProver
-from proofmarket.zk.srs import SrsProvider
-from proofmarket.zk.tuning import Candidate
+from proofmarket.systems.ezkl.compiler import CompileResult
+from proofmarket.systems.ezkl.prover import EzklProver
+from proofmarket.systems.ezkl.srs import SrsProvider
+from proofmarket.systems.ezkl.tuning import Candidate
 
 
 @pytest.fixture(scope="session")

@@ -9,13 +9,13 @@ import pytest
 from onnx import TensorProto, helper
 from zk_helpers import SMALL_GRID, compile_sample
 
-from proofmarket.errors import AccuracyNotMet, UnsupportedOperator
+from proofmarket.core.errors import AccuracyNotMet, UnsupportedOperator
 from proofmarket.store import canonical_json, cid_for_bytes
-from proofmarket.zk.compiler import CompileOptions, CompileResult
-from proofmarket.zk.profile import PrivacyProfile
-from proofmarket.zk.prover import EzklProver
-from proofmarket.zk.srs import SrsProvider
-from proofmarket.zk.tuning import AccuracyBound, Candidate
+from proofmarket.systems.ezkl.compiler import CompileOptions, CompileResult
+from proofmarket.systems.ezkl.profile import PrivacyProfile
+from proofmarket.systems.ezkl.prover import EzklProver
+from proofmarket.systems.ezkl.srs import SrsProvider
+from proofmarket.systems.ezkl.tuning import AccuracyBound, Candidate
 
 pytestmark = pytest.mark.slow
 
@@ -108,7 +108,7 @@ def test_cnn_compiles_proves_and_verifies(prover: EzklProver, srs_provider: SrsP
 
 def test_accuracy_is_measured_once_per_arithmetic(prover: EzklProver, srs_provider: SrsProvider,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from proofmarket.zk import tuning
+    from proofmarket.systems.ezkl import tuning
 
     measured: list[str] = []
     real = tuning._measure_accuracy

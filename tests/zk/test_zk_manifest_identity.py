@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from proofmarket.store import LocalStore, canonical_json, cid_for_bytes
-from proofmarket.zk.compiler import CompileResult
-from proofmarket.zk.manifest import ModelManifest
+from proofmarket.systems.ezkl.compiler import CompileResult
+from proofmarket.systems.ezkl.manifest import ModelManifest
 
 pytestmark = pytest.mark.slow  # the session's compiled sample MLP
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from proofmarket.zk import lifeline
+from proofmarket.systems.ezkl import lifeline
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -28,8 +28,8 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 # patches the child too: a task that sleeps, a compile that sleeps, and (FALLBACK=1) no prctl.
 STAND_IN = textwrap.dedent('''
     import os, sys, threading, time
-    from proofmarket.jobs import compile_task
-    from proofmarket.zk import lifeline, worker
+    from proofmarket.calls import compile_task
+    from proofmarket.systems.ezkl import lifeline, worker
 
     def sleep_task(seconds):
         time.sleep(seconds)
@@ -53,7 +53,7 @@ STAND_IN = textwrap.dedent('''
                 time.sleep(0.01)
             print(w.pid, flush=True)
         else:
-            from proofmarket.config import Settings
+            from proofmarket.core.settings import Settings
             settings = Settings(_env_file=None, home=sys.argv[2])
             threading.Thread(target=compile_task.compile_job,
                              args=(settings, {"name": "m"}, 120, threading.Event()), daemon=True).start()

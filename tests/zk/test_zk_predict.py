@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from proofmarket.errors import ModelOverBudget
+from proofmarket.core.errors import ModelOverBudget
 from proofmarket.samples import sample_path
-from proofmarket.zk.predict import Budget, from_settings
+from proofmarket.systems.ezkl.predict import Budget, from_settings
 
 
 def _settings(logrows: int, cols: int, lookups: int = 0) -> dict[str, object]:
@@ -66,14 +66,14 @@ def test_dry_run_predicts_in_seconds_and_an_over_budget_compile_stops_before_set
 
 # --- the tuner times honestly ------------------------------------------------------------------------
 def test_the_grid_includes_ezkls_own_defaults() -> None:
-    from proofmarket.zk.tuning import default_candidates, ezkl_default_candidate
+    from proofmarket.systems.ezkl.tuning import default_candidates, ezkl_default_candidate
 
     grid = default_candidates()
     assert grid[-1] == ezkl_default_candidate() and grid[-1].label == "ezkl-default"
 
 
 def test_candidates_close_in_work_are_all_timed_not_estimated() -> None:
-    from proofmarket.zk.tuning import Candidate, cost_rank, to_time
+    from proofmarket.systems.ezkl.tuning import Candidate, cost_rank, to_time
 
     one_col_16 = Candidate(256, 2, 7, 1, logrows=16)  # 2^16 x 1
     four_col_14 = Candidate(256, 2, 7, 4, logrows=14)  # 2^14 x 4: the same estimated work

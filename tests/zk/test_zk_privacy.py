@@ -8,12 +8,12 @@ import ezkl
 import pytest
 from zk_helpers import compile_sample
 
-from proofmarket.zk.compiler import CompileResult
-from proofmarket.zk.felts import felt_to_uint
-from proofmarket.zk.profile import SALT_ELEMENTS
-from proofmarket.zk.prover import EzklProver
-from proofmarket.zk.srs import SrsProvider
-from proofmarket.zk.tuning import Candidate
+from proofmarket.systems.ezkl.compiler import CompileResult
+from proofmarket.systems.ezkl.felts import felt_to_uint
+from proofmarket.systems.ezkl.profile import SALT_ELEMENTS
+from proofmarket.systems.ezkl.prover import EzklProver
+from proofmarket.systems.ezkl.srs import SrsProvider
+from proofmarket.systems.ezkl.tuning import Candidate
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +60,7 @@ def test_hashed_params_publish_a_weight_commitment(prover: EzklProver, srs_provi
 def test_commitment_computed_before_proving_matches_the_bundle(hashed_mlp, prover, mlp_input, mlp) -> None:
     """What an escrow consumer commits to on chain equals what the proof binds, for both profiles."""
     from proofmarket import models
-    from proofmarket.zk.commitment import input_commitment
+    from proofmarket.systems.ezkl.commitment import input_commitment
 
     for compiled, salt in ((hashed_mlp, list(range(SALT_ELEMENTS))), (mlp, None)):
         manifest, info = prover.model(compiled.model_id)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from eth_abi import encode as abi_encode
 
-from proofmarket.errors import (
+from proofmarket.core.errors import (
     ArtifactNotFound,
     BundleError,
     InputShapeError,
@@ -19,9 +19,9 @@ from proofmarket.errors import (
     VerificationFailed,
 )
 from proofmarket.store import LocalStore
-from proofmarket.zk.compiler import CompileResult
-from proofmarket.zk.prover import EzklProver, ProveResult
-from proofmarket.zk.verify import VERIFY_PROOF_SELECTOR, verify_bundle
+from proofmarket.systems.ezkl.compiler import CompileResult
+from proofmarket.systems.ezkl.prover import EzklProver, ProveResult
+from proofmarket.systems.ezkl.verify import VERIFY_PROOF_SELECTOR, verify_bundle
 
 pytestmark = pytest.mark.slow
 
@@ -100,7 +100,7 @@ def test_changed_output_value_is_rejected(bundle, prover) -> None:
 
 def test_changed_output_instance_is_rejected(bundle, prover, mlp) -> None:
     # change the last public instance (an output) and every derived field consistently
-    from proofmarket.zk.felts import keccak_packed
+    from proofmarket.systems.ezkl.felts import keccak_packed
 
     value = int(bundle["proof"]["instances"][-1], 16) + 1
     bundle["proof"]["instances"][-1] = "0x" + value.to_bytes(32, "big").hex()
@@ -170,8 +170,8 @@ def test_new_bundles_are_v2_and_say_they_are_proven(bundle) -> None:
 def test_a_v1_bundle_still_verifies_and_keeps_its_cid(bundle, prover: EzklProver) -> None:
     """Bundles made before attested mode (version 1, no ``mode``) are read, verified and re-serialised as they were."""
     from proofmarket.systems import verify_bundle_any
-    from proofmarket.zk.bundle import ProofBundle
-    from proofmarket.zk.verify import pure_bundle_cid
+    from proofmarket.systems.ezkl.bundle import ProofBundle
+    from proofmarket.systems.ezkl.verify import pure_bundle_cid
 
     v1 = {k: v for k, v in bundle.items() if k != "mode"}
     v1["version"] = 1

@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from proofmarket.errors import DevSrsRefused, SRSError
+from proofmarket.core.errors import DevSrsRefused, SRSError
 from proofmarket.samples import sample_path
-from proofmarket.sdk_checks import check_srs
-from proofmarket.zk import srs as srs_module
-from proofmarket.zk.compiler import CompileOptions
-from proofmarket.zk.profile import PrivacyProfile
-from proofmarket.zk.prover import EzklProver
-from proofmarket.zk.srs import SrsProvider, srs_kind
-from proofmarket.zk.tuning import Candidate
+from proofmarket.sdk.checks import check_srs
+from proofmarket.systems.ezkl import srs as srs_module
+from proofmarket.systems.ezkl.compiler import CompileOptions
+from proofmarket.systems.ezkl.profile import PrivacyProfile
+from proofmarket.systems.ezkl.prover import EzklProver
+from proofmarket.systems.ezkl.srs import SrsProvider, srs_kind
+from proofmarket.systems.ezkl.tuning import Candidate
 
 
 def test_dev_srs_is_cached_and_labelled(tmp_path: Path) -> None:

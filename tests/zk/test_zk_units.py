@@ -7,12 +7,12 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from proofmarket.errors import UsageError
+from proofmarket.core.errors import UsageError
 from proofmarket.samples import sample_path
-from proofmarket.zk.felts import felt_to_uint, keccak_packed, uint_hex, uint_to_felt
-from proofmarket.zk.profile import PrivacyProfile
-from proofmarket.zk.salt import SALTED_INPUT, new_salt, salt_model
-from proofmarket.zk.tuning import AccuracyBound
+from proofmarket.systems.ezkl.felts import felt_to_uint, keccak_packed, uint_hex, uint_to_felt
+from proofmarket.systems.ezkl.profile import PrivacyProfile
+from proofmarket.systems.ezkl.salt import SALTED_INPUT, new_salt, salt_model
+from proofmarket.systems.ezkl.tuning import AccuracyBound
 
 
 @pytest.mark.parametrize("text, inp, params", [
@@ -63,8 +63,8 @@ def test_accuracy_bound_is_share_of_output_range() -> None:
 
 
 def test_one_salt_check_for_the_prover_and_the_commitment() -> None:
-    from proofmarket.zk.profile import SALT_BITS, SALT_ELEMENTS
-    from proofmarket.zk.salt import check_salt
+    from proofmarket.systems.ezkl.profile import SALT_BITS, SALT_ELEMENTS
+    from proofmarket.systems.ezkl.salt import check_salt
 
     good = [1] * SALT_ELEMENTS
     assert check_salt(SALT_ELEMENTS, good, required=True) == good

@@ -9,11 +9,11 @@ import time
 
 import pytest
 
-from proofmarket.errors import ProofTimeout, ProvingError
+from proofmarket.core.errors import ProofTimeout, ProvingError
 from proofmarket.store import LocalStore
-from proofmarket.zk.compiler import CompileResult
-from proofmarket.zk.prover import EzklProver
-from proofmarket.zk.worker import ProofWorker
+from proofmarket.systems.ezkl.compiler import CompileResult
+from proofmarket.systems.ezkl.prover import EzklProver
+from proofmarket.systems.ezkl.worker import ProofWorker
 
 pytestmark = pytest.mark.slow
 

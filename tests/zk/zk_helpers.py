@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 from proofmarket.samples import sample_path
-from proofmarket.zk.compiler import CompileOptions, CompileResult
-from proofmarket.zk.profile import PrivacyProfile
-from proofmarket.zk.prover import EzklProver
-from proofmarket.zk.srs import SrsProvider
-from proofmarket.zk.tuning import Candidate
+from proofmarket.systems.ezkl.compiler import CompileOptions, CompileResult
+from proofmarket.systems.ezkl.profile import PrivacyProfile
+from proofmarket.systems.ezkl.prover import EzklProver
+from proofmarket.systems.ezkl.srs import SrsProvider
+from proofmarket.systems.ezkl.tuning import Candidate
 
 # A small grid keeps the suite fast; the full default grid runs in make bench and make demo.
 SMALL_GRID = [(256, 3, 7, 4), (64, 4, 7, 4), (256, 2, 10, 4)]

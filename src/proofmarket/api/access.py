@@ -22,8 +22,8 @@ import os
 import secrets
 from pathlib import Path
 
-from proofmarket.config import Settings
-from proofmarket.errors import UsageError
+from proofmarket.core.errors import UsageError
+from proofmarket.core.settings import Settings
 
 TOKEN_HEADER = "X-Job-Token"
 KEY_FILE = "access.key"

@@ -26,7 +26,6 @@ from proofmarket.api.catalog import Catalog
 from proofmarket.api.deps import NodeServices
 from proofmarket.api.errors import handle_error
 from proofmarket.api.middleware import BodyLimit, RequestMetrics
-from proofmarket.api.payments import FreeAccess, PaymentPort
 from proofmarket.api.routers import (
     artifacts,
     court,
@@ -43,17 +42,18 @@ from proofmarket.api.routers import (
     webapp,
 )
 from proofmarket.api.security import check_admin_token
-from proofmarket.config import Settings
+from proofmarket.calls import JobMetrics, JobRunner, JobService, LocalJobQueue
+from proofmarket.calls.cache import ProofCache
+from proofmarket.calls.queue import JobQueue
+from proofmarket.core.errors import ProofMarketError
+from proofmarket.core.settings import Settings
 from proofmarket.db import Database, JobRepo, ModelRepo, ProofCacheRepo
-from proofmarket.errors import ProofMarketError
-from proofmarket.jobs import JobMetrics, JobRunner, JobService, LocalJobQueue
-from proofmarket.jobs.cache import ProofCache
-from proofmarket.jobs.queue import JobQueue
+from proofmarket.payments.port import FreeAccess, PaymentPort
 from proofmarket.systems.catalog import ModelCatalog
-from proofmarket.workspace import Workspace
-from proofmarket.zk.manifest import ModelManifest
-from proofmarket.zk.prover import EzklProver
-from proofmarket.zk.worker import ProofWorker
+from proofmarket.systems.ezkl.manifest import ModelManifest
+from proofmarket.systems.ezkl.prover import EzklProver
+from proofmarket.systems.ezkl.worker import ProofWorker
+from proofmarket.systems.workspace import Workspace
 
 if TYPE_CHECKING:
     from proofmarket.market.listings import Listings
@@ -120,7 +120,7 @@ def _attested(settings: Settings, ws: Workspace, payments: PaymentPort, registry
 
     signer = getattr(payments, "node", None) or node_signer(settings)
     chain_id = (payments.describe().get("chain") or {}).get("chain_id") or DEVNET_CHAIN_ID
-    from proofmarket.jobs.metrics import AttestedMetrics
+    from proofmarket.calls.metrics import AttestedMetrics
 
     system = AttestedSystem(ws.store, settings.jobs_dir, signer, int(chain_id))
     system.metrics = AttestedMetrics(registry)
@@ -151,10 +151,10 @@ def _listings(settings: Settings, ws: Workspace, payments: PaymentPort) -> Listi
 
 
 def _payments(settings: Settings, ws: Workspace, model_repo: ModelRepo) -> PaymentPort:
-    """Payments off: free calls. On: x402 through the gate (``api/x402_adapter.py``), paid to the model's owner."""
+    """Payments off: free calls. On: x402 through the gate (``payments/x402_rail.py``), paid to the model's owner."""
     if settings.payments == "off":
         return FreeAccess()
-    from proofmarket.api.x402_adapter import build_x402  # web3 and the x402 SDK load only when payments are on
+    from proofmarket.payments.x402_rail import build_x402  # web3 and the x402 SDK load only when payments are on
 
     def owner_of(model_id: str) -> str | None:
         row = model_repo.get(model_id)
@@ -165,7 +165,7 @@ def _payments(settings: Settings, ws: Workspace, model_repo: ModelRepo) -> Payme
 
 def _srs_check(payments: PaymentPort) -> Callable[[str, ModelManifest], None]:
     """A node paid off the devnet refuses dev-SRS models (at load: ``catalog.register``, and when serving)."""
-    from proofmarket.zk.srs import check_servable
+    from proofmarket.systems.ezkl.srs import check_servable
 
     chain_id = (payments.describe().get("chain") or {}).get("chain_id")
 
@@ -186,8 +186,8 @@ def _queue(settings: Settings, runner: JobRunner, job_repo: JobRepo, ws: Workspa
     """The local queue (prover processes in the node) or the celery queue (workers over Redis; checked here:
     an unreachable Redis stops the node with ``queue_unavailable``)."""
     if settings.queue == "celery":
+        from proofmarket.calls.celery_queue import CeleryJobQueue
         from proofmarket.db import LeaseRepo
-        from proofmarket.jobs.celery_queue import CeleryJobQueue
 
         celery = CeleryJobQueue(settings, job_repo, runner)
         celery.leases = LeaseRepo(job_repo.db)

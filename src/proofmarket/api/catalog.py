@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from proofmarket import models
+from proofmarket.core.errors import ProofMarketError, UnknownModel, UsageError
 from proofmarket.db import ModelRepo, ModelRow
-from proofmarket.errors import ProofMarketError, UnknownModel, UsageError
 from proofmarket.systems import mode_of
 from proofmarket.systems.catalog import ModelCatalog
-from proofmarket.zk.manifest import ModelManifest
+from proofmarket.systems.ezkl.manifest import ModelManifest
 
 if TYPE_CHECKING:
     from proofmarket.market.listings import Listing, Listings

@@ -10,12 +10,12 @@ from prometheus_client import CollectorRegistry
 
 from proofmarket.api.access import AccessTokens
 from proofmarket.api.catalog import Catalog
-from proofmarket.api.payments import PaymentPort
-from proofmarket.config import Settings
+from proofmarket.calls import JobService
+from proofmarket.calls.queue import JobQueue
+from proofmarket.core.settings import Settings
 from proofmarket.db import Database
-from proofmarket.jobs import JobService
-from proofmarket.jobs.queue import JobQueue
-from proofmarket.workspace import Workspace
+from proofmarket.payments.port import PaymentPort
+from proofmarket.systems.workspace import Workspace
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """One error shape for every response: ``{"error": {"code", "message", "details"}}`` with the tree's status.
 
-API-only branches of the tree (``proofmarket.errors``):
+API-only branches of the tree (``proofmarket.core.errors``):
 
     UsageError
     ├── Unauthorized         unauthorized         401
@@ -28,7 +28,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from proofmarket.errors import ProofMarketError, UsageError
+from proofmarket.core.errors import ProofMarketError, UsageError
 
 log = logging.getLogger("proofmarket.api")
 

@@ -3,7 +3,7 @@ metrics.
 
 The body limit answers at once when Content-Length is over the limit. A JSON body (any body but a multipart
 upload or an octet stream) is read whole first, within the limit, and its nesting depth checked without
-recursion (``proofmarket.jsonlimits``) before the app parses it: deep nesting is how one request could crash
+recursion (``proofmarket.core.jsonlimits``) before the app parses it: deep nesting is how one request could crash
 the node's JSON parser. For a multipart upload without a length (chunked) it counts the bytes as the app reads
 them, stops reading past the limit, and replaces whatever the app answers with the 413.
 """
@@ -17,9 +17,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from proofmarket import jsonlimits
 from proofmarket.api.errors import BodyTooLarge, error_response
-from proofmarket.errors import JsonTooDeep
+from proofmarket.core import jsonlimits
+from proofmarket.core.errors import JsonTooDeep
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 

@@ -1,6 +1,6 @@
 """Requests signed by an address: a wallet proves it holds an address to read what belongs to it (its history).
 
-The message (``proofmarket.address_signature``) names this node by its signer address, never by the host the
+The message (``proofmarket.core.address_signature``) names this node by its signer address, never by the host the
 request names, so a signature made for another node (or a page on another host) opens nothing here. It is
 accepted within 30 seconds of its time (one minute in all), and once per list: a replayed one is refused.
 """
@@ -15,8 +15,8 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 from fastapi import Request
 
-from proofmarket.address_signature import HEADERS, MAX_AGE_S, NONCE, message
 from proofmarket.api.errors import Unauthorized
+from proofmarket.core.address_signature import HEADERS, MAX_AGE_S, NONCE, message
 
 _CREATE = threading.Lock()
 

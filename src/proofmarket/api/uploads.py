@@ -17,14 +17,15 @@ from typing import Any
 
 from starlette.datastructures import FormData, UploadFile
 
-from proofmarket import jsonlimits, models
+from proofmarket import models
 from proofmarket.api.catalog import check_price
-from proofmarket.config import Settings
+from proofmarket.calls import request_hash
+from proofmarket.core import jsonlimits
+from proofmarket.core.errors import ModelTooLarge, UsageError
+from proofmarket.core.settings import Settings
 from proofmarket.db import JobKind
-from proofmarket.errors import ModelTooLarge, UsageError
-from proofmarket.jobs import request_hash
 from proofmarket.store import ArtifactStore
-from proofmarket.zk.profile import PrivacyProfile
+from proofmarket.systems.ezkl.profile import PrivacyProfile
 
 ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 UPLOAD_SCHEMA: dict[str, Any] = {

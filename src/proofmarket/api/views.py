@@ -25,11 +25,11 @@ from proofmarket.api.schemas import (
     Tensor,
     Verifier,
 )
+from proofmarket.calls.errors import rebuild_error
+from proofmarket.calls.service import call_answer
+from proofmarket.core.errors import ProofMarketError
 from proofmarket.db import JobKind, JobRow, JobStatus
-from proofmarket.errors import ProofMarketError
-from proofmarket.jobs.errors import rebuild_error
-from proofmarket.jobs.service import call_answer
-from proofmarket.jobs.types import Settlement
+from proofmarket.payments.tickets import Settlement
 from proofmarket.systems import GUARANTEES
 
 

@@ -14,7 +14,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from proofmarket.errors import ChainError
+from proofmarket.core.errors import ChainError
 
 ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
 PROJECT_CONTRACTS = ("TestUSDC", "ModelRegistry", "InferenceMarket", "RevenueSplitter")

@@ -30,7 +30,7 @@ from web3.types import BlockIdentifier
 
 from proofmarket.chain.artifacts import Artifact, project_abis
 from proofmarket.chain.reverts import DecodedRevert, RevertDecoder
-from proofmarket.errors import ChainError, ContractReverted, RPCUnavailable
+from proofmarket.core.errors import ChainError, ContractReverted, RPCUnavailable
 
 GAS_MARGIN = 1.25  # on top of eth_estimateGas: the verifier's gas use varies with the proof
 

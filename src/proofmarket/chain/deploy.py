@@ -23,7 +23,7 @@ from proofmarket.chain.client import ChainClient
 from proofmarket.chain.contracts import ModelRegistry, UsdcToken
 from proofmarket.chain.devkeys import ANVIL_DEV_KEYS, DEVNET_CHAIN_ID, require_devnet
 from proofmarket.chain.market import InferenceMarket
-from proofmarket.errors import ChainError
+from proofmarket.core.errors import ChainError
 
 USDC_UNIT = 10**6
 FORMAT = "proofmarket/deployment"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from proofmarket.errors import ChainError
+from proofmarket.core.errors import ChainError
 
 DEVNET_CHAIN_ID = 31337
 

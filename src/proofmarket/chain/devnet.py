@@ -23,7 +23,7 @@ from types import TracebackType
 
 from proofmarket.chain.client import ChainClient
 from proofmarket.chain.devkeys import DEVNET_CHAIN_ID, require_devnet
-from proofmarket.errors import RPCUnavailable
+from proofmarket.core.errors import RPCUnavailable
 
 _REPO_ROOT = Path(__file__).resolve().parents[3]
 

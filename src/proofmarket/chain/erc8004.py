@@ -9,7 +9,7 @@ from eth_account.signers.local import LocalAccount
 
 from proofmarket.chain.client import ChainClient, TxResult
 from proofmarket.chain.contracts import BoundContract
-from proofmarket.errors import ChainError
+from proofmarket.core.errors import ChainError
 
 ZERO32 = b"\x00" * 32
 

@@ -23,7 +23,7 @@ from proofmarket.chain.types import (
     Settlement,
     SplitRelease,
 )
-from proofmarket.errors import ChainError
+from proofmarket.core.errors import ChainError
 
 ZERO_HASH = bytes(32)
 

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from proofmarket.cli.output import emit_json, fail, out
-from proofmarket.config import Settings
-from proofmarket.errors import ProofMarketError, UsageError
-from proofmarket.zk.profile import SALT_BITS, SALT_ELEMENTS
+from proofmarket.core.errors import ProofMarketError, UsageError
+from proofmarket.core.settings import Settings
+from proofmarket.systems.ezkl.profile import SALT_BITS, SALT_ELEMENTS
 
 if TYPE_CHECKING:
     from proofmarket.market import Market
@@ -332,8 +332,8 @@ def request_cmd(
 
 def _hand_to_court(node: str, summary: dict[str, Any], doc: Any, wait: float, as_json: bool) -> dict[str, Any]:
     """Post a court request's generate request to ``node`` and (``wait`` > 0) wait for its commitment."""
-    from proofmarket.client import Client
-    from proofmarket.jobs.errors import rebuild_error
+    from proofmarket.calls.errors import rebuild_error
+    from proofmarket.sdk.client import Client
 
     request_id = int(summary["request_id"])
     try:
@@ -363,9 +363,9 @@ def _hand_to_node(node: str, summary: dict[str, Any], doc: Any, wait: float, as_
     read it on chain (``settled_on_chain``): only what the chain says is reported. Exit codes: a failed
     request its error's code; a proof the market rejected 1 (the consumer got the price back); a node
     whose "fulfilled" the chain does not show 1 (settlement_mismatch); still open after ``wait`` s 3."""
-    from proofmarket.client import Client
-    from proofmarket.errors import VerificationFailed
-    from proofmarket.jobs.errors import rebuild_error
+    from proofmarket.calls.errors import rebuild_error
+    from proofmarket.core.errors import VerificationFailed
+    from proofmarket.sdk.client import Client
 
     request_id = int(summary["request_id"])
     posted, token = False, None
@@ -410,7 +410,7 @@ def settled_on_chain(sdk: Any, request_id: int, row: dict[str, Any], commitment:
     output instances of the bundle the node names, and that bundle answers the request's commitment."""
     import dataclasses
 
-    from proofmarket.sdk_checks import check_settlement
+    from proofmarket.sdk.checks import check_settlement
 
     with _open(home) as market:
         onchain = market.market.get_request(request_id)

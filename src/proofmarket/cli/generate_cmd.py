@@ -19,8 +19,8 @@ import typer
 
 from proofmarket.cli.infer_cmd import DEFAULT_KEY_ENV, _account, choose_node
 from proofmarket.cli.output import emit_json, fail, out, progress_steps
-from proofmarket.config import Settings
-from proofmarket.errors import ProofMarketError
+from proofmarket.core.errors import ProofMarketError
+from proofmarket.core.settings import Settings
 
 
 def register(app: typer.Typer) -> None:
@@ -57,7 +57,7 @@ def generate_cmd(
     request = {"prompt": prompt, "max_tokens": max_tokens, "temperature": temperature, "seed": seed}
     try:
         if node:
-            from proofmarket.client import Client
+            from proofmarket.sdk.client import Client
 
             node = choose_node(node, model_id, auto, rpc_url, max_amount, as_json)
             with Client(node, account=_account(key_env, devnet), devnet=devnet) as sdk:
@@ -91,7 +91,7 @@ def generate_cmd(
 
 def _local(model_id: str, request: dict[str, Any], reexecute: bool, home: Path | None,
            as_json: bool) -> tuple[dict[str, Any], str, list[str], None]:
-    from proofmarket.workspace import Workspace
+    from proofmarket.systems.workspace import Workspace
 
     ws = Workspace(Settings(home=home) if home else Settings())
     with progress_steps(not as_json) as step:

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import typer
 
 from proofmarket.cli.output import emit_json, fail, out
-from proofmarket.errors import ProofMarketError, UsageError
+from proofmarket.core.errors import ProofMarketError, UsageError
 
 DEFAULT_NODE = "http://127.0.0.1:8402"
 DEFAULT_KEY_ENV = "PROOFMARKET_CONSUMER_KEY"
@@ -56,7 +56,7 @@ def infer_cmd(
 ) -> None:
     """Call MODEL_ID on a node with INPUT, paying over x402 if asked; verify that the answer is the proof of
     this request and print the proven output, payment and receipt."""
-    from proofmarket.client import Client
+    from proofmarket.sdk.client import Client
 
     try:
         node = choose_node(node, model_id, auto, rpc_url, max_amount, as_json)
@@ -96,13 +96,13 @@ def infer_cmd(
 
 def choose_node(node: str, model_id: str, auto: bool, rpc_url: str | None, max_amount: int | None,
                 as_json: bool) -> str:
-    """``--auto``: the best of the comma-separated nodes by price and reputation (``proofmarket.routing``)."""
+    """``--auto``: the best of the comma-separated nodes by price and reputation (``proofmarket.sdk.routing``)."""
     urls = [u.strip() for u in node.split(",") if u.strip()]
     if not auto:
         if len(urls) != 1:
             raise UsageError("--node takes one URL (several, comma-separated, with --auto)")
         return urls[0]
-    from proofmarket.routing import pick_node
+    from proofmarket.sdk.routing import pick_node
 
     choice = pick_node(urls, model_id, rpc_url=rpc_url, max_price=max_amount)
     if not as_json:

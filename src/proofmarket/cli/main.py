@@ -15,11 +15,11 @@ import typer
 
 from proofmarket import __version__
 from proofmarket.cli.output import console, emit_json, fail, out, progress_steps
-from proofmarket.config import Settings
-from proofmarket.errors import ProofMarketError, UsageError
-from proofmarket.workspace import Workspace
-from proofmarket.zk.profile import PrivacyProfile
-from proofmarket.zk.tuning import AccuracyBound
+from proofmarket.core.errors import ProofMarketError, UsageError
+from proofmarket.core.settings import Settings
+from proofmarket.systems.ezkl.profile import PrivacyProfile
+from proofmarket.systems.ezkl.tuning import AccuracyBound
+from proofmarket.systems.workspace import Workspace
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
@@ -55,7 +55,7 @@ def _read_samples(path: Path, model: Path) -> Any:
 
 
 def _print_prediction(prediction: Any, settings: Any, as_json: bool) -> None:
-    from proofmarket.errors import ModelOverBudget
+    from proofmarket.core.errors import ModelOverBudget
 
     try:
         settings.budget.check(prediction)

@@ -25,7 +25,7 @@ import typer
 
 from proofmarket.cli.chain_cmds import HomeOpt, JsonOpt, _open, _tx
 from proofmarket.cli.output import emit_json, fail, out
-from proofmarket.errors import ProofMarketError, UsageError
+from proofmarket.core.errors import ProofMarketError, UsageError
 
 prover_app = typer.Typer(help="Prover: authorisation status, stake and unstake on the market.", no_args_is_help=True)
 admin_app = typer.Typer(help="Market admin: pause, platform fee, authorised provers, collected fees.",

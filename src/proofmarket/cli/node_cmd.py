@@ -11,8 +11,8 @@ from typing import Annotated, Any
 import typer
 
 from proofmarket.cli.output import console, fail
-from proofmarket.config import Settings
-from proofmarket.errors import ProofMarketError, UsageError
+from proofmarket.core.errors import ProofMarketError, UsageError
+from proofmarket.core.settings import Settings
 
 DEFAULT_PRICE_ATOMIC = 10_000  # 0.01 USDC
 
@@ -33,8 +33,8 @@ def worker_cmd(
     (PROOFMARKET_REDIS_URL), on the nodes' database and store. Start more to prove more at once."""
     import logging
 
-    from proofmarket.jobs.celery_queue import masked_url
-    from proofmarket.jobs.celery_worker import run_worker
+    from proofmarket.calls.celery_queue import masked_url
+    from proofmarket.calls.celery_worker import run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

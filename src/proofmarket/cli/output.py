@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from proofmarket.errors import ProofMarketError
+from proofmarket.core.errors import ProofMarketError
 
 console = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)

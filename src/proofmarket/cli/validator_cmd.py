@@ -1,4 +1,4 @@
-"""``proofmarket validator run``: a staked validator of attested results (see ``proofmarket.validator``).
+"""``proofmarket validator run``: a staked validator of attested results (see ``proofmarket.validator.process``).
 
     proofmarket validator run [--node URL ...] [--port 9464] [--stake USDC] [--dev-account N]
 
@@ -20,7 +20,7 @@ import typer
 
 from proofmarket.cli.chain_cmds import HomeOpt, _settings
 from proofmarket.cli.output import fail, out
-from proofmarket.errors import ProofMarketError, UsageError
+from proofmarket.core.errors import ProofMarketError, UsageError
 
 validator_app = typer.Typer(help="Validators of attested results: stake, re-check a random share, challenge, vote.",
                             no_args_is_help=True)
@@ -53,7 +53,7 @@ def validator_run(
     from proofmarket.chain.devkeys import dev_account as dev_key
     from proofmarket.market import Market, parse_price
     from proofmarket.market.accounts import load_key
-    from proofmarket.validator import Validator, serve_metrics
+    from proofmarket.validator.process import Validator, serve_metrics
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

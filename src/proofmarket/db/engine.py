@@ -18,8 +18,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
+from proofmarket.core.errors import UsageError
 from proofmarket.db.errors import DatabaseError
-from proofmarket.errors import UsageError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 

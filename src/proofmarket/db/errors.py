@@ -1,4 +1,4 @@
-"""Database failures, as branches of the one error tree (``proofmarket.errors``).
+"""Database failures, as branches of the one error tree (``proofmarket.core.errors``).
 
     StoreError
     └── DatabaseError        database_error   500   the database cannot be opened, migrated or written
@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from proofmarket.errors import StoreError, UsageError
+from proofmarket.core.errors import StoreError, UsageError
 
 
 class DatabaseError(StoreError):

@@ -4,6 +4,7 @@
 ``refund`` commands are thin shells over it); ``devnet_up`` / ``devnet_down`` run the background devnet.
 """
 
+from proofmarket.core.units import format_usdc, parse_price, parse_usdc
 from proofmarket.market.accounts import RoleAccounts
 from proofmarket.market.home import MarketHome, RequestRecord
 from proofmarket.market.node import DevnetStatus, devnet_down, devnet_status, devnet_up
@@ -16,7 +17,6 @@ from proofmarket.market.results import (
     settlement_summary,
 )
 from proofmarket.market.service import Market, connect
-from proofmarket.market.units import format_usdc, parse_price, parse_usdc
 
 __all__ = [
     "DevnetStatus",

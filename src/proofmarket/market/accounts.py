@@ -9,7 +9,7 @@ from eth_account.signers.local import LocalAccount
 from pydantic import SecretStr
 
 from proofmarket.chain.devkeys import ANVIL_DEV_KEYS, DEVNET_CHAIN_ID, dev_account
-from proofmarket.errors import ChainError, UsageError
+from proofmarket.core.errors import ChainError, UsageError
 
 # Dev account index per role (the same as tests/chain): admin deploys and owns the market.
 DEV_ROLES = {"admin": 0, "owner": 1, "consumer": 2, "prover": 3}

@@ -24,7 +24,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
 from proofmarket.chain.types import ModelSpec, ProofMode
-from proofmarket.errors import InputError, UsageError
+from proofmarket.core.errors import InputError, UsageError
 from proofmarket.store import canonical_json
 from proofmarket.store.cid import digest_of
 from proofmarket.systems.attested.documents import ATTESTED_SYSTEM, AttestedBundle, AttestedManifest

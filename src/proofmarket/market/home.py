@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from proofmarket.errors import UsageError
+from proofmarket.core.errors import UsageError
 
 REQUEST_FORMAT = "proofmarket/escrow-request"
 

@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from proofmarket.errors import ProofMarketError, RegistryMismatch, UsageError
+from proofmarket.core.errors import ProofMarketError, RegistryMismatch, UsageError
 
 if TYPE_CHECKING:
     from proofmarket.market.service import Market

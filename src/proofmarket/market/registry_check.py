@@ -21,7 +21,7 @@ from eth_utils import keccak
 
 from proofmarket.chain.commitments import model_key
 from proofmarket.chain.types import RegisteredModel
-from proofmarket.errors import RegistryMismatch
+from proofmarket.core.errors import RegistryMismatch
 from proofmarket.market.spec import instance_count, proof_mode
 
 if TYPE_CHECKING:

@@ -45,8 +45,9 @@ from proofmarket.chain.types import (
     RequestSubmitted,
     Settlement,
 )
-from proofmarket.config import Settings
-from proofmarket.errors import ChainError, PaymentError, RPCUnavailable, UsageError
+from proofmarket.core.errors import ChainError, PaymentError, RPCUnavailable, UsageError
+from proofmarket.core.settings import Settings
+from proofmarket.core.units import format_usdc, parse_price
 from proofmarket.market.accounts import RoleAccounts
 from proofmarket.market.home import MarketHome, RequestRecord, VerifierRecord
 from proofmarket.market.results import (
@@ -59,12 +60,11 @@ from proofmarket.market.results import (
     settlement_summary,
 )
 from proofmarket.market.spec import check_registrable, model_spec
-from proofmarket.market.units import format_usdc, parse_price
-from proofmarket.workspace import Workspace
-from proofmarket.zk.bundle import ProofBundle
-from proofmarket.zk.commitment import input_commitment
-from proofmarket.zk.manifest import ModelManifest
-from proofmarket.zk.salt import check_salt
+from proofmarket.systems.ezkl.bundle import ProofBundle
+from proofmarket.systems.ezkl.commitment import input_commitment
+from proofmarket.systems.ezkl.manifest import ModelManifest
+from proofmarket.systems.ezkl.salt import check_salt
+from proofmarket.systems.workspace import Workspace
 
 DEFAULT_OWNER_SHARE_BPS = 7_000
 PAYMENTS = ("approve", "eip3009")

@@ -17,11 +17,11 @@ import tempfile
 from pathlib import Path
 
 from proofmarket.chain.types import ModelSpec, ProofMode
-from proofmarket.errors import UsageError
+from proofmarket.core.errors import UsageError
 from proofmarket.store import LocalStore
-from proofmarket.zk import ezkl_calls
-from proofmarket.zk.felts import felt_to_uint
-from proofmarket.zk.manifest import ModelManifest
+from proofmarket.systems.ezkl import ezkl_calls
+from proofmarket.systems.ezkl.felts import felt_to_uint
+from proofmarket.systems.ezkl.manifest import ModelManifest
 
 
 def proof_mode(manifest: ModelManifest) -> ProofMode:

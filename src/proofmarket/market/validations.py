@@ -56,7 +56,7 @@ def record_court(market: Any, validator: Any, request_id: int, bundle_cid: str,
         return None
     node = market.accounts.prover
     request_hash = validator.request_hash(request_id)
-    from proofmarket.errors import ContractReverted
+    from proofmarket.core.errors import ContractReverted
 
     try:
         registries.validation.status(request_hash)  # asked already (a settle retried after a crash)

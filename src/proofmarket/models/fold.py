@@ -21,7 +21,7 @@ from pathlib import Path
 
 import onnx
 
-from proofmarket.errors import InvalidModel
+from proofmarket.core.errors import InvalidModel
 
 #: Nodes whose value is known before any input is: folded away (with Identity/Dropout, always removable).
 _CONSTANT_SOURCES = frozenset({"Constant", "ConstantOfShape", "Shape", "Size", "Range"})

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from proofmarket.errors import InputError, InputShapeError, InputTooLarge, NonFiniteInput, SampleCountError
+from proofmarket.core.errors import InputError, InputShapeError, InputTooLarge, NonFiniteInput, SampleCountError
 from proofmarket.models.spec import ModelInfo, TensorSpec
 
 #: Default cap on the total number of values in one request.
@@ -40,7 +40,7 @@ Arrays = list[np.ndarray]
 def parse_inputs(doc: object, info: ModelInfo, *, max_elements: int = MAX_INPUT_ELEMENTS) -> list[np.ndarray]:
     """Check one inference request against the model; return float32 arrays in the input shapes.
 
-    Raises :class:`~proofmarket.errors.InputError` (wrong document structure, unknown or missing
+    Raises :class:`~proofmarket.core.errors.InputError` (wrong document structure, unknown or missing
     input names, values that are not numbers), ``InputShapeError`` (value count or nesting does not
     fit the input's shape), ``NonFiniteInput`` (NaN or infinity, naming the first bad index) or
     ``InputTooLarge`` (more than ``max_elements`` values in all).

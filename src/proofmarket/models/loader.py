@@ -12,7 +12,7 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import helper, shape_inference
 
-from proofmarket.errors import InvalidModel, ModelTooLarge, TensorTooLarge, UnsupportedOperator
+from proofmarket.core.errors import InvalidModel, ModelTooLarge, TensorTooLarge, UnsupportedOperator
 from proofmarket.models.fold import fold_constants, foldable
 from proofmarket.models.ml_ops import rewrite_ml_ops
 from proofmarket.models.ops import (
@@ -51,7 +51,7 @@ def load_model(
     batch_dim_ok: bool = True,
     max_tensor_elements: int = MAX_TENSOR_ELEMENTS,
 ) -> ModelInfo:
-    """Check an ONNX file and describe it; raise a :class:`~proofmarket.errors.ModelError` if refused.
+    """Check an ONNX file and describe it; raise a :class:`~proofmarket.core.errors.ModelError` if refused.
 
     Refusals: ``ModelTooLarge`` (file over ``max_bytes``), ``InvalidModel`` (not ONNX, fails the ONNX
     checker, opset outside ``MIN_OPSET..MAX_OPSET``, dynamic dimensions other than a leading batch

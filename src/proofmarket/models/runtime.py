@@ -12,7 +12,7 @@ import numpy as np
 import onnxruntime as ort
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
-from proofmarket.errors import InputShapeError, InvalidModel
+from proofmarket.core.errors import InputShapeError, InvalidModel
 
 _CACHE_SIZE = 16
 _sessions: OrderedDict[tuple[str, int, int], ort.InferenceSession] = OrderedDict()
@@ -73,8 +73,8 @@ def run_onnx(model_path: str | os.PathLike[str], arrays: Sequence[np.ndarray]) -
     """Run the model on one set of inputs (in the model's input order); return its outputs.
 
     Arrays are cast to each input's declared element type. Load failures raise
-    :class:`~proofmarket.errors.InvalidModel`; wrong input count, shape or type raise
-    :class:`~proofmarket.errors.InputShapeError`; other run-time failures raise ``InvalidModel``.
+    :class:`~proofmarket.core.errors.InvalidModel`; wrong input count, shape or type raise
+    :class:`~proofmarket.core.errors.InputShapeError`; other run-time failures raise ``InvalidModel``.
     """
     session = _session(Path(model_path))
     declared = session.get_inputs()

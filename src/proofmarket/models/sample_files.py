@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from proofmarket import jsonlimits
-from proofmarket.errors import InputError, SampleCountError
+from proofmarket.core import jsonlimits
+from proofmarket.core.errors import InputError, SampleCountError
 from proofmarket.models.spec import ModelInfo
 
 FORMATS = (".json", ".npy", ".npz", ".csv")

@@ -1,17 +1,11 @@
-"""x402 payments: the server-side gate (verify, settle once), node-signed receipts, the paying client.
+"""x402 payments: the server-side gate (verify, settle once) and node-signed receipts.
+
+The paying client is ``proofmarket.sdk.pay``.
 
 The API calls :class:`PaymentGate` explicitly (no x402 middleware): verify before proving, settle
 after the proof is ready, release if proving fails. See ``gate.py`` for the flow.
 """
 
-from proofmarket.payments.client import (
-    paying_httpx_client,
-    payment_signature_header,
-    settlement_of,
-    spend_controls,
-    x402_client,
-    x402_client_sync,
-)
 from proofmarket.payments.facilitators import chain_id_of, local_facilitator, network_id, remote_facilitator
 from proofmarket.payments.gate import PaymentGate
 from proofmarket.payments.headers import (
@@ -40,15 +34,9 @@ __all__ = [
     "local_facilitator",
     "network_id",
     "offer_receipt_extension",
-    "paying_httpx_client",
     "payment_key",
     "payment_response_header",
-    "payment_signature_header",
     "remote_facilitator",
-    "settlement_of",
     "sign_receipt",
-    "spend_controls",
     "verify_receipt",
-    "x402_client",
-    "x402_client_sync",
 ]

@@ -4,7 +4,7 @@
   ``FacilitatorWeb3Signer`` (a funded key pays the gas of ``transferWithAuthorization``). Used on the
   devnet, where no public facilitator knows the chain.
 - ``remote_facilitator``: ``HTTPFacilitatorClientSync(FacilitatorConfig(url=...))`` for production. Its answers
-  are size- and depth-checked (``proofmarket.jsonlimits``) before the SDK parses them: a facilitator (or
+  are size- and depth-checked (``proofmarket.core.jsonlimits``) before the SDK parses them: a facilitator (or
   whoever answers at its URL) cannot crash the node with deeply nested JSON.
 
 The sync variants are deliberate: the EVM facilitator scheme makes blocking web3 calls even behind
@@ -21,8 +21,8 @@ from x402.http import FacilitatorClientSync, FacilitatorConfig, HTTPFacilitatorC
 from x402.mechanisms.evm import FacilitatorWeb3Signer
 from x402.mechanisms.evm.exact import register_exact_evm_facilitator
 
-from proofmarket import jsonlimits
-from proofmarket.errors import FacilitatorUnavailable, JsonTooDeep, JsonTooLarge
+from proofmarket.core import jsonlimits
+from proofmarket.core.errors import FacilitatorUnavailable, JsonTooDeep, JsonTooLarge
 
 __all__ = ["FacilitatorClientSync", "chain_id_of", "local_facilitator", "network_id", "remote_facilitator"]
 

@@ -48,7 +48,7 @@ from x402.schemas import (
 )
 
 from proofmarket.chain.client import ChainClient
-from proofmarket.errors import (
+from proofmarket.core.errors import (
     FacilitatorUnavailable,
     PaymentError,
     PaymentExpired,

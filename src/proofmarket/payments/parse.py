@@ -17,7 +17,7 @@ from x402.http import decode_payment_signature_header
 from x402.mechanisms.evm import ExactEIP3009Payload, hash_eip3009_authorization, verify_eoa_signature
 from x402.schemas import PaymentPayload, PaymentRequirements
 
-from proofmarket.errors import (
+from proofmarket.core.errors import (
     PaymentAmountMismatch,
     PaymentMalformed,
     PaymentMismatch,

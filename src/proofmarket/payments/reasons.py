@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from x402.mechanisms.evm import constants as evm
 
-from proofmarket.errors import (
+from proofmarket.core.errors import (
     PaymentAmountMismatch,
     PaymentError,
     PaymentExpired,

@@ -25,7 +25,7 @@ from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 from eth_utils import is_address, to_checksum_address
 
-from proofmarket.errors import VerificationFailed
+from proofmarket.core.errors import VerificationFailed
 from proofmarket.payments.facilitators import chain_id_of
 
 FORMAT = "proofmarket-receipt"

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from proofmarket.errors import UnknownModel
+from proofmarket.core.errors import UnknownModel
 
 SAMPLES: tuple[str, ...] = ("mlp", "cnn", "logreg")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import BinaryIO, TypeAlias
 
-from proofmarket.errors import StoreError
+from proofmarket.core.errors import StoreError
 
 _MAX_DEPTH = 16
 

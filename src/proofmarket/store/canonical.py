@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from proofmarket.errors import StoreError
+from proofmarket.core.errors import StoreError
 
 
 def canonical_json(obj: Any) -> bytes:

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
-from proofmarket.errors import InvalidCID, StoreError
+from proofmarket.core.errors import InvalidCID, StoreError
 from proofmarket.store._codec import (
     CIDLink,
     dag_cbor_decode,

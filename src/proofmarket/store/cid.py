@@ -18,7 +18,7 @@ import hashlib
 import re
 from pathlib import Path
 
-from proofmarket.errors import InvalidCID, StoreError
+from proofmarket.core.errors import InvalidCID, StoreError
 
 CID_PREFIX = bytes([0x01, 0x55, 0x12, 0x20])
 """CIDv1, raw codec, sha2-256 multihash, 32-byte digest."""

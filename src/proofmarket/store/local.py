@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 
-from proofmarket import jsonlimits
-from proofmarket.errors import ArtifactNotFound, StoreError
+from proofmarket.core import jsonlimits
+from proofmarket.core.errors import ArtifactNotFound, StoreError
 from proofmarket.store.canonical import canonical_json
 from proofmarket.store.cid import CHUNK_SIZE, cid_for_bytes, cid_for_file, cid_from_digest, validate_cid
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from proofmarket.errors import BundleError
+from proofmarket.core.errors import BundleError
 from proofmarket.store import ArtifactStore
+from proofmarket.systems.ezkl.bundle import BUNDLE_FORMAT, ProofBundle
+from proofmarket.systems.ezkl.manifest import ModelManifest
 from proofmarket.systems.port import Mode, ProofSystem
-from proofmarket.zk.bundle import BUNDLE_FORMAT, ProofBundle
-from proofmarket.zk.manifest import ModelManifest
 
 PROVEN_SYSTEM = "ezkl-halo2-kzg-bn254"
 ATTESTED_SYSTEM = "proofmarket-attested-toploc-v1"
@@ -61,7 +61,7 @@ def verify_bundle_any(doc: Any, store: ArtifactStore, *, reexecute: bool = False
                       work_dir: Path | None = None, threads: int | None = None) -> Any:
     """Verify a bundle of either mode (``VerifyReport``). Proven: the ZK proof and everything around it.
     Attested: signature, hashes and bindings; with ``reexecute`` also one prefill pass against every commitment."""
-    from proofmarket.zk.verify import VerifyReport, _check_receipt, verify_bundle
+    from proofmarket.systems.ezkl.verify import VerifyReport, _check_receipt, verify_bundle
 
     bundle = parse_bundle(doc) if isinstance(doc, dict) else doc
     if mode_of(bundle) == "proven":

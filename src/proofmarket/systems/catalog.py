@@ -6,10 +6,10 @@ import threading
 from typing import Any
 
 from proofmarket import models
-from proofmarket.errors import ArtifactNotFound, UnknownModel, WrongMode
+from proofmarket.core.errors import ArtifactNotFound, UnknownModel, WrongMode
 from proofmarket.store import ArtifactStore
 from proofmarket.systems import mode_of, parse_manifest
-from proofmarket.zk.manifest import ModelManifest
+from proofmarket.systems.ezkl.manifest import ModelManifest
 
 
 class ModelCatalog:

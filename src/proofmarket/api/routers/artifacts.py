@@ -21,7 +21,7 @@ from fastapi.responses import FileResponse
 
 from proofmarket.api.deps import NodeServices, ServicesDep
 from proofmarket.api.security import IsAdminDep
-from proofmarket.errors import ArtifactNotFound, ProofMarketError
+from proofmarket.core.errors import ArtifactNotFound, ProofMarketError
 from proofmarket.store import validate_cid
 
 router = APIRouter(prefix="/v1/artifacts", tags=["artifacts"])

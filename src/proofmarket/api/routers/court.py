@@ -1,12 +1,12 @@
 """/v1/court/{id}: attested requests escrowed on the AttestationCourt for the causal LMs this node serves (see
-``proofmarket.jobs.court``).
+``proofmarket.intake.court``).
 
 The consumer escrows the price on the court with a commitment to its generate request, then posts the request
 here; the node generates, signs and commits the result on chain, and is paid once the challenge window closed.
 The committed bundle is readable by the consumer (``X-Job-Token`` from the input answer), the admin, and the
 validators the court lets read it (``canRead``: stake bonded before the commitment, still bonded, and drawn for the
 request or voting on its challenge), with a read signature bound to this node, court, chain and request, at most a
-minute old and used once (``proofmarket.validator_protocol``: ``X-Validator-Address``, ``X-Validator-Time``,
+minute old and used once (``proofmarket.validator.protocol``: ``X-Validator-Address``, ``X-Validator-Time``,
 ``X-Validator-Nonce``, ``X-Validator-Signature``). Validators must re-execute a result to judge it, so a court
 request's prompt and output are shown to those validators: this is the attested tier's privacy terms. A node that
 withholds a bundle from a validator is challenged for availability and must publish it on chain, where everyone
@@ -29,9 +29,9 @@ from proofmarket.api.access import AccessTokens
 from proofmarket.api.deps import NodeServices
 from proofmarket.api.routers.requests import EscrowRequestPublic
 from proofmarket.api.security import CallerDep
-from proofmarket.errors import ArtifactNotFound
-from proofmarket.jobs.court import CourtService, CourtUnavailable
-from proofmarket.validator_protocol import ReplayCache, read_signer
+from proofmarket.core.errors import ArtifactNotFound
+from proofmarket.intake.court import CourtService, CourtUnavailable
+from proofmarket.validator.protocol import ReplayCache, read_signer
 
 _lock = threading.Lock()
 

@@ -22,8 +22,8 @@ from proofmarket.api.routers.court import court_of
 from proofmarket.api.routers.meta import node_health
 from proofmarket.api.routers.requests import escrow_of
 from proofmarket.api.schemas import Price
+from proofmarket.core.errors import ProofMarketError
 from proofmarket.db import EscrowRequestRow, JobRow
-from proofmarket.errors import ProofMarketError
 
 router = APIRouter(tags=["meta"])
 RECENT = 20

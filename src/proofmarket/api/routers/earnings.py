@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from proofmarket.api.deps import ServicesDep
-from proofmarket.errors import UsageError
+from proofmarket.core.errors import UsageError
 
 router = APIRouter(prefix="/v1/earnings", tags=["market"])
 

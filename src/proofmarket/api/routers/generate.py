@@ -34,13 +34,13 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from proofmarket.api.deps import NodeServices, ServicesDep, base_url
-from proofmarket.api.payments import Offer
 from proofmarket.api.schemas import GenerateResult, JobPublic
 from proofmarket.api.views import job_error, job_public
+from proofmarket.calls.service import call_answer
+from proofmarket.core.errors import PaymentReplayed, ProofMarketError, WrongMode
 from proofmarket.db import JobRow, JobStatus
-from proofmarket.errors import PaymentReplayed, ProofMarketError, WrongMode
-from proofmarket.jobs.service import call_answer
-from proofmarket.jobs.types import PaymentTicket, Settlement
+from proofmarket.payments.port import Offer
+from proofmarket.payments.tickets import PaymentTicket, Settlement
 
 router = APIRouter(tags=["inference"])
 log = logging.getLogger("proofmarket.generate")

@@ -24,12 +24,12 @@ from fastapi.responses import JSONResponse
 
 from proofmarket import models
 from proofmarket.api.deps import IdempotencyKey, NodeServices, ServicesDep, base_url
-from proofmarket.api.payments import Offer
 from proofmarket.api.schemas import InferResult, JobPublic
 from proofmarket.api.views import infer_result, job_error, job_public
+from proofmarket.calls import Settlement, request_hash
+from proofmarket.core.errors import PaymentReplayed
 from proofmarket.db import JobKind, JobRow, JobStatus
-from proofmarket.errors import PaymentReplayed
-from proofmarket.jobs import Settlement, request_hash
+from proofmarket.payments.port import Offer
 
 router = APIRouter(tags=["inference"])
 

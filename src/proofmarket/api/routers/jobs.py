@@ -15,7 +15,7 @@ from proofmarket.api.deps import ServicesDep
 from proofmarket.api.schemas import JobPublic
 from proofmarket.api.security import CallerDep
 from proofmarket.api.views import job_public
-from proofmarket.jobs.errors import UnknownJob
+from proofmarket.calls.errors import UnknownJob
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 ADDRESS = r"^0x[0-9a-fA-F]{40}$"

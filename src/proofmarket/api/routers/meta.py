@@ -13,9 +13,9 @@ from proofmarket.api.schemas import Health, Price, ServiceManifest, ServiceModel
 from proofmarket.api.security import on_devnet
 from proofmarket.api.signed import describe
 from proofmarket.api.views import registry_listing
-from proofmarket.errors import ProofMarketError
+from proofmarket.core.errors import ProofMarketError
 from proofmarket.systems import ATTESTED_SYSTEM, GUARANTEES, PROVEN_SYSTEM
-from proofmarket.zk.bundle import BUNDLE_FORMAT, BUNDLE_VERSION
+from proofmarket.systems.ezkl.bundle import BUNDLE_FORMAT, BUNDLE_VERSION
 
 router = APIRouter(tags=["meta"])
 DEVNET_CHAIN = {"name": "devnet", "chain_id": 31337}

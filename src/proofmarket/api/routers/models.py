@@ -14,7 +14,7 @@ from proofmarket.api.schemas import JobPublic, ModelList, ModelPublic
 from proofmarket.api.security import AdminDep
 from proofmarket.api.uploads import UPLOAD_SCHEMA, prepare_upload
 from proofmarket.api.views import job_public, model_public, model_summary
-from proofmarket.errors import ProofMarketError, UsageError
+from proofmarket.core.errors import ProofMarketError, UsageError
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 log = logging.getLogger("proofmarket.models")

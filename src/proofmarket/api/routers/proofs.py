@@ -12,14 +12,14 @@ import json
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from proofmarket import jsonlimits
 from proofmarket.api.deps import NodeServices, ServicesDep
 from proofmarket.api.routers.requests import escrow_of
 from proofmarket.api.security import Caller, CallerDep
-from proofmarket.errors import ArtifactNotFound, JsonTooDeep, JsonTooLarge
-from proofmarket.jobs.types import Settlement
+from proofmarket.core import jsonlimits
+from proofmarket.core.errors import ArtifactNotFound, JsonTooDeep, JsonTooLarge
+from proofmarket.payments.tickets import Settlement
 from proofmarket.store import validate_cid
-from proofmarket.zk.bundle import BUNDLE_FORMAT
+from proofmarket.systems.ezkl.bundle import BUNDLE_FORMAT
 
 router = APIRouter(prefix="/v1/proofs", tags=["proofs"])
 MAX_BUNDLE_BYTES = 16 * 1024 * 1024

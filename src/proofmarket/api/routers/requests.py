@@ -1,4 +1,4 @@
-"""/v1/requests/{id}: on-chain escrow requests this node fulfils (see ``proofmarket.jobs.escrow``).
+"""/v1/requests/{id}: on-chain escrow requests this node fulfils (see ``proofmarket.intake.escrow``).
 
 The consumer escrows the price on chain with a commitment to its input (``requestInference``), then
 posts the input (and, for a hashed-input model, the salt) here. The node checks that it opens the
@@ -22,8 +22,8 @@ from proofmarket.api.access import AccessTokens
 from proofmarket.api.deps import NodeServices
 from proofmarket.api.errors import public_message
 from proofmarket.db import EscrowRequestRow
-from proofmarket.jobs.escrow import EscrowService, EscrowUnavailable
-from proofmarket.zk.profile import SALT_BITS, SALT_ELEMENTS
+from proofmarket.intake.escrow import EscrowService, EscrowUnavailable
+from proofmarket.systems.ezkl.profile import SALT_BITS, SALT_ELEMENTS
 
 _lock = threading.Lock()
 

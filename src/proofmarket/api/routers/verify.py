@@ -15,7 +15,7 @@ from fastapi import APIRouter, Body
 
 from proofmarket.api.deps import ServicesDep
 from proofmarket.api.schemas import VerifyInvalid, VerifyValid
-from proofmarket.errors import ArtifactNotFound, VerificationFailed
+from proofmarket.core.errors import ArtifactNotFound, VerificationFailed
 from proofmarket.systems import verify_bundle_any
 
 router = APIRouter(prefix="/v1", tags=["proofs"])

@@ -17,7 +17,7 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 
-from proofmarket.errors import ArtifactNotFound
+from proofmarket.core.errors import ArtifactNotFound
 
 router = APIRouter(tags=["app"], include_in_schema=False)
 STATIC = Path(__file__).resolve().parent.parent / "static" / "app"

@@ -17,10 +17,10 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import is_address, keccak, to_checksum_address
 from pydantic import BaseModel, ConfigDict, Field
 
-from proofmarket.errors import VerificationFailed
+from proofmarket.core.errors import VerificationFailed
 from proofmarket.store import canonical_json
-from proofmarket.zk.bundle import validate_bundle
-from proofmarket.zk.manifest import MANIFEST_FORMAT, ArtifactRef, CompileTimeFree
+from proofmarket.systems.ezkl.bundle import validate_bundle
+from proofmarket.systems.ezkl.manifest import MANIFEST_FORMAT, ArtifactRef, CompileTimeFree
 
 ATTESTED_SYSTEM: Literal["proofmarket-attested-toploc-v1"] = "proofmarket-attested-toploc-v1"
 BUNDLE_FORMAT = "proofmarket/proof-bundle"

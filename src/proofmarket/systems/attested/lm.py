@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from proofmarket.errors import ModelFilesMissing, NotCausalLM, UsageError
+from proofmarket.core.errors import ModelFilesMissing, NotCausalLM, UsageError
 from proofmarket.systems.attested import sampling, toploc
 from proofmarket.systems.attested.merkle import merkle_root, tensor_leaf
 

@@ -17,7 +17,7 @@ import onnx
 from onnx import numpy_helper
 
 from proofmarket import models
-from proofmarket.errors import AttestationMismatch, InvalidModel
+from proofmarket.core.errors import AttestationMismatch, InvalidModel
 from proofmarket.models.loader import _fix_inputs, _opset
 from proofmarket.models.spec import ModelInfo
 from proofmarket.systems.attested import toploc

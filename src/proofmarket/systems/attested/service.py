@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from eth_account.signers.local import LocalAccount
 
-from proofmarket.errors import (
+from proofmarket.core.errors import (
     ArtifactNotFound,
     AttestationMismatch,
     InputError,
@@ -58,7 +58,7 @@ from proofmarket.systems.attested.documents import (
     values_hash,
 )
 from proofmarket.systems.attested.sampling import Decoding
-from proofmarket.zk.manifest import put_artifact
+from proofmarket.systems.ezkl.manifest import put_artifact
 
 log = logging.getLogger("proofmarket.attested")
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from proofmarket.config import Settings
-from proofmarket.errors import UsageError
+from proofmarket.core.errors import UsageError
+from proofmarket.core.settings import Settings
 
 KEY_FILE = "node.key"
 DEVNET_CHAIN_ID = 31337

@@ -1,0 +1,149 @@
+"""The local job queue: a few prover threads, each driving its own prover process, and one compile lane.
+
+Each prover thread owns an ``EzklProver`` with its own ``ProofWorker`` (a warm process: EZKL holds the
+GIL, so proofs never run in the API process). Uploaded models compile one at a time in a child process.
+
+Restart rule (``recover``, run once when the queue is built, before any worker starts):
+
+* ``running`` jobs are failed with code ``interrupted``: their proof died with the old process; their
+  payment, if any, was never settled and is released. A client retries with a new Idempotency-Key.
+* ``queued`` jobs never started: they go back on the queue with their stored input and payment.
+* ``proved`` jobs whose payment was not yet settled go back on the queue for the settle step only.
+* ``settling`` jobs (settlement sent, not confirmed) are followed on chain by ``SettlementFollower``.
+
+One node per database: a second node sharing the database would fail the first one's running jobs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, InvalidStateError
+
+from proofmarket.calls.queue import QueueHealth
+from proofmarket.calls.runner import JobRunner
+from proofmarket.calls.settling import SettlementFollower
+from proofmarket.db import JobKind, JobRepo, Recovery
+from proofmarket.systems.ezkl.prover import Prover
+
+log = logging.getLogger(__name__)
+_STOP = "__stop__"
+
+
+class LocalJobQueue:
+    def __init__(self, runner: JobRunner, jobs: JobRepo, provers: Sequence[Prover]) -> None:
+        if not provers:
+            raise ValueError("the local job queue needs at least one prover")
+        self.runner, self.jobs, self.provers = runner, jobs, list(provers)
+        self._prove_q: queue.Queue[str] = queue.Queue()
+        self._compile_q: queue.Queue[str] = queue.Queue()
+        self._watchers: dict[str, list[Future[None]]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.recovery = Recovery()
+        self.follower = SettlementFollower(runner, jobs, runner.settings.settle_poll_s, self._notify)
+        runner.metrics.track_depth(self.depth)
+
+    def recover(self) -> Recovery:
+        self.recovery = self.jobs.recover()
+        if self.recovery.interrupted:
+            log.warning("failed %d job(s) interrupted by the last stop", len(self.recovery.interrupted))
+        for job_id in self.recovery.interrupted:
+            job = self.jobs.get(job_id)
+            if job is not None:
+                self.runner.release(job)
+        for kind, job_id in self.recovery.requeued:
+            self.submit(JobKind(kind), job_id)
+        return self.recovery
+
+    def start(self) -> None:
+        if self._threads:
+            return
+        for i, prover in enumerate(self.provers):
+            self._spawn(f"prover-{i}", self._prove_q, functools.partial(self._run, prover), prover)
+        self._spawn("compiler", self._compile_q, functools.partial(self._run, None))
+        self.follower.start()
+
+    def submit(self, kind: JobKind, job_id: str) -> None:
+        (self._compile_q if kind == JobKind.COMPILE else self._prove_q).put(job_id)
+
+    def watch(self, job_id: str) -> Future[None]:
+        """A future resolved when a worker is done with ``job_id``; resolved at once if the job is final."""
+        fut: Future[None] = Future()
+        with self._lock:
+            self._watchers.setdefault(job_id, []).append(fut)
+        job = self.jobs.get(job_id)
+        if job is None or job.is_final:
+            self._notify(job_id)
+        return fut
+
+    def depth(self) -> int:
+        return self._prove_q.qsize() + self._compile_q.qsize()
+
+    @property
+    def warm_provers(self) -> int:
+        """Prover processes alive with EZKL loaded (the node warms them up as it starts; a killed one
+        counts again once it is restarted by the next proof)."""
+        return sum(bool(getattr(p, "ready", False)) for p in self.provers)
+
+    @property
+    def alive_workers(self) -> int:
+        return sum(t.is_alive() for t in self._threads)
+
+    def health(self) -> QueueHealth:
+        workers = self.alive_workers
+        return QueueHealth("local", workers, self.warm_provers, self.depth(), workers > 0,
+                           "" if workers else "no prover thread is running")
+
+    def close(self) -> None:
+        self._stop.set()
+        self.follower.close()
+        for _ in self._threads:
+            self._prove_q.put(_STOP)
+            self._compile_q.put(_STOP)
+        for t in self._threads:
+            t.join(30)
+        self._threads.clear()
+        for prover in self.provers:
+            close = getattr(prover, "close", None)
+            if close is not None:
+                close()
+
+    def _run(self, prover: Prover | None, job_id: str) -> None:
+        self.runner.run(job_id, prover, self._stop)
+
+    def _spawn(self, name: str, q: queue.Queue[str], run: Callable[[str], None], warm: Prover | None = None) -> None:
+        t = threading.Thread(target=self._loop, args=(q, run, warm), name=f"proofmarket-{name}", daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def _loop(self, q: queue.Queue[str], run: Callable[[str], None], warm: Prover | None = None) -> None:
+        # Each prover thread starts its prover process before its first job, so that the first paid
+        # call does not wait for a Python process and EZKL to load (about 1 s). Best effort: a failure
+        # here shows again, with its code, on the first proof.
+        warm_up = getattr(warm, "warm", None)
+        if callable(warm_up):
+            try:
+                warm_up()
+            except Exception:
+                log.warning("could not warm up a prover process; the first proof will start it", exc_info=True)
+        while not self._stop.is_set():
+            job_id = q.get()
+            if job_id == _STOP:
+                return
+            try:
+                run(job_id)
+            finally:
+                self._notify(job_id)
+
+    def _notify(self, job_id: str) -> None:
+        with self._lock:
+            futures = self._watchers.pop(job_id, [])
+        for fut in futures:
+            with contextlib.suppress(InvalidStateError):  # the watcher gave up (cancelled) in the meantime
+                fut.set_result(None)

@@ -1,0 +1,66 @@
+"""The job queue port. Jobs live in the database; a queue only decides who runs them and when.
+
+``submit`` takes a job already stored as ``queued``; ``watch`` gives a future that resolves when a
+worker is done with the job (read its outcome from the database): an engine whose workers run elsewhere
+resolves it by polling the job row (``poll_watch``). ``health`` says what the node can tell about its
+workers. Implementations: :class:`proofmarket.calls.local.LocalJobQueue` (threads and prover processes in the
+node) and :class:`proofmarket.calls.celery_queue.CeleryJobQueue` (workers on any machine, Redis broker).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from concurrent.futures import Future, InvalidStateError
+from dataclasses import dataclass
+from typing import Protocol
+
+from proofmarket.db import JobKind, JobRepo
+
+
+@dataclass(frozen=True)
+class QueueHealth:
+    engine: str  # "local" | "celery"
+    workers: int  # worker threads alive (local) or worker processes answering (celery)
+    warm_provers: int  # prover processes with EZKL loaded
+    depth: int  # jobs waiting for a worker
+    ok: bool  # the node can get jobs done (a worker is there, the broker answers)
+    detail: str = ""
+
+
+class JobQueue(Protocol):
+    def start(self) -> None: ...
+
+    def submit(self, kind: JobKind, job_id: str) -> None: ...
+
+    def watch(self, job_id: str) -> Future[None]: ...
+
+    def depth(self) -> int:
+        """Jobs waiting for a worker."""
+        ...
+
+    def health(self) -> QueueHealth: ...
+
+    def close(self) -> None: ...
+
+
+def poll_watch(jobs: JobRepo, job_id: str, interval_s: float = 0.05, stop: threading.Event | None = None,
+               timeout_s: float = 24 * 3600.0) -> Future[None]:
+    """A future resolved once ``job_id`` is final (or gone), found by reading the job row every
+    ``interval_s`` in a daemon thread; a cancelled future stops the polling."""
+    fut: Future[None] = Future()
+    stop = stop or threading.Event()
+
+    def run() -> None:
+        waited = 0.0
+        while not fut.cancelled() and not stop.is_set() and waited < timeout_s:
+            job = jobs.get(job_id)
+            if job is None or job.is_final:
+                break
+            stop.wait(interval_s)
+            waited += interval_s
+        with contextlib.suppress(InvalidStateError):  # cancelled by the watcher
+            fut.set_result(None)
+
+    threading.Thread(target=run, name=f"watch-{job_id[:8]}", daemon=True).start()
+    return fut

@@ -1,0 +1,90 @@
+"""One settings object, read from the environment (prefix PROOFMARKET_) or a .env file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from proofmarket.systems.ezkl.predict import Budget
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PROOFMARKET_", env_file=".env", extra="ignore")
+
+    home: Path = Field(default=Path.home() / ".proofmarket", description="data folder: store, SRS cache, jobs")
+    srs_file: Path | None = Field(default=None, description="ceremony SRS file; unset = dev SRS (devnet only)")
+    proof_timeout_s: float = Field(default=600.0, gt=0, description="a proof running longer is stopped")
+    max_logrows: int = Field(default=22, ge=1, le=26, description="compile refuses a model predicted above this")
+    max_prove_s: float = Field(default=600.0, gt=0, description="compile refuses a model whose predicted prove "
+                                                               "time is above this")
+    max_prove_memory_mb: float = Field(default=16_384.0, gt=0, description="compile refuses a model whose "
+                                                                           "predicted peak memory is above this")
+    max_model_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
+    rpc_url: str | None = Field(default=None, description="chain RPC URL; unset = the devnet of 'proofmarket chain up'")
+    private_key: SecretStr | None = Field(default=None, description="signing key off the devnet (never logged)")
+    deployment_file: Path | None = Field(default=None, description="market deployment JSON; unset = one per chain")
+    request_ttl_s: int = Field(default=3600, gt=0, le=30 * 24 * 3600, description="escrow request deadline")
+
+    # --- node: HTTP API, jobs, database (proofmarket node) ---------------------------------------
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; unset = SQLite file HOME/node.db")
+    api_host: str = Field(default="127.0.0.1", description="address 'proofmarket node' listens on")
+    api_port: int = Field(default=8402, ge=1, le=65535, description="port 'proofmarket node' listens on")
+    public_url: str | None = Field(default=None, description="base URL advertised to clients; unset = request's")
+    prover_workers: int = Field(default=2, ge=1, le=64, description="prover processes of the local job queue")
+    admin_token: SecretStr | None = Field(default=None, description="bearer token for model uploads; unset = off")
+    payments: Literal["on", "off"] = Field(default="off", description="x402 on the infer route; off = free calls")
+    max_request_bytes: int = Field(default=1024 * 1024, gt=0, description="largest JSON request body")
+    max_upload_bytes: int = Field(default=128 * 1024 * 1024, gt=0, description="largest model upload body")
+    infer_wait_s: float = Field(default=900.0, gt=0, description="a sync infer answers 202 after this long")
+    settle_poll_s: float = Field(default=5.0, gt=0, description="seconds between looks at a pending settlement")
+    compile_timeout_s: float = Field(default=3600.0, gt=0, description="an uploaded model's compile is stopped")
+    compile_memory_mb: int = Field(default=8192, ge=0, description="memory cap of a compile process; 0 = none")
+    proof_cache_size: int = Field(default=1000, ge=0, description="proofs kept for repeated (model, input) calls of "
+                                                                   "public-profile models; 0 = no cache")
+    queue: Literal["local", "celery"] = Field(default="local", description="job queue: local = prover processes "
+                                                                           "in the node; celery = 'proofmarket worker' "
+                                                                           "processes over Redis")
+    cors_origins: str | None = Field(default=None, description="origins allowed to call the API from a browser, "
+                                                               "comma-separated (e.g. https://app.example); unset = "
+                                                               "same origin only")
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis broker of the celery queue")
+    access_key: SecretStr | None = Field(default=None,
+                                         description="key of job access tokens; unset = random, in HOME/access.key")
+
+    # --- node: escrow watcher (on-chain requests fulfilled by this node) ---------------------------
+    escrow_watcher: Literal["auto", "on", "off"] = Field(
+        default="auto", description="follow on-chain requests: auto = when a market is deployed on the chain")
+    escrow_confirmations: int = Field(default=1, ge=0, le=1000, description="blocks on top of a request's block")
+    escrow_poll_s: float = Field(default=2.0, gt=0, description="seconds between polls of the chain")
+    registry_terms: Literal["auto", "on", "off"] = Field(
+        default="auto", description="sell on the registry's price, owner, active flag and verifier, paying x402 to "
+                                    "the listing's revenue splitter: auto = when a market is deployed on the chain")
+    model_owner: str | None = Field(
+        default=None, pattern=r"^0x[0-9a-fA-F]{40}$",
+        description="the address whose registry listings this node serves; unset = the market's owner account")
+
+    @property
+    def budget(self) -> Budget:
+        from proofmarket.systems.ezkl.predict import Budget
+
+        return Budget(self.max_logrows, self.max_prove_s, self.max_prove_memory_mb)
+
+    @property
+    def store_dir(self) -> Path:
+        return self.home / "store"
+
+    @property
+    def srs_dir(self) -> Path:
+        return self.home / "srs"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.home / "jobs"
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'node.db'}"

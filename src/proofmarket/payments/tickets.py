@@ -1,0 +1,86 @@
+"""What crosses the job boundary: a verified payment going in, a proof and a settlement coming out.
+
+All three are plain JSON when stored: a job keeps the payment it was started with (``jobs.payment``)
+and settles it later, possibly in another process after a restart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from proofmarket.systems.ezkl.bundle import ProofBundle
+
+
+@dataclass(frozen=True)
+class PaymentTicket:
+    """A payment the gate verified but did not settle. ``nonce`` identifies it (at most one job per nonce);
+    ``doc`` is the gate's own JSON of it, handed back to ``settle``."""
+
+    nonce: str
+    amount_atomic: int
+    payer: str | None = None
+    doc: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"nonce": self.nonce, "amount_atomic": str(self.amount_atomic), "payer": self.payer, "doc": self.doc}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PaymentTicket:
+        return cls(str(data["nonce"]), int(data["amount_atomic"]), data.get("payer"), dict(data.get("doc") or {}))
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """A settled payment: what the response shows (``payment``), the node's signed ``receipt``, and the
+    response ``headers`` of a synchronous answer (x402 ``PAYMENT-RESPONSE``)."""
+
+    payment: dict[str, Any] | None = None
+    receipt: dict[str, Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"payment": self.payment, "receipt": self.receipt, "headers": self.headers}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> Settlement:
+        data = data or {}
+        return cls(data.get("payment"), data.get("receipt"), dict(data.get("headers") or {}))
+
+
+@dataclass(frozen=True)
+class ProofOutcome:
+    """A proved (and self-verified) inference, as the payment gate sees it when it settles and signs."""
+
+    job_id: str
+    model_id: str
+    bundle_cid: str
+    input_commitment: str
+    output_hash: str
+    bundle: ProofBundle
+
+    @classmethod
+    def of(cls, job_id: str, bundle_cid: str, bundle: ProofBundle) -> ProofOutcome:
+        return cls(job_id, bundle.model.id, bundle_cid, bundle.input.commitment, bundle.output.hash, bundle)
+
+
+class SettleHook(Protocol):
+    """What a job does with its payment: settle it once the proof is ready, or release it when the job fails.
+
+    ``settle`` is called at most once per job by the queue, but after a crash between settling and
+    recording it the same ticket can come again: it must then not move money twice (an EIP-3009 nonce
+    can be used once on chain) and should answer as before. A settlement sent but not confirmed (or whose
+    outcome is unknown) raises ``PaymentSettlementPending``: the job keeps its hold as ``settling`` and
+    ``follow`` is asked about it until it resolves. ``release`` gives up a verified payment that
+    will never be settled (the job failed or was interrupted): nothing is charged.
+    """
+
+    def settle(self, ticket: PaymentTicket, proof: ProofOutcome) -> Settlement: ...
+
+    def follow(self, ticket: PaymentTicket, proof: ProofOutcome, tx_hash: str | None) -> Settlement | None:
+        """A settlement ``settle`` reported pending (``PaymentSettlementPending``): its ``Settlement`` once the
+        payment is on chain, None while still pending; raises ``PaymentSettlementFailed`` once it can never
+        settle (expired unused, canceled): then nothing was charged. Never sends a transaction."""
+        ...
+
+    def release(self, ticket: PaymentTicket) -> None: ...

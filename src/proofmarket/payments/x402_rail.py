@@ -1,0 +1,328 @@
+"""The real ``PaymentPort``: x402 ``exact`` (EIP-3009 USDC) through :class:`proofmarket.payments.PaymentGate`.
+
+    verify(headers, offer)   no PAYMENT-SIGNATURE -> 402 payment_required + PAYMENT-REQUIRED (bazaar
+                             discovery of the infer route included); a bad one -> its PaymentError
+                             (402 / 409 replayed), PAYMENT-REQUIRED attached so an x402 client can retry;
+                             a good one is reserved (not settled) and becomes the job's PaymentTicket
+    settle(ticket, proof)    after the proof is ready and self-verified: settle once on chain, sign the
+                             node's EIP-712 receipt (payment tx, model id, input commitment, output hash,
+                             bundle CID), store the "paid bundle" and answer payment + receipt +
+                             PAYMENT-RESPONSE (receipt in its extensions)
+    release(ticket)          the proof failed: the reservation goes, nothing is charged
+
+The bundle: the proof bundle stored under ``bundle_cid`` stays pure (its CID is computed before any
+payment, and the receipt signs that CID). After settlement the node also stores a *paid bundle*: the same
+document with ``payment`` and ``receipt`` filled in; its CID is ``payment.paid_bundle_cid``
+(``GET /v1/proofs/{cid}`` serves it). ``verify_bundle`` checks the proof of either, and the receipt when
+one is present (signature, and that it binds the bundle's model id, input commitment, output hash and
+the CID of the pure bundle).
+
+Configuration (environment, prefix ``PROOFMARKET_``, besides ``Settings``):
+
+    RPC_URL            the chain; unset = the devnet of ``proofmarket chain up`` (started here if none runs)
+    NODE_KEY           the node's key: signs receipts (and settlements with the in-process facilitator);
+                       on the devnet a dev account by default
+    PAYEE              where calls are paid when the model row has no owner; devnet default: dev owner
+    FACILITATOR_URL    a remote x402 facilitator; unset = in-process facilitator (the node key pays gas)
+    USDC_ADDRESS       the USDC token; unset = the market deployment's (the devnet deploys TestUSDC)
+    PAYMENT_MIN_VALIDITY_S  an authorization must stay valid this long (queue + proof + settlement)
+    PAYMENT_MAX_TIMEOUT_S   maxTimeoutSeconds of the terms (above the minimum)
+    FACILITATOR_WAIT_S      how long the in-process facilitator waits for a receipt; a settlement still
+                            pending then leaves the job ``settling`` (followed on chain, hold kept)
+
+Off loopback (``PROOFMARKET_API_HOST``), ``PROOFMARKET_PUBLIC_URL`` is required: the paid resource URL (signed
+into receipts) never comes from the request's Host header.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from eth_utils import is_address, to_checksum_address
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from proofmarket.chain.client import ChainClient
+from proofmarket.chain.deploy import deploy, is_live, load_deployment
+from proofmarket.chain.devkeys import DEVNET_CHAIN_ID, dev_account
+from proofmarket.core.errors import ChainError, PaymentError, PaymentInsufficientFunds, PaymentRequired, UsageError
+from proofmarket.core.settings import Settings
+from proofmarket.market.accounts import DEV_ROLES, load_key
+from proofmarket.market.home import MarketHome
+from proofmarket.payments import PaymentGate, sign_receipt
+from proofmarket.payments.facilitators import network_id
+from proofmarket.payments.headers import PAYMENT_REQUIRED_HEADER, PAYMENT_SIGNATURE_HEADER, Discovery
+from proofmarket.payments.port import Offer
+from proofmarket.payments.tickets import PaymentTicket, ProofOutcome, Settlement
+from proofmarket.payments.types import Settlement as PaidOnChain
+from proofmarket.payments.types import VerifiedPayment
+from proofmarket.store import ArtifactStore
+
+log = logging.getLogger(__name__)
+
+# dev accounts on the devnet: receipts are signed by the prover role, settlement gas paid by a key that
+# nothing else sends from (two senders on one account would race for nonces)
+DEV_FACILITATOR_INDEX = 8
+ROUTE_TEMPLATE = "/v1/models/:model_id/infer"
+INPUT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "one inference input: EZKL form (one flat list per model input) or named tensors",
+    "properties": {
+        "input_data": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
+        "inputs": {"type": "object", "additionalProperties": {"type": "array"}},
+        "salt": {"type": "array", "items": {"type": "integer"}},
+    },
+}
+OUTPUT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["job_id", "output", "bundle_cid", "bundle", "payment", "receipt"],
+    "properties": {
+        "job_id": {"type": "string"},
+        "output": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
+        "bundle_cid": {"type": "string", "description": "CID of the proof bundle (verify it offline)"},
+        "bundle": {"type": "object", "description": "proofmarket/proof-bundle: the ZK proof of this output"},
+        "payment": {"type": "object"},
+        "receipt": {"type": "object", "description": "node-signed EIP-712 receipt binding payment and proof"},
+    },
+}
+
+
+class X402Settings(BaseSettings):
+    """The payment settings ``proofmarket.core.settings.Settings`` does not carry (same prefix and .env)."""
+
+    model_config = SettingsConfigDict(env_prefix="PROOFMARKET_", env_file=".env", extra="ignore")
+
+    node_key: SecretStr | None = Field(default=None, description="node key: receipts (+ local settlements)")
+    payee: str | None = Field(default=None, description="payTo when the model has no owner")
+    facilitator_url: str | None = Field(default=None, description="remote x402 facilitator; unset = in-process")
+    usdc_address: str | None = Field(default=None, description="USDC token; unset = the deployment's")
+    payment_min_validity_s: int = Field(
+        default=300, ge=1, description="an authorization must stay valid this long (queue + proof + settlement)")
+    payment_max_timeout_s: int = Field(
+        default=900, ge=1, description="maxTimeoutSeconds of the 402 terms (x402 clients sign validBefore with it)")
+    facilitator_wait_s: float = Field(
+        default=120.0, gt=0, description="the in-process facilitator's wait for a settlement receipt (x2: one retry)")
+
+
+@dataclass(frozen=True)
+class NodeChain:
+    """What the gate needs from the chain: the client, the USDC token and the node's accounts."""
+
+    client: ChainClient
+    rpc_url: str
+    usdc: str
+    node: LocalAccount  # signs receipts
+    facilitator: LocalAccount  # pays the gas of in-process settlements
+    payee: str  # payTo when the model row names no owner
+
+
+class X402Payments:
+    """``PaymentPort`` over a ``PaymentGate``. ``pay_to(model_id)`` names the payee of a model (its owner)."""
+
+    def __init__(self, gate: PaymentGate, node: LocalAccount, store: ArtifactStore,
+                 pay_to: Callable[[str], str | None], default_payee: str, chain_id: int | None = None) -> None:
+        self.gate, self.node, self.store = gate, node, store
+        self._pay_to, self.default_payee, self.chain_id = pay_to, to_checksum_address(default_payee), chain_id
+        self.on_split: Callable[[str], None] | None = None  # releases a listing's splitter after a settlement
+        self.on_validate: Callable[..., None] | None = None  # ERC-8004 validation record of a settled proof
+
+    # --- PaymentPort -----------------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        return {"x402": True, "x402_version": 2, "scheme": "exact", "network": self.gate.network,
+                "asset": self.gate.asset, "chain": {"chain_id": self.chain_id},
+                "receipt_signer": self.node.address, "header": PAYMENT_SIGNATURE_HEADER,
+                "min_validity_seconds": self.gate.min_validity_seconds,
+                "max_timeout_seconds": self.gate.max_timeout_seconds}
+
+    def verify(self, headers: Mapping[str, str], offer: Offer) -> PaymentTicket | None:
+        pay_to = to_checksum_address(offer.pay_to) if offer.pay_to else self.payee_of(offer.model_id)
+        requirements = self.gate.requirements(offer.price_atomic, pay_to)
+        signature = headers.get(PAYMENT_SIGNATURE_HEADER)
+        if not signature:
+            err: PaymentError = PaymentRequired(
+                f"this call costs {offer.price_atomic} atomic USDC units: pay over x402 (exact, {self.gate.network}) "
+                f"with an authorization valid for at least {self.gate.min_validity_seconds} s",
+                price_atomic=str(offer.price_atomic), asset=self.gate.asset, network=self.gate.network,
+                min_validity_seconds=self.gate.min_validity_seconds)
+            raise self._with_terms(err, requirements, offer)
+        try:
+            verified = self.gate.verify(signature, requirements, resource_url=offer.resource)
+        except PaymentError as exc:
+            raise self._with_terms(exc, requirements, offer) from None
+        doc = verified.to_json()
+        doc["resource"] = offer.resource
+        if offer.split:
+            doc["split"] = offer.split
+        return PaymentTicket(nonce=verified.key, amount_atomic=verified.amount, payer=verified.payer, doc=doc)
+
+    def payer_of(self, headers: Mapping[str, str]) -> str | None:
+        return self.gate.signed_payer(headers.get(PAYMENT_SIGNATURE_HEADER))
+
+    def cover(self, ticket: PaymentTicket, held_atomic: int) -> None:
+        if not ticket.payer:
+            return
+        balance = self.gate.balance(ticket.payer)
+        if balance is not None and balance - held_atomic < ticket.amount_atomic:
+            err = PaymentInsufficientFunds(
+                "the payer's balance does not cover this call on top of its other calls not settled yet",
+                payer=ticket.payer, balance=str(balance), held=str(held_atomic), price=str(ticket.amount_atomic))
+            verified = VerifiedPayment.from_json(ticket.doc)  # the same terms, for an x402 client
+            header = self.gate.payment_required_header(verified.requirements, str(ticket.doc.get("resource", "")),
+                                                       error=err.code)
+            err.headers = {PAYMENT_REQUIRED_HEADER: header}  # type: ignore[attr-defined]
+            raise err
+
+    def settle(self, ticket: PaymentTicket, proof: ProofOutcome) -> Settlement:
+        verified = self._reserved(ticket)
+        return self._paid(ticket, proof, verified, self.gate.settle(verified))  # at most once
+
+    def follow(self, ticket: PaymentTicket, proof: ProofOutcome, tx_hash: str | None) -> Settlement | None:
+        verified = self._reserved(ticket)
+        settled = self.gate.follow(verified, tx_hash)
+        return None if settled is None else self._paid(ticket, proof, verified, settled)
+
+    def _reserved(self, ticket: PaymentTicket) -> VerifiedPayment:
+        verified = VerifiedPayment.from_json(ticket.doc)
+        if self.gate.ledger.get(verified.key) is None:  # a restart forgot the reservation: take it again
+            self.gate.ledger.reserve(verified)
+        return verified
+
+    def _paid(self, ticket: PaymentTicket, proof: ProofOutcome, verified: VerifiedPayment,
+              settled: PaidOnChain) -> Settlement:
+        receipt = sign_receipt(
+            self.node, model_id=proof.model_id, input_commitment=proof.input_commitment,
+            output_hash=proof.output_hash, bundle_cid=proof.bundle_cid, network=settled.network,
+            transaction=settled.tx_hash, payer=settled.payer, amount=settled.amount,
+            resource_url=str(ticket.doc.get("resource", "")))
+        payment = {"scheme": "exact", "network": settled.network, "asset": verified.asset,
+                   "amount": str(settled.amount), "payer": settled.payer, "pay_to": verified.pay_to,
+                   "transaction": settled.tx_hash}
+        paid = proof.bundle.model_copy(update={"payment": payment, "receipt": receipt}).to_doc()
+        try:
+            payment["paid_bundle_cid"] = self.store.put_json(paid)
+        except Exception:  # the money moved: never fail the settlement for a copy
+            log.exception("could not store the paid bundle of job %s", proof.job_id)
+        split = ticket.doc.get("split")
+        if split and self.on_split is not None:
+            payment["split_onchain_id"] = str(split)  # released by InferenceMarket.releaseSplit
+            self.on_split(str(split))
+        zk: Any = getattr(proof.bundle, "proof", None) if split else None  # attested bundles have no instances
+        if split and self.on_validate is not None and getattr(zk, "instances", None) is not None:
+            self.on_validate(str(split), bytes.fromhex(zk.hex.removeprefix("0x")), [int(v, 16) for v in zk.instances],
+                             payment.get("paid_bundle_cid") or "", settled.tx_hash)
+        header = self.gate.payment_response_header(settled, receipt)
+        return Settlement(payment=payment, receipt=receipt, headers={"PAYMENT-RESPONSE": header})
+
+    def release(self, ticket: PaymentTicket) -> None:
+        self.gate.release(VerifiedPayment.from_json(ticket.doc))
+
+    # --- helpers ---------------------------------------------------------------------------------
+    def payee_of(self, model_id: str) -> str:
+        owner = self._pay_to(model_id)
+        return to_checksum_address(owner) if owner and is_address(owner) else self.default_payee
+
+    def _with_terms(self, err: PaymentError, requirements: Any, offer: Offer) -> PaymentError:
+        """Attach PAYMENT-REQUIRED so that an x402 client knows how to pay (or pay again)."""
+        header = self.gate.payment_required_header(
+            requirements, offer.resource,
+            description=f"{offer.description} ({offer.model_name}); sign an authorization valid for at least "
+                        f"{self.gate.min_validity_seconds} s (queue, proof and settlement)",
+            mime_type=offer.mime_type, error=err.code, discovery=discovery())
+        err.headers = {PAYMENT_REQUIRED_HEADER: header}  # type: ignore[attr-defined]
+        return err
+
+
+def discovery() -> Discovery:
+    """Bazaar metadata of the infer route: what goes in, what comes out."""
+    return Discovery(method="POST", input_example={"input_data": [[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]]},
+                     input_schema=INPUT_SCHEMA, output_example={"job_id": "...", "output": [[0.0]],
+                                                                "bundle_cid": "bafkrei...", "bundle": {},
+                                                                "payment": {}, "receipt": {}},
+                     output_schema=OUTPUT_SCHEMA, body_type="json", route_template=ROUTE_TEMPLATE)
+
+
+def build_x402(settings: Settings, store: ArtifactStore, pay_to: Callable[[str], str | None],
+               extra: X402Settings | None = None) -> X402Payments:
+    """The node's payment port for ``PROOFMARKET_PAYMENTS=on``."""
+    extra = extra or X402Settings()
+    check_public_url(settings)
+    if extra.payment_min_validity_s >= extra.payment_max_timeout_s:
+        raise UsageError(f"PROOFMARKET_PAYMENT_MIN_VALIDITY_S ({extra.payment_min_validity_s}) must be below "
+                         f"PROOFMARKET_PAYMENT_MAX_TIMEOUT_S ({extra.payment_max_timeout_s}): clients sign "
+                         "validBefore = now + maxTimeoutSeconds")
+    chain = node_chain(settings, extra)
+    chain_id = chain.client.chain_id
+    window = {"max_timeout_seconds": extra.payment_max_timeout_s, "min_validity_seconds": extra.payment_min_validity_s}
+    if extra.facilitator_url:
+        gate = PaymentGate.remote(facilitator_url=extra.facilitator_url, network=network_id(chain_id),
+                                  asset=chain.usdc, chain=chain.client, **window)
+    else:
+        gate = PaymentGate.local(rpc_url=chain.rpc_url, signer=chain.facilitator, asset=chain.usdc,
+                                 chain=chain.client, confirmation_timeout_seconds=extra.facilitator_wait_s, **window)
+    return X402Payments(gate, chain.node, store, pay_to, chain.payee, chain_id)
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+def is_loopback(host: str) -> bool:
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
+
+
+def check_public_url(settings: Settings) -> None:
+    """Off loopback the resource URL signed into receipts must not come from the request's Host header."""
+    if not settings.public_url and not is_loopback(settings.api_host):
+        raise UsageError(f"the node listens on {settings.api_host}, not loopback: set PROOFMARKET_PUBLIC_URL (the "
+                         "URL clients reach it at; it is signed into payment receipts) to take payments",
+                         api_host=settings.api_host)
+
+
+def node_chain(settings: Settings, extra: X402Settings) -> NodeChain:
+    rpc_url = settings.rpc_url or _devnet_rpc(settings.home)
+    client = ChainClient(rpc_url)
+    chain_id = client.chain_id
+    devnet = chain_id == DEVNET_CHAIN_ID
+    key = extra.node_key or settings.private_key
+    if key is not None:
+        node = load_key(key, chain_id)
+    elif devnet:
+        node = dev_account(DEV_ROLES["prover"], chain_id)
+    else:
+        raise UsageError(f"chain id {chain_id} is not the devnet: set PROOFMARKET_NODE_KEY (the node's key signs "
+                         "receipts and settlements) to take payments")
+    facilitator = dev_account(DEV_FACILITATOR_INDEX, chain_id) if devnet and key is None else node
+    payee = extra.payee or (dev_account(DEV_ROLES["owner"], chain_id).address if devnet else node.address)
+    return NodeChain(client, rpc_url, _usdc(settings, extra, client), node, facilitator, payee)
+
+
+def _devnet_rpc(home: Path) -> str:
+    """The devnet of ``proofmarket chain up``; started in the background when none answers."""
+    from proofmarket.market.node import devnet_up
+
+    status = devnet_up(MarketHome(home))
+    assert status.info is not None
+    if status.changed:
+        log.info("started a devnet at %s (stop it with 'proofmarket chain down')", status.info.rpc_url)
+    return status.info.rpc_url
+
+
+def _usdc(settings: Settings, extra: X402Settings, client: ChainClient) -> str:
+    if extra.usdc_address:
+        return to_checksum_address(extra.usdc_address)
+    path = settings.deployment_file or MarketHome(settings.home).deployment_file(client.chain_id)
+    found = load_deployment(path)
+    if found is not None and is_live(client, found):
+        return found.usdc
+    if client.chain_id != DEVNET_CHAIN_ID:
+        raise ChainError(f"no USDC token for chain id {client.chain_id}: set PROOFMARKET_USDC_ADDRESS or deploy "
+                         f"the market ({path})", chain_id=client.chain_id)
+    deployed = deploy(client, dev_account(DEV_ROLES["admin"], client.chain_id), path)  # TestUSDC, minted
+    return deployed.usdc
+
+
+__all__ = ["X402Payments", "X402Settings", "build_x402", "discovery", "node_chain"]

@@ -1,0 +1,180 @@
+"""Compile an owner's ONNX model into a complete, content-addressed set of proving artifacts.
+
+    ONNX + samples -> validate -> normalise (batch 1) -> [salt] -> settings search -> SRS -> keys
+      -> self-check proof -> Solidity verifier (solcjs) -> store every artifact -> manifest (= model id)
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from proofmarket import models
+from proofmarket.core.errors import UsageError
+from proofmarket.store import LocalStore
+from proofmarket.systems.ezkl import ezkl_calls, solidity
+from proofmarket.systems.ezkl.manifest import (
+    InstanceLayout,
+    ModelManifest,
+    SrsRef,
+    TensorDoc,
+    VerifierRef,
+    put_artifact,
+)
+from proofmarket.systems.ezkl.predict import Budget, Prediction, predict
+from proofmarket.systems.ezkl.profile import SALT_ELEMENTS, PrivacyProfile
+from proofmarket.systems.ezkl.salt import circuit_input, new_salt, salt_model
+from proofmarket.systems.ezkl.srs import SrsInfo, SrsProvider
+from proofmarket.systems.ezkl.tuning import AccuracyBound, Candidate, TuningJob, TuningReport, search
+
+Progress = Callable[[str], None]
+MAX_SAMPLES = 64
+
+
+@dataclass
+class CompileResult:
+    model_id: str
+    manifest: ModelManifest
+    report: TuningReport
+
+
+@dataclass
+class CompileOptions:
+    profile: PrivacyProfile
+    srs: SrsProvider
+    bound: AccuracyBound | None = None
+    candidates: list[Candidate] | None = None
+    name: str | None = None
+    timed: int = 2
+    budget: Budget | None = None  # refuse before tuning when the prediction is over it
+
+
+def compile_model(
+    onnx_path: Path, samples_doc: Any, store: LocalStore, options: CompileOptions,
+    progress: Progress = lambda _: None,
+) -> CompileResult:
+    progress("checking the ONNX model")
+    info = models.load_model(onnx_path)
+    samples = models.parse_samples(samples_doc, info)
+    if not samples:
+        raise UsageError("the samples file holds no sample input: give at least one")
+    if len(samples) > MAX_SAMPLES:
+        raise UsageError(f"give at most {MAX_SAMPLES} samples for tuning, not {len(samples)}")
+    with tempfile.TemporaryDirectory(prefix="proofmarket-compile-") as tmp:
+        work = Path(tmp)
+        circuit_onnx = circuit_model(onnx_path, work, options.profile)
+        flat = [_flat_input(s, options.profile) for s in samples]
+        progress("predicting the circuit's cost")
+        prediction = predict(circuit_onnx, flat, input_visibility=options.profile.input,
+                             param_visibility=options.profile.params)
+        progress(prediction.summary())
+        if options.budget is not None:
+            options.budget.check(prediction)
+        reference = [models.run_onnx(work / "normalized.onnx", s) for s in samples]
+        bound = options.bound or AccuracyBound(classifier=info.is_classifier)
+        job = TuningJob(circuit_onnx, flat, reference, options.profile, work, options.srs, bound,
+                        timed=options.timed)
+        progress("searching circuit settings")
+        report = search(job, options.candidates, progress)
+        picked = report.picked
+        assert picked.settings_path and picked.compiled_path and picked.logrows
+        srs = options.srs.get(picked.logrows)
+        progress(f"key setup (logrows {picked.logrows})")
+        vk, pk = work / "model.vk", work / "model.pk"
+        ezkl_calls.setup(picked.compiled_path, vk, pk, srs.path)
+        progress("self-check proof")
+        layout = _probe_layout(work, picked, vk, pk, srs, flat[0], info, options.profile.salted)
+        progress("Solidity verifier (solcjs)")
+        verifier = _verifier(work, vk, picked.settings_path, srs, store)
+        progress("storing artifacts")
+        manifest = ModelManifest(
+            name=options.name or onnx_path.stem,
+            onnx=put_artifact(store, onnx_path),
+            circuit_onnx=put_artifact(store, circuit_onnx),
+            inputs=[TensorDoc(name=t.name, shape=list(t.shape), dtype=t.dtype) for t in info.inputs],
+            outputs=[TensorDoc(name=t.name, shape=list(t.shape), dtype=t.dtype) for t in info.outputs],
+            is_classifier=info.is_classifier,
+            privacy=options.profile.to_dict(),
+            salt_elements=SALT_ELEMENTS if options.profile.salted else 0,
+            settings=put_artifact(store, picked.settings_path),
+            compiled=put_artifact(store, picked.compiled_path),
+            vk=put_artifact(store, vk),
+            pk=put_artifact(store, pk),
+            srs=SrsRef(**put_artifact(store, srs.path).model_dump(), kind=srs.kind, logrows=srs.logrows),
+            verifier=verifier,
+            layout=layout,
+            logrows=picked.logrows,
+            tuning=report.to_dict(),
+            accuracy={"max_abs_error": picked.max_abs_error, "limit": report.error_limit,
+                      "argmax_match": picked.argmax_match, "samples": len(samples)},
+            ezkl_version=ezkl_calls.EZKL_VERSION,
+        )
+        model_id = store.put_json(manifest.model_dump(mode="json"))
+    return CompileResult(model_id, manifest, report)
+
+
+def predict_model(onnx_path: Path, samples_doc: Any, profile: PrivacyProfile) -> tuple[Prediction, models.ModelInfo]:
+    """``compile --dry-run``: the checks and the cost prediction of ``compile_model``, no tuning, no keys."""
+    info = models.load_model(onnx_path)
+    samples = models.parse_samples(samples_doc, info)
+    if not samples:
+        raise UsageError("the samples file holds no sample input: give at least one")
+    with tempfile.TemporaryDirectory(prefix="proofmarket-predict-") as tmp:
+        circuit_onnx = circuit_model(onnx_path, Path(tmp), profile)
+        flat = [_flat_input(s, profile) for s in samples]
+        return predict(circuit_onnx, flat, input_visibility=profile.input, param_visibility=profile.params), info
+
+
+def circuit_model(onnx_path: Path, work: Path, profile: PrivacyProfile) -> Path:
+    """The ONNX that becomes the circuit: normalised to batch 1 (``work/normalized.onnx``, also the
+    onnxruntime reference), then wrapped to take a salt for a hashed input (``work/salted.onnx``)."""
+    normalized = work / "normalized.onnx"
+    models.normalize_model(onnx_path, normalized)
+    if not profile.salted:
+        return normalized
+    salted = work / "salted.onnx"
+    onnx.save(salt_model(onnx.load(str(normalized))), str(salted))
+    return salted
+
+
+def _flat_input(sample: list[np.ndarray], profile: PrivacyProfile) -> list[list[float]]:
+    return circuit_input(sample, new_salt() if profile.salted else None)
+
+
+def _probe_layout(work: Path, picked: Candidate, vk: Path, pk: Path, srs: SrsInfo,
+                  sample: list[list[float]], info: models.ModelInfo, hashed_input: bool) -> InstanceLayout:
+    """One real proof with the final keys: checks pk/vk/SRS fit together and reads the instance layout."""
+    assert picked.compiled_path and picked.settings_path
+    data = work / "probe-input.json"
+    data.write_text(json.dumps({"input_data": sample}))
+    ezkl_calls.gen_witness(data, picked.compiled_path, work / "probe-witness.json", vk, srs.path)
+    proof = ezkl_calls.prove(work / "probe-witness.json", picked.compiled_path, pk, work / "probe-proof.json",
+                             srs.path)
+    ezkl_calls.verify(work / "probe-proof.json", picked.settings_path, vk, srs.path)
+    settings = json.loads(picked.settings_path.read_text())
+    total = len(proof["instances"][0])
+    n_out = sum(t.size for t in info.outputs)
+    n_in = len(info.inputs) if hashed_input else sum(len(x) for x in sample)
+    return InstanceLayout(input=n_in, params=total - n_in - n_out, output=n_out,
+                          output_scales=list(settings["model_output_scales"]))
+
+
+def _verifier(work: Path, vk: Path, settings: Path, srs: SrsInfo, store: LocalStore) -> VerifierRef:
+    sol, abi_path = work / "Verifier.sol", work / "Verifier.abi.json"
+    ezkl_calls.create_evm_verifier(vk, settings, sol, abi_path, srs.path)
+    compiled = solidity.compile_verifier(sol)
+    abi_path.write_text(json.dumps(compiled.abi))
+    bytecode = work / "Verifier.bin"
+    bytecode.write_text(compiled.bytecode)
+    return VerifierRef(
+        source=put_artifact(store, sol), abi=put_artifact(store, abi_path),
+        bytecode=put_artifact(store, bytecode), compiler=compiled.compiler,
+        deployed_size=compiled.deployed_size,
+    )

@@ -1,0 +1,120 @@
+"""Know the cost before proving: predict logrows, proving-key size, peak memory and prove time.
+
+The prediction needs the folded graph and the samples, never a key setup: one EZKL ``gen_settings`` +
+``calibrate`` with the tuner's first candidate (decomposition 256 x 2, scale 7, two inner columns) on
+up to four samples gives the circuit's rows, logrows and lookups in seconds; the costs follow from the
+*work* of the circuit, ``2^logrows x inner columns x (1 + lookups and range checks / 2)``, with
+constants fitted on this machine by ``bench/scaling.py`` (results and the predictor's error:
+``bench/scaling.md``). The tuner usually finds a cheaper candidate than this one, so the prediction
+is an upper estimate of the circuit ``compile`` will pick.
+
+``check_budget`` refuses a model whose prediction exceeds the node's budget (``PROOFMARKET_MAX_LOGROWS``,
+``PROOFMARKET_MAX_PROVE_S``, ``PROOFMARKET_MAX_PROVE_MEMORY_MB``) with the numbers, before any setup.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from proofmarket.core.errors import ModelOverBudget
+from proofmarket.systems.ezkl import ezkl_calls
+
+#: Fitted by ``python bench/scaling.py`` on this project's reference machine (2 cores, 24 GiB, no GPU):
+#: prove_s = PROVE_S_PER_WORK * work, pk_mb = PK_MB_PER_WORK * work, rss_mb = RSS_BASE_MB + RSS_PER_PK * pk_mb.
+PROVE_S_PER_WORK = 6.2e-5
+PK_MB_PER_WORK = 1.06e-3
+RSS_BASE_MB = 100.0
+RSS_PER_PK = 2.1
+SETUP_PER_PROVE = 0.85  # key setup takes about this share of one proof
+PREDICT_CANDIDATE = (256, 2, 7, 2)  # decomposition base, legs, scale, inner columns
+MAX_LOGROWS = 24
+MAX_SAMPLES = 4
+
+
+@dataclass(frozen=True)
+class Prediction:
+    logrows: int
+    num_rows: int
+    inner_columns: int
+    lookups: int
+    work: float
+    prove_s: float
+    setup_s: float
+    pk_mb: float
+    peak_rss_mb: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+    def summary(self) -> str:
+        return (f"predicted: logrows {self.logrows} ({self.num_rows:,} rows x {self.inner_columns} columns, "
+                f"{self.lookups} lookups), proving key ~{self.pk_mb:,.0f} MB, peak memory ~{self.peak_rss_mb:,.0f} MB, "
+                f"prove ~{self.prove_s:,.1f} s, key setup ~{self.setup_s:,.1f} s")
+
+
+def from_settings(settings: dict[str, Any]) -> Prediction:
+    """The costs of a circuit from its EZKL settings (after calibration)."""
+    run_args = settings["run_args"]
+    logrows = int(run_args["logrows"])
+    columns = int(run_args.get("num_inner_cols") or 2)
+    lookups = len(settings.get("required_lookups") or []) + len(settings.get("required_range_checks") or [])
+    poseidon = (settings.get("module_sizes") or {}).get("poseidon") or [0]
+    work = float(2 ** logrows) * columns * (1.0 + lookups / 2.0) + (8.0 * 2 ** logrows if poseidon[0] else 0.0)
+    prove_s = PROVE_S_PER_WORK * work
+    pk_mb = PK_MB_PER_WORK * work
+    return Prediction(logrows=logrows, num_rows=int(settings.get("num_rows") or 0), inner_columns=columns,
+                      lookups=lookups, work=work, prove_s=prove_s, setup_s=SETUP_PER_PROVE * prove_s, pk_mb=pk_mb,
+                      peak_rss_mb=RSS_BASE_MB + RSS_PER_PK * pk_mb)
+
+
+def predict(circuit_onnx: Path, flat_samples: list[list[list[float]]], *, input_visibility: str = "public",
+            param_visibility: str = "fixed") -> Prediction:
+    """Predict the costs of ``circuit_onnx`` (the folded, maybe salted graph) on its samples (flat EZKL
+    ``input_data`` per sample): gen_settings + calibrate of one candidate, no key setup."""
+    base, legs, scale, columns = PREDICT_CANDIDATE
+    with tempfile.TemporaryDirectory(prefix="proofmarket-predict-") as tmp:
+        work = Path(tmp)
+        used = flat_samples[:MAX_SAMPLES]
+        data = {"input_data": [[v for s in used for v in s[k]] for k in range(len(used[0]))]}
+        (work / "cal.json").write_text(json.dumps(data))
+        settings = work / "settings.json"
+        ra = ezkl_calls.run_args(input_visibility=input_visibility, param_visibility=param_visibility,
+                                 decomp_base=base, decomp_legs=legs, num_inner_cols=columns)
+        ezkl_calls.gen_settings(circuit_onnx, settings, ra)
+        ezkl_calls.calibrate(work / "cal.json", circuit_onnx, settings, scales=[scale], max_logrows=MAX_LOGROWS,
+                             rebase_multipliers=[1, 2])
+        return from_settings(json.loads(settings.read_text()))
+
+
+@dataclass(frozen=True)
+class Budget:
+    max_logrows: int
+    max_prove_s: float
+    max_memory_mb: float
+
+    def check(self, prediction: Prediction) -> None:
+        over = []
+        if prediction.logrows > self.max_logrows:
+            over.append(f"logrows {prediction.logrows} > {self.max_logrows}")
+        if prediction.prove_s > self.max_prove_s:
+            over.append(f"prove ~{prediction.prove_s:,.0f} s > {self.max_prove_s:,.0f} s")
+        if prediction.peak_rss_mb > self.max_memory_mb:
+            over.append(f"memory ~{prediction.peak_rss_mb:,.0f} MB > {self.max_memory_mb:,.0f} MB")
+        if over:
+            raise ModelOverBudget(
+                f"the model is over this node's proving budget ({'; '.join(over)}): make it smaller or raise "
+                "PROOFMARKET_MAX_LOGROWS / PROOFMARKET_MAX_PROVE_S / PROOFMARKET_MAX_PROVE_MEMORY_MB",
+                prediction=prediction.to_dict(), over=over)
+
+
+def fit(points: list[tuple[float, float]]) -> float:
+    """The constant c of y = c * x that minimises the squared log error over (x, y) points."""
+    logs = [math.log(y / x) for x, y in points if x > 0 and y > 0]
+    return float(math.exp(np.mean(logs))) if logs else 0.0

@@ -1,0 +1,85 @@
+"""Compile an EZKL-generated Solidity verifier with solcjs (npm ``solc``), in a Node subprocess.
+
+The node_modules folder is found from ``PROOFMARKET_NODE_MODULES``, else by walking up from the
+current directory and from this package's location (a source checkout has it at the repo root).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from proofmarket.core.errors import ProvingError
+
+# Halo2 verifiers are large: optimise for size (runs=1) to stay under EIP-170's 24,576 bytes.
+_SOLC_SCRIPT = r"""
+const solc = require(process.argv[1]);
+let src = '';
+process.stdin.on('data', d => src += d);
+process.stdin.on('end', () => {
+  const input = {
+    language: 'Solidity',
+    sources: {'Verifier.sol': {content: src}},
+    settings: {optimizer: {enabled: true, runs: 1}, evmVersion: 'cancun',
+               outputSelection: {'*': {'*': ['abi', 'evm.bytecode.object', 'evm.deployedBytecode.object']}}},
+  };
+  const out = JSON.parse(solc.compile(JSON.stringify(input)));
+  process.stdout.write(JSON.stringify({version: solc.version(), output: out}));
+});
+"""
+
+
+@dataclass(frozen=True)
+class CompiledVerifier:
+    abi: list[dict[str, object]]
+    bytecode: str
+    deployed_size: int
+    compiler: str
+
+
+def find_node_modules() -> Path:
+    env = os.environ.get("PROOFMARKET_NODE_MODULES")
+    if env:
+        return Path(env)
+    for start in (Path.cwd(), Path(__file__).resolve()):
+        for folder in (start, *start.parents):
+            if (folder / "node_modules" / "solc").is_dir():
+                return folder / "node_modules"
+    raise ProvingError(
+        "solcjs was not found: run 'make setup' (npm ci) or set PROOFMARKET_NODE_MODULES to a node_modules "
+        "folder that contains 'solc'"
+    )
+
+
+def compile_verifier(sol_path: Path, contract: str = "Halo2Verifier") -> CompiledVerifier:
+    node = shutil.which("node")
+    if node is None:
+        raise ProvingError("Node.js is not installed: it is needed to compile the Solidity verifier")
+    solc = find_node_modules() / "solc"
+    try:
+        proc = subprocess.run(
+            [node, "-e", _SOLC_SCRIPT, str(solc)], input=sol_path.read_text(), capture_output=True,
+            text=True, timeout=600, check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise ProvingError("compiling the Solidity verifier took over 10 minutes") from exc
+    if proc.returncode != 0:
+        raise ProvingError(f"solcjs failed: {proc.stderr.strip()[:500]}")
+    result = json.loads(proc.stdout)
+    errors = [e for e in result["output"].get("errors", []) if e.get("severity") == "error"]
+    if errors:
+        raise ProvingError(f"solcjs rejected the verifier: {errors[0].get('formattedMessage', errors[0])}")
+    try:
+        art = result["output"]["contracts"]["Verifier.sol"][contract]
+    except KeyError as exc:
+        raise ProvingError(f"the verifier source has no contract named {contract}") from exc
+    return CompiledVerifier(
+        abi=art["abi"],
+        bytecode="0x" + art["evm"]["bytecode"]["object"],
+        deployed_size=len(art["evm"]["deployedBytecode"]["object"]) // 2,
+        compiler=f"solcjs {result['version']}",
+    )

@@ -1,0 +1,209 @@
+"""Independent verification of a proof bundle against the public artifacts it names by CID."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eth_abi import decode as abi_decode
+
+from proofmarket.core.errors import ArtifactNotFound, BundleError, VerificationFailed, WrongMode
+from proofmarket.store import ArtifactStore, canonical_json, cid_for_bytes
+from proofmarket.store.cid import digest_of
+from proofmarket.systems.ezkl import ezkl_calls
+from proofmarket.systems.ezkl.bundle import ProofBundle
+from proofmarket.systems.ezkl.felts import felt_to_uint, keccak_packed, parse_uint_hex, uint_to_felt
+from proofmarket.systems.ezkl.manifest import ModelManifest
+from proofmarket.systems.ezkl.srs import srs_kind
+
+VERIFY_PROOF_SELECTOR = "1e8e1e13"  # verifyProof(bytes,uint256[])
+
+
+@dataclass
+class VerifyReport:
+    valid: bool
+    model_id: str
+    output: list[list[float]]
+    srs_kind: str  # "none" for attested bundles (no SRS)
+    checks: list[str] = field(default_factory=list)
+    mode: str = "proven"
+    reexecuted: bool | None = None  # attested only: whether the result was re-executed (None for proven)
+    text: str | None = None  # attested text generation: the output text
+
+
+def load_manifest(store: ArtifactStore, model_id: str) -> ModelManifest:
+    """The proven (EZKL) manifest of ``model_id``; ``WrongMode`` when the model is attested."""
+    doc = store.get_json(model_id)
+    if isinstance(doc, dict) and doc.get("mode") == "attested":
+        raise WrongMode(f"model {model_id} is sold in attested mode (no ZK proof): use generate, not infer or prove",
+                        model_id=model_id, mode="attested")
+    return ModelManifest.model_validate(doc)
+
+
+def verify_bundle(doc: dict[str, Any] | ProofBundle, store: ArtifactStore) -> VerifyReport:
+    """Raise VerificationFailed (one sentence why) unless every check holds; ArtifactNotFound when an
+    artifact the bundle names is not in ``store``."""
+    bundle = doc if isinstance(doc, ProofBundle) else ProofBundle.parse(doc)
+    checks: list[str] = []
+    manifest = _check_model(bundle, store)
+    checks.append("bundle names the model's settings, vk and SRS")
+    instances = [parse_uint_hex(i) for i in bundle.proof.instances]
+    _check_instances(bundle, instances, manifest, store)
+    checks.append("input commitment, output hash and output values match the public instances")
+    _check_calldata(bundle, instances)
+    checks.append("EVM calldata encodes this proof")
+    _run_ezkl_verify(bundle, instances, store)
+    checks.append("halo2/KZG proof verifies")
+    if bundle.receipt is not None:
+        checks.append(_check_receipt(bundle))
+    # the SRS kind comes from the file's hash (its CID), never from the bundle's or the manifest's label
+    return VerifyReport(True, bundle.model.id, bundle.output.values, srs_kind(digest_of(bundle.model.srs.cid).hex()),
+                        checks)
+
+
+def pure_bundle_cid(bundle: ProofBundle) -> str:
+    """The CID of the proof bundle without its payment and receipt: the one the node stored and signed."""
+    pure = bundle.model_copy(update={"payment": None, "receipt": None})
+    return cid_for_bytes(canonical_json(pure.to_doc()))
+
+
+def _check_receipt(bundle: ProofBundle) -> str:
+    """A paid bundle's receipt: the node's EIP-712 signatures hold and it binds this very proof."""
+    from proofmarket.payments.receipts import verify_receipt  # eth-account: only for paid bundles
+
+    assert bundle.receipt is not None
+    signer = verify_receipt(bundle.receipt)
+    message = bundle.receipt["typedData"]["message"]
+    bound = [
+        ("model id", str(message["modelId"]), bundle.model.id),
+        ("input commitment", str(message["inputCommitment"]).lower(), bundle.input.commitment.lower()),
+        ("output hash", str(message["outputHash"]).lower(), bundle.output.hash.lower()),
+        ("bundle CID", str(message["bundleCid"]), pure_bundle_cid(bundle)),
+    ]
+    for what, signed, actual in bound:
+        if signed != actual:
+            raise VerificationFailed(f"the receipt's {what} is not this bundle's ({signed} != {actual})")
+    if bundle.payment is not None and "transaction" in bundle.payment and \
+            str(bundle.payment["transaction"]).lower() != str(message["transaction"]).lower():
+        raise VerificationFailed("the receipt's payment transaction is not the bundle's payment")
+    return (f"receipt signed by {signer} binds payment {message['transaction']} ({message['amount']} atomic "
+            f"on {message['network']}) to this model, input, output and bundle")
+
+
+def _check_model(bundle: ProofBundle, store: ArtifactStore) -> ModelManifest:
+    model = bundle.model
+    try:
+        manifest = load_manifest(store, model.id)
+    except ArtifactNotFound:
+        raise
+    except Exception as exc:
+        raise BundleError(f"the model id {model.id} does not name a model manifest") from exc
+    pairs = [
+        ("settings", model.settings_cid, manifest.settings.cid),
+        ("verifying key", model.vk_cid, manifest.vk.cid),
+        ("SRS", model.srs.cid, manifest.srs.cid),
+        ("ONNX commitment", model.onnx_sha256, manifest.onnx.sha256),
+    ]
+    for what, claimed, actual in pairs:
+        if claimed != actual:
+            raise VerificationFailed(f"the bundle's {what} is not the one of model {model.id}")
+    if hashlib.sha256(store.get(model.vk_cid)).hexdigest() != model.vk_digest:
+        raise VerificationFailed("the verifying key does not match the bundle's vk digest")
+    if bundle.layout != manifest.layout:
+        raise VerificationFailed("the bundle's instance layout differs from the model's")
+    return manifest
+
+
+def _check_instances(bundle: ProofBundle, instances: list[int], manifest: ModelManifest,
+                     store: ArtifactStore) -> None:
+    layout = bundle.layout
+    if len(instances) != layout.input + layout.params + layout.output:
+        raise VerificationFailed(
+            f"the proof has {len(instances)} public instances; the model's layout needs "
+            f"{layout.input + layout.params + layout.output}"
+        )
+    inputs, outputs = instances[: layout.input], instances[len(instances) - layout.output:]
+    if keccak_packed(inputs) != bundle.input.commitment:
+        raise VerificationFailed("the input commitment does not match the proof's public input")
+    if keccak_packed(outputs) != bundle.output.hash:
+        raise VerificationFailed("the output hash does not match the proof's public output")
+    _check_output_values(bundle, outputs)
+    if bundle.input.visibility == "public":
+        _check_input_values(bundle, inputs, manifest, store)
+
+
+def _decode(values: list[int], scales: list[int], sizes: list[int]) -> list[list[float]]:
+    out, pos = [], 0
+    for scale, size in zip(scales, sizes, strict=True):
+        out.append([ezkl_calls.felt_to_float(uint_to_felt(v), scale) for v in values[pos:pos + size]])
+        pos += size
+    return out
+
+
+def _sizes(shapes: list[list[int]]) -> list[int]:
+    return [math.prod(shape) for shape in shapes]
+
+
+def decode_outputs(bundle: ProofBundle, outputs: list[int]) -> list[list[float]]:
+    """The output values the proof's output instances commit to, one flat list per model output."""
+    sizes = _sizes(bundle.output.shapes)
+    if sum(sizes) != len(outputs) or len(bundle.layout.output_scales) != len(sizes):
+        raise VerificationFailed("the output shapes do not match the proof's public output")
+    return _decode(outputs, bundle.layout.output_scales, sizes)
+
+
+def _check_output_values(bundle: ProofBundle, outputs: list[int]) -> None:
+    decoded = decode_outputs(bundle, outputs)
+    if not _close(decoded, bundle.output.values, 1e-9):
+        raise VerificationFailed("the output values are not the ones the proof commits to")
+
+
+def _check_input_values(bundle: ProofBundle, inputs: list[int], manifest: ModelManifest,
+                        store: ArtifactStore) -> None:
+    values = bundle.input.values
+    if values is None:
+        raise VerificationFailed("a public-input bundle must carry its input values")
+    scales = json.loads(store.get(manifest.settings.cid))["model_input_scales"]
+    decoded = _decode(inputs, scales, [len(v) for v in values])
+    tolerance = max(2.0 ** -min(scales), 1e-9)
+    if not _close(decoded, values, tolerance):
+        raise VerificationFailed("the input values are not the ones the proof commits to")
+
+
+def _close(a: list[list[float]], b: list[list[float]], tol: float) -> bool:
+    if [len(x) for x in a] != [len(x) for x in b]:
+        return False
+    return all(abs(x - y) <= tol for xs, ys in zip(a, b, strict=True) for x, y in zip(xs, ys, strict=True))
+
+
+def _check_calldata(bundle: ProofBundle, instances: list[int]) -> None:
+    calldata = bytes.fromhex(bundle.proof.evm_calldata.removeprefix("0x"))
+    if calldata[:4].hex() != VERIFY_PROOF_SELECTOR:
+        raise VerificationFailed("the EVM calldata does not call verifyProof(bytes,uint256[])")
+    try:
+        proof, inst = abi_decode(["bytes", "uint256[]"], calldata[4:])
+    except Exception as exc:
+        raise VerificationFailed("the EVM calldata is not a valid verifyProof call") from exc
+    if proof != bytes.fromhex(bundle.proof.hex.removeprefix("0x")) or list(inst) != instances:
+        raise VerificationFailed("the EVM calldata does not encode the bundle's proof and instances")
+
+
+def _run_ezkl_verify(bundle: ProofBundle, instances: list[int], store: ArtifactStore) -> None:
+    try:
+        proof_bytes = list(bytes.fromhex(bundle.proof.hex.removeprefix("0x")))
+    except ValueError as exc:
+        raise VerificationFailed("the proof is not valid hex") from exc
+    doc = {"instances": [[uint_to_felt(v) for v in instances]], "proof": proof_bytes}
+    with tempfile.TemporaryDirectory(prefix="proofmarket-verify-") as tmp:
+        proof_path = Path(tmp) / "proof.json"
+        proof_path.write_text(json.dumps(doc))
+        ezkl_calls.verify(proof_path, store.path(bundle.model.settings_cid), store.path(bundle.model.vk_cid),
+                          store.path(bundle.model.srs.cid))
+
+
+__all__ = ["VerifyReport", "verify_bundle", "pure_bundle_cid", "load_manifest", "felt_to_uint", "decode_outputs"]

@@ -1,0 +1,123 @@
+"""A local workspace: the data folder with its artifact store, SRS cache, prover and model index."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from proofmarket.core.settings import Settings
+from proofmarket.store import LocalStore, export_car, import_car
+from proofmarket.systems.ezkl.compiler import CompileOptions, CompileResult, Progress
+from proofmarket.systems.ezkl.predict import Prediction
+from proofmarket.systems.ezkl.profile import PrivacyProfile
+from proofmarket.systems.ezkl.prover import EzklProver, ProveResult
+from proofmarket.systems.ezkl.srs import SrsProvider
+from proofmarket.systems.ezkl.tuning import AccuracyBound
+from proofmarket.systems.ezkl.verify import VerifyReport
+from proofmarket.systems.ezkl.worker import InlineProofWorker, ProofWorker
+
+
+class Workspace:
+    def __init__(self, settings: Settings | None = None, *, inline_prover: bool = False) -> None:
+        """``inline_prover``: prove in this process (one-shot commands) instead of a prover process."""
+        self.settings = settings or Settings()
+        self.store = LocalStore(self.settings.store_dir)
+        self._prover: EzklProver | None = None
+        self._attested: Any = None
+        self._inline = inline_prover
+
+    @property
+    def prover(self) -> EzklProver:
+        if self._prover is None:
+            worker = InlineProofWorker() if self._inline else ProofWorker(timeout_s=self.settings.proof_timeout_s)
+            self._prover = EzklProver(self.store, self.settings.jobs_dir, worker)
+        return self._prover
+
+    def compile(self, onnx_path: Path, samples_doc: Any, *, profile: PrivacyProfile, srs_file: Path | None = None,
+                bound: AccuracyBound | None = None, name: str | None = None,
+                progress: Progress = lambda _: None) -> CompileResult:
+        srs = SrsProvider(self.settings.srs_dir, srs_file or self.settings.srs_file)
+        options = CompileOptions(profile=profile, srs=srs, bound=bound, name=name, budget=self.settings.budget)
+        result = self.prover.compile(onnx_path, samples_doc, options, progress)
+        self._index(result)
+        return result
+
+    def predict(self, onnx_path: Path, samples_doc: Any, *, profile: PrivacyProfile) -> Prediction:
+        """``compile --dry-run``: check the model and samples and predict the circuit's cost (no keys)."""
+        from proofmarket.systems.ezkl.compiler import predict_model
+
+        return predict_model(onnx_path, samples_doc, profile)[0]
+
+    def prove(self, model_id: str, inputs_doc: Any) -> ProveResult:
+        return self.prover.prove(model_id, inputs_doc)
+
+    def verify(self, bundle_doc: Any, *, reexecute: bool = False, model_dir: Path | None = None,
+               threads: int | None = None) -> VerifyReport:
+        """Either mode: a proven bundle's ZK proof; an attested bundle's signature and hashes, and with
+        ``reexecute`` one prefill pass against its commitments (weights from ``model_dir`` or the store)."""
+        from proofmarket.systems import verify_bundle_any
+
+        return verify_bundle_any(bundle_doc, self.store, reexecute=reexecute, model_dir=model_dir,
+                                 work_dir=self.settings.jobs_dir, threads=threads)
+
+    @property
+    def attested(self) -> Any:
+        """The attested system (``AttestedSystem``), signing with this workspace's node key."""
+        if self._attested is None:
+            from proofmarket.systems.attested.signer import DEVNET_CHAIN_ID, node_signer
+            from proofmarket.systems.attested.system import AttestedSystem
+
+            self._attested = AttestedSystem(self.store, self.settings.jobs_dir, node_signer(self.settings),
+                                            DEVNET_CHAIN_ID)
+        return self._attested
+
+    def compile_attested(self, model_dir: Path, *, name: str | None = None, max_tokens_cap: int | None = None,
+                         progress: Progress = lambda _: None) -> tuple[str, Any]:
+        """``compile --mode attested``: commit to a causal LM directory (no circuit, no keys)."""
+        from proofmarket.systems.attested.service import DEFAULT_MAX_TOKENS_CAP, compile_attested
+
+        model_id, manifest = compile_attested(model_dir, self.store, name=name, progress=progress,
+                                              max_tokens_cap=max_tokens_cap or DEFAULT_MAX_TOKENS_CAP)
+        self._write_index(model_id, {"id": model_id, "name": manifest.name, "mode": "attested",
+                                     "privacy": manifest.privacy["name"], "logrows": None,
+                                     "weights_root": manifest.weights.root, "srs": None,
+                                     "created_at": manifest.created_at})
+        return model_id, manifest
+
+    def models(self) -> list[dict[str, Any]]:
+        path = self._index_path()
+        rows = list(json.loads(path.read_text()).values()) if path.is_file() else []
+        return [{"mode": "proven", **row} for row in rows]  # entries from before attested mode are proven
+
+    def export_model(self, model_id: str, out: Path) -> Path:
+        from proofmarket.systems import parse_manifest
+
+        manifest = parse_manifest(self.store.get_json(model_id))
+        return export_car(self.store, [model_id, *manifest.public_cids], out, roots=[model_id])
+
+    def import_car(self, path: Path) -> list[str]:
+        return import_car(self.store, path)
+
+    def close(self) -> None:
+        if self._prover is not None:
+            self._prover.close()
+
+    def _index_path(self) -> Path:
+        return self.settings.home / "models.json"
+
+    def _index(self, result: CompileResult) -> None:
+        m = result.manifest
+        self._write_index(result.model_id, {
+            "id": result.model_id, "name": m.name, "mode": "proven", "privacy": m.privacy["name"],
+            "logrows": m.logrows, "onnx_sha256": m.onnx.sha256, "srs": m.srs.kind, "created_at": m.created_at,
+        })
+
+    def _write_index(self, model_id: str, entry: dict[str, Any]) -> None:
+        path = self._index_path()
+        index = json.loads(path.read_text()) if path.is_file() else {}
+        index[model_id] = entry
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(index, indent=2))
+        os.replace(tmp, path)

@@ -1,0 +1,420 @@
+"""A staked validator of attested results (``proofmarket validator run``).
+
+It follows the AttestationCourt: for each ``Committed`` result it learns, one block later, whether it was drawn
+to re-check it (``isSampled``: the hash of the block after the commitment, unknown to the node when it
+answered). A drawn result is fetched from the node that committed it (``GET /v1/court/{id}/bundle``, signed by
+the validator; the node's URL from ``--node`` or from its ERC-8004 registration file), compared with the
+committed digest and instances, and re-executed (``verify --reexecute``). A result that differs is challenged
+(with the court's bond); a result the node does not serve within half its window is challenged for availability
+(``challengeAvailability``): the node must then publish the committed bytes on chain, where this validator reads
+them (``Published``), or lose. For every ``Challenged`` result on which it has weight (stake bonded before the
+commitment) the validator re-executes too and votes; once the court resolved, it claims its vote (its escrowed
+share back, plus the losers' share when it was on the winning side).
+
+Verdicts: ``reproduced`` (no challenge), ``cheated`` (challenge or vote "cheated"), ``cannot_check`` (the
+model is not held here: no challenge, no vote), ``unavailable`` (not served: never a vote; an availability
+challenge once half the window passed). State (the event cursor, verdicts) is kept in a JSON file, so a
+restarted validator resumes. Metrics (Prometheus text) and ``/health`` are served on ``--port``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+from eth_account.signers.local import LocalAccount
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
+from proofmarket.chain import EventWatcher
+from proofmarket.chain.client import ChainClient
+from proofmarket.chain.court import AttestationCourt
+from proofmarket.core import jsonlimits
+from proofmarket.core.errors import ArtifactNotFound, ModelFilesMissing, ProofMarketError, VerificationFailed
+from proofmarket.systems.workspace import Workspace
+from proofmarket.validator.protocol import MAX_BUNDLE_BYTES, fetch_committed, read_headers, registration_file
+
+log = logging.getLogger("proofmarket.validator.process")
+MAX_VERDICTS = 10_000  # verdicts kept in the state file
+MAX_ATTEMPTS = 3  # a request whose judging raised this many times is given up on
+
+
+@dataclass
+class Verdict:
+    request_id: int
+    verdict: str  # reproduced | cheated | cannot_check | unavailable
+    reason: str
+    seconds: float = 0.0
+
+    @property
+    def cheated(self) -> bool | None:
+        return {"reproduced": False, "cheated": True}.get(self.verdict)
+
+
+class ValidatorMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.checks = Counter("proofmarket_validator_checks", "results looked at, by verdict", ["verdict"],
+                              registry=registry)
+        self.challenges = Counter("proofmarket_validator_challenges", "challenges opened", registry=registry)
+        self.votes = Counter("proofmarket_validator_votes", "votes cast", ["node_cheated"], registry=registry)
+        self.errors = Counter("proofmarket_validator_errors", "failed polls or transactions", registry=registry)
+        self.stake = Gauge("proofmarket_validator_stake_atomic", "the validator's stake on the court",
+                           registry=registry)
+        self.next_block = Gauge("proofmarket_validator_next_block", "first block not yet scanned", registry=registry)
+        self.recheck = Gauge("proofmarket_validator_last_recheck_seconds", "the last re-execution's duration",
+                             registry=registry)
+
+
+@dataclass
+class _Pending:
+    request_id: int
+    node: str
+    instances: list[int]
+    digest: str
+    commit_block: int
+    window_end: int
+    challenged: bool = False
+
+
+@dataclass
+class ValidatorState:
+    next_block: int
+    verdicts: dict[int, dict[str, Any]] = field(default_factory=dict)
+    pending: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path, start: int) -> ValidatorState:
+        if not path.exists():
+            return cls(start)
+        data = json.loads(path.read_text())
+        return cls(int(data["next_block"]), {int(k): v for k, v in data.get("verdicts", {}).items()},
+                   {int(k): v for k, v in data.get("pending", {}).items()})
+
+    def save(self, path: Path) -> None:
+        if len(self.verdicts) > MAX_VERDICTS:  # keep the newest: settled requests are not looked at again
+            self.verdicts = dict(sorted(self.verdicts.items())[-MAX_VERDICTS:])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"next_block": self.next_block, "verdicts": self.verdicts,
+                                   "pending": self.pending}))
+        os.replace(tmp, path)
+
+
+class Validator:
+    def __init__(self, client: ChainClient, court: AttestationCourt, account: LocalAccount, workspace: Workspace, *,
+                 state_path: Path, node_urls: list[str] | None = None, identity: Any = None,
+                 from_block: int = 0, confirmations: int = 0, poll_s: float = 1.0, threads: int | None = None,
+                 registry: CollectorRegistry | None = None) -> None:
+        self.client, self.court, self.account, self.workspace = client, court, account, workspace
+        self.node_urls = [u.rstrip("/") for u in node_urls or []]
+        self.identity = identity
+        self.state_path = state_path
+        self.state = ValidatorState.load(state_path, from_block)
+        self.events = EventWatcher(client, {"court": court}, from_block=self.state.next_block,
+                                   confirmations=confirmations, poll_interval=poll_s)
+        self.poll_s, self.threads = poll_s, threads
+        self.metrics = ValidatorMetrics(registry or CollectorRegistry())
+        self.last_poll = 0.0
+        self._urls: dict[str, list[str]] = {}
+        self._stop = threading.Event()
+
+    @property
+    def address(self) -> str:
+        return str(self.account.address)
+
+    # --- stake --------------------------------------------------------------------------------
+    def ensure_stake(self, amount: int | None = None, bonds: int = 5) -> int:
+        """Stake up to the court's validator minimum (or ``amount``) and approve ``bonds`` challenge bonds."""
+        from proofmarket.chain.contracts import UsdcToken
+
+        params = self.court.params()
+        usdc = UsdcToken(self.client, str(self.court._call("usdc")))
+        have = self.court.stake_of(self.address, validator=True)
+        add = max(0, (amount if amount is not None else params.validator_min_stake) - have)
+        need = add + bonds * params.challenge_bond
+        if usdc.allowance(self.address, self.court.address) < need:
+            usdc.approve(self.court.address, need, self.account)
+        if add:
+            self.court.stake(add, self.account, validator=True)
+        stake = self.court.stake_of(self.address, validator=True)
+        self.metrics.stake.set(stake)
+        return stake
+
+    # --- the loop -----------------------------------------------------------------------------
+    def poll_once(self) -> int:
+        """Scan new events, then check what is due. Returns how many results were judged."""
+        for event in self.events.poll():
+            try:
+                self._on_event(event.event, event.args, event.block_number)
+            except Exception:  # one malformed event never stops the others
+                self.metrics.errors.inc()
+                log.exception("validator: event %s in block %s not understood", event.event, event.block_number)
+        self.state.next_block = self.events.next_block
+        self.metrics.next_block.set(self.state.next_block)
+        self.state.save(self.state_path)
+        judged = self._due()
+        self.state.save(self.state_path)
+        self.last_poll = time.time()
+        return judged
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        self._stop = stop or self._stop
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+            except Exception:
+                self.metrics.errors.inc()
+                log.exception("validator: poll failed")
+            self._stop.wait(self.poll_s)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def healthy(self) -> bool:
+        return time.time() - self.last_poll < max(30.0, 10 * self.poll_s)
+
+    # --- judging ------------------------------------------------------------------------------
+    def check(self, request_id: int, node: str, instances: list[int], digest: str) -> Verdict:
+        """Fetch the committed bundle from the node, match it with the commitment, re-execute it."""
+        from proofmarket.market import attested_escrow
+        from proofmarket.systems import parse_bundle
+
+        started = time.perf_counter()
+        data = self._fetch(request_id, node, digest)
+        if data is None:
+            data = self._published(request_id, digest)
+        if data is None:
+            return Verdict(request_id, "unavailable", "the node did not serve the committed bundle")
+        try:  # the node signed this bundle's digest: whatever does not parse is its fault
+            bundle = parse_bundle(jsonlimits.loads(data, max_bytes=MAX_BUNDLE_BYTES, what="the committed bundle"))
+            inp, dec = bundle.input, bundle.decoding
+            doc = {"prompt": inp.prompt, "max_tokens": dec.max_tokens, "temperature": dec.temperature,
+                   "seed": dec.seed}
+        except Exception as exc:  # noqa: BLE001 (any failure to parse is a verdict, never a crash)
+            return Verdict(request_id, "cheated", f"the committed bundle is not a valid attested bundle: {exc}"[:500])
+        try:
+            if attested_escrow.instances_of(bundle, doc) != instances:
+                return Verdict(request_id, "cheated", "the bundle's hashes are not the committed instances")
+            self.workspace.verify(bundle, reexecute=True, threads=self.threads)
+        except (ArtifactNotFound, ModelFilesMissing) as exc:
+            return Verdict(request_id, "cannot_check", exc.message)
+        except VerificationFailed as exc:
+            return Verdict(request_id, "cheated", exc.message, time.perf_counter() - started)
+        except (ProofMarketError, ValueError, AttributeError) as exc:
+            return Verdict(request_id, "cheated", f"the committed bundle is not a valid attested bundle: {exc}")
+        seconds = time.perf_counter() - started
+        self.metrics.recheck.set(seconds)
+        return Verdict(request_id, "reproduced", "re-executed: every commitment and token matches", seconds)
+
+    def _on_event(self, name: str, args: dict[str, Any], block: int) -> None:
+        if "requestId" not in args:  # stakes, parameters, batches
+            return
+        rid = int(args["requestId"])
+        if name == "Committed":
+            self.state.pending[rid] = vars(_Pending(
+                rid, str(args["node"]), [int(v) for v in args["instances"]], "0x" + bytes(args["bundleDigest"]).hex(),
+                block, int(args["windowEnd"])))
+        elif name == "Challenged":
+            if rid in self.state.pending:
+                self.state.pending[rid]["challenged"] = True
+        elif name == "Published":  # the node answered an availability challenge: the bundle is on chain
+            if rid in self.state.pending:
+                self.state.pending[rid]["published_block"] = block
+        elif name in ("Resolved", "Paid", "Refunded") and not self.state.pending.get(rid, {}).get("voted"):
+            self.state.pending.pop(rid, None)  # (a vote of ours is claimed first, in _due)
+
+    def _due(self) -> int:
+        """Judge every pending request; a failure is contained to its request, and the state is saved after
+        each one (a validator stopped mid-way resumes where it was)."""
+        judged = 0
+        head = self.client.block_number()
+        now = self.client.timestamp()
+        for rid, p in list(self.state.pending.items()):
+            try:
+                judged += self._due_one(rid, p, head, now)
+            except Exception as exc:  # noqa: BLE001 (request N's failure never stops request N+1)
+                self._failed(rid, exc)
+            self.state.save(self.state_path)
+        return judged
+
+    def _due_one(self, rid: int, p: dict[str, Any], head: int, now: int) -> int:
+        onchain = self.court.get_request(rid)
+        if onchain.outcome != "none" and onchain.status not in ("committed", "challenged", "withheld"):
+            if p.get("voted"):
+                self._claim(rid)
+            self.state.pending.pop(rid, None)
+            return 0
+        if onchain.status not in ("committed", "challenged", "withheld"):
+            self.state.pending.pop(rid, None)
+            return 0
+        if onchain.status == "challenged":
+            return self._vote(rid, p, onchain)
+        if onchain.status == "withheld":
+            return 0  # the node must publish the bundle on chain; the court decides if it does not
+        if head <= onchain.commit_block + 1:
+            return 0  # the draw is known one block after the commitment
+        if p.get("sampled") is False:
+            return 0  # not drawn: followed only to vote if it is challenged
+        if rid in self.state.verdicts and self.state.verdicts[rid]["verdict"] not in ("unavailable", "error"):
+            return 0
+        if not self.court.is_sampled(rid, self.address):
+            self.metrics.checks.labels("not_sampled").inc()
+            p["sampled"] = False
+            return 0
+        verdict = self.check(rid, p["node"], p["instances"], p["digest"])
+        if verdict.verdict == "unavailable":  # withheld? challenged for availability once half the window passed
+            committed_at = self.client.timestamp(onchain.commit_block)
+            if now < (committed_at + onchain.window_end) // 2:
+                return 0
+        self._record(verdict)
+        if verdict.verdict == "unavailable" and now <= onchain.window_end:
+            self._challenge(rid, verdict, p, availability=True)  # the node must publish it on chain
+        elif verdict.verdict == "cheated" and now <= onchain.window_end:
+            self._challenge(rid, verdict, p)
+        return 1  # followed until it is paid or resolved: a challenge by someone else asks for our vote
+
+    def _failed(self, rid: int, exc: Exception) -> None:
+        """Judging ``rid`` raised: recorded for ``rid`` (verdict ``error``), retried on the next polls, given
+        up after :data:`MAX_ATTEMPTS`."""
+        self.metrics.errors.inc()
+        log.exception("validator: judging request %s failed", rid)
+        attempts = int(self.state.verdicts.get(rid, {}).get("attempts", 0)) + 1
+        self._record(Verdict(rid, "error", f"judging failed here: {type(exc).__name__}: {exc}"[:500]))
+        self.state.verdicts[rid]["attempts"] = attempts
+        if attempts >= MAX_ATTEMPTS:
+            self.state.pending.pop(rid, None)
+
+    def _vote(self, rid: int, p: dict[str, Any], onchain: Any) -> int:
+        me = self.address.lower()
+        if (onchain.node or "").lower() == me or self.court.has_voted(rid, self.address):
+            return 0
+        known = self.state.verdicts.get(rid)
+        verdict = Verdict(rid, known["verdict"], known["reason"]) if known and known["verdict"] in (
+            "reproduced", "cheated") else self.check(rid, p["node"], p["instances"], p["digest"])
+        self._record(verdict)
+        if verdict.verdict not in ("reproduced", "cheated"):
+            return 0  # cannot check it, or could not get it: abstain (availability is the court's rule, not ours)
+        if self.court.weight_of(rid, self.address) == 0:
+            return 0  # staked after the commitment (or a party): no weight on this request
+        cheated = verdict.verdict == "cheated"
+        try:
+            self.court.vote(rid, cheated, self.account)
+            p["voted"] = True
+            self.metrics.votes.labels(str(cheated).lower()).inc()
+            log.info("validator %s: voted on request %s: node cheated=%s (%s)", me, rid, cheated, verdict.reason)
+        except ProofMarketError as exc:
+            self.metrics.errors.inc()
+            log.warning("validator: vote on request %s refused: %s", rid, exc.message)
+        return 1
+
+    def _challenge(self, rid: int, verdict: Verdict, p: dict[str, Any], *, availability: bool = False) -> None:
+        try:
+            if availability:
+                self.court.challenge_availability(rid, self.account)
+            else:
+                self.court.challenge(rid, self.account)
+                p["voted"] = True  # the challenge is our vote "cheated"
+            self.metrics.challenges.inc()
+            log.warning("validator %s: challenged request %s%s: %s", self.address, rid,
+                        " for availability" if availability else "", verdict.reason)
+        except ProofMarketError as exc:
+            self.metrics.errors.inc()
+            log.warning("validator: challenge of request %s refused: %s", rid, exc.message)
+
+    def _claim(self, rid: int) -> None:
+        """Settle our vote on a resolved request: the escrowed share (and the losers') back to our stake."""
+        try:
+            if not self.court.vote_of(rid, self.address).claimed:
+                self.court.claim(rid, self.address, self.account)
+                self.metrics.stake.set(self.court.stake_of(self.address, validator=True))
+        except ProofMarketError as exc:
+            self.metrics.errors.inc()
+            log.warning("validator: claim of the vote on request %s refused: %s", rid, exc.message)
+
+    def _published(self, rid: int, digest: str) -> bytes | None:
+        """The bundle a node published on chain after an availability challenge (checked against ``digest``)."""
+        p = self.state.pending.get(rid) or {}
+        if "published_block" not in p:
+            return None
+        data = self.court.published_bundle(rid, int(p["published_block"]))
+        if data is None or "0x" + hashlib.sha256(data).hexdigest() != digest:
+            return None
+        return data
+
+    def _record(self, verdict: Verdict) -> None:
+        if self.state.verdicts.get(verdict.request_id, {}).get("verdict") != verdict.verdict:
+            self.metrics.checks.labels(verdict.verdict).inc()
+        self.state.verdicts[verdict.request_id] = {"verdict": verdict.verdict, "reason": verdict.reason,
+                                                   "seconds": round(verdict.seconds, 3)}
+
+    # --- fetching -----------------------------------------------------------------------------
+    def _fetch(self, request_id: int, node: str, digest: str) -> bytes | None:
+        """The committed bundle (the answer whose sha256 is ``digest``), or None. Each URL gets its own
+        single-use read signature bound to ``node``. A bundle over :data:`MAX_BUNDLE_BYTES` comes back cut
+        just past the limit (``check`` then refuses it as too large): the node signed that digest."""
+        for base in self._urls_of(node):
+            headers = read_headers(self.account, self.client.chain_id, self.court.address, node, request_id)
+            try:
+                data = fetch_committed(f"{base}/v1/court/{request_id}/bundle", headers, digest)
+            except httpx.HTTPError as exc:
+                log.info("validator: %s did not answer: %s", base, exc)
+                continue
+            if data is not None:
+                return data
+        return None
+
+    def _urls_of(self, node: str) -> list[str]:
+        """The node's URL from its ERC-8004 registration file (cached), then the ``--node`` URLs."""
+        if node not in self._urls:
+            found: list[str] = []
+            if self.identity is not None:
+                try:  # only an agent the node registered itself: anyone can transfer one to its address
+                    agent = self.identity.agent_minted_by(node)
+                    if agent is not None:
+                        doc = registration_file(self.identity.agent_uri(agent))
+                        for service in doc.get("services", []):
+                            if isinstance(service, dict) and service.get("name") == "proofmarket":
+                                found.append(str(service["endpoint"]).split("/.well-known/")[0].rstrip("/"))
+                except (httpx.HTTPError, ValueError, KeyError, AttributeError, ProofMarketError) as exc:
+                    log.info("validator: no registration file for node %s: %s", node, exc)
+            self._urls[node] = found
+        return [*self._urls[node], *(u for u in self.node_urls if u not in self._urls[node])]
+
+
+def serve_metrics(validator: Validator, host: str, port: int) -> ThreadingHTTPServer:
+    """``/metrics`` (Prometheus text) and ``/health`` (JSON; 503 when the last poll is stale) in a thread."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            if self.path == "/metrics":
+                body, status, kind = generate_latest(validator.metrics.registry), 200, "text/plain; version=0.0.4"
+            elif self.path == "/health":
+                ok = validator.healthy()
+                body = json.dumps({"status": "ok" if ok else "stale", "address": validator.address,
+                                   "court": validator.court.address, "next_block": validator.state.next_block,
+                                   "pending": len(validator.state.pending),
+                                   "last_poll_age_s": round(time.time() - validator.last_poll, 1)}).encode()
+                status, kind = (200 if ok else 503), "application/json"
+            else:
+                body, status, kind = b'{"error": "not found"}', 404, "application/json"
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=server.serve_forever, name="validator-metrics", daemon=True).start()
+    return server
