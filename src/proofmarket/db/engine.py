@@ -36,8 +36,8 @@ class Database:
         with self._sessions.begin() as session:
             yield session
 
-    def migrate(self) -> None:
-        """Create or upgrade the schema to the newest Alembic revision."""
+    def migrate(self, revision: str = "head") -> None:
+        """Create or upgrade the schema to ``revision`` (the newest Alembic revision by default)."""
         from alembic import command
         from alembic.config import Config
 
@@ -46,7 +46,7 @@ class Database:
         try:
             with self.engine.begin() as conn:
                 config.attributes["connection"] = conn
-                command.upgrade(config, "head")
+                command.upgrade(config, revision)
         except SQLAlchemyError as exc:
             raise DatabaseError(f"cannot migrate the database at {self.safe_url}: {exc}") from exc
 

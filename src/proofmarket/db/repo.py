@@ -41,6 +41,8 @@ class NewJob:
     idempotency_key: str | None = None
     payment_nonce: str | None = None
     payment: dict[str, Any] | None = None
+    system: str | None = None  # the proof system id (None: unknown, or a compile job)
+    rail: str | None = None  # "free", "x402", "escrow", "court", ...
 
 
 @dataclass
@@ -82,7 +84,7 @@ class JobRepo:
         row = JobRow(id=uuid.uuid4().hex, kind=new.kind.value, model_id=new.model_id, status=JobStatus.QUEUED.value,
                      input=new.input, request_hash=new.request_hash, idempotency_key=new.idempotency_key,
                      payment_nonce=new.payment_nonce, payment=new.payment, attempts=0, created_at=utcnow(),
-                     payer=_payer_of(new.payment))
+                     payer=_payer_of(new.payment), system=new.system, rail=new.rail)
         try:
             with self.db.session() as s:
                 s.add(row)
@@ -181,10 +183,15 @@ class JobRepo:
             return list(s.scalars(select(JobRow).where(JobRow.payer == payer.lower())
                                   .order_by(JobRow.created_at.desc(), JobRow.id).offset(offset).limit(limit)))
 
-    def recent(self, limit: int = 20) -> list[JobRow]:
-        """The ``limit`` most recently created jobs, newest first."""
+    def recent(self, limit: int = 20, *, system: str | None = None, rail: str | None = None) -> list[JobRow]:
+        """The ``limit`` most recently created jobs, newest first (only those of ``system`` / ``rail`` if given)."""
+        query = select(JobRow)
+        if system is not None:
+            query = query.where(JobRow.system == system)
+        if rail is not None:
+            query = query.where(JobRow.rail == rail)
         with self.db.session() as s:
-            return list(s.scalars(select(JobRow).order_by(JobRow.created_at.desc(), JobRow.id).limit(limit)))
+            return list(s.scalars(query.order_by(JobRow.created_at.desc(), JobRow.id).limit(limit)))
 
     def counts(self) -> dict[str, int]:
         with self.db.session() as s:

@@ -3,8 +3,8 @@
 Table rows are not API schemas: the API turns them into its own response models (``api/schemas.py``).
 
     models  id (model manifest CID) | name | price_atomic | owner | created_at
-    jobs    id | kind | model_id | status | input | request_hash | idempotency_key (unique)
-            | payment_nonce (unique) | payment | settlement | bundle_cid | result
+    jobs    id | kind | model_id | status | system | rail | input | request_hash | idempotency_key (unique)
+            | payment_nonce (unique) | payment | payer | settlement | bundle_cid | result
             | error_code | error_message | created_at | started_at | finished_at | attempts
 
 A job moves ``queued -> running -> proved [-> settling] [-> settled]``, or to ``failed`` from any but
@@ -19,7 +19,18 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, String, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -103,11 +114,16 @@ class ModelRow(Base):
 
 class JobRow(Base):
     __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_rail_status", "rail", "status"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))
     model_id: Mapped[str | None] = mapped_column(String(64), index=True)
     status: Mapped[str] = mapped_column(String(16), index=True)
+    # the proof system the call runs on (e.g. "ezkl-halo2-kzg-bn254", "proofmarket-attested-toploc-v1");
+    # null for a compile job
+    system: Mapped[str | None] = mapped_column(String(64))
+    rail: Mapped[str | None] = mapped_column(String(32))  # what pays for it: "free", "x402", "escrow", "court", ...
     input: Mapped[dict[str, Any]]
     request_hash: Mapped[str] = mapped_column(String(64))
     idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
