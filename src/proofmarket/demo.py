@@ -25,6 +25,7 @@ are fresh on every run. Every step has a time limit and fails with a clear messa
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import sys
@@ -37,10 +38,11 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import httpx
+from pydantic import ValidationError
 from rich.console import Console
 
 from proofmarket.core.errors import ProofMarketError
-from proofmarket.core.settings import Settings
+from proofmarket.core.settings import DemoSettings, Settings
 from proofmarket.core.units import format_usdc
 from proofmarket.samples import sample_meta, sample_path
 
@@ -53,7 +55,6 @@ LM_COURT_PRICE = "0.05"  # per escrowed generation on the AttestationCourt
 LM_PROMPT = "a zero-knowledge proof"
 OWNER_SHARE_BPS = 7_000
 QUICK_CANDIDATE = (256, 3, 10, 1)
-TOTAL_TIMEOUT_S = float(os.environ.get("PROOFMARKET_DEMO_TIMEOUT_S", "1200"))
 
 
 class DemoError(Exception):
@@ -68,9 +69,18 @@ class Report:
     modes: list[tuple[str, str]] = field(default_factory=list)
 
 
+@functools.cache
+def _knobs() -> DemoSettings:
+    return DemoSettings()
+
+
 def main() -> int:
-    home = Path(os.environ.get("PROOFMARKET_HOME", ".demo")).resolve()
-    watchdog = threading.Timer(TOTAL_TIMEOUT_S, _give_up)
+    try:
+        home = _knobs().home.resolve()
+    except ValidationError as exc:
+        console.print(f"[bold red]demo failed[/]: bad PROOFMARKET_DEMO_* setting: {exc}")
+        return 2
+    watchdog = threading.Timer(_knobs().timeout_s, _give_up)
     watchdog.daemon = True
     watchdog.start()
     try:
@@ -88,7 +98,7 @@ def main() -> int:
 
 
 def _give_up() -> None:
-    console.print(f"[bold red]demo failed[/]: still running after {TOTAL_TIMEOUT_S:.0f} s, giving up")
+    console.print(f"[bold red]demo failed[/]: still running after {_knobs().timeout_s:.0f} s, giving up")
     os._exit(1)
 
 
@@ -449,7 +459,7 @@ def _payments_mode() -> Literal["on", "off"]:
         from proofmarket.sdk.client import Client  # noqa: F401
     except ImportError:
         return "off"
-    return "on" if os.environ.get("PROOFMARKET_DEMO_PAYMENTS", "on") == "on" else "off"
+    return _knobs().payments
 
 
 def _x402_infer(base_url: str, market: Any, model_id: str, doc: dict[str, Any]) -> dict[str, Any]:
@@ -474,7 +484,7 @@ def _compile(ws: Any) -> str:
     from proofmarket.systems.ezkl.profile import PrivacyProfile
 
     samples = json.loads(sample_path("mlp", "samples").read_text())
-    if os.environ.get("PROOFMARKET_DEMO_GRID") == "quick":
+    if _knobs().grid == "quick":
         from proofmarket.systems.ezkl.compiler import CompileOptions
         from proofmarket.systems.ezkl.srs import SrsProvider
         from proofmarket.systems.ezkl.tuning import Candidate

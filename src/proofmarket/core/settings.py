@@ -88,3 +88,15 @@ class Settings(BaseSettings):
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'node.db'}"
+
+
+class DemoSettings(BaseSettings):
+    """``make demo`` knobs (PROOFMARKET_DEMO_*) and its data folder (PROOFMARKET_HOME, default ./.demo)."""
+
+    model_config = SettingsConfigDict(env_prefix="PROOFMARKET_DEMO_", extra="ignore")
+
+    home: Path = Field(default=Path(".demo"), validation_alias="PROOFMARKET_HOME",
+                       description="store and SRS cache of the demo; the chain and database are fresh per run")
+    timeout_s: float = Field(default=1200.0, gt=0, description="the whole demo gives up after this long")
+    payments: Literal["on", "off"] = Field(default="on", description="x402 calls when the SDK and gate are there")
+    grid: Literal["full", "quick"] = Field(default="full", description="quick = one settings candidate (tests)")
