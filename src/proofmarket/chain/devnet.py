@@ -24,17 +24,18 @@ from types import TracebackType
 from proofmarket.chain.client import ChainClient
 from proofmarket.chain.devkeys import DEVNET_CHAIN_ID, require_devnet
 from proofmarket.core.errors import RPCUnavailable
+from proofmarket.core.settings import ToolPaths
 
 _REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def find_anvil() -> Path:
     """``PROOFMARKET_ANVIL``, else the anvil binary from node_modules (cwd or repo), else PATH."""
-    env = os.environ.get("PROOFMARKET_ANVIL")
-    if env:
-        if not Path(env).is_file():
-            raise RPCUnavailable(f"PROOFMARKET_ANVIL={env} is not a file")
-        return Path(env)
+    configured = ToolPaths().anvil
+    if configured is not None:
+        if not configured.is_file():
+            raise RPCUnavailable(f"PROOFMARKET_ANVIL={configured} is not a file")
+        return configured
     for root in (Path.cwd(), _REPO_ROOT):
         modules = root / "node_modules" / "@foundry-rs"
         native = sorted(modules.glob("anvil-*/bin/anvil"))  # the platform package, no node wrapper

@@ -13,7 +13,6 @@ Hook: ``infer_cmd.register(app)`` in ``cli/main.py``.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,6 +20,7 @@ import typer
 
 from proofmarket.cli.output import emit_json, fail, out
 from proofmarket.core.errors import ProofMarketError, UsageError
+from proofmarket.core.settings import env_value
 
 DEFAULT_NODE = "http://127.0.0.1:8402"
 DEFAULT_KEY_ENV = "PROOFMARKET_CONSUMER_KEY"
@@ -128,7 +128,7 @@ def _account(key_env: str, devnet: bool) -> Any:
         from proofmarket.market.accounts import DEV_ROLES
 
         return dev_account(DEV_ROLES["consumer"], DEVNET_CHAIN_ID)
-    secret = os.environ.get(key_env)
+    secret = env_value(key_env)
     if not secret:
         return None
     from eth_account import Account

@@ -11,7 +11,6 @@ model is not held here is counted ``cannot_check`` and neither challenged nor vo
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 from typing import Annotated
@@ -47,8 +46,6 @@ def validator_run(
 ) -> None:
     """Stake, follow the AttestationCourt, re-execute the results drawn for this validator, challenge the ones
     that differ and vote on every challenge. Runs until interrupted (SIGINT/SIGTERM)."""
-    from pydantic import SecretStr
-
     from proofmarket.chain.court import AttestationCourt
     from proofmarket.chain.devkeys import dev_account as dev_key
     from proofmarket.market import Market, parse_price
@@ -61,11 +58,11 @@ def validator_run(
             if market.deployment.court is None:
                 raise UsageError("this market's deployment has no AttestationCourt: run 'proofmarket chain deploy'")
             chain_id = market.client.chain_id
-            key = os.environ.get("PROOFMARKET_VALIDATOR_KEY")
+            key = market.workspace.settings.validator_key
             if dev_account is not None:
                 account = dev_key(dev_account, chain_id)
-            elif key:
-                account = load_key(SecretStr(key), chain_id)
+            elif key is not None and key.get_secret_value():
+                account = load_key(key, chain_id)
             else:
                 raise UsageError("no validator key: set PROOFMARKET_VALIDATOR_KEY (or --dev-account N on the devnet)")
             registries = market.erc8004

@@ -1,15 +1,23 @@
-"""One settings object, read from the environment (prefix PROOFMARKET_) or a .env file."""
+"""The settings, read from the environment (prefix PROOFMARKET_) or a .env file: the only module that reads
+the environment (``Settings``, ``X402Settings``, ``ToolPaths``, ``DemoSettings``, ``env_value``).
+
+``Settings.chain`` names the chain profile (``proofmarket.core.profiles``); ``Settings.profile(chain_id)``
+answers what the node may do there. The chain id of an RPC URL needs an RPC call: that lives in
+``proofmarket.chain.client`` (``node_chain_id``, ``node_profile``), never here.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-if TYPE_CHECKING:
-    from proofmarket.systems.ezkl.predict import Budget
+from proofmarket.core.budget import Budget
+from proofmarket.core.errors import UsageError
+from proofmarket.core.profiles import DEVNET, PROFILES, ChainProfile, profile_for, profile_named
 
 
 class Settings(BaseSettings):
@@ -25,6 +33,8 @@ class Settings(BaseSettings):
                                                                            "predicted peak memory is above this")
     max_model_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
     rpc_url: str | None = Field(default=None, description="chain RPC URL; unset = the devnet of 'proofmarket chain up'")
+    chain: str | None = Field(default=None, description="chain profile (devnet, base-sepolia, base, arbitrum-sepolia, "
+                                                        "arbitrum); unset = the profile of the RPC's chain id")
     private_key: SecretStr | None = Field(default=None, description="signing key off the devnet (never logged)")
     deployment_file: Path | None = Field(default=None, description="market deployment JSON; unset = one per chain")
     request_ttl_s: int = Field(default=3600, gt=0, le=30 * 24 * 3600, description="escrow request deadline")
@@ -67,10 +77,38 @@ class Settings(BaseSettings):
         default=None, pattern=r"^0x[0-9a-fA-F]{40}$",
         description="the address whose registry listings this node serves; unset = the market's owner account")
 
+    # --- validator (proofmarket validator run) ---------------------------------------------------
+    validator_key: SecretStr | None = Field(default=None, description="the validator's staking key (never logged)")
+
+    @field_validator("chain")
+    @classmethod
+    def _known_chain(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if value.strip().lower() not in PROFILES:
+            raise ValueError(f"unknown chain {value!r}: one of {', '.join(PROFILES)}")
+        return value.strip().lower()
+
+    def profile(self, chain_id: int | None = None) -> ChainProfile:
+        """The chain profile: of ``chain_id`` (the chain the RPC answers), which must agree with
+        PROOFMARKET_CHAIN when both are given; without it, PROOFMARKET_CHAIN's, else the devnet's when no
+        RPC URL is set. An RPC URL without PROOFMARKET_CHAIN needs its chain id: ask
+        ``proofmarket.chain.client.node_profile(settings)``."""
+        named = profile_named(self.chain) if self.chain else None
+        if chain_id is not None:
+            if named is not None and named.chain_id != chain_id:
+                raise UsageError(f"PROOFMARKET_CHAIN={self.chain} is chain id {named.chain_id}, but the chain "
+                                 f"answering is chain id {chain_id}", chain=self.chain, chain_id=chain_id)
+            return profile_for(chain_id)
+        if named is not None:
+            return named
+        if self.rpc_url is None:
+            return DEVNET
+        raise UsageError("the chain of PROOFMARKET_RPC_URL is only known by asking it: set PROOFMARKET_CHAIN or "
+                         "pass the chain id")
+
     @property
     def budget(self) -> Budget:
-        from proofmarket.systems.ezkl.predict import Budget
-
         return Budget(self.max_logrows, self.max_prove_s, self.max_prove_memory_mb)
 
     @property
@@ -90,6 +128,32 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite:///{self.home / 'node.db'}"
 
 
+class X402Settings(BaseSettings):
+    """The payment settings ``Settings`` does not carry (same prefix and .env)."""
+
+    model_config = SettingsConfigDict(env_prefix="PROOFMARKET_", env_file=".env", extra="ignore")
+
+    node_key: SecretStr | None = Field(default=None, description="node key: receipts (+ local settlements)")
+    payee: str | None = Field(default=None, description="payTo when the model has no owner")
+    facilitator_url: str | None = Field(default=None, description="remote x402 facilitator; unset = in-process")
+    usdc_address: str | None = Field(default=None, description="USDC token; unset = the deployment's")
+    payment_min_validity_s: int = Field(
+        default=300, ge=1, description="an authorization must stay valid this long (queue + proof + settlement)")
+    payment_max_timeout_s: int = Field(
+        default=900, ge=1, description="maxTimeoutSeconds of the 402 terms (x402 clients sign validBefore with it)")
+    facilitator_wait_s: float = Field(
+        default=120.0, gt=0, description="the in-process facilitator's wait for a settlement receipt (x2: one retry)")
+
+
+class ToolPaths(BaseSettings):
+    """Where the external tools are when the checkout's node_modules and PATH are not the answer."""
+
+    model_config = SettingsConfigDict(env_prefix="PROOFMARKET_", env_file=".env", extra="ignore")
+
+    anvil: Path | None = Field(default=None, description="the anvil binary for the devnet")
+    node_modules: Path | None = Field(default=None, description="a node_modules folder that contains solc")
+
+
 class DemoSettings(BaseSettings):
     """``make demo`` knobs (PROOFMARKET_DEMO_*) and its data folder (PROOFMARKET_HOME, default ./.demo)."""
 
@@ -100,3 +164,15 @@ class DemoSettings(BaseSettings):
     timeout_s: float = Field(default=1200.0, gt=0, description="the whole demo gives up after this long")
     payments: Literal["on", "off"] = Field(default="on", description="x402 calls when the SDK and gate are there")
     grid: Literal["full", "quick"] = Field(default="full", description="quick = one settings candidate (tests)")
+
+
+def env_value(name: str) -> str | None:
+    """The environment variable a user named (e.g. ``proofmarket infer --key-env``); None when unset or empty."""
+    return os.environ.get(name) or None
+
+
+def offline_model_hub() -> None:
+    """Model hub libraries (transformers, huggingface_hub) never reach for a hub, whatever the caller's
+    environment (kept if the caller set them), and keep their advisory warnings to themselves."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")

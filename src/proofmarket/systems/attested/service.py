@@ -29,6 +29,7 @@ from proofmarket.core.errors import (
     VerificationFailed,
     WrongMode,
 )
+from proofmarket.core.settings import offline_model_hub
 from proofmarket.store import ArtifactStore
 from proofmarket.systems.attested import toploc
 from proofmarket.systems.attested.documents import (
@@ -71,8 +72,7 @@ DEFAULT_TOLERANCE = toploc.Tolerance(max_steps=6, min_agree=0.9)
 
 
 def _lm() -> Any:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub, whatever the caller's environment
-    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    offline_model_hub()  # never reach for a hub, whatever the caller's environment
     from proofmarket.systems.attested import lm
 
     try:

@@ -11,15 +11,15 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from proofmarket.core.errors import UsageError
-from proofmarket.core.settings import Settings
+from proofmarket.core.settings import Settings, X402Settings
 
 KEY_FILE = "node.key"
 DEVNET_CHAIN_ID = 31337
 
 
 def node_signer(settings: Settings) -> LocalAccount:
-    raw = os.environ.get("PROOFMARKET_NODE_KEY") or (
-        settings.private_key.get_secret_value() if settings.private_key is not None else None)
+    node_key = X402Settings().node_key or settings.private_key
+    raw = node_key.get_secret_value() if node_key is not None else None
     if raw:
         try:
             return Account.from_key(raw.strip())

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from proofmarket.core.errors import ModelOverBudget
+from proofmarket.core.budget import Budget as Budget  # re-exported: the budget moved to core
 from proofmarket.systems.ezkl import ezkl_calls
 
 #: Fitted by ``python bench/scaling.py`` on this project's reference machine (2 cores, 24 GiB, no GPU):
@@ -91,27 +91,6 @@ def predict(circuit_onnx: Path, flat_samples: list[list[list[float]]], *, input_
         ezkl_calls.calibrate(work / "cal.json", circuit_onnx, settings, scales=[scale], max_logrows=MAX_LOGROWS,
                              rebase_multipliers=[1, 2])
         return from_settings(json.loads(settings.read_text()))
-
-
-@dataclass(frozen=True)
-class Budget:
-    max_logrows: int
-    max_prove_s: float
-    max_memory_mb: float
-
-    def check(self, prediction: Prediction) -> None:
-        over = []
-        if prediction.logrows > self.max_logrows:
-            over.append(f"logrows {prediction.logrows} > {self.max_logrows}")
-        if prediction.prove_s > self.max_prove_s:
-            over.append(f"prove ~{prediction.prove_s:,.0f} s > {self.max_prove_s:,.0f} s")
-        if prediction.peak_rss_mb > self.max_memory_mb:
-            over.append(f"memory ~{prediction.peak_rss_mb:,.0f} MB > {self.max_memory_mb:,.0f} MB")
-        if over:
-            raise ModelOverBudget(
-                f"the model is over this node's proving budget ({'; '.join(over)}): make it smaller or raise "
-                "PROOFMARKET_MAX_LOGROWS / PROOFMARKET_MAX_PROVE_S / PROOFMARKET_MAX_PROVE_MEMORY_MB",
-                prediction=prediction.to_dict(), over=over)
 
 
 def fit(points: list[tuple[float, float]]) -> float:

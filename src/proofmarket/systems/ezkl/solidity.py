@@ -7,13 +7,13 @@ current directory and from this package's location (a source checkout has it at 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from proofmarket.core.errors import ProvingError
+from proofmarket.core.settings import ToolPaths
 
 # Halo2 verifiers are large: optimise for size (runs=1) to stay under EIP-170's 24,576 bytes.
 _SOLC_SCRIPT = r"""
@@ -42,9 +42,9 @@ class CompiledVerifier:
 
 
 def find_node_modules() -> Path:
-    env = os.environ.get("PROOFMARKET_NODE_MODULES")
-    if env:
-        return Path(env)
+    configured = ToolPaths().node_modules
+    if configured is not None:
+        return configured
     for start in (Path.cwd(), Path(__file__).resolve()):
         for folder in (start, *start.parents):
             if (folder / "node_modules" / "solc").is_dir():
