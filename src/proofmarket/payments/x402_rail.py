@@ -44,14 +44,12 @@ from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from eth_utils import is_address, to_checksum_address
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from proofmarket.chain.client import ChainClient
 from proofmarket.chain.deploy import deploy, is_live, load_deployment
 from proofmarket.chain.devkeys import DEVNET_CHAIN_ID, dev_account
 from proofmarket.core.errors import ChainError, PaymentError, PaymentInsufficientFunds, PaymentRequired, UsageError
-from proofmarket.core.settings import Settings
+from proofmarket.core.settings import Settings, X402Settings
 from proofmarket.market.accounts import DEV_ROLES, load_key
 from proofmarket.market.home import MarketHome
 from proofmarket.payments import PaymentGate, sign_receipt
@@ -90,23 +88,6 @@ OUTPUT_SCHEMA: dict[str, Any] = {
         "receipt": {"type": "object", "description": "node-signed EIP-712 receipt binding payment and proof"},
     },
 }
-
-
-class X402Settings(BaseSettings):
-    """The payment settings ``proofmarket.core.settings.Settings`` does not carry (same prefix and .env)."""
-
-    model_config = SettingsConfigDict(env_prefix="PROOFMARKET_", env_file=".env", extra="ignore")
-
-    node_key: SecretStr | None = Field(default=None, description="node key: receipts (+ local settlements)")
-    payee: str | None = Field(default=None, description="payTo when the model has no owner")
-    facilitator_url: str | None = Field(default=None, description="remote x402 facilitator; unset = in-process")
-    usdc_address: str | None = Field(default=None, description="USDC token; unset = the deployment's")
-    payment_min_validity_s: int = Field(
-        default=300, ge=1, description="an authorization must stay valid this long (queue + proof + settlement)")
-    payment_max_timeout_s: int = Field(
-        default=900, ge=1, description="maxTimeoutSeconds of the 402 terms (x402 clients sign validBefore with it)")
-    facilitator_wait_s: float = Field(
-        default=120.0, gt=0, description="the in-process facilitator's wait for a settlement receipt (x2: one retry)")
 
 
 @dataclass(frozen=True)
