@@ -7,6 +7,7 @@ becomes ``RPCUnavailable``, anything else the node refuses becomes ``ChainError`
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,7 +31,10 @@ from web3.types import BlockIdentifier
 
 from proofmarket.chain.artifacts import Artifact, project_abis
 from proofmarket.chain.reverts import DecodedRevert, RevertDecoder
+from proofmarket.core import settings as core_settings
 from proofmarket.core.errors import ChainError, ContractReverted, RPCUnavailable
+from proofmarket.core.profiles import ChainProfile
+from proofmarket.core.settings import Settings
 
 GAS_MARGIN = 1.25  # on top of eth_estimateGas: the verifier's gas use varies with the proof
 
@@ -168,3 +172,20 @@ class ChainClient:
             raise ChainError(f"{action}: the node refused it: {exc}", action=action) from exc
         except Web3Exception as exc:
             raise ChainError(f"{action} failed: {exc}", action=action) from exc
+
+
+@functools.lru_cache(maxsize=64)
+def chain_id_of(rpc_url: str) -> int:
+    """The chain id an RPC endpoint answers (``eth_chainId``), asked once per URL and process."""
+    return ChainClient(rpc_url).chain_id
+
+
+def node_chain_id(settings: Settings) -> int:
+    """The chain the node is on (PROOFMARKET_CHAIN, else its RPC's chain id, else the devnet): the EIP-712
+    domain its attestations and receipts are signed in."""
+    return core_settings.node_chain_id(settings, chain_id_of)
+
+
+def node_profile(settings: Settings) -> ChainProfile:
+    """The profile of the chain the node is on (see ``node_chain_id``)."""
+    return settings.profile(node_chain_id(settings))

@@ -6,8 +6,9 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from proofmarket.core.errors import ChainError
+from proofmarket.core.profiles import DEVNET, profile_for
 
-DEVNET_CHAIN_ID = 31337
+DEVNET_CHAIN_ID = DEVNET.chain_id  # for callers that start the devnet; predicates ask the chain's profile
 
 ANVIL_DEV_KEYS: tuple[str, ...] = (
     "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
@@ -24,16 +25,17 @@ ANVIL_DEV_KEYS: tuple[str, ...] = (
 
 
 def require_devnet(chain_id: int, what: str = "anvil dev keys") -> None:
-    if chain_id != DEVNET_CHAIN_ID:
+    """Refuse ``what`` (public dev keys, devnet-only RPC methods) on a chain whose profile does not allow them."""
+    if not profile_for(chain_id).dev_keys_allowed:
         raise ChainError(
-            f"{what} are public and only accepted on the local devnet (chain id {DEVNET_CHAIN_ID}), "
+            f"{what} are public and only accepted on the local devnet (chain id {DEVNET.chain_id}), "
             f"not on chain id {chain_id}",
             chain_id=chain_id,
         )
 
 
 def dev_account(index: int, chain_id: int) -> LocalAccount:
-    """The anvil dev account ``index`` (0-9); refused unless ``chain_id`` is 31337."""
+    """The anvil dev account ``index`` (0-9); refused unless the profile of ``chain_id`` allows dev keys."""
     require_devnet(chain_id)
     if not 0 <= index < len(ANVIL_DEV_KEYS):
         raise ChainError(f"there are {len(ANVIL_DEV_KEYS)} anvil dev accounts, not index {index}")

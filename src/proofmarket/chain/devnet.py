@@ -22,8 +22,9 @@ from pathlib import Path
 from types import TracebackType
 
 from proofmarket.chain.client import ChainClient
-from proofmarket.chain.devkeys import DEVNET_CHAIN_ID, require_devnet
+from proofmarket.chain.devkeys import require_devnet
 from proofmarket.core.errors import RPCUnavailable
+from proofmarket.core.profiles import DEVNET
 from proofmarket.core.settings import ToolPaths
 
 _REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -68,7 +69,10 @@ class Devnet:
         state_interval: int = 5,
         startup_timeout: float = 30.0,
         extra_args: tuple[str, ...] = (),
+        chain_id: int = DEVNET.chain_id,
     ) -> None:
+        """``chain_id``: what anvil answers to eth_chainId (another id: a local stand-in for that chain, where
+        dev keys and devnet RPC methods are refused like on the real one)."""
         self.data_dir = Path(data_dir)
         self.host = host
         self.port = port or free_port(host)
@@ -76,6 +80,7 @@ class Devnet:
         self.state_interval = state_interval
         self.startup_timeout = startup_timeout
         self.extra_args = extra_args
+        self.chain_id = chain_id
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -109,7 +114,7 @@ class Devnet:
             "--port",
             str(self.port),
             "--chain-id",
-            str(DEVNET_CHAIN_ID),
+            str(self.chain_id),
             "--state",
             str(self.state_file),
             "--state-interval",

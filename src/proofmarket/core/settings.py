@@ -9,6 +9,7 @@ answers what the node may do there. The chain id of an RPC URL needs an RPC call
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -164,6 +165,16 @@ class DemoSettings(BaseSettings):
     timeout_s: float = Field(default=1200.0, gt=0, description="the whole demo gives up after this long")
     payments: Literal["on", "off"] = Field(default="on", description="x402 calls when the SDK and gate are there")
     grid: Literal["full", "quick"] = Field(default="full", description="quick = one settings candidate (tests)")
+
+
+def node_chain_id(settings: Settings, rpc_chain_id: Callable[[str], int] | None = None) -> int:
+    """The chain the node is on, whose EIP-712 domain it signs in: PROOFMARKET_CHAIN's profile, else the chain
+    id of PROOFMARKET_RPC_URL (asked through ``rpc_chain_id``: core does no RPC, see
+    ``proofmarket.chain.client.node_chain_id``), else the devnet of 'proofmarket chain up'. A client that
+    talks to the chain checks PROOFMARKET_CHAIN against it with ``settings.profile(client.chain_id)``."""
+    if settings.chain is None and settings.rpc_url is not None and rpc_chain_id is not None:
+        return settings.profile(rpc_chain_id(settings.rpc_url)).chain_id
+    return settings.profile().chain_id
 
 
 def env_value(name: str) -> str | None:

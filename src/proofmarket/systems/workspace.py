@@ -20,9 +20,13 @@ from proofmarket.systems.ezkl.worker import InlineProofWorker, ProofWorker
 
 
 class Workspace:
-    def __init__(self, settings: Settings | None = None, *, inline_prover: bool = False) -> None:
-        """``inline_prover``: prove in this process (one-shot commands) instead of a prover process."""
+    def __init__(self, settings: Settings | None = None, *, inline_prover: bool = False,
+                 chain_id: int | None = None) -> None:
+        """``inline_prover``: prove in this process (one-shot commands) instead of a prover process.
+        ``chain_id``: the chain whose EIP-712 domain attested bundles are signed in; unset = the settings'
+        chain (``proofmarket.chain.client.node_chain_id``: PROOFMARKET_CHAIN, else the RPC's, else the devnet)."""
         self.settings = settings or Settings()
+        self._chain_id = chain_id
         self.store = LocalStore(self.settings.store_dir)
         self._prover: EzklProver | None = None
         self._attested: Any = None
@@ -66,11 +70,12 @@ class Workspace:
     def attested(self) -> Any:
         """The attested system (``AttestedSystem``), signing with this workspace's node key."""
         if self._attested is None:
-            from proofmarket.systems.attested.signer import DEVNET_CHAIN_ID, node_signer
+            from proofmarket.chain.client import node_chain_id  # web3: only when attested bundles are signed
+            from proofmarket.systems.attested.signer import node_signer
             from proofmarket.systems.attested.system import AttestedSystem
 
-            self._attested = AttestedSystem(self.store, self.settings.jobs_dir, node_signer(self.settings),
-                                            DEVNET_CHAIN_ID)
+            chain_id = self._chain_id if self._chain_id is not None else node_chain_id(self.settings)
+            self._attested = AttestedSystem(self.store, self.settings.jobs_dir, node_signer(self.settings), chain_id)
         return self._attested
 
     def compile_attested(self, model_dir: Path, *, name: str | None = None, max_tokens_cap: int | None = None,

@@ -1,0 +1,81 @@
+"""Attested bundles are signed in the EIP-712 domain of the chain the node is on, not the devnet's always."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from proofmarket.chain import find_anvil
+from proofmarket.chain.client import chain_id_of, node_chain_id, node_profile
+from proofmarket.chain.devkeys import dev_account
+from proofmarket.chain.devnet import Devnet
+from proofmarket.core.errors import ChainError, RPCUnavailable, UsageError
+from proofmarket.core.settings import Settings
+from proofmarket.systems.workspace import Workspace
+
+
+@pytest.fixture(autouse=True)
+def _no_chain_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("CHAIN", "RPC_URL", "NODE_KEY", "PRIVATE_KEY"):
+        monkeypatch.delenv(f"PROOFMARKET_{name}", raising=False)
+
+
+def _signed_domain(ws: Workspace, lm_id: str) -> dict[str, Any]:
+    """Generate with the workspace's attested system; the bundle's domain, once the workspace verified it."""
+    attested = ws.attested
+    request = attested.runtime.request(lm_id, {"prompt": "which chain", "max_tokens": 4})
+    bundle, cid = attested.runtime.generate(lm_id, request, attested.signer, attested.chain_id)
+    doc = ws.store.get_json(cid)
+    report = ws.verify(doc)
+    assert report.valid and report.mode == "attested"
+    assert any(attested.signer.address in check for check in report.checks), report.checks
+    domain: dict[str, Any] = doc["proof"]["attestation"]["typedData"]["domain"]
+    return domain
+
+
+def test_a_workspace_on_base_sepolia_signs_in_its_domain(attested_home: Path, lm_id: str) -> None:
+    ws = Workspace(Settings(_env_file=None, home=attested_home, chain="base-sepolia"))  # type: ignore[call-arg]
+    try:
+        assert _signed_domain(ws, lm_id)["chainId"] == 84532
+    finally:
+        ws.close()
+
+
+def test_a_workspace_without_a_chain_signs_in_the_devnet_domain(attested_ws: Workspace, lm_id: str) -> None:
+    assert _signed_domain(attested_ws, lm_id)["chainId"] == 31337
+
+
+def test_an_explicit_chain_id_wins(attested_home: Path, lm_id: str) -> None:
+    ws = Workspace(Settings(_env_file=None, home=attested_home), chain_id=421614)  # type: ignore[call-arg]
+    try:
+        assert _signed_domain(ws, lm_id)["chainId"] == 421614
+    finally:
+        ws.close()
+
+
+def test_the_rpc_names_the_chain(tmp_path: Path, attested_home: Path, lm_id: str) -> None:
+    """No PROOFMARKET_CHAIN: the chain id comes from PROOFMARKET_RPC_URL (an anvil answering 84532)."""
+    try:
+        anvil = find_anvil()
+    except RPCUnavailable as exc:
+        pytest.skip(f"anvil is not installed: {exc}")
+    with Devnet(tmp_path / "chain", anvil=anvil, chain_id=84532) as chain:
+        settings = Settings(_env_file=None, home=attested_home, rpc_url=chain.rpc_url)  # type: ignore[call-arg]
+        assert chain_id_of(chain.rpc_url) == 84532 and node_chain_id(settings) == 84532
+        assert node_profile(settings).name == "base-sepolia" and not node_profile(settings).dev_keys_allowed
+        with pytest.raises(UsageError, match="PROOFMARKET_CHAIN"):
+            settings.profile()  # core never asks the RPC
+        with pytest.raises(ChainError, match="only accepted on the local devnet"):
+            dev_account(0, chain_id_of(chain.rpc_url))
+        ws = Workspace(settings)
+        try:
+            assert _signed_domain(ws, lm_id)["chainId"] == 84532
+        finally:
+            ws.close()
+        based = Settings(_env_file=None, home=attested_home, rpc_url=chain.rpc_url,  # type: ignore[call-arg]
+                         chain="base")
+        assert node_chain_id(based) == 8453  # PROOFMARKET_CHAIN answers without the RPC
+        with pytest.raises(UsageError, match="chain id 84532"):
+            based.profile(chain_id_of(chain.rpc_url))  # a client checks it against the chain it talks to
