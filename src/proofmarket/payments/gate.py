@@ -25,8 +25,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
@@ -34,12 +32,10 @@ from eth_utils import to_checksum_address
 from x402 import x402ResourceServerSync
 from x402.extensions.bazaar import bazaar_resource_server_extension
 from x402.http import FacilitatorClientSync
-from x402.mechanisms.evm.constants import ERR_SETTLEMENT_PENDING
 from x402.mechanisms.evm.exact import ExactEvmServerScheme
 from x402.schemas import (
     AssetAmount,
     FacilitatorCapabilityError,
-    PaymentAbortedError,
     PaymentRequired,
     PaymentRequirements,
     ResourceConfig,
@@ -52,15 +48,10 @@ from proofmarket.core.errors import (
     FacilitatorUnavailable,
     PaymentError,
     PaymentExpired,
-    PaymentInsufficientFunds,
-    PaymentMismatch,
     PaymentNotYetValid,
     PaymentRejected,
     PaymentReplayed,
-    PaymentSettlementFailed,
-    PaymentSettlementPending,
     PaymentWindowTooShort,
-    ProofMarketError,
     UsageError,
 )
 from proofmarket.payments.facilitators import local_facilitator, network_id, remote_facilitator
@@ -74,13 +65,14 @@ from proofmarket.payments.parse import (
     eoa_signature_valid,
     verified_payment,
 )
-from proofmarket.payments.reasons import ERR_FAILED_TO_VERIFY_SIGNATURE, OPAQUE_REASONS, error_for
+from proofmarket.payments.reasons import explain, facilitator_call
+from proofmarket.payments.settle import KeyedLocks, Settling
 from proofmarket.payments.types import Settlement, VerifiedPayment
 
 USDC_NAME, USDC_VERSION = "USD Coin", "2"
 
 
-class PaymentGate:
+class PaymentGate(Settling):
     def __init__(
         self,
         facilitator: FacilitatorClientSync,
@@ -113,7 +105,7 @@ class PaymentGate:
         self._server.register_extension(bazaar_resource_server_extension)  # type: ignore[arg-type]
         self._init_lock = threading.Lock()
         self._initialized = False
-        self._locks = _KeyedLocks()
+        self._locks = KeyedLocks()
         self._simulates = facilitator_simulates
 
     @classmethod
@@ -210,21 +202,10 @@ class PaymentGate:
             )
         return self._server.create_payment_required_response([requirements], resource, error, extensions)
 
-    def payment_required_header(
-        self,
-        requirements: PaymentRequirements,
-        resource_url: str,
-        *,
-        description: str = "",
-        mime_type: str = "application/json",
-        error: str | None = "Payment required",
-        discovery: Discovery | None = None,
-    ) -> str:
-        """Base64 PAYMENT-REQUIRED (x402 v2), with the bazaar extension when ``discovery`` is given."""
-        required = self.payment_required(
-            requirements, resource_url, description=description, mime_type=mime_type, error=error, discovery=discovery
-        )
-        return encode_payment_required_header(required)
+    def payment_required_header(self, requirements: PaymentRequirements, resource_url: str, **options: Any) -> str:
+        """Base64 PAYMENT-REQUIRED (x402 v2), with the bazaar extension when ``discovery`` is given; ``options``
+        are ``payment_required``'s (description, mime_type, error, discovery)."""
+        return encode_payment_required_header(self.payment_required(requirements, resource_url, **options))
 
     @staticmethod
     def payment_response_header(settlement: Settlement, receipt: dict[str, Any] | None = None) -> str:
@@ -307,186 +288,8 @@ class PaymentGate:
             )
 
     def _facilitator_verify(self, payment: VerifiedPayment) -> None:
-        with _facilitator_call("verify"):
+        with facilitator_call("verify"):
             result = self._server.verify_payment(payment.payload, payment.requirements).verify
         if not result.is_valid:
-            raise self._explain(
-                result.invalid_reason, payment, PaymentRejected, facilitator_message=result.invalid_message
-            )
-
-    def _explain(
-        self, reason: str | None, payment: VerifiedPayment, default: type[PaymentError], **details: object
-    ) -> PaymentError:
-        """An opaque "the transfer fails" becomes specific by asking the token why; a signature the
-        facilitator failed to check (RPC down) but that recovers locally is an outage, not a refusal."""
-        if reason == ERR_FAILED_TO_VERIFY_SIGNATURE and eoa_signature_valid(payment):
-            return FacilitatorUnavailable(
-                "the facilitator could not check the payment signature", reason=reason, **details
-            )
-        if reason in OPAQUE_REASONS and self._reader is not None:
-            if self._reader.nonce_used(payment):
-                return PaymentReplayed("this payment authorization was already used on chain", reason=reason)
-            if self._reader.balance(payment.payer) < payment.amount:
-                return PaymentInsufficientFunds("the payer's balance does not cover the price", reason=reason)
-            chain_now = self._reader.chain_time()  # the token checks block time, the SDK wall-clock time
-            if chain_now >= payment.valid_before:
-                return PaymentExpired(
-                    "the payment authorization has expired by chain time", reason=reason, chain_time=chain_now
-                )
-            if chain_now <= payment.valid_after:
-                return PaymentNotYetValid(
-                    "the payment authorization is not valid yet by chain time", reason=reason, chain_time=chain_now
-                )
-        return error_for(reason, default=default, payer=payment.payer, **details)
-
-    # --- settle ---------------------------------------------------------------------------------
-    def settle(self, payment: VerifiedPayment) -> Settlement:
-        """Move the money, once: a second call (or a call after a crash) returns the same settlement.
-
-        Before sending, the token is asked about the authorization: already used by a transfer of these
-        terms (an earlier attempt landed) -> that settlement; canceled or used otherwise, or expired by chain
-        time -> ``PaymentSettlementFailed`` (nothing charged). A transaction sent but not confirmed in time,
-        or a send whose outcome is unknown, raises ``PaymentSettlementPending``: follow it with ``follow``.
-        """
-        self.initialize()
-        with self._locks.hold(payment.key):
-            entry = self.ledger.get(payment.key)
-            if entry is None:
-                raise PaymentRejected(
-                    "this payment is not reserved here (never verified, or released)", payer=payment.payer
-                )
-            if entry.settlement is not None:
-                return entry.settlement
-            settlement = self._settled_on_chain(payment) or self._facilitator_settle(payment)
-            self.ledger.mark_settled(payment.key, settlement)
-            return settlement
-
-    async def settle_async(self, payment: VerifiedPayment) -> Settlement:
-        return await asyncio.to_thread(self.settle, payment)
-
-    def follow(self, payment: VerifiedPayment, tx_hash: str | None = None) -> Settlement | None:
-        """A settlement that was pending: its ``Settlement`` once the authorization's nonce is used by a
-        transfer of these terms, None while it is unused and still valid, ``PaymentSettlementFailed`` once it
-        expired unused (by chain time) or was canceled: then nobody was charged. Never sends anything."""
-        if self._reader is None:
-            raise PaymentSettlementFailed(  # a library gate built without a chain; the node always has one
-                "this gate has no chain to follow a pending settlement on: its outcome is unknown",
-                payer=payment.payer, tx=tx_hash)
-        with self._locks.hold(payment.key):
-            entry = self.ledger.get(payment.key)
-            if entry is not None and entry.settlement is not None:
-                return entry.settlement
-            settlement = self._settled_on_chain(payment, tx_hash)
-            if settlement is not None:
-                if entry is None:
-                    self.ledger.reserve(payment)
-                self.ledger.mark_settled(payment.key, settlement)
-            return settlement
-
-    def balance(self, account: str) -> int | None:
-        """The token balance of ``account``, or None when this gate has no chain to read."""
-        return self._reader.balance(account) if self._reader is not None else None
-
-    def _settled_on_chain(self, payment: VerifiedPayment, tx_hash: str | None = None) -> Settlement | None:
-        """What the token says of the authorization: used by a transfer of these terms -> that settlement
-        (``tx_hash`` looked at first); unused and still valid by chain time -> None (safe to send, or still
-        pending); canceled or expired unused -> ``PaymentSettlementFailed``; used by a transfer not found
-        (beyond the event lookback) -> ``PaymentSettlementPending``: the hold stays."""
-        if self._reader is None:
-            return None
-        if not self._reader.nonce_used(payment):
-            chain_now = self._reader.chain_time()
-            if chain_now >= payment.valid_before:
-                raise PaymentSettlementFailed(
-                    "the payment authorization expired before it was settled; nothing was charged",
-                    reason="expired_unused", chain_time=chain_now, valid_before=payment.valid_before)
-            return None
-        found = self._reader.find_settlement(payment, tx_hash)
-        if found is not None:
-            return found
-        if self._reader.canceled(payment):
-            raise PaymentSettlementFailed(
-                "the payer canceled the payment authorization; nothing was charged for this call",
-                reason="authorization_canceled", payer=payment.payer
-            )
-        # Used, not canceled: only a transfer of these very terms can have used it, out of sight here
-        # (older than the event lookback). The payer may be charged: never say otherwise, keep the hold.
-        raise PaymentSettlementPending(
-            "the payment authorization is used on chain by a transfer this node cannot find yet",
-            payer=payment.payer, tx=tx_hash)
-
-    def _facilitator_settle(self, payment: VerifiedPayment) -> Settlement:
-        try:
-            with _facilitator_call("settle"):
-                result = self._server.settle_payment(payment.payload, payment.requirements)
-        except FacilitatorUnavailable as exc:  # it may have sent the transaction: the outcome is unknown
-            raise PaymentSettlementPending(
-                f"the settlement's outcome is unknown ({exc.message}); following the authorization on chain",
-                payer=payment.payer) from exc
-        if result.success:
-            payer = to_checksum_address(result.payer or payment.payer)
-            return Settlement(result.transaction, payer, payment.amount, payment.network)
-        if result.error_reason == ERR_SETTLEMENT_PENDING:
-            raise PaymentSettlementPending(
-                "the settlement transaction is not mined yet; following the authorization on chain",
-                payer=payment.payer, tx=result.transaction or None)
-        recovered = self._settled_on_chain(payment, result.transaction or None)  # another settler may have won
-        if recovered is not None:
-            return recovered
-        cause = self._explain(
-            result.error_reason,
-            payment,
-            PaymentSettlementFailed,
-            facilitator_message=result.error_message,
-            tx=result.transaction or None,
-        )
-        # "The transfer failed" with no transaction and no cause on chain (still unused, funded, in its
-        # window) is what the SDK answers when sending raised: the transaction may be in a mempool.
-        unexplained = type(cause) is PaymentSettlementFailed and result.error_reason in OPAQUE_REASONS
-        if isinstance(cause, FacilitatorUnavailable) or (unexplained and not result.transaction):
-            raise PaymentSettlementPending(
-                f"the settlement's outcome is unknown ({cause.message}); following the authorization on chain",
-                payer=payment.payer, tx=result.transaction or None)
-        if isinstance(cause, PaymentSettlementFailed):
-            raise cause
-        raise PaymentSettlementFailed(
-            f"the payment could not be settled ({cause.message}); nothing was charged",
-            reason=cause.code, payer=payment.payer, tx=result.transaction or None)
-
-@contextmanager
-def _facilitator_call(action: str) -> Iterator[None]:
-    """Translate what the SDK (and web3 / httpx under it) raises into the proofmarket tree."""
-    try:
-        yield
-    except ProofMarketError:
-        raise
-    except SchemeNotFoundError as exc:
-        raise PaymentMismatch(f"no facilitator serves this scheme and network: {exc}") from exc
-    except PaymentAbortedError as exc:
-        raise PaymentRejected(f"the payment was aborted: {exc.reason}") from exc
-    except Exception as exc:
-        raise FacilitatorUnavailable(f"the facilitator failed to {action} the payment: {exc}") from exc
-
-
-class _KeyedLocks:
-    """One lock per payment key, dropped when nobody holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._locks: dict[str, tuple[threading.Lock, int]] = {}
-
-    @contextmanager
-    def hold(self, key: str) -> Iterator[None]:
-        with self._guard:
-            lock, users = self._locks.get(key, (threading.Lock(), 0))
-            self._locks[key] = (lock, users + 1)
-        try:
-            with lock:
-                yield
-        finally:
-            with self._guard:
-                lock, users = self._locks[key]
-                if users == 1:
-                    del self._locks[key]
-                else:
-                    self._locks[key] = (lock, users - 1)
+            raise explain(result.invalid_reason, payment, self._reader, PaymentRejected,
+                          facilitator_message=result.invalid_message)

@@ -1,10 +1,16 @@
-"""Map the x402 SDK's reason strings (verify ``invalid_reason``, settle ``error_reason``) to our errors."""
+"""Map the x402 SDK's reason strings (verify ``invalid_reason``, settle ``error_reason``) and what it raises to
+our errors; ``explain`` asks the token why when the reason only says the transfer fails."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from x402.mechanisms.evm import constants as evm
+from x402.schemas import PaymentAbortedError, SchemeNotFoundError
 
 from proofmarket.core.errors import (
+    FacilitatorUnavailable,
     PaymentAmountMismatch,
     PaymentError,
     PaymentExpired,
@@ -14,7 +20,11 @@ from proofmarket.core.errors import (
     PaymentRejected,
     PaymentReplayed,
     PaymentSignatureInvalid,
+    ProofMarketError,
 )
+from proofmarket.payments.onchain import TokenReader
+from proofmarket.payments.parse import eoa_signature_valid
+from proofmarket.payments.types import VerifiedPayment
 
 _BY_REASON: dict[str, type[PaymentRejected]] = {
     evm.ERR_INVALID_SIGNATURE: PaymentSignatureInvalid,
@@ -57,3 +67,43 @@ def error_for(reason: str | None, *, default: type[PaymentError] = PaymentReject
     cls: type[PaymentError] = _BY_REASON.get(reason or "", default)
     sentence = _SENTENCES.get(cls) or f"the facilitator refused the payment ({reason or 'no reason given'})"
     return cls(sentence, reason=reason, **details)
+
+
+def explain(reason: str | None, payment: VerifiedPayment, reader: TokenReader | None, default: type[PaymentError],
+            **details: object) -> PaymentError:
+    """An opaque "the transfer fails" becomes specific by asking the token (``reader``) why; a signature the
+    facilitator failed to check (RPC down) but that recovers locally is an outage, not a refusal."""
+    if reason == ERR_FAILED_TO_VERIFY_SIGNATURE and eoa_signature_valid(payment):
+        return FacilitatorUnavailable(
+            "the facilitator could not check the payment signature", reason=reason, **details
+        )
+    if reason in OPAQUE_REASONS and reader is not None:
+        if reader.nonce_used(payment):
+            return PaymentReplayed("this payment authorization was already used on chain", reason=reason)
+        if reader.balance(payment.payer) < payment.amount:
+            return PaymentInsufficientFunds("the payer's balance does not cover the price", reason=reason)
+        chain_now = reader.chain_time()  # the token checks block time, the SDK wall-clock time
+        if chain_now >= payment.valid_before:
+            return PaymentExpired(
+                "the payment authorization has expired by chain time", reason=reason, chain_time=chain_now
+            )
+        if chain_now <= payment.valid_after:
+            return PaymentNotYetValid(
+                "the payment authorization is not valid yet by chain time", reason=reason, chain_time=chain_now
+            )
+    return error_for(reason, default=default, payer=payment.payer, **details)
+
+
+@contextmanager
+def facilitator_call(action: str) -> Iterator[None]:
+    """Translate what the SDK (and web3 / httpx under it) raises into the proofmarket tree."""
+    try:
+        yield
+    except ProofMarketError:
+        raise
+    except SchemeNotFoundError as exc:
+        raise PaymentMismatch(f"no facilitator serves this scheme and network: {exc}") from exc
+    except PaymentAbortedError as exc:
+        raise PaymentRejected(f"the payment was aborted: {exc.reason}") from exc
+    except Exception as exc:
+        raise FacilitatorUnavailable(f"the facilitator failed to {action} the payment: {exc}") from exc
