@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from x402.mechanisms.evm.default_assets import DEFAULT_ASSETS
 
-from proofmarket.core.errors import UsageError
+from proofmarket.core.errors import DevSrsRefused, UsageError
 from proofmarket.core.profiles import DEVNET, PROFILES, profile_for, profile_for_network, profile_named
 from proofmarket.core.settings import Settings
+from proofmarket.sdk.checks import check_srs
 
 
 @pytest.mark.parametrize("name", [n for n in PROFILES if n != "devnet"])
@@ -54,3 +55,13 @@ def test_settings_profile(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PROOFMARKET_CHAIN", "moon")
     with pytest.raises(ValueError, match="unknown chain"):
         Settings()
+
+
+def test_a_dev_srs_is_accepted_only_on_a_chain_whose_profile_allows_it() -> None:
+    assert "devnet" in check_srs("dev", "m", devnet=True, allow_dev_srs=False, network="eip155:31337")
+    assert "devnet" in check_srs("dev", "m", devnet=True, allow_dev_srs=False, network=None)
+    for network in ("eip155:84532", "eip155:10", "solana:5eykt4"):
+        with pytest.raises(DevSrsRefused, match=network):
+            check_srs("dev", "m", devnet=True, allow_dev_srs=False, network=network)
+    with pytest.raises(DevSrsRefused):
+        check_srs("dev", "m", devnet=False, allow_dev_srs=False, network="eip155:31337")

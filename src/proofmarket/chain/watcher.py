@@ -3,7 +3,8 @@
 A log in block ``b`` is yielded once the head is at least ``b + confirmations``. ``next_block`` is
 the first block not yet fully delivered: persist it and pass it back as ``from_block`` to resume.
 Delivery is at least once (a resumed watcher may repeat the events of an unfinished block range),
-so handlers must be idempotent; events come in chain order (block, log index).
+so handlers must be idempotent; events come in chain order (block, log index). One ``eth_getLogs`` covers
+at most ``batch_size`` blocks: by default the chain profile's ``log_range`` (public RPCs cap the range).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from web3.contract import Contract
 
 from proofmarket.chain.client import ChainClient
 from proofmarket.chain.contracts import BoundContract
+from proofmarket.core.profiles import profile_for
 
 
 @dataclass(frozen=True)
@@ -39,20 +41,27 @@ class EventWatcher:
         *,
         from_block: int = 0,
         confirmations: int = 1,
-        batch_size: int = 2_000,
+        batch_size: int | None = None,
         poll_interval: float = 1.0,
     ) -> None:
-        if confirmations < 0 or batch_size < 1:
+        if confirmations < 0 or (batch_size is not None and batch_size < 1):
             raise ValueError("confirmations must be >= 0 and batch_size >= 1")
         self.client = client
         self.next_block = from_block
         self.confirmations = confirmations
-        self.batch_size = batch_size
+        self._batch_size = batch_size
         self.poll_interval = poll_interval
         self._by_address: dict[str, tuple[str, Contract]] = {}
         self._topics: dict[tuple[str, bytes], str] = {}
         for name, bound in contracts.items():
             self._add(name, bound.contract if isinstance(bound, BoundContract) else bound)
+
+    @property
+    def batch_size(self) -> int:
+        """Blocks per eth_getLogs: the given size, else the chain profile's log range (asked once)."""
+        if self._batch_size is None:
+            self._batch_size = profile_for(self.client.chain_id).log_range
+        return self._batch_size
 
     def _add(self, name: str, contract: Contract) -> None:
         self._by_address[contract.address.lower()] = (name, contract)

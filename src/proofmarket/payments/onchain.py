@@ -12,6 +12,7 @@ from web3.logs import DISCARD
 
 from proofmarket.chain.client import ChainClient
 from proofmarket.chain.contracts import UsdcToken
+from proofmarket.core.profiles import profile_for
 from proofmarket.payments.types import Settlement, VerifiedPayment
 
 LOOKBACK_BLOCKS = 50_000  # how far back to look for the AuthorizationUsed event of a settled payment
@@ -20,10 +21,13 @@ LOOKBACK_BLOCKS = 50_000  # how far back to look for the AuthorizationUsed event
 class TokenReader:
     """Reads of one EIP-3009 token through the project's ``ChainClient`` (errors translated there)."""
 
-    def __init__(self, client: ChainClient, asset: str, *, lookback_blocks: int = LOOKBACK_BLOCKS) -> None:
+    def __init__(self, client: ChainClient, asset: str, *, lookback_blocks: int = LOOKBACK_BLOCKS,
+                 log_range: int | None = None) -> None:
+        """``log_range``: blocks per eth_getLogs (public RPCs cap it); unset = the chain profile's."""
         self.client = client
         self.token = UsdcToken(client, asset)
         self.lookback_blocks = lookback_blocks
+        self._log_range = log_range
 
     def nonce_used(self, payment: VerifiedPayment) -> bool:
         return self.token.authorization_state(to_checksum_address(payment.payer), bytes.fromhex(payment.nonce[2:]))
@@ -50,18 +54,22 @@ class TokenReader:
         return bool(self._authorization_txs(payment, "AuthorizationCanceled"))
 
     def _authorization_txs(self, payment: VerifiedPayment, name: str = "AuthorizationUsed") -> list[str]:
+        """The transactions that emitted ``name`` for this authorization, newest range first: an authorization
+        is used or canceled at most once, so the first range that has it ends the search."""
         event = getattr(self.token.contract.events, name)()
+        step = self._log_range or profile_for(self.client.chain_id).log_range
+        filters = {"authorizer": to_checksum_address(payment.payer), "nonce": bytes.fromhex(payment.nonce[2:])}
         with self.client.translate(f"read {name} events"):
-            latest = self.client.w3.eth.block_number
-            logs = event.get_logs(
-                from_block=max(0, latest - self.lookback_blocks),
-                to_block=latest,
-                argument_filters={
-                    "authorizer": to_checksum_address(payment.payer),
-                    "nonce": bytes.fromhex(payment.nonce[2:]),
-                },
-            )
-        return ["0x" + bytes(log["transactionHash"]).hex() for log in logs]
+            latest = int(self.client.w3.eth.block_number)
+            oldest = max(0, latest - self.lookback_blocks)
+            to_block = latest
+            while to_block >= oldest:
+                from_block = max(oldest, to_block - step + 1)
+                logs = event.get_logs(from_block=from_block, to_block=to_block, argument_filters=filters)
+                if logs:
+                    return ["0x" + bytes(log["transactionHash"]).hex() for log in logs]
+                to_block = from_block - 1
+        return []
 
     def _mined(self, tx_hash: str) -> bool:
         from web3.exceptions import TransactionNotFound

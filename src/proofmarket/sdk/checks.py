@@ -17,6 +17,7 @@ from eth_utils import to_checksum_address
 
 from proofmarket import models
 from proofmarket.core.errors import AnswerMismatch, DevSrsRefused, ProofMarketError, UsageError
+from proofmarket.core.profiles import profile_for_network
 from proofmarket.models.spec import ModelInfo, TensorSpec
 from proofmarket.store import ArtifactStore
 from proofmarket.systems.ezkl.bundle import ProofBundle
@@ -26,7 +27,6 @@ from proofmarket.systems.ezkl.manifest import ModelManifest
 from proofmarket.systems.ezkl.srs import CEREMONY
 from proofmarket.systems.ezkl.verify import load_manifest, pure_bundle_cid
 
-DEVNET_NETWORK = "eip155:31337"
 OUTPUT_TOLERANCE = 1e-9
 
 
@@ -45,18 +45,23 @@ class Request:
 
 def check_srs(kind: str, model_id: str, *, devnet: bool, allow_dev_srs: bool, network: str | None) -> str:
     """Refuse a model whose SRS is not a pinned ceremony file, unless the caller allowed dev SRS or said it
-    is on the devnet (and its own payment, if any, was made on the devnet's chain)."""
+    is on the devnet (and its own payment, if any, was made on a chain whose profile allows a dev SRS)."""
     if kind == CEREMONY:
         return "SRS is a pinned ceremony file"
     if allow_dev_srs:
         return "SRS is a dev SRS (allowed by the caller: proofs on it can be forged)"
-    if devnet and network in (None, DEVNET_NETWORK):
+    if devnet and (network is None or _dev_srs_network(network)):
         return "SRS is a dev SRS (accepted on the devnet)"
     where = f"a payment on {network}" if devnet else "a client not told it is on the devnet"
     raise DevSrsRefused(
         f"model {model_id} uses a dev SRS, whose toxic waste one machine knew (its proofs can be forged): "
         f"refused for {where}; pass devnet=True (--devnet) on the devnet or allow_dev_srs=True (--allow-dev-srs)",
         model_id=model_id, check="srs")
+
+
+def _dev_srs_network(network: str) -> bool:
+    profile = profile_for_network(network)
+    return profile is not None and profile.dev_srs_allowed
 
 
 def check_answer(bundle: ProofBundle, store: ArtifactStore, request: Request, *,

@@ -10,15 +10,14 @@ from proofmarket import __version__
 from proofmarket.api.catalog import ServedModel
 from proofmarket.api.deps import NodeServices, ServicesDep, base_url
 from proofmarket.api.schemas import Health, Price, ServiceManifest, ServiceModel
-from proofmarket.api.security import on_devnet
 from proofmarket.api.signed import describe
 from proofmarket.api.views import registry_listing
 from proofmarket.core.errors import ProofMarketError
+from proofmarket.core.settings import Settings
 from proofmarket.systems import ATTESTED_SYSTEM, GUARANTEES, PROVEN_SYSTEM
 from proofmarket.systems.ezkl.bundle import BUNDLE_FORMAT, BUNDLE_VERSION
 
 router = APIRouter(tags=["meta"])
-DEVNET_CHAIN = {"name": "devnet", "chain_id": 31337}
 ENDPOINTS = {
     "models": "/v1/models", "model": "/v1/models/{model_id}", "infer": "/v1/models/{model_id}/infer",
     "generate": "/v1/models/{model_id}/generate",
@@ -110,7 +109,7 @@ def metrics(services: ServicesDep) -> Response:
 
 def _chain(services: NodeServices, paid: dict[str, object] | None) -> dict[str, object] | None:
     """The chain the node is paid on, with the market's contracts when one is deployed there."""
-    chain = dict(paid) if paid else dict(DEVNET_CHAIN) if on_devnet(services.settings) else None
+    chain = dict(paid) if paid else _settings_chain(services.settings)
     listings = services.catalog.listings
     if listings is not None:
         market = listings.market
@@ -119,3 +118,12 @@ def _chain(services: NodeServices, paid: dict[str, object] | None) -> dict[str, 
         if market.deployment.erc8004 is not None:
             chain["erc8004"] = market.deployment.erc8004
     return chain
+
+
+def _settings_chain(settings: Settings) -> dict[str, object] | None:
+    """The chain the settings name without asking an RPC: PROOFMARKET_CHAIN's profile, or the devnet's when no
+    RPC URL is set; None for an RPC of unnamed chain (the market's client names it when one is deployed)."""
+    if settings.chain is None and settings.rpc_url is not None:
+        return None
+    profile = settings.profile()
+    return {"name": profile.name, "chain_id": profile.chain_id}
