@@ -17,8 +17,9 @@ from fastapi.testclient import TestClient
 
 from proofmarket.chain import advance_time, dev_account, mine
 from proofmarket.chain.types import RequestStatus
+from proofmarket.core.errors import UnknownRequest
 from proofmarket.db import Database, EscrowRepo, EscrowStatus, ModelRepo
-from proofmarket.intake.escrow import EscrowService, UnknownRequest
+from proofmarket.intake.escrow import EscrowService
 from proofmarket.market import Market
 
 pytestmark = [pytest.mark.slow, pytest.mark.chain]

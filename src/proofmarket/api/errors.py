@@ -1,19 +1,9 @@
 """One error shape for every response: ``{"error": {"code", "message", "details"}}`` with the tree's status.
 
-API-only branches of the tree (``proofmarket.core.errors``):
-
-    UsageError
-    ├── Unauthorized         unauthorized         401
-    ├── BodyTooLarge         body_too_large       413
-    ├── RequestInvalid       invalid_request      422   the request does not match the OpenAPI schema
-    ├── RouteNotFound        not_found            404
-    └── MethodNotAllowed     method_not_allowed   405
-    ProofMarketError
-    └── InternalError        internal_error       500   a bug; details are logged, not sent
-
 ``handle_error`` is the one handler: foreign exceptions (Starlette, FastAPI validation, anything else) are
-translated into the tree, then rendered. An error may carry ``headers`` (e.g. x402 ``PAYMENT-REQUIRED``
-on a 402, ``WWW-Authenticate`` on a 401): they are sent with the response.
+translated into the tree (``proofmarket.core.errors``: ``RequestInvalid``, ``RouteNotFound``, ``MethodNotAllowed``,
+``InternalError``), then rendered. The error's ``headers`` (e.g. x402 ``PAYMENT-REQUIRED`` on a 402,
+``WWW-Authenticate`` on a 401) are sent with the response.
 """
 
 from __future__ import annotations
@@ -28,34 +18,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from proofmarket.core.errors import ProofMarketError, UsageError
+from proofmarket.core.errors import (
+    InternalError,
+    MethodNotAllowed,
+    ProofMarketError,
+    RequestInvalid,
+    RouteNotFound,
+    UsageError,
+)
 
 log = logging.getLogger("proofmarket.api")
-
-
-class Unauthorized(UsageError):
-    code, http_status = "unauthorized", 401
-    headers = {"WWW-Authenticate": "Bearer"}
-
-
-class BodyTooLarge(UsageError):
-    code, http_status = "body_too_large", 413
-
-
-class RequestInvalid(UsageError):
-    code, http_status = "invalid_request", 422
-
-
-class RouteNotFound(UsageError):
-    code, http_status = "not_found", 404
-
-
-class MethodNotAllowed(UsageError):
-    code, http_status = "method_not_allowed", 405
-
-
-class InternalError(ProofMarketError):
-    code, http_status = "internal_error", 500
 
 
 def as_error(exc: BaseException) -> ProofMarketError:
@@ -71,8 +43,7 @@ def as_error(exc: BaseException) -> ProofMarketError:
 
 def error_response(err: ProofMarketError) -> JSONResponse:
     body = {"error": {"code": err.code, "message": err.message, "details": _jsonable(err.details)}}
-    headers: dict[str, str] | None = getattr(err, "headers", None)
-    return JSONResponse(body, status_code=err.http_status, headers=headers)
+    return JSONResponse(body, status_code=err.http_status, headers=dict(err.headers) or None)
 
 
 async def handle_error(request: Request, exc: Exception) -> JSONResponse:
@@ -116,7 +87,7 @@ def _http(exc: StarletteHTTPException) -> ProofMarketError:
         err = UsageError(detail)
         err.code, err.http_status = f"http_{exc.status_code}", exc.status_code
     if exc.headers:
-        err.headers = dict(exc.headers)  # type: ignore[attr-defined]
+        err.headers = dict(exc.headers)
     return err
 
 

@@ -17,9 +17,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from proofmarket.api.errors import BodyTooLarge, error_response
+from proofmarket.api.errors import error_response
 from proofmarket.core import jsonlimits
-from proofmarket.core.errors import JsonTooDeep
+from proofmarket.core.errors import BodyTooLarge, JsonTooDeep
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 

@@ -17,8 +17,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from proofmarket.api.access import TOKEN_HEADER
 from proofmarket.api.deps import ServicesDep
-from proofmarket.api.errors import Unauthorized
-from proofmarket.core.errors import UsageError
+from proofmarket.core.errors import Unauthorized, UsageError
 from proofmarket.core.settings import Settings
 
 PLACEHOLDERS = frozenset({"changethis", "changeme", "change-me", "admin", "secret", "password", "token", "test",

@@ -15,8 +15,8 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 from fastapi import Request
 
-from proofmarket.api.errors import Unauthorized
 from proofmarket.core.address_signature import HEADERS, MAX_AGE_S, NONCE, message
+from proofmarket.core.errors import Unauthorized
 
 _CREATE = threading.Lock()
 

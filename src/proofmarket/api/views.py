@@ -25,9 +25,8 @@ from proofmarket.api.schemas import (
     Tensor,
     Verifier,
 )
-from proofmarket.calls.errors import rebuild_error
 from proofmarket.calls.service import call_answer
-from proofmarket.core.errors import ProofMarketError
+from proofmarket.core.errors import ProofMarketError, from_code
 from proofmarket.db import JobKind, JobRow, JobStatus
 from proofmarket.payments.tickets import Settlement
 from proofmarket.systems import GUARANTEES
@@ -118,7 +117,7 @@ def infer_result(job: JobRow, bundle: dict[str, Any], access_token: str) -> Infe
 def job_error(job: JobRow) -> ProofMarketError:
     """A failed job's error as an answer: its code and status, the public message, the job id."""
     code = job.error_code or "proving_failed"
-    return rebuild_error(code, public_message(code, job.error_message), job_id=job.id)
+    return from_code(code, public_message(code, job.error_message), {"job_id": job.id})
 
 
 def _job_result(job: JobRow) -> JobResult | None:

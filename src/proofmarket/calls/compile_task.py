@@ -21,8 +21,14 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from proofmarket.calls.errors import JobInterrupted, rebuild_error
-from proofmarket.core.errors import CompileOutOfMemory, ProofMarketError, ProofTimeout, ProvingError
+from proofmarket.core.errors import (
+    CompileOutOfMemory,
+    JobInterrupted,
+    ProofMarketError,
+    ProofTimeout,
+    ProvingError,
+    from_code,
+)
 from proofmarket.core.settings import Settings
 from proofmarket.systems.ezkl import lifeline
 
@@ -48,7 +54,7 @@ def compile_job(settings: Settings, spec: dict[str, Any], timeout_s: float, stop
         parent.close()
     if status == "ok":
         return dict(payload)
-    raise rebuild_error(*payload)
+    raise from_code(*payload)
 
 
 def _wait(conn: Connection, proc: Any, timeout_s: float, stop: threading.Event,

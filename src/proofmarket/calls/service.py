@@ -21,9 +21,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from proofmarket.calls.cache import ProofCache
-from proofmarket.calls.errors import IdempotencyConflict, UnknownJob
 from proofmarket.calls.queue import JobQueue
-from proofmarket.core.errors import PaymentReplayed
+from proofmarket.core.errors import IdempotencyConflict, PaymentReplayed, UnknownJob
 from proofmarket.db import DuplicateJob, JobKind, JobRepo, JobRow, JobStatus, NewJob
 from proofmarket.payments.tickets import PaymentTicket, Settlement
 

@@ -1,71 +1,128 @@
-"""The one exception tree of proofmarket.
+"""The one exception tree of proofmarket, and the registry of its codes.
 
-Every error carries a stable ``code`` (used by the API's JSON error body and by scripts reading
-``--json`` output), an HTTP status for the API, and a CLI exit code. Foreign exceptions (EZKL,
-onnxruntime, web3, filesystem) are translated at the adapter edge into one of these.
+Every error carries a stable ``code`` (used by the API's JSON error body, by scripts reading ``--json`` output and
+by a job's stored failure), an HTTP status for the API, a CLI exit code and the HTTP ``headers`` its answer sends
+(``WWW-Authenticate`` on a 401, x402 ``PAYMENT-REQUIRED`` on a 402: declared by the class or set on the instance).
+A class declares them in its header, ``class UnknownJob(UsageError, code="unknown_job", http_status=404)``, and
+inherits what it does not declare. Each code names one class (a second class taking a code is a ``TypeError`` when
+it is defined); ``from_code`` is the one way to rebuild an error in another process (a job's failure, a node's
+answer). Foreign exceptions (EZKL, onnxruntime, web3, filesystem) are translated at the adapter edge into the tree.
 
-    ProofMarketError                      code              http  exit
-    ├── UsageError                        bad_request        400   2
-    │   ├── JsonTooDeep                   json_too_deep      400   2
-    │   └── JsonTooLarge                  json_too_large     413   2
-    ├── ModelError                        model_error        422   2
-    │   ├── InvalidModel                  invalid_model      422   2
-    │   ├── ModelTooLarge                 model_too_large    413   2
-    │   ├── UnsupportedOperator           unsupported_operator 422 2
-    │   ├── TensorTooLarge                tensor_too_large   422   2
-    │   └── UnknownModel                  unknown_model      404   2
-    ├── InputError                        invalid_input      422   2
-    │   ├── InputTooLarge                 input_too_large    413   2
-    │   ├── InputShapeError               input_shape        422   2
-    │   └── NonFiniteInput                input_not_finite   422   2
-    ├── StoreError                        store_error        500   2
-    │   ├── ArtifactNotFound              artifact_not_found 404   2
-    │   ├── ArtifactCorrupt               artifact_corrupt   500   2
-    │   └── InvalidCID                    invalid_cid        400   2
-    ├── ProvingError                      proving_failed     500   3
-    │   ├── CircuitCompileError           circuit_compile    422   3
-    │   ├── AccuracyNotMet                accuracy_not_met   422   3
-    │   ├── SRSError                      srs_error          500   3
-    │   ├── WitnessError                  witness_failed     422   3
-    │   ├── ProofTimeout                  proof_timeout      504   3
-    │   ├── CompileOutOfMemory            compile_out_of_memory 422 3
-    │   └── EzklVersionMismatch           ezkl_version_mismatch 409 3
-    ├── QueueUnavailable                  queue_unavailable  503   4
-    ├── VerificationFailed                proof_invalid      422   1
-    │   ├── BundleError                   bundle_invalid     422   1
-    │   ├── AnswerMismatch                answer_mismatch    422   1
-    │   ├── DevSrsRefused                 dev_srs_refused    422   1
-    │   ├── SettlementMismatch            settlement_mismatch 422  1
-    │   └── RegistryMismatch              registry_mismatch  409   1
-    ├── ChainError                        chain_error        502   4
-    │   ├── ContractReverted              contract_reverted  409   4
-    │   └── RPCUnavailable                rpc_unavailable    503   4
-    └── PaymentError                      payment_error      402   5
-        ├── PaymentRequired               payment_required   402   5
-        ├── PaymentRejected               payment_rejected   402   5
-        │   ├── PaymentMalformed          payment_malformed  402   5
-        │   ├── PaymentMismatch           payment_mismatch   402   5
-        │   ├── PaymentAmountMismatch     payment_amount_mismatch 402 5
-        │   ├── PaymentExpired            payment_expired    402   5
-        │   │   └── PaymentWindowTooShort payment_window_too_short 402 5
-        │   ├── PaymentNotYetValid        payment_not_yet_valid 402 5
-        │   ├── PaymentSignatureInvalid   payment_signature_invalid 402 5
-        │   ├── PaymentInsufficientFunds  payment_insufficient_funds 402 5
-        │   └── PaymentReplayed           payment_replayed   409   5
-        ├── PaymentSettlementFailed       payment_settlement_failed 402 5
-        ├── PaymentSettlementPending      payment_settlement_pending 402 5
-        └── FacilitatorUnavailable        facilitator_unavailable 503 5
+    ProofMarketError                      code                       http exit
+    ├── InternalError                     internal_error              500  2
+    ├── UsageError                        bad_request                 400  2
+    │   ├── JsonTooDeep                   json_too_deep               400  2
+    │   ├── JsonTooLarge                  json_too_large              413  2
+    │   ├── Unauthorized                  unauthorized                401  2   WWW-Authenticate: Bearer
+    │   ├── BodyTooLarge                  body_too_large              413  2
+    │   ├── RequestInvalid                invalid_request             422  2   not the OpenAPI schema
+    │   ├── RouteNotFound                 not_found                   404  2
+    │   ├── MethodNotAllowed              method_not_allowed          405  2
+    │   ├── UnknownJob                    unknown_job                 404  2
+    │   ├── IdempotencyConflict           idempotency_conflict        409  2   the key was used for another request
+    │   ├── DuplicateJob                  duplicate_job               409  2   a unique job column is taken
+    │   ├── UnknownRequest                unknown_request             404  2
+    │   ├── RequestClosed                 request_closed              409  2
+    │   ├── UseCourt                      use_court                   409  2
+    │   ├── EscrowUnavailable             escrow_unavailable          404  2
+    │   ├── CourtUnavailable              court_unavailable           404  2
+    │   ├── MarketUnavailable             market_unavailable          404  2
+    │   └── ModelInactive                 model_inactive              409  2
+    ├── ModelError                        model_error                 422  2
+    │   ├── InvalidModel                  invalid_model               422  2
+    │   ├── ModelTooLarge                 model_too_large             413  2
+    │   ├── UnsupportedOperator           unsupported_operator        422  2
+    │   ├── ModelOverBudget               model_over_budget           422  2
+    │   ├── TensorTooLarge                tensor_too_large            422  2
+    │   ├── UnknownModel                  unknown_model               404  2
+    │   ├── ModelFilesMissing             model_files_missing         422  2
+    │   ├── NotCausalLM                   not_causal_lm               422  2
+    │   └── WrongMode                     wrong_mode                  409  2
+    ├── InputError                        invalid_input               422  2
+    │   ├── InputTooLarge                 input_too_large             413  2
+    │   ├── InputShapeError               input_shape                 422  2
+    │   │   └── SampleCountError          sample_count_not_whole      422  2
+    │   ├── NonFiniteInput                input_not_finite            422  2
+    │   ├── PromptTooLong                 prompt_too_long             422  2
+    │   ├── MaxTokensOverCap              max_tokens_over_cap         422  2
+    │   └── InputMismatch                 input_mismatch              422  2
+    ├── StoreError                        store_error                 500  2
+    │   ├── ArtifactNotFound              artifact_not_found          404  2
+    │   ├── ArtifactCorrupt               artifact_corrupt            500  2
+    │   ├── InvalidCID                    invalid_cid                 400  2
+    │   └── DatabaseError                 database_error              500  2
+    ├── ProvingError                      proving_failed              500  3
+    │   ├── CircuitCompileError           circuit_compile             422  3
+    │   ├── AccuracyNotMet                accuracy_not_met            422  3
+    │   ├── SRSError                      srs_error                   500  3
+    │   ├── WitnessError                  witness_failed              422  3
+    │   ├── ProofTimeout                  proof_timeout               504  3
+    │   ├── CompileOutOfMemory            compile_out_of_memory       422  3
+    │   ├── EzklVersionMismatch           ezkl_version_mismatch       409  3
+    │   └── JobInterrupted                interrupted                 503  3
+    ├── QueueUnavailable                  queue_unavailable           503  4
+    ├── NodeUnavailable                   node_unavailable            503  4
+    ├── VerificationFailed                proof_invalid               422  1
+    │   ├── BundleError                   bundle_invalid              422  1
+    │   ├── AnswerMismatch                answer_mismatch             422  1
+    │   ├── AttestationMismatch           attestation_mismatch        422  1
+    │   ├── DevSrsRefused                 dev_srs_refused             422  1
+    │   ├── SettlementMismatch            settlement_mismatch         422  1
+    │   └── RegistryMismatch              registry_mismatch           409  1
+    ├── ChainError                        chain_error                 502  4
+    │   ├── ContractReverted              contract_reverted           409  4
+    │   └── RPCUnavailable                rpc_unavailable             503  4
+    └── PaymentError                      payment_error               402  5
+        ├── PaymentRequired               payment_required            402  5
+        ├── PaymentRejected               payment_rejected            402  5
+        │   ├── PaymentMalformed          payment_malformed           402  5
+        │   ├── PaymentMismatch           payment_mismatch            402  5
+        │   ├── PaymentAmountMismatch     payment_amount_mismatch     402  5
+        │   ├── PaymentExpired            payment_expired             402  5
+        │   │   └── PaymentWindowTooShort payment_window_too_short    402  5
+        │   ├── PaymentNotYetValid        payment_not_yet_valid       402  5
+        │   ├── PaymentSignatureInvalid   payment_signature_invalid   402  5
+        │   ├── PaymentInsufficientFunds  payment_insufficient_funds  402  5
+        │   └── PaymentReplayed           payment_replayed            409  5
+        ├── PaymentSettlementFailed       payment_settlement_failed   402  5
+        ├── PaymentSettlementPending      payment_settlement_pending  402  5
+        └── FacilitatorUnavailable        facilitator_unavailable     503  5
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
+_BY_CODE: dict[str, type[ProofMarketError]] = {}
+NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+
 
 class ProofMarketError(Exception):
-    """Root of every error proofmarket raises on purpose."""
+    """Root of every error proofmarket raises on purpose (not in the registry: ``from_code``'s fallback)."""
 
-    code = "internal_error"
-    http_status = 500
-    exit_code = 2
+    code: str = "internal_error"
+    http_status: int = 500
+    exit_code: int = 2
+    headers: Mapping[str, str] = NO_HEADERS
+
+    def __init_subclass__(cls, *, code: str | None = None, http_status: int | None = None,
+                          exit_code: int | None = None, headers: Mapping[str, str] | None = None) -> None:
+        super().__init_subclass__()
+        if http_status is not None:
+            cls.http_status = http_status
+        if exit_code is not None:
+            cls.exit_code = exit_code
+        if headers is not None:
+            cls.headers = MappingProxyType(dict(headers))
+        if code is None:  # a subclass that keeps its parent's code is not in the registry
+            return
+        taken = _BY_CODE.get(code)
+        if taken is not None and (taken.__module__, taken.__qualname__) != (cls.__module__, cls.__qualname__):
+            raise TypeError(f"error code {code!r} of {cls.__module__}.{cls.__qualname__} is taken by "
+                            f"{taken.__module__}.{taken.__qualname__}")
+        cls.code = code
+        _BY_CODE[code] = cls
 
     def __init__(self, message: str, **details: object) -> None:
         super().__init__(message)
@@ -76,303 +133,263 @@ class ProofMarketError(Exception):
         return {"code": self.code, "message": self.message, "details": self.details}
 
 
-class UsageError(ProofMarketError):
-    code, http_status, exit_code = "bad_request", 400, 2
+def error_class(code: str) -> type[ProofMarketError] | None:
+    """The class registered under ``code``, if any."""
+    return _BY_CODE.get(code)
 
 
-class JsonTooDeep(UsageError):
+def error_codes() -> Mapping[str, type[ProofMarketError]]:
+    """Every registered code and its class (read-only)."""
+    return MappingProxyType(_BY_CODE)
+
+
+def from_code(code: str, message: str, details: Mapping[str, object] | None = None, *,
+              default: type[ProofMarketError] = ProofMarketError) -> ProofMarketError:
+    """An error rebuilt from its code, message and details (a job's stored failure, another process's answer):
+    the class registered under the code, else ``default`` keeping the code it was given."""
+    exc = _BY_CODE.get(code, default)(message, **{k: v for k, v in (details or {}).items() if k != "message"})
+    exc.code = code
+    return exc
+
+
+class InternalError(ProofMarketError, code="internal_error", http_status=500):
+    """A bug: the API logs its details and does not send them."""
+
+
+# --- usage --------------------------------------------------------------------------------------
+class UsageError(ProofMarketError, code="bad_request", http_status=400, exit_code=2): ...
+
+
+class JsonTooDeep(UsageError, code="json_too_deep"):
     """A JSON document nests arrays or objects deeper than proofmarket parses (``proofmarket.core.jsonlimits``)."""
 
-    code = "json_too_deep"
+
+class JsonTooLarge(UsageError, code="json_too_large", http_status=413): ...
+class Unauthorized(UsageError, code="unauthorized", http_status=401, headers={"WWW-Authenticate": "Bearer"}): ...
+class BodyTooLarge(UsageError, code="body_too_large", http_status=413): ...
+class RouteNotFound(UsageError, code="not_found", http_status=404): ...
+class MethodNotAllowed(UsageError, code="method_not_allowed", http_status=405): ...
 
 
-class JsonTooLarge(UsageError):
-    code, http_status = "json_too_large", 413
+class RequestInvalid(UsageError, code="invalid_request", http_status=422):
+    """The request does not match the OpenAPI schema."""
+
+
+class UnknownJob(UsageError, code="unknown_job", http_status=404): ...
+
+
+class IdempotencyConflict(UsageError, code="idempotency_conflict", http_status=409):
+    """The Idempotency-Key was already used for a different request."""
+
+
+class DuplicateJob(UsageError, code="duplicate_job", http_status=409):
+    """A unique job column (idempotency key, payment nonce) is taken."""
+
+
+class UnknownRequest(UsageError, code="unknown_request", http_status=404): ...
+class RequestClosed(UsageError, code="request_closed", http_status=409): ...
+
+
+class UseCourt(UsageError, code="use_court", http_status=409):
+    """An attested request escrowed on the InferenceMarket while the deployment has an AttestationCourt: attested
+    results are paid only after a challenge window, so they are answered on the court, not here."""
+
+
+class EscrowUnavailable(UsageError, code="escrow_unavailable", http_status=404):
+    """This node follows no escrow market: there are no escrow requests to show (not a server fault)."""
+
+
+class CourtUnavailable(UsageError, code="court_unavailable", http_status=404):
+    """This node follows no AttestationCourt (no court deployed, or the watcher is off)."""
+
+
+class MarketUnavailable(UsageError, code="market_unavailable", http_status=404):
+    """This node sells on no on-chain market (no earnings to show)."""
+
+
+class ModelInactive(UsageError, code="model_inactive", http_status=409):
+    """The model's registry listing is deactivated by its owner: it is not sold."""
 
 
 # --- models -------------------------------------------------------------------------------------
-class ModelError(ProofMarketError):
-    code, http_status, exit_code = "model_error", 422, 2
+class ModelError(ProofMarketError, code="model_error", http_status=422, exit_code=2): ...
+class InvalidModel(ModelError, code="invalid_model"): ...
+class ModelTooLarge(ModelError, code="model_too_large", http_status=413): ...
+class UnsupportedOperator(ModelError, code="unsupported_operator"): ...
 
 
-class InvalidModel(ModelError):
-    code = "invalid_model"
-
-
-class ModelTooLarge(ModelError):
-    code, http_status = "model_too_large", 413
-
-
-class UnsupportedOperator(ModelError):
-    code = "unsupported_operator"
-
-
-class ModelOverBudget(ModelError):
+class ModelOverBudget(ModelError, code="model_over_budget"):
     """The predicted circuit (logrows, prove time or memory) exceeds the node's proving budget."""
 
-    code = "model_over_budget"
 
-
-class TensorTooLarge(ModelError):
+class TensorTooLarge(ModelError, code="tensor_too_large"):
     """A tensor of the model (weights, input, output or an intermediate) has more elements than the node takes."""
 
-    code = "tensor_too_large"
+
+class UnknownModel(ModelError, code="unknown_model", http_status=404): ...
 
 
-class UnknownModel(ModelError):
-    code, http_status = "unknown_model", 404
-
-
-class ModelFilesMissing(ModelError):
+class ModelFilesMissing(ModelError, code="model_files_missing"):
     """A model directory (attested mode) lacks a file it needs: config, weights or tokenizer."""
 
-    code = "model_files_missing"
 
-
-class NotCausalLM(ModelError):
+class NotCausalLM(ModelError, code="not_causal_lm"):
     """Attested text generation needs a causal language model; this directory holds another kind."""
 
-    code = "not_causal_lm"
 
-
-class WrongMode(ModelError):
+class WrongMode(ModelError, code="wrong_mode", http_status=409):
     """The call does not fit the model's mode: ``infer`` on a generation model, ``generate`` on a proven one."""
-
-    code, http_status = "wrong_mode", 409
 
 
 # --- inputs -------------------------------------------------------------------------------------
-class InputError(ProofMarketError):
-    code, http_status, exit_code = "invalid_input", 422, 2
+class InputError(ProofMarketError, code="invalid_input", http_status=422, exit_code=2): ...
+class InputTooLarge(InputError, code="input_too_large", http_status=413): ...
+class InputShapeError(InputError, code="input_shape"): ...
 
 
-class InputTooLarge(InputError):
-    code, http_status = "input_too_large", 413
-
-
-class InputShapeError(InputError):
-    code = "input_shape"
-
-
-class SampleCountError(InputShapeError):
+class SampleCountError(InputShapeError, code="sample_count_not_whole"):
     """A sample file's values do not split into whole samples of the model's input size."""
 
-    code = "sample_count_not_whole"
+
+class NonFiniteInput(InputError, code="input_not_finite"): ...
 
 
-class NonFiniteInput(InputError):
-    code = "input_not_finite"
-
-
-class PromptTooLong(InputError):
+class PromptTooLong(InputError, code="prompt_too_long"):
     """The prompt and the tokens asked for do not fit the model's context length."""
 
-    code = "prompt_too_long"
 
-
-class MaxTokensOverCap(InputError):
+class MaxTokensOverCap(InputError, code="max_tokens_over_cap"):
     """``max_tokens`` is above the model's cap (the most a call pays for)."""
 
-    code = "max_tokens_over_cap"
+
+class InputMismatch(InputError, code="input_mismatch", http_status=422):
+    """The posted input (and salt) does not open the request's on-chain input commitment."""
 
 
 # --- store --------------------------------------------------------------------------------------
-class StoreError(ProofMarketError):
-    code, http_status, exit_code = "store_error", 500, 2
+class StoreError(ProofMarketError, code="store_error", http_status=500, exit_code=2): ...
+class ArtifactNotFound(StoreError, code="artifact_not_found", http_status=404): ...
 
 
-class ArtifactNotFound(StoreError):
-    code, http_status = "artifact_not_found", 404
-
-
-class ArtifactCorrupt(StoreError):
+class ArtifactCorrupt(StoreError, code="artifact_corrupt"):
     """A stored artifact's bytes no longer hash to its CID: it is not used."""
 
-    code = "artifact_corrupt"
+
+class InvalidCID(StoreError, code="invalid_cid", http_status=400): ...
 
 
-class InvalidCID(StoreError):
-    code, http_status = "invalid_cid", 400
+class DatabaseError(StoreError, code="database_error"):
+    """The database cannot be opened, migrated or written."""
 
 
 # --- proving ------------------------------------------------------------------------------------
-class ProvingError(ProofMarketError):
-    code, http_status, exit_code = "proving_failed", 500, 3
+class ProvingError(ProofMarketError, code="proving_failed", http_status=500, exit_code=3): ...
+class CircuitCompileError(ProvingError, code="circuit_compile", http_status=422): ...
+class AccuracyNotMet(ProvingError, code="accuracy_not_met", http_status=422): ...
+class SRSError(ProvingError, code="srs_error"): ...
+class WitnessError(ProvingError, code="witness_failed", http_status=422): ...
+class ProofTimeout(ProvingError, code="proof_timeout", http_status=504): ...
 
 
-class CircuitCompileError(ProvingError):
-    code, http_status = "circuit_compile", 422
-
-
-class AccuracyNotMet(ProvingError):
-    code, http_status = "accuracy_not_met", 422
-
-
-class SRSError(ProvingError):
-    code = "srs_error"
-
-
-class WitnessError(ProvingError):
-    code, http_status = "witness_failed", 422
-
-
-class ProofTimeout(ProvingError):
-    code, http_status = "proof_timeout", 504
-
-
-class CompileOutOfMemory(ProvingError):
+class CompileOutOfMemory(ProvingError, code="compile_out_of_memory", http_status=422):
     """The compile of an uploaded model needed more memory than the node's compile limit."""
 
-    code, http_status = "compile_out_of_memory", 422
 
-
-class EzklVersionMismatch(ProvingError):
+class EzklVersionMismatch(ProvingError, code="ezkl_version_mismatch", http_status=409):
     """The prover's EZKL is not the version the model was compiled with: its keys could give a bad proof, so the
     job is refused (nothing proved, nothing charged)."""
 
-    code, http_status = "ezkl_version_mismatch", 409
+
+class JobInterrupted(ProvingError, code="interrupted", http_status=503):
+    """The node stopped while the job ran."""
 
 
-class QueueUnavailable(ProofMarketError):
+# --- services -----------------------------------------------------------------------------------
+class QueueUnavailable(ProofMarketError, code="queue_unavailable", http_status=503, exit_code=4):
     """The job queue's broker (Redis, for PROOFMARKET_QUEUE=celery) cannot be reached."""
 
-    code, http_status, exit_code = "queue_unavailable", 503, 4
 
-
-# --- nodes (the SDK's view) ---------------------------------------------------------------------
-class NodeUnavailable(ProofMarketError):
+class NodeUnavailable(ProofMarketError, code="node_unavailable", http_status=503, exit_code=4):
     """The SDK or the CLI could not reach a proofmarket node (refused, unresolvable, timed out)."""
-
-    code, http_status, exit_code = "node_unavailable", 503, 4
 
 
 # --- verification -------------------------------------------------------------------------------
-class VerificationFailed(ProofMarketError):
+class VerificationFailed(ProofMarketError, code="proof_invalid", http_status=422, exit_code=1):
     """The proof (or the bundle around it) does not hold. CLI exit code 1."""
 
-    code, http_status, exit_code = "proof_invalid", 422, 1
+
+class BundleError(VerificationFailed, code="bundle_invalid"): ...
 
 
-class BundleError(VerificationFailed):
-    code = "bundle_invalid"
-
-
-class AnswerMismatch(VerificationFailed):
+class AnswerMismatch(VerificationFailed, code="answer_mismatch"):
     """The proof holds but does not answer the request the client made (model, input, salt, output or payment)."""
 
-    code = "answer_mismatch"
 
-
-class AttestationMismatch(VerificationFailed):
+class AttestationMismatch(VerificationFailed, code="attestation_mismatch"):
     """A re-execution of an attested result differs from what the node committed to (a chunk or a token)."""
 
-    code = "attestation_mismatch"
 
-
-class DevSrsRefused(VerificationFailed):
+class DevSrsRefused(VerificationFailed, code="dev_srs_refused"):
     """The model's SRS is not a pinned ceremony file: its proofs can be forged by whoever made it."""
 
-    code = "dev_srs_refused"
 
-
-class SettlementMismatch(VerificationFailed):
+class SettlementMismatch(VerificationFailed, code="settlement_mismatch"):
     """A node reported a settlement the chain does not show."""
 
-    code = "settlement_mismatch"
 
-
-class RegistryMismatch(VerificationFailed):
+class RegistryMismatch(VerificationFailed, code="registry_mismatch", http_status=409):
     """The on-chain registry entry for a model id is not the model we know (another verifier, vk, ONNX,
     layout, owner or a price above the cap): nothing is proved or escrowed for it."""
 
-    code, http_status = "registry_mismatch", 409
-
 
 # --- chain --------------------------------------------------------------------------------------
-class ChainError(ProofMarketError):
-    code, http_status, exit_code = "chain_error", 502, 4
-
-
-class ContractReverted(ChainError):
-    code, http_status = "contract_reverted", 409
-
-
-class RPCUnavailable(ChainError):
-    code, http_status = "rpc_unavailable", 503
+class ChainError(ProofMarketError, code="chain_error", http_status=502, exit_code=4): ...
+class ContractReverted(ChainError, code="contract_reverted", http_status=409): ...
+class RPCUnavailable(ChainError, code="rpc_unavailable", http_status=503): ...
 
 
 # --- payments -----------------------------------------------------------------------------------
-class PaymentError(ProofMarketError):
-    code, http_status, exit_code = "payment_error", 402, 5
+class PaymentError(ProofMarketError, code="payment_error", http_status=402, exit_code=5): ...
+class PaymentRequired(PaymentError, code="payment_required"): ...
+class PaymentRejected(PaymentError, code="payment_rejected"): ...
 
 
-class PaymentRequired(PaymentError):
-    code = "payment_required"
-
-
-class PaymentRejected(PaymentError):
-    code = "payment_rejected"
-
-
-class PaymentMalformed(PaymentRejected):
+class PaymentMalformed(PaymentRejected, code="payment_malformed"):
     """The PAYMENT-SIGNATURE header is not a decodable x402 v2 exact/EIP-3009 payment."""
 
-    code = "payment_malformed"
 
-
-class PaymentMismatch(PaymentRejected):
+class PaymentMismatch(PaymentRejected, code="payment_mismatch"):
     """The payment names another scheme, network, asset or payee than the ones required."""
 
-    code = "payment_mismatch"
+
+class PaymentAmountMismatch(PaymentRejected, code="payment_amount_mismatch"): ...
 
 
-class PaymentAmountMismatch(PaymentRejected):
-    code = "payment_amount_mismatch"
-
-
-class PaymentExpired(PaymentRejected):
+class PaymentExpired(PaymentRejected, code="payment_expired"):
     """The authorization's validBefore has passed (or is too close to settle safely)."""
 
-    code = "payment_expired"
 
-
-class PaymentWindowTooShort(PaymentExpired):
+class PaymentWindowTooShort(PaymentExpired, code="payment_window_too_short"):
     """The authorization expires before the node could queue, prove and settle the call."""
 
-    code = "payment_window_too_short"
+
+class PaymentNotYetValid(PaymentRejected, code="payment_not_yet_valid"): ...
+class PaymentSignatureInvalid(PaymentRejected, code="payment_signature_invalid"): ...
+class PaymentInsufficientFunds(PaymentRejected, code="payment_insufficient_funds"): ...
 
 
-class PaymentNotYetValid(PaymentRejected):
-    code = "payment_not_yet_valid"
-
-
-class PaymentSignatureInvalid(PaymentRejected):
-    code = "payment_signature_invalid"
-
-
-class PaymentInsufficientFunds(PaymentRejected):
-    code = "payment_insufficient_funds"
-
-
-class PaymentReplayed(PaymentRejected):
+class PaymentReplayed(PaymentRejected, code="payment_replayed", http_status=409):
     """The authorization's nonce was already used on chain or already accepted by this node."""
 
-    code, http_status = "payment_replayed", 409
+
+class PaymentSettlementFailed(PaymentError, code="payment_settlement_failed"): ...
 
 
-class PaymentSettlementFailed(PaymentError):
-    code = "payment_settlement_failed"
-
-
-class PaymentSettlementPending(PaymentError):
+class PaymentSettlementPending(PaymentError, code="payment_settlement_pending"):
     """The settlement was sent (or may have been) but is not confirmed yet: the job keeps its hold and settles
     when the authorization's nonce is used on chain, or fails when it expires unused. The job runner catches it
     (the job shows ``settling``); it is not an answer of the API."""
 
-    code = "payment_settlement_pending"
 
-
-class FacilitatorUnavailable(PaymentError):
+class FacilitatorUnavailable(PaymentError, code="facilitator_unavailable", http_status=503):
     """The x402 facilitator (remote, or the in-process one's RPC) could not be reached or set up."""
-
-    code, http_status = "facilitator_unavailable", 503

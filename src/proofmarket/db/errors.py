@@ -1,19 +1,5 @@
-"""Database failures, as branches of the one error tree (``proofmarket.core.errors``).
+"""Database failures are branches of the one error tree: ``proofmarket.core.errors`` defines them."""
 
-    StoreError
-    └── DatabaseError        database_error   500   the database cannot be opened, migrated or written
-    UsageError
-    └── DuplicateJob         duplicate_job    409   a unique job column (idempotency key, payment nonce) is taken
-"""
+from proofmarket.core.errors import DatabaseError, DuplicateJob
 
-from __future__ import annotations
-
-from proofmarket.core.errors import StoreError, UsageError
-
-
-class DatabaseError(StoreError):
-    code = "database_error"
-
-
-class DuplicateJob(UsageError):
-    code, http_status = "duplicate_job", 409
+__all__ = ["DatabaseError", "DuplicateJob"]

@@ -29,21 +29,22 @@ from typing import Any
 
 from proofmarket.chain import ChainEvent, EventWatcher, model_id_for
 from proofmarket.chain.court import SETTLED, AttestationCourt, Commitment, CourtRequest, CourtValidator
-from proofmarket.core.errors import ChainError, ProofMarketError, UsageError
+from proofmarket.core.errors import (
+    ChainError,
+    CourtUnavailable,
+    InputMismatch,
+    ProofMarketError,
+    RequestClosed,
+    UnknownRequest,
+)
 from proofmarket.core.settings import Settings
 from proofmarket.db import Database, EscrowRepo, EscrowRequestRow, EscrowStatus, LeaseRepo, ModelRepo, SeenRequest
-from proofmarket.intake.escrow import MAX_ATTEMPTS, InputMismatch, RequestClosed, UnknownRequest
+from proofmarket.intake.escrow import MAX_ATTEMPTS
 from proofmarket.market import Market
 from proofmarket.store.cid import digest_of
 from proofmarket.systems.workspace import Workspace
 
 log = logging.getLogger("proofmarket.court")
-
-
-class CourtUnavailable(UsageError):
-    """This node follows no AttestationCourt (no court deployed, or the watcher is off)."""
-
-    code, http_status = "court_unavailable", 404
 
 
 class CourtService:

@@ -33,7 +33,17 @@ from proofmarket import models
 from proofmarket.calls.metrics import EscrowMetrics
 from proofmarket.chain import ChainEvent, EventWatcher, model_id_for
 from proofmarket.chain.types import InferenceRequest, RequestStatus
-from proofmarket.core.errors import ChainError, InputError, ProofMarketError, UsageError
+from proofmarket.core.errors import (
+    ChainError,
+    InputMismatch,
+    ProofMarketError,
+    ProofTimeout,
+    RequestClosed,
+    UnknownRequest,
+    UsageError,
+    UseCourt,
+    from_code,
+)
 from proofmarket.core.settings import Settings
 from proofmarket.db import Database, EscrowRepo, EscrowRequestRow, EscrowStatus, LeaseRepo, ModelRepo, SeenRequest
 from proofmarket.market import Market
@@ -46,33 +56,6 @@ log = logging.getLogger("proofmarket.escrow")
 MAX_ATTEMPTS = 3  # transient failures (RPC, a stopped prover) before a request is failed for good
 CLOSED = (EscrowStatus.FULFILLED, EscrowStatus.FAILED)
 OPEN = tuple(s for s in EscrowStatus if s not in CLOSED)
-
-
-class UnknownRequest(UsageError):
-    code, http_status = "unknown_request", 404
-
-
-class InputMismatch(InputError):
-    """The posted input (and salt) does not open the request's on-chain input commitment."""
-
-    code, http_status = "input_mismatch", 422
-
-
-class RequestClosed(UsageError):
-    code, http_status = "request_closed", 409
-
-
-class UseCourt(UsageError):
-    """An attested request escrowed on the InferenceMarket while the deployment has an AttestationCourt: attested
-    results are paid only after a challenge window, so they are answered on the court, not here."""
-
-    code, http_status = "use_court", 409
-
-
-class EscrowUnavailable(UsageError):
-    """This node follows no escrow market: there are no escrow requests to show (not a server fault)."""
-
-    code, http_status = "escrow_unavailable", 404
 
 
 def _generate_request(doc: Any) -> Any:
@@ -407,7 +390,6 @@ class EscrowService:
         """Prove the request's input as a job of the node's queue (seen in /v1/jobs' counts, /metrics, /health,
         run by the local provers or the celery workers) and wait for it. One job per attempt: a restarted
         watcher finds the job of its attempt again by its key."""
-        from proofmarket.calls.errors import rebuild_error
         from proofmarket.systems.ezkl.bundle import ProofBundle
 
         assert self.jobs is not None
@@ -418,11 +400,9 @@ class EscrowService:
             self.jobs.queue.watch(job.id).result(wait)
         done = self.jobs.get(job.id)
         if done.status == "failed":
-            raise rebuild_error(done.error_code or "proving_failed", done.error_message or "the proof failed",
-                                job_id=done.id)
+            raise from_code(done.error_code or "proving_failed", done.error_message or "the proof failed",
+                            {"job_id": done.id})
         if done.bundle_cid is None or done.status not in ("proved", "settled"):
-            from proofmarket.core.errors import ProofTimeout
-
             raise ProofTimeout(f"escrow request {row.request_id}: its proof job {done.id} is still {done.status} "
                                f"after {wait:.0f} s", job_id=done.id)
         return ProofBundle.parse(self.market.workspace.store.get_json(done.bundle_cid)), done.bundle_cid

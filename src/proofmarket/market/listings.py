@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from proofmarket.core.errors import ProofMarketError, RegistryMismatch, UsageError
+from proofmarket.core.errors import ModelInactive, ProofMarketError, RegistryMismatch
 
 if TYPE_CHECKING:
     from proofmarket.market.service import Market
@@ -38,12 +38,6 @@ log = logging.getLogger("proofmarket.listings")
 
 FRESH_S = 0.0  # the paid path reads the chain on every call: a deactivation or repricing applies at once
 MAX_LOG_RANGE = 5_000  # blocks per eth_getLogs (RPC providers cap the range)
-
-
-class ModelInactive(UsageError):
-    """The model's registry listing is deactivated by its owner: it is not sold."""
-
-    code, http_status = "model_inactive", 409
 
 
 @dataclass(frozen=True)

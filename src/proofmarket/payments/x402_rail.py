@@ -155,7 +155,7 @@ class X402Payments:
             verified = VerifiedPayment.from_json(ticket.doc)  # the same terms, for an x402 client
             header = self.gate.payment_required_header(verified.requirements, str(ticket.doc.get("resource", "")),
                                                        error=err.code)
-            err.headers = {PAYMENT_REQUIRED_HEADER: header}  # type: ignore[attr-defined]
+            err.headers = {PAYMENT_REQUIRED_HEADER: header}
             raise err
 
     def settle(self, ticket: PaymentTicket, proof: ProofOutcome) -> Settlement:
@@ -214,7 +214,7 @@ class X402Payments:
             description=f"{offer.description} ({offer.model_name}); sign an authorization valid for at least "
                         f"{self.gate.min_validity_seconds} s (queue, proof and settlement)",
             mime_type=offer.mime_type, error=err.code, discovery=discovery())
-        err.headers = {PAYMENT_REQUIRED_HEADER: header}  # type: ignore[attr-defined]
+        err.headers = {PAYMENT_REQUIRED_HEADER: header}
         return err
 
 

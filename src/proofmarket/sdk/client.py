@@ -50,6 +50,7 @@ from proofmarket.core.errors import (
     ProvingError,
     RegistryMismatch,
     VerificationFailed,
+    from_code,
 )
 from proofmarket.sdk.attested import GenerationResult
 from proofmarket.sdk.checks import Request, check_answer, check_srs
@@ -620,16 +621,12 @@ def _srs_kind(srs_cid: str) -> str:
 
 def _error(code: str, message: str, details: dict[str, Any], default: type[ProofMarketError],
            response: httpx.Response | None = None) -> ProofMarketError:
-    from proofmarket.calls.errors import error_class
-
-    cls = error_class(code)
-    exc = (cls if cls is not ProofMarketError else default)(message, **details)
-    exc.code = code
+    exc = from_code(code, message, details, default=default)
     if response is not None:
         exc.http_status = response.status_code
         required = response.headers.get(PAYMENT_REQUIRED)
         if required:
-            exc.headers = {PAYMENT_REQUIRED: required}  # type: ignore[attr-defined]
+            exc.headers = {PAYMENT_REQUIRED: required}
     return exc
 
 

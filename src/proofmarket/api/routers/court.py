@@ -29,8 +29,8 @@ from proofmarket.api.access import AccessTokens
 from proofmarket.api.deps import NodeServices
 from proofmarket.api.routers.requests import EscrowRequestPublic
 from proofmarket.api.security import CallerDep
-from proofmarket.core.errors import ArtifactNotFound
-from proofmarket.intake.court import CourtService, CourtUnavailable
+from proofmarket.core.errors import ArtifactNotFound, CourtUnavailable
+from proofmarket.intake.court import CourtService
 from proofmarket.validator.protocol import ReplayCache, read_signer
 
 _lock = threading.Lock()

@@ -14,13 +14,9 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from proofmarket.api.deps import ServicesDep
-from proofmarket.core.errors import UsageError
+from proofmarket.core.errors import MarketUnavailable
 
 router = APIRouter(prefix="/v1/earnings", tags=["market"])
-
-
-class MarketUnavailable(UsageError):
-    code, http_status = "market_unavailable", 404
 
 
 class PendingSplit(BaseModel):

@@ -15,7 +15,7 @@ from proofmarket.api.deps import ServicesDep
 from proofmarket.api.schemas import JobPublic
 from proofmarket.api.security import CallerDep
 from proofmarket.api.views import job_public
-from proofmarket.calls.errors import UnknownJob
+from proofmarket.core.errors import Unauthorized, UnknownJob
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 ADDRESS = r"^0x[0-9a-fA-F]{40}$"
@@ -37,8 +37,6 @@ def list_jobs(request: Request, services: ServicesDep, caller: CallerDep,
     from proofmarket.api.signed import signed_address
 
     if not caller.admin and signed_address(request, "history") != payer.lower():
-        from proofmarket.api.errors import Unauthorized
-
         raise Unauthorized("the address signature is not the payer's")
     rows = services.jobs.jobs.by_payer(payer, limit + 1, offset)
     items = [job_public(row, services.tokens.job(row.id)) for row in rows[:limit]]

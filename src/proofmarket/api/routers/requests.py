@@ -21,8 +21,9 @@ from pydantic import BaseModel, Field
 from proofmarket.api.access import AccessTokens
 from proofmarket.api.deps import NodeServices
 from proofmarket.api.errors import public_message
+from proofmarket.core.errors import EscrowUnavailable, Unauthorized
 from proofmarket.db import EscrowRequestRow
-from proofmarket.intake.escrow import EscrowService, EscrowUnavailable
+from proofmarket.intake.escrow import EscrowService
 from proofmarket.systems.ezkl.profile import SALT_BITS, SALT_ELEMENTS
 
 _lock = threading.Lock()
@@ -130,8 +131,6 @@ def list_requests(request: Request,
 
     escrow = _escrow(request)
     if signed_address(request, "history") != consumer.lower():
-        from proofmarket.api.errors import Unauthorized
-
         raise Unauthorized("the address signature is not the consumer's")
     tokens: AccessTokens = request.app.state.services.tokens
     rows = escrow.repo.by_consumer(escrow.chain_id, consumer, limit + 1, offset)
