@@ -2,16 +2,24 @@
 
 SQLite (the default, a file in the home folder) gets WAL mode and a busy timeout so that the API
 threads and the prover threads can write at the same time; PostgreSQL is used as given.
-The schema is created and upgraded by Alembic (``db/migrations``) when the node starts.
+The schema is created and upgraded by Alembic (``db/migrations``) when a node or a worker starts, under a lock
+(PostgreSQL: an advisory lock in the migration's transaction; SQLite: an exclusive ``flock`` on a file next to the
+database), so that processes started at the same instant on a fresh database wait for the first and then find the
+schema current. ``proofmarket db upgrade`` runs the same migration ahead of a deployment.
 """
 
 from __future__ import annotations
 
+import fcntl
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -22,6 +30,7 @@ from proofmarket.core.errors import UsageError
 from proofmarket.db.errors import DatabaseError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+MIGRATION_LOCK_KEY = 0x70726F6F666D6B74  # pg_advisory_xact_lock key ("proofmkt"): one migrator per database
 
 
 class Database:
@@ -37,18 +46,40 @@ class Database:
             yield session
 
     def migrate(self, revision: str = "head") -> None:
-        """Create or upgrade the schema to ``revision`` (the newest Alembic revision by default)."""
-        from alembic import command
-        from alembic.config import Config
+        """Create or upgrade the schema to ``revision`` (the newest Alembic revision by default).
 
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
+        Holds the database's migration lock throughout: a concurrent migrator waits, then finds nothing to do."""
+        config = _alembic_config()
         try:
-            with self.engine.begin() as conn:
+            with self._file_lock(), self.engine.begin() as conn:
+                if conn.dialect.name == "postgresql":  # released when this transaction (the migration) ends
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
                 config.attributes["connection"] = conn
                 command.upgrade(config, revision)
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, OSError) as exc:
             raise DatabaseError(f"cannot migrate the database at {self.safe_url}: {exc}") from exc
+
+    def revision(self) -> str | None:
+        """The schema's Alembic revision (None: an empty database)."""
+        try:
+            with self.engine.connect() as conn:
+                return MigrationContext.configure(conn).get_current_revision()
+        except SQLAlchemyError as exc:
+            raise DatabaseError(f"cannot read the schema revision of {self.safe_url}: {exc}") from exc
+
+    @staticmethod
+    def head() -> str:
+        """The newest revision this code knows (what ``migrate`` upgrades to)."""
+        head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+        assert head is not None
+        return head
+
+    def _file_lock(self) -> AbstractContextManager[object]:
+        """SQLite: an exclusive lock on ``<database>.migrate.lock`` (PostgreSQL and in-memory SQLite: none)."""
+        parsed = make_url(self.url)
+        if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+            return nullcontext()
+        return _flock(Path(f"{parsed.database}.migrate.lock"))
 
     def ping(self) -> bool:
         try:
@@ -64,6 +95,23 @@ class Database:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+@contextmanager
+def _flock(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (waits for the holder; released on close, even if this process dies)."""
+    with path.open("a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _engine(url: str) -> Engine:
