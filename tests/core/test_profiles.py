@@ -7,7 +7,7 @@ from x402.mechanisms.evm.default_assets import DEFAULT_ASSETS
 
 from proofmarket.core.errors import DevSrsRefused, UsageError
 from proofmarket.core.profiles import DEVNET, PROFILES, profile_for, profile_for_network, profile_named
-from proofmarket.core.settings import Settings
+from proofmarket.core.settings import Settings, settings_chain_id
 from proofmarket.sdk.checks import check_srs
 
 
@@ -65,3 +65,19 @@ def test_a_dev_srs_is_accepted_only_on_a_chain_whose_profile_allows_it() -> None
             check_srs("dev", "m", devnet=True, allow_dev_srs=False, network=network)
     with pytest.raises(DevSrsRefused):
         check_srs("dev", "m", devnet=False, allow_dev_srs=False, network="eip155:31337")
+
+
+def test_settings_chain_id_asks_the_rpc_only_through_the_given_resolver(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("CHAIN", "RPC_URL"):
+        monkeypatch.delenv(f"PROOFMARKET_{name}", raising=False)
+    asked: list[str] = []
+
+    def rpc(url: str) -> int:
+        asked.append(url)
+        return 421614
+
+    assert settings_chain_id(Settings(), rpc) == 31337 and asked == []  # no RPC URL: the devnet
+    assert settings_chain_id(Settings(chain="arbitrum", rpc_url="http://rpc"), rpc) == 42161 and asked == []
+    assert settings_chain_id(Settings(rpc_url="http://rpc"), rpc) == 421614 and asked == ["http://rpc"]
+    with pytest.raises(UsageError, match="node_chain_id"):
+        settings_chain_id(Settings(rpc_url="http://rpc"))

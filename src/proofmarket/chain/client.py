@@ -183,7 +183,7 @@ def chain_id_of(rpc_url: str) -> int:
 def node_chain_id(settings: Settings) -> int:
     """The chain the node is on (PROOFMARKET_CHAIN, else its RPC's chain id, else the devnet): the EIP-712
     domain its attestations and receipts are signed in."""
-    return core_settings.node_chain_id(settings, chain_id_of)
+    return core_settings.settings_chain_id(settings, chain_id_of)
 
 
 def node_profile(settings: Settings) -> ChainProfile:

@@ -20,6 +20,7 @@ import typer
 
 from proofmarket.cli.output import emit_json, fail, out
 from proofmarket.core.errors import ProofMarketError, UsageError
+from proofmarket.core.profiles import DEVNET
 from proofmarket.core.settings import env_value
 
 DEFAULT_NODE = "http://127.0.0.1:8402"
@@ -124,10 +125,10 @@ def _read_input(path: Path) -> Any:
 def _account(key_env: str, devnet: bool) -> Any:
     """The paying account: the dev consumer on ``--devnet``, else the key in ``key_env`` (None: no key)."""
     if devnet:
-        from proofmarket.chain.devkeys import DEVNET_CHAIN_ID, dev_account
+        from proofmarket.chain.devkeys import dev_account
         from proofmarket.market.accounts import DEV_ROLES
 
-        return dev_account(DEV_ROLES["consumer"], DEVNET_CHAIN_ID)
+        return dev_account(DEV_ROLES["consumer"], DEVNET.chain_id)
     secret = env_value(key_env)
     if not secret:
         return None

@@ -105,8 +105,8 @@ class Settings(BaseSettings):
             return named
         if self.rpc_url is None:
             return DEVNET
-        raise UsageError("the chain of PROOFMARKET_RPC_URL is only known by asking it: set PROOFMARKET_CHAIN or "
-                         "pass the chain id")
+        raise UsageError("the chain of PROOFMARKET_RPC_URL is only known by asking it "
+                         "(proofmarket.chain.client.node_chain_id): set PROOFMARKET_CHAIN or pass the chain id")
 
     @property
     def budget(self) -> Budget:
@@ -167,7 +167,7 @@ class DemoSettings(BaseSettings):
     grid: Literal["full", "quick"] = Field(default="full", description="quick = one settings candidate (tests)")
 
 
-def node_chain_id(settings: Settings, rpc_chain_id: Callable[[str], int] | None = None) -> int:
+def settings_chain_id(settings: Settings, rpc_chain_id: Callable[[str], int] | None = None) -> int:
     """The chain the node is on, whose EIP-712 domain it signs in: PROOFMARKET_CHAIN's profile, else the chain
     id of PROOFMARKET_RPC_URL (asked through ``rpc_chain_id``: core does no RPC, see
     ``proofmarket.chain.client.node_chain_id``), else the devnet of 'proofmarket chain up'. A client that
