@@ -46,6 +46,7 @@ HEARTBEAT_S, HEARTBEAT_TTL_S = 2.0, 10
 GRACE_S = 15.0  # a running job without a heartbeat this long after its start: its worker is gone
 MAX_ATTEMPTS = 3
 SETTLER_LEASE = "job-settler"  # the node that settles workers' proved jobs
+SETTLER_LEASE_S = 30.0  # renewed before every settlement; a node that stops renewing loses it after this long
 RESEND_S = 60.0  # a job queued this long is sent again (a duplicate message runs nothing twice)
 
 
@@ -134,6 +135,7 @@ class CeleryJobQueue:
         self._settler: threading.Thread | None = None
         self.leases: Any = None  # LeaseRepo: one node settles at a time (one settlement nonce sequence)
         self.holder = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.settler_lease_s = SETTLER_LEASE_S
         runner.metrics.track_depth(self.depth)
 
     def recover(self) -> None:
@@ -229,21 +231,33 @@ class CeleryJobQueue:
         return touched
 
     def settle_proved(self) -> int:
-        """Settle the payments of jobs workers proved (this node's payment port). Returns how many."""
+        """Settle the payments of jobs workers proved (this node's payment port). Returns how many.
+
+        The settler's lease is checked and renewed before every settlement, not once per pass: a pass longer than
+        the lease must not let two nodes settle with the same key (one settlement nonce sequence). The pass stops
+        as soon as the lease is lost."""
         done = 0
         for job in self.jobs.active(JobStatus.PROVED):
             if self._stop.is_set():
                 break
-            if job.awaits_settlement:
-                self.runner.run(job.id, None, self._stop)
-                done += 1
+            if not job.awaits_settlement:
+                continue
+            if not self.holds_settler_lease():
+                log.info("queue settler: the lease %s went to another node; this pass stops", SETTLER_LEASE)
+                break
+            self.runner.run(job.id, None, self._stop)
+            done += 1
         return done
+
+    def holds_settler_lease(self) -> bool:
+        """Take or renew the settler's lease for this node (always True without a lease table)."""
+        return self.leases is None or bool(self.leases.acquire(SETTLER_LEASE, self.holder, self.settler_lease_s))
 
     def _settler_loop(self) -> None:
         while not self._stop.is_set():
             busy = 0
             try:
-                if self.leases is None or self.leases.acquire(SETTLER_LEASE, self.holder, 30.0):
+                if self.holds_settler_lease():
                     busy = self.settle_proved()
             except Exception:
                 log.warning("queue settler: a pass failed (will try again)", exc_info=True)

@@ -1,0 +1,118 @@
+"""The celery queue's settler holds a lease (one node settles at a time: one settlement key, one nonce sequence).
+The lease is checked and renewed before every settlement: when a settlement outlasts the lease and another node
+takes it over, the old holder settles nothing more in that pass."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from jobs_helpers import NeverSettle, ticket_json
+from prometheus_client import CollectorRegistry
+
+from proofmarket.calls import JobMetrics, JobRunner
+from proofmarket.calls.celery_queue import SETTLER_LEASE, CeleryJobQueue
+from proofmarket.calls.redis_server import RedisServer, redis_server
+from proofmarket.core.settings import Settings
+from proofmarket.db import Database, JobKind, JobRepo, JobStatus, LeaseRepo, ModelRepo, NewJob
+from proofmarket.store import LocalStore
+
+
+@pytest.fixture(scope="module")
+def redis() -> Iterator[RedisServer | None]:
+    with redis_server() as server:
+        yield server
+
+
+class SettlingRunner(JobRunner):
+    """A runner whose settlement of a proved job is recorded (and may take a while, or do something meanwhile)."""
+
+    during: Callable[[str], None] = staticmethod(lambda _job_id: None)
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.settled: list[str] = []
+
+    def run(self, job_id: str, systems: object, stop: threading.Event, events: object = None) -> None:
+        self.during(job_id)
+        if self.jobs.settled(job_id, {"payment": {"settled_by": "node-a"}, "receipt": None}):
+            self.settled.append(job_id)
+
+
+def _proved_paid_jobs(jobs: JobRepo, n: int) -> list[str]:
+    ids = []
+    for i in range(n):
+        job = jobs.create(NewJob(JobKind.PROVE, {"input_data": [[float(i)]]}, f"h{i}", model_id="m",
+                                 payment_nonce=f"n{i}", payment=ticket_json(f"n{i}"), rail="x402"))
+        assert jobs.start(job.id) is not None
+        assert jobs.proved(job.id, bundle_cid=f"cid{i}", result={}, final=False)
+        ids.append(job.id)
+        time.sleep(0.01)  # distinct created_at: the pass goes oldest first
+    return ids
+
+
+def test_a_lease_taken_over_mid_pass_stops_the_old_holder(db: Database, redis: RedisServer | None,
+                                                          tmp_path: Path) -> None:
+    if redis is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("redis-server is needed in CI (.ci/run installs it)")
+        pytest.skip("redis-server is not installed")
+    settings = Settings(_env_file=None, home=tmp_path, queue="celery", redis_url=redis.url,  # type: ignore[call-arg]
+                        database_url=db.url)
+    jobs, leases = JobRepo(db), LeaseRepo(db)
+    runner = SettlingRunner(settings, jobs, ModelRepo(db), LocalStore(tmp_path / "store"), NeverSettle(),
+                            JobMetrics(CollectorRegistry()))
+    queue = CeleryJobQueue(settings, jobs, runner)
+    queue.leases, queue.settler_lease_s = leases, 0.5
+    first, *rest = _proved_paid_jobs(jobs, 3)
+    taken: list[bool] = []
+
+    def slow_first_settlement(job_id: str) -> None:
+        if job_id == first:  # outlasts node A's lease: node B takes it over meanwhile
+            time.sleep(0.8)
+            taken.append(leases.acquire(SETTLER_LEASE, "node-b", 30.0))
+
+    runner.during = slow_first_settlement
+    try:
+        assert queue.holds_settler_lease()
+        assert queue.settle_proved() == 1
+        assert taken == [True] and runner.settled == [first]  # the settlement in hand finishes; no other starts
+        assert [jobs.get(i).status for i in rest] == [JobStatus.PROVED, JobStatus.PROVED]  # type: ignore[union-attr]
+        assert leases.holder(SETTLER_LEASE) == "node-b" and not queue.holds_settler_lease()
+        assert queue.settle_proved() == 0 and runner.settled == [first]  # a new pass does not settle either
+        leases.release(SETTLER_LEASE, "node-b")  # node B stops: node A takes the lease again and settles the rest
+        assert queue.settle_proved() == 2 and runner.settled == [first, *rest]
+        assert leases.holder(SETTLER_LEASE) == queue.holder
+    finally:
+        queue.close()
+
+
+def test_a_long_pass_keeps_renewing_the_lease(db: Database, redis: RedisServer | None, tmp_path: Path) -> None:
+    """Settlements that together outlast the lease: renewed before each one, so no other node can take it."""
+    if redis is None:
+        pytest.skip("redis-server is not installed")
+    settings = Settings(_env_file=None, home=tmp_path, queue="celery", redis_url=redis.url,  # type: ignore[call-arg]
+                        database_url=db.url)
+    jobs, leases = JobRepo(db), LeaseRepo(db)
+    runner = SettlingRunner(settings, jobs, ModelRepo(db), LocalStore(tmp_path / "store"), NeverSettle(),
+                            JobMetrics(CollectorRegistry()))
+    queue = CeleryJobQueue(settings, jobs, runner)
+    queue.leases, queue.settler_lease_s = leases, 2.0
+    ids = _proved_paid_jobs(jobs, 4)
+    refused: list[bool] = []
+
+    def slow(_job_id: str) -> None:
+        time.sleep(0.6)  # 4 x 0.6 s > the 2 s lease
+        refused.append(not leases.acquire(SETTLER_LEASE, "node-b", 30.0))
+
+    runner.during = slow
+    try:
+        assert queue.holds_settler_lease()  # as the settler loop does before a pass
+        assert queue.settle_proved() == 4 and runner.settled == ids
+        assert refused == [True] * 4 and leases.holder(SETTLER_LEASE) == queue.holder
+    finally:
+        queue.close()
