@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from proofmarket.api import create_app
 from proofmarket.chain.types import RequestStatus
 from proofmarket.core.errors import ContractReverted, InputError, RegistryMismatch
-from proofmarket.market import attested_escrow
+from proofmarket.systems.attested import instances
 
 pytestmark = [pytest.mark.slow, pytest.mark.chain]
 REQUEST = {"prompt": "the market", "max_tokens": 24}
@@ -68,7 +68,7 @@ def test_an_escrowed_generation_waits_for_its_window_on_the_court(env: EscrowEnv
     before = _balances(env)
     receipt = env.market.request(lm_id, REQUEST)
     assert receipt.contract == "AttestationCourt" and receipt.node == env.market.accounts.prover.address
-    assert receipt.commitment == attested_escrow.input_commitment(REQUEST)
+    assert receipt.commitment == instances.input_commitment(REQUEST)
     _wait_court(node, receipt.request_id, ("seen",), timeout_s=10)
     wrong = node.post(f"/v1/court/{receipt.request_id}/input", json={"input": {**REQUEST, "max_tokens": 25}})
     assert wrong.status_code == 422 and wrong.json()["error"]["code"] == "input_mismatch"
@@ -90,7 +90,7 @@ def test_an_escrowed_generation_waits_for_its_window_on_the_court(env: EscrowEnv
 def test_an_attested_request_on_the_inference_market_is_sent_to_the_court(env: EscrowEnv, lm_id: str,
                                                                           node: TestClient) -> None:
     key = env.market.onchain_id(lm_id)
-    commitment = bytes.fromhex(attested_escrow.input_commitment(REQUEST)[2:])
+    commitment = bytes.fromhex(instances.input_commitment(REQUEST)[2:])
     submitted, _ = env.market._escrow(key, commitment, env.market.client.timestamp() + 600, "approve")
     wait_status(node, submitted.request_id, ("seen",), timeout_s=10)
     refused = node.post(f"/v1/requests/{submitted.request_id}/input", json={"input": REQUEST})
@@ -104,7 +104,7 @@ def test_another_request_cannot_be_answered_with_this_attestation(env: EscrowEnv
     bundle, _ = env.market.generate_attested(lm_id, other)
     env.market.stake_court_node()
     with pytest.raises(ContractReverted, match="another input|NotTheRequest"):
-        env.market.court.commit(receipt.request_id, attested_escrow.instances_of(bundle, other),
+        env.market.court.commit(receipt.request_id, instances.instances_of(bundle, other),
                                 env.market.accounts.prover)
     forged = Account.create()  # a node that was not named cannot answer it either
     assert env.market.court.get_request(receipt.request_id).node == env.market.accounts.prover.address
@@ -149,3 +149,54 @@ def test_a_consumer_lists_its_requests_with_a_signature(env: EscrowEnv, lm_id: s
     found = [i for i in page["items"] if i["request_id"] == receipt.request_id and i["market"] == court]
     assert found and found[0]["status"] == "seen" and found[0]["access_token"]
     assert node.get(f"/v1/requests?consumer={consumer.address}").status_code == 401
+
+
+def test_the_court_watcher_stakes_at_start_up_and_again_only_when_its_stake_fell(
+        env: EscrowEnv, lm_id: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Staking is a start-up step of the court watcher, not a transaction before each commitment: a node whose
+    stake fell below the minimum (here it unstaked; in production, a slash) stakes again when the court refuses
+    its commitment (StakeTooLow), and commits."""
+    from proofmarket.chain.devkeys import dev_account
+    from proofmarket.db import Database, EscrowRepo
+    from proofmarket.intake.court import CourtService
+
+    node = dev_account(6, env.market.client.chain_id)  # a node that never staked on this court
+    market = env.market.with_accounts(prover=node)
+    court = market.court
+    assert court is not None and court.stake_of(node.address, validator=False) == 0
+    minimum = court.params().node_min_stake
+    staked: list[int] = []  # what each staking call added
+    stake = market.stake_court_node
+
+    def counted(amount: int | None = None) -> tuple[int, Any]:
+        added, tx = stake(amount)
+        staked.append(added)
+        return added, tx
+
+    monkeypatch.setattr(market, "stake_court_node", counted)
+    db = Database(f"sqlite:///{tmp_path}/court.db")
+    db.migrate()
+    watcher = CourtService(market, EscrowRepo(db), lambda: [lm_id], confirmations=0)
+
+    def answer(prompt: str) -> dict[str, Any]:
+        doc = {**REQUEST, "prompt": prompt}
+        receipt = env.market.request_attested(lm_id, doc, node=node.address)
+        watcher.run_once()  # sees the request
+        watcher.post_input(receipt.request_id, doc)
+        watcher.run_once()  # generates and commits
+        row = watcher.repo.get(watcher.chain_id, watcher.address, receipt.request_id)
+        assert row is not None and row.status == "fulfilled", row
+        assert court.status(receipt.request_id) == "committed"
+        return dict(row.settlement or {})
+
+    watcher.start_up()
+    assert staked == [minimum] and court.stake_of(node.address, validator=False) == minimum
+    court.unstake(minimum, node, validator=False)  # its stake falls below the minimum (no open commitment yet)
+    assert court.stake_of(node.address, validator=False) == 0
+
+    answer("first")
+    assert staked == [minimum, minimum]  # refused for its stake, staked again, committed
+    assert court.stake_of(node.address, validator=False) == minimum
+    answer("second")
+    assert staked == [minimum, minimum]  # no staking transaction on the way to a commitment
+    db.close()

@@ -185,7 +185,7 @@ class Listings:
                                    "failed": info.failed, "expired": info.expired, "erc8004": None}
         registries = market.erc8004
         agent_id = market.agent_id() if registries is not None else None
-        if agent_id is not None:
+        if registries is not None and agent_id is not None:
             profile["erc8004"] = {"agent_id": agent_id, "registry": registries.identity.registry_id(),
                                   "reputation": registries.reputation.summary(agent_id).to_json(),
                                   "validations": registries.validation.summary(agent_id).to_json()}

@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 from eth_utils import keccak
 
+from proofmarket.chain.artifacts import load_artifact
 from proofmarket.chain.commitments import model_key
 from proofmarket.chain.types import RegisteredModel
 from proofmarket.core.errors import RegistryMismatch
-from proofmarket.market.spec import instance_count, proof_mode
+from proofmarket.market.spec import ATTESTED_VERIFIER, attested_fields, instance_count, proof_mode
 
 if TYPE_CHECKING:
-    from proofmarket.market.service import Market
+    from proofmarket.market.base import MarketBase as Market
 
 
 def check_entry(market: Market, model_id: str, entry: RegisteredModel, *, max_price: int | None = None,
@@ -48,19 +49,16 @@ def check_entry(market: Market, model_id: str, entry: RegisteredModel, *, max_pr
 def _check_attested(market: Market, model_id: str, entry: RegisteredModel, manifest: Any) -> None:
     """An attested model's entry: its system, weights root, manifest digest and layout, and a verifier whose
     code is the AttestationVerifier for these weights (its attester is whoever the owner named)."""
-    from proofmarket.chain.artifacts import load_artifact
-    from proofmarket.market import attested_escrow
-
     spec = entry.spec
     got = {"key": entry.key, "vk_digest": spec.vk_digest.hex(), "onnx_sha256": spec.onnx_sha256.hex(),
            "settings_hash": spec.settings_hash.hex(), "input_instances": spec.input_instances,
            "instance_count": spec.instance_count, "proof_mode": int(spec.proof_mode)}
-    want = {"key": model_key(model_id), **attested_escrow.expected_fields(manifest, model_id)}
+    want = {"key": model_key(model_id), **attested_fields(manifest, model_id)}
     for field, value in want.items():
         if got[field] != value:
             raise RegistryMismatch(f"the registry entry for {model_id} has another {field} than the model's "
                                    "manifest: it is not this model", model_id=model_id, field=field)
-    artifact = load_artifact(attested_escrow.VERIFIER)
+    artifact = load_artifact(ATTESTED_VERIFIER)
     w3 = market.client.w3
     contract = w3.eth.contract(address=w3.to_checksum_address(spec.verifier), abi=artifact.abi)
     try:

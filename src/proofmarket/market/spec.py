@@ -8,6 +8,11 @@
 - params commitment (hashed params only): the Poseidon hash of the weights, a public instance of every
   proof. It does not depend on the input, so it is read from a witness of an all-zero input
   (milliseconds, no proof). The market checks one params instance: a model with more is refused.
+
+An attested causal LM is recorded as: ``onnxSha256`` = the weights' Merkle root, ``vkDigest`` = keccak256 of the
+system id, ``settingsHash`` = sha256 of the manifest (its CID's digest), one input instance, five instances, verifier
+= an ``AttestationVerifier(attester, weightsRoot)`` (the node the owner names signs fulfilments); the escrow price is
+per request (up to its ``max_tokens``). Its instance rules: ``proofmarket.systems.attested.instances``.
 """
 
 from __future__ import annotations
@@ -15,13 +20,19 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from proofmarket.chain.types import ModelSpec, ProofMode
 from proofmarket.core.errors import UsageError
 from proofmarket.store import LocalStore
+from proofmarket.store.cid import digest_of
+from proofmarket.systems.attested.documents import AttestedManifest
+from proofmarket.systems.attested.instances import INPUT_INSTANCES, INSTANCE_COUNT, system_digest
 from proofmarket.systems.ezkl import ezkl_calls
 from proofmarket.systems.ezkl.felts import felt_to_uint
 from proofmarket.systems.ezkl.manifest import ModelManifest
+
+ATTESTED_VERIFIER = "AttestationVerifier"  # the contract an attested listing names as its verifier
 
 
 def proof_mode(manifest: ModelManifest) -> ProofMode:
@@ -49,6 +60,23 @@ def model_spec(manifest: ModelManifest, store: LocalStore, *, verifier: str, pri
         params_commitment=params_commitment(manifest, store) if mode & ProofMode.HASHED_PARAMS else 0,
         metadata_cid=metadata_cid,
     )
+
+
+def attested_spec(manifest: AttestedManifest, model_id: str, *, verifier: str, price: int, owner_share_bps: int,
+                  metadata_cid: str) -> ModelSpec:
+    if manifest.kind != "causal-lm":
+        raise UsageError("escrow for attested models takes causal LMs (attested ONNX models are sold over x402)")
+    return ModelSpec(onnx_sha256=bytes.fromhex(manifest.weights.root.removeprefix("0x")), vk_digest=system_digest(),
+                     settings_hash=digest_of(model_id), verifier=verifier, price=price,
+                     owner_share_bps=owner_share_bps, input_instances=INPUT_INSTANCES, instance_count=INSTANCE_COUNT,
+                     proof_mode=ProofMode.PUBLIC, params_commitment=0, metadata_cid=metadata_cid)
+
+
+def attested_fields(manifest: AttestedManifest, model_id: str) -> dict[str, Any]:
+    """The registry fields an attested model's entry must have (compared by ``check_entry``)."""
+    return {"vk_digest": system_digest().hex(), "onnx_sha256": manifest.weights.root.removeprefix("0x"),
+            "settings_hash": digest_of(model_id).hex(), "input_instances": INPUT_INSTANCES,
+            "instance_count": INSTANCE_COUNT, "proof_mode": int(ProofMode.PUBLIC)}
 
 
 def instance_count(manifest: ModelManifest) -> int:

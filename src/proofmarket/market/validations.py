@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from proofmarket.core.errors import ContractReverted
+
 log = logging.getLogger("proofmarket.validations")
 
 
@@ -56,8 +58,6 @@ def record_court(market: Any, validator: Any, request_id: int, bundle_cid: str,
         return None
     node = market.accounts.prover
     request_hash = validator.request_hash(request_id)
-    from proofmarket.core.errors import ContractReverted
-
     try:
         registries.validation.status(request_hash)  # asked already (a settle retried after a crash)
     except ContractReverted:

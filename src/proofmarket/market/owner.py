@@ -1,0 +1,161 @@
+"""The model owner's (and the admin's) side of the market: verifiers, listings, prices, earnings, parameters."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from decimal import Decimal
+from typing import Any
+
+from proofmarket.chain import model_key
+from proofmarket.chain.artifacts import Artifact, load_artifact
+from proofmarket.chain.client import TxResult
+from proofmarket.chain.devkeys import DEVNET_CHAIN_ID
+from proofmarket.chain.types import ModelSpec, RegisteredModel
+from proofmarket.core.errors import ChainError, UsageError
+from proofmarket.core.units import parse_price
+from proofmarket.market.base import MarketBase
+from proofmarket.market.home import VerifierRecord
+from proofmarket.market.results import Earnings, Registration, VerifierDeployment
+from proofmarket.market.spec import ATTESTED_VERIFIER, attested_spec, check_registrable, model_spec
+from proofmarket.systems.attested.instances import system_digest
+
+DEFAULT_OWNER_SHARE_BPS = 7_000
+EIP170_CODE_LIMIT = 24_576
+
+
+class OwnerRole(MarketBase):
+    def deploy_verifier(self, model_id: str) -> VerifierDeployment:
+        """Deploy the model's Halo2Verifier from its stored artifacts, once per model and chain."""
+        manifest = self.manifest(model_id)
+        chain_id = self.client.chain_id
+        if manifest.verifier.deployed_size > EIP170_CODE_LIMIT:
+            raise ChainError(f"the verifier of {model_id} is {manifest.verifier.deployed_size:,} bytes, above the "
+                             f"{EIP170_CODE_LIMIT:,}-byte contract size limit (EIP-170): it cannot be deployed",
+                             size=manifest.verifier.deployed_size)
+        known = self.home.verifier(chain_id, model_id)
+        if known is not None and self._code_hash(known.address) == known.code_hash:
+            return VerifierDeployment(model_id, known.address, reused=True)
+        artifact = Artifact(
+            name=f"Halo2Verifier({manifest.name})",
+            abi=json.loads(self.workspace.store.get(manifest.verifier.abi.cid)),
+            bytecode=self.workspace.store.get(manifest.verifier.bytecode.cid).decode().strip(),
+            deployed_bytecode="",
+        )
+        address, tx = self.client.deploy(artifact, self.accounts.owner)
+        record = VerifierRecord(address, self._code_hash(address), tx.tx_hash, tx.gas_used, tx.block_number)
+        self.home.save_verifier(chain_id, model_id, record)
+        return VerifierDeployment(model_id, address, reused=False, tx=tx)
+
+    def register_model(self, model_id: str, price_usdc: str | Decimal, owner_share_bps: int = DEFAULT_OWNER_SHARE_BPS,
+                       *, metadata_cid: str | None = None) -> Registration:
+        """List a compiled model at ``price_usdc`` (a decimal string, exact to 6 decimals). Registering
+        again with the same identity only updates the price. An attested causal LM is listed with an
+        ``AttestationVerifier`` naming this market's prover account as its attester (escrow price per request)."""
+        attested = self.attested_manifest(model_id)
+        if attested is not None:
+            return self._register_attested(model_id, attested, parse_price(price_usdc), owner_share_bps,
+                                           metadata_cid)
+        manifest = self.manifest(model_id)
+        check_registrable(manifest)
+        if manifest.srs.kind == "dev" and self.client.chain_id != DEVNET_CHAIN_ID:
+            raise UsageError(f"model {model_id} was compiled with a dev SRS (testing only): it can be listed on the "
+                             "local devnet only; recompile it with --srs and a ceremony SRS file")
+        price = parse_price(price_usdc)
+        max_share = int(self.client.call(self.registry.contract.functions.MAX_OWNER_SHARE_BPS()))
+        if not 0 <= owner_share_bps <= max_share:
+            raise UsageError(f"the owner share must be 0-{max_share} bps, not {owner_share_bps}")
+        key = self.onchain_id(model_id)
+        if self.registry.exists(key):
+            return self._registered_again(model_id, key, price, bytes.fromhex(manifest.vk.sha256),
+                                          "with another verifying key")
+        verifier = self.deploy_verifier(model_id)
+        spec = model_spec(manifest, self.workspace.store, verifier=verifier.address, price=price,
+                          owner_share_bps=owner_share_bps, metadata_cid=metadata_cid or model_id)
+        return self._register(model_id, key, spec, verifier)
+
+    def _register_attested(self, model_id: str, manifest: Any, price: int, owner_share_bps: int,
+                           metadata_cid: str | None) -> Registration:
+        owner = self.accounts.owner
+        key = self.onchain_id(model_id)
+        if self.registry.exists(key):
+            return self._registered_again(model_id, key, price, system_digest(), "as another kind of model")
+        root = bytes.fromhex(manifest.weights.root.removeprefix("0x"))
+        address, deploy_tx = self.client.deploy(load_artifact(ATTESTED_VERIFIER), owner,
+                                                self.accounts.prover.address, root)
+        verifier = VerifierDeployment(model_id, address, reused=False, tx=deploy_tx)
+        spec = attested_spec(manifest, model_id, verifier=address, price=price, owner_share_bps=owner_share_bps,
+                             metadata_cid=metadata_cid or model_id)
+        return self._register(model_id, key, spec, verifier)
+
+    def _register(self, model_id: str, key: bytes, spec: ModelSpec, verifier: VerifierDeployment) -> Registration:
+        owner = self.accounts.owner
+        tx = self.registry.register(model_key(model_id), spec, owner)
+        return Registration(model_id, "0x" + key.hex(), owner.address, spec, verifier, "registered", tx)
+
+    def _registered_again(self, model_id: str, key: bytes, price: int, vk_digest: bytes,
+                          otherwise: str) -> Registration:
+        """A listing that exists: the same model gets its new price; another model under this id is refused."""
+        owner = self.accounts.owner
+        current = self.registry.get_model(key)
+        if current.spec.vk_digest != vk_digest:
+            raise ChainError(f"model id {model_id} is registered {otherwise}", model_id=model_id)
+        if current.spec.price == price:
+            return Registration(model_id, "0x" + key.hex(), owner.address, current.spec, None, "unchanged")
+        tx = self.registry.update_price(key, price, owner)
+        spec = replace(current.spec, price=price)
+        return Registration(model_id, "0x" + key.hex(), owner.address, spec, None, "price updated", tx)
+
+    def listed(self, model_id: str) -> tuple[bytes, RegisteredModel]:
+        """The owner account's listing of ``model_id`` (ChainError when it has none)."""
+        key = self._listing_key(model_id)
+        return key, self.registry.get_model(key)
+
+    def set_active(self, model_id: str, active: bool) -> TxResult | None:
+        """Activate or deactivate the owner's listing (nodes stop selling a deactivated model); None when it
+        already is."""
+        key, entry = self.listed(model_id)
+        if entry.active == active:
+            return None
+        return self.registry.set_active(key, active, self.accounts.owner)
+
+    def set_price(self, model_id: str, price_usdc: str | Decimal) -> tuple[int, TxResult | None]:
+        """Change the listing's price (open requests keep what they escrowed). Returns the new price."""
+        price = parse_price(price_usdc)
+        key, entry = self.listed(model_id)
+        if entry.spec.price == price:
+            return price, None
+        return price, self.registry.update_price(key, price, self.accounts.owner)
+
+    def earnings(self, address: str, model_ids: list[str] | None = None) -> Earnings:
+        """What ``address`` was paid as model owner or prover (escrow fulfilments and released x402 splits),
+        and the x402 money still in the splitters of ``model_ids`` (listed by ``address`` or proved by it)."""
+        address = self.client.w3.to_checksum_address(address)
+        pending: list[dict[str, Any]] = []
+        prover = self.accounts.prover.address
+        for model_id in model_ids or []:
+            for owner in {address, self.accounts.owner.address}:
+                key = self.onchain_id(model_id, owner)
+                if not self.registry.exists(key):
+                    continue
+                for who in {prover, address}:
+                    splitter = self.market.splitter_for(key, who)
+                    held = self.usdc.balance_of(splitter)
+                    if held and (owner == address or who == address):
+                        pending.append({"model_id": model_id, "onchain_id": "0x" + key.hex(), "owner": owner,
+                                        "prover": who, "splitter": splitter, "amount": held})
+        return Earnings(address, self.market.earned(address), self.usdc.balance_of(address), pending,
+                        self.market.platform_balance())
+
+    # --- admin --------------------------------------------------------------------------------
+    def change_params(self, **changes: int) -> TxResult:
+        """Schedule new market parameters (the current ones with ``changes``, e.g. ``platform_fee_bps=100``);
+        apply them at once when the market has no parameter delay. Returns the last transaction."""
+        current = self.market.params()
+        unknown = set(changes) - set(vars(current))
+        if unknown:
+            raise UsageError(f"unknown market parameters: {', '.join(sorted(unknown))}")
+        tx = self.market.schedule_params(replace(current, **changes), self.accounts.admin)
+        if self.market.params_delay() == 0:
+            tx = self.market.apply_params(self.accounts.admin)
+        return tx

@@ -1,0 +1,164 @@
+"""The node's side of the market (the prover account): stake, claim, prove or generate, fulfil or commit, and its
+ERC-8004 identity."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from proofmarket import models
+from proofmarket.chain import model_key
+from proofmarket.chain.client import TxResult
+from proofmarket.chain.types import InferenceRequest, RequestStatus, Settlement
+from proofmarket.core.errors import ChainError
+from proofmarket.core.units import format_usdc
+from proofmarket.market.base import MarketBase
+from proofmarket.market.home import RequestRecord
+from proofmarket.market.results import FulfilResult, settlement_summary
+from proofmarket.systems.attested import instances
+from proofmarket.systems.attested.service import GenerateRequest
+from proofmarket.systems.ezkl.bundle import ProofBundle
+from proofmarket.systems.ezkl.commitment import input_commitment
+
+CLAIM_HEADROOM = 10  # the default stake covers the minimum plus this many concurrent claim bonds
+
+
+class ProverRole(MarketBase):
+    # --- proving and fulfilling ---------------------------------------------------------------
+    def fulfill(self, request_id: int, *, timeout_s: float | None = None) -> FulfilResult:
+        """Prove the request's stored input (with its salt) and settle it on chain."""
+        record = self.home.request(self.client.chain_id, request_id)
+        request = self.pending_request(request_id)
+        self._check_record(record, request)
+        self.check_entry(record.model_id, request.model_key)
+        self.claim(request)
+        proved = self.workspace.prover.prove(record.model_id, record.inputs, timeout_s, salt=record.salt)
+        settlement = self.submit_proof(request_id, proved.bundle)
+        self._record_outcome(request_id, {**settlement_summary(settlement), "bundle_cid": proved.bundle_cid})
+        return FulfilResult(settlement, proved.bundle_cid, proved.bundle.output.values, dict(proved.bundle.timings))
+
+    def claim(self, request: InferenceRequest, *, check: bool = True) -> TxResult | None:
+        """Claim ``request`` for the prover account before proving it (only the claimer may fulfil it);
+        nothing is sent when the prover already holds a live claim. ``check=False``: no local eligibility
+        check first (the contract's revert says why a claim is refused)."""
+        prover = self.accounts.prover.address
+        held = request.status is RequestStatus.ACCEPTED and request.prover is not None
+        if held and request.prover == prover and self.client.timestamp() < request.claim_expiry:
+            return None
+        if check:
+            self.require_eligible(prover)
+        return self.market.accept_request(request.request_id, self.accounts.prover)
+
+    def submit_proof(self, request_id: int, bundle: ProofBundle | dict[str, Any], *, claim: bool = True) -> Settlement:
+        """Send a proof bundle's proof and instances to ``fulfill`` (claiming the request first unless the
+        prover holds a live claim): paid if valid, refunded and slashed if not."""
+        bundle = bundle if isinstance(bundle, ProofBundle) else ProofBundle.parse(bundle)
+        if claim:
+            self.claim(self.market.get_request(request_id), check=False)
+        proof = bytes.fromhex(bundle.proof.hex.removeprefix("0x"))
+        values = [int(value, 16) for value in bundle.proof.instances]
+        return self.market.fulfill(request_id, proof, values, self.accounts.prover)
+
+    def generate_attested(self, model_id: str, doc: Any) -> tuple[Any, str]:
+        """Run an escrowed generate request and sign the bundle with the prover account (the attester the
+        model's AttestationVerifier names)."""
+        return self.workspace.attested.runtime.generate(model_id, GenerateRequest.of(doc), self.accounts.prover,
+                                                        self.client.chain_id)
+
+    def submit_attestation(self, request_id: int, bundle: Any, doc: Any, *, claim: bool = True) -> Settlement:
+        """Send an attested bundle to ``fulfill``: its instances and the prover's signature over them."""
+        if claim:
+            self.claim(self.market.get_request(request_id), check=False)
+        values = instances.instances_of(bundle, doc)
+        signature = instances.sign_instances(self.accounts.prover, values)
+        return self.market.fulfill(request_id, signature, values, self.accounts.prover)
+
+    # --- stake --------------------------------------------------------------------------------
+    def setup_prover(self) -> None:
+        """Authorise (needs the admin) and stake the minimum for the prover account, where missing."""
+        prover, admin = self.accounts.prover, self.accounts.admin
+        if not self.market.get_prover(prover.address).authorized:
+            self.market.set_prover_authorized(prover.address, True, admin)
+        self.stake_prover()
+
+    def stake_prover(self, amount: int | None = None) -> tuple[int, TxResult | None]:
+        """Approve and stake ``amount`` atomic USDC for the prover account (None: what the minimum still
+        needs). Returns what was added and the stake transaction (None when nothing was added)."""
+        prover = self.accounts.prover
+        if amount is None:  # the minimum, plus the bonds of a few concurrent claims
+            target = self.market.min_stake() + CLAIM_HEADROOM * self.market.params().claim_bond
+            amount = max(0, target - self.market.get_prover(prover.address).stake)
+        if amount <= 0:
+            return 0, None
+        self.usdc.approve(self.market.address, amount, prover)
+        return amount, self.market.stake(amount, prover)
+
+    def stake_court_node(self, amount: int | None = None) -> tuple[int, TxResult | None]:
+        """Approve and stake ``amount`` atomic USDC on the court for the prover account as a node (None: what
+        the court's minimum still needs)."""
+        court = self._court()
+        prover = self.accounts.prover
+        if amount is None:
+            amount = max(0, court.params().node_min_stake - court.stake_of(prover.address, validator=False))
+        if amount <= 0:
+            return 0, None
+        self._require_funds(prover.address, amount, "it must stake {amount} USDC on the AttestationCourt as a node")
+        self.usdc.approve(court.address, amount, prover)
+        return amount, court.stake(amount, prover, validator=False)
+
+    # --- ERC-8004 identity --------------------------------------------------------------------
+    def agent_id(self, address: str | None = None) -> int | None:
+        """The ERC-8004 agent ``address`` (default: the prover account) registered itself and still holds, or
+        None. An agent someone else registered and transferred to it is never its identity."""
+        registries = self.erc8004
+        if registries is None:
+            return None
+        return registries.identity.agent_minted_by(address or self.accounts.prover.address)
+
+    def register_agent(self, agent_uri: str) -> tuple[int, TxResult | None]:
+        """Register the prover account as an ERC-8004 agent whose registration file is at ``agent_uri`` (once:
+        later calls update the URI when it changed). Returns the agent id and the transaction, if any."""
+        registries = self.erc8004
+        if registries is None:
+            raise ChainError("this market's deployment has no ERC-8004 registries: run 'proofmarket chain deploy'")
+        known = self.agent_id()
+        if known is None:
+            return registries.identity.register(agent_uri, self.accounts.prover)
+        if registries.identity.agent_uri(known) == agent_uri:
+            return known, None
+        return known, registries.identity.set_agent_uri(known, agent_uri, self.accounts.prover)
+
+    # --- reading ------------------------------------------------------------------------------
+    def pending_request(self, request_id: int) -> InferenceRequest:
+        """The on-chain request, if it can still be fulfilled (otherwise ChainError saying why)."""
+        request = self.market.get_request(request_id)
+        if request.status is RequestStatus.NONE:
+            raise ChainError(f"request {request_id} does not exist on this market", request_id=request_id)
+        if request.status not in (RequestStatus.OPEN, RequestStatus.ACCEPTED):
+            raise ChainError(f"request {request_id} is already settled ({request.status.name.lower()})",
+                             request_id=request_id, status=request.status.name)
+        if self.client.timestamp() > request.deadline:
+            raise ChainError(f"request {request_id} expired at {request.deadline}: only a refund is possible",
+                             request_id=request_id)
+        return request
+
+    def require_eligible(self, prover: str) -> None:
+        info = self.market.get_prover(prover)
+        if not info.authorized:
+            raise ChainError(f"{prover} is not an authorised prover on this market", prover=prover)
+        minimum = self.market.min_stake()
+        if info.stake < minimum:
+            raise ChainError(f"prover {prover} has {format_usdc(info.stake)} USDC staked, below the minimum of "
+                             f"{format_usdc(minimum)}", prover=prover)
+
+    def _check_record(self, record: RequestRecord, request: InferenceRequest) -> None:
+        """The stored input must open the commitment the consumer escrowed for."""
+        if record.market.lower() != self.market.address.lower():
+            raise ChainError(f"the stored request {record.request_id} was made on another market ({record.market})")
+        if self.registry.get_model(request.model_key).key != model_key(record.model_id):
+            raise ChainError(f"request {record.request_id} on chain is for another model than the stored input")
+        manifest, info = self.workspace.prover.model(record.model_id)
+        arrays = models.parse_inputs(record.inputs, info)
+        local = input_commitment(self.workspace.store, manifest, arrays, record.salt).commitment
+        if local != "0x" + request.input_commitment.hex() or local != record.commitment:
+            raise ChainError(f"the stored input of request {record.request_id} does not match its on-chain "
+                             "commitment", request_id=record.request_id)

@@ -1,0 +1,77 @@
+"""The watchers' shared plumbing in the app: a service built once per app whoever asks first, and a lifespan that
+runs a watcher's thread with the app (the chain side is tested on anvil in tests/escrow)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
+from typing import Any
+
+from proofmarket.intake.watcher import lazy_service, watcher_lifespan
+
+
+def _app() -> Any:
+    return SimpleNamespace(state=SimpleNamespace())
+
+
+def test_a_lazy_service_is_built_once_whichever_thread_asks_first() -> None:
+    app, built = _app(), []
+
+    def build() -> object:
+        time.sleep(0.05)  # long enough for every thread to ask while it is being built
+        built.append(threading.get_ident())
+        return object()
+
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda _: lazy_service(app, "escrow", build), range(8)))
+    assert len(built) == 1
+    assert all(service is got[0] for service in got) and app.state.escrow is got[0]
+
+
+def test_a_lazy_service_keeps_none_and_a_service_set_beforehand() -> None:
+    app, calls = _app(), []
+
+    def off() -> None:
+        calls.append("off")
+
+    assert lazy_service(app, "court", off) is None
+    assert lazy_service(app, "court", off) is None
+    assert calls == ["off"]  # "no court" is remembered, not asked again per request
+    preset = object()
+    app.state.escrow = preset  # e.g. a test's own watcher
+    assert lazy_service(app, "escrow", object) is preset
+
+
+class _Watcher:
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def start(self) -> None:
+        self.events.append("start")
+
+    def stop(self) -> None:
+        self.events.append("stop")
+
+
+def test_the_watcher_lifespan_runs_the_watcher_with_the_app() -> None:
+    app, watcher = _app(), _Watcher()
+
+    async def serve() -> None:
+        async with watcher_lifespan(lambda a: lazy_service(a, "escrow", lambda: watcher))(app):
+            assert watcher.events == ["start"]
+        assert watcher.events == ["start", "stop"]
+
+    asyncio.run(serve())
+    assert app.state.escrow is watcher
+
+    nothing = _app()
+
+    async def without() -> None:  # no watcher (off, or nothing deployed): the app runs all the same
+        async with watcher_lifespan(lambda a: lazy_service(a, "court", lambda: None))(nothing):
+            pass
+
+    asyncio.run(without())
+    assert nothing.state.court is None
