@@ -40,7 +40,7 @@ def test_depth_is_counted_without_recursion_and_strings_do_not_count() -> None:
 
 @pytest.mark.parametrize("imports", ["import proofmarket, eth_account", "import eth_account, proofmarket",
                                      "import proofmarket.validator.process", "import proofmarket.api.app",
-                                     "import proofmarket.calls.celery_worker, eth_account"])
+                                     "import proofmarket.node.worker, eth_account"])
 def test_the_recursion_limit_is_sane_after_importing_proofmarket_and_eth_account(imports: str) -> None:
     code = (f"{imports}\nimport json, sys\nassert 'py_ecc' in sys.modules\nprint(sys.getrecursionlimit())\n"
             "try:\n    json.loads('[' * 300000)\nexcept RecursionError:\n    print('RecursionError')\n")

@@ -16,6 +16,8 @@ OPERATION_IDS = {
     ("get", "/v1/earnings"): "get_earnings",
     ("get", "/v1/jobs"): "list_jobs",
     ("get", "/v1/jobs/{job_id}"): "get_job",
+    ("get", "/v1/calls"): "list_calls",
+    ("get", "/v1/calls/{job_id}"): "get_call",
     ("get", "/v1/proofs/{cid}"): "get_proof",
     ("post", "/v1/verify"): "verify_bundle",
     ("get", "/v1/artifacts/{cid}"): "get_artifact",
@@ -59,7 +61,7 @@ def test_health(client: TestClient) -> None:
 
 
 def test_health_counts_the_prover_processes_warmed_up_at_start(client: TestClient) -> None:
-    provers = len(client.app.state.services.queue.provers)  # type: ignore[attr-defined]
+    provers = len(client.app.state.services.queue.workers)  # type: ignore[attr-defined]
     deadline = time.monotonic() + 60
     while (warm := client.get("/health").json()["provers_warm"]) < provers:
         assert time.monotonic() < deadline, f"{warm} of {provers} prover processes warmed up"

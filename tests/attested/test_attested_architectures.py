@@ -36,8 +36,9 @@ def test_other_architectures_reproduce_and_catch_a_change(kind: str, lm_dir: Pat
     ws = Workspace(Settings(home=tmp_path / "home"))
     model_id, manifest = ws.compile_attested(folder)
     assert manifest.context_length == 256 and manifest.architecture.endswith(("LMHeadModel", "ForCausalLM"))
-    bundle, _ = ws.attested.run(model_id, {"prompt": "the quick brown fox", "max_tokens": 40, "temperature": 0.9,
+    execution = ws.attested.run(model_id, {"prompt": "the quick brown fox", "max_tokens": 40, "temperature": 0.9,
                                            "seed": 3})
+    bundle = execution.bundle
     assert ws.verify(bundle.to_doc(), reexecute=True, threads=1).reexecuted
     from safetensors.torch import load_file, save_file
 

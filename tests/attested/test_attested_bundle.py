@@ -23,7 +23,8 @@ from proofmarket.systems.workspace import Workspace
 
 @pytest.fixture(scope="module")
 def doc(attested_ws: Workspace, lm_id: str) -> dict[str, Any]:
-    bundle, cid = attested_ws.attested.run(lm_id, {"prompt": "the market", "max_tokens": 40})
+    execution = attested_ws.attested.run(lm_id, {"prompt": "the market", "max_tokens": 40})
+    bundle, cid = execution.bundle, execution.bundle_cid
     assert attested_ws.store.get_json(cid) == bundle.to_doc()
     return bundle.to_doc()
 
@@ -138,5 +139,6 @@ def test_max_tokens_defaults_to_64_or_the_cap(attested_ws: Workspace, lm_id: str
     assert attested_ws.attested.runtime.request(lm_id, {"prompt": "hi"}).max_tokens == 64
     small, _ = attested_ws.compile_attested(lm_dir, max_tokens_cap=16)
     assert small != lm_id  # other terms, another manifest, another model id
-    bundle, _ = attested_ws.attested.run(small, {"prompt": "hi"})
+    execution = attested_ws.attested.run(small, {"prompt": "hi"})
+    bundle = execution.bundle
     assert bundle.decoding.max_tokens == 16 == len(bundle.output.tokens)

@@ -25,7 +25,8 @@ PROMPTS = [f"{WORDS[i % 15]} {WORDS[(i * 7 + 3) % 15]} {WORDS[(i * 11 + 5) % 15]
 
 
 def _honest(ws: Workspace, lm_id: str, prompt: str, **kw: Any) -> dict[str, Any]:
-    bundle, _ = ws.attested.run(lm_id, {"prompt": prompt, "max_tokens": 64, **kw})
+    execution = ws.attested.run(lm_id, {"prompt": prompt, "max_tokens": 64, **kw})
+    bundle = execution.bundle
     return bundle.to_doc()
 
 

@@ -91,3 +91,28 @@ class NeverSettle:
 
 def repo(tmp_path: Path) -> JobRepo:
     return JobRepo(database(tmp_path))
+
+
+class ProverWorker:
+    """An engine worker whose EZKL system runs on ``prover`` (a test double or a real EzklProver)."""
+
+    def __init__(self, prover: Any) -> None:
+        from proofmarket.systems.ezkl_system import EzklSystem
+
+        self.prover, self.system = prover, EzklSystem(prover)
+
+    def get(self, system: str) -> Any:
+        return self.system
+
+    def warm(self) -> None:
+        warm = getattr(self.prover, "warm", None)
+        if callable(warm):
+            warm()
+
+    @property
+    def ready(self) -> bool:
+        return bool(getattr(self.prover, "ready", False))
+
+
+def workers(*provers: Any) -> list[Any]:
+    return [ProverWorker(p) for p in provers]

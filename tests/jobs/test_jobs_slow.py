@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from jobs_helpers import NeverSettle, database
+from jobs_helpers import NeverSettle, database, workers
 from prometheus_client import CollectorRegistry
 
 from proofmarket.calls import JobInterrupted, JobMetrics, JobRunner, JobService, LocalJobQueue
@@ -53,7 +53,7 @@ def test_two_provers_prove_concurrent_jobs(mlp_store: tuple[Path, str], tmp_path
     store, jobs = LocalStore(settings.store_dir), JobRepo(database(tmp_path))
     runner = JobRunner(settings, jobs, ModelRepo(jobs.db), store, NeverSettle(), JobMetrics(CollectorRegistry()))
     provers = [EzklProver(store, settings.jobs_dir, ProofWorker(timeout_s=120)) for _ in range(2)]
-    queue = LocalJobQueue(runner, jobs, provers)
+    queue = LocalJobQueue(runner, jobs, workers(*provers))
     service = JobService(jobs, queue)
     queue.start()
     try:
@@ -118,7 +118,7 @@ def test_a_repeated_public_request_is_answered_from_the_proof_cache(mlp_store: t
     metrics = JobMetrics(registry)
     runner = JobRunner(settings, jobs, ModelRepo(jobs.db), store, NeverSettle(), metrics, cache)
     prover = CountingProver(EzklProver(store, settings.jobs_dir, ProofWorker(timeout_s=120)))
-    queue = LocalJobQueue(runner, jobs, [prover])  # type: ignore[list-item]
+    queue = LocalJobQueue(runner, jobs, workers(prover))
     service = JobService(jobs, queue, ProofCache(cache, store, jobs, metrics.cache))
     queue.start()
     try:
@@ -165,8 +165,8 @@ def test_a_worker_refuses_an_artifact_whose_bytes_do_not_match_its_cid(mlp_store
                                                                       tmp_path: Path) -> None:
     import shutil
 
-    from proofmarket.calls.celery_worker import CheckedProver
     from proofmarket.core.errors import ArtifactCorrupt
+    from proofmarket.systems.ezkl_system import EzklSystem
 
     home, model_id = mlp_store
     shutil.copytree(home / "store", tmp_path / "store")
@@ -177,9 +177,9 @@ def test_a_worker_refuses_an_artifact_whose_bytes_do_not_match_its_cid(mlp_store
     data = bytearray(vk.read_bytes())
     data[len(data) // 2] ^= 0xFF  # one flipped byte in the verifying key
     vk.write_bytes(bytes(data))
-    prover = CheckedProver(EzklProver(store, tmp_path / "jobs", ProofWorker(timeout_s=60)), store)
+    prover = EzklSystem(EzklProver(store, tmp_path / "jobs", ProofWorker(timeout_s=60)), check_artifacts=True)
     try:
         with pytest.raises(ArtifactCorrupt, match="vk"):
-            prover.prove(model_id, {"input_data": [[0.1] * 8]})
+            prover.run(model_id, {"inputs": {"input_data": [[0.1] * 8]}})
     finally:
         prover.close()

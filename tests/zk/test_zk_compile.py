@@ -9,6 +9,7 @@ import pytest
 from onnx import TensorProto, helper
 from zk_helpers import SMALL_GRID, compile_sample
 
+from proofmarket import models
 from proofmarket.core.errors import AccuracyNotMet, UnsupportedOperator
 from proofmarket.store import canonical_json, cid_for_bytes
 from proofmarket.systems.ezkl.compiler import CompileOptions, CompileResult
@@ -102,7 +103,9 @@ def test_cnn_compiles_proves_and_verifies(prover: EzklProver, srs_provider: SrsP
     doc = json.loads(sample_path("cnn", "input").read_text())
     result = prover.prove(cnn.model_id, doc)
     assert prover.verify(result.bundle).valid
-    got, want = result.bundle.output.values[0], result.reference_output[0]
+    manifest, info = prover.model(cnn.model_id)
+    want = models.run_onnx(prover.store.path(manifest.onnx.cid), models.parse_inputs(doc, info))[0].ravel().tolist()
+    got = result.bundle.output.values[0]
     assert max(range(10), key=lambda i: got[i]) == max(range(10), key=lambda i: want[i])
 
 

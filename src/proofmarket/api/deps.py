@@ -1,44 +1,13 @@
-"""The node's services, built once per app, and the typed dependencies routers take."""
+"""The typed dependencies routers take: the node's services (built by ``node.compose``), headers, the base URL."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Header, Request
-from prometheus_client import CollectorRegistry
 
-from proofmarket.api.access import AccessTokens
-from proofmarket.api.catalog import Catalog
-from proofmarket.calls import JobService
-from proofmarket.calls.queue import JobQueue
 from proofmarket.core.settings import Settings
-from proofmarket.db import Database
-from proofmarket.payments.port import PaymentPort
-from proofmarket.systems.workspace import Workspace
-
-
-@dataclass
-class NodeServices:
-    settings: Settings
-    db: Database
-    workspace: Workspace
-    catalog: Catalog
-    jobs: JobService
-    queue: JobQueue
-    payments: PaymentPort
-    registry: CollectorRegistry
-    owns_workspace: bool
-    tokens: AccessTokens
-    attested: Any = None  # systems.attested.system.AttestedSystem: attested models' runtime and signer
-
-    def close(self) -> None:
-        self.queue.close()
-        if self.catalog.listings is not None:
-            self.catalog.listings.close()
-        if self.owns_workspace:
-            self.workspace.close()
-        self.db.close()
+from proofmarket.node.services import NodeServices
 
 
 def get_services(request: Request) -> NodeServices:

@@ -169,8 +169,8 @@ class JobResult(BaseModel):
     model_id: str | None = Field(default=None, description="compile jobs: the compiled model's id")
     logrows: int | None = None
     answer: dict[str, Any] | None = Field(
-        default=None, description="a paid attested call (generate, attested infer) that was settling: the answer "
-                                  "its route gives (text or output, bundle with payment and receipt)")
+        default=None, description="a call whose system answers more than an output (an attested generation): the "
+                                  "answer its route gives (text, tokens, bundle with payment and receipt)")
 
 
 class JobLinks(BaseModel):
@@ -180,10 +180,14 @@ class JobLinks(BaseModel):
 
 
 class JobPublic(BaseModel):
+    """A call (kind ``prove``: any proof system, any payment rail) or a compile job."""
+
     id: str
     kind: Literal["prove", "compile"]
     status: Literal["queued", "running", "proved", "settling", "settled", "failed"]
     model_id: str | None
+    system: str | None = Field(default=None, description="the call's proof system (e.g. ezkl-halo2-kzg-bn254)")
+    rail: str | None = Field(default=None, description="what pays for it: free, x402, escrow, court, ...")
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -205,6 +209,9 @@ class InferResult(BaseModel):
     receipt: dict[str, Any] | None = None
     salt: list[int] | None = None
     access_token: str = Field(description=ACCESS_TOKEN_NOTE)
+    mode: str = Field(default="proven", description="proven (a ZK proof), attested (signed commitments), ...")
+    system: str | None = Field(default=None, description="the proof system that backs the output")
+    guarantee: str | None = Field(default=None, description="what the bundle proves, in one sentence")
 
 
 class GenerateUsage(BaseModel):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from proofmarket.api.catalog import ServedModel
 from proofmarket.api.errors import public_message
 from proofmarket.api.schemas import (
     AttestedTerms,
@@ -28,8 +27,10 @@ from proofmarket.api.schemas import (
 from proofmarket.calls.service import call_answer
 from proofmarket.core.errors import ProofMarketError, from_code
 from proofmarket.db import JobKind, JobRow, JobStatus
+from proofmarket.node.catalog import ServedModel
 from proofmarket.payments.tickets import Settlement
-from proofmarket.systems import GUARANTEES
+from proofmarket.store import ArtifactStore
+from proofmarket.systems import ATTESTED_SYSTEM, PROVEN_SYSTEM, guarantee, spec, system_of
 
 
 def model_links(model_id: str, mode: str = "proven", kind: str | None = None) -> ModelLinks:
@@ -54,7 +55,7 @@ def registry_listing(model: ServedModel) -> RegistryListing | None:
 def _attested_public(model: ServedModel, prover: dict[str, Any] | None) -> ModelPublic:
     m = model.manifest
     return ModelPublic(
-        **model_summary(model, prover).model_dump(), guarantee=GUARANTEES["attested"],
+        **model_summary(model, prover).model_dump(), guarantee=guarantee(ATTESTED_SYSTEM),
         privacy_profile=Privacy(**{"input": "public", "params": "public", "output": "public", **m.privacy}),
         inputs=[Tensor(**t.model_dump()) for t in m.onnx.inputs] if m.onnx else [],
         attested=_attested_terms(m),
@@ -78,7 +79,7 @@ def model_public(model: ServedModel, prover: dict[str, Any] | None = None) -> Mo
         return _attested_public(model, prover)
     m = model.manifest
     return ModelPublic(
-        **model_summary(model, prover).model_dump(), guarantee=GUARANTEES["proven"],
+        **model_summary(model, prover).model_dump(), guarantee=guarantee(PROVEN_SYSTEM),
         privacy_profile=Privacy(**m.privacy),
         inputs=[Tensor(**t.model_dump()) for t in m.inputs],
         outputs=[Tensor(**t.model_dump()) for t in m.outputs],
@@ -95,23 +96,28 @@ def model_public(model: ServedModel, prover: dict[str, Any] | None = None) -> Mo
     )
 
 
-def job_public(job: JobRow, access_token: str | None = None) -> JobPublic:
-    """A job as its token holder (or the admin) sees it; ``access_token`` only in the answer that created it."""
+def job_public(job: JobRow, access_token: str | None = None, store: ArtifactStore | None = None) -> JobPublic:
+    """A job as its token holder (or the admin) sees it; ``access_token`` only in the answer that created it;
+    ``store``: read a delivered call's bundle for its ``answer`` (calls whose system answers more than an output)."""
     error = JobErrorPublic(code=job.error_code, message=public_message(job.error_code, job.error_message)) \
         if job.error_code else None
     return JobPublic(id=job.id, kind=job.kind, status=job.status, model_id=job.model_id,  # type: ignore[arg-type]
+                     system=job.system, rail=job.rail,
                      created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
-                     attempts=job.attempts, error=error, result=_job_result(job), links=_job_links(job),
+                     attempts=job.attempts, error=error, result=_job_result(job, store), links=_job_links(job),
                      access_token=access_token)
 
 
 def infer_result(job: JobRow, bundle: dict[str, Any], access_token: str) -> InferResult:
     result, settlement = job.result or {}, Settlement.from_json(job.settlement)
     assert job.model_id is not None and job.bundle_cid is not None
+    extras = result.get("answer") or {}
+    system = job.system or system_of(bundle)
     return InferResult(job_id=job.id, status=job.status, model_id=job.model_id,  # type: ignore[arg-type]
                        output=result.get("output") or [], bundle_cid=job.bundle_cid, bundle=bundle,
                        payment=settlement.payment, receipt=settlement.receipt, salt=result.get("salt"),
-                       access_token=access_token)
+                       access_token=access_token, mode=spec(system).mode, system=system,
+                       guarantee=extras.get("guarantee") or guarantee(system))
 
 
 def job_error(job: JobRow) -> ProofMarketError:
@@ -120,7 +126,7 @@ def job_error(job: JobRow) -> ProofMarketError:
     return from_code(code, public_message(code, job.error_message), {"job_id": job.id})
 
 
-def _job_result(job: JobRow) -> JobResult | None:
+def _job_result(job: JobRow, store: ArtifactStore | None = None) -> JobResult | None:
     if not job.result_visible:
         return None
     result = job.result or {}
@@ -128,7 +134,13 @@ def _job_result(job: JobRow) -> JobResult | None:
         return JobResult(model_id=result.get("model_id"), logrows=result.get("logrows"))
     settlement = Settlement.from_json(job.settlement)
     return JobResult(output=result.get("output"), bundle_cid=job.bundle_cid, salt=result.get("salt"),
-                     payment=settlement.payment, receipt=settlement.receipt, answer=call_answer(job))
+                     payment=settlement.payment, receipt=settlement.receipt, answer=_answer(job, store))
+
+
+def _answer(job: JobRow, store: ArtifactStore | None) -> dict[str, Any] | None:
+    if store is None or job.bundle_cid is None or not (job.result or {}).get("answer"):
+        return None
+    return call_answer(job, store.get_json(job.bundle_cid))
 
 
 def _job_links(job: JobRow) -> JobLinks:

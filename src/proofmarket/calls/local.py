@@ -1,7 +1,9 @@
-"""The local job queue: a few prover threads, each driving its own prover process, and one compile lane.
+"""The local engine: a few worker threads running calls, and one compile lane.
 
-Each prover thread owns an ``EzklProver`` with its own ``ProofWorker`` (a warm process: EZKL holds the
-GIL, so proofs never run in the API process). Uploaded models compile one at a time in a child process.
+Each worker thread has its own view of the node's proof systems (``WorkerSystems``): a system that needs its own
+process per worker (EZKL: a warm ``ProofWorker`` process, since EZKL holds the GIL and proofs never run in the API
+process) gets one per thread; others (attested) are shared. Uploaded models compile one at a time in a child
+process.
 
 Restart rule (``recover``, run once when the queue is built, before any worker starts):
 
@@ -28,17 +30,17 @@ from proofmarket.calls.queue import QueueHealth
 from proofmarket.calls.runner import JobRunner
 from proofmarket.calls.settling import SettlementFollower
 from proofmarket.db import JobKind, JobRepo, Recovery
-from proofmarket.systems.ezkl.prover import Prover
+from proofmarket.systems.registry import WorkerSystems
 
 log = logging.getLogger(__name__)
 _STOP = "__stop__"
 
 
 class LocalJobQueue:
-    def __init__(self, runner: JobRunner, jobs: JobRepo, provers: Sequence[Prover]) -> None:
-        if not provers:
-            raise ValueError("the local job queue needs at least one prover")
-        self.runner, self.jobs, self.provers = runner, jobs, list(provers)
+    def __init__(self, runner: JobRunner, jobs: JobRepo, workers: Sequence[WorkerSystems]) -> None:
+        if not workers:
+            raise ValueError("the local engine needs at least one worker")
+        self.runner, self.jobs, self.workers = runner, jobs, list(workers)
         self._prove_q: queue.Queue[str] = queue.Queue()
         self._compile_q: queue.Queue[str] = queue.Queue()
         self._watchers: dict[str, list[Future[None]]] = {}
@@ -64,8 +66,8 @@ class LocalJobQueue:
     def start(self) -> None:
         if self._threads:
             return
-        for i, prover in enumerate(self.provers):
-            self._spawn(f"prover-{i}", self._prove_q, functools.partial(self._run, prover), prover)
+        for i, worker in enumerate(self.workers):
+            self._spawn(f"prover-{i}", self._prove_q, functools.partial(self._run, worker), worker)
         self._spawn("compiler", self._compile_q, functools.partial(self._run, None))
         self.follower.start()
 
@@ -89,7 +91,7 @@ class LocalJobQueue:
     def warm_provers(self) -> int:
         """Prover processes alive with EZKL loaded (the node warms them up as it starts; a killed one
         counts again once it is restarted by the next proof)."""
-        return sum(bool(getattr(p, "ready", False)) for p in self.provers)
+        return sum(w.ready for w in self.workers)
 
     @property
     def alive_workers(self) -> int:
@@ -109,20 +111,18 @@ class LocalJobQueue:
         for t in self._threads:
             t.join(30)
         self._threads.clear()
-        for prover in self.provers:
-            close = getattr(prover, "close", None)
-            if close is not None:
-                close()
+        # the systems' processes are the node's (``SystemSet.close``, when the node closes)
 
-    def _run(self, prover: Prover | None, job_id: str) -> None:
-        self.runner.run(job_id, prover, self._stop)
+    def _run(self, worker: WorkerSystems | None, job_id: str) -> None:
+        self.runner.run(job_id, worker, self._stop)
 
-    def _spawn(self, name: str, q: queue.Queue[str], run: Callable[[str], None], warm: Prover | None = None) -> None:
+    def _spawn(self, name: str, q: queue.Queue[str], run: Callable[[str], None],
+               warm: WorkerSystems | None = None) -> None:
         t = threading.Thread(target=self._loop, args=(q, run, warm), name=f"proofmarket-{name}", daemon=True)
         t.start()
         self._threads.append(t)
 
-    def _loop(self, q: queue.Queue[str], run: Callable[[str], None], warm: Prover | None = None) -> None:
+    def _loop(self, q: queue.Queue[str], run: Callable[[str], None], warm: WorkerSystems | None = None) -> None:
         # Each prover thread starts its prover process before its first job, so that the first paid
         # call does not wait for a Python process and EZKL to load (about 1 s). Best effort: a failure
         # here shows again, with its code, on the first proof.

@@ -1,8 +1,9 @@
-"""The steps of a job, whatever runs them (the local thread pool today, a distributed queue later).
+"""The steps of a call, whatever engine runs them (the local thread pool, or Celery workers).
 
-    prove job:    queued -> running -> prove (worker process, self-verified) -> proved
-                  -> [payment] settle hook -> settled
-                                           -> settling (sent, not confirmed) -> follow -> settled | failed
+    call (kind prove, any proof system, any rail):
+                  queued -> running -> run (the call's system, through the registry; bundle stored once) -> proved
+                  -> [paid] the call's rail captures -> settled
+                                                     -> settling (sent, not confirmed) -> follow -> settled | failed
     compile job:  queued -> running -> compile (child process) -> model served -> proved
 
 Any error of the tree fails the job with its code; nothing is settled and its payment is released. A job
@@ -16,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from proofmarket.calls.cache import ProofCache
@@ -24,38 +26,51 @@ from proofmarket.calls.metrics import JobMetrics
 from proofmarket.core.errors import PaymentSettlementFailed, PaymentSettlementPending, ProofMarketError
 from proofmarket.core.settings import Settings
 from proofmarket.db import JobKind, JobRepo, JobRow, JobStatus, ModelRepo, ProofCacheRepo
-from proofmarket.payments.tickets import PaymentTicket, ProofOutcome, SettleHook
+from proofmarket.payments.port import PaymentPort, Rails
+from proofmarket.payments.tickets import PaymentTicket, ProofOutcome, Settlement
 from proofmarket.store import ArtifactStore
 from proofmarket.systems import parse_bundle
-from proofmarket.systems.ezkl.prover import Prover
+from proofmarket.systems.port import Events, Execution
+from proofmarket.systems.registry import DEFAULT_SYSTEM, WorkerSystems
 
 log = logging.getLogger(__name__)
 
 
 class JobRunner:
     def __init__(self, settings: Settings, jobs: JobRepo, models: ModelRepo, store: ArtifactStore,
-                 settle: SettleHook, metrics: JobMetrics, cache: ProofCacheRepo | None = None) -> None:
+                 rails: Rails | PaymentPort, metrics: JobMetrics, cache: ProofCacheRepo | None = None) -> None:
         self.settings, self.jobs, self.models, self.store = settings, jobs, models, store
-        self.settle_hook, self.metrics = settle, metrics
+        self.rails = rails if isinstance(rails, Rails) else Rails(rails)
+        self.metrics = metrics
         self.settles = True  # False in a 'proofmarket worker': the node settles what workers proved
+        # after-capture hooks (split release, ERC-8004 record...): called once per captured call, never raise
+        self.after_capture: list[Callable[[JobRow, Settlement, Any], None]] = []
         # the worker's side of the cache: store what it proves, reuse what another job proved meanwhile (the
         # node looks jobs up at submission and counts hits and misses)
         self.cache = ProofCache(cache, store, jobs) if cache is not None else None
 
-    def run(self, job_id: str, prover: Prover | None, stop: threading.Event) -> None:
-        """Run one job to its end; every failure is recorded on the job, never raised."""
+    @property
+    def settle_hook(self) -> PaymentPort:
+        """The default rail (what a call without a stored rail was paid on)."""
+        return self.rails.default
+
+    def run(self, job_id: str, systems: WorkerSystems | None, stop: threading.Event,
+            events: Events | None = None) -> None:
+        """Run one call to its end; every failure is recorded on the call, never raised."""
         job = self.jobs.get(job_id)
         if job is None or job.is_final:
             return
         try:
-            self._steps(job, prover, stop)
+            self._steps(job, systems, stop, events)
         except ProofMarketError as exc:
             self._fail(job, exc.code, exc.message)
         except Exception as exc:  # a bug: record it, keep the worker alive
             log.exception("job %s failed unexpectedly", job_id)
             self._fail(job, "internal_error", f"{type(exc).__name__}: {exc}")
 
-    def _steps(self, job: JobRow, prover: Prover | None, stop: threading.Event) -> None:
+    def _steps(self, job: JobRow, systems: WorkerSystems | None, stop: threading.Event,
+               events: Events | None) -> None:
+        bundle: Any = None
         if job.status == JobStatus.QUEUED:
             started = self.jobs.start(job.id)
             if started is None:
@@ -65,41 +80,77 @@ class JobRunner:
                 if job.kind == JobKind.COMPILE:
                     self._compile(started, stop)
                 else:
-                    assert prover is not None, "a prove job needs a prover"
-                    self._prove(started, prover)
+                    assert systems is not None, "a call needs the worker's proof systems"
+                    bundle = self._execute(started, systems, events)
             finally:
                 self.metrics.running.dec()
             job = self.jobs.get(job.id) or job
         if job.awaits_settlement and self.settles:
-            self._settle(job)
+            self._settle(job, bundle)
         final = self.jobs.get(job.id)
         if final is not None and final.is_final:
-            self.metrics.finished.labels(final.kind, final.status).inc()
+            self._finished(final)
 
-    def _prove(self, job: JobRow, prover: Prover) -> None:
+    def _finished(self, job: JobRow) -> None:
+        self.metrics.finished.labels(job.kind, job.status).inc()
+        if job.kind == JobKind.PROVE:
+            self.metrics.calls.labels(job.system or DEFAULT_SYSTEM, job.rail or "free", job.model_id or "",
+                                      job.status).inc()
+
+    def _execute(self, job: JobRow, systems: WorkerSystems, events: Events | None) -> Any:
+        """Run the call on its proof system; returns the parsed bundle (the settle step needs no read back)."""
         assert job.model_id is not None
         if self.cache is not None and self.cache.answer(job, running=True):  # proved meanwhile by another job
-            return
+            return None
         start = time.perf_counter()
-        result = prover.prove(job.model_id, job.input["inputs"], salt=job.input.get("salt"))
-        self.metrics.duration.labels(JobKind.PROVE.value).observe(time.perf_counter() - start)
-        out: dict[str, Any] = {"output": result.bundle.output.values, "salt": result.salt}
-        if self.cache is not None:  # before the job is final: a repeat right after the answer finds it
-            self.cache.remember(job, result.bundle_cid)
-        self.jobs.proved(job.id, bundle_cid=result.bundle_cid, result=out, final=job.payment is None)
+        execution = systems.get(job.system or DEFAULT_SYSTEM).run(job.model_id, job.input, events)
+        self._proved(job, execution, time.perf_counter() - start)
+        return execution.bundle
 
-    def _settle(self, job: JobRow) -> None:
+    def _proved(self, job: JobRow, execution: Execution, elapsed: float | None) -> None:
+        if elapsed is not None:
+            self.metrics.duration.labels(JobKind.PROVE.value).observe(elapsed)
+            self.metrics.call_seconds.labels(job.system or DEFAULT_SYSTEM, job.rail or "free").observe(elapsed)
+        out: dict[str, Any] = dict(execution.result)
+        if isinstance(out.get("tokens"), int):
+            self.metrics.tokens.inc(out["tokens"])
+        if execution.answer is not None:
+            out["answer"] = execution.answer
+        if self.cache is not None:  # before the job is final: a repeat right after the answer finds it
+            self.cache.remember(job, execution.bundle_cid)
+        self.jobs.proved(job.id, bundle_cid=execution.bundle_cid, result=out, final=job.payment is None)
+
+    def complete(self, job: JobRow, execution: Execution, elapsed: float | None = None) -> None:
+        """A call its route ran itself (a stream): recorded, then settled through its rail like any other."""
+        self._proved(job, execution, elapsed)
+        proved = self.jobs.get(job.id) or job
+        if proved.awaits_settlement:
+            self._settle(proved, execution.bundle)
+        final = self.jobs.get(job.id)
+        if final is not None and final.is_final:
+            self._finished(final)
+
+    def _settle(self, job: JobRow, bundle: Any = None) -> None:
         assert job.payment is not None and job.bundle_cid is not None
-        bundle = parse_bundle(self.store.get_json(job.bundle_cid))
+        if bundle is None:  # settled after a restart, or by another process: the stored bundle
+            bundle = parse_bundle(self.store.get_json(job.bundle_cid))
         try:
-            settlement = self.settle_hook.settle(PaymentTicket.from_json(job.payment),
-                                                 ProofOutcome.of(job.id, job.bundle_cid, bundle))
+            settlement = self.rails.get(job.rail).settle(PaymentTicket.from_json(job.payment),
+                                                         ProofOutcome.of(job.id, job.bundle_cid, bundle))
         except PaymentSettlementPending as exc:
             log.warning("job %s: settlement pending (%s); following it on chain", job.id, exc.message)
             self.jobs.settling(job.id, {"pending": {"tx": exc.details.get("tx"), "since": int(time.time()),
                                                     "message": exc.message}})
             return
-        self.jobs.settled(job.id, settlement.to_json())
+        if self.jobs.settled(job.id, settlement.to_json()):
+            self._captured(job, settlement, bundle)
+
+    def _captured(self, job: JobRow, settlement: Settlement, bundle: Any) -> None:
+        for hook in self.after_capture:
+            try:
+                hook(job, settlement, bundle)
+            except Exception:  # the money moved: a hook's failure is logged, never the call's
+                log.exception("an after-capture hook failed for call %s", job.id)
 
     def follow(self, job_id: str) -> None:
         """One look at a ``settling`` job's authorization on chain: settled, failed (expired unused or
@@ -110,8 +161,9 @@ class JobRunner:
         pending = (job.settlement or {}).get("pending") or {}
         try:
             bundle = parse_bundle(self.store.get_json(job.bundle_cid))
-            settlement = self.settle_hook.follow(PaymentTicket.from_json(job.payment),
-                                                 ProofOutcome.of(job.id, job.bundle_cid, bundle), pending.get("tx"))
+            settlement = self.rails.get(job.rail).follow(PaymentTicket.from_json(job.payment),
+                                                         ProofOutcome.of(job.id, job.bundle_cid, bundle),
+                                                         pending.get("tx"))
         except PaymentSettlementFailed as exc:
             self._fail(job, exc.code, exc.message)
             return
@@ -122,7 +174,10 @@ class JobRunner:
             log.warning("job %s: could not follow its settlement yet", job_id, exc_info=True)
             return
         if settlement is not None and self.jobs.settled(job.id, settlement.to_json()):
-            self.metrics.finished.labels(job.kind, JobStatus.SETTLED.value).inc()
+            self._captured(job, settlement, bundle)
+            final = self.jobs.get(job.id)
+            if final is not None:
+                self._finished(final)
 
     def _compile(self, job: JobRow, stop: threading.Event) -> None:
         spec = job.input
@@ -138,7 +193,7 @@ class JobRunner:
         if job.payment is None:
             return
         try:
-            self.settle_hook.release(PaymentTicket.from_json(job.payment))
+            self.rails.get(job.rail).release(PaymentTicket.from_json(job.payment))
         except Exception:
             log.exception("could not release the payment of failed job %s", job.id)
 
@@ -146,5 +201,6 @@ class JobRunner:
         log.warning("job %s failed: %s: %s", job.id, code, message)  # the detail; the public sees code + sentence
         if self.jobs.failed(job.id, code, message):
             self.metrics.failures.labels(job.kind, code).inc()
-            self.metrics.finished.labels(job.kind, JobStatus.FAILED.value).inc()
+            failed = self.jobs.get(job.id)
+            self._finished(failed if failed is not None else job)
             self.release(job)

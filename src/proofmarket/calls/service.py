@@ -6,10 +6,10 @@
 * A payment nonce pays for one job: a second job with it is refused (``payment_replayed``).
 * A payer's balance is reserved across its unsettled jobs: ``cover(ticket, held)`` is asked, under a lock,
   with what the payer's other unsettled jobs hold, before the job is stored and queued.
-* A paid attested call (generate, attested infer) is a job too, run by its route rather than the queue:
-  ``open_call`` holds its payment like a queued job (the same cover), ``finish_call`` hands the answer to the
-  runner's settle step: settled (``call_answer`` shows it), ``settling`` (202: the job is followed on chain
-  and delivers the answer once mined, or fails with nothing charged) or failed.
+* Every call is a row with its proof system and its payment rail. A call its route runs itself (a streamed
+  generation) is one too: ``open_call`` holds its payment like a queued call (the same cover), ``finish_call``
+  hands the execution to the runner's one settle step: settled, ``settling`` (202: followed on chain, the answer
+  delivered once mined, or failed with nothing charged) or failed.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from proofmarket.calls.queue import JobQueue
 from proofmarket.core.errors import IdempotencyConflict, PaymentReplayed, UnknownJob
 from proofmarket.db import DuplicateJob, JobKind, JobRepo, JobRow, JobStatus, NewJob
 from proofmarket.payments.tickets import PaymentTicket, Settlement
+from proofmarket.systems.port import Execution
+from proofmarket.systems.registry import DEFAULT_SYSTEM
 
 if TYPE_CHECKING:
     from proofmarket.calls.runner import JobRunner
@@ -66,7 +68,8 @@ class JobService:
 
     def submit_prove(self, model_id: str, inputs: Any, *, key: str | None = None,
                      ticket: PaymentTicket | None = None, cover: Cover | None = None,
-                     salt: list[int] | None = None) -> tuple[JobRow, bool]:
+                     salt: list[int] | None = None, system: str | None = None,
+                     rail: str | None = None) -> tuple[JobRow, bool]:
         """Store and queue a prove job; returns (job, created). An existing job for ``key`` comes back as is.
 
         ``cover(ticket, held)`` raises when the payer's balance minus ``held`` (what its other unsettled
@@ -76,7 +79,8 @@ class JobService:
         doc: dict[str, Any] = {"inputs": inputs} if salt is None else {"inputs": inputs, "salt": salt}
         new = NewJob(JobKind.PROVE, doc, digest, model_id=model_id,
                      idempotency_key=scoped_key(key, payer),
-                     payment_nonce=ticket.nonce if ticket else None, payment=ticket.to_json() if ticket else None)
+                     payment_nonce=ticket.nonce if ticket else None, payment=ticket.to_json() if ticket else None,
+                     system=system or DEFAULT_SYSTEM, rail=rail or ("x402" if ticket else "free"))
         if ticket is None or cover is None or not payer:
             return self._submit(new)
         with self._funds:
@@ -86,14 +90,16 @@ class JobService:
             cover(ticket, self.jobs.held_by(payer, besides=ticket.nonce))
             return self._submit(new)
 
-    def open_call(self, model_id: str, request: dict[str, Any], ticket: PaymentTicket, cover: Cover) -> JobRow:
-        """A paid attested call, stored as a running job that holds its payment (not queued: its route runs it).
-        ``cover`` is asked first, as for a prove job, with what the payer's other unsettled calls hold."""
-        doc = {"attested": request}
-        new = NewJob(JobKind.PROVE, doc, request_hash(JobKind.PROVE, model_id, doc), model_id=model_id,
-                     payment_nonce=ticket.nonce, payment=ticket.to_json())
+    def open_call(self, model_id: str, request: dict[str, Any], ticket: PaymentTicket | None, cover: Cover | None,
+                  *, system: str, rail: str) -> JobRow:
+        """A call its route runs itself (a streamed generation), stored as a running job that holds its payment
+        (not queued). ``cover`` is asked first, as for a queued call, with what the payer's other unsettled calls
+        hold."""
+        new = NewJob(JobKind.PROVE, request, request_hash(JobKind.PROVE, model_id, request), model_id=model_id,
+                     payment_nonce=ticket.nonce if ticket else None, payment=ticket.to_json() if ticket else None,
+                     system=system, rail=rail)
         with self._funds:
-            if ticket.payer:
+            if ticket is not None and ticket.payer and cover is not None:
                 cover(ticket, self.jobs.held_by(ticket.payer, besides=ticket.nonce))
             try:
                 job = self.jobs.create(new)
@@ -101,11 +107,10 @@ class JobService:
                 raise PaymentReplayed("this payment was already used for another request") from None
         return self.jobs.start(job.id) or job
 
-    def finish_call(self, job_id: str, bundle_cid: str, result: dict[str, Any]) -> JobRow:
-        """The call's answer is ready (``result["answer"]``, shown once paid): settle it the way a proved job
-        settles. Returns the job: settled, settling (followed on chain) or failed (nothing charged)."""
-        self.jobs.proved(job_id, bundle_cid=bundle_cid, result=result, final=False)
-        self._runner().run(job_id, None, threading.Event())
+    def finish_call(self, job_id: str, execution: Execution, elapsed: float | None = None) -> JobRow:
+        """The call ran (its route ran it): recorded and settled the way the engine's calls are (one runner).
+        Returns the job: proved (free), settled, settling (followed on chain) or failed (nothing charged)."""
+        self._runner().complete(self.get(job_id), execution, elapsed)
         return self.get(job_id)
 
     def fail_call(self, job_id: str, code: str, message: str) -> None:
@@ -153,13 +158,15 @@ class JobService:
         return job, True
 
 
-def call_answer(job: JobRow) -> dict[str, Any] | None:
-    """A settled attested call's answer: what its route answers with 200 (the bundle with payment and receipt)."""
-    answer = (job.result or {}).get("answer")
-    if answer is None or job.status != JobStatus.SETTLED:
+def call_answer(job: JobRow, bundle: dict[str, Any]) -> dict[str, Any] | None:
+    """A delivered call's answer when its system answers more than an output (text, tokens, usage): the system's
+    fields, the bundle (with payment and receipt when paid) and the payment. None until it may be shown."""
+    extras = (job.result or {}).get("answer")
+    if extras is None or not job.result_visible or job.status == JobStatus.FAILED:
         return None
     settlement = Settlement.from_json(job.settlement)
-    payment = {k: v for k, v in (settlement.payment or {}).items() if k != "paid_bundle_cid"}
-    bundle = {**answer["bundle"], "payment": payment, "receipt": settlement.receipt}
-    return {**answer, "job_id": job.id, "status": job.status, "bundle": bundle, "payment": settlement.payment,
-            "receipt": settlement.receipt}
+    if settlement.receipt is not None:
+        payment = {k: v for k, v in (settlement.payment or {}).items() if k != "paid_bundle_cid"}
+        bundle = {**bundle, "payment": payment, "receipt": settlement.receipt}
+    return {**extras, "job_id": job.id, "status": job.status, "model_id": job.model_id, "bundle_cid": job.bundle_cid,
+            "bundle": bundle, "payment": settlement.payment, "receipt": settlement.receipt}

@@ -96,7 +96,8 @@ def _local(model_id: str, request: dict[str, Any], reexecute: bool, home: Path |
     ws = Workspace(Settings(home=home) if home else Settings())
     with progress_steps(not as_json) as step:
         step("generating")
-        bundle, cid = ws.attested.run(model_id, request)
+        execution = ws.attested.run(model_id, request)
+        bundle, cid = execution.bundle, execution.bundle_cid
         if reexecute:
             step("re-executing")
         report = ws.verify(bundle.to_doc(), reexecute=reexecute)

@@ -34,7 +34,7 @@ def worker_cmd(
     import logging
 
     from proofmarket.calls.celery_queue import masked_url
-    from proofmarket.calls.celery_worker import run_worker
+    from proofmarket.node.worker import run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -1,23 +1,23 @@
-"""The payment hook of the infer route: verify before proving, settle after the proof.
+"""The payment-rail port: how a call is paid. Rails: ``free``, ``x402`` (``x402_rail.py``); escrow and the court
+are paid on chain before a call exists (``intake/``); another rail registers with the node (``node.build_node``).
 
-    POST /v1/models/{id}/infer
-      -> inputs checked (422 before any payment is looked at)
-      -> PaymentPort.payer_of(headers)       -> the payer, scoping the Idempotency-Key (a known key: its job)
-      -> PaymentPort.verify(headers, offer)  -> PaymentTicket | None (free) | raises 402
-      -> PaymentPort.cover(ticket, held)     -> the payer's balance covers this and its other unsettled jobs
-      -> job stored with the ticket (its nonce is unique: a replayed payment is refused)
-      -> prove + self-verify (worker process)
-      -> PaymentPort.settle(ticket, proof)   -> Settlement (payment, receipt, response headers)
-                                                or PaymentSettlementPending: the job is ``settling`` and
-                                                PaymentPort.follow(...) is asked until it settles or fails
-      -> 200 {job_id, output, bundle_cid, bundle, payment, receipt}
-    If proving fails nothing is settled and PaymentPort.release(ticket) gives the payment up; so does a
-    verified payment the request turns out not to need (an idempotent retry). In async mode the job
-    settles when its proof is ready.
+    POST /v1/models/{id}/infer (or any paid route)
+      -> inputs checked by the model's proof system (422 before any payment is looked at)
+      -> Rails.select(headers)                -> the rail whose credential the request carries, else the default
+      -> rail.payer_of(headers)                -> the payer, scoping the Idempotency-Key (a known key: its call)
+      -> rail.verify(headers, offer)           authorize: PaymentTicket | None (free) | raises 402 with its terms
+      -> rail.cover(ticket, held)              the payer's balance covers this and its other unsettled calls
+      -> the call stored with the ticket and its rail (the ticket's nonce is unique: a replay is refused)
+      -> execute (the engine runs the proof system)
+      -> rail.settle(ticket, outcome)          capture: Settlement (payment, receipt), or PaymentSettlementPending:
+                                               the call is ``settling`` and rail.follow(...) is asked until it
+                                               settles or fails
+      -> rail.answer_headers(settlement)       the response headers (x402 PAYMENT-RESPONSE), rebuilt at answer
+                                               time: never stored
+    If execution fails nothing is captured and rail.release(ticket) gives the payment up; so does a verified
+    payment the request turns out not to need (an idempotent retry).
 
-``FreeAccess`` is the port when ``PROOFMARKET_PAYMENTS=off``. The x402 gate (``proofmarket.payments``)
-implements the same port. Errors it raises may carry ``headers`` (e.g. ``PAYMENT-REQUIRED``); the API's
-error handler sends them.
+Errors a rail raises may carry ``headers`` (e.g. ``PAYMENT-REQUIRED``); the API's error handler sends them.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from proofmarket.core.errors import UsageError
 from proofmarket.payments.tickets import PaymentTicket, ProofOutcome, Settlement
 
 
@@ -44,6 +45,16 @@ class Offer:
 
 
 class PaymentPort(Protocol):
+    name: str  # the rail's id, stored on each call ("free", "x402", ...)
+
+    def accepts(self, headers: Mapping[str, str]) -> bool:
+        """The request carries this rail's credential (a payment header, a key): this rail pays for it."""
+        ...
+
+    def answer_headers(self, settlement: Settlement) -> dict[str, str]:
+        """The response headers of a settled call (x402: PAYMENT-RESPONSE), rebuilt from the settlement."""
+        ...
+
     def describe(self) -> dict[str, Any]:
         """For discovery documents: at least ``{"x402": bool}``; the gate adds scheme, network, asset, chain."""
         ...
@@ -77,8 +88,19 @@ class PaymentPort(Protocol):
         ...
 
 
+PaymentRail = PaymentPort
+
+
 class FreeAccess:
     """Payments off: every call is free and nothing is ever settled."""
+
+    name = "free"
+
+    def accepts(self, headers: Mapping[str, str]) -> bool:
+        return False
+
+    def answer_headers(self, settlement: Settlement) -> dict[str, str]:
+        return {}
 
     def describe(self) -> dict[str, Any]:
         return {"x402": False}
@@ -100,3 +122,40 @@ class FreeAccess:
 
     def release(self, ticket: PaymentTicket) -> None:
         return None
+
+
+class Rails:
+    """The node's payment rails: the default (x402 when payments are on, else free) and any others registered.
+
+    ``select(headers)`` picks the rail whose credential the request carries (the first that ``accepts`` it), else
+    the default, which then answers 402 with its terms when the call is not free. ``get(name)`` finds the rail a
+    stored call was paid on (a call of a rail this node no longer runs: ``UsageError``)."""
+
+    def __init__(self, default: PaymentPort, others: list[PaymentPort] | None = None) -> None:
+        self.default = default
+        self._rails: dict[str, PaymentPort] = {_name(r): r for r in [*(others or []), default]}
+
+    def all(self) -> list[PaymentPort]:
+        return list(self._rails.values())
+
+    def select(self, headers: Mapping[str, str]) -> PaymentPort:
+        for rail in self._rails.values():
+            if rail is not self.default and rail.accepts(headers):
+                return rail
+        return self.default
+
+    def get(self, name: str | None) -> PaymentPort:
+        rail = self._rails.get(name or _name(self.default))
+        if rail is None and not hasattr(self.default, "name"):  # a port from before rails had names
+            return self.default
+        if rail is None:
+            raise UsageError(f"this node has no payment rail {name!r} (it runs {', '.join(self._rails)})",
+                             rail=name)
+        return rail
+
+    def answer_headers(self, name: str | None, settlement: Settlement) -> dict[str, str]:
+        return self.get(name).answer_headers(settlement)
+
+
+def _name(rail: PaymentPort) -> str:
+    return str(getattr(rail, "name", None) or "default")

@@ -9,8 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from proofmarket.systems.ezkl.bundle import ProofBundle
-
 
 @dataclass(frozen=True)
 class PaymentTicket:
@@ -32,36 +30,43 @@ class PaymentTicket:
 
 @dataclass(frozen=True)
 class Settlement:
-    """A settled payment: what the response shows (``payment``), the node's signed ``receipt``, and the
-    response ``headers`` of a synchronous answer (x402 ``PAYMENT-RESPONSE``)."""
+    """A settled payment: what the response shows (``payment``) and the node's signed ``receipt``. Response
+    headers (x402 ``PAYMENT-RESPONSE``) are not part of it: the call's rail rebuilds them at answer time."""
 
     payment: dict[str, Any] | None = None
     receipt: dict[str, Any] | None = None
-    headers: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"payment": self.payment, "receipt": self.receipt, "headers": self.headers}
+        return {"payment": self.payment, "receipt": self.receipt}
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> Settlement:
         data = data or {}
-        return cls(data.get("payment"), data.get("receipt"), dict(data.get("headers") or {}))
+        return cls(data.get("payment"), data.get("receipt"))
 
 
 @dataclass(frozen=True)
 class ProofOutcome:
-    """A proved (and self-verified) inference, as the payment gate sees it when it settles and signs."""
+    """An executed call, as a rail sees it when it captures and signs: what the receipt binds (model id, input
+    commitment, output hash, bundle CID; every system's bundle carries ``model.id``, ``input.commitment`` and
+    ``output.hash``) and the bundle itself (parsed, or its document)."""
 
     job_id: str
     model_id: str
     bundle_cid: str
     input_commitment: str
     output_hash: str
-    bundle: ProofBundle
+    bundle: Any
+
+    def doc(self) -> dict[str, Any]:
+        """The bundle's document (what a paid copy adds payment and receipt to)."""
+        return dict(self.bundle) if isinstance(self.bundle, dict) else dict(self.bundle.to_doc())
 
     @classmethod
-    def of(cls, job_id: str, bundle_cid: str, bundle: ProofBundle) -> ProofOutcome:
-        return cls(job_id, bundle.model.id, bundle_cid, bundle.input.commitment, bundle.output.hash, bundle)
+    def of(cls, job_id: str, bundle_cid: str, bundle: Any) -> ProofOutcome:
+        doc = bundle if isinstance(bundle, dict) else bundle.to_doc()
+        return cls(job_id, str(doc["model"]["id"]), bundle_cid, str(doc["input"]["commitment"]),
+                   str(doc["output"]["hash"]), bundle)
 
 
 class SettleHook(Protocol):

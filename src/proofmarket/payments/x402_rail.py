@@ -109,10 +109,13 @@ class X402Payments:
                  pay_to: Callable[[str], str | None], default_payee: str, chain_id: int | None = None) -> None:
         self.gate, self.node, self.store = gate, node, store
         self._pay_to, self.default_payee, self.chain_id = pay_to, to_checksum_address(default_payee), chain_id
-        self.on_split: Callable[[str], None] | None = None  # releases a listing's splitter after a settlement
-        self.on_validate: Callable[..., None] | None = None  # ERC-8004 validation record of a settled proof
+
+    name = "x402"
 
     # --- PaymentPort -----------------------------------------------------------------------------
+    def accepts(self, headers: Mapping[str, str]) -> bool:
+        return bool(headers.get(PAYMENT_SIGNATURE_HEADER) or headers.get("X-PAYMENT"))
+
     def describe(self) -> dict[str, Any]:
         return {"x402": True, "x402_version": 2, "scheme": "exact", "network": self.gate.network,
                 "asset": self.gate.asset, "chain": {"chain_id": self.chain_id},
@@ -183,21 +186,24 @@ class X402Payments:
         payment = {"scheme": "exact", "network": settled.network, "asset": verified.asset,
                    "amount": str(settled.amount), "payer": settled.payer, "pay_to": verified.pay_to,
                    "transaction": settled.tx_hash}
-        paid = proof.bundle.model_copy(update={"payment": payment, "receipt": receipt}).to_doc()
+        paid = {**proof.doc(), "payment": payment, "receipt": receipt}
         try:
             payment["paid_bundle_cid"] = self.store.put_json(paid)
         except Exception:  # the money moved: never fail the settlement for a copy
             log.exception("could not store the paid bundle of job %s", proof.job_id)
         split = ticket.doc.get("split")
-        if split and self.on_split is not None:
-            payment["split_onchain_id"] = str(split)  # released by InferenceMarket.releaseSplit
-            self.on_split(str(split))
-        zk: Any = getattr(proof.bundle, "proof", None) if split else None  # attested bundles have no instances
-        if split and self.on_validate is not None and getattr(zk, "instances", None) is not None:
-            self.on_validate(str(split), bytes.fromhex(zk.hex.removeprefix("0x")), [int(v, 16) for v in zk.instances],
-                             payment.get("paid_bundle_cid") or "", settled.tx_hash)
-        header = self.gate.payment_response_header(settled, receipt)
-        return Settlement(payment=payment, receipt=receipt, headers={"PAYMENT-RESPONSE": header})
+        if split:
+            payment["split_onchain_id"] = str(split)  # released by InferenceMarket.releaseSplit (an after-capture hook)
+        return Settlement(payment=payment, receipt=receipt)
+
+    def answer_headers(self, settlement: Settlement) -> dict[str, str]:
+        """PAYMENT-RESPONSE of a settled call, rebuilt from its payment and receipt (never stored)."""
+        payment = settlement.payment or {}
+        if not payment.get("transaction"):
+            return {}
+        settled = PaidOnChain(str(payment["transaction"]), str(payment.get("payer", "")),
+                              int(payment.get("amount", 0)), str(payment.get("network", self.gate.network)))
+        return {"PAYMENT-RESPONSE": self.gate.payment_response_header(settled, settlement.receipt)}
 
     def release(self, ticket: PaymentTicket) -> None:
         self.gate.release(VerifiedPayment.from_json(ticket.doc))

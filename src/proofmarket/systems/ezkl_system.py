@@ -1,7 +1,7 @@
-"""The EZKL adapter of the proof-system port (mode ``proven``, system ``ezkl-halo2-kzg-bn254``).
+"""The EZKL system (mode ``proven``, system ``ezkl-halo2-kzg-bn254``): its spec and its node runtime.
 
-The EZKL code itself lives in ``proofmarket.systems.ezkl`` (calls, compiler, tuner, SRS, verifier, worker process);
-this adapter is what the rest of proofmarket is meant to see.
+The EZKL code itself lives in ``proofmarket.systems.ezkl`` (calls, compiler, tuner, SRS, verifier, worker
+process); this module is what the rest of proofmarket sees of it, through ``systems/registry.py``.
 """
 
 from __future__ import annotations
@@ -9,19 +9,42 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from proofmarket.store import ArtifactStore
-from proofmarket.systems import GUARANTEES, PROVEN_SYSTEM
+from proofmarket import models
+from proofmarket.core.errors import ArtifactCorrupt, InputError
+from proofmarket.store import ArtifactStore, LocalStore
+from proofmarket.systems.ezkl.bundle import ProofBundle
 from proofmarket.systems.ezkl.compiler import CompileOptions, CompileResult, Progress
-from proofmarket.systems.ezkl.prover import EzklProver, ProveResult
+from proofmarket.systems.ezkl.manifest import ModelManifest
+from proofmarket.systems.ezkl.prover import EzklProver
 from proofmarket.systems.ezkl.verify import VerifyReport, verify_bundle
+from proofmarket.systems.ezkl.worker import InlineProofWorker, ProofWorker
+from proofmarket.systems.port import Events, Execution, SystemContext, SystemSpec
+from proofmarket.systems.registry import PROVEN_SYSTEM
+
+GUARANTEE = ("zero-knowledge proof (EZKL, Halo2/KZG): the output came from the committed model on the committed "
+             "input; final once the proof verifies")
 
 
 class EzklSystem:
+    """The node's EZKL runtime: one prover process per engine worker (``per_worker``: EZKL holds the GIL)."""
+
     system = PROVEN_SYSTEM
     mode = "proven"
+    per_worker = True
 
-    def __init__(self, prover: EzklProver) -> None:
+    def __init__(self, prover: EzklProver, *, check_artifacts: bool = False) -> None:
         self.prover = prover
+        self.check_artifacts = check_artifacts  # a worker on a shared disk: hash each model's artifacts once
+        self._checked: set[str] = set()
+
+    @classmethod
+    def build(cls, context: SystemContext) -> EzklSystem:
+        inline = bool(context.extra.get("inline_prover"))
+        worker = InlineProofWorker() if inline else ProofWorker(timeout_s=context.settings.proof_timeout_s)
+        store = context.store
+        assert isinstance(store, LocalStore), "the EZKL prover reads artifacts from a local store"
+        return cls(EzklProver(store, context.work_dir, worker),
+                   check_artifacts=bool(context.extra.get("check_artifacts")))
 
     @property
     def store(self) -> ArtifactStore:
@@ -31,17 +54,39 @@ class EzklSystem:
                 progress: Progress = lambda _: None) -> CompileResult:
         return self.prover.compile(source, samples_doc, options, progress)
 
-    def run(self, model_id: str, request: Any, **kwargs: Any) -> ProveResult:
-        return self.prover.prove(model_id, request, **kwargs)
+    def check(self, model_id: str, request: dict[str, Any]) -> None:
+        _, info = self.prover.model(model_id)
+        if "inputs" not in request:
+            raise InputError("a proven model takes inputs: {\"input_data\": [...]} or named tensors")
+        models.parse_inputs(request["inputs"], info)
 
-    def verify(self, bundle: Any) -> VerifyReport:
+    def price(self, model_id: str, request: dict[str, Any], listed_atomic: int) -> int:
+        return listed_atomic
+
+    def run(self, model_id: str, request: dict[str, Any], events: Events | None = None) -> Execution:
+        if self.check_artifacts and model_id not in self._checked:
+            self._check_artifacts(model_id)
+        result = self.prover.prove(model_id, request["inputs"], salt=request.get("salt"))
+        return Execution(result.bundle_cid, result.bundle, {"output": result.bundle.output.values,
+                                                            "salt": result.salt})
+
+    def _check_artifacts(self, model_id: str) -> None:
+        """The artifacts a proof reads still hash to their CIDs (``artifact_corrupt`` otherwise: nothing proved)."""
+        manifest, _ = self.prover.model(model_id)
+        for name in ("onnx", "compiled", "pk", "vk", "srs", "settings"):
+            cid = getattr(manifest, name).cid
+            if not self.prover.store.verify(cid):
+                raise ArtifactCorrupt(f"the stored {name} of model {model_id} does not hash to its CID {cid}: "
+                                      "refused (fetch it again)", model_id=model_id, cid=cid)
+        self._checked.add(model_id)
+
+    def verify(self, bundle: Any, **options: Any) -> VerifyReport:
         return verify_bundle(bundle, self.prover.store)
 
     def describe(self) -> dict[str, Any]:
-        import ezkl
+        from proofmarket.systems.ezkl.ezkl_calls import EZKL_VERSION
 
-        return {"system": self.system, "mode": self.mode, "guarantee": GUARANTEES["proven"],
-                "ezkl_version": getattr(ezkl, "__version__", "unknown")}
+        return {"system": self.system, "mode": self.mode, "guarantee": GUARANTEE, "ezkl_version": EZKL_VERSION}
 
     def warm(self) -> None:
         self.prover.warm()
@@ -52,3 +97,16 @@ class EzklSystem:
 
     def close(self) -> None:
         self.prover.close()
+
+
+def _verify(bundle: Any, store: ArtifactStore, **options: Any) -> VerifyReport:
+    return verify_bundle(bundle, store)
+
+
+def _input_info(manifest: ModelManifest, store: ArtifactStore) -> models.ModelInfo:
+    return models.load_model(store.path(manifest.onnx.cid))
+
+
+EZKL_SPEC = SystemSpec(system=PROVEN_SYSTEM, mode="proven", guarantee=GUARANTEE,
+                       parse_manifest=ModelManifest.model_validate, parse_bundle=ProofBundle.parse, verify=_verify,
+                       build=EzklSystem.build, listed_on_registry=True, input_info=_input_info)

@@ -1,33 +1,82 @@
 """The proof-system port: what proofmarket needs from any way of backing an output with evidence.
 
-Two systems implement it today:
+Two systems are built in (``systems/registry.py`` registers them; a third registers itself the same way):
 
-- ``ezkl-halo2-kzg-bn254`` (mode ``proven``, ``proofmarket.systems.ezkl``): a zero-knowledge proof that the
+- ``ezkl-halo2-kzg-bn254`` (mode ``proven``, ``proofmarket.systems.ezkl_system``): a zero-knowledge proof that the
   output came from the committed model on the committed input; final once it verifies.
-- ``proofmarket-attested-toploc-v1`` (mode ``attested``, ``proofmarket.systems.attested``): the node's signed
+- ``proofmarket-attested-toploc-v1`` (mode ``attested``, ``proofmarket.systems.attested.system``): the node's signed
   commitment to what it ran, re-checkable by anyone with the weights; only as strong as those re-checks.
 
-A system prepares a model (``compile``: manifest stored by CID, its CID the model id), runs a call (``run``:
-a bundle stored by CID), verifies a bundle (``verify``), and says what it is (``describe``); ``warm``,
-``ready`` and ``close`` manage whatever process or memory it keeps.
+Two halves:
+
+- :class:`SystemSpec`, what anyone holding a document needs (the SDK, a verifier, the catalogue): parse a manifest
+  or a bundle of this system, verify a bundle, the guarantee sentence, and ``build`` (the node's runtime).
+- :class:`ProofSystem`, the runtime a node builds once (or once per worker, ``per_worker``): ``check`` a request
+  before any payment is looked at (422), ``price`` it, ``run`` it (the bundle stored once, by CID), ``verify``,
+  ``describe``, ``warm``, ``ready``, ``close``.
+
+The envelope: every manifest and bundle names its system (``system`` at the top, or in its proof section for
+the EZKL bundle); ``registry.system_of`` reads it, and v1 documents (before systems were named) are EZKL ones.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, Protocol
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
-Mode = Literal["proven", "attested"]
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+    from prometheus_client import CollectorRegistry
+
+    from proofmarket.core.settings import Settings
+    from proofmarket.store import ArtifactStore
+
+Events = Callable[[str, dict[str, Any]], None]  # (event, data): progress a caller may stream (tokens, chunks)
+
+
+@dataclass(frozen=True)
+class Execution:
+    """One run of a call: the bundle stored under ``bundle_cid`` (written once), the parsed bundle (so nothing
+    reads it back in the same process), and ``result``: the public fields kept on the call row (output, salt...)."""
+
+    bundle_cid: str
+    bundle: Any
+    result: dict[str, Any]
+    answer: dict[str, Any] | None = None  # extra fields of this system's answer (text, tokens, usage...)
+
+
+@dataclass
+class SystemContext:
+    """What a node hands a system's ``build``: the store, a work directory, the node's signer and chain (for
+    signed statements in the domain of the chain the node is on), settings and the metrics registry."""
+
+    settings: Settings
+    store: ArtifactStore
+    work_dir: Path
+    signer: LocalAccount | None = None
+    chain_id: int | None = None
+    metrics: CollectorRegistry | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class ProofSystem(Protocol):
     system: str
-    mode: Mode
+    mode: str
+    per_worker: bool  # True: each worker of the engine builds its own (a prover process per worker)
 
-    def compile(self, source: Any, samples_doc: Any, options: Any, progress: Any = ...) -> Any: ...
+    def check(self, model_id: str, request: dict[str, Any]) -> None:
+        """Refuse a request this model cannot run (an ``InputError`` subclass: 422), before any payment."""
+        ...
 
-    def run(self, model_id: str, request: Any, **kwargs: Any) -> Any: ...
+    def price(self, model_id: str, request: dict[str, Any], listed_atomic: int) -> int:
+        """What this request costs, given the listing's price (per call, or per unit of work)."""
+        ...
 
-    def verify(self, bundle: Any) -> Any: ...
+    def run(self, model_id: str, request: dict[str, Any], events: Events | None = None) -> Execution: ...
+
+    def verify(self, bundle: Any, **options: Any) -> Any: ...
 
     def describe(self) -> dict[str, Any]: ...
 
@@ -37,3 +86,21 @@ class ProofSystem(Protocol):
     def ready(self) -> bool: ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class SystemSpec:
+    """A proof system as documents see it. ``parse_manifest``/``parse_bundle`` raise on a document that is not
+    theirs; ``verify(bundle, store, **options)`` returns a ``VerifyReport`` or raises ``VerificationFailed``;
+    ``build(context)`` makes the node's runtime (None: documents only, no node runs it here)."""
+
+    system: str
+    mode: str  # the label users see ("proven", "attested", ...)
+    guarantee: str
+    parse_manifest: Callable[[dict[str, Any]], Any]
+    parse_bundle: Callable[[dict[str, Any]], Any]
+    verify: Callable[..., Any]
+    build: Callable[[SystemContext], ProofSystem] | None = None
+    listed_on_registry: bool = False  # sold on the on-chain ModelRegistry's terms (price, owner, verifier)
+    generates: bool = False  # serves POST /generate (text generation, streamed token by token)
+    input_info: Callable[[Any, ArtifactStore], Any] | None = None  # the model's ONNX input description, if any

@@ -66,9 +66,18 @@ class Workspace:
         return verify_bundle_any(bundle_doc, self.store, reexecute=reexecute, model_dir=model_dir,
                                  work_dir=self.settings.jobs_dir, threads=threads)
 
+    def use_systems(self, systems: Any) -> None:
+        """Share a node's proof-system runtimes (``SystemSet``): one attested runtime per node, not two."""
+        self._systems = systems
+
     @property
     def attested(self) -> Any:
-        """The attested system (``AttestedSystem``), signing with this workspace's node key."""
+        """The attested system (``AttestedSystem``), signing with this workspace's node key (or the node's)."""
+        systems = getattr(self, "_systems", None)
+        if systems is not None:
+            from proofmarket.systems.registry import ATTESTED_SYSTEM
+
+            return systems.get(ATTESTED_SYSTEM)
         if self._attested is None:
             from proofmarket.chain.client import node_chain_id  # web3: only when attested bundles are signed
             from proofmarket.systems.attested.signer import node_signer

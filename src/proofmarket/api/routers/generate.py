@@ -25,7 +25,8 @@ import asyncio
 import json
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping
+import time
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -39,8 +40,10 @@ from proofmarket.api.views import job_error, job_public
 from proofmarket.calls.service import call_answer
 from proofmarket.core.errors import PaymentReplayed, ProofMarketError, WrongMode
 from proofmarket.db import JobRow, JobStatus
-from proofmarket.payments.port import Offer
+from proofmarket.payments.port import Offer, PaymentPort
 from proofmarket.payments.tickets import PaymentTicket, Settlement
+from proofmarket.systems import spec
+from proofmarket.systems.port import Events
 
 router = APIRouter(tags=["inference"])
 log = logging.getLogger("proofmarket.generate")
@@ -70,38 +73,15 @@ async def generate(model_id: str, body: GenerateBody, request: Request, services
     """Generate text with an attested model; the answer carries the node's signed attestation (not a ZK proof)."""
     stream = bool(body.get("stream")) or "text/event-stream" in request.headers.get("accept", "")
     doc = {k: v for k, v in body.items() if k != "stream"}
-    offer, call = await run_in_threadpool(_offer, services, model_id, doc, base_url(request, services.settings))
-    paid = await run_in_threadpool(_pay, services, offer, request.headers, doc)
+    offer, system = await run_in_threadpool(_offer, services, model_id, doc, base_url(request, services.settings))
+    call = await run_in_threadpool(_open, services, offer, system, request.headers, doc)
     if stream:
-        return StreamingResponse(_events(services, model_id, call, paid), media_type="text/event-stream",
+        return StreamingResponse(_events(services, call), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
-    return await _respond(services, paid, lambda: _run(services, model_id, call, paid, None))
-
-
-async def attested_infer(model_id: str, inputs: dict[str, Any], request: Request, services: NodeServices) -> Any:
-    """POST /v1/models/{id}/infer on an attested ONNX model: input checked, paid, run, signed, settled."""
-    offer = await run_in_threadpool(_onnx_offer, services, model_id, inputs, base_url(request, services.settings))
-    paid = await run_in_threadpool(_pay, services, offer, request.headers, {"inputs": inputs})
-    return await _respond(services, paid, lambda: _run_onnx(services, model_id, inputs, paid))
-
-
-@dataclass(frozen=True)
-class Paid:
-    """A verified payment and the job that holds it while the call runs and settles."""
-
-    ticket: PaymentTicket
-    job: JobRow
-
-
-Answered = tuple[dict[str, Any], dict[str, str]]  # the 200 answer and its headers
-Outcome = Answered | JobRow  # or the job still settling (202)
-
-
-async def _respond(services: NodeServices, paid: Paid | None, run: Callable[[], Outcome]) -> JSONResponse:
     try:
-        outcome = await run_in_threadpool(run)
+        outcome = await run_in_threadpool(_run, services, call, None)
     except BaseException as exc:
-        _failed(services, paid, exc)
+        _failed(services, call, exc)
         raise
     if isinstance(outcome, JobRow):
         return JSONResponse(_accepted(services, outcome), status_code=202,
@@ -110,126 +90,89 @@ async def _respond(services: NodeServices, paid: Paid | None, run: Callable[[], 
     return JSONResponse(answer, headers=headers or None)
 
 
+@dataclass(frozen=True)
+class Opened:
+    """A generation held as a call while it runs and settles: its row, its payment (None: free) and rail."""
+
+    job: JobRow
+    ticket: PaymentTicket | None
+    rail: PaymentPort
+    request: dict[str, Any]
+
+
+Answered = tuple[dict[str, Any], dict[str, str]]  # the 200 answer and its headers
+Outcome = Answered | JobRow  # or the call still settling (202)
+
+
 def _accepted(services: NodeServices, job: JobRow) -> dict[str, Any]:
     """The 202 body (and the stream's ``pending`` event): the job to poll, with the token that opens it."""
     return job_public(job, services.tokens.job(job.id)).model_dump(mode="json")
 
 
-def _onnx_offer(services: NodeServices, model_id: str, inputs: dict[str, Any], base: str) -> Offer:
-    from proofmarket import models
-
-    served = services.catalog.get(model_id)
-    model = services.attested.runtime.onnx_model(model_id)  # wrong_mode for a causal LM
-    models.parse_inputs(inputs, model.info)  # 422 before any payment
-    return Offer(model_id=model_id, model_name=served.row.name, price_atomic=served.price_atomic,
-                 resource=f"{base}/v1/models/{model_id}/infer",
-                 description="attested ML inference: output with signed activation commitments (not a ZK proof)")
-
-
-def _run_onnx(services: NodeServices, model_id: str, inputs: dict[str, Any], paid: Paid | None) -> Outcome:
-    bundle, cid = _measured(services, "infer", lambda: services.attested.runtime.infer(
-        model_id, inputs, services.attested.signer, services.attested.chain_id))
-    answer = {"job_id": None, "status": "proved", "model_id": model_id,
-              "mode": "attested", "output": bundle.output.values, "bundle_cid": cid, "bundle": bundle.to_doc(),
-              "payment": None, "receipt": None, "salt": None, "access_token": None,
-              "guarantee": "attested: the node's signed commitment, re-checkable with the weights (not a ZK proof)"}
-    return _settled(services, paid, cid, answer, bundle.output.values)
-
-
-def _settled(services: NodeServices, paid: Paid | None, cid: str, answer: dict[str, Any],
-             output: list[list[float]] | None = None) -> Outcome:
-    """A free answer as it is; a paid one once its payment settles, through the job that holds it: settled ->
-    the answer with payment and receipt; still pending -> the job (202); failed -> its error (nothing charged)."""
-    if paid is None:
-        return answer, {}
-    job = services.jobs.finish_call(paid.job.id, cid, {"output": output, "answer": answer})
-    if job.status == JobStatus.SETTLING:
-        return job
-    delivered = call_answer(job)
-    if delivered is None:
-        raise job_error(job)
-    delivered["access_token"] = services.tokens.job(job.id)
-    return delivered, dict(Settlement.from_json(job.settlement).headers or {})
-
-
-def _offer(services: NodeServices, model_id: str, doc: dict[str, Any], base: str) -> tuple[Offer, Any]:
+def _offer(services: NodeServices, model_id: str, doc: dict[str, Any], base: str) -> tuple[Offer, str]:
+    """The generation's terms once its system accepts the request (cap and context: 422 before any payment)."""
     served = services.catalog.sellable(model_id)
-    if served.mode != "attested":
-        raise WrongMode(f"model {model_id} is proven (a ZK proof per call): call POST /v1/models/{model_id}/infer",
+    if not spec(served.system).generates:
+        raise WrongMode(f"model {model_id} does not generate text: call POST /v1/models/{model_id}/infer",
                         model_id=model_id, mode=served.mode)
-    call = services.attested.runtime.request(model_id, doc)
-    services.attested.runtime.check(model_id, call)  # cap and context, before any payment
-    return Offer(model_id=model_id, model_name=served.row.name, price_atomic=call.price_atomic(served.price_atomic),
+    runtime = services.systems.get(served.system)
+    runtime.check(model_id, doc)
+    price = runtime.price(model_id, doc, served.price_atomic)
+    max_tokens = doc.get("max_tokens", "the default number of")
+    return Offer(model_id=model_id, model_name=served.row.name, price_atomic=price,
                  resource=f"{base}/v1/models/{model_id}/generate",
-                 description=f"attested text generation: up to {call.max_tokens} tokens, charged for max_tokens at "
+                 description=f"attested text generation: up to {max_tokens} tokens, charged for max_tokens at "
                              f"{served.price_atomic} atomic units per 1,000 (exact scheme); an attestation, not a "
-                             "ZK proof"), call
+                             "ZK proof"), served.system
 
 
-def _pay(services: NodeServices, offer: Offer, headers: Mapping[str, str], request: dict[str, Any]) -> Paid | None:
-    """Verify the payment and hold it as a job: refused (402) when the payer's balance does not also cover what
-    its other unsettled calls hold."""
-    ticket = services.payments.verify(headers, offer)
-    if ticket is None:
-        return None
+def _open(services: NodeServices, offer: Offer, system: str, headers: Mapping[str, str],
+          request: dict[str, Any]) -> Opened:
+    """Verify the payment (if any) and hold the call as a job: refused (402) when the payer's balance does not
+    also cover what its other unsettled calls hold. A free generation is a call too."""
+    rail = services.rails.select(headers)
+    ticket = rail.verify(headers, offer)
     try:
-        return Paid(ticket, services.jobs.open_call(offer.model_id, request, ticket, services.payments.cover))
+        job = services.jobs.open_call(offer.model_id, request, ticket, rail.cover, system=system,
+                                      rail=rail.name if ticket is not None else "free")
     except PaymentReplayed:  # the nonce belongs to another call: its reservation is not ours to release
         raise
     except BaseException:
-        services.payments.release(ticket)
+        if ticket is not None:
+            rail.release(ticket)
         raise
+    return Opened(job, ticket, rail, request)
 
 
-def _failed(services: NodeServices, paid: Paid | None, exc: BaseException) -> None:
-    """The call failed before it settled: its job fails and the payment is released (nothing charged). A job
-    already settled, settling or failed is left as it is."""
-    if paid is None:
-        return
+def _failed(services: NodeServices, call: Opened, exc: BaseException) -> None:
+    """The call failed before it settled: it fails and its payment is released (nothing charged). A call already
+    settled, settling or failed is left as it is."""
     code, message = ((exc.code, exc.message) if isinstance(exc, ProofMarketError)
                      else ("internal_error", "the call failed; the node's log has the details"))
     try:
-        services.jobs.fail_call(paid.job.id, code, message)
+        services.jobs.fail_call(call.job.id, code, message)
     except Exception:
-        log.exception("could not release the payment of attested call %s", paid.job.id)
+        log.exception("could not release the payment of call %s", call.job.id)
 
 
-def _measured(services: NodeServices, route: str, fn: Any) -> Any:
-    """Run ``fn`` and count it (outcome ok or the error code) and time it on the node's metrics."""
-    import time
-
-    metrics = getattr(services.attested, "metrics", None)
+def _run(services: NodeServices, call: Opened, emit: Events | None) -> Outcome:
+    """Run the generation on its system, then record and settle it through the one runner: the answer (settled
+    or free), the call still settling (202), or its error (nothing charged)."""
+    job = call.job
+    assert job.model_id is not None and job.system is not None
     start = time.perf_counter()
-    try:
-        result = fn()
-    except ProofMarketError as exc:
-        if metrics is not None:
-            metrics.calls.labels(route, exc.code).inc()
-        raise
-    if metrics is not None:
-        metrics.calls.labels(route, "ok").inc()
-        metrics.duration.labels(route).observe(time.perf_counter() - start)
-    return result
+    execution = services.systems.get(job.system).run(job.model_id, call.request, emit)
+    job = services.jobs.finish_call(job.id, execution, time.perf_counter() - start)
+    if job.status == JobStatus.SETTLING:
+        return job
+    delivered = call_answer(job, execution.bundle.to_doc())
+    if delivered is None:
+        raise job_error(job)
+    delivered["access_token"] = services.tokens.job(job.id)
+    return delivered, services.rails.answer_headers(job.rail, Settlement.from_json(job.settlement))
 
 
-def _run(services: NodeServices, model_id: str, call: Any, paid: Paid | None, emit: Any) -> Outcome:
-    on_token = (lambda i, t, text: emit("token", {"index": i, "token": t, "text": text})) if emit else None
-    on_chunk = (lambda i, c: emit("commitment", {"chunk": i, "commitment": c})) if emit else None
-    bundle, cid = _measured(services, "generate", lambda: services.attested.run(
-        model_id, call, on_token=on_token, on_chunk=on_chunk))
-    if getattr(services.attested, "metrics", None) is not None:
-        services.attested.metrics.tokens.inc(len(bundle.output.tokens))
-    out = bundle.output
-    answer = {"model_id": model_id, "mode": "attested", "text": out.text, "tokens": out.tokens,
-              "finish_reason": out.finish_reason,
-              "usage": {"prompt_tokens": len(bundle.input.tokens), "completion_tokens": len(out.tokens),
-                        "charged_tokens": call.max_tokens},
-              "bundle_cid": cid, "bundle": bundle.to_doc(), "payment": None, "receipt": None,
-              "guarantee": "attested: the node's signed commitment, re-checkable with the weights (not a ZK proof)"}
-    return _settled(services, paid, cid, answer)
-
-
-async def _events(services: NodeServices, model_id: str, call: Any, paid: Paid | None) -> AsyncIterator[bytes]:
+async def _events(services: NodeServices, call: Opened) -> AsyncIterator[bytes]:
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[str, Any] | None] = asyncio.Queue()
 
@@ -243,7 +186,7 @@ async def _events(services: NodeServices, model_id: str, call: Any, paid: Paid |
 
     def work() -> None:
         try:
-            outcome = _run(services, model_id, call, paid, emit if paid is None else hold)
+            outcome = _run(services, call, emit if call.ticket is None else hold)
             if isinstance(outcome, JobRow):  # settling: the text waits at the job until the transfer is mined
                 emit("pending", _accepted(services, outcome))
                 return
@@ -251,11 +194,11 @@ async def _events(services: NodeServices, model_id: str, call: Any, paid: Paid |
                 emit(event, data)
             emit("result", outcome[0])
         except ProofMarketError as exc:
-            _failed(services, paid, exc)
+            _failed(services, call, exc)
             emit("error", {"code": exc.code, "message": exc.message})
         except BaseException as exc:
-            _failed(services, paid, exc)
-            log.exception("generation of %s failed", model_id)
+            _failed(services, call, exc)
+            log.exception("generation of %s failed", call.job.model_id)
             emit("error", {"code": "internal_error",
                            "message": "the generation failed; the node's log has the details"})
         finally:

@@ -6,9 +6,11 @@ the job instead. ``?mode=async`` answers 202 with the job at once (poll ``GET /v
 ``access_token`` in ``X-Job-Token``). A failed job answers its
 error (its code and HTTP status). The same ``Idempotency-Key`` returns the same job, without paying again.
 
-Payments: a job whose settlement is sent but not mined is ``settling`` (202; it settles or fails on its own;
-an attested model's call is held as a job too, see ``routers/generate.py``);
-an Idempotency-Key is scoped by payer (an unpaid replay gets the 402, another payer gets another job).
+Any proof system: the model's system (``systems/registry.py``) checks the input (422 before any payment), prices
+the call and runs it on the engine; the answer names its ``mode`` and ``guarantee``. Payments: the request's rail
+(``Rails.select``: the one whose credential it carries, else the default); a call whose settlement is sent but not
+mined is ``settling`` (202; it settles or fails on its own); an Idempotency-Key is scoped by payer (an unpaid
+replay gets the 402, another payer gets another call).
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from fastapi import APIRouter, Body, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from proofmarket import models
 from proofmarket.api.deps import IdempotencyKey, NodeServices, ServicesDep, base_url
 from proofmarket.api.schemas import InferResult, JobPublic
 from proofmarket.api.views import infer_result, job_error, job_public
@@ -30,6 +31,7 @@ from proofmarket.calls import Settlement, request_hash
 from proofmarket.core.errors import PaymentReplayed
 from proofmarket.db import JobKind, JobRow, JobStatus
 from proofmarket.payments.port import Offer
+from proofmarket.systems import guarantee
 
 router = APIRouter(tags=["inference"])
 
@@ -54,14 +56,11 @@ InputsBody = Annotated[dict[str, Any], Body(description="one inference input", o
 async def infer(model_id: str, inputs: InputsBody, request: Request, services: ServicesDep,
                 mode: Annotated[Literal["sync", "async"], Query()] = "sync",
                 idempotency_key: IdempotencyKey = None) -> JSONResponse:
-    """Run the model on the input and prove it (EZKL); pay per call over x402 when payments are on. An attested
-    ONNX model answers at once with an attested bundle (signed commitments, not a proof)."""
-    if await run_in_threadpool(services.catalog.models.mode, model_id) == "attested":
-        from proofmarket.api.routers.generate import attested_infer
-
-        return await attested_infer(model_id, inputs, request, services)
-    offer = await run_in_threadpool(_offer, services, model_id, base_url(request, services.settings))
-    job = await run_in_threadpool(_submit, services, offer, inputs, request.headers, idempotency_key)
+    """Run the model on the input with its proof system (EZKL: a ZK proof; attested: signed commitments, not a
+    proof); pay per call when payments are on."""
+    offer, system = await run_in_threadpool(_offer, services, model_id, inputs,
+                                            base_url(request, services.settings))
+    job = await run_in_threadpool(_submit, services, offer, system, inputs, request.headers, idempotency_key)
     if mode == "sync" and not job.is_final:
         job = await _wait(services, job.id, services.settings.infer_wait_s)
     if not job.is_final or mode == "async":
@@ -69,36 +68,42 @@ async def infer(model_id: str, inputs: InputsBody, request: Request, services: S
     return await run_in_threadpool(_answer, services, job)
 
 
-def _offer(services: NodeServices, model_id: str, base: str) -> Offer:
+def _offer(services: NodeServices, model_id: str, inputs: dict[str, Any], base: str) -> tuple[Offer, str]:
+    """The call's terms, once its proof system accepts the input (422 before any payment is looked at)."""
     served = services.catalog.sellable(model_id)  # the registry's terms, read fresh, when a market is deployed
+    request = {"inputs": inputs}
+    runtime = services.systems.get(served.system)
+    runtime.check(model_id, request)
     resource = f"{base}/v1/models/{model_id}/infer"
     listing = served.listing if served.listed else None
-    return Offer(model_id=model_id, model_name=served.row.name, price_atomic=served.price_atomic,
-                 resource=resource, pay_to=listing.pay_to if listing else None,
-                 split=listing.onchain_id if listing else None)
+    offer = Offer(model_id=model_id, model_name=served.row.name,
+                  price_atomic=runtime.price(model_id, request, served.price_atomic), resource=resource,
+                  pay_to=listing.pay_to if listing else None, split=listing.onchain_id if listing else None,
+                  description=f"verifiable ML inference: {guarantee(served.system)}")
+    return offer, served.system
 
 
-def _submit(services: NodeServices, offer: Offer, inputs: dict[str, Any], headers: Mapping[str, str],
+def _submit(services: NodeServices, offer: Offer, system: str, inputs: dict[str, Any], headers: Mapping[str, str],
             key: str | None) -> JobRow:
-    """inputs checked -> payment verified (not settled) -> funds held -> job stored and queued. A key known
-    for this payer: its job (an unpaid or other caller never gets a paid job by its key)."""
-    payer = services.payments.payer_of(headers) if key is not None else None
+    """payment verified by the request's rail (not settled) -> funds held -> call stored and queued. A key known
+    for this payer: its call (an unpaid or other caller never gets a paid call by its key)."""
+    rail = services.rails.select(headers)
+    payer = rail.payer_of(headers) if key is not None else None
     found = services.jobs.existing(key, request_hash(JobKind.PROVE, offer.model_id, inputs), payer)
     if found is not None:
         return found
-    models.parse_inputs(inputs, services.catalog.info(offer.model_id))
-    ticket = services.payments.verify(headers, offer)
+    ticket = rail.verify(headers, offer)
     try:
-        job, _ = services.jobs.submit_prove(offer.model_id, inputs, key=key, ticket=ticket,
-                                            cover=services.payments.cover)
-    except PaymentReplayed:  # the nonce belongs to another job: its reservation is not ours to release
+        job, _ = services.jobs.submit_prove(offer.model_id, inputs, key=key, ticket=ticket, cover=rail.cover,
+                                            system=system, rail=rail.name if ticket is not None else "free")
+    except PaymentReplayed:  # the nonce belongs to another call: its reservation is not ours to release
         raise
     except BaseException:
         if ticket is not None:
-            services.payments.release(ticket)
+            rail.release(ticket)
         raise
     if ticket is not None and job.payment_nonce != ticket.nonce:  # a concurrent retry with this key won
-        services.payments.release(ticket)
+        rail.release(ticket)
     return job
 
 
@@ -118,7 +123,7 @@ def _answer(services: NodeServices, job: JobRow) -> JSONResponse:
     if job.status == JobStatus.FAILED:
         raise job_error(job)
     assert job.bundle_cid is not None
-    bundle = services.workspace.store.get_json(job.bundle_cid)
-    headers = Settlement.from_json(job.settlement).headers
+    bundle = services.workspace.store.get_json(job.bundle_cid)  # the one read of the bundle in this call
+    headers = services.rails.answer_headers(job.rail, Settlement.from_json(job.settlement))
     body = infer_result(job, bundle, services.tokens.job(job.id))
-    return JSONResponse(body.model_dump(mode="json"), headers=headers or None)
+    return JSONResponse(body.model_dump(mode="json", exclude_none=False), headers=headers or None)

@@ -27,18 +27,28 @@ class JobPage(BaseModel):
 
 
 @router.get("", operation_id="list_jobs", response_model=JobPage,
-            responses={401: {"description": "unauthorized: no valid X-Address signature for this payer"}})
+            responses={401: {"description": "unauthorized: no valid X-Address signature for this payer (or no admin "
+                                            "token to list every call)"}})
 def list_jobs(request: Request, services: ServicesDep, caller: CallerDep,
-              payer: Annotated[str, Query(pattern=ADDRESS, description="the paying address")],
+              payer: Annotated[str | None, Query(pattern=ADDRESS, description="the paying address")] = None,
+              system: Annotated[str | None, Query(max_length=64, description="only calls on this proof system")] = None,
+              rail: Annotated[str | None, Query(max_length=32, description="only calls paid on this rail")] = None,
               limit: Annotated[int, Query(ge=1, le=100)] = 20,
               offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> JobPage:
-    """The paid jobs of ``payer``, newest first, each with its ``access_token`` (it opens the job and its
-    bundle): for a request signed by that address (``X-Address`` headers, see ``api/signed.py``) or the admin."""
+    """Calls, newest first, each with its ``access_token`` (it opens the call and its bundle). With ``payer``: that
+    payer's calls, for a request signed by that address (``X-Address`` headers, see ``api/signed.py``) or the admin;
+    without: every call (any system, any rail: free, x402, escrow, court), for the admin."""
     from proofmarket.api.signed import signed_address
 
-    if not caller.admin and signed_address(request, "history") != payer.lower():
-        raise Unauthorized("the address signature is not the payer's")
-    rows = services.jobs.jobs.by_payer(payer, limit + 1, offset)
+    if payer is None:
+        if not caller.admin:
+            raise Unauthorized("listing every call needs the admin token; a payer lists its own with ?payer=")
+        rows = services.jobs.jobs.recent(offset + limit + 1, system=system, rail=rail)[offset:]
+    else:
+        if not caller.admin and signed_address(request, "history") != payer.lower():
+            raise Unauthorized("the address signature is not the payer's")
+        rows = [r for r in services.jobs.jobs.by_payer(payer, limit + 1, offset)
+                if (system is None or r.system == system) and (rail is None or r.rail == rail)]
     items = [job_public(row, services.tokens.job(row.id)) for row in rows[:limit]]
     return JobPage(items=items, next_offset=offset + limit if len(rows) > limit else None)
 
@@ -51,4 +61,10 @@ def get_job(job_id: str, services: ServicesDep, caller: CallerDep) -> JobPublic:
     if not (caller.admin or services.tokens.opens_job(caller.token, job_id)):
         raise UnknownJob(f"there is no job {job_id} readable with this request (send its access_token as "
                          "X-Job-Token)", job_id=job_id)
-    return job_public(services.jobs.get(job_id))
+    return job_public(services.jobs.get(job_id), store=services.workspace.store)
+
+
+# /v1/calls: the same calls under the lifecycle's name (/v1/jobs stays for existing clients)
+calls_router = APIRouter(prefix="/v1/calls", tags=["jobs"])
+calls_router.add_api_route("", list_jobs, methods=["GET"], operation_id="list_calls", response_model=JobPage)
+calls_router.add_api_route("/{job_id}", get_job, methods=["GET"], operation_id="get_call", response_model=JobPublic)

@@ -7,14 +7,14 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from proofmarket import __version__
-from proofmarket.api.catalog import ServedModel
 from proofmarket.api.deps import NodeServices, ServicesDep, base_url
 from proofmarket.api.schemas import Health, Price, ServiceManifest, ServiceModel
 from proofmarket.api.signed import describe
 from proofmarket.api.views import registry_listing
 from proofmarket.core.errors import ProofMarketError
 from proofmarket.core.settings import Settings
-from proofmarket.systems import ATTESTED_SYSTEM, GUARANTEES, PROVEN_SYSTEM
+from proofmarket.node.catalog import ServedModel
+from proofmarket.systems import ATTESTED_SYSTEM, PROVEN_SYSTEM, guarantee
 from proofmarket.systems.ezkl.bundle import BUNDLE_FORMAT, BUNDLE_VERSION
 
 router = APIRouter(tags=["meta"])
@@ -41,8 +41,8 @@ def service_manifest(request: Request, services: ServicesDep) -> ServiceManifest
         payments=payments, chain=_chain(services, payments.get("chain")),
         proofs={"system": PROVEN_SYSTEM, "bundle_format": BUNDLE_FORMAT, "bundle_version": BUNDLE_VERSION,
                 "verify": f"{base}/v1/verify",
-                "modes": {"proven": {"system": PROVEN_SYSTEM, "guarantee": GUARANTEES["proven"]},
-                          "attested": {"system": ATTESTED_SYSTEM, "guarantee": GUARANTEES["attested"],
+                "modes": {"proven": {"system": PROVEN_SYSTEM, "guarantee": guarantee(PROVEN_SYSTEM)},
+                          "attested": {"system": ATTESTED_SYSTEM, "guarantee": guarantee(ATTESTED_SYSTEM),
                                        "recheck": "proofmarket verify BUNDLE --reexecute"}}},
         models=[_service_model(m, base) for m in services.catalog.list()],
         address_signature=describe(services),

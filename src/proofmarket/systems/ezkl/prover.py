@@ -11,7 +11,7 @@ import os
 import shutil
 import socket
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -41,7 +41,6 @@ class ProveResult:
     bundle: ProofBundle
     bundle_cid: str
     salt: list[int] | None = None  # the opening of a hashed input's commitment: give it to the consumer
-    reference_output: list[list[float]] = field(default_factory=list)  # onnxruntime, for comparison
 
 
 class Prover(Protocol):
@@ -91,7 +90,6 @@ class EzklProver:
                                       f"prover runs EZKL {EZKL_VERSION}: refused (its keys could give a bad proof)",
                                       model_id=model_id, manifest=manifest.ezkl_version, prover=EZKL_VERSION)
         arrays = models.parse_inputs(inputs_doc, info)
-        reference = models.run_onnx(self.store.path(manifest.onnx.cid), arrays)
         salt = check_salt(manifest.salt_elements, salt, required=False)
         flat = circuit_input(arrays, salt)
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -102,7 +100,7 @@ class EzklProver:
             shutil.rmtree(job_dir, ignore_errors=True)
         bundle = self._bundle(model_id, manifest, result, None if salt else flat)
         cid = self.store.put_json(bundle.to_doc())
-        return ProveResult(bundle, cid, salt, [r.ravel().tolist() for r in reference])
+        return ProveResult(bundle, cid, salt)
 
     def _run(self, manifest: ModelManifest, job_dir: Path, flat: list[list[float]],
              timeout_s: float | None) -> dict[str, Any]:

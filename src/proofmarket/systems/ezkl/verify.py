@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eth_abi import decode as abi_decode
+from eth_abi.abi import decode as abi_decode
 
 from proofmarket.core.errors import ArtifactNotFound, BundleError, VerificationFailed, WrongMode
 from proofmarket.store import ArtifactStore, canonical_json, cid_for_bytes
@@ -60,7 +60,7 @@ def verify_bundle(doc: dict[str, Any] | ProofBundle, store: ArtifactStore) -> Ve
     _run_ezkl_verify(bundle, instances, store)
     checks.append("halo2/KZG proof verifies")
     if bundle.receipt is not None:
-        checks.append(_check_receipt(bundle))
+        checks.append(check_receipt(bundle))
     # the SRS kind comes from the file's hash (its CID), never from the bundle's or the manifest's label
     return VerifyReport(True, bundle.model.id, bundle.output.values, srs_kind(digest_of(bundle.model.srs.cid).hex()),
                         checks)
@@ -72,7 +72,7 @@ def pure_bundle_cid(bundle: ProofBundle) -> str:
     return cid_for_bytes(canonical_json(pure.to_doc()))
 
 
-def _check_receipt(bundle: ProofBundle) -> str:
+def check_receipt(bundle: ProofBundle) -> str:
     """A paid bundle's receipt: the node's EIP-712 signatures hold and it binds this very proof."""
     from proofmarket.payments.receipts import verify_receipt  # eth-account: only for paid bundles
 

@@ -12,9 +12,8 @@ from typing import TYPE_CHECKING, Any
 from proofmarket import models
 from proofmarket.core.errors import ProofMarketError, UnknownModel, UsageError
 from proofmarket.db import ModelRepo, ModelRow
-from proofmarket.systems import mode_of
+from proofmarket.systems import spec_of, system_of
 from proofmarket.systems.catalog import ModelCatalog
-from proofmarket.systems.ezkl.manifest import ModelManifest
 
 if TYPE_CHECKING:
     from proofmarket.market.listings import Listing, Listings
@@ -27,12 +26,16 @@ MAX_PRICE_ATOMIC = 2**96 - 1  # the ModelRegistry stores prices as uint96
 @dataclass(frozen=True)
 class ServedModel:
     row: ModelRow
-    manifest: Any  # ModelManifest (proven) | AttestedManifest (attested)
+    manifest: Any  # the manifest of the model's proof system (ModelManifest, AttestedManifest, ...)
     listing: Listing | None = None
 
     @property
+    def system(self) -> str:
+        return system_of(self.manifest)
+
+    @property
     def mode(self) -> str:
-        return mode_of(self.manifest)
+        return spec_of(self.manifest).mode
 
     @property
     def listed(self) -> bool:
@@ -57,7 +60,7 @@ class ServedModel:
 
 class Catalog:
     def __init__(self, repo: ModelRepo, models: ModelCatalog,
-                 serve_check: Callable[[str, ModelManifest], None] | None = None,
+                 serve_check: Callable[[str, Any], None] | None = None,
                  listings: Listings | None = None) -> None:
         self.repo, self.models = repo, models
         self.serve_check = serve_check  # raises for a model this node must not serve (a dev SRS off the devnet)
@@ -70,7 +73,7 @@ class Catalog:
         """The model as the paid path sells it: its listing read fresh from the chain (``model_inactive``
         when deactivated, ``registry_mismatch`` when the listing is not this model)."""
         served = self.get(model_id, listing=False)
-        if self.listings is None or served.mode == "attested":  # attested models are not on the registry (yet)
+        if self.listings is None or not spec_of(served.manifest).listed_on_registry:  # not sold on the registry
             return served
         listing = self.listings.sellable(model_id, served.row.owner)
         return ServedModel(served.row, served.manifest, listing)
@@ -84,11 +87,11 @@ class Catalog:
         return ServedModel(row, manifest, self._listing(row) if listing else None)
 
     def _check(self, model_id: str, manifest: Any) -> None:
-        if self.serve_check is not None and isinstance(manifest, ModelManifest):
+        if self.serve_check is not None:
             self.serve_check(model_id, manifest)
 
     def _listing(self, row: ModelRow) -> Listing | None:
-        if self.listings is None or self.models.mode(row.id) == "attested":
+        if self.listings is None or not spec_of(self.models.manifest(row.id)).listed_on_registry:
             return None
         try:
             return self.listings.get(row.id, row.owner)

@@ -1,0 +1,208 @@
+"""The one composition root: everything a node (or a Celery worker) runs is built here, once.
+
+``build_node(settings)`` makes one database (migrated under its lock), one workspace (artifact store), one set of
+proof-system runtimes (``SystemSet``: one per system, one per engine worker where a system needs its own process),
+the payment rails (the default: x402 when payments are on, else free; plus any extra rail), the runner and its
+engine (local threads or Celery), the catalogue with the registry's listings, and the access tokens. Routers only
+read what is built here; ``build_worker`` builds what a ``proofmarket worker`` process needs from the same parts.
+
+Plug points: a proof system registers its ``SystemSpec`` (``systems.registry.register``) before the node is built;
+a payment rail is handed to ``build_node(rails=[...])``; an engine is chosen by ``PROOFMARKET_QUEUE``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry
+
+from proofmarket.calls import JobMetrics, JobRunner, JobService, LocalJobQueue
+from proofmarket.calls.cache import ProofCache
+from proofmarket.calls.queue import JobQueue
+from proofmarket.core.errors import ProofMarketError
+from proofmarket.core.settings import Settings
+from proofmarket.db import Database, JobRepo, JobRow, ModelRepo, ProofCacheRepo
+from proofmarket.node.access import AccessTokens
+from proofmarket.node.catalog import Catalog
+from proofmarket.node.services import NodeServices
+from proofmarket.payments.port import FreeAccess, PaymentPort, Rails
+from proofmarket.payments.tickets import Settlement
+from proofmarket.store import ArtifactStore
+from proofmarket.systems.catalog import ModelCatalog
+from proofmarket.systems.port import SystemContext
+from proofmarket.systems.registry import SystemSet
+from proofmarket.systems.workspace import Workspace
+
+if TYPE_CHECKING:
+    from proofmarket.market.listings import Listings
+
+log = logging.getLogger("proofmarket.node")
+
+
+def build_node(settings: Settings | None = None, workspace: Workspace | None = None,
+               payments: PaymentPort | None = None, *, rails: Sequence[PaymentPort] = ()) -> NodeServices:
+    """The node's services. ``payments``: the default rail (built from the settings when None); ``rails``: more
+    rails the node accepts besides it (a request carrying a rail's credential is paid on that rail)."""
+    settings = settings or Settings()
+    tokens = AccessTokens.for_node(settings)
+    db = Database(settings.db_url)
+    db.migrate()
+    ws = workspace or Workspace(settings)
+    registry = CollectorRegistry()
+    model_repo = ModelRepo(db)
+    default = payments or _payments(settings, ws, model_repo)
+    rail_set = Rails(default, list(rails))
+    systems = SystemSet(system_context(settings, ws.store, default, registry))
+    ws.use_systems(systems)  # the CLI-facing workspace and the node share one attested runtime
+    runner = build_runner(settings, db, ws.store, registry, rail_set)
+    queue = _queue(settings, runner, runner.jobs, systems)
+    listings = _listings(settings, ws)
+    if listings is not None:
+        runner.after_capture.append(listing_hook(listings))
+    catalog = Catalog(model_repo, ModelCatalog(ws.store), _srs_check(default), listings)
+    return NodeServices(settings=settings, db=db, workspace=ws, catalog=catalog,
+                        jobs=JobService(runner.jobs, queue, _cache(settings, db, ws.store, runner)), queue=queue,
+                        payments=default, registry=registry, owns_workspace=workspace is None, tokens=tokens,
+                        rails=rail_set, systems=systems)
+
+
+def system_context(settings: Settings, store: ArtifactStore, payments: PaymentPort | None,
+                   registry: CollectorRegistry | None = None, **extra: Any) -> SystemContext:
+    """What the proof systems are built with: the node's signer (the receipt key when payments are on: one node
+    identity; else PROOFMARKET_NODE_KEY or the key kept in HOME) and the chain the node is on."""
+    from proofmarket.systems.attested.signer import node_signer
+
+    signer = getattr(payments, "node", None) or node_signer(settings)
+    return SystemContext(settings=settings, store=store, work_dir=settings.jobs_dir, signer=signer,
+                         chain_id=node_chain_id(settings, payments), metrics=registry, extra=dict(extra))
+
+
+def node_chain_id(settings: Settings, payments: PaymentPort | None) -> int:
+    """The chain the node is on: the payment rail's chain when payments are on, else the settings' chain."""
+    described = (payments.describe().get("chain") or {}).get("chain_id") if payments is not None else None
+    if described is not None:
+        return int(described)
+    from proofmarket.chain.client import node_chain_id as settings_chain  # web3: only when asked
+
+    return settings_chain(settings)
+
+
+def build_runner(settings: Settings, db: Database, store: ArtifactStore, registry: CollectorRegistry,
+                 rails: Rails | PaymentPort) -> JobRunner:
+    """The call runner of a node or of a ``proofmarket worker`` process."""
+    cache = ProofCacheRepo(db, settings.proof_cache_size) if settings.proof_cache_size else None
+    return JobRunner(settings, JobRepo(db), ModelRepo(db), store, rails, JobMetrics(registry), cache)
+
+
+def _payments(settings: Settings, ws: Workspace, model_repo: ModelRepo) -> PaymentPort:
+    """Payments off: free calls. On: x402 through the gate (``payments/x402_rail.py``), paid to the model's owner."""
+    if settings.payments == "off":
+        return FreeAccess()
+    from proofmarket.payments.x402_rail import build_x402  # web3 and the x402 SDK load only when payments are on
+
+    def owner_of(model_id: str) -> str | None:
+        row = model_repo.get(model_id)
+        return row.owner if row is not None else None
+
+    return build_x402(settings, ws.store, owner_of)
+
+
+def _listings(settings: Settings, ws: Workspace) -> Listings | None:
+    """The registry's terms (price, active, owner, verifier, x402 splitter) when a market is deployed on the
+    node's chain (``PROOFMARKET_REGISTRY_TERMS``: auto, on, off)."""
+    if settings.registry_terms == "off":
+        return None
+    from proofmarket.market import Market
+    from proofmarket.market.listings import Listings
+
+    try:
+        market = Market.open(workspace=ws)
+    except ProofMarketError as exc:
+        if settings.registry_terms == "on":
+            raise
+        log.info("selling on the node's own terms (no registry): %s", exc.message)
+        return None
+    return Listings(market, default_owner=settings.model_owner, poll_s=settings.escrow_poll_s)
+
+
+def listing_hook(listings: Listings) -> Callable[[JobRow, Settlement, Any], None]:
+    """After a call paid a listing's splitter: release the split, and record a ZK proof's ERC-8004 validation."""
+
+    def after_capture(job: JobRow, settlement: Settlement, bundle: Any) -> None:
+        payment = settlement.payment or {}
+        split = payment.get("split_onchain_id")
+        if not split:
+            return
+        listings.release_later(str(split))
+        doc = bundle if isinstance(bundle, dict) else bundle.to_doc()
+        proof = doc.get("proof") or {}
+        if proof.get("instances") is not None and proof.get("hex"):  # only a ZK proof has instances to record
+            listings.validate_later(str(split), bytes.fromhex(str(proof["hex"]).removeprefix("0x")),
+                                    [int(v, 16) for v in proof["instances"]], str(payment.get("paid_bundle_cid") or ""),
+                                    str(payment.get("transaction") or ""))
+
+    return after_capture
+
+
+def _srs_check(payments: PaymentPort) -> Callable[[str, Any], None]:
+    """A node paid off the devnet refuses dev-SRS models (at load: ``catalog.register``, and when serving)."""
+    from proofmarket.systems.ezkl.srs import check_servable
+
+    chain_id = (payments.describe().get("chain") or {}).get("chain_id")
+
+    def check(model_id: str, manifest: Any) -> None:
+        srs = getattr(manifest, "srs", None)  # only circuits have an SRS
+        if srs is not None and getattr(srs, "sha256", None):
+            check_servable(srs.sha256, model_id, int(chain_id) if chain_id is not None else None)
+
+    return check
+
+
+def _cache(settings: Settings, db: Database, store: ArtifactStore, runner: JobRunner) -> ProofCache | None:
+    """The node's side of the proof cache: calls looked up when submitted, hits and misses in /metrics."""
+    if not settings.proof_cache_size:
+        return None
+    return ProofCache(ProofCacheRepo(db, settings.proof_cache_size), store, runner.jobs, runner.metrics.cache)
+
+
+def _queue(settings: Settings, runner: JobRunner, job_repo: JobRepo, systems: SystemSet) -> JobQueue:
+    """The engine: local (worker threads in the node, each with its own prover process) or celery (workers over
+    Redis; checked here: an unreachable Redis stops the node with ``queue_unavailable``)."""
+    if settings.queue == "celery":
+        from proofmarket.calls.celery_queue import CeleryJobQueue
+        from proofmarket.db import LeaseRepo
+
+        celery = CeleryJobQueue(settings, job_repo, runner)
+        celery.leases = LeaseRepo(job_repo.db)
+        celery.recover()
+        return celery
+    local = LocalJobQueue(runner, job_repo, [systems.worker(i) for i in range(settings.prover_workers)])
+    local.recover()
+    return local
+
+
+class WorkerContext:
+    """What one ``proofmarket worker`` process keeps between calls: database, store, runner, its systems.
+
+    Payments stay on the nodes: a worker runs calls, the node settles them (its keys, its one nonce sequence)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.db = Database(settings.db_url)
+        self.db.migrate()
+        self.ws = Workspace(settings)
+        self.runner = build_runner(settings, self.db, self.ws.store, CollectorRegistry(), FreeAccess())
+        self.runner.settles = False
+        self.systems = SystemSet(system_context(settings, self.ws.store, None, check_artifacts=True))
+        self.ws.use_systems(self.systems)
+        self.worker = self.systems.worker(0)
+        self.stop = threading.Event()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.systems.close()
+        self.ws.close()
+        self.db.close()

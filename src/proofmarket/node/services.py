@@ -1,0 +1,48 @@
+"""What a running node holds: built once by ``node.compose.build_node``, read by the API's routers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from proofmarket.calls import JobService
+from proofmarket.calls.queue import JobQueue
+from proofmarket.core.settings import Settings
+from proofmarket.db import Database
+from proofmarket.node.access import AccessTokens
+from proofmarket.node.catalog import Catalog
+from proofmarket.payments.port import PaymentPort, Rails
+from proofmarket.systems.registry import ATTESTED_SYSTEM, SystemSet
+from proofmarket.systems.workspace import Workspace
+
+
+@dataclass
+class NodeServices:
+    settings: Settings
+    db: Database
+    workspace: Workspace
+    catalog: Catalog
+    jobs: JobService
+    queue: JobQueue
+    payments: PaymentPort  # the default rail (x402 when payments are on, else free)
+    registry: CollectorRegistry
+    owns_workspace: bool
+    tokens: AccessTokens
+    rails: Rails
+    systems: SystemSet
+
+    @property
+    def attested(self) -> Any:
+        """The node's one attested runtime (``AttestedSystem``): attested models' loader, signer and chain."""
+        return self.systems.get(ATTESTED_SYSTEM)
+
+    def close(self) -> None:
+        self.queue.close()
+        if self.catalog.listings is not None:
+            self.catalog.listings.close()
+        self.systems.close()
+        if self.owns_workspace:
+            self.workspace.close()
+        self.db.close()
