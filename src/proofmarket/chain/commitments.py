@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from eth_abi import encode
-from eth_utils import keccak
+from eth_abi.abi import encode
+from eth_utils.crypto import keccak
 
 # BN254 scalar field: EZKL's public instances are elements of it.
 FIELD_MODULUS = 21888242871839275222246405745257275088548364400416034343698204186575808495617

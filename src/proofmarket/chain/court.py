@@ -9,7 +9,7 @@ from typing import Any
 
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 
 from proofmarket.chain.client import TxResult
 from proofmarket.chain.contracts import BoundContract

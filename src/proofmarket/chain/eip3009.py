@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 
 from eth_account.signers.local import LocalAccount
-from eth_utils import to_checksum_address
+from eth_utils.address import to_checksum_address
 
 _AUTH_FIELDS = [
     {"name": "from", "type": "address"},

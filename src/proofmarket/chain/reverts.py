@@ -6,9 +6,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from eth_abi import decode
+from eth_abi.abi import decode
 from eth_abi.exceptions import DecodingError
-from eth_utils import keccak, to_checksum_address
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 
 REQUEST_STATUS = ("None", "Open", "Accepted", "Fulfilled", "Rejected", "Refunded")  # InferenceMarket's
 COURT_STATUS = ("None", "Open", "Committed", "Challenged", "Paid", "Slashed", "Refunded", "Withheld")

@@ -142,7 +142,7 @@ def _parse(data: bytes) -> onnx.ModelProto:
 
 
 def _opset(model: onnx.ModelProto) -> int:
-    versions = [o.version for o in model.opset_import if o.domain in DEFAULT_DOMAINS]
+    versions = [int(o.version) for o in model.opset_import if o.domain in DEFAULT_DOMAINS]
     if not versions:
         raise InvalidModel("The model does not declare a default-domain ONNX opset.")
     opset = max(versions)

@@ -14,7 +14,8 @@ from typing import Any, ClassVar, Literal, Self
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
-from eth_utils import is_address, keccak, to_checksum_address
+from eth_utils.address import is_address, to_checksum_address
+from eth_utils.crypto import keccak
 from pydantic import BaseModel, ConfigDict, Field
 
 from proofmarket.core.errors import VerificationFailed

@@ -7,6 +7,7 @@ Face directory (config.json, model.safetensors, tokenizer.json), the same kind a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 CORPUS = [
@@ -27,7 +28,8 @@ def build_tiny_lm(out_dir: Path, *, layers: int = 2, hidden: int = 64, heads: in
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
+    quiet: Callable[[], None] = hf_logging.disable_progress_bar  # transformers leaves these untyped
+    quiet()
     out_dir.mkdir(parents=True, exist_ok=True)
     tok = Tokenizer(models.BPE(unk_token=None))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -35,7 +37,8 @@ def build_tiny_lm(out_dir: Path, *, layers: int = 2, hidden: int = 64, heads: in
     trainer = trainers.BpeTrainer(vocab_size=vocab, special_tokens=["<s>", "</s>"],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(CORPUS, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>")
+    fast_tokenizer: Callable[..., PreTrainedTokenizerFast] = PreTrainedTokenizerFast
+    fast = fast_tokenizer(tokenizer_object=tok, bos_token="<s>", eos_token="</s>")
     fast.save_pretrained(out_dir)
     config = LlamaConfig(vocab_size=tok.get_vocab_size(), hidden_size=hidden, intermediate_size=hidden * 2,
                          num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
