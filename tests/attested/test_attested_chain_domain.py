@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,15 @@ from proofmarket.systems.workspace import Workspace
 def _no_chain_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("CHAIN", "RPC_URL", "NODE_KEY", "PRIVATE_KEY"):
         monkeypatch.delenv(f"PROOFMARKET_{name}", raising=False)
+
+
+@contextlib.contextmanager
+def _forget_chain_ids() -> Iterator[None]:
+    """chain_id_of caches per URL: a later devnet on this port is another chain."""
+    try:
+        yield
+    finally:
+        chain_id_of.cache_clear()
 
 
 def _signed_domain(ws: Workspace, lm_id: str) -> dict[str, Any]:
@@ -61,7 +72,7 @@ def test_the_rpc_names_the_chain(tmp_path: Path, attested_home: Path, lm_id: str
         anvil = find_anvil()
     except RPCUnavailable as exc:
         pytest.skip(f"anvil is not installed: {exc}")
-    with Devnet(tmp_path / "chain", anvil=anvil, chain_id=84532) as chain:
+    with Devnet(tmp_path / "chain", anvil=anvil, chain_id=84532) as chain, _forget_chain_ids():
         settings = Settings(_env_file=None, home=attested_home, rpc_url=chain.rpc_url)  # type: ignore[call-arg]
         assert chain_id_of(chain.rpc_url) == 84532 and node_chain_id(settings) == 84532
         assert node_profile(settings).name == "base-sepolia" and not node_profile(settings).dev_keys_allowed
