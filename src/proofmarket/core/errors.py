@@ -8,85 +8,11 @@ inherits what it does not declare. Each code names one class (a second class tak
 it is defined); ``from_code`` is the one way to rebuild an error in another process (a job's failure, a node's
 answer). Foreign exceptions (EZKL, onnxruntime, web3, filesystem) are translated at the adapter edge into the tree.
 
-    ProofMarketError                      code                       http exit
-    ├── InternalError                     internal_error              500  2
-    ├── UsageError                        bad_request                 400  2
-    │   ├── JsonTooDeep                   json_too_deep               400  2
-    │   ├── JsonTooLarge                  json_too_large              413  2
-    │   ├── Unauthorized                  unauthorized                401  2   WWW-Authenticate: Bearer
-    │   ├── BodyTooLarge                  body_too_large              413  2
-    │   ├── RequestInvalid                invalid_request             422  2   not the OpenAPI schema
-    │   ├── RouteNotFound                 not_found                   404  2
-    │   ├── MethodNotAllowed              method_not_allowed          405  2
-    │   ├── UnknownJob                    unknown_job                 404  2
-    │   ├── IdempotencyConflict           idempotency_conflict        409  2   the key was used for another request
-    │   ├── DuplicateJob                  duplicate_job               409  2   a unique job column is taken
-    │   ├── UnknownRequest                unknown_request             404  2
-    │   ├── RequestClosed                 request_closed              409  2
-    │   ├── UseCourt                      use_court                   409  2
-    │   ├── EscrowUnavailable             escrow_unavailable          404  2
-    │   ├── CourtUnavailable              court_unavailable           404  2
-    │   ├── MarketUnavailable             market_unavailable          404  2
-    │   └── ModelInactive                 model_inactive              409  2
-    ├── ModelError                        model_error                 422  2
-    │   ├── InvalidModel                  invalid_model               422  2
-    │   ├── ModelTooLarge                 model_too_large             413  2
-    │   ├── UnsupportedOperator           unsupported_operator        422  2
-    │   ├── ModelOverBudget               model_over_budget           422  2
-    │   ├── TensorTooLarge                tensor_too_large            422  2
-    │   ├── UnknownModel                  unknown_model               404  2
-    │   ├── ModelFilesMissing             model_files_missing         422  2
-    │   ├── NotCausalLM                   not_causal_lm               422  2
-    │   └── WrongMode                     wrong_mode                  409  2
-    ├── InputError                        invalid_input               422  2
-    │   ├── InputTooLarge                 input_too_large             413  2
-    │   ├── InputShapeError               input_shape                 422  2
-    │   │   └── SampleCountError          sample_count_not_whole      422  2
-    │   ├── NonFiniteInput                input_not_finite            422  2
-    │   ├── PromptTooLong                 prompt_too_long             422  2
-    │   ├── MaxTokensOverCap              max_tokens_over_cap         422  2
-    │   └── InputMismatch                 input_mismatch              422  2
-    ├── StoreError                        store_error                 500  2
-    │   ├── ArtifactNotFound              artifact_not_found          404  2
-    │   ├── ArtifactCorrupt               artifact_corrupt            500  2
-    │   ├── InvalidCID                    invalid_cid                 400  2
-    │   └── DatabaseError                 database_error              500  2
-    ├── ProvingError                      proving_failed              500  3
-    │   ├── CircuitCompileError           circuit_compile             422  3
-    │   ├── AccuracyNotMet                accuracy_not_met            422  3
-    │   ├── SRSError                      srs_error                   500  3
-    │   ├── WitnessError                  witness_failed              422  3
-    │   ├── ProofTimeout                  proof_timeout               504  3
-    │   ├── CompileOutOfMemory            compile_out_of_memory       422  3
-    │   ├── EzklVersionMismatch           ezkl_version_mismatch       409  3
-    │   └── JobInterrupted                interrupted                 503  3
-    ├── QueueUnavailable                  queue_unavailable           503  4
-    ├── NodeUnavailable                   node_unavailable            503  4
-    ├── VerificationFailed                proof_invalid               422  1
-    │   ├── BundleError                   bundle_invalid              422  1
-    │   ├── AnswerMismatch                answer_mismatch             422  1
-    │   ├── AttestationMismatch           attestation_mismatch        422  1
-    │   ├── DevSrsRefused                 dev_srs_refused             422  1
-    │   ├── SettlementMismatch            settlement_mismatch         422  1
-    │   └── RegistryMismatch              registry_mismatch           409  1
-    ├── ChainError                        chain_error                 502  4
-    │   ├── ContractReverted              contract_reverted           409  4
-    │   └── RPCUnavailable                rpc_unavailable             503  4
-    └── PaymentError                      payment_error               402  5
-        ├── PaymentRequired               payment_required            402  5
-        ├── PaymentRejected               payment_rejected            402  5
-        │   ├── PaymentMalformed          payment_malformed           402  5
-        │   ├── PaymentMismatch           payment_mismatch            402  5
-        │   ├── PaymentAmountMismatch     payment_amount_mismatch     402  5
-        │   ├── PaymentExpired            payment_expired             402  5
-        │   │   └── PaymentWindowTooShort payment_window_too_short    402  5
-        │   ├── PaymentNotYetValid        payment_not_yet_valid       402  5
-        │   ├── PaymentSignatureInvalid   payment_signature_invalid   402  5
-        │   ├── PaymentInsufficientFunds  payment_insufficient_funds  402  5
-        │   └── PaymentReplayed           payment_replayed            409  5
-        ├── PaymentSettlementFailed       payment_settlement_failed   402  5
-        ├── PaymentSettlementPending      payment_settlement_pending  402  5
-        └── FacilitatorUnavailable        facilitator_unavailable     503  5
+The branches and their CLI exit codes: ``VerificationFailed`` 1 (the proof or its bundle does not hold);
+``UsageError``, ``ModelError``, ``InputError`` and ``StoreError`` 2 (the request, model, input or artifact is
+refused); ``ProvingError`` 3; ``QueueUnavailable``, ``NodeUnavailable`` and ``ChainError`` 4 (a service cannot be
+reached); ``PaymentError`` 5. ``InternalError`` (500) is a bug: the API logs it and does not send its details.
+``error_codes()`` maps every code to its class (with its ``http_status``, ``exit_code`` and ``headers``).
 """
 
 from __future__ import annotations
