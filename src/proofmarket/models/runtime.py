@@ -13,6 +13,7 @@ import onnxruntime as ort
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
 from proofmarket.core.errors import InputShapeError, InvalidModel
+from proofmarket.models.graph import first_line
 
 _CACHE_SIZE = 16
 _sessions: OrderedDict[tuple[str, int, int], ort.InferenceSession] = OrderedDict()
@@ -51,7 +52,7 @@ def _session(path: Path) -> ort.InferenceSession:
     try:
         session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own untyped pybind exceptions
-        raise InvalidModel(f"onnxruntime cannot load the model: {_first_line(exc)}.") from exc
+        raise InvalidModel(f"onnxruntime cannot load the model: {first_line(exc)}.") from exc
     with _lock:
         for old in [k for k in _sessions if k[0] == key[0]]:  # stale versions of this file
             del _sessions[old]
@@ -59,14 +60,6 @@ def _session(path: Path) -> ort.InferenceSession:
         while len(_sessions) > _CACHE_SIZE:
             _sessions.popitem(last=False)
     return session
-
-
-def _first_line(exc: BaseException) -> str:
-    """The exception's text on one line (whitespace collapsed), at most 300 characters."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    if len(text) > 300:
-        text = text[:297] + "..."
-    return text.rstrip(".")
 
 
 def run_onnx(model_path: str | os.PathLike[str], arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -93,9 +86,9 @@ def run_onnx(model_path: str | os.PathLike[str], arrays: Sequence[np.ndarray]) -
     try:
         outputs = session.run(None, feed)
     except InvalidArgument as exc:
-        raise InputShapeError(f"onnxruntime refused the inputs: {_first_line(exc)}.") from exc
+        raise InputShapeError(f"onnxruntime refused the inputs: {first_line(exc)}.") from exc
     except Exception as exc:  # Fail, RuntimeException, ... from inside the graph
-        raise InvalidModel(f"onnxruntime failed while running the model: {_first_line(exc)}.") from exc
+        raise InvalidModel(f"onnxruntime failed while running the model: {first_line(exc)}.") from exc
     return [np.asarray(o) for o in outputs]
 
 
