@@ -21,10 +21,10 @@ from proofmarket.cli.main import app
 def main() -> None:
     ready, go, args = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:]
     ready.write_text("ready")
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
     while not go.exists():
         if time.monotonic() > deadline:
-            raise SystemExit("no go file within 120 s")
+            raise SystemExit("no go file within 300 s")
         time.sleep(0.002)
     app(args)
 
