@@ -9,7 +9,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from jobs_helpers import new_job, ticket_json
 
-from proofmarket.db import INTERRUPTED, Database, DuplicateJob, JobRepo, JobStatus, ModelRepo
+from proofmarket.core.errors import DuplicateJob
+from proofmarket.db import INTERRUPTED, Database, JobRepo, JobStatus, ModelRepo
 from proofmarket.db.tables import Base
 
 

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from proofmarket.calls.cache import ProofCache
 from proofmarket.calls.queue import JobQueue
-from proofmarket.core.errors import IdempotencyConflict, PaymentReplayed, UnknownJob
-from proofmarket.db import DuplicateJob, JobKind, JobRepo, JobRow, JobStatus, NewJob
+from proofmarket.core.errors import DuplicateJob, IdempotencyConflict, PaymentReplayed, UnknownJob
+from proofmarket.db import JobKind, JobRepo, JobRow, JobStatus, NewJob
 from proofmarket.payments.tickets import PaymentTicket, Settlement
 from proofmarket.systems.port import Execution
 from proofmarket.systems.registry import DEFAULT_SYSTEM

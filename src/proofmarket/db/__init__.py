@@ -1,7 +1,6 @@
 """The node's database: tables, repositories and migrations (SQLite by default, PostgreSQL by URL)."""
 
 from proofmarket.db.engine import Database
-from proofmarket.db.errors import DatabaseError, DuplicateJob
 from proofmarket.db.repo import (
     INTERRUPTED,
     EscrowRepo,
@@ -18,8 +17,6 @@ from proofmarket.db.tables import EscrowRequestRow, EscrowStatus, JobKind, JobRo
 __all__ = [
     "INTERRUPTED",
     "Database",
-    "DatabaseError",
-    "DuplicateJob",
     "EscrowRepo",
     "EscrowRequestRow",
     "EscrowStatus",

@@ -26,8 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
-from proofmarket.core.errors import UsageError
-from proofmarket.db.errors import DatabaseError
+from proofmarket.core.errors import DatabaseError, UsageError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 MIGRATION_LOCK_KEY = 0x70726F6F666D6B74  # pg_advisory_xact_lock key ("proofmkt"): one migrator per database

@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from proofmarket.core.errors import DuplicateJob
 from proofmarket.db.engine import Database
-from proofmarket.db.errors import DuplicateJob
 from proofmarket.db.tables import (
     EscrowRequestRow,
     EscrowStatus,
