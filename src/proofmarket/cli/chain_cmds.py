@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from proofmarket.cli.output import emit_json, fail, out
-from proofmarket.core.errors import ProofMarketError, UsageError
+from proofmarket.core.errors import ProofMarketError, UsageError, from_code
 from proofmarket.core.settings import Settings
 from proofmarket.systems.ezkl.profile import SALT_BITS, SALT_ELEMENTS
 
@@ -332,7 +332,6 @@ def request_cmd(
 
 def _hand_to_court(node: str, summary: dict[str, Any], doc: Any, wait: float, as_json: bool) -> dict[str, Any]:
     """Post a court request's generate request to ``node`` and (``wait`` > 0) wait for its commitment."""
-    from proofmarket.calls.errors import rebuild_error
     from proofmarket.sdk.client import Client
 
     request_id = int(summary["request_id"])
@@ -344,8 +343,8 @@ def _hand_to_court(node: str, summary: dict[str, Any], doc: Any, wait: float, as
                 row = {**sdk.wait_court(request_id, ("committed", "paid", "slashed"), wait), "access_token": token}
                 if row["status"] == "failed":
                     error = row.get("error") or {}
-                    raise rebuild_error(error.get("code") or "internal_error",
-                                        error.get("message") or "the node failed the request")
+                    raise from_code(error.get("code") or "internal_error",
+                                    error.get("message") or "the node failed the request")
     except ProofMarketError as exc:
         exc.details.setdefault("request_id", request_id)
         raise fail(exc, as_json) from exc
@@ -363,7 +362,6 @@ def _hand_to_node(node: str, summary: dict[str, Any], doc: Any, wait: float, as_
     read it on chain (``settled_on_chain``): only what the chain says is reported. Exit codes: a failed
     request its error's code; a proof the market rejected 1 (the consumer got the price back); a node
     whose "fulfilled" the chain does not show 1 (settlement_mismatch); still open after ``wait`` s 3."""
-    from proofmarket.calls.errors import rebuild_error
     from proofmarket.core.errors import VerificationFailed
     from proofmarket.sdk.client import Client
 
@@ -380,8 +378,8 @@ def _hand_to_node(node: str, summary: dict[str, Any], doc: Any, wait: float, as_
                 row = sdk.wait_request(request_id, wait)
                 if row["status"] == "failed":
                     error = row.get("error") or {}
-                    raise rebuild_error(error.get("code") or "proving_failed",
-                                        error.get("message") or "the node failed the request")
+                    raise from_code(error.get("code") or "proving_failed",
+                                    error.get("message") or "the node failed the request")
                 if (row.get("settlement") or {}).get("status") == "REJECTED":
                     raise VerificationFailed("the market rejected the node's proof: the price went back to the "
                                              "consumer and the prover was slashed")
