@@ -11,11 +11,9 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from proofmarket.core.errors import UsageError
-from proofmarket.core.profiles import DEVNET
 from proofmarket.core.settings import Settings, X402Settings
 
 KEY_FILE = "node.key"
-DEVNET_CHAIN_ID = DEVNET.chain_id  # kept for api/app.py until it asks node_chain_id
 
 
 def node_signer(settings: Settings) -> LocalAccount:
