@@ -19,97 +19,33 @@ restarted validator resumes. Metrics (Prometheus text) and ``/health`` are serve
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
 import threading
 import time
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 from eth_account.signers.local import LocalAccount
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry
 
 from proofmarket.chain import EventWatcher
 from proofmarket.chain.client import ChainClient
+from proofmarket.chain.contracts import UsdcToken
 from proofmarket.chain.court import AttestationCourt
-from proofmarket.core import jsonlimits
-from proofmarket.core.errors import ArtifactNotFound, ModelFilesMissing, ProofMarketError, VerificationFailed
+from proofmarket.core.errors import ProofMarketError
 from proofmarket.systems.workspace import Workspace
-from proofmarket.validator.protocol import MAX_BUNDLE_BYTES, fetch_committed, read_headers, registration_file
+from proofmarket.validator.judging import Judging
+from proofmarket.validator.metrics import ValidatorMetrics, serve_metrics
+from proofmarket.validator.state import Pending, ValidatorState, Verdict
 
 log = logging.getLogger("proofmarket.validator.process")
-MAX_VERDICTS = 10_000  # verdicts kept in the state file
 MAX_ATTEMPTS = 3  # a request whose judging raised this many times is given up on
+__all__ = ["MAX_ATTEMPTS", "Validator", "ValidatorMetrics", "ValidatorState", "Verdict", "serve_metrics"]
 
 
-@dataclass
-class Verdict:
-    request_id: int
-    verdict: str  # reproduced | cheated | cannot_check | unavailable
-    reason: str
-    seconds: float = 0.0
+class Validator(Judging):
+    """The loop: follow the court's events, judge what is due (``Judging``), challenge, vote and claim."""
 
-    @property
-    def cheated(self) -> bool | None:
-        return {"reproduced": False, "cheated": True}.get(self.verdict)
-
-
-class ValidatorMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.registry = registry
-        self.checks = Counter("proofmarket_validator_checks", "results looked at, by verdict", ["verdict"],
-                              registry=registry)
-        self.challenges = Counter("proofmarket_validator_challenges", "challenges opened", registry=registry)
-        self.votes = Counter("proofmarket_validator_votes", "votes cast", ["node_cheated"], registry=registry)
-        self.errors = Counter("proofmarket_validator_errors", "failed polls or transactions", registry=registry)
-        self.stake = Gauge("proofmarket_validator_stake_atomic", "the validator's stake on the court",
-                           registry=registry)
-        self.next_block = Gauge("proofmarket_validator_next_block", "first block not yet scanned", registry=registry)
-        self.recheck = Gauge("proofmarket_validator_last_recheck_seconds", "the last re-execution's duration",
-                             registry=registry)
-
-
-@dataclass
-class _Pending:
-    request_id: int
-    node: str
-    instances: list[int]
-    digest: str
-    commit_block: int
-    window_end: int
-    challenged: bool = False
-
-
-@dataclass
-class ValidatorState:
-    next_block: int
-    verdicts: dict[int, dict[str, Any]] = field(default_factory=dict)
-    pending: dict[int, dict[str, Any]] = field(default_factory=dict)
-
-    @classmethod
-    def load(cls, path: Path, start: int) -> ValidatorState:
-        if not path.exists():
-            return cls(start)
-        data = json.loads(path.read_text())
-        return cls(int(data["next_block"]), {int(k): v for k, v in data.get("verdicts", {}).items()},
-                   {int(k): v for k, v in data.get("pending", {}).items()})
-
-    def save(self, path: Path) -> None:
-        if len(self.verdicts) > MAX_VERDICTS:  # keep the newest: settled requests are not looked at again
-            self.verdicts = dict(sorted(self.verdicts.items())[-MAX_VERDICTS:])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"next_block": self.next_block, "verdicts": self.verdicts,
-                                   "pending": self.pending}))
-        os.replace(tmp, path)
-
-
-class Validator:
     def __init__(self, client: ChainClient, court: AttestationCourt, account: LocalAccount, workspace: Workspace, *,
                  state_path: Path, node_urls: list[str] | None = None, identity: Any = None,
                  from_block: int = 0, confirmations: int = 0, poll_s: float = 1.0, threads: int | None = None,
@@ -134,8 +70,6 @@ class Validator:
     # --- stake --------------------------------------------------------------------------------
     def ensure_stake(self, amount: int | None = None, bonds: int = 5) -> int:
         """Stake up to the court's validator minimum (or ``amount``) and approve ``bonds`` challenge bonds."""
-        from proofmarket.chain.contracts import UsdcToken
-
         params = self.court.params()
         usdc = UsdcToken(self.client, str(self.court._call("usdc")))
         have = self.court.stake_of(self.address, validator=True)
@@ -182,45 +116,12 @@ class Validator:
     def healthy(self) -> bool:
         return time.time() - self.last_poll < max(30.0, 10 * self.poll_s)
 
-    # --- judging ------------------------------------------------------------------------------
-    def check(self, request_id: int, node: str, instances: list[int], digest: str) -> Verdict:
-        """Fetch the committed bundle from the node, match it with the commitment, re-execute it."""
-        from proofmarket.market import attested_escrow
-        from proofmarket.systems import parse_bundle
-
-        started = time.perf_counter()
-        data = self._fetch(request_id, node, digest)
-        if data is None:
-            data = self._published(request_id, digest)
-        if data is None:
-            return Verdict(request_id, "unavailable", "the node did not serve the committed bundle")
-        try:  # the node signed this bundle's digest: whatever does not parse is its fault
-            bundle = parse_bundle(jsonlimits.loads(data, max_bytes=MAX_BUNDLE_BYTES, what="the committed bundle"))
-            inp, dec = bundle.input, bundle.decoding
-            doc = {"prompt": inp.prompt, "max_tokens": dec.max_tokens, "temperature": dec.temperature,
-                   "seed": dec.seed}
-        except Exception as exc:  # noqa: BLE001 (any failure to parse is a verdict, never a crash)
-            return Verdict(request_id, "cheated", f"the committed bundle is not a valid attested bundle: {exc}"[:500])
-        try:
-            if attested_escrow.instances_of(bundle, doc) != instances:
-                return Verdict(request_id, "cheated", "the bundle's hashes are not the committed instances")
-            self.workspace.verify(bundle, reexecute=True, threads=self.threads)
-        except (ArtifactNotFound, ModelFilesMissing) as exc:
-            return Verdict(request_id, "cannot_check", exc.message)
-        except VerificationFailed as exc:
-            return Verdict(request_id, "cheated", exc.message, time.perf_counter() - started)
-        except (ProofMarketError, ValueError, AttributeError) as exc:
-            return Verdict(request_id, "cheated", f"the committed bundle is not a valid attested bundle: {exc}")
-        seconds = time.perf_counter() - started
-        self.metrics.recheck.set(seconds)
-        return Verdict(request_id, "reproduced", "re-executed: every commitment and token matches", seconds)
-
     def _on_event(self, name: str, args: dict[str, Any], block: int) -> None:
         if "requestId" not in args:  # stakes, parameters, batches
             return
         rid = int(args["requestId"])
         if name == "Committed":
-            self.state.pending[rid] = vars(_Pending(
+            self.state.pending[rid] = vars(Pending(
                 rid, str(args["node"]), [int(v) for v in args["instances"]], "0x" + bytes(args["bundleDigest"]).hex(),
                 block, int(args["windowEnd"])))
         elif name == "Challenged":
@@ -340,81 +241,8 @@ class Validator:
             self.metrics.errors.inc()
             log.warning("validator: claim of the vote on request %s refused: %s", rid, exc.message)
 
-    def _published(self, rid: int, digest: str) -> bytes | None:
-        """The bundle a node published on chain after an availability challenge (checked against ``digest``)."""
-        p = self.state.pending.get(rid) or {}
-        if "published_block" not in p:
-            return None
-        data = self.court.published_bundle(rid, int(p["published_block"]))
-        if data is None or "0x" + hashlib.sha256(data).hexdigest() != digest:
-            return None
-        return data
-
     def _record(self, verdict: Verdict) -> None:
         if self.state.verdicts.get(verdict.request_id, {}).get("verdict") != verdict.verdict:
             self.metrics.checks.labels(verdict.verdict).inc()
         self.state.verdicts[verdict.request_id] = {"verdict": verdict.verdict, "reason": verdict.reason,
                                                    "seconds": round(verdict.seconds, 3)}
-
-    # --- fetching -----------------------------------------------------------------------------
-    def _fetch(self, request_id: int, node: str, digest: str) -> bytes | None:
-        """The committed bundle (the answer whose sha256 is ``digest``), or None. Each URL gets its own
-        single-use read signature bound to ``node``. A bundle over :data:`MAX_BUNDLE_BYTES` comes back cut
-        just past the limit (``check`` then refuses it as too large): the node signed that digest."""
-        for base in self._urls_of(node):
-            headers = read_headers(self.account, self.client.chain_id, self.court.address, node, request_id)
-            try:
-                data = fetch_committed(f"{base}/v1/court/{request_id}/bundle", headers, digest)
-            except httpx.HTTPError as exc:
-                log.info("validator: %s did not answer: %s", base, exc)
-                continue
-            if data is not None:
-                return data
-        return None
-
-    def _urls_of(self, node: str) -> list[str]:
-        """The node's URL from its ERC-8004 registration file (cached), then the ``--node`` URLs."""
-        if node not in self._urls:
-            found: list[str] = []
-            if self.identity is not None:
-                try:  # only an agent the node registered itself: anyone can transfer one to its address
-                    agent = self.identity.agent_minted_by(node)
-                    if agent is not None:
-                        doc = registration_file(self.identity.agent_uri(agent))
-                        for service in doc.get("services", []):
-                            if isinstance(service, dict) and service.get("name") == "proofmarket":
-                                found.append(str(service["endpoint"]).split("/.well-known/")[0].rstrip("/"))
-                except (httpx.HTTPError, ValueError, KeyError, AttributeError, ProofMarketError) as exc:
-                    log.info("validator: no registration file for node %s: %s", node, exc)
-            self._urls[node] = found
-        return [*self._urls[node], *(u for u in self.node_urls if u not in self._urls[node])]
-
-
-def serve_metrics(validator: Validator, host: str, port: int) -> ThreadingHTTPServer:
-    """``/metrics`` (Prometheus text) and ``/health`` (JSON; 503 when the last poll is stale) in a thread."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            if self.path == "/metrics":
-                body, status, kind = generate_latest(validator.metrics.registry), 200, "text/plain; version=0.0.4"
-            elif self.path == "/health":
-                ok = validator.healthy()
-                body = json.dumps({"status": "ok" if ok else "stale", "address": validator.address,
-                                   "court": validator.court.address, "next_block": validator.state.next_block,
-                                   "pending": len(validator.state.pending),
-                                   "last_poll_age_s": round(time.time() - validator.last_poll, 1)}).encode()
-                status, kind = (200 if ok else 503), "application/json"
-            else:
-                body, status, kind = b'{"error": "not found"}', 404, "application/json"
-            self.send_response(status)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    threading.Thread(target=server.serve_forever, name="validator-metrics", daemon=True).start()
-    return server

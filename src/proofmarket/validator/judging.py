@@ -1,0 +1,113 @@
+"""How a validator judges one committed result: fetch the bundle from the node that committed it (signed reads,
+the node's URL from its ERC-8004 registration file or ``--node``; the bytes a node published on chain after an
+availability challenge otherwise), match it with the committed digest and instances, and re-execute it."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from typing import Any
+
+import httpx
+from eth_account.signers.local import LocalAccount
+
+from proofmarket.chain.client import ChainClient
+from proofmarket.chain.court import AttestationCourt
+from proofmarket.core import jsonlimits
+from proofmarket.core.errors import ArtifactNotFound, ModelFilesMissing, ProofMarketError, VerificationFailed
+from proofmarket.systems import parse_bundle
+from proofmarket.systems.attested.instances import instances_of
+from proofmarket.systems.workspace import Workspace
+from proofmarket.validator.metrics import ValidatorMetrics
+from proofmarket.validator.protocol import MAX_BUNDLE_BYTES, fetch_committed, read_headers, registration_file
+from proofmarket.validator.state import ValidatorState, Verdict
+
+log = logging.getLogger("proofmarket.validator.process")
+
+
+class Judging:
+    """The per-request work of ``Validator`` (its attributes, set by ``Validator``)."""
+
+    client: ChainClient
+    court: AttestationCourt
+    account: LocalAccount
+    workspace: Workspace
+    identity: Any
+    node_urls: list[str]
+    threads: int | None
+    metrics: ValidatorMetrics
+    state: ValidatorState
+    _urls: dict[str, list[str]]
+
+    def check(self, request_id: int, node: str, instances: list[int], digest: str) -> Verdict:
+        """Fetch the committed bundle from the node, match it with the commitment, re-execute it."""
+        started = time.perf_counter()
+        data = self._fetch(request_id, node, digest)
+        if data is None:
+            data = self._published(request_id, digest)
+        if data is None:
+            return Verdict(request_id, "unavailable", "the node did not serve the committed bundle")
+        try:  # the node signed this bundle's digest: whatever does not parse is its fault
+            bundle = parse_bundle(jsonlimits.loads(data, max_bytes=MAX_BUNDLE_BYTES, what="the committed bundle"))
+            inp, dec = bundle.input, bundle.decoding
+            doc = {"prompt": inp.prompt, "max_tokens": dec.max_tokens, "temperature": dec.temperature,
+                   "seed": dec.seed}
+        except Exception as exc:  # noqa: BLE001 (any failure to parse is a verdict, never a crash)
+            return Verdict(request_id, "cheated", f"the committed bundle is not a valid attested bundle: {exc}"[:500])
+        try:
+            if instances_of(bundle, doc) != instances:
+                return Verdict(request_id, "cheated", "the bundle's hashes are not the committed instances")
+            self.workspace.verify(bundle, reexecute=True, threads=self.threads)
+        except (ArtifactNotFound, ModelFilesMissing) as exc:
+            return Verdict(request_id, "cannot_check", exc.message)
+        except VerificationFailed as exc:
+            return Verdict(request_id, "cheated", exc.message, time.perf_counter() - started)
+        except (ProofMarketError, ValueError, AttributeError) as exc:
+            return Verdict(request_id, "cheated", f"the committed bundle is not a valid attested bundle: {exc}")
+        seconds = time.perf_counter() - started
+        self.metrics.recheck.set(seconds)
+        return Verdict(request_id, "reproduced", "re-executed: every commitment and token matches", seconds)
+
+    def _published(self, rid: int, digest: str) -> bytes | None:
+        """The bundle a node published on chain after an availability challenge (checked against ``digest``)."""
+        p = self.state.pending.get(rid) or {}
+        if "published_block" not in p:
+            return None
+        data = self.court.published_bundle(rid, int(p["published_block"]))
+        if data is None or "0x" + hashlib.sha256(data).hexdigest() != digest:
+            return None
+        return data
+
+    # --- fetching -----------------------------------------------------------------------------
+    def _fetch(self, request_id: int, node: str, digest: str) -> bytes | None:
+        """The committed bundle (the answer whose sha256 is ``digest``), or None. Each URL gets its own
+        single-use read signature bound to ``node``. A bundle over :data:`MAX_BUNDLE_BYTES` comes back cut
+        just past the limit (``check`` then refuses it as too large): the node signed that digest."""
+        for base in self._urls_of(node):
+            headers = read_headers(self.account, self.client.chain_id, self.court.address, node, request_id)
+            try:
+                data = fetch_committed(f"{base}/v1/court/{request_id}/bundle", headers, digest)
+            except httpx.HTTPError as exc:
+                log.info("validator: %s did not answer: %s", base, exc)
+                continue
+            if data is not None:
+                return data
+        return None
+
+    def _urls_of(self, node: str) -> list[str]:
+        """The node's URL from its ERC-8004 registration file (cached), then the ``--node`` URLs."""
+        if node not in self._urls:
+            found: list[str] = []
+            if self.identity is not None:
+                try:  # only an agent the node registered itself: anyone can transfer one to its address
+                    agent = self.identity.agent_minted_by(node)
+                    if agent is not None:
+                        doc = registration_file(self.identity.agent_uri(agent))
+                        for service in doc.get("services", []):
+                            if isinstance(service, dict) and service.get("name") == "proofmarket":
+                                found.append(str(service["endpoint"]).split("/.well-known/")[0].rstrip("/"))
+                except (httpx.HTTPError, ValueError, KeyError, AttributeError, ProofMarketError) as exc:
+                    log.info("validator: no registration file for node %s: %s", node, exc)
+            self._urls[node] = found
+        return [*self._urls[node], *(u for u in self.node_urls if u not in self._urls[node])]

@@ -1,0 +1,60 @@
+"""The validator's metrics (Prometheus) and its ``/metrics`` and ``/health`` endpoints."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
+if TYPE_CHECKING:
+    from proofmarket.validator.process import Validator
+
+
+class ValidatorMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.checks = Counter("proofmarket_validator_checks", "results looked at, by verdict", ["verdict"],
+                              registry=registry)
+        self.challenges = Counter("proofmarket_validator_challenges", "challenges opened", registry=registry)
+        self.votes = Counter("proofmarket_validator_votes", "votes cast", ["node_cheated"], registry=registry)
+        self.errors = Counter("proofmarket_validator_errors", "failed polls or transactions", registry=registry)
+        self.stake = Gauge("proofmarket_validator_stake_atomic", "the validator's stake on the court",
+                           registry=registry)
+        self.next_block = Gauge("proofmarket_validator_next_block", "first block not yet scanned", registry=registry)
+        self.recheck = Gauge("proofmarket_validator_last_recheck_seconds", "the last re-execution's duration",
+                             registry=registry)
+
+
+
+def serve_metrics(validator: Validator, host: str, port: int) -> ThreadingHTTPServer:
+    """``/metrics`` (Prometheus text) and ``/health`` (JSON; 503 when the last poll is stale) in a thread."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            if self.path == "/metrics":
+                body, status, kind = generate_latest(validator.metrics.registry), 200, "text/plain; version=0.0.4"
+            elif self.path == "/health":
+                ok = validator.healthy()
+                body = json.dumps({"status": "ok" if ok else "stale", "address": validator.address,
+                                   "court": validator.court.address, "next_block": validator.state.next_block,
+                                   "pending": len(validator.state.pending),
+                                   "last_poll_age_s": round(time.time() - validator.last_poll, 1)}).encode()
+                status, kind = (200 if ok else 503), "application/json"
+            else:
+                body, status, kind = b'{"error": "not found"}', 404, "application/json"
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=server.serve_forever, name="validator-metrics", daemon=True).start()
+    return server
