@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from proofmarket.api import PaymentPort, create_app
-from proofmarket.api.deps import NodeServices
+from proofmarket.node.services import NodeServices
 from proofmarket.systems.workspace import Workspace
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from api_helpers import node_settings
 
-from proofmarket.api.access import AccessTokens
 from proofmarket.core.errors import UsageError
+from proofmarket.node.access import AccessTokens
 
 
 def test_a_token_opens_its_own_job_only() -> None:

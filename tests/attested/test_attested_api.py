@@ -61,8 +61,8 @@ def test_generate_answers_text_with_a_signed_attested_bundle(node: TestClient, l
                              "charged_tokens": 33}
     assert body["bundle"]["output"]["text"] == body["text"] and body["payment"] is None
     metrics = node.get("/metrics").text
-    assert ('proofmarket_calls_total{model="%s",rail="free",status="proved",system="proofmarket-attested-toploc-v1"} 1.0'
-            % lm_id) in metrics  # a call like any other: labelled by system, rail and model
+    labels = f'model="{lm_id}",rail="free",status="proved",system="proofmarket-attested-toploc-v1"'
+    assert f"proofmarket_calls_total{{{labels}}} 1.0" in metrics  # a call like any other: system, rail, model
     assert "proofmarket_generated_tokens_total 33.0" in metrics
     verified = node.post("/v1/verify", json=body["bundle"]).json()
     assert verified["valid"] and verified["mode"] == "attested" and verified["reexecuted"] is False

@@ -22,9 +22,9 @@ from escrow_helpers import (
 from fastapi import FastAPI
 
 from proofmarket.api import create_app
-from proofmarket.api.deps import NodeServices
 from proofmarket.chain import Devnet
 from proofmarket.market import Market
+from proofmarket.node.services import NodeServices
 from proofmarket.systems.workspace import Workspace
 
 

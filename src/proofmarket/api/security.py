@@ -2,7 +2,7 @@
 anyone; and the start-up refusal of placeholder admin tokens on a node others can reach.
 
 Admin: ``Authorization: Bearer <PROOFMARKET_ADMIN_TOKEN>``. Job access: ``X-Job-Token: <access_token>``
-(see ``proofmarket.api.access``). Both are declared as OpenAPI security schemes on the routes that take them.
+(see ``proofmarket.node.access``). Both are declared as OpenAPI security schemes on the routes that take them.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from typing import Annotated
 from fastapi import Depends
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from proofmarket.api.access import TOKEN_HEADER
 from proofmarket.api.deps import ServicesDep
 from proofmarket.core.errors import Unauthorized, UsageError
 from proofmarket.core.settings import Settings
+from proofmarket.node.access import TOKEN_HEADER
 
 PLACEHOLDERS = frozenset({"changethis", "changeme", "change-me", "admin", "secret", "password", "token", "test",
                           "dev", "placeholder", "xxx", "todo"})

@@ -18,12 +18,12 @@ from typing import Any
 from starlette.datastructures import FormData, UploadFile
 
 from proofmarket import models
-from proofmarket.api.catalog import check_price
 from proofmarket.calls import request_hash
 from proofmarket.core import jsonlimits
 from proofmarket.core.errors import ModelTooLarge, UsageError
 from proofmarket.core.settings import Settings
 from proofmarket.db import JobKind
+from proofmarket.node.catalog import check_price
 from proofmarket.store import ArtifactStore
 from proofmarket.systems.ezkl.profile import PrivacyProfile
 

@@ -16,6 +16,7 @@ from proofmarket.core.errors import ProofMarketError
 from proofmarket.db import JobRepo, JobRow, ProofCacheRepo
 from proofmarket.store import ArtifactStore
 from proofmarket.systems.ezkl.bundle import ProofBundle
+from proofmarket.systems.registry import parse_manifest, spec_of
 
 
 class ProofCache:
@@ -32,14 +33,14 @@ class ProofCache:
         return hashlib.sha256(text.encode()).hexdigest()
 
     def public(self, model_id: str) -> bool:
+        """The model's system says its answers may be reused (``SystemSpec.cacheable``: EZKL's public profile)."""
         if model_id not in self._public:
-            from proofmarket.systems.ezkl.verify import load_manifest
-
             try:
-                manifest = load_manifest(self.store, model_id)
-            except ProofMarketError:
+                manifest = parse_manifest(self.store.get_json(model_id))
+            except (ProofMarketError, ValueError):
                 return False
-            self._public[model_id] = manifest.privacy.get("name") == "public" and manifest.salt_elements == 0
+            cacheable = spec_of(manifest).cacheable
+            self._public[model_id] = bool(cacheable is not None and cacheable(manifest))
         return self._public[model_id]
 
     def answer(self, job: JobRow, *, running: bool = False) -> bool:

@@ -107,6 +107,12 @@ def _input_info(manifest: ModelManifest, store: ArtifactStore) -> models.ModelIn
     return models.load_model(store.path(manifest.onnx.cid))
 
 
+def _cacheable(manifest: ModelManifest) -> bool:
+    """Only a public-profile model without salt: a private or hashed input carries its own salt, never reused."""
+    return manifest.privacy.get("name") == "public" and manifest.salt_elements == 0
+
+
 EZKL_SPEC = SystemSpec(system=PROVEN_SYSTEM, mode="proven", guarantee=GUARANTEE,
                        parse_manifest=ModelManifest.model_validate, parse_bundle=ProofBundle.parse, verify=_verify,
-                       build=EzklSystem.build, listed_on_registry=True, input_info=_input_info)
+                       build=EzklSystem.build, listed_on_registry=True, input_info=_input_info,
+                       cacheable=_cacheable)

@@ -103,4 +103,5 @@ class SystemSpec:
     build: Callable[[SystemContext], ProofSystem] | None = None
     listed_on_registry: bool = False  # sold on the on-chain ModelRegistry's terms (price, owner, verifier)
     generates: bool = False  # serves POST /generate (text generation, streamed token by token)
+    cacheable: Callable[[Any], bool] | None = None  # this manifest's answers may be reused for the same input
     input_info: Callable[[Any, ArtifactStore], Any] | None = None  # the model's ONNX input description, if any

@@ -19,9 +19,10 @@ import logging
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
-from proofmarket.api.deps import NodeServices, ServicesDep
+from proofmarket.api.deps import ServicesDep
 from proofmarket.api.security import IsAdminDep
 from proofmarket.core.errors import ArtifactNotFound, ProofMarketError
+from proofmarket.node.services import NodeServices
 from proofmarket.store import validate_cid
 
 router = APIRouter(prefix="/v1/artifacts", tags=["artifacts"])

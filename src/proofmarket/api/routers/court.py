@@ -15,50 +15,30 @@ reads it.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, FastAPI, Header, Path, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from proofmarket.api.access import AccessTokens
-from proofmarket.api.deps import NodeServices
 from proofmarket.api.routers.requests import EscrowRequestPublic
 from proofmarket.api.security import CallerDep
 from proofmarket.core.errors import ArtifactNotFound, CourtUnavailable
 from proofmarket.intake.court import CourtService
+from proofmarket.intake.watcher import lazy_service, watcher_lifespan
+from proofmarket.node.access import AccessTokens
+from proofmarket.node.services import NodeServices
 from proofmarket.validator.protocol import ReplayCache, read_signer
-
-_lock = threading.Lock()
 
 
 def court_of(app: FastAPI) -> CourtService | None:
-    with _lock:
-        if not hasattr(app.state, "court"):
-            services: NodeServices = app.state.services
-            app.state.court = CourtService.for_node(services.settings, services.db, services.workspace,
-                                                    services.registry)
-        court: CourtService | None = app.state.court
-        return court
+    """The app's court watcher, built once (None when the watcher is off or no court is deployed)."""
+    services: NodeServices = app.state.services
+    return lazy_service(app, "court", lambda: CourtService.for_node(services.settings, services.db,
+                                                                      services.workspace, services.registry))
 
 
-@asynccontextmanager
-async def court_lifespan(app: FastAPI) -> AsyncIterator[None]:
-    court = await run_in_threadpool(court_of, app)
-    if court is not None:
-        await run_in_threadpool(court.start)
-    try:
-        yield
-    finally:
-        if court is not None:
-            await run_in_threadpool(court.stop)
-
-
-router = APIRouter(prefix="/v1/court", tags=["court"], lifespan=court_lifespan)
+router = APIRouter(prefix="/v1/court", tags=["court"], lifespan=watcher_lifespan(court_of))
 
 RequestId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the AttestationCourt request id")]
 RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -130,11 +110,9 @@ def get_court_bundle(request_id: RequestId, request: Request, caller: CallerDep,
 
 
 def _replays(app: FastAPI) -> ReplayCache:
-    with _lock:
-        if not hasattr(app.state, "validator_reads"):
-            app.state.validator_reads = ReplayCache()
-        cache: ReplayCache = app.state.validator_reads
-        return cache
+    cache = lazy_service(app, "validator_reads", ReplayCache)
+    assert cache is not None
+    return cache
 
 
 def _validator_may_read(court: CourtService, replays: ReplayCache, request_id: int, address: str, timestamp: int,

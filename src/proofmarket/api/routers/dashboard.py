@@ -17,13 +17,14 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from proofmarket.api.deps import NodeServices, ServicesDep
+from proofmarket.api.deps import ServicesDep
 from proofmarket.api.routers.court import court_of
 from proofmarket.api.routers.meta import node_health
 from proofmarket.api.routers.requests import escrow_of
 from proofmarket.api.schemas import Price
 from proofmarket.core.errors import ProofMarketError
 from proofmarket.db import EscrowRequestRow, JobRow
+from proofmarket.node.services import NodeServices
 
 router = APIRouter(tags=["meta"])
 RECENT = 20

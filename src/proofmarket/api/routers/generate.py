@@ -34,12 +34,13 @@ from fastapi import APIRouter, Body, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from proofmarket.api.deps import NodeServices, ServicesDep, base_url
+from proofmarket.api.deps import ServicesDep, base_url
 from proofmarket.api.schemas import GenerateResult, JobPublic
 from proofmarket.api.views import job_error, job_public
 from proofmarket.calls.service import call_answer
 from proofmarket.core.errors import PaymentReplayed, ProofMarketError, WrongMode
 from proofmarket.db import JobRow, JobStatus
+from proofmarket.node.services import NodeServices
 from proofmarket.payments.port import Offer, PaymentPort
 from proofmarket.payments.tickets import PaymentTicket, Settlement
 from proofmarket.systems import spec

@@ -24,12 +24,13 @@ from fastapi import APIRouter, Body, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from proofmarket.api.deps import IdempotencyKey, NodeServices, ServicesDep, base_url
+from proofmarket.api.deps import IdempotencyKey, ServicesDep, base_url
 from proofmarket.api.schemas import InferResult, JobPublic
 from proofmarket.api.views import infer_result, job_error, job_public
 from proofmarket.calls import Settlement, request_hash
 from proofmarket.core.errors import PaymentReplayed
 from proofmarket.db import JobKind, JobRow, JobStatus
+from proofmarket.node.services import NodeServices
 from proofmarket.payments.port import Offer
 from proofmarket.systems import guarantee
 

@@ -7,13 +7,14 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from proofmarket import __version__
-from proofmarket.api.deps import NodeServices, ServicesDep, base_url
+from proofmarket.api.deps import ServicesDep, base_url
 from proofmarket.api.schemas import Health, Price, ServiceManifest, ServiceModel
 from proofmarket.api.signed import describe
 from proofmarket.api.views import registry_listing
 from proofmarket.core.errors import ProofMarketError
 from proofmarket.core.settings import Settings
 from proofmarket.node.catalog import ServedModel
+from proofmarket.node.services import NodeServices
 from proofmarket.systems import ATTESTED_SYSTEM, PROVEN_SYSTEM, guarantee
 from proofmarket.systems.ezkl.bundle import BUNDLE_FORMAT, BUNDLE_VERSION
 

@@ -9,12 +9,13 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from proofmarket.api.deps import IdempotencyKey, NodeServices, ServicesDep
+from proofmarket.api.deps import IdempotencyKey, ServicesDep
 from proofmarket.api.schemas import JobPublic, ModelList, ModelPublic
 from proofmarket.api.security import AdminDep
 from proofmarket.api.uploads import UPLOAD_SCHEMA, prepare_upload
 from proofmarket.api.views import job_public, model_public, model_summary
 from proofmarket.core.errors import ProofMarketError, UsageError
+from proofmarket.node.services import NodeServices
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 log = logging.getLogger("proofmarket.models")

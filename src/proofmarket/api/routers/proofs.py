@@ -12,11 +12,12 @@ import json
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from proofmarket.api.deps import NodeServices, ServicesDep
+from proofmarket.api.deps import ServicesDep
 from proofmarket.api.routers.requests import escrow_of
 from proofmarket.api.security import Caller, CallerDep
 from proofmarket.core import jsonlimits
 from proofmarket.core.errors import ArtifactNotFound, JsonTooDeep, JsonTooLarge
+from proofmarket.node.services import NodeServices
 from proofmarket.payments.tickets import Settlement
 from proofmarket.store import validate_cid
 from proofmarket.systems.ezkl.bundle import BUNDLE_FORMAT

@@ -8,53 +8,31 @@ The escrow watcher runs in a background thread with the app (``PROOFMARKET_ESCRO
 
 from __future__ import annotations
 
-import threading
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, FastAPI, Path, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from proofmarket.api.access import AccessTokens
-from proofmarket.api.deps import NodeServices
 from proofmarket.api.errors import public_message
 from proofmarket.core.errors import EscrowUnavailable, Unauthorized
 from proofmarket.db import EscrowRequestRow
 from proofmarket.intake.escrow import EscrowService
+from proofmarket.intake.watcher import lazy_service, watcher_lifespan
+from proofmarket.node.access import AccessTokens
+from proofmarket.node.services import NodeServices
 from proofmarket.systems.ezkl.profile import SALT_BITS, SALT_ELEMENTS
-
-_lock = threading.Lock()
 
 
 def escrow_of(app: FastAPI) -> EscrowService | None:
     """The app's escrow service, built once (None when the watcher is off or no market is deployed)."""
-    with _lock:
-        if not hasattr(app.state, "escrow"):
-            services: NodeServices = app.state.services
-            app.state.escrow = EscrowService.for_node(services.settings, services.db, services.workspace,
-                                                      services.registry)
-            if app.state.escrow is not None:
-                app.state.escrow.jobs = services.jobs  # one proving path: escrow proofs are jobs too
-        escrow: EscrowService | None = app.state.escrow
-        return escrow
+    services: NodeServices = app.state.services
+    # one proving path: escrow proofs are jobs of the node's queue too
+    return lazy_service(app, "escrow", lambda: EscrowService.for_node(
+        services.settings, services.db, services.workspace, services.registry, jobs=services.jobs))
 
 
-@asynccontextmanager
-async def escrow_lifespan(app: FastAPI) -> AsyncIterator[None]:
-    escrow = await run_in_threadpool(escrow_of, app)
-    if escrow is not None:
-        await run_in_threadpool(escrow.start)
-    try:
-        yield
-    finally:
-        if escrow is not None:
-            await run_in_threadpool(escrow.stop)
-
-
-router = APIRouter(prefix="/v1/requests", tags=["escrow"], lifespan=escrow_lifespan)
+router = APIRouter(prefix="/v1/requests", tags=["escrow"], lifespan=watcher_lifespan(escrow_of))
 
 RequestId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the on-chain request id")]
 RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -1,0 +1,104 @@
+"""A proof system and a payment rail plugged in from the tests folder alone (issue 21's recipe): one paid call runs
+through HTTP, the engine, the rail's capture, /v1/jobs and /v1/calls, metrics, and the SDK's verification dispatch."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from toy_plugins import TOY, TOY_SPEC, ToyRail, compile_toy
+
+from proofmarket.api import create_app
+from proofmarket.core.errors import BundleError, VerificationFailed
+from proofmarket.core.settings import Settings
+from proofmarket.sdk.client import Client
+from proofmarket.systems import registry
+
+ADMIN = "toy-admin-token-0123456789abcdef"
+PRICE = 5
+
+
+@pytest.fixture
+def toy_registered() -> Iterator[None]:
+    registry.register(TOY_SPEC)
+    try:
+        yield
+    finally:
+        registry.unregister(TOY)
+
+
+@pytest.fixture
+def node(tmp_path: Path, toy_registered: None) -> Iterator[tuple[TestClient, ToyRail, str]]:
+    settings = Settings(_env_file=None, home=tmp_path / "home", database_url=f"sqlite:///{tmp_path / 'n.db'}",  # type: ignore[call-arg]
+                        prover_workers=1, payments="off", admin_token=ADMIN)
+    rail = ToyRail({"alice": 100, "bob": 3})
+    app = create_app(settings, rails=[rail])
+    services = app.state.services
+    model_id = compile_toy(services.workspace.store, "summer")
+    services.catalog.register(model_id, price_atomic=PRICE, name="summer")
+    with TestClient(app) as client:
+        yield client, rail, model_id
+    services.close()
+
+
+def sdk(client: TestClient, tmp_path: Path) -> Client:
+    def send(request: httpx.Request) -> httpx.Response:
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "content-length"}
+        answer = client.request(request.method, str(request.url), headers=headers, content=request.read())
+        return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)
+
+    return Client("http://testserver", cache_dir=tmp_path / "sdk", transport=httpx.MockTransport(send))
+
+
+def test_a_paid_call_of_a_plugged_in_system_and_rail(node: tuple[TestClient, ToyRail, str], tmp_path: Path) -> None:
+    client, rail, model_id = node
+    url = f"/v1/models/{model_id}/infer"
+    bad = client.post(url, json={"values": "not numbers"}, headers={"X-Toy-Credit": "alice"})
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_input"  # the system's check
+    assert rail.settled == [] and rail.balances["alice"] == 100  # before any payment was looked at
+
+    answer = client.post(url, json={"values": [1, 2, 3.5]}, headers={"X-Toy-Credit": "alice"})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["output"] == [[6.5]] and body["mode"] == "toy" and body["system"] == TOY
+    assert body["guarantee"] == TOY_SPEC.guarantee and body["status"] == "settled"
+    assert body["payment"] == {"rail": "toy-credits", "payer": "alice", "amount": "15",
+                               "bundle_cid": body["bundle_cid"]}  # priced by the system: 3 values x 5
+    assert answer.headers["X-Toy-Charged"] == "15"  # the rail's headers, rebuilt at answer time
+    assert rail.balances["alice"] == 85 and len(rail.settled) == 1
+
+    poor = client.post(url, json={"values": [1]}, headers={"X-Toy-Credit": "bob"})
+    assert poor.status_code == 402 and poor.json()["error"]["code"] == "payment_insufficient_funds"
+
+    listed = client.get("/v1/jobs", params={"system": TOY}, headers={"Authorization": f"Bearer {ADMIN}"}).json()
+    [call] = listed["items"]
+    assert (call["id"], call["system"], call["rail"], call["status"]) == (body["job_id"], TOY, "toy-credits",
+                                                                           "settled")
+    assert call["result"]["output"] == [[6.5]]
+    same = client.get("/v1/calls", params={"rail": "toy-credits"}, headers={"Authorization": f"Bearer {ADMIN}"})
+    assert [c["id"] for c in same.json()["items"]] == [body["job_id"]]
+    assert client.get("/v1/jobs").status_code == 401  # every call: the admin's view only
+
+    metrics = client.get("/metrics").text
+    assert f'proofmarket_calls_total{{model="{model_id}",rail="toy-credits",status="settled",system="{TOY}"}} 1.0' \
+        in metrics
+
+    with sdk(client, tmp_path) as c:  # the SDK's verification dispatch finds the toy system in the registry
+        report = c.verify(body["bundle"])
+        assert report.valid and report.mode == "toy" and report.output == [[6.5]]
+        forged = copy.deepcopy(body["bundle"])
+        forged["output"]["values"] = [[7.0]]
+        with pytest.raises(VerificationFailed):
+            c.verify(forged)
+
+
+def test_an_unregistered_system_is_refused_not_read_as_another(tmp_path: Path) -> None:
+    doc: dict[str, Any] = {"format": "proofmarket/proof-bundle", "version": 1, "system": "nobody-v0",
+                           "model": {"id": "x"}, "input": {}, "output": {}}
+    with pytest.raises(BundleError, match="unknown proof system"):
+        registry.parse_bundle(doc)

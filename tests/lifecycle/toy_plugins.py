@@ -1,0 +1,162 @@
+"""A toy proof system and a toy payment rail, written against the ports only (nothing in src/ names them).
+
+The toy system "proves" that its output is the sum of its input by restating both with their hashes: anyone can
+recompute it (it stands in for a real system's verifier). The toy rail pays from prepaid credit balances named by
+an ``X-Toy-Credit`` header.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import uuid
+from collections.abc import Mapping
+from types import SimpleNamespace
+from typing import Any
+
+from proofmarket.core.errors import (
+    BundleError,
+    InputError,
+    PaymentInsufficientFunds,
+    PaymentRequired,
+    VerificationFailed,
+)
+from proofmarket.payments.port import Offer
+from proofmarket.payments.tickets import PaymentTicket, ProofOutcome, Settlement
+from proofmarket.store import ArtifactStore
+from proofmarket.systems.ezkl.verify import VerifyReport
+from proofmarket.systems.port import Events, Execution, SystemContext, SystemSpec
+
+TOY = "toy-sum-v1"
+BUNDLE_FORMAT = "proofmarket/proof-bundle"
+
+
+def digest(value: Any) -> str:
+    return "0x" + hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+
+
+def parse_manifest(doc: dict[str, Any]) -> SimpleNamespace:
+    if doc.get("system") != TOY or not isinstance(doc.get("name"), str):
+        raise BundleError("not a toy manifest")
+    return SimpleNamespace(system=TOY, mode="toy", name=doc["name"], public_cids=[])
+
+
+def parse_bundle(doc: dict[str, Any]) -> dict[str, Any]:
+    for key in ("model", "input", "output"):
+        if not isinstance(doc.get(key), dict):
+            raise BundleError(f"a toy bundle has a {key} section")
+    return doc
+
+
+def verify(bundle: dict[str, Any], store: ArtifactStore, **options: Any) -> VerifyReport:
+    values, output = bundle["input"]["values"], bundle["output"]["values"]
+    if output != [[float(sum(values))]]:
+        raise VerificationFailed("the toy output is not the sum of its input")
+    if bundle["input"]["commitment"] != digest(values) or bundle["output"]["hash"] != digest(output):
+        raise VerificationFailed("the toy bundle's hashes do not match its input and output")
+    if parse_manifest(store.get_json(bundle["model"]["id"])).system != TOY:
+        raise VerificationFailed("the bundle's model is not a toy model")
+    return VerifyReport(True, bundle["model"]["id"], output, "none", ["toy: the output is the input's sum"],
+                        mode="toy")
+
+
+class ToySystem:
+    system = TOY
+    mode = "toy"
+    per_worker = False
+
+    def __init__(self, context: SystemContext) -> None:
+        self.store = context.store
+        self.runs = 0
+
+    def check(self, model_id: str, request: dict[str, Any]) -> None:
+        values = (request.get("inputs") or {}).get("values")
+        if not isinstance(values, list) or not values or not all(isinstance(v, int | float) for v in values):
+            raise InputError("a toy model takes {\"values\": [numbers]}")
+
+    def price(self, model_id: str, request: dict[str, Any], listed_atomic: int) -> int:
+        return listed_atomic * len(request["inputs"]["values"])  # per value summed
+
+    def run(self, model_id: str, request: dict[str, Any], events: Events | None = None) -> Execution:
+        self.runs += 1
+        values = request["inputs"]["values"]
+        output = [[float(sum(values))]]
+        bundle = {"format": BUNDLE_FORMAT, "version": 1, "system": TOY, "mode": "toy", "model": {"id": model_id},
+                  "input": {"values": values, "commitment": digest(values)},
+                  "output": {"values": output, "hash": digest(output)}, "payment": None, "receipt": None}
+        return Execution(self.store.put_json(bundle), bundle, {"output": output})
+
+    def verify(self, bundle: Any, **options: Any) -> VerifyReport:
+        return verify(bundle, self.store)
+
+    def describe(self) -> dict[str, Any]:
+        return {"system": TOY, "mode": "toy"}
+
+    def warm(self) -> None:
+        return None
+
+    @property
+    def ready(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        return None
+
+
+TOY_SPEC = SystemSpec(system=TOY, mode="toy", guarantee="toy: the output is the sum of the input, recomputable",
+                      parse_manifest=parse_manifest, parse_bundle=parse_bundle, verify=verify, build=ToySystem)
+
+
+def compile_toy(store: ArtifactStore, name: str) -> str:
+    return store.put_json({"format": "proofmarket/toy-manifest", "system": TOY, "mode": "toy", "name": name})
+
+
+class ToyRail:
+    """Prepaid credits: ``X-Toy-Credit: <account>`` pays from that account's balance."""
+
+    name = "toy-credits"
+    HEADER = "X-Toy-Credit"
+
+    def __init__(self, balances: dict[str, int]) -> None:
+        self.balances = dict(balances)
+        self.settled: list[str] = []
+        self.released: list[str] = []
+        self._lock = threading.Lock()
+
+    def accepts(self, headers: Mapping[str, str]) -> bool:
+        return bool(headers.get(self.HEADER))
+
+    def describe(self) -> dict[str, Any]:
+        return {"toy": True}
+
+    def payer_of(self, headers: Mapping[str, str]) -> str | None:
+        return headers.get(self.HEADER)
+
+    def verify(self, headers: Mapping[str, str], offer: Offer) -> PaymentTicket | None:
+        account = headers.get(self.HEADER)
+        if not account or account not in self.balances:
+            raise PaymentRequired(f"this call costs {offer.price_atomic} toy credits: name a funded account")
+        return PaymentTicket(nonce=f"toy:{uuid.uuid4().hex}", amount_atomic=offer.price_atomic, payer=account,
+                             doc={"account": account})
+
+    def cover(self, ticket: PaymentTicket, held_atomic: int) -> None:
+        if self.balances[str(ticket.payer)] - held_atomic < ticket.amount_atomic:
+            raise PaymentInsufficientFunds("the toy account cannot cover this call")
+
+    def settle(self, ticket: PaymentTicket, proof: ProofOutcome) -> Settlement:
+        with self._lock:
+            if ticket.nonce not in self.settled:  # capture once per ticket
+                self.balances[str(ticket.payer)] -= ticket.amount_atomic
+                self.settled.append(ticket.nonce)
+        return Settlement(payment={"rail": self.name, "payer": ticket.payer, "amount": str(ticket.amount_atomic),
+                                   "bundle_cid": proof.bundle_cid}, receipt=None)
+
+    def follow(self, ticket: PaymentTicket, proof: ProofOutcome, tx_hash: str | None) -> Settlement | None:
+        return None
+
+    def release(self, ticket: PaymentTicket) -> None:
+        self.released.append(ticket.nonce)
+
+    def answer_headers(self, settlement: Settlement) -> dict[str, str]:
+        return {"X-Toy-Charged": str((settlement.payment or {}).get("amount", 0))}
