@@ -11,7 +11,7 @@ import pytest
 from pydantic import SecretStr
 
 from proofmarket.chain import ANVIL_DEV_KEYS, dev_account
-from proofmarket.cli.chain_cmds import _parse_salt
+from proofmarket.cli.common import parse_salt as _parse_salt
 from proofmarket.core.errors import ChainError, UsageError
 from proofmarket.market import MarketHome, RequestRecord, RoleAccounts, format_usdc, parse_price, parse_usdc
 

@@ -23,9 +23,9 @@ from typing import Annotated, Any
 
 import typer
 
-from proofmarket.cli.chain_cmds import HomeOpt, JsonOpt, _open, _tx
-from proofmarket.cli.output import emit_json, fail, out
-from proofmarket.core.errors import ProofMarketError, UsageError
+from proofmarket.cli.common import Run, checked_address, command, tx_json
+from proofmarket.cli.output import emit_json, out
+from proofmarket.core.errors import UsageError
 
 prover_app = typer.Typer(help="Prover: authorisation status, stake and unstake on the market.", no_args_is_help=True)
 admin_app = typer.Typer(help="Market admin: pause, platform fee, authorised provers, collected fees.",
@@ -38,29 +38,25 @@ def register(app: typer.Typer) -> None:
 
 
 # --- prover -------------------------------------------------------------------------------------
-@prover_app.command("status")
+@command(prover_app, "status")
 def prover_status(
+    run: Run,
     address: Annotated[str | None, typer.Argument(help="a prover address (default: this node's prover)")] = None,
-    as_json: JsonOpt = False,
-    home: HomeOpt = None,
 ) -> None:
     """Whether ADDRESS may fulfil requests: authorised, stake against the minimum, record."""
     from proofmarket.market import format_usdc
 
-    try:
-        with _open(home) as market:
-            who = address or market.accounts.prover.address
-            info = market.market.get_prover(who)
-            minimum = market.market.min_stake()
-            eligible = market.market.is_eligible(who)
-            agent = _agent(market, who)
-            court = market.court
-            court_stake = None if court is None else {"node": court.stake_of(who, validator=False),
-                                                       "validator": court.stake_of(who, validator=True),
-                                                       "node_min": court.params().node_min_stake}
-    except ProofMarketError as exc:
-        raise fail(exc, as_json) from exc
-    if as_json:
+    with run.market() as market:
+        who = address or market.accounts.prover.address
+        info = market.market.get_prover(who)
+        minimum = market.market.min_stake()
+        eligible = market.market.is_eligible(who)
+        agent = _agent(market, who)
+        court = market.court
+        court_stake = None if court is None else {"node": court.stake_of(who, validator=False),
+                                                   "validator": court.stake_of(who, validator=True),
+                                                   "node_min": court.params().node_min_stake}
+    if run.as_json:
         emit_json({"ok": True, "address": info.address, "authorized": info.authorized, "eligible": eligible,
                    "stake": info.stake, "min_stake": minimum, "pending_unstake": info.pending_unstake,
                    "unlock_at": info.unlock_at, "fulfilled": info.fulfilled, "failed": info.failed,
@@ -95,47 +91,39 @@ def _agent(market: Any, address: str) -> dict[str, Any] | None:
             "validation": registries.validation.summary(agent_id).to_json()}
 
 
-@prover_app.command("register-agent")
+@command(prover_app, "register-agent")
 def prover_register_agent(
+    run: Run,
     uri: Annotated[str, typer.Option("--uri", help="the agent's registration file, e.g. "
                                                    "https://node.example/.well-known/agent-registration.json")],
-    as_json: JsonOpt = False,
-    home: HomeOpt = None,
 ) -> None:
     """Register this node's prover account as an ERC-8004 agent (or update its registration file URL)."""
     if not uri.startswith(("https://", "http://", "ipfs://")):
-        raise fail(UsageError("--uri must be an https://, http:// or ipfs:// URL of the registration file"), as_json)
-    try:
-        with _open(home) as market:
-            agent_id, tx = market.register_agent(uri)
-            registry = market.erc8004.identity.registry_id()
-    except ProofMarketError as exc:
-        raise fail(exc, as_json) from exc
-    if as_json:
+        raise UsageError("--uri must be an https://, http:// or ipfs:// URL of the registration file")
+    with run.market() as market:
+        agent_id, tx = market.register_agent(uri)
+        registry = market.erc8004.identity.registry_id()
+    if run.as_json:
         emit_json({"ok": True, "agent_id": agent_id, "registry": registry, "uri": uri,
                    "tx": tx.tx_hash if tx else None})
         return
     out.print(f"agent {agent_id} on {registry}: {uri}" + (f" (tx {tx.tx_hash})" if tx else " (unchanged)"))
 
 
-@prover_app.command("stake")
+@command(prover_app, "stake")
 def prover_stake(
+    run: Run,
     amount: Annotated[str | None, typer.Argument(help="USDC to add (default: what the minimum still needs)")] = None,
-    as_json: JsonOpt = False,
-    home: HomeOpt = None,
 ) -> None:
     """Approve and stake AMOUNT USDC for the signing prover."""
     from proofmarket.market import format_usdc, parse_usdc
 
-    try:
-        with _open(home) as market:
-            prover = market.accounts.prover
-            atomic, tx = market.stake_prover(parse_usdc(amount, what="the stake") if amount is not None else None)
-            stake = market.market.get_prover(prover.address).stake
-    except ProofMarketError as exc:
-        raise fail(exc, as_json) from exc
-    if as_json:
-        emit_json({"ok": True, "address": prover.address, "added": atomic, "stake": stake, "tx": _tx(tx)})
+    with run.market() as market:
+        prover = market.accounts.prover
+        atomic, tx = market.stake_prover(parse_usdc(amount, what="the stake") if amount is not None else None)
+        stake = market.market.get_prover(prover.address).stake
+    if run.as_json:
+        emit_json({"ok": True, "address": prover.address, "added": atomic, "stake": stake, "tx": tx_json(tx)})
         return
     if tx is None:
         out.print(f"prover {prover.address} already stakes {format_usdc(stake)} USDC, the minimum: nothing added")
@@ -144,68 +132,58 @@ def prover_stake(
     out.print(f"  tx {tx.tx_hash} ({tx.gas_used:,} gas)")
 
 
-@prover_app.command("unstake")
+@command(prover_app, "unstake")
 def prover_unstake(
+    run: Run,
     amount: Annotated[str, typer.Argument(help="USDC to unstake")],
-    as_json: JsonOpt = False,
-    home: HomeOpt = None,
 ) -> None:
     """Start unstaking AMOUNT USDC; 'prover withdraw' takes it back once the unstake delay is over."""
     from proofmarket.market import format_usdc, parse_usdc
 
-    try:
-        with _open(home) as market:
-            prover = market.accounts.prover
-            tx = market.market.request_unstake(parse_usdc(amount, what="the amount"), prover)
-            info = market.market.get_prover(prover.address)
-    except ProofMarketError as exc:
-        raise fail(exc, as_json) from exc
-    if as_json:
+    with run.market() as market:
+        prover = market.accounts.prover
+        tx = market.market.request_unstake(parse_usdc(amount, what="the amount"), prover)
+        info = market.market.get_prover(prover.address)
+    if run.as_json:
         emit_json({"ok": True, "address": prover.address, "pending_unstake": info.pending_unstake,
-                   "unlock_at": info.unlock_at, "stake": info.stake, "tx": _tx(tx)})
+                   "unlock_at": info.unlock_at, "stake": info.stake, "tx": tx_json(tx)})
         return
     out.print(f"prover {prover.address}: unstaking {format_usdc(info.pending_unstake)} USDC, withdrawable from "
               f"{info.unlock_at}")
     out.print(f"  tx {tx.tx_hash} ({tx.gas_used:,} gas)")
 
 
-@prover_app.command("withdraw")
-def prover_withdraw(as_json: JsonOpt = False, home: HomeOpt = None) -> None:
+@command(prover_app, "withdraw")
+def prover_withdraw(run: Run) -> None:
     """Take back the unstaked amount once its delay is over."""
     from proofmarket.market import format_usdc
 
-    try:
-        with _open(home) as market:
-            prover = market.accounts.prover
-            pending = market.market.get_prover(prover.address).pending_unstake
-            if pending == 0:
-                raise UsageError("nothing is being unstaked: run 'proofmarket prover unstake AMOUNT' first")
-            tx = market.market.unstake(prover)
-    except ProofMarketError as exc:
-        raise fail(exc, as_json) from exc
-    if as_json:
-        emit_json({"ok": True, "address": prover.address, "withdrawn": pending, "tx": _tx(tx)})
+    with run.market() as market:
+        prover = market.accounts.prover
+        pending = market.market.get_prover(prover.address).pending_unstake
+        if pending == 0:
+            raise UsageError("nothing is being unstaked: run 'proofmarket prover unstake AMOUNT' first")
+        tx = market.market.unstake(prover)
+    if run.as_json:
+        emit_json({"ok": True, "address": prover.address, "withdrawn": pending, "tx": tx_json(tx)})
         return
     out.print(f"prover {prover.address}: withdrew {format_usdc(pending)} USDC (tx {tx.tx_hash})")
 
 
 # --- admin --------------------------------------------------------------------------------------
-@admin_app.command("status")
-def admin_status(as_json: JsonOpt = False, home: HomeOpt = None) -> None:
+@command(admin_app, "status")
+def admin_status(run: Run) -> None:
     """The market's settings: paused, platform fee, slash share, minimum stake, unstake delay, fees held."""
     from proofmarket.market import format_usdc
 
-    try:
-        with _open(home) as market:
-            m = market.market
-            state: dict[str, Any] = {"market": m.address, "paused": m.paused(),
-                                     "platform_fee_bps": m.platform_fee_bps(),
-                                     "slash_bps": m.slash_bps(), "min_stake": m.min_stake(),
-                                     "unstake_delay_s": m.unstake_delay(), "platform_balance": m.platform_balance(),
-                                     "requests": m.request_count()}
-    except ProofMarketError as exc:
-        raise fail(exc, as_json) from exc
-    if as_json:
+    with run.market() as market:
+        m = market.market
+        state: dict[str, Any] = {"market": m.address, "paused": m.paused(),
+                                 "platform_fee_bps": m.platform_fee_bps(),
+                                 "slash_bps": m.slash_bps(), "min_stake": m.min_stake(),
+                                 "unstake_delay_s": m.unstake_delay(), "platform_balance": m.platform_balance(),
+                                 "requests": m.request_count()}
+    if run.as_json:
         emit_json({"ok": True, **state})
         return
     out.print(f"market {state['market']}: {'PAUSED' if state['paused'] else 'open'}, {state['requests']} requests")
@@ -214,8 +192,9 @@ def admin_status(as_json: JsonOpt = False, home: HomeOpt = None) -> None:
     out.print(f"  platform fees held {format_usdc(state['platform_balance'])} USDC")
 
 
-@admin_app.command("court")
+@command(admin_app, "court")
 def admin_court(
+    run: Run,
     window: Annotated[int | None, typer.Option(help="challenge window, seconds (60 s to 30 days)")] = None,
     vote_window: Annotated[int | None, typer.Option(help="vote window after a challenge, seconds")] = None,
     response_window: Annotated[int | None, typer.Option(help="time a node has to publish a bundle challenged "
@@ -236,8 +215,6 @@ def admin_court(
     validator_stake: Annotated[str | None, typer.Option(help="minimum validator stake, USDC")] = None,
     apply: Annotated[bool, typer.Option("--apply", help="apply the scheduled change once its delay passed "
                                                         "(anyone may)")] = False,
-    as_json: JsonOpt = False,
-    home: HomeOpt = None,
 ) -> None:
     """Show the AttestationCourt's settings; with options, schedule a change (admin): it applies after the
     court's fixed delay (``--apply``), to requests created after that; open requests keep theirs. The contract
@@ -256,22 +233,19 @@ def admin_court(
         if value is not None:
             changes[name] = parse_usdc(value, what=name)
     tx = None
-    try:
-        with _open(home) as market:
-            court = market.court
-            if court is None:
-                raise UsageError("this market's deployment has no AttestationCourt: run 'proofmarket chain deploy'")
-            if changes:
-                tx = court.schedule_params(replace(court.params(), **changes), market.accounts.admin)
-            elif apply:
-                tx = court.apply_params(market.accounts.admin)
-            params, eta, delay = court.params(), court.pending_params_eta(), court.params_delay()
-            address = court.address
-    except ProofMarketError as exc:
-        raise fail(exc, as_json) from exc
-    if as_json:
+    with run.market() as market:
+        court = market.court
+        if court is None:
+            raise UsageError("this market's deployment has no AttestationCourt: run 'proofmarket chain deploy'")
+        if changes:
+            tx = court.schedule_params(replace(court.params(), **changes), market.accounts.admin)
+        elif apply:
+            tx = court.apply_params(market.accounts.admin)
+        params, eta, delay = court.params(), court.pending_params_eta(), court.params_delay()
+        address = court.address
+    if run.as_json:
         emit_json({"ok": True, "court": address, **asdict(params), "params_delay_s": delay,
-                   "scheduled_eta": eta or None, "tx": _tx(tx) if tx else None})
+                   "scheduled_eta": eta or None, "tx": tx_json(tx) if tx else None})
         return
     out.print(f"court {address}: window {params.window} s, vote window {params.vote_window} s, response window "
               f"{params.response_window} s, quorum {params.quorum_bps} bps of the eligible stake, sample "
@@ -288,80 +262,65 @@ def admin_court(
         out.print(f"  applied in tx {tx.tx_hash}")
 
 
-@admin_app.command("authorize")
+@command(admin_app, "authorize")
 def admin_authorize(
+    run: Run,
     address: Annotated[str, typer.Argument(help="the prover's address")],
     revoke: Annotated[bool, typer.Option("--revoke", help="withdraw the authorisation instead")] = False,
-    as_json: JsonOpt = False,
-    home: HomeOpt = None,
 ) -> None:
     """Authorise ADDRESS to fulfil requests (it must also stake the minimum), or revoke it."""
-    _admin(lambda market: market.market.set_prover_authorized(_address(address), not revoke, market.accounts.admin),
-           f"{'revoked' if revoke else 'authorised'} prover {address}", as_json, home)
+    _admin(run, lambda market: market.market.set_prover_authorized(checked_address(address), not revoke,
+                                                                  market.accounts.admin),
+           f"{'revoked' if revoke else 'authorised'} prover {address}")
 
 
-@admin_app.command("pause")
-def admin_pause(as_json: JsonOpt = False, home: HomeOpt = None) -> None:
+@command(admin_app, "pause")
+def admin_pause(run: Run) -> None:
     """Refuse new requests (open ones can still be fulfilled or refunded)."""
-    _admin(lambda market: market.market.pause(market.accounts.admin), "paused the market", as_json, home)
+    _admin(run, lambda market: market.market.pause(market.accounts.admin), "paused the market")
 
 
-@admin_app.command("unpause")
-def admin_unpause(as_json: JsonOpt = False, home: HomeOpt = None) -> None:
+@command(admin_app, "unpause")
+def admin_unpause(run: Run) -> None:
     """Accept new requests again."""
-    _admin(lambda market: market.market.unpause(market.accounts.admin), "unpaused the market", as_json, home)
+    _admin(run, lambda market: market.market.unpause(market.accounts.admin), "unpaused the market")
 
 
-@admin_app.command("fee")
+@command(admin_app, "fee")
 def admin_fee(
+    run: Run,
     bps: Annotated[int, typer.Argument(help="platform fee in basis points (100 = 1%; at most 1000)", min=0)],
-    as_json: JsonOpt = False,
-    home: HomeOpt = None,
 ) -> None:
     """Schedule a new platform fee for new requests (open requests keep theirs). It applies after the
     market's parameter delay ('admin apply'); on a market without delay (the devnet) at once."""
-    _admin(lambda market: market.change_params(platform_fee_bps=bps),
-           f"platform fee {bps} bps scheduled (applied at once when the market has no parameter delay)",
-           as_json, home)
+    _admin(run, lambda market: market.change_params(platform_fee_bps=bps),
+           f"platform fee {bps} bps scheduled (applied at once when the market has no parameter delay)")
 
 
-@admin_app.command("apply")
-def admin_apply(as_json: JsonOpt = False, home: HomeOpt = None) -> None:
+@command(admin_app, "apply")
+def admin_apply(run: Run) -> None:
     """Apply the scheduled parameter change once its delay has passed."""
-    _admin(lambda market: market.market.apply_params(market.accounts.admin), "applied the scheduled parameters",
-           as_json, home)
+    _admin(run, lambda market: market.market.apply_params(market.accounts.admin), "applied the scheduled parameters")
 
 
-@admin_app.command("withdraw-fees")
+@command(admin_app, "withdraw-fees")
 def admin_withdraw_fees(
+    run: Run,
     to: Annotated[str, typer.Argument(help="the address to send the fees to")],
     amount: Annotated[str, typer.Argument(help="USDC to send")],
-    as_json: JsonOpt = False,
-    home: HomeOpt = None,
 ) -> None:
     """Send AMOUNT USDC of the collected platform fees to TO."""
     from proofmarket.market import parse_usdc
 
-    _admin(lambda market: market.market.withdraw_platform(_address(to), parse_usdc(amount, what="the amount"),
-                                                          market.accounts.admin),
-           f"sent {amount} USDC of platform fees to {to}", as_json, home)
+    atomic = parse_usdc(amount, what="the amount")
+    _admin(run, lambda market: market.market.withdraw_platform(checked_address(to), atomic, market.accounts.admin),
+           f"sent {amount} USDC of platform fees to {to}")
 
 
-def _admin(action: Any, done: str, as_json: bool, home: Any) -> None:
-    try:
-        with _open(home) as market:
-            tx = action(market)
-    except ProofMarketError as exc:
-        raise fail(exc, as_json) from exc
-    if as_json:
-        emit_json({"ok": True, "done": done, "tx": _tx(tx)})
+def _admin(run: Run, action: Any, done: str) -> None:
+    with run.market() as market:
+        tx = action(market)
+    if run.as_json:
+        emit_json({"ok": True, "done": done, "tx": tx_json(tx)})
         return
     out.print(f"{done} (tx {tx.tx_hash}, {tx.gas_used:,} gas)")
-
-
-def _address(text: str) -> str:
-    from eth_utils import is_address, to_checksum_address
-
-    if not is_address(text):
-        raise UsageError(f"{text!r} is not an Ethereum address (0x and 40 hex digits)")
-    return str(to_checksum_address(text))

@@ -1,0 +1,115 @@
+"""CLI commands for model owners: list a compiled model on the registry, sell it or stop, change its price,
+and read what the market paid.
+
+    proofmarket model register MODEL_ID --price USDC [--owner-share BPS]
+    proofmarket model activate|deactivate MODEL_ID;  proofmarket model price MODEL_ID USDC
+    proofmarket earnings [--address ADDR]
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from proofmarket.cli.common import Run, checked_address, command, tx_json
+from proofmarket.cli.output import out
+
+model_app = typer.Typer(help="List compiled models on the market.", no_args_is_help=True)
+ModelIdArg = Annotated[str, typer.Argument(help="a model id you registered")]
+
+
+@command(model_app, "register")
+def model_register(
+    run: Run,
+    model_id: Annotated[str, typer.Argument(help="a model id printed by compile")],
+    price: Annotated[str, typer.Option("--price", help="price per inference in USDC, e.g. 0.25")],
+    owner_share: Annotated[int, typer.Option("--owner-share", help="owner's share of the price, basis points")]
+    = 7_000,
+    metadata: Annotated[str | None, typer.Option(help="metadata CID (default: the model id)")] = None,
+) -> None:
+    """Deploy the model's verifier (once) and list the model on the registry at PRICE."""
+    from proofmarket.market import format_usdc
+
+    with run.market() as market:
+        reg = market.register_model(model_id, price, owner_share, metadata_cid=metadata)
+    verifier = reg.verifier
+    run.done({"model_id": reg.model_id, "model_key": reg.model_key, "action": reg.action,
+              "owner": reg.owner, "verifier": reg.spec.verifier, "price": reg.spec.price,
+              "owner_share_bps": reg.spec.owner_share_bps, "proof_mode": int(reg.spec.proof_mode),
+              "input_instances": reg.spec.input_instances, "params_commitment": hex(reg.spec.params_commitment),
+              "verifier_gas": verifier.tx.gas_used if verifier and verifier.tx else None, "tx": tx_json(reg.tx)})
+    if run.as_json:
+        return
+    out.print(f"model {reg.model_id}: {reg.action}, price {format_usdc(reg.spec.price)} USDC, owner share "
+              f"{reg.spec.owner_share_bps} bps")
+    out.print(f"  model key {reg.model_key}, owner {reg.owner}")
+    if verifier is not None:
+        how = "reused" if verifier.reused else f"deployed ({verifier.tx.gas_used:,} gas)" if verifier.tx else ""
+        out.print(f"  verifier {verifier.address} {how}")
+    if reg.tx is not None:
+        out.print(f"  tx {reg.tx.tx_hash} ({reg.tx.gas_used:,} gas)")
+
+
+@command(model_app, "activate")
+def model_activate(run: Run, model_id: ModelIdArg) -> None:
+    """Sell the model again: nodes serving it take calls and escrow requests for it."""
+    _set_active(run, model_id, True)
+
+
+@command(model_app, "deactivate")
+def model_deactivate(run: Run, model_id: ModelIdArg) -> None:
+    """Stop selling the model: nodes answer model_inactive and the market takes no new requests for it
+    (open requests are still fulfilled or refunded)."""
+    _set_active(run, model_id, False)
+
+
+def _set_active(run: Run, model_id: str, active: bool) -> None:
+    with run.market() as market:
+        tx = market.set_active(model_id, active)
+        onchain = "0x" + market.onchain_id(model_id).hex()
+    state = "active" if active else "inactive"
+    run.done({"model_id": model_id, "onchain_id": onchain, "active": active, "changed": tx is not None,
+              "tx": tx_json(tx)},
+             f"model {model_id}: {state}" + ("" if tx is not None else " (no change)"),
+             *([f"  tx {tx.tx_hash} ({tx.gas_used:,} gas)"] if tx is not None else []))
+
+
+@command(model_app, "price")
+def model_price(
+    run: Run,
+    model_id: ModelIdArg,
+    price: Annotated[str, typer.Argument(help="new price per inference in USDC, e.g. 0.25")],
+) -> None:
+    """Change the model's price on the registry: nodes sell at it from their next call."""
+    from proofmarket.market import format_usdc
+
+    with run.market() as market:
+        atomic, tx = market.set_price(model_id, price)
+    run.done({"model_id": model_id, "price": atomic, "changed": tx is not None, "tx": tx_json(tx)},
+             f"model {model_id}: price {format_usdc(atomic)} USDC" + ("" if tx is not None else " (no change)"),
+             *([f"  tx {tx.tx_hash} ({tx.gas_used:,} gas)"] if tx is not None else []))
+
+
+def earnings_cmd(
+    run: Run,
+    address: Annotated[str | None, typer.Option(help="the owner or prover address (default: this owner account)")]
+    = None,
+    model: Annotated[list[str] | None, typer.Option(
+        "--model", help="also show x402 money not released yet for this model id (repeatable; default: every "
+                        "model compiled in HOME)")] = None,
+) -> None:
+    """What an owner or prover was paid on the market (escrow and x402 splits), and what is still held."""
+    from proofmarket.market import format_usdc
+
+    checked = checked_address(address) if address else None
+    with run.market() as market:
+        who = checked or market.accounts.owner.address
+        ids = model if model is not None else [str(m["id"]) for m in market.workspace.models()]
+        earned = market.earnings(who, ids)
+    run.done(earned.to_json(),
+             f"{earned.address}: earned {format_usdc(earned.earned)} USDC on this market, balance "
+             f"{format_usdc(earned.balance)} USDC",
+             *(f"  not released yet: {format_usdc(p['amount'])} USDC for {p['model_id']} in {p['splitter']}"
+               for p in earned.pending),
+             f"platform balance {format_usdc(earned.platform_balance)} USDC")
