@@ -56,6 +56,7 @@ bench: setup
 lint: setup
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 contracts: setup
 	node scripts/compile_contracts.js

@@ -69,7 +69,9 @@ def test_two_provers_prove_concurrent_jobs(mlp_store: tuple[Path, str], tmp_path
         assert row.status == JobStatus.PROVED, row.error_message
         assert row.bundle_cid is not None
         assert verify_bundle(store.get_json(row.bundle_cid), store).valid
-    assert all(p.worker.pid is None for p in provers)  # closed: no prover process left
+    for p in provers:  # the engine does not own the systems' processes: the node's SystemSet closes them
+        p.close()
+    assert all(p.worker.pid is None for p in provers)
 
 
 def test_compile_child_over_its_memory_cap_fails_with_compile_out_of_memory(tmp_path: Path) -> None:

@@ -165,14 +165,14 @@ def test_an_authorization_canceled_while_proving_releases_no_result(node: Served
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     runner = node.app.state.services.queue.runner
     proving, go = threading.Event(), threading.Event()
-    real = runner._prove
+    real = runner._execute
 
-    def held(job: Any, prover: Any) -> None:  # the proof waits until the payer has canceled
+    def held(job: Any, systems: Any, events: Any) -> Any:  # the proof waits until the payer has canceled
         proving.set()
         go.wait(60)
-        real(job, prover)
+        return real(job, systems, events)
 
-    monkeypatch.setattr(runner, "_prove", held)
+    monkeypatch.setattr(runner, "_execute", held)
     payment = pay(node.url, httpx, chain, mlp_id, payer)
     before = chain.balances(payer.address, payee.address)
     fresh = {"input_data": [[0.123, 0.456, 0.789, 0.1, 0.2, 0.3, 0.4, 0.5]]}  # never proved before: no cache hit

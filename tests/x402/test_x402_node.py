@@ -35,6 +35,7 @@ from proofmarket.market.accounts import DEV_ROLES
 from proofmarket.payments import verify_receipt
 from proofmarket.sdk.pay import nonce_of, payment_signature_header
 from proofmarket.store import canonical_json, cid_for_bytes
+from proofmarket.systems import PROVEN_SYSTEM
 from proofmarket.systems.ezkl.verify import pure_bundle_cid
 
 pytestmark = [pytest.mark.slow, pytest.mark.chain]
@@ -320,7 +321,7 @@ def test_a_prover_killed_mid_proof_leaves_the_job_failed_and_the_consumer_unchar
         tmp_path: Path) -> None:
     app = create_app(node_settings(node_home, tmp_path / "node.db", chain.rpc_url, chain.deployment_file))
     app.state.services.catalog.register(mlp_id, price_atomic=PRICE, owner=payee.address)
-    worker = app.state.services.queue.provers[0].worker
+    worker = app.state.services.queue.workers[0].get(PROVEN_SYSTEM).prover.worker
     before = chain.balances(payer.address, payee.address)
     with TestClient(app) as client:
         required = client.post(f"/v1/models/{mlp_id}/infer", json=mlp_input()).headers["PAYMENT-REQUIRED"]

@@ -81,3 +81,16 @@ def profile_for_network(network: str) -> ChainProfile | None:
 
 
 __all__ = ["ChainProfile", "DEVNET", "PROFILES", "profile_for", "profile_for_network", "profile_named"]
+
+
+def network_id(chain_id: int) -> str:
+    """CAIP-2 id of an EVM chain: ``eip155:<chainId>``."""
+    return f"{CAIP2_EVM}:{chain_id}"
+
+
+def chain_id_of(network: str) -> int:
+    """The chain id of an EVM CAIP-2 network id (``eip155:<chainId>``); ValueError for anything else."""
+    prefix, _, ref = network.partition(":")
+    if prefix != CAIP2_EVM or not ref.isdigit():
+        raise ValueError(f"{network!r} is not an EVM CAIP-2 network id (eip155:<chainId>)")
+    return int(ref)

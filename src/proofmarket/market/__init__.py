@@ -4,9 +4,9 @@
 ``refund`` commands are thin shells over it); ``devnet_up`` / ``devnet_down`` run the background devnet.
 """
 
+from proofmarket.chain.home import MarketHome, RequestRecord
 from proofmarket.core.units import format_usdc, parse_price, parse_usdc
 from proofmarket.market.accounts import RoleAccounts
-from proofmarket.market.home import MarketHome, RequestRecord
 from proofmarket.market.node import DevnetStatus, devnet_down, devnet_status, devnet_up
 from proofmarket.market.results import (
     FulfilResult,

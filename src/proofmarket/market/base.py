@@ -10,10 +10,10 @@ from eth_utils import keccak
 from proofmarket.chain import ChainClient, Deployment, model_id_for
 from proofmarket.chain.court import AttestationCourt
 from proofmarket.chain.erc8004 import Erc8004
+from proofmarket.chain.home import MarketHome
 from proofmarket.core.errors import ChainError, PaymentError, UsageError
 from proofmarket.core.units import format_usdc
 from proofmarket.market.accounts import RoleAccounts
-from proofmarket.market.home import MarketHome
 from proofmarket.market.registry_check import check_entry
 from proofmarket.systems.catalog import ModelCatalog
 from proofmarket.systems.ezkl.manifest import ModelManifest

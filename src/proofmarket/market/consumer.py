@@ -9,10 +9,10 @@ from typing import Any
 
 from proofmarket import models
 from proofmarket.chain.client import TxResult
+from proofmarket.chain.home import RequestRecord
 from proofmarket.chain.types import RequestSubmitted
 from proofmarket.core.errors import UsageError
 from proofmarket.market.base import MarketBase
-from proofmarket.market.home import RequestRecord
 from proofmarket.market.results import RefundResult, RequestReceipt
 from proofmarket.systems.attested import instances
 from proofmarket.systems.ezkl.commitment import input_commitment

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from proofmarket.chain.devkeys import DEVNET_CHAIN_ID
 from proofmarket.chain.devnet import Devnet, stop_detached
-from proofmarket.market.home import DevnetInfo, MarketHome
+from proofmarket.chain.home import DevnetInfo, MarketHome
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,11 @@ from proofmarket.chain import model_key
 from proofmarket.chain.artifacts import Artifact, load_artifact
 from proofmarket.chain.client import TxResult
 from proofmarket.chain.devkeys import DEVNET_CHAIN_ID
+from proofmarket.chain.home import VerifierRecord
 from proofmarket.chain.types import ModelSpec, RegisteredModel
 from proofmarket.core.errors import ChainError, UsageError
 from proofmarket.core.units import parse_price
 from proofmarket.market.base import MarketBase
-from proofmarket.market.home import VerifierRecord
 from proofmarket.market.results import Earnings, Registration, VerifierDeployment
 from proofmarket.market.spec import ATTESTED_VERIFIER, attested_spec, check_registrable, model_spec
 from proofmarket.systems.attested.instances import system_digest

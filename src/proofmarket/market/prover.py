@@ -8,11 +8,11 @@ from typing import Any
 from proofmarket import models
 from proofmarket.chain import model_key
 from proofmarket.chain.client import TxResult
+from proofmarket.chain.home import RequestRecord
 from proofmarket.chain.types import InferenceRequest, RequestStatus, Settlement
 from proofmarket.core.errors import ChainError
 from proofmarket.core.units import format_usdc
 from proofmarket.market.base import MarketBase
-from proofmarket.market.home import RequestRecord
 from proofmarket.market.results import FulfilResult, settlement_summary
 from proofmarket.systems.attested import instances
 from proofmarket.systems.attested.service import GenerateRequest

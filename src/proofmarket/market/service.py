@@ -24,11 +24,11 @@ from typing import Any
 from proofmarket.chain import ChainClient, MarketConfig, deploy, load_deployment
 from proofmarket.chain.deploy import is_live
 from proofmarket.chain.devkeys import DEVNET_CHAIN_ID
+from proofmarket.chain.home import MarketHome
 from proofmarket.core.errors import ChainError, ProofMarketError, RPCUnavailable, UsageError
 from proofmarket.core.settings import Settings
 from proofmarket.market.accounts import RoleAccounts
 from proofmarket.market.consumer import ConsumerRole
-from proofmarket.market.home import MarketHome
 from proofmarket.market.owner import OwnerRole
 from proofmarket.market.prover import ProverRole
 from proofmarket.systems.workspace import Workspace

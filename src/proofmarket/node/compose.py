@@ -101,13 +101,18 @@ def _payments(settings: Settings, ws: Workspace, model_repo: ModelRepo) -> Payme
     """Payments off: free calls. On: x402 through the gate (``payments/x402_rail.py``), paid to the model's owner."""
     if settings.payments == "off":
         return FreeAccess()
-    from proofmarket.payments.x402_rail import build_x402  # web3 and the x402 SDK load only when payments are on
+    from proofmarket.core.settings import X402Settings  # web3 and the x402 SDK load only when payments are on
+    from proofmarket.node.chain_setup import node_chain
+    from proofmarket.payments.x402_rail import build_x402, check_public_url, check_window
 
     def owner_of(model_id: str) -> str | None:
         row = model_repo.get(model_id)
         return row.owner if row is not None else None
 
-    return build_x402(settings, ws.store, owner_of)
+    extra = X402Settings()
+    check_public_url(settings)
+    check_window(extra)
+    return build_x402(node_chain(settings, extra), ws.store, owner_of, extra)
 
 
 def _listings(settings: Settings, ws: Workspace) -> Listings | None:

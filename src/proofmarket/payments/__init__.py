@@ -16,8 +16,8 @@ from proofmarket.payments.headers import (
     payment_response_header,
 )
 from proofmarket.payments.ledger import InMemoryNonceLedger, LedgerEntry, NonceLedger
-from proofmarket.payments.receipts import offer_receipt_extension, sign_receipt, verify_receipt
 from proofmarket.payments.types import Settlement, VerifiedPayment, payment_key
+from proofmarket.systems.receipts import offer_receipt_extension, sign_receipt, verify_receipt
 
 __all__ = [
     "PAYMENT_REQUIRED_HEADER",

@@ -23,22 +23,11 @@ from x402.mechanisms.evm.exact import register_exact_evm_facilitator
 
 from proofmarket.core import jsonlimits
 from proofmarket.core.errors import FacilitatorUnavailable, JsonTooDeep, JsonTooLarge
+from proofmarket.core.profiles import chain_id_of, network_id  # noqa: F401 (re-exported)
 
 __all__ = ["FacilitatorClientSync", "chain_id_of", "local_facilitator", "network_id", "remote_facilitator"]
 
 MAX_FACILITATOR_ANSWER = 1024 * 1024  # bytes: verify, settle and supported answers are a few hundred
-
-
-def network_id(chain_id: int) -> str:
-    """CAIP-2 id of an EVM chain: ``eip155:<chainId>``."""
-    return f"eip155:{chain_id}"
-
-
-def chain_id_of(network: str) -> int:
-    prefix, _, ref = network.partition(":")
-    if prefix != "eip155" or not ref.isdigit():
-        raise ValueError(f"{network!r} is not an EVM CAIP-2 network id (eip155:<chainId>)")
-    return int(ref)
 
 
 def local_facilitator(

@@ -22,8 +22,8 @@ from x402.http import (
 )
 from x402.schemas import SettleResponse
 
-from proofmarket.payments.receipts import offer_receipt_extension
 from proofmarket.payments.types import Settlement
+from proofmarket.systems.receipts import offer_receipt_extension
 
 __all__ = [
     "PAYMENT_REQUIRED_HEADER",

@@ -39,19 +39,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from eth_utils import is_address, to_checksum_address
 
 from proofmarket.chain.client import ChainClient
-from proofmarket.chain.deploy import deploy, is_live, load_deployment
-from proofmarket.chain.devkeys import DEVNET_CHAIN_ID, dev_account
-from proofmarket.core.errors import ChainError, PaymentError, PaymentInsufficientFunds, PaymentRequired, UsageError
+from proofmarket.core.errors import PaymentError, PaymentInsufficientFunds, PaymentRequired, UsageError
 from proofmarket.core.settings import Settings, X402Settings
-from proofmarket.market.accounts import DEV_ROLES, load_key
-from proofmarket.market.home import MarketHome
 from proofmarket.payments import PaymentGate, sign_receipt
 from proofmarket.payments.facilitators import network_id
 from proofmarket.payments.headers import PAYMENT_REQUIRED_HEADER, PAYMENT_SIGNATURE_HEADER, Discovery
@@ -63,9 +58,6 @@ from proofmarket.store import ArtifactStore
 
 log = logging.getLogger(__name__)
 
-# dev accounts on the devnet: receipts are signed by the prover role, settlement gas paid by a key that
-# nothing else sends from (two senders on one account would race for nonces)
-DEV_FACILITATOR_INDEX = 8
 ROUTE_TEMPLATE = "/v1/models/:model_id/infer"
 INPUT_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -233,16 +225,16 @@ def discovery() -> Discovery:
                      output_schema=OUTPUT_SCHEMA, body_type="json", route_template=ROUTE_TEMPLATE)
 
 
-def build_x402(settings: Settings, store: ArtifactStore, pay_to: Callable[[str], str | None],
-               extra: X402Settings | None = None) -> X402Payments:
-    """The node's payment port for ``PROOFMARKET_PAYMENTS=on``."""
-    extra = extra or X402Settings()
-    check_public_url(settings)
+def check_window(extra: X402Settings) -> None:
     if extra.payment_min_validity_s >= extra.payment_max_timeout_s:
         raise UsageError(f"PROOFMARKET_PAYMENT_MIN_VALIDITY_S ({extra.payment_min_validity_s}) must be below "
                          f"PROOFMARKET_PAYMENT_MAX_TIMEOUT_S ({extra.payment_max_timeout_s}): clients sign "
                          "validBefore = now + maxTimeoutSeconds")
-    chain = node_chain(settings, extra)
+
+
+def build_x402(chain: NodeChain, store: ArtifactStore, pay_to: Callable[[str], str | None],
+               extra: X402Settings) -> X402Payments:
+    """The x402 rail on ``chain`` (the node's client, USDC and accounts: ``node.chain_setup.node_chain``)."""
     chain_id = chain.client.chain_id
     window = {"max_timeout_seconds": extra.payment_max_timeout_s, "min_validity_seconds": extra.payment_min_validity_s}
     if extra.facilitator_url:
@@ -269,47 +261,5 @@ def check_public_url(settings: Settings) -> None:
                          api_host=settings.api_host)
 
 
-def node_chain(settings: Settings, extra: X402Settings) -> NodeChain:
-    rpc_url = settings.rpc_url or _devnet_rpc(settings.home)
-    client = ChainClient(rpc_url)
-    chain_id = client.chain_id
-    devnet = chain_id == DEVNET_CHAIN_ID
-    key = extra.node_key or settings.private_key
-    if key is not None:
-        node = load_key(key, chain_id)
-    elif devnet:
-        node = dev_account(DEV_ROLES["prover"], chain_id)
-    else:
-        raise UsageError(f"chain id {chain_id} is not the devnet: set PROOFMARKET_NODE_KEY (the node's key signs "
-                         "receipts and settlements) to take payments")
-    facilitator = dev_account(DEV_FACILITATOR_INDEX, chain_id) if devnet and key is None else node
-    payee = extra.payee or (dev_account(DEV_ROLES["owner"], chain_id).address if devnet else node.address)
-    return NodeChain(client, rpc_url, _usdc(settings, extra, client), node, facilitator, payee)
-
-
-def _devnet_rpc(home: Path) -> str:
-    """The devnet of ``proofmarket chain up``; started in the background when none answers."""
-    from proofmarket.market.node import devnet_up
-
-    status = devnet_up(MarketHome(home))
-    assert status.info is not None
-    if status.changed:
-        log.info("started a devnet at %s (stop it with 'proofmarket chain down')", status.info.rpc_url)
-    return status.info.rpc_url
-
-
-def _usdc(settings: Settings, extra: X402Settings, client: ChainClient) -> str:
-    if extra.usdc_address:
-        return to_checksum_address(extra.usdc_address)
-    path = settings.deployment_file or MarketHome(settings.home).deployment_file(client.chain_id)
-    found = load_deployment(path)
-    if found is not None and is_live(client, found):
-        return found.usdc
-    if client.chain_id != DEVNET_CHAIN_ID:
-        raise ChainError(f"no USDC token for chain id {client.chain_id}: set PROOFMARKET_USDC_ADDRESS or deploy "
-                         f"the market ({path})", chain_id=client.chain_id)
-    deployed = deploy(client, dev_account(DEV_ROLES["admin"], client.chain_id), path)  # TestUSDC, minted
-    return deployed.usdc
-
-
-__all__ = ["X402Payments", "X402Settings", "build_x402", "discovery", "node_chain"]
+__all__ = ["NodeChain", "X402Payments", "X402Settings", "build_x402", "check_public_url", "check_window",
+           "discovery"]

@@ -88,8 +88,8 @@ class _Chain:
 
 def _own_deployment(chain_id: int) -> Deployment:
     from proofmarket.chain.deploy import load_deployment
+    from proofmarket.chain.home import MarketHome
     from proofmarket.core.settings import Settings
-    from proofmarket.market.home import MarketHome
 
     settings = Settings()
     path = settings.deployment_file or MarketHome(settings.home).deployment_file(chain_id)

@@ -74,7 +74,7 @@ def pure_bundle_cid(bundle: ProofBundle) -> str:
 
 def check_receipt(bundle: ProofBundle) -> str:
     """A paid bundle's receipt: the node's EIP-712 signatures hold and it binds this very proof."""
-    from proofmarket.payments.receipts import verify_receipt  # eth-account: only for paid bundles
+    from proofmarket.systems.receipts import verify_receipt  # eth-account: only for paid bundles
 
     assert bundle.receipt is not None
     signer = verify_receipt(bundle.receipt)

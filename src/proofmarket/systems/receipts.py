@@ -26,7 +26,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import is_address, to_checksum_address
 
 from proofmarket.core.errors import VerificationFailed
-from proofmarket.payments.facilitators import chain_id_of
+from proofmarket.core.profiles import chain_id_of
 
 FORMAT = "proofmarket-receipt"
 FORMAT_VERSION = 1

@@ -1,0 +1,67 @@
+"""The chain a paid node runs on, set up by the composition root: its RPC (the devnet of ``proofmarket chain up``
+when none is named, started here if none runs), the USDC token (the deployment's; the devnet deploys TestUSDC), and
+the node's accounts (``PROOFMARKET_NODE_KEY``; dev accounts on the devnet only)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from eth_utils import to_checksum_address
+
+from proofmarket.chain.client import ChainClient
+from proofmarket.chain.deploy import deploy, is_live, load_deployment
+from proofmarket.chain.devkeys import DEVNET_CHAIN_ID, dev_account
+from proofmarket.chain.home import MarketHome
+from proofmarket.core.errors import ChainError, UsageError
+from proofmarket.core.settings import Settings, X402Settings
+from proofmarket.market.accounts import DEV_ROLES, load_key
+from proofmarket.payments.x402_rail import NodeChain
+
+log = logging.getLogger("proofmarket.node")
+# dev accounts on the devnet: receipts are signed by the prover role, settlement gas paid by a key that
+# nothing else sends from (two senders on one account would race for nonces)
+DEV_FACILITATOR_INDEX = 8
+
+
+def node_chain(settings: Settings, extra: X402Settings) -> NodeChain:
+    rpc_url = settings.rpc_url or _devnet_rpc(settings.home)
+    client = ChainClient(rpc_url)
+    chain_id = client.chain_id
+    devnet = chain_id == DEVNET_CHAIN_ID
+    key = extra.node_key or settings.private_key
+    if key is not None:
+        node = load_key(key, chain_id)
+    elif devnet:
+        node = dev_account(DEV_ROLES["prover"], chain_id)
+    else:
+        raise UsageError(f"chain id {chain_id} is not the devnet: set PROOFMARKET_NODE_KEY (the node's key signs "
+                         "receipts and settlements) to take payments")
+    facilitator = dev_account(DEV_FACILITATOR_INDEX, chain_id) if devnet and key is None else node
+    payee = extra.payee or (dev_account(DEV_ROLES["owner"], chain_id).address if devnet else node.address)
+    return NodeChain(client, rpc_url, _usdc(settings, extra, client), node, facilitator, payee)
+
+
+def _devnet_rpc(home: Path) -> str:
+    """The devnet of ``proofmarket chain up``; started in the background when none answers."""
+    from proofmarket.market.node import devnet_up
+
+    status = devnet_up(MarketHome(home))
+    assert status.info is not None
+    if status.changed:
+        log.info("started a devnet at %s (stop it with 'proofmarket chain down')", status.info.rpc_url)
+    return status.info.rpc_url
+
+
+def _usdc(settings: Settings, extra: X402Settings, client: ChainClient) -> str:
+    if extra.usdc_address:
+        return to_checksum_address(extra.usdc_address)
+    path = settings.deployment_file or MarketHome(settings.home).deployment_file(client.chain_id)
+    found = load_deployment(path)
+    if found is not None and is_live(client, found):
+        return found.usdc
+    if client.chain_id != DEVNET_CHAIN_ID:
+        raise ChainError(f"no USDC token for chain id {client.chain_id}: set PROOFMARKET_USDC_ADDRESS or deploy "
+                         f"the market ({path})", chain_id=client.chain_id)
+    deployed = deploy(client, dev_account(DEV_ROLES["admin"], client.chain_id), path)  # TestUSDC, minted
+    return deployed.usdc
