@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from proofmarket import __version__
+from proofmarket.cli.common import HomeOpt, JsonOpt, read_json
 from proofmarket.cli.output import console, emit_json, fail, out, progress_steps
 from proofmarket.core.errors import ProofMarketError, UsageError
 from proofmarket.core.settings import Settings
@@ -23,28 +24,16 @@ from proofmarket.systems.workspace import Workspace
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document on stdout (for scripts)")]
-HomeOpt = Annotated[Path | None, typer.Option("--home", envvar="PROOFMARKET_HOME",
-                                              help="data folder (default ~/.proofmarket)")]
 
 
 def _workspace(home: Path | None, *, inline_prover: bool = False) -> Workspace:
     return Workspace(Settings(home=home) if home else Settings(), inline_prover=inline_prover)
 
 
-def _read_json(path: Path, what: str) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise UsageError(f"{what} file {path} does not exist") from exc
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"{what} file {path} is not valid JSON ({exc})") from exc
-
-
 def _read_samples(path: Path, model: Path) -> Any:
     """A sample file as the document compile takes: JSON as is; .npy/.npz/.csv read against the model's inputs."""
     if path.suffix.lower() not in (".npy", ".npz", ".csv"):
-        return _read_json(path, "samples")
+        return read_json(path, "samples")
     from proofmarket import models
 
     try:
@@ -200,7 +189,7 @@ def prove_cmd(
     """Run MODEL_ID on INPUT, prove it, self-verify, and store the proof bundle."""
     ws = _workspace(home, inline_prover=True)  # one proof: no second process, no second EZKL import
     try:
-        doc = _read_json(input, "input")
+        doc = read_json(input, "input")
         if _attested_onnx(ws, model_id):
             _run_attested_onnx(ws, model_id, doc, out_path, as_json)
             return
@@ -273,7 +262,7 @@ def verify_cmd(
     artifact."""
     ws = _workspace(home)
     try:
-        doc = _read_json(bundle, "bundle")
+        doc = read_json(bundle, "bundle")
         if car:
             ws.import_car(car)
         report = ws.verify(doc, reexecute=reexecute, model_dir=model_dir, threads=threads)

@@ -38,11 +38,12 @@ def register(app: typer.Typer) -> None:
 
 
 # --- prover -------------------------------------------------------------------------------------
+ProverArg = Annotated[str | None, typer.Argument(help="a prover address (default: this node's prover)")]
+StakeArg = Annotated[str | None, typer.Argument(help="USDC to add (default: what the minimum still needs)")]
+
+
 @command(prover_app, "status")
-def prover_status(
-    run: Run,
-    address: Annotated[str | None, typer.Argument(help="a prover address (default: this node's prover)")] = None,
-) -> None:
+def prover_status(run: Run, address: ProverArg = None) -> None:
     """Whether ADDRESS may fulfil requests: authorised, stake against the minimum, record."""
     from proofmarket.market import format_usdc
 
@@ -111,10 +112,7 @@ def prover_register_agent(
 
 
 @command(prover_app, "stake")
-def prover_stake(
-    run: Run,
-    amount: Annotated[str | None, typer.Argument(help="USDC to add (default: what the minimum still needs)")] = None,
-) -> None:
+def prover_stake(run: Run, amount: StakeArg = None) -> None:
     """Approve and stake AMOUNT USDC for the signing prover."""
     from proofmarket.market import format_usdc, parse_usdc
 
