@@ -1,0 +1,94 @@
+"""The SDK's checks on chain, with the caller's own RPC (never the node's word): a node's registry listing and
+its ERC-8004 identity, and feedback on the ERC-8004 ReputationRegistry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from proofmarket.core.errors import PaymentRequired, RegistryMismatch
+from proofmarket.sdk.transport import NodeSession
+from proofmarket.store import LocalStore
+
+
+class OnChainChecks(NodeSession):
+    def agent(self) -> dict[str, Any]:
+        """The node's ERC-8004 registration file (``/.well-known/agent-registration.json``)."""
+        return dict(self._json(self._get("/.well-known/agent-registration.json")))
+
+    def give_feedback(self, rpc_url: str, value: int, *, decimals: int = 0, tag1: str = "inference", tag2: str = "",
+                      feedback_uri: str = "", feedback_hash: bytes | None = None) -> dict[str, Any]:
+        """Rate the node on the ERC-8004 ReputationRegistry with this client's account, after a call (e.g.
+        ``value=100, tag2=result.mode, feedback_uri="ipfs://" + result.bundle_cid``). The agent id comes from the
+        node's registration file, the registries' addresses from its service document, and both are checked on
+        chain (``rpc_url``, yours): the agent's identity registry is the reputation registry's. Returns
+        ``{agent_id, tx, summary}``."""
+        from proofmarket.chain.client import ChainClient
+        from proofmarket.chain.erc8004 import IdentityRegistry, ReputationRegistry
+
+        if self.account is None:
+            raise PaymentRequired("feedback is a transaction: create the Client with an account")
+        registrations = self.agent().get("registrations") or []
+        if not registrations:
+            raise RegistryMismatch("the node has no ERC-8004 agent identity to rate", field="registrations")
+        agent_id = int(registrations[0]["agentId"])
+        _, chain_id, identity_address = str(registrations[0]["agentRegistry"]).split(":")
+        chain = (self._json(self._get("/.well-known/ai-service.json")).get("chain") or {})
+        addresses = chain.get("erc8004") or {}
+        client = ChainClient(rpc_url)
+        if client.chain_id != int(chain_id) or "ReputationRegistry" not in addresses:
+            raise RegistryMismatch("the node's ERC-8004 registries are not on this RPC's chain", field="chain_id")
+        reputation = ReputationRegistry(client, addresses["ReputationRegistry"])
+        if str(reputation._call("getIdentityRegistry")).lower() != identity_address.lower():
+            raise RegistryMismatch("the node's reputation registry is not bound to its identity registry",
+                                   field="identity_registry")
+        IdentityRegistry(client, identity_address).owner_of(agent_id)  # the agent exists (reverts otherwise)
+        tx = reputation.give_feedback(agent_id, value, self.account, decimals=decimals, tag1=tag1, tag2=tag2,
+                                      endpoint=self.base_url, feedback_uri=feedback_uri,
+                                      feedback_hash=feedback_hash or b"\x00" * 32)
+        return {"agent_id": agent_id, "tx": tx.tx_hash, "summary": reputation.summary(agent_id).to_json()}
+
+    def check_listing(self, model_id: str, rpc_url: str) -> dict[str, Any]:
+        """Check on chain (your RPC, not the node's word) that the node sells ``model_id`` on its registry
+        listing: the chain id, ``modelIdOf(owner, keccak256(CID))``, price, owner, verifier address and
+        active flag the node publishes are the registry's, and the verifier's code is the one compiled from
+        the model's manifest (its creation code, fetched by CID, run by ``eth_call``). Returns the listing;
+        raises ``RegistryMismatch`` naming the first field that differs."""
+        from eth_utils import keccak, to_checksum_address
+        from web3 import Web3
+
+        from proofmarket.chain.artifacts import load_artifact
+        from proofmarket.systems.ezkl.verify import load_manifest
+
+        doc = self.model(model_id)
+        listing = doc.get("registry")
+        if not listing or not listing.get("registered"):
+            raise RegistryMismatch(f"the node lists no registry entry for {model_id}", model_id=model_id,
+                                   field="registered")
+        w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
+        registry = w3.eth.contract(address=to_checksum_address(listing["registry"]),
+                                   abi=load_artifact("ModelRegistry").abi)
+        onchain_id = bytes.fromhex(str(listing["onchain_id"]).removeprefix("0x"))
+        owner, verifier, price, _share, _inputs, _count, active, _params = registry.functions.terms(onchain_id).call()
+        model = registry.functions.getModel(onchain_id).call()
+        store = LocalStore(self.cache_dir)
+        self._fetch_artifact(store, model_id)
+        manifest = load_manifest(store, model_id)
+        self._fetch_artifact(store, manifest.verifier.bytecode.cid)
+        creation = store.get(manifest.verifier.bytecode.cid).decode().strip().removeprefix("0x")
+        runtime = bytes(w3.eth.call({"data": "0x" + creation}))  # type: ignore[typeddict-item]
+        checks = {
+            "chain_id": (w3.eth.chain_id, listing["chain_id"]),
+            "onchain_id": (registry.functions.modelIdOf(owner, keccak(text=model_id)).call(), onchain_id),
+            "owner": (owner.lower(), str(listing["owner"]).lower()),
+            "price": (price, int(doc["price"]["atomic"])),
+            "verifier": (verifier.lower(), str((doc.get("verifier") or {}).get("address") or "").lower()),
+            "active": (active, bool(doc.get("active", True))),
+            "verifier_code": (keccak(bytes(w3.eth.get_code(verifier))), keccak(runtime)),
+            "verifier_codehash": (bytes(model[3]), keccak(runtime)),
+        }
+        for name, (chain_value, published) in checks.items():
+            if chain_value != published:
+                raise RegistryMismatch(f"the node's listing of {model_id} does not match the registry on chain: "
+                                       f"{name} differs", model_id=model_id, field=name)
+        return {**listing, "price_atomic": str(price), "active": active, "verifier": verifier}
+
