@@ -1,0 +1,206 @@
+"""The demo's run: a fresh devnet and market contracts, the sample MLP compiled and registered, a tiny attested
+LM committed, a node serving both, then the calls (``Steps``) and the report."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from pydantic import ValidationError
+
+from proofmarket.api import create_app
+from proofmarket.chain import Devnet, find_anvil
+from proofmarket.chain.devnet import free_port
+from proofmarket.core.errors import ProofMarketError
+from proofmarket.core.settings import Settings
+from proofmarket.demo.base import (
+    LM_PRICE_PER_1K,
+    OWNER_SHARE_BPS,
+    PRICE,
+    QUICK_CANDIDATE,
+    DemoError,
+    Report,
+    console,
+    knobs,
+    payments_mode,
+)
+from proofmarket.demo.steps import Steps
+from proofmarket.market import Market
+from proofmarket.samples import sample_meta, sample_path
+from proofmarket.systems.attested.tiny import build_tiny_lm
+from proofmarket.systems.ezkl.compiler import CompileOptions
+from proofmarket.systems.ezkl.profile import PrivacyProfile
+from proofmarket.systems.ezkl.srs import SrsProvider
+from proofmarket.systems.ezkl.tuning import Candidate
+from proofmarket.systems.workspace import Workspace
+
+
+def main() -> int:
+    try:
+        home = knobs().home.resolve()
+    except ValidationError as exc:
+        console.print(f"[bold red]demo failed[/]: bad PROOFMARKET_DEMO_* setting: {exc}")
+        return 2
+    watchdog = threading.Timer(knobs().timeout_s, _give_up)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        with tempfile.TemporaryDirectory(prefix="proofmarket-demo-") as tmp:
+            return Demo(home, Path(tmp)).run()
+    except (DemoError, ProofMarketError) as exc:
+        message = exc.message if isinstance(exc, ProofMarketError) else str(exc)
+        console.print(f"[bold red]demo failed[/]: {message}")
+        return exc.exit_code if isinstance(exc, ProofMarketError) else 1
+    except KeyboardInterrupt:
+        console.print("[bold red]demo interrupted[/]")
+        return 130
+    finally:
+        watchdog.cancel()
+
+
+def _give_up() -> None:
+    console.print(f"[bold red]demo failed[/]: still running after {knobs().timeout_s:.0f} s, giving up")
+    os._exit(1)
+
+
+class Demo(Steps):
+    def __init__(self, home: Path, tmp: Path) -> None:
+        self.home, self.tmp = home, tmp
+        self.report = Report()
+        self.stack = contextlib.ExitStack()
+
+    def run(self) -> int:
+        with self.stack:
+            return self._run()
+
+    # --- steps --------------------------------------------------------------------------------
+    def _run(self) -> int:
+        meta = sample_meta("mlp")
+        console.rule("proofmarket demo")
+        console.print(f"model:    sample 'mlp': {meta['description']}")
+        console.print(f"data:     {self.home}")
+
+        devnet = Devnet(self.tmp / "devnet", anvil=find_anvil())
+        self.step("start devnet", devnet.start, 60)
+        self.stack.callback(devnet.stop)
+        settings = Settings(home=self.home, rpc_url=devnet.rpc_url, database_url=f"sqlite:///{self.tmp / 'node.db'}",
+                            deployment_file=self.tmp / "deployment.json", payments=payments_mode(),
+                            prover_workers=1, escrow_watcher="on", escrow_confirmations=0, escrow_poll_s=0.25)
+        console.print(f"chain:    anvil at {devnet.rpc_url} (chain id 31337)")
+
+        ws = Workspace(settings)
+        self.stack.callback(ws.close)
+        market = self.step("deploy contracts", lambda: Market.deploy(workspace=ws), 120)
+        d = market.deployment
+        console.print(f"market:   InferenceMarket {d.market}, ModelRegistry {d.registry}, USDC {d.usdc}")
+
+        model_id = self.step("compile model", lambda: compile_sample(ws), 900)
+        m = ws.prover.model(model_id)[0]
+        console.print(f"compile:  {self.report.timings['compile model']:.1f} s -> model id {model_id} "
+                      f"(logrows {m.logrows}, SRS {m.srs.kind})")
+        registration = self.step("register model", lambda: market.register_model(model_id, PRICE, OWNER_SHARE_BPS),
+                                 120)
+        verifier = registration.verifier.address if registration.verifier else ""
+        if registration.tx:
+            self.report.txs["register model"] = registration.tx.tx_hash
+        if registration.verifier and registration.verifier.tx:
+            self.report.txs["deploy verifier"] = registration.verifier.tx.tx_hash
+        console.print(f"register: {PRICE} USDC per call, owner share {OWNER_SHARE_BPS / 100:.0f} %, "
+                      f"verifier {verifier}")
+
+        lm_id = self.step("commit attested LM", lambda: compile_lm(ws), 300)
+        lm = ws.attested.runtime.manifest(lm_id)
+        console.print(f"attested: {lm.name} ({lm.architecture}, {lm.weights.tensors} tensors) -> model id {lm_id}, "
+                      f"weights root {lm.weights.root[:18]}..., mode attested (no ZK proof)")
+
+        base_url = self.step("start node", lambda: self._start_node(settings, model_id, market, lm_id), 60)
+        console.print(f"node:     {base_url} (OpenAPI at {base_url}/docs), escrow watcher on")
+        agent_id, _ = self.step("register ERC-8004 agent", lambda: market.register_agent(
+            f"{base_url}/.well-known/agent-registration.json"), 60)
+        console.print(f"agent:    ERC-8004 agent {agent_id} on {market.erc8004.identity.registry_id()} "
+                      f"(registration file {base_url}/.well-known/agent-registration.json)")
+
+        self._paid_call(base_url, market, model_id, verifier)
+        self._escrow(base_url, market, model_id)
+        self._attested_call(base_url, market, lm_id)
+        self._court_call(base_url, market, lm_id)
+        self._print_report()
+        return 0
+
+    def _start_node(self, settings: Settings, model_id: str, market: Any, lm_id: str) -> str:
+
+        app = create_app(settings)
+        self.stack.callback(app.state.services.close)
+        app.state.services.catalog.register(model_id, price_atomic=market.registry.get_model(
+            market.onchain_id(model_id)).spec.price, owner=market.accounts.owner.address)
+        app.state.services.catalog.register(lm_id, price_atomic=LM_PRICE_PER_1K, owner=market.accounts.owner.address)
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                               lifespan="on"))
+        thread = threading.Thread(target=server.run, name="demo-node", daemon=True)
+        thread.start()
+
+        def stop() -> None:
+            server.should_exit = True
+            thread.join(30)
+
+        self.stack.callback(stop)
+        deadline = time.monotonic() + 45
+        while not server.started:
+            if not thread.is_alive():
+                raise DemoError("the node stopped while starting (see the log above)")
+            if time.monotonic() > deadline:
+                raise DemoError("the node did not start within 45 s")
+            time.sleep(0.05)
+        url = f"http://127.0.0.1:{port}"
+        while True:  # ready once its prover processes are up, so the paid call below measures a warm node
+            health = httpx.get(f"{url}/health", timeout=10)
+            if health.status_code != 200:
+                raise DemoError(f"the node's /health answered {health.status_code}: {health.text[:200]}")
+            if health.json()["provers_warm"] >= settings.prover_workers or time.monotonic() > deadline:
+                return url
+            time.sleep(0.05)
+
+    def _print_report(self) -> None:
+        console.rule("report")
+        for line in self.report.lines:
+            console.print(line)
+        console.print("modes:")
+        for name, verdict in self.report.modes:
+            console.print(f"  {name:<28} {verdict}")
+        console.print("transactions:")
+        for name, tx in self.report.txs.items():
+            console.print(f"  {name:<18} {tx}")
+        console.print("timings:")
+        for name, seconds in self.report.timings.items():
+            console.print(f"  {name:<24} {seconds:8.3f} s")
+        console.rule("done: everything shut down")
+
+
+def compile_sample(ws: Any) -> str:
+    samples = json.loads(sample_path("mlp", "samples").read_text())
+    if knobs().grid == "quick":
+        options = CompileOptions(profile=PrivacyProfile(), srs=SrsProvider(ws.settings.srs_dir),
+                                 candidates=[Candidate(*QUICK_CANDIDATE)])
+        result = ws.prover.compile(sample_path("mlp"), samples, options)
+    else:
+        result = ws.compile(sample_path("mlp"), samples, profile=PrivacyProfile())
+    model_id: str = result.model_id
+    return model_id
+
+
+def compile_lm(ws: Any) -> str:
+    """The sample attested model: a tiny Llama built offline and trained for a few seconds (kept in HOME)."""
+    folder = ws.settings.home / "tiny-llama"
+    if not (folder / "model.safetensors").is_file():
+        build_tiny_lm(folder, train_steps=150)
+    model_id: str = ws.compile_attested(folder, name="tiny-llama", max_tokens_cap=128)[0]
+    return model_id
