@@ -102,7 +102,8 @@ def prover_register_agent(
     if not uri.startswith(("https://", "http://", "ipfs://")):
         raise UsageError("--uri must be an https://, http:// or ipfs:// URL of the registration file")
     with run.market() as market:
-        agent_id, tx = market.register_agent(uri)
+        agent_id, tx = market.register_agent(uri)  # refused (chain_error) without ERC-8004 registries
+        assert market.erc8004 is not None
         registry = market.erc8004.identity.registry_id()
     if run.as_json:
         emit_json({"ok": True, "agent_id": agent_id, "registry": registry, "uri": uri,

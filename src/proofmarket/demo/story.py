@@ -125,6 +125,7 @@ class Demo(Steps):
         console.print(f"node:     {base_url} (OpenAPI at {base_url}/docs), escrow watcher on")
         agent_id, _ = self.step("register ERC-8004 agent", lambda: market.register_agent(
             f"{base_url}/.well-known/agent-registration.json"), 60)
+        assert market.erc8004 is not None  # register_agent refuses a deployment without the registries
         console.print(f"agent:    ERC-8004 agent {agent_id} on {market.erc8004.identity.registry_id()} "
                       f"(registration file {base_url}/.well-known/agent-registration.json)")
 
