@@ -32,9 +32,13 @@ job_token = APIKeyHeader(name=TOKEN_HEADER, auto_error=False, scheme_name="JobTo
                                      "its result and proof bundles")
 
 
-def on_devnet(settings: Settings) -> bool:
-    """No RPC URL configured means the local devnet (see ``Settings.rpc_url``)."""
-    return settings.rpc_url is None
+def known_devnet(settings: Settings) -> bool:
+    """The node's chain profile, as far as it is known without an RPC call, is the devnet: PROOFMARKET_CHAIN's
+    profile, else the devnet's when no RPC URL is set. An RPC URL without PROOFMARKET_CHAIN is a chain only
+    its answer names: start-up does not ask it, so it counts as off the devnet (the stricter rules apply)."""
+    if settings.chain is None and settings.rpc_url is not None:
+        return False
+    return settings.profile().is_devnet
 
 
 def is_loopback(host: str) -> bool:
@@ -52,7 +56,7 @@ def check_admin_token(settings: Settings) -> None:
     """Refuse to start with an empty, placeholder or short admin token (unset = uploads off) whenever others
     can reach the node: off the devnet, or listening on an address other than loopback."""
     token = settings.admin_token
-    if token is None or (on_devnet(settings) and is_loopback(settings.api_host)):
+    if token is None or (known_devnet(settings) and is_loopback(settings.api_host)):
         return
     value = token.get_secret_value().strip()
     if value.lower() in PLACEHOLDERS or len(value) < MIN_TOKEN_CHARS:

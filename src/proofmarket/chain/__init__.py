@@ -12,7 +12,7 @@ from proofmarket.chain.commitments import (
 )
 from proofmarket.chain.contracts import ModelRegistry, UsdcToken
 from proofmarket.chain.deploy import Deployment, MarketConfig, deploy, load_deployment
-from proofmarket.chain.devkeys import ANVIL_DEV_KEYS, DEVNET_CHAIN_ID, dev_account
+from proofmarket.chain.devkeys import ANVIL_DEV_KEYS, dev_account
 from proofmarket.chain.devnet import Devnet, advance_time, find_anvil, mine
 from proofmarket.chain.eip3009 import (
     SignedAuthorization,
@@ -38,7 +38,6 @@ from proofmarket.chain.watcher import ChainEvent, EventWatcher
 
 __all__ = [
     "ANVIL_DEV_KEYS",
-    "DEVNET_CHAIN_ID",
     "Artifact",
     "ChainClient",
     "ChainEvent",

@@ -21,9 +21,10 @@ from eth_account.signers.local import LocalAccount
 from proofmarket.chain.artifacts import load_artifact
 from proofmarket.chain.client import ChainClient
 from proofmarket.chain.contracts import ModelRegistry, UsdcToken
-from proofmarket.chain.devkeys import ANVIL_DEV_KEYS, DEVNET_CHAIN_ID, require_devnet
+from proofmarket.chain.devkeys import ANVIL_DEV_KEYS, require_devnet
 from proofmarket.chain.market import InferenceMarket
 from proofmarket.core.errors import ChainError
+from proofmarket.core.profiles import profile_for
 
 USDC_UNIT = 10**6
 FORMAT = "proofmarket/deployment"
@@ -198,7 +199,7 @@ def deploy(
     config = config or MarketConfig()
     delay = config.params_delay
     if delay is None:
-        delay = DEVNET_PARAMS_DELAY if client.chain_id == DEVNET_CHAIN_ID else DEFAULT_PARAMS_DELAY
+        delay = DEVNET_PARAMS_DELAY if profile_for(client.chain_id).is_devnet else DEFAULT_PARAMS_DELAY
     contracts: dict[str, Deployed] = {}
     if usdc is None:
         require_devnet(client.chain_id, "TestUSDC")
@@ -250,7 +251,7 @@ def court_source_hash() -> str:
 def _deploy_court(client: ChainClient, deployer: LocalAccount, usdc: str, registry: str,
                   erc8004: dict[str, str]) -> dict[str, Deployed]:
     """The AttestationCourt and the CourtValidator that answers ERC-8004 validations from its verdicts."""
-    devnet = client.chain_id == DEVNET_CHAIN_ID
+    devnet = profile_for(client.chain_id).is_devnet
     params, delay = (DEVNET_COURT_PARAMS, DEVNET_COURT_PARAMS_DELAY) if devnet else (COURT_PARAMS, COURT_PARAMS_DELAY)
     address, tx = client.deploy(load_artifact(COURT), deployer, usdc, registry, deployer.address, params, delay)
     validator, vtx = client.deploy(load_artifact("CourtValidator"), deployer, erc8004["ValidationRegistry"],

@@ -7,13 +7,14 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from eth_utils import to_checksum_address
+from eth_utils.address import to_checksum_address
 
 from proofmarket.chain.client import ChainClient
 from proofmarket.chain.deploy import deploy, is_live, load_deployment
-from proofmarket.chain.devkeys import DEVNET_CHAIN_ID, dev_account
+from proofmarket.chain.devkeys import dev_account
 from proofmarket.chain.home import MarketHome
 from proofmarket.core.errors import ChainError, UsageError
+from proofmarket.core.profiles import profile_for
 from proofmarket.core.settings import Settings, X402Settings
 from proofmarket.market.accounts import DEV_ROLES, load_key
 from proofmarket.payments.x402_rail import NodeChain
@@ -28,17 +29,17 @@ def node_chain(settings: Settings, extra: X402Settings) -> NodeChain:
     rpc_url = settings.rpc_url or _devnet_rpc(settings.home)
     client = ChainClient(rpc_url)
     chain_id = client.chain_id
-    devnet = chain_id == DEVNET_CHAIN_ID
+    dev_keys = settings.profile(chain_id).dev_keys_allowed  # also: PROOFMARKET_CHAIN agrees with the RPC
     key = extra.node_key or settings.private_key
     if key is not None:
         node = load_key(key, chain_id)
-    elif devnet:
+    elif dev_keys:
         node = dev_account(DEV_ROLES["prover"], chain_id)
     else:
         raise UsageError(f"chain id {chain_id} is not the devnet: set PROOFMARKET_NODE_KEY (the node's key signs "
                          "receipts and settlements) to take payments")
-    facilitator = dev_account(DEV_FACILITATOR_INDEX, chain_id) if devnet and key is None else node
-    payee = extra.payee or (dev_account(DEV_ROLES["owner"], chain_id).address if devnet else node.address)
+    facilitator = dev_account(DEV_FACILITATOR_INDEX, chain_id) if dev_keys and key is None else node
+    payee = extra.payee or (dev_account(DEV_ROLES["owner"], chain_id).address if dev_keys else node.address)
     return NodeChain(client, rpc_url, _usdc(settings, extra, client), node, facilitator, payee)
 
 
@@ -60,7 +61,7 @@ def _usdc(settings: Settings, extra: X402Settings, client: ChainClient) -> str:
     found = load_deployment(path)
     if found is not None and is_live(client, found):
         return found.usdc
-    if client.chain_id != DEVNET_CHAIN_ID:
+    if not profile_for(client.chain_id).is_devnet:
         raise ChainError(f"no USDC token for chain id {client.chain_id}: set PROOFMARKET_USDC_ADDRESS or deploy "
                          f"the market ({path})", chain_id=client.chain_id)
     deployed = deploy(client, dev_account(DEV_ROLES["admin"], client.chain_id), path)  # TestUSDC, minted

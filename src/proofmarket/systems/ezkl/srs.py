@@ -19,7 +19,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from proofmarket.core.errors import SRSError
+from proofmarket.core.errors import DevSrsRefused, SRSError
+from proofmarket.core.profiles import profile_for
 from proofmarket.store import cid_for_file, digest_of
 from proofmarket.systems.ezkl import ezkl_calls
 
@@ -117,12 +118,10 @@ class SrsProvider:
 
 
 def check_servable(srs_sha256: str, model_id: str, chain_id: int | None) -> None:
-    """A node paid on a chain other than the devnet serves only models on a pinned ceremony SRS: a dev SRS
-    lets whoever made it forge proofs. ``chain_id`` None: the node takes no payments (nothing refused)."""
-    from proofmarket.chain.devkeys import DEVNET_CHAIN_ID
-    from proofmarket.core.errors import DevSrsRefused
-
-    if chain_id is None or chain_id == DEVNET_CHAIN_ID or srs_kind(srs_sha256) == CEREMONY:
+    """A node paid on a chain whose profile does not allow dev SRS (every chain but the devnet) serves only
+    models on a pinned ceremony SRS: a dev SRS lets whoever made it forge proofs. ``chain_id`` None: the node
+    takes no payments (nothing refused)."""
+    if chain_id is None or profile_for(chain_id).dev_srs_allowed or srs_kind(srs_sha256) == CEREMONY:
         return
     raise DevSrsRefused(f"model {model_id} uses a dev SRS (its proofs can be forged): a node paid on chain {chain_id} "
                         "does not serve it; recompile it with a ceremony SRS (proofmarket compile --srs FILE)",
