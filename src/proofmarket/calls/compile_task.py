@@ -111,11 +111,23 @@ def _child(conn: Connection, settings: Settings, spec: dict[str, Any], parent_pi
         conn.send(("error", (exc.code, exc.message)))
     except MemoryError:
         conn.send(("error", (CompileOutOfMemory.code, _out_of_memory(settings.compile_memory_mb).message)))
+    except (ImportError, OSError) as exc:  # a library that could not be mapped under the cap is out of memory too
+        if settings.compile_memory_mb and _no_memory(exc):
+            conn.send(("error", (CompileOutOfMemory.code, _out_of_memory(settings.compile_memory_mb).message)))
+        else:
+            log.error("the compile of %s failed", spec.get("name"), exc_info=True)
+            conn.send(("error", ("proving_failed", f"the compile failed unexpectedly ({type(exc).__name__})")))
     except Exception as exc:  # a bug, not a refusal: the detail goes to the log only
         log.error("the compile of %s failed", spec.get("name"), exc_info=True)
         conn.send(("error", ("proving_failed", f"the compile failed unexpectedly ({type(exc).__name__})")))
     finally:
         conn.close()
+
+
+def _no_memory(exc: BaseException) -> bool:
+    """An ENOMEM in disguise: a shared library that could not be mapped, or an allocation refused by the kernel."""
+    text = str(exc).lower()
+    return getattr(exc, "errno", None) == 12 or "failed to map segment" in text or "cannot allocate memory" in text
 
 
 def _compile(settings: Settings, spec: dict[str, Any]) -> dict[str, Any]:

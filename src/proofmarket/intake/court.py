@@ -33,12 +33,13 @@ from proofmarket.chain.client import TxResult
 from proofmarket.chain.court import SETTLED, AttestationCourt, Commitment, CourtRequest, CourtValidator
 from proofmarket.core.errors import ContractReverted, CourtUnavailable, ProofMarketError
 from proofmarket.db import EscrowRepo, EscrowRequestRow, EscrowStatus
-from proofmarket.intake.watcher import ChainWatcher
+from proofmarket.intake.watcher import ChainWatcher, run_as_call
 from proofmarket.market import Market
 from proofmarket.market.validations import record_court
 from proofmarket.store.cid import digest_of
 from proofmarket.systems.attested import instances
 from proofmarket.systems.attested.service import GenerateRequest
+from proofmarket.systems.registry import ATTESTED_SYSTEM
 
 Ready = list[tuple[EscrowRequestRow, Commitment]]
 
@@ -51,14 +52,16 @@ class CourtService(ChainWatcher):
     unavailable = (CourtUnavailable,)
 
     def __init__(self, market: Market, repo: EscrowRepo, served: Callable[[], Iterable[str]], *,
-                 confirmations: int = 1, poll_s: float = 2.0, owner: str | None = None, batch_max: int = 32) -> None:
+                 confirmations: int = 1, poll_s: float = 2.0, owner: str | None = None, batch_max: int = 32,
+                 jobs: Any = None) -> None:
         court = market.deployment.court
         if court is None:
             raise CourtUnavailable("this market's deployment has no AttestationCourt: run 'proofmarket chain deploy'")
         self.court = AttestationCourt(market.client, court)
         validator = market.deployment.court_validator
         self.validator = None if validator is None else CourtValidator(market.client, validator)
-        super().__init__(market, repo, served, self.court, confirmations=confirmations, poll_s=poll_s, owner=owner)
+        super().__init__(market, repo, served, self.court, confirmations=confirmations, poll_s=poll_s, owner=owner,
+                         jobs=jobs)
         self.batch_max = max(1, min(batch_max, AttestationCourt.MAX_BATCH))
         self.committed: Counter | None = None  # Prometheus counters, once with_metrics() ran
         self.settled: Counter | None = None
@@ -218,7 +221,9 @@ class CourtService(ChainWatcher):
         onchain = self.court.get_request(row.request_id)
         if self._record_closed(row, onchain) is not None:
             return None
-        bundle, bundle_cid = self.market.generate_attested(row.model_id, doc)
+        bundle, bundle_cid = run_as_call(self.jobs, row.model_id, ATTESTED_SYSTEM, self.kind,
+                                         {"request_id": row.request_id, "request": doc},
+                                         lambda: self.market.generate_attested(row.model_id, doc))
         self.repo.proved(row.id, bundle_cid)
         return Commitment(row.request_id, instances.instances_of(bundle, doc), digest_of(bundle_cid))
 

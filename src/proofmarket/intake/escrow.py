@@ -37,7 +37,7 @@ from proofmarket.core.errors import (
 )
 from proofmarket.core.settings import Settings
 from proofmarket.db import Database, EscrowRepo, EscrowRequestRow, EscrowStatus
-from proofmarket.intake.watcher import CLOSED, MAX_ATTEMPTS, OPEN, ChainWatcher
+from proofmarket.intake.watcher import CLOSED, MAX_ATTEMPTS, OPEN, ChainWatcher, run_as_call
 from proofmarket.market import Market
 from proofmarket.market.results import settlement_summary
 from proofmarket.market.validations import record_escrow
@@ -45,6 +45,7 @@ from proofmarket.systems.attested import instances
 from proofmarket.systems.attested.service import GenerateRequest
 from proofmarket.systems.ezkl.bundle import ProofBundle
 from proofmarket.systems.ezkl.commitment import input_commitment
+from proofmarket.systems.registry import ATTESTED_SYSTEM, PROVEN_SYSTEM
 from proofmarket.systems.workspace import Workspace
 
 __all__ = ["CLOSED", "MAX_ATTEMPTS", "OPEN", "EscrowService"]
@@ -220,8 +221,11 @@ class EscrowService(ChainWatcher):
             self._close_failed(row, UseCourt.code, f"request {request_id}: attested requests are answered on "
                                "the AttestationCourt (refund this one after its deadline)")
             return 0
-        if attested:
-            bundle, bundle_cid = self.market.generate_attested(row.model_id, doc.get("inputs"))
+        if attested:  # signed by the prover account the model's AttestationVerifier names, on this thread
+            bundle, bundle_cid = run_as_call(
+                self.jobs, row.model_id, ATTESTED_SYSTEM, self.kind, {"request_id": request_id,
+                                                                      "request": doc.get("inputs")},
+                lambda: self.market.generate_attested(row.model_id, doc.get("inputs")))
             output: Any = bundle.output.text
         elif self.jobs is not None:  # the node's job queue: one proving path (metrics, limits, workers)
             bundle, bundle_cid = self._prove_as_job(row, doc)
@@ -249,7 +253,8 @@ class EscrowService(ChainWatcher):
         watcher finds the job of its attempt again by its key."""
         assert self.jobs is not None
         key = f"escrow:{self.chain_id}:{self.address.lower()}:{row.request_id}:{row.attempts}"
-        job, _ = self.jobs.submit_prove(row.model_id, doc.get("inputs"), key=key, salt=doc.get("salt"))
+        job, _ = self.jobs.submit_prove(row.model_id, doc.get("inputs"), key=key, salt=doc.get("salt"),
+                                        system=PROVEN_SYSTEM, rail=self.kind)
         wait = (self.proof_timeout_s or 600.0) + 120.0
         with contextlib.suppress(TimeoutError):  # still running: said below
             self.jobs.queue.watch(job.id).result(wait)

@@ -24,6 +24,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -37,6 +38,7 @@ from proofmarket.core.errors import ChainError, InputMismatch, ProofMarketError,
 from proofmarket.core.settings import Settings
 from proofmarket.db import Database, EscrowRepo, EscrowRequestRow, EscrowStatus, LeaseRepo, ModelRepo, SeenRequest
 from proofmarket.market import Market
+from proofmarket.systems.port import Execution
 from proofmarket.systems.workspace import Workspace
 
 MAX_ATTEMPTS = 3  # transient failures (RPC, a stopped prover) before a request is failed for good
@@ -56,8 +58,9 @@ class ChainWatcher(abc.ABC):
 
     def __init__(self, market: Market, repo: EscrowRepo, served: Callable[[], Iterable[str]], bound: BoundContract,
                  *, confirmations: int = 1, poll_s: float = 2.0, batch_size: int = 2_000,
-                 owner: str | None = None) -> None:
+                 owner: str | None = None, jobs: Any = None) -> None:
         self.market = market
+        self.jobs: Any = jobs  # the node's JobService: each answer is a call (rail escrow/court) in /v1/jobs
         self.repo = repo
         self.served = served
         # the registry listings served: model ids are namespaced by owner, so a squatter's listing of the
@@ -297,6 +300,31 @@ class ChainWatcher(abc.ABC):
     @abc.abstractmethod
     def work(self) -> int:
         """Answer the requests whose input came. Returns how many were settled or committed."""
+
+
+def run_as_call(jobs: Any, model_id: str, system: str, rail: str, request: dict[str, Any],
+                run: Callable[[], tuple[Any, str]]) -> tuple[Any, str]:
+    """Run a request's work as a call row of the node (``rail``: escrow or court; paid on chain, so nothing for the
+    runner to capture): listed in /v1/jobs, counted by system, rail and model, failed with its code. Without a
+    JobService (a watcher used outside a node) the work just runs."""
+    if jobs is None:
+        return run()
+    job = jobs.open_call(model_id, request, None, None, system=system, rail=rail)
+    started = time.perf_counter()
+    try:
+        bundle, cid = run()
+    except ProofMarketError as exc:
+        jobs.fail_call(job.id, exc.code, exc.message)
+        raise
+    except BaseException:
+        jobs.fail_call(job.id, "internal_error", "the work failed; the node's log has the details")
+        raise
+    doc = bundle if isinstance(bundle, dict) else bundle.to_doc()
+    output = (doc.get("output") or {})
+    result = {"output": output.get("values"), "text": output.get("text")}
+    jobs.finish_call(job.id, Execution(cid, bundle, {k: v for k, v in result.items() if v is not None}),
+                     time.perf_counter() - started)
+    return bundle, cid
 
 
 def lazy_service(app: Any, name: str, build: Callable[[], T | None]) -> T | None:

@@ -11,6 +11,8 @@ from proofmarket.calls import JobService
 from proofmarket.calls.queue import JobQueue
 from proofmarket.core.settings import Settings
 from proofmarket.db import Database
+from proofmarket.intake.court import CourtService
+from proofmarket.intake.escrow import EscrowService
 from proofmarket.node.access import AccessTokens
 from proofmarket.node.catalog import Catalog
 from proofmarket.payments.port import PaymentPort, Rails
@@ -32,6 +34,14 @@ class NodeServices:
     tokens: AccessTokens
     rails: Rails
     systems: SystemSet
+
+    def build_escrow(self) -> EscrowService | None:
+        """The escrow watcher (None when off, or auto and no market is deployed); its answers are calls too."""
+        return EscrowService.for_node(self.settings, self.db, self.workspace, self.registry, jobs=self.jobs)
+
+    def build_court(self) -> CourtService | None:
+        """The court watcher (None when off, or no AttestationCourt is deployed); its answers are calls too."""
+        return CourtService.for_node(self.settings, self.db, self.workspace, self.registry, jobs=self.jobs)
 
     @property
     def attested(self) -> Any:

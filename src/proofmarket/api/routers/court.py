@@ -34,8 +34,7 @@ from proofmarket.validator.protocol import ReplayCache, read_signer
 def court_of(app: FastAPI) -> CourtService | None:
     """The app's court watcher, built once (None when the watcher is off or no court is deployed)."""
     services: NodeServices = app.state.services
-    return lazy_service(app, "court", lambda: CourtService.for_node(services.settings, services.db,
-                                                                      services.workspace, services.registry))
+    return lazy_service(app, "court", services.build_court)  # built by the node: its answers are calls too
 
 
 router = APIRouter(prefix="/v1/court", tags=["court"], lifespan=watcher_lifespan(court_of))

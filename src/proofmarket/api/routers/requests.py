@@ -27,9 +27,7 @@ from proofmarket.systems.ezkl.profile import SALT_BITS, SALT_ELEMENTS
 def escrow_of(app: FastAPI) -> EscrowService | None:
     """The app's escrow service, built once (None when the watcher is off or no market is deployed)."""
     services: NodeServices = app.state.services
-    # one proving path: escrow proofs are jobs of the node's queue too
-    return lazy_service(app, "escrow", lambda: EscrowService.for_node(
-        services.settings, services.db, services.workspace, services.registry, jobs=services.jobs))
+    return lazy_service(app, "escrow", services.build_escrow)  # built by the node: its answers are calls too
 
 
 router = APIRouter(prefix="/v1/requests", tags=["escrow"], lifespan=watcher_lifespan(escrow_of))
