@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 
 from proofmarket.chain import ChainClient, Deployment, model_id_for
 from proofmarket.chain.court import AttestationCourt
@@ -75,7 +75,7 @@ class MarketBase:
     @property
     def erc8004(self) -> Any:
         """The deployment's ERC-8004 registries (``Erc8004``), or None when it has none (typed ``Any`` while
-        callers in cli/ and demo.py read it without a None check)."""
+        callers in cli/market_cmds.py and demo/story.py read it without a None check)."""
         addresses = self.deployment.erc8004
         return None if addresses is None else Erc8004.bind(self.client, addresses)
 

@@ -61,8 +61,9 @@ class ProverRole(MarketBase):
     def generate_attested(self, model_id: str, doc: Any) -> tuple[Any, str]:
         """Run an escrowed generate request and sign the bundle with the prover account (the attester the
         model's AttestationVerifier names)."""
-        return self.workspace.attested.runtime.generate(model_id, GenerateRequest.of(doc), self.accounts.prover,
-                                                        self.client.chain_id)
+        made: tuple[Any, str] = self.workspace.attested.runtime.generate(
+            model_id, GenerateRequest.of(doc), self.accounts.prover, self.client.chain_id)
+        return made
 
     def submit_attestation(self, request_id: int, bundle: Any, doc: Any, *, claim: bool = True) -> Settlement:
         """Send an attested bundle to ``fulfill``: its instances and the prover's signature over them."""
@@ -112,7 +113,8 @@ class ProverRole(MarketBase):
         registries = self.erc8004
         if registries is None:
             return None
-        return registries.identity.agent_minted_by(address or self.accounts.prover.address)
+        agent: int | None = registries.identity.agent_minted_by(address or self.accounts.prover.address)
+        return agent
 
     def register_agent(self, agent_uri: str) -> tuple[int, TxResult | None]:
         """Register the prover account as an ERC-8004 agent whose registration file is at ``agent_uri`` (once:
@@ -122,7 +124,8 @@ class ProverRole(MarketBase):
             raise ChainError("this market's deployment has no ERC-8004 registries: run 'proofmarket chain deploy'")
         known = self.agent_id()
         if known is None:
-            return registries.identity.register(agent_uri, self.accounts.prover)
+            registered: tuple[int, TxResult | None] = registries.identity.register(agent_uri, self.accounts.prover)
+            return registered
         if registries.identity.agent_uri(known) == agent_uri:
             return known, None
         return known, registries.identity.set_agent_uri(known, agent_uri, self.accounts.prover)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 
 from proofmarket.chain.artifacts import load_artifact
 from proofmarket.chain.commitments import model_key

@@ -17,7 +17,7 @@ from typing import Any
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 
 from proofmarket.core.errors import InputError
 from proofmarket.store import canonical_json
