@@ -85,6 +85,17 @@ def test_an_escrowed_generation_waits_for_its_window_on_the_court(env: EscrowEnv
     assert before["consumer"] - after["consumer"] == PRICE_UNITS
     assert after["owner"] == before["owner"]  # nothing is paid before the challenge window closed
     assert env.market.court.status(receipt.request_id) == "committed"
+    # the generation is a call of the node like any other: listed with its system and rail, counted in metrics
+    calls = node.app.state.services.jobs.jobs.recent(10, rail="court")  # type: ignore[attr-defined]
+    [call] = [c for c in calls if (c.input or {}).get("request_id") == receipt.request_id]
+    assert (call.system, call.status, call.bundle_cid) == ("proofmarket-attested-toploc-v1", "proved",
+                                                           bundle_cid_of(node, receipt.request_id))
+    assert f'model="{lm_id}",rail="court",status="proved"' in node.get("/metrics").text
+
+
+def bundle_cid_of(node: TestClient, request_id: int) -> str:
+    cid: str = node.get(f"/v1/court/{request_id}").json()["bundle_cid"]
+    return cid
 
 
 def test_an_attested_request_on_the_inference_market_is_sent_to_the_court(env: EscrowEnv, lm_id: str,
