@@ -68,7 +68,7 @@ class ModelLinks(BaseModel):
     generate: str | None = Field(default=None, description="attested models: POST here for generated text")
 
 
-Mode = Literal["proven", "attested"]
+Mode = str  # "proven" (EZKL), "attested", or the mode label of another registered proof system
 MODE_DESCRIPTION = ("proven: each output comes with a zero-knowledge proof (EZKL); attested: the node signs "
                     "commitments anyone with the weights can re-execute (not a proof)")
 

@@ -41,7 +41,7 @@ def model_links(model_id: str, mode: str = "proven", kind: str | None = None) ->
 
 def model_summary(model: ServedModel, prover: dict[str, Any] | None = None) -> ModelSummary:
     row, m = model.row, model.manifest
-    return ModelSummary(id=row.id, name=row.name, mode=model.mode,  # type: ignore[arg-type]
+    return ModelSummary(id=row.id, name=row.name, mode=model.mode,
                         price=Price.of(model.price_atomic), privacy=m.privacy["name"], owner=model.owner,
                         active=model.active, created_at=row.created_at,
                         links=model_links(row.id, model.mode, getattr(m, "kind", None)),

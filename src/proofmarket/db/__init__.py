@@ -1,16 +1,15 @@
 """The node's database: tables, repositories and migrations (SQLite by default, PostgreSQL by URL)."""
 
 from proofmarket.db.engine import Database
+from proofmarket.db.escrow_repo import EscrowRepo, SeenRequest
 from proofmarket.db.repo import (
     INTERRUPTED,
-    EscrowRepo,
     JobRepo,
     LeaseRepo,
     ModelRepo,
     NewJob,
     ProofCacheRepo,
     Recovery,
-    SeenRequest,
 )
 from proofmarket.db.tables import EscrowRequestRow, EscrowStatus, JobKind, JobRow, JobStatus, ModelRow
 

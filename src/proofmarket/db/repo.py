@@ -17,15 +17,12 @@ from sqlalchemy.exc import IntegrityError
 from proofmarket.core.errors import DuplicateJob
 from proofmarket.db.engine import Database
 from proofmarket.db.tables import (
-    EscrowRequestRow,
-    EscrowStatus,
     JobKind,
     JobRow,
     JobStatus,
     LeaseRow,
     ModelRow,
     ProofCacheRow,
-    WatcherCursorRow,
     utcnow,
 )
 
@@ -203,140 +200,6 @@ class JobRepo:
             res = s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.status.in_([f.value for f in from_]))
                             .values(**values))
             return bool(res.rowcount)  # type: ignore[attr-defined]
-
-
-@dataclass(frozen=True)
-class SeenRequest:
-    """An on-chain request (from its RequestCreated event or a ``getRequest`` read)."""
-
-    chain_id: int
-    market: str
-    request_id: int
-    model_id: str
-    commitment: str  # 0x-hex bytes32
-    consumer: str
-    amount: int
-    deadline: int
-    block_number: int | None = None
-    request_tx: str | None = None
-
-
-class EscrowRepo:
-    """Escrow requests seen on chain, one row per (chain, market, request id), and the watcher's cursor.
-
-    Every status change is a conditional update, so only one thread or process ever claims a request
-    for proving (``seen/input_received -> proving``)."""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
-    def seen(self, req: SeenRequest) -> EscrowRequestRow:
-        """Insert the request as ``seen`` unless a row exists (events are delivered at least once)."""
-        existing = self.get(req.chain_id, req.market, req.request_id)
-        if existing is not None:
-            return existing
-        now = utcnow()
-        row = EscrowRequestRow(chain_id=req.chain_id, market=req.market.lower(), request_id=req.request_id,
-                               model_id=req.model_id, status=EscrowStatus.SEEN.value, commitment=req.commitment,
-                               consumer=req.consumer, amount=req.amount, deadline=req.deadline,
-                               block_number=req.block_number, request_tx=req.request_tx, attempts=0,
-                               created_at=now, updated_at=now)
-        try:
-            with self.db.session() as s:
-                s.add(row)
-        except IntegrityError:  # another thread inserted it first
-            pass
-        found = self.get(req.chain_id, req.market, req.request_id)
-        assert found is not None
-        return found
-
-    def get(self, chain_id: int, market: str, request_id: int) -> EscrowRequestRow | None:
-        with self.db.session() as s:
-            return s.scalars(select(EscrowRequestRow).where(
-                EscrowRequestRow.chain_id == chain_id, EscrowRequestRow.market == market.lower(),
-                EscrowRequestRow.request_id == request_id)).first()
-
-    def with_status(self, chain_id: int, market: str, *statuses: EscrowStatus) -> list[EscrowRequestRow]:
-        with self.db.session() as s:
-            return list(s.scalars(select(EscrowRequestRow).where(*_in_status(chain_id, market, statuses))
-                                  .order_by(EscrowRequestRow.request_id)))
-
-    def count_with_status(self, chain_id: int, market: str, *statuses: EscrowStatus) -> int:
-        with self.db.session() as s:
-            return int(s.scalar(select(func.count()).select_from(EscrowRequestRow)
-                                .where(*_in_status(chain_id, market, statuses))) or 0)
-
-    def by_consumer(self, chain_id: int, consumer: str, limit: int = 20, offset: int = 0) -> list[EscrowRequestRow]:
-        """A consumer's escrow and court requests on one chain, newest first."""
-        with self.db.session() as s:
-            return list(s.scalars(select(EscrowRequestRow).where(
-                EscrowRequestRow.chain_id == chain_id, func.lower(EscrowRequestRow.consumer) == consumer.lower())
-                .order_by(EscrowRequestRow.created_at.desc(), EscrowRequestRow.id.desc()).offset(offset).limit(limit)))
-
-    def recent(self, chain_id: int, market: str, limit: int = 20) -> list[EscrowRequestRow]:
-        """The ``limit`` most recently seen requests of a market, newest first."""
-        with self.db.session() as s:
-            return list(s.scalars(select(EscrowRequestRow).where(
-                EscrowRequestRow.chain_id == chain_id, EscrowRequestRow.market == market.lower())
-                .order_by(EscrowRequestRow.created_at.desc(), EscrowRequestRow.id.desc()).limit(limit)))
-
-    def input_received(self, row_id: int, inputs: dict[str, Any]) -> bool:
-        """seen -> input_received with the consumer's input (and salt)."""
-        return self._move(row_id, [EscrowStatus.SEEN], status=EscrowStatus.INPUT_RECEIVED.value, inputs=inputs)
-
-    def claim(self, row_id: int) -> bool:
-        """input_received -> proving (one more attempt); False when someone else has it."""
-        return self._move(row_id, [EscrowStatus.INPUT_RECEIVED], status=EscrowStatus.PROVING.value,
-                          attempts=EscrowRequestRow.attempts + 1)
-
-    def release(self, row_id: int) -> bool:
-        """proving -> input_received: prove again later (after a restart, or a transient failure)."""
-        return self._move(row_id, [EscrowStatus.PROVING], status=EscrowStatus.INPUT_RECEIVED.value)
-
-    def proved(self, row_id: int, bundle_cid: str) -> bool:
-        return self._move(row_id, [EscrowStatus.PROVING], bundle_cid=bundle_cid)
-
-    # a final request forgets the consumer's input and salt (a hashed input is private): nothing needs them
-
-    def fulfilled(self, row_id: int, *, fulfil_tx: str | None, settlement: dict[str, Any]) -> bool:
-        return self._move(row_id, [EscrowStatus.SEEN, EscrowStatus.INPUT_RECEIVED, EscrowStatus.PROVING],
-                          status=EscrowStatus.FULFILLED.value, fulfil_tx=fulfil_tx, settlement=settlement,
-                          inputs=None)
-
-    def update_settlement(self, row_id: int, settlement: dict[str, Any]) -> bool:
-        """A fulfilled request's settlement as it moves on (an attested commitment: paid or slashed later)."""
-        return self._move(row_id, [EscrowStatus.FULFILLED], settlement=settlement)
-
-    def failed(self, row_id: int, code: str, message: str) -> bool:
-        return self._move(row_id, [EscrowStatus.SEEN, EscrowStatus.INPUT_RECEIVED, EscrowStatus.PROVING],
-                          status=EscrowStatus.FAILED.value, error_code=code, error_message=message[:4000],
-                          inputs=None)
-
-    def cursor(self, name: str) -> int | None:
-        with self.db.session() as s:
-            row = s.get(WatcherCursorRow, name)
-            return None if row is None else row.next_block
-
-    def save_cursor(self, name: str, next_block: int) -> None:
-        with self.db.session() as s:
-            row = s.get(WatcherCursorRow, name)
-            if row is None:
-                s.add(WatcherCursorRow(name=name, next_block=next_block, updated_at=utcnow()))
-            else:
-                row.next_block, row.updated_at = next_block, utcnow()
-
-    def _move(self, row_id: int, from_: list[EscrowStatus], **values: Any) -> bool:
-        with self.db.session() as s:
-            res = s.execute(update(EscrowRequestRow).where(
-                EscrowRequestRow.id == row_id, EscrowRequestRow.status.in_([f.value for f in from_]))
-                .values(updated_at=utcnow(), **values))
-            return bool(res.rowcount)  # type: ignore[attr-defined]
-
-
-def _in_status(chain_id: int, market: str, statuses: tuple[EscrowStatus, ...]) -> tuple[Any, ...]:
-    """The requests of one market (any address case) in one of ``statuses``."""
-    return (EscrowRequestRow.chain_id == chain_id, EscrowRequestRow.market == market.lower(),
-            EscrowRequestRow.status.in_([st.value for st in statuses]))
 
 
 class ProofCacheRepo:

@@ -53,7 +53,7 @@ def service_manifest(request: Request, services: ServicesDep) -> ServiceManifest
 def _service_model(m: ServedModel, base: str) -> ServiceModel:
     generates = m.mode == "attested" and getattr(m.manifest, "kind", None) == "causal-lm"
     link = f"{base}/v1/models/{m.row.id}/" + ("generate" if generates else "infer")
-    return ServiceModel(id=m.row.id, name=m.row.name, mode=m.mode, price=Price.of(m.price_atomic),  # type: ignore[arg-type]
+    return ServiceModel(id=m.row.id, name=m.row.name, mode=m.mode, price=Price.of(m.price_atomic),
                         privacy=m.manifest.privacy["name"], infer=None if generates else link,
                         generate=link if generates else None,
                         details=f"{base}/v1/models/{m.row.id}", active=m.active, registry=registry_listing(m))
