@@ -29,9 +29,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from proofmarket.chain.commitments import model_id_for
 from proofmarket.core.settings import Settings
 from proofmarket.core.units import format_usdc
-from proofmarket.demo import OWNER_SHARE_BPS, PRICE, Demo, _compile, _key
+from proofmarket.demo import OWNER_SHARE_BPS, PRICE, Demo, compile_sample
 from proofmarket.samples import sample_path
 
 RATIO_TARGET = 1.15
@@ -90,7 +91,7 @@ def fund_payers(market: Any, model_id: str, count: int, calls: int) -> list[Any]
     from eth_account import Account
     from eth_utils import keccak
 
-    price = market.registry.get_model(_key(model_id)).spec.price
+    price = market.registry.get_model(model_id_for(market.accounts.owner.address, model_id)).spec.price
     payers = [Account.from_key(keccak(PAYER_SEED + str(i).encode())) for i in range(count)]
     for i, payer in enumerate(payers):
         need = price * sum(split(calls, level)[i] for level in LEVELS if i < level)
@@ -192,7 +193,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         demo.stack.callback(ws.close)
         market = demo.step("deploy contracts", lambda: Market.deploy(workspace=ws), 120)
         log(f"compile the sample MLP ({'one candidate' if args.quick else 'default grid'})")
-        model_id = demo.step("compile model", lambda: _compile(ws), 1200)
+        model_id = demo.step("compile model", lambda: compile_sample(ws), 1200)
         logrows = ws.prover.model(model_id)[0].logrows
         log(f"model {model_id} (logrows {logrows}) in {demo.report.timings['compile model']:.1f} s; register")
         demo.step("register model", lambda: market.register_model(model_id, PRICE, OWNER_SHARE_BPS), 120)
