@@ -72,8 +72,8 @@ def signed_address(request: Request, purpose: str) -> str:
     if not NONCE.match(nonce):
         raise Unauthorized("X-Address-Nonce must be 16 to 64 letters or digits")
     try:
-        signer = Account.recover_message(encode_defunct(text=message(purpose, address, node, int(stamp), nonce)),
-                                         signature=signature)
+        signer = str(Account.recover_message(encode_defunct(text=message(purpose, address, node, int(stamp), nonce)),
+                                             signature=signature))
     except Exception:  # a malformed signature proves nothing
         raise Unauthorized("the address signature is not a valid EIP-191 signature") from None
     if signer.lower() != address.lower():

@@ -117,7 +117,7 @@ def parse_salt(text: str | None) -> list[int] | None:
 
 
 def checked_address(text: str) -> str:
-    from eth_utils import is_address, to_checksum_address
+    from eth_utils.address import is_address, to_checksum_address
 
     if not is_address(text):
         raise UsageError(f"{text!r} is not an Ethereum address (0x and 40 hex digits)")

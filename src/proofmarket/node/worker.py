@@ -44,13 +44,14 @@ def run_worker(settings: Settings, *, name: str | None = None, models: list[str]
     beat = Heartbeat(client, name, models, {"pid": os.getpid(), "host": socket.gethostname(), "warm": False,
                                             "ezkl": EZKL_VERSION, "models": models})
 
-    @app.task(name=TASK, bind=True, acks_late=True)
     def run_job(self: Any, job_id: str) -> None:
         beat.running(job_id)
         try:
             ctx.runner.run(job_id, ctx.worker, ctx.stop)
         finally:
             beat.running(None)
+
+    app.task(name=TASK, bind=True, acks_late=True)(run_job)  # registered by call: Celery's decorator is untyped
 
     try:
         ctx.worker.warm()

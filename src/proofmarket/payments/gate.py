@@ -28,7 +28,7 @@ import time
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
-from eth_utils import to_checksum_address
+from eth_utils.address import to_checksum_address
 from x402 import x402ResourceServerSync
 from x402.extensions.bazaar import bazaar_resource_server_extension
 from x402.http import FacilitatorClientSync
@@ -100,8 +100,9 @@ class PaymentGate(Settling):
         self._reader = TokenReader(chain, self.asset) if chain is not None else None
         self._facilitator = facilitator
         self._server = x402ResourceServerSync(facilitator)
-        # The SDK's own classes do not match its Protocol annotations exactly (payment_flows, key).
-        self._server.register(network, ExactEvmServerScheme())  # type: ignore[arg-type]
+        # The SDK's own classes do not match its Protocol annotations exactly (payment_flows, key), and the
+        # scheme's constructor is unannotated.
+        self._server.register(network, ExactEvmServerScheme())  # type: ignore[arg-type,no-untyped-call]
         self._server.register_extension(bazaar_resource_server_extension)  # type: ignore[arg-type]
         self._init_lock = threading.Lock()
         self._initialized = False

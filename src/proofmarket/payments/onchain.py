@@ -7,7 +7,7 @@ broadcast and bookkeeping). Both questions are plain reads of the EIP-3009 token
 
 from __future__ import annotations
 
-from eth_utils import to_checksum_address
+from eth_utils.address import to_checksum_address
 from web3.logs import DISCARD
 
 from proofmarket.chain.client import ChainClient

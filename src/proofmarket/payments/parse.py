@@ -11,7 +11,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from eth_utils import is_address, to_checksum_address
+from eth_utils.address import is_address, to_checksum_address
 from pydantic import ValidationError
 from x402.http import decode_payment_signature_header
 from x402.mechanisms.evm import ExactEIP3009Payload, hash_eip3009_authorization, verify_eoa_signature

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from eth_utils import to_checksum_address
+from eth_utils.address import to_checksum_address
 from x402 import x402ResourceServerSync
 from x402.mechanisms.evm.constants import ERR_SETTLEMENT_PENDING
 

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
-from eth_utils import is_address, to_checksum_address
+from eth_utils.address import is_address, to_checksum_address
 
 from proofmarket.chain.client import ChainClient
 from proofmarket.core.errors import PaymentError, PaymentInsufficientFunds, PaymentRequired, UsageError

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eth_utils import to_checksum_address
+from eth_utils.address import to_checksum_address
 
 from proofmarket import models
 from proofmarket.core.errors import AnswerMismatch, DevSrsRefused, ProofMarketError, UsageError

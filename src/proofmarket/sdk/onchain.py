@@ -53,7 +53,8 @@ class OnChainChecks(NodeSession):
         active flag the node publishes are the registry's, and the verifier's code is the one compiled from
         the model's manifest (its creation code, fetched by CID, run by ``eth_call``). Returns the listing;
         raises ``RegistryMismatch`` naming the first field that differs."""
-        from eth_utils import keccak, to_checksum_address
+        from eth_utils.address import to_checksum_address
+        from eth_utils.crypto import keccak
         from web3 import Web3
 
         from proofmarket.chain.artifacts import load_artifact

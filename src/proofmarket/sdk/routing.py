@@ -137,7 +137,7 @@ def _on_chain(http: httpx.Client, url: str, chain: _Chain, claimed: dict[str, An
 def _paid_reputation(chain: _Chain, market: Any, registries: Any, agent_id: int, prover: str) -> dict[str, Any]:
     """Feedback of the clients who paid ``prover`` on your market (fulfilled requests), weighted by what they
     paid: ``{count, average, clients, paid}``; ``count`` 0 when no paying client rated it."""
-    from eth_utils import to_checksum_address
+    from eth_utils.address import to_checksum_address
 
     event = market.contract.events.RequestFulfilled()
     start = chain.deployment.contracts["InferenceMarket"].block

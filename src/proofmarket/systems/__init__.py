@@ -8,7 +8,7 @@ still load and verify.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from proofmarket.store import ArtifactStore
 from proofmarket.systems.port import Execution, ProofSystem, SystemContext, SystemSpec
@@ -25,11 +25,14 @@ from proofmarket.systems.registry import (
     system_of,
 )
 
+if TYPE_CHECKING:
+    from proofmarket.systems.ezkl.verify import VerifyReport
+
 Mode = str
 
 
 def verify_bundle_any(doc: Any, store: ArtifactStore, *, reexecute: bool = False, model_dir: Path | None = None,
-                      work_dir: Path | None = None, threads: int | None = None) -> Any:
+                      work_dir: Path | None = None, threads: int | None = None) -> VerifyReport:
     """Verify a bundle of any registered system (``VerifyReport``). Proven: the ZK proof and everything around
     it. Attested: signature, hashes and bindings; with ``reexecute`` also one pass against every commitment."""
     from proofmarket.systems.registry import verify_bundle

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from proofmarket.core.settings import Settings
     from proofmarket.store import ArtifactStore
+    from proofmarket.systems.ezkl.verify import VerifyReport  # every system's verification reports this
 
 Events = Callable[[str, dict[str, Any]], None]  # (event, data): progress a caller may stream (tokens, chunks)
 
@@ -76,7 +77,7 @@ class ProofSystem(Protocol):
 
     def run(self, model_id: str, request: dict[str, Any], events: Events | None = None) -> Execution: ...
 
-    def verify(self, bundle: Any, **options: Any) -> Any: ...
+    def verify(self, bundle: Any, **options: Any) -> VerifyReport: ...
 
     def describe(self) -> dict[str, Any]: ...
 
@@ -99,7 +100,7 @@ class SystemSpec:
     guarantee: str
     parse_manifest: Callable[[dict[str, Any]], Any]
     parse_bundle: Callable[[dict[str, Any]], Any]
-    verify: Callable[..., Any]
+    verify: Callable[..., VerifyReport]
     build: Callable[[SystemContext], ProofSystem] | None = None
     listed_on_registry: bool = False  # sold on the on-chain ModelRegistry's terms (price, owner, verifier)
     generates: bool = False  # serves POST /generate (text generation, streamed token by token)

@@ -23,7 +23,7 @@ from typing import Any
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
-from eth_utils import is_address, to_checksum_address
+from eth_utils.address import is_address, to_checksum_address
 
 from proofmarket.core.errors import VerificationFailed
 from proofmarket.core.profiles import chain_id_of

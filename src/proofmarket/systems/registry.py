@@ -12,11 +12,14 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from proofmarket.core.errors import BundleError
 from proofmarket.systems.ezkl.bundle import BUNDLE_FORMAT
 from proofmarket.systems.port import ProofSystem, SystemContext, SystemSpec
+
+if TYPE_CHECKING:
+    from proofmarket.systems.ezkl.verify import VerifyReport
 
 PROVEN_SYSTEM = "ezkl-halo2-kzg-bn254"
 ATTESTED_SYSTEM = "proofmarket-attested-toploc-v1"
@@ -110,7 +113,7 @@ def parse_bundle(doc: Any) -> Any:
     return spec_of(doc).parse_bundle(doc)
 
 
-def verify_bundle(doc: Any, store: Any, **options: Any) -> Any:
+def verify_bundle(doc: Any, store: Any, **options: Any) -> VerifyReport:
     """Verify a bundle of any registered system (a ``VerifyReport``; ``VerificationFailed`` when it does not hold)."""
     bundle = parse_bundle(doc) if isinstance(doc, dict) else doc
     return spec_of(bundle).verify(bundle, store, **options)

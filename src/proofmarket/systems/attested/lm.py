@@ -121,7 +121,7 @@ class CausalLM:
                               f"{str(exc).splitlines()[0]}") from exc
         except (OSError, KeyError) as exc:
             raise ModelFilesMissing(f"{model_dir.name} does not load: {str(exc).splitlines()[0]}") from exc
-        self.model.eval()
+        self.model.train(False)  # inference mode: what eval() does (transformers leaves eval unannotated)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True, trust_remote_code=False)
         except (OSError, ValueError) as exc:

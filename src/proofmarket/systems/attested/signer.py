@@ -21,10 +21,15 @@ def node_signer(settings: Settings) -> LocalAccount:
     raw = node_key.get_secret_value() if node_key is not None else None
     if raw:
         try:
-            return Account.from_key(raw.strip())
+            return _account(raw.strip())
         except Exception as exc:
             raise UsageError("PROOFMARKET_NODE_KEY is not a valid private key (32 bytes, hex)") from exc
-    return Account.from_key(_key_file(settings.home / KEY_FILE))
+    return _account(_key_file(settings.home / KEY_FILE))
+
+
+def _account(key: str) -> LocalAccount:
+    account: LocalAccount = Account.from_key(key)  # from_key is an untyped combomethod in eth_account's stubs
+    return account
 
 
 def _key_file(path: Path) -> str:

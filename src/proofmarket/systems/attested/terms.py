@@ -3,6 +3,7 @@ reaching for a hub), a generate request, and a model directory rebuilt from the 
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import shutil
@@ -31,8 +32,8 @@ def load_lm() -> Any:
     try:
         from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()
-        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # unannotated in transformers
+        hf_logging.set_verbosity(logging.ERROR)
     except ImportError:  # pragma: no cover
         pass
     return lm
