@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from proofmarket.chain.devkeys import DEVNET_CHAIN_ID
 from proofmarket.chain.devnet import Devnet, stop_detached
 from proofmarket.chain.home import DevnetInfo, MarketHome
+from proofmarket.core.profiles import DEVNET
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ def devnet_up(home: MarketHome, *, port: int | None = None) -> DevnetStatus:
     if status.info is not None:  # recorded but dead or hung: make sure it is gone before reusing its state
         _stop(status.info)
     net = Devnet(home.devnet_dir, port=port).start()
-    info = DevnetInfo(net.rpc_url, net.detach(), DEVNET_CHAIN_ID, str(home.devnet_dir),
+    info = DevnetInfo(net.rpc_url, net.detach(), DEVNET.chain_id, str(home.devnet_dir),
                       datetime.now(UTC).isoformat(timespec="seconds"))
     home.save_devnet(info)
     return DevnetStatus(info, True, changed=True)

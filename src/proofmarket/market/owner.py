@@ -10,10 +10,10 @@ from typing import Any
 from proofmarket.chain import model_key
 from proofmarket.chain.artifacts import Artifact, load_artifact
 from proofmarket.chain.client import TxResult
-from proofmarket.chain.devkeys import DEVNET_CHAIN_ID
 from proofmarket.chain.home import VerifierRecord
 from proofmarket.chain.types import ModelSpec, RegisteredModel
 from proofmarket.core.errors import ChainError, UsageError
+from proofmarket.core.profiles import profile_for
 from proofmarket.core.units import parse_price
 from proofmarket.market.base import MarketBase
 from proofmarket.market.results import Earnings, Registration, VerifierDeployment
@@ -58,7 +58,7 @@ class OwnerRole(MarketBase):
                                            metadata_cid)
         manifest = self.manifest(model_id)
         check_registrable(manifest)
-        if manifest.srs.kind == "dev" and self.client.chain_id != DEVNET_CHAIN_ID:
+        if manifest.srs.kind == "dev" and not profile_for(self.client.chain_id).dev_srs_allowed:
             raise UsageError(f"model {model_id} was compiled with a dev SRS (testing only): it can be listed on the "
                              "local devnet only; recompile it with --srs and a ceremony SRS file")
         price = parse_price(price_usdc)

@@ -23,7 +23,6 @@ from typing import Any
 
 from proofmarket.chain import ChainClient, MarketConfig, deploy, load_deployment
 from proofmarket.chain.deploy import is_live
-from proofmarket.chain.devkeys import DEVNET_CHAIN_ID
 from proofmarket.chain.home import MarketHome
 from proofmarket.core.errors import ChainError, ProofMarketError, RPCUnavailable, UsageError
 from proofmarket.core.settings import Settings
@@ -83,7 +82,7 @@ class Market(OwnerRole, ConsumerRole, ProverRole):
         ws, owned = (workspace, False) if workspace is not None else (Workspace(settings), True)
         try:
             client = client or connect(ws.settings)
-            devnet = client.chain_id == DEVNET_CHAIN_ID
+            devnet = ws.settings.profile(client.chain_id).is_devnet  # PROOFMARKET_CHAIN must agree with the RPC
             if usdc is None and not devnet:
                 raise UsageError(f"chain id {client.chain_id} is not the devnet: give the USDC token address to use")
             accounts = accounts or RoleAccounts.for_chain(client.chain_id, ws.settings.private_key)
