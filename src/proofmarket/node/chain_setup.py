@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
 
 from proofmarket.chain.client import ChainClient
@@ -66,3 +67,18 @@ def _usdc(settings: Settings, extra: X402Settings, client: ChainClient) -> str:
                          f"the market ({path})", chain_id=client.chain_id)
     deployed = deploy(client, dev_account(DEV_ROLES["admin"], client.chain_id), path)  # TestUSDC, minted
     return deployed.usdc
+
+
+def paid_node_account(settings: Settings) -> LocalAccount | None:
+    """The key a paid node signs with (receipts, attested bundles), as ``node_chain`` picks it, for a process that
+    takes no payments itself (a Celery worker): its attestations are then signed by the node's identity. None when
+    payments are off (the node key of ``systems.attested.signer`` then)."""
+    if settings.payments != "on":
+        return None
+    from proofmarket.chain.client import node_chain_id
+
+    key = X402Settings().node_key or settings.private_key
+    chain_id = node_chain_id(settings)
+    if key is not None:
+        return load_key(key, chain_id)
+    return dev_account(DEV_ROLES["prover"], chain_id) if settings.profile(chain_id).dev_keys_allowed else None

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from eth_account.signers.local import LocalAccount
 from prometheus_client import CollectorRegistry
 
 from proofmarket.calls import JobMetrics, JobRunner, JobService, LocalJobQueue
@@ -70,12 +71,13 @@ def build_node(settings: Settings | None = None, workspace: Workspace | None = N
 
 
 def system_context(settings: Settings, store: ArtifactStore, payments: PaymentPort | None,
-                   registry: CollectorRegistry | None = None, **extra: Any) -> SystemContext:
+                   registry: CollectorRegistry | None = None, signer: LocalAccount | None = None,
+                   **extra: Any) -> SystemContext:
     """What the proof systems are built with: the node's signer (the receipt key when payments are on: one node
     identity; else PROOFMARKET_NODE_KEY or the key kept in HOME) and the chain the node is on."""
     from proofmarket.systems.attested.signer import node_signer
 
-    signer = getattr(payments, "node", None) or node_signer(settings)
+    signer = signer or getattr(payments, "node", None) or node_signer(settings)
     return SystemContext(settings=settings, store=store, work_dir=settings.jobs_dir, signer=signer,
                          chain_id=node_chain_id(settings, payments), metrics=registry, extra=dict(extra))
 
@@ -201,7 +203,10 @@ class WorkerContext:
         self.ws = Workspace(settings)
         self.runner = build_runner(settings, self.db, self.ws.store, CollectorRegistry(), FreeAccess())
         self.runner.settles = False
-        self.systems = SystemSet(system_context(settings, self.ws.store, None, check_artifacts=True))
+        from proofmarket.node.chain_setup import paid_node_account  # the node's identity signs what workers attest
+
+        self.systems = SystemSet(system_context(settings, self.ws.store, None, signer=paid_node_account(settings),
+                                                check_artifacts=True))
         self.ws.use_systems(self.systems)
         self.worker = self.systems.worker(0)
         self.stop = threading.Event()
