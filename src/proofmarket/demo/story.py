@@ -94,7 +94,7 @@ class Demo(Steps):
         settings = Settings(home=self.home, rpc_url=devnet.rpc_url, database_url=f"sqlite:///{self.tmp / 'node.db'}",
                             deployment_file=self.tmp / "deployment.json", payments=payments_mode(),
                             prover_workers=1, escrow_watcher="on", escrow_confirmations=0, escrow_poll_s=0.25)
-        console.print(f"chain:    anvil at {devnet.rpc_url} (chain id 31337)")
+        console.print(f"chain:    anvil at {devnet.rpc_url} (chain id {devnet.chain_id})")
 
         ws = Workspace(settings)
         self.stack.callback(ws.close)

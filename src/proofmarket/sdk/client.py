@@ -21,7 +21,7 @@ Poseidon commitment the client recomputes from its input and the returned salt),
 the proven one, and the payment and receipt are the client's own (payer, amount within the cap, receipt
 bound to this model, input commitment and bundle CID). A mismatch raises ``AnswerMismatch``
 (``answer_mismatch``) naming the check. Proofs on a dev SRS are refused (``DevSrsRefused``) unless the
-client is told it is on the devnet (``devnet=True``, and its payment, if any, was on chain 31337) or
+client is told it is on the devnet (``devnet=True``, and its payment, if any, was on the devnet's chain) or
 ``allow_dev_srs=True``; the node's word is never taken for the network.
 
 API errors (``{"error": {"code", "message", "details"}}``) are raised as the error class of their code.
