@@ -15,7 +15,7 @@ from proofmarket.systems.ezkl.verify import verify_bundle
 
 pytestmark = pytest.mark.slow
 INFER_KEYS = {"job_id", "status", "model_id", "output", "bundle_cid", "bundle", "payment", "receipt", "salt",
-              "access_token"}
+              "access_token", "mode", "system", "guarantee"}
 
 
 def store_of(client: TestClient) -> LocalStore:
@@ -52,6 +52,8 @@ def test_sync_infer_returns_a_bundle_that_verifies(mlp_client: TestClient, mlp_i
     body = response.json()
     assert set(body) == INFER_KEYS
     assert body["status"] == "proved" and body["payment"] is None and body["receipt"] is None
+    assert (body["mode"], body["system"]) == ("proven", "ezkl-halo2-kzg-bn254")
+    assert "zero-knowledge" in body["guarantee"]
     bundle = body["bundle"]
     assert body["bundle_cid"] == cid_for_bytes(canonical_json(bundle))
     assert body["output"] == bundle["output"]["values"]

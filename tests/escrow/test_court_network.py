@@ -114,6 +114,8 @@ def honest_url(net: Net, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
 
 @pytest.fixture(scope="module")
 def cheat_url(net: Net, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    node = _node(net, tmp_path_factory.mktemp("cheat-node"), net.cheat_market)
+    url = next(node)  # the node's runtime (shared with its workspace once the app is built)
     model = net.cheat_market.workspace.attested.runtime.model(net.lm_id)
     cheat = copy.deepcopy(model.model)
     gen = torch.Generator().manual_seed(7)
@@ -121,7 +123,8 @@ def cheat_url(net: Net, tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
         for p in cheat.parameters():
             p.add_(torch.randn(p.shape, generator=gen) * 1e-2)
     model.model = cheat  # runs other weights, still signs the listed weights root
-    yield from _node(net, tmp_path_factory.mktemp("cheat-node"), net.cheat_market)
+    yield url
+    yield from node
 
 
 def _wait(url: str, request_ids: list[int], done: Any, timeout_s: float = 120.0) -> list[dict[str, Any]]:

@@ -6,8 +6,6 @@ from typing import Any
 
 from proofmarket.api.errors import public_message
 from proofmarket.api.schemas import (
-    AttestedTerms,
-    Commitments,
     InferResult,
     JobErrorPublic,
     JobLinks,
@@ -17,12 +15,8 @@ from proofmarket.api.schemas import (
     ModelPublic,
     ModelSummary,
     Price,
-    Privacy,
     ProverProfile,
     RegistryListing,
-    Srs,
-    Tensor,
-    Verifier,
 )
 from proofmarket.calls.service import call_answer
 from proofmarket.core.errors import ProofMarketError, from_code
@@ -30,11 +24,11 @@ from proofmarket.db import JobKind, JobRow, JobStatus
 from proofmarket.node.catalog import ServedModel
 from proofmarket.payments.tickets import Settlement
 from proofmarket.store import ArtifactStore
-from proofmarket.systems import ATTESTED_SYSTEM, PROVEN_SYSTEM, guarantee, spec, system_of
+from proofmarket.systems import guarantee, spec, spec_of, system_of
 
 
-def model_links(model_id: str, mode: str = "proven", kind: str | None = None) -> ModelLinks:
-    if mode == "attested" and kind != "onnx":
+def model_links(model_id: str, route: str = "infer") -> ModelLinks:
+    if route == "generate":
         return ModelLinks(self=f"/v1/models/{model_id}", generate=f"/v1/models/{model_id}/generate")
     return ModelLinks(self=f"/v1/models/{model_id}", infer=f"/v1/models/{model_id}/infer")
 
@@ -44,7 +38,7 @@ def model_summary(model: ServedModel, prover: dict[str, Any] | None = None) -> M
     return ModelSummary(id=row.id, name=row.name, mode=model.mode,
                         price=Price.of(model.price_atomic), privacy=m.privacy["name"], owner=model.owner,
                         active=model.active, created_at=row.created_at,
-                        links=model_links(row.id, model.mode, getattr(m, "kind", None)),
+                        links=model_links(row.id, spec_of(m).route(m)),
                         registry=registry_listing(model), prover=ProverProfile(**prover) if prover else None)
 
 
@@ -52,48 +46,15 @@ def registry_listing(model: ServedModel) -> RegistryListing | None:
     return None if model.listing is None else RegistryListing(**model.listing.to_json())
 
 
-def _attested_public(model: ServedModel, prover: dict[str, Any] | None) -> ModelPublic:
-    m = model.manifest
-    return ModelPublic(
-        **model_summary(model, prover).model_dump(), guarantee=guarantee(ATTESTED_SYSTEM),
-        privacy_profile=Privacy(**{"input": "public", "params": "public", "output": "public", **m.privacy}),
-        inputs=[Tensor(**t.model_dump()) for t in m.onnx.inputs] if m.onnx else [],
-        attested=_attested_terms(m),
-    )
-
-
-def _attested_terms(m: Any) -> AttestedTerms:
-    files = {name: ref.cid for name, ref in m.files.items()}
-    common = {"kind": m.kind, "architecture": m.architecture, "weights_root": m.weights.root,
-              "weights_dtype": m.weights.dtype, "runtime": m.runtime, "files": files}
-    if m.onnx is not None:
-        return AttestedTerms(**common, probes=m.onnx.probes, topk=m.onnx.topk, price_unit="per call")
-    g = m.generation
-    return AttestedTerms(**common, context_length=m.context_length, max_tokens_cap=g.max_tokens_cap,
-                         chunk_tokens=g.chunk_tokens, topk=g.topk,
-                         price_unit="per 1,000 output tokens; a call is charged for its max_tokens (exact scheme)")
-
-
 def model_public(model: ServedModel, prover: dict[str, Any] | None = None) -> ModelPublic:
-    if model.mode == "attested":
-        return _attested_public(model, prover)
+    """A model's public document: the summary, its system's guarantee and the system's own fields."""
     m = model.manifest
-    return ModelPublic(
-        **model_summary(model, prover).model_dump(), guarantee=guarantee(PROVEN_SYSTEM),
-        privacy_profile=Privacy(**m.privacy),
-        inputs=[Tensor(**t.model_dump()) for t in m.inputs],
-        outputs=[Tensor(**t.model_dump()) for t in m.outputs],
-        is_classifier=m.is_classifier,
-        logrows=m.logrows,
-        commitments=Commitments(onnx_sha256=m.onnx.sha256, vk_digest=m.vk.sha256, vk_cid=m.vk.cid,
-                                settings_cid=m.settings.cid,
-                                srs=Srs(cid=m.srs.cid, sha256=m.srs.sha256, kind=m.srs.kind, logrows=m.srs.logrows)),
-        verifier=Verifier(bytecode_cid=m.verifier.bytecode.cid, abi_cid=m.verifier.abi.cid,
-                          source_cid=m.verifier.source.cid, deployed_size=m.verifier.deployed_size,
-                          address=model.listing.verifier if model.listed and model.listing else None),
-        accuracy=m.accuracy,
-        ezkl_version=m.ezkl_version,
-    )
+    system = spec_of(m)
+    fields = system.public_fields(m)
+    if "verifier" in fields:  # the verifier contract the registry listing names, when the model is listed
+        fields["verifier"] = {**fields["verifier"],
+                              "address": model.listing.verifier if model.listed and model.listing else None}
+    return ModelPublic(**model_summary(model, prover).model_dump(), guarantee=system.guarantee, **fields)
 
 
 def job_public(job: JobRow, access_token: str | None = None, store: ArtifactStore | None = None) -> JobPublic:

@@ -112,7 +112,24 @@ def _cacheable(manifest: ModelManifest) -> bool:
     return manifest.privacy.get("name") == "public" and manifest.salt_elements == 0
 
 
+def _public_fields(m: ModelManifest) -> dict[str, Any]:
+    """A proven model's public document: its tensors, commitments, verifier and accuracy."""
+    return {"privacy_profile": dict(m.privacy), "inputs": [t.model_dump() for t in m.inputs],
+            "outputs": [t.model_dump() for t in m.outputs], "is_classifier": m.is_classifier, "logrows": m.logrows,
+            "commitments": {"onnx_sha256": m.onnx.sha256, "vk_digest": m.vk.sha256, "vk_cid": m.vk.cid,
+                            "settings_cid": m.settings.cid,
+                            "srs": {"cid": m.srs.cid, "sha256": m.srs.sha256, "kind": m.srs.kind,
+                                    "logrows": m.srs.logrows}},
+            "verifier": {"bytecode_cid": m.verifier.bytecode.cid, "abi_cid": m.verifier.abi.cid,
+                         "source_cid": m.verifier.source.cid, "deployed_size": m.verifier.deployed_size},
+            "accuracy": m.accuracy, "ezkl_version": m.ezkl_version}
+
+
+def _summary(m: ModelManifest) -> dict[str, str]:
+    return {"logrows": str(m.logrows), "srs": m.srs.kind}
+
+
 EZKL_SPEC = SystemSpec(system=PROVEN_SYSTEM, mode="proven", guarantee=GUARANTEE,
                        parse_manifest=ModelManifest.model_validate, parse_bundle=ProofBundle.parse, verify=_verify,
                        build=EzklSystem.build, listed_on_registry=True, input_info=_input_info,
-                       cacheable=_cacheable)
+                       cacheable=_cacheable, public_fields=_public_fields, summary=_summary)

@@ -105,4 +105,9 @@ class SystemSpec:
     listed_on_registry: bool = False  # sold on the on-chain ModelRegistry's terms (price, owner, verifier)
     generates: bool = False  # serves POST /generate (text generation, streamed token by token)
     cacheable: Callable[[Any], bool] | None = None  # this manifest's answers may be reused for the same input
+    route: Callable[[Any], str] = lambda manifest: "infer"  # the paid route of a model: "infer" or "generate"
+    # the system's own fields of a model's public document (inputs, commitments, terms...), as plain JSON
+    public_fields: Callable[[Any], dict[str, Any]] = lambda manifest: {}
+    summary: Callable[[Any], dict[str, str]] = lambda manifest: {}  # short facts for a dashboard row
+    warning: str | None = None  # what a verifier's answer should say of this system's guarantee
     input_info: Callable[[Any, ArtifactStore], Any] | None = None  # the model's ONNX input description, if any

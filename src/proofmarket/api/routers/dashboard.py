@@ -25,6 +25,7 @@ from proofmarket.api.schemas import Price
 from proofmarket.core.errors import ProofMarketError
 from proofmarket.db import EscrowRequestRow, JobRow
 from proofmarket.node.services import NodeServices
+from proofmarket.systems import spec_of
 
 router = APIRouter(tags=["meta"])
 RECENT = 20
@@ -72,12 +73,13 @@ def gather(services: NodeServices, request: Request) -> DashboardView:
         except ProofMarketError as exc:  # one broken listing must not take the page down
             notes.append(f"model {row.id}: {exc.message}")
             continue
-        attested = m.mode == "attested"
+        system = spec_of(m.manifest)
+        facts = system.summary(m.manifest)
+        per_tokens = system.route(m.manifest) == "generate"
         models.append({"id": m.row.id, "name": m.row.name, "mode": m.mode,
-                       "price": Price.of(m.price_atomic).amount + (" / 1k tokens" if attested else ""),
+                       "price": Price.of(m.price_atomic).amount + (" / 1k tokens" if per_tokens else ""),
                        "privacy": m.manifest.privacy.get("name", "?"),
-                       "logrows": "-" if attested else m.manifest.logrows,
-                       "srs": "-" if attested else m.manifest.srs.kind})
+                       "logrows": facts.get("logrows", "-"), "srs": facts.get("srs", "-")})
     escrow = escrow_of(request.app)
     requests = None if escrow is None else escrow.repo.recent(escrow.chain_id, escrow.address, RECENT)
     court = court_of(request.app)

@@ -15,8 +15,9 @@ from proofmarket.core.errors import ProofMarketError
 from proofmarket.core.settings import Settings
 from proofmarket.node.catalog import ServedModel
 from proofmarket.node.services import NodeServices
-from proofmarket.systems import ATTESTED_SYSTEM, PROVEN_SYSTEM, guarantee
+from proofmarket.systems import ATTESTED_SYSTEM, PROVEN_SYSTEM, spec_of
 from proofmarket.systems.ezkl.bundle import BUNDLE_FORMAT, BUNDLE_VERSION
+from proofmarket.systems.registry import specs
 
 router = APIRouter(tags=["meta"])
 ENDPOINTS = {
@@ -42,16 +43,22 @@ def service_manifest(request: Request, services: ServicesDep) -> ServiceManifest
         payments=payments, chain=_chain(services, payments.get("chain")),
         proofs={"system": PROVEN_SYSTEM, "bundle_format": BUNDLE_FORMAT, "bundle_version": BUNDLE_VERSION,
                 "verify": f"{base}/v1/verify",
-                "modes": {"proven": {"system": PROVEN_SYSTEM, "guarantee": guarantee(PROVEN_SYSTEM)},
-                          "attested": {"system": ATTESTED_SYSTEM, "guarantee": guarantee(ATTESTED_SYSTEM),
-                                       "recheck": "proofmarket verify BUNDLE --reexecute"}}},
+                "modes": _modes()},
         models=[_service_model(m, base) for m in services.catalog.list()],
         address_signature=describe(services),
     )
 
 
+def _modes() -> dict[str, dict[str, str]]:
+    """Every registered proof system by its mode: its id and what its bundles guarantee."""
+    modes = {s.mode: {"system": s.system, "guarantee": s.guarantee} for s in specs()}
+    if ATTESTED_SYSTEM in {s.system for s in specs()}:
+        modes["attested"]["recheck"] = "proofmarket verify BUNDLE --reexecute"
+    return modes
+
+
 def _service_model(m: ServedModel, base: str) -> ServiceModel:
-    generates = m.mode == "attested" and getattr(m.manifest, "kind", None) == "causal-lm"
+    generates = spec_of(m.manifest).route(m.manifest) == "generate"
     link = f"{base}/v1/models/{m.row.id}/" + ("generate" if generates else "infer")
     return ServiceModel(id=m.row.id, name=m.row.name, mode=m.mode, price=Price.of(m.price_atomic),
                         privacy=m.manifest.privacy["name"], infer=None if generates else link,

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Body
 from proofmarket.api.deps import ServicesDep
 from proofmarket.api.schemas import VerifyInvalid, VerifyValid
 from proofmarket.core.errors import ArtifactNotFound, VerificationFailed
-from proofmarket.systems import verify_bundle_any
+from proofmarket.systems import spec_of, verify_bundle_any
 
 router = APIRouter(prefix="/v1", tags=["proofs"])
 DEV_SRS_WARNING = "this proof uses a dev SRS (one party knew its secret): for testing only"
@@ -37,8 +37,9 @@ def verify(bundle: Annotated[dict[str, Any], Body(description="a proof bundle")]
         cid = exc.details.get("cid")
         raise ArtifactNotFound(f"this node does not hold artifact {cid} named by the bundle", cid=cid) from exc
     warnings = [DEV_SRS_WARNING] if report.srs_kind == "dev" else []
-    if report.mode == "attested":
-        warnings.append("attested: an attestation, not a proof; nothing was re-executed")
+    warning = spec_of(bundle).warning  # what this system's guarantee is not
+    if warning:
+        warnings.append(warning)
     return VerifyValid(model_id=report.model_id, output=report.output, srs_kind=report.srs_kind,
                        checks=report.checks, warnings=warnings, mode=report.mode,
                        reexecuted=report.reexecuted, text=report.text)

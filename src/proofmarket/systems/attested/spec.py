@@ -53,6 +53,29 @@ def build(context: SystemContext) -> Any:
     return AttestedSystem(context.store, context.work_dir, context.signer, context.chain_id)
 
 
+def route(manifest: AttestedManifest) -> str:
+    """A causal LM generates; an attested ONNX model answers on infer."""
+    return "infer" if manifest.kind == "onnx" else "generate"
+
+
+def public_fields(m: AttestedManifest) -> dict[str, Any]:
+    """An attested model's public document: its inputs (ONNX) and its terms (weights root, probes or generation)."""
+    files = {name: ref.cid for name, ref in m.files.items()}
+    terms: dict[str, Any] = {"kind": m.kind, "architecture": m.architecture, "weights_root": m.weights.root,
+                             "weights_dtype": m.weights.dtype, "runtime": m.runtime, "files": files}
+    if m.onnx is not None:
+        terms.update(probes=m.onnx.probes, topk=m.onnx.topk, price_unit="per call")
+    elif m.generation is not None:
+        g = m.generation
+        terms.update(context_length=m.context_length, max_tokens_cap=g.max_tokens_cap, chunk_tokens=g.chunk_tokens,
+                     topk=g.topk, price_unit="per 1,000 output tokens; a call is charged for its max_tokens (exact "
+                                             "scheme)")
+    return {"privacy_profile": {"input": "public", "params": "public", "output": "public", **m.privacy},
+            "inputs": [t.model_dump() for t in m.onnx.inputs] if m.onnx else [], "attested": terms}
+
+
 ATTESTED_SPEC = SystemSpec(system=ATTESTED_SYSTEM, mode="attested", guarantee=GUARANTEE,
                            parse_manifest=AttestedManifest.model_validate, parse_bundle=parse_bundle, verify=verify,
-                           build=build, listed_on_registry=False, generates=True)
+                           build=build, listed_on_registry=False, generates=True, route=route,
+                           public_fields=public_fields,
+                           warning="attested: an attestation, not a proof; nothing was re-executed")
