@@ -16,14 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 from proofmarket.core.errors import BundleError
 from proofmarket.systems.ezkl.bundle import BUNDLE_FORMAT
+from proofmarket.systems.ids import ATTESTED_SYSTEM, DEFAULT_SYSTEM, PROVEN_SYSTEM
 from proofmarket.systems.port import ProofSystem, SystemContext, SystemSpec
 
 if TYPE_CHECKING:
     from proofmarket.systems.ezkl.verify import VerifyReport
 
-PROVEN_SYSTEM = "ezkl-halo2-kzg-bn254"
-ATTESTED_SYSTEM = "proofmarket-attested-toploc-v1"
-DEFAULT_SYSTEM = PROVEN_SYSTEM  # v1 documents (before systems were named) are EZKL ones
 
 _specs: dict[str, SystemSpec] = {}
 _lock = threading.Lock()
@@ -40,6 +38,11 @@ def register(spec: SystemSpec) -> SystemSpec:
 def unregister(system: str) -> None:
     with _lock:
         _specs.pop(system, None)
+
+
+__all__ = ["ATTESTED_SYSTEM", "DEFAULT_SYSTEM", "PROVEN_SYSTEM", "SystemSet", "WorkerSystems", "guarantee",
+           "mode_of", "parse_bundle", "parse_manifest", "register", "spec", "spec_of", "specs", "system_of",
+           "unregister", "verify_bundle"]
 
 
 def _builtins() -> None:

@@ -14,9 +14,9 @@ from eth_account.signers.local import LocalAccount
 from proofmarket import models
 from proofmarket.store import ArtifactStore
 from proofmarket.systems.attested.service import AttestedRuntime, GenerateRequest, compile_attested
-from proofmarket.systems.attested.spec import GUARANTEE, verify
+from proofmarket.systems.attested.verify import GUARANTEE, verify
+from proofmarket.systems.ids import ATTESTED_SYSTEM
 from proofmarket.systems.port import Events, Execution
-from proofmarket.systems.registry import ATTESTED_SYSTEM
 
 ANSWER_GUARANTEE = "attested: the node's signed commitment, re-checkable with the weights (not a ZK proof)"
 
