@@ -5,17 +5,24 @@ In one run on the sample MLP (default settings grid, or ``--quick``: one candida
     1. raw prove: ``Workspace.prove`` in-process through the node's own ``EzklProver`` (warm worker),
        median of --calls; the ``ezkl.prove`` time inside the worker (the bundle's ``timings.prove_s``) too
     2. a paid inference over HTTP (x402, ``Client.infer``, sync mode): one warm-up call per node prover
-       process, then the median of --calls sequential calls; ratio = HTTP median / raw prove median (target <= 1.15)
+       process, then the median of --calls sequential calls; ratio = HTTP median / raw prove median (target <= 1.15).
+       The node runs in this process, so each call's settlement is timed where it happens (``SPANS``: the
+       chain settlement, the gate's ``settle``; the runner's whole settle step); node overhead = the median of
+       (HTTP call - its chain settlement) - the raw prove median
     3. throughput with 1, 2, 4 and 8 concurrent clients (threads, each its own ``Client`` and its own
        fresh payer account funded from the consumer's USDC), --calls calls per level: calls/s, p50/p95 latency, failures
 
-The devnet, contracts, compile and node come from ``proofmarket.demo``. Writes OUT/http.json and
+The devnet, contracts and compile come from ``proofmarket.demo``; the node is the app ``create_app`` builds
+(``proofmarket.node``), served by uvicorn in a thread, the sample MLP its only model. Writes OUT/http.json and
 OUT/http.md and prints the table; progress on stderr. Exit 0 even when the target is missed (MISS).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
+import importlib
 import json
 import os
 import platform
@@ -36,6 +43,10 @@ from proofmarket.demo import OWNER_SHARE_BPS, PRICE, Demo, compile_sample
 from proofmarket.samples import sample_path
 
 RATIO_TARGET = 1.15
+# what is timed inside the node, per call: name -> (module, class or "" for a module function, name), wrapped
+# for the run only
+SPANS = {"chain_settle": ("proofmarket.payments.settle", "Settling", "settle"),
+         "settle_step": ("proofmarket.calls.runner", "JobRunner", "_settle")}
 LEVELS = (1, 2, 4, 8)
 PAYER_SEED = b"proofmarket-bench-http-payer-"  # fresh payer keys: x402 payers only sign, they need no ETH
 
@@ -49,6 +60,49 @@ def pct(values: list[float], q: float) -> float | None:
         return None
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+class Spans:
+    """Durations of the ``SPANS`` methods while installed (a wrapper that times and calls the original)."""
+
+    def __init__(self, spans: dict[str, tuple[str, str, str]]) -> None:
+        self.spans = spans
+        self.seen: dict[str, list[float]] = {name: [] for name in spans}
+        self._originals: list[tuple[Any, str, Any]] = []
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> Spans:
+        for name, (module, cls_name, attr) in self.spans.items():
+            owner: Any = importlib.import_module(module)
+            owner = getattr(owner, cls_name) if cls_name else owner
+            original = owner.__dict__[attr]
+            self._originals.append((owner, attr, original))
+            setattr(owner, attr, self._timed(name, original))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for cls, attr, original in reversed(self._originals):
+            setattr(cls, attr, original)
+
+    def _timed(self, name: str, original: Any) -> Any:
+        @functools.wraps(original)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                with self._lock:
+                    self.seen[name].append(time.perf_counter() - start)
+        return timed
+
+    def mark(self) -> dict[str, int]:
+        with self._lock:
+            return {name: len(v) for name, v in self.seen.items()}
+
+    def since(self, mark: dict[str, int]) -> dict[str, float]:
+        """The time each span took since ``mark`` (summed: one call settles once)."""
+        with self._lock:
+            return {name: sum(v[mark[name]:]) for name, v in self.seen.items()}
 
 
 def raw_prove(ws: Any, model_id: str, doc: dict[str, Any], n: int) -> dict[str, Any]:
@@ -67,29 +121,44 @@ def raw_prove(ws: Any, model_id: str, doc: dict[str, Any], n: int) -> dict[str, 
 
 
 def http_latency(base_url: str, account: Any, model_id: str, doc: dict[str, Any], n: int, cache: Path,
-                 warmups: int) -> dict[str, Any]:
+                 warmups: int, spans: Spans) -> dict[str, Any]:
     from proofmarket.sdk.client import Client
 
     runs, server_prove = [], []
+    inside: dict[str, list[float]] = {name: [] for name in spans.spans}
     with Client(base_url, account, cache_dir=cache, timeout=300, devnet=True) as sdk:
         for i in range(warmups):  # one per prover process of the node: each starts cold
             log(f"paid HTTP: warm-up call {i + 1}/{warmups}")
             if sdk.infer(model_id, doc).receipt is None:
                 raise RuntimeError("the paid answer carries no receipt: are payments on?")
         for i in range(n):
+            mark = spans.mark()
             start = time.perf_counter()
             result = sdk.infer(model_id, doc)
             runs.append(time.perf_counter() - start)
+            for name, took in spans.since(mark).items():
+                inside[name].append(took)
             server_prove.append(float(result.bundle.get("timings", {}).get("prove_s", 0.0)))
-            log(f"paid HTTP {i + 1}/{n}: {runs[-1]:.3f} s (ezkl.prove on the node {server_prove[-1]:.3f} s)")
-    return {"runs_s": [round(v, 4) for v in runs], "median_s": round(statistics.median(runs), 4),
-            "node_ezkl_prove_median_s": round(statistics.median(server_prove), 4)}
+            log(f"paid HTTP {i + 1}/{n}: {runs[-1]:.3f} s (ezkl.prove on the node {server_prove[-1]:.3f} s, "
+                + ", ".join(f"{name} {v[-1]:.3f} s" for name, v in inside.items()) + ")")
+    out: dict[str, Any] = {"runs_s": [round(v, 4) for v in runs], "median_s": round(statistics.median(runs), 4),
+                           "node_ezkl_prove_median_s": round(statistics.median(server_prove), 4)}
+    for name, values in inside.items():
+        out[f"{name}_runs_s"] = [round(v, 4) for v in values]
+        out[f"{name}_median_s"] = round(statistics.median(values), 4)
+    out["unsettled_runs_s"] = [round(r - c, 4) for r, c in zip(runs, inside["chain_settle"], strict=True)]
+    out["unsettled_median_s"] = round(statistics.median(out["unsettled_runs_s"]), 4)
+    # what the node adds besides its prove and the settlement, measured inside each call (less sensitive to a
+    # loaded machine than subtracting the separately measured raw prove)
+    out["rest_runs_s"] = [round(u - p, 4) for u, p in zip(out["unsettled_runs_s"], server_prove, strict=True)]
+    out["rest_median_s"] = round(statistics.median(out["rest_runs_s"]), 4)
+    return out
 
 
 def fund_payers(market: Any, model_id: str, count: int, calls: int) -> list[Any]:
     """``count`` fresh payer accounts with USDC for their calls over all levels (from the consumer's minted USDC)."""
     from eth_account import Account
-    from eth_utils import keccak
+    from eth_utils.crypto import keccak
 
     price = market.registry.get_model(model_id_for(market.accounts.owner.address, model_id)).spec.price
     payers = [Account.from_key(keccak(PAYER_SEED + str(i).encode())) for i in range(count)]
@@ -159,9 +228,19 @@ def markdown(doc: dict[str, Any]) -> str:
         f"| raw prove (Workspace.prove, warm worker) | {raw['median_s']:.4g} | {len(raw['runs_s'])} |",
         f"| ezkl.prove inside the worker | {raw['ezkl_prove_median_s']:.4g} | {len(raw['runs_s'])} |",
         f"| paid inference over HTTP (x402, sync) | {http['median_s']:.4g} | {len(http['runs_s'])} |",
+        f"| of which the chain settlement (gate settle: transfer and its receipt) | "
+        f"{http['chain_settle_median_s']:.4g} | {len(http['runs_s'])} |",
+        f"| of which the runner's settle step (chain settlement, signed receipt, paid bundle, job row, hooks) | "
+        f"{http['settle_step_median_s']:.4g} | {len(http['runs_s'])} |",
+        f"| paid inference over HTTP minus its chain settlement | {http['unsettled_median_s']:.4g} "
+        f"| {len(http['runs_s'])} |",
         "",
         f"**HTTP / raw prove = {doc['ratio']:.3f}** (target <= {RATIO_TARGET}): **{doc['target']}**; "
-        f"overhead (HTTP, x402 verify and settle, receipt) {(http['median_s'] - raw['median_s']) * 1000:.0f} ms a call",
+        f"overhead (HTTP, x402 verify and settle, receipt) {(http['median_s'] - raw['median_s']) * 1000:.0f} ms "
+        "a call, "
+        f"of which the chain settlement {http['chain_settle_median_s'] * 1000:.0f} ms; **node overhead without the "
+        f"settlement {doc['node_overhead_ms']:.0f} ms** a call (median of HTTP - settlement, minus raw prove); "
+        f"measured inside each call (HTTP - settlement - the node's ezkl.prove) {http['rest_median_s'] * 1000:.0f} ms",
         "",
         "| concurrent clients | calls | ok | failures | wall s | calls/s | p50 s | p95 s |",
         "|---|---|---|---|---|---|---|---|",
@@ -188,7 +267,8 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         demo.stack.callback(devnet.stop)
         settings = Settings(home=args.home, rpc_url=devnet.rpc_url, database_url=f"sqlite:///{tmp / 'node.db'}",
                             deployment_file=tmp / "deployment.json", payments="on",
-                            prover_workers=args.workers, escrow_watcher="off")
+                            prover_workers=args.workers, escrow_watcher="off",
+                            proof_cache_size=0)  # every call proves: the same input is sent every time
         ws = Workspace(settings)
         demo.stack.callback(ws.close)
         market = demo.step("deploy contracts", lambda: Market.deploy(workspace=ws), 120)
@@ -201,10 +281,11 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
         raw = raw_prove(ws, model_id, doc, args.calls)
 
-        base_url = demo.step("start node", lambda: demo._start_node(settings, model_id, market), 60)
+        spans = demo.stack.enter_context(Spans(SPANS))
+        base_url = demo.step("start node", lambda: start_node(demo.stack, settings, model_id, market), 60)
         log(f"node at {base_url}")
         http = http_latency(base_url, market.accounts.consumer, model_id, doc, args.calls, tmp / "client-cache",
-                            warmups=args.workers)
+                            warmups=args.workers, spans=spans)
         payers = fund_payers(market, model_id, max(LEVELS), args.calls)
         rows = [throughput(base_url, payers, model_id, doc, level, args.calls, tmp / "client-cache")
                 for level in LEVELS]
@@ -214,8 +295,45 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             "config": {"calls": args.calls, "quick": args.quick, "grid": "quick" if args.quick else "default",
                        "prover_workers": args.workers, "levels": list(LEVELS), "price_usdc": PRICE},
             "raw_prove": raw, "http": http, "ratio": round(ratio, 4),
+            "node_overhead_ms": round((http["unsettled_median_s"] - raw["median_s"]) * 1000, 1),
             "target": "PASS" if ratio <= RATIO_TARGET else "MISS", "throughput": rows,
             "setup_timings_s": {k: round(v, 2) for k, v in demo.report.timings.items()}}
+
+
+def start_node(stack: contextlib.ExitStack, settings: Settings, model_id: str, market: Any) -> str:
+    """The node app (``create_app``) serving the model at its registry price, on a free loopback port; its
+    URL once every prover process is warm (so the first measured call is not a cold start)."""
+    import httpx
+    import uvicorn
+
+    from proofmarket.api import create_app
+    from proofmarket.chain.devnet import free_port
+
+    app = create_app(settings)
+    stack.callback(app.state.services.close)
+    price = market.registry.get_model(market.onchain_id(model_id)).spec.price
+    app.state.services.catalog.register(model_id, price_atomic=price, owner=market.accounts.owner.address)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, name="bench-node", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(30)
+
+    stack.callback(stop)
+    deadline = time.monotonic() + 45
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the node did not start (see the log above)")
+        time.sleep(0.05)
+    url = f"http://127.0.0.1:{port}"
+    while httpx.get(f"{url}/health", timeout=10).json()["provers_warm"] < settings.prover_workers:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the node's {settings.prover_workers} prover processes were not warm within 45 s")
+        time.sleep(0.05)
+    return url
 
 
 def machine_info() -> dict[str, Any]:
