@@ -48,12 +48,22 @@ def payer_in(payment: str) -> str:
 
 
 class RecordingGate:
+    """A payment rail that records what it is asked (the x402 rail's name, headers rebuilt at answer time)."""
+
+    name = "x402"
+
     def __init__(self) -> None:
         self.verified: list[str] = []
         self.settled: list[tuple[PaymentTicket, ProofOutcome]] = []
         self.released: list[str] = []
         self.mined: set[str] = set()  # pending settlements that are now on chain
         self.funds: dict[str, int] = {}  # payer -> balance (unlimited when absent)
+
+    def accepts(self, headers: Mapping[str, str]) -> bool:
+        return bool(headers.get(PAY))
+
+    def answer_headers(self, settlement: Settlement) -> dict[str, str]:
+        return {"PAYMENT-RESPONSE": "settled"} if settlement.payment else {}
 
     def payer_of(self, headers: Mapping[str, str]) -> str | None:
         payment = headers.get(PAY)
@@ -93,8 +103,7 @@ class RecordingGate:
     def _paid(self, ticket: PaymentTicket, proof: ProofOutcome) -> Settlement:
         self.settled.append((ticket, proof))
         return Settlement(payment={"transaction": "0x" + "01" * 32, "amount": str(ticket.amount_atomic)},
-                          receipt={"bundle_cid": proof.bundle_cid, "input_commitment": proof.input_commitment},
-                          headers={"PAYMENT-RESPONSE": "settled"})
+                          receipt={"bundle_cid": proof.bundle_cid, "input_commitment": proof.input_commitment})
 
     def release(self, ticket: PaymentTicket) -> None:
         self.released.append(ticket.nonce)
