@@ -35,7 +35,7 @@ def fuzz_schema(node_home: Path, mlp_id: str, tmp_path_factory: pytest.TempPathF
 
 def test_no_server_errors(fuzz_schema: Any, mlp_id: str) -> None:
     operations = [result.ok() for result in fuzz_schema.get_all_operations()]
-    assert len(operations) == 22  # /dashboard, /v1/earnings, generate, ERC-8004, /v1/court, the history lists
+    assert len(operations) == 24  # /dashboard, /v1/earnings, generate, ERC-8004, /v1/court, history, /v1/calls
     for operation in operations:
         @given(case=operation.as_strategy())
         @settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
