@@ -44,15 +44,10 @@ class JobRunner:
         self.metrics = metrics
         self.settles = True  # False in a 'proofmarket worker': the node settles what workers proved
         # after-capture hooks (split release, ERC-8004 record...): called once per captured call, never raise
-        self.after_capture: list[Callable[[JobRow, Settlement, Any], None]] = []
+        self.after_capture: list[Callable[[JobRow, Settlement, ProofOutcome], None]] = []
         # the worker's side of the cache: store what it proves, reuse what another job proved meanwhile (the
         # node looks jobs up at submission and counts hits and misses)
         self.cache = ProofCache(cache, store, jobs) if cache is not None else None
-
-    @property
-    def settle_hook(self) -> PaymentPort:
-        """The default rail (what a call without a stored rail was paid on)."""
-        return self.rails.default
 
     def run(self, job_id: str, systems: WorkerSystems | None, stop: threading.Event,
             events: Events | None = None) -> None:
@@ -84,7 +79,12 @@ class JobRunner:
                     bundle = self._execute(started, systems, events)
             finally:
                 self.metrics.running.dec()
-            job = self.jobs.get(job.id) or job
+        self._settle_and_count(job, bundle)
+
+    def _settle_and_count(self, job: JobRow, bundle: Any) -> None:
+        """The step after execution, whoever ran it: settle a paid call (here, unless a node settles for this
+        worker), then count the call once it is final."""
+        job = self.jobs.get(job.id) or job
         if job.awaits_settlement and self.settles:
             self._settle(job, bundle)
         final = self.jobs.get(job.id)
@@ -123,32 +123,33 @@ class JobRunner:
     def complete(self, job: JobRow, execution: Execution, elapsed: float | None = None) -> None:
         """A call its route ran itself (a stream): recorded, then settled through its rail like any other."""
         self._proved(job, execution, elapsed)
-        proved = self.jobs.get(job.id) or job
-        if proved.awaits_settlement:
-            self._settle(proved, execution.bundle)
-        final = self.jobs.get(job.id)
-        if final is not None and final.is_final:
-            self._finished(final)
+        self._settle_and_count(job, execution.bundle)
 
     def _settle(self, job: JobRow, bundle: Any = None) -> None:
         assert job.payment is not None and job.bundle_cid is not None
-        if bundle is None:  # settled after a restart, or by another process: the stored bundle
-            bundle = parse_bundle(self.store.get_json(job.bundle_cid))
+        outcome = ProofOutcome.of(job.id, job.bundle_cid,
+                                  self._stored(job.bundle_cid) if bundle is None else bundle)
         try:
-            settlement = self.rails.get(job.rail).settle(PaymentTicket.from_json(job.payment),
-                                                         ProofOutcome.of(job.id, job.bundle_cid, bundle))
+            settlement = self.rails.get(job.rail).settle(PaymentTicket.from_json(job.payment), outcome)
         except PaymentSettlementPending as exc:
             log.warning("job %s: settlement pending (%s); following it on chain", job.id, exc.message)
             self.jobs.settling(job.id, {"pending": {"tx": exc.details.get("tx"), "since": int(time.time()),
                                                     "message": exc.message}})
             return
         if self.jobs.settled(job.id, settlement.to_json()):
-            self._captured(job, settlement, bundle)
+            self._captured(job, settlement, outcome)
 
-    def _captured(self, job: JobRow, settlement: Settlement, bundle: Any) -> None:
+    def _stored(self, bundle_cid: str) -> dict[str, Any]:
+        """A call's stored bundle (settled after a restart, by the node for a worker, or followed on chain):
+        checked as a bundle of its system, used as its document."""
+        doc: dict[str, Any] = self.store.get_json(bundle_cid)
+        parse_bundle(doc)
+        return doc
+
+    def _captured(self, job: JobRow, settlement: Settlement, outcome: ProofOutcome) -> None:
         for hook in self.after_capture:
             try:
-                hook(job, settlement, bundle)
+                hook(job, settlement, outcome)
             except Exception:  # the money moved: a hook's failure is logged, never the call's
                 log.exception("an after-capture hook failed for call %s", job.id)
 
@@ -160,9 +161,8 @@ class JobRunner:
             return
         pending = (job.settlement or {}).get("pending") or {}
         try:
-            bundle = parse_bundle(self.store.get_json(job.bundle_cid))
-            settlement = self.rails.get(job.rail).follow(PaymentTicket.from_json(job.payment),
-                                                         ProofOutcome.of(job.id, job.bundle_cid, bundle),
+            outcome = ProofOutcome.of(job.id, job.bundle_cid, self._stored(job.bundle_cid))
+            settlement = self.rails.get(job.rail).follow(PaymentTicket.from_json(job.payment), outcome,
                                                          pending.get("tx"))
         except PaymentSettlementFailed as exc:
             self._fail(job, exc.code, exc.message)
@@ -174,7 +174,7 @@ class JobRunner:
             log.warning("job %s: could not follow its settlement yet", job_id, exc_info=True)
             return
         if settlement is not None and self.jobs.settled(job.id, settlement.to_json()):
-            self._captured(job, settlement, bundle)
+            self._captured(job, settlement, outcome)
             final = self.jobs.get(job.id)
             if final is not None:
                 self._finished(final)

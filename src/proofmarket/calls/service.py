@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from proofmarket.calls.cache import ProofCache
 from proofmarket.calls.queue import JobQueue
-from proofmarket.core.errors import DuplicateJob, IdempotencyConflict, PaymentReplayed, UnknownJob
+from proofmarket.core.errors import DuplicateJob, IdempotencyConflict, PaymentReplayed, ProofMarketError, UnknownJob
 from proofmarket.db import JobKind, JobRepo, JobRow, JobStatus, NewJob
 from proofmarket.payments.tickets import PaymentTicket, Settlement
 from proofmarket.systems.port import Execution
@@ -30,6 +31,9 @@ from proofmarket.systems.registry import DEFAULT_SYSTEM
 
 if TYPE_CHECKING:
     from proofmarket.calls.runner import JobRunner
+
+
+log = logging.getLogger(__name__)
 
 
 def request_hash(kind: JobKind, model_id: str | None, doc: Any) -> str:
@@ -117,6 +121,16 @@ class JobService:
         """The call failed before its answer was ready: the job fails and its payment is released."""
         if self.jobs.failed(job_id, code, message):
             self._runner().release(self.get(job_id))
+
+    def fail_call_on(self, job_id: str, exc: BaseException) -> None:
+        """``fail_call`` for an exception a call's run raised: its code and sentence, or ``internal_error`` (the
+        detail stays in the log). Never raises: a call already settled, settling or failed is left as it is."""
+        code, message = ((exc.code, exc.message) if isinstance(exc, ProofMarketError)
+                         else ("internal_error", "the call failed; the node's log has the details"))
+        try:
+            self.fail_call(job_id, code, message)
+        except Exception:
+            log.exception("could not fail call %s and release its payment", job_id)
 
     def _runner(self) -> JobRunner:
         runner: JobRunner | None = getattr(self.queue, "runner", None)  # both queues settle with their runner

@@ -313,11 +313,8 @@ def run_as_call(jobs: Any, model_id: str, system: str, rail: str, request: dict[
     started = time.perf_counter()
     try:
         bundle, cid = run()
-    except ProofMarketError as exc:
-        jobs.fail_call(job.id, exc.code, exc.message)
-        raise
-    except BaseException:
-        jobs.fail_call(job.id, "internal_error", "the work failed; the node's log has the details")
+    except BaseException as exc:
+        jobs.fail_call_on(job.id, exc)
         raise
     doc = bundle if isinstance(bundle, dict) else bundle.to_doc()
     output = (doc.get("output") or {})

@@ -32,11 +32,8 @@ def node_chain(settings: Settings, extra: X402Settings) -> NodeChain:
     chain_id = client.chain_id
     dev_keys = settings.profile(chain_id).dev_keys_allowed  # also: PROOFMARKET_CHAIN agrees with the RPC
     key = extra.node_key or settings.private_key
-    if key is not None:
-        node = load_key(key, chain_id)
-    elif dev_keys:
-        node = dev_account(DEV_ROLES["prover"], chain_id)
-    else:
+    node = _node_account(settings, extra, chain_id)
+    if node is None:
         raise UsageError(f"chain id {chain_id} is not the devnet: set PROOFMARKET_NODE_KEY (the node's key signs "
                          "receipts and settlements) to take payments")
     facilitator = dev_account(DEV_FACILITATOR_INDEX, chain_id) if dev_keys and key is None else node
@@ -77,8 +74,13 @@ def paid_node_account(settings: Settings) -> LocalAccount | None:
         return None
     from proofmarket.chain.client import node_chain_id
 
-    key = X402Settings().node_key or settings.private_key
-    chain_id = node_chain_id(settings)
+    return _node_account(settings, X402Settings(), node_chain_id(settings))
+
+
+def _node_account(settings: Settings, extra: X402Settings, chain_id: int) -> LocalAccount | None:
+    """PROOFMARKET_NODE_KEY (or PROOFMARKET_PRIVATE_KEY); on a chain that allows dev keys, the devnet's prover
+    account; else None."""
+    key = extra.node_key or settings.private_key
     if key is not None:
         return load_key(key, chain_id)
     return dev_account(DEV_ROLES["prover"], chain_id) if settings.profile(chain_id).dev_keys_allowed else None

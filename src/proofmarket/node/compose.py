@@ -30,7 +30,7 @@ from proofmarket.node.access import AccessTokens
 from proofmarket.node.catalog import Catalog
 from proofmarket.node.services import NodeServices
 from proofmarket.payments.port import FreeAccess, PaymentPort, Rails
-from proofmarket.payments.tickets import Settlement
+from proofmarket.payments.tickets import ProofOutcome, Settlement
 from proofmarket.store import ArtifactStore
 from proofmarket.systems.catalog import ModelCatalog
 from proofmarket.systems.port import SystemContext
@@ -135,17 +135,16 @@ def _listings(settings: Settings, ws: Workspace) -> Listings | None:
     return Listings(market, default_owner=settings.model_owner, poll_s=settings.escrow_poll_s)
 
 
-def listing_hook(listings: Listings) -> Callable[[JobRow, Settlement, Any], None]:
+def listing_hook(listings: Listings) -> Callable[[JobRow, Settlement, ProofOutcome], None]:
     """After a call paid a listing's splitter: release the split, and record a ZK proof's ERC-8004 validation."""
 
-    def after_capture(job: JobRow, settlement: Settlement, bundle: Any) -> None:
+    def after_capture(job: JobRow, settlement: Settlement, outcome: ProofOutcome) -> None:
         payment = settlement.payment or {}
         split = payment.get("split_onchain_id")
         if not split:
             return
         listings.release_later(str(split))
-        doc = bundle if isinstance(bundle, dict) else bundle.to_doc()
-        proof = doc.get("proof") or {}
+        proof = outcome.bundle.get("proof") or {}
         if proof.get("instances") is not None and proof.get("hex"):  # only a ZK proof has instances to record
             listings.validate_later(str(split), bytes.fromhex(str(proof["hex"]).removeprefix("0x")),
                                     [int(v, 16) for v in proof["instances"]], str(payment.get("paid_bundle_cid") or ""),

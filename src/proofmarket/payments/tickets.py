@@ -49,24 +49,25 @@ class Settlement:
 class ProofOutcome:
     """An executed call, as a rail sees it when it captures and signs: what the receipt binds (model id, input
     commitment, output hash, bundle CID; every system's bundle carries ``model.id``, ``input.commitment`` and
-    ``output.hash``) and the bundle itself (parsed, or its document)."""
+    ``output.hash``) and the bundle's document (made once per settlement: rails and after-capture hooks share it)."""
 
     job_id: str
     model_id: str
     bundle_cid: str
     input_commitment: str
     output_hash: str
-    bundle: Any
+    bundle: dict[str, Any]
 
     def doc(self) -> dict[str, Any]:
-        """The bundle's document (what a paid copy adds payment and receipt to)."""
-        return dict(self.bundle) if isinstance(self.bundle, dict) else dict(self.bundle.to_doc())
+        """A copy of the bundle's document (what a paid copy adds payment and receipt to)."""
+        return dict(self.bundle)
 
     @classmethod
     def of(cls, job_id: str, bundle_cid: str, bundle: Any) -> ProofOutcome:
+        """``bundle``: parsed (turned into its document here, once) or already a document."""
         doc = bundle if isinstance(bundle, dict) else bundle.to_doc()
         return cls(job_id, str(doc["model"]["id"]), bundle_cid, str(doc["input"]["commitment"]),
-                   str(doc["output"]["hash"]), bundle)
+                   str(doc["output"]["hash"]), doc)
 
 
 class SettleHook(Protocol):

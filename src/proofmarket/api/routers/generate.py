@@ -148,12 +148,7 @@ def _open(services: NodeServices, offer: Offer, system: str, headers: Mapping[st
 def _failed(services: NodeServices, call: Opened, exc: BaseException) -> None:
     """The call failed before it settled: it fails and its payment is released (nothing charged). A call already
     settled, settling or failed is left as it is."""
-    code, message = ((exc.code, exc.message) if isinstance(exc, ProofMarketError)
-                     else ("internal_error", "the call failed; the node's log has the details"))
-    try:
-        services.jobs.fail_call(call.job.id, code, message)
-    except Exception:
-        log.exception("could not release the payment of call %s", call.job.id)
+    services.jobs.fail_call_on(call.job.id, exc)
 
 
 def _run(services: NodeServices, call: Opened, emit: Events | None) -> Outcome:
