@@ -18,38 +18,107 @@ CAIP2_EVM = "eip155"
 
 
 @dataclass(frozen=True)
+class GasPolicy:
+    """How transactions are priced and re-sent on a chain (EIP-1559).
+
+    ``max_fee_gwei``: the cap on maxFeePerGas: a transaction that would need more is not sent (``FeeTooHigh``),
+    a spike does not spend what the operator did not plan for. ``priority_fee_gwei``: the least tip offered (the
+    RPC's suggestion when it is higher: a tip below the market's is not mined), within the cap.
+    ``resend_after_s``: a transaction not mined this long is re-sent with the same nonce and fees raised by
+    ``bump`` (nodes replace a pending transaction only for at least 10% more), never above the cap.
+    """
+
+    max_fee_gwei: float
+    priority_fee_gwei: float
+    resend_after_s: float = 30.0
+    bump: float = 1.25
+    max_resends: int = 5
+
+    def wei(self, gwei: float) -> int:
+        return int(round(gwei * 10**9))
+
+    @property
+    def max_fee_wei(self) -> int:
+        return self.wei(self.max_fee_gwei)
+
+    @property
+    def priority_fee_wei(self) -> int:
+        return self.wei(self.priority_fee_gwei)
+
+
+@dataclass(frozen=True)
+class ContractDefaults:
+    """Delays and windows a deployment on this chain gets (seconds): short on the devnet so tests and the demo
+    move, production values elsewhere (a parameter change is announced ``params_delay_s`` before it applies)."""
+
+    market_params_delay_s: int  # InferenceMarket.paramsDelay (immutable)
+    court_params_delay_s: int  # AttestationCourt.paramsDelay (immutable)
+    court_windows_s: tuple[int, int, int, int]  # challenge window, vote window, response window, unbond delay
+
+
+DEV_CONTRACTS = ContractDefaults(0, 60, (120, 120, 120, 300))
+PRODUCTION_CONTRACTS = ContractDefaults(2 * 86_400, 2 * 86_400, (86_400, 86_400, 21_600, 7 * 86_400))
+
+
+@dataclass(frozen=True)
 class ChainProfile:
     name: str
     chain_id: int
     usdc: str | None  # the USDC token; None = the market deployment's (the devnet deploys TestUSDC)
     usdc_name: str  # EIP-712 domain name of the token (EIP-3009 authorizations are signed in it)
     usdc_version: str  # EIP-712 domain version
-    confirmations: int  # blocks on top of an event's block before the node acts on it
+    confirmations: int  # blocks on top of an event's (or a settlement's) block before the node counts it
     log_range: int  # blocks per eth_getLogs request
-    dev_keys_allowed: bool  # anvil's public dev keys may sign here
+    dev_keys_allowed: bool  # anvil's public dev keys (and plain keys in the environment) may sign here
     dev_srs_allowed: bool  # models on a dev SRS (forgeable proofs) are served and accepted here
     is_devnet: bool  # the local anvil devnet of 'proofmarket chain up'
+    gas: GasPolicy = GasPolicy(max_fee_gwei=5.0, priority_fee_gwei=0.01)
+    contracts: ContractDefaults = PRODUCTION_CONTRACTS
+    block_time_s: float = 2.0  # typical time between blocks (waits and re-sends are sized on it)
+    explorer: str | None = None  # block explorer base URL (for links in output and docs)
 
     @property
     def network(self) -> str:
         """The CAIP-2 network id, as x402 names it (``eip155:<chain id>``)."""
         return f"{CAIP2_EVM}:{self.chain_id}"
 
+    @property
+    def test_usdc_allowed(self) -> bool:
+        """Whether a deployment may mint its own TestUSDC (only where no real USDC exists: the devnet)."""
+        return self.usdc is None and self.dev_keys_allowed
 
-DEVNET = ChainProfile("devnet", 31337, None, "USD Coin", "2", confirmations=1, log_range=100_000,
-                      dev_keys_allowed=True, dev_srs_allowed=True, is_devnet=True)
+    def describe(self) -> str:
+        """One line for commands and the node to print: which chain, which USDC, how many confirmations."""
+        usdc = f"USDC {self.usdc} ({self.usdc_name!r} v{self.usdc_version})" if self.usdc \
+            else "the deployment's test USDC"
+        return (f"chain {self.name} (id {self.chain_id}, {self.network}), {usdc}, "
+                f"{self.confirmations} confirmation{'s' if self.confirmations != 1 else ''}")
+
+
+# Confirmations: the devnet mines on demand (0); testnets 3 (a seed's ask); mainnets by their finality as a node
+# sees it: Base (2 s blocks) 10 blocks, about 20 s; Arbitrum (0.25 s blocks) 40 blocks, about 10 s. Deeper
+# reorgs than these on an L2 mean its sequencer misbehaved: the L1 batch is the hard finality.
+DEVNET = ChainProfile("devnet", 31337, None, "USD Coin", "2", confirmations=0, log_range=100_000,
+                      dev_keys_allowed=True, dev_srs_allowed=True, is_devnet=True,
+                      gas=GasPolicy(max_fee_gwei=100.0, priority_fee_gwei=1.0, resend_after_s=10.0),
+                      contracts=DEV_CONTRACTS, block_time_s=1.0)
 BASE_SEPOLIA = ChainProfile("base-sepolia", 84532, "0x036CbD53842c5426634e7929541eC2318f3dCF7e", "USDC", "2",
                             confirmations=3, log_range=2_000, dev_keys_allowed=False, dev_srs_allowed=False,
-                            is_devnet=False)
+                            is_devnet=False, gas=GasPolicy(max_fee_gwei=10.0, priority_fee_gwei=0.01),
+                            explorer="https://sepolia.basescan.org")
 BASE = ChainProfile("base", 8453, "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913", "USD Coin", "2",
-                    confirmations=6, log_range=2_000, dev_keys_allowed=False, dev_srs_allowed=False,
-                    is_devnet=False)
+                    confirmations=10, log_range=2_000, dev_keys_allowed=False, dev_srs_allowed=False,
+                    is_devnet=False, gas=GasPolicy(max_fee_gwei=2.0, priority_fee_gwei=0.005),
+                    explorer="https://basescan.org")
 ARBITRUM_SEPOLIA = ChainProfile("arbitrum-sepolia", 421614, "0x75faf114eafb1BDbe2F0316DF893fd58CE46AA4d",
                                 "USD Coin", "2", confirmations=3, log_range=2_000, dev_keys_allowed=False,
-                                dev_srs_allowed=False, is_devnet=False)
+                                dev_srs_allowed=False, is_devnet=False,
+                                gas=GasPolicy(max_fee_gwei=10.0, priority_fee_gwei=0.0),
+                                block_time_s=0.25, explorer="https://sepolia.arbiscan.io")
 ARBITRUM = ChainProfile("arbitrum", 42161, "0xaf88d065e77c8cC2239327C5EDb3A432268e5831", "USD Coin", "2",
-                        confirmations=6, log_range=2_000, dev_keys_allowed=False, dev_srs_allowed=False,
-                        is_devnet=False)
+                        confirmations=40, log_range=2_000, dev_keys_allowed=False, dev_srs_allowed=False,
+                        is_devnet=False, gas=GasPolicy(max_fee_gwei=2.0, priority_fee_gwei=0.0),
+                        block_time_s=0.25, explorer="https://arbiscan.io")
 
 PROFILES: dict[str, ChainProfile] = {p.name: p for p in (DEVNET, BASE_SEPOLIA, BASE, ARBITRUM_SEPOLIA, ARBITRUM)}
 _BY_CHAIN_ID: dict[int, ChainProfile] = {p.chain_id: p for p in PROFILES.values()}
@@ -80,7 +149,8 @@ def profile_for_network(network: str) -> ChainProfile | None:
     return profile_for(int(reference))
 
 
-__all__ = ["ChainProfile", "DEVNET", "PROFILES", "profile_for", "profile_for_network", "profile_named"]
+__all__ = ["ChainProfile", "ContractDefaults", "DEVNET", "GasPolicy", "PROFILES", "profile_for", "profile_for_network",
+           "profile_named"]
 
 
 def network_id(chain_id: int) -> str:
