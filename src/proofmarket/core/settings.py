@@ -144,6 +144,11 @@ class X402Settings(BaseSettings):
         default=900, ge=1, description="maxTimeoutSeconds of the 402 terms (x402 clients sign validBefore with it)")
     facilitator_wait_s: float = Field(
         default=120.0, gt=0, description="the in-process facilitator's wait for a settlement receipt (x2: one retry)")
+    facilitator_timeout_s: float = Field(
+        default=30.0, gt=0, description="the node's wait for an answer of the remote facilitator (each request)")
+    facilitator_key: SecretStr | None = Field(
+        default=None, description="the key 'proofmarket facilitator serve' pays settlement gas with (never the "
+                                  "node's: nonces would race); unset = a dev account, devnet only")
 
 
 class ToolPaths(BaseSettings):
