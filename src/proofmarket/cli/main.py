@@ -330,6 +330,7 @@ def export_cmd(
 
 from proofmarket.cli.chain_cmds import register as _register_market  # noqa: E402 (after the app exists)
 from proofmarket.cli.db_cmd import register as _register_db  # noqa: E402
+from proofmarket.cli.facilitator_cmd import register as _register_facilitator  # noqa: E402
 from proofmarket.cli.generate_cmd import register as _register_generate  # noqa: E402
 from proofmarket.cli.infer_cmd import register as _register_infer  # noqa: E402
 from proofmarket.cli.market_cmds import register as _register_roles  # noqa: E402
@@ -343,6 +344,7 @@ _register_infer(app)
 _register_generate(app)
 _register_validator(app)
 _register_db(app)
+_register_facilitator(app)
 
 if __name__ == "__main__":
     app()

@@ -1,0 +1,63 @@
+"""``proofmarket facilitator serve``: a self-hosted x402 facilitator over HTTP (``payments/facilitator_server.py``).
+
+    proofmarket facilitator serve [--host 127.0.0.1] [--port 8403] [--wait 60]
+
+It settles on the chain of PROOFMARKET_RPC_URL (unset: the devnet of 'proofmarket chain up') and pays gas with
+PROOFMARKET_FACILITATOR_KEY (on the devnet a dev account by default; never the node's key). A node uses it with
+PROOFMARKET_FACILITATOR_URL=http://HOST:PORT. Hook: ``facilitator_cmd.register(app)`` in ``cli/main.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from proofmarket.cli.common import HomeOpt, settings_for
+from proofmarket.cli.output import console, fail
+from proofmarket.core.errors import ProofMarketError
+
+facilitator_typer = typer.Typer(help="A self-hosted x402 facilitator: verify and settle payments for nodes.",
+                                no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(facilitator_typer, name="facilitator")
+
+
+@facilitator_typer.command("serve")
+def facilitator_serve(
+    host: Annotated[str, typer.Option(help="listen address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="listen port")] = 8403,
+    wait: Annotated[float, typer.Option(help="seconds a settlement waits for its receipt before answering "
+                                             "it pending")] = 60.0,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+    home: HomeOpt = None,
+) -> None:
+    """Serve POST /verify, POST /settle and GET /supported (the x402 facilitator API) for the exact scheme on
+    the chain of PROOFMARKET_RPC_URL. Runs until interrupted."""
+    import uvicorn
+
+    from proofmarket.chain.client import ChainClient
+    from proofmarket.core.settings import X402Settings
+    from proofmarket.payments.facilitator_server import (
+        build_facilitator,
+        facilitator_account,
+        facilitator_app,
+        facilitator_rpc,
+    )
+    from proofmarket.payments.x402_rail import is_loopback
+
+    try:
+        settings = settings_for(home)
+        rpc_url = facilitator_rpc(settings)
+        client = ChainClient(rpc_url)
+        signer = facilitator_account(settings, X402Settings(), client.chain_id)
+        served = build_facilitator(rpc_url, signer, confirmation_timeout_seconds=wait, client=client)
+    except ProofMarketError as exc:
+        raise fail(exc, False) from exc
+    console.print(f"x402 facilitator on http://{host}:{port}: exact on {served.network}, gas paid by {served.signer}")
+    if not is_loopback(host):
+        console.print("[yellow]listening off loopback: anyone who reaches it can make it spend gas on valid "
+                      "payments; put it behind a network boundary or an authenticating proxy[/yellow]")
+    uvicorn.run(facilitator_app(served), host=host, port=port, log_level=log_level)
