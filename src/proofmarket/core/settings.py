@@ -69,7 +69,9 @@ class Settings(BaseSettings):
     # --- node: escrow watcher (on-chain requests fulfilled by this node) ---------------------------
     escrow_watcher: Literal["auto", "on", "off"] = Field(
         default="auto", description="follow on-chain requests: auto = when a market is deployed on the chain")
-    escrow_confirmations: int = Field(default=1, ge=0, le=1000, description="blocks on top of a request's block")
+    escrow_confirmations: int | None = Field(
+        default=None, ge=0, le=1000, description="blocks on top of a request's (and a fulfilment's) block before "
+                                                 "the node counts it; unset = the chain profile's confirmations")
     escrow_poll_s: float = Field(default=2.0, gt=0, description="seconds between polls of the chain")
     registry_terms: Literal["auto", "on", "off"] = Field(
         default="auto", description="sell on the registry's price, owner, active flag and verifier, paying x402 to "
