@@ -8,7 +8,6 @@ becomes ``RPCUnavailable``, anything else the node refuses becomes ``ChainError`
 from __future__ import annotations
 
 import functools
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,9 +30,10 @@ from web3.types import BlockIdentifier
 
 from proofmarket.chain.artifacts import Artifact, project_abis
 from proofmarket.chain.reverts import DecodedRevert, RevertDecoder
+from proofmarket.chain.txs import NONCES, Submission, fees
 from proofmarket.core import settings as core_settings
 from proofmarket.core.errors import ChainError, ContractReverted, RPCUnavailable
-from proofmarket.core.profiles import ChainProfile
+from proofmarket.core.profiles import ChainProfile, GasPolicy, profile_for
 from proofmarket.core.settings import Settings
 
 GAS_MARGIN = 1.25  # on top of eth_estimateGas: the verifier's gas use varies with the proof
@@ -48,19 +48,31 @@ class TxResult:
 
 
 class ChainClient:
-    """One RPC endpoint. Thread-safe for sending: nonces are taken under a lock."""
+    """One RPC endpoint. Thread-safe for sending: each account's nonces come from one process-wide sequence
+    (``proofmarket.chain.txs.NONCES``), fees and re-sends follow the chain profile's gas policy (``gas``
+    overrides it)."""
 
-    def __init__(self, rpc_url: str, *, timeout: float = 30.0, receipt_timeout: float = 120.0) -> None:
+    def __init__(self, rpc_url: str, *, timeout: float = 30.0, receipt_timeout: float = 120.0,
+                 gas: GasPolicy | None = None) -> None:
         self.rpc_url = rpc_url
         self.receipt_timeout = receipt_timeout
+        self._gas = gas
         retry = ExceptionRetryConfiguration(errors=(requests.ConnectionError, requests.Timeout), retries=2)
         provider = Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}, exception_retry_configuration=retry)
         self.w3 = Web3(provider)
         self.decoder = RevertDecoder(project_abis())
         self._chain_id: int | None = None
-        self._send_lock = threading.Lock()
 
     # --- connection ---------------------------------------------------------------------------
+    @property
+    def profile(self) -> ChainProfile:
+        """The profile of the chain this RPC answers (its confirmations, log range, gas policy)."""
+        return profile_for(self.chain_id)
+
+    @property
+    def gas(self) -> GasPolicy:
+        return self._gas or self.profile.gas
+
     @property
     def chain_id(self) -> int:
         if self._chain_id is None:
@@ -114,21 +126,35 @@ class ChainClient:
     def _transact(
         self, fn: ContractFunction | ContractConstructor, sender: LocalAccount, gas: int | None, action: str
     ) -> TxResult:
-        with self._send_lock, self.translate(action):
-            params: dict[str, Any] = {
-                "from": sender.address,
-                "chainId": self.chain_id,
-                "nonce": self.w3.eth.get_transaction_count(sender.address, "pending"),
-            }
-            if gas is not None:
-                params["gas"] = gas
-            tx = dict(fn.build_transaction(params))  # type: ignore[arg-type]
-            if gas is None:
-                tx["gas"] = int(tx["gas"] * GAS_MARGIN)
-            signed = sender.sign_transaction(tx)
-            tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
-            receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self.receipt_timeout)
-        result = TxResult("0x" + bytes(tx_hash).hex(), int(receipt["blockNumber"]), int(receipt["gasUsed"]), receipt)
+        """Build, sign and send under the account's nonce lock; wait for the receipt outside it (re-sending with
+        higher fees while it is not mined). A nonce the chain says is used is taken again from the chain, once."""
+        policy = self.gas
+        for attempt in (1, 2):
+            with self.translate(action):
+                with NONCES.lock(self.chain_id, sender.address):
+                    params: dict[str, Any] = {"from": sender.address, "chainId": self.chain_id,
+                                              **fees(self.w3, policy)}
+                    params["nonce"] = NONCES.take(self.chain_id, sender.address, lambda: int(
+                        self.w3.eth.get_transaction_count(sender.address, "pending")))
+                    if gas is not None:
+                        params["gas"] = gas
+                    try:
+                        tx = dict(fn.build_transaction(params))  # type: ignore[arg-type]
+                        if gas is None:
+                            tx["gas"] = int(tx["gas"] * GAS_MARGIN)
+                        submission = Submission(self.w3, sender, tx, policy)
+                        submission.send()
+                    except BaseException as exc:  # the chain never took this nonce
+                        NONCES.done(self.chain_id, sender.address)
+                        if attempt == 1 and isinstance(exc, Web3RPCError) and "nonce too low" in str(exc).lower():
+                            continue
+                        raise
+                try:
+                    tx_hash, receipt = submission.wait(self.receipt_timeout, self.profile.block_time_s)
+                finally:
+                    NONCES.done(self.chain_id, sender.address)
+            break
+        result = TxResult(tx_hash, int(receipt["blockNumber"]), int(receipt["gasUsed"]), receipt)
         if receipt["status"] != 1:
             self._explain_failed(tx, result, action)
         return result

@@ -1,0 +1,118 @@
+"""Transactions on a chain that does not mine at once: a dropped transaction is re-sent with the same nonce and
+higher fees, the fee cap is kept, and two clients of one key share one nonce sequence."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+from chain_helpers import USDC, Chain
+
+from proofmarket.chain.client import ChainClient
+from proofmarket.chain.contracts import UsdcToken
+from proofmarket.chain.txs import bumped, fees
+from proofmarket.core.errors import FeeTooHigh
+from proofmarket.core.profiles import GasPolicy
+
+
+def _pool_hashes(client: ChainClient) -> list[str]:
+    content = client.rpc("txpool_content", [])
+    return [tx["hash"] for by_sender in content["pending"].values() for tx in by_sender.values()]
+
+
+def _wait_for(predicate: Any, timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+@pytest.fixture
+def manual_mining(chain: Chain) -> Any:
+    chain.client.rpc("evm_setAutomine", [False])
+    try:
+        yield chain
+    finally:
+        chain.client.rpc("evm_setAutomine", [True])
+
+
+def test_a_dropped_transaction_is_sent_again_with_the_same_nonce_and_higher_fees(manual_mining: Chain) -> None:
+    chain = manual_mining
+    policy = GasPolicy(max_fee_gwei=100.0, priority_fee_gwei=1.0, resend_after_s=0.5)
+    client = ChainClient(chain.client.rpc_url, gas=policy)
+    token = UsdcToken(client, chain.usdc.address)
+    sender, payee = chain.accounts.consumer, chain.accounts.owner
+    before = chain.usdc.balance_of(payee.address)
+    nonce = client.w3.eth.get_transaction_count(sender.address, "pending")
+    results: list[Any] = []
+    worker = threading.Thread(target=lambda: results.append(token.transfer(payee.address, 3 * USDC, sender)))
+    worker.start()
+    first = _wait_for(lambda: _pool_hashes(client))[0]
+    first_tx = client.w3.eth.get_transaction(first)
+    client.rpc("anvil_dropTransaction", [first])  # the mempool lost it (evicted, a node restarted)
+    second = _wait_for(lambda: [h for h in _pool_hashes(client) if h != first])[0]
+    second_tx = client.w3.eth.get_transaction(second)
+    assert second_tx["nonce"] == first_tx["nonce"] == nonce
+    assert second_tx["maxFeePerGas"] > first_tx["maxFeePerGas"]
+    assert second_tx["maxPriorityFeePerGas"] > first_tx["maxPriorityFeePerGas"]
+    client.rpc("anvil_mine", ["0x1"])
+    worker.join(30)
+    assert results and results[0].tx_hash == second
+    assert chain.usdc.balance_of(payee.address) == before + 3 * USDC  # paid once
+    assert client.w3.eth.get_transaction_count(sender.address) == nonce + 1
+
+
+def test_a_pending_transaction_is_replaced_and_only_one_version_is_mined(manual_mining: Chain) -> None:
+    chain = manual_mining
+    policy = GasPolicy(max_fee_gwei=100.0, priority_fee_gwei=1.0, resend_after_s=0.3)
+    client = ChainClient(chain.client.rpc_url, gas=policy)
+    token = UsdcToken(client, chain.usdc.address)
+    sender, payee = chain.accounts.consumer, chain.accounts.owner
+    before = chain.usdc.balance_of(payee.address)
+    results: list[Any] = []
+    worker = threading.Thread(target=lambda: results.append(token.transfer(payee.address, 2 * USDC, sender)))
+    worker.start()
+    first = _wait_for(lambda: _pool_hashes(client))[0]
+    replaced = _wait_for(lambda: [h for h in _pool_hashes(client) if h != first])[0]  # the pool swapped it
+    client.rpc("anvil_mine", ["0x1"])
+    worker.join(30)
+    assert results and results[0].tx_hash == replaced
+    assert chain.usdc.balance_of(payee.address) == before + 2 * USDC
+
+
+def test_two_clients_of_one_key_share_its_nonces(manual_mining: Chain) -> None:
+    chain = manual_mining
+    a, b = (ChainClient(chain.client.rpc_url) for _ in range(2))
+    sender, payee = chain.accounts.consumer, chain.accounts.owner
+    before = chain.usdc.balance_of(payee.address)
+    results: list[Any] = []
+    threads = [threading.Thread(target=lambda c=c: results.append(
+        UsdcToken(c, chain.usdc.address).transfer(payee.address, USDC, sender))) for c in (a, b, a, b)]
+    for t in threads:
+        t.start()
+    _wait_for(lambda: len(_pool_hashes(a)) == 4)
+    a.rpc("anvil_mine", ["0x1"])
+    for t in threads:
+        t.join(30)
+    assert len(results) == 4 and chain.usdc.balance_of(payee.address) == before + 4 * USDC
+
+
+def test_the_fee_cap_is_kept(chain: Chain) -> None:
+    base = int(chain.client.w3.eth.get_block("latest")["baseFeePerGas"])
+    low = GasPolicy(max_fee_gwei=base / 2 / 1e9, priority_fee_gwei=0.0)
+    with pytest.raises(FeeTooHigh, match="above the fee cap"):
+        fees(chain.client.w3, low)
+    capped = GasPolicy(max_fee_gwei=(base * 1.5) / 1e9, priority_fee_gwei=0.0)
+    got = fees(chain.client.w3, capped)
+    assert base <= got["maxFeePerGas"] <= capped.max_fee_wei
+    assert got["maxPriorityFeePerGas"] <= got["maxFeePerGas"] - base
+    at_cap = {"maxFeePerGas": capped.max_fee_wei, "maxPriorityFeePerGas": 1}
+    assert bumped(at_cap, capped) is None  # no room for a replacement: wait instead
+    client = ChainClient(chain.client.rpc_url, gas=low)
+    with pytest.raises(FeeTooHigh):
+        UsdcToken(client, chain.usdc.address).transfer(chain.accounts.owner.address, USDC, chain.accounts.consumer)
