@@ -22,10 +22,11 @@ from x402.mechanisms.evm import FacilitatorWeb3Signer
 from x402.mechanisms.evm.exact import register_exact_evm_facilitator
 
 from proofmarket.core import jsonlimits
-from proofmarket.core.errors import FacilitatorUnavailable, JsonTooDeep, JsonTooLarge
+from proofmarket.core.errors import FacilitatorUnavailable, JsonTooDeep, JsonTooLarge, UsageError
 from proofmarket.core.profiles import chain_id_of, network_id  # noqa: F401 (re-exported)
 
-__all__ = ["FacilitatorClientSync", "chain_id_of", "local_facilitator", "network_id", "remote_facilitator"]
+__all__ = ["FacilitatorClientSync", "chain_id_of", "check_supported", "local_facilitator", "network_id",
+           "remote_facilitator"]
 
 MAX_FACILITATOR_ANSWER = 1024 * 1024  # bytes: verify, settle and supported answers are a few hundred
 
@@ -65,7 +66,9 @@ def _cache_chain_id(signer: FacilitatorWeb3Signer) -> None:
 
 
 def remote_facilitator(url: str, *, timeout: float = 30.0) -> HTTPFacilitatorClientSync:
-    """A facilitator service reached over HTTP (``POST /verify``, ``POST /settle``, ``GET /supported``)."""
+    """A facilitator service reached over HTTP (``POST /verify``, ``POST /settle``, ``GET /supported``); each
+    request gives up after ``timeout`` seconds (connect, send, answer): a verify is then refused
+    ``facilitator_unavailable``, a settle left pending and followed on chain."""
     if not url.startswith(("http://", "https://")):
         raise FacilitatorUnavailable(f"the facilitator URL {url!r} is not an http(s) URL", url=url)
     http = httpx.Client(timeout=timeout, follow_redirects=True, event_hooks={"response": [_checked_answer]})
@@ -80,3 +83,22 @@ def _checked_answer(response: httpx.Response) -> None:
     except (JsonTooDeep, JsonTooLarge) as exc:
         raise FacilitatorUnavailable(f"the facilitator's answer is not usable: {exc.message}",
                                      url=str(response.url)) from exc
+
+
+def check_supported(facilitator: FacilitatorClientSync, network: str, url: str, scheme: str = "exact") -> None:
+    """Ask ``/supported`` whether the facilitator at ``url`` serves ``scheme`` on ``network`` (x402 version 2).
+
+    It answers and does not: ``UsageError`` (the node is configured for a facilitator that cannot take its
+    payments). It does not answer: ``FacilitatorUnavailable`` (the caller decides whether that is fatal)."""
+    try:
+        supported = facilitator.get_supported()
+    except FacilitatorUnavailable:
+        raise
+    except Exception as exc:
+        raise FacilitatorUnavailable(f"the facilitator at {url} did not answer /supported: {exc}", url=url) from exc
+    kinds = {(k.scheme, k.network) for k in supported.kinds if k.x402_version == 2}
+    if (scheme, network) not in kinds:
+        offered = ", ".join(sorted(f"{s} on {n}" for s, n in kinds)) or "nothing"
+        raise UsageError(f"the facilitator at {url} (PROOFMARKET_FACILITATOR_URL) does not settle {scheme} payments "
+                         f"on this node's chain {network} (x402 version 2); it supports {offered}",
+                         url=url, network=network)

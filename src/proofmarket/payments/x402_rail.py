@@ -23,7 +23,11 @@ Configuration (environment, prefix ``PROOFMARKET_``, besides ``Settings``):
     NODE_KEY           the node's key: signs receipts (and settlements with the in-process facilitator);
                        on the devnet a dev account by default
     PAYEE              where calls are paid when the model row has no owner; devnet default: dev owner
-    FACILITATOR_URL    a remote x402 facilitator; unset = in-process facilitator (the node key pays gas)
+    FACILITATOR_URL    a remote x402 facilitator (e.g. ``proofmarket facilitator serve``); unset = in-process
+                       facilitator (the node key pays gas). Its /supported is asked at start-up: a facilitator
+                       that answers without exact on the node's network stops the node (a usage error); one
+                       that does not answer yet is only logged (paid calls are refused 503 until it does)
+    FACILITATOR_TIMEOUT_S   each request to the remote facilitator gives up after this long
     USDC_ADDRESS       the USDC token; unset = the market deployment's (the devnet deploys TestUSDC)
     PAYMENT_MIN_VALIDITY_S  an authorization must stay valid this long (queue + proof + settlement)
     PAYMENT_MAX_TIMEOUT_S   maxTimeoutSeconds of the terms (above the minimum)
@@ -37,6 +41,7 @@ into receipts) never comes from the request's Host header.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -45,10 +50,18 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.address import is_address, to_checksum_address
 
 from proofmarket.chain.client import ChainClient
-from proofmarket.core.errors import PaymentError, PaymentInsufficientFunds, PaymentRequired, UsageError
+from proofmarket.core.errors import (
+    FacilitatorUnavailable,
+    PaymentError,
+    PaymentInsufficientFunds,
+    PaymentRequired,
+    PaymentSettlementFailed,
+    PaymentSettlementPending,
+    UsageError,
+)
 from proofmarket.core.settings import Settings, X402Settings
 from proofmarket.payments import PaymentGate, sign_receipt
-from proofmarket.payments.facilitators import network_id
+from proofmarket.payments.facilitators import check_supported, network_id, remote_facilitator
 from proofmarket.payments.headers import PAYMENT_REQUIRED_HEADER, PAYMENT_SIGNATURE_HEADER, Discovery
 from proofmarket.payments.port import Offer
 from proofmarket.payments.tickets import PaymentTicket, ProofOutcome, Settlement
@@ -95,12 +108,20 @@ class NodeChain:
 
 
 class X402Payments:
-    """``PaymentPort`` over a ``PaymentGate``. ``pay_to(model_id)`` names the payee of a model (its owner)."""
+    """``PaymentPort`` over a ``PaymentGate``. ``pay_to(model_id)`` names the payee of a model (its owner).
+
+    ``resend_after_s``: a settlement left pending without a transaction (the facilitator could not be reached,
+    or its answer was lost) is sent again by ``follow`` once this long has passed since the last attempt and
+    the authorization is still unused and valid on chain. EIP-3009 lets an authorization move the money once,
+    so a second send can waste gas (a transaction still in a mempool), never charge twice."""
 
     def __init__(self, gate: PaymentGate, node: LocalAccount, store: ArtifactStore,
-                 pay_to: Callable[[str], str | None], default_payee: str, chain_id: int | None = None) -> None:
+                 pay_to: Callable[[str], str | None], default_payee: str, chain_id: int | None = None,
+                 resend_after_s: float = 240.0) -> None:
         self.gate, self.node, self.store = gate, node, store
         self._pay_to, self.default_payee, self.chain_id = pay_to, to_checksum_address(default_payee), chain_id
+        self.resend_after_s = resend_after_s
+        self._attempts: dict[str, float] = {}  # payment key -> monotonic time of its last settlement attempt
 
     name = "x402"
 
@@ -155,12 +176,46 @@ class X402Payments:
 
     def settle(self, ticket: PaymentTicket, proof: ProofOutcome) -> Settlement:
         verified = self._reserved(ticket)
-        return self._paid(ticket, proof, verified, self.gate.settle(verified))  # at most once
+        self._attempts[verified.key] = time.monotonic()
+        try:
+            settled = self.gate.settle(verified)  # at most once
+        except PaymentSettlementPending:
+            raise  # the attempt's time stays: ``follow`` sends again when no transaction is known
+        except BaseException:
+            self._attempts.pop(verified.key, None)
+            raise
+        self._attempts.pop(verified.key, None)
+        return self._paid(ticket, proof, verified, settled)
 
     def follow(self, ticket: PaymentTicket, proof: ProofOutcome, tx_hash: str | None) -> Settlement | None:
+        """The settlement once the authorization is used on chain (and deep enough); None while it is not. A
+        settlement whose transaction nobody knows (``tx_hash`` None: the facilitator was down or its answer lost)
+        or whose transaction is gone from the chain (its block orphaned by a reorg, or dropped unmined) is sent
+        again every ``resend_after_s``: an authorization nobody sends would expire with the call's result. The
+        token moves the money of one authorization once at most, so a second send never charges twice."""
         verified = self._reserved(ticket)
-        settled = self.gate.follow(verified, tx_hash)
-        return None if settled is None else self._paid(ticket, proof, verified, settled)
+        try:
+            settled = self.gate.follow(verified, tx_hash)
+            lost = tx_hash is None or self.gate.vanished(tx_hash)  # never known, or orphaned / dropped
+            if settled is None and lost and self._resend_due(verified.key):
+                log.info("resending the settlement of %s: %s", verified.key, "no transaction is known for it"
+                         if tx_hash is None else f"its transaction {tx_hash} is gone from the chain")
+                self._attempts[verified.key] = time.monotonic()
+                settled = self.gate.settle(verified)
+        except PaymentSettlementFailed:
+            self._attempts.pop(verified.key, None)
+            raise
+        if settled is None:
+            return None
+        self._attempts.pop(verified.key, None)
+        return self._paid(ticket, proof, verified, settled)
+
+    def _resend_due(self, key: str) -> bool:
+        """True once ``resend_after_s`` passed since the last attempt; the first look (a restarted node) starts
+        the clock instead, so that a transaction sent just before a restart gets its time to be mined."""
+        now = time.monotonic()
+        last = self._attempts.setdefault(key, now)
+        return now - last >= self.resend_after_s
 
     def _reserved(self, ticket: PaymentTicket) -> VerifiedPayment:
         verified = VerifiedPayment.from_json(ticket.doc)
@@ -238,12 +293,28 @@ def build_x402(chain: NodeChain, store: ArtifactStore, pay_to: Callable[[str], s
     chain_id = chain.client.chain_id
     window = {"max_timeout_seconds": extra.payment_max_timeout_s, "min_validity_seconds": extra.payment_min_validity_s}
     if extra.facilitator_url:
-        gate = PaymentGate.remote(facilitator_url=extra.facilitator_url, network=network_id(chain_id),
-                                  asset=chain.usdc, chain=chain.client, **window)
+        gate = _remote_gate(extra.facilitator_url, network_id(chain_id), chain, extra)
+        resend_after_s = 2 * extra.facilitator_timeout_s
     else:
         gate = PaymentGate.local(rpc_url=chain.rpc_url, signer=chain.facilitator, asset=chain.usdc,
                                  chain=chain.client, confirmation_timeout_seconds=extra.facilitator_wait_s, **window)
-    return X402Payments(gate, chain.node, store, pay_to, chain.payee, chain_id)
+        resend_after_s = 2 * extra.facilitator_wait_s
+    return X402Payments(gate, chain.node, store, pay_to, chain.payee, chain_id, resend_after_s=resend_after_s)
+
+
+def _remote_gate(url: str, network: str, chain: NodeChain, extra: X402Settings) -> PaymentGate:
+    """The gate over a facilitator service, its ``/supported`` checked for exact on ``network`` (see the module)."""
+    facilitator = remote_facilitator(url, timeout=extra.facilitator_timeout_s)
+    try:
+        check_supported(facilitator, network, url)
+    except FacilitatorUnavailable as exc:
+        log.warning("%s; paid calls are refused (503 facilitator_unavailable) until it answers", exc.message)
+    except BaseException:
+        facilitator.close()
+        raise
+    return PaymentGate(facilitator, network=network, asset=chain.usdc, chain=chain.client,
+                       max_timeout_seconds=extra.payment_max_timeout_s,
+                       min_validity_seconds=extra.payment_min_validity_s)
 
 
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
