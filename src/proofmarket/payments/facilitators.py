@@ -14,6 +14,9 @@ stalling the API's event loop.
 
 from __future__ import annotations
 
+import logging
+import time
+
 import httpx
 from eth_account.signers.local import LocalAccount
 from x402 import x402FacilitatorSync
@@ -28,6 +31,7 @@ from proofmarket.core.profiles import chain_id_of, network_id  # noqa: F401 (re-
 __all__ = ["FacilitatorClientSync", "chain_id_of", "check_supported", "local_facilitator", "network_id",
            "remote_facilitator"]
 
+log = logging.getLogger(__name__)
 MAX_FACILITATOR_ANSWER = 1024 * 1024  # bytes: verify, settle and supported answers are a few hundred
 
 
@@ -44,7 +48,7 @@ def local_facilitator(
     counter, and two senders sharing a key race for nonces.
     """
     chain_id_of(network)
-    web3_signer = FacilitatorWeb3Signer(
+    web3_signer = ReorgSafeSigner(
         private_key=signer.key.hex(),
         rpc_url=rpc_url,
         confirmation_timeout_seconds=confirmation_timeout_seconds,
@@ -53,6 +57,33 @@ def local_facilitator(
     facilitator = x402FacilitatorSync()
     register_exact_evm_facilitator(facilitator, web3_signer, networks=network)
     return facilitator
+
+
+class ReorgSafeSigner(FacilitatorWeb3Signer):
+    """The SDK's facilitator signer, whose nonces come back to the chain's after a reorg or a dropped transaction.
+
+    The SDK keeps a nonce counter ahead of the chain's pending count (so that concurrent settlements do not
+    collide). When a transaction it sent vanishes (its block orphaned, or dropped unmined) the counter stays
+    ahead: every later settlement would wait behind a nonce nobody sends, for ever. Here, when the chain's latest
+    and pending counts agree (nothing of ours waits in the pool) and are below the counter, and no nonce was
+    reserved for a while (no send in progress), the counter goes back to the chain's count."""
+
+    QUIET_S = 5.0  # no reservation for this long: no send of ours is between reservation and the pool
+
+    _last_reserved = 0.0
+
+    def _reserve_nonce(self) -> int:
+        with self._nonce_lock:
+            if self._next_nonce is not None and time.monotonic() - self._last_reserved > self.QUIET_S:
+                address = self._account.address
+                pending = int(self._w3.eth.get_transaction_count(address, "pending"))
+                if pending < self._next_nonce and pending == int(self._w3.eth.get_transaction_count(address,
+                                                                                                 "latest")):
+                    log.warning("facilitator nonce %s is ahead of the chain's %s (a transaction vanished: reorg or "
+                                "dropped): taking the chain's", self._next_nonce, pending)
+                    self._next_nonce = pending
+            self._last_reserved = time.monotonic()
+        return int(super()._reserve_nonce())
 
 
 def _cache_chain_id(signer: FacilitatorWeb3Signer) -> None:

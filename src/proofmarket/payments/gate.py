@@ -86,18 +86,20 @@ class PaymentGate(Settling):
         ledger: NonceLedger | None = None,
         chain: ChainClient | None = None,
         facilitator_simulates: bool = False,
+        confirmations: int | None = None,
     ) -> None:
         """``min_validity_seconds``: refuse authorizations expiring sooner (the call would not be queued, proved
         and settled in time); ``max_timeout_seconds``: the terms' maxTimeoutSeconds (what clients sign).
         ``facilitator_simulates``: the facilitator's verify simulates the transfer on chain (the SDK's
-        in-process one does), so a used nonce is refused there and the gate skips its own nonce read."""
+        in-process one does), so a used nonce is refused there and the gate skips its own nonce read.
+        ``confirmations``: blocks on top of a settlement's block before it counts (unset = the chain profile's)."""
         self.network = network
         self.asset = to_checksum_address(asset)
         self.token_name, self.token_version = token_name, token_version
         self.max_timeout_seconds = max_timeout_seconds
         self.min_validity_seconds = min_validity_seconds
         self.ledger: NonceLedger = ledger if ledger is not None else InMemoryNonceLedger()
-        self._reader = TokenReader(chain, self.asset) if chain is not None else None
+        self._reader = TokenReader(chain, self.asset, confirmations=confirmations) if chain is not None else None
         self._facilitator = facilitator
         self._server = x402ResourceServerSync(facilitator)
         # The SDK's own classes do not match its Protocol annotations exactly (payment_flows, key), and the

@@ -22,12 +22,45 @@ class TokenReader:
     """Reads of one EIP-3009 token through the project's ``ChainClient`` (errors translated there)."""
 
     def __init__(self, client: ChainClient, asset: str, *, lookback_blocks: int = LOOKBACK_BLOCKS,
-                 log_range: int | None = None) -> None:
-        """``log_range``: blocks per eth_getLogs (public RPCs cap it); unset = the chain profile's."""
+                 log_range: int | None = None, confirmations: int | None = None) -> None:
+        """``log_range``: blocks per eth_getLogs (public RPCs cap it); ``confirmations``: blocks on top of a
+        settlement's block before it counts; unset = the chain profile's."""
         self.client = client
         self.token = UsdcToken(client, asset)
         self.lookback_blocks = lookback_blocks
         self._log_range = log_range
+        self._confirmations = confirmations
+
+    @property
+    def confirmations(self) -> int:
+        if self._confirmations is None:
+            self._confirmations = profile_for(self.client.chain_id).confirmations
+        return self._confirmations
+
+    def unconfirmed(self, tx_hash: str) -> tuple[int, int] | None:
+        """(block, confirmations so far) of a mined settlement not yet ``confirmations`` deep; None once it is
+        (or when no confirmations are asked: the devnet)."""
+        if self.confirmations <= 0:
+            return None
+        with self.client.translate("read a settlement receipt"):
+            receipt = self.client.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+            head = int(self.client.w3.eth.block_number)
+        block = int(receipt["blockNumber"])
+        return None if head - block >= self.confirmations else (block, head - block)
+
+    def vanished(self, tx_hash: str) -> bool:
+        """Whether the chain no longer knows a transaction at all: not mined (its block was orphaned by a reorg)
+        and not waiting in the node's pool (dropped). Its authorization can be sent again."""
+        from web3.exceptions import TransactionNotFound
+
+        if self._mined(tx_hash):
+            return False
+        with self.client.translate("read a transaction"):
+            try:
+                self.client.w3.eth.get_transaction(tx_hash)  # type: ignore[arg-type]
+            except TransactionNotFound:
+                return True
+        return False
 
     def nonce_used(self, payment: VerifiedPayment) -> bool:
         return self.token.authorization_state(to_checksum_address(payment.payer), bytes.fromhex(payment.nonce[2:]))

@@ -56,7 +56,7 @@ class Settling:
                 )
             if entry.settlement is not None:
                 return entry.settlement
-            settlement = self._settled_on_chain(payment) or self._facilitator_settle(payment)
+            settlement = self._settled_on_chain(payment) or self._confirmed(self._facilitator_settle(payment), payment)
             self.ledger.mark_settled(payment.key, settlement)
             return settlement
 
@@ -82,6 +82,23 @@ class Settling:
                 self.ledger.mark_settled(payment.key, settlement)
             return settlement
 
+    def vanished(self, tx_hash: str) -> bool:
+        """Whether a settlement transaction is gone from the chain (orphaned by a reorg, or dropped unmined):
+        its authorization, still unused, may be sent again (EIP-3009 lets it move the money once at most)."""
+        return self._reader is not None and self._reader.vanished(tx_hash)
+
+    def _confirmed(self, settlement: Settlement, payment: VerifiedPayment) -> Settlement:
+        """``settlement`` once its block has the chain profile's confirmations on top; until then
+        ``PaymentSettlementPending`` (the call stays settling and is followed: a reorg may still undo it)."""
+        reader = self._reader
+        shallow = reader.unconfirmed(settlement.tx_hash) if reader is not None else None
+        if reader is not None and shallow is not None:
+            block, depth = shallow
+            raise PaymentSettlementPending(
+                f"the settlement is mined in block {block} with {depth} of {reader.confirmations} confirmations; "
+                "it counts once they are there", payer=payment.payer, tx=settlement.tx_hash)
+        return settlement
+
     def balance(self, account: str) -> int | None:
         """The token balance of ``account``, or None when this gate has no chain to read."""
         return self._reader.balance(account) if self._reader is not None else None
@@ -102,7 +119,7 @@ class Settling:
             return None
         found = self._reader.find_settlement(payment, tx_hash)
         if found is not None:
-            return found
+            return self._confirmed(found, payment)
         if self._reader.canceled(payment):
             raise PaymentSettlementFailed(
                 "the payer canceled the payment authorization; nothing was charged for this call",
