@@ -196,8 +196,9 @@ class X402Payments:
         verified = self._reserved(ticket)
         try:
             settled = self.gate.follow(verified, tx_hash)
-            lost = tx_hash is None or self.gate.vanished(tx_hash)  # never known, or orphaned / dropped
-            if settled is None and lost and self._resend_due(verified.key):
+            # never known, or orphaned / dropped
+            lost = settled is None and (tx_hash is None or self.gate.vanished(tx_hash))
+            if lost and self._resend_due(verified.key):
                 log.info("resending the settlement of %s: %s", verified.key, "no transaction is known for it"
                          if tx_hash is None else f"its transaction {tx_hash} is gone from the chain")
                 self._attempts[verified.key] = time.monotonic()
