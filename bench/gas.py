@@ -9,9 +9,11 @@ the platform balance and the counters are no longer zero), and estimate ``verify
     --grid fixed    one good candidate per model, chosen for a small verifier (one inner column)
     --grid default  (default) the settings 'proofmarket compile' picks (default tuning grid, fastest proof)
 
-Writes OUT/gas.json and OUT/gas.md and prints the table. Target (issue 3): fulfil of the reference MLP
-<= 900k gas (checked on the first, dearer fulfilment). Exit 0 even when the target is missed (MISS);
-1 when a model could not be measured.
+Writes OUT/gas.json and OUT/gas.md and prints the tables: gas, then each operation's cost in USD on Base and
+on Arbitrum at the prices stated in bench/prices.py (with an upper bound on the L1 data fee from the signed
+transaction's size). Rewriting OUT/gas.md keeps its attested-tier section (bench/gas_attested.py writes it).
+Target (issue 3): fulfil of the reference MLP <= 900k gas (checked on the first, dearer fulfilment). Exit 0 even
+when the target is missed (MISS); 1 when a model could not be measured.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from proofmarket.chain import ChainClient, Devnet, find_anvil
+from prices import L2_GAS_GWEI, assumptions, dollars, l1_data_bound_usd, l2_usd, legend  # bench/prices.py
+
+from proofmarket.chain import ChainClient, Devnet, TxResult, find_anvil
 from proofmarket.core.errors import ProofMarketError
 from proofmarket.core.settings import Settings
 from proofmarket.market import Market
@@ -65,6 +69,7 @@ class Row:
     proof_bytes: int | None = None
     instances: int | None = None
     gas: dict[str, int] = field(default_factory=dict)
+    tx_bytes: dict[str, int] = field(default_factory=dict)  # the signed transaction's size (what an L2 posts to L1)
     fulfil_ok: bool | None = None
     target: str = "n/a"
     error: str | None = None
@@ -96,16 +101,27 @@ def compile_model(ws: Workspace, name: str, grid: str, recompile: bool) -> str:
     return model_id
 
 
-def deployment_gas(client: ChainClient, market: Market) -> dict[str, int]:
-    """Gas of each market contract's creation, read back from the blocks the deployment file names."""
-    gas = {}
+def signed_size(client: ChainClient, tx_hash: str) -> int:
+    """The size in bytes of a mined transaction as signed (eth_getRawTransactionByHash)."""
+    raw = str(client.rpc("eth_getRawTransactionByHash", [tx_hash]))
+    return (len(raw) - 2) // 2
+
+
+def record(row: Row, client: ChainClient, step: str, tx: TxResult | None) -> None:
+    """A step's gas and signed size; a step that sent nothing (an allowance already enough) is 0 and 0 bytes."""
+    row.gas[step] = tx.gas_used if tx is not None else 0
+    row.tx_bytes[step] = signed_size(client, tx.tx_hash) if tx is not None else 0
+
+
+def deployment_gas(client: ChainClient, market: Market, row: Row) -> None:
+    """Gas and size of each market contract's creation, read back from the blocks the deployment file names."""
     for name in CONTRACTS:
         deployed = market.deployment.contracts[name]
         for tx_hash in client.w3.eth.get_block(deployed.block)["transactions"]:
             receipt = client.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
             if receipt["contractAddress"] == deployed.address:
-                gas[f"deploy {name}"] = int(receipt["gasUsed"])
-    return gas
+                row.gas[f"deploy {name}"] = int(receipt["gasUsed"])
+                row.tx_bytes[f"deploy {name}"] = signed_size(client, "0x" + bytes(receipt["transactionHash"]).hex())
 
 
 def measure(ws: Workspace, name: str, model_id: str, work: Path) -> Row:
@@ -115,24 +131,24 @@ def measure(ws: Workspace, name: str, model_id: str, work: Path) -> Row:
     with Devnet(work / f"devnet-{name}") as net:
         client = net.client()
         market = Market.deploy(workspace=ws, client=client)
-        row.gas.update(deployment_gas(client, market))
+        deployment_gas(client, market, row)
         registration = market.register_model(model_id, PRICE)
         assert registration.verifier is not None and registration.verifier.tx is not None
         assert registration.tx is not None
-        row.gas["deploy verifier"] = registration.verifier.tx.gas_used
-        row.gas["register"] = registration.tx.gas_used
+        record(row, client, "deploy verifier", registration.verifier.tx)
+        record(row, client, "register", registration.tx)
         receipt = market.request(model_id, doc)
-        row.gas["approve"] = receipt.approve_tx.gas_used if receipt.approve_tx else 0
-        row.gas["requestInference"] = receipt.tx.gas_used
+        record(row, client, "approve", receipt.approve_tx)
+        record(row, client, "requestInference", receipt.tx)
         claimed = market.claim(market.market.get_request(receipt.request_id))
         assert claimed is not None
-        row.gas["acceptRequest"] = claimed.gas_used
+        record(row, client, "acceptRequest", claimed)
         result = market.fulfill(receipt.request_id)
         row.fulfil_ok = result.settlement.valid
-        row.gas["fulfill (first)"] = result.settlement.tx.gas_used
+        record(row, client, "fulfill (first)", result.settlement.tx)
         bundle = ProofBundle.parse(ws.store.get_json(result.bundle_cid))
         second = market.request(model_id, doc)
-        row.gas["fulfill (steady)"] = market.submit_proof(second.request_id, bundle).tx.gas_used
+        record(row, client, "fulfill (steady)", market.submit_proof(second.request_id, bundle).tx)
         row.gas["verifyProof alone"] = int(client.rpc(
             "eth_estimateGas", [{"to": registration.spec.verifier, "data": bundle.proof.evm_calldata}]), 16)
         row.proof_bytes = len(bundle.proof.hex) // 2 - 1
@@ -146,6 +162,12 @@ COLUMNS = ("deploy verifier", "register", "approve", "requestInference", "accept
            "fulfill (steady)", "verifyProof alone")
 
 
+ATTESTED_SECTION = "\n## Attested tier (AttestationCourt) and ERC-8004\n"  # written by bench/gas_attested.py
+USD_LEGEND = """
+`tx bytes`: the signed transaction's size (its L1 data). `verifyProof alone` is an estimate, not a transaction.
+An escrowed call: the consumer sends `approve` (skipped while the allowance lasts) and `requestInference`; the node
+sends `acceptRequest` and the fulfilment (steady state). `deploy verifier` and `register` are paid once per model.
+"""
 LEGEND = """
 Each figure is the transaction's gasUsed. `fulfill (first)`: the first fulfilment on a fresh market (it
 pays for one-time zero-to-non-zero storage writes: the target is checked on it); `fulfill (steady)`: a
@@ -169,6 +191,38 @@ def table(rows: list[Row]) -> str:
     if first is not None:
         lines += ["", "| market contract | deploy gas |", "|---|---|"]
         lines += [f"| {c} | {first.gas[f'deploy {c}']:,} |" for c in CONTRACTS]
+    return "\n".join(lines) + "\n"
+
+
+CHAINS = tuple(L2_GAS_GWEI)
+CONSUMER_STEPS = ("approve", "requestInference")  # what a consumer's escrowed call sends
+NODE_STEPS = ("acceptRequest", "fulfill (steady)")  # what the node sends to answer it
+
+
+def _usd_cells(gas: int, size: int | None) -> list[str]:
+    return [f"{gas:,}", f"{size:,}" if size else "-", *(dollars(l2_usd(gas, chain)) for chain in CHAINS),
+            dollars(l1_data_bound_usd(size)) if size else "-"]
+
+
+def usd_table(rows: list[Row]) -> str:
+    """Each operation's cost in USD on each chain (L2 execution) and the bound on its L1 data fee."""
+    head = ["operation", "model", "gas", "tx bytes", *(f"{chain} USD" for chain in CHAINS), "L1 data <= USD"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    measured = [r for r in rows if not r.error]
+    if measured:
+        first = measured[0]
+        lines += ["| " + " | ".join([f"deploy {c}", "-", *_usd_cells(first.gas[f"deploy {c}"],
+                                                                     first.tx_bytes.get(f"deploy {c}"))]) + " |"
+                  for c in CONTRACTS]
+    for r in measured:
+        for step in COLUMNS:
+            lines.append("| " + " | ".join([step, r.model, *_usd_cells(r.gas[step], r.tx_bytes.get(step))]) + " |")
+    for r in measured:
+        for side, steps in (("consumer", CONSUMER_STEPS), ("node", NODE_STEPS)):
+            gas = sum(r.gas[s] for s in steps)
+            size = sum(r.tx_bytes.get(s, 0) for s in steps)
+            label = f"one escrowed call, {side} ({' + '.join(steps)})"
+            lines.append("| " + " | ".join([label, r.model, *_usd_cells(gas, size)]) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -208,12 +262,15 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append(Row(name, error=f"{exc.code}: {exc.message}"))
         doc = {"created_at": datetime.now(UTC).isoformat(timespec="seconds"), "grid": args.grid,
                "target": {"model": TARGET_MODEL, "fulfill_max_gas": FULFIL_TARGET},
-               "machine": machine(), "rows": [r.__dict__ for r in rows]}
+               "prices": assumptions(), "machine": machine(), "rows": [r.__dict__ for r in rows]}
     finally:
         ws.close()
     (args.out / "gas.json").write_text(json.dumps(doc, indent=2) + "\n")
-    md = f"Gas on anvil ({args.grid} settings), public profile, real proofs.\n\n" + table(rows) + LEGEND
-    (args.out / "gas.md").write_text(md)
+    md = (f"Gas on anvil ({args.grid} settings), public profile, real proofs.\n\n" + table(rows) + LEGEND
+          + "\n## Cost in USD on Base and Arbitrum\n\n" + legend() + "\n\n" + usd_table(rows) + USD_LEGEND)
+    gas_md = args.out / "gas.md"
+    kept = gas_md.read_text().partition(ATTESTED_SECTION) if gas_md.is_file() else ("", "", "")
+    gas_md.write_text(md + (ATTESTED_SECTION + kept[2] if kept[1] else ""))  # gas_attested.py's section stays
     print(md)
     return 1 if any(r.error for r in rows) else 0
 

@@ -4,7 +4,8 @@ AttestationCourt: request (approve excluded), commit (signature check), finalize
 (bond), vote, the deciding vote (resolution: slash + refund, or the challenger's bond lost + payment), claiming a
 vote, an availability challenge and the bundle published in answer.
 ERC-8004: register an agent, give feedback, a validation request and the ZkValidator's answer for a settled
-escrow request. Writes OUT/gas_attested.json and OUT/gas_attested.md.
+escrow request. Writes OUT/gas_attested.json and OUT/gas_attested.md (and its section of OUT/gas.md), with each
+operation's cost in USD on Base and Arbitrum at the prices stated in bench/prices.py.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from eth_utils import keccak
+from prices import L2_GAS_GWEI, assumptions, dollars, l1_data_bound_usd, l2_usd, legend  # bench/prices.py
 
-from proofmarket.chain import Devnet, deploy, dev_account, find_anvil
+from proofmarket.chain import Devnet, TxResult, deploy, dev_account, find_anvil
 from proofmarket.chain.artifacts import load_artifact
 from proofmarket.chain.commitments import model_id_of, model_key
 from proofmarket.chain.court import AttestationCourt, Commitment
@@ -41,10 +43,25 @@ def _advance(client: Any, seconds: int) -> None:
     client.rpc("evm_mine", [])
 
 
-def measure() -> dict[str, int]:
-    gas: dict[str, int] = {}
+class Gas(dict[str, int]):
+    """Gas per operation, and the signed size of the transaction that measured it (``sizes``)."""
+
+    def __init__(self, client: Any) -> None:
+        super().__init__()
+        self.client = client
+        self.sizes: dict[str, int] = {}
+
+    def note(self, name: str, tx: TxResult, per: int = 1) -> None:
+        """Record ``tx`` as ``name`` (``per``: the requests it served: gas and bytes per request)."""
+        raw = str(self.client.rpc("eth_getRawTransactionByHash", [tx.tx_hash]))
+        self[name] = tx.gas_used // per
+        self.sizes[name] = (len(raw) - 2) // 2 // per
+
+
+def measure() -> Gas:
     with tempfile.TemporaryDirectory(prefix="gas-attested-") as tmp, Devnet(Path(tmp), anvil=find_anvil()) as net:
         client = net.client()
+        gas = Gas(client)
         admin, owner, consumer, node, *validators = (dev_account(i, client.chain_id) for i in range(8))
         deployment = deploy(client, admin, Path(tmp) / "deployment.json")
         usdc, registry, _ = deployment.bind(client)
@@ -56,64 +73,63 @@ def measure() -> dict[str, int]:
         key = model_id_of(owner.address, model_key("bafy-attested"))
         court_address, tx = client.deploy(load_artifact("AttestationCourt"), admin, usdc.address, registry.address,
                                           admin.address, PARAMS, 60)
-        gas["court deploy"] = tx.gas_used
+        gas.note("court deploy", tx)
         wrapped = AttestationCourt(client, court_address)
         for who, amount, validator in ((node, 100 * USDC, False), *((v, 10 * USDC, True) for v in validators)):
             usdc.approve(court_address, amount + 10 * USDC, who)
-            gas["stake (validator: a checkpoint)" if validator else "stake (node)"] = wrapped.stake(
-                amount, who, validator=validator).gas_used
+            gas.note("stake (validator: a checkpoint)" if validator else "stake (node)",
+                     wrapped.stake(amount, who, validator=validator))
         usdc.approve(court_address, 100 * PRICE, consumer)
 
         def request(h: int) -> int:
             rid, tx = wrapped.request_tx(key, keccak(h.to_bytes(32, "big")), client.timestamp() + 3_600, consumer,
                                          node=node.address)
-            gas["request (escrow)"] = tx.gas_used
+            gas.note("request (escrow)", tx)
             return rid
 
         def instances(h: int) -> list[int]:
             return [h, int.from_bytes(WEIGHTS, "big"), 3, 4, 5]
 
         def commit(request_id: int, h: int, digest: bytes = b"\x01" * 32) -> None:
-            gas["commit (post commitment, one job)"] = wrapped.commit(request_id, instances(h), node, digest).gas_used
+            gas.note("commit (post commitment, one job)", wrapped.commit(request_id, instances(h), node, digest))
 
         rid = request(1)
         commit(rid, 1)
         _advance(client, 301)
-        gas["finalize (paid after the window)"] = wrapped.finalize(rid, admin).gas_used
+        gas.note("finalize (paid after the window)", wrapped.finalize(rid, admin))
         for cheated, label in ((False, "bond lost + payment"), (True, "slash + refund")):
             rid = request(2 if cheated else 3)
             commit(rid, 2 if cheated else 3)
             # the challenge is the challenger's vote (10 of 40 USDC eligible); two more make more than half
-            gas["challenge (with bond, escrows its share)"] = wrapped.challenge(rid, validators[0]).gas_used
+            gas.note("challenge (with bond, escrows its share)", wrapped.challenge(rid, validators[0]))
             for voter in validators[1:]:  # until a side holds more than half of the 40 USDC
-                used = wrapped.vote(rid, cheated, voter).gas_used
+                tx = wrapped.vote(rid, cheated, voter)
                 if wrapped.status(rid) == "challenged":
-                    gas["vote (escrows its share)"] = used
+                    gas.note("vote (escrows its share)", tx)
                 else:
-                    gas[f"deciding vote ({label})"] = used
+                    gas.note(f"deciding vote ({label})", tx)
                     break
-            gas["claim a vote"] = wrapped.claim(rid, validators[1].address, admin).gas_used
+            gas.note("claim a vote", wrapped.claim(rid, validators[1].address, admin))
         usdc.approve(court_address, 100 * USDC, node)  # the slash took half the node's stake: top it up
         wrapped.stake(100 * USDC, node, validator=False)
         rid = request(4)
         commit(rid, 4, hashlib.sha256(BUNDLE).digest())
         client.rpc("anvil_mine", [hex(2)])  # drawn validators only: the draw is known a block later
-        gas["availability challenge"] = wrapped.challenge_availability(rid, validators[3]).gas_used
-        gas[f"publish a withheld bundle ({len(BUNDLE):,} bytes)"] = wrapped.publish(rid, BUNDLE, node).gas_used
+        gas.note("availability challenge", wrapped.challenge_availability(rid, validators[3]))
+        gas.note(f"publish a withheld bundle ({len(BUNDLE):,} bytes)", wrapped.publish(rid, BUNDLE, node))
         for size in BATCHES:  # one signed Merkle root for `size` requests
             batch = [Commitment(request(1_000 * size + i), instances(1_000 * size + i), bytes([i % 250 + 1]) * 32)
                      for i in range(size)]
-            tx = wrapped.commit_batch(batch, node)
-            gas[f"commit batch of {size} (per request)"] = tx.gas_used // size
+            gas.note(f"commit batch of {size} (per request)", wrapped.commit_batch(batch, node), per=size)
         registries = Erc8004.bind(client, deployment.erc8004 or {})
         agent_id, tx = registries.identity.register("http://node/.well-known/agent-registration.json", node)
-        gas["ERC-8004 register agent"] = tx.gas_used
-        gas["ERC-8004 feedback"] = registries.reputation.give_feedback(agent_id, 90, consumer, tag1="inference",
-                                                                       tag2="attested").gas_used
-        gas["ERC-8004 validation request"] = registries.validation.request(
-            validators[0].address, agent_id, "ipfs://bafy#receipt=0x", b"\x42" * 32, node).gas_used
-        gas["ERC-8004 validation response"] = registries.validation.respond(b"\x42" * 32, 100,
-                                                                            validators[0], tag="attested").gas_used
+        gas.note("ERC-8004 register agent", tx)
+        gas.note("ERC-8004 feedback", registries.reputation.give_feedback(agent_id, 90, consumer, tag1="inference",
+                                                                          tag2="attested"))
+        gas.note("ERC-8004 validation request", registries.validation.request(
+            validators[0].address, agent_id, "ipfs://bafy#receipt=0x", b"\x42" * 32, node))
+        gas.note("ERC-8004 validation response", registries.validation.respond(b"\x42" * 32, 100, validators[0],
+                                                                               tag="attested"))
     return gas
 
 
@@ -123,13 +139,18 @@ def main() -> int:
     args = parser.parse_args()
     gas = measure()
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "gas_attested.json").write_text(json.dumps(gas, indent=2))
+    (args.out / "gas_attested.json").write_text(json.dumps(
+        {"gas": dict(gas), "tx_bytes": gas.sizes, "prices": assumptions()}, indent=2))
     lines = ["# Gas: attested tier (AttestationCourt) and ERC-8004", "",
              "`make bench` (bench/gas_attested.py), fresh anvil devnet, gas used per transaction (the last of its "
              "kind when measured more than once). The challenge counts as the challenger's vote; a side wins once it "
              "holds more than half the eligible stake (4 equal validators: 3 votes decide).", "",
-             "| operation | gas |", "|---|---|"]
-    lines += [f"| {name} | {value:,} |" for name, value in gas.items()]
+             legend() + " A batch's `tx bytes` are per request.", "",
+             "| operation | gas | tx bytes | " + " | ".join(f"{chain} USD" for chain in L2_GAS_GWEI)
+             + " | L1 data <= USD |", "|---|---|---|" + "---|" * len(L2_GAS_GWEI) + "---|"]
+    lines += [f"| {name} | {value:,} | {gas.sizes[name]:,} | "
+              + " | ".join(dollars(l2_usd(value, chain)) for chain in L2_GAS_GWEI)
+              + f" | {dollars(l1_data_bound_usd(gas.sizes[name]))} |" for name, value in gas.items()]
     one = gas["commit (post commitment, one job)"]
     lines += ["", "Commitments: one per job against a Merkle root per batch (one signature, one stake check and one "
               "transaction for the batch; each request keeps its own window, challenge and vote):", "",
