@@ -7,9 +7,10 @@ facilitator API the SDK's ``HTTPFacilitatorClient`` speaks:
     POST /settle      the same body                                                               -> SettleResponse
 
 A refusal is an answer, not an HTTP error: 200 with ``isValid: false`` / ``success: false`` and the SDK's reason
-(the client raises on anything but 200). A body that is not such a request is 400 (413 over the size limit,
-400 nested deeper than ``proofmarket.core.jsonlimits`` allows); an internal failure (the RPC is down) is 500,
-which a node reads as ``facilitator_unavailable``.
+(the client raises on anything but 200), its message stripped of the RPC URL (the SDK quotes RPC errors; an
+unreachable RPC is such a refusal, which the node's gate reads as ``facilitator_unavailable``). A body that is
+not such a request is 400 (413 over the size limit, 400 nested deeper than ``proofmarket.core.jsonlimits``
+allows); an unexpected failure is 500, logged here and answered without its text.
 
 It serves x402 version 2 on the one network of its RPC: the SDK also registers the version-1 scheme for every
 public EVM network, which this signer (one RPC, one chain) cannot settle on, so those are neither listed nor
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -57,6 +59,17 @@ class ServedFacilitator:
     facilitator: x402FacilitatorSync
     network: str
     signer: str
+    rpc_url: str = ""  # never in an answer: the SDK's messages quote RPC errors, whose URL may carry an API key
+
+    def redacted(self, text: str | None) -> str | None:
+        """``text`` without the RPC URL, its path or its query (where providers put API keys)."""
+        if not text or not self.rpc_url:
+            return text
+        parts = urlsplit(self.rpc_url)
+        for secret in (self.rpc_url, parts.path if len(parts.path) > 1 else "", parts.query):
+            if secret:
+                text = text.replace(secret, "<rpc>")
+        return text
 
 
 def build_facilitator(rpc_url: str, signer: LocalAccount, *, confirmation_timeout_seconds: float = 60.0,
@@ -66,7 +79,7 @@ def build_facilitator(rpc_url: str, signer: LocalAccount, *, confirmation_timeou
     chain_id = (client or ChainClient(rpc_url)).chain_id
     network = network_id(chain_id)
     facilitator = local_facilitator(signer, rpc_url, network, confirmation_timeout_seconds=confirmation_timeout_seconds)
-    return ServedFacilitator(facilitator, network, signer.address)
+    return ServedFacilitator(facilitator, network, signer.address, rpc_url)
 
 
 def facilitator_rpc(settings: Settings) -> str:
@@ -120,25 +133,27 @@ def facilitator_app(served: ServedFacilitator, *, max_body_bytes: int = MAX_REQU
         if isinstance(parsed, JSONResponse):
             return parsed
         try:
+            _check_network(parsed, served.network)
             result: VerifyResponse = await run_in_threadpool(served.facilitator.verify, *parsed)
         except SchemeNotFoundError as exc:
             result = VerifyResponse(is_valid=False, invalid_reason=ERR_UNSUPPORTED_SCHEME, invalid_message=str(exc))
         except Exception as exc:
             return _failed("verify", exc)
-        return _json(result)
+        return _json(result.model_copy(update={"invalid_message": served.redacted(result.invalid_message)}))
 
     async def settle(request: Request) -> JSONResponse:
         parsed = await _parsed(request, served.network, max_body_bytes)
         if isinstance(parsed, JSONResponse):
             return parsed
         try:
+            _check_network(parsed, served.network)
             result: SettleResponse = await run_in_threadpool(served.facilitator.settle, *parsed)
         except SchemeNotFoundError as exc:
             result = SettleResponse(success=False, error_reason=ERR_UNSUPPORTED_SCHEME, error_message=str(exc),
                                     transaction="", network=parsed[1].network)
         except Exception as exc:
             return _failed("settle", exc)
-        return _json(result)
+        return _json(result.model_copy(update={"error_message": served.redacted(result.error_message)}))
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"ok": True, "network": served.network, "signer": served.signer})
@@ -180,6 +195,15 @@ async def _parsed(request: Request, network: str,
     except ValidationError as exc:
         fields = ", ".join(sorted({".".join(str(p) for p in e["loc"]) for e in exc.errors()}))
         return _refused(400, "invalid_request", f"the payment payload or requirements are not valid ({fields})")
+
+
+def _check_network(parsed: tuple[PaymentPayload, PaymentRequirements], network: str) -> None:
+    """The SDK matches its registered networks by pattern (``eip155:*``): a payment for another chain would be
+    sent to this RPC's chain. Only the served network is: ``SchemeNotFoundError`` otherwise."""
+    payload, requirements = parsed
+    for named in (requirements.network, payload.accepted.network):
+        if named != network:
+            raise SchemeNotFoundError(requirements.scheme, named)
 
 
 def _json(model: BaseModel) -> JSONResponse:
