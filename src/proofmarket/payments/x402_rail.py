@@ -256,6 +256,10 @@ class X402Payments:
     def release(self, ticket: PaymentTicket) -> None:
         self.gate.release(VerifiedPayment.from_json(ticket.doc))
 
+    def close(self) -> None:
+        """Close the remote facilitator's HTTP client (nothing to close with the in-process one)."""
+        self.gate.close()
+
     # --- helpers ---------------------------------------------------------------------------------
     def payee_of(self, model_id: str) -> str:
         owner = self._pay_to(model_id)
