@@ -67,7 +67,9 @@ def test_cli_market_flow(cli_home: Path, models: Listed) -> None:
     assert "paid: owner 0.9, prover 0.5625, platform 0.0375 USDC" in fulfilled.stdout
 
     again = run(home, "fulfill", str(requested["request_id"]))
-    assert again.returncode == 4 and again.stderr.startswith("error (chain_error): request 1 is already settled")
+    assert again.stderr.startswith("chain devnet (id 31337")  # every chain command says which chain it acts on
+    assert again.returncode == 4 and again.stderr.splitlines()[1].startswith(
+        "error (chain_error): request 1 is already settled")
 
     assert run_json(home, "chain", "down")["stopped"]
 

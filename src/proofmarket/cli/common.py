@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from proofmarket.cli.output import emit_json, fail, out
+from proofmarket.cli.output import console, emit_json, fail, out
 from proofmarket.core.errors import ProofMarketError, UsageError
 from proofmarket.core.settings import Settings
 
@@ -88,7 +88,14 @@ def settings_for(home: Path | None) -> Settings:
 def open_market(home: Path | None) -> Market:
     from proofmarket.market import Market  # web3 loads only for the commands that need it
 
-    return Market.open(settings_for(home))
+    market = Market.open(settings_for(home))
+    say_chain(market.client.profile)
+    return market
+
+
+def say_chain(profile: Any) -> None:
+    """Tell, on stderr, which chain profile a command acts on (its chain id, USDC and confirmations)."""
+    console.print(f"[dim]{profile.describe()}[/]")
 
 
 def tx_json(tx: Any) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from proofmarket.cli.common import say_chain
 from proofmarket.cli.output import console, fail
 from proofmarket.core.errors import ProofMarketError, UsageError
 from proofmarket.core.settings import Settings
@@ -39,6 +40,7 @@ def worker_cmd(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings(home=home) if home is not None else Settings()
+        _say_node_chain(settings)
         console.print(f"proofmarket worker: Redis {masked_url(settings.redis_url)}, database "
                       f"{settings.db_url.split('@')[-1]}, store {settings.store_dir}")
         run_worker(settings, name=name, models=model or [], compile_jobs=not no_compile)
@@ -64,6 +66,7 @@ def node_cmd(
     overrides: dict[str, Any] = {"home": home, "api_host": host, "api_port": port, "prover_workers": workers}
     try:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+        _say_node_chain(settings)
         app = create_app(settings)
         for spec in model or []:
             model_id, price = parse_model_option(spec)
@@ -77,6 +80,16 @@ def node_cmd(
         raise fail(exc, False) from exc
     console.print(f"proofmarket node on http://{settings.api_host}:{settings.api_port} (docs at /docs)")
     uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level=log_level, **_uvicorn_extra())
+
+
+def _say_node_chain(settings: Settings) -> None:
+    """The chain profile the node runs on; a chain that does not answer yet is said, not fatal."""
+    from proofmarket.chain.client import node_profile
+
+    try:
+        say_chain(node_profile(settings))
+    except ProofMarketError as exc:
+        console.print(f"[yellow]chain not known yet[/]: {exc.message}")
 
 
 def parse_model_option(spec: str) -> tuple[str, int]:

@@ -17,7 +17,8 @@ from typing import Annotated
 
 import typer
 
-from proofmarket.cli.chain_cmds import HomeOpt, _settings
+from proofmarket.cli.chain_cmds import HomeOpt
+from proofmarket.cli.common import open_market
 from proofmarket.cli.output import fail, out
 from proofmarket.core.errors import ProofMarketError, UsageError
 
@@ -48,13 +49,13 @@ def validator_run(
     that differ and vote on every challenge. Runs until interrupted (SIGINT/SIGTERM)."""
     from proofmarket.chain.court import AttestationCourt
     from proofmarket.chain.devkeys import dev_account as dev_key
-    from proofmarket.market import Market, parse_price
+    from proofmarket.market import parse_price
     from proofmarket.market.accounts import load_key
     from proofmarket.validator.process import Validator, serve_metrics
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        with Market.open(_settings(home)) as market:
+        with open_market(home) as market:
             if market.deployment.court is None:
                 raise UsageError("this market's deployment has no AttestationCourt: run 'proofmarket chain deploy'")
             chain_id = market.client.chain_id
