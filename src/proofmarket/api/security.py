@@ -33,12 +33,13 @@ job_token = APIKeyHeader(name=TOKEN_HEADER, auto_error=False, scheme_name="JobTo
 
 
 def known_devnet(settings: Settings) -> bool:
-    """The node's chain profile, as far as it is known without an RPC call, is the devnet: PROOFMARKET_CHAIN's
-    profile, else the devnet's when no RPC URL is set. An RPC URL without PROOFMARKET_CHAIN is a chain only
+    """The node's chain profile, as far as it is known without an RPC call, is a development chain (one whose
+    profile accepts the public dev keys: nothing of value is on it): PROOFMARKET_CHAIN's profile, else the
+    devnet's when no RPC URL is set. An RPC URL without PROOFMARKET_CHAIN is a chain only
     its answer names: start-up does not ask it, so it counts as off the devnet (the stricter rules apply)."""
     if settings.chain is None and settings.rpc_url is not None:
         return False
-    return settings.profile().is_devnet
+    return settings.profile().dev_keys_allowed
 
 
 def is_loopback(host: str) -> bool:

@@ -59,7 +59,7 @@ def _usdc(settings: Settings, extra: X402Settings, client: ChainClient) -> str:
     found = load_deployment(path)
     if found is not None and is_live(client, found):
         return found.usdc
-    if not profile_for(client.chain_id).is_devnet:
+    if not profile_for(client.chain_id).test_usdc_allowed:
         raise ChainError(f"no USDC token for chain id {client.chain_id}: set PROOFMARKET_USDC_ADDRESS or deploy "
                          f"the market ({path})", chain_id=client.chain_id)
     deployed = deploy(client, dev_account(DEV_ROLES["admin"], client.chain_id), path)  # TestUSDC, minted
