@@ -7,21 +7,28 @@ import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 
-/// @title TestUSDC: a devnet stand-in for USDC. NEVER deploy it outside a local devnet.
-/// @notice ERC-20 with 6 decimals and EIP-3009 (transfer/receive with authorization, cancel), EIP-712
-/// domain name "USD Coin", version "2" like Circle's FiatTokenV2. The owner mints freely.
+/// @title NamedTestUSDC: a stand-in for USDC with the EIP-712 domain given at deployment. NEVER deploy it outside a
+/// local devnet or a local rehearsal chain.
+/// @notice ERC-20 with 6 decimals and EIP-3009 (transfer/receive with authorization, cancel). The EIP-712 domain
+/// name and version are constructor arguments: Circle's FiatTokenV2 uses "USD Coin"/"2" on most chains and
+/// "USDC"/"2" on some testnets (Base Sepolia): a local rehearsal of such a chain places this token's code at the
+/// canonical USDC address with that chain's domain. The owner mints freely.
 /// Besides the (v, r, s) forms, the `bytes signature` forms of FiatTokenV2_2 are provided
 /// (EOA or ERC-1271 signers), so x402 facilitators find the functions they expect.
-contract TestUSDC is ERC3009, Ownable {
-    constructor(address initialOwner) ERC20("USD Coin", "USDC") EIP712("USD Coin", "2") Ownable(initialOwner) {}
+contract NamedTestUSDC is ERC3009, Ownable {
+    constructor(address initialOwner, string memory domainName, string memory domainVersion)
+        ERC20(domainName, "USDC")
+        EIP712(domainName, domainVersion)
+        Ownable(initialOwner)
+    {}
 
     function decimals() public pure override returns (uint8) {
         return 6;
     }
 
     /// @notice EIP-712 domain version, as FiatTokenV2 exposes it.
-    function version() external pure returns (string memory) {
-        return "2";
+    function version() external view returns (string memory) {
+        return _EIP712Version();
     }
 
     function mint(address to, uint256 amount) external onlyOwner {
@@ -65,4 +72,9 @@ contract TestUSDC is ERC3009, Ownable {
         bool ok = SignatureChecker.isValidSignatureNow(signer, _hashTypedDataV4(structHash), signature);
         require(ok, ERC3009InvalidSignature());
     }
+}
+
+/// @title TestUSDC: the devnet's USDC (domain "USD Coin", version "2", like Circle's FiatTokenV2 on most chains).
+contract TestUSDC is NamedTestUSDC {
+    constructor(address initialOwner) NamedTestUSDC(initialOwner, "USD Coin", "2") {}
 }
