@@ -48,15 +48,18 @@ class Validator(Judging):
 
     def __init__(self, client: ChainClient, court: AttestationCourt, account: LocalAccount, workspace: Workspace, *,
                  state_path: Path, node_urls: list[str] | None = None, identity: Any = None,
-                 from_block: int = 0, confirmations: int = 0, poll_s: float = 1.0, threads: int | None = None,
+                 from_block: int = 0, confirmations: int | None = None, poll_s: float = 1.0, threads: int | None = None,
                  registry: CollectorRegistry | None = None) -> None:
         self.client, self.court, self.account, self.workspace = client, court, account, workspace
         self.node_urls = [u.rstrip("/") for u in node_urls or []]
         self.identity = identity
         self.state_path = state_path
         self.state = ValidatorState.load(state_path, from_block)
+        # unset: the chain profile's confirmations (0 on the devnet, 3 on testnets): a challenge or a vote on an
+        # event a reorg may still undo would spend a bond on a request that may not exist
+        depth = client.profile.confirmations if confirmations is None else confirmations
         self.events = EventWatcher(client, {"court": court}, from_block=self.state.next_block,
-                                   confirmations=confirmations, poll_interval=poll_s)
+                                   confirmations=depth, poll_interval=poll_s)
         self.poll_s, self.threads = poll_s, threads
         self.metrics = ValidatorMetrics(registry or CollectorRegistry())
         self.last_poll = 0.0
