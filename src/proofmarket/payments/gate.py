@@ -1,7 +1,7 @@
 """The x402 payment gate the API calls explicitly: verify before proving, settle once the proof is ready.
 
     gate = PaymentGate.local(rpc_url=..., signer=facilitator_account, asset=usdc)   # devnet
-    gate = PaymentGate.remote(facilitator_url=..., network="eip155:8453", asset=usdc) # production
+    gate = PaymentGate.remote(facilitator_url=..., network=profile.network, asset=profile.usdc) # production
 
     req = gate.requirements(price_atomic, pay_to)
     no header  -> 402, PAYMENT-REQUIRED: gate.payment_required_header(req, url, discovery=...)
