@@ -149,7 +149,7 @@ class InProcess:
         served = build_facilitator(node.market.devnet.rpc_url, signer, client=node.market.client)
         app = facilitator_app(served)
         config = uvicorn.Config(wrap(app, self) if wrap else app, host="127.0.0.1", port=node.facilitator_port,
-                                log_level="warning", lifespan="off")
+                                log_level="warning", lifespan="off", timeout_graceful_shutdown=2)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -173,7 +173,7 @@ def slow_verify(app: ASGIApp, _: InProcess) -> ASGIApp:
     """Answers /verify after the node's timeout."""
     async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == "/verify":
-            await asyncio.sleep(TIMEOUT_S + 1.5)
+            await asyncio.sleep(TIMEOUT_S + 5)
         await app(scope, receive, send)
     return wrapped
 
@@ -227,7 +227,7 @@ def test_a_node_sells_a_paid_call_through_the_served_facilitator(node: PaidNode)
 
 
 def test_a_facilitator_that_is_down_refuses_the_call_and_charges_nothing(node: PaidNode) -> None:
-    with cli_facilitator(node):
+    with InProcess(node):
         pay = node.pay()  # terms while it is up; then nothing listens on its port
     before, jobs = node.balances(), node.job_counts()
 
@@ -248,7 +248,7 @@ def test_a_facilitator_slower_than_the_timeout_refuses_the_call_and_charges_noth
         waited = time.monotonic() - started
 
     assert response.status_code == 503 and response.json()["error"]["code"] == "facilitator_unavailable"
-    assert waited < TIMEOUT_S + 1.5  # the node gave up at its timeout, not when the answer came
+    assert TIMEOUT_S <= waited < TIMEOUT_S + 4  # the node gave up at its timeout, not when the answer came
     assert node.balances() == before and node.job_counts() == jobs
     assert node.services.payments.gate.ledger.pending() == []
 
