@@ -112,10 +112,16 @@ def measure() -> Gas:
             gas.note("claim a vote", wrapped.claim(rid, validators[1].address, admin))
         usdc.approve(court_address, 100 * USDC, node)  # the slash took half the node's stake: top it up
         wrapped.stake(100 * USDC, node, validator=False)
-        rid = request(4)
-        commit(rid, 4, hashlib.sha256(BUNDLE).digest())
-        client.rpc("anvil_mine", [hex(2)])  # drawn validators only: the draw is known a block later
-        gas.note("availability challenge", wrapped.challenge_availability(rid, validators[3]))
+        drawn = None
+        for h in range(4, 64):  # only a drawn validator may challenge availability; the draw (a block hash) is
+            rid = request(h)    # random: commit to new requests until one draws a validator
+            wrapped.commit(rid, instances(h), node, hashlib.sha256(BUNDLE).digest())  # not measured: warmer storage
+            client.rpc("anvil_mine", [hex(2)])  # the draw is known a block later
+            drawn = next((v for v in validators if wrapped.is_sampled(rid, v.address)), None)
+            if drawn is not None:
+                break
+        assert drawn is not None, "no validator drawn in 60 requests"
+        gas.note("availability challenge", wrapped.challenge_availability(rid, drawn))
         gas.note(f"publish a withheld bundle ({len(BUNDLE):,} bytes)", wrapped.publish(rid, BUNDLE, node))
         for size in BATCHES:  # one signed Merkle root for `size` requests
             batch = [Commitment(request(1_000 * size + i), instances(1_000 * size + i), bytes([i % 250 + 1]) * 32)
