@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from proofmarket.db.engine import Database
@@ -109,6 +109,34 @@ class EscrowRepo:
     def proved(self, row_id: int, bundle_cid: str) -> bool:
         return self._move(row_id, [EscrowStatus.PROVING], bundle_cid=bundle_cid)
 
+    def confirming(self, row_id: int, *, fulfil_tx: str, settlement: dict[str, Any]) -> bool:
+        """proving -> confirming: our fulfil is mined, not deep enough yet (the input and bundle are kept: an
+        orphaned fulfil is answered again)."""
+        return self._move(row_id, [EscrowStatus.PROVING], status=EscrowStatus.CONFIRMING.value, fulfil_tx=fulfil_tx,
+                          settlement=settlement)
+
+    def reopen(self, row_id: int) -> bool:
+        """confirming -> input_received: the fulfil's block left the chain and the request is open again."""
+        return self._move(row_id, [EscrowStatus.CONFIRMING], status=EscrowStatus.INPUT_RECEIVED.value,
+                          fulfil_tx=None, settlement=None)
+
+    def open_since(self, chain_id: int, market: str, block: int) -> list[EscrowRequestRow]:
+        """The requests not closed that were seen in block ``block`` or later, or read from the chain (no block)."""
+        open_ = tuple(st for st in EscrowStatus if st not in (EscrowStatus.FULFILLED, EscrowStatus.FAILED))
+        with self.db.session() as s:
+            return list(s.scalars(select(EscrowRequestRow).where(
+                *_in_status(chain_id, market, open_),
+                or_(EscrowRequestRow.block_number >= block, EscrowRequestRow.block_number.is_(None)))
+                .order_by(EscrowRequestRow.request_id)))
+
+    def forget(self, row_id: int, *statuses: EscrowStatus) -> bool:
+        """Delete a request in one of ``statuses`` (its event left the chain): the canonical event records it
+        afresh."""
+        with self.db.session() as s:
+            res = s.execute(delete(EscrowRequestRow).where(
+                EscrowRequestRow.id == row_id, EscrowRequestRow.status.in_([st.value for st in statuses])))
+            return bool(res.rowcount)  # type: ignore[attr-defined]
+
     # a final request forgets the consumer's input and salt (a hashed input is private): nothing needs them
 
     def fulfilled(self, row_id: int, *, fulfil_tx: str | None, settlement: dict[str, Any]) -> bool:
@@ -116,12 +144,18 @@ class EscrowRepo:
                           status=EscrowStatus.FULFILLED.value, fulfil_tx=fulfil_tx, settlement=settlement,
                           inputs=None)
 
+    def confirmed(self, row_id: int, settlement: dict[str, Any]) -> bool:
+        """confirming -> fulfilled: our fulfil is deep enough."""
+        return self._move(row_id, [EscrowStatus.CONFIRMING], status=EscrowStatus.FULFILLED.value,
+                          settlement=settlement, inputs=None)
+
     def update_settlement(self, row_id: int, settlement: dict[str, Any]) -> bool:
         """A fulfilled request's settlement as it moves on (an attested commitment: paid or slashed later)."""
         return self._move(row_id, [EscrowStatus.FULFILLED], settlement=settlement)
 
     def failed(self, row_id: int, code: str, message: str) -> bool:
-        return self._move(row_id, [EscrowStatus.SEEN, EscrowStatus.INPUT_RECEIVED, EscrowStatus.PROVING],
+        return self._move(row_id, [EscrowStatus.SEEN, EscrowStatus.INPUT_RECEIVED, EscrowStatus.PROVING,
+                                   EscrowStatus.CONFIRMING],
                           status=EscrowStatus.FAILED.value, error_code=code, error_message=message[:4000],
                           inputs=None)
 

@@ -162,6 +162,7 @@ class EscrowStatus(StrEnum):
     SEEN = "seen"  # RequestCreated for a model this node serves; waiting for the consumer's input
     INPUT_RECEIVED = "input_received"  # the input (and salt) opens the on-chain commitment
     PROVING = "proving"  # claimed by the watcher: proving, then fulfil
+    CONFIRMING = "confirming"  # our fulfil (or commitment) is mined: waiting for the chain's confirmations
     FULFILLED = "fulfilled"  # settled on chain (paid, or rejected: see settlement)
     FAILED = "failed"  # expired, settled by someone else, or the proof could not be made
 

@@ -10,8 +10,10 @@
                                     Paid ◄──────────────────────────  finalize once the window closed
                                     (or Slashed + Refunded after a lost vote)
 
-A row is ``fulfilled`` once its commitment is mined; ``settlement.court`` then follows the court: ``committed``
-(window open until ``window_end``), ``challenged``, ``paid`` or ``slashed``. Once settled, the node asks the
+A row is ``fulfilled`` once its commitment is mined (with confirmations: ``confirming`` until its block is deep
+enough; a commitment whose block left the chain leaves the request open: generated and committed again);
+``settlement.court`` then follows the court: ``committed`` (window open until ``window_end``), ``challenged``,
+``paid`` or ``slashed``. Once settled, the node asks the
 CourtValidator for an ERC-8004 validation record (100 paid, 0 slashed). Rows live in the escrow table under the
 court's address; the thread, lease, cursor and retries are ``proofmarket.intake.watcher``'s. The node stakes on
 the court when the watcher starts, and again only when a commitment is refused for a stake below the minimum
@@ -52,7 +54,7 @@ class CourtService(ChainWatcher):
     unavailable = (CourtUnavailable,)
 
     def __init__(self, market: Market, repo: EscrowRepo, served: Callable[[], Iterable[str]], *,
-                 confirmations: int = 1, poll_s: float = 2.0, owner: str | None = None, batch_max: int = 32,
+                 confirmations: int | None = None, poll_s: float = 2.0, owner: str | None = None, batch_max: int = 32,
                  jobs: Any = None) -> None:
         court = market.deployment.court
         if court is None:
@@ -107,6 +109,7 @@ class CourtService(ChainWatcher):
         how many were committed."""
         with self._work_lock:
             self._expire_unanswered()
+            self._follow_confirming()  # final commitments are followed by settle(); orphaned ones answered again
             ready: Ready = []
             for row in self.repo.with_status(self.chain_id, self.address, EscrowStatus.INPUT_RECEIVED):
                 if self._stop.is_set() or len(ready) >= self.batch_max:
@@ -203,6 +206,13 @@ class CourtService(ChainWatcher):
         elif event.event in ("Challenged", "Resolved"):
             self._wake.set()  # settle() reads the new status
 
+    def _open_again(self, onchain: CourtRequest) -> bool:
+        return onchain.status == "open"
+
+    def _settled_by_us(self, onchain: CourtRequest) -> bool:
+        return onchain.status not in ("none", "open", "refunded") and onchain.node is not None \
+            and onchain.node.lower() == self.node.address.lower()
+
     def _record_closed(self, row: EscrowRequestRow, onchain: CourtRequest) -> str | None:
         if onchain.status == "open":
             return None
@@ -242,7 +252,7 @@ class CourtService(ChainWatcher):
             summary = {"request_id": c.request_id, "status": "COMMITTED", "tx_hash": tx.tx_hash,
                        "bundle_digest": "0x" + c.bundle_digest.hex(), "batch": len(ready),
                        "court": {"status": "committed", "window_end": committed.get(c.request_id)}}
-            self.repo.fulfilled(row.id, fulfil_tx=tx.tx_hash, settlement=summary)
+            self._answered(row, tx.tx_hash, summary)
         if self.committed is not None:
             self.committed.inc(len(ready))
         self.log.info("court: committed %d request(s) in tx %s", len(ready), tx.tx_hash)

@@ -12,7 +12,10 @@ processed) is saved after each batch, so a restarted node resumes where it stopp
 delivered at least once and recording one is idempotent (the thread, lease, cursor and retries are
 ``proofmarket.intake.watcher``'s). Before a proof is submitted the on-chain status is read again, and the
 contract refuses a second ``fulfill``: a request is never fulfilled twice. After a restart a request left
-``proving`` is settled from the chain (fulfilled by us: recorded; still open: proved again).
+``proving`` is settled from the chain (fulfilled by us: recorded; still open: proved again). With confirmations (a
+real chain) a mined fulfil is ``confirming`` until its block is deep enough, then ``fulfilled`` (and its ERC-8004
+validation recorded); a fulfil whose block left the chain leaves the request open: it is answered again, with the
+proof already made.
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ from proofmarket.core.errors import (
 )
 from proofmarket.core.settings import Settings
 from proofmarket.db import Database, EscrowRepo, EscrowRequestRow, EscrowStatus
-from proofmarket.intake.watcher import CLOSED, MAX_ATTEMPTS, OPEN, ChainWatcher, run_as_call
+from proofmarket.intake.reorgs import CLOSED, OPEN
+from proofmarket.intake.watcher import MAX_ATTEMPTS, ChainWatcher, run_as_call
 from proofmarket.market import Market
 from proofmarket.market.results import settlement_summary
 from proofmarket.market.validations import record_escrow
@@ -65,7 +69,7 @@ class EscrowService(ChainWatcher):
     closing_events = ("RequestFulfilled", "ProofRejected", "RequestRefunded")
 
     def __init__(self, market: Market, repo: EscrowRepo, served: Callable[[], Iterable[str]], *,
-                 confirmations: int = 1, poll_s: float = 2.0, batch_size: int = 2_000,
+                 confirmations: int | None = None, poll_s: float = 2.0, batch_size: int = 2_000,
                  proof_timeout_s: float | None = None, owner: str | None = None, jobs: Any = None) -> None:
         super().__init__(market, repo, served, market.market, confirmations=confirmations, poll_s=poll_s,
                          batch_size=batch_size, owner=owner)
@@ -121,6 +125,10 @@ class EscrowService(ChainWatcher):
         done = 0
         with self._work_lock:
             self._expire_unanswered()
+            final = self._follow_confirming()
+            if final and self.metrics is not None:
+                self.metrics.closed.labels("fulfilled").inc(final)
+            done += final
             for row in self.repo.with_status(self.chain_id, self.address, EscrowStatus.INPUT_RECEIVED):
                 if self._stop.is_set():
                     break
@@ -169,6 +177,19 @@ class EscrowService(ChainWatcher):
             return "expired"
         return None
 
+    def _open_again(self, onchain: InferenceRequest) -> bool:
+        return onchain.status in (RequestStatus.OPEN, RequestStatus.ACCEPTED)
+
+    def _settled_by_us(self, onchain: InferenceRequest) -> bool:
+        return onchain.status is RequestStatus.FULFILLED and \
+            (onchain.prover or "").lower() == self.market.accounts.prover.address.lower()
+
+    def _confirmed_settlement(self, row: EscrowRequestRow, settlement: dict[str, Any]) -> dict[str, Any]:
+        """Proven work gets its ERC-8004 validation record once its fulfil is final."""
+        if row.bundle_cid and row.fulfil_tx and self.market.attested_manifest(row.model_id) is None:
+            settlement["validation"] = self._validation(row.request_id, row.bundle_cid, row.fulfil_tx)
+        return settlement
+
     def _close_failed(self, row: EscrowRequestRow, code: str, message: str) -> bool:
         closed = super()._close_failed(row, code, message)
         if closed and self.metrics is not None:
@@ -191,17 +212,21 @@ class EscrowService(ChainWatcher):
             return answer or 0
         settlement, bundle_cid = answer.settlement, answer.bundle_cid
         summary = {**settlement_summary(settlement), "bundle_cid": bundle_cid, "output": answer.output}
-        if not answer.attested:  # proven work: an ERC-8004 validation record, answered by the ZkValidator
+        if not answer.attested and self.confirmations == 0:  # proven work: an ERC-8004 validation record,
+            # answered by the ZkValidator (with confirmations: once the fulfil is final)
             summary["validation"] = self._validation(request_id, bundle_cid, settlement.tx.tx_hash)
         if not settlement.valid:  # the verifier said no: refunded and slashed, never shown as fulfilled
             self._close_failed(row, "proof_rejected", f"request {request_id}: the verifier rejected the proof in "
                                f"tx {settlement.tx.tx_hash} (the consumer was refunded)")
             self.log.error("escrow request %s: proof rejected on chain in tx %s", request_id, settlement.tx.tx_hash)
             return 1
-        self.repo.fulfilled(row.id, fulfil_tx=settlement.tx.tx_hash, settlement=summary)
+        confirming = self._answered(row, settlement.tx.tx_hash, summary)
         if self.metrics is not None:
             self.metrics.fulfil.observe(time.perf_counter() - started)
-            self.metrics.closed.labels(settlement.status.name.lower()).inc()
+            if not confirming:
+                self.metrics.closed.labels(settlement.status.name.lower()).inc()
+        if confirming:  # said by _answered
+            return 0
         self.log.info("escrow request %s %s in tx %s", request_id, settlement.status.name.lower(),
                       settlement.tx.tx_hash)
         return 1
@@ -227,6 +252,10 @@ class EscrowService(ChainWatcher):
                                                                       "request": doc.get("inputs")},
                 lambda: self.market.generate_attested(row.model_id, doc.get("inputs")))
             output: Any = bundle.output.text
+        elif row.bundle_cid is not None:  # proved before (a fulfil that left the chain, a failed send): the same
+            bundle_cid = row.bundle_cid
+            bundle = ProofBundle.parse(self.market.workspace.store.get_json(bundle_cid))
+            output = bundle.output.values
         elif self.jobs is not None:  # the node's job queue: one proving path (metrics, limits, workers)
             bundle, bundle_cid = self._prove_as_job(row, doc)
             output = bundle.output.values

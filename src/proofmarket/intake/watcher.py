@@ -7,7 +7,17 @@ A watcher subclass says which contract it follows and turns its events and rows 
 - ``_open_onchain(request_id)``: the on-chain request when it exists and is for this node (else None);
 - ``_record_closed(row, onchain)``: record a request that can no longer be answered here (None while open);
 - ``recover()`` (in ``start_up()``, once before the first poll), ``work()`` (each poll) and ``_on_event(event)``
-  for its other events.
+  for its other events;
+- ``_open_again(onchain)`` and ``_settled_by_us(onchain)``: how a request whose answer is ``confirming`` reads.
+
+Reorgs and confirmations (``confirmations``: the settings', else the chain profile's): events are read that many
+blocks deep, and when blocks the watcher read leave the chain (``EventWatcher``'s rollback from block F), each
+request not closed that was seen at block F or later is read again: the same request on chain (commitment,
+consumer, model) is kept; a request gone, or another one under its id, is forgotten (its canonical event records it
+afresh). With confirmations, a mined answer is ``confirming`` until its transaction is that deep (``work()`` follows
+those rows each pass: deep enough and ours on chain -> ``fulfilled``; the request open again, our answer orphaned ->
+``input_received``, answered again; closed otherwise -> recorded as closed). Without (a devnet), straight to
+``fulfilled``.
 
 ``lazy_service`` and ``watcher_lifespan`` build a watcher once per app and run it with the app (the routers of
 ``/v1/requests`` and ``/v1/court``).
@@ -32,24 +42,21 @@ from typing import Any, ClassVar, Self, TypeVar
 
 from proofmarket.chain import ChainEvent, EventWatcher, model_id_for
 from proofmarket.chain.contracts import BoundContract
-from proofmarket.chain.court import CourtRequest
-from proofmarket.chain.types import InferenceRequest
 from proofmarket.core.errors import ChainError, InputMismatch, ProofMarketError, RequestClosed, UnknownRequest
+from proofmarket.core.profiles import profile_for
 from proofmarket.core.settings import Settings
 from proofmarket.db import Database, EscrowRepo, EscrowRequestRow, EscrowStatus, LeaseRepo, ModelRepo, SeenRequest
+from proofmarket.intake.reorgs import CLOSED, OnchainRequest, Reorgs
 from proofmarket.market import Market
 from proofmarket.systems.port import Execution
 from proofmarket.systems.workspace import Workspace
 
 MAX_ATTEMPTS = 3  # transient failures (RPC, a stopped prover) before a request is failed for good
-CLOSED = (EscrowStatus.FULFILLED, EscrowStatus.FAILED)
-OPEN = tuple(s for s in EscrowStatus if s not in CLOSED)
 T = TypeVar("T")
-OnchainRequest = InferenceRequest | CourtRequest  # what both contracts tell about a request
 _build_lock = threading.Lock()  # lazy_service: one build at a time
 
 
-class ChainWatcher(abc.ABC):
+class ChainWatcher(Reorgs):
     kind: ClassVar[str]  # "escrow", "court": the cursor's, the thread's and the logger's name
     noun: ClassVar[str]  # how its messages name a request
     contract: ClassVar[str]  # the deployment's contract it follows
@@ -57,7 +64,7 @@ class ChainWatcher(abc.ABC):
     unavailable: ClassVar[tuple[type[ProofMarketError], ...]] = ()  # construction errors that leave it off
 
     def __init__(self, market: Market, repo: EscrowRepo, served: Callable[[], Iterable[str]], bound: BoundContract,
-                 *, confirmations: int = 1, poll_s: float = 2.0, batch_size: int = 2_000,
+                 *, confirmations: int | None = None, poll_s: float = 2.0, batch_size: int = 2_000,
                  owner: str | None = None, jobs: Any = None) -> None:
         self.market = market
         self.jobs: Any = jobs  # the node's JobService: each answer is a call (rail escrow/court) in /v1/jobs
@@ -67,15 +74,17 @@ class ChainWatcher(abc.ABC):
         # same CID (another verifier, another price) has another id and is never answered here
         self.owner = owner or market.accounts.owner.address
         self.chain_id = market.client.chain_id
+        self.confirmations = profile_for(self.chain_id).confirmations if confirmations is None else confirmations
         self.address = bound.address
         self.cursor_name = f"{self.kind}:{self.chain_id}:{self.address.lower()}"
         start = repo.cursor(self.cursor_name)
         if start is None:
             start = market.deployment.contracts[self.contract].block
-        self.events = EventWatcher(market.client, {self.kind: bound}, from_block=start, confirmations=confirmations,
-                                   batch_size=batch_size, poll_interval=poll_s)
-        self.poll_s = poll_s
         self.log = logging.getLogger(f"proofmarket.{self.kind}")
+        self.events = EventWatcher(market.client, {self.kind: bound}, from_block=start,
+                                   confirmations=self.confirmations, batch_size=batch_size, poll_interval=poll_s,
+                                   on_rollback=self._rolled_back)
+        self.poll_s = poll_s
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -278,17 +287,7 @@ class ChainWatcher(abc.ABC):
         return self._record_closed(row, self._read(row.request_id))
 
     # --- what each watcher says ---------------------------------------------------------------
-    @abc.abstractmethod
-    def _read(self, request_id: int) -> Any:
-        """The request as the contract tells it now."""
-
-    @abc.abstractmethod
-    def _open_onchain(self, request_id: int) -> OnchainRequest | None:
-        """The request when it exists and is for this node, else None."""
-
-    @abc.abstractmethod
-    def _record_closed(self, row: EscrowRequestRow, onchain: Any) -> str | None:
-        """Record a request that can no longer be answered here and say why; None while it is open."""
+    # _read, _open_onchain, _record_closed, _open_again, _settled_by_us: see Reorgs
 
     def _on_event(self, event: ChainEvent) -> None:  # noqa: B027 (most contracts have no other events to follow)
         """Events other than ``RequestCreated`` and the closing ones."""
