@@ -50,6 +50,7 @@ class NodeServices:
 
     def close(self) -> None:
         self.queue.close()
+        self.rails.close()
         if self.catalog.listings is not None:
             self.catalog.listings.close()
         self.systems.close()

@@ -22,12 +22,15 @@ Errors a rail raises may carry ``headers`` (e.g. ``PAYMENT-REQUIRED``); the API'
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from proofmarket.core.errors import UsageError
 from proofmarket.payments.tickets import PaymentTicket, ProofOutcome, Settlement
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,17 @@ class Rails:
 
     def answer_headers(self, name: str | None, settlement: Settlement) -> dict[str, str]:
         return self.get(name).answer_headers(settlement)
+
+    def close(self) -> None:
+        """Close what the rails hold open (a remote facilitator's HTTP client); a rail without ``close`` holds
+        nothing. Never raises: it runs at the node's shutdown."""
+        for rail in self._rails.values():
+            closer = getattr(rail, "close", None)
+            if callable(closer):
+                try:
+                    closer()
+                except Exception:
+                    log.warning("could not close payment rail %s", _name(rail), exc_info=True)
 
 
 def _name(rail: PaymentPort) -> str:
