@@ -14,6 +14,7 @@ from proofmarket.chain import input_commitment, mine
 from proofmarket.chain.types import RequestStatus
 from proofmarket.core.errors import InputMismatch
 from proofmarket.db import Database, EscrowRepo, EscrowStatus, ModelRepo
+from proofmarket.intake.court import CourtService
 from proofmarket.intake.escrow import EscrowService
 from proofmarket.market import Market
 
@@ -109,4 +110,55 @@ def test_a_fulfil_in_an_orphaned_block_is_answered_again_and_paid_once(env: Escr
     owner, prover_share, fee = expected_splits()
     delta = {k: v - before[k] for k, v in _balances(market).items()}
     assert delta == {"consumer": -PRICE_UNITS, "owner": owner, "prover": prover_share, "escrow": fee}
+    db.close()
+
+
+@pytest.fixture(scope="module")
+def lm_id(env: EscrowEnv, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The tiny attested LM, listed (test_escrow_attested may have listed it already)."""
+    from proofmarket.systems.attested.tiny import build_tiny_lm
+
+    model_id, _ = env.ws.compile_attested(build_tiny_lm(tmp_path_factory.mktemp("reorg-lm") / "tiny-llama"),
+                                          max_tokens_cap=64)
+    env.market.register_model(model_id, "2.5", 7_000)
+    return model_id
+
+
+def test_a_court_commitment_in_an_orphaned_block_is_committed_again(env: EscrowEnv, lm_id: str,
+                                                                    tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path}/court.db")
+    db.migrate()
+    repo = EscrowRepo(db)
+    client, prover = env.market.client, env.market.accounts.prover
+    watcher = CourtService(Market.open(workspace=env.ws), repo, lambda: [lm_id], confirmations=DEPTH)
+    watcher.start_up()  # stakes the node on the court
+    watcher.run_once()
+    doc = {"prompt": "the reorg", "max_tokens": 8}
+    consumer_before = env.market.usdc.balance_of(env.market.accounts.consumer.address)
+    receipt = env.market.request(lm_id, doc)
+    mine(client, DEPTH)
+    watcher.run_once()
+    watcher.post_input(receipt.request_id, doc)
+    watcher.run_once()  # generated and committed: mined, not final
+
+    row = repo.get(watcher.chain_id, watcher.address, receipt.request_id)
+    assert row is not None and row.status == EscrowStatus.CONFIRMING and row.fulfil_tx, row
+    first_tx = row.fulfil_tx
+    assert env.market.court.status(receipt.request_id) == "committed"
+    commit_block = client.w3.eth.get_transaction_receipt(first_tx)["blockNumber"]  # type: ignore[arg-type]
+    reorg(client, client.block_number() - commit_block + 1, keep=[prover])
+    assert env.market.court.status(receipt.request_id) == "open"
+
+    watcher.run_once()  # open again: generated and committed again
+    row = repo.get(watcher.chain_id, watcher.address, receipt.request_id)
+    assert row is not None and row.status == EscrowStatus.CONFIRMING and row.fulfil_tx not in (None, first_tx)
+    mine(client, DEPTH)
+    watcher.run_once()
+
+    row = repo.get(watcher.chain_id, watcher.address, receipt.request_id)
+    assert row is not None and row.status == EscrowStatus.FULFILLED and row.inputs is None
+    assert (row.settlement or {})["court"]["status"] == "committed"
+    assert env.market.court.status(receipt.request_id) == "committed"
+    consumer_after = env.market.usdc.balance_of(env.market.accounts.consumer.address)
+    assert consumer_before - consumer_after == receipt.amount  # escrowed once
     db.close()
