@@ -33,7 +33,7 @@ from typing import Any
 
 from prices import L2_GAS_GWEI, assumptions, dollars, l1_data_bound_usd, l2_usd, legend  # bench/prices.py
 
-from proofmarket.chain import ChainClient, Devnet, TxResult, find_anvil
+from proofmarket.chain import ChainClient, Devnet, TxResult, find_anvil, sign_transfer_authorization
 from proofmarket.core.errors import ProofMarketError
 from proofmarket.core.settings import Settings
 from proofmarket.market import Market
@@ -52,6 +52,7 @@ TARGET_MODEL = "mlp"
 # (decomposition base, legs, scale, inner columns): accurate within the default bound, one inner column
 # (the fewest advice columns: the smallest proof and verifier, see the report in gas.md).
 FIXED_CANDIDATES = {"mlp": (256, 3, 10, 1), "cnn": (256, 3, 7, 1), "logreg": (256, 2, 7, 1)}
+X402_STEP = "x402 transferWithAuthorization"  # one x402 payment settled: the facilitator sends it and pays its gas
 OFF_DEVNET = "USDC"  # the one contract a deployment off the devnet does not make (the profile's USDC is used)
 PRICE = "1"
 
@@ -150,6 +151,10 @@ def measure(ws: Workspace, name: str, model_id: str, work: Path) -> Row:
         bundle = ProofBundle.parse(ws.store.get_json(result.bundle_cid))
         second = market.request(model_id, doc)
         record(row, client, "fulfill (steady)", market.submit_proof(second.request_id, bundle).tx)
+        payment = sign_transfer_authorization(  # an x402 payment (exact scheme: EIP-3009) to a payee holding USDC
+            market.accounts.consumer, market.usdc.domain(), to=market.accounts.owner.address,
+            value=registration.spec.price, valid_after=0, valid_before=client.timestamp() + 3_600)
+        record(row, client, X402_STEP, market.usdc.transfer_with_authorization(payment, market.accounts.admin))
         row.gas["verifyProof alone"] = int(client.rpc(
             "eth_estimateGas", [{"to": registration.spec.verifier, "data": bundle.proof.evm_calldata}]), 16)
         row.proof_bytes = len(bundle.proof.hex) // 2 - 1
@@ -194,6 +199,8 @@ def table(rows: list[Row]) -> str:
         lines += [f"| {c} | {first.gas[f'deploy {c}']:,} |" for c in first.contracts]
         off = sum(first.gas[f"deploy {c}"] for c in first.contracts if c != OFF_DEVNET)
         lines.append(f"| all but {OFF_DEVNET} (a deployment off the devnet) | {off:,} |")
+        lines += ["", f"An x402 payment settled (`{X402_STEP}`, sent and paid for by the facilitator): "
+                  f"{first.gas[X402_STEP]:,} gas."]
     return "\n".join(lines) + "\n"
 
 
@@ -220,6 +227,8 @@ def usd_table(rows: list[Row]) -> str:
         off = [f"deploy {c}" for c in first.contracts if c != OFF_DEVNET]
         lines.append("| " + " | ".join([f"deploy all but {OFF_DEVNET} (off the devnet)", "-", *_usd_cells(
             sum(first.gas[k] for k in off), sum(first.tx_bytes[k] for k in off))]) + " |")
+        lines.append("| " + " | ".join([f"{X402_STEP} (the facilitator's)", "-",
+                                        *_usd_cells(first.gas[X402_STEP], first.tx_bytes[X402_STEP])]) + " |")
     for r in measured:
         for step in COLUMNS:
             lines.append("| " + " | ".join([step, r.model, *_usd_cells(r.gas[step], r.tx_bytes.get(step))]) + " |")

@@ -36,8 +36,10 @@ def test_gas_bench_measures_every_step_of_the_mlp(tmp_path: Path, monkeypatch: p
     doc = json.loads((tmp_path / "gas.json").read_text())
     (row,) = doc["rows"]
     assert row["model"] == "mlp" and row["error"] is None and row["fulfil_ok"] is True
-    for step in (*bench.COLUMNS, "deploy USDC", "deploy ModelRegistry", "deploy InferenceMarket"):
+    for step in (*bench.COLUMNS, bench.X402_STEP, "deploy USDC", "deploy ModelRegistry", "deploy InferenceMarket",
+                 "deploy AttestationCourt"):
         assert row["gas"][step] > 21_000, step
+    assert row["contracts"][0] == "USDC" and len(row["contracts"]) == len(set(row["contracts"])) >= 9
     assert row["gas"]["verifyProof alone"] < row["gas"]["fulfill (steady)"] <= row["gas"]["fulfill (first)"]
     assert row["target"] == ("PASS" if row["gas"]["fulfill (first)"] <= 900_000 else "MISS")
     md = (tmp_path / "gas.md").read_text()
@@ -47,7 +49,7 @@ def test_gas_bench_measures_every_step_of_the_mlp(tmp_path: Path, monkeypatch: p
     # the USD table: each sent transaction's signed size, and its cost at the prices bench/prices.py states
     prices = sys.modules["prices"]
     assert doc["prices"] == prices.assumptions()
-    for step in (*bench.COLUMNS, "deploy InferenceMarket"):
+    for step in (*bench.COLUMNS, bench.X402_STEP, "deploy InferenceMarket"):
         if step != "verifyProof alone":  # an estimate, no transaction
             assert row["tx_bytes"][step] > 100, step
     assert row["tx_bytes"]["fulfill (steady)"] > row["proof_bytes"]  # the proof travels in the fulfilment
