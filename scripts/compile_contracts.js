@@ -4,7 +4,7 @@
 // Project mode (no arguments, `make contracts`):
 //   contracts/*.sol            -> src/proofmarket/chain/artifacts/<Contract>.json
 //   tests/chain/contracts/*.sol -> tests/chain/artifacts/<Contract>.json
-// Each artifact holds abi, bytecode, deployedBytecode, compiler, settings, sources (path -> sha256
+// Each artifact holds abi, bytecode, deployedBytecode, immutableReferences, compiler, settings, sources (path -> sha256
 // of the file that went in, imports included) and sourceHash (sha256 over the sorted
 // "path\0sha256\n" lines). tests/chain/test_artifacts.py recomputes the hash to catch stale artifacts.
 //
@@ -61,7 +61,8 @@ function compile(sources, settings, baseDir) {
     sources,
     settings: {
       ...settings,
-      outputSelection: { '*': { '*': ['abi', 'evm.bytecode.object', 'evm.deployedBytecode.object', 'metadata'] } },
+      outputSelection: { '*': { '*': ['abi', 'evm.bytecode.object', 'evm.deployedBytecode.object',
+        'evm.deployedBytecode.immutableReferences', 'metadata'] } },
     },
   };
   const reader = makeReader(baseDir);
@@ -89,6 +90,9 @@ function artifactFor(contract, contents, settings) {
     abi: contract.abi,
     bytecode: '0x' + contract.evm.bytecode.object,
     deployedBytecode: '0x' + contract.evm.deployedBytecode.object,
+    // where the constructor writes immutables into the runtime code (byte offsets): masked when on-chain code
+    // is compared with this artifact (proofmarket chain verify-deployment)
+    immutableReferences: contract.evm.deployedBytecode.immutableReferences || {},
     compiler: solc.version(),
     settings: { optimizer: settings.optimizer, evmVersion: settings.evmVersion, viaIR: settings.viaIR },
     sources: files,
