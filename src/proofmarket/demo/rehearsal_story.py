@@ -1,0 +1,196 @@
+"""The rehearsal's story on the rehearsed chain: the facilitator and the node as real commands (over HTTP), the
+operator's models compiled and listed with the CLI, then the calls a consumer makes (the SDK and the market library,
+signed by the rehearsal's consumer key): an x402 paid proven call and an escrow request (when a ceremony-style SRS
+could be imported), an x402 attested generation, and an attested court call re-checked by a staked validator."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
+
+from proofmarket.chain.client import ChainClient
+from proofmarket.chain.devnet import free_port
+from proofmarket.core.profiles import ChainProfile
+from proofmarket.core.settings import Settings
+from proofmarket.core.units import format_usdc
+from proofmarket.demo.base import LM_COURT_PRICE, LM_PRICE_PER_1K, LM_PROMPT, OWNER_SHARE_BPS, DemoError, console
+from proofmarket.demo.rehearsal_chain import PlacedUsdc, require_local_anvil
+from proofmarket.demo.rehearsal_keys import RehearsalKeys
+from proofmarket.demo.rehearsal_procs import Cli
+from proofmarket.demo.steps import Steps
+from proofmarket.market import Market
+from proofmarket.market.accounts import RoleAccounts
+from proofmarket.samples import sample_path
+from proofmarket.sdk.client import Client
+from proofmarket.systems.attested.tiny import build_tiny_lm
+from proofmarket.validator.process import Validator
+
+
+class RehearsalStory(Steps):
+    """The calls (``Rehearsal`` sets the chain, the keys, the CLI and ``lack``)."""
+
+    home: Path
+    stack: contextlib.ExitStack
+    keys: RehearsalKeys
+    client: ChainClient
+    profile: ChainProfile
+    placed: PlacedUsdc
+
+    def lack(self, piece: str) -> None:
+        raise NotImplementedError
+
+    def story(self, cli: Cli) -> None:
+        facilitator_url = self._facilitator(cli)
+        lm_id = self._attested_model(cli)
+        proven_id = self._proven_model(cli)
+        node_env: dict[str, str] = {"PROOFMARKET_PAYMENTS": "on", "PROOFMARKET_ESCROW_WATCHER": "on",
+                                    "PROOFMARKET_ESCROW_POLL_S": "0.5", "PROOFMARKET_PROVER_WORKERS": "1"}
+        if facilitator_url:
+            node_env["PROOFMARKET_FACILITATOR_URL"] = facilitator_url
+        market = self._market()
+        staked, _ = self.step("node court stake", market.stake_court_node, 120)
+        console.print(f"court:    node {market.accounts.prover.address} staked {format_usdc(staked)} USDC on the "
+                      "AttestationCourt")
+        url = self._node(cli.with_env(**node_env), [m for m in (lm_id, proven_id) if m])
+        if proven_id:
+            self._proven_call(url, proven_id)
+        self._x402_generation(url, lm_id)
+        self._court_generation(url, market, lm_id)
+
+    # --- services ------------------------------------------------------------------------------------
+    def _facilitator(self, cli: Cli) -> str | None:
+        if not cli.offers("facilitator", "serve"):
+            self.lack("'proofmarket facilitator serve' (brief F): the node settles with its in-process facilitator")
+            return None
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        self.step("facilitator serve", lambda: cli.serve("facilitator", "facilitator", "serve", "--port", str(port),
+                                                          "--log-level", "warning", ready_url=f"{url}/supported"), 120)
+        console.print(f"facil.:   'proofmarket facilitator serve' at {url} (its own key "
+                      f"{self.keys.address('facilitator')}): the node verifies and settles over HTTP")
+        self.report.lines.append(f"facilitator: served over HTTP at {url}")
+        return url
+
+    def _node(self, cli: Cli, models: list[str]) -> str:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        args = ["node", "--port", str(port), "--workers", "1", "--log-level", "warning"]
+        for model in models:
+            args += ["--model", model]
+        self.step("start node", lambda: cli.serve("node", *args, ready_url=f"{url}/health", timeout=180), 200)
+        console.print(f"node:     'proofmarket node' at {url}, key {self.keys.address('node')}, waiting "
+                      f"{self.profile.confirmations} confirmations on {self.profile.name} before a settlement or an "
+                      "escrow/court event counts")
+        self.report.lines.append(f"node: {self.profile.confirmations} confirmations per settlement and event")
+        return url
+
+    def _market(self) -> Market:
+        """The market library as the rehearsal's accounts see it: the owner lists, the node stakes, the consumer
+        requests (off the devnet ``RoleAccounts.for_chain`` would give one key every role)."""
+        a = self.keys.accounts
+        settings = Settings(home=self.home, rpc_url=self.client.rpc_url, chain=self.profile.name)
+        market = Market.open(settings, accounts=RoleAccounts(a["owner"], a["owner"], a["consumer"], a["node"]))
+        self.stack.callback(market.close)
+        return market
+
+    # --- models --------------------------------------------------------------------------------------
+    def _attested_model(self, cli: Cli) -> str:
+        folder = self.home / "tiny-llama"
+        self.step("build tiny LM", lambda: build_tiny_lm(folder, train_steps=150), 300)
+        doc = self.step("compile attested LM", lambda: cli.run(
+            "compile", str(folder), "--mode", "attested", "--name", "tiny-llama", "--max-tokens-cap", "128"), 300)
+        lm_id = str(doc["model_id"])
+        listed = self.step("register attested LM", lambda: cli.run(
+            "model", "register", lm_id, "--price", LM_COURT_PRICE, "--owner-share", str(OWNER_SHARE_BPS)), 300)
+        console.print(f"attested: 'proofmarket compile --mode attested' -> {lm_id}; 'model register' at "
+                      f"{LM_COURT_PRICE} USDC ({listed.get('action', 'listed')}) by the owner "
+                      f"{self.keys.address('owner')}")
+        return lm_id
+
+    def _proven_model(self, cli: Cli) -> str | None:
+        if not cli.offers("srs", "import"):
+            self.lack("'proofmarket srs import' of a ceremony-style SRS (brief S): no proven model can be served "
+                      f"on {self.profile.name} (a dev SRS is refused there), so the x402 paid proven call and the "
+                      "escrow request are skipped")
+            return None
+        self.lack("the rehearsal's SRS pin for 'srs import' (brief S landed after this rehearsal was written)")
+        return None
+
+    # --- calls ---------------------------------------------------------------------------------------
+    def _proven_call(self, url: str, model_id: str) -> None:
+        doc = json.loads(sample_path("mlp", "input").read_text())
+        with Client(url, self.keys.accounts["consumer"], timeout=300, cache_dir=self.tmp / "client-cache") as sdk:
+            result = self.step("x402 proven call", lambda: sdk.infer(model_id, doc), 300)
+        console.print(f"x402:     proven call paid over x402 by the consumer: {len(result.checks)} checks passed")
+
+    def _x402_generation(self, url: str, lm_id: str) -> None:
+        consumer = self.keys.accounts["consumer"]
+        before = self.placed.token.balance_of(consumer.address)
+
+        def call() -> Any:
+            with Client(url, consumer, timeout=300, cache_dir=self.tmp / "client-cache") as sdk:
+                return sdk.generate(lm_id, LM_PROMPT, max_tokens=48, reexecute=True)
+
+        result = self.step("x402 attested generation", call, 300)
+        paid = before - self.placed.token.balance_of(consumer.address)
+        tx = (result.payment or {}).get("transaction")
+        if tx:
+            self.report.txs["x402 generation"] = str(tx)
+        console.print(f"x402:     {LM_PROMPT!r} -> {result.text!r}; paid {format_usdc(paid)} USDC in USDC at "
+                      f"{self.placed.token.address} (tx {tx}, settled after {self.profile.confirmations} "
+                      f"confirmations), {result.verdict} by re-execution")
+        if result.verdict != "reproduced" or paid <= 0:
+            raise DemoError(f"the attested generation ended {result.verdict}, {paid} atomic USDC paid")
+        self.report.lines.append(f"x402 attested generation: {format_usdc(paid)} USDC at {LM_PRICE_PER_1K} atomic "
+                                 f"per 1,000 tokens, {result.verdict}")
+
+    def _court_generation(self, url: str, market: Market, lm_id: str) -> None:
+        doc = {"prompt": LM_PROMPT, "max_tokens": 16}
+        receipt = self.step("court request on chain", lambda: market.request(lm_id, doc), 120)
+        self.report.txs["court request"] = receipt.tx.tx_hash
+        court = market.court
+        assert court is not None
+        window = court.params().window
+        console.print(f"court:    request {receipt.request_id}: {format_usdc(receipt.amount)} USDC escrowed on "
+                      f"{court.address} by the consumer")
+        with Client(url, timeout=60, poll_interval_s=0.5) as node:
+            self.step("post court input", lambda: node.post_court_input(receipt.request_id, doc), 60)
+            body = self.step("court commitment", lambda: node.wait_court(receipt.request_id, ("committed",), 180),
+                             200)
+            if body["status"] == "failed":
+                raise DemoError(f"the node failed the court request: {body['error']}")
+            self.report.txs["court commit"] = body["fulfil_tx"]
+            self._validator(url, market, receipt.request_id)
+            require_local_anvil(self.client)  # moving the clock is the rehearsal's, on anvil only
+            self.client.rpc("evm_increaseTime", [window + 1])
+            self.client.rpc("evm_mine", [])
+            body = self.step("court window", lambda: node.wait_court(receipt.request_id, ("paid", "slashed"), 180),
+                             200)
+        status = ((body.get("settlement") or {}).get("court") or {}).get("status")
+        if status != "paid":
+            raise DemoError(f"the court request ended {status}, not paid")
+        console.print(f"court:    committed in tx {self.report.txs['court commit']}; challenge window {window} s "
+                      "passed (anvil clock moved), the node finalized and was paid")
+        self.report.lines.append(f"court request {receipt.request_id}: committed, window passed, paid")
+
+    def _validator(self, url: str, market: Market, request_id: int) -> None:
+        court = market.court
+        assert court is not None
+        validator = Validator(market.client, court, self.keys.decrypt("validator"), market.workspace,
+                              state_path=self.tmp / "validator.json", node_urls=[url],
+                              from_block=market.deployment.contracts["AttestationCourt"].block)
+        self.step("validator stake", validator.ensure_stake, 120)
+        self.step("validator poll", validator.poll_once, 180)
+        verdict = validator.state.verdicts.get(request_id)
+        if verdict is None:
+            console.print(f"validate: validator {validator.address} (staked from its keystore) was not drawn for "
+                          f"this result ({court.params().sample_bps / 100:.0f} % sample)")
+            self.report.lines.append("validator: staked, not drawn for the court result")
+            return
+        console.print(f"validate: validator {validator.address} was drawn: re-executed, {verdict['verdict']} "
+                      f"({verdict['reason']})")
+        if verdict["verdict"] != "reproduced":
+            raise DemoError(f"the validator found the court result {verdict['verdict']}")
+        self.report.lines.append(f"validator: drawn, {verdict['verdict']}")
