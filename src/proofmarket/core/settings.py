@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     chain: str | None = Field(default=None, description="chain profile (devnet, base-sepolia, base, arbitrum-sepolia, "
                                                         "arbitrum); unset = the profile of the RPC's chain id")
     private_key: SecretStr | None = Field(default=None, description="signing key off the devnet (never logged)")
+    owner_keystore: Path | None = Field(default=None, description="encrypted keystore of the market/owner account; "
+                                                                  "unset = HOME/keys/owner.json when it exists")
+    keystore_password_file: Path | None = Field(default=None, description="file holding the keystores' password; "
+                                                                          "unset = asked on a terminal")
     deployment_file: Path | None = Field(default=None, description="market deployment JSON; unset = one per chain")
     request_ttl_s: int = Field(default=3600, gt=0, le=30 * 24 * 3600, description="escrow request deadline")
 
@@ -82,6 +86,8 @@ class Settings(BaseSettings):
 
     # --- validator (proofmarket validator run) ---------------------------------------------------
     validator_key: SecretStr | None = Field(default=None, description="the validator's staking key (never logged)")
+    validator_keystore: Path | None = Field(default=None, description="encrypted keystore of the validator; "
+                                                                      "unset = HOME/keys/validator.json when it exists")
 
     @field_validator("chain")
     @classmethod
@@ -137,6 +143,8 @@ class X402Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PROOFMARKET_", env_file=".env", extra="ignore")
 
     node_key: SecretStr | None = Field(default=None, description="node key: receipts (+ local settlements)")
+    node_keystore: Path | None = Field(default=None, description="encrypted keystore of the node key; unset = "
+                                                                 "HOME/keys/node.json when it exists")
     payee: str | None = Field(default=None, description="payTo when the model has no owner")
     facilitator_url: str | None = Field(default=None, description="remote x402 facilitator; unset = in-process")
     usdc_address: str | None = Field(default=None, description="USDC token; unset = the deployment's")
