@@ -26,6 +26,9 @@ class Settings(BaseSettings):
 
     home: Path = Field(default=Path.home() / ".proofmarket", description="data folder: store, SRS cache, jobs")
     srs_file: Path | None = Field(default=None, description="ceremony SRS file; unset = dev SRS (devnet only)")
+    srs_url: str = Field(default="https://trusted-setup-halo2kzg.s3.eu-central-1.amazonaws.com",
+                         description="base URL of the ceremony SRS files (perpetual-powers-of-tau-raw-<logrows>) "
+                                     "that 'proofmarket srs fetch' downloads")
     proof_timeout_s: float = Field(default=600.0, gt=0, description="a proof running longer is stopped")
     max_logrows: int = Field(default=22, ge=1, le=26, description="compile refuses a model predicted above this")
     max_prove_s: float = Field(default=600.0, gt=0, description="compile refuses a model whose predicted prove "
