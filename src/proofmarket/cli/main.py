@@ -335,6 +335,7 @@ from proofmarket.cli.generate_cmd import register as _register_generate  # noqa:
 from proofmarket.cli.infer_cmd import register as _register_infer  # noqa: E402
 from proofmarket.cli.market_cmds import register as _register_roles  # noqa: E402
 from proofmarket.cli.node_cmd import register as _register_node  # noqa: E402
+from proofmarket.cli.srs_cmds import register as _register_srs  # noqa: E402
 from proofmarket.cli.validator_cmd import register as _register_validator  # noqa: E402
 
 _register_market(app)
@@ -345,6 +346,7 @@ _register_generate(app)
 _register_validator(app)
 _register_db(app)
 _register_facilitator(app)
+_register_srs(app)
 
 if __name__ == "__main__":
     app()

@@ -7,8 +7,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from proofmarket.core.profiles import ChainProfile
 from proofmarket.core.settings import Settings
 from proofmarket.store import LocalStore, export_car, import_car
+from proofmarket.systems.ezkl.ceremony import CeremonyStore
 from proofmarket.systems.ezkl.compiler import CompileOptions, CompileResult, Progress
 from proofmarket.systems.ezkl.predict import Prediction
 from proofmarket.systems.ezkl.profile import PrivacyProfile
@@ -42,11 +44,30 @@ class Workspace:
     def compile(self, onnx_path: Path, samples_doc: Any, *, profile: PrivacyProfile, srs_file: Path | None = None,
                 bound: AccuracyBound | None = None, name: str | None = None,
                 progress: Progress = lambda _: None) -> CompileResult:
-        srs = SrsProvider(self.settings.srs_dir, srs_file or self.settings.srs_file)
+        srs = self.srs_provider(srs_file)
+        srs.check_available()
         options = CompileOptions(profile=profile, srs=srs, bound=bound, name=name, budget=self.settings.budget)
         result = self.prover.compile(onnx_path, samples_doc, options, progress)
         self._index(result)
         return result
+
+    def srs_provider(self, srs_file: Path | None = None) -> SrsProvider:
+        """The SRS a compile uses: ``srs_file`` (or PROOFMARKET_SRS_FILE); else the ceremony file stored in
+        HOME/srs for the circuit's logrows (``proofmarket srs fetch``/``import``); else a dev SRS, only where the
+        chain profile allows one (the devnet)."""
+        return SrsProvider(self.settings.srs_dir, srs_file or self.settings.srs_file,
+                           ceremonies=CeremonyStore(self.settings.srs_dir), chain=self._profile)
+
+    def _profile(self) -> ChainProfile:
+        """The chain profile of this workspace: its chain id, else PROOFMARKET_CHAIN, else the RPC's chain (asked
+        only when PROOFMARKET_RPC_URL is set without PROOFMARKET_CHAIN), else the devnet."""
+        if self._chain_id is not None:
+            return self.settings.profile(self._chain_id)
+        if self.settings.chain is None and self.settings.rpc_url is not None:
+            from proofmarket.chain.client import node_profile  # web3: only when the chain must be asked
+
+            return node_profile(self.settings)
+        return self.settings.profile()
 
     def predict(self, onnx_path: Path, samples_doc: Any, *, profile: PrivacyProfile) -> Prediction:
         """``compile --dry-run``: check the model and samples and predict the circuit's cost (no keys)."""

@@ -16,13 +16,18 @@ EZKL itself checks a downloaded ceremony file against (``srs_sha::PUBLIC_SRS_SHA
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from proofmarket.core.errors import DevSrsRefused, SRSError
-from proofmarket.core.profiles import profile_for
+from proofmarket.core.errors import ArtifactCorrupt, ArtifactNotFound, DevSrsRefused, SRSError
+from proofmarket.core.profiles import ChainProfile, profile_for
 from proofmarket.store import cid_for_file, digest_of
 from proofmarket.systems.ezkl import ezkl_calls
+
+if TYPE_CHECKING:
+    from proofmarket.systems.ezkl.ceremony import CeremonyStore
 
 BYTES_PER_ROW = 128  # SRS files are ~128 bytes x 2^k
 DEV, CEREMONY = "dev", "ceremony"
@@ -79,19 +84,57 @@ def sha256_file(path: Path) -> str:
 
 
 class SrsProvider:
-    """Hands out an SRS for a logrows: the ceremony file when given, else a cached dev SRS."""
+    """Hands out an SRS for a logrows: the ceremony file when given; else the smallest ceremony file in
+    ``ceremonies`` (HOME/srs, filled by ``proofmarket srs fetch``/``import``) that serves it; else a cached dev
+    SRS, made only when the chain profile (``chain``, asked when first needed; None: the devnet's rule) says
+    ``dev_srs_allowed``."""
 
-    def __init__(self, cache_dir: Path, ceremony: Path | None = None) -> None:
+    def __init__(self, cache_dir: Path, ceremony: Path | None = None, *,
+                 ceremonies: CeremonyStore | None = None, chain: Callable[[], ChainProfile] | None = None) -> None:
         self.cache_dir = cache_dir
         self.ceremony = ceremony
+        self.ceremonies = ceremonies
+        self._chain = chain
         self._ceremony_hash: str | None = None
+        self._stored_hashes: dict[Path, str] = {}
         if ceremony is not None and not ceremony.is_file():
             raise SRSError(f"SRS file {ceremony} does not exist")
 
     def get(self, logrows: int) -> SrsInfo:
         if self.ceremony is not None:
             return self._ceremony_srs(logrows)
+        stored = self.ceremonies.for_logrows(logrows) if self.ceremonies is not None else None
+        if stored is not None:
+            return self._stored_srs(stored.path, stored.sha256, logrows)
+        self._refuse_dev(f"logrows {logrows}", str(logrows))
         return self._dev_srs(logrows)
+
+    def check_available(self) -> None:
+        """Refuse before any work when no SRS can come: no file given, no ceremony file stored, and the
+        chain allows no dev SRS (the logrows is not known yet: ``compile --dry-run`` predicts it)."""
+        if self.ceremony is None and not (self.ceremonies is not None and self.ceremonies.entries()):
+            self._refuse_dev("this circuit", "N")
+
+    def _refuse_dev(self, what: str, n: str) -> None:
+        profile = self._chain() if self._chain is not None else None
+        if profile is None or profile.dev_srs_allowed:
+            return
+        where = self.ceremonies.root if self.ceremonies is not None else self.cache_dir
+        raise ArtifactNotFound(
+            f"no ceremony SRS for {what} in {where}, and chain {profile.name} does not allow a dev SRS (its proofs "
+            f"can be forged): run 'proofmarket srs fetch --logrows {n}' (or 'proofmarket srs import FILE "
+            f"--logrows {n}' on a machine without network)" + (", N as 'compile --dry-run' predicts" if n == "N"
+                                                                else ""), chain=profile.name)
+
+    def _stored_srs(self, path: Path, sha256: str, logrows: int) -> SrsInfo:
+        digest = self._stored_hashes.get(path)
+        if digest is None:
+            digest = sha256_file(path)
+            if digest != sha256:
+                raise ArtifactCorrupt(f"the stored ceremony SRS {path} no longer hashes to its name "
+                                      f"(expected sha256 {sha256}, got {digest}): not used", path=str(path))
+            self._stored_hashes[path] = digest
+        return SrsInfo(path, digest, srs_kind(digest), logrows)
 
     def _ceremony_srs(self, logrows: int) -> SrsInfo:
         assert self.ceremony is not None
@@ -114,7 +157,6 @@ class SrsProvider:
             os.replace(tmp, path)
         digest = sha256_file(path)
         return SrsInfo(path, digest, srs_kind(digest), logrows)
-
 
 
 def check_servable(srs_sha256: str, model_id: str, chain_id: int | None) -> None:
