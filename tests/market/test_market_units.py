@@ -8,11 +8,13 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
+from eth_account import Account
 
-from proofmarket.chain import ANVIL_DEV_KEYS, dev_account
+from proofmarket.chain import dev_account
+from proofmarket.chain.keystore import write_keystore
 from proofmarket.cli.common import parse_salt as _parse_salt
 from proofmarket.core.errors import ChainError, UsageError
+from proofmarket.core.settings import Settings
 from proofmarket.market import MarketHome, RequestRecord, RoleAccounts, format_usdc, parse_price, parse_usdc
 
 
@@ -49,21 +51,26 @@ def test_devnet_roles_are_distinct_dev_accounts() -> None:
     assert len({roles.admin.address, roles.owner.address, roles.consumer.address, roles.prover.address}) == 4
 
 
-def test_off_the_devnet_one_private_key_signs() -> None:
-    key = "0x" + "42" * 32
-    roles = RoleAccounts.for_chain(8453, SecretStr(key))
-    assert roles.admin == roles.owner == roles.consumer == roles.prover
-    with pytest.raises(ChainError, match="PROOFMARKET_PRIVATE_KEY"):
+def test_off_the_devnet_one_signer_signs_every_role() -> None:
+    signer = Account.create()
+    roles = RoleAccounts.for_chain(8453, signer)
+    assert roles.admin == roles.owner == roles.consumer == roles.prover == signer
+    with pytest.raises(ChainError, match="keys new --role owner"):
         RoleAccounts.for_chain(8453)
-    with pytest.raises(ChainError, match="public anvil dev key"):
-        RoleAccounts.for_chain(8453, SecretStr(ANVIL_DEV_KEYS[2]))
 
 
-def test_a_bad_private_key_is_refused_without_echoing_it() -> None:
-    secret = "not-a-key-" + "7" * 20
-    with pytest.raises(UsageError) as info:
-        RoleAccounts.for_chain(8453, SecretStr(secret))
-    assert secret not in str(info.value) and info.value.__cause__ is None and info.value.__suppress_context__
+def test_off_the_devnet_the_owner_signs_from_its_keystore_never_a_plain_key(tmp_path: Path) -> None:
+    owner = Account.create()
+    (tmp_path / "password").write_text("correct horse\n")
+    (tmp_path / "password").chmod(0o600)
+    write_keystore(tmp_path / "keys" / "owner.json", owner.key, "correct horse", iterations=2**4)
+    settings = Settings(_env_file=None, home=tmp_path, keystore_password_file=tmp_path / "password",  # type: ignore[call-arg]
+                        private_key="0x" + "42" * 32)
+    assert RoleAccounts.of(settings, 8453).prover.address == owner.address  # the keystore wins over the plain key
+    plain = Settings(_env_file=None, home=tmp_path / "other", private_key="0x" + "42" * 32)  # type: ignore[call-arg]
+    with pytest.raises(UsageError, match="keys import --role owner --from-env PROOFMARKET_PRIVATE_KEY"):
+        RoleAccounts.of(plain, 8453)
+    assert RoleAccounts.of(plain, 31337).owner.address == dev_account(1, 31337).address  # the devnet: dev roles
 
 
 def test_request_records_are_private_files(tmp_path: Path) -> None:

@@ -2,8 +2,9 @@
 
     proofmarket validator run [--node URL ...] [--port 9464] [--stake USDC] [--dev-account N]
 
-Who signs: the key in PROOFMARKET_VALIDATOR_KEY; on the devnet ``--dev-account N`` (an anvil dev account,
-4-9: 0-3 are the market's roles) may be used instead. The models it re-executes must be in this home's store
+Who signs: the validator's keystore (``proofmarket keys new --role validator``: PROOFMARKET_VALIDATOR_KEYSTORE or
+HOME/keys/validator.json), or on the devnet the plain key in PROOFMARKET_VALIDATOR_KEY or ``--dev-account N`` (an
+anvil dev account, 4-9: 0-3 are the market's roles). The models it re-executes must be in this home's store
 (``proofmarket compile --mode attested DIR`` with the same files gives the same model id); a result whose
 model is not held here is counted ``cannot_check`` and neither challenged nor voted on.
 """
@@ -49,8 +50,8 @@ def validator_run(
     that differ and vote on every challenge. Runs until interrupted (SIGINT/SIGTERM)."""
     from proofmarket.chain.court import AttestationCourt
     from proofmarket.chain.devkeys import dev_account as dev_key
+    from proofmarket.chain.keystore import resolve_key
     from proofmarket.market import parse_price
-    from proofmarket.market.accounts import load_key
     from proofmarket.validator.process import Validator, serve_metrics
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -59,13 +60,14 @@ def validator_run(
             if market.deployment.court is None:
                 raise UsageError("this market's deployment has no AttestationCourt: run 'proofmarket chain deploy'")
             chain_id = market.client.chain_id
-            key = market.workspace.settings.validator_key
             if dev_account is not None:
                 account = dev_key(dev_account, chain_id)
-            elif key is not None and key.get_secret_value():
-                account = load_key(key, chain_id)
             else:
-                raise UsageError("no validator key: set PROOFMARKET_VALIDATOR_KEY (or --dev-account N on the devnet)")
+                found = resolve_key("validator", market.workspace.settings, chain_id)
+                if found is None:
+                    raise UsageError("no validator key: make its keystore with 'proofmarket keys new --role validator' "
+                                     "(on the devnet PROOFMARKET_VALIDATOR_KEY or --dev-account N also do)")
+                account = found
             registries = market.erc8004
             court = AttestationCourt(market.client, market.deployment.court)
             state = market.workspace.settings.home / "validator" / f"{chain_id}-{account.address.lower()}.json"

@@ -11,7 +11,7 @@
     Market.open_for(mode, ws, ..) the market for a setting ``auto|on|off`` (None when off, or auto and absent)
 
 The chain is ``PROOFMARKET_RPC_URL`` or the devnet of ``proofmarket chain up``. Signers are anvil's dev
-accounts by role on the devnet, else the key in ``PROOFMARKET_PRIVATE_KEY``.
+accounts by role on the devnet, else the owner's key (its keystore: ``proofmarket.chain.keystore``).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class Market(OwnerRole, ConsumerRole, ProverRole):
             if deployment is None or not is_live(client, deployment):
                 raise ChainError(f"the market is not deployed on chain id {client.chain_id} (no live deployment "
                                  f"in {path}): run 'proofmarket chain deploy'", chain_id=client.chain_id)
-            accounts = accounts or RoleAccounts.for_chain(client.chain_id, ws.settings.private_key)
+            accounts = accounts or RoleAccounts.of(ws.settings, client.chain_id)
             return cls(ws, client, deployment, accounts, owns_workspace=owned)
         except BaseException:
             if owned:
@@ -85,7 +85,7 @@ class Market(OwnerRole, ConsumerRole, ProverRole):
             devnet = ws.settings.profile(client.chain_id).is_devnet  # PROOFMARKET_CHAIN must agree with the RPC
             if usdc is None and not devnet:
                 raise UsageError(f"chain id {client.chain_id} is not the devnet: give the USDC token address to use")
-            accounts = accounts or RoleAccounts.for_chain(client.chain_id, ws.settings.private_key)
+            accounts = accounts or RoleAccounts.of(ws.settings, client.chain_id)
             deployment = deploy(client, accounts.admin, deployment_path(ws.settings, client.chain_id), usdc=usdc,
                                 config=config)
             market = cls(ws, client, deployment, accounts, owns_workspace=owned)

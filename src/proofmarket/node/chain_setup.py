@@ -1,6 +1,7 @@
 """The chain a paid node runs on, set up by the composition root: its RPC (the devnet of ``proofmarket chain up``
 when none is named, started here if none runs), the USDC token (the deployment's; the devnet deploys TestUSDC), and
-the node's accounts (``PROOFMARKET_NODE_KEY``; dev accounts on the devnet only)."""
+the node's accounts (its keystore, or ``PROOFMARKET_NODE_KEY`` on the devnet: ``proofmarket.chain.keystore``;
+dev accounts on the devnet only)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from proofmarket.chain.client import ChainClient
 from proofmarket.chain.deploy import deploy, is_live, load_deployment
 from proofmarket.chain.devkeys import dev_account
 from proofmarket.chain.home import MarketHome
+from proofmarket.chain.keystore import resolve_key
 from proofmarket.core.errors import ChainError, UsageError
 from proofmarket.core.profiles import profile_for
 from proofmarket.core.settings import Settings, X402Settings
-from proofmarket.market.accounts import DEV_ROLES, load_key
+from proofmarket.market.accounts import DEV_ROLES
 from proofmarket.payments.x402_rail import NodeChain
 
 log = logging.getLogger("proofmarket.node")
@@ -31,12 +33,12 @@ def node_chain(settings: Settings, extra: X402Settings) -> NodeChain:
     client = ChainClient(rpc_url)
     chain_id = client.chain_id
     dev_keys = settings.profile(chain_id).dev_keys_allowed  # also: PROOFMARKET_CHAIN agrees with the RPC
-    key = extra.node_key or settings.private_key
-    node = _node_account(settings, extra, chain_id)
+    own = resolve_key("node", settings, chain_id, extra)
+    node = own or (dev_account(DEV_ROLES["prover"], chain_id) if dev_keys else None)
     if node is None:
-        raise UsageError(f"chain id {chain_id} is not the devnet: set PROOFMARKET_NODE_KEY (the node's key signs "
-                         "receipts and settlements) to take payments")
-    facilitator = dev_account(DEV_FACILITATOR_INDEX, chain_id) if dev_keys and key is None else node
+        raise UsageError(f"chain id {chain_id} is not the devnet: the node's key signs receipts and settlements, "
+                         "make its keystore with 'proofmarket keys new --role node' to take payments")
+    facilitator = dev_account(DEV_FACILITATOR_INDEX, chain_id) if dev_keys and own is None else node
     payee = extra.payee or (dev_account(DEV_ROLES["owner"], chain_id).address if dev_keys else node.address)
     return NodeChain(client, rpc_url, _usdc(settings, extra, client), node, facilitator, payee)
 
@@ -78,9 +80,9 @@ def paid_node_account(settings: Settings) -> LocalAccount | None:
 
 
 def _node_account(settings: Settings, extra: X402Settings, chain_id: int) -> LocalAccount | None:
-    """PROOFMARKET_NODE_KEY (or PROOFMARKET_PRIVATE_KEY); on a chain that allows dev keys, the devnet's prover
-    account; else None."""
-    key = extra.node_key or settings.private_key
-    if key is not None:
-        return load_key(key, chain_id)
+    """The node's key (its keystore, or PROOFMARKET_NODE_KEY; else the owner's: ``resolve_key``); on a chain
+    that allows dev keys, the devnet's prover account; else None."""
+    own = resolve_key("node", settings, chain_id, extra)
+    if own is not None:
+        return own
     return dev_account(DEV_ROLES["prover"], chain_id) if settings.profile(chain_id).dev_keys_allowed else None

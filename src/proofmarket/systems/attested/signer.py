@@ -1,5 +1,6 @@
-"""The key that signs attestations when no payment key is configured: PROOFMARKET_NODE_KEY, or
-PROOFMARKET_PRIVATE_KEY, or a random key kept in HOME/node.key (created once, mode 0600, never logged)."""
+"""The key that signs attestations when no payment key is configured: the node's key (its keystore, or
+PROOFMARKET_NODE_KEY on the devnet; else the owner's: ``proofmarket.chain.keystore``), or a random key kept in
+HOME/node.key (created once, mode 0600, never logged)."""
 
 from __future__ import annotations
 
@@ -10,21 +11,16 @@ from pathlib import Path
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from proofmarket.core.errors import UsageError
-from proofmarket.core.settings import Settings, X402Settings
+from proofmarket.chain.keystore import resolve_key
+from proofmarket.core.settings import Settings
 
 KEY_FILE = "node.key"
 
 
-def node_signer(settings: Settings) -> LocalAccount:
-    node_key = X402Settings().node_key or settings.private_key
-    raw = node_key.get_secret_value() if node_key is not None else None
-    if raw:
-        try:
-            return _account(raw.strip())
-        except Exception as exc:
-            raise UsageError("PROOFMARKET_NODE_KEY is not a valid private key (32 bytes, hex)") from exc
-    return _account(_key_file(settings.home / KEY_FILE))
+def node_signer(settings: Settings, chain_id: int | None = None) -> LocalAccount:
+    """The node's configured key on ``chain_id`` (None: the settings' chain), else the key kept in HOME."""
+    configured = resolve_key("node", settings, chain_id)
+    return configured if configured is not None else _account(_key_file(settings.home / KEY_FILE))
 
 
 def _account(key: str) -> LocalAccount:
