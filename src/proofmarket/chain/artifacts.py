@@ -1,7 +1,8 @@
 """Load the checked-in contract artifacts written by ``scripts/compile_contracts.js``.
 
 An artifact is a JSON file with ``abi``, ``bytecode``, ``deployedBytecode``, ``compiler``,
-``settings``, ``sources`` (source unit name -> sha256 of the file compiled) and ``sourceHash``.
+``settings``, ``sources`` (source unit name -> sha256 of the file compiled), ``sourceHash`` and
+``immutableReferences`` (solc's: where the constructor writes each immutable into the runtime code).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ class Artifact:
     compiler: str = ""
     source_hash: str = ""
     sources: Mapping[str, str] = field(default_factory=dict)
+    # (byte offset, length) in deployed_bytecode of each immutable the constructor fills in, sorted
+    immutables: tuple[tuple[int, int], ...] = ()
 
 
 def source_hash(sources: Mapping[str, str]) -> str:
@@ -49,6 +52,8 @@ def load_artifact_file(path: Path, name: str | None = None) -> Artifact:
             compiler=data.get("compiler", ""),
             source_hash=data.get("sourceHash", ""),
             sources=data.get("sources", {}),
+            immutables=tuple(sorted((int(ref["start"]), int(ref["length"]))
+                                    for refs in data.get("immutableReferences", {}).values() for ref in refs)),
         )
     except FileNotFoundError as exc:
         raise ChainError(f"contract artifact {path} does not exist: run 'make contracts'", path=str(path)) from exc

@@ -1,7 +1,8 @@
 """Idempotent deployment of the market contracts, recorded in a deployment JSON file.
 
-``deploy(client, deployer, path)`` deploys TestUSDC (devnet only, unless an existing token address is
-given), ModelRegistry and InferenceMarket, mints test USDC, and writes
+``deploy(client, deployer, path)`` deploys TestUSDC (where the chain profile allows it, unless a token address is
+given), ModelRegistry, InferenceMarket, the ERC-8004 registries, the AttestationCourt and its validator (the list
+and order: ``proofmarket.chain.deploy_plan``), mints test USDC, and writes
 ``{"chainId", "deployer", "contracts": {name: {"address", "block"}}, ...}`` to ``path``. When ``path``
 already describes this chain and every contract has code there, nothing is sent.
 """
@@ -21,51 +22,26 @@ from eth_account.signers.local import LocalAccount
 from proofmarket.chain.artifacts import load_artifact
 from proofmarket.chain.client import ChainClient
 from proofmarket.chain.contracts import ModelRegistry, UsdcToken
-from proofmarket.chain.devkeys import ANVIL_DEV_KEYS, require_devnet
+from proofmarket.chain.deploy_plan import (
+    COURT,
+    COURT_CONTRACTS,
+    ERC8004_CONTRACTS,
+    USDC_UNIT,
+    Creation,
+    MarketConfig,
+    court_creations,
+    creations,
+    erc8004_creations,
+)
+from proofmarket.chain.devkeys import ANVIL_DEV_KEYS
 from proofmarket.chain.market import InferenceMarket
-from proofmarket.core.errors import ChainError
-from proofmarket.core.profiles import profile_for
+from proofmarket.core.errors import ChainError, UsageError
+from proofmarket.core.profiles import ChainProfile
 
-USDC_UNIT = 10**6
+__all__ = ["COURT", "COURT_CONTRACTS", "ERC8004_CONTRACTS", "FORMAT", "USDC_UNIT", "Deployed", "Deployment",
+           "MarketConfig", "court_source_hash", "deploy", "is_live", "load_deployment", "market_source_hash"]
+
 FORMAT = "proofmarket/deployment"
-ERC8004_CONTRACTS = ("IdentityRegistry", "ReputationRegistry", "ValidationRegistry", "ZkValidator")
-COURT = "AttestationCourt"
-COURT_CONTRACTS = (COURT, "CourtValidator")
-# window, vote window, response window, unbond delay (s); quorum, sample, slash, challenger reward, voter slash,
-# platform fee (bps); challenge bond, node minimum stake, validator minimum stake (atomic USDC). See
-# contracts/AttestationCourt.sol and bench/economics.md for what they buy.
-DEVNET_COURT_PARAMS = (120, 120, 120, 300, 5_000, 1_000, 5_000, 5_000, 2_000, 100,
-                       2 * USDC_UNIT, 100 * USDC_UNIT, 10 * USDC_UNIT)
-COURT_PARAMS = (86_400, 86_400, 21_600, 7 * 86_400, 5_000, 1_000, 5_000, 5_000, 2_000, 100,
-                20 * USDC_UNIT, 1_000 * USDC_UNIT, 100 * USDC_UNIT)
-# how long a scheduled court parameter change waits (AttestationCourt.paramsDelay, immutable)
-DEVNET_COURT_PARAMS_DELAY = 60
-COURT_PARAMS_DELAY = 2 * 24 * 3600
-
-
-@dataclass(frozen=True)
-class MarketConfig:
-    """The market's initial parameters (bounded on chain) and its parameter-change delay.
-
-    ``params_delay``: how long a scheduled change waits (InferenceMarket.paramsDelay, immutable). ``None``
-    picks the default: 0 on the devnet (tests change parameters at once), 2 days elsewhere.
-    """
-
-    platform_fee_bps: int = 250
-    slash_bps: int = 1_000
-    min_stake: int = 100 * USDC_UNIT
-    unstake_delay: int = 24 * 3600
-    claim_window: int = 3600
-    claim_bond: int = 1 * USDC_UNIT
-    params_delay: int | None = None
-
-    def params(self) -> tuple[int, ...]:
-        return (self.platform_fee_bps, self.slash_bps, self.unstake_delay, self.claim_window, self.min_stake,
-                self.claim_bond)
-
-
-DEVNET_PARAMS_DELAY = 0
-DEFAULT_PARAMS_DELAY = 2 * 24 * 3600
 
 
 def market_source_hash() -> str:
@@ -176,87 +152,62 @@ def deploy(
     config: MarketConfig | None = None,
     mint_to: Sequence[str] | None = None,
     mint_amount: int = 100_000 * USDC_UNIT,
+    profile: ChainProfile | None = None,
 ) -> Deployment:
     """Deploy unless ``path`` already holds a live deployment; return the deployment either way.
 
-    ``usdc=None`` deploys TestUSDC (devnet only) and mints ``mint_amount`` to ``mint_to`` (default:
-    the ten anvil dev accounts). Pass a token address to use an existing USDC instead.
+    ``usdc=None`` deploys TestUSDC (only where ``profile.test_usdc_allowed``) and mints ``mint_amount`` to
+    ``mint_to`` (default: the ten anvil dev accounts). Pass a token address to use an existing USDC instead.
+    ``profile`` (default: the profile of the client's chain) gives the delays and windows.
     """
+    profile = profile or client.profile
     existing = load_deployment(path)
     if existing is not None and is_live(client, existing):
+        recorded = {k: v.address for k, v in existing.contracts.items()}
         added: dict[str, Deployed] = {}
         if existing.erc8004 is None:  # a deployment from before the ERC-8004 registries: add them in place
-            added.update(_deploy_erc8004(client, deployer, existing.registry, existing.market))
+            added.update(_create(client, deployer, erc8004_creations(), recorded))
         if existing.court_source_hash != court_source_hash() or existing.court_validator is None:
             # ... or from before the AttestationCourt (or with a court of older code)
-            known = existing.erc8004 or {k: v.address for k, v in added.items()}
-            added.update(_deploy_court(client, deployer, existing.usdc, existing.registry, known))
+            added.update(_create(client, deployer, court_creations(profile, deployer.address), recorded))
         if added:
             existing = replace(existing, contracts={**existing.contracts, **added},
                                court_source_hash=court_source_hash())
             _write(path, existing)
         return existing
     config = config or MarketConfig()
-    delay = config.params_delay
-    if delay is None:
-        delay = DEVNET_PARAMS_DELAY if profile_for(client.chain_id).is_devnet else DEFAULT_PARAMS_DELAY
     contracts: dict[str, Deployed] = {}
+    known: dict[str, str] = {}
     if usdc is None:
-        require_devnet(client.chain_id, "TestUSDC")
-        usdc_address, tx = client.deploy(load_artifact("TestUSDC"), deployer, deployer.address)
-        contracts["USDC"] = Deployed(usdc_address, tx.block_number)
-        _mint(client, usdc_address, deployer, mint_to, mint_amount)
+        if not profile.test_usdc_allowed:
+            raise UsageError(f"chain {profile.name} has no TestUSDC (its profile does not allow one): give the "
+                             "USDC token address to use", chain=profile.name)
     else:
         contracts["USDC"] = Deployed(client.w3.to_checksum_address(usdc), 0)
-    registry, tx = client.deploy(load_artifact("ModelRegistry"), deployer)
-    contracts["ModelRegistry"] = Deployed(registry, tx.block_number)
-    market, tx = client.deploy(
-        load_artifact("InferenceMarket"),
-        deployer,
-        contracts["USDC"].address,
-        registry,
-        deployer.address,
-        config.params(),
-        delay,
-    )
-    contracts["InferenceMarket"] = Deployed(market, tx.block_number)
-    registries = _deploy_erc8004(client, deployer, registry, market)
-    contracts.update(registries)
-    contracts.update(_deploy_court(client, deployer, contracts["USDC"].address, registry,
-                                   {k: v.address for k, v in registries.items()}))
+        known["USDC"] = contracts["USDC"].address
+    contracts.update(_create(client, deployer, creations(profile, deployer.address, config, test_usdc=usdc is None),
+                             known))
+    if usdc is None:
+        _mint(client, contracts["USDC"].address, deployer, mint_to, mint_amount)
     deployment = Deployment(client.chain_id, deployer.address, contracts, usdc is None, config,
                             market_source_hash(), court_source_hash())
     _write(path, deployment)
     return deployment
 
 
-def _deploy_erc8004(client: ChainClient, deployer: LocalAccount, registry: str, market: str) -> dict[str, Deployed]:
-    """The ERC-8004 Trustless Agents registries (identity, then reputation and validation bound to it) and the
-    ZkValidator that answers validations of proven work from chain state."""
-    identity, tx = client.deploy(load_artifact("IdentityRegistry"), deployer)
-    out = {"IdentityRegistry": Deployed(identity, tx.block_number)}
-    for name in ("ReputationRegistry", "ValidationRegistry"):
-        address, tx = client.deploy(load_artifact(name), deployer, identity)
-        out[name] = Deployed(address, tx.block_number)
-    validator, tx = client.deploy(load_artifact("ZkValidator"), deployer, out["ValidationRegistry"].address, identity,
-                                  registry, market)
-    out["ZkValidator"] = Deployed(validator, tx.block_number)
+def _create(client: ChainClient, deployer: LocalAccount, plan: Sequence[Creation],
+            known: dict[str, str]) -> dict[str, Deployed]:
+    """Send the plan's creations in order; ``known`` (addresses by name) grows with each one."""
+    out = {}
+    for creation in plan:
+        address, tx = client.deploy(load_artifact(creation.artifact), deployer, *creation.resolved(known))
+        known[creation.key] = address
+        out[creation.key] = Deployed(address, tx.block_number)
     return out
 
 
 def court_source_hash() -> str:
     return load_artifact(COURT).source_hash
-
-
-def _deploy_court(client: ChainClient, deployer: LocalAccount, usdc: str, registry: str,
-                  erc8004: dict[str, str]) -> dict[str, Deployed]:
-    """The AttestationCourt and the CourtValidator that answers ERC-8004 validations from its verdicts."""
-    devnet = profile_for(client.chain_id).is_devnet
-    params, delay = (DEVNET_COURT_PARAMS, DEVNET_COURT_PARAMS_DELAY) if devnet else (COURT_PARAMS, COURT_PARAMS_DELAY)
-    address, tx = client.deploy(load_artifact(COURT), deployer, usdc, registry, deployer.address, params, delay)
-    validator, vtx = client.deploy(load_artifact("CourtValidator"), deployer, erc8004["ValidationRegistry"],
-                                   erc8004["IdentityRegistry"], address)
-    return {COURT: Deployed(address, tx.block_number), "CourtValidator": Deployed(validator, vtx.block_number)}
 
 
 def _mint(client: ChainClient, token: str, deployer: LocalAccount, to: Sequence[str] | None, amount: int) -> None:
