@@ -95,7 +95,7 @@ def get_court_bundle(request_id: RequestId, request: Request, caller: CallerDep,
     court = _court(request)
     services: NodeServices = request.app.state.services
     row = court.repo.get(court.chain_id, court.address, request_id)
-    committed = row is not None and row.status == "fulfilled" and row.bundle_cid is not None
+    committed = row is not None and row.status in ("confirming", "fulfilled") and row.bundle_cid is not None
     allowed = caller.admin or services.tokens.escrow_of(caller.token, court.chain_id, court.address) == request_id
     if committed and not allowed and x_validator_address and x_validator_time and x_validator_nonce \
             and x_validator_signature:
