@@ -333,6 +333,7 @@ from proofmarket.cli.db_cmd import register as _register_db  # noqa: E402
 from proofmarket.cli.facilitator_cmd import register as _register_facilitator  # noqa: E402
 from proofmarket.cli.generate_cmd import register as _register_generate  # noqa: E402
 from proofmarket.cli.infer_cmd import register as _register_infer  # noqa: E402
+from proofmarket.cli.keys_cmds import register as _register_keys  # noqa: E402
 from proofmarket.cli.market_cmds import register as _register_roles  # noqa: E402
 from proofmarket.cli.node_cmd import register as _register_node  # noqa: E402
 from proofmarket.cli.srs_cmds import register as _register_srs  # noqa: E402
@@ -346,6 +347,7 @@ _register_generate(app)
 _register_validator(app)
 _register_db(app)
 _register_facilitator(app)
+_register_keys(app)
 _register_srs(app)
 
 if __name__ == "__main__":
