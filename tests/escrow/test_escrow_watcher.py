@@ -34,6 +34,7 @@ def balances(market: Market) -> dict[str, int]:
 
 def test_request_on_chain_then_input_is_fulfilled_with_the_exact_splits(env: EscrowEnv,
                                                                         make_app: AppFactory) -> None:
+    env.market.stake_court_node()  # what the node's court watcher stakes at start: not part of this request
     before = balances(env.market)
     receipt = env.market.request(env.public, mlp_input())
     app = make_app()
