@@ -28,7 +28,7 @@ from proofmarket.payments.facilitator_server import (
     facilitator_account,
     facilitator_app,
 )
-from proofmarket.payments.facilitators import check_supported, local_facilitator
+from proofmarket.payments.facilitators import check_supported, local_facilitator, remote_facilitator
 
 NETWORK = f"eip155:{DEVNET_CHAIN_ID}"
 BASE_CHAIN_ID = 8453
@@ -196,3 +196,26 @@ def test_serve_without_a_chain_is_a_usage_error(tmp_path: Any, monkeypatch: pyte
 
     assert result.exit_code == 2, result.output
     assert "(bad_request)" in result.output and "PROOFMARKET_RPC_URL" in result.output
+
+
+def test_a_facilitator_with_a_token_refuses_requests_without_it() -> None:
+    guarded = TestClient(facilitator_app(served(), token="s3cret-token"), base_url="http://facilitator")
+    for path, method in (("/supported", "get"), ("/verify", "post"), ("/settle", "post")):
+        bare = getattr(guarded, method)(path, json=body()) if method == "post" else guarded.get(path)
+        wrong = getattr(guarded, method)(path, headers={"Authorization": "Bearer nope"},
+                                         **({"json": body()} if method == "post" else {}))
+        assert bare.status_code == wrong.status_code == 401 and bare.json()["error"] == "unauthorized"
+        assert "s3cret" not in bare.text
+    assert guarded.get("/health").status_code == 200  # liveness stays open
+    ok = guarded.get("/supported", headers={"Authorization": "Bearer s3cret-token"})
+    assert ok.status_code == 200 and ok.json()["kinds"][0]["network"] == NETWORK
+    # the node's client sends it: its /supported check passes through the guard
+    with_token = HTTPFacilitatorClientSync(FacilitatorConfig(url="http://facilitator", http_client=TestClient(
+        facilitator_app(served(), token="s3cret-token"), base_url="http://facilitator",
+        headers={"Authorization": "Bearer s3cret-token"})))
+    check_supported(with_token, NETWORK, "http://facilitator")
+    with pytest.raises(FacilitatorUnavailable):
+        check_supported(sdk_client(guarded), NETWORK, "http://facilitator")
+    node_side = remote_facilitator("http://facilitator.example", token="s3cret-token")
+    assert node_side._http_client.headers["authorization"] == "Bearer s3cret-token"  # what build_x402 makes
+    node_side.close()

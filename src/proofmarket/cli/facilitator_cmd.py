@@ -57,7 +57,9 @@ def facilitator_serve(
     except ProofMarketError as exc:
         raise fail(exc, False) from exc
     console.print(f"x402 facilitator on http://{host}:{port}: exact on {served.network}, gas paid by {served.signer}")
-    if not is_loopback(host):
-        console.print("[yellow]listening off loopback: anyone who reaches it can make it spend gas on valid "
-                      "payments; put it behind a network boundary or an authenticating proxy[/yellow]")
-    uvicorn.run(facilitator_app(served), host=host, port=port, log_level=log_level)
+    extra = X402Settings()
+    token = extra.facilitator_token.get_secret_value() if extra.facilitator_token else None
+    if not is_loopback(host) and token is None:
+        console.print("[yellow]listening off loopback without PROOFMARKET_FACILITATOR_TOKEN: anyone who reaches it "
+                      "can make it spend gas on valid payments[/yellow]")
+    uvicorn.run(facilitator_app(served, token=token), host=host, port=port, log_level=log_level)

@@ -20,7 +20,9 @@ the node's (the signer keeps its own nonce counter: two senders on one key race 
 
 from __future__ import annotations
 
+import hmac
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -120,8 +122,11 @@ def _hex_key(value: str) -> str:
     return (value if value.startswith("0x") else "0x" + value).lower()
 
 
-def facilitator_app(served: ServedFacilitator, *, max_body_bytes: int = MAX_REQUEST_BYTES) -> Starlette:
-    """The HTTP app of ``served``: ``GET /supported``, ``POST /verify``, ``POST /settle``, ``GET /health``."""
+def facilitator_app(served: ServedFacilitator, *, max_body_bytes: int = MAX_REQUEST_BYTES,
+                    token: str | None = None) -> Starlette:
+    """The HTTP app of ``served``: ``GET /supported``, ``POST /verify``, ``POST /settle``, ``GET /health``.
+    With ``token``, every route but ``/health`` answers 401 ``unauthorized`` unless the request carries
+    ``Authorization: Bearer <token>`` (compared in constant time)."""
 
     async def supported(request: Request) -> JSONResponse:
         answer = served.facilitator.get_supported()
@@ -158,9 +163,22 @@ def facilitator_app(served: ServedFacilitator, *, max_body_bytes: int = MAX_REQU
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"ok": True, "network": served.network, "signer": served.signer})
 
-    return Starlette(routes=[Route("/supported", supported, methods=["GET"]),
-                             Route("/verify", verify, methods=["POST"]),
-                             Route("/settle", settle, methods=["POST"]),
+    def guarded(handler: Callable[[Request], Awaitable[JSONResponse]]) -> Callable[[Request], Awaitable[JSONResponse]]:
+        if not token:
+            return handler
+
+        async def checked(request: Request) -> JSONResponse:
+            given = request.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                return _refused(401, "unauthorized", "this facilitator needs its bearer token "
+                                                     "(Authorization: Bearer ...; PROOFMARKET_FACILITATOR_TOKEN)")
+            return await handler(request)
+
+        return checked
+
+    return Starlette(routes=[Route("/supported", guarded(supported), methods=["GET"]),
+                             Route("/verify", guarded(verify), methods=["POST"]),
+                             Route("/settle", guarded(settle), methods=["POST"]),
                              Route("/health", health, methods=["GET"])])
 
 

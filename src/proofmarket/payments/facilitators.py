@@ -96,13 +96,15 @@ def _cache_chain_id(signer: FacilitatorWeb3Signer) -> None:
         provider.cache_allowed_requests = True
 
 
-def remote_facilitator(url: str, *, timeout: float = 30.0) -> HTTPFacilitatorClientSync:
+def remote_facilitator(url: str, *, timeout: float = 30.0, token: str | None = None) -> HTTPFacilitatorClientSync:
     """A facilitator service reached over HTTP (``POST /verify``, ``POST /settle``, ``GET /supported``); each
     request gives up after ``timeout`` seconds (connect, send, answer): a verify is then refused
     ``facilitator_unavailable``, a settle left pending and followed on chain."""
     if not url.startswith(("http://", "https://")):
         raise FacilitatorUnavailable(f"the facilitator URL {url!r} is not an http(s) URL", url=url)
-    http = httpx.Client(timeout=timeout, follow_redirects=True, event_hooks={"response": [_checked_answer]})
+    headers = {"Authorization": f"Bearer {token}"} if token else None  # a facilitator that asks for one
+    http = httpx.Client(timeout=timeout, follow_redirects=True, headers=headers,  # httpx drops it off-origin
+                        event_hooks={"response": [_checked_answer]})
     return HTTPFacilitatorClientSync(FacilitatorConfig(url=url, timeout=timeout, http_client=http))
 
 

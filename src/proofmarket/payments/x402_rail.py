@@ -309,7 +309,8 @@ def build_x402(chain: NodeChain, store: ArtifactStore, pay_to: Callable[[str], s
 
 def _remote_gate(url: str, network: str, chain: NodeChain, extra: X402Settings) -> PaymentGate:
     """The gate over a facilitator service, its ``/supported`` checked for exact on ``network`` (see the module)."""
-    facilitator = remote_facilitator(url, timeout=extra.facilitator_timeout_s)
+    token = extra.facilitator_token.get_secret_value() if extra.facilitator_token else None
+    facilitator = remote_facilitator(url, timeout=extra.facilitator_timeout_s, token=token)
     try:
         check_supported(facilitator, network, url)
     except FacilitatorUnavailable as exc:
