@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from eth_account import Account
+from pydantic import SecretStr
 
 from proofmarket.chain import dev_account
 from proofmarket.chain.keystore import write_keystore
@@ -65,9 +66,9 @@ def test_off_the_devnet_the_owner_signs_from_its_keystore_never_a_plain_key(tmp_
     (tmp_path / "password").chmod(0o600)
     write_keystore(tmp_path / "keys" / "owner.json", owner.key, "correct horse", iterations=2**4)
     settings = Settings(_env_file=None, home=tmp_path, keystore_password_file=tmp_path / "password",  # type: ignore[call-arg]
-                        private_key="0x" + "42" * 32)
+                        private_key=SecretStr("0x" + "42" * 32))
     assert RoleAccounts.of(settings, 8453).prover.address == owner.address  # the keystore wins over the plain key
-    plain = Settings(_env_file=None, home=tmp_path / "other", private_key="0x" + "42" * 32)  # type: ignore[call-arg]
+    plain = Settings(_env_file=None, home=tmp_path / "other", private_key=SecretStr("0x" + "42" * 32))  # type: ignore
     with pytest.raises(UsageError, match="keys import --role owner --from-env PROOFMARKET_PRIVATE_KEY"):
         RoleAccounts.of(plain, 8453)
     assert RoleAccounts.of(plain, 31337).owner.address == dev_account(1, 31337).address  # the devnet: dev roles
