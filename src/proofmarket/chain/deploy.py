@@ -25,6 +25,8 @@ from proofmarket.chain.contracts import ModelRegistry, UsdcToken
 from proofmarket.chain.deploy_plan import (
     COURT,
     COURT_CONTRACTS,
+    COURT_PARAMS,
+    DEVNET_COURT_PARAMS,
     ERC8004_CONTRACTS,
     USDC_UNIT,
     Creation,
@@ -38,8 +40,9 @@ from proofmarket.chain.market import InferenceMarket
 from proofmarket.core.errors import ChainError, UsageError
 from proofmarket.core.profiles import ChainProfile
 
-__all__ = ["COURT", "COURT_CONTRACTS", "ERC8004_CONTRACTS", "FORMAT", "USDC_UNIT", "Deployed", "Deployment",
-           "MarketConfig", "court_source_hash", "deploy", "is_live", "load_deployment", "market_source_hash"]
+__all__ = ["COURT", "COURT_CONTRACTS", "COURT_PARAMS", "DEVNET_COURT_PARAMS", "ERC8004_CONTRACTS", "FORMAT",
+           "USDC_UNIT", "Deployed", "Deployment", "MarketConfig", "court_source_hash", "deploy", "is_live",
+           "load_deployment", "market_source_hash"]
 
 FORMAT = "proofmarket/deployment"
 

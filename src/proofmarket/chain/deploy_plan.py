@@ -23,13 +23,16 @@ from web3.exceptions import Web3RPCError
 
 from proofmarket.chain.artifacts import load_artifact
 from proofmarket.chain.client import ChainClient
-from proofmarket.core.profiles import ChainProfile
+from proofmarket.core.profiles import DEV_CONTRACTS, PRODUCTION_CONTRACTS, ChainProfile
 
 USDC_UNIT = 10**6
 # quorum, sample, slash, challenger reward, voter slash, platform fee (bps); challenge bond, node minimum stake,
 # validator minimum stake (atomic USDC). See contracts/AttestationCourt.sol and bench/economics.md.
 DEVNET_COURT_SHARES = (5_000, 1_000, 5_000, 5_000, 2_000, 100, 2 * USDC_UNIT, 100 * USDC_UNIT, 10 * USDC_UNIT)
 COURT_SHARES = (5_000, 1_000, 5_000, 5_000, 2_000, 100, 20 * USDC_UNIT, 1_000 * USDC_UNIT, 100 * USDC_UNIT)
+# the court's whole initial parameters on the devnet and off it (bench/court_game.py plays both)
+DEVNET_COURT_PARAMS = (*DEV_CONTRACTS.court_windows_s, *DEVNET_COURT_SHARES)
+COURT_PARAMS = (*PRODUCTION_CONTRACTS.court_windows_s, *COURT_SHARES)
 COURT = "AttestationCourt"
 ERC8004_CONTRACTS = ("IdentityRegistry", "ReputationRegistry", "ValidationRegistry", "ZkValidator")
 COURT_CONTRACTS = (COURT, "CourtValidator")
