@@ -86,6 +86,11 @@ def test_devnet_dry_run_deploy_record_verify_and_transfer(devnet: Devnet, tmp_pa
 
     verified = cli(env, "chain", "verify-deployment", "--record", str(record_file))
     assert [c["status"] for c in verified["contracts"]] == ["match"] * 9
+    # no record under HOME (it went to --record-dir): the chain's deployment file is verified instead
+    from_file = cli(env, "chain", "verify-deployment")
+    assert from_file["record"].endswith("deployment.json") and len(from_file["contracts"]) == 9
+    again = cli(env, "chain", "deploy", "--dry-run")  # a live deployment: deploy would send nothing
+    assert again["reused"] and again["contracts"]["InferenceMarket"]["address"] == addresses["InferenceMarket"]
 
     # another artifact's runtime code at the registry's address, no code at the validator's: both reported
     registry, validator = addresses["ModelRegistry"], addresses["CourtValidator"]
@@ -107,6 +112,8 @@ def test_devnet_dry_run_deploy_record_verify_and_transfer(devnet: Devnet, tmp_pa
 
     # hand the admin role to a contract (a stand-in for a multisig); the old admin is refused afterwards
     multisig = addresses["IdentityRegistry"]
+    declined = CliRunner().invoke(app, ["admin", "transfer", "--to", multisig], env=env, input="n\n")
+    assert declined.exit_code == 2 and "nothing was sent" in declined.output
     moved = cli(env, "admin", "transfer", "--to", multisig, "--yes")
     assert [t["contract"] for t in moved["transactions"]] == ["InferenceMarket", "AttestationCourt"]
     assert all(t["owner"] == multisig for t in moved["transactions"])
