@@ -82,7 +82,9 @@ def compile_cmd(
         "--max-tokens-cap", help="attested: the most tokens one call may generate (and pays for)")] = 256,
     privacy: Annotated[str, typer.Option(help="public | private-input | private, or 'input=hashed,params=fixed'")]
     = "public",
-    srs: Annotated[Path | None, typer.Option("--srs", help="ceremony SRS file (default: a dev SRS, devnet only)")]
+    srs: Annotated[Path | None, typer.Option(
+        "--srs", help="SRS file (default: the ceremony SRS stored by 'proofmarket srs fetch' for the circuit's "
+                      "logrows, else a dev SRS, devnet only)")]
     = None,
     max_error: Annotated[float, typer.Option(help="accuracy bound: max abs error / sample outputs' range")]
     = 0.01,

@@ -11,6 +11,9 @@ every other file, including one passed with ``--srs``, is ``dev``. The pinned ha
 EZKL itself checks a downloaded ceremony file against (``srs_sha::PUBLIC_SRS_SHA256_HASHES``, logrows
 1-26); each of the 26 is present in the installed ezkl 23.0.5 binary (checked with ``strings`` on
 ``ezkl.abi3.so``), so a file EZKL would accept as the ceremony is the one recorded as ``ceremony``.
+Source of the table: github.com/zkonduit/ezkl, ``src/srs_sha.rs`` (read at commit 5da444ee, January 2026; the
+download URL is ``PUBLIC_SRS_URL`` in ``src/pfsys/srs.rs``). ``proofmarket srs fetch``/``import``
+(``ceremony.py``) store such files in HOME/srs; ``SrsProvider`` hands them to compile.
 """
 
 from __future__ import annotations
@@ -166,5 +169,6 @@ def check_servable(srs_sha256: str, model_id: str, chain_id: int | None) -> None
     if chain_id is None or profile_for(chain_id).dev_srs_allowed or srs_kind(srs_sha256) == CEREMONY:
         return
     raise DevSrsRefused(f"model {model_id} uses a dev SRS (its proofs can be forged): a node paid on chain {chain_id} "
-                        "does not serve it; recompile it with a ceremony SRS (proofmarket compile --srs FILE)",
+                        "does not serve it; recompile it with a ceremony SRS ('proofmarket srs fetch --logrows N', "
+                        "then compile)",
                         model_id=model_id, chain_id=chain_id)
