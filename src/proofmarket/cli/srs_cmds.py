@@ -60,7 +60,7 @@ def srs_list(run: Run) -> None:
 
 
 def _stored(run: Run, entry: CeremonyEntry) -> None:
-    run.done({"srs": entry.to_dict()},
+    run.done(entry.to_dict(),
              f"stored the ceremony SRS for logrows {entry.logrows}: {entry.cid} ({entry.size} bytes, sha256 "
              f"{entry.sha256} as pinned)")
 
