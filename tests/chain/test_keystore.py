@@ -1,5 +1,6 @@
 """Signing keys from encrypted keystores (issue 22): where each role's key comes from, what is refused off the
-devnet, and that no message holds a key or a password. No chain: the chain id is given."""
+devnet, and that no message holds a key or a password. The chain id is given, but for one paid node on an anvil
+answering base-sepolia's chain id."""
 
 from __future__ import annotations
 
@@ -9,16 +10,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from chain_helpers import anvil_or_skip
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 
+from proofmarket.chain.client import chain_id_of
 from proofmarket.chain.devkeys import ANVIL_DEV_KEYS, dev_account
+from proofmarket.chain.devnet import Devnet
 from proofmarket.chain.keystore import account_of, key_source, read_password, resolve_key, unlock, write_keystore
 from proofmarket.core.errors import UsageError
 from proofmarket.core.profiles import BASE_SEPOLIA, DEVNET
 from proofmarket.core.settings import Settings, X402Settings
-from proofmarket.node.chain_setup import _node_account
+from proofmarket.node.chain_setup import _node_account, node_chain
 from proofmarket.systems.attested.signer import node_signer
 
 PASSWORD = "correct horse battery"
@@ -238,3 +242,29 @@ def test_keystores_are_never_overwritten(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="power of two"):
         write_keystore(tmp_path / "other.json", first.key, PASSWORD, iterations=1000)
     assert sorted(p.name for p in path.parent.iterdir()) == ["node.json"]  # no temporary left behind
+
+
+def test_a_paid_node_on_a_chain_answering_base_sepolia_signs_with_its_keystore(tmp_path: Path) -> None:
+    """No chain id given: the RPC (an anvil answering 84532) names the chain; the node's keystore signs receipts
+    and pays settlements; the same key as a plain variable is refused there."""
+    anvil = anvil_or_skip()
+    home = tmp_path / "home"
+    node = _keystore(home, "node")
+    extra = X402Settings(_env_file=None, usdc_address=BASE_SEPOLIA.usdc)  # type: ignore[call-arg]
+    with Devnet(tmp_path / "chain", anvil=anvil, chain_id=SEPOLIA) as net:
+        try:
+            settings = _settings(home, rpc_url=net.rpc_url)
+            paid = node_chain(settings, extra)
+            assert paid.client.chain_id == SEPOLIA
+            assert paid.node.address == paid.facilitator.address == paid.payee == node.address
+            assert node_signer(settings).address == node.address
+            plain = _settings(tmp_path / "plain", rpc_url=net.rpc_url)
+            plain_extra = X402Settings(_env_file=None, usdc_address=BASE_SEPOLIA.usdc,  # type: ignore[call-arg]
+                                       node_key=node.key.hex())
+            with pytest.raises(UsageError, match="PROOFMARKET_NODE_KEY is a plain key in the environment, refused "
+                                                 "on base-sepolia"):
+                node_chain(plain, plain_extra)
+            with pytest.raises(UsageError, match="keys new --role node"):
+                node_chain(plain, extra)  # no key at all off the devnet
+        finally:
+            chain_id_of.cache_clear()  # a later devnet on this port is another chain
