@@ -14,6 +14,7 @@ from chain_helpers import anvil_or_skip
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
+from pydantic import SecretStr
 
 from proofmarket.chain.client import chain_id_of
 from proofmarket.chain.devkeys import ANVIL_DEV_KEYS, dev_account
@@ -260,7 +261,7 @@ def test_a_paid_node_on_a_chain_answering_base_sepolia_signs_with_its_keystore(t
             assert node_signer(settings).address == node.address
             plain = _settings(tmp_path / "plain", rpc_url=net.rpc_url)
             plain_extra = X402Settings(_env_file=None, usdc_address=BASE_SEPOLIA.usdc,  # type: ignore[call-arg]
-                                       node_key=node.key.hex())
+                                       node_key=SecretStr(node.key.hex()))
             with pytest.raises(UsageError, match="PROOFMARKET_NODE_KEY is a plain key in the environment, refused "
                                                  "on base-sepolia"):
                 node_chain(plain, plain_extra)
