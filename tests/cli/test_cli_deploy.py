@@ -134,6 +134,10 @@ def test_base_sepolia_deploy_uses_the_profile_usdc_and_refuses_an_eoa_admin(sepo
            "PROOFMARKET_KEYSTORE_PASSWORD_FILE": str(tmp_path / "password")}
     assert BASE_SEPOLIA.usdc is not None
 
+    no_token = cli(env, "chain", "deploy", "--profile", "base-sepolia", "--dry-run", code=2)
+    assert f"the USDC token {BASE_SEPOLIA.usdc} has no contract code" in no_token["error"]["message"]
+    client.rpc("anvil_setCode", [BASE_SEPOLIA.usdc, load_artifact("TestUSDC").deployed_bytecode])  # a stand-in
+
     plan = cli(env, "chain", "deploy", "--profile", "base-sepolia", "--dry-run")
     assert plan["profile"] == "base-sepolia" and plan["deployer"] == owner.address
     assert [t["contract"] for t in plan["transactions"]][:2] == ["ModelRegistry", "InferenceMarket"]  # no TestUSDC
@@ -146,12 +150,14 @@ def test_base_sepolia_deploy_uses_the_profile_usdc_and_refuses_an_eoa_admin(sepo
     assert record["parameters"]["court"]["window"] == BASE_SEPOLIA.contracts.court_windows_s[0]
     assert record["contracts"]["USDC"]["artifact"] is None
 
-    # the canonical USDC has no code on this local chain: reported; with code there it is an external contract
-    no_usdc = cli(env, "chain", "verify-deployment", code=4)
-    assert {c["name"]: c["status"] for c in no_usdc["error"]["details"]["contracts"]}["USDC"] == "no code"
-    client.rpc("anvil_setCode", [BASE_SEPOLIA.usdc, load_artifact("TestUSDC").deployed_bytecode])
+    # the USDC is not built here: an external contract, whose code must exist
     statuses = {c["name"]: c["status"] for c in cli(env, "chain", "verify-deployment")["contracts"]}
     assert statuses.pop("USDC") == "external" and set(statuses.values()) == {"match"}
+    snapshot = client.rpc("evm_snapshot", [])
+    client.rpc("anvil_setCode", [BASE_SEPOLIA.usdc, "0x"])
+    no_usdc = cli(env, "chain", "verify-deployment", code=4)
+    assert {c["name"]: c["status"] for c in no_usdc["error"]["details"]["contracts"]}["USDC"] == "no code"
+    client.rpc("evm_revert", [snapshot])
 
     plain = Account.create().address
     refused = cli(env, "admin", "transfer", "--to", plain, "--yes", code=2)

@@ -170,6 +170,9 @@ def deploy_target(settings: Settings, client: ChainClient, profile: str | None,
     if token is None and not actual.test_usdc_allowed:
         raise UsageError(f"chain {actual.name} (id {client.chain_id}) has no USDC in its profile and no TestUSDC: "
                          "give the USDC token address to use (--usdc)", chain_id=client.chain_id)
+    if token is not None and not client.code_at(token):  # the market and the court keep it for good (immutable)
+        raise UsageError(f"the USDC token {token} has no contract code on chain {actual.name}: wrong address or "
+                         "wrong chain?", usdc=token, chain_id=client.chain_id)
     return actual, token
 
 
