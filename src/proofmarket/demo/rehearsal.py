@@ -26,6 +26,7 @@ import importlib.util
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,8 @@ CHAIN = "base-sepolia"
 BLOCK_TIME_S = 1
 ETH = 10**18
 USDC = 10**6
-MINTS = {"consumer": 100 * USDC, "node": 2_000 * USDC, "validator": 2_000 * USDC, "owner": 10 * USDC}  # stakes: production minimums
+# the node and the validator stake the court's production minimums (1,000 USDC)
+MINTS = {"consumer": 100 * USDC, "node": 2_000 * USDC, "validator": 2_000 * USDC, "owner": 10 * USDC}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,11 +54,16 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--strict", action="store_true", help="exit 1 when a piece of the story has not landed")
     parser.add_argument("--timeout", type=float, default=1200.0, help="give up after this many seconds")
+    parser.add_argument("--workdir", type=Path, help="keep the chain, home and logs here (default: a temporary "
+                                                     "folder, removed at the end)")
     args = parser.parse_args(argv)
     watchdog = threading.Timer(args.timeout, _give_up, [args.timeout])
     watchdog.daemon = True
     watchdog.start()
     try:
+        if args.workdir is not None:
+            args.workdir.mkdir(parents=True, exist_ok=False)
+            return Rehearsal(args.workdir.resolve(), strict=args.strict).run()
         with tempfile.TemporaryDirectory(prefix="proofmarket-rehearsal-") as tmp:
             return Rehearsal(Path(tmp), strict=args.strict).run()
     except (DemoError, RehearsalError, ProofMarketError) as exc:
@@ -87,21 +94,33 @@ class Rehearsal(RehearsalStory):
         self.report = Report()
         self.stack = contextlib.ExitStack()
         self.missing: list[str] = []
+        self.failed: list[str] = []
 
     def run(self) -> int:
         with self.stack:
             self._run()
         console.rule("done: everything shut down")
+        for failure in self.failed:
+            console.print(f"[bold red]failed[/]:   {failure}")
         if self.missing:
             console.print("[bold yellow]missing[/] (not landed in this checkout, skipped):")
             for piece in self.missing:
                 console.print(f"  - {piece}")
-            return 1 if self.strict else 0
-        return 0
+            return 1 if self.strict or self.failed else 0
+        return 1 if self.failed else 0
 
     def lack(self, piece: str) -> None:
         self.missing.append(piece)
         console.print(f"[yellow]skipped[/]:  {piece}")
+
+    def attempt(self, name: str, fn: Callable[[], None]) -> None:
+        """Run one call of the story; a failure is reported at the end (exit 1) and the story goes on."""
+        try:
+            fn()
+        except (DemoError, RehearsalError, ProofMarketError) as exc:
+            message = exc.message if isinstance(exc, ProofMarketError) else str(exc)
+            self.failed.append(f"{name}: {message}")
+            console.print(f"[bold red]failed[/]:   {name}: {message}")
 
     def _run(self) -> None:
         profile = profile_named(CHAIN)

@@ -22,6 +22,8 @@ from typing import Any
 
 import httpx
 
+PINNED_CLI = Path(__file__).resolve().parents[3] / "scripts" / "rehearsal" / "pinned_cli.py"
+
 
 class RehearsalError(Exception):
     pass
@@ -45,6 +47,7 @@ class Cli:
     logs: Path
     procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     helps: dict[tuple[str, ...], str | None] = field(default_factory=dict)
+    prefix: list[str] = field(default_factory=proofmarket_binary)  # how 'proofmarket' is started
 
     @classmethod
     def create(cls, cwd: Path, env: Mapping[str, str]) -> Cli:
@@ -56,11 +59,19 @@ class Cli:
         return cls(base, cwd, logs)
 
     def with_env(self, **extra: str) -> Cli:
-        return Cli({**self.env, **extra}, self.cwd, self.logs, self.procs, self.helps)
+        return Cli({**self.env, **extra}, self.cwd, self.logs, self.procs, self.helps, self.prefix)
+
+    def with_srs_pin(self, logrows: int, sha256: str) -> Cli:
+        """The same commands through ``scripts/rehearsal/pinned_cli.py``: the rehearsal's SRS pinned for
+        ``logrows`` in those processes only."""
+        if not PINNED_CLI.is_file():
+            raise RehearsalError(f"{PINNED_CLI} is missing: the rehearsal runs from a source checkout")
+        prefix = [sys.executable, str(PINNED_CLI), "--pin", f"{logrows}:{sha256}", "--"]
+        return Cli(self.env, self.cwd, self.logs, self.procs, dict(self.helps), prefix)
 
     def run(self, *args: str, timeout: float = 300.0, expect: int = 0) -> Any:
         """``proofmarket ARGS --json``: the JSON document it printed (exit code ``expect``)."""
-        argv = [*proofmarket_binary(), *args, "--json"]
+        argv = [*self.prefix, *args, "--json"]
         try:
             done = subprocess.run(argv, env=self.env, cwd=self.cwd, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired as exc:
@@ -77,7 +88,7 @@ class Cli:
         """Start ``proofmarket ARGS`` in the background (its own session, output in logs/NAME.log) and wait until
         ``ready_url`` answers 200."""
         log = (self.logs / f"{name}.log").open("ab")
-        proc = subprocess.Popen([*proofmarket_binary(), *args], env=self.env, cwd=self.cwd, stdout=log,
+        proc = subprocess.Popen([*self.prefix, *args], env=self.env, cwd=self.cwd, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         self.procs.append((name, proc))
@@ -116,7 +127,7 @@ class Cli:
     def offers(self, *command: str, option: str | None = None) -> bool:
         """Whether ``proofmarket COMMAND`` exists here (and takes ``option``)."""
         if command not in self.helps:
-            done = subprocess.run([*proofmarket_binary(), *command, "--help"], env=self.env, cwd=self.cwd,
+            done = subprocess.run([*self.prefix, *command, "--help"], env=self.env, cwd=self.cwd,
                                   capture_output=True, text=True, timeout=120)
             self.helps[command] = done.stdout if done.returncode == 0 else None
         text = self.helps[command]

@@ -5,17 +5,30 @@ could be imported), an x402 attested generation, and an attested court call re-c
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from proofmarket.chain.client import ChainClient
 from proofmarket.chain.devnet import free_port
 from proofmarket.core.profiles import ChainProfile
 from proofmarket.core.settings import Settings
 from proofmarket.core.units import format_usdc
-from proofmarket.demo.base import LM_COURT_PRICE, LM_PRICE_PER_1K, LM_PROMPT, OWNER_SHARE_BPS, DemoError, console
+from proofmarket.demo.base import (
+    LM_COURT_PRICE,
+    LM_PRICE_PER_1K,
+    LM_PROMPT,
+    OWNER_SHARE_BPS,
+    PRICE,
+    DemoError,
+    console,
+)
 from proofmarket.demo.rehearsal_chain import PlacedUsdc, require_local_anvil
 from proofmarket.demo.rehearsal_keys import RehearsalKeys
 from proofmarket.demo.rehearsal_procs import Cli
@@ -25,7 +38,10 @@ from proofmarket.market.accounts import RoleAccounts
 from proofmarket.samples import sample_path
 from proofmarket.sdk.client import Client
 from proofmarket.systems.attested.tiny import build_tiny_lm
+from proofmarket.systems.ezkl import ezkl_calls, srs
 from proofmarket.validator.process import Validator
+
+REHEARSAL_SRS_LOGROWS = 12  # the sample MLP compiles at logrows 10: a larger file serves it
 
 
 class RehearsalStory(Steps):
@@ -41,23 +57,38 @@ class RehearsalStory(Steps):
     def lack(self, piece: str) -> None:
         raise NotImplementedError
 
+    def attempt(self, name: str, fn: Callable[[], None]) -> None:
+        raise NotImplementedError
+
     def story(self, cli: Cli) -> None:
         facilitator_url = self._facilitator(cli)
         lm_id = self._attested_model(cli)
-        proven_id = self._proven_model(cli)
+        proven = self._proven_model(cli)
+        proven_id, node_cli = proven if proven is not None else (None, cli)
+        # the node sells the owner's listings and signs (receipts, settlements, escrow and court answers) with
+        # its own key: the market role of its process is the node's account, not the owner's
         node_env: dict[str, str] = {"PROOFMARKET_PAYMENTS": "on", "PROOFMARKET_ESCROW_WATCHER": "on",
-                                    "PROOFMARKET_ESCROW_POLL_S": "0.5", "PROOFMARKET_PROVER_WORKERS": "1"}
+                                    "PROOFMARKET_ESCROW_POLL_S": "0.5", "PROOFMARKET_PROVER_WORKERS": "1",
+                                    "PROOFMARKET_MODEL_OWNER": self.keys.address("owner"),
+                                    "PROOFMARKET_OWNER_KEYSTORE": str(self.keys.keystore("node"))}
+        if "PROOFMARKET_PRIVATE_KEY" in cli.env:  # plain keys (before keystores): the node's
+            node_env["PROOFMARKET_PRIVATE_KEY"] = self.keys.accounts["node"].key.hex()
         if facilitator_url:
             node_env["PROOFMARKET_FACILITATOR_URL"] = facilitator_url
         market = self._market()
         staked, _ = self.step("node court stake", market.stake_court_node, 120)
         console.print(f"court:    node {market.accounts.prover.address} staked {format_usdc(staked)} USDC on the "
                       "AttestationCourt")
-        url = self._node(cli.with_env(**node_env), [m for m in (lm_id, proven_id) if m])
         if proven_id:
-            self._proven_call(url, proven_id)
-        self._x402_generation(url, lm_id)
+            self.step("node market stake", market.setup_prover, 120)
+            console.print(f"market:   node {market.accounts.prover.address} authorised by the admin and staked on "
+                          "the InferenceMarket")
+        url = self._node(node_cli.with_env(**node_env), [m for m in (lm_id, proven_id) if m])
         self._court_generation(url, market, lm_id)
+        if proven_id:
+            self.attempt("x402 proven call", lambda: self._proven_call(url, proven_id))
+            self.attempt("escrow request", lambda: self._escrow(url, market, proven_id))
+        self.attempt("x402 attested generation", lambda: self._x402_generation(url, lm_id))
 
     # --- services ------------------------------------------------------------------------------------
     def _facilitator(self, cli: Cli) -> str | None:
@@ -109,24 +140,97 @@ class RehearsalStory(Steps):
                       f"{self.keys.address('owner')}")
         return lm_id
 
-    def _proven_model(self, cli: Cli) -> str | None:
+    def _proven_model(self, cli: Cli) -> tuple[str, Cli] | None:
+        """The sample MLP on a rehearsal SRS: a gen_srs file imported with 'srs import' under a pin the rehearsal
+        supplies (in its own processes only), compiled and listed with the CLI; the node authorised and staked."""
         if not cli.offers("srs", "import"):
             self.lack("'proofmarket srs import' of a ceremony-style SRS (brief S): no proven model can be served "
                       f"on {self.profile.name} (a dev SRS is refused there), so the x402 paid proven call and the "
                       "escrow request are skipped")
             return None
-        self.lack("the rehearsal's SRS pin for 'srs import' (brief S landed after this rehearsal was written)")
-        return None
+        path = self.tmp / f"rehearsal-srs-{REHEARSAL_SRS_LOGROWS}"
+        self.step("make rehearsal SRS", lambda: ezkl_calls.gen_srs(path, REHEARSAL_SRS_LOGROWS), 300)
+        sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+        pinned = cli.with_srs_pin(REHEARSAL_SRS_LOGROWS, sha256)
+        srs.CEREMONY_SRS_SHA256[sha256] = REHEARSAL_SRS_LOGROWS  # the consumer's checks, in this process
+        imported = self.step("srs import", lambda: pinned.run("srs", "import", str(path), "--logrows",
+                                                              str(REHEARSAL_SRS_LOGROWS)), 120)
+        console.print(f"srs:      [bold yellow]REHEARSAL SRS, NOT A CEREMONY[/]: a gen_srs file for logrows "
+                      f"{REHEARSAL_SRS_LOGROWS} (sha256 {sha256[:16]}..., proofs on it can be forged by whoever made "
+                      "it) imported with 'proofmarket srs import' under a pin the rehearsal supplies to its own "
+                      f"processes; stored as {imported.get('cid') or imported}")
+        samples = sample_path("mlp", "samples")
+        doc = self.step("compile model", lambda: pinned.run(
+            "compile", str(sample_path("mlp")), "--sample", str(samples), "--name", "mlp", timeout=900), 900)
+        model_id = str(doc["model_id"])
+        kind = doc["manifest"]["srs"]["kind"]
+        if kind != "ceremony":
+            raise DemoError(f"the model compiled on SRS kind {kind!r}, not the imported (pinned) file")
+        listed = self.step("register model", lambda: cli.run(
+            "model", "register", model_id, "--price", PRICE, "--owner-share", str(OWNER_SHARE_BPS), timeout=300), 300)
+        console.print(f"proven:   'proofmarket compile' -> {model_id} (logrows {doc['manifest']['logrows']}, SRS "
+                      f"{kind}: the rehearsal's pin); 'model register' at {PRICE} USDC ({listed.get('action')})")
+        self.report.lines.append(f"SRS: rehearsal gen_srs file (NOT a ceremony) imported under the rehearsal's pin, "
+                                 f"sha256 {sha256}")
+        return model_id, pinned
 
     # --- calls ---------------------------------------------------------------------------------------
     def _proven_call(self, url: str, model_id: str) -> None:
         doc = json.loads(sample_path("mlp", "input").read_text())
-        with Client(url, self.keys.accounts["consumer"], timeout=300, cache_dir=self.tmp / "client-cache") as sdk:
+        consumer = self.keys.accounts["consumer"]
+        before = self.placed.token.balance_of(consumer.address)
+        self._terms(url, f"/v1/models/{model_id}/infer", doc)
+        with Client(url, consumer, timeout=300, cache_dir=self.tmp / "client-cache") as sdk:
             result = self.step("x402 proven call", lambda: sdk.infer(model_id, doc), 300)
-        console.print(f"x402:     proven call paid over x402 by the consumer: {len(result.checks)} checks passed")
+        paid = before - self.placed.token.balance_of(consumer.address)
+        tx = (result.payment or {}).get("transaction")
+        if tx:
+            self.report.txs["x402 settlement"] = str(tx)
+        console.print(f"x402:     proven call: output {result.output}, paid {format_usdc(paid)} USDC (tx {tx}, "
+                      f"counted after {self.profile.confirmations} confirmations); the SDK's checks: "
+                      f"{len(result.checks)} passed")
+        if paid <= 0:
+            raise DemoError("the proven call was answered but nothing was paid")
+        self.report.lines.append(f"x402 proven call: {format_usdc(paid)} USDC, verified by the SDK")
+
+    def _escrow(self, url: str, market: Market, model_id: str) -> None:
+        doc = {"inputs": json.loads(sample_path("mlp", "samples").read_text())["inputs"][1]}
+        receipt = self.step("escrow request on chain", lambda: market.request(model_id, doc), 120)
+        self.report.txs["escrow request"] = receipt.tx.tx_hash
+        with Client(url, timeout=60, poll_interval_s=0.5) as node:
+            self.step("post escrow input", lambda: node.post_request_input(receipt.request_id, doc, receipt.salt), 60)
+            body = self.step("escrow fulfilment", lambda: node.wait_request(receipt.request_id, 290), 300)
+        settlement = body.get("settlement") or {}
+        if body["status"] == "failed" or settlement.get("status") != "FULFILLED":
+            raise DemoError(f"the escrow request ended {body['status']}/{settlement.get('status')}: "
+                            f"{body.get('error')}")
+        self.report.txs["escrow fulfil"] = body["fulfil_tx"]
+        console.print(f"escrow:   request {receipt.request_id}: {format_usdc(receipt.amount)} USDC escrowed by the "
+                      f"consumer, fulfilled by the node's watcher after {self.profile.confirmations} confirmations "
+                      f"(tx {body['fulfil_tx']}), bundle {body['bundle_cid']}")
+        self.report.lines.append(f"escrow request {receipt.request_id}: fulfilled")
+
+    def _terms(self, url: str, route: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The node's x402 terms (PAYMENT-REQUIRED of an unpaid call), checked against the chain before paying:
+        network, asset and the EIP-712 domain the consumer is asked to sign in must be the profile's."""
+        response = httpx.post(f"{url}{route}", json=body, timeout=60)
+        header = response.headers.get("PAYMENT-REQUIRED")
+        if response.status_code != 402 or not header:
+            raise DemoError(f"an unpaid call to {route} answered {response.status_code} without x402 terms")
+        accepts = json.loads(base64.b64decode(header))["accepts"][0]
+        extra = accepts.get("extra") or {}
+        want = (self.profile.network, str(self.profile.usdc).lower(), self.profile.usdc_name, self.profile.usdc_version)
+        got = (accepts.get("network"), str(accepts.get("asset")).lower(), extra.get("name"), extra.get("version"))
+        console.print(f"terms:    the node asks {accepts.get('amount')} atomic USDC on {got[0]}, asset {got[1]}, "
+                      f"EIP-712 domain {got[2]!r}/{got[3]!r}")
+        if got != want:
+            raise DemoError(f"the node's x402 terms {got} are not the chain's {want}: a consumer's authorization "
+                            "signed in that domain is refused by the token (ERC3009InvalidSignature)")
+        return dict(accepts)
 
     def _x402_generation(self, url: str, lm_id: str) -> None:
         consumer = self.keys.accounts["consumer"]
+        self._terms(url, f"/v1/models/{lm_id}/generate", {"prompt": LM_PROMPT, "max_tokens": 48})
         before = self.placed.token.balance_of(consumer.address)
 
         def call() -> Any:
