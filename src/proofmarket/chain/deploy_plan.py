@@ -26,10 +26,9 @@ from proofmarket.chain.client import ChainClient
 from proofmarket.core.profiles import DEV_CONTRACTS, PRODUCTION_CONTRACTS, ChainProfile
 
 USDC_UNIT = 10**6
-# quorum, sample, slash, challenger reward, voter slash, platform fee (bps); challenge bond, node minimum stake,
-# validator minimum stake (atomic USDC). See contracts/AttestationCourt.sol and bench/economics.md.
-DEVNET_COURT_SHARES = (5_000, 1_000, 5_000, 5_000, 2_000, 100, 2 * USDC_UNIT, 100 * USDC_UNIT, 10 * USDC_UNIT)
-COURT_SHARES = (5_000, 1_000, 5_000, 5_000, 2_000, 100, 20 * USDC_UNIT, 1_000 * USDC_UNIT, 100 * USDC_UNIT)
+# the court's shares and stakes (ContractDefaults.court_shares in core/profiles.py)
+DEVNET_COURT_SHARES = DEV_CONTRACTS.court_shares
+COURT_SHARES = PRODUCTION_CONTRACTS.court_shares
 # the court's whole initial parameters on the devnet and off it (bench/court_game.py plays both)
 DEVNET_COURT_PARAMS = (*DEV_CONTRACTS.court_windows_s, *DEVNET_COURT_SHARES)
 COURT_PARAMS = (*PRODUCTION_CONTRACTS.court_windows_s, *COURT_SHARES)
@@ -91,8 +90,8 @@ def market_params_delay(config: MarketConfig, profile: ChainProfile) -> int:
 
 
 def court_params(profile: ChainProfile) -> tuple[int, ...]:
-    """The court's initial parameters: the profile's windows, then shares and stakes (small on the devnet)."""
-    return (*profile.contracts.court_windows_s, *(DEVNET_COURT_SHARES if profile.is_devnet else COURT_SHARES))
+    """The court's initial parameters: the profile's windows, then its shares and stakes (small on the devnet)."""
+    return (*profile.contracts.court_windows_s, *profile.contracts.court_shares)
 
 
 def creations(profile: ChainProfile, admin: str, config: MarketConfig, *, test_usdc: bool) -> list[Creation]:

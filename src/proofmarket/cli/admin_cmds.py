@@ -30,7 +30,7 @@ def admin_transfer(
     target = checked_address(to)
     with run.market() as market:
         client, signer = market.client, market.accounts.admin
-        if not client.code_at(target) and not client.profile.is_devnet and not allow_eoa:
+        if not client.code_at(target) and not client.profile.dev_keys_allowed and not allow_eoa:
             raise UsageError(f"{target} has no contract code on chain {client.profile.name}: a multisig is a "
                              "contract (check the address, or pass --allow-eoa to hand the role to a plain account)",
                              to=target)

@@ -54,10 +54,17 @@ class ContractDefaults:
     market_params_delay_s: int  # InferenceMarket.paramsDelay (immutable)
     court_params_delay_s: int  # AttestationCourt.paramsDelay (immutable)
     court_windows_s: tuple[int, int, int, int]  # challenge window, vote window, response window, unbond delay
+    # quorum, sample, slash, challenger reward, voter slash, platform fee (bps); challenge bond, node minimum stake,
+    # validator minimum stake (atomic USDC). See contracts/AttestationCourt.sol and bench/economics.md.
+    court_shares: tuple[int, int, int, int, int, int, int, int, int]
 
 
-DEV_CONTRACTS = ContractDefaults(0, 60, (120, 120, 120, 300))
-PRODUCTION_CONTRACTS = ContractDefaults(2 * 86_400, 2 * 86_400, (86_400, 86_400, 21_600, 7 * 86_400))
+_USDC = 10**6
+DEV_CONTRACTS = ContractDefaults(0, 60, (120, 120, 120, 300),
+                                 (5_000, 1_000, 5_000, 5_000, 2_000, 100, 2 * _USDC, 100 * _USDC, 10 * _USDC))
+PRODUCTION_CONTRACTS = ContractDefaults(2 * 86_400, 2 * 86_400, (86_400, 86_400, 21_600, 7 * 86_400),
+                                        (5_000, 1_000, 5_000, 5_000, 2_000, 100, 20 * _USDC, 1_000 * _USDC,
+                                         100 * _USDC))
 
 
 @dataclass(frozen=True)

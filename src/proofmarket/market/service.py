@@ -96,7 +96,7 @@ class Market(OwnerRole, ConsumerRole, ProverRole):
                                 config=config, profile=chain)
             write_record(record_file(ws.settings, chain, record_dir), build_record(client, deployment, chain))
             market = cls(ws, client, deployment, accounts, owns_workspace=owned)
-            if chain.is_devnet:
+            if chain.dev_keys_allowed:  # the dev prover account: authorised and staked out of the box
                 market.setup_prover()
             return market
         except BaseException:
