@@ -12,8 +12,8 @@
     proofmarket admin withdraw-fees TO AMOUNT      # send collected platform fees to TO
     proofmarket admin court [--window S ...]       # the AttestationCourt's settings (window, quorum, sample...)
 
-Who signs: on the devnet, anvil's dev accounts by role (prover, admin); elsewhere the key in
-PROOFMARKET_PRIVATE_KEY. The contract refuses what the signer may not do (a revert names the reason).
+Who signs: on the devnet, anvil's dev accounts by role (prover, admin); elsewhere the owner's keystore
+(``proofmarket keys new --role owner``). The contract refuses what the signer may not do (a revert names the reason).
 Amounts print in USDC; ``--json`` gives atomic units (6 decimals).
 """
 
