@@ -243,6 +243,12 @@ def test_keystores_are_never_overwritten(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="power of two"):
         write_keystore(tmp_path / "other.json", first.key, PASSWORD, iterations=1000)
     assert sorted(p.name for p in path.parent.iterdir()) == ["node.json"]  # no temporary left behind
+    named = tmp_path / "project"  # a folder the user named with --out keeps its mode; the file is 0600
+    named.mkdir()
+    named.chmod(0o755)
+    write_keystore(named / "node.json", first.key, PASSWORD, iterations=COST)
+    assert stat.S_IMODE(named.stat().st_mode) == 0o755
+    assert stat.S_IMODE((named / "node.json").stat().st_mode) == 0o600
 
 
 def test_a_paid_node_on_a_chain_answering_base_sepolia_signs_with_its_keystore(tmp_path: Path) -> None:

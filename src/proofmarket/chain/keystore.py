@@ -192,17 +192,17 @@ def read_password(settings: Settings, prompt: str, *, confirm: bool = False,
 
 
 def write_keystore(path: Path, key: bytes, password: str, *, iterations: int = SCRYPT_N) -> str:
-    """Encrypt ``key`` (scrypt) into a new file ``path`` (0600; its folder made 0700); an existing file is never
-    replaced (it may hold a funded key). Returns the account's address."""
+    """Encrypt ``key`` (scrypt) into a new file ``path`` (0600; its folder, when made here, 0700); an existing file
+    is never replaced (it may hold a funded key). Returns the account's address."""
     if iterations < 2 or iterations & (iterations - 1) or iterations > MAX_SCRYPT_N:
         raise UsageError(f"the scrypt cost must be a power of two up to {MAX_SCRYPT_N}, not {iterations}")
     if path.exists():
         raise UsageError(f"{path} exists: keystores are never overwritten (move it away first, or give --out)")
     folder = path.parent
-    if not folder.exists():
+    if not folder.exists():  # a folder made here is 0700; one the user named (--out ./x.json) keeps its mode
         folder.mkdir(parents=True, mode=0o700)
-    if os.name == "posix":
-        folder.chmod(0o700)
+        if os.name == "posix":
+            folder.chmod(0o700)  # mkdir's mode is masked by the umask
     document = Account.encrypt(key, password, kdf="scrypt", iterations=iterations)
     temporary = folder / f".{path.name}.{os.getpid()}.tmp"
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
