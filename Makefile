@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 NPMSTAMP := node_modules/.installed
 
-.PHONY: setup test test-fast demo bench lint contracts clean webapp
+.PHONY: setup test test-fast demo rehearsal bench lint contracts clean webapp
 
 setup: $(STAMP) $(NPMSTAMP)
 
@@ -40,6 +40,12 @@ test-fast: setup
 
 demo: setup
 	$(BIN)/python -m proofmarket.demo
+
+# the Base Sepolia rehearsal on anvil (issue 22): chain 84532, USDC at its canonical address, the real commands
+# with PROOFMARKET_CHAIN=base-sepolia; REHEARSAL_ARGS="--strict" also fails on pieces not landed, "--workdir DIR"
+# keeps its chain, home and logs
+rehearsal: setup
+	$(BIN)/python -m proofmarket.demo.rehearsal $(REHEARSAL_ARGS)
 
 bench: setup
 	$(BIN)/python bench/run.py

@@ -9,6 +9,7 @@ import base64
 import contextlib
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,7 @@ class RehearsalStory(Steps):
             console.print(f"market:   node {market.accounts.prover.address} authorised by the admin and staked on "
                           "the InferenceMarket")
         url = self._node(node_cli.with_env(**node_env), [m for m in (lm_id, proven_id) if m])
-        self._court_generation(url, market, lm_id)
+        self._court_generation(cli, url, market, lm_id)
         if proven_id:
             self.attempt("x402 proven call", lambda: self._proven_call(url, proven_id))
             self.attempt("escrow request", lambda: self._escrow(url, market, proven_id))
@@ -250,12 +251,18 @@ class RehearsalStory(Steps):
         self.report.lines.append(f"x402 attested generation: {format_usdc(paid)} USDC at {LM_PRICE_PER_1K} atomic "
                                  f"per 1,000 tokens, {result.verdict}")
 
-    def _court_generation(self, url: str, market: Market, lm_id: str) -> None:
+    def _court_generation(self, cli: Cli, url: str, market: Market, lm_id: str) -> None:
+        court = market.court
+        assert court is not None
+        self._sample_everything(cli, court)
+        validator = Validator(market.client, court, self.keys.decrypt("validator"), market.workspace,
+                              state_path=self.tmp / "validator.json", node_urls=[url],
+                              from_block=market.deployment.contracts["AttestationCourt"].block)
+        self.step("validator stake", validator.ensure_stake, 120)
+        console.print(f"validate: validator {validator.address} staked (its key from its keystore)")
         doc = {"prompt": LM_PROMPT, "max_tokens": 16}
         receipt = self.step("court request on chain", lambda: market.request(lm_id, doc), 120)
         self.report.txs["court request"] = receipt.tx.tx_hash
-        court = market.court
-        assert court is not None
         window = court.params().window
         console.print(f"court:    request {receipt.request_id}: {format_usdc(receipt.amount)} USDC escrowed on "
                       f"{court.address} by the consumer")
@@ -265,8 +272,9 @@ class RehearsalStory(Steps):
                              200)
             if body["status"] == "failed":
                 raise DemoError(f"the node failed the court request: {body['error']}")
+            commit = self.client.w3.eth.get_transaction_receipt(body["fulfil_tx"])
             self.report.txs["court commit"] = body["fulfil_tx"]
-            self._validator(url, market, receipt.request_id)
+            self._validate(validator, int(commit["blockNumber"]), receipt.request_id)
             require_local_anvil(self.client)  # moving the clock is the rehearsal's, on anvil only
             self.client.rpc("evm_increaseTime", [window + 1])
             self.client.rpc("evm_mine", [])
@@ -277,24 +285,36 @@ class RehearsalStory(Steps):
             raise DemoError(f"the court request ended {status}, not paid")
         console.print(f"court:    committed in tx {self.report.txs['court commit']}; challenge window {window} s "
                       "passed (anvil clock moved), the node finalized and was paid")
-        self.report.lines.append(f"court request {receipt.request_id}: committed, window passed, paid")
+        self.report.lines.append(f"court request {receipt.request_id}: committed, re-checked, window passed, paid")
 
-    def _validator(self, url: str, market: Market, request_id: int) -> None:
-        court = market.court
-        assert court is not None
-        validator = Validator(market.client, court, self.keys.decrypt("validator"), market.workspace,
-                              state_path=self.tmp / "validator.json", node_urls=[url],
-                              from_block=market.deployment.contracts["AttestationCourt"].block)
-        self.step("validator stake", validator.ensure_stake, 120)
+    def _sample_everything(self, cli: Cli, court: Any) -> None:
+        """Every validator re-checks every result (sample 100 %), so that the rehearsal's validator is drawn: a
+        court parameter change scheduled with 'admin court', applied with 'admin court --apply' once the court's
+        fixed delay passed (the anvil clock moved past it)."""
+        delay = court.params_delay()
+        self.step("admin court schedule", lambda: cli.run("admin", "court", "--sample-bps", "10000"), 120)
+        require_local_anvil(self.client)
+        self.client.rpc("evm_increaseTime", [delay + 1])
+        self.client.rpc("evm_mine", [])
+        self.step("admin court apply", lambda: cli.run("admin", "court", "--apply"), 120)
+        console.print(f"court:    'admin court --sample-bps 10000' scheduled, applied with 'admin court --apply' after "
+                      f"the court's {delay} s delay (anvil clock moved): every validator re-checks every result")
+
+    def _validate(self, validator: Validator, commit_block: int, request_id: int) -> None:
+        """The validator reads the commitment once it has the profile's confirmations on top, and re-executes it."""
+        depth = self.profile.confirmations
+        deadline = time.monotonic() + 60
+        while self.client.block_number() < commit_block + depth:
+            if time.monotonic() > deadline:
+                raise DemoError(f"no {depth} blocks on top of the commitment's block {commit_block} within 60 s")
+            time.sleep(0.25)
         self.step("validator poll", validator.poll_once, 180)
         verdict = validator.state.verdicts.get(request_id)
         if verdict is None:
-            console.print(f"validate: validator {validator.address} (staked from its keystore) was not drawn for "
-                          f"this result ({court.params().sample_bps / 100:.0f} % sample)")
-            self.report.lines.append("validator: staked, not drawn for the court result")
-            return
-        console.print(f"validate: validator {validator.address} was drawn: re-executed, {verdict['verdict']} "
-                      f"({verdict['reason']})")
+            raise DemoError(f"validator {validator.address} did not re-check court request {request_id} although "
+                            "the court samples every result")
+        console.print(f"validate: validator {validator.address} drawn after {depth} confirmations of the "
+                      f"commitment: re-executed, {verdict['verdict']} ({verdict['reason']})")
         if verdict["verdict"] != "reproduced":
             raise DemoError(f"the validator found the court result {verdict['verdict']}")
         self.report.lines.append(f"validator: drawn, {verdict['verdict']}")
