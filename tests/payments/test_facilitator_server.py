@@ -18,8 +18,9 @@ from x402.http import FacilitatorConfig, HTTPFacilitatorClientSync
 from x402.schemas import PaymentPayload, PaymentRequirements
 
 from proofmarket.chain.devkeys import ANVIL_DEV_KEYS, DEVNET_CHAIN_ID, dev_account
+from proofmarket.chain.keystore import write_keystore
 from proofmarket.cli.main import app as cli
-from proofmarket.core.errors import ChainError, FacilitatorUnavailable, UsageError
+from proofmarket.core.errors import FacilitatorUnavailable, UsageError
 from proofmarket.core.settings import Settings, X402Settings
 from proofmarket.payments.facilitator_server import (
     DEV_FACILITATOR_SERVE_INDEX,
@@ -170,23 +171,38 @@ def extra(**values: Any) -> X402Settings:
 OWN_KEY = "0x" + "11" * 32
 
 
-def test_its_key_is_its_own() -> None:
-    assert facilitator_account(settings(), extra(), DEVNET_CHAIN_ID).address == SIGNER.address  # devnet default
-    mine = facilitator_account(settings(), extra(facilitator_key=SecretStr(OWN_KEY[2:])), BASE_CHAIN_ID)
-    assert mine.key.hex().removeprefix("0x") == OWN_KEY[2:]
+def test_its_key_is_its_own(tmp_path: Any) -> None:
+    home = {"home": tmp_path}
+    assert facilitator_account(settings(**home), extra(), DEVNET_CHAIN_ID).address == SIGNER.address  # devnet
+    plain = facilitator_account(settings(**home), extra(facilitator_key=SecretStr(OWN_KEY[2:])), DEVNET_CHAIN_ID)
+    assert plain.key.hex().removeprefix("0x") == OWN_KEY[2:]  # a plain key: the devnet only
 
-    with pytest.raises(UsageError, match="PROOFMARKET_FACILITATOR_KEY"):  # off the devnet: no default
-        facilitator_account(settings(), extra(), BASE_CHAIN_ID)
-    with pytest.raises(UsageError, match="the node's key"):
-        facilitator_account(settings(), extra(facilitator_key=SecretStr(OWN_KEY), node_key=SecretStr(OWN_KEY)),
-                            BASE_CHAIN_ID)
-    with pytest.raises(UsageError, match="the node's key"):
-        facilitator_account(settings(private_key=SecretStr(OWN_KEY[2:])), extra(facilitator_key=SecretStr(OWN_KEY)),
-                            BASE_CHAIN_ID)
-    with pytest.raises(ChainError):  # anvil's public keys stay on the devnet
-        facilitator_account(settings(), extra(facilitator_key=SecretStr(ANVIL_DEV_KEYS[7])), BASE_CHAIN_ID)
-    with pytest.raises(UsageError, match="not a private key"):
-        facilitator_account(settings(), extra(facilitator_key=SecretStr("0x1234")), BASE_CHAIN_ID)
+    with pytest.raises(UsageError, match="keys new --role facilitator"):  # off the devnet: no default
+        facilitator_account(settings(**home), extra(), BASE_CHAIN_ID)
+    with pytest.raises(UsageError, match="keys import --role facilitator"):  # nor a plain key
+        facilitator_account(settings(**home), extra(facilitator_key=SecretStr(OWN_KEY)), BASE_CHAIN_ID)
+    password = tmp_path / "password"
+    password.write_text("correct horse\n")
+    password.chmod(0o600)
+    keystore = tmp_path / "keys" / "facilitator.json"
+    write_keystore(keystore, bytes.fromhex(OWN_KEY[2:]), "correct horse", iterations=2**4)
+    kept = facilitator_account(settings(home=tmp_path, keystore_password_file=password), extra(), BASE_CHAIN_ID)
+    assert kept.key.hex().removeprefix("0x") == OWN_KEY[2:]  # its keystore, unlocked with the password file
+
+    with pytest.raises(UsageError, match="the node's"):
+        facilitator_account(settings(**home), extra(facilitator_key=SecretStr(OWN_KEY), node_key=SecretStr(OWN_KEY)),
+                            DEVNET_CHAIN_ID)
+    with pytest.raises(UsageError, match="the (node|owner)'s"):  # a node without a key signs as the owner
+        facilitator_account(settings(private_key=SecretStr(OWN_KEY[2:]), **home),
+                            extra(facilitator_key=SecretStr(OWN_KEY)), DEVNET_CHAIN_ID)
+    other = tmp_path / "other"
+    write_keystore(other / "keys" / "facilitator.json", bytes.fromhex(ANVIL_DEV_KEYS[7][2:]), "correct horse",
+                   iterations=2**4)
+    with pytest.raises(UsageError, match="public anvil dev key"):  # anvil's public keys stay on the devnet
+        facilitator_account(settings(home=other, keystore_password_file=password), extra(), BASE_CHAIN_ID)
+    with pytest.raises(UsageError, match="not a valid private key"):
+        facilitator_account(settings(home=tmp_path / "third"), extra(facilitator_key=SecretStr("0x1234")),
+                            DEVNET_CHAIN_ID)
 
 
 def test_serve_without_a_chain_is_a_usage_error(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -35,10 +35,10 @@ from proofmarket.core.errors import UsageError
 from proofmarket.core.profiles import ChainProfile
 from proofmarket.core.settings import Settings, X402Settings
 
-Role = Literal["owner", "node", "validator"]
-ROLES: tuple[Role, ...] = ("owner", "node", "validator")
+Role = Literal["owner", "node", "validator", "facilitator"]
+ROLES: tuple[Role, ...] = ("owner", "node", "validator", "facilitator")
 ENV_KEY: dict[str, str] = {"owner": "PROOFMARKET_PRIVATE_KEY", "node": "PROOFMARKET_NODE_KEY",
-                           "validator": "PROOFMARKET_VALIDATOR_KEY"}
+                           "validator": "PROOFMARKET_VALIDATOR_KEY", "facilitator": "PROOFMARKET_FACILITATOR_KEY"}
 BORROWS: dict[str, Role] = {"node": "owner"}  # a node without a key of its own signs with the owner's
 SCRYPT_N = 2**18  # eth-account's default scrypt cost (256 MiB, about a second)
 MAX_SCRYPT_N = 2**20  # a keystore asking for more memory than 1 GiB is refused before decrypting
@@ -68,8 +68,9 @@ class KeySource:
 def keystore_path(role: str, settings: Settings, extra: X402Settings | None = None) -> tuple[Path, str | None]:
     """The role's keystore file and the variable that named it (None: the default HOME/keys/<role>.json)."""
     _check_role(role)
+    extra = extra or X402Settings()
     configured = {"owner": settings.owner_keystore, "validator": settings.validator_keystore,
-                  "node": (extra or X402Settings()).node_keystore}[role]
+                  "node": extra.node_keystore, "facilitator": extra.facilitator_keystore}[role]
     if configured is not None:
         return configured.expanduser(), f"PROOFMARKET_{role.upper()}_KEYSTORE"
     return settings.home / "keys" / f"{role}.json", None
@@ -229,7 +230,8 @@ def _check_role(role: str) -> None:
 
 
 def _plain(role: str, settings: Settings, extra: X402Settings) -> SecretStr | None:
-    value = {"owner": settings.private_key, "node": extra.node_key, "validator": settings.validator_key}[role]
+    value = {"owner": settings.private_key, "node": extra.node_key, "validator": settings.validator_key,
+             "facilitator": extra.facilitator_key}[role]
     return value if value is not None and value.get_secret_value().strip() else None
 
 

@@ -162,6 +162,9 @@ class X402Settings(BaseSettings):
     facilitator_key: SecretStr | None = Field(
         default=None, description="the key 'proofmarket facilitator serve' pays settlement gas with (never the "
                                   "node's: nonces would race); unset = a dev account, devnet only")
+    facilitator_keystore: Path | None = Field(
+        default=None, description="encrypted keystore of the facilitator's key; unset = HOME/keys/facilitator.json "
+                                  "when it exists")
     facilitator_token: SecretStr | None = Field(
         default=None, description="bearer token between a node and 'proofmarket facilitator serve': the server "
                                   "refuses requests without it, the node sends it; unset = no token")

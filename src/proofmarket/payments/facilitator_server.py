@@ -26,7 +26,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
@@ -39,8 +38,9 @@ from x402.mechanisms.evm.constants import ERR_UNSUPPORTED_SCHEME
 from x402.schemas import PaymentPayload, PaymentRequirements, SchemeNotFoundError, SettleResponse, VerifyResponse
 
 from proofmarket.chain.client import ChainClient
-from proofmarket.chain.devkeys import ANVIL_DEV_KEYS, dev_account, require_devnet
+from proofmarket.chain.devkeys import dev_account
 from proofmarket.chain.home import MarketHome
+from proofmarket.chain.keystore import key_source, resolve_key
 from proofmarket.core import jsonlimits
 from proofmarket.core.errors import JsonTooDeep, JsonTooLarge, UsageError
 from proofmarket.core.profiles import network_id
@@ -96,30 +96,22 @@ def facilitator_rpc(settings: Settings) -> str:
 
 
 def facilitator_account(settings: Settings, extra: X402Settings, chain_id: int) -> LocalAccount:
-    """PROOFMARKET_FACILITATOR_KEY; unset, a dev account where the chain's profile allows dev keys. Never the
-    node's key (PROOFMARKET_NODE_KEY / PROOFMARKET_PRIVATE_KEY of this environment): nonces would race."""
-    if extra.facilitator_key is None:
+    """The facilitator role's key (its keystore, PROOFMARKET_FACILITATOR_KEYSTORE or HOME/keys/facilitator.json;
+    a plain PROOFMARKET_FACILITATOR_KEY on the devnet only); unset, a dev account where the chain's profile allows
+    dev keys. Never the node's or the owner's account: two senders on one key race for nonces."""
+    account = resolve_key("facilitator", settings, chain_id, extra)
+    if account is None:
         if not settings.profile(chain_id).dev_keys_allowed:
-            raise UsageError(f"chain id {chain_id} is not the devnet: set PROOFMARKET_FACILITATOR_KEY (a funded key "
-                             "of its own that pays the gas of settlements)", chain_id=chain_id)
+            raise UsageError(f"chain id {chain_id} is not the devnet: give the facilitator a funded key of its own "
+                             "(it pays the gas of settlements): 'proofmarket keys new --role facilitator'",
+                             chain_id=chain_id)
         return dev_account(DEV_FACILITATOR_SERVE_INDEX, chain_id)
-    secret = _hex_key(extra.facilitator_key.get_secret_value())
-    if secret in ANVIL_DEV_KEYS:
-        require_devnet(chain_id, "anvil dev keys (PROOFMARKET_FACILITATOR_KEY)")
-    try:
-        account: LocalAccount = Account.from_key(secret)
-    except (ValueError, TypeError) as exc:
-        raise UsageError("PROOFMARKET_FACILITATOR_KEY is not a private key (32 bytes of hex)") from exc
-    for node_key in (extra.node_key, settings.private_key):
-        if node_key is not None and _hex_key(node_key.get_secret_value()) == secret:
-            raise UsageError("PROOFMARKET_FACILITATOR_KEY is the node's key: give the facilitator a key of its own "
+    for role in ("node", "owner"):
+        other = key_source(role, settings, extra).address
+        if other is not None and other.lower() == account.address.lower():
+            raise UsageError(f"the facilitator's key is the {role}'s: give the facilitator a key of its own "
                              "(two senders on one key race for nonces)")
     return account
-
-
-def _hex_key(value: str) -> str:
-    value = value.strip()
-    return (value if value.startswith("0x") else "0x" + value).lower()
 
 
 def facilitator_app(served: ServedFacilitator, *, max_body_bytes: int = MAX_REQUEST_BYTES,
