@@ -82,9 +82,12 @@ def _give_up(timeout: float) -> None:
     os._exit(1)
 
 
-def keystores_landed() -> bool:
-    """Whether the CLI reads keystores here (brief K's ``proofmarket.chain.keystore``)."""
-    return importlib.util.find_spec("proofmarket.chain.keystore") is not None
+def keystore_roles() -> tuple[str, ...]:
+    """The roles the CLI reads from keystores here (``proofmarket.chain.keystore.ROLES``; none before it)."""
+    if importlib.util.find_spec("proofmarket.chain.keystore") is None:
+        return ()
+    module = importlib.import_module("proofmarket.chain.keystore")
+    return tuple(str(role) for role in getattr(module, "ROLES", ()))
 
 
 class Rehearsal(RehearsalStory):
@@ -138,16 +141,19 @@ class Rehearsal(RehearsalStory):
         placed = self._chain_side(client, profile, keys)
         self.placed, self.profile, self.client = placed, profile, client
 
+        roles = keystore_roles()
         env = {"PROOFMARKET_HOME": str(self.home), "PROOFMARKET_CHAIN": profile.name,
                "PROOFMARKET_RPC_URL": devnet.rpc_url, "PROOFMARKET_DATABASE_URL": f"sqlite:///{self.tmp / 'node.db'}",
-               **keys.env()}
-        if not keystores_landed():
+               **keys.env(roles)}
+        if not roles:
             env.update(keys.plain_env())
             self.lack("keystores read by the CLI (brief K: proofmarket.chain.keystore, 'proofmarket keys'): the "
                       "commands signed with the rehearsal's fresh keys given as plain PROOFMARKET_*_KEY instead")
         else:
-            console.print(f"keys:     the commands sign from keystores only ({', '.join(KEYSTORE_ROLES)}; password "
-                          "file), no plain key in their environment")
+            plain = [r for r in KEYSTORE_ROLES if r not in roles]
+            console.print(f"keys:     the commands sign from keystores ({', '.join(roles)}; a password file)"
+                          + (f"; plain key for {', '.join(plain)} (no keystore for it in this checkout)" if plain
+                             else ", no plain key in their environment"))
         self.cli = cli = Cli.create(self.tmp, env)
         self.stack.callback(cli.stop_all)
         self._deploy(cli, profile)

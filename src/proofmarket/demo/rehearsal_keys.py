@@ -18,10 +18,10 @@ from pathlib import Path
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-# roles with a keystore the CLI reads (brief K: PROOFMARKET_<ROLE>_KEYSTORE); the consumer and the facilitator
-# are the rehearsal's own (the consumer pays in-process, the facilitator takes PROOFMARKET_FACILITATOR_KEY)
-KEYSTORE_ROLES = ("owner", "node", "validator")
-ROLES = (*KEYSTORE_ROLES, "consumer", "facilitator", "usdc")
+# roles with a keystore (PROOFMARKET_<ROLE>_KEYSTORE); the consumer (pays in-process) and the USDC owner (the
+# rehearsal's own token) are the rehearsal's
+KEYSTORE_ROLES = ("owner", "node", "validator", "facilitator")
+ROLES = (*KEYSTORE_ROLES, "consumer", "usdc")
 SCRYPT_N = 2**14  # a rehearsal's cost parameter: each CLI process decrypts in milliseconds, not seconds
 
 
@@ -59,11 +59,13 @@ class RehearsalKeys:
         account: LocalAccount = Account.from_key(Account.decrypt(data, self.password_file.read_text().strip()))
         return account
 
-    def env(self) -> dict[str, str]:
-        """Keystores and their password file for the CLI, plus the facilitator's own key."""
-        out = {f"PROOFMARKET_{role.upper()}_KEYSTORE": str(self.keystore(role)) for role in KEYSTORE_ROLES}
+    def env(self, cli_roles: tuple[str, ...]) -> dict[str, str]:
+        """Keystores and their password file for the roles the CLI reads from keystores (``cli_roles``); a role it
+        does not read from a keystore yet (the facilitator, before its keystore) gets its plain key."""
+        out = {f"PROOFMARKET_{role.upper()}_KEYSTORE": str(self.keystore(role)) for role in cli_roles}
         out["PROOFMARKET_KEYSTORE_PASSWORD_FILE"] = str(self.password_file)
-        out["PROOFMARKET_FACILITATOR_KEY"] = self.accounts["facilitator"].key.hex()
+        if "facilitator" not in cli_roles:
+            out["PROOFMARKET_FACILITATOR_KEY"] = self.accounts["facilitator"].key.hex()
         return out
 
     def plain_env(self) -> dict[str, str]:

@@ -84,12 +84,17 @@ class RehearsalStory(Steps):
             self.step("node market stake", market.setup_prover, 120)
             console.print(f"market:   node {market.accounts.prover.address} authorised by the admin and staked on "
                           "the InferenceMarket")
-        url = self._node(node_cli.with_env(**node_env), [m for m in (lm_id, proven_id) if m])
-        self._court_generation(cli, url, market, lm_id)
+        # the tiny LM is sold per 1,000 tokens at the node's price; the MLP at its registry listing's
+        models = [f"{lm_id}={LM_PRICE_PER_1K}", *([proven_id] if proven_id else [])]
+        url = self._node(node_cli.with_env(**node_env), models)
+        # the x402 calls first: the court's part moves the anvil clock days ahead, and a consumer signs its
+        # authorization's validity in wall-clock time (as on a real chain, where the two agree)
         if proven_id:
             self.attempt("x402 proven call", lambda: self._proven_call(url, proven_id))
             self.attempt("escrow request", lambda: self._escrow(url, market, proven_id))
         self.attempt("x402 attested generation", lambda: self._x402_generation(url, lm_id))
+        self._court_generation(cli, url, market, lm_id)
+        self._confirmations_seen(cli)
 
     # --- services ------------------------------------------------------------------------------------
     def _facilitator(self, cli: Cli) -> str | None:
@@ -126,6 +131,14 @@ class RehearsalStory(Steps):
         market = Market.open(settings, accounts=RoleAccounts(a["owner"], a["owner"], a["consumer"], a["node"]))
         self.stack.callback(market.close)
         return market
+
+    def _confirmations_seen(self, cli: Cli) -> None:
+        """What the node said while it waited for the profile's confirmations (its log)."""
+        depth = self.profile.confirmations
+        said = [line for line in cli.tail("node", 10_000).split(" | ") if f"of {depth} confirmations" in line]
+        console.print(f"confirm:  the node's log holds {len(said)} wait(s) for {depth} confirmations"
+                      + (f", e.g. '{said[0].strip()[:160]}'" if said else ""))
+        self.report.lines.append(f"confirmations: {depth} per the profile; the node logged {len(said)} wait(s)")
 
     # --- models --------------------------------------------------------------------------------------
     def _attested_model(self, cli: Cli) -> str:
@@ -248,8 +261,8 @@ class RehearsalStory(Steps):
                       f"confirmations), {result.verdict} by re-execution")
         if result.verdict != "reproduced" or paid <= 0:
             raise DemoError(f"the attested generation ended {result.verdict}, {paid} atomic USDC paid")
-        self.report.lines.append(f"x402 attested generation: {format_usdc(paid)} USDC at {LM_PRICE_PER_1K} atomic "
-                                 f"per 1,000 tokens, {result.verdict}")
+        self.report.lines.append(f"x402 attested generation: {format_usdc(paid)} USDC for up to 48 tokens at "
+                                 f"{format_usdc(LM_PRICE_PER_1K)} USDC per 1,000, {result.verdict}")
 
     def _court_generation(self, cli: Cli, url: str, market: Market, lm_id: str) -> None:
         court = market.court
