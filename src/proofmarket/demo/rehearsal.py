@@ -12,10 +12,12 @@ path: it uses anvil's own RPC methods and refuses any other chain node.
     4. the story (``rehearsal_story.py``): an x402 paid proven call, an escrow request fulfilled, an x402 attested
        generation, an attested court call re-checked by a staked validator
 
-A piece of the story whose command has not landed in this checkout is named under "missing" and skipped (exit 0;
-``--strict``: exit 1). Everything runs in a temporary folder and is shut down at the end.
+A call of the story that fails is reported at the end and the others still run (exit 1). A piece whose command has
+not landed in this checkout is named under "missing" and skipped (exit 0; ``--strict``, as CI runs it: exit 1).
+Everything runs in a temporary folder (``--workdir``: kept, with the commands' logs) and is shut down at the end.
+The anvil clock is moved forward (the court's parameter delay, its challenge window) after the x402 calls.
 
-    python -m proofmarket.demo.rehearsal [--strict] [--timeout S]
+    python -m proofmarket.demo.rehearsal [--strict] [--timeout S] [--workdir DIR]
 """
 
 from __future__ import annotations

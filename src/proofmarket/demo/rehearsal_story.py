@@ -256,9 +256,9 @@ class RehearsalStory(Steps):
         tx = (result.payment or {}).get("transaction")
         if tx:
             self.report.txs["x402 generation"] = str(tx)
-        console.print(f"x402:     {LM_PROMPT!r} -> {result.text!r}; paid {format_usdc(paid)} USDC in USDC at "
-                      f"{self.placed.token.address} (tx {tx}, settled after {self.profile.confirmations} "
-                      f"confirmations), {result.verdict} by re-execution")
+        console.print(f"x402:     {LM_PROMPT!r} -> {result.text!r}; paid {format_usdc(paid)} USDC (the token at "
+                      f"{self.placed.token.address}, tx {tx}, settled after {self.profile.confirmations} "
+                      f"confirmations); {result.verdict} by re-execution")
         if result.verdict != "reproduced" or paid <= 0:
             raise DemoError(f"the attested generation ended {result.verdict}, {paid} atomic USDC paid")
         self.report.lines.append(f"x402 attested generation: {format_usdc(paid)} USDC for up to 48 tokens at "
