@@ -9,6 +9,7 @@ import base64
 import contextlib
 import hashlib
 import json
+import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,7 @@ import httpx
 from proofmarket.chain.client import ChainClient
 from proofmarket.chain.devnet import free_port
 from proofmarket.core.profiles import ChainProfile
-from proofmarket.core.settings import Settings
+from proofmarket.core.settings import Settings, X402Settings
 from proofmarket.core.units import format_usdc
 from proofmarket.demo.base import (
     LM_COURT_PRICE,
@@ -62,7 +63,7 @@ class RehearsalStory(Steps):
         raise NotImplementedError
 
     def story(self, cli: Cli) -> None:
-        facilitator_url = self._facilitator(cli)
+        facilitator = self._facilitator(cli)
         lm_id = self._attested_model(cli)
         proven = self._proven_model(cli)
         proven_id, node_cli = proven if proven is not None else (None, cli)
@@ -74,8 +75,8 @@ class RehearsalStory(Steps):
                                     "PROOFMARKET_OWNER_KEYSTORE": str(self.keys.keystore("node"))}
         if "PROOFMARKET_PRIVATE_KEY" in cli.env:  # plain keys (before keystores): the node's
             node_env["PROOFMARKET_PRIVATE_KEY"] = self.keys.accounts["node"].key.hex()
-        if facilitator_url:
-            node_env["PROOFMARKET_FACILITATOR_URL"] = facilitator_url
+        if facilitator is not None:
+            node_env.update(facilitator[1])
         market = self._market()
         staked, _ = self.step("node court stake", market.stake_court_node, 120)
         console.print(f"court:    node {market.accounts.prover.address} staked {format_usdc(staked)} USDC on the "
@@ -97,18 +98,31 @@ class RehearsalStory(Steps):
         self._confirmations_seen(cli)
 
     # --- services ------------------------------------------------------------------------------------
-    def _facilitator(self, cli: Cli) -> str | None:
+    def _facilitator(self, cli: Cli) -> tuple[str, dict[str, str]] | None:
+        """'proofmarket facilitator serve' (with a bearer token where the CLI takes one); its URL and what the node's
+        environment needs to use it."""
         if not cli.offers("facilitator", "serve"):
             self.lack("'proofmarket facilitator serve' (brief F): the node settles with its in-process facilitator")
             return None
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        self.step("facilitator serve", lambda: cli.serve("facilitator", "facilitator", "serve", "--port", str(port),
-                                                          "--log-level", "warning", ready_url=f"{url}/supported"), 120)
+        env = {"PROOFMARKET_FACILITATOR_URL": url}
+        if "facilitator_token" in X402Settings.model_fields:
+            env["PROOFMARKET_FACILITATOR_TOKEN"] = secrets.token_urlsafe(24)
+        served = cli.with_env(**env)
+        ready = f"{url}/health" if "PROOFMARKET_FACILITATOR_TOKEN" in env else f"{url}/supported"
+        self.step("facilitator serve", lambda: served.serve("facilitator", "facilitator", "serve", "--port",
+                                                             str(port), "--log-level", "warning", ready_url=ready), 120)
+        guard = ""
+        if "PROOFMARKET_FACILITATOR_TOKEN" in env:
+            status = httpx.get(f"{url}/supported", timeout=10).status_code
+            if status != 401:
+                raise DemoError(f"the facilitator answered /supported without its token with {status}, not 401")
+            guard = "; a call without its bearer token is refused (401)"
         console.print(f"facil.:   'proofmarket facilitator serve' at {url} (its own key "
-                      f"{self.keys.address('facilitator')}): the node verifies and settles over HTTP")
-        self.report.lines.append(f"facilitator: served over HTTP at {url}")
-        return url
+                      f"{self.keys.address('facilitator')}{guard}): the node verifies and settles over HTTP")
+        self.report.lines.append(f"facilitator: served over HTTP at {url}{guard}")
+        return url, env
 
     def _node(self, cli: Cli, models: list[str]) -> str:
         port = free_port()
