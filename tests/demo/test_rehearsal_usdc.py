@@ -18,6 +18,7 @@ from proofmarket.chain.eip3009 import TokenDomain, sign_transfer_authorization
 from proofmarket.core.errors import ContractReverted, RPCUnavailable, UsageError
 from proofmarket.core.profiles import BASE_SEPOLIA, DEVNET
 from proofmarket.demo.rehearsal_chain import PlacedUsdc, check_authorization, fund, place_usdc, require_local_anvil
+from proofmarket.payments.x402_rail import usdc_domain
 
 pytestmark = [pytest.mark.chain]
 
@@ -107,3 +108,9 @@ def test_only_a_local_anvil_is_accepted(sepolia: Devnet, owner: LocalAccount) ->
     with pytest.raises(UsageError, match="--chain-id 31337"):
         place_usdc(sepolia.client(), dataclasses.replace(DEVNET, usdc=CANONICAL), owner)
     assert require_local_anvil(sepolia.client()).startswith("anvil/")
+
+
+def test_the_node_offers_x402_terms_in_the_tokens_own_domain(sepolia: Devnet, placed: PlacedUsdc) -> None:
+    client = sepolia.client()
+    assert usdc_domain(client, CANONICAL) == ("USDC", "2")  # Base Sepolia's USDC: the profile's, not "USD Coin"
+    assert usdc_domain(client, placed.template) == ("USDC", "2")  # another token: read from the token itself

@@ -50,7 +50,9 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.address import is_address, to_checksum_address
 
 from proofmarket.chain.client import ChainClient
+from proofmarket.chain.contracts import UsdcToken
 from proofmarket.core.errors import (
+    ChainError,
     FacilitatorUnavailable,
     PaymentError,
     PaymentInsufficientFunds,
@@ -296,7 +298,9 @@ def build_x402(chain: NodeChain, store: ArtifactStore, pay_to: Callable[[str], s
                extra: X402Settings) -> X402Payments:
     """The x402 rail on ``chain`` (the node's client, USDC and accounts: ``node.chain_setup.node_chain``)."""
     chain_id = chain.client.chain_id
-    window = {"max_timeout_seconds": extra.payment_max_timeout_s, "min_validity_seconds": extra.payment_min_validity_s}
+    window: dict[str, Any] = {"max_timeout_seconds": extra.payment_max_timeout_s,
+                              "min_validity_seconds": extra.payment_min_validity_s}
+    window["token_name"], window["token_version"] = usdc_domain(chain.client, chain.usdc)
     if extra.facilitator_url:
         gate = _remote_gate(extra.facilitator_url, network_id(chain_id), chain, extra)
         resend_after_s = 2 * extra.facilitator_timeout_s
@@ -318,9 +322,26 @@ def _remote_gate(url: str, network: str, chain: NodeChain, extra: X402Settings) 
     except BaseException:
         facilitator.close()
         raise
+    name, version = usdc_domain(chain.client, chain.usdc)
     return PaymentGate(facilitator, network=network, asset=chain.usdc, chain=chain.client,
                        max_timeout_seconds=extra.payment_max_timeout_s,
-                       min_validity_seconds=extra.payment_min_validity_s)
+                       min_validity_seconds=extra.payment_min_validity_s, token_name=name, token_version=version)
+
+
+def usdc_domain(client: ChainClient, asset: str) -> tuple[str, str]:
+    """The EIP-712 domain (name, version) the token ``asset`` checks EIP-3009 signatures in, which the 402 terms
+    tell clients to sign in: the chain profile's for its canonical USDC (Base Sepolia's is "USDC", Base's "USD
+    Coin"), else the token's own ``name()`` and ``version()`` (the devnet's TestUSDC, a token set by
+    PROOFMARKET_USDC_ADDRESS)."""
+    profile = client.profile
+    if profile.usdc is not None and profile.usdc.lower() == asset.lower():
+        return profile.usdc_name, profile.usdc_version
+    token = UsdcToken(client, asset)
+    try:
+        return token.name(), token.version()
+    except ChainError:  # a token without version(): FiatToken's domain version is "2"
+        log.warning("token %s has no version(): signing in its name with version 2", asset)
+        return token.name(), "2"
 
 
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
