@@ -79,6 +79,20 @@ def test_unpaid_and_replayed_calls_are_refused_without_a_second_charge(chain: Ch
         assert before - chain.balances(payer.address)[0] == 1_000
 
 
+def test_a_refused_payment_is_a_payment_error_in_the_sdk(chain: Chain, lm_node: tuple[Served, str],
+                                                         tmp_path: Path) -> None:
+    from eth_account import Account
+
+    from proofmarket.core.errors import PaymentError
+
+    served, model_id = lm_node
+    broke = Account.create()  # no USDC: the node refuses the signed payment with a 402
+    with Client(served.url, account=broke, cache_dir=tmp_path / "cache", devnet=True) as sdk:
+        with pytest.raises(PaymentError) as refused:
+            sdk.generate(model_id, "the market", max_tokens=20)
+    assert refused.value.code.startswith("payment_")
+
+
 def test_a_paid_stream_delivers_tokens_only_after_settlement(chain: Chain, lm_node: tuple[Served, str],
                                                              payer: LocalAccount, tmp_path: Path) -> None:
     served, model_id = lm_node

@@ -190,17 +190,19 @@ class Client(Verifying, OnChainChecks, OnChainRequests, NodeSession):
 
     def _generate_call(self, url: str, body: dict[str, Any], headers: dict[str, str],
                        on_token: Callable[[str], None] | None) -> tuple[int, httpx.Headers, dict[str, Any]]:
-        """One generate call: (status, headers, answer); an error answer raises, except a 402 with terms."""
+        """One generate call: (status, headers, answer); an error answer raises, except a 402 with terms to an
+        unpaid call (a paid call answered 402 raises: its payment was refused)."""
+        unpaid = PAYMENT_SIGNATURE not in headers
         if on_token is None:
             response = self._post(url, json=body, headers=headers)
-            if response.status_code == 402 and PAYMENT_REQUIRED in response.headers:
+            if response.status_code == 402 and PAYMENT_REQUIRED in response.headers and unpaid:
                 return 402, response.headers, {}
             return response.status_code, response.headers, dict(self._json(response))
         try:
             with self._http.stream("POST", url, json=body, headers={**headers, "Accept": "text/event-stream"}) as r:
                 if r.status_code != 200:
                     r.read()
-                    if r.status_code == 402 and PAYMENT_REQUIRED in r.headers:
+                    if r.status_code == 402 and PAYMENT_REQUIRED in r.headers and unpaid:
                         return 402, r.headers, {}
                     self._json(r)
                 event, answer = read_events(r, on_token)
