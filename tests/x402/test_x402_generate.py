@@ -87,9 +87,9 @@ def test_a_refused_payment_is_a_payment_error_in_the_sdk(chain: Chain, lm_node: 
 
     served, model_id = lm_node
     broke = Account.create()  # no USDC: the node refuses the signed payment with a 402
-    with Client(served.url, account=broke, cache_dir=tmp_path / "cache", devnet=True) as sdk:
-        with pytest.raises(PaymentError) as refused:
-            sdk.generate(model_id, "the market", max_tokens=20)
+    with Client(served.url, account=broke, cache_dir=tmp_path / "cache", devnet=True) as sdk, \
+            pytest.raises(PaymentError) as refused:
+        sdk.generate(model_id, "the market", max_tokens=20)
     assert refused.value.code.startswith("payment_")
 
 
