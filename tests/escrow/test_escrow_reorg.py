@@ -69,6 +69,34 @@ def test_a_request_replaced_in_a_reorg_is_forgotten_and_recorded_from_the_canoni
     db.close()
 
 
+def test_a_reorg_while_the_node_was_stopped_is_seen_when_it_starts_again(env: EscrowEnv, tmp_path: Path) -> None:
+    watcher, repo, db = _watcher(env, tmp_path)
+    client = env.market.client
+    receipt = env.market.request(env.public, mlp_input())
+    mine(client, DEPTH)
+    watcher.run_once()
+    seen = repo.get(watcher.chain_id, watcher.address, receipt.request_id)
+    assert seen is not None and seen.status == EscrowStatus.SEEN
+    cursor, block_hash = repo.cursor_at(watcher.cursor_name)
+    assert cursor is not None and block_hash is not None  # the last block read and its hash are saved with it
+
+    # the node stops; meanwhile the request's block is replaced by another request under its id
+    other = input_commitment([7, 7, 7])
+    consumer = env.market.accounts.consumer
+    fn = env.market.market.contract.functions.requestInference(env.market.onchain_id(env.public), other,
+                                                               receipt.deadline)
+    reorg(client, client.block_number() - receipt.tx.block_number + 1, [(consumer, fn)], keep=[consumer])
+    mine(client, DEPTH)
+    restarted = EscrowService(Market.open(workspace=env.ws), repo, lambda: [env.public], confirmations=DEPTH)
+    restarted.run_once()
+
+    rolled = restarted.events.rolled_back_from
+    assert rolled is not None and rolled <= receipt.tx.block_number
+    again = repo.get(restarted.chain_id, restarted.address, receipt.request_id)
+    assert again is not None and again.commitment == "0x" + other.hex() and again.request_tx != seen.request_tx
+    db.close()
+
+
 def test_a_fulfil_in_an_orphaned_block_is_answered_again_and_paid_once(env: EscrowEnv, tmp_path: Path) -> None:
     watcher, repo, db = _watcher(env, tmp_path)
     client, market = env.market.client, env.market

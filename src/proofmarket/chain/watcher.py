@@ -145,7 +145,8 @@ class EventWatcher:
             if self._hash_of(number) == self._hashes[number]:
                 kept = number
                 break
-        first = kept + 1 if kept is not None else min(self._hashes)  # deeper than remembered: from the oldest
+        # deeper than remembered (or a restart, which remembers one block): ``history`` blocks before the oldest
+        first = kept + 1 if kept is not None else max(0, min(self._hashes) - self.history)
         self._hashes = {n: h for n, h in self._hashes.items() if n < first}
         if first >= self.next_block:
             return  # nothing delivered from there yet
@@ -155,6 +156,15 @@ class EventWatcher:
         self.rolled_back_from = first
         if self.on_rollback is not None:
             self.on_rollback(first)
+
+    def hash_at(self, number: int) -> str | None:
+        """The hash block ``number`` had when this watcher read it (None: not remembered)."""
+        return self._hashes.get(number)
+
+    def remember(self, number: int, block_hash: str) -> None:
+        """Seed what a previous run read (its cursor's block and hash): a block that left the chain while the
+        watcher was stopped is then seen at the first scan, and the ``history`` blocks before it read again."""
+        self._remember(number, block_hash)
 
     def _remember(self, number: int, block_hash: str) -> None:
         self._hashes[number] = block_hash

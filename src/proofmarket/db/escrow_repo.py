@@ -160,17 +160,21 @@ class EscrowRepo:
                           inputs=None)
 
     def cursor(self, name: str) -> int | None:
+        return self.cursor_at(name)[0]
+
+    def cursor_at(self, name: str) -> tuple[int | None, str | None]:
+        """(the first block not yet fully processed, the hash block ``next_block - 1`` had when it was read)."""
         with self.db.session() as s:
             row = s.get(WatcherCursorRow, name)
-            return None if row is None else row.next_block
+            return (None, None) if row is None else (row.next_block, row.block_hash)
 
-    def save_cursor(self, name: str, next_block: int) -> None:
+    def save_cursor(self, name: str, next_block: int, block_hash: str | None = None) -> None:
         with self.db.session() as s:
             row = s.get(WatcherCursorRow, name)
             if row is None:
-                s.add(WatcherCursorRow(name=name, next_block=next_block, updated_at=utcnow()))
+                s.add(WatcherCursorRow(name=name, next_block=next_block, block_hash=block_hash, updated_at=utcnow()))
             else:
-                row.next_block, row.updated_at = next_block, utcnow()
+                row.next_block, row.block_hash, row.updated_at = next_block, block_hash, utcnow()
 
     def _move(self, row_id: int, from_: list[EscrowStatus], **values: Any) -> bool:
         with self.db.session() as s:

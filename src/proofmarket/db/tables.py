@@ -203,6 +203,7 @@ class WatcherCursorRow(Base):
 
     name: Mapped[str] = mapped_column(String(100), primary_key=True)  # e.g. escrow:<chain id>:<market>
     next_block: Mapped[int] = mapped_column(BigInteger)
+    block_hash: Mapped[str | None] = mapped_column(String(66))  # of block next_block - 1, when read (reorg check)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -77,13 +77,15 @@ class ChainWatcher(Reorgs):
         self.confirmations = profile_for(self.chain_id).confirmations if confirmations is None else confirmations
         self.address = bound.address
         self.cursor_name = f"{self.kind}:{self.chain_id}:{self.address.lower()}"
-        start = repo.cursor(self.cursor_name)
+        start, start_hash = repo.cursor_at(self.cursor_name)
         if start is None:
             start = market.deployment.contracts[self.contract].block
         self.log = logging.getLogger(f"proofmarket.{self.kind}")
         self.events = EventWatcher(market.client, {self.kind: bound}, from_block=start,
                                    confirmations=self.confirmations, batch_size=batch_size, poll_interval=poll_s,
                                    on_rollback=self._rolled_back)
+        if start_hash is not None and start > 0:  # a reorg while the node was stopped is seen at the first scan
+            self.events.remember(start - 1, start_hash)
         self.poll_s = poll_s
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -166,7 +168,8 @@ class ChainWatcher(Reorgs):
                     self._record_closed(row, self._read(row.request_id))
             else:
                 self._on_event(event)
-        self.repo.save_cursor(self.cursor_name, self.events.next_block)
+        self.repo.save_cursor(self.cursor_name, self.events.next_block,
+                              self.events.hash_at(self.events.next_block - 1))
         return len(batch)
 
     def run_once(self) -> None:
