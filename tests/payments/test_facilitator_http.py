@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,7 +21,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from eth_account import Account
 from payments_helpers import Market
 from served import Served
@@ -141,32 +139,15 @@ def cli_facilitator(node: PaidNode) -> Iterator[subprocess.Popen[bytes]]:
         proc.wait(30)
 
 
-class InProcess:
-    """The facilitator app (wrapped by ``wrap``) served by uvicorn in a thread on a fixed port."""
+class InProcess(Served):
+    """The facilitator app (wrapped by ``wrap``) served by uvicorn in a thread on the node's facilitator port."""
 
     def __init__(self, node: PaidNode, wrap: Any = None) -> None:
         signer = Account.from_key(ANVIL_DEV_KEYS[SERVE_KEY_INDEX])
         served = build_facilitator(node.market.devnet.rpc_url, signer, client=node.market.client)
         app = facilitator_app(served)
-        config = uvicorn.Config(wrap(app, self) if wrap else app, host="127.0.0.1", port=node.facilitator_port,
-                                log_level="warning", lifespan="off", timeout_graceful_shutdown=2)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> InProcess:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "the facilitator did not start"
-            time.sleep(0.05)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(30)
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().__init__(wrap(app, self) if wrap else app, port=node.facilitator_port, lifespan="off",
+                         timeout_graceful_shutdown=2)
 
 
 def slow_verify(app: ASGIApp, _: InProcess) -> ASGIApp:

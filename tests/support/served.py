@@ -8,27 +8,31 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import uvicorn
-from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from proofmarket.chain.devnet import free_port
 
 
 class Served:
-    def __init__(self, app: FastAPI) -> None:
+    def __init__(self, app: ASGIApp, *, port: int | None = None, lifespan: str = "on",
+                 **config: Any) -> None:
+        """``port``: a fixed one (default a free one); ``config``: more uvicorn.Config options."""
         self.app = app
-        self.port = free_port()
+        self.port = port if port is not None else free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
-        self.server = uvicorn.Server(config)
+        options = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan=lifespan,
+                                 **config)
+        self.server = uvicorn.Server(options)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> Served:
         self.thread.start()
         deadline = time.monotonic() + 30
         while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "the node did not start"
+            assert time.monotonic() < deadline and self.thread.is_alive(), f"{self.url} did not start"
             time.sleep(0.05)
         return self
 
