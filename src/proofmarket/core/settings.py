@@ -9,7 +9,7 @@ answers what the node may do there. The chain id of an RPC URL needs an RPC call
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -204,6 +204,13 @@ def settings_chain_id(settings: Settings, rpc_chain_id: Callable[[str], int] | N
 def env_value(name: str) -> str | None:
     """The environment variable a user named (e.g. ``proofmarket infer --key-env``); None when unset or empty."""
     return os.environ.get(name) or None
+
+
+def child_environment(settings: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a child process run with exactly ``settings`` as its PROOFMARKET_* variables: this
+    process's environment (PATH, HOME, ...) without its own PROOFMARKET_* ones, plus ``settings``."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PROOFMARKET_")}
+    return {**base, **settings}
 
 
 def offline_model_hub() -> None:

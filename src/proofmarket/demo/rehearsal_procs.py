@@ -22,6 +22,8 @@ from typing import Any
 
 import httpx
 
+from proofmarket.core.settings import child_environment
+
 PINNED_CLI = Path(__file__).resolve().parents[3] / "scripts" / "rehearsal" / "pinned_cli.py"
 
 
@@ -51,8 +53,7 @@ class Cli:
 
     @classmethod
     def create(cls, cwd: Path, env: Mapping[str, str]) -> Cli:
-        base = {k: v for k, v in os.environ.items() if not k.startswith("PROOFMARKET_")}
-        base.update(env)
+        base = child_environment(env)
         base.setdefault("COLUMNS", "200")
         logs = cwd / "logs"
         logs.mkdir(parents=True, exist_ok=True)
