@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
+from anvil_binary import anvil_or_skip  # noqa: F401 (re-exported: this folder's tests import it from here)
 from eth_account.signers.local import LocalAccount
 
 from proofmarket.chain import (
@@ -16,12 +15,10 @@ from proofmarket.chain import (
     ModelRegistry,
     ModelSpec,
     UsdcToken,
-    find_anvil,
     model_id_of,
     model_key,
 )
 from proofmarket.chain.artifacts import Artifact, load_artifact_file
-from proofmarket.core.errors import RPCUnavailable
 
 TEST_ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 USDC = 10**6
@@ -30,14 +27,6 @@ OWNER_SHARE_BPS = 7_000
 INPUT_INSTANCES = 3
 
 
-def anvil_or_skip() -> Path:
-    """The anvil binary; skip when it is missing, unless CI=true (then fail)."""
-    try:
-        return find_anvil()
-    except RPCUnavailable as exc:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true and anvil is missing: {exc}")
-        pytest.skip(f"anvil is not installed: {exc}")
 
 
 @dataclass

@@ -9,27 +9,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from anvil_binary import anvil_or_skip
 from eth_account import Account
 from typer.testing import CliRunner
 
 from proofmarket.chain import Devnet
 from proofmarket.chain.artifacts import load_artifact
 from proofmarket.chain.deploy import Deployment
-from proofmarket.chain.devnet import find_anvil
 from proofmarket.chain.keystore import write_keystore
 from proofmarket.chain.ownership import owned_contracts, owner_of
 from proofmarket.cli.main import app
-from proofmarket.core.errors import RPCUnavailable
 from proofmarket.core.profiles import BASE_SEPOLIA, DEVNET
 
 pytestmark = [pytest.mark.chain]
 
 
-def anvil() -> Path:
-    try:
-        return find_anvil()
-    except RPCUnavailable as exc:
-        pytest.skip(f"anvil is not installed: {exc}")
 
 
 def cli(env: dict[str, str], *args: str, code: int = 0) -> Any:
@@ -41,14 +35,14 @@ def cli(env: dict[str, str], *args: str, code: int = 0) -> Any:
 
 @pytest.fixture(scope="module")
 def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devnet]:
-    with Devnet(tmp_path_factory.mktemp("devnet"), anvil=anvil()) as net:
+    with Devnet(tmp_path_factory.mktemp("devnet"), anvil=anvil_or_skip()) as net:
         yield net
 
 
 @pytest.fixture(scope="module")
 def sepolia(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devnet]:
     """A local anvil answering chain id 84532: Base Sepolia's profile applies (no dev keys, production delays)."""
-    with Devnet(tmp_path_factory.mktemp("sepolia"), anvil=anvil(), chain_id=BASE_SEPOLIA.chain_id) as net:
+    with Devnet(tmp_path_factory.mktemp("sepolia"), anvil=anvil_or_skip(), chain_id=BASE_SEPOLIA.chain_id) as net:
         yield net
 
 

@@ -4,18 +4,17 @@ address under the real domain ("USDC", "2"), and an EIP-3009 transfer signed in 
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from anvil_binary import anvil_or_skip
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from proofmarket.chain import Devnet, find_anvil
+from proofmarket.chain import Devnet
 from proofmarket.chain.client import ChainClient
 from proofmarket.chain.eip3009 import TokenDomain, sign_transfer_authorization
-from proofmarket.core.errors import ContractReverted, RPCUnavailable, UsageError
+from proofmarket.core.errors import ContractReverted, UsageError
 from proofmarket.core.profiles import BASE_SEPOLIA, DEVNET
 from proofmarket.demo.rehearsal_chain import PlacedUsdc, check_authorization, fund, place_usdc, require_local_anvil
 from proofmarket.payments.x402_rail import usdc_domain
@@ -25,18 +24,11 @@ pytestmark = [pytest.mark.chain]
 CANONICAL = "0x036CbD53842c5426634e7929541eC2318f3dCF7e"
 
 
-def _anvil() -> Path:
-    try:
-        return find_anvil()
-    except RPCUnavailable as exc:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true and anvil is missing: {exc}")
-        pytest.skip(f"anvil is not installed: {exc}")
 
 
 @pytest.fixture(scope="module")
 def sepolia(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devnet]:
-    with Devnet(tmp_path_factory.mktemp("rehearsal"), anvil=_anvil(), chain_id=BASE_SEPOLIA.chain_id) as net:
+    with Devnet(tmp_path_factory.mktemp("rehearsal"), anvil=anvil_or_skip(), chain_id=BASE_SEPOLIA.chain_id) as net:
         yield net
 
 

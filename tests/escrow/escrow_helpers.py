@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -11,13 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from anvil_binary import anvil_or_skip  # noqa: F401 (re-exported: this folder's tests import it from here)
 from fastapi import FastAPI
 from served import Served
 from typer.testing import CliRunner
 
-from proofmarket.chain import find_anvil
 from proofmarket.cli.main import app as cli
-from proofmarket.core.errors import RPCUnavailable
 from proofmarket.core.settings import Settings
 from proofmarket.market import Market
 from proofmarket.samples import sample_path
@@ -49,13 +47,6 @@ class EscrowEnv:
 SALT = [(5 * i + 1) % (1 << SALT_BITS) for i in range(SALT_ELEMENTS)]
 
 
-def anvil_or_skip() -> Path:
-    try:
-        return find_anvil()
-    except RPCUnavailable as exc:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true and anvil is missing: {exc}")
-        pytest.skip(f"anvil is not installed: {exc}")
 
 
 def set_court_params(market: Market, **changes: Any) -> None:

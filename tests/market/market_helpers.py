@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import pytest
+from anvil_binary import anvil_or_skip  # noqa: F401 (re-exported: this folder's tests import it from here)
 
-from proofmarket.chain import find_anvil
-from proofmarket.core.errors import RPCUnavailable
 from proofmarket.market import Market
 from proofmarket.samples import sample_path
 from proofmarket.systems.ezkl.bundle import ProofBundle
@@ -31,14 +27,6 @@ OTHER_MLP_CANDIDATE = (128, 3, 10, 1)  # same input scale (same input commitment
 SALT = [(7 * i + 3) % (1 << SALT_BITS) for i in range(SALT_ELEMENTS)]  # a consumer's fixed salt
 
 
-def anvil_or_skip() -> Path:
-    """The anvil binary; skip when it is missing, unless CI=true (then fail)."""
-    try:
-        return find_anvil()
-    except RPCUnavailable as exc:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true and anvil is missing: {exc}")
-        pytest.skip(f"anvil is not installed: {exc}")
 
 
 def compile_mlp(ws: Workspace, profile: str, candidate: tuple[int, int, int, int]) -> CompileResult:

@@ -5,34 +5,23 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import pytest
+from anvil_binary import anvil_or_skip  # noqa: F401 (re-exported: this folder's tests import it from here)
 from eth_account.signers.local import LocalAccount
 from x402.http import encode_payment_signature_header
 from x402.schemas import PaymentPayload, PaymentRequirements
 
-from proofmarket.chain import ChainClient, Devnet, TokenDomain, UsdcToken, find_anvil, sign_transfer_authorization
+from proofmarket.chain import ChainClient, Devnet, TokenDomain, UsdcToken, sign_transfer_authorization
 from proofmarket.chain.devkeys import DEVNET_CHAIN_ID
-from proofmarket.core.errors import RPCUnavailable
 from proofmarket.payments import InMemoryNonceLedger, NonceLedger, PaymentGate
 
 PRICE = 250_000  # 0.25 USDC
 FACILITATOR_KEY_INDEX = 9  # a key nothing else in the tests sends from
 
 
-def anvil_or_skip() -> Path:
-    """The anvil binary; skip when it is missing, unless CI=true (then fail)."""
-    try:
-        return find_anvil()
-    except RPCUnavailable as exc:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true and anvil is missing: {exc}")
-        pytest.skip(f"anvil is not installed: {exc}")
 
 
 @dataclass

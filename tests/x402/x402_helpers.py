@@ -10,15 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
+from anvil_binary import anvil_or_skip  # noqa: F401 (re-exported: this folder's tests import it from here)
 from eth_account.signers.local import LocalAccount
 from served import Served as Served  # re-exported: the x402 tests take it from here
 from x402.http import decode_payment_required_header, encode_payment_signature_header
 from x402.schemas import PaymentPayload, PaymentRequirements
 
-from proofmarket.chain import ChainClient, TokenDomain, UsdcToken, find_anvil, sign_transfer_authorization
+from proofmarket.chain import ChainClient, TokenDomain, UsdcToken, sign_transfer_authorization
 from proofmarket.chain.devkeys import DEVNET_CHAIN_ID
-from proofmarket.core.errors import RPCUnavailable
 from proofmarket.core.settings import Settings
 from proofmarket.samples import sample_path
 from proofmarket.systems.ezkl.compiler import CompileOptions
@@ -32,13 +31,6 @@ MLP_CANDIDATE = Candidate(256, 2, 7, 4)  # one grid point: logrows 9 for the MLP
 PAY = "PAYMENT-SIGNATURE"
 
 
-def anvil_or_skip() -> Path:
-    try:
-        return find_anvil()
-    except RPCUnavailable as exc:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true and anvil is missing: {exc}")
-        pytest.skip(f"anvil is not installed: {exc}")
 
 
 def clear_env() -> None:
