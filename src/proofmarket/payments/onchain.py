@@ -8,6 +8,7 @@ broadcast and bookkeeping). Both questions are plain reads of the EIP-3009 token
 from __future__ import annotations
 
 from eth_utils.address import to_checksum_address
+from web3.exceptions import TransactionNotFound
 from web3.logs import DISCARD
 
 from proofmarket.chain.client import ChainClient
@@ -37,22 +38,20 @@ class TokenReader:
             self._confirmations = profile_for(self.client.chain_id).confirmations
         return self._confirmations
 
-    def unconfirmed(self, tx_hash: str) -> tuple[int, int] | None:
-        """(block, confirmations so far) of a mined settlement not yet ``confirmations`` deep; None once it is
-        (or when no confirmations are asked: the devnet)."""
+    def unconfirmed(self, tx_hash: str) -> tuple[int, int, int] | None:
+        """(block, confirmations so far, confirmations needed) of a mined settlement not yet deep enough; None once
+        it is (or when no confirmations are asked: the devnet)."""
         if self.confirmations <= 0:
             return None
         with self.client.translate("read a settlement receipt"):
             receipt = self.client.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
             head = int(self.client.w3.eth.block_number)
         block = int(receipt["blockNumber"])
-        return None if head - block >= self.confirmations else (block, head - block)
+        return None if head - block >= self.confirmations else (block, head - block, self.confirmations)
 
     def vanished(self, tx_hash: str) -> bool:
         """Whether the chain no longer knows a transaction at all: not mined (its block was orphaned by a reorg)
         and not waiting in the node's pool (dropped). Its authorization can be sent again."""
-        from web3.exceptions import TransactionNotFound
-
         if self._mined(tx_hash):
             return False
         with self.client.translate("read a transaction"):
@@ -105,8 +104,6 @@ class TokenReader:
         return []
 
     def _mined(self, tx_hash: str) -> bool:
-        from web3.exceptions import TransactionNotFound
-
         with self.client.translate("read a settlement receipt"):
             try:
                 self.client.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]

@@ -90,14 +90,13 @@ class Settling:
     def _confirmed(self, settlement: Settlement, payment: VerifiedPayment) -> Settlement:
         """``settlement`` once its block has the chain profile's confirmations on top; until then
         ``PaymentSettlementPending`` (the call stays settling and is followed: a reorg may still undo it)."""
-        reader = self._reader
-        shallow = reader.unconfirmed(settlement.tx_hash) if reader is not None else None
-        if reader is not None and shallow is not None:
-            block, depth = shallow
-            raise PaymentSettlementPending(
-                f"the settlement is mined in block {block} with {depth} of {reader.confirmations} confirmations; "
-                "it counts once they are there", payer=payment.payer, tx=settlement.tx_hash)
-        return settlement
+        shallow = self._reader.unconfirmed(settlement.tx_hash) if self._reader is not None else None
+        if shallow is None:
+            return settlement
+        block, depth, needed = shallow
+        raise PaymentSettlementPending(
+            f"the settlement is mined in block {block} with {depth} of {needed} confirmations; it counts once they "
+            "are there", payer=payment.payer, tx=settlement.tx_hash)
 
     def balance(self, account: str) -> int | None:
         """The token balance of ``account``, or None when this gate has no chain to read."""
