@@ -205,21 +205,32 @@ class RehearsalStory(Steps):
     # --- calls ---------------------------------------------------------------------------------------
     def _proven_call(self, url: str, model_id: str) -> None:
         doc = json.loads(sample_path("mlp", "input").read_text())
-        consumer = self.keys.accounts["consumer"]
-        before = self.placed.token.balance_of(consumer.address)
         self._terms(url, f"/v1/models/{model_id}/infer", doc)
-        with Client(url, consumer, timeout=300, cache_dir=self.tmp / "client-cache") as sdk:
-            result = self.step("x402 proven call", lambda: sdk.infer(model_id, doc), 300)
-        paid = before - self.placed.token.balance_of(consumer.address)
-        tx = (result.payment or {}).get("transaction")
-        if tx:
-            self.report.txs["x402 settlement"] = str(tx)
+        result, paid, tx = self._consumer_call(url, "x402 proven call", "x402 settlement",
+                                           lambda sdk: sdk.infer(model_id, doc))
         console.print(f"x402:     proven call: output {result.output}, paid {format_usdc(paid)} USDC (tx {tx}, "
                       f"counted after {self.profile.confirmations} confirmations); the SDK's checks: "
                       f"{len(result.checks)} passed")
         if paid <= 0:
             raise DemoError("the proven call was answered but nothing was paid")
         self.report.lines.append(f"x402 proven call: {format_usdc(paid)} USDC, verified by the SDK")
+
+    def _consumer_call(self, url: str, step: str, tx_name: str, call: Callable[[Client], Any]) -> tuple[Any, int, Any]:
+        """One call of the consumer's SDK as the rehearsal step ``step``: (its result, what the consumer paid, the
+        settlement transaction, recorded in the report as ``tx_name``)."""
+        consumer = self.keys.accounts["consumer"]
+        before = self.placed.token.balance_of(consumer.address)
+
+        def run() -> Any:
+            with Client(url, consumer, timeout=300, cache_dir=self.tmp / "client-cache") as sdk:
+                return call(sdk)
+
+        result = self.step(step, run, 300)
+        paid = before - self.placed.token.balance_of(consumer.address)
+        tx = (result.payment or {}).get("transaction")
+        if tx:
+            self.report.txs[tx_name] = str(tx)
+        return result, paid, tx
 
     def _escrow(self, url: str, market: Market, model_id: str) -> None:
         doc = {"inputs": json.loads(sample_path("mlp", "samples").read_text())["inputs"][1]}
@@ -257,19 +268,9 @@ class RehearsalStory(Steps):
         return dict(accepts)
 
     def _x402_generation(self, url: str, lm_id: str) -> None:
-        consumer = self.keys.accounts["consumer"]
         self._terms(url, f"/v1/models/{lm_id}/generate", {"prompt": LM_PROMPT, "max_tokens": 48})
-        before = self.placed.token.balance_of(consumer.address)
-
-        def call() -> Any:
-            with Client(url, consumer, timeout=300, cache_dir=self.tmp / "client-cache") as sdk:
-                return sdk.generate(lm_id, LM_PROMPT, max_tokens=48, reexecute=True)
-
-        result = self.step("x402 attested generation", call, 300)
-        paid = before - self.placed.token.balance_of(consumer.address)
-        tx = (result.payment or {}).get("transaction")
-        if tx:
-            self.report.txs["x402 generation"] = str(tx)
+        result, paid, tx = self._consumer_call(url, "x402 attested generation", "x402 generation",
+                                           lambda sdk: sdk.generate(lm_id, LM_PROMPT, max_tokens=48, reexecute=True))
         console.print(f"x402:     {LM_PROMPT!r} -> {result.text!r}; paid {format_usdc(paid)} USDC (the token at "
                       f"{self.placed.token.address}, tx {tx}, settled after {self.profile.confirmations} "
                       f"confirmations); {result.verdict} by re-execution")
