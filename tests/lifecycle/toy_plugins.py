@@ -78,6 +78,9 @@ class ToySystem:
     def price(self, model_id: str, request: dict[str, Any], listed_atomic: int) -> int:
         return listed_atomic * len(request["inputs"]["values"])  # per value summed
 
+    def metered(self, model_id: str, request: dict[str, Any], listed_atomic: int) -> int | None:
+        return None
+
     def run(self, model_id: str, request: dict[str, Any], events: Events | None = None) -> Execution:
         self.runs += 1
         values = request["inputs"]["values"]

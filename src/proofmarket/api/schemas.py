@@ -217,7 +217,8 @@ class InferResult(BaseModel):
 class GenerateUsage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
-    charged_tokens: int = Field(description="max_tokens: what the call paid for (exact scheme)")
+    charged_tokens: int = Field(description="max_tokens: what the call authorized (exact captures it; "
+                                            "batch-settlement and credits charge completion_tokens)")
 
 
 class GenerateResult(BaseModel):

@@ -11,6 +11,11 @@ USDC_UNIT = 10**USDC_DECIMALS
 MAX_PRICE = 2**96 - 1  # ModelRegistry stores the price as uint96
 
 
+def per_thousand(rate_atomic: int, count: int) -> int:
+    """``count`` units (tokens) at ``rate_atomic`` per 1,000, rounded up, at least 1 atomic unit."""
+    return max(1, -(-rate_atomic * count // 1000))
+
+
 def parse_usdc(text: str | int | Decimal, *, what: str = "the amount") -> int:
     """``"2.5"`` -> 2_500_000. Refuse more than 6 decimals, negative, non-finite and non-numeric values."""
     try:

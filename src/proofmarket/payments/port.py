@@ -45,6 +45,9 @@ class Offer:
     mime_type: str = "application/json"
     pay_to: str | None = None  # the registry listing's revenue splitter; None: the model row's owner or payee
     split: str | None = None  # the listing's on-chain id: its splitter is released after settlement
+    # metered (a generation): the rate per 1,000 output tokens, price_atomic its ceiling (max_tokens); a rail
+    # that can charge less than it authorized charges what was produced (``PaymentTicket.used``)
+    per_1k_tokens: int | None = None
 
 
 class PaymentPort(Protocol):

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from proofmarket.core.units import per_thousand
+
 
 @dataclass(frozen=True)
 class PaymentTicket:
@@ -19,13 +21,27 @@ class PaymentTicket:
     amount_atomic: int
     payer: str | None = None
     doc: dict[str, Any] = field(default_factory=dict)
+    per_1k_tokens: int | None = None  # metered: the rate per 1,000 output tokens; amount_atomic is the ceiling
 
     def to_json(self) -> dict[str, Any]:
-        return {"nonce": self.nonce, "amount_atomic": str(self.amount_atomic), "payer": self.payer, "doc": self.doc}
+        out = {"nonce": self.nonce, "amount_atomic": str(self.amount_atomic), "payer": self.payer, "doc": self.doc}
+        if self.per_1k_tokens is not None:
+            out["per_1k_tokens"] = str(self.per_1k_tokens)
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PaymentTicket:
-        return cls(str(data["nonce"]), int(data["amount_atomic"]), data.get("payer"), dict(data.get("doc") or {}))
+        rate = data.get("per_1k_tokens")
+        return cls(str(data["nonce"]), int(data["amount_atomic"]), data.get("payer"), dict(data.get("doc") or {}),
+                   None if rate is None else int(rate))
+
+    def used(self, outcome: ProofOutcome) -> int:
+        """What the executed call costs on a rail that can charge less than it authorized: a metered call its
+        tokens produced at its rate (at least 1 unit, never above the ceiling), any other call its amount. The
+        ``exact`` scheme cannot charge less: it captures ``amount_atomic``."""
+        if self.per_1k_tokens is None or outcome.tokens is None:
+            return self.amount_atomic
+        return min(self.amount_atomic, per_thousand(self.per_1k_tokens, outcome.tokens))
 
 
 @dataclass(frozen=True)
@@ -57,6 +73,12 @@ class ProofOutcome:
     input_commitment: str
     output_hash: str
     bundle: dict[str, Any]
+
+    @property
+    def tokens(self) -> int | None:
+        """The output tokens the call produced (a generation's bundle lists them), None for other calls."""
+        listed = (self.bundle.get("output") or {}).get("tokens")
+        return len(listed) if isinstance(listed, list) else None
 
     def doc(self) -> dict[str, Any]:
         """A copy of the bundle's document (what a paid copy adds payment and receipt to)."""

@@ -63,6 +63,9 @@ class EzklSystem:
     def price(self, model_id: str, request: dict[str, Any], listed_atomic: int) -> int:
         return listed_atomic
 
+    def metered(self, model_id: str, request: dict[str, Any], listed_atomic: int) -> int | None:
+        return None
+
     def run(self, model_id: str, request: dict[str, Any], events: Events | None = None) -> Execution:
         if self.check_artifacts and model_id not in self._checked:
             self._check_artifacts(model_id)

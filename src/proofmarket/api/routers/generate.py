@@ -122,9 +122,10 @@ def _offer(services: NodeServices, model_id: str, doc: dict[str, Any], base: str
     max_tokens = doc.get("max_tokens", "the default number of")
     return Offer(model_id=model_id, model_name=served.row.name, price_atomic=price,
                  resource=f"{base}/v1/models/{model_id}/generate",
-                 description=f"attested text generation: up to {max_tokens} tokens, charged for max_tokens at "
-                             f"{served.price_atomic} atomic units per 1,000 (exact scheme); an attestation, not a "
-                             "ZK proof"), served.system
+                 description=f"attested text generation: up to {max_tokens} tokens at {served.price_atomic} atomic "
+                             "units per 1,000: the tokens produced are charged on batch-settlement and credits, "
+                             "max_tokens on exact; an attestation, not a ZK proof",
+                 per_1k_tokens=runtime.metered(model_id, doc, served.price_atomic)), served.system
 
 
 def _open(services: NodeServices, offer: Offer, system: str, headers: Mapping[str, str],

@@ -51,6 +51,10 @@ class AttestedSystem:
             return listed_atomic
         return self.runtime.request(model_id, request).price_atomic(listed_atomic)
 
+    def metered(self, model_id: str, request: dict[str, Any], listed_atomic: int) -> int | None:
+        """A generation is metered by its output tokens (its max_tokens price is the ceiling); an ONNX call is not."""
+        return None if "inputs" in request else listed_atomic
+
     def run(self, model_id: str, request: dict[str, Any], events: Events | None = None) -> Execution:
         if "inputs" in request:
             onnx, cid = self.runtime.infer(model_id, request["inputs"], self.signer, self.chain_id)

@@ -13,6 +13,7 @@ from typing import Any
 
 from proofmarket.core.errors import InputError, VerificationFailed
 from proofmarket.core.settings import offline_model_hub
+from proofmarket.core.units import per_thousand
 from proofmarket.store import ArtifactStore
 from proofmarket.systems.attested import toploc
 from proofmarket.systems.attested.documents import AttestedManifest
@@ -73,8 +74,9 @@ class GenerateRequest:
         return cls(prompt, max_tokens, float(temperature), seed if float(temperature) > 0 else None)
 
     def price_atomic(self, per_1k_tokens: int) -> int:
-        """What a call asking for ``max_tokens`` costs (the cap is charged: the exact scheme)."""
-        return max(1, -(-per_1k_tokens * self.max_tokens // 1000))
+        """The ceiling of a call asking for ``max_tokens`` (what the exact scheme captures; a metered rail charges
+        the tokens produced at the same rate: ``PaymentTicket.used``)."""
+        return per_thousand(per_1k_tokens, self.max_tokens)
 
 
 def materialise(store: ArtifactStore, manifest: AttestedManifest, folder: Path) -> Path:
