@@ -1,0 +1,153 @@
+"""The ``batch-settlement`` rail's rows (``db/channel_tables.py``): channel state by compare-and-swap, one charge per
+voucher, sweeps and their per-payee allocations."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from proofmarket.core.errors import DatabaseError
+from proofmarket.db.channel_tables import ChannelChargeRow, ChannelRow, ChannelSweepRow
+from proofmarket.db.engine import Database
+from proofmarket.db.tables import utcnow
+
+State = dict[str, Any]
+# the next state of a channel from its current one (None: no row yet); return the same object: unchanged
+StateUpdate = Callable[[State | None], State | None]
+CAS_ATTEMPTS = 50
+
+
+@dataclass(frozen=True)
+class NewCharge:
+    """One call charged on a channel: stored with the channel's new state, in one transaction."""
+
+    ticket: str
+    channel_id: str
+    job_id: str
+    model_id: str
+    pay_to: str
+    amount: int
+    cumulative: int
+    receipt: dict[str, Any] | None = None
+
+
+class ChannelRepo:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def get(self, channel_id: str) -> State | None:
+        with self.db.session() as s:
+            row = s.get(ChannelRow, channel_id.lower())
+            return dict(row.state) if row is not None else None
+
+    def all(self, payer: str | None = None) -> list[State]:
+        with self.db.session() as s:
+            query = select(ChannelRow)
+            if payer is not None:
+                query = query.where(ChannelRow.payer == payer.lower())
+            return [dict(r.state) for r in s.scalars(query.order_by(ChannelRow.channel_id))]
+
+    def update(self, channel_id: str, change: StateUpdate,
+               charge: Callable[[State], NewCharge | None] | None = None) -> tuple[State | None, bool]:
+        """Apply ``change`` to the channel's state atomically (compare-and-swap on its version, retried when another
+        process changed it meanwhile); ``charge(new_state)`` names a charge row stored in the same transaction.
+        Returns (state, changed). A charge whose ticket is already stored raises ``IntegrityError``."""
+        key = channel_id.lower()
+        for _ in range(CAS_ATTEMPTS):
+            with self.db.session() as s:
+                row = s.get(ChannelRow, key)
+                current = dict(row.state) if row is not None else None
+                version = row.version if row is not None else -1
+            proposed = change(current)
+            if proposed is current:
+                return current, False
+            if proposed is None:
+                raise ValueError("a channel's state is never deleted")
+            try:
+                with self.db.session() as s:
+                    if row is None:
+                        s.add(ChannelRow(channel_id=key, payer=_payer(proposed), state=proposed, version=0,
+                                         updated_at=utcnow()))
+                        s.flush()
+                    else:
+                        res = s.execute(update(ChannelRow).where(ChannelRow.channel_id == key,
+                                                                 ChannelRow.version == version)
+                                        .values(state=proposed, version=version + 1, updated_at=utcnow()))
+                        if not res.rowcount:  # type: ignore[attr-defined]
+                            raise _Lost()
+                    new = charge(proposed) if charge is not None else None
+                    if new is not None:
+                        s.add(ChannelChargeRow(ticket=new.ticket, channel_id=new.channel_id.lower(), job_id=new.job_id,
+                                               model_id=new.model_id, pay_to=new.pay_to.lower(), amount=new.amount,
+                                               cumulative=new.cumulative, receipt=new.receipt))
+                return proposed, True
+            except _Lost:
+                continue
+            except IntegrityError:
+                if row is None:
+                    continue  # another process created the channel first: apply the change to its row
+                raise
+        raise DatabaseError(f"channel {key} kept changing under {CAS_ATTEMPTS} attempts to update it")
+
+    def charge(self, ticket: str | None) -> ChannelChargeRow | None:
+        if ticket is None:
+            return None
+        with self.db.session() as s:
+            return s.scalars(select(ChannelChargeRow).where(ChannelChargeRow.ticket == ticket)).first()
+
+    def charges(self, *, sweep_id: int | None = None, unswept: bool = False, model_id: str | None = None,
+                job_id: str | None = None, limit: int = 10_000) -> list[ChannelChargeRow]:
+        with self.db.session() as s:
+            query = select(ChannelChargeRow)
+            if sweep_id is not None:
+                query = query.where(ChannelChargeRow.sweep_id == sweep_id)
+            if unswept:
+                query = query.where(ChannelChargeRow.sweep_id.is_(None))
+            if model_id is not None:
+                query = query.where(ChannelChargeRow.model_id == model_id)
+            if job_id is not None:
+                query = query.where(ChannelChargeRow.job_id == job_id)
+            return list(s.scalars(query.order_by(ChannelChargeRow.id).limit(limit)))
+
+    def open_sweep(self, claim_txs: list[str], charge_ids: list[int]) -> ChannelSweepRow:
+        """A sweep of the charges ``charge_ids`` (claimed on chain by ``claim_txs``), before its settle."""
+        with self.db.session() as s:
+            sweep = ChannelSweepRow(status="claimed", claim_txs=claim_txs, amount=0, created_at=utcnow())
+            s.add(sweep)
+            s.flush()
+            total = 0
+            for row in s.scalars(select(ChannelChargeRow).where(ChannelChargeRow.id.in_(charge_ids),
+                                                                 ChannelChargeRow.sweep_id.is_(None))):
+                row.sweep_id = sweep.id
+                total += row.amount
+            sweep.amount = total
+            return sweep
+
+    def sweep(self, sweep_id: int) -> ChannelSweepRow | None:
+        with self.db.session() as s:
+            return s.get(ChannelSweepRow, sweep_id)
+
+    def sweeps(self, *, status: str | None = None, limit: int = 100) -> list[ChannelSweepRow]:
+        with self.db.session() as s:
+            query = select(ChannelSweepRow)
+            if status is not None:
+                query = query.where(ChannelSweepRow.status == status)
+            return list(s.scalars(query.order_by(ChannelSweepRow.id.desc()).limit(limit)))
+
+    def set_sweep(self, sweep_id: int, **values: Any) -> None:
+        with self.db.session() as s:
+            if values.get("status") in ("distributed", "failed"):
+                values.setdefault("finished_at", utcnow())
+            s.execute(update(ChannelSweepRow).where(ChannelSweepRow.id == sweep_id).values(**values))
+
+
+class _Lost(Exception):
+    """Another process updated the channel between our read and our write."""
+
+
+def _payer(state: State) -> str:
+    return str((state.get("channelConfig") or {}).get("payer", "")).lower()[:42]
