@@ -61,10 +61,11 @@ def body(network: str = NETWORK) -> dict[str, Any]:
             "paymentRequirements": terms.model_dump(mode="json", by_alias=True, exclude_none=True)}
 
 
-def test_it_lists_exact_version_2_on_its_own_network_only(http: TestClient) -> None:
+def test_it_lists_exact_and_batch_settlement_version_2_on_its_own_network_only(http: TestClient) -> None:
     answer = http.get("/supported").json()
 
-    assert answer["kinds"] == [{"x402Version": 2, "scheme": "exact", "network": NETWORK}]  # not the SDK's v1 list
+    assert answer["kinds"] == [{"x402Version": 2, "scheme": "exact", "network": NETWORK},  # not the SDK's v1 list
+                               {"x402Version": 2, "scheme": "batch-settlement", "network": NETWORK}]
     assert SIGNER.address in answer["signers"]["eip155:*"]
 
 
@@ -142,7 +143,7 @@ def test_the_node_checks_supported_for_its_network(http: TestClient) -> None:
     assert wrong.value.exit_code == 2
     assert wrong.value.message == (f"the facilitator at http://facilitator (PROOFMARKET_FACILITATOR_URL) does not "
                                    f"settle exact payments on this node's chain eip155:{BASE_CHAIN_ID} (x402 version "
-                                   f"2); it supports exact on {NETWORK}")
+                                   f"2); it supports batch-settlement on {NETWORK}, exact on {NETWORK}")
 
 
 def test_a_facilitator_that_does_not_answer_supported_is_unavailable() -> None:

@@ -310,6 +310,16 @@ class PaymentReplayed(PaymentRejected, code="payment_replayed", http_status=409)
     """The authorization's nonce was already used on chain or already accepted by this node."""
 
 
+class PaymentChannelRejected(PaymentRejected, code="payment_channel_rejected"):
+    """A ``batch-settlement`` payment the channel does not allow: ``details.reason`` is the scheme's own error code
+    (``invalid_batch_settlement_evm_...``: a voucher replayed or not matching the charged total, above the channel's
+    balance, a bad signature, a config for another receiver...), also sent as the PAYMENT-REQUIRED ``error``."""
+
+
+class PaymentChannelBusy(PaymentRejected, code="payment_channel_busy", http_status=409):
+    """The channel has a call in flight: one call at a time per channel (send the next voucher after the answer)."""
+
+
 class PaymentSettlementFailed(PaymentError, code="payment_settlement_failed"): ...
 
 

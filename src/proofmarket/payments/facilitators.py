@@ -22,6 +22,7 @@ from eth_account.signers.local import LocalAccount
 from x402 import x402FacilitatorSync
 from x402.http import FacilitatorClientSync, FacilitatorConfig, HTTPFacilitatorClientSync
 from x402.mechanisms.evm import FacilitatorWeb3Signer
+from x402.mechanisms.evm.batch_settlement.facilitator import BatchSettlementEvmFacilitator
 from x402.mechanisms.evm.exact import register_exact_evm_facilitator
 
 from proofmarket.core import jsonlimits
@@ -56,6 +57,9 @@ def local_facilitator(
     _cache_chain_id(web3_signer)
     facilitator = x402FacilitatorSync()
     register_exact_evm_facilitator(facilitator, web3_signer, networks=network)
+    # batch-settlement channels (deposits, claims, sweeps, refunds): the node signs the receiver-authorizer
+    # messages itself, so the facilitator advertises no receiverAuthorizer
+    facilitator.register([network], BatchSettlementEvmFacilitator(web3_signer))
     return facilitator
 
 

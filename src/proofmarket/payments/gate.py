@@ -187,9 +187,15 @@ class PaymentGate(Settling):
         except SchemeNotFoundError as exc:
             raise FacilitatorUnavailable(f"the facilitator does not support exact on {self.network}") from exc
 
+    @property
+    def facilitator(self) -> FacilitatorClientSync:
+        """The facilitator this gate verifies and settles with (in-process or remote): other x402 schemes of the
+        node (``batch-settlement``) use the same one."""
+        return self._facilitator
+
     def payment_required(
         self,
-        requirements: PaymentRequirements,
+        requirements: PaymentRequirements | list[PaymentRequirements],
         resource_url: str,
         *,
         description: str = "",
@@ -203,9 +209,11 @@ class PaymentGate(Settling):
             extensions = self._server.enrich_extensions(
                 discovery.declaration(), discovery.request_context(resource_url)
             )
-        return self._server.create_payment_required_response([requirements], resource, error, extensions)
+        accepts = requirements if isinstance(requirements, list) else [requirements]
+        return self._server.create_payment_required_response(accepts, resource, error, extensions)
 
-    def payment_required_header(self, requirements: PaymentRequirements, resource_url: str, **options: Any) -> str:
+    def payment_required_header(self, requirements: PaymentRequirements | list[PaymentRequirements],
+                                resource_url: str, **options: Any) -> str:
         """Base64 PAYMENT-REQUIRED (x402 v2), with the bazaar extension when ``discovery`` is given; ``options``
         are ``payment_required``'s (description, mime_type, error, discovery)."""
         return encode_payment_required_header(self.payment_required(requirements, resource_url, **options))

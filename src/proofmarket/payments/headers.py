@@ -32,8 +32,10 @@ __all__ = [
     "Discovery",
     "decode_payment_response_header",
     "encode_payment_required_header",
+    "encode_payment_response_header",
     "payment_response_header",
     "settle_response",
+    "with_receipt",
 ]
 
 OFFER_RECEIPT = "offer-receipt"
@@ -125,14 +127,18 @@ def settle_response(settlement: Settlement, extensions: dict[str, Any] | None = 
 
 
 def payment_response_header(settlement: Settlement, receipt: dict[str, Any] | None = None) -> str:
-    """Base64 PAYMENT-RESPONSE; a receipt from ``sign_receipt`` rides in the extensions.
+    """Base64 PAYMENT-RESPONSE of an ``exact`` settlement, its receipt in the extensions (``with_receipt``)."""
+    return encode_payment_response_header(with_receipt(settle_response(settlement), receipt))
 
-    ``offer-receipt`` carries the x402 Receipt in the spec's shape (``info.receipt``);
-    ``proofmarket-receipt`` carries the whole document, inference receipt included.
-    """
-    extensions: dict[str, Any] = {}
-    if receipt is not None:
-        if "x402" in receipt:
-            extensions[OFFER_RECEIPT] = offer_receipt_extension(receipt)
-        extensions[PROOFMARKET_RECEIPT] = {"info": receipt}
-    return encode_payment_response_header(settle_response(settlement, extensions))
+
+def with_receipt(response: SettleResponse, receipt: dict[str, Any] | None) -> SettleResponse:
+    """``response`` with a receipt from ``sign_receipt`` in its extensions: ``offer-receipt`` carries the x402
+    Receipt in the spec's shape (``info.receipt``); ``proofmarket-receipt`` the whole document, inference receipt
+    included."""
+    if receipt is None:
+        return response
+    extensions: dict[str, Any] = dict(response.extensions or {})
+    if "x402" in receipt:
+        extensions[OFFER_RECEIPT] = offer_receipt_extension(receipt)
+    extensions[PROOFMARKET_RECEIPT] = {"info": receipt}
+    return response.model_copy(update={"extensions": extensions})

@@ -48,6 +48,7 @@ from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import is_address, to_checksum_address
+from x402.schemas import PaymentRequirements
 
 from proofmarket.chain.client import ChainClient
 from proofmarket.chain.contracts import UsdcToken
@@ -124,6 +125,7 @@ class X402Payments:
         self._pay_to, self.default_payee, self.chain_id = pay_to, to_checksum_address(default_payee), chain_id
         self.resend_after_s = resend_after_s
         self._attempts: dict[str, float] = {}  # payment key -> monotonic time of its last settlement attempt
+        self._also: list[Callable[[Offer], PaymentRequirements]] = []  # other schemes' terms (also_accept)
 
     name = "x402"
 
@@ -139,8 +141,7 @@ class X402Payments:
                 "max_timeout_seconds": self.gate.max_timeout_seconds}
 
     def verify(self, headers: Mapping[str, str], offer: Offer) -> PaymentTicket | None:
-        pay_to = to_checksum_address(offer.pay_to) if offer.pay_to else self.payee_of(offer.model_id)
-        requirements = self.gate.requirements(offer.price_atomic, pay_to)
+        requirements = self.gate.requirements(offer.price_atomic, self._offer_pay_to(offer))
         signature = headers.get(PAYMENT_SIGNATURE_HEADER)
         if not signature:
             err: PaymentError = PaymentRequired(
@@ -264,17 +265,39 @@ class X402Payments:
         self.gate.close()
 
     # --- helpers ---------------------------------------------------------------------------------
+    def _offer_pay_to(self, offer: Offer) -> str:
+        """Where a call of ``offer`` is paid: its listing's splitter, else the model's owner, else the payee."""
+        return to_checksum_address(offer.pay_to) if offer.pay_to else self.payee_of(offer.model_id)
+
     def payee_of(self, model_id: str) -> str:
         owner = self._pay_to(model_id)
         return to_checksum_address(owner) if owner and is_address(owner) else self.default_payee
 
-    def _with_terms(self, err: PaymentError, requirements: Any, offer: Offer) -> PaymentError:
-        """Attach PAYMENT-REQUIRED so that an x402 client knows how to pay (or pay again)."""
+    def also_accept(self, terms: Callable[[Offer], PaymentRequirements]) -> None:
+        """Another x402 scheme this node takes (``batch-settlement``): its terms go in every 402 after exact's."""
+        self._also.append(terms)
+
+    def with_terms(self, err: PaymentError, offer: Offer, replace: PaymentRequirements) -> PaymentError:
+        """``err`` with the 402 of ``offer`` whose terms of ``replace``'s scheme are ``replace`` (a corrective 402
+        carrying a channel's state)."""
+        exact = self.gate.requirements(offer.price_atomic, self._offer_pay_to(offer))
+        return self._with_terms(err, exact, offer, replace)
+
+    def _with_terms(self, err: PaymentError, requirements: Any, offer: Offer,
+                    replace: PaymentRequirements | None = None) -> PaymentError:
+        """Attach PAYMENT-REQUIRED so that an x402 client knows how to pay (or pay again): exact's terms, then the
+        other schemes' (``also_accept``)."""
+        accepts = [requirements]
+        for terms in self._also:
+            more = terms(offer)
+            accepts.append(replace if replace is not None and replace.scheme == more.scheme else more)
+        reason = err.details.get("reason")
         header = self.gate.payment_required_header(
-            requirements, offer.resource,
+            accepts, offer.resource,
             description=f"{offer.description} ({offer.model_name}); sign an authorization valid for at least "
                         f"{self.gate.min_validity_seconds} s (queue, proof and settlement)",
-            mime_type=offer.mime_type, error=err.code, discovery=discovery())
+            mime_type=offer.mime_type, error=str(reason) if isinstance(reason, str) else err.code,
+            discovery=discovery())
         err.headers = {PAYMENT_REQUIRED_HEADER: header}
         return err
 
