@@ -1,0 +1,179 @@
+"""Claims and sweeps of the ``batch-settlement`` rail, then each model's share sent to its payee.
+
+    due?        the unclaimed charges reach ``threshold_atomic``, or some wait longer than ``interval_s``
+    claim       the SDK's channel manager claims every channel's charged total, up to 100 channels per
+                ``claimWithSignature`` transaction (the node key signs the claim batch as receiverAuthorizer)
+    sweep       ``settle(receiver, token)`` moves the claimed funds to the node's account in one transfer
+    pay out     the charges the claims covered are grouped by payee (each call's charge row names its model and
+                payee: the listing's revenue splitter, whose owner, prover and platform shares are on chain, or the
+                model's owner); one USDC transfer per payee, its transaction stored with the sweep
+An owner checks a sweep from chain data and the node's receipts: ``GET /v1/channels/sweeps/{id}`` lists the claim
+and settle transactions, each payee's transfer and the charges (model, amount, the node's signed receipt) it sums.
+
+One node sweeps at a time (a lease on the database). A sweep interrupted after its settle resumes its payouts on
+the next pass; a payee whose transfer is recorded is never paid twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from eth_account.signers.local import LocalAccount
+from x402.mechanisms.evm.batch_settlement.server.channel_manager_common import ClaimOptions
+
+from proofmarket.chain.client import ChainClient
+from proofmarket.chain.contracts import UsdcToken
+from proofmarket.db.channels_repo import ChannelRepo
+from proofmarket.db.repo import LeaseRepo
+
+log = logging.getLogger(__name__)
+
+LEASE = "batch-settlement-sweeper"
+MAX_CLAIMS_PER_TX = 100
+
+
+class ChannelManager(Protocol):
+    """What the sweeper needs of the SDK's ``BatchSettlementChannelManagerSync``."""
+
+    def claim(self, opts: ClaimOptions | None = None) -> list[Any]: ...
+
+    def settle(self) -> Any: ...
+
+
+@dataclass(frozen=True)
+class SweepPolicy:
+    interval_s: float = 300.0  # the longest a charge waits for its claim
+    threshold_atomic: int = 10_000_000  # claim at once when this much is unclaimed (10 USDC)
+
+
+class Sweeper:
+    def __init__(self, repo: ChannelRepo, manager: ChannelManager, client: ChainClient, usdc: str,
+                 sender: LocalAccount, receiver: str, policy: SweepPolicy, leases: LeaseRepo | None = None,
+                 holder: str = "node", after_payout: Callable[[str], None] | None = None) -> None:
+        self.repo, self.manager, self.client, self.usdc = repo, manager, client, usdc
+        self.sender, self.receiver, self.policy = sender, receiver.lower(), policy
+        self.leases, self.holder, self.after_payout = leases, holder, after_payout
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- schedule --------------------------------------------------------------------------------
+    def unclaimed(self) -> int:
+        return sum(max(0, int(s.get("chargedCumulativeAmount", 0)) - int(s.get("totalClaimed", 0)))
+                   for s in self.repo.all())
+
+    def due(self, now_s: float) -> bool:
+        unclaimed = self.unclaimed()
+        if unclaimed <= 0:
+            return False
+        if unclaimed >= self.policy.threshold_atomic:
+            return True
+        oldest = min((c.created_at.timestamp() for c in self.repo.charges(unswept=True, limit=1)), default=now_s)
+        return now_s - oldest >= self.policy.interval_s
+
+    def start(self, poll_s: float = 5.0) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, args=(poll_s,), name="proofmarket-sweeper",
+                                            daemon=True)
+            self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30)
+            self._thread = None
+
+    def _loop(self, poll_s: float) -> None:
+        while not self._stop.wait(poll_s):
+            try:
+                if self.due(time.time()) or self.repo.sweeps(status="settled", limit=1):
+                    self.run()
+            except Exception:  # the chain or the database hiccuped: the charges wait for the next pass
+                log.exception("the batch-settlement sweep failed; it is tried again")
+
+    # --- one pass --------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any] | None:
+        """Claim, sweep and pay out what is charged (and finish a sweep an earlier pass left unpaid). Returns the
+        sweep (as ``describe`` shows it), None when there was nothing to sweep or another node holds the lease."""
+        with self._lock:
+            if self.leases is not None and not self.leases.acquire(LEASE, self.holder, ttl_s=600):
+                return None
+            try:
+                for unfinished in self.repo.sweeps(status="settled"):
+                    self._pay_out(unfinished.id)
+                return self._sweep()
+            finally:
+                if self.leases is not None:
+                    self.leases.release(LEASE, self.holder)
+
+    def _sweep(self) -> dict[str, Any] | None:
+        claims = self.manager.claim(ClaimOptions(max_claims_per_batch=MAX_CLAIMS_PER_TX))
+        claimed = {s["channelId"].lower(): int(s.get("totalClaimed", 0)) for s in self.repo.all()}
+        covered = [c.id for c in self.repo.charges(unswept=True) if c.cumulative <= claimed.get(c.channel_id, 0)]
+        if not covered:
+            return None
+        sweep = self.repo.open_sweep([str(c.transaction) for c in claims], covered)
+        allocations = self._allocations(sweep.id)
+        self.repo.set_sweep(sweep.id, allocations=allocations)
+        try:
+            settled = self.manager.settle()
+        except Exception as exc:
+            self.repo.set_sweep(sweep.id, error=f"settle: {exc}")
+            raise
+        self.repo.set_sweep(sweep.id, status="settled", settle_tx=str(settled.transaction))
+        log.info("swept %s atomic units of %d charges in %s", sweep.amount, len(covered), settled.transaction)
+        self._pay_out(sweep.id)
+        return self.describe(sweep.id)
+
+    def _allocations(self, sweep_id: int) -> dict[str, Any]:
+        by_payee: dict[str, dict[str, Any]] = defaultdict(lambda: {"amount": 0, "models": defaultdict(int),
+                                                                   "charges": 0, "tx": None})
+        for charge in self.repo.charges(sweep_id=sweep_id):
+            payee = by_payee[charge.pay_to.lower()]
+            payee["amount"] += charge.amount
+            payee["models"][charge.model_id] += charge.amount
+            payee["charges"] += 1
+        return {k: {**v, "amount": str(v["amount"]), "models": {m: str(a) for m, a in v["models"].items()}}
+                for k, v in by_payee.items()}
+
+    def _pay_out(self, sweep_id: int) -> None:
+        """One transfer per payee not paid yet; each transaction is stored before the next is sent."""
+        sweep = self.repo.sweep(sweep_id)
+        if sweep is None or sweep.status != "settled":
+            return
+        allocations = dict(sweep.allocations or {})
+        token = UsdcToken(self.client, self.usdc)
+        for payee, alloc in sorted(allocations.items()):
+            if alloc.get("tx") or int(alloc["amount"]) <= 0:
+                continue
+            if payee == self.receiver:  # a model paid to the node's own account: nothing to move
+                alloc["tx"] = "self"
+            else:
+                alloc["tx"] = token.transfer(payee, int(alloc["amount"]), self.sender).tx_hash
+            allocations[payee] = alloc
+            self.repo.set_sweep(sweep_id, allocations=allocations)
+        self.repo.set_sweep(sweep_id, status="distributed")
+        if self.after_payout is not None:
+            for model_id in sorted({m for a in allocations.values() for m in a.get("models", {})}):
+                try:
+                    self.after_payout(model_id)
+                except Exception:  # the money moved: a hook's failure is logged, never the sweep's
+                    log.exception("the after-payout hook failed for model %s", model_id)
+
+    def describe(self, sweep_id: int) -> dict[str, Any] | None:
+        sweep = self.repo.sweep(sweep_id)
+        if sweep is None:
+            return None
+        return {"id": sweep.id, "status": sweep.status, "claim_txs": sweep.claim_txs, "settle_tx": sweep.settle_tx,
+                "amount": str(sweep.amount), "allocations": sweep.allocations or {}, "error": sweep.error,
+                "created_at": sweep.created_at.isoformat(),
+                "finished_at": sweep.finished_at.isoformat() if sweep.finished_at else None,
+                "charges": [{"id": c.id, "job_id": c.job_id, "model_id": c.model_id, "pay_to": c.pay_to,
+                             "amount": str(c.amount), "channel_id": c.channel_id, "cumulative": str(c.cumulative),
+                             "receipt": c.receipt} for c in self.repo.charges(sweep_id=sweep_id)]}
