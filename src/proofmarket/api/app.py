@@ -22,6 +22,7 @@ from proofmarket.api.errors import handle_error
 from proofmarket.api.middleware import BodyLimit, RequestMetrics
 from proofmarket.api.routers import (
     artifacts,
+    channels,
     court,
     dashboard,
     earnings,
@@ -62,7 +63,8 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
     app.state.services = services
     for router in (models.router, infer.router, generate.router, jobs.router, jobs.calls_router, proofs.router,
                    verify.router,
-                   artifacts.router, requests.router, court.router, earnings.router, meta.router, dashboard.router,
+                   artifacts.router, requests.router, court.router, earnings.router, channels.router, meta.router,
+                   dashboard.router,
                    webapp.router):
         app.include_router(router)
     for exc_type in (ProofMarketError, RequestValidationError, StarletteHTTPException, Exception):

@@ -323,6 +323,14 @@ class PaymentChannelBusy(PaymentRejected, code="payment_channel_busy", http_stat
 class PaymentSettlementFailed(PaymentError, code="payment_settlement_failed"): ...
 
 
+class ChannelsUnavailable(UsageError, code="channels_unavailable", http_status=404):
+    """The node does not offer x402 batch-settlement channels (payments off, or no channel contract on its chain)."""
+
+
+class UnknownChannel(UsageError, code="unknown_channel", http_status=404):
+    """No channel (or sweep) with this id on this node."""
+
+
 class PaymentSettlementPending(PaymentError, code="payment_settlement_pending"):
     """The settlement was sent (or may have been) but is not confirmed yet: the job keeps its hold and settles
     when the authorization's nonce is used on chain, or fails when it expires unused. The job runner catches it

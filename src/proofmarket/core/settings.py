@@ -168,6 +168,17 @@ class X402Settings(BaseSettings):
     facilitator_token: SecretStr | None = Field(
         default=None, description="bearer token between a node and 'proofmarket facilitator serve': the server "
                                   "refuses requests without it, the node sends it; unset = no token")
+    batch_settlement: Literal["auto", "on", "off"] = Field(
+        default="auto", description="offer x402 batch-settlement channels beside exact: auto = when the channel "
+                                    "contract is on the chain (the devnet installs it), on = required, off = never")
+    channel_withdraw_delay_s: int = Field(
+        default=3600, ge=900, le=2_592_000,
+        description="a payer's timed withdrawal from a channel waits this long (the node claims well before: keep "
+                    "it above the sweep interval)")
+    channel_sweep_interval_s: float = Field(
+        default=300.0, gt=0, description="the longest a channel charge waits before it is claimed and swept")
+    channel_sweep_threshold_atomic: int = Field(
+        default=10_000_000, gt=0, description="claim and sweep at once when this much is charged and unclaimed")
 
 
 class ToolPaths(BaseSettings):

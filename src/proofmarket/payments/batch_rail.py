@@ -67,6 +67,7 @@ from proofmarket.core.errors import (
     PaymentSettlementFailed,
 )
 from proofmarket.db.channels_repo import NewCharge
+from proofmarket.payments.batch_sweeps import Sweeper
 from proofmarket.payments.channel_store import DbChannelStorage
 from proofmarket.payments.facilitators import chain_id_of
 from proofmarket.payments.headers import PAYMENT_SIGNATURE_HEADER, encode_payment_response_header, with_receipt
@@ -107,6 +108,12 @@ class BatchSettlementRail:
         self._pay_to = pay_to  # the payee of a model's charges (its listing's splitter, or its owner)
         self._with_terms = with_terms  # the 402 with exact and this rail's terms (the exact rail builds it)
         self.authorizer = LocalAuthorizerSigner(node)
+        self.sweeper: Sweeper | None = None  # claims and sweeps (batch_build starts it on a node)
+
+    def close(self) -> None:
+        """Stop the sweeper (the charges it did not sweep wait in the database for the next start)."""
+        if self.sweeper is not None:
+            self.sweeper.close()
 
     # --- terms -----------------------------------------------------------------------------------
     def requirements(self, offer: Offer, extra: Mapping[str, Any] | None = None) -> PaymentRequirements:

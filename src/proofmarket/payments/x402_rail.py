@@ -141,7 +141,7 @@ class X402Payments:
                 "max_timeout_seconds": self.gate.max_timeout_seconds}
 
     def verify(self, headers: Mapping[str, str], offer: Offer) -> PaymentTicket | None:
-        requirements = self.gate.requirements(offer.price_atomic, self._offer_pay_to(offer))
+        requirements = self.gate.requirements(offer.price_atomic, self.pay_to_of(offer))
         signature = headers.get(PAYMENT_SIGNATURE_HEADER)
         if not signature:
             err: PaymentError = PaymentRequired(
@@ -265,7 +265,7 @@ class X402Payments:
         self.gate.close()
 
     # --- helpers ---------------------------------------------------------------------------------
-    def _offer_pay_to(self, offer: Offer) -> str:
+    def pay_to_of(self, offer: Offer) -> str:
         """Where a call of ``offer`` is paid: its listing's splitter, else the model's owner, else the payee."""
         return to_checksum_address(offer.pay_to) if offer.pay_to else self.payee_of(offer.model_id)
 
@@ -280,7 +280,7 @@ class X402Payments:
     def with_terms(self, err: PaymentError, offer: Offer, replace: PaymentRequirements) -> PaymentError:
         """``err`` with the 402 of ``offer`` whose terms of ``replace``'s scheme are ``replace`` (a corrective 402
         carrying a channel's state)."""
-        exact = self.gate.requirements(offer.price_atomic, self._offer_pay_to(offer))
+        exact = self.gate.requirements(offer.price_atomic, self.pay_to_of(offer))
         return self._with_terms(err, exact, offer, replace)
 
     def _with_terms(self, err: PaymentError, requirements: Any, offer: Offer,

@@ -1,0 +1,133 @@
+"""/v1/channels: x402 ``batch-settlement`` channels on this node (the rail is ``payments/batch_rail.py``).
+
+    GET  /v1/channels/refund         the SDK client's ``refund(url)``: without a payment 402 with the channel
+                                     terms; with a refund payload the charged total is claimed and the rest of the
+                                     channel (or the amount asked) goes back to the payer: 200 + PAYMENT-RESPONSE
+    GET  /v1/channels?payer=0x..     a payer's channels as the node mirrors them (balance, charged, claimed)
+    GET  /v1/channels/{channel_id}   one channel
+    GET  /v1/channels/sweeps         the sweeps: claim and settle transactions, per-payee transfers
+    GET  /v1/channels/sweeps/{id}    one sweep with every charge it covered (model, payee, amount, node receipt):
+                                     what an owner checks against the chain
+    POST /v1/channels/sweep          the operator (admin token): claim and sweep now
+Channel state is public on chain; the node's copy adds the charged total not yet claimed. 404 ``channels_unavailable``
+when the node does not offer batch-settlement.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from x402.mechanisms.evm.batch_settlement.server.storage import Channel
+
+from proofmarket.api.deps import ServicesDep, base_url
+from proofmarket.api.security import AdminDep
+from proofmarket.core.errors import ChannelsUnavailable, PaymentRequired, UnknownChannel, UsageError
+from proofmarket.node.services import NodeServices
+from proofmarket.payments.batch_rail import NAME, BatchSettlementRail
+from proofmarket.payments.headers import (
+    PAYMENT_REQUIRED_HEADER,
+    PAYMENT_SIGNATURE_HEADER,
+    encode_payment_response_header,
+    with_receipt,
+)
+from proofmarket.payments.x402_rail import X402Payments
+
+router = APIRouter(prefix="/v1/channels", tags=["payments"])
+MAX_LISTED = 200
+CHANNEL_ID = re.compile(r"^0x[0-9a-fA-F]{64}$")
+
+
+def _rail(services: NodeServices) -> BatchSettlementRail:
+    for rail in services.rails.all():
+        if isinstance(rail, BatchSettlementRail):
+            return rail
+    raise ChannelsUnavailable("this node does not offer x402 batch-settlement channels")
+
+
+def channel_view(channel: Channel) -> dict[str, Any]:
+    pending = channel.pending_request
+    return {"channel_id": channel.channel_id, "payer": channel.channel_config.payer,
+            "receiver": channel.channel_config.receiver, "token": channel.channel_config.token,
+            "withdraw_delay_s": channel.channel_config.withdraw_delay, "balance": channel.balance,
+            "charged": channel.charged_cumulative_amount, "claimed": channel.total_claimed,
+            "unclaimed": str(max(0, int(channel.charged_cumulative_amount) - int(channel.total_claimed))),
+            "available": str(max(0, int(channel.balance) - int(channel.charged_cumulative_amount))),
+            "withdraw_requested_at": channel.withdraw_requested_at, "refund_nonce": channel.refund_nonce,
+            "call_in_flight": pending is not None}
+
+
+@router.get("/refund", operation_id="channel_refund",
+            responses={402: {"description": "the channel terms (no payment), or payment_channel_rejected"}})
+async def refund(request: Request, services: ServicesDep) -> Any:
+    """A payer's cooperative refund of its channel (the x402 SDK client's ``refund(url)`` calls this URL)."""
+    rail = _rail(services)
+    header = request.headers.get(PAYMENT_SIGNATURE_HEADER)
+    if not header:
+        err = PaymentRequired("send a batch-settlement refund payload in PAYMENT-SIGNATURE to refund your channel")
+        exact = services.payments
+        if isinstance(exact, X402Payments):
+            err.headers = {PAYMENT_REQUIRED_HEADER: exact.gate.payment_required_header(
+                [rail.refund_terms()], f"{base_url(request, services.settings)}/v1/channels/refund",
+                description="refund of an x402 batch-settlement channel", error=err.code)}
+        raise err
+    response, channel = await run_in_threadpool(rail.refund, header)
+    return JSONResponse({"refunded": response.amount or None, "transaction": response.transaction,
+                         "channel": channel_view(channel)},
+                        headers={"PAYMENT-RESPONSE": encode_payment_response_header(with_receipt(response, None))})
+
+
+@router.get("", operation_id="list_channels")
+async def list_channels(services: ServicesDep,
+                        payer: Annotated[str, Query(pattern=r"^0x[0-9a-fA-F]{40}$")]) -> dict[str, Any]:
+    """A payer's channels on this node."""
+    rail = _rail(services)
+    channels = await run_in_threadpool(rail.storage.of_payer, payer)
+    return {"scheme": NAME, "terms": rail.describe(), "channels": [channel_view(c) for c in channels[:MAX_LISTED]]}
+
+
+@router.get("/sweeps", operation_id="list_sweeps")
+async def list_sweeps(services: ServicesDep, limit: Annotated[int, Query(ge=1, le=100)] = 20) -> dict[str, Any]:
+    """The latest sweeps (claims, the settle to the node's account and the payouts per payee)."""
+    rail = _rail(services)
+    rows = await run_in_threadpool(rail.storage.repo.sweeps, limit=limit)
+    return {"sweeps": [{"id": r.id, "status": r.status, "amount": str(r.amount), "claim_txs": r.claim_txs,
+                        "settle_tx": r.settle_tx, "allocations": r.allocations or {}, "error": r.error,
+                        "created_at": r.created_at.isoformat()} for r in rows]}
+
+
+@router.get("/sweeps/{sweep_id}", operation_id="get_sweep")
+async def get_sweep(sweep_id: int, services: ServicesDep) -> dict[str, Any]:
+    """One sweep with the charges it covered: each with its model, payee, amount and the node's signed receipt."""
+    rail = _rail(services)
+    if rail.sweeper is None:
+        raise ChannelsUnavailable("this node does not sweep channels (no sweeper runs here)")
+    found = await run_in_threadpool(rail.sweeper.describe, sweep_id)
+    if found is None:
+        raise UnknownChannel(f"there is no sweep {sweep_id} on this node", sweep_id=sweep_id)
+    return found
+
+
+@router.post("/sweep", operation_id="sweep_channels", dependencies=[AdminDep])
+async def sweep_now(services: ServicesDep) -> dict[str, Any]:
+    """Claim every channel's charged total and sweep it now (the operator; the node also does it on a schedule)."""
+    rail = _rail(services)
+    if rail.sweeper is None:
+        raise UsageError("this node does not sweep channels (no sweeper runs here)")
+    done = await run_in_threadpool(rail.sweeper.run)
+    return {"sweep": done}
+
+
+@router.get("/{channel_id}", operation_id="get_channel")
+async def get_channel(channel_id: str, services: ServicesDep) -> dict[str, Any]:
+    """One channel as this node mirrors it."""
+    rail = _rail(services)
+    if not CHANNEL_ID.match(channel_id):
+        raise UnknownChannel(f"{channel_id!r} is not a channel id (0x and 64 hex digits)", channel_id=channel_id)
+    channel = await run_in_threadpool(rail.storage.get, channel_id)
+    if channel is None:
+        raise UnknownChannel(f"there is no channel {channel_id} on this node", channel_id=channel_id)
+    return channel_view(channel)

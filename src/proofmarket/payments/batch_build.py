@@ -1,0 +1,88 @@
+"""Building the ``batch-settlement`` rail of a paid node (called by the composition root, ``node/compose.py``).
+
+The channel contract lives at the SDK's fixed address (``BATCH_SETTLEMENT_ADDRESS``) and the SDK reads channels
+through Multicall3: on a chain whose profile allows dev contracts (the devnet) both are installed when missing;
+elsewhere ``PROOFMARKET_BATCH_SETTLEMENT=auto`` offers channels only when the contract is there, ``on`` refuses to
+start without it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+
+from x402.mechanisms.evm.batch_settlement.constants import BATCH_SETTLEMENT_ADDRESS
+from x402.mechanisms.evm.batch_settlement.server.channel_manager_common import ChannelManagerConfigSync
+from x402.mechanisms.evm.batch_settlement.server.channel_manager_sync import BatchSettlementChannelManagerSync
+from x402.mechanisms.evm.batch_settlement.server.scheme import (
+    BatchSettlementEvmScheme,
+    BatchSettlementEvmSchemeServerConfig,
+)
+from x402.mechanisms.evm.constants import MULTICALL3_ADDRESS
+
+from proofmarket.core.errors import UsageError
+from proofmarket.core.settings import X402Settings
+from proofmarket.db import Database, LeaseRepo
+from proofmarket.db.channels_repo import ChannelRepo
+from proofmarket.payments.batch_rail import BatchSettlementRail, ChannelTerms
+from proofmarket.payments.batch_sweeps import Sweeper, SweepPolicy
+from proofmarket.payments.channel_store import DbChannelStorage
+from proofmarket.payments.x402_rail import NodeChain, X402Payments, usdc_domain
+from proofmarket.store import ArtifactStore
+
+log = logging.getLogger(__name__)
+
+
+def build_batch(chain: NodeChain, exact: X402Payments, db: Database, store: ArtifactStore, extra: X402Settings,
+                after_payout: Callable[[str], None] | None = None, *, sweep: bool = True) -> BatchSettlementRail | None:
+    """The rail (its sweeper started when ``sweep``), registered in ``exact``'s 402 terms; None when off."""
+    if extra.batch_settlement == "off" or not _contracts_ready(chain, extra):
+        return None
+    name, version = usdc_domain(chain.client, chain.usdc)
+    terms = ChannelTerms(network=exact.gate.network, asset=chain.usdc, token_name=name, token_version=version,
+                         receiver=chain.node.address, withdraw_delay_s=extra.channel_withdraw_delay_s,
+                         max_timeout_s=extra.payment_max_timeout_s)
+    storage = DbChannelStorage(ChannelRepo(db))
+    rail = BatchSettlementRail(terms, storage, exact.gate.facilitator, chain.node, store, exact.pay_to_of,
+                               exact.with_terms)
+    exact.also_accept(rail.requirements)
+    if sweep:
+        rail.sweeper = sweeper_for(rail, chain, db, extra, after_payout)
+        rail.sweeper.start()
+    return rail
+
+
+def sweeper_for(rail: BatchSettlementRail, chain: NodeChain, db: Database, extra: X402Settings,
+                after_payout: Callable[[str], None] | None = None) -> Sweeper:
+    """The rail's claims and sweeps: the SDK's channel manager over the node's channel storage, then payouts."""
+    terms = rail.terms
+    scheme = BatchSettlementEvmScheme(terms.receiver, BatchSettlementEvmSchemeServerConfig(
+        storage=rail.storage, receiver_authorizer_signer=rail.authorizer, withdraw_delay=terms.withdraw_delay_s))
+    manager = BatchSettlementChannelManagerSync(ChannelManagerConfigSync(
+        scheme=scheme, facilitator=rail.facilitator, receiver=terms.receiver, token=terms.asset,
+        network=terms.network))
+    policy = SweepPolicy(interval_s=extra.channel_sweep_interval_s,
+                         threshold_atomic=extra.channel_sweep_threshold_atomic)
+    return Sweeper(rail.storage.repo, manager, chain.client, chain.usdc, chain.node, terms.receiver, policy,
+                   LeaseRepo(db), holder=f"{socket.gethostname()}:{os.getpid()}", after_payout=after_payout)
+
+
+def _contracts_ready(chain: NodeChain, extra: X402Settings) -> bool:
+    client = chain.client
+    missing = [a for a in (BATCH_SETTLEMENT_ADDRESS, MULTICALL3_ADDRESS) if not client.code_at(a)]
+    if not missing:
+        return True
+    if client.profile.test_usdc_allowed:  # the devnet: install our builds at the SDK's addresses
+        from proofmarket.chain.channels import install_batch_settlement
+
+        install_batch_settlement(client)
+        return True
+    if extra.batch_settlement == "on":
+        raise UsageError(f"PROOFMARKET_BATCH_SETTLEMENT=on, but chain {client.chain_id} has no code at "
+                         f"{', '.join(missing)} (the x402 batch-settlement contract and Multicall3)",
+                         missing=missing)
+    log.info("no x402 batch-settlement contract at %s on chain %s: channels are not offered",
+             BATCH_SETTLEMENT_ADDRESS, client.chain_id)
+    return False
