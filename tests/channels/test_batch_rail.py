@@ -1,0 +1,172 @@
+"""The batch-settlement rail's rules on a real database, with the x402 SDK's own client making the payloads (the
+facilitator is a test double here; the chain is in test_batch_settlement_node.py)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from channel_doubles import NODE, PRICE, FakeFacilitator, Payer, make_rail, offer, outcome
+from x402.mechanisms.evm.batch_settlement import errors as scheme_errors
+
+from proofmarket.chain.devkeys import DEVNET_CHAIN_ID, dev_account
+from proofmarket.core.errors import PaymentChannelBusy, PaymentChannelRejected, PaymentSettlementFailed
+from proofmarket.db import Database
+from proofmarket.payments.batch_rail import BatchSettlementRail
+from proofmarket.payments.headers import PAYMENT_SIGNATURE_HEADER
+from proofmarket.payments.tickets import PaymentTicket
+from proofmarket.systems.receipts import verify_receipt
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Database:
+    database = Database(f"sqlite:///{tmp_path / 'node.db'}")
+    database.migrate()
+    return database
+
+
+@pytest.fixture
+def facilitator() -> FakeFacilitator:
+    return FakeFacilitator()
+
+
+@pytest.fixture
+def rail(db: Database, tmp_path: Path, facilitator: FakeFacilitator) -> BatchSettlementRail:
+    return make_rail(db, tmp_path, facilitator)
+
+
+def call(rail: BatchSettlementRail, payer: Payer, job: str, *, price: int = PRICE, tokens: int | None = None,
+         per_1k: int | None = None) -> dict:
+    """One paid call through the rail: verify, settle, and the SDK client reads the answer."""
+    the_offer = offer(price, per_1k)
+    requirements = rail.requirements(the_offer)
+    header, payload = payer.pay(requirements)
+    ticket = rail.verify({PAYMENT_SIGNATURE_HEADER: header}, the_offer)
+    assert ticket is not None
+    settlement = rail.settle(ticket, outcome(job, tokens))
+    payer.answered(payload, requirements, rail.answer_headers(settlement)["PAYMENT-RESPONSE"])
+    assert settlement.payment is not None
+    return settlement.payment
+
+
+def test_a_deposit_then_vouchers_checked_without_the_facilitator(rail: BatchSettlementRail,
+                                                                facilitator: FakeFacilitator) -> None:
+    payer = Payer(dev_account(2, DEVNET_CHAIN_ID))
+    first = call(rail, payer, "job-1")
+    assert facilitator.balance == 10 * PRICE and len(facilitator.settled) == 1  # the deposit, executed once
+    verified = facilitator.verified
+    payments = [call(rail, payer, f"job-{i}") for i in range(2, 12)]  # ten vouchers; the 10th needs a top-up
+    assert first["charged_cumulative"] == str(PRICE)
+    assert [p["charged_cumulative"] for p in payments] == [str(PRICE * i) for i in range(2, 12)]
+    assert facilitator.verified - verified == 1  # only the top-up went to the facilitator: vouchers are local
+    charges = rail.storage.repo.charges()
+    assert [c.amount for c in charges] == [PRICE] * 11 and len({c.ticket for c in charges}) == 11
+    for charge in charges:  # each charge carries the node's signed receipt: model, amount, voucher commitment
+        assert charge.receipt is not None and verify_receipt(charge.receipt, NODE.address)
+        message = charge.receipt["typedData"]["message"]
+        assert (message["modelId"], message["amount"]) == ("m1", PRICE)
+        assert message["transaction"] == f"{charge.channel_id}:{charge.cumulative}"
+
+
+def test_a_replayed_voucher_is_refused_with_the_schemes_code_and_charges_nothing(rail: BatchSettlementRail) -> None:
+    payer = Payer(dev_account(2, DEVNET_CHAIN_ID))
+    requirements = rail.requirements(offer())
+    header, _ = payer.pay(requirements)
+    ticket = rail.verify({PAYMENT_SIGNATURE_HEADER: header}, offer())
+    assert ticket is not None
+    rail.settle(ticket, outcome("job-1"))
+
+    with pytest.raises(PaymentChannelRejected) as replayed:
+        rail.verify({PAYMENT_SIGNATURE_HEADER: header}, offer())
+
+    assert replayed.value.details["reason"] == scheme_errors.ERR_CUMULATIVE_AMOUNT_MISMATCH
+    assert "chargedCumulativeAmount" in replayed.value.headers["X-Test-Terms"]  # the corrective 402's state
+    assert [c.amount for c in rail.storage.repo.charges()] == [PRICE]
+
+
+def test_one_call_at_a_time_per_channel_and_a_released_call_charges_nothing(rail: BatchSettlementRail) -> None:
+    payer = Payer(dev_account(2, DEVNET_CHAIN_ID))
+    requirements = rail.requirements(offer())
+    header, _ = payer.pay(requirements)
+    ticket = rail.verify({PAYMENT_SIGNATURE_HEADER: header}, offer())
+    assert ticket is not None
+
+    with pytest.raises(PaymentChannelBusy) as busy:
+        rail.verify({PAYMENT_SIGNATURE_HEADER: header}, offer())
+    assert busy.value.http_status == 409 and busy.value.details["reason"] == scheme_errors.ERR_CHANNEL_BUSY
+
+    rail.release(ticket)
+    assert rail.storage.repo.charges() == []
+    again = rail.verify({PAYMENT_SIGNATURE_HEADER: header}, offer())  # the same voucher is good once released
+    assert again is not None and again.nonce == ticket.nonce
+    rail.release(again)
+    with pytest.raises(PaymentSettlementFailed):
+        rail.settle(again, outcome("job-late"))  # a released reservation never charges
+    assert rail.storage.repo.charges() == []
+
+
+def test_a_voucher_above_the_balance_is_refused(rail: BatchSettlementRail, facilitator: FakeFacilitator) -> None:
+    payer = Payer(dev_account(2, DEVNET_CHAIN_ID))
+    call(rail, payer, "job-1")
+    assert facilitator.balance == 10 * PRICE
+    channel = rail.storage.list()[0]
+    dear = offer(20 * PRICE)  # a call above what the channel holds
+    # the client believes the channel holds more than it does: it signs a voucher without a top-up
+    payer.scheme._storage.set(channel.channel_id.lower(), _context(str(PRICE), balance=str(100 * PRICE)))
+    header, _ = payer.pay(rail.requirements(dear))
+
+    with pytest.raises(PaymentChannelRejected) as above:
+        rail.verify({PAYMENT_SIGNATURE_HEADER: header}, dear)
+
+    assert above.value.details["reason"] == scheme_errors.ERR_CUMULATIVE_EXCEEDS_BALANCE
+    assert len(rail.storage.repo.charges()) == 1
+    assert rail.storage.get(channel.channel_id).pending_request is None  # nothing held
+
+
+def test_a_metered_generation_is_charged_for_the_tokens_produced(rail: BatchSettlementRail) -> None:
+    payer = Payer(dev_account(2, DEVNET_CHAIN_ID))
+    ceiling = 640  # 64 max_tokens at 10,000 per 1,000 tokens
+    first = call(rail, payer, "gen-1", price=ceiling, tokens=7, per_1k=10_000)
+    second = call(rail, payer, "gen-2", price=ceiling, tokens=64, per_1k=10_000)
+
+    assert (first["amount"], first["ceiling"]) == ("70", str(ceiling))
+    assert second["amount"] == "640" and second["charged_cumulative"] == "710"  # the next voucher built on 70
+
+
+def test_concurrent_verifies_of_one_voucher_on_two_nodes_sharing_a_database(db: Database, tmp_path: Path,
+                                                                           facilitator: FakeFacilitator) -> None:
+    nodes = [make_rail(db, tmp_path / str(i), facilitator) for i in range(2)]
+    payer = Payer(dev_account(2, DEVNET_CHAIN_ID))
+    call(nodes[0], payer, "job-0")  # the channel exists (deposit made)
+    header, _ = payer.pay(nodes[0].requirements(offer()))
+    won: list[PaymentTicket] = []
+    refused: list[str] = []
+
+    def attempt(rail: BatchSettlementRail) -> None:
+        try:
+            ticket = rail.verify({PAYMENT_SIGNATURE_HEADER: header}, offer())
+            assert ticket is not None
+            won.append(ticket)
+        except (PaymentChannelBusy, PaymentChannelRejected) as exc:
+            refused.append(exc.code)
+
+    threads = [threading.Thread(target=attempt, args=(nodes[i % 2],)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert len(won) == 1 and len(refused) == 15
+    ticket = won[0]
+    nodes[1].settle(ticket, outcome("job-1"))
+    assert nodes[0].settle(ticket, outcome("job-1")).payment is not None  # settled again: answered as before
+    with pytest.raises(PaymentSettlementFailed):  # another ticket on the same voucher never charges
+        nodes[0].settle(PaymentTicket(ticket.nonce + "x", PRICE, doc=ticket.doc), outcome("job-2"))
+    assert [c.amount for c in nodes[0].storage.repo.charges()] == [PRICE, PRICE]
+
+
+def _context(charged: str, *, balance: str) -> object:
+    from x402.mechanisms.evm.batch_settlement.client.storage import BatchSettlementClientContext
+
+    return BatchSettlementClientContext(charged_cumulative_amount=charged, balance=balance)
