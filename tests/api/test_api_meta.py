@@ -27,6 +27,12 @@ OPERATION_IDS = {
     ("get", "/v1/court/{request_id}"): "get_court_request",
     ("post", "/v1/court/{request_id}/input"): "post_court_input",
     ("get", "/v1/court/{request_id}/bundle"): "get_court_bundle",
+    ("get", "/v1/channels"): "list_channels",
+    ("get", "/v1/channels/refund"): "channel_refund",
+    ("get", "/v1/channels/sweeps"): "list_sweeps",
+    ("get", "/v1/channels/sweeps/{sweep_id}"): "get_sweep",
+    ("post", "/v1/channels/sweep"): "sweep_channels",
+    ("get", "/v1/channels/{channel_id}"): "get_channel",
     ("get", "/.well-known/ai-service.json"): "get_service_manifest",
     ("get", "/.well-known/agent-registration.json"): "get_agent_registration",
     ("get", "/health"): "health",
@@ -44,7 +50,7 @@ def test_operation_ids_are_stable(client: TestClient) -> None:
 def test_well_known_service_document(client: TestClient) -> None:
     doc = client.get("/.well-known/ai-service.json").json()
     assert doc["format"] == "proofmarket/ai-service" and doc["version"] == 1
-    assert doc["payments"] == {"x402": False}
+    assert doc["payments"] == {"x402": False, "rails": {}}
     assert doc["chain"] == {"name": "devnet", "chain_id": 31337}
     assert doc["proofs"]["bundle_format"] == "proofmarket/proof-bundle"
     assert doc["endpoints"]["infer"] == "http://testserver/v1/models/{model_id}/infer"

@@ -25,6 +25,7 @@ ENDPOINTS = {
     "generate": "/v1/models/{model_id}/generate",
     "upload": "/v1/models", "job": "/v1/jobs/{job_id}", "proof": "/v1/proofs/{cid}", "verify": "/v1/verify",
     "artifact": "/v1/artifacts/{cid}", "earnings": "/v1/earnings?address={address}", "health": "/health",
+    "channels": "/v1/channels?payer={address}", "channel_refund": "/v1/channels/refund",
     "metrics": "/metrics",
 }
 
@@ -33,7 +34,8 @@ ENDPOINTS = {
 def service_manifest(request: Request, services: ServicesDep) -> ServiceManifest:
     """What this node offers: models and prices, endpoints, chain, payment (x402) support, proof format."""
     base = base_url(request, services.settings)
-    payments = services.payments.describe()
+    payments = {**services.payments.describe(),
+                "rails": {r.name: r.describe() for r in services.rails.all() if r is not services.payments}}
     return ServiceManifest(
         name="proofmarket node",
         description="verifiable ML inference: proven models answer with a zero-knowledge proof (EZKL, Halo2/KZG); "
