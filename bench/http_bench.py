@@ -308,7 +308,8 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             "setup_timings_s": {k: round(v, 2) for k, v in demo.report.timings.items()}}
 
 
-def start_node(stack: contextlib.ExitStack, settings: Settings, model_id: str, market: Any) -> str:
+def start_node(stack: contextlib.ExitStack, settings: Settings, model_id: str, market: Any,
+               apps: list[Any] | None = None) -> str:
     """The node app (``create_app``) serving the model at its registry price, on a free loopback port; its
     URL once every prover process is warm (so the first measured call is not a cold start)."""
     import httpx
@@ -318,6 +319,8 @@ def start_node(stack: contextlib.ExitStack, settings: Settings, model_id: str, m
     from proofmarket.chain.devnet import free_port
 
     app = create_app(settings)
+    if apps is not None:  # the caller reads the node's services (e.g. its rails)
+        apps.append(app)
     stack.callback(app.state.services.close)
     price = market.registry.get_model(market.onchain_id(model_id)).spec.price
     app.state.services.catalog.register(model_id, price_atomic=price, owner=market.accounts.owner.address)

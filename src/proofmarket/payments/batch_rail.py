@@ -327,7 +327,8 @@ class BatchSettlementRail:
             raise PaymentChannelBusy(ONE_CALL_AT_A_TIME, reason=scheme_errors.ERR_CHANNEL_BUSY)
         if is_deposit_payload(raw):
             state = self._deposit(payload, requirements)
-        elif current is not None and self._fresh(current) and int(config.payer_authorizer, 16) != 0:
+        elif (current is not None and self._fresh(current) and not current.withdraw_requested_at
+              and int(config.payer_authorizer, 16) != 0):  # a payer leaving the channel: read the chain each call
             self._check_signature(raw, config, channel_id)
             state = {}
         else:
