@@ -54,13 +54,14 @@ def build_node(settings: Settings | None = None, workspace: Workspace | None = N
     ws = workspace or Workspace(settings)
     registry = CollectorRegistry()
     model_repo = ModelRepo(db)
-    default = payments or _payments(settings, ws, model_repo)
-    rail_set = Rails(default, list(rails))
+    listings = _listings(settings, ws)
+    built = _payments(settings, ws, model_repo, db, listings) if payments is None else (payments, [])
+    default = built[0]
+    rail_set = Rails(default, [*rails, *built[1]])
     systems = SystemSet(system_context(settings, ws.store, default, registry))
     ws.use_systems(systems)  # the CLI-facing workspace and the node share one attested runtime
     runner = build_runner(settings, db, ws.store, registry, rail_set)
     queue = _queue(settings, runner, runner.jobs, systems)
-    listings = _listings(settings, ws)
     if listings is not None:
         runner.after_capture.append(listing_hook(listings))
     catalog = Catalog(model_repo, ModelCatalog(ws.store), _srs_check(default), listings)
@@ -99,10 +100,13 @@ def build_runner(settings: Settings, db: Database, store: ArtifactStore, registr
     return JobRunner(settings, JobRepo(db), ModelRepo(db), store, rails, JobMetrics(registry), cache)
 
 
-def _payments(settings: Settings, ws: Workspace, model_repo: ModelRepo) -> PaymentPort:
-    """Payments off: free calls. On: x402 through the gate (``payments/x402_rail.py``), paid to the model's owner."""
+def _payments(settings: Settings, ws: Workspace, model_repo: ModelRepo, db: Database,
+              listings: Listings | None) -> tuple[PaymentPort, list[PaymentPort]]:
+    """Payments off: free calls. On: x402 through the gate (``payments/x402_rail.py``), paid to the model's owner,
+    and x402 batch-settlement channels beside it (``payments/batch_build.py``) when the chain has their contract.
+    Returns the default rail and the others."""
     if settings.payments == "off":
-        return FreeAccess()
+        return FreeAccess(), []
     from proofmarket.core.settings import X402Settings  # web3 and the x402 SDK load only when payments are on
     from proofmarket.node.chain_setup import node_chain
     from proofmarket.payments.x402_rail import build_x402, check_public_url, check_window
@@ -114,7 +118,23 @@ def _payments(settings: Settings, ws: Workspace, model_repo: ModelRepo) -> Payme
     extra = X402Settings()
     check_public_url(settings)
     check_window(extra)
-    return build_x402(node_chain(settings, extra), ws.store, owner_of, extra)
+    chain = node_chain(settings, extra)
+    exact = build_x402(chain, ws.store, owner_of, extra)
+    from proofmarket.payments.batch_build import build_batch
+
+    batch = build_batch(chain, exact, db, ws.store, extra, _release_split(listings) if listings else None)
+    return exact, [batch] if batch is not None else []
+
+
+def _release_split(listings: Listings) -> Callable[[str], None]:
+    """After a sweep paid a model's listing splitter: release the split (owner, prover and platform shares)."""
+
+    def release(model_id: str) -> None:
+        listing = listings.sellable(model_id)
+        if listing is not None and listing.onchain_id:
+            listings.release_later(str(listing.onchain_id))
+
+    return release
 
 
 def _listings(settings: Settings, ws: Workspace) -> Listings | None:
