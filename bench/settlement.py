@@ -65,8 +65,8 @@ def payers(market: Any, tag: str, calls: int, price: int) -> list[Any]:
     return accounts
 
 
-def session_for(account: Any, scheme: str, network: str, calls: int) -> Any:
-    """The x402 SDK's own client (requests), with only ``scheme`` registered."""
+def session_for(account: Any, scheme: str, network: str, calls: int, usdc: str) -> Any:
+    """The x402 SDK's own client (requests), with only ``scheme`` registered, allowed to pay the devnet's USDC."""
     from x402 import x402ClientSync
     from x402.http.clients import x402_requests
     from x402.mechanisms.evm import EthAccountSigner
@@ -80,6 +80,7 @@ def session_for(account: Any, scheme: str, network: str, calls: int) -> Any:
     else:  # one deposit for all of this client's calls
         policy = BatchSettlementDepositPolicy(deposit_multiplier=max(3, calls + 1))
         client.register(network, BatchSettlementEvmScheme(account, policy))
+    client.set_spend_controls({"allowed_assets": [{"network": network, "asset": usdc}]})
     return x402_requests(client)
 
 
@@ -94,9 +95,9 @@ def gas_between(client: Any, first: int, last: int) -> tuple[int, int]:
     return gas, txs
 
 
-def phase(base_url: str, client: Any, accounts: list[Any], scheme: str, network: str, model_id: str,
+def phase(base_url: str, client: Any, accounts: list[Any], scheme: str, network: str, usdc: str, model_id: str,
           doc: dict[str, Any], calls: int, sweep: Any = None) -> dict[str, Any]:
-    sessions = [session_for(a, scheme, network, calls) for a in accounts]
+    sessions = [session_for(a, scheme, network, calls, usdc) for a in accounts]
     latencies: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
@@ -164,14 +165,15 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         client = market.client
         network = f"eip155:{client.chain_id}"
         price = market.registry.get_model(market.onchain_id(model_id)).spec.price
-        warm = session_for(market.accounts.consumer, "exact", network, 1).post(
+        usdc = market.usdc.address
+        warm = session_for(market.accounts.consumer, "exact", network, 1, usdc).post(
             f"{base_url}/v1/models/{model_id}/infer", json=doc, timeout=600)  # proves once: the cache answers after
         log(f"warm call: {warm.status_code}")
-        exact = phase(base_url, client, payers(market, "exact", args.calls, price), "exact", network, model_id, doc,
-                      args.calls)
+        exact = phase(base_url, client, payers(market, "exact", args.calls, price), "exact", network, usdc,
+                      model_id, doc, args.calls)
         batch_rail = next(r for r in services.rails.all() if r.name == "batch-settlement")
         batch = phase(base_url, client, payers(market, "batch", args.calls, price), "batch-settlement", network,
-                      model_id, doc, args.calls, sweep=batch_rail.sweeper.run)
+                      usdc, model_id, doc, args.calls, sweep=batch_rail.sweeper.run)
     speedup = (batch["calls_per_s"] or 0) / exact["calls_per_s"] if exact["calls_per_s"] else None
     return {"machine": machine_info(), "commit": commit(), "model_id": model_id, "price_atomic": price,
             "config": {"clients": CLIENTS, "calls_per_client": args.calls}, "exact": exact, "batch": batch,
