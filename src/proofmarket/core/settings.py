@@ -175,6 +175,9 @@ class X402Settings(BaseSettings):
         default=3600, ge=900, le=2_592_000,
         description="a payer's timed withdrawal from a channel waits this long (the node claims well before: keep "
                     "it above the sweep interval)")
+    channel_min_deposit_calls: int = Field(
+        default=50, ge=1, le=100_000, description="the 402's minDeposit hint: a channel deposit covers at least this "
+                                                  "many calls at the offered price (fewer deposits, more locked)")
     channel_sweep_interval_s: float = Field(
         default=300.0, gt=0, description="the longest a channel charge waits before it is claimed and swept")
     channel_sweep_threshold_atomic: int = Field(

@@ -22,6 +22,7 @@ from x402.mechanisms.evm.batch_settlement.server.scheme import (
 )
 from x402.mechanisms.evm.constants import MULTICALL3_ADDRESS
 
+from proofmarket.chain.channels import install_batch_settlement
 from proofmarket.core.errors import UsageError
 from proofmarket.core.settings import X402Settings
 from proofmarket.db import Database, LeaseRepo
@@ -43,7 +44,8 @@ def build_batch(chain: NodeChain, exact: X402Payments, db: Database, store: Arti
     name, version = usdc_domain(chain.client, chain.usdc)
     terms = ChannelTerms(network=exact.gate.network, asset=chain.usdc, token_name=name, token_version=version,
                          receiver=chain.node.address, withdraw_delay_s=extra.channel_withdraw_delay_s,
-                         max_timeout_s=extra.payment_max_timeout_s)
+                         max_timeout_s=extra.payment_max_timeout_s,
+                         min_deposit_calls=extra.channel_min_deposit_calls)
     storage = DbChannelStorage(ChannelRepo(db))
     rail = BatchSettlementRail(terms, storage, exact.gate.facilitator, chain.node, store, exact.pay_to_of,
                                exact.with_terms)
@@ -75,10 +77,6 @@ def _contracts_ready(chain: NodeChain, extra: X402Settings) -> bool:
     if not missing:
         return True
     if client.profile.test_usdc_allowed:  # the devnet: install our builds at the SDK's addresses
-        try:
-            from proofmarket.chain.channels import install_batch_settlement
-        except ImportError:  # TEMPORARY until the channel contract lands
-            return False
         install_batch_settlement(client)
         return True
     if extra.batch_settlement == "on":

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from eth_account.signers.local import LocalAccount
+from eth_utils.address import to_checksum_address
 from x402.mechanisms.evm.batch_settlement.server.channel_manager_common import ClaimOptions
 
 from proofmarket.chain.client import ChainClient
@@ -155,7 +156,7 @@ class Sweeper:
             if payee == self.receiver:  # a model paid to the node's own account: nothing to move
                 alloc["tx"] = "self"
             else:
-                alloc["tx"] = token.transfer(payee, int(alloc["amount"]), self.sender).tx_hash
+                alloc["tx"] = token.transfer(to_checksum_address(payee), int(alloc["amount"]), self.sender).tx_hash
             allocations[payee] = alloc
             self.repo.set_sweep(sweep_id, allocations=allocations)
         self.repo.set_sweep(sweep_id, status="distributed")

@@ -1,0 +1,76 @@
+"""The x402 batch-settlement channel contracts at the SDK's fixed addresses.
+
+On public chains the x402 project deploys them by CREATE2 at ``BATCH_SETTLEMENT_ADDRESS`` and the ERC-3009 deposit
+collector's address, and Multicall3 is at its canonical address. On a chain whose profile allows test contracts (the
+devnet) ``install_batch_settlement`` puts this project's builds there (``contracts/BatchSettlement.sol``,
+``ERC3009DepositCollector.sol``, ``Multicall3.sol``): each is deployed normally, then its runtime code is copied to
+the fixed address with ``anvil_setCode`` (none of them keeps constructor-set storage; the collector's one immutable,
+the channel contract's address, is part of its code). ``channel_state`` reads one channel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from eth_account.signers.local import LocalAccount
+from x402.mechanisms.evm.batch_settlement.abi import BATCH_SETTLEMENT_ABI
+from x402.mechanisms.evm.batch_settlement.constants import (
+    BATCH_SETTLEMENT_ADDRESS,
+    ERC3009_DEPOSIT_COLLECTOR_ADDRESS,
+)
+from x402.mechanisms.evm.constants import MULTICALL3_ADDRESS
+
+from proofmarket.chain.artifacts import load_artifact
+from proofmarket.chain.client import ChainClient
+from proofmarket.chain.devkeys import dev_account
+from proofmarket.core.errors import UsageError
+
+INSTALLER_INDEX = 0  # the devnet's admin account deploys the templates whose code is copied
+
+
+@dataclass(frozen=True)
+class ChannelAddresses:
+    settlement: str
+    erc3009_collector: str
+    multicall3: str
+
+
+@dataclass(frozen=True)
+class ChannelOnChain:
+    balance: int
+    total_claimed: int
+    withdraw_amount: int
+    withdraw_initiated_at: int
+    refund_nonce: int
+
+    @property
+    def available(self) -> int:
+        return self.balance - self.total_claimed
+
+
+def install_batch_settlement(client: ChainClient, deployer: LocalAccount | None = None) -> ChannelAddresses:
+    """Put the channel contract, its ERC-3009 collector and Multicall3 at the SDK's addresses (those already there
+    are left as they are). Only where the chain's profile allows test contracts."""
+    if not client.profile.test_usdc_allowed:
+        raise UsageError(f"chain {client.profile.name} is not a devnet: the x402 batch-settlement contracts are "
+                         "deployed there by the x402 project, not installed by proofmarket", chain=client.profile.name)
+    deployer = deployer or dev_account(INSTALLER_INDEX, client.chain_id)
+    for name, address, args in (("BatchSettlement", BATCH_SETTLEMENT_ADDRESS, ()),
+                                ("ERC3009DepositCollector", ERC3009_DEPOSIT_COLLECTOR_ADDRESS,
+                                 (BATCH_SETTLEMENT_ADDRESS,)),
+                                ("Multicall3", MULTICALL3_ADDRESS, ())):
+        if client.code_at(address):
+            continue
+        template, _ = client.deploy(load_artifact(name), deployer, *args)
+        client.rpc("anvil_setCode", [address, "0x" + client.code_at(template).hex()])
+    return ChannelAddresses(BATCH_SETTLEMENT_ADDRESS, ERC3009_DEPOSIT_COLLECTOR_ADDRESS, MULTICALL3_ADDRESS)
+
+
+def channel_state(client: ChainClient, channel_id: str) -> ChannelOnChain:
+    """One channel as the chain has it (balance, claimed total, pending withdrawal, refund nonce)."""
+    contract = client.contract(BATCH_SETTLEMENT_ADDRESS, BATCH_SETTLEMENT_ABI)
+    key = bytes.fromhex(channel_id.removeprefix("0x"))
+    balance, claimed = client.call(contract.functions.channels(key))
+    amount, initiated = client.call(contract.functions.pendingWithdrawals(key))
+    nonce = client.call(contract.functions.refundNonce(key))
+    return ChannelOnChain(int(balance), int(claimed), int(amount), int(initiated), int(nonce))
