@@ -16,8 +16,11 @@ Before a listing is used it is checked against the model's manifest (``check_ent
 settings hashes, instance layout, verifier code): a listing that is not this model is never sold.
 
 Reads are cached and refreshed on the registry's events: every ``poll_s`` at most, one ``eth_getLogs`` over
-the registry's new blocks drops the cached entries those events name. The paid path reads the chain
-on every call (``FRESH_S``): a deactivation or a new price applies to the very next call.
+the registry's new blocks drops the cached entries those events name (every change of an entry, registration,
+price, metadata, activation, emits one naming its model). The paid path looks at the events on every call (one
+block-number read, and one log read when blocks were mined): a deactivation or a new price applies to the very
+next call, and the entry itself (five contract reads) is read again only when an event names it, or once it is
+``FRESH_S`` old (a bound on what a reorg that removed an event could leave cached).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("proofmarket.listings")
 
-FRESH_S = 0.0  # the paid path reads the chain on every call: a deactivation or repricing applies at once
+FRESH_S = 30.0  # the paid path re-reads an entry no event named after this long
 MAX_LOG_RANGE = 5_000  # blocks per eth_getLogs (RPC providers cap the range)
 
 
@@ -96,7 +99,7 @@ class Listings:
         """The listing, from the cache unless it is older than ``max_age_s`` (None: any age; the cache drops
         an entry when the registry emits an event for it)."""
         owner = owner or self.default_owner
-        self._refresh()
+        self._refresh(force=max_age_s is not None)
         key = (model_id, owner.lower())
         with self._lock:
             cached = self._cache.get(key)
@@ -145,10 +148,11 @@ class Listings:
                        verifier=entry.spec.verifier, owner_share_bps=entry.spec.owner_share_bps,
                        pay_to=market.market.splitter_for(onchain, self.prover), prover=self.prover, error=error)
 
-    def _refresh(self) -> None:
-        """Drop the cached listings the registry's events since the last poll name (at most every poll_s)."""
+    def _refresh(self, *, force: bool = False) -> None:
+        """Drop the cached listings the registry's events since the last poll name (at most every poll_s, unless
+        ``force``: the paid path's reads)."""
         now = time.monotonic()
-        if now - self._polled_at < self.poll_s:
+        if not force and now - self._polled_at < self.poll_s:
             return
         self._polled_at = now
         try:
