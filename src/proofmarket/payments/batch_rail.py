@@ -153,9 +153,6 @@ class BatchSettlementRail:
         return None  # verify checked the voucher against the channel's balance; one call per channel at a time
 
     def settle(self, ticket: PaymentTicket, proof: ProofOutcome) -> Settlement:
-        done = self.storage.repo.charge(ticket.nonce)
-        if done is not None:  # settled before (a restart between charging and recording the call)
-            return self._settlement(ticket, proof, done.amount, done.cumulative, done.receipt, done.id)
         doc = ticket.doc
         channel_id, signed = str(doc["channel_id"]), int(doc["max_claimable"])
         used = ticket.used(proof)
@@ -176,7 +173,6 @@ class BatchSettlementRail:
             nxt.signature = str(doc["signature"])
             nxt.last_request_timestamp = _now_ms()
             nxt.pending_request = None
-            status["channel"] = nxt
             return nxt
 
         def row(channel: Channel) -> NewCharge:
@@ -187,22 +183,21 @@ class BatchSettlementRail:
                              pay_to=str(doc["pay_to"]), amount=used, cumulative=cumulative, receipt=receipt)
 
         result = self.storage.update_channel(channel_id, charge, row)
-        if result.status != "updated":
-            done = self.storage.repo.charge(ticket.nonce)
-            if done is not None:
-                return self._settlement(ticket, proof, done.amount, done.cumulative, done.receipt, done.id)
-            why = ("the call would charge more than its voucher signed" if "over" in status else
-                   "the channel's reservation for this call is gone (it expired, or the channel was refunded)")
-            raise PaymentSettlementFailed(f"{why}: nothing was charged", channel_id=channel_id)
-        stored = self.storage.repo.charge(ticket.nonce)
-        assert stored is not None
-        return self._settlement(ticket, proof, used, stored.cumulative, status["receipt"], stored.id)
+        if result.status == "updated" and result.channel is not None:
+            return self._settlement(ticket, proof, used, int(result.channel.charged_cumulative_amount),
+                                    status["receipt"], result.channel)
+        done = self.storage.repo.charge(ticket.nonce)  # settled before: a restart between charging and recording
+        if done is not None:
+            return self._settlement(ticket, proof, done.amount, done.cumulative, done.receipt)
+        why = ("the call would charge more than its voucher signed" if "over" in status else
+               "the channel's reservation for this call is gone (it expired, or the channel was refunded)")
+        raise PaymentSettlementFailed(f"{why}: nothing was charged", channel_id=channel_id)
 
     def follow(self, ticket: PaymentTicket, proof: ProofOutcome, tx_hash: str | None) -> Settlement | None:
         done = self.storage.repo.charge(ticket.nonce)
         if done is None:
             raise PaymentSettlementFailed("this channel call was never charged: nothing was charged")
-        return self._settlement(ticket, proof, done.amount, done.cumulative, done.receipt, done.id)
+        return self._settlement(ticket, proof, done.amount, done.cumulative, done.receipt)
 
     def release(self, ticket: PaymentTicket) -> None:
         def free(current: Channel | None) -> Channel | None:
@@ -471,14 +466,14 @@ class BatchSettlementRail:
                             resource_url=str(ticket.doc.get("resource", "")))
 
     def _settlement(self, ticket: PaymentTicket, proof: ProofOutcome, used: int, cumulative: int,
-                    receipt: dict[str, Any] | None, charge_id: int) -> Settlement:
-        channel = self.storage.get(str(ticket.doc["channel_id"]))
+                    receipt: dict[str, Any] | None, channel: Channel | None = None) -> Settlement:
+        channel = channel or self.storage.get(str(ticket.doc["channel_id"]))
         payment: dict[str, Any] = {
             "scheme": NAME, "network": self.terms.network, "asset": self.terms.asset, "amount": str(used),
             "ceiling": str(ticket.amount_atomic), "payer": ticket.payer, "pay_to": ticket.doc.get("pay_to"),
             "receiver": self.terms.receiver, "channel_id": ticket.doc["channel_id"],
             "charged_cumulative": str(cumulative), "max_claimable": str(ticket.doc["max_claimable"]),
-            "commitment": f"{ticket.doc['channel_id']}:{cumulative}", "charge_id": charge_id,
+            "commitment": f"{ticket.doc['channel_id']}:{cumulative}",
             "balance": channel.balance if channel is not None else "0",
             "total_claimed": channel.total_claimed if channel is not None else "0",
             "withdraw_requested_at": channel.withdraw_requested_at if channel is not None else 0,

@@ -75,6 +75,7 @@ from proofmarket.store import ArtifactStore
 log = logging.getLogger(__name__)
 
 ROUTE_TEMPLATE = "/v1/models/:model_id/infer"
+MAX_CACHED_TERMS = 1024  # offers whose 402 terms are kept (models x prices x payees x resources)
 INPUT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "description": "one inference input: EZKL form (one flat list per model input) or named tensors",
@@ -126,6 +127,7 @@ class X402Payments:
         self.resend_after_s = resend_after_s
         self._attempts: dict[str, float] = {}  # payment key -> monotonic time of its last settlement attempt
         self._also: list[Callable[[Offer], PaymentRequirements]] = []  # other schemes' terms (also_accept)
+        self._terms: dict[Offer, str] = {}  # PAYMENT-REQUIRED of an unpaid request, per offer
 
     name = "x402"
 
@@ -141,15 +143,16 @@ class X402Payments:
                 "max_timeout_seconds": self.gate.max_timeout_seconds}
 
     def verify(self, headers: Mapping[str, str], offer: Offer) -> PaymentTicket | None:
-        requirements = self.gate.requirements(offer.price_atomic, self.pay_to_of(offer))
         signature = headers.get(PAYMENT_SIGNATURE_HEADER)
-        if not signature:
+        if not signature:  # the 402 every x402 client asks for first: its terms are built once per offer
             err: PaymentError = PaymentRequired(
                 f"this call costs {offer.price_atomic} atomic USDC units: pay over x402 (exact, {self.gate.network}) "
                 f"with an authorization valid for at least {self.gate.min_validity_seconds} s",
                 price_atomic=str(offer.price_atomic), asset=self.gate.asset, network=self.gate.network,
                 min_validity_seconds=self.gate.min_validity_seconds)
-            raise self._with_terms(err, requirements, offer)
+            err.headers = {PAYMENT_REQUIRED_HEADER: self._terms_of(offer)}
+            raise err
+        requirements = self.gate.requirements(offer.price_atomic, self.pay_to_of(offer))
         try:
             verified = self.gate.verify(signature, requirements, resource_url=offer.resource)
         except PaymentError as exc:
@@ -276,12 +279,26 @@ class X402Payments:
     def also_accept(self, terms: Callable[[Offer], PaymentRequirements]) -> None:
         """Another x402 scheme this node takes (``batch-settlement``): its terms go in every 402 after exact's."""
         self._also.append(terms)
+        self._terms.clear()
 
     def with_terms(self, err: PaymentError, offer: Offer, replace: PaymentRequirements) -> PaymentError:
         """``err`` with the 402 of ``offer`` whose terms of ``replace``'s scheme are ``replace`` (a corrective 402
         carrying a channel's state)."""
         exact = self.gate.requirements(offer.price_atomic, self.pay_to_of(offer))
         return self._with_terms(err, exact, offer, replace)
+
+    def _terms_of(self, offer: Offer) -> str:
+        """PAYMENT-REQUIRED of ``offer`` for a request that carries no payment, kept per offer (an offer names the
+        model, price, payee and resource: the same offer has the same terms)."""
+        header = self._terms.get(offer)
+        if header is None:
+            requirements = self.gate.requirements(offer.price_atomic, self.pay_to_of(offer))
+            header = self._with_terms(PaymentRequired("payment required"), requirements, offer).headers[
+                PAYMENT_REQUIRED_HEADER]
+            if len(self._terms) >= MAX_CACHED_TERMS:
+                self._terms.clear()
+            self._terms[offer] = header
+        return header
 
     def _with_terms(self, err: PaymentError, requirements: Any, offer: Offer,
                     replace: PaymentRequirements | None = None) -> PaymentError:
