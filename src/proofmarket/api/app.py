@@ -20,6 +20,7 @@ from starlette.types import Scope
 from proofmarket import __version__
 from proofmarket.api.errors import handle_error
 from proofmarket.api.middleware import BodyLimit, RequestMetrics
+from proofmarket.api.ratelimit import Limiter, RateLimit
 from proofmarket.api.routers import (
     artifacts,
     channels,
@@ -71,6 +72,9 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
         app.add_exception_handler(exc_type, handle_error)
     app.add_middleware(BodyLimit, limit_for=functools.partial(_body_limit, settings))
     app.add_middleware(RequestMetrics, registry=services.registry)
+    node_rails = services.rails
+    app.add_middleware(RateLimit, limiter=Limiter(settings),
+                       payer_of=lambda h: node_rails.select(h).payer_of(h))
     origins = [o.strip() for o in (settings.cors_origins or "").split(",") if o.strip()]
     if origins:  # apps on other origins (a wallet app): what they may send and read
         from fastapi.middleware.cors import CORSMiddleware

@@ -323,6 +323,11 @@ class PaymentChannelBusy(PaymentRejected, code="payment_channel_busy", http_stat
 class PaymentSettlementFailed(PaymentError, code="payment_settlement_failed"): ...
 
 
+class RateLimited(UsageError, code="rate_limited", http_status=429):
+    """Too many requests from this client address, API key or payer in the current window: ``Retry-After`` says when
+    to try again."""
+
+
 class ChannelsUnavailable(UsageError, code="channels_unavailable", http_status=404):
     """The node does not offer x402 batch-settlement channels (payments off, or no channel contract on its chain)."""
 

@@ -73,6 +73,22 @@ class Settings(BaseSettings):
     access_key: SecretStr | None = Field(default=None,
                                          description="key of job access tokens; unset = random, in HOME/access.key")
 
+    # --- node: rate limits (api/ratelimit.py; "off" turns one off) -----------------------------------
+    rate_limit_unpaid: str = Field(default="200/10 seconds", description="per client address, on routes that are "
+                                                                         "not paid calls (catalogue, jobs, verify...)")
+    rate_limit_probe: str = Field(default="600/10 seconds", description="per client address, paid routes asked "
+                                                                        "without a payment (the 402 every client "
+                                                                        "asks for first)")
+    rate_limit_payer: str = Field(default="600/10 seconds", description="per payer (x402, by the payment's own "
+                                                                        "signature), paid routes")
+    rate_limit_key: str = Field(default="600/10 seconds", description="per API key (Authorization: Bearer pmk_...)")
+    rate_limit_storage: str | None = Field(default=None, description="a 'limits' storage URI shared by the nodes "
+                                                                     "(redis://...); unset = memory, or the Redis "
+                                                                     "of the celery queue when PROOFMARKET_QUEUE="
+                                                                     "celery")
+    trusted_proxies: str = Field(default="", description="comma-separated proxy addresses whose X-Forwarded-For "
+                                                         "names the client (unset = the socket peer is the client)")
+
     # --- node: escrow watcher (on-chain requests fulfilled by this node) ---------------------------
     escrow_watcher: Literal["auto", "on", "off"] = Field(
         default="auto", description="follow on-chain requests: auto = when a market is deployed on the chain")

@@ -1,0 +1,105 @@
+"""Rate limits: per client address on unpaid routes (the default stops a flood: 300 requests in 10 s meet 429s),
+per API key, per payer, X-Forwarded-For only from a trusted proxy, counters shared by two nodes on one Redis, and a
+limiter whose Redis is gone lets requests through."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from proofmarket.calls.redis_server import redis_server
+from proofmarket.core.errors import UsageError
+
+AppFactory = Callable[..., FastAPI]
+
+
+def hammer(client: TestClient, n: int, path: str = "/v1/models", **kwargs: Any) -> list[Any]:
+    return [client.get(path, **kwargs) for _ in range(n)]
+
+
+def test_a_flood_of_an_unpaid_route_from_one_address_meets_429s_with_the_headers(make_app: AppFactory) -> None:
+    app = make_app()
+    with TestClient(app, client=("203.0.113.7", 4000)) as flood, TestClient(app, client=("203.0.113.8", 4000)) as other:
+        answers = hammer(flood, 300)
+        limited = [a for a in answers if a.status_code == 429]
+        assert limited, "300 requests in 10 seconds from one address must meet 429s"
+        first = limited[0]
+        assert first.json()["error"]["code"] == "rate_limited"
+        assert int(first.headers["Retry-After"]) >= 1
+        assert first.headers["RateLimit-Remaining"] == "0"
+        assert first.headers["RateLimit-Limit"] == "200" and "w=10" in first.headers["RateLimit-Policy"]
+        ok = answers[0]
+        assert ok.status_code == 200 and ok.headers["RateLimit-Limit"] == "200"
+        assert int(ok.headers["RateLimit-Remaining"]) == 199
+        assert other.get("/v1/models").status_code == 200  # another address has its own counter
+        assert flood.get("/health").status_code == 200  # liveness is never limited
+
+
+def test_x_forwarded_for_counts_only_from_a_trusted_proxy(make_app: AppFactory) -> None:
+    app = make_app(rate_limit_unpaid="3/10 seconds", trusted_proxies="10.0.0.0/8")
+    with TestClient(app, client=("198.51.100.9", 1)) as direct, TestClient(app, client=("10.1.2.3", 1)) as proxy:
+        # a client choosing its own X-Forwarded-For gets nothing: it is counted by its socket address
+        spoofed = [direct.get("/v1/models", headers={"X-Forwarded-For": f"192.0.2.{i}"}).status_code
+                   for i in range(5)]
+        assert spoofed.count(429) == 2
+        # behind the trusted proxy each client is counted by the address the proxy names
+        forwarded = [proxy.get("/v1/models", headers={"X-Forwarded-For": f"192.0.2.{i}, 10.9.9.9"}).status_code
+                     for i in range(5)]
+        assert forwarded == [200] * 5
+        same = [proxy.get("/v1/models", headers={"X-Forwarded-For": "192.0.2.77"}).status_code for _ in range(5)]
+        assert same.count(429) == 2
+
+
+def test_api_keys_are_limited_per_key_not_per_address(make_app: AppFactory) -> None:
+    app = make_app(rate_limit_key="2/10 seconds", rate_limit_unpaid="100/10 seconds")
+    with TestClient(app) as client:
+        key_a = [client.get("/v1/models", headers={"Authorization": "Bearer pmk_a"}).status_code for _ in range(3)]
+        key_b = [client.get("/v1/models", headers={"X-API-Key": "pmk_b"}).status_code for _ in range(2)]
+        assert key_a == [200, 200, 429] and key_b == [200, 200]
+
+
+def test_paid_routes_count_a_payer_apart_from_its_address(make_app: AppFactory) -> None:
+    payers = iter(["0xpayer1", "0xpayer1", "0xpayer1", "0xpayer2"])
+    app = make_app(rate_limit_payer="2/10 seconds", rate_limit_probe="1/10 seconds")
+    app.state.services.rails.select = lambda headers: _Payer(next(payers))  # type: ignore[method-assign]
+    with TestClient(app) as client:
+        paid = [client.post("/v1/models/m/infer", json={}, headers={"PAYMENT-SIGNATURE": "x"}).status_code
+                for _ in range(4)]
+        assert paid[2] == 429 and paid[3] != 429  # payer 1's third call; payer 2 has its own counter
+    app2 = make_app(rate_limit_probe="1/10 seconds")
+    with TestClient(app2) as client:
+        probes = [client.post("/v1/models/m/infer", json={}).status_code for _ in range(2)]
+        assert probes[1] == 429  # without a payment a paid route counts the address
+
+
+class _Payer:
+    def __init__(self, payer: str) -> None:
+        self.payer = payer
+
+    def payer_of(self, headers: Any) -> str:
+        return self.payer
+
+
+def test_two_nodes_on_one_redis_share_their_counters(make_app: AppFactory) -> None:
+    with redis_server() as redis:
+        if redis is None:
+            pytest.skip("redis-server is not installed")
+        apps = [make_app(rate_limit_unpaid="4/10 seconds", rate_limit_storage=redis.url) for _ in range(2)]
+        with TestClient(apps[0]) as a, TestClient(apps[1]) as b:
+            codes = [(a if i % 2 else b).get("/v1/models").status_code for i in range(6)]
+        assert codes == [200, 200, 200, 200, 429, 429]
+
+
+def test_a_limiter_whose_redis_is_gone_lets_requests_through(make_app: AppFactory) -> None:
+    app = make_app(rate_limit_unpaid="1/10 seconds", rate_limit_storage="redis://127.0.0.1:1/0")
+    with TestClient(app) as client:
+        assert [client.get("/v1/models").status_code for _ in range(3)] == [200, 200, 200]
+
+
+def test_a_bad_rate_is_refused_with_the_setting_named(make_app: AppFactory) -> None:
+    with pytest.raises(UsageError, match="PROOFMARKET_RATE_LIMIT_UNPAID"):
+        make_app(rate_limit_unpaid="lots")
