@@ -25,6 +25,7 @@ from proofmarket.api.routers import (
     artifacts,
     channels,
     court,
+    credits,
     dashboard,
     earnings,
     generate,
@@ -64,7 +65,8 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
     app.state.services = services
     for router in (models.router, infer.router, generate.router, jobs.router, jobs.calls_router, proofs.router,
                    verify.router,
-                   artifacts.router, requests.router, court.router, earnings.router, channels.router, meta.router,
+                   artifacts.router, requests.router, court.router, earnings.router, channels.router, credits.router,
+                   meta.router,
                    dashboard.router,
                    webapp.router):
         app.include_router(router)

@@ -92,6 +92,14 @@ class JsonTooDeep(UsageError, code="json_too_deep"):
 
 class JsonTooLarge(UsageError, code="json_too_large", http_status=413): ...
 class Unauthorized(UsageError, code="unauthorized", http_status=401, headers={"WWW-Authenticate": "Bearer"}): ...
+class ApiKeyInvalid(Unauthorized, code="api_key_invalid"):
+    """The API key is unknown, revoked or expired."""
+
+
+class ApiKeyOutOfScope(UsageError, code="api_key_out_of_scope", http_status=403):
+    """The API key may not call this model (its scope names others)."""
+
+
 class BodyTooLarge(UsageError, code="body_too_large", http_status=413): ...
 class RouteNotFound(UsageError, code="not_found", http_status=404): ...
 class MethodNotAllowed(UsageError, code="method_not_allowed", http_status=405): ...
@@ -316,6 +324,10 @@ class PaymentChannelRejected(PaymentRejected, code="payment_channel_rejected"):
     balance, a bad signature, a config for another receiver...), also sent as the PAYMENT-REQUIRED ``error``."""
 
 
+class ApiKeyCapReached(PaymentRejected, code="api_key_cap_reached"):
+    """The API key's spend cap does not cover this call (make a new key, or one with a higher cap)."""
+
+
 class PaymentChannelBusy(PaymentRejected, code="payment_channel_busy", http_status=409):
     """The channel has a call in flight: one call at a time per channel (send the next voucher after the answer)."""
 
@@ -326,6 +338,10 @@ class PaymentSettlementFailed(PaymentError, code="payment_settlement_failed"): .
 class RateLimited(UsageError, code="rate_limited", http_status=429):
     """Too many requests from this client address, API key or payer in the current window: ``Retry-After`` says when
     to try again."""
+
+
+class CreditsUnavailable(UsageError, code="credits_unavailable", http_status=404):
+    """The node sells no API keys or credits (payments are off)."""
 
 
 class ChannelsUnavailable(UsageError, code="channels_unavailable", http_status=404):

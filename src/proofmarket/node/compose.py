@@ -123,7 +123,11 @@ def _payments(settings: Settings, ws: Workspace, model_repo: ModelRepo, db: Data
     from proofmarket.payments.batch_build import build_batch
 
     batch = build_batch(chain, exact, db, ws.store, extra, _release_split(listings) if listings else None)
-    return exact, [batch] if batch is not None else []
+    from proofmarket.db.credits_repo import CreditsRepo
+    from proofmarket.payments.credits_rail import CreditsRail
+
+    credits = CreditsRail(CreditsRepo(db), chain.node, exact.gate.network, chain)
+    return exact, [credits, *([batch] if batch is not None else [])]
 
 
 def _release_split(listings: Listings) -> Callable[[str], None]:

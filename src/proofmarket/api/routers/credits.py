@@ -1,0 +1,163 @@
+"""/v1/keys and /v1/credits: API keys and prepaid credits (the ``credits`` rail, ``payments/credits_rail.py``).
+
+    POST   /v1/keys                  a new key for the wallet that signs the request (purpose ``api-key-<sha256 of
+                                     the body, first 16 hex>``: the signature binds the scope, cap and expiry);
+                                     body {models?, cap_atomic?, expires_in_s?}; the key is in this answer only
+    GET    /v1/keys                  the wallet's keys (signed, purpose ``api-keys``; never their secrets)
+    DELETE /v1/keys/{id}             revoke (signed, purpose ``api-key-revoke-<id>``)
+    GET    /v1/credits               the balance and ledger of the wallet that signed (purpose ``credits``), or of
+                                     the key's wallet (``Authorization: Bearer pmk_...``)
+    POST   /v1/credits/buy?amount=N  credits for one x402 ``exact`` payment of N atomic USDC to the node's account
+                                     (402 with the terms first); the payer's wallet is credited
+    POST   /v1/credits/deposit       {tx_hash}: a USDC transfer to the node's account, credited to its sender once
+    POST   /v1/credits/refund        the wallet's unspent credits (not held by unsettled calls) back on chain
+                                     (signed, purpose ``credits-refund``)
+Addresses sign as for history reads (``X-Address``, ``X-Address-Time``, ``X-Address-Nonce``,
+``X-Address-Signature``: ``proofmarket-{purpose}:{address}:{node}:{time}:{nonce}``, EIP-191). 404
+``credits_unavailable`` when the node takes no payments.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from proofmarket.api.deps import ServicesDep, base_url
+from proofmarket.api.signed import signed_address
+from proofmarket.core.errors import CreditsUnavailable, PaymentRequired, PaymentSettlementPending, UsageError
+from proofmarket.node.services import NodeServices
+from proofmarket.payments.credits_rail import CreditsRail, api_key_of
+from proofmarket.payments.headers import PAYMENT_REQUIRED_HEADER, PAYMENT_SIGNATURE_HEADER
+from proofmarket.payments.x402_rail import X402Payments
+
+router = APIRouter(tags=["credits"])
+MAX_BUY_ATOMIC = 10_000 * 10**6  # 10,000 USDC in one purchase
+MAX_SCOPE = 100
+
+
+def _rail(services: NodeServices) -> CreditsRail:
+    for rail in services.rails.all():
+        if isinstance(rail, CreditsRail):
+            return rail
+    raise CreditsUnavailable("this node sells no API keys or credits (payments are off)")
+
+
+def body_purpose(body: dict[str, Any]) -> str:
+    """The purpose a key request is signed for: it binds the request's scope, cap and expiry."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return "api-key-" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+@router.post("/v1/keys", operation_id="create_api_key", status_code=201,
+             responses={401: {"description": "unauthorized (no or bad address signature)"}})
+async def create_key(request: Request, services: ServicesDep,
+                     body: Annotated[dict[str, Any], Body(description="{models?, cap_atomic?, expires_in_s?}")]
+                     ) -> dict[str, Any]:
+    """A new API key for the signing wallet: its secret is shown in this answer only."""
+    rail = _rail(services)
+    wallet = signed_address(request, body_purpose(body))
+    models = body.get("models")
+    if models is not None and (not isinstance(models, list) or not 0 < len(models) <= MAX_SCOPE
+                               or not all(isinstance(m, str) and 0 < len(m) <= 128 for m in models)):
+        raise UsageError(f"models must be a list of 1 to {MAX_SCOPE} model ids")
+    cap = body.get("cap_atomic")
+    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int | str) or not str(cap).isdigit()):
+        raise UsageError("cap_atomic must be a whole number of atomic USDC units")
+    expires = body.get("expires_in_s")
+    if expires is not None and (isinstance(expires, bool) or not isinstance(expires, int) or expires <= 0):
+        raise UsageError("expires_in_s must be a positive number of seconds")
+    until = datetime.now(UTC) + timedelta(seconds=expires) if expires else None
+    secret, row = await run_in_threadpool(rail.new_key, wallet, models=models,
+                                          cap_atomic=int(cap) if cap is not None else None, expires_at=until)
+    return {"key": secret, **row.view(), "note": "the key is shown once: keep it; the node keeps only its hash"}
+
+
+@router.get("/v1/keys", operation_id="list_api_keys")
+async def list_keys(request: Request, services: ServicesDep) -> dict[str, Any]:
+    """The signing wallet's keys (never their secrets)."""
+    rail = _rail(services)
+    wallet = signed_address(request, "api-keys")
+    return {"wallet": wallet, "keys": [k.view() for k in await run_in_threadpool(rail.repo.keys_of, wallet)]}
+
+
+@router.delete("/v1/keys/{key_id}", operation_id="revoke_api_key")
+async def revoke_key(key_id: str, request: Request, services: ServicesDep) -> dict[str, Any]:
+    """Revoke one of the signing wallet's keys: it is refused from the next request on."""
+    rail = _rail(services)
+    wallet = signed_address(request, f"api-key-revoke-{key_id}")
+    if not await run_in_threadpool(rail.repo.revoke, key_id, wallet):
+        raise UsageError(f"the wallet has no live key {key_id}", key_id=key_id)
+    return {"id": key_id, "revoked": True}
+
+
+@router.get("/v1/credits", operation_id="get_credits")
+async def credits(request: Request, services: ServicesDep) -> dict[str, Any]:
+    """A wallet's balance and ledger: signed by the wallet, or asked with one of its API keys."""
+    rail = _rail(services)
+    wallet = (await run_in_threadpool(rail.key, request.headers)).wallet if api_key_of(request.headers) \
+        else signed_address(request, "credits")
+    balance = await run_in_threadpool(rail.repo.balance, wallet)
+    held = await run_in_threadpool(services.jobs.jobs.held_by, wallet)
+    entries = await run_in_threadpool(rail.repo.entries, wallet, 200)
+    return {"wallet": wallet, "balance": str(balance), "held": str(held), "ledger": [e.view() for e in entries]}
+
+
+@router.post("/v1/credits/buy", operation_id="buy_credits",
+             responses={402: {"description": "the x402 terms of the purchase, or a refused payment"}})
+async def buy(request: Request, services: ServicesDep,
+              amount: Annotated[int, Query(gt=0, le=MAX_BUY_ATOMIC, description="atomic USDC to buy")]
+              ) -> dict[str, Any]:
+    """Credits for one x402 payment (exact, USDC to the node's account): the payer's wallet is credited."""
+    rail = _rail(services)
+    exact = services.payments
+    if not isinstance(exact, X402Payments):
+        raise CreditsUnavailable("this node takes no x402 payments")
+    resource = f"{base_url(request, services.settings)}/v1/credits/buy?amount={amount}"
+    requirements = exact.gate.requirements(amount, rail.node.address)
+    header = request.headers.get(PAYMENT_SIGNATURE_HEADER)
+    if not header:
+        err = PaymentRequired(f"{amount} atomic USDC of credits: pay over x402 (exact)", amount=str(amount))
+        err.headers = {PAYMENT_REQUIRED_HEADER: exact.gate.payment_required_header(
+            requirements, resource, description=f"{amount} atomic USDC of proofmarket credits")}
+        raise err
+    verified = await run_in_threadpool(exact.gate.verify, header, requirements, resource)
+    try:
+        settled = await exact.gate.settle_async(verified)
+    except PaymentSettlementPending:
+        raise  # sent: the transfer may still land (the purchase is not credited then: the node's log names it)
+    except BaseException:
+        exact.gate.release(verified)
+        raise
+    entry, _ = await run_in_threadpool(rail.repo.add, verified.payer, "purchase", amount, f"x402:{verified.key}")
+    balance = await run_in_threadpool(rail.repo.balance, verified.payer)
+    return {"wallet": verified.payer.lower(), "credited": str(amount), "balance": str(balance),
+            "transaction": settled.tx_hash, "ledger_entry": entry.id}
+
+
+@router.post("/v1/credits/deposit", operation_id="deposit_credits")
+async def deposit(services: ServicesDep, body: Annotated[dict[str, Any], Body(description="{tx_hash}")]
+                  ) -> dict[str, Any]:
+    """Credit a USDC transfer to the node's account to its sender (each transfer once)."""
+    rail = _rail(services)
+    tx_hash = body.get("tx_hash")
+    if not isinstance(tx_hash, str) or len(tx_hash) != 66 or not tx_hash.startswith("0x"):
+        raise UsageError("tx_hash must be a 0x-prefixed 32-byte transaction hash")
+    credited = await run_in_threadpool(rail.deposit, tx_hash)
+    return {"credited": [{"wallet": w, "amount": str(a), "new": n} for w, a, n in credited]}
+
+
+@router.post("/v1/credits/refund", operation_id="refund_credits")
+async def refund(request: Request, services: ServicesDep) -> JSONResponse:
+    """The signing wallet's unspent credits back on chain (what its unsettled calls hold stays)."""
+    rail = _rail(services)
+    wallet = signed_address(request, "credits-refund")
+    held = await run_in_threadpool(services.jobs.jobs.held_by, wallet)
+    amount, tx = await run_in_threadpool(rail.refund, wallet, held)
+    return JSONResponse({"wallet": wallet, "refunded": str(amount), "transaction": tx,
+                         "balance": str(await run_in_threadpool(rail.repo.balance, wallet))})

@@ -1,0 +1,201 @@
+"""The ``credits`` rail: API keys drawing on prepaid credits, for callers who do not sign per call.
+
+    a key       made by its wallet's signature (``POST /v1/keys``), shown once, stored as a sha256; scoped to model ids
+                (none: any), with a spend cap and an expiry; revoked by the same wallet. ``Authorization: Bearer
+                pmk_...`` (or ``X-API-Key``) selects this rail
+    credits     a wallet's balance is the sum of its ledger (``credit_ledger``: purchases with one x402 payment,
+                deposits of USDC on chain, draws, refunds; each entry once per reference)
+    verify      the key is known, live and in scope, and its cap covers the call's ceiling -> a ticket (401
+                ``api_key_invalid``, 403 ``api_key_out_of_scope``, 402 ``api_key_cap_reached``)
+    cover       the wallet's balance, minus what its other unsettled calls hold, covers the ceiling (402
+                ``payment_insufficient_funds``)
+    settle      draws ``ticket.used(outcome)`` once per call (a generation: the tokens produced) with a node receipt
+    release     nothing was drawn
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from eth_utils.address import to_checksum_address
+from web3.logs import DISCARD
+
+from proofmarket.chain.contracts import UsdcToken
+from proofmarket.core.errors import (
+    ApiKeyCapReached,
+    ApiKeyInvalid,
+    ApiKeyOutOfScope,
+    PaymentInsufficientFunds,
+    PaymentSettlementFailed,
+    UsageError,
+)
+from proofmarket.db.credits_repo import CreditsRepo
+from proofmarket.db.credits_tables import ApiKeyRow
+from proofmarket.payments.port import Offer
+from proofmarket.payments.tickets import PaymentTicket, ProofOutcome, Settlement
+from proofmarket.payments.x402_rail import NodeChain
+from proofmarket.systems.receipts import sign_receipt
+
+NAME = "credits"
+PREFIX = "pmk_"
+
+
+def key_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def api_key_of(headers: Mapping[str, str]) -> str | None:
+    """The API key a request carries (``Authorization: Bearer pmk_...`` or ``X-API-Key: pmk_...``)."""
+    direct = headers.get("X-API-Key") or headers.get("x-api-key")
+    if direct and direct.strip().startswith(PREFIX):
+        return direct.strip()
+    scheme, _, token = (headers.get("Authorization") or headers.get("authorization") or "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token.startswith(PREFIX) else None
+
+
+class CreditsRail:
+    name = NAME
+
+    def __init__(self, repo: CreditsRepo, node: LocalAccount, network: str, chain: NodeChain | None = None) -> None:
+        self.repo, self.node, self.network, self.chain = repo, node, network, chain
+
+    # --- buying and refunding (on chain) ---------------------------------------------------------
+    def deposit(self, tx_hash: str) -> list[tuple[str, int, bool]]:
+        """Credit the USDC transfers to the node's account in ``tx_hash`` (each once, once deep enough):
+        [(wallet, amount, new)]."""
+        chain = self._chain()
+        client = chain.client
+        try:
+            receipt = client.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+        except Exception as exc:
+            raise UsageError(f"no mined transaction {tx_hash} on this node's chain", tx_hash=tx_hash) from exc
+        depth = client.block_number() - int(receipt["blockNumber"])
+        if depth < client.profile.confirmations:
+            raise UsageError(f"the transaction is {depth} blocks deep; credits count after "
+                             f"{client.profile.confirmations}: try again shortly", tx_hash=tx_hash)
+        token = UsdcToken(client, chain.usdc).contract
+        credited = []
+        for event in token.events.Transfer().process_receipt(receipt, errors=DISCARD):
+            if str(event["address"]).lower() != chain.usdc.lower():
+                continue
+            if str(event["args"]["to"]).lower() != self.node.address.lower():
+                continue
+            wallet, amount = str(event["args"]["from"]).lower(), int(event["args"]["value"])
+            _, new = self.repo.add(wallet, "deposit", amount, f"deposit:{tx_hash.lower()}:{event['logIndex']}")
+            credited.append((wallet, amount, new))
+        if not credited:
+            raise UsageError(f"the transaction sends no USDC to this node's account {self.node.address}",
+                             tx_hash=tx_hash)
+        return credited
+
+    def refund(self, wallet: str, held_atomic: int) -> tuple[int, str]:
+        """Send the wallet's unspent, unheld credits back on chain: (amount, transaction)."""
+        chain = self._chain()
+        amount = self.repo.balance(wallet) - held_atomic
+        if amount <= 0:
+            raise UsageError("there are no credits to refund (what remains is held by calls not settled yet)",
+                             wallet=wallet)
+        ref = f"refund:{wallet.lower()}:{secrets.token_hex(8)}"
+        self.repo.add(wallet, "refund", amount, ref)  # taken first: a failed transfer is put back below
+        try:
+            tx = UsdcToken(chain.client, chain.usdc).transfer(to_checksum_address(wallet), amount, self.node).tx_hash
+        except Exception:
+            self.repo.add(wallet, "deposit", amount, ref + ":undone")
+            raise
+        return amount, tx
+
+    def _chain(self) -> NodeChain:
+        if self.chain is None:
+            raise UsageError("this node takes no payments on chain")
+        return self.chain
+
+    # --- keys ------------------------------------------------------------------------------------
+    def new_key(self, wallet: str, *, models: list[str] | None = None, cap_atomic: int | None = None,
+                expires_at: datetime | None = None) -> tuple[str, ApiKeyRow]:
+        """A new key for ``wallet``: (the secret, shown once; its row, which keeps only a hash)."""
+        secret = PREFIX + secrets.token_urlsafe(32)
+        row = self.repo.add_key("k_" + secrets.token_hex(8), wallet, key_hash(secret), models, cap_atomic,
+                                expires_at)
+        return secret, row
+
+    def key(self, headers: Mapping[str, str]) -> ApiKeyRow:
+        secret = api_key_of(headers)
+        row = self.repo.key_by_hash(key_hash(secret)) if secret else None
+        if row is None:
+            raise ApiKeyInvalid("this API key is not known to this node")
+        if row.revoked_at is not None:
+            raise ApiKeyInvalid("this API key was revoked by its wallet", key_id=row.id)
+        if row.expires_at is not None and row.expires_at <= datetime.now(UTC):
+            raise ApiKeyInvalid("this API key has expired", key_id=row.id)
+        return row
+
+    # --- the port --------------------------------------------------------------------------------
+    def accepts(self, headers: Mapping[str, str]) -> bool:
+        return api_key_of(headers) is not None
+
+    def payer_of(self, headers: Mapping[str, str]) -> str | None:
+        secret = api_key_of(headers)
+        row = self.repo.key_by_hash(key_hash(secret)) if secret else None
+        return row.wallet if row is not None else None
+
+    def describe(self) -> dict[str, Any]:
+        return {"x402": False, "scheme": NAME, "header": "Authorization: Bearer pmk_...", "keys": "/v1/keys",
+                "credits": "/v1/credits"}
+
+    def verify(self, headers: Mapping[str, str], offer: Offer) -> PaymentTicket | None:
+        row = self.key(headers)
+        if row.models and offer.model_id not in row.models:
+            raise ApiKeyOutOfScope(f"this API key may call {', '.join(row.models)}, not {offer.model_id}",
+                                   key_id=row.id, model_id=offer.model_id)
+        if row.cap_atomic is not None and row.spent_atomic + offer.price_atomic > row.cap_atomic:
+            raise ApiKeyCapReached(f"this API key has spent {row.spent_atomic} of its cap {row.cap_atomic}: this "
+                                   f"call may cost {offer.price_atomic}", key_id=row.id)
+        return PaymentTicket(nonce=f"credits:{row.id}:{secrets.token_hex(12)}", amount_atomic=offer.price_atomic,
+                             payer=row.wallet, per_1k_tokens=offer.per_1k_tokens,
+                             doc={"key_id": row.id, "model_id": offer.model_id, "resource": offer.resource})
+
+    def cover(self, ticket: PaymentTicket, held_atomic: int) -> None:
+        assert ticket.payer is not None
+        balance = self.repo.balance(ticket.payer)
+        if balance - held_atomic < ticket.amount_atomic:
+            raise PaymentInsufficientFunds(
+                f"the wallet's credits ({balance}, {held_atomic} held by its other calls) do not cover this call "
+                f"({ticket.amount_atomic}): buy credits at POST /v1/credits/buy", balance=str(balance),
+                held=str(held_atomic), price=str(ticket.amount_atomic))
+
+    def settle(self, ticket: PaymentTicket, proof: ProofOutcome) -> Settlement:
+        assert ticket.payer is not None
+        used = ticket.used(proof)
+        entry, _ = self.repo.add(ticket.payer, "draw", used, ticket.nonce, key_id=str(ticket.doc.get("key_id")),
+                                 model_id=proof.model_id, job_id=proof.job_id)
+        return self._settlement(ticket, proof, entry.id, entry.amount)
+
+    def follow(self, ticket: PaymentTicket, proof: ProofOutcome, tx_hash: str | None) -> Settlement | None:
+        entry = self.repo.entry(ticket.nonce)
+        if entry is None:
+            raise PaymentSettlementFailed("this call never drew its credits: nothing was charged")
+        return self._settlement(ticket, proof, entry.id, entry.amount)
+
+    def release(self, ticket: PaymentTicket) -> None:
+        return None  # nothing is drawn before settle
+
+    def answer_headers(self, settlement: Settlement) -> dict[str, str]:
+        payment = settlement.payment or {}
+        return {"X-Credits-Balance": str(payment["balance"])} if payment.get("scheme") == NAME else {}
+
+    def _settlement(self, ticket: PaymentTicket, proof: ProofOutcome, entry_id: int, amount: int) -> Settlement:
+        assert ticket.payer is not None
+        receipt = sign_receipt(self.node, model_id=proof.model_id, input_commitment=proof.input_commitment,
+                               output_hash=proof.output_hash, bundle_cid=proof.bundle_cid, network=self.network,
+                               transaction=f"credits:{entry_id}", payer=ticket.payer, amount=amount,
+                               resource_url=str(ticket.doc.get("resource", "")))
+        payment = {"scheme": NAME, "network": self.network, "amount": str(amount),
+                   "ceiling": str(ticket.amount_atomic), "payer": ticket.payer, "key_id": ticket.doc.get("key_id"),
+                   "ledger_entry": entry_id, "balance": str(self.repo.balance(ticket.payer))}
+        return Settlement(payment=payment, receipt=receipt)

@@ -1,0 +1,156 @@
+"""API keys and prepaid credits on a paid devnet node: keys made by a wallet signature (shown once, stored hashed,
+scoped, capped, revocable), credits bought with one x402 payment (the SDK's exact client) or a USDC transfer, drawn per
+call once, refunded on chain; and a ledger that reconciles with the chain after concurrent calls."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from conftest import serve_node
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils.crypto import keccak
+from x402 import x402ClientSync
+from x402.http.clients import x402_requests
+from x402.mechanisms.evm import EthAccountSigner
+from x402.mechanisms.evm.exact import register_exact_evm_client
+from x402_helpers import Chain, Served, mlp_input
+
+from proofmarket.api.routers.credits import body_purpose
+from proofmarket.chain import dev_account
+from proofmarket.chain.devkeys import DEVNET_CHAIN_ID
+from proofmarket.core.address_signature import sign_headers
+
+PRICE = 3_000
+
+
+@pytest.fixture(scope="module")
+def node(home: Path, chain: Chain, mlp_id: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    with serve_node(home, tmp_path_factory.mktemp("credits-db") / "node.db", chain, mlp_id, PRICE) as served:
+        yield served
+
+
+def fresh(chain: Chain, tag: str) -> LocalAccount:
+    """A wallet of its own (never one of the node's dev accounts), with USDC and gas."""
+    account: LocalAccount = Account.from_key(keccak(text=f"credits-{tag}"))
+    chain.usdc.mint(account.address, 1_000 * PRICE, dev_account(0, DEVNET_CHAIN_ID))
+    chain.client.rpc("anvil_setBalance", [account.address, hex(10**18)])
+    return account
+
+
+def node_signer(node: Served) -> str:
+    return str(requests.get(f"{node.url}/.well-known/ai-service.json", timeout=30).json()["address_signature"]["node"])
+
+
+def new_key(node: Served, wallet: LocalAccount, **body: Any) -> dict[str, Any]:
+    headers = sign_headers(wallet, node_signer(node), body_purpose(body))
+    answer = requests.post(f"{node.url}/v1/keys", json=body, headers=headers, timeout=30)
+    assert answer.status_code == 201, answer.text
+    return dict(answer.json())
+
+
+def buy(node: Served, chain: Chain, wallet: LocalAccount, amount: int) -> dict[str, Any]:
+    client = x402ClientSync()
+    register_exact_evm_client(client, EthAccountSigner(wallet), networks=chain.network)
+    client.set_spend_controls({"allowed_assets": [{"network": chain.network, "asset": chain.usdc.address}]})
+    answer = x402_requests(client).post(f"{node.url}/v1/credits/buy", params={"amount": amount}, timeout=120)
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+def infer(node: Served, mlp_id: str, key: str) -> requests.Response:
+    return requests.post(f"{node.url}/v1/models/{mlp_id}/infer", json=mlp_input(), timeout=120,
+                         headers={"Authorization": f"Bearer {key}"})
+
+
+def test_a_key_is_shown_once_stored_hashed_and_draws_credits_bought_with_x402(node: Served, chain: Chain,
+                                                                              mlp_id: str) -> None:
+    wallet = fresh(chain, "shown-once")
+    made = new_key(node, wallet)
+    secret = made["key"]
+    assert secret.startswith("pmk_") and made["wallet"] == wallet.address.lower()
+    listed = requests.get(f"{node.url}/v1/keys", headers=sign_headers(wallet, node_signer(node), "api-keys"),
+                          timeout=30).json()
+    assert secret not in str(listed) and listed["keys"][0]["id"] == made["id"]
+    services = node.app.state.services  # type: ignore[attr-defined]
+    credits = next(r for r in services.rails.all() if r.name == "credits")
+    stored = credits.repo.keys_of(wallet.address)[0]
+    assert stored.key_hash == hashlib.sha256(secret.encode()).hexdigest()
+
+    broke = infer(node, mlp_id, secret)
+    assert broke.status_code == 402 and broke.json()["error"]["code"] == "payment_insufficient_funds"
+    before = chain.balances(wallet.address)[0]
+    bought = buy(node, chain, wallet, 10 * PRICE)
+    assert int(bought["balance"]) == 10 * PRICE and chain.balances(wallet.address)[0] == before - 10 * PRICE
+
+    answers = [infer(node, mlp_id, secret) for _ in range(3)]
+    assert [a.status_code for a in answers] == [200] * 3, answers[-1].text
+    payment = answers[-1].json()["payment"]
+    assert payment["scheme"] == "credits" and payment["amount"] == str(PRICE)
+    assert int(answers[-1].headers["X-Credits-Balance"]) == 7 * PRICE
+    ledger = requests.get(f"{node.url}/v1/credits", headers={"Authorization": f"Bearer {secret}"}, timeout=30).json()
+    assert ledger["balance"] == str(7 * PRICE) and [e["kind"] for e in ledger["ledger"]].count("draw") == 3
+
+
+def test_bad_revoked_out_of_scope_and_capped_keys_are_refused(node: Served, chain: Chain, mlp_id: str) -> None:
+    wallet = fresh(chain, "refused")
+    buy(node, chain, wallet, 10 * PRICE)
+    assert infer(node, mlp_id, "pmk_unknown").json()["error"]["code"] == "api_key_invalid"
+    assert infer(node, mlp_id, "pmk_unknown").status_code == 401
+    scoped = new_key(node, wallet, models=["bafkreiother"])
+    refused = infer(node, mlp_id, scoped["key"])
+    assert (refused.status_code, refused.json()["error"]["code"]) == (403, "api_key_out_of_scope")
+    capped = new_key(node, wallet, cap_atomic=PRICE)
+    assert infer(node, mlp_id, capped["key"]).status_code == 200
+    over = infer(node, mlp_id, capped["key"])
+    assert (over.status_code, over.json()["error"]["code"]) == (402, "api_key_cap_reached")
+    live = new_key(node, wallet)
+    revoke = requests.delete(f"{node.url}/v1/keys/{live['id']}", timeout=30,
+                             headers=sign_headers(wallet, node_signer(node), f"api-key-revoke-{live['id']}"))
+    assert revoke.status_code == 200
+    assert infer(node, mlp_id, live["key"]).status_code == 401
+    other = fresh(chain, "other")  # a signature binds the body: another scope needs another signature
+    headers = sign_headers(other, node_signer(node), body_purpose({"models": ["a"]}))
+    assert requests.post(f"{node.url}/v1/keys", json={"models": ["b"]}, headers=headers, timeout=30).status_code == 401
+
+
+def test_a_deposit_is_credited_once_and_a_refund_goes_back_on_chain(node: Served, chain: Chain) -> None:
+    wallet = fresh(chain, "deposit")
+    services = node.app.state.services  # type: ignore[attr-defined]
+    node_account = next(r for r in services.rails.all() if r.name == "credits").node.address
+    tx = chain.usdc.transfer(node_account, 5 * PRICE, wallet).tx_hash
+    first = requests.post(f"{node.url}/v1/credits/deposit", json={"tx_hash": tx}, timeout=30).json()
+    again = requests.post(f"{node.url}/v1/credits/deposit", json={"tx_hash": tx}, timeout=30).json()
+    assert first["credited"] == [{"wallet": wallet.address.lower(), "amount": str(5 * PRICE), "new": True}]
+    assert again["credited"][0]["new"] is False
+    before = chain.balances(wallet.address)[0]
+    refund = requests.post(f"{node.url}/v1/credits/refund", timeout=60,
+                           headers=sign_headers(wallet, node_signer(node), "credits-refund"))
+    assert refund.status_code == 200, refund.text
+    assert refund.json()["balance"] == "0" and chain.balances(wallet.address)[0] - before == 5 * PRICE
+
+
+def test_the_ledger_reconciles_with_the_chain_after_concurrent_calls(node: Served, chain: Chain,
+                                                                     mlp_id: str) -> None:
+    wallets = [fresh(chain, f"load-{i}") for i in range(2)]
+    services = node.app.state.services  # type: ignore[attr-defined]
+    repo = next(r for r in services.rails.all() if r.name == "credits").repo
+    bought = {w.address.lower(): int(buy(node, chain, w, 30 * PRICE)["credited"]) for w in wallets}
+    keys = [new_key(node, w)["key"] for w in wallets for _ in range(5)]  # ten keys on two wallets
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        codes = list(pool.map(lambda k: [infer(node, mlp_id, k).status_code for _ in range(4)], keys))
+    ok = sum(c.count(200) for c in codes)
+    assert ok == 40
+    for wallet in bought:
+        entries = repo.entries(wallet)
+        draws = sum(e.amount for e in entries if e.kind == "draw")
+        purchases = sum(e.amount for e in entries if e.kind == "purchase")
+        assert purchases == bought[wallet]  # what the chain moved (each purchase one settled x402 payment)
+        assert purchases == draws + repo.balance(wallet)
+        assert draws == 20 * PRICE and len({e.ref for e in entries}) == len(entries)
