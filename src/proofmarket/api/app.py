@@ -33,6 +33,7 @@ from proofmarket.api.routers import (
     jobs,
     meta,
     models,
+    openai_compat,
     proofs,
     requests,
     verify,
@@ -66,7 +67,7 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
     for router in (models.router, infer.router, generate.router, jobs.router, jobs.calls_router, proofs.router,
                    verify.router,
                    artifacts.router, requests.router, court.router, earnings.router, channels.router, credits.router,
-                   meta.router,
+                   openai_compat.router, meta.router,
                    dashboard.router,
                    webapp.router):
         app.include_router(router)

@@ -41,8 +41,22 @@ def as_error(exc: BaseException) -> ProofMarketError:
     return InternalError("internal error: the node could not answer this request")
 
 
-def error_response(err: ProofMarketError) -> JSONResponse:
-    body = {"error": {"code": err.code, "message": err.message, "details": _jsonable(err.details)}}
+OPENAI_PREFIX = "/openai/"
+OPENAI_TYPES = {401: "authentication_error", 402: "insufficient_quota", 403: "permission_error",
+                404: "not_found_error", 429: "rate_limit_error"}
+
+
+def error_response(err: ProofMarketError, *, openai: bool = False) -> JSONResponse:
+    """The one error shape, ``{"error": {code, message, details}}``; under /openai/ OpenAI's, ``{"error": {message,
+    type, param, code}}`` (the stable code as ``code``)."""
+    body: dict[str, Any]
+    if openai:
+        kind = OPENAI_TYPES.get(err.http_status, "api_error" if err.http_status >= 500 else "invalid_request_error")
+        param = err.details.get("param")
+        body = {"error": {"message": err.message, "type": kind, "param": param if isinstance(param, str) else None,
+                          "code": err.code}}
+    else:
+        body = {"error": {"code": err.code, "message": err.message, "details": _jsonable(err.details)}}
     return JSONResponse(body, status_code=err.http_status, headers=dict(err.headers) or None)
 
 
@@ -51,7 +65,7 @@ async def handle_error(request: Request, exc: Exception) -> JSONResponse:
     if err.http_status >= 500:
         log.error("%s %s -> %s: %s", request.method, request.url.path, err.code, err.message,
                   exc_info=exc if isinstance(err, InternalError) else None)
-    return error_response(err)
+    return error_response(err, openai=request.url.path.startswith(OPENAI_PREFIX))
 
 
 MAX_PUBLIC_MESSAGE = 300

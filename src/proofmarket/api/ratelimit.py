@@ -34,7 +34,7 @@ from limits import RateLimitItem, parse, storage, strategies
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from proofmarket.api.errors import error_response
+from proofmarket.api.errors import OPENAI_PREFIX, error_response
 from proofmarket.core.errors import RateLimited, UsageError
 from proofmarket.core.settings import Settings
 
@@ -131,7 +131,7 @@ class RateLimit:
             err = RateLimited(f"too many requests ({self.limiter.policies[policy].item}, {policy} limit): try again "
                               f"in {limit_headers.get('Retry-After', '1')} s", policy=policy)
             err.headers = limit_headers
-            await error_response(err)(scope, receive, send)
+            await error_response(err, openai=scope["path"].startswith(OPENAI_PREFIX))(scope, receive, send)
             return
         if not limit_headers:
             await self.app(scope, receive, send)

@@ -170,6 +170,17 @@ def _run(services: NodeServices, call: Opened, emit: Events | None) -> Outcome:
 
 
 async def _events(services: NodeServices, call: Opened) -> AsyncIterator[bytes]:
+    async for event, data in event_items(services, call):
+        if event in ("result", "error"):  # the answer's headers and the error's status are not sent in a stream
+            data = {k: v for k, v in data.items() if k not in ("_headers", "status")}
+        yield f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+async def event_items(services: NodeServices, call: Opened) -> AsyncIterator[tuple[str, Any]]:
+    """A generation's events as it runs: ``token`` (free: as generated; paid: once settled), ``commitment``, then
+    ``result`` (the answer), ``pending`` (the 202 body) or ``error`` ({code, message}). One path for every stream
+    (this route's SSE, the OpenAI-compatible one's chunks). ``result`` carries its answer's headers in ``_headers``,
+    ``error`` its HTTP ``status``."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[str, Any] | None] = asyncio.Queue()
 
@@ -189,19 +200,18 @@ async def _events(services: NodeServices, call: Opened) -> AsyncIterator[bytes]:
                 return
             for event, data in held:
                 emit(event, data)
-            emit("result", outcome[0])
+            emit("result", {**outcome[0], "_headers": outcome[1]})
         except ProofMarketError as exc:
             _failed(services, call, exc)
-            emit("error", {"code": exc.code, "message": exc.message})
+            emit("error", {"code": exc.code, "message": exc.message, "status": exc.http_status})
         except BaseException as exc:
             _failed(services, call, exc)
             log.exception("generation of %s failed", call.job.model_id)
-            emit("error", {"code": "internal_error",
+            emit("error", {"code": "internal_error", "status": 500,
                            "message": "the generation failed; the node's log has the details"})
         finally:
             loop.call_soon_threadsafe(queue.put_nowait, None)
 
     threading.Thread(target=work, name="generate", daemon=True).start()
     while (item := await queue.get()) is not None:
-        event, data = item
-        yield f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+        yield item

@@ -183,6 +183,14 @@ class CausalLM:
     def encode(self, prompt: str) -> list[int]:
         return [int(t) for t in self.tokenizer.encode(prompt)]
 
+    def chat_prompt(self, messages: list[dict[str, str]]) -> str:
+        """The prompt of a chat: the tokenizer's own chat template (with the assistant's turn opened) when it has
+        one, else one ``role: content`` line per message and an open ``assistant:`` line."""
+        if getattr(self.tokenizer, "chat_template", None):
+            return str(self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+        lines = [f"{m['role']}: {m['content']}" for m in messages]
+        return "\n".join([*lines, "assistant:"])
+
     def decode(self, tokens: list[int]) -> str:
         return str(self.tokenizer.decode(tokens, skip_special_tokens=True))
 

@@ -51,6 +51,11 @@ class AttestedSystem:
             return listed_atomic
         return self.runtime.request(model_id, request).price_atomic(listed_atomic)
 
+    def chat_prompt(self, model_id: str, messages: list[dict[str, str]]) -> str:
+        """A chat's prompt in the model's own template (see ``CausalLM.chat_prompt``)."""
+        self.runtime.lm_manifest(model_id)
+        return str(self.runtime.model(model_id).chat_prompt(messages))
+
     def metered(self, model_id: str, request: dict[str, Any], listed_atomic: int) -> int | None:
         """A generation is metered by its output tokens (its max_tokens price is the ceiling); an ONNX call is not."""
         return None if "inputs" in request else listed_atomic
