@@ -22,9 +22,7 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -55,13 +53,17 @@ def commit() -> str:
 
 
 def payers(market: Any, tag: str, calls: int, price: int) -> list[Any]:
-    """``CLIENTS`` fresh payers with USDC for their calls (and a deposit's slack), from the consumer's USDC."""
+    """``CLIENTS`` fresh payers with USDC for their calls and the channel deposits the node asks for (its minDeposit
+    hint, ``PROOFMARKET_CHANNEL_MIN_DEPOSIT_CALLS`` calls), from the consumer's USDC."""
     from eth_account import Account
     from eth_utils.crypto import keccak
 
+    from proofmarket.core.settings import X402Settings
+
     accounts = [Account.from_key(keccak(PAYER_SEED + f"{tag}-{i}".encode())) for i in range(CLIENTS)]
     for account in accounts:
-        market.usdc.transfer(account.address, price * (calls + 10), market.accounts.consumer)
+        deposits = X402Settings().channel_min_deposit_calls * (calls // X402Settings().channel_min_deposit_calls + 1)
+        market.usdc.transfer(account.address, price * (max(calls, deposits) + 10), market.accounts.consumer)
     return accounts
 
 
@@ -95,37 +97,70 @@ def gas_between(client: Any, first: int, last: int) -> tuple[int, int]:
     return gas, txs
 
 
-def phase(base_url: str, client: Any, accounts: list[Any], scheme: str, network: str, usdc: str, model_id: str,
-          doc: dict[str, Any], calls: int, sweep: Any = None) -> dict[str, Any]:
-    sessions = [session_for(a, scheme, network, calls, usdc) for a in accounts]
+def quiet(client: Any, still_s: float = 3.0, limit_s: float = 60.0) -> None:
+    """Wait until no block was mined for ``still_s`` (anvil automines: no transaction is in flight)."""
+    deadline = time.monotonic() + limit_s
+    last, since = client.block_number(), time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - since < still_s:
+        time.sleep(0.25)
+        now = client.block_number()
+        if now != last:
+            last, since = now, time.monotonic()
+
+
+def client_process(key: bytes, scheme: str, network: str, calls: int, usdc: str, url: str, doc: dict[str, Any],
+                   ready: Any, go: Any, results: Any) -> None:
+    """One paying client in its own process (as payers are): ready, wait for the start, make ``calls`` calls."""
+    from eth_account import Account
+
+    session = session_for(Account.from_key(key), scheme, network, calls, usdc)
     latencies: list[float] = []
     errors: list[str] = []
-    lock = threading.Lock()
+    ready.release()
+    go.wait()
+    for _ in range(calls):
+        start = time.perf_counter()
+        try:
+            answer = session.post(url, json=doc, timeout=300)
+            if answer.status_code == 200 and answer.json()["payment"]["scheme"] == scheme:
+                latencies.append(time.perf_counter() - start)
+            else:
+                errors.append(f"{answer.status_code}: {answer.text[:160]}")
+        except Exception as exc:  # counted; the phase goes on
+            errors.append(f"{type(exc).__name__}: {str(exc)[:160]}")
+    results.put((latencies, errors))
+
+
+def phase(base_url: str, client: Any, accounts: list[Any], scheme: str, network: str, usdc: str, model_id: str,
+          doc: dict[str, Any], calls: int, sweep: Any = None) -> dict[str, Any]:
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")  # the node runs threads here: never fork it
+    ready, go, results = context.Semaphore(0), context.Event(), context.Queue()
     url = f"{base_url}/v1/models/{model_id}/infer"
-
-    def loop(i: int) -> None:
-        for _ in range(calls):
-            start = time.perf_counter()
-            try:
-                answer = sessions[i].post(url, json=doc, timeout=300)
-                ok = answer.status_code == 200 and answer.json()["payment"]["scheme"] == scheme
-            except Exception as exc:  # counted; the phase goes on
-                ok, answer = False, None
-                with lock:
-                    errors.append(f"{type(exc).__name__}: {str(exc)[:160]}")
-            with lock:
-                if ok:
-                    latencies.append(time.perf_counter() - start)
-                elif answer is not None:
-                    errors.append(f"{answer.status_code}: {answer.text[:160]}")
-
+    workers = [context.Process(target=client_process, args=(bytes(a.key), scheme, network, calls, usdc, url, doc,
+                                                            ready, go, results), daemon=True) for a in accounts]
+    for w in workers:
+        w.start()
+    for _ in workers:  # every client has imported the SDK and built its session
+        ready.acquire()
+    quiet(client)  # the previous phase's background transactions (split releases) are mined before this one
     log(f"{scheme}: {CLIENTS} clients x {calls} calls")
     first = client.block_number() + 1
     start = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=CLIENTS) as pool:
-        list(pool.map(loop, range(CLIENTS)))
+    go.set()
+    latencies: list[float] = []
+    errors: list[str] = []
+    for _ in workers:
+        done, failed = results.get(timeout=1800)
+        latencies += done
+        errors += failed
+    for w in workers:
+        w.join(30)
+    calls_done = client.block_number()
     swept = sweep() if sweep is not None else None
     wall = time.perf_counter() - start
+    sweep_gas, sweep_txs = gas_between(client, calls_done + 1, client.block_number()) if swept else (0, 0)
     gas, txs = gas_between(client, first, client.block_number())
     ok = len(latencies)
     ordered = sorted(latencies)
@@ -134,7 +169,8 @@ def phase(base_url: str, client: Any, accounts: list[Any], scheme: str, network:
            "p50_ms": round(ordered[len(ordered) // 2] * 1000, 1) if ordered else None,
            "gas_total": gas, "transactions": txs, "gas_per_call": round(gas / ok) if ok else None,
            "transactions_per_1000_calls": round(txs * 1000 / ok, 1) if ok else None, "errors": errors[:5],
-           "sweep": {k: swept[k] for k in ("amount", "claim_txs", "settle_tx", "status")} if swept else None}
+           "sweep": ({k: swept[k] for k in ("amount", "claim_txs", "settle_tx", "status")}
+                     | {"gas": sweep_gas, "transactions": sweep_txs}) if swept else None}
     log(f"{scheme}: {row['calls_per_s']} calls/s, {row['gas_per_call']} gas/call, {txs} transactions, "
         f"{len(errors)} failures")
     return row
@@ -147,7 +183,12 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
     demo = Demo(args.home, tmp)
     with demo.stack:
-        devnet = Devnet(tmp / "devnet", anvil=find_anvil())
+        # a block every --block-time s (Base's is 2 s): what a payment that settles per call waits for; 0: automine
+        block = ("--block-time", str(args.block_time)) if args.block_time else ()
+        devnet = Devnet(tmp / "devnet", anvil=find_anvil(), extra_args=block)
+        # one sweep per phase, at its end (the default policy sweeps every 300 s or 10 USDC: more claims)
+        os.environ.setdefault("PROOFMARKET_CHANNEL_SWEEP_THRESHOLD_ATOMIC", str(10**15))
+        os.environ.setdefault("PROOFMARKET_CHANNEL_SWEEP_INTERVAL_S", "86400")
         demo.step("start devnet", devnet.start, 60)
         demo.stack.callback(devnet.stop)
         settings = Settings(home=args.home, rpc_url=devnet.rpc_url, database_url=f"sqlite:///{tmp / 'node.db'}",
@@ -170,13 +211,14 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             f"{base_url}/v1/models/{model_id}/infer", json=doc, timeout=600)  # proves once: the cache answers after
         log(f"warm call: {warm.status_code}")
         exact = phase(base_url, client, payers(market, "exact", args.calls, price), "exact", network, usdc,
-                      model_id, doc, args.calls)
+                      model_id, doc, args.calls if not args.batch_only else 1)
         batch_rail = next(r for r in services.rails.all() if r.name == "batch-settlement")
         batch = phase(base_url, client, payers(market, "batch", args.calls, price), "batch-settlement", network,
                       usdc, model_id, doc, args.calls, sweep=batch_rail.sweeper.run)
     speedup = (batch["calls_per_s"] or 0) / exact["calls_per_s"] if exact["calls_per_s"] else None
     return {"machine": machine_info(), "commit": commit(), "model_id": model_id, "price_atomic": price,
-            "config": {"clients": CLIENTS, "calls_per_client": args.calls}, "exact": exact, "batch": batch,
+            "config": {"clients": CLIENTS, "calls_per_client": args.calls, "block_time_s": args.block_time},
+            "exact": exact, "batch": batch,
             "speedup": round(speedup, 2) if speedup else None,
             "targets": {"speedup": "PASS" if speedup and speedup >= SPEEDUP_TARGET else "MISS",
                         "gas_per_call": "PASS" if (batch["gas_per_call"] or GAS_TARGET) < GAS_TARGET else "MISS"}}
@@ -189,7 +231,8 @@ def markdown(doc: dict[str, Any]) -> str:
         "",
         f"{m['date']} · commit {doc['commit']} · {m['cpu_count']} CPUs · {m['platform']} · {CLIENTS} clients x "
         f"{doc['config']['calls_per_client']} calls per scheme · price {doc['price_atomic']} atomic USDC · devnet "
-        "(anvil, automine), in-process facilitator",
+        f"(anvil, a block every {doc['config']['block_time_s']:g} s; 0 = automine), in-process facilitator, clients "
+        "in their own processes (the x402 SDK's client)",
         "",
         "| scheme | calls ok | failures | wall s | calls/s | p50 ms | gas per call | transactions "
         "| tx per 1,000 calls |",
@@ -204,9 +247,12 @@ def markdown(doc: dict[str, Any]) -> str:
               f"{CLIENTS} clients): **{doc['targets']['speedup']}**; batch-settlement gas per call amortised: "
               f"**{b['gas_per_call']}** (target < {GAS_TARGET:,}): **{doc['targets']['gas_per_call']}**.",
               "",
-              "batch-settlement's phase includes its sweep (claims, the settle to the node's account, the payout to "
-              "the model's payee) in both its time and its gas; its transactions are one deposit per client plus "
-              "the sweep's. exact's are one transfer per call."]
+              "batch-settlement's phase includes its one sweep (claims, the settle to the node's account, the payout "
+              "to the model's payee) in both its time and its gas"
+              + (f" (the sweep: {b['sweep']['transactions']} transactions, {b['sweep']['gas']:,} gas)" if b["sweep"]
+                 else "") + "; its other transactions are the clients' deposits. exact's are one transfer per call "
+              "(plus the listing's split releases). The node sweeps every PROOFMARKET_CHANNEL_SWEEP_INTERVAL_S or "
+              "PROOFMARKET_CHANNEL_SWEEP_THRESHOLD_ATOMIC: more sweeps cost more claim gas per call."]
     return "\n".join(lines) + "\n"
 
 
@@ -214,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--calls", type=int, default=25, help="calls per client per scheme")
     parser.add_argument("--out", type=Path, default=Path("bench"), help="results directory")
+    parser.add_argument("--batch-only", action="store_true", help="one exact call per client (profiling the other)")
+    parser.add_argument("--block-time", type=float, default=2.0, help="seconds per block (0: automine)")
     parser.add_argument("--home", type=Path, default=Path(os.environ.get("PROOFMARKET_HOME", ".demo")),
                         help="data folder (store, SRS cache), shared with make demo")
     args = parser.parse_args(argv)
