@@ -1,0 +1,49 @@
+// The TypeScript client against a live devnet node (started by tests/clients/test_ts_client.py, which passes
+// PM_NODE_URL, PM_RPC_URL, PM_PAYER_KEY, PM_MODEL_ID, PM_INPUT): list, pay with exact and with batch-settlement,
+// verify the bundle with the WASM verifier (a flipped proof byte fails), check the listing on chain.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { privateKeyToAccount } from 'viem/accounts';
+import { ProofMarket, ProofMarketError } from '../dist/index.js';
+
+const { PM_NODE_URL: url, PM_RPC_URL: rpcUrl, PM_PAYER_KEY: key, PM_MODEL_ID: modelId, PM_INPUT: input } = process.env;
+const pm = new ProofMarket({ baseUrl: url });
+const account = privateKeyToAccount(key);
+const doc = JSON.parse(input);
+
+test('lists the node\'s models', async () => {
+  const models = await pm.listModels();
+  assert.ok(models.some((m) => m.id === modelId));
+});
+
+test('an unpaid call is refused with the node\'s error code', async () => {
+  await assert.rejects(pm.infer(modelId, doc), (err) => err instanceof ProofMarketError && err.status === 402
+    && err.code === 'payment_required');
+});
+
+test('pays with exact and verifies the bundle with the WASM verifier', async () => {
+  const paying = await pm.paying({ account, scheme: 'exact' });
+  const answer = await paying.infer(modelId, doc);
+  assert.equal(answer.payment.scheme, 'exact');
+  const verdict = await pm.verifyBundle(answer.bundle);
+  assert.equal(verdict.valid, true, verdict.error);
+  const flipped = structuredClone(answer.bundle);
+  const hex = flipped.proof.hex;
+  flipped.proof.hex = hex.slice(0, 200) + (hex[200] === '0' ? '1' : '0') + hex.slice(201);
+  assert.equal((await pm.verifyBundle(flipped)).valid, false);
+});
+
+test('pays with batch-settlement: one deposit, then vouchers', async () => {
+  const paying = await pm.paying({ account, scheme: 'batch-settlement' });
+  const first = await paying.infer(modelId, doc);
+  const second = await paying.infer(modelId, doc);
+  assert.equal(first.payment.scheme, 'batch-settlement');
+  assert.equal(BigInt(second.payment.charged_cumulative), 2n * BigInt(first.payment.amount));
+});
+
+test('checks the model\'s listing on chain', async () => {
+  const listing = await pm.checkListing(modelId, { rpcUrl });
+  assert.equal(listing.registered, true, listing.problems.join('; '));
+  assert.equal(listing.matches, true, listing.problems.join('; '));
+  assert.equal(listing.onchain.active, true);
+});

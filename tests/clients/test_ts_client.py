@@ -1,0 +1,67 @@
+"""The TypeScript client (clients/ts) built with tsc and tested with Node's test runner against a devnet node with a
+listed model: list, x402 exact and batch-settlement, the WASM verifier, the listing read on chain."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "x402"))
+
+from x402_helpers import Chain, Served, anvil_or_skip, clear_env, compile_mlp, mlp_input, node_settings  # noqa: E402
+
+from proofmarket.api import create_app  # noqa: E402
+from proofmarket.chain import Devnet, UsdcToken, deploy, dev_account  # noqa: E402
+from proofmarket.chain.devkeys import DEVNET_CHAIN_ID  # noqa: E402
+from proofmarket.market import Market  # noqa: E402
+from proofmarket.systems.workspace import Workspace  # noqa: E402
+
+PAYER_INDEX = 7
+
+
+@pytest.fixture(scope="module")
+def listed_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Served, Chain, str]]:
+    clear_env()
+    data = tmp_path_factory.mktemp("ts-client")
+    with Devnet(data / "devnet", anvil=anvil_or_skip()) as devnet:
+        client = devnet.client()
+        deployment = deploy(client, dev_account(0, client.chain_id), data / "deployment.json")
+        chain = Chain(client, devnet.rpc_url, UsdcToken(client, deployment.usdc), data / "deployment.json")
+        settings = node_settings(data / "home", data / "node.db", chain.rpc_url, chain.deployment_file)
+        ws = Workspace(settings)
+        model_id = compile_mlp(ws)
+        ws.close()
+        market = Market.open(settings)
+        market.register_model(model_id, "0.01")
+        app = create_app(settings)
+        app.state.services.catalog.register(model_id, price_atomic=10_000)
+        try:
+            with Served(app) as served:
+                yield served, chain, model_id
+        finally:
+            market.close()
+            app.state.services.close()
+
+
+def test_the_typescript_client_against_a_devnet_node(listed_node: tuple[Served, Chain, str]) -> None:
+    node = shutil.which("node")
+    assert node is not None, "node is part of the toolchain (make setup)"
+    package = ROOT / "clients" / "ts"
+    build = subprocess.run([node, "build.mjs"], cwd=package, capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stdout + build.stderr  # tsc, strict
+    served, chain, model_id = listed_node
+    key = dev_account(PAYER_INDEX, DEVNET_CHAIN_ID).key.hex()
+    env = {**os.environ, "PM_NODE_URL": served.url, "PM_RPC_URL": chain.rpc_url, "PM_MODEL_ID": model_id,
+           "PM_PAYER_KEY": key if key.startswith("0x") else "0x" + key, "PM_INPUT": json.dumps(mlp_input())}
+    tests = subprocess.run([node, "--test", "--test-reporter=spec", "test/"], cwd=package, env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert tests.returncode == 0, tests.stdout[-4000:] + tests.stderr[-2000:]
+    assert "pass 5" in tests.stdout
