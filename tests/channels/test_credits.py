@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import serve_node
+from conftest import OWNER_INDEX, serve_node
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
@@ -154,3 +154,35 @@ def test_the_ledger_reconciles_with_the_chain_after_concurrent_calls(node: Serve
         assert purchases == bought[wallet]  # what the chain moved (each purchase one settled x402 payment)
         assert purchases == draws + repo.balance(wallet)
         assert draws == 20 * PRICE and len({e.ref for e in entries}) == len(entries)
+
+
+def test_free_calls_then_a_pass_then_credits(node: Served, chain: Chain, mlp_id: str) -> None:
+    owner = dev_account(OWNER_INDEX, DEVNET_CHAIN_ID)  # the served model's owner
+    stranger = fresh(chain, "not-the-owner")
+    refused = requests.post(f"{node.url}/v1/models/{mlp_id}/free-quota", json={"calls_per_day": 1}, timeout=30,
+                            headers=sign_headers(stranger, node_signer(node), f"free-quota-{mlp_id}-1"))
+    assert (refused.status_code, refused.json()["error"]["code"]) == (403, "forbidden")
+    quota = requests.post(f"{node.url}/v1/models/{mlp_id}/free-quota", json={"calls_per_day": 1}, timeout=30,
+                          headers=sign_headers(owner, node_signer(node), f"free-quota-{mlp_id}-1"))
+    assert quota.status_code == 200, quota.text
+
+    wallet = fresh(chain, "passes")
+    key = new_key(node, wallet)["key"]
+    free = infer(node, mlp_id, key)
+    assert free.status_code == 200 and free.json()["payment"]["source"] == "free"  # no credits at all
+    assert infer(node, mlp_id, key).json()["error"]["code"] == "payment_insufficient_funds"  # quota used today
+
+    client = x402ClientSync()
+    register_exact_evm_client(client, EthAccountSigner(wallet), networks=chain.network)
+    client.set_spend_controls({"allowed_assets": [{"network": chain.network, "asset": chain.usdc.address}]})
+    bought = x402_requests(client).post(f"{node.url}/v1/passes/buy", timeout=120,
+                                        params={"calls_per_day": 2, "days": 1, "model_id": mlp_id})
+    assert bought.status_code == 200 and bought.json()["paid"] == str(2 * PRICE), bought.text
+    sources = [infer(node, mlp_id, key).json().get("payment", {}).get("source") for _ in range(2)]
+    assert sources == ["pass", "pass"]
+    assert infer(node, mlp_id, key).status_code == 402  # the pass's calls for today are used, no credits
+    buy(node, chain, wallet, PRICE)
+    last = infer(node, mlp_id, key)
+    assert last.status_code == 200 and last.json()["payment"]["source"] == "credits"
+    requests.post(f"{node.url}/v1/models/{mlp_id}/free-quota", json={"calls_per_day": 0}, timeout=30,
+                  headers=sign_headers(owner, node_signer(node), f"free-quota-{mlp_id}-0"))

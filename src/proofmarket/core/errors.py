@@ -92,6 +92,10 @@ class JsonTooDeep(UsageError, code="json_too_deep"):
 
 class JsonTooLarge(UsageError, code="json_too_large", http_status=413): ...
 class Unauthorized(UsageError, code="unauthorized", http_status=401, headers={"WWW-Authenticate": "Bearer"}): ...
+class Forbidden(UsageError, code="forbidden", http_status=403):
+    """The signer may not do this (e.g. set a model's free quota without owning the model)."""
+
+
 class ApiKeyInvalid(Unauthorized, code="api_key_invalid"):
     """The API key is unknown, revoked or expired."""
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from proofmarket.db.credits_tables import ApiKeyRow, CreditEntryRow
+from proofmarket.db.credits_tables import ApiKeyRow, CreditEntryRow, CreditPassRow, FreeQuotaRow
 from proofmarket.db.engine import Database
 from proofmarket.db.tables import utcnow
 
@@ -82,3 +82,55 @@ class CreditsRepo:
             rows = s.execute(select(CreditEntryRow.kind, CreditEntryRow.amount)
                              .where(CreditEntryRow.wallet == wallet.lower())).all()
         return sum(a if k in CREDITS_IN else -a for k, a in rows)
+
+    # --- free quotas and passes ------------------------------------------------------------------
+    def set_free_quota(self, model_id: str, calls_per_day: int, owner: str) -> None:
+        with self.db.session() as s:
+            row = s.get(FreeQuotaRow, model_id)
+            if calls_per_day <= 0:
+                if row is not None:
+                    s.delete(row)
+                return
+            if row is None:
+                s.add(FreeQuotaRow(model_id=model_id, calls_per_day=calls_per_day, set_by=owner.lower(),
+                                   updated_at=utcnow()))
+            else:
+                row.calls_per_day, row.set_by, row.updated_at = calls_per_day, owner.lower(), utcnow()
+
+    def free_quota(self, model_id: str) -> int:
+        with self.db.session() as s:
+            row = s.get(FreeQuotaRow, model_id)
+            return row.calls_per_day if row is not None else 0
+
+    def used_today(self, kind: str, *, key_id: str | None = None, wallet: str | None = None,
+                   model_id: str | None = None, ref_prefix: str | None = None) -> int:
+        """Entries of ``kind`` since the start of this UTC day (free calls of a key on a model, a pass's calls)."""
+        day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        with self.db.session() as s:
+            query = select(func.count()).select_from(CreditEntryRow).where(CreditEntryRow.kind == kind,
+                                                                           CreditEntryRow.created_at >= day)
+            if key_id is not None:
+                query = query.where(CreditEntryRow.key_id == key_id)
+            if wallet is not None:
+                query = query.where(CreditEntryRow.wallet == wallet.lower())
+            if model_id is not None:
+                query = query.where(CreditEntryRow.model_id == model_id)
+            if ref_prefix is not None:
+                query = query.where(CreditEntryRow.ref.startswith(ref_prefix, autoescape=True))
+            return int(s.scalar(query) or 0)
+
+    def add_pass(self, wallet: str, model_id: str | None, calls_per_day: int, days: int, ref: str) -> CreditPassRow:
+        now = utcnow()
+        with self.db.session() as s:
+            row = CreditPassRow(wallet=wallet.lower(), model_id=model_id, calls_per_day=calls_per_day, starts_at=now,
+                                ends_at=now + timedelta(days=days), ref=ref, created_at=now)
+            s.add(row)
+            return row
+
+    def passes(self, wallet: str, model_id: str | None = None) -> list[CreditPassRow]:
+        """The wallet's live passes (for ``model_id``: its own and those for any model)."""
+        now = utcnow()
+        with self.db.session() as s:
+            query = select(CreditPassRow).where(CreditPassRow.wallet == wallet.lower(), CreditPassRow.ends_at > now)
+            rows = list(s.scalars(query.order_by(CreditPassRow.id)))
+        return [r for r in rows if model_id is None or r.model_id in (None, model_id)]

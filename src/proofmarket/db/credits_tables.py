@@ -2,8 +2,11 @@
 
     api_keys        id | wallet | key_hash (unique) | models (scope; null = any) | cap_atomic | spent_atomic
                     | expires_at | revoked_at | created_at
-    credit_ledger   id | wallet | kind (purchase | deposit | draw | refund) | amount | ref (unique: a payment,
-                    transaction or call pays once) | key_id | model_id | job_id | created_at
+    credit_ledger   id | wallet | kind (purchase | deposit | draw | refund | free | pass) | amount | ref (unique: a
+                    payment, transaction or call pays once) | key_id | model_id | job_id | created_at
+    credit_passes   id | wallet | model_id (null: any model) | calls_per_day | starts_at | ends_at | ref (the x402
+                    payment that bought it, unique) | created_at
+    free_quotas     model_id | calls_per_day (per key, per UTC day) | set_by (the model's owner) | updated_at
 """
 
 from __future__ import annotations
@@ -54,3 +57,29 @@ class CreditEntryRow(Base):
     def view(self) -> dict[str, Any]:
         return {"id": self.id, "kind": self.kind, "amount": str(self.amount), "ref": self.ref, "key_id": self.key_id,
                 "model_id": self.model_id, "job_id": self.job_id, "created_at": self.created_at.isoformat()}
+
+
+class CreditPassRow(Base):
+    __tablename__ = "credit_passes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    wallet: Mapped[str] = mapped_column(String(42), index=True)
+    model_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    calls_per_day: Mapped[int] = mapped_column(Integer)
+    starts_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    ref: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    def view(self) -> dict[str, Any]:
+        return {"id": self.id, "wallet": self.wallet, "model_id": self.model_id, "calls_per_day": self.calls_per_day,
+                "starts_at": self.starts_at.isoformat(), "ends_at": self.ends_at.isoformat()}
+
+
+class FreeQuotaRow(Base):
+    __tablename__ = "free_quotas"
+
+    model_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    calls_per_day: Mapped[int] = mapped_column(Integer)
+    set_by: Mapped[str] = mapped_column(String(42))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

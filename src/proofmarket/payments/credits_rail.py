@@ -156,12 +156,25 @@ class CreditsRail:
         if row.cap_atomic is not None and row.spent_atomic + offer.price_atomic > row.cap_atomic:
             raise ApiKeyCapReached(f"this API key has spent {row.spent_atomic} of its cap {row.cap_atomic}: this "
                                    f"call may cost {offer.price_atomic}", key_id=row.id)
-        return PaymentTicket(nonce=f"credits:{row.id}:{secrets.token_hex(12)}", amount_atomic=offer.price_atomic,
-                             payer=row.wallet, per_1k_tokens=offer.per_1k_tokens,
-                             doc={"key_id": row.id, "model_id": offer.model_id, "resource": offer.resource})
+        call = secrets.token_hex(12)
+        doc: dict[str, Any] = {"key_id": row.id, "model_id": offer.model_id, "resource": offer.resource,
+                               "source": "credits"}
+        nonce = f"credits:{row.id}:{call}"
+        quota = self.repo.free_quota(offer.model_id)
+        if quota and self.repo.used_today("free", key_id=row.id, model_id=offer.model_id) < quota:
+            doc["source"], nonce = "free", f"free:{row.id}:{call}"  # the owner's free calls for this key today
+        else:
+            for held in self.repo.passes(row.wallet, offer.model_id):
+                if self.repo.used_today("pass", ref_prefix=f"pass:{held.id}:") < held.calls_per_day:
+                    doc["source"], doc["pass_id"], nonce = "pass", held.id, f"pass:{held.id}:{call}"
+                    break
+        return PaymentTicket(nonce=nonce, amount_atomic=offer.price_atomic, payer=row.wallet,
+                             per_1k_tokens=offer.per_1k_tokens, doc=doc)
 
     def cover(self, ticket: PaymentTicket, held_atomic: int) -> None:
         assert ticket.payer is not None
+        if ticket.doc.get("source", "credits") != "credits":
+            return  # a free call or a pass's: nothing is drawn
         balance = self.repo.balance(ticket.payer)
         if balance - held_atomic < ticket.amount_atomic:
             raise PaymentInsufficientFunds(
@@ -171,8 +184,9 @@ class CreditsRail:
 
     def settle(self, ticket: PaymentTicket, proof: ProofOutcome) -> Settlement:
         assert ticket.payer is not None
-        used = ticket.used(proof)
-        entry, _ = self.repo.add(ticket.payer, "draw", used, ticket.nonce, key_id=str(ticket.doc.get("key_id")),
+        source = str(ticket.doc.get("source", "credits"))
+        kind, used = ("draw", ticket.used(proof)) if source == "credits" else (source, 0)
+        entry, _ = self.repo.add(ticket.payer, kind, used, ticket.nonce, key_id=str(ticket.doc.get("key_id")),
                                  model_id=proof.model_id, job_id=proof.job_id)
         return self._settlement(ticket, proof, entry.id, entry.amount)
 
@@ -197,5 +211,6 @@ class CreditsRail:
                                resource_url=str(ticket.doc.get("resource", "")))
         payment = {"scheme": NAME, "network": self.network, "amount": str(amount),
                    "ceiling": str(ticket.amount_atomic), "payer": ticket.payer, "key_id": ticket.doc.get("key_id"),
-                   "ledger_entry": entry_id, "balance": str(self.repo.balance(ticket.payer))}
+                   "ledger_entry": entry_id, "balance": str(self.repo.balance(ticket.payer)),
+                   "source": ticket.doc.get("source", "credits")}
         return Settlement(payment=payment, receipt=receipt)

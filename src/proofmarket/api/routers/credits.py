@@ -12,6 +12,12 @@
     POST   /v1/credits/deposit       {tx_hash}: a USDC transfer to the node's account, credited to its sender once
     POST   /v1/credits/refund        the wallet's unspent credits (not held by unsettled calls) back on chain
                                      (signed, purpose ``credits-refund``)
+    POST   /v1/passes/buy            N calls a day for D days (one model, or any) for one x402 payment of N x D calls
+    GET    /v1/passes                the wallet's live passes (signed, purpose ``passes``)
+    POST   /v1/models/{id}/free-quota  the model's owner gives every key N free calls a day on it (signed by the
+                                     owner, purpose ``free-quota-<id>-<N>``)
+A keyed call is paid by the model's free quota first (while the key has free calls left today), then by a live pass
+of its wallet, then from credits.
 Addresses sign as for history reads (``X-Address``, ``X-Address-Time``, ``X-Address-Nonce``,
 ``X-Address-Signature``: ``proofmarket-{purpose}:{address}:{node}:{time}:{nonce}``, EIP-191). 404
 ``credits_unavailable`` when the node takes no payments.
@@ -30,7 +36,13 @@ from fastapi.responses import JSONResponse
 
 from proofmarket.api.deps import ServicesDep, base_url
 from proofmarket.api.signed import signed_address
-from proofmarket.core.errors import CreditsUnavailable, PaymentRequired, PaymentSettlementPending, UsageError
+from proofmarket.core.errors import (
+    CreditsUnavailable,
+    Forbidden,
+    PaymentRequired,
+    PaymentSettlementPending,
+    UsageError,
+)
 from proofmarket.node.services import NodeServices
 from proofmarket.payments.credits_rail import CreditsRail, api_key_of
 from proofmarket.payments.headers import PAYMENT_REQUIRED_HEADER, PAYMENT_SIGNATURE_HEADER
@@ -115,16 +127,79 @@ async def buy(request: Request, services: ServicesDep,
               ) -> dict[str, Any]:
     """Credits for one x402 payment (exact, USDC to the node's account): the payer's wallet is credited."""
     rail = _rail(services)
+    resource = f"{base_url(request, services.settings)}/v1/credits/buy?amount={amount}"
+    payer, key, tx = await _purchase(request, services, amount, resource, f"{amount} atomic USDC of credits")
+    entry, _ = await run_in_threadpool(rail.repo.add, payer, "purchase", amount, f"x402:{key}")
+    balance = await run_in_threadpool(rail.repo.balance, payer)
+    return {"wallet": payer, "credited": str(amount), "balance": str(balance), "transaction": tx,
+            "ledger_entry": entry.id}
+
+
+@router.post("/v1/passes/buy", operation_id="buy_pass",
+             responses={402: {"description": "the x402 terms of the pass, or a refused payment"}})
+async def buy_pass(request: Request, services: ServicesDep,
+                   calls_per_day: Annotated[int, Query(gt=0, le=100_000)],
+                   days: Annotated[int, Query(gt=0, le=366)],
+                   model_id: Annotated[str | None, Query(max_length=128, description="one model; unset = any")]
+                   = None) -> dict[str, Any]:
+    """A pass (N calls a day for D days) for one x402 payment: N x D calls at the model's price (unset: the dearest
+    model's). API keys of the payer's wallet call within it before drawing credits."""
+    rail = _rail(services)
+    models = [services.catalog.sellable(model_id)] if model_id else services.catalog.list()
+    if not models:
+        raise UsageError("this node serves no model to sell a pass for")
+    price = max(m.price_atomic for m in models) * calls_per_day * days
+    if price > MAX_BUY_ATOMIC:
+        raise UsageError(f"a pass of {calls_per_day} calls a day for {days} days costs {price}: above the limit")
+    query = f"calls_per_day={calls_per_day}&days={days}" + (f"&model_id={model_id}" if model_id else "")
+    resource = f"{base_url(request, services.settings)}/v1/passes/buy?{query}"
+    payer, key, tx = await _purchase(request, services, price, resource,
+                                     f"a pass of {calls_per_day} calls a day for {days} days")
+    row = await run_in_threadpool(rail.repo.add_pass, payer, model_id, calls_per_day, days, f"x402:{key}")
+    return {"wallet": payer, "pass": row.view(), "paid": str(price), "transaction": tx}
+
+
+@router.get("/v1/passes", operation_id="list_passes")
+async def list_passes(request: Request, services: ServicesDep) -> dict[str, Any]:
+    """The signing wallet's live passes (purpose ``passes``)."""
+    rail = _rail(services)
+    wallet = signed_address(request, "passes")
+    return {"wallet": wallet, "passes": [p.view() for p in await run_in_threadpool(rail.repo.passes, wallet)]}
+
+
+@router.post("/v1/models/{model_id}/free-quota", operation_id="set_free_quota")
+async def set_free_quota(model_id: str, request: Request, services: ServicesDep,
+                         body: Annotated[dict[str, Any], Body(description="{calls_per_day}: 0 ends it")]
+                         ) -> dict[str, Any]:
+    """The model's owner gives each API key N free calls a day on it (signed by the owner, purpose
+    ``free-quota-<model id>-<N>``)."""
+    rail = _rail(services)
+    calls = body.get("calls_per_day")
+    if isinstance(calls, bool) or not isinstance(calls, int) or not 0 <= calls <= 1_000_000:
+        raise UsageError("calls_per_day must be a whole number from 0 to 1,000,000")
+    served = services.catalog.sellable(model_id)
+    owner = (served.row.owner or "").lower()
+    signer = signed_address(request, f"free-quota-{model_id}-{calls}")
+    if not owner or signer != owner:
+        raise Forbidden("only the model's owner sets its free quota", model_id=model_id)
+    await run_in_threadpool(rail.repo.set_free_quota, model_id, calls, signer)
+    return {"model_id": model_id, "calls_per_day": calls}
+
+
+async def _purchase(request: Request, services: NodeServices, amount: int, resource: str,
+                    description: str) -> tuple[str, str, str]:
+    """One x402 exact payment of ``amount`` to the node's account through the node's gate: (payer, payment key,
+    transaction). Without a payment: 402 with the terms."""
+    rail = _rail(services)
     exact = services.payments
     if not isinstance(exact, X402Payments):
         raise CreditsUnavailable("this node takes no x402 payments")
-    resource = f"{base_url(request, services.settings)}/v1/credits/buy?amount={amount}"
     requirements = exact.gate.requirements(amount, rail.node.address)
     header = request.headers.get(PAYMENT_SIGNATURE_HEADER)
     if not header:
-        err = PaymentRequired(f"{amount} atomic USDC of credits: pay over x402 (exact)", amount=str(amount))
+        err = PaymentRequired(f"{description}: pay {amount} atomic USDC over x402 (exact)", amount=str(amount))
         err.headers = {PAYMENT_REQUIRED_HEADER: exact.gate.payment_required_header(
-            requirements, resource, description=f"{amount} atomic USDC of proofmarket credits")}
+            requirements, resource, description=description)}
         raise err
     verified = await run_in_threadpool(exact.gate.verify, header, requirements, resource)
     try:
@@ -134,10 +209,7 @@ async def buy(request: Request, services: ServicesDep,
     except BaseException:
         exact.gate.release(verified)
         raise
-    entry, _ = await run_in_threadpool(rail.repo.add, verified.payer, "purchase", amount, f"x402:{verified.key}")
-    balance = await run_in_threadpool(rail.repo.balance, verified.payer)
-    return {"wallet": verified.payer.lower(), "credited": str(amount), "balance": str(balance),
-            "transaction": settled.tx_hash, "ledger_entry": entry.id}
+    return verified.payer.lower(), verified.key, settled.tx_hash
 
 
 @router.post("/v1/credits/deposit", operation_id="deposit_credits")

@@ -1,4 +1,4 @@
-"""API keys and the credit ledger
+"""API keys, the credit ledger, passes and free quotas
 
 Revision ID: 0008
 Revises: 0007
@@ -52,9 +52,34 @@ def upgrade() -> None:
         sa.UniqueConstraint("ref", name=op.f("uq_credit_ledger_ref")),
     )
     op.create_index(op.f("ix_credit_ledger_wallet"), "credit_ledger", ["wallet"], unique=False)
+    op.create_table(
+        "credit_passes",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("wallet", sa.String(length=42), nullable=False),
+        sa.Column("model_id", sa.String(length=128), nullable=True),
+        sa.Column("calls_per_day", sa.Integer(), nullable=False),
+        sa.Column("starts_at", UTC_TIME, nullable=False),
+        sa.Column("ends_at", UTC_TIME, nullable=False),
+        sa.Column("ref", sa.String(length=200), nullable=False),
+        sa.Column("created_at", UTC_TIME, nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_credit_passes")),
+        sa.UniqueConstraint("ref", name=op.f("uq_credit_passes_ref")),
+    )
+    op.create_index(op.f("ix_credit_passes_wallet"), "credit_passes", ["wallet"], unique=False)
+    op.create_table(
+        "free_quotas",
+        sa.Column("model_id", sa.String(length=128), nullable=False),
+        sa.Column("calls_per_day", sa.Integer(), nullable=False),
+        sa.Column("set_by", sa.String(length=42), nullable=False),
+        sa.Column("updated_at", UTC_TIME, nullable=False),
+        sa.PrimaryKeyConstraint("model_id", name=op.f("pk_free_quotas")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("free_quotas")
+    op.drop_index(op.f("ix_credit_passes_wallet"), table_name="credit_passes")
+    op.drop_table("credit_passes")
     op.drop_index(op.f("ix_credit_ledger_wallet"), table_name="credit_ledger")
     op.drop_table("credit_ledger")
     op.drop_index(op.f("ix_api_keys_wallet"), table_name="api_keys")
