@@ -56,6 +56,7 @@ bench: setup
 	$(BIN)/python bench/attested.py
 	$(BIN)/python bench/economics.py
 	$(BIN)/python bench/gas_attested.py
+	$(BIN)/python bench/settlement.py
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/wasm_verify.py
 

@@ -35,7 +35,7 @@ def test_the_page_labels_every_control_and_stays_on_its_origin(make_app: AppFact
         assert controls and set(controls) <= labels, set(controls) - labels
         assert not re.search(r'(src|href)="https?://', html)  # no CDN
         for name in ("app.js", "verify.js", "style.css", "wallet.js", "onchain.js", "commit.js", "call.js",
-                     "escrow.js", "account.js", "ui.js"):
+                     "escrow.js", "account.js", "access.js", "ui.js"):
             assert client.get(f"/app/{name}").status_code == 200, name
             assert client.get(f"/app/{name}").headers["content-type"].startswith("text/javascript" if
                                                                               name.endswith(".js") else "text/css")

@@ -37,7 +37,11 @@ from x402.mechanisms.evm.batch_settlement.authorizer_signer import (
     sign_claim_batch,
     sign_refund,
 )
-from x402.mechanisms.evm.batch_settlement.constants import BATCH_SETTLEMENT_ADDRESS, SCHEME_BATCH_SETTLEMENT
+from x402.mechanisms.evm.batch_settlement.constants import (
+    BATCH_SETTLEMENT_ADDRESS,
+    ERC3009_DEPOSIT_COLLECTOR_ADDRESS,
+    SCHEME_BATCH_SETTLEMENT,
+)
 from x402.mechanisms.evm.batch_settlement.facilitator.utils import (
     validate_channel_config,
     verify_batch_settlement_voucher_typed_data,
@@ -128,7 +132,8 @@ class BatchSettlementRail:
     def describe(self) -> dict[str, Any]:
         return {"x402": True, "scheme": NAME, "network": self.terms.network, "asset": self.terms.asset,
                 "receiver": self.terms.receiver, "receiver_authorizer": self.authorizer.address,
-                "contract": BATCH_SETTLEMENT_ADDRESS, "withdraw_delay_s": self.terms.withdraw_delay_s}
+                "contract": BATCH_SETTLEMENT_ADDRESS, "collector": ERC3009_DEPOSIT_COLLECTOR_ADDRESS,
+                "withdraw_delay_s": self.terms.withdraw_delay_s}
 
     # --- the port --------------------------------------------------------------------------------
     def accepts(self, headers: Mapping[str, str]) -> bool:

@@ -21,7 +21,7 @@ from proofmarket.core.errors import ArtifactNotFound
 
 router = APIRouter(tags=["app"], include_in_schema=False)
 STATIC = Path(__file__).resolve().parent.parent / "static" / "app"
-MODULES = ("app.js", "ui.js", "wallet.js", "onchain.js", "commit.js", "call.js", "escrow.js", "account.js",
+MODULES = ("app.js", "ui.js", "wallet.js", "onchain.js", "commit.js", "call.js", "escrow.js", "account.js", "access.js",
            "verify.js")
 FILES = {**dict.fromkeys(MODULES, "text/javascript"), "style.css": "text/css",
          "vendor/ezkl-engine.js": "text/javascript", "vendor/ezkl_bg.wasm": "application/wasm",

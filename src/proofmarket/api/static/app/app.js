@@ -9,6 +9,7 @@ import { buildForm, bindCall, onAnswered, example } from './call.js';
 import { bindEscrow, onEscrowAnswered, requestHistory } from './escrow.js';
 import { bindAccount, prover } from './account.js';
 import { verifyOnChain } from './onchain.js';
+import { bindAccess } from './access.js';
 
 let models = [];
 let bundle = null;
@@ -180,6 +181,7 @@ bindWallet();
 bindCall(() => current, engine);
 bindEscrow(() => current, engine);
 bindAccount(loadCatalog);
+bindAccess();
 onAnswered((doc) => loaded(doc, 'the answer\'s bundle is loaded'));
 onEscrowAnswered((doc) => loaded(doc, 'the escrow request\'s bundle is loaded'));
 $('filter').addEventListener('input', renderCatalog);

@@ -1,0 +1,76 @@
+"""The web app's channels, API keys and credits at 375 px in headless Chromium (Debian's, driven by Playwright) with a
+devnet wallet: open a channel with one signature and a deposit sent from the wallet, see it listed, start a
+withdrawal; make an API key (shown once) and revoke it; buy credits with one x402 payment and read the balance."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from browser_wallet import DevWallet, chromium_or_skip
+from conftest import serve_node
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
+from x402_helpers import Chain, Served
+
+from proofmarket.chain import dev_account
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+PRICE = 2_000
+
+
+@pytest.fixture(scope="module")
+def node(home: Path, chain: Chain, mlp_id: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    with serve_node(home, tmp_path_factory.mktemp("access-db") / "node.db", chain, mlp_id, PRICE) as served:
+        yield served
+
+
+def test_channels_keys_and_credits_from_the_page_at_375_px(node: Served, chain: Chain) -> None:
+    sync_playwright, chromium = chromium_or_skip()
+    payer: LocalAccount = Account.from_key(keccak(b"proofmarket-access-page"))
+    chain.usdc.mint(payer.address, 10_000_000, dev_account(0, chain.client.chain_id))
+    chain.client.rpc("anvil_setBalance", [payer.address, hex(10**18)])
+    wallet = DevWallet(payer, chain.rpc_url, chain.client.chain_id)
+    shots = ROOT / "tests" / "screenshots"
+    shots.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 375, "height": 800})
+        page.set_default_timeout(90_000)
+        wallet.install(page)
+        page.goto(f"{node.url}/app/#access")
+        page.click("#connect-button")
+        page.wait_for_selector("#wallet-status.ok")
+
+        before = chain.usdc.balance_of(payer.address)
+        page.fill("#channel-amount", "500000")
+        page.click("#channel-button")
+        page.wait_for_selector("#channel-status.ok")
+        assert "deposited 0.5 USDC" in (page.text_content("#channel-status") or "")
+        assert chain.usdc.balance_of(payer.address) == before - 500_000
+        page.wait_for_selector("#channels-table:not([hidden])")
+        assert "0.5" in (page.text_content("#channels-table") or "")
+        page.evaluate("document.getElementById('channel-status').className = ''")
+        page.click("#withdraw-button")
+        page.wait_for_selector("#channel-status.ok")
+        assert "withdrawal of 0.5 USDC started" in (page.text_content("#channel-status") or "")
+
+        page.click("#key-button")
+        page.wait_for_selector("#key-status.ok")
+        secret = page.input_value("#key-secret")
+        assert secret.startswith("pmk_")
+        page.wait_for_selector("#keys-table:not([hidden])")
+        page.click("#keys-table button")
+        page.wait_for_selector("#keys-table >> text=revoked")
+
+        page.fill("#buy-amount", "40000")
+        page.click("#buy-credits-button")
+        page.wait_for_selector("#credits-details dd")
+        assert "0.04" in (page.text_content("#credits-details") or "")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        page.screenshot(path=str(shots / "access-375.png"), full_page=True)
+        browser.close()
+    assert width <= 375, f"the page is {width} px wide at 375"
