@@ -143,37 +143,6 @@ def _paid(scheme: BatchSettlementEvmScheme, url: str, requirements: object) -> r
                          headers={"PAYMENT-SIGNATURE": encode_payment_signature_header(payload)})
 
 
-def test_a_timed_withdrawal_after_the_node_claimed_its_charges(node: Served, chain: Chain, mlp_id: str) -> None:
-    """The payer's escape hatch: initiateWithdraw, then finalizeWithdraw after the delay, without the node. The node
-    reads the chain on every call of a channel being withdrawn, and its sweep claims what was charged first."""
-    from x402.mechanisms.evm.batch_settlement.abi import BATCH_SETTLEMENT_ABI
-    from x402.mechanisms.evm.batch_settlement.constants import BATCH_SETTLEMENT_ADDRESS
-    from x402.mechanisms.evm.batch_settlement.facilitator.utils import to_contract_channel_config
-
-    payer = dev_account(9, DEVNET_CHAIN_ID)
-    session, scheme = sdk_session(payer, chain.usdc.address, deposit_calls=5)
-    before = chain.balances(payer.address)[0]
-    assert infer(session, node, mlp_id).status_code == 200
-    channel = requests.get(f"{node.url}/v1/channels", params={"payer": payer.address}, timeout=30).json()["channels"][0]
-    config = scheme.build_channel_config(_terms(node, mlp_id))
-    contract = chain.client.contract(BATCH_SETTLEMENT_ADDRESS, BATCH_SETTLEMENT_ABI)
-    remaining = int(channel["balance"]) - PRICE
-    chain.client.transact(contract.functions.initiateWithdraw(to_contract_channel_config(config), remaining), payer)
-
-    second = infer(session, node, mlp_id)  # still allowed: the balance is there until finalized
-    assert second.status_code == 200, second.text
-    swept = requests.post(f"{node.url}/v1/channels/sweep", headers={"Authorization": f"Bearer {ADMIN}"}, timeout=120)
-    assert swept.status_code == 200, swept.text
-
-    chain.client.rpc("evm_increaseTime", [config.withdraw_delay + 1])
-    chain.client.rpc("evm_mine", [])
-    chain.client.transact(contract.functions.finalizeWithdraw(to_contract_channel_config(config)), payer)
-
-    assert chain.balances(payer.address)[0] == before - 2 * PRICE  # two calls paid, the rest came back
-    third = infer(session, node, mlp_id)  # the channel is empty now: the node read the chain, nothing charged
-    assert third.status_code in (200, 402)
-
-
 def _terms(node: Served, mlp_id: str) -> object:
     plain = requests.post(f"{node.url}/v1/models/{mlp_id}/infer", json=mlp_input(), timeout=60)
     return next(a for a in decode_payment_required_header(plain.headers["PAYMENT-REQUIRED"]).accepts
