@@ -57,7 +57,7 @@ _SENTENCES: dict[type[PaymentError], str] = {
     PaymentMismatch: "the payment is for another scheme, network, asset or payee",
     PaymentExpired: "the payment authorization has expired",
     PaymentNotYetValid: "the payment authorization is not valid yet",
-    PaymentReplayed: "the payment authorization was already used",
+    PaymentReplayed: "this payment authorization was already used on chain",  # the SDK reads the token's nonce
     PaymentInsufficientFunds: "the payer's balance does not cover the price",
 }
 
