@@ -64,8 +64,8 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
     app = FastAPI(title="proofmarket node", version=__version__, description=DESCRIPTION,
                   lifespan=functools.partial(_lifespan, services=services))
     app.state.services = services
-    for router in (models.router, infer.router, generate.router, jobs.router, jobs.calls_router, proofs.router,
-                   verify.router,
+    for router in (models.router, models.policy_router, infer.router, generate.router, jobs.router,
+                   jobs.calls_router, proofs.router, verify.router,
                    artifacts.router, requests.router, court.router, earnings.router, channels.router, credits.router,
                    openai_compat.router, meta.router,
                    dashboard.router,

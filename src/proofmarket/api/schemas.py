@@ -135,6 +135,18 @@ class ModelSummary(BaseModel):
                                                                         "price, owner and active flag come from it")
     prover: ProverProfile | None = Field(default=None, description="set when a market is deployed: who proves, "
                                                                    "its record and ERC-8004 scores")
+    status: Literal["pending", "active", "rejected"] = Field(
+        default="active", description="pending: waits for the operator's review (not sold); rejected: not sold")
+    review_reason: str | None = None
+    description: str = ""
+    task: str | None = None
+    tags: list[str] = []
+    license: str | None = None
+    catalog: dict[str, Any] | None = Field(default=None, description="the catalogue entry: description, task, tags, "
+                                                                     "license, homepage, inputs, outputs, example")
+    catalog_cid: str | None = Field(default=None, description="the entry in the store (the registry listing's "
+                                                              "metadata CID may name it)")
+    supersedes: str | None = Field(default=None, description="the owner's listing this version replaces")
 
 
 class ModelPublic(ModelSummary):
@@ -153,6 +165,21 @@ class ModelPublic(ModelSummary):
 
 class ModelList(BaseModel):
     models: list[ModelSummary]
+    total: int | None = Field(default=None, description="listings matching the query, over every page")
+    next_cursor: str | None = Field(default=None, description="pass as ?cursor= for the next page; null: last page")
+
+
+class ReviewBody(BaseModel):
+    decision: Literal["approve", "reject"]
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class ModelVersions(BaseModel):
+    """A line of versions, oldest first (each names the one before it as ``supersedes``, one owner)."""
+
+    model_id: str
+    latest: str = Field(description="the newest version that is sold (active)")
+    versions: list[ModelSummary]
 
 
 class JobErrorPublic(BaseModel):

@@ -17,7 +17,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from proofmarket.api.deps import ServicesDep
 from proofmarket.core.errors import Unauthorized, UsageError
-from proofmarket.core.settings import Settings
+from proofmarket.core.settings import Settings, known_devnet
 from proofmarket.node.access import TOKEN_HEADER
 
 PLACEHOLDERS = frozenset({"changethis", "changeme", "change-me", "admin", "secret", "password", "token", "test",
@@ -30,16 +30,6 @@ bearer = HTTPBearer(auto_error=False, scheme_name="AdminToken",
 job_token = APIKeyHeader(name=TOKEN_HEADER, auto_error=False, scheme_name="JobToken",
                          description="a job's access_token (returned by infer, upload and escrow input): "
                                      "its result and proof bundles")
-
-
-def known_devnet(settings: Settings) -> bool:
-    """The node's chain profile, as far as it is known without an RPC call, is a development chain (one whose
-    profile accepts the public dev keys: nothing of value is on it): PROOFMARKET_CHAIN's profile, else the
-    devnet's when no RPC URL is set. An RPC URL without PROOFMARKET_CHAIN is a chain only
-    its answer names: start-up does not ask it, so it counts as off the devnet (the stricter rules apply)."""
-    if settings.chain is None and settings.rpc_url is not None:
-        return False
-    return settings.profile().dev_keys_allowed
 
 
 def is_loopback(host: str) -> bool:

@@ -2,16 +2,23 @@
 
 Fields: ``onnx`` (file), ``samples`` (file or text: JSON sample inputs; a file may also be .npy, .npz or
 .csv), ``price_atomic`` (integer, atomic USDC units), optional ``privacy`` (public | private-input |
-private), ``name``, ``owner`` (0x address).
-The ONNX file and the samples are checked here (422 at once); only then is the model stored and queued.
+private), ``name``, ``owner`` (0x address), ``metadata`` (the catalogue entry, JSON: description, task, tags,
+license, inputs, outputs, example), ``supersedes`` (the id of the owner's listing this one replaces).
+Who uploads: the admin (bearer token), or an owner whose wallet signed the listing request
+(``core/listing_request.py``: fields ``owner``, ``deadline``, ``nonce``, ``signature``), under the node's listing
+policy and per-owner quotas (``node/submissions.py``).
+The signature, the ONNX file and the samples are checked here (4xx at once); only then is the model stored and
+queued.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +27,13 @@ from starlette.datastructures import FormData, UploadFile
 from proofmarket import models
 from proofmarket.calls import request_hash
 from proofmarket.core import jsonlimits
-from proofmarket.core.errors import ModelTooLarge, UsageError
+from proofmarket.core.errors import InvalidVersion, ListingSignatureInvalid, ModelTooLarge, Unauthorized, UsageError
+from proofmarket.core.listing_request import FORM_FIELDS, ListingRequest, sha256_hex
 from proofmarket.core.settings import Settings
-from proofmarket.db import JobKind
+from proofmarket.db import JobKind, ModelRepo
 from proofmarket.node.catalog import check_price
+from proofmarket.node.entries import MAX_ENTRY_BYTES, parse_entry
+from proofmarket.node.submissions import Submissions
 from proofmarket.store import ArtifactStore
 from proofmarket.systems.ezkl.profile import PrivacyProfile
 
@@ -39,29 +49,115 @@ UPLOAD_SCHEMA: dict[str, Any] = {
             "privacy": {"type": "string", "enum": ["public", "private-input", "private"], "default": "public"},
             "name": {"type": "string", "maxLength": 200},
             "owner": {"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$"},
+            "metadata": {"type": "string", "description": "the catalogue entry (JSON): description, task, tags, "
+                                                          "license, homepage, inputs, outputs, example"},
+            "supersedes": {"type": "string", "description": "the id of the owner's listing this one replaces"},
+            "deadline": {"type": "string", "pattern": "^[0-9]{1,12}$",
+                         "description": "signed listing requests: unix time the signature expires"},
+            "nonce": {"type": "string", "pattern": "^0x[0-9a-fA-F]{64}$",
+                      "description": "signed listing requests: 32 random bytes, once per request"},
+            "signature": {"type": "string", "description": "signed listing requests: the owner's EIP-712 "
+                                                           "signature of ListingRequest (see GET /v1/listing-policy)"},
         }}}}},
 }
 
 
-def prepare_upload(form: FormData, settings: Settings, store: ArtifactStore) -> tuple[dict[str, Any], str]:
-    """Check the form; store the ONNX file; return the compile job's spec and its request hash."""
+@dataclass(frozen=True)
+class Uploader:
+    """Who uploads: the admin, or an owner whose signature ``submissions`` checks (for the node ``node``)."""
+
+    admin: bool
+    submissions: Submissions
+    node: str
+    models: ModelRepo
+
+
+def prepare_upload(form: FormData, settings: Settings, store: ArtifactStore, who: Uploader
+                   ) -> tuple[dict[str, Any], str, ListingRequest | None]:
+    """Check the form (and, for an owner, its signed request, the policy and the quotas); store the ONNX file and
+    the catalogue entry; return the compile job's spec, its request hash and the owner's request (None: admin)."""
     onnx = form.get("onnx")
     if not isinstance(onnx, UploadFile):
         raise UsageError("the upload needs the ONNX model as the file field 'onnx'")
     field = form.get("samples")
+    name_field = _text(form.get("name")) or ""
+    price = check_price(_int(form.get("price_atomic"), "price_atomic"))
+    privacy_field = _text(form.get("privacy")) or "public"
+    metadata_raw = _field_bytes(form.get("metadata"))
+    supersedes = _text(form.get("supersedes")) or ""
     spec: dict[str, Any] = {
-        "price_atomic": str(check_price(_int(form.get("price_atomic"), "price_atomic"))),
-        "privacy": PrivacyProfile.parse(_text(form.get("privacy")) or "public").name,
-        "name": (_text(form.get("name")) or Path(onnx.filename or "model").stem or "model")[:200],
+        "price_atomic": str(price),
+        "privacy": PrivacyProfile.parse(privacy_field).name,
+        "name": (name_field or Path(onnx.filename or "model").stem or "model")[:200],
         "owner": _owner(_text(form.get("owner"))),
     }
+    entry = parse_entry(metadata_raw)
+    request: ListingRequest | None = None
     with tempfile.TemporaryDirectory(prefix="proofmarket-upload-") as tmp:
         path = _save(onnx, Path(tmp) / "model.onnx", settings.max_model_bytes)
+        size = path.stat().st_size
+        if not who.admin:
+            request = _signed_request(form, path, name_field, price, privacy_field, metadata_raw, supersedes, who)
+            admission = who.submissions.admit(request, _text(form.get("signature")) or "", who.node, size)
+            spec.update(owner=admission.owner, status=admission.status, claim=True,
+                        timeout_s=admission.compile_timeout_s)
+        if supersedes:
+            spec["supersedes"] = _superseded(who.models, supersedes, spec["owner"])
         info = models.load_model(path, max_bytes=settings.max_model_bytes)
         spec["samples"] = samples = _samples(field, info)
         models.parse_samples(samples, info)
         spec["onnx_cid"] = store.put_file(path)
-    return spec, request_hash(JobKind.COMPILE, None, spec)
+        spec["size_bytes"] = size
+    if entry is not None:
+        spec["catalog"] = entry.model_dump(mode="json", exclude_none=True)
+        spec["catalog_cid"] = store.put_json(spec["catalog"])
+    if request is not None:
+        spec["nonce"] = request.nonce  # the request hash differs per signed request: a new request is a new job
+    return spec, request_hash(JobKind.COMPILE, None, spec), request
+
+
+def _signed_request(form: FormData, path: Path, name: str, price: int, privacy: str, metadata: bytes,
+                    supersedes: str, who: Uploader) -> ListingRequest:
+    missing = [f for f in FORM_FIELDS if not _text(form.get(f))]
+    if missing:
+        raise Unauthorized("a model upload needs the admin bearer token, or a listing request signed by the owner's "
+                           f"wallet (fields owner, deadline, nonce, signature; missing: {', '.join(missing)}); see "
+                           "GET /v1/listing-policy")
+    deadline = _text(form.get("deadline")) or ""
+    if not deadline.isdigit() or len(deadline) > 12:
+        raise ListingSignatureInvalid("the field 'deadline' must be a unix time")
+    return ListingRequest(owner=_text(form.get("owner")) or "", node=who.node, model_sha256=_sha256(path),
+                          name=name, price_atomic=price, privacy=privacy, metadata_sha256=sha256_hex(metadata),
+                          supersedes=supersedes, deadline=int(deadline), nonce=_text(form.get("nonce")) or "")
+
+
+def _superseded(repo: ModelRepo, model_id: str, owner: str | None) -> str:
+    """The listing a new one replaces: on this node, and the same owner's."""
+    row = repo.get(model_id)
+    if row is None:
+        raise InvalidVersion(f"'supersedes' names {model_id}, which this node does not list", supersedes=model_id)
+    if owner is None or (row.owner or "").lower() != owner.lower():
+        raise InvalidVersion(f"'supersedes' names {model_id}, a listing of another owner: a listing may supersede "
+                             "only its own owner's listings", supersedes=model_id)
+    return model_id
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _field_bytes(field: UploadFile | str | None) -> bytes:
+    """A text field's exact bytes (what the owner's signature hashes), or a small file's."""
+    if field is None:
+        return b""
+    if isinstance(field, UploadFile):
+        field.file.seek(0)
+        return field.file.read(MAX_ENTRY_BYTES + 1)
+    return field.encode()
 
 
 def _save(upload: UploadFile, dest: Path, max_bytes: int) -> Path:

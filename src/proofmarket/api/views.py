@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from proofmarket.api.errors import public_message
 from proofmarket.api.schemas import (
@@ -39,7 +39,12 @@ def model_summary(model: ServedModel, prover: dict[str, Any] | None = None) -> M
                         price=Price.of(model.price_atomic), privacy=m.privacy["name"], owner=model.owner,
                         active=model.active, created_at=row.created_at,
                         links=model_links(row.id, spec_of(m).route(m)),
-                        registry=registry_listing(model), prover=ProverProfile(**prover) if prover else None)
+                        registry=registry_listing(model), prover=ProverProfile(**prover) if prover else None,
+                        status=cast(Any, row.status), review_reason=row.review_reason, catalog=row.catalog,
+                        catalog_cid=row.catalog_cid, supersedes=row.supersedes,
+                        description=str((row.catalog or {}).get("description") or ""),
+                        task=(row.catalog or {}).get("task"), tags=list((row.catalog or {}).get("tags") or []),
+                        license=(row.catalog or {}).get("license"))
 
 
 def registry_listing(model: ServedModel) -> RegistryListing | None:

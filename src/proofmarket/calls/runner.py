@@ -108,12 +108,15 @@ class JobRunner:
         return execution.bundle
 
     def _proved(self, job: JobRow, execution: Execution, elapsed: float | None) -> None:
+        out: dict[str, Any] = dict(execution.result)
         if elapsed is not None:
             self.metrics.duration.labels(JobKind.PROVE.value).observe(elapsed)
-            self.metrics.call_seconds.labels(job.system or DEFAULT_SYSTEM, job.rail or "free").observe(elapsed)
-        out: dict[str, Any] = dict(execution.result)
+            self.metrics.call_seconds.labels(job.system or DEFAULT_SYSTEM, job.rail or "free",
+                                             job.model_id or "").observe(elapsed)
+            out["run_s"] = round(elapsed, 4)  # the analytics' proof time (the call's latency is its timestamps)
         if isinstance(out.get("tokens"), int):
             self.metrics.tokens.inc(out["tokens"])
+            self.metrics.model_tokens.labels(job.model_id or "").inc(out["tokens"])
         if execution.answer is not None:
             out["answer"] = execution.answer
         if self.cache is not None:  # before the job is final: a repeat right after the answer finds it
@@ -147,6 +150,9 @@ class JobRunner:
         return doc
 
     def _captured(self, job: JobRow, settlement: Settlement, outcome: ProofOutcome) -> None:
+        amount = str((settlement.payment or {}).get("amount") or "0")
+        if amount.isdigit():
+            self.metrics.revenue.labels(job.model_id or "", job.rail or "free").inc(int(amount))
         for hook in self.after_capture:
             try:
                 hook(job, settlement, outcome)
@@ -182,10 +188,12 @@ class JobRunner:
     def _compile(self, job: JobRow, stop: threading.Event) -> None:
         spec = job.input
         start = time.perf_counter()
-        done = compile_job(self.settings, spec, self.settings.compile_timeout_s, stop)
+        timeout = min(self.settings.compile_timeout_s, float(spec.get("timeout_s") or self.settings.compile_timeout_s))
+        done = compile_job(self.settings, spec, timeout, stop)  # an owner's compile: what is left of its day
         self.metrics.duration.labels(JobKind.COMPILE.value).observe(time.perf_counter() - start)
+        listing = {k: spec[k] for k in ("status", "catalog", "catalog_cid", "supersedes", "size_bytes") if k in spec}
         self.models.upsert(done["model_id"], name=spec["name"], price_atomic=int(spec["price_atomic"]),
-                           owner=spec.get("owner"))
+                           owner=spec.get("owner"), claim=bool(spec.get("claim")), **listing)
         self.jobs.proved(job.id, bundle_cid=None, result=done, final=True, model_id=done["model_id"])
 
     def release(self, job: JobRow) -> None:

@@ -339,6 +339,7 @@ from proofmarket.cli.keys_cmds import register as _register_keys  # noqa: E402
 from proofmarket.cli.market_cmds import register as _register_roles  # noqa: E402
 from proofmarket.cli.node_cmd import register as _register_node  # noqa: E402
 from proofmarket.cli.srs_cmds import register as _register_srs  # noqa: E402
+from proofmarket.cli.stats_cmd import register as _register_stats  # noqa: E402
 from proofmarket.cli.validator_cmd import register as _register_validator  # noqa: E402
 
 _register_market(app)
@@ -351,6 +352,7 @@ _register_db(app)
 _register_facilitator(app)
 _register_keys(app)
 _register_srs(app)
+_register_stats(app)
 
 if __name__ == "__main__":
     app()

@@ -150,6 +150,46 @@ class ModelInactive(UsageError, code="model_inactive", http_status=409):
 
 
 # --- models -------------------------------------------------------------------------------------
+class ModelPending(ModelInactive, code="model_pending"):
+    """The listing waits for the operator's review: not sold yet."""
+
+
+class ModelRejected(ModelInactive, code="model_rejected"):
+    """The operator rejected the listing (its reason is in the message): not sold."""
+
+
+class ModelOwnedByOther(UsageError, code="model_exists", http_status=409):
+    """This model id is listed here by another owner: an upload of the same file cannot take it over."""
+
+
+class ListingSignatureInvalid(Unauthorized, code="listing_signature_invalid"):
+    """The listing request's EIP-712 signature is missing, malformed, expired, or not the owner's."""
+
+
+class ListingReplayed(UsageError, code="listing_replayed", http_status=409):
+    """This signed listing request was used already: sign a new one (a new nonce)."""
+
+
+class ListingNotAllowed(Forbidden, code="listing_not_allowed"):
+    """The node's listing policy does not take listings from this owner."""
+
+
+class OwnerQuotaExceeded(Forbidden, code="owner_quota_exceeded"):
+    """The owner is at one of the node's per-owner quotas (models, bytes, compile seconds a day)."""
+
+
+class InvalidCatalogEntry(UsageError, code="invalid_metadata", http_status=422):
+    """The listing's catalogue metadata (description, task, tags, license, ...) is not valid."""
+
+
+class InvalidCursor(UsageError, code="invalid_cursor"):
+    """The catalogue cursor is malformed or belongs to another query."""
+
+
+class InvalidVersion(UsageError, code="invalid_supersedes", http_status=422):
+    """A listing may supersede only a listing of the same owner on this node."""
+
+
 class ModelError(ProofMarketError, code="model_error", http_status=422, exit_code=2): ...
 class InvalidModel(ModelError, code="invalid_model"): ...
 class ModelTooLarge(ModelError, code="model_too_large", http_status=413): ...

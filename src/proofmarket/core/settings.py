@@ -89,6 +89,28 @@ class Settings(BaseSettings):
     trusted_proxies: str = Field(default="", description="comma-separated proxy addresses whose X-Forwarded-For "
                                                          "names the client (unset = the socket peer is the client)")
 
+    # --- node: owners' self-service listings (POST /v1/models signed by the owner's wallet) -----------
+    listing_policy: Literal["auto", "open", "allowlist", "review", "off"] = Field(
+        default="auto", description="who lists without the admin token: open = any wallet, allowlist = the "
+                                    "wallets of PROOFMARKET_LISTING_OWNERS, review = any wallet, sold once the "
+                                    "operator approves it, off = admin only; auto = open on a development chain, "
+                                    "review elsewhere")
+    listing_owners: str = Field(default="", description="comma-separated owner addresses the allowlist policy "
+                                                        "takes (the review policy lists them without review)")
+    owner_max_models: int = Field(default=20, ge=0, description="listings (and submissions compiling) per owner")
+    owner_max_bytes: int = Field(default=1024 * 1024 * 1024, ge=0,
+                                 description="ONNX bytes per owner, over their listings and submissions")
+    owner_compile_s_per_day: float = Field(default=7200.0, ge=0,
+                                           description="compile seconds per owner over the last 24 hours: a "
+                                                       "compile is stopped when the owner's budget runs out")
+
+    # --- node: webhooks ------------------------------------------------------------------------------
+    webhook_private_targets: Literal["auto", "on", "off"] = Field(
+        default="auto", description="POST webhooks to loopback and private addresses: auto = on a development "
+                                    "chain only (elsewhere a callback URL must not reach the node's own network)")
+    webhook_max_attempts: int = Field(default=8, ge=1, le=50, description="a delivery is given up after this many")
+    webhook_timeout_s: float = Field(default=10.0, gt=0, description="the wait for a receiver's answer")
+
     # --- node: escrow watcher (on-chain requests fulfilled by this node) ---------------------------
     escrow_watcher: Literal["auto", "on", "off"] = Field(
         default="auto", description="follow on-chain requests: auto = when a market is deployed on the chain")
@@ -229,6 +251,16 @@ def settings_chain_id(settings: Settings, rpc_chain_id: Callable[[str], int] | N
     if settings.chain is None and settings.rpc_url is not None and rpc_chain_id is not None:
         return settings.profile(rpc_chain_id(settings.rpc_url)).chain_id
     return settings.profile().chain_id
+
+
+def known_devnet(settings: Settings) -> bool:
+    """The node's chain profile, as far as it is known without an RPC call, is a development chain (one whose
+    profile accepts the public dev keys: nothing of value is on it): PROOFMARKET_CHAIN's profile, else the
+    devnet's when no RPC URL is set. An RPC URL without PROOFMARKET_CHAIN is a chain only
+    its answer names: start-up does not ask it, so it counts as off the devnet (the stricter rules apply)."""
+    if settings.chain is None and settings.rpc_url is not None:
+        return False
+    return settings.profile().dev_keys_allowed
 
 
 def env_value(name: str) -> str | None:

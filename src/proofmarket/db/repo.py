@@ -6,6 +6,7 @@ never both move a job out of the same state: a payment is settled by whoever mov
 
 from __future__ import annotations
 
+import builtins
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -14,7 +15,7 @@ from typing import Any
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from proofmarket.core.errors import DuplicateJob
+from proofmarket.core.errors import DuplicateJob, ModelOwnedByOther
 from proofmarket.db.engine import Database
 from proofmarket.db.tables import (
     JobKind,
@@ -22,6 +23,7 @@ from proofmarket.db.tables import (
     JobStatus,
     LeaseRow,
     ModelRow,
+    ModelStatus,
     ProofCacheRow,
     utcnow,
 )
@@ -54,22 +56,79 @@ class ModelRepo:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def list(self) -> list[ModelRow]:
+    def list(self, *, status: str | None = None) -> builtins.list[ModelRow]:
+        """Every listing, or those in ``status`` (``active``: what the node sells)."""
         with self.db.session() as s:
-            return list(s.scalars(select(ModelRow).order_by(ModelRow.created_at, ModelRow.id)))
+            query = select(ModelRow).order_by(ModelRow.created_at, ModelRow.id)
+            if status is not None:
+                query = query.where(ModelRow.status == status)
+            return list(s.scalars(query))
+
+    def served(self) -> builtins.list[ModelRow]:
+        return self.list(status=ModelStatus.ACTIVE)
 
     def get(self, model_id: str) -> ModelRow | None:
         with self.db.session() as s:
             return s.get(ModelRow, model_id)
 
-    def upsert(self, model_id: str, *, name: str, price_atomic: int, owner: str | None = None) -> ModelRow:
+    def by_owner(self, owner: str) -> builtins.list[ModelRow]:
+        with self.db.session() as s:
+            return list(s.scalars(select(ModelRow).where(func.lower(ModelRow.owner) == owner.lower())
+                                  .order_by(ModelRow.created_at, ModelRow.id)))
+
+    def upsert(self, model_id: str, *, name: str, price_atomic: int, owner: str | None = None,
+               claim: bool = False, **listing: Any) -> ModelRow:
+        """Insert or update a listing. ``claim``: an owner's own submission, refused (``ModelOwnedByOther``)
+        when the id is another owner's listing. ``listing``: status, catalog, catalog_cid, supersedes,
+        size_bytes, review_reason."""
         with self.db.session() as s:
             row = s.get(ModelRow, model_id)
             if row is None:
-                row = ModelRow(id=model_id, created_at=utcnow())
+                row = ModelRow(id=model_id, created_at=utcnow(), status=ModelStatus.ACTIVE)
                 s.add(row)
+            elif claim and (row.owner or "").lower() != (owner or "").lower():
+                raise ModelOwnedByOther(f"model {model_id} is listed here by another owner",
+                                        model_id=model_id)
             row.name, row.price_atomic, row.owner = name, price_atomic, owner
+            for key, value in listing.items():
+                if key not in LISTING_FIELDS:
+                    raise TypeError(f"unknown listing field {key}")
+                setattr(row, key, value)
             return row
+
+    def review(self, model_id: str, status: str, reason: str | None) -> ModelRow | None:
+        with self.db.session() as s:
+            row = s.get(ModelRow, model_id)
+            if row is not None:
+                row.status, row.review_reason = status, reason
+            return row
+
+    def versions(self, model_id: str) -> builtins.list[ModelRow]:
+        """The line of versions ``model_id`` is on, oldest first: what it supersedes, back to the first, and
+        what supersedes it, up to the latest (each step within one owner)."""
+        with self.db.session() as s:
+            rows = {r.id: r for r in s.scalars(select(ModelRow))}
+        start = rows.get(model_id)
+        if start is None:
+            return []
+        line, seen = [start], {start.id}
+        while line[0].supersedes in rows and line[0].supersedes not in seen:  # back
+            prev = rows[line[0].supersedes]
+            if (prev.owner or "").lower() != (line[0].owner or "").lower():
+                break
+            line.insert(0, prev)
+            seen.add(prev.id)
+        while True:  # forward: the newest listing that names the last one
+            nxt = sorted((r for r in rows.values() if r.supersedes == line[-1].id and r.id not in seen
+                          and (r.owner or "").lower() == (line[-1].owner or "").lower()),
+                         key=lambda r: (r.created_at, r.id))
+            if not nxt:
+                return line
+            line.append(nxt[-1])
+            seen.add(nxt[-1].id)
+
+
+LISTING_FIELDS = frozenset({"status", "catalog", "catalog_cid", "supersedes", "size_bytes", "review_reason"})
 
 
 class JobRepo:

@@ -2,7 +2,9 @@
 
 Table rows are not API schemas: the API turns them into its own response models (``api/schemas.py``).
 
-    models  id (model manifest CID) | name | price_atomic | owner | created_at
+    models  id (model manifest CID) | name | price_atomic | owner | created_at | status (pending | active |
+            rejected) | review_reason | catalog (description, task, tags, license, io, example) | catalog_cid
+            | supersedes (the listing this one replaces, same owner) | size_bytes (of the ONNX file)
     jobs    id | kind | model_id | status | system | rail | input | request_hash | idempotency_key (unique)
             | payment_nonce (unique) | payment | payer | settlement | bundle_cid | result
             | error_code | error_message | created_at | started_at | finished_at | attempts
@@ -110,6 +112,20 @@ class ModelRow(Base):
     price_atomic: Mapped[int] = mapped_column(AtomicAmount)  # USDC, 6 decimals
     owner: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    status: Mapped[str] = mapped_column(String(16), default="active", server_default="active")
+    review_reason: Mapped[str | None] = mapped_column(Text)
+    catalog: Mapped[dict[str, Any] | None]  # the catalogue entry (node/catalogue.py); None: name only
+    catalog_cid: Mapped[str | None] = mapped_column(String(64))  # the entry in the store (registry metadata CID)
+    supersedes: Mapped[str | None] = mapped_column(String(64), index=True)
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class ModelStatus(StrEnum):
+    """A listing as the node's policy sees it: ``pending`` waits for the operator's review (not sold)."""
+
+    PENDING = "pending"
+    ACTIVE = "active"
+    REJECTED = "rejected"
 
 
 class JobRow(Base):

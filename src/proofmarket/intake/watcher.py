@@ -104,7 +104,7 @@ class ChainWatcher(Reorgs):
             return None
         model_repo = ModelRepo(db)
         try:
-            watcher = cls(market, EscrowRepo(db), lambda: [row.id for row in model_repo.list()],
+            watcher = cls(market, EscrowRepo(db), lambda: [row.id for row in model_repo.served()],
                           confirmations=settings.escrow_confirmations, poll_s=settings.escrow_poll_s,
                           owner=settings.model_owner, **options)
         except cls.unavailable as exc:

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from proofmarket import models
-from proofmarket.core.errors import ProofMarketError, UnknownModel, UsageError
-from proofmarket.db import ModelRepo, ModelRow
+from proofmarket.core.errors import ModelPending, ModelRejected, ProofMarketError, UnknownModel, UsageError
+from proofmarket.db import ModelRepo, ModelRow, ModelStatus
 from proofmarket.systems import spec_of, system_of
 from proofmarket.systems.catalog import ModelCatalog
 
@@ -66,13 +66,21 @@ class Catalog:
         self.serve_check = serve_check  # raises for a model this node must not serve (a dev SRS off the devnet)
         self.listings = listings  # the registry's terms, when a market is deployed
 
-    def list(self) -> list[ServedModel]:
-        return [ServedModel(row, self._manifest(row.id), self._listing(row)) for row in self.repo.list()]
+    def list(self, status: str | None = ModelStatus.ACTIVE) -> list[ServedModel]:
+        """The listings in ``status`` (default: the ones sold; None: every one, pending and rejected too)."""
+        return [ServedModel(row, self._manifest(row.id), self._listing(row)) for row in self.repo.list(status=status)]
 
     def sellable(self, model_id: str) -> ServedModel:
         """The model as the paid path sells it: its listing read fresh from the chain (``model_inactive``
-        when deactivated, ``registry_mismatch`` when the listing is not this model)."""
+        when deactivated, ``registry_mismatch`` when the listing is not this model; ``model_pending`` or
+        ``model_rejected`` when the operator has not approved it)."""
         served = self.get(model_id, listing=False)
+        if served.row.status == ModelStatus.PENDING:
+            raise ModelPending(f"model {model_id} waits for the operator's review: it is not sold yet",
+                               model_id=model_id)
+        if served.row.status == ModelStatus.REJECTED:
+            raise ModelRejected(f"model {model_id} was not approved by this node's operator: "
+                                f"{served.row.review_reason or 'no reason given'}", model_id=model_id)
         if self.listings is None or not spec_of(served.manifest).listed_on_registry:  # not sold on the registry
             return served
         listing = self.listings.sellable(model_id, served.row.owner)

@@ -40,6 +40,7 @@ import httpx
 from proofmarket.core.address_signature import sign_headers
 from proofmarket.core.errors import NodeUnavailable, PaymentRequired, ProofMarketError, ProvingError
 from proofmarket.sdk.attested import GenerationRequest, GenerationResult, check_generation
+from proofmarket.sdk.catalogue import Catalogue
 from proofmarket.sdk.checks import Request
 from proofmarket.sdk.escrow import OnChainRequests
 from proofmarket.sdk.onchain import OnChainChecks
@@ -59,7 +60,7 @@ if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
 
 
-class Client(Verifying, OnChainChecks, OnChainRequests, NodeSession):
+class Client(Verifying, OnChainChecks, OnChainRequests, Catalogue, NodeSession):
     """A node's client: its catalogue, paid inference and generation (verified before they are returned), its
     history, and the on-chain requests and checks (``OnChainRequests``, ``OnChainChecks``, ``Verifying``)."""
 
@@ -105,6 +106,10 @@ class Client(Verifying, OnChainChecks, OnChainRequests, NodeSession):
             exc.details.setdefault("idempotency_key", key)
             raise
         return dataclasses.replace(result, output=report.output, checks=tuple(report.checks))
+
+    def infer_latest(self, owner: str, name: str, inputs: dict[str, Any], **options: Any) -> InferenceResult:
+        """``infer`` on the newest sold version of OWNER/NAME; ``result.model_id`` is the id it used."""
+        return self.infer(self.latest(owner, name), inputs, **options)
 
     def _infer(self, model_id: str, inputs: dict[str, Any], max_amount: int | None, key: str) -> InferenceResult:
         url = f"/v1/models/{model_id}/infer"

@@ -1,0 +1,56 @@
+"""``proofmarket stats MODEL_ID --node URL``: a model's calls, errors, latency, tokens and revenue by day.
+
+Reads ``GET /v1/models/{id}/stats`` through the SDK; ``--json`` prints the node's document as it is.
+Hook: ``stats_cmd.register(app)`` in ``cli/main.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from proofmarket.cli.infer_cmd import DEFAULT_NODE
+from proofmarket.cli.output import emit_json, fail, out
+from proofmarket.core.errors import ProofMarketError
+from proofmarket.core.units import format_usdc
+
+
+def register(app: typer.Typer) -> None:
+    app.command("stats")(stats_cmd)
+
+
+def stats_cmd(
+    model_id: Annotated[str, typer.Argument(help="the model id (see the node's GET /v1/models)")],
+    node: Annotated[str, typer.Option("--node", envvar="PROOFMARKET_NODE_URL", help="the node's base URL")]
+    = DEFAULT_NODE,
+    days: Annotated[int, typer.Option("--days", min=1, max=366, help="the window, in UTC days")] = 30,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Print MODEL_ID's analytics on a node: calls by status and rail, errors by code, latency and run time
+    p50/p95, tokens, revenue, and the calls of every day of the window."""
+    from proofmarket.sdk.client import Client
+
+    try:
+        with Client(node) as sdk:
+            doc = sdk.stats(model_id, days)
+    except ProofMarketError as exc:
+        raise fail(exc, as_json) from exc
+    if as_json:
+        emit_json(doc)
+        return
+    calls = doc["calls"]
+    out.print(f"model:    {doc['model_id']} (last {doc['days']} days)")
+    out.print(f"calls:    {calls['total']} ({calls['settled']} paid, {calls['free']} free, {calls['failed']} failed, "
+              f"{calls['open']} open); by rail: {calls['by_rail'] or '-'}")
+    out.print(f"errors:   {doc['errors'] or 'none'}")
+    for name in ("latency_s", "run_s"):
+        p = doc[name]
+        out.print(f"{name + ':':9} p50 {p['p50'] if p['p50'] is not None else '-'} s, "
+                  f"p95 {p['p95'] if p['p95'] is not None else '-'} s over {p['count']} calls")
+    out.print(f"tokens:   {doc['tokens']}")
+    out.print(f"revenue:  {format_usdc(int(doc['revenue_atomic']))} USDC")
+    active = [d for d in doc["by_day"] if d["calls"]]
+    for day in active[-14:]:
+        out.print(f"  {day['day']}  {day['calls']:6} calls  {day['failed']:4} failed  "
+                  f"{format_usdc(int(day['revenue_atomic'])):>12} USDC")

@@ -1,0 +1,96 @@
+"""Per-model analytics from the call records (the jobs table): what an owner and an operator want to know.
+
+    calls        total, by status (settled, proved: free, failed, open) and by rail
+    errors       failed calls by error code
+    latency_s    p50 / p95 from the call's arrival to its end (queue, run and settlement)
+    run_s        p50 / p95 of the run on the proof system (the proof, or the attested generation)
+    tokens       generated tokens (attested generations)
+    revenue      atomic USDC captured (the settlement's amount: a metered call its tokens, not its ceiling)
+    by_day       calls, failures, tokens and revenue per UTC day, every day of the window (zeros included)
+
+Numbers count the calls made on this node's database (several nodes sharing one database count together; each
+call's ``node`` is the node that answers). Percentiles are nearest-rank over the window's finished calls.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from proofmarket.db import Database, JobKind, JobRow, JobStatus
+
+MAX_DAYS = 366
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[max(0, math.ceil(q * len(ordered)) - 1)], 4)
+
+
+def revenue_of(job: JobRow) -> int:
+    if job.status != JobStatus.SETTLED:
+        return 0
+    amount = str(((job.settlement or {}).get("payment") or {}).get("amount") or "0")
+    return int(amount) if amount.isdigit() else 0
+
+
+def model_stats(db: Database, model_id: str, days: int = 30, now: datetime | None = None,
+                node: str | None = None) -> dict[str, Any]:
+    now = now or datetime.now(UTC)
+    days = max(1, min(days, MAX_DAYS))
+    first_day = (now - timedelta(days=days - 1)).date()
+    since = datetime(first_day.year, first_day.month, first_day.day, tzinfo=UTC)
+    with db.session() as s:
+        jobs = list(s.scalars(select(JobRow).where(JobRow.model_id == model_id, JobRow.kind == JobKind.PROVE,
+                                                   JobRow.created_at >= since)))
+    statuses: Counter[str] = Counter()
+    rails: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
+    latency, run = [], []
+    tokens = revenue = 0
+    daily: dict[str, dict[str, int]] = defaultdict(lambda: {"calls": 0, "failed": 0, "tokens": 0, "revenue": 0})
+    for job in jobs:
+        statuses[job.status] += 1
+        rails[job.rail or "free"] += 1
+        day = daily[job.created_at.date().isoformat()]
+        day["calls"] += 1
+        result = job.result or {}
+        if job.status == JobStatus.FAILED:
+            errors[job.error_code or "unknown"] += 1
+            day["failed"] += 1
+        if job.finished_at is not None and job.status != JobStatus.FAILED:
+            latency.append((job.finished_at - job.created_at).total_seconds())
+        if isinstance(result.get("run_s"), int | float):
+            run.append(float(result["run_s"]))
+        if isinstance(result.get("tokens"), int):
+            tokens += result["tokens"]
+            day["tokens"] += result["tokens"]
+        earned = revenue_of(job)
+        revenue += earned
+        day["revenue"] += earned
+    by_day = []
+    for i in range(days):
+        date = (first_day + timedelta(days=i)).isoformat()
+        d = daily.get(date, {"calls": 0, "failed": 0, "tokens": 0, "revenue": 0})
+        by_day.append({"day": date, "calls": d["calls"], "failed": d["failed"], "tokens": d["tokens"],
+                       "revenue_atomic": str(d["revenue"])})
+    open_ = sum(n for st, n in statuses.items() if st in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.PROVED,
+                                                          JobStatus.SETTLING))
+    free = sum(1 for j in jobs if j.status == JobStatus.PROVED and j.payment is None)
+    return {
+        "model_id": model_id, "node": node, "days": days, "since": since.isoformat(), "until": now.isoformat(),
+        "calls": {"total": len(jobs), "settled": statuses.get(JobStatus.SETTLED, 0), "free": free,
+                  "failed": statuses.get(JobStatus.FAILED, 0), "open": open_ - free, "by_rail": dict(rails)},
+        "errors": dict(errors.most_common()),
+        "latency_s": {"p50": percentile(latency, 0.5), "p95": percentile(latency, 0.95), "count": len(latency)},
+        "run_s": {"p50": percentile(run, 0.5), "p95": percentile(run, 0.95), "count": len(run)},
+        "tokens": tokens,
+        "revenue_atomic": str(revenue),
+        "by_day": by_day,
+    }

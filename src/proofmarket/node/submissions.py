@@ -1,0 +1,176 @@
+"""Owners list models themselves: a listing request signed with the owner's wallet (``core/listing_request.py``),
+the node's policy, and per-owner quotas. Checked before the model is stored or compiled; recorded with its compile
+job, so that a signed request opens one upload only.
+
+    policy      open: any wallet | allowlist: PROOFMARKET_LISTING_OWNERS only | review: any wallet, its listing
+                ``pending`` until the operator approves it (allowlisted owners skip review) | off: admin only
+    quotas      listings + submissions still compiling, ONNX bytes, compile seconds over the last 24 hours (a
+                compile gets what is left of the owner's day as its timeout)
+    errors      listing_signature_invalid (401), listing_replayed (409), listing_not_allowed (403),
+                owner_quota_exceeded (403, details: quota, used, limit)
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from proofmarket.core.errors import (
+    ListingNotAllowed,
+    ListingReplayed,
+    ListingSignatureInvalid,
+    OwnerQuotaExceeded,
+)
+from proofmarket.core.listing_request import MAX_VALIDITY_S, ListingRequest
+from proofmarket.core.settings import Settings, known_devnet
+from proofmarket.db import Database, JobKind, JobRow, JobStatus, ModelRow, ModelStatus
+from proofmarket.db.owner_tables import ListingSubmissionRow
+from proofmarket.db.tables import utcnow
+
+ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+NONCE = re.compile(r"^0x[0-9a-fA-F]{64}$")
+DAY = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What the policy decided for one signed request."""
+
+    owner: str  # lower case
+    status: str  # the listing's status once compiled: active, or pending (review)
+    compile_timeout_s: float
+
+
+def policy_of(settings: Settings) -> str:
+    if settings.listing_policy != "auto":
+        return settings.listing_policy
+    return "open" if known_devnet(settings) else "review"
+
+
+def allowlist(settings: Settings) -> frozenset[str]:
+    return frozenset(a.strip().lower() for a in settings.listing_owners.split(",") if a.strip())
+
+
+class Submissions:
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.settings, self.db = settings, db
+
+    def describe(self) -> dict[str, object]:
+        s = self.settings
+        return {"policy": policy_of(s), "max_models": s.owner_max_models, "max_bytes": s.owner_max_bytes,
+                "compile_s_per_day": s.owner_compile_s_per_day, "max_validity_s": MAX_VALIDITY_S}
+
+    def admit(self, request: ListingRequest, signature: str, node: str, size_bytes: int) -> Admission:
+        """Check the signature, the policy and the quotas; raises the error that refuses it."""
+        owner = self._signed(request, signature, node)
+        policy = policy_of(self.settings)
+        listed = allowlist(self.settings)
+        if policy == "off":
+            raise ListingNotAllowed("this node takes listings from its operator only (PROOFMARKET_LISTING_POLICY"
+                                    "=off)")
+        if policy == "allowlist" and owner not in listed:
+            raise ListingNotAllowed(f"this node takes listings from its allowlisted owners only; {owner} is not "
+                                    "one of them", owner=owner)
+        timeout = self._quotas(owner, size_bytes)
+        status = ModelStatus.PENDING if policy == "review" and owner not in listed else ModelStatus.ACTIVE
+        return Admission(owner, status.value, timeout)
+
+    def reserve(self, request: ListingRequest, owner: str, size_bytes: int) -> None:
+        """The request is used: its nonce opens nothing more (``listing_replayed`` if it raced another use).
+        Taken before the compile is queued; ``attach`` names the compile job afterwards."""
+        try:
+            with self.db.session() as s:
+                s.add(ListingSubmissionRow(nonce=request.nonce.lower(), owner=owner, job_id=None,
+                                           onnx_sha256=request.model_sha256, size_bytes=size_bytes,
+                                           created_at=utcnow()))
+        except IntegrityError:
+            raise ListingReplayed("this signed listing request was used already: sign a new one") from None
+
+    def attach(self, request: ListingRequest, job_id: str) -> None:
+        with self.db.session() as s:
+            row = s.get(ListingSubmissionRow, request.nonce.lower())
+            if row is not None:
+                row.job_id = job_id
+
+    # --- checks ------------------------------------------------------------------------------------------
+    def _signed(self, request: ListingRequest, signature: str, node: str) -> str:
+        if not ADDRESS.fullmatch(request.owner):
+            raise ListingSignatureInvalid("the field 'owner' must be a 0x-prefixed 20-byte hex address")
+        if not NONCE.fullmatch(request.nonce):
+            raise ListingSignatureInvalid("the field 'nonce' must be 0x and 64 hex digits (32 random bytes)")
+        now = int(time.time())
+        if request.deadline < now:
+            raise ListingSignatureInvalid("the listing request's deadline has passed: sign a new one",
+                                          deadline=request.deadline, now=now)
+        if request.deadline > now + MAX_VALIDITY_S:
+            raise ListingSignatureInvalid(f"the listing request's deadline is more than {MAX_VALIDITY_S} s ahead",
+                                          deadline=request.deadline, now=now)
+        if request.node.lower() != node.lower():
+            raise ListingSignatureInvalid(f"the listing request names another node ({request.node}); this node "
+                                          f"is {node}")
+        try:
+            signer = request.signer(signature)
+        except Exception:  # a malformed signature proves nothing
+            raise ListingSignatureInvalid("the field 'signature' is not a valid EIP-712 signature") from None
+        if signer != request.owner.lower():
+            raise ListingSignatureInvalid("the listing request was not signed by its owner (the signature does not "
+                                          "match the file, name, price, privacy, metadata, or owner)")
+        with self.db.session() as s:
+            if s.get(ListingSubmissionRow, request.nonce.lower()) is not None:
+                raise ListingReplayed("this signed listing request was used already: sign a new one")
+        return signer
+
+    def _quotas(self, owner: str, size_bytes: int) -> float:
+        s = self.settings
+        models, stored = self._owned(owner)
+        compiling, compiling_bytes = self._compiling(owner)
+        if models + compiling + 1 > s.owner_max_models:
+            raise OwnerQuotaExceeded(f"{owner} has {models} listings and {compiling} compiling on this node, the "
+                                     f"most an owner may have is {s.owner_max_models}", quota="models",
+                                     used=models + compiling, limit=s.owner_max_models)
+        if stored + compiling_bytes + size_bytes > s.owner_max_bytes:
+            raise OwnerQuotaExceeded(f"{owner} would hold {stored + compiling_bytes + size_bytes} bytes of models on "
+                                     f"this node, over the owner quota of {s.owner_max_bytes}", quota="bytes",
+                                     used=stored + compiling_bytes, limit=s.owner_max_bytes)
+        spent = self.compile_seconds(owner)
+        left = s.owner_compile_s_per_day - spent
+        if left < 1.0:
+            raise OwnerQuotaExceeded(f"{owner} used {spent:.0f} of its {s.owner_compile_s_per_day:.0f} compile "
+                                     "seconds in the last 24 hours: try again later", quota="compile_seconds",
+                                     used=round(spent, 1), limit=s.owner_compile_s_per_day)
+        return min(s.compile_timeout_s, left)
+
+    def _owned(self, owner: str) -> tuple[int, int]:
+        with self.db.session() as s:
+            count, size = s.execute(select(func.count(), func.coalesce(func.sum(ModelRow.size_bytes), 0))
+                                    .where(func.lower(ModelRow.owner) == owner)).one()
+        return int(count), int(size or 0)
+
+    def _compiling(self, owner: str) -> tuple[int, int]:
+        """Submissions whose compile has not ended (queued or running)."""
+        with self.db.session() as s:
+            rows = s.execute(select(ListingSubmissionRow.size_bytes, JobRow.status)
+                             .join(JobRow, JobRow.id == ListingSubmissionRow.job_id, isouter=True)
+                             .where(ListingSubmissionRow.owner == owner)
+                             .where(ListingSubmissionRow.created_at > utcnow() - DAY)).all()
+        open_ = [size for size, status in rows if status in (None, JobStatus.QUEUED, JobStatus.RUNNING)]
+        return len(open_), sum(open_)
+
+    def compile_seconds(self, owner: str) -> float:
+        """Seconds the owner's compiles ran in the last 24 hours (a running one counts up to now)."""
+        since = utcnow() - DAY
+        with self.db.session() as s:
+            jobs = s.scalars(select(JobRow).join(ListingSubmissionRow, JobRow.id == ListingSubmissionRow.job_id)
+                             .where(ListingSubmissionRow.owner == owner, JobRow.kind == JobKind.COMPILE)
+                             .where(ListingSubmissionRow.created_at > since)).all()
+        now = utcnow()
+        total = 0.0
+        for job in jobs:
+            if job.started_at is not None:
+                total += ((job.finished_at or now) - job.started_at).total_seconds()
+        return total
