@@ -38,6 +38,7 @@ from proofmarket.api.routers import (
     requests,
     verify,
     webapp,
+    webhooks,
 )
 from proofmarket.api.security import check_admin_token
 from proofmarket.core.errors import ProofMarketError
@@ -67,7 +68,7 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
     for router in (models.router, models.policy_router, infer.router, generate.router, jobs.router,
                    jobs.calls_router, proofs.router, verify.router,
                    artifacts.router, requests.router, court.router, earnings.router, channels.router, credits.router,
-                   openai_compat.router, meta.router,
+                   openai_compat.router, webhooks.router, meta.router,
                    dashboard.router,
                    webapp.router):
         app.include_router(router)
@@ -82,7 +83,7 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
     if origins:  # apps on other origins (a wallet app): what they may send and read
         from fastapi.middleware.cors import CORSMiddleware
 
-        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"],
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["Content-Type", "Authorization", "Idempotency-Key", "X-Job-Token",
                                           "PAYMENT-SIGNATURE", "X-PAYMENT", "X-Address", "X-Address-Time",
                                           "X-Address-Nonce", "X-Address-Signature"],
@@ -99,6 +100,7 @@ def _body_limit(settings: Settings, scope: Scope) -> int:
 @asynccontextmanager
 async def _lifespan(app: FastAPI, services: NodeServices) -> AsyncIterator[None]:
     services.queue.start()
+    services.start_webhooks()
     try:
         yield
     finally:

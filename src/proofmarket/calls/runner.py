@@ -45,6 +45,8 @@ class JobRunner:
         self.settles = True  # False in a 'proofmarket worker': the node settles what workers proved
         # after-capture hooks (split release, ERC-8004 record...): called once per captured call, never raise
         self.after_capture: list[Callable[[JobRow, Settlement, ProofOutcome], None]] = []
+        # record hooks (webhooks...): called when a job reaches its final state, never raise
+        self.on_final: list[Callable[[JobRow], None]] = []
         # the worker's side of the cache: store what it proves, reuse what another job proved meanwhile (the
         # node looks jobs up at submission and counts hits and misses)
         self.cache = ProofCache(cache, store, jobs) if cache is not None else None
@@ -96,6 +98,11 @@ class JobRunner:
         if job.kind == JobKind.PROVE:
             self.metrics.calls.labels(job.system or DEFAULT_SYSTEM, job.rail or "free", job.model_id or "",
                                       job.status).inc()
+        for hook in self.on_final:
+            try:
+                hook(job)
+            except Exception:  # the call is recorded: a hook's failure is logged, never the call's
+                log.exception("a record hook failed for job %s", job.id)
 
     def _execute(self, job: JobRow, systems: WorkerSystems, events: Events | None) -> Any:
         """Run the call on its proof system; returns the parsed bundle (the settle step needs no read back)."""

@@ -65,6 +65,8 @@ class CourtService(ChainWatcher):
         super().__init__(market, repo, served, self.court, confirmations=confirmations, poll_s=poll_s, owner=owner,
                          jobs=jobs)
         self.batch_max = max(1, min(batch_max, AttestationCourt.MAX_BATCH))
+        # (model id, request id, new status): called when a request's court status changes (webhooks)
+        self.status_hooks: list[Callable[[str, int, str], None]] = []
         self.committed: Counter | None = None  # Prometheus counters, once with_metrics() ran
         self.settled: Counter | None = None
 
@@ -142,6 +144,11 @@ class CourtService(ChainWatcher):
                     onchain = self.court.get_request(row.request_id)
                 if onchain.status != court.get("status"):
                     court.update(status=onchain.status, window_end=onchain.window_end)
+                    for hook in self.status_hooks:  # webhooks: the owner hears of a challenge
+                        try:
+                            hook(row.model_id, row.request_id, onchain.status)
+                        except Exception:
+                            self.log.exception("a court status hook failed for request %s", row.request_id)
                     if onchain.status in SETTLED:
                         court["validation"] = self._validation(row)
                         done += 1

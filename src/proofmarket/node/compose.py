@@ -29,6 +29,7 @@ from proofmarket.db import Database, JobRepo, JobRow, ModelRepo, ProofCacheRepo
 from proofmarket.node.access import AccessTokens
 from proofmarket.node.catalog import Catalog
 from proofmarket.node.services import NodeServices
+from proofmarket.node.webhooks import Webhooks
 from proofmarket.payments.port import FreeAccess, PaymentPort, Rails
 from proofmarket.payments.tickets import ProofOutcome, Settlement
 from proofmarket.store import ArtifactStore
@@ -68,7 +69,7 @@ def build_node(settings: Settings | None = None, workspace: Workspace | None = N
     return NodeServices(settings=settings, db=db, workspace=ws, catalog=catalog,
                         jobs=JobService(runner.jobs, queue, _cache(settings, db, ws.store, runner)), queue=queue,
                         payments=default, registry=registry, owns_workspace=workspace is None, tokens=tokens,
-                        rails=rail_set, systems=systems)
+                        rails=rail_set, systems=systems, webhooks=Webhooks(settings, db))
 
 
 def system_context(settings: Settings, store: ArtifactStore, payments: PaymentPort | None,
@@ -97,7 +98,11 @@ def build_runner(settings: Settings, db: Database, store: ArtifactStore, registr
                  rails: Rails | PaymentPort) -> JobRunner:
     """The call runner of a node or of a ``proofmarket worker`` process."""
     cache = ProofCacheRepo(db, settings.proof_cache_size) if settings.proof_cache_size else None
-    return JobRunner(settings, JobRepo(db), ModelRepo(db), store, rails, JobMetrics(registry), cache)
+    runner = JobRunner(settings, JobRepo(db), ModelRepo(db), store, rails, JobMetrics(registry), cache)
+    hooks = Webhooks(settings, db)  # callbacks and owners' events are rows: the node's dispatcher sends them
+    runner.on_final.append(hooks.job_final)
+    runner.after_capture.append(hooks.captured)
+    return runner
 
 
 def _payments(settings: Settings, ws: Workspace, model_repo: ModelRepo, db: Database,

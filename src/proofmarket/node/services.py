@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -15,6 +15,7 @@ from proofmarket.intake.court import CourtService
 from proofmarket.intake.escrow import EscrowService
 from proofmarket.node.access import AccessTokens
 from proofmarket.node.catalog import Catalog
+from proofmarket.node.webhooks import Dispatcher, Webhooks
 from proofmarket.payments.port import PaymentPort, Rails
 from proofmarket.systems.registry import ATTESTED_SYSTEM, SystemSet
 from proofmarket.systems.workspace import Workspace
@@ -34,6 +35,18 @@ class NodeServices:
     tokens: AccessTokens
     rails: Rails
     systems: SystemSet
+    webhooks: Webhooks | None = None
+    dispatcher: Dispatcher | None = field(default=None, init=False)
+
+    def start_webhooks(self) -> None:
+        """The webhook sender (a thread of this node): deliveries recorded by any process of the node."""
+        if self.webhooks is None or self.dispatcher is not None:
+            return
+        from proofmarket.systems.attested.signer import node_signer
+
+        signer = getattr(self.payments, "node", None) or node_signer(self.settings)
+        self.dispatcher = Dispatcher(self.webhooks, signer)
+        self.dispatcher.start()
 
     def build_escrow(self) -> EscrowService | None:
         """The escrow watcher (None when off, or auto and no market is deployed); its answers are calls too."""
@@ -41,7 +54,10 @@ class NodeServices:
 
     def build_court(self) -> CourtService | None:
         """The court watcher (None when off, or no AttestationCourt is deployed); its answers are calls too."""
-        return CourtService.for_node(self.settings, self.db, self.workspace, self.registry, jobs=self.jobs)
+        court = CourtService.for_node(self.settings, self.db, self.workspace, self.registry, jobs=self.jobs)
+        if court is not None and self.webhooks is not None:
+            court.status_hooks.append(self.webhooks.court_status)
+        return court
 
     @property
     def attested(self) -> Any:
@@ -49,6 +65,8 @@ class NodeServices:
         return self.systems.get(ATTESTED_SYSTEM)
 
     def close(self) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.close()
         self.queue.close()
         self.rails.close()
         if self.catalog.listings is not None:

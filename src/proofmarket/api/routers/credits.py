@@ -60,10 +60,11 @@ def _rail(services: NodeServices) -> CreditsRail:
     raise CreditsUnavailable("this node sells no API keys or credits (payments are off)")
 
 
-def body_purpose(body: dict[str, Any]) -> str:
-    """The purpose a key request is signed for: it binds the request's scope, cap and expiry."""
+def body_purpose(body: dict[str, Any], prefix: str = "api-key") -> str:
+    """The purpose a request with a body is signed for (``<prefix>-<first 16 hex of the sha256 of the body's
+    canonical JSON>``): the signature binds the body (a key's scope, cap and expiry; a webhook's URL and events)."""
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
-    return "api-key-" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    return f"{prefix}-" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 @router.post("/v1/keys", operation_id="create_api_key", status_code=201,

@@ -31,6 +31,7 @@ from proofmarket.calls import Settlement, request_hash
 from proofmarket.core.errors import PaymentReplayed
 from proofmarket.db import JobKind, JobRow, JobStatus
 from proofmarket.node.services import NodeServices
+from proofmarket.node.webhooks import check_target
 from proofmarket.payments.port import Offer
 from proofmarket.systems import guarantee
 
@@ -48,7 +49,7 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {"description": "unknown_model"},
     409: {"description": "idempotency_conflict, payment_replayed, model_inactive, registry_mismatch"},
     413: {"description": "body_too_large, input_too_large"},
-    422: {"description": "invalid_input, input_shape, input_not_finite, witness_failed"},
+    422: {"description": "invalid_input, input_shape, input_not_finite, witness_failed, webhook_target_refused"},
 }
 InputsBody = Annotated[dict[str, Any], Body(description="one inference input", openapi_examples=EXAMPLES)]
 
@@ -56,12 +57,19 @@ InputsBody = Annotated[dict[str, Any], Body(description="one inference input", o
 @router.post("/v1/models/{model_id}/infer", operation_id="infer", response_model=InferResult, responses=RESPONSES)
 async def infer(model_id: str, inputs: InputsBody, request: Request, services: ServicesDep,
                 mode: Annotated[Literal["sync", "async"], Query()] = "sync",
+                callback_url: Annotated[str | None, Query(max_length=2000, description=(
+                    "POST the call's result here once it is final (signed by the node's key, retried with "
+                    "backoff; X-Proofmarket-Delivery names the delivery: deduplicate on it)"))] = None,
                 idempotency_key: IdempotencyKey = None) -> JSONResponse:
     """Run the model on the input with its proof system (EZKL: a ZK proof; attested: signed commitments, not a
     proof); pay per call when payments are on."""
+    if callback_url is not None and services.webhooks is not None:  # refused before any payment is looked at
+        await run_in_threadpool(check_target, callback_url, services.webhooks.allow_private)
     offer, system = await run_in_threadpool(_offer, services, model_id, inputs,
                                             base_url(request, services.settings))
     job = await run_in_threadpool(_submit, services, offer, system, inputs, request.headers, idempotency_key)
+    if callback_url is not None and services.webhooks is not None:
+        await run_in_threadpool(services.webhooks.callback, job, callback_url)
     if mode == "sync" and not job.is_final:
         job = await _wait(services, job.id, services.settings.infer_wait_s)
     if not job.is_final or mode == "async":
