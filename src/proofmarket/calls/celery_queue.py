@@ -251,7 +251,9 @@ class CeleryJobQueue:
 
     def holds_settler_lease(self) -> bool:
         """Take or renew the settler's lease for this node (always True without a lease table)."""
-        return self.leases is None or bool(self.leases.acquire(SETTLER_LEASE, self.holder, self.settler_lease_s))
+        held = self.leases is None or bool(self.leases.acquire(SETTLER_LEASE, self.holder, self.settler_lease_s))
+        self.runner.metrics.settler_lease.set(1.0 if held else 0.0)
+        return held
 
     def _settler_loop(self) -> None:
         while not self._stop.is_set():

@@ -35,8 +35,21 @@ class JobMetrics:
         self.cache = Counter("proofmarket_proof_cache", "Proof cache lookups of public-profile prove jobs",
                              ["result"], registry=registry)
 
+        self.settler_lease = Gauge("proofmarket_settler_lease_held", "1 while this node holds the settler's lease "
+                                   "(one node settles at a time; a node that settles alone always holds it)",
+                                   registry=registry)
+        self.settling = Gauge("proofmarket_settling_jobs", "Paid calls whose settlement was sent and is not "
+                              "confirmed yet", registry=registry)
+        self.settling_oldest = Gauge("proofmarket_settling_oldest_seconds", "Age of the oldest call still settling "
+                                     "(0: none)", registry=registry)
+
     def track_depth(self, depth: Callable[[], int]) -> None:
         self.queue_depth.set_function(lambda: float(depth()))
+
+    def track_settling(self, settling: Callable[[], tuple[int, float]]) -> None:
+        """``settling``: (calls settling, age in seconds of the oldest), read at each scrape."""
+        self.settling.set_function(lambda: float(settling()[0]))
+        self.settling_oldest.set_function(lambda: float(settling()[1]))
 
 
 class EscrowMetrics:

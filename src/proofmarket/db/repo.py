@@ -189,6 +189,17 @@ class JobRepo:
             return list(s.scalars(select(JobRow.id).where(JobRow.status == JobStatus.SETTLING.value)
                                   .order_by(JobRow.created_at)))
 
+    def settling_age(self) -> tuple[int, float]:
+        """(calls settling, seconds since the oldest of them was created; 0 when none)."""
+        with self.db.session() as s:
+            count, oldest = s.execute(select(func.count(), func.min(JobRow.created_at)).where(
+                JobRow.status == JobStatus.SETTLING.value)).one()
+        if not count or oldest is None:
+            return 0, 0.0
+        if oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=utcnow().tzinfo)
+        return int(count), max(0.0, (utcnow() - oldest).total_seconds())
+
     def held_by(self, payer: str, *, besides: str | None = None) -> int:
         """Atomic units held by ``payer``'s paid jobs not settled or failed yet (``besides``: a nonce left out)."""
         unsettled = [s.value for s in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.PROVED, JobStatus.SETTLING)]

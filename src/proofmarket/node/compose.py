@@ -99,6 +99,8 @@ def build_runner(settings: Settings, db: Database, store: ArtifactStore, registr
     """The call runner of a node or of a ``proofmarket worker`` process."""
     cache = ProofCacheRepo(db, settings.proof_cache_size) if settings.proof_cache_size else None
     runner = JobRunner(settings, JobRepo(db), ModelRepo(db), store, rails, JobMetrics(registry), cache)
+    runner.metrics.track_settling(runner.jobs.settling_age)
+    runner.metrics.settler_lease.set(1.0)  # a node settles alone until a shared queue's lease says otherwise
     hooks = Webhooks(settings, db)  # callbacks and owners' events are rows: the node's dispatcher sends them
     runner.on_final.append(hooks.job_final)
     runner.after_capture.append(hooks.captured)
