@@ -111,6 +111,15 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(default=8, ge=1, le=50, description="a delivery is given up after this many")
     webhook_timeout_s: float = Field(default=10.0, gt=0, description="the wait for a receiver's answer")
 
+    # --- node: IPFS pinning (store/pinning.py) --------------------------------------------------------
+    pin: str | None = Field(default=None, description="pin public model artifacts and proof bundles: "
+                                                       "kubo:http://127.0.0.1:5001 (an IPFS node's RPC API) or "
+                                                       "psa:https://... (a Pinning Service API); unset = off")
+    pin_token: SecretStr | None = Field(default=None, description="bearer token of the IPFS RPC API or pinning "
+                                                                  "service (never logged)")
+    pin_bundles: bool = Field(default=True, description="pin proof bundles too (a bundle holds a call's output "
+                                                        "and proof; its CID is known only to whom it is given)")
+
     # --- node: escrow watcher (on-chain requests fulfilled by this node) ---------------------------
     escrow_watcher: Literal["auto", "on", "off"] = Field(
         default="auto", description="follow on-chain requests: auto = when a market is deployed on the chain")

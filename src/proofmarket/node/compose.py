@@ -28,6 +28,7 @@ from proofmarket.core.settings import Settings
 from proofmarket.db import Database, JobRepo, JobRow, ModelRepo, ProofCacheRepo
 from proofmarket.node.access import AccessTokens
 from proofmarket.node.catalog import Catalog
+from proofmarket.node.pinning import Pinning
 from proofmarket.node.services import NodeServices
 from proofmarket.node.webhooks import Webhooks
 from proofmarket.payments.port import FreeAccess, PaymentPort, Rails
@@ -104,6 +105,9 @@ def build_runner(settings: Settings, db: Database, store: ArtifactStore, registr
     hooks = Webhooks(settings, db)  # callbacks and owners' events are rows: the node's dispatcher sends them
     runner.on_final.append(hooks.job_final)
     runner.after_capture.append(hooks.captured)
+    pinning = Pinning.for_node(settings, store, registry)  # PROOFMARKET_PIN: model artifacts and bundles to IPFS
+    if pinning is not None:
+        runner.on_final.append(pinning.job_final)
     return runner
 
 

@@ -66,8 +66,10 @@ class Client(Verifying, OnChainChecks, OnChainRequests, Catalogue, NodeSession):
 
     def __init__(self, base_url: str, account: LocalAccount | None = None, *, timeout: float = 900.0,
                  cache_dir: str | Path | None = None, transport: httpx.BaseTransport | None = None,
-                 poll_interval_s: float = 0.2, devnet: bool = False, allow_dev_srs: bool = False) -> None:
+                 poll_interval_s: float = 0.2, devnet: bool = False, allow_dev_srs: bool = False,
+                 gateways: tuple[str, ...] | list[str] = ()) -> None:
         self.base_url = base_url.rstrip("/")
+        self.gateways = tuple(gateways)  # IPFS gateways for artifacts the node does not serve (or a node gone)
         self.account = account
         self.devnet, self.allow_dev_srs = devnet, allow_dev_srs  # the caller's word, never the node's
         self.cache_dir = Path(cache_dir) if cache_dir else Path.home() / ".proofmarket" / "client-cache"

@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from proofmarket.core import jsonlimits
-from proofmarket.core.errors import NodeUnavailable, ProofMarketError, VerificationFailed, from_code
+from proofmarket.core.errors import (
+    ArtifactNotFound,
+    NodeUnavailable,
+    ProofMarketError,
+    StoreError,
+    VerificationFailed,
+    from_code,
+)
 from proofmarket.store import LocalStore
 
 if TYPE_CHECKING:
@@ -79,9 +86,33 @@ class NodeSession:
                 return job
             time.sleep(self.poll_interval_s)
 
+    gateways: tuple[str, ...] = ()  # IPFS gateways tried when the node does not serve an artifact
+
     def _fetch_artifact(self, store: LocalStore, cid: str) -> None:
+        """An artifact into the local cache: from the node, else from the IPFS gateways (each checked by CID)."""
         if store.has(cid):
             return
+        try:
+            self._fetch_from_node(store, cid)
+        except (NodeUnavailable, ArtifactNotFound):
+            if not self.gateways:
+                raise
+            self._fetch_from_gateways(store, cid)
+
+    def _fetch_from_gateways(self, store: LocalStore, cid: str) -> None:
+        from proofmarket.store.pinning import fetch_from_gateway
+
+        errors = []
+        for gateway in self.gateways:
+            try:
+                store.put(fetch_from_gateway(gateway, cid))
+                return
+            except StoreError as exc:
+                errors.append(exc.message)
+        raise NodeUnavailable(f"artifact {cid} is neither on the node nor on the gateways: {'; '.join(errors)}",
+                              cid=cid)
+
+    def _fetch_from_node(self, store: LocalStore, cid: str) -> None:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         try:
             with tempfile.NamedTemporaryFile(dir=self.cache_dir, prefix=".fetch-", delete=True) as tmp, \

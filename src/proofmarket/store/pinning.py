@@ -1,0 +1,152 @@
+"""Pin the store's blobs to IPFS, so that anyone can fetch and check them by CID when this node is gone.
+
+    PROOFMARKET_PIN=kubo:http://127.0.0.1:5001   an IPFS node's RPC API (Kubo's, or scripts/ipfs_node.mjs): the
+                                                blobs go as one CAR (``POST /api/v0/dag/import``), roots pinned
+    PROOFMARKET_PIN=psa:https://pins.example/v1  an IPFS Pinning Service API endpoint (``POST /pins``, bearer
+                                                PROOFMARKET_PIN_TOKEN): the service fetches the CIDs from the IPFS
+                                                network, so the blobs must be provided there (an IPFS node that
+                                                has them, e.g. pinned by ``kubo:`` too)
+
+What is pinned is decided by the caller (``node/pinning.py``): a model's public artifacts only (its privacy
+profile's ``public_cids``: never private weights or proving keys) and proof bundles. Every blob is one raw block
+named by its sha2-256 (``store/cid.py``), so a gateway's bytes are checked by hashing them.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Protocol
+
+import httpx
+
+from proofmarket.core.errors import StoreError, UsageError
+from proofmarket.store.car import export_car
+from proofmarket.store.cid import cid_for_bytes, validate_cid
+from proofmarket.store.local import ArtifactStore
+
+
+class PinFailed(StoreError, code="pin_failed", http_status=502):
+    """The IPFS node or pinning service refused the pin, or could not be reached."""
+
+
+class Pinner(Protocol):
+    target: str
+
+    def pin(self, store: ArtifactStore, cids: list[str], name: str) -> list[str]:
+        """Pin ``cids`` (blobs of ``store``); returns the CIDs pinned."""
+        ...
+
+    def pinned(self, cid: str) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class KuboPinner:
+    """An IPFS node's RPC API (Kubo's ``/api/v0``)."""
+
+    def __init__(self, url: str, token: str | None = None, timeout_s: float = 120.0) -> None:
+        self.target = url.rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=self.target, timeout=timeout_s, headers=headers)
+
+    def pin(self, store: ArtifactStore, cids: list[str], name: str) -> list[str]:
+        wanted = list(dict.fromkeys(validate_cid(c) for c in cids))
+        with tempfile.TemporaryDirectory(prefix="proofmarket-pin-") as tmp:
+            path = export_car(store, wanted, Path(tmp) / "pin.car")
+            try:
+                with path.open("rb") as f:
+                    answer = self._http.post("/api/v0/dag/import", params={"pin-roots": "true"},
+                                             files={"file": (f"{name}.car", f, "application/vnd.ipld.car")})
+            except httpx.HTTPError as exc:
+                raise PinFailed(f"the IPFS node at {self.target} did not answer: {exc}", target=self.target) from exc
+        if answer.status_code != 200:
+            raise PinFailed(f"the IPFS node at {self.target} refused the CAR: HTTP {answer.status_code} "
+                            f"{answer.text[:200]}", target=self.target)
+        pinned = []
+        for line in answer.text.splitlines():
+            root = json.loads(line).get("Root") if line.strip() else None
+            if not root:
+                continue
+            if root.get("PinErrorMsg"):
+                raise PinFailed(f"the IPFS node could not pin {root['Cid']['/']}: {root['PinErrorMsg']}")
+            pinned.append(str(root["Cid"]["/"]))
+        missing = set(wanted) - set(pinned)
+        if missing:
+            raise PinFailed(f"the IPFS node did not pin {sorted(missing)}", target=self.target)
+        return pinned
+
+    def pinned(self, cid: str) -> bool:
+        try:
+            answer = self._http.post("/api/v0/pin/ls", params={"arg": validate_cid(cid), "type": "recursive"})
+        except httpx.HTTPError as exc:
+            raise PinFailed(f"the IPFS node at {self.target} did not answer: {exc}", target=self.target) from exc
+        return answer.status_code == 200 and cid in (answer.json().get("Keys") or {})
+
+    def close(self) -> None:
+        self._http.close()
+
+
+class PinningServicePinner:
+    """An IPFS Pinning Service API endpoint (https://ipfs.github.io/pinning-services-api-spec/)."""
+
+    def __init__(self, url: str, token: str | None, timeout_s: float = 60.0) -> None:
+        if not token:
+            raise UsageError("a pinning service needs its access token: set PROOFMARKET_PIN_TOKEN")
+        self.target = url.rstrip("/")
+        self._http = httpx.Client(base_url=self.target, timeout=timeout_s,
+                                  headers={"Authorization": f"Bearer {token}"})
+
+    def pin(self, store: ArtifactStore, cids: list[str], name: str) -> list[str]:
+        done = []
+        for cid in dict.fromkeys(validate_cid(c) for c in cids):
+            try:
+                answer = self._http.post("/pins", json={"cid": cid, "name": f"{name}:{cid[-8:]}"})
+            except httpx.HTTPError as exc:
+                raise PinFailed(f"the pinning service at {self.target} did not answer: {exc}") from exc
+            if answer.status_code not in (200, 202):
+                raise PinFailed(f"the pinning service refused {cid}: HTTP {answer.status_code} {answer.text[:200]}")
+            done.append(cid)
+        return done
+
+    def pinned(self, cid: str) -> bool:
+        try:
+            answer = self._http.get("/pins", params={"cid": validate_cid(cid), "status": "pinned"})
+        except httpx.HTTPError as exc:
+            raise PinFailed(f"the pinning service at {self.target} did not answer: {exc}") from exc
+        return answer.status_code == 200 and int(answer.json().get("count") or 0) > 0
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def pinner_from(spec: str | None, token: str | None = None) -> Pinner | None:
+    """``kubo:URL`` (an IPFS node's RPC API) or ``psa:URL`` (a Pinning Service API); None when unset."""
+    if not spec:
+        return None
+    kind, _, url = spec.partition(":")
+    if kind == "kubo" and url.startswith(("http://", "https://")):
+        return KuboPinner(url, token)
+    if kind == "psa" and url.startswith(("http://", "https://")):
+        return PinningServicePinner(url, token)
+    raise UsageError(f"PROOFMARKET_PIN must be kubo:http(s)://... or psa:http(s)://..., not {spec!r}")
+
+
+def fetch_from_gateway(gateway: str, cid: str, timeout_s: float = 60.0, max_bytes: int = 1 << 31) -> bytes:
+    """A blob from an IPFS trustless gateway (``GET /ipfs/{cid}?format=raw``), checked against its CID."""
+    url = f"{gateway.rstrip('/')}/ipfs/{validate_cid(cid)}?format=raw"
+    try:
+        with httpx.stream("GET", url, timeout=timeout_s, headers={"Accept": "application/vnd.ipld.raw"}) as r:
+            if r.status_code != 200:
+                raise StoreError(f"the gateway {gateway} has no {cid} (HTTP {r.status_code})", cid=cid)
+            data = bytearray()
+            for chunk in r.iter_bytes():
+                data += chunk
+                if len(data) > max_bytes:
+                    raise StoreError(f"the gateway {gateway} sent more than {max_bytes} bytes for {cid}")
+    except httpx.HTTPError as exc:
+        raise StoreError(f"the gateway {gateway} did not answer for {cid}: {exc}", cid=cid) from exc
+    if cid_for_bytes(bytes(data)) != cid:
+        raise StoreError(f"the gateway {gateway} sent other bytes for {cid}", cid=cid)
+    return bytes(data)
