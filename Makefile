@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 
 # npm ci refuses this lock file: npm 11 leaves other platforms' optional anvil binaries out of it.
 # npm install with exact pins in package.json installs the same versions.
-$(NPMSTAMP): package.json package-lock.json web/engine.js web/pay.js web/chain.js
+$(NPMSTAMP): package.json package-lock.json web/engine.js web/pay.js web/chain.js web/charts.js
 	npm install --no-audit --no-fund --loglevel=error
 	$(MAKE) webapp
 	touch $(NPMSTAMP)
@@ -31,6 +31,8 @@ webapp:
 	cp node_modules/@ezkljs/engine/web/ezkl_bg.wasm $(WEBVENDOR)/ezkl_bg.wasm
 	node_modules/.bin/esbuild web/pay.js --bundle --format=esm --minify --log-level=warning --outfile=$(WEBVENDOR)/x402-pay.js
 	node_modules/.bin/esbuild web/chain.js --bundle --format=esm --minify --log-level=warning --outfile=$(WEBVENDOR)/chain.js
+	node_modules/.bin/esbuild web/charts.js --bundle --format=esm --minify --log-level=warning --outfile=$(WEBVENDOR)/charts.js
+	cp node_modules/uplot/dist/uPlot.min.css $(WEBVENDOR)/uplot.css
 
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

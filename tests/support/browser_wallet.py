@@ -112,17 +112,20 @@ class DevWallet:
         return self._rpc(method, params)
 
     def _send(self, tx: dict[str, Any]) -> dict[str, Any]:
-        call = {"from": self.account.address, "to": tx["to"], "data": tx.get("data", "0x"),
-                "value": tx.get("value", "0x0")}
+        call = {"from": self.account.address, "data": tx.get("data", "0x"), "value": tx.get("value", "0x0")}
+        if tx.get("to"):  # none: a contract creation
+            call["to"] = tx["to"]
         estimate = self._rpc("eth_estimateGas", [call])
         if "error" in estimate:  # the wallet shows the revert before anything is signed
             return estimate
         nonce = int(self._rpc("eth_getTransactionCount", [self.account.address, "pending"])["result"], 16)
         fee = int(self._rpc("eth_gasPrice", [])["result"], 16)
-        signed = self.account.sign_transaction({
-            "to": tx["to"], "data": call["data"], "value": int(call["value"], 16), "nonce": nonce,
-            "gas": int(int(estimate["result"], 16) * 1.3) + 21_000, "maxFeePerGas": 2 * fee + 1,
-            "maxPriorityFeePerGas": 1, "chainId": self.chain_id, "type": 2})
+        fields = {"data": call["data"], "value": int(call["value"], 16), "nonce": nonce,
+                  "gas": int(int(estimate["result"], 16) * 1.3) + 21_000, "maxFeePerGas": 2 * fee + 1,
+                  "maxPriorityFeePerGas": 1, "chainId": self.chain_id, "type": 2}
+        if "to" in call:
+            fields["to"] = call["to"]
+        signed = self.account.sign_transaction(fields)
         answer = self._rpc("eth_sendRawTransaction", ["0x" + bytes(signed.raw_transaction).hex()])
         if "result" in answer:
             self.sent.append(answer["result"])

@@ -7,6 +7,8 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
+from eth_utils import to_checksum_address
+
 from proofmarket.chain import model_key
 from proofmarket.chain.artifacts import Artifact, load_artifact
 from proofmarket.chain.client import TxResult
@@ -73,6 +75,31 @@ class OwnerRole(MarketBase):
         spec = model_spec(manifest, self.workspace.store, verifier=verifier.address, price=price,
                           owner_share_bps=owner_share_bps, metadata_cid=metadata_cid or model_id)
         return self._register(model_id, key, spec, verifier)
+
+    def registration_plan(self, model_id: str, owner: str, price_atomic: int, *, verifier: str | None = None,
+                          metadata_cid: str | None = None,
+                          owner_share_bps: int = DEFAULT_OWNER_SHARE_BPS) -> dict[str, Any]:
+        """The transactions an owner's wallet sends to list a proven model under its own address (the page does
+        it; no key of the node signs): first the model's Halo2Verifier deployment (``data`` is its creation
+        code), then, with the deployed ``verifier``, ``ModelRegistry.register(key, spec)`` built from the
+        manifest exactly as ``register_model`` builds it."""
+        if self.attested_manifest(model_id) is not None:
+            raise UsageError("an attested model is listed with 'proofmarket owner register' (its verifier names "
+                             "this market's attester)")
+        manifest = self.manifest(model_id)
+        check_registrable(manifest)
+        onchain = self.onchain_id(model_id, owner)
+        if self.registry.exists(onchain):
+            return {"step": "done", "onchain_id": "0x" + onchain.hex(), "registry": self.registry.address}
+        if verifier is None:
+            code = self.workspace.store.get(manifest.verifier.bytecode.cid).decode().strip()
+            return {"step": "deploy_verifier", "data": code if code.startswith("0x") else "0x" + code,
+                    "size": manifest.verifier.deployed_size, "onchain_id": "0x" + onchain.hex()}
+        spec = model_spec(manifest, self.workspace.store, verifier=to_checksum_address(verifier), price=price_atomic,
+                          owner_share_bps=owner_share_bps, metadata_cid=metadata_cid or model_id)
+        data = self.registry.contract.encode_abi("register", args=[model_key(model_id), spec.as_tuple()])
+        return {"step": "register", "to": self.registry.address, "data": data, "onchain_id": "0x" + onchain.hex(),
+                "price_atomic": str(price_atomic), "metadata_cid": metadata_cid or model_id}
 
     def _register_attested(self, model_id: str, manifest: Any, price: int, owner_share_bps: int,
                            metadata_cid: str | None) -> Registration:

@@ -15,7 +15,14 @@ from proofmarket.api.security import AdminDep, IsAdminDep
 from proofmarket.api.signed import node_address
 from proofmarket.api.uploads import UPLOAD_SCHEMA, Uploader, prepare_upload
 from proofmarket.api.views import job_public, model_public, model_summary
-from proofmarket.core.errors import ModelInactive, ProofMarketError, UnknownModel, UsageError
+from proofmarket.core.errors import (
+    Forbidden,
+    MarketUnavailable,
+    ModelInactive,
+    ProofMarketError,
+    UnknownModel,
+    UsageError,
+)
 from proofmarket.core.listing_request import DOMAIN, TYPES
 from proofmarket.core.units import parse_usdc
 from proofmarket.db import ModelStatus
@@ -92,6 +99,28 @@ def model_stats_route(model_id: str, services: ServicesDep,
     if services.catalog.repo.get(model_id) is None:
         raise UnknownModel(f"this node serves no model with id {model_id}", model_id=model_id)
     return model_stats(services.db, model_id, days, node=node_address(services))
+
+
+@router.get("/{model_id}/registration", operation_id="registration_plan",
+            responses={**ERRORS, 404: {"description": "unknown_model, market_unavailable"}})
+def registration_plan(model_id: str, services: ServicesDep,
+                      owner: Annotated[str, Query(pattern=r"^0x[0-9a-fA-F]{40}$")],
+                      verifier: Annotated[str | None, Query(pattern=r"^0x[0-9a-fA-F]{40}$")] = None
+                      ) -> dict[str, Any]:
+    """The next transaction the owner's wallet sends to list this model on the registry under its own address:
+    ``deploy_verifier`` (creation code), then ``register`` (calldata for the registry, given the deployed
+    verifier), then ``done``. Only the listing's owner on this node is answered."""
+    row = services.catalog.repo.get(model_id)
+    if row is None:
+        raise UnknownModel(f"this node serves no model with id {model_id}", model_id=model_id)
+    if (row.owner or "").lower() != owner.lower():
+        raise Forbidden(f"{owner} is not the owner of model {model_id} on this node", model_id=model_id)
+    listings = services.catalog.listings
+    if listings is None:
+        raise MarketUnavailable("this node sells on no market: there is no registry to list on")
+    plan: dict[str, Any] = listings.market.registration_plan(model_id, owner, row.price_atomic, verifier=verifier,
+                                                             metadata_cid=row.catalog_cid)
+    return plan
 
 
 def versions_of(services: NodeServices, model_id: str) -> ModelVersions:

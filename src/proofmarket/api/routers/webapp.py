@@ -22,10 +22,11 @@ from proofmarket.core.errors import ArtifactNotFound
 router = APIRouter(tags=["app"], include_in_schema=False)
 STATIC = Path(__file__).resolve().parent.parent / "static" / "app"
 MODULES = ("app.js", "ui.js", "wallet.js", "onchain.js", "commit.js", "call.js", "escrow.js", "account.js", "access.js",
-           "verify.js")
+           "owner.js", "verify.js")
 FILES = {**dict.fromkeys(MODULES, "text/javascript"), "style.css": "text/css",
          "vendor/ezkl-engine.js": "text/javascript", "vendor/ezkl_bg.wasm": "application/wasm",
-         "vendor/x402-pay.js": "text/javascript", "vendor/chain.js": "text/javascript"}
+         "vendor/x402-pay.js": "text/javascript", "vendor/chain.js": "text/javascript",
+         "vendor/charts.js": "text/javascript", "vendor/uplot.css": "text/css"}
 ABIS = ("InferenceMarket", "ModelRegistry", "TestUSDC", "ReputationRegistry", "AttestationCourt")
 CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; worker-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")

@@ -1,40 +1,11 @@
-// Owner and prover pages: list a model (admin token of this node) and follow its compile job; an owner's or
+// Owner and prover pages: the upload form (owner.js: admin token or the owner's wallet); an owner's or
 // prover's earnings (GET /v1/earnings, the market's own counters) with the x402 splits still held and a button
 // to release them; the node's prover record and ERC-8004 scores, the connected address's own record read on
 // chain, and staking through the wallet.
 import { $, say, fillList, fillTable, button, nodeError, nodeFetch, usdc } from './ui.js';
 import { wallet, ensureWallet, rejected, contracts } from './wallet.js';
 import { proverRecord, stake, releaseSplit, reason } from './onchain.js';
-
-// Upload a model (admin token of this node) and follow its compile job to the end.
-async function upload(event, reload) {
-  event.preventDefault();
-  const form = new FormData();
-  form.append('onnx', $('upload-onnx').files[0]);
-  form.append('samples', $('upload-samples').files[0]);
-  form.append('price_atomic', $('upload-price').value);
-  form.append('privacy', $('upload-privacy').value);
-  if ($('upload-name').value) form.append('name', $('upload-name').value);
-  say('upload-status', 'uploading…');
-  let response;
-  try {
-    response = await nodeFetch('/v1/models', { method: 'POST', body: form,
-      headers: { Authorization: `Bearer ${$('upload-token').value}` } });
-  } catch (err) { say('upload-status', err.message, 'bad'); return; }
-  if (!response.ok) { say('upload-status', await nodeError(response), 'bad'); return; }
-  let job = await response.json();
-  const started = Date.now();
-  while (!['proved', 'failed'].includes(job.status)) {
-    say('upload-status', `compiling (${job.status}, ${Math.round((Date.now() - started) / 1000)} s)…`);
-    await new Promise((r) => setTimeout(r, 1000));
-    const poll = await nodeFetch(`/v1/jobs/${job.id}`, { headers: { 'X-Job-Token': job.access_token || '' } }).catch(() => null);
-    if (!poll || !poll.ok) { say('upload-status', `lost the compile job (${poll ? poll.status : 'the node did not answer'})`, 'bad'); return; }
-    job = { ...(await poll.json()), access_token: job.access_token };
-  }
-  if (job.status === 'failed') { say('upload-status', `the compile failed: ${job.error.code}: ${job.error.message}`, 'bad'); return; }
-  say('upload-status', `compiled in ${Math.round((Date.now() - started) / 1000)} s: model ${job.result && job.result.model_id} is served`, 'ok');
-  await reload();
-}
+import { upload } from './owner.js';
 
 async function earnings() {
   try { await ensureWallet('your earnings'); } catch (err) { say('earnings-status', err.message, 'bad'); return; }

@@ -10,6 +10,7 @@ import { bindEscrow, onEscrowAnswered, requestHistory } from './escrow.js';
 import { bindAccount, prover } from './account.js';
 import { verifyOnChain } from './onchain.js';
 import { bindAccess } from './access.js';
+import { bindOwner, showStats } from './owner.js';
 
 let models = [];
 let bundle = null;
@@ -27,7 +28,10 @@ export function engine() {
 
 async function loadCatalog() {
   try {
-    const response = await nodeFetch('/v1/models');
+    const query = new URLSearchParams({ limit: '100' });  // the catalogue's server-side filters
+    if ($('task-filter').value) query.set('task', $('task-filter').value);
+    if ($('tag-filter').value.trim()) query.set('tag', $('tag-filter').value.trim().toLowerCase());
+    const response = await nodeFetch(`/v1/models?${query}`);
     if (!response.ok) throw new Error(await nodeError(response));
     models = (await response.json()).models || [];
     renderCatalog();
@@ -48,7 +52,8 @@ function renderCatalog() {
   const q = $('filter').value.trim().toLowerCase();
   const key = $('sort').value;
   const rows = models
-    .filter((m) => !q || [m.name, m.mode, m.privacy, m.id].join(' ').toLowerCase().includes(q))
+    .filter((m) => !q || [m.name, m.mode, m.privacy, m.id, m.description, m.task, (m.tags || []).join(' ')]
+      .join(' ').toLowerCase().includes(q))
     .sort((a, b) => key === 'price' ? Number(a.price.atomic) - Number(b.price.atomic)
       : key === 'reputation' ? ((b.prover && b.prover.fulfilled) || 0) - ((a.prover && a.prover.fulfilled) || 0)
         : String(a[key] || '').localeCompare(String(b[key] || '')));
@@ -77,6 +82,9 @@ async function showModel(id) {
     ['commitments', m.commitments ? JSON.stringify(m.commitments) : null],
     ['verifier contract', m.verifier && m.verifier.address], ['verifier bytecode (CID)', m.verifier && m.verifier.bytecode_cid],
     ['registry listing', m.registry && m.registry.onchain_id], ['owner', m.owner],
+    ['status', m.status && m.status !== 'active' ? m.status + (m.review_reason ? `: ${m.review_reason}` : '') : null],
+    ['description', m.description || null], ['task', m.task], ['tags', m.tags && m.tags.length ? m.tags.join(', ') : null],
+    ['license', m.license], ['replaces', m.supersedes],
     ['prover', m.prover ? `${m.prover.address}: ${reputation(m)}` : null]]);
   text($('model-schema'), JSON.stringify(m.inputs && m.inputs.length ? m.inputs : m.attested || {}, null, 2));
   text($('model-example'), JSON.stringify(example(m)));
@@ -84,6 +92,7 @@ async function showModel(id) {
   buildForm(m);
   $('escrow').hidden = !(m.registry && m.registry.registered) || m.mode === 'attested';
   $('model').scrollIntoView();
+  showStats(m.id);
 }
 
 function loaded(doc, where) {
@@ -182,10 +191,13 @@ bindCall(() => current, engine);
 bindEscrow(() => current, engine);
 bindAccount(loadCatalog);
 bindAccess();
+bindOwner();
 onAnswered((doc) => loaded(doc, 'the answer\'s bundle is loaded'));
 onEscrowAnswered((doc) => loaded(doc, 'the escrow request\'s bundle is loaded'));
 $('filter').addEventListener('input', renderCatalog);
 $('sort').addEventListener('change', renderCatalog);
+$('task-filter').addEventListener('change', loadCatalog);
+$('tag-filter').addEventListener('change', loadCatalog);
 $('history-button').addEventListener('click', history);
 $('bundle-file').addEventListener('change', (e) => e.target.files[0] && loadFile(e.target.files[0]));
 const drop = $('drop');

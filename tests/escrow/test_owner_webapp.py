@@ -1,0 +1,109 @@
+"""An owner's whole story in the page at 375 px, with a wallet and no admin token: list a model (EIP-712 signed
+listing request), watch it compile, register it on the registry from the wallet (its verifier deployed, then the
+registry call the node prepares), find it in the catalogue by tag, call it, and see the call in its analytics
+(numbers and uPlot charts)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from browser_wallet import DevWallet, chromium_or_skip
+from escrow_helpers import AppFactory, EscrowEnv, mlp_input, serve
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
+
+from proofmarket.chain import model_id_for
+from proofmarket.samples import sample_path
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "tests" / "screenshots"
+
+
+@pytest.fixture
+def served(make_app: AppFactory) -> Iterator[str]:
+    yield from serve(make_app(listing_policy="open"))
+
+
+def _status(page: object, selector: str, timeout: int = 600_000) -> str:
+    page.wait_for_selector(f"{selector}.ok, {selector}.bad", timeout=timeout)  # type: ignore[attr-defined]
+    return page.text_content(selector) or ""  # type: ignore[attr-defined]
+
+
+def _until(done: Callable[[], bool], timeout_s: float = 90.0) -> None:
+    """Poll in Python (the page's CSP forbids the string evaluation of wait_for_function)."""
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        assert time.monotonic() < deadline, "the page did not get there"
+        time.sleep(0.2)
+
+
+def _reset(page: object, selector: str) -> None:
+    page.evaluate(f"document.querySelector('{selector}').className = ''")  # type: ignore[attr-defined]
+
+
+def test_an_owner_lists_registers_finds_calls_and_charts_a_model_from_a_phone(env: EscrowEnv, served: str) -> None:
+    sync_playwright, chromium = chromium_or_skip()
+    SHOTS.mkdir(exist_ok=True)
+    owner: LocalAccount = Account.from_key(keccak(b"proofmarket-webapp-owner"))
+    env.market.client.rpc("anvil_setBalance", [owner.address, hex(10**20)])
+    wallet = DevWallet(owner, env.rpc_url, env.market.client.chain_id)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 375, "height": 800})
+        page.set_default_timeout(90_000)
+        wallet.install(page)
+        page.goto(f"{served}/app/#owner")
+        page.click("#connect-button")
+        page.wait_for_selector("#wallet-status.ok")
+
+        # list: signed by the wallet, no token; the compile is followed to its end
+        page.set_input_files("#upload-onnx", str(sample_path("mlp")))
+        page.set_input_files("#upload-samples", str(sample_path("mlp", "samples")))
+        page.fill("#upload-name", "owner-iris")
+        page.fill("#upload-price", "20000")
+        page.fill("#upload-description", "Iris species from flower measurements")
+        page.select_option("#upload-task", "classification")
+        page.fill("#upload-tags", "tabular, iris-owner")
+        page.fill("#upload-license", "MIT")
+        page.click("#upload-button")
+        status = _status(page, "#upload-status")
+        assert status.startswith("compiled in") and "is served" in status, status
+        assert "eth_signTypedData_v4" in wallet.signed
+        model_id = status.split("model ")[1].split(" ")[0]
+
+        # the owner's listings, and the registration from the wallet (verifier, then registry)
+        _status(page, "#listings-status")
+        page.click("text=Register owner-iris")
+        _reset(page, "#listings-status")
+        registered = _status(page, "#listings-status", timeout=180_000)
+        assert "is listed on chain" in registered, registered
+        assert len(wallet.sent) == 2
+        entry = env.market.registry.get_model(model_id_for(owner.address, model_id))
+        assert entry.spec.price == 20_000 and entry.owner.lower() == owner.address.lower()
+
+        # found in the catalogue by its tag; called; its analytics show the call
+        page.goto(f"{served}/app/#catalog")
+        page.fill("#tag-filter", "iris-owner")
+        page.dispatch_event("#tag-filter", "change")
+        _until(lambda: page.locator("#models tbody tr").count() == 1)  # the tag's one listing
+        assert page.locator(f"#models a[href='#model/{model_id}']").count() == 1
+        page.click(f"#models a[href='#model/{model_id}']")
+        page.wait_for_selector("#call-json")
+        page.fill("#call-json", json.dumps(mlp_input()))
+        page.click("#call-button")
+        _status(page, "#call-status", timeout=300_000)
+        page.evaluate("location.hash = ''")
+        page.evaluate(f"location.hash = 'model/{model_id}'")
+        _until(lambda: (page.text_content("#stats-status") or "").startswith("1 call"))
+        assert page.locator("#chart-calls canvas").count() == 1 and page.locator("#chart-revenue canvas").count() == 1
+        assert "classification" in (page.text_content("#model-details") or "")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        page.screenshot(path=str(SHOTS / "app-owner-375.png"), full_page=True)
+        assert width <= 375, f"the page is {width} px wide at 375 px"
+        browser.close()
