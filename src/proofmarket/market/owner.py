@@ -7,7 +7,7 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
-from eth_utils import to_checksum_address
+from eth_utils.address import to_checksum_address
 
 from proofmarket.chain import model_key
 from proofmarket.chain.artifacts import Artifact, load_artifact
