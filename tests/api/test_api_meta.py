@@ -14,6 +14,7 @@ OPERATION_IDS = {
     ("get", "/v1/models/latest"): "latest_model",
     ("get", "/v1/models/{model_id}/versions"): "model_versions",
     ("get", "/v1/models/{model_id}/stats"): "model_stats",
+    ("get", "/v1/models/{model_id}/registration"): "registration_plan",
     ("post", "/v1/models/{model_id}/review"): "review_model",
     ("get", "/v1/listing-policy"): "listing_policy",
     ("post", "/v1/webhooks"): "create_webhook",
