@@ -278,3 +278,17 @@ def test_an_owner_cannot_take_over_another_owners_listing_id(make_app: AppFactor
             repo.upsert(model_id, name="x", price_atomic=1, owner=OTHER.address, claim=True)
         repo.upsert(model_id, name="renamed", price_atomic=5, owner=OWNER.address.lower(), claim=True)
         assert repo.get(model_id).name == "renamed"
+
+
+def test_new_wallets_do_not_buy_more_of_the_nodes_compile_time(make_app: AppFactory) -> None:
+    """Sybils: per-owner quotas are per wallet, so the node also bounds all owners' compiles together."""
+    with TestClient(make_app(listing_policy="open", listing_max_compiling=1)) as client:
+        form, files = signed_form(client, OWNER)
+        assert client.post("/v1/models", data=form, files=files).status_code == 202
+        form, files = signed_form(client, OTHER)  # a second wallet while the first compiles
+        error = refused(client.post("/v1/models", data=form, files=files), 403, "owner_quota_exceeded")
+        assert error["details"]["quota"] == "node_compiling"
+    with TestClient(make_app(listing_policy="open", listing_compile_s_per_day=0)) as client:
+        form, files = signed_form(client, OTHER)
+        error = refused(client.post("/v1/models", data=form, files=files), 403, "owner_quota_exceeded")
+        assert error["details"]["quota"] == "node_compile_seconds"

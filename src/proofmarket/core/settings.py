@@ -103,6 +103,12 @@ class Settings(BaseSettings):
     owner_compile_s_per_day: float = Field(default=7200.0, ge=0,
                                            description="compile seconds per owner over the last 24 hours: a "
                                                        "compile is stopped when the owner's budget runs out")
+    listing_compile_s_per_day: float = Field(default=28_800.0, ge=0,
+                                             description="compile seconds of all owners' listings together over "
+                                                         "the last 24 hours (new wallets cost nothing: per-owner "
+                                                         "quotas alone do not bound the node's work)")
+    listing_max_compiling: int = Field(default=2, ge=0, description="owners' submissions compiling at once, all "
+                                                                    "owners together")
 
     # --- node: webhooks ------------------------------------------------------------------------------
     webhook_private_targets: Literal["auto", "on", "off"] = Field(

@@ -137,8 +137,18 @@ class Submissions:
             raise OwnerQuotaExceeded(f"{owner} would hold {stored + compiling_bytes + size_bytes} bytes of models on "
                                      f"this node, over the owner quota of {s.owner_max_bytes}", quota="bytes",
                                      used=stored + compiling_bytes, limit=s.owner_max_bytes)
+        busy, node_spent = self._node_load()
+        if busy >= s.listing_max_compiling:
+            raise OwnerQuotaExceeded(f"{busy} owners' models are compiling on this node, the most it takes at once: "
+                                     "try again in a few minutes", quota="node_compiling", used=busy,
+                                     limit=s.listing_max_compiling)
+        if node_spent >= s.listing_compile_s_per_day:
+            raise OwnerQuotaExceeded(f"owners' compiles used {node_spent:.0f} of this node's "
+                                     f"{s.listing_compile_s_per_day:.0f} seconds of the last 24 hours: try again later",
+                                     quota="node_compile_seconds",
+                                     used=round(node_spent, 1), limit=s.listing_compile_s_per_day)
         spent = self.compile_seconds(owner)
-        left = s.owner_compile_s_per_day - spent
+        left = min(s.owner_compile_s_per_day - spent, s.listing_compile_s_per_day - node_spent)
         if left < 1.0:
             raise OwnerQuotaExceeded(f"{owner} used {spent:.0f} of its {s.owner_compile_s_per_day:.0f} compile "
                                      "seconds in the last 24 hours: try again later", quota="compile_seconds",
@@ -161,16 +171,32 @@ class Submissions:
         open_ = [size for size, status in rows if status in (None, JobStatus.QUEUED, JobStatus.RUNNING)]
         return len(open_), sum(open_)
 
-    def compile_seconds(self, owner: str) -> float:
-        """Seconds the owner's compiles ran in the last 24 hours (a running one counts up to now)."""
+    def compile_seconds(self, owner: str | None) -> float:
+        """Seconds the owner's compiles (None: every owner's) ran in the last 24 hours (a running one counts up to
+        now)."""
         since = utcnow() - DAY
+        query = (select(JobRow).join(ListingSubmissionRow, JobRow.id == ListingSubmissionRow.job_id)
+                 .where(JobRow.kind == JobKind.COMPILE, ListingSubmissionRow.created_at > since))
+        if owner is not None:
+            query = query.where(ListingSubmissionRow.owner == owner)
         with self.db.session() as s:
-            jobs = s.scalars(select(JobRow).join(ListingSubmissionRow, JobRow.id == ListingSubmissionRow.job_id)
-                             .where(ListingSubmissionRow.owner == owner, JobRow.kind == JobKind.COMPILE)
-                             .where(ListingSubmissionRow.created_at > since)).all()
+            jobs = s.scalars(query).all()
         now = utcnow()
         total = 0.0
         for job in jobs:
             if job.started_at is not None:
                 total += ((job.finished_at or now) - job.started_at).total_seconds()
         return total
+
+    def _node_load(self) -> tuple[int, float]:
+        """(owners' submissions queued or compiling, all owners' compile seconds of the last 24 hours)."""
+        with self.db.session() as s:
+            statuses = s.scalars(select(JobRow.status).join(ListingSubmissionRow,
+                                                            JobRow.id == ListingSubmissionRow.job_id,
+                                                            isouter=False)
+                                 .where(ListingSubmissionRow.created_at > utcnow() - DAY)).all()
+            unattached = s.scalar(select(func.count()).select_from(ListingSubmissionRow).where(  # being queued now
+                ListingSubmissionRow.job_id.is_(None),
+                ListingSubmissionRow.created_at > utcnow() - timedelta(minutes=5)))
+        busy = sum(1 for st in statuses if st in (JobStatus.QUEUED, JobStatus.RUNNING)) + int(unattached or 0)
+        return busy, self.compile_seconds(None)
