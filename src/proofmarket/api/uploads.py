@@ -76,6 +76,12 @@ def prepare_upload(form: FormData, settings: Settings, store: ArtifactStore, who
                    ) -> tuple[dict[str, Any], str, ListingRequest | None]:
     """Check the form (and, for an owner, its signed request, the policy and the quotas); store the ONNX file and
     the catalogue entry; return the compile job's spec, its request hash and the owner's request (None: admin)."""
+    if not who.admin:  # who uploads comes first: nothing else is looked at for an unauthenticated request
+        missing = [f for f in FORM_FIELDS if not _text(form.get(f))]
+        if missing:
+            raise Unauthorized("a model upload needs the admin bearer token, or a listing request signed by the "
+                               "owner's wallet (fields owner, deadline, nonce, signature; missing: "
+                               f"{', '.join(missing)}); see GET /v1/listing-policy")
     onnx = form.get("onnx")
     if not isinstance(onnx, UploadFile):
         raise UsageError("the upload needs the ONNX model as the file field 'onnx'")
@@ -118,11 +124,6 @@ def prepare_upload(form: FormData, settings: Settings, store: ArtifactStore, who
 
 def _signed_request(form: FormData, path: Path, name: str, price: int, privacy: str, metadata: bytes,
                     supersedes: str, who: Uploader) -> ListingRequest:
-    missing = [f for f in FORM_FIELDS if not _text(form.get(f))]
-    if missing:
-        raise Unauthorized("a model upload needs the admin bearer token, or a listing request signed by the owner's "
-                           f"wallet (fields owner, deadline, nonce, signature; missing: {', '.join(missing)}); see "
-                           "GET /v1/listing-policy")
     deadline = _text(form.get("deadline")) or ""
     if not deadline.isdigit() or len(deadline) > 12:
         raise ListingSignatureInvalid("the field 'deadline' must be a unix time")
