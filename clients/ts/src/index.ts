@@ -87,9 +87,19 @@ export class ProofMarket {
     this.fetchFn = opts.fetch ?? globalThis.fetch.bind(globalThis);
   }
 
-  async listModels(): Promise<ModelSummary[]> {
-    const doc = await this.json<{ models: ModelSummary[] } | ModelSummary[]>('GET', '/v1/models');
-    return Array.isArray(doc) ? doc : doc.models;
+  /** Every model the node sells (the catalogue's pages followed to the end), or one search's matches. */
+  async listModels(query: Record<string, string> = {}): Promise<ModelSummary[]> {
+    const out: ModelSummary[] = [];
+    let cursor: string | undefined;
+    for (;;) {
+      const params = new URLSearchParams({ limit: '100', ...query, ...(cursor ? { cursor } : {}) });
+      const doc = await this.json<{ models: ModelSummary[]; next_cursor?: string | null } | ModelSummary[]>(
+        'GET', `/v1/models?${params}`);
+      if (Array.isArray(doc)) return doc;
+      out.push(...doc.models);
+      if (!doc.next_cursor) return out;
+      cursor = doc.next_cursor;
+    }
   }
 
   async model(id: string): Promise<Record<string, unknown>> {

@@ -65,8 +65,17 @@ class NodeSession:
             raise NodeUnavailable(f"cannot reach the node at {self.base_url}: {exc}", url=self.base_url) from exc
 
     def models(self) -> list[dict[str, Any]]:
-        body = self._json(self._get("/v1/models"))
-        return list(body["models"] if isinstance(body, dict) and "models" in body else body)
+        """Every model the node sells (the catalogue's pages followed to the end)."""
+        out: list[dict[str, Any]] = []
+        params: dict[str, Any] = {"limit": 100}
+        while True:
+            body = self._json(self._get("/v1/models", params=params))
+            if not isinstance(body, dict) or "models" not in body:
+                return list(body)
+            out += body["models"]
+            if not body.get("next_cursor"):
+                return out
+            params["cursor"] = body["next_cursor"]
 
     def model(self, model_id: str) -> dict[str, Any]:
         return dict(self._json(self._get(f"/v1/models/{model_id}")))
