@@ -97,7 +97,10 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
 
 def _node(net: Net, tmp: Path, market: Market | None = None) -> Iterator[str]:
     """A node app over HTTP; ``market``: serve that market's court (another node account) instead."""
-    settings = node_settings(net.home, net.rpc_url, tmp / "node.db", escrow_watcher="on", escrow_poll_s=0.1)
+    # the test polls every record several times a second from one address, like no client should: the unpaid limit
+    # (tested in tests/api/test_api_rate_limits.py) is raised so that it measures the court, not the limiter
+    settings = node_settings(net.home, net.rpc_url, tmp / "node.db", escrow_watcher="on", escrow_poll_s=0.1,
+                             rate_limit_unpaid="100000/10 seconds")
     app = create_app(settings, workspace=(market or net.market).workspace)
     app.state.services.catalog.register(net.lm_id, price_atomic=50_000)
     if market is not None:
