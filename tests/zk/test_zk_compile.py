@@ -45,12 +45,15 @@ def test_onnx_commitment_is_sha256_of_the_upload(mlp: CompileResult) -> None:
     assert mlp.manifest.onnx.sha256 == hashlib.sha256(sample_path("mlp").read_bytes()).hexdigest()
 
 
-def test_search_reports_every_candidate_and_picks_the_fastest_timed(mlp: CompileResult) -> None:
+def test_search_reports_every_candidate_and_picks_by_the_objective_among_the_timed(mlp: CompileResult) -> None:
+    from proofmarket.systems.ezkl.tuning import pick
+
     report = mlp.report
     assert len(report.candidates) == len(SMALL_GRID)
     timed = [c for c in report.candidates if c.prove_s is not None]
     assert timed, "at least one candidate gets a real timed proof"
-    assert report.picked.prove_s == min(c.prove_s for c in timed if c.prove_s is not None)
+    assert report.picked is pick(timed, report.objective)
+    assert all(c.proof_bytes and c.verify_gas and c.prove_runs >= 2 for c in timed)
     assert report.picked.max_abs_error is not None
     assert report.picked.max_abs_error <= report.error_limit
     assert report.picked.argmax_match is True  # the MLP is a classifier

@@ -19,7 +19,7 @@ from proofmarket.cli.output import console, emit_json, fail, out, progress_steps
 from proofmarket.core.errors import ProofMarketError, UsageError
 from proofmarket.core.settings import Settings
 from proofmarket.systems.ezkl.profile import PrivacyProfile
-from proofmarket.systems.ezkl.tuning import AccuracyBound
+from proofmarket.systems.ezkl.tuning import AccuracyBound, Objective
 from proofmarket.systems.workspace import Workspace
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -89,6 +89,11 @@ def compile_cmd(
     max_error: Annotated[float, typer.Option(help="accuracy bound: max abs error / sample outputs' range")]
     = 0.01,
     name: Annotated[str | None, typer.Option(help="a name for the model (default: the file name)")] = None,
+    objective: Annotated[str, typer.Option(
+        "--objective", help="what the settings search minimises per call: balanced (default: the node's CPU, the "
+                            "caller's wait, verification gas on chain and proof bytes, in USD at stated prices), "
+                            "prove (prove time; gas and size break ties within noise) or verify (verification gas "
+                            "and proof size first)")] = "balanced",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="check the model and samples and predict logrows, "
                                                             "proving-key size, memory and prove time; no tuning, "
                                                             "no keys (seconds)")] = False,
@@ -108,6 +113,7 @@ def compile_cmd(
     ws = _workspace(home)
     try:
         profile = PrivacyProfile.parse(privacy)
+        Objective(name=objective)  # a bad --objective is refused before anything runs
         samples = _read_samples(sample, model)
         if dry_run:
             prediction = ws.predict(model, samples, profile=profile)
@@ -115,16 +121,18 @@ def compile_cmd(
             return
         with progress_steps(not as_json) as step:
             result = ws.compile(model, samples, profile=profile, srs_file=srs, name=name,
-                                bound=_bound(max_error), progress=step)
+                                bound=_bound(max_error), objective=Objective(name=objective), progress=step)
     except ProofMarketError as exc:
         raise fail(exc, as_json) from exc
     finally:
         ws.close()
     m = result.manifest
+    measured = result.report.measurements()
     if as_json:
-        emit_json({"ok": True, "model_id": result.model_id, "manifest": m.model_dump(mode="json")})
+        emit_json({"ok": True, "model_id": result.model_id, "manifest": m.model_dump(mode="json"),
+                   "measurements": measured})
         return
-    _print_compile(result.model_id, m.model_dump(mode="json"))
+    _print_compile(result.model_id, m.model_dump(mode="json"), measured)
 
 
 def _compile_attested(model: Path, name: str | None, cap: int, as_json: bool, home: Path | None) -> None:
@@ -153,24 +161,33 @@ def _bound(max_error: float) -> AccuracyBound | None:
     return None if max_error == 0.01 else AccuracyBound(relative=max_error)
 
 
-def _print_compile(model_id: str, m: dict[str, Any]) -> None:
+def _print_compile(model_id: str, m: dict[str, Any], measured: dict[str, Any]) -> None:
     from rich.table import Table
 
-    table = Table(title="settings candidates", show_lines=False)
-    for col in ("candidate", "logrows", "rows", "rebase", "max err", "status", "prove s"):
+    table = Table(title=f"settings candidates (objective: {m['tuning']['objective']['name']})", show_lines=False)
+    for col in ("candidate", "logrows", "rows", "rebase", "max err", "status", "prove s", "proof B", "gas"):
         table.add_column(col)
     picked = m["tuning"]["picked"]
+    times = {c["label"]: c for c in measured["candidates"]}
     for c in m["tuning"]["candidates"]:
-        prove = f"{c['prove_s']:.3f}" if c["prove_s"] is not None else (
-            f"~{c['prove_s_estimated']:.3f} (est.)" if c["prove_s_estimated"] is not None else "-")
+        t = times.get(c["label"], {})
+        prove = (f"{t['prove_s']:.3f} ±{t['prove_s_spread']:.3f}" if t.get("prove_s") is not None else
+                 f"~{t['prove_s_estimated']:.3f} (est.)" if t.get("prove_s_estimated") is not None else "-")
         label = f"[bold green]{c['label']} *[/]" if c["label"] == picked else c["label"]
         table.add_row(label, str(c["logrows"] or "-"), str(c["num_rows"] or "-"), str(c.get("rebase") or "-"),
-                      "-" if c["max_abs_error"] is None else f"{c['max_abs_error']:.4g}", c["status"][:40], prove)
+                      "-" if c["max_abs_error"] is None else f"{c['max_abs_error']:.4g}", c["status"][:40], prove,
+                      f"{c['proof_bytes']:,}" if c.get("proof_bytes") else "-",
+                      f"~{c['verify_gas']:,}" if c.get("verify_gas") else "-")
     console.print(table)
     acc = m["accuracy"]
     out.print(f"model id:   [bold]{model_id}[/]")
     out.print(f"privacy:    {m['privacy']['name']} (input {m['privacy']['input']}, params {m['privacy']['params']})")
     out.print(f"settings:   {picked}, logrows {m['logrows']}, SRS {m['srs']['kind']}")
+    chosen, t = next(c for c in m["tuning"]["candidates"] if c["label"] == picked), times.get(picked, {})
+    if t.get("prove_s") is not None:
+        out.print(f"per call:   prove {t['prove_s']:.3f} s (±{t['prove_s_spread']:.3f}, {t['prove_runs']} proofs), "
+                  f"proof {chosen['proof_bytes']:,} bytes, ~{chosen['verify_gas']:,} gas to verify on chain "
+                  f"(predicted, ±{m['tuning']['gas_model']['max_rel_error']:.0%}); search {measured['search_s']} s")
     out.print(f"accuracy:   max abs error {acc['max_abs_error']:.4g} (bound {acc['limit']:.4g}) "
               f"on {acc['samples']} samples" + _argmax_note(acc["argmax_match"]))
     out.print(f"verifier:   {m['verifier']['deployed_size']} bytes deployed ({m['verifier']['compiler']})")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from proofmarket.systems.ezkl.predict import Prediction
 from proofmarket.systems.ezkl.profile import PrivacyProfile
 from proofmarket.systems.ezkl.prover import EzklProver, ProveResult
 from proofmarket.systems.ezkl.srs import SrsProvider
-from proofmarket.systems.ezkl.tuning import AccuracyBound
+from proofmarket.systems.ezkl.tuning import AccuracyBound, Objective
 from proofmarket.systems.ezkl.verify import VerifyReport
 from proofmarket.systems.ezkl.worker import InlineProofWorker, ProofWorker
 
@@ -42,11 +43,12 @@ class Workspace:
         return self._prover
 
     def compile(self, onnx_path: Path, samples_doc: Any, *, profile: PrivacyProfile, srs_file: Path | None = None,
-                bound: AccuracyBound | None = None, name: str | None = None,
+                bound: AccuracyBound | None = None, name: str | None = None, objective: Objective | None = None,
                 progress: Progress = lambda _: None) -> CompileResult:
         srs = self.srs_provider(srs_file)
         srs.check_available()
-        options = CompileOptions(profile=profile, srs=srs, bound=bound, name=name, budget=self.settings.budget)
+        options = CompileOptions(profile=profile, srs=srs, bound=bound, name=name, budget=self.settings.budget,
+                                 objective=objective)
         result = self.prover.compile(onnx_path, samples_doc, options, progress)
         self._index(result)
         return result
@@ -146,7 +148,11 @@ class Workspace:
         m = result.manifest
         self._write_index(result.model_id, {
             "id": result.model_id, "name": m.name, "mode": "proven", "privacy": m.privacy["name"],
-            "logrows": m.logrows, "onnx_sha256": m.onnx.sha256, "srs": m.srs.kind, "created_at": m.created_at,
+            "logrows": m.logrows, "onnx_sha256": m.onnx.sha256, "srs": m.srs.kind,
+            "compiled_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            # the measured prove times (median and spread) of this compile: the manifest keeps only what any
+            # machine would compute the same, so that the same file and samples give the same model id
+            "compile_report": self.store.put_json(result.report.measurements()),
         })
 
     def _write_index(self, model_id: str, entry: dict[str, Any]) -> None:

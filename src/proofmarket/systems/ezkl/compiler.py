@@ -29,10 +29,10 @@ from proofmarket.systems.ezkl.manifest import (
     put_artifact,
 )
 from proofmarket.systems.ezkl.predict import Budget, Prediction, predict
-from proofmarket.systems.ezkl.profile import SALT_ELEMENTS, PrivacyProfile
-from proofmarket.systems.ezkl.salt import circuit_input, new_salt, salt_model
+from proofmarket.systems.ezkl.profile import SALT_BITS, SALT_ELEMENTS, PrivacyProfile
+from proofmarket.systems.ezkl.salt import circuit_input, salt_model
 from proofmarket.systems.ezkl.srs import SrsInfo, SrsProvider
-from proofmarket.systems.ezkl.tuning import AccuracyBound, Candidate, TuningJob, TuningReport, search
+from proofmarket.systems.ezkl.tuning import AccuracyBound, Candidate, Objective, TuningJob, TuningReport, search
 
 Progress = Callable[[str], None]
 MAX_SAMPLES = 64
@@ -42,7 +42,7 @@ MAX_SAMPLES = 64
 class CompileResult:
     model_id: str
     manifest: ModelManifest
-    report: TuningReport
+    report: TuningReport  # report.measurements(): the measured times, which the manifest (the id) leaves out
 
 
 @dataclass
@@ -54,6 +54,7 @@ class CompileOptions:
     name: str | None = None
     timed: int = 2
     budget: Budget | None = None  # refuse before tuning when the prediction is over it
+    objective: Objective | None = None  # what the tuner minimises (default: balanced)
 
 
 def compile_model(
@@ -70,7 +71,7 @@ def compile_model(
     with tempfile.TemporaryDirectory(prefix="proofmarket-compile-") as tmp:
         work = Path(tmp)
         circuit_onnx = circuit_model(onnx_path, work, options.profile)
-        flat = [_flat_input(s, options.profile) for s in samples]
+        flat = [calibration_flat_input(s, options.profile) for s in samples]
         progress("predicting the circuit's cost")
         prediction = predict(circuit_onnx, flat, input_visibility=options.profile.input,
                              param_visibility=options.profile.params)
@@ -80,17 +81,17 @@ def compile_model(
         reference = [models.run_onnx(work / "normalized.onnx", s) for s in samples]
         bound = options.bound or AccuracyBound(classifier=info.is_classifier)
         job = TuningJob(circuit_onnx, flat, reference, options.profile, work, options.srs, bound,
-                        timed=options.timed)
-        progress("searching circuit settings")
+                        timed=options.timed, objective=options.objective or Objective())
+        progress(f"searching circuit settings (objective: {job.objective.name})")
         report = search(job, options.candidates, progress)
         picked = report.picked
-        assert picked.settings_path and picked.compiled_path and picked.logrows
+        assert picked.settings_path and picked.compiled_path and picked.logrows and picked.keys
+        progress(f"picked {picked.label}: logrows {picked.logrows}, proof {picked.proof_bytes:,} bytes, "
+                 f"~{picked.verify_gas:,} gas to verify, prove {picked.prove_s:.3f} s")
         srs = options.srs.get(picked.logrows)
-        progress(f"key setup (logrows {picked.logrows})")
-        vk, pk = work / "model.vk", work / "model.pk"
-        ezkl_calls.setup(picked.compiled_path, vk, pk, srs.path)
-        progress("self-check proof")
-        layout = _probe_layout(work, picked, vk, pk, srs, flat[0], info, options.profile.salted)
+        vk, pk = picked.keys  # set up while timing: the same circuit and SRS give the same keys
+        progress("self-check: the timed proof verifies with the keys")
+        layout = _probe_layout(picked, vk, srs, flat[0], info, options.profile.salted)
         progress("Solidity verifier (solcjs)")
         verifier = _verifier(work, vk, picked.settings_path, srs, store)
         progress("storing artifacts")
@@ -128,7 +129,7 @@ def predict_model(onnx_path: Path, samples_doc: Any, profile: PrivacyProfile) ->
         raise UsageError("the samples file holds no sample input: give at least one")
     with tempfile.TemporaryDirectory(prefix="proofmarket-predict-") as tmp:
         circuit_onnx = circuit_model(onnx_path, Path(tmp), profile)
-        flat = [_flat_input(s, profile) for s in samples]
+        flat = [calibration_flat_input(s, profile) for s in samples]
         return predict(circuit_onnx, flat, input_visibility=profile.input, param_visibility=profile.params), info
 
 
@@ -144,20 +145,19 @@ def circuit_model(onnx_path: Path, work: Path, profile: PrivacyProfile) -> Path:
     return salted
 
 
-def _flat_input(sample: list[np.ndarray], profile: PrivacyProfile) -> list[list[float]]:
-    return circuit_input(sample, new_salt() if profile.salted else None)
+def calibration_flat_input(sample: list[np.ndarray], profile: PrivacyProfile) -> list[list[float]]:
+    """A sample as the tuner sees it: a hashed input gets the largest salt (every element 2^SALT_BITS - 1), not a
+    random one: calibration then covers any salt a consumer sends, and the same samples give the same circuit."""
+    return circuit_input(sample, [(1 << SALT_BITS) - 1] * SALT_ELEMENTS if profile.salted else None)
 
 
-def _probe_layout(work: Path, picked: Candidate, vk: Path, pk: Path, srs: SrsInfo,
-                  sample: list[list[float]], info: models.ModelInfo, hashed_input: bool) -> InstanceLayout:
-    """One real proof with the final keys: checks pk/vk/SRS fit together and reads the instance layout."""
-    assert picked.compiled_path and picked.settings_path
-    data = work / "probe-input.json"
-    data.write_text(json.dumps({"input_data": sample}))
-    ezkl_calls.gen_witness(data, picked.compiled_path, work / "probe-witness.json", vk, srs.path)
-    proof = ezkl_calls.prove(work / "probe-witness.json", picked.compiled_path, pk, work / "probe-proof.json",
-                             srs.path)
-    ezkl_calls.verify(work / "probe-proof.json", picked.settings_path, vk, srs.path)
+def _probe_layout(picked: Candidate, vk: Path, srs: SrsInfo, sample: list[list[float]], info: models.ModelInfo,
+                  hashed_input: bool) -> InstanceLayout:
+    """Verify the proof the tuner timed with these keys (pk, vk and SRS fit together) and read the instance layout
+    from it: no second proof."""
+    assert picked.compiled_path and picked.settings_path and picked.proof_path
+    ezkl_calls.verify(picked.proof_path, picked.settings_path, vk, srs.path)
+    proof = json.loads(picked.proof_path.read_text())
     settings = json.loads(picked.settings_path.read_text())
     total = len(proof["instances"][0])
     n_out = sum(t.size for t in info.outputs)

@@ -1,11 +1,21 @@
-"""Settings search: the fastest circuit whose outputs stay within an accuracy bound.
+"""Settings search: the circuit whose calls cost least, within an accuracy bound.
 
 EZKL's defaults decompose values with base 16384 in 2 legs, which forces a 2^15-row range table; a
 smaller base with more legs, with the right scale and column count, often fits the same model in
-2^9-2^11 rows and proves 10-40x faster. We try a grid of (decomposition base, legs, scale, inner
-columns), let EZKL calibrate each to its smallest logrows, keep those whose witness outputs on the
-owner's samples stay within the bound against onnxruntime, then time real proofs for the cheapest
-few and pick the fastest. Every candidate is reported.
+2^9-2^11 rows and proves 10-40x faster. We try a grid of (decomposition base, legs, scale) at one inner
+column, then more columns for the cheapest few, let EZKL calibrate each to its smallest logrows, keep
+those whose witness outputs on the owner's samples stay within the bound against onnxruntime, then set up
+keys and time real proofs (several, for their spread) for the few the work model ranks cheapest, within a
+search budget that grows with the predicted prove time. Every candidate is reported.
+
+What a call costs (the :class:`Objective`): the node's CPU seconds and the caller's wait for the proof,
+the verification gas a consumer pays when the model is sold on chain (predicted from the proof's size and
+public instances by a fit measured with ``bench/verifier_gas.py``), and the proof's bytes. ``prove`` orders
+by prove time, ``verify`` by gas, ``balanced`` (the default) by the sum in US dollars at the stated prices.
+Prove times that differ by less than their measured noise count as equal, so the order between them is
+decided by gas and size: the same file and samples give the same circuit on a quiet or a loaded machine.
+Only what does not depend on the machine goes into the manifest (and so into the model id); the measured
+times are the compile's report (:meth:`TuningReport.measurements`).
 
 Calibration may also pick the scale-rebase multiplier (when to divide a product back to the input
 scale). EZKL only offers 1 and 10; 10 overflows a small decomposition base, leaving 1, which rescales
@@ -16,15 +26,18 @@ so we pass REBASE_MULTIPLIERS.
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from proofmarket.core.errors import AccuracyNotMet, ProofMarketError
+from proofmarket.core.errors import AccuracyNotMet, ProofMarketError, UsageError
 from proofmarket.systems.ezkl import ezkl_calls
+from proofmarket.systems.ezkl.predict import from_settings
 from proofmarket.systems.ezkl.profile import PrivacyProfile
 from proofmarket.systems.ezkl.srs import SrsProvider
 
@@ -35,6 +48,54 @@ DEFAULT_SCALES: tuple[int, ...] = (6, 7, 10)
 DEFAULT_COLUMNS: tuple[int, ...] = (1, 2, 4)
 REBASE_MULTIPLIERS: tuple[int, ...] = (1, 2, 10)
 MAX_LOGROWS = 20
+WIDEN = 3  # the default grid tries more inner columns on this many of its cheapest one-column circuits
+
+#: Verification gas of EZKL's Solidity verifier (eth_estimateGas of ``verifyProof``: 21,000 intrinsic, calldata
+#: and the pairing check) = GAS_BASE + GAS_PER_PROOF_BYTE x proof bytes + GAS_PER_INSTANCE x public instances,
+#: fitted by ``python bench/verifier_gas.py`` over the sample models' circuits (bench/verifier_gas.md);
+#: GAS_FIT_ERROR is the fit's largest relative error there.
+GAS_BASE = 200_000.0
+GAS_PER_PROOF_BYTE = 115.0
+GAS_PER_INSTANCE = 500.0
+GAS_FIT_ERROR = 0.05
+
+#: Timings that differ by less than this share of themselves (or their measured spread, when larger) are
+#: the same time: a loaded 2-core machine moves one prove time by 10-30 % between runs.
+NOISE_FLOOR = 0.15
+OBJECTIVES = ("balanced", "prove", "verify")
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What one call of the model costs, in US dollars, at stated prices (bench/prices.py states the chain's).
+
+    cpu_usd_per_s      the node's CPU: a core at 0.05 USD an hour
+    latency_usd_per_s  the caller's wait for the proof: a cent a second
+    gas_gwei, eth_usd  the consumer's verification on chain (Base: 0.005 gwei, ETH at 3,000 USD)
+    byte_usd           storing and sending the proof: 0.09 USD a GB
+    """
+
+    name: str = "balanced"
+    cpu_usd_per_s: float = 0.05 / 3600
+    latency_usd_per_s: float = 0.01
+    gas_gwei: float = 0.005
+    eth_usd: float = 3000.0
+    byte_usd: float = 0.09e-9
+
+    def __post_init__(self) -> None:
+        if self.name not in OBJECTIVES:
+            raise UsageError(f"--objective is one of {', '.join(OBJECTIVES)}, not {self.name!r}")
+
+    def usd(self, prove_s: float, gas: float, proof_bytes: float) -> float:
+        return (prove_s * (self.cpu_usd_per_s + self.latency_usd_per_s)
+                + gas * self.gas_gwei * 1e-9 * self.eth_usd + proof_bytes * self.byte_usd)
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def predicted_gas(proof_bytes: int, instances: int) -> int:
+    return int(round(GAS_BASE + GAS_PER_PROOF_BYTE * proof_bytes + GAS_PER_INSTANCE * instances))
 
 
 @dataclass
@@ -48,11 +109,24 @@ class Candidate:
     rebase: int | None = None  # the scale-rebase multiplier calibration picked
     max_abs_error: float | None = None
     argmax_match: bool | None = None
-    prove_s: float | None = None
-    prove_s_estimated: float | None = None
+    prove_s_predicted: float | None = None  # from the circuit's work (predict.py's fit): the same on any machine
+    proof_bytes: int | None = None  # of a timed candidate's proof
+    instances: int | None = None  # public instances (inputs, outputs, commitments) of a timed candidate
+    verify_gas: int | None = None  # predicted from proof_bytes and instances (GAS_* above)
+    cost_usd: float | None = None  # the objective's price of one call (timed candidates)
     status: str = "pending"  # ok | inaccurate | failed: ...
+    # measured (machine-dependent, never in the manifest): median prove seconds of `prove_runs` proofs, spread
+    prove_s: float | None = None
+    prove_s_spread: float | None = None
+    prove_runs: int = 0
+    setup_s: float | None = None
+    prove_s_estimated: float | None = None
     settings_path: Path | None = field(default=None, repr=False)
     compiled_path: Path | None = field(default=None, repr=False)
+    keys: tuple[Path, Path] | None = field(default=None, repr=False)  # (vk, pk) of a timed candidate
+    proof_path: Path | None = field(default=None, repr=False)  # its last timed proof
+
+    MEASURED = ("prove_s", "prove_s_spread", "prove_runs", "setup_s", "prove_s_estimated", "cost_usd")
 
     @property
     def label(self) -> str:
@@ -60,12 +134,25 @@ class Candidate:
             return "ezkl-default"
         return f"b{self.decomp_base}x{self.decomp_legs}-s{self.scale}-c{self.num_inner_cols}"
 
+    @property
+    def timed(self) -> bool:
+        return self.prove_s is not None
+
+    @property
+    def noise(self) -> float:
+        assert self.prove_s is not None
+        return max(self.prove_s_spread or 0.0, NOISE_FLOOR * self.prove_s)
+
     def to_dict(self) -> dict[str, object]:
         data = asdict(self)
-        data.pop("settings_path")
-        data.pop("compiled_path")
+        for path in ("settings_path", "compiled_path", "keys", "proof_path"):
+            data.pop(path)
         data["label"] = self.label
         return data
+
+    def identity(self) -> dict[str, object]:
+        """What goes into the manifest: everything but the measurements."""
+        return {k: v for k, v in self.to_dict().items() if k not in self.MEASURED}
 
 
 #: The absolute floor of the accuracy bound, in quantisation steps of the finest scale searched: a
@@ -94,12 +181,28 @@ class TuningReport:
     candidates: list[Candidate]
     picked: Candidate
     error_limit: float
+    objective: Objective = field(default_factory=Objective)
+    search_s: float | None = None
 
     def to_dict(self) -> dict[str, object]:
+        """The manifest's ``tuning``: the same for the same file and samples on any machine."""
         return {
             "picked": self.picked.label,
+            "objective": self.objective.to_dict(),
             "error_limit": self.error_limit,
-            "candidates": [c.to_dict() for c in self.candidates],
+            "gas_model": {"base": GAS_BASE, "per_proof_byte": GAS_PER_PROOF_BYTE, "per_instance": GAS_PER_INSTANCE,
+                          "max_rel_error": GAS_FIT_ERROR, "source": "bench/verifier_gas.py (eth_estimateGas fit)"},
+            "noise_floor": NOISE_FLOOR,
+            "candidates": [c.identity() for c in self.candidates],
+        }
+
+    def measurements(self) -> dict[str, object]:
+        """The compile's report: each timed candidate's measured prove time with its spread, and the search."""
+        return {
+            "picked": self.picked.label,
+            "search_s": self.search_s,
+            "candidates": [{"label": c.label, **{k: getattr(c, k) for k in Candidate.MEASURED}}
+                           for c in self.candidates if c.timed or c.prove_s_estimated is not None],
         }
 
 
@@ -119,13 +222,15 @@ class TuningJob:
     workdir: Path
     srs: SrsProvider
     bound: AccuracyBound
-    timed: int = 3  # how many of the cheapest accurate candidates get real timed proofs
+    timed: int = 2  # at least this many circuit shapes get real timed proofs
+    objective: Objective = field(default_factory=Objective)
+    budget_s: float | None = None  # seconds of key setup and proofs the timing may spend (None: from the model)
 
 
 def default_candidates(decomps: tuple[tuple[int, int], ...] = DEFAULT_DECOMPOSITIONS,
                        scales: tuple[int, ...] = DEFAULT_SCALES,
                        columns: tuple[int, ...] = DEFAULT_COLUMNS) -> list[Candidate]:
-    """The grid, plus EZKL's own defaults: the search can never pick worse than what EZKL does alone."""
+    """The whole grid, plus EZKL's own defaults: the search can never pick worse than what EZKL does alone."""
     grid = [Candidate(b, legs, s, c) for b, legs in decomps for s in scales for c in columns]
     return [*grid, ezkl_default_candidate()]
 
@@ -136,14 +241,48 @@ def ezkl_default_candidate() -> Candidate:
 
 
 def search(job: TuningJob, candidates: list[Candidate] | None = None, progress: Progress = _noop) -> TuningReport:
-    candidates = candidates if candidates is not None else default_candidates()
+    """Evaluate ``candidates`` as given, or the default grid: one inner column first, then two and four for
+    the ``WIDEN`` cheapest accurate one-column circuits (more columns mostly trade rows for columns at the
+    same work; trying them on circuits already out of the running costs a calibration each for nothing)."""
+    started = time.perf_counter()
+    widen = candidates is None
+    if candidates is None:
+        candidates = [*default_candidates(columns=(1,))]
     finest = max((c.scale if c.scale is not None else EZKL_DEFAULT_SCALE for c in candidates), default=7)
     limit = job.bound.limit([o for outs in job.reference for o in outs], finest)
     data = job.workdir / "calibration.json"
     data.write_text(json.dumps(calibration_input(job.samples)))
     measured: dict[tuple[object, ...], Candidate] = {}
-    for i, cand in enumerate(candidates):
-        progress(f"candidate {i + 1}/{len(candidates)} {cand.label}")
+    _evaluate(job, candidates, 0, data, limit, measured, progress)
+    if widen:
+        ones = sorted((c for c in candidates if c.status == "ok" and c.num_inner_cols == 1), key=cost_rank)
+        wider = [Candidate(c.decomp_base, c.decomp_legs, c.scale, cols)
+                 for c in ones[:WIDEN] for cols in DEFAULT_COLUMNS if cols != 1]
+        _evaluate(job, wider, len(candidates), data, limit, measured, progress)
+        candidates = [*candidates, *wider]
+    accurate = sorted((c for c in candidates if c.status == "ok"), key=cost_rank)
+    if not accurate:
+        raise AccuracyNotMet(
+            f"no circuit settings kept the outputs within {limit:.4g} of onnxruntime on the samples",
+            candidates=[c.to_dict() for c in candidates],
+        )
+    budget = job.budget_s if job.budget_s is not None else timing_budget(accurate[0])
+    for cand in to_time(accurate, job.timed, budget_s=budget):
+        progress(f"timing {cand.label} (logrows {cand.logrows}, {cand.num_inner_cols or 2} columns)")
+        time_proof(job, cand, repeats=repeats_for(cand))
+    timed = [c for c in accurate if c.timed]
+    picked = pick(timed, job.objective)
+    per_work = float(np.exp(np.mean([np.log((c.prove_s or 1e-9) / work(c)) for c in timed])))
+    for cand in candidates:  # an estimate from the candidate's own rows and columns, fitted on every timed one
+        if cand.prove_s is None and cand.logrows is not None:
+            cand.prove_s_estimated = round(per_work * work(cand), 4)
+    return TuningReport(candidates, picked, limit, job.objective, round(time.perf_counter() - started, 2))
+
+
+def _evaluate(job: TuningJob, candidates: list[Candidate], first: int, data: Path, limit: float,
+              measured: dict[tuple[object, ...], Candidate], progress: Progress) -> None:
+    for i, cand in enumerate(candidates, start=first):
+        progress(f"candidate {i + 1} {cand.label}")
         try:
             build_candidate(job, cand, data, index=i)
             same = measured.get(_arithmetic(cand))
@@ -154,29 +293,27 @@ def search(job: TuningJob, candidates: list[Candidate] | None = None, progress: 
                 cand.max_abs_error, cand.argmax_match, cand.status = same.max_abs_error, same.argmax_match, same.status
         except ProofMarketError as exc:
             cand.status = f"failed: {exc.message[:160]}"
-    accurate = sorted((c for c in candidates if c.status == "ok"), key=cost_rank)
-    if not accurate:
-        raise AccuracyNotMet(
-            f"no circuit settings kept the outputs within {limit:.4g} of onnxruntime on the samples",
-            candidates=[c.to_dict() for c in candidates],
-        )
-    for cand in to_time(accurate, job.timed):
-        progress(f"timing {cand.label} (logrows {cand.logrows})")
-        cand.prove_s = time_proof(job, cand)
-    timed = [c for c in accurate if c.prove_s is not None]
-    ref = min(timed, key=lambda c: c.prove_s or 0.0)
-    per_work = float(np.exp(np.mean([np.log((c.prove_s or 1e-9) / work(c)) for c in timed])))
-    for cand in candidates:  # an estimate from the candidate's own rows and columns, fitted on every timed one
-        if cand.prove_s is None and cand.logrows is not None:
-            cand.prove_s_estimated = round(per_work * work(cand), 4)
-    return TuningReport(candidates, ref, limit)
 
 
-def to_time(accurate: list[Candidate], timed: int, within: float = 2.0, cap: int = 6) -> list[Candidate]:
-    """Which accurate candidates get a real timed proof: the cheapest by estimated work, then one of each
-    other circuit shape (logrows x inner columns) whose work is within ``within`` x of the cheapest (the
-    work model ranks rows against columns only roughly: a 4-column circuit at 2^14 rows can beat a
-    1-column one at 2^16), up to ``max(cap, timed)``. Candidates of a shape already timed are estimated."""
+def timing_budget(cheapest: Candidate) -> float:
+    """Seconds of key setup and proofs worth spending on timing: more for a model whose proofs cost more (a
+    better pick saves that on every call), at least enough for two small shapes, at most ten minutes."""
+    predicted = cheapest.prove_s_predicted or 0.1
+    return min(600.0, max(3.0, 20.0 * predicted))
+
+
+def repeats_for(cand: Candidate) -> int:
+    """Proofs per timed candidate: three for a median and a spread, two when a proof is long."""
+    return 3 if (cand.prove_s_predicted or 0.0) <= 2.0 else 2
+
+
+def to_time(accurate: list[Candidate], timed: int, within: float = 2.0, cap: int = 6,
+            budget_s: float = float("inf")) -> list[Candidate]:
+    """Which accurate candidates get keys and timed proofs: the cheapest by estimated work, then one of each
+    other circuit shape (logrows x inner columns) whose work is within ``within`` x of the cheapest (the work
+    model ranks rows against columns only roughly), and the cheapest one-column shape (the smallest proof,
+    the least gas), up to ``cap`` shapes and the budget of predicted seconds, at least ``timed`` shapes.
+    Candidates of a shape already timed are estimated. The list does not depend on the objective."""
     if not accurate:
         return []
     best = work(accurate[0])
@@ -184,14 +321,58 @@ def to_time(accurate: list[Candidate], timed: int, within: float = 2.0, cap: int
     shapes: set[tuple[int | None, int | None]] = set()
     for cand in accurate:
         shape = (cand.logrows, cand.num_inner_cols)
-        if shape in shapes or work(cand) > within * best:
+        if shape in shapes or work(cand) >= within * best:
             continue
         picked.append(cand)
         shapes.add(shape)
+    narrow = next((c for c in accurate if c.num_inner_cols == 1), None)
+    if narrow is not None and narrow not in picked:
+        picked.insert(1, narrow)
     for cand in accurate[:timed]:  # the cheapest few are timed whatever their shape
         if cand not in picked:
             picked.append(cand)
-    return picked[:max(cap, timed)]
+    chosen: list[Candidate] = []
+    spent = 0.0
+    for cand in picked[:max(cap, timed)]:
+        cost = (cand.prove_s_predicted or 0.0) * (1.0 + repeats_for(cand))  # key setup ~ one proof
+        if len(chosen) >= max(timed, 1) and spent + cost > budget_s:
+            continue
+        chosen.append(cand)
+        spent += cost
+    return chosen
+
+
+def pick(timed: list[Candidate], objective: Objective) -> Candidate:
+    """The objective's choice among timed candidates. A candidate's time is the fastest time it is within
+    noise of, so candidates whose timings overlap are ordered by gas, then proof size (then their label: the
+    order never depends on the order of the list)."""
+    load = machine_load(timed)
+
+    def effective(c: Candidate) -> float:
+        assert c.prove_s is not None
+        return min(d.prove_s or 0.0 for d in timed
+                   if abs((d.prove_s or 0.0) - c.prove_s) <= c.noise + d.noise) / load
+
+    def key(c: Candidate) -> tuple[float, ...]:
+        gas, size, t = float(c.verify_gas or 0), float(c.proof_bytes or 0), effective(c)
+        c.cost_usd = objective.usd(t, gas, size)
+        if objective.name == "prove":
+            return (t, gas, size)
+        if objective.name == "verify":
+            return (gas, size, t)
+        return (c.cost_usd, gas, size)
+
+    return min(timed, key=lambda c: (key(c), c.label))
+
+
+def machine_load(timed: list[Candidate]) -> float:
+    """How much slower this machine proves now than the reference machine the work model was fitted on
+    (predict.py): the geometric mean of measured over predicted prove time. Dividing by it puts every measured
+    time in the reference machine's seconds, so the weight of time against gas in the objective does not move
+    with the load (a machine twice as loaded doubles every time, not the cost of waiting)."""
+    ratios = [(c.prove_s or 0.0) / c.prove_s_predicted for c in timed
+              if c.prove_s and c.prove_s_predicted]
+    return float(np.exp(np.mean(np.log(ratios)))) if ratios else 1.0
 
 
 def work(cand: Candidate) -> float:
@@ -201,9 +382,9 @@ def work(cand: Candidate) -> float:
     return float(2 ** (cand.logrows or 30)) * (cand.num_inner_cols or 2)
 
 
-def cost_rank(cand: Candidate) -> tuple[float, int, int]:
+def cost_rank(cand: Candidate) -> tuple[float, int, int, str]:
     """Cheapest first: least work, then fewer columns (smaller proof and verifier), then fewer rows."""
-    return (work(cand), cand.num_inner_cols or 2, cand.num_rows or 0)
+    return (work(cand), cand.num_inner_cols or 2, cand.num_rows or 0, cand.label)
 
 
 def calibration_input(samples: list[list[list[float]]]) -> dict[str, object]:
@@ -224,13 +405,54 @@ def build_candidate(job: TuningJob, cand: Candidate, data: Path, index: int) -> 
     rebase = list(REBASE_MULTIPLIERS) if cand.decomp_base is not None else None  # None: EZKL's defaults
     ezkl_calls.calibrate(data, job.model, settings, scales=scales, max_logrows=MAX_LOGROWS,
                          rebase_multipliers=rebase)
+    meta = canonical_settings(json.loads(settings.read_text()))
+    settings.write_text(json.dumps(meta, sort_keys=True))
     ezkl_calls.compile_circuit(job.model, compiled, settings)
-    meta = json.loads(settings.read_text())
+    compiled.write_bytes(canonical_circuit(compiled.read_bytes(), meta))
     cand.logrows = int(meta["run_args"]["logrows"])
     cand.num_rows = int(meta["num_rows"])
     cand.rebase = int(meta["run_args"]["scale_rebase_multiplier"])
     cand.scale = cand.scale if cand.scale is not None else int(meta["run_args"]["input_scale"])
+    cand.prove_s_predicted = round(from_settings(meta).prove_s, 4)
     cand.settings_path, cand.compiled_path = settings, compiled
+
+
+def canonical_settings(meta: dict[str, Any]) -> dict[str, Any]:
+    """The same model, samples and run arguments must give the same circuit (and model id) every time: EZKL
+    stamps its settings with the time and lists the range checks and lookups in hash-set order, which changes
+    from run to run. The circuit does not depend on either: the stamp becomes 0, the lists are sorted."""
+    meta = dict(meta)
+    if meta.get("timestamp") is not None:
+        meta["timestamp"] = 0
+    for key in ("required_range_checks", "required_lookups"):
+        if isinstance(meta.get(key), list):
+            meta[key] = sorted(meta[key], key=lambda v: json.dumps(v, sort_keys=True))
+    return meta
+
+
+def canonical_circuit(data: bytes, meta: dict[str, Any]) -> bytes:
+    """The compiled circuit with its einsum index maps in sorted order. EZKL writes each einsum equation's sizes
+    (a map from index letter to size) in hash-map order, different from run to run; the map is read back as a
+    map, so the order means nothing. Each occurrence (u64 length, the equation, u64 count, then count x (letter,
+    u64 size)) is rewritten sorted, only where its letters and sizes are exactly the settings' map."""
+    out = bytearray(data)
+    u64 = 8
+    for equation, sizes in {(e, json.dumps(m, sort_keys=True)) for e, m in
+                            ((eq[0], eq[1]) for eq in (meta.get("einsum_params") or {}).get("equations") or [])}:
+        want = {k: int(v) for k, v in json.loads(sizes).items()}
+        if not all(len(k) == 1 and k.isascii() for k in want):
+            continue
+        head = len(equation).to_bytes(u64, "little") + equation.encode() + len(want).to_bytes(u64, "little")
+        at = out.find(head)
+        while at >= 0:
+            start = at + len(head)
+            end = start + len(want) * (1 + u64)
+            entries = [(chr(out[i]), int.from_bytes(out[i + 1:i + 1 + u64], "little"))
+                       for i in range(start, min(end, len(out)), 1 + u64)]
+            if end <= len(out) and dict(entries) == want and len(entries) == len(want):
+                out[start:end] = b"".join(k.encode() + v.to_bytes(u64, "little") for k, v in sorted(entries))
+            at = out.find(head, at + 1)
+    return bytes(out)
 
 
 def _arithmetic(cand: Candidate) -> tuple[object, ...]:
@@ -267,18 +489,47 @@ def decode_outputs(felts: list[list[str]], scales: list[int], shapes: list[tuple
     ]
 
 
-def time_proof(job: TuningJob, cand: Candidate, repeats: int = 1) -> float:
-    """Key setup and one real proof for this candidate on the first sample; returns prove seconds."""
+def time_proof(job: TuningJob, cand: Candidate, repeats: int = 3) -> Candidate:
+    """Key setup and ``repeats`` real proofs of this candidate on the first sample: sets its median prove
+    seconds and their spread, its proof's bytes, public instances and predicted verification gas, and keeps
+    its keys (``cand.keys``: the compile reuses the picked candidate's instead of a second setup)."""
     assert cand.compiled_path is not None and cand.logrows is not None
     srs = job.srs.get(cand.logrows).path
-    vk, pk = job.workdir / "timing.vk", job.workdir / "timing.pk"
+    tag = cand.compiled_path.stem.removeprefix("circuit-")
+    vk, pk = job.workdir / f"timing-{tag}.vk", job.workdir / f"timing-{tag}.pk"
+    start = time.perf_counter()
     ezkl_calls.setup(cand.compiled_path, vk, pk, srs)
+    cand.setup_s = round(time.perf_counter() - start, 4)
     inp = job.workdir / "sample-0.json"
-    ezkl_calls.gen_witness(inp, cand.compiled_path, job.workdir / "timing-witness.json", vk, srs)
-    best = float("inf")
-    for _ in range(repeats):
+    if not inp.exists():
+        inp.write_text(json.dumps({"input_data": job.samples[0]}))
+    witness = job.workdir / f"timing-{tag}-witness.json"
+    ezkl_calls.gen_witness(inp, cand.compiled_path, witness, vk, srs)
+    runs: list[float] = []
+    proof: dict[str, object] = {}
+    proof_path = job.workdir / f"timing-{tag}-proof.json"
+    for _ in range(max(1, repeats)):
         start = time.perf_counter()
-        ezkl_calls.prove(job.workdir / "timing-witness.json", cand.compiled_path, pk,
-                         job.workdir / "timing-proof.json", srs)
-        best = min(best, time.perf_counter() - start)
-    return round(best, 4)
+        proof = ezkl_calls.prove(witness, cand.compiled_path, pk, proof_path, srs)
+        runs.append(time.perf_counter() - start)
+    cand.prove_s = round(statistics.median(runs), 4)
+    cand.prove_s_spread = round(max(runs) - min(runs), 4)
+    cand.prove_runs = len(runs)
+    cand.proof_bytes = proof_size(proof)
+    instances = proof.get("instances") or [[]]
+    assert isinstance(instances, list)
+    cand.instances = sum(len(col) for col in instances)
+    cand.verify_gas = predicted_gas(cand.proof_bytes, cand.instances)
+    cand.keys, cand.proof_path = (vk, pk), proof_path
+    return cand
+
+
+def proof_size(proof: dict[str, object]) -> int:
+    """Bytes of the proof itself (EZKL writes it as hex, or as a list of byte values)."""
+    raw = proof.get("proof")
+    if isinstance(raw, str):
+        return len(raw.removeprefix("0x")) // 2
+    if isinstance(raw, list):
+        return len(raw)
+    hex_proof = proof.get("hex_proof")
+    return len(str(hex_proof).removeprefix("0x")) // 2 if hex_proof else 0
