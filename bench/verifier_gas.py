@@ -27,7 +27,6 @@ import numpy as np
 
 from proofmarket.chain import Devnet
 from proofmarket.core.errors import ProofMarketError
-from proofmarket.core.settings import Settings
 from proofmarket.samples import sample_path
 from proofmarket.systems.ezkl import ezkl_calls, solidity, tuning
 from proofmarket.systems.ezkl.compiler import circuit_model
@@ -81,12 +80,14 @@ def measure(name: str, profile: PrivacyProfile, work: Path, srs: SrsProvider, rp
         tx = w3.eth.send_transaction({"from": sender, "data": compiled.bytecode, "gas": 29_000_000})
         address = w3.eth.wait_for_transaction_receipt(tx)["contractAddress"]
         calldata = ezkl_calls.encode_evm_calldata(proof_path, work / f"calldata-{i}.bin")
-        gas = int(w3.eth.estimate_gas({"from": sender, "to": address, "data": "0x" + calldata.hex()}))
+        call = {"from": sender, "to": address, "data": "0x" + calldata.hex()}
+        verified = int.from_bytes(bytes(w3.eth.call(call))[-32:] or b"\0", "big") == 1
+        gas = int(w3.eth.estimate_gas(call))
         rows.append({"model": name, "profile": profile.name, "label": cand.label, "logrows": cand.logrows,
                      "columns": cols, "proof_bytes": cand.proof_bytes, "instances": cand.instances,
-                     "gas": gas, "deployed_size": compiled.deployed_size})
+                     "gas": gas, "verified": verified, "deployed_size": compiled.deployed_size})
         print(f"  {name:7} {profile.name:14} {cand.label:18} logrows {cand.logrows:2} {cand.proof_bytes:6} bytes "
-              f"{cand.instances:3} instances {gas:9,} gas", flush=True)
+              f"{cand.instances:3} instances {gas:9,} gas" + ("" if verified else " (verifyProof FALSE)"), flush=True)
     return rows
 
 
@@ -108,14 +109,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profiles", default="public,private-input")
     args = ap.parse_args(argv)
     rows: list[dict[str, Any]] = []
-    srs = SrsProvider(args.out / ".srs", None, chain=Settings().chain_profile)
+    srs = SrsProvider(args.out / ".srs")  # dev SRS (the devnet), cached like bench/run.py
     with tempfile.TemporaryDirectory(prefix="verifier-gas-") as tmp, Devnet(Path(tmp) / "devnet") as net:
         for name in args.models.split(","):
             for prof in args.profiles.split(","):
                 work = Path(tmp) / f"{name}-{prof}"
                 work.mkdir()
                 rows.extend(measure(name, PrivacyProfile.parse(prof), work, srs, net.rpc_url))
-    model = fit(rows)
+    model = fit([r for r in rows if r["verified"]])  # a proof the verifier refuses costs less: not a data point
     doc = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "commit": commit(),
            "ezkl": ezkl_calls.EZKL_VERSION, "fit": model, "rows": rows}
     (args.out / "verifier_gas.json").write_text(json.dumps(doc, indent=2) + "\n")
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         pred = model["base"] + model["per_proof_byte"] * r["proof_bytes"] + model["per_instance"] * r["instances"]
         lines.append(f"| {r['model']} | {r['profile']} | {r['label']} | {r['logrows']} | {r['proof_bytes']:,} | "
-                     f"{r['instances']} | {r['gas']:,} | {pred:,.0f} |")
+                     f"{r['instances']} | {r['gas']:,}{'' if r['verified'] else ' (refused)'} | {pred:,.0f} |")
     (args.out / "verifier_gas.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

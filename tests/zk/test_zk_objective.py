@@ -199,3 +199,55 @@ def test_objective_on_the_cli_is_checked_before_anything_runs(tmp_path: Path) ->
                                       str(sample_path("mlp", "samples")), "--objective", "cheapest", "--json",
                                       "--home", str(tmp_path)])
     assert result.exit_code != 0 and "--objective" in result.output
+
+
+# --- the verifier on a local EVM ---------------------------------------------------------------------------------
+
+def _deployable(runtime: bytes) -> str:
+    """Init code that deploys ``runtime`` (CODECOPY it to memory, RETURN it)."""
+    n = len(runtime)
+    init = bytes([0x60, n, 0x60, 12, 0x60, 0, 0x39, 0x60, n, 0x60, 0, 0xF3])
+    return (init + runtime).hex()
+
+
+def _returns(word: int) -> bytes:  # PUSH1 word PUSH1 0 MSTORE PUSH1 32 PUSH1 0 RETURN
+    return bytes([0x60, word, 0x60, 0, 0x52, 0x60, 32, 0x60, 0, 0xF3])
+
+
+def test_the_local_evm_tells_a_verifier_that_accepts_from_one_that_refuses() -> None:
+    from anvil_binary import anvil_or_skip
+
+    from proofmarket.systems.ezkl.evm_check import LocalEvm
+
+    anvil_or_skip()
+    with LocalEvm() as evm:
+        evm.prestart()
+        yes = evm.check(_deployable(_returns(1)), b"\x12" * 100)
+        no = evm.check(_deployable(_returns(0)), b"\x12" * 100)
+    assert yes.accepted is True and yes.gas is not None and 21_000 < yes.gas < 30_000
+    assert no.accepted is False and no.gas is None and "false" in no.note
+
+
+@pytest.mark.slow
+def test_a_verifier_that_refuses_its_proof_sends_the_compile_to_the_next_candidate(
+        prover: EzklProver, srs_provider: SrsProvider, monkeypatch: pytest.MonkeyPatch) -> None:
+    from proofmarket.systems.ezkl import evm_check
+
+    real = evm_check.LocalEvm.check
+    seen: list[str] = []
+
+    def refuse_first(self: evm_check.LocalEvm, bytecode: str, calldata: bytes) -> evm_check.EvmCheck:
+        seen.append(bytecode)
+        if len(seen) == 1:
+            return evm_check.EvmCheck(False, None, "verifyProof returned false for a proof EZKL verifies")
+        return real(self, bytecode, calldata)
+
+    monkeypatch.setattr(evm_check.LocalEvm, "check", refuse_first)
+    samples = json.loads(sample_path("mlp", "samples").read_text())
+    grid = [Candidate(256, 3, 6, 1), Candidate(256, 3, 6, 2)]
+    result = prover.compile(sample_path("mlp"), samples,
+                            CompileOptions(profile=PrivacyProfile(), srs=srs_provider, candidates=grid))
+    refused = [c for c in result.report.candidates if (c.evm_check or "").startswith("refused")]
+    assert len(refused) == 1 and result.report.picked is not refused[0]
+    assert (result.report.picked.evm_check or "").startswith("accepted") and result.report.picked.evm_gas
+    assert prover.store.get_json(result.model_id)["tuning"]["picked"] == result.report.picked.label

@@ -186,8 +186,10 @@ def _print_compile(model_id: str, m: dict[str, Any], measured: dict[str, Any]) -
     chosen, t = next(c for c in m["tuning"]["candidates"] if c["label"] == picked), times.get(picked, {})
     if t.get("prove_s") is not None:
         out.print(f"per call:   prove {t['prove_s']:.3f} s (±{t['prove_s_spread']:.3f}, {t['prove_runs']} proofs), "
-                  f"proof {chosen['proof_bytes']:,} bytes, ~{chosen['verify_gas']:,} gas to verify on chain "
-                  f"(predicted, ±{m['tuning']['gas_model']['max_rel_error']:.0%}); search {measured['search_s']} s")
+                  f"proof {chosen['proof_bytes']:,} bytes, " + (
+                      f"{t['evm_gas']:,} gas to verify on chain (measured on a local EVM)" if t.get("evm_gas") else
+                      f"~{chosen['verify_gas']:,} gas to verify on chain (predicted, "
+                      f"±{m['tuning']['gas_model']['max_rel_error']:.0%})") + f"; search {measured['search_s']} s")
     out.print(f"accuracy:   max abs error {acc['max_abs_error']:.4g} (bound {acc['limit']:.4g}) "
               f"on {acc['samples']} samples" + _argmax_note(acc["argmax_match"]))
     out.print(f"verifier:   {m['verifier']['deployed_size']} bytes deployed ({m['verifier']['compiler']})")

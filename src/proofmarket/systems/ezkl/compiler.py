@@ -17,9 +17,10 @@ import numpy as np
 import onnx
 
 from proofmarket import models
-from proofmarket.core.errors import UsageError
+from proofmarket.core.errors import CircuitCompileError, UsageError
 from proofmarket.store import LocalStore
 from proofmarket.systems.ezkl import ezkl_calls, solidity
+from proofmarket.systems.ezkl.evm_check import LocalEvm
 from proofmarket.systems.ezkl.manifest import (
     InstanceLayout,
     ModelManifest,
@@ -32,7 +33,15 @@ from proofmarket.systems.ezkl.predict import Budget, Prediction, predict
 from proofmarket.systems.ezkl.profile import SALT_BITS, SALT_ELEMENTS, PrivacyProfile
 from proofmarket.systems.ezkl.salt import circuit_input, salt_model
 from proofmarket.systems.ezkl.srs import SrsInfo, SrsProvider
-from proofmarket.systems.ezkl.tuning import AccuracyBound, Candidate, Objective, TuningJob, TuningReport, search
+from proofmarket.systems.ezkl.tuning import (
+    AccuracyBound,
+    Candidate,
+    Objective,
+    TuningJob,
+    TuningReport,
+    ranked,
+    search,
+)
 
 Progress = Callable[[str], None]
 MAX_SAMPLES = 64
@@ -83,17 +92,16 @@ def compile_model(
         job = TuningJob(circuit_onnx, flat, reference, options.profile, work, options.srs, bound,
                         timed=options.timed, objective=options.objective or Objective())
         progress(f"searching circuit settings (objective: {job.objective.name})")
-        report = search(job, options.candidates, progress)
-        picked = report.picked
+        with LocalEvm() as evm:
+            evm.prestart()  # anvil starts while the search runs
+            report = search(job, options.candidates, progress)
+            picked, built = _first_on_chain(report, job.objective, options.srs, work, evm, progress)
         assert picked.settings_path and picked.compiled_path and picked.logrows and picked.keys
-        progress(f"picked {picked.label}: logrows {picked.logrows}, proof {picked.proof_bytes:,} bytes, "
-                 f"~{picked.verify_gas:,} gas to verify, prove {picked.prove_s:.3f} s")
         srs = options.srs.get(picked.logrows)
         vk, pk = picked.keys  # set up while timing: the same circuit and SRS give the same keys
         progress("self-check: the timed proof verifies with the keys")
         layout = _probe_layout(picked, vk, srs, flat[0], info, options.profile.salted)
-        progress("Solidity verifier (solcjs)")
-        verifier = _verifier(work, vk, picked.settings_path, srs, store)
+        verifier = _store_verifier(built, store)
         progress("storing artifacts")
         manifest = ModelManifest(
             name=options.name or onnx_path.stem,
@@ -166,15 +174,56 @@ def _probe_layout(picked: Candidate, vk: Path, srs: SrsInfo, sample: list[list[f
                           output_scales=list(settings["model_output_scales"]))
 
 
-def _verifier(work: Path, vk: Path, settings: Path, srs: SrsInfo, store: LocalStore) -> VerifierRef:
+@dataclass
+class _BuiltVerifier:
+    sol: Path
+    abi: Path
+    bytecode: Path
+    compiled: solidity.CompiledVerifier
+
+
+def _first_on_chain(report: TuningReport, objective: Objective, srs: SrsProvider, work: Path, evm: LocalEvm,
+                    progress: Progress) -> tuple[Candidate, _BuiltVerifier]:
+    """The objective's best timed candidate whose Solidity verifier accepts its proof on a local EVM (evm_check):
+    EZKL's verifier for some circuits refuses valid proofs, and such a model could never be paid on chain."""
+    refused: list[str] = []
+    for cand in ranked([c for c in report.candidates if c.timed], objective):
+        assert cand.keys and cand.settings_path and cand.proof_path and cand.logrows
+        progress(f"Solidity verifier of {cand.label} (solcjs), checked on a local EVM")
+        built = _build_verifier(work / f"verifier-{cand.label}", cand.keys[0], cand.settings_path,
+                                srs.get(cand.logrows))
+        calldata = ezkl_calls.encode_evm_calldata(cand.proof_path, work / f"calldata-{cand.label}.bin")
+        check = evm.check(built.compiled.bytecode, calldata)
+        cand.evm_gas = check.gas
+        if check.accepted is False:
+            cand.evm_check = f"refused: {check.note}"
+            refused.append(f"{cand.label} ({check.note})")
+            progress(f"{cand.label}: its Solidity verifier refuses its proof ({check.note}); next candidate")
+            continue
+        cand.evm_check = f"accepted, {check.gas:,} gas" if check.accepted else check.note
+        report.picked = cand
+        gas = f"{check.gas:,} gas measured" if check.gas else f"~{cand.verify_gas:,} gas predicted"
+        progress(f"picked {cand.label}: logrows {cand.logrows}, proof {cand.proof_bytes:,} bytes, {gas} to "
+                 f"verify on chain, prove {cand.prove_s:.3f} s (objective {objective.name})")
+        return cand, built
+    raise CircuitCompileError("no candidate's Solidity verifier accepted its own proof on a local EVM: "
+                              + "; ".join(refused))
+
+
+def _build_verifier(work: Path, vk: Path, settings: Path, srs: SrsInfo) -> _BuiltVerifier:
+    work.mkdir(parents=True, exist_ok=True)
     sol, abi_path = work / "Verifier.sol", work / "Verifier.abi.json"
     ezkl_calls.create_evm_verifier(vk, settings, sol, abi_path, srs.path)
     compiled = solidity.compile_verifier(sol)
     abi_path.write_text(json.dumps(compiled.abi))
     bytecode = work / "Verifier.bin"
     bytecode.write_text(compiled.bytecode)
+    return _BuiltVerifier(sol, abi_path, bytecode, compiled)
+
+
+def _store_verifier(built: _BuiltVerifier, store: LocalStore) -> VerifierRef:
     return VerifierRef(
-        source=put_artifact(store, sol), abi=put_artifact(store, abi_path),
-        bytecode=put_artifact(store, bytecode), compiler=compiled.compiler,
-        deployed_size=compiled.deployed_size,
+        source=put_artifact(store, built.sol), abi=put_artifact(store, built.abi),
+        bytecode=put_artifact(store, built.bytecode), compiler=built.compiled.compiler,
+        deployed_size=built.compiled.deployed_size,
     )

@@ -45,6 +45,7 @@ DEFAULT_DECOMPOSITIONS: tuple[tuple[int, int], ...] = (
     (16384, 2), (1024, 2), (256, 2), (256, 3), (128, 3), (64, 4),
 )
 DEFAULT_SCALES: tuple[int, ...] = (6, 7, 10)
+COARSE_SCALES: tuple[int, ...] = (6, 7)  # tried first; 10 (more rows) only where neither is accurate enough
 DEFAULT_COLUMNS: tuple[int, ...] = (1, 2, 4)
 REBASE_MULTIPLIERS: tuple[int, ...] = (1, 2, 10)
 MAX_LOGROWS = 20
@@ -126,7 +127,11 @@ class Candidate:
     keys: tuple[Path, Path] | None = field(default=None, repr=False)  # (vk, pk) of a timed candidate
     proof_path: Path | None = field(default=None, repr=False)  # its last timed proof
 
-    MEASURED = ("prove_s", "prove_s_spread", "prove_runs", "setup_s", "prove_s_estimated", "cost_usd")
+    evm_check: str | None = None  # accepted (gas) | refused: why | not checked: why (set by compile)
+    evm_gas: int | None = None  # verifyProof measured on a local EVM (eth_estimateGas)
+
+    MEASURED = ("prove_s", "prove_s_spread", "prove_runs", "setup_s", "prove_s_estimated", "cost_usd", "evm_check",
+                "evm_gas")
 
     @property
     def label(self) -> str:
@@ -246,15 +251,21 @@ def search(job: TuningJob, candidates: list[Candidate] | None = None, progress: 
     same work; trying them on circuits already out of the running costs a calibration each for nothing)."""
     started = time.perf_counter()
     widen = candidates is None
-    if candidates is None:
-        candidates = [*default_candidates(columns=(1,))]
-    finest = max((c.scale if c.scale is not None else EZKL_DEFAULT_SCALE for c in candidates), default=7)
+    if candidates is None:  # the finest scale only for decompositions that the coarser ones do not fit
+        candidates = [*default_candidates(scales=COARSE_SCALES, columns=(1,))]
+    scales = [c.scale if c.scale is not None else EZKL_DEFAULT_SCALE for c in candidates]
+    finest = max([*scales, *(DEFAULT_SCALES if widen else ())], default=7)
     limit = job.bound.limit([o for outs in job.reference for o in outs], finest)
     data = job.workdir / "calibration.json"
     data.write_text(json.dumps(calibration_input(job.samples)))
     measured: dict[tuple[object, ...], Candidate] = {}
     _evaluate(job, candidates, 0, data, limit, measured, progress)
     if widen:
+        fine = [Candidate(b, legs, scale, 1) for b, legs in DEFAULT_DECOMPOSITIONS for scale in DEFAULT_SCALES
+                if scale not in COARSE_SCALES and not any(c.status == "ok" and c.decomp_base == b and
+                                                          c.decomp_legs == legs for c in candidates)]
+        _evaluate(job, fine, len(candidates), data, limit, measured, progress)
+        candidates = [*candidates, *fine]
         ones = sorted((c for c in candidates if c.status == "ok" and c.num_inner_cols == 1), key=cost_rank)
         wider = [Candidate(c.decomp_base, c.decomp_legs, c.scale, cols)
                  for c in ones[:WIDEN] for cols in DEFAULT_COLUMNS if cols != 1]
@@ -326,11 +337,15 @@ def to_time(accurate: list[Candidate], timed: int, within: float = 2.0, cap: int
         picked.append(cand)
         shapes.add(shape)
     narrow = next((c for c in accurate if c.num_inner_cols == 1), None)
-    if narrow is not None and narrow not in picked:
+    if narrow is not None and (narrow.logrows, 1) not in shapes:
         picked.insert(1, narrow)
-    for cand in accurate[:timed]:  # the cheapest few are timed whatever their shape
-        if cand not in picked:
+        shapes.add((narrow.logrows, 1))
+    for cand in accurate:  # at least `timed` shapes, however far apart in work
+        if len(picked) >= timed:
+            break
+        if (cand.logrows, cand.num_inner_cols) not in shapes:
             picked.append(cand)
+            shapes.add((cand.logrows, cand.num_inner_cols))
     chosen: list[Candidate] = []
     spent = 0.0
     for cand in picked[:max(cap, timed)]:
@@ -343,7 +358,12 @@ def to_time(accurate: list[Candidate], timed: int, within: float = 2.0, cap: int
 
 
 def pick(timed: list[Candidate], objective: Objective) -> Candidate:
-    """The objective's choice among timed candidates. A candidate's time is the fastest time it is within
+    """The objective's choice among timed candidates (the first of :func:`ranked`)."""
+    return ranked(timed, objective)[0]
+
+
+def ranked(timed: list[Candidate], objective: Objective) -> list[Candidate]:
+    """Timed candidates, the objective's best first. A candidate's time is the fastest time it is within
     noise of, so candidates whose timings overlap are ordered by gas, then proof size (then their label: the
     order never depends on the order of the list)."""
     load = machine_load(timed)
@@ -362,7 +382,7 @@ def pick(timed: list[Candidate], objective: Objective) -> Candidate:
             return (gas, size, t)
         return (c.cost_usd, gas, size)
 
-    return min(timed, key=lambda c: (key(c), c.label))
+    return sorted(timed, key=lambda c: (key(c), c.label))
 
 
 def machine_load(timed: list[Candidate]) -> float:

@@ -1,0 +1,94 @@
+"""Does the model's Solidity verifier accept a valid proof, and what does verifying it cost?
+
+EZKL's own ``verify`` accepting a proof does not mean its generated Solidity verifier does: measured here
+(bench/verifier_gas.md), some four-column circuits' verifiers return false for proofs EZKL verifies. A model
+registered with such a verifier would have every escrow fulfilment judged invalid: the prover slashed, the
+consumer refunded, forever. So ``compile`` deploys each verifier it would pick on a throwaway local EVM (anvil,
+installed from npm by ``make setup``) and calls ``verifyProof`` with the self-check proof; a refused verifier
+sends the compile to the next candidate. The same call measures the verification gas (eth_estimateGas).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from proofmarket.core.errors import ProofMarketError
+
+
+@dataclass(frozen=True)
+class EvmCheck:
+    accepted: bool | None  # None: not checked (no local EVM here)
+    gas: int | None  # eth_estimateGas of verifyProof: 21,000 intrinsic + calldata + verification
+    note: str = ""
+
+
+class LocalEvm:
+    """One anvil for the checks of one compile (started on first use, stopped on exit)."""
+
+    def __init__(self) -> None:
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._net: Any = None
+        self._w3: Any = None
+        self.unavailable: str | None = None
+        self._starting: Any = None
+
+    def __enter__(self) -> LocalEvm:
+        return self
+
+    def prestart(self) -> None:
+        """Start anvil in the background now, so that it is up when the first check comes."""
+        import threading
+
+        self._starting = threading.Thread(target=self._start, name="evm-check-start", daemon=True)
+        self._starting.start()
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self._starting is not None:
+            self._starting.join()
+        if self._net is not None:
+            self._net.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    def _start(self) -> Any:
+        if self._w3 is None and self.unavailable is None:
+            from web3 import Web3
+
+            from proofmarket.chain.devnet import Devnet, find_anvil
+
+            try:
+                anvil = find_anvil()
+                self._tmp = tempfile.TemporaryDirectory(prefix="proofmarket-evm-check-")
+                self._net = Devnet(Path(self._tmp.name), anvil=anvil).start()
+            except (ProofMarketError, OSError) as exc:
+                self.unavailable = getattr(exc, "message", str(exc))
+                return None
+            self._w3 = Web3(Web3.HTTPProvider(self._net.rpc_url))
+        return self._w3
+
+    def check(self, bytecode: str, calldata: bytes) -> EvmCheck:
+        if self._starting is not None:
+            self._starting.join()
+            self._starting = None
+        w3 = self._start()
+        if w3 is None:
+            return EvmCheck(None, None, f"not checked on an EVM: {self.unavailable}")
+        sender = w3.eth.accounts[0]
+        tx = w3.eth.send_transaction({"from": sender, "data": "0x" + bytecode.removeprefix("0x"),
+                                      "gas": 29_000_000})
+        receipt = w3.eth.wait_for_transaction_receipt(tx)
+        if receipt["status"] != 1 or receipt["contractAddress"] is None:
+            return EvmCheck(False, None, "the verifier could not be deployed")
+        call = {"from": sender, "to": receipt["contractAddress"], "data": "0x" + calldata.hex(), "gas": 29_000_000}
+        try:
+            answer = bytes(w3.eth.call(call))
+        except Exception as exc:  # a revert: web3 raises ContractLogicError and friends
+            return EvmCheck(False, None, f"verifyProof reverted ({type(exc).__name__})")
+        if int.from_bytes(answer[-32:] or b"\0", "big") != 1:
+            return EvmCheck(False, None, "verifyProof returned false for a proof EZKL verifies")
+        del call["gas"]
+        return EvmCheck(True, int(w3.eth.estimate_gas(call)))
