@@ -251,3 +251,13 @@ def test_a_verifier_that_refuses_its_proof_sends_the_compile_to_the_next_candida
     assert len(refused) == 1 and result.report.picked is not refused[0]
     assert (result.report.picked.evm_check or "").startswith("accepted") and result.report.picked.evm_gas
     assert prover.store.get_json(result.model_id)["tuning"]["picked"] == result.report.picked.label
+
+
+def test_the_gas_model_is_the_fit_bench_verifier_gas_measured() -> None:
+    from proofmarket.systems.ezkl import tuning
+
+    fit = json.loads((Path(__file__).resolve().parents[2] / "bench" / "verifier_gas.json").read_text())["fit"]
+    assert tuning.GAS_BASE == pytest.approx(fit["base"], rel=1e-3)
+    assert tuning.GAS_PER_PROOF_BYTE == pytest.approx(fit["per_proof_byte"], rel=1e-3)
+    assert tuning.GAS_PER_INSTANCE == pytest.approx(fit["per_instance"], rel=1e-2)
+    assert tuning.GAS_FIT_ERROR >= fit["max_rel_error"]

@@ -55,10 +55,10 @@ WIDEN = 3  # the default grid tries more inner columns on this many of its cheap
 #: and the pairing check) = GAS_BASE + GAS_PER_PROOF_BYTE x proof bytes + GAS_PER_INSTANCE x public instances,
 #: fitted by ``python bench/verifier_gas.py`` over the sample models' circuits (bench/verifier_gas.md);
 #: GAS_FIT_ERROR is the fit's largest relative error there.
-GAS_BASE = 200_000.0
-GAS_PER_PROOF_BYTE = 115.0
-GAS_PER_INSTANCE = 500.0
-GAS_FIT_ERROR = 0.05
+GAS_BASE = 199_558.0
+GAS_PER_PROOF_BYTE = 116.65
+GAS_PER_INSTANCE = 648.0
+GAS_FIT_ERROR = 0.029
 
 #: Timings that differ by less than this share of themselves (or their measured spread, when larger) are
 #: the same time: a loaded 2-core machine moves one prove time by 10-30 % between runs.
