@@ -50,17 +50,20 @@ rehearsal: setup
 	$(BIN)/python -m proofmarket.demo.rehearsal $(REHEARSAL_ARGS)
 
 bench: setup
-	$(BIN)/python bench/run.py
-	$(BIN)/python bench/gas.py
-	$(BIN)/python bench/http_bench.py
-	$(BIN)/python bench/cli_overhead.py
-	$(BIN)/python bench/scaling.py
-	$(BIN)/python bench/attested.py
-	$(BIN)/python bench/economics.py
-	$(BIN)/python bench/gas_attested.py
-	$(BIN)/python bench/settlement.py
-	$(BIN)/python bench/scale.py
-	$(BIN)/python bench/wasm_verify.py
+	$(BIN)/python bench/run.py && $(BIN)/python bench/stamp.py results
+	$(BIN)/python bench/verifier_gas.py && $(BIN)/python bench/stamp.py verifier_gas
+	$(BIN)/python bench/gas.py && $(BIN)/python bench/stamp.py gas
+	$(BIN)/python bench/http_bench.py && $(BIN)/python bench/stamp.py http
+	$(BIN)/python bench/cli_overhead.py && $(BIN)/python bench/stamp.py cli
+	$(BIN)/python bench/scaling.py && $(BIN)/python bench/stamp.py scaling
+	$(BIN)/python bench/attested.py && $(BIN)/python bench/stamp.py attested
+	$(BIN)/python bench/economics.py && $(BIN)/python bench/stamp.py economics
+	$(BIN)/python bench/gas_attested.py && $(BIN)/python bench/stamp.py gas_attested gas
+	$(BIN)/python bench/settlement.py && $(BIN)/python bench/stamp.py settlement
+	$(BIN)/python bench/scale.py && $(BIN)/python bench/stamp.py scale
+	$(BIN)/python bench/wasm_verify.py && $(BIN)/python bench/stamp.py wasm_verify
+	$(BIN)/python bench/latency.py && $(BIN)/python bench/stamp.py latency
+	$(BIN)/python bench/readme.py
 
 lint: setup
 	$(BIN)/ruff check src tests bench scripts

@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 
 from proofmarket import models
-from proofmarket.core.errors import CircuitCompileError, UsageError
+from proofmarket.core.errors import UsageError
 from proofmarket.store import LocalStore
 from proofmarket.systems.ezkl import ezkl_calls, solidity
 from proofmarket.systems.ezkl.evm_check import LocalEvm
@@ -182,22 +182,33 @@ class _BuiltVerifier:
     compiled: solidity.CompiledVerifier
 
 
+EIP170_MAX_CODE = 24_576  # bytes of deployed code a chain accepts (EIP-170)
+
+
 def _first_on_chain(report: TuningReport, objective: Objective, srs: SrsProvider, work: Path, evm: LocalEvm,
                     progress: Progress) -> tuple[Candidate, _BuiltVerifier]:
-    """The objective's best timed candidate whose Solidity verifier accepts its proof on a local EVM (evm_check):
-    EZKL's verifier for some circuits refuses valid proofs, and such a model could never be paid on chain."""
-    refused: list[str] = []
-    for cand in ranked([c for c in report.candidates if c.timed], objective):
+    """The objective's best timed candidate whose Solidity verifier deploys and accepts its proof on a local EVM
+    (evm_check): EZKL's verifier for some circuits refuses valid proofs, and such a model could never be paid on
+    chain. When no candidate's verifier works on chain, the objective's best is kept for off-chain verification
+    (x402) and the compile says so: registering it for escrow would fail or slash honest provers."""
+    order = ranked([c for c in report.candidates if c.timed], objective)
+    first: tuple[Candidate, _BuiltVerifier] | None = None
+    for cand in order:
         assert cand.keys and cand.settings_path and cand.proof_path and cand.logrows
         progress(f"Solidity verifier of {cand.label} (solcjs), checked on a local EVM")
         built = _build_verifier(work / f"verifier-{cand.label}", cand.keys[0], cand.settings_path,
                                 srs.get(cand.logrows))
+        first = first or (cand, built)
+        if built.compiled.deployed_size > EIP170_MAX_CODE:
+            cand.evm_check = (f"not deployable: its verifier is {built.compiled.deployed_size:,} bytes, over "
+                              f"EIP-170's {EIP170_MAX_CODE:,}")
+            progress(f"{cand.label}: {cand.evm_check}; next candidate")
+            continue
         calldata = ezkl_calls.encode_evm_calldata(cand.proof_path, work / f"calldata-{cand.label}.bin")
         check = evm.check(built.compiled.bytecode, calldata)
         cand.evm_gas = check.gas
         if check.accepted is False:
             cand.evm_check = f"refused: {check.note}"
-            refused.append(f"{cand.label} ({check.note})")
             progress(f"{cand.label}: its Solidity verifier refuses its proof ({check.note}); next candidate")
             continue
         cand.evm_check = f"accepted, {check.gas:,} gas" if check.accepted else check.note
@@ -206,8 +217,13 @@ def _first_on_chain(report: TuningReport, objective: Objective, srs: SrsProvider
         progress(f"picked {cand.label}: logrows {cand.logrows}, proof {cand.proof_bytes:,} bytes, {gas} to "
                  f"verify on chain, prove {cand.prove_s:.3f} s (objective {objective.name})")
         return cand, built
-    raise CircuitCompileError("no candidate's Solidity verifier accepted its own proof on a local EVM: "
-                              + "; ".join(refused))
+    assert first is not None
+    cand, built = first
+    report.picked = cand
+    progress(f"picked {cand.label} for off-chain verification only: no timed candidate's Solidity verifier works on "
+             f"chain ({'; '.join(f'{c.label}: {c.evm_check}' for c in order)}); sell it with x402, do not register "
+             "it for escrow")
+    return cand, built
 
 
 def _build_verifier(work: Path, vk: Path, settings: Path, srs: SrsInfo) -> _BuiltVerifier:
