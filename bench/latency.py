@@ -155,9 +155,9 @@ def targets(warm: dict[str, Any], http: dict[str, Any] | None, wasm: dict[str, A
     lines = [
         ("proof p50", s["prove"]["p50_ms"], 50.0,
          f"EZKL's Halo2 prover on 2 cores at logrows {warm['logrows']}: FFTs and multi-scalar multiplications over "
-         "2^logrows rows for every advice, lookup and permutation column, plus the proving key read and "
-         "deserialised on every call (the key-loading row). A smaller circuit is the tuner's job; below it, a GPU "
-         "or a prover that keeps the key in memory."),
+         "2^logrows rows for every advice, lookup and permutation column; reading the proving key is only "
+         f"{s['key_load']['p50_ms']:.1f} ms of it (the key-loading row). A smaller circuit is the tuner's job; "
+         "below it, more cores or a GPU prover."),
         ("proof p95", s["prove"]["p95_ms"], 100.0, "as for p50"),
         ("verify p50 (off-chain, Python)", s["verify"]["p50_ms"], 5.0,
          "EZKL's verify reads the vk, settings and SRS from disk on every call (a pairing check itself is about "

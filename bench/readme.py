@@ -118,10 +118,10 @@ REGIONS: dict[str, Callable[[Path], str]] = {"results": results, "gas": gas, "la
 
 def render(text: str, bench: Path = BENCH) -> str:
     for name, fn in REGIONS.items():
-        pattern = re.compile(rf"(<!-- bench:{name} -->\n).*?(\n<!-- /bench:{name} -->)", re.S)
+        pattern = re.compile(rf"(<!-- bench:{name} -->\n).*?(<!-- /bench:{name} -->)", re.S)
         if pattern.search(text):
             body = fn(bench)
-            text = pattern.sub(lambda m, body=body: m.group(1) + body + m.group(2), text)
+            text = pattern.sub(lambda m, body=body: m.group(1) + body.rstrip() + "\n" + m.group(2), text)
     return text
 
 

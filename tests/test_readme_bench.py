@@ -1,0 +1,56 @@
+"""The README's measured numbers are the bench files' (bench/readme.py renders them; issue 25)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _readme_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_readme", ROOT / "bench" / "readme.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_readme"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_readme_quotes_the_bench_files() -> None:
+    readme = _readme_module()
+    text = (ROOT / "README.md").read_text()
+    for name in readme.REGIONS:
+        assert f"<!-- bench:{name} -->" in text, f"README has no bench:{name} region"
+    assert readme.render(text) == text, "README.md differs from the bench files: run python bench/readme.py"
+
+
+def test_a_changed_bench_file_changes_the_readme(tmp_path: Path) -> None:
+    readme = _readme_module()
+    text = (ROOT / "README.md").read_text()
+    for path in (ROOT / "bench").glob("*.json"):
+        (tmp_path / path.name).write_text(path.read_text())
+    gas = json.loads((tmp_path / "gas.json").read_text())
+    gas["rows"][0]["gas"]["fulfill (steady)"] = 123_456_789
+    (tmp_path / "gas.json").write_text(json.dumps(gas))
+    changed = readme.render(text, tmp_path)
+    assert changed != text and "123,456,789" in changed
+    assert readme.render(changed, tmp_path) == changed  # rendering is idempotent
+
+
+def test_the_stamp_names_date_and_commit(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("bench_stamp", ROOT / "bench" / "stamp.py")
+    assert spec and spec.loader
+    stamp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stamp)
+    (tmp_path / "x.json").write_text(json.dumps({"rows": []}))
+    (tmp_path / "x.md").write_text("# X\n\nbody\n")
+    assert stamp.main(["x", "--out", str(tmp_path)]) == 0
+    assert stamp.main(["x", "--out", str(tmp_path)]) == 0
+    doc = json.loads((tmp_path / "x.json").read_text())
+    assert set(doc["stamp"]) >= {"date", "commit", "dirty"}
+    md = (tmp_path / "x.md").read_text()
+    assert md.count("Measured by `make bench`") == 1 and doc["stamp"]["commit"] in md
