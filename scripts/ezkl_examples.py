@@ -1,113 +1,153 @@
-"""Run EZKL's own example models (examples/onnx/*/network.onnx + input.json) through proofmarket's checks.
+"""Run EZKL's own example models (examples/onnx/*/network.onnx + input.json) through `proofmarket compile`.
 
-    python scripts/ezkl_examples.py DIR [--out docs/ezkl_examples.json] [--timeout 120]
+    python scripts/ezkl_examples.py DIR [--out docs/ezkl_examples.json] [--timeout 20] [--only NAME,...]
 
 DIR is EZKL's examples/onnx folder (e.g. from a clone of github.com/zkonduit/ezkl; nothing is downloaded
-here). For each model, in a child process with a time limit:
+here). For each model:
 
-- ezkl: what EZKL 23 alone does with the files as given: gen_settings and compile_circuit;
-- proofmarket: what `proofmarket compile` checks before tuning: the model (size, ONNX checker, opset,
-  static shapes, constant folding, the operator allowlist) and the sample file as given (input.json,
-  with EZKL's optional keys), then gen_settings and compile_circuit of the folded graph that would be
-  committed: accepted, or refused with the error code and its one sentence.
+- EZKL alone: what EZKL does with the files as given (gen_settings and compile_circuit), in a child process;
+- proofmarket: the real `proofmarket compile network.onnx --sample input.json --json` (tuning, keys, the
+  self-check proof, the Solidity verifier and its check on a local EVM), in its own process group with a time
+  limit, on a fresh node home shared by the run (so dev SRS files are made once per logrows). Each model ends
+  in one of: accepted (the model id), refused (the CLI's stable error code and its one sentence), crashed (a
+  non-zero exit without the CLI's JSON error: a defect), or over the time limit.
 
-Writes the JSON results and prints a Markdown section (the "EZKL examples" section of
-docs/compatibility.md). Accepted share = accepted / models EZKL compiles.
+Writes the JSON results and prints a Markdown section (the "EZKL examples" section of docs/compatibility.md).
+Accepted share = accepted / models EZKL compiles.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
+PROOFMARKET = Path(sys.executable).with_name("proofmarket")
 
-def check_one(folder: Path) -> dict[str, Any]:
+
+def ezkl_alone(folder: Path) -> str:
     import ezkl
 
-    from proofmarket import models
-    from proofmarket.core.errors import ProofMarketError
-
-    net, inp = folder / "network.onnx", folder / "input.json"
-    row: dict[str, Any] = {"model": folder.name}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        net = folder / "network.onnx"
         try:
             ok = ezkl.gen_settings(str(net), str(work / "s.json")) and ezkl.compile_circuit(
                 str(net), str(work / "c.ezkl"), str(work / "s.json"))
-            row["ezkl"] = "compiles" if ok else "fails"
+            return "compiles" if ok else "fails"
         except BaseException as exc:  # ezkl raises RuntimeError, or panics (BaseException)
-            row["ezkl"] = f"fails: {' '.join(str(exc).split())[:120]}"
-        try:
-            info = models.normalize_model(net, work / "folded.onnx")
-            samples = models.parse_samples(json.loads(inp.read_text()), info)
-            row["operators"] = sorted(info.operators)
-            row["samples"] = len(samples)
-        except ProofMarketError as exc:
-            row["proofmarket"] = f"refused ({exc.code}): {exc.message}"
-            return row
-        except (OSError, json.JSONDecodeError) as exc:
-            row["proofmarket"] = f"refused (invalid_input): the sample file cannot be read ({exc})"
-            return row
-        try:
-            ok = ezkl.gen_settings(str(work / "folded.onnx"), str(work / "s2.json")) and ezkl.compile_circuit(
-                str(work / "folded.onnx"), str(work / "c2.ezkl"), str(work / "s2.json"))
-            row["proofmarket"] = "accepted" if ok else "refused: EZKL fails on the folded graph"
-        except BaseException as exc:
-            row["proofmarket"] = f"refused (circuit_compile_failed): {' '.join(str(exc).split())[:160]}"
-    return row
+            return f"fails: {' '.join(str(exc).split())[:120]}"
+
+
+def run_group(cmd: list[str], timeout: float, env: dict[str, str] | None = None) -> tuple[int | None, str, str]:
+    """Run CMD in its own process group; on timeout kill the whole group (compile starts anvil). rc None = timed
+    out."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+        return proc.returncode, out, err
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        return None, out, err
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def classify(rc: int | None, out: str, err: str, timeout: float) -> dict[str, Any]:
+    if rc is None:
+        return {"proofmarket": f"over {timeout:g} s"}
+    doc: dict[str, Any] | None = None
+    try:
+        parsed = json.loads(out)
+        doc = parsed if isinstance(parsed, dict) else None
+    except ValueError:
+        doc = None
+    if rc == 0 and doc and doc.get("ok") is not False and doc.get("model_id"):
+        picked = ((doc.get("manifest") or {}).get("tuning") or {}).get("picked")
+        return {"proofmarket": "accepted", "model_id": doc["model_id"], "picked": picked}
+    if rc != 0 and doc and isinstance(doc.get("error"), dict):
+        e = doc["error"]
+        return {"proofmarket": f"refused ({e.get('code')}): {e.get('message')}", "exit_code": rc}
+    tail = " ".join((err or out).split())[-200:]
+    return {"proofmarket": f"crashed (exit {rc}): {tail}", "exit_code": rc}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dir", type=Path)
     parser.add_argument("--out", type=Path, default=Path("docs/ezkl_examples.json"))
-    parser.add_argument("--timeout", type=float, default=120.0)
-    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--timeout", type=float, default=20.0, help="seconds per `proofmarket compile`")
+    parser.add_argument("--only", default="", help="comma-separated model folders (default: all)")
+    parser.add_argument("--ezkl-alone", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.one:
-        print(json.dumps(check_one(args.dir)))
+    if args.ezkl_alone:
+        print(ezkl_alone(args.ezkl_alone))
         return 0
+    only = {n for n in args.only.split(",") if n}
+    home = Path(tempfile.mkdtemp(prefix="proofmarket-ezkl-examples-"))
+    env = {**os.environ, "PROOFMARKET_HOME": str(home)}
     rows = []
     for folder in sorted(p for p in args.dir.iterdir() if p.is_dir()):
-        if not (folder / "network.onnx").is_file() or not (folder / "input.json").is_file():
+        if only and folder.name not in only:
+            continue
+        net, inp = folder / "network.onnx", folder / "input.json"
+        if not net.is_file() or not inp.is_file():
             rows.append({"model": folder.name, "ezkl": "no network.onnx/input.json", "proofmarket": "not run"})
             continue
-        try:
-            done = subprocess.run([sys.executable, __file__, str(folder), "--one"], capture_output=True, text=True,
-                                  timeout=args.timeout)
-            rows.append(json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else
-                        {"model": folder.name, "ezkl": "?", "proofmarket": f"crashed: {done.stderr[-160:]}"})
-        except subprocess.TimeoutExpired:
-            rows.append({"model": folder.name, "ezkl": "?", "proofmarket": f"over {args.timeout:.0f} s"})
-        print(f"{rows[-1]['model']}: {rows[-1].get('proofmarket')}", file=sys.stderr, flush=True)
+        rc, out, _ = run_group([sys.executable, __file__, str(args.dir), "--ezkl-alone", str(folder)], 120.0)
+        row: dict[str, Any] = {"model": folder.name,
+                               "ezkl": out.strip().splitlines()[-1] if rc == 0 and out.strip() else
+                               ("over 120 s" if rc is None else "crashed")}
+        start = time.monotonic()
+        rc, out, err = run_group([str(PROOFMARKET), "compile", str(net), "--sample", str(inp), "--json"],
+                                 args.timeout, env)
+        row.update(classify(rc, out, err, args.timeout), seconds=round(time.monotonic() - start, 1))
+        rows.append(row)
+        print(f"{row['model']}: {row['proofmarket'][:160]} ({row['seconds']} s)", file=sys.stderr, flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(rows, indent=1))
-    print(markdown(rows))
+    args.out.write_text(json.dumps(rows, indent=1) + "\n")
+    print(markdown(rows, args.timeout))
     return 0
 
 
-def markdown(rows: list[dict[str, Any]]) -> str:
+def summary(rows: list[dict[str, Any]]) -> dict[str, int]:
     compiles = [r for r in rows if r.get("ezkl") == "compiles"]
-    accepted = [r for r in compiles if r.get("proofmarket") == "accepted"]
-    share = 100.0 * len(accepted) / max(len(compiles), 1)
+    pm = [str(r.get("proofmarket", "")) for r in compiles]
+    return {"folders": len(rows), "ezkl_compiles": len(compiles),
+            "accepted": sum(p == "accepted" for p in pm), "refused": sum(p.startswith("refused") for p in pm),
+            "crashed": sum(p.startswith("crashed") for p in pm), "over_time": sum(p.startswith("over") for p in pm),
+            "accepted_in_all": sum(r.get("proofmarket") == "accepted" for r in rows)}
+
+
+def markdown(rows: list[dict[str, Any]], timeout: float) -> str:
+    s = summary(rows)
+    share = 100.0 * s["accepted"] / max(s["ezkl_compiles"], 1)
     lines = [
         "## EZKL examples",
         "",
-        f"EZKL's own `examples/onnx` ({len(rows)} folders), files as given (`python scripts/ezkl_examples.py DIR`): "
-        f"EZKL 23.0.5 compiles {len(compiles)}; proofmarket accepts {len(accepted)} of those "
-        f"(**{share:.0f}%**), and {sum(r.get('proofmarket') == 'accepted' for r in rows)} in all.",
+        f"EZKL's own `examples/onnx` ({s['folders']} folders), files as given, each through the real `proofmarket "
+        f"compile --json` with {timeout:g} s at most (`python scripts/ezkl_examples.py DIR`): EZKL alone compiles "
+        f"{s['ezkl_compiles']}; of those proofmarket accepts **{s['accepted']} ({share:.0f}%)**, refuses "
+        f"{s['refused']} with a stable code, crashes on {s['crashed']} and takes longer than {timeout:g} s on "
+        f"{s['over_time']}; {s['accepted_in_all']} accepted in all.",
         "",
-        "| model | EZKL alone | proofmarket |",
-        "|---|---|---|",
+        "| model | EZKL alone | proofmarket compile | s |",
+        "|---|---|---|---:|",
     ]
     for r in rows:
         pm = str(r.get("proofmarket", "")).replace("|", "/")
-        lines.append(f"| {r['model']} | {str(r.get('ezkl', ''))[:60].replace('|', '/')} | {pm[:220]} |")
+        lines.append(f"| {r['model']} | {str(r.get('ezkl', ''))[:60].replace('|', '/')} | {pm[:220]} | "
+                     f"{r.get('seconds', '')} |")
     return "\n".join(lines) + "\n"
 
 

@@ -104,8 +104,15 @@ class Demo(Steps):
 
         model_id = self.step("compile model", lambda: compile_sample(ws), 900)
         m = ws.prover.model(model_id)[0]
+        picked = m.tuning.get("picked")
         console.print(f"compile:  {self.report.timings['compile model']:.1f} s -> model id {model_id} "
-                      f"(logrows {m.logrows}, SRS {m.srs.kind})")
+                      f"({picked}, logrows {m.logrows}, objective {m.tuning.get('objective', {}).get('name', '-')}, "
+                      f"SRS {m.srs.kind})")
+        bench = bench_row("gas", "mlp", str(picked))
+        if bench:
+            console.print(f"bench:    bench/gas.md measured these settings at commit {bench['commit']}: proof "
+                          f"{bench['proof_bytes']:,} bytes, verifyProof {bench['gas']['verifyProof alone']:,} gas, "
+                          f"fulfill {bench['gas']['fulfill (first)']:,} gas")
         registration = self.step("register model", lambda: market.register_model(model_id, PRICE, OWNER_SHARE_BPS),
                                  120)
         verifier = registration.verifier.address if registration.verifier else ""
@@ -184,6 +191,18 @@ class Demo(Steps):
         for name, seconds in self.report.timings.items():
             console.print(f"  {name:<24} {seconds:8.3f} s")
         console.rule("done: everything shut down")
+
+
+def bench_row(name: str, model: str, settings: str) -> dict[str, Any] | None:
+    """The row of a bench file (bench/NAME.json in a source checkout) measured at the same settings, or None."""
+    path = Path(__file__).resolve().parents[3] / "bench" / f"{name}.json"
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    commit = (doc.get("stamp") or {}).get("commit", "?")
+    row = next((r for r in doc.get("rows", []) if r.get("model") == model and r.get("settings") == settings), None)
+    return {**row, "commit": commit} if row else None
 
 
 def compile_sample(ws: Any) -> str:
