@@ -91,12 +91,13 @@ def latency(bench: Path) -> str:
         lines.append(f"| {t['what']} | {t['ms']:,.1f} ms | <= {t['target_ms']:,.0f} ms | **{t['result']}** |")
     lines.append(f"| proofs per second, one warm worker | {w['worker_proofs_per_s']} | 20-100 | "
                  f"**{'PASS' if w['worker_proofs_per_s'] >= 20 else 'MISS'}** |")
-    lines += ["", "Compile time of the sample models with the default objective (`proofmarket compile`, wall "
-                  "seconds, this machine):", "", "| model | profile | seconds | < 10 s | picked | proof bytes |",
-              "|---|---|---:|---|---|---:|"]
+    lines += ["", "Compile time with the default objective (`proofmarket compile`, wall seconds, this machine; "
+                  "targets: the sample models under 10 s, the 784-56-10 MLP under 2 minutes):", "",
+              "| model | profile | seconds | target | result | picked | proof bytes |",
+              "|---|---|---:|---:|---|---|---:|"]
     for c in doc["compile"]:
-        lines.append(f"| {c['model']} | {c['profile']} | {c['seconds']} | **{c['target']}** | {c['picked']} | "
-                     f"{c['proof_bytes']:,} |")
+        lines.append(f"| {c['model']} | {c['profile']} | {c['seconds']} | < {c.get('target_s', 10):g} s | "
+                     f"**{c['target']}** | {c['picked']} | {c['proof_bytes']:,} |")
     return "\n".join(lines)
 
 
