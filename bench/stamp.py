@@ -4,7 +4,8 @@
 
 For each NAME: OUT/NAME.json gets ``"stamp": {"date": ..., "commit": ..., "dirty": ...}`` and OUT/NAME.md gets one
 line under its title, ``_Measured by `make bench` at commit C (date D)._``, replacing the line an earlier stamp
-wrote. ``dirty`` says the working tree had changes then (the numbers may not be the commit's).
+wrote. ``dirty`` says the working tree had changes then besides make bench's own outputs (the numbers may not be the
+commit's).
 """
 
 from __future__ import annotations
@@ -21,14 +22,20 @@ MARK = "_Measured by `make bench` at commit "
 
 def git(*args: str) -> str:
     try:
-        return subprocess.run(["git", *args], capture_output=True, text=True, check=True, cwd=ROOT).stdout.strip()
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=True, cwd=ROOT).stdout
     except (OSError, subprocess.CalledProcessError):
         return ""
 
 
+def is_output(path: str) -> bool:
+    """A file make bench itself writes (bench/*.json, bench/*.md, README.md): not a change to what is measured."""
+    return path == "README.md" or (path.startswith("bench/") and path.endswith((".json", ".md")))
+
+
 def current() -> dict[str, object]:
-    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
-    return {"date": datetime.now(UTC).isoformat(timespec="seconds"), "commit": git("rev-parse", "--short", "HEAD")
+    changed = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()]
+    dirty = any(not is_output(path) for path in changed)
+    return {"date": datetime.now(UTC).isoformat(timespec="seconds"), "commit": git("rev-parse", "--short", "HEAD").strip()
             or "unknown", "dirty": dirty}
 
 

@@ -54,3 +54,12 @@ def test_the_stamp_names_date_and_commit(tmp_path: Path) -> None:
     assert set(doc["stamp"]) >= {"date", "commit", "dirty"}
     md = (tmp_path / "x.md").read_text()
     assert md.count("Measured by `make bench`") == 1 and doc["stamp"]["commit"] in md
+
+
+def test_bench_outputs_do_not_make_the_tree_dirty() -> None:
+    spec = importlib.util.spec_from_file_location("bench_stamp2", ROOT / "bench" / "stamp.py")
+    assert spec and spec.loader
+    stamp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stamp)
+    assert stamp.is_output("bench/results.json") and stamp.is_output("bench/gas.md") and stamp.is_output("README.md")
+    assert not stamp.is_output("bench/run.py") and not stamp.is_output("src/proofmarket/cli/main.py")
