@@ -35,8 +35,8 @@ def is_output(path: str) -> bool:
 def current() -> dict[str, object]:
     changed = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()]
     dirty = any(not is_output(path) for path in changed)
-    return {"date": datetime.now(UTC).isoformat(timespec="seconds"), "commit": git("rev-parse", "--short", "HEAD").strip()
-            or "unknown", "dirty": dirty}
+    commit = git("rev-parse", "--short", "HEAD").strip() or "unknown"
+    return {"date": datetime.now(UTC).isoformat(timespec="seconds"), "commit": commit, "dirty": dirty}
 
 
 def stamp_line(stamp: dict[str, object]) -> str:
