@@ -52,7 +52,7 @@ def results(bench: Path) -> str:
             continue
         default = rows.get((model, profile, "ezkl-default"), {})
         targets = tuned.get("targets") or {}
-        speed = next((v for k, v in targets.items() if k.startswith("speedup") or k.startswith("mid-size")), "")
+        speed = next((v for k, v in targets.items() if k.startswith(("speedup", "mid-size")) and v != "n/a"), "")
         lines.append(f"| {model} | {profile} | {_n(default.get('prove_s'), '{:.3g} s')} | "
                      f"{_n(tuned.get('prove_s'), '{:.3g} s')} | {_n(tuned.get('speedup_vs_default'), '{:.1f}x')} | "
                      f"{tuned.get('logrows') or '-'} | {_n(tuned.get('verify_ms'), '{:.1f}')} | "
