@@ -8,7 +8,7 @@ here). For each model:
 - EZKL alone: what EZKL does with the files as given (gen_settings and compile_circuit), in a child process;
 - proofmarket: the real `proofmarket compile network.onnx --sample input.json --json` (tuning, keys, the
   self-check proof, the Solidity verifier and its check on a local EVM), in its own process group with a time
-  limit, on a fresh node home shared by the run (so dev SRS files are made once per logrows). Each model ends
+  limit, on a fresh node home shared by the run (its dev SRS files made first, untimed). Each model ends
   in one of: accepted (the model id), refused (the CLI's stable error code and its one sentence), crashed (a
   non-zero exit without the CLI's JSON error: a defect), or over the time limit.
 
@@ -44,6 +44,21 @@ def ezkl_alone(folder: Path) -> str:
             return "compiles" if ok else "fails"
         except BaseException as exc:  # ezkl raises RuntimeError, or panics (BaseException)
             return f"fails: {' '.join(str(exc).split())[:120]}"
+
+
+def make_dev_srs(home: Path, up_to: int) -> None:
+    """The dev SRS files the compiles will want, made before the clock runs (once per machine in real use: a
+    model's time limit is not spent on the first compile that needs a new logrows)."""
+    from proofmarket.core.settings import Settings
+    from proofmarket.systems.workspace import Workspace
+
+    ws = Workspace(Settings(_env_file=None, home=home))  # type: ignore[call-arg]
+    try:
+        for logrows in range(8, up_to + 1):
+            print(f"dev SRS logrows {logrows}", file=sys.stderr, flush=True)
+            ws.srs_provider().get(logrows)
+    finally:
+        ws.close()
 
 
 def run_group(cmd: list[str], timeout: float, env: dict[str, str] | None = None) -> tuple[int | None, str, str]:
@@ -88,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("docs/ezkl_examples.json"))
     parser.add_argument("--timeout", type=float, default=20.0, help="seconds per `proofmarket compile`")
     parser.add_argument("--only", default="", help="comma-separated model folders (default: all)")
+    parser.add_argument("--srs-logrows", type=int, default=18, help="dev SRS files made before timing, up to this")
     parser.add_argument("--ezkl-alone", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.ezkl_alone:
@@ -95,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     only = {n for n in args.only.split(",") if n}
     home = Path(tempfile.mkdtemp(prefix="proofmarket-ezkl-examples-"))
+    make_dev_srs(home, args.srs_logrows)
     env = {**os.environ, "PROOFMARKET_HOME": str(home)}
     rows = []
     for folder in sorted(p for p in args.dir.iterdir() if p.is_dir()):

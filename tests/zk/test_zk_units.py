@@ -83,3 +83,30 @@ def test_one_salt_check_for_the_prover_and_the_commitment() -> None:
     for elements, salt, required in refused:
         with pytest.raises(UsageError):
             check_salt(elements, salt, required=required)
+
+
+def test_accuracy_bound_takes_boolean_outputs() -> None:
+    # EZKL's own examples include models whose outputs are booleans (Less, Equal): the bound is their range, 1
+    assert AccuracyBound().limit([np.array([True, False]), np.array([[False]])]) == pytest.approx(0.01)
+
+
+def test_an_unforeseen_failure_of_compile_is_a_refusal_with_a_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pathlib import Path
+
+    from proofmarket.core.errors import CircuitCompileError
+    from proofmarket.systems.ezkl import compiler
+
+    def broken(*_args: object, **_kwargs: object) -> object:
+        raise TypeError("numpy boolean subtract, the `-` operator, is not supported")
+
+    monkeypatch.setattr(compiler, "_compile", broken)
+    with pytest.raises(CircuitCompileError, match="TypeError: numpy boolean subtract") as caught:
+        compiler.compile_model(Path("m.onnx"), {}, None, None)  # type: ignore[arg-type]
+    assert caught.value.code == "circuit_compile"
+
+    def refused(*_args: object, **_kwargs: object) -> object:
+        raise UsageError("give at least one sample")
+
+    monkeypatch.setattr(compiler, "_compile", refused)
+    with pytest.raises(UsageError):  # the named refusals pass through unchanged
+        compiler.compile_model(Path("m.onnx"), {}, None, None)  # type: ignore[arg-type]

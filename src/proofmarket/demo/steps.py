@@ -262,7 +262,9 @@ class Steps:
             raise DemoError(f"the escrow request was settled as {s.get('status')}, not fulfilled")
         self.report.txs["escrow fulfil"] = body["fulfil_tx"]
         moved = delta(before, balances(market))
-        console.print(f"escrow:   fulfilled by the watcher in {self.report.timings['escrow fulfilment']:.1f} s, "
+        fulfil = market.client.rpc("eth_getTransactionReceipt", [body["fulfil_tx"]]) if body.get("fulfil_tx") else None
+        gas = f", {int(fulfil['gasUsed'], 16):,} gas" if fulfil else ""
+        console.print(f"escrow:   fulfilled by the watcher in {self.report.timings['escrow fulfilment']:.1f} s{gas}, "
                       f"bundle {body['bundle_cid']}, output {[[round(v, 4) for v in row] for row in s['output']]}")
         self.report.lines.append(f"escrow request {receipt.request_id}: fulfilled, bundle {body['bundle_cid']}")
         self._validation(s.get("validation"), f"request {receipt.request_id}", "the ZkValidator {} from chain state")

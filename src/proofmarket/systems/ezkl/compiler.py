@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import numpy as np
 import onnx
 
 from proofmarket import models
-from proofmarket.core.errors import UsageError
+from proofmarket.core.errors import CircuitCompileError, ProofMarketError, UsageError
 from proofmarket.store import LocalStore
 from proofmarket.systems.ezkl import ezkl_calls, solidity
 from proofmarket.systems.ezkl.evm_check import LocalEvm
@@ -43,6 +44,7 @@ from proofmarket.systems.ezkl.tuning import (
     search,
 )
 
+log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 MAX_SAMPLES = 64
 
@@ -69,6 +71,23 @@ class CompileOptions:
 def compile_model(
     onnx_path: Path, samples_doc: Any, store: LocalStore, options: CompileOptions,
     progress: Progress = lambda _: None,
+) -> CompileResult:
+    """Compile a model; every failure is a ProofMarketError with a stable code. An exception no step names (a
+    model this code did not foresee) becomes ``circuit_compile`` with its type and message, its traceback logged:
+    a refusal of that model, never a crash of the caller."""
+    try:
+        return _compile(onnx_path, samples_doc, store, options, progress)
+    except ProofMarketError:
+        raise
+    except Exception as exc:
+        log.exception("compile of %s failed unexpectedly", onnx_path.name)
+        detail = " ".join(str(exc).split())[:300]
+        raise CircuitCompileError(f"the compiler cannot handle this model ({type(exc).__name__}: {detail}); "
+                                  "the node's log has the details") from exc
+
+
+def _compile(
+    onnx_path: Path, samples_doc: Any, store: LocalStore, options: CompileOptions, progress: Progress,
 ) -> CompileResult:
     progress("checking the ONNX model")
     info = models.load_model(onnx_path)

@@ -176,7 +176,7 @@ class AccuracyBound:
     classifier: bool = False
 
     def limit(self, reference: list[np.ndarray], finest_scale: int = max(DEFAULT_SCALES)) -> float:
-        flat = np.concatenate([r.ravel() for r in reference])
+        flat = np.concatenate([np.asarray(r, dtype=np.float64).ravel() for r in reference])  # bool outputs too
         span = float(flat.max() - flat.min()) if flat.size else 0.0
         return max(self.relative * span, FLOOR_STEPS * 2.0 ** -finest_scale)
 
@@ -494,7 +494,8 @@ def _measure_accuracy(job: TuningJob, cand: Candidate, limit: float) -> None:
         witness = ezkl_calls.gen_witness(inp, cand.compiled_path, job.workdir / "witness.json")
         outputs = decode_outputs(witness["outputs"], scales, [r.shape for r in reference])
         for got, want in zip(outputs, reference, strict=True):
-            worst = max(worst, float(np.max(np.abs(got - want))))
+            want = np.asarray(want, dtype=np.float64)
+            worst = max(worst, float(np.max(np.abs(got - want)))) if want.size else worst
             if job.bound.classifier and int(np.argmax(got)) != int(np.argmax(want)):
                 argmax_ok = False
     cand.max_abs_error = round(worst, 6)
