@@ -1,4 +1,5 @@
-"""Write the README's measured numbers from the bench JSON files (the last step of ``make bench``).
+"""Write the README's (and docs/deploy-chain.md's) measured numbers from the bench JSON files (the last step of
+``make bench``).
 
 The README holds regions ``<!-- bench:NAME -->`` ... ``<!-- /bench:NAME -->``; each is rendered here from
 bench/NAME-ish JSON files and nothing else, so the README cannot quote a number the bench files do not hold
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -114,7 +116,75 @@ def http(bench: Path) -> str:
             f"besides them. Throughput: {best['calls_per_s']:.1f} calls/s at {best['clients']} clients.")
 
 
-REGIONS: dict[str, Callable[[Path], str]] = {"results": results, "gas": gas, "latency": latency, "http": http}
+def chain_costs(bench: Path) -> str:
+    """docs/deploy-chain.md's table: what each transaction of a deployment and a call costs, in gas and USD."""
+    doc, attested = load("gas", bench), load("gas_attested", bench)
+    if doc is None or attested is None:
+        return "Not measured yet: run `make bench`."
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    import prices  # bench/prices.py: the one place the prices are stated
+
+    row = next(r for r in doc["rows"] if r["model"] == "mlp")
+    g, b = row["gas"], row.get("tx_bytes") or {}
+    ag, ab = attested["gas"], attested.get("tx_bytes") or {}
+    contracts = [k for k in g if k.startswith("deploy ") and k not in ("deploy verifier", "deploy USDC")]
+
+    def op(*names: str, gas: dict[str, int] = g, size: dict[str, int] = b) -> tuple[int, int | None]:
+        return sum(gas[n] for n in names), (sum(size[n] for n in names) if all(n in size for n in names) else None)
+
+    def cells(*ops: tuple[int, int | None]) -> str:
+        def join(values: list[str]) -> str:
+            return " / ".join(values)
+        l1 = [prices.dollars(prices.l1_data_bound_usd(n)) if n is not None else "-" for _, n in ops]
+        return (f"{join([f'{gas:,}' for gas, _ in ops])} | "
+                f"{join([prices.dollars(prices.l2_usd(gas, 'Base')) for gas, _ in ops])} | "
+                f"{join([prices.dollars(prices.l2_usd(gas, 'Arbitrum')) for gas, _ in ops])} | {join(l1)}")
+
+    rows = [
+        (f"deploy the market, ERC-8004 registries and court (once; {len(contracts)} contracts)", [op(*contracts)]),
+        ("a model: deploy its verifier + register (once per model)", [op("deploy verifier", "register")]),
+        ("escrow call, consumer: approve (while the allowance lasts, once)", [op("approve")]),
+        ("escrow call, consumer: requestInference", [op("requestInference")]),
+        ("escrow call, node: acceptRequest", [op("acceptRequest")]),
+        ("escrow call, node: fulfill (the proof verified on chain), first / steady",
+         [op("fulfill (first)"), op("fulfill (steady)")]),
+        ("x402 call: the payment's `transferWithAuthorization` (sent and paid for by the facilitator)",
+         [op("x402 transferWithAuthorization")]),
+        ("attested call: request (escrow)", [op("request (escrow)", gas=ag, size=ab)]),
+        ("attested call: commit, one per job / in a batch of 32",
+         [op("commit (post commitment, one job)", gas=ag, size=ab),
+          op("commit batch of 32 (per request)", gas=ag, size=ab)]),
+        ("attested call: finalize after the window", [op("finalize (paid after the window)", gas=ag, size=ab)]),
+        ("validator: stake / challenge / vote",
+         [op("stake (validator: a checkpoint)", gas=ag, size=ab),
+          op("challenge (with bond, escrows its share)", gas=ag, size=ab),
+          op("vote (escrows its share)", gas=ag, size=ab)]),
+    ]
+    lines = [f"From `bench/gas.md` and `bench/gas_attested.md` ({when(doc)}; `make bench`, measured on anvil; the "
+             f"reference `mlp` model at the settings `compile` picks, `{row['settings']}`), in USD at the prices "
+             f"stated in `bench/prices.py` (chosen {prices.PRICES_CHOSEN}): L2 execution gas at "
+             f"{prices.L2_GAS_GWEI['Base']:g} gwei on Base and {prices.L2_GAS_GWEI['Arbitrum']:g} gwei on Arbitrum, "
+             f"ETH at ${prices.ETH_USD:,.0f}. Testnet ETH is free; these are the mainnet figures for the same "
+             "transactions. The L1 data fee is extra: the last column bounds it from the transaction's size at the "
+             f"price of L1 calldata ({prices.L1_GAS_PER_BYTE} gas per byte at {prices.L1_GAS_GWEI:g} gwei); both "
+             "chains post compressed batches as blobs, so the fee charged is usually far below the bound.", "",
+             "| what | gas | Base | Arbitrum | L1 data at most |", "|---|---|---|---|---|"]
+    lines += [f"| {what} | {cells(*ops)} |" for what, ops in rows]
+    from proofmarket.core.profiles import PROFILES
+
+    cap = PROFILES["base"].gas.max_fee_gwei
+    worst = prices.usd(g["fulfill (steady)"], cap)
+    table = prices.l2_usd(g["fulfill (steady)"], "Base")
+    lines += ["", f"The fee cap bounds the worst case: at Base's {cap:g} gwei cap a steady fulfilment would cost about "
+                  f"{prices.dollars(worst)}, {worst / table:,.0f} times the table."]
+    return "\n".join(lines)
+
+
+REGIONS: dict[str, Callable[[Path], str]] = {"results": results, "gas": gas, "latency": latency, "http": http,
+                                             "chain_costs": chain_costs}
+# the files whose measured regions are rendered here (each holds some of REGIONS)
+DOCS = (ROOT / "README.md", ROOT / "docs" / "deploy-chain.md")
 
 
 def render(text: str, bench: Path = BENCH) -> str:
@@ -130,15 +200,17 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true")
     args = ap.parse_args(argv)
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    new = render(text)
-    if args.check:
+    stale = []
+    for doc in DOCS:
+        text = doc.read_text()
+        new = render(text)
         if new != text:
-            print("README.md quotes numbers the bench files do not hold: run python bench/readme.py")
-            return 1
-        return 0
-    readme.write_text(new)
+            stale.append(doc.relative_to(ROOT))
+            if not args.check:
+                doc.write_text(new)
+    if args.check and stale:
+        print(f"{', '.join(map(str, stale))} quote numbers the bench files do not hold: run python bench/readme.py")
+        return 1
     return 0
 
 
