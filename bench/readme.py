@@ -78,6 +78,11 @@ def gas(bench: Path) -> str:
     x402 = next((r["gas"].get("x402 transferWithAuthorization") for r in doc["rows"]), None)
     if x402:
         lines += ["", f"An x402 settlement (one EIP-3009 transfer) is {x402:,} gas."]
+    g = doc["rows"][0]["gas"]
+    deployment = sum(v for k, v in g.items() if k.startswith("deploy ") and k not in ("deploy verifier", "deploy USDC"))
+    lines += [f"A whole market deployment off the devnet (every contract but USDC) is {deployment:,} gas. The first "
+              "fulfilment on a fresh market also pays one-time writes (the platform's balance, the owner's and the "
+              "prover's first credit); every later one pays the steady figure."]
     return "\n".join(lines)
 
 

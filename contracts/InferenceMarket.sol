@@ -7,6 +7,7 @@ import {IERC3009} from "@openzeppelin/contracts/interfaces/draft-IERC3009.sol";
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {ModelRegistry} from "./ModelRegistry.sol";
 
 /// @notice The EZKL Halo2Verifier interface. A verifier may revert on a bad proof instead of
@@ -48,8 +49,11 @@ contract RevenueSplitter {
 /// keccak256(abi.encodePacked(instances[0:inputInstances])).
 /// - A proof with the wrong number of instances, or whose input or params instances do not match the
 ///   request, is refused (revert): nobody is slashed and the claim stays.
-/// - Valid proof: the output hash is recorded, the owner, the prover and the platform are paid, the bond
-///   returns to the prover's stake, its `fulfilled` counter goes up.
+/// - Valid proof: the output hash is recorded, the owner's and the prover's shares are credited to them
+///   (`earned`; `withdraw` pays what is owed, to the account itself, whoever calls it) and the platform's to
+///   its balance, the bond returns to the prover's stake, its `fulfilled` counter goes up. Credits, not
+///   transfers, keep the USDC transfers out of the fulfilment (about 27k of its gas on every call), and a
+///   recipient USDC refuses (a blocklisted address) cannot stop a fulfilment.
 /// - Invalid proof (false or revert): the consumer gets the full amount back, the prover's stake (active +
 ///   pending unstake) is slashed by the request's slash share, and its bond is forfeited, both into the
 ///   platform's balance (not the consumer's, so that an owner colluding with a consumer cannot profit from
@@ -92,6 +96,7 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
         uint256 claimBond;
     }
 
+    /// @notice A request as `getRequest` returns it.
     struct Request {
         address consumer;
         uint64 deadline;
@@ -105,6 +110,25 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
         bytes32 inputCommitment;
         bytes32 outputHash;
         uint256 bond;
+        Snapshot terms;
+    }
+
+    /// @dev How a Request is stored: the claimer's bond and the output hash never live at the same time (the
+    /// bond goes back when the output hash is recorded), so they share one slot, `outcome`: the bond while the
+    /// request is Open or Accepted, the output hash once Fulfilled, zero otherwise. A fulfilment then writes
+    /// a slot that holds the bond (2,900 gas) instead of a fresh one (22,100).
+    struct RequestSlots {
+        address consumer;
+        uint64 deadline;
+        uint16 feeBps;
+        uint16 slashBps;
+        Status status;
+        address prover;
+        uint64 claimExpiry;
+        uint96 amount;
+        bytes32 modelId;
+        bytes32 inputCommitment;
+        uint256 outcome;
         Snapshot terms;
     }
 
@@ -128,6 +152,18 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
         uint32 expired;
     }
 
+    /// @dev How a Prover is stored: the stake and the counters share one slot, so that a fulfilment (bond
+    /// back to the stake, `fulfilled` up) writes one slot, not two. `getProver` returns the Prover above.
+    struct ProverSlots {
+        uint128 stake;
+        uint32 fulfilled;
+        uint32 failed;
+        uint32 expired;
+        bool authorized;
+        uint128 pendingUnstake;
+        uint64 unlockAt;
+    }
+
     /// @notice An EIP-3009 ReceiveWithAuthorization signed by the consumer for exactly the model's
     /// price, to this contract, with nonce = authorizationNonce(modelId, inputCommitment, deadline, salt).
     struct Authorization {
@@ -148,11 +184,13 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
     uint64 public pendingParamsEta;
     uint256 public platformBalance;
     uint256 public requestCount;
-    /// @notice What an address was paid as model owner or prover (escrow fulfilments and split releases).
+    /// @notice What an address earned as model owner or prover (escrow fulfilments and split releases).
     mapping(address account => uint256) public earned;
+    /// @notice What of `earned` was paid out to the address; `owed` is the rest.
+    mapping(address account => uint256) public withdrawn;
 
-    mapping(uint256 requestId => Request) private _requests;
-    mapping(address prover => Prover) private _provers;
+    mapping(uint256 requestId => RequestSlots) private _requests;
+    mapping(address prover => ProverSlots) private _provers;
 
     event RequestCreated(
         uint256 indexed requestId,
@@ -191,6 +229,7 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
     event ParamsApplied(Params params);
     event ParamsCanceled();
     event PlatformWithdrawal(address indexed to, uint256 amount);
+    event Withdrawal(address indexed account, uint256 amount);
 
     error ModelInactive(bytes32 modelId);
     error InvalidDeadline(uint64 deadline, uint256 nowTs);
@@ -266,12 +305,12 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
 
     /// @notice Take the escrowed amount (and a live claimer's bond) back once the deadline has passed.
     function refund(uint256 requestId) external nonReentrant {
-        Request storage r = _pending(requestId);
+        RequestSlots storage r = _pending(requestId);
         if (msg.sender != r.consumer) revert NotConsumer(requestId, msg.sender);
         if (block.timestamp <= r.deadline) revert DeadlineNotReached(requestId, r.deadline);
         r.status = Status.Refunded;
-        uint256 bond = r.bond;
-        r.bond = 0;
+        uint256 bond = r.outcome;
+        r.outcome = 0;
         if (r.prover != address(0)) _provers[r.prover].expired += 1;
         emit RequestRefunded(requestId, r.consumer, r.amount, r.prover);
         usdc.safeTransfer(r.consumer, r.amount + bond);
@@ -283,7 +322,7 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
     /// (min(now + claimWindow, deadline)) only the caller may fulfil it. A lapsed claim may be taken over,
     /// and the lapsed claimer's bond goes to the consumer.
     function acceptRequest(uint256 requestId) external nonReentrant {
-        Request storage r = _pending(requestId);
+        RequestSlots storage r = _pending(requestId);
         if (block.timestamp >= r.deadline) revert RequestExpired(requestId, r.deadline);
         if (r.status == Status.Accepted) {
             if (block.timestamp <= r.claimExpiry) revert RequestNotOpen(requestId, r.status);
@@ -291,18 +330,18 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
         }
         _requireEligible(msg.sender);
         uint256 bond = _params.claimBond;
-        Prover storage p = _provers[msg.sender];
+        ProverSlots storage p = _provers[msg.sender];
         if (p.stake < bond) revert InsufficientStake(msg.sender, p.stake, bond);
-        p.stake -= bond;
+        p.stake -= SafeCast.toUint128(bond);
         uint64 expiry = uint64(block.timestamp) + _params.claimWindow;
         if (expiry > r.deadline) expiry = r.deadline;
-        (r.status, r.prover, r.claimExpiry, r.bond) = (Status.Accepted, msg.sender, expiry, bond);
+        (r.status, r.prover, r.claimExpiry, r.outcome) = (Status.Accepted, msg.sender, expiry, bond);
         emit RequestAccepted(requestId, msg.sender, bond, expiry);
     }
 
     /// @notice Settle a claimed request with a proof. See the contract notice for the outcomes.
     function fulfill(uint256 requestId, bytes calldata proof, uint256[] calldata instances) external nonReentrant {
-        Request storage r = _pending(requestId);
+        RequestSlots storage r = _pending(requestId);
         if (r.status != Status.Accepted || r.prover != msg.sender) revert NotAssignedProver(requestId, r.prover);
         if (block.timestamp > r.claimExpiry) revert ClaimExpired(requestId, r.claimExpiry);
         Snapshot memory t = r.terms;
@@ -316,8 +355,8 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
 
     function stake(uint256 amount) external nonReentrant {
         if (amount == 0) revert ZeroAmount();
-        Prover storage p = _provers[msg.sender];
-        p.stake += amount;
+        ProverSlots storage p = _provers[msg.sender];
+        p.stake += SafeCast.toUint128(amount);
         emit Staked(msg.sender, amount, p.stake);
         usdc.safeTransferFrom(msg.sender, address(this), amount);
     }
@@ -325,17 +364,17 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
     /// @notice Move stake to the unstaking queue; it stays slashable until withdrawn with unstake().
     /// Each call restarts the delay for the whole queued amount.
     function requestUnstake(uint256 amount) external nonReentrant {
-        Prover storage p = _provers[msg.sender];
+        ProverSlots storage p = _provers[msg.sender];
         if (amount == 0) revert ZeroAmount();
         if (amount > p.stake) revert InsufficientBalance(p.stake, amount);
-        p.stake -= amount;
-        p.pendingUnstake += amount;
+        p.stake -= SafeCast.toUint128(amount);
+        p.pendingUnstake += SafeCast.toUint128(amount);
         p.unlockAt = uint64(block.timestamp) + _params.unstakeDelay;
         emit UnstakeRequested(msg.sender, amount, p.unlockAt);
     }
 
     function unstake() external nonReentrant {
-        Prover storage p = _provers[msg.sender];
+        ProverSlots storage p = _provers[msg.sender];
         uint256 amount = p.pendingUnstake;
         if (amount == 0) revert ZeroAmount();
         if (block.timestamp < p.unlockAt) revert UnstakeLocked(p.unlockAt);
@@ -369,8 +408,29 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
         earned[t.owner] += ownerAmount;
         earned[prover] += proverAmount;
         emit SplitReleased(modelId, prover, t.owner, ownerAmount, proverAmount, fee);
-        if (ownerAmount > 0) usdc.safeTransfer(t.owner, ownerAmount);
-        if (proverAmount > 0) usdc.safeTransfer(prover, proverAmount);
+        _payOut(t.owner);
+        _payOut(prover);
+    }
+
+    // --- payouts --------------------------------------------------------------------------------
+
+    /// @notice What the market owes `account` (earned, not yet paid out).
+    function owed(address account) public view returns (uint256) {
+        return earned[account] - withdrawn[account];
+    }
+
+    /// @notice Pay `account` what it is owed, to `account` itself. Anyone may call it (a node paying out its
+    /// models' owners in one batch, an owner from a wallet): the money can only go to the account.
+    function withdraw(address account) external nonReentrant returns (uint256 amount) {
+        amount = _payOut(account);
+        if (amount == 0) revert ZeroAmount();
+    }
+
+    /// @notice `withdraw` for many accounts in one transaction; accounts owed nothing are skipped.
+    function withdrawMany(address[] calldata accounts) external nonReentrant returns (uint256 total) {
+        for (uint256 i = 0; i < accounts.length; ++i) {
+            total += _payOut(accounts[i]);
+        }
     }
 
     // --- admin ----------------------------------------------------------------------------------
@@ -452,15 +512,20 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
     }
 
     function getRequest(uint256 requestId) external view returns (Request memory) {
-        return _requests[requestId];
+        RequestSlots storage r = _requests[requestId];
+        bool fulfilled = r.status == Status.Fulfilled;
+        return Request(r.consumer, r.deadline, r.feeBps, r.slashBps, r.status, r.prover, r.claimExpiry, r.amount,
+            r.modelId, r.inputCommitment, fulfilled ? bytes32(r.outcome) : bytes32(0), fulfilled ? 0 : r.outcome,
+            r.terms);
     }
 
     function getProver(address prover) external view returns (Prover memory) {
-        return _provers[prover];
+        ProverSlots storage p = _provers[prover];
+        return Prover(p.stake, p.pendingUnstake, p.unlockAt, p.authorized, p.fulfilled, p.failed, p.expired);
     }
 
     function isEligible(address prover) public view returns (bool) {
-        Prover storage p = _provers[prover];
+        ProverSlots storage p = _provers[prover];
         return p.authorized && p.stake >= _params.minStake && p.stake >= _params.claimBond;
     }
 
@@ -501,7 +566,7 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
         }
         price = t.price;
         requestId = ++requestCount;
-        Request storage r = _requests[requestId];
+        RequestSlots storage r = _requests[requestId];
         (r.consumer, r.deadline, r.status) = (consumer, deadline, Status.Open);
         (r.feeBps, r.slashBps) = (_params.platformFeeBps, _params.slashBps);
         (r.amount, r.modelId, r.inputCommitment) = (price, modelId, inputCommitment);
@@ -509,23 +574,23 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
         emit RequestCreated(requestId, modelId, consumer, inputCommitment, price, deadline);
     }
 
-    function _lapse(uint256 requestId, Request storage r) private {
+    function _lapse(uint256 requestId, RequestSlots storage r) private {
         address lapsed = r.prover;
-        uint256 bond = r.bond;
+        uint256 bond = r.outcome;
         _provers[lapsed].expired += 1;
-        (r.status, r.prover, r.claimExpiry, r.bond) = (Status.Open, address(0), 0, 0);
+        (r.status, r.prover, r.claimExpiry, r.outcome) = (Status.Open, address(0), 0, 0);
         emit ClaimLapsed(requestId, lapsed, bond);
         if (bond > 0) usdc.safeTransfer(r.consumer, bond);
     }
 
-    function _pending(uint256 requestId) private view returns (Request storage r) {
+    function _pending(uint256 requestId) private view returns (RequestSlots storage r) {
         r = _requests[requestId];
         if (r.status == Status.None) revert UnknownRequest(requestId);
         if (r.status != Status.Open && r.status != Status.Accepted) revert RequestNotPending(requestId, r.status);
     }
 
     function _requireEligible(address prover) private view {
-        Prover storage p = _provers[prover];
+        ProverSlots storage p = _provers[prover];
         if (!p.authorized) revert ProverNotAuthorized(prover);
         if (p.stake < _params.minStake) revert InsufficientStake(prover, p.stake, _params.minStake);
     }
@@ -557,7 +622,7 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
         }
     }
 
-    function _settleValid(uint256 requestId, Request storage r, Snapshot memory t, uint256[] calldata outputs)
+    function _settleValid(uint256 requestId, RequestSlots storage r, Snapshot memory t, uint256[] calldata outputs)
         private
     {
         uint256 amount = r.amount;
@@ -565,27 +630,34 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
         uint256 ownerAmount = (amount * t.ownerShareBps) / BPS;
         uint256 proverAmount = amount - fee - ownerAmount;
         r.status = Status.Fulfilled;
-        r.outputHash = keccak256(abi.encodePacked(outputs));
+        bytes32 outputHash = keccak256(abi.encodePacked(outputs));
+        uint256 bond = r.outcome;
+        r.outcome = uint256(outputHash);
         platformBalance += fee;
-        Prover storage p = _provers[msg.sender];
-        p.stake += r.bond;
-        r.bond = 0;
-        p.fulfilled += 1;
+        ProverSlots storage p = _provers[msg.sender];
+        (p.stake, p.fulfilled) = (p.stake + SafeCast.toUint128(bond), p.fulfilled + 1);
         earned[t.owner] += ownerAmount;
         earned[msg.sender] += proverAmount;
-        emit RequestFulfilled(requestId, msg.sender, r.outputHash, outputs, ownerAmount, proverAmount, fee);
-        if (ownerAmount > 0) usdc.safeTransfer(t.owner, ownerAmount);
-        if (proverAmount > 0) usdc.safeTransfer(msg.sender, proverAmount);
+        emit RequestFulfilled(requestId, msg.sender, outputHash, outputs, ownerAmount, proverAmount, fee);
     }
 
-    function _settleInvalid(uint256 requestId, Request storage r) private {
-        Prover storage p = _provers[msg.sender];
-        uint256 slashed = ((p.stake + p.pendingUnstake) * r.slashBps) / BPS;
+    function _payOut(address account) private returns (uint256 amount) {
+        uint256 total = earned[account];
+        amount = total - withdrawn[account];
+        if (amount == 0) return 0;
+        withdrawn[account] = total;
+        emit Withdrawal(account, amount);
+        usdc.safeTransfer(account, amount);
+    }
+
+    function _settleInvalid(uint256 requestId, RequestSlots storage r) private {
+        ProverSlots storage p = _provers[msg.sender];
+        uint256 slashed = ((uint256(p.stake) + p.pendingUnstake) * r.slashBps) / BPS;
         uint256 fromStake = slashed < p.stake ? slashed : p.stake;
-        p.stake -= fromStake;
-        p.pendingUnstake -= slashed - fromStake;
-        platformBalance += slashed + r.bond;
-        r.bond = 0;
+        p.stake -= SafeCast.toUint128(fromStake);
+        p.pendingUnstake -= SafeCast.toUint128(slashed - fromStake);
+        platformBalance += slashed + r.outcome;
+        r.outcome = 0;
         p.failed += 1;
         r.status = Status.Rejected;
         emit ProofRejected(requestId, msg.sender, r.amount, slashed);

@@ -56,11 +56,24 @@ def test_valid_proof_pays_exact_splits(chain: Chain, model: Listed) -> None:
         fee,
         prover_amount,
     )
-    assert usdc.balance_of(a.owner.address) == before[a.owner.address] + owner_amount
-    assert usdc.balance_of(a.prover.address) == before[a.prover.address] + prover_amount
+    # credited on chain, not transferred (the fulfilment sends no USDC: withdraw pays the shares out)
+    owed_before = {p: market.owed(p) - amount for p, amount in
+                   ((a.owner.address, owner_amount), (a.prover.address, prover_amount))}
+    assert usdc.balance_of(a.owner.address) == before[a.owner.address]
+    assert usdc.balance_of(a.prover.address) == before[a.prover.address]
     assert usdc.balance_of(a.consumer.address) == before[a.consumer.address] - PRICE
-    assert usdc.balance_of(market.address) == before[market.address] + fee
+    assert usdc.balance_of(market.address) == before[market.address] + PRICE
     assert market.platform_balance() == platform_before + fee
+    # anyone may pay them out, and the money goes to each account itself, once
+    payout = market.withdraw([a.owner.address, a.prover.address], a.stranger)  # type: ignore[arg-type]
+    assert payout.paid == {a.owner.address: owed_before[a.owner.address] + owner_amount,
+                           a.prover.address: owed_before[a.prover.address] + prover_amount}
+    assert usdc.balance_of(a.owner.address) == before[a.owner.address] + payout.paid[a.owner.address]
+    assert usdc.balance_of(a.prover.address) == before[a.prover.address] + payout.paid[a.prover.address]
+    assert market.owed(a.owner.address) == market.owed(a.prover.address) == 0
+    assert market.withdraw([a.owner.address, a.prover.address], a.stranger).paid == {}  # type: ignore[arg-type]
+    with pytest.raises(ContractReverted, match="above zero"):
+        market._send("withdraw", a.stranger, a.owner.address)  # type: ignore[arg-type]
     # and the output is recorded, reputation up
     assert settlement.valid and settlement.outputs == OUTPUT
     assert settlement.output_hash == instances_hash(OUTPUT)

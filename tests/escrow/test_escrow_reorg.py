@@ -136,6 +136,10 @@ def test_a_fulfil_in_an_orphaned_block_is_answered_again_and_paid_once(env: Escr
     assert watcher.work() == 0 and len(repo.by_consumer(watcher.chain_id, receipt.consumer, limit=100)) >= 1
     assert market.market.get_prover(prover.address).fulfilled == fulfilled_before + 1
     owner, prover_share, fee = expected_splits()
+    # credited once (paid once: the orphaned fulfilment's credit left the chain with it), then paid out
+    assert (market.market.owed(market.accounts.owner.address), market.market.owed(prover.address)) == (
+        owner, prover_share)
+    market.withdraw([market.accounts.owner.address, prover.address])
     delta = {k: v - before[k] for k, v in _balances(market).items()}
     assert delta == {"consumer": -PRICE_UNITS, "owner": owner, "prover": prover_share, "escrow": fee}
     db.close()

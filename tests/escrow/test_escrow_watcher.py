@@ -68,6 +68,12 @@ def test_request_on_chain_then_input_is_fulfilled_with_the_exact_splits(env: Esc
     assert mine.status_code == 200 and mine.json()["model"]["id"] == env.public
     assert anyone.status_code == 404
     assert env.market.market.get_request(receipt.request_id).status is RequestStatus.FULFILLED
+    # the fulfilment credits the shares on chain; one withdrawMany pays them to the owner and the prover
+    delta = {k: v - before[k] for k, v in balances(env.market).items()}
+    assert delta == {"consumer": -PRICE_UNITS, "owner": 0, "prover": 0, "escrow": PRICE_UNITS}
+    assert (env.market.market.owed(env.market.accounts.owner.address),
+            env.market.market.owed(env.market.accounts.prover.address)) == (owner, prover)
+    env.market.withdraw([env.market.accounts.owner.address, env.market.accounts.prover.address])
     delta = {k: v - before[k] for k, v in balances(env.market).items()}
     assert delta == {"consumer": -PRICE_UNITS, "owner": owner, "prover": prover, "escrow": fee}
 

@@ -217,6 +217,18 @@ def test_earnings_cli_reads_the_chain(listed: Listed, chain: Chain, mlp_id: str)
     assert doc["address"] == owner
     assert int(doc["earned"]) == listed.market.market.earned(owner)
     assert int(doc["platform_balance"]) == listed.market.market.platform_balance()
+    assert int(doc["owed"]) == listed.market.market.owed(owner)
+
+
+def test_withdraw_cli_refuses_when_nothing_is_owed(listed: Listed, chain: Chain) -> None:
+    stranger = "0x000000000000000000000000000000000000dEaD"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("PROOFMARKET_")},
+           "PROOFMARKET_HOME": str(listed.settings.home), "PROOFMARKET_RPC_URL": chain.rpc_url,
+           "PROOFMARKET_DEPLOYMENT_FILE": str(chain.deployment_file)}
+    done = subprocess.run([sys.executable, "-m", "proofmarket.cli.main", "withdraw", "--address", stranger, "--json"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "owes nothing" in done.stdout + done.stderr
 
 
 def test_a_settled_x402_call_gets_a_zk_validation_record(listed: Listed, mlp_id: str, chain: Chain) -> None:

@@ -16,6 +16,7 @@ from proofmarket.chain.types import (
     ZERO_ADDRESS,
     InferenceRequest,
     MarketParams,
+    Payout,
     ProverInfo,
     RequestStatus,
     RequestSubmitted,
@@ -115,8 +116,20 @@ class InferenceMarket(BoundContract):
         raise ChainError("releaseSplit emitted no SplitReleased event", tx=tx.tx_hash)
 
     def earned(self, account: str) -> int:
-        """What ``account`` was paid as model owner or prover (escrow fulfilments and split releases)."""
+        """What ``account`` earned as model owner or prover (escrow fulfilments and split releases)."""
         return int(self._call("earned", account))
+
+    def owed(self, account: str) -> int:
+        """What of ``earned`` the market has not paid out to ``account`` yet (escrow fulfilments are credited:
+        ``withdraw`` pays them)."""
+        return int(self._call("owed", account))
+
+    def withdraw(self, accounts: Sequence[str], sender: LocalAccount) -> Payout:
+        """Pay each of ``accounts`` what it is owed, to the account itself (anyone may send it), in one
+        transaction; accounts owed nothing are skipped."""
+        tx = self._send("withdrawMany", sender, [self.client.w3.to_checksum_address(a) for a in accounts])
+        paid = {str(args["account"]): int(args["amount"]) for args in self.decode_events(tx, "Withdrawal")}
+        return Payout(paid, tx)
 
     def fulfill(
         self,

@@ -157,6 +157,18 @@ class MarketParams:
 
 
 @dataclass(frozen=True)
+class Payout:
+    """What one ``withdrawMany`` paid: account -> atomic USDC (accounts owed nothing are absent)."""
+
+    paid: dict[str, int]
+    tx: TxResult
+
+    @property
+    def total(self) -> int:
+        return sum(self.paid.values())
+
+
+@dataclass(frozen=True)
 class SplitRelease:
     """What ``releaseSplit`` paid out of a (model, prover) splitter."""
 

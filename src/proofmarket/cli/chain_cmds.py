@@ -43,6 +43,7 @@ def register(app: typer.Typer) -> None:
     command(app, "fulfill")(request_cmds.fulfill_cmd)
     command(app, "refund")(request_cmds.refund_cmd)
     command(app, "earnings")(owner_cmds.earnings_cmd)
+    command(app, "withdraw")(owner_cmds.withdraw_cmd)
     command(market_cmds.admin_app, "transfer")(admin_cmds.admin_transfer)
 
 

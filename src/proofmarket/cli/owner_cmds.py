@@ -14,6 +14,7 @@ import typer
 
 from proofmarket.cli.common import Run, checked_address, command, tx_json
 from proofmarket.cli.output import out
+from proofmarket.core.errors import UsageError
 
 model_app = typer.Typer(help="List compiled models on the market.", no_args_is_help=True)
 ModelIdArg = Annotated[str, typer.Argument(help="a model id you registered")]
@@ -99,7 +100,7 @@ def earnings_cmd(
         "--model", help="also show x402 money not released yet for this model id (repeatable; default: every "
                         "model compiled in HOME)")] = None,
 ) -> None:
-    """What an owner or prover was paid on the market (escrow and x402 splits), and what is still held."""
+    """What an owner or prover earned on the market (escrow and x402 splits), what it is owed, what is still held."""
     from proofmarket.market import format_usdc
 
     checked = checked_address(address) if address else None
@@ -108,8 +109,32 @@ def earnings_cmd(
         ids = model if model is not None else [str(m["id"]) for m in market.workspace.models()]
         earned = market.earnings(who, ids)
     run.done(earned.to_json(),
-             f"{earned.address}: earned {format_usdc(earned.earned)} USDC on this market, balance "
-             f"{format_usdc(earned.balance)} USDC",
+             f"{earned.address}: earned {format_usdc(earned.earned)} USDC on this market, owed "
+             f"{format_usdc(earned.owed)} USDC (paid by 'proofmarket withdraw'), balance {format_usdc(earned.balance)} "
+             "USDC",
              *(f"  not released yet: {format_usdc(p['amount'])} USDC for {p['model_id']} in {p['splitter']}"
                for p in earned.pending),
              f"platform balance {format_usdc(earned.platform_balance)} USDC")
+
+
+def withdraw_cmd(
+    run: Run,
+    address: Annotated[list[str] | None, typer.Option(
+        "--address", help="an owner or prover address to pay (repeatable; default: this owner account); the money "
+                          "goes to the address itself, whoever sends the transaction")] = None,
+) -> None:
+    """Pay out what the market owes: escrow fulfilments credit the owner's and the prover's shares on chain,
+    and this sends them (one transaction for every address given)."""
+    from proofmarket.market import format_usdc
+
+    accounts = [checked_address(a) for a in address] if address else None
+    with run.market() as market:
+        who = accounts or [market.accounts.owner.address]
+        owed = {a: market.market.owed(a) for a in who}
+        if not any(owed.values()):
+            raise UsageError(f"the market owes nothing to {', '.join(who)}")
+        payout = market.withdraw(who)
+    run.done({"paid": {a: str(v) for a, v in payout.paid.items()}, "total": str(payout.total),
+              "tx": payout.tx.tx_hash, "gas_used": payout.tx.gas_used},
+             *(f"{a}: paid {format_usdc(v)} USDC" for a, v in payout.paid.items()),
+             f"  tx {payout.tx.tx_hash} ({payout.tx.gas_used:,} gas)")

@@ -261,11 +261,17 @@ class Steps:
         if s.get("status") != "FULFILLED":
             raise DemoError(f"the escrow request was settled as {s.get('status')}, not fulfilled")
         self.report.txs["escrow fulfil"] = body["fulfil_tx"]
+        # the fulfilment credits the owner's and the prover's shares on chain; one withdrawMany pays them out
+        payout = self.step("escrow payout", lambda: market.withdraw([market.accounts.owner.address,
+                                                                      market.accounts.prover.address]), 60)
+        self.report.txs["escrow payout"] = payout.tx.tx_hash
         moved = delta(before, balances(market))
         fulfil = market.client.rpc("eth_getTransactionReceipt", [body["fulfil_tx"]]) if body.get("fulfil_tx") else None
         gas = f", {int(fulfil['gasUsed'], 16):,} gas" if fulfil else ""
         console.print(f"escrow:   fulfilled by the watcher in {self.report.timings['escrow fulfilment']:.1f} s{gas}, "
                       f"bundle {body['bundle_cid']}, output {[[round(v, 4) for v in row] for row in s['output']]}")
+        console.print(f"payout:   the owner's and the prover's credited shares paid in one withdrawMany "
+                      f"({payout.tx.gas_used:,} gas): {format_usdc(payout.total)} USDC")
         self.report.lines.append(f"escrow request {receipt.request_id}: fulfilled, bundle {body['bundle_cid']}")
         self._validation(s.get("validation"), f"request {receipt.request_id}", "the ZkValidator {} from chain state")
         self.report.lines.append(f"escrow moved: {fmt_moves(moved)}")

@@ -112,7 +112,8 @@ class Demo(Steps):
         if bench:
             console.print(f"bench:    bench/gas.md measured these settings at commit {bench['commit']}: proof "
                           f"{bench['proof_bytes']:,} bytes, verifyProof {bench['gas']['verifyProof alone']:,} gas, "
-                          f"fulfill {bench['gas']['fulfill (first)']:,} gas")
+                          f"fulfill {bench['gas']['fulfill (first)']:,} gas the first time on a fresh market, "
+                          f"{bench['gas']['fulfill (steady)']:,} after")
         registration = self.step("register model", lambda: market.register_model(model_id, PRICE, OWNER_SHARE_BPS),
                                  120)
         verifier = registration.verifier.address if registration.verifier else ""

@@ -13,7 +13,7 @@ from proofmarket.chain import model_key
 from proofmarket.chain.artifacts import Artifact, load_artifact
 from proofmarket.chain.client import TxResult
 from proofmarket.chain.home import VerifierRecord
-from proofmarket.chain.types import ModelSpec, RegisteredModel
+from proofmarket.chain.types import ModelSpec, Payout, RegisteredModel
 from proofmarket.core.errors import ChainError, UsageError
 from proofmarket.core.profiles import profile_for
 from proofmarket.core.units import parse_price
@@ -155,7 +155,7 @@ class OwnerRole(MarketBase):
         return price, self.registry.update_price(key, price, self.accounts.owner)
 
     def earnings(self, address: str, model_ids: list[str] | None = None) -> Earnings:
-        """What ``address`` was paid as model owner or prover (escrow fulfilments and released x402 splits),
+        """What ``address`` earned as model owner or prover (escrow fulfilments and released x402 splits), owed,
         and the x402 money still in the splitters of ``model_ids`` (listed by ``address`` or proved by it)."""
         address = self.client.w3.to_checksum_address(address)
         pending: list[dict[str, Any]] = []
@@ -172,7 +172,12 @@ class OwnerRole(MarketBase):
                         pending.append({"model_id": model_id, "onchain_id": "0x" + key.hex(), "owner": owner,
                                         "prover": who, "splitter": splitter, "amount": held})
         return Earnings(address, self.market.earned(address), self.usdc.balance_of(address), pending,
-                        self.market.platform_balance())
+                        self.market.platform_balance(), self.market.owed(address))
+
+    def withdraw(self, addresses: list[str]) -> Payout:
+        """Pay each address what the market owes it (escrow fulfilments' credits), to the address itself, in one
+        transaction sent by this owner account (any account may send it)."""
+        return self.market.withdraw(addresses, self.accounts.owner)
 
     # --- admin --------------------------------------------------------------------------------
     def change_params(self, **changes: int) -> TxResult:

@@ -75,17 +75,20 @@ def settlement_summary(settlement: Settlement) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Earnings:
-    """An address's earnings on the market: ``earned`` (paid out as owner or prover, escrow and x402 splits),
-    its USDC balance, x402 money not released yet (per splitter), and the platform's balance."""
+    """An address's earnings on the market: ``earned`` (as owner or prover, escrow and x402 splits), ``owed``
+    (of it, credited by escrow fulfilments and not withdrawn yet), its USDC balance, x402 money not released yet
+    (per splitter), and the platform's balance."""
 
     address: str
     earned: int
     balance: int
     pending: list[dict[str, Any]]
     platform_balance: int
+    owed: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        return {"address": self.address, "earned": str(self.earned), "balance": str(self.balance),
+        return {"address": self.address, "earned": str(self.earned), "owed": str(self.owed),
+                "balance": str(self.balance),
                 "pending": [{**p, "amount": str(p["amount"])} for p in self.pending],
                 "pending_total": str(sum(p["amount"] for p in self.pending)),
                 "platform_balance": str(self.platform_balance)}

@@ -32,7 +32,9 @@ class EarningsPublic(BaseModel):
     chain_id: int
     market: str
     address: str
-    earned: str = Field(description="atomic USDC paid to the address as owner or prover (InferenceMarket.earned)")
+    earned: str = Field(description="atomic USDC the address earned as owner or prover (InferenceMarket.earned)")
+    owed: str = Field(description="of earned, atomic USDC not paid out yet (InferenceMarket.owed; escrow "
+                                  "fulfilments credit it, InferenceMarket.withdraw pays it to the address)")
     balance: str = Field(description="the address's USDC balance")
     pending: list[PendingSplit]
     pending_total: str
