@@ -187,7 +187,7 @@ def test_a_wallet_escrows_from_the_page_verifies_on_chain_and_refunds(env: Escro
         assert env.market.market.get_prover(consumer.address).stake == 7_500_000
         page.screenshot(path=str(SHOTS / "app-prover.png"), full_page=True)
 
-        # the owner's earnings: the escrow fulfilments paid its share
+        # the owner's earnings: the escrow fulfilments credited its share; the page withdraws it
         owner_page = b.new_page(viewport={"width": 1024, "height": 900})
         owner_page.set_default_timeout(90_000)  # a loaded CI machine
         DevWallet(env.market.accounts.owner, env.rpc_url, env.market.client.chain_id).install(owner_page)
@@ -197,7 +197,13 @@ def test_a_wallet_escrows_from_the_page_verifies_on_chain_and_refunds(env: Escro
         owner_page.click("#earnings-button")
         assert "earnings of" in _status(owner_page, "#earnings-status")
         earned = owner_page.text_content("#earnings") or ""
-        assert "paid out by the market" in earned and "0 USDC" not in earned.split("paid out by the market")[1][:30]
+        assert "earned on the market" in earned and "0 USDC" not in earned.split("earned on the market")[1][:30]
+        owner = env.market.accounts.owner.address
+        owed, held = env.market.market.owed(owner), env.market.usdc.balance_of(owner)
+        assert owed > 0 and "not withdrawn yet" in earned
+        owner_page.click("#owed-withdraw-button")
+        owner_page.wait_for_selector("#earnings-status.ok:has-text('withdrawn (tx')", timeout=240_000)
+        assert env.market.market.owed(owner) == 0 and env.market.usdc.balance_of(owner) == held + owed
         owner_page.screenshot(path=str(SHOTS / "app-owner.png"), full_page=True)
         b.close()
     assert outside == []  # every chain read and transaction went through the wallet

@@ -4,7 +4,7 @@
 // chain, and staking through the wallet.
 import { $, say, fillList, fillTable, button, nodeError, nodeFetch, usdc } from './ui.js';
 import { wallet, ensureWallet, rejected, contracts } from './wallet.js';
-import { proverRecord, stake, releaseSplit, reason } from './onchain.js';
+import { proverRecord, stake, releaseSplit, withdrawOwed, reason } from './onchain.js';
 import { upload } from './owner.js';
 
 async function earnings() {
@@ -14,11 +14,29 @@ async function earnings() {
   if (response instanceof Error) { say('earnings-status', response.message, 'bad'); return; }
   if (!response.ok) { say('earnings-status', await nodeError(response), 'bad'); return; }
   const e = await response.json();
-  fillList('earnings', [['address', e.address], ['paid out by the market (owner and prover shares)', `${usdc(e.earned)} USDC`],
+  fillList('earnings', [['address', e.address], ['earned on the market (owner and prover shares)', `${usdc(e.earned)} USDC`],
+    ['owed: credited by escrow fulfilments, not withdrawn yet', `${usdc(e.owed)} USDC`],
     ['USDC balance', `${usdc(e.balance)} USDC`], ['x402 money not released yet', `${usdc(e.pending_total)} USDC`]]);
+  if (BigInt(e.owed) > 0n) {
+    const b = button(`Withdraw ${usdc(e.owed)} USDC`, () => withdraw(e.address));
+    b.id = 'owed-withdraw-button';
+    $('earnings').append(b);
+  }
   fillTable('splits-table', e.pending.map((p) => [p.model_id.slice(0, 16) + '…', `${usdc(p.amount)} USDC`, p.splitter,
     BigInt(p.amount) > 0n ? button(`Release ${p.model_id.slice(0, 12)}`, () => release(p)) : 'nothing held']));
   say('earnings-status', `earnings of ${e.address} on market ${e.market}`, 'ok');
+}
+
+async function withdraw(account) {
+  try {
+    await ensureWallet('withdrawing');
+    say('earnings-status', 'withdrawing: confirm in your wallet…');
+    const sent = await withdrawOwed(account);
+    await earnings();
+    say('earnings-status', `withdrawn (tx ${sent.receipt.transactionHash}): what the market owed is in your account`, 'ok');
+  } catch (err) {
+    say('earnings-status', rejected(err) ? 'you rejected the transaction: nothing moved' : `the withdrawal failed: ${await reason(err)}`, 'bad');
+  }
 }
 
 async function release(p) {

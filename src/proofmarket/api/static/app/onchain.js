@@ -258,3 +258,8 @@ export async function releaseSplit(onchainId, prover) {
   return send('InferenceMarket', contracts().market, 'releaseSplit', [onchainId, prover], 'release');
 }
 
+// Pay `account` what the market owes it (escrow fulfilments credit the owner's and the prover's shares).
+export async function withdrawOwed(account) {
+  return send('InferenceMarket', contracts().market, 'withdraw', [account], 'withdraw');
+}
+
