@@ -56,10 +56,52 @@ def test_x_forwarded_for_counts_only_from_a_trusted_proxy(make_app: AppFactory) 
 
 def test_api_keys_are_limited_per_key_not_per_address(make_app: AppFactory) -> None:
     app = make_app(rate_limit_key="2/10 seconds", rate_limit_unpaid="100/10 seconds")
+    known = {"pmk_a": "0xwallet", "pmk_b": "0xwallet"}
+    app.state.services.rails.select = lambda headers: _Key(known)  # type: ignore[method-assign]
     with TestClient(app) as client:
         key_a = [client.get("/v1/models", headers={"Authorization": "Bearer pmk_a"}).status_code for _ in range(3)]
         key_b = [client.get("/v1/models", headers={"X-API-Key": "pmk_b"}).status_code for _ in range(2)]
         assert key_a == [200, 200, 429] and key_b == [200, 200]
+
+
+def test_unknown_keys_from_one_address_meet_its_limit(make_app: AppFactory) -> None:
+    """A key is checked by its route after the count: a refused one counts against the address it came from, so a
+    flood of made-up keys (each its own counter) still meets 429s, and a real client elsewhere is untouched."""
+    app = make_app(rate_limit_unpaid="20/10 seconds", rate_limit_probe="20/10 seconds")
+    with TestClient(app, client=("203.0.113.50", 1)) as flood, TestClient(app, client=("203.0.113.51", 1)) as other:
+        codes = [flood.get("/v1/models", headers={"Authorization": f"Bearer pmk_random{i}"}).status_code
+                 for i in range(60)]
+        assert 429 in codes and codes.count(429) >= 30, codes
+        paid = [flood.post("/v1/models/m/infer", json={}, headers={"X-API-Key": f"pmk_x{i}"}).status_code
+                for i in range(25)]
+        assert paid[20:] == [429] * 5  # a paid route: the address's probe limit, whatever key it shows
+        assert other.get("/v1/models").status_code == 200
+
+
+def test_refused_payments_count_against_the_address() -> None:
+    """Throwaway payer signatures (a fresh key per request: each payer its own counter) whose payments the route
+    refuses (402) count against the address: the flood meets 429s; accepted payments from one address do not."""
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from proofmarket.api.ratelimit import Limiter, RateLimit
+    from proofmarket.core.settings import Settings
+
+    def answer(request: Any) -> JSONResponse:
+        refused = request.headers.get("PAYMENT-SIGNATURE") == "bad"
+        return JSONResponse({}, status_code=402 if refused else 200)
+
+    inner = Starlette(routes=[Route("/v1/models/m/infer", answer, methods=["POST"])])
+    limiter = Limiter(Settings(rate_limit_payer="5/10 seconds", rate_limit_probe="10/10 seconds"))
+    payers = (f"0xthrowaway{i}" for i in range(1000))
+    app = RateLimit(inner, limiter, lambda headers: next(payers))
+    with TestClient(app, client=("203.0.113.60", 1)) as flood, TestClient(app, client=("203.0.113.61", 1)) as good:
+        codes = [flood.post("/v1/models/m/infer", headers={"PAYMENT-SIGNATURE": "bad"}).status_code
+                 for _ in range(30)]
+        paid = [good.post("/v1/models/m/infer", headers={"PAYMENT-SIGNATURE": "ok"}).status_code for _ in range(30)]
+    assert codes[:10] == [402] * 10 and codes[10:] == [429] * 20, codes
+    assert paid == [200] * 30  # each a payer of its own, none refused: the address is not counted
 
 
 def test_paid_routes_count_a_payer_apart_from_its_address(make_app: AppFactory) -> None:
@@ -74,6 +116,17 @@ def test_paid_routes_count_a_payer_apart_from_its_address(make_app: AppFactory) 
     with TestClient(app2) as client:
         probes = [client.post("/v1/models/m/infer", json={}).status_code for _ in range(2)]
         assert probes[1] == 429  # without a payment a paid route counts the address
+
+
+class _Key:
+    """The credits rail's payer_of: the wallet of a key it knows."""
+
+    def __init__(self, known: dict[str, str]) -> None:
+        self.known = known
+
+    def payer_of(self, headers: Any) -> str | None:
+        auth = headers.get("authorization", "").removeprefix("Bearer ")
+        return self.known.get(headers.get("x-api-key") or auth)
 
 
 class _Payer:

@@ -186,3 +186,63 @@ def test_free_calls_then_a_pass_then_credits(node: Served, chain: Chain, mlp_id:
     assert last.status_code == 200 and last.json()["payment"]["source"] == "credits"
     requests.post(f"{node.url}/v1/models/{mlp_id}/free-quota", json={"calls_per_day": 0}, timeout=30,
                   headers=sign_headers(owner, node_signer(node), f"free-quota-{mlp_id}-0"))
+
+
+def test_an_x402_purchase_cannot_be_deposited_again(node: Served, chain: Chain) -> None:
+    """The purchase's settlement is a USDC transfer to the node's account too: showing it at /deposit must not credit
+    the wallet a second time (only a plain transfer its sender sent is a deposit)."""
+    wallet = fresh(chain, "double-credit")
+    bought = buy(node, chain, wallet, 4 * PRICE)
+    again = requests.post(f"{node.url}/v1/credits/deposit", json={"tx_hash": bought["transaction"]}, timeout=30)
+    assert (again.status_code, again.json()["error"]["code"]) == (400, "bad_request"), again.text
+    assert "not one" in again.json()["error"]["message"]
+    services = node.app.state.services  # type: ignore[attr-defined]
+    repo = next(r for r in services.rails.all() if r.name == "credits").repo
+    assert repo.balance(wallet.address) == 4 * PRICE
+
+
+def test_concurrent_calls_share_no_free_call_and_no_unit_of_a_cap(node: Served, chain: Chain, mlp_id: str) -> None:
+    """Free calls, a key's cap and the balance are taken under the wallet's funds lock: eight calls at once on a
+    quota of three give three free calls; six at once on a cap of two prices give two paid calls."""
+    owner = dev_account(OWNER_INDEX, DEVNET_CHAIN_ID)
+    set_quota = requests.post(f"{node.url}/v1/models/{mlp_id}/free-quota", json={"calls_per_day": 3}, timeout=30,
+                              headers=sign_headers(owner, node_signer(node), f"free-quota-{mlp_id}-3"))
+    assert set_quota.status_code == 200, set_quota.text
+    try:
+        wallet = fresh(chain, "free-race")
+        key = new_key(node, wallet)["key"]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            answers = list(pool.map(lambda _: infer(node, mlp_id, key), range(8)))
+        sources = [a.json().get("payment", {}).get("source") for a in answers if a.status_code == 200]
+        assert sources == ["free"] * 3, [a.text[:200] for a in answers]
+        assert sorted(a.status_code for a in answers) == [200] * 3 + [402] * 5
+    finally:
+        requests.post(f"{node.url}/v1/models/{mlp_id}/free-quota", json={"calls_per_day": 0}, timeout=30,
+                      headers=sign_headers(owner, node_signer(node), f"free-quota-{mlp_id}-0"))
+
+    capped_wallet = fresh(chain, "cap-race")
+    buy(node, chain, capped_wallet, 10 * PRICE)
+    capped = new_key(node, capped_wallet, cap_atomic=2 * PRICE)
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(lambda _: infer(node, mlp_id, capped["key"]), range(6)))
+    assert sorted(a.status_code for a in answers) == [200] * 2 + [402] * 4
+    assert {a.json()["error"]["code"] for a in answers if a.status_code == 402} == {"api_key_cap_reached"}
+    services = node.app.state.services  # type: ignore[attr-defined]
+    repo = next(r for r in services.rails.all() if r.name == "credits").repo
+    assert repo.balance(capped_wallet.address) == 8 * PRICE
+    assert repo.keys_of(capped_wallet.address)[0].spent_atomic == 2 * PRICE
+
+
+def test_concurrent_refunds_pay_once(node: Served, chain: Chain) -> None:
+    wallet = fresh(chain, "refund-race")
+    buy(node, chain, wallet, 5 * PRICE)
+    before = chain.balances(wallet.address)[0]
+
+    def refund(_: int) -> requests.Response:
+        return requests.post(f"{node.url}/v1/credits/refund", timeout=60,
+                             headers=sign_headers(wallet, node_signer(node), "credits-refund"))
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        answers = list(pool.map(refund, range(3)))
+    assert sorted(a.status_code for a in answers) == [200, 400, 400], [a.text for a in answers]
+    assert chain.balances(wallet.address)[0] - before == 5 * PRICE

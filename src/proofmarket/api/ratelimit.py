@@ -4,7 +4,12 @@
     a paid route with a payment        its payer (x402: by the payment's own signature, the rail's ``payer_of``;
                                        no RPC), PROOFMARKET_RATE_LIMIT_PAYER
     any route with an API key          the key (``Authorization: Bearer pmk_...`` or ``X-API-Key``; a sha256 of it
-                                       is the counter's name), PROOFMARKET_RATE_LIMIT_KEY
+                                       is the counter's name), PROOFMARKET_RATE_LIMIT_KEY, when this node knows the
+                                       key (an unknown key counts as no key: by the address)
+    ... refused (401, 402, 403)        also the client address (probe or unpaid): a key or a payment is checked by
+                                       its route, after the count, so unknown keys and throwaway payer signatures
+                                       are counted where they come from; an address over that limit meets 429
+                                       whatever key or payment it shows
     a paid route without either        the client address, PROOFMARKET_RATE_LIMIT_PROBE (the 402 every x402 client
                                        asks for before it pays)
     every other route                  the client address, PROOFMARKET_RATE_LIMIT_UNPAID
@@ -43,6 +48,7 @@ log = logging.getLogger("proofmarket.ratelimit")
 PAID_ROUTES = re.compile(r"^/(?:v1/models/[^/]+/(?:infer|generate)|openai/v1/(?:chat/)?completions"
                          r"|v1/credits/buy|v1/passes/buy|v1/channels/refund)$")
 EXEMPT = frozenset({"/health", "/metrics"})
+REFUSED = frozenset({401, 402, 403})  # a key or a payment the route refused
 API_KEY_PREFIX = "pmk_"
 WARN_EVERY_S = 60.0
 
@@ -103,6 +109,16 @@ class Limiter:
             headers["Retry-After"] = str(max(1, reset))
         return allowed, headers
 
+    def test(self, policy: str, who: str) -> bool:
+        """Whether one more request of ``who`` under ``policy`` would pass (nothing is counted)."""
+        chosen = self.policies[policy]
+        if chosen.item is None:
+            return True
+        try:
+            return bool(self.strategy.test(chosen.item, policy, who))
+        except Exception:  # the storage is away: as check()
+            return True
+
     def client_address(self, scope: Scope, headers: Headers) -> str:
         peer = (scope.get("client") or ("unknown", 0))[0]
         if not self.proxies or not _in(peer, self.proxies):
@@ -126,6 +142,14 @@ class RateLimit:
             return
         headers = Headers(scope=scope)
         policy, who = self._counter(scope, headers)
+        fallback = None
+        if policy in ("key", "payer"):
+            # the key or the payment is not checked yet: a refused one (401, 402, 403) counts against the client
+            # address, so random keys or throwaway payer signatures cannot dodge the address's limit
+            fallback = ("probe" if PAID_ROUTES.match(scope["path"]) else "unpaid",
+                        self.limiter.client_address(scope, headers))
+            if not self.limiter.test(*fallback):
+                policy, who = fallback
         allowed, limit_headers = self.limiter.check(policy, who)
         if not allowed:
             err = RateLimited(f"too many requests ({self.limiter.policies[policy].item}, {policy} limit): try again "
@@ -133,12 +157,14 @@ class RateLimit:
             err.headers = limit_headers
             await error_response(err, openai=scope["path"].startswith(OPENAI_PREFIX))(scope, receive, send)
             return
-        if not limit_headers:
+        if not limit_headers and fallback is None:
             await self.app(scope, receive, send)
             return
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
+                if fallback is not None and message.get("status") in REFUSED:
+                    self.limiter.check(*fallback)
                 raw = list(message.get("headers", []))
                 raw += [(k.lower().encode(), v.encode()) for k, v in limit_headers.items()]
                 message = {**message, "headers": raw}
@@ -148,8 +174,11 @@ class RateLimit:
 
     def _counter(self, scope: Scope, headers: Headers) -> tuple[str, str]:
         key = _api_key(headers)
-        if key is not None:
+        if key is not None and self._payer(headers):  # a key this node knows (its wallet found by the key's hash)
             return "key", hashlib.sha256(key.encode()).hexdigest()
+        if key is not None:  # a key nobody holds counts like no key: by the address
+            return ("probe" if PAID_ROUTES.match(scope["path"]) else "unpaid"), self.limiter.client_address(scope,
+                                                                                                       headers)
         if PAID_ROUTES.match(scope["path"]):
             payer = self._payer(headers)
             if payer:

@@ -19,12 +19,14 @@ import json
 import logging
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from proofmarket.calls.cache import ProofCache
 from proofmarket.calls.queue import JobQueue
 from proofmarket.core.errors import DuplicateJob, IdempotencyConflict, PaymentReplayed, ProofMarketError, UnknownJob
 from proofmarket.db import JobKind, JobRepo, JobRow, JobStatus, NewJob
+from proofmarket.db.repo import LeaseRepo
 from proofmarket.payments.tickets import PaymentTicket, Settlement
 from proofmarket.systems.port import Execution
 from proofmarket.systems.registry import DEFAULT_SYSTEM
@@ -57,6 +59,7 @@ class JobService:
     def __init__(self, jobs: JobRepo, queue: JobQueue, cache: ProofCache | None = None) -> None:
         self.jobs, self.queue, self.cache = jobs, queue, cache
         self._funds = threading.Lock()  # one paid submission at a time checks and takes a payer's balance
+        self._leases = LeaseRepo(jobs.db)  # ... and one at a time per payer across the nodes on this database
 
     def existing(self, key: str | None, request: str, payer: str | None = None) -> JobRow | None:
         """The job an earlier request with this idempotency key (and payer) created, if any (same request or
@@ -87,12 +90,17 @@ class JobService:
                      system=system or DEFAULT_SYSTEM, rail=rail or ("x402" if ticket else "free"))
         if ticket is None or cover is None or not payer:
             return self._submit(new)
-        with self._funds:
+        with self._funds, self.funds_of(payer):
             found = self._found(new)
             if found is not None:
                 return found, False
             cover(ticket, self.jobs.held_by(payer, besides=ticket.nonce))
             return self._submit(new)
+
+    def funds_of(self, payer: str) -> AbstractContextManager[None]:
+        """The payer's funds lock: held while a call checks its balance and stores the job that holds it, and while
+        credits are refunded (every node on this database takes turns)."""
+        return self._leases.hold(f"funds:{payer.lower()}")
 
     def open_call(self, model_id: str, request: dict[str, Any], ticket: PaymentTicket | None, cover: Cover | None,
                   *, system: str, rail: str) -> JobRow:
@@ -102,9 +110,10 @@ class JobService:
         new = NewJob(JobKind.PROVE, request, request_hash(JobKind.PROVE, model_id, request), model_id=model_id,
                      payment_nonce=ticket.nonce if ticket else None, payment=ticket.to_json() if ticket else None,
                      system=system, rail=rail)
-        with self._funds:
-            if ticket is not None and ticket.payer and cover is not None:
-                cover(ticket, self.jobs.held_by(ticket.payer, besides=ticket.nonce))
+        payer = ticket.payer if ticket is not None and cover is not None else None
+        with self._funds, self.funds_of(payer) if payer else nullcontext():
+            if ticket is not None and payer and cover is not None:
+                cover(ticket, self.jobs.held_by(payer, besides=ticket.nonce))
             try:
                 job = self.jobs.create(new)
             except DuplicateJob:

@@ -376,6 +376,11 @@ class PaymentChannelBusy(PaymentRejected, code="payment_channel_busy", http_stat
     """The channel has a call in flight: one call at a time per channel (send the next voucher after the answer)."""
 
 
+class PaymentPayerBusy(PaymentRejected, code="payment_payer_busy", http_status=409):
+    """Another call of this payer held its balance (checked and taken one call at a time, across the nodes on one
+    database) for too long: try again."""
+
+
 class PaymentSettlementFailed(PaymentError, code="payment_settlement_failed"): ...
 
 

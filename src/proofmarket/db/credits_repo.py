@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from proofmarket.db.credits_tables import ApiKeyRow, CreditEntryRow, CreditPassRow, FreeQuotaRow
@@ -45,18 +45,19 @@ class CreditsRepo:
 
     # --- the ledger ------------------------------------------------------------------------------
     def add(self, wallet: str, kind: str, amount: int, ref: str, *, key_id: str | None = None,
-            model_id: str | None = None, job_id: str | None = None) -> tuple[CreditEntryRow, bool]:
-        """Append an entry once per ``ref``: (the entry, True) or (the entry already there, False). A draw also adds
-        to its key's spent total, in the same transaction."""
+            model_id: str | None = None, job_id: str | None = None,
+            spent_delta: int = 0) -> tuple[CreditEntryRow, bool]:
+        """Append an entry once per ``ref``: (the entry, True) or (the entry already there, False). ``spent_delta``
+        moves its key's spent total in the same transaction (a draw: what it used minus the ceiling reserved)."""
         try:
             with self.db.session() as s:
                 row = CreditEntryRow(wallet=wallet.lower(), kind=kind, amount=amount, ref=ref, key_id=key_id,
                                      model_id=model_id, job_id=job_id, created_at=utcnow())
                 s.add(row)
-                if kind == "draw" and key_id is not None:
+                if spent_delta and key_id is not None:
                     key = s.get(ApiKeyRow, key_id, with_for_update=True)
                     if key is not None:
-                        key.spent_atomic = key.spent_atomic + amount
+                        key.spent_atomic = max(0, key.spent_atomic + spent_delta)
                 s.flush()
                 return row, True
         except IntegrityError:
@@ -64,6 +65,38 @@ class CreditsRepo:
             if found is None:
                 raise
             return found, False
+
+    def reserve_cap(self, key_id: str, amount: int) -> int | None:
+        """Count ``amount`` (a call's ceiling) in the key's spent total: None, or what it has spent and holds when
+        its cap does not take ``amount`` more (nothing changes then). Called under the wallet's funds lock."""
+        with self.db.session() as s:
+            key = s.get(ApiKeyRow, key_id, with_for_update=True)
+            if key is None:
+                return 0
+            if key.cap_atomic is not None and key.spent_atomic + amount > key.cap_atomic:
+                return int(key.spent_atomic)
+            key.spent_atomic = key.spent_atomic + amount
+            return None
+
+    def release_cap(self, key_id: str, amount: int, ref: str) -> None:
+        """Give back a reservation of ``reserve_cap`` for the call ``ref`` that did not run, once (a ``void`` entry
+        of 0 marks it)."""
+        try:
+            with self.db.session() as s:
+                key = s.get(ApiKeyRow, key_id, with_for_update=True)
+                s.add(CreditEntryRow(wallet=key.wallet if key else "", kind="void", amount=0, ref=f"{ref}:void",
+                                     key_id=key_id, created_at=utcnow()))
+                s.flush()
+                if key is not None:
+                    key.spent_atomic = max(0, key.spent_atomic - amount)
+        except IntegrityError:
+            return  # given back already
+
+    def drop_reservation(self, ref: str) -> None:
+        """Delete the free or pass call ``ref`` reserved (the call did not run: it is not counted)."""
+        with self.db.session() as s:
+            s.execute(delete(CreditEntryRow).where(CreditEntryRow.ref == ref,
+                                                   CreditEntryRow.kind.in_(("free", "pass"))))
 
     def entry(self, ref: str) -> CreditEntryRow | None:
         with self.db.session() as s:

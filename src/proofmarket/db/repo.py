@@ -7,7 +7,10 @@ never both move a job out of the same state: a payment is settled by whoever mov
 from __future__ import annotations
 
 import builtins
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -15,7 +18,7 @@ from typing import Any
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from proofmarket.core.errors import DuplicateJob, ModelOwnedByOther
+from proofmarket.core.errors import DuplicateJob, ModelOwnedByOther, PaymentPayerBusy
 from proofmarket.db.engine import Database
 from proofmarket.db.tables import (
     JobKind,
@@ -340,6 +343,25 @@ class LeaseRepo:
     def release(self, name: str, holder: str) -> None:
         with self.db.session() as s:
             s.execute(delete(LeaseRow).where(LeaseRow.name == name, LeaseRow.holder == holder))
+
+    @contextmanager
+    def hold(self, name: str, *, wait_s: float = 10.0, ttl_s: float = 30.0) -> Iterator[None]:
+        """Hold ``name`` for the block: a lock every process on this database sees (two nodes checking and taking
+        one payer's balance take turns). Waits up to ``wait_s`` for another holder; ``PaymentPayerBusy`` after.
+        A holder that dies loses it after ``ttl_s``."""
+        holder = uuid.uuid4().hex
+        deadline = time.monotonic() + wait_s
+        pause = 0.002
+        while not self.acquire(name, holder, ttl_s):
+            if time.monotonic() > deadline:
+                raise PaymentPayerBusy(f"another call of this payer held its balance for over {wait_s:g} s: try "
+                                       "again", lock=name)
+            time.sleep(pause)
+            pause = min(0.05, pause * 2)
+        try:
+            yield
+        finally:
+            self.release(name, holder)
 
 
 def _payer_of(payment: dict[str, Any] | None) -> str | None:

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,6 +37,7 @@ from proofmarket.core.errors import (
 )
 from proofmarket.db.credits_repo import CreditsRepo
 from proofmarket.db.credits_tables import ApiKeyRow
+from proofmarket.db.repo import LeaseRepo
 from proofmarket.payments.port import Offer
 from proofmarket.payments.tickets import PaymentTicket, ProofOutcome, Settlement
 from proofmarket.payments.x402_rail import NodeChain
@@ -43,6 +45,7 @@ from proofmarket.systems.receipts import sign_receipt
 
 NAME = "credits"
 PREFIX = "pmk_"
+TRANSFER_SELECTOR = bytes.fromhex("a9059cbb")  # ERC-20 transfer(address,uint256)
 
 
 def key_hash(secret: str) -> str:
@@ -64,6 +67,13 @@ class CreditsRail:
 
     def __init__(self, repo: CreditsRepo, node: LocalAccount, network: str, chain: NodeChain | None = None) -> None:
         self.repo, self.node, self.network, self.chain = repo, node, network, chain
+        self.leases = LeaseRepo(repo.db)
+
+    def funds_of(self, wallet: str) -> AbstractContextManager[None]:
+        """The wallet's funds lock, the one ``JobService`` holds while a call checks and takes its balance: a key's
+        free calls, its pass's calls and its spend cap are counted and taken under it too, and refunds wait for it
+        (every node on one database takes turns)."""
+        return self.leases.hold(f"funds:{wallet.lower()}")
 
     # --- buying and refunding (on chain) ---------------------------------------------------------
     def deposit(self, tx_hash: str) -> list[tuple[str, int, bool]]:
@@ -80,11 +90,21 @@ class CreditsRail:
             raise UsageError(f"the transaction is {depth} blocks deep; credits count after "
                              f"{client.profile.confirmations}: try again shortly", tx_hash=tx_hash)
         token = UsdcToken(client, chain.usdc).contract
+        sent = client.w3.eth.get_transaction(tx_hash)  # type: ignore[arg-type]
+        sender, called = str(sent["from"]).lower(), str(sent.get("to") or "").lower()
+        if called != chain.usdc.lower() or bytes(sent["input"])[:4] != TRANSFER_SELECTOR:
+            # an x402 payment (a credits or pass purchase, a call), a channel's claim or anything a contract or a
+            # facilitator sent is paid for already: only a plain transfer its sender sent is a deposit
+            raise UsageError("a deposit is a USDC transfer(to, amount) sent by the depositing wallet itself to this "
+                             f"node's account {self.node.address}: this transaction is not one (an x402 payment is "
+                             "credited when it is made, at POST /v1/credits/buy)", tx_hash=tx_hash)
         credited = []
         for event in token.events.Transfer().process_receipt(receipt, errors=DISCARD):
             if str(event["address"]).lower() != chain.usdc.lower():
                 continue
             if str(event["args"]["to"]).lower() != self.node.address.lower():
+                continue
+            if str(event["args"]["from"]).lower() != sender:
                 continue
             wallet, amount = str(event["args"]["from"]).lower(), int(event["args"]["value"])
             _, new = self.repo.add(wallet, "deposit", amount, f"deposit:{tx_hash.lower()}:{event['logIndex']}")
@@ -94,15 +114,17 @@ class CreditsRail:
                              tx_hash=tx_hash)
         return credited
 
-    def refund(self, wallet: str, held_atomic: int) -> tuple[int, str]:
-        """Send the wallet's unspent, unheld credits back on chain: (amount, transaction)."""
+    def refund(self, wallet: str, held: Callable[[], int]) -> tuple[int, str]:
+        """Send the wallet's unspent credits back on chain, less what ``held()`` (its calls not settled yet) holds:
+        (amount, transaction)."""
         chain = self._chain()
-        amount = self.repo.balance(wallet) - held_atomic
-        if amount <= 0:
-            raise UsageError("there are no credits to refund (what remains is held by calls not settled yet)",
-                             wallet=wallet)
-        ref = f"refund:{wallet.lower()}:{secrets.token_hex(8)}"
-        self.repo.add(wallet, "refund", amount, ref)  # taken first: a failed transfer is put back below
+        with self.funds_of(wallet):  # no call takes the balance meanwhile, and no second refund
+            amount = self.repo.balance(wallet) - held()
+            if amount <= 0:
+                raise UsageError("there are no credits to refund (what remains is held by calls not settled yet)",
+                                 wallet=wallet)
+            ref = f"refund:{wallet.lower()}:{secrets.token_hex(8)}"
+            self.repo.add(wallet, "refund", amount, ref)  # taken first: a failed transfer is put back below
         try:
             tx = UsdcToken(chain.client, chain.usdc).transfer(to_checksum_address(wallet), amount, self.node).tx_hash
         except Exception:
@@ -149,25 +171,34 @@ class CreditsRail:
                 "credits": "/v1/credits"}
 
     def verify(self, headers: Mapping[str, str], offer: Offer) -> PaymentTicket | None:
+        """The key's ticket, with what pays it taken now under the wallet's funds lock, so that concurrent calls
+        (on any node of this database) never share one free call, one pass call or one unit of the cap: a free call
+        of the key today, else a call of a live pass, else credits (the ceiling reserved in the key's cap; the
+        balance is checked by ``cover``). ``release`` gives back what a call that did not run took."""
         row = self.key(headers)
         if row.models and offer.model_id not in row.models:
             raise ApiKeyOutOfScope(f"this API key may call {', '.join(row.models)}, not {offer.model_id}",
                                    key_id=row.id, model_id=offer.model_id)
-        if row.cap_atomic is not None and row.spent_atomic + offer.price_atomic > row.cap_atomic:
-            raise ApiKeyCapReached(f"this API key has spent {row.spent_atomic} of its cap {row.cap_atomic}: this "
-                                   f"call may cost {offer.price_atomic}", key_id=row.id)
         call = secrets.token_hex(12)
         doc: dict[str, Any] = {"key_id": row.id, "model_id": offer.model_id, "resource": offer.resource,
                                "source": "credits"}
         nonce = f"credits:{row.id}:{call}"
-        quota = self.repo.free_quota(offer.model_id)
-        if quota and self.repo.used_today("free", key_id=row.id, model_id=offer.model_id) < quota:
-            doc["source"], nonce = "free", f"free:{row.id}:{call}"  # the owner's free calls for this key today
-        else:
-            for held in self.repo.passes(row.wallet, offer.model_id):
-                if self.repo.used_today("pass", ref_prefix=f"pass:{held.id}:") < held.calls_per_day:
-                    doc["source"], doc["pass_id"], nonce = "pass", held.id, f"pass:{held.id}:{call}"
-                    break
+        with self.funds_of(row.wallet):
+            quota = self.repo.free_quota(offer.model_id)
+            if quota and self.repo.used_today("free", key_id=row.id, model_id=offer.model_id) < quota:
+                doc["source"], nonce = "free", f"free:{row.id}:{call}"  # the owner's free calls for this key today
+            else:
+                for held in self.repo.passes(row.wallet, offer.model_id):
+                    if self.repo.used_today("pass", ref_prefix=f"pass:{held.id}:") < held.calls_per_day:
+                        doc["source"], doc["pass_id"], nonce = "pass", held.id, f"pass:{held.id}:{call}"
+                        break
+            if doc["source"] == "credits":
+                spent = self.repo.reserve_cap(row.id, offer.price_atomic)
+                if spent is not None:
+                    raise ApiKeyCapReached(f"this API key has spent or holds {spent} of its cap {row.cap_atomic}: "
+                                           f"this call may cost {offer.price_atomic}", key_id=row.id)
+            else:  # the free or pass call is counted from now on (a reservation: release deletes it)
+                self.repo.add(row.wallet, str(doc["source"]), 0, nonce, key_id=row.id, model_id=offer.model_id)
         return PaymentTicket(nonce=nonce, amount_atomic=offer.price_atomic, payer=row.wallet,
                              per_1k_tokens=offer.per_1k_tokens, doc=doc)
 
@@ -186,8 +217,10 @@ class CreditsRail:
         assert ticket.payer is not None
         source = str(ticket.doc.get("source", "credits"))
         kind, used = ("draw", ticket.used(proof)) if source == "credits" else (source, 0)
+        # a draw turns the cap's reservation (the ceiling) into what the call used, with the entry, once
         entry, _ = self.repo.add(ticket.payer, kind, used, ticket.nonce, key_id=str(ticket.doc.get("key_id")),
-                                 model_id=proof.model_id, job_id=proof.job_id)
+                                 model_id=proof.model_id, job_id=proof.job_id,
+                                 spent_delta=used - ticket.amount_atomic if kind == "draw" else 0)
         return self._settlement(ticket, proof, entry.id, entry.amount)
 
     def follow(self, ticket: PaymentTicket, proof: ProofOutcome, tx_hash: str | None) -> Settlement | None:
@@ -197,7 +230,13 @@ class CreditsRail:
         return self._settlement(ticket, proof, entry.id, entry.amount)
 
     def release(self, ticket: PaymentTicket) -> None:
-        return None  # nothing is drawn before settle
+        """The call did not run: nothing is drawn; its free or pass call, or its cap's reservation, is given back."""
+        source = str(ticket.doc.get("source", "credits"))
+        key_id = ticket.doc.get("key_id")
+        if source in ("free", "pass"):
+            self.repo.drop_reservation(ticket.nonce)
+        elif key_id and self.repo.entry(ticket.nonce) is None:
+            self.repo.release_cap(str(key_id), ticket.amount_atomic, ticket.nonce)
 
     def answer_headers(self, settlement: Settlement) -> dict[str, str]:
         payment = settlement.payment or {}
