@@ -159,3 +159,52 @@ def test_payouts_and_challenges_reach_the_owners_subscribers_once(make_app: AppF
     assert set(rows) == {("payout", "http://127.0.0.1:9/pay"), ("challenge", "http://127.0.0.1:9/pay")}
     assert rows[("payout", "http://127.0.0.1:9/pay")]["amount_atomic"] == "10000"
     assert rows[("challenge", "http://127.0.0.1:9/pay")]["request_id"] == 7
+
+
+def test_a_rebinding_name_reaches_only_the_address_that_was_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The name is resolved once and the POST goes to the address checked: a DNS answer that turns private after the
+    check (rebinding) reaches nothing private; IPv6 forms carrying a private IPv4 address are refused too."""
+    import ipaddress
+    import socket
+
+    import httpx
+
+    from proofmarket.node import webhooks
+    from proofmarket.node.webhooks import WebhookTargetRefused
+
+    answers = iter(["93.184.216.34", "127.0.0.1", "127.0.0.1"])
+
+    def rebinding(host: str, port: object, *args: object, **kwargs: object) -> list[tuple[object, ...]]:
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (next(answers), port))]
+
+    monkeypatch.setattr(webhooks.socket, "getaddrinfo", rebinding)
+    target, host, extensions = webhooks.pinned("https://hooks.example.org:8443/in?x=1", False)
+    assert (target, host, extensions) == ("https://93.184.216.34:8443/in?x=1", {"Host": "hooks.example.org:8443"},
+                                          {"sni_hostname": "hooks.example.org"})
+    with pytest.raises(WebhookTargetRefused, match="private"):
+        webhooks.pinned("http://hooks.example.org/in", False)  # the name now answers 127.0.0.1
+    for inner in ("::ffff:127.0.0.1", "64:ff9b::7f00:1", "2002:a00:1::", "64:ff9b::a9fe:a9fe"):
+        assert not webhooks.public(ipaddress.ip_address(inner)), inner
+    assert webhooks.public(ipaddress.ip_address("2606:4700:4700::1111"))
+
+    sent: list[tuple[str, dict[str, str]]] = []
+
+    class Hooks:
+        allow_private = False
+
+        class settings:  # noqa: N801
+            webhook_timeout_s = 1.0
+
+    def post(url: str, **kwargs: object) -> httpx.Response:
+        sent.append((url, dict(kwargs["headers"])))  # type: ignore[call-overload]
+        return httpx.Response(204)
+
+    answers = iter(["93.184.216.34", "10.0.0.1"])
+    dispatcher = webhooks.Dispatcher(Hooks(), Account.create(), post=post)  # type: ignore[arg-type]
+
+    class Delivery:
+        id, event, url, payload = "d1", "call", "http://hooks.example.org/in", {"a": 1}
+
+    assert dispatcher.send(Delivery()) is None  # type: ignore[arg-type]
+    assert sent[0][0] == "http://93.184.216.34/in" and sent[0][1]["Host"] == "hooks.example.org"
+    dispatcher.close()

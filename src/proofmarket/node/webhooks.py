@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from sqlalchemy import or_, select, update
@@ -69,6 +69,52 @@ def private_allowed(settings: Settings) -> bool:
     return settings.webhook_private_targets == "on"
 
 
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """A global address, and for IPv6 forms that carry an IPv4 address (mapped, 6to4, NAT64) the IPv4 one too."""
+    if not address.is_global:
+        return False
+    if isinstance(address, ipaddress.IPv6Address):
+        inner = address.ipv4_mapped or address.sixtofour
+        if inner is None and address in NAT64:
+            inner = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if inner is not None and not inner.is_global:
+            return False
+    return True
+
+
+def pinned(url: str, allow_private: bool) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """Where to POST ``url``: (the URL with its host replaced by the address checked, the Host header, httpx's
+    extensions naming the TLS server name). The name is resolved once, here, and the connection goes to the address
+    that was checked, so a DNS answer that changes between the check and the connection (rebinding) reaches
+    nothing private. With private targets allowed (the devnet): the URL as it is."""
+    check_target(url, allow_private, resolve=False)
+    if allow_private:
+        return url, {}, {}
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise WebhookTargetRefused(f"the webhook host {host} does not resolve ({exc})") from exc
+    addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+    for address in addresses:
+        if not public(address):
+            raise WebhookTargetRefused(f"the webhook host {host} is a loopback, private or reserved address "
+                                       f"({address}): this node does not POST there")
+    if not addresses:
+        raise WebhookTargetRefused(f"the webhook host {host} does not resolve")
+    chosen = addresses[0]
+    literal = f"[{chosen}]" if chosen.version == 6 else str(chosen)
+    netloc = literal + (f":{parts.port}" if parts.port else "")
+    host_header = host + (f":{parts.port}" if parts.port else "")
+    extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
+    return urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, "")), {"Host": host_header}, extensions
+
+
 def check_target(url: str, allow_private: bool, *, resolve: bool = True) -> str:
     """The URL, if this node may POST to it; ``WebhookTargetRefused`` otherwise."""
     if len(url) > MAX_URL:
@@ -86,7 +132,7 @@ def check_target(url: str, allow_private: bool, *, resolve: bool = True) -> str:
         raise WebhookTargetRefused(f"the webhook host {parts.hostname} does not resolve ({exc})") from exc
     for info in infos:
         address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
+        if not public(address):
             raise WebhookTargetRefused(f"the webhook host {parts.hostname} is a loopback, private or reserved address "
                                        f"({address}): this node does not POST there")
     return url
@@ -315,12 +361,13 @@ class Dispatcher:
     def send(self, delivery: WebhookDeliveryRow) -> str | None:
         """One POST; None when the receiver took it (2xx), else what went wrong."""
         try:
-            check_target(delivery.url, self.hooks.allow_private)
+            target, host, extensions = pinned(delivery.url, self.hooks.allow_private)
         except WebhookTargetRefused as exc:
             return exc.message
         body = json.dumps({"id": delivery.id, **(delivery.payload or {})}, separators=(",", ":")).encode()
         try:
-            answer = self._post(delivery.url, content=body, headers=self.headers(delivery.id, delivery.event, body))
+            answer = self._post(target, content=body, extensions=extensions,
+                                headers=self.headers(delivery.id, delivery.event, body) | host)
         except httpx.HTTPError as exc:
             return f"{type(exc).__name__}: {exc}"
         if 200 <= answer.status_code < 300:
