@@ -121,6 +121,25 @@ def test_policy_and_quotas_refuse_with_their_codes(make_app: AppFactory, overrid
         assert client.get("/v1/models?status=any").json()["models"] == []  # nothing stored
 
 
+def test_parallel_uploads_of_one_owner_pass_the_quota_once(make_app: AppFactory) -> None:
+    """Admission checks the quotas and counts the upload in one step (one at a time on every node of the database):
+    four uploads at once, each signed, on a quota of one listing give one 202. An admitted upload refused afterwards
+    (bad samples) stops counting."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with TestClient(make_app(listing_policy="open", owner_max_models=1)) as client:
+        form, files = signed_form(client)
+        form["samples"] = '{"inputs": [[1.0]]}'  # the wrong shape: refused after admission
+        bad = client.post("/v1/models", data=form, files=files)
+        assert 400 <= bad.status_code < 500 and bad.status_code != 403, bad.text
+        forms = [signed_form(client) for _ in range(4)]
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            answers = list(pool.map(lambda f: client.post("/v1/models", data=f[0], files=f[1]), forms))
+        codes = sorted(a.status_code for a in answers)
+        assert codes == [202, 403, 403, 403], [a.text[:200] for a in answers]
+        assert {error_of(a)["code"] for a in answers if a.status_code == 403} == {"owner_quota_exceeded"}
+
+
 def test_invalid_metadata_and_another_owners_version_are_refused(open_node: TestClient) -> None:
     form, files = signed_form(open_node, metadata=b'{"task": "astrology"}')
     refused(open_node.post("/v1/models", data=form, files=files), 422, "invalid_metadata")

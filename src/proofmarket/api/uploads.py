@@ -107,13 +107,18 @@ def prepare_upload(form: FormData, settings: Settings, store: ArtifactStore, who
             admission = who.submissions.admit(request, _text(form.get("signature")) or "", who.node, size)
             spec.update(owner=admission.owner, status=admission.status, claim=True,
                         timeout_s=admission.compile_timeout_s)
-        if supersedes:
-            spec["supersedes"] = _superseded(who.models, supersedes, spec["owner"])
-        info = models.load_model(path, max_bytes=settings.max_model_bytes)
-        spec["samples"] = samples = _samples(field, info)
-        models.parse_samples(samples, info)
-        spec["onnx_cid"] = store.put_file(path)
-        spec["size_bytes"] = size
+        try:
+            if supersedes:
+                spec["supersedes"] = _superseded(who.models, supersedes, spec["owner"])
+            info = models.load_model(path, max_bytes=settings.max_model_bytes)
+            spec["samples"] = samples = _samples(field, info)
+            models.parse_samples(samples, info)
+            spec["onnx_cid"] = store.put_file(path)
+            spec["size_bytes"] = size
+        except BaseException:
+            if request is not None:  # admitted (and counted), then refused: it stops counting
+                who.submissions.unreserve(request)
+            raise
     if entry is not None:
         spec["catalog"] = entry.model_dump(mode="json", exclude_none=True)
         spec["catalog_cid"] = store.put_json(spec["catalog"])

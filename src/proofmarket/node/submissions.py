@@ -30,6 +30,7 @@ from proofmarket.core.listing_request import MAX_VALIDITY_S, ListingRequest
 from proofmarket.core.settings import Settings, known_devnet
 from proofmarket.db import Database, JobKind, JobRow, JobStatus, ModelRow, ModelStatus
 from proofmarket.db.owner_tables import ListingSubmissionRow
+from proofmarket.db.repo import LeaseRepo
 from proofmarket.db.tables import utcnow
 
 ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
@@ -76,13 +77,25 @@ class Submissions:
         if policy == "allowlist" and owner not in listed:
             raise ListingNotAllowed(f"this node takes listings from its allowlisted owners only; {owner} is not "
                                     "one of them", owner=owner)
-        timeout = self._quotas(owner, size_bytes)
+        # checked and counted in one step, one upload at a time on every node of this database: the reservation
+        # (an open submission) counts in the next upload's quotas, so parallel uploads cannot pass one check each
+        with LeaseRepo(self.db).hold("listing-admission", wait_s=30.0):
+            timeout = self._quotas(owner, size_bytes)
+            self.reserve(request, owner, size_bytes)
         status = ModelStatus.PENDING if policy == "review" and owner not in listed else ModelStatus.ACTIVE
         return Admission(owner, status.value, timeout)
 
+    def unreserve(self, request: ListingRequest) -> None:
+        """The upload failed after its admission (a bad model or sample): its reservation stops counting (the
+        request stays used: a replay is still refused)."""
+        with self.db.session() as s:
+            row = s.get(ListingSubmissionRow, request.nonce.lower())
+            if row is not None and row.job_id is None:
+                row.job_id = "refused"  # no such job: not queued or running, so not counted as compiling
+
     def reserve(self, request: ListingRequest, owner: str, size_bytes: int) -> None:
         """The request is used: its nonce opens nothing more (``listing_replayed`` if it raced another use).
-        Taken before the compile is queued; ``attach`` names the compile job afterwards."""
+        Taken at admission, before the model is stored; ``attach`` names the compile job afterwards."""
         try:
             with self.db.session() as s:
                 s.add(ListingSubmissionRow(nonce=request.nonce.lower(), owner=owner, job_id=None,
@@ -164,11 +177,12 @@ class Submissions:
     def _compiling(self, owner: str) -> tuple[int, int]:
         """Submissions whose compile has not ended (queued or running)."""
         with self.db.session() as s:
-            rows = s.execute(select(ListingSubmissionRow.size_bytes, JobRow.status)
+            rows = s.execute(select(ListingSubmissionRow.size_bytes, ListingSubmissionRow.job_id, JobRow.status)
                              .join(JobRow, JobRow.id == ListingSubmissionRow.job_id, isouter=True)
                              .where(ListingSubmissionRow.owner == owner)
                              .where(ListingSubmissionRow.created_at > utcnow() - DAY)).all()
-        open_ = [size for size, status in rows if status in (None, JobStatus.QUEUED, JobStatus.RUNNING)]
+        # admitted and not queued yet (job None), or queued or running
+        open_ = [size for size, job, status in rows if job is None or status in (JobStatus.QUEUED, JobStatus.RUNNING)]
         return len(open_), sum(open_)
 
     def compile_seconds(self, owner: str | None) -> float:

@@ -184,9 +184,12 @@ async def upload_model(request: Request, services: ServicesDep, admin: IsAdminDe
         spec, digest, signed = await run_in_threadpool(prepare_upload, form, settings, services.workspace.store, who)
     finally:
         await form.close()
-    if signed is not None:
-        await run_in_threadpool(submissions.reserve, signed, spec["owner"], int(spec["size_bytes"]))
-    job, _ = services.jobs.submit_compile(spec, digest, key=idempotency_key)
+    try:
+        job, _ = services.jobs.submit_compile(spec, digest, key=idempotency_key)
+    except BaseException:
+        if signed is not None:
+            await run_in_threadpool(submissions.unreserve, signed)
+        raise
     if signed is not None:
         await run_in_threadpool(submissions.attach, signed, job.id)
     return JSONResponse(job_public(job, services.tokens.job(job.id)).model_dump(mode="json"), status_code=202,
