@@ -58,3 +58,16 @@ def test_a_history_signature_opens_one_read_on_the_node_it_names(make_app: AppFa
         _refused(node, url, _signed(person, message("history", person.address, here, fresh, ""), fresh))
         assert "Nonce" in _refused(node, url, _signed(person, message("history", person.address, here, fresh, "ab"),
                                                        fresh, "ab"))
+
+
+def test_a_signature_used_on_one_node_is_refused_by_another_on_the_same_database(make_app: AppFactory) -> None:
+    """Two nodes with one key (one signer address) and one database: a signature opens one request on either, not
+    one on each (a replayed key creation or refund would otherwise act twice)."""
+    person = Account.create()
+    url = f"/v1/jobs?payer={person.address}"
+    with TestClient(make_app()) as a, TestClient(make_app()) as b:
+        here = a.get("/.well-known/ai-service.json").json()["address_signature"]["node"]
+        assert b.get("/.well-known/ai-service.json").json()["address_signature"]["node"] == here
+        mine = sign_headers(person, here)
+        assert a.get(url, headers=mine).status_code == 200
+        assert "already used" in _refused(b, url, mine)

@@ -2,27 +2,58 @@
 
 The message (``proofmarket.core.address_signature``) names this node by its signer address, never by the host the
 request names, so a signature made for another node (or a page on another host) opens nothing here. It is
-accepted within 30 seconds of its time (one minute in all), and once per list: a replayed one is refused.
+accepted within 30 seconds of its time (one minute in all), and once per list: a replayed one is refused, on every
+node of the database (``used_signatures``; a node without a database remembers them in memory).
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from fastapi import Request
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
 
 from proofmarket.core.address_signature import HEADERS, MAX_AGE_S, NONCE, message
 from proofmarket.core.errors import Unauthorized
+from proofmarket.db.engine import Database
+from proofmarket.db.owner_tables import UsedSignatureRow
+from proofmarket.db.tables import utcnow
 
 _CREATE = threading.Lock()
 
 
+class UsedSignatures:
+    """(address, nonce, list) already accepted, in the node's database until their signature expires: one request
+    per signature on every node that shares it (a key made, a refund asked, once)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._inserts = 0
+
+    def first_use(self, key: tuple[str, str, str], expires: float) -> bool:
+        address, nonce, path = key
+        until = datetime.fromtimestamp(expires, UTC)
+        try:
+            with self.db.session() as s:
+                s.add(UsedSignatureRow(address=address, nonce=nonce, path=path[:300], expires_at=until))
+        except IntegrityError:
+            return False
+        self._inserts += 1
+        if self._inserts % 256 == 0:  # expired ones dropped, now and then
+            with self.db.session() as s:
+                s.execute(delete(UsedSignatureRow).where(UsedSignatureRow.expires_at < utcnow()))
+        return True
+
+
 class SeenSignatures:
-    """(address, nonce, list) already accepted, until their signature expires: each opens one read."""
+    """(address, nonce, list) already accepted, until their signature expires: each opens one read (in memory, for a
+    node without a database)."""
 
     def __init__(self) -> None:
         self._seen: dict[tuple[str, str, str], float] = {}
@@ -79,9 +110,10 @@ def signed_address(request: Request, purpose: str) -> str:
     if signer.lower() != address.lower():
         raise Unauthorized(f"the address signature was not made by X-Address for this node ({node})")
     with _CREATE:
-        seen: SeenSignatures | None = getattr(request.app.state, "seen_signatures", None)
+        seen: UsedSignatures | SeenSignatures | None = getattr(request.app.state, "seen_signatures", None)
         if seen is None:
-            seen = request.app.state.seen_signatures = SeenSignatures()
+            db = getattr(services, "db", None)
+            seen = request.app.state.seen_signatures = UsedSignatures(db) if db is not None else SeenSignatures()
     if not seen.first_use((signer.lower(), nonce, request.url.path), int(stamp) + MAX_AGE_S + 1):
         raise Unauthorized("this address signature was already used for this list: sign again (each opens one read)")
     return signer.lower()

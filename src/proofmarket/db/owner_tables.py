@@ -8,6 +8,7 @@
                           | event | job_id | payload | status (waiting: its call is not final yet | pending |
                           sending | delivered | failed) | attempts | next_at | claimed_until | last_error
                           | created_at | delivered_at
+    used_signatures       address | nonce | path (one request per address signature, on every node) | expires_at
 """
 
 from __future__ import annotations
@@ -71,3 +72,12 @@ class WebhookDeliveryRow(Base):
                 "attempts": self.attempts, "last_error": self.last_error,
                 "created_at": self.created_at.isoformat(),
                 "delivered_at": self.delivered_at.isoformat() if self.delivered_at else None}
+
+
+class UsedSignatureRow(Base):
+    __tablename__ = "used_signatures"
+
+    address: Mapped[str] = mapped_column(String(42), primary_key=True)
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    path: Mapped[str] = mapped_column(String(300), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
