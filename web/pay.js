@@ -3,10 +3,13 @@
 import { wrapFetchWithPayment } from '@x402/fetch';
 import { x402Client } from '@x402/core/client';
 import { registerExactEvmScheme } from '@x402/evm/exact/client';
+import { BatchSettlementEvmScheme } from '@x402/evm/batch-settlement/client';
 
 // A fetch that pays a node's 402 with the wallet behind an EIP-1193 provider (eth_signTypedData_v4), in the node's
-// asset on its network only, at most `maxAmount` atomic units per payment (the library's spend controls).
-export function paidFetch(provider, address, { network, asset, maxAmount }) {
+// asset on its network only, at most `maxAmount` atomic units per payment (the library's spend controls), with the
+// `exact` scheme (one EIP-3009 transfer a call) or `batch-settlement` (one channel deposit signed as an EIP-3009
+// authorization, then a voucher a call: both typed-data signatures of the same wallet).
+export function paidFetch(provider, address, { network, asset, maxAmount, scheme = 'exact' }) {
   const signer = {
     address,
     async signTypedData({ domain, types, primaryType, message }) {
@@ -15,7 +18,8 @@ export function paidFetch(provider, address, { network, asset, maxAmount }) {
     },
   };
   const client = new x402Client();
-  registerExactEvmScheme(client, { signer, networks: [network] });
+  if (scheme === 'batch-settlement') client.register(network, new BatchSettlementEvmScheme(signer));
+  else registerExactEvmScheme(client, { signer, networks: [network] });
   client.setSpendControls({ allowedAssets: [{ network, asset, maxAmountPerPayment: String(maxAmount) }] });
   return wrapFetchWithPayment(globalThis.fetch.bind(globalThis), client);
 }

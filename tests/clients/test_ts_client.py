@@ -1,5 +1,6 @@
 """The TypeScript client (clients/ts) built with tsc and tested with Node's test runner against a devnet node with a
-listed model: list, x402 exact and batch-settlement, the WASM verifier, the listing read on chain."""
+listed model: list, x402 exact and batch-settlement (from a key and through an EIP-1193 wallet), the WASM verifier,
+the listing read on chain."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from proofmarket.market import Market  # noqa: E402
 from proofmarket.systems.workspace import Workspace  # noqa: E402
 
 PAYER_INDEX = 7
+WALLET_INDEX = 8  # the key behind the test's EIP-1193 wallet (its own channel)
 
 
 @pytest.fixture(scope="module")
@@ -58,10 +60,11 @@ def test_the_typescript_client_against_a_devnet_node(listed_node: tuple[Served, 
     build = subprocess.run([node, "build.mjs"], cwd=package, capture_output=True, text=True, timeout=300)
     assert build.returncode == 0, build.stdout + build.stderr  # tsc, strict
     served, chain, model_id = listed_node
-    key = dev_account(PAYER_INDEX, DEVNET_CHAIN_ID).key.hex()
+    key, wallet = (dev_account(i, DEVNET_CHAIN_ID).key.hex() for i in (PAYER_INDEX, WALLET_INDEX))
     env = {**os.environ, "PM_NODE_URL": served.url, "PM_RPC_URL": chain.rpc_url, "PM_MODEL_ID": model_id,
-           "PM_PAYER_KEY": key if key.startswith("0x") else "0x" + key, "PM_INPUT": json.dumps(mlp_input())}
+           "PM_PAYER_KEY": key if key.startswith("0x") else "0x" + key, "PM_INPUT": json.dumps(mlp_input()),
+           "PM_WALLET_KEY": wallet if wallet.startswith("0x") else "0x" + wallet}
     tests = subprocess.run([node, "--test", "--test-reporter=spec", "test/"], cwd=package, env=env,
                            capture_output=True, text=True, timeout=600)
     assert tests.returncode == 0, tests.stdout[-4000:] + tests.stderr[-2000:]
-    assert "pass 5" in tests.stdout
+    assert "pass 6" in tests.stdout

@@ -27,7 +27,7 @@ export interface Eip1193Provider {
 
 export interface PaymentOptions {
   account?: LocalAccount;          // pays with this key (viem)
-  provider?: Eip1193Provider;      // or with the wallet behind this provider (exact only)
+  provider?: Eip1193Provider;      // or with the wallet behind this provider (eth_signTypedData_v4)
   address?: Address;               // the provider's account
   scheme?: Scheme;                 // default exact
   maxAmount?: bigint | string;     // at most this many atomic units per payment (default: no cap beyond the asset's)
@@ -120,11 +120,12 @@ export class ProofMarket {
     const scheme: Scheme = opts.scheme ?? 'exact';
     const cap = opts.maxAmount === undefined ? undefined : String(opts.maxAmount);
     if (opts.provider) {
-      if (scheme !== 'exact' || !opts.address) {
-        throw new ProofMarketError(400, 'bad_request', 'an EIP-1193 wallet pays with exact and needs its address');
+      if (!opts.address) {
+        throw new ProofMarketError(400, 'bad_request', 'paying through an EIP-1193 wallet needs its address');
       }
       const pay = await shared<{ paidFetch: (p: Eip1193Provider, a: string, o: object) => Fetch }>('pay.js');
-      const fetchFn = pay.paidFetch(opts.provider, opts.address, { network, asset, maxAmount: cap ?? '1000000000000' });
+      const fetchFn = pay.paidFetch(opts.provider, opts.address,
+        { network, asset, maxAmount: cap ?? '1000000000000', scheme });
       return new ProofMarket({ baseUrl: this.baseUrl, fetch: fetchFn });
     }
     if (!opts.account) throw new ProofMarketError(400, 'bad_request', 'pay with an account or an EIP-1193 provider');

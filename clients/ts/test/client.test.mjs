@@ -1,5 +1,6 @@
 // The TypeScript client against a live devnet node (started by tests/clients/test_ts_client.py, which passes
-// PM_NODE_URL, PM_RPC_URL, PM_PAYER_KEY, PM_MODEL_ID, PM_INPUT): list, pay with exact and with batch-settlement,
+// PM_NODE_URL, PM_RPC_URL, PM_PAYER_KEY, PM_WALLET_KEY, PM_MODEL_ID, PM_INPUT): list, pay with exact and with
+// batch-settlement (from a key, and through an EIP-1193 wallet),
 // verify the bundle with the WASM verifier (a flipped proof byte fails), check the listing on chain.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -46,4 +47,40 @@ test('checks the model\'s listing on chain', async () => {
   assert.equal(listing.registered, true, listing.problems.join('; '));
   assert.equal(listing.matches, true, listing.problems.join('; '));
   assert.equal(listing.onchain.active, true);
+});
+
+// An EIP-1193 wallet (eth_signTypedData_v4, as a browser wallet answers it) backed by a key: the client pays through
+// the provider with both schemes, never holding the key itself.
+function walletOf(signer) {
+  return {
+    async request({ method, params }) {
+      if (method !== 'eth_signTypedData_v4') throw new Error(`unsupported ${method}`);
+      const [address, json] = params;
+      assert.equal(address.toLowerCase(), signer.address.toLowerCase());
+      const typed = JSON.parse(json);
+      const { EIP712Domain, ...types } = typed.types;
+      assert.ok(EIP712Domain, 'a wallet gets the domain type');
+      const ints = (type) => /^u?int/.test(type);
+      const message = Object.fromEntries(Object.entries(typed.message).map(([k, v]) => {
+        const field = types[typed.primaryType].find((f) => f.name === k);
+        return [k, field && ints(field.type) ? BigInt(v) : v];
+      }));
+      const domain = { ...typed.domain, ...(typed.domain.chainId !== undefined ? { chainId: Number(typed.domain.chainId) } : {}) };
+      return signer.signTypedData({ domain, types, primaryType: typed.primaryType, message });
+    },
+  };
+}
+
+test('pays through an EIP-1193 wallet with exact and with batch-settlement', async () => {
+  const owner = privateKeyToAccount(process.env.PM_WALLET_KEY);
+  const wallet = walletOf(owner);
+  const exact = await pm.paying({ provider: wallet, address: owner.address, scheme: 'exact' });
+  const paid = await exact.infer(modelId, doc);
+  assert.equal(paid.payment.scheme, 'exact');
+  const batched = await pm.paying({ provider: wallet, address: owner.address, scheme: 'batch-settlement' });
+  const first = await batched.infer(modelId, doc);
+  const second = await batched.infer(modelId, doc);
+  assert.equal(first.payment.scheme, 'batch-settlement');
+  assert.equal(BigInt(second.payment.charged_cumulative) - BigInt(first.payment.charged_cumulative),
+    BigInt(first.payment.amount));
 });
