@@ -120,16 +120,24 @@ def test_refused_vouchers_carry_the_schemes_code_and_charge_nothing(node: Served
     assert mismatched.json()["error"]["details"]["reason"] == scheme_errors.ERR_CUMULATIVE_AMOUNT_MISMATCH
 
     context.charged_cumulative_amount = str(PRICE)
-    context.balance = str(10**12)  # the client believes the channel holds more: no top-up, a voucher above it
     scheme._storage.set(channel_id, context)
-    dear = requirements.model_copy(update={"amount": str(10 * PRICE)})
-    above = _paid(scheme, url, dear)
+    # spend the channel to its last unit (the deposit covers a few calls), then a client that believes it holds more
+    # signs the next voucher without a top-up: above the channel's balance
+    balance = int(requests.get(f"{node.url}/v1/channels", params={"payer": payer.address},
+                               timeout=30).json()["channels"][0]["balance"])
+    assert balance % PRICE == 0 and balance // PRICE <= 100, balance  # the node's minimum deposit: 64 calls
+    spent = [infer(session, node, mlp_id).status_code for _ in range(balance // PRICE - 1)]
+    assert spent == [200] * (balance // PRICE - 1)
+    context = scheme._storage.get(channel_id)
+    assert int(context.charged_cumulative_amount) == balance
+    context.balance = str(10**12)
+    scheme._storage.set(channel_id, context)
+    above = _paid(scheme, url, requirements)
     assert above.status_code == 402
-    assert above.json()["error"]["details"]["reason"] in (scheme_errors.ERR_CUMULATIVE_EXCEEDS_BALANCE,
-                                                 scheme_errors.ERR_CUMULATIVE_AMOUNT_MISMATCH)
+    assert above.json()["error"]["details"]["reason"] == scheme_errors.ERR_CUMULATIVE_EXCEEDS_BALANCE
 
     mine = requests.get(f"{node.url}/v1/channels", params={"payer": payer.address}, timeout=30).json()
-    assert mine["channels"][0]["charged"] == str(PRICE)  # only the first call was charged
+    assert mine["channels"][0]["charged"] == str(balance)  # every refused voucher charged nothing
 
 
 def _paid(scheme: BatchSettlementEvmScheme, url: str, requirements: object) -> requests.Response:
