@@ -156,3 +156,16 @@ def test_a_limiter_whose_redis_is_gone_lets_requests_through(make_app: AppFactor
 def test_a_bad_rate_is_refused_with_the_setting_named(make_app: AppFactory) -> None:
     with pytest.raises(UsageError, match="PROOFMARKET_RATE_LIMIT_UNPAID"):
         make_app(rate_limit_unpaid="lots")
+
+
+def test_the_openai_routes_answer_429_in_openais_shape(make_app: AppFactory) -> None:
+    """An OpenAI client over its limit gets OpenAI's error object (and Retry-After, which it honours)."""
+    app = make_app(rate_limit_probe="2/10 seconds")
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    with TestClient(app, client=("203.0.113.70", 1)) as client:
+        answers = [client.post("/openai/v1/chat/completions", json=body) for _ in range(4)]
+    limited = answers[-1]
+    assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+    error = limited.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["code"] == "rate_limited"
+    assert error["type"] == "rate_limit_error"
