@@ -87,8 +87,12 @@ def test_an_owner_lists_registers_finds_calls_and_charts_a_model_from_a_phone(en
         entry = env.market.registry.get_model(model_id_for(owner.address, model_id))
         assert entry.spec.price == 20_000 and entry.owner.lower() == owner.address.lower()
 
-        # found in the catalogue by its tag; called; its analytics show the call
+        # found in the catalogue by a free-text search (on the node) and by its tag; called; its analytics show it
         page.goto(f"{served}/app/#catalog")
+        page.fill("#filter", "flower measurements")  # words of its description: the node's search
+        _until(lambda: page.locator("#models tbody tr").count() == 1)
+        assert page.locator(f"#models a[href='#model/{model_id}']").count() == 1
+        page.fill("#filter", "")
         page.fill("#tag-filter", "iris-owner")
         page.dispatch_event("#tag-filter", "change")
         _until(lambda: page.locator("#models tbody tr").count() == 1)  # the tag's one listing

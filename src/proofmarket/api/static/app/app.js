@@ -26,19 +26,33 @@ export function engine() {
   return enginePromise;
 }
 
-async function loadCatalog() {
+let nextCursor = null;
+
+// The catalogue searched on the node (GET /v1/models: free text, task, tag and sort on the server, 25 a page);
+// `more` appends the next page.
+async function loadCatalog(more = false) {
   try {
-    const query = new URLSearchParams({ limit: '100' });  // the catalogue's server-side filters
+    const query = new URLSearchParams({ limit: '25', sort: $('sort').value });
+    if ($('filter').value.trim()) query.set('q', $('filter').value.trim());
     if ($('task-filter').value) query.set('task', $('task-filter').value);
     if ($('tag-filter').value.trim()) query.set('tag', $('tag-filter').value.trim().toLowerCase());
+    if (more && nextCursor) query.set('cursor', nextCursor);
     const response = await nodeFetch(`/v1/models?${query}`);
     if (!response.ok) throw new Error(await nodeError(response));
-    models = (await response.json()).models || [];
-    renderCatalog();
-    prover(models);
+    const page = await response.json();
+    models = more ? models.concat(page.models || []) : (page.models || []);
+    nextCursor = page.next_cursor || null;
+    renderCatalog(page.total);
+    if (!more) prover(models);
   } catch (err) {
     say('catalog-status', err.message, 'bad');
   }
+}
+
+let typing = null;
+function searchSoon() {
+  clearTimeout(typing);
+  typing = setTimeout(() => loadCatalog(), 250);
 }
 
 function reputation(m) {
@@ -48,22 +62,17 @@ function reputation(m) {
   return `agent ${e.agent_id}` + (rep && rep.count ? `, ${rep.average} avg (${rep.count})` : '');
 }
 
-function renderCatalog() {
-  const q = $('filter').value.trim().toLowerCase();
-  const key = $('sort').value;
-  const rows = models
-    .filter((m) => !q || [m.name, m.mode, m.privacy, m.id, m.description, m.task, (m.tags || []).join(' ')]
-      .join(' ').toLowerCase().includes(q))
-    .sort((a, b) => key === 'price' ? Number(a.price.atomic) - Number(b.price.atomic)
-      : key === 'reputation' ? ((b.prover && b.prover.fulfilled) || 0) - ((a.prover && a.prover.fulfilled) || 0)
-        : String(a[key] || '').localeCompare(String(b[key] || '')));
+function renderCatalog(total) {
+  const rows = models;
   fillTable('models', rows.map((m) => {
     const link = document.createElement('a');
     link.href = `#model/${m.id}`;
     text(link, m.name || m.id);
     return [link, m.mode || 'proven', m.price ? m.price.amount : '?', m.privacy || '?', reputation(m)];
   }));
-  say('catalog-status', rows.length ? `${rows.length} model(s)` : 'no model matches');
+  $('catalog-more').hidden = !nextCursor;
+  const of = typeof total === 'number' && total > rows.length ? ` of ${total}` : '';
+  say('catalog-status', rows.length ? `${rows.length}${of} model(s)` : 'no model matches');
 }
 
 async function showModel(id) {
@@ -189,15 +198,16 @@ function route() {
 bindWallet();
 bindCall(() => current, engine);
 bindEscrow(() => current, engine);
-bindAccount(loadCatalog);
+bindAccount(() => loadCatalog());
 bindAccess();
 bindOwner();
 onAnswered((doc) => loaded(doc, 'the answer\'s bundle is loaded'));
 onEscrowAnswered((doc) => loaded(doc, 'the escrow request\'s bundle is loaded'));
-$('filter').addEventListener('input', renderCatalog);
-$('sort').addEventListener('change', renderCatalog);
-$('task-filter').addEventListener('change', loadCatalog);
-$('tag-filter').addEventListener('change', loadCatalog);
+$('filter').addEventListener('input', searchSoon);
+$('sort').addEventListener('change', () => loadCatalog());
+$('task-filter').addEventListener('change', () => loadCatalog());
+$('tag-filter').addEventListener('change', () => loadCatalog());
+$('catalog-more').addEventListener('click', () => loadCatalog(true));
 $('history-button').addEventListener('click', history);
 $('bundle-file').addEventListener('change', (e) => e.target.files[0] && loadFile(e.target.files[0]));
 const drop = $('drop');
