@@ -248,3 +248,40 @@ def test_which_inputs_get_a_drawing_pad() -> None:
     done = subprocess.run([node, "--input-type=module", "-e", script], capture_output=True, text=True, timeout=60)
     assert json.loads(done.stdout.strip().splitlines()[-1]) == [
         [8, 8], [8, 8], [8, 8], [8, 8], [28, 28], [28, 28], None, None, None, None, None, None]
+
+
+def test_a_models_page_shows_its_line_of_versions_and_pages_the_catalogue(make_app: AppFactory, mlp_id: str) -> None:
+    """A listing that supersedes another shows the line (oldest first, the latest sold one named, each a link); the
+    catalogue pages through the node's search with its More button."""
+    sync_playwright, chromium = chromium_or_skip()
+    app = make_app()
+    services = app.state.services
+    store = services.workspace.store
+    manifest = store.get_json(mlp_id)
+    owner = "0x" + "ab" * 20
+    line: list[str] = []
+    for i in range(30):  # 30 listings: two pages of 25
+        model_id = store.put_json({**manifest, "name": f"line-{i:02d}"})
+        services.catalog.repo.upsert(model_id, name="iris" if i < 3 else f"other-{i:02d}", price_atomic=1000 + i,
+                                     owner=owner, supersedes=line[-1] if 0 < i < 3 else None)
+        if i < 3:
+            line.append(model_id)
+    with Served(app) as node, sync_playwright() as pw:  # type: ignore[operator]
+        b = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+        page = b.new_page(viewport={"width": 375, "height": 800})
+        page.set_default_timeout(90_000)
+        page.goto(f"{node.url}/app/#catalog")
+        page.wait_for_selector("#models:not([hidden])")
+        assert page.locator("#models tbody tr").count() == 25
+        page.click("#catalog-more")
+        page.wait_for_function("document.querySelectorAll('#models tbody tr').length === 30")
+        assert page.is_hidden("#catalog-more")
+        page.goto(f"{node.url}/app/#model/{line[1]}")
+        page.wait_for_selector("#model-versions-block:not([hidden])")
+        items = page.locator("#model-versions li")
+        assert items.count() == 3
+        assert [items.nth(i).locator("a").get_attribute("href") for i in range(3)] == [f"#model/{m}" for m in line]
+        assert "this version" in (items.nth(1).text_content() or "")
+        assert "latest" in (items.nth(2).text_content() or "")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375
+        b.close()

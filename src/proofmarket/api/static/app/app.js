@@ -102,6 +102,27 @@ async function showModel(id) {
   $('escrow').hidden = !(m.registry && m.registry.registered) || m.mode === 'attested';
   $('model').scrollIntoView();
   showStats(m.id);
+  showVersions(m.id);
+}
+
+// The line of versions the listing is on (GET /v1/models/{id}/versions): each a link, the latest sold one named.
+async function showVersions(id) {
+  const list = $('model-versions');
+  list.replaceChildren();
+  const response = await nodeFetch(`/v1/models/${encodeURIComponent(id)}/versions`).catch(() => null);
+  if (!response || !response.ok) { $('model-versions-block').hidden = true; return; }
+  const line = await response.json();
+  $('model-versions-block').hidden = line.versions.length < 2;
+  for (const v of line.versions) {
+    const item = document.createElement('li');
+    const link = document.createElement('a');
+    link.href = `#model/${v.id}`;
+    text(link, `${v.name || v.id} (${v.id.slice(0, 16)}…)`);
+    item.append(link);
+    if (v.id === line.latest) item.append(' — latest');
+    if (v.id === id) item.append(' — this version');
+    list.append(item);
+  }
 }
 
 function loaded(doc, where) {
