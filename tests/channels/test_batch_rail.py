@@ -170,3 +170,13 @@ def _context(charged: str, *, balance: str) -> object:
     from x402.mechanisms.evm.batch_settlement.client.storage import BatchSettlementClientContext
 
     return BatchSettlementClientContext(charged_cumulative_amount=charged, balance=balance)
+
+
+def test_a_sweep_interval_that_lets_a_withdrawal_beat_the_claim_is_refused_at_start() -> None:
+    from proofmarket.core.errors import UsageError
+    from proofmarket.core.settings import X402Settings
+    from proofmarket.payments.batch_build import check_sweep_before_withdrawal
+
+    check_sweep_before_withdrawal(X402Settings(channel_sweep_interval_s=300, channel_withdraw_delay_s=3600))
+    with pytest.raises(UsageError, match="at most half"):
+        check_sweep_before_withdrawal(X402Settings(channel_sweep_interval_s=1000, channel_withdraw_delay_s=1800))

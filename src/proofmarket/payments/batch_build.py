@@ -36,10 +36,22 @@ from proofmarket.store import ArtifactStore
 log = logging.getLogger(__name__)
 
 
+def check_sweep_before_withdrawal(extra: X402Settings) -> None:
+    """A payer's timed withdrawal must not end before the node claims what the payer's vouchers owe it: the sweep
+    interval (the longest a charge waits for its claim) stays under half the withdrawal delay."""
+    if extra.channel_sweep_interval_s * 2 > extra.channel_withdraw_delay_s:
+        raise UsageError(f"PROOFMARKET_CHANNEL_SWEEP_INTERVAL_S ({extra.channel_sweep_interval_s:g} s) must be at "
+                         f"most half of PROOFMARKET_CHANNEL_WITHDRAW_DELAY_S ({extra.channel_withdraw_delay_s} s): a "
+                         "payer could withdraw what its vouchers owe before the node claims it")
+
+
 def build_batch(chain: NodeChain, exact: X402Payments, db: Database, store: ArtifactStore, extra: X402Settings,
                 after_payout: Callable[[str], None] | None = None, *, sweep: bool = True) -> BatchSettlementRail | None:
     """The rail (its sweeper started when ``sweep``), registered in ``exact``'s 402 terms; None when off."""
-    if extra.batch_settlement == "off" or not _contracts_ready(chain, extra):
+    if extra.batch_settlement == "off":
+        return None
+    check_sweep_before_withdrawal(extra)
+    if not _contracts_ready(chain, extra):
         return None
     name, version = usdc_domain(chain.client, chain.usdc)
     terms = ChannelTerms(network=exact.gate.network, asset=chain.usdc, token_name=name, token_version=version,
