@@ -36,6 +36,8 @@ def test_request_on_chain_then_input_is_fulfilled_with_the_exact_splits(env: Esc
                                                                         make_app: AppFactory) -> None:
     env.market.stake_court_node()  # what the node's court watcher stakes at start: not part of this request
     before = balances(env.market)
+    accounts = [env.market.accounts.owner.address, env.market.accounts.prover.address]
+    owed_before = [env.market.market.owed(a) for a in accounts]
     receipt = env.market.request(env.public, mlp_input())
     app = make_app()
     with TestClient(app) as client:
@@ -71,11 +73,12 @@ def test_request_on_chain_then_input_is_fulfilled_with_the_exact_splits(env: Esc
     # the fulfilment credits the shares on chain; one withdrawMany pays them to the owner and the prover
     delta = {k: v - before[k] for k, v in balances(env.market).items()}
     assert delta == {"consumer": -PRICE_UNITS, "owner": 0, "prover": 0, "escrow": PRICE_UNITS}
-    assert (env.market.market.owed(env.market.accounts.owner.address),
-            env.market.market.owed(env.market.accounts.prover.address)) == (owner, prover)
-    env.market.withdraw([env.market.accounts.owner.address, env.market.accounts.prover.address])
+    assert [env.market.market.owed(a) - b for a, b in zip(accounts, owed_before, strict=True)] == [owner, prover]
+    paid = env.market.withdraw(accounts).paid
+    assert paid == {accounts[0]: owed_before[0] + owner, accounts[1]: owed_before[1] + prover}
     delta = {k: v - before[k] for k, v in balances(env.market).items()}
-    assert delta == {"consumer": -PRICE_UNITS, "owner": owner, "prover": prover, "escrow": fee}
+    assert delta == {"consumer": -PRICE_UNITS, "owner": paid[accounts[0]], "prover": paid[accounts[1]],
+                     "escrow": PRICE_UNITS - paid[accounts[0]] - paid[accounts[1]]}
 
 
 def test_hashed_input_needs_the_right_salt(env: EscrowEnv, make_app: AppFactory) -> None:

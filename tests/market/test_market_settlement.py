@@ -30,6 +30,8 @@ def test_valid_proof_pays_the_exact_splits(market: Market, models: Listed, profi
     model_id = getattr(models, profile)
     balances = Balances(market)
     platform_before = market.market.platform_balance()
+    accounts = [market.accounts.owner.address, market.accounts.prover.address]
+    owed_before = [market.market.owed(a) for a in accounts]
     fulfilled_before = market.market.get_prover(market.accounts.prover.address).fulfilled
 
     # Given a request escrowing the price for the sample input
@@ -43,7 +45,13 @@ def test_valid_proof_pays_the_exact_splits(market: Market, models: Listed, profi
     owner, prover, fee = expected_splits()
     s = result.settlement
     assert s.valid and (s.owner_amount, s.prover_amount, s.platform_fee) == (owner, prover, fee)
-    assert balances.delta() == {"consumer": -PRICE_UNITS, "owner": owner, "prover": prover, "escrow": fee}
+    # credited on chain (the fulfilment sends no USDC), then paid out by one withdrawMany
+    assert balances.delta() == {"consumer": -PRICE_UNITS, "owner": 0, "prover": 0, "escrow": PRICE_UNITS}
+    assert [market.market.owed(a) - b for a, b in zip(accounts, owed_before, strict=True)] == [owner, prover]
+    paid = market.withdraw(accounts).paid
+    assert paid == {accounts[0]: owed_before[0] + owner, accounts[1]: owed_before[1] + prover}
+    assert balances.delta() == {"consumer": -PRICE_UNITS, "owner": paid[accounts[0]], "prover": paid[accounts[1]],
+                                "escrow": PRICE_UNITS - paid[accounts[0]] - paid[accounts[1]]}
     assert market.market.platform_balance() == platform_before + fee
     # and the output is recorded on chain, the prover's reputation goes up
     bundle = market.workspace.store.get_json(result.bundle_cid)
