@@ -180,3 +180,37 @@ def test_a_sweep_interval_that_lets_a_withdrawal_beat_the_claim_is_refused_at_st
     check_sweep_before_withdrawal(X402Settings(channel_sweep_interval_s=300, channel_withdraw_delay_s=3600))
     with pytest.raises(UsageError, match="at most half"):
         check_sweep_before_withdrawal(X402Settings(channel_sweep_interval_s=1000, channel_withdraw_delay_s=1800))
+
+
+def test_a_sweep_is_due_on_the_threshold_or_after_the_interval() -> None:
+    """Claims are batched: due once the unclaimed total reaches the threshold, or once the oldest unswept charge has
+    waited the interval; never with nothing unclaimed."""
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+    from typing import Any
+
+    from proofmarket.payments.batch_sweeps import Sweeper, SweepPolicy
+
+    class Repo:
+        def __init__(self, states: list[dict[str, Any]], oldest: float | None) -> None:
+            self.states, self.oldest = states, oldest
+
+        def all(self) -> list[dict[str, Any]]:
+            return self.states
+
+        def charges(self, **_: Any) -> list[Any]:
+            if self.oldest is None:
+                return []
+            return [SimpleNamespace(created_at=datetime.fromtimestamp(self.oldest, UTC))]
+
+    def sweeper(states: list[dict[str, Any]], oldest: float | None) -> Sweeper:
+        return Sweeper(Repo(states, oldest), None, None, "0x", None, "0x", SweepPolicy(interval_s=300,  # type: ignore[arg-type]
+                                                                                         threshold_atomic=10_000))
+
+    now = 1_000_000.0
+    small = [{"chargedCumulativeAmount": "4000", "totalClaimed": "1000"}, {"chargedCumulativeAmount": "2000"}]
+    assert not sweeper([], None).due(now)
+    assert not sweeper([{"chargedCumulativeAmount": "5000", "totalClaimed": "5000"}], now - 10_000).due(now)
+    assert not sweeper(small, now - 299).due(now)  # 5,000 unclaimed, the oldest charge 299 s old
+    assert sweeper(small, now - 300).due(now)  # ... 300 s: the interval
+    assert sweeper([*small, {"chargedCumulativeAmount": "5000"}], now - 1).due(now)  # 10,000: the threshold
