@@ -75,9 +75,11 @@ def test_a_model_and_its_bundles_verify_from_ipfs_with_the_node_stopped(
     with TestClient(app) as client:
         files = {"onnx": ("mlp.onnx", sample_path("mlp").read_bytes(), "application/octet-stream"),
                  "samples": ("samples.json", sample_path("mlp", "samples").read_bytes(), "application/json")}
-        job = client.post("/v1/models", files=files, data={"price_atomic": "1000", "name": "pinned-mlp"},
-                          headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json()
+        entry = json.dumps({"description": "iris, pinned", "task": "classification"})
+        job = client.post("/v1/models", files=files, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                          data={"price_atomic": "1000", "name": "pinned-mlp", "metadata": entry}).json()
         model_id = wait_job(client, job["id"], timeout_s=600)["result"]["model_id"]
+        catalog_cid = client.get(f"/v1/models/{model_id}").json()["catalog_cid"]
         doc = mlp_input()
         doc["input_data"][0][2] += 0.375
         answer = client.post(f"/v1/models/{model_id}/infer", json=doc)
@@ -89,6 +91,7 @@ def test_a_model_and_its_bundles_verify_from_ipfs_with_the_node_stopped(
             assert time.monotonic() < deadline, "the bundle was not pinned"
             time.sleep(0.2)
         assert all(pinner.pinned(c) for c in model_cids(services.workspace.store, model_id))
+        assert catalog_cid and pinner.pinned(catalog_cid)  # the catalogue entry the registry's metadata CID names
 
         # a private model: its manifest and verifier are pinned, never its weights or proving key
         pinning = Pinning(pinner, services.workspace.store, True, CollectorRegistry())

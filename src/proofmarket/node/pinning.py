@@ -43,12 +43,15 @@ class Pinning:
         pinner = pinner_from(settings.pin, token)
         return None if pinner is None else cls(pinner, store, settings.pin_bundles, registry)
 
-    def pin_model(self, model_id: str) -> list[str]:
-        return self._pin("model", model_cids(self.store, model_id), f"model-{model_id[-12:]}")
+    def pin_model(self, model_id: str, catalog_cid: str | None = None) -> list[str]:
+        """The model's public artifacts, and its catalogue entry (what the registry's metadata CID names)."""
+        cids = [*model_cids(self.store, model_id), *([catalog_cid] if catalog_cid else [])]
+        return self._pin("model", cids, f"model-{model_id[-12:]}")
 
     def job_final(self, job: JobRow) -> None:
         if job.kind == JobKind.COMPILE and job.status == JobStatus.PROVED and job.model_id:
-            self._safe(lambda: self.pin_model(str(job.model_id)))
+            entry = (job.input or {}).get("catalog_cid")
+            self._safe(lambda: self.pin_model(str(job.model_id), str(entry) if entry else None))
         elif job.kind == JobKind.PROVE and self.bundles and job.bundle_cid and job.status != JobStatus.FAILED:
             paid = ((job.settlement or {}).get("payment") or {}).get("paid_bundle_cid")
             cids = [job.bundle_cid, *([paid] if paid else [])]
