@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -274,7 +275,10 @@ def test_a_models_page_shows_its_line_of_versions_and_pages_the_catalogue(make_a
         page.wait_for_selector("#models:not([hidden])")
         assert page.locator("#models tbody tr").count() == 25
         page.click("#catalog-more")
-        page.wait_for_function("document.querySelectorAll('#models tbody tr').length === 30")
+        deadline = time.monotonic() + 60  # polled here: the page's CSP forbids wait_for_function's string eval
+        while page.locator("#models tbody tr").count() != 30:
+            assert time.monotonic() < deadline, page.text_content("#catalog-status")
+            time.sleep(0.1)
         assert page.is_hidden("#catalog-more")
         page.goto(f"{node.url}/app/#model/{line[1]}")
         page.wait_for_selector("#model-versions-block:not([hidden])")

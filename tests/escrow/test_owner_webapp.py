@@ -102,9 +102,17 @@ def test_an_owner_lists_registers_finds_calls_and_charts_a_model_from_a_phone(en
         page.fill("#call-json", json.dumps(mlp_input()))
         page.click("#call-button")
         _status(page, "#call-status", timeout=300_000)
-        page.evaluate("location.hash = ''")
-        page.evaluate(f"location.hash = 'model/{model_id}'")
-        _until(lambda: (page.text_content("#stats-status") or "").startswith("1 call"))
+        def stats_show_the_call() -> bool:
+            """The model's page read again until its stats count the call (recorded once it is final: on a loaded
+            machine its settlement may land after the answer)."""
+            if (page.text_content("#stats-status") or "").startswith("1 call"):
+                return True
+            page.evaluate("location.hash = ''")
+            page.evaluate(f"location.hash = 'model/{model_id}'")
+            time.sleep(1.0)
+            return (page.text_content("#stats-status") or "").startswith("1 call")
+
+        _until(stats_show_the_call)
         assert page.locator("#chart-calls canvas").count() == 1 and page.locator("#chart-revenue canvas").count() == 1
         assert "classification" in (page.text_content("#model-details") or "")
         width = page.evaluate("document.documentElement.scrollWidth")

@@ -27,6 +27,7 @@ export function engine() {
 }
 
 let nextCursor = null;
+let catalogAsked = 0; // the newest search: an answer to an older one (a slower response) is dropped
 
 // The catalogue searched on the node (GET /v1/models: free text, task, tag and sort on the server, 25 a page);
 // `more` appends the next page.
@@ -37,9 +38,11 @@ async function loadCatalog(more = false) {
     if ($('task-filter').value) query.set('task', $('task-filter').value);
     if ($('tag-filter').value.trim()) query.set('tag', $('tag-filter').value.trim().toLowerCase());
     if (more && nextCursor) query.set('cursor', nextCursor);
+    const asked = ++catalogAsked;
     const response = await nodeFetch(`/v1/models?${query}`);
     if (!response.ok) throw new Error(await nodeError(response));
     const page = await response.json();
+    if (asked !== catalogAsked) return;
     models = more ? models.concat(page.models || []) : (page.models || []);
     nextCursor = page.next_cursor || null;
     renderCatalog(page.total);
