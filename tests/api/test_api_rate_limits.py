@@ -89,8 +89,8 @@ def test_refused_payments_count_against_the_address() -> None:
     from proofmarket.core.settings import Settings
 
     def answer(request: Any) -> JSONResponse:
-        refused = request.headers.get("PAYMENT-SIGNATURE") == "bad"
-        return JSONResponse({}, status_code=402 if refused else 200)
+        sent = request.headers.get("PAYMENT-SIGNATURE")
+        return JSONResponse({}, status_code={"bad": 402, "bad-input": 422}.get(sent, 200))
 
     inner = Starlette(routes=[Route("/v1/models/m/infer", answer, methods=["POST"])])
     limiter = Limiter(Settings(rate_limit_payer="5/10 seconds", rate_limit_probe="10/10 seconds"))
@@ -102,11 +102,15 @@ def test_refused_payments_count_against_the_address() -> None:
         paid = [good.post("/v1/models/m/infer", headers={"PAYMENT-SIGNATURE": "ok"}).status_code for _ in range(30)]
     assert codes[:10] == [402] * 10 and codes[10:] == [429] * 20, codes
     assert paid == [200] * 30  # each a payer of its own, none refused: the address is not counted
+    with TestClient(app, client=("203.0.113.62", 1)) as sloppy:  # fresh payers, each call's input refused (422)
+        codes = [sloppy.post("/v1/models/m/infer", headers={"PAYMENT-SIGNATURE": "bad-input"}).status_code
+                 for _ in range(15)]
+    assert codes[:10] == [422] * 10 and codes[10:] == [429] * 5, codes
 
 
 def test_paid_routes_count_a_payer_apart_from_its_address(make_app: AppFactory) -> None:
     payers = iter(["0xpayer1", "0xpayer1", "0xpayer1", "0xpayer2"])
-    app = make_app(rate_limit_payer="2/10 seconds", rate_limit_probe="1/10 seconds")
+    app = make_app(rate_limit_payer="2/10 seconds", rate_limit_probe="100/10 seconds")  # 404s count there too
     app.state.services.rails.select = lambda headers: _Payer(next(payers))  # type: ignore[method-assign]
     with TestClient(app) as client:
         paid = [client.post("/v1/models/m/infer", json={}, headers={"PAYMENT-SIGNATURE": "x"}).status_code

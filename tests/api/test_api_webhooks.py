@@ -183,7 +183,8 @@ def test_a_rebinding_name_reaches_only_the_address_that_was_checked(monkeypatch:
                                           {"sni_hostname": "hooks.example.org"})
     with pytest.raises(WebhookTargetRefused, match="private"):
         webhooks.pinned("http://hooks.example.org/in", False)  # the name now answers 127.0.0.1
-    for inner in ("::ffff:127.0.0.1", "64:ff9b::7f00:1", "2002:a00:1::", "64:ff9b::a9fe:a9fe"):
+    for inner in ("::ffff:127.0.0.1", "64:ff9b::7f00:1", "2002:a00:1::", "64:ff9b::a9fe:a9fe", "fec0::1",
+                  "64:ff9b:1::a00:1", "::7f00:1"):
         assert not webhooks.public(ipaddress.ip_address(inner)), inner
     assert webhooks.public(ipaddress.ip_address("2606:4700:4700::1111"))
 

@@ -246,3 +246,20 @@ def test_concurrent_refunds_pay_once(node: Served, chain: Chain) -> None:
         answers = list(pool.map(refund, range(3)))
     assert sorted(a.status_code for a in answers) == [200, 400, 400], [a.text for a in answers]
     assert chain.balances(wallet.address)[0] - before == 5 * PRICE
+
+
+def test_revoking_and_making_keys_does_not_mint_free_calls(node: Served, chain: Chain) -> None:
+    """A key's free calls are its own: a wallet makes at most 50 keys in 24 hours, live or revoked."""
+    wallet = fresh(chain, "key-churn")
+    signer = node_signer(node)
+    for _ in range(50):
+        made = requests.post(f"{node.url}/v1/keys", json={}, timeout=30,
+                             headers=sign_headers(wallet, signer, body_purpose({})))
+        assert made.status_code == 201, made.text
+        key_id = made.json()["id"]
+        revoked = requests.delete(f"{node.url}/v1/keys/{key_id}", timeout=30,
+                                  headers=sign_headers(wallet, signer, f"api-key-revoke-{key_id}"))
+        assert revoked.status_code == 200
+    refused = requests.post(f"{node.url}/v1/keys", json={}, timeout=30,
+                            headers=sign_headers(wallet, signer, body_purpose({})))
+    assert refused.status_code == 400 and "in 24 hours" in refused.json()["error"]["message"], refused.text

@@ -6,10 +6,10 @@
     any route with an API key          the key (``Authorization: Bearer pmk_...`` or ``X-API-Key``; a sha256 of it
                                        is the counter's name), PROOFMARKET_RATE_LIMIT_KEY, when this node knows the
                                        key (an unknown key counts as no key: by the address)
-    ... refused (401, 402, 403)        also the client address (probe or unpaid): a key or a payment is checked by
-                                       its route, after the count, so unknown keys and throwaway payer signatures
-                                       are counted where they come from; an address over that limit meets 429
-                                       whatever key or payment it shows
+    ... answered 4xx                   also the client address (probe or unpaid): a key or a payment is checked by
+                                       its route, after the count, so refused keys, throwaway payer signatures and
+                                       bad requests are counted where they come from; an address over that limit
+                                       meets 429 whatever key or payment it shows
     a paid route without either        the client address, PROOFMARKET_RATE_LIMIT_PROBE (the 402 every x402 client
                                        asks for before it pays)
     every other route                  the client address, PROOFMARKET_RATE_LIMIT_UNPAID
@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import anyio
 from limits import RateLimitItem, parse, storage, strategies
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -48,7 +49,8 @@ log = logging.getLogger("proofmarket.ratelimit")
 PAID_ROUTES = re.compile(r"^/(?:v1/models/[^/]+/(?:infer|generate)|openai/v1/(?:chat/)?completions"
                          r"|v1/credits/buy|v1/passes/buy|v1/channels/refund)$")
 EXEMPT = frozenset({"/health", "/metrics"})
-REFUSED = frozenset({401, 402, 403})  # a key or a payment the route refused
+KEY_CACHE_S = 30.0  # how long "this key is known / unknown" is remembered (a lookup is a database read)
+KEY_CACHE_SIZE = 10_000
 API_KEY_PREFIX = "pmk_"
 WARN_EVERY_S = 60.0
 
@@ -135,13 +137,14 @@ class RateLimit:
 
     def __init__(self, app: ASGIApp, limiter: Limiter, payer_of: Callable[[Mapping[str, str]], str | None]) -> None:
         self.app, self.limiter, self.payer_of = app, limiter, payer_of
+        self._keys: dict[str, tuple[bool, float]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in EXEMPT:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        policy, who = self._counter(scope, headers)
+        policy, who = await anyio.to_thread.run_sync(self._counter, scope, headers)  # a key is a database read
         fallback = None
         if policy in ("key", "payer"):
             # the key or the payment is not checked yet: a refused one (401, 402, 403) counts against the client
@@ -163,7 +166,7 @@ class RateLimit:
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                if fallback is not None and message.get("status") in REFUSED:
+                if fallback is not None and int(message.get("status", 200)) >= 400:
                     self.limiter.check(*fallback)
                 raw = list(message.get("headers", []))
                 raw += [(k.lower().encode(), v.encode()) for k, v in limit_headers.items()]
@@ -174,7 +177,7 @@ class RateLimit:
 
     def _counter(self, scope: Scope, headers: Headers) -> tuple[str, str]:
         key = _api_key(headers)
-        if key is not None and self._payer(headers):  # a key this node knows (its wallet found by the key's hash)
+        if key is not None and self._known(key, headers):  # a key this node knows (its wallet found by its hash)
             return "key", hashlib.sha256(key.encode()).hexdigest()
         if key is not None:  # a key nobody holds counts like no key: by the address
             return ("probe" if PAID_ROUTES.match(scope["path"]) else "unpaid"), self.limiter.client_address(scope,
@@ -185,6 +188,21 @@ class RateLimit:
                 return "payer", payer
             return "probe", self.limiter.client_address(scope, headers)
         return "unpaid", self.limiter.client_address(scope, headers)
+
+    def _known(self, key: str, headers: Headers) -> bool:
+        """Whether this node knows ``key`` (remembered for KEY_CACHE_S: a flood of one made-up key costs one read)."""
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        now = time.monotonic()
+        cached = self._keys.get(digest)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        known = bool(self._payer(headers))
+        if len(self._keys) >= KEY_CACHE_SIZE:
+            self._keys = {k: v for k, v in self._keys.items() if v[1] > now}
+            if len(self._keys) >= KEY_CACHE_SIZE:
+                self._keys.clear()
+        self._keys[digest] = (known, now + KEY_CACHE_S)
+        return known
 
     def _payer(self, headers: Headers) -> str | None:
         try:

@@ -26,6 +26,7 @@ from proofmarket.db.owner_tables import UsedSignatureRow
 from proofmarket.db.tables import utcnow
 
 _CREATE = threading.Lock()
+KEEP_S = 600  # a used signature is remembered this long after it expires (another node's clock may run behind)
 
 
 class UsedSignatures:
@@ -38,7 +39,7 @@ class UsedSignatures:
 
     def first_use(self, key: tuple[str, str, str], expires: float) -> bool:
         address, nonce, path = key
-        until = datetime.fromtimestamp(expires, UTC)
+        until = datetime.fromtimestamp(expires + KEEP_S, UTC)  # kept longer: nodes' clocks differ a little
         try:
             with self.db.session() as s:
                 s.add(UsedSignatureRow(address=address, nonce=nonce, path=path[:300], expires_at=until))

@@ -115,13 +115,13 @@ def prepare_upload(form: FormData, settings: Settings, store: ArtifactStore, who
             models.parse_samples(samples, info)
             spec["onnx_cid"] = store.put_file(path)
             spec["size_bytes"] = size
+            if entry is not None:
+                spec["catalog"] = entry.model_dump(mode="json", exclude_none=True)
+                spec["catalog_cid"] = store.put_json(spec["catalog"])
         except BaseException:
             if request is not None:  # admitted (and counted), then refused: it stops counting
                 who.submissions.unreserve(request)
             raise
-    if entry is not None:
-        spec["catalog"] = entry.model_dump(mode="json", exclude_none=True)
-        spec["catalog_cid"] = store.put_json(spec["catalog"])
     if request is not None:
         spec["nonce"] = request.nonce  # the request hash differs per signed request: a new request is a new job
     return spec, request_hash(JobKind.COMPILE, None, spec), request

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
@@ -58,8 +57,7 @@ Cover = Callable[[PaymentTicket, int], None]
 class JobService:
     def __init__(self, jobs: JobRepo, queue: JobQueue, cache: ProofCache | None = None) -> None:
         self.jobs, self.queue, self.cache = jobs, queue, cache
-        self._funds = threading.Lock()  # one paid submission at a time checks and takes a payer's balance
-        self._leases = LeaseRepo(jobs.db)  # ... and one at a time per payer across the nodes on this database
+        self._leases = LeaseRepo(jobs.db)  # a payer's calls check and take its balance one at a time, on every node
 
     def existing(self, key: str | None, request: str, payer: str | None = None) -> JobRow | None:
         """The job an earlier request with this idempotency key (and payer) created, if any (same request or
@@ -90,7 +88,7 @@ class JobService:
                      system=system or DEFAULT_SYSTEM, rail=rail or ("x402" if ticket else "free"))
         if ticket is None or cover is None or not payer:
             return self._submit(new)
-        with self._funds, self.funds_of(payer):
+        with self.funds_of(payer):  # one payer's calls take turns; other payers are not held up
             found = self._found(new)
             if found is not None:
                 return found, False
@@ -111,7 +109,7 @@ class JobService:
                      payment_nonce=ticket.nonce if ticket else None, payment=ticket.to_json() if ticket else None,
                      system=system, rail=rail)
         payer = ticket.payer if ticket is not None and cover is not None else None
-        with self._funds, self.funds_of(payer) if payer else nullcontext():
+        with self.funds_of(payer) if payer else nullcontext():
             if ticket is not None and payer and cover is not None:
                 cover(ticket, self.jobs.held_by(payer, besides=ticket.nonce))
             try:

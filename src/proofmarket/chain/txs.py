@@ -26,7 +26,7 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.exceptions import TransactionNotFound, Web3RPCError
 
-from proofmarket.core.errors import FeeTooHigh, RPCUnavailable
+from proofmarket.core.errors import FeeTooHigh, TransactionNotMined
 from proofmarket.core.profiles import GasPolicy
 
 log = logging.getLogger(__name__)
@@ -151,7 +151,7 @@ class Submission:
                     return tx_hash, receipt
             now = time.monotonic()
             if now - start > timeout:
-                raise RPCUnavailable(f"transaction nonce {self.tx['nonce']} was not mined in {timeout:.0f} s "
+                raise TransactionNotMined(f"transaction nonce {self.tx['nonce']} was not mined in {timeout:.0f} s "
                                      f"(sent as {', '.join(self.hashes)})", hashes=list(self.hashes))
             if now - last_send >= self.policy.resend_after_s and self.resends < self.policy.max_resends:
                 self._resend()

@@ -324,6 +324,12 @@ class RegistryMismatch(VerificationFailed, code="registry_mismatch", http_status
 class ChainError(ProofMarketError, code="chain_error", http_status=502, exit_code=4): ...
 class ContractReverted(ChainError, code="contract_reverted", http_status=409): ...
 class RPCUnavailable(ChainError, code="rpc_unavailable", http_status=503): ...
+
+
+class TransactionNotMined(RPCUnavailable):
+    """A transaction was sent (``details.hashes``) but no receipt came in time: it may still be mined."""
+
+
 class FeeTooHigh(ChainError, code="fee_too_high", http_status=503):
     """The chain's base fee is above the chain profile's fee cap: nothing was sent."""
 

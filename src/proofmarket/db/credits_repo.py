@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from proofmarket.core.errors import PaymentSettlementFailed
 from proofmarket.db.credits_tables import ApiKeyRow, CreditEntryRow, CreditPassRow, FreeQuotaRow
 from proofmarket.db.engine import Database
 from proofmarket.db.tables import utcnow
@@ -51,13 +52,16 @@ class CreditsRepo:
         moves its key's spent total in the same transaction (a draw: what it used minus the ceiling reserved)."""
         try:
             with self.db.session() as s:
+                key = s.get(ApiKeyRow, key_id, with_for_update=True) if kind == "draw" and key_id else None
+                if kind == "draw" and s.scalars(select(CreditEntryRow.id).where(
+                        CreditEntryRow.ref == f"{ref}:void")).first() is not None:
+                    raise PaymentSettlementFailed("this call's payment was released (the call failed): nothing is "
+                                                  "drawn", ref=ref)
                 row = CreditEntryRow(wallet=wallet.lower(), kind=kind, amount=amount, ref=ref, key_id=key_id,
                                      model_id=model_id, job_id=job_id, created_at=utcnow())
                 s.add(row)
-                if spent_delta and key_id is not None:
-                    key = s.get(ApiKeyRow, key_id, with_for_update=True)
-                    if key is not None:
-                        key.spent_atomic = max(0, key.spent_atomic + spent_delta)
+                if spent_delta and key is not None:
+                    key.spent_atomic = max(0, key.spent_atomic + spent_delta)
                 s.flush()
                 return row, True
         except IntegrityError:
@@ -84,6 +88,8 @@ class CreditsRepo:
         try:
             with self.db.session() as s:
                 key = s.get(ApiKeyRow, key_id, with_for_update=True)
+                if s.scalars(select(CreditEntryRow.id).where(CreditEntryRow.ref == ref)).first() is not None:
+                    return  # drawn already: the draw turned the reservation into what the call used
                 s.add(CreditEntryRow(wallet=key.wallet if key else "", kind="void", amount=0, ref=f"{ref}:void",
                                      key_id=key_id, created_at=utcnow()))
                 s.flush()

@@ -70,6 +70,7 @@ def private_allowed(settings: Settings) -> bool:
 
 
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
+LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215: a network's own translator
 
 
 def public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
@@ -77,6 +78,10 @@ def public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     if not address.is_global:
         return False
     if isinstance(address, ipaddress.IPv6Address):
+        if address.is_site_local or address in LOCAL_NAT64:
+            return False
+        if int(address) >> 32 == 0:  # ::a.b.c.d (IPv4-compatible, deprecated): its IPv4 address decides
+            return ipaddress.IPv4Address(int(address)).is_global
         inner = address.ipv4_mapped or address.sixtofour
         if inner is None and address in NAT64:
             inner = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
@@ -110,7 +115,7 @@ def pinned(url: str, allow_private: bool) -> tuple[str, dict[str, str], dict[str
     chosen = addresses[0]
     literal = f"[{chosen}]" if chosen.version == 6 else str(chosen)
     netloc = literal + (f":{parts.port}" if parts.port else "")
-    host_header = host + (f":{parts.port}" if parts.port else "")
+    host_header = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
     extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
     return urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, "")), {"Host": host_header}, extensions
 

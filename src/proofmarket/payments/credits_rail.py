@@ -19,7 +19,7 @@ import hashlib
 import secrets
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
@@ -33,6 +33,7 @@ from proofmarket.core.errors import (
     ApiKeyOutOfScope,
     PaymentInsufficientFunds,
     PaymentSettlementFailed,
+    TransactionNotMined,
     UsageError,
 )
 from proofmarket.db.credits_repo import CreditsRepo
@@ -127,8 +128,10 @@ class CreditsRail:
             self.repo.add(wallet, "refund", amount, ref)  # taken first: a failed transfer is put back below
         try:
             tx = UsdcToken(chain.client, chain.usdc).transfer(to_checksum_address(wallet), amount, self.node).tx_hash
+        except TransactionNotMined:
+            raise  # sent: it may still be mined, so the credits stay taken (the node's log and the chain tell)
         except Exception:
-            self.repo.add(wallet, "deposit", amount, ref + ":undone")
+            self.repo.add(wallet, "deposit", amount, ref + ":undone")  # never sent: the credits come back
             raise
         return amount, tx
 
@@ -139,11 +142,21 @@ class CreditsRail:
 
     # --- keys ------------------------------------------------------------------------------------
     def new_key(self, wallet: str, *, models: list[str] | None = None, cap_atomic: int | None = None,
-                expires_at: datetime | None = None) -> tuple[str, ApiKeyRow]:
-        """A new key for ``wallet``: (the secret, shown once; its row, which keeps only a hash)."""
-        secret = PREFIX + secrets.token_urlsafe(32)
-        row = self.repo.add_key("k_" + secrets.token_hex(8), wallet, key_hash(secret), models, cap_atomic,
-                                expires_at)
+                expires_at: datetime | None = None, max_keys: int | None = None) -> tuple[str, ApiKeyRow]:
+        """A new key for ``wallet``: (the secret, shown once; its row, which keeps only a hash). With ``max_keys``:
+        refused when the wallet holds that many live keys or made that many in 24 hours (a key's free calls are its
+        own, so revoking and making keys must not mint free calls), counted under the wallet's funds lock."""
+        with self.funds_of(wallet):
+            if max_keys is not None:
+                keys = self.repo.keys_of(wallet)
+                live = sum(1 for k in keys if k.revoked_at is None)
+                recent = sum(1 for k in keys if k.created_at > datetime.now(UTC) - timedelta(days=1))
+                if live >= max_keys or recent >= max_keys:
+                    raise UsageError(f"this wallet holds {live} live API keys and made {recent} in 24 hours; the "
+                                     f"most is {max_keys} of each: revoke one, or wait", wallet=wallet)
+            secret = PREFIX + secrets.token_urlsafe(32)
+            row = self.repo.add_key("k_" + secrets.token_hex(8), wallet, key_hash(secret), models, cap_atomic,
+                                    expires_at)
         return secret, row
 
     def key(self, headers: Mapping[str, str]) -> ApiKeyRow:
@@ -235,8 +248,8 @@ class CreditsRail:
         key_id = ticket.doc.get("key_id")
         if source in ("free", "pass"):
             self.repo.drop_reservation(ticket.nonce)
-        elif key_id and self.repo.entry(ticket.nonce) is None:
-            self.repo.release_cap(str(key_id), ticket.amount_atomic, ticket.nonce)
+        elif key_id:
+            self.repo.release_cap(str(key_id), ticket.amount_atomic, ticket.nonce)  # not if it was drawn
 
     def answer_headers(self, settlement: Settlement) -> dict[str, str]:
         payment = settlement.payment or {}

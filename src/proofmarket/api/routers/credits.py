@@ -51,7 +51,7 @@ from proofmarket.payments.x402_rail import X402Payments
 router = APIRouter(tags=["credits"])
 MAX_BUY_ATOMIC = 10_000 * 10**6  # 10,000 USDC in one purchase
 MAX_SCOPE = 100
-MAX_KEYS = 50  # live keys a wallet may hold (each has its own free calls of a model a day)
+MAX_KEYS = 50  # live keys a wallet may hold, and keys it may make in 24 hours (each has its own free calls a day)
 
 
 def _rail(services: NodeServices) -> CreditsRail:
@@ -87,12 +87,9 @@ async def create_key(request: Request, services: ServicesDep,
     if expires is not None and (isinstance(expires, bool) or not isinstance(expires, int) or expires <= 0):
         raise UsageError("expires_in_s must be a positive number of seconds")
     until = datetime.now(UTC) + timedelta(seconds=expires) if expires else None
-    live = [k for k in await run_in_threadpool(rail.repo.keys_of, wallet) if k.revoked_at is None]
-    if len(live) >= MAX_KEYS:
-        raise UsageError(f"this wallet has {len(live)} live API keys, the most a wallet may hold: revoke one first",
-                         wallet=wallet)
     secret, row = await run_in_threadpool(rail.new_key, wallet, models=models,
-                                          cap_atomic=int(cap) if cap is not None else None, expires_at=until)
+                                          cap_atomic=int(cap) if cap is not None else None, expires_at=until,
+                                          max_keys=MAX_KEYS)
     return {"key": secret, **row.view(), "note": "the key is shown once: keep it; the node keeps only its hash"}
 
 
