@@ -35,11 +35,11 @@ def _status(page: object, selector: str, timeout: int = 600_000) -> str:
     return page.text_content(selector) or ""  # type: ignore[attr-defined]
 
 
-def _until(done: Callable[[], bool], timeout_s: float = 90.0) -> None:
+def _until(done: Callable[[], bool], timeout_s: float = 90.0, shown: Callable[[], object] | None = None) -> None:
     """Poll in Python (the page's CSP forbids the string evaluation of wait_for_function)."""
     deadline = time.monotonic() + timeout_s
     while not done():
-        assert time.monotonic() < deadline, "the page did not get there"
+        assert time.monotonic() < deadline, f"the page did not get there: {shown() if shown else ''}"
         time.sleep(0.2)
 
 
@@ -112,7 +112,8 @@ def test_an_owner_lists_registers_finds_calls_and_charts_a_model_from_a_phone(en
             time.sleep(1.0)
             return (page.text_content("#stats-status") or "").startswith("1 call")
 
-        _until(stats_show_the_call)
+        _until(stats_show_the_call, shown=lambda: (page.text_content("#stats-status"),
+                                                    page.text_content("#call-status")))
         assert page.locator("#chart-calls canvas").count() == 1 and page.locator("#chart-revenue canvas").count() == 1
         assert "classification" in (page.text_content("#model-details") or "")
         width = page.evaluate("document.documentElement.scrollWidth")
