@@ -98,7 +98,9 @@ def test_an_owner_lists_registers_finds_calls_and_charts_a_model_from_a_phone(en
         _until(lambda: page.locator("#models tbody tr").count() == 1)  # the tag's one listing
         assert page.locator(f"#models a[href='#model/{model_id}']").count() == 1
         page.click(f"#models a[href='#model/{model_id}']")
-        page.wait_for_selector("#call-json")
+        # the model's page is built (its form too) once its title names it: fill the input after that, not before
+        _until(lambda: page.text_content("#model-title") == "owner-iris",
+               shown=lambda: page.text_content("#model-title"))
         page.fill("#call-json", json.dumps(mlp_input()))
         page.click("#call-button")
         _status(page, "#call-status", timeout=300_000)

@@ -326,7 +326,7 @@ class ContractReverted(ChainError, code="contract_reverted", http_status=409): .
 class RPCUnavailable(ChainError, code="rpc_unavailable", http_status=503): ...
 
 
-class TransactionNotMined(RPCUnavailable):
+class TransactionNotMined(RPCUnavailable, code="transaction_not_mined", http_status=503):
     """A transaction was sent (``details.hashes``) but no receipt came in time: it may still be mined."""
 
 

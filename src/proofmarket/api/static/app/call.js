@@ -156,6 +156,7 @@ async function payingFetch(info) {
 
 export async function call(m) {
   $('call-result').replaceChildren();
+  if (!m) { say('call-status', 'the model\'s page is still loading: nothing was sent, nothing paid', 'bad'); return; }
   let doc;
   try { doc = requestBody(m); } catch (err) {
     say('call-status', 'the input is not valid JSON: nothing was sent, nothing paid', 'bad'); return;
