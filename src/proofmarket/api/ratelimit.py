@@ -144,13 +144,15 @@ class RateLimit:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        policy, who = await anyio.to_thread.run_sync(self._counter, scope, headers)  # a key is a database read
+        if _api_key(headers) is not None:  # a key is looked up in the database: off the event loop
+            policy, who = await anyio.to_thread.run_sync(self._counter, scope, headers)
+        else:
+            policy, who = self._counter(scope, headers)
         fallback = None
         if policy in ("key", "payer"):
-            # the key or the payment is not checked yet: a refused one (401, 402, 403) counts against the client
+            # the key or the payment is not checked yet: a refused one (any 4xx) counts against the client
             # address, so random keys or throwaway payer signatures cannot dodge the address's limit
-            fallback = ("probe" if PAID_ROUTES.match(scope["path"]) else "unpaid",
-                        self.limiter.client_address(scope, headers))
+            fallback = self._by_address(scope, headers)
             if not self.limiter.test(*fallback):
                 policy, who = fallback
         allowed, limit_headers = self.limiter.check(policy, who)
@@ -179,15 +181,16 @@ class RateLimit:
         key = _api_key(headers)
         if key is not None and self._known(key, headers):  # a key this node knows (its wallet found by its hash)
             return "key", hashlib.sha256(key.encode()).hexdigest()
-        if key is not None:  # a key nobody holds counts like no key: by the address
-            return ("probe" if PAID_ROUTES.match(scope["path"]) else "unpaid"), self.limiter.client_address(scope,
-                                                                                                       headers)
-        if PAID_ROUTES.match(scope["path"]):
+        if key is None and PAID_ROUTES.match(scope["path"]):
             payer = self._payer(headers)
             if payer:
                 return "payer", payer
-            return "probe", self.limiter.client_address(scope, headers)
-        return "unpaid", self.limiter.client_address(scope, headers)
+        return self._by_address(scope, headers)  # no key (or one nobody holds), no payment
+
+    def _by_address(self, scope: Scope, headers: Headers) -> tuple[str, str]:
+        """The client address's counter: probe on a paid route (the 402 an x402 client asks for first), else
+        unpaid."""
+        return ("probe" if PAID_ROUTES.match(scope["path"]) else "unpaid"), self.limiter.client_address(scope, headers)
 
     def _known(self, key: str, headers: Headers) -> bool:
         """Whether this node knows ``key`` (remembered for KEY_CACHE_S: a flood of one made-up key costs one read)."""

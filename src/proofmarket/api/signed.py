@@ -3,7 +3,7 @@
 The message (``proofmarket.core.address_signature``) names this node by its signer address, never by the host the
 request names, so a signature made for another node (or a page on another host) opens nothing here. It is
 accepted within 30 seconds of its time (one minute in all), and once per list: a replayed one is refused, on every
-node of the database (``used_signatures``; a node without a database remembers them in memory).
+node of the database (``used_signatures``).
 """
 
 from __future__ import annotations
@@ -52,27 +52,6 @@ class UsedSignatures:
         return True
 
 
-class SeenSignatures:
-    """(address, nonce, list) already accepted, until their signature expires: each opens one read (in memory, for a
-    node without a database)."""
-
-    def __init__(self) -> None:
-        self._seen: dict[tuple[str, str, str], float] = {}
-        self._lock = threading.Lock()
-        self._prune_at = 1024
-
-    def first_use(self, key: tuple[str, str, str], expires: float) -> bool:
-        now = time.time()
-        with self._lock:
-            if len(self._seen) > self._prune_at:  # expired ones dropped; amortised over the inserts since
-                self._seen = {k: t for k, t in self._seen.items() if t > now}
-                self._prune_at = max(1024, 2 * len(self._seen))
-            if self._seen.get(key, 0.0) > now:
-                return False
-            self._seen[key] = expires
-            return True
-
-
 def node_address(services: Any) -> str:
     """The node's signer address (its attested and receipt key), lower-case: what history signatures name."""
     attested = getattr(services, "attested", None)
@@ -111,10 +90,9 @@ def signed_address(request: Request, purpose: str) -> str:
     if signer.lower() != address.lower():
         raise Unauthorized(f"the address signature was not made by X-Address for this node ({node})")
     with _CREATE:
-        seen: UsedSignatures | SeenSignatures | None = getattr(request.app.state, "seen_signatures", None)
+        seen: UsedSignatures | None = getattr(request.app.state, "seen_signatures", None)
         if seen is None:
-            db = getattr(services, "db", None)
-            seen = request.app.state.seen_signatures = UsedSignatures(db) if db is not None else SeenSignatures()
+            seen = request.app.state.seen_signatures = UsedSignatures(services.db)
     if not seen.first_use((signer.lower(), nonce, request.url.path), int(stamp) + MAX_AGE_S + 1):
         raise Unauthorized("this address signature was already used for this list: sign again (each opens one read)")
     return signer.lower()

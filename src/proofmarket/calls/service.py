@@ -18,7 +18,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 from proofmarket.calls.cache import ProofCache
@@ -88,17 +88,12 @@ class JobService:
                      system=system or DEFAULT_SYSTEM, rail=rail or ("x402" if ticket else "free"))
         if ticket is None or cover is None or not payer:
             return self._submit(new)
-        with self.funds_of(payer):  # one payer's calls take turns; other payers are not held up
+        with self._leases.funds(payer):  # one payer's calls take turns; other payers are not held up
             found = self._found(new)
             if found is not None:
                 return found, False
             cover(ticket, self.jobs.held_by(payer, besides=ticket.nonce))
             return self._submit(new)
-
-    def funds_of(self, payer: str) -> AbstractContextManager[None]:
-        """The payer's funds lock: held while a call checks its balance and stores the job that holds it, and while
-        credits are refunded (every node on this database takes turns)."""
-        return self._leases.hold(f"funds:{payer.lower()}")
 
     def open_call(self, model_id: str, request: dict[str, Any], ticket: PaymentTicket | None, cover: Cover | None,
                   *, system: str, rail: str) -> JobRow:
@@ -109,7 +104,7 @@ class JobService:
                      payment_nonce=ticket.nonce if ticket else None, payment=ticket.to_json() if ticket else None,
                      system=system, rail=rail)
         payer = ticket.payer if ticket is not None and cover is not None else None
-        with self.funds_of(payer) if payer else nullcontext():
+        with self._leases.funds(payer) if payer else nullcontext():
             if ticket is not None and payer and cover is not None:
                 cover(ticket, self.jobs.held_by(payer, besides=ticket.nonce))
             try:

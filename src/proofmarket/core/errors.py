@@ -174,6 +174,10 @@ class ListingNotAllowed(Forbidden, code="listing_not_allowed"):
     """The node's listing policy does not take listings from this owner."""
 
 
+class ListingBusy(UsageError, code="listing_busy", http_status=409):
+    """Another upload's admission held the node's listing check for too long: try again."""
+
+
 class OwnerQuotaExceeded(Forbidden, code="owner_quota_exceeded"):
     """The owner is at one of the node's per-owner quotas (models, bytes, compile seconds a day)."""
 

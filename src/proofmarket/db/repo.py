@@ -10,7 +10,7 @@ import builtins
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from proofmarket.core.errors import DuplicateJob, ModelOwnedByOther, PaymentPayerBusy
+from proofmarket.core.errors import DuplicateJob, ModelOwnedByOther, PaymentPayerBusy, ProofMarketError
 from proofmarket.db.engine import Database
 from proofmarket.db.tables import (
     JobKind,
@@ -345,23 +345,29 @@ class LeaseRepo:
             s.execute(delete(LeaseRow).where(LeaseRow.name == name, LeaseRow.holder == holder))
 
     @contextmanager
-    def hold(self, name: str, *, wait_s: float = 10.0, ttl_s: float = 30.0) -> Iterator[None]:
-        """Hold ``name`` for the block: a lock every process on this database sees (two nodes checking and taking
-        one payer's balance take turns). Waits up to ``wait_s`` for another holder; ``PaymentPayerBusy`` after.
-        A holder that dies loses it after ``ttl_s``."""
+    def hold(self, name: str, busy: ProofMarketError, *, wait_s: float = 10.0, ttl_s: float = 30.0) -> Iterator[None]:
+        """Hold ``name`` for the block: a lock every process on this database sees. Waits up to ``wait_s`` for
+        another holder, then raises ``busy``. A holder that dies loses it after ``ttl_s``."""
         holder = uuid.uuid4().hex
         deadline = time.monotonic() + wait_s
         pause = 0.002
         while not self.acquire(name, holder, ttl_s):
             if time.monotonic() > deadline:
-                raise PaymentPayerBusy(f"another call of this payer held its balance for over {wait_s:g} s: try "
-                                       "again", lock=name)
+                raise busy
             time.sleep(pause)
             pause = min(0.05, pause * 2)
         try:
             yield
         finally:
             self.release(name, holder)
+
+    def funds(self, payer: str, wait_s: float = 10.0) -> AbstractContextManager[None]:
+        """A payer's funds lock: held while one of its calls checks and takes its balance (the job that holds it
+        stored), while a key's free calls, pass calls and cap are taken, and while its credits are refunded; every
+        node on this database takes turns."""
+        name = f"funds:{payer.lower()}"
+        return self.hold(name, PaymentPayerBusy(f"another call of this payer held its balance for over {wait_s:g} "
+                                                "s: try again", lock=name), wait_s=wait_s)
 
 
 def _payer_of(payment: dict[str, Any] | None) -> str | None:

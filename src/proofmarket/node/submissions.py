@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from proofmarket.core.errors import (
+    ListingBusy,
     ListingNotAllowed,
     ListingReplayed,
     ListingSignatureInvalid,
@@ -79,7 +80,8 @@ class Submissions:
                                     "one of them", owner=owner)
         # checked and counted in one step, one upload at a time on every node of this database: the reservation
         # (an open submission) counts in the next upload's quotas, so parallel uploads cannot pass one check each
-        with LeaseRepo(self.db).hold("listing-admission", wait_s=30.0):
+        busy = ListingBusy("other uploads were being admitted for over 30 s: try again")
+        with LeaseRepo(self.db).hold("listing-admission", busy, wait_s=30.0):
             timeout = self._quotas(owner, size_bytes)
             self.reserve(request, owner, size_bytes)
         status = ModelStatus.PENDING if policy == "review" and owner not in listed else ModelStatus.ACTIVE

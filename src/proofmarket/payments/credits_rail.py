@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -68,13 +67,7 @@ class CreditsRail:
 
     def __init__(self, repo: CreditsRepo, node: LocalAccount, network: str, chain: NodeChain | None = None) -> None:
         self.repo, self.node, self.network, self.chain = repo, node, network, chain
-        self.leases = LeaseRepo(repo.db)
-
-    def funds_of(self, wallet: str) -> AbstractContextManager[None]:
-        """The wallet's funds lock, the one ``JobService`` holds while a call checks and takes its balance: a key's
-        free calls, its pass's calls and its spend cap are counted and taken under it too, and refunds wait for it
-        (every node on one database takes turns)."""
-        return self.leases.hold(f"funds:{wallet.lower()}")
+        self.leases = LeaseRepo(repo.db)  # the wallet's funds lock (LeaseRepo.funds), JobService's too
 
     # --- buying and refunding (on chain) ---------------------------------------------------------
     def deposit(self, tx_hash: str) -> list[tuple[str, int, bool]]:
@@ -119,7 +112,7 @@ class CreditsRail:
         """Send the wallet's unspent credits back on chain, less what ``held()`` (its calls not settled yet) holds:
         (amount, transaction)."""
         chain = self._chain()
-        with self.funds_of(wallet):  # no call takes the balance meanwhile, and no second refund
+        with self.leases.funds(wallet):  # no call takes the balance meanwhile, and no second refund
             amount = self.repo.balance(wallet) - held()
             if amount <= 0:
                 raise UsageError("there are no credits to refund (what remains is held by calls not settled yet)",
@@ -146,7 +139,7 @@ class CreditsRail:
         """A new key for ``wallet``: (the secret, shown once; its row, which keeps only a hash). With ``max_keys``:
         refused when the wallet holds that many live keys or made that many in 24 hours (a key's free calls are its
         own, so revoking and making keys must not mint free calls), counted under the wallet's funds lock."""
-        with self.funds_of(wallet):
+        with self.leases.funds(wallet):
             if max_keys is not None:
                 keys = self.repo.keys_of(wallet)
                 live = sum(1 for k in keys if k.revoked_at is None)
@@ -196,7 +189,7 @@ class CreditsRail:
         doc: dict[str, Any] = {"key_id": row.id, "model_id": offer.model_id, "resource": offer.resource,
                                "source": "credits"}
         nonce = f"credits:{row.id}:{call}"
-        with self.funds_of(row.wallet):
+        with self.leases.funds(row.wallet):
             quota = self.repo.free_quota(offer.model_id)
             if quota and self.repo.used_today("free", key_id=row.id, model_id=offer.model_id) < quota:
                 doc["source"], nonce = "free", f"free:{row.id}:{call}"  # the owner's free calls for this key today
