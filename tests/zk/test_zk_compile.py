@@ -53,7 +53,9 @@ def test_search_reports_every_candidate_and_picks_by_the_objective_among_the_tim
     timed = [c for c in report.candidates if c.prove_s is not None]
     assert timed, "at least one candidate gets a real timed proof"
     assert report.picked is pick(timed, report.objective)
-    assert all(c.proof_bytes and c.verify_gas and c.prove_runs >= 2 for c in timed)
+    assert all(c.proof_bytes and c.verify_gas for c in timed)
+    # a median and a spread when candidates are compared; one proof (the self-check's) when one is timed alone
+    assert all(c.prove_runs >= 2 for c in timed) if len(timed) > 1 else timed[0].prove_runs == 1
     assert report.picked.max_abs_error is not None
     assert report.picked.max_abs_error <= report.error_limit
     assert report.picked.argmax_match is True  # the MLP is a classifier

@@ -2,11 +2,14 @@
 
 EZKL's defaults decompose values with base 16384 in 2 legs, which forces a 2^15-row range table; a
 smaller base with more legs, with the right scale and column count, often fits the same model in
-2^9-2^11 rows and proves 10-40x faster. We try a grid of (decomposition base, legs, scale) at one inner
-column, then more columns for the cheapest few, let EZKL calibrate each to its smallest logrows, keep
-those whose witness outputs on the owner's samples stay within the bound against onnxruntime, then set up
-keys and time real proofs (several, for their spread) for the few the work model ranks cheapest, within a
-search budget that grows with the predicted prove time. Every candidate is reported.
+2^9-2^11 rows and proves 10-40x faster. We try each small decomposition at one inner column and the
+coarsest scale that keeps the witness outputs on the owner's samples within the bound against onnxruntime
+(a finer scale only widens the values: more rows, never fewer), EZKL's own decomposition and defaults only
+when their range table alone does not rule them out, then more columns for the cheapest few while the rows
+(not a table or a hash) set their size; EZKL calibrates each to its smallest logrows. Then keys and timed
+real proofs (several, for their spread) for the few the work model ranks cheapest and no other candidate
+beats on every count (rows, columns, lookups), within a search budget that grows with the predicted prove
+time. Every candidate tried is reported.
 
 What a call costs (the :class:`Objective`): the node's CPU seconds and the caller's wait for the proof,
 the verification gas a consumer pays when the model is sold on chain (predicted from the proof's size and
@@ -45,11 +48,12 @@ DEFAULT_DECOMPOSITIONS: tuple[tuple[int, int], ...] = (
     (16384, 2), (1024, 2), (256, 2), (256, 3), (128, 3), (64, 4),
 )
 DEFAULT_SCALES: tuple[int, ...] = (6, 7, 10)
-COARSE_SCALES: tuple[int, ...] = (6, 7)  # tried first; 10 (more rows) only where neither is accurate enough
 DEFAULT_COLUMNS: tuple[int, ...] = (1, 2, 4)
 REBASE_MULTIPLIERS: tuple[int, ...] = (1, 2, 10)
 MAX_LOGROWS = 20
 WIDEN = 3  # the default grid tries more inner columns on this many of its cheapest one-column circuits
+WITHIN = 2.0  # candidates within this factor of the cheapest estimated work are all timed (one per shape)
+EZKL_DECOMPOSITION = (16384, 2)  # EZKL's default decomposition (and 2 inner columns)
 
 #: Verification gas of EZKL's Solidity verifier (eth_estimateGas of ``verifyProof``: 21,000 intrinsic, calldata
 #: and the pairing check) = GAS_BASE + GAS_PER_PROOF_BYTE x proof bytes + GAS_PER_INSTANCE x public instances,
@@ -108,6 +112,9 @@ class Candidate:
     logrows: int | None = None
     num_rows: int | None = None
     rebase: int | None = None  # the scale-rebase multiplier calibration picked
+    lookups: int | None = None  # lookup and range-check tables the circuit needs (each one a lookup argument)
+    const_columns: int | None = None  # fixed columns its constants (fixed weights) fill at its logrows
+    hash_rows: int | None = None  # rows of its Poseidon hashing (hashed input or weights): a floor on its rows
     max_abs_error: float | None = None
     argmax_match: bool | None = None
     prove_s_predicted: float | None = None  # from the circuit's work (predict.py's fit): the same on any machine
@@ -246,31 +253,19 @@ def ezkl_default_candidate() -> Candidate:
 
 
 def search(job: TuningJob, candidates: list[Candidate] | None = None, progress: Progress = _noop) -> TuningReport:
-    """Evaluate ``candidates`` as given, or the default grid: one inner column first, then two and four for
-    the ``WIDEN`` cheapest accurate one-column circuits (more columns mostly trade rows for columns at the
-    same work; trying them on circuits already out of the running costs a calibration each for nothing)."""
+    """Evaluate ``candidates`` as given, or the default grid (:func:`_default_grid`), then time the cheapest."""
     started = time.perf_counter()
-    widen = candidates is None
-    if candidates is None:  # the finest scale only for decompositions that the coarser ones do not fit
-        candidates = [*default_candidates(scales=COARSE_SCALES, columns=(1,))]
-    scales = [c.scale if c.scale is not None else EZKL_DEFAULT_SCALE for c in candidates]
-    finest = max([*scales, *(DEFAULT_SCALES if widen else ())], default=7)
+    grid = candidates is None
+    scales = [c.scale if c.scale is not None else EZKL_DEFAULT_SCALE for c in candidates or []]
+    finest = max([*scales, *(DEFAULT_SCALES if grid else ())], default=7)
     limit = job.bound.limit([o for outs in job.reference for o in outs], finest)
     data = job.workdir / "calibration.json"
     data.write_text(json.dumps(calibration_input(job.samples)))
     measured: dict[tuple[object, ...], Candidate] = {}
-    _evaluate(job, candidates, 0, data, limit, measured, progress)
-    if widen:
-        fine = [Candidate(b, legs, scale, 1) for b, legs in DEFAULT_DECOMPOSITIONS for scale in DEFAULT_SCALES
-                if scale not in COARSE_SCALES and not any(c.status == "ok" and c.decomp_base == b and
-                                                          c.decomp_legs == legs for c in candidates)]
-        _evaluate(job, fine, len(candidates), data, limit, measured, progress)
-        candidates = [*candidates, *fine]
-        ones = sorted((c for c in candidates if c.status == "ok" and c.num_inner_cols == 1), key=cost_rank)
-        wider = [Candidate(c.decomp_base, c.decomp_legs, c.scale, cols)
-                 for c in ones[:WIDEN] for cols in DEFAULT_COLUMNS if cols != 1]
-        _evaluate(job, wider, len(candidates), data, limit, measured, progress)
-        candidates = [*candidates, *wider]
+    if candidates is None:
+        candidates = _default_grid(job, data, limit, measured, progress)
+    else:
+        _evaluate(job, candidates, 0, data, limit, measured, progress)
     accurate = sorted((c for c in candidates if c.status == "ok"), key=cost_rank)
     if not accurate:
         raise AccuracyNotMet(
@@ -278,9 +273,10 @@ def search(job: TuningJob, candidates: list[Candidate] | None = None, progress: 
             candidates=[c.to_dict() for c in candidates],
         )
     budget = job.budget_s if job.budget_s is not None else timing_budget(accurate[0])
-    for cand in to_time(accurate, job.timed, budget_s=budget):
+    chosen = to_time(accurate, job.timed, budget_s=budget)
+    for cand in chosen:
         progress(f"timing {cand.label} (logrows {cand.logrows}, {cand.num_inner_cols or 2} columns)")
-        time_proof(job, cand, repeats=repeats_for(cand))
+        time_proof(job, cand, repeats=repeats_for(cand) if len(chosen) > 1 else 1)
     timed = [c for c in accurate if c.timed]
     picked = pick(timed, job.objective)
     per_work = float(np.exp(np.mean([np.log((c.prove_s or 1e-9) / work(c)) for c in timed])))
@@ -288,6 +284,74 @@ def search(job: TuningJob, candidates: list[Candidate] | None = None, progress: 
         if cand.prove_s is None and cand.logrows is not None:
             cand.prove_s_estimated = round(per_work * work(cand), 4)
     return TuningReport(candidates, picked, limit, job.objective, round(time.perf_counter() - started, 2))
+
+
+def _default_grid(job: TuningJob, data: Path, limit: float, measured: dict[tuple[object, ...], Candidate],
+                  progress: Progress) -> list[Candidate]:
+    """The default grid, tried in the order that lets most of it be skipped:
+
+    1. each small decomposition at one inner column and the coarsest accurate scale: a finer scale is tried
+       only when the coarser one is inaccurate (its values only grow: more rows, never fewer), and not after a
+       failure (a finer scale overflows what the coarser one already did);
+    2. EZKL's own decomposition and defaults, unless their range table alone (2^15 rows) makes them more than
+       ``WITHIN`` times the work of a circuit already found: those are never timed, so never worth calibrating;
+    3. two, then four inner columns for the ``WIDEN`` cheapest one-column circuits whose rows set their size.
+       Where a table or a hash sets the size (rows under half of it), more columns cannot lower it; where two
+       columns did not shrink the rows, no wider circuit can either.
+
+    Once an accurate circuit's rows are its Poseidon hashing's (a hashed input or weights), no other
+    decomposition or column count can make it smaller: step 1 stops there and step 3 skips it.
+    """
+    tried: list[Candidate] = []
+
+    def run(cand: Candidate) -> Candidate:
+        _evaluate(job, [cand], len(tried), data, limit, measured, progress)
+        tried.append(cand)
+        return cand
+
+    def ladder(base: int, legs: int) -> None:
+        for scale in DEFAULT_SCALES:
+            if run(Candidate(base, legs, scale, 1)).status != "inaccurate":
+                return
+
+    for base, legs in DEFAULT_DECOMPOSITIONS:
+        if (base, legs) == EZKL_DECOMPOSITION:
+            continue
+        ladder(base, legs)
+        if any(hash_bound(c) for c in tried):
+            break  # the hash sets the rows: another decomposition cannot make the circuit smaller
+    best = min((work(c) for c in tried if c.status == "ok"), default=float("inf"))
+    if floor_work(EZKL_DECOMPOSITION[0], 1) < WITHIN * best:
+        ladder(*EZKL_DECOMPOSITION)
+    if floor_work(EZKL_DECOMPOSITION[0], 2) < WITHIN * best:
+        run(ezkl_default_candidate())
+    ones = sorted((c for c in tried if c.status == "ok" and c.num_inner_cols == 1 and c.decomp_base is not None),
+                  key=cost_rank)
+    for one in ones[:WIDEN]:
+        assert one.logrows is not None and one.num_rows is not None
+        if one.num_rows <= 2 ** (one.logrows - 2) or hash_bound(one):
+            continue  # a table or a hash sets the size, not the rows
+        two = run(Candidate(one.decomp_base, one.decomp_legs, one.scale, 2))
+        if two.status != "ok" or (two.num_rows or 0) >= one.num_rows:
+            break  # the rows do not spread over columns: no wider circuit is smaller
+        if two.logrows is not None and two.logrows < one.logrows:
+            run(Candidate(one.decomp_base, one.decomp_legs, one.scale, 4))
+    return tried
+
+
+def hash_bound(cand: Candidate) -> bool:
+    """An accurate circuit whose size its Poseidon hashing sets: the hash takes all its rows, more than half of
+    2^logrows (not a range table, which a smaller base would shrink). The hash's rows neither depend on the
+    decomposition nor spread over inner columns."""
+    hashed = cand.hash_rows or 0
+    return (cand.status == "ok" and cand.logrows is not None and hashed >= (cand.num_rows or 0)
+            and hashed > 2 ** (cand.logrows - 1))
+
+
+def floor_work(decomp_base: int, columns: int) -> float:
+    """The least work a circuit with this decomposition can have: its range table needs ``decomp_base`` rows
+    and the blinding rows, so at least 2^(bits of the base) rows."""
+    return float(2 ** decomp_base.bit_length()) * columns
 
 
 def _evaluate(job: TuningJob, candidates: list[Candidate], first: int, data: Path, limit: float,
@@ -314,38 +378,43 @@ def timing_budget(cheapest: Candidate) -> float:
 
 
 def repeats_for(cand: Candidate) -> int:
-    """Proofs per timed candidate: three for a median and a spread, two when a proof is long."""
+    """Proofs per timed candidate: three for a median and a spread, two when a proof is long (one when the
+    candidate is timed alone: nothing to compare it with, and the compile's self-check needs that one proof)."""
     return 3 if (cand.prove_s_predicted or 0.0) <= 2.0 else 2
 
 
-def to_time(accurate: list[Candidate], timed: int, within: float = 2.0, cap: int = 6,
+def to_time(accurate: list[Candidate], timed: int, within: float = WITHIN, cap: int = 6,
             budget_s: float = float("inf")) -> list[Candidate]:
     """Which accurate candidates get keys and timed proofs: the cheapest by estimated work, then one of each
     other circuit shape (logrows x inner columns) whose work is within ``within`` x of the cheapest (the work
     model ranks rows against columns only roughly), and the cheapest one-column shape (the smallest proof,
-    the least gas), up to ``cap`` shapes and the budget of predicted seconds, at least ``timed`` shapes.
-    Candidates of a shape already timed are estimated. The list does not depend on the objective."""
+    the least gas), up to ``cap`` shapes and the budget of predicted seconds, at least ``timed`` shapes
+    unless every other candidate is dominated (:func:`dominates`: it cannot be faster, smaller or cheaper to
+    verify). Candidates of a shape already timed are estimated. The list does not depend on the objective."""
     if not accurate:
         return []
     best = work(accurate[0])
     picked: list[Candidate] = []
     shapes: set[tuple[int | None, int | None]] = set()
-    for cand in accurate:
+
+    def add(cand: Candidate, at: int | None = None) -> bool:
         shape = (cand.logrows, cand.num_inner_cols)
-        if shape in shapes or work(cand) >= within * best:
-            continue
-        picked.append(cand)
+        if shape in shapes or any(dominates(p, cand) for p in picked):
+            return False
+        picked.insert(len(picked) if at is None else at, cand)
         shapes.add(shape)
+        return True
+
+    for cand in accurate:
+        if work(cand) < within * best:
+            add(cand)
     narrow = next((c for c in accurate if c.num_inner_cols == 1), None)
-    if narrow is not None and (narrow.logrows, 1) not in shapes:
-        picked.insert(1, narrow)
-        shapes.add((narrow.logrows, 1))
+    if narrow is not None:
+        add(narrow, at=1)
     for cand in accurate:  # at least `timed` shapes, however far apart in work
         if len(picked) >= timed:
             break
-        if (cand.logrows, cand.num_inner_cols) not in shapes:
-            picked.append(cand)
-            shapes.add((cand.logrows, cand.num_inner_cols))
+        add(cand)
     chosen: list[Candidate] = []
     spent = 0.0
     for cand in picked[:max(cap, timed)]:
@@ -355,6 +424,17 @@ def to_time(accurate: list[Candidate], timed: int, within: float = 2.0, cap: int
         chosen.append(cand)
         spent += cost
     return chosen
+
+
+def dominates(a: Candidate, b: Candidate) -> bool:
+    """``a`` beats ``b`` on every count that decides a call's cost: no more rows (logrows), inner columns,
+    lookup arguments or constant columns, so its proof is no slower, no larger and no dearer to verify (the
+    proof's size follows its columns and lookups, not its rows). ``b`` is then never worth timing."""
+    if a is b or a.logrows is None or b.logrows is None:
+        return False
+    counts_a = (a.logrows, a.num_inner_cols or 2, a.lookups or 0, a.const_columns or 0)
+    counts_b = (b.logrows, b.num_inner_cols or 2, b.lookups or 0, b.const_columns or 0)
+    return counts_a != counts_b and all(x <= y for x, y in zip(counts_a, counts_b, strict=True))
 
 
 def pick(timed: list[Candidate], objective: Objective) -> Candidate:
@@ -432,6 +512,10 @@ def build_candidate(job: TuningJob, cand: Candidate, data: Path, index: int) -> 
     cand.logrows = int(meta["run_args"]["logrows"])
     cand.num_rows = int(meta["num_rows"])
     cand.rebase = int(meta["run_args"]["scale_rebase_multiplier"])
+    cand.lookups = len(meta.get("required_lookups") or []) + len(meta.get("required_range_checks") or [])
+    cand.const_columns = -(-int(meta.get("total_const_size") or 0) // 2 ** cand.logrows)
+    poseidon = (meta.get("module_sizes") or {}).get("poseidon") or [0]
+    cand.hash_rows = int(poseidon[0] or 0)
     cand.scale = cand.scale if cand.scale is not None else int(meta["run_args"]["input_scale"])
     cand.prove_s_predicted = round(from_settings(meta).prove_s, 4)
     cand.settings_path, cand.compiled_path = settings, compiled

@@ -1,0 +1,123 @@
+"""The default grid's order: what it skips, and why skipping it loses nothing (issue 25: compile in seconds).
+
+The search logic runs here against a table of circuits (a stand-in for EZKL's calibration); the last test
+runs it for real on a hashed-weights compile.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from proofmarket.systems.ezkl import tuning
+from proofmarket.systems.ezkl.profile import PrivacyProfile
+from proofmarket.systems.ezkl.tuning import AccuracyBound, Candidate, dominates, to_time
+
+
+@dataclass
+class Circuit:
+    logrows: int
+    rows: int
+    status: str = "ok"
+    hash_rows: int = 0
+    lookups: int = 1
+
+
+def _grid(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, table: dict[str, Circuit]) -> list[str]:
+    """Run the default grid against ``table`` (label -> circuit; a label not in it is inaccurate); the labels
+    tried, in order."""
+
+    def evaluate(job: Any, cands: list[Candidate], first: int, data: Path, limit: float, measured: Any,
+                 progress: Any) -> None:
+        for cand in cands:
+            circuit = table.get(cand.label, Circuit(20, 2 ** 19, status="inaccurate"))
+            cand.logrows, cand.num_rows, cand.status = circuit.logrows, circuit.rows, circuit.status
+            cand.hash_rows, cand.lookups, cand.const_columns = circuit.hash_rows, circuit.lookups, 0
+
+    monkeypatch.setattr(tuning, "_evaluate", evaluate)
+    job = tuning.TuningJob(tmp_path / "m.onnx", [[[0.0]]], [], PrivacyProfile(), tmp_path, None,  # type: ignore[arg-type]
+                           AccuracyBound())
+    return [c.label for c in tuning._default_grid(job, tmp_path / "cal.json", 1.0, {}, lambda _: None)]
+
+
+def test_a_finer_scale_only_where_the_coarser_is_inaccurate_and_ezkls_defaults_only_when_not_far_off(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    table = {"b1024x2-s6-c1": Circuit(11, 900), "b256x2-s7-c1": Circuit(10, 700),
+             "b256x3-s6-c1": Circuit(10, 600, status="failed: overflow"), "b128x3-s6-c1": Circuit(10, 800),
+             "b64x4-s10-c1": Circuit(10, 900)}
+    tried = _grid(monkeypatch, tmp_path, table)
+    assert tried == ["b1024x2-s6-c1", "b256x2-s6-c1", "b256x2-s7-c1", "b256x3-s6-c1", "b128x3-s6-c1",
+                     "b64x4-s6-c1", "b64x4-s7-c1", "b64x4-s10-c1", "b256x2-s7-c2"]
+    assert "b1024x2-s7-c1" not in tried  # s6 was accurate: s7 has more rows, never fewer
+    assert "b256x3-s7-c1" not in tried  # s6 failed: a finer scale overflows too
+    # a 2^15-row range table is 32x the work of a 2^10-row circuit: never timed, so never calibrated
+    assert not any(t.startswith("b16384") or t == "ezkl-default" for t in tried)
+
+
+def test_ezkls_defaults_are_tried_when_the_small_decompositions_are_not_far_cheaper(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    table = {"b1024x2-s10-c1": Circuit(16, 56_000), "ezkl-default": Circuit(15, 28_000),
+             "b16384x2-s10-c1": Circuit(16, 54_000)}
+    tried = _grid(monkeypatch, tmp_path, table)
+    assert "ezkl-default" in tried and "b16384x2-s10-c1" in tried  # the search never does worse than EZKL alone
+
+
+def test_a_hash_that_sets_the_rows_ends_the_search_and_is_not_widened(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    table = {"b1024x2-s6-c1": Circuit(14, 8983, hash_rows=8983), "b256x2-s6-c1": Circuit(14, 8983, hash_rows=8983)}
+    assert _grid(monkeypatch, tmp_path, table) == ["b1024x2-s6-c1"]
+    # a hash under half the circuit does not set its size (the range table of base 1024 does): the search goes on
+    table = {"b1024x2-s6-c1": Circuit(11, 986, hash_rows=986), "b256x2-s6-c1": Circuit(10, 986, hash_rows=986)}
+    tried = _grid(monkeypatch, tmp_path, table)
+    assert tried[:2] == ["b1024x2-s6-c1", "b256x2-s6-c1"]  # ... until a hash fills a circuit (986 > 2^9)
+    assert "b256x3-s6-c1" not in tried
+
+
+def test_wider_circuits_only_where_the_rows_set_the_size_and_shrink(monkeypatch: pytest.MonkeyPatch,
+                                                                    tmp_path: Path) -> None:
+    # logreg: 748 rows in 2^12 (a lookup table sets the size): more columns cannot lower it
+    table = {label: Circuit(12, 748) for label in ("b1024x2-s6-c1", "b256x2-s6-c1", "b256x3-s6-c1",
+                                                    "b128x3-s6-c1", "b64x4-s6-c1")}
+    assert not any(t.endswith(("-c2", "-c4")) for t in _grid(monkeypatch, tmp_path, table))
+    # rows that fill the circuit and halve over two columns: two, then four columns
+    table = {"b256x3-s6-c1": Circuit(11, 1912), "b256x3-s6-c2": Circuit(10, 1014), "b256x3-s6-c4": Circuit(10, 515)}
+    tried = _grid(monkeypatch, tmp_path, table)
+    assert "b256x3-s6-c2" in tried and "b256x3-s6-c4" in tried
+    # two columns did not shrink the rows: no wider circuit of any decomposition is tried
+    table = {"b256x3-s6-c1": Circuit(11, 1912), "b256x3-s6-c2": Circuit(11, 1912), "b64x4-s6-c1": Circuit(11, 1990)}
+    tried = _grid(monkeypatch, tmp_path, table)
+    assert tried.count("b256x3-s6-c2") == 1 and not any(t.endswith("-c4") or t == "b64x4-s6-c2" for t in tried)
+
+
+def test_a_candidate_beaten_on_every_count_is_never_timed_even_to_fill_the_minimum() -> None:
+    best = Candidate(1024, 2, 6, 1, logrows=12, lookups=2, const_columns=1)
+    finer = Candidate(1024, 2, 7, 1, logrows=13, lookups=2, const_columns=1)  # logreg's s7: 2x the rows, no gain
+    wider = Candidate(1024, 2, 6, 2, logrows=12, lookups=2, const_columns=1)  # more columns at the same rows
+    fewer_consts = Candidate(256, 2, 6, 1, logrows=13, lookups=2, const_columns=0)  # more rows, fewer constants
+    assert dominates(best, finer) and dominates(best, wider) and not dominates(best, fewer_consts)
+    assert not dominates(best, best) and not dominates(finer, best)
+    assert to_time([best, wider, finer], timed=2) == [best]
+    assert to_time([best, finer, fewer_consts], timed=2) == [best, fewer_consts]
+
+
+@pytest.mark.slow
+def test_a_hashed_weights_compile_tries_one_circuit_and_times_it_once(tmp_path: Path) -> None:
+    from proofmarket.core.settings import Settings
+    from proofmarket.samples import sample_path
+    from proofmarket.systems.workspace import Workspace
+
+    ws = Workspace(Settings(_env_file=None, home=tmp_path))  # type: ignore[call-arg]
+    try:
+        result = ws.compile(sample_path("mlp"), json.loads(sample_path("mlp", "samples").read_text()),
+                            profile=PrivacyProfile.parse("private"))
+    finally:
+        ws.close()
+    report = result.report
+    picked = report.picked
+    assert picked.hash_rows and picked.hash_rows > 2 ** (picked.logrows - 1)  # the weights' hash sets the size
+    assert [c.label for c in report.candidates] == [picked.label]
+    assert picked.prove_runs == 1 and picked.evm_check and picked.evm_check.startswith("accepted")
