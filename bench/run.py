@@ -418,7 +418,32 @@ def markdown(rows: list[Row], machine: dict[str, Any], repeats: int) -> str:
         f"{' and '.join(SPEEDUP_MODELS)}, verify <= {VERIFY_TARGET_MS:g} ms, max abs error <= limit "
         "(1% of the sample outputs' range; same argmax for classifiers).",
     ]
+    defaults = {(r.model, r.profile): r for r in rows if r.row == "ezkl-default"}
+    missed = [(r, defaults.get((r.model, r.profile))) for r in rows
+              if r.row == "tuned" and any(v == "MISS" for v in r.targets.values())]
+    if missed:
+        lines += ["", "What stands between each miss and its target:", ""]
+        lines += [f"- {r.model} {r.profile}: {between(r, d)}" for r, d in missed]
     return "\n".join(lines) + "\n"
+
+
+def between(tuned: Row, default: Row | None) -> str:
+    """One sentence on why a tuned row missed its target, from the circuits' own numbers."""
+    report = tuned.search.get("report") or {}
+    picked = next((c for c in report.get("candidates") or [] if c.get("label") == report.get("picked")), {})
+    logrows, rows, hashed = picked.get("logrows"), picked.get("num_rows"), picked.get("hash_rows") or 0
+    cols = picked.get("num_inner_cols") or 2
+    if logrows and hashed and hashed > 2 ** (logrows - 1):
+        return (f"the Poseidon hash takes {hashed:,} of the circuit's 2^{logrows} rows; EZKL's hash chip does not "
+                "depend on the decomposition and does not spread over inner columns, so no setting the tuner has "
+                "makes the circuit smaller (a KZG commitment of the input instead of a hash would remove it)")
+    if logrows and default and default.logrows:
+        d_cols = int(default.settings.get("num_inner_cols") or 2)
+        return (f"the tuned circuit is 2^{logrows} rows x {cols} columns ({rows or 0:,} rows used), EZKL's "
+                f"defaults 2^{default.logrows} x {d_cols}: the same work within 2x, because the model's own "
+                "multiplications (one row per multiply-accumulate per column), not EZKL's 2^15-row range table, "
+                "size both; more columns at fewer rows proved slower here (bench/README.md)")
+    return "no timed circuit was faster by the target's factor"
 
 
 def write_results(out: Path, rows: list[Row], machine: dict[str, Any], config: dict[str, Any]) -> str:
