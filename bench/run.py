@@ -433,7 +433,7 @@ def between(tuned: Row, default: Row | None) -> str:
     picked = next((c for c in report.get("candidates") or [] if c.get("label") == report.get("picked")), {})
     logrows, rows, hashed = picked.get("logrows"), picked.get("num_rows"), picked.get("hash_rows") or 0
     cols = picked.get("num_inner_cols") or 2
-    if logrows and hashed and hashed > 2 ** (logrows - 1):
+    if logrows and hashed and hashed >= (rows or 0) and hashed > 2 ** (logrows - 1):
         return (f"the Poseidon hash takes {hashed:,} of the circuit's 2^{logrows} rows; EZKL's hash chip does not "
                 "depend on the decomposition and does not spread over inner columns, so no setting the tuner has "
                 "makes the circuit smaller (a KZG commitment of the input instead of a hash would remove it)")

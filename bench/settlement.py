@@ -189,6 +189,8 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         # one sweep per phase, at its end (the default policy sweeps every 300 s or 10 USDC: more claims)
         os.environ.setdefault("PROOFMARKET_CHANNEL_SWEEP_THRESHOLD_ATOMIC", str(10**15))
         os.environ.setdefault("PROOFMARKET_CHANNEL_SWEEP_INTERVAL_S", "86400")
+        # a node refuses a sweep interval over half the payer's withdrawal delay (the payer could leave first)
+        os.environ.setdefault("PROOFMARKET_CHANNEL_WITHDRAW_DELAY_S", "172800")
         demo.step("start devnet", devnet.start, 60)
         demo.stack.callback(devnet.stop)
         settings = Settings(home=args.home, rpc_url=devnet.rpc_url, database_url=f"sqlite:///{tmp / 'node.db'}",
