@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,11 +46,13 @@ from proofmarket.systems.ezkl.salt import circuit_input, new_salt
 from proofmarket.systems.ezkl.srs import SrsProvider
 from proofmarket.systems.ezkl.tuning import (
     AccuracyBound,
+    Candidate,
     TuningJob,
     build_candidate,
     calibration_input,
     decode_outputs,
     ezkl_default_candidate,
+    hash_bound,
     search,
 )
 
@@ -433,7 +435,8 @@ def between(tuned: Row, default: Row | None) -> str:
     picked = next((c for c in report.get("candidates") or [] if c.get("label") == report.get("picked")), {})
     logrows, rows, hashed = picked.get("logrows"), picked.get("num_rows"), picked.get("hash_rows") or 0
     cols = picked.get("num_inner_cols") or 2
-    if logrows and hashed and hashed >= (rows or 0) and hashed > 2 ** (logrows - 1):
+    known = {f.name for f in fields(Candidate)}
+    if picked and hash_bound(Candidate(**{k: v for k, v in picked.items() if k in known})):
         return (f"the Poseidon hash takes {hashed:,} of the circuit's 2^{logrows} rows; EZKL's hash chip does not "
                 "depend on the decomposition and does not spread over inner columns, so no setting the tuner has "
                 "makes the circuit smaller (a KZG commitment of the input instead of a hash would remove it)")

@@ -44,6 +44,7 @@ class Prediction:
     num_rows: int
     inner_columns: int
     lookups: int
+    hash_rows: int  # rows of the Poseidon hashing (hashed input or weights); 0 without one
     work: float
     prove_s: float
     setup_s: float
@@ -66,12 +67,13 @@ def from_settings(settings: dict[str, Any]) -> Prediction:
     columns = int(run_args.get("num_inner_cols") or 2)
     lookups = len(settings.get("required_lookups") or []) + len(settings.get("required_range_checks") or [])
     poseidon = (settings.get("module_sizes") or {}).get("poseidon") or [0]
-    work = float(2 ** logrows) * columns * (1.0 + lookups / 2.0) + (8.0 * 2 ** logrows if poseidon[0] else 0.0)
+    hash_rows = int(poseidon[0] or 0)
+    work = float(2 ** logrows) * columns * (1.0 + lookups / 2.0) + (8.0 * 2 ** logrows if hash_rows else 0.0)
     prove_s = PROVE_S_PER_WORK * work
     pk_mb = PK_MB_PER_WORK * work
     return Prediction(logrows=logrows, num_rows=int(settings.get("num_rows") or 0), inner_columns=columns,
-                      lookups=lookups, work=work, prove_s=prove_s, setup_s=SETUP_PER_PROVE * prove_s, pk_mb=pk_mb,
-                      peak_rss_mb=RSS_BASE_MB + RSS_PER_PK * pk_mb)
+                      lookups=lookups, hash_rows=hash_rows, work=work, prove_s=prove_s,
+                      setup_s=SETUP_PER_PROVE * prove_s, pk_mb=pk_mb, peak_rss_mb=RSS_BASE_MB + RSS_PER_PK * pk_mb)
 
 
 def predict(circuit_onnx: Path, flat_samples: list[list[list[float]]], *, input_visibility: str = "public",

@@ -276,7 +276,7 @@ def search(job: TuningJob, candidates: list[Candidate] | None = None, progress: 
     chosen = to_time(accurate, job.timed, budget_s=budget)
     for cand in chosen:
         progress(f"timing {cand.label} (logrows {cand.logrows}, {cand.num_inner_cols or 2} columns)")
-        time_proof(job, cand, repeats=repeats_for(cand) if len(chosen) > 1 else 1)
+        time_proof(job, cand, repeats=repeats_for(cand, alone=len(chosen) == 1))
     timed = [c for c in accurate if c.timed]
     picked = pick(timed, job.objective)
     per_work = float(np.exp(np.mean([np.log((c.prove_s or 1e-9) / work(c)) for c in timed])))
@@ -377,9 +377,11 @@ def timing_budget(cheapest: Candidate) -> float:
     return min(600.0, max(3.0, 20.0 * predicted))
 
 
-def repeats_for(cand: Candidate) -> int:
-    """Proofs per timed candidate: three for a median and a spread, two when a proof is long (one when the
-    candidate is timed alone: nothing to compare it with, and the compile's self-check needs that one proof)."""
+def repeats_for(cand: Candidate, alone: bool = False) -> int:
+    """Proofs per timed candidate: three for a median and a spread, two when a proof is long, one when the
+    candidate is timed ``alone`` (nothing to compare it with; the compile's self-check needs that one proof)."""
+    if alone:
+        return 1
     return 3 if (cand.prove_s_predicted or 0.0) <= 2.0 else 2
 
 
@@ -397,13 +399,11 @@ def to_time(accurate: list[Candidate], timed: int, within: float = WITHIN, cap: 
     picked: list[Candidate] = []
     shapes: set[tuple[int | None, int | None]] = set()
 
-    def add(cand: Candidate, at: int | None = None) -> bool:
+    def add(cand: Candidate, at: int | None = None) -> None:
         shape = (cand.logrows, cand.num_inner_cols)
-        if shape in shapes or any(dominates(p, cand) for p in picked):
-            return False
-        picked.insert(len(picked) if at is None else at, cand)
-        shapes.add(shape)
-        return True
+        if shape not in shapes and not any(dominates(p, cand) for p in picked):
+            picked.insert(len(picked) if at is None else at, cand)
+            shapes.add(shape)
 
     for cand in accurate:
         if work(cand) < within * best:
@@ -512,12 +512,11 @@ def build_candidate(job: TuningJob, cand: Candidate, data: Path, index: int) -> 
     cand.logrows = int(meta["run_args"]["logrows"])
     cand.num_rows = int(meta["num_rows"])
     cand.rebase = int(meta["run_args"]["scale_rebase_multiplier"])
-    cand.lookups = len(meta.get("required_lookups") or []) + len(meta.get("required_range_checks") or [])
+    predicted = from_settings(meta)
+    cand.lookups, cand.hash_rows = predicted.lookups, predicted.hash_rows
     cand.const_columns = -(-int(meta.get("total_const_size") or 0) // 2 ** cand.logrows)
-    poseidon = (meta.get("module_sizes") or {}).get("poseidon") or [0]
-    cand.hash_rows = int(poseidon[0] or 0)
     cand.scale = cand.scale if cand.scale is not None else int(meta["run_args"]["input_scale"])
-    cand.prove_s_predicted = round(from_settings(meta).prove_s, 4)
+    cand.prove_s_predicted = round(predicted.prove_s, 4)
     cand.settings_path, cand.compiled_path = settings, compiled
 
 
