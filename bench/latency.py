@@ -216,13 +216,22 @@ def main(argv: list[str] | None = None) -> int:
     http, wasm = borrowed(args.out, "http.json"), borrowed(args.out, "wasm_verify.json")
     rows = targets(warm, http, wasm)
     doc = {**stamp(), "compile": compiles, "warm": warm, "targets": rows,
-           "borrowed": {"http.json": (http or {}).get("machine", {}).get("date"),
-                        "wasm_verify.json": (wasm or {}).get("date")}}
+           "borrowed": {"http.json": borrowed_when(http), "wasm_verify.json": borrowed_when(wasm)}}
     (args.out / "latency.json").write_text(json.dumps(doc, indent=2) + "\n")
     md = render(doc)
     (args.out / "latency.md").write_text(md)
     print(md)
     return 0
+
+
+def borrowed_when(doc: dict[str, Any] | None) -> str:
+    """When a borrowed bench file was measured: its make bench stamp (commit and date), else its own date."""
+    if not doc:
+        return "not measured"
+    stamp_ = doc.get("stamp") or {}
+    date = stamp_.get("date") or doc.get("date") or (doc.get("machine") or {}).get("date")
+    commit = stamp_.get("commit")
+    return f"commit {commit}, {date}" if commit else str(date or "undated")
 
 
 def render(doc: dict[str, Any]) -> str:

@@ -46,3 +46,35 @@ def test_quick_bench_writes_three_rows(tmp_path: Path) -> None:
     assert set(tuned["targets"].values()) <= {"PASS", "MISS", "n/a"}
     table = (out / "results.md").read_text()
     assert "| mlp | public | tuned |" in table
+
+
+def test_kzg_input_profile_is_a_measurement_only() -> None:
+    """The KZG-input rows salt the input like the hashed profile, but no model can be compiled that way."""
+    from proofmarket.core.errors import UsageError
+    from proofmarket.systems.ezkl.profile import PrivacyProfile
+
+    bench = load_bench()
+    kzg = bench.KzgInput.of(PrivacyProfile.parse("private-input"))
+    assert (kzg.input, kzg.params, kzg.salted) == ("polycommit", "fixed", True)
+    with pytest.raises(UsageError):
+        PrivacyProfile.parse("input=polycommit,params=fixed")
+
+
+def test_a_hashed_miss_cites_the_kzg_rows() -> None:
+    bench = load_bench()
+    machine = {"date": "d", "cpu_count": 2, "platform": "p", "ezkl": "e", "onnxruntime": "o"}
+    settings = {"decomp_base": 16384, "decomp_legs": 2, "input_scale": 13, "scale_rebase_multiplier": 1,
+                "num_inner_cols": 2}
+    default = bench.Row("cnn", "private-input", "ezkl-default", logrows=15, prove_s=4.0, settings=settings)
+    tuned = bench.Row("cnn", "private-input", "tuned", logrows=12, prove_s=0.5, speedup_vs_default=8.0,
+                      targets={"speedup>=10x": "MISS"})
+    kzg_default = bench.Row("cnn", "private-input", "ezkl-default" + bench.KZG_SUFFIX, logrows=15, prove_s=2.5)
+    kzg_tuned = bench.Row("cnn", "private-input", "tuned" + bench.KZG_SUFFIX, logrows=11, prove_s=0.25,
+                          speedup_vs_default=16.0)
+    table = bench.markdown([default, tuned, kzg_default, kzg_tuned], machine, 5)
+    miss = next(line for line in table.splitlines() if line.startswith("- cnn private-input:"))
+    assert "2^11 rows and proves in 0.25 s: 16x these defaults (10x EZKL's defaults with the same KZG" in miss
+    assert 'Rows ending "kzg input"' in table
+    # without KZG rows, neither the note nor the footnote appears
+    plain = bench.markdown([default, tuned], machine, 5)
+    assert "KZG instead, the tuned" not in plain and "Rows ending" not in plain

@@ -53,9 +53,23 @@ def test_a_finer_scale_only_where_the_coarser_is_inaccurate_and_ezkls_defaults_o
     assert tried == ["b1024x2-s6-c1", "b256x2-s6-c1", "b256x2-s7-c1", "b256x3-s6-c1", "b128x3-s6-c1",
                      "b64x4-s6-c1", "b64x4-s7-c1", "b64x4-s10-c1", "b256x2-s7-c2"]
     assert "b1024x2-s7-c1" not in tried  # s6 was accurate: s7 has more rows, never fewer
-    assert "b256x3-s7-c1" not in tried  # s6 failed: a finer scale overflows too
+    assert "b256x3-s7-c1" not in tried  # s6 failed after an accurate circuit was found: a finer scale overflows too
     # a 2^15-row range table is 32x the work of a 2^10-row circuit: never timed, so never calibrated
     assert not any(t.startswith("b16384") or t == "ezkl-default" for t in tried)
+
+
+def test_a_model_no_coarse_scale_calibrates_goes_on_to_finer_scales(monkeypatch: pytest.MonkeyPatch,
+                                                                     tmp_path: Path) -> None:
+    """EZKL's 1l_instance_norm: every decomposition fails to calibrate at scales 6 and 7, base 1024 works at 10."""
+    failed = Circuit(0, 0, status="failed: calibration failed")
+    table = {f"b{b}x{n}-s{s}-c1": failed for b, n in ((1024, 2), (256, 2), (256, 3), (128, 3), (64, 4))
+             for s in (6, 7)}
+    table["b1024x2-s10-c1"] = Circuit(10, 300)
+    table.update({f"b{b}x{n}-s10-c1": failed for b, n in ((256, 2), (256, 3), (128, 3), (64, 4))})
+    tried = _grid(monkeypatch, tmp_path, table)
+    assert tried[:3] == ["b1024x2-s6-c1", "b1024x2-s7-c1", "b1024x2-s10-c1"]
+    # once b1024x2-s10 is accurate, a decomposition that fails at s6 is not taken further
+    assert "b256x2-s7-c1" not in tried and "b256x2-s6-c1" in tried
 
 
 def test_ezkls_defaults_are_tried_when_the_small_decompositions_are_not_far_cheaper(

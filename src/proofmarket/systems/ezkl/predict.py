@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from proofmarket.core.budget import Budget as Budget  # re-exported: the budget moved to core
+from proofmarket.core.errors import CircuitCompileError
 from proofmarket.systems.ezkl import ezkl_calls
 
 #: Fitted by ``python bench/scaling.py`` on this project's reference machine (2 cores, 24 GiB, no GPU):
@@ -34,6 +35,10 @@ RSS_BASE_MB = 100.0
 RSS_PER_PK = 2.1
 SETUP_PER_PROVE = 0.85  # key setup takes about this share of one proof
 PREDICT_CANDIDATE = (256, 2, 7, 2)  # decomposition base, legs, scale, inner columns
+#: Tried in turn when the one before cannot calibrate (a model whose coarse scales round a divisor to zero):
+#: a finer scale, then EZKL's own decomposition. Each is a larger circuit, so the prediction stays an upper
+#: estimate of what the tuner finds.
+FALLBACK_CANDIDATES = ((256, 2, 10, 2), (16384, 2, 10, 2))
 MAX_LOGROWS = 24
 MAX_SAMPLES = 4
 
@@ -79,20 +84,28 @@ def from_settings(settings: dict[str, Any]) -> Prediction:
 def predict(circuit_onnx: Path, flat_samples: list[list[list[float]]], *, input_visibility: str = "public",
             param_visibility: str = "fixed") -> Prediction:
     """Predict the costs of ``circuit_onnx`` (the folded, maybe salted graph) on its samples (flat EZKL
-    ``input_data`` per sample): gen_settings + calibrate of one candidate, no key setup."""
-    base, legs, scale, columns = PREDICT_CANDIDATE
+    ``input_data`` per sample): gen_settings + calibrate of one candidate (the next of
+    ``FALLBACK_CANDIDATES`` when it cannot calibrate), no key setup. Raises the last candidate's error."""
     with tempfile.TemporaryDirectory(prefix="proofmarket-predict-") as tmp:
         work = Path(tmp)
         used = flat_samples[:MAX_SAMPLES]
         data = {"input_data": [[v for s in used for v in s[k]] for k in range(len(used[0]))]}
         (work / "cal.json").write_text(json.dumps(data))
         settings = work / "settings.json"
-        ra = ezkl_calls.run_args(input_visibility=input_visibility, param_visibility=param_visibility,
-                                 decomp_base=base, decomp_legs=legs, num_inner_cols=columns)
-        ezkl_calls.gen_settings(circuit_onnx, settings, ra)
-        ezkl_calls.calibrate(work / "cal.json", circuit_onnx, settings, scales=[scale], max_logrows=MAX_LOGROWS,
-                             rebase_multipliers=[1, 2])
-        return from_settings(json.loads(settings.read_text()))
+        candidates = (PREDICT_CANDIDATE, *FALLBACK_CANDIDATES)
+        for i, (base, legs, scale, columns) in enumerate(candidates):
+            ra = ezkl_calls.run_args(input_visibility=input_visibility, param_visibility=param_visibility,
+                                     decomp_base=base, decomp_legs=legs, num_inner_cols=columns)
+            ezkl_calls.gen_settings(circuit_onnx, settings, ra)
+            try:
+                ezkl_calls.calibrate(work / "cal.json", circuit_onnx, settings, scales=[scale],
+                                     max_logrows=MAX_LOGROWS, rebase_multipliers=[1, 2])
+            except CircuitCompileError:
+                if i == len(candidates) - 1:
+                    raise
+                continue
+            return from_settings(json.loads(settings.read_text()))
+        raise AssertionError("unreachable")
 
 
 def fit(points: list[tuple[float, float]]) -> float:

@@ -291,8 +291,10 @@ def _default_grid(job: TuningJob, data: Path, limit: float, measured: dict[tuple
     """The default grid, tried in the order that lets most of it be skipped:
 
     1. each small decomposition at one inner column and the coarsest accurate scale: a finer scale is tried
-       only when the coarser one is inaccurate (its values only grow: more rows, never fewer), and not after a
-       failure (a finer scale overflows what the coarser one already did);
+       only when the coarser one is inaccurate (its values only grow: more rows, never fewer), and after a
+       failure only while no accurate circuit has been found (a finer scale usually overflows what the coarser
+       one did, but a model whose coarse scales cannot calibrate at all, such as a normalisation whose variance
+       rounds to zero, may calibrate at a finer one);
     2. EZKL's own decomposition and defaults, unless their range table alone (2^15 rows) makes them more than
        ``WITHIN`` times the work of a circuit already found: those are never timed, so never worth calibrating;
     3. two, then four inner columns for the ``WIDEN`` cheapest one-column circuits whose rows set their size.
@@ -311,7 +313,8 @@ def _default_grid(job: TuningJob, data: Path, limit: float, measured: dict[tuple
 
     def ladder(base: int, legs: int) -> None:
         for scale in DEFAULT_SCALES:
-            if run(Candidate(base, legs, scale, 1)).status != "inaccurate":
+            status = run(Candidate(base, legs, scale, 1)).status
+            if status == "ok" or (status != "inaccurate" and any(c.status == "ok" for c in tried)):
                 return
 
     for base, legs in DEFAULT_DECOMPOSITIONS:
