@@ -86,3 +86,31 @@ def test_candidates_close_in_work_are_all_timed_not_estimated() -> None:
     shapes = {(c.logrows, c.num_inner_cols) for c in picked}
     assert shapes == {(16, 1), (14, 4), (15, 2)} and len(picked) == 3  # one per shape, all close in work
     assert far not in picked
+
+
+def test_a_candidate_that_cannot_calibrate_falls_back_to_the_next(monkeypatch: pytest.MonkeyPatch,
+                                                                   tmp_path: Path) -> None:
+    """EZKL's 1l_instance_norm cannot calibrate at the predictor's scale 7: the prediction takes the next
+    candidate instead of refusing a model the tuner can compile; only when every candidate fails is it an error."""
+    from proofmarket.core.errors import CircuitCompileError
+    from proofmarket.systems.ezkl import ezkl_calls, predict
+
+    tried: list[tuple[object, ...]] = []
+    works = {predict.FALLBACK_CANDIDATES[0][2]}
+
+    def gen_settings(model: Path, settings: Path, ra: object) -> None:
+        Path(settings).write_text(json.dumps({"run_args": {"logrows": 0, "num_inner_cols": 2}}))
+
+    def calibrate(data: Path, model: Path, settings: Path, *, scales: list[int], **_: object) -> None:
+        tried.append(tuple(scales))
+        if scales[0] not in works:
+            raise CircuitCompileError("calibrating circuit settings failed: calibration failed")
+        Path(settings).write_text(json.dumps(_settings(11, 2)))
+
+    monkeypatch.setattr(ezkl_calls, "gen_settings", gen_settings)
+    monkeypatch.setattr(ezkl_calls, "calibrate", calibrate)
+    assert predict.predict(tmp_path / "m.onnx", [[[0.5]]]).logrows == 11
+    assert tried == [(predict.PREDICT_CANDIDATE[2],), (predict.FALLBACK_CANDIDATES[0][2],)]
+    works.clear()
+    with pytest.raises(CircuitCompileError):
+        predict.predict(tmp_path / "m.onnx", [[[0.5]]])
