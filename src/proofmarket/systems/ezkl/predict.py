@@ -92,20 +92,20 @@ def predict(circuit_onnx: Path, flat_samples: list[list[list[float]]], *, input_
         data = {"input_data": [[v for s in used for v in s[k]] for k in range(len(used[0]))]}
         (work / "cal.json").write_text(json.dumps(data))
         settings = work / "settings.json"
-        candidates = (PREDICT_CANDIDATE, *FALLBACK_CANDIDATES)
-        for i, (base, legs, scale, columns) in enumerate(candidates):
+        failure: CircuitCompileError | None = None
+        for base, legs, scale, columns in (PREDICT_CANDIDATE, *FALLBACK_CANDIDATES):
             ra = ezkl_calls.run_args(input_visibility=input_visibility, param_visibility=param_visibility,
                                      decomp_base=base, decomp_legs=legs, num_inner_cols=columns)
             ezkl_calls.gen_settings(circuit_onnx, settings, ra)
             try:
                 ezkl_calls.calibrate(work / "cal.json", circuit_onnx, settings, scales=[scale],
                                      max_logrows=MAX_LOGROWS, rebase_multipliers=[1, 2])
-            except CircuitCompileError:
-                if i == len(candidates) - 1:
-                    raise
+            except CircuitCompileError as exc:
+                failure = exc
                 continue
             return from_settings(json.loads(settings.read_text()))
-        raise AssertionError("unreachable")
+        assert failure is not None
+        raise failure
 
 
 def fit(points: list[tuple[float, float]]) -> float:
