@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
+
+from script_module import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _readme_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_readme", ROOT / "bench" / "readme.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_readme"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "bench" / "readme.py", "bench_readme")
 
 
 def test_the_readme_quotes_the_bench_files() -> None:
@@ -55,10 +50,7 @@ def test_a_changed_bench_file_changes_the_readme(tmp_path: Path) -> None:
 
 
 def test_the_stamp_names_date_and_commit(tmp_path: Path) -> None:
-    spec = importlib.util.spec_from_file_location("bench_stamp", ROOT / "bench" / "stamp.py")
-    assert spec and spec.loader
-    stamp = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(stamp)
+    stamp = load_script(ROOT / "bench" / "stamp.py", "bench_stamp")
     (tmp_path / "x.json").write_text(json.dumps({"rows": []}))
     (tmp_path / "x.md").write_text("# X\n\nbody\n")
     assert stamp.main(["x", "--out", str(tmp_path)]) == 0
@@ -70,9 +62,6 @@ def test_the_stamp_names_date_and_commit(tmp_path: Path) -> None:
 
 
 def test_bench_outputs_do_not_make_the_tree_dirty() -> None:
-    spec = importlib.util.spec_from_file_location("bench_stamp2", ROOT / "bench" / "stamp.py")
-    assert spec and spec.loader
-    stamp = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(stamp)
+    stamp = load_script(ROOT / "bench" / "stamp.py", "bench_stamp2")
     assert stamp.is_output("bench/results.json") and stamp.is_output("bench/gas.md") and stamp.is_output("README.md")
     assert not stamp.is_output("bench/run.py") and not stamp.is_output("src/proofmarket/cli/main.py")

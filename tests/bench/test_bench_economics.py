@@ -3,21 +3,17 @@ griefing lose money while an honest node earns."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
+
+from script_module import load_script
 
 ECONOMICS_PY = Path(__file__).resolve().parents[2] / "bench" / "economics.py"
 
 
 def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("proofmarket_bench_economics", ECONOMICS_PY)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ECONOMICS_PY, "proofmarket_bench_economics")
 
 
 def test_cheating_and_griefing_lose_and_the_simulation_agrees() -> None:

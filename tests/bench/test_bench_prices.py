@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from script_module import load_script
 
 PRICES_PY = Path(__file__).resolve().parents[2] / "bench" / "prices.py"
 
 
 @pytest.fixture
 def prices() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("proofmarket_bench_prices", PRICES_PY)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(PRICES_PY, "proofmarket_bench_prices")
 
 
 def test_gas_turns_into_dollars_at_the_stated_prices(prices: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from script_module import load_script
 
 RUN_PY = Path(__file__).resolve().parents[2] / "bench" / "run.py"
 NUMERIC = ("logrows", "setup_s", "prove_s", "verify_ms", "pk_mb", "max_abs_error")
 
 
 def load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("proofmarket_bench_run", RUN_PY)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
-    spec.loader.exec_module(module)
-    return module
+    return load_script(RUN_PY, "proofmarket_bench_run")
 
 
 @pytest.mark.slow

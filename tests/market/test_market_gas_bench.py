@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ from types import ModuleType
 
 import pytest
 from market_helpers import anvil_or_skip
+from script_module import load_script
 
 GAS_PY = Path(__file__).resolve().parents[2] / "bench" / "gas.py"
 
@@ -18,12 +18,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.chain]
 
 def load_gas_bench(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     monkeypatch.syspath_prepend(str(GAS_PY.parent))  # gas.py imports bench/prices.py, as when run as a script
-    spec = importlib.util.spec_from_file_location("proofmarket_bench_gas", GAS_PY)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
-    spec.loader.exec_module(module)
-    return module
+    return load_script(GAS_PY, "proofmarket_bench_gas")
 
 
 def test_gas_bench_measures_every_step_of_the_mlp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

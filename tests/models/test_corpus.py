@@ -4,12 +4,11 @@ EXPECTED says, a refusal names its operator in one sentence, and the small ones 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from script_module import load_script
 
 pytest.importorskip("torch")  # the dev extra installs torch==2.13.0, skl2onnx, onnxscript, hummingbird-ml
 pytest.importorskip("skl2onnx")
@@ -19,12 +18,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "build_corpus.py"
 
 
 def _load() -> Any:
-    spec = importlib.util.spec_from_file_location("proofmarket_build_corpus", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "proofmarket_build_corpus")
 
 
 corpus = _load()

@@ -3,21 +3,14 @@ over time are predicted not to fit the limit at all (their key setup and one pro
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "ezkl_examples.py"
+from script_module import load_script
 
 
 def load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("proofmarket_ezkl_examples", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(Path("scripts/ezkl_examples.py"), "proofmarket_ezkl_examples")
 
 
 def test_the_count_and_the_models_that_cannot_fit_the_limit() -> None:
