@@ -100,7 +100,7 @@ def _body_limit(settings: Settings, scope: Scope) -> int:
 @asynccontextmanager
 async def _lifespan(app: FastAPI, services: NodeServices) -> AsyncIterator[None]:
     services.queue.start()
-    services.start_webhooks()
+    services.start_background()
     try:
         yield
     finally:

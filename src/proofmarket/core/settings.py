@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=128 * 1024 * 1024, gt=0, description="largest model upload body")
     infer_wait_s: float = Field(default=900.0, gt=0, description="a sync infer answers 202 after this long")
     settle_poll_s: float = Field(default=5.0, gt=0, description="seconds between looks at a pending settlement")
+    settler_interval_s: float = Field(default=5.0, gt=0, description="seconds between the settler's passes (pending "
+                                      "purchases followed on chain)")
+    payout_interval_s: float = Field(default=3600.0, gt=0, description="seconds between payouts of what the book "
+                                     "owes payees (credits, passes, channels); 'proofmarket payouts run' pays now")
+    payout_min_atomic: int = Field(default=1, ge=1, description="a payee is paid once the book owes it this much")
     compile_timeout_s: float = Field(default=3600.0, gt=0, description="an uploaded model's compile is stopped")
     compile_memory_mb: int = Field(default=8192, ge=0, description="memory cap of a compile process; 0 = none")
     proof_cache_size: int = Field(default=1000, ge=0, description="proofs kept for repeated (model, input) calls of "

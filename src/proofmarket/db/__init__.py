@@ -1,6 +1,6 @@
 """The node's database: tables, repositories and migrations (SQLite by default, PostgreSQL by URL)."""
 
-from proofmarket.db import channel_tables, credits_tables, owner_tables  # noqa: F401 (their tables are part of the schema)
+from proofmarket.db import book_tables, channel_tables, credits_tables, owner_tables  # noqa: F401 (their tables are part of the schema)
 from proofmarket.db.engine import Database
 from proofmarket.db.escrow_repo import EscrowRepo, SeenRequest
 from proofmarket.db.repo import (

@@ -1,24 +1,54 @@
-"""The ``credits`` rail's rows (``db/credits_tables.py``): keys by hash, the ledger and its balances."""
+"""The ``credits`` rail's rows (``db/credits_tables.py``): keys by hash, its journal and passes.
+
+The money is in the book (``db/book.py``), posted in the same database transaction as each journal entry:
+
+    purchase, deposit   wallet:<payer> -> credits:<payer>
+    draw                credits:<payer> -> payee:<the model's payee>   (what the call used)
+    refund              credits:<payer> -> wallet:<payer>
+    pass bought         wallet:<payer> -> pass:<id>
+    pass call           pass:<id> -> payee:<the model's payee>         (the pass's price per call)
+A wallet's credits balance is its ``credits:`` account in the book.
+"""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from proofmarket.core.errors import PaymentSettlementFailed
+from proofmarket.db.book import Accounts, Book, LedgerError, Transfer
 from proofmarket.db.credits_tables import ApiKeyRow, CreditEntryRow, CreditPassRow, FreeQuotaRow
 from proofmarket.db.engine import Database
 from proofmarket.db.tables import utcnow
 
 CREDITS_IN = ("purchase", "deposit")
 CREDITS_OUT = ("draw", "refund")
+RAIL = "credits"
+
+
+def money_of(wallet: str, kind: str, amount: int, ref: str, model_id: str | None,
+             pay_to: str | None) -> Transfer | None:
+    """The book transfer of a journal entry (None: it moves no value: a free call, a void, a pass call counted)."""
+    if amount <= 0 or kind not in (*CREDITS_IN, *CREDITS_OUT) or kind == "purchase":
+        return None  # a purchase is posted by its own capture (``payments/purchases.py``)
+    credits, outside = Accounts.credits(wallet), Accounts.wallet(wallet)
+    if kind in CREDITS_IN:
+        source, target = outside, credits
+    elif kind == "refund":
+        source, target = credits, outside
+    else:
+        source, target = credits, Accounts.payee(pay_to) if pay_to else Accounts.PLATFORM
+    return Transfer.move(f"credits:{ref}", kind, RAIL, source, target, amount, model_id=model_id, payer=wallet)
 
 
 class CreditsRepo:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.book = Book(db)
 
     # --- keys ------------------------------------------------------------------------------------
     def add_key(self, key_id: str, wallet: str, key_hash: str, models: list[str] | None, cap_atomic: int | None,
@@ -46,12 +76,13 @@ class CreditsRepo:
 
     # --- the ledger ------------------------------------------------------------------------------
     def add(self, wallet: str, kind: str, amount: int, ref: str, *, key_id: str | None = None,
-            model_id: str | None = None, job_id: str | None = None,
-            spent_delta: int = 0) -> tuple[CreditEntryRow, bool]:
-        """Append an entry once per ``ref``: (the entry, True) or (the entry already there, False). ``spent_delta``
-        moves its key's spent total in the same transaction (a draw: what it used minus the ceiling reserved)."""
+            model_id: str | None = None, job_id: str | None = None, pay_to: str | None = None,
+            spent_delta: int = 0, session: Session | None = None) -> tuple[CreditEntryRow, bool]:
+        """Append an entry once per ``ref``, with its transfer in the book: (the entry, True) or (the entry already
+        there, False). ``spent_delta`` moves its key's spent total in the same transaction (a draw: what it used
+        minus the ceiling reserved); ``pay_to`` is whom a draw pays (the model's payee)."""
         try:
-            with self.db.session() as s:
+            with (nullcontext(session) if session is not None else self.db.write_session()) as s:
                 key = s.get(ApiKeyRow, key_id, with_for_update=True) if kind == "draw" and key_id else None
                 if kind == "draw" and s.scalars(select(CreditEntryRow.id).where(
                         CreditEntryRow.ref == f"{ref}:void")).first() is not None:
@@ -63,6 +94,9 @@ class CreditsRepo:
                 if spent_delta and key is not None:
                     key.spent_atomic = max(0, key.spent_atomic + spent_delta)
                 s.flush()
+                money = money_of(wallet, kind, amount, ref, model_id, pay_to)
+                if money is not None:
+                    self.book.post(money, session=s)
                 return row, True
         except IntegrityError:
             found = self.entry(ref)
@@ -116,11 +150,8 @@ class CreditsRepo:
             return list(s.scalars(query.order_by(CreditEntryRow.id.desc()).limit(limit)))
 
     def balance(self, wallet: str) -> int:
-        """What the wallet bought or deposited, minus what it drew and was refunded (exact: integer atomic units)."""
-        with self.db.session() as s:
-            rows = s.execute(select(CreditEntryRow.kind, CreditEntryRow.amount)
-                             .where(CreditEntryRow.wallet == wallet.lower())).all()
-        return sum(a if k in CREDITS_IN else -a for k, a in rows)
+        """What the wallet bought or deposited, minus what it drew and was refunded (its account in the book)."""
+        return self.book.balance(Accounts.credits(wallet)).posted
 
     # --- free quotas and passes ------------------------------------------------------------------
     def set_free_quota(self, model_id: str, calls_per_day: int, owner: str) -> None:
@@ -158,13 +189,42 @@ class CreditsRepo:
                 query = query.where(CreditEntryRow.ref.startswith(ref_prefix, autoescape=True))
             return int(s.scalar(query) or 0)
 
-    def add_pass(self, wallet: str, model_id: str | None, calls_per_day: int, days: int, ref: str) -> CreditPassRow:
+    def add_pass(self, wallet: str, model_id: str | None, calls_per_day: int, days: int, ref: str,
+                 session: Session | None = None) -> CreditPassRow:
+        """A pass (once per ``ref``: the purchase that bought it; its money is the book's ``pass:<ref>`` account)."""
         now = utcnow()
-        with self.db.session() as s:
+        with (nullcontext(session) if session is not None else self.db.session()) as s:
+            found = s.scalars(select(CreditPassRow).where(CreditPassRow.ref == ref)).first()
+            if found is not None:
+                return found
             row = CreditPassRow(wallet=wallet.lower(), model_id=model_id, calls_per_day=calls_per_day, starts_at=now,
                                 ends_at=now + timedelta(days=days), ref=ref, created_at=now)
             s.add(row)
+            s.flush()
             return row
+
+    def pay_pass_call(self, ref: str, pass_ref: str, wallet: str, model_id: str, pay_to: str | None) -> int:
+        """The pass's price per call from its account to the called model's payee, once per call ``ref`` (never more
+        than the pass holds): what moved."""
+        account = Accounts.pass_(pass_ref)
+        bought = self.book.transfers(accounts=[account], kinds=["purchase"], limit=1)
+        per_call = int((bought[0].memo or {}).get("per_call", 0)) if bought else 0
+        for _ in range(3):  # another call of the pass may take its last units between the read and the write
+            amount = min(per_call, self.book.balance(account).available)
+            if amount <= 0:
+                return 0
+            try:
+                self.book.post(Transfer.move(f"pass-call:{ref}", "pass-call", RAIL, account,
+                                             Accounts.payee(pay_to) if pay_to else Accounts.PLATFORM, amount,
+                                             model_id=model_id, payer=wallet))
+                return amount
+            except LedgerError:
+                continue
+        return 0
+
+    def pass_by_ref(self, ref: str) -> CreditPassRow | None:
+        with self.db.session() as s:
+            return s.scalars(select(CreditPassRow).where(CreditPassRow.ref == ref)).first()
 
     def passes(self, wallet: str, model_id: str | None = None) -> list[CreditPassRow]:
         """The wallet's live passes (for ``model_id``: its own and those for any model)."""

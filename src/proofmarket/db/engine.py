@@ -44,6 +44,16 @@ class Database:
         with self._sessions.begin() as session:
             yield session
 
+    @contextmanager
+    def write_session(self) -> Iterator[Session]:
+        """A transaction that reads what it is about to change: SQLite takes its writer lock at the start (``BEGIN
+        IMMEDIATE``; the driver's own transactions start at the first write, after the reads they depend on), other
+        backends lock the rows read ``FOR UPDATE``."""
+        with self._sessions.begin() as session:
+            if self.engine.dialect.name == "sqlite":
+                session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+            yield session
+
     def migrate(self, revision: str = "head") -> None:
         """Create or upgrade the schema to ``revision`` (the newest Alembic revision by default).
 

@@ -41,6 +41,7 @@ from proofmarket.systems.workspace import Workspace
 
 if TYPE_CHECKING:
     from proofmarket.market.listings import Listings
+    from proofmarket.payments.settler import Money
 
 log = logging.getLogger("proofmarket.node")
 
@@ -67,7 +68,8 @@ def build_node(settings: Settings | None = None, workspace: Workspace | None = N
     if listings is not None:
         runner.after_capture.append(listing_hook(listings))
     catalog = Catalog(model_repo, ModelCatalog(ws.store), _srs_check(default), listings)
-    return NodeServices(settings=settings, db=db, workspace=ws, catalog=catalog,
+    money = build_money(settings, db, rail_set, listings)
+    return NodeServices(money=money, settings=settings, db=db, workspace=ws, catalog=catalog,
                         jobs=JobService(runner.jobs, queue, _cache(settings, db, ws.store, runner)), queue=queue,
                         payments=default, registry=registry, owns_workspace=workspace is None, tokens=tokens,
                         rails=rail_set, systems=systems, webhooks=Webhooks(settings, db))
@@ -137,8 +139,35 @@ def _payments(settings: Settings, ws: Workspace, model_repo: ModelRepo, db: Data
     from proofmarket.db.credits_repo import CreditsRepo
     from proofmarket.payments.credits_rail import CreditsRail
 
-    credits = CreditsRail(CreditsRepo(db), chain.node, exact.gate.network, chain)
+    credits = CreditsRail(CreditsRepo(db), chain.node, exact.gate.network, chain, pay_to=exact.pay_to_of)
     return exact, [credits, *([batch] if batch is not None else [])]
+
+
+def build_money(settings: Settings, db: Database, rails: Rails, listings: Listings | None) -> Money:
+    """The book, and with payments on: purchases by x402, payouts from the node's account, the settler."""
+    from proofmarket.db.book import Book
+    from proofmarket.payments.settler import Money
+
+    book = Book(db)
+    from proofmarket.payments.credits_rail import CreditsRail
+    from proofmarket.payments.x402_rail import X402Payments
+
+    exact = next((r for r in rails.all() if isinstance(r, X402Payments)), None)
+    credits = next((r for r in rails.all() if isinstance(r, CreditsRail)), None)
+    chain = credits.chain if credits is not None else None
+    if exact is None or credits is None or chain is None:
+        return Money(book)
+    from proofmarket.db import LeaseRepo
+    from proofmarket.payments.payouts import Payouts
+    from proofmarket.payments.purchases import Purchases
+    from proofmarket.payments.settler import Settler
+
+    purchases = Purchases(credits.repo, exact)
+    payouts = Payouts(book, chain.client, chain.usdc, chain.node, _release_split(listings) if listings else None,
+                      min_atomic=settings.payout_min_atomic)
+    settler = Settler(purchases, payouts, interval_s=settings.settler_interval_s,
+                      payout_every_s=settings.payout_interval_s, lease=LeaseRepo(db))
+    return Money(book, purchases, payouts, settler)
 
 
 def _release_split(listings: Listings) -> Callable[[str], None]:

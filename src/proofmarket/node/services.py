@@ -17,6 +17,7 @@ from proofmarket.node.access import AccessTokens
 from proofmarket.node.catalog import Catalog
 from proofmarket.node.webhooks import Dispatcher, Webhooks
 from proofmarket.payments.port import PaymentPort, Rails
+from proofmarket.payments.settler import Money
 from proofmarket.systems.registry import ATTESTED_SYSTEM, SystemSet
 from proofmarket.systems.workspace import Workspace
 
@@ -36,6 +37,7 @@ class NodeServices:
     rails: Rails
     systems: SystemSet
     webhooks: Webhooks | None = None
+    money: Money | None = None  # the book, purchases, payouts and the settler (payments/settler.py)
     dispatcher: Dispatcher | None = field(default=None, init=False)
 
     def start_webhooks(self) -> None:
@@ -64,7 +66,15 @@ class NodeServices:
         """The node's one attested runtime (``AttestedSystem``): attested models' loader, signer and chain."""
         return self.systems.get(ATTESTED_SYSTEM)
 
+    def start_background(self) -> None:
+        """The node's background services besides the engine: the webhook sender and the settler."""
+        self.start_webhooks()
+        if self.money is not None and self.money.settler is not None:
+            self.money.settler.start()
+
     def close(self) -> None:
+        if self.money is not None and self.money.settler is not None:
+            self.money.settler.close()
         if self.dispatcher is not None:
             self.dispatcher.close()
         self.queue.close()

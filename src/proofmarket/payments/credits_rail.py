@@ -65,8 +65,10 @@ def api_key_of(headers: Mapping[str, str]) -> str | None:
 class CreditsRail:
     name = NAME
 
-    def __init__(self, repo: CreditsRepo, node: LocalAccount, network: str, chain: NodeChain | None = None) -> None:
+    def __init__(self, repo: CreditsRepo, node: LocalAccount, network: str, chain: NodeChain | None = None,
+                 pay_to: Callable[[Offer], str] | None = None) -> None:
         self.repo, self.node, self.network, self.chain = repo, node, network, chain
+        self._pay_to = pay_to  # a model's payee (its listing's splitter, or its owner): what a call draws pays it
         self.leases = LeaseRepo(repo.db)  # the wallet's funds lock (LeaseRepo.funds), JobService's too
 
     # --- buying and refunding (on chain) ---------------------------------------------------------
@@ -188,6 +190,8 @@ class CreditsRail:
         call = secrets.token_hex(12)
         doc: dict[str, Any] = {"key_id": row.id, "model_id": offer.model_id, "resource": offer.resource,
                                "source": "credits"}
+        if self._pay_to is not None:
+            doc["pay_to"] = self._pay_to(offer).lower()
         nonce = f"credits:{row.id}:{call}"
         with self.leases.funds(row.wallet):
             quota = self.repo.free_quota(offer.model_id)
@@ -197,6 +201,7 @@ class CreditsRail:
                 for held in self.repo.passes(row.wallet, offer.model_id):
                     if self.repo.used_today("pass", ref_prefix=f"pass:{held.id}:") < held.calls_per_day:
                         doc["source"], doc["pass_id"], nonce = "pass", held.id, f"pass:{held.id}:{call}"
+                        doc["pass_ref"] = held.ref
                         break
             if doc["source"] == "credits":
                 spent = self.repo.reserve_cap(row.id, offer.price_atomic)
@@ -223,10 +228,15 @@ class CreditsRail:
         assert ticket.payer is not None
         source = str(ticket.doc.get("source", "credits"))
         kind, used = ("draw", ticket.used(proof)) if source == "credits" else (source, 0)
-        # a draw turns the cap's reservation (the ceiling) into what the call used, with the entry, once
+        pay_to = ticket.doc.get("pay_to")
+        # a draw turns the cap's reservation (the ceiling) into what the call used, with the entry and its transfer
+        # to the model's payee in the book, once
         entry, _ = self.repo.add(ticket.payer, kind, used, ticket.nonce, key_id=str(ticket.doc.get("key_id")),
-                                 model_id=proof.model_id, job_id=proof.job_id,
+                                 model_id=proof.model_id, job_id=proof.job_id, pay_to=pay_to,
                                  spent_delta=used - ticket.amount_atomic if kind == "draw" else 0)
+        if source == "pass" and ticket.doc.get("pass_ref"):  # the pass's price per call goes to the model's payee
+            self.repo.pay_pass_call(ticket.nonce, str(ticket.doc["pass_ref"]), ticket.payer, proof.model_id,
+                                    str(pay_to) if pay_to else None)
         return self._settlement(ticket, proof, entry.id, entry.amount)
 
     def follow(self, ticket: PaymentTicket, proof: ProofOutcome, tx_hash: str | None) -> Settlement | None:

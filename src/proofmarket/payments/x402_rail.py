@@ -201,6 +201,15 @@ class X402Payments:
         again every ``resend_after_s``: an authorization nobody sends would expire with the call's result. The
         token moves the money of one authorization once at most, so a second send never charges twice."""
         verified = self._reserved(ticket)
+        settled = self.follow_payment(verified, tx_hash)
+        return None if settled is None else self._paid(ticket, proof, verified, settled)
+
+    def follow_payment(self, verified: VerifiedPayment, tx_hash: str | None) -> PaidOnChain | None:
+        """The one way a pending exact settlement is followed (a call's, a purchase's): its settlement once the
+        authorization is used on chain (and deep enough), None while it is not, re-sent when lost (see ``follow``),
+        ``PaymentSettlementFailed`` once it expired unused or was canceled."""
+        if self.gate.ledger.get(verified.key) is None:  # a restart forgot the reservation: take it again
+            self.gate.ledger.reserve(verified)
         try:
             settled = self.gate.follow(verified, tx_hash)
             # never known, or orphaned / dropped
@@ -213,10 +222,9 @@ class X402Payments:
         except PaymentSettlementFailed:
             self._attempts.pop(verified.key, None)
             raise
-        if settled is None:
-            return None
-        self._attempts.pop(verified.key, None)
-        return self._paid(ticket, proof, verified, settled)
+        if settled is not None:
+            self._attempts.pop(verified.key, None)
+        return settled
 
     def _resend_due(self, key: str) -> bool:
         """True once ``resend_after_s`` passed since the last attempt; the first look (a restarted node) starts

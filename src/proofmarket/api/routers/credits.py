@@ -8,7 +8,9 @@
     GET    /v1/credits               the balance and ledger of the wallet that signed (purpose ``credits``), or of
                                      the key's wallet (``Authorization: Bearer pmk_...``)
     POST   /v1/credits/buy?amount=N  credits for one x402 ``exact`` payment of N atomic USDC to the node's account
-                                     (402 with the terms first); the payer's wallet is credited
+                                     (402 with the terms first); the payer's wallet is credited once the payment is
+                                     mined: 200, or 202 with ``/v1/purchases/{id}`` to poll while it is not
+    GET    /v1/purchases/{id}        a purchase's state: pending, credited (its transaction) or voided
     POST   /v1/credits/deposit       {tx_hash}: a USDC transfer to the node's account, credited to its sender once
     POST   /v1/credits/refund        the wallet's unspent credits (not held by unsettled calls) back on chain
                                      (signed, purpose ``credits-refund``)
@@ -30,7 +32,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
@@ -40,13 +42,12 @@ from proofmarket.core.errors import (
     CreditsUnavailable,
     Forbidden,
     PaymentRequired,
-    PaymentSettlementPending,
     UsageError,
 )
 from proofmarket.node.services import NodeServices
 from proofmarket.payments.credits_rail import CreditsRail, api_key_of
 from proofmarket.payments.headers import PAYMENT_REQUIRED_HEADER, PAYMENT_SIGNATURE_HEADER
-from proofmarket.payments.x402_rail import X402Payments
+from proofmarket.payments.purchases import Purchases
 
 router = APIRouter(tags=["credits"])
 MAX_BUY_ATOMIC = 10_000 * 10**6  # 10,000 USDC in one purchase
@@ -124,30 +125,30 @@ async def credits(request: Request, services: ServicesDep) -> dict[str, Any]:
 
 
 @router.post("/v1/credits/buy", operation_id="buy_credits",
-             responses={402: {"description": "the x402 terms of the purchase, or a refused payment"}})
+             responses={202: {"description": "paid, the transfer not mined yet: poll the purchase"},
+                        402: {"description": "the x402 terms of the purchase, or a refused payment"}})
 async def buy(request: Request, services: ServicesDep,
               amount: Annotated[int, Query(gt=0, le=MAX_BUY_ATOMIC, description="atomic USDC to buy")]
-              ) -> dict[str, Any]:
-    """Credits for one x402 payment (exact, USDC to the node's account): the payer's wallet is credited."""
-    rail = _rail(services)
+              ) -> JSONResponse:
+    """Credits for one x402 payment (exact, USDC to the node's account): the payer's wallet is credited once the
+    payment is mined (202 with the purchase to poll while it is not)."""
     resource = f"{base_url(request, services.settings)}/v1/credits/buy?amount={amount}"
-    payer, key, tx = await _purchase(request, services, amount, resource, f"{amount} atomic USDC of credits")
-    entry, _ = await run_in_threadpool(rail.repo.add, payer, "purchase", amount, f"x402:{key}")
-    balance = await run_in_threadpool(rail.repo.balance, payer)
-    return {"wallet": payer, "credited": str(amount), "balance": str(balance), "transaction": tx,
-            "ledger_entry": entry.id}
+    return await _purchase(request, services, amount, resource, f"{amount} atomic USDC of credits",
+                           {"kind": "credits"})
 
 
 @router.post("/v1/passes/buy", operation_id="buy_pass",
-             responses={402: {"description": "the x402 terms of the pass, or a refused payment"}})
+             responses={202: {"description": "paid, the transfer not mined yet: poll the purchase"},
+                        402: {"description": "the x402 terms of the pass, or a refused payment"}})
 async def buy_pass(request: Request, services: ServicesDep,
                    calls_per_day: Annotated[int, Query(gt=0, le=100_000)],
                    days: Annotated[int, Query(gt=0, le=366)],
                    model_id: Annotated[str | None, Query(max_length=128, description="one model; unset = any")]
-                   = None) -> dict[str, Any]:
+                   = None) -> JSONResponse:
     """A pass (N calls a day for D days) for one x402 payment: N x D calls at the model's price (unset: the dearest
-    model's). API keys of the payer's wallet call within it before drawing credits."""
-    rail = _rail(services)
+    model's). API keys of the payer's wallet call within it before drawing credits; each call pays the called
+    model's payee the pass's price per call."""
+    _rail(services)
     models = [services.catalog.sellable(model_id)] if model_id else services.catalog.list()
     if not models:
         raise UsageError("this node serves no model to sell a pass for")
@@ -156,10 +157,25 @@ async def buy_pass(request: Request, services: ServicesDep,
         raise UsageError(f"a pass of {calls_per_day} calls a day for {days} days costs {price}: above the limit")
     query = f"calls_per_day={calls_per_day}&days={days}" + (f"&model_id={model_id}" if model_id else "")
     resource = f"{base_url(request, services.settings)}/v1/passes/buy?{query}"
-    payer, key, tx = await _purchase(request, services, price, resource,
-                                     f"a pass of {calls_per_day} calls a day for {days} days")
-    row = await run_in_threadpool(rail.repo.add_pass, payer, model_id, calls_per_day, days, f"x402:{key}")
-    return {"wallet": payer, "pass": row.view(), "paid": str(price), "transaction": tx}
+    return await _purchase(request, services, price, resource,
+                           f"a pass of {calls_per_day} calls a day for {days} days",
+                           {"kind": "pass", "calls_per_day": calls_per_day, "days": days, "model_id": model_id})
+
+
+@router.get("/v1/purchases/{purchase_id}", operation_id="get_purchase",
+            responses={400: {"description": "no such purchase"}})
+async def get_purchase(purchase_id: Annotated[str, Path(max_length=200, pattern=r"^[0-9A-Za-z:_.-]+$")],
+                       services: ServicesDep) -> dict[str, Any]:
+    """What became of a purchase (its id is its payment's key, known only to its payer): pending, credited (with
+    its transaction) or voided (nothing charged)."""
+    purchases = _purchases(services)
+    view = await run_in_threadpool(purchases.view, purchase_id)
+    if view["status"] == "pending":  # one look on chain now: the answer need not wait for the settler's pass
+        pending = await run_in_threadpool(purchases.book.transfer, f"purchase:{purchase_id}")
+        if pending is not None:
+            await run_in_threadpool(purchases.follow_one, pending)
+            view = await run_in_threadpool(purchases.view, purchase_id)
+    return view
 
 
 @router.get("/v1/passes", operation_id="list_passes")
@@ -189,14 +205,20 @@ async def set_free_quota(model_id: str, request: Request, services: ServicesDep,
     return {"model_id": model_id, "calls_per_day": calls}
 
 
-async def _purchase(request: Request, services: NodeServices, amount: int, resource: str,
-                    description: str) -> tuple[str, str, str]:
-    """One x402 exact payment of ``amount`` to the node's account through the node's gate: (payer, payment key,
-    transaction). Without a payment: 402 with the terms."""
-    rail = _rail(services)
-    exact = services.payments
-    if not isinstance(exact, X402Payments):
+def _purchases(services: NodeServices) -> Purchases:
+    money = services.money
+    if money is None or money.purchases is None:
         raise CreditsUnavailable("this node takes no x402 payments")
+    return money.purchases
+
+
+async def _purchase(request: Request, services: NodeServices, amount: int, resource: str, description: str,
+                    what: dict[str, Any]) -> JSONResponse:
+    """One x402 exact payment of ``amount`` to the node's account through the node's gate, held in the book and
+    credited once settled (``payments/purchases.py``): 200 credited, 202 pending. Without a payment: 402."""
+    rail = _rail(services)
+    purchases = _purchases(services)
+    exact = purchases.exact
     requirements = exact.gate.requirements(amount, rail.node.address)
     header = request.headers.get(PAYMENT_SIGNATURE_HEADER)
     if not header:
@@ -205,14 +227,23 @@ async def _purchase(request: Request, services: NodeServices, amount: int, resou
             requirements, resource, description=description)}
         raise err
     verified = await run_in_threadpool(exact.gate.verify, header, requirements, resource)
-    try:
-        settled = await exact.gate.settle_async(verified)
-    except PaymentSettlementPending:
-        raise  # sent: the transfer may still land (the purchase is not credited then: the node's log names it)
-    except BaseException:
-        exact.gate.release(verified)
-        raise
-    return verified.payer.lower(), verified.key, settled.tx_hash
+    view = await run_in_threadpool(purchases.buy, verified, what)
+    return _purchase_answer(view)
+
+
+def _purchase_answer(view: dict[str, Any]) -> JSONResponse:
+    """The purchase's answer in the shape of before (``credited``, ``balance``, ``transaction``; a pass's row)."""
+    body: dict[str, Any] = {"purchase": view, "wallet": view["wallet"], "transaction": view.get("transaction")}
+    if view["status"] == "pending":
+        body["note"] = f"the payment is sent but not mined yet: poll {view['poll']} (credited once mined)"
+        return JSONResponse(body, status_code=202, headers={"Location": view["poll"]})
+    what = view.get("what") or {}
+    if what.get("kind") == "pass":
+        body["paid"] = view["amount"]
+        body["pass"] = view.get("pass")
+    else:
+        body["credited"], body["balance"] = view["amount"], view.get("balance")
+    return JSONResponse(body)
 
 
 @router.post("/v1/credits/deposit", operation_id="deposit_credits")

@@ -1,0 +1,82 @@
+"""One base for the node's background loops: start, stop, a tick every interval, an optional lease, a backoff.
+
+A ``Service`` runs ``tick()`` on its own daemon thread every ``interval_s`` (sooner after ``wake()``); a tick that
+raises is logged and the next waits twice as long (up to ``max_backoff_s``); with a lease (``Lease``: any object
+with ``acquire(name, holder, ttl_s)`` and ``release(name, holder)``), only the holder ticks, so that several nodes
+on one database take turns. ``node/`` owns the list of services and starts and stops them together.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+
+class Lease(Protocol):
+    def acquire(self, name: str, holder: str, ttl_s: float) -> bool: ...
+
+    def release(self, name: str, holder: str) -> None: ...
+
+
+class Service:
+    name = "service"
+
+    def __init__(self, interval_s: float, *, lease: Lease | None = None, lease_name: str | None = None,
+                 max_backoff_s: float = 300.0) -> None:
+        self.interval_s, self.lease, self.max_backoff_s = interval_s, lease, max_backoff_s
+        self.lease_name = lease_name or f"service:{self.name}"
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # one tick at a time (a loop's tick and an operator's ``run_now``)
+
+    def tick(self) -> object:
+        raise NotImplementedError
+
+    def run_now(self) -> object | None:
+        """One tick now, under the lease (None when another holder has it)."""
+        with self._lock:
+            if self.lease is not None and not self.lease.acquire(self.lease_name, self.holder,
+                                                                 ttl_s=max(60.0, 4 * self.interval_s)):
+                return None
+            try:
+                return self.tick()
+            finally:
+                if self.lease is not None:
+                    self.lease.release(self.lease_name, self.holder)
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._loop, name=f"proofmarket-{self.name}", daemon=True)
+            self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(30)
+            self._thread = None
+
+    def _loop(self) -> None:
+        wait = self.interval_s
+        while not self._stop.is_set():
+            self._wake.wait(wait)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.run_now()
+                wait = self.interval_s
+            except Exception:  # the chain or the database hiccuped: try again later
+                log.exception("the %s pass failed; it is tried again", self.name)
+                wait = min(self.max_backoff_s, max(wait, 1.0) * 2)

@@ -1,0 +1,160 @@
+"""The one payout path: what the book says the node owes a payee leaves for the chain here, for every rail.
+
+    owed        each ``payee:<address>`` account's posted balance (credits draws, pass calls, channel charges once
+                claimed), by model
+    pay         one pending ``payout`` transfer per (payee, model) holds what is owed; one USDC transfer from the
+                node's account pays the payee the sum; each pending transfer notes the transaction
+    confirm     once the transaction has the chain profile's confirmations, the payouts are captured (the payee's
+                ``wallet:`` account is credited); a transfer that reverted, or that the chain no longer knows, is
+                voided (still owed: paid on the next pass)
+    split       a payee that is a listing's revenue splitter is released right after (``after_payout(model_id)``:
+                the market's ``releaseSplit`` pays the owner, the prover and the platform their shares on chain)
+
+An owner can trigger nothing here; the node's settler runs it on a schedule and an operator runs it now with
+``proofmarket payouts run``. One payer at a time: callers hold the settler's lease.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from eth_utils.address import to_checksum_address
+
+from proofmarket.chain.client import ChainClient
+from proofmarket.chain.contracts import UsdcToken
+from proofmarket.core.errors import TransactionNotMined
+from proofmarket.db.book import Accounts, Book, Transfer
+from proofmarket.db.book_tables import TransferRow
+
+log = logging.getLogger(__name__)
+
+KIND = "payout"
+
+
+@dataclass
+class PayoutReport:
+    paid: dict[str, str] = field(default_factory=dict)  # payee -> transaction
+    confirmed: list[str] = field(default_factory=list)  # payout refs captured
+    voided: list[str] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)  # sent, not deep enough yet
+
+    def to_json(self) -> dict[str, Any]:
+        return {"paid": self.paid, "confirmed": self.confirmed, "voided": self.voided, "waiting": self.waiting}
+
+
+class Payouts:
+    def __init__(self, book: Book, client: ChainClient, usdc: str, sender: LocalAccount,
+                 after_payout: Callable[[str], None] | None = None, min_atomic: int = 1) -> None:
+        self.book, self.client, self.usdc, self.sender = book, client, usdc, sender
+        self.after_payout, self.min_atomic = after_payout, min_atomic
+
+    def owed(self) -> dict[str, dict[str | None, int]]:
+        """Each payee's payable balance, by model (the node's own account excluded: nothing to move)."""
+        out: dict[str, dict[str | None, int]] = {}
+        for account, balance in self.book.accounts("payee:").items():
+            address = Accounts.address_of(account)
+            if balance.available >= self.min_atomic and address != self.sender.address.lower():
+                out[address] = {m: a for m, a in self.book.by_model(account).items() if a > 0}
+        return out
+
+    def run(self) -> PayoutReport:
+        """Confirm what earlier passes sent, then pay every payee what it is owed."""
+        report = PayoutReport()
+        self._confirm(report)
+        for payee, models in sorted(self.owed().items()):
+            if models:
+                self._pay(payee, models, report)
+        return report
+
+    def _pay(self, payee: str, models: dict[str | None, int], report: PayoutReport) -> None:
+        batch = secrets.token_hex(6)
+        refs = []
+        for model_id, amount in sorted(models.items(), key=lambda m: str(m[0])):
+            ref = f"payout:{payee}:{batch}:{model_id or '-'}"
+            self.book.hold(Transfer.move(ref, KIND, "payout", Accounts.payee(payee), Accounts.wallet(payee), amount,
+                                         model_id=model_id, memo={"batch": batch}))
+            refs.append(ref)
+        total = sum(models.values())
+        try:
+            tx = UsdcToken(self.client, self.usdc).transfer(to_checksum_address(payee), total, self.sender).tx_hash
+        except TransactionNotMined as exc:  # sent: it may still be mined; the next pass looks for it
+            hashes = [str(h) for h in exc.details.get("hashes") or []]  # type: ignore[attr-defined]
+            for ref in refs:
+                self.book.note_tx(ref, *hashes)
+            report.waiting += refs
+            return
+        except Exception:
+            for ref in refs:  # never sent: still owed
+                self.book.void(ref, reason="the payout transfer was not sent")
+            raise
+        for ref in refs:
+            self.book.note_tx(ref, tx)
+        report.paid[payee] = tx
+        log.info("paid %s atomic units to %s in %s", total, payee, tx)
+        self._confirm(report, only=set(refs))
+        for model_id in sorted(m for m in models if m):
+            self._released(model_id)
+
+    def _confirm(self, report: PayoutReport, only: set[str] | None = None) -> None:
+        for pending in self.book.open_pending(KIND):
+            if only is not None and pending.ref not in only:
+                continue
+            self._confirm_one(pending, report)
+
+    def _confirm_one(self, pending: TransferRow, report: PayoutReport) -> None:
+        hashes = [str(h) for h in (pending.memo or {}).get("sent_txs") or []]
+        if not hashes:
+            # a hold left by a crash before the send (or a send that raised): nothing left the node, still owed
+            self.book.void(pending.ref, reason="no payout transaction was sent")
+            report.voided.append(pending.ref)
+            return
+        found = [(tx, r) for tx, r in ((tx, self._receipt(tx)) for tx in hashes) if r is not None]
+        mined = [(tx, r) for tx, r in found if int(r["status"]) == 1]
+        if not mined:
+            if found or all(self._vanished(tx) for tx in hashes):
+                self.book.void(pending.ref, reason=f"the payout transaction {hashes[-1]} failed or is gone")
+                report.voided.append(pending.ref)
+            else:
+                report.waiting.append(pending.ref)
+            return
+        tx, receipt = mined[0]
+        depth = self.client.block_number() - int(receipt["blockNumber"]) + 1
+        if depth < max(1, self.client.profile.confirmations):
+            report.waiting.append(pending.ref)
+            return
+        self.book.capture(pending.ref, tx_hash=tx)
+        report.confirmed.append(pending.ref)
+
+    def _receipt(self, tx: str) -> Any:
+        try:
+            return self.client.w3.eth.get_transaction_receipt(tx)  # type: ignore[arg-type]
+        except Exception:
+            return None
+
+    def _vanished(self, tx: str) -> bool:
+        try:
+            return self.client.w3.eth.get_transaction(tx) is None  # type: ignore[arg-type]
+        except Exception:
+            return True
+
+    def _released(self, model_id: str) -> None:
+        if self.after_payout is None:
+            return
+        try:
+            self.after_payout(model_id)
+        except Exception:  # the money moved: a release that fails is retried by the listing's own loop
+            log.exception("releasing the split of model %s after its payout failed", model_id)
+
+
+def owed_by_payee(book: Book) -> dict[str, int]:
+    """What the book owes each payee (for a report)."""
+    out: dict[str, int] = defaultdict(int)
+    for account, balance in book.accounts("payee:").items():
+        out[Accounts.address_of(account)] += balance.available
+    return dict(out)

@@ -1,0 +1,55 @@
+"""The settler: one background service (under one lease, so one node of a database at a time) that moves what the
+book says to the chain. Each pass follows pending purchases (credited once mined, voided once they cannot be) and,
+every ``payout_every_s``, pays every payee what it is owed (``payouts.Payouts``: the one payout path). ``run_now``
+is what ``proofmarket payouts run`` and ``POST /v1/payouts/run`` (operator) call.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from proofmarket.core.background import Lease, Service
+from proofmarket.db.book import Book
+from proofmarket.payments.payouts import Payouts
+from proofmarket.payments.purchases import Purchases
+
+LEASE = "settler"
+
+
+class Settler(Service):
+    name = "settler"
+
+    def __init__(self, purchases: Purchases | None, payouts: Payouts | None, *, interval_s: float = 5.0,
+                 payout_every_s: float = 3600.0, lease: Lease | None = None) -> None:
+        super().__init__(interval_s, lease=lease, lease_name=LEASE)
+        self.purchases, self.payouts, self.payout_every_s = purchases, payouts, payout_every_s
+        self._last_payout = time.monotonic()
+        self._pay_now = False
+
+    def tick(self) -> dict[str, Any]:
+        report: dict[str, Any] = {}
+        if self.purchases is not None:
+            report["purchases"] = self.purchases.follow()
+        due = self._pay_now or time.monotonic() - self._last_payout >= self.payout_every_s
+        if self.payouts is not None and due:
+            self._pay_now, self._last_payout = False, time.monotonic()
+            report["payouts"] = self.payouts.run().to_json()
+        return report
+
+    def pay_now(self) -> dict[str, Any] | None:
+        """One pass with the payouts, now (None when another node holds the settler's lease)."""
+        self._pay_now = True
+        done = self.run_now()
+        return done if isinstance(done, dict) else None
+
+
+@dataclass
+class Money:
+    """The node's book and what moves it: purchases, payouts and the settler that runs them."""
+
+    book: Book
+    purchases: Purchases | None = None
+    payouts: Payouts | None = None
+    settler: Settler | None = None

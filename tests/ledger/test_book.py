@@ -1,0 +1,111 @@
+"""The book: balanced transfers once per ref, two phases, no internal account below zero, and its own check."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from proofmarket.db import Database
+from proofmarket.db.book import Accounts, Book, LedgerError, Transfer
+from proofmarket.db.tables import Base
+
+ALICE = "0x" + "a1" * 20
+OWNER = "0x" + "0b" * 20
+
+
+def test_the_migration_builds_exactly_the_tables(db: Database) -> None:
+    with db.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata) == []
+
+
+def test_a_transfer_posts_once_per_ref_and_balances(db: Database) -> None:
+    book = Book(db)
+    buy = Transfer.move("buy-1", "purchase", "credits", Accounts.wallet(ALICE), Accounts.credits(ALICE), 500)
+    row, new = book.post(buy)
+    again, new_again = book.post(buy)
+    assert new and not new_again and again.id == row.id
+    assert book.balance(Accounts.credits(ALICE)).posted == 500
+    assert book.balance(Accounts.wallet(ALICE)).posted == -500  # the outside world may go below zero
+    with pytest.raises(LedgerError, match="does not balance"):
+        book.post(Transfer("bad", "purchase", "credits", ((Accounts.credits(ALICE), 5),)))
+    assert book.check() == []
+
+
+def test_no_internal_account_goes_below_zero(db: Database) -> None:
+    book = Book(db)
+    book.post(Transfer.move("buy", "purchase", "credits", Accounts.wallet(ALICE), Accounts.credits(ALICE), 100))
+    with pytest.raises(LedgerError, match="below zero"):
+        book.post(Transfer.move("draw", "draw", "credits", Accounts.credits(ALICE), Accounts.payee(OWNER), 101))
+    assert book.transfer("draw") is None  # nothing was written
+    assert book.balance(Accounts.credits(ALICE)).posted == 100
+    assert book.check() == []
+
+
+def test_a_pending_transfer_holds_then_captures_or_voids_once(db: Database) -> None:
+    book = Book(db)
+    book.post(Transfer.move("buy", "purchase", "credits", Accounts.wallet(ALICE), Accounts.credits(ALICE), 100))
+    book.hold(Transfer.move("call-1", "draw", "credits", Accounts.credits(ALICE), Accounts.payee(OWNER), 80))
+    assert book.balance(Accounts.credits(ALICE)).available == 20  # held
+    with pytest.raises(LedgerError, match="below zero"):  # what is held cannot be spent twice
+        book.hold(Transfer.move("call-2", "draw", "credits", Accounts.credits(ALICE), Accounts.payee(OWNER), 30))
+    # a metered capture takes less than it held; the rest is free again
+    book.capture("call-1", postings=[(Accounts.credits(ALICE), -50), (Accounts.payee(OWNER), 50)])
+    book.capture("call-1")  # once: the second capture returns the first
+    assert book.balance(Accounts.credits(ALICE)) .available == 50
+    assert book.balance(Accounts.payee(OWNER)).posted == 50
+    with pytest.raises(LedgerError, match="captured"):
+        book.void("call-1")
+    book.hold(Transfer.move("call-3", "draw", "credits", Accounts.credits(ALICE), Accounts.payee(OWNER), 40))
+    book.void("call-3", reason="the call failed")
+    with pytest.raises(LedgerError, match="voided"):
+        book.capture("call-3")
+    assert book.balance(Accounts.credits(ALICE)).available == 50
+    assert [t.ref for t in book.open_pending()] == []
+    assert book.check() == []
+
+
+def test_a_capture_cannot_move_more_than_it_held(db: Database) -> None:
+    book = Book(db)
+    book.post(Transfer.move("buy", "purchase", "credits", Accounts.wallet(ALICE), Accounts.credits(ALICE), 100))
+    book.hold(Transfer.move("call", "draw", "credits", Accounts.credits(ALICE), Accounts.payee(OWNER), 10))
+    with pytest.raises(LedgerError, match="beyond what it holds"):
+        book.capture("call", postings=[(Accounts.credits(ALICE), -20), (Accounts.payee(OWNER), 20)])
+    with pytest.raises(LedgerError, match="beyond what it holds"):
+        book.capture("call", postings=[(Accounts.credits(ALICE), -10), (Accounts.PLATFORM, 10)])
+
+
+def test_check_names_an_account_that_disagrees_with_its_postings(db: Database) -> None:
+    book = Book(db)
+    book.post(Transfer.move("buy", "purchase", "credits", Accounts.wallet(ALICE), Accounts.credits(ALICE), 100))
+    with db.engine.begin() as conn:  # a write around the book
+        conn.exec_driver_sql("UPDATE book_accounts SET posted = '999' WHERE name = %s" % repr(Accounts.credits(ALICE)))
+    problems = book.check()
+    assert len(problems) == 1 and Accounts.credits(ALICE) in problems[0]
+
+
+def test_concurrent_spends_never_overdraw(db: Database) -> None:
+    """Eight writers (threads, one session each) spend 30 of a balance of 100: three succeed, none overdraws."""
+    book = Book(db)
+    book.post(Transfer.move("buy", "purchase", "credits", Accounts.wallet(ALICE), Accounts.credits(ALICE), 100))
+    done: list[bool] = []
+    barrier = threading.Barrier(8)
+
+    def spend(i: int) -> None:
+        barrier.wait()
+        try:
+            book.post(Transfer.move(f"draw-{i}", "draw", "credits", Accounts.credits(ALICE), Accounts.payee(OWNER), 30))
+            done.append(True)
+        except LedgerError:
+            done.append(False)
+
+    threads = [threading.Thread(target=spend, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert done.count(True) == 3
+    assert book.balance(Accounts.credits(ALICE)).posted == 10
+    assert book.check() == []
