@@ -184,7 +184,7 @@ def test_a_sweep_interval_that_lets_a_withdrawal_beat_the_claim_is_refused_at_st
 
 def test_a_sweep_is_due_on_the_threshold_or_after_the_interval() -> None:
     """Claims are batched: due once the unclaimed total reaches the threshold, or once the oldest unswept charge has
-    waited the interval; never with nothing unclaimed."""
+    waited the interval; never with nothing unclaimed, except charges a refund claimed that no sweep covered yet."""
     from datetime import UTC, datetime
     from types import SimpleNamespace
     from typing import Any
@@ -201,7 +201,8 @@ def test_a_sweep_is_due_on_the_threshold_or_after_the_interval() -> None:
         def charges(self, **_: Any) -> list[Any]:
             if self.oldest is None:
                 return []
-            return [SimpleNamespace(created_at=datetime.fromtimestamp(self.oldest, UTC))]
+            return [SimpleNamespace(created_at=datetime.fromtimestamp(self.oldest, UTC), channel_id="0xc1",
+                                    cumulative=5000)]
 
     def sweeper(states: list[dict[str, Any]], oldest: float | None) -> Sweeper:
         return Sweeper(Repo(states, oldest), None, None, "0x", None, "0x", SweepPolicy(interval_s=300,  # type: ignore[arg-type]
@@ -210,7 +211,10 @@ def test_a_sweep_is_due_on_the_threshold_or_after_the_interval() -> None:
     now = 1_000_000.0
     small = [{"chargedCumulativeAmount": "4000", "totalClaimed": "1000"}, {"chargedCumulativeAmount": "2000"}]
     assert not sweeper([], None).due(now)
-    assert not sweeper([{"chargedCumulativeAmount": "5000", "totalClaimed": "5000"}], now - 10_000).due(now)
+    claimed = [{"channelId": "0xC1", "chargedCumulativeAmount": "5000", "totalClaimed": "5000"}]
+    assert not sweeper(claimed, None).due(now)  # claimed and swept: nothing to do
+    # claimed (a cooperative refund claims the charged total) but never swept: the payee is not paid yet
+    assert sweeper(claimed, now - 10).due(now)
     assert not sweeper(small, now - 299).due(now)  # 5,000 unclaimed, the oldest charge 299 s old
     assert sweeper(small, now - 300).due(now)  # ... 300 s: the interval
     assert sweeper([*small, {"chargedCumulativeAmount": "5000"}], now - 1).due(now)  # 10,000: the threshold

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import db_backends
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -12,6 +13,7 @@ from proofmarket.db import Database
 from proofmarket.db.book import Accounts, Book, LedgerError, Transfer
 from proofmarket.db.tables import Base
 
+db, pg_url = db_backends.db, db_backends.pg_url  # the fixtures: each test on SQLite and PostgreSQL
 ALICE = "0x" + "a1" * 20
 OWNER = "0x" + "0b" * 20
 
@@ -81,7 +83,7 @@ def test_check_names_an_account_that_disagrees_with_its_postings(db: Database) -
     book = Book(db)
     book.post(Transfer.move("buy", "purchase", "credits", Accounts.wallet(ALICE), Accounts.credits(ALICE), 100))
     with db.engine.begin() as conn:  # a write around the book
-        conn.exec_driver_sql("UPDATE book_accounts SET posted = '999' WHERE name = %s" % repr(Accounts.credits(ALICE)))
+        conn.exec_driver_sql(f"UPDATE book_accounts SET posted = '999' WHERE name = '{Accounts.credits(ALICE)}'")
     problems = book.check()
     assert len(problems) == 1 and Accounts.credits(ALICE) in problems[0]
 

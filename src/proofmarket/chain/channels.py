@@ -11,8 +11,10 @@ the channel contract's address, is part of its code). ``channel_state`` reads on
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from eth_account.signers.local import LocalAccount
+from eth_utils.address import to_checksum_address as ChecksumAddress  # noqa: N812
 from x402.mechanisms.evm.batch_settlement.abi import BATCH_SETTLEMENT_ABI
 from x402.mechanisms.evm.batch_settlement.constants import (
     BATCH_SETTLEMENT_ADDRESS,
@@ -74,3 +76,24 @@ def channel_state(client: ChainClient, channel_id: str) -> ChannelOnChain:
     amount, initiated = client.call(contract.functions.pendingWithdrawals(key))
     nonce = client.call(contract.functions.refundNonce(key))
     return ChannelOnChain(int(balance), int(claimed), int(amount), int(initiated), int(nonce))
+
+
+def claims_revert(client: ChainClient, sender: str, claims: list[Any]) -> bool:
+    """Whether ``claim(claims)`` sent by ``sender`` (the receiver) would revert: an ``eth_call`` of the contract's
+    own rule (a voucher signature it refuses, a claim above a channel's balance after a withdrawal), nothing sent.
+    ``claims``: the SDK's ``VoucherClaim``s."""
+    contract = client.contract(BATCH_SETTLEMENT_ADDRESS, BATCH_SETTLEMENT_ABI)
+    encoded = [((_config(c.channel), int(c.max_claimable_amount)), bytes.fromhex(str(c.signature).removeprefix("0x")),
+                int(c.total_claimed)) for c in claims]
+    try:
+        client.w3.eth.call({"from": client.w3.to_checksum_address(sender), "to": contract.address,
+                            "data": contract.encode_abi("claim", args=[encoded])})
+    except Exception:  # a revert (or an RPC error: then the batch is tried again on the next pass)
+        return True
+    return False
+
+
+def _config(config: Any) -> tuple[Any, ...]:
+    to = ChecksumAddress
+    return (to(config.payer), to(config.payer_authorizer), to(config.receiver), to(config.receiver_authorizer),
+            to(config.token), int(config.withdraw_delay), bytes.fromhex(str(config.salt).removeprefix("0x")))

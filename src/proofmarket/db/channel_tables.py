@@ -28,6 +28,8 @@ class ChannelRow(Base):
     payer: Mapped[str] = mapped_column(String(42), index=True)
     state: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
     version: Mapped[int] = mapped_column(Integer, default=0)
+    # why the chain refused this channel's voucher (its claims dropped from batches; it is served no more)
+    refused: Mapped[str | None] = mapped_column(String(300), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from proofmarket.core.errors import DatabaseError
+from proofmarket.db.book import Accounts, Book, LedgerError, Transfer
 from proofmarket.db.channel_tables import ChannelChargeRow, ChannelRow, ChannelSweepRow
 from proofmarket.db.engine import Database
 from proofmarket.db.tables import utcnow
@@ -35,9 +36,18 @@ class NewCharge:
     receipt: dict[str, Any] | None = None
 
 
+def charge_transfer(charge: NewCharge, payer: str) -> Transfer:
+    """A charge in the book: from the payer's wallet (its channel, in the contract) to what the node owes the
+    model's payee, pending until claimed."""
+    return Transfer.move(f"charge:{charge.ticket}", "charge", "batch-settlement", Accounts.wallet(payer),
+                         Accounts.payee(charge.pay_to), charge.amount, model_id=charge.model_id, payer=payer,
+                         memo={"channel_id": charge.channel_id.lower(), "cumulative": str(charge.cumulative)})
+
+
 class ChannelRepo:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.book = Book(db)
 
     def get(self, channel_id: str) -> State | None:
         with self.db.session() as s:
@@ -68,7 +78,7 @@ class ChannelRepo:
             if proposed is None:
                 raise ValueError("a channel's state is never deleted")
             try:
-                with self.db.session() as s:
+                with self.db.write_session() as s:
                     if row is None:
                         s.add(ChannelRow(channel_id=key, payer=_payer(proposed), state=proposed, version=0,
                                          updated_at=utcnow()))
@@ -84,6 +94,8 @@ class ChannelRepo:
                         s.add(ChannelChargeRow(ticket=new.ticket, channel_id=new.channel_id.lower(), job_id=new.job_id,
                                                model_id=new.model_id, pay_to=new.pay_to.lower(), amount=new.amount,
                                                cumulative=new.cumulative, receipt=new.receipt))
+                        # owed to the payee once the chain pays the claim: pending until the sweep captures it
+                        self.book.hold(charge_transfer(new, _payer(proposed)), session=s)
                 return proposed, True
             except _Lost:
                 continue
@@ -92,6 +104,17 @@ class ChannelRepo:
                     continue  # another process created the channel first: apply the change to its row
                 raise
         raise DatabaseError(f"channel {key} kept changing under {CAS_ATTEMPTS} attempts to update it")
+
+    def refuse(self, channel_id: str, reason: str) -> None:
+        """The chain refuses this channel's voucher: it is claimed and served no more."""
+        with self.db.session() as s:
+            s.execute(update(ChannelRow).where(ChannelRow.channel_id == channel_id.lower())
+                      .values(refused=reason[:300]))
+
+    def refused(self, channel_id: str) -> str | None:
+        with self.db.session() as s:
+            row = s.get(ChannelRow, channel_id.lower())
+            return row.refused if row is not None else None
 
     def charge(self, ticket: str | None) -> ChannelChargeRow | None:
         if ticket is None:
@@ -112,6 +135,18 @@ class ChannelRepo:
             if job_id is not None:
                 query = query.where(ChannelChargeRow.job_id == job_id)
             return list(s.scalars(query.order_by(ChannelChargeRow.id).limit(limit)))
+
+    def claimed(self, charge: ChannelChargeRow) -> None:
+        """The chain paid this charge's claim: what the node owes its payee is posted (once)."""
+        ref = f"charge:{charge.ticket}"
+        if self.book.transfer(ref) is None:  # charged before the book: posted at once
+            self.book.post(Transfer.move(ref, "charge", "batch-settlement", Accounts.wallet(charge.channel_id),
+                                         Accounts.payee(charge.pay_to), charge.amount, model_id=charge.model_id))
+            return
+        try:
+            self.book.capture(ref)
+        except LedgerError:  # voided: never claimed (nothing is owed)
+            return
 
     def open_sweep(self, claim_txs: list[str], charge_ids: list[int]) -> ChannelSweepRow:
         """A sweep of the charges ``charge_ids`` (claimed on chain by ``claim_txs``), before its settle."""

@@ -155,6 +155,8 @@ def build_money(settings: Settings, db: Database, rails: Rails, listings: Listin
     exact = next((r for r in rails.all() if isinstance(r, X402Payments)), None)
     credits = next((r for r in rails.all() if isinstance(r, CreditsRail)), None)
     chain = credits.chain if credits is not None else None
+    if exact is not None:
+        exact.book = book
     if exact is None or credits is None or chain is None:
         return Money(book)
     from proofmarket.db import LeaseRepo
@@ -165,6 +167,11 @@ def build_money(settings: Settings, db: Database, rails: Rails, listings: Listin
     purchases = Purchases(credits.repo, exact)
     payouts = Payouts(book, chain.client, chain.usdc, chain.node, _release_split(listings) if listings else None,
                       min_atomic=settings.payout_min_atomic)
+    from proofmarket.payments.batch_rail import BatchSettlementRail
+
+    for rail in rails.all():  # channel money swept to the node is paid out by the same path
+        if isinstance(rail, BatchSettlementRail) and rail.sweeper is not None:
+            rail.sweeper.payouts = payouts
     settler = Settler(purchases, payouts, interval_s=settings.settler_interval_s,
                       payout_every_s=settings.payout_interval_s, lease=LeaseRepo(db))
     return Money(book, purchases, payouts, settler)

@@ -22,7 +22,7 @@ from x402.mechanisms.evm.batch_settlement.server.scheme import (
 )
 from x402.mechanisms.evm.constants import MULTICALL3_ADDRESS
 
-from proofmarket.chain.channels import install_batch_settlement
+from proofmarket.chain.channels import claims_revert, install_batch_settlement
 from proofmarket.core.errors import UsageError
 from proofmarket.core.settings import X402Settings
 from proofmarket.db import Database, LeaseRepo
@@ -79,8 +79,10 @@ def sweeper_for(rail: BatchSettlementRail, chain: NodeChain, db: Database, extra
         network=terms.network))
     policy = SweepPolicy(interval_s=extra.channel_sweep_interval_s,
                          threshold_atomic=extra.channel_sweep_threshold_atomic)
-    return Sweeper(rail.storage.repo, manager, chain.client, chain.usdc, chain.node, terms.receiver, policy,
-                   LeaseRepo(db), holder=f"{socket.gethostname()}:{os.getpid()}", after_payout=after_payout)
+    sweeper = Sweeper(rail.storage.repo, manager, chain.client, chain.usdc, chain.node, terms.receiver, policy,
+                      LeaseRepo(db), holder=f"{socket.gethostname()}:{os.getpid()}", after_payout=after_payout)
+    sweeper.simulate = lambda claims: claims_revert(chain.client, terms.receiver, claims)
+    return sweeper
 
 
 def _contracts_ready(chain: NodeChain, extra: X402Settings) -> bool:

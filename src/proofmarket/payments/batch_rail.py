@@ -78,6 +78,7 @@ from proofmarket.payments.headers import PAYMENT_SIGNATURE_HEADER, encode_paymen
 from proofmarket.payments.parse import check_resource, decode_payment
 from proofmarket.payments.port import Offer
 from proofmarket.payments.tickets import PaymentTicket, ProofOutcome, Settlement
+from proofmarket.payments.vouchers import canonical
 from proofmarket.store import ArtifactStore
 from proofmarket.systems.receipts import sign_receipt
 
@@ -249,6 +250,7 @@ class BatchSettlementRail:
             raise _Corrective(PaymentChannelRejected(
                 "the refund's voucher must sign the channel's charged total",
                 reason=scheme_errors.ERR_CUMULATIVE_AMOUNT_MISMATCH), channel)
+        self._canonical_voucher(raw, config)
         self._check_signature(raw, config, channel_id)
         remaining = int(channel.balance) - int(channel.charged_cumulative_amount)
         amount = int(raw.get("amount") or remaining)
@@ -316,6 +318,12 @@ class BatchSettlementRail:
         _check_accepted(payload, requirements)
         check_resource(payload, offer.resource)
         config, channel_id, signed = self._channel_of(raw, requirements)
+        self._canonical_voucher(raw, config)
+        refused = self.storage.repo.refused(channel_id)
+        if refused:
+            raise PaymentChannelRejected(f"the chain refused this channel's voucher ({refused}): this node serves it "
+                                         "no more; open another channel",
+                                         reason=scheme_errors.ERR_INVALID_VOUCHER_SIGNATURE)
         price = offer.price_atomic
         current = self.storage.get(channel_id)
         base = int(current.charged_cumulative_amount) if current is not None else max(0, signed - price)
@@ -372,6 +380,22 @@ class BatchSettlementRail:
         if problem:
             raise PaymentChannelRejected(f"the channel does not match this node's terms ({problem})", reason=problem)
         return config, normalize_channel_id(claimed_id), signed
+
+    @staticmethod
+    def _canonical_voucher(raw: dict[str, Any], config: ChannelConfig) -> None:
+        """The voucher's signature in the one form the channel contract takes (``payments/vouchers.py``), or a
+        refusal: a signature the node keeps is one the chain accepts. A payer that signs itself (no payer
+        authorizer) may be a contract wallet (ERC-1271), whose signature bytes are its own: kept as sent, and
+        isolated at claim time if the chain refuses it."""
+        if int(config.payer_authorizer, 16) == 0:
+            return
+        voucher = raw["voucher"]
+        fixed = canonical(str(voucher.get("signature", "0x")))
+        if fixed is None:
+            raise PaymentChannelRejected("the voucher's signature is not one the channel contract accepts (65 bytes: "
+                                         "r, s below the curve order, v 27 or 28)",
+                                         reason=scheme_errors.ERR_INVALID_VOUCHER_SIGNATURE)
+        voucher["signature"] = fixed
 
     def _check_signature(self, raw: dict[str, Any], config: ChannelConfig, channel_id: str) -> None:
         voucher = raw["voucher"]

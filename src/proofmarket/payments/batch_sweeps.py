@@ -26,12 +26,18 @@ from typing import Any, Protocol
 
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
-from x402.mechanisms.evm.batch_settlement.server.channel_manager_common import ClaimOptions
+from x402.mechanisms.evm.batch_settlement.server.channel_manager_common import (
+    ClaimOptions,
+    get_claimable_vouchers_from_channels,
+)
+from x402.mechanisms.evm.batch_settlement.server.storage import Channel
 
 from proofmarket.chain.client import ChainClient
 from proofmarket.chain.contracts import UsdcToken
+from proofmarket.db.channel_tables import ChannelChargeRow
 from proofmarket.db.channels_repo import ChannelRepo
 from proofmarket.db.repo import LeaseRepo
+from proofmarket.payments.payouts import Payouts
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +66,9 @@ class Sweeper:
         self.repo, self.manager, self.client, self.usdc = repo, manager, client, usdc
         self.sender, self.receiver, self.policy = sender, receiver.lower(), policy
         self.leases, self.holder, self.after_payout = leases, holder, after_payout
+        self.payouts: Payouts | None = None  # the node's one payout path (set by the node)
+        # whether the chain would refuse claim(claims): isolates a bad channel (``chain.channels.claims_revert``)
+        self.simulate: Callable[[list[Any]], bool] | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -72,7 +81,7 @@ class Sweeper:
     def due(self, now_s: float) -> bool:
         unclaimed = self.unclaimed()
         if unclaimed <= 0:
-            return False
+            return bool(self._covered())  # claimed already (a cooperative refund claims the charged total)
         if unclaimed >= self.policy.threshold_atomic:
             return True
         oldest = min((c.created_at.timestamp() for c in self.repo.charges(unswept=True, limit=1)), default=now_s)
@@ -113,12 +122,44 @@ class Sweeper:
                 if self.leases is not None:
                     self.leases.release(LEASE, self.holder)
 
+    def _covered(self) -> list[ChannelChargeRow]:
+        """Unswept charges whose channel's claimed total covers them: by this sweep's claims, or by a cooperative
+        refund's (which claims the charged total before it pays the rest back)."""
+        claimed = {str(s.get("channelId", "")).lower(): int(s.get("totalClaimed", 0)) for s in self.repo.all()}
+        return [c for c in self.repo.charges(unswept=True) if c.cumulative <= claimed.get(c.channel_id, 0)]
+
+    def claimable(self, channels: list[Channel], _ctx: Any = None) -> list[Channel]:
+        """The channels to claim: not refused, and whose claims the contract takes. A batch the chain would refuse
+        (an ``eth_call`` of ``claim``) is split in halves until each refused channel stands alone; that channel is
+        marked refused (dropped from claims, served no more) and the honest ones are claimed."""
+        due = [c for c in channels if int(c.charged_cumulative_amount) > int(c.total_claimed)
+               and not self.repo.refused(c.channel_id)]
+        if self.simulate is None or not due:
+            return due
+        return self._isolate(due)
+
+    def _isolate(self, channels: list[Channel]) -> list[Channel]:
+        assert self.simulate is not None
+        if not self.simulate(get_claimable_vouchers_from_channels(channels, None)):
+            return channels
+        if len(channels) == 1:
+            channel = channels[0]
+            log.warning("the chain refuses the claim of channel %s: it is dropped from claims and served no more",
+                        channel.channel_id)
+            self.repo.refuse(channel.channel_id, "the channel contract refuses its voucher claim")
+            return []
+        half = len(channels) // 2
+        return self._isolate(channels[:half]) + self._isolate(channels[half:])
+
     def _sweep(self) -> dict[str, Any] | None:
-        claims = self.manager.claim(ClaimOptions(max_claims_per_batch=MAX_CLAIMS_PER_TX))
-        claimed = {s["channelId"].lower(): int(s.get("totalClaimed", 0)) for s in self.repo.all()}
-        covered = [c.id for c in self.repo.charges(unswept=True) if c.cumulative <= claimed.get(c.channel_id, 0)]
+        claims = self.manager.claim(ClaimOptions(max_claims_per_batch=MAX_CLAIMS_PER_TX,
+                                                 select_claim_channels=self.claimable))
+        covered_rows = self._covered()
+        covered = [c.id for c in covered_rows]
         if not covered:
             return None
+        for charge in covered_rows:  # the chain paid these: owed to their payees in the book
+            self.repo.claimed(charge)
         sweep = self.repo.open_sweep([str(c.transaction) for c in claims], covered)
         allocations = self._allocations(sweep.id)
         self.repo.set_sweep(sweep.id, allocations=allocations)
@@ -144,11 +185,19 @@ class Sweeper:
                 for k, v in by_payee.items()}
 
     def _pay_out(self, sweep_id: int) -> None:
-        """One transfer per payee not paid yet; each transaction is stored before the next is sent."""
+        """The payees are paid by the node's one payout path (``payouts.Payouts``: what the book owes them, every
+        rail's money together); without it (a sweeper alone), one transfer per payee not paid yet, each stored
+        before the next is sent."""
         sweep = self.repo.sweep(sweep_id)
         if sweep is None or sweep.status != "settled":
             return
         allocations = dict(sweep.allocations or {})
+        if self.payouts is not None:
+            report = self.payouts.run()
+            for payee, alloc in allocations.items():
+                alloc["tx"] = "self" if payee == self.receiver else report.paid.get(payee, alloc.get("tx"))
+            self.repo.set_sweep(sweep_id, allocations=allocations, status="distributed")
+            return
         token = UsdcToken(self.client, self.usdc)
         for payee, alloc in sorted(allocations.items()):
             if alloc.get("tx") or int(alloc["amount"]) <= 0:

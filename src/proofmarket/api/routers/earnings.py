@@ -1,20 +1,26 @@
-"""/v1/earnings: what a model owner or prover was paid on the market this node sells on.
+"""/v1/earnings: what a model owner or prover was paid, on chain and in the node's book.
 
-Everything here is public on chain (``InferenceMarket.earned``, USDC balances); the route reads it so that
+The market part is public on chain (``InferenceMarket.earned``, USDC balances); the route reads it so that
 an owner or prover need not run web3: ``earned`` (escrow fulfilments and released x402 splits), the
 address's USDC balance, x402 money of the served models still held by their revenue splitters, and the
-platform's balance. 404 ``market_unavailable`` when the node sells on no market.
+platform's balance (null when the node sells on no market).
+The ``book`` part (only when the request is signed by the address, purpose ``earnings``: an owner's sales are its
+own) is the node's book over every rail for the models the address owns: owed, in flight and paid, by model, with
+the transactions. Unsigned, on a node without a market: 404 ``market_unavailable``.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
 from proofmarket.api.deps import ServicesDep
-from proofmarket.core.errors import MarketUnavailable
+from proofmarket.api.signed import signed_address
+from proofmarket.core.address_signature import HEADERS
+from proofmarket.core.errors import MarketUnavailable, Unauthorized
+from proofmarket.payments.earnings import earnings
 
 router = APIRouter(prefix="/v1/earnings", tags=["market"])
 
@@ -28,28 +34,58 @@ class PendingSplit(BaseModel):
     amount: str = Field(description="atomic USDC held, paid out by InferenceMarket.releaseSplit")
 
 
+class BookModel(BaseModel):
+    owed: str
+    in_flight: str
+    paid: str
+
+
+class BookEarnings(BaseModel):
+    owed: str = Field(description="atomic USDC the node holds for the address's models and pays at its next payout")
+    in_flight: str = Field(description="atomic USDC of payouts sent, not confirmed yet")
+    paid: str = Field(description="atomic USDC paid to the models' payees: x402 calls paid to them directly, and "
+                                  "payouts of credits, pass and channel money")
+    models: dict[str, BookModel]
+    transactions: list[dict[str, Any]]
+
+
 class EarningsPublic(BaseModel):
-    chain_id: int
-    market: str
     address: str
-    earned: str = Field(description="atomic USDC the address earned as owner or prover (InferenceMarket.earned)")
-    owed: str = Field(description="of earned, atomic USDC not paid out yet (InferenceMarket.owed; escrow "
-                                  "fulfilments credit it, InferenceMarket.withdraw pays it to the address)")
-    balance: str = Field(description="the address's USDC balance")
-    pending: list[PendingSplit]
-    pending_total: str
-    platform_balance: str
+    chain_id: int | None = None
+    market: str | None = None
+    earned: str | None = Field(None, description="atomic USDC the address earned as owner or prover "
+                                                 "(InferenceMarket.earned)")
+    owed: str | None = Field(None, description="of earned, atomic USDC not paid out yet (InferenceMarket.owed; "
+                                               "escrow fulfilments credit it, InferenceMarket.withdraw pays it)")
+    balance: str | None = Field(None, description="the address's USDC balance")
+    pending: list[PendingSplit] = []
+    pending_total: str | None = None
+    platform_balance: str | None = None
+    book: BookEarnings | None = Field(None, description="the node's book over every rail for the address's models "
+                                                        "(a request signed by the address only)")
 
 
 @router.get("", operation_id="get_earnings", response_model=EarningsPublic,
-            responses={404: {"description": "market_unavailable"}, 400: {"description": "bad_request"}})
-def get_earnings(services: ServicesDep,
+            responses={404: {"description": "market_unavailable"}, 400: {"description": "bad_request"},
+                       401: {"description": "a bad address signature"}})
+def get_earnings(request: Request, services: ServicesDep,
                  address: Annotated[str, Query(pattern=r"^0x[0-9a-fA-F]{40}$",
                                                description="the owner or prover address")]) -> EarningsPublic:
-    """An owner's or prover's earnings on the market: paid out, and x402 money not released yet."""
+    """An owner's or prover's earnings: on the market (paid out, x402 money not released yet) and, signed by the
+    address, in the node's book over every rail (owed, in flight, paid)."""
+    signed = bool(request.headers.get(HEADERS[0]))
+    if signed and signed_address(request, "earnings") != address.lower():
+        raise Unauthorized("the earnings of an address are signed by that address")
     listings = services.catalog.listings
-    if listings is None:
-        raise MarketUnavailable("this node sells on no on-chain market: there are no earnings to show")
-    market = listings.market
-    doc: dict[str, Any] = market.earnings(address, [row.id for row in services.catalog.repo.list()]).to_json()
-    return EarningsPublic(chain_id=market.client.chain_id, market=market.market.address, **doc)
+    if listings is None and not signed:
+        raise MarketUnavailable("this node sells on no on-chain market: sign the request (purpose 'earnings') to "
+                                "read the node's book")
+    doc: dict[str, Any] = {"address": address.lower()}
+    if listings is not None:
+        market = listings.market
+        doc.update(market.earnings(address, [row.id for row in services.catalog.repo.list()]).to_json())
+        doc.update(chain_id=market.client.chain_id, market=market.market.address)
+    if signed and services.money is not None:
+        models = [row.id for row in services.catalog.repo.list() if (row.owner or "").lower() == address.lower()]
+        doc["book"] = earnings(services.money.book, models)
+    return EarningsPublic(**doc)

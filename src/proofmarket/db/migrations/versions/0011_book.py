@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from alembic import op
-
 from sqlalchemy.dialects import postgresql
 
 revision = "0011"
@@ -65,6 +64,8 @@ def upgrade() -> None:
         sa.Column("updated_at", UTC_TIME, nullable=False),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_book_accounts")),
     )
+    with op.batch_alter_table("channels") as batch:
+        batch.add_column(sa.Column("refused", sa.String(length=300), nullable=True))
     _open_credit_balances()
 
 
@@ -97,6 +98,8 @@ def _open_credit_balances() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("channels") as batch:
+        batch.drop_column("refused")
     op.drop_table("book_accounts")
     op.drop_index(op.f("ix_book_postings_account"), table_name="book_postings")
     op.drop_index(op.f("ix_book_postings_transfer_id"), table_name="book_postings")

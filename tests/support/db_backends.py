@@ -1,4 +1,4 @@
-"""Book tests: a fresh, migrated database on each backend (PostgreSQL missing: skipped locally, failed in CI)."""
+"""Fixtures: a fresh, migrated database on each backend (PostgreSQL missing: skipped locally, failed in CI)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,43 @@
+"""An owner's earnings in the book, over every rail: what the node owes its models' payees, what is on its way to
+them, and what was paid (an x402 call paid straight to the payee, a payout of credits, pass and channel money), by
+model, with the transactions."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from proofmarket.db.book import Accounts, Book
+
+PAID_KINDS = ("capture", "payout")
+
+
+def earnings(book: Book, models: list[str], limit: int = 200) -> dict[str, Any]:
+    """``{"owed", "in_flight", "paid", "models": {id: {...}}, "transactions": [...]}`` for ``models`` (atomic units
+    as decimal strings)."""
+    if not models:
+        return {"owed": "0", "in_flight": "0", "paid": "0", "models": {}, "transactions": []}
+    rows = book.transfers(models=models, limit=100_000)
+    postings = book.postings(t.id for t in rows)
+    closed = {t.pending_ref: t for t in rows if t.pending_ref}
+    per: dict[str, dict[str, int]] = defaultdict(lambda: {"owed": 0, "in_flight": 0, "paid": 0})
+    shown: list[dict[str, Any]] = []
+    for t in rows:
+        legs = postings.get(t.id, [])
+        m = per[str(t.model_id)]
+        if t.phase in ("single", "post"):
+            m["owed"] += sum(a for acc, a in legs if acc.startswith("payee:"))
+            if t.kind in PAID_KINDS:
+                m["paid"] += sum(a for acc, a in legs if Accounts.is_external(acc) and a > 0)
+        elif t.phase == "pending" and t.ref not in closed and t.kind == "payout":
+            held = sum(-a for acc, a in legs if acc.startswith("payee:") and a < 0)
+            m["in_flight"] += held
+            m["owed"] -= held
+        if t.phase != "void" and len(shown) < limit:
+            shown.append({"ref": t.ref, "kind": t.kind, "rail": t.rail, "phase": t.phase, "model_id": t.model_id,
+                          "amount": str(sum(a for _, a in legs if a > 0)), "transaction": t.tx_hash,
+                          "created_at": t.created_at.isoformat()})
+    total = {k: sum(v[k] for v in per.values()) for k in ("owed", "in_flight", "paid")}
+    return {**{k: str(v) for k, v in total.items()},
+            "models": {mid: {k: str(v) for k, v in vals.items()} for mid, vals in sorted(per.items())},
+            "transactions": shown}

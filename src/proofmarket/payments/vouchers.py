@@ -1,0 +1,44 @@
+"""One rule for a batch-settlement voucher's signature: the channel contract's (OpenZeppelin ``ECDSA.tryRecover``).
+
+The contract takes a 65-byte (r, s, v) signature with v in {27, 28}, s in the lower half of the curve order and
+r, s in range, recovering to the payer authorizer; eth-account (which the node's first check used) also takes v in
+{0, 1} and a high s. A voucher the node accepted and the chain refused made every claim batch holding it revert.
+``canonical`` turns what both accept into the one form the contract takes (v 0/1 -> 27/28, a high s -> n - s with v
+flipped: the same signer, the same digest); the node stores that form, and refuses what neither takes.
+"""
+
+from __future__ import annotations
+
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+HALF_N = SECP256K1_N // 2
+
+
+def canonical(signature: str | bytes) -> str | None:
+    """The 0x-hex signature the contract accepts for the same signer and digest, or None when no normalisation
+    makes it one (not 65 bytes, v not in {0, 1, 27, 28}, r or s zero or not below the curve order)."""
+    raw = _bytes(signature)
+    if raw is None or len(raw) != 65:
+        return None
+    r, s, v = int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:64], "big"), raw[64]
+    if v in (0, 1):
+        v += 27
+    if v not in (27, 28) or not 0 < r < SECP256K1_N or not 0 < s < SECP256K1_N:
+        return None
+    if s > HALF_N:
+        s, v = SECP256K1_N - s, 55 - v  # (r, n - s) with the other parity recovers the same key
+    return "0x" + (r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes([v])).hex()
+
+
+def contract_accepts_form(signature: str | bytes) -> bool:
+    """Whether ``signature`` is already in the form the contract takes (it still has to recover to the signer)."""
+    raw = _bytes(signature)
+    return raw is not None and canonical(raw) == "0x" + raw.hex()
+
+
+def _bytes(signature: str | bytes) -> bytes | None:
+    if isinstance(signature, bytes):
+        return signature
+    try:
+        return bytes.fromhex(signature.removeprefix("0x"))
+    except ValueError:
+        return None
