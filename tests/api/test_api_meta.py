@@ -8,6 +8,9 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 OPERATION_IDS = {
+    ("get", "/v1/purchases/{purchase_id}"): "get_purchase",
+    ("post", "/v1/payouts/run"): "run_payouts",
+    ("get", "/v1/ledger/check"): "check_ledger",
     ("get", "/v1/models"): "list_models",
     ("post", "/v1/models"): "upload_model",
     ("get", "/v1/models/{model_id}"): "get_model",

@@ -31,6 +31,7 @@ from proofmarket.api.routers import (
     generate,
     infer,
     jobs,
+    ledger,
     meta,
     models,
     openai_compat,
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
     for router in (models.router, models.policy_router, infer.router, generate.router, jobs.router,
                    jobs.calls_router, proofs.router, verify.router,
                    artifacts.router, requests.router, court.router, earnings.router, channels.router, credits.router,
+                   ledger.router,
                    openai_compat.router, webhooks.router, meta.router,
                    dashboard.router,
                    webapp.router):

@@ -63,6 +63,8 @@ class Settings(BaseSettings):
                                       "purchases followed on chain)")
     payout_interval_s: float = Field(default=3600.0, gt=0, description="seconds between payouts of what the book "
                                      "owes payees (credits, passes, channels); 'proofmarket payouts run' pays now")
+    ledger_check_interval_s: float = Field(default=3600.0, gt=0, description="seconds between reconciliations of "
+                                           "the book with the chain (proofmarket_ledger_differences)")
     payout_min_atomic: int = Field(default=1, ge=1, description="a payee is paid once the book owes it this much")
     compile_timeout_s: float = Field(default=3600.0, gt=0, description="an uploaded model's compile is stopped")
     compile_memory_mb: int = Field(default=8192, ge=0, description="memory cap of a compile process; 0 = none")

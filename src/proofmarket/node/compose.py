@@ -68,7 +68,7 @@ def build_node(settings: Settings | None = None, workspace: Workspace | None = N
     if listings is not None:
         runner.after_capture.append(listing_hook(listings))
     catalog = Catalog(model_repo, ModelCatalog(ws.store), _srs_check(default), listings)
-    money = build_money(settings, db, rail_set, listings)
+    money = build_money(settings, db, rail_set, listings, registry)
     return NodeServices(money=money, settings=settings, db=db, workspace=ws, catalog=catalog,
                         jobs=JobService(runner.jobs, queue, _cache(settings, db, ws.store, runner)), queue=queue,
                         payments=default, registry=registry, owns_workspace=workspace is None, tokens=tokens,
@@ -143,7 +143,8 @@ def _payments(settings: Settings, ws: Workspace, model_repo: ModelRepo, db: Data
     return exact, [credits, *([batch] if batch is not None else [])]
 
 
-def build_money(settings: Settings, db: Database, rails: Rails, listings: Listings | None) -> Money:
+def build_money(settings: Settings, db: Database, rails: Rails, listings: Listings | None,
+                registry: CollectorRegistry | None = None) -> Money:
     """The book, and with payments on: purchases by x402, payouts from the node's account, the settler."""
     from proofmarket.db.book import Book
     from proofmarket.payments.settler import Money
@@ -172,9 +173,17 @@ def build_money(settings: Settings, db: Database, rails: Rails, listings: Listin
     for rail in rails.all():  # channel money swept to the node is paid out by the same path
         if isinstance(rail, BatchSettlementRail) and rail.sweeper is not None:
             rail.sweeper.payouts = payouts
-    settler = Settler(purchases, payouts, interval_s=settings.settler_interval_s,
-                      payout_every_s=settings.payout_interval_s, lease=LeaseRepo(db))
-    return Money(book, purchases, payouts, settler)
+    money = Money(book, purchases, payouts)
+    differences = None
+    if registry is not None:
+        from prometheus_client import Gauge
+
+        differences = Gauge("proofmarket_ledger_differences", "differences between the book and the chain at the "
+                            "last reconciliation (0: they agree)", registry=registry)
+    money.settler = Settler(purchases, payouts, interval_s=settings.settler_interval_s,
+                            payout_every_s=settings.payout_interval_s, lease=LeaseRepo(db), check=money.check,
+                            check_every_s=settings.ledger_check_interval_s, differences=differences)
+    return money
 
 
 def _release_split(listings: Listings) -> Callable[[str], None]:

@@ -1,19 +1,24 @@
 """The settler: one background service (under one lease, so one node of a database at a time) that moves what the
 book says to the chain. Each pass follows pending purchases (credited once mined, voided once they cannot be) and,
-every ``payout_every_s``, pays every payee what it is owed (``payouts.Payouts``: the one payout path). ``run_now``
-is what ``proofmarket payouts run`` and ``POST /v1/payouts/run`` (operator) call.
+every ``payout_every_s``, pays every payee what it is owed (``payouts.Payouts``: the one payout path); every
+``check_every_s`` it reconciles the book with the chain (``reconcile.py``) and sets ``proofmarket_ledger_differences``.
+``pay_now`` is what ``proofmarket payouts run`` and ``POST /v1/payouts/run`` (operator) call.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from prometheus_client import Gauge
 
 from proofmarket.core.background import Lease, Service
 from proofmarket.db.book import Book
 from proofmarket.payments.payouts import Payouts
 from proofmarket.payments.purchases import Purchases
+from proofmarket.payments.reconcile import Reconciliation, reconcile
 
 LEASE = "settler"
 
@@ -22,11 +27,15 @@ class Settler(Service):
     name = "settler"
 
     def __init__(self, purchases: Purchases | None, payouts: Payouts | None, *, interval_s: float = 5.0,
-                 payout_every_s: float = 3600.0, lease: Lease | None = None) -> None:
+                 payout_every_s: float = 3600.0, lease: Lease | None = None,
+                 check: Callable[[], Reconciliation] | None = None, check_every_s: float = 3600.0,
+                 differences: Gauge | None = None) -> None:
         super().__init__(interval_s, lease=lease, lease_name=LEASE)
         self.purchases, self.payouts, self.payout_every_s = purchases, payouts, payout_every_s
-        self._last_payout = time.monotonic()
+        self.check, self.check_every_s, self.differences = check, check_every_s, differences
+        self._last_payout = self._last_check = time.monotonic()
         self._pay_now = False
+        self.last_check: Reconciliation | None = None
 
     def tick(self) -> dict[str, Any]:
         report: dict[str, Any] = {}
@@ -36,6 +45,13 @@ class Settler(Service):
         if self.payouts is not None and due:
             self._pay_now, self._last_payout = False, time.monotonic()
             report["payouts"] = self.payouts.run().to_json()
+        if self.check is not None and (self.last_check is None
+                                       or time.monotonic() - self._last_check >= self.check_every_s):
+            self._last_check = time.monotonic()
+            self.last_check = self.check()
+            if self.differences is not None:
+                self.differences.set(len(self.last_check.differences))
+            report["ledger"] = self.last_check.to_json()
         return report
 
     def pay_now(self) -> dict[str, Any] | None:
@@ -53,3 +69,10 @@ class Money:
     purchases: Purchases | None = None
     payouts: Payouts | None = None
     settler: Settler | None = None
+
+    def check(self, from_block: int = 0) -> Reconciliation:
+        """The book against its rules and, on a paid node, against the chain (``payments/reconcile.py``)."""
+        if self.payouts is None:
+            return reconcile(self.book)
+        p = self.payouts
+        return reconcile(self.book, p.client, p.usdc, p.sender.address, from_block=from_block)

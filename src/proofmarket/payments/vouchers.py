@@ -9,6 +9,8 @@ flipped: the same signer, the same digest); the node stores that form, and refus
 
 from __future__ import annotations
 
+from x402.mechanisms.evm.batch_settlement.facilitator.utils import verify_batch_settlement_voucher_typed_data
+
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 HALF_N = SECP256K1_N // 2
 
@@ -27,6 +29,19 @@ def canonical(signature: str | bytes) -> str | None:
     if s > HALF_N:
         s, v = SECP256K1_N - s, 55 - v  # (r, n - s) with the other parity recovers the same key
     return "0x" + (r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes([v])).hex()
+
+
+def accepted(signature: str, *, channel_id: str, max_claimable: int | str, payer: str, payer_authorizer: str,
+             chain_id: int) -> str | None:
+    """The node's one check of a voucher signed by a payer authorizer (ECDSA, as the contract checks it): the
+    canonical signature when it recovers to ``payer_authorizer`` over the voucher's EIP-712 digest, else None."""
+    fixed = canonical(signature)
+    if fixed is None:
+        return None
+    ok = verify_batch_settlement_voucher_typed_data(
+        None, channel_id=channel_id, max_claimable_amount=str(max_claimable),  # type: ignore[arg-type]
+        payer_authorizer=payer_authorizer, payer=payer, signature=fixed, chain_id=chain_id)
+    return fixed if ok else None
 
 
 def contract_accepts_form(signature: str | bytes) -> bool:

@@ -1,0 +1,90 @@
+"""Reconciliation: the book against itself and against the chain, every difference named.
+
+    the book       every transfer sums to zero, every account's running balance is its postings, no account but a
+                   wallet below zero (``Book.check``)
+    the chain      every posted transfer that names a transaction is found in that transaction's USDC ``Transfer``
+                   events: an x402 capture (payer -> payee, the amount), a purchase (payer -> the node), a payout
+                   (the node -> the payee, the sum of the payout's transfers); a transaction that reverted or that
+                   the chain does not know is a difference too
+``proofmarket ledger check [--from-block N]`` prints the report; the node's settler runs it on a schedule and exports
+``proofmarket_ledger_differences`` (an alert rule fires on any).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from web3.logs import DISCARD
+
+from proofmarket.chain.client import ChainClient
+from proofmarket.chain.contracts import UsdcToken
+from proofmarket.db.book import Accounts, Book
+
+CHAIN_KINDS = ("capture", "purchase", "payout")
+
+
+@dataclass
+class Reconciliation:
+    differences: list[str] = field(default_factory=list)
+    transfers_checked: int = 0
+    transactions_checked: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.differences
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "differences": self.differences, "transfers_checked": self.transfers_checked,
+                "transactions_checked": self.transactions_checked}
+
+
+def reconcile(book: Book, client: ChainClient | None = None, usdc: str | None = None, node: str | None = None,
+              from_block: int = 0) -> Reconciliation:
+    """The book's own rules, then (with a chain) every posted transfer of ``CHAIN_KINDS`` against its transaction's
+    token transfers (those mined at or after ``from_block``)."""
+    report = Reconciliation(differences=book.check())
+    if client is None or usdc is None or node is None:
+        return report
+    expected: dict[str, dict[tuple[str, str], int]] = defaultdict(lambda: defaultdict(int))
+    for transfer in book.transfers(kinds=CHAIN_KINDS, limit=1_000_000):
+        if transfer.phase not in ("single", "post") or not transfer.tx_hash:
+            continue
+        legs = book.postings([transfer.id])[transfer.id]
+        source = next((a for a, v in legs if v < 0), None)
+        for account, amount in legs:
+            if amount > 0 and source is not None:
+                expected[transfer.tx_hash.lower()][(_address(source, node), _address(account, node))] += amount
+        report.transfers_checked += 1
+    token = UsdcToken(client, usdc).contract
+    for tx, moves in sorted(expected.items()):
+        try:
+            receipt = client.w3.eth.get_transaction_receipt(tx)  # type: ignore[arg-type]
+        except Exception:
+            receipt = None
+        if receipt is None:
+            report.differences.append(f"transaction {tx}: in the book, not found on chain")
+            continue
+        if int(receipt["blockNumber"]) < from_block:
+            continue
+        report.transactions_checked += 1
+        if int(receipt["status"]) != 1:
+            report.differences.append(f"transaction {tx}: in the book, reverted on chain")
+            continue
+        seen: dict[tuple[str, str], int] = defaultdict(int)
+        for event in token.events.Transfer().process_receipt(receipt, errors=DISCARD):
+            if str(event["address"]).lower() == usdc.lower():
+                pair = (str(event["args"]["from"]).lower(), str(event["args"]["to"]).lower())
+                seen[pair] += int(event["args"]["value"])
+        for (source, target), amount in sorted(moves.items()):
+            if seen.get((source, target), 0) != amount:
+                report.differences.append(f"transaction {tx}: the book moves {amount} from {source} to {target}, the "
+                                          f"chain {seen.get((source, target), 0)}")
+    return report
+
+
+def _address(account: str, node: str) -> str:
+    """The on-chain address behind a book account: a wallet is itself; every other account (credits, a pass, what
+    is owed a payee) is money in the node's own account."""
+    return Accounts.address_of(account) if Accounts.is_external(account) else node.lower()
