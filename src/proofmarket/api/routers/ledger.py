@@ -37,7 +37,7 @@ async def run_payouts(services: ServicesDep) -> dict[str, Any]:
     if money.settler is None:
         raise CreditsUnavailable("this node takes no payments: there is nothing to pay out")
     done = await run_in_threadpool(money.settler.pay_now)
-    return {"ran": done is not None, "report": done}
+    return {"ran": done is not None, **(done or {})}
 
 
 @router.get("/v1/ledger/check", operation_id="check_ledger", dependencies=[AdminDep])

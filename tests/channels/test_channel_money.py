@@ -1,0 +1,152 @@
+"""Channels and the book, through a paid node on the devnet:
+- vouchers signed with v = 0/1 or a high s (what eth-account forgives and the contract refuses) are normalised by the
+  node and claimed; an honest channel in the same claim batch is claimed too;
+- a stored voucher the chain refuses (what a node with the old rule kept) no longer poisons the batch: the sweep
+  isolates it, claims the others, and the channel is served no more;
+- a cooperative refund before the sweep (it claims the charged total on chain) still pays the model's payee;
+- after each, the ledger check finds no difference with the chain."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from conftest import ADMIN, OWNER_INDEX, serve_node
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils.crypto import keccak
+from x402 import x402ClientSync
+from x402.http.clients import x402_requests
+from x402.mechanisms.evm.batch_settlement.client import BatchSettlementEvmScheme, RefundOptions
+from x402.mechanisms.evm.batch_settlement.client.config import BatchSettlementDepositPolicy
+from x402.mechanisms.evm.signers import EthAccountSigner
+from x402_helpers import Chain, Served, mlp_input
+
+from proofmarket.chain import dev_account
+from proofmarket.chain.channels import channel_state
+from proofmarket.chain.devkeys import DEVNET_CHAIN_ID
+from proofmarket.payments.vouchers import SECP256K1_N
+
+PRICE = 3_000
+
+
+class Bent(EthAccountSigner):
+    """Signs like eth-account, then bends each voucher's signature (``v01``: v 0/1; ``high-s``: s -> n - s)."""
+
+    def __init__(self, account: LocalAccount, how: str) -> None:
+        super().__init__(account)
+        self.how = how
+
+    def sign_typed_data(self, domain: Any, types: Any, primary_type: str, message: Any) -> bytes:
+        signed = bytes(super().sign_typed_data(domain, types, primary_type, message))
+        if primary_type != "Voucher":
+            return signed
+        r, s, v = signed[:32], int.from_bytes(signed[32:64], "big"), signed[64]
+        if self.how == "v01":
+            return signed[:64] + bytes([v - 27])
+        return r + (SECP256K1_N - s).to_bytes(32, "big") + bytes([55 - v])
+
+
+@pytest.fixture(scope="module")
+def node(home: Path, chain: Chain, mlp_id: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PROOFMARKET_CHANNEL_MIN_DEPOSIT_CALLS", "4")
+        with serve_node(home, tmp_path_factory.mktemp("channel-money-db") / "node.db", chain, mlp_id,
+                        PRICE) as served:
+            yield served
+
+
+def payer(chain: Chain, tag: str) -> LocalAccount:
+    account: LocalAccount = Account.from_key(keccak(text=f"channel-money-{tag}"))
+    chain.usdc.mint(account.address, 100 * PRICE, dev_account(0, DEVNET_CHAIN_ID))
+    chain.client.rpc("anvil_setBalance", [account.address, hex(10**18)])
+    return account
+
+
+def session(chain: Chain, signer: EthAccountSigner) -> tuple[requests.Session, BatchSettlementEvmScheme]:
+    scheme = BatchSettlementEvmScheme(signer, BatchSettlementDepositPolicy(deposit_multiplier=4))
+    client = x402ClientSync()
+    client.register(f"eip155:{DEVNET_CHAIN_ID}", scheme)
+    client.set_spend_controls({"allowed_assets": [{"network": f"eip155:{DEVNET_CHAIN_ID}", "asset":
+                                                   chain.usdc.address}]})
+    return x402_requests(client), scheme
+
+
+def calls(node: Served, pay: requests.Session, mlp_id: str, n: int) -> list[int]:
+    return [pay.post(f"{node.url}/v1/models/{mlp_id}/infer", json=mlp_input(), timeout=120).status_code
+            for _ in range(n)]
+
+
+def channel_of(node: Served, who: LocalAccount) -> dict[str, Any]:
+    rail = next(r for r in node.app.state.services.rails.all() if r.name == "batch-settlement")
+    (channel,) = rail.storage.of_payer(who.address)
+    return {"id": channel.channel_id, "charged": int(channel.charged_cumulative_amount),
+            "signature": channel.signature, "rail": rail}
+
+
+def admin(node: Served, method: str, path: str) -> dict[str, Any]:
+    answer = requests.request(method, f"{node.url}{path}", headers={"Authorization": f"Bearer {ADMIN}"}, timeout=120)
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+def test_bent_vouchers_are_normalised_and_a_refused_one_no_longer_poisons_the_batch(node: Served, chain: Chain,
+                                                                                     mlp_id: str) -> None:
+    owner = dev_account(OWNER_INDEX, DEVNET_CHAIN_ID).address
+    low_v, high_s, honest, poisoned = (payer(chain, t) for t in ("v01", "high-s", "honest", "poisoned"))
+    for who, signer in ((low_v, Bent(low_v, "v01")), (high_s, Bent(high_s, "high-s")),
+                        (honest, EthAccountSigner(honest)), (poisoned, EthAccountSigner(poisoned))):
+        pay, _ = session(chain, signer)
+        assert calls(node, pay, mlp_id, 2) == [200, 200]
+    kept = channel_of(node, low_v)["signature"]
+    assert kept.endswith(("1b", "1c")), kept  # stored in the form the contract takes: v 27 or 28
+
+    # a voucher a node with the old rule kept: v = 0, which eth-account forgives and the contract refuses
+    bad = channel_of(node, poisoned)
+    rail = bad["rail"]
+
+    def poison(current: Any) -> Any:
+        nxt = current.copy()
+        sig = bytes.fromhex(current.signature.removeprefix("0x"))
+        nxt.signature = "0x" + (sig[:64] + bytes([sig[64] - 27])).hex()
+        return nxt
+
+    rail.storage.update_channel(bad["id"], poison)
+    before = chain.balances(owner)[0]
+    swept = admin(node, "POST", "/v1/channels/sweep")["sweep"]
+    assert swept["status"] == "distributed", swept
+    for who in (low_v, high_s, honest):  # claimed on chain, in a batch that held the refused channel before
+        mine = channel_of(node, who)
+        assert channel_state(chain.client, mine["id"]).total_claimed == mine["charged"] == 2 * PRICE
+    assert channel_state(chain.client, bad["id"]).total_claimed == 0
+    assert chain.balances(owner)[0] - before == 3 * 2 * PRICE  # three channels' charges, paid out
+    assert rail.storage.repo.refused(bad["id"])
+    pay, _ = session(chain, EthAccountSigner(poisoned))
+    again = pay.post(f"{node.url}/v1/models/{mlp_id}/infer", json=mlp_input(), timeout=120)
+    assert again.status_code == 402 and "serves it no more" in again.json()["error"]["message"]
+    check = admin(node, "GET", "/v1/ledger/check")
+    assert check["ok"], check["differences"]
+
+
+def test_a_refund_before_the_sweep_still_pays_the_payee(node: Served, chain: Chain, mlp_id: str) -> None:
+    owner = dev_account(OWNER_INDEX, DEVNET_CHAIN_ID).address
+    who = payer(chain, "refunds-first")
+    pay, scheme = session(chain, EthAccountSigner(who))
+    assert calls(node, pay, mlp_id, 3) == [200, 200, 200]
+    start = chain.balances(who.address)[0]
+    refund = scheme.refund(f"{node.url}/v1/channels/refund", RefundOptions())
+    assert refund.success
+    mine = channel_of(node, who)
+    assert channel_state(chain.client, mine["id"]).total_claimed == 3 * PRICE  # the refund claimed the charges
+    rail = mine["rail"]
+    assert rail.sweeper.due(0.0) or rail.sweeper.due(10**12)  # claimed but unswept: a sweep is due
+    before = chain.balances(owner)[0]
+    swept = admin(node, "POST", "/v1/channels/sweep")["sweep"]
+    assert swept is not None and swept["status"] == "distributed", swept
+    assert chain.balances(owner)[0] - before == 3 * PRICE  # the payee is paid what the refund claimed
+    assert chain.balances(who.address)[0] > start  # the rest went back to the payer
+    check = admin(node, "GET", "/v1/ledger/check")
+    assert check["ok"], check["differences"]
