@@ -97,8 +97,8 @@ def test_bent_vouchers_are_normalised_and_a_refused_one_no_longer_poisons_the_ba
                                                                                      mlp_id: str) -> None:
     owner = dev_account(OWNER_INDEX, DEVNET_CHAIN_ID).address
     low_v, high_s, honest, poisoned = (payer(chain, t) for t in ("v01", "high-s", "honest", "poisoned"))
-    for who, signer in ((low_v, Bent(low_v, "v01")), (high_s, Bent(high_s, "high-s")),
-                        (honest, EthAccountSigner(honest)), (poisoned, EthAccountSigner(poisoned))):
+    for signer in (Bent(low_v, "v01"), Bent(high_s, "high-s"), EthAccountSigner(honest),
+                   EthAccountSigner(poisoned)):
         pay, _ = session(chain, signer)
         assert calls(node, pay, mlp_id, 2) == [200, 200]
     kept = channel_of(node, low_v)["signature"]
