@@ -83,7 +83,8 @@ def test_a_deposit_200_vouchers_a_claim_batch_a_sweep_and_a_refund(node: Served,
     assert chain.balances(owner.address)[0] - owner_before == CALLS * PRICE  # the owner's share, on chain
     assert sum(int(c["amount"]) for c in sweep["charges"]) == CALLS * PRICE  # checkable from the receipts
 
-    channel = requests.get(f"{node.url}/v1/channels", params={"payer": payer.address}, timeout=30).json()
+    channel = requests.get(f"{node.url}/v1/channels", params={"payer": payer.address}, timeout=30,
+                           headers={"Authorization": f"Bearer {ADMIN}"}).json()
     assert channel["channels"][0]["claimed"] == str(CALLS * PRICE)
 
     refund = scheme.refund(f"{node.url}/v1/channels/refund", RefundOptions())
@@ -124,7 +125,7 @@ def test_refused_vouchers_carry_the_schemes_code_and_charge_nothing(node: Served
     # spend the channel to its last unit (the deposit covers a few calls), then a client that believes it holds more
     # signs the next voucher without a top-up: above the channel's balance
     balance = int(requests.get(f"{node.url}/v1/channels", params={"payer": payer.address},
-                               timeout=30).json()["channels"][0]["balance"])
+                               timeout=30, headers={"Authorization": f"Bearer {ADMIN}"}).json()["channels"][0]["balance"])
     assert balance % PRICE == 0 and balance // PRICE <= 100, balance  # the node's minimum deposit: 64 calls
     spent = [infer(session, node, mlp_id).status_code for _ in range(balance // PRICE - 1)]
     assert spent == [200] * (balance // PRICE - 1)
@@ -136,7 +137,8 @@ def test_refused_vouchers_carry_the_schemes_code_and_charge_nothing(node: Served
     assert above.status_code == 402
     assert above.json()["error"]["details"]["reason"] == scheme_errors.ERR_CUMULATIVE_EXCEEDS_BALANCE
 
-    mine = requests.get(f"{node.url}/v1/channels", params={"payer": payer.address}, timeout=30).json()
+    mine = requests.get(f"{node.url}/v1/channels", params={"payer": payer.address}, timeout=30,
+                           headers={"Authorization": f"Bearer {ADMIN}"}).json()
     assert mine["channels"][0]["charged"] == str(balance)  # every refused voucher charged nothing
 
 

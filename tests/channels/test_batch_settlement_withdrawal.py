@@ -49,7 +49,8 @@ def test_a_timed_withdrawal_after_the_node_claimed_its_charges(served_model: tup
     session, scheme = sdk_session(payer, chain.usdc.address, deposit_calls=5)
     before = chain.balances(payer.address)[0]
     assert infer(session, node, mlp_id).status_code == 200
-    channel = requests.get(f"{node.url}/v1/channels", params={"payer": payer.address}, timeout=30).json()["channels"][0]
+    channel = requests.get(f"{node.url}/v1/channels", params={"payer": payer.address}, timeout=30,
+                           headers={"Authorization": f"Bearer {ADMIN}"}).json()["channels"][0]
     config = scheme.build_channel_config(_terms(node, mlp_id))
     contract = chain.client.contract(BATCH_SETTLEMENT_ADDRESS, BATCH_SETTLEMENT_ABI)
     remaining = int(channel["balance"]) - PRICE

@@ -150,3 +150,63 @@ def test_a_refund_before_the_sweep_still_pays_the_payee(node: Served, chain: Cha
     assert chain.balances(who.address)[0] > start  # the rest went back to the payer
     check = admin(node, "GET", "/v1/ledger/check")
     assert check["ok"], check["differences"]
+
+
+def signer_of(node: Served) -> str:
+    return str(requests.get(f"{node.url}/.well-known/ai-service.json", timeout=30).json()["address_signature"]["node"])
+
+
+def test_the_money_trail_is_shown_to_whom_it_belongs(node: Served, chain: Chain, mlp_id: str) -> None:
+    from proofmarket.core.address_signature import sign_headers
+
+    owner = dev_account(OWNER_INDEX, DEVNET_CHAIN_ID)
+    alice, mallory = payer(chain, "private-alice"), payer(chain, "private-mallory")
+    for who in (alice, mallory):
+        pay, _ = session(chain, EthAccountSigner(who))
+        assert calls(node, pay, mlp_id, 1) == [200]
+    swept = admin(node, "POST", "/v1/channels/sweep")["sweep"]
+    assert {c["job_id"] for c in swept["charges"]} and len(swept["charges"]) >= 2  # the admin sees every charge
+
+    listed = f"{node.url}/v1/channels"
+    assert requests.get(listed, params={"payer": alice.address}, timeout=30).status_code == 401
+    spied = requests.get(listed, params={"payer": alice.address}, timeout=30,
+                         headers=sign_headers(mallory, signer_of(node), "channels"))
+    assert spied.status_code == 401  # another payer's balances are not anyone's to read
+    own = requests.get(listed, params={"payer": alice.address}, timeout=30,
+                       headers=sign_headers(alice, signer_of(node), "channels"))
+    assert own.status_code == 200 and own.json()["channels"][0]["charged"] == str(PRICE)
+    channel_id = own.json()["channels"][0]["channel_id"]
+    assert requests.get(f"{listed}/{channel_id}", timeout=30).status_code == 401
+
+    sweep = f"{node.url}/v1/channels/sweeps/{swept['id']}"
+    assert requests.get(sweep, timeout=30).status_code == 401
+    assert requests.get(f"{node.url}/v1/channels/sweeps", timeout=30).status_code == 401
+    mine = requests.get(sweep, timeout=30, headers=sign_headers(alice, signer_of(node), "sweeps")).json()
+    payers = {c["receipt"]["typedData"]["message"]["payer"].lower() for c in mine["charges"]}
+    assert payers == {alice.address.lower()}  # its own charges only: no other payer's receipt or bundle CID
+    assert mine["allocations"] == {}  # a payer is not owed anything
+    owned = requests.get(sweep, timeout=30, headers=sign_headers(owner, signer_of(node), "sweeps")).json()
+    assert owned["charges"] == []  # the owner sees its totals, not who paid them
+    assert int(owned["allocations"][owner.address.lower()]["amount"]) == 2 * PRICE
+
+
+def test_a_voucher_naming_another_payer_is_not_counted_as_that_payer(node: Served, chain: Chain) -> None:
+    """The rate limiter and idempotency scope count a channel payer only when the voucher's own signature proves it:
+    a payload that names a victim as its payer, signed by someone else, is nobody's."""
+    import base64
+    import json
+
+    from proofmarket.payments.port import Offer
+
+    victim, mallory = payer(chain, "victim"), payer(chain, "mallory")
+    rail = next(r for r in node.app.state.services.rails.all() if r.name == "batch-settlement")
+    scheme = BatchSettlementEvmScheme(EthAccountSigner(mallory), BatchSettlementDepositPolicy(deposit_multiplier=4))
+    terms = rail.requirements(Offer(model_id="m", model_name="m", price_atomic=PRICE, resource=f"{node.url}/x"))
+    doc = {"x402Version": 2, "accepted": terms.model_dump(by_alias=True, mode="json"),
+           "payload": scheme.create_payment_payload(terms),
+           "resource": {"url": f"{node.url}/x", "description": "", "mimeType": "application/json"}}
+    header = base64.b64encode(json.dumps(doc).encode()).decode()
+    assert rail.payer_of({"PAYMENT-SIGNATURE": header}) == mallory.address.lower()  # its own signature: counted
+    doc["payload"]["channelConfig"]["payer"] = victim.address  # names the victim, signed by mallory
+    forged = base64.b64encode(json.dumps(doc).encode()).decode()
+    assert rail.payer_of({"PAYMENT-SIGNATURE": forged}) is None

@@ -142,11 +142,13 @@ class CreditsRepo:
         with self.db.session() as s:
             return s.scalars(select(CreditEntryRow).where(CreditEntryRow.ref == ref)).first()
 
-    def entries(self, wallet: str | None = None, limit: int = 1000) -> list[CreditEntryRow]:
+    def entries(self, wallet: str | None = None, limit: int = 1000, key_id: str | None = None) -> list[CreditEntryRow]:
         with self.db.session() as s:
             query = select(CreditEntryRow)
             if wallet is not None:
                 query = query.where(CreditEntryRow.wallet == wallet.lower())
+            if key_id is not None:
+                query = query.where(CreditEntryRow.key_id == key_id)
             return list(s.scalars(query.order_by(CreditEntryRow.id.desc()).limit(limit)))
 
     def balance(self, wallet: str) -> int:

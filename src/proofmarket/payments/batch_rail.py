@@ -141,10 +141,25 @@ class BatchSettlementRail:
         return self._payload(headers) is not None
 
     def payer_of(self, headers: Mapping[str, str]) -> str | None:
+        """The channel's payer when the voucher's own signature proves it (the payer signs its vouchers, itself or
+        as its payer authorizer: one ecrecover, no RPC); None otherwise (a contract wallet, another authorizer, a
+        payload naming someone else), so that nobody spends another payer's rate limit or idempotency scope."""
         payload = self._payload(headers)
-        config = (payload.payload.get("channelConfig") if payload is not None else None) or {}
-        payer = config.get("payer") if isinstance(config, dict) else None
-        return str(payer).lower() if isinstance(payer, str) else None
+        raw = payload.payload if payload is not None else {}
+        try:
+            config = ChannelConfig.from_dict(raw["channelConfig"])
+            voucher = raw["voucher"]
+            claimed = str(voucher["channelId"])
+        except (KeyError, TypeError, ValueError):
+            return None
+        if int(config.payer_authorizer, 16) not in (0, int(config.payer, 16)) or \
+                channel_id_binding_error(config, claimed, self.terms.network):
+            return None
+        signature = str(voucher.get("signature", "0x"))
+        ok = accepted(signature, channel_id=normalize_channel_id(claimed),
+                      max_claimable=voucher.get("maxClaimableAmount", 0), payer=config.payer,
+                      payer_authorizer=config.payer, chain_id=chain_id_of(self.terms.network))
+        return config.payer.lower() if ok is not None else None
 
     def verify(self, headers: Mapping[str, str], offer: Offer) -> PaymentTicket | None:
         requirements = self.requirements(offer)

@@ -3,14 +3,17 @@
     GET  /v1/channels/refund         the SDK client's ``refund(url)``: without a payment 402 with the channel
                                      terms; with a refund payload the charged total is claimed and the rest of the
                                      channel (or the amount asked) goes back to the payer: 200 + PAYMENT-RESPONSE
-    GET  /v1/channels?payer=0x..     a payer's channels as the node mirrors them (balance, charged, claimed)
-    GET  /v1/channels/{channel_id}   one channel
+    GET  /v1/channels?payer=0x..     a payer's channels as the node mirrors them (balance, charged, claimed): signed
+                                     by that payer (purpose ``channels``) or the admin
+    GET  /v1/channels/{channel_id}   one channel: its payer (signed, purpose ``channels``) or the admin
     GET  /v1/channels/sweeps         the sweeps: claim and settle transactions, per-payee transfers
-    GET  /v1/channels/sweeps/{id}    one sweep with every charge it covered (model, payee, amount, node receipt):
+    GET  /v1/channels/sweeps/{id}    one sweep with the charges it covered (model, payee, amount, node receipt):
                                      what an owner checks against the chain
     POST /v1/channels/sweep          the operator (admin token): claim and sweep now
-Channel state is public on chain; the node's copy adds the charged total not yet claimed. 404 ``channels_unavailable``
-when the node does not offer batch-settlement.
+What a payer spent off chain is its own: the admin sees everything; an address that signs (purpose ``sweeps``) sees
+its own charges as a payer and, as a payee or a model's owner, its totals (never another payer's charges, receipts
+or bundle CIDs); nobody else sees a sweep (401). 404 ``channels_unavailable`` when the node does not offer
+batch-settlement.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ from fastapi.responses import JSONResponse
 from x402.mechanisms.evm.batch_settlement.server.storage import Channel
 
 from proofmarket.api.deps import ServicesDep, base_url
-from proofmarket.api.security import AdminDep
-from proofmarket.core.errors import ChannelsUnavailable, PaymentRequired, UnknownChannel, UsageError
+from proofmarket.api.security import AdminDep, CallerDep
+from proofmarket.api.signed import signed_address
+from proofmarket.core.errors import ChannelsUnavailable, PaymentRequired, Unauthorized, UnknownChannel, UsageError
 from proofmarket.node.services import NodeServices
 from proofmarket.payments.batch_rail import NAME, BatchSettlementRail
 from proofmarket.payments.headers import (
@@ -80,35 +84,75 @@ async def refund(request: Request, services: ServicesDep) -> Any:
                         headers={"PAYMENT-RESPONSE": encode_payment_response_header(with_receipt(response, None))})
 
 
-@router.get("", operation_id="list_channels")
-async def list_channels(services: ServicesDep,
+@router.get("", operation_id="list_channels", responses={401: {"description": "not signed by the payer"}})
+async def list_channels(request: Request, services: ServicesDep, caller: CallerDep,
                         payer: Annotated[str, Query(pattern=r"^0x[0-9a-fA-F]{40}$")]) -> dict[str, Any]:
-    """A payer's channels on this node."""
+    """A payer's channels on this node (signed by the payer, purpose ``channels``, or the admin)."""
     rail = _rail(services)
+    if not caller.admin and signed_address(request, "channels") != payer.lower():
+        raise Unauthorized("a payer's channels are read by that payer (signed, purpose 'channels') or the admin")
     channels = await run_in_threadpool(rail.storage.of_payer, payer)
     return {"scheme": NAME, "terms": rail.describe(), "channels": [channel_view(c) for c in channels[:MAX_LISTED]]}
 
 
-@router.get("/sweeps", operation_id="list_sweeps")
-async def list_sweeps(services: ServicesDep, limit: Annotated[int, Query(ge=1, le=100)] = 20) -> dict[str, Any]:
-    """The latest sweeps (claims, the settle to the node's account and the payouts per payee)."""
+@router.get("/sweeps", operation_id="list_sweeps", responses={401: {"description": "not signed, not the admin"}})
+async def list_sweeps(request: Request, services: ServicesDep, caller: CallerDep,
+                      limit: Annotated[int, Query(ge=1, le=100)] = 20) -> dict[str, Any]:
+    """The latest sweeps (claims, the settle to the node's account, the payouts): the admin sees every payee; a signed
+    address (purpose ``sweeps``) its own allocations as a payee or owner."""
     rail = _rail(services)
+    viewer = None if caller.admin else _viewer(request, services)
     rows = await run_in_threadpool(rail.storage.repo.sweeps, limit=limit)
-    return {"sweeps": [{"id": r.id, "status": r.status, "amount": str(r.amount), "claim_txs": r.claim_txs,
-                        "settle_tx": r.settle_tx, "allocations": r.allocations or {}, "error": r.error,
+    return {"sweeps": [{"id": r.id, "status": r.status, "amount": str(r.amount) if viewer is None else None,
+                        "claim_txs": r.claim_txs, "settle_tx": r.settle_tx,
+                        "allocations": _allocations(r.allocations or {}, viewer), "error": r.error,
                         "created_at": r.created_at.isoformat()} for r in rows]}
 
 
-@router.get("/sweeps/{sweep_id}", operation_id="get_sweep")
-async def get_sweep(sweep_id: int, services: ServicesDep) -> dict[str, Any]:
-    """One sweep with the charges it covered: each with its model, payee, amount and the node's signed receipt."""
+@router.get("/sweeps/{sweep_id}", operation_id="get_sweep", responses={401: {"description": "not signed"}})
+async def get_sweep(sweep_id: int, request: Request, services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
+    """One sweep with the charges it covered (each with its model, payee, amount and the node's signed receipt): the
+    admin sees all; a signed address (purpose ``sweeps``) its own charges as a payer and its totals as a payee."""
     rail = _rail(services)
     if rail.sweeper is None:
         raise ChannelsUnavailable("this node does not sweep channels (no sweeper runs here)")
+    viewer = None if caller.admin else _viewer(request, services)
     found = await run_in_threadpool(rail.sweeper.describe, sweep_id)
     if found is None:
         raise UnknownChannel(f"there is no sweep {sweep_id} on this node", sweep_id=sweep_id)
+    if viewer is not None:
+        address, _ = viewer
+        found["charges"] = [c for c in found["charges"] if _payer_of(c) == address]
+        found["allocations"] = _allocations(found["allocations"], viewer)
+        found["amount"] = None
     return found
+
+
+def _viewer(request: Request, services: NodeServices) -> tuple[str, set[str]]:
+    """The signing address (purpose ``sweeps``) and the models it owns."""
+    address = signed_address(request, "sweeps")
+    owned = {row.id for row in services.catalog.repo.list() if (row.owner or "").lower() == address}
+    return address, owned
+
+
+def _allocations(allocations: dict[str, Any], viewer: tuple[str, set[str]] | None) -> dict[str, Any]:
+    """Every payee's allocation for the admin; for a signed address, its own as a payee, and the totals of the models
+    it owns."""
+    if viewer is None:
+        return allocations
+    address, owned = viewer
+    out: dict[str, Any] = {}
+    for payee, alloc in allocations.items():
+        models = {m: a for m, a in (alloc.get("models") or {}).items() if payee == address or m in owned}
+        if models:
+            out[payee] = {"models": models, "tx": alloc.get("tx"),
+                          "amount": str(sum(int(a) for a in models.values()))}
+    return out
+
+
+def _payer_of(charge: dict[str, Any]) -> str:
+    message = ((charge.get("receipt") or {}).get("typedData") or {}).get("message") or {}
+    return str(message.get("payer", "")).lower()
 
 
 @router.post("/sweep", operation_id="sweep_channels", dependencies=[AdminDep])
@@ -121,13 +165,15 @@ async def sweep_now(services: ServicesDep) -> dict[str, Any]:
     return {"sweep": done}
 
 
-@router.get("/{channel_id}", operation_id="get_channel")
-async def get_channel(channel_id: str, services: ServicesDep) -> dict[str, Any]:
-    """One channel as this node mirrors it."""
+@router.get("/{channel_id}", operation_id="get_channel", responses={401: {"description": "not signed by its payer"}})
+async def get_channel(channel_id: str, request: Request, services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
+    """One channel as this node mirrors it (its payer, signed with purpose ``channels``, or the admin)."""
     rail = _rail(services)
     if not CHANNEL_ID.match(channel_id):
         raise UnknownChannel(f"{channel_id!r} is not a channel id (0x and 64 hex digits)", channel_id=channel_id)
     channel = await run_in_threadpool(rail.storage.get, channel_id)
     if channel is None:
         raise UnknownChannel(f"there is no channel {channel_id} on this node", channel_id=channel_id)
+    if not caller.admin and signed_address(request, "channels") != channel.channel_config.payer.lower():
+        raise Unauthorized("a channel is read by its payer (signed, purpose 'channels') or the admin")
     return channel_view(channel)

@@ -5,8 +5,9 @@
                                      body {models?, cap_atomic?, expires_in_s?}; the key is in this answer only
     GET    /v1/keys                  the wallet's keys (signed, purpose ``api-keys``; never their secrets)
     DELETE /v1/keys/{id}             revoke (signed, purpose ``api-key-revoke-<id>``)
-    GET    /v1/credits               the balance and ledger of the wallet that signed (purpose ``credits``), or of
-                                     the key's wallet (``Authorization: Bearer pmk_...``)
+    GET    /v1/credits               the balance and ledger of the wallet that signed (purpose ``credits``); asked
+                                     with an API key (``Authorization: Bearer pmk_...``): its wallet's balance and
+                                     that key's own entries only
     POST   /v1/credits/buy?amount=N  credits for one x402 ``exact`` payment of N atomic USDC to the node's account
                                      (402 with the terms first); the payer's wallet is credited once the payment is
                                      mined: 200, or 202 with ``/v1/purchases/{id}`` to poll while it is not
@@ -116,12 +117,16 @@ async def revoke_key(key_id: str, request: Request, services: ServicesDep) -> di
 async def credits(request: Request, services: ServicesDep) -> dict[str, Any]:
     """A wallet's balance and ledger: signed by the wallet, or asked with one of its API keys."""
     rail = _rail(services)
-    wallet = (await run_in_threadpool(rail.key, request.headers)).wallet if api_key_of(request.headers) \
-        else signed_address(request, "credits")
+    key = await run_in_threadpool(rail.key, request.headers) if api_key_of(request.headers) else None
+    wallet = key.wallet if key is not None else signed_address(request, "credits")
     balance = await run_in_threadpool(rail.repo.balance, wallet)
     held = await run_in_threadpool(services.jobs.jobs.held_by, wallet)
-    entries = await run_in_threadpool(rail.repo.entries, wallet, 200)
-    return {"wallet": wallet, "balance": str(balance), "held": str(held), "ledger": [e.view() for e in entries]}
+    entries = await run_in_threadpool(rail.repo.entries, wallet, 200, key.id if key is not None else None)
+    out: dict[str, Any] = {"wallet": wallet, "balance": str(balance), "held": str(held),
+                           "ledger": [e.view() for e in entries]}
+    if key is not None:  # a key (maybe scoped and capped, handed to a browser) reads its own entries only
+        out["key"] = key.view()
+    return out
 
 
 @router.post("/v1/credits/buy", operation_id="buy_credits",
