@@ -124,8 +124,9 @@ def test_refused_vouchers_carry_the_schemes_code_and_charge_nothing(node: Served
     scheme._storage.set(channel_id, context)
     # spend the channel to its last unit (the deposit covers a few calls), then a client that believes it holds more
     # signs the next voucher without a top-up: above the channel's balance
-    balance = int(requests.get(f"{node.url}/v1/channels", params={"payer": payer.address},
-                               timeout=30, headers={"Authorization": f"Bearer {ADMIN}"}).json()["channels"][0]["balance"])
+    listed = requests.get(f"{node.url}/v1/channels", params={"payer": payer.address}, timeout=30,
+                          headers={"Authorization": f"Bearer {ADMIN}"})
+    balance = int(listed.json()["channels"][0]["balance"])
     assert balance % PRICE == 0 and balance // PRICE <= 100, balance  # the node's minimum deposit: 64 calls
     spent = [infer(session, node, mlp_id).status_code for _ in range(balance // PRICE - 1)]
     assert spent == [200] * (balance // PRICE - 1)
