@@ -10,17 +10,23 @@ from typing import Any
 
 import httpx
 import pytest
+from eth_account import Account
 from fastapi.testclient import TestClient
 from toy_plugins import TOY, TOY_SPEC, ToyRail, compile_toy
 
 from proofmarket.api import create_app
+from proofmarket.api.signed import node_address
+from proofmarket.core.address_signature import sign_headers
 from proofmarket.core.errors import BundleError, VerificationFailed
 from proofmarket.core.settings import Settings
+from proofmarket.db.book import Accounts
+from proofmarket.payments.payouts import Payouts
 from proofmarket.sdk.client import Client
 from proofmarket.systems import registry
 
 ADMIN = "toy-admin-token-0123456789abcdef"
 PRICE = 5
+OWNER = Account.from_key(b"\x0a" * 32)  # the toy model's owner, paid through the node's book
 
 
 @pytest.fixture
@@ -36,11 +42,11 @@ def toy_registered() -> Iterator[None]:
 def node(tmp_path: Path, toy_registered: None) -> Iterator[tuple[TestClient, ToyRail, str]]:
     settings = Settings(_env_file=None, home=tmp_path / "home", database_url=f"sqlite:///{tmp_path / 'n.db'}",  # type: ignore[call-arg]
                         prover_workers=1, payments="off", admin_token=ADMIN)
-    rail = ToyRail({"alice": 100, "bob": 3})
+    rail = ToyRail({"alice": 100, "bob": 3}, payee=OWNER.address)
     app = create_app(settings, rails=[rail])
     services = app.state.services
     model_id = compile_toy(services.workspace.store, "summer")
-    services.catalog.register(model_id, price_atomic=PRICE, name="summer")
+    services.catalog.register(model_id, price_atomic=PRICE, name="summer", owner=OWNER.address)
     with TestClient(app) as client:
         yield client, rail, model_id
     services.close()
@@ -102,3 +108,24 @@ def test_an_unregistered_system_is_refused_not_read_as_another(tmp_path: Path) -
                            "model": {"id": "x"}, "input": {}, "output": {}}
     with pytest.raises(BundleError, match="unknown proof system"):
         registry.parse_bundle(doc)
+
+
+def test_a_plugged_in_rail_posts_to_the_book_and_its_payee_is_owed(node: tuple[TestClient, ToyRail, str]) -> None:
+    """The toy rail says which transfer its capture makes; the runner posts it with the call's state change; the
+    model's owner is owed it in the book, reads it at /v1/earnings and is in the one payout path's list."""
+    client, rail, model_id = node
+    url = f"/v1/models/{model_id}/infer"
+    for _ in range(2):
+        assert client.post(url, json={"values": [1, 2]}, headers={"X-Toy-Credit": "alice"}).status_code == 200
+    book = client.app.state.services.money.book  # type: ignore[attr-defined]
+    assert book.balance(Accounts.payee(OWNER.address)).posted == 2 * 2 * PRICE
+    assert book.balance(Accounts.wallet("alice")).posted == -2 * 2 * PRICE
+    assert book.check() == []  # conservation: balanced, no account below zero
+    node_signer = node_address(client.app.state.services)  # type: ignore[attr-defined]
+    earnings = client.get("/v1/earnings", params={"address": OWNER.address},
+                          headers=sign_headers(OWNER, node_signer, "earnings"))
+    assert earnings.status_code == 200, earnings.text
+    assert earnings.json()["book"]["owed"] == str(2 * 2 * PRICE)
+    assert earnings.json()["book"]["models"][model_id]["owed"] == str(2 * 2 * PRICE)
+    payouts = Payouts(book, None, "", Account.from_key(b"\x0b" * 32))  # type: ignore[arg-type]
+    assert payouts.owed() == {OWNER.address.lower(): {model_id: 2 * 2 * PRICE}}

@@ -22,6 +22,7 @@ from proofmarket.core.errors import (
     PaymentRequired,
     VerificationFailed,
 )
+from proofmarket.db.book import Accounts, Transfer
 from proofmarket.payments.port import Offer
 from proofmarket.payments.tickets import PaymentTicket, ProofOutcome, Settlement
 from proofmarket.store import ArtifactStore
@@ -121,8 +122,8 @@ class ToyRail:
     name = "toy-credits"
     HEADER = "X-Toy-Credit"
 
-    def __init__(self, balances: dict[str, int]) -> None:
-        self.balances = dict(balances)
+    def __init__(self, balances: dict[str, int], payee: str = "0x" + "00" * 20) -> None:
+        self.balances, self.payee = dict(balances), payee
         self.settled: list[str] = []
         self.released: list[str] = []
         self._lock = threading.Lock()
@@ -152,8 +153,13 @@ class ToyRail:
             if ticket.nonce not in self.settled:  # capture once per ticket
                 self.balances[str(ticket.payer)] -= ticket.amount_atomic
                 self.settled.append(ticket.nonce)
+        # what the capture moved, for the node's book: the payer's credit to what the node owes the model's payee
+        # (paid out by the node's one payout path, like every rail's)
+        owed = Transfer.move(f"toy:{ticket.nonce}", "capture", self.name, Accounts.wallet(str(ticket.payer)),
+                             Accounts.payee(self.payee), ticket.amount_atomic, model_id=proof.model_id,
+                             payer=str(ticket.payer))
         return Settlement(payment={"rail": self.name, "payer": ticket.payer, "amount": str(ticket.amount_atomic),
-                                   "bundle_cid": proof.bundle_cid}, receipt=None)
+                                   "bundle_cid": proof.bundle_cid}, receipt=None, transfers=(owed,))
 
     def follow(self, ticket: PaymentTicket, proof: ProofOutcome, tx_hash: str | None) -> Settlement | None:
         return None

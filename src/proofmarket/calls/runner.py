@@ -146,7 +146,7 @@ class JobRunner:
             self.jobs.settling(job.id, {"pending": {"tx": exc.details.get("tx"), "since": int(time.time()),
                                                     "message": exc.message}})
             return
-        if self.jobs.settled(job.id, settlement.to_json()):
+        if self.jobs.settled(job.id, settlement.to_json(), settlement.transfers):
             self._captured(job, settlement, outcome)
 
     def _stored(self, bundle_cid: str) -> dict[str, Any]:
@@ -186,7 +186,7 @@ class JobRunner:
         except Exception:  # the chain did not answer: keep the hold, look again later
             log.warning("job %s: could not follow its settlement yet", job_id, exc_info=True)
             return
-        if settlement is not None and self.jobs.settled(job.id, settlement.to_json()):
+        if settlement is not None and self.jobs.settled(job.id, settlement.to_json(), settlement.transfers):
             self._captured(job, settlement, outcome)
             final = self.jobs.get(job.id)
             if final is not None:

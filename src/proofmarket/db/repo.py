@@ -9,7 +9,7 @@ from __future__ import annotations
 import builtins
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -19,6 +19,7 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from proofmarket.core.errors import DuplicateJob, ModelOwnedByOther, PaymentPayerBusy, ProofMarketError
+from proofmarket.db.book import Book, Transfer
 from proofmarket.db.engine import Database
 from proofmarket.db.tables import (
     JobKind,
@@ -178,9 +179,22 @@ class JobRepo:
             values["finished_at"] = utcnow()
         return self._move(job_id, [JobStatus.RUNNING], **values)
 
-    def settled(self, job_id: str, settlement: dict[str, Any]) -> bool:
-        return self._move(job_id, [JobStatus.PROVED, JobStatus.SETTLING], status=JobStatus.SETTLED.value,
-                          settlement=settlement, finished_at=utcnow())
+    def settled(self, job_id: str, settlement: dict[str, Any], transfers: Sequence[Transfer] = ()) -> bool:
+        """proved | settling -> settled, with the capture's ``transfers`` posted in the book in the same database
+        transaction (once: a call already settled posts nothing)."""
+        if not transfers:
+            return self._move(job_id, [JobStatus.PROVED, JobStatus.SETTLING], status=JobStatus.SETTLED.value,
+                              settlement=settlement, finished_at=utcnow())
+        book = Book(self.db)
+        with self.db.write_session() as s:
+            res = s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.status.in_(
+                [JobStatus.PROVED.value, JobStatus.SETTLING.value])).values(
+                status=JobStatus.SETTLED.value, settlement=settlement, finished_at=utcnow()))
+            if not res.rowcount:  # type: ignore[attr-defined]
+                return False
+            for transfer in transfers:
+                book.post(transfer, session=s)
+            return True
 
     def settling(self, job_id: str, pending: dict[str, Any]) -> bool:
         """proved -> settling: the settlement was sent (``pending``: what is known of it, e.g. its tx)."""

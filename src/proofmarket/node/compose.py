@@ -156,8 +156,6 @@ def build_money(settings: Settings, db: Database, rails: Rails, listings: Listin
     exact = next((r for r in rails.all() if isinstance(r, X402Payments)), None)
     credits = next((r for r in rails.all() if isinstance(r, CreditsRail)), None)
     chain = credits.chain if credits is not None else None
-    if exact is not None:
-        exact.book = book
     if exact is None or credits is None or chain is None:
         return Money(book)
     from proofmarket.db import LeaseRepo

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from proofmarket.core.units import per_thousand
+from proofmarket.db.book import Transfer
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,9 @@ class Settlement:
 
     payment: dict[str, Any] | None = None
     receipt: dict[str, Any] | None = None
+    # what the capture moved, as the book records it: posted with the call's state change, in one database
+    # transaction, by the runner (a rail says which transfers a call makes; it never writes the book itself)
+    transfers: tuple[Transfer, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"payment": self.payment, "receipt": self.receipt}

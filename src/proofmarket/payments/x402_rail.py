@@ -63,7 +63,7 @@ from proofmarket.core.errors import (
     UsageError,
 )
 from proofmarket.core.settings import Settings, X402Settings
-from proofmarket.db.book import Accounts, Book, Transfer
+from proofmarket.db.book import Accounts, Transfer
 from proofmarket.payments import PaymentGate, sign_receipt
 from proofmarket.payments.facilitators import check_supported, network_id, remote_facilitator
 from proofmarket.payments.headers import PAYMENT_REQUIRED_HEADER, PAYMENT_SIGNATURE_HEADER, Discovery
@@ -129,7 +129,6 @@ class X402Payments:
         self._attempts: dict[str, float] = {}  # payment key -> monotonic time of its last settlement attempt
         self._also: list[Callable[[Offer], PaymentRequirements]] = []  # other schemes' terms (also_accept)
         self._terms: dict[Offer, str] = {}  # PAYMENT-REQUIRED of an unpaid request, per offer
-        self.book: Book | None = None  # where captures are recorded (set by the node)
 
     name = "x402"
 
@@ -259,12 +258,11 @@ class X402Payments:
         split = ticket.doc.get("split")
         if split:
             payment["split_onchain_id"] = str(split)  # released by InferenceMarket.releaseSplit (an after-capture hook)
-        if self.book is not None:  # the payer paid the payee on chain: the book records it (once per payment)
-            self.book.post(Transfer.move(f"x402:{verified.key}", "capture", self.name,
-                                         Accounts.wallet(settled.payer), Accounts.wallet(verified.pay_to),
-                                         settled.amount, model_id=proof.model_id, payer=settled.payer,
-                                         tx_hash=settled.tx_hash, memo={"job_id": proof.job_id}))
-        return Settlement(payment=payment, receipt=receipt)
+        # the payer paid the payee on chain: the book records it with the call's state change
+        capture = Transfer.move(f"x402:{verified.key}", "capture", self.name, Accounts.wallet(settled.payer),
+                                Accounts.wallet(verified.pay_to), settled.amount, model_id=proof.model_id,
+                                payer=settled.payer, tx_hash=settled.tx_hash, memo={"job_id": proof.job_id})
+        return Settlement(payment=payment, receipt=receipt, transfers=(capture,))
 
     def answer_headers(self, settlement: Settlement) -> dict[str, str]:
         """PAYMENT-RESPONSE of a settled call, rebuilt from its payment and receipt (never stored)."""
