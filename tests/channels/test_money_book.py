@@ -181,3 +181,24 @@ def poll(node: Served, path: str, timeout_s: float = 60.0) -> dict[str, Any]:
             return view
         assert time.monotonic() < deadline, view
         time.sleep(0.2)
+
+
+def test_the_cli_runs_payouts_checks_the_ledger_and_shows_the_owners_book(node: Served, owner: LocalAccount,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from proofmarket.cli.main import app
+
+    runner = CliRunner()
+    monkeypatch.delenv("PROOFMARKET_ADMIN_TOKEN", raising=False)
+    refused = runner.invoke(app, ["ledger", "check", "--node", node.url])
+    assert refused.exit_code == 2 and "PROOFMARKET_ADMIN_TOKEN" in refused.output
+    monkeypatch.setenv("PROOFMARKET_ADMIN_TOKEN", ADMIN)
+    paid = runner.invoke(app, ["payouts", "run", "--node", node.url])
+    assert paid.exit_code == 0 and "payees paid" in paid.output, paid.output
+    checked = runner.invoke(app, ["ledger", "check", "--node", node.url, "--json"])
+    assert checked.exit_code == 0, checked.output
+    monkeypatch.setenv("OWNER_UNDER_TEST", owner.key.hex())
+    shown = runner.invoke(app, ["earnings", "--node", node.url, "--key-env", "OWNER_UNDER_TEST"])
+    assert shown.exit_code == 0 and owner.address.lower() in shown.output and "every rail" in shown.output, \
+        shown.output

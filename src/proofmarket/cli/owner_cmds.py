@@ -99,8 +99,20 @@ def earnings_cmd(
     model: Annotated[list[str] | None, typer.Option(
         "--model", help="also show x402 money not released yet for this model id (repeatable; default: every "
                         "model compiled in HOME)")] = None,
+    node: Annotated[str | None, typer.Option("--node", envvar="PROOFMARKET_NODE_URL", help="read the node's book "
+                                             "too (every rail: owed, in flight, paid), signed by the owner's key")]
+    = None,
+    key_env: Annotated[str, typer.Option("--key-env", help="with --node: the variable holding the owner's key")]
+    = "PROOFMARKET_OWNER_KEY",
+    devnet: Annotated[bool, typer.Option("--devnet", help="with --node: sign with the devnet's dev owner")] = False,
 ) -> None:
-    """What an owner or prover earned on the market (escrow and x402 splits), what it is owed, what is still held."""
+    """What an owner or prover earned on the market (escrow and x402 splits), what it is owed, what is still held;
+    with --node, the node's book over every rail (credits, passes, channels, x402), signed by the owner."""
+    if node is not None:
+        from proofmarket.cli.money_cmds import node_earnings
+
+        node_earnings(node, key_env, devnet, run.as_json)
+        return
     from proofmarket.market import format_usdc
 
     checked = checked_address(address) if address else None

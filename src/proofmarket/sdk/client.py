@@ -43,6 +43,7 @@ from proofmarket.sdk.attested import GenerationRequest, GenerationResult, check_
 from proofmarket.sdk.catalogue import Catalogue
 from proofmarket.sdk.checks import Request
 from proofmarket.sdk.escrow import OnChainRequests
+from proofmarket.sdk.money import Money
 from proofmarket.sdk.onchain import OnChainChecks
 from proofmarket.sdk.results import InferenceResult, inference_result
 from proofmarket.sdk.transport import (
@@ -60,7 +61,7 @@ if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
 
 
-class Client(Verifying, OnChainChecks, OnChainRequests, Catalogue, NodeSession):
+class Client(Verifying, OnChainChecks, OnChainRequests, Catalogue, Money, NodeSession):
     """A node's client: its catalogue, paid inference and generation (verified before they are returned), its
     history, and the on-chain requests and checks (``OnChainRequests``, ``OnChainChecks``, ``Verifying``)."""
 

@@ -1,0 +1,123 @@
+"""``proofmarket payouts run`` and ``proofmarket ledger check``: the operator's side of the node's book; and what
+``proofmarket earnings --node URL`` prints: an owner's earnings over every rail, signed by the owner's key.
+
+    proofmarket payouts run [--node URL]                    pay every payee what the book owes it, now
+    proofmarket ledger check [--node URL] [--from-block N]  the book against its rules and the chain; exit 1 when
+                                                            any difference is found, each printed
+The operator's commands send PROOFMARKET_ADMIN_TOKEN (the node's admin token). Hook: ``register(app)`` in cli/main.py.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from proofmarket.cli.infer_cmd import DEFAULT_NODE, _account
+from proofmarket.cli.output import emit_json, fail, out
+from proofmarket.core.errors import ProofMarketError, UsageError
+from proofmarket.core.settings import env_value
+from proofmarket.core.units import format_usdc
+
+NodeOpt = Annotated[str, typer.Option("--node", envvar="PROOFMARKET_NODE_URL", help="the node's base URL")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+payouts = typer.Typer(help="pay out what the node's book owes (operator)", no_args_is_help=True)
+ledger = typer.Typer(help="the node's book (operator)", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(payouts, name="payouts")
+    app.add_typer(ledger, name="ledger")
+
+
+def _token() -> str:
+    token = env_value("PROOFMARKET_ADMIN_TOKEN")
+    if not token:
+        raise UsageError("set PROOFMARKET_ADMIN_TOKEN to the node's admin token: payouts and the ledger check are the "
+                         "operator's")
+    return token.strip()
+
+
+@payouts.command("run")
+def payouts_run(node: NodeOpt = DEFAULT_NODE, as_json: JsonFlag = False) -> None:
+    """Pay every payee what the node's book owes it now (credits draws, pass calls, swept channel charges)."""
+    from proofmarket.sdk.client import Client
+
+    try:
+        with Client(node) as sdk:
+            done = sdk.run_payouts(_token())
+    except ProofMarketError as exc:
+        raise fail(exc, as_json) from exc
+    if as_json:
+        emit_json(done)
+        return
+    if not done.get("ran"):
+        out.print("another node of this database holds the settler's lease: it pays out; nothing was done here")
+        return
+    report = done.get("payouts") or {}
+    for payee, tx in sorted((report.get("paid") or {}).items()):
+        out.print(f"paid {payee} in {tx}")
+    out.print(f"payouts: {len(report.get('paid') or {})} payees paid, {len(report.get('confirmed') or [])} confirmed, "
+              f"{len(report.get('waiting') or [])} waiting for confirmations, {len(report.get('voided') or [])} "
+              "voided (still owed)")
+
+
+@ledger.command("check")
+def ledger_check(node: NodeOpt = DEFAULT_NODE, as_json: JsonFlag = False,
+                 from_block: Annotated[int, typer.Option("--from-block", min=0, help="check transactions mined "
+                                                                                   "from this block")] = 0) -> None:
+    """Compare the node's book with its own rules and with the chain; name every difference (exit 1 if any)."""
+    from proofmarket.sdk.client import Client
+
+    try:
+        with Client(node) as sdk:
+            report = sdk.ledger_check(_token(), from_block)
+    except ProofMarketError as exc:
+        raise fail(exc, as_json) from exc
+    if as_json:
+        emit_json(report)
+    else:
+        for difference in report["differences"]:
+            out.print(f"difference: {difference}")
+        out.print(f"ledger: {'no difference' if report['ok'] else str(len(report['differences'])) + ' differences'}"
+                  f" ({report['transfers_checked']} transfers, {report['transactions_checked']} transactions checked)")
+    if not report["ok"]:
+        raise typer.Exit(1)
+
+
+def node_earnings(node: str, key_env: str, devnet: bool, as_json: bool) -> None:
+    """An owner's earnings on a node: the market part and the book over every rail (owed, in flight, paid, by
+    model), signed by the owner's key."""
+    from proofmarket.sdk.client import Client
+
+    try:
+        account = _owner(key_env, devnet)
+        with Client(node, account=account) as sdk:
+            doc = sdk.book_earnings()
+    except ProofMarketError as exc:
+        raise fail(exc, as_json) from exc
+    if as_json:
+        emit_json(doc)
+        return
+    book: dict[str, Any] = doc.get("book") or {}
+    out.print(f"{doc['address']}: owed {format_usdc(int(book.get('owed', 0)))} USDC, in flight "
+              f"{format_usdc(int(book.get('in_flight', 0)))} USDC, paid {format_usdc(int(book.get('paid', 0)))} USDC "
+              "(every rail, the node's book)")
+    for model_id, m in sorted((book.get("models") or {}).items()):
+        out.print(f"  {model_id}: owed {format_usdc(int(m['owed']))}, in flight {format_usdc(int(m['in_flight']))}, "
+                  f"paid {format_usdc(int(m['paid']))} USDC")
+    if doc.get("earned") is not None:
+        out.print(f"market: earned {format_usdc(int(doc['earned']))} USDC, owed {format_usdc(int(doc['owed']))} USDC "
+                  "(paid by 'proofmarket withdraw')")
+
+
+def _owner(key_env: str, devnet: bool) -> Any:
+    if devnet:
+        from proofmarket.chain.devkeys import DEVNET_CHAIN_ID, dev_account
+        from proofmarket.market.accounts import DEV_ROLES
+
+        return dev_account(DEV_ROLES["owner"], DEVNET_CHAIN_ID)
+    account = _account(key_env, False)
+    if account is None:
+        raise UsageError(f"set {key_env} to the owner's key (or --devnet): earnings in the book are signed")
+    return account

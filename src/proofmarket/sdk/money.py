@@ -1,0 +1,37 @@
+"""The client's money side: an owner's earnings in the node's book, and the operator's payouts and ledger check.
+
+    node.book_earnings()                      # signed by the client's account: owed, in flight, paid, by model
+    node.run_payouts(admin_token)             # the operator: pay every payee what the book owes it, now
+    node.ledger_check(admin_token, from_block=0)   # the book against its rules and the chain: every difference
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from proofmarket.core.address_signature import sign_headers
+from proofmarket.core.errors import PaymentRequired
+from proofmarket.sdk.transport import NodeSession
+
+
+class Money(NodeSession):
+    def book_earnings(self) -> dict[str, Any]:
+        """This account's earnings on the node over every rail (``/v1/earnings``, signed with purpose
+        ``earnings``): the on-chain market part when the node sells on one, and ``book``."""
+        if self.account is None:
+            raise PaymentRequired("reading earnings from the book is signed: create the Client with an account")
+        node = str((self._json(self._get("/.well-known/ai-service.json")).get("address_signature") or {}).get("node"))
+        headers = sign_headers(self.account, node, "earnings")
+        return dict(self._json(self._get("/v1/earnings", params={"address": self.account.address},
+                                         headers=headers)))
+
+    def run_payouts(self, admin_token: str) -> dict[str, Any]:
+        return dict(self._json(self._post("/v1/payouts/run", headers=_admin(admin_token))))
+
+    def ledger_check(self, admin_token: str, from_block: int = 0) -> dict[str, Any]:
+        return dict(self._json(self._get("/v1/ledger/check", params={"from_block": from_block},
+                                         headers=_admin(admin_token))))
+
+
+def _admin(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
