@@ -218,3 +218,47 @@ def test_a_sweep_is_due_on_the_threshold_or_after_the_interval() -> None:
     assert not sweeper(small, now - 299).due(now)  # 5,000 unclaimed, the oldest charge 299 s old
     assert sweeper(small, now - 300).due(now)  # ... 300 s: the interval
     assert sweeper([*small, {"chargedCumulativeAmount": "5000"}], now - 1).due(now)  # 10,000: the threshold
+
+
+def test_a_settle_someone_else_made_or_one_that_failed_still_leads_to_the_payout(db: Database) -> None:
+    """``settle(receiver, token)`` is public on chain: "nothing to settle" means another caller moved the claimed
+    funds, and the sweep goes on to its payouts; a sweep whose settle failed is settled on the next pass."""
+    from typing import Any
+
+    from proofmarket.db.channels_repo import ChannelRepo, NewCharge
+    from proofmarket.payments.batch_sweeps import Sweeper, SweepPolicy
+    from proofmarket.payments.payouts import PayoutReport
+
+    repo = ChannelRepo(db)
+    channel, payee = "0x" + "c1" * 32, "0x" + "0e" * 20
+    state = {"channelId": channel, "chargedCumulativeAmount": "500", "totalClaimed": "500",
+             "channelConfig": {"payer": "0x" + "0a" * 20}}
+    repo.update(channel, lambda _: dict(state), lambda s: NewCharge("t1", channel, "job", "model", payee, 500, 500))
+
+    class Manager:
+        def __init__(self) -> None:
+            self.answers: list[Any] = [RuntimeError("the RPC went away"),
+                                       RuntimeError("Settle failed: invalid_batch_settlement_evm_nothing_to_settle")]
+
+        def claim(self, opts: Any = None) -> list[Any]:
+            return []  # a cooperative refund claimed the charges already
+
+        def settle(self) -> Any:
+            answer = self.answers.pop(0)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+
+    class Payouts:
+        def run(self) -> PayoutReport:
+            return PayoutReport(paid={payee: "0xpaid"})
+
+    sweeper = Sweeper(repo, Manager(), None, "0x", None, "0x" + "99" * 20, SweepPolicy())  # type: ignore[arg-type]
+    sweeper.payouts = Payouts()  # type: ignore[assignment]
+    with pytest.raises(RuntimeError, match="went away"):
+        sweeper.run()
+    [stuck] = repo.sweeps()
+    assert stuck.status == "claimed" and "went away" in str(stuck.error)
+    assert sweeper.run() is None  # the stuck sweep is settled ("nothing to settle": moved by another caller)
+    [done] = repo.sweeps()
+    assert done.status == "distributed" and done.allocations[payee]["tx"] == "0xpaid"

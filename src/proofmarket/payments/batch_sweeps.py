@@ -10,8 +10,10 @@
 An owner checks a sweep from chain data and the node's receipts: ``GET /v1/channels/sweeps/{id}`` lists the claim
 and settle transactions, each payee's transfer and the charges (model, amount, the node's signed receipt) it sums.
 
-One node sweeps at a time (a lease on the database). A sweep interrupted after its settle resumes its payouts on
-the next pass; a payee whose transfer is recorded is never paid twice.
+One node sweeps at a time (a lease on the database). A sweep whose settle failed is settled on the next pass, one
+interrupted after its settle resumes its payouts; a payee whose transfer is recorded is never paid twice. A claim
+batch the chain would refuse is split until the refused channel stands alone (``claimable``); charges a cooperative
+refund claimed before any sweep make a sweep due (``due``).
 """
 
 from __future__ import annotations
@@ -115,6 +117,8 @@ class Sweeper:
             if self.leases is not None and not self.leases.acquire(LEASE, self.holder, ttl_s=600):
                 return None
             try:
+                for stuck in self.repo.sweeps(status="claimed"):  # claimed, its settle failed: settle it now
+                    self._settle(stuck.id)
                 for unfinished in self.repo.sweeps(status="settled"):
                     self._pay_out(unfinished.id)
                 return self._sweep()
@@ -163,15 +167,22 @@ class Sweeper:
         sweep = self.repo.open_sweep([str(c.transaction) for c in claims], covered)
         allocations = self._allocations(sweep.id)
         self.repo.set_sweep(sweep.id, allocations=allocations)
-        try:
-            settled = self.manager.settle()
-        except Exception as exc:
-            self.repo.set_sweep(sweep.id, error=f"settle: {exc}")
-            raise
-        self.repo.set_sweep(sweep.id, status="settled", settle_tx=str(settled.transaction))
-        log.info("swept %s atomic units of %d charges in %s", sweep.amount, len(covered), settled.transaction)
+        self._settle(sweep.id)
+        log.info("swept %s atomic units of %d charges", sweep.amount, len(covered))
         self._pay_out(sweep.id)
         return self.describe(sweep.id)
+
+    def _settle(self, sweep_id: int) -> None:
+        """Move what was claimed to the receiver (``settle(receiver, token)``); anyone may call it on chain, so
+        "nothing to settle" means another caller moved it already: the sweep goes on to its payouts."""
+        try:
+            tx = str(self.manager.settle().transaction)
+        except Exception as exc:
+            if "nothing_to_settle" not in str(exc):
+                self.repo.set_sweep(sweep_id, error=f"settle: {exc}")
+                raise
+            tx = ""
+        self.repo.set_sweep(sweep_id, status="settled", settle_tx=tx, error=None)
 
     def _allocations(self, sweep_id: int) -> dict[str, Any]:
         by_payee: dict[str, dict[str, Any]] = defaultdict(lambda: {"amount": 0, "models": defaultdict(int),
