@@ -79,6 +79,22 @@ def test_request_on_chain_then_input_is_fulfilled_with_the_exact_splits(env: Esc
     delta = {k: v - before[k] for k, v in balances(env.market).items()}
     assert delta == {"consumer": -PRICE_UNITS, "owner": paid[accounts[0]], "prover": paid[accounts[1]],
                      "escrow": PRICE_UNITS - paid[accounts[0]] - paid[accounts[1]]}
+    # the book: the fulfilment's credits, as the chain's RequestFulfilled has them; nothing differs
+    money = app.state.services.money
+    [fulfil] = money.book.transfers(kinds=["fulfil"], models=[env.public])
+    assert fulfil.tx_hash == done["fulfil_tx"] and fulfil.payer == env.market.accounts.consumer.address.lower()
+    legs = dict(money.book.postings([fulfil.id])[fulfil.id])
+    assert legs[f"wallet:{accounts[0].lower()}"] == owner and legs[f"wallet:{accounts[1].lower()}"] == prover
+    from proofmarket.payments.reconcile import reconcile
+
+    checked = reconcile(money.book, env.market.client, env.market.deployment.usdc, "0x" + "00" * 20)
+    assert checked.ok, checked.differences
+    from proofmarket.db.book import Transfer
+
+    money.book.post(Transfer.move("escrow:a-second-claim", "fulfil", "escrow", "wallet:0xc0", "wallet:0x0e", owner + 1,
+                                  tx_hash=done["fulfil_tx"], memo={"request_id": receipt.request_id}))
+    differs = reconcile(money.book, env.market.client, env.market.deployment.usdc, "0x" + "00" * 20)
+    assert [d for d in differs.differences if "escrow:a-second-claim" in d]  # named, with both amounts
 
 
 def test_hashed_input_needs_the_right_salt(env: EscrowEnv, make_app: AppFactory) -> None:

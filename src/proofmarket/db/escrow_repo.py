@@ -8,11 +8,14 @@ from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
+from proofmarket.db.book import Accounts, Book, Transfer
 from proofmarket.db.engine import Database
 from proofmarket.db.tables import (
     EscrowRequestRow,
     EscrowStatus,
+    ModelRow,
     WatcherCursorRow,
     utcnow,
 )
@@ -34,6 +37,25 @@ class SeenRequest:
     request_tx: str | None = None
 
 
+def fulfilment(row: EscrowRequestRow, settlement: dict[str, Any], s: Session) -> Transfer | None:
+    """An escrow request fulfilled on chain, in the book: the consumer's escrowed amount credited by the market to
+    the model's owner, the prover and the platform (the market contract holds the fee), as the fulfil's
+    ``RequestFulfilled`` event says. None for what moved no value here (a court commitment, a recovered row)."""
+    if "owner_amount" not in settlement:
+        return None
+    owner_amount, prover_amount, fee = (int(settlement.get(k) or 0) for k in ("owner_amount", "prover_amount",
+                                                                             "platform_fee"))
+    model = s.get(ModelRow, row.model_id)
+    owner = str(settlement.get("owner") or (model.owner if model is not None else None) or "unknown-owner").lower()
+    postings = [(Accounts.wallet(row.consumer), -(owner_amount + prover_amount + fee)),
+                (Accounts.wallet(owner), owner_amount), (Accounts.wallet(str(settlement.get("prover") or "")),
+                                                        prover_amount), (Accounts.wallet(row.market), fee)]
+    tx = (settlement.get("tx") or {}).get("hash") or row.fulfil_tx
+    return Transfer(f"escrow:{row.chain_id}:{row.market.lower()}:{row.request_id}", "fulfil", "escrow",
+                    tuple(p for p in postings if p[1]), model_id=row.model_id, payer=row.consumer, tx_hash=tx,
+                    memo={"request_id": row.request_id})
+
+
 class EscrowRepo:
     """Escrow requests seen on chain, one row per (chain, market, request id), and the watcher's cursor.
 
@@ -42,6 +64,7 @@ class EscrowRepo:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.book = Book(db)
 
     def seen(self, req: SeenRequest) -> EscrowRequestRow:
         """Insert the request as ``seen`` unless a row exists (events are delivered at least once)."""
@@ -140,14 +163,27 @@ class EscrowRepo:
     # a final request forgets the consumer's input and salt (a hashed input is private): nothing needs them
 
     def fulfilled(self, row_id: int, *, fulfil_tx: str | None, settlement: dict[str, Any]) -> bool:
-        return self._move(row_id, [EscrowStatus.SEEN, EscrowStatus.INPUT_RECEIVED, EscrowStatus.PROVING],
-                          status=EscrowStatus.FULFILLED.value, fulfil_tx=fulfil_tx, settlement=settlement,
-                          inputs=None)
+        """-> fulfilled, with the fulfilment's shares in the book (an escrow fulfil, once final)."""
+        return self._final(row_id, [EscrowStatus.SEEN, EscrowStatus.INPUT_RECEIVED, EscrowStatus.PROVING],
+                           fulfil_tx=fulfil_tx, settlement=settlement)
 
     def confirmed(self, row_id: int, settlement: dict[str, Any]) -> bool:
-        """confirming -> fulfilled: our fulfil is deep enough."""
-        return self._move(row_id, [EscrowStatus.CONFIRMING], status=EscrowStatus.FULFILLED.value,
-                          settlement=settlement, inputs=None)
+        """confirming -> fulfilled: our fulfil is deep enough (its shares enter the book now)."""
+        return self._final(row_id, [EscrowStatus.CONFIRMING], settlement=settlement)
+
+    def _final(self, row_id: int, from_: list[EscrowStatus], settlement: dict[str, Any], **values: Any) -> bool:
+        with self.db.write_session() as s:
+            res = s.execute(update(EscrowRequestRow).where(
+                EscrowRequestRow.id == row_id, EscrowRequestRow.status.in_([f.value for f in from_]))
+                .values(updated_at=utcnow(), status=EscrowStatus.FULFILLED.value, settlement=settlement, inputs=None,
+                        **values))
+            if not res.rowcount:  # type: ignore[attr-defined]
+                return False
+            row = s.get(EscrowRequestRow, row_id)
+            transfer = fulfilment(row, settlement, s) if row is not None else None
+            if transfer is not None:
+                self.book.post(transfer, session=s)
+            return True
 
     def update_settlement(self, row_id: int, settlement: dict[str, Any]) -> bool:
         """A fulfilled request's settlement as it moves on (an attested commitment: paid or slashed later)."""

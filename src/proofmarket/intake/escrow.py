@@ -60,6 +60,7 @@ class Answer(NamedTuple):
     bundle_cid: str
     output: Any
     attested: bool
+    owner: str | None = None  # the model's owner the request snapshotted (credited its share)
 
 
 class EscrowService(ChainWatcher):
@@ -211,7 +212,8 @@ class EscrowService(ChainWatcher):
         if not isinstance(answer, Answer):
             return answer or 0
         settlement, bundle_cid = answer.settlement, answer.bundle_cid
-        summary = {**settlement_summary(settlement), "bundle_cid": bundle_cid, "output": answer.output}
+        summary = {**settlement_summary(settlement), "bundle_cid": bundle_cid, "output": answer.output,
+                   "owner": answer.owner}
         if not answer.attested and self.confirmations == 0:  # proven work: an ERC-8004 validation record,
             # answered by the ZkValidator (with confirmations: once the fulfil is final)
             summary["validation"] = self._validation(request_id, bundle_cid, settlement.tx.tx_hash)
@@ -274,7 +276,7 @@ class EscrowService(ChainWatcher):
             if self._record_closed(row, self._read(request_id)) is not None:
                 return 1  # our transaction went through after all
             raise
-        return Answer(settlement, bundle_cid, output, attested)
+        return Answer(settlement, bundle_cid, output, attested, onchain.terms.owner if onchain.terms else None)
 
     def _prove_as_job(self, row: EscrowRequestRow, doc: dict[str, Any]) -> tuple[ProofBundle, str]:
         """Prove the request's input as a job of the node's queue (seen in /v1/jobs' counts, /metrics, /health,

@@ -4,8 +4,9 @@
                    wallet below zero (``Book.check``)
     the chain      every posted transfer that names a transaction is found in that transaction's USDC ``Transfer``
                    events: an x402 capture (payer -> payee, the amount), a purchase (payer -> the node), a payout
-                   (the node -> the payee, the sum of the payout's transfers); a transaction that reverted or that
-                   the chain does not know is a difference too
+                   (the node -> the payee, the sum of the payout's transfers); an escrow fulfilment's credits are
+                   its ``RequestFulfilled`` event's; a transaction that reverted or that the chain does not know is a
+                   difference too
 ``proofmarket ledger check [--from-block N]`` prints the report; the node's settler runs it on a schedule and exports
 ``proofmarket_ledger_differences`` (an alert rule fires on any).
 """
@@ -18,11 +19,13 @@ from typing import Any
 
 from web3.logs import DISCARD
 
+from proofmarket.chain.artifacts import load_artifact
 from proofmarket.chain.client import ChainClient
 from proofmarket.chain.contracts import UsdcToken
 from proofmarket.db.book import Accounts, Book
 
-CHAIN_KINDS = ("capture", "purchase", "payout")
+CHAIN_KINDS = ("capture", "purchase", "payout")  # checked against the USDC transfers of their transaction
+EVENT_KINDS = ("fulfil",)  # checked against the market's RequestFulfilled event (credits, not transfers)
 
 
 @dataclass
@@ -57,6 +60,7 @@ def reconcile(book: Book, client: ChainClient | None = None, usdc: str | None = 
             if amount > 0 and source is not None:
                 expected[transfer.tx_hash.lower()][(_address(source, node), _address(account, node))] += amount
         report.transfers_checked += 1
+    _check_fulfilments(book, client, from_block, report)
     token = UsdcToken(client, usdc).contract
     for tx, moves in sorted(expected.items()):
         try:
@@ -82,6 +86,34 @@ def reconcile(book: Book, client: ChainClient | None = None, usdc: str | None = 
                 report.differences.append(f"transaction {tx}: the book moves {amount} from {source} to {target}, the "
                                           f"chain {seen.get((source, target), 0)}")
     return report
+
+
+def _check_fulfilments(book: Book, client: ChainClient, from_block: int, report: Reconciliation) -> None:
+    """An escrow fulfilment credits the owner, the prover and the platform inside the market (no token moves):
+    the book's postings must be the amounts its ``RequestFulfilled`` event names."""
+    events = client.w3.eth.contract(abi=load_artifact("InferenceMarket").abi).events.RequestFulfilled()
+    for transfer in book.transfers(kinds=EVENT_KINDS, limit=1_000_000):
+        if transfer.phase not in ("single", "post") or not transfer.tx_hash:
+            continue
+        report.transfers_checked += 1
+        try:
+            receipt = client.w3.eth.get_transaction_receipt(transfer.tx_hash)  # type: ignore[arg-type]
+        except Exception:
+            receipt = None
+        if receipt is None or int(receipt["status"]) != 1:
+            report.differences.append(f"fulfilment {transfer.ref}: its transaction {transfer.tx_hash} is not a mined "
+                                      "success on chain")
+            continue
+        if int(receipt["blockNumber"]) < from_block:
+            continue
+        report.transactions_checked += 1
+        paid = sum(a for _, a in book.postings([transfer.id])[transfer.id] if a > 0)
+        found = [e for e in events.process_receipt(receipt, errors=DISCARD)
+                 if int(e["args"]["requestId"]) == int((transfer.memo or {}).get("request_id", -1))]
+        onchain = sum(int(found[0]["args"][k]) for k in ("ownerAmount", "proverAmount", "platformFee")) if found else None
+        if onchain != paid:
+            report.differences.append(f"fulfilment {transfer.ref}: the book credits {paid}, the chain's "
+                                      f"RequestFulfilled {onchain}")
 
 
 def _address(account: str, node: str) -> str:
