@@ -110,7 +110,8 @@ def _check_fulfilments(book: Book, client: ChainClient, from_block: int, report:
         paid = sum(a for _, a in book.postings([transfer.id])[transfer.id] if a > 0)
         found = [e for e in events.process_receipt(receipt, errors=DISCARD)
                  if int(e["args"]["requestId"]) == int((transfer.memo or {}).get("request_id", -1))]
-        onchain = sum(int(found[0]["args"][k]) for k in ("ownerAmount", "proverAmount", "platformFee")) if found else None
+        shares = ("ownerAmount", "proverAmount", "platformFee")
+        onchain = sum(int(found[0]["args"][k]) for k in shares) if found else None
         if onchain != paid:
             report.differences.append(f"fulfilment {transfer.ref}: the book credits {paid}, the chain's "
                                       f"RequestFulfilled {onchain}")
