@@ -95,6 +95,9 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
                 w.close()
 
 
+MONEY: dict[str, Any] = {}
+
+
 def _node(net: Net, tmp: Path, market: Market | None = None) -> Iterator[str]:
     """A node app over HTTP; ``market``: serve that market's court (another node account) instead."""
     # the test polls every record several times a second from one address, like no client should: the unpaid limit
@@ -106,7 +109,9 @@ def _node(net: Net, tmp: Path, market: Market | None = None) -> Iterator[str]:
     if market is not None:
         app.state.court = CourtService(market, EscrowRepo(Database(settings.database_url)), lambda: [net.lm_id],
                                        confirmations=0, poll_s=0.1)
-    yield from serve(app)
+    for url in serve(app):
+        MONEY[url] = app.state.services.money  # the node's book, for the tests' conservation checks
+        yield url
     app.state.services.close()
 
 
@@ -212,6 +217,17 @@ def test_honest_node_is_paid_after_its_window_and_a_false_challenge_loses_its_bo
     assert 'proofmarket_court_settled_total{outcome="paid"}' in metrics
     page = httpx.get(f"{honest_url}/dashboard").text
     assert "Court requests" in page and ">paid<" in page
+    # the book: each paid request as the court paid it (the owner's and the node's transfers), the chain agrees
+    money = MONEY[honest_url]
+    court_paid = [t for t in money.book.transfers(kinds=["capture"]) if t.rail == "court"]
+    assert len(court_paid) == HONEST_CALLS
+    node_account = f"wallet:{a.prover.address.lower()}"
+    to_node = sum(v for t in court_paid for acc, v in money.book.postings([t.id])[t.id] if acc == node_account)
+    assert to_node == paid
+    from proofmarket.payments.reconcile import reconcile
+
+    checked = reconcile(money.book, net.market.client, net.market.deployment.usdc, a.prover.address)
+    assert checked.ok and checked.transfers_checked >= HONEST_CALLS, checked.differences
 
 
 def test_a_cheating_node_is_challenged_slashed_and_its_consumers_refunded_inside_the_window(

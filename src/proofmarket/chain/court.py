@@ -216,6 +216,11 @@ class AttestationCourt(BoundContract):
                                                        argument_filters={"requestId": request_id})
         return bytes(logs[-1]["args"]["bundle"]) if logs else None
 
+    def payment_tx(self, request_id: int, from_block: int = 0) -> str | None:
+        """The transaction that paid ``request_id`` (its ``Paid`` event; None: not paid)."""
+        logs = self.contract.events.Paid.get_logs(from_block=from_block, argument_filters={"requestId": request_id})
+        return "0x" + bytes(logs[-1]["transactionHash"]).hex().removeprefix("0x") if logs else None
+
     def vote(self, request_id: int, node_cheated: bool, sender: LocalAccount) -> TxResult:
         return self._send_staking("vote", sender, request_id, node_cheated)
 

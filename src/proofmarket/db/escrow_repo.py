@@ -3,6 +3,7 @@ settled, and the watchers' cursors."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -185,9 +186,20 @@ class EscrowRepo:
                 self.book.post(transfer, session=s)
             return True
 
-    def update_settlement(self, row_id: int, settlement: dict[str, Any]) -> bool:
-        """A fulfilled request's settlement as it moves on (an attested commitment: paid or slashed later)."""
-        return self._move(row_id, [EscrowStatus.FULFILLED], settlement=settlement)
+    def update_settlement(self, row_id: int, settlement: dict[str, Any], transfers: Sequence[Transfer] = ()) -> bool:
+        """A fulfilled request's settlement as it moves on (an attested commitment: paid or slashed later), with what
+        it paid in the book, in one database transaction."""
+        if not transfers:
+            return self._move(row_id, [EscrowStatus.FULFILLED], settlement=settlement)
+        with self.db.write_session() as s:
+            res = s.execute(update(EscrowRequestRow).where(EscrowRequestRow.id == row_id, EscrowRequestRow.status ==
+                                                           EscrowStatus.FULFILLED.value)
+                            .values(updated_at=utcnow(), settlement=settlement))
+            if not res.rowcount:  # type: ignore[attr-defined]
+                return False
+            for transfer in transfers:
+                self.book.post(transfer, session=s)
+            return True
 
     def failed(self, row_id: int, code: str, message: str) -> bool:
         return self._move(row_id, [EscrowStatus.SEEN, EscrowStatus.INPUT_RECEIVED, EscrowStatus.PROVING,

@@ -29,12 +29,15 @@ from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from prometheus_client import CollectorRegistry, Counter
+from web3.logs import DISCARD
 
 from proofmarket.chain import ChainEvent
 from proofmarket.chain.client import TxResult
+from proofmarket.chain.contracts import UsdcToken
 from proofmarket.chain.court import SETTLED, AttestationCourt, Commitment, CourtRequest, CourtValidator
 from proofmarket.core.errors import ContractReverted, CourtUnavailable, ProofMarketError
 from proofmarket.db import EscrowRepo, EscrowRequestRow, EscrowStatus
+from proofmarket.db.book import Accounts, Transfer
 from proofmarket.intake.watcher import ChainWatcher, run_as_call
 from proofmarket.market import Market
 from proofmarket.market.validations import record_court
@@ -149,15 +152,38 @@ class CourtService(ChainWatcher):
                             hook(row.model_id, row.request_id, onchain.status)
                         except Exception:
                             self.log.exception("a court status hook failed for request %s", row.request_id)
+                    paid: tuple[Transfer, ...] = ()
                     if onchain.status in SETTLED:
                         court["validation"] = self._validation(row)
                         done += 1
                         if self.settled is not None:
                             self.settled.labels(onchain.status).inc()
-                    self.repo.update_settlement(row.id, {**(row.settlement or {}), "court": court})
+                        paid = self._paid(row, onchain)
+                    self.repo.update_settlement(row.id, {**(row.settlement or {}), "court": court}, paid)
             except ProofMarketError as exc:
                 self.log.warning("court request %s: could not settle yet: %s", row.request_id, exc.message)
         return done
+
+    def _paid(self, row: EscrowRequestRow, onchain: CourtRequest) -> tuple[Transfer, ...]:
+        """A paid request in the book, as the chain paid it: the court's transfers of the consumer's escrow to the
+        model's owner and to the node (the fee stays in the court), read from the paying transaction."""
+        if onchain.status != "paid":
+            return ()
+        tx = self.court.payment_tx(row.request_id, from_block=onchain.commit_block)
+        if tx is None:
+            return ()
+        receipt = self.market.client.w3.eth.get_transaction_receipt(tx)  # type: ignore[arg-type]
+        court = self.court.contract.address.lower()
+        token = UsdcToken(self.market.client, self.market.deployment.usdc).contract
+        legs: list[tuple[str, int]] = []
+        for event in token.events.Transfer().process_receipt(receipt, errors=DISCARD):
+            if str(event["args"]["from"]).lower() == court and int(event["args"]["value"]) > 0:
+                legs.append((Accounts.wallet(str(event["args"]["to"])), int(event["args"]["value"])))
+        if not legs:
+            return ()
+        return (Transfer((f"court:{self.chain_id}:{court}:{row.request_id}"), "capture", "court",
+                         ((Accounts.wallet(court), -sum(a for _, a in legs)), *legs), model_id=row.model_id,
+                         payer=onchain.consumer, tx_hash=tx, memo={"request_id": row.request_id}),)
 
     def run_once(self) -> None:
         super().run_once()
