@@ -15,12 +15,13 @@ its registry listing ``modelIdOf(owner, keccak(CID))``, where the owner is the m
 Before a listing is used it is checked against the model's manifest (``check_entry``: vk digest, ONNX and
 settings hashes, instance layout, verifier code): a listing that is not this model is never sold.
 
-Reads are cached and refreshed on the registry's events: every ``poll_s`` at most, one ``eth_getLogs`` over
-the registry's new blocks drops the cached entries those events name (every change of an entry, registration,
-price, metadata, activation, emits one naming its model). The paid path looks at the events on every call (one
-block-number read, and one log read when blocks were mined): a deactivation or a new price applies to the very
-next call, and the entry itself (five contract reads) is read again only when an event names it, or once it is
-``FRESH_S`` old (a bound on what a reorg that removed an event could leave cached).
+Reads are cached and refreshed on the registry's events: one ``eth_getLogs`` over the registry's new blocks drops
+the cached entries those events name (every change of an entry, registration, price, metadata, activation, emits
+one naming its model). On a node the follower (``start_following``: a background service) does it every
+``poll_s`` and reads again what it dropped, and every entry once it is ``FRESH_S`` old (a bound on what a reorg
+that removed an event could leave cached): the paid path reads the cache only, no RPC (a model's first call reads
+its entry), and a deactivation or a new price applies within ``poll_s``. Without the follower (a CLI, a library
+user) each read looks at the events itself.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from proofmarket.core.background import Service
 from proofmarket.core.errors import ModelInactive, ProofMarketError, RegistryMismatch
 
 if TYPE_CHECKING:
@@ -39,7 +41,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("proofmarket.listings")
 
-FRESH_S = 30.0  # the paid path re-reads an entry no event named after this long
+FRESH_S = 30.0  # an entry no event named is read again after this long
+STALL_S = 3 * FRESH_S  # the paid path reads an entry itself when the follower left it this old (stalled)
 MAX_LOG_RANGE = 5_000  # blocks per eth_getLogs (RPC providers cap the range)
 
 
@@ -89,6 +92,8 @@ class Listings:
         self._polled_at = time.monotonic()
         self._releases: queue.Queue[str | tuple[Any, ...] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
+        self._served: set[tuple[str, str]] = set()  # (model, owner) keys the paid path asked for: kept fresh
+        self.follower: ListingFollower | None = None
 
     @classmethod
     def for_node(cls, market: Market | None, default_owner: str | None, poll_s: float) -> Listings | None:
@@ -99,16 +104,45 @@ class Listings:
         """The listing, from the cache unless it is older than ``max_age_s`` (None: any age; the cache drops
         an entry when the registry emits an event for it)."""
         owner = owner or self.default_owner
-        self._refresh(force=max_age_s is not None)
+        following = self.follower is not None
+        if not following:
+            self._refresh(force=max_age_s is not None)
+        elif max_age_s is not None:
+            max_age_s = max(max_age_s, STALL_S)  # the follower keeps it fresh: read it here only if it stalled
         key = (model_id, owner.lower())
         with self._lock:
+            self._served.add(key)
             cached = self._cache.get(key)
         if cached is not None and (max_age_s is None or time.monotonic() - cached[1] <= max_age_s):
             return cached[0]
-        listing = self._read(model_id, owner)
+        return self._load(key)
+
+    def _load(self, key: tuple[str, str]) -> Listing:
+        listing = self._read(*key)
         with self._lock:
             self._cache[key] = (listing, time.monotonic())
         return listing
+
+    # --- following the registry ------------------------------------------------------------------
+    def start_following(self) -> None:
+        """Follow the registry in the background (``ListingFollower``): the paid path then reads the cache only."""
+        if self.follower is None:
+            self.follower = ListingFollower(self)
+            self.follower.start()
+
+    def follow_once(self) -> int:
+        """One pass: drop what the registry's events name, then read again every served entry missing or older
+        than ``FRESH_S``. Returns how many entries were read."""
+        self._refresh(force=True)
+        now = time.monotonic()
+        with self._lock:
+            due = [k for k in self._served if k not in self._cache or now - self._cache[k][1] > FRESH_S]
+        for key in due:
+            try:
+                self._load(key)
+            except ProofMarketError as exc:  # the chain is away: the entry stays as it was, or missing
+                log.warning("could not read the listing of %s: %s", key[0], exc.message)
+        return len(due)
 
     def sellable(self, model_id: str, owner: str | None = None) -> Listing | None:
         """The listing the paid path sells on (at most FRESH_S old), None when the model is not listed on chain.
@@ -258,6 +292,22 @@ class Listings:
                     log.warning("could not release the x402 split of %s: %s", onchain_id, exc)
 
     def close(self) -> None:
+        if self.follower is not None:
+            self.follower.close()
+            self.follower = None
         self._releases.put(None)
         if self._thread is not None:
             self._thread.join(timeout=30)
+
+
+class ListingFollower(Service):
+    """The registry follower of a node: ``Listings.follow_once`` every ``poll_s``."""
+
+    name = "listings"
+
+    def __init__(self, listings: Listings) -> None:
+        super().__init__(listings.poll_s)
+        self.listings = listings
+
+    def tick(self) -> int:
+        return self.listings.follow_once()

@@ -71,7 +71,7 @@ class Catalog:
         return [ServedModel(row, self._manifest(row.id), self._listing(row)) for row in self.repo.list(status=status)]
 
     def sellable(self, model_id: str) -> ServedModel:
-        """The model as the paid path sells it: its listing read fresh from the chain (``model_inactive``
+        """The model as the paid path sells it: its listing as the registry follower keeps it (``model_inactive``
         when deactivated, ``registry_mismatch`` when the listing is not this model; ``model_pending`` or
         ``model_rejected`` when the operator has not approved it)."""
         served = self.get(model_id, listing=False)

@@ -67,8 +67,11 @@ class NodeServices:
         return self.systems.get(ATTESTED_SYSTEM)
 
     def start_background(self) -> None:
-        """The node's background services besides the engine: the webhook sender and the settler."""
+        """The node's background services besides the engine: the webhook sender, the settler and the registry
+        follower (the paid path then reads listings from its cache, no RPC)."""
         self.start_webhooks()
+        if self.catalog.listings is not None:
+            self.catalog.listings.start_following()
         if self.money is not None and self.money.settler is not None:
             self.money.settler.start()
 

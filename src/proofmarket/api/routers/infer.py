@@ -79,7 +79,7 @@ async def infer(model_id: str, inputs: InputsBody, request: Request, services: S
 
 def _offer(services: NodeServices, model_id: str, inputs: dict[str, Any], base: str) -> tuple[Offer, str]:
     """The call's terms, once its proof system accepts the input (422 before any payment is looked at)."""
-    served = services.catalog.sellable(model_id)  # the registry's terms, read fresh, when a market is deployed
+    served = services.catalog.sellable(model_id)  # the registry terms (the follower cache) when a market is deployed
     request = {"inputs": inputs}
     runtime = services.systems.get(served.system)
     runtime.check(model_id, request)
