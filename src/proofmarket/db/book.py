@@ -19,6 +19,7 @@ SQLite) in name order, so concurrent writers on several nodes serialise per acco
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -56,9 +57,10 @@ class Accounts:
         return f"credits:{wallet.lower()}"
 
     @staticmethod
-    def pass_(pass_id: int | str) -> str:
-        """What a pass was bought for and has not paid to models' payees yet."""
-        return f"pass:{pass_id}"
+    def pass_(ref: int | str) -> str:
+        """What a pass was bought for and has not paid to models' payees yet (named by a digest of the purchase
+        that bought it: an x402 payment's key is longer than an account name)."""
+        return "pass:" + hashlib.sha256(str(ref).encode()).hexdigest()[:40]
 
     @staticmethod
     def channel(channel_id: str) -> str:

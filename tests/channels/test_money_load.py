@@ -1,0 +1,156 @@
+"""Mixed load on one book: 2 nodes on one PostgreSQL, clients paying by x402 exact, channels, credits and passes at
+once, on models of three owners (none of them holds anything before). Afterwards: the sweep and the payouts run,
+the ledger check finds no difference with the chain, each owner's on-chain receipts are exactly what its models
+sold on every rail, every call that was answered was charged once and no refused call was charged.
+Cached proofs (one input per model): the money is what runs."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import defaultdict
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from conftest import ADMIN, serve_node
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils.crypto import keccak
+from pg_server import fresh_database, postgres_server
+from test_batch_settlement_node import sdk_session
+from test_money_book import key_of, x402_session
+from x402_helpers import Chain, Served, mlp_input
+
+from proofmarket.chain import dev_account
+from proofmarket.chain.devkeys import DEVNET_CHAIN_ID
+from proofmarket.payments.facilitator_server import build_facilitator, facilitator_app
+
+PRICE = 2_000
+CALLS = 3  # per client
+
+
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    with postgres_server() as url:
+        if url is None:
+            if os.environ.get("CI") == "true":
+                pytest.fail("PostgreSQL is needed in CI (initdb/pg_ctl + psycopg, or TEST_POSTGRES_URL)")
+            pytest.skip("no PostgreSQL here")
+        yield url
+
+
+@pytest.fixture(scope="module")
+def nodes(home: Path, chain: Chain, mlp_id: str, pg_url: str,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Served]]:
+    database = fresh_database(pg_url)
+    facilitator = facilitator_app(build_facilitator(chain.rpc_url, dev_account(8, DEVNET_CHAIN_ID)))
+    unused = tmp_path_factory.mktemp("unused") / "node.db"
+    with pytest.MonkeyPatch.context() as env, Served(facilitator) as served_facilitator:
+        env.setenv("PROOFMARKET_FACILITATOR_URL", served_facilitator.url)
+        env.setenv("PROOFMARKET_CHANNEL_MIN_DEPOSIT_CALLS", str(CALLS + 1))
+        with serve_node(home, unused, chain, mlp_id, PRICE, database_url=database) as a, \
+                serve_node(home, unused, chain, mlp_id, PRICE, database_url=database) as b:
+            yield [a, b]
+
+
+def owners_and_models(node: Served, mlp_id: str) -> dict[str, LocalAccount]:
+    """Three models (the compiled MLP under three names) of three owners who hold nothing."""
+    services = node.app.state.services  # type: ignore[attr-defined]
+    manifest = services.workspace.store.get_json(mlp_id)
+    out = {}
+    for i in range(3):
+        owner: LocalAccount = Account.from_key(keccak(text=f"money-load-owner-{i}"))
+        model_id = services.workspace.store.put_json({**manifest, "name": f"owned-{i}"})
+        services.catalog.register(model_id, price_atomic=PRICE, owner=owner.address, name=f"owned-{i}")
+        out[model_id] = owner
+    return out
+
+
+def fund(chain: Chain, tag: str) -> LocalAccount:
+    account: LocalAccount = Account.from_key(keccak(text=f"money-load-{tag}"))
+    chain.usdc.mint(account.address, 100 * PRICE, dev_account(0, DEVNET_CHAIN_ID))
+    chain.client.rpc("anvil_setBalance", [account.address, hex(10**18)])
+    return account
+
+
+def test_every_rail_on_two_nodes_one_book_owners_paid_exactly_and_the_chain_agrees(
+        nodes: list[Served], chain: Chain, mlp_id: str) -> None:
+    models = owners_and_models(nodes[0], mlp_id)
+    ids = sorted(models)
+    before = {m: chain.balances(o.address)[0] for m, o in models.items()}
+    assert set(before.values()) == {0}
+    sold: dict[str, int] = defaultdict(int)
+    failures: list[str] = []
+    lock = threading.Lock()
+
+    def record(answer: requests.Response, model_id: str) -> None:
+        with lock:
+            if answer.status_code == 200:
+                sold[model_id] += int(answer.json()["payment"]["amount"])
+            else:
+                failures.append(f"{answer.status_code} {answer.text[:200]}")
+
+    def exact(i: int) -> None:
+        session = x402_session(chain, fund(chain, f"exact-{i}"))
+        for call in range(CALLS):
+            model_id = ids[(i + call) % 3]
+            record(session.post(f"{nodes[call % 2].url}/v1/models/{model_id}/infer", json=mlp_input(),
+                                timeout=300), model_id)
+
+    def channel(i: int) -> None:
+        session, _ = sdk_session(fund(chain, f"channel-{i}"), chain.usdc.address, deposit_calls=CALLS + 1)
+        for call in range(CALLS):
+            model_id = ids[(i + call + 1) % 3]
+            record(session.post(f"{nodes[(i + call) % 2].url}/v1/models/{model_id}/infer", json=mlp_input(),
+                                timeout=300), model_id)
+
+    def keyed(i: int, *, pass_model: str | None) -> None:
+        wallet = fund(chain, f"keyed-{i}-{pass_model is not None}")
+        session = x402_session(chain, wallet)
+        if pass_model is None:
+            bought = session.post(f"{nodes[i % 2].url}/v1/credits/buy", params={"amount": CALLS * PRICE}, timeout=300)
+        else:
+            bought = session.post(f"{nodes[i % 2].url}/v1/passes/buy", timeout=300,
+                                  params={"calls_per_day": CALLS, "days": 1, "model_id": pass_model})
+        assert bought.status_code == 200, bought.text
+        key = key_of(nodes[i % 2], wallet)
+        for call in range(CALLS):
+            model_id = pass_model or ids[(i + call + 2) % 3]
+            answer = requests.post(f"{nodes[call % 2].url}/v1/models/{model_id}/infer", json=mlp_input(),
+                                   timeout=300, headers={"Authorization": f"Bearer {key}"})
+            if answer.status_code == 200 and answer.json()["payment"]["source"] == "pass":
+                with lock:  # a pass call pays the model's payee the pass's price per call
+                    sold[model_id] += PRICE
+                continue
+            record(answer, model_id)
+
+    jobs: list[Any] = []
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        jobs += [pool.submit(exact, i) for i in range(4)]
+        jobs += [pool.submit(channel, i) for i in range(4)]
+        jobs += [pool.submit(keyed, i, pass_model=None) for i in range(3)]
+        jobs += [pool.submit(keyed, i, pass_model=ids[i]) for i in range(2)]
+        for job in jobs:
+            job.result()
+    assert failures == []
+    assert sum(sold.values()) == (4 + 4 + 3 + 2) * CALLS * PRICE
+
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    swept = requests.post(f"{nodes[1].url}/v1/channels/sweep", headers=admin, timeout=300)
+    assert swept.status_code == 200 and swept.json()["sweep"]["status"] == "distributed", swept.text
+    paid = requests.post(f"{nodes[0].url}/v1/payouts/run", headers=admin, timeout=300)
+    assert paid.status_code == 200 and paid.json()["ran"], paid.text
+    for model_id, owner in models.items():  # what each owner's models sold on every rail, on chain, exactly
+        assert chain.balances(owner.address)[0] - before[model_id] == sold[model_id], model_id
+    checked = requests.get(f"{nodes[1].url}/v1/ledger/check", headers=admin, timeout=300).json()
+    assert checked["ok"], checked["differences"]
+
+    services = nodes[0].app.state.services  # type: ignore[attr-defined]
+    settled = [j for j in services.jobs.jobs.recent(500) if j.model_id in models and j.status == "settled"]
+    assert len(settled) == 13 * CALLS and len({j.payment_nonce for j in settled}) == len(settled)  # charged once
+    book = services.money.book
+    assert all(b.available == 0 for a, b in book.accounts("payee:").items())  # everything owed was paid out
