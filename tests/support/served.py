@@ -41,4 +41,13 @@ class Served:
         self.thread.join(30)
 
     def __exit__(self, *exc: object) -> None:
+        problems = self.book_problems() if exc[0] is None else []
         self.stop()
+        assert not problems, f"the book of {self.url} does not hold at the end: {problems}"
+
+    def book_problems(self) -> list[str]:
+        """Conservation, checked when every test that served a node is done: every transfer sums to zero, every
+        account is its postings, none but a wallet below zero (``Book.check``); [] for an app without a book."""
+        services = getattr(getattr(self.app, "state", None), "services", None)
+        money = getattr(services, "money", None)
+        return list(money.book.check()) if money is not None else []

@@ -333,23 +333,22 @@ class Book:
         posted: dict[str, int] = defaultdict(int)
         debits: dict[str, int] = defaultdict(int)
         credits: dict[str, int] = defaultdict(int)
-        with self.db.session() as s:
-            transfers = {t.id: t for t in s.scalars(select(TransferRow))}
-            closed = {t.pending_ref for t in transfers.values() if t.pending_ref}
+        with self.db.snapshot_session() as s:  # one snapshot: writers on other nodes cannot fool the check
+            transfers = {t.id: (t.ref, t.phase, t.pending_ref) for t in s.scalars(select(TransferRow))}
+            closed = {pending_ref for _, _, pending_ref in transfers.values() if pending_ref}
             sums: dict[int, int] = defaultdict(int)
             for p in s.scalars(select(PostingRow)):
-                t = transfers[p.transfer_id]
-                sums[t.id] += p.amount
-                if t.phase in ("single", "post"):
+                ref, phase, _ = transfers[p.transfer_id]
+                sums[p.transfer_id] += p.amount
+                if phase in ("single", "post"):
                     posted[p.account] += p.amount
-                elif t.phase == "pending" and t.ref not in closed:
+                elif phase == "pending" and ref not in closed:
                     (debits if p.amount < 0 else credits)[p.account] += abs(p.amount)
-            rows = {r.name: r for r in s.scalars(select(AccountRow))}
-        problems += [f"transfer {transfers[i].ref} does not balance: its postings sum to {total}"
+            rows = {r.name: (r.posted, r.pending_debits, r.pending_credits) for r in s.scalars(select(AccountRow))}
+        problems += [f"transfer {transfers[i][0]} does not balance: its postings sum to {total}"
                      for i, total in sorted(sums.items()) if total != 0]
         for name in sorted(set(rows) | set(posted) | set(debits) | set(credits)):
-            row = rows.get(name)
-            have = (row.posted, row.pending_debits, row.pending_credits) if row else (0, 0, 0)
+            have = rows.get(name, (0, 0, 0))
             want = (posted[name], debits[name], credits[name])
             if have != want:
                 problems.append(f"account {name}: its balance (posted, held, incoming) is {have}, its postings say "

@@ -54,6 +54,21 @@ class Database:
                 session.connection().exec_driver_sql("BEGIN IMMEDIATE")
             yield session
 
+    @contextmanager
+    def snapshot_session(self) -> Iterator[Session]:
+        """A read-only transaction that sees one snapshot of the database across all its statements (PostgreSQL:
+        REPEATABLE READ; SQLite: one read transaction in WAL mode), so that a check reading several tables is not
+        fooled by writers committing between its reads."""
+        with self._sessions() as session:
+            if self.engine.dialect.name == "sqlite":
+                session.connection().exec_driver_sql("BEGIN")
+            else:
+                session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            try:
+                yield session
+            finally:
+                session.rollback()
+
     def migrate(self, revision: str = "head") -> None:
         """Create or upgrade the schema to ``revision`` (the newest Alembic revision by default).
 
