@@ -5,8 +5,8 @@
     the chain      every posted transfer that names a transaction is found in that transaction's USDC ``Transfer``
                    events: an x402 capture (payer -> payee, the amount), a purchase (payer -> the node), a payout
                    (the node -> the payee, the sum of the payout's transfers); an escrow fulfilment's credits are
-                   its ``RequestFulfilled`` event's; a transaction that reverted or that the chain does not know is a
-                   difference too
+                   its ``RequestFulfilled`` event's; a channel's charges captured by sweeps never exceed its claimed
+                   total on chain; a transaction that reverted or that the chain does not know is a difference too
 ``proofmarket ledger check [--from-block N]`` prints the report; the node's settler runs it on a schedule and exports
 ``proofmarket_ledger_differences`` (an alert rule fires on any).
 """
@@ -61,6 +61,7 @@ def reconcile(book: Book, client: ChainClient | None = None, usdc: str | None = 
                 expected[transfer.tx_hash.lower()][(_address(source, node), _address(account, node))] += amount
         report.transfers_checked += 1
     _check_fulfilments(book, client, from_block, report)
+    _check_claims(book, client, report)
     token = UsdcToken(client, usdc).contract
     for tx, moves in sorted(expected.items()):
         try:
@@ -115,6 +116,29 @@ def _check_fulfilments(book: Book, client: ChainClient, from_block: int, report:
         if onchain != paid:
             report.differences.append(f"fulfilment {transfer.ref}: the book credits {paid}, the chain's "
                                       f"RequestFulfilled {onchain}")
+
+
+def _check_claims(book: Book, client: ChainClient, report: Reconciliation) -> None:
+    """Channel charges the book counts as claimed (captured by a sweep) must be claimed on chain: per channel, the
+    captured charges never exceed the contract's ``totalClaimed`` (less is a sweep still due: charges a refund
+    claimed, or a sweep in progress)."""
+    from proofmarket.chain.channels import channel_state
+
+    captured: dict[str, int] = defaultdict(int)
+    for transfer in book.transfers(kinds=["charge"], limit=1_000_000):
+        channel = (transfer.memo or {}).get("channel_id")
+        if transfer.phase in ("single", "post") and channel:
+            captured[str(channel)] += sum(
+                a for _, a in book.postings([transfer.id])[transfer.id] if a > 0)
+    for channel_id, amount in sorted(captured.items()):
+        report.transfers_checked += 1
+        try:
+            claimed = channel_state(client, channel_id).total_claimed
+        except Exception as exc:  # no channel contract here, or the chain is away: named, not guessed
+            report.differences.append(f"channel {channel_id}: cannot read its claimed total ({exc})")
+            continue
+        if amount > claimed:
+            report.differences.append(f"channel {channel_id}: the book counts {amount} claimed, the chain {claimed}")
 
 
 def _address(account: str, node: str) -> str:
