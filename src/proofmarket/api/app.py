@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -99,8 +101,29 @@ def _body_limit(settings: Settings, scope: Scope) -> int:
     return settings.max_upload_bytes if upload else settings.max_request_bytes
 
 
+_ROUTES_BUILT = threading.Lock()
+
+
+def _build_routes(app: FastAPI) -> None:
+    """Build every route's request handling now, one app at a time. FastAPI builds it lazily at the first request
+    that walks a router, analysing each endpoint's parameters (whose ``Query()``/``Path()`` objects are shared by
+    every app that includes the router): two apps of one process doing it at once raced on those objects, and a
+    first request answered 500."""
+    def walk(routes: list[Any]) -> None:
+        for route in routes:
+            candidates = getattr(route, "effective_candidates", None)
+            if callable(candidates):
+                candidates()
+                route.effective_low_priority_routes()
+                walk(list(route.original_router.routes))
+
+    with _ROUTES_BUILT:
+        walk(list(app.router.routes))
+
+
 @asynccontextmanager
 async def _lifespan(app: FastAPI, services: NodeServices) -> AsyncIterator[None]:
+    _build_routes(app)
     services.queue.start()
     services.start_background()
     try:
