@@ -198,6 +198,7 @@ def test_a_wallet_escrows_from_the_page_verifies_on_chain_and_refunds(env: Escro
         assert "earnings of" in _status(owner_page, "#earnings-status")
         earned = owner_page.text_content("#earnings") or ""
         assert "earned on the market" in earned and "0 USDC" not in earned.split("earned on the market")[1][:30]
+        assert "owed by this node" in earned and "paid to you" in earned  # the node's book, signed by the owner
         owner = env.market.accounts.owner.address
         owed, held = env.market.market.owed(owner), env.market.usdc.balance_of(owner)
         assert owed > 0 and "not withdrawn yet" in earned

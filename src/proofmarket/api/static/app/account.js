@@ -1,30 +1,48 @@
 // Owner and prover pages: the upload form (owner.js: admin token or the owner's wallet); an owner's or
-// prover's earnings (GET /v1/earnings, the market's own counters) with the x402 splits still held and a button
-// to release them; the node's prover record and ERC-8004 scores, the connected address's own record read on
+// prover's earnings (GET /v1/earnings signed by the wallet: the node's book over every rail, owed, in flight and
+// paid by model, and the market's own counters) with the x402 splits still held and a button to release them; the node's prover record and ERC-8004 scores, the connected address's own record read on
 // chain, and staking through the wallet.
 import { $, say, fillList, fillTable, button, nodeError, nodeFetch, usdc } from './ui.js';
-import { wallet, ensureWallet, rejected, contracts } from './wallet.js';
+import { wallet, ensureWallet, rejected, contracts, addressHeaders } from './wallet.js';
 import { proverRecord, stake, releaseSplit, withdrawOwed, reason } from './onchain.js';
 import { upload } from './owner.js';
 
 async function earnings() {
   try { await ensureWallet('your earnings'); } catch (err) { say('earnings-status', err.message, 'bad'); return; }
-  say('earnings-status', 'reading the market…');
-  const response = await nodeFetch(`/v1/earnings?address=${wallet.address}`).catch((err) => err);
+  say('earnings-status', 'sign the read in your wallet (your sales are yours to read)…');
+  let headers;
+  try { headers = await addressHeaders('earnings'); } catch (err) {
+    say('earnings-status', rejected(err) ? 'you declined to sign: nothing was read' : err.message, 'bad'); return;
+  }
+  const response = await nodeFetch(`/v1/earnings?address=${wallet.address}`, { headers }).catch((err) => err);
   if (response instanceof Error) { say('earnings-status', response.message, 'bad'); return; }
   if (!response.ok) { say('earnings-status', await nodeError(response), 'bad'); return; }
   const e = await response.json();
-  fillList('earnings', [['address', e.address], ['earned on the market (owner and prover shares)', `${usdc(e.earned)} USDC`],
-    ['owed: credited by escrow fulfilments, not withdrawn yet', `${usdc(e.owed)} USDC`],
-    ['USDC balance', `${usdc(e.balance)} USDC`], ['x402 money not released yet', `${usdc(e.pending_total)} USDC`]]);
-  if (BigInt(e.owed) > 0n) {
+  const rows = [['address', e.address]];
+  if (e.book) {
+    rows.push(['owed by this node (every rail: credits, passes, channels), paid at its next payout', `${usdc(e.book.owed)} USDC`],
+      ['payouts on their way (sent, not confirmed)', `${usdc(e.book.in_flight)} USDC`],
+      ['paid to you or your models\' splitters (x402 calls, payouts, escrow fulfilments)', `${usdc(e.book.paid)} USDC`]);
+  }
+  if (e.earned !== null && e.earned !== undefined) {
+    rows.push(['earned on the market (owner and prover shares)', `${usdc(e.earned)} USDC`],
+      ['owed: credited by escrow fulfilments, not withdrawn yet', `${usdc(e.owed)} USDC`],
+      ['USDC balance', `${usdc(e.balance)} USDC`], ['x402 money not released yet', `${usdc(e.pending_total)} USDC`]);
+  }
+  fillList('earnings', rows);
+  if (e.book) {
+    fillTable('book-table', Object.entries(e.book.models).map(([id, m]) => [id.slice(0, 16) + '…', `${usdc(m.owed)} USDC`,
+      `${usdc(m.in_flight)} USDC`, `${usdc(m.paid)} USDC`]));
+  }
+  if (e.owed && BigInt(e.owed) > 0n) {
     const b = button(`Withdraw ${usdc(e.owed)} USDC`, () => withdraw(e.address));
     b.id = 'owed-withdraw-button';
     $('earnings').append(b);
   }
-  fillTable('splits-table', e.pending.map((p) => [p.model_id.slice(0, 16) + '…', `${usdc(p.amount)} USDC`, p.splitter,
+  fillTable('splits-table', (e.pending || []).map((p) => [p.model_id.slice(0, 16) + '…', `${usdc(p.amount)} USDC`, p.splitter,
     BigInt(p.amount) > 0n ? button(`Release ${p.model_id.slice(0, 12)}`, () => release(p)) : 'nothing held']));
-  say('earnings-status', `earnings of ${e.address} on market ${e.market}`, 'ok');
+  say('earnings-status', e.market ? `earnings of ${e.address}: the node's book and market ${e.market}`
+    : `earnings of ${e.address} in the node's book`, 'ok');
 }
 
 async function withdraw(account) {
