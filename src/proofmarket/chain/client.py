@@ -26,7 +26,7 @@ from web3.exceptions import (
     Web3RPCError,
 )
 from web3.providers.rpc.utils import ExceptionRetryConfiguration
-from web3.types import BlockIdentifier
+from web3.types import BlockIdentifier, RPCEndpoint
 
 from proofmarket.chain.artifacts import Artifact, project_abis
 from proofmarket.chain.reverts import DecodedRevert, RevertDecoder
@@ -59,6 +59,9 @@ class ChainClient:
         self._gas = gas
         retry = ExceptionRetryConfiguration(errors=(requests.ConnectionError, requests.Timeout), retries=2)
         provider = Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}, exception_retry_configuration=retry)
+        # web3 asks eth_chainId before every call it builds and every transaction; one RPC URL never changes chains
+        provider.cacheable_requests = {RPCEndpoint("eth_chainId")}
+        provider.cache_allowed_requests = True
         self.w3 = Web3(provider)
         self.decoder = RevertDecoder(project_abis())
         self._chain_id: int | None = None

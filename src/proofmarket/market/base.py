@@ -77,7 +77,13 @@ class MarketBase:
         """The deployment's ERC-8004 registries (``Erc8004``), or None when it has none (typed ``Any`` while
         callers in cli/market_cmds.py and demo/story.py read it without a None check)."""
         addresses = self.deployment.erc8004
-        return None if addresses is None else Erc8004.bind(self.client, addresses)
+        if addresses is None:
+            return None
+        bound = self.__dict__.get("_erc8004")
+        if bound is None or bound[0] != addresses:  # contract bindings made once per deployment's addresses
+            bound = (addresses, Erc8004.bind(self.client, addresses))
+            self.__dict__["_erc8004"] = bound
+        return bound[1]
 
     # --- internals ----------------------------------------------------------------------------
     def _require_funds(self, address: str, amount: int, need: str) -> None:

@@ -44,6 +44,7 @@ log = logging.getLogger("proofmarket.listings")
 FRESH_S = 30.0  # an entry no event named is read again after this long
 STALL_S = 3 * FRESH_S  # the paid path reads an entry itself when the follower left it this old (stalled)
 MAX_LOG_RANGE = 5_000  # blocks per eth_getLogs (RPC providers cap the range)
+RELEASE_EVERY_S = 30.0  # a split is released at once, then at most this often (one transaction for a burst)
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,7 @@ class Listings:
         self._releases: queue.Queue[str | tuple[Any, ...] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._served: set[tuple[str, str]] = set()  # (model, owner) keys the paid path asked for: kept fresh
+        self.release_every_s = RELEASE_EVERY_S
         self.follower: ListingFollower | None = None
 
     @classmethod
@@ -270,22 +272,27 @@ class Listings:
         return released.owner_amount + released.prover_amount + released.platform_fee
 
     def _release_loop(self) -> None:
+        """Validations in order; a split's release at once, then at most every ``release_every_s`` (a burst of
+        paid calls to one model is one ``releaseSplit``: each is a transaction the next call would wait behind)."""
+        last: dict[str, float] = {}
+        due: dict[str, float] = {}
         while True:
-            item = self._releases.get()
+            now = time.monotonic()
+            wait = max(0.0, min(due.values()) - now) if due else None
+            try:
+                item = self._releases.get(timeout=wait)
+            except queue.Empty:
+                item = ()
             if item is None:
                 return
-            pending: set[str] = set()
-            while True:  # one release per model for a burst of settlements; validations in order
-                if isinstance(item, tuple):
-                    self._validate(item)
-                else:
-                    pending.add(item)
-                if self._releases.empty():
-                    break
-                item = self._releases.get_nowait()
-                if item is None:
-                    return
-            for onchain_id in pending:
+            if isinstance(item, tuple) and item:
+                self._validate(item)
+            elif isinstance(item, str):
+                due.setdefault(item, last.get(item, float("-inf")) + self.release_every_s)
+            now = time.monotonic()
+            for onchain_id in [k for k, at in due.items() if at <= now]:
+                del due[onchain_id]
+                last[onchain_id] = now
                 try:
                     self.release(onchain_id)
                 except (ProofMarketError, Exception) as exc:  # the money stays in the splitter: anyone can release

@@ -3,6 +3,7 @@ ERC-8004 identity."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from proofmarket import models
@@ -20,6 +21,9 @@ from proofmarket.systems.ezkl.bundle import ProofBundle
 from proofmarket.systems.ezkl.commitment import input_commitment
 
 CLAIM_HEADROOM = 10  # the default stake covers the minimum plus this many concurrent claim bonds
+
+
+AGENT_TTL_S = 60.0  # how long an address's ERC-8004 agent id (or its absence) is remembered
 
 
 class ProverRole(MarketBase):
@@ -113,7 +117,18 @@ class ProverRole(MarketBase):
         registries = self.erc8004
         if registries is None:
             return None
-        agent: int | None = registries.identity.agent_minted_by(address or self.accounts.prover.address)
+        who = (address or self.accounts.prover.address).lower()
+        # a log scan per paid call's validation record otherwise: a found agent is remembered AGENT_TTL_S; "none"
+        # as long as the registry holds as many agents as when it was looked for (one read, not a scan)
+        agents: dict[str, tuple[int | None, float, int]] = self.__dict__.setdefault("_agents", {})
+        cached = agents.get(who)
+        if cached is not None and cached[0] is not None and time.monotonic() - cached[1] < AGENT_TTL_S:
+            return cached[0]
+        count = int(registries.identity.total())
+        if cached is not None and cached[0] is None and cached[2] == count:
+            return None
+        agent: int | None = registries.identity.agent_minted_by(who)
+        agents[who] = (agent, time.monotonic(), count)
         return agent
 
     def register_agent(self, agent_uri: str) -> tuple[int, TxResult | None]:
@@ -122,9 +137,11 @@ class ProverRole(MarketBase):
         registries = self.erc8004
         if registries is None:
             raise ChainError("this market's deployment has no ERC-8004 registries: run 'proofmarket chain deploy'")
+        self.__dict__.get("_agents", {}).pop(self.accounts.prover.address.lower(), None)  # read it fresh here
         known = self.agent_id()
         if known is None:
             registered: tuple[int, TxResult | None] = registries.identity.register(agent_uri, self.accounts.prover)
+            self.__dict__.get("_agents", {}).pop(self.accounts.prover.address.lower(), None)
             return registered
         if registries.identity.agent_uri(known) == agent_uri:
             return known, None
