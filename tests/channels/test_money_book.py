@@ -202,3 +202,35 @@ def test_the_cli_runs_payouts_checks_the_ledger_and_shows_the_owners_book(node: 
     shown = runner.invoke(app, ["earnings", "--node", node.url, "--key-env", "OWNER_UNDER_TEST"])
     assert shown.exit_code == 0 and owner.address.lower() in shown.output and "every rail" in shown.output, \
         shown.output
+
+
+def test_a_refund_not_mined_in_time_stays_held_and_is_confirmed_once_mined(node: Served, chain: Chain) -> None:
+    """A credits refund whose transfer is sent but not mined in time: the credits stay held (no call and no second
+    refund spends them), and the settler captures it once the chain has it; the ledger check then finds the
+    transfer back on chain."""
+    buyer = fresh(chain, "refunds-late")
+    bought = x402_session(chain, buyer).post(f"{node.url}/v1/credits/buy", params={"amount": 2 * PRICE}, timeout=120)
+    assert bought.status_code == 200, bought.text
+    rail = next(r for r in node.app.state.services.rails.all() if r.name == "credits")  # type: ignore[attr-defined]
+    client = rail.chain.client
+    before, timeout = chain.balances(buyer.address)[0], client.receipt_timeout
+    client.receipt_timeout = 1.0
+    try:
+        with automine_off(chain.client):
+            late = requests.post(f"{node.url}/v1/credits/refund", timeout=60,
+                                 headers=sign_headers(buyer, signer_of(node), "credits-refund"))
+            assert late.status_code == 503 and late.json()["error"]["code"] == "transaction_not_mined", late.text
+            held = requests.get(f"{node.url}/v1/credits", timeout=30,
+                                headers=sign_headers(buyer, signer_of(node), "credits")).json()
+            assert held["balance"] == "0"  # held by the refund on its way: nothing left to spend
+            again = requests.post(f"{node.url}/v1/credits/refund", timeout=60,
+                                  headers=sign_headers(buyer, signer_of(node), "credits-refund"))
+            assert again.status_code == 400  # no second refund of the same credits
+            chain.client.rpc("evm_mine", [])
+    finally:
+        client.receipt_timeout = timeout
+    ran = admin(node, "POST", "/v1/payouts/run")
+    assert any(ref.startswith("credits:refund:") for ref in ran["payouts"]["confirmed"]), ran
+    assert chain.balances(buyer.address)[0] - before == 2 * PRICE  # refunded once
+    check = admin(node, "GET", "/v1/ledger/check")
+    assert check["ok"], check["differences"]

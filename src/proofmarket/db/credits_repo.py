@@ -31,10 +31,10 @@ RAIL = "credits"
 
 
 def money_of(wallet: str, kind: str, amount: int, ref: str, model_id: str | None,
-             pay_to: str | None) -> Transfer | None:
+             pay_to: str | None, tx_hash: str | None = None) -> Transfer | None:
     """The book transfer of a journal entry (None: it moves no value: a free call, a void, a pass call counted)."""
-    if amount <= 0 or kind not in (*CREDITS_IN, *CREDITS_OUT) or kind == "purchase":
-        return None  # a purchase is posted by its own capture (``payments/purchases.py``)
+    if amount <= 0 or kind not in (*CREDITS_IN, *CREDITS_OUT) or kind in ("purchase", "refund"):
+        return None  # a purchase and a refund are pending transfers of their own (``purchases.py``, ``hold_refund``)
     credits, outside = Accounts.credits(wallet), Accounts.wallet(wallet)
     if kind in CREDITS_IN:
         source, target = outside, credits
@@ -42,7 +42,8 @@ def money_of(wallet: str, kind: str, amount: int, ref: str, model_id: str | None
         source, target = credits, outside
     else:
         source, target = credits, Accounts.payee(pay_to) if pay_to else Accounts.PLATFORM
-    return Transfer.move(f"credits:{ref}", kind, RAIL, source, target, amount, model_id=model_id, payer=wallet)
+    return Transfer.move(f"credits:{ref}", kind, RAIL, source, target, amount, model_id=model_id, payer=wallet,
+                         tx_hash=tx_hash)
 
 
 class CreditsRepo:
@@ -77,7 +78,8 @@ class CreditsRepo:
     # --- the ledger ------------------------------------------------------------------------------
     def add(self, wallet: str, kind: str, amount: int, ref: str, *, key_id: str | None = None,
             model_id: str | None = None, job_id: str | None = None, pay_to: str | None = None,
-            spent_delta: int = 0, session: Session | None = None) -> tuple[CreditEntryRow, bool]:
+            spent_delta: int = 0, session: Session | None = None,
+            tx_hash: str | None = None) -> tuple[CreditEntryRow, bool]:
         """Append an entry once per ``ref``, with its transfer in the book: (the entry, True) or (the entry already
         there, False). ``spent_delta`` moves its key's spent total in the same transaction (a draw: what it used
         minus the ceiling reserved); ``pay_to`` is whom a draw pays (the model's payee)."""
@@ -94,7 +96,7 @@ class CreditsRepo:
                 if spent_delta and key is not None:
                     key.spent_atomic = max(0, key.spent_atomic + spent_delta)
                 s.flush()
-                money = money_of(wallet, kind, amount, ref, model_id, pay_to)
+                money = money_of(wallet, kind, amount, ref, model_id, pay_to, tx_hash)
                 if money is not None:
                     self.book.post(money, session=s)
                 return row, True
@@ -152,8 +154,28 @@ class CreditsRepo:
             return list(s.scalars(query.order_by(CreditEntryRow.id.desc()).limit(limit)))
 
     def balance(self, wallet: str) -> int:
-        """What the wallet bought or deposited, minus what it drew and was refunded (its account in the book)."""
-        return self.book.balance(Accounts.credits(wallet)).posted
+        """What the wallet bought or deposited, minus what it drew and what is refunded or on its way back (its
+        account in the book, less what an open refund holds)."""
+        return self.book.balance(Accounts.credits(wallet)).available
+
+    # --- refunds: pending until the transfer back is mined --------------------------------------
+    def hold_refund(self, wallet: str, amount: int, ref: str) -> None:
+        """The journal entry and a pending transfer of ``amount`` from the wallet's credits back to it (held: no
+        call spends it; captured once the transfer is mined, voided if it was never sent)."""
+        with self.db.write_session() as s:
+            s.add(CreditEntryRow(wallet=wallet.lower(), kind="refund", amount=amount, ref=ref, created_at=utcnow()))
+            s.flush()
+            self.book.hold(Transfer.move(f"credits:{ref}", "refund", RAIL, Accounts.credits(wallet),
+                                         Accounts.wallet(wallet), amount, payer=wallet), session=s)
+
+    def refund_sent(self, ref: str, *tx_hashes: str) -> None:
+        self.book.note_tx(f"credits:{ref}", *tx_hashes)
+
+    def refund_failed(self, ref: str, reason: str) -> None:
+        """Never sent: the hold goes (the credits are the wallet's again), the journal says so."""
+        with self.db.write_session() as s:
+            self.book.void(f"credits:{ref}", reason=reason, session=s)
+            s.add(CreditEntryRow(wallet="", kind="void", amount=0, ref=f"{ref}:undone", created_at=utcnow()))
 
     # --- free quotas and passes ------------------------------------------------------------------
     def set_free_quota(self, model_id: str, calls_per_day: int, owner: str) -> None:

@@ -103,7 +103,8 @@ class CreditsRail:
             if str(event["args"]["from"]).lower() != sender:
                 continue
             wallet, amount = str(event["args"]["from"]).lower(), int(event["args"]["value"])
-            _, new = self.repo.add(wallet, "deposit", amount, f"deposit:{tx_hash.lower()}:{event['logIndex']}")
+            _, new = self.repo.add(wallet, "deposit", amount, f"deposit:{tx_hash.lower()}:{event['logIndex']}",
+                                   tx_hash=tx_hash.lower())
             credited.append((wallet, amount, new))
         if not credited:
             raise UsageError(f"the transaction sends no USDC to this node's account {self.node.address}",
@@ -120,14 +121,19 @@ class CreditsRail:
                 raise UsageError("there are no credits to refund (what remains is held by calls not settled yet)",
                                  wallet=wallet)
             ref = f"refund:{wallet.lower()}:{secrets.token_hex(8)}"
-            self.repo.add(wallet, "refund", amount, ref)  # taken first: a failed transfer is put back below
+            self.repo.hold_refund(wallet, amount, ref)  # held first: a transfer never sent gives it back below
         try:
             tx = UsdcToken(chain.client, chain.usdc).transfer(to_checksum_address(wallet), amount, self.node).tx_hash
-        except TransactionNotMined:
-            raise  # sent: it may still be mined, so the credits stay taken (the node's log and the chain tell)
-        except Exception:
-            self.repo.add(wallet, "deposit", amount, ref + ":undone")  # never sent: the credits come back
+        except TransactionNotMined as exc:
+            # sent: it may still be mined; the credits stay held and the settler confirms it (or voids it if the
+            # chain never took it), as it does a payout
+            self.repo.refund_sent(ref, *[str(h) for h in exc.details.get("hashes") or []])  # type: ignore[attr-defined]
             raise
+        except Exception as exc:
+            self.repo.refund_failed(ref, f"the refund transfer was not sent: {exc}")  # the credits come back
+            raise
+        self.repo.refund_sent(ref, tx)
+        self.repo.book.capture(f"credits:{ref}", tx_hash=tx)
         return amount, tx
 
     def _chain(self) -> NodeChain:

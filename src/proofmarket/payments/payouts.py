@@ -35,6 +35,7 @@ from proofmarket.db.book_tables import TransferRow
 log = logging.getLogger(__name__)
 
 KIND = "payout"
+CONFIRMED_KINDS = (KIND, "refund")  # pending transfers sent on chain that a pass confirms (or voids)
 
 
 @dataclass
@@ -102,7 +103,9 @@ class Payouts:
             self._released(model_id)
 
     def _confirm(self, report: PayoutReport, only: set[str] | None = None) -> None:
-        for pending in self.book.open_pending(KIND):
+        """Every pending payout (and credits refund) sent on chain: captured once deep enough, voided once its
+        transaction failed or is gone (still owed), left waiting otherwise."""
+        for pending in [p for kind in CONFIRMED_KINDS for p in self.book.open_pending(kind)]:
             if only is not None and pending.ref not in only:
                 continue
             self._confirm_one(pending, report)
@@ -110,6 +113,8 @@ class Payouts:
     def _confirm_one(self, pending: TransferRow, report: PayoutReport) -> None:
         hashes = [str(h) for h in (pending.memo or {}).get("sent_txs") or []]
         if not hashes:
+            if pending.kind != KIND:  # a refund's sender records its own outcome: not ours to void
+                return
             # a hold left by a crash before the send (or a send that raised): nothing left the node, still owed
             self.book.void(pending.ref, reason="no payout transaction was sent")
             report.voided.append(pending.ref)

@@ -24,7 +24,7 @@ from proofmarket.chain.client import ChainClient
 from proofmarket.chain.contracts import UsdcToken
 from proofmarket.db.book import Accounts, Book
 
-CHAIN_KINDS = ("capture", "purchase", "payout")  # checked against the USDC transfers of their transaction
+CHAIN_KINDS = ("capture", "purchase", "payout", "refund", "deposit")  # checked against their tx's USDC transfers
 EVENT_KINDS = ("fulfil",)  # checked against the market's RequestFulfilled event (credits, not transfers)
 
 
