@@ -111,3 +111,26 @@ def test_concurrent_spends_never_overdraw(db: Database) -> None:
     assert done.count(True) == 3
     assert book.balance(Accounts.credits(ALICE)).posted == 10
     assert book.check() == []
+
+
+def test_what_an_ended_pass_did_not_spend_goes_to_the_platform_once(db: Database) -> None:
+    from datetime import timedelta
+
+    from proofmarket.db.credits_repo import CreditsRepo
+    from proofmarket.db.credits_tables import CreditPassRow
+
+    repo = CreditsRepo(db)
+    book = repo.book
+    book.post(Transfer.move("purchase:p1", "purchase", "x402", Accounts.wallet(ALICE), Accounts.pass_("x402:p1"), 90,
+                            memo={"per_call": "30"}))
+    row = repo.add_pass(ALICE, None, 3, 1, "x402:p1")
+    assert repo.pay_pass_call("call-1", "x402:p1", ALICE, "m", OWNER) == 30
+    assert repo.close_ended_passes() == 0  # still running
+    with db.session() as s:
+        live = s.get(CreditPassRow, row.id)
+        assert live is not None
+        live.ends_at = live.ends_at - timedelta(days=2)
+    assert repo.close_ended_passes() == 1 and repo.close_ended_passes() == 0  # once
+    assert book.balance(Accounts.PLATFORM).posted == 60 and book.balance(Accounts.pass_("x402:p1")).posted == 0
+    assert repo.pay_pass_call("call-2", "x402:p1", ALICE, "m", OWNER) == 0  # nothing left to pay with
+    assert book.check() == []

@@ -246,6 +246,22 @@ class CreditsRepo:
                 continue
         return 0
 
+    def close_ended_passes(self, limit: int = 500) -> int:
+        """What ended passes did not spend goes to the platform (their calls are over), once per pass: how many."""
+        now = utcnow()
+        with self.db.session() as s:
+            ended = [r.ref for r in s.scalars(select(CreditPassRow).where(CreditPassRow.ends_at <= now)
+                                              .order_by(CreditPassRow.id).limit(limit))]
+        closed = 0
+        for ref in ended:
+            account = Accounts.pass_(ref)
+            left = self.book.balance(account).available
+            if left > 0 and self.book.transfer(f"pass-ended:{ref}") is None:
+                self.book.post(Transfer.move(f"pass-ended:{ref}", "pass-ended", RAIL, account, Accounts.PLATFORM,
+                                             left, memo={"pass": ref}))
+                closed += 1
+        return closed
+
     def pass_by_ref(self, ref: str) -> CreditPassRow | None:
         with self.db.session() as s:
             return s.scalars(select(CreditPassRow).where(CreditPassRow.ref == ref)).first()

@@ -20,7 +20,7 @@ from proofmarket.payments.payouts import Payouts
 from proofmarket.payments.purchases import Purchases
 from proofmarket.payments.reconcile import Reconciliation, reconcile
 
-LEASE = "settler"
+LEASE = "settler"  # also: what an ended pass did not spend goes to the platform
 
 
 class Settler(Service):
@@ -41,6 +41,7 @@ class Settler(Service):
         report: dict[str, Any] = {}
         if self.purchases is not None:
             report["purchases"] = self.purchases.follow()
+            report["passes_ended"] = self.purchases.repo.close_ended_passes()
         due = self._pay_now or time.monotonic() - self._last_payout >= self.payout_every_s
         if self.payouts is not None and due:
             self._pay_now, self._last_payout = False, time.monotonic()
