@@ -15,15 +15,13 @@ from typing import Any
 import pytest
 import requests
 from conftest import ADMIN, OWNER_INDEX, serve_node
-from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from eth_utils.crypto import keccak
 from x402 import x402ClientSync
 from x402.http.clients import x402_requests
 from x402.mechanisms.evm.batch_settlement.client import BatchSettlementEvmScheme, RefundOptions
 from x402.mechanisms.evm.batch_settlement.client.config import BatchSettlementDepositPolicy
 from x402.mechanisms.evm.signers import EthAccountSigner
-from x402_helpers import Chain, Served, mlp_input
+from x402_helpers import Chain, Served, funded_wallet, mlp_input
 
 from proofmarket.chain import dev_account
 from proofmarket.chain.channels import channel_state
@@ -60,10 +58,7 @@ def node(home: Path, chain: Chain, mlp_id: str, tmp_path_factory: pytest.TempPat
 
 
 def payer(chain: Chain, tag: str) -> LocalAccount:
-    account: LocalAccount = Account.from_key(keccak(text=f"channel-money-{tag}"))
-    chain.usdc.mint(account.address, 100 * PRICE, dev_account(0, DEVNET_CHAIN_ID))
-    chain.client.rpc("anvil_setBalance", [account.address, hex(10**18)])
-    return account
+    return funded_wallet(chain, f"channel-money-{tag}", 100 * PRICE)
 
 
 def session(chain: Chain, signer: EthAccountSigner) -> tuple[requests.Session, BatchSettlementEvmScheme]:

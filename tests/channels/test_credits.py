@@ -13,14 +13,12 @@ from typing import Any
 import pytest
 import requests
 from conftest import OWNER_INDEX, serve_node
-from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from eth_utils.crypto import keccak
 from x402 import x402ClientSync
 from x402.http.clients import x402_requests
 from x402.mechanisms.evm import EthAccountSigner
 from x402.mechanisms.evm.exact import register_exact_evm_client
-from x402_helpers import Chain, Served, mlp_input
+from x402_helpers import Chain, Served, funded_wallet, mlp_input
 
 from proofmarket.api.routers.credits import body_purpose
 from proofmarket.chain import dev_account
@@ -37,11 +35,7 @@ def node(home: Path, chain: Chain, mlp_id: str, tmp_path_factory: pytest.TempPat
 
 
 def fresh(chain: Chain, tag: str) -> LocalAccount:
-    """A wallet of its own (never one of the node's dev accounts), with USDC and gas."""
-    account: LocalAccount = Account.from_key(keccak(text=f"credits-{tag}"))
-    chain.usdc.mint(account.address, 1_000 * PRICE, dev_account(0, DEVNET_CHAIN_ID))
-    chain.client.rpc("anvil_setBalance", [account.address, hex(10**18)])
-    return account
+    return funded_wallet(chain, f"credits-{tag}", 1_000 * PRICE)
 
 
 def node_signer(node: Served) -> str:

@@ -17,18 +17,14 @@ from typing import Any
 import pytest
 import requests
 from conftest import ADMIN, serve_node
-from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from eth_utils.crypto import keccak
 from x402 import x402ClientSync
 from x402.http.clients import x402_requests
 from x402.mechanisms.evm.exact import register_exact_evm_client
 from x402.mechanisms.evm.signers import EthAccountSigner
-from x402_helpers import PAY, Chain, Served, mlp_input, requirements_of, signed_payload
+from x402_helpers import PAY, Chain, Served, funded_wallet, mlp_input, requirements_of, signed_payload
 
 from proofmarket.api.routers.credits import body_purpose
-from proofmarket.chain import dev_account
-from proofmarket.chain.devkeys import DEVNET_CHAIN_ID
 from proofmarket.chain.devnet import advance_time, automine_off
 from proofmarket.core.address_signature import sign_headers
 
@@ -36,11 +32,7 @@ PRICE = 4_000
 
 
 def fresh(chain: Chain, tag: str, usdc: int = 1_000 * PRICE) -> LocalAccount:
-    account: LocalAccount = Account.from_key(keccak(text=f"money-book-{tag}"))
-    if usdc:
-        chain.usdc.mint(account.address, usdc, dev_account(0, DEVNET_CHAIN_ID))
-    chain.client.rpc("anvil_setBalance", [account.address, hex(10**18)])
-    return account
+    return funded_wallet(chain, f"money-book-{tag}", usdc)
 
 
 @pytest.fixture(scope="module")

@@ -14,38 +14,34 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import db_backends
 import pytest
 import requests
 from conftest import ADMIN, serve_node
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
-from pg_server import fresh_database, postgres_server
+from pg_server import fresh_database
 from test_batch_settlement_node import sdk_session
 from test_money_book import key_of, x402_session
-from x402_helpers import Chain, Served, mlp_input
+from x402_helpers import Chain, Served, funded_wallet, mlp_input
 
 from proofmarket.chain import dev_account
 from proofmarket.chain.devkeys import DEVNET_CHAIN_ID
 from proofmarket.payments.facilitator_server import build_facilitator, facilitator_app
 
+pg_url = db_backends.pg_url  # the session's PostgreSQL (a fixture)
 PRICE = 2_000
 CALLS = 3  # per client
 
 
 @pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
-    with postgres_server() as url:
-        if url is None:
-            if os.environ.get("CI") == "true":
-                pytest.fail("PostgreSQL is needed in CI (initdb/pg_ctl + psycopg, or TEST_POSTGRES_URL)")
-            pytest.skip("no PostgreSQL here")
-        yield url
-
-
-@pytest.fixture(scope="module")
-def nodes(home: Path, chain: Chain, mlp_id: str, pg_url: str,
+def nodes(home: Path, chain: Chain, mlp_id: str, pg_url: str | None,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Served]]:
+    if pg_url is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("PostgreSQL is needed in CI (initdb/pg_ctl + psycopg, or TEST_POSTGRES_URL)")
+        pytest.skip("no PostgreSQL here (initdb/pg_ctl + psycopg, or TEST_POSTGRES_URL)")
     database = fresh_database(pg_url)
     facilitator = facilitator_app(build_facilitator(chain.rpc_url, dev_account(8, DEVNET_CHAIN_ID)))
     unused = tmp_path_factory.mktemp("unused") / "node.db"
@@ -71,10 +67,7 @@ def owners_and_models(node: Served, mlp_id: str) -> dict[str, LocalAccount]:
 
 
 def fund(chain: Chain, tag: str) -> LocalAccount:
-    account: LocalAccount = Account.from_key(keccak(text=f"money-load-{tag}"))
-    chain.usdc.mint(account.address, 100 * PRICE, dev_account(0, DEVNET_CHAIN_ID))
-    chain.client.rpc("anvil_setBalance", [account.address, hex(10**18)])
-    return account
+    return funded_wallet(chain, f"money-load-{tag}", 100 * PRICE)
 
 
 def test_every_rail_on_two_nodes_one_book_owners_paid_exactly_and_the_chain_agrees(

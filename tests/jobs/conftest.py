@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
+import db_backends
 import pytest
 from jobs_helpers import clear_env
-from pg_server import fresh_database, postgres_server
 
 from proofmarket.core.settings import Settings
-from proofmarket.db import Database
 from proofmarket.samples import sample_path
 from proofmarket.systems.ezkl.compiler import CompileOptions
 from proofmarket.systems.ezkl.profile import PrivacyProfile
@@ -40,24 +37,4 @@ def mlp_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
         ws.close()
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str | None]:
-    with postgres_server() as url:
-        yield url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path, pg_url: str | None) -> Iterator[Database]:
-    """A fresh, migrated database on each backend. PostgreSQL missing: skipped locally, failed in CI."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'node.db'}"
-    elif pg_url is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("PostgreSQL is needed in CI (initdb/pg_ctl + psycopg, or TEST_POSTGRES_URL)")
-        pytest.skip("no PostgreSQL here (initdb/pg_ctl + psycopg, or TEST_POSTGRES_URL)")
-    else:
-        url = fresh_database(pg_url)
-    database = Database(url)
-    database.migrate()
-    yield database
-    database.close()
+db, pg_url = db_backends.db, db_backends.pg_url  # a fresh, migrated database on SQLite and on PostgreSQL

@@ -11,13 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from anvil_binary import anvil_or_skip  # noqa: F401 (re-exported: this folder's tests import it from here)
+from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_utils.crypto import keccak
 from served import Served as Served  # re-exported: the x402 tests take it from here
 from x402.http import decode_payment_required_header, encode_payment_signature_header
 from x402.schemas import PaymentPayload, PaymentRequirements
 
 from proofmarket.chain import ChainClient, TokenDomain, UsdcToken, sign_transfer_authorization
-from proofmarket.chain.devkeys import DEVNET_CHAIN_ID
+from proofmarket.chain.devkeys import DEVNET_CHAIN_ID, dev_account
 from proofmarket.core.settings import Settings
 from proofmarket.samples import sample_path
 from proofmarket.systems.ezkl.compiler import CompileOptions
@@ -70,6 +72,16 @@ class Chain:
 
     def balances(self, *accounts: str) -> list[int]:
         return [self.usdc.balance_of(a) for a in accounts]
+
+
+def funded_wallet(chain: Chain, tag: str, usdc: int) -> LocalAccount:
+    """A wallet of its own (its key from ``tag``, never one of the node's dev accounts) with ``usdc`` atomic USDC
+    minted to it and gas."""
+    account: LocalAccount = Account.from_key(keccak(text=tag))
+    if usdc:
+        chain.usdc.mint(account.address, usdc, dev_account(0, DEVNET_CHAIN_ID))
+    chain.client.rpc("anvil_setBalance", [account.address, hex(10**18)])
+    return account
 
 
 def requirements_of(payment_required_header: str) -> PaymentRequirements:
