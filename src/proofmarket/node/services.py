@@ -72,6 +72,10 @@ class NodeServices:
         self.start_webhooks()
         if self.catalog.listings is not None:
             self.catalog.listings.start_following()
+        for rail in self.rails.all():  # a rail's own background work (the channels' claims and sweeps)
+            sweeper = getattr(rail, "sweeper", None)
+            if sweeper is not None:
+                sweeper.start()
         if self.money is not None and self.money.settler is not None:
             self.money.settler.start()
 

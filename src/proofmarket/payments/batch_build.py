@@ -47,7 +47,8 @@ def check_sweep_before_withdrawal(extra: X402Settings) -> None:
 
 def build_batch(chain: NodeChain, exact: X402Payments, db: Database, store: ArtifactStore, extra: X402Settings,
                 after_payout: Callable[[str], None] | None = None, *, sweep: bool = True) -> BatchSettlementRail | None:
-    """The rail (its sweeper started when ``sweep``), registered in ``exact``'s 402 terms; None when off."""
+    """The rail (with its sweeper when ``sweep``: a background service the node starts), registered in ``exact``'s
+    402 terms; None when off."""
     if extra.batch_settlement == "off":
         return None
     check_sweep_before_withdrawal(extra)
@@ -64,7 +65,6 @@ def build_batch(chain: NodeChain, exact: X402Payments, db: Database, store: Arti
     exact.also_accept(rail.requirements)
     if sweep:
         rail.sweeper = sweeper_for(rail, chain, db, extra, after_payout)
-        rail.sweeper.start()
     return rail
 
 

@@ -113,7 +113,7 @@ class BatchSettlementRail:
         self._pay_to = pay_to  # the payee of a model's charges (its listing's splitter, or its owner)
         self._with_terms = with_terms  # the 402 with exact and this rail's terms (the exact rail builds it)
         self.authorizer = LocalAuthorizerSigner(node)
-        self.sweeper: Sweeper | None = None  # claims and sweeps (batch_build starts it on a node)
+        self.sweeper: Sweeper | None = None  # claims and sweeps (a background service: the node starts it)
 
     def close(self) -> None:
         """Stop the sweeper (the charges it did not sweep wait in the database for the next start)."""

@@ -36,6 +36,7 @@ from x402.mechanisms.evm.batch_settlement.server.storage import Channel
 
 from proofmarket.chain.client import ChainClient
 from proofmarket.chain.contracts import UsdcToken
+from proofmarket.core.background import Service
 from proofmarket.db.channel_tables import ChannelChargeRow
 from proofmarket.db.channels_repo import ChannelRepo
 from proofmarket.db.repo import LeaseRepo
@@ -61,19 +62,23 @@ class SweepPolicy:
     threshold_atomic: int = 10_000_000  # claim at once when this much is unclaimed (10 USDC)
 
 
-class Sweeper:
+class Sweeper(Service):
+    """The rail's claims, sweeps and payouts: a background service of the node (``tick`` every poll: a sweep when
+    one is due, or one an earlier pass left unpaid); ``run`` is also what the operator's route calls."""
+
+    name = "sweeper"
+
     def __init__(self, repo: ChannelRepo, manager: ChannelManager, client: ChainClient, usdc: str,
                  sender: LocalAccount, receiver: str, policy: SweepPolicy, leases: LeaseRepo | None = None,
-                 holder: str = "node", after_payout: Callable[[str], None] | None = None) -> None:
+                 holder: str = "node", after_payout: Callable[[str], None] | None = None, poll_s: float = 5.0) -> None:
+        super().__init__(poll_s)  # the sweep's own lease is taken in ``run`` (the operator's route takes it too)
         self.repo, self.manager, self.client, self.usdc = repo, manager, client, usdc
         self.sender, self.receiver, self.policy = sender, receiver.lower(), policy
         self.leases, self.holder, self.after_payout = leases, holder, after_payout
         self.payouts: Payouts | None = None  # the node's one payout path (set by the node)
         # whether the chain would refuse claim(claims): isolates a bad channel (``chain.channels.claims_revert``)
         self.simulate: Callable[[list[Any]], bool] | None = None
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._sweep_lock = threading.Lock()
 
     # --- schedule --------------------------------------------------------------------------------
     def unclaimed(self) -> int:
@@ -89,31 +94,17 @@ class Sweeper:
         oldest = min((c.created_at.timestamp() for c in self.repo.charges(unswept=True, limit=1)), default=now_s)
         return now_s - oldest >= self.policy.interval_s
 
-    def start(self, poll_s: float = 5.0) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, args=(poll_s,), name="proofmarket-sweeper",
-                                            daemon=True)
-            self._thread.start()
-
-    def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(30)
-            self._thread = None
-
-    def _loop(self, poll_s: float) -> None:
-        while not self._stop.wait(poll_s):
-            try:
-                if self.due(time.time()) or self.repo.sweeps(status="settled", limit=1):
-                    self.run()
-            except Exception:  # the chain or the database hiccuped: the charges wait for the next pass
-                log.exception("the batch-settlement sweep failed; it is tried again")
+    def tick(self) -> dict[str, Any] | None:
+        if self.due(time.time()) or self.repo.sweeps(status="settled", limit=1) \
+                or self.repo.sweeps(status="claimed", limit=1):
+            return self.run()
+        return None
 
     # --- one pass --------------------------------------------------------------------------------
     def run(self) -> dict[str, Any] | None:
         """Claim, sweep and pay out what is charged (and finish a sweep an earlier pass left unpaid). Returns the
         sweep (as ``describe`` shows it), None when there was nothing to sweep or another node holds the lease."""
-        with self._lock:
+        with self._sweep_lock:
             if self.leases is not None and not self.leases.acquire(LEASE, self.holder, ttl_s=600):
                 return None
             try:
