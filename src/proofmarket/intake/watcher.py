@@ -96,10 +96,13 @@ class ChainWatcher(Reorgs):
 
     @classmethod
     def for_node(cls, settings: Settings, db: Database, workspace: Workspace, registry: Any = None,
-                 **options: Any) -> Self | None:
+                 market: Market | None = None, **options: Any) -> Self | None:
         """The node's watcher (``PROOFMARKET_ESCROW_WATCHER``): None when off, or when auto and nothing is deployed;
-        its ``unavailable`` errors (e.g. no court in the deployment) leave it off whatever the setting."""
-        market = Market.open_for(settings.escrow_watcher, workspace, f"{cls.kind} watcher")
+        its ``unavailable`` errors (e.g. no court in the deployment) leave it off whatever the setting. ``market``:
+        the node's one market connection (opened here when the node has none)."""
+        if settings.escrow_watcher == "off":
+            return None
+        market = market or Market.open_for(settings.escrow_watcher, workspace, f"{cls.kind} watcher")
         if market is None:
             return None
         model_repo = ModelRepo(db)

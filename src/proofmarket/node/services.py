@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,7 @@ from proofmarket.core.settings import Settings
 from proofmarket.db import Database
 from proofmarket.intake.court import CourtService
 from proofmarket.intake.escrow import EscrowService
+from proofmarket.market import Market
 from proofmarket.node.access import AccessTokens
 from proofmarket.node.catalog import Catalog
 from proofmarket.node.webhooks import Dispatcher, Webhooks
@@ -39,6 +41,8 @@ class NodeServices:
     webhooks: Webhooks | None = None
     money: Money | None = None  # the book, purchases, payouts and the settler (payments/settler.py)
     dispatcher: Dispatcher | None = field(default=None, init=False)
+    _market: Market | None = field(default=None, init=False)
+    _market_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def start_webhooks(self) -> None:
         """The webhook sender (a thread of this node): deliveries recorded by any process of the node."""
@@ -50,13 +54,30 @@ class NodeServices:
         self.dispatcher = Dispatcher(self.webhooks, signer)
         self.dispatcher.start()
 
+    def market(self) -> Market | None:
+        """The node's one market connection (one ``Market``, one ``ChainClient``), shared by the registry's
+        listings and the escrow and court watchers; opened once, None when no market is deployed (or the watchers
+        are off and the node sells on its own terms)."""
+        if self.catalog.listings is not None:
+            return self.catalog.listings.market
+        with self._market_lock:
+            if self._market is None and self.settings.escrow_watcher != "off":
+                self._market = Market.open_for(self.settings.escrow_watcher, self.workspace, "escrow watchers")
+            return self._market
+
     def build_escrow(self) -> EscrowService | None:
         """The escrow watcher (None when off, or auto and no market is deployed); its answers are calls too."""
-        return EscrowService.for_node(self.settings, self.db, self.workspace, self.registry, jobs=self.jobs)
+        if self.settings.escrow_watcher == "off":
+            return None
+        return EscrowService.for_node(self.settings, self.db, self.workspace, self.registry, market=self.market(),
+                                      jobs=self.jobs)
 
     def build_court(self) -> CourtService | None:
         """The court watcher (None when off, or no AttestationCourt is deployed); its answers are calls too."""
-        court = CourtService.for_node(self.settings, self.db, self.workspace, self.registry, jobs=self.jobs)
+        if self.settings.escrow_watcher == "off":
+            return None
+        court = CourtService.for_node(self.settings, self.db, self.workspace, self.registry, market=self.market(),
+                                      jobs=self.jobs)
         if court is not None and self.webhooks is not None:
             court.status_hooks.append(self.webhooks.court_status)
         return court
