@@ -141,13 +141,29 @@ class Demo(Steps):
         self._escrow(base_url, market, model_id)
         self._attested_call(base_url, market, lm_id)
         self._court_call(base_url, market, lm_id)
+        self._book()
         self._print_report()
         return 0
+
+    def _book(self) -> None:
+        """The node's book over every rail, reconciled with the chain (what ``proofmarket ledger check`` runs)."""
+        money = getattr(self, "money", None)
+        if money is None:
+            return
+        checked = self.step("ledger check", money.check, 60)
+        transfers = money.book.transfers(limit=1000)
+        kinds = sorted({f"{t.rail} {t.kind}" for t in transfers if t.phase != "void"})
+        console.print(f"book:     {len(transfers)} transfers ({', '.join(kinds)}); ledger check against the chain: "
+                      + ("no difference" if checked.ok else f"{len(checked.differences)} differences: "
+                         f"{checked.differences[:3]}"))
+        if not checked.ok:
+            raise DemoError("the node's book differs from the chain")
 
     def _start_node(self, settings: Settings, model_id: str, market: Any, lm_id: str) -> str:
 
         app = create_app(settings)
         self.stack.callback(app.state.services.close)
+        self.money = app.state.services.money
         app.state.services.catalog.register(model_id, price_atomic=market.registry.get_model(
             market.onchain_id(model_id)).spec.price, owner=market.accounts.owner.address)
         app.state.services.catalog.register(lm_id, price_atomic=LM_PRICE_PER_1K, owner=market.accounts.owner.address)
