@@ -176,6 +176,14 @@ class Book:
                 known = list((row.memo or {}).get("sent_txs") or [])
                 row.memo = {**(row.memo or {}), "sent_txs": known + [t for t in tx_hashes if t and t not in known]}
 
+    def note_outcome_unknown(self, pending_ref: str, session: Session | None = None) -> None:
+        """A pending transfer whose transaction may have left with no hash known (an RPC failure while sending):
+        never voided by a machine; the ledger check names it."""
+        with self._session(session) as s:
+            row = s.scalars(select(TransferRow).where(TransferRow.ref == pending_ref)).first()
+            if row is not None and row.phase == "pending":
+                row.memo = {**(row.memo or {}), "outcome_unknown": True}
+
     def _write(self, transfer: Transfer, phase: str, session: Session | None) -> tuple[TransferRow, bool]:
         _check_balanced(transfer)
         if session is not None:

@@ -146,19 +146,20 @@ class CourtService(ChainWatcher):
                     self.court.resolve(row.request_id, self.node)  # the vote's (or the response's) end
                     onchain = self.court.get_request(row.request_id)
                 if onchain.status != court.get("status"):
+                    paid = self._paid(row, onchain) if onchain.status == "paid" else ()
+                    if onchain.status == "paid" and not paid:  # its Paid event not found yet: look again later,
+                        continue  # so the payment enters the book before the row says "paid"
                     court.update(status=onchain.status, window_end=onchain.window_end)
                     for hook in self.status_hooks:  # webhooks: the owner hears of a challenge
                         try:
                             hook(row.model_id, row.request_id, onchain.status)
                         except Exception:
                             self.log.exception("a court status hook failed for request %s", row.request_id)
-                    paid: tuple[Transfer, ...] = ()
                     if onchain.status in SETTLED:
                         court["validation"] = self._validation(row)
                         done += 1
                         if self.settled is not None:
                             self.settled.labels(onchain.status).inc()
-                        paid = self._paid(row, onchain)
                     self.repo.update_settlement(row.id, {**(row.settlement or {}), "court": court}, paid)
             except ProofMarketError as exc:
                 self.log.warning("court request %s: could not settle yet: %s", row.request_id, exc.message)
@@ -169,18 +170,20 @@ class CourtService(ChainWatcher):
         model's owner and to the node (the fee stays in the court), read from the paying transaction."""
         if onchain.status != "paid":
             return ()
-        tx = self.court.payment_tx(row.request_id, from_block=onchain.commit_block)
-        if tx is None:
+        try:
+            tx = self.court.payment_tx(row.request_id, from_block=onchain.commit_block)
+            receipt = self.market.client.w3.eth.get_transaction_receipt(tx) if tx else None  # type: ignore[arg-type]
+        except Exception as exc:  # the chain did not answer: the next pass looks again
+            self.log.warning("court request %s: could not read its payment yet: %s", row.request_id, exc)
             return ()
-        receipt = self.market.client.w3.eth.get_transaction_receipt(tx)  # type: ignore[arg-type]
+        if tx is None or receipt is None:
+            return ()
         court = self.court.contract.address.lower()
         token = UsdcToken(self.market.client, self.market.deployment.usdc).contract
         legs: list[tuple[str, int]] = []
         for event in token.events.Transfer().process_receipt(receipt, errors=DISCARD):
             if str(event["args"]["from"]).lower() == court and int(event["args"]["value"]) > 0:
                 legs.append((Accounts.wallet(str(event["args"]["to"])), int(event["args"]["value"])))
-        if not legs:
-            return ()
         return (Transfer((f"court:{self.chain_id}:{court}:{row.request_id}"), "capture", "court",
                          ((Accounts.wallet(court), -sum(a for _, a in legs)), *legs), model_id=row.model_id,
                          payer=onchain.consumer, tx_hash=tx, memo={"request_id": row.request_id}),)

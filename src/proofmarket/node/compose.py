@@ -165,7 +165,7 @@ def build_money(settings: Settings, db: Database, rails: Rails, listings: Listin
 
     purchases = Purchases(credits.repo, exact)
     payouts = Payouts(book, chain.client, chain.usdc, chain.node, _release_split(listings) if listings else None,
-                      min_atomic=settings.payout_min_atomic)
+                      min_atomic=settings.payout_min_atomic, lease=LeaseRepo(db))
     from proofmarket.payments.batch_rail import BatchSettlementRail
 
     for rail in rails.all():  # channel money swept to the node is paid out by the same path

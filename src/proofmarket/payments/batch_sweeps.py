@@ -196,6 +196,8 @@ class Sweeper(Service):
         allocations = dict(sweep.allocations or {})
         if self.payouts is not None:
             report = self.payouts.run()
+            if report.skipped:  # another node's run holds the payouts lease: it pays them; finished next pass
+                return
             for payee, alloc in allocations.items():
                 alloc["tx"] = "self" if payee == self.receiver else report.paid.get(payee, alloc.get("tx"))
             self.repo.set_sweep(sweep_id, allocations=allocations, status="distributed")

@@ -30,6 +30,8 @@ from proofmarket.core.errors import (
     ApiKeyCapReached,
     ApiKeyInvalid,
     ApiKeyOutOfScope,
+    ContractReverted,
+    FeeTooHigh,
     PaymentInsufficientFunds,
     PaymentSettlementFailed,
     TransactionNotMined,
@@ -129,8 +131,13 @@ class CreditsRail:
             # chain never took it), as it does a payout
             self.repo.refund_sent(ref, *[str(h) for h in exc.details.get("hashes") or []])  # type: ignore[attr-defined]
             raise
-        except Exception as exc:
-            self.repo.refund_failed(ref, f"the refund transfer was not sent: {exc}")  # the credits come back
+        except (FeeTooHigh, ContractReverted) as exc:
+            self.repo.refund_failed(ref, f"the refund transfer was not sent: {exc}")  # nothing moved: credits back
+            raise
+        except Exception:
+            # the transfer may have left (the RPC failed while waiting for its receipt): the credits stay held,
+            # never given back by a machine (that could refund twice); the ledger check names it
+            self.repo.book.note_outcome_unknown(f"credits:{ref}")
             raise
         self.repo.refund_sent(ref, tx)
         self.repo.book.capture(f"credits:{ref}", tx_hash=tx)

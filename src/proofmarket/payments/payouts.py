@@ -17,7 +17,9 @@ An owner can trigger nothing here; the node's settler runs it on a schedule and 
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import socket
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,16 +27,20 @@ from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
+from web3.exceptions import TransactionNotFound
 
 from proofmarket.chain.client import ChainClient
 from proofmarket.chain.contracts import UsdcToken
-from proofmarket.core.errors import TransactionNotMined
+from proofmarket.core.background import Lease
+from proofmarket.core.errors import ContractReverted, FeeTooHigh, TransactionNotMined
 from proofmarket.db.book import Accounts, Book, Transfer
 from proofmarket.db.book_tables import TransferRow
 
 log = logging.getLogger(__name__)
 
 KIND = "payout"
+LEASE = "payouts"  # one payout run at a time on every node of the database (the settler's and the sweeper's)
+LEASE_TTL_S = 600.0  # renewed before each transfer, which waits for its receipt at most ChainClient.receipt_timeout
 CONFIRMED_KINDS = (KIND, "refund")  # pending transfers sent on chain that a pass confirms (or voids)
 
 
@@ -43,17 +49,21 @@ class PayoutReport:
     paid: dict[str, str] = field(default_factory=dict)  # payee -> transaction
     confirmed: list[str] = field(default_factory=list)  # payout refs captured
     voided: list[str] = field(default_factory=list)
-    waiting: list[str] = field(default_factory=list)  # sent, not deep enough yet
+    waiting: list[str] = field(default_factory=list)  # sent, not deep enough yet (or with an unknown outcome)
+    skipped: bool = False  # another run held the payouts lease
 
     def to_json(self) -> dict[str, Any]:
-        return {"paid": self.paid, "confirmed": self.confirmed, "voided": self.voided, "waiting": self.waiting}
+        return {"paid": self.paid, "confirmed": self.confirmed, "voided": self.voided, "waiting": self.waiting,
+                "skipped": self.skipped}
 
 
 class Payouts:
     def __init__(self, book: Book, client: ChainClient, usdc: str, sender: LocalAccount,
-                 after_payout: Callable[[str], None] | None = None, min_atomic: int = 1) -> None:
+                 after_payout: Callable[[str], None] | None = None, min_atomic: int = 1,
+                 lease: Lease | None = None) -> None:
         self.book, self.client, self.usdc, self.sender = book, client, usdc, sender
-        self.after_payout, self.min_atomic = after_payout, min_atomic
+        self.after_payout, self.min_atomic, self.lease = after_payout, min_atomic, lease
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
 
     def owed(self) -> dict[str, dict[str | None, int]]:
         """Each payee's payable balance, by model (the node's own account excluded: nothing to move)."""
@@ -65,13 +75,26 @@ class Payouts:
         return out
 
     def run(self) -> PayoutReport:
-        """Confirm what earlier passes sent, then pay every payee what it is owed."""
+        """Confirm what earlier passes sent, then pay every payee what it is owed: one run at a time on every node
+        of the database (the ``payouts`` lease, renewed before each transfer; another holder's run: nothing done)."""
         report = PayoutReport()
-        self._confirm(report)
-        for payee, models in sorted(self.owed().items()):
-            if models:
-                self._pay(payee, models, report)
+        if not self._leased():
+            report.skipped = True
+            return report
+        try:
+            self._confirm(report)
+            for payee, models in sorted(self.owed().items()):
+                if models:
+                    if not self._leased():  # lost the lease (a transfer took longer than it): stop here
+                        break
+                    self._pay(payee, models, report)
+        finally:
+            if self.lease is not None:
+                self.lease.release(LEASE, self.holder)
         return report
+
+    def _leased(self) -> bool:
+        return self.lease is None or self.lease.acquire(LEASE, self.holder, ttl_s=LEASE_TTL_S)
 
     def _pay(self, payee: str, models: dict[str | None, int], report: PayoutReport) -> None:
         batch = secrets.token_hex(6)
@@ -90,9 +113,16 @@ class Payouts:
                 self.book.note_tx(ref, *hashes)
             report.waiting += refs
             return
+        except (FeeTooHigh, ContractReverted):
+            for ref in refs:  # never sent, or reverted: nothing moved, still owed
+                self.book.void(ref, reason="the payout transfer was not sent (or reverted)")
+            raise
         except Exception:
-            for ref in refs:  # never sent: still owed
-                self.book.void(ref, reason="the payout transfer was not sent")
+            # the transfer may have left (the RPC failed while waiting for its receipt): never pay twice. The hold
+            # stays, marked; the ledger check names it until an operator reads the chain
+            for ref in refs:
+                self.book.note_outcome_unknown(ref)
+            report.waiting += refs
             raise
         for ref in refs:
             self.book.note_tx(ref, tx)
@@ -113,11 +143,9 @@ class Payouts:
     def _confirm_one(self, pending: TransferRow, report: PayoutReport) -> None:
         hashes = [str(h) for h in (pending.memo or {}).get("sent_txs") or []]
         if not hashes:
-            if pending.kind != KIND:  # a refund's sender records its own outcome: not ours to void
-                return
-            # a hold left by a crash before the send (or a send that raised): nothing left the node, still owed
-            self.book.void(pending.ref, reason="no payout transaction was sent")
-            report.voided.append(pending.ref)
+            # no known transaction: being sent right now, or a crash or an RPC failure between the send and its
+            # record. It may have left: never voided here (that could pay twice); the ledger check names it
+            report.waiting.append(pending.ref)
             return
         found = [(tx, r) for tx, r in ((tx, self._receipt(tx)) for tx in hashes) if r is not None]
         mined = [(tx, r) for tx, r in found if int(r["status"]) == 1]
@@ -137,15 +165,17 @@ class Payouts:
         report.confirmed.append(pending.ref)
 
     def _receipt(self, tx: str) -> Any:
+        """The transaction's receipt; None while it is not mined. An RPC that fails raises: nothing is decided."""
         try:
             return self.client.w3.eth.get_transaction_receipt(tx)  # type: ignore[arg-type]
-        except Exception:
+        except TransactionNotFound:
             return None
 
     def _vanished(self, tx: str) -> bool:
+        """The chain does not know the transaction (dropped, or orphaned by a reorg); an RPC error is not that."""
         try:
             return self.client.w3.eth.get_transaction(tx) is None  # type: ignore[arg-type]
-        except Exception:
+        except TransactionNotFound:
             return True
 
     def _released(self, model_id: str) -> None:

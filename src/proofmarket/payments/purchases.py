@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from proofmarket.core.errors import PaymentSettlementFailed, PaymentSettlementPending, UsageError
+from proofmarket.core.errors import PaymentRejected, PaymentSettlementFailed, PaymentSettlementPending, UsageError
 from proofmarket.db.book import Accounts, Transfer
 from proofmarket.db.book_tables import TransferRow
 from proofmarket.db.credits_repo import CreditsRepo
@@ -40,17 +40,23 @@ class Purchases:
         """Hold, settle and credit one purchase (``what``: ``{"kind": "credits"}`` or ``{"kind": "pass",
         "calls_per_day", "days", "model_id"}``). Returns its view; ``status`` is ``credited`` or ``pending``."""
         ref = self.hold(verified, what)
+        closed = self.book.closing(ref)
+        if closed is not None:  # this very payment was bought with before
+            if closed.phase == "void":
+                raise PaymentRejected("this payment was refused before (its purchase was voided): sign a new one",
+                                      purchase=verified.key)
+            return self.answer(verified.key)  # credited already: the same answer, nothing charged twice
         try:
             settled = self.exact.gate.settle(verified)
         except PaymentSettlementPending as exc:
             self.book.note_tx(ref, *([str(exc.details["tx"])] if exc.details.get("tx") else []))
             log.info("purchase %s is pending: %s", verified.key, exc.message)
-            return self.view(verified.key)
+            return self.answer(verified.key)
         except BaseException as exc:
             self._void(ref, verified, getattr(exc, "message", str(exc)))
             raise
         self.complete(ref, settled.tx_hash)
-        return self.view(verified.key)
+        return self.answer(verified.key)
 
     def hold(self, verified: VerifiedPayment, what: dict[str, Any]) -> str:
         payer = verified.payer.lower()
@@ -89,9 +95,13 @@ class Purchases:
     # --- following -------------------------------------------------------------------------------
     def follow(self) -> dict[str, int]:
         """One look at every pending purchase: credited once mined, voided once it cannot be (nothing charged)."""
-        counts = {"credited": 0, "voided": 0, "pending": 0}
+        counts = {"credited": 0, "voided": 0, "pending": 0, "failed": 0}
         for pending in self.book.open_pending(KIND):
-            counts[self.follow_one(pending)] += 1
+            try:
+                counts[self.follow_one(pending)] += 1
+            except Exception:  # one purchase the chain cannot answer for now must not stop the others
+                log.exception("could not follow purchase %s", pending.ref)
+                counts["failed"] += 1
         return counts
 
     def follow_one(self, pending: TransferRow) -> str:
@@ -126,9 +136,17 @@ class Purchases:
                                "created_at": pending.created_at.isoformat()}
         if closed is not None and closed.phase == "void":
             out["reason"] = (closed.memo or {}).get("reason")
-        if status == "credited" and (memo.get("what") or {}).get("kind") == "credits":
-            out["balance"] = str(self.repo.balance(str(pending.payer)))
-        if status == "credited" and (memo.get("what") or {}).get("kind") == "pass":
+        return out
+
+    def answer(self, key: str) -> dict[str, Any]:
+        """The view its payer gets when it buys: with the wallet's balance or the pass it bought (``view`` alone is
+        what the unauthenticated poll shows: whoever knows the payment's key)."""
+        out = self.view(key)
+        pending = self.book.transfer(f"{KIND}:{key}")
+        what = ((pending.memo or {}).get("what") or {}) if pending is not None else {}
+        if out["status"] == "credited" and what.get("kind") == "credits":
+            out["balance"] = str(self.repo.balance(str(out["wallet"])))
+        if out["status"] == "credited" and what.get("kind") == "pass":
             held = self.repo.pass_by_ref(f"x402:{key}")
             out["pass"] = held.view() if held is not None else None
         return out

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +49,7 @@ def reconcile(book: Book, client: ChainClient | None = None, usdc: str | None = 
     """The book's own rules, then (with a chain) every posted transfer of ``CHAIN_KINDS`` against its transaction's
     token transfers (those mined at or after ``from_block``)."""
     report = Reconciliation(differences=book.check())
+    _check_unknown_sends(book, report)
     if client is None or usdc is None or node is None:
         return report
     expected: dict[str, dict[tuple[str, str], int]] = defaultdict(lambda: defaultdict(int))
@@ -87,6 +89,21 @@ def reconcile(book: Book, client: ChainClient | None = None, usdc: str | None = 
                 report.differences.append(f"transaction {tx}: the book moves {amount} from {source} to {target}, the "
                                           f"chain {seen.get((source, target), 0)}")
     return report
+
+
+def _check_unknown_sends(book: Book, report: Reconciliation, older_than_s: float = 600.0) -> None:
+    """Payouts and refunds held with no known transaction for a while: their transfer may have left (a crash or an
+    RPC failure between the send and its record), so no machine voids them; an operator reads the chain."""
+    now = time.time()
+    for pending in [p for kind in ("payout", "refund") for p in book.open_pending(kind)]:
+        memo = pending.memo or {}
+        if memo.get("sent_txs") and not memo.get("outcome_unknown"):
+            continue
+        created = pending.created_at.timestamp()
+        if memo.get("outcome_unknown") or now - created > older_than_s:
+            report.differences.append(f"{pending.kind} {pending.ref}: held since {pending.created_at.isoformat()} with "
+                                      "no known transaction: read the node account's transfers on chain, then "
+                                      "capture or void it")
 
 
 def _check_fulfilments(book: Book, client: ChainClient, from_block: int, report: Reconciliation) -> None:
