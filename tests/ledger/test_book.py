@@ -134,3 +134,26 @@ def test_what_an_ended_pass_did_not_spend_goes_to_the_platform_once(db: Database
     assert book.balance(Accounts.PLATFORM).posted == 60 and book.balance(Accounts.pass_("x402:p1")).posted == 0
     assert repo.pay_pass_call("call-2", "x402:p1", ALICE, "m", OWNER) == 0  # nothing left to pay with
     assert book.check() == []
+
+
+def test_a_payout_with_no_known_transaction_is_never_voided_and_is_named(db: Database) -> None:
+    """A payout held with no recorded transaction may have left (a crash or an RPC failure between its send and
+    its record): the payout pass leaves it held (voiding could pay twice) and the ledger check names it."""
+    from types import SimpleNamespace
+
+    from proofmarket.payments.payouts import PayoutReport, Payouts
+    from proofmarket.payments.reconcile import reconcile
+
+    book = Book(db)
+    book.post(Transfer.move("draw", "draw", "credits", Accounts.wallet(ALICE), Accounts.payee(OWNER), 50,
+                            model_id="m"))
+    book.hold(Transfer.move("payout:1", "payout", "payout", Accounts.payee(OWNER), Accounts.wallet(OWNER), 50,
+                            model_id="m"))
+    book.note_outcome_unknown("payout:1")
+    payouts = Payouts(book, None, "", SimpleNamespace(address="0x" + "99" * 20))  # type: ignore[arg-type]
+    report = PayoutReport()
+    payouts._confirm(report)
+    assert report.waiting == ["payout:1"] and report.voided == []
+    assert book.closing("payout:1") is None and payouts.owed() == {}  # still held: not paid again
+    named = reconcile(book).differences
+    assert len(named) == 1 and "payout:1" in named[0] and "no known transaction" in named[0]
