@@ -205,8 +205,8 @@ def test_a_sweep_is_due_on_the_threshold_or_after_the_interval() -> None:
                                     cumulative=5000)]
 
     def sweeper(states: list[dict[str, Any]], oldest: float | None) -> Sweeper:
-        return Sweeper(Repo(states, oldest), None, None, "0x", None, "0x", SweepPolicy(interval_s=300,  # type: ignore[arg-type]
-                                                                                         threshold_atomic=10_000))
+        return Sweeper(Repo(states, oldest), None, "0x", SweepPolicy(interval_s=300,  # type: ignore[arg-type]
+                                                                      threshold_atomic=10_000))
 
     now = 1_000_000.0
     small = [{"chargedCumulativeAmount": "4000", "totalClaimed": "1000"}, {"chargedCumulativeAmount": "2000"}]
@@ -253,7 +253,7 @@ def test_a_settle_someone_else_made_or_one_that_failed_still_leads_to_the_payout
         def run(self) -> PayoutReport:
             return PayoutReport(paid={payee: "0xpaid"})
 
-    sweeper = Sweeper(repo, Manager(), None, "0x", None, "0x" + "99" * 20, SweepPolicy())  # type: ignore[arg-type]
+    sweeper = Sweeper(repo, Manager(), "0x" + "99" * 20, SweepPolicy())
     sweeper.payouts = Payouts()  # type: ignore[assignment]
     with pytest.raises(RuntimeError, match="went away"):
         sweeper.run()

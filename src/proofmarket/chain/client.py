@@ -22,6 +22,7 @@ from web3.exceptions import (
     ContractLogicError,
     ProviderConnectionError,
     TimeExhausted,
+    TransactionNotFound,
     Web3Exception,
     Web3RPCError,
 )
@@ -90,6 +91,27 @@ class ChainClient:
     def timestamp(self, block: BlockIdentifier = "latest") -> int:
         with self.translate("read a block"):
             return int(self.w3.eth.get_block(block)["timestamp"])
+
+    def receipt(self, tx_hash: str) -> Any:
+        """A transaction's receipt; None while the chain has not mined it (an RPC that fails raises ``ChainError``:
+        no verdict)."""
+        with self.translate("read a transaction receipt"):
+            try:
+                return self.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+            except TransactionNotFound:
+                return None
+
+    def vanished(self, tx_hash: str) -> bool:
+        """Whether the chain no longer knows a transaction at all: not mined (its block orphaned by a reorg) and not
+        waiting in the node's pool (dropped)."""
+        if self.receipt(tx_hash) is not None:
+            return False
+        with self.translate("read a transaction"):
+            try:
+                self.w3.eth.get_transaction(tx_hash)  # type: ignore[arg-type]
+            except TransactionNotFound:
+                return True
+        return False
 
     def code_at(self, address: str) -> bytes:
         with self.translate("read contract code"):

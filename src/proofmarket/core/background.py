@@ -23,6 +23,11 @@ class Lease(Protocol):
     def release(self, name: str, holder: str) -> None: ...
 
 
+def lease_holder(owner: object) -> str:
+    """A lease holder's name: this host, this process and this object (two of them in one process are two)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{id(owner):x}"
+
+
 class Service:
     name = "service"
 
@@ -30,7 +35,7 @@ class Service:
                  max_backoff_s: float = 300.0) -> None:
         self.interval_s, self.lease, self.max_backoff_s = interval_s, lease, max_backoff_s
         self.lease_name = lease_name or f"service:{self.name}"
-        self.holder = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.holder = lease_holder(self)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None

@@ -10,8 +10,8 @@ spirit of TigerBeetle's pending transfers and a card network's authorize/capture
     void(pending_ref)        releases what it holds: nothing moved
 
 Accounts (``Accounts`` names them): ``wallet:<address>`` is the outside world (an address on chain: the only kind of
-account that may go below zero, by what it paid in); every other account (a payer's credits, a pass, a channel,
-what is owed to a payee, the platform) must never go below zero counting what its open pending transfers hold.
+account that may go below zero, by what it paid in); every other account (a payer's credits, a pass, what is owed
+to a payee, the platform) must never go below zero counting what its open pending transfers hold.
 Every function takes an optional SQLAlchemy session, so that a rail posts in the same database transaction as the
 call's state change; each account's row is locked (``SELECT ... FOR UPDATE`` on PostgreSQL, the writer lock on
 SQLite) in name order, so concurrent writers on several nodes serialise per account without deadlocks.
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -61,11 +61,6 @@ class Accounts:
         """What a pass was bought for and has not paid to models' payees yet (named by a digest of the purchase
         that bought it: an x402 payment's key is longer than an account name)."""
         return "pass:" + hashlib.sha256(str(ref).encode()).hexdigest()[:40]
-
-    @staticmethod
-    def channel(channel_id: str) -> str:
-        """A batch-settlement channel's funds in the contract that no charge took yet."""
-        return f"channel:{channel_id.lower()}"
 
     @staticmethod
     def payee(address: str) -> str:
@@ -170,35 +165,35 @@ class Book:
     def note_tx(self, pending_ref: str, *tx_hashes: str, session: Session | None = None) -> None:
         """Remember the transactions a pending transfer's settlement was sent in (each re-send of one payment has
         its own hash; the memo, not the postings)."""
-        with self._session(session) as s:
-            row = s.scalars(select(TransferRow).where(TransferRow.ref == pending_ref)).first()
-            if row is not None and row.phase == "pending":
-                known = list((row.memo or {}).get("sent_txs") or [])
-                row.memo = {**(row.memo or {}), "sent_txs": known + [t for t in tx_hashes if t and t not in known]}
+        def add(memo: dict[str, Any]) -> dict[str, Any]:
+            known = list(memo.get("sent_txs") or [])
+            return {**memo, "sent_txs": known + [t for t in tx_hashes if t and t not in known]}
+
+        self._annotate(pending_ref, add, session)
 
     def note_outcome_unknown(self, pending_ref: str, session: Session | None = None) -> None:
         """A pending transfer whose transaction may have left with no hash known (an RPC failure while sending):
         never voided by a machine; the ledger check names it."""
+        self._annotate(pending_ref, lambda memo: {**memo, "outcome_unknown": True}, session)
+
+    def _annotate(self, pending_ref: str, change: Callable[[dict[str, Any]], dict[str, Any]],
+                  session: Session | None) -> None:
+        """Change an open pending transfer's memo (what is known of its settlement; never its postings)."""
         with self._session(session) as s:
             row = s.scalars(select(TransferRow).where(TransferRow.ref == pending_ref)).first()
             if row is not None and row.phase == "pending":
-                row.memo = {**(row.memo or {}), "outcome_unknown": True}
+                row.memo = change(dict(row.memo or {}))
 
     def _write(self, transfer: Transfer, phase: str, session: Session | None) -> tuple[TransferRow, bool]:
         _check_balanced(transfer)
-        if session is not None:
-            found = session.scalars(select(TransferRow).where(TransferRow.ref == transfer.ref)).first()
-            if found is not None:
-                return found, False
-            return self._insert(session, transfer, phase), True
         try:
-            with self.db.write_session() as s:
+            with self._session(session) as s:
                 found = s.scalars(select(TransferRow).where(TransferRow.ref == transfer.ref)).first()
                 if found is not None:
                     return found, False
                 return self._insert(s, transfer, phase), True
-        except IntegrityError:  # written by another writer meanwhile
-            found = self.transfer(transfer.ref)
+        except IntegrityError:  # written by another writer meanwhile (in the caller's session: the caller's to see)
+            found = self.transfer(transfer.ref) if session is None else None
             if found is None:
                 raise
             return found, False

@@ -58,7 +58,7 @@ def build_node(settings: Settings | None = None, workspace: Workspace | None = N
     registry = CollectorRegistry()
     model_repo = ModelRepo(db)
     listings = _listings(settings, ws)
-    built = _payments(settings, ws, model_repo, db, listings) if payments is None else (payments, [])
+    built = _payments(settings, ws, model_repo, db) if payments is None else (payments, [])
     default = built[0]
     rail_set = Rails(default, [*rails, *built[1]])
     systems = SystemSet(system_context(settings, ws.store, default, registry))
@@ -113,8 +113,8 @@ def build_runner(settings: Settings, db: Database, store: ArtifactStore, registr
     return runner
 
 
-def _payments(settings: Settings, ws: Workspace, model_repo: ModelRepo, db: Database,
-              listings: Listings | None) -> tuple[PaymentPort, list[PaymentPort]]:
+def _payments(settings: Settings, ws: Workspace, model_repo: ModelRepo, db: Database
+              ) -> tuple[PaymentPort, list[PaymentPort]]:
     """Payments off: free calls. On: x402 through the gate (``payments/x402_rail.py``), paid to the model's owner,
     and x402 batch-settlement channels beside it (``payments/batch_build.py``) when the chain has their contract.
     Returns the default rail and the others."""
@@ -135,7 +135,7 @@ def _payments(settings: Settings, ws: Workspace, model_repo: ModelRepo, db: Data
     exact = build_x402(chain, ws.store, owner_of, extra)
     from proofmarket.payments.batch_build import build_batch
 
-    batch = build_batch(chain, exact, db, ws.store, extra, _release_split(listings) if listings else None)
+    batch = build_batch(chain, exact, db, ws.store, extra)
     from proofmarket.db.credits_repo import CreditsRepo
     from proofmarket.payments.credits_rail import CreditsRail
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Callable
 
 from x402.mechanisms.evm.batch_settlement.constants import BATCH_SETTLEMENT_ADDRESS
 from x402.mechanisms.evm.batch_settlement.server.channel_manager_common import ChannelManagerConfigSync
@@ -46,7 +45,7 @@ def check_sweep_before_withdrawal(extra: X402Settings) -> None:
 
 
 def build_batch(chain: NodeChain, exact: X402Payments, db: Database, store: ArtifactStore, extra: X402Settings,
-                after_payout: Callable[[str], None] | None = None, *, sweep: bool = True) -> BatchSettlementRail | None:
+                *, sweep: bool = True) -> BatchSettlementRail | None:
     """The rail (with its sweeper when ``sweep``: a background service the node starts), registered in ``exact``'s
     402 terms; None when off."""
     if extra.batch_settlement == "off":
@@ -64,12 +63,11 @@ def build_batch(chain: NodeChain, exact: X402Payments, db: Database, store: Arti
                                exact.with_terms)
     exact.also_accept(rail.requirements)
     if sweep:
-        rail.sweeper = sweeper_for(rail, chain, db, extra, after_payout)
+        rail.sweeper = sweeper_for(rail, chain, db, extra)
     return rail
 
 
-def sweeper_for(rail: BatchSettlementRail, chain: NodeChain, db: Database, extra: X402Settings,
-                after_payout: Callable[[str], None] | None = None) -> Sweeper:
+def sweeper_for(rail: BatchSettlementRail, chain: NodeChain, db: Database, extra: X402Settings) -> Sweeper:
     """The rail's claims and sweeps: the SDK's channel manager over the node's channel storage, then payouts."""
     terms = rail.terms
     scheme = BatchSettlementEvmScheme(terms.receiver, BatchSettlementEvmSchemeServerConfig(
@@ -79,8 +77,8 @@ def sweeper_for(rail: BatchSettlementRail, chain: NodeChain, db: Database, extra
         network=terms.network))
     policy = SweepPolicy(interval_s=extra.channel_sweep_interval_s,
                          threshold_atomic=extra.channel_sweep_threshold_atomic)
-    sweeper = Sweeper(rail.storage.repo, manager, chain.client, chain.usdc, chain.node, terms.receiver, policy,
-                      LeaseRepo(db), holder=f"{socket.gethostname()}:{os.getpid()}", after_payout=after_payout)
+    sweeper = Sweeper(rail.storage.repo, manager, terms.receiver, policy, LeaseRepo(db),
+                      holder=f"{socket.gethostname()}:{os.getpid()}")
     sweeper.simulate = lambda claims: claims_revert(chain.client, terms.receiver, claims)
     return sweeper
 

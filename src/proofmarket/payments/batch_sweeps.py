@@ -4,9 +4,10 @@
     claim       the SDK's channel manager claims every channel's charged total, up to 100 channels per
                 ``claimWithSignature`` transaction (the node key signs the claim batch as receiverAuthorizer)
     sweep       ``settle(receiver, token)`` moves the claimed funds to the node's account in one transfer
-    pay out     the charges the claims covered are grouped by payee (each call's charge row names its model and
-                payee: the listing's revenue splitter, whose owner, prover and platform shares are on chain, or the
-                model's owner); one USDC transfer per payee, its transaction stored with the sweep
+    pay out     the charges the claims covered are owed to their payees in the book (each call's charge row names
+                its model and payee: the listing's revenue splitter, whose owner, prover and platform shares are on
+                chain, or the model's owner); the node's one payout path (``payouts.Payouts``) pays them, one USDC
+                transfer per payee, its transaction stored with the sweep
 An owner checks a sweep from chain data and the node's receipts: ``GET /v1/channels/sweeps/{id}`` lists the claim
 and settle transactions, each payee's transfer and the charges (model, amount, the node's signed receipt) it sums.
 
@@ -26,16 +27,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from eth_account.signers.local import LocalAccount
-from eth_utils.address import to_checksum_address
 from x402.mechanisms.evm.batch_settlement.server.channel_manager_common import (
     ClaimOptions,
     get_claimable_vouchers_from_channels,
 )
 from x402.mechanisms.evm.batch_settlement.server.storage import Channel
 
-from proofmarket.chain.client import ChainClient
-from proofmarket.chain.contracts import UsdcToken
 from proofmarket.core.background import Service
 from proofmarket.db.channel_tables import ChannelChargeRow
 from proofmarket.db.channels_repo import ChannelRepo
@@ -68,13 +65,11 @@ class Sweeper(Service):
 
     name = "sweeper"
 
-    def __init__(self, repo: ChannelRepo, manager: ChannelManager, client: ChainClient, usdc: str,
-                 sender: LocalAccount, receiver: str, policy: SweepPolicy, leases: LeaseRepo | None = None,
-                 holder: str = "node", after_payout: Callable[[str], None] | None = None, poll_s: float = 5.0) -> None:
+    def __init__(self, repo: ChannelRepo, manager: ChannelManager, receiver: str, policy: SweepPolicy,
+                 leases: LeaseRepo | None = None, holder: str = "node", poll_s: float = 5.0) -> None:
         super().__init__(poll_s)  # the sweep's own lease is taken in ``run`` (the operator's route takes it too)
-        self.repo, self.manager, self.client, self.usdc = repo, manager, client, usdc
-        self.sender, self.receiver, self.policy = sender, receiver.lower(), policy
-        self.leases, self.holder, self.after_payout = leases, holder, after_payout
+        self.repo, self.manager, self.receiver, self.policy = repo, manager, receiver.lower(), policy
+        self.leases, self.holder = leases, holder
         self.payouts: Payouts | None = None  # the node's one payout path (set by the node)
         # whether the chain would refuse claim(claims): isolates a bad channel (``chain.channels.claims_revert``)
         self.simulate: Callable[[list[Any]], bool] | None = None
@@ -188,37 +183,18 @@ class Sweeper(Service):
 
     def _pay_out(self, sweep_id: int) -> None:
         """The payees are paid by the node's one payout path (``payouts.Payouts``: what the book owes them, every
-        rail's money together); without it (a sweeper alone), one transfer per payee not paid yet, each stored
-        before the next is sent."""
+        rail's money together); the sweep records each payee's transfer. Without it (a sweeper alone) the sweep
+        stays ``settled``: its charges are owed in the book until a payout path runs."""
         sweep = self.repo.sweep(sweep_id)
-        if sweep is None or sweep.status != "settled":
+        if sweep is None or sweep.status != "settled" or self.payouts is None:
+            return
+        report = self.payouts.run()
+        if report.skipped:  # another node's run holds the payouts lease: it pays them; finished next pass
             return
         allocations = dict(sweep.allocations or {})
-        if self.payouts is not None:
-            report = self.payouts.run()
-            if report.skipped:  # another node's run holds the payouts lease: it pays them; finished next pass
-                return
-            for payee, alloc in allocations.items():
-                alloc["tx"] = "self" if payee == self.receiver else report.paid.get(payee, alloc.get("tx"))
-            self.repo.set_sweep(sweep_id, allocations=allocations, status="distributed")
-            return
-        token = UsdcToken(self.client, self.usdc)
-        for payee, alloc in sorted(allocations.items()):
-            if alloc.get("tx") or int(alloc["amount"]) <= 0:
-                continue
-            if payee == self.receiver:  # a model paid to the node's own account: nothing to move
-                alloc["tx"] = "self"
-            else:
-                alloc["tx"] = token.transfer(to_checksum_address(payee), int(alloc["amount"]), self.sender).tx_hash
-            allocations[payee] = alloc
-            self.repo.set_sweep(sweep_id, allocations=allocations)
-        self.repo.set_sweep(sweep_id, status="distributed")
-        if self.after_payout is not None:
-            for model_id in sorted({m for a in allocations.values() for m in a.get("models", {})}):
-                try:
-                    self.after_payout(model_id)
-                except Exception:  # the money moved: a hook's failure is logged, never the sweep's
-                    log.exception("the after-payout hook failed for model %s", model_id)
+        for payee, alloc in allocations.items():
+            alloc["tx"] = "self" if payee == self.receiver else report.paid.get(payee, alloc.get("tx"))
+        self.repo.set_sweep(sweep_id, allocations=allocations, status="distributed")
 
     def describe(self, sweep_id: int) -> dict[str, Any] | None:
         sweep = self.repo.sweep(sweep_id)

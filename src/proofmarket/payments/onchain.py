@@ -7,8 +7,9 @@ broadcast and bookkeeping). Both questions are plain reads of the EIP-3009 token
 
 from __future__ import annotations
 
+from typing import Any
+
 from eth_utils.address import to_checksum_address
-from web3.exceptions import TransactionNotFound
 from web3.logs import DISCARD
 
 from proofmarket.chain.client import ChainClient
@@ -50,16 +51,9 @@ class TokenReader:
         return None if head - block >= self.confirmations else (block, head - block, self.confirmations)
 
     def vanished(self, tx_hash: str) -> bool:
-        """Whether the chain no longer knows a transaction at all: not mined (its block was orphaned by a reorg)
-        and not waiting in the node's pool (dropped). Its authorization can be sent again."""
-        if self._mined(tx_hash):
-            return False
-        with self.client.translate("read a transaction"):
-            try:
-                self.client.w3.eth.get_transaction(tx_hash)  # type: ignore[arg-type]
-            except TransactionNotFound:
-                return True
-        return False
+        """Whether the chain no longer knows a transaction at all (``ChainClient.vanished``): its authorization can
+        be sent again."""
+        return self.client.vanished(tx_hash)
 
     def nonce_used(self, payment: VerifiedPayment) -> bool:
         return self.token.authorization_state(to_checksum_address(payment.payer), bytes.fromhex(payment.nonce[2:]))
@@ -75,9 +69,8 @@ class TokenReader:
         """The transaction that consumed this authorization, if it paid exactly these terms (``hint``: the
         transaction the facilitator reported, looked at first)."""
         for tx_hash in ([hint] if hint else []) + self._authorization_txs(payment):
-            if not self._mined(tx_hash):
-                continue
-            if self._pays(tx_hash, payment):
+            receipt = self.client.receipt(tx_hash)
+            if receipt is not None and self._pays(receipt, payment):  # mined, and it paid these terms
                 return Settlement(tx_hash, to_checksum_address(payment.payer), payment.amount, payment.network)
         return None
 
@@ -103,17 +96,7 @@ class TokenReader:
                 to_block = from_block - 1
         return []
 
-    def _mined(self, tx_hash: str) -> bool:
-        with self.client.translate("read a settlement receipt"):
-            try:
-                self.client.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
-            except TransactionNotFound:
-                return False
-        return True
-
-    def _pays(self, tx_hash: str, payment: VerifiedPayment) -> bool:
-        with self.client.translate("read a settlement receipt"):
-            receipt = self.client.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+    def _pays(self, receipt: Any, payment: VerifiedPayment) -> bool:
         if receipt["status"] != 1:
             return False
         transfers = self.token.contract.events.Transfer().process_receipt(receipt, errors=DISCARD)

@@ -17,21 +17,17 @@ An owner can trigger nothing here; the node's settler runs it on a schedule and 
 from __future__ import annotations
 
 import logging
-import os
 import secrets
-import socket
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
-from web3.exceptions import TransactionNotFound
 
 from proofmarket.chain.client import ChainClient
 from proofmarket.chain.contracts import UsdcToken
-from proofmarket.core.background import Lease
+from proofmarket.core.background import Lease, lease_holder
 from proofmarket.core.errors import ContractReverted, FeeTooHigh, TransactionNotMined
 from proofmarket.db.book import Accounts, Book, Transfer
 from proofmarket.db.book_tables import TransferRow
@@ -63,7 +59,7 @@ class Payouts:
                  lease: Lease | None = None) -> None:
         self.book, self.client, self.usdc, self.sender = book, client, usdc, sender
         self.after_payout, self.min_atomic, self.lease = after_payout, min_atomic, lease
-        self.holder = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.holder = lease_holder(self)
 
     def owed(self) -> dict[str, dict[str | None, int]]:
         """Each payee's payable balance, by model (the node's own account excluded: nothing to move)."""
@@ -128,17 +124,19 @@ class Payouts:
             self.book.note_tx(ref, tx)
         report.paid[payee] = tx
         log.info("paid %s atomic units to %s in %s", total, payee, tx)
-        self._confirm(report, only=set(refs))
+        for ref in refs:  # mined already (the transfer waited for its receipt): captured now if deep enough
+            sent = self.book.transfer(ref)
+            if sent is not None:
+                self._confirm_one(sent, report)
         for model_id in sorted(m for m in models if m):
             self._released(model_id)
 
-    def _confirm(self, report: PayoutReport, only: set[str] | None = None) -> None:
+    def _confirm(self, report: PayoutReport) -> None:
         """Every pending payout (and credits refund) sent on chain: captured once deep enough, voided once its
         transaction failed or is gone (still owed), left waiting otherwise."""
-        for pending in [p for kind in CONFIRMED_KINDS for p in self.book.open_pending(kind)]:
-            if only is not None and pending.ref not in only:
-                continue
-            self._confirm_one(pending, report)
+        for kind in CONFIRMED_KINDS:
+            for pending in self.book.open_pending(kind):
+                self._confirm_one(pending, report)
 
     def _confirm_one(self, pending: TransferRow, report: PayoutReport) -> None:
         hashes = [str(h) for h in (pending.memo or {}).get("sent_txs") or []]
@@ -147,10 +145,10 @@ class Payouts:
             # record. It may have left: never voided here (that could pay twice); the ledger check names it
             report.waiting.append(pending.ref)
             return
-        found = [(tx, r) for tx, r in ((tx, self._receipt(tx)) for tx in hashes) if r is not None]
+        found = [(tx, r) for tx, r in ((tx, self.client.receipt(tx)) for tx in hashes) if r is not None]
         mined = [(tx, r) for tx, r in found if int(r["status"]) == 1]
         if not mined:
-            if found or all(self._vanished(tx) for tx in hashes):
+            if found or all(self.client.vanished(tx) for tx in hashes):
                 self.book.void(pending.ref, reason=f"the payout transaction {hashes[-1]} failed or is gone")
                 report.voided.append(pending.ref)
             else:
@@ -164,20 +162,6 @@ class Payouts:
         self.book.capture(pending.ref, tx_hash=tx)
         report.confirmed.append(pending.ref)
 
-    def _receipt(self, tx: str) -> Any:
-        """The transaction's receipt; None while it is not mined. An RPC that fails raises: nothing is decided."""
-        try:
-            return self.client.w3.eth.get_transaction_receipt(tx)  # type: ignore[arg-type]
-        except TransactionNotFound:
-            return None
-
-    def _vanished(self, tx: str) -> bool:
-        """The chain does not know the transaction (dropped, or orphaned by a reorg); an RPC error is not that."""
-        try:
-            return self.client.w3.eth.get_transaction(tx) is None  # type: ignore[arg-type]
-        except TransactionNotFound:
-            return True
-
     def _released(self, model_id: str) -> None:
         if self.after_payout is None:
             return
@@ -185,11 +169,3 @@ class Payouts:
             self.after_payout(model_id)
         except Exception:  # the money moved: a release that fails is retried by the listing's own loop
             log.exception("releasing the split of model %s after its payout failed", model_id)
-
-
-def owed_by_payee(book: Book) -> dict[str, int]:
-    """What the book owes each payee (for a report)."""
-    out: dict[str, int] = defaultdict(int)
-    for account, balance in book.accounts("payee:").items():
-        out[Accounts.address_of(account)] += balance.available
-    return dict(out)

@@ -78,8 +78,7 @@ class Purchases:
             raise UsageError(f"no purchase {ref}")
         memo, payer = pending.memo or {}, str(pending.payer)
         what, key = memo.get("what") or {}, ref.removeprefix(f"{KIND}:")
-        amount = int(memo["payment"]["requirements"]["amount"]) if "requirements" in memo.get("payment", {}) \
-            else sum(a for _, a in self.book.postings([pending.id])[pending.id] if a > 0)
+        amount = VerifiedPayment.from_json(memo["payment"]).amount
         with self.repo.db.write_session() as s:
             self.book.capture(ref, tx_hash=tx_hash, session=s)
             if what.get("kind") == "pass":

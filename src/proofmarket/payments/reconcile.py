@@ -24,6 +24,7 @@ from proofmarket.chain.artifacts import load_artifact
 from proofmarket.chain.client import ChainClient
 from proofmarket.chain.contracts import UsdcToken
 from proofmarket.db.book import Accounts, Book
+from proofmarket.db.book_tables import TransferRow
 
 CHAIN_KINDS = ("capture", "purchase", "payout", "refund", "deposit")  # checked against their tx's USDC transfers
 EVENT_KINDS = ("fulfil",)  # checked against the market's RequestFulfilled event (credits, not transfers)
@@ -53,10 +54,9 @@ def reconcile(book: Book, client: ChainClient | None = None, usdc: str | None = 
     if client is None or usdc is None or node is None:
         return report
     expected: dict[str, dict[tuple[str, str], int]] = defaultdict(lambda: defaultdict(int))
-    for transfer in book.transfers(kinds=CHAIN_KINDS, limit=1_000_000):
-        if transfer.phase not in ("single", "post") or not transfer.tx_hash:
+    for transfer, legs in _posted(book, CHAIN_KINDS):
+        if not transfer.tx_hash:
             continue
-        legs = book.postings([transfer.id])[transfer.id]
         source = next((a for a, v in legs if v < 0), None)
         for account, amount in legs:
             if amount > 0 and source is not None:
@@ -66,10 +66,7 @@ def reconcile(book: Book, client: ChainClient | None = None, usdc: str | None = 
     _check_claims(book, client, report)
     token = UsdcToken(client, usdc).contract
     for tx, moves in sorted(expected.items()):
-        try:
-            receipt = client.w3.eth.get_transaction_receipt(tx)  # type: ignore[arg-type]
-        except Exception:
-            receipt = None
+        receipt = client.receipt(tx)
         if receipt is None:
             report.differences.append(f"transaction {tx}: in the book, not found on chain")
             continue
@@ -110,14 +107,11 @@ def _check_fulfilments(book: Book, client: ChainClient, from_block: int, report:
     """An escrow fulfilment credits the owner, the prover and the platform inside the market (no token moves):
     the book's postings must be the amounts its ``RequestFulfilled`` event names."""
     events = client.w3.eth.contract(abi=load_artifact("InferenceMarket").abi).events.RequestFulfilled()
-    for transfer in book.transfers(kinds=EVENT_KINDS, limit=1_000_000):
-        if transfer.phase not in ("single", "post") or not transfer.tx_hash:
+    for transfer, legs in _posted(book, EVENT_KINDS):
+        if not transfer.tx_hash:
             continue
         report.transfers_checked += 1
-        try:
-            receipt = client.w3.eth.get_transaction_receipt(transfer.tx_hash)  # type: ignore[arg-type]
-        except Exception:
-            receipt = None
+        receipt = client.receipt(transfer.tx_hash)
         if receipt is None or int(receipt["status"]) != 1:
             report.differences.append(f"fulfilment {transfer.ref}: its transaction {transfer.tx_hash} is not a mined "
                                       "success on chain")
@@ -125,7 +119,7 @@ def _check_fulfilments(book: Book, client: ChainClient, from_block: int, report:
         if int(receipt["blockNumber"]) < from_block:
             continue
         report.transactions_checked += 1
-        paid = sum(a for _, a in book.postings([transfer.id])[transfer.id] if a > 0)
+        paid = sum(a for _, a in legs if a > 0)
         found = [e for e in events.process_receipt(receipt, errors=DISCARD)
                  if int(e["args"]["requestId"]) == int((transfer.memo or {}).get("request_id", -1))]
         shares = ("ownerAmount", "proverAmount", "platformFee")
@@ -142,11 +136,10 @@ def _check_claims(book: Book, client: ChainClient, report: Reconciliation) -> No
     from proofmarket.chain.channels import channel_state
 
     captured: dict[str, int] = defaultdict(int)
-    for transfer in book.transfers(kinds=["charge"], limit=1_000_000):
+    for transfer, legs in _posted(book, ("charge",)):
         channel = (transfer.memo or {}).get("channel_id")
-        if transfer.phase in ("single", "post") and channel:
-            captured[str(channel)] += sum(
-                a for _, a in book.postings([transfer.id])[transfer.id] if a > 0)
+        if channel:
+            captured[str(channel)] += sum(a for _, a in legs if a > 0)
     for channel_id, amount in sorted(captured.items()):
         report.transfers_checked += 1
         try:
@@ -156,6 +149,13 @@ def _check_claims(book: Book, client: ChainClient, report: Reconciliation) -> No
             continue
         if amount > claimed:
             report.differences.append(f"channel {channel_id}: the book counts {amount} claimed, the chain {claimed}")
+
+
+def _posted(book: Book, kinds: tuple[str, ...]) -> list[tuple[TransferRow, list[tuple[str, int]]]]:
+    """The posted transfers of ``kinds`` with their postings (one read of each table)."""
+    transfers = [t for t in book.transfers(kinds=kinds, limit=1_000_000) if t.phase in ("single", "post")]
+    legs = book.postings(t.id for t in transfers)
+    return [(t, legs[t.id]) for t in transfers]
 
 
 def _address(account: str, node: str) -> str:

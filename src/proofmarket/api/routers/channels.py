@@ -131,7 +131,7 @@ async def get_sweep(sweep_id: int, request: Request, services: ServicesDep, call
 def _viewer(request: Request, services: NodeServices) -> tuple[str, set[str]]:
     """The signing address (purpose ``sweeps``) and the models it owns."""
     address = signed_address(request, "sweeps")
-    owned = {row.id for row in services.catalog.repo.list() if (row.owner or "").lower() == address}
+    owned = {row.id for row in services.catalog.repo.by_owner(address)}
     return address, owned
 
 

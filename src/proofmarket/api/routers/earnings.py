@@ -86,6 +86,6 @@ def get_earnings(request: Request, services: ServicesDep,
         doc.update(market.earnings(address, [row.id for row in services.catalog.repo.list()]).to_json())
         doc.update(chain_id=market.client.chain_id, market=market.market.address)
     if signed and services.money is not None:
-        models = [row.id for row in services.catalog.repo.list() if (row.owner or "").lower() == address.lower()]
+        models = [row.id for row in services.catalog.repo.by_owner(address)]
         doc["book"] = earnings(services.money.book, models)
     return EarningsPublic(**doc)
