@@ -3,7 +3,7 @@ settled, and the watchers' cursors."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +55,10 @@ def fulfilment(row: EscrowRequestRow, settlement: dict[str, Any], s: Session) ->
     return Transfer(f"escrow:{row.chain_id}:{row.market.lower()}:{row.request_id}", "fulfil", "escrow",
                     tuple(p for p in postings if p[1]), model_id=row.model_id, payer=row.consumer, tx_hash=tx,
                     memo={"request_id": row.request_id})
+
+
+def _listed(transfer: Transfer | None) -> list[Transfer]:
+    return [] if transfer is None else [transfer]
 
 
 class EscrowRepo:
@@ -165,41 +169,21 @@ class EscrowRepo:
 
     def fulfilled(self, row_id: int, *, fulfil_tx: str | None, settlement: dict[str, Any]) -> bool:
         """-> fulfilled, with the fulfilment's shares in the book (an escrow fulfil, once final)."""
-        return self._final(row_id, [EscrowStatus.SEEN, EscrowStatus.INPUT_RECEIVED, EscrowStatus.PROVING],
-                           fulfil_tx=fulfil_tx, settlement=settlement)
+        return self._move(row_id, [EscrowStatus.SEEN, EscrowStatus.INPUT_RECEIVED, EscrowStatus.PROVING],
+                          status=EscrowStatus.FULFILLED.value, fulfil_tx=fulfil_tx, settlement=settlement,
+                          inputs=None, posts=lambda s, row: _listed(fulfilment(row, settlement, s)))
 
     def confirmed(self, row_id: int, settlement: dict[str, Any]) -> bool:
         """confirming -> fulfilled: our fulfil is deep enough (its shares enter the book now)."""
-        return self._final(row_id, [EscrowStatus.CONFIRMING], settlement=settlement)
-
-    def _final(self, row_id: int, from_: list[EscrowStatus], settlement: dict[str, Any], **values: Any) -> bool:
-        with self.db.write_session() as s:
-            res = s.execute(update(EscrowRequestRow).where(
-                EscrowRequestRow.id == row_id, EscrowRequestRow.status.in_([f.value for f in from_]))
-                .values(updated_at=utcnow(), status=EscrowStatus.FULFILLED.value, settlement=settlement, inputs=None,
-                        **values))
-            if not res.rowcount:  # type: ignore[attr-defined]
-                return False
-            row = s.get(EscrowRequestRow, row_id)
-            transfer = fulfilment(row, settlement, s) if row is not None else None
-            if transfer is not None:
-                self.book.post(transfer, session=s)
-            return True
+        return self._move(row_id, [EscrowStatus.CONFIRMING], status=EscrowStatus.FULFILLED.value,
+                          settlement=settlement, inputs=None,
+                          posts=lambda s, row: _listed(fulfilment(row, settlement, s)))
 
     def update_settlement(self, row_id: int, settlement: dict[str, Any], transfers: Sequence[Transfer] = ()) -> bool:
         """A fulfilled request's settlement as it moves on (an attested commitment: paid or slashed later), with what
         it paid in the book, in one database transaction."""
-        if not transfers:
-            return self._move(row_id, [EscrowStatus.FULFILLED], settlement=settlement)
-        with self.db.write_session() as s:
-            res = s.execute(update(EscrowRequestRow).where(EscrowRequestRow.id == row_id, EscrowRequestRow.status ==
-                                                           EscrowStatus.FULFILLED.value)
-                            .values(updated_at=utcnow(), settlement=settlement))
-            if not res.rowcount:  # type: ignore[attr-defined]
-                return False
-            for transfer in transfers:
-                self.book.post(transfer, session=s)
-            return True
+        return self._move(row_id, [EscrowStatus.FULFILLED], settlement=settlement,
+                          posts=(lambda s, row: transfers) if transfers else None)
 
     def failed(self, row_id: int, code: str, message: str) -> bool:
         return self._move(row_id, [EscrowStatus.SEEN, EscrowStatus.INPUT_RECEIVED, EscrowStatus.PROVING,
@@ -224,12 +208,20 @@ class EscrowRepo:
             else:
                 row.next_block, row.block_hash, row.updated_at = next_block, block_hash, utcnow()
 
-    def _move(self, row_id: int, from_: list[EscrowStatus], **values: Any) -> bool:
-        with self.db.session() as s:
+    def _move(self, row_id: int, from_: list[EscrowStatus],
+              posts: Callable[[Session, EscrowRequestRow], Sequence[Transfer]] | None = None, **values: Any) -> bool:
+        """A conditional update of the row; ``posts``: the transfers the move makes, posted in the same database
+        transaction (only when the row moved: once)."""
+        with self.db.write_session() if posts is not None else self.db.session() as s:
             res = s.execute(update(EscrowRequestRow).where(
                 EscrowRequestRow.id == row_id, EscrowRequestRow.status.in_([f.value for f in from_]))
                 .values(updated_at=utcnow(), **values))
-            return bool(res.rowcount)  # type: ignore[attr-defined]
+            if not res.rowcount:  # type: ignore[attr-defined]
+                return False
+            row = s.get(EscrowRequestRow, row_id) if posts is not None else None
+            for transfer in posts(s, row) if posts is not None and row is not None else ():
+                self.book.post(transfer, session=s)
+            return True
 
 
 def _in_status(chain_id: int, market: str, statuses: tuple[EscrowStatus, ...]) -> tuple[Any, ...]:

@@ -138,6 +138,7 @@ LISTING_FIELDS = frozenset({"status", "catalog", "catalog_cid", "supersedes", "s
 class JobRepo:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.book = Book(db)
 
     def create(self, new: NewJob) -> JobRow:
         """Insert a queued job. Raises DuplicateJob when its idempotency key or payment nonce is taken."""
@@ -182,19 +183,8 @@ class JobRepo:
     def settled(self, job_id: str, settlement: dict[str, Any], transfers: Sequence[Transfer] = ()) -> bool:
         """proved | settling -> settled, with the capture's ``transfers`` posted in the book in the same database
         transaction (once: a call already settled posts nothing)."""
-        if not transfers:
-            return self._move(job_id, [JobStatus.PROVED, JobStatus.SETTLING], status=JobStatus.SETTLED.value,
-                              settlement=settlement, finished_at=utcnow())
-        book = Book(self.db)
-        with self.db.write_session() as s:
-            res = s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.status.in_(
-                [JobStatus.PROVED.value, JobStatus.SETTLING.value])).values(
-                status=JobStatus.SETTLED.value, settlement=settlement, finished_at=utcnow()))
-            if not res.rowcount:  # type: ignore[attr-defined]
-                return False
-            for transfer in transfers:
-                book.post(transfer, session=s)
-            return True
+        return self._move(job_id, [JobStatus.PROVED, JobStatus.SETTLING], transfers, status=JobStatus.SETTLED.value,
+                          settlement=settlement, finished_at=utcnow())
 
     def settling(self, job_id: str, pending: dict[str, Any]) -> bool:
         """proved -> settling: the settlement was sent (``pending``: what is known of it, e.g. its tx)."""
@@ -282,11 +272,17 @@ class JobRepo:
             rows = s.execute(select(JobRow.status, func.count()).group_by(JobRow.status))
             return {status: n for status, n in rows}
 
-    def _move(self, job_id: str, from_: list[JobStatus], **values: Any) -> bool:
-        with self.db.session() as s:
+    def _move(self, job_id: str, from_: list[JobStatus], transfers: Sequence[Transfer] = (), **values: Any) -> bool:
+        """A conditional update of the row; ``transfers`` are posted in the book in the same database transaction
+        (only when the row moved: once)."""
+        with self.db.write_session() if transfers else self.db.session() as s:
             res = s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.status.in_([f.value for f in from_]))
                             .values(**values))
-            return bool(res.rowcount)  # type: ignore[attr-defined]
+            if not res.rowcount:  # type: ignore[attr-defined]
+                return False
+            for transfer in transfers:
+                self.book.post(transfer, session=s)
+            return True
 
 
 class ProofCacheRepo:
