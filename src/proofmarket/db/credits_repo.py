@@ -168,8 +168,16 @@ class CreditsRepo:
             self.book.hold(Transfer.move(f"credits:{ref}", "refund", RAIL, Accounts.credits(wallet),
                                          Accounts.wallet(wallet), amount, payer=wallet), session=s)
 
-    def refund_sent(self, ref: str, *tx_hashes: str) -> None:
+    def refund_sent(self, ref: str, *tx_hashes: str, mined: bool = False) -> None:
+        """The transfer back was sent in ``tx_hashes``: captured now when ``mined`` (its receipt came), else the
+        settler confirms it as it does a payout."""
         self.book.note_tx(f"credits:{ref}", *tx_hashes)
+        if mined:
+            self.book.capture(f"credits:{ref}", tx_hash=tx_hashes[-1])
+
+    def refund_unknown(self, ref: str) -> None:
+        """The transfer back may have left with no hash known: the credits stay held; the ledger check names it."""
+        self.book.note_outcome_unknown(f"credits:{ref}")
 
     def refund_failed(self, ref: str, reason: str) -> None:
         """Never sent: the hold goes (the credits are the wallet's again), the journal says so."""

@@ -137,10 +137,9 @@ class CreditsRail:
         except Exception:
             # the transfer may have left (the RPC failed while waiting for its receipt): the credits stay held,
             # never given back by a machine (that could refund twice); the ledger check names it
-            self.repo.book.note_outcome_unknown(f"credits:{ref}")
+            self.repo.refund_unknown(ref)
             raise
-        self.repo.refund_sent(ref, tx)
-        self.repo.book.capture(f"credits:{ref}", tx_hash=tx)
+        self.repo.refund_sent(ref, tx, mined=True)
         return amount, tx
 
     def _chain(self) -> NodeChain:
