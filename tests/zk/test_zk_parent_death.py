@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from proofmarket.systems.ezkl import lifeline
+from proofmarket.core import lifeline
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -29,7 +29,8 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 STAND_IN = textwrap.dedent('''
     import os, sys, threading, time
     from proofmarket.calls import compile_task
-    from proofmarket.systems.ezkl import lifeline, worker
+    from proofmarket.core import lifeline
+    from proofmarket.systems.ezkl import worker
 
     def sleep_task(seconds):
         time.sleep(seconds)

@@ -7,16 +7,15 @@ license, inputs, outputs, example), ``supersedes`` (the id of the owner's listin
 Who uploads: the admin (bearer token), or an owner whose wallet signed the listing request
 (``core/listing_request.py``: fields ``owner``, ``deadline``, ``nonce``, ``signature``), under the node's listing
 policy and per-owner quotas (``node/submissions.py``).
-The signature, the ONNX file and the samples are checked here (4xx at once); only then is the model stored and
-queued.
+The signature and the sizes are checked here; the ONNX file and the samples are streamed to disk and parsed only in
+the upload check's capped child (``models/untrusted.py``, ``core/sandbox.py``): 4xx at once, and only then is the
+model stored and queued. A file the check refuses counts against the owner's refused-upload quota.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,13 +23,21 @@ from typing import Any
 
 from starlette.datastructures import FormData, UploadFile
 
-from proofmarket import models
 from proofmarket.calls import request_hash
-from proofmarket.core import jsonlimits
-from proofmarket.core.errors import InvalidVersion, ListingSignatureInvalid, ModelTooLarge, Unauthorized, UsageError
+from proofmarket.core import sandbox
+from proofmarket.core.errors import (
+    InvalidVersion,
+    ListingSignatureInvalid,
+    ModelTooLarge,
+    SamplesTooLarge,
+    Unauthorized,
+    UsageError,
+)
 from proofmarket.core.listing_request import FORM_FIELDS, ListingRequest, sha256_hex
 from proofmarket.core.settings import Settings
 from proofmarket.db import JobKind, ModelRepo
+from proofmarket.models.sample_files import FORMATS
+from proofmarket.models.untrusted import check_upload
 from proofmarket.node.catalog import check_price
 from proofmarket.node.entries import MAX_ENTRY_BYTES, parse_entry
 from proofmarket.node.submissions import Submissions
@@ -99,8 +106,11 @@ def prepare_upload(form: FormData, settings: Settings, store: ArtifactStore, who
     }
     entry = parse_entry(metadata_raw)
     request: ListingRequest | None = None
+    if field is None:
+        raise UsageError("the upload needs sample inputs as the field 'samples' (JSON, .npy, .npz or .csv)")
     with tempfile.TemporaryDirectory(prefix="proofmarket-upload-") as tmp:
         path = _save(onnx, Path(tmp) / "model.onnx", settings.max_model_bytes)
+        samples_path, samples_name = _save_samples(field, Path(tmp), settings.max_samples_bytes)
         size = path.stat().st_size
         if not who.admin:
             request = _signed_request(form, path, name_field, price, privacy_field, metadata_raw, supersedes, who)
@@ -110,9 +120,17 @@ def prepare_upload(form: FormData, settings: Settings, store: ArtifactStore, who
         try:
             if supersedes:
                 spec["supersedes"] = _superseded(who.models, supersedes, spec["owner"])
-            info = models.load_model(path, max_bytes=settings.max_model_bytes)
-            spec["samples"] = samples = _samples(field, info)
-            models.parse_samples(samples, info)
+            limits = sandbox.Limits(memory_mb=settings.upload_check_memory_mb, cpu_s=settings.upload_check_cpu_s,
+                                    wall_s=settings.upload_check_timeout_s)
+            try:
+                checked = check_upload(path, samples_path, samples_name, Path(tmp) / "samples.json",
+                                       max_model_bytes=settings.max_model_bytes, limits=limits)
+            except BaseException:
+                if request is not None:  # the node spent a check on it: it counts as a refused upload
+                    who.submissions.refused(request)
+                    request = None
+                raise
+            spec["samples_cid"] = store.put_file(checked.samples_path)
             spec["onnx_cid"] = store.put_file(path)
             spec["size_bytes"] = size
             if entry is not None:
@@ -169,7 +187,10 @@ def _field_bytes(field: UploadFile | str | None) -> bytes:
 def _save(upload: UploadFile, dest: Path, max_bytes: int) -> Path:
     upload.file.seek(0)
     with dest.open("wb") as out:
-        shutil.copyfileobj(upload.file, out)
+        while chunk := upload.file.read(1 << 20):
+            out.write(chunk)
+            if out.tell() > max_bytes:  # stop copying: the size is all the answer needs
+                break
     size = dest.stat().st_size
     if size > max_bytes:
         raise ModelTooLarge(f"the model is {size} bytes, over this node's limit of {max_bytes}", size=size)
@@ -178,17 +199,28 @@ def _save(upload: UploadFile, dest: Path, max_bytes: int) -> Path:
     return dest
 
 
-def _samples(field: UploadFile | str | None, info: models.ModelInfo) -> Any:
-    """The samples as a JSON document: text or a .json file as is; an .npy/.npz/.csv file read against the
-    model's inputs (``models.read_sample_file``)."""
-    if field is None:
-        raise UsageError("the upload needs sample inputs as the field 'samples' (JSON, .npy, .npz or .csv)")
+def _save_samples(field: UploadFile | str, folder: Path, max_bytes: int) -> tuple[Path, str]:
+    """The samples (a file, or JSON text) on disk, unread: their format goes by the file name's suffix (JSON when
+    text or unknown), and the upload check reads them against the model (``models.read_sample_file``)."""
+    name = Path(field.filename or "samples.json").name if isinstance(field, UploadFile) else "samples.json"
+    suffix = Path(name).suffix.lower()
+    dest = folder / f"samples-upload{suffix if suffix in FORMATS else '.json'}"
     if isinstance(field, UploadFile):
-        return models.read_sample_file(field.file.read(), field.filename or "samples.json", info)
-    try:
-        return jsonlimits.loads(field.encode(), what="the samples")  # a multipart field: not checked on the way in
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"the samples are not valid JSON ({exc})") from exc
+        field.file.seek(0)
+        with dest.open("wb") as out:
+            while chunk := field.file.read(1 << 20):
+                out.write(chunk)
+                if out.tell() > max_bytes:
+                    break
+    else:
+        dest.write_bytes(field.encode())
+    size = dest.stat().st_size
+    if size > max_bytes:
+        raise SamplesTooLarge(f"the sample file is over this node's limit of {max_bytes} bytes", size=size,
+                              limit=max_bytes)
+    if size == 0:
+        raise UsageError("the sample file is empty")
+    return dest, name
 
 
 def _text(field: UploadFile | str | None) -> str | None:

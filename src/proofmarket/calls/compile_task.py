@@ -21,6 +21,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from proofmarket.core import lifeline
 from proofmarket.core.errors import (
     CompileOutOfMemory,
     JobInterrupted,
@@ -30,7 +31,6 @@ from proofmarket.core.errors import (
     from_code,
 )
 from proofmarket.core.settings import Settings
-from proofmarket.systems.ezkl import lifeline
 
 POLL_S = 0.25
 MiB = 1024 * 1024
@@ -135,6 +135,15 @@ def _no_memory(exc: BaseException) -> bool:
     return getattr(exc, "errno", None) == 12 or "failed to map segment" in text or "cannot allocate memory" in text
 
 
+def _samples(ws: Any, spec: dict[str, Any]) -> Any:
+    """The job's sample document: stored by the upload check (``samples_cid``), or inline (``samples``)."""
+    if "samples_cid" in spec:
+        import json
+
+        return json.loads(ws.store.path(spec["samples_cid"]).read_bytes())
+    return spec["samples"]
+
+
 def _compile(settings: Settings, spec: dict[str, Any]) -> dict[str, Any]:
     from proofmarket.systems.ezkl.profile import PrivacyProfile
     from proofmarket.systems.workspace import Workspace
@@ -144,7 +153,7 @@ def _compile(settings: Settings, spec: dict[str, Any]) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="proofmarket-upload-") as tmp:
             onnx_path = Path(tmp) / "model.onnx"
             shutil.copyfile(ws.store.path(spec["onnx_cid"]), onnx_path)
-            result = ws.compile(onnx_path, spec["samples"], profile=PrivacyProfile.parse(spec["privacy"]),
+            result = ws.compile(onnx_path, _samples(ws, spec), profile=PrivacyProfile.parse(spec["privacy"]),
                                 name=spec["name"])
         return {"model_id": result.model_id, "logrows": result.manifest.logrows}
     finally:

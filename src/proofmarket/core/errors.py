@@ -229,6 +229,10 @@ class InputTooLarge(InputError, code="input_too_large", http_status=413): ...
 class InputShapeError(InputError, code="input_shape"): ...
 
 
+class SamplesTooLarge(InputError, code="samples_too_large", http_status=413):
+    """An uploaded sample file is over a size cap: its bytes, an archive member's unpacked size, or its values."""
+
+
 class SampleCountError(InputShapeError, code="sample_count_not_whole"):
     """A sample file's values do not split into whole samples of the model's input size."""
 

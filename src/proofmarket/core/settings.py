@@ -68,6 +68,11 @@ class Settings(BaseSettings):
     payout_min_atomic: int = Field(default=1, ge=1, description="a payee is paid once the book owes it this much")
     compile_timeout_s: float = Field(default=3600.0, gt=0, description="an uploaded model's compile is stopped")
     compile_memory_mb: int = Field(default=8192, ge=0, description="memory cap of a compile process; 0 = none")
+    upload_check_memory_mb: int = Field(default=1024, ge=256, description="address-space cap of the child that "
+                                        "parses an uploaded model or its samples")
+    upload_check_cpu_s: int = Field(default=60, ge=1, description="CPU-time cap of that child")
+    upload_check_timeout_s: float = Field(default=120.0, gt=0, description="wall-clock cap of that child")
+    max_samples_bytes: int = Field(default=16 * 1024 * 1024, gt=0, description="largest uploaded sample file")
     proof_cache_size: int = Field(default=1000, ge=0, description="proofs kept for repeated (model, input) calls of "
                                                                    "public-profile models; 0 = no cache")
     queue: Literal["local", "celery"] = Field(default="local", description="job queue: local = prover processes "
@@ -110,6 +115,8 @@ class Settings(BaseSettings):
     owner_compile_s_per_day: float = Field(default=7200.0, ge=0,
                                            description="compile seconds per owner over the last 24 hours: a "
                                                        "compile is stopped when the owner's budget runs out")
+    owner_refused_per_day: int = Field(default=10, ge=0, description="uploads per owner the node's check may refuse "
+                                       "over the last 24 hours before it takes no more from that owner that day")
     listing_compile_s_per_day: float = Field(default=28_800.0, ge=0,
                                              description="compile seconds of all owners' listings together over "
                                                          "the last 24 hours (new wallets cost nothing: per-owner "

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import onnx
 
-from proofmarket.core.errors import InvalidModel
+from proofmarket.core.errors import InvalidModel, TensorTooLarge
 
 #: Nodes whose value is known before any input is: folded away (with Identity/Dropout, always removable).
 _CONSTANT_SOURCES = frozenset({"Constant", "ConstantOfShape", "Shape", "Size", "Range"})
@@ -39,6 +39,85 @@ def foldable(model: onnx.ModelProto) -> bool:
         if inputs and all(name in known for name in inputs):
             return True
     return False
+
+
+def check_folded_sizes(model: onnx.ModelProto, limit: int) -> None:
+    """Refuse a node whose output, computed from constants alone, would have more than ``limit`` elements, before
+    onnxruntime folds it (``ConstantOfShape([2**33])`` is a few bytes of file and 32 GiB of fold). Counts what the
+    constants fix: ConstantOfShape's and Expand's shapes, Tile's repeats, Range's length, Resize's sizes; the
+    tensor check after folding sees the rest."""
+    values = _constant_ints(model)
+    for node in model.graph.node:
+        elements = _output_elements(node, values)
+        if elements is not None and elements > limit:
+            name = node.name or node.op_type
+            raise TensorTooLarge(f"Node '{name}' ({node.op_type}) makes a tensor of {elements:,} elements from "
+                                 f"constants, over the limit of {limit:,} per tensor.", tensor=name,
+                                 elements=elements, max_elements=limit)
+
+
+def _output_elements(node: onnx.NodeProto, values: dict[str, list[int]]) -> int | None:
+    def const(index: int) -> list[int] | None:
+        return values.get(node.input[index]) if len(node.input) > index and node.input[index] else None
+
+    op = node.op_type
+    if op in ("ConstantOfShape", "Expand"):
+        dims = const(0 if op == "ConstantOfShape" else 1)
+        return _product(dims) if dims is not None else None
+    if op == "Tile":
+        repeats = const(1)
+        return _product(repeats) if repeats is not None else None
+    if op == "Range":
+        start, limit, delta = const(0), const(1), const(2)
+        if start and limit and delta and delta[0] != 0:
+            return max(0, -(-(limit[0] - start[0]) // delta[0]))
+        return None
+    if op == "Resize":
+        sizes = const(3)
+        return _product(sizes) if sizes else None
+    return None
+
+
+def _product(dims: list[int]) -> int:
+    total = 1
+    for d in dims:
+        total *= max(int(d), 1)
+    return total
+
+
+#: Constants this long or shorter are read as shapes (a shape has a handful of dimensions).
+_MAX_SHAPE_LEN = 64
+
+
+def _constant_ints(model: onnx.ModelProto) -> dict[str, list[int]]:
+    """Small integer (and float, for Range) constants by name: initializers and Constant nodes."""
+    from onnx import numpy_helper
+
+    found: dict[str, list[int]] = {}
+
+    def read(name: str, tensor: onnx.TensorProto) -> None:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.dims) > 1:
+            return
+        count = _product(list(tensor.dims)) if tensor.dims else 1
+        if count > _MAX_SHAPE_LEN:
+            return
+        try:
+            array = numpy_helper.to_array(tensor)
+        except Exception:  # a malformed tensor: the checker or onnxruntime refuses it with its own words
+            return
+        if array.dtype.kind in "iuf" and array.size <= _MAX_SHAPE_LEN:
+            found[name] = [int(v) for v in array.reshape(-1).tolist()]
+
+    for init in model.graph.initializer:
+        read(init.name, init)
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.output:
+            for attr in node.attribute:
+                if attr.name == "value" and attr.type == onnx.AttributeProto.TENSOR:
+                    read(node.output[0], attr.t)
+                elif attr.name in ("value_int", "value_ints"):
+                    found[node.output[0]] = [attr.i] if attr.name == "value_int" else list(attr.ints)
+    return found
 
 
 def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:

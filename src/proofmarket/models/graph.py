@@ -36,10 +36,34 @@ def run_checker(model: onnx.ModelProto) -> None:
                 "save_as_external_data=False)).",
                 tensor=init.name,
             )
+        _check_declared(init)
     try:
         onnx.checker.check_model(model)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, ValueError) as exc:
         raise InvalidModel(f"The model fails the ONNX checker: {first_line(exc)}.") from exc
+
+
+def _check_declared(tensor: onnx.TensorProto) -> None:
+    """A weight holds exactly the bytes its dimensions declare (a tensor declared [1] carrying megabytes is refused,
+    not read as its first value by one tool and as an error by another)."""
+    if not tensor.HasField("raw_data"):
+        return
+    elements = 1
+    for d in tensor.dims:
+        elements *= max(int(d), 0)
+    try:
+        itemsize = helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+    except (KeyError, ValueError, TypeError):
+        return  # an unknown element type: the checker names it
+    if tensor.data_type in (onnx.TensorProto.STRING,) or itemsize == 0:
+        return
+    expected = (elements * itemsize * 8 + 7) // 8
+    if tensor.data_type in (onnx.TensorProto.INT4, onnx.TensorProto.UINT4):
+        expected = (elements + 1) // 2
+    if len(tensor.raw_data) != expected:
+        raise InvalidModel(f"Initializer '{tensor.name}' declares {elements:,} elements ({expected:,} bytes) but holds "
+                           f"{len(tensor.raw_data):,} bytes.", tensor=tensor.name, declared_bytes=expected,
+                           bytes=len(tensor.raw_data))
 
 
 def check_operators(model: onnx.ModelProto, *, domains_only: bool = False) -> frozenset[str]:

@@ -12,7 +12,7 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from proofmarket.core.errors import InvalidModel, ModelTooLarge
-from proofmarket.models.fold import fold_constants, foldable
+from proofmarket.models.fold import check_folded_sizes, fold_constants, foldable
 from proofmarket.models.graph import (
     add_default_strides,
     check_elements,
@@ -188,6 +188,7 @@ def _check(path: Path, *, max_bytes: int, batch_dim_ok: bool, max_tensor_element
                     dim.Clear()
     # shapes are static now: fold shape arithmetic and constants, then check what is left on the data path
     before = [(n.op_type, tuple(n.input)) for n in normalized.graph.node]
+    check_folded_sizes(normalized, max_tensor_elements)
     try:
         normalized = fold_constants(normalized) if foldable(normalized) else normalized
     except InvalidModel:  # onnxruntime cannot load it: an unsupported operator is the more useful answer

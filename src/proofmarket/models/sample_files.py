@@ -6,6 +6,9 @@
     .csv    a one-input tabular model: one sample per row, the input's size columns; a header row is skipped
 
 The result is a JSON document (lists of numbers), so compile jobs store and hash it like any other.
+Files come from anyone: every size is checked before it is allocated (an archive member's declared unpacked size
+and the archive's total before inflating, an array's element count from its header before reading it), and the
+node reads them only in its sandbox (``core/sandbox``); over a cap is ``samples_too_large``.
 """
 
 from __future__ import annotations
@@ -20,10 +23,15 @@ from typing import Any
 import numpy as np
 
 from proofmarket.core import jsonlimits
-from proofmarket.core.errors import InputError, SampleCountError
+from proofmarket.core.errors import InputError, SampleCountError, SamplesTooLarge
 from proofmarket.models.spec import ModelInfo
 
 FORMATS = (".json", ".npy", ".npz", ".csv")
+MiB = 1024 * 1024
+#: The most values a sample file may hold over all its samples (1024 samples of a 4096-value input).
+MAX_SAMPLE_VALUES = 1 << 22
+#: The most an .npz may unpack to, over all its members (declared sizes, checked before inflating).
+MAX_UNPACKED_BYTES = 64 * MiB
 
 
 def read_sample_file(data: bytes, filename: str, info: ModelInfo) -> Any:
@@ -52,17 +60,51 @@ def _one_input(info: ModelInfo, filename: str) -> None:
 
 def _npy(data: bytes, filename: str) -> np.ndarray:
     try:
-        array = np.load(io.BytesIO(data), allow_pickle=False)
+        return _read_array(io.BytesIO(data), filename, MAX_SAMPLE_VALUES)
     except (ValueError, OSError, EOFError) as exc:
         raise InputError(f"{filename} is not a NumPy .npy array ({exc}).", file=filename) from exc
-    return _numeric(array, filename)
+
+
+def _read_array(stream: Any, where: str, max_values: int) -> np.ndarray:
+    """One .npy array from ``stream``: its header read first, its element count checked, then its data."""
+    version = np.lib.format.read_magic(stream)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
+    elif version in ((2, 0), (3, 0)):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
+    else:
+        raise ValueError(f"unknown .npy format version {version}")
+    if dtype.hasobject or dtype.kind not in "biuf":
+        raise InputError(f"{where} holds {dtype} values, not numbers.", file=where)
+    count = 1
+    for d in shape:
+        count *= int(d)
+    if count > max_values:
+        raise SamplesTooLarge(f"{where} holds {count:,} values, over the limit of {max_values:,} sample values.",
+                              file=where, values=count, max_values=max_values)
+    stream.seek(0)
+    return _numeric(np.lib.format.read_array(stream, allow_pickle=False), where)
 
 
 def _npz(data: bytes, filename: str, info: ModelInfo) -> dict[str, np.ndarray]:
     try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-            arrays = {name: _numeric(archive[name], f"{filename}:{name}") for name in archive.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = archive.infolist()
+            declared = sum(m.file_size for m in members)
+            if declared > MAX_UNPACKED_BYTES:
+                raise SamplesTooLarge(f"{filename} unpacks to {declared:,} bytes, over the limit of "
+                                      f"{MAX_UNPACKED_BYTES:,}.", file=filename, unpacked_bytes=declared,
+                                      max_unpacked_bytes=MAX_UNPACKED_BYTES)
+            arrays: dict[str, np.ndarray] = {}
+            left = MAX_SAMPLE_VALUES
+            for member in members:
+                name = member.filename.removesuffix(".npy")
+                raw = archive.open(member).read(member.file_size + 1)  # never past what it declared
+                if len(raw) != member.file_size:
+                    raise InputError(f"{filename}:{name} is not the size its archive declares.", file=filename)
+                arrays[name] = _read_array(io.BytesIO(raw), f"{filename}:{name}", left)
+                left -= arrays[name].size
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, NotImplementedError) as exc:
         raise InputError(f"{filename} is not a NumPy .npz archive ({exc}).", file=filename) from exc
     names = list(info.input_names)
     if set(arrays) == set(names):
@@ -81,6 +123,9 @@ def _numeric(array: np.ndarray, where: str) -> np.ndarray:
 
 
 def _csv(data: bytes, filename: str, size: int) -> np.ndarray:
+    if len(data) // 2 > MAX_SAMPLE_VALUES:  # a value and its comma take 2 bytes at least
+        raise SamplesTooLarge(f"{filename} is {len(data):,} bytes, more than {MAX_SAMPLE_VALUES:,} values could "
+                              "take.", file=filename, size=len(data))
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -5,7 +5,8 @@ job, so that a signed request opens one upload only.
     policy      open: any wallet | allowlist: PROOFMARKET_LISTING_OWNERS only | review: any wallet, its listing
                 ``pending`` until the operator approves it (allowlisted owners skip review) | off: admin only
     quotas      listings + submissions still compiling, ONNX bytes, compile seconds over the last 24 hours (a
-                compile gets what is left of the owner's day as its timeout)
+                compile gets what is left of the owner's day as its timeout), uploads the node's check refused
+                over the last 24 hours (each cost the node a sandboxed parse)
     errors      listing_signature_invalid (401), listing_replayed (409), listing_not_allowed (403),
                 owner_quota_exceeded (403, details: quota, used, limit)
 """
@@ -37,6 +38,7 @@ from proofmarket.db.tables import utcnow
 ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 NONCE = re.compile(r"^0x[0-9a-fA-F]{64}$")
 DAY = timedelta(days=1)
+REFUSED_FILE = "refused-file"  # a submission's job_id when the upload check refused its file
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,8 @@ class Submissions:
     def describe(self) -> dict[str, object]:
         s = self.settings
         return {"policy": policy_of(s), "max_models": s.owner_max_models, "max_bytes": s.owner_max_bytes,
-                "compile_s_per_day": s.owner_compile_s_per_day, "max_validity_s": MAX_VALIDITY_S}
+                "compile_s_per_day": s.owner_compile_s_per_day,
+                "refused_per_day": s.owner_refused_per_day, "max_validity_s": MAX_VALIDITY_S}
 
     def admit(self, request: ListingRequest, signature: str, node: str, size_bytes: int) -> Admission:
         """Check the signature, the policy and the quotas; raises the error that refuses it."""
@@ -94,6 +97,14 @@ class Submissions:
             row = s.get(ListingSubmissionRow, request.nonce.lower())
             if row is not None and row.job_id is None:
                 row.job_id = "refused"  # no such job: not queued or running, so not counted as compiling
+
+    def refused(self, request: ListingRequest) -> None:
+        """The upload check refused the owner's file: its reservation stops counting as compiling and counts as a
+        refused upload instead (``owner_refused_per_day``)."""
+        with self.db.session() as s:
+            row = s.get(ListingSubmissionRow, request.nonce.lower())
+            if row is not None and row.job_id is None:
+                row.job_id = REFUSED_FILE
 
     def reserve(self, request: ListingRequest, owner: str, size_bytes: int) -> None:
         """The request is used: its nonce opens nothing more (``listing_replayed`` if it raced another use).
@@ -152,6 +163,11 @@ class Submissions:
             raise OwnerQuotaExceeded(f"{owner} would hold {stored + compiling_bytes + size_bytes} bytes of models on "
                                      f"this node, over the owner quota of {s.owner_max_bytes}", quota="bytes",
                                      used=stored + compiling_bytes, limit=s.owner_max_bytes)
+        refused = self._refused(owner)
+        if refused >= s.owner_refused_per_day:
+            raise OwnerQuotaExceeded(f"this node refused {refused} of {owner}'s uploads in the last 24 hours, the most "
+                                     f"it checks is {s.owner_refused_per_day}: try again later",
+                                     quota="refused_uploads", used=refused, limit=s.owner_refused_per_day)
         busy, node_spent = self._node_load()
         if busy >= s.listing_max_compiling:
             raise OwnerQuotaExceeded(f"{busy} owners' models are compiling on this node, the most it takes at once: "
@@ -175,6 +191,13 @@ class Submissions:
             count, size = s.execute(select(func.count(), func.coalesce(func.sum(ModelRow.size_bytes), 0))
                                     .where(func.lower(ModelRow.owner) == owner)).one()
         return int(count), int(size or 0)
+
+    def _refused(self, owner: str) -> int:
+        with self.db.session() as s:
+            return int(s.scalar(select(func.count()).select_from(ListingSubmissionRow)
+                                .where(ListingSubmissionRow.owner == owner,
+                                       ListingSubmissionRow.job_id == REFUSED_FILE,
+                                       ListingSubmissionRow.created_at > utcnow() - DAY)) or 0)
 
     def _compiling(self, owner: str) -> tuple[int, int]:
         """Submissions whose compile has not ended (queued or running)."""

@@ -21,8 +21,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from proofmarket.core import lifeline
 from proofmarket.core.errors import ProofMarketError, ProofTimeout, ProvingError
-from proofmarket.systems.ezkl import lifeline
 
 DEFAULT_TIMEOUT_S = 600.0
 log = logging.getLogger(__name__)
