@@ -311,3 +311,29 @@ def test_new_wallets_do_not_buy_more_of_the_nodes_compile_time(make_app: AppFact
         form, files = signed_form(client, OTHER)
         error = refused(client.post("/v1/models", data=form, files=files), 403, "owner_quota_exceeded")
         assert error["details"]["quota"] == "node_compile_seconds"
+
+
+def test_uploads_the_check_refused_count_against_the_owner(make_app: AppFactory) -> None:
+    """Each refused file cost the node a sandboxed parse: an owner past its refused uploads of the day is refused
+    before anything more is parsed (a fresh wallet starts at zero; the node-wide budgets still bound those)."""
+    with TestClient(make_app(listing_policy="open", owner_refused_per_day=2)) as client:
+        for _ in range(2):
+            form, _files = signed_form(client)
+            bad = {"onnx": ("mlp.onnx", b"\x0a\xff\xff not a model", "application/octet-stream")}
+            form, files = _resigned(client, form, bad)
+            refused(client.post("/v1/models", data=form, files=files), 422, "invalid_model")
+        form, files = signed_form(client)
+        error = refused(client.post("/v1/models", data=form, files=files), 403, "owner_quota_exceeded")
+        assert error["details"]["quota"] == "refused_uploads" and error["details"]["used"] == 2
+        assert client.get("/v1/listing-policy").json()["refused_per_day"] == 2
+        form, files = signed_form(client, OTHER)  # another owner is not refused for OWNER's files
+        assert client.post("/v1/models", data=form, files=files).status_code == 202
+
+
+def _resigned(client: TestClient, form: dict[str, str], files: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
+    """``form`` re-signed over other ONNX bytes (the signature binds the file)."""
+    onnx = files["onnx"][1]
+    request = new_request(OWNER.address, client.get("/v1/listing-policy").json()["node"], onnx, name=form["name"],
+                          price_atomic=int(form["price_atomic"]), metadata=b"", supersedes="", valid_s=600)
+    return {**form, "deadline": str(request.deadline), "nonce": request.nonce,
+            "signature": request.sign(OWNER)}, files
