@@ -116,3 +116,32 @@ def test_the_fee_cap_is_kept(chain: Chain) -> None:
     client = ChainClient(chain.client.rpc_url, gas=low)
     with pytest.raises(FeeTooHigh):
         UsdcToken(client, chain.usdc.address).transfer(chain.accounts.owner.address, USDC, chain.accounts.consumer)
+
+
+def test_a_transaction_in_flight_on_one_devnet_does_not_move_another_devnets_nonces(
+        manual_mining: Chain, tmp_path: Any) -> None:
+    """Two local devnets answer the same chain id with the same dev accounts: the nonce sequence of one (a
+    transaction waiting to be mined there) is not the other's, where a nonce taken from it would wait forever
+    behind a gap (the fresh-clone CI's escrow fixtures hung on this)."""
+    from chain_helpers import anvil_or_skip
+
+    from proofmarket.chain import Devnet
+    from proofmarket.chain.artifacts import load_artifact
+
+    chain = manual_mining
+    sender, payee = chain.accounts.consumer, chain.accounts.owner
+    busy = ChainClient(chain.client.rpc_url)
+    worker = threading.Thread(target=lambda: UsdcToken(busy, chain.usdc.address).transfer(payee.address, USDC, sender),
+                              daemon=True)
+    worker.start()
+    _wait_for(lambda: _pool_hashes(busy))  # in flight on the busy chain, not mined
+    try:
+        with Devnet(tmp_path / "other", anvil=anvil_or_skip()) as other:
+            client = ChainClient(other.rpc_url, receipt_timeout=20)
+            assert client.chain_id == busy.chain_id and client.chain_key != busy.chain_key
+            fresh = client.w3.eth.get_transaction_count(sender.address, "pending")
+            _, result = client.deploy(load_artifact("TestUSDC"), sender, sender.address)  # mined, not stuck
+            assert client.w3.eth.get_transaction(result.tx_hash)["nonce"] == fresh
+    finally:
+        busy.rpc("anvil_mine", ["0x1"])
+        worker.join(30)

@@ -66,6 +66,7 @@ class ChainClient:
         self.w3 = Web3(provider)
         self.decoder = RevertDecoder(project_abis())
         self._chain_id: int | None = None
+        self._chain_key: tuple[int, str] | None = None
 
     # --- connection ---------------------------------------------------------------------------
     @property
@@ -83,6 +84,16 @@ class ChainClient:
             with self.translate("read the chain id"):
                 self._chain_id = int(self.w3.eth.chain_id)
         return self._chain_id
+
+    @property
+    def chain_key(self) -> tuple[int, str]:
+        """The chain as the process's nonce sequences know it: its id and its genesis block's hash (two devnets
+        share an id, never a genesis)."""
+        if self._chain_key is None:
+            with self.translate("read the genesis block"):
+                genesis = self.w3.eth.get_block(0)["hash"]
+            self._chain_key = (self.chain_id, bytes(genesis).hex())
+        return self._chain_key
 
     def block_number(self) -> int:
         with self.translate("read the block number"):
@@ -156,10 +167,10 @@ class ChainClient:
         policy = self.gas
         for attempt in (1, 2):
             with self.translate(action):
-                with NONCES.lock(self.chain_id, sender.address):
+                with NONCES.lock(self.chain_key, sender.address):
                     params: dict[str, Any] = {"from": sender.address, "chainId": self.chain_id,
                                               **fees(self.w3, policy)}
-                    params["nonce"] = NONCES.take(self.chain_id, sender.address, lambda: int(
+                    params["nonce"] = NONCES.take(self.chain_key, sender.address, lambda: int(
                         self.w3.eth.get_transaction_count(sender.address, "pending")))
                     if gas is not None:
                         params["gas"] = gas
@@ -170,14 +181,14 @@ class ChainClient:
                         submission = Submission(self.w3, sender, tx, policy)
                         submission.send()
                     except BaseException as exc:  # the chain never took this nonce
-                        NONCES.done(self.chain_id, sender.address)
+                        NONCES.done(self.chain_key, sender.address)
                         if attempt == 1 and isinstance(exc, Web3RPCError) and "nonce too low" in str(exc).lower():
                             continue
                         raise
                 try:
                     tx_hash, receipt = submission.wait(self.receipt_timeout, self.profile.block_time_s)
                 finally:
-                    NONCES.done(self.chain_id, sender.address)
+                    NONCES.done(self.chain_key, sender.address)
             break
         result = TxResult(tx_hash, int(receipt["blockNumber"]), int(receipt["gasUsed"]), receipt)
         if receipt["status"] != 1:

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,7 +72,9 @@ def bumped(tx_fees: dict[str, int], policy: GasPolicy) -> dict[str, int] | None:
 
 
 class Nonces:
-    """The next nonce per (chain id, account) in this process.
+    """The next nonce per (chain, account) in this process. A chain is named by its id *and* its genesis block
+    (``ChainClient.chain_key``): two local devnets answer the same chain id 31337 with the same dev accounts, and
+    a nonce in flight on one is not a nonce of the other.
 
     With no transaction of the account in flight here, the chain's pending count is the answer (a revert, a reorg
     or another process may have moved it either way). While some are in flight, the higher of the two: an RPC
@@ -80,18 +82,18 @@ class Nonces:
 
     def __init__(self) -> None:
         self._guard = threading.Lock()
-        self._locks: dict[tuple[int, str], threading.Lock] = {}
-        self._next: dict[tuple[int, str], int] = {}
-        self._in_flight: dict[tuple[int, str], int] = {}
+        self._locks: dict[tuple[Hashable, str], threading.Lock] = {}
+        self._next: dict[tuple[Hashable, str], int] = {}
+        self._in_flight: dict[tuple[Hashable, str], int] = {}
 
-    def lock(self, chain_id: int, address: str) -> threading.Lock:
+    def lock(self, chain: Hashable, address: str) -> threading.Lock:
         """Held while a nonce is taken and its transaction first sent: sends of one account go out in order."""
         with self._guard:
-            return self._locks.setdefault((chain_id, address.lower()), threading.Lock())
+            return self._locks.setdefault((chain, address.lower()), threading.Lock())
 
-    def take(self, chain_id: int, address: str, pending: Callable[[], int]) -> int:
+    def take(self, chain: Hashable, address: str, pending: Callable[[], int]) -> int:
         """The next nonce (call under ``lock``; ``done`` once its transaction is mined or given up)."""
-        key = (chain_id, address.lower())
+        key = (chain, address.lower())
         with self._guard:
             in_flight = self._in_flight.get(key, 0)
             local = self._next.get(key, 0) if in_flight else 0
@@ -101,8 +103,8 @@ class Nonces:
             self._in_flight[key] = in_flight + 1
         return nonce
 
-    def done(self, chain_id: int, address: str) -> None:
-        key = (chain_id, address.lower())
+    def done(self, chain: Hashable, address: str) -> None:
+        key = (chain, address.lower())
         with self._guard:
             self._in_flight[key] = max(0, self._in_flight.get(key, 0) - 1)
 
