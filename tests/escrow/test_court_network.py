@@ -160,8 +160,10 @@ def test_honest_node_is_paid_after_its_window_and_a_false_challenge_loses_its_bo
         net: Net, honest_url: str) -> None:
     a = net.market.accounts
     usdc = net.market.usdc
-    consumer0, node0 = usdc.balance_of(a.consumer.address), usdc.balance_of(a.prover.address)
-    staked0 = net.court.stake_of(a.prover.address, validator=False)  # the node's watcher may have staked already
+    consumer0 = usdc.balance_of(a.consumer.address)
+    block = net.market.client.block_number()  # the node's watcher may stake at any moment: both read at one block
+    node0 = usdc.balance_of(a.prover.address, block=block)
+    staked0 = net.court.stake_of(a.prover.address, validator=False, block=block)
     receipts = [net.market.request(net.lm_id, {"prompt": f"call {i}", "max_tokens": 6}) for i in range(HONEST_CALLS)]
     assert {r.contract for r in receipts} == {"AttestationCourt"} and receipts[0].node == a.prover.address
     ids = [r.request_id for r in receipts]

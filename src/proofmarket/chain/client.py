@@ -141,9 +141,10 @@ class ChainClient:
         self.decoder.add_abi(abi)
         return self.w3.eth.contract(address=Web3.to_checksum_address(address), abi=abi)
 
-    def call(self, fn: ContractFunction, *, sender: str | None = None) -> Any:
+    def call(self, fn: ContractFunction, *, sender: str | None = None, block: BlockIdentifier = "latest") -> Any:
+        """A read; ``block`` pins it to one block (several reads of one state)."""
         with self.translate(fn.fn_name):
-            return fn.call({"from": sender} if sender else {})
+            return fn.call({"from": sender} if sender else {}, block_identifier=block)
 
     def transact(self, fn: ContractFunction, sender: LocalAccount, *, gas: int | None = None) -> TxResult:
         return self._transact(fn, sender, gas, fn.fn_name)

@@ -10,6 +10,7 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 from web3.contract import Contract
 from web3.logs import DISCARD
+from web3.types import BlockIdentifier
 
 from proofmarket.chain.artifacts import Artifact, load_artifact
 from proofmarket.chain.client import ChainClient, TxResult
@@ -29,8 +30,8 @@ class BoundContract:
         self.contract: Contract = client.contract(address, self.artifact.abi)
         self.address: str = self.contract.address
 
-    def _call(self, name: str, *args: Any) -> Any:
-        return self.client.call(self.contract.functions[name](*args))
+    def _call(self, name: str, *args: Any, block: BlockIdentifier = "latest") -> Any:
+        return self.client.call(self.contract.functions[name](*args), block=block)
 
     def _send(self, name: str, sender: LocalAccount, *args: Any, gas: int | None = None) -> TxResult:
         return self.client.transact(self.contract.functions[name](*args), sender, gas=gas)
@@ -59,8 +60,8 @@ class UsdcToken(BoundContract):
     def decimals(self) -> int:
         return int(self._call("decimals"))
 
-    def balance_of(self, account: str) -> int:
-        return int(self._call("balanceOf", account))
+    def balance_of(self, account: str, *, block: BlockIdentifier = "latest") -> int:
+        return int(self._call("balanceOf", account, block=block))
 
     def allowance(self, owner: str, spender: str) -> int:
         return int(self._call("allowance", owner, spender))

@@ -10,6 +10,7 @@ from typing import Any
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
+from web3.types import BlockIdentifier
 
 from proofmarket.chain.client import TxResult
 from proofmarket.chain.contracts import BoundContract
@@ -157,8 +158,8 @@ class AttestationCourt(BoundContract):
     def withdraw(self, sender: LocalAccount) -> TxResult:
         return self._send("withdraw", sender)
 
-    def stake_of(self, address: str, *, validator: bool) -> int:
-        return int(self._call("validatorStake" if validator else "nodeStake", address))
+    def stake_of(self, address: str, *, validator: bool, block: BlockIdentifier = "latest") -> int:
+        return int(self._call("validatorStake" if validator else "nodeStake", address, block=block))
 
     def open_votes(self, address: str) -> int:
         return int(self._call("openVotes", address))
