@@ -41,7 +41,7 @@ def test_percentiles_are_nearest_rank() -> None:
 
 @pytest.mark.slow
 def test_the_stats_are_the_calls_made(make_app: AppFactory, mlp_id: str) -> None:
-    app = make_app()
+    app = make_app(stats_min_calls=1)  # every bucket published (the k rule has its own test)
     services = app.state.services
     services.catalog.register(mlp_id, price_atomic=10_000)
     with TestClient(app) as client:
@@ -83,3 +83,33 @@ def test_the_stats_are_the_calls_made(make_app: AppFactory, mlp_id: str) -> None
         assert text.exit_code == 0 and "0.0175 USDC" in text.output and "witness_failed" in text.output
         missing = CliRunner().invoke(cli, ["stats", "bafynope", "--node", served.url])
         assert missing.exit_code != 0 and "unknown_model" in missing.output + str(missing.stderr_bytes or b"")
+
+
+def test_public_stats_hide_buckets_of_few_calls_and_the_owner_reads_them_all(make_app: AppFactory,
+                                                                             mlp_id: str) -> None:
+    """On a quiet model one call a day is one consumer's activity and spend: in public, every bucket (the window,
+    a day, a rail, an error code) of fewer than k calls is hidden; the owner's signed read has every number."""
+    from eth_account import Account
+
+    from proofmarket.core.address_signature import sign_headers
+
+    owner, stranger = Account.create(), Account.create()
+    app = make_app(stats_min_calls=3)
+    services = app.state.services
+    services.catalog.register(mlp_id, price_atomic=10_000, owner=owner.address)
+    with TestClient(app) as client:
+        node = client.get("/.well-known/ai-service.json").json()["address_signature"]["node"]
+        record(services, mlp_id, JobStatus.SETTLED, amount=4_321, days_ago=3)  # one consumer's one call
+        quiet = client.get(f"/v1/models/{mlp_id}/stats").json()
+        assert "hidden" in quiet and "calls" not in quiet and "revenue_atomic" not in quiet
+        for i in range(3):
+            record(services, mlp_id, JobStatus.SETTLED, amount=1_000 + i, run_s=0.1 * (i + 1))
+        doc = client.get(f"/v1/models/{mlp_id}/stats").json()
+        assert doc["calls"]["total"] == 4 and doc["min_calls"] == 3
+        lone = doc["by_day"][-4]
+        assert lone["hidden"] and lone["calls"] is None and lone["revenue_atomic"] is None
+        assert doc["by_day"][-1]["calls"] == 3 and doc["calls"]["failed"] == 0
+        full = client.get(f"/v1/models/{mlp_id}/stats", headers=sign_headers(owner, node, "stats")).json()
+        assert full["by_day"][-4]["revenue_atomic"] == "4321" and "min_calls" not in full
+        other = client.get(f"/v1/models/{mlp_id}/stats", headers=sign_headers(stranger, node, "stats"))
+        assert other.status_code == 401

@@ -12,7 +12,7 @@ import typer
 
 from proofmarket.cli.infer_cmd import DEFAULT_NODE
 from proofmarket.cli.output import emit_json, fail, out
-from proofmarket.core.errors import ProofMarketError
+from proofmarket.core.errors import ProofMarketError, UsageError
 from proofmarket.core.units import format_usdc
 
 
@@ -25,19 +25,29 @@ def stats_cmd(
     node: Annotated[str, typer.Option("--node", envvar="PROOFMARKET_NODE_URL", help="the node's base URL")]
     = DEFAULT_NODE,
     days: Annotated[int, typer.Option("--days", min=1, max=366, help="the window, in UTC days")] = 30,
+    key_env: Annotated[str | None, typer.Option("--key-env", help="sign as the model's owner with the key in this "
+                                                "environment variable: every number (public: buckets of fewer "
+                                                "than the node's min_calls are hidden)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Print MODEL_ID's analytics on a node: calls by status and rail, errors by code, latency and run time
     p50/p95, tokens, revenue, and the calls of every day of the window."""
+    from proofmarket.cli.infer_cmd import _account
     from proofmarket.sdk.client import Client
 
     try:
-        with Client(node) as sdk:
-            doc = sdk.stats(model_id, days)
+        account = _account(key_env, False) if key_env else None
+        if key_env and account is None:
+            raise UsageError(f"--key-env {key_env}: that environment variable holds no key")
+        with Client(node, account=account) as sdk:
+            doc = sdk.stats(model_id, days, signed=account is not None)
     except ProofMarketError as exc:
         raise fail(exc, as_json) from exc
     if as_json:
         emit_json(doc)
+        return
+    if "hidden" in doc:
+        out.print(f"model:    {doc['model_id']} (last {doc['days']} days): {doc['hidden']} (--key-env)")
         return
     calls = doc["calls"]
     out.print(f"model:    {doc['model_id']} (last {doc['days']} days)")
@@ -50,7 +60,10 @@ def stats_cmd(
                   f"p95 {p['p95'] if p['p95'] is not None else '-'} s over {p['count']} calls")
     out.print(f"tokens:   {doc['tokens']}")
     out.print(f"revenue:  {format_usdc(int(doc['revenue_atomic']))} USDC")
-    active = [d for d in doc["by_day"] if d["calls"]]
+    active = [d for d in doc["by_day"] if d["calls"] or d.get("hidden")]
     for day in active[-14:]:
+        if day.get("hidden"):
+            out.print(f"  {day['day']}  fewer than {doc['min_calls']} calls (hidden)")
+            continue
         out.print(f"  {day['day']}  {day['calls']:6} calls  {day['failed']:4} failed  "
                   f"{format_usdc(int(day['revenue_atomic'])):>12} USDC")

@@ -115,6 +115,8 @@ class Settings(BaseSettings):
     owner_compile_s_per_day: float = Field(default=7200.0, ge=0,
                                            description="compile seconds per owner over the last 24 hours: a "
                                                        "compile is stopped when the owner's budget runs out")
+    stats_min_calls: int = Field(default=5, ge=1, description="a model's public stats hide every bucket (the window, "
+                                 "a day, a rail, an error code) of fewer calls; its owner (signed) reads them all")
     owner_refused_per_day: int = Field(default=10, ge=0, description="uploads per owner the node's check may refuse "
                                        "over the last 24 hours before it takes no more from that owner that day")
     listing_compile_s_per_day: float = Field(default=28_800.0, ge=0,

@@ -8,6 +8,11 @@
     revenue      atomic USDC captured (the settlement's amount: a metered call its tokens, not its ceiling)
     by_day       calls, failures, tokens and revenue per UTC day, every day of the window (zeros included)
 
+Published (``public_stats``), every count below ``k`` calls is hidden: the window's numbers when it holds fewer than
+``k`` calls, a day with 1..k-1 calls, a rail or an error code seen fewer than ``k`` times (on a quiet model, a day
+of one call is one consumer's activity and spend). The model's owner (a request it signed) and the operator read
+the whole document.
+
 Numbers count the calls made on this node's database (several nodes sharing one database count together; each
 call's ``node`` is the node that answers). Percentiles are nearest-rank over the window's finished calls.
 """
@@ -31,6 +36,36 @@ def percentile(values: list[float], q: float) -> float | None:
         return None
     ordered = sorted(values)
     return round(ordered[max(0, math.ceil(q * len(ordered)) - 1)], 4)
+
+
+def public_stats(doc: dict[str, Any], k: int) -> dict[str, Any]:
+    """``doc`` (``model_stats``) with every bucket of fewer than ``k`` calls hidden (see the module docstring)."""
+    out: dict[str, Any] = {key: doc[key] for key in ("model_id", "node", "days", "since", "until")}
+    out["min_calls"] = k
+    if doc["calls"]["total"] < k:
+        return {**out, "hidden": f"fewer than {k} calls in the window: only the model's owner reads its numbers"}
+    calls = dict(doc["calls"])
+    calls["by_rail"] = _at_least(calls["by_rail"], k)
+    for key in ("settled", "free", "failed", "open"):
+        if 0 < calls[key] < k:
+            calls[key] = None
+    days = []
+    for day in doc["by_day"]:
+        if 0 < day["calls"] < k:
+            days.append({"day": day["day"], "calls": None, "failed": None, "tokens": None, "revenue_atomic": None,
+                         "hidden": True})
+        else:
+            days.append(day)
+    return {**doc, **out, "calls": calls, "errors": _at_least(doc["errors"], k), "by_day": days}
+
+
+def _at_least(counts: dict[str, int], k: int) -> dict[str, int]:
+    """Counts of ``k`` or more as they are; the rest together as ``other`` when they reach ``k``, else left out."""
+    shown = {key: n for key, n in counts.items() if n >= k}
+    rest = sum(n for n in counts.values() if n < k)
+    if rest >= k:
+        shown["other"] = rest
+    return shown
 
 
 def revenue_of(job: JobRow) -> int:

@@ -57,9 +57,20 @@ class Catalogue(NodeSession):
         log.info("%s/%s: using version %s (%d on its line)", owner, name, model_id, len(found["versions"]))
         return model_id
 
-    def stats(self, model_id: str, days: int = 30) -> dict[str, Any]:
-        """A model's calls, errors by code, latency and proof time percentiles, tokens and revenue by day."""
-        return dict(self._json(self._get(f"/v1/models/{model_id}/stats", params={"days": days})))
+    def stats(self, model_id: str, days: int = 30, *, signed: bool = False) -> dict[str, Any]:
+        """A model's calls, errors by code, latency and proof time percentiles, tokens and revenue by day. Public,
+        buckets of fewer than the node's ``min_calls`` are hidden; ``signed`` (the model's owner as the client's
+        account, purpose ``stats``) reads every number."""
+        headers = None
+        if signed:
+            if self.account is None:
+                raise PaymentRequired("a model's full stats are signed by its owner: create the Client with an account")
+            from proofmarket.core.address_signature import sign_headers
+
+            node = str((self._json(self._get("/.well-known/ai-service.json")).get("address_signature") or {})
+                       .get("node"))
+            headers = sign_headers(self.account, node, "stats")
+        return dict(self._json(self._get(f"/v1/models/{model_id}/stats", params={"days": days}, headers=headers)))
 
     # --- owners ------------------------------------------------------------------------------------
     def listing_policy(self) -> dict[str, Any]:

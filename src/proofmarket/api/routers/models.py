@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from proofmarket.api.deps import IdempotencyKey, ServicesDep
 from proofmarket.api.schemas import JobPublic, ModelList, ModelPublic, ModelSummary, ModelVersions, ReviewBody
 from proofmarket.api.security import AdminDep, IsAdminDep
-from proofmarket.api.signed import node_address
+from proofmarket.api.signed import node_address, signed_address
 from proofmarket.api.uploads import UPLOAD_SCHEMA, Uploader, prepare_upload
 from proofmarket.api.views import job_public, model_public, model_summary
 from proofmarket.core.errors import (
@@ -20,13 +20,15 @@ from proofmarket.core.errors import (
     MarketUnavailable,
     ModelInactive,
     ProofMarketError,
+    Unauthorized,
     UnknownModel,
     UsageError,
 )
+from proofmarket.core.address_signature import HEADERS
 from proofmarket.core.listing_request import DOMAIN, TYPES
 from proofmarket.core.units import parse_usdc
 from proofmarket.db import ModelStatus
-from proofmarket.node.analytics import MAX_DAYS, model_stats
+from proofmarket.node.analytics import MAX_DAYS, model_stats, public_stats
 from proofmarket.node.entries import TASKS
 from proofmarket.node.search import MAX_LIMIT, search
 from proofmarket.node.search import Query as SearchQuery
@@ -90,15 +92,24 @@ def model_versions(model_id: str, services: ServicesDep) -> ModelVersions:
     return versions_of(services, model_id)
 
 
-@router.get("/{model_id}/stats", operation_id="model_stats", responses=ERRORS)
-def model_stats_route(model_id: str, services: ServicesDep,
+@router.get("/{model_id}/stats", operation_id="model_stats",
+            responses={**ERRORS, 401: {"description": "unauthorized (a signature that is not the owner's)"}})
+def model_stats_route(model_id: str, request: Request, services: ServicesDep, admin: IsAdminDep,
                       days: Annotated[int, Query(ge=1, le=MAX_DAYS, description="the window, in UTC days")] = 30
                       ) -> dict[str, Any]:
     """A model's calls (by status and rail), errors by code, latency and run time p50/p95, tokens and revenue,
-    with every day of the window (public: counts and sums, never a payer or a result)."""
-    if services.catalog.repo.get(model_id) is None:
+    with every day of the window. Public: counts and sums only, and every bucket of fewer than
+    ``PROOFMARKET_STATS_MIN_CALLS`` calls hidden (a window, a day, a rail, an error code). Signed by the model's
+    owner (``X-Address*`` headers, purpose ``stats``) or read with the admin token: every number."""
+    row = services.catalog.repo.get(model_id)
+    if row is None:
         raise UnknownModel(f"this node serves no model with id {model_id}", model_id=model_id)
-    return model_stats(services.db, model_id, days, node=node_address(services))
+    doc = model_stats(services.db, model_id, days, node=node_address(services))
+    if request.headers.get(HEADERS[0]):
+        if signed_address(request, "stats") != (row.owner or "").lower():
+            raise Unauthorized("a model's full stats are signed by its owner")
+        return doc
+    return doc if admin else public_stats(doc, services.settings.stats_min_calls)
 
 
 @router.get("/{model_id}/registration", operation_id="registration_plan",

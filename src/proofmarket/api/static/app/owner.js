@@ -3,7 +3,7 @@
 // registry call the node prepares), see the owner's listings with their review status, and a model's analytics
 // (GET /v1/models/{id}/stats) drawn with uPlot (vendor/charts.js, bundled from npm at setup).
 import { $, text, say, fillTable, button, nodeError, nodeFetch, usdc } from './ui.js';
-import { wallet, ensureWallet, rejected } from './wallet.js';
+import { wallet, ensureWallet, rejected, addressHeaders } from './wallet.js';
 
 let chartsModule = null;
 const charts = [];
@@ -165,8 +165,13 @@ async function register(m) {
 // A model's analytics: numbers, and charts of calls and revenue per day.
 export async function showStats(modelId) {
   $('stats').hidden = false;
-  say('stats-status', 'reading the analytics…');
-  const response = await nodeFetch(`/v1/models/${encodeURIComponent(modelId)}/stats?days=30`).catch((err) => err);
+  // signed: the owner reads every number (in public, days and buckets of few calls are hidden)
+  say('stats-status', 'sign the read in your wallet (your model\'s numbers are yours to read)…');
+  let headers;
+  try { headers = await addressHeaders('stats'); } catch (err) {
+    say('stats-status', rejected(err) ? 'you declined to sign: nothing was read' : err.message, 'bad'); return;
+  }
+  const response = await nodeFetch(`/v1/models/${encodeURIComponent(modelId)}/stats?days=30`, { headers }).catch((err) => err);
   if (response instanceof Error || !response.ok) {
     say('stats-status', response instanceof Error ? response.message : await nodeError(response), 'bad');
     return;
