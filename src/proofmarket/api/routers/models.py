@@ -15,6 +15,7 @@ from proofmarket.api.security import AdminDep, IsAdminDep
 from proofmarket.api.signed import node_address, signed_address
 from proofmarket.api.uploads import UPLOAD_SCHEMA, Uploader, prepare_upload
 from proofmarket.api.views import job_public, model_public, model_summary
+from proofmarket.core.address_signature import HEADERS
 from proofmarket.core.errors import (
     Forbidden,
     MarketUnavailable,
@@ -24,7 +25,6 @@ from proofmarket.core.errors import (
     UnknownModel,
     UsageError,
 )
-from proofmarket.core.address_signature import HEADERS
 from proofmarket.core.listing_request import DOMAIN, TYPES
 from proofmarket.core.units import parse_usdc
 from proofmarket.db import ModelStatus
