@@ -14,15 +14,18 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from escrow_helpers import anvil_or_skip, node_settings, set_court_params
 from served import Served
+from sqlalchemy import select
 
 from proofmarket.api import create_app
 from proofmarket.chain import Devnet
 from proofmarket.chain.devkeys import dev_account
+from proofmarket.db.owner_tables import UsedSignatureRow
 from proofmarket.market import Market
 from proofmarket.systems.workspace import Workspace
 from proofmarket.validator.process import Validator
@@ -37,6 +40,7 @@ class Net:
     url: str
     request_id: int
     validator: Validator
+    db: Any
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +70,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
                 _wait_committed(node.url, receipt.request_id)
                 for _ in range(2):  # the draw is known once the block after the commitment is mined
                     market.client.rpc("evm_mine", [])
-                yield Net(market, node.url, receipt.request_id, validator)
+                yield Net(market, node.url, receipt.request_id, validator, app.state.services.db)
         finally:
             app.state.services.close()
             ws.close()
@@ -95,6 +99,9 @@ def test_read_signatures_are_bound_to_the_node_short_lived_and_single_use(net: N
     good = read_headers(v.account, cid, court, node, net.request_id)
     assert _read(net, good) == 200
     assert _read(net, good) == 404  # the same signature again: a replay
+    with net.db.session() as s:  # remembered in the database: refused by a restarted node and its peers too
+        used = s.scalars(select(UsedSignatureRow).where(UsedSignatureRow.nonce == good["X-Validator-Nonce"])).all()
+    assert [(u.address, u.path) for u in used] == [(v.account.address.lower(), f"court-read/{cid}/{net.request_id}")]
     unstaked = read_headers(dev_account(9, cid), cid, court, node, net.request_id)
     assert _read(net, unstaked) == 404
 

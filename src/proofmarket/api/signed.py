@@ -52,6 +52,15 @@ class UsedSignatures:
         return True
 
 
+def used_signatures(request: Request) -> UsedSignatures:
+    """The node's one record of used signatures (in its database: shared by every node on it, kept over restarts)."""
+    with _CREATE:
+        seen: UsedSignatures | None = getattr(request.app.state, "seen_signatures", None)
+        if seen is None:
+            seen = request.app.state.seen_signatures = UsedSignatures(request.app.state.services.db)
+    return seen
+
+
 def node_address(services: Any) -> str:
     """The node's signer address (its attested and receipt key), lower-case: what history signatures name."""
     attested = getattr(services, "attested", None)
@@ -89,10 +98,6 @@ def signed_address(request: Request, purpose: str) -> str:
         raise Unauthorized("the address signature is not a valid EIP-191 signature") from None
     if signer.lower() != address.lower():
         raise Unauthorized(f"the address signature was not made by X-Address for this node ({node})")
-    with _CREATE:
-        seen: UsedSignatures | None = getattr(request.app.state, "seen_signatures", None)
-        if seen is None:
-            seen = request.app.state.seen_signatures = UsedSignatures(services.db)
-    if not seen.first_use((signer.lower(), nonce, request.url.path), int(stamp) + MAX_AGE_S + 1):
+    if not used_signatures(request).first_use((signer.lower(), nonce, request.url.path), int(stamp) + MAX_AGE_S + 1):
         raise Unauthorized("this address signature was already used for this list: sign again (each opens one read)")
     return signer.lower()

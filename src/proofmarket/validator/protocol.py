@@ -6,8 +6,9 @@ The validator signs (EIP-191) ``proofmarket-validator-read:v2:{chainId}:{court}:
 and sends it as ``X-Validator-Address``, ``X-Validator-Time`` (unix seconds), ``X-Validator-Nonce`` (32 hex
 digits, random) and ``X-Validator-Signature``. The node answers only when the signature names it (the address
 that committed the result), its court, its chain and this request, was made within the last
-:data:`READ_TTL_S` seconds, and was not used before: it remembers each (validator, nonce) until the signature
-expires. A signature sent to another host (a node impersonating this one) cannot be replayed here.
+:data:`READ_TTL_S` seconds, and was not used before: it records each (validator, nonce) in its database until
+the signature expires (every node sharing the database, and a restarted one, refuses the replay). A signature
+sent to another host (a node impersonating this one) cannot be replayed here.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import hashlib
 import logging
 import re
 import secrets
-import threading
 import time
 from typing import Any
 
@@ -29,7 +29,6 @@ from proofmarket.core import jsonlimits
 
 READ_TTL_S = 60  # a read signature is good for one request within this many seconds
 FUTURE_SKEW_S = 5  # how far ahead of the node's clock a validator's may run
-MAX_REMEMBERED = 100_000  # nonces kept by a node (each one cost a staked validator a signature)
 FETCH_TIMEOUT_S = 15.0  # between two reads of an answer
 FETCH_DEADLINE_S = 60.0  # one answer, however slowly it trickles in
 MAX_BUNDLE_BYTES = 16 * 1024 * 1024  # a committed bundle over this is the node's fault (it signed its digest)
@@ -71,29 +70,6 @@ def read_signer(chain_id: int, court: str, node: str, request_id: int, address: 
     except Exception:  # a malformed signature reads nothing
         return None
     return signer if signer.lower() == address.lower() else None
-
-
-class ReplayCache:
-    """The (validator, nonce) pairs a node has served, each kept until its signature expires."""
-
-    def __init__(self, ttl_s: float = READ_TTL_S + FUTURE_SKEW_S, max_size: int = MAX_REMEMBERED) -> None:
-        self.ttl_s, self.max_size = ttl_s, max_size
-        self._seen: dict[tuple[str, str], float] = {}
-        self._lock = threading.Lock()
-
-    def first_use(self, signer: str, nonce: str, now: float | None = None) -> bool:
-        """Record the pair; False when it was used before (a replay) or the cache is full of live pairs."""
-        now = time.time() if now is None else now
-        key = (signer.lower(), nonce)
-        with self._lock:
-            if len(self._seen) >= self.max_size:
-                self._seen = {k: t for k, t in self._seen.items() if t > now}
-            if key in self._seen and self._seen[key] > now:
-                return False
-            if len(self._seen) >= self.max_size:
-                return False
-            self._seen[key] = now + self.ttl_s
-            return True
 
 
 def fetch_committed(url: str, headers: dict[str, str], digest: str) -> bytes | None:

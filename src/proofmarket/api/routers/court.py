@@ -23,12 +23,13 @@ from pydantic import BaseModel, Field
 
 from proofmarket.api.routers.requests import EscrowRequestPublic
 from proofmarket.api.security import CallerDep
+from proofmarket.api.signed import UsedSignatures, used_signatures
 from proofmarket.core.errors import ArtifactNotFound, CourtUnavailable
 from proofmarket.intake.court import CourtService
 from proofmarket.intake.watcher import lazy_service, watcher_lifespan
 from proofmarket.node.access import AccessTokens
 from proofmarket.node.services import NodeServices
-from proofmarket.validator.protocol import ReplayCache, read_signer
+from proofmarket.validator.protocol import FUTURE_SKEW_S, READ_TTL_S, read_signer
 
 
 def court_of(app: FastAPI) -> CourtService | None:
@@ -99,7 +100,7 @@ def get_court_bundle(request_id: RequestId, request: Request, caller: CallerDep,
     allowed = caller.admin or services.tokens.escrow_of(caller.token, court.chain_id, court.address) == request_id
     if committed and not allowed and x_validator_address and x_validator_time and x_validator_nonce \
             and x_validator_signature:
-        allowed = _validator_may_read(court, _replays(request.app), request_id, x_validator_address,
+        allowed = _validator_may_read(court, used_signatures(request), request_id, x_validator_address,
                                       x_validator_time, x_validator_nonce, x_validator_signature)
     if not committed or not allowed or row is None or row.bundle_cid is None:
         raise ArtifactNotFound(f"no committed bundle for court request {request_id} readable with this request",
@@ -108,13 +109,7 @@ def get_court_bundle(request_id: RequestId, request: Request, caller: CallerDep,
                     headers={"ETag": f'"{row.bundle_cid}"', "Cache-Control": "private, max-age=3600"})
 
 
-def _replays(app: FastAPI) -> ReplayCache:
-    cache = lazy_service(app, "validator_reads", ReplayCache)
-    assert cache is not None
-    return cache
-
-
-def _validator_may_read(court: CourtService, replays: ReplayCache, request_id: int, address: str, timestamp: int,
+def _validator_may_read(court: CourtService, used: UsedSignatures, request_id: int, address: str, timestamp: int,
                         nonce: str, signature: str) -> bool:
     """A read signature made for this node (the address that committed), court, chain and request, fresh and
     never used before, by a validator the court lets read it (``canRead``: stake bonded before the commitment and
@@ -126,4 +121,6 @@ def _validator_may_read(court: CourtService, replays: ReplayCache, request_id: i
         return False
     if not court.court.can_read(request_id, signer):
         return False
-    return replays.first_use(signer, nonce)
+    # once per signature on every node of this database, over restarts (the signature binds the request)
+    return used.first_use((signer.lower(), nonce, f"court-read/{court.chain_id}/{request_id}"),
+                          int(timestamp) + READ_TTL_S + FUTURE_SKEW_S + 1)
