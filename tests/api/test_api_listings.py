@@ -337,3 +337,34 @@ def _resigned(client: TestClient, form: dict[str, str], files: dict[str, Any]) -
                           price_atomic=int(form["price_atomic"]), metadata=b"", supersedes="", valid_s=600)
     return {**form, "deadline": str(request.deadline), "nonce": request.nonce,
             "signature": request.sign(OWNER)}, files
+
+
+def test_fresh_wallets_share_only_the_open_part_of_the_compile_budget(make_app: AppFactory) -> None:
+    """Twenty fresh wallets that spent the node's open compile seconds lock out the twenty-first, not the owners the
+    operator vouched for (allowlisted, or approved in review): their share is reserved."""
+    from datetime import timedelta
+
+    from proofmarket.db import JobKind, JobRow, JobStatus
+    from proofmarket.db.owner_tables import ListingSubmissionRow
+    from proofmarket.db.tables import utcnow
+
+    app = make_app(listing_policy="open", listing_compile_s_per_day=100.0, listing_open_share=0.5,
+                   listing_owners=OWNER.address, listing_max_compiling=50)
+    services = app.state.services
+    started = utcnow() - timedelta(minutes=30)
+    with services.db.session() as s:  # each sybil's compile ran 3 s: 60 s, past the open 50
+        for i in range(20):
+            sybil = Account.create().address.lower()
+            s.add(JobRow(id=f"sybil-compile-{i}", kind=JobKind.COMPILE, status=JobStatus.FAILED, system="ezkl",
+                         rail="free", input={}, request_hash=f"sybil-{i}", created_at=started, started_at=started,
+                         finished_at=started + timedelta(seconds=3)))
+            s.add(ListingSubmissionRow(nonce=f"0x{i:064x}", owner=sybil, job_id=f"sybil-compile-{i}",
+                                       onnx_sha256="0" * 64, size_bytes=100, created_at=started))
+    with TestClient(app) as client:
+        assert client.get("/v1/listing-policy").json()["open_compile_s_per_day"] == 50.0
+        form, files = signed_form(client, Account.create())
+        error = refused(client.post("/v1/models", data=form, files=files), 403, "owner_quota_exceeded")
+        assert error["details"]["quota"] == "open_compile_seconds" and error["details"]["limit"] == 50.0
+        form, files = signed_form(client, OWNER)  # allowlisted: the reserved half is still there
+        admitted = client.post("/v1/models", data=form, files=files)
+        assert admitted.status_code == 202, admitted.text

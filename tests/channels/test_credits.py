@@ -26,11 +26,14 @@ from proofmarket.chain.devkeys import DEVNET_CHAIN_ID
 from proofmarket.core.address_signature import sign_headers
 
 PRICE = 3_000
+MIN_BALANCE = 100_000  # PROOFMARKET_FREE_MIN_BALANCE_ATOMIC's default: a wallet takes free calls once it holds it
 
 
 @pytest.fixture(scope="module")
 def node(home: Path, chain: Chain, mlp_id: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    with serve_node(home, tmp_path_factory.mktemp("credits-db") / "node.db", chain, mlp_id, PRICE) as served:
+    # many wallets and keys from one test client: the per-address limit is another test's (test_api_rate_limits)
+    with serve_node(home, tmp_path_factory.mktemp("credits-db") / "node.db", chain, mlp_id, PRICE,
+                    rate_limit_unpaid="2000/10 seconds") as served:
         yield served
 
 
@@ -162,9 +165,8 @@ def test_free_calls_then_a_pass_then_credits(node: Served, chain: Chain, mlp_id:
 
     wallet = fresh(chain, "passes")
     key = new_key(node, wallet)["key"]
-    free = infer(node, mlp_id, key)
-    assert free.status_code == 200 and free.json()["payment"]["source"] == "free"  # no credits at all
-    assert infer(node, mlp_id, key).json()["error"]["code"] == "payment_insufficient_funds"  # quota used today
+    sybil = infer(node, mlp_id, key)  # a wallet holding no credits costs a sybil nothing: no free call
+    assert sybil.json()["error"]["code"] == "payment_insufficient_funds"
 
     client = x402ClientSync()
     register_exact_evm_client(client, EthAccountSigner(wallet), networks=chain.network)
@@ -175,11 +177,54 @@ def test_free_calls_then_a_pass_then_credits(node: Served, chain: Chain, mlp_id:
     sources = [infer(node, mlp_id, key).json().get("payment", {}).get("source") for _ in range(2)]
     assert sources == ["pass", "pass"]
     assert infer(node, mlp_id, key).status_code == 402  # the pass's calls for today are used, no credits
-    buy(node, chain, wallet, PRICE)
+
+    buy(node, chain, wallet, MIN_BALANCE)  # funded: the owner's free call of the day, before credits
+    free = infer(node, mlp_id, key)
+    assert free.status_code == 200 and free.json()["payment"]["source"] == "free"
     last = infer(node, mlp_id, key)
     assert last.status_code == 200 and last.json()["payment"]["source"] == "credits"
+    # the funded minimum is held for a day after a free call: a refund cannot take it back to fund another wallet
+    refund = requests.post(f"{node.url}/v1/credits/refund", timeout=60,
+                           headers=sign_headers(wallet, node_signer(node), "credits-refund"))
+    assert refund.status_code == 400 and "funded minimum" in refund.json()["error"]["message"], refund.text
     requests.post(f"{node.url}/v1/models/{mlp_id}/free-quota", json={"calls_per_day": 0}, timeout=30,
                   headers=sign_headers(owner, node_signer(node), f"free-quota-{mlp_id}-0"))
+
+
+def test_twenty_fresh_wallets_get_no_more_free_calls_than_the_rule_allows(node: Served, chain: Chain,
+                                                                         mlp_id: str) -> None:
+    """Free calls are tied to a cost a sybil cannot repeat for free: an unfunded wallet gets none, a funded one
+    (PROOFMARKET_FREE_MIN_BALANCE_ATOMIC in credits) its calls_per_day, every payer together the owner's
+    total_per_day, whatever number of keys and wallets ask."""
+    owner = dev_account(OWNER_INDEX, DEVNET_CHAIN_ID)
+    quota = requests.post(f"{node.url}/v1/models/{mlp_id}/free-quota", json={"calls_per_day": 1, "total_per_day": 3},
+                          timeout=30, headers=sign_headers(owner, node_signer(node), f"free-quota-{mlp_id}-1-3"))
+    assert quota.status_code == 200 and quota.json()["total_per_day"] == 3, quota.text
+    repo = next(r for r in node.app.state.services.rails.all() if r.name == "credits").repo  # type: ignore[attr-defined]
+    earlier = repo.used_today("free", model_id=mlp_id)  # the day's free calls of other tests count in the total
+    assert earlier < 3
+    try:
+        sybils = [fresh(chain, f"sybil-{i}") for i in range(20)]
+        keys = [new_key(node, w)["key"] for w in sybils]
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            answers = list(pool.map(lambda k: infer(node, mlp_id, k), keys + keys[:5]))  # two keys' worth for some
+        assert [a.status_code for a in answers] == [402] * 25  # unfunded: no free call for anyone
+        for wallet in sybils[:5]:
+            buy(node, chain, wallet, MIN_BALANCE)
+        extra = [new_key(node, w)["key"] for w in sybils[:5]]  # a second key per wallet changes nothing
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            answers = list(pool.map(lambda k: infer(node, mlp_id, k), keys[:5] + extra))
+        sources = sorted(a.json().get("payment", {}).get("source", "-") for a in answers)
+        assert sources.count("free") == 3 - earlier, sources  # the model's 3 a day, over every payer
+        assert sources.count("credits") == 10 - (3 - earlier), sources
+        earned = requests.get(f"{node.url}/v1/earnings", params={"address": owner.address}, timeout=30,
+                              headers=sign_headers(owner, node_signer(node), "earnings")).json()
+        tier = earned["book"]["free_tier"][mlp_id]  # the owner sees what its free tier gave away
+        assert (tier["calls_per_day"], tier["total_per_day"], tier["calls_30d"]) == (1, 3, 3)
+        assert tier["value_atomic"] == str(3 * PRICE)
+    finally:
+        requests.post(f"{node.url}/v1/models/{mlp_id}/free-quota", json={"calls_per_day": 0}, timeout=30,
+                      headers=sign_headers(owner, node_signer(node), f"free-quota-{mlp_id}-0"))
 
 
 def test_an_x402_purchase_cannot_be_deposited_again(node: Served, chain: Chain) -> None:
@@ -197,7 +242,8 @@ def test_an_x402_purchase_cannot_be_deposited_again(node: Served, chain: Chain) 
 
 def test_concurrent_calls_share_no_free_call_and_no_unit_of_a_cap(node: Served, chain: Chain, mlp_id: str) -> None:
     """Free calls, a key's cap and the balance are taken under the wallet's funds lock: eight calls at once on a
-    quota of three give three free calls; six at once on a cap of two prices give two paid calls."""
+    quota of three give three free calls (the other five draw the funded wallet's credits); six at once on a cap of
+    two prices give two paid calls."""
     owner = dev_account(OWNER_INDEX, DEVNET_CHAIN_ID)
     set_quota = requests.post(f"{node.url}/v1/models/{mlp_id}/free-quota", json={"calls_per_day": 3}, timeout=30,
                               headers=sign_headers(owner, node_signer(node), f"free-quota-{mlp_id}-3"))
@@ -205,11 +251,11 @@ def test_concurrent_calls_share_no_free_call_and_no_unit_of_a_cap(node: Served, 
     try:
         wallet = fresh(chain, "free-race")
         key = new_key(node, wallet)["key"]
+        buy(node, chain, wallet, MIN_BALANCE)
         with ThreadPoolExecutor(max_workers=8) as pool:
             answers = list(pool.map(lambda _: infer(node, mlp_id, key), range(8)))
-        sources = [a.json().get("payment", {}).get("source") for a in answers if a.status_code == 200]
-        assert sources == ["free"] * 3, [a.text[:200] for a in answers]
-        assert sorted(a.status_code for a in answers) == [200] * 3 + [402] * 5
+        sources = sorted(a.json().get("payment", {}).get("source") for a in answers if a.status_code == 200)
+        assert sources == ["credits"] * 5 + ["free"] * 3, [a.text[:200] for a in answers]  # the rest drew credits
     finally:
         requests.post(f"{node.url}/v1/models/{mlp_id}/free-quota", json={"calls_per_day": 0}, timeout=30,
                       headers=sign_headers(owner, node_signer(node), f"free-quota-{mlp_id}-0"))

@@ -115,6 +115,9 @@ class Settings(BaseSettings):
     owner_compile_s_per_day: float = Field(default=7200.0, ge=0,
                                            description="compile seconds per owner over the last 24 hours: a "
                                                        "compile is stopped when the owner's budget runs out")
+    free_min_balance_atomic: int = Field(default=100_000, ge=0, description="credits a wallet holds to take a "
+                                         "model's free calls (0.1 USDC; held, not refundable, for a day after a "
+                                         "free call): a fresh wallet gets none")
     stats_min_calls: int = Field(default=5, ge=1, description="a model's public stats hide every bucket (the window, "
                                  "a day, a rail, an error code) of fewer calls; its owner (signed) reads them all")
     owner_refused_per_day: int = Field(default=10, ge=0, description="uploads per owner the node's check may refuse "
@@ -123,6 +126,9 @@ class Settings(BaseSettings):
                                              description="compile seconds of all owners' listings together over "
                                                          "the last 24 hours (new wallets cost nothing: per-owner "
                                                          "quotas alone do not bound the node's work)")
+    listing_open_share: float = Field(default=0.5, ge=0, le=1, description="of the node's compile seconds, the "
+                                      "share owners nobody vouched for (not allowlisted, no listing approved in "
+                                      "review) may spend together; the rest is reserved for vouched owners")
     listing_max_compiling: int = Field(default=2, ge=0, description="owners' submissions compiling at once, all "
                                                                     "owners together")
 

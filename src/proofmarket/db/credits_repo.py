@@ -186,23 +186,44 @@ class CreditsRepo:
             s.add(CreditEntryRow(wallet="", kind="void", amount=0, ref=f"{ref}:undone", created_at=utcnow()))
 
     # --- free quotas and passes ------------------------------------------------------------------
-    def set_free_quota(self, model_id: str, calls_per_day: int, owner: str) -> None:
+    def set_free_quota(self, model_id: str, calls_per_day: int, owner: str, total_per_day: int) -> None:
         with self.db.session() as s:
             row = s.get(FreeQuotaRow, model_id)
-            if calls_per_day <= 0:
+            if calls_per_day <= 0 or total_per_day <= 0:
                 if row is not None:
                     s.delete(row)
                 return
             if row is None:
-                s.add(FreeQuotaRow(model_id=model_id, calls_per_day=calls_per_day, set_by=owner.lower(),
-                                   updated_at=utcnow()))
+                s.add(FreeQuotaRow(model_id=model_id, calls_per_day=calls_per_day, total_per_day=total_per_day,
+                                   set_by=owner.lower(), updated_at=utcnow()))
             else:
-                row.calls_per_day, row.set_by, row.updated_at = calls_per_day, owner.lower(), utcnow()
+                row.calls_per_day, row.total_per_day = calls_per_day, total_per_day
+                row.set_by, row.updated_at = owner.lower(), utcnow()
 
-    def free_quota(self, model_id: str) -> int:
+    def free_quota(self, model_id: str) -> tuple[int, int]:
+        """(free calls per payer wallet, free calls of every payer together) a day; (0, 0): no free tier."""
         with self.db.session() as s:
             row = s.get(FreeQuotaRow, model_id)
-            return row.calls_per_day if row is not None else 0
+            if row is None:
+                return 0, 0
+            return row.calls_per_day, row.total_per_day if row.total_per_day is not None else row.calls_per_day
+
+    def free_calls(self, model_ids: list[str], since: datetime) -> dict[str, int]:
+        """Free calls taken on each model since ``since`` (what an owner's free tier gave away)."""
+        if not model_ids:
+            return {}
+        with self.db.session() as s:
+            rows = s.execute(select(CreditEntryRow.model_id, func.count()).where(
+                CreditEntryRow.kind == "free", CreditEntryRow.model_id.in_(model_ids),
+                CreditEntryRow.created_at >= since).group_by(CreditEntryRow.model_id)).all()
+        return {str(m): int(n) for m, n in rows}
+
+    def free_since(self, wallet: str, since: datetime) -> bool:
+        """Did the wallet take a free call since ``since`` (its funded balance is then held: not refundable)."""
+        with self.db.session() as s:
+            return s.scalar(select(func.count()).select_from(CreditEntryRow).where(
+                CreditEntryRow.kind == "free", CreditEntryRow.wallet == wallet.lower(),
+                CreditEntryRow.created_at >= since)) != 0
 
     def used_today(self, kind: str, *, key_id: str | None = None, wallet: str | None = None,
                    model_id: str | None = None, ref_prefix: str | None = None) -> int:

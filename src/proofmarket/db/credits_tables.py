@@ -6,7 +6,8 @@
                     payment, transaction or call pays once) | key_id | model_id | job_id | created_at
     credit_passes   id | wallet | model_id (null: any model) | calls_per_day | starts_at | ends_at | ref (the x402
                     payment that bought it, unique) | created_at
-    free_quotas     model_id | calls_per_day (per key, per UTC day) | set_by (the model's owner) | updated_at
+    free_quotas     model_id | calls_per_day (per funded payer wallet, per UTC day) | total_per_day (every payer
+                    together: what the owner pays for) | set_by (the model's owner) | updated_at
 """
 
 from __future__ import annotations
@@ -81,5 +82,6 @@ class FreeQuotaRow(Base):
 
     model_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     calls_per_day: Mapped[int] = mapped_column(Integer)
+    total_per_day: Mapped[int | None] = mapped_column(Integer, nullable=True)
     set_by: Mapped[str] = mapped_column(String(42))
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

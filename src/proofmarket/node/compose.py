@@ -139,7 +139,8 @@ def _payments(settings: Settings, ws: Workspace, model_repo: ModelRepo, db: Data
     from proofmarket.db.credits_repo import CreditsRepo
     from proofmarket.payments.credits_rail import CreditsRail
 
-    credits = CreditsRail(CreditsRepo(db), chain.node, exact.gate.network, chain, pay_to=exact.pay_to_of)
+    credits = CreditsRail(CreditsRepo(db), chain.node, exact.gate.network, chain, pay_to=exact.pay_to_of,
+                          free_min_balance=settings.free_min_balance_atomic)
     return exact, [credits, *([batch] if batch is not None else [])]
 
 

@@ -6,7 +6,9 @@ job, so that a signed request opens one upload only.
                 ``pending`` until the operator approves it (allowlisted owners skip review) | off: admin only
     quotas      listings + submissions still compiling, ONNX bytes, compile seconds over the last 24 hours (a
                 compile gets what is left of the owner's day as its timeout), uploads the node's check refused
-                over the last 24 hours (each cost the node a sandboxed parse)
+                over the last 24 hours (each cost the node a sandboxed parse); owners nobody vouched for (not
+                allowlisted, no listing approved in review) share ``listing_open_share`` of the node's compile
+                seconds: fresh wallets cannot spend the day's compile time of the owners the operator knows
     errors      listing_signature_invalid (401), listing_replayed (409), listing_not_allowed (403),
                 owner_quota_exceeded (403, details: quota, used, limit)
 """
@@ -68,7 +70,9 @@ class Submissions:
         s = self.settings
         return {"policy": policy_of(s), "max_models": s.owner_max_models, "max_bytes": s.owner_max_bytes,
                 "compile_s_per_day": s.owner_compile_s_per_day,
-                "refused_per_day": s.owner_refused_per_day, "max_validity_s": MAX_VALIDITY_S}
+                "refused_per_day": s.owner_refused_per_day,
+                "open_compile_s_per_day": s.listing_compile_s_per_day * s.listing_open_share,
+                "max_validity_s": MAX_VALIDITY_S}
 
     def admit(self, request: ListingRequest, signature: str, node: str, size_bytes: int) -> Admission:
         """Check the signature, the policy and the quotas; raises the error that refuses it."""
@@ -180,6 +184,16 @@ class Submissions:
                                      used=round(node_spent, 1), limit=s.listing_compile_s_per_day)
         spent = self.compile_seconds(owner)
         left = min(s.owner_compile_s_per_day - spent, s.listing_compile_s_per_day - node_spent)
+        if not self.vouched(owner):
+            open_budget = s.listing_compile_s_per_day * s.listing_open_share
+            open_spent = self._open_spent()
+            if open_spent >= open_budget:
+                raise OwnerQuotaExceeded(f"owners nobody vouched for used {open_spent:.0f} of the {open_budget:.0f} "
+                                         "compile seconds this node gives them a day (the rest is reserved for "
+                                         "allowlisted and reviewed owners): try again later",
+                                         quota="open_compile_seconds", used=round(open_spent, 1),
+                                         limit=round(open_budget, 1))
+            left = min(left, open_budget - open_spent)
         if left < 1.0:
             raise OwnerQuotaExceeded(f"{owner} used {spent:.0f} of its {s.owner_compile_s_per_day:.0f} compile "
                                      "seconds in the last 24 hours: try again later", quota="compile_seconds",
@@ -213,19 +227,37 @@ class Submissions:
     def compile_seconds(self, owner: str | None) -> float:
         """Seconds the owner's compiles (None: every owner's) ran in the last 24 hours (a running one counts up to
         now)."""
+        by_owner = self._seconds_by_owner()
+        return sum(by_owner.values()) if owner is None else by_owner.get(owner, 0.0)
+
+    def _seconds_by_owner(self) -> dict[str, float]:
         since = utcnow() - DAY
-        query = (select(JobRow).join(ListingSubmissionRow, JobRow.id == ListingSubmissionRow.job_id)
+        query = (select(ListingSubmissionRow.owner, JobRow.started_at, JobRow.finished_at)
+                 .join(JobRow, JobRow.id == ListingSubmissionRow.job_id)
                  .where(JobRow.kind == JobKind.COMPILE, ListingSubmissionRow.created_at > since))
-        if owner is not None:
-            query = query.where(ListingSubmissionRow.owner == owner)
         with self.db.session() as s:
-            jobs = s.scalars(query).all()
+            rows = s.execute(query).all()
         now = utcnow()
-        total = 0.0
-        for job in jobs:
-            if job.started_at is not None:
-                total += ((job.finished_at or now) - job.started_at).total_seconds()
-        return total
+        out: dict[str, float] = {}
+        for owner, started, finished in rows:
+            if started is not None:
+                out[owner] = out.get(owner, 0.0) + ((finished or now) - started).total_seconds()
+        return out
+
+    def vouched(self, owner: str) -> bool:
+        """An owner someone vouched for: allowlisted, or (review policy) with a listing the operator approved. The
+        rest (fresh wallets cost nothing) share ``listing_open_share`` of the node's compile seconds."""
+        if owner in allowlist(self.settings):
+            return True
+        if policy_of(self.settings) != "review":
+            return False
+        with self.db.session() as s:
+            return bool(s.scalar(select(func.count()).select_from(ModelRow).where(
+                func.lower(ModelRow.owner) == owner, ModelRow.status == ModelStatus.ACTIVE)))
+
+    def _open_spent(self) -> float:
+        """Compile seconds of the last 24 hours spent by owners nobody vouched for."""
+        return sum(sec for owner, sec in self._seconds_by_owner().items() if not self.vouched(owner))
 
     def _node_load(self) -> tuple[int, float]:
         """(owners' submissions queued or compiling, all owners' compile seconds of the last 24 hours)."""

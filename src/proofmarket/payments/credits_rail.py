@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,6 +34,7 @@ from proofmarket.core.errors import (
     ContractReverted,
     FeeTooHigh,
     PaymentInsufficientFunds,
+    PaymentPayerBusy,
     PaymentSettlementFailed,
     TransactionNotMined,
     UsageError,
@@ -68,8 +70,9 @@ class CreditsRail:
     name = NAME
 
     def __init__(self, repo: CreditsRepo, node: LocalAccount, network: str, chain: NodeChain | None = None,
-                 pay_to: Callable[[Offer], str] | None = None) -> None:
+                 pay_to: Callable[[Offer], str] | None = None, free_min_balance: int = 0) -> None:
         self.repo, self.node, self.network, self.chain = repo, node, network, chain
+        self.free_min_balance = free_min_balance  # credits a wallet holds to take free calls (held a day after one)
         self._pay_to = pay_to  # a model's payee (its listing's splitter, or its owner): what a call draws pays it
         self.leases = LeaseRepo(repo.db)  # the wallet's funds lock (LeaseRepo.funds), JobService's too
 
@@ -118,10 +121,10 @@ class CreditsRail:
         (amount, transaction)."""
         chain = self._chain()
         with self.leases.funds(wallet):  # no call takes the balance meanwhile, and no second refund
-            amount = self.repo.balance(wallet) - held()
+            amount = self.repo.balance(wallet) - held() - self.free_held(wallet)
             if amount <= 0:
-                raise UsageError("there are no credits to refund (what remains is held by calls not settled yet)",
-                                 wallet=wallet)
+                raise UsageError("there are no credits to refund (what remains is held by calls not settled yet, "
+                                 "or as the funded minimum for a day after a free call)", wallet=wallet)
             ref = f"refund:{wallet.lower()}:{secrets.token_hex(8)}"
             self.repo.hold_refund(wallet, amount, ref)  # held first: a transfer never sent gives it back below
         try:
@@ -205,10 +208,13 @@ class CreditsRail:
         if self._pay_to is not None:
             doc["pay_to"] = self._pay_to(offer).lower()
         nonce = f"credits:{row.id}:{call}"
-        with self.leases.funds(row.wallet):
-            quota = self.repo.free_quota(offer.model_id)
-            if quota and self.repo.used_today("free", key_id=row.id, model_id=offer.model_id) < quota:
-                doc["source"], nonce = "free", f"free:{row.id}:{call}"  # the owner's free calls for this key today
+        per_payer, total = self.repo.free_quota(offer.model_id)
+        free_lock = self.leases.hold(f"free:{offer.model_id}", PaymentPayerBusy(
+            "other callers held this model's free calls for over 10 s: try again"), wait_s=10.0) if per_payer \
+            else nullcontext()
+        with self.leases.funds(row.wallet), free_lock:
+            if per_payer and self._free_call(row.wallet, offer.model_id, per_payer, total):
+                doc["source"], nonce = "free", f"free:{row.id}:{call}"  # one of the owner's free calls today
             else:
                 for held in self.repo.passes(row.wallet, offer.model_id):
                     if self.repo.used_today("pass", ref_prefix=f"pass:{held.id}:") < held.calls_per_day:
@@ -224,6 +230,23 @@ class CreditsRail:
                 self.repo.add(row.wallet, str(doc["source"]), 0, nonce, key_id=row.id, model_id=offer.model_id)
         return PaymentTicket(nonce=nonce, amount_atomic=offer.price_atomic, payer=row.wallet,
                              per_1k_tokens=offer.per_1k_tokens, doc=doc)
+
+    def _free_call(self, wallet: str, model_id: str, per_payer: int, total: int) -> bool:
+        """A free call for this wallet now: it holds the funded minimum in credits (a fresh wallet costs a sybil
+        nothing, a funded one costs its balance, held for a day after a free call), it took fewer than
+        ``per_payer`` free calls on the model today (over all its keys), and every payer together fewer than
+        ``total`` (what the owner pays for)."""
+        if self.repo.balance(wallet) < self.free_min_balance:
+            return False
+        if self.repo.used_today("free", wallet=wallet, model_id=model_id) >= per_payer:
+            return False
+        return self.repo.used_today("free", model_id=model_id) < total
+
+    def free_held(self, wallet: str) -> int:
+        """Credits a refund leaves: the funded minimum, for a day after the wallet's last free call."""
+        if not self.free_min_balance or not self.repo.free_since(wallet, datetime.now(UTC) - timedelta(days=1)):
+            return 0
+        return self.free_min_balance
 
     def cover(self, ticket: PaymentTicket, held_atomic: int) -> None:
         assert ticket.payer is not None

@@ -50,6 +50,7 @@ from proofmarket.payments.credits_rail import CreditsRail, api_key_of
 from proofmarket.payments.headers import PAYMENT_REQUIRED_HEADER, PAYMENT_SIGNATURE_HEADER
 from proofmarket.payments.purchases import Purchases
 
+FREE_TOTAL_FACTOR = 10  # a model's free calls of every payer together, by default: 10 payers' worth a day
 router = APIRouter(tags=["credits"])
 MAX_BUY_ATOMIC = 10_000 * 10**6  # 10,000 USDC in one purchase
 MAX_SCOPE = 100
@@ -187,21 +188,32 @@ async def list_passes(request: Request, services: ServicesDep) -> dict[str, Any]
 
 @router.post("/v1/models/{model_id}/free-quota", operation_id="set_free_quota")
 async def set_free_quota(model_id: str, request: Request, services: ServicesDep,
-                         body: Annotated[dict[str, Any], Body(description="{calls_per_day}: 0 ends it")]
+                         body: Annotated[dict[str, Any], Body(description="{calls_per_day, total_per_day}: 0 ends it")]
                          ) -> dict[str, Any]:
-    """The model's owner gives each API key N free calls a day on it (signed by the owner, purpose
-    ``free-quota-<model id>-<N>``)."""
+    """The model's owner gives each funded payer wallet ``calls_per_day`` free calls a day on it, and every payer
+    together ``total_per_day`` (what the owner pays for; default ``FREE_TOTAL_FACTOR`` x ``calls_per_day``). Signed
+    by the owner, purpose ``free-quota-<model id>-<N>`` (``-<T>`` appended when ``total_per_day`` is given). A wallet
+    takes free calls only while it holds ``PROOFMARKET_FREE_MIN_BALANCE_ATOMIC`` in credits (held a day after)."""
     rail = _rail(services)
-    calls = body.get("calls_per_day")
-    if isinstance(calls, bool) or not isinstance(calls, int) or not 0 <= calls <= 1_000_000:
+    calls, total = body.get("calls_per_day"), body.get("total_per_day")
+    for name, value in (("calls_per_day", calls), ("total_per_day", total)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or
+                                  not 0 <= value <= 1_000_000):
+            raise UsageError(f"{name} must be a whole number from 0 to 1,000,000")
+    if calls is None:
         raise UsageError("calls_per_day must be a whole number from 0 to 1,000,000")
+    purpose = f"free-quota-{model_id}-{calls}" + (f"-{total}" if total is not None else "")
+    total = total if total is not None else min(1_000_000, calls * FREE_TOTAL_FACTOR)
+    if total < calls:
+        raise UsageError("total_per_day (every payer together) must be at least calls_per_day (one payer)")
     served = services.catalog.sellable(model_id)
     owner = (served.row.owner or "").lower()
-    signer = signed_address(request, f"free-quota-{model_id}-{calls}")
+    signer = signed_address(request, purpose)
     if not owner or signer != owner:
         raise Forbidden("only the model's owner sets its free quota", model_id=model_id)
-    await run_in_threadpool(rail.repo.set_free_quota, model_id, calls, signer)
-    return {"model_id": model_id, "calls_per_day": calls}
+    await run_in_threadpool(rail.repo.set_free_quota, model_id, calls, signer, total)
+    return {"model_id": model_id, "calls_per_day": calls, "total_per_day": total,
+            "min_balance_atomic": str(rail.free_min_balance)}
 
 
 def _purchases(services: NodeServices) -> Purchases:

@@ -11,6 +11,7 @@ the transactions. Unsigned, on a node without a market: 404 ``market_unavailable
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -40,6 +41,13 @@ class BookModel(BaseModel):
     paid: str
 
 
+class FreeTier(BaseModel):
+    calls_per_day: int = Field(description="free calls a day per funded payer wallet")
+    total_per_day: int = Field(description="free calls a day of every payer together")
+    calls_30d: int = Field(description="free calls taken over the last 30 days")
+    value_atomic: str = Field(description="what those calls would have cost at the model's price (atomic USDC)")
+
+
 class BookEarnings(BaseModel):
     owed: str = Field(description="atomic USDC the node holds for the address's models and pays at its next payout")
     in_flight: str = Field(description="atomic USDC of payouts sent, not confirmed yet")
@@ -47,6 +55,8 @@ class BookEarnings(BaseModel):
                                   "payouts of credits, pass and channel money")
     models: dict[str, BookModel]
     transactions: list[dict[str, Any]]
+    free_tier: dict[str, FreeTier] = Field(default_factory=dict, description="by model: what its free tier gave "
+                                                                            "away over the last 30 days")
 
 
 class EarningsPublic(BaseModel):
@@ -88,4 +98,25 @@ def get_earnings(request: Request, services: ServicesDep,
     if signed and services.money is not None:
         models = [row.id for row in services.catalog.repo.by_owner(address)]
         doc["book"] = earnings(services.money.book, models)
+        doc["book"]["free_tier"] = _free_tier(services, models)
     return EarningsPublic(**doc)
+
+
+def _free_tier(services: Any, models: list[str]) -> dict[str, dict[str, Any]]:
+    """What each of the models' free tiers gave away over the last 30 days (the owner pays for it in calls)."""
+    rail = next((r for r in services.rails.all() if getattr(r, "name", "") == "credits"), None)
+    if rail is None or not models:
+        return {}
+    since = datetime.now(UTC) - timedelta(days=30)
+    taken = rail.repo.free_calls(models, since)
+    out: dict[str, dict[str, Any]] = {}
+    for model_id in models:
+        per_payer, total = rail.repo.free_quota(model_id)
+        if not per_payer and not taken.get(model_id):
+            continue
+        row = services.catalog.repo.get(model_id)
+        price = int(row.price_atomic) if row is not None else 0
+        calls = taken.get(model_id, 0)
+        out[model_id] = {"calls_per_day": per_payer, "total_per_day": total, "calls_30d": calls,
+                         "value_atomic": str(calls * price)}
+    return out
