@@ -400,6 +400,12 @@ contract AttestationCourt is Ownable, ReentrancyGuardTransient {
         return s == Status.Challenged || isSampled(requestId, who);
     }
 
+    /// @notice Store a committed request's draw seed (anyone: the node, a validator, a keeper) once the block after
+    /// its commitment is mined, so that who was drawn stays known after the chain forgets that block's hash.
+    function storeSeed(uint256 requestId) external {
+        _storeSeed(_requests[requestId]);
+    }
+
     /// @notice Challenge a result as wrong (the challenge is the challenger's vote "cheated").
     function challenge(uint256 requestId) external nonReentrant {
         Request storage r = _openChallenge(requestId);
@@ -509,6 +515,7 @@ contract AttestationCourt is Ownable, ReentrancyGuardTransient {
 
     function _castVote(uint256 requestId, Request storage r, bool nodeCheated, Params memory p) private {
         if (msg.sender == r.node || msg.sender == r.consumer) revert PartyCannotVote(msg.sender);
+        _storeSeed(r);
         uint256 weight = weightOf(requestId, msg.sender);
         if (weight == 0) revert NoVotingWeight(requestId, msg.sender);
         uint256 risk = (weight * p.voterSlashBps) / BPS;
@@ -543,10 +550,12 @@ contract AttestationCourt is Ownable, ReentrancyGuardTransient {
             emit Resolved(requestId, false, 0, 0);
             nodeStake[r.node] += p.challengeBond; // the griefer's bond backs the node it accused
             _pay(requestId, r);
-        } else {
+        } else { // undecided: nobody is slashed, the challenger takes its bond back and the consumer its money
+            r.status = Status.Refunded;
             emit Resolved(requestId, false, 0, p.challengeBond);
+            emit Refunded(requestId, r.amount);
             usdc.safeTransfer(r.challenger, p.challengeBond);
-            _pay(requestId, r);
+            usdc.safeTransfer(r.consumer, r.amount);
         }
     }
 
@@ -611,8 +620,9 @@ contract AttestationCourt is Ownable, ReentrancyGuardTransient {
     function _checkParams(Params memory p) private pure {
         bool ok = p.window >= 60 && p.window <= 30 days && p.voteWindow >= 60 && p.voteWindow <= 30 days
             && p.responseWindow >= 60 && p.responseWindow <= 30 days && p.unbondDelay <= 60 days
-            && p.quorumBps >= 1 && p.quorumBps <= BPS && p.sampleBps <= BPS && p.slashBps <= BPS
-            && p.challengerRewardBps <= BPS && p.voterSlashBps <= 5_000 && p.platformFeeBps <= 1_000
+            && p.quorumBps >= 2_000 && p.quorumBps <= BPS && p.sampleBps <= BPS && p.slashBps <= BPS
+            && p.challengerRewardBps <= BPS && p.voterSlashBps >= 100 && p.voterSlashBps <= 5_000
+            && p.platformFeeBps <= 1_000 && p.challengeBond > 0
             && p.validatorMinStake > 0 && p.nodeMinStake > 0;
         if (!ok) revert BadParams();
     }

@@ -225,14 +225,21 @@ def test_no_quorum_slashes_nobody(chain: Chain) -> None:
     _stake(chain, court, big, 100 * USDC)  # stays silent
     request_id = _committed(chain, court, key, 666)
     before = chain.usdc.balance_of(a.relayer.address)
+    node_stake = court.stake_of(a.prover.address, validator=False)
     court.challenge(request_id, a.relayer)
     court.vote(request_id, True, a.stranger)  # 20 of 130 eligible voted: under the 50 % quorum
     with pytest.raises(ContractReverted, match="window is open"):
         court.resolve(request_id, a.admin)
     _advance(chain, VOTE_WINDOW + 1)
+    consumer_before = chain.usdc.balance_of(a.consumer.address)
+    node_before = chain.usdc.balance_of(a.prover.address)
     court.resolve(request_id, a.admin)
     outcome = court.get_request(request_id)
-    assert (outcome.status, outcome.outcome) == ("paid", "undecided")
+    # undecided while "cheated" leads: the consumer gets its money back, the node is neither paid nor slashed
+    assert (outcome.status, outcome.outcome) == ("refunded", "undecided")
+    assert chain.usdc.balance_of(a.consumer.address) - consumer_before == outcome.amount
+    assert chain.usdc.balance_of(a.prover.address) == node_before
+    assert court.stake_of(a.prover.address, validator=False) == node_stake
     assert chain.usdc.balance_of(a.relayer.address) == before  # the bond came back
     court.claim(request_id, a.relayer.address, a.admin)
     assert court.stake_of(a.relayer.address, validator=True) == VALIDATOR_STAKE
@@ -262,6 +269,10 @@ def test_a_parameter_change_waits_for_the_delay_and_never_touches_an_open_reques
     assert court.request_params(new).challenge_bond == 50 * USDC
     with pytest.raises(ContractReverted, match="BadParams"):
         court.schedule_params(replace(PARAMS, voter_slash_bps=9_000), a.admin)
+    for under_a_floor in (dict(voter_slash_bps=0), dict(voter_slash_bps=99), dict(challenge_bond=0),
+                          dict(quorum_bps=1), dict(quorum_bps=1_999)):  # a vote must risk, a challenge cost, a quorum
+        with pytest.raises(ContractReverted, match="BadParams"):  # be more than a few: refused by the contract
+            court.schedule_params(replace(PARAMS, **under_a_floor), a.admin)
     with pytest.raises(ContractReverted, match="not the contract owner"):
         court.schedule_params(PARAMS, a.stranger)
 
@@ -410,3 +421,23 @@ def test_a_batch_commits_under_one_signed_merkle_root(chain: Chain) -> None:
     sig = a.stranger.sign_message(encode_defunct(primitive=merkle_root([leaf(forged)]))).signature
     with pytest.raises(ContractReverted, match="BadSignature"):  # a root signed by someone else
         court._send("commitBatch", a.prover, more, [forged.instances], [forged.bundle_digest], bytes(sig))
+
+
+def test_a_draw_more_than_256_blocks_late_is_the_stored_seeds(chain: Chain) -> None:
+    """Anyone stores the draw's seed once the block after the commitment is mined: 300 blocks later the chain has
+    forgotten that block's hash, and who was drawn is still who was drawn (not everyone)."""
+    court, key = _setup(chain, replace(PARAMS, sample_bps=5_000))
+    a = chain.accounts
+    request_id = _committed(chain, court, key, 999)
+    chain.client.rpc("anvil_mine", [hex(2)])  # the block after the commitment is mined, and one more to read it
+    who = [_fresh().address for _ in range(24)]
+    drawn = [court.is_sampled(request_id, w) for w in who]
+    assert 0 < sum(drawn) < len(who)
+    court.store_seed(request_id, a.stranger)  # a keeper, the node or a validator
+    assert court.get_request(request_id).seed != b"\0" * 32
+    chain.client.rpc("anvil_mine", [hex(300)])
+    assert [court.is_sampled(request_id, w) for w in who] == drawn
+
+    unstored = _committed(chain, court, key, 1_000)  # nobody stored it: after 256 blocks everyone counts as drawn
+    chain.client.rpc("anvil_mine", [hex(300)])
+    assert all(court.is_sampled(unstored, w) for w in who)

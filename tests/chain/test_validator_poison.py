@@ -39,13 +39,13 @@ NOT_A_BUNDLE = b'{"format": "proofmarket-bundle", "mode": "attested"}'
 class _Attacker:
     """The cheating node's HTTP side: serves whatever bundle it committed for a request id."""
 
-    def __init__(self, bundles: dict[int, bytes]) -> None:
+    def __init__(self, bundles: dict[int, bytes], prover: str) -> None:
         served = bundles
+        manifest = json.dumps({"chain": {"prover": prover}}).encode()  # it announces the account it commits with
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-                rid = int(self.path.split("/")[3])
-                body = served[rid]
+                body = manifest if self.path == "/.well-known/ai-service.json" else served[int(self.path.split("/")[3])]
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -87,7 +87,7 @@ def cheater(chain: Chain) -> Iterator[tuple[AttestationCourt, list[int], _Attack
         bundles[rid] = body
     for _ in range(2):  # the draw needs the block after the commitment
         chain.client.rpc("evm_mine", [])
-    attacker = _Attacker(bundles)
+    attacker = _Attacker(bundles, a.prover.address)
     try:
         yield court, sorted(bundles), attacker, deployed.block_number
     finally:

@@ -109,6 +109,9 @@ def _node(net: Net, tmp: Path, market: Market | None = None) -> Iterator[str]:
     if market is not None:
         app.state.court = CourtService(market, EscrowRepo(Database(settings.database_url)), lambda: [net.lm_id],
                                        confirmations=0, poll_s=0.1)
+        listings = app.state.services.catalog.listings
+        if listings is not None:  # it announces the account it commits with (validators read only from its URL)
+            listings.prover = market.accounts.prover.address
     for url in serve(app):
         MONEY[url] = app.state.services.money  # the node's book, for the tests' conservation checks
         yield url

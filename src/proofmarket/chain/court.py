@@ -240,6 +240,11 @@ class AttestationCourt(BoundContract):
         """Settle ``validator``'s vote on a resolved request: winners get their share back and the losers'."""
         return self._send_staking("claim", sender, request_id, validator)
 
+    def store_seed(self, request_id: int, sender: LocalAccount) -> TxResult:
+        """Store the request's draw seed (anyone, once the block after its commitment is mined): who is drawn stays
+        known after the chain forgets that block's hash (256 blocks)."""
+        return self._send("storeSeed", sender, request_id)
+
     def finalize(self, request_id: int, sender: LocalAccount) -> TxResult:
         return self._send("finalize", sender, request_id)
 

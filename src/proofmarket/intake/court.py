@@ -142,6 +142,8 @@ class CourtService(ChainWatcher):
                 if onchain.status == "committed" and now > onchain.window_end:
                     self.court.finalize(row.request_id, self.node)
                     onchain = self.court.get_request(row.request_id)
+                elif onchain.status == "committed" and self._seed_at_risk(onchain, now):
+                    self.court.store_seed(row.request_id, self.node)  # who was drawn stays known past 256 blocks
                 elif onchain.status in ("challenged", "withheld") and now > onchain.window_end:
                     self.court.resolve(row.request_id, self.node)  # the vote's (or the response's) end
                     onchain = self.court.get_request(row.request_id)
@@ -164,6 +166,16 @@ class CourtService(ChainWatcher):
             except ProofMarketError as exc:
                 self.log.warning("court request %s: could not settle yet: %s", row.request_id, exc.message)
         return done
+
+    def _seed_at_risk(self, onchain: CourtRequest, now: int) -> bool:
+        """The draw's seed is not stored, the block after the commitment is mined, and the window outlasts the
+        chain's memory of that block's hash (256 blocks): unstored, every validator would count as drawn."""
+        if any(onchain.seed) or onchain.commit_block == 0:
+            return False
+        block_s = self.market.client.profile.block_time_s
+        if onchain.window_end - now <= 256 * block_s / 2:  # closes before the hash is forgotten (with a margin)
+            return False
+        return self.market.client.block_number() > onchain.commit_block + 1
 
     def _paid(self, row: EscrowRequestRow, onchain: CourtRequest) -> tuple[Transfer, ...]:
         """A paid request in the book, as the chain paid it: the court's transfers of the consumer's escrow to the

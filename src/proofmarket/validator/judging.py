@@ -20,10 +20,17 @@ from proofmarket.systems import parse_bundle
 from proofmarket.systems.attested.instances import instances_of
 from proofmarket.systems.workspace import Workspace
 from proofmarket.validator.metrics import ValidatorMetrics
-from proofmarket.validator.protocol import MAX_BUNDLE_BYTES, fetch_committed, read_headers, registration_file
+from proofmarket.validator.protocol import (
+    FETCH_TIMEOUT_S,
+    MAX_BUNDLE_BYTES,
+    fetch_committed,
+    read_headers,
+    registration_file,
+)
 from proofmarket.validator.state import ValidatorState, Verdict
 
 log = logging.getLogger("proofmarket.validator.process")
+MAX_ANNOUNCE_BYTES = 1024 * 1024  # a node's service manifest, read at most this much
 
 
 class Judging:
@@ -110,4 +117,23 @@ class Judging:
                 except (httpx.HTTPError, ValueError, KeyError, AttributeError, ProofMarketError) as exc:
                     log.info("validator: no registration file for node %s: %s", node, exc)
             self._urls[node] = found
-        return [*self._urls[node], *(u for u in self.node_urls if u not in self._urls[node])]
+        # a --node URL gets node X's read only when it announces X (its /.well-known/ai-service.json names X as
+        # its prover): a read signed for B and sent to A could be replayed by A to B within its lifetime
+        return [*self._urls[node], *(u for u in self.node_urls if u not in self._urls[node]
+                                     and self._announced(u) == node.lower())]
+
+    def _announced(self, url: str) -> str | None:
+        """The prover address the node at ``url`` announces (cached once known; None: none, or not answering)."""
+        cache: dict[str, str] = self.__dict__.setdefault("_announced_by", {})
+        if url not in cache:
+            try:
+                response = httpx.get(f"{url}/.well-known/ai-service.json", timeout=FETCH_TIMEOUT_S)
+                prover = ((jsonlimits.loads(response.content[:MAX_ANNOUNCE_BYTES], what="a service manifest")
+                           .get("chain") or {}).get("prover")) if response.status_code == 200 else None
+            except (httpx.HTTPError, ValueError, AttributeError, ProofMarketError) as exc:
+                log.info("validator: %s announces no node: %s", url, exc)
+                return None
+            if not isinstance(prover, str):
+                return None
+            cache[url] = prover.lower()
+        return cache[url]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from proofmarket.validator.judging import Judging
 from proofmarket.validator.metrics import ValidatorMetrics, serve_metrics
 from proofmarket.validator.state import Pending, ValidatorState, Verdict
 
+PARALLEL_JUDGING = 4  # requests judged at once (fetches, re-executions)
 log = logging.getLogger("proofmarket.validator.process")
 MAX_ATTEMPTS = 3  # a request whose judging raised this many times is given up on
 __all__ = ["MAX_ATTEMPTS", "Validator", "ValidatorMetrics", "ValidatorState", "Verdict", "serve_metrics"]
@@ -133,28 +135,33 @@ class Validator(Judging):
         elif name == "Published":  # the node answered an availability challenge: the bundle is on chain
             if rid in self.state.pending:
                 self.state.pending[rid]["published_block"] = block
-        elif name in ("Resolved", "Paid", "Refunded") and not self.state.pending.get(rid, {}).get("voted"):
-            self.state.pending.pop(rid, None)  # (a vote of ours is claimed first, in _due)
+        elif name in ("Resolved", "Paid", "Refunded") and rid in self.state.pending \
+                and not self.court.vote_of(rid, self.address).weight:
+            self.state.pending.pop(rid, None)  # (a vote of ours, on chain, is claimed first, in _due)
 
     def _due(self) -> int:
-        """Judge every pending request; a failure is contained to its request, and the state is saved after
-        each one (a validator stopped mid-way resumes where it was)."""
+        """Judge every pending request, several at once; a failure is contained to its request, and the state is
+        saved once they are done (a validator stopped mid-way judges again what it had not saved, and claims every
+        vote the court has of it)."""
         judged = 0
         head = self.client.block_number()
         now = self.client.timestamp()
-        for rid, p in list(self.state.pending.items()):
-            try:
-                judged += self._due_one(rid, p, head, now)
-            except Exception as exc:  # noqa: BLE001 (request N's failure never stops request N+1)
-                self._failed(rid, exc)
-            self.state.save(self.state_path)
+        # several at once: a node that trickles one bundle (each fetch has its deadline) stalls no other request
+        with ThreadPoolExecutor(max_workers=PARALLEL_JUDGING, thread_name_prefix="validator-judge") as pool:
+            pending = list(self.state.pending.items())
+            futures = {pool.submit(self._due_one, rid, p, head, now): rid for rid, p in pending}
+            for future in as_completed(futures):
+                try:
+                    judged += future.result()
+                except Exception as exc:  # noqa: BLE001 (request N's failure never stops request N+1)
+                    self._failed(futures[future], exc)
+        self.state.save(self.state_path)  # once every judge is done (a vote is claimed from the chain's record)
         return judged
 
     def _due_one(self, rid: int, p: dict[str, Any], head: int, now: int) -> int:
         onchain = self.court.get_request(rid)
         if onchain.outcome != "none" and onchain.status not in ("committed", "challenged", "withheld"):
-            if p.get("voted"):
-                self._claim(rid)
+            self._claim(rid)  # from the chain's record of our vote, not a local flag a crash could lose
             self.state.pending.pop(rid, None)
             return 0
         if onchain.status not in ("committed", "challenged", "withheld"):
@@ -237,7 +244,8 @@ class Validator(Judging):
     def _claim(self, rid: int) -> None:
         """Settle our vote on a resolved request: the escrowed share (and the losers') back to our stake."""
         try:
-            if not self.court.vote_of(rid, self.address).claimed:
+            vote = self.court.vote_of(rid, self.address)
+            if vote.weight and not vote.claimed:
                 self.court.claim(rid, self.address, self.account)
                 self.metrics.stake.set(self.court.stake_of(self.address, validator=True))
         except ProofMarketError as exc:
