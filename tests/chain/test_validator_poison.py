@@ -42,9 +42,12 @@ class _Attacker:
     def __init__(self, bundles: dict[int, bytes], prover: str) -> None:
         served = bundles
         manifest = json.dumps({"chain": {"prover": prover}}).encode()  # it announces the account it commits with
+        self.paths: list[str] = []
+        paths = self.paths
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                paths.append(self.path)
                 body = manifest if self.path == "/.well-known/ai-service.json" else served[int(self.path.split("/")[3])]
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -157,3 +160,41 @@ def test_a_failure_while_judging_one_request_is_contained_to_it(
         assert v.state.verdicts[ids[0]]["verdict"] == "cheated"
     finally:
         ws.close()
+
+
+def test_a_validator_that_lost_its_state_after_voting_still_claims(
+        chain: Chain, cheater: tuple[AttestationCourt, list[int], _Attacker, int], tmp_path: Path) -> None:
+    """Killed between its vote and its state's save: after the restart the validator claims from the court's record
+    of its vote (``voteOf``), not from a local flag the crash lost."""
+    court, ids, attacker, start = cheater
+    a = chain.accounts
+    court.challenge(ids[1], a.prover2)  # its vote "cheated": all the eligible stake, resolved at once
+    assert court.get_request(ids[1]).status == "slashed"
+    assert not court.vote_of(ids[1], a.prover2.address).claimed
+    ws = Workspace(Settings(_env_file=None, home=tmp_path / "home"))
+    try:  # a state file that never heard of the vote
+        validator = Validator(chain.client, court, a.prover2, ws, state_path=tmp_path / "fresh-state.json",
+                              node_urls=[attacker.url], from_block=start)
+        validator.poll_once()
+    finally:
+        ws.close()
+    assert court.vote_of(ids[1], a.prover2.address).claimed
+
+
+def test_a_read_for_one_node_is_never_sent_to_another_nodes_url(
+        chain: Chain, cheater: tuple[AttestationCourt, list[int], _Attacker, int], tmp_path: Path) -> None:
+    """Given several nodes (``--node A --node B``), a read signed for B goes only to the URL that announces B: A
+    never holds a signature it could replay to B."""
+    court, ids, attacker, start = cheater
+    a = chain.accounts
+    other = _Attacker({}, a.relayer.address)  # another node, announcing its own account
+    ws = Workspace(Settings(_env_file=None, home=tmp_path / "home"))
+    try:
+        validator = Validator(chain.client, court, a.prover2, ws, state_path=tmp_path / "state.json",
+                              node_urls=[other.url, attacker.url], from_block=start)
+        validator.poll_once()
+    finally:
+        ws.close()
+        other.server.shutdown()
+    assert other.paths and set(other.paths) == {"/.well-known/ai-service.json"}  # asked who it is, sent no read
+    assert any(p.startswith("/v1/court/") for p in attacker.paths)
