@@ -441,3 +441,26 @@ def test_a_draw_more_than_256_blocks_late_is_the_stored_seeds(chain: Chain) -> N
     unstored = _committed(chain, court, key, 1_000)  # nobody stored it: after 256 blocks everyone counts as drawn
     chain.client.rpc("anvil_mine", [hex(300)])
     assert all(court.is_sampled(unstored, w) for w in who)
+
+
+def test_a_bundle_at_the_publish_cap_can_be_published_and_one_byte_more_cannot(chain: Chain) -> None:
+    """The node commits only bundles the court's publish takes (``MAX_PUBLISHED_BYTES``): one at the cap is
+    published in answer to an availability challenge; one byte more could never be (the node refuses to commit it)."""
+    from proofmarket.chain.court import MAX_PUBLISHED_BYTES
+
+    court, key = _setup(chain)
+    a = chain.accounts
+    at_cap = b"{" + b" " * (MAX_PUBLISHED_BYTES - 2) + b"}"
+    rid = _request(chain, court, key, 991)
+    _commit(chain, court, rid, 991, at_cap)
+    chain.client.rpc("anvil_mine", [hex(2)])
+    court.challenge_availability(rid, a.relayer)
+    court.publish(rid, at_cap, a.prover)
+    assert court.get_request(rid).status == "committed" and court.published_bundle(rid) == at_cap
+    over = at_cap + b" "
+    rid2 = _request(chain, court, key, 992)
+    _commit(chain, court, rid2, 992, over)
+    chain.client.rpc("anvil_mine", [hex(2)])
+    court.challenge_availability(rid2, a.relayer)
+    with pytest.raises(ContractReverted):
+        court.publish(rid2, over, a.prover)

@@ -18,6 +18,7 @@ from proofmarket.chain.contracts import BoundContract
 STATUS = ("none", "open", "committed", "challenged", "paid", "slashed", "refunded", "withheld")
 OUTCOME = ("none", "cheated", "honest", "undecided", "withheld")
 SETTLED = ("paid", "slashed", "refunded")
+MAX_PUBLISHED_BYTES = 256 * 1024  # the largest bundle ``publish`` takes (the contract's MAX_PUBLISHED_BYTES)
 ZERO_ADDRESS = "0x" + "00" * 20
 
 

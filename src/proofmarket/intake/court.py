@@ -34,8 +34,15 @@ from web3.logs import DISCARD
 from proofmarket.chain import ChainEvent
 from proofmarket.chain.client import TxResult
 from proofmarket.chain.contracts import UsdcToken
-from proofmarket.chain.court import SETTLED, AttestationCourt, Commitment, CourtRequest, CourtValidator
-from proofmarket.core.errors import ContractReverted, CourtUnavailable, ProofMarketError
+from proofmarket.chain.court import (
+    MAX_PUBLISHED_BYTES,
+    SETTLED,
+    AttestationCourt,
+    Commitment,
+    CourtRequest,
+    CourtValidator,
+)
+from proofmarket.core.errors import ContractReverted, CourtBundleTooLarge, CourtUnavailable, ProofMarketError
 from proofmarket.db import EscrowRepo, EscrowRequestRow, EscrowStatus
 from proofmarket.db.book import Accounts, Transfer
 from proofmarket.intake.watcher import ChainWatcher, run_as_call
@@ -282,6 +289,12 @@ class CourtService(ChainWatcher):
         bundle, bundle_cid = run_as_call(self.jobs, row.model_id, ATTESTED_SYSTEM, self.kind,
                                          {"request_id": row.request_id, "request": doc},
                                          lambda: self.market.generate_attested(row.model_id, doc))
+        size = self.market.workspace.store.path(bundle_cid).stat().st_size
+        if size > MAX_PUBLISHED_BYTES:  # uncommitted: a bundle the court's publish refuses could not be defended
+            raise CourtBundleTooLarge(f"the bundle of court request {row.request_id} is {size} bytes, over the "
+                                      f"{MAX_PUBLISHED_BYTES} bytes the court's publish takes: not committed (the "
+                                      "consumer takes its money back after the deadline)", size=size,
+                                      limit=MAX_PUBLISHED_BYTES)
         self.repo.proved(row.id, bundle_cid)
         return Commitment(row.request_id, instances.instances_of(bundle, doc), digest_of(bundle_cid))
 
