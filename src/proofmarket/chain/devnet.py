@@ -14,15 +14,18 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from proofmarket.chain.client import ChainClient
 from proofmarket.chain.devkeys import require_devnet
+from proofmarket.core import lifeline
 from proofmarket.core.errors import RPCUnavailable
 from proofmarket.core.profiles import DEVNET
 from proofmarket.core.settings import ToolPaths
@@ -61,7 +64,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 class Devnet:
     def __init__(
         self,
-        data_dir: Path,
+        data_dir: Path | None,
         *,
         port: int | None = None,
         host: str = "127.0.0.1",
@@ -72,8 +75,11 @@ class Devnet:
         chain_id: int = DEVNET.chain_id,
     ) -> None:
         """``chain_id``: what anvil answers to eth_chainId (another id: a local stand-in for that chain, where
-        dev keys and devnet RPC methods are refused like on the real one)."""
-        self.data_dir = Path(data_dir)
+        dev keys and devnet RPC methods are refused like on the real one). ``data_dir`` None: a throwaway chain
+        that leaves nothing behind: no state file, its log in an anonymous file, and anvil dies with this process
+        (SIGTERM, a timeout, ``kill -9``: ``core/lifeline.popen``)."""
+        self.data_dir = Path(data_dir) if data_dir is not None else None
+        self._log: Any = None
         self.host = host
         self.port = port or free_port(host)
         self.anvil = anvil
@@ -89,10 +95,12 @@ class Devnet:
 
     @property
     def state_file(self) -> Path:
+        assert self.data_dir is not None, "a throwaway devnet keeps no state"
         return self.data_dir / "anvil-state.json"
 
     @property
     def log_file(self) -> Path:
+        assert self.data_dir is not None, "a throwaway devnet keeps its log in an anonymous file"
         return self.data_dir / "anvil.log"
 
     @property
@@ -106,21 +114,18 @@ class Devnet:
         if self.running:
             return self
         binary = self.anvil or find_anvil()
+        args = [str(binary), "--host", self.host, "--port", str(self.port), "--chain-id", str(self.chain_id)]
+        if self.data_dir is None:  # throwaway: nothing on disk, tied to this process
+            self._log = tempfile.TemporaryFile()  # noqa: SIM115 (kept open for anvil; closed by stop)
+            try:
+                self._proc = lifeline.popen([*args, *self.extra_args], stdout=self._log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+            except OSError as exc:
+                raise RPCUnavailable(f"cannot start anvil ({binary}): {exc}", anvil=str(binary)) from exc
+            self._wait_ready()
+            return self
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        args = [
-            str(binary),
-            "--host",
-            self.host,
-            "--port",
-            str(self.port),
-            "--chain-id",
-            str(self.chain_id),
-            "--state",
-            str(self.state_file),
-            "--state-interval",
-            str(self.state_interval),
-            *self.extra_args,
-        ]
+        args += ["--state", str(self.state_file), "--state-interval", str(self.state_interval), *self.extra_args]
         with self.log_file.open("ab") as log:
             try:
                 self._proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -132,14 +137,16 @@ class Devnet:
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM (anvil dumps its state), SIGKILL if it has not exited after ``timeout`` seconds."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        self._signal(proc, signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self._signal(proc, signal.SIGKILL)
-            proc.wait(timeout)
+        if proc is not None and proc.poll() is None:
+            self._signal(proc, signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._signal(proc, signal.SIGKILL)
+                proc.wait(timeout)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def detach(self) -> int:
         """Leave anvil running after this object is gone (``proofmarket chain up``); return its pid.
@@ -169,7 +176,7 @@ class Devnet:
             if self._proc is not None and self._proc.poll() is not None:
                 code, self._proc = self._proc.returncode, None
                 raise RPCUnavailable(
-                    f"anvil exited with code {code} at start: {self._log_tail()}", log=str(self.log_file)
+                    f"anvil exited with code {code} at start: {self._log_tail()}", log=self._log_name()
                 )
             if self._answers():
                 return
@@ -177,7 +184,7 @@ class Devnet:
         self.stop()
         raise RPCUnavailable(
             f"anvil did not answer on {self.rpc_url} within {self.startup_timeout:.0f} s: {self._log_tail()}",
-            log=str(self.log_file),
+            log=self._log_name(),
         )
 
     def _answers(self) -> bool:
@@ -189,10 +196,18 @@ class Devnet:
         except (OSError, ValueError, urllib.error.URLError):
             return False
 
+    def _log_name(self) -> str:
+        return str(self.log_file) if self.data_dir is not None else "(an anonymous file)"
+
     def _log_tail(self, lines: int = 5) -> str:
         try:
-            return " | ".join(self.log_file.read_text(errors="replace").strip().splitlines()[-lines:])
-        except OSError:
+            if self._log is not None:
+                self._log.seek(0)
+                text = self._log.read().decode(errors="replace")
+            else:
+                text = self.log_file.read_text(errors="replace")
+            return " | ".join(text.strip().splitlines()[-lines:])
+        except (OSError, AssertionError):
             return "(no log)"
 
 

@@ -17,6 +17,7 @@ import ctypes
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -43,6 +44,31 @@ def start(proc: Any) -> None:
         spawner.submit(proc.start).result()
     except RuntimeError:  # the interpreter is shutting down: no new futures; start it from here
         proc.start()
+
+
+def popen(args: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    """``subprocess.Popen`` of a program that dies with this process: started from the node's one spawner thread
+    (the thread whose exit the kernel watches) with ``PR_SET_PDEATHSIG`` set between fork and exec, so a SIGTERM,
+    a timeout or a ``kill -9`` of this process takes the program with it (an EVM check's anvil, for one)."""
+    global _spawner
+    with _lock:
+        if _spawner is None:
+            _spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="proofmarket-spawner")
+        spawner = _spawner
+    parent = os.getpid()
+
+    def tie() -> None:  # in the child, before exec: async-signal-safe calls only
+        set_parent_death_signal()
+        if os.getppid() != parent:  # the parent died before the signal was set
+            os._exit(1)
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(args, preexec_fn=tie, **kwargs)  # noqa: PLW1509 (the point: tie it to us)
+
+    try:
+        return spawner.submit(start).result()
+    except RuntimeError:  # the interpreter is shutting down: no new futures; start it from here
+        return start()
 
 
 def bind_to_parent(parent_pid: int, on_death: Callable[[], None] | None = None) -> None:

@@ -89,7 +89,11 @@ class NodeServices:
 
     def start_background(self) -> None:
         """The node's background services besides the engine: the webhook sender, the settler and the registry
-        follower (the paid path then reads listings from its cache, no RPC)."""
+        follower (the paid path then reads listings from its cache, no RPC). First, the temp folders a killed
+        compile of an earlier version left (``evm_check.sweep_stale``)."""
+        from proofmarket.systems.ezkl.evm_check import sweep_stale
+
+        sweep_stale()
         self.start_webhooks()
         if self.catalog.listings is not None:
             self.catalog.listings.start_following()

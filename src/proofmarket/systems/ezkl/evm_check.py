@@ -30,7 +30,6 @@ class LocalEvm:
     """One anvil for the checks of one compile (started on first use, stopped on exit)."""
 
     def __init__(self) -> None:
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._net: Any = None
         self._w3: Any = None
         self.unavailable: str | None = None
@@ -51,8 +50,6 @@ class LocalEvm:
             self._starting.join()
         if self._net is not None:
             self._net.stop()
-        if self._tmp is not None:
-            self._tmp.cleanup()
 
     def _start(self) -> Any:
         if self._w3 is None and self.unavailable is None:
@@ -62,8 +59,9 @@ class LocalEvm:
 
             try:
                 anvil = find_anvil()
-                self._tmp = tempfile.TemporaryDirectory(prefix="proofmarket-evm-check-")
-                self._net = Devnet(Path(self._tmp.name), anvil=anvil).start()
+                sweep_stale()
+                # a throwaway chain: no folder, no state file, and it dies with this process on any exit
+                self._net = Devnet(None, anvil=anvil).start()
             except (ProofMarketError, OSError) as exc:
                 self.unavailable = getattr(exc, "message", str(exc))
                 return None
@@ -92,3 +90,41 @@ class LocalEvm:
             return EvmCheck(False, None, "verifyProof returned false for a proof EZKL verifies")
         del call["gas"]
         return EvmCheck(True, int(w3.eth.estimate_gas(call)))
+
+
+STALE_PREFIX = "proofmarket-evm-check-"
+
+
+def sweep_stale(folder: Path | None = None) -> list[Path]:
+    """Remove the ``proofmarket-evm-check-*`` folders earlier versions left in the temp folder when a compile was
+    killed, whose anvil is gone (no running process names the folder): the ones removed."""
+    import shutil
+
+    base = Path(folder or tempfile.gettempdir())
+    stale = [p for p in base.glob(f"{STALE_PREFIX}*") if p.is_dir()]
+    if not stale:
+        return []
+    in_use = _paths_in_use()
+    if in_use is None:  # no way to tell which are in use here: none is removed
+        return []
+    removed = []
+    for path in stale:
+        if not any(str(path) in line for line in in_use):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _paths_in_use() -> list[str] | None:
+    """Every running process's command line (Linux /proc; None elsewhere: nothing is known)."""
+    lines = []
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return None
+    for entry in proc.iterdir():
+        if entry.name.isdigit():
+            try:
+                lines.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+            except OSError:
+                continue
+    return lines
