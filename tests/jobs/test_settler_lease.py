@@ -116,3 +116,40 @@ def test_a_long_pass_keeps_renewing_the_lease(db: Database, redis: RedisServer |
         assert refused == [True] * 4 and leases.holder(SETTLER_LEASE) == queue.holder
     finally:
         queue.close()
+
+
+def test_the_stuck_job_sweep_never_fails_a_job_proved_meanwhile(db: Database, redis: RedisServer | None,
+                                                                 tmp_path: Path) -> None:
+    """The sweep saw the job running with its worker gone, but the worker proved it before the sweep failed it:
+    the proved job stays proved and goes to the settler (the caller gets the result it paid for, charged once)."""
+    if redis is None:
+        pytest.skip("redis-server is not installed")
+    from datetime import timedelta
+
+    from proofmarket.calls import celery_queue
+
+    settings = Settings(_env_file=None, home=tmp_path, queue="celery", redis_url=redis.url,  # type: ignore[call-arg]
+                        database_url=db.url)
+    jobs = JobRepo(db)
+    runner = SettlingRunner(settings, jobs, ModelRepo(db), LocalStore(tmp_path / "store"), NeverSettle(),
+                            JobMetrics(CollectorRegistry()))
+    queue = CeleryJobQueue(settings, jobs, runner)
+    job = jobs.create(NewJob(JobKind.PROVE, {"input_data": [[1.0]]}, "stuck", model_id="m", payment_nonce="stuck",
+                             payment=ticket_json("stuck"), rail="x402"))
+    for _ in range(celery_queue.MAX_ATTEMPTS):  # its last allowed run
+        jobs.requeue(job.id)
+        assert jobs.start(job.id) is not None
+    seen_running = jobs.get(job.id)
+    assert seen_running is not None and seen_running.status == JobStatus.RUNNING
+    seen_running.started_at = seen_running.started_at - timedelta(seconds=celery_queue.GRACE_S + 5)
+    assert jobs.proved(job.id, bundle_cid="cid-stuck", result={}, final=False)  # the worker's last act
+    original = jobs.active
+    jobs.active = lambda *statuses: [seen_running] if JobStatus.RUNNING in statuses else original(*statuses)
+    try:
+        queue.sweep()
+    finally:
+        jobs.active = original  # type: ignore[method-assign]
+        queue.close()
+    after = jobs.get(job.id)
+    assert after is not None and after.status == JobStatus.PROVED and after.error_code is None
+    assert runner.settled == [] and job.id in {j.id for j in jobs.active(JobStatus.PROVED)}

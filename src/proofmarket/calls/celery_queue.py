@@ -216,7 +216,7 @@ class CeleryJobQueue:
                     continue
                 if job.attempts >= MAX_ATTEMPTS:
                     if self.jobs.failed(job.id, "worker_lost", f"the workers running this job stopped {job.attempts} "
-                                                               "times; nothing was settled"):
+                                                               "times; nothing was settled", only=JobStatus.RUNNING):
                         self.runner.release(job)
                 elif self.jobs.requeue(job.id):
                     log.warning("job %s: its worker is gone; queued again", job.id)

@@ -216,10 +216,14 @@ class JobRepo:
             return sum(int(doc.get("amount_atomic") or 0) for nonce, doc in rows
                        if nonce != besides and str(doc.get("payer") or "").lower() == payer.lower())
 
-    def failed(self, job_id: str, code: str, message: str) -> bool:
-        """Fail a job that is not final (a proved job only while its payment awaits settlement)."""
+    def failed(self, job_id: str, code: str, message: str, *, only: JobStatus | None = None) -> bool:
+        """Fail a job that is not final (a proved job only while its payment awaits settlement); ``only``: only
+        while it is in that status (the stuck-job sweep fails a RUNNING job, never one proved meanwhile: that one
+        goes to the settler)."""
         active = (JobRow.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value, JobStatus.SETTLING.value])
                   | ((JobRow.status == JobStatus.PROVED.value) & JobRow.payment.is_not(None)))
+        if only is not None:
+            active = JobRow.status == only.value
         with self.db.session() as s:
             res = s.execute(update(JobRow).where(JobRow.id == job_id, active).values(
                 status=JobStatus.FAILED.value, error_code=code, error_message=message[:4000], finished_at=utcnow()))
