@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from proofmarket.core.errors import DuplicateJob, ModelOwnedByOther, PaymentPayerBusy, ProofMarketError
@@ -220,8 +220,9 @@ class JobRepo:
         """Fail a job that is not final (a proved job only while its payment awaits settlement); ``only``: only
         while it is in that status (the stuck-job sweep fails a RUNNING job, never one proved meanwhile: that one
         goes to the settler)."""
-        active = (JobRow.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value, JobStatus.SETTLING.value])
-                  | ((JobRow.status == JobStatus.PROVED.value) & JobRow.payment.is_not(None)))
+        active: ColumnElement[bool] = (
+            JobRow.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value, JobStatus.SETTLING.value])
+            | ((JobRow.status == JobStatus.PROVED.value) & JobRow.payment.is_not(None)))
         if only is not None:
             active = JobRow.status == only.value
         with self.db.session() as s:
