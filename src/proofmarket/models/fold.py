@@ -50,9 +50,9 @@ def check_folded_sizes(model: onnx.ModelProto, limit: int) -> None:
     for node in model.graph.node:
         elements = _output_elements(node, values)
         if elements is not None and elements > limit:
-            name = node.name or node.op_type
-            raise TensorTooLarge(f"Node '{name}' ({node.op_type}) makes a tensor of {elements:,} elements from "
-                                 f"constants, over the limit of {limit:,} per tensor.", tensor=name,
+            tensor = node.output[0] if node.output else node.name or node.op_type
+            raise TensorTooLarge(f"Tensor '{tensor}' (from {node.op_type} node '{node.name or node.op_type}') would "
+                                 f"have {elements:,} elements, over the limit of {limit:,} per tensor.", tensor=tensor,
                                  elements=elements, max_elements=limit)
 
 
