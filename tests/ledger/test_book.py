@@ -157,3 +157,39 @@ def test_a_payout_with_no_known_transaction_is_never_voided_and_is_named(db: Dat
     assert book.closing("payout:1") is None and payouts.owed() == {}  # still held: not paid again
     named = reconcile(book).differences
     assert len(named) == 1 and "payout:1" in named[0] and "no known transaction" in named[0]
+
+
+def test_the_operator_settles_an_unknown_outcome_and_nothing_else(db: Database) -> None:
+    """A held payout whose outcome no machine may decide: the operator voids it (never sent: owed again) or captures
+    it with a transaction the chain confirms; a transfer the node still follows is not the operator's to settle."""
+    from types import SimpleNamespace
+
+    from proofmarket.core.errors import UsageError
+    from proofmarket.payments.payouts import Payouts
+    from proofmarket.payments.unknown import resolve_unknown, unknown_outcomes
+
+    book = Book(db)
+    book.post(Transfer.move("draw", "draw", "credits", Accounts.wallet(ALICE), Accounts.payee(OWNER), 80,
+                            model_id="m"))
+    for ref in ("payout:lost", "payout:followed"):
+        book.hold(Transfer.move(ref, "payout", "payout", Accounts.payee(OWNER), Accounts.wallet(OWNER), 40,
+                                model_id="m"))
+    book.note_outcome_unknown("payout:lost")
+    book.note_tx("payout:followed", "0x" + "ab" * 32)
+    assert [u["ref"] for u in unknown_outcomes(book)] == ["payout:lost"]
+    with pytest.raises(UsageError, match="followed by the node"):
+        resolve_unknown(book, "payout:followed", not_sent="looked")
+    with pytest.raises(UsageError, match="either"):
+        resolve_unknown(book, "payout:lost")
+    no_receipt = SimpleNamespace(receipt=lambda tx: None)
+    with pytest.raises(UsageError, match="not a mined"):  # a hash the chain does not know is no proof of payment
+        resolve_unknown(book, "payout:lost", paid_tx="0x" + "cd" * 32, client=no_receipt,  # type: ignore[arg-type]
+                        usdc="0x" + "11" * 20, sender="0x" + "99" * 20)
+    assert book.closing("payout:lost") is None
+    done = resolve_unknown(book, "payout:lost", not_sent="the node's account shows no transfer to the owner")
+    assert done["outcome"] == "voided" and book.closing("payout:lost") is not None
+    payouts = Payouts(book, None, "", SimpleNamespace(address="0x" + "99" * 20))  # type: ignore[arg-type]
+    assert payouts.owed() == {OWNER: {"m": 40}}  # owed again: the next payout pays it
+    assert unknown_outcomes(book) == [] and book.check() == []
+    with pytest.raises(UsageError, match="settled already"):
+        resolve_unknown(book, "payout:lost", not_sent="twice")

@@ -4,6 +4,8 @@
     proofmarket payouts run [--node URL]                    pay every payee what the book owes it, now
     proofmarket ledger check [--node URL] [--from-block N]  the book against its rules and the chain; exit 1 when
                                                             any difference is found, each printed
+    proofmarket ledger unknown [--node URL]                 held payouts and refunds whose outcome is unknown
+    proofmarket ledger resolve REF (--paid TX | --not-sent REASON)   the operator settles one from the chain
 The operator's commands send PROOFMARKET_ADMIN_TOKEN (the node's admin token). Hook: ``register(app)`` in cli/main.py.
 """
 
@@ -83,6 +85,51 @@ def ledger_check(node: NodeOpt = DEFAULT_NODE, as_json: JsonFlag = False,
                   f" ({report['transfers_checked']} transfers, {report['transactions_checked']} transactions checked)")
     if not report["ok"]:
         raise typer.Exit(1)
+
+
+@ledger.command("unknown")
+def ledger_unknown(node: NodeOpt = DEFAULT_NODE, as_json: JsonFlag = False) -> None:
+    """List the held payouts and credits refunds whose transaction may have left with no hash known."""
+    from proofmarket.sdk.client import Client
+
+    try:
+        with Client(node) as sdk:
+            held = sdk.unknown_outcomes(_token())
+    except ProofMarketError as exc:
+        raise fail(exc, as_json) from exc
+    if as_json:
+        emit_json({"unknown": held})
+        return
+    for t in held:
+        out.print(f"{t['ref']}  {t['kind']}  {t['postings']}  since {t['created_at']}")
+    out.print(f"unknown outcomes: {len(held)} (settle each with 'proofmarket ledger resolve REF --paid TX' or "
+              "'--not-sent REASON' after reading the node's account on chain)")
+
+
+@ledger.command("resolve")
+def ledger_resolve(
+    ref: Annotated[str, typer.Argument(help="the held transfer's reference (see 'proofmarket ledger unknown')")],
+    paid: Annotated[str | None, typer.Option("--paid", help="the transaction that paid it (checked on chain)")]
+    = None,
+    not_sent: Annotated[str | None, typer.Option("--not-sent", help="it was never sent: the reason (voided: owed "
+                                                                    "again)")] = None,
+    node: NodeOpt = DEFAULT_NODE, as_json: JsonFlag = False,
+) -> None:
+    """Settle a held payout or refund whose outcome no machine may decide: captured with the transaction that paid
+    it, or voided when it was never sent."""
+    from proofmarket.sdk.client import Client
+
+    try:
+        if (paid is None) == (not_sent is None):
+            raise UsageError("give either --paid TX or --not-sent REASON")
+        with Client(node) as sdk:
+            done = sdk.resolve_unknown(_token(), ref, paid_tx=paid, not_sent=not_sent)
+    except ProofMarketError as exc:
+        raise fail(exc, as_json) from exc
+    if as_json:
+        emit_json(done)
+    else:
+        out.print(f"{done['ref']}: {done['outcome']}")
 
 
 def node_earnings(node: str, key_env: str, devnet: bool, as_json: bool) -> None:

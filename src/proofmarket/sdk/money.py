@@ -32,6 +32,16 @@ class Money(NodeSession):
         return dict(self._json(self._get("/v1/ledger/check", params={"from_block": from_block},
                                          headers=_admin(admin_token))))
 
+    def unknown_outcomes(self, admin_token: str) -> list[dict[str, Any]]:
+        """Held payouts and refunds whose outcome the operator must settle from the chain."""
+        return list(self._json(self._get("/v1/ledger/unknown", headers=_admin(admin_token)))["unknown"])
+
+    def resolve_unknown(self, admin_token: str, ref: str, *, paid_tx: str | None = None,
+                        not_sent: str | None = None) -> dict[str, Any]:
+        """Capture a held transfer with the transaction that paid it, or void it when it was never sent."""
+        body = {"paid_tx": paid_tx} if paid_tx is not None else {"not_sent": not_sent}
+        return dict(self._json(self._post(f"/v1/ledger/unknown/{ref}", json=body, headers=_admin(admin_token))))
+
 
 def _admin(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}

@@ -5,6 +5,9 @@
                                     database holds the settler's lease
     GET  /v1/ledger/check?from_block=N   the book against its rules and the chain (``payments/reconcile.py``): every
                                     difference named; ``ok`` when there is none
+    GET  /v1/ledger/unknown             held payouts and credits refunds whose outcome no machine may decide
+    POST /v1/ledger/unknown/{ref}       the operator says which it was: {"paid_tx": "0x..."} (checked on chain, then
+                                    captured) or {"not_sent": "reason"} (voided) (``payments/unknown.py``)
 Owners read their earnings at ``/v1/earnings`` (signed); nothing here moves money on an owner's word.
 """
 
@@ -12,14 +15,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Body, Query
 from fastapi.concurrency import run_in_threadpool
 
 from proofmarket.api.deps import ServicesDep
 from proofmarket.api.security import AdminDep
-from proofmarket.core.errors import CreditsUnavailable
+from proofmarket.core.errors import CreditsUnavailable, UsageError
 from proofmarket.node.services import NodeServices
 from proofmarket.payments.settler import Money
+from proofmarket.payments.unknown import resolve_unknown, unknown_outcomes
 
 router = APIRouter(tags=["ledger"])
 
@@ -47,3 +51,26 @@ async def check_ledger(services: ServicesDep,
     """The book against its own rules and against the chain: every difference, named."""
     report = await run_in_threadpool(_money(services).check, from_block)
     return report.to_json()
+
+
+@router.get("/v1/ledger/unknown", operation_id="list_unknown_outcomes", dependencies=[AdminDep])
+async def list_unknown(services: ServicesDep) -> dict[str, Any]:
+    """Held payouts and credits refunds whose transaction may have left with no hash known: the operator settles
+    each from the chain (``POST /v1/ledger/unknown/{ref}``)."""
+    return {"unknown": await run_in_threadpool(unknown_outcomes, _money(services).book)}
+
+
+@router.post("/v1/ledger/unknown/{ref:path}", operation_id="resolve_unknown_outcome", dependencies=[AdminDep])
+async def resolve(ref: str, services: ServicesDep,
+                  body: Annotated[dict[str, Any], Body(description='{"paid_tx": "0x..."} or {"not_sent": "reason"}')]
+                  ) -> dict[str, Any]:
+    """Capture a held transfer with the transaction that paid it (checked on chain: mined, successful, a USDC
+    transfer from the node to the payee of its amount), or void it when it was never sent."""
+    money = _money(services)
+    paid, not_sent = body.get("paid_tx"), body.get("not_sent")
+    if paid is not None and not isinstance(paid, str) or not_sent is not None and not isinstance(not_sent, str):
+        raise UsageError('the body is {"paid_tx": "0x..."} or {"not_sent": "reason"}')
+    p = money.payouts
+    return await run_in_threadpool(lambda: resolve_unknown(
+        money.book, ref, paid_tx=paid, not_sent=not_sent, client=p.client if p else None,
+        usdc=p.usdc if p else None, sender=p.sender.address if p else None))
