@@ -43,6 +43,8 @@ def test_a_history_signature_opens_one_read_on_the_node_it_names(make_app: AppFa
         other = Account.create().address
         theirs = sign_headers(person, other)
         assert "this node" in _refused(node, url, {**theirs, "Host": "evil.example"})
+        # made for another purpose: the answer names the purpose this request takes
+        assert "this request's is 'history'" in _refused(node, url, sign_headers(person, here, "api-keys"))
         # made for this node: one read, then a replay is refused; the other list is its own read
         mine = sign_headers(person, here)
         read = node.get(url, headers=mine)

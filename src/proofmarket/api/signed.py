@@ -97,7 +97,10 @@ def signed_address(request: Request, purpose: str) -> str:
     except Exception:  # a malformed signature proves nothing
         raise Unauthorized("the address signature is not a valid EIP-191 signature") from None
     if signer.lower() != address.lower():
-        raise Unauthorized(f"the address signature was not made by X-Address for this node ({node})")
+        raise Unauthorized(f"the address signature is not X-Address's signature of 'proofmarket-{purpose}:"
+                           f"{address}:{node}:{stamp}:{nonce}' for this node ({node}): check the purpose (this "
+                           f"request's is '{purpose}'), the node address, the time and the nonce it was made over",
+                           purpose=purpose, node=node)
     if not used_signatures(request).first_use((signer.lower(), nonce, request.url.path), int(stamp) + MAX_AGE_S + 1):
         raise Unauthorized("this address signature was already used for this list: sign again (each opens one read)")
     return signer.lower()
