@@ -9,7 +9,8 @@ plain key in the environment (the devnet only: a chain whose profile refuses dev
 Roles: ``owner`` (the market's account: PROOFMARKET_OWNER_KEYSTORE, PROOFMARKET_PRIVATE_KEY; off the devnet it is
 admin, owner, consumer and prover of the market's commands), ``node`` (receipts, settlements, attestations:
 PROOFMARKET_NODE_KEYSTORE, PROOFMARKET_NODE_KEY; without one of its own, the owner's), ``validator``
-(PROOFMARKET_VALIDATOR_KEYSTORE, PROOFMARKET_VALIDATOR_KEY). A role's keystore defaults to HOME/keys/<role>.json
+(PROOFMARKET_VALIDATOR_KEYSTORE, PROOFMARKET_VALIDATOR_KEY), ``consumer`` (``infer`` and ``generate``:
+``--keystore NAME``, PROOFMARKET_CONSUMER_KEY on the devnet only). A role's keystore defaults to HOME/keys/<role>.json
 when that file exists. A keystore readable by other users is refused (``chmod 600``), so is a password file
 readable by everyone. No message and no log line holds a key or a password.
 """
@@ -35,10 +36,11 @@ from proofmarket.core.errors import UsageError
 from proofmarket.core.profiles import ChainProfile
 from proofmarket.core.settings import Settings, X402Settings
 
-Role = Literal["owner", "node", "validator", "facilitator"]
-ROLES: tuple[Role, ...] = ("owner", "node", "validator", "facilitator")
+Role = Literal["owner", "node", "validator", "facilitator", "consumer"]
+ROLES: tuple[Role, ...] = ("owner", "node", "validator", "facilitator", "consumer")
 ENV_KEY: dict[str, str] = {"owner": "PROOFMARKET_PRIVATE_KEY", "node": "PROOFMARKET_NODE_KEY",
-                           "validator": "PROOFMARKET_VALIDATOR_KEY", "facilitator": "PROOFMARKET_FACILITATOR_KEY"}
+                           "validator": "PROOFMARKET_VALIDATOR_KEY", "facilitator": "PROOFMARKET_FACILITATOR_KEY",
+                           "consumer": "PROOFMARKET_CONSUMER_KEY"}
 BORROWS: dict[str, Role] = {"node": "owner"}  # a node without a key of its own signs with the owner's
 SCRYPT_N = 2**18  # eth-account's default scrypt cost (256 MiB, about a second)
 MAX_SCRYPT_N = 2**20  # a keystore asking for more memory than 1 GiB is refused before decrypting
@@ -70,7 +72,7 @@ def keystore_path(role: str, settings: Settings, extra: X402Settings | None = No
     _check_role(role)
     extra = extra or X402Settings()
     configured = {"owner": settings.owner_keystore, "validator": settings.validator_keystore,
-                  "node": extra.node_keystore, "facilitator": extra.facilitator_keystore}[role]
+                  "node": extra.node_keystore, "facilitator": extra.facilitator_keystore, "consumer": None}[role]
     if configured is not None:
         return configured.expanduser(), f"PROOFMARKET_{role.upper()}_KEYSTORE"
     return settings.home / "keys" / f"{role}.json", None
@@ -230,6 +232,11 @@ def _check_role(role: str) -> None:
 
 
 def _plain(role: str, settings: Settings, extra: X402Settings) -> SecretStr | None:
+    if role == "consumer":
+        from proofmarket.core.settings import env_value
+
+        text = env_value(ENV_KEY["consumer"])
+        return SecretStr(text) if text and text.strip() else None
     value = {"owner": settings.private_key, "node": extra.node_key, "validator": settings.validator_key,
              "facilitator": extra.facilitator_key}[role]
     return value if value is not None and value.get_secret_value().strip() else None

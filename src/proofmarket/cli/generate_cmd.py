@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from proofmarket.cli.infer_cmd import DEFAULT_KEY_ENV, _account, choose_node
+from proofmarket.cli.infer_cmd import DEFAULT_KEY_ENV, KeystoreOpt, choose_node, paying_account
 from proofmarket.cli.output import emit_json, fail, out, progress_steps
 from proofmarket.core.errors import ProofMarketError
 from proofmarket.core.settings import Settings
@@ -37,8 +37,9 @@ def generate_cmd(
     seed: Annotated[int | None, typer.Option("--seed", help="sampling seed (committed; drawn when unset)")] = None,
     node: Annotated[str | None, typer.Option("--node", envvar="PROOFMARKET_NODE_URL",
                                              help="a node's base URL; unset = run in this workspace")] = None,
-    key_env: Annotated[str, typer.Option("--key-env", help="environment variable holding the paying key")]
-    = DEFAULT_KEY_ENV,
+    key_env: Annotated[str, typer.Option("--key-env", help="environment variable holding the paying key (a node on "
+                                                           "the devnet only)")] = DEFAULT_KEY_ENV,
+    keystore: KeystoreOpt = None,
     devnet: Annotated[bool, typer.Option("--devnet", help="pay with anvil's dev consumer account")] = False,
     max_amount: Annotated[int | None, typer.Option("--max-amount", help="most atomic USDC units to pay")] = None,
     reexecute: Annotated[bool, typer.Option("--reexecute", help="re-check the answer locally (needs the weights)")]
@@ -60,7 +61,7 @@ def generate_cmd(
             from proofmarket.sdk.client import Client
 
             node = choose_node(node, model_id, auto, rpc_url, max_amount, as_json)
-            with Client(node, account=_account(key_env, devnet), devnet=devnet) as sdk:
+            with Client(node, account=paying_account(node, key_env, devnet, keystore), devnet=devnet) as sdk:
                 result = sdk.generate(model_id, prompt, max_tokens=max_tokens, temperature=temperature, seed=seed,
                                       max_amount=max_amount, reexecute=reexecute)
             bundle, cid, checks = result.bundle, result.bundle_cid, list(result.checks)

@@ -1,8 +1,10 @@
 """``proofmarket infer MODEL_ID --input INPUT.json --node URL``: a paid call to a node, over the SDK.
 
-The node answers 402 when the call costs something: the payment is signed with the key in the
-environment variable named by ``--key-env`` (default ``PROOFMARKET_CONSUMER_KEY``), or with anvil's dev
-consumer account when ``--devnet`` is given, and capped at ``--max-amount`` atomic USDC units (default:
+The node answers 402 when the call costs something: the payment is signed with the keystore named by
+``--keystore NAME`` (HOME/keys/NAME.json, or a path; ``proofmarket keys new --role consumer`` makes
+HOME/keys/consumer.json), or on a node of the devnet with the plain key in the environment variable named by
+``--key-env`` (default ``PROOFMARKET_CONSUMER_KEY``; refused off the devnet), or with anvil's dev consumer account
+when ``--devnet`` is given, and capped at ``--max-amount`` atomic USDC units (default:
 the model's listed price). The answer is verified locally before anything is printed (``Client.verify``:
 the proof, and that it answers this request: model, input, salt, output, payment and receipt); a
 mismatch exits non-zero with its error code. Proofs on a dev SRS are refused unless ``--devnet`` (on
@@ -25,6 +27,9 @@ from proofmarket.core.settings import env_value
 
 DEFAULT_NODE = "http://127.0.0.1:8402"
 DEFAULT_KEY_ENV = "PROOFMARKET_CONSUMER_KEY"
+KeystoreOpt = Annotated[str | None, typer.Option(
+    "--keystore", help="sign with this consumer keystore: a NAME in HOME/keys (NAME.json) or a path; its password "
+                       "from PROOFMARKET_KEYSTORE_PASSWORD_FILE, else asked")]
 
 
 def register(app: typer.Typer) -> None:
@@ -36,8 +41,9 @@ def infer_cmd(
     input: Annotated[Path, typer.Option("--input", help='{"input_data": [[...]]} or {"inputs": {"x": [...]}}')],
     node: Annotated[str, typer.Option("--node", envvar="PROOFMARKET_NODE_URL", help="the node's base URL")]
     = DEFAULT_NODE,
-    key_env: Annotated[str, typer.Option("--key-env", help="environment variable holding the paying key")]
-    = DEFAULT_KEY_ENV,
+    key_env: Annotated[str, typer.Option("--key-env", help="environment variable holding the paying key (a node on "
+                                                           "the devnet only)")] = DEFAULT_KEY_ENV,
+    keystore: KeystoreOpt = None,
     devnet: Annotated[bool, typer.Option(
         "--devnet", help="on the devnet: pay with anvil's dev consumer account and accept dev-SRS proofs")] = False,
     allow_dev_srs: Annotated[bool, typer.Option(
@@ -62,7 +68,7 @@ def infer_cmd(
     try:
         node = choose_node(node, model_id, auto, rpc_url, max_amount, as_json)
         doc = _read_input(input)
-        account = _account(key_env, devnet)
+        account = paying_account(node, key_env, devnet, keystore)
         with Client(node, account=account, devnet=devnet, allow_dev_srs=allow_dev_srs) as sdk:
             result = sdk.infer(model_id, doc, max_amount=max_amount, verify=verify)
     except ProofMarketError as exc:
@@ -120,6 +126,44 @@ def _read_input(path: Path) -> Any:
         raise UsageError(f"cannot read the input {path}: {exc.strerror or exc}") from exc
     except ValueError as exc:
         raise UsageError(f"the input {path} is not JSON: {exc}") from exc
+
+
+def paying_account(node: str, key_env: str, devnet: bool, keystore: str | None) -> Any:
+    """The consumer's paying account: a keystore (``--keystore``), the dev consumer (``--devnet``), or the plain key
+    in ``key_env`` for a node on the devnet only (None: no key)."""
+    if keystore is not None:
+        from proofmarket.chain.keystore import unlock
+        from proofmarket.cli.common import settings_for
+
+        settings = settings_for(None)
+        named = Path(keystore).expanduser()
+        path = named if (named.suffix == ".json" or "/" in keystore) else settings.home / "keys" / f"{keystore}.json"
+        return unlock(path, settings, "consumer")
+    account = _account(key_env, devnet)
+    if account is not None and not devnet:
+        chain = _node_chain(node)
+        if chain is not None and chain != DEVNET.chain_id:
+            raise UsageError(f"{key_env} holds a plain key, which pays on the devnet only; this node is on chain "
+                             f"{chain}: move it into a keystore ('proofmarket keys import --role consumer --from-env "
+                             f"{key_env}') and pass --keystore consumer")
+    return account
+
+
+def _node_chain(node: str) -> int | None:
+    """The chain id the node announces (its manifest's ``chain``); None when it announces none."""
+    import httpx
+
+    try:
+        doc = httpx.get(f"{node.rstrip('/')}/.well-known/ai-service.json", timeout=10).json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    chain = doc.get("chain") if isinstance(doc, dict) else None
+    if not isinstance(chain, dict):
+        return None
+    if isinstance(chain.get("chain_id"), int):
+        return int(chain["chain_id"])
+    network = str(chain.get("network") or "")
+    return int(network.split(":", 1)[1]) if network.startswith("eip155:") and network[7:].isdigit() else None
 
 
 def _account(key_env: str, devnet: bool) -> Any:
