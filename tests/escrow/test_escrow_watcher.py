@@ -253,3 +253,56 @@ def test_the_watcher_never_proves_for_a_squatters_listing_of_a_served_model(env:
     assert market.market.get_request(squatted.request_id).status is RequestStatus.OPEN  # never claimed
     assert market.market.get_prover(market.accounts.prover.address).stake == stake
     db.close()
+
+
+def test_every_on_chain_outcome_waits_for_the_confirmations(env: EscrowEnv, tmp_path: object,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fulfilment found on chain at restart and a rejection by the verifier are final only once as deep as any
+    answer (a reorg may still undo them): confirming first, then fulfilled, or failed as rejected."""
+    from proofmarket.systems.ezkl.bundle import ProofBundle
+
+    db = Database(f"sqlite:///{tmp_path}/outcomes.db")
+    db.migrate()
+    ModelRepo(db).upsert(env.public, name="mlp", price_atomic=PRICE_UNITS)
+    repo = EscrowRepo(db)
+    market = Market.open(workspace=env.ws)
+    watcher = EscrowService(market, repo, lambda: [env.public], confirmations=2)
+    watcher.run_once()  # catch up with everything before this test
+
+    # found at restart: fulfilled on chain while the node was away, after its claim
+    found = env.market.request(env.public, mlp_input())
+    mine(market.client, 2)
+    watcher.run_once()
+    watcher.post_input(found.request_id, mlp_input())
+    row = repo.get(watcher.chain_id, watcher.address, found.request_id)
+    assert row is not None and repo.claim(row.id)
+    assert env.market.submit_proof(found.request_id, env.ws.prover.prove(env.public, mlp_input()).bundle).valid
+    watcher.recover()
+    assert repo.get(watcher.chain_id, watcher.address, found.request_id).status == EscrowStatus.CONFIRMING  # type: ignore[union-attr]
+    mine(market.client, 2)
+    watcher.run_once()
+    assert repo.get(watcher.chain_id, watcher.address, found.request_id).status == EscrowStatus.FULFILLED  # type: ignore[union-attr]
+
+    # rejected by the verifier: a tampered proof (flipped byte), refunded and slashed on chain
+    real = market.submit_proof
+
+    def tampered(request_id: int, bundle: ProofBundle) -> object:
+        proof = bytearray(bytes.fromhex(bundle.proof.hex[2:]))
+        proof[-100] ^= 0x01
+        return real(request_id, bundle.model_copy(update={"proof": bundle.proof.model_copy(
+            update={"hex": "0x" + proof.hex()})}))
+
+    monkeypatch.setattr(market, "submit_proof", tampered)
+    bad = env.market.request(env.public, other_input())
+    mine(market.client, 2)
+    watcher.run_once()
+    watcher.post_input(bad.request_id, other_input())
+    watcher.run_once()  # proves, submits: the verifier says no
+    assert env.market.market.get_request(bad.request_id).status is RequestStatus.REJECTED
+    row = repo.get(watcher.chain_id, watcher.address, bad.request_id)
+    assert row is not None and row.status == EscrowStatus.CONFIRMING and row.settlement["rejected"]
+    mine(market.client, 2)
+    watcher.run_once()
+    row = repo.get(watcher.chain_id, watcher.address, bad.request_id)
+    assert row is not None and (row.status, row.error_code) == (EscrowStatus.FAILED, "proof_rejected")
+    db.close()

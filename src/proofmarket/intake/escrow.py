@@ -162,10 +162,14 @@ class EscrowService(ChainWatcher):
             return "rejected"
         if onchain.status is RequestStatus.FULFILLED:
             if (onchain.prover or "").lower() == me:
-                self.repo.fulfilled(row.id, fulfil_tx=None, settlement={
-                    "request_id": row.request_id, "status": onchain.status.name, "prover": onchain.prover,
-                    "output_hash": "0x" + onchain.output_hash.hex() if onchain.output_hash else None,
-                    "recovered": True})
+                settlement = {"request_id": row.request_id, "status": onchain.status.name, "prover": onchain.prover,
+                              "output_hash": "0x" + onchain.output_hash.hex() if onchain.output_hash else None,
+                              "recovered": True}
+                fulfil_tx = self._fulfil_tx(row.request_id, row.block_number or 0) if self.confirmations else None
+                if fulfil_tx is not None and row.status == EscrowStatus.PROVING and self.repo.confirming(
+                        row.id, fulfil_tx=fulfil_tx, settlement=settlement):
+                    return "confirming"  # found on chain at restart: final once as deep as any answer
+                self.repo.fulfilled(row.id, fulfil_tx=fulfil_tx, settlement=settlement)
                 return onchain.status.name.lower()
             self._close_failed(row, "settled_elsewhere",
                                f"request {row.request_id} was settled by another prover ({onchain.prover})")
@@ -177,6 +181,16 @@ class EscrowService(ChainWatcher):
             self._close_failed(row, "expired", f"request {row.request_id} expired at {onchain.deadline}")
             return "expired"
         return None
+
+    def _fulfil_tx(self, request_id: int, from_block: int) -> str | None:
+        """The transaction that fulfilled ``request_id`` (its RequestFulfilled event), None when not found."""
+        try:
+            logs = self.market.market.contract.events.RequestFulfilled().get_logs(
+                from_block=max(0, from_block), argument_filters={"requestId": request_id})
+        except Exception:  # noqa: BLE001 (the RPC: recorded without the depth wait, as before)
+            self.log.warning("escrow request %s: its fulfilment's transaction could not be read", request_id)
+            return None
+        return "0x" + bytes(logs[-1]["transactionHash"]).hex().removeprefix("0x") if logs else None
 
     def _open_again(self, onchain: InferenceRequest) -> bool:
         return onchain.status in (RequestStatus.OPEN, RequestStatus.ACCEPTED)
@@ -218,9 +232,12 @@ class EscrowService(ChainWatcher):
             # answered by the ZkValidator (with confirmations: once the fulfil is final)
             summary["validation"] = self._validation(request_id, bundle_cid, settlement.tx.tx_hash)
         if not settlement.valid:  # the verifier said no: refunded and slashed, never shown as fulfilled
+            self.log.error("escrow request %s: proof rejected on chain in tx %s", request_id, settlement.tx.tx_hash)
+            if self.confirmations and self.repo.confirming(row.id, fulfil_tx=settlement.tx.tx_hash,
+                                                           settlement={**summary, "rejected": True}):
+                return 0  # closed as rejected once the rejection is as deep as any outcome (a reorg may undo it)
             self._close_failed(row, "proof_rejected", f"request {request_id}: the verifier rejected the proof in "
                                f"tx {settlement.tx.tx_hash} (the consumer was refunded)")
-            self.log.error("escrow request %s: proof rejected on chain in tx %s", request_id, settlement.tx.tx_hash)
             return 1
         confirming = self._answered(row, settlement.tx.tx_hash, summary)
         if self.metrics is not None:
