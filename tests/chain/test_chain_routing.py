@@ -112,3 +112,37 @@ def test_routing_ignores_self_written_records(chain: Chain) -> None:
     # without an RPC nothing is checked: the nodes' boasts count for nothing, the cheapest goes first
     blind = pick_node(urls, MODEL, transport=_transport(nodes))
     assert blind.best.url == "http://honest" and {c.quality for c in blind.ranked} == {0.5}
+
+
+def test_paid_x402_history_ranks_a_node_above_one_with_none(chain: Chain) -> None:
+    """x402 calls leave a record a client can check: the USDC its payers moved into the prover's splitter for the
+    model on your market. At the same price, the node with paid x402 history is ranked first; its paying x402
+    client's feedback counts, weighted by what it paid."""
+    a, ours = chain.accounts, Erc8004.bind(chain.client, chain.deployment.erc8004 or {})
+    list_model(chain, MODEL, a.owner)
+    for prover in (a.prover, a.prover2):
+        stake_prover(chain, prover)
+    paid, _ = ours.identity.register("http://paid/.well-known/agent-registration.json", a.prover)
+    unpaid, _ = ours.identity.register("http://unpaid/.well-known/agent-registration.json", a.prover2)
+    from proofmarket.chain.commitments import model_id_for
+
+    splitter = chain.market.splitter_for(model_id_for(a.owner.address, MODEL), a.prover.address)
+    for _ in range(3):  # three x402 calls settled into the prover's splitter (EIP-3009 transfers of the price)
+        chain.usdc.transfer(splitter, 1000, a.consumer)
+    ours.reputation.give_feedback(paid, 80, a.consumer)  # a paying x402 client rates it
+    ours.reputation.give_feedback(unpaid, 100, a.stranger)  # feedback from someone who never paid counts nothing
+    registry = ours.identity.registry_id()
+    listing = {"owner": a.owner.address}
+    nodes = {"paid": _serve(chain, paid, registry, a.prover.address, 1000),
+             "unpaid": _serve(chain, unpaid, registry, a.prover2.address, 1000)}
+    for node in nodes.values():
+        node["/v1/models/" + MODEL]["registry"] = listing
+    choice = pick_node(["http://unpaid", "http://paid"], MODEL, rpc_url=chain.client.rpc_url,
+                       deployment=chain.deployment, transport=_transport(nodes))
+    by_url = {c.url: c for c in choice.ranked}
+    assert choice.best.url == "http://paid", [(c.url, c.details["parts"]) for c in choice.ranked]
+    assert by_url["http://paid"].quality > by_url["http://unpaid"].quality  # not a tie broken by the URL
+    x402 = by_url["http://paid"].details["prover"]["x402"]
+    assert (x402["calls"], x402["clients"], x402["paid"]) == (3, 1, 3000)
+    assert by_url["http://paid"].details["parts"]["reputation"] == pytest.approx(0.8)
+    assert by_url["http://unpaid"].details["parts"] == {"reputation": 0.5, "validations": 0.5, "record": 0.5}

@@ -12,7 +12,11 @@ cheapest wins. With ``rpc_url`` (your RPC) the record is read on chain, in YOUR 
 - reputation: feedback counted only from clients who paid this prover for a fulfilled request on your
   InferenceMarket (``RequestFulfilled`` events), each client's average weighted by what it paid (0.5 without),
 - validations: only responses of your deployment's ZkValidator and CourtValidator (0.5 without),
-- record: your market's counters of the prover, (fulfilled + 1) / (fulfilled + failed + expired + 2).
+- x402: the USDC your token moved into the prover's revenue splitter for this model on your market
+  (``splitterFor(modelIdOf(listing owner, model), prover)``: where x402 payments for its calls go, paid only once
+  a call was proved), from payers other than the prover: paid calls, paying clients and what they paid,
+- record: your market's counters plus the x402 paid calls, (fulfilled + x402 + 1) / (fulfilled + x402 + failed +
+  expired + 2); a paying x402 client's feedback counts like an escrow client's, weighted by what it paid.
 
 Score = quality / price, quality the mean of the three. Nodes that do not serve the model, are down, cost more
 than ``max_price`` or whose word the chain contradicts are left out with their reason.
@@ -60,10 +64,14 @@ def _quality(prover: dict[str, Any] | None) -> tuple[float, dict[str, float]]:
     parts = {
         "reputation": min(1.0, max(0.0, float(rep.get("average", 0)) / 100)) if rep.get("count") else NEUTRAL,
         "validations": min(1.0, max(0.0, float(val.get("average", 0)) / 100)) if val.get("count") else NEUTRAL,
-        "record": (int(prover.get("fulfilled", 0)) + 1) / (int(prover.get("fulfilled", 0)) + int(
-            prover.get("failed", 0)) + int(prover.get("expired", 0)) + 2),
+        "record": _record(prover),
     }
     return sum(parts.values()) / len(parts), parts
+
+
+def _record(prover: dict[str, Any]) -> float:
+    good = int(prover.get("fulfilled", 0)) + int((prover.get("x402") or {}).get("calls", 0))
+    return (good + 1) / (good + int(prover.get("failed", 0)) + int(prover.get("expired", 0)) + 2)
 
 
 @dataclass
@@ -101,7 +109,8 @@ def _own_deployment(chain_id: int) -> Deployment:
     return found
 
 
-def _on_chain(http: httpx.Client, url: str, chain: _Chain, claimed: dict[str, Any] | None) -> dict[str, Any] | None:
+def _on_chain(http: httpx.Client, url: str, chain: _Chain, claimed: dict[str, Any] | None,
+              model_id: str = "", listing_owner: str | None = None) -> dict[str, Any] | None:
     """The prover record read in your contracts (None: no identity there that is this node's)."""
     from proofmarket.chain.erc8004 import Erc8004
     from proofmarket.chain.market import InferenceMarket
@@ -127,23 +136,49 @@ def _on_chain(http: httpx.Client, url: str, chain: _Chain, claimed: dict[str, An
     info = market.get_prover(owner)
     validators = [registries.zk.address] + ([chain.deployment.court_validator]
                                             if chain.deployment.court_validator else [])
-    reputation = _paid_reputation(chain, market, registries, agent_id, owner)
+    x402 = _x402_paid(chain, market, model_id, listing_owner, owner) if listing_owner else {}
+    reputation = _paid_reputation(chain, market, registries, agent_id, owner, x402.pop("payers", {}))
     return {"address": owner, "stake": info.stake, "fulfilled": info.fulfilled, "failed": info.failed,
-            "expired": info.expired,
+            "expired": info.expired, "x402": x402,
             "erc8004": {"agent_id": agent_id, "reputation": reputation,
                         "validations": registries.validation.summary(agent_id, validators).to_json()}}
 
 
-def _paid_reputation(chain: _Chain, market: Any, registries: Any, agent_id: int, prover: str) -> dict[str, Any]:
-    """Feedback of the clients who paid ``prover`` on your market (fulfilled requests), weighted by what they
-    paid: ``{count, average, clients, paid}``; ``count`` 0 when no paying client rated it."""
+def _x402_paid(chain: _Chain, market: Any, model_id: str, listing_owner: str, prover: str) -> dict[str, Any]:
+    """The x402 payments into ``prover``'s splitter for the model (USDC ``Transfer`` events of your token):
+    ``{calls, clients, paid, payers: {payer: amount}}``."""
+    from proofmarket.chain.commitments import model_id_for
+    from proofmarket.chain.contracts import UsdcToken
+
+    if not (isinstance(listing_owner, str) and listing_owner.startswith("0x") and len(listing_owner) == 42):
+        return {}
+    splitter = market.splitter_for(model_id_for(listing_owner, model_id), prover)
+    token = UsdcToken(chain.client, chain.deployment.usdc).contract
+    start = chain.deployment.contracts["InferenceMarket"].block
+    with chain.client.translate("read the x402 payments into the prover's splitter"):
+        logs = token.events.Transfer().get_logs(from_block=start, to_block="latest", argument_filters={"to": splitter})
+    payers: dict[str, int] = {}
+    calls = 0
+    for log in list(logs)[-MAX_PAID_REQUESTS:]:
+        payer, value = str(log["args"]["from"]).lower(), int(log["args"]["value"])
+        if payer != prover.lower() and value > 0:
+            payers[payer] = payers.get(payer, 0) + value
+            calls += 1
+    return {"calls": calls, "clients": len(payers), "paid": sum(payers.values()), "payers": payers}
+
+
+def _paid_reputation(chain: _Chain, market: Any, registries: Any, agent_id: int, prover: str,
+                     x402_payers: dict[str, int] | None = None) -> dict[str, Any]:
+    """Feedback of the clients who paid ``prover`` on your market (fulfilled requests, and x402 payments into its
+    splitter), weighted by what they paid: ``{count, average, clients, paid}``; ``count`` 0 when no paying client
+    rated it."""
     from eth_utils.address import to_checksum_address
 
     event = market.contract.events.RequestFulfilled()
     start = chain.deployment.contracts["InferenceMarket"].block
     with chain.client.translate("read the market's RequestFulfilled events"):
         logs = event.get_logs(from_block=start, to_block="latest", argument_filters={"prover": prover})
-    paid: dict[str, int] = {}
+    paid: dict[str, int] = dict(x402_payers or {})
     for log in list(logs)[-MAX_PAID_REQUESTS:]:
         args = log["args"]
         consumer = market.get_request(int(args["requestId"])).consumer.lower()
@@ -182,7 +217,9 @@ def pick_node(urls: list[str], model_id: str, *, rpc_url: str | None = None, dep
                     skipped[url] = f"costs {price}, above {max_price}"
                     continue
                 claimed = doc.get("prover")
-                prover = _on_chain(http, url, chain, claimed) if chain is not None else None  # never the node's word
+                listing = doc.get("registry") if isinstance(doc.get("registry"), dict) else {}
+                prover = _on_chain(http, url, chain, claimed, model_id, listing.get("owner")) \
+                    if chain is not None else None  # never the node's word
             except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
                 skipped[url] = f"unreachable or malformed: {exc}"
                 continue
