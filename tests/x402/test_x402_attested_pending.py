@@ -267,3 +267,43 @@ def test_a_paid_generation_that_fails_charges_nothing_and_keeps_no_hold(node: No
     assert job.status == "failed" and job.error_code == ModelFilesMissing.code
     assert node.services.payments.gate.ledger.pending() == []
     assert node.chain.balances(account.address) == [GEN_PRICE]  # nothing charged
+
+
+def test_the_web_app_follows_a_pending_generation_to_its_text(node: Node) -> None:
+    """The page pays for a generation whose settlement is still pending (202): it says the payment is settling,
+    follows the job, and shows the text once the transfer is mined (issue 40 item 4; headless Chromium, a devnet
+    wallet injected)."""
+    from browser_wallet import DevWallet, chromium_or_skip
+
+    sync_playwright, chromium = chromium_or_skip()
+    payer = funded(node, 10 * GEN_PRICE)
+    wallet = DevWallet(payer, node.chain.rpc_url, node.chain.client.chain_id)
+    before = node.chain.balances(payer.address, node.owner)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1024, "height": 900})
+            page.set_default_timeout(90_000)  # a loaded CI machine
+            wallet.install(page)
+            page.goto(f"{node.url}/app/#model/{node.lm_id}")
+            page.click("#connect-button")
+            page.wait_for_selector("#wallet-status.ok")
+            page.wait_for_selector("#prompt-fields:not([hidden])")
+            page.fill("#call-prompt", "the market")
+            page.fill("#call-max-tokens", str(MAX_TOKENS))
+            with automine_off(node.chain.client):
+                page.click("#call-button")
+                deadline = time.monotonic() + 90
+                while "settling" not in (page.text_content("#call-status") or ""):  # the page's CSP forbids eval
+                    assert "bad" not in (page.get_attribute("#call-status", "class") or ""), \
+                        page.text_content("#call-status")
+                    assert time.monotonic() < deadline, page.text_content("#call-status")
+                    time.sleep(0.2)
+                node.chain.client.rpc("evm_mine", [])
+            page.wait_for_selector("#call-status.ok")
+            shown = page.text_content("#call-result") or ""
+        finally:
+            browser.close()
+    assert "output" in shown and "attested" in shown
+    after = node.chain.balances(payer.address, node.owner)
+    assert (before[0] - after[0], after[1] - before[1]) == (GEN_PRICE, GEN_PRICE)  # charged once, on delivery

@@ -180,10 +180,13 @@ export async function call(m) {
       : `the call failed before an answer (${err.message || err}): is the node up? nothing was paid`, 'bad');
     return;
   }
-  const body = await response.json().catch(() => ({}));
-  if (!response.ok || !body.bundle) {
+  let body = await response.json().catch(() => ({}));
+  if (response.status === 202 && body.id) {  // paid, still settling (or still proving): follow the call to its end
+    body = await follow(body);
+    if (body === null) return;
+  } else if (!response.ok || !body.bundle) {
     const e = body.error || {};
-    say('call-status', `${e.code || response.status}: ${e.message || 'no answer'}` + (response.status === 202 ? ' (still running: see History)' : ''), 'bad');
+    say('call-status', `${e.code || response.status}: ${e.message || 'no answer'}`, 'bad');
     return;
   }
   const b = body.bundle;
@@ -194,6 +197,41 @@ export async function call(m) {
     await show(body, null);
   }
   onAnswer(b);
+}
+
+// A 202: the call is paid and its payment is settling (or its proof still running). Poll the job with its token
+// until it ends: its answer (a generation's result.answer; a proven call's bundle) once the transfer is mined, or
+// its error (nothing charged). Null when there is nothing to show (said in the status line).
+const FOLLOW_MS = 1000;
+const FOLLOW_FOR_MS = 10 * 60 * 1000;
+async function follow(job) {
+  const started = Date.now();
+  const headers = { 'X-Job-Token': job.access_token || '' };
+  let last = job;
+  while (Date.now() - started < FOLLOW_FOR_MS) {
+    const settling = last.status === 'settling' || last.status === 'proved';
+    say('call-status', settling ? `paid: the payment is settling on chain (job ${job.id})… the answer shows once it is mined`
+      : `running (job ${job.id}, ${last.status})…`);
+    await new Promise((resolve) => setTimeout(resolve, FOLLOW_MS));
+    const poll = await nodeFetch(`/v1/jobs/${encodeURIComponent(job.id)}`, { headers }).catch(() => null);
+    if (!poll || !poll.ok) continue;  // the node is busy or away a moment: try again
+    last = await poll.json();
+    if (last.status === 'failed') {
+      const e = last.error || {};
+      say('call-status', `${e.code || 'failed'}: ${e.message || 'the call failed'} (nothing was charged)`, 'bad');
+      return null;
+    }
+    if (last.status === 'settled' || (last.status === 'proved' && !(last.rail && last.rail !== 'free'))) {
+      const r = last.result || {};
+      if (r.answer) return { ...r.answer, job_id: last.id };
+      if (r.bundle_cid) {
+        const bundle = await nodeFetch(`/v1/proofs/${r.bundle_cid}`, { headers }).then((x) => x.json()).catch(() => null);
+        if (bundle) return { bundle, job_id: last.id, bundle_cid: r.bundle_cid, payment: r.payment, receipt: r.receipt };
+      }
+    }
+  }
+  say('call-status', `still not settled after ${FOLLOW_FOR_MS / 60000} minutes: see History (job ${job.id})`, 'bad');
+  return null;
 }
 
 // A proven answer's output is shown only as the proof's public instances commit to it, once the bundle verified
