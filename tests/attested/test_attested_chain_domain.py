@@ -19,9 +19,20 @@ from proofmarket.systems.workspace import Workspace
 
 
 @pytest.fixture(autouse=True)
-def _no_chain_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def _no_chain_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in ("CHAIN", "RPC_URL", "NODE_KEY", "PRIVATE_KEY"):
         monkeypatch.delenv(f"PROOFMARKET_{name}", raising=False)
+    # off the devnet the node signs from its keystore (a plain HOME/node.key is refused there)
+    from eth_account import Account
+
+    from proofmarket.chain.keystore import write_keystore
+
+    password = tmp_path / "keystore-password"
+    password.write_text("attested chain domain\n")
+    password.chmod(0o600)
+    write_keystore(tmp_path / "keys" / "node.json", Account.create().key, "attested chain domain", iterations=16)
+    monkeypatch.setenv("PROOFMARKET_NODE_KEYSTORE", str(tmp_path / "keys" / "node.json"))
+    monkeypatch.setenv("PROOFMARKET_KEYSTORE_PASSWORD_FILE", str(password))
 
 
 @contextlib.contextmanager

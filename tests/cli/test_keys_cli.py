@@ -126,3 +126,27 @@ def test_an_existing_keystore_is_never_overwritten_and_a_missing_password_is_exp
     no_password = {k: v for k, v in env.items() if k != "PROOFMARKET_KEYSTORE_PASSWORD_FILE"}
     result = keys(no_password, "new", "--role", "validator", *COST)  # CliRunner's stdin is no terminal
     assert result.exit_code == 2 and "PROOFMARKET_KEYSTORE_PASSWORD_FILE" in result.output
+
+
+def test_off_the_devnet_the_node_key_file_is_refused_and_moved_into_its_keystore_by_one_command(
+        env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The attested signer's plain HOME/node.key is for the devnet only: on Base Sepolia the node refuses it and
+    names the command that moves it into the keystore; that command leaves no plain copy behind."""
+    from proofmarket.core.errors import UsageError
+
+    home = Path(env["PROOFMARKET_HOME"])
+    home.mkdir(parents=True)
+    old = Account.create()
+    (home / "node.key").write_text(old.key.hex())
+    (home / "node.key").chmod(0o600)
+    on_sepolia = Settings(_env_file=None, home=home, chain="base-sepolia")  # type: ignore[call-arg]
+    on_devnet = Settings(_env_file=None, home=home)  # type: ignore[call-arg]
+    assert node_signer(on_devnet).address == old.address  # the devnet keeps its convenience
+    with pytest.raises(UsageError, match="keys import --role node --key-file .*node.key --move"):
+        node_signer(on_sepolia)
+    moved = keys(env, "import", "--role", "node", "--key-file", str(home / "node.key"), "--move", *COST)
+    assert moved.exit_code == 0, moved.output
+    assert not (home / "node.key").exists() and (home / "keys" / "node.json").exists()
+    monkeypatch.setenv("PROOFMARKET_KEYSTORE_PASSWORD_FILE", env["PROOFMARKET_KEYSTORE_PASSWORD_FILE"])
+    now = Settings(_env_file=None, home=home, chain="base-sepolia")  # type: ignore[call-arg]
+    assert node_signer(now).address == old.address  # the same signer, from its keystore now

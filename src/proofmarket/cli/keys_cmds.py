@@ -2,6 +2,7 @@
 
     proofmarket keys new --role node [--out FILE]                 a random key, encrypted; prints its address
     proofmarket keys import --role owner --from-env VAR           a key from a variable (or --key-file FILE)
+    proofmarket keys import --role node --key-file HOME/node.key --move   the node's plain key file into its keystore
     proofmarket keys list                                         each role's keystore and what it would sign with
 
 A key is never an argument (it would land in the shell's history) and never printed. The password comes from
@@ -63,6 +64,8 @@ def keys_import(
     from_env: Annotated[str | None, typer.Option(
         "--from-env", help="the environment variable holding the key (e.g. PROOFMARKET_NODE_KEY)")] = None,
     key_file: Annotated[Path | None, typer.Option("--key-file", help="a file holding the key as hex")] = None,
+    move: Annotated[bool, typer.Option("--move", help="with --key-file: delete the plain file once the keystore is "
+                                                      "written (e.g. the node's HOME/node.key)")] = False,
     out_file: OutOpt = None,
     scrypt_n: CostOpt = SCRYPT_N,
 ) -> None:
@@ -81,8 +84,11 @@ def keys_import(
             secret = key_file.read_text()
         except (OSError, UnicodeDecodeError):
             raise UsageError(f"the key file {key_file} cannot be read") from None
+    if move and key_file is None:
+        raise UsageError("--move takes the key from --key-file (a variable is unset by you)")
     _write(run, role, account_of(secret, name), out_file, scrypt_n, "imported",
-           f"unset {from_env}" if from_env else f"delete {key_file}")
+           f"unset {from_env}" if from_env else (None if move else f"delete {key_file}"),
+           remove=key_file if move else None)
 
 
 @command(keys_app, "list")
@@ -96,12 +102,14 @@ def keys_list(run: Run) -> None:
 
 
 def _write(run: Run, role: str, account: LocalAccount, out_file: Path | None, cost: int, verb: str,
-           then: str | None = None) -> None:
+           then: str | None = None, remove: Path | None = None) -> None:
     settings = run.settings
     default, variable = keystore_path(role, settings)
     path = out_file or default
     password = read_password(settings, f"password for the new {role} keystore: ", confirm=True)
     address = write_keystore(path, account.key, password, iterations=cost)
+    if remove is not None:
+        remove.unlink()  # the keystore holds the key now: no plain copy stays behind
     public = account.key.hex().removeprefix("0x").lower() in {k.removeprefix("0x") for k in ANVIL_DEV_KEYS}
     read_here = path.resolve() == default.resolve()
     run.done({"role": role, "address": address, "file": str(path), "read_by_settings": read_here,
