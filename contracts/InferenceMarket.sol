@@ -230,6 +230,7 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
     event ParamsCanceled();
     event PlatformWithdrawal(address indexed to, uint256 amount);
     event Withdrawal(address indexed account, uint256 amount);
+    event WithdrawalSkipped(address indexed account, uint256 amount);
 
     error ModelInactive(bytes32 modelId);
     error InvalidDeadline(uint64 deadline, uint256 nowTs);
@@ -257,6 +258,7 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
     error NoPendingParams();
     error ParamsNotDue(uint64 eta);
     error ZeroAmount();
+    error TransferRefused(address account);
     error InsufficientBalance(uint256 available, uint256 requested);
     error UnstakeLocked(uint64 unlockAt);
 
@@ -423,10 +425,12 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
     /// models' owners in one batch, an owner from a wallet): the money can only go to the account.
     function withdraw(address account) external nonReentrant returns (uint256 amount) {
         amount = _payOut(account);
+        if (amount == 0 && owed(account) > 0) revert TransferRefused(account);
         if (amount == 0) revert ZeroAmount();
     }
 
-    /// @notice `withdraw` for many accounts in one transaction; accounts owed nothing are skipped.
+    /// @notice `withdraw` for many accounts in one transaction; accounts owed nothing are skipped, and so is an
+    /// account the token refuses (said with `WithdrawalSkipped`; still owed).
     function withdrawMany(address[] calldata accounts) external nonReentrant returns (uint256 total) {
         for (uint256 i = 0; i < accounts.length; ++i) {
             total += _payOut(accounts[i]);
@@ -641,13 +645,20 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
         emit RequestFulfilled(requestId, msg.sender, outputHash, outputs, ownerAmount, proverAmount, fee);
     }
 
+    /// @dev Pay `account` what it is owed. A transfer the token refuses (a blocklisted account) leaves the amount
+    /// owed and is said (`WithdrawalSkipped`): one such payee never reverts a release or a batch for the others.
     function _payOut(address account) private returns (uint256 amount) {
         uint256 total = earned[account];
         amount = total - withdrawn[account];
         if (amount == 0) return 0;
         withdrawn[account] = total;
+        (bool ok, bytes memory answer) = address(usdc).call(abi.encodeCall(IERC20.transfer, (account, amount)));
+        if (!ok || (answer.length > 0 && !abi.decode(answer, (bool)))) {
+            withdrawn[account] = total - amount;
+            emit WithdrawalSkipped(account, amount);
+            return 0;
+        }
         emit Withdrawal(account, amount);
-        usdc.safeTransfer(account, amount);
     }
 
     function _settleInvalid(uint256 requestId, RequestSlots storage r) private {

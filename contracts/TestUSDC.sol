@@ -35,6 +35,22 @@ contract NamedTestUSDC is ERC3009, Ownable {
         _mint(to, amount);
     }
 
+    /// @notice Accounts the token refuses to move money from or to, as Circle's USDC blacklists them (the owner
+    /// sets them): what a payout to a blocklisted owner meets on a real chain.
+    mapping(address account => bool) public blocked;
+
+    error AccountBlocked(address account);
+
+    function setBlocked(address account, bool isBlocked) external onlyOwner {
+        blocked[account] = isBlocked;
+    }
+
+    function _update(address from, address to, uint256 value) internal override {
+        if (blocked[from]) revert AccountBlocked(from);
+        if (blocked[to]) revert AccountBlocked(to);
+        super._update(from, to, value);
+    }
+
     function transferWithAuthorization(
         address from,
         address to,

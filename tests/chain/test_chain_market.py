@@ -432,3 +432,31 @@ def test_x402_money_in_a_splitter_is_released_three_ways(chain: Chain, model: Li
     assert market.platform_balance() - platform_before == fee and usdc.balance_of(splitter) == 0
     again = market.release_split(model.key, a.prover.address, a.stranger)  # nothing left: pays nothing
     assert (again.owner_amount, again.prover_amount, again.platform_fee) == (0, 0, 0)
+
+
+def test_a_blocklisted_payee_stops_nobody_else(chain: Chain, model: Listed) -> None:
+    """USDC blocklists accounts: a release whose owner the token refuses still pays the prover and the platform,
+    and a withdrawal batch skips the refused account (said, still owed) instead of reverting for everyone."""
+    a, market, usdc = chain.accounts, chain.market, chain.usdc
+    splitter = market.splitter_for(model.key, a.prover.address)
+    usdc.transfer(splitter, PRICE, a.consumer)
+    market.withdraw([a.owner.address, a.prover.address], a.stranger)  # start from nothing owed
+    block = usdc.contract.functions.setBlocked
+    chain.client.transact(block(a.owner.address, True), a.admin)
+    try:
+        prover_before = usdc.balance_of(a.prover.address)
+        released = market.release_split(model.key, a.prover.address, a.stranger)  # does not revert
+        fee = PRICE * market.platform_fee_bps() // 10_000
+        owner_amount = PRICE * 7_000 // 10_000
+        assert released.skipped == {a.owner.address: owner_amount}
+        assert usdc.balance_of(a.prover.address) - prover_before == PRICE - fee - owner_amount  # the prover is paid
+        assert market.owed(a.owner.address) == owner_amount  # the owner's share stays owed to it
+        batch = market.withdraw([a.owner.address, a.prover.address], a.stranger)
+        assert batch.skipped == {a.owner.address: owner_amount} and batch.paid == {}
+        with pytest.raises(ContractReverted, match="refuses to pay"):  # one account alone: said, not a silent 0
+            chain.client.transact(market.contract.functions.withdraw(a.owner.address), a.stranger)
+    finally:
+        chain.client.transact(block(a.owner.address, False), a.admin)
+    owner_before = usdc.balance_of(a.owner.address)
+    assert market.withdraw([a.owner.address], a.stranger).paid == {a.owner.address: owner_amount}  # unblocked: paid
+    assert usdc.balance_of(a.owner.address) - owner_before == owner_amount and market.owed(a.owner.address) == 0

@@ -110,9 +110,11 @@ class InferenceMarket(BoundContract):
     def release_split(self, model_id: bytes, prover: str, sender: LocalAccount) -> SplitRelease:
         """Pay out the splitter's balance: owner share, platform fee, the rest to the prover."""
         tx = self._send("releaseSplit", sender, model_id, prover)
+        skipped = {str(a["account"]): int(a["amount"]) for a in self.decode_events(tx, "WithdrawalSkipped")}
         for args in self.decode_events(tx, "SplitReleased"):
             return SplitRelease(bytes(args["modelId"]), str(args["prover"]), str(args["owner"]),
-                                int(args["ownerAmount"]), int(args["proverAmount"]), int(args["platformFee"]), tx)
+                                int(args["ownerAmount"]), int(args["proverAmount"]), int(args["platformFee"]), tx,
+                                skipped)
         raise ChainError("releaseSplit emitted no SplitReleased event", tx=tx.tx_hash)
 
     def earned(self, account: str) -> int:
@@ -129,7 +131,8 @@ class InferenceMarket(BoundContract):
         transaction; accounts owed nothing are skipped."""
         tx = self._send("withdrawMany", sender, [self.client.w3.to_checksum_address(a) for a in accounts])
         paid = {str(args["account"]): int(args["amount"]) for args in self.decode_events(tx, "Withdrawal")}
-        return Payout(paid, tx)
+        skipped = {str(a["account"]): int(a["amount"]) for a in self.decode_events(tx, "WithdrawalSkipped")}
+        return Payout(paid, tx, skipped)
 
     def fulfill(
         self,

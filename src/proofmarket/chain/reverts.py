@@ -66,6 +66,8 @@ _SENTENCES = {
     "InsufficientBalance": "only {available} is available, {requested} was asked for",
     "UnstakeLocked": "the unstaked amount unlocks at {unlockAt}",
     "ZeroAmount": "the amount must be above zero",
+    "TransferRefused": "the token refuses to pay {account} (a blocklisted account): what it is owed stays owed",
+    "AccountBlocked": "the token refuses to move money from or to {account} (blocklisted)",
     "EnforcedPause": "the market is paused",
     "WrongStatus": "court request {requestId} is {status}: not allowed now",
     "NoVotingWeight": "{who} has no voting weight on court request {requestId}: only stake bonded before the "

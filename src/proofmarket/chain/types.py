@@ -158,10 +158,12 @@ class MarketParams:
 
 @dataclass(frozen=True)
 class Payout:
-    """What one ``withdrawMany`` paid: account -> atomic USDC (accounts owed nothing are absent)."""
+    """What one ``withdrawMany`` paid: account -> atomic USDC (accounts owed nothing are absent); ``skipped``: the
+    accounts the token refused to pay (blocklisted), with what stays owed to them."""
 
     paid: dict[str, int]
     tx: TxResult
+    skipped: dict[str, int] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -170,7 +172,8 @@ class Payout:
 
 @dataclass(frozen=True)
 class SplitRelease:
-    """What ``releaseSplit`` paid out of a (model, prover) splitter."""
+    """What ``releaseSplit`` paid out of a (model, prover) splitter; ``skipped``: payees the token refused to pay
+    (blocklisted), whose share stays owed to them (``withdraw`` pays it once the token takes it)."""
 
     model_id: bytes
     prover: str
@@ -179,6 +182,7 @@ class SplitRelease:
     prover_amount: int
     platform_fee: int
     tx: TxResult
+    skipped: dict[str, int] = field(default_factory=dict)
 
     @property
     def total(self) -> int:

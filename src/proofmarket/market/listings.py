@@ -269,6 +269,9 @@ class Listings:
         if market.usdc.balance_of(market.market.splitter_for(ident, self.prover)) == 0:
             return 0
         released = market.market.release_split(ident, self.prover, market.accounts.prover)
+        for payee, amount in released.skipped.items():  # a blocklisted payee: owed on the market, others paid
+            log.warning("the token refused to pay %s its %s of %s's split: it stays owed on the market", payee,
+                        amount, onchain_id)
         return released.owner_amount + released.prover_amount + released.platform_fee
 
     def _release_loop(self) -> None:
