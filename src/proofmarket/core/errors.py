@@ -229,7 +229,7 @@ class InputTooLarge(InputError, code="input_too_large", http_status=413): ...
 class InputShapeError(InputError, code="input_shape"): ...
 
 
-class CourtBundleTooLarge(ProofMarketError, code="court_bundle_too_large", http_status=422):
+class CourtBundleTooLarge(InputError, code="court_bundle_too_large", http_status=422):
     """A court request's bundle is over what the court's ``publish`` takes: not committed (an honest node must be
     able to answer an availability challenge), the consumer takes its money back."""
 
