@@ -11,6 +11,8 @@ OPERATION_IDS = {
     ("get", "/v1/purchases/{purchase_id}"): "get_purchase",
     ("post", "/v1/payouts/run"): "run_payouts",
     ("get", "/v1/ledger/check"): "check_ledger",
+    ("get", "/v1/ledger/unknown"): "list_unknown_outcomes",
+    ("post", "/v1/ledger/unknown/{ref}"): "resolve_unknown_outcome",
     ("get", "/v1/models"): "list_models",
     ("post", "/v1/models"): "upload_model",
     ("get", "/v1/models/{model_id}"): "get_model",
