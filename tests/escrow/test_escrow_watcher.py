@@ -305,4 +305,5 @@ def test_every_on_chain_outcome_waits_for_the_confirmations(env: EscrowEnv, tmp_
     watcher.run_once()
     row = repo.get(watcher.chain_id, watcher.address, bad.request_id)
     assert row is not None and (row.status, row.error_code) == (EscrowStatus.FAILED, "proof_rejected")
+    env.market.stake_prover()  # the rejection slashed the shared prover: back to the minimum for later tests
     db.close()
