@@ -11,6 +11,7 @@ The operator's commands send PROOFMARKET_ADMIN_TOKEN (the node's admin token). H
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -32,6 +33,17 @@ def register(app: typer.Typer) -> None:
     app.add_typer(ledger, name="ledger")
 
 
+def _operator(node: str, as_json: bool, ask: Callable[[Any, str], Any]) -> Any:
+    """``ask(sdk, admin_token)`` on the node (the operator's commands); a refusal ends the command with its code."""
+    from proofmarket.sdk.client import Client
+
+    try:
+        with Client(node) as sdk:
+            return ask(sdk, _token())
+    except ProofMarketError as exc:
+        raise fail(exc, as_json) from exc
+
+
 def _token() -> str:
     token = env_value("PROOFMARKET_ADMIN_TOKEN")
     if not token:
@@ -43,13 +55,7 @@ def _token() -> str:
 @payouts.command("run")
 def payouts_run(node: NodeOpt = DEFAULT_NODE, as_json: JsonFlag = False) -> None:
     """Pay every payee what the node's book owes it now (credits draws, pass calls, swept channel charges)."""
-    from proofmarket.sdk.client import Client
-
-    try:
-        with Client(node) as sdk:
-            done = sdk.run_payouts(_token())
-    except ProofMarketError as exc:
-        raise fail(exc, as_json) from exc
+    done = _operator(node, as_json, lambda sdk, token: sdk.run_payouts(token))
     if as_json:
         emit_json(done)
         return
@@ -69,13 +75,7 @@ def ledger_check(node: NodeOpt = DEFAULT_NODE, as_json: JsonFlag = False,
                  from_block: Annotated[int, typer.Option("--from-block", min=0, help="check transactions mined "
                                                                                    "from this block")] = 0) -> None:
     """Compare the node's book with its own rules and with the chain; name every difference (exit 1 if any)."""
-    from proofmarket.sdk.client import Client
-
-    try:
-        with Client(node) as sdk:
-            report = sdk.ledger_check(_token(), from_block)
-    except ProofMarketError as exc:
-        raise fail(exc, as_json) from exc
+    report = _operator(node, as_json, lambda sdk, token: sdk.ledger_check(token, from_block))
     if as_json:
         emit_json(report)
     else:
@@ -90,13 +90,7 @@ def ledger_check(node: NodeOpt = DEFAULT_NODE, as_json: JsonFlag = False,
 @ledger.command("unknown")
 def ledger_unknown(node: NodeOpt = DEFAULT_NODE, as_json: JsonFlag = False) -> None:
     """List the held payouts and credits refunds whose transaction may have left with no hash known."""
-    from proofmarket.sdk.client import Client
-
-    try:
-        with Client(node) as sdk:
-            held = sdk.unknown_outcomes(_token())
-    except ProofMarketError as exc:
-        raise fail(exc, as_json) from exc
+    held = _operator(node, as_json, lambda sdk, token: sdk.unknown_outcomes(token))
     if as_json:
         emit_json({"unknown": held})
         return
@@ -117,15 +111,10 @@ def ledger_resolve(
 ) -> None:
     """Settle a held payout or refund whose outcome no machine may decide: captured with the transaction that paid
     it, or voided when it was never sent."""
-    from proofmarket.sdk.client import Client
-
-    try:
-        if (paid is None) == (not_sent is None):
-            raise UsageError("give either --paid TX or --not-sent REASON")
-        with Client(node) as sdk:
-            done = sdk.resolve_unknown(_token(), ref, paid_tx=paid, not_sent=not_sent)
-    except ProofMarketError as exc:
-        raise fail(exc, as_json) from exc
+    if (paid is None) == (not_sent is None):
+        raise fail(UsageError("give either --paid TX or --not-sent REASON"), as_json)
+    done = _operator(node, as_json, lambda sdk, token: sdk.resolve_unknown(token, ref, paid_tx=paid,
+                                                                            not_sent=not_sent))
     if as_json:
         emit_json(done)
     else:

@@ -76,16 +76,21 @@ def reconcile(book: Book, client: ChainClient | None = None, usdc: str | None = 
         if int(receipt["status"]) != 1:
             report.differences.append(f"transaction {tx}: in the book, reverted on chain")
             continue
-        seen: dict[tuple[str, str], int] = defaultdict(int)
-        for event in token.events.Transfer().process_receipt(receipt, errors=DISCARD):
-            if str(event["address"]).lower() == usdc.lower():
-                pair = (str(event["args"]["from"]).lower(), str(event["args"]["to"]).lower())
-                seen[pair] += int(event["args"]["value"])
+        seen = usdc_moves(token, usdc, receipt)
         for (source, target), amount in sorted(moves.items()):
             if seen.get((source, target), 0) != amount:
                 report.differences.append(f"transaction {tx}: the book moves {amount} from {source} to {target}, the "
                                           f"chain {seen.get((source, target), 0)}")
     return report
+
+
+def usdc_moves(token: Any, usdc: str, receipt: Any) -> dict[tuple[str, str], int]:
+    """What the USDC contract ``usdc`` moved in a transaction: (from, to) -> atomic units, lower-case addresses."""
+    seen: dict[tuple[str, str], int] = defaultdict(int)
+    for event in token.events.Transfer().process_receipt(receipt, errors=DISCARD):
+        if str(event["address"]).lower() == usdc.lower():
+            seen[(str(event["args"]["from"]).lower(), str(event["args"]["to"]).lower())] += int(event["args"]["value"])
+    return seen
 
 
 def _check_unknown_sends(book: Book, report: Reconciliation, older_than_s: float = 600.0) -> None:

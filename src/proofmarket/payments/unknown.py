@@ -16,13 +16,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from web3.logs import DISCARD
-
 from proofmarket.chain.client import ChainClient
 from proofmarket.chain.contracts import UsdcToken
 from proofmarket.core.errors import UsageError
 from proofmarket.db.book import Book
 from proofmarket.db.credits_repo import CreditsRepo
+from proofmarket.payments.reconcile import usdc_moves
 
 CREDITS = "credits:"
 
@@ -61,10 +60,7 @@ def resolve_unknown(book: Book, ref: str, *, paid_tx: str | None = None, not_sen
     receipt = client.receipt(paid_tx)
     if receipt is None or receipt["status"] != 1:
         raise UsageError(f"{paid_tx} is not a mined, successful transaction on this chain", tx_hash=paid_tx)
-    token = UsdcToken(client, usdc).contract
-    moved = sum(int(e["args"]["value"]) for e in token.events.Transfer().process_receipt(receipt, errors=DISCARD)
-                if str(e["address"]).lower() == usdc.lower() and str(e["args"]["from"]).lower() == sender.lower()
-                and str(e["args"]["to"]).lower() == (to or ""))
+    moved = usdc_moves(UsdcToken(client, usdc).contract, usdc, receipt).get((sender.lower(), to or ""), 0)
     if to is None or moved < amount:
         raise UsageError(f"{paid_tx} does not send {amount} USDC units from the node to {to}", tx_hash=paid_tx)
     book.capture(ref, tx_hash=paid_tx)
