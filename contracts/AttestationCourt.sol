@@ -24,7 +24,7 @@ import {ModelRegistry} from "./ModelRegistry.sol";
 /// weighs nothing. A vote puts `voterSlashBps` of its weight at risk (at most the stake not already at risk in
 /// other unclaimed votes) and locks the whole stake (no unstake) until the vote is claimed; a validator on the
 /// losing side loses that share to the winners, pro rata. A challenge is the challenger's vote. A side wins at once when it holds more than half of the weight that
-/// could vote (all bonded validator stake at the snapshot, less the parties'); otherwise at the vote's end the
+/// could vote (the bonded stake of the model's declared validators at the snapshot, less the parties'); otherwise at the vote's end the
 /// weighted majority decides if at least `quorumBps` of that weight voted, else nobody is slashed.
 ///
 /// Availability is decided by a rule all can check, not by one validator's fetch: a validator that cannot get a
@@ -34,7 +34,10 @@ import {ModelRegistry} from "./ModelRegistry.sol";
 ///
 /// Validators learn which results to check from `isSampled` (the hash of the block after the commitment, unknown to
 /// the node when it answers; stored by the first challenge or finalization; a seed no longer in the chain's 256-block
-/// memory and never stored counts as "sampled"). `canRead`
+/// memory and never stored counts as "sampled"). A validator counts only for the models it declared it can check
+/// (`declare`, before the commitment): its weight on another model's request is 0, and the weight that could vote
+/// on a request is the stake of the model's declared validators, so validators that cannot check a model never
+/// stall its quorum. `canRead`
 /// says who a node serves a committed bundle to: validators with weight on the request that were drawn for it, or
 /// any of them once it is challenged. Unstaking a validator's stake waits `unbondDelay`.
 contract AttestationCourt is Ownable, ReentrancyGuardTransient {
@@ -44,6 +47,7 @@ contract AttestationCourt is Ownable, ReentrancyGuardTransient {
     uint16 internal constant BPS = 10_000;
     uint64 internal constant MAX_PARAMS_DELAY = 30 days;
     uint256 internal constant MAX_PUBLISHED_BYTES = 256 * 1024;
+    uint256 public constant MAX_DECLARED = 16; // models one validator may declare (each stake change updates them)
 
     enum Status {
         None,
@@ -135,13 +139,16 @@ contract AttestationCourt is Ownable, ReentrancyGuardTransient {
     mapping(address => uint256) public escrowed; // what its unclaimed votes put at risk (at most its stake)
     mapping(address => uint256) private _openCount; // a node's unresolved commitments
     mapping(address => Checkpoints.Trace208) private _stakeHistory;
-    Checkpoints.Trace208 private _totalHistory;
+    mapping(bytes32 => Checkpoints.Trace208) private _modelStake; // declared validators' stake, per model
+    mapping(address => bytes32[]) private _declared;
+    mapping(address => mapping(bytes32 => uint256)) public declaredAt; // block of the declaration; 0: not declared
 
     event ParamsScheduled(Params params, uint64 eta);
     event ParamsApplied(uint32 version, Params params);
     event Staked(address indexed who, bool validator, uint256 amount);
     event Unstaked(address indexed who, bool validator, uint256 amount);
     event Withdrawn(address indexed who, uint256 amount);
+    event Declared(address indexed validator, bytes32 indexed modelId, bool checks);
     event RequestCreated(uint256 indexed requestId, bytes32 indexed modelId, address indexed consumer,
         bytes32 inputCommitment, uint256 amount, uint64 deadline, address node);
     /// @dev `bundleDigest`: sha256 of the attested bundle's bytes (its CID's digest), where validators fetch it.
@@ -185,6 +192,8 @@ contract AttestationCourt is Ownable, ReentrancyGuardTransient {
     error NothingStaked(address who);
     error StakeLocked(address who);
     error UnbondingNotDone(uint64 readyAt);
+    error TooManyModels(uint256 maximum);
+    error AlreadyDeclared(bytes32 modelId, bool checks);
 
     constructor(IERC20 usdc_, ModelRegistry registry_, address admin, Params memory params_, uint64 paramsDelay_)
         Ownable(admin)
@@ -271,6 +280,33 @@ contract AttestationCourt is Ownable, ReentrancyGuardTransient {
         usdc.safeTransfer(msg.sender, u.amount);
     }
 
+    /// @notice Declare that the caller can (`checks`) or no longer can re-check `modelId`'s results: its stake counts
+    /// for the model's requests committed from the next block on (at most MAX_DECLARED models at once).
+    function declare(bytes32 modelId, bool checks) external {
+        if ((declaredAt[msg.sender][modelId] != 0) == checks) revert AlreadyDeclared(modelId, checks);
+        bytes32[] storage list = _declared[msg.sender];
+        uint256 s = validatorStake[msg.sender];
+        uint256 total = _modelStake[modelId].latest();
+        if (checks) {
+            if (list.length >= MAX_DECLARED) revert TooManyModels(MAX_DECLARED);
+            list.push(modelId);
+            declaredAt[msg.sender][modelId] = block.number;
+            _modelStake[modelId].push(uint48(block.number), uint208(total + s));
+        } else {
+            uint256 i;
+            while (list[i] != modelId) ++i;
+            list[i] = list[list.length - 1];
+            list.pop();
+            delete declaredAt[msg.sender][modelId];
+            _modelStake[modelId].push(uint48(block.number), uint208(total - s));
+        }
+        emit Declared(msg.sender, modelId, checks);
+    }
+
+    function declaredModels(address validator) external view returns (bytes32[] memory) {
+        return _declared[validator];
+    }
+
     /// @notice A validator's bonded stake at the end of block `blockNumber`.
     function stakeAt(address who, uint256 blockNumber) public view returns (uint256) {
         return _stakeHistory[who].upperLookupRecent(uint48(blockNumber));
@@ -281,6 +317,8 @@ contract AttestationCourt is Ownable, ReentrancyGuardTransient {
     function weightOf(uint256 requestId, address who) public view returns (uint256) {
         Request storage r = _requests[requestId];
         if (r.commitBlock == 0 || who == r.node || who == r.consumer) return 0;
+        uint256 d = declaredAt[who][r.modelId];
+        if (d == 0 || d >= r.commitBlock) return 0;
         uint256 w = stakeAt(who, r.commitBlock - 1);
         if (w < _versions[r.version].validatorMinStake) return 0;
         uint256 bonded = validatorStake[who];
@@ -412,8 +450,9 @@ contract AttestationCourt is Ownable, ReentrancyGuardTransient {
         Params memory p = _versions[r.version];
         r.status = Status.Challenged;
         r.windowEnd = uint64(block.timestamp) + p.voteWindow; // now the vote's deadline
-        r.eligible = uint128(_totalHistory.upperLookupRecent(uint48(r.commitBlock - 1))
-            - stakeAt(r.node, r.commitBlock - 1) - stakeAt(r.consumer, r.commitBlock - 1));
+        uint256 b = r.commitBlock - 1;
+        r.eligible = uint128(_modelStake[r.modelId].upperLookupRecent(uint48(b)) - _counted(r.node, r.modelId, b)
+            - _counted(r.consumer, r.modelId, b));
         emit Challenged(requestId, msg.sender, r.windowEnd);
         usdc.safeTransferFrom(msg.sender, address(this), p.challengeBond);
         _castVote(requestId, r, true, p);
@@ -563,7 +602,17 @@ contract AttestationCourt is Ownable, ReentrancyGuardTransient {
         uint256 before = validatorStake[who];
         validatorStake[who] = amount;
         _stakeHistory[who].push(uint48(block.number), uint208(amount));
-        _totalHistory.push(uint48(block.number), uint208(_totalHistory.latest() + amount - before));
+        bytes32[] storage list = _declared[who];
+        for (uint256 i; i < list.length; ++i) {
+            Checkpoints.Trace208 storage t = _modelStake[list[i]];
+            t.push(uint48(block.number), uint208(t.latest() + amount - before));
+        }
+    }
+
+    /// @dev `who`'s stake in the model's total at the end of block `b` (declared continuously since then).
+    function _counted(address who, bytes32 modelId, uint256 b) private view returns (uint256) {
+        uint256 d = declaredAt[who][modelId];
+        return d != 0 && d <= b ? stakeAt(who, b) : 0;
     }
 
     function _storeSeed(Request storage r) private {

@@ -28,8 +28,8 @@ const PROJECT_SETS = [
 ];
 const PROJECT_RUNS = 200;
 // Contracts near the 24,576-byte code limit (EIP-170) are optimised for size rather than for the gas of many runs:
-// each compiles on its own with these runs (its artifact records them, as every artifact records its settings).
-const RUNS_OVERRIDES = { 'contracts/AttestationCourt.sol': 20 };
+// each compiles on its own with these settings (its artifact records them, as every artifact records its settings).
+const OVERRIDES = { 'contracts/AttestationCourt.sol': { runs: 20, viaIR: true } };
 const EVM_VERSION = 'cancun';
 
 function sha256(text) {
@@ -53,10 +53,11 @@ function makeReader(baseDir) {
 }
 
 // OpenZeppelin's own warnings (e.g. transient storage in ReentrancyGuardTransient) are known and safe; so is the
-// size warning of a contract compiled again with its own runs (RUNS_OVERRIDES), whose artifact is that compile's.
+// size warning of a contract compiled again with its own settings (OVERRIDES), whose artifact is that compile's.
 function isLibraryNotice(e, settings) {
   const file = (e.sourceLocation && e.sourceLocation.file) || '';
-  const sized = RUNS_OVERRIDES[file] !== undefined && RUNS_OVERRIDES[file] !== settings.optimizer.runs
+  const own = OVERRIDES[file];
+  const sized = own !== undefined && (own.runs !== settings.optimizer.runs || own.viaIR !== settings.viaIR)
     && /code size/i.test(e.message || '');
   return file.startsWith('@openzeppelin/') || sized;
 }
@@ -111,8 +112,8 @@ function writeJson(file, value) {
   fs.writeFileSync(file, JSON.stringify(value, null, 2) + '\n');
 }
 
-function projectSettings(runs) {
-  return { optimizer: { enabled: true, runs }, evmVersion: EVM_VERSION, viaIR: false };
+function projectSettings(runs, viaIR = false) {
+  return { optimizer: { enabled: true, runs }, evmVersion: EVM_VERSION, viaIR };
 }
 
 function compileProjectSet(set) {
@@ -136,11 +137,11 @@ function compileProjectSet(set) {
     }
   };
   for (const unit of Object.keys(sources)) {
-    if (RUNS_OVERRIDES[unit] === undefined) {
+    if (OVERRIDES[unit] === undefined) {
       write(unit, output, contents, settings);
       continue;
     }
-    const own = projectSettings(RUNS_OVERRIDES[unit]);
+    const own = projectSettings(OVERRIDES[unit].runs, OVERRIDES[unit].viaIR);
     const alone = compile({ [unit]: sources[unit] }, own, ROOT);
     write(unit, alone.output, alone.contents, own);
   }

@@ -21,6 +21,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
 from proofmarket.chain.artifacts import load_artifact
+from proofmarket.chain.commitments import model_id_of, model_key
 from proofmarket.chain.court import AttestationCourt, Commitment, CourtParams, leaf, merkle_root
 from proofmarket.core.errors import ContractReverted
 
@@ -48,9 +49,18 @@ def _fund(chain: Chain, court: AttestationCourt, who: LocalAccount, amount: int)
     chain.usdc.approve(court.address, amount, who)
 
 
-def _stake(chain: Chain, court: AttestationCourt, who: LocalAccount, amount: int = VALIDATOR_STAKE) -> None:
+def _key(chain: Chain) -> bytes:
+    """The on-chain id of the attested model `_setup` lists."""
+    return model_id_of(chain.accounts.owner.address, model_key("bafy-attested"))
+
+
+def _stake(chain: Chain, court: AttestationCourt, who: LocalAccount, amount: int = VALIDATOR_STAKE, *,
+           declare: bool = True) -> None:
+    """Stake `who` as a validator and (by default) declare that it checks the attested model."""
     _fund(chain, court, who, amount + 5 * BOND)
     court.stake(amount, who, validator=True)
+    if declare and not court.declared_at(who.address, _key(chain)):
+        court.declare(_key(chain), who)
 
 
 def _setup(chain: Chain, params: CourtParams = PARAMS) -> tuple[AttestationCourt, bytes]:
@@ -464,3 +474,58 @@ def test_a_bundle_at_the_publish_cap_can_be_published_and_one_byte_more_cannot(c
     court.challenge_availability(rid2, a.relayer)
     with pytest.raises(ContractReverted):
         court.publish(rid2, over, a.prover)
+
+
+def test_only_validators_that_declared_the_model_weigh_and_count_toward_its_quorum(chain: Chain) -> None:
+    """Eligible stake is the model's declared validators': a large stake that never declared the model (it cannot
+    check it) neither votes nor stalls the quorum; a declaration after the commitment weighs nothing on it."""
+    court, key = _setup(chain)  # three declared validators of 10 USDC
+    a = chain.accounts
+    blind = _fresh()
+    _stake(chain, court, blind, 100 * USDC, declare=False)
+    request_id = _committed(chain, court, key, 777)
+    assert court.weight_of(request_id, blind.address) == 0
+    assert court.weight_of(request_id, a.relayer.address) == VALIDATOR_STAKE
+    court.declare(key, blind)  # too late for this request
+    assert court.weight_of(request_id, blind.address) == 0
+    later = _committed(chain, court, key, 778)  # declared before this commitment: it weighs here
+    assert court.weight_of(later, blind.address) == 100 * USDC
+    court.challenge(request_id, a.relayer)
+    assert court.get_request(request_id).eligible == 3 * VALIDATOR_STAKE  # not 130: the blind stake is not counted
+    with pytest.raises(ContractReverted, match="no voting weight"):
+        court.vote(request_id, True, blind)
+    court.vote(request_id, True, a.stranger)  # 20 of 30: a majority at once, without the silent 100
+    assert court.get_request(request_id).outcome == "cheated"
+
+
+def test_a_declaration_follows_stake_changes_and_can_be_withdrawn(chain: Chain) -> None:
+    court, key = _setup(chain)
+    a = chain.accounts
+    _fund(chain, court, a.relayer, VALIDATOR_STAKE + 5 * BOND)
+    court.stake(VALIDATOR_STAKE, a.relayer, validator=True)  # 20 now, declared: the model's total follows
+    request_id = _committed(chain, court, key, 888)
+    court.challenge(request_id, a.stranger)
+    assert court.get_request(request_id).eligible == 4 * VALIDATOR_STAKE
+    court.declare(key, a.prover2, checks=False)  # withdrawn: no weight on requests committed after
+    with pytest.raises(ContractReverted, match="AlreadyDeclared"):
+        court.declare(key, a.prover2, checks=False)
+    assert key not in court.declared_models(a.prover2.address)
+    later = _committed(chain, court, key, 889)
+    assert court.weight_of(later, a.prover2.address) == 0
+    court.challenge(later, a.relayer)
+    assert court.get_request(later).eligible == 3 * VALIDATOR_STAKE  # relayer 20 + stranger 10
+
+
+def test_a_validator_declares_at_most_the_courts_limit(chain: Chain) -> None:
+    court, key = _setup(chain)
+    a = chain.accounts
+    limit = court.max_declared()
+    for i in range(limit - 1):  # one is declared by _setup
+        court.declare(keccak(text=f"model-{i}"), a.stranger)
+    with pytest.raises(ContractReverted, match="TooManyModels"):
+        court.declare(keccak(text="one-more"), a.stranger)
+    with pytest.raises(ContractReverted, match="AlreadyDeclared"):
+        court.declare(key, a.stranger)
+    assert len(court.declared_models(a.stranger.address)) == limit
+    court.unstake(1, a.stranger, validator=True)  # a stake change updates every declared model's total
+    assert court.stake_of(a.stranger.address, validator=True) == VALIDATOR_STAKE - 1

@@ -66,7 +66,7 @@ class _Attacker:
 @pytest.fixture
 def cheater(chain: Chain) -> Iterator[tuple[AttestationCourt, list[int], _Attacker, int]]:
     """A court (100 % sampling), the node (prover) committed two requests: a poisoned bundle, then a bundle that
-    is valid JSON but no attested bundle. The validator is ``prover2`` (dev account 4), staked."""
+    is valid JSON but no attested bundle. The validator is ``prover2`` (dev account 4), staked and declared."""
     a = chain.accounts
     params = CourtParams(**{f.name: COURT_PARAMS[f.name] for f in fields(CourtParams)})
     artifact = load_artifact("AttestationCourt")
@@ -79,6 +79,7 @@ def cheater(chain: Chain) -> Iterator[tuple[AttestationCourt, list[int], _Attack
     for who, amount, validator in ((a.prover, 1_000 * USDC, False), (a.prover2, 10 * USDC, True)):
         chain.usdc.approve(court.address, amount + 10 * USDC, who)
         court.stake(amount, who, validator=validator)
+    court.declare(listed.key, a.prover2)  # it checks this model: its stake weighs on the model's requests
     chain.usdc.approve(court.address, 100 * PRICE, a.consumer)
     bundles = {}
     for n, body in enumerate((POISON, NOT_A_BUNDLE)):

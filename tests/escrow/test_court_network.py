@@ -410,3 +410,27 @@ def test_admin_court_settings_are_bounded_and_scheduled(net: Net, monkeypatch: p
     status = CliRunner().invoke(cli, ["prover", "status", "--home", str(net.home), "--json"])
     assert status.exit_code == 0, status.output
     assert json.loads(status.stdout)["court_stake"]["validator"] == 0  # the node stakes as a node only
+
+
+def test_validators_declare_the_listings_of_the_models_they_hold_and_only_those(net: Net) -> None:
+    """Eligible stake counts only validators that can check the model: each validator declared both listings of
+    the tiny LM it holds (at its stake); a new listing of that model by another owner is declared on the next
+    poll, a listing of a model it does not hold is not."""
+    from proofmarket.chain.commitments import model_id_for, model_key
+
+    held = {model_id_for(net.market.accounts.owner.address, net.lm_id),
+            model_id_for(net.cheat_market.accounts.owner.address, net.lm_id)}
+    for v in net.validators:
+        assert held <= set(net.court.declared_models(v.address))
+    spec = net.market.registry.get_model(model_id_for(net.market.accounts.owner.address, net.lm_id)).spec
+    cid = net.market.client.chain_id
+    newcomer, stranger = dev_account(9, cid), dev_account(3, cid)
+    net.market.client.rpc("anvil_setBalance", [newcomer.address, hex(10**18)])
+    net.market.registry.register(model_key(net.lm_id), spec, newcomer)  # the same model, another owner
+    net.market.registry.register(model_key("bafy-not-held-here"), spec, newcomer)
+    validator = net.validators[0]
+    validator.poll_once()
+    declared = set(net.court.declared_models(validator.address))
+    assert model_id_for(newcomer.address, net.lm_id) in declared
+    assert model_id_for(newcomer.address, "bafy-not-held-here") not in declared
+    assert not net.court.declared_models(stranger.address)  # nobody declares for anyone else

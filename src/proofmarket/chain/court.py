@@ -162,6 +162,21 @@ class AttestationCourt(BoundContract):
     def stake_of(self, address: str, *, validator: bool, block: BlockIdentifier = "latest") -> int:
         return int(self._call("validatorStake" if validator else "nodeStake", address, block=block))
 
+    def declare(self, model_key: bytes, sender: LocalAccount, *, checks: bool = True) -> TxResult:
+        """Declare that ``sender`` can (or no longer can) re-check ``model_key``'s results: only a declared
+        validator weighs on (and counts toward the quorum of) that model's requests committed after it."""
+        return self._send_staking("declare", sender, model_key, checks)
+
+    def declared_models(self, address: str) -> list[bytes]:
+        return [bytes(m) for m in self._call("declaredModels", address)]
+
+    def declared_at(self, address: str, model_key: bytes) -> int:
+        """The block ``address`` declared ``model_key`` in (0: not declared)."""
+        return int(self._call("declaredAt", address, model_key))
+
+    def max_declared(self) -> int:
+        return int(self._call("MAX_DECLARED"))
+
     def open_votes(self, address: str) -> int:
         return int(self._call("openVotes", address))
 

@@ -46,7 +46,8 @@ def validator_run(
     once: Annotated[bool, typer.Option("--once", help="poll once and exit (for scripts)")] = False,
     home: HomeOpt = None,
 ) -> None:
-    """Stake, follow the AttestationCourt, re-execute the results drawn for this validator, challenge the ones
+    """Stake, declare the listings of the attested models held here (only declared stake weighs on a model's
+    requests), follow the AttestationCourt, re-execute the results drawn for this validator, challenge the ones
     that differ and vote on every challenge. Runs until interrupted (SIGINT/SIGTERM)."""
     from proofmarket.chain.court import AttestationCourt
     from proofmarket.chain.devkeys import dev_account as dev_key
@@ -76,7 +77,8 @@ def validator_run(
                                   from_block=market.deployment.contracts["AttestationCourt"].block, poll_s=poll,
                                   threads=threads)
             staked = validator.ensure_stake(parse_price(stake) if stake else None)
-            out.print(f"validator {account.address}: staked {staked / 1e6:.2f} USDC on court {court.address}")
+            out.print(f"validator {account.address}: staked {staked / 1e6:.2f} USDC on court {court.address}; "
+                      f"declared for {len(court.declared_models(account.address))} listing(s) of models held here")
             if once:
                 judged = validator.poll_once()
                 out.print(f"judged {judged} result(s); state in {state}")

@@ -182,6 +182,7 @@ class Steps:
         if staked:
             console.print(f"court:    node {market.accounts.prover.address} staked {format_usdc(staked)} USDC on the "
                           "AttestationCourt (slashed if a challenge against it wins)")
+        validator = self._validator(base_url, market)
         before = balances(market)
         receipt = self.step("court request on chain", lambda: market.request(lm_id, doc), 60)
         self.report.txs["court request"] = receipt.tx.tx_hash
@@ -199,7 +200,7 @@ class Steps:
             bundle = node.court_bundle(receipt.request_id, posted["access_token"])
             console.print(f"court:    committed in tx {body['fulfil_tx']}: output {bundle['output']['text']!r}; "
                           f"challenge window {window} s")
-            self._validator_check(base_url, market, receipt.request_id)
+            self._validator_check(validator, market, receipt.request_id)
             market.client.rpc("evm_increaseTime", [window + 1])  # devnet only: move the clock past the window
             market.client.rpc("evm_mine", [])
             body = self.step("court window", lambda: node.wait_court(receipt.request_id, ("paid", "slashed"), 120),
@@ -214,13 +215,18 @@ class Steps:
         self.report.lines.append(f"court moved: {fmt_moves(delta(before, balances(market)))}")
         self.report.modes.append(("court generation (tiny LM)", "attested, window passed, paid"))
 
-    def _validator_check(self, base_url: str, market: Any, request_id: int) -> None:
-        """A staked validator (a dev account) follows the court: if drawn, it fetches and re-executes the result."""
-        court = market.court
-        validator = Validator(market.client, court, dev_account(4, market.client.chain_id), market.workspace,
+    def _validator(self, base_url: str, market: Any) -> Validator:
+        """A validator (a dev account) staked on the court and declared for the model it holds, before the
+        commitment: stake or a declaration that comes after it weighs nothing on that request."""
+        validator = Validator(market.client, market.court, dev_account(4, market.client.chain_id), market.workspace,
                               state_path=self.tmp / "validator.json", node_urls=[base_url],
                               from_block=market.deployment.contracts["AttestationCourt"].block)
         self.step("validator stake", validator.ensure_stake, 60)
+        return validator
+
+    def _validator_check(self, validator: Validator, market: Any, request_id: int) -> None:
+        """The staked validator follows the court: if drawn, it fetches and re-executes the result."""
+        court = market.court
         market.client.rpc("evm_mine", [])  # the draw uses the block after the commitment
         self.step("validator poll", validator.poll_once, 120)
         verdict = validator.state.verdicts.get(request_id)

@@ -31,7 +31,8 @@ from prometheus_client import CollectorRegistry
 
 from proofmarket.chain import EventWatcher
 from proofmarket.chain.client import ChainClient
-from proofmarket.chain.contracts import UsdcToken
+from proofmarket.chain.commitments import model_key
+from proofmarket.chain.contracts import ModelRegistry, UsdcToken
 from proofmarket.chain.court import AttestationCourt
 from proofmarket.core.errors import ProofMarketError
 from proofmarket.systems.workspace import Workspace
@@ -60,8 +61,10 @@ class Validator(Judging):
         # unset: the chain profile's confirmations (0 on the devnet, 3 on testnets): a challenge or a vote on an
         # event a reorg may still undo would spend a bond on a request that may not exist
         depth = client.profile.confirmations if confirmations is None else confirmations
-        self.events = EventWatcher(client, {"court": court}, from_block=self.state.next_block,
-                                   confirmations=depth, poll_interval=poll_s)
+        self.registry = ModelRegistry(client, str(court._call("registry")))
+        self.from_block = from_block
+        self.events = EventWatcher(client, {"court": court, "registry": self.registry},
+                                   from_block=self.state.next_block, confirmations=depth, poll_interval=poll_s)
         self.poll_s, self.threads = poll_s, threads
         self.metrics = ValidatorMetrics(registry or CollectorRegistry())
         self.last_poll = 0.0
@@ -84,9 +87,38 @@ class Validator(Judging):
             usdc.approve(self.court.address, need, self.account)
         if add:
             self.court.stake(add, self.account, validator=True)
+        self.declare_models()
         stake = self.court.stake_of(self.address, validator=True)
         self.metrics.stake.set(stake)
         return stake
+
+    def declare_models(self) -> list[str]:
+        """Declare on the court every listing of an attested model this validator holds (the registry's
+        ``ModelRegistered`` events since ``from_block`` whose key is a held model's): its stake weighs only on
+        those models' requests, and counts toward only their quorum. Later listings are declared as the event loop
+        sees them. Returns the on-chain ids newly declared (hex)."""
+        scan = EventWatcher(self.client, {"registry": self.registry}, from_block=self.from_block,
+                            confirmations=self.events.confirmations)
+        declared: list[str] = []
+        while scan.next_block <= self.client.block_number() - scan.confirmations:
+            for event in scan.poll():
+                declared += self._declare_listing(event.args)
+        return declared
+
+    def _held_keys(self) -> set[bytes]:
+        return {model_key(m["id"]) for m in self.workspace.models() if m.get("mode") == "attested"}
+
+    def _declare_listing(self, args: dict[str, Any]) -> list[str]:
+        """Declare the listing of a ``ModelRegistered`` event if its model is held here and not yet declared."""
+        key, model_id = bytes(args["key"]), bytes(args["modelId"])
+        if key not in self._held_keys() or self.court.declared_at(self.address, model_id):
+            return []
+        if len(self.court.declared_models(self.address)) >= self.court.max_declared():
+            log.warning("validator: the court's limit of %d declared models is reached; listing 0x%s is not "
+                        "checked here", self.court.max_declared(), model_id.hex())
+            return []
+        self.court.declare(model_id, self.account)
+        return ["0x" + model_id.hex()]
 
     # --- the loop -----------------------------------------------------------------------------
     def poll_once(self) -> int:
@@ -122,6 +154,9 @@ class Validator(Judging):
         return time.time() - self.last_poll < max(30.0, 10 * self.poll_s)
 
     def _on_event(self, name: str, args: dict[str, Any], block: int) -> None:
+        if name == "ModelRegistered":  # a new listing of a model held here: declared, so that we weigh on it
+            self._declare_listing(args)
+            return
         if "requestId" not in args:  # stakes, parameters, batches
             return
         rid = int(args["requestId"])
