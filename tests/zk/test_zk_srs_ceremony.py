@@ -78,7 +78,9 @@ def server(good: bytes, tampered: bytes) -> Iterator[str]:
 
 @pytest.fixture
 def store(tmp_path: Path, good: bytes) -> CeremonyStore:
-    return CeremonyStore(tmp_path / "srs", pins={K: _sha(good), 5: "ab" * 32})
+    # the generated file is pinned here, not in EZKL's compiled-in table: EZKL's own check is left out (see
+    # test_ezkls_own_table_checks_the_stored_bytes for it)
+    return CeremonyStore(tmp_path / "srs", pins={K: _sha(good), 5: "ab" * 32}, table_check=None)
 
 
 def _nothing_stored(store: CeremonyStore) -> bool:
@@ -98,6 +100,21 @@ def test_the_production_pins_are_ezkls_table_and_refuse_a_generated_file(tmp_pat
     with pytest.raises(ArtifactCorrupt, match="not the pinned ceremony SRS of any logrows"):
         production.import_file(path)
     assert _nothing_stored(production)
+
+
+def test_ezkls_own_table_checks_the_stored_bytes(tmp_path: Path, server: str, good: bytes) -> None:
+    """A file that matches a pin is also checked by EZKL itself (``get_srs`` on the file, offline: its compiled-in
+    table): a file EZKL writes the way it writes a downloaded ceremony file, but not the ceremony's, is refused by
+    EZKL and nothing is stored; the check sees exactly the bytes that would be stored, under its logrows."""
+    pinned = CeremonyStore(tmp_path / "srs", pins={K: _sha(good)})  # our pin accepts it, EZKL's table does not
+    with pytest.raises(ArtifactCorrupt, match="EZKL's own check refused") as refused:
+        pinned.fetch(K, f"{server}/good")
+    assert "hash does not match" in refused.value.message and _nothing_stored(pinned)
+    seen: list[tuple[bytes, int]] = []
+    watched = CeremonyStore(tmp_path / "srs2", pins={K: _sha(good)},
+                            table_check=lambda path, k: seen.append((path.read_bytes(), k)))
+    entry = watched.fetch(K, f"{server}/good")
+    assert seen == [(good, K)] and entry.path.read_bytes() == good
 
 
 def test_fetch_stores_the_file_by_cid_and_lists_it(store: CeremonyStore, server: str, good: bytes) -> None:
@@ -165,6 +182,9 @@ def test_the_cli_fetches_lists_and_refuses(tmp_path: Path, server: str, good: by
     assert code == 2 and doc["error"]["code"] == "artifact_corrupt"  # type: ignore[index]
     assert _cli("srs", "list", "--home", home) == (0, {"ok": True, "srs": []})
     code, doc = _cli("srs", "fetch", "--logrows", str(K), "--url", f"{server}/good", "--home", home)
+    assert code == 2 and "EZKL's own check refused" in doc["error"]["message"]  # type: ignore[index]
+    monkeypatch.setattr(ceremony_module, "ezkl_table_check", lambda path, k: None)  # as if EZKL's table had it
+    code, doc = _cli("srs", "fetch", "--logrows", str(K), "--url", f"{server}/good", "--home", home)
     assert code == 0 and doc["sha256"] == _sha(good) and doc["logrows"] == K
     code, listed = _cli("srs", "list", "--home", home)
     assert code == 0 and listed["srs"] == [{k: v for k, v in doc.items() if k != "ok"}]
@@ -199,7 +219,7 @@ def test_a_stored_file_that_no_longer_hashes_to_its_cid_is_not_used(tmp_path: Pa
     ws = Workspace(Settings(home=tmp_path, chain="base-sepolia", rpc_url=None))
     ok = tmp_path / "ok.srs"
     ok.write_bytes(good)
-    entry = CeremonyStore(ws.settings.srs_dir, pins={K: _sha(good)}).import_file(ok, K)
+    entry = CeremonyStore(ws.settings.srs_dir, pins={K: _sha(good)}, table_check=None).import_file(ok, K)
     assert ws.srs_provider().get(K - 1).path == entry.path
     entry.path.write_bytes(good[:-1] + b"\x00")
     with pytest.raises(ArtifactCorrupt, match="no longer hashes"):
@@ -211,7 +231,8 @@ def test_compile_off_the_devnet_uses_the_imported_srs(tmp_path: Path) -> None:
     ws = Workspace(Settings(home=tmp_path, chain="base-sepolia", rpc_url=None), inline_prover=True)
     generated = tmp_path / "k12.srs"
     ezkl_calls.gen_srs(generated, 12)
-    entry = CeremonyStore(ws.settings.srs_dir, pins={12: _sha(generated.read_bytes())}).import_file(generated, 12)
+    entry = CeremonyStore(ws.settings.srs_dir, pins={12: _sha(generated.read_bytes())},
+                          table_check=None).import_file(generated, 12)
     srs = ws.srs_provider()
     srs.check_available()
     options = CompileOptions(profile=PrivacyProfile(), srs=srs, candidates=[Candidate(256, 3, 7, 4)])

@@ -9,21 +9,30 @@ URL ``ceremony_url`` builds). EZKL checks the pin on the file it writes after pa
 downloaded bytes themselves must hash to the pin, so a file that differs from that serialization in any byte is
 refused, never stored. A URL given with ``--url`` is still checked against the pin of its logrows.
 
+Then EZKL checks the file itself, the way it checks its own downloads (``ezkl_table_check``): ``get_srs`` on a
+path where the file already is downloads nothing, hashes the file there and compares it with EZKL's compiled-in
+table (deleting it when it differs). It runs on a hard link of the exact bytes that are stored, which are the
+bytes compile hands to EZKL; so a stored ceremony file is one EZKL itself accepted, not only one that matched a
+copy of its table.
+
 A store takes its pins as a parameter (``pins``): tests pin a file they generated; the default is the table
-above and nothing else.
+above and nothing else. ``table_check`` (default: EZKL's) is what else must accept a file before it is stored.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Literal
 
 import httpx
 
@@ -37,6 +46,32 @@ CEREMONY_FILE = "perpetual-powers-of-tau-raw-{logrows}"
 HEADER_BYTES = 4096  # a file holds 2^k G1 points twice (128 bytes a row), its k and two G2 points (260 bytes)
 CHUNK = 1 << 20
 Progress = Callable[[int, int | None], None]  # (bytes so far, total bytes when the server says)
+TableCheck = Callable[[Path, int], None]  # (a file, its logrows): raises ArtifactCorrupt when refused
+
+
+def ezkl_table_check(path: Path, logrows: int) -> None:
+    """EZKL's own check of a ceremony file for ``logrows``: its ``get_srs`` on a path where the file already is
+    downloads nothing, hashes that file and compares the hash with EZKL's table (``PUBLIC_SRS_SHA256_HASHES``),
+    deleting the file when it differs. Run on a hard link (a copy where links are refused) in a private directory,
+    so that EZKL's delete never touches ``path``. Raises ArtifactCorrupt when EZKL refuses it."""
+    import ezkl  # loaded only here
+
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".ezkl-check-") as private:
+        probe = Path(private) / f"kzg{logrows}.srs"
+        try:
+            os.link(path, probe)
+        except OSError:
+            shutil.copyfile(path, probe)
+
+        async def check() -> None:
+            await ezkl.get_srs(logrows=logrows, srs_path=str(probe))
+
+        try:
+            with ThreadPoolExecutor(1) as pool:  # its own event loop, whatever the caller runs
+                pool.submit(asyncio.run, check()).result()
+        except Exception as exc:
+            raise ArtifactCorrupt(f"EZKL's own check refused this file as the ceremony SRS for logrows {logrows} "
+                                  f"({exc}); refused, nothing stored", logrows=logrows) from exc
 
 
 def ceremony_url(base: str, logrows: int) -> str:
@@ -66,9 +101,11 @@ class CeremonyEntry:
 class CeremonyStore:
     """The ceremony SRS files of one HOME (``root`` is HOME/srs), each checked against ``pins`` when it comes in."""
 
-    def __init__(self, root: Path, pins: Mapping[int, str] | None = None) -> None:
+    def __init__(self, root: Path, pins: Mapping[int, str] | None = None,
+                 table_check: TableCheck | None | Literal["ezkl"] = "ezkl") -> None:
         self.root = root
         self.pins = CEREMONY_PINS if pins is None else pins
+        self.table_check = ezkl_table_check if table_check == "ezkl" else table_check
         self.files = root / "ceremony"
         self.index_path = root / "ceremony.json"
 
@@ -142,6 +179,8 @@ class CeremonyStore:
             digest, size = _copy_hashed(chunks, tmp, cap, source, progress, total)
             got = digest.hex()
             logrows, expected = self._match(got, logrows, expected, source)
+            if self.table_check is not None:
+                self.table_check(tmp_path, logrows)  # the very bytes stored, checked by EZKL's own table
             cid = cid_from_digest(digest)
             dest = self.files / cid
             os.replace(tmp_path, dest)
