@@ -64,7 +64,7 @@ def ezkl_table_check(path: Path, logrows: int) -> None:
             shutil.copyfile(path, probe)
 
         async def check() -> None:
-            await ezkl.get_srs(logrows=logrows, srs_path=str(probe))
+            await ezkl.get_srs(None, logrows=logrows, srs_path=str(probe))
 
         try:
             with ThreadPoolExecutor(1) as pool:  # its own event loop, whatever the caller runs
