@@ -16,7 +16,6 @@ OVER: dict[str, int] = {
     "src/proofmarket/systems/ezkl/tuning.py": 642,
     "src/proofmarket/payments/batch_rail.py": 571,
     "src/proofmarket/core/errors.py": 430,
-    "src/proofmarket/payments/x402_rail.py": 417,
 }
 
 

@@ -17,7 +17,7 @@ from proofmarket.chain.eip3009 import TokenDomain, sign_transfer_authorization
 from proofmarket.core.errors import ContractReverted, UsageError
 from proofmarket.core.profiles import BASE_SEPOLIA, DEVNET
 from proofmarket.demo.rehearsal_chain import PlacedUsdc, check_authorization, fund, place_usdc, require_local_anvil
-from proofmarket.payments.x402_rail import usdc_domain
+from proofmarket.payments.onchain import usdc_domain
 
 pytestmark = [pytest.mark.chain]
 

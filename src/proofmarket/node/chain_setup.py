@@ -20,7 +20,7 @@ from proofmarket.core.errors import ChainError, UsageError
 from proofmarket.core.profiles import profile_for
 from proofmarket.core.settings import Settings, X402Settings
 from proofmarket.market.accounts import DEV_ROLES
-from proofmarket.payments.x402_rail import NodeChain
+from proofmarket.payments.onchain import NodeChain
 
 log = logging.getLogger("proofmarket.node")
 # dev accounts on the devnet: receipts are signed by the prover role, settlement gas paid by a key that

@@ -29,7 +29,8 @@ from proofmarket.db.channels_repo import ChannelRepo
 from proofmarket.payments.batch_rail import BatchSettlementRail, ChannelTerms
 from proofmarket.payments.batch_sweeps import Sweeper, SweepPolicy
 from proofmarket.payments.channel_store import DbChannelStorage
-from proofmarket.payments.x402_rail import NodeChain, X402Payments, usdc_domain
+from proofmarket.payments.onchain import NodeChain, usdc_domain
+from proofmarket.payments.x402_rail import X402Payments
 from proofmarket.store import ArtifactStore
 
 log = logging.getLogger(__name__)

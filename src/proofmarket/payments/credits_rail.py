@@ -42,9 +42,9 @@ from proofmarket.core.errors import (
 from proofmarket.db.credits_repo import CreditsRepo
 from proofmarket.db.credits_tables import ApiKeyRow
 from proofmarket.db.repo import LeaseRepo
+from proofmarket.payments.onchain import NodeChain
 from proofmarket.payments.port import Offer
 from proofmarket.payments.tickets import PaymentTicket, ProofOutcome, Settlement
-from proofmarket.payments.x402_rail import NodeChain
 from proofmarket.systems.receipts import sign_receipt
 
 NAME = "credits"

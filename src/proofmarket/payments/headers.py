@@ -142,3 +142,28 @@ def with_receipt(response: SettleResponse, receipt: dict[str, Any] | None) -> Se
         extensions[OFFER_RECEIPT] = offer_receipt_extension(receipt)
     extensions[PROOFMARKET_RECEIPT] = {"info": receipt}
     return response.model_copy(update={"extensions": extensions})
+
+
+# the infer route as x402 bazaar discovery describes it (the terms of a 402 carry it)
+INFER_ROUTE_TEMPLATE = "/v1/models/:model_id/infer"
+INFER_INPUT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "one inference input: EZKL form (one flat list per model input) or named tensors",
+    "properties": {
+        "input_data": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
+        "inputs": {"type": "object", "additionalProperties": {"type": "array"}},
+        "salt": {"type": "array", "items": {"type": "integer"}},
+    },
+}
+INFER_OUTPUT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["job_id", "output", "bundle_cid", "bundle", "payment", "receipt"],
+    "properties": {
+        "job_id": {"type": "string"},
+        "output": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
+        "bundle_cid": {"type": "string", "description": "CID of the proof bundle (verify it offline)"},
+        "bundle": {"type": "object", "description": "proofmarket/proof-bundle: the ZK proof of this output"},
+        "payment": {"type": "object"},
+        "receipt": {"type": "object", "description": "node-signed EIP-712 receipt binding payment and proof"},
+    },
+}

@@ -1,4 +1,5 @@
-"""What the token contract itself says about an authorization: used or not, and by which transaction.
+"""What the token contract itself says about an authorization: used or not, and by which transaction; the
+node's chain (``NodeChain``) and the EIP-712 domain its USDC signs in (``usdc_domain``).
 
 The SDK's facilitator can name a replayed nonce only through Multicall3, which a bare anvil lacks,
 and it cannot find the transaction of a settlement whose receipt it never saw (a crash between
@@ -7,16 +8,21 @@ broadcast and bookkeeping). Both questions are plain reads of the EIP-3009 token
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from typing import Any
 
+from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
 from web3.logs import DISCARD
 
 from proofmarket.chain.client import ChainClient
 from proofmarket.chain.contracts import UsdcToken
+from proofmarket.core.errors import ChainError
 from proofmarket.core.profiles import profile_for
 from proofmarket.payments.types import Settlement, VerifiedPayment
 
+log = logging.getLogger(__name__)
 LOOKBACK_BLOCKS = 50_000  # how far back to look for the AuthorizationUsed event of a settled payment
 
 
@@ -107,3 +113,31 @@ class TokenReader:
             and int(t["args"]["value"]) == payment.amount
             for t in transfers
         )
+
+
+@dataclass(frozen=True)
+class NodeChain:
+    """What the gate needs from the chain: the client, the USDC token and the node's accounts."""
+
+    client: ChainClient
+    rpc_url: str
+    usdc: str
+    node: LocalAccount  # signs receipts
+    facilitator: LocalAccount  # pays the gas of in-process settlements
+    payee: str  # payTo when the model row names no owner
+
+
+def usdc_domain(client: ChainClient, asset: str) -> tuple[str, str]:
+    """The EIP-712 domain (name, version) the token ``asset`` checks EIP-3009 signatures in, which the 402 terms
+    tell clients to sign in: the chain profile's for its canonical USDC (Base Sepolia's is "USDC", Base's "USD
+    Coin"), else the token's own ``name()`` and ``version()`` (the devnet's TestUSDC, a token set by
+    PROOFMARKET_USDC_ADDRESS)."""
+    profile = client.profile
+    if profile.usdc is not None and profile.usdc.lower() == asset.lower():
+        return profile.usdc_name, profile.usdc_version
+    token = UsdcToken(client, asset)
+    try:
+        return token.name(), token.version()
+    except ChainError:  # a token without version(): FiatToken's domain version is "2"
+        log.warning("token %s has no version(): signing in its name with version 2", asset)
+        return token.name(), "2"

@@ -43,17 +43,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import is_address, to_checksum_address
 from x402.schemas import PaymentRequirements
 
-from proofmarket.chain.client import ChainClient
-from proofmarket.chain.contracts import UsdcToken
 from proofmarket.core.errors import (
-    ChainError,
     FacilitatorUnavailable,
     PaymentError,
     PaymentInsufficientFunds,
@@ -66,7 +62,15 @@ from proofmarket.core.settings import Settings, X402Settings
 from proofmarket.db.book import Accounts, Transfer
 from proofmarket.payments import PaymentGate, sign_receipt
 from proofmarket.payments.facilitators import check_supported, network_id, remote_facilitator
-from proofmarket.payments.headers import PAYMENT_REQUIRED_HEADER, PAYMENT_SIGNATURE_HEADER, Discovery
+from proofmarket.payments.headers import (
+    INFER_INPUT_SCHEMA,
+    INFER_OUTPUT_SCHEMA,
+    INFER_ROUTE_TEMPLATE,
+    PAYMENT_REQUIRED_HEADER,
+    PAYMENT_SIGNATURE_HEADER,
+    Discovery,
+)
+from proofmarket.payments.onchain import NodeChain, usdc_domain
 from proofmarket.payments.port import Offer
 from proofmarket.payments.tickets import PaymentTicket, ProofOutcome, Settlement
 from proofmarket.payments.types import Settlement as PaidOnChain
@@ -75,41 +79,7 @@ from proofmarket.store import ArtifactStore
 
 log = logging.getLogger(__name__)
 
-ROUTE_TEMPLATE = "/v1/models/:model_id/infer"
 MAX_CACHED_TERMS = 1024  # offers whose 402 terms are kept (models x prices x payees x resources)
-INPUT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "description": "one inference input: EZKL form (one flat list per model input) or named tensors",
-    "properties": {
-        "input_data": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
-        "inputs": {"type": "object", "additionalProperties": {"type": "array"}},
-        "salt": {"type": "array", "items": {"type": "integer"}},
-    },
-}
-OUTPUT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["job_id", "output", "bundle_cid", "bundle", "payment", "receipt"],
-    "properties": {
-        "job_id": {"type": "string"},
-        "output": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
-        "bundle_cid": {"type": "string", "description": "CID of the proof bundle (verify it offline)"},
-        "bundle": {"type": "object", "description": "proofmarket/proof-bundle: the ZK proof of this output"},
-        "payment": {"type": "object"},
-        "receipt": {"type": "object", "description": "node-signed EIP-712 receipt binding payment and proof"},
-    },
-}
-
-
-@dataclass(frozen=True)
-class NodeChain:
-    """What the gate needs from the chain: the client, the USDC token and the node's accounts."""
-
-    client: ChainClient
-    rpc_url: str
-    usdc: str
-    node: LocalAccount  # signs receipts
-    facilitator: LocalAccount  # pays the gas of in-process settlements
-    payee: str  # payTo when the model row names no owner
 
 
 class X402Payments:
@@ -337,10 +307,10 @@ class X402Payments:
 def discovery() -> Discovery:
     """Bazaar metadata of the infer route: what goes in, what comes out."""
     return Discovery(method="POST", input_example={"input_data": [[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]]},
-                     input_schema=INPUT_SCHEMA, output_example={"job_id": "...", "output": [[0.0]],
+                     input_schema=INFER_INPUT_SCHEMA, output_example={"job_id": "...", "output": [[0.0]],
                                                                 "bundle_cid": "bafkrei...", "bundle": {},
                                                                 "payment": {}, "receipt": {}},
-                     output_schema=OUTPUT_SCHEMA, body_type="json", route_template=ROUTE_TEMPLATE)
+                     output_schema=INFER_OUTPUT_SCHEMA, body_type="json", route_template=INFER_ROUTE_TEMPLATE)
 
 
 def check_window(extra: X402Settings) -> None:
@@ -382,22 +352,6 @@ def _remote_gate(url: str, network: str, chain: NodeChain, extra: X402Settings) 
     return PaymentGate(facilitator, network=network, asset=chain.usdc, chain=chain.client,
                        max_timeout_seconds=extra.payment_max_timeout_s,
                        min_validity_seconds=extra.payment_min_validity_s, token_name=name, token_version=version)
-
-
-def usdc_domain(client: ChainClient, asset: str) -> tuple[str, str]:
-    """The EIP-712 domain (name, version) the token ``asset`` checks EIP-3009 signatures in, which the 402 terms
-    tell clients to sign in: the chain profile's for its canonical USDC (Base Sepolia's is "USDC", Base's "USD
-    Coin"), else the token's own ``name()`` and ``version()`` (the devnet's TestUSDC, a token set by
-    PROOFMARKET_USDC_ADDRESS)."""
-    profile = client.profile
-    if profile.usdc is not None and profile.usdc.lower() == asset.lower():
-        return profile.usdc_name, profile.usdc_version
-    token = UsdcToken(client, asset)
-    try:
-        return token.name(), token.version()
-    except ChainError:  # a token without version(): FiatToken's domain version is "2"
-        log.warning("token %s has no version(): signing in its name with version 2", asset)
-        return token.name(), "2"
 
 
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
