@@ -43,10 +43,17 @@ from proofmarket.demo import OWNER_SHARE_BPS, PRICE, Demo, compile_sample
 from proofmarket.samples import sample_path
 
 RATIO_TARGET = 1.15
+NODE_WORK_TARGET_MS = 20.0  # issue 36: the node's own work per paid call, p50
 # what is timed inside the node, per call: name -> (module, class or "" for a module function, name), wrapped
 # for the run only
 SPANS = {"chain_settle": ("proofmarket.payments.settle", "Settling", "settle"),
          "settle_step": ("proofmarket.calls.runner", "JobRunner", "_settle"),
+         # the hand-off to the prover process and back (witness, proof, self-verification, the bundle stored)
+         "execute": ("proofmarket.calls.runner", "JobRunner", "_execute"),
+         # the node's own steps (issue 36: each measured)
+         "payment_check": ("proofmarket.api.routers.infer", "", "_submit"),
+         "terms": ("proofmarket.api.routers.infer", "", "_offer"),
+         "answer": ("proofmarket.api.routers.infer", "", "_answer"),
          # the SDK checks every answer locally (proof, receipt, that it answers the request): client time
          "client_verify": ("proofmarket.sdk.verifying", "Verifying", "verify")}
 LEVELS = (1, 2, 4, 8)
@@ -107,6 +114,28 @@ class Spans:
             return {name: sum(v[mark[name]:]) for name, v in self.seen.items()}
 
 
+class ServerTimer:
+    """ASGI wrapper around the node's app: the server-side time of each infer request, from its first byte in to
+    the last byte of its answer out (no client, no loopback wire)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.seen: list[float] = []
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope.get("type") != "http" or not str(scope.get("path", "")).endswith("/infer"):
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+
+        async def timed_send(message: dict[str, Any]) -> None:
+            if message.get("type") == "http.response.body" and not message.get("more_body"):
+                self.seen.append(time.perf_counter() - start)
+            await send(message)
+
+        await self.app(scope, receive, timed_send)
+
+
 def raw_prove(ws: Any, model_id: str, doc: dict[str, Any], n: int) -> dict[str, Any]:
     log("raw prove: warm-up")
     ws.prove(model_id, doc)
@@ -123,7 +152,7 @@ def raw_prove(ws: Any, model_id: str, doc: dict[str, Any], n: int) -> dict[str, 
 
 
 def http_latency(base_url: str, account: Any, model_id: str, doc: dict[str, Any], n: int, cache: Path,
-                 warmups: int, spans: Spans) -> dict[str, Any]:
+                 warmups: int, spans: Spans, server: ServerTimer | None = None) -> dict[str, Any]:
     from proofmarket.sdk.client import Client
 
     runs, server_prove = [], []
@@ -133,6 +162,7 @@ def http_latency(base_url: str, account: Any, model_id: str, doc: dict[str, Any]
             log(f"paid HTTP: warm-up call {i + 1}/{warmups}")
             if sdk.infer(model_id, doc).receipt is None:
                 raise RuntimeError("the paid answer carries no receipt: are payments on?")
+        served_from = len(server.seen) if server is not None else 0
         for i in range(n):
             mark = spans.mark()
             start = time.perf_counter()
@@ -156,6 +186,15 @@ def http_latency(base_url: str, account: Any, model_id: str, doc: dict[str, Any]
     # loaded machine than subtracting the separately measured raw prove)
     out["rest_runs_s"] = [round(u - p, 4) for u, p in zip(out["unsettled_runs_s"], server_prove, strict=True)]
     out["rest_median_s"] = round(statistics.median(out["rest_runs_s"]), 4)
+    if server is not None and len(server.seen) - served_from == n:
+        # the node's own work (issue 36): the request's server time less the prover's part (the hand-off to the
+        # prover process and back) and the chain settlement: parse, payment check, job row, settle bookkeeping,
+        # receipt, answer
+        served = server.seen[served_from:]
+        out["server_runs_s"] = [round(v, 4) for v in served]
+        out["node_work_runs_s"] = [round(v - e - c, 4) for v, e, c in zip(served, inside["execute"],
+                                                                          inside["chain_settle"], strict=True)]
+        out["node_work_median_s"] = round(statistics.median(out["node_work_runs_s"]), 4)
     return out
 
 
@@ -250,6 +289,7 @@ def markdown(doc: dict[str, Any]) -> str:
         f"measured inside each call (HTTP - settlement - SDK check - the node's ezkl.prove) "
         f"{http['rest_median_s'] * 1000:.0f} ms",
         "",
+        *_node_work_lines(doc),
         "| concurrent clients | calls | ok | failures | wall s | calls/s | p50 s | p95 s |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -257,6 +297,29 @@ def markdown(doc: dict[str, Any]) -> str:
         lines.append(f"| {r['clients']} | {r['calls']} | {r['ok']} | {r['failures']} | {r['wall_s']:.3g} | "
                      f"{_cell(r['calls_per_s'])} | {_cell(r['p50_s'])} | {_cell(r['p95_s'])} |")
     return "\n".join(lines) + "\n"
+
+
+def _node_work_lines(doc: dict[str, Any]) -> list[str]:
+    """The node's own work per paid call (server time less the prover's part and the chain settlement), with the
+    steps timed inside it."""
+    http, work = doc["http"], doc.get("node_work_ms")
+    if work is None:
+        return []
+    verdict = "PASS" if work <= doc["node_work_target_ms"] else "MISS"
+    steps = [("terms (model, price, input check)", "terms"), ("payment check, funds held, job row, queued",
+                                                                "payment_check"),
+             ("answer (bundle read, headers, JSON)", "answer")]
+    settle_rest = (http["settle_step_median_s"] - http["chain_settle_median_s"]) * 1000
+    lines = [f"**The node's own work per paid call: {work:.1f} ms p50** (target <= {doc['node_work_target_ms']:.0f} "
+             f"ms): **{verdict}** — each infer request's server time (first byte in to last byte out) less the "
+             "prover's part (the hand-off to the prover process: witness, proof, self-verification, bundle) and the "
+             "chain settlement. Steps inside it (medians):", "",
+             "| step | ms |", "|---|---|"]
+    lines += [f"| {label} | {http[f'{key}_median_s'] * 1000:.1f} |" for label, key in steps
+              if f"{key}_median_s" in http]
+    lines += [f"| settle bookkeeping (receipt, paid bundle, job row; the chain settlement excluded) | "
+              f"{settle_rest:.1f} |", ""]
+    return lines
 
 
 def _cell(v: float | None) -> str:
@@ -290,10 +353,12 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         raw = raw_prove(ws, model_id, doc, args.calls)
 
         spans = demo.stack.enter_context(Spans(SPANS))
-        base_url = demo.step("start node", lambda: start_node(demo.stack, settings, model_id, market), 60)
+        timers: list[ServerTimer] = []
+        base_url = demo.step("start node", lambda: start_node(demo.stack, settings, model_id, market,
+                                                              timers=timers), 60)
         log(f"node at {base_url}")
         http = http_latency(base_url, market.accounts.consumer, model_id, doc, args.calls, tmp / "client-cache",
-                            warmups=args.workers, spans=spans)
+                            warmups=args.workers, spans=spans, server=timers[0])
         payers = fund_payers(market, model_id, max(LEVELS), args.calls)
         rows = [throughput(base_url, payers, model_id, doc, level, args.calls, tmp / "client-cache")
                 for level in LEVELS]
@@ -304,12 +369,14 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                        "prover_workers": args.workers, "levels": list(LEVELS), "price_usdc": PRICE},
             "raw_prove": raw, "http": http, "ratio": round(ratio, 4),
             "node_overhead_ms": round((http["unsettled_median_s"] - raw["median_s"]) * 1000, 1),
+            "node_work_ms": None if "node_work_median_s" not in http else round(http["node_work_median_s"] * 1000, 1),
+            "node_work_target_ms": NODE_WORK_TARGET_MS,
             "target": "PASS" if ratio <= RATIO_TARGET else "MISS", "throughput": rows,
             "setup_timings_s": {k: round(v, 2) for k, v in demo.report.timings.items()}}
 
 
 def start_node(stack: contextlib.ExitStack, settings: Settings, model_id: str, market: Any,
-               apps: list[Any] | None = None) -> str:
+               apps: list[Any] | None = None, timers: list[ServerTimer] | None = None) -> str:
     """The node app (``create_app``) serving the model at its registry price, on a free loopback port; its
     URL once every prover process is warm (so the first measured call is not a cold start)."""
     import httpx
@@ -325,7 +392,11 @@ def start_node(stack: contextlib.ExitStack, settings: Settings, model_id: str, m
     price = market.registry.get_model(market.onchain_id(model_id)).spec.price
     app.state.services.catalog.register(model_id, price_atomic=price, owner=market.accounts.owner.address)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    served: Any = app
+    if timers is not None:  # the caller reads each infer request's server time
+        timers.append(ServerTimer(app))
+        served = timers[-1]
+    server = uvicorn.Server(uvicorn.Config(served, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, name="bench-node", daemon=True)
     thread.start()
 

@@ -10,7 +10,14 @@ from typing import Any
 import pytest
 
 from proofmarket.core.errors import ModelInactive
+from proofmarket.market import listings as listings_module
 from proofmarket.market.listings import FRESH_S, Listing, Listings
+
+
+def _market() -> Any:
+    account = SimpleNamespace(address="0x" + "11" * 20)
+    return SimpleNamespace(accounts=SimpleNamespace(owner=account, prover=account),
+                           client=SimpleNamespace(block_number=lambda: 100))
 
 
 def listings(monkeypatch: pytest.MonkeyPatch, entries: dict[str, Listing]) -> tuple[Listings, dict[str, int]]:
@@ -66,3 +73,35 @@ def test_without_the_follower_each_paid_read_looks_at_the_events(monkeypatch: py
     for _ in range(3):
         made.sellable("m")
     assert counts == {"read": 1, "refresh": 3}
+
+
+def test_validation_records_are_a_sample_of_a_listings_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each validation record re-verifies a proof on chain at the prover's cost: the first call of a listing is
+    recorded, then at most one every ``validation_every_s``; a failed record does not count as one."""
+    from proofmarket.market import validations
+
+    made = Listings(_market(), poll_s=3600, validation_every_s=60.0)  # type: ignore[arg-type]
+    sent: list[str] = []
+    failing = {"bafy-broken"}
+
+    def record(market: object, onchain_id: bytes, proof: bytes, instances: list[int], cid: str, receipt: str) -> None:
+        if cid in failing:
+            raise RuntimeError("no agent")
+        sent.append(cid)
+
+    monkeypatch.setattr(validations, "record_proof", record)
+    clock = [1000.0]
+    monkeypatch.setattr(listings_module.time, "monotonic", lambda: clock[0])
+    item = lambda cid, listing="0xaa": ("validate", listing, b"p", [1], cid, "tx")  # noqa: E731
+    made._validate(item("bafy-broken"))  # failed: not a record
+    made._validate(item("bafy-1"))
+    made._validate(item("bafy-2"))  # 0 s later: skipped
+    made._validate(item("bafy-other", "0xbb"))  # another listing: its own first record
+    clock[0] += 61
+    made._validate(item("bafy-3"))
+    assert sent == ["bafy-1", "bafy-other", "bafy-3"]
+    every = Listings(_market(), poll_s=3600, validation_every_s=0)  # type: ignore[arg-type]
+    sent.clear()
+    every._validate(item("bafy-a"))
+    every._validate(item("bafy-b"))
+    assert sent == ["bafy-a", "bafy-b"]

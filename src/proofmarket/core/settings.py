@@ -155,6 +155,10 @@ class Settings(BaseSettings):
         default=None, ge=0, le=1000, description="blocks on top of a request's (and a fulfilment's) block before "
                                                  "the node counts it; unset = the chain profile's confirmations")
     escrow_poll_s: float = Field(default=2.0, gt=0, description="seconds between polls of the chain")
+    validation_every_s: float = Field(
+        default=60.0, ge=0, description="an ERC-8004 validation record of an x402-paid proof (the ZkValidator "
+        "re-verifies it on chain, ~0.5M gas the prover pays) is sent at most once per listing this often; 0: "
+        "every call")
     registry_terms: Literal["auto", "on", "off"] = Field(
         default="auto", description="sell on the registry's price, owner, active flag and verifier, paying x402 to "
                                     "the listing's revenue splitter: auto = when a market is deployed on the chain")

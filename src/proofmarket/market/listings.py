@@ -81,7 +81,8 @@ class Listing:
 class Listings:
     """Cached registry listings of the served models, plus the background release of x402 splits."""
 
-    def __init__(self, market: Market, *, default_owner: str | None = None, poll_s: float = 2.0) -> None:
+    def __init__(self, market: Market, *, default_owner: str | None = None, poll_s: float = 2.0,
+                 validation_every_s: float = 60.0) -> None:
         self.market = market
         self.default_owner = default_owner or market.accounts.owner.address
         self.prover = market.accounts.prover.address
@@ -95,6 +96,8 @@ class Listings:
         self._thread: threading.Thread | None = None
         self._served: set[tuple[str, str]] = set()  # (model, owner) keys the paid path asked for: kept fresh
         self.release_every_s = RELEASE_EVERY_S
+        self.validation_every_s = validation_every_s
+        self._validated: dict[str, float] = {}  # listing -> monotonic time of its last validation record
         self.follower: ListingFollower | None = None
 
     @classmethod
@@ -253,12 +256,18 @@ class Listings:
                 self._thread.start()
 
     def _validate(self, item: tuple[Any, ...]) -> None:
+        """Record a call's proof, unless this listing got a record less than ``validation_every_s`` ago (each
+        record is an on-chain verification the prover pays for: a sample of a listing's calls, not each one)."""
         from proofmarket.market.validations import record_proof
 
         _, onchain_id, proof, instances, bundle_cid, receipt = item
+        last = self._validated.get(onchain_id)
+        if last is not None and time.monotonic() - last < self.validation_every_s:
+            return
         try:
             record_proof(self.market, bytes.fromhex(onchain_id.removeprefix("0x")), proof, instances, bundle_cid,
                          receipt)
+            self._validated[onchain_id] = time.monotonic()
         except Exception as exc:  # a missing record costs nothing but the record
             log.warning("no ERC-8004 validation record for %s: %s", bundle_cid, exc)
 

@@ -211,7 +211,8 @@ def _listings(settings: Settings, ws: Workspace) -> Listings | None:
             raise
         log.info("selling on the node's own terms (no registry): %s", exc.message)
         return None
-    return Listings(market, default_owner=settings.model_owner, poll_s=settings.escrow_poll_s)
+    return Listings(market, default_owner=settings.model_owner, poll_s=settings.escrow_poll_s,
+                    validation_every_s=settings.validation_every_s)
 
 
 def listing_hook(listings: Listings) -> Callable[[JobRow, Settlement, ProofOutcome], None]:
