@@ -13,6 +13,10 @@ Restart rule (``recover``, run once when the queue is built, before any worker s
 * ``proved`` jobs whose payment was not yet settled go back on the queue for the settle step only.
 * ``settling`` jobs (settlement sent, not confirmed) are followed on chain by ``SettlementFollower``.
 
+A worker thread only executes: once its call is proved it hands the settle step (settle, count, answer) to the
+queue's settle threads and takes the next call, so its prover process never waits for a settlement's bookkeeping
+or its chain round trip.
+
 One node per database: a second node sharing the database would fail the first one's running jobs.
 """
 
@@ -24,12 +28,13 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
+from typing import Any
 
 from proofmarket.calls.queue import QueueHealth
 from proofmarket.calls.runner import JobRunner
 from proofmarket.calls.settling import SettlementFollower
-from proofmarket.db import JobKind, JobRepo, Recovery
+from proofmarket.db import JobKind, JobRepo, JobRow, Recovery
 from proofmarket.systems.registry import WorkerSystems
 
 log = logging.getLogger(__name__)
@@ -48,7 +53,11 @@ class LocalJobQueue:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.recovery = Recovery()
+        # the settle step of proved calls: as many threads as provers (at least 2), so that settling never
+        # holds a prover back and a slow settlement (a chain receipt) does not hold the others
+        self._settlers = ThreadPoolExecutor(max(2, len(self.workers)), thread_name_prefix="proofmarket-settle")
         self.follower = SettlementFollower(runner, jobs, runner.settings.settle_poll_s, self._notify)
+        runner.delivered.append(self._notify)  # a waiting request answers before the record hooks run
         runner.metrics.track_depth(self.depth)
 
     def recover(self) -> Recovery:
@@ -111,18 +120,28 @@ class LocalJobQueue:
         for t in self._threads:
             t.join(30)
         self._threads.clear()
+        self._settlers.shutdown(wait=True)  # the proved calls handed over are settled before the node stops
         # the systems' processes are the node's (``SystemSet.close``, when the node closes)
 
-    def _run(self, worker: WorkerSystems | None, job_id: str) -> None:
-        self.runner.run(job_id, worker, self._stop)
+    def _run(self, worker: WorkerSystems | None, job_id: str) -> bool:
+        return self.runner.run(job_id, worker, self._stop, settle_later=self._settle_later if worker else None)
 
-    def _spawn(self, name: str, q: queue.Queue[str], run: Callable[[str], None],
+    def _settle_later(self, job: JobRow, bundle: Any) -> None:
+        self._settlers.submit(self._settle, job, bundle)
+
+    def _settle(self, job: JobRow, bundle: Any) -> None:
+        try:
+            self.runner.settle_after(job, bundle)
+        finally:
+            self._notify(job.id)
+
+    def _spawn(self, name: str, q: queue.Queue[str], run: Callable[[str], bool],
                warm: WorkerSystems | None = None) -> None:
         t = threading.Thread(target=self._loop, args=(q, run, warm), name=f"proofmarket-{name}", daemon=True)
         t.start()
         self._threads.append(t)
 
-    def _loop(self, q: queue.Queue[str], run: Callable[[str], None], warm: WorkerSystems | None = None) -> None:
+    def _loop(self, q: queue.Queue[str], run: Callable[[str], bool], warm: WorkerSystems | None = None) -> None:
         # Each prover thread starts its prover process before its first job, so that the first paid
         # call does not wait for a Python process and EZKL to load (about 1 s). Best effort: a failure
         # here shows again, with its code, on the first proof.
@@ -136,10 +155,12 @@ class LocalJobQueue:
             job_id = q.get()
             if job_id == _STOP:
                 return
+            handed = False
             try:
-                run(job_id)
+                handed = run(job_id)
             finally:
-                self._notify(job_id)
+                if not handed:  # a handed-over call is delivered by its settle thread
+                    self._notify(job_id)
 
     def _notify(self, job_id: str) -> None:
         with self._lock:

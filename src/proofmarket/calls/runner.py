@@ -34,6 +34,7 @@ from proofmarket.systems.port import Events, Execution
 from proofmarket.systems.registry import DEFAULT_SYSTEM, WorkerSystems
 
 log = logging.getLogger(__name__)
+SettleLater = Callable[[JobRow, Any], None]  # (the call, its parsed bundle or None): settle it elsewhere
 
 
 class JobRunner:
@@ -47,31 +48,45 @@ class JobRunner:
         self.after_capture: list[Callable[[JobRow, Settlement, ProofOutcome], None]] = []
         # record hooks (webhooks...): called when a job reaches its final state, never raise
         self.on_final: list[Callable[[JobRow], None]] = []
+        # called with a call's id as soon as its final state is stored, before the record hooks: whoever waits to
+        # answer it (the local queue's watchers) need not wait for webhooks and metrics; never raise
+        self.delivered: list[Callable[[str], None]] = []
         # the worker's side of the cache: store what it proves, reuse what another job proved meanwhile (the
         # node looks jobs up at submission and counts hits and misses)
         self.cache = ProofCache(cache, store, jobs) if cache is not None else None
 
     def run(self, job_id: str, systems: WorkerSystems | None, stop: threading.Event,
-            events: Events | None = None) -> None:
-        """Run one call to its end; every failure is recorded on the call, never raised."""
+            events: Events | None = None, settle_later: SettleLater | None = None) -> bool:
+        """Run one call to its end; every failure is recorded on the call, never raised. ``settle_later``: hand the
+        step after a call's execution (settle, count, deliver) to it instead of doing it here, so that this thread
+        (and its prover process) takes the next call at once. Returns True when it was handed over."""
         job = self.jobs.get(job_id)
         if job is None or job.is_final:
-            return
+            return False
+        return self._guarded(job, lambda: self._steps(job, systems, stop, events, settle_later))
+
+    def settle_after(self, job: JobRow, bundle: Any) -> None:
+        """The step ``run`` handed over (``settle_later``): settle, count and deliver; failures recorded, never
+        raised."""
+        self._guarded(job, lambda: self._settle_and_count(job, bundle))
+
+    def _guarded(self, job: JobRow, step: Callable[[], bool | None]) -> bool:
         try:
-            self._steps(job, systems, stop, events)
+            return bool(step())
         except ProofMarketError as exc:
             self._fail(job, exc.code, exc.message)
         except Exception as exc:  # a bug: record it, keep the worker alive
-            log.exception("job %s failed unexpectedly", job_id)
+            log.exception("job %s failed unexpectedly", job.id)
             self._fail(job, "internal_error", f"{type(exc).__name__}: {exc}")
+        return False
 
     def _steps(self, job: JobRow, systems: WorkerSystems | None, stop: threading.Event,
-               events: Events | None) -> None:
+               events: Events | None, settle_later: SettleLater | None = None) -> bool:
         bundle: Any = None
         if job.status == JobStatus.QUEUED:
             started = self.jobs.start(job.id)
             if started is None:
-                return
+                return False
             self.metrics.running.inc()
             try:
                 if job.kind == JobKind.COMPILE:
@@ -81,7 +96,11 @@ class JobRunner:
                     bundle = self._execute(started, systems, events)
             finally:
                 self.metrics.running.dec()
+        if settle_later is not None and job.kind == JobKind.PROVE:
+            settle_later(job, bundle)
+            return True
         self._settle_and_count(job, bundle)
+        return False
 
     def _settle_and_count(self, job: JobRow, bundle: Any) -> None:
         """The step after execution, whoever ran it: settle a paid call (here, unless a node settles for this
@@ -91,13 +110,16 @@ class JobRunner:
             self._settle(job, bundle)
         final = self.jobs.get(job.id)
         if final is not None and final.is_final:
-            self._finished(final)
+            self._finished(final, deliver=True)
 
-    def _finished(self, job: JobRow) -> None:
+    def _finished(self, job: JobRow, deliver: bool = False) -> None:
+        """Count a final call, let its waiters answer (``deliver``), then run the record hooks."""
         self.metrics.finished.labels(job.kind, job.status).inc()
         if job.kind == JobKind.PROVE:
             self.metrics.calls.labels(job.system or DEFAULT_SYSTEM, job.rail or "free", job.model_id or "",
                                       job.status).inc()
+        for notify in self.delivered if deliver else ():
+            notify(job.id)
         for hook in self.on_final:
             try:
                 hook(job)

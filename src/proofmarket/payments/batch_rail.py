@@ -77,7 +77,7 @@ from proofmarket.payments.facilitators import chain_id_of
 from proofmarket.payments.headers import PAYMENT_SIGNATURE_HEADER, encode_payment_response_header, with_receipt
 from proofmarket.payments.parse import check_resource, decode_payment
 from proofmarket.payments.port import Offer
-from proofmarket.payments.tickets import PaymentTicket, ProofOutcome, Settlement
+from proofmarket.payments.tickets import PaymentTicket, ProofOutcome, Settlement, store_paid_bundle
 from proofmarket.payments.vouchers import accepted, canonical
 from proofmarket.store import ArtifactStore
 from proofmarket.systems.receipts import sign_receipt
@@ -528,11 +528,7 @@ class BatchSettlementRail:
             "total_claimed": channel.total_claimed if channel is not None else "0",
             "withdraw_requested_at": channel.withdraw_requested_at if channel is not None else 0,
             "refund_nonce": channel.refund_nonce if channel is not None else 0}
-        paid = {**proof.doc(), "payment": payment, "receipt": receipt}
-        try:
-            payment["paid_bundle_cid"] = self.store.put_json(paid)
-        except Exception:  # the charge is recorded: never fail the settlement for a copy
-            log.exception("could not store the paid bundle of job %s", proof.job_id)
+        store_paid_bundle(self.store, proof, payment, receipt)
         return Settlement(payment=payment, receipt=receipt)
 
 

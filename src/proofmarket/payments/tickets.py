@@ -6,11 +6,17 @@ and settles it later, possibly in another process after a restart.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from proofmarket.core.units import per_thousand
 from proofmarket.db.book import Transfer
+
+if TYPE_CHECKING:
+    from proofmarket.store import ArtifactStore
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -116,3 +122,15 @@ class SettleHook(Protocol):
         ...
 
     def release(self, ticket: PaymentTicket) -> None: ...
+
+
+def store_paid_bundle(store: ArtifactStore, proof: ProofOutcome, payment: dict[str, Any],
+                      receipt: dict[str, Any] | None) -> None:
+    """Store the call's *paid bundle* (its bundle with ``payment`` and ``receipt``) and name its CID in
+    ``payment["paid_bundle_cid"]``. A copy of what is stored durably (the bundle, the settlement row): written
+    without fsync on the answer's path, and never failing the settlement (the money moved)."""
+    paid = {**proof.doc(), "payment": payment, "receipt": receipt}
+    try:
+        payment["paid_bundle_cid"] = store.put_json(paid, durable=False)
+    except Exception:
+        log.exception("could not store the paid bundle of call %s", proof.job_id)

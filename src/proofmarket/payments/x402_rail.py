@@ -72,7 +72,7 @@ from proofmarket.payments.headers import (
 )
 from proofmarket.payments.onchain import NodeChain, usdc_domain
 from proofmarket.payments.port import Offer
-from proofmarket.payments.tickets import PaymentTicket, ProofOutcome, Settlement
+from proofmarket.payments.tickets import PaymentTicket, ProofOutcome, Settlement, store_paid_bundle
 from proofmarket.payments.types import Settlement as PaidOnChain
 from proofmarket.payments.types import VerifiedPayment
 from proofmarket.store import ArtifactStore
@@ -222,11 +222,7 @@ class X402Payments:
         payment = {"scheme": "exact", "network": settled.network, "asset": verified.asset,
                    "amount": str(settled.amount), "payer": settled.payer, "pay_to": verified.pay_to,
                    "transaction": settled.tx_hash}
-        paid = {**proof.doc(), "payment": payment, "receipt": receipt}
-        try:
-            payment["paid_bundle_cid"] = self.store.put_json(paid)
-        except Exception:  # the money moved: never fail the settlement for a copy
-            log.exception("could not store the paid bundle of job %s", proof.job_id)
+        store_paid_bundle(self.store, proof, payment, receipt)
         split = ticket.doc.get("split")
         if split:
             payment["split_onchain_id"] = str(split)  # released by InferenceMarket.releaseSplit (an after-capture hook)

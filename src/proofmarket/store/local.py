@@ -28,7 +28,7 @@ DEFAULT_MAX_SIZE = 2 * 1024**3
 class ArtifactStore(Protocol):
     """A content-addressed blob store: bytes in, CID out, and back."""
 
-    def put(self, data: bytes) -> str: ...
+    def put(self, data: bytes, *, durable: bool = True) -> str: ...
     def put_file(self, path: str | Path) -> str: ...
     def get(self, cid: str) -> bytes: ...
     def path(self, cid: str) -> Path:
@@ -37,7 +37,7 @@ class ArtifactStore(Protocol):
 
     def has(self, cid: str) -> bool: ...
     def size(self, cid: str) -> int: ...
-    def put_json(self, obj: Any) -> str: ...
+    def put_json(self, obj: Any, *, durable: bool = True) -> str: ...
     def get_json(self, cid: str) -> Any: ...
 
 
@@ -54,12 +54,14 @@ class LocalStore:
         return f"LocalStore({str(self.root)!r})"
 
     # --- writing ----------------------------------------------------------------------------
-    def put(self, data: bytes) -> str:
+    def put(self, data: bytes, *, durable: bool = True) -> str:
+        """Store ``data``; ``durable=False`` skips the fsyncs (for a copy that can be rebuilt from what is
+        stored durably: a crash may lose it, never leaves a partial file under its CID)."""
         self._check_size(len(data))
         cid = cid_for_bytes(data)
         dest = self._blob_path(cid)
         if not dest.is_file():
-            self._write_atomic(cid, dest, lambda f: f.write(data))
+            self._write_atomic(cid, dest, lambda f: f.write(data), durable=durable)
         return cid
 
     def put_file(self, path: str | Path) -> str:
@@ -75,8 +77,8 @@ class LocalStore:
             self._write_atomic(cid, dest, lambda f: self._copy_checked(src, f, cid))
         return cid
 
-    def put_json(self, obj: Any) -> str:
-        return self.put(canonical_json(obj))
+    def put_json(self, obj: Any, *, durable: bool = True) -> str:
+        return self.put(canonical_json(obj), durable=durable)
 
     # --- reading ----------------------------------------------------------------------------
     def get(self, cid: str) -> bytes:
@@ -141,8 +143,8 @@ class LocalStore:
         if cid_from_digest(h.digest()) != cid:
             raise StoreError(f"{src} changed while it was being stored.", path=str(src))
 
-    def _write_atomic(self, cid: str, dest: Path, write: Callable[[BinaryIO], object]) -> None:
-        """Write to a temp file in ``dest``'s directory, fsync, then ``os.replace`` into place."""
+    def _write_atomic(self, cid: str, dest: Path, write: Callable[[BinaryIO], object], durable: bool = True) -> None:
+        """Write to a temp file in ``dest``'s directory, fsync (when ``durable``), then ``os.replace`` into place."""
         tmp: str | None = None
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -150,11 +152,13 @@ class LocalStore:
             with os.fdopen(fd, "wb") as f:
                 write(f)
                 f.flush()
-                os.fsync(f.fileno())
+                if durable:
+                    os.fsync(f.fileno())
             os.chmod(tmp, 0o644)
             os.replace(tmp, dest)
             tmp = None
-            _fsync_dir(dest.parent)
+            if durable:
+                _fsync_dir(dest.parent)
         except OSError as e:
             raise StoreError(f"Cannot write artifact {cid}: {e.strerror or e}.", cid=cid) from e
         finally:
