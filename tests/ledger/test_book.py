@@ -113,6 +113,32 @@ def test_concurrent_spends_never_overdraw(db: Database) -> None:
     assert book.check() == []
 
 
+def test_writers_creating_the_same_new_account_at_once_all_post(db: Database) -> None:
+    """Eight writers post at once to accounts no transfer named before (each its own payer, one new payee): the
+    payee's row is created once, no writer fails (on PostgreSQL a second plain insert of it failed its writer's
+    whole transaction: a paid call answered 500 under load), and the payee holds the sum."""
+    book = Book(db)
+    failed: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def pay(i: int) -> None:
+        payer = "0x" + f"{i + 1:02x}" * 20
+        barrier.wait()
+        try:
+            book.post(Transfer.move(f"pay-{i}", "capture", "x402", Accounts.wallet(payer), Accounts.payee(OWNER), 7))
+        except Exception as exc:  # noqa: BLE001 (the test names any failure)
+            failed.append(f"{type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=pay, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failed == []
+    assert book.balance(Accounts.payee(OWNER)).posted == 56
+    assert book.check() == []
+
+
 def test_what_an_ended_pass_did_not_spend_goes_to_the_platform_once(db: Database) -> None:
     from datetime import timedelta
 

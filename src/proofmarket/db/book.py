@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -234,11 +236,16 @@ class Book:
 
     @staticmethod
     def _account(s: Session, name: str) -> AccountRow:
+        """The account's row, locked for this transaction; created when new by an insert that yields to a
+        concurrent writer creating it too (a plain insert would fail that writer's whole transaction)."""
         row = s.get(AccountRow, name, with_for_update=True)
         if row is None:
-            row = AccountRow(name=name, posted=0, pending_debits=0, pending_credits=0, updated_at=utcnow())
-            s.add(row)
-            s.flush()
+            dialect = s.get_bind().dialect.name
+            insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+            s.execute(insert(AccountRow).values(name=name, posted=0, pending_debits=0, pending_credits=0,
+                                                updated_at=utcnow()).on_conflict_do_nothing(index_elements=["name"]))
+            row = s.get(AccountRow, name, with_for_update=True, populate_existing=True)
+            assert row is not None
         return row
 
     @staticmethod
