@@ -55,8 +55,10 @@ class Table:
         return who
 
     def validator(self, stake: int) -> LocalAccount:
+        """A validator staked and declared for the game's model (only declared stake weighs on its requests)."""
         who = self.fund(stake + 4 * self.params.challenge_bond)
         self.court.stake(stake, who, validator=True)
+        self.court.declare(self.key, who)
         return who
 
     def worth(self, who: LocalAccount) -> int:
