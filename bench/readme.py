@@ -118,7 +118,22 @@ def http(bench: Path) -> str:
             f"{raw['median_s']:.3f} s raw prove in the same run (ratio {doc['ratio']:.2f}); the chain settlement "
             f"takes {h['chain_settle_median_s'] * 1000:.0f} ms of it and the SDK's check of the answer "
             f"{h['client_verify_median_s'] * 1000:.0f} ms; the node adds {doc['node_overhead_ms']:.0f} ms a call "
-            f"besides them. Throughput: {best['calls_per_s']:.1f} calls/s at {best['clients']} clients.")
+            f"besides them" + (f" (its own work, measured inside it: {doc['node_work_ms']:.0f} ms p50, target "
+                               f"{doc['node_work_target_ms']:.0f})" if doc.get("node_work_ms") is not None else "")
+            + f". Throughput: {best['calls_per_s']:.1f} calls/s at {best['clients']} clients.")
+
+
+def throughput(bench: Path) -> str:
+    doc = load("throughput", bench)
+    if doc is None:
+        return "Not measured yet: run `make bench`."
+    rows = [(n["prover_workers"], r) for n in doc["nodes"] for r in n["levels"]]
+    cells = "; ".join(f"{r['verified_per_s']}/s at {r['clients']} client(s) with {w} prover(s)" for w, r in rows)
+    t = doc["target"]
+    return (f"Verified inferences per second through one node (`bench/throughput.md`, {when(doc)}; sample MLP, "
+            f"distinct inputs, no proof cache, paid on batch-settlement channels): {cells}; raw EZKL in the same "
+            f"run {doc['raw']['per_s']}/s. Target >= {t['verified_per_s']:g}/s at {t['clients']} clients: "
+            f"**{t['result']}** (what stands between is in the file).")
 
 
 def chain_costs(bench: Path) -> str:
@@ -187,7 +202,7 @@ def chain_costs(bench: Path) -> str:
 
 
 REGIONS: dict[str, Callable[[Path], str]] = {"results": results, "gas": gas, "latency": latency, "http": http,
-                                             "chain_costs": chain_costs}
+                                             "throughput": throughput, "chain_costs": chain_costs}
 # the files whose measured regions are rendered here (each holds some of REGIONS)
 DOCS = (ROOT / "README.md", ROOT / "docs" / "deploy-chain.md")
 
