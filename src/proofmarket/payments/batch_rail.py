@@ -66,7 +66,6 @@ from proofmarket.core.errors import (
     PaymentChannelRejected,
     PaymentError,
     PaymentMalformed,
-    PaymentMismatch,
     PaymentRequired,
     PaymentSettlementFailed,
 )
@@ -78,7 +77,7 @@ from proofmarket.payments.headers import PAYMENT_SIGNATURE_HEADER, encode_paymen
 from proofmarket.payments.parse import check_resource, decode_payment
 from proofmarket.payments.port import Offer
 from proofmarket.payments.tickets import PaymentTicket, ProofOutcome, Settlement, store_paid_bundle
-from proofmarket.payments.vouchers import accepted, canonical
+from proofmarket.payments.vouchers import accepted, canonical, check_accepted
 from proofmarket.store import ArtifactStore
 from proofmarket.systems.receipts import sign_receipt
 
@@ -170,8 +169,10 @@ class BatchSettlementRail:
         except PaymentError as exc:
             raise self._with_terms(exc, offer, requirements) from None
 
+    verify_holds_funds = True  # verify reserved the voucher against its channel (one call per channel at a time)
+
     def cover(self, ticket: PaymentTicket, held_atomic: int) -> None:
-        return None  # verify checked the voucher against the channel's balance; one call per channel at a time
+        return None
 
     def settle(self, ticket: PaymentTicket, proof: ProofOutcome) -> Settlement:
         doc = ticket.doc
@@ -330,7 +331,7 @@ class BatchSettlementRail:
             raise PaymentChannelRejected(
                 "a call is paid with a deposit or a voucher (send refunds to GET /v1/channels/refund)",
                 reason=scheme_errors.ERR_INVALID_PAYLOAD_TYPE)
-        _check_accepted(payload, requirements)
+        check_accepted(payload, requirements)
         check_resource(payload, offer.resource)
         config, channel_id, signed = self._channel_of(raw, requirements)
         self._canonical_voucher(raw, config)
@@ -538,18 +539,6 @@ class _Corrective(Exception):
     def __init__(self, error: PaymentError, channel: Channel | None) -> None:
         super().__init__(error.message)
         self.error, self.channel = error, channel
-
-
-def _check_accepted(payload: PaymentPayload, requirements: PaymentRequirements) -> None:
-    accepted = payload.accepted
-    theirs = (str(accepted.network), accepted.asset.lower(), accepted.pay_to.lower())
-    ours = (str(requirements.network), requirements.asset.lower(), requirements.pay_to.lower())
-    if theirs != ours:
-        raise PaymentMismatch("the payment names another network, asset or receiver than this node's channel terms",
-                              expected={"network": ours[0], "asset": ours[1], "pay_to": ours[2]})
-    if str(accepted.amount) != str(requirements.amount):
-        raise PaymentMismatch(f"the payment accepted {accepted.amount} atomic units, this call costs "
-                              f"{requirements.amount}", reason=scheme_errors.ERR_CUMULATIVE_AMOUNT_MISMATCH)
 
 
 def _in_flight(channel: Channel) -> bool:

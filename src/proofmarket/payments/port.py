@@ -23,7 +23,7 @@ Errors a rail raises may carry ``headers`` (e.g. ``PAYMENT-REQUIRED``); the API'
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -176,3 +176,9 @@ class Rails:
 
 def _name(rail: PaymentPort) -> str:
     return str(getattr(rail, "name", None) or "default")
+
+def cover_of(rail: PaymentPort) -> Callable[[PaymentTicket, int], None] | None:
+    """The funds check a new call of ``rail`` needs (``cover``, run under the payer's funds lock with what its other
+    calls hold), or None when the rail's ``verify`` already held this call's funds itself (a rail that says so with
+    ``verify_holds_funds = True``: a channel's voucher is reserved against its channel, one call at a time)."""
+    return None if getattr(rail, "verify_holds_funds", False) else rail.cover

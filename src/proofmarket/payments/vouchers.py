@@ -9,7 +9,11 @@ flipped: the same signer, the same digest); the node stores that form, and refus
 
 from __future__ import annotations
 
+from x402.mechanisms.evm.batch_settlement import errors as scheme_errors
 from x402.mechanisms.evm.batch_settlement.facilitator.utils import verify_batch_settlement_voucher_typed_data
+from x402.schemas import PaymentPayload, PaymentRequirements
+
+from proofmarket.core.errors import PaymentMismatch
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 HALF_N = SECP256K1_N // 2
@@ -57,3 +61,16 @@ def _bytes(signature: str | bytes) -> bytes | None:
         return bytes.fromhex(signature.removeprefix("0x"))
     except ValueError:
         return None
+
+
+def check_accepted(payload: PaymentPayload, requirements: PaymentRequirements) -> None:
+    """The voucher's payload accepted this node's channel terms: network, asset, receiver and this call's amount."""
+    accepted = payload.accepted
+    theirs = (str(accepted.network), accepted.asset.lower(), accepted.pay_to.lower())
+    ours = (str(requirements.network), requirements.asset.lower(), requirements.pay_to.lower())
+    if theirs != ours:
+        raise PaymentMismatch("the payment names another network, asset or receiver than this node's channel terms",
+                              expected={"network": ours[0], "asset": ours[1], "pay_to": ours[2]})
+    if str(accepted.amount) != str(requirements.amount):
+        raise PaymentMismatch(f"the payment accepted {accepted.amount} atomic units, this call costs "
+                              f"{requirements.amount}", reason=scheme_errors.ERR_CUMULATIVE_AMOUNT_MISMATCH)

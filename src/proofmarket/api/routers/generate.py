@@ -41,7 +41,7 @@ from proofmarket.calls.service import call_answer
 from proofmarket.core.errors import PaymentReplayed, ProofMarketError, WrongMode
 from proofmarket.db import JobRow, JobStatus
 from proofmarket.node.services import NodeServices
-from proofmarket.payments.port import Offer, PaymentPort
+from proofmarket.payments.port import Offer, PaymentPort, cover_of
 from proofmarket.payments.tickets import PaymentTicket, Settlement
 from proofmarket.systems import spec
 from proofmarket.systems.port import Events
@@ -135,7 +135,7 @@ def _open(services: NodeServices, offer: Offer, system: str, headers: Mapping[st
     rail = services.rails.select(headers)
     ticket = rail.verify(headers, offer)
     try:
-        job = services.jobs.open_call(offer.model_id, request, ticket, rail.cover, system=system,
+        job = services.jobs.open_call(offer.model_id, request, ticket, cover_of(rail), system=system,
                                       rail=rail.name if ticket is not None else "free")
     except PaymentReplayed:  # the nonce belongs to another call: its reservation is not ours to release
         raise

@@ -32,7 +32,7 @@ from proofmarket.core.errors import PaymentReplayed
 from proofmarket.db import JobKind, JobRow, JobStatus
 from proofmarket.node.services import NodeServices
 from proofmarket.node.webhooks import check_target
-from proofmarket.payments.port import Offer
+from proofmarket.payments.port import Offer, cover_of
 from proofmarket.systems import guarantee
 
 router = APIRouter(tags=["inference"])
@@ -103,7 +103,7 @@ def _submit(services: NodeServices, offer: Offer, system: str, inputs: dict[str,
         return found
     ticket = rail.verify(headers, offer)
     try:
-        job, _ = services.jobs.submit_prove(offer.model_id, inputs, key=key, ticket=ticket, cover=rail.cover,
+        job, _ = services.jobs.submit_prove(offer.model_id, inputs, key=key, ticket=ticket, cover=cover_of(rail),
                                             system=system, rail=rail.name if ticket is not None else "free")
     except PaymentReplayed:  # the nonce belongs to another call: its reservation is not ours to release
         raise
