@@ -97,8 +97,9 @@ class Validator(Judging):
         ``ModelRegistered`` events since ``from_block`` whose key is a held model's): its stake weighs only on
         those models' requests, and counts toward only their quorum. Later listings are declared as the event loop
         sees them. Returns the on-chain ids newly declared (hex)."""
-        scan = EventWatcher(self.client, {"registry": self.registry}, from_block=self.from_block,
-                            confirmations=self.events.confirmations)
+        # to the head, unconfirmed: a declaration a reorg makes pointless costs a transaction, a missed one the
+        # weight on the listing's first requests
+        scan = EventWatcher(self.client, {"registry": self.registry}, from_block=self.from_block, confirmations=0)
         declared: list[str] = []
         while scan.next_block <= self.client.block_number() - scan.confirmations:
             for event in scan.poll():
