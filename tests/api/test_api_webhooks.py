@@ -15,8 +15,7 @@ from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 from served import Served
 
-from proofmarket.api.routers.credits import body_purpose
-from proofmarket.core.address_signature import sign_headers
+from proofmarket.core.address_signature import body_purpose, sign_headers
 from proofmarket.core.errors import Unauthorized
 from proofmarket.sdk.webhooks import verify_webhook
 

@@ -20,10 +20,9 @@ from x402.mechanisms.evm import EthAccountSigner
 from x402.mechanisms.evm.exact import register_exact_evm_client
 from x402_helpers import Chain, Served, funded_wallet, mlp_input
 
-from proofmarket.api.routers.credits import body_purpose
 from proofmarket.chain import dev_account
 from proofmarket.chain.devkeys import DEVNET_CHAIN_ID
-from proofmarket.core.address_signature import sign_headers
+from proofmarket.core.address_signature import body_purpose, sign_headers
 
 PRICE = 3_000
 MIN_BALANCE = 100_000  # PROOFMARKET_FREE_MIN_BALANCE_ATOMIC's default: a wallet takes free calls once it holds it
@@ -303,3 +302,35 @@ def test_revoking_and_making_keys_does_not_mint_free_calls(node: Served, chain: 
     refused = requests.post(f"{node.url}/v1/keys", json={}, timeout=30,
                             headers=sign_headers(wallet, signer, body_purpose({})))
     assert refused.status_code == 400 and "in 24 hours" in refused.json()["error"]["message"], refused.text
+
+
+def test_the_sdk_makes_keys_buys_credits_and_passes_and_refunds(node: Served, chain: Chain, mlp_id: str,
+                                                                tmp_path: Path) -> None:
+    """SDK parity (issue 37): ``client.keys`` makes, lists and revokes keys; ``client.credits`` buys with one x402
+    payment, shows and refunds; ``client.passes`` buys and lists; a key the SDK made pays a call with the credits
+    the SDK bought."""
+    from proofmarket.core.errors import PaymentRequired, UsageError
+    from proofmarket.sdk.client import Client
+
+    wallet = fresh(chain, "sdk-wallet")
+    with Client(node.url, wallet, cache_dir=tmp_path / "cache", devnet=True) as sdk:
+        made = sdk.keys.create(models=[mlp_id], cap_atomic=10 * PRICE)
+        assert made["key"].startswith("pmk_") and made["wallet"] == wallet.address.lower()
+        assert [k["id"] for k in sdk.keys.list()] == [made["id"]] and made["key"] not in str(sdk.keys.list())
+        bought = sdk.credits.buy(5 * PRICE)
+        assert bought["status"] == "credited" and bought["credited"] == str(5 * PRICE)
+        assert int(sdk.credits.show()["balance"]) == 5 * PRICE
+        assert infer(node, mlp_id, made["key"]).status_code == 200  # the SDK's key draws the SDK's credits
+        assert int(sdk.credits.show()["balance"]) == 4 * PRICE
+        pass_bought = sdk.passes.buy(2, 1, model_id=mlp_id)
+        assert pass_bought["status"] == "credited" and pass_bought["paid"] == str(2 * PRICE)
+        assert [p["calls_per_day"] for p in sdk.passes.list()] == [2]
+        assert sdk.keys.revoke(made["id"]) == {"id": made["id"], "revoked": True}
+        assert infer(node, mlp_id, made["key"]).status_code == 401
+        with pytest.raises(UsageError, match="no live key"):
+            sdk.keys.revoke(made["id"])
+        refunded = sdk.credits.refund()
+        assert refunded["refunded"] == str(4 * PRICE) and refunded["balance"] == "0"
+    with Client(node.url, cache_dir=tmp_path / "cache", devnet=True) as anonymous, \
+            pytest.raises(PaymentRequired, match="signed"):
+        anonymous.keys.list()

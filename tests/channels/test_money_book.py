@@ -24,9 +24,8 @@ from x402.mechanisms.evm.exact import register_exact_evm_client
 from x402.mechanisms.evm.signers import EthAccountSigner
 from x402_helpers import PAY, Chain, Served, funded_wallet, mlp_input, requirements_of, signed_payload
 
-from proofmarket.api.routers.credits import body_purpose
 from proofmarket.chain.devnet import advance_time, automine_off
-from proofmarket.core.address_signature import sign_headers
+from proofmarket.core.address_signature import body_purpose, sign_headers
 
 PRICE = 4_000
 

@@ -12,10 +12,12 @@ and ``X-Address-Signature``. A node accepts it within ``MAX_AGE_S`` of its time,
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import secrets
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -27,6 +29,13 @@ NONCE = re.compile(r"^[0-9A-Za-z]{16,64}$")
 
 def message(purpose: str, address: str, node: str, timestamp: int, nonce: str) -> str:
     return f"proofmarket-{purpose}:{address.lower()}:{node.lower()}:{timestamp}:{nonce}"
+
+
+def body_purpose(body: dict[str, Any], prefix: str = "api-key") -> str:
+    """The purpose a request with a body is signed for (``<prefix>-<first 16 hex of the sha256 of the body's
+    canonical JSON>``): the signature binds the body (a key's scope, cap and expiry; a webhook's URL and events)."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return f"{prefix}-" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def sign_headers(account: LocalAccount, node: str, purpose: str = "history") -> dict[str, str]:

@@ -65,11 +65,9 @@ class Catalogue(NodeSession):
         if signed:
             if self.account is None:
                 raise PaymentRequired("a model's full stats are signed by its owner: create the Client with an account")
-            from proofmarket.core.address_signature import sign_headers
+            from proofmarket.sdk.wallet import signed_headers
 
-            node = str((self._json(self._get("/.well-known/ai-service.json")).get("address_signature") or {})
-                       .get("node"))
-            headers = sign_headers(self.account, node, "stats")
+            headers = signed_headers(self, "stats")
         return dict(self._json(self._get(f"/v1/models/{model_id}/stats", params={"days": days}, headers=headers)))
 
     # --- owners ------------------------------------------------------------------------------------

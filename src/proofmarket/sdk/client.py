@@ -37,7 +37,6 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from proofmarket.core.address_signature import sign_headers
 from proofmarket.core.errors import NodeUnavailable, PaymentRequired, ProofMarketError, ProvingError
 from proofmarket.sdk.attested import GenerationRequest, GenerationResult, check_generation
 from proofmarket.sdk.catalogue import Catalogue
@@ -55,6 +54,7 @@ from proofmarket.sdk.transport import (
     read_events,
 )
 from proofmarket.sdk.verifying import Verifying
+from proofmarket.sdk.wallet import Credits, Keys, Passes, signed_headers
 from proofmarket.store import LocalStore
 
 if TYPE_CHECKING:
@@ -77,6 +77,8 @@ class Client(Verifying, OnChainChecks, OnChainRequests, Catalogue, Money, NodeSe
         self.poll_interval_s = poll_interval_s
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
         self._terms: dict[str, tuple[str, int]] = {}  # model id -> (PAYMENT-REQUIRED header, cap it was paid with)
+        # the account's wallet on the node (signed requests; purchases paid like calls): ``proofmarket.sdk.wallet``
+        self.keys, self.credits, self.passes = Keys(self), Credits(self), Passes(self)
 
     def __enter__(self) -> Client:
         return self
@@ -224,8 +226,7 @@ class Client(Verifying, OnChainChecks, OnChainRequests, Catalogue, Money, NodeSe
         service manifest), fresh for one minute, one read of each list (``proofmarket.core.address_signature``)."""
         if self.account is None:
             raise PaymentRequired("reading a history is signed: create the Client with an account")
-        node = str((self._json(self._get("/.well-known/ai-service.json")).get("address_signature") or {}).get("node"))
-        headers = sign_headers(self.account, node)
+        headers = signed_headers(self, "history")
         address = self.account.address
         jobs = self._json(self._get(f"/v1/jobs?payer={address}&limit={limit}", headers=headers))["items"]
         response = self._get(f"/v1/requests?consumer={address}&limit={limit}", headers=headers)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from proofmarket.core.address_signature import sign_headers
 from proofmarket.core.errors import PaymentRequired
 from proofmarket.sdk.transport import NodeSession
+from proofmarket.sdk.wallet import signed_headers
 
 
 class Money(NodeSession):
@@ -20,8 +20,7 @@ class Money(NodeSession):
         ``earnings``): the on-chain market part when the node sells on one, and ``book``."""
         if self.account is None:
             raise PaymentRequired("reading earnings from the book is signed: create the Client with an account")
-        node = str((self._json(self._get("/.well-known/ai-service.json")).get("address_signature") or {}).get("node"))
-        headers = sign_headers(self.account, node, "earnings")
+        headers = signed_headers(self, "earnings")
         return dict(self._json(self._get("/v1/earnings", params={"address": self.account.address},
                                          headers=headers)))
 

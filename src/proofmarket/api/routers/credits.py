@@ -28,8 +28,6 @@ Addresses sign as for history reads (``X-Address``, ``X-Address-Time``, ``X-Addr
 
 from __future__ import annotations
 
-import hashlib
-import json
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -39,6 +37,7 @@ from fastapi.responses import JSONResponse
 
 from proofmarket.api.deps import ServicesDep, base_url
 from proofmarket.api.signed import signed_address
+from proofmarket.core.address_signature import body_purpose
 from proofmarket.core.errors import (
     CreditsUnavailable,
     Forbidden,
@@ -62,13 +61,6 @@ def _rail(services: NodeServices) -> CreditsRail:
         if isinstance(rail, CreditsRail):
             return rail
     raise CreditsUnavailable("this node sells no API keys or credits (payments are off)")
-
-
-def body_purpose(body: dict[str, Any], prefix: str = "api-key") -> str:
-    """The purpose a request with a body is signed for (``<prefix>-<first 16 hex of the sha256 of the body's
-    canonical JSON>``): the signature binds the body (a key's scope, cap and expiry; a webhook's URL and events)."""
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
-    return f"{prefix}-" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 @router.post("/v1/keys", operation_id="create_api_key", status_code=201,

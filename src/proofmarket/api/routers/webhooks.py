@@ -19,8 +19,8 @@ from fastapi import APIRouter, Body, Request
 from fastapi.concurrency import run_in_threadpool
 
 from proofmarket.api.deps import ServicesDep
-from proofmarket.api.routers.credits import body_purpose
 from proofmarket.api.signed import signed_address
+from proofmarket.core.address_signature import body_purpose
 from proofmarket.core.errors import UsageError
 from proofmarket.node.webhooks import EVENTS, Webhooks
 
