@@ -334,3 +334,40 @@ def test_the_sdk_makes_keys_buys_credits_and_passes_and_refunds(node: Served, ch
     with Client(node.url, cache_dir=tmp_path / "cache", devnet=True) as anonymous, \
             pytest.raises(PaymentRequired, match="signed"):
         anonymous.keys.list()
+
+
+def test_the_cli_makes_keys_buys_credits_and_passes(node: Served, chain: Chain, mlp_id: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI at the SDK's parity: ``apikey create|list|revoke``, ``credits buy|show|refund``, ``pass buy|list``,
+    signed by the consumer's key (a plain key: the node is on the devnet); no key: a usage error (exit 2)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from proofmarket.cli.main import app
+
+    wallet = fresh(chain, "cli-wallet")
+    monkeypatch.setenv("PM_TEST_WALLET_KEY", "0x" + bytes(wallet.key).hex())
+
+    def run(*args: str, key: bool = True) -> tuple[int, Any]:
+        signer = ["--key-env", "PM_TEST_WALLET_KEY"] if key else ["--key-env", "PM_TEST_NO_SUCH_KEY"]
+        done = CliRunner().invoke(app, [*args, "--node", node.url, *signer, "--json"])
+        try:
+            return done.exit_code, json.loads(done.stdout)
+        except ValueError:
+            return done.exit_code, done.output
+
+    code, made = run("apikey", "create", "--model", mlp_id, "--cap", str(10 * PRICE))
+    assert code == 0 and made["key"].startswith("pmk_"), made
+    assert run("apikey", "list")[1]["keys"][0]["id"] == made["id"]
+    code, bought = run("credits", "buy", str(3 * PRICE))
+    assert code == 0 and bought["status"] == "credited", bought
+    assert run("credits", "show")[1]["balance"] == str(3 * PRICE)
+    code, pass_bought = run("pass", "buy", "--calls-per-day", "1", "--days", "1", "--model", mlp_id)
+    assert code == 0 and pass_bought["status"] == "credited", pass_bought
+    assert len(run("pass", "list")[1]["passes"]) == 1
+    assert run("apikey", "revoke", made["id"])[1] == {"id": made["id"], "revoked": True}
+    code, refunded = run("credits", "refund")
+    assert code == 0 and refunded["refunded"] == str(3 * PRICE)
+    code, refused = run("apikey", "list", key=False)
+    assert code == 2, refused

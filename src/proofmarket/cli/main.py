@@ -361,6 +361,7 @@ from proofmarket.cli.node_cmd import register as _register_node  # noqa: E402
 from proofmarket.cli.srs_cmds import register as _register_srs  # noqa: E402
 from proofmarket.cli.stats_cmd import register as _register_stats  # noqa: E402
 from proofmarket.cli.validator_cmd import register as _register_validator  # noqa: E402
+from proofmarket.cli.wallet_cmds import register as _register_wallet  # noqa: E402
 
 _register_market(app)
 _register_roles(app)
@@ -374,6 +375,7 @@ _register_keys(app)
 _register_srs(app)
 _register_stats(app)
 _register_money(app)
+_register_wallet(app)
 
 if __name__ == "__main__":
     app()

@@ -1,0 +1,177 @@
+"""A consumer's wallet on a node from the command line, the SDK's ``client.keys``, ``client.credits`` and
+``client.passes``:
+
+    proofmarket apikey create [--model ID ...] [--cap UNITS] [--expires-in S]   the secret is printed once
+    proofmarket apikey list | revoke KEY_ID
+    proofmarket credits buy UNITS | show | refund
+    proofmarket pass buy --calls-per-day N --days D [--model ID] [--max-amount UNITS] | list
+
+Every command signs with the consumer's account: ``--keystore NAME`` (its password from
+PROOFMARKET_KEYSTORE_PASSWORD_FILE, else asked), ``--devnet`` (anvil's dev consumer), or the plain key in
+``--key-env`` for a node on the devnet only. ``--json`` prints the node's answer. Hook: ``register(app)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+
+from proofmarket.cli.infer_cmd import DEFAULT_KEY_ENV, DEFAULT_NODE, KeystoreOpt, paying_account
+from proofmarket.cli.output import emit_json, fail, out
+from proofmarket.core.errors import ProofMarketError, UsageError
+from proofmarket.core.units import format_usdc
+
+NodeOpt = Annotated[str, typer.Option("--node", envvar="PROOFMARKET_NODE_URL", help="the node's base URL")]
+KeyEnvOpt = Annotated[str, typer.Option("--key-env", help="environment variable holding the consumer's key (a node "
+                                                          "on the devnet only)")]
+DevnetOpt = Annotated[bool, typer.Option("--devnet", help="on the devnet: sign with anvil's dev consumer account")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+apikey = typer.Typer(help="API keys of the consumer's wallet on a node (signed by the wallet)", no_args_is_help=True)
+credits = typer.Typer(help="prepaid credits of the consumer's wallet on a node (bought with one x402 payment)",
+                      no_args_is_help=True)
+passes = typer.Typer(help="passes (N calls a day for D days, one x402 payment) on a node", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(apikey, name="apikey")
+    app.add_typer(credits, name="credits")
+    app.add_typer(passes, name="pass")
+
+
+def _wallet(node: str, key_env: str, devnet: bool, keystore: str | None, as_json: bool,
+            ask: Callable[[Any], Any]) -> Any:
+    """``ask(sdk)`` with the consumer's signing account on the node; a refusal ends the command with its code."""
+    from proofmarket.sdk.client import Client
+
+    try:
+        account = paying_account(node, key_env, devnet, keystore)
+        if account is None:
+            raise UsageError(f"these requests are signed by the wallet: pass --keystore NAME, --devnet, or set "
+                             f"{key_env}")
+        with Client(node, account, devnet=devnet) as sdk:
+            return ask(sdk)
+    except ProofMarketError as exc:
+        raise fail(exc, as_json) from exc
+
+
+@apikey.command("create")
+def apikey_create(
+    model: Annotated[list[str] | None, typer.Option("--model", help="scope the key to this model (repeatable)")]
+    = None,
+    cap: Annotated[int | None, typer.Option("--cap", min=1, help="most atomic USDC units the key may spend")] = None,
+    expires_in: Annotated[int | None, typer.Option("--expires-in", min=1, help="seconds until the key expires")]
+    = None,
+    node: NodeOpt = DEFAULT_NODE, key_env: KeyEnvOpt = DEFAULT_KEY_ENV, keystore: KeystoreOpt = None,
+    devnet: DevnetOpt = False, as_json: JsonFlag = False,
+) -> None:
+    """Make an API key for the wallet; its secret is printed once (the node keeps only its hash)."""
+    made = _wallet(node, key_env, devnet, keystore, as_json,
+                   lambda sdk: sdk.keys.create(models=model, cap_atomic=cap, expires_in_s=expires_in))
+    if as_json:
+        emit_json(made)
+        return
+    out.print(f"key {made['id']} for {made['wallet']}: {made['key']}")
+    out.print("shown once: keep it (send it as 'Authorization: Bearer KEY')")
+
+
+@apikey.command("list")
+def apikey_list(node: NodeOpt = DEFAULT_NODE, key_env: KeyEnvOpt = DEFAULT_KEY_ENV, keystore: KeystoreOpt = None,
+                devnet: DevnetOpt = False, as_json: JsonFlag = False) -> None:
+    """The wallet's keys (never their secrets)."""
+    keys = _wallet(node, key_env, devnet, keystore, as_json, lambda sdk: sdk.keys.list())
+    if as_json:
+        emit_json({"keys": keys})
+        return
+    for k in keys:
+        out.print(f"{k['id']}  {k.get('status', '')}  models {k.get('models') or 'any'}  cap {k.get('cap_atomic')}  "
+                  f"spent {k.get('spent_atomic', '')}")
+    if not keys:
+        out.print("no keys")
+
+
+@apikey.command("revoke")
+def apikey_revoke(key_id: Annotated[str, typer.Argument(help="the key's id (see 'apikey list')")],
+                  node: NodeOpt = DEFAULT_NODE, key_env: KeyEnvOpt = DEFAULT_KEY_ENV, keystore: KeystoreOpt = None,
+                  devnet: DevnetOpt = False, as_json: JsonFlag = False) -> None:
+    """Revoke one of the wallet's keys: refused from the next request on."""
+    done = _wallet(node, key_env, devnet, keystore, as_json, lambda sdk: sdk.keys.revoke(key_id))
+    if as_json:
+        emit_json(done)
+        return
+    out.print(f"key {key_id} revoked")
+
+
+@credits.command("buy")
+def credits_buy(amount: Annotated[int, typer.Argument(min=1, help="atomic USDC units of credits to buy")],
+                node: NodeOpt = DEFAULT_NODE, key_env: KeyEnvOpt = DEFAULT_KEY_ENV, keystore: KeystoreOpt = None,
+                devnet: DevnetOpt = False, as_json: JsonFlag = False) -> None:
+    """Buy credits with one x402 payment of AMOUNT; waits until the payment is mined (or says it is pending)."""
+    bought = _wallet(node, key_env, devnet, keystore, as_json, lambda sdk: sdk.credits.buy(amount))
+    if as_json:
+        emit_json(bought)
+        return
+    purchase = bought["purchase"]
+    if bought.get("status") == "credited":
+        out.print(f"credited {format_usdc(int(purchase['amount']))} USDC (tx {purchase.get('transaction')})")
+    else:
+        out.print(f"purchase {purchase.get('id')}: {bought.get('status')} (poll {purchase.get('poll')})")
+
+
+@credits.command("show")
+def credits_show(node: NodeOpt = DEFAULT_NODE, key_env: KeyEnvOpt = DEFAULT_KEY_ENV, keystore: KeystoreOpt = None,
+                 devnet: DevnetOpt = False, as_json: JsonFlag = False) -> None:
+    """The wallet's balance, what its unsettled calls hold, and its latest entries."""
+    shown = _wallet(node, key_env, devnet, keystore, as_json, lambda sdk: sdk.credits.show())
+    if as_json:
+        emit_json(shown)
+        return
+    out.print(f"{shown['wallet']}: {format_usdc(int(shown['balance']))} USDC of credits, "
+              f"{format_usdc(int(shown['held']))} held by calls not settled yet")
+    for entry in (shown.get("ledger") or [])[:10]:
+        out.print(f"  {entry.get('created_at', '')}  {entry.get('kind', '')}  {entry.get('amount', '')}")
+
+
+@credits.command("refund")
+def credits_refund(node: NodeOpt = DEFAULT_NODE, key_env: KeyEnvOpt = DEFAULT_KEY_ENV, keystore: KeystoreOpt = None,
+                   devnet: DevnetOpt = False, as_json: JsonFlag = False) -> None:
+    """The wallet's unspent credits back on chain (what unsettled calls hold stays)."""
+    done = _wallet(node, key_env, devnet, keystore, as_json, lambda sdk: sdk.credits.refund())
+    if as_json:
+        emit_json(done)
+        return
+    out.print(f"refunded {format_usdc(int(done['refunded']))} USDC to {done['wallet']} (tx {done.get('transaction')})")
+
+
+@passes.command("buy")
+def pass_buy(calls_per_day: Annotated[int, typer.Option("--calls-per-day", min=1, help="calls a day")],
+             days: Annotated[int, typer.Option("--days", min=1, help="days the pass lasts")],
+             model: Annotated[str | None, typer.Option("--model", help="one model (unset: any)")] = None,
+             max_amount: Annotated[int | None, typer.Option("--max-amount", min=1, help="most atomic USDC units "
+                                                                                       "to pay")] = None,
+             node: NodeOpt = DEFAULT_NODE, key_env: KeyEnvOpt = DEFAULT_KEY_ENV, keystore: KeystoreOpt = None,
+             devnet: DevnetOpt = False, as_json: JsonFlag = False) -> None:
+    """Buy a pass with one x402 payment; the wallet's API keys call within it before drawing credits."""
+    bought = _wallet(node, key_env, devnet, keystore, as_json,
+                     lambda sdk: sdk.passes.buy(calls_per_day, days, model_id=model, max_amount=max_amount))
+    if as_json:
+        emit_json(bought)
+        return
+    out.print(f"pass of {calls_per_day} calls a day for {days} days: {bought.get('status')}, paid "
+              f"{format_usdc(int(bought['purchase']['amount']))} USDC")
+
+
+@passes.command("list")
+def pass_list(node: NodeOpt = DEFAULT_NODE, key_env: KeyEnvOpt = DEFAULT_KEY_ENV, keystore: KeystoreOpt = None,
+              devnet: DevnetOpt = False, as_json: JsonFlag = False) -> None:
+    """The wallet's live passes."""
+    listed = _wallet(node, key_env, devnet, keystore, as_json, lambda sdk: sdk.passes.list())
+    if as_json:
+        emit_json({"passes": listed})
+        return
+    for p in listed:
+        out.print(f"{p.get('id', '')}  {p.get('calls_per_day')} calls a day  model {p.get('model_id') or 'any'}  "
+                  f"until {p.get('ends_at', '')}")
+    if not listed:
+        out.print("no live passes")
