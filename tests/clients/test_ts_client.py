@@ -1,6 +1,6 @@
 """The TypeScript client (clients/ts) built with tsc and tested with Node's test runner against a devnet node with a
 listed model: list, x402 exact and batch-settlement (from a key and through an EIP-1193 wallet), the WASM verifier,
-the listing read on chain."""
+the listing read on chain, API keys made by the wallet and credits bought with x402 (a call paid by the key)."""
 
 from __future__ import annotations
 
@@ -67,4 +67,4 @@ def test_the_typescript_client_against_a_devnet_node(listed_node: tuple[Served, 
     tests = subprocess.run([node, "--test", "--test-reporter=spec", "test/"], cwd=package, env=env,
                            capture_output=True, text=True, timeout=600)
     assert tests.returncode == 0, tests.stdout[-4000:] + tests.stderr[-2000:]
-    assert "pass 6" in tests.stdout
+    assert "pass 7" in tests.stdout

@@ -6,6 +6,8 @@
 //   const answer = await paying.infer(modelId, { input_data: [[...]] });
 //   (await pm.verifyBundle(answer.bundle)).valid;        // EZKL's WASM verifier, artifacts checked by CID
 //   await pm.checkListing(modelId, { rpcUrl });          // the registry entry on chain, not the node's word
+//   const { key } = await pm.createKey(account, { models: [modelId], cap_atomic: 50000 });   // signed by the wallet
+//   await pm.buyCredits(account, 100000n);               // one x402 exact payment; credited once mined
 //
 // Payments are the x402 client library's (npm @x402/core, @x402/evm, @x402/fetch): `exact` (one EIP-3009 transfer per
 // call) or `batch-settlement` (one channel deposit, a voucher per call), signed by a viem account or, through the web
@@ -15,6 +17,7 @@ import { x402Client } from '@x402/core/client';
 import { wrapFetchWithPayment } from '@x402/fetch';
 import { registerExactEvmScheme } from '@x402/evm/exact/client';
 import { BatchSettlementEvmScheme } from '@x402/evm/batch-settlement/client';
+import { createHash, randomBytes } from 'crypto';
 import { createRequire } from 'module';
 import { createPublicClient, http, keccak256, parseAbi, type Address, type Hex, type LocalAccount } from 'viem';
 
@@ -81,10 +84,13 @@ const REGISTRY_ABI = parseAbi([
 export class ProofMarket {
   readonly baseUrl: string;
   private readonly fetchFn: Fetch;
+  private readonly apiKey?: string;
 
-  constructor(opts: { baseUrl: string; fetch?: Fetch }) {
+  // `apiKey`: calls are paid by this API key of a wallet (its credits or passes) instead of a payment
+  constructor(opts: { baseUrl: string; fetch?: Fetch; apiKey?: string }) {
     this.baseUrl = opts.baseUrl.replace(/\/$/, '');
     this.fetchFn = opts.fetch ?? globalThis.fetch.bind(globalThis);
+    this.apiKey = opts.apiKey;
   }
 
   /** Every model the node sells (the catalogue's pages followed to the end), or one search's matches. */
@@ -185,9 +191,57 @@ export class ProofMarket {
     return { registered: true, matches: problems.length === 0, onchain, node, problems };
   }
 
-  private async json<T>(method: string, path: string, body?: unknown): Promise<T> {
+  // --- the wallet's keys and credits (signed by the account: proofmarket.core.address_signature) -------------
+  /** The address-signature headers of one request of `purpose` by `account` on this node (fresh for a minute). */
+  async signedHeaders(account: LocalAccount, purpose: string): Promise<Record<string, string>> {
+    const manifest = await this.manifest();
+    const node = String(((manifest.address_signature ?? {}) as Record<string, unknown>).node ?? '').toLowerCase();
+    const time = Math.floor(Date.now() / 1000);
+    const nonce = randomBytes(16).toString('hex');
+    const message = `proofmarket-${purpose}:${account.address.toLowerCase()}:${node}:${time}:${nonce}`;
+    return { 'X-Address': account.address, 'X-Address-Time': String(time), 'X-Address-Nonce': nonce,
+      'X-Address-Signature': await account.signMessage({ message }) };
+  }
+
+  /** A new API key for the account's wallet (its secret is in this answer only). */
+  async createKey(account: LocalAccount, body: { models?: string[]; cap_atomic?: number; expires_in_s?: number } = {}
+  ): Promise<Record<string, unknown> & { key: string; id: string }> {
+    return this.json('POST', '/v1/keys', body, await this.signedHeaders(account, bodyPurpose(body)));
+  }
+
+  async listKeys(account: LocalAccount): Promise<Record<string, unknown>[]> {
+    const doc = await this.json<{ keys: Record<string, unknown>[] }>('GET', '/v1/keys', undefined,
+      await this.signedHeaders(account, 'api-keys'));
+    return doc.keys;
+  }
+
+  async revokeKey(account: LocalAccount, keyId: string): Promise<Record<string, unknown>> {
+    return this.json('DELETE', `/v1/keys/${encodeURIComponent(keyId)}`, undefined,
+      await this.signedHeaders(account, `api-key-revoke-${keyId}`));
+  }
+
+  /** The wallet's credits: balance, what its unsettled calls hold, entries. */
+  async credits(account: LocalAccount): Promise<Record<string, unknown>> {
+    return this.json('GET', '/v1/credits', undefined, await this.signedHeaders(account, 'credits'));
+  }
+
+  /** Buy `amount` atomic USDC of credits with one x402 exact payment; followed until credited (or `waitMs`). */
+  async buyCredits(account: LocalAccount, amount: bigint | number, waitMs = 120_000): Promise<Record<string, unknown>> {
+    const paying = await this.paying({ account, scheme: 'exact', maxAmount: BigInt(amount) });
+    const body = await paying.json<Record<string, unknown>>('POST', `/v1/credits/buy?amount=${String(amount)}`);
+    let purchase = (body.purchase ?? {}) as Record<string, unknown>;
+    const deadline = Date.now() + waitMs;
+    while (purchase.status === 'pending' && purchase.poll && Date.now() < deadline) {
+      await new Promise((done) => setTimeout(done, 500));
+      purchase = await this.json('GET', String(purchase.poll));
+    }
+    return { ...body, purchase, status: purchase.status };
+  }
+
+  private async json<T>(method: string, path: string, body?: unknown, extra: Record<string, string> = {}): Promise<T> {
     const response = await this.fetchFn(`${this.baseUrl}${path}`, {
-      method, headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      method, headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        ...(this.apiKey ? { authorization: `Bearer ${this.apiKey}` } : {}), ...extra },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     const text = await response.text();
@@ -199,6 +253,22 @@ export class ProofMarket {
     }
     return doc as T;
   }
+}
+
+// The purpose a request with a body is signed for: `<prefix>-<first 16 hex of the sha256 of the body's canonical JSON>`
+// (sorted keys, no spaces, non-ASCII escaped: Python's json.dumps(sort_keys=True, separators=(",", ":"))).
+export function bodyPurpose(body: unknown, prefix = 'api-key'): string {
+  return `${prefix}-${createHash('sha256').update(canonicalJson(body)).digest('hex').slice(0, 16)}`;
+}
+
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined).sort(
+      ([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${canonicalJson(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value).replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 async function shared<T>(name: string): Promise<T> {

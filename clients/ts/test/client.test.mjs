@@ -84,3 +84,19 @@ test('pays through an EIP-1193 wallet with exact and with batch-settlement', asy
   assert.equal(BigInt(second.payment.charged_cumulative) - BigInt(first.payment.charged_cumulative),
     BigInt(first.payment.amount));
 });
+
+test('makes, lists and revokes a key and buys credits, signed by the wallet', async () => {
+  const made = await pm.createKey(account, { models: [modelId], cap_atomic: 50000 });
+  assert.ok(made.key.startsWith('pmk_'));
+  assert.ok((await pm.listKeys(account)).some((k) => k.id === made.id));
+  const before = BigInt((await pm.credits(account)).balance);
+  const bought = await pm.buyCredits(account, 20000n);
+  assert.equal(bought.status, 'credited');
+  assert.equal(BigInt((await pm.credits(account)).balance), before + 20000n);
+  const withKey = new ProofMarket({ baseUrl: url, apiKey: made.key });
+  const answer = await withKey.infer(modelId, doc);  // the key draws the credits
+  assert.equal(answer.payment.scheme, 'credits');
+  assert.deepEqual(await pm.listKeys(privateKeyToAccount(`0x${'11'.repeat(32)}`)), []);  // another wallet's: none
+  assert.deepEqual(await pm.revokeKey(account, made.id), { id: made.id, revoked: true });
+  await assert.rejects(withKey.infer(modelId, doc), (err) => err instanceof ProofMarketError && err.status === 401);
+});
