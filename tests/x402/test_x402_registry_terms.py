@@ -50,8 +50,10 @@ class Listed:
 
 @pytest.fixture(scope="module")
 def listed(node_home: Path, mlp_id: str, chain: Chain, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Listed]:
+    # every call's validation recorded: this module checks one call's record (the node's default samples them:
+    # tests/market/test_listings_follower.py)
     settings = node_settings(node_home, tmp_path_factory.mktemp("registry-db") / "node.db", chain.rpc_url,
-                             chain.deployment_file)
+                             chain.deployment_file, validation_every_s=0)
     market = Market.open(settings)
     market.register_model(mlp_id, "0.25", OWNER_SHARE_BPS)
     app = create_app(settings)
@@ -246,7 +248,7 @@ def test_withdraw_cli_refuses_when_nothing_is_owed(listed: Listed, chain: Chain)
 
 
 def test_a_settled_x402_call_gets_a_zk_validation_record(listed: Listed, mlp_id: str, chain: Chain) -> None:
-    """With an ERC-8004 identity, each settled proven x402 call on a listing is re-verified on chain by the
+    """With an ERC-8004 identity, a settled proven x402 call on a listing is re-verified on chain by the
     ZkValidator (the model's registered verifier) and recorded: response 100, evidence naming the paid bundle."""
     from proofmarket.chain import dev_account
 

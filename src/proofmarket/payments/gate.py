@@ -250,11 +250,6 @@ class PaymentGate(Settling):
             raise
         return payment
 
-    @property
-    def simulates(self) -> bool:
-        """Whether ``verify`` simulated the transfer on chain (so the payer's balance covered this payment then)."""
-        return self._simulates
-
     @staticmethod
     def signed_payer(payment_signature_header: str | None) -> str | None:
         """The payer whose own signature is on this payment (checksummed), or None: not decodable, not an

@@ -141,8 +141,6 @@ class X402Payments:
     def cover(self, ticket: PaymentTicket, held_atomic: int) -> None:
         if not ticket.payer:
             return
-        if held_atomic == 0 and self.gate.simulates:
-            return  # nothing else held: the verify's simulated transfer just showed the balance covers this one
         balance = self.gate.balance(ticket.payer)
         if balance is not None and balance - held_atomic < ticket.amount_atomic:
             err = PaymentInsufficientFunds(
