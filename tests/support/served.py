@@ -23,6 +23,9 @@ class Served:
         self.app = app
         self.port = port if port is not None else free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # as the node's command serves (cli/node_cmd.py KEEP_ALIVE_S): a client's next request on a connection the
+        # server closed for idleness at that moment is reset (found with 50 clients on a loaded machine)
+        config.setdefault("timeout_keep_alive", 75)
         options = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan=lifespan,
                                  **config)
         self.server = uvicorn.Server(options)

@@ -99,5 +99,8 @@ def parse_model_option(spec: str) -> tuple[str, int]:
     return model_id.strip(), int(price) if price else DEFAULT_PRICE_ATOMIC
 
 
+KEEP_ALIVE_S = 75  # longer than clients keep an idle connection: a request sent as the server closed it is reset
+
+
 def _uvicorn_extra() -> dict[str, Any]:
-    return {"timeout_graceful_shutdown": 30}
+    return {"timeout_graceful_shutdown": 30, "timeout_keep_alive": KEEP_ALIVE_S}
