@@ -41,8 +41,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _wallet(node: str, key_env: str, devnet: bool, keystore: str | None, as_json: bool,
-            ask: Callable[[Any], Any]) -> Any:
-    """``ask(sdk)`` with the consumer's signing account on the node; a refusal ends the command with its code."""
+            ask: Callable[[Any], Any], show: Callable[[Any], None], as_doc: Callable[[Any], Any] = lambda a: a) -> None:
+    """``ask(sdk)`` with the consumer's signing account on the node, then the answer printed: ``as_doc(answer)`` as
+    JSON with ``--json``, else ``show(answer)``. A refusal ends the command with its code."""
     from proofmarket.sdk.client import Client
 
     try:
@@ -51,9 +52,13 @@ def _wallet(node: str, key_env: str, devnet: bool, keystore: str | None, as_json
             raise UsageError(f"these requests are signed by the wallet: pass --keystore NAME, --devnet, or set "
                              f"{key_env}")
         with Client(node, account, devnet=devnet) as sdk:
-            return ask(sdk)
+            answer = ask(sdk)
     except ProofMarketError as exc:
         raise fail(exc, as_json) from exc
+    if as_json:
+        emit_json(as_doc(answer))
+    else:
+        show(answer)
 
 
 @apikey.command("create")
@@ -67,28 +72,26 @@ def apikey_create(
     devnet: DevnetOpt = False, as_json: JsonFlag = False,
 ) -> None:
     """Make an API key for the wallet; its secret is printed once (the node keeps only its hash)."""
-    made = _wallet(node, key_env, devnet, keystore, as_json,
-                   lambda sdk: sdk.keys.create(models=model, cap_atomic=cap, expires_in_s=expires_in))
-    if as_json:
-        emit_json(made)
-        return
-    out.print(f"key {made['id']} for {made['wallet']}: {made['key']}")
-    out.print("shown once: keep it (send it as 'Authorization: Bearer KEY')")
+    def show(made: Any) -> None:
+        out.print(f"key {made['id']} for {made['wallet']}: {made['key']}")
+        out.print("shown once: keep it (send it as 'Authorization: Bearer KEY')")
+
+    _wallet(node, key_env, devnet, keystore, as_json,
+            lambda sdk: sdk.keys.create(models=model, cap_atomic=cap, expires_in_s=expires_in), show)
 
 
 @apikey.command("list")
 def apikey_list(node: NodeOpt = DEFAULT_NODE, key_env: KeyEnvOpt = DEFAULT_KEY_ENV, keystore: KeystoreOpt = None,
                 devnet: DevnetOpt = False, as_json: JsonFlag = False) -> None:
     """The wallet's keys (never their secrets)."""
-    keys = _wallet(node, key_env, devnet, keystore, as_json, lambda sdk: sdk.keys.list())
-    if as_json:
-        emit_json({"keys": keys})
-        return
-    for k in keys:
-        out.print(f"{k['id']}  {k.get('status', '')}  models {k.get('models') or 'any'}  cap {k.get('cap_atomic')}  "
-                  f"spent {k.get('spent_atomic', '')}")
-    if not keys:
-        out.print("no keys")
+    def show(keys: Any) -> None:
+        for k in keys:
+            out.print(f"{k['id']}  {k.get('status', '')}  models {k.get('models') or 'any'}  "
+                      f"cap {k.get('cap_atomic')}  spent {k.get('spent_atomic', '')}")
+        if not keys:
+            out.print("no keys")
+
+    _wallet(node, key_env, devnet, keystore, as_json, lambda sdk: sdk.keys.list(), show, lambda k: {"keys": k})
 
 
 @apikey.command("revoke")
@@ -96,11 +99,8 @@ def apikey_revoke(key_id: Annotated[str, typer.Argument(help="the key's id (see 
                   node: NodeOpt = DEFAULT_NODE, key_env: KeyEnvOpt = DEFAULT_KEY_ENV, keystore: KeystoreOpt = None,
                   devnet: DevnetOpt = False, as_json: JsonFlag = False) -> None:
     """Revoke one of the wallet's keys: refused from the next request on."""
-    done = _wallet(node, key_env, devnet, keystore, as_json, lambda sdk: sdk.keys.revoke(key_id))
-    if as_json:
-        emit_json(done)
-        return
-    out.print(f"key {key_id} revoked")
+    _wallet(node, key_env, devnet, keystore, as_json, lambda sdk: sdk.keys.revoke(key_id),
+            lambda _: out.print(f"key {key_id} revoked"))
 
 
 @credits.command("buy")
@@ -108,40 +108,36 @@ def credits_buy(amount: Annotated[int, typer.Argument(min=1, help="atomic USDC u
                 node: NodeOpt = DEFAULT_NODE, key_env: KeyEnvOpt = DEFAULT_KEY_ENV, keystore: KeystoreOpt = None,
                 devnet: DevnetOpt = False, as_json: JsonFlag = False) -> None:
     """Buy credits with one x402 payment of AMOUNT; waits until the payment is mined (or says it is pending)."""
-    bought = _wallet(node, key_env, devnet, keystore, as_json, lambda sdk: sdk.credits.buy(amount))
-    if as_json:
-        emit_json(bought)
-        return
-    purchase = bought["purchase"]
-    if bought.get("status") == "credited":
-        out.print(f"credited {format_usdc(int(purchase['amount']))} USDC (tx {purchase.get('transaction')})")
-    else:
-        out.print(f"purchase {purchase.get('id')}: {bought.get('status')} (poll {purchase.get('poll')})")
+    def show(bought: Any) -> None:
+        purchase = bought["purchase"]
+        if bought.get("status") == "credited":
+            out.print(f"credited {format_usdc(int(purchase['amount']))} USDC (tx {purchase.get('transaction')})")
+        else:
+            out.print(f"purchase {purchase.get('id')}: {bought.get('status')} (poll {purchase.get('poll')})")
+
+    _wallet(node, key_env, devnet, keystore, as_json, lambda sdk: sdk.credits.buy(amount), show)
 
 
 @credits.command("show")
 def credits_show(node: NodeOpt = DEFAULT_NODE, key_env: KeyEnvOpt = DEFAULT_KEY_ENV, keystore: KeystoreOpt = None,
                  devnet: DevnetOpt = False, as_json: JsonFlag = False) -> None:
     """The wallet's balance, what its unsettled calls hold, and its latest entries."""
-    shown = _wallet(node, key_env, devnet, keystore, as_json, lambda sdk: sdk.credits.show())
-    if as_json:
-        emit_json(shown)
-        return
-    out.print(f"{shown['wallet']}: {format_usdc(int(shown['balance']))} USDC of credits, "
-              f"{format_usdc(int(shown['held']))} held by calls not settled yet")
-    for entry in (shown.get("ledger") or [])[:10]:
-        out.print(f"  {entry.get('created_at', '')}  {entry.get('kind', '')}  {entry.get('amount', '')}")
+    def show(shown: Any) -> None:
+        out.print(f"{shown['wallet']}: {format_usdc(int(shown['balance']))} USDC of credits, "
+                  f"{format_usdc(int(shown['held']))} held by calls not settled yet")
+        for entry in (shown.get("ledger") or [])[:10]:
+            out.print(f"  {entry.get('created_at', '')}  {entry.get('kind', '')}  {entry.get('amount', '')}")
+
+    _wallet(node, key_env, devnet, keystore, as_json, lambda sdk: sdk.credits.show(), show)
 
 
 @credits.command("refund")
 def credits_refund(node: NodeOpt = DEFAULT_NODE, key_env: KeyEnvOpt = DEFAULT_KEY_ENV, keystore: KeystoreOpt = None,
                    devnet: DevnetOpt = False, as_json: JsonFlag = False) -> None:
     """The wallet's unspent credits back on chain (what unsettled calls hold stays)."""
-    done = _wallet(node, key_env, devnet, keystore, as_json, lambda sdk: sdk.credits.refund())
-    if as_json:
-        emit_json(done)
-        return
-    out.print(f"refunded {format_usdc(int(done['refunded']))} USDC to {done['wallet']} (tx {done.get('transaction')})")
+    _wallet(node, key_env, devnet, keystore, as_json, lambda sdk: sdk.credits.refund(),
+            lambda done: out.print(f"refunded {format_usdc(int(done['refunded']))} USDC to {done['wallet']} "
+                                   f"(tx {done.get('transaction')})"))
 
 
 @passes.command("buy")
@@ -153,25 +149,21 @@ def pass_buy(calls_per_day: Annotated[int, typer.Option("--calls-per-day", min=1
              node: NodeOpt = DEFAULT_NODE, key_env: KeyEnvOpt = DEFAULT_KEY_ENV, keystore: KeystoreOpt = None,
              devnet: DevnetOpt = False, as_json: JsonFlag = False) -> None:
     """Buy a pass with one x402 payment; the wallet's API keys call within it before drawing credits."""
-    bought = _wallet(node, key_env, devnet, keystore, as_json,
-                     lambda sdk: sdk.passes.buy(calls_per_day, days, model_id=model, max_amount=max_amount))
-    if as_json:
-        emit_json(bought)
-        return
-    out.print(f"pass of {calls_per_day} calls a day for {days} days: {bought.get('status')}, paid "
-              f"{format_usdc(int(bought['purchase']['amount']))} USDC")
+    _wallet(node, key_env, devnet, keystore, as_json,
+            lambda sdk: sdk.passes.buy(calls_per_day, days, model_id=model, max_amount=max_amount),
+            lambda bought: out.print(f"pass of {calls_per_day} calls a day for {days} days: {bought.get('status')}, "
+                                     f"paid {format_usdc(int(bought['purchase']['amount']))} USDC"))
 
 
 @passes.command("list")
 def pass_list(node: NodeOpt = DEFAULT_NODE, key_env: KeyEnvOpt = DEFAULT_KEY_ENV, keystore: KeystoreOpt = None,
               devnet: DevnetOpt = False, as_json: JsonFlag = False) -> None:
     """The wallet's live passes."""
-    listed = _wallet(node, key_env, devnet, keystore, as_json, lambda sdk: sdk.passes.list())
-    if as_json:
-        emit_json({"passes": listed})
-        return
-    for p in listed:
-        out.print(f"{p.get('id', '')}  {p.get('calls_per_day')} calls a day  model {p.get('model_id') or 'any'}  "
-                  f"until {p.get('ends_at', '')}")
-    if not listed:
-        out.print("no live passes")
+    def show(listed: Any) -> None:
+        for p in listed:
+            out.print(f"{p.get('id', '')}  {p.get('calls_per_day')} calls a day  model {p.get('model_id') or 'any'}  "
+                      f"until {p.get('ends_at', '')}")
+        if not listed:
+            out.print("no live passes")
+
+    _wallet(node, key_env, devnet, keystore, as_json, lambda sdk: sdk.passes.list(), show, lambda p: {"passes": p})

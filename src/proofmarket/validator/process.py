@@ -100,19 +100,21 @@ class Validator(Judging):
         # to the head, unconfirmed: a declaration a reorg makes pointless costs a transaction, a missed one the
         # weight on the listing's first requests
         scan = EventWatcher(self.client, {"registry": self.registry}, from_block=self.from_block, confirmations=0)
+        held = self._held_keys()
         declared: list[str] = []
-        while scan.next_block <= self.client.block_number() - scan.confirmations:
+        while scan.next_block <= self.client.block_number():
             for event in scan.poll():
-                declared += self._declare_listing(event.args)
+                declared += self._declare_listing(event.args, held)
         return declared
 
     def _held_keys(self) -> set[bytes]:
         return {model_key(m["id"]) for m in self.workspace.models() if m.get("mode") == "attested"}
 
-    def _declare_listing(self, args: dict[str, Any]) -> list[str]:
-        """Declare the listing of a ``ModelRegistered`` event if its model is held here and not yet declared."""
+    def _declare_listing(self, args: dict[str, Any], held: set[bytes]) -> list[str]:
+        """Declare the listing of a ``ModelRegistered`` event if its model is in ``held`` (the attested models'
+        keys) and not yet declared."""
         key, model_id = bytes(args["key"]), bytes(args["modelId"])
-        if key not in self._held_keys() or self.court.declared_at(self.address, model_id):
+        if key not in held or self.court.declared_at(self.address, model_id):
             return []
         if len(self.court.declared_models(self.address)) >= self.court.max_declared():
             log.warning("validator: the court's limit of %d declared models is reached; listing 0x%s is not "
@@ -156,7 +158,7 @@ class Validator(Judging):
 
     def _on_event(self, name: str, args: dict[str, Any], block: int) -> None:
         if name == "ModelRegistered":  # a new listing of a model held here: declared, so that we weigh on it
-            self._declare_listing(args)
+            self._declare_listing(args, self._held_keys())
             return
         if "requestId" not in args:  # stakes, parameters, batches
             return
