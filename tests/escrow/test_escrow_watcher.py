@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from escrow_helpers import (
     PRICE_UNITS,
@@ -17,6 +19,7 @@ from fastapi.testclient import TestClient
 
 from proofmarket.chain import advance_time, dev_account, mine
 from proofmarket.chain.types import RequestStatus
+from proofmarket.core.address_signature import sign_headers
 from proofmarket.core.errors import UnknownRequest
 from proofmarket.db import Database, EscrowRepo, EscrowStatus, ModelRepo
 from proofmarket.intake.escrow import EscrowService
@@ -79,12 +82,25 @@ def test_request_on_chain_then_input_is_fulfilled_with_the_exact_splits(env: Esc
     delta = {k: v - before[k] for k, v in balances(env.market).items()}
     assert delta == {"consumer": -PRICE_UNITS, "owner": paid[accounts[0]], "prover": paid[accounts[1]],
                      "escrow": PRICE_UNITS - paid[accounts[0]] - paid[accounts[1]]}
+    with TestClient(app) as client:  # the node books the withdrawal from the market's event: the owner reads it
+        owner_key = env.market.accounts.owner
+        signer = client.get("/.well-known/ai-service.json").json()["address_signature"]["node"]
+        deadline = time.monotonic() + 30
+        while True:
+            book = client.get("/v1/earnings", params={"address": accounts[0]},
+                              headers=sign_headers(owner_key, signer, "earnings")).json()["book"]
+            if book["withdrawn"] != "0" or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    assert book["withdrawable"] == "0" and int(book["withdrawn"]) >= paid[accounts[0]], book
     # the book: the fulfilment's credits, as the chain's RequestFulfilled has them; nothing differs
     money = app.state.services.money
     [fulfil] = money.book.transfers(kinds=["fulfil"], models=[env.public])
     assert fulfil.tx_hash == done["fulfil_tx"] and fulfil.payer == env.market.accounts.consumer.address.lower()
     legs = dict(money.book.postings([fulfil.id])[fulfil.id])
-    assert legs[f"wallet:{accounts[0].lower()}"] == owner and legs[f"wallet:{accounts[1].lower()}"] == prover
+    market = env.market.market.address.lower()  # credited to withdraw, not paid: the owner and the prover pull it
+    assert legs[f"withdrawable:{market}:{accounts[0].lower()}"] == owner
+    assert legs[f"withdrawable:{market}:{accounts[1].lower()}"] == prover
     from proofmarket.payments.reconcile import reconcile
 
     checked = reconcile(money.book, env.market.client, env.market.deployment.usdc, "0x" + "00" * 20)

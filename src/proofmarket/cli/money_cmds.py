@@ -142,6 +142,8 @@ def node_earnings(node: str, key_env: str, devnet: bool, as_json: bool) -> None:
     for model_id, m in sorted((book.get("models") or {}).items()):
         out.print(f"  {model_id}: owed {format_usdc(int(m['owed']))}, in flight {format_usdc(int(m['in_flight']))}, "
                   f"paid {format_usdc(int(m['paid']))} USDC")
+    out.print(f"market credits in the book: withdrawable {format_usdc(int(book.get('withdrawable', 0)))} USDC, "
+              f"withdrawn {format_usdc(int(book.get('withdrawn', 0)))} USDC")
     if doc.get("earned") is not None:
         out.print(f"market: earned {format_usdc(int(doc['earned']))} USDC, owed {format_usdc(int(doc['owed']))} USDC "
                   "(paid by 'proofmarket withdraw')")

@@ -11,7 +11,8 @@ spirit of TigerBeetle's pending transfers and a card network's authorize/capture
 
 Accounts (``Accounts`` names them): ``wallet:<address>`` is the outside world (an address on chain: the only kind of
 account that may go below zero, by what it paid in); every other account (a payer's credits, a pass, what is owed
-to a payee, the platform) must never go below zero counting what its open pending transfers hold.
+to a payee, the platform, what a market contract credited a payee to withdraw) must never go below zero counting
+what its open pending transfers hold.
 Every function takes an optional SQLAlchemy session, so that a rail posts in the same database transaction as the
 call's state change; each account's row is locked (``SELECT ... FOR UPDATE`` on PostgreSQL, the writer lock on
 SQLite) in name order, so concurrent writers on several nodes serialise per account without deadlocks.
@@ -70,6 +71,13 @@ class Accounts:
         return f"payee:{address.lower()}"
 
     PLATFORM = "platform"  # what no payee is owed: the unused part of an ended pass
+    WITHDRAWABLE = "withdrawable:"
+
+    @staticmethod
+    def withdrawable(market: str, payee: str) -> str:
+        """What a market contract credited a payee (an owner, a prover, ``platform``) and has not paid it yet: the
+        payee withdraws it (``db/market_book.py``)."""
+        return f"{Accounts.WITHDRAWABLE}{market.lower()}:{payee.lower()}"
 
     @staticmethod
     def is_external(account: str) -> bool:

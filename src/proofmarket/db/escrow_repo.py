@@ -11,7 +11,8 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from proofmarket.db.book import Accounts, Book, Transfer
+from proofmarket.db import market_book
+from proofmarket.db.book import Book, Transfer
 from proofmarket.db.engine import Database
 from proofmarket.db.tables import (
     EscrowRequestRow,
@@ -40,21 +41,18 @@ class SeenRequest:
 
 def fulfilment(row: EscrowRequestRow, settlement: dict[str, Any], s: Session) -> Transfer | None:
     """An escrow request fulfilled on chain, in the book: the consumer's escrowed amount credited by the market to
-    the model's owner, the prover and the platform (the market contract holds the fee), as the fulfil's
-    ``RequestFulfilled`` event says. None for what moved no value here (a court commitment, a recovered row)."""
-    if "owner_amount" not in settlement:
+    the withdrawable balances of the model's owner, the prover and the platform, as the fulfil's
+    ``RequestFulfilled`` event says (the same transfer ``MarketBook`` books from that event: whichever comes first).
+    None for what moved no value here (a court commitment, a recovered row)."""
+    amounts = tuple(int(settlement.get(k) or 0) for k in ("owner_amount", "prover_amount", "platform_fee"))
+    if "owner_amount" not in settlement or not any(amounts):
         return None
-    owner_amount, prover_amount, fee = (int(settlement.get(k) or 0) for k in ("owner_amount", "prover_amount",
-                                                                             "platform_fee"))
     model = s.get(ModelRow, row.model_id)
-    owner = str(settlement.get("owner") or (model.owner if model is not None else None) or "unknown-owner").lower()
-    postings = [(Accounts.wallet(row.consumer), -(owner_amount + prover_amount + fee)),
-                (Accounts.wallet(owner), owner_amount), (Accounts.wallet(str(settlement.get("prover") or "")),
-                                                        prover_amount), (Accounts.wallet(row.market), fee)]
+    owner = str(settlement.get("owner") or (model.owner if model is not None else None) or "unknown-owner")
     tx = (settlement.get("tx") or {}).get("hash") or row.fulfil_tx
-    return Transfer(f"escrow:{row.chain_id}:{row.market.lower()}:{row.request_id}", "fulfil", "escrow",
-                    tuple(p for p in postings if p[1]), model_id=row.model_id, payer=row.consumer, tx_hash=tx,
-                    memo={"request_id": row.request_id})
+    return market_book.fulfilment(row.chain_id, row.market, row.request_id, row.consumer, owner,
+                                  str(settlement.get("prover") or ""), amounts,  # type: ignore[arg-type]
+                                  model_id=row.model_id, tx_hash=tx)
 
 
 def _listed(transfer: Transfer | None) -> list[Transfer]:

@@ -29,6 +29,7 @@ from prometheus_client import CollectorRegistry
 
 from proofmarket import models
 from proofmarket.calls.metrics import EscrowMetrics
+from proofmarket.chain import ChainEvent
 from proofmarket.chain.types import InferenceRequest, RequestStatus, Settlement
 from proofmarket.core.errors import (
     ChainError,
@@ -40,6 +41,7 @@ from proofmarket.core.errors import (
 )
 from proofmarket.core.settings import Settings
 from proofmarket.db import Database, EscrowRepo, EscrowRequestRow, EscrowStatus
+from proofmarket.db.market_book import MarketBook
 from proofmarket.intake.reorgs import CLOSED, OPEN
 from proofmarket.intake.watcher import MAX_ATTEMPTS, ChainWatcher, run_as_call
 from proofmarket.market import Market
@@ -77,6 +79,8 @@ class EscrowService(ChainWatcher):
         self.metrics: EscrowMetrics | None = None
         self.proof_timeout_s = proof_timeout_s
         self.jobs: Any = jobs  # the node's JobService: proofs go through its queue (None: the workspace's prover)
+        self.payouts = MarketBook(repo.book, self.chain_id, self.address, self._parties, market.market.splitter_for,
+                                  self._model_of)
 
     @classmethod
     def for_node(cls, settings: Settings, db: Database, workspace: Workspace, registry: Any = None,
@@ -90,6 +94,18 @@ class EscrowService(ChainWatcher):
             self.metrics = EscrowMetrics(registry)
             self.metrics.track_open(self._open_count)
         return self
+
+    def _book(self, event: ChainEvent) -> None:
+        self.payouts.record(event)
+
+    def _parties(self, request_id: int) -> tuple[str, str]:
+        """(consumer, owner) of an on-chain request, as it snapshotted them."""
+        onchain = self._read(request_id)
+        return onchain.consumer, onchain.terms.owner if onchain.terms is not None else ""
+
+    def _model_of(self, request_id: int) -> str | None:
+        row = self.repo.get(self.chain_id, self.address, request_id)
+        return row.model_id if row is not None else None
 
     # --- consumers ----------------------------------------------------------------------------
     def post_input(self, request_id: int, inputs_doc: Any, salt: list[int] | None = None) -> EscrowRequestRow:

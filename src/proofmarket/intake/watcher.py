@@ -171,6 +171,7 @@ class ChainWatcher(Reorgs):
                     self._record_closed(row, self._read(row.request_id))
             else:
                 self._on_event(event)
+            self._book(event)
         self.repo.save_cursor(self.cursor_name, self.events.next_block,
                               self.events.hash_at(self.events.next_block - 1))
         return len(batch)
@@ -297,6 +298,10 @@ class ChainWatcher(Reorgs):
 
     def _on_event(self, event: ChainEvent) -> None:  # noqa: B027 (most contracts have no other events to follow)
         """Events other than ``RequestCreated`` and the closing ones."""
+
+    def _book(self, event: ChainEvent) -> None:  # noqa: B027 (only the market's payouts are booked from events)
+        """Record in the node's book what ``event`` moved (after the event's own handling; an error here stops the
+        batch before its cursor is saved: read again, booked once)."""
 
     @abc.abstractmethod
     def recover(self) -> None:

@@ -41,3 +41,16 @@ def earnings(book: Book, models: list[str], limit: int = 200) -> dict[str, Any]:
     return {**{k: str(v) for k, v in total.items()},
             "models": {mid: {k: str(v) for k, v in vals.items()} for mid, vals in sorted(per.items())},
             "transactions": shown}
+
+
+def withdrawals(book: Book, address: str) -> dict[str, str]:
+    """What the markets this node follows credited ``address`` (an owner, a prover) and it has not withdrawn yet
+    (``withdrawable``), and what they paid it (``withdrawn``), in the book (atomic units as decimal strings)."""
+    suffix = ":" + address.lower()
+    withdrawable = sum(b.available for name, b in book.accounts(Accounts.WITHDRAWABLE).items()
+                       if name.endswith(suffix))
+    wallet = Accounts.wallet(address)
+    paid = book.transfers(accounts=[wallet], kinds=("withdrawal",), limit=1_000_000)
+    legs = book.postings(t.id for t in paid)
+    withdrawn = sum(a for t in paid for acc, a in legs.get(t.id, []) if acc == wallet and a > 0)
+    return {"withdrawable": str(withdrawable), "withdrawn": str(withdrawn)}

@@ -4,7 +4,8 @@
                    wallet below zero (``Book.check``)
     the chain      every posted transfer that names a transaction is found in that transaction's USDC ``Transfer``
                    events: an x402 capture (payer -> payee, the amount), a purchase (payer -> the node), a payout
-                   (the node -> the payee, the sum of the payout's transfers); an escrow fulfilment's credits are
+                   (the node -> the payee, the sum of the payout's transfers), a split's release (its splitter -> the
+                   market), a market's withdrawal (the market -> the payee); an escrow fulfilment's credits are
                    its ``RequestFulfilled`` event's; a channel's charges captured by sweeps never exceed its claimed
                    total on chain; a transaction that reverted or that the chain does not know is a difference too
 ``proofmarket ledger check [--from-block N]`` prints the report; the node's settler runs it on a schedule and exports
@@ -26,7 +27,8 @@ from proofmarket.chain.contracts import UsdcToken
 from proofmarket.db.book import Accounts, Book
 from proofmarket.db.book_tables import TransferRow
 
-CHAIN_KINDS = ("capture", "purchase", "payout", "refund", "deposit")  # checked against their tx's USDC transfers
+# checked against their tx's USDC transfers
+CHAIN_KINDS = ("capture", "purchase", "payout", "refund", "deposit", "release", "withdrawal")
 EVENT_KINDS = ("fulfil",)  # checked against the market's RequestFulfilled event (credits, not transfers)
 
 
@@ -164,6 +166,11 @@ def _posted(book: Book, kinds: tuple[str, ...]) -> list[tuple[TransferRow, list[
 
 
 def _address(account: str, node: str) -> str:
-    """The on-chain address behind a book account: a wallet is itself; every other account (credits, a pass, what
-    is owed a payee) is money in the node's own account."""
-    return Accounts.address_of(account) if Accounts.is_external(account) else node.lower()
+    """The on-chain address behind a book account: a wallet is itself; what a market credits a payee is in the
+    market contract; every other account (credits, a pass, what the node owes a payee) is money in the node's own
+    account."""
+    if Accounts.is_external(account):
+        return Accounts.address_of(account)
+    if account.startswith(Accounts.WITHDRAWABLE):
+        return account.split(":")[1]
+    return node.lower()

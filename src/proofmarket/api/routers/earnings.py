@@ -21,7 +21,7 @@ from proofmarket.api.deps import ServicesDep
 from proofmarket.api.signed import signed_address
 from proofmarket.core.address_signature import HEADERS
 from proofmarket.core.errors import MarketUnavailable, Unauthorized
-from proofmarket.payments.earnings import earnings
+from proofmarket.payments.earnings import earnings, withdrawals
 
 router = APIRouter(prefix="/v1/earnings", tags=["market"])
 
@@ -57,6 +57,9 @@ class BookEarnings(BaseModel):
     transactions: list[dict[str, Any]]
     free_tier: dict[str, FreeTier] = Field(default_factory=dict, description="by model: what its free tier gave "
                                                                             "away over the last 30 days")
+    withdrawable: str = Field("0", description="atomic USDC the markets this node follows credited the address (escrow "
+                                               "fulfilments, released splits) and it has not withdrawn yet")
+    withdrawn: str = Field("0", description="atomic USDC those markets paid the address (its withdrawals)")
 
 
 class EarningsPublic(BaseModel):
@@ -99,6 +102,7 @@ def get_earnings(request: Request, services: ServicesDep,
         models = [row.id for row in services.catalog.repo.by_owner(address)]
         doc["book"] = earnings(services.money.book, models)
         doc["book"]["free_tier"] = _free_tier(services, models)
+        doc["book"].update(withdrawals(services.money.book, address))
     return EarningsPublic(**doc)
 
 
