@@ -46,6 +46,8 @@ from proofmarket.api.routers import (
 from proofmarket.api.security import check_admin_token
 from proofmarket.core.errors import ProofMarketError
 from proofmarket.core.settings import Settings
+from proofmarket.mcp_tools.serve import McpEndpoint, app_http
+from proofmarket.mcp_tools.server import ToolServer
 from proofmarket.node.compose import build_node
 from proofmarket.node.services import NodeServices
 from proofmarket.payments.port import PaymentPort
@@ -76,6 +78,7 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
                    dashboard.router,
                    webapp.router):
         app.include_router(router)
+    app.state.mcp = _mcp_route(app)
     for exc_type in (ProofMarketError, RequestValidationError, StarletteHTTPException, Exception):
         app.add_exception_handler(exc_type, handle_error)
     app.add_middleware(BodyLimit, limit_for=functools.partial(_body_limit, settings))
@@ -99,6 +102,16 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
 def _body_limit(settings: Settings, scope: Scope) -> int:
     upload = scope.get("method") == "POST" and scope.get("path", "").rstrip("/") == "/v1/models"
     return settings.max_upload_bytes if upload else settings.max_request_bytes
+
+
+def _mcp_route(app: FastAPI) -> McpEndpoint:
+    """``/mcp``: the catalogue as MCP tools over streamable HTTP, each call entering this app as the HTTP call it is
+    (``proofmarket.mcp_tools``)."""
+    from starlette.routing import Route
+
+    endpoint = McpEndpoint(ToolServer(app_http(app)))
+    app.router.routes.append(Route("/mcp", endpoint=endpoint, methods=["GET", "POST", "DELETE"]))
+    return endpoint
 
 
 _ROUTES_BUILT = threading.Lock()
@@ -127,6 +140,7 @@ async def _lifespan(app: FastAPI, services: NodeServices) -> AsyncIterator[None]
     services.queue.start()
     services.start_background()
     try:
-        yield
+        async with app.state.mcp.running():
+            yield
     finally:
         services.close()

@@ -356,6 +356,7 @@ from proofmarket.cli.generate_cmd import register as _register_generate  # noqa:
 from proofmarket.cli.infer_cmd import register as _register_infer  # noqa: E402
 from proofmarket.cli.keys_cmds import register as _register_keys  # noqa: E402
 from proofmarket.cli.market_cmds import register as _register_roles  # noqa: E402
+from proofmarket.cli.mcp_cmd import register as _register_mcp  # noqa: E402
 from proofmarket.cli.money_cmds import register as _register_money  # noqa: E402
 from proofmarket.cli.node_cmd import register as _register_node  # noqa: E402
 from proofmarket.cli.srs_cmds import register as _register_srs  # noqa: E402
@@ -376,6 +377,7 @@ _register_srs(app)
 _register_stats(app)
 _register_money(app)
 _register_wallet(app)
+_register_mcp(app)
 
 if __name__ == "__main__":
     app()

@@ -26,7 +26,7 @@ ENDPOINTS = {
     "upload": "/v1/models", "job": "/v1/jobs/{job_id}", "proof": "/v1/proofs/{cid}", "verify": "/v1/verify",
     "artifact": "/v1/artifacts/{cid}", "earnings": "/v1/earnings?address={address}", "health": "/health",
     "channels": "/v1/channels?payer={address}", "channel_refund": "/v1/channels/refund",
-    "metrics": "/metrics",
+    "metrics": "/metrics", "mcp": "/mcp",
 }
 
 
