@@ -8,6 +8,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 OPERATION_IDS = {
+    ("get", "/v1/auth/whoami"): "whoami",
     ("get", "/v1/purchases/{purchase_id}"): "get_purchase",
     ("post", "/v1/payouts/run"): "run_payouts",
     ("get", "/v1/ledger/check"): "check_ledger",

@@ -25,6 +25,7 @@ from proofmarket.api.middleware import BodyLimit, RequestMetrics
 from proofmarket.api.ratelimit import Limiter, RateLimit
 from proofmarket.api.routers import (
     artifacts,
+    auth,
     channels,
     court,
     credits,
@@ -74,7 +75,7 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
                    jobs.calls_router, proofs.router, verify.router,
                    artifacts.router, requests.router, court.router, earnings.router, channels.router, credits.router,
                    ledger.router,
-                   openai_compat.router, webhooks.router, meta.router,
+                   openai_compat.router, webhooks.router, meta.router, auth.router,
                    dashboard.router,
                    webapp.router):
         app.include_router(router)
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
 
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["Content-Type", "Authorization", "Idempotency-Key", "X-Job-Token",
+                                          "X-Siwe-Message", "X-Siwe-Signature",
                                           "PAYMENT-SIGNATURE", "X-PAYMENT", "X-Address", "X-Address-Time",
                                           "X-Address-Nonce", "X-Address-Signature"],
                            expose_headers=["PAYMENT-REQUIRED", "PAYMENT-RESPONSE", "X-PAYMENT-RESPONSE", "Location"],

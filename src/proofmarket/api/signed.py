@@ -12,6 +12,7 @@ import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from eth_account import Account
 from eth_account.messages import encode_defunct
@@ -71,21 +72,36 @@ def node_address(services: Any) -> str:
     return str(node_signer(services.settings).address).lower()
 
 
-def describe(services: Any) -> dict[str, object]:
-    """What a client signs to read its history here (the service manifest's ``address_signature``)."""
+def describe(services: Any, base: str) -> dict[str, object]:
+    """What a client signs for the signed routes here (the service manifest's ``address_signature``): Sign-In with
+    Ethereum, and the older message (deprecated)."""
+    from proofmarket.api.siwe import MAX_REQUEST_S, MAX_SESSION_S, MESSAGE_HEADER, SESSION, SIGNATURE_HEADER, _chain
+
     node = node_address(services)
-    return {"node": node, "message": f"proofmarket-{{purpose}}:{{address}}:{node}:{{time}}:{{nonce}}",
-            "headers": list(HEADERS), "max_age_s": MAX_AGE_S, "purposes": ["history"]}
+    chain = _chain(services)
+    siwe = {"domain": urlsplit(base).netloc, "uri": base, "chain_id": chain.chain_id if chain is not None else None,
+            "version": "1", "resources": ["proofmarket:<purpose>", SESSION],
+            "headers": [MESSAGE_HEADER, SIGNATURE_HEADER], "max_request_s": MAX_REQUEST_S,
+            "max_session_s": MAX_SESSION_S, "wallets": ["eoa", "erc1271", "erc6492"]}
+    return {"siwe": siwe, "node": node, "message": f"proofmarket-{{purpose}}:{{address}}:{node}:{{time}}:{{nonce}}",
+            "headers": list(HEADERS), "max_age_s": MAX_AGE_S, "purposes": ["history"], "deprecated": True}
 
 
 def signed_address(request: Request, purpose: str) -> str:
-    """The lower-case address that signed this request for ``purpose``; ``Unauthorized`` (401) otherwise."""
+    """The lower-case address that signed this request for ``purpose`` (Sign-In with Ethereum: ``api/siwe.py``;
+    or the older ``X-Address`` signature, deprecated: accepted for one more release); ``Unauthorized`` (401)
+    otherwise."""
+    from proofmarket.api.siwe import MESSAGE_HEADER, siwe_address
+
+    if request.headers.get(MESSAGE_HEADER):
+        return siwe_address(request, purpose, used_signatures(request).first_use)
     services = request.app.state.services
     node = node_address(services)
     address, stamp, nonce, signature = (request.headers.get(h, "") for h in HEADERS)
     if not (address and stamp and nonce and signature):
-        raise Unauthorized(f"sign 'proofmarket-{purpose}:<address>:{node}:<unix time>:<nonce>' with the address and "
-                           f"send {', '.join(HEADERS)}")
+        raise Unauthorized(f"sign in with Ethereum: an EIP-4361 message for this node with the resource "
+                           f"'proofmarket:{purpose}' (or 'proofmarket:session'), sent as X-Siwe-Message (base64) and "
+                           "X-Siwe-Signature", field="message", purpose=purpose)
     if not stamp.isdigit() or abs(time.time() - int(stamp)) > MAX_AGE_S:
         raise Unauthorized(f"the address signature is stale or its time is not a unix time ({MAX_AGE_S} seconds "
                            "either side at most)")

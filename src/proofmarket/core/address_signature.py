@@ -1,6 +1,11 @@
-"""Reads signed by an address (its history): the message a wallet signs, shared by the node, the SDK and the page.
+"""Requests signed by an address: the message a wallet signs, shared by the node, the SDK and the page.
 
-The wallet signs (EIP-191 ``personal_sign``)::
+Sign-In with Ethereum (EIP-4361, ``siwe_message``): a message for the node's domain and URI, with the request's
+purpose (``proofmarket:<purpose>``, one request) or ``proofmarket:session`` (every signed route until it expires) as
+a resource, sent as ``X-Siwe-Message`` (base64) and ``X-Siwe-Signature`` (``siwe_headers``); the node's terms are
+its manifest's ``address_signature.siwe``. Checked by ``api/siwe.py`` (contract wallets too).
+
+Deprecated (accepted for one more release): the wallet signs (EIP-191 ``personal_sign``)::
 
     proofmarket-{purpose}:{address}:{node}:{time}:{nonce}
 
@@ -36,6 +41,37 @@ def body_purpose(body: dict[str, Any], prefix: str = "api-key") -> str:
     canonical JSON>``): the signature binds the body (a key's scope, cap and expiry; a webhook's URL and events)."""
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
     return f"{prefix}-" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def siwe_message(address: str, terms: dict[str, Any], resources: list[str], lifetime_s: int = 300,
+                 statement: str = "Sign in to proofmarket") -> str:
+    """An EIP-4361 message by ``address`` for the node whose SIWE ``terms`` (domain, uri, chain_id) are given,
+    valid ``lifetime_s`` from now."""
+    from datetime import UTC, datetime, timedelta
+
+    from eth_utils.address import to_checksum_address
+    from siwe import SiweMessage, generate_nonce
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    return str(SiweMessage(
+        domain=terms["domain"], address=to_checksum_address(address), uri=terms["uri"], version="1",
+        chain_id=int(terms.get("chain_id") or 1), issued_at=now.isoformat().replace("+00:00", "Z"),
+        expiration_time=(now + timedelta(seconds=lifetime_s)).isoformat().replace("+00:00", "Z"),
+        nonce=generate_nonce(), statement=statement, resources=resources).prepare_message())
+
+
+def siwe_headers(message: str, signature: bytes) -> dict[str, str]:
+    import base64
+
+    return {"X-Siwe-Message": base64.b64encode(message.encode()).decode(), "X-Siwe-Signature": "0x" + signature.hex()}
+
+
+def sign_siwe(account: LocalAccount, message: str) -> bytes:
+    """``account``'s EIP-191 signature of ``message`` (a contract wallet whose owner is ``account`` accepts it as
+    its own through ERC-1271)."""
+    from eth_account.messages import encode_defunct
+
+    return bytes(account.sign_message(encode_defunct(text=message)).signature)
 
 
 def sign_headers(account: LocalAccount, node: str, purpose: str = "history") -> dict[str, str]:

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from proofmarket.calls import JobService
 from proofmarket.calls.queue import JobQueue
+from proofmarket.chain.client import ChainClient
 from proofmarket.core.settings import Settings
 from proofmarket.db import Database
 from proofmarket.intake.court import CourtService
@@ -43,6 +44,7 @@ class NodeServices:
     dispatcher: Dispatcher | None = field(default=None, init=False)
     _market: Market | None = field(default=None, init=False)
     _market_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    _chain: ChainClient | None = field(default=None, init=False)
 
     def start_webhooks(self) -> None:
         """The webhook sender (a thread of this node): deliveries recorded by any process of the node."""
@@ -64,6 +66,20 @@ class NodeServices:
             if self._market is None and self.settings.escrow_watcher != "off":
                 self._market = Market.open_for(self.settings.escrow_watcher, self.workspace, "escrow watchers")
             return self._market
+
+    def chain_client(self) -> ChainClient | None:
+        """The node's chain (its market's, its payments', else its RPC's), where contract wallets' signatures are
+        checked; None when the node names none."""
+        market = self.catalog.listings.market if self.catalog.listings is not None else self._market
+        if market is not None:  # never opened here: a node without a market asks no RPC for one on every request
+            return market.client
+        client = getattr(getattr(self.payments, "gate", None), "chain", None)
+        if isinstance(client, ChainClient):
+            return client
+        with self._market_lock:
+            if self._chain is None and self.settings.rpc_url:
+                self._chain = ChainClient(self.settings.rpc_url)
+            return self._chain
 
     def build_escrow(self) -> EscrowService | None:
         """The escrow watcher (None when off, or auto and no market is deployed); its answers are calls too."""

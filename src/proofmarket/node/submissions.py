@@ -17,13 +17,18 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from eth_account.messages import encode_typed_data
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from proofmarket.chain.client import ChainClient
+from proofmarket.chain.signatures import signed_by_key, wallet_signed
 from proofmarket.core.errors import (
+    ChainError,
     ListingBusy,
     ListingNotAllowed,
     ListingReplayed,
@@ -63,8 +68,10 @@ def allowlist(settings: Settings) -> frozenset[str]:
 
 
 class Submissions:
-    def __init__(self, settings: Settings, db: Database) -> None:
-        self.settings, self.db = settings, db
+    def __init__(self, settings: Settings, db: Database, chain: Callable[[], ChainClient | None] = lambda: None
+                 ) -> None:
+        """``chain``: the node's chain, where a contract wallet's signature is checked (ERC-1271, ERC-6492)."""
+        self.settings, self.db, self.chain = settings, db, chain
 
     def describe(self) -> dict[str, object]:
         s = self.settings
@@ -143,13 +150,24 @@ class Submissions:
         if request.node.lower() != node.lower():
             raise ListingSignatureInvalid(f"the listing request names another node ({request.node}); this node "
                                           f"is {node}")
+        signer = request.owner.lower()
         try:
-            signer = request.signer(signature)
-        except Exception:  # a malformed signature proves nothing
-            raise ListingSignatureInvalid("the field 'signature' is not a valid EIP-712 signature") from None
-        if signer != request.owner.lower():
-            raise ListingSignatureInvalid("the listing request was not signed by its owner (the signature does not "
-                                          "match the file, name, price, privacy, metadata, or owner)")
+            raw = bytes.fromhex(signature.removeprefix("0x"))
+        except ValueError:
+            raw = b""
+        if not raw:
+            raise ListingSignatureInvalid("the field 'signature' is not a valid EIP-712 signature")
+        signable = encode_typed_data(full_message=request.typed_data())
+        if not signed_by_key(signer, signable, raw):  # not the owner's key: its contract wallet, asked on chain
+            try:
+                valid = wallet_signed(signer, signable, raw, self.chain())
+            except ChainError as exc:
+                raise ListingSignatureInvalid(f"the listing request was not signed by its owner's key, and its "
+                                              f"contract wallet cannot be asked: {exc.message}") from None
+            if not valid:
+                raise ListingSignatureInvalid("the listing request was not signed by its owner (the signature does "
+                                              "not match the file, name, price, privacy, metadata, or owner; nor "
+                                              "does the owner's contract wallet accept it)")
         with self.db.session() as s:
             if s.get(ListingSubmissionRow, request.nonce.lower()) is not None:
                 raise ListingReplayed("this signed listing request was used already: sign a new one")

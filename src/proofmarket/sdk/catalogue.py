@@ -85,10 +85,11 @@ class Catalogue(NodeSession):
         node = str(self.listing_policy()["node"])
         data = Path(onnx).read_bytes()
         meta = json.dumps(metadata, separators=(",", ":")).encode() if metadata is not None else b""
-        request = new_request(self.account.address, node, data, name=name, price_atomic=price_atomic,
+        owner = getattr(self, "wallet", None) or self.account.address  # a contract wallet the account owns: ERC-1271
+        request = new_request(owner, node, data, name=name, price_atomic=price_atomic,
                               privacy=privacy, metadata=meta, supersedes=supersedes, valid_s=valid_s)
         samples_text = samples if isinstance(samples, str) else json.dumps(samples)
-        form = {"price_atomic": str(price_atomic), "privacy": privacy, "owner": self.account.address,
+        form = {"price_atomic": str(price_atomic), "privacy": privacy, "owner": owner,
                 "deadline": str(request.deadline), "nonce": request.nonce, "signature": request.sign(self.account),
                 "samples": samples_text}
         if name:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from proofmarket.core.address_signature import body_purpose, sign_headers
+from proofmarket.core.address_signature import body_purpose, sign_siwe, siwe_headers, siwe_message
 from proofmarket.core.errors import PaymentRequired
 from proofmarket.sdk.transport import PAYMENT_REQUIRED, PAYMENT_SIGNATURE, NodeSession
 
@@ -28,12 +28,26 @@ if TYPE_CHECKING:
 
 
 def signed_headers(client: NodeSession, purpose: str) -> dict[str, str]:
-    """The address-signature headers of one request of ``purpose`` by the client's account on this node."""
+    """The Sign-In with Ethereum headers of one request of ``purpose`` by the client's wallet on this node (its
+    session's, once it signed in: ``Client.sign_in``)."""
+    session = getattr(client, "session", None)
+    if session is not None and session[1] > time.time() + 5:
+        return dict(session[0])
     if client.account is None:
         raise PaymentRequired(f"this request is signed ({purpose}): create the Client with an account")
-    node = str((client._json(client._get("/.well-known/ai-service.json")).get("address_signature") or {})
-               .get("node"))
-    return sign_headers(client.account, node, purpose)
+    terms = siwe_terms(client)
+    address = getattr(client, "wallet", None) or client.account.address
+    message = siwe_message(address, terms, [f"proofmarket:{purpose}"], lifetime_s=120)
+    return siwe_headers(message, sign_siwe(client.account, message))
+
+
+def siwe_terms(client: NodeSession) -> dict[str, Any]:
+    """The node's Sign-In with Ethereum terms (domain, URI, chain id), from its manifest."""
+    manifest = client._json(client._get("/.well-known/ai-service.json"))
+    terms = (manifest.get("address_signature") or {}).get("siwe")
+    if not terms:
+        raise PaymentRequired("this node does not take Sign-In with Ethereum (an older node: upgrade it)")
+    return dict(terms)
 
 
 class Keys:

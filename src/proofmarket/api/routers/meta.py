@@ -47,7 +47,7 @@ def service_manifest(request: Request, services: ServicesDep) -> ServiceManifest
                 "verify": f"{base}/v1/verify",
                 "modes": _modes()},
         models=[_service_model(m, base) for m in services.catalog.list()],
-        address_signature=describe(services),
+        address_signature=describe(services, base),
     )
 
 

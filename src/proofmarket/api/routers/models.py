@@ -189,7 +189,7 @@ async def upload_model(request: Request, services: ServicesDep, admin: IsAdminDe
         raise
     except Exception as exc:  # multipart parse errors (Starlette's own HTTP 400)
         raise UsageError(f"the upload is not a valid multipart form: {getattr(exc, 'detail', exc)}") from exc
-    submissions = Submissions(settings, services.db)
+    submissions = Submissions(settings, services.db, services.chain_client)
     who = Uploader(admin=admin, submissions=submissions, node=node_address(services), models=services.catalog.repo)
     try:
         spec, digest, signed = await run_in_threadpool(prepare_upload, form, settings, services.workspace.store, who)

@@ -97,17 +97,35 @@ export async function signTyped(typed) {
   return rpc('eth_signTypedData_v4', [wallet.address, JSON.stringify(typed, big)]);
 }
 
-// Headers proving the connected address for a history read: EIP-191 over purpose, address, the node's signer
-// address (address_signature.node in its service manifest, never the page's host), time and a fresh nonce. The
-// node takes it for one minute, once per list.
-export async function addressHeaders(purpose = 'history') {
-  const signs = (await nodeInfo()).address_signature || {};
-  if (!/^0x[0-9a-f]{40}$/.test(String(signs.node || ''))) throw new Error('this node does not say which address history signatures name');
-  const stamp = Math.floor(Date.now() / 1000);
-  const nonce = [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, '0')).join('');
-  const message = `proofmarket-${purpose}:${wallet.address.toLowerCase()}:${signs.node}:${stamp}:${nonce}`;
+// Headers proving the connected address on this node: Sign-In with Ethereum (EIP-4361), once per session. The
+// message names the node's domain, URI and chain (address_signature.siwe in its service manifest) and the resource
+// proofmarket:session; every signed route takes it until it expires (an hour here), so the wallet asks once.
+// Contract wallets (ERC-1271, ERC-6492) sign in the same way: the node asks the wallet on chain.
+const SESSION_S = 3600;
+const sessions = new Map();  // address -> { headers, expires }
+
+export async function addressHeaders(_purpose = 'history') {
+  const address = String(wallet.address || '').toLowerCase();
+  const kept = sessions.get(address);
+  if (kept && kept.expires - Date.now() > 60000) return kept.headers;
+  const terms = ((await nodeInfo()).address_signature || {}).siwe;
+  if (!terms || !terms.domain) throw new Error('this node does not take Sign-In with Ethereum');
+  const { getAddress } = await import('./vendor/chain.js');
+  const now = new Date(Math.floor(Date.now() / 1000) * 1000);
+  const later = new Date(now.getTime() + SESSION_S * 1000);
+  const iso = (d) => d.toISOString().replace('.000Z', 'Z');
+  const nonce = [...crypto.getRandomValues(new Uint8Array(12))].map((b) => b.toString(36).padStart(2, '0')).join('').slice(0, 16);
+  const message = [
+    `${terms.domain} wants you to sign in with your Ethereum account:`, getAddress(wallet.address), '',
+    'Sign in to proofmarket', '', `URI: ${terms.uri}`, 'Version: 1', `Chain ID: ${terms.chain_id || 1}`,
+    `Nonce: ${nonce}`, `Issued At: ${iso(now)}`, `Expiration Time: ${iso(later)}`, 'Resources:',
+    '- proofmarket:session',
+  ].join('\n');
   const signature = await rpc('personal_sign', [message, wallet.address]);
-  return { 'X-Address': wallet.address, 'X-Address-Time': String(stamp), 'X-Address-Nonce': nonce, 'X-Address-Signature': signature };
+  const encoded = btoa(String.fromCharCode(...new TextEncoder().encode(message)));
+  const headers = { 'X-Siwe-Message': encoded, 'X-Siwe-Signature': signature };
+  sessions.set(address, { headers, expires: later.getTime() });
+  return headers;
 }
 
 export function bindWallet() {
