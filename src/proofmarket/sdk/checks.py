@@ -157,7 +157,10 @@ def _check_paid(bundle: ProofBundle, payment: dict[str, Any], message: dict[str,
     if len(networks) != 1 or (request.network is not None and networks != {request.network}):
         raise AnswerMismatch(f"the payment and receipt name {', '.join(map(str, networks))}, not {request.network} "
                              "where you signed the payment", check="payment")
-    if str(payment.get("transaction", "")).lower() != str(message.get("transaction", "")).lower():
+    paid_by = payment.get("transaction", "")
+    if payment.get("scheme") == "batch-settlement":  # a channel's charge: its commitment, claimed in a later sweep
+        paid_by = f"{payment.get('channel_id')}:{payment.get('charged_cumulative')}"
+    if str(paid_by).lower() != str(message.get("transaction", "")).lower():
         raise AnswerMismatch("the receipt's transaction is not the payment's", check="payment")
     bound = [("model", message.get("modelId"), request.model_id or bundle.model.id),
              ("bundle CID", message.get("bundleCid"), pure_bundle_cid(bundle)),

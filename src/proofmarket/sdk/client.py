@@ -30,6 +30,7 @@ API errors (``{"error": {"code", "message", "details"}}``) are raised as the err
 from __future__ import annotations
 
 import dataclasses
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -68,8 +69,18 @@ class Client(Verifying, OnChainChecks, OnChainRequests, Catalogue, Money, NodeSe
     def __init__(self, base_url: str, account: LocalAccount | None = None, *, timeout: float = 900.0,
                  cache_dir: str | Path | None = None, transport: httpx.BaseTransport | None = None,
                  poll_interval_s: float = 0.2, devnet: bool = False, allow_dev_srs: bool = False,
-                 gateways: tuple[str, ...] | list[str] = ()) -> None:
+                 gateways: tuple[str, ...] | list[str] = (), wallet: str | None = None, scheme: str = "exact",
+                 deposit_calls: int = 20) -> None:
         self.base_url = base_url.rstrip("/")
+        if scheme not in ("exact", "batch-settlement"):
+            raise ValueError("scheme is 'exact' (one EIP-3009 payment a call) or 'batch-settlement' (a channel)")
+        # how calls are paid: an EIP-3009 authorization each, or vouchers on a channel (``sdk/channel.py``)
+        self.scheme, self.deposit_calls = scheme, deposit_calls
+        self._channel: Any = None
+        # the address signed requests speak for: the account's own, or a contract wallet the account owns (the
+        # node asks the wallet on chain: ERC-1271, ERC-6492); ``sign_in`` makes one session of them
+        self.wallet = wallet
+        self.session: tuple[dict[str, str], float] | None = None
         self.gateways = tuple(gateways)  # IPFS gateways for artifacts the node does not serve (or a node gone)
         self.account = account
         self.devnet, self.allow_dev_srs = devnet, allow_dev_srs  # the caller's word, never the node's
@@ -79,6 +90,21 @@ class Client(Verifying, OnChainChecks, OnChainRequests, Catalogue, Money, NodeSe
         self._terms: dict[str, tuple[str, int]] = {}  # model id -> (PAYMENT-REQUIRED header, cap it was paid with)
         # the account's wallet on the node (signed requests; purchases paid like calls): ``proofmarket.sdk.wallet``
         self.keys, self.credits, self.passes = Keys(self), Credits(self), Passes(self)
+
+    def sign_in(self, lifetime_s: int = 3600) -> dict[str, Any]:
+        """Sign in once with Ethereum (EIP-4361, resource ``proofmarket:session``): every signed request of this
+        client then carries that message until it expires (at most the node's ``max_session_s``). Returns the
+        node's word on who signed in (``GET /v1/auth/whoami``)."""
+        from proofmarket.core.address_signature import sign_siwe, siwe_headers, siwe_message
+        from proofmarket.sdk.wallet import siwe_terms
+
+        if self.account is None:
+            raise PaymentRequired("signing in needs an account: create the Client with one")
+        address = self.wallet or self.account.address
+        message = siwe_message(address, siwe_terms(self), ["proofmarket:session"], lifetime_s)
+        headers = siwe_headers(message, sign_siwe(self.account, message))
+        self.session = (headers, time.time() + lifetime_s)
+        return dict(self._json(self._get("/v1/auth/whoami", headers=headers)))
 
     def __enter__(self) -> Client:
         return self
@@ -125,14 +151,17 @@ class Client(Verifying, OnChainChecks, OnChainRequests, Catalogue, Money, NodeSe
         if known is not None and (max_amount is None or max_amount == known[1]):
             upfront = headers[PAYMENT_SIGNATURE] = self._pay(*known)  # terms seen before: pay up front
             cap = known[1]
-        response = self._post(url, json=inputs, headers=headers)
+        response = self._paid_post(url, inputs, headers)
         if response.status_code == 402 and PAYMENT_REQUIRED in response.headers:
             self._terms.pop(model_id, None)
             cap = max_amount if max_amount is not None else int(self.model(model_id)["price"]["atomic"])
             required = response.headers[PAYMENT_REQUIRED]
             # A refused up-front payment stays signed: the retry reuses its nonce, so only one can be executed.
             headers[PAYMENT_SIGNATURE] = self._pay(required, cap, same_nonce_as=upfront)
-            response = self._post(url, json=inputs, headers=headers)
+            response = self._paid_post(url, inputs, headers)
+            if response.status_code == 402 and self._resynced(response):  # the node corrected the channel's state
+                headers[PAYMENT_SIGNATURE] = self._pay(response.headers[PAYMENT_REQUIRED], cap)
+                response = self._paid_post(url, inputs, headers)
             if response.status_code < 400:
                 self._terms[model_id] = (required, cap)
         elif response.status_code == 402:
@@ -204,7 +233,7 @@ class Client(Verifying, OnChainChecks, OnChainRequests, Catalogue, Money, NodeSe
         unpaid call (a paid call answered 402 raises: its payment was refused)."""
         unpaid = PAYMENT_SIGNATURE not in headers
         if on_token is None:
-            response = self._post(url, json=body, headers=headers)
+            response = self._paid_post(url, body, headers)
             if response.status_code == 402 and PAYMENT_REQUIRED in response.headers and unpaid:
                 return 402, response.headers, {}
             return response.status_code, response.headers, dict(self._json(response))
@@ -216,6 +245,8 @@ class Client(Verifying, OnChainChecks, OnChainRequests, Catalogue, Money, NodeSe
                         return 402, r.headers, {}
                     self._json(r)
                 event, answer = read_events(r, on_token)
+                if self._channel is not None and not unpaid:
+                    self._channel.answered(headers[PAYMENT_SIGNATURE], r.headers.get(PAYMENT_RESPONSE))
                 return (202 if event == "pending" else 200), r.headers, answer
         except httpx.TransportError as exc:
             raise NodeUnavailable(f"cannot reach the node at {self.base_url}: {exc}", url=self.base_url) from exc
@@ -227,14 +258,44 @@ class Client(Verifying, OnChainChecks, OnChainRequests, Catalogue, Money, NodeSe
         if self.account is None:
             raise PaymentRequired("reading a history is signed: create the Client with an account")
         headers = signed_headers(self, "history")
-        address = self.account.address
+        address = self.wallet or self.account.address
         jobs = self._json(self._get(f"/v1/jobs?payer={address}&limit={limit}", headers=headers))["items"]
         response = self._get(f"/v1/requests?consumer={address}&limit={limit}", headers=headers)
         requests = [] if response.status_code == 404 else self._json(response)["items"]  # 404: no escrow market
         return {"jobs": list(jobs), "requests": list(requests)}
 
+    def _paid_post(self, url: str, body: dict[str, Any], headers: dict[str, str]) -> httpx.Response:
+        """POST a call; a channel's answer moves its state on (the node's charged total)."""
+        response = self._post(url, json=body, headers=headers)
+        if self._channel is not None and PAYMENT_SIGNATURE in headers and response.status_code < 400:
+            self._channel.answered(headers[PAYMENT_SIGNATURE], response.headers.get(PAYMENT_RESPONSE))
+        return response
+
+    def _resynced(self, response: httpx.Response) -> bool:
+        return (self._channel is not None and PAYMENT_REQUIRED in response.headers
+                and bool(self._channel.resynced(response.headers[PAYMENT_REQUIRED])))
+
+    def channel_payer(self) -> Any:
+        """The client's channel payer (``scheme="batch-settlement"``): its state is kept under the cache."""
+        if self._channel is None:
+            if self.account is None:
+                raise PaymentRequired("paying from a channel needs an account: create the Client with one")
+            from proofmarket.sdk.channel import ChannelPayer
+
+            self._channel = ChannelPayer(self.account, deposit_calls=self.deposit_calls,
+                                         storage_dir=self.cache_dir / "channels" / self.account.address.lower())
+        return self._channel
+
+    def refund_channel(self) -> dict[str, Any]:
+        """Ask the node for a cooperative refund of this account's channel: the charged total is claimed and the
+        rest goes back to the account on chain (``success``, ``transaction``)."""
+        return dict(self.channel_payer().refund(self.base_url))
+
     def _pay(self, required_header: str, cap: int, same_nonce_as: str | None = None) -> str:
         from x402.http import decode_payment_required_header
+
+        if self.scheme == "batch-settlement":
+            return str(self.channel_payer().pay(required_header, cap))
 
         from proofmarket.sdk.pay import nonce_of, payment_signature_header  # x402's client: loaded to pay
 
