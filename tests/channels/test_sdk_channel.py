@@ -63,3 +63,31 @@ def test_a_price_over_the_cap_is_refused_before_anything_is_signed(node: Served,
             pytest.raises(PaymentRejected, match="over your cap"):
         sdk.infer(mlp_id, mlp_input(), max_amount=PRICE - 1)
     assert chain.balances(payer.address)[0] == start
+
+
+def test_the_cli_pays_from_a_channel_shows_it_and_refunds_it(node: Served, chain: Chain, mlp_id: str,
+                                                             tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from proofmarket.cli.main import app as cli
+
+    payer = funded_wallet(chain, "cli-channel-payer", 50 * PRICE)
+    start = chain.balances(payer.address)[0]
+    path = tmp_path / "input.json"
+    path.write_text(json.dumps(mlp_input()))
+    env = {"HOME": str(tmp_path), "PROOFMARKET_CONSUMER_KEY": "0x" + bytes(payer.key).hex()}
+    runner = CliRunner(env=env)
+    for _ in range(2):
+        paid = runner.invoke(cli, ["infer", mlp_id, "--input", str(path), "--node", node.url, "--scheme",
+                                   "batch-settlement", "--deposit-calls", "5", "--allow-dev-srs", "--json"])
+        assert paid.exit_code == 0, paid.output
+        assert json.loads(paid.output)["payment"]["scheme"] == "batch-settlement"
+    shown = runner.invoke(cli, ["channel", "show", "--node", node.url, "--json"])
+    assert shown.exit_code == 0, shown.output
+    [channel] = json.loads(shown.output)["channels"]
+    assert int(channel["charged"]) == 2 * PRICE and int(channel["balance"]) > 2 * PRICE  # one deposit, two calls
+    refunded = runner.invoke(cli, ["channel", "refund", "--node", node.url, "--json"])
+    assert refunded.exit_code == 0 and json.loads(refunded.output)["success"], refunded.output
+    assert start - chain.balances(payer.address)[0] == 2 * PRICE

@@ -59,6 +59,12 @@ def infer_cmd(
         "--rpc-url", envvar="PROOFMARKET_RPC_URL",
         help="with --auto: read the reputations on chain here, in your own deployment's contracts "
              "(PROOFMARKET_DEPLOYMENT_FILE); without it the cheapest node wins")] = None,
+    scheme: Annotated[str, typer.Option(
+        "--scheme", help="how to pay: exact (one EIP-3009 payment a call) or batch-settlement (a channel: the first "
+                         "call deposits --deposit-calls prices, the next ones pay with vouchers; see 'proofmarket "
+                         "channel')")] = "exact",
+    deposit_calls: Annotated[int, typer.Option("--deposit-calls", min=1, help="batch-settlement: calls a deposit "
+                                                                              "covers")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Call MODEL_ID on a node with INPUT, paying over x402 if asked; verify that the answer is the proof of
@@ -69,7 +75,10 @@ def infer_cmd(
         node = choose_node(node, model_id, auto, rpc_url, max_amount, as_json)
         doc = _read_input(input)
         account = paying_account(node, key_env, devnet, keystore)
-        with Client(node, account=account, devnet=devnet, allow_dev_srs=allow_dev_srs) as sdk:
+        if scheme not in ("exact", "batch-settlement"):
+            raise UsageError("--scheme is exact or batch-settlement")
+        with Client(node, account=account, devnet=devnet, allow_dev_srs=allow_dev_srs, scheme=scheme,
+                    deposit_calls=deposit_calls) as sdk:
             result = sdk.infer(model_id, doc, max_amount=max_amount, verify=verify)
     except ProofMarketError as exc:
         raise fail(exc, as_json) from exc
@@ -88,8 +97,9 @@ def infer_cmd(
     out.print(f"output:     {result.output}")
     out.print(f"bundle cid: {result.bundle_cid}" + (f" (written to {out_path})" if out_path else ""))
     if result.payment:
+        paid_in = result.payment.get("transaction") or f"channel {result.payment.get('channel_id')}"
         out.print(f"paid:       {result.payment['amount']} atomic units by {result.payment['payer']} "
-                  f"in {result.payment['transaction']} ({result.payment['network']})")
+                  f"in {paid_in} ({result.payment['network']})")
     if result.receipt:
         out.print(f"receipt:    signed by {result.receipt['signer']}")
     out.print(f"mode:       {result.mode}" + ("" if result.mode == "proven" else " (signed commitments, not a proof)"))

@@ -5,6 +5,8 @@
     proofmarket apikey list | revoke KEY_ID
     proofmarket credits buy UNITS | show | refund
     proofmarket pass buy --calls-per-day N --days D [--model ID] [--max-amount UNITS] | list
+    proofmarket channel show | refund       the wallet's batch-settlement channels (opened and topped up by
+                                            'proofmarket infer --scheme batch-settlement'), a cooperative refund
 
 Every command signs with the consumer's account: ``--keystore NAME`` (its password from
 PROOFMARKET_KEYSTORE_PASSWORD_FILE, else asked), ``--devnet`` (anvil's dev consumer), or the plain key in
@@ -32,12 +34,15 @@ apikey = typer.Typer(help="API keys of the consumer's wallet on a node (signed b
 credits = typer.Typer(help="prepaid credits of the consumer's wallet on a node (bought with one x402 payment)",
                       no_args_is_help=True)
 passes = typer.Typer(help="passes (N calls a day for D days, one x402 payment) on a node", no_args_is_help=True)
+channel = typer.Typer(help="the wallet's x402 batch-settlement channels on a node (paid per call with vouchers)",
+                      no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(apikey, name="apikey")
     app.add_typer(credits, name="credits")
     app.add_typer(passes, name="pass")
+    app.add_typer(channel, name="channel")
 
 
 def _wallet(node: str, key_env: str, devnet: bool, keystore: str | None, as_json: bool,
@@ -167,3 +172,26 @@ def pass_list(node: NodeOpt = DEFAULT_NODE, key_env: KeyEnvOpt = DEFAULT_KEY_ENV
             out.print("no live passes")
 
     _wallet(node, key_env, devnet, keystore, as_json, lambda sdk: sdk.passes.list(), show, lambda p: {"passes": p})
+
+
+@channel.command("show")
+def channel_show(node: NodeOpt = DEFAULT_NODE, key_env: KeyEnvOpt = DEFAULT_KEY_ENV, keystore: KeystoreOpt = None,
+                 devnet: DevnetOpt = False, as_json: JsonFlag = False) -> None:
+    """The wallet's channels on the node: deposited balance, charged total, claimed on chain."""
+    def show(found: Any) -> None:
+        for c in found:
+            out.print(f"{c['channel_id']}  balance {format_usdc(int(c['balance']))} USDC, charged "
+                      f"{format_usdc(int(c['charged']))}, claimed {format_usdc(int(c['claimed']))}, available "
+                      f"{format_usdc(int(c['available']))}")
+        if not found:
+            out.print("no channel on this node")
+
+    _wallet(node, key_env, devnet, keystore, as_json, lambda sdk: sdk.channels(), show, lambda c: {"channels": c})
+
+
+@channel.command("refund")
+def channel_refund(node: NodeOpt = DEFAULT_NODE, key_env: KeyEnvOpt = DEFAULT_KEY_ENV, keystore: KeystoreOpt = None,
+                   devnet: DevnetOpt = False, as_json: JsonFlag = False) -> None:
+    """A cooperative refund of the wallet's channel: the node claims what it charged, the rest comes back on chain."""
+    _wallet(node, key_env, devnet, keystore, as_json, lambda sdk: sdk.refund_channel(),
+            lambda done: out.print(f"channel refunded (tx {done.get('transaction')})"))

@@ -286,6 +286,15 @@ class Client(Verifying, OnChainChecks, OnChainRequests, Catalogue, Money, NodeSe
                                          storage_dir=self.cache_dir / "channels" / self.account.address.lower())
         return self._channel
 
+    def channels(self) -> list[dict[str, Any]]:
+        """This account's channels on the node (signed, purpose ``channels``): balance, charged, claimed."""
+        if self.account is None:
+            raise PaymentRequired("a payer's channels are signed: create the Client with an account")
+        address = self.wallet or self.account.address
+        found = self._json(self._get("/v1/channels", params={"payer": address},
+                                     headers=signed_headers(self, "channels")))
+        return list(found.get("channels") or [])
+
     def refund_channel(self) -> dict[str, Any]:
         """Ask the node for a cooperative refund of this account's channel: the charged total is claimed and the
         rest goes back to the account on chain (``success``, ``transaction``)."""
