@@ -1,22 +1,21 @@
-"""Content identifiers: IPFS CIDv1, raw codec, sha2-256, base32 lower ("bafkrei...").
-
-The few bytes are written here rather than pulled from a library:
+"""Content identifiers: IPFS CIDv1, raw codec, sha2-256, base32 lower ("bafkrei..."), with ``multiformats``.
 
     CID bytes = varint(1) ++ varint(0x55 raw) ++ multihash(0x12 sha2-256, 0x20 length, digest)
     CID text  = "b" ++ base32(RFC 4648, lower case, no padding)(CID bytes)
 
 For a blob of at most 1 MiB this is also the CID that ``ipfs-car pack --no-wrap`` gives the file
 (a single raw leaf). Larger files get a UnixFS (dag-pb, "bafybei...") root from IPFS tools instead:
-the CID here always names the whole blob as one raw block.
+the CID here always names the whole blob as one raw block. Every CID that reaches a file path passes
+``validate_cid`` first (only this one form, canonical text).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import re
 from pathlib import Path
+
+from multiformats import CID, multihash
 
 from proofmarket.core.errors import InvalidCID, StoreError
 
@@ -33,7 +32,7 @@ def cid_from_digest(digest: bytes) -> str:
     """The CID text for a sha2-256 digest of a raw blob."""
     if len(digest) != 32:
         raise ValueError(f"a sha2-256 digest is 32 bytes, not {len(digest)}")
-    return multibase_b32(CID_PREFIX + digest)
+    return str(CID("base32", 1, "raw", multihash.wrap(digest, "sha2-256")))
 
 
 def cid_for_bytes(data: bytes) -> str:
@@ -68,15 +67,18 @@ def validate_cid(s: str) -> str:
             "(raw, sha2-256, lower-case base32).",
             cid=shown,
         )
-    raw = _unb32(s)
-    if raw[: len(CID_PREFIX)] != CID_PREFIX or multibase_b32(raw) != s:
+    try:
+        cid = CID.decode(s)
+    except Exception as e:  # the library's decoding errors: not base32, bad padding bits, bad multihash
+        raise InvalidCID(f"{shown!r} is not a valid CID: {e}.", cid=shown) from e
+    if bytes(cid)[: len(CID_PREFIX)] != CID_PREFIX or str(cid) != s:
         raise InvalidCID(f"{shown!r} is not a valid CID: its bytes are not canonical.", cid=shown)
     return s
 
 
 def cid_to_bytes(cid: str) -> bytes:
     """The 36 binary bytes of a (validated) CID, as written inside CAR files."""
-    return _unb32(validate_cid(cid))
+    return bytes(CID.decode(validate_cid(cid)))
 
 
 def cid_from_bytes(raw: bytes) -> str:
@@ -92,13 +94,8 @@ def digest_of(cid: str) -> bytes:
 
 
 def multibase_b32(raw: bytes) -> str:
-    """Multibase base32 text ('b' + RFC 4648 lower case, no padding) of any binary CID."""
-    return "b" + base64.b32encode(raw).decode("ascii").lower().rstrip("=")
-
-
-def _unb32(cid: str) -> bytes:
-    body = cid[1:].upper()
+    """Multibase base32 text ('b' + RFC 4648 lower case, no padding) of any binary CID (raw, dag-pb, ...)."""
     try:
-        return base64.b32decode(body + "=" * (-len(body) % 8))
-    except (binascii.Error, ValueError) as e:
-        raise InvalidCID(f"{cid[:80]!r} is not valid base32.", cid=cid[:80]) from e
+        return str(CID.decode(raw).encode("base32"))
+    except Exception as e:
+        raise InvalidCID(f"these bytes are not a CID: {e}", hex=raw[:40].hex()) from e
