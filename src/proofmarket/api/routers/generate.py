@@ -32,7 +32,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
+from sse_starlette import EventSourceResponse
 
 from proofmarket.api.deps import ServicesDep, base_url
 from proofmarket.api.schemas import GenerateResult, JobPublic
@@ -77,8 +78,8 @@ async def generate(model_id: str, body: GenerateBody, request: Request, services
     offer, system = await run_in_threadpool(_offer, services, model_id, doc, base_url(request, services.settings))
     call = await run_in_threadpool(_open, services, offer, system, request.headers, doc)
     if stream:
-        return StreamingResponse(_events(services, call), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        return EventSourceResponse(_events(services, call), sep="\n",
+                                   headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
     try:
         outcome = await run_in_threadpool(_run, services, call, None)
     except BaseException as exc:
@@ -169,11 +170,11 @@ def _run(services: NodeServices, call: Opened, emit: Events | None) -> Outcome:
     return delivered, services.rails.answer_headers(job.rail, Settlement.from_json(job.settlement))
 
 
-async def _events(services: NodeServices, call: Opened) -> AsyncIterator[bytes]:
+async def _events(services: NodeServices, call: Opened) -> AsyncIterator[dict[str, str]]:
     async for event, data in event_items(services, call):
         if event in ("result", "error"):  # the answer's headers and the error's status are not sent in a stream
             data = {k: v for k, v in data.items() if k not in ("_headers", "status")}
-        yield f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+        yield {"event": event, "data": json.dumps(data, separators=(",", ":"))}  # framed by the response's sep
 
 
 async def event_items(services: NodeServices, call: Opened) -> AsyncIterator[tuple[str, Any]]:

@@ -22,7 +22,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
+from sse_starlette import EventSourceResponse
 
 from proofmarket.api.deps import ServicesDep, base_url
 from proofmarket.api.errors import error_response
@@ -123,8 +124,8 @@ async def _complete(request: Request, services: NodeServices, body: dict[str, An
     created, ident = int(time.time()), f"{'chatcmpl' if chat else 'cmpl'}-{call.job.id}"
     if body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        return StreamingResponse(_chunks(services, call, ident, created, model_id, chat, include_usage),
-                                 media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+        return EventSourceResponse(_chunks(services, call, ident, created, model_id, chat, include_usage),
+                                   sep="\n", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
     try:
         outcome = await run_in_threadpool(_run, services, call, None)
     except BaseException as exc:
@@ -137,7 +138,8 @@ async def _complete(request: Request, services: NodeServices, body: dict[str, An
     base = base_url(request, services.settings)
     result = _completion(answer, ident, created, model_id, chat)
     result["proofmarket"] = _provenance(answer, base)
-    return JSONResponse(result, headers={**headers, "X-Proofmarket-Bundle": str(answer["bundle_cid"])})
+    return JSONResponse(_typed(result, chat, streamed=False),
+                        headers={**headers, "X-Proofmarket-Bundle": str(answer["bundle_cid"])})
 
 
 def _completion(answer: dict[str, Any], ident: str, created: int, model_id: str, chat: bool) -> dict[str, Any]:
@@ -149,6 +151,17 @@ def _completion(answer: dict[str, Any], ident: str, created: int, model_id: str,
         choice["text"] = answer["text"]
     return {"id": ident, "object": "chat.completion" if chat else "text_completion", "created": created,
             "model": model_id, "choices": [choice], "usage": _usage(answer)}
+
+
+def _typed(doc: dict[str, Any], chat: bool, *, streamed: bool) -> dict[str, Any]:
+    """``doc`` as the ``openai`` package's own type of this answer has it (a field out of place is an error here,
+    not a client's surprise); the ``proofmarket`` extension rides along."""
+    from openai.types import Completion
+    from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+    kind = (ChatCompletionChunk if streamed else ChatCompletion) if chat else Completion
+    typed: dict[str, Any] = kind.model_validate(doc).model_dump(mode="json", exclude_unset=True)
+    return typed
 
 
 def _usage(answer: dict[str, Any]) -> dict[str, int]:
@@ -165,17 +178,20 @@ def _provenance(answer: dict[str, Any], base: str) -> dict[str, Any]:
 
 
 async def _chunks(services: NodeServices, call: Any, ident: str, created: int, model_id: str, chat: bool,
-                  include_usage: bool) -> AsyncIterator[bytes]:
+                  include_usage: bool) -> AsyncIterator[dict[str, str]]:
     obj = "chat.completion.chunk" if chat else "text_completion"
 
-    def chunk(delta: dict[str, Any] | str, finish: str | None = None, **extra: Any) -> bytes:
+    def sent(doc: dict[str, Any]) -> dict[str, str]:
+        return {"data": json.dumps(doc, separators=(",", ":"))}  # framed by the response's sep
+
+    def chunk(delta: dict[str, Any] | str, finish: str | None = None, **extra: Any) -> dict[str, str]:
         choice: dict[str, Any] = {"index": 0, "finish_reason": finish, "logprobs": None}
         if chat:
             choice["delta"] = delta
         else:
             choice["text"] = delta
         doc = {"id": ident, "object": obj, "created": created, "model": model_id, "choices": [choice], **extra}
-        return f"data: {json.dumps(doc, separators=(',', ':'))}\n\n".encode()
+        return sent(_typed(doc, chat, streamed=True))
 
     if chat:
         yield chunk({"role": "assistant", "content": ""})
@@ -191,11 +207,11 @@ async def _chunks(services: NodeServices, call: Any, ident: str, created: int, m
             if include_usage:
                 doc = {"id": ident, "object": obj, "created": created, "model": model_id, "choices": [],
                        "usage": _usage(data)}
-                yield f"data: {json.dumps(doc, separators=(',', ':'))}\n\n".encode()
+                yield sent(_typed(doc, chat, streamed=True))
         elif event == "pending":
-            yield f"data: {json.dumps({'proofmarket': {'pending': data}}, separators=(',', ':'))}\n\n".encode()
+            yield sent({"proofmarket": {"pending": data}})
         elif event == "error":
             err = ProofMarketError(str(data.get("message", "")))
             err.code, err.http_status = str(data.get("code")), int(data.get("status", 500))
-            yield b"data: " + error_response(err, openai=True).body + b"\n\n"
-    yield b"data: [DONE]\n\n"
+            yield {"data": bytes(error_response(err, openai=True).body).decode()}
+    yield {"data": "[DONE]"}
