@@ -74,6 +74,7 @@ lint: setup
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python scripts/check_sizes.py
+	$(BIN)/python scripts/check_env.py
 
 contracts: setup
 	node scripts/compile_contracts.js

@@ -29,3 +29,43 @@ def test_a_module_past_the_limit_or_its_ceiling_is_caught(tmp_path: Path) -> Non
     assert any(line.startswith("src/pkg/old.py: 13 lines, over its ceiling of 12") for line in found)
     assert any(line.startswith("src/pkg/fixed.py: 5 lines, no longer over 10") for line in found)
     assert not any("small.py" in line for line in found)
+
+
+env_spec = importlib.util.spec_from_file_location("check_env", ROOT / "scripts" / "check_env.py")
+assert env_spec is not None and env_spec.loader is not None
+check_env = importlib.util.module_from_spec(env_spec)
+env_spec.loader.exec_module(check_env)
+
+
+def test_only_core_reads_the_environment() -> None:
+    assert check_env.env_reads(ROOT) == []
+
+
+def test_an_environment_read_outside_core_is_caught(tmp_path: Path) -> None:
+    core, other = tmp_path / "src" / "proofmarket" / "core", tmp_path / "src" / "proofmarket" / "node"
+    core.mkdir(parents=True)
+    other.mkdir(parents=True)
+    (core / "settings.py").write_text("import os\nHOME = os.environ.get('HOME')\n")
+    (other / "ok.py").write_text("# os.environ is read in core only\nx = 1\n")
+    (other / "bad.py").write_text("import os\nA = os.getenv('A')\nB = os.environ['B']\n")
+    (other / "sly.py").write_text("from os import environ\n")
+    found = check_env.env_reads(tmp_path)
+    assert [line.split(": ")[0] for line in found] == ["src/proofmarket/node/bad.py:2", "src/proofmarket/node/bad.py:3",
+                                                      "src/proofmarket/node/sly.py:1"]
+
+
+def test_a_rail_importing_another_rail_breaks_the_layer_contract(tmp_path: Path) -> None:
+    """``lint-imports`` on a copy of the tree with one rail importing another: the independence contract breaks."""
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copytree(ROOT / "src", tmp_path / "src")
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    rail = tmp_path / "src" / "proofmarket" / "payments" / "credits_rail.py"
+    rail.write_text(rail.read_text() + "\nfrom proofmarket.payments import batch_rail  # noqa: E402\n")
+    lint = Path(sys.executable).parent / "lint-imports"
+    done = subprocess.run([str(lint)], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={"PYTHONPATH": str(tmp_path / "src"), "PATH": "/usr/bin:/bin"})
+    assert done.returncode != 0, done.stdout
+    assert "payment rails never import each other" in done.stdout and "BROKEN" in done.stdout
