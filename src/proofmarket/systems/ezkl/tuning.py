@@ -32,190 +32,63 @@ import json
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from proofmarket.core.errors import AccuracyNotMet, ProofMarketError, UsageError
+from proofmarket.core.errors import AccuracyNotMet, ProofMarketError
 from proofmarket.systems.ezkl import ezkl_calls
+from proofmarket.systems.ezkl.candidates import (
+    DEFAULT_COLUMNS,
+    DEFAULT_DECOMPOSITIONS,
+    DEFAULT_SCALES,
+    EZKL_DECOMPOSITION,
+    EZKL_DEFAULT_SCALE,
+    FLOOR_STEPS,
+    GAS_BASE,
+    GAS_FIT_ERROR,
+    GAS_PER_INSTANCE,
+    GAS_PER_PROOF_BYTE,
+    MAX_LOGROWS,
+    NOISE_FLOOR,
+    OBJECTIVES,
+    REBASE_MULTIPLIERS,
+    WIDEN,
+    WITHIN,
+    AccuracyBound,
+    Candidate,
+    Objective,
+    TuningReport,
+    predicted_gas,
+)
 from proofmarket.systems.ezkl.predict import from_settings
 from proofmarket.systems.ezkl.profile import PrivacyProfile
+from proofmarket.systems.ezkl.ranking import (
+    cost_rank,
+    dominates,
+    floor_work,
+    hash_bound,
+    machine_load,
+    pick,
+    ranked,
+    repeats_for,
+    timing_budget,
+    to_time,
+    work,
+)
 from proofmarket.systems.ezkl.srs import SrsProvider
 
-DEFAULT_DECOMPOSITIONS: tuple[tuple[int, int], ...] = (
-    (16384, 2), (1024, 2), (256, 2), (256, 3), (128, 3), (64, 4),
-)
-DEFAULT_SCALES: tuple[int, ...] = (6, 7, 10)
-DEFAULT_COLUMNS: tuple[int, ...] = (1, 2, 4)
-REBASE_MULTIPLIERS: tuple[int, ...] = (1, 2, 10)
-MAX_LOGROWS = 20
-WIDEN = 3  # the default grid tries more inner columns on this many of its cheapest one-column circuits
-WITHIN = 2.0  # candidates within this factor of the cheapest estimated work are all timed (one per shape)
-EZKL_DECOMPOSITION = (16384, 2)  # EZKL's default decomposition (and 2 inner columns)
-
-#: Verification gas of EZKL's Solidity verifier (eth_estimateGas of ``verifyProof``: 21,000 intrinsic, calldata
-#: and the pairing check) = GAS_BASE + GAS_PER_PROOF_BYTE x proof bytes + GAS_PER_INSTANCE x public instances,
-#: fitted by ``python bench/verifier_gas.py`` over the sample models' circuits (bench/verifier_gas.md);
-#: GAS_FIT_ERROR is the fit's largest relative error there.
-GAS_BASE = 199_558.0
-GAS_PER_PROOF_BYTE = 116.65
-GAS_PER_INSTANCE = 648.0
-GAS_FIT_ERROR = 0.029
-
-#: Timings that differ by less than this share of themselves (or their measured spread, when larger) are
-#: the same time: a loaded 2-core machine moves one prove time by 10-30 % between runs.
-NOISE_FLOOR = 0.15
-OBJECTIVES = ("balanced", "prove", "verify")
-
-
-@dataclass(frozen=True)
-class Objective:
-    """What one call of the model costs, in US dollars, at stated prices (bench/prices.py states the chain's).
-
-    cpu_usd_per_s      the node's CPU: a core at 0.05 USD an hour
-    latency_usd_per_s  the caller's wait for the proof: a cent a second
-    gas_gwei, eth_usd  the consumer's verification on chain (Base: 0.005 gwei, ETH at 3,000 USD)
-    byte_usd           storing and sending the proof: 0.09 USD a GB
-    """
-
-    name: str = "balanced"
-    cpu_usd_per_s: float = 0.05 / 3600
-    latency_usd_per_s: float = 0.01
-    gas_gwei: float = 0.005
-    eth_usd: float = 3000.0
-    byte_usd: float = 0.09e-9
-
-    def __post_init__(self) -> None:
-        if self.name not in OBJECTIVES:
-            raise UsageError(f"--objective is one of {', '.join(OBJECTIVES)}, not {self.name!r}")
-
-    def usd(self, prove_s: float, gas: float, proof_bytes: float) -> float:
-        return (prove_s * (self.cpu_usd_per_s + self.latency_usd_per_s)
-                + gas * self.gas_gwei * 1e-9 * self.eth_usd + proof_bytes * self.byte_usd)
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
-
-
-def predicted_gas(proof_bytes: int, instances: int) -> int:
-    return int(round(GAS_BASE + GAS_PER_PROOF_BYTE * proof_bytes + GAS_PER_INSTANCE * instances))
-
-
-@dataclass
-class Candidate:
-    decomp_base: int | None
-    decomp_legs: int | None
-    scale: int | None
-    num_inner_cols: int | None
-    logrows: int | None = None
-    num_rows: int | None = None
-    rebase: int | None = None  # the scale-rebase multiplier calibration picked
-    lookups: int | None = None  # lookup and range-check tables the circuit needs (each one a lookup argument)
-    const_columns: int | None = None  # fixed columns its constants (fixed weights) fill at its logrows
-    hash_rows: int | None = None  # rows of its Poseidon hashing (hashed input or weights): a floor on its rows
-    max_abs_error: float | None = None
-    argmax_match: bool | None = None
-    prove_s_predicted: float | None = None  # from the circuit's work (predict.py's fit): the same on any machine
-    proof_bytes: int | None = None  # of a timed candidate's proof
-    instances: int | None = None  # public instances (inputs, outputs, commitments) of a timed candidate
-    verify_gas: int | None = None  # predicted from proof_bytes and instances (GAS_* above)
-    cost_usd: float | None = None  # the objective's price of one call (timed candidates)
-    status: str = "pending"  # ok | inaccurate | failed: ...
-    # measured (machine-dependent, never in the manifest): median prove seconds of `prove_runs` proofs, spread
-    prove_s: float | None = None
-    prove_s_spread: float | None = None
-    prove_runs: int = 0
-    setup_s: float | None = None
-    prove_s_estimated: float | None = None
-    settings_path: Path | None = field(default=None, repr=False)
-    compiled_path: Path | None = field(default=None, repr=False)
-    keys: tuple[Path, Path] | None = field(default=None, repr=False)  # (vk, pk) of a timed candidate
-    proof_path: Path | None = field(default=None, repr=False)  # its last timed proof
-
-    evm_check: str | None = None  # accepted (gas) | refused: why | not checked: why (set by compile)
-    evm_gas: int | None = None  # verifyProof measured on a local EVM (eth_estimateGas)
-
-    MEASURED = ("prove_s", "prove_s_spread", "prove_runs", "setup_s", "prove_s_estimated", "cost_usd", "evm_check",
-                "evm_gas")
-
-    @property
-    def label(self) -> str:
-        if self.decomp_base is None:
-            return "ezkl-default"
-        return f"b{self.decomp_base}x{self.decomp_legs}-s{self.scale}-c{self.num_inner_cols}"
-
-    @property
-    def timed(self) -> bool:
-        return self.prove_s is not None
-
-    @property
-    def noise(self) -> float:
-        assert self.prove_s is not None
-        return max(self.prove_s_spread or 0.0, NOISE_FLOOR * self.prove_s)
-
-    def to_dict(self) -> dict[str, object]:
-        data = asdict(self)
-        for path in ("settings_path", "compiled_path", "keys", "proof_path"):
-            data.pop(path)
-        data["label"] = self.label
-        return data
-
-    def identity(self) -> dict[str, object]:
-        """What goes into the manifest: everything but the measurements."""
-        return {k: v for k, v in self.to_dict().items() if k not in self.MEASURED}
-
-
-#: The absolute floor of the accuracy bound, in quantisation steps of the finest scale searched: a
-#: fixed-point circuit at scale s rounds each value to 2^-s, so no candidate can promise less than that.
-FLOOR_STEPS = 2
-EZKL_DEFAULT_SCALE = 7
-
-
-@dataclass
-class AccuracyBound:
-    """Default: max abs error <= 1% of the sample outputs' range; same argmax for classifiers. The limit
-    never goes below ``FLOOR_STEPS`` quantisation steps of the finest scale searched (2 x 2^-10 ~ 0.002 on
-    the default grid), so one sample or a constant output does not demand an error of 1e-06."""
-
-    relative: float = 0.01
-    classifier: bool = False
-
-    def limit(self, reference: list[np.ndarray], finest_scale: int = max(DEFAULT_SCALES)) -> float:
-        flat = np.concatenate([np.asarray(r, dtype=np.float64).ravel() for r in reference])  # bool outputs too
-        span = float(flat.max() - flat.min()) if flat.size else 0.0
-        return max(self.relative * span, FLOOR_STEPS * 2.0 ** -finest_scale)
-
-
-@dataclass
-class TuningReport:
-    candidates: list[Candidate]
-    picked: Candidate
-    error_limit: float
-    objective: Objective = field(default_factory=Objective)
-    search_s: float | None = None
-
-    def to_dict(self) -> dict[str, object]:
-        """The manifest's ``tuning``: the same for the same file and samples on any machine."""
-        return {
-            "picked": self.picked.label,
-            "objective": self.objective.to_dict(),
-            "error_limit": self.error_limit,
-            "gas_model": {"base": GAS_BASE, "per_proof_byte": GAS_PER_PROOF_BYTE, "per_instance": GAS_PER_INSTANCE,
-                          "max_rel_error": GAS_FIT_ERROR, "source": "bench/verifier_gas.py (eth_estimateGas fit)"},
-            "noise_floor": NOISE_FLOOR,
-            "candidates": [c.identity() for c in self.candidates],
-        }
-
-    def measurements(self) -> dict[str, object]:
-        """The compile's report: each timed candidate's measured prove time with its spread, and the search."""
-        return {
-            "picked": self.picked.label,
-            "search_s": self.search_s,
-            "candidates": [{"label": c.label, **{k: getattr(c, k) for k in Candidate.MEASURED}}
-                           for c in self.candidates if c.timed or c.prove_s_estimated is not None],
-        }
+__all__ = [  # the grid's vocabulary and order live in candidates.py and ranking.py; the search is here
+    "DEFAULT_COLUMNS", "DEFAULT_DECOMPOSITIONS", "DEFAULT_SCALES", "EZKL_DECOMPOSITION", "EZKL_DEFAULT_SCALE",
+    "FLOOR_STEPS", "GAS_BASE", "GAS_FIT_ERROR", "GAS_PER_INSTANCE", "GAS_PER_PROOF_BYTE", "MAX_LOGROWS",
+    "NOISE_FLOOR", "OBJECTIVES", "REBASE_MULTIPLIERS", "WIDEN", "WITHIN", "AccuracyBound", "Candidate", "Objective",
+    "Progress", "TuningJob", "TuningReport", "build_candidate", "calibration_input", "canonical_circuit",
+    "canonical_settings", "cost_rank", "decode_outputs", "default_candidates", "dominates", "ezkl_default_candidate",
+    "floor_work", "hash_bound", "machine_load", "pick", "predicted_gas", "proof_size", "ranked", "repeats_for",
+    "search", "time_proof", "timing_budget", "to_time", "work",
+]
 
 
 Progress = Callable[[str], None]
@@ -342,21 +215,6 @@ def _default_grid(job: TuningJob, data: Path, limit: float, measured: dict[tuple
     return tried
 
 
-def hash_bound(cand: Candidate) -> bool:
-    """An accurate circuit whose size its Poseidon hashing sets: the hash takes all its rows, more than half of
-    2^logrows (not a range table, which a smaller base would shrink). The hash's rows neither depend on the
-    decomposition nor spread over inner columns."""
-    hashed = cand.hash_rows or 0
-    return (cand.status == "ok" and cand.logrows is not None and hashed >= (cand.num_rows or 0)
-            and hashed > 2 ** (cand.logrows - 1))
-
-
-def floor_work(decomp_base: int, columns: int) -> float:
-    """The least work a circuit with this decomposition can have: its range table needs ``decomp_base`` rows
-    and the blinding rows, so at least 2^(bits of the base) rows."""
-    return float(2 ** decomp_base.bit_length()) * columns
-
-
 def _evaluate(job: TuningJob, candidates: list[Candidate], first: int, data: Path, limit: float,
               measured: dict[tuple[object, ...], Candidate], progress: Progress) -> None:
     for i, cand in enumerate(candidates, start=first):
@@ -371,123 +229,6 @@ def _evaluate(job: TuningJob, candidates: list[Candidate], first: int, data: Pat
                 cand.max_abs_error, cand.argmax_match, cand.status = same.max_abs_error, same.argmax_match, same.status
         except ProofMarketError as exc:
             cand.status = f"failed: {exc.message[:160]}"
-
-
-def timing_budget(cheapest: Candidate) -> float:
-    """Seconds of key setup and proofs worth spending on timing: more for a model whose proofs cost more (a
-    better pick saves that on every call), at least enough for two small shapes, at most ten minutes."""
-    predicted = cheapest.prove_s_predicted or 0.1
-    return min(600.0, max(3.0, 20.0 * predicted))
-
-
-def repeats_for(cand: Candidate, alone: bool = False) -> int:
-    """Proofs per timed candidate: three for a median and a spread, two when a proof is long, one when the
-    candidate is timed ``alone`` (nothing to compare it with; the compile's self-check needs that one proof)."""
-    if alone:
-        return 1
-    return 3 if (cand.prove_s_predicted or 0.0) <= 2.0 else 2
-
-
-def to_time(accurate: list[Candidate], timed: int, within: float = WITHIN, cap: int = 6,
-            budget_s: float = float("inf")) -> list[Candidate]:
-    """Which accurate candidates get keys and timed proofs: the cheapest by estimated work, then one of each
-    other circuit shape (logrows x inner columns) whose work is within ``within`` x of the cheapest (the work
-    model ranks rows against columns only roughly), and the cheapest one-column shape (the smallest proof,
-    the least gas), up to ``cap`` shapes and the budget of predicted seconds, at least ``timed`` shapes
-    unless every other candidate is dominated (:func:`dominates`: it cannot be faster, smaller or cheaper to
-    verify). Candidates of a shape already timed are estimated. The list does not depend on the objective."""
-    if not accurate:
-        return []
-    best = work(accurate[0])
-    picked: list[Candidate] = []
-    shapes: set[tuple[int | None, int | None]] = set()
-
-    def add(cand: Candidate, at: int | None = None) -> None:
-        shape = (cand.logrows, cand.num_inner_cols)
-        if shape not in shapes and not any(dominates(p, cand) for p in picked):
-            picked.insert(len(picked) if at is None else at, cand)
-            shapes.add(shape)
-
-    for cand in accurate:
-        if work(cand) < within * best:
-            add(cand)
-    narrow = next((c for c in accurate if c.num_inner_cols == 1), None)
-    if narrow is not None:
-        add(narrow, at=1)
-    for cand in accurate:  # at least `timed` shapes, however far apart in work
-        if len(picked) >= timed:
-            break
-        add(cand)
-    chosen: list[Candidate] = []
-    spent = 0.0
-    for cand in picked[:max(cap, timed)]:
-        cost = (cand.prove_s_predicted or 0.0) * (1.0 + repeats_for(cand))  # key setup ~ one proof
-        if len(chosen) >= max(timed, 1) and spent + cost > budget_s:
-            continue
-        chosen.append(cand)
-        spent += cost
-    return chosen
-
-
-def dominates(a: Candidate, b: Candidate) -> bool:
-    """``a`` beats ``b`` on every count that decides a call's cost: no more rows (logrows), inner columns,
-    lookup arguments or constant columns, so its proof is no slower, no larger and no dearer to verify (the
-    proof's size follows its columns and lookups, not its rows). ``b`` is then never worth timing."""
-    if a is b or a.logrows is None or b.logrows is None:
-        return False
-    counts_a = (a.logrows, a.num_inner_cols or 2, a.lookups or 0, a.const_columns or 0)
-    counts_b = (b.logrows, b.num_inner_cols or 2, b.lookups or 0, b.const_columns or 0)
-    return counts_a != counts_b and all(x <= y for x, y in zip(counts_a, counts_b, strict=True))
-
-
-def pick(timed: list[Candidate], objective: Objective) -> Candidate:
-    """The objective's choice among timed candidates (the first of :func:`ranked`)."""
-    return ranked(timed, objective)[0]
-
-
-def ranked(timed: list[Candidate], objective: Objective) -> list[Candidate]:
-    """Timed candidates, the objective's best first. A candidate's time is the fastest time it is within
-    noise of, so candidates whose timings overlap are ordered by gas, then proof size (then their label: the
-    order never depends on the order of the list)."""
-    load = machine_load(timed)
-
-    def effective(c: Candidate) -> float:
-        assert c.prove_s is not None
-        return min(d.prove_s or 0.0 for d in timed
-                   if abs((d.prove_s or 0.0) - c.prove_s) <= c.noise + d.noise) / load
-
-    def key(c: Candidate) -> tuple[float, ...]:
-        gas, size, t = float(c.verify_gas or 0), float(c.proof_bytes or 0), effective(c)
-        c.cost_usd = objective.usd(t, gas, size)
-        if objective.name == "prove":
-            return (t, gas, size)
-        if objective.name == "verify":
-            return (gas, size, t)
-        return (c.cost_usd, gas, size)
-
-    return sorted(timed, key=lambda c: (key(c), c.label))
-
-
-def machine_load(timed: list[Candidate]) -> float:
-    """How much slower this machine proves now than the reference machine the work model was fitted on
-    (predict.py): the geometric mean of measured over predicted prove time. Dividing by it puts every measured
-    time in the reference machine's seconds, so the weight of time against gas in the objective does not move
-    with the load (a machine twice as loaded doubles every time, not the cost of waiting)."""
-    ratios = [(c.prove_s or 0.0) / c.prove_s_predicted for c in timed
-              if c.prove_s and c.prove_s_predicted]
-    return float(np.exp(np.mean(np.log(ratios)))) if ratios else 1.0
-
-
-def work(cand: Candidate) -> float:
-    """Estimated proving work: 2^logrows rows times the inner columns committed per row. Measured
-    on the CNN: c1 at logrows 13, c2 at 12 and c4 at 11 all prove in about 1 s, while logrows alone
-    would rank c4 four times cheaper. EZKL's default column count (2) stands in when unset."""
-    return float(2 ** (cand.logrows or 30)) * (cand.num_inner_cols or 2)
-
-
-def cost_rank(cand: Candidate) -> tuple[float, int, int, str]:
-    """Cheapest first: least work, then fewer columns (smaller proof and verifier), then fewer rows."""
-    return (work(cand), cand.num_inner_cols or 2, cand.num_rows or 0, cand.label)
 
 
 def calibration_input(samples: list[list[list[float]]]) -> dict[str, object]:

@@ -1,0 +1,186 @@
+"""The tuner's vocabulary: the grid it searches (decompositions, scales, columns, rebase multipliers), what one
+call costs (:class:`Objective`, with the verifier-gas fit), a :class:`Candidate` circuit and what it measured, the
+:class:`AccuracyBound` a candidate must meet, and the :class:`TuningReport` of a search. The search is
+``tuning.py``; the order it times and picks candidates in is ``ranking.py``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from proofmarket.core.errors import UsageError
+
+DEFAULT_DECOMPOSITIONS: tuple[tuple[int, int], ...] = (
+    (16384, 2), (1024, 2), (256, 2), (256, 3), (128, 3), (64, 4),
+)
+DEFAULT_SCALES: tuple[int, ...] = (6, 7, 10)
+DEFAULT_COLUMNS: tuple[int, ...] = (1, 2, 4)
+REBASE_MULTIPLIERS: tuple[int, ...] = (1, 2, 10)
+MAX_LOGROWS = 20
+WIDEN = 3  # the default grid tries more inner columns on this many of its cheapest one-column circuits
+WITHIN = 2.0  # candidates within this factor of the cheapest estimated work are all timed (one per shape)
+EZKL_DECOMPOSITION = (16384, 2)  # EZKL's default decomposition (and 2 inner columns)
+
+#: Verification gas of EZKL's Solidity verifier (eth_estimateGas of ``verifyProof``: 21,000 intrinsic, calldata
+#: and the pairing check) = GAS_BASE + GAS_PER_PROOF_BYTE x proof bytes + GAS_PER_INSTANCE x public instances,
+#: fitted by ``python bench/verifier_gas.py`` over the sample models' circuits (bench/verifier_gas.md);
+#: GAS_FIT_ERROR is the fit's largest relative error there.
+GAS_BASE = 199_558.0
+GAS_PER_PROOF_BYTE = 116.65
+GAS_PER_INSTANCE = 648.0
+GAS_FIT_ERROR = 0.029
+
+#: Timings that differ by less than this share of themselves (or their measured spread, when larger) are
+#: the same time: a loaded 2-core machine moves one prove time by 10-30 % between runs.
+NOISE_FLOOR = 0.15
+OBJECTIVES = ("balanced", "prove", "verify")
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What one call of the model costs, in US dollars, at stated prices (bench/prices.py states the chain's).
+
+    cpu_usd_per_s      the node's CPU: a core at 0.05 USD an hour
+    latency_usd_per_s  the caller's wait for the proof: a cent a second
+    gas_gwei, eth_usd  the consumer's verification on chain (Base: 0.005 gwei, ETH at 3,000 USD)
+    byte_usd           storing and sending the proof: 0.09 USD a GB
+    """
+
+    name: str = "balanced"
+    cpu_usd_per_s: float = 0.05 / 3600
+    latency_usd_per_s: float = 0.01
+    gas_gwei: float = 0.005
+    eth_usd: float = 3000.0
+    byte_usd: float = 0.09e-9
+
+    def __post_init__(self) -> None:
+        if self.name not in OBJECTIVES:
+            raise UsageError(f"--objective is one of {', '.join(OBJECTIVES)}, not {self.name!r}")
+
+    def usd(self, prove_s: float, gas: float, proof_bytes: float) -> float:
+        return (prove_s * (self.cpu_usd_per_s + self.latency_usd_per_s)
+                + gas * self.gas_gwei * 1e-9 * self.eth_usd + proof_bytes * self.byte_usd)
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def predicted_gas(proof_bytes: int, instances: int) -> int:
+    return int(round(GAS_BASE + GAS_PER_PROOF_BYTE * proof_bytes + GAS_PER_INSTANCE * instances))
+
+
+@dataclass
+class Candidate:
+    decomp_base: int | None
+    decomp_legs: int | None
+    scale: int | None
+    num_inner_cols: int | None
+    logrows: int | None = None
+    num_rows: int | None = None
+    rebase: int | None = None  # the scale-rebase multiplier calibration picked
+    lookups: int | None = None  # lookup and range-check tables the circuit needs (each one a lookup argument)
+    const_columns: int | None = None  # fixed columns its constants (fixed weights) fill at its logrows
+    hash_rows: int | None = None  # rows of its Poseidon hashing (hashed input or weights): a floor on its rows
+    max_abs_error: float | None = None
+    argmax_match: bool | None = None
+    prove_s_predicted: float | None = None  # from the circuit's work (predict.py's fit): the same on any machine
+    proof_bytes: int | None = None  # of a timed candidate's proof
+    instances: int | None = None  # public instances (inputs, outputs, commitments) of a timed candidate
+    verify_gas: int | None = None  # predicted from proof_bytes and instances (GAS_* above)
+    cost_usd: float | None = None  # the objective's price of one call (timed candidates)
+    status: str = "pending"  # ok | inaccurate | failed: ...
+    # measured (machine-dependent, never in the manifest): median prove seconds of `prove_runs` proofs, spread
+    prove_s: float | None = None
+    prove_s_spread: float | None = None
+    prove_runs: int = 0
+    setup_s: float | None = None
+    prove_s_estimated: float | None = None
+    settings_path: Path | None = field(default=None, repr=False)
+    compiled_path: Path | None = field(default=None, repr=False)
+    keys: tuple[Path, Path] | None = field(default=None, repr=False)  # (vk, pk) of a timed candidate
+    proof_path: Path | None = field(default=None, repr=False)  # its last timed proof
+
+    evm_check: str | None = None  # accepted (gas) | refused: why | not checked: why (set by compile)
+    evm_gas: int | None = None  # verifyProof measured on a local EVM (eth_estimateGas)
+
+    MEASURED = ("prove_s", "prove_s_spread", "prove_runs", "setup_s", "prove_s_estimated", "cost_usd", "evm_check",
+                "evm_gas")
+
+    @property
+    def label(self) -> str:
+        if self.decomp_base is None:
+            return "ezkl-default"
+        return f"b{self.decomp_base}x{self.decomp_legs}-s{self.scale}-c{self.num_inner_cols}"
+
+    @property
+    def timed(self) -> bool:
+        return self.prove_s is not None
+
+    @property
+    def noise(self) -> float:
+        assert self.prove_s is not None
+        return max(self.prove_s_spread or 0.0, NOISE_FLOOR * self.prove_s)
+
+    def to_dict(self) -> dict[str, object]:
+        data = asdict(self)
+        for path in ("settings_path", "compiled_path", "keys", "proof_path"):
+            data.pop(path)
+        data["label"] = self.label
+        return data
+
+    def identity(self) -> dict[str, object]:
+        """What goes into the manifest: everything but the measurements."""
+        return {k: v for k, v in self.to_dict().items() if k not in self.MEASURED}
+
+
+#: The absolute floor of the accuracy bound, in quantisation steps of the finest scale searched: a
+#: fixed-point circuit at scale s rounds each value to 2^-s, so no candidate can promise less than that.
+FLOOR_STEPS = 2
+EZKL_DEFAULT_SCALE = 7
+
+
+@dataclass
+class AccuracyBound:
+    """Default: max abs error <= 1% of the sample outputs' range; same argmax for classifiers. The limit
+    never goes below ``FLOOR_STEPS`` quantisation steps of the finest scale searched (2 x 2^-10 ~ 0.002 on
+    the default grid), so one sample or a constant output does not demand an error of 1e-06."""
+
+    relative: float = 0.01
+    classifier: bool = False
+
+    def limit(self, reference: list[np.ndarray], finest_scale: int = max(DEFAULT_SCALES)) -> float:
+        flat = np.concatenate([np.asarray(r, dtype=np.float64).ravel() for r in reference])  # bool outputs too
+        span = float(flat.max() - flat.min()) if flat.size else 0.0
+        return max(self.relative * span, FLOOR_STEPS * 2.0 ** -finest_scale)
+
+
+@dataclass
+class TuningReport:
+    candidates: list[Candidate]
+    picked: Candidate
+    error_limit: float
+    objective: Objective = field(default_factory=Objective)
+    search_s: float | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        """The manifest's ``tuning``: the same for the same file and samples on any machine."""
+        return {
+            "picked": self.picked.label,
+            "objective": self.objective.to_dict(),
+            "error_limit": self.error_limit,
+            "gas_model": {"base": GAS_BASE, "per_proof_byte": GAS_PER_PROOF_BYTE, "per_instance": GAS_PER_INSTANCE,
+                          "max_rel_error": GAS_FIT_ERROR, "source": "bench/verifier_gas.py (eth_estimateGas fit)"},
+            "noise_floor": NOISE_FLOOR,
+            "candidates": [c.identity() for c in self.candidates],
+        }
+
+    def measurements(self) -> dict[str, object]:
+        """The compile's report: each timed candidate's measured prove time with its spread, and the search."""
+        return {
+            "picked": self.picked.label,
+            "search_s": self.search_s,
+            "candidates": [{"label": c.label, **{k: getattr(c, k) for k in Candidate.MEASURED}}
+                           for c in self.candidates if c.timed or c.prove_s_estimated is not None],
+        }
