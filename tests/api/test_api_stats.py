@@ -91,7 +91,7 @@ def test_public_stats_hide_buckets_of_few_calls_and_the_owner_reads_them_all(mak
     a day, a rail, an error code) of fewer than k calls is hidden; the owner's signed read has every number."""
     from eth_account import Account
 
-    from proofmarket.core.address_signature import sign_headers
+    from proofmarket.core.address_signature import sign_headers, sign_siwe, siwe_headers, siwe_message
 
     owner, stranger = Account.create(), Account.create()
     app = make_app(stats_min_calls=3)
@@ -113,3 +113,8 @@ def test_public_stats_hide_buckets_of_few_calls_and_the_owner_reads_them_all(mak
         assert full["by_day"][-4]["revenue_atomic"] == "4321" and "min_calls" not in full
         other = client.get(f"/v1/models/{mlp_id}/stats", headers=sign_headers(stranger, node, "stats"))
         assert other.status_code == 401
+        # the same read signed in with Ethereum (EIP-4361): the owner reads every number
+        terms = client.get("/.well-known/ai-service.json").json()["address_signature"]["siwe"]
+        message = siwe_message(owner.address, terms, ["proofmarket:stats"])
+        siwe = client.get(f"/v1/models/{mlp_id}/stats", headers=siwe_headers(message, sign_siwe(owner, message)))
+        assert siwe.status_code == 200 and siwe.json()["by_day"][-4]["revenue_atomic"] == "4321", siwe.text

@@ -87,6 +87,14 @@ def describe(services: Any, base: str) -> dict[str, object]:
             "headers": list(HEADERS), "max_age_s": MAX_AGE_S, "purposes": ["history"], "deprecated": True}
 
 
+def is_signed(request: Request) -> bool:
+    """Whether the request carries an address signature at all (SIWE, or the older headers): a route that answers
+    the public less than the signer reads it signed."""
+    from proofmarket.api.siwe import MESSAGE_HEADER
+
+    return bool(request.headers.get(MESSAGE_HEADER) or request.headers.get(HEADERS[0]))
+
+
 def signed_address(request: Request, purpose: str) -> str:
     """The lower-case address that signed this request for ``purpose`` (Sign-In with Ethereum: ``api/siwe.py``;
     or the older ``X-Address`` signature, deprecated: accepted for one more release); ``Unauthorized`` (401)

@@ -18,8 +18,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
 from proofmarket.api.deps import ServicesDep
-from proofmarket.api.signed import signed_address
-from proofmarket.core.address_signature import HEADERS
+from proofmarket.api.signed import is_signed, signed_address
 from proofmarket.core.errors import MarketUnavailable, Unauthorized
 from proofmarket.payments.earnings import earnings, withdrawals
 
@@ -86,7 +85,7 @@ def get_earnings(request: Request, services: ServicesDep,
                                                description="the owner or prover address")]) -> EarningsPublic:
     """An owner's or prover's earnings: on the market (paid out, x402 money not released yet) and, signed by the
     address, in the node's book over every rail (owed, in flight, paid)."""
-    signed = bool(request.headers.get(HEADERS[0]))
+    signed = is_signed(request)
     if signed and signed_address(request, "earnings") != address.lower():
         raise Unauthorized("the earnings of an address are signed by that address")
     listings = services.catalog.listings

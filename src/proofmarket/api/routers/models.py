@@ -12,10 +12,9 @@ from fastapi.responses import JSONResponse
 from proofmarket.api.deps import IdempotencyKey, ServicesDep
 from proofmarket.api.schemas import JobPublic, ModelList, ModelPublic, ModelSummary, ModelVersions, ReviewBody
 from proofmarket.api.security import AdminDep, IsAdminDep
-from proofmarket.api.signed import node_address, signed_address
+from proofmarket.api.signed import is_signed, node_address, signed_address
 from proofmarket.api.uploads import UPLOAD_SCHEMA, Uploader, prepare_upload
 from proofmarket.api.views import job_public, model_public, model_summary
-from proofmarket.core.address_signature import HEADERS
 from proofmarket.core.errors import (
     Forbidden,
     MarketUnavailable,
@@ -100,12 +99,12 @@ def model_stats_route(model_id: str, request: Request, services: ServicesDep, ad
     """A model's calls (by status and rail), errors by code, latency and run time p50/p95, tokens and revenue,
     with every day of the window. Public: counts and sums only, and every bucket of fewer than
     ``PROOFMARKET_STATS_MIN_CALLS`` calls hidden (a window, a day, a rail, an error code). Signed by the model's
-    owner (``X-Address*`` headers, purpose ``stats``) or read with the admin token: every number."""
+    owner (Sign-In with Ethereum, purpose ``stats``) or read with the admin token: every number."""
     row = services.catalog.repo.get(model_id)
     if row is None:
         raise UnknownModel(f"this node serves no model with id {model_id}", model_id=model_id)
     doc = model_stats(services.db, model_id, days, node=node_address(services))
-    if request.headers.get(HEADERS[0]):
+    if is_signed(request):
         if signed_address(request, "stats") != (row.owner or "").lower():
             raise Unauthorized("a model's full stats are signed by its owner")
         return doc
