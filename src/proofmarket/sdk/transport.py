@@ -158,23 +158,20 @@ class NodeSession:
 
 
 def read_events(response: httpx.Response, on_token: Callable[[str], None]) -> tuple[str, dict[str, Any]]:
-    """The SSE stream of a generate call: ``on_token`` per token, the ``result`` returned (or ``pending``: the
-    job to poll while the payment settles), ``error`` raised."""
-    event, data = "", ""
-    for line in response.iter_lines():
-        if line.startswith("event: "):
-            event = line[7:]
-        elif line.startswith("data: "):
-            data = line[6:]
-        elif not line and event:
-            doc = jsonlimits.loads(data, what="the node's event")
-            if event == "token":
-                on_token(str(doc.get("text", "")))
-            elif event in ("result", "pending"):
-                return event, dict(doc)
-            elif event == "error":
-                raise api_error(str(doc.get("code")), str(doc.get("message", "")), {}, ProofMarketError)
-            event, data = "", ""
+    """The SSE stream of a generate call (read with ``httpx-sse``): ``on_token`` per token, the ``result`` returned
+    (or ``pending``: the job to poll while the payment settles), ``error`` raised."""
+    from httpx_sse import EventSource
+
+    for sse in EventSource(response).iter_sse():
+        if sse.event not in ("token", "result", "pending", "error"):
+            continue  # comments, pings and events this client does not know
+        doc = jsonlimits.loads(sse.data, what="the node's event")
+        if sse.event == "token":
+            on_token(str(doc.get("text", "")))
+        elif sse.event in ("result", "pending"):
+            return sse.event, dict(doc)
+        else:
+            raise api_error(str(doc.get("code")), str(doc.get("message", "")), {}, ProofMarketError)
     raise NodeUnavailable("the node closed the stream before the result")
 
 
