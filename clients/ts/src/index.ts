@@ -17,9 +17,10 @@ import { x402Client } from '@x402/core/client';
 import { wrapFetchWithPayment } from '@x402/fetch';
 import { registerExactEvmScheme } from '@x402/evm/exact/client';
 import { BatchSettlementEvmScheme } from '@x402/evm/batch-settlement/client';
-import { createHash, randomBytes } from 'crypto';
+import { createHash } from 'crypto';
 import { createRequire } from 'module';
 import { createPublicClient, http, keccak256, parseAbi, type Address, type Hex, type LocalAccount } from 'viem';
+import { createSiweMessage, generateSiweNonce } from 'viem/siwe';
 
 export type Scheme = 'exact' | 'batch-settlement';
 export type Fetch = typeof globalThis.fetch;
@@ -191,16 +192,22 @@ export class ProofMarket {
     return { registered: true, matches: problems.length === 0, onchain, node, problems };
   }
 
-  // --- the wallet's keys and credits (signed by the account: proofmarket.core.address_signature) -------------
-  /** The address-signature headers of one request of `purpose` by `account` on this node (fresh for a minute). */
+  // --- the wallet's keys and credits (Sign-In with Ethereum: the node's api/siwe.py) ---------------------------
+  /** The Sign-In with Ethereum headers of one request of `purpose` by `account` on this node: an EIP-4361 message
+   * (viem's `createSiweMessage`) for the node's domain, URI and chain, the purpose as its resource, two minutes. */
   async signedHeaders(account: LocalAccount, purpose: string): Promise<Record<string, string>> {
     const manifest = await this.manifest();
-    const node = String(((manifest.address_signature ?? {}) as Record<string, unknown>).node ?? '').toLowerCase();
-    const time = Math.floor(Date.now() / 1000);
-    const nonce = randomBytes(16).toString('hex');
-    const message = `proofmarket-${purpose}:${account.address.toLowerCase()}:${node}:${time}:${nonce}`;
-    return { 'X-Address': account.address, 'X-Address-Time': String(time), 'X-Address-Nonce': nonce,
-      'X-Address-Signature': await account.signMessage({ message }) };
+    const terms = ((manifest.address_signature ?? {}) as Record<string, unknown>).siwe as
+      { domain: string; uri: string; chain_id?: number | null } | undefined;
+    if (!terms) throw new Error('this node does not take Sign-In with Ethereum');
+    const issuedAt = new Date(Math.floor(Date.now() / 1000) * 1000);
+    const message = createSiweMessage({
+      domain: terms.domain, address: account.address, uri: terms.uri, version: '1', chainId: terms.chain_id ?? 1,
+      nonce: generateSiweNonce(), issuedAt, expirationTime: new Date(issuedAt.getTime() + 120_000),
+      statement: 'Sign in to proofmarket', resources: [`proofmarket:${purpose}`],
+    });
+    return { 'X-Siwe-Message': Buffer.from(message, 'utf8').toString('base64'),
+      'X-Siwe-Signature': await account.signMessage({ message }) };
   }
 
   /** A new API key for the account's wallet (its secret is in this answer only). */
