@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 from served import Served
+from standardwebhooks import Webhook
 
 from proofmarket.core.address_signature import body_purpose, sign_headers
 from proofmarket.core.errors import Unauthorized
@@ -99,6 +100,16 @@ def test_a_callback_and_an_owners_event_are_delivered_once_signed_and_retried(
         owners = next(e for e in events if e["event"] == "call")
         assert owners["job_id"] == job_id and owners["model_id"] == mlp_id and "output" not in owners
         assert "result" not in owners and owners["status"] == "proved"
+        # the subscription's deliveries are also Standard Webhooks: its secret (shown once) checks them
+        secret = sub.json()["secret"]
+        assert secret.startswith("whsec_") and "secret" not in client.get(
+            "/v1/webhooks", headers=sign_headers(OWNER, node, "webhooks")).json()["webhooks"][0]
+        (owner_headers, owner_body), = [(h, b) for h, b in got if h.get("x-proofmarket-event") == "call"]
+        assert Webhook(secret).verify(owner_body, owner_headers)["id"] == owners["id"]
+        assert verify_webhook(owner_headers, owner_body, node, secret=secret)["id"] == owners["id"]
+        with pytest.raises(Unauthorized, match="Standard Webhooks"):
+            verify_webhook(owner_headers, owner_body, node, secret="whsec_" + "QUFBQUFBQUFBQUFBQUFBQQ==")
+        assert not any("webhook-signature" in h for h, _ in got if h.get("x-proofmarket-event") == "call.result")
 
         # a forged or replayed delivery is refused by the SDK's check
         headers, body = got[-1]
@@ -194,6 +205,10 @@ def test_a_rebinding_name_reaches_only_the_address_that_was_checked(monkeypatch:
 
         class settings:  # noqa: N801
             webhook_timeout_s = 1.0
+
+        @staticmethod
+        def secret_of(delivery: object) -> None:
+            return None
 
     def post(url: str, **kwargs: object) -> httpx.Response:
         sent.append((url, dict(kwargs["headers"])))  # type: ignore[call-overload]

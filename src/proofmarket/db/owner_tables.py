@@ -43,6 +43,8 @@ class WebhookSubscriptionRow(Base):
     events: Mapped[list[str]] = mapped_column(JsonDoc)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # the Standard Webhooks secret (whsec_...): shown once, when the subscription is made; never in view()
+    secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     def view(self) -> dict[str, Any]:
         return {"id": self.id, "owner": self.owner, "url": self.url, "model_id": self.model_id,

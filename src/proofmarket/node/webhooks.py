@@ -6,7 +6,8 @@
                 amount and rail), ``challenge`` (a court request on the owner's model was challenged)
     delivery    a row per (source, event) (unique: one delivery per thing reported), POSTed by the node's
                 dispatcher with the delivery id, event, time and the node's EIP-191 signature of
-                ``proofmarket-webhook:{delivery id}:{time}:{sha256 of the body}``; a 2xx ends it (never sent again);
+                ``proofmarket-webhook:{delivery id}:{time}:{sha256 of the body}`` (a subscription's, also the Standard
+                Webhooks way with its ``whsec_`` secret: ``webhook-id/-timestamp/-signature``); a 2xx ends it;
                 anything else is retried with backoff (1 s, 2 s, 4 s ... at most 10 min) until
                 PROOFMARKET_WEBHOOK_MAX_ATTEMPTS, then ``failed``. A sender that dies mid-send leaves the
                 delivery to be claimed again after its lease: the receiver deduplicates on the delivery id.
@@ -16,6 +17,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import ipaddress
 import json
@@ -25,7 +27,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -167,7 +169,8 @@ class Webhooks:
             if len(live) >= MAX_SUBSCRIPTIONS:
                 raise Forbidden(f"{owner} has {len(live)} webhooks here, the most an owner may have")
             sub = WebhookSubscriptionRow(id=secrets.token_hex(8), owner=owner, url=url, model_id=model_id,
-                                         events=sorted(set(events)), created_at=utcnow())
+                                         events=sorted(set(events)), created_at=utcnow(),
+                                         secret="whsec_" + base64.b64encode(secrets.token_bytes(24)).decode())
             s.add(sub)
             return sub
 
@@ -253,6 +256,14 @@ class Webhooks:
                                          next_at=utcnow(), created_at=utcnow()))
         except IntegrityError:  # reported already (a second hook call, another node): once per source
             pass
+
+    def secret_of(self, delivery: WebhookDeliveryRow) -> str | None:
+        """The Standard Webhooks secret a delivery is signed with: its subscription's (a call's callback has none)."""
+        if not delivery.source.startswith("sub:"):
+            return None
+        with self.db.session() as s:
+            sub = s.get(WebhookSubscriptionRow, delivery.source.split(":")[1])
+            return sub.secret if sub is not None else None
 
     # --- the dispatcher's side ---------------------------------------------------------------------------
     def claim_due(self, limit: int = 20) -> list[WebhookDeliveryRow]:
@@ -355,13 +366,21 @@ class Dispatcher:
             sent += 1
         return sent
 
-    def headers(self, delivery_id: str, event: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
+    def headers(self, delivery_id: str, event: str, body: bytes, timestamp: int | None = None,
+                secret: str | None = None) -> dict[str, str]:
         from eth_account.messages import encode_defunct
 
         stamp = int(time.time()) if timestamp is None else timestamp
         signature = self.signer.sign_message(encode_defunct(text=signed_message(delivery_id, stamp, body)))
-        return dict(zip(HEADERS, (delivery_id, event, str(stamp), "0x" + bytes(signature.signature).hex(),
-                                  self.signer.address), strict=True)) | {"Content-Type": "application/json"}
+        headers = dict(zip(HEADERS, (delivery_id, event, str(stamp), "0x" + bytes(signature.signature).hex(),
+                                     self.signer.address), strict=True)) | {"Content-Type": "application/json"}
+        if secret:
+            from standardwebhooks import Webhook
+
+            when = datetime.fromtimestamp(stamp, UTC)
+            headers |= {"webhook-id": delivery_id, "webhook-timestamp": str(stamp),
+                        "webhook-signature": Webhook(secret).sign(delivery_id, when, body.decode())}
+        return headers
 
     def send(self, delivery: WebhookDeliveryRow) -> str | None:
         """One POST; None when the receiver took it (2xx), else what went wrong."""
@@ -371,8 +390,8 @@ class Dispatcher:
             return exc.message
         body = json.dumps({"id": delivery.id, **(delivery.payload or {})}, separators=(",", ":")).encode()
         try:
-            answer = self._post(target, content=body, extensions=extensions,
-                                headers=self.headers(delivery.id, delivery.event, body) | host)
+            headers = self.headers(delivery.id, delivery.event, body, secret=self.hooks.secret_of(delivery))
+            answer = self._post(target, content=body, extensions=extensions, headers=headers | host)
         except httpx.HTTPError as exc:
             return f"{type(exc).__name__}: {exc}"
         if 200 <= answer.status_code < 300:

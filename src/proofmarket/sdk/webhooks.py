@@ -6,7 +6,9 @@
 
 The node signs (EIP-191) ``proofmarket-webhook:{delivery id}:{timestamp}:{sha256 of the body}`` with its key and
 names itself in ``X-Proofmarket-Signer``; the address to expect is the node's (``address_signature.node`` in its
-``/.well-known/ai-service.json``), never the one a request names.
+``/.well-known/ai-service.json``), never the one a request names. A subscription's deliveries are also signed the
+Standard Webhooks way with the secret shown when it was made (``verify_webhook(..., secret="whsec_...")``, or any
+Standard Webhooks library).
 """
 
 from __future__ import annotations
@@ -23,8 +25,17 @@ MAX_AGE_S = 300
 
 
 def verify_webhook(headers: Mapping[str, str], body: bytes, node: str, *, max_age_s: int = MAX_AGE_S,
-                   now: float | None = None) -> dict[str, Any]:
-    """The delivery's JSON body, once its signature is the node's and it is recent; ``Unauthorized`` otherwise."""
+                   now: float | None = None, secret: str | None = None) -> dict[str, Any]:
+    """The delivery's JSON body, once its signature is the node's and it is recent; ``Unauthorized`` otherwise.
+    With the subscription's ``secret`` (``whsec_...``), its Standard Webhooks signature must hold too."""
+    if secret is not None:
+        from standardwebhooks import Webhook
+        from standardwebhooks.webhooks import WebhookVerificationError
+
+        try:
+            Webhook(secret).verify(body, dict(headers))
+        except WebhookVerificationError as exc:
+            raise Unauthorized(f"the webhook's Standard Webhooks signature does not hold: {exc}") from None
     from eth_account import Account
     from eth_account.messages import encode_defunct
 

@@ -42,7 +42,8 @@ async def create_webhook(request: Request, services: ServicesDep,
                          body: Annotated[dict[str, Any], Body(description="{url, events, model_id?}")]
                          ) -> dict[str, Any]:
     """Subscribe the signing owner's URL to events of its models: ``call`` (a call ended), ``payout`` (a paid
-    call captured), ``challenge`` (a court request was challenged)."""
+    call captured), ``challenge`` (a court request was challenged). The answer's ``secret`` (``whsec_...``, shown
+    once) checks each delivery the Standard Webhooks way (``webhook-signature``), beside the node's signature."""
     hooks = _hooks(services)
     owner = signed_address(request, body_purpose(body, "webhook"))
     url, events, model_id = body.get("url"), body.get("events", list(EVENTS)), body.get("model_id")
@@ -51,7 +52,7 @@ async def create_webhook(request: Request, services: ServicesDep,
     if model_id is not None and (not isinstance(model_id, str) or len(model_id) > 64):
         raise UsageError("model_id must be a model id")
     row = await run_in_threadpool(hooks.subscribe, owner, url, events, model_id)
-    return row.view()
+    return {**row.view(), "secret": row.secret}  # shown once: deliveries are signed with it (Standard Webhooks)
 
 
 @router.get("/v1/webhooks", operation_id="list_webhooks", responses=SIGNED)
