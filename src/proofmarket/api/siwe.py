@@ -138,13 +138,8 @@ def _check_times(message: object, longest_s: int) -> None:
 
 def _chain(services: Any) -> ChainClient | None:
     """The node's chain, when it has one that answers (a contract wallet cannot be checked without it)."""
-    try:
-        client: ChainClient | None = services.chain_client()
-        if client is not None:
-            client.chain_id  # noqa: B018 (asked once, cached: a chain that does not answer is no chain)
-        return client
-    except ChainError:
-        return None
+    client: ChainClient | None = services.answering_chain()
+    return client
 
 
 def _refused(field: str, message: str, **details: object) -> Unauthorized:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from proofmarket.calls import JobService
 from proofmarket.calls.queue import JobQueue
 from proofmarket.chain.client import ChainClient
+from proofmarket.core.errors import ChainError
 from proofmarket.core.settings import Settings
 from proofmarket.db import Database
 from proofmarket.intake.court import CourtService
@@ -45,6 +47,7 @@ class NodeServices:
     _market: Market | None = field(default=None, init=False)
     _market_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _chain: ChainClient | None = field(default=None, init=False)
+    _chain_down_until: float = field(default=0.0, init=False)
 
     def start_webhooks(self) -> None:
         """The webhook sender (a thread of this node): deliveries recorded by any process of the node."""
@@ -80,6 +83,22 @@ class NodeServices:
             if self._chain is None and self.settings.rpc_url:
                 self._chain = ChainClient(self.settings.rpc_url)
             return self._chain
+
+    def answering_chain(self) -> ChainClient | None:
+        """``chain_client()`` once it has answered (its chain id, asked once); a chain that did not answer is not
+        asked again for a minute (a manifest or a signed request never waits on an RPC that is away)."""
+        now = time.monotonic()
+        if now < self._chain_down_until:
+            return None
+        client = self.chain_client()
+        if client is None:
+            return None
+        try:
+            client.chain_id  # noqa: B018 (cached by the client after the first answer)
+        except ChainError:
+            self._chain_down_until = now + 60.0
+            return None
+        return client
 
     def build_escrow(self) -> EscrowService | None:
         """The escrow watcher (None when off, or auto and no market is deployed); its answers are calls too."""
