@@ -68,3 +68,37 @@ def test_the_typescript_client_against_a_devnet_node(listed_node: tuple[Served, 
                            capture_output=True, text=True, timeout=600)
     assert tests.returncode == 0, tests.stdout[-4000:] + tests.stderr[-2000:]
     assert "pass 7" in tests.stdout
+
+
+def test_the_readmes_typescript_example_runs(listed_node: tuple[Served, Chain, str], tmp_path: Path) -> None:
+    """The README's ```ts block, as written (its import pointed at the built package), against the devnet node."""
+    import re
+
+    from x402_helpers import funded_wallet
+
+    node = shutil.which("node")
+    assert node is not None
+    package = ROOT / "clients" / "ts"
+    if not (package / "dist" / "index.js").exists():
+        build = subprocess.run([node, "build.mjs"], cwd=package, capture_output=True, text=True, timeout=300)
+        assert build.returncode == 0, build.stdout + build.stderr
+    served, chain, model_id = listed_node
+    [block] = re.findall(r"```ts\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    block = block.replace("'@proofmarket/client'", f"'{(package / 'dist' / 'index.js').as_uri()}'")
+    block = block.replace("'http://127.0.0.1:8402'", "baseUrl")
+    payer = funded_wallet(chain, "readme-ts-payer", 2_000_000)
+    preamble = (f"const KEY = '0x{bytes(payer.key).hex()}';\nconst modelId = '{model_id}';\n"
+                f"const baseUrl = '{served.url}';\nconst rpcUrl = '{chain.rpc_url}';\n"
+                f"const input = {json.dumps(mlp_input())};\n")
+    lines = block.split("\n")
+    imports = [line for line in lines if line.startswith("import ")]
+    body = [line for line in lines if not line.startswith("import ")]
+    account = "const account = privateKeyToAccount(KEY);\n"
+    script = "\n".join(imports) + "\n" + preamble + account + "\n".join(body) + "\nconsole.log('README example: ok');\n"
+    path = package / f"readme-example-{os.getpid()}.mjs"  # beside the package: its dependencies resolve
+    path.write_text(script)
+    try:
+        done = subprocess.run([node, path.name], cwd=package, capture_output=True, text=True, timeout=600)
+    finally:
+        path.unlink()
+    assert done.returncode == 0 and "README example: ok" in done.stdout, done.stdout[-3000:] + done.stderr[-3000:]
