@@ -95,7 +95,9 @@ def test_request_on_chain_then_input_is_fulfilled_with_the_exact_splits(env: Esc
     assert book["withdrawable"] == "0" and int(book["withdrawn"]) >= paid[accounts[0]], book
     # the book: the fulfilment's credits, as the chain's RequestFulfilled has them; nothing differs
     money = app.state.services.money
-    [fulfil] = money.book.transfers(kinds=["fulfil"], models=[env.public])
+    market_address = env.market.market.address.lower()  # the market's whole history is booked: this request's
+    fulfil = money.book.transfer(f"escrow:{env.market.client.chain_id}:{market_address}:{receipt.request_id}")
+    assert fulfil is not None and fulfil.kind == "fulfil" and fulfil.model_id == env.public
     assert fulfil.tx_hash == done["fulfil_tx"] and fulfil.payer == env.market.accounts.consumer.address.lower()
     legs = dict(money.book.postings([fulfil.id])[fulfil.id])
     market = env.market.market.address.lower()  # credited to withdraw, not paid: the owner and the prover pull it
