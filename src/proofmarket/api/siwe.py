@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -88,7 +89,8 @@ def siwe_address(request: Request, purpose: str, first_use: Callable[[tuple[str,
         raise _refused("signer", f"the signature is not {address}'s: neither its key's nor its contract wallet's "
                                  "(ERC-1271, ERC-6492)")
     expires = message.expiration_time._datetime.timestamp()
-    if not session and not first_use((address.lower(), str(message.nonce), request.url.path), expires):
+    used = hashlib.sha256(str(message.nonce).encode()).hexdigest()  # a nonce of any length, one key of 64 hex
+    if not session and not first_use((address.lower(), used, request.url.path), expires):
         raise _refused("nonce", "this message was already used for this list: sign a new one (a one-request "
                                 "message opens one request; sign in with 'proofmarket:session' for many)")
     return address.lower()
