@@ -86,3 +86,23 @@ def test_dead_rpc_is_rpc_unavailable() -> None:
     client = ChainClient(f"http://127.0.0.1:{free_port()}", timeout=2)
     with pytest.raises(RPCUnavailable, match="cannot reach the chain node"):
         client.block_number()
+
+
+def test_a_port_another_anvil_took_first_is_not_mistaken_for_ours(tmp_path: Path) -> None:
+    """Two suites on one machine: the free port picked for a devnet is bound by another process's anvil before
+    ours starts. That anvil answers the same chain id; the devnet must not talk to it: it starts on another port."""
+    anvil = anvil_or_skip()
+    with Devnet(None, anvil=anvil) as other:
+        ours = Devnet(tmp_path / "ours", anvil=anvil)
+        ours.port = other.port  # what the race leaves: the port ours picked is now the other's
+        with ours:
+            assert ours.port != other.port and ours.running
+            mine, theirs = ours.client(), other.client()
+            mine.rpc("evm_mine", [])  # one block on ours only
+            assert mine.block_number() == theirs.block_number() + 1
+
+
+def test_a_taken_port_someone_asked_for_is_an_error(tmp_path: Path) -> None:
+    anvil = anvil_or_skip()
+    with Devnet(None, anvil=anvil) as other, pytest.raises(RPCUnavailable, match="taken"):
+        Devnet(tmp_path / "ours", anvil=anvil, port=other.port, startup_timeout=10).start()

@@ -55,6 +55,10 @@ def find_anvil() -> Path:
     )
 
 
+class PortTaken(RPCUnavailable):
+    """Another process bound the port picked for anvil before anvil did."""
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
@@ -82,6 +86,8 @@ class Devnet:
         self._log: Any = None
         self.host = host
         self.port = port or free_port(host)
+        self._own_port = port is None  # picked here: another port is picked if someone took it meanwhile
+        self._log_start = 0  # where this start's lines begin in the log (a devnet's log file is appended to)
         self.anvil = anvil
         self.state_interval = state_interval
         self.startup_timeout = startup_timeout
@@ -111,8 +117,21 @@ class Devnet:
         return ChainClient(self.rpc_url)
 
     def start(self) -> Devnet:
+        """Start anvil and wait until it answers on its port, as itself: a free port picked here can be taken by
+        another process's anvil before ours binds it (two suites on one machine), and that one would answer the
+        same chain id; such a start is retried on another port."""
         if self.running:
             return self
+        for attempt in range(3):
+            try:
+                return self._start()
+            except PortTaken:
+                if not self._own_port or attempt == 2:
+                    raise
+                self.port = free_port(self.host)
+        return self
+
+    def _start(self) -> Devnet:
         binary = self.anvil or find_anvil()
         args = [str(binary), "--host", self.host, "--port", str(self.port), "--chain-id", str(self.chain_id)]
         if self.data_dir is None:  # throwaway: nothing on disk, tied to this process
@@ -126,6 +145,7 @@ class Devnet:
             return self
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args += ["--state", str(self.state_file), "--state-interval", str(self.state_interval), *self.extra_args]
+        self._log_start = self.log_file.stat().st_size if self.log_file.exists() else 0
         with self.log_file.open("ab") as log:
             try:
                 self._proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -175,10 +195,11 @@ class Devnet:
         while time.monotonic() < deadline:
             if self._proc is not None and self._proc.poll() is not None:
                 code, self._proc = self._proc.returncode, None
-                raise RPCUnavailable(
-                    f"anvil exited with code {code} at start: {self._log_tail()}", log=self._log_name()
-                )
-            if self._answers():
+                tail = self._log_tail()
+                if "in use" in tail.lower():
+                    raise PortTaken(f"port {self.port} was taken before anvil bound it: {tail}", port=self.port)
+                raise RPCUnavailable(f"anvil exited with code {code} at start: {tail}", log=self._log_name())
+            if self._answers() and self._listening():  # answered by ours, not another anvil on the same port
                 return
             time.sleep(0.1)
         self.stop()
@@ -198,6 +219,20 @@ class Devnet:
 
     def _log_name(self) -> str:
         return str(self.log_file) if self.data_dir is not None else "(an anonymous file)"
+
+    def _listening(self) -> bool:
+        """Our anvil says it listens on our port (its log since this start)."""
+        try:
+            if self._log is not None:
+                self._log.seek(0)
+                text = self._log.read().decode(errors="replace")
+            else:
+                with self.log_file.open("rb") as f:
+                    f.seek(self._log_start)
+                    text = f.read().decode(errors="replace")
+        except OSError:
+            return False
+        return f"Listening on {self.host}:{self.port}" in text
 
     def _log_tail(self, lines: int = 5) -> str:
         try:
