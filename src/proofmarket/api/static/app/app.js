@@ -104,7 +104,7 @@ async function showModel(id) {
   buildForm(m);
   $('escrow').hidden = !(m.registry && m.registry.registered) || m.mode === 'attested';
   $('model').scrollIntoView();
-  showStats(m.id);
+  showStats(m.id, m.owner);
   showVersions(m.id);
 }
 

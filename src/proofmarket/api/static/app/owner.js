@@ -163,13 +163,16 @@ async function register(m) {
 }
 
 // A model's analytics: numbers, and charts of calls and revenue per day.
-export async function showStats(modelId) {
+export async function showStats(modelId, owner) {
   $('stats').hidden = false;
-  // signed: the owner reads every number (in public, days and buckets of few calls are hidden)
-  say('stats-status', 'sign the read in your wallet (your model\'s numbers are yours to read)…');
-  let headers;
-  try { headers = await addressHeaders('stats'); } catch (err) {
-    say('stats-status', rejected(err) ? 'you declined to sign: nothing was read' : err.message, 'bad'); return;
+  // the owner signs and reads every number; anyone else reads the public ones (days and buckets of few calls
+  // hidden) without being asked to sign anything
+  let headers = {};
+  if (wallet.address && owner && wallet.address.toLowerCase() === String(owner).toLowerCase()) {
+    say('stats-status', 'sign the read in your wallet (your model\'s numbers are yours to read)…');
+    try { headers = await addressHeaders('stats'); } catch (err) {
+      say('stats-status', rejected(err) ? 'you declined to sign: nothing was read' : err.message, 'bad'); return;
+    }
   }
   const response = await nodeFetch(`/v1/models/${encodeURIComponent(modelId)}/stats?days=30`, { headers }).catch((err) => err);
   if (response instanceof Error || !response.ok) {

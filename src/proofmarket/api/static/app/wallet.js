@@ -105,23 +105,27 @@ const SESSION_S = 3600;
 const sessions = new Map();  // address -> { headers, expires }
 
 export async function addressHeaders(_purpose = 'history') {
-  const address = String(wallet.address || '').toLowerCase();
+  // the address connected when the read was asked for: a wallet connected while this runs is not signed for
+  const signer = wallet.address;
+  if (!signer) throw new Error('connect your wallet first: this read is signed by your address');
+  const address = String(signer).toLowerCase();
   const kept = sessions.get(address);
   if (kept && kept.expires - Date.now() > 60000) return kept.headers;
   const terms = ((await nodeInfo()).address_signature || {}).siwe;
   if (!terms || !terms.domain) throw new Error('this node does not take Sign-In with Ethereum');
   const { getAddress } = await import('./vendor/chain.js');
+  if (String(wallet.address || '').toLowerCase() !== address) throw new Error('the wallet changed account: ask again');
   const now = new Date(Math.floor(Date.now() / 1000) * 1000);
   const later = new Date(now.getTime() + SESSION_S * 1000);
   const iso = (d) => d.toISOString().replace('.000Z', 'Z');
   const nonce = [...crypto.getRandomValues(new Uint8Array(12))].map((b) => b.toString(36).padStart(2, '0')).join('').slice(0, 16);
   const message = [
-    `${terms.domain} wants you to sign in with your Ethereum account:`, getAddress(wallet.address), '',
+    `${terms.domain} wants you to sign in with your Ethereum account:`, getAddress(signer), '',
     'Sign in to proofmarket', '', `URI: ${terms.uri}`, 'Version: 1', `Chain ID: ${terms.chain_id || 1}`,
     `Nonce: ${nonce}`, `Issued At: ${iso(now)}`, `Expiration Time: ${iso(later)}`, 'Resources:',
     '- proofmarket:session',
   ].join('\n');
-  const signature = await rpc('personal_sign', [message, wallet.address]);
+  const signature = await rpc('personal_sign', [message, signer]);
   const encoded = btoa(String.fromCharCode(...new TextEncoder().encode(message)));
   const headers = { 'X-Siwe-Message': encoded, 'X-Siwe-Signature': signature };
   sessions.set(address, { headers, expires: later.getTime() });
