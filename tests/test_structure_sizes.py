@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
+from script_module import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("check_sizes", ROOT / "scripts" / "check_sizes.py")
-assert spec is not None and spec.loader is not None
-check_sizes = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(check_sizes)
+check_sizes = load_script(Path("scripts/check_sizes.py"), "check_sizes")
+check_env = load_script(Path("scripts/check_env.py"), "check_env")
 
 
 def test_the_tree_keeps_the_rule() -> None:
@@ -29,12 +28,6 @@ def test_a_module_past_the_limit_or_its_ceiling_is_caught(tmp_path: Path) -> Non
     assert any(line.startswith("src/pkg/old.py: 13 lines, over its ceiling of 12") for line in found)
     assert any(line.startswith("src/pkg/fixed.py: 5 lines, no longer over 10") for line in found)
     assert not any("small.py" in line for line in found)
-
-
-env_spec = importlib.util.spec_from_file_location("check_env", ROOT / "scripts" / "check_env.py")
-assert env_spec is not None and env_spec.loader is not None
-check_env = importlib.util.module_from_spec(env_spec)
-env_spec.loader.exec_module(check_env)
 
 
 def test_only_core_reads_the_environment() -> None:

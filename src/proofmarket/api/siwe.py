@@ -54,7 +54,7 @@ def siwe_address(request: Request, purpose: str, first_use: Callable[[tuple[str,
     from siwe import SiweMessage
 
     services = request.app.state.services
-    text = _decoded(request.headers.get(MESSAGE_HEADER, ""))
+    text = decoded(request.headers.get(MESSAGE_HEADER, ""))
     try:
         message = SiweMessage.from_message(text)
     except Exception as exc:  # the library's parse and field errors: not an EIP-4361 message
@@ -96,7 +96,8 @@ def siwe_address(request: Request, purpose: str, first_use: Callable[[tuple[str,
     return address.lower()
 
 
-def _decoded(header: str) -> str:
+def decoded(header: str) -> str:
+    """The message an ``X-Siwe-Message`` header carries (base64, standard or URL-safe)."""
     if not header:
         raise _refused("message", f"send {MESSAGE_HEADER} (the EIP-4361 message, base64) and {SIGNATURE_HEADER}")
     if len(header) > MAX_MESSAGE_BYTES * 2:
@@ -108,6 +109,15 @@ def _decoded(header: str) -> str:
         return raw.decode("utf-8")
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise _refused("message", f"{MESSAGE_HEADER} is not base64 of a UTF-8 message") from None
+
+
+def is_session(request: Request) -> bool:
+    """Whether the request's SIWE message signs in for every route (resource ``proofmarket:session``); call it on a
+    request ``siwe_address`` accepted."""
+    from siwe import SiweMessage
+
+    message = SiweMessage.from_message(decoded(request.headers.get(MESSAGE_HEADER, "")))
+    return SESSION in [str(r) for r in message.resources or []]
 
 
 def _signature(header: str) -> bytes:

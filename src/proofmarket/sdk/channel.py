@@ -50,15 +50,12 @@ class ChannelPayer:
     def pay(self, required_header: str, cap: int) -> str:
         """The PAYMENT-SIGNATURE paying the 402 whose PAYMENT-REQUIRED is given, from the channel: a voucher (with a
         deposit when the channel is new or low). The price of one call must be within ``cap``."""
-        from x402.http import decode_payment_required_header, encode_payment_signature_header
-        from x402.schemas import PaymentPayload, PaymentRequired
+        from x402.http import encode_payment_signature_header
+        from x402.schemas import PaymentPayload
 
-        try:
-            required = decode_payment_required_header(required_header)
-        except ValueError as exc:
-            raise PaymentMalformed(f"the PAYMENT-REQUIRED header cannot be decoded: {exc}") from exc
-        if not isinstance(required, PaymentRequired):
-            raise PaymentMalformed("only x402 version 2 payment requests are supported")
+        from proofmarket.sdk.pay import payment_required_of
+
+        required = payment_required_of(required_header)
         offer = next((a for a in required.accepts if str(a.scheme) == SCHEME), None)
         if offer is None:
             raise PaymentRejected("this node takes no batch-settlement channel for this call: pay with "
@@ -88,11 +85,13 @@ class ChannelPayer:
     def resynced(self, required_header: str) -> bool:
         """A paid call answered 402 with the channel's state as the node has it: the local state follows it (True
         when it did: the call can be paid again)."""
-        from x402.http import decode_payment_required_header
-        from x402.schemas import PaymentRequired
+        from proofmarket.sdk.pay import payment_required_of
 
-        required = decode_payment_required_header(required_header)
-        return isinstance(required, PaymentRequired) and bool(self.scheme.process_corrective_payment_required(required))
+        try:
+            required = payment_required_of(required_header)
+        except PaymentMalformed:
+            return False
+        return bool(self.scheme.process_corrective_payment_required(required))
 
     def refund(self, base_url: str) -> dict[str, Any]:
         """A cooperative refund of this payer's channel on the node at ``base_url``: the node claims what it charged

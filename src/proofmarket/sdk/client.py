@@ -95,14 +95,9 @@ class Client(Verifying, OnChainChecks, OnChainRequests, Catalogue, Money, NodeSe
         """Sign in once with Ethereum (EIP-4361, resource ``proofmarket:session``): every signed request of this
         client then carries that message until it expires (at most the node's ``max_session_s``). Returns the
         node's word on who signed in (``GET /v1/auth/whoami``)."""
-        from proofmarket.core.address_signature import sign_siwe, siwe_headers, siwe_message
-        from proofmarket.sdk.wallet import siwe_terms
+        from proofmarket.sdk.wallet import siwe_signed
 
-        if self.account is None:
-            raise PaymentRequired("signing in needs an account: create the Client with one")
-        address = self.wallet or self.account.address
-        message = siwe_message(address, siwe_terms(self), ["proofmarket:session"], lifetime_s)
-        headers = siwe_headers(message, sign_siwe(self.account, message))
+        headers = siwe_signed(self, "proofmarket:session", lifetime_s)
         self.session = (headers, time.time() + lifetime_s)
         return dict(self._json(self._get("/v1/auth/whoami", headers=headers)))
 

@@ -38,6 +38,7 @@ __all__ = [
     "decode_payment_response_header",
     "nonce_of",
     "paying_httpx_client",
+    "payment_required_of",
     "payment_signature_header",
     "settlement_of",
     "spend_controls",
@@ -109,12 +110,7 @@ def payment_signature_header(
     ``nonce`` (0x + 64 hex digits) replaces the authorization's random nonce: a payment that retries an
     earlier one under new terms reuses its nonce, so that at most one of the two can ever be executed.
     """
-    try:
-        required = decode_payment_required_header(payment_required_header)
-    except ValueError as exc:
-        raise PaymentMalformed(f"the PAYMENT-REQUIRED header cannot be decoded: {exc}") from exc
-    if not isinstance(required, PaymentRequired):
-        raise PaymentMalformed("only x402 version 2 payment requests are supported")
+    required = payment_required_of(payment_required_header)
     client = x402_client_sync(account, max_amount_atomic, assets, networks)
     try:
         payload = client.create_payment_payload(required)
@@ -125,6 +121,17 @@ def payment_signature_header(
             raise PaymentMalformed("only x402 version 2 payments can reuse a nonce")
         payload = _with_nonce(payload, account, nonce)
     return encode_payment_signature_header(payload)
+
+
+def payment_required_of(payment_required_header: str) -> PaymentRequired:
+    """A node's PAYMENT-REQUIRED, decoded: ``PaymentMalformed`` unless it is an x402 version 2 payment request."""
+    try:
+        required = decode_payment_required_header(payment_required_header)
+    except ValueError as exc:
+        raise PaymentMalformed(f"the PAYMENT-REQUIRED header cannot be decoded: {exc}") from exc
+    if not isinstance(required, PaymentRequired):
+        raise PaymentMalformed("only x402 version 2 payment requests are supported")
+    return required
 
 
 def nonce_of(payment_signature_header_value: str) -> str:

@@ -33,11 +33,16 @@ def signed_headers(client: NodeSession, purpose: str) -> dict[str, str]:
     session = getattr(client, "session", None)
     if session is not None and session[1] > time.time() + 5:
         return dict(session[0])
+    return siwe_signed(client, f"proofmarket:{purpose}", 120)
+
+
+def siwe_signed(client: NodeSession, resource: str, lifetime_s: int) -> dict[str, str]:
+    """The headers of one SIWE message by the client's wallet (its account's, or the contract wallet it speaks
+    for) naming ``resource``, valid ``lifetime_s``."""
     if client.account is None:
-        raise PaymentRequired(f"this request is signed ({purpose}): create the Client with an account")
-    terms = siwe_terms(client)
+        raise PaymentRequired(f"this request is signed ({resource}): create the Client with an account")
     address = getattr(client, "wallet", None) or client.account.address
-    message = siwe_message(address, terms, [f"proofmarket:{purpose}"], lifetime_s=120)
+    message = siwe_message(address, siwe_terms(client), [resource], lifetime_s=lifetime_s)
     return siwe_headers(message, sign_siwe(client.account, message))
 
 

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from proofmarket.api.signed import signed_address
-from proofmarket.api.siwe import MESSAGE_HEADER, SESSION
+from proofmarket.api.siwe import MESSAGE_HEADER, is_session
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
 
@@ -30,11 +30,6 @@ class WhoAmI(BaseModel):
 def whoami(request: Request) -> WhoAmI:
     """The address a signed request speaks for (purpose ``whoami``), and how it signed."""
     address = signed_address(request, "whoami")
-    message = request.headers.get(MESSAGE_HEADER)
-    if message is None:
+    if request.headers.get(MESSAGE_HEADER) is None:
         return WhoAmI(address=address, signed_with="address-signature")
-    import base64
-
-    padded = message + "=" * (-len(message) % 4)
-    text = (base64.urlsafe_b64decode(padded) if "-" in message or "_" in message else base64.b64decode(padded))
-    return WhoAmI(address=address, signed_with="siwe-session" if f"- {SESSION}" in text.decode() else "siwe")
+    return WhoAmI(address=address, signed_with="siwe-session" if is_session(request) else "siwe")
