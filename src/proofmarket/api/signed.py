@@ -75,10 +75,10 @@ def node_address(services: Any) -> str:
 def describe(services: Any, base: str) -> dict[str, object]:
     """What a client signs for the signed routes here (the service manifest's ``address_signature``): Sign-In with
     Ethereum, and the older message (deprecated)."""
-    from proofmarket.api.siwe import MAX_REQUEST_S, MAX_SESSION_S, MESSAGE_HEADER, SESSION, SIGNATURE_HEADER, _chain
+    from proofmarket.api.siwe import MAX_REQUEST_S, MAX_SESSION_S, MESSAGE_HEADER, SESSION, SIGNATURE_HEADER
 
     node = node_address(services)
-    chain = _chain(services)
+    chain = services.answering_chain()  # the chain contract wallets are checked on, when it answers
     siwe = {"domain": urlsplit(base).netloc, "uri": base, "chain_id": chain.chain_id if chain is not None else None,
             "version": "1", "resources": ["proofmarket:<purpose>", SESSION],
             "headers": [MESSAGE_HEADER, SIGNATURE_HEADER], "max_request_s": MAX_REQUEST_S,

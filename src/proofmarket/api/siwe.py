@@ -27,7 +27,6 @@ import hashlib
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import urlsplit
 
 from eth_account.messages import encode_defunct
@@ -72,7 +71,7 @@ def siwe_address(request: Request, purpose: str, first_use: Callable[[tuple[str,
                                   f"'{resource(purpose)}' (or '{SESSION}' to sign in for every signed route)",
                        purpose=purpose)
     _check_times(message, MAX_SESSION_S if session else MAX_REQUEST_S)
-    chain = _chain(services)
+    chain: ChainClient | None = services.answering_chain()
     if chain is not None and int(message.chain_id) != chain.chain_id:
         raise _refused("chain_id", f"the message names chain {message.chain_id}; this node checks wallets on chain "
                                    f"{chain.chain_id}")
@@ -146,12 +145,6 @@ def _check_times(message: object, longest_s: int) -> None:
     not_before = message.not_before  # type: ignore[attr-defined]
     if not_before is not None and not_before._datetime.timestamp() > now + SKEW_S:
         raise _refused("expiry", "the message is not valid yet (Not Before)")
-
-
-def _chain(services: Any) -> ChainClient | None:
-    """The node's chain, when it has one that answers (a contract wallet cannot be checked without it)."""
-    client: ChainClient | None = services.answering_chain()
-    return client
 
 
 def _refused(field: str, message: str, **details: object) -> Unauthorized:
