@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -33,23 +33,50 @@ def test_timeout_kills_the_proof_and_the_next_proof_works(own_prover, mlp: Compi
     own_prover.close()
 
 
-def test_a_killed_worker_fails_the_job_with_a_clear_error(own_prover, mlp: CompileResult, mlp_input) -> None:
+def test_a_killed_worker_fails_the_job_with_a_clear_error(own_prover, mlp: CompileResult, mlp_input,
+                                                         monkeypatch) -> None:
     own_prover.prove(mlp.model_id, mlp_input)  # warm: the worker process exists
-    pid = own_prover.worker.pid
+    worker = own_prover.worker
+    pid = worker.pid
     assert pid is not None
-    killer = threading.Thread(target=_kill_soon, args=(pid,))
-    killer.start()
-    with pytest.raises(ProvingError, match="died|longer"):
-        for _ in range(50):  # keep proving until the kill lands mid-flight
-            own_prover.prove(mlp.model_id, mlp_input, timeout_s=30)
-    killer.join()
+    ensure = worker._ensure
+    # the kill lands once the task is sent and before any answer: the worker provably holds the job
+    monkeypatch.setattr(worker, "_ensure", lambda: _KillAfterSend(ensure(), pid))
+    before = _bundles(own_prover.store)
+    with pytest.raises(ProvingError, match="died"):
+        own_prover.prove(mlp.model_id, mlp_input, timeout_s=30)
+    assert _bundles(own_prover.store) == before  # nothing stored for the failed job
+    monkeypatch.setattr(worker, "_ensure", ensure)
     assert own_prover.verify(own_prover.prove(mlp.model_id, mlp_input).bundle).valid
+    assert worker.pid != pid  # the next proof ran in a fresh process
     own_prover.close()
 
 
-def _kill_soon(pid: int) -> None:
-    time.sleep(0.3)
-    os.kill(pid, signal.SIGKILL)
+class _KillAfterSend:
+    """The worker's pipe, killing the worker right after a task is sent (and waiting until it is gone)."""
+
+    def __init__(self, conn: Any, pid: int) -> None:
+        self._conn, self._pid = conn, pid
+
+    def send(self, message: Any) -> None:
+        self._conn.send(message)
+        os.kill(self._pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while _alive(self._pid):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.waitpid(pid, os.WNOHANG)  # reap it if it is our child and gone
+        os.kill(pid, 0)
+    except (ChildProcessError, ProcessLookupError):
+        return False
+    return True
 
 
 def _bundles(store: LocalStore) -> int:
