@@ -20,8 +20,9 @@ def small_grid() -> list[Candidate]:
 
 
 def compile_sample(prover: EzklProver, srs: SrsProvider, name: str, profile: str = "public",
-                   candidates: list[Candidate] | None = None) -> CompileResult:
+                   candidates: list[Candidate] | None = None, batch_sizes: tuple[int, ...] = ()) -> CompileResult:
     samples = json.loads(sample_path(name, "samples").read_text())
     options = CompileOptions(profile=PrivacyProfile.parse(profile), srs=srs,
-                             candidates=candidates if candidates is not None else small_grid())
+                             candidates=candidates if candidates is not None else small_grid(),
+                             batch_sizes=batch_sizes)
     return prover.compile(sample_path(name), samples, options)

@@ -25,7 +25,7 @@ from proofmarket.systems.ezkl.commitment import input_commitment
 from proofmarket.systems.ezkl.felts import parse_uint_hex
 from proofmarket.systems.ezkl.manifest import ModelManifest
 from proofmarket.systems.ezkl.srs import CEREMONY
-from proofmarket.systems.ezkl.verify import load_manifest, pure_bundle_cid
+from proofmarket.systems.ezkl.verify import load_manifest, own_instances, pure_bundle_cid
 
 OUTPUT_TOLERANCE = 1e-9
 
@@ -106,7 +106,7 @@ def _check_input(bundle: ProofBundle, store: ArtifactStore, request: Request) ->
     except UsageError as exc:  # a salt of the wrong length or out of range
         raise AnswerMismatch(f"the returned salt cannot open the input commitment: {exc.message}",
                              check="salt") from exc
-    proven = [parse_uint_hex(i) for i in bundle.proof.instances[: bundle.layout.input]]
+    proven = own_instances(bundle, [parse_uint_hex(i) for i in bundle.proof.instances]).inputs  # its slot's
     if expected.instances != proven:
         if hashed:
             raise AnswerMismatch("the Poseidon commitment of your input with the returned salt is not the one "

@@ -50,7 +50,16 @@ class BundleModel(_Strict):
     vk_cid: str
     vk_digest: str  # sha256 of the verifying key
     srs: BundleSrs
-    verifier_bytecode_cid: str
+    verifier_bytecode_cid: str | None  # None in a batched bundle: the batch circuit has no Solidity verifier yet
+
+
+class BundleBatch(_Strict):
+    """A proof shared by ``size`` calls (``batching.py``): this call is slot ``slot``. The model's settings, vk and
+    SRS above are then the batch circuit's, the layout the whole circuit's, and the input commitment, output hash
+    and values this slot's own."""
+
+    size: int = Field(ge=2)
+    slot: int = Field(ge=0)
 
 
 class BundleInput(_Strict):
@@ -88,6 +97,7 @@ class ProofBundle(_Strict):
     created_at: str
     payment: dict[str, Any] | None = None
     receipt: dict[str, Any] | None = None
+    batch: BundleBatch | None = None  # left out of the document when the proof is this call's alone
 
     @classmethod
     def parse(cls, doc: Any) -> ProofBundle:
@@ -107,4 +117,6 @@ class ProofBundle(_Strict):
         doc = self.model_dump(mode="json")
         if self.mode is None:  # a v1 bundle: the document it was stored (and signed) as
             del doc["mode"]
+        if self.batch is None:
+            del doc["batch"]
         return doc

@@ -21,6 +21,8 @@ from proofmarket import models
 from proofmarket.core.errors import CircuitCompileError, ProofMarketError, UsageError
 from proofmarket.store import LocalStore
 from proofmarket.systems.ezkl import ezkl_calls, solidity
+from proofmarket.systems.ezkl.batch_compile import Accuracy, compile_batches
+from proofmarket.systems.ezkl.batching import BATCHABLE_PROFILES
 from proofmarket.systems.ezkl.evm_check import LocalEvm
 from proofmarket.systems.ezkl.manifest import (
     InstanceLayout,
@@ -66,6 +68,7 @@ class CompileOptions:
     timed: int = 2
     budget: Budget | None = None  # refuse before tuning when the prediction is over it
     objective: Objective | None = None  # what the tuner minimises (default: balanced)
+    batch_sizes: tuple[int, ...] = ()  # batch circuits to build beside the model's own (public profile only)
 
 
 def compile_model(
@@ -121,6 +124,11 @@ def _compile(
         progress("self-check: the timed proof verifies with the keys")
         layout = _probe_layout(picked, vk, srs, flat[0], info, options.profile.salted)
         verifier = _store_verifier(built, store)
+        batches = []
+        if options.batch_sizes and options.profile.name in BATCHABLE_PROFILES:
+            accuracy = Accuracy(reference, report.error_limit, bound.classifier)
+            batches = compile_batches(circuit_onnx, picked.settings_path, flat, options.batch_sizes, accuracy,
+                                      options.srs, store, work, progress)
         progress("storing artifacts")
         manifest = ModelManifest(
             name=options.name or onnx_path.stem,
@@ -143,6 +151,7 @@ def _compile(
             accuracy={"max_abs_error": picked.max_abs_error, "limit": report.error_limit,
                       "argmax_match": picked.argmax_match, "samples": len(samples)},
             ezkl_version=ezkl_calls.EZKL_VERSION,
+            batches=batches,
         )
         model_id = store.put_json(manifest.model_dump(mode="json"))
     return CompileResult(model_id, manifest, report)

@@ -75,6 +75,23 @@ class InstanceLayout(BaseModel):
     output_scales: list[int]
 
 
+class BatchCircuit(BaseModel):
+    """The model repeated ``size`` times in one circuit (``batching.py``): calls to the model proven together. Its
+    ONNX is ``replicate(circuit_onnx, size)``; same scales as the model's own circuit, so the same outputs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    size: int
+    circuit_onnx: ArtifactRef
+    settings: ArtifactRef
+    compiled: ArtifactRef
+    vk: ArtifactRef
+    pk: ArtifactRef
+    srs: SrsRef
+    layout: InstanceLayout  # the whole circuit's: ``size`` slots of the model's layout
+    logrows: int
+
+
 class ModelManifest(CompileTimeFree):
     model_config = ConfigDict(extra="forbid")
 
@@ -101,6 +118,11 @@ class ModelManifest(CompileTimeFree):
     tuning: dict[str, Any]
     accuracy: dict[str, Any]
     ezkl_version: str
+    batches: list[BatchCircuit] = []  # compiled batch sizes, smallest first (left out of the document when none)
+    _left_out_when_empty: ClassVar[tuple[str, ...]] = ("created_at", "batches")
+
+    def batch(self, size: int) -> BatchCircuit | None:
+        return next((b for b in self.batches if b.size == size), None)
 
     @property
     def weights_public(self) -> bool:
@@ -114,6 +136,8 @@ class ModelManifest(CompileTimeFree):
         vk, SRS and verifier always; the ONNX, circuit ONNX and compiled circuit only when the weights are
         public. Never the proving key: it is large, and for fixed weights it carries them (admin only)."""
         refs = [self.settings, self.vk, self.srs, self.verifier.source, self.verifier.abi, self.verifier.bytecode]
+        refs += [ref for b in self.batches for ref in (b.settings, b.vk, b.srs)]
         if self.weights_public:
             refs += [self.onnx, self.circuit_onnx, self.compiled]
+            refs += [ref for b in self.batches for ref in (b.circuit_onnx, b.compiled)]
         return [r.cid for r in refs]

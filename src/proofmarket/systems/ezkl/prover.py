@@ -7,6 +7,7 @@ bundle. ``EzklProver`` implements it with EZKL, a content-addressed store and a 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import socket
@@ -17,9 +18,18 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from proofmarket import models
-from proofmarket.core.errors import ArtifactNotFound, EzklVersionMismatch, UnknownModel, WrongMode
+from proofmarket.core.errors import (
+    ArtifactNotFound,
+    EzklVersionMismatch,
+    ProofMarketError,
+    ProvingError,
+    UnknownModel,
+    WrongMode,
+)
 from proofmarket.store import LocalStore
+from proofmarket.systems.ezkl.batching import BATCHABLE_PROFILES, batch_input, pick_size, slot_of
 from proofmarket.systems.ezkl.bundle import (
+    BundleBatch,
     BundleInput,
     BundleModel,
     BundleOutput,
@@ -29,11 +39,18 @@ from proofmarket.systems.ezkl.bundle import (
 )
 from proofmarket.systems.ezkl.compiler import CompileOptions, CompileResult, Progress, compile_model
 from proofmarket.systems.ezkl.felts import felt_to_uint, keccak_packed, uint_hex
-from proofmarket.systems.ezkl.manifest import ModelManifest
+from proofmarket.systems.ezkl.manifest import BatchCircuit, ModelManifest
 from proofmarket.systems.ezkl.salt import check_salt, circuit_input
 from proofmarket.systems.ezkl.tuning import decode_outputs
 from proofmarket.systems.ezkl.verify import VerifyReport, load_manifest, verify_bundle
 from proofmarket.systems.ezkl.worker import ProofWorker
+
+log = logging.getLogger(__name__)
+
+
+def batchable(manifest: ModelManifest) -> bool:
+    """Calls to this model may share a proof: a public-profile model with batch circuits (``batching.py``)."""
+    return bool(manifest.batches) and manifest.privacy.get("name") in BATCHABLE_PROFILES and not manifest.salt_elements
 
 
 @dataclass
@@ -82,6 +99,62 @@ class EzklProver:
               salt: list[int] | None = None) -> ProveResult:
         """Prove ``inputs_doc`` on the model. A hashed-input model takes the consumer's ``salt`` (an
         escrow request commits to it in advance) or draws a fresh random one."""
+        manifest, info = self._current(model_id)
+        arrays = models.parse_inputs(inputs_doc, info)
+        salt = check_salt(manifest.salt_elements, salt, required=False)
+        flat = circuit_input(arrays, salt)
+        result = self._run(manifest, flat, timeout_s)
+        bundle = self._bundle(model_id, manifest, manifest, result, None if salt else flat)
+        cid = self.store.put_json(bundle.to_doc())
+        return ProveResult(bundle, cid, salt)
+
+    def prove_batch(self, model_id: str, inputs_docs: list[Any],
+                    timeout_s: float | None = None) -> list[ProveResult | ProofMarketError]:
+        """Prove several calls to one model, in shared proofs where a batch circuit holds them (``batching.py``):
+        each call gets its own bundle (its slot) or its own error. An input that does not parse fails only its call;
+        a batch whose proof fails is proven again call by call, so that only the failing input fails."""
+        manifest, info = self._current(model_id)
+        answers: list[ProveResult | ProofMarketError | None] = [None] * len(inputs_docs)
+        flats: dict[int, list[list[float]]] = {}
+        for i, doc in enumerate(inputs_docs):
+            try:
+                flats[i] = circuit_input(models.parse_inputs(doc, info))
+            except ProofMarketError as exc:
+                answers[i] = exc
+        sizes = [b.size for b in manifest.batches] if batchable(manifest) else []
+        calls = list(flats)
+        while calls:
+            group, calls = calls[:max(sizes, default=1)], calls[max(sizes, default=1):]
+            size = pick_size(sizes, len(group))
+            proved = self._batch(model_id, manifest, size, [flats[i] for i in group], timeout_s) if size else None
+            for n, i in enumerate(group):
+                answers[i] = proved[n] if proved is not None else self._alone(model_id, inputs_docs[i], timeout_s)
+        return [a if a is not None else ProvingError("the call was not proven") for a in answers]
+
+    def _alone(self, model_id: str, inputs_doc: Any, timeout_s: float | None) -> ProveResult | ProofMarketError:
+        try:
+            return self.prove(model_id, inputs_doc, timeout_s)
+        except ProofMarketError as exc:
+            return exc
+
+    def _batch(self, model_id: str, manifest: ModelManifest, size: int, flats: list[list[list[float]]],
+               timeout_s: float | None) -> list[ProveResult] | None:
+        """One proof for ``flats`` in the batch circuit of ``size``; None when it fails (proven alone instead)."""
+        circuit = manifest.batch(size)
+        assert circuit is not None
+        try:
+            result = self._run(circuit, batch_input(flats, size), timeout_s)
+        except ProofMarketError as exc:
+            log.warning("a batch of %d calls to %s failed (%s): proving them one by one", len(flats), model_id,
+                        exc.message)
+            return None
+        out = []
+        for slot, flat in enumerate(flats):
+            bundle = self._bundle(model_id, manifest, circuit, result, flat, slot)
+            out.append(ProveResult(bundle, self.store.put_json(bundle.to_doc())))
+        return out
+
+    def _current(self, model_id: str) -> tuple[ModelManifest, models.ModelInfo]:
         manifest, info = self.model(model_id)
         from proofmarket.systems.ezkl.ezkl_calls import EZKL_VERSION
 
@@ -89,57 +162,63 @@ class EzklProver:
             raise EzklVersionMismatch(f"model {model_id} was compiled with EZKL {manifest.ezkl_version}; this "
                                       f"prover runs EZKL {EZKL_VERSION}: refused (its keys could give a bad proof)",
                                       model_id=model_id, manifest=manifest.ezkl_version, prover=EZKL_VERSION)
-        arrays = models.parse_inputs(inputs_doc, info)
-        salt = check_salt(manifest.salt_elements, salt, required=False)
-        flat = circuit_input(arrays, salt)
+        return manifest, info
+
+    def _run(self, circuit: ModelManifest | BatchCircuit, flat: list[list[float]],
+             timeout_s: float | None) -> dict[str, Any]:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         job_dir = Path(tempfile.mkdtemp(prefix="prove-", dir=self.work_dir))
         try:
-            result = self._run(manifest, job_dir, flat, timeout_s)
+            (job_dir / "input.json").write_text(json.dumps({"input_data": flat}))
+            paths = {
+                "input": job_dir / "input.json", "witness": job_dir / "witness.json",
+                "proof": job_dir / "proof.json", "calldata": job_dir / "calldata.bin",
+                "compiled": self.store.path(circuit.compiled.cid), "pk": self.store.path(circuit.pk.cid),
+                "vk": self.store.path(circuit.vk.cid), "srs": self.store.path(circuit.srs.cid),
+                "settings": self.store.path(circuit.settings.cid),
+            }
+            return self.worker.prove(paths, timeout_s)
         finally:
             shutil.rmtree(job_dir, ignore_errors=True)
-        bundle = self._bundle(model_id, manifest, result, None if salt else flat)
-        cid = self.store.put_json(bundle.to_doc())
-        return ProveResult(bundle, cid, salt)
 
-    def _run(self, manifest: ModelManifest, job_dir: Path, flat: list[list[float]],
-             timeout_s: float | None) -> dict[str, Any]:
-        (job_dir / "input.json").write_text(json.dumps({"input_data": flat}))
-        paths = {
-            "input": job_dir / "input.json", "witness": job_dir / "witness.json",
-            "proof": job_dir / "proof.json", "calldata": job_dir / "calldata.bin",
-            "compiled": self.store.path(manifest.compiled.cid), "pk": self.store.path(manifest.pk.cid),
-            "vk": self.store.path(manifest.vk.cid), "srs": self.store.path(manifest.srs.cid),
-            "settings": self.store.path(manifest.settings.cid),
-        }
-        return self.worker.prove(paths, timeout_s)
-
-    def _bundle(self, model_id: str, manifest: ModelManifest, result: dict[str, Any],
-                public_input: list[list[float]] | None) -> ProofBundle:
+    def _bundle(self, model_id: str, manifest: ModelManifest, circuit: ModelManifest | BatchCircuit,
+                result: dict[str, Any], public_input: list[list[float]] | None,
+                slot: int | None = None) -> ProofBundle:
         proof = result["proof"]
         instances = [felt_to_uint(f) for f in proof["instances"][0]]
-        layout = manifest.layout
-        outputs = decode_outputs(result["outputs"], layout.output_scales, [tuple(o.shape) for o in manifest.outputs])
+        layout = circuit.layout
+        if slot is None:
+            mine, outs, scales = instances[: layout.input], instances[len(instances) - layout.output:], \
+                layout.output_scales
+            felts = result["outputs"]
+        else:
+            assert isinstance(circuit, BatchCircuit)
+            where = slot_of(layout, circuit.size, slot)
+            mine, outs, scales = instances[where.input], instances[where.output], where.output_scales
+            n = len(manifest.outputs)
+            felts = result["outputs"][slot * n:(slot + 1) * n]
+        outputs = decode_outputs(felts, scales, [tuple(o.shape) for o in manifest.outputs])
         return ProofBundle(
             model=BundleModel(
                 id=model_id, name=manifest.name, onnx_sha256=manifest.onnx.sha256,
-                settings_cid=manifest.settings.cid, vk_cid=manifest.vk.cid, vk_digest=manifest.vk.sha256,
-                srs=BundleSrs(cid=manifest.srs.cid, sha256=manifest.srs.sha256, kind=manifest.srs.kind,
-                              logrows=manifest.srs.logrows),
-                verifier_bytecode_cid=manifest.verifier.bytecode.cid,
+                settings_cid=circuit.settings.cid, vk_cid=circuit.vk.cid, vk_digest=circuit.vk.sha256,
+                srs=BundleSrs(cid=circuit.srs.cid, sha256=circuit.srs.sha256, kind=circuit.srs.kind,
+                              logrows=circuit.srs.logrows),
+                verifier_bytecode_cid=manifest.verifier.bytecode.cid if slot is None else None,
             ),
             privacy=manifest.privacy,
             layout=layout,
             input=BundleInput(visibility=manifest.privacy["input"], values=public_input,
-                              commitment=keccak_packed(instances[: layout.input])),
+                              commitment=keccak_packed(mine)),
             output=BundleOutput(values=[o.ravel().tolist() for o in outputs],
-                                shapes=[list(o.shape) for o in manifest.outputs],
-                                hash=keccak_packed(instances[len(instances) - layout.output:])),
+                                shapes=[list(o.shape) for o in manifest.outputs], hash=keccak_packed(outs)),
             proof=BundleProof(hex="0x" + _proof_bytes(proof).hex(), instances=[uint_hex(v) for v in instances],
                               evm_calldata="0x" + result["calldata"]),
             prover={"node": socket.gethostname(), "pid": os.getpid(), "address": None},
             timings={k: round(v, 4) for k, v in result["timings"].items()},
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            batch=BundleBatch(size=circuit.size, slot=slot) if isinstance(circuit, BatchCircuit) and slot is not None \
+            else None,
         )
 
     def verify(self, bundle: dict[str, Any] | ProofBundle) -> VerifyReport:

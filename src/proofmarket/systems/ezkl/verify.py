@@ -16,9 +16,10 @@ from proofmarket.core.errors import ArtifactNotFound, BundleError, VerificationF
 from proofmarket.store import ArtifactStore, canonical_json, cid_for_bytes
 from proofmarket.store.cid import digest_of
 from proofmarket.systems.ezkl import ezkl_calls
+from proofmarket.systems.ezkl.batching import slot_of
 from proofmarket.systems.ezkl.bundle import ProofBundle
 from proofmarket.systems.ezkl.felts import felt_to_uint, keccak_packed, parse_uint_hex, uint_to_felt
-from proofmarket.systems.ezkl.manifest import ModelManifest
+from proofmarket.systems.ezkl.manifest import BatchCircuit, ModelManifest
 from proofmarket.systems.ezkl.srs import srs_kind
 
 VERIFY_PROOF_SELECTOR = "1e8e1e13"  # verifyProof(bytes,uint256[])
@@ -103,10 +104,16 @@ def _check_model(bundle: ProofBundle, store: ArtifactStore) -> ModelManifest:
         raise
     except Exception as exc:
         raise BundleError(f"the model id {model.id} does not name a model manifest") from exc
+    circuit: ModelManifest | BatchCircuit = manifest
+    if bundle.batch is not None:
+        batch = manifest.batch(bundle.batch.size)
+        if batch is None:
+            raise VerificationFailed(f"model {model.id} has no batch circuit of {bundle.batch.size} calls")
+        circuit = batch
     pairs = [
-        ("settings", model.settings_cid, manifest.settings.cid),
-        ("verifying key", model.vk_cid, manifest.vk.cid),
-        ("SRS", model.srs.cid, manifest.srs.cid),
+        ("settings", model.settings_cid, circuit.settings.cid),
+        ("verifying key", model.vk_cid, circuit.vk.cid),
+        ("SRS", model.srs.cid, circuit.srs.cid),
         ("ONNX commitment", model.onnx_sha256, manifest.onnx.sha256),
     ]
     for what, claimed, actual in pairs:
@@ -114,9 +121,33 @@ def _check_model(bundle: ProofBundle, store: ArtifactStore) -> ModelManifest:
             raise VerificationFailed(f"the bundle's {what} is not the one of model {model.id}")
     if hashlib.sha256(store.get(model.vk_cid)).hexdigest() != model.vk_digest:
         raise VerificationFailed("the verifying key does not match the bundle's vk digest")
-    if bundle.layout != manifest.layout:
+    if bundle.layout != circuit.layout:
         raise VerificationFailed("the bundle's instance layout differs from the model's")
     return manifest
+
+
+@dataclass(frozen=True)
+class OwnInstances:
+    """This call's instances in the proof: all of them, or its slot's in a batched proof."""
+
+    inputs: list[int]
+    outputs: list[int]
+    output_scales: list[int]
+    input_scales: slice
+
+
+def own_instances(bundle: ProofBundle, instances: list[int]) -> OwnInstances:
+    layout = bundle.layout
+    if bundle.batch is None:
+        return OwnInstances(instances[: layout.input], instances[len(instances) - layout.output:], layout.output_scales,
+                    slice(None))
+    try:
+        slot = slot_of(layout, bundle.batch.size, bundle.batch.slot)
+    except ValueError as exc:
+        raise VerificationFailed(f"the bundle's batch slot does not fit its layout ({exc})") from exc
+    n_inputs = len(bundle.input.values) if bundle.input.values is not None else 0
+    return OwnInstances(instances[slot.input], instances[slot.output], slot.output_scales,
+                slice(bundle.batch.slot * n_inputs, (bundle.batch.slot + 1) * n_inputs))
 
 
 def _check_instances(bundle: ProofBundle, instances: list[int], manifest: ModelManifest,
@@ -127,14 +158,14 @@ def _check_instances(bundle: ProofBundle, instances: list[int], manifest: ModelM
             f"the proof has {len(instances)} public instances; the model's layout needs "
             f"{layout.input + layout.params + layout.output}"
         )
-    inputs, outputs = instances[: layout.input], instances[len(instances) - layout.output:]
-    if keccak_packed(inputs) != bundle.input.commitment:
+    own = own_instances(bundle, instances)
+    if keccak_packed(own.inputs) != bundle.input.commitment:
         raise VerificationFailed("the input commitment does not match the proof's public input")
-    if keccak_packed(outputs) != bundle.output.hash:
+    if keccak_packed(own.outputs) != bundle.output.hash:
         raise VerificationFailed("the output hash does not match the proof's public output")
-    _check_output_values(bundle, outputs)
+    _check_output_values(bundle, own)
     if bundle.input.visibility == "public":
-        _check_input_values(bundle, inputs, manifest, store)
+        _check_input_values(bundle, own, store)
 
 
 def _decode(values: list[int], scales: list[int], sizes: list[int]) -> list[list[float]]:
@@ -149,27 +180,31 @@ def _sizes(shapes: list[list[int]]) -> list[int]:
     return [math.prod(shape) for shape in shapes]
 
 
-def decode_outputs(bundle: ProofBundle, outputs: list[int]) -> list[list[float]]:
-    """The output values the proof's output instances commit to, one flat list per model output."""
+def decode_outputs(bundle: ProofBundle, outputs: list[int], scales: list[int] | None = None) -> list[list[float]]:
+    """The output values the proof's output instances commit to, one flat list per model output (``scales``: the
+    outputs' scales, the layout's when None)."""
     sizes = _sizes(bundle.output.shapes)
-    if sum(sizes) != len(outputs) or len(bundle.layout.output_scales) != len(sizes):
+    scales = bundle.layout.output_scales if scales is None else scales
+    if sum(sizes) != len(outputs) or len(scales) != len(sizes):
         raise VerificationFailed("the output shapes do not match the proof's public output")
-    return _decode(outputs, bundle.layout.output_scales, sizes)
+    return _decode(outputs, scales, sizes)
 
 
-def _check_output_values(bundle: ProofBundle, outputs: list[int]) -> None:
-    decoded = decode_outputs(bundle, outputs)
+def _check_output_values(bundle: ProofBundle, own: OwnInstances) -> None:
+    decoded = decode_outputs(bundle, own.outputs, own.output_scales)
     if not _close(decoded, bundle.output.values, 1e-9):
         raise VerificationFailed("the output values are not the ones the proof commits to")
 
 
-def _check_input_values(bundle: ProofBundle, inputs: list[int], manifest: ModelManifest,
-                        store: ArtifactStore) -> None:
+def _check_input_values(bundle: ProofBundle, own: OwnInstances, store: ArtifactStore) -> None:
     values = bundle.input.values
     if values is None:
         raise VerificationFailed("a public-input bundle must carry its input values")
-    scales = json.loads(store.get(manifest.settings.cid))["model_input_scales"]
-    decoded = _decode(inputs, scales, [len(v) for v in values])
+    # the proof's settings (checked against the model's above): a batch circuit lists every slot's scales
+    scales = json.loads(store.get(bundle.model.settings_cid))["model_input_scales"][own.input_scales]
+    if len(scales) != len(values):
+        raise VerificationFailed("the input values do not match the proof's public input")
+    decoded = _decode(own.inputs, scales, [len(v) for v in values])
     tolerance = max(2.0 ** -min(scales), 1e-9)
     if not _close(decoded, values, tolerance):
         raise VerificationFailed("the input values are not the ones the proof commits to")
@@ -206,4 +241,5 @@ def _run_ezkl_verify(bundle: ProofBundle, instances: list[int], store: ArtifactS
                           store.path(bundle.model.srs.cid))
 
 
-__all__ = ["VerifyReport", "verify_bundle", "pure_bundle_cid", "load_manifest", "felt_to_uint", "decode_outputs"]
+__all__ = ["VerifyReport", "verify_bundle", "pure_bundle_cid", "load_manifest", "felt_to_uint", "decode_outputs",
+           "own_instances"]

@@ -1,0 +1,113 @@
+"""Batched proofs: calls to one model share a proof, each caller verifies its own slot and only its slot."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+from zk_helpers import compile_sample
+
+from proofmarket import models
+from proofmarket.core.errors import AnswerMismatch, InputError, ProofMarketError, VerificationFailed
+from proofmarket.samples import sample_path
+from proofmarket.sdk.checks import Request, check_answer
+from proofmarket.systems.ezkl.batching import replicate
+from proofmarket.systems.ezkl.compiler import CompileResult
+from proofmarket.systems.ezkl.prover import EzklProver, ProveResult
+from proofmarket.systems.ezkl.srs import SrsProvider
+from proofmarket.systems.ezkl.tuning import Candidate
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def batched(prover: EzklProver, srs_provider: SrsProvider) -> CompileResult:
+    return compile_sample(prover, srs_provider, "mlp", candidates=[Candidate(256, 3, 7, 4)], batch_sizes=(2, 4))
+
+
+def _inputs(n: int) -> list[dict[str, Any]]:
+    samples = json.loads(sample_path("mlp", "samples").read_text())["inputs"]
+    return [{"inputs": samples[i % len(samples)]} for i in range(n)]
+
+
+def _proved(results: list[ProveResult | ProofMarketError]) -> list[ProveResult]:
+    assert all(isinstance(r, ProveResult) for r in results), results
+    return [r for r in results if isinstance(r, ProveResult)]
+
+
+def test_the_compile_builds_the_batch_circuits_as_the_model_repeated(batched: CompileResult, prover) -> None:
+    manifest = batched.manifest
+    assert [b.size for b in manifest.batches] == [2, 4]
+    four = manifest.batch(4)
+    assert four is not None and four.logrows >= manifest.logrows
+    assert four.layout.input == 4 * manifest.layout.input and four.layout.output == 4 * manifest.layout.output
+    # anyone can rebuild the batch circuit's ONNX from the model's own circuit ONNX
+    circuit = onnx.load(str(prover.store.path(manifest.circuit_onnx.cid)))
+    rebuilt = replicate(circuit, 4)
+    stored = onnx.load(str(prover.store.path(four.circuit_onnx.cid)))
+    assert rebuilt.graph.SerializeToString() == stored.graph.SerializeToString()
+
+
+def test_calls_share_one_proof_and_each_verifies_its_own_slot(batched: CompileResult, prover) -> None:
+    inputs = _inputs(3)
+    results = _proved(prover.prove_batch(batched.model_id, inputs))
+    assert [(r.bundle.batch.size, r.bundle.batch.slot) for r in results if r.bundle.batch] == [(4, 0), (4, 1), (4, 2)]
+    assert len({r.bundle.proof.hex for r in results}) == 1  # one proof
+    for result, doc in zip(results, inputs, strict=True):
+        assert prover.verify(result.bundle).valid
+        alone = prover.prove(batched.model_id, doc).bundle
+        assert alone.batch is None
+        # the same answer as alone, within the model's accuracy bound (EZKL lays the two circuits out differently)
+        limit = batched.manifest.accuracy["limit"]
+        assert np.allclose(result.bundle.output.values, alone.output.values, rtol=0, atol=limit)
+        assert result.bundle.input.commitment == alone.input.commitment
+        store = prover.store
+        assert check_answer(result.bundle, store, Request(model_id=batched.model_id, inputs=doc))
+
+
+def test_a_slot_cannot_be_swapped_or_handed_to_another_caller(batched: CompileResult, prover) -> None:
+    inputs = _inputs(2)
+    first, second = _proved(prover.prove_batch(batched.model_id, inputs))
+    moved = first.bundle.model_copy(update={"batch": first.bundle.batch.model_copy(update={"slot": 1})})
+    with pytest.raises(VerificationFailed):
+        prover.verify(moved)  # slot 1's instances are not slot 0's input and output
+    # the other caller's (valid) bundle is refused by the SDK as an answer to this caller's input
+    assert prover.verify(second.bundle).valid
+    with pytest.raises(AnswerMismatch, match="not your input"):
+        check_answer(second.bundle, prover.store, Request(model_id=batched.model_id, inputs=inputs[0]))
+    outside = first.bundle.model_copy(update={"batch": first.bundle.batch.model_copy(update={"slot": 7})})
+    with pytest.raises(VerificationFailed, match="slot"):
+        prover.verify(outside)
+    unbatched = first.bundle.model_copy(update={"batch": None})
+    with pytest.raises(VerificationFailed):
+        prover.verify(unbatched)  # the batch circuit's vk is not the model's own
+
+
+def test_a_bad_input_fails_only_its_call(batched: CompileResult, prover) -> None:
+    inputs = _inputs(3)
+    results = prover.prove_batch(batched.model_id, [inputs[0], {"input_data": [[1.0]]}, inputs[2]])
+    assert isinstance(results[1], InputError)
+    good = [r for r in results if isinstance(r, ProveResult)]
+    assert len(good) == 2 and all(prover.verify(r.bundle).valid for r in good)
+    assert good[0].bundle.batch is not None and good[0].bundle.batch.size == 2
+
+
+def test_a_batch_whose_proof_fails_is_proven_call_by_call(batched: CompileResult, prover) -> None:
+    manifest, info = prover.model(batched.model_id)
+    width = models.parse_inputs(_inputs(1)[0], info)[0].size
+    huge = {"input_data": [[1e9] * width]}  # outside the circuit's range: its proof fails
+    results = prover.prove_batch(batched.model_id, [_inputs(1)[0], huge])
+    assert isinstance(results[1], ProofMarketError)
+    assert isinstance(results[0], ProveResult) and results[0].bundle.batch is None  # proven alone
+    assert prover.verify(results[0].bundle).valid
+
+
+def test_a_private_input_model_is_never_batched(prover, srs_provider: SrsProvider) -> None:
+    private = compile_sample(prover, srs_provider, "mlp", profile="private-input",
+                             candidates=[Candidate(256, 3, 7, 4)], batch_sizes=(2,))
+    assert private.manifest.batches == []  # a co-batched caller would read every slot's output
+    results = _proved(prover.prove_batch(private.model_id, _inputs(2)))
+    assert all(r.bundle.batch is None for r in results)
