@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from typing import Any
 
+from proofmarket.calls.batch_queue import BatchKey, CallQueue
 from proofmarket.calls.queue import QueueHealth
 from proofmarket.calls.runner import JobRunner
 from proofmarket.calls.settling import SettlementFollower
@@ -46,9 +47,11 @@ class LocalJobQueue:
         if not workers:
             raise ValueError("the local engine needs at least one worker")
         self.runner, self.jobs, self.workers = runner, jobs, list(workers)
-        self._prove_q: queue.Queue[str] = queue.Queue()
+        self._prove_q = CallQueue()
         self._compile_q: queue.Queue[str] = queue.Queue()
         self._watchers: dict[str, list[Future[None]]] = {}
+        self._keys: dict[str, BatchKey | None] = {}  # queued calls' batch keys, read once each
+        self.window_s = runner.settings.batch_window_ms / 1000
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -76,7 +79,8 @@ class LocalJobQueue:
         if self._threads:
             return
         for i, worker in enumerate(self.workers):
-            self._spawn(f"prover-{i}", self._prove_q, functools.partial(self._run, worker), worker)
+            self._spawn(f"prover-{i}", self._prove_q, functools.partial(self._run, worker), worker,
+                        functools.partial(self._batch, worker))
         self._spawn("compiler", self._compile_q, functools.partial(self._run, None))
         self.follower.start()
 
@@ -123,8 +127,30 @@ class LocalJobQueue:
         self._settlers.shutdown(wait=True)  # the proved calls handed over are settled before the node stops
         # the systems' processes are the node's (``SystemSet.close``, when the node closes)
 
-    def _run(self, worker: WorkerSystems | None, job_id: str) -> bool:
-        return self.runner.run(job_id, worker, self._stop, settle_later=self._settle_later if worker else None)
+    def _run(self, worker: WorkerSystems | None, job_ids: list[str]) -> set[str]:
+        """Run the calls taken together (one, or a batch that may share a proof); the ids handed to the settle
+        threads (delivered by them)."""
+        settle_later = self._settle_later if worker else None
+        if len(job_ids) == 1 or worker is None:
+            return {i for i in job_ids if self.runner.run(i, worker, self._stop, settle_later=settle_later)}
+        return self.runner.run_batch(job_ids, worker, self._stop, settle_later=self._settle_later)
+
+    def _batch(self, worker: WorkerSystems, first: str) -> list[str]:
+        """``first`` and the queued calls that may share its proof (``CallQueue.batch``)."""
+        taken = self._prove_q.batch(first, functools.partial(self._key_of, worker), self.window_s,
+                                    lambda item: item == _STOP)
+        for item in taken:
+            self._keys.pop(item, None)
+        return taken
+
+    def _key_of(self, worker: WorkerSystems, job_id: str) -> BatchKey | None:
+        if job_id not in self._keys:
+            try:
+                self._keys[job_id] = self.runner.batch_key(job_id, worker)
+            except Exception:  # the call runs alone and meets its error there
+                log.warning("could not read the batch key of call %s", job_id, exc_info=True)
+                self._keys[job_id] = None
+        return self._keys[job_id]
 
     def _settle_later(self, job: JobRow, bundle: Any) -> None:
         self._settlers.submit(self._settle, job, bundle)
@@ -135,13 +161,14 @@ class LocalJobQueue:
         finally:
             self._notify(job.id)
 
-    def _spawn(self, name: str, q: queue.Queue[str], run: Callable[[str], bool],
-               warm: WorkerSystems | None = None) -> None:
-        t = threading.Thread(target=self._loop, args=(q, run, warm), name=f"proofmarket-{name}", daemon=True)
+    def _spawn(self, name: str, q: queue.Queue[str] | CallQueue, run: Callable[[list[str]], set[str]],
+               warm: WorkerSystems | None = None, batch: Callable[[str], list[str]] | None = None) -> None:
+        t = threading.Thread(target=self._loop, args=(q, run, warm, batch), name=f"proofmarket-{name}", daemon=True)
         t.start()
         self._threads.append(t)
 
-    def _loop(self, q: queue.Queue[str], run: Callable[[str], bool], warm: WorkerSystems | None = None) -> None:
+    def _loop(self, q: queue.Queue[str] | CallQueue, run: Callable[[list[str]], set[str]],
+              warm: WorkerSystems | None = None, batch: Callable[[str], list[str]] | None = None) -> None:
         # Each prover thread starts its prover process before its first job, so that the first paid
         # call does not wait for a Python process and EZKL to load (about 1 s). Best effort: a failure
         # here shows again, with its code, on the first proof.
@@ -155,12 +182,14 @@ class LocalJobQueue:
             job_id = q.get()
             if job_id == _STOP:
                 return
-            handed = False
+            taken = batch(job_id) if batch is not None else [job_id]
+            handed: set[str] = set()
             try:
-                handed = run(job_id)
+                handed = run(taken)
             finally:
-                if not handed:  # a handed-over call is delivered by its settle thread
-                    self._notify(job_id)
+                for item in taken:
+                    if item not in handed:  # a handed-over call is delivered by its settle thread
+                        self._notify(item)
 
     def _notify(self, job_id: str) -> None:
         with self._lock:

@@ -14,23 +14,25 @@ authorization is used on chain, or fails it (nothing charged, result withheld) o
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+from proofmarket.calls.batch_queue import BatchKey
 from proofmarket.calls.cache import ProofCache
 from proofmarket.calls.compile_task import compile_job
 from proofmarket.calls.metrics import JobMetrics
-from proofmarket.core.errors import PaymentSettlementFailed, PaymentSettlementPending, ProofMarketError
+from proofmarket.core.errors import PaymentSettlementFailed, PaymentSettlementPending, ProofMarketError, ProvingError
 from proofmarket.core.settings import Settings
 from proofmarket.db import JobKind, JobRepo, JobRow, JobStatus, ModelRepo, ProofCacheRepo
 from proofmarket.payments.port import PaymentPort, Rails
 from proofmarket.payments.tickets import PaymentTicket, ProofOutcome, Settlement
 from proofmarket.store import ArtifactStore
 from proofmarket.systems import parse_bundle
-from proofmarket.systems.port import Events, Execution
+from proofmarket.systems.port import Batching, Events, Execution
 from proofmarket.systems.registry import DEFAULT_SYSTEM, WorkerSystems
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,69 @@ class JobRunner:
         if job is None or job.is_final:
             return False
         return self._guarded(job, lambda: self._steps(job, systems, stop, events, settle_later))
+
+    def batch_key(self, job_id: str, systems: WorkerSystems) -> BatchKey | None:
+        """The key under which a queued call may share a proof with others (None: it is proven alone): its system's
+        ``batch_key`` for its model and request."""
+        job = self.jobs.get(job_id)
+        if job is None or job.status != JobStatus.QUEUED or job.kind != JobKind.PROVE or not job.model_id:
+            return None
+        runtime = systems.get(job.system or DEFAULT_SYSTEM)
+        if not isinstance(runtime, Batching):
+            return None
+        found = runtime.batch_key(job.model_id, job.input)
+        return BatchKey(f"{job.system}:{found[0]}", found[1]) if found is not None else None
+
+    def run_batch(self, job_ids: list[str], systems: WorkerSystems, stop: threading.Event,
+                  settle_later: SettleLater) -> set[str]:
+        """Run queued calls to one model that may share a proof (``batch_key``) through their system's
+        ``run_batch``: each call is started, recorded, failed or handed to ``settle_later`` on its own, as ``run``
+        does (a call no longer queued goes through ``run``). Returns the ids handed over."""
+        handed: set[str] = set()
+        jobs: list[JobRow] = []
+        for job_id in job_ids:
+            job = self.jobs.start(job_id)
+            if job is None:
+                if self.run(job_id, systems, stop, settle_later=settle_later):
+                    handed.add(job_id)
+            elif self.cache is not None and self.cache.answer(job, running=True):  # proved meanwhile by another
+                settle_later(job, None)
+                handed.add(job_id)
+            else:
+                jobs.append(job)
+        if not jobs:
+            return handed
+        runtime = systems.get(jobs[0].system or DEFAULT_SYSTEM)
+        assert isinstance(runtime, Batching) and jobs[0].model_id is not None
+        outcomes = self._run_batch(runtime, jobs[0].model_id, jobs)
+        for job, (outcome, elapsed) in zip(jobs, outcomes, strict=True):
+            if isinstance(outcome, ProofMarketError):
+                self._fail(job, outcome.code, outcome.message)
+            elif self._guarded(job, functools.partial(self._record, job, outcome, elapsed)):
+                settle_later(job, outcome.bundle)
+                handed.add(job.id)
+        return handed
+
+    def _run_batch(self, runtime: Batching, model_id: str,
+                   jobs: list[JobRow]) -> list[tuple[Execution | ProofMarketError, float]]:
+        self.metrics.running.inc(len(jobs))
+        start = time.perf_counter()
+        outcomes: list[Execution | ProofMarketError]
+        try:
+            outcomes = runtime.run_batch(model_id, [job.input for job in jobs])
+        except ProofMarketError as exc:
+            outcomes = [exc] * len(jobs)
+        except Exception as exc:  # a bug: every call of the batch fails with it, the worker stays alive
+            log.exception("a batch of %d calls failed unexpectedly", len(jobs))
+            outcomes = [ProvingError(f"the call failed unexpectedly ({type(exc).__name__})")] * len(jobs)
+        finally:
+            self.metrics.running.dec(len(jobs))
+        elapsed = time.perf_counter() - start
+        return [(outcome, elapsed) for outcome in outcomes]
+
+    def _record(self, job: JobRow, execution: Execution, elapsed: float) -> bool:
+        self._proved(job, execution, elapsed)
+        return True
 
     def settle_after(self, job: JobRow, bundle: Any) -> None:
         """The step ``run`` handed over (``settle_later``): settle, count and deliver; failures recorded, never

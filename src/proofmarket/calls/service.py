@@ -74,14 +74,17 @@ class JobService:
     def submit_prove(self, model_id: str, inputs: Any, *, key: str | None = None,
                      ticket: PaymentTicket | None = None, cover: Cover | None = None,
                      salt: list[int] | None = None, system: str | None = None,
-                     rail: str | None = None) -> tuple[JobRow, bool]:
+                     rail: str | None = None, batch: bool = True) -> tuple[JobRow, bool]:
         """Store and queue a prove job; returns (job, created). An existing job for ``key`` comes back as is.
+        ``batch=False``: the caller refused to share a proof with other calls (it is proven alone).
 
         ``cover(ticket, held)`` raises when the payer's balance minus ``held`` (what its other unsettled
         jobs hold) does not cover this ticket; nothing is stored then."""
         digest = request_hash(JobKind.PROVE, model_id, inputs if salt is None else {"inputs": inputs, "salt": salt})
         payer = ticket.payer if ticket else None
         doc: dict[str, Any] = {"inputs": inputs} if salt is None else {"inputs": inputs, "salt": salt}
+        if not batch:
+            doc["batch"] = False
         new = NewJob(JobKind.PROVE, doc, digest, model_id=model_id,
                      idempotency_key=scoped_key(key, payer),
                      payment_nonce=ticket.nonce if ticket else None, payment=ticket.to_json() if ticket else None,

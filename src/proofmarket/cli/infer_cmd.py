@@ -65,6 +65,9 @@ def infer_cmd(
                          "channel')")] = "exact",
     deposit_calls: Annotated[int, typer.Option("--deposit-calls", min=1, help="batch-settlement: calls a deposit "
                                                                               "covers")] = 20,
+    batch: Annotated[bool, typer.Option("--batch/--no-batch", help="let the node prove this call together with other "
+                                        "callers' calls in one proof (each answer its own slot; their public inputs "
+                                        "and outputs are in the shared proof); --no-batch: proven alone")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Call MODEL_ID on a node with INPUT, paying over x402 if asked; verify that the answer is the proof of
@@ -79,7 +82,7 @@ def infer_cmd(
             raise UsageError("--scheme is exact or batch-settlement")
         with Client(node, account=account, devnet=devnet, allow_dev_srs=allow_dev_srs, scheme=scheme,
                     deposit_calls=deposit_calls) as sdk:
-            result = sdk.infer(model_id, doc, max_amount=max_amount, verify=verify)
+            result = sdk.infer(model_id, doc, max_amount=max_amount, verify=verify, batch=batch)
     except ProofMarketError as exc:
         raise fail(exc, as_json) from exc
     if out_path:

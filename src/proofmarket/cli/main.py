@@ -94,6 +94,10 @@ def compile_cmd(
                             "caller's wait, verification gas on chain and proof bytes, in USD at stated prices), "
                             "prove (prove time; gas and size break ties within noise) or verify (verification gas "
                             "and proof size first)")] = "balanced",
+    batch_sizes: Annotated[str | None, typer.Option(
+        "--batch-sizes", help="batch circuits to build beside the model's own, e.g. 4,16: calls that queue together "
+                              "on a node share one proof (public profile only); 'none' builds none (default: "
+                              "PROOFMARKET_BATCH_SIZES, 4,16)")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="check the model and samples and predict logrows, "
                                                             "proving-key size, memory and prove time; no tuning, "
                                                             "no keys (seconds)")] = False,
@@ -115,13 +119,15 @@ def compile_cmd(
         profile = PrivacyProfile.parse(privacy)
         Objective(name=objective)  # a bad --objective is refused before anything runs
         samples = _read_samples(sample, model)
+        sizes = _batch_sizes(batch_sizes)
         if dry_run:
             prediction = ws.predict(model, samples, profile=profile)
             _print_prediction(prediction, ws.settings, as_json)
             return
         with progress_steps(not as_json) as step:
             result = ws.compile(model, samples, profile=profile, srs_file=srs, name=name,
-                                bound=_bound(max_error), objective=Objective(name=objective), progress=step)
+                                bound=_bound(max_error), objective=Objective(name=objective), batch_sizes=sizes,
+                                progress=step)
     except ProofMarketError as exc:
         raise fail(exc, as_json) from exc
     finally:
@@ -133,6 +139,15 @@ def compile_cmd(
                    "measurements": measured})
         return
     _print_compile(result.model_id, m.model_dump(mode="json"), measured)
+
+
+def _batch_sizes(text: str | None) -> tuple[int, ...] | None:
+    from proofmarket.systems.ezkl.batch_compile import parse_sizes
+
+    try:
+        return None if text is None else parse_sizes(text)
+    except ValueError as exc:
+        raise UsageError(f"--batch-sizes: {exc}") from exc
 
 
 def _compile_attested(model: Path, name: str | None, cap: int, as_json: bool, home: Path | None) -> None:
@@ -193,6 +208,9 @@ def _print_compile(model_id: str, m: dict[str, Any], measured: dict[str, Any]) -
     out.print(f"accuracy:   max abs error {acc['max_abs_error']:.4g} (bound {acc['limit']:.4g}) "
               f"on {acc['samples']} samples" + _argmax_note(acc["argmax_match"]))
     out.print(f"verifier:   {m['verifier']['deployed_size']} bytes deployed ({m['verifier']['compiler']})")
+    batches = m.get("batches") or []
+    out.print("batching:   " + (", ".join(f"{b['size']} calls per proof (logrows {b['logrows']})" for b in batches)
+                             if batches else "none: every call is proven alone"))
 
 
 def _argmax_note(match: bool | None) -> str:

@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8402, ge=1, le=65535, description="port 'proofmarket node' listens on")
     public_url: str | None = Field(default=None, description="base URL advertised to clients; unset = request's")
     prover_workers: int = Field(default=2, ge=1, le=64, description="prover processes of the local job queue")
+    batch_sizes: str = Field(default="4,16", description="batch circuits compiled beside each public-profile model "
+                             "(calls that queue together share one proof); '' = none")
+    batch_window_ms: float = Field(default=10.0, ge=0, le=1000, description="a batch that found company waits this "
+                                   "long for more calls (a call alone never waits); 0 = never batch")
     admin_token: SecretStr | None = Field(default=None, description="bearer token for model uploads; unset = off")
     payments: Literal["on", "off"] = Field(default="off", description="x402 on the infer route; off = free calls")
     max_request_bytes: int = Field(default=1024 * 1024, gt=0, description="largest JSON request body")

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from proofmarket.core.errors import NodeUnavailable, PaymentRequired, ProofMarketError, ProvingError
+from proofmarket.core.errors import AnswerMismatch, NodeUnavailable, PaymentRequired, ProofMarketError, ProvingError
 from proofmarket.sdk.attested import GenerationRequest, GenerationResult, check_generation
 from proofmarket.sdk.catalogue import Catalogue
 from proofmarket.sdk.checks import Request
@@ -112,8 +112,10 @@ class Client(Verifying, OnChainChecks, OnChainRequests, Catalogue, Money, NodeSe
 
     # --- inference ---------------------------------------------------------------------------------
     def infer(self, model_id: str, inputs: dict[str, Any], *, max_amount: int | None = None,
-              idempotency_key: str | None = None, verify: bool = True) -> InferenceResult:
+              idempotency_key: str | None = None, verify: bool = True, batch: bool = True) -> InferenceResult:
         """Run ``model_id`` on ``inputs`` and return the output with its proof; pay over x402 if asked.
+        ``batch=False``: refuse to share a proof with other callers' calls (a batched proof shows every slot's
+        public input and output to each of them); the answer is then proven alone.
 
         The result is checked by ``verify`` against this request before it is returned (``verify=False``
         returns the node's answer unchecked: ``checks`` is then empty).
@@ -124,7 +126,10 @@ class Client(Verifying, OnChainChecks, OnChainRequests, Catalogue, Money, NodeSe
         """
         key = idempotency_key or uuid.uuid4().hex
         try:
-            result = self._infer(model_id, inputs, max_amount, key)
+            result = self._infer(model_id, inputs, max_amount, key, batch)
+            if not batch and isinstance(result.bundle, dict) and result.bundle.get("batch"):
+                raise AnswerMismatch("the node proved this call in a proof shared with other calls although you "
+                                     "refused batching", check="batch")
             if not verify:
                 return result
             report = self.verify(result)
@@ -137,8 +142,9 @@ class Client(Verifying, OnChainChecks, OnChainRequests, Catalogue, Money, NodeSe
         """``infer`` on the newest sold version of OWNER/NAME; ``result.model_id`` is the id it used."""
         return self.infer(self.latest(owner, name), inputs, **options)
 
-    def _infer(self, model_id: str, inputs: dict[str, Any], max_amount: int | None, key: str) -> InferenceResult:
-        url = f"/v1/models/{model_id}/infer"
+    def _infer(self, model_id: str, inputs: dict[str, Any], max_amount: int | None, key: str,
+               batch: bool = True) -> InferenceResult:
+        url = f"/v1/models/{model_id}/infer" + ("" if batch else "?batch=refuse")
         headers = {"Idempotency-Key": key}
         known = self._terms.get(model_id) if self.account is not None else None
         upfront: str | None = None

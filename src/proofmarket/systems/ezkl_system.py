@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from proofmarket import models
-from proofmarket.core.errors import ArtifactCorrupt, InputError
+from proofmarket.core.errors import ArtifactCorrupt, InputError, ProofMarketError
 from proofmarket.store import ArtifactStore, LocalStore
 from proofmarket.systems.ezkl.bundle import ProofBundle
 from proofmarket.systems.ezkl.compiler import CompileOptions, CompileResult, Progress
 from proofmarket.systems.ezkl.manifest import ModelManifest
-from proofmarket.systems.ezkl.prover import EzklProver
+from proofmarket.systems.ezkl.prover import EzklProver, batchable
 from proofmarket.systems.ezkl.verify import VerifyReport, verify_bundle
 from proofmarket.systems.ezkl.worker import InlineProofWorker, ProofWorker
 from proofmarket.systems.ids import PROVEN_SYSTEM
@@ -73,11 +73,28 @@ class EzklSystem:
         return Execution(result.bundle_cid, result.bundle, {"output": result.bundle.output.values,
                                                             "salt": result.salt})
 
+    def batch_key(self, model_id: str, request: dict[str, Any]) -> tuple[str, int] | None:
+        """Calls to a model with batch circuits share proofs unless the caller refused (``batch: false``)."""
+        if request.get("batch") is False or request.get("salt") is not None:
+            return None
+        manifest, _ = self.prover.model(model_id)
+        return (model_id, max(b.size for b in manifest.batches)) if batchable(manifest) else None
+
+    def run_batch(self, model_id: str, requests: list[dict[str, Any]]) -> list[Execution | ProofMarketError]:
+        if self.check_artifacts and model_id not in self._checked:
+            self._check_artifacts(model_id)
+        results = self.prover.prove_batch(model_id, [request["inputs"] for request in requests])
+        return [r if isinstance(r, ProofMarketError) else
+                Execution(r.bundle_cid, r.bundle, {"output": r.bundle.output.values, "salt": r.salt}) for r in results]
+
     def _check_artifacts(self, model_id: str) -> None:
         """The artifacts a proof reads still hash to their CIDs (``artifact_corrupt`` otherwise: nothing proved)."""
         manifest, _ = self.prover.model(model_id)
-        for name in ("onnx", "compiled", "pk", "vk", "srs", "settings"):
-            cid = getattr(manifest, name).cid
+        refs = [(name, getattr(manifest, name)) for name in ("onnx", "compiled", "pk", "vk", "srs", "settings")]
+        refs += [(f"batch-{b.size} {name}", getattr(b, name)) for b in manifest.batches
+                 for name in ("compiled", "pk", "vk", "srs", "settings")]
+        for name, ref in refs:
+            cid = ref.cid
             if not self.prover.store.verify(cid):
                 raise ArtifactCorrupt(f"the stored {name} of model {model_id} does not hash to its CID {cid}: "
                                       "refused (fetch it again)", model_id=model_id, cid=cid)

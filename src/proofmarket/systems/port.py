@@ -24,12 +24,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
     from prometheus_client import CollectorRegistry
 
+    from proofmarket.core.errors import ProofMarketError
     from proofmarket.core.settings import Settings
     from proofmarket.store import ArtifactStore
     from proofmarket.systems.ezkl.verify import VerifyReport  # every system's verification reports this
@@ -92,6 +93,21 @@ class ProofSystem(Protocol):
     def ready(self) -> bool: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Batching(Protocol):
+    """A system whose calls to one model may share a proof (EZKL's batch circuits): the engine takes the queued calls
+    with the same ``batch_key`` together and runs them with ``run_batch``."""
+
+    def batch_key(self, model_id: str, request: dict[str, Any]) -> tuple[str, int] | None:
+        """(key, most calls per proof) when this request may share a proof with others of the same key; None:
+        proven alone (the model does not batch, or the caller refused)."""
+        ...
+
+    def run_batch(self, model_id: str, requests: list[dict[str, Any]]) -> list[Execution | ProofMarketError]:
+        """Each request's execution or its own error, in order (one bad request fails only its call)."""
+        ...
 
 
 @dataclass(frozen=True)

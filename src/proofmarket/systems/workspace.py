@@ -44,11 +44,15 @@ class Workspace:
 
     def compile(self, onnx_path: Path, samples_doc: Any, *, profile: PrivacyProfile, srs_file: Path | None = None,
                 bound: AccuracyBound | None = None, name: str | None = None, objective: Objective | None = None,
-                progress: Progress = lambda _: None) -> CompileResult:
+                batch_sizes: tuple[int, ...] | None = None, progress: Progress = lambda _: None) -> CompileResult:
+        """Compile a model (and its batch circuits: ``batch_sizes``, PROOFMARKET_BATCH_SIZES when None)."""
         srs = self.srs_provider(srs_file)
         srs.check_available()
+        from proofmarket.systems.ezkl.batch_compile import parse_sizes
+
+        sizes = parse_sizes(self.settings.batch_sizes) if batch_sizes is None else batch_sizes
         options = CompileOptions(profile=profile, srs=srs, bound=bound, name=name, budget=self.settings.budget,
-                                 objective=objective)
+                                 objective=objective, batch_sizes=sizes)
         result = self.prover.compile(onnx_path, samples_doc, options, progress)
         self._index(result)
         return result

@@ -60,6 +60,10 @@ async def infer(model_id: str, inputs: InputsBody, request: Request, services: S
                 callback_url: Annotated[str | None, Query(max_length=2000, description=(
                     "POST the call's result here once it is final (signed by the node's key, retried with "
                     "backoff; X-Proofmarket-Delivery names the delivery: deduplicate on it)"))] = None,
+                batch: Annotated[Literal["allow", "refuse"], Query(description=(
+                    "allow (default): calls to a model with batch circuits that queue together may share one proof, "
+                    "each caller's answer its own slot (public-profile models only: the proof's instances show every "
+                    "slot's input and output); refuse: this call is proven alone"))] = "allow",
                 idempotency_key: IdempotencyKey = None) -> JSONResponse:
     """Run the model on the input with its proof system (EZKL: a ZK proof; attested: signed commitments, not a
     proof); pay per call when payments are on."""
@@ -67,7 +71,8 @@ async def infer(model_id: str, inputs: InputsBody, request: Request, services: S
         await run_in_threadpool(check_target, callback_url, services.webhooks.allow_private)
     offer, system = await run_in_threadpool(_offer, services, model_id, inputs,
                                             base_url(request, services.settings))
-    job = await run_in_threadpool(_submit, services, offer, system, inputs, request.headers, idempotency_key)
+    job = await run_in_threadpool(_submit, services, offer, system, inputs, request.headers, idempotency_key,
+                                  batch == "allow")
     if callback_url is not None and services.webhooks is not None:
         await run_in_threadpool(services.webhooks.callback, job, callback_url)
     if mode == "sync" and not job.is_final:
@@ -93,7 +98,7 @@ def _offer(services: NodeServices, model_id: str, inputs: dict[str, Any], base: 
 
 
 def _submit(services: NodeServices, offer: Offer, system: str, inputs: dict[str, Any], headers: Mapping[str, str],
-            key: str | None) -> JobRow:
+            key: str | None, batch: bool = True) -> JobRow:
     """payment verified by the request's rail (not settled) -> funds held -> call stored and queued. A key known
     for this payer: its call (an unpaid or other caller never gets a paid call by its key)."""
     rail = services.rails.select(headers)
@@ -104,7 +109,8 @@ def _submit(services: NodeServices, offer: Offer, system: str, inputs: dict[str,
     ticket = rail.verify(headers, offer)
     try:
         job, _ = services.jobs.submit_prove(offer.model_id, inputs, key=key, ticket=ticket, cover=cover_of(rail),
-                                            system=system, rail=rail.name if ticket is not None else "free")
+                                            system=system, rail=rail.name if ticket is not None else "free",
+                                            batch=batch)
     except PaymentReplayed:  # the nonce belongs to another call: its reservation is not ours to release
         raise
     except BaseException:

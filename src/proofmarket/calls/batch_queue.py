@@ -1,0 +1,82 @@
+"""The local engine's queue of calls, from which a prover thread takes a call and the calls that may share its proof.
+
+A prover that takes a call whose system batches (``BatchKey``: calls to one model that may share a proof) also
+takes the queued calls with the same key, up to the largest batch. Nothing waits when a call is alone: at low load
+each call is proven at once, as without batching; under load the calls that queued while the prover was busy go
+together. When it found company and the batch is not full, it waits up to ``window_s`` for more (zero: never
+batch). The queue keeps arrival order otherwise; a call not taken stays where it was.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class BatchKey:
+    key: str  # calls with equal keys may share a proof
+    limit: int  # the most calls one proof holds
+
+
+KeyOf = Callable[[str], BatchKey | None]
+
+
+class CallQueue:
+    """A FIFO of job ids (``put``/``get``/``qsize`` as ``queue.Queue``) that can also hand out a batch."""
+
+    def __init__(self) -> None:
+        self._items: collections.deque[str] = collections.deque()
+        self._cond = threading.Condition()
+
+    def put(self, item: str) -> None:
+        with self._cond:
+            self._items.append(item)
+            self._cond.notify_all()  # a getter, or a prover waiting for company
+
+    def get(self) -> str:
+        with self._cond:
+            while not self._items:
+                self._cond.wait()
+            return self._items.popleft()
+
+    def qsize(self) -> int:
+        with self._cond:
+            return len(self._items)
+
+    def batch(self, first: str, key_of: KeyOf, window_s: float, is_stop: Callable[[str], bool]) -> list[str]:
+        """``first`` (just taken) and the queued calls that may share its proof (in arrival order)."""
+        if window_s <= 0 or is_stop(first):
+            return [first]
+        key = key_of(first)
+        if key is None or key.limit < 2:
+            return [first]
+        taken = [first]
+        deadline: float | None = None
+        while len(taken) < key.limit:
+            taken += self._take(key, key_of, key.limit - len(taken), is_stop)
+            if len(taken) == 1 or len(taken) >= key.limit:
+                break  # alone (nothing waits) or full
+            deadline = deadline if deadline is not None else time.monotonic() + window_s
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            with self._cond:
+                self._cond.wait(left)
+        return taken
+
+    def _take(self, key: BatchKey, key_of: KeyOf, most: int, is_stop: Callable[[str], bool]) -> list[str]:
+        with self._cond:
+            queued = list(self._items)
+        matching = [item for item in queued if not is_stop(item) and key_of(item) == key][:most]
+        if not matching:
+            return []
+        with self._cond:  # another prover may have taken some meanwhile: only what is still here
+            here = set(self._items)
+            mine = [item for item in matching if item in here]
+            for item in mine:
+                self._items.remove(item)
+        return mine

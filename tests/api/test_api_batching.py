@@ -1,0 +1,105 @@
+"""Calls that queue together on a node share one proof; each caller gets and verifies its own slot, a caller that
+refuses batching is proven alone, and a call alone never waits for company."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from api_helpers import MLP_CANDIDATE, AppFactory, node_settings, wait_job
+from fastapi.testclient import TestClient
+
+from proofmarket.samples import sample_path
+from proofmarket.sdk.checks import Request, check_answer
+from proofmarket.systems.ezkl.bundle import ProofBundle
+from proofmarket.systems.ezkl.compiler import CompileOptions
+from proofmarket.systems.ezkl.profile import PrivacyProfile
+from proofmarket.systems.ezkl.srs import SrsProvider
+from proofmarket.systems.ezkl.verify import verify_bundle
+from proofmarket.systems.ids import PROVEN_SYSTEM
+from proofmarket.systems.workspace import Workspace
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def batched_id(node_home: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    ws = Workspace(node_settings(node_home, tmp_path_factory.mktemp("db") / "unused.db"))
+    try:
+        samples = json.loads(sample_path("mlp", "samples").read_text())
+        options = CompileOptions(profile=PrivacyProfile(), srs=SrsProvider(ws.settings.srs_dir),
+                                 candidates=[MLP_CANDIDATE], batch_sizes=(2, 4))
+        result = ws.prover.compile(sample_path("mlp"), samples, options)
+        assert [b.size for b in result.manifest.batches] == [2, 4]
+        return result.model_id
+    finally:
+        ws.close()
+
+
+@pytest.fixture
+def client(make_app: AppFactory, batched_id: str) -> Iterator[TestClient]:
+    app = make_app(batch_window_ms=20, proof_cache_size=0)
+    app.state.services.catalog.register(batched_id, price_atomic=10_000)
+    with TestClient(app) as c:
+        yield c
+
+
+def _inputs() -> list[dict[str, Any]]:
+    return [{"inputs": s} for s in json.loads(sample_path("mlp", "samples").read_text())["inputs"]]
+
+
+def _held(client: TestClient) -> Any:
+    """The prover process's lock: held, the node's one prover thread blocks on its first call while others queue."""
+    system = client.app.state.services.queue.workers[0].get(PROVEN_SYSTEM)  # type: ignore[attr-defined]
+    return system.prover.worker._lock
+
+
+def _submit(client: TestClient, model_id: str, doc: dict[str, Any], refuse: bool = False) -> dict[str, Any]:
+    url = f"/v1/models/{model_id}/infer?mode=async" + ("&batch=refuse" if refuse else "")
+    response = client.post(url, json=doc)
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def test_calls_queued_together_share_a_proof_and_each_verifies_its_own_slot(client: TestClient,
+                                                                           batched_id: str) -> None:
+    docs = _inputs()[:5]
+    store = client.app.state.services.workspace.store  # type: ignore[attr-defined]
+    lock = _held(client)
+    with lock:
+        jobs = [_submit(client, batched_id, doc) for doc in docs]
+    done = [wait_job(client, job["id"], token=job["access_token"]) for job in jobs]
+    bundles = [ProofBundle.parse(store.get_json(job["result"]["bundle_cid"])) for job in done]
+    shared = [b for b in bundles if b.batch is not None]
+    assert len(shared) == 4 and {b.batch.slot for b in shared if b.batch} == {0, 1, 2, 3}  # the 4 queued calls
+    assert len({b.proof.hex for b in shared}) == 1
+    for bundle, doc, job in zip(bundles, docs, done, strict=True):
+        assert verify_bundle(bundle, store).valid
+        check_answer(bundle, store, Request(model_id=batched_id, inputs=doc))  # its own input, nobody else's
+        assert job["result"]["output"] == bundle.output.values
+        verdict = client.post("/v1/verify", json=bundle.to_doc()).json()
+        assert verdict["valid"] is True
+
+
+def test_a_caller_that_refuses_batching_is_proven_alone(client: TestClient, batched_id: str) -> None:
+    docs = _inputs()[:4]
+    store = client.app.state.services.workspace.store  # type: ignore[attr-defined]
+    with _held(client):
+        first = _submit(client, batched_id, docs[0])
+        refused = _submit(client, batched_id, docs[1], refuse=True)
+        others = [_submit(client, batched_id, doc) for doc in docs[2:]]
+    done = {job["id"]: wait_job(client, job["id"], token=job["access_token"]) for job in [first, refused, *others]}
+    bundle_of = {job_id: store.get_json(job["result"]["bundle_cid"]) for job_id, job in done.items()}
+    assert "batch" not in bundle_of[refused["id"]]  # proven alone while the calls around it shared a proof
+    assert [bundle_of[job["id"]]["batch"]["size"] for job in others] == [2, 2]
+    assert verify_bundle(bundle_of[refused["id"]], store).valid
+
+
+def test_a_call_alone_is_proven_alone_and_does_not_wait(client: TestClient, batched_id: str) -> None:
+    body = client.post(f"/v1/models/{batched_id}/infer", json=_inputs()[0]).json()
+    assert "batch" not in body["bundle"] and body["status"] == "proved"
+    job = client.get(f"/v1/jobs/{body['job_id']}", headers={"X-Job-Token": body["access_token"]}).json()
+    assert job["status"] == "proved"
