@@ -53,8 +53,7 @@ def _inputs() -> list[dict[str, Any]]:
 
 def _held(client: TestClient) -> Any:
     """The prover process's lock: held, the node's one prover thread blocks on its first call while others queue."""
-    system = client.app.state.services.queue.workers[0].get(PROVEN_SYSTEM)  # type: ignore[attr-defined]
-    return system.prover.worker._lock
+    return _held_app(client.app)
 
 
 def _submit(client: TestClient, model_id: str, doc: dict[str, Any], refuse: bool = False) -> dict[str, Any]:
@@ -103,3 +102,65 @@ def test_a_call_alone_is_proven_alone_and_does_not_wait(client: TestClient, batc
     assert "batch" not in body["bundle"] and body["status"] == "proved"
     job = client.get(f"/v1/jobs/{body['job_id']}", headers={"X-Job-Token": body["access_token"]}).json()
     assert job["status"] == "proved"
+
+
+def test_the_in_page_verifier_checks_a_slot_as_the_sdk_does(make_app: AppFactory, batched_id: str,
+                                                            tmp_path: Path) -> None:
+    import httpx
+    from served import Served
+
+    app = make_app(batch_window_ms=20, proof_cache_size=0)
+    app.state.services.catalog.register(batched_id, price_atomic=10_000)
+    store = app.state.services.workspace.store
+    with Served(app) as node:
+        with _held_app(app):
+            jobs = [httpx.post(f"{node.url}/v1/models/{batched_id}/infer?mode=async", json=doc, timeout=30).json()
+                    for doc in _inputs()[:3]]
+        bundles = []
+        for job in jobs:
+            done = _poll(node.url, job)
+            bundles.append(store.get_json(done["result"]["bundle_cid"]))
+        shared = [b for b in bundles if "batch" in b]
+        assert [b["batch"]["slot"] for b in shared] == [0, 1]
+        for i, bundle in enumerate(shared):
+            path = tmp_path / f"slot-{i}.json"
+            path.write_text(json.dumps(bundle))
+            assert _verify_in_node(node.url, path)["valid"] is True
+        swapped = {**shared[0], "batch": {"size": 2, "slot": 1}}
+        path = tmp_path / "swapped.json"
+        path.write_text(json.dumps(swapped))
+        result = _verify_in_node(node.url, path)
+        assert result["valid"] is False and "does not match" in str(result["error"]), result
+
+
+def _held_app(app: Any) -> Any:
+    """``_held`` of an app."""
+    return app.state.services.queue.workers[0].get(PROVEN_SYSTEM).prover.worker._lock
+
+
+def _poll(url: str, job: dict[str, Any]) -> dict[str, Any]:
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + 120
+    while True:
+        body: dict[str, Any] = httpx.get(f"{url}/v1/jobs/{job['id']}", headers={"X-Job-Token": job["access_token"]},
+                                         timeout=30).json()
+        if body["status"] in ("proved", "failed", "settled") and body.get("result") is not None:
+            return body
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def _verify_in_node(url: str, path: Path) -> dict[str, Any]:
+    import shutil
+    import subprocess
+
+    node = shutil.which("node")
+    assert node is not None
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([node, str(root / "scripts" / "verify_bundle.mjs"), url, str(path)],
+                          capture_output=True, text=True, timeout=120)
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result

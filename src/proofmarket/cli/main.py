@@ -18,6 +18,7 @@ from proofmarket.cli.common import HomeOpt, JsonOpt, read_json
 from proofmarket.cli.output import console, emit_json, fail, out, progress_steps
 from proofmarket.core.errors import ProofMarketError, UsageError
 from proofmarket.core.settings import Settings
+from proofmarket.systems.ezkl.batch_compile import parse_sizes
 from proofmarket.systems.ezkl.profile import PrivacyProfile
 from proofmarket.systems.ezkl.tuning import AccuracyBound, Objective
 from proofmarket.systems.workspace import Workspace
@@ -119,7 +120,7 @@ def compile_cmd(
         profile = PrivacyProfile.parse(privacy)
         Objective(name=objective)  # a bad --objective is refused before anything runs
         samples = _read_samples(sample, model)
-        sizes = _batch_sizes(batch_sizes)
+        sizes = None if batch_sizes is None else parse_sizes(batch_sizes)
         if dry_run:
             prediction = ws.predict(model, samples, profile=profile)
             _print_prediction(prediction, ws.settings, as_json)
@@ -139,15 +140,6 @@ def compile_cmd(
                    "measurements": measured})
         return
     _print_compile(result.model_id, m.model_dump(mode="json"), measured)
-
-
-def _batch_sizes(text: str | None) -> tuple[int, ...] | None:
-    from proofmarket.systems.ezkl.batch_compile import parse_sizes
-
-    try:
-        return None if text is None else parse_sizes(text)
-    except ValueError as exc:
-        raise UsageError(f"--batch-sizes: {exc}") from exc
 
 
 def _compile_attested(model: Path, name: str | None, cap: int, as_json: bool, home: Path | None) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from proofmarket.core.errors import CircuitCompileError, ProofMarketError
+from proofmarket.core.errors import CircuitCompileError, ProofMarketError, UsageError
 from proofmarket.store import LocalStore
 from proofmarket.systems.ezkl import ezkl_calls
 from proofmarket.systems.ezkl.batching import MAX_BATCH, batch_input, replicate
@@ -36,9 +36,9 @@ def parse_sizes(text: str) -> tuple[int, ...]:
     try:
         sizes = sorted({int(part) for part in text.split(",") if part.strip()})
     except ValueError as exc:
-        raise ValueError(f"batch sizes are integers separated by commas, not {text!r}") from exc
+        raise UsageError(f"batch sizes are integers separated by commas, not {text!r}") from exc
     if any(not 2 <= k <= MAX_BATCH for k in sizes):
-        raise ValueError(f"each batch size is between 2 and {MAX_BATCH}")
+        raise UsageError(f"each batch size is between 2 and {MAX_BATCH}")
     return tuple(sizes)
 
 

@@ -113,15 +113,41 @@ async function manifestOf(base, id, fetchFn) {
   }
 }
 
-// The bundle names the model's settings, vk, SRS and ONNX commitment, and the model's instance layout.
+// The bundle names the model's settings, vk, SRS and ONNX commitment, and the model's instance layout (a batched
+// proof: those of the model's batch circuit of that size).
 function checkModel(bundle, manifest) {
   const m = bundle.model;
-  const pairs = [['settings', m.settings_cid, manifest.settings.cid], ['verifying key', m.vk_cid, manifest.vk.cid],
-    ['SRS', m.srs && m.srs.cid, manifest.srs.cid], ['ONNX commitment', m.onnx_sha256, manifest.onnx.sha256]];
+  let circuit = manifest;
+  if (bundle.batch) {
+    circuit = (manifest.batches || []).find((b) => b.size === bundle.batch.size);
+    if (!circuit) throw new Error(`model ${m.id} has no batch circuit of ${bundle.batch.size} calls`);
+  }
+  const pairs = [['settings', m.settings_cid, circuit.settings.cid], ['verifying key', m.vk_cid, circuit.vk.cid],
+    ['SRS', m.srs && m.srs.cid, circuit.srs.cid], ['ONNX commitment', m.onnx_sha256, manifest.onnx.sha256]];
   for (const [what, claimed, actual] of pairs) {
     if (claimed !== actual) throw new Error(`the bundle's ${what} is not the one of model ${m.id}`);
   }
-  if (!sameLayout(bundle.layout, manifest.layout)) throw new Error('the bundle\'s instance layout differs from the model\'s');
+  if (!sameLayout(bundle.layout, circuit.layout)) throw new Error('the bundle\'s instance layout differs from the model\'s');
+}
+
+// This call's instances: all of them, or its slot's in a batched proof (slots side by side: inputs, then outputs).
+function ownInstances(bundle, instances) {
+  const { layout } = bundle;
+  if (!bundle.batch) {
+    return { inputs: instances.slice(0, layout.input), outputs: instances.slice(instances.length - layout.output),
+      outputScales: layout.output_scales, inputScales: (s) => s };
+  }
+  const { size, slot } = bundle.batch;
+  if (!(slot >= 0 && slot < size) || layout.input % size || layout.output % size || layout.output_scales.length % size
+    || layout.params) throw new Error('the bundle\'s batch slot does not fit its layout');
+  const perIn = layout.input / size;
+  const perOut = layout.output / size;
+  const perScales = layout.output_scales.length / size;
+  const n = Array.isArray(bundle.input.values) ? bundle.input.values.length : 0;
+  return { inputs: instances.slice(slot * perIn, (slot + 1) * perIn),
+    outputs: instances.slice(layout.input + slot * perOut, layout.input + (slot + 1) * perOut),
+    outputScales: layout.output_scales.slice(slot * perScales, (slot + 1) * perScales),
+    inputScales: (s) => s.slice(slot * n, (slot + 1) * n) };
 }
 
 // The input commitment, output hash, output values (and public input values) are the proof's public instances.
@@ -132,19 +158,19 @@ function checkInstances(bundle, instances, settings, keccak256) {
   if (instances.length !== total) {
     throw new Error(`the proof has ${instances.length} public instances; the model's layout needs ${total}`);
   }
-  const inputs = instances.slice(0, layout.input);
-  const outputs = instances.slice(instances.length - layout.output);
+  const { inputs, outputs, outputScales, inputScales } = ownInstances(bundle, instances);
   if (packed(keccak256, inputs) !== input.commitment) throw new Error('the input commitment does not match the proof\'s public input');
   if (packed(keccak256, outputs) !== output.hash) throw new Error('the output hash does not match the proof\'s public output');
   const sizes = (output.shapes || []).map((shape) => shape.reduce((n, d) => n * d, 1));
-  if (sizes.reduce((a, b) => a + b, 0) !== outputs.length || layout.output_scales.length !== sizes.length) {
+  if (sizes.reduce((a, b) => a + b, 0) !== outputs.length || outputScales.length !== sizes.length) {
     throw new Error('the output shapes do not match the proof\'s public output');
   }
-  const proven = decode(outputs, layout.output_scales, sizes);
+  const proven = decode(outputs, outputScales, sizes);
   if (!close(proven, output.values, 1e-9)) throw new Error('the output values are not the ones the proof commits to');
   if (input.visibility === 'public') {
     if (!Array.isArray(input.values)) throw new Error('a public-input bundle must carry its input values');
-    const scales = settings.model_input_scales;
+    const scales = inputScales(settings.model_input_scales);
+    if (scales.length !== input.values.length) throw new Error('the input values do not match the proof\'s public input');
     const decoded = decode(inputs, scales, input.values.map((v) => (Array.isArray(v) ? v.length : 0)));
     if (!close(decoded, input.values, Math.max(2 ** -Math.min(...scales), 1e-9))) {
       throw new Error('the input values are not the ones the proof commits to');
