@@ -36,6 +36,7 @@ from proofmarket.demo.steps import Steps
 from proofmarket.market import Market
 from proofmarket.samples import sample_meta, sample_path
 from proofmarket.systems.attested.tiny import build_tiny_lm
+from proofmarket.systems.ezkl.batch_compile import parse_sizes
 from proofmarket.systems.ezkl.compiler import CompileOptions
 from proofmarket.systems.ezkl.profile import PrivacyProfile
 from proofmarket.systems.ezkl.srs import SrsProvider
@@ -226,7 +227,8 @@ def compile_sample(ws: Any) -> str:
     samples = json.loads(sample_path("mlp", "samples").read_text())
     if knobs().grid == "quick":
         options = CompileOptions(profile=PrivacyProfile(), srs=SrsProvider(ws.settings.srs_dir),
-                                 candidates=[Candidate(*QUICK_CANDIDATE)])
+                                 candidates=[Candidate(*QUICK_CANDIDATE)],
+                                 batch_sizes=parse_sizes(ws.settings.batch_sizes))
         result = ws.prover.compile(sample_path("mlp"), samples, options)
     else:
         result = ws.compile(sample_path("mlp"), samples, profile=PrivacyProfile())
