@@ -127,8 +127,10 @@ def throughput(bench: Path) -> str:
     doc = load("throughput", bench)
     if doc is None:
         return "Not measured yet: run `make bench`."
-    rows = [(n["prover_workers"], r) for n in doc["nodes"] for r in n["levels"]]
-    cells = "; ".join(f"{r['verified_per_s']}/s at {r['clients']} client(s) with {w} prover(s)" for w, r in rows)
+    rows = [(n["prover_workers"], n.get("batch_window_ms", 0), r) for n in doc["nodes"] for r in n["levels"]]
+    cells = "; ".join(f"{r['verified_per_s']}/s at {r['clients']} client(s) with {w} prover(s)"
+                      + (f", batching ({window:g} ms window)" if window else ", each call its own proof")
+                      for w, window, r in rows)
     t = doc["target"]
     return (f"Verified inferences per second through one node (`bench/throughput.md`, {when(doc)}; sample MLP, "
             f"distinct inputs, no proof cache, paid on batch-settlement channels): {cells}; raw EZKL in the same "

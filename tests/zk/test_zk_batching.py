@@ -14,7 +14,7 @@ from proofmarket import models
 from proofmarket.core.errors import AnswerMismatch, InputError, ProofMarketError, VerificationFailed
 from proofmarket.samples import sample_path
 from proofmarket.sdk.checks import Request, check_answer
-from proofmarket.systems.ezkl.batching import replicate
+from proofmarket.systems.ezkl.batching import plan, replicate
 from proofmarket.systems.ezkl.compiler import CompileResult
 from proofmarket.systems.ezkl.prover import EzklProver, ProveResult
 from proofmarket.systems.ezkl.srs import SrsProvider
@@ -52,9 +52,9 @@ def test_the_compile_builds_the_batch_circuits_as_the_model_repeated(batched: Co
 
 
 def test_calls_share_one_proof_and_each_verifies_its_own_slot(batched: CompileResult, prover) -> None:
-    inputs = _inputs(3)
+    inputs = _inputs(4)
     results = _proved(prover.prove_batch(batched.model_id, inputs))
-    assert [(r.bundle.batch.size, r.bundle.batch.slot) for r in results if r.bundle.batch] == [(4, 0), (4, 1), (4, 2)]
+    assert [(r.bundle.batch.size, r.bundle.batch.slot) for r in results if r.bundle.batch] == [(4, i) for i in range(4)]
     assert len({r.bundle.proof.hex for r in results}) == 1  # one proof
     for result, doc in zip(results, inputs, strict=True):
         assert prover.verify(result.bundle).valid
@@ -84,6 +84,16 @@ def test_a_slot_cannot_be_swapped_or_handed_to_another_caller(batched: CompileRe
     unbatched = first.bundle.model_copy(update={"batch": None})
     with pytest.raises(VerificationFailed):
         prover.verify(unbatched)  # the batch circuit's vk is not the model's own
+
+
+def test_the_plan_proves_calls_in_the_circuits_that_cost_least() -> None:
+    logrows = {1: 10, 4: 12, 16: 14}
+    assert plan(1, logrows) == [(1, 1)]
+    assert plan(4, logrows) == [(4, 4)]
+    assert plan(8, logrows) == [(4, 4), (4, 4)]  # two batches of 4, not 8 calls padded into a batch of 16
+    assert plan(16, logrows) == [(16, 16)]
+    assert sum(count for _, count in plan(37, logrows)) == 37
+    assert plan(5, {1: 10}) == [(1, 1)] * 5  # no batch circuit: each alone
 
 
 def test_a_bad_input_fails_only_its_call(batched: CompileResult, prover) -> None:

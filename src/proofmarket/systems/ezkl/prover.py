@@ -27,7 +27,7 @@ from proofmarket.core.errors import (
     WrongMode,
 )
 from proofmarket.store import LocalStore
-from proofmarket.systems.ezkl.batching import BATCHABLE_PROFILES, batch_input, pick_size, slot_of
+from proofmarket.systems.ezkl.batching import BATCHABLE_PROFILES, batch_input, plan, slot_of
 from proofmarket.systems.ezkl.bundle import (
     BundleBatch,
     BundleInput,
@@ -121,12 +121,12 @@ class EzklProver:
                 flats[i] = circuit_input(models.parse_inputs(doc, info))
             except ProofMarketError as exc:
                 answers[i] = exc
-        sizes = [b.size for b in manifest.batches] if batchable(manifest) else []
+        batches = manifest.batches if batchable(manifest) else []
+        logrows = {1: manifest.logrows, **{b.size: b.logrows for b in batches}}
         calls = list(flats)
-        while calls:
-            group, calls = calls[:max(sizes, default=1)], calls[max(sizes, default=1):]
-            size = pick_size(sizes, len(group))
-            proved = self._batch(model_id, manifest, size, [flats[i] for i in group], timeout_s) if size else None
+        for size, count in plan(len(calls), logrows):
+            group, calls = calls[:count], calls[count:]
+            proved = self._batch(model_id, manifest, size, [flats[i] for i in group], timeout_s) if size > 1 else None
             for n, i in enumerate(group):
                 answers[i] = proved[n] if proved is not None else self._alone(model_id, inputs_docs[i], timeout_s)
         return [a if a is not None else ProvingError("the call was not proven") for a in answers]
