@@ -108,6 +108,7 @@ def test_the_in_page_verifier_checks_a_slot_as_the_sdk_does(make_app: AppFactory
                                                             tmp_path: Path) -> None:
     import httpx
     from served import Served
+    from test_api_webapp_outputs import _verify_in_node  # the page's verifier in Node, as that suite runs it
 
     app = make_app(batch_window_ms=20, proof_cache_size=0)
     app.state.services.catalog.register(batched_id, price_atomic=10_000)
@@ -116,10 +117,9 @@ def test_the_in_page_verifier_checks_a_slot_as_the_sdk_does(make_app: AppFactory
         with _held_app(app):
             jobs = [httpx.post(f"{node.url}/v1/models/{batched_id}/infer?mode=async", json=doc, timeout=30).json()
                     for doc in _inputs()[:3]]
-        bundles = []
-        for job in jobs:
-            done = _poll(node.url, job)
-            bundles.append(store.get_json(done["result"]["bundle_cid"]))
+        with httpx.Client(base_url=node.url, timeout=30) as http:
+            done = [wait_job(http, job["id"], token=job["access_token"]) for job in jobs]
+        bundles = [store.get_json(job["result"]["bundle_cid"]) for job in done]
         shared = [b for b in bundles if "batch" in b]
         assert [b["batch"]["slot"] for b in shared] == [0, 1]
         for i, bundle in enumerate(shared):
@@ -136,31 +136,3 @@ def test_the_in_page_verifier_checks_a_slot_as_the_sdk_does(make_app: AppFactory
 def _held_app(app: Any) -> Any:
     """``_held`` of an app."""
     return app.state.services.queue.workers[0].get(PROVEN_SYSTEM).prover.worker._lock
-
-
-def _poll(url: str, job: dict[str, Any]) -> dict[str, Any]:
-    import time
-
-    import httpx
-
-    deadline = time.monotonic() + 120
-    while True:
-        body: dict[str, Any] = httpx.get(f"{url}/v1/jobs/{job['id']}", headers={"X-Job-Token": job["access_token"]},
-                                         timeout=30).json()
-        if body["status"] in ("proved", "failed", "settled") and body.get("result") is not None:
-            return body
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-
-
-def _verify_in_node(url: str, path: Path) -> dict[str, Any]:
-    import shutil
-    import subprocess
-
-    node = shutil.which("node")
-    assert node is not None
-    root = Path(__file__).resolve().parents[2]
-    done = subprocess.run([node, str(root / "scripts" / "verify_bundle.mjs"), url, str(path)],
-                          capture_output=True, text=True, timeout=120)
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result

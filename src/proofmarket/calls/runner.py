@@ -100,8 +100,8 @@ class JobRunner:
             return handed
         runtime = systems.get(jobs[0].system or DEFAULT_SYSTEM)
         assert isinstance(runtime, Batching) and jobs[0].model_id is not None
-        outcomes = self._run_batch(runtime, jobs[0].model_id, jobs)
-        for job, (outcome, elapsed) in zip(jobs, outcomes, strict=True):
+        outcomes, elapsed = self._run_batch(runtime, jobs[0].model_id, jobs)
+        for job, outcome in zip(jobs, outcomes, strict=True):
             if isinstance(outcome, ProofMarketError):
                 self._fail(job, outcome.code, outcome.message)
             elif self._guarded(job, functools.partial(self._record, job, outcome, elapsed)):
@@ -110,7 +110,8 @@ class JobRunner:
         return handed
 
     def _run_batch(self, runtime: Batching, model_id: str,
-                   jobs: list[JobRow]) -> list[tuple[Execution | ProofMarketError, float]]:
+                   jobs: list[JobRow]) -> tuple[list[Execution | ProofMarketError], float]:
+        """Each call's execution or error, and the seconds the batch took (every call of it waited that long)."""
         self.metrics.running.inc(len(jobs))
         start = time.perf_counter()
         outcomes: list[Execution | ProofMarketError]
@@ -123,8 +124,7 @@ class JobRunner:
             outcomes = [ProvingError(f"the call failed unexpectedly ({type(exc).__name__})")] * len(jobs)
         finally:
             self.metrics.running.dec(len(jobs))
-        elapsed = time.perf_counter() - start
-        return [(outcome, elapsed) for outcome in outcomes]
+        return outcomes, time.perf_counter() - start
 
     def _record(self, job: JobRow, execution: Execution, elapsed: float) -> bool:
         self._proved(job, execution, elapsed)

@@ -102,13 +102,6 @@ def slot_of(layout: InstanceLayout, size: int, slot: int) -> Slot:
                 layout.output_scales[slot * per_scales:(slot + 1) * per_scales])
 
 
-def slot_layout(layout: InstanceLayout, size: int) -> InstanceLayout:
-    """The layout one slot of a batch circuit would have alone (the model's own)."""
-    slot = slot_of(layout, size, 0)
-    return InstanceLayout(input=slot.input.stop - slot.input.start, params=0,
-                          output=slot.output.stop - slot.output.start, output_scales=slot.output_scales)
-
-
 #: a proof's fixed cost (keys, SRS, transcript) in rows: measured here, a logrows-10 proof of the sample MLP takes
 #: ~118 ms of which ~40 ms do not depend on its rows, about the work of 2^9 rows
 PROOF_OVERHEAD_ROWS = 512
