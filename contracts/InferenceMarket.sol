@@ -132,14 +132,26 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
         Snapshot terms;
     }
 
-    /// @notice The model's terms when the request was made.
+    /// @notice The model's terms when the request was made (`createdAt`: when; it shares the verifier's slot).
     struct Snapshot {
         address owner;
         address verifier;
         uint16 ownerShareBps;
         uint16 inputInstances;
         uint16 instanceCount;
+        uint48 createdAt;
         uint256 paramsCommitment;
+    }
+
+    /// @dev Where a batch proof's slots are, and what fulfillBatch checks each request against.
+    struct BatchLayout {
+        uint256 perInput;
+        uint256 perOutput;
+        uint256 outputsAt;
+        uint256 size;
+        uint256 taken;
+        bytes32 modelId;
+        uint64 registeredAt;
     }
 
     struct Prover {
@@ -248,6 +260,11 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
     error InputCommitmentMismatch(bytes32 expected, bytes32 actual);
     error ParamsCommitmentMismatch(uint256 expected, uint256 actual);
     error VerifierOutOfGas();
+    error BadBatch(uint256 requests, uint16 size);
+    error NoBatchVerifier(bytes32 modelId, uint16 size);
+    error BatchVerifierTooNew(uint256 requestId, uint64 registeredAt);
+    error BatchModelMismatch(uint256 requestId, bytes32 modelId);
+    error BatchSlotTaken(uint16 slot);
     error FeeTooHigh(uint16 bps, uint16 maxBps);
     error SlashTooHigh(uint16 bps, uint16 maxBps);
     error UnstakeDelayTooLong(uint64 delay);
@@ -343,15 +360,42 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
 
     /// @notice Settle a claimed request with a proof. See the contract notice for the outcomes.
     function fulfill(uint256 requestId, bytes calldata proof, uint256[] calldata instances) external nonReentrant {
-        RequestSlots storage r = _pending(requestId);
-        if (r.status != Status.Accepted || r.prover != msg.sender) revert NotAssignedProver(requestId, r.prover);
-        if (block.timestamp > r.claimExpiry) revert ClaimExpired(requestId, r.claimExpiry);
+        RequestSlots storage r = _claimedBy(requestId);
         Snapshot memory t = r.terms;
         uint256 outputStart = _checkBinding(r.inputCommitment, t, instances);
         if (_verify(t.verifier, proof, instances)) {
             _settleValid(requestId, r, t, instances[outputStart:]);
         } else {
             _settleInvalid(requestId, r);
+        }
+    }
+
+    /// @notice Settle several claimed requests of one model with one proof of the model's batch circuit of `size`
+    /// calls (`ModelRegistry.batchVerifier`): request `requestIds[j]` is the call in slot `slots[j]`; the other slots
+    /// hold calls that are not escrow requests, or padding, and are not read. Each request is bound to its slot as
+    /// `fulfill` binds one (its input commitment, the params commitment) and settled as `fulfill` settles it: all
+    /// paid if the proof is valid, all refunded and slashed if not. The batch verifier must have been registered
+    /// before every one of the requests was made.
+    function fulfillBatch(
+        uint256[] calldata requestIds,
+        uint16[] calldata slots,
+        uint16 size,
+        bytes calldata proof,
+        uint256[] calldata instances
+    ) external nonReentrant {
+        uint256 n = requestIds.length;
+        if (n == 0 || n > size || slots.length != n) revert BadBatch(n, size);
+        bytes32 modelId = _requests[requestIds[0]].modelId;
+        ModelRegistry.BatchVerifier memory batch = registry.batchVerifier(modelId, size);
+        if (batch.verifier == address(0)) revert NoBatchVerifier(modelId, size);
+        BatchLayout memory layout = _batchLayout(_requests[requestIds[0]].terms, size, instances);
+        (layout.modelId, layout.registeredAt) = (modelId, batch.registeredAt);
+        for (uint256 j = 0; j < n; ++j) {
+            _bindSlot(requestIds[j], slots[j], layout, instances);
+        }
+        bool valid = _verify(batch.verifier, proof, instances);
+        for (uint256 j = 0; j < n; ++j) {
+            _settleSlot(requestIds[j], slots[j], valid, layout, instances);
         }
     }
 
@@ -574,7 +618,10 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
         (r.consumer, r.deadline, r.status) = (consumer, deadline, Status.Open);
         (r.feeBps, r.slashBps) = (_params.platformFeeBps, _params.slashBps);
         (r.amount, r.modelId, r.inputCommitment) = (price, modelId, inputCommitment);
-        r.terms = Snapshot(t.owner, t.verifier, t.ownerShareBps, t.inputInstances, t.instanceCount, t.paramsCommitment);
+        r.terms = Snapshot(
+            t.owner, t.verifier, t.ownerShareBps, t.inputInstances, t.instanceCount, uint48(block.timestamp),
+            t.paramsCommitment
+        );
         emit RequestCreated(requestId, modelId, consumer, inputCommitment, price, deadline);
     }
 
@@ -591,6 +638,61 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
         r = _requests[requestId];
         if (r.status == Status.None) revert UnknownRequest(requestId);
         if (r.status != Status.Open && r.status != Status.Accepted) revert RequestNotPending(requestId, r.status);
+    }
+
+    /// @dev Where a batch proof's slots are: every slot's input instances, the params commitment once (checked
+    /// here), every slot's output instances.
+    function _batchLayout(Snapshot memory t, uint16 size, uint256[] calldata instances)
+        private
+        pure
+        returns (BatchLayout memory layout)
+    {
+        uint256 params = t.paramsCommitment != 0 ? 1 : 0;
+        layout.perInput = t.inputInstances;
+        layout.perOutput = uint256(t.instanceCount) - layout.perInput - params;
+        layout.outputsAt = size * layout.perInput + params;
+        layout.size = size;
+        uint256 expected = layout.outputsAt + size * layout.perOutput;
+        if (instances.length != expected) revert InstanceCountMismatch(instances.length, expected);
+        if (params == 1 && instances[layout.outputsAt - 1] != t.paramsCommitment) {
+            revert ParamsCommitmentMismatch(t.paramsCommitment, instances[layout.outputsAt - 1]);
+        }
+    }
+
+    /// @dev Bind a claimed request to its slot of a batch proof: same model, made after the batch verifier was
+    /// registered, a slot of its own, its input commitment the slot's input instances.
+    function _bindSlot(uint256 requestId, uint16 slot, BatchLayout memory layout, uint256[] calldata instances)
+        private
+        view
+    {
+        RequestSlots storage r = _claimedBy(requestId);
+        if (r.modelId != layout.modelId) revert BatchModelMismatch(requestId, r.modelId);
+        if (layout.registeredAt >= r.terms.createdAt) revert BatchVerifierTooNew(requestId, layout.registeredAt);
+        if (slot >= layout.size || layout.taken & (1 << slot) != 0) revert BatchSlotTaken(slot);
+        layout.taken |= 1 << slot;
+        uint256 from = slot * layout.perInput;
+        bytes32 actual = keccak256(abi.encodePacked(instances[from:from + layout.perInput]));
+        if (actual != r.inputCommitment) revert InputCommitmentMismatch(r.inputCommitment, actual);
+    }
+
+    function _settleSlot(
+        uint256 requestId,
+        uint16 slot,
+        bool valid,
+        BatchLayout memory layout,
+        uint256[] calldata instances
+    ) private {
+        RequestSlots storage r = _requests[requestId];
+        if (!valid) return _settleInvalid(requestId, r);
+        uint256 at = layout.outputsAt + uint256(slot) * layout.perOutput;
+        _settleValid(requestId, r, r.terms, instances[at:at + layout.perOutput]);
+    }
+
+    /// @dev A pending request the caller claimed, its claim live.
+    function _claimedBy(uint256 requestId) private view returns (RequestSlots storage r) {
+        r = _pending(requestId);
+        if (r.status != Status.Accepted || r.prover != msg.sender) revert NotAssignedProver(requestId, r.prover);
+        if (block.timestamp > r.claimExpiry) revert ClaimExpired(requestId, r.claimExpiry);
     }
 
     function _requireEligible(address prover) private view {

@@ -59,7 +59,20 @@ contract ModelRegistry {
         uint256 paramsCommitment;
     }
 
+    /// @notice A verifier of the model's batch circuit of `size` calls (one proof over `size` inputs, each slot laid out
+    /// as the model's own instances: all slots' inputs, the params commitment once, all slots' outputs). Set once per
+    /// size by the owner; `registeredAt` lets the market take it only for requests made after it (a verifier added
+    /// while a request is open never settles that request).
+    struct BatchVerifier {
+        address verifier;
+        uint64 registeredAt;
+        bytes32 codehash;
+    }
+
+    uint16 public constant MAX_BATCH = 64;
+
     mapping(bytes32 modelId => Model) private _models;
+    mapping(bytes32 modelId => mapping(uint16 size => BatchVerifier)) private _batches;
 
     event ModelRegistered(
         bytes32 indexed modelId, address indexed owner, bytes32 indexed key, address verifier, ModelSpec spec
@@ -67,6 +80,7 @@ contract ModelRegistry {
     event PriceUpdated(bytes32 indexed modelId, uint96 oldPrice, uint96 newPrice);
     event MetadataUpdated(bytes32 indexed modelId, string metadataCid);
     event ModelActivationChanged(bytes32 indexed modelId, bool active);
+    event BatchVerifierRegistered(bytes32 indexed modelId, uint16 size, address verifier, bytes32 codehash);
 
     error InvalidModelId();
     error ModelAlreadyRegistered(bytes32 modelId);
@@ -79,6 +93,8 @@ contract ModelRegistry {
     error BadInstanceCount(uint16 instanceCount, uint16 minimum);
     error InvalidProofMode(uint8 proofMode, uint256 paramsCommitment);
     error ActivationUnchanged(bytes32 modelId, bool active);
+    error BadBatchSize(uint16 size, uint16 maximum);
+    error BatchVerifierAlreadyRegistered(bytes32 modelId, uint16 size);
 
     modifier onlyModelOwner(bytes32 modelId) {
         address owner = _models[modelId].owner;
@@ -105,6 +121,21 @@ contract ModelRegistry {
         m.verifierCodehash = spec.verifier.codehash;
         m.spec = spec;
         emit ModelRegistered(modelId, msg.sender, key, spec.verifier, spec);
+    }
+
+    /// @notice Register the verifier of the model's batch circuit of `size` calls (once per size: like the model's
+    /// own verifier, it is part of what a consumer checks before it pays).
+    function registerBatch(bytes32 modelId, uint16 size, address verifier) external onlyModelOwner(modelId) {
+        if (size < 2 || size > MAX_BATCH) revert BadBatchSize(size, MAX_BATCH);
+        if (verifier.code.length == 0) revert VerifierHasNoCode(verifier);
+        if (_batches[modelId][size].verifier != address(0)) revert BatchVerifierAlreadyRegistered(modelId, size);
+        _batches[modelId][size] = BatchVerifier(verifier, uint64(block.timestamp), verifier.codehash);
+        emit BatchVerifierRegistered(modelId, size, verifier, verifier.codehash);
+    }
+
+    /// @notice The model's batch verifier of `size` calls (verifier zero: none).
+    function batchVerifier(bytes32 modelId, uint16 size) external view returns (BatchVerifier memory) {
+        return _batches[modelId][size];
     }
 
     function updatePrice(bytes32 modelId, uint96 newPrice) external onlyModelOwner(modelId) {

@@ -16,7 +16,7 @@ from proofmarket.chain.artifacts import Artifact, load_artifact
 from proofmarket.chain.client import ChainClient, TxResult
 from proofmarket.chain.commitments import model_id_of
 from proofmarket.chain.eip3009 import SignedAuthorization, TokenDomain
-from proofmarket.chain.types import ModelSpec, RegisteredModel
+from proofmarket.chain.types import ZERO_ADDRESS, BatchVerifier, ModelSpec, RegisteredModel
 
 
 class BoundContract:
@@ -127,6 +127,15 @@ class ModelRegistry(BoundContract):
 
     def set_active(self, model_id: bytes, active: bool, sender: LocalAccount) -> TxResult:
         return self._send("setActive", sender, model_id, active)
+
+    def register_batch(self, model_id: bytes, size: int, verifier: str, sender: LocalAccount) -> TxResult:
+        """Name the verifier of the model's batch circuit of ``size`` calls (once per size; owner only)."""
+        return self._send("registerBatch", sender, model_id, size, self.client.w3.to_checksum_address(verifier))
+
+    def batch_verifier(self, model_id: bytes, size: int) -> BatchVerifier:
+        verifier, registered_at, codehash = self._call("batchVerifier", model_id, size)
+        return BatchVerifier(size, None if verifier == ZERO_ADDRESS else str(verifier), int(registered_at),
+                             bytes(codehash))
 
     def exists(self, model_id: bytes) -> bool:
         return bool(self._call("exists", model_id))

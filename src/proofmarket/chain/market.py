@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
@@ -144,9 +144,29 @@ class InferenceMarket(BoundContract):
         gas: int | None = None,
     ) -> Settlement:
         tx = self._send("fulfill", sender, request_id, proof, list(instances), gas=gas)
+        return self._settlements(tx, [request_id])[request_id]
+
+    def fulfill_batch(
+        self,
+        slots: Mapping[int, int],
+        size: int,
+        proof: bytes,
+        instances: Sequence[int],
+        sender: LocalAccount,
+        *,
+        gas: int | None = None,
+    ) -> dict[int, Settlement]:
+        """Settle the claimed requests ``slots`` (request id -> its slot) with one proof of the model's batch circuit
+        of ``size`` calls; each request's settlement, by id."""
+        ids = list(slots)
+        tx = self._send("fulfillBatch", sender, ids, [slots[i] for i in ids], size, proof, list(instances), gas=gas)
+        return self._settlements(tx, ids)
+
+    def _settlements(self, tx: TxResult, request_ids: Sequence[int]) -> dict[int, Settlement]:
+        out: dict[int, Settlement] = {}
         for args in self.decode_events(tx, "RequestFulfilled"):
-            return Settlement(
-                request_id,
+            out[int(args["requestId"])] = Settlement(
+                int(args["requestId"]),
                 RequestStatus.FULFILLED,
                 args["prover"],
                 tx,
@@ -157,15 +177,18 @@ class InferenceMarket(BoundContract):
                 platform_fee=args["platformFee"],
             )
         for args in self.decode_events(tx, "ProofRejected"):
-            return Settlement(
-                request_id,
+            out[int(args["requestId"])] = Settlement(
+                int(args["requestId"]),
                 RequestStatus.REJECTED,
                 args["prover"],
                 tx,
                 refunded=args["refunded"],
                 slashed=args["slashed"],
             )
-        raise ChainError(f"fulfil of request {request_id} emitted no settlement event", tx=tx.tx_hash)
+        missing = [i for i in request_ids if i not in out]
+        if missing:
+            raise ChainError(f"the fulfil of request(s) {missing} emitted no settlement event", tx=tx.tx_hash)
+        return out
 
     def stake(self, amount: int, sender: LocalAccount) -> TxResult:
         return self._send("stake", sender, amount)
@@ -203,7 +226,7 @@ class InferenceMarket(BoundContract):
     def get_request(self, request_id: int) -> InferenceRequest:
         (consumer, deadline, fee, slash, status, prover, claim_expiry, amount, model, commitment, output, bond,
          terms) = self._call("getRequest", request_id)
-        owner, verifier, share, inputs, count, params = terms
+        owner, verifier, share, inputs, count, created_at, params = terms
         return InferenceRequest(
             request_id,
             str(consumer),
@@ -218,7 +241,8 @@ class InferenceMarket(BoundContract):
             slash_bps=int(slash),
             claim_expiry=int(claim_expiry),
             bond=int(bond),
-            terms=RequestTerms(str(owner), str(verifier), int(share), int(inputs), int(count), int(params)),
+            terms=RequestTerms(str(owner), str(verifier), int(share), int(inputs), int(count), int(params),
+                               int(created_at)),
         )
 
     def get_prover(self, prover: str) -> ProverInfo:

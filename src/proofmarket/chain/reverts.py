@@ -61,6 +61,14 @@ _SENTENCES = {
     "ParamsCommitmentMismatch": "the proof is for another model: its params commitment is {actual}, "
     "the model registered {expected}",
     "VerifierOutOfGas": "the verifier ran out of gas: raise the gas limit",
+    "BadBatch": "a batch of {requests} requests does not fit a batch circuit of {size} calls",
+    "NoBatchVerifier": "model {modelId} has no batch verifier of {size} calls registered",
+    "BatchVerifierTooNew": "request {requestId} was made before the batch verifier was registered (at "
+    "{registeredAt}): fulfil it alone",
+    "BatchModelMismatch": "request {requestId} is for another model ({modelId}) than the batch",
+    "BatchSlotTaken": "slot {slot} is outside the batch or given to two requests",
+    "BadBatchSize": "a batch of {size} calls is outside 2 .. {maximum}",
+    "BatchVerifierAlreadyRegistered": "model {modelId} already has a batch verifier of {size} calls",
     "FeeTooHigh": "the platform fee {bps} bps is above the maximum of {maxBps} bps",
     "SlashTooHigh": "the slash share {bps} bps is above the maximum of {maxBps} bps",
     "InsufficientBalance": "only {available} is available, {requested} was asked for",

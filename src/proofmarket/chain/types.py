@@ -104,6 +104,17 @@ class RequestTerms:
     input_instances: int
     instance_count: int
     params_commitment: int
+    created_at: int = 0  # when the request was made (a batch verifier registered later never settles it)
+
+
+@dataclass(frozen=True)
+class BatchVerifier:
+    """A model's verifier of its batch circuit of ``size`` calls on the registry (``address`` None: none)."""
+
+    size: int
+    address: str | None
+    registered_at: int
+    codehash: bytes
 
 
 @dataclass(frozen=True)
