@@ -155,28 +155,35 @@ def settled_on_chain(sdk: Any, request_id: int, row: dict[str, Any], commitment:
 
 def fulfill_cmd(
     run: Run,
-    request_id: Annotated[int, typer.Argument(help="the request id printed by request")],
+    request_ids: Annotated[list[int], typer.Argument(help="the request id(s) printed by request; several ids of one "
+                                                          "model are proven in one batch proof and settled in one "
+                                                          "transaction (fulfillBatch)")],
     timeout: Annotated[float | None, typer.Option(help="stop a proof running longer than this (seconds)")] = None,
 ) -> None:
-    """Prove the request's input and settle it on chain. Exit 1 when the market rejected the proof."""
+    """Prove the requests' inputs and settle them on chain. Exit 1 when the market rejected the proof."""
     from proofmarket.market import format_usdc, settlement_summary
 
     with run.market() as market:
-        result = market.fulfill(request_id, timeout_s=timeout)
-    s = result.settlement
+        results = ({request_ids[0]: market.fulfill(request_ids[0], timeout_s=timeout)} if len(request_ids) == 1
+                   else market.fulfill_batch(request_ids, timeout_s=timeout))
     if run.as_json:
-        emit_json({"ok": s.valid, **settlement_summary(s), "output": result.output, "bundle_cid": result.bundle_cid,
-                   "timings": result.timings})
+        rows = [{"ok": r.settlement.valid, **settlement_summary(r.settlement), "output": r.output,
+                 "bundle_cid": r.bundle_cid, "timings": r.timings} for r in results.values()]
+        emit_json(rows[0] if len(rows) == 1 else {"ok": all(r["ok"] for r in rows), "requests": rows})
     else:
-        out.print(f"request {request_id}: {s.status.name.lower()} in tx {s.tx.tx_hash} ({s.tx.gas_used:,} gas)")
-        if s.valid:
-            out.print(f"  output {result.output}")
-            out.print(f"  paid: owner {format_usdc(s.owner_amount)}, prover {format_usdc(s.prover_amount)}, "
-                      f"platform {format_usdc(s.platform_fee)} USDC")
-        else:
-            out.print(f"  consumer refunded {format_usdc(s.refunded)} USDC, prover slashed {format_usdc(s.slashed)}")
-        out.print(f"  proof bundle {result.bundle_cid} (prove {result.timings.get('prove_s', 0):.2f} s)")
-    if not s.valid:
+        for request_id, result in results.items():
+            s = result.settlement
+            out.print(f"request {request_id}: {s.status.name.lower()} in tx {s.tx.tx_hash} ({s.tx.gas_used:,} gas"
+                      f"{'' if len(results) == 1 else f' for {len(results)} requests'})")
+            if s.valid:
+                out.print(f"  output {result.output}")
+                out.print(f"  paid: owner {format_usdc(s.owner_amount)}, prover {format_usdc(s.prover_amount)}, "
+                          f"platform {format_usdc(s.platform_fee)} USDC")
+            else:
+                out.print(f"  consumer refunded {format_usdc(s.refunded)} USDC, prover slashed "
+                          f"{format_usdc(s.slashed)}")
+            out.print(f"  proof bundle {result.bundle_cid} (prove {result.timings.get('prove_s', 0):.2f} s)")
+    if not all(r.settlement.valid for r in results.values()):
         raise typer.Exit(1)
 
 

@@ -292,7 +292,7 @@ class EscrowService(ChainWatcher):
             bundle = ProofBundle.parse(self.market.workspace.store.get_json(bundle_cid))
             output = bundle.output.values
         elif self.jobs is not None:  # the node's job queue: one proving path (metrics, limits, workers)
-            bundle, bundle_cid = self._prove_as_job(row, doc)
+            bundle, bundle_cid = self._prove_as_job(row, doc, self.market.settles_batched(row.model_id, onchain))
             output = bundle.output.values
         else:
             proved = self.market.workspace.prover.prove(row.model_id, doc.get("inputs"), self.proof_timeout_s,
@@ -311,14 +311,15 @@ class EscrowService(ChainWatcher):
             raise
         return Answer(settlement, bundle_cid, output, attested, onchain.terms.owner if onchain.terms else None)
 
-    def _prove_as_job(self, row: EscrowRequestRow, doc: dict[str, Any]) -> tuple[ProofBundle, str]:
+    def _prove_as_job(self, row: EscrowRequestRow, doc: dict[str, Any], batch: bool) -> tuple[ProofBundle, str]:
         """Prove the request's input as a job of the node's queue (seen in /v1/jobs' counts, /metrics, /health,
         run by the local provers or the celery workers) and wait for it. One job per attempt: a restarted
-        watcher finds the job of its attempt again by its key."""
+        watcher finds the job of its attempt again by its key. ``batch``: it may share a proof with other calls
+        (only when the chain settles it in any of the model's batch circuits, ``settles_batched``)."""
         assert self.jobs is not None
         key = f"escrow:{self.chain_id}:{self.address.lower()}:{row.request_id}:{row.attempts}"
         job, _ = self.jobs.submit_prove(row.model_id, doc.get("inputs"), key=key, salt=doc.get("salt"),
-                                        system=PROVEN_SYSTEM, rail=self.kind)
+                                        system=PROVEN_SYSTEM, rail=self.kind, batch=batch)
         wait = (self.proof_timeout_s or 600.0) + 120.0
         with contextlib.suppress(TimeoutError):  # still running: said below
             self.jobs.queue.watch(job.id).result(wait)

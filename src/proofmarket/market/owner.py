@@ -27,27 +27,45 @@ EIP170_CODE_LIMIT = 24_576
 
 
 class OwnerRole(MarketBase):
-    def deploy_verifier(self, model_id: str) -> VerifierDeployment:
-        """Deploy the model's Halo2Verifier from its stored artifacts, once per model and chain."""
+    def deploy_verifier(self, model_id: str, batch: int = 1) -> VerifierDeployment:
+        """Deploy the model's Halo2Verifier (``batch`` > 1: the verifier of its batch circuit of that many calls) from
+        its stored artifacts, once per model, size and chain."""
         manifest = self.manifest(model_id)
-        chain_id = self.client.chain_id
-        if manifest.verifier.deployed_size > EIP170_CODE_LIMIT:
-            raise ChainError(f"the verifier of {model_id} is {manifest.verifier.deployed_size:,} bytes, above the "
+        circuit = manifest.batch(batch) if batch > 1 else None
+        ref = circuit.verifier if circuit is not None else manifest.verifier if batch == 1 else None
+        if ref is None:
+            raise UsageError(f"model {model_id} has no Solidity verifier of a batch of {batch} calls")
+        chain_id, name = self.client.chain_id, model_id if batch == 1 else f"{model_id}#batch{batch}"
+        if ref.deployed_size > EIP170_CODE_LIMIT:
+            raise ChainError(f"the verifier of {name} is {ref.deployed_size:,} bytes, above the "
                              f"{EIP170_CODE_LIMIT:,}-byte contract size limit (EIP-170): it cannot be deployed",
-                             size=manifest.verifier.deployed_size)
-        known = self.home.verifier(chain_id, model_id)
+                             size=ref.deployed_size)
+        known = self.home.verifier(chain_id, name)
         if known is not None and self._code_hash(known.address) == known.code_hash:
             return VerifierDeployment(model_id, known.address, reused=True)
         artifact = Artifact(
-            name=f"Halo2Verifier({manifest.name})",
-            abi=json.loads(self.workspace.store.get(manifest.verifier.abi.cid)),
-            bytecode=self.workspace.store.get(manifest.verifier.bytecode.cid).decode().strip(),
+            name=f"Halo2Verifier({manifest.name}{'' if batch == 1 else f' x{batch}'})",
+            abi=json.loads(self.workspace.store.get(ref.abi.cid)),
+            bytecode=self.workspace.store.get(ref.bytecode.cid).decode().strip(),
             deployed_bytecode="",
         )
         address, tx = self.client.deploy(artifact, self.accounts.owner)
         record = VerifierRecord(address, self._code_hash(address), tx.tx_hash, tx.gas_used, tx.block_number)
-        self.home.save_verifier(chain_id, model_id, record)
+        self.home.save_verifier(chain_id, name, record)
         return VerifierDeployment(model_id, address, reused=False, tx=tx)
+
+    def register_batches(self, model_id: str) -> dict[int, str]:
+        """Deploy and register the verifiers of the model's batch circuits the registry does not name yet (so that
+        the node settles several escrow requests with one proof, ``fulfillBatch``): size -> verifier registered."""
+        manifest = self.manifest(model_id)
+        key, added = self._listing_key(model_id), {}
+        for circuit in manifest.batches:
+            if circuit.verifier is None or self.registry.batch_verifier(key, circuit.size).address is not None:
+                continue
+            verifier = self.deploy_verifier(model_id, circuit.size)
+            self.registry.register_batch(key, circuit.size, verifier.address, self.accounts.owner)
+            added[circuit.size] = verifier.address
+        return added
 
     def register_model(self, model_id: str, price_usdc: str | Decimal, owner_share_bps: int = DEFAULT_OWNER_SHARE_BPS,
                        *, metadata_cid: str | None = None) -> Registration:
@@ -69,12 +87,14 @@ class OwnerRole(MarketBase):
             raise UsageError(f"the owner share must be 0-{max_share} bps, not {owner_share_bps}")
         key = self.onchain_id(model_id)
         if self.registry.exists(key):
-            return self._registered_again(model_id, key, price, bytes.fromhex(manifest.vk.sha256),
-                                          "with another verifying key")
+            again = self._registered_again(model_id, key, price, bytes.fromhex(manifest.vk.sha256),
+                                           "with another verifying key")
+            return replace(again, batch_verifiers=self.register_batches(model_id))
         verifier = self.deploy_verifier(model_id)
         spec = model_spec(manifest, self.workspace.store, verifier=verifier.address, price=price,
                           owner_share_bps=owner_share_bps, metadata_cid=metadata_cid or model_id)
-        return self._register(model_id, key, spec, verifier)
+        registered = self._register(model_id, key, spec, verifier)
+        return replace(registered, batch_verifiers=self.register_batches(model_id))
 
     def registration_plan(self, model_id: str, owner: str, price_atomic: int, *, verifier: str | None = None,
                           metadata_cid: str | None = None,

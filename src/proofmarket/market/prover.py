@@ -11,7 +11,7 @@ from proofmarket.chain import model_key
 from proofmarket.chain.client import TxResult
 from proofmarket.chain.home import RequestRecord
 from proofmarket.chain.types import InferenceRequest, RequestStatus, Settlement
-from proofmarket.core.errors import ChainError
+from proofmarket.core.errors import ChainError, UsageError
 from proofmarket.core.units import format_usdc
 from proofmarket.market.base import MarketBase
 from proofmarket.market.results import FulfilResult, settlement_summary
@@ -40,6 +40,61 @@ class ProverRole(MarketBase):
         self._record_outcome(request_id, {**settlement_summary(settlement), "bundle_cid": proved.bundle_cid})
         return FulfilResult(settlement, proved.bundle_cid, proved.bundle.output.values, dict(proved.bundle.timings))
 
+    def fulfill_batch(self, request_ids: list[int], *, timeout_s: float | None = None) -> dict[int, FulfilResult]:
+        """Prove several requests of one model in one proof of its smallest batch circuit that holds them and whose
+        verifier the registry named before each request was made, and settle them in one ``fulfillBatch``."""
+        if len(set(request_ids)) != len(request_ids) or not request_ids:
+            raise UsageError("give each request id once, at least one")
+        records = [self.home.request(self.client.chain_id, i) for i in request_ids]
+        requests = [self.pending_request(i) for i in request_ids]
+        model_id = records[0].model_id
+        for record, request in zip(records, requests, strict=True):
+            if record.model_id != model_id:
+                raise UsageError(f"requests {request_ids} are not all for one model: a batch proves one model")
+            self._check_record(record, request)
+        self.check_entry(model_id, requests[0].model_key)
+        size = self.batch_size_for(model_id, requests)
+        for request in requests:
+            self.claim(request)
+        proved = self.workspace.prover.prove_together(model_id, [r.inputs for r in records], size, timeout_s)
+        first = proved[0].bundle
+        settled = self.market.fulfill_batch({i: n for n, i in enumerate(request_ids)}, size, _proof_bytes(first),
+                                            _instances(first), self.accounts.prover)
+        out = {}
+        for request_id, result in zip(request_ids, proved, strict=True):
+            settlement = settled[request_id]
+            self._record_outcome(request_id, {**settlement_summary(settlement), "bundle_cid": result.bundle_cid})
+            out[request_id] = FulfilResult(settlement, result.bundle_cid, result.bundle.output.values,
+                                           dict(result.bundle.timings))
+        return out
+
+    def batch_size_for(self, model_id: str, requests: list[InferenceRequest]) -> int:
+        """The smallest batch size of the model that holds ``requests`` and settles them on chain: its verifier
+        registered before every one of them was made (UsageError saying why there is none)."""
+        manifest, _ = self.workspace.prover.model(model_id)
+        made = min(r.terms.created_at if r.terms else 0 for r in requests)
+        for circuit in sorted(manifest.batches, key=lambda c: c.size):
+            if circuit.size < len(requests) or circuit.verifier is None:
+                continue
+            entry = self.registry.batch_verifier(requests[0].model_key, circuit.size)
+            if entry.address is not None and entry.registered_at < made:
+                return circuit.size
+        sizes = [c.size for c in manifest.batches if c.verifier is not None]
+        raise UsageError(f"model {model_id} has no batch verifier of {len(requests)} or more calls registered before "
+                         f"these requests were made (sizes with a verifier: {sizes or 'none'}): fulfil them one by "
+                         "one, or register the batch verifiers ('proofmarket model register' does) for later requests",
+                         model_id=model_id)
+
+    def settles_batched(self, model_id: str, request: InferenceRequest) -> bool:
+        """Whether ``request`` may be proven with other calls: every batch circuit of the model has a verifier the
+        registry named before the request was made, so whichever the node's queue picks, ``fulfillBatch`` takes it."""
+        manifest, _ = self.workspace.prover.model(model_id)
+        made = request.terms.created_at if request.terms else 0
+        if not manifest.batches or any(c.verifier is None for c in manifest.batches):
+            return False
+        entries = [self.registry.batch_verifier(request.model_key, c.size) for c in manifest.batches]
+        return all(e.address is not None and e.registered_at < made for e in entries)
+
     def claim(self, request: InferenceRequest, *, check: bool = True) -> TxResult | None:
         """Claim ``request`` for the prover account before proving it (only the claimer may fulfil it);
         nothing is sent when the prover already holds a live claim. ``check=False``: no local eligibility
@@ -58,9 +113,10 @@ class ProverRole(MarketBase):
         bundle = bundle if isinstance(bundle, ProofBundle) else ProofBundle.parse(bundle)
         if claim:
             self.claim(self.market.get_request(request_id), check=False)
-        proof = bytes.fromhex(bundle.proof.hex.removeprefix("0x"))
-        values = [int(value, 16) for value in bundle.proof.instances]
-        return self.market.fulfill(request_id, proof, values, self.accounts.prover)
+        if bundle.batch is not None:  # a call proven with others: its slot of the batch proof
+            return self.market.fulfill_batch({request_id: bundle.batch.slot}, bundle.batch.size, _proof_bytes(bundle),
+                                             _instances(bundle), self.accounts.prover)[request_id]
+        return self.market.fulfill(request_id, _proof_bytes(bundle), _instances(bundle), self.accounts.prover)
 
     def generate_attested(self, model_id: str, doc: Any) -> tuple[Any, str]:
         """Run an escrowed generate request and sign the bundle with the prover account (the attester the
@@ -182,3 +238,11 @@ class ProverRole(MarketBase):
         if local != "0x" + request.input_commitment.hex() or local != record.commitment:
             raise ChainError(f"the stored input of request {record.request_id} does not match its on-chain "
                              "commitment", request_id=record.request_id)
+
+
+def _proof_bytes(bundle: ProofBundle) -> bytes:
+    return bytes.fromhex(bundle.proof.hex.removeprefix("0x"))
+
+
+def _instances(bundle: ProofBundle) -> list[int]:
+    return [int(value, 16) for value in bundle.proof.instances]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from proofmarket.chain.client import TxResult
@@ -26,6 +26,7 @@ class Registration:
     verifier: VerifierDeployment | None  # None when the model was already registered
     action: str  # "registered" | "price updated" | "unchanged"
     tx: TxResult | None = None
+    batch_verifiers: dict[int, str] = field(default_factory=dict)  # batch size -> verifier registered by this call
 
 
 @dataclass(frozen=True)

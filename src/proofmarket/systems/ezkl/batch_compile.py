@@ -18,8 +18,9 @@ import onnx
 
 from proofmarket.core.errors import CircuitCompileError, ProofMarketError, UsageError
 from proofmarket.store import LocalStore
-from proofmarket.systems.ezkl import ezkl_calls
+from proofmarket.systems.ezkl import ezkl_calls, solidity
 from proofmarket.systems.ezkl.batching import MAX_BATCH, batch_input, replicate
+from proofmarket.systems.ezkl.evm_check import LocalEvm
 from proofmarket.systems.ezkl.manifest import BatchCircuit, InstanceLayout, SrsRef, put_artifact
 from proofmarket.systems.ezkl.srs import SrsProvider
 from proofmarket.systems.ezkl.tuning import MAX_LOGROWS, canonical_circuit, canonical_settings, decode_outputs
@@ -68,7 +69,7 @@ class Accuracy:
 
 
 def compile_batches(circuit_onnx: Path, settings_path: Path, samples: list[list[list[float]]], sizes: tuple[int, ...],
-                    accuracy: Accuracy, srs: SrsProvider, store: LocalStore, work: Path,
+                    accuracy: Accuracy, srs: SrsProvider, store: LocalStore, work: Path, evm: LocalEvm,
                     progress: Progress) -> list[BatchCircuit]:
     picked = json.loads(settings_path.read_text())["run_args"]
     model = onnx.load(str(circuit_onnx))
@@ -76,12 +77,34 @@ def compile_batches(circuit_onnx: Path, settings_path: Path, samples: list[list[
     for size in sizes:
         progress(f"batch circuit of {size} calls")
         try:
-            out.append(_compile_one(model, picked, samples, size, accuracy, srs, store, work / f"batch-{size}"))
+            built = _compile_one(model, picked, samples, size, accuracy, srs, store, work / f"batch-{size}")
         except ProofMarketError as exc:
             progress(f"batch of {size}: not built ({exc.message}); calls are proven in the other sizes or alone")
             continue
-        progress(f"batch of {size}: logrows {out[-1].logrows}")
+        out.append(_on_chain(built, srs, store, work / f"batch-{size}", evm, progress))
     return out
+
+
+def _on_chain(circuit: BatchCircuit, srs: SrsProvider, store: LocalStore, work: Path, evm: LocalEvm,
+              progress: Progress) -> BatchCircuit:
+    """The batch circuit with its Solidity verifier (fulfillBatch settles escrow requests with it) when the verifier
+    deploys and accepts the self-check proof on a local EVM; without one (said) its batches are settled off chain."""
+    size = circuit.size
+    built = solidity.build_verifier(work / "verifier", work / "vk.key", work / "settings.json",
+                                    srs.get(circuit.logrows).path)
+    if not built.deployable:
+        progress(f"batch of {size}: logrows {circuit.logrows}; its verifier is {built.compiled.deployed_size:,} bytes, "
+                 f"over EIP-170's {solidity.EIP170_MAX_CODE:,}: escrow requests are not settled in it")
+        return circuit
+    check = evm.check(built.compiled.bytecode, ezkl_calls.encode_evm_calldata(work / "proof.json",
+                                                                            work / "calldata.bin"))
+    if check.accepted is False:
+        progress(f"batch of {size}: logrows {circuit.logrows}; its verifier refuses its proof on a local EVM "
+                 f"({check.note}): escrow requests are not settled in it")
+        return circuit
+    gas = f", {check.gas:,} gas to verify on chain ({check.gas // size:,} per call)" if check.gas else ""
+    progress(f"batch of {size}: logrows {circuit.logrows}{gas}")
+    return circuit.model_copy(update={"verifier": built.store(store)})
 
 
 def _compile_one(model: onnx.ModelProto, picked: dict[str, Any], samples: list[list[list[float]]], size: int,

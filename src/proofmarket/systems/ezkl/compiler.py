@@ -29,7 +29,6 @@ from proofmarket.systems.ezkl.manifest import (
     ModelManifest,
     SrsRef,
     TensorDoc,
-    VerifierRef,
     put_artifact,
 )
 from proofmarket.systems.ezkl.predict import Budget, Prediction, predict
@@ -118,17 +117,17 @@ def _compile(
             evm.prestart()  # anvil starts while the search runs
             report = search(job, options.candidates, progress)
             picked, built = _first_on_chain(report, job.objective, options.srs, work, evm, progress)
-        assert picked.settings_path and picked.compiled_path and picked.logrows and picked.keys
-        srs = options.srs.get(picked.logrows)
-        vk, pk = picked.keys  # set up while timing: the same circuit and SRS give the same keys
-        progress("self-check: the timed proof verifies with the keys")
-        layout = _probe_layout(picked, vk, srs, flat[0], info, options.profile.salted)
-        verifier = _store_verifier(built, store)
-        batches = []
-        if options.batch_sizes and options.profile.name in BATCHABLE_PROFILES:
-            accuracy = Accuracy(reference, report.error_limit, bound.classifier)
-            batches = compile_batches(circuit_onnx, picked.settings_path, flat, options.batch_sizes, accuracy,
-                                      options.srs, store, work, progress)
+            assert picked.settings_path and picked.compiled_path and picked.logrows and picked.keys
+            srs = options.srs.get(picked.logrows)
+            vk, pk = picked.keys  # set up while timing: the same circuit and SRS give the same keys
+            progress("self-check: the timed proof verifies with the keys")
+            layout = _probe_layout(picked, vk, srs, flat[0], info, options.profile.salted)
+            verifier = built.store(store)
+            batches = []
+            if options.batch_sizes and options.profile.name in BATCHABLE_PROFILES:
+                accuracy = Accuracy(reference, report.error_limit, bound.classifier)
+                batches = compile_batches(circuit_onnx, picked.settings_path, flat, options.batch_sizes, accuracy,
+                                          options.srs, store, work, evm, progress)
         progress("storing artifacts")
         manifest = ModelManifest(
             name=options.name or onnx_path.stem,
@@ -202,34 +201,23 @@ def _probe_layout(picked: Candidate, vk: Path, srs: SrsInfo, sample: list[list[f
                           output_scales=list(settings["model_output_scales"]))
 
 
-@dataclass
-class _BuiltVerifier:
-    sol: Path
-    abi: Path
-    bytecode: Path
-    compiled: solidity.CompiledVerifier
-
-
-EIP170_MAX_CODE = 24_576  # bytes of deployed code a chain accepts (EIP-170)
-
-
 def _first_on_chain(report: TuningReport, objective: Objective, srs: SrsProvider, work: Path, evm: LocalEvm,
-                    progress: Progress) -> tuple[Candidate, _BuiltVerifier]:
+                    progress: Progress) -> tuple[Candidate, solidity.BuiltVerifier]:
     """The objective's best timed candidate whose Solidity verifier deploys and accepts its proof on a local EVM
     (evm_check): EZKL's verifier for some circuits refuses valid proofs, and such a model could never be paid on
     chain. When no candidate's verifier works on chain, the objective's best is kept for off-chain verification
     (x402) and the compile says so: registering it for escrow would fail or slash honest provers."""
     order = ranked([c for c in report.candidates if c.timed], objective)
-    first: tuple[Candidate, _BuiltVerifier] | None = None
+    first: tuple[Candidate, solidity.BuiltVerifier] | None = None
     for cand in order:
         assert cand.keys and cand.settings_path and cand.proof_path and cand.logrows
         progress(f"Solidity verifier of {cand.label} (solcjs), checked on a local EVM")
-        built = _build_verifier(work / f"verifier-{cand.label}", cand.keys[0], cand.settings_path,
-                                srs.get(cand.logrows))
+        built = solidity.build_verifier(work / f"verifier-{cand.label}", cand.keys[0], cand.settings_path,
+                                        srs.get(cand.logrows).path)
         first = first or (cand, built)
-        if built.compiled.deployed_size > EIP170_MAX_CODE:
+        if not built.deployable:
             cand.evm_check = (f"not deployable: its verifier is {built.compiled.deployed_size:,} bytes, over "
-                              f"EIP-170's {EIP170_MAX_CODE:,}")
+                              f"EIP-170's {solidity.EIP170_MAX_CODE:,}")
             progress(f"{cand.label}: {cand.evm_check}; next candidate")
             continue
         calldata = ezkl_calls.encode_evm_calldata(cand.proof_path, work / f"calldata-{cand.label}.bin")
@@ -252,22 +240,3 @@ def _first_on_chain(report: TuningReport, objective: Objective, srs: SrsProvider
              f"chain ({'; '.join(f'{c.label}: {c.evm_check}' for c in order)}); sell it with x402, do not register "
              "it for escrow")
     return cand, built
-
-
-def _build_verifier(work: Path, vk: Path, settings: Path, srs: SrsInfo) -> _BuiltVerifier:
-    work.mkdir(parents=True, exist_ok=True)
-    sol, abi_path = work / "Verifier.sol", work / "Verifier.abi.json"
-    ezkl_calls.create_evm_verifier(vk, settings, sol, abi_path, srs.path)
-    compiled = solidity.compile_verifier(sol)
-    abi_path.write_text(json.dumps(compiled.abi))
-    bytecode = work / "Verifier.bin"
-    bytecode.write_text(compiled.bytecode)
-    return _BuiltVerifier(sol, abi_path, bytecode, compiled)
-
-
-def _store_verifier(built: _BuiltVerifier, store: LocalStore) -> VerifierRef:
-    return VerifierRef(
-        source=put_artifact(store, built.sol), abi=put_artifact(store, built.abi),
-        bytecode=put_artifact(store, built.bytecode), compiler=built.compiled.compiler,
-        deployed_size=built.compiled.deployed_size,
-    )

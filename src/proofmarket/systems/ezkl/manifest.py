@@ -90,6 +90,14 @@ class BatchCircuit(BaseModel):
     srs: SrsRef
     layout: InstanceLayout  # the whole circuit's: ``size`` slots of the model's layout
     logrows: int
+    verifier: VerifierRef | None = None  # its Solidity verifier (fulfillBatch), when it deploys and accepts on an EVM
+
+    @model_serializer(mode="wrap")
+    def _as_stored(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        doc: dict[str, Any] = handler(self)
+        if self.verifier is None:  # batch circuits compiled before verifiers were rendered keep their id
+            doc.pop("verifier", None)
+        return doc
 
 
 class ModelManifest(CompileTimeFree):
@@ -137,6 +145,8 @@ class ModelManifest(CompileTimeFree):
         public. Never the proving key: it is large, and for fixed weights it carries them (admin only)."""
         refs = [self.settings, self.vk, self.srs, self.verifier.source, self.verifier.abi, self.verifier.bytecode]
         refs += [ref for b in self.batches for ref in (b.settings, b.vk, b.srs)]
+        refs += [ref for b in self.batches if b.verifier for ref in (b.verifier.source, b.verifier.abi,
+                                                                     b.verifier.bytecode)]
         if self.weights_public:
             refs += [self.onnx, self.circuit_onnx, self.compiled]
             refs += [ref for b in self.batches for ref in (b.circuit_onnx, b.compiled)]

@@ -24,6 +24,7 @@ from proofmarket.core.errors import (
     ProofMarketError,
     ProvingError,
     UnknownModel,
+    UsageError,
     WrongMode,
 )
 from proofmarket.store import LocalStore
@@ -131,6 +132,19 @@ class EzklProver:
                 answers[i] = proved[n] if proved is not None else self._alone(model_id, inputs_docs[i], timeout_s)
         return [a if a is not None else ProvingError("the call was not proven") for a in answers]
 
+    def prove_together(self, model_id: str, inputs_docs: list[Any], size: int,
+                       timeout_s: float | None = None) -> list[ProveResult]:
+        """Prove ``inputs_docs`` in one proof of the batch circuit of ``size`` calls (the unused slots padded), in
+        order: what ``fulfillBatch`` settles. Any input that does not parse, or the proof failing, fails them all."""
+        manifest, info = self._current(model_id)
+        circuit = manifest.batch(size) if batchable(manifest) else None
+        if circuit is None or not 1 <= len(inputs_docs) <= size:
+            raise UsageError(f"model {model_id} has no batch circuit of {size} calls for {len(inputs_docs)} call(s)",
+                             model_id=model_id, size=size)
+        flats = [circuit_input(models.parse_inputs(doc, info)) for doc in inputs_docs]
+        result = self._run(circuit, batch_input(flats, size), timeout_s)
+        return self._slots(model_id, manifest, circuit, result, flats)
+
     def _alone(self, model_id: str, inputs_doc: Any, timeout_s: float | None) -> ProveResult | ProofMarketError:
         try:
             return self.prove(model_id, inputs_doc, timeout_s)
@@ -148,6 +162,10 @@ class EzklProver:
             log.warning("a batch of %d calls to %s failed (%s): proving them one by one", len(flats), model_id,
                         exc.message)
             return None
+        return self._slots(model_id, manifest, circuit, result, flats)
+
+    def _slots(self, model_id: str, manifest: ModelManifest, circuit: BatchCircuit, result: dict[str, Any],
+               flats: list[list[list[float]]]) -> list[ProveResult]:
         out = []
         for slot, flat in enumerate(flats):
             bundle = self._bundle(model_id, manifest, circuit, result, flat, slot)

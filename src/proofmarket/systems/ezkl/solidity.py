@@ -14,6 +14,11 @@ from pathlib import Path
 
 from proofmarket.core.errors import ProvingError
 from proofmarket.core.settings import ToolPaths
+from proofmarket.store import LocalStore
+from proofmarket.systems.ezkl import ezkl_calls
+from proofmarket.systems.ezkl.manifest import VerifierRef, put_artifact
+
+EIP170_MAX_CODE = 24_576  # bytes of deployed code a chain accepts (EIP-170)
 
 # Halo2 verifiers are large: optimise for size (runs=1) to stay under EIP-170's 24,576 bytes.
 _SOLC_SCRIPT = r"""
@@ -83,3 +88,34 @@ def compile_verifier(sol_path: Path, contract: str = "Halo2Verifier") -> Compile
         deployed_size=len(art["evm"]["deployedBytecode"]["object"]) // 2,
         compiler=f"solcjs {result['version']}",
     )
+
+
+@dataclass
+class BuiltVerifier:
+    sol: Path
+    abi: Path
+    bytecode: Path
+    compiled: CompiledVerifier
+
+    @property
+    def deployable(self) -> bool:
+        return self.compiled.deployed_size <= EIP170_MAX_CODE
+
+    def store(self, store: LocalStore) -> VerifierRef:
+        return VerifierRef(
+            source=put_artifact(store, self.sol), abi=put_artifact(store, self.abi),
+            bytecode=put_artifact(store, self.bytecode), compiler=self.compiled.compiler,
+            deployed_size=self.compiled.deployed_size,
+        )
+
+
+def build_verifier(work: Path, vk: Path, settings: Path, srs: Path) -> BuiltVerifier:
+    """EZKL's Solidity verifier of a circuit (its vk, settings and SRS), compiled with solcjs into ``work``."""
+    work.mkdir(parents=True, exist_ok=True)
+    sol, abi_path = work / "Verifier.sol", work / "Verifier.abi.json"
+    ezkl_calls.create_evm_verifier(vk, settings, sol, abi_path, srs)
+    compiled = compile_verifier(sol)
+    abi_path.write_text(json.dumps(compiled.abi))
+    bytecode = work / "Verifier.bin"
+    bytecode.write_text(compiled.bytecode)
+    return BuiltVerifier(sol, abi_path, bytecode, compiled)
