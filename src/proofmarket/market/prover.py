@@ -54,6 +54,7 @@ class ProverRole(MarketBase):
             self._check_record(record, request)
         self.check_entry(model_id, requests[0].model_key)
         size = self.batch_size_for(model_id, requests)
+        self._require_bonds(requests)
         for request in requests:
             self.claim(request)
         proved = self.workspace.prover.prove_together(model_id, [r.inputs for r in records], size, timeout_s)
@@ -67,6 +68,20 @@ class ProverRole(MarketBase):
             out[request_id] = FulfilResult(settlement, result.bundle_cid, result.bundle.output.values,
                                            dict(result.bundle.timings))
         return out
+
+    def _require_bonds(self, requests: list[InferenceRequest]) -> None:
+        """The stake must hold the minimum plus a claim bond for each request not claimed yet (checked before any
+        claim: a batch is never left half claimed)."""
+        prover = self.accounts.prover.address
+        self.require_eligible(prover)
+        mine = sum(1 for r in requests if r.prover == prover and r.status is RequestStatus.ACCEPTED)
+        bond = self.market.params().claim_bond
+        needed = self.market.min_stake() + (len(requests) - mine) * bond
+        stake = self.market.get_prover(prover).stake
+        if stake < needed:
+            raise ChainError(f"claiming {len(requests) - mine} requests locks {format_usdc(bond)} USDC of stake each: "
+                             f"prover {prover} has {format_usdc(stake)} USDC staked, {format_usdc(needed)} needed "
+                             "('proofmarket prover stake' adds more)", prover=prover, needed=needed)
 
     def batch_size_for(self, model_id: str, requests: list[InferenceRequest]) -> int:
         """The smallest batch size of the model that holds ``requests`` and settles them on chain: its verifier

@@ -20,7 +20,7 @@ import onnx
 from proofmarket import models
 from proofmarket.core.errors import CircuitCompileError, ProofMarketError, UsageError
 from proofmarket.store import LocalStore
-from proofmarket.systems.ezkl import ezkl_calls, solidity
+from proofmarket.systems.ezkl import ezkl_calls, shared_verifier, solidity
 from proofmarket.systems.ezkl.batch_compile import Accuracy, compile_batches
 from proofmarket.systems.ezkl.batching import BATCHABLE_PROFILES
 from proofmarket.systems.ezkl.evm_check import LocalEvm
@@ -123,6 +123,9 @@ def _compile(
             progress("self-check: the timed proof verifies with the keys")
             layout = _probe_layout(picked, vk, srs, flat[0], info, options.profile.salted)
             verifier = built.store(store)
+            assert picked.proof_path is not None
+            shared = shared_verifier.build(work / "shared-verifier", vk, picked.settings_path, srs.path,
+                                           picked.proof_path, evm, store, picked.evm_gas, progress)
             batches = []
             if options.batch_sizes and options.profile.name in BATCHABLE_PROFILES:
                 accuracy = Accuracy(reference, report.error_limit, bound.classifier)
@@ -144,6 +147,7 @@ def _compile(
             pk=put_artifact(store, pk),
             srs=SrsRef(**put_artifact(store, srs.path).model_dump(), kind=srs.kind, logrows=srs.logrows),
             verifier=verifier,
+            shared_verifier=shared,
             layout=layout,
             logrows=picked.logrows,
             tuning=report.to_dict(),

@@ -69,24 +69,43 @@ class LocalEvm:
         return self._w3
 
     def check(self, bytecode: str, calldata: bytes) -> EvmCheck:
+        """Deploy ``bytecode`` and call it with ``calldata`` (a verifyProof): accepted, and its gas."""
+        if self.w3() is None:
+            return EvmCheck(None, None, f"not checked on an EVM: {self.unavailable}")
+        address = self.deploy(bytecode)
+        if address is None:
+            return EvmCheck(False, None, "the verifier could not be deployed")
+        return self.verify_call(address, calldata)
+
+    def w3(self) -> Any:
+        """The local EVM's web3 (None when there is no anvil here: ``unavailable`` says why)."""
         if self._starting is not None:
             self._starting.join()
             self._starting = None
-        w3 = self._start()
-        if w3 is None:
-            return EvmCheck(None, None, f"not checked on an EVM: {self.unavailable}")
-        sender = w3.eth.accounts[0]
-        tx = w3.eth.send_transaction({"from": sender, "data": "0x" + bytecode.removeprefix("0x"),
-                                      "gas": 29_000_000})
-        receipt = w3.eth.wait_for_transaction_receipt(tx)
-        if receipt["status"] != 1 or receipt["contractAddress"] is None:
-            return EvmCheck(False, None, "the verifier could not be deployed")
-        call = {"from": sender, "to": receipt["contractAddress"], "data": "0x" + calldata.hex(), "gas": 29_000_000}
+        return self._start()
+
+    def deploy(self, bytecode: str, args: bytes = b"") -> str | None:
+        """Create a contract (creation code + encoded constructor args): its address, None when it failed."""
+        receipt = self.send(None, bytes.fromhex(bytecode.removeprefix("0x")) + args)
+        return None if receipt["status"] != 1 else receipt["contractAddress"]
+
+    def send(self, to: str | None, data: bytes) -> Any:
+        """A transaction from the EVM's first account: its receipt."""
+        w3 = self._w3
+        tx: dict[str, Any] = {"from": w3.eth.accounts[0], "data": "0x" + data.hex(), "gas": 29_000_000}
+        if to is not None:
+            tx["to"] = to
+        return w3.eth.wait_for_transaction_receipt(w3.eth.send_transaction(tx))
+
+    def verify_call(self, address: str, calldata: bytes) -> EvmCheck:
+        """eth_call a verifyProof: accepted when the first word it answers is 1; its gas (eth_estimateGas)."""
+        w3 = self._w3
+        call = {"from": w3.eth.accounts[0], "to": address, "data": "0x" + calldata.hex(), "gas": 29_000_000}
         try:
             answer = bytes(w3.eth.call(call))
         except Exception as exc:  # a revert: web3 raises ContractLogicError and friends
             return EvmCheck(False, None, f"verifyProof reverted ({type(exc).__name__})")
-        if int.from_bytes(answer[-32:] or b"\0", "big") != 1:
+        if int.from_bytes(answer[:32] or b"\0", "big") != 1:
             return EvmCheck(False, None, "verifyProof returned false for a proof EZKL verifies")
         del call["gas"]
         return EvmCheck(True, int(w3.eth.estimate_gas(call)))

@@ -175,11 +175,13 @@ def encode_evm_calldata(proof: PathLike, out: PathLike) -> bytes:
     return bytes(data)
 
 
-def create_evm_verifier(vk: PathLike, settings: PathLike, sol: PathLike, abi: PathLike, srs: PathLike) -> None:
-    """Write the Solidity verifier. EZKL then tries to download solc, which fails offline: we only need
-    the .sol file it writes before that, and compile it with solcjs ourselves."""
+def create_evm_verifier(vk: PathLike, settings: PathLike, sol: PathLike, abi: PathLike, srs: PathLike, *,
+                        reusable: bool = False) -> None:
+    """Write the Solidity verifier (``reusable``: the verifier every circuit shares, given a VKA). EZKL then tries
+    to download solc, which fails offline: we only need the .sol file it writes before that, and compile it with
+    solcjs ourselves."""
     async def run() -> Any:
-        return await ezkl.create_evm_verifier(str(vk), str(settings), str(sol), str(abi), str(srs), False)
+        return await ezkl.create_evm_verifier(str(vk), str(settings), str(sol), str(abi), str(srs), reusable)
 
     try:
         with _quiet():

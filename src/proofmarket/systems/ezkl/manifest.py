@@ -66,6 +66,23 @@ class VerifierRef(BaseModel):
     deployed_size: int
 
 
+class SharedVerifierRef(BaseModel):
+    """EZKL's reusable verifier (the same contract for every circuit: listings share one deployed on the chain) and
+    this model's verification-key artifact (VKA) for it; ``vka_digest`` = keccak256 of the VKA's words, what the
+    listing's SharedVerifier clone pins (contracts/SharedVerifier.sol)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: ArtifactRef
+    abi: ArtifactRef
+    bytecode: ArtifactRef
+    runtime_keccak: str  # keccak256 of its deployed code: how it is found on a chain (SharedVerifier.reusableOf)
+    compiler: str
+    deployed_size: int
+    vka: ArtifactRef
+    vka_digest: str
+
+
 class InstanceLayout(BaseModel):
     """How the proof's public instances split: [input | params | output]."""
 
@@ -121,13 +138,14 @@ class ModelManifest(CompileTimeFree):
     pk: ArtifactRef
     srs: SrsRef
     verifier: VerifierRef
+    shared_verifier: SharedVerifierRef | None = None  # left out when None: manifests before it keep their id
     layout: InstanceLayout
     logrows: int
     tuning: dict[str, Any]
     accuracy: dict[str, Any]
     ezkl_version: str
     batches: list[BatchCircuit] = []  # compiled batch sizes, smallest first (left out of the document when none)
-    _left_out_when_empty: ClassVar[tuple[str, ...]] = ("created_at", "batches")
+    _left_out_when_empty: ClassVar[tuple[str, ...]] = ("created_at", "batches", "shared_verifier")
 
     def batch(self, size: int) -> BatchCircuit | None:
         return next((b for b in self.batches if b.size == size), None)
@@ -145,6 +163,9 @@ class ModelManifest(CompileTimeFree):
         public. Never the proving key: it is large, and for fixed weights it carries them (admin only)."""
         refs = [self.settings, self.vk, self.srs, self.verifier.source, self.verifier.abi, self.verifier.bytecode]
         refs += [ref for b in self.batches for ref in (b.settings, b.vk, b.srs)]
+        if self.shared_verifier is not None:
+            shared = self.shared_verifier
+            refs += [shared.source, shared.abi, shared.bytecode, shared.vka]
         refs += [ref for b in self.batches if b.verifier for ref in (b.verifier.source, b.verifier.abi,
                                                                      b.verifier.bytecode)]
         if self.weights_public:

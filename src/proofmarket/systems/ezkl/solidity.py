@@ -44,6 +44,7 @@ class CompiledVerifier:
     bytecode: str
     deployed_size: int
     compiler: str
+    runtime: str = ""  # the deployed code (0x...), what eth_getCode returns
 
 
 def find_node_modules() -> Path:
@@ -87,6 +88,7 @@ def compile_verifier(sol_path: Path, contract: str = "Halo2Verifier") -> Compile
         bytecode="0x" + art["evm"]["bytecode"]["object"],
         deployed_size=len(art["evm"]["deployedBytecode"]["object"]) // 2,
         compiler=f"solcjs {result['version']}",
+        runtime="0x" + art["evm"]["deployedBytecode"]["object"],
     )
 
 
@@ -109,12 +111,14 @@ class BuiltVerifier:
         )
 
 
-def build_verifier(work: Path, vk: Path, settings: Path, srs: Path) -> BuiltVerifier:
-    """EZKL's Solidity verifier of a circuit (its vk, settings and SRS), compiled with solcjs into ``work``."""
+def build_verifier(work: Path, vk: Path, settings: Path, srs: Path, *, reusable: bool = False,
+                   contract: str = "Halo2Verifier") -> BuiltVerifier:
+    """EZKL's Solidity verifier of a circuit (its vk, settings and SRS; ``reusable``: the verifier every circuit
+    shares, see ``shared_verifier.py``), compiled with solcjs into ``work``."""
     work.mkdir(parents=True, exist_ok=True)
     sol, abi_path = work / "Verifier.sol", work / "Verifier.abi.json"
-    ezkl_calls.create_evm_verifier(vk, settings, sol, abi_path, srs)
-    compiled = compile_verifier(sol)
+    ezkl_calls.create_evm_verifier(vk, settings, sol, abi_path, srs, reusable=reusable)
+    compiled = compile_verifier(sol, contract)
     abi_path.write_text(json.dumps(compiled.abi))
     bytecode = work / "Verifier.bin"
     bytecode.write_text(compiled.bytecode)
