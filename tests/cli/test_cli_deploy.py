@@ -55,7 +55,7 @@ def test_devnet_dry_run_deploy_record_verify_and_transfer(devnet: Devnet, tmp_pa
     creates = [t for t in plan["transactions"] if t["action"] == "create"]
     assert [t["contract"] for t in creates] == ["TestUSDC", "ModelRegistry", "InferenceMarket", "IdentityRegistry",
                                                 "ReputationRegistry", "ValidationRegistry", "ZkValidator",
-                                                "AttestationCourt", "CourtValidator"]
+                                                "AttestationCourt", "CourtValidator", "SharedVerifier"]
     assert all(t["gas"] > 100_000 for t in creates)
     assert plan["totalGas"] == sum(t["gas"] for t in creates)
     assert plan["totalCostWei"] == plan["totalGas"] * plan["priceWei"] > 0

@@ -28,12 +28,14 @@ from proofmarket.chain.deploy_plan import (
     COURT_PARAMS,
     DEVNET_COURT_PARAMS,
     ERC8004_CONTRACTS,
+    SHARED,
     USDC_UNIT,
     Creation,
     MarketConfig,
     court_creations,
     creations,
     erc8004_creations,
+    shared_creations,
 )
 from proofmarket.chain.devkeys import ANVIL_DEV_KEYS
 from proofmarket.chain.market import InferenceMarket
@@ -89,6 +91,11 @@ class Deployment:
     def court_validator(self) -> str | None:
         """The ERC-8004 validator that answers from the court's verdicts, when the deployment has one."""
         return self.contracts["CourtValidator"].address if "CourtValidator" in self.contracts else None
+
+    @property
+    def shared_verifier(self) -> str | None:
+        """The SharedVerifier (listings on EZKL's reusable verifier), when the deployment has one."""
+        return self.contracts[SHARED].address if SHARED in self.contracts else None
 
     @property
     def erc8004(self) -> dict[str, str] | None:
@@ -173,6 +180,8 @@ def deploy(
         if existing.court_source_hash != court_source_hash() or existing.court_validator is None:
             # ... or from before the AttestationCourt (or with a court of older code)
             added.update(_create(client, deployer, court_creations(profile, deployer.address), recorded))
+        if existing.shared_verifier is None:  # ... or from before shared verifiers
+            added.update(_create(client, deployer, shared_creations(), recorded))
         if added:
             existing = replace(existing, contracts={**existing.contracts, **added},
                                court_source_hash=court_source_hash())

@@ -103,8 +103,17 @@ def creations(profile: ChainProfile, admin: str, config: MarketConfig, *, test_u
                                                         market_params_delay(config, profile))),
         *erc8004_creations(),
         *court_creations(profile, admin),
+        *shared_creations(),
     ]
     return out
+
+
+SHARED = "SharedVerifier"
+
+
+def shared_creations() -> list[Creation]:
+    """The SharedVerifier: listings on EZKL's reusable verifier point at its clones (contracts/SharedVerifier.sol)."""
+    return [Creation(SHARED, SHARED, ())]
 
 
 def erc8004_creations() -> list[Creation]:

@@ -28,26 +28,35 @@ def model_register(
     owner_share: Annotated[int, typer.Option("--owner-share", help="owner's share of the price, basis points")]
     = 7_000,
     metadata: Annotated[str | None, typer.Option(help="metadata CID (default: the model id)")] = None,
+    kind: Annotated[str, typer.Option(
+        "--verifier", help="own: deploy the model's own verifier (~3M gas once, the cheapest verification per call); "
+        "shared: list it on the chain's shared verifier (a VKA registration and a clone, ~0.3M gas; each "
+        "verification ~100k gas dearer: compile prints both)")] = "own",
 ) -> None:
-    """Deploy the model's verifier (once) and list the model on the registry at PRICE."""
+    """Deploy the model's verifier (once) and its batch verifiers, and list the model on the registry at PRICE."""
     from proofmarket.market import format_usdc
 
     with run.market() as market:
-        reg = market.register_model(model_id, price, owner_share, metadata_cid=metadata)
+        reg = market.register_model(model_id, price, owner_share, metadata_cid=metadata, verifier=kind)
     verifier = reg.verifier
     run.done({"model_id": reg.model_id, "model_key": reg.model_key, "action": reg.action,
               "owner": reg.owner, "verifier": reg.spec.verifier, "price": reg.spec.price,
               "owner_share_bps": reg.spec.owner_share_bps, "proof_mode": int(reg.spec.proof_mode),
               "input_instances": reg.spec.input_instances, "params_commitment": hex(reg.spec.params_commitment),
-              "verifier_gas": verifier.tx.gas_used if verifier and verifier.tx else None, "tx": tx_json(reg.tx)})
+              "verifier_gas": verifier.gas_used if verifier else None,
+              "shared_verifier": bool(verifier and verifier.shared),
+              "batch_verifiers": {str(k): v for k, v in reg.batch_verifiers.items()}, "tx": tx_json(reg.tx)})
     if run.as_json:
         return
     out.print(f"model {reg.model_id}: {reg.action}, price {format_usdc(reg.spec.price)} USDC, owner share "
               f"{reg.spec.owner_share_bps} bps")
     out.print(f"  model key {reg.model_key}, owner {reg.owner}")
     if verifier is not None:
-        how = "reused" if verifier.reused else f"deployed ({verifier.tx.gas_used:,} gas)" if verifier.tx else ""
-        out.print(f"  verifier {verifier.address} {how}")
+        how = "reused" if verifier.reused else f"deployed ({verifier.gas_used:,} gas)"
+        out.print(f"  {'shared verifier (a clone pinning its VKA)' if verifier.shared else 'verifier'} "
+                  f"{verifier.address} {how}")
+    for size, address in reg.batch_verifiers.items():
+        out.print(f"  batch verifier of {size} calls {address} (fulfillBatch)")
     if reg.tx is not None:
         out.print(f"  tx {reg.tx.tx_hash} ({reg.tx.gas_used:,} gas)")
 

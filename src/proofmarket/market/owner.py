@@ -13,6 +13,7 @@ from proofmarket.chain import model_key
 from proofmarket.chain.artifacts import Artifact, load_artifact
 from proofmarket.chain.client import TxResult
 from proofmarket.chain.home import VerifierRecord
+from proofmarket.chain.shared import SharedVerifierFactory
 from proofmarket.chain.types import ModelSpec, Payout, RegisteredModel
 from proofmarket.core.errors import ChainError, UsageError
 from proofmarket.core.profiles import profile_for
@@ -21,6 +22,7 @@ from proofmarket.market.base import MarketBase
 from proofmarket.market.results import Earnings, Registration, VerifierDeployment
 from proofmarket.market.spec import ATTESTED_VERIFIER, attested_spec, check_registrable, model_spec
 from proofmarket.systems.attested.instances import system_digest
+from proofmarket.systems.ezkl.shared_verifier import vka_words
 
 DEFAULT_OWNER_SHARE_BPS = 7_000
 EIP170_CODE_LIMIT = 24_576
@@ -52,7 +54,37 @@ class OwnerRole(MarketBase):
         address, tx = self.client.deploy(artifact, self.accounts.owner)
         record = VerifierRecord(address, self._code_hash(address), tx.tx_hash, tx.gas_used, tx.block_number)
         self.home.save_verifier(chain_id, name, record)
-        return VerifierDeployment(model_id, address, reused=False, tx=tx)
+        return VerifierDeployment(model_id, address, reused=False, tx=tx, gas_used=tx.gas_used)
+
+    def shared_verifier(self, model_id: str) -> VerifierDeployment:
+        """The model's verifier on the chain's shared (reusable) verifier: deploys the reusable verifier only when the
+        chain has none of its code yet, registers the model's VKA unless registered, and clones the SharedVerifier
+        pinning it unless a listing of the same VKA did; usually a VKA registration and a clone."""
+        shared = self.manifest(model_id).shared_verifier
+        if shared is None:
+            raise UsageError(f"model {model_id} has no shared verifier (compiled before this release, or EZKL could "
+                             "not render one): list it with its own verifier (--verifier own)")
+        if self.deployment.shared_verifier is None:
+            raise ChainError("this market's deployment has no SharedVerifier: run 'proofmarket chain deploy'")
+        factory, owner = SharedVerifierFactory(self.client, self.deployment.shared_verifier), self.accounts.owner
+        txs = []
+        runtime = bytes.fromhex(shared.runtime_keccak.removeprefix("0x"))
+        reusable = factory.reusable_of(runtime)
+        if reusable is None:
+            artifact = Artifact(name="Halo2VerifierReusable", abi=json.loads(self.workspace.store.get(shared.abi.cid)),
+                                bytecode=self.workspace.store.get(shared.bytecode.cid).decode().strip(),
+                                deployed_bytecode="")
+            address, tx = self.client.deploy(artifact, owner)
+            txs += [tx, factory.add_reusable(address, owner)]
+            reusable = factory.reusable_of(runtime) or address
+        digest = bytes.fromhex(shared.vka_digest.removeprefix("0x"))
+        if not factory.vka_registered(reusable, digest):
+            txs.append(factory.register_vka(reusable, vka_words(self.workspace.store.get(shared.vka.cid)), owner))
+        verifier = factory.verifier_for(reusable, digest)
+        if not self.client.code_at(verifier):
+            txs.append(factory.clone(reusable, digest, owner))
+        return VerifierDeployment(model_id, verifier, reused=not txs, tx=txs[-1] if txs else None, shared=True,
+                                  gas_used=sum(t.gas_used for t in txs))
 
     def register_batches(self, model_id: str) -> dict[int, str]:
         """Deploy and register the verifiers of the model's batch circuits the registry does not name yet (so that
@@ -68,9 +100,11 @@ class OwnerRole(MarketBase):
         return added
 
     def register_model(self, model_id: str, price_usdc: str | Decimal, owner_share_bps: int = DEFAULT_OWNER_SHARE_BPS,
-                       *, metadata_cid: str | None = None) -> Registration:
+                       *, metadata_cid: str | None = None, verifier: str = "own") -> Registration:
         """List a compiled model at ``price_usdc`` (a decimal string, exact to 6 decimals). Registering
-        again with the same identity only updates the price. An attested causal LM is listed with an
+        again with the same identity only updates the price. ``verifier``: "own" deploys the model's own Halo2Verifier
+        (cheaper per verification), "shared" lists it on the chain's shared verifier (a listing costs a VKA
+        registration and a clone; each verification carries the VKA). An attested causal LM is listed with an
         ``AttestationVerifier`` naming this market's prover account as its attester (escrow price per request)."""
         attested = self.attested_manifest(model_id)
         if attested is not None:
@@ -90,10 +124,12 @@ class OwnerRole(MarketBase):
             again = self._registered_again(model_id, key, price, bytes.fromhex(manifest.vk.sha256),
                                            "with another verifying key")
             return replace(again, batch_verifiers=self.register_batches(model_id))
-        verifier = self.deploy_verifier(model_id)
-        spec = model_spec(manifest, self.workspace.store, verifier=verifier.address, price=price,
+        if verifier not in ("own", "shared"):
+            raise UsageError(f"the verifier is 'own' or 'shared', not {verifier!r}")
+        deployed = self.shared_verifier(model_id) if verifier == "shared" else self.deploy_verifier(model_id)
+        spec = model_spec(manifest, self.workspace.store, verifier=deployed.address, price=price,
                           owner_share_bps=owner_share_bps, metadata_cid=metadata_cid or model_id)
-        registered = self._register(model_id, key, spec, verifier)
+        registered = self._register(model_id, key, spec, deployed)
         return replace(registered, batch_verifiers=self.register_batches(model_id))
 
     def registration_plan(self, model_id: str, owner: str, price_atomic: int, *, verifier: str | None = None,

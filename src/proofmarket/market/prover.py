@@ -126,12 +126,16 @@ class ProverRole(MarketBase):
         """Send a proof bundle's proof and instances to ``fulfill`` (claiming the request first unless the
         prover holds a live claim): paid if valid, refunded and slashed if not."""
         bundle = bundle if isinstance(bundle, ProofBundle) else ProofBundle.parse(bundle)
+        request = self.market.get_request(request_id)
         if claim:
-            self.claim(self.market.get_request(request_id), check=False)
+            self.claim(request, check=False)
         if bundle.batch is not None:  # a call proven with others: its slot of the batch proof
             return self.market.fulfill_batch({request_id: bundle.batch.slot}, bundle.batch.size, _proof_bytes(bundle),
                                              _instances(bundle), self.accounts.prover)[request_id]
-        return self.market.fulfill(request_id, _proof_bytes(bundle), _instances(bundle), self.accounts.prover)
+        proof = _proof_bytes(bundle)
+        if request.terms is not None:  # the verifier the request snapshotted: maybe a shared one (takes the VKA)
+            proof = self.chain_proof(bundle.model.id, request.terms.verifier, proof)
+        return self.market.fulfill(request_id, proof, _instances(bundle), self.accounts.prover)
 
     def generate_attested(self, model_id: str, doc: Any) -> tuple[Any, str]:
         """Run an escrowed generate request and sign the bundle with the prover account (the attester the

@@ -9,7 +9,9 @@ fetched by CID) and refuses with ``RegistryMismatch`` naming the first field tha
 - ``input_instances``, ``instance_count``, ``params_commitment``: another instance layout;
 - ``verifier_code``: the verifier's code is not the one compiled from the manifest (the code hash recorded
   at registration and the code at the address now must both equal the runtime code of the manifest's
-  verifier bytecode, obtained with an eth_call of its creation code);
+  verifier bytecode, obtained with an eth_call of its creation code); for a listing on the shared verifier, the
+  clone is not this market's SharedVerifier's or its reusable verifier's code is not the manifest's;
+- ``vka_digest``: a shared-verifier listing pins another verification-key artifact than the manifest's;
 - ``owner``: not the expected owner; ``price``: above the caller's cap; ``active``: deactivated.
 """
 
@@ -21,9 +23,11 @@ from eth_utils.crypto import keccak
 
 from proofmarket.chain.artifacts import load_artifact
 from proofmarket.chain.commitments import model_key
+from proofmarket.chain.shared import parse_clone
 from proofmarket.chain.types import RegisteredModel
 from proofmarket.core.errors import RegistryMismatch
 from proofmarket.market.spec import ATTESTED_VERIFIER, attested_fields, instance_count, proof_mode
+from proofmarket.systems.ezkl.shared_verifier import vka_digest, vka_words
 
 if TYPE_CHECKING:
     from proofmarket.market.base import MarketBase as Market
@@ -96,10 +100,14 @@ def _check_proven(market: Market, model_id: str, entry: RegisteredModel) -> None
 
 
 def _check_verifier(market: Market, model_id: str, entry: RegisteredModel) -> None:
-    now = keccak(market.client.code_at(entry.spec.verifier))
+    code = market.client.code_at(entry.spec.verifier)
+    now = keccak(code)
     if now != entry.verifier_codehash:
         raise RegistryMismatch(f"the verifier of {model_id} at {entry.spec.verifier} changed since registration",
                                model_id=model_id, field="verifier_code")
+    clone = parse_clone(code)
+    if clone is not None:
+        return _check_shared(market, model_id, entry.spec.verifier, *clone)
     if now != expected_verifier_codehash(market, model_id):
         raise RegistryMismatch(f"the verifier of {model_id} at {entry.spec.verifier} is not the one compiled from "
                                "its manifest", model_id=model_id, field="verifier_code")
@@ -112,3 +120,24 @@ def expected_verifier_codehash(market: Market, model_id: str) -> bytes:
     creation = market.workspace.store.get(manifest.verifier.bytecode.cid).decode().strip()
     runtime = market.client.w3.eth.call({"data": bytes.fromhex(creation.removeprefix("0x"))})
     return keccak(bytes(runtime))
+
+
+def _check_shared(market: Market, model_id: str, verifier: str, implementation: str, reusable: str,
+                  digest: bytes) -> None:
+    """A listing on the shared verifier: a clone of this market's SharedVerifier pinning the manifest's VKA digest, on
+    a reusable verifier whose code is the manifest's (and the manifest's VKA file has that digest)."""
+    shared = market.manifest(model_id).shared_verifier
+    where = f"the verifier of {model_id} at {verifier}"
+    if shared is None:
+        raise RegistryMismatch(f"{where} is a shared verifier, and the model's manifest has none", model_id=model_id,
+                               field="verifier_code")
+    if implementation.lower() != (market.deployment.shared_verifier or "").lower():
+        raise RegistryMismatch(f"{where} is a clone of {implementation}, not of this market's SharedVerifier",
+                               model_id=model_id, field="verifier_code")
+    words = vka_words(market.workspace.store.get(shared.vka.cid))
+    if "0x" + digest.hex() != shared.vka_digest or vka_digest(words) != shared.vka_digest:
+        raise RegistryMismatch(f"{where} pins another verification-key artifact than the model's", model_id=model_id,
+                               field="vka_digest")
+    if "0x" + keccak(market.client.code_at(reusable)).hex() != shared.runtime_keccak:
+        raise RegistryMismatch(f"{where} uses a reusable verifier at {reusable} whose code is not the manifest's",
+                               model_id=model_id, field="verifier_code")

@@ -15,6 +15,8 @@ class VerifierDeployment:
     address: str
     reused: bool
     tx: TxResult | None = None
+    shared: bool = False  # a SharedVerifier clone on EZKL's reusable verifier
+    gas_used: int = 0  # every transaction it took (a shared one: the VKA registration and the clone, maybe more)
 
 
 @dataclass(frozen=True)
