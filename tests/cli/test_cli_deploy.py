@@ -79,10 +79,10 @@ def test_devnet_dry_run_deploy_record_verify_and_transfer(devnet: Devnet, tmp_pa
         assert entry["sourceHash"] == load_artifact(entry["artifact"]).source_hash
 
     verified = cli(env, "chain", "verify-deployment", "--record", str(record_file))
-    assert [c["status"] for c in verified["contracts"]] == ["match"] * 9
+    assert [c["status"] for c in verified["contracts"]] == ["match"] * 10
     # no record under HOME (it went to --record-dir): the chain's deployment file is verified instead
     from_file = cli(env, "chain", "verify-deployment")
-    assert from_file["record"].endswith("deployment.json") and len(from_file["contracts"]) == 9
+    assert from_file["record"].endswith("deployment.json") and len(from_file["contracts"]) == 10
     again = cli(env, "chain", "deploy", "--dry-run")  # a live deployment: deploy would send nothing
     assert again["reused"] and again["contracts"]["InferenceMarket"]["address"] == addresses["InferenceMarket"]
 

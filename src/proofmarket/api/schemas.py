@@ -158,6 +158,12 @@ class ModelPublic(ModelSummary):
     logrows: int | None = None
     commitments: Commitments | None = None
     verifier: Verifier | None = None
+    shared_verifier: dict[str, Any] | None = Field(
+        default=None, description="EZKL's reusable verifier every listing may share, and this model's verification-key "
+        "artifact for it: source_cid, bytecode_cid, runtime_keccak, vka_cid, vka_digest (the digest a SharedVerifier "
+        "clone pins)")
+    batches: list[dict[str, Any]] = Field(default=[], description="the batch circuits calls may be proven in: size, "
+                                          "logrows, verifier_bytecode_cid (fulfillBatch) or null")
     accuracy: dict[str, Any] = {}
     ezkl_version: str | None = None
     attested: AttestedTerms | None = Field(default=None, description="attested models: commitments and terms")

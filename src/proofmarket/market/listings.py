@@ -265,10 +265,8 @@ class Listings:
         if last is not None and time.monotonic() - last < self.validation_every_s:
             return
         try:
-            key = bytes.fromhex(onchain_id.removeprefix("0x"))
-            model_id = str(self.market.workspace.store.get_json(bundle_cid)["model"]["id"])
-            proof = self.market.chain_proof(model_id, self.market.registry.get_model(key).spec.verifier, proof)
-            record_proof(self.market, key, proof, instances, bundle_cid, receipt)
+            record_proof(self.market, bytes.fromhex(onchain_id.removeprefix("0x")), proof, instances, bundle_cid,
+                         receipt)
             self._validated[onchain_id] = time.monotonic()
         except Exception as exc:  # a missing record costs nothing but the record
             log.warning("no ERC-8004 validation record for %s: %s", bundle_cid, exc)

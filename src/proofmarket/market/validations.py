@@ -34,12 +34,15 @@ def record_escrow(market: Any, request_id: int, bundle_cid: str, fulfil_tx: str)
 
 def record_proof(market: Any, model_key: bytes, proof: bytes, instances: list[int], bundle_cid: str,
                  receipt: str) -> dict[str, Any] | None:
-    """Ask the ZkValidator to verify an x402 call's proof with the model's registered verifier."""
+    """Ask the ZkValidator to verify an x402 call's proof with the model's registered verifier (a shared verifier
+    takes the model's VKA with the proof: ``chain_proof``)."""
     registries = market.erc8004
     agent_id = market.agent_id() if registries is not None else None
     if agent_id is None:
         return None
     prover = market.accounts.prover
+    model_id = str(market.workspace.store.get_json(bundle_cid)["model"]["id"])
+    proof = market.chain_proof(model_id, market.registry.get_model(model_key).spec.verifier, proof)
     request_hash = registries.zk.proof_hash(model_key, proof, instances)
     registries.validation.request(registries.zk.address, agent_id, evidence_uri(bundle_cid, receipt), request_hash,
                                   prover)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from proofmarket.core.errors import PaymentRequired, RegistryMismatch
+from proofmarket.core.errors import PaymentRequired, RegistryMismatch, VerificationFailed
 from proofmarket.sdk.transport import NodeSession
 from proofmarket.store import LocalStore
 
@@ -58,6 +58,7 @@ class OnChainChecks(NodeSession):
         from web3 import Web3
 
         from proofmarket.chain.artifacts import load_artifact
+        from proofmarket.chain.shared import parse_clone
         from proofmarket.systems.ezkl.verify import load_manifest
 
         doc = self.model(model_id)
@@ -74,9 +75,14 @@ class OnChainChecks(NodeSession):
         store = LocalStore(self.cache_dir)
         self._fetch_artifact(store, model_id)
         manifest = load_manifest(store, model_id)
-        self._fetch_artifact(store, manifest.verifier.bytecode.cid)
-        creation = store.get(manifest.verifier.bytecode.cid).decode().strip().removeprefix("0x")
-        runtime = bytes(w3.eth.call({"data": "0x" + creation}))  # type: ignore[typeddict-item]
+        code = bytes(w3.eth.get_code(verifier))
+        if parse_clone(code) is not None:  # listed on the shared verifier: its clone, VKA and reusable code
+            self._check_shared(store, manifest, model_id, code, w3)
+            runtime = code
+        else:
+            self._fetch_artifact(store, manifest.verifier.bytecode.cid)
+            creation = store.get(manifest.verifier.bytecode.cid).decode().strip().removeprefix("0x")
+            runtime = bytes(w3.eth.call({"data": "0x" + creation}))  # type: ignore[typeddict-item]
         checks = {
             "chain_id": (w3.eth.chain_id, listing["chain_id"]),
             "onchain_id": (registry.functions.modelIdOf(owner, keccak(text=model_id)).call(), onchain_id),
@@ -84,7 +90,7 @@ class OnChainChecks(NodeSession):
             "price": (price, int(doc["price"]["atomic"])),
             "verifier": (verifier.lower(), str((doc.get("verifier") or {}).get("address") or "").lower()),
             "active": (active, bool(doc.get("active", True))),
-            "verifier_code": (keccak(bytes(w3.eth.get_code(verifier))), keccak(runtime)),
+            "verifier_code": (keccak(code), keccak(runtime)),
             "verifier_codehash": (bytes(model[3]), keccak(runtime)),
         }
         for name, (chain_value, published) in checks.items():
@@ -93,3 +99,27 @@ class OnChainChecks(NodeSession):
                                        f"{name} differs", model_id=model_id, field=name)
         return {**listing, "price_atomic": str(price), "active": active, "verifier": verifier}
 
+
+    def _check_shared(self, store: LocalStore, manifest: Any, model_id: str, code: bytes, w3: Any) -> None:
+        """A shared-verifier listing: the clone pins the manifest's VKA, whose words EZKL renders again from the
+        manifest's vk (fetched by CID), on a reusable verifier whose code is the manifest's."""
+        from eth_utils.crypto import keccak
+
+        from proofmarket.chain.shared import parse_clone
+        from proofmarket.systems.ezkl.shared_verifier import check_vka
+
+        clone = parse_clone(code)
+        shared = manifest.shared_verifier
+        assert clone is not None
+        if shared is None or "0x" + clone[2].hex() != shared.vka_digest:
+            raise RegistryMismatch(f"the verifier of {model_id} pins another VKA than its manifest's",
+                                   model_id=model_id, field="vka_digest")
+        for cid in (shared.vka.cid, manifest.vk.cid, manifest.settings.cid, manifest.srs.cid):
+            self._fetch_artifact(store, cid)
+        try:
+            check_vka(store, manifest)
+        except VerificationFailed as exc:
+            raise RegistryMismatch(f"{model_id}: {exc.message}", model_id=model_id, field="vka") from exc
+        if "0x" + keccak(bytes(w3.eth.get_code(clone[1]))).hex() != shared.runtime_keccak:
+            raise RegistryMismatch(f"the shared verifier of {model_id} runs another code than its manifest's",
+                                   model_id=model_id, field="verifier_code")

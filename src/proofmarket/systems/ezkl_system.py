@@ -142,6 +142,12 @@ def _public_fields(m: ModelManifest) -> dict[str, Any]:
                                     "logrows": m.srs.logrows}},
             "verifier": {"bytecode_cid": m.verifier.bytecode.cid, "abi_cid": m.verifier.abi.cid,
                          "source_cid": m.verifier.source.cid, "deployed_size": m.verifier.deployed_size},
+            "shared_verifier": None if m.shared_verifier is None else {
+                "source_cid": m.shared_verifier.source.cid, "bytecode_cid": m.shared_verifier.bytecode.cid,
+                "runtime_keccak": m.shared_verifier.runtime_keccak, "vka_cid": m.shared_verifier.vka.cid,
+                "vka_digest": m.shared_verifier.vka_digest},
+            "batches": [{"size": b.size, "logrows": b.logrows,
+                         "verifier_bytecode_cid": b.verifier.bytecode.cid if b.verifier else None} for b in m.batches],
             "accuracy": m.accuracy, "ezkl_version": m.ezkl_version}
 
 

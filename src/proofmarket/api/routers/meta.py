@@ -127,6 +127,8 @@ def _chain(services: NodeServices, paid: dict[str, object] | None) -> dict[str, 
                  "market": market.market.address, "usdc": market.usdc.address, "prover": listings.prover}
         if market.deployment.erc8004 is not None:
             chain["erc8004"] = market.deployment.erc8004
+        if market.deployment.shared_verifier is not None:
+            chain["shared_verifier"] = market.deployment.shared_verifier
     return chain
 
 

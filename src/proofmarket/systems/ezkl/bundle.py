@@ -50,7 +50,7 @@ class BundleModel(_Strict):
     vk_cid: str
     vk_digest: str  # sha256 of the verifying key
     srs: BundleSrs
-    verifier_bytecode_cid: str | None  # None in a batched bundle: the batch circuit has no Solidity verifier yet
+    verifier_bytecode_cid: str | None  # the circuit's Solidity verifier; None: a batch circuit without one
 
 
 class BundleBatch(_Strict):

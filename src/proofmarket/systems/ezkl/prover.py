@@ -222,7 +222,7 @@ class EzklProver:
                 settings_cid=circuit.settings.cid, vk_cid=circuit.vk.cid, vk_digest=circuit.vk.sha256,
                 srs=BundleSrs(cid=circuit.srs.cid, sha256=circuit.srs.sha256, kind=circuit.srs.kind,
                               logrows=circuit.srs.logrows),
-                verifier_bytecode_cid=manifest.verifier.bytecode.cid if slot is None else None,
+                verifier_bytecode_cid=circuit.verifier.bytecode.cid if circuit.verifier else None,
             ),
             privacy=manifest.privacy,
             layout=layout,

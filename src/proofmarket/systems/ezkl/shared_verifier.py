@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,11 +23,11 @@ from eth_abi.abi import decode, encode
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
-from proofmarket.core.errors import ProofMarketError, ProvingError
+from proofmarket.core.errors import ProofMarketError, ProvingError, VerificationFailed
 from proofmarket.store import LocalStore
 from proofmarket.systems.ezkl import ezkl_calls, solidity
 from proofmarket.systems.ezkl.evm_check import EvmCheck, LocalEvm
-from proofmarket.systems.ezkl.manifest import SharedVerifierRef, put_artifact
+from proofmarket.systems.ezkl.manifest import ModelManifest, SharedVerifierRef, put_artifact
 
 REUSABLE_CONTRACT = "Halo2VerifierReusable"
 VKA_DECIMALS = 18  # the rescaling EZKL's own verify_evm expects; part of the VKA (so of its digest)
@@ -72,6 +73,20 @@ def create_vka(vk: Path, settings: Path, srs: Path, out: Path) -> list[bytes]:
         return vka_words(out.read_bytes())
     except ValueError as exc:
         raise ProvingError(f"EZKL wrote an unreadable verification-key artifact ({exc})") from exc
+
+
+def check_vka(store: LocalStore, manifest: ModelManifest) -> None:
+    """The manifest's VKA is the one its vk, settings and SRS give (EZKL renders it again, in a temporary folder),
+    and its digest is the one the manifest names; VerificationFailed otherwise."""
+    shared = manifest.shared_verifier
+    if shared is None:
+        raise VerificationFailed("the manifest names no shared verifier")
+    stored = store.get(shared.vka.cid)
+    with tempfile.TemporaryDirectory(prefix="proofmarket-vka-") as tmp:
+        again = create_vka(store.path(manifest.vk.cid), store.path(manifest.settings.cid), store.path(manifest.srs.cid),
+                           Path(tmp) / "vka.bin")
+    if b"".join(again) != b"".join(vka_words(stored)) or vka_digest(again) != shared.vka_digest:
+        raise VerificationFailed("the manifest's verification-key artifact is not the one its verifying key gives")
 
 
 def build(work: Path, vk: Path, settings: Path, srs: Path, proof: Path, evm: LocalEvm, store: LocalStore,

@@ -98,31 +98,89 @@ export async function checkedListing(model) {
     throw new Error('the registry entry\'s instance layout is not the manifest\'s: this listing is not this model');
   }
   // the verifier's code must be the one compiled from the manifest: its creation code (fetched by CID) run by
-  // eth_call gives the runtime code, whose hash must be the code at the address now and at registration
+  // eth_call gives the runtime code, whose hash must be the code at the address now and at registration; a listing
+  // on the shared verifier is a SharedVerifier clone, checked against the manifest's VKA instead (checkShared)
+  const code = await rpc('eth_getCode', [spec.verifier, 'latest']);
+  if (!code || code === '0x' || keccak256(code) !== entry.verifierCodehash) {
+    throw new Error(`the verifier at ${spec.verifier} changed since the model was registered`);
+  }
+  const clone = parseClone(code);
+  if (clone) return { entry, manifest, onchainId, vka: await checkShared(clone, manifest) };
   const creation = new TextDecoder().decode(await fetchByCid(location.origin, manifest.verifier.bytecode.cid)).trim();
   const runtime = await rpc('eth_call', [{ data: creation.startsWith('0x') ? creation : '0x' + creation }, 'latest']);
-  const code = await rpc('eth_getCode', [spec.verifier, 'latest']);
-  if (!code || code === '0x' || keccak256(code) !== entry.verifierCodehash || keccak256(code) !== keccak256(runtime)) {
+  if (keccak256(code) !== keccak256(runtime)) {
     throw new Error(`the verifier at ${spec.verifier} is not the one compiled from the model's manifest`);
   }
-  return { entry, manifest, onchainId };
+  return { entry, manifest, onchainId, vka: null };
 }
 
-// eth_call verifyProof(proof, instances) on the verifier the registry names for the bundle's model.
+// A SharedVerifier clone's code (OpenZeppelin Clones with immutable arguments): {implementation, reusable, digest}.
+export function parseClone(code) {
+  const c = String(code).toLowerCase();
+  if (c.length !== 2 + 2 * (45 + 64) || !c.startsWith('0x363d3d373d3d3d363d73')
+      || c.slice(62, 92) !== '5af43d82803e903d91602b57fd5bf3' || c.slice(92, 116) !== '0'.repeat(24)) return null;
+  return { implementation: '0x' + c.slice(22, 62), reusable: '0x' + c.slice(116, 156), digest: '0x' + c.slice(156) };
+}
+
+// A VKA file: a u64 little-endian word count, then the 32-byte words (as 0x strings).
+export function vkaWords(bytes) {
+  const count = Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true));
+  if (bytes.length !== 8 + 32 * count) throw new Error('the verification-key artifact is not a VKA file');
+  return Array.from({ length: count }, (_, i) => hex(bytes.subarray(8 + 32 * i, 8 + 32 * (i + 1))));
+}
+
+// A listing on the shared verifier: a clone of the market's SharedVerifier pinning the manifest's VKA digest (the
+// VKA file, fetched by CID, hashes to it), on a reusable verifier whose code is the manifest's. Returns the words.
+async function checkShared(clone, manifest) {
+  const { keccak256 } = await lib();
+  const shared = manifest.shared_verifier;
+  if (!shared) throw new Error('the listing\'s verifier is a shared verifier, and the model\'s manifest names none');
+  const factory = contracts().shared_verifier;
+  if (factory && clone.implementation !== String(factory).toLowerCase()) {
+    throw new Error(`the listing's verifier is a clone of ${clone.implementation}, not of this market's SharedVerifier`);
+  }
+  const words = vkaWords(await fetchByCid(location.origin, shared.vka.cid));
+  if (clone.digest !== shared.vka_digest.toLowerCase() || keccak256('0x' + words.map((w) => w.slice(2)).join('')) !== shared.vka_digest.toLowerCase()) {
+    throw new Error('the listing\'s verifier pins another verification-key artifact than the model\'s manifest');
+  }
+  const reusable = await rpc('eth_getCode', [clone.reusable, 'latest']);
+  if (keccak256(reusable) !== shared.runtime_keccak.toLowerCase()) {
+    throw new Error(`the shared verifier at ${clone.reusable} does not run the code the model's manifest names`);
+  }
+  return words;
+}
+
+// eth_call verifyProof(proof, instances) on the verifier the registry names for the bundle's model: the model's own
+// (abi.encode(VKA words, proof) for a shared one), or for a batched bundle its batch circuit's (batchVerifier).
 export async function verifyOnChain(bundle, model) {
   if (!bundle || bundle.format !== 'proofmarket/proof-bundle' || !bundle.proof) throw new Error('this is not a proof bundle');
   if (bundle.model.id !== model.id) throw new Error(`the bundle is for model ${bundle.model.id}, not ${model.id}`);
-  const { entry } = await checkedListing(model);
-  if (entry.spec.vkDigest.toLowerCase() !== '0x' + String(bundle.model.vk_digest).replace(/^0x/, '').toLowerCase()) {
-    throw new Error('the bundle names another verifying key than the registry entry');
+  const { entry, onchainId, vka } = await checkedListing(model);
+  let verifier = entry.spec.verifier;
+  let proof = bundle.proof.hex;
+  if (bundle.batch) {
+    const batch = await call('ModelRegistry', contracts().registry || model.registry.registry, 'batchVerifier',
+      [onchainId, bundle.batch.size]);
+    if (/^0x0{40}$/i.test(batch.verifier)) {
+      throw new Error(`the registry names no verifier of the model's batches of ${bundle.batch.size} calls`);
+    }
+    verifier = batch.verifier;
+  } else {
+    if (entry.spec.vkDigest.toLowerCase() !== '0x' + String(bundle.model.vk_digest).replace(/^0x/, '').toLowerCase()) {
+      throw new Error('the bundle names another verifying key than the registry entry');
+    }
+    if (vka) {
+      const { encodeAbiParameters } = await lib();
+      proof = encodeAbiParameters([{ type: 'bytes32[]' }, { type: 'bytes' }], [vka, proof]);
+    }
   }
   const instances = bundle.proof.instances.map((h) => BigInt(h.startsWith('0x') ? h : '0x' + h));
   const started = Date.now();
   try {
-    const ok = await call('Verifier', entry.spec.verifier, 'verifyProof', [bundle.proof.hex, instances]);
-    return { valid: ok === true, verifier: entry.spec.verifier, ms: Date.now() - started, error: ok ? null : 'returned false' };
+    const ok = await call('Verifier', verifier, 'verifyProof', [proof, instances]);
+    return { valid: ok === true, verifier, ms: Date.now() - started, error: ok ? null : 'returned false' };
   } catch (err) {
-    return { valid: false, verifier: entry.spec.verifier, ms: Date.now() - started, error: `reverted (${await reason(err, [])})` };
+    return { valid: false, verifier, ms: Date.now() - started, error: `reverted (${await reason(err, [])})` };
   }
 }
 
