@@ -20,7 +20,6 @@ proof already made.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
@@ -34,14 +33,13 @@ from proofmarket.chain.types import InferenceRequest, RequestStatus, Settlement
 from proofmarket.core.errors import (
     ChainError,
     InputMismatch,
-    ProofTimeout,
     UsageError,
     UseCourt,
-    from_code,
 )
 from proofmarket.core.settings import Settings
 from proofmarket.db import Database, EscrowRepo, EscrowRequestRow, EscrowStatus
 from proofmarket.db.market_book import MarketBook
+from proofmarket.intake.escrow_batch import BatchedEscrow
 from proofmarket.intake.reorgs import CLOSED, OPEN
 from proofmarket.intake.watcher import MAX_ATTEMPTS, ChainWatcher, run_as_call
 from proofmarket.market import Market
@@ -51,7 +49,7 @@ from proofmarket.systems.attested import instances
 from proofmarket.systems.attested.service import GenerateRequest
 from proofmarket.systems.ezkl.bundle import ProofBundle
 from proofmarket.systems.ezkl.commitment import input_commitment
-from proofmarket.systems.registry import ATTESTED_SYSTEM, PROVEN_SYSTEM
+from proofmarket.systems.registry import ATTESTED_SYSTEM
 from proofmarket.systems.workspace import Workspace
 
 __all__ = ["CLOSED", "MAX_ATTEMPTS", "OPEN", "EscrowService"]
@@ -65,7 +63,7 @@ class Answer(NamedTuple):
     owner: str | None = None  # the model's owner the request snapshotted (credited its share)
 
 
-class EscrowService(ChainWatcher):
+class EscrowService(BatchedEscrow, ChainWatcher):
     """Consumer side (``get``, ``post_input``) and watcher side (``scan``, ``work``, ``recover``, thread)."""
 
     kind, noun, contract = "escrow", "escrow request", "InferenceMarket"
@@ -146,10 +144,12 @@ class EscrowService(ChainWatcher):
             if final and self.metrics is not None:
                 self.metrics.closed.labels("fulfilled").inc(final)
             done += final
-            for row in self.repo.with_status(self.chain_id, self.address, EscrowStatus.INPUT_RECEIVED):
+            rows = list(self.repo.with_status(self.chain_id, self.address, EscrowStatus.INPUT_RECEIVED))
+            claimed = self._together(rows)  # requests of one model waiting together: one proof, one fulfillBatch
+            for row in rows:
                 if self._stop.is_set():
                     break
-                if self.repo.claim(row.id):
+                if row.id in claimed or self.repo.claim(row.id):
                     done += self._fulfil(row)
         return done
 
@@ -270,6 +270,9 @@ class EscrowService(ChainWatcher):
         """Prove (or generate) a claimed request and submit it: its answer, or how many requests were closed on
         chain meanwhile (0, or 1 when our own transaction went through after all)."""
         request_id = row.request_id
+        ready = self._ready.pop(row.id, None)
+        if ready is not None:  # settled with others by one fulfillBatch (escrow_batch.py)
+            return ready  # type: ignore[no-any-return]
         onchain = self._read(request_id)
         if self._record_closed(row, onchain) is not None:
             return 0
@@ -316,21 +319,7 @@ class EscrowService(ChainWatcher):
         run by the local provers or the celery workers) and wait for it. One job per attempt: a restarted
         watcher finds the job of its attempt again by its key. ``batch``: it may share a proof with other calls
         (only when the chain settles it in any of the model's batch circuits, ``settles_batched``)."""
-        assert self.jobs is not None
-        key = f"escrow:{self.chain_id}:{self.address.lower()}:{row.request_id}:{row.attempts}"
-        job, _ = self.jobs.submit_prove(row.model_id, doc.get("inputs"), key=key, salt=doc.get("salt"),
-                                        system=PROVEN_SYSTEM, rail=self.kind, batch=batch)
-        wait = (self.proof_timeout_s or 600.0) + 120.0
-        with contextlib.suppress(TimeoutError):  # still running: said below
-            self.jobs.queue.watch(job.id).result(wait)
-        done = self.jobs.get(job.id)
-        if done.status == "failed":
-            raise from_code(done.error_code or "proving_failed", done.error_message or "the proof failed",
-                            {"job_id": done.id})
-        if done.bundle_cid is None or done.status not in ("proved", "settled"):
-            raise ProofTimeout(f"escrow request {row.request_id}: its proof job {done.id} is still {done.status} "
-                               f"after {wait:.0f} s", job_id=done.id)
-        return ProofBundle.parse(self.market.workspace.store.get_json(done.bundle_cid)), done.bundle_cid
+        return self._wait_job(row, self._submit_job(row, batch=batch))
 
     def _validation(self, request_id: int, bundle_cid: str, fulfil_tx: str) -> dict[str, Any] | None:
         """Record the settled request on the ERC-8004 ValidationRegistry (never fails the request)."""

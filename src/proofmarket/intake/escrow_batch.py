@@ -1,0 +1,132 @@
+"""Escrow requests waiting together, settled together: the watcher's side of batched settlement.
+
+When several received requests of one model can share a proof (the chain settles them in any of the model's batch
+circuits, ``ProverRole.settles_batched``), the watcher claims them all, queues all their proofs at once (the node's
+queue proves calls of one model that wait together in one batch proof, ``calls/batch_queue.py``), and settles the
+requests that share a proof with one ``fulfillBatch``: one verification's gas for all of them. Each request's
+answer then goes through the watcher's usual path (``_fulfil``: recorded, validated, metrics), as if proven alone.
+Anything that goes wrong here leaves the requests to that path: their jobs are found again by key, their proofs
+are the same, and a batch that did reach the chain is read from it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections import defaultdict
+from typing import Any, ClassVar, NamedTuple
+
+from proofmarket.chain.types import InferenceRequest, RequestStatus
+from proofmarket.core.errors import ProofTimeout, from_code
+from proofmarket.db import EscrowRepo, EscrowRequestRow
+from proofmarket.market import Market
+from proofmarket.systems.ezkl.bundle import ProofBundle
+from proofmarket.systems.registry import PROVEN_SYSTEM
+
+
+class _Proved(NamedTuple):
+    row: EscrowRequestRow
+    onchain: InferenceRequest
+    bundle: ProofBundle
+    bundle_cid: str
+
+
+class BatchedEscrow:
+    """A mixin of ``EscrowService`` (its repo, market, jobs, log and ``_answer`` path)."""
+
+    repo: EscrowRepo
+    market: Market
+    jobs: Any
+    log: logging.Logger
+    kind: ClassVar[str]
+    chain_id: int
+    address: str
+    proof_timeout_s: float | None
+
+    def _together(self, rows: list[EscrowRequestRow]) -> set[int]:
+        """Claim and answer together the rows that can share proofs (2+ of one model); the ids claimed here (their
+        answers, when settled together, wait in ``_ready`` for ``_answer``)."""
+        if self.jobs is None:
+            return set()
+        by_model: dict[str, list[EscrowRequestRow]] = defaultdict(list)
+        for row in rows:
+            by_model[row.model_id].append(row)
+        claimed: set[int] = set()
+        for model_id, group in by_model.items():
+            if len(group) < 2 or self.market.attested_manifest(model_id) is not None:
+                continue
+            mine = [row for row in group if self.repo.claim(row.id)]
+            claimed.update(row.id for row in mine)
+            try:
+                self._settle_together(mine)
+            except Exception as exc:  # noqa: BLE001 (each request is then answered alone, its proof found again)
+                self.log.warning("escrow requests %s of %s: not settled together (%s); answering them one by one",
+                                 [r.request_id for r in mine], model_id, exc)
+        return claimed
+
+    def _settle_together(self, rows: list[EscrowRequestRow]) -> None:
+        open_rows = []
+        for row in rows:
+            onchain = self.market.market.get_request(row.request_id)
+            if onchain.status in (RequestStatus.OPEN, RequestStatus.ACCEPTED) and \
+                    self.market.settles_batched(row.model_id, onchain):
+                self.market.check_entry(row.model_id, onchain.model_key)
+                open_rows.append((row, onchain))
+        if len(open_rows) < 2:
+            return
+        for _, onchain in open_rows:
+            self.market.claim(onchain)
+        jobs = [(row, onchain, self._submit_job(row, batch=True)) for row, onchain in open_rows]
+        proved = [_Proved(row, onchain, *self._wait_job(row, job_id)) for row, onchain, job_id in jobs]
+        shared: dict[str, list[_Proved]] = defaultdict(list)
+        for p in proved:
+            self.repo.proved(p.row.id, p.bundle_cid)
+            if p.bundle.batch is not None:
+                shared[p.bundle.proof.hex].append(p)
+        for group in shared.values():
+            if len(group) > 1:
+                self._fulfil_batch(group)
+
+    def _fulfil_batch(self, group: list[_Proved]) -> None:
+        from proofmarket.intake.escrow import Answer
+
+        first = group[0].bundle
+        assert first.batch is not None
+        slots = {p.row.request_id: p.bundle.batch.slot for p in group if p.bundle.batch is not None}
+        settled = self.market.market.fulfill_batch(
+            slots, first.batch.size, bytes.fromhex(first.proof.hex.removeprefix("0x")),
+            [int(v, 16) for v in first.proof.instances], self.market.accounts.prover)
+        self.log.info("escrow requests %s settled by one fulfillBatch in tx %s", list(slots),
+                      next(iter(settled.values())).tx.tx_hash)
+        for p in group:
+            owner = p.onchain.terms.owner if p.onchain.terms else None
+            self._ready[p.row.id] = Answer(settled[p.row.request_id], p.bundle_cid, p.bundle.output.values, False,
+                                           owner)
+
+    @property
+    def _ready(self) -> dict[int, Any]:
+        ready: dict[int, Any] = self.__dict__.setdefault("_ready_answers", {})
+        return ready
+
+    def _job_key(self, row: EscrowRequestRow) -> str:
+        return f"escrow:{self.chain_id}:{self.address.lower()}:{row.request_id}:{row.attempts}"
+
+    def _submit_job(self, row: EscrowRequestRow, *, batch: bool) -> str:
+        doc = row.inputs or {}
+        job, _ = self.jobs.submit_prove(row.model_id, doc.get("inputs"), key=self._job_key(row), salt=doc.get("salt"),
+                                        system=PROVEN_SYSTEM, rail=self.kind, batch=batch)
+        return str(job.id)
+
+    def _wait_job(self, row: EscrowRequestRow, job_id: str) -> tuple[ProofBundle, str]:
+        """Wait for the request's proof job: its bundle and CID (its error, or ProofTimeout, otherwise)."""
+        wait = (self.proof_timeout_s or 600.0) + 120.0
+        with contextlib.suppress(TimeoutError):  # still running: said below
+            self.jobs.queue.watch(job_id).result(wait)
+        done = self.jobs.get(job_id)
+        if done.status == "failed":
+            raise from_code(done.error_code or "proving_failed", done.error_message or "the proof failed",
+                            {"job_id": done.id})
+        if done.bundle_cid is None or done.status not in ("proved", "settled"):
+            raise ProofTimeout(f"escrow request {row.request_id}: its proof job {done.id} is still {done.status} "
+                               f"after {wait:.0f} s", job_id=done.id)
+        return ProofBundle.parse(self.market.workspace.store.get_json(done.bundle_cid)), done.bundle_cid
