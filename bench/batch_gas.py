@@ -9,7 +9,10 @@ batching). Also: the listing's gas (the model's verifier, register, and each bat
 
     python bench/batch_gas.py [--sizes 4,8,16] [--out bench]
 
-Writes OUT/batch_gas.json and OUT/batch_gas.md. Target (issue 36): <= 150k gas per request at K = 8.
+Also: a listing's gas with its own verifier, and on the shared verifier (the first on the chain, and one more).
+
+Writes OUT/batch_gas.json and OUT/batch_gas.md. Targets (issue 36): <= 150k gas per request at K = 8; a listing on an
+existing shared verifier <= 20% of one with its own verifier.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from proofmarket.systems.ezkl.tuning import Candidate
 from proofmarket.systems.workspace import Workspace
 
 TARGET_K, TARGET_GAS = 8, 150_000
+SHARED_TARGET = 0.20  # a listing on an existing shared verifier, as a share of one with its own verifier
 CANDIDATE = (256, 3, 10, 1)  # bench/gas.py's fixed MLP candidate (one inner column: the smallest verifier)
 
 
@@ -47,14 +51,27 @@ def inputs(k: int) -> list[dict[str, Any]]:
     return [{"inputs": samples[i % len(samples)]} for i in range(k)]
 
 
-def compile_model(ws: Workspace, sizes: tuple[int, ...]) -> str:
+def compile_model(ws: Workspace, sizes: tuple[int, ...], name: str = "mlp") -> str:
     samples = json.loads(sample_path("mlp", "samples").read_text())
     options = CompileOptions(profile=PrivacyProfile(), srs=SrsProvider(ws.settings.srs_dir),
-                             candidates=[Candidate(*CANDIDATE)], batch_sizes=sizes, name="mlp")
+                             candidates=[Candidate(*CANDIDATE)], batch_sizes=sizes, name=name)
     started = time.perf_counter()
     result = ws.prover.compile(sample_path("mlp"), samples, options, progress=log)
     log(f"compiled in {time.perf_counter() - started:.1f} s -> {result.model_id}")
     return result.model_id
+
+
+def listing_gas(market: Market, others: list[str]) -> dict[str, int]:
+    """A model's listing with its own verifier vs on the shared verifier: the first on the chain (deploys the reusable
+    verifier) and one on the existing shared verifier (a VKA registration and a clone), register included."""
+    out = {}
+    for label, model_id, kind in (("own verifier (deploy + register)", others[0], "own"),
+                                  ("shared verifier, first on the chain", others[1], "shared"),
+                                  ("shared verifier, on the existing one", others[2], "shared")):
+        reg = market.register_model(model_id, "1", 7_000, verifier=kind)
+        out[label] = (reg.verifier.gas_used if reg.verifier else 0) + (reg.tx.gas_used if reg.tx else 0)
+        log(f"listing, {label}: {out[label]:,} gas")
+    return out
 
 
 def measure(market: Market, model_id: str, sizes: tuple[int, ...]) -> dict[str, Any]:
@@ -102,10 +119,24 @@ def table(doc: dict[str, Any]) -> str:
     lines += ["", f"Target: <= {TARGET_GAS:,} gas per request at K = {TARGET_K}: {verdict}.", "",
               "| listing step | gas |", "|---|---:|"]
     lines += [f"| {step} | {gas:,} |" for step, gas in doc["listing"].items()]
+    listings = doc.get("listings") or {}
+    if listings:
+        own = listings["own verifier (deploy + register)"]
+        shared = listings["shared verifier, on the existing one"]
+        lines += ["", "| a listing of the sample MLP | gas | vs its own verifier |", "|---|---:|---:|"]
+        lines += [f"| {label} | {gas:,} | {gas / own:.0%} |" for label, gas in listings.items()]
+        lines += ["", f"Target: a listing on an existing shared verifier <= {SHARED_TARGET:.0%} of today's (own "
+                      f"verifier): {'PASS' if shared <= SHARED_TARGET * own else 'MISS'} ({shared / own:.1%})."]
     return "\n".join(lines) + "\n"
 
 
 LEGEND = """
+The listings: the model's own verifier is deployed per listing (EZKL's Halo2Verifier with its verification key
+inside); a listing on the shared verifier registers the model's verification-key artifact (VKA) on EZKL's reusable
+verifier (deployed once per chain, found by its code hash) and clones the market's SharedVerifier pinning the VKA's
+digest (`proofmarket model register --verifier shared`). Each verification through the shared verifier carries the
+VKA as calldata: `compile` prints both costs per call.
+
 K = 1 is `fulfill` with the model's own circuit. K > 1 is one `fulfillBatch`: one `verifyProof` of the batch circuit
 of K calls (its verifier checks K times the instances), then each request bound to its slot and credited as `fulfill`
 credits it. Each request's claim (`acceptRequest`, the same with or without batching) is not counted. The batch
@@ -124,9 +155,11 @@ def main(argv: list[str] | None = None) -> int:
         ws = Workspace(Settings(home=Path(tmp) / "home"))
         try:
             model_id = compile_model(ws, sizes)
+            others = [compile_model(ws, (), f"mlp-{n}") for n in ("own", "shared-1", "shared-2")]
             with Devnet(Path(tmp) / "devnet", anvil=find_anvil()) as net:
                 market = Market.deploy(workspace=ws, client=net.client())
                 doc = measure(market, model_id, sizes)
+                doc["listings"] = listing_gas(market, others)
         finally:
             ws.close()
     doc = {"created_at": datetime.now(UTC).isoformat(timespec="seconds"), "model": "mlp", "sizes": list(sizes),

@@ -123,6 +123,21 @@ def http(bench: Path) -> str:
             + f". Throughput: {best['calls_per_s']:.1f} calls/s at {best['clients']} clients.")
 
 
+def batch_gas(bench: Path) -> str:
+    doc = load("batch_gas", bench)
+    if doc is None:
+        return "Not measured yet: run `make bench`."
+    lines = [f"Gas per escrow request when K requests share one proof (`bench/batch_gas.md`, {when(doc)}; sample MLP, "
+             "real proofs):", "", "| K | settling transaction | per request |", "|---:|---:|---:|"]
+    lines += [f"| {r['k']} | {r['settle_gas']:,} | {r['gas_per_request']:,} |" for r in doc["rows"]]
+    listings = doc.get("listings") or {}
+    if listings:
+        own = listings["own verifier (deploy + register)"]
+        lines += ["", "| a listing | gas | vs its own verifier |", "|---|---:|---:|"]
+        lines += [f"| {label} | {gas:,} | {gas / own:.0%} |" for label, gas in listings.items()]
+    return "\n".join(lines)
+
+
 def throughput(bench: Path) -> str:
     doc = load("throughput", bench)
     if doc is None:
@@ -204,7 +219,8 @@ def chain_costs(bench: Path) -> str:
 
 
 REGIONS: dict[str, Callable[[Path], str]] = {"results": results, "gas": gas, "latency": latency, "http": http,
-                                             "throughput": throughput, "chain_costs": chain_costs}
+                                             "throughput": throughput, "chain_costs": chain_costs,
+                                             "batch_gas": batch_gas}
 # the files whose measured regions are rendered here (each holds some of REGIONS)
 DOCS = (ROOT / "README.md", ROOT / "docs" / "deploy-chain.md")
 

@@ -302,7 +302,7 @@ class JobRunner:
     def _fail(self, job: JobRow, code: str, message: str) -> None:
         log.warning("job %s failed: %s: %s", job.id, code, message)  # the detail; the public sees code + sentence
         if self.jobs.failed(job.id, code, message):
+            self.release(job)  # before the callers waiting on the job are told: their answer finds it released
             self.metrics.failures.labels(job.kind, code).inc()
             failed = self.jobs.get(job.id)
             self._finished(failed if failed is not None else job)
-            self.release(job)
