@@ -96,7 +96,7 @@ class JobService:
             if found is not None:
                 return found, False
             cover(ticket, self.jobs.held_by(payer, besides=ticket.nonce))
-            return self._submit(new)
+            return self._submit(new, looked=True)
 
     def open_call(self, model_id: str, request: dict[str, Any], ticket: PaymentTicket | None, cover: Cover | None,
                   *, system: str, rail: str) -> JobRow:
@@ -156,8 +156,9 @@ class JobService:
         """The job stored under ``new``'s (already scoped) key, if any."""
         return self.existing(new.idempotency_key, new.request_hash)
 
-    def _submit(self, new: NewJob) -> tuple[JobRow, bool]:
-        found = self._found(new)
+    def _submit(self, new: NewJob, *, looked: bool = False) -> tuple[JobRow, bool]:
+        """Store and queue ``new`` (``looked``: its key was just looked up under the payer's funds lock)."""
+        found = None if looked else self._found(new)
         if found is not None:
             return found, False
         try:

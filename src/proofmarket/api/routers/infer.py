@@ -102,10 +102,10 @@ def _submit(services: NodeServices, offer: Offer, system: str, inputs: dict[str,
     """payment verified by the request's rail (not settled) -> funds held -> call stored and queued. A key known
     for this payer: its call (an unpaid or other caller never gets a paid call by its key)."""
     rail = services.rails.select(headers)
-    payer = rail.payer_of(headers) if key is not None else None
-    found = services.jobs.existing(key, request_hash(JobKind.PROVE, offer.model_id, inputs), payer)
-    if found is not None:
-        return found
+    if key is not None:  # a retry of a call already made (the payer's own signature scopes the key)
+        found = services.jobs.existing(key, request_hash(JobKind.PROVE, offer.model_id, inputs), rail.payer_of(headers))
+        if found is not None:
+            return found
     ticket = rail.verify(headers, offer)
     try:
         job, _ = services.jobs.submit_prove(offer.model_id, inputs, key=key, ticket=ticket, cover=cover_of(rail),
