@@ -199,10 +199,14 @@ def _print_compile(model_id: str, m: dict[str, Any], measured: dict[str, Any]) -
                       f"±{m['tuning']['gas_model']['max_rel_error']:.0%})") + f"; search {measured['search_s']} s")
     out.print(f"accuracy:   max abs error {acc['max_abs_error']:.4g} (bound {acc['limit']:.4g}) "
               f"on {acc['samples']} samples" + _argmax_note(acc["argmax_match"]))
-    out.print(f"verifier:   {m['verifier']['deployed_size']} bytes deployed ({m['verifier']['compiler']})")
+    shared = m.get("shared_verifier")
+    out.print(f"verifier:   {m['verifier']['deployed_size']} bytes deployed ({m['verifier']['compiler']})" + (
+        f"; or the shared verifier with VKA {shared['vka_digest'][:18]}… (model register --verifier shared: a listing "
+        "costs a VKA registration and a clone, each verification ~100k gas more)" if shared else ""))
     batches = m.get("batches") or []
-    out.print("batching:   " + (", ".join(f"{b['size']} calls per proof (logrows {b['logrows']})" for b in batches)
-                             if batches else "none: every call is proven alone"))
+    out.print("batching:   " + (", ".join(f"{b['size']} calls per proof (logrows {b['logrows']}"
+                                        + (", fulfillBatch" if b.get("verifier") else ", off chain only") + ")"
+                                        for b in batches) if batches else "none: every call is proven alone"))
 
 
 def _argmax_note(match: bool | None) -> str:
