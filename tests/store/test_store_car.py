@@ -95,6 +95,8 @@ def test_read_refuses_tampered_block(tmp_path: Path) -> None:
         b"\x0b\xa1gversion\x02",  # CARv2 pragma
         encode_varint(3) + dag_cbor_encode({"x": 1})[:3],
         b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff",  # runaway varint
+        b"\x80\x00",  # a varint that is not minimally encoded
+        b"\x80",  # the data ends inside a varint
     ],
 )
 def test_read_refuses_malformed(tmp_path: Path, data: bytes) -> None:

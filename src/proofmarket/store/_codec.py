@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import BinaryIO, TypeAlias
 
+from multiformats import varint
+
 from proofmarket.core.errors import StoreError
 
 _MAX_DEPTH = 16
@@ -26,52 +28,37 @@ DagCborValue: TypeAlias = "int | str | bytes | list[DagCborValue] | dict[str, Da
 
 
 def encode_varint(n: int) -> bytes:
+    """An unsigned varint (multiformats' ``varint``, the one IPFS specifies)."""
     if n < 0:
         raise ValueError("varints are unsigned")
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
+    return varint.encode(n)
 
 
 def read_varint(f: BinaryIO) -> int | None:
-    """Read one varint from a stream; None at a clean end of stream. At most 9 bytes (2^63)."""
-    n = shift = 0
-    for i in range(9):
-        b = f.read(1)
-        if not b:
-            if i == 0:
-                return None
+    """Read one varint from a stream; None at a clean end of stream. At most 9 bytes (2^63); minimally encoded."""
+    first = f.read(1)
+    if not first:
+        return None
+    raw = first
+    while raw[-1] & 0x80 and len(raw) < 9:
+        more = f.read(1)
+        if not more:
             raise StoreError("The CAR data ends inside a varint.")
-        n |= (b[0] & 0x7F) << shift
-        if not b[0] & 0x80:
-            if i > 0 and b[0] == 0:
-                raise StoreError("The CAR data holds a varint that is not minimally encoded.")
-            return n
-        shift += 7
-    raise StoreError("The CAR data holds a varint longer than 9 bytes.")
+        raw += more
+    try:
+        value, _, _ = varint.decode_raw(raw)
+    except ValueError as exc:
+        raise StoreError(f"The CAR data holds a bad varint: {exc}") from exc
+    return value
 
 
 def decode_varint(buf: bytes, pos: int) -> tuple[int, int]:
     """Decode a varint from ``buf`` at ``pos``; return (value, next position)."""
-    n = shift = 0
-    for i in range(9):
-        if pos >= len(buf):
-            raise StoreError("A CID ends inside a varint.")
-        b = buf[pos]
-        pos += 1
-        n |= (b & 0x7F) << shift
-        if not b & 0x80:
-            if i > 0 and b == 0:
-                raise StoreError("A CID holds a varint that is not minimally encoded.")
-            return n, pos
-        shift += 7
-    raise StoreError("A CID holds a varint longer than 9 bytes.")
+    try:
+        value, used, _ = varint.decode_raw(buf[pos:pos + 9])
+    except ValueError as exc:
+        raise StoreError(f"A CID holds a bad varint: {exc}") from exc
+    return value, pos + used
 
 
 def _head(major: int, n: int) -> bytes:
