@@ -30,8 +30,10 @@ def test_a_call_alone_is_taken_alone_at_once() -> None:
     q = _queue("a1")
     started = time.monotonic()
     first = q.get()
-    assert q.batch(first, _key, window_s=5.0, is_stop=_stop) == ["a1"]
+    asked: list[str] = []
+    assert q.batch(first, lambda item: asked.append(item) or _key(item), window_s=5.0, is_stop=_stop) == ["a1"]
     assert time.monotonic() - started < 1.0  # nothing queued with it: it does not wait for company
+    assert asked == []  # nor is its batch key read (a database read on the node) when nothing waits
 
 
 def test_calls_with_its_key_are_taken_up_to_the_limit_in_order_and_others_stay() -> None:

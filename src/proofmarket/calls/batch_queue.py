@@ -51,6 +51,9 @@ class CallQueue:
         """``first`` (just taken) and the queued calls that may share its proof (in arrival order)."""
         if window_s <= 0 or is_stop(first):
             return [first]
+        with self._cond:
+            if not self._items:  # nothing waits: the call is alone (and its key, a database read, is not needed)
+                return [first]
         key = key_of(first)
         if key is None or key.limit < 2:
             return [first]
