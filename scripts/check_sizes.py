@@ -13,7 +13,6 @@ from pathlib import Path
 LIMIT = 400
 #: Modules over the limit when the rule came in (issue 38 splits them): their ceiling, never to be raised.
 OVER: dict[str, int] = {
-    "src/proofmarket/payments/batch_rail.py": 556,
     "src/proofmarket/core/errors.py": 430,
 }
 
