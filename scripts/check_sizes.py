@@ -12,9 +12,7 @@ from pathlib import Path
 
 LIMIT = 400
 #: Modules over the limit when the rule came in (issue 38 splits them): their ceiling, never to be raised.
-OVER: dict[str, int] = {
-    "src/proofmarket/core/errors.py": 430,
-}
+OVER: dict[str, int] = {}
 
 
 def breaches(root: Path, limit: int = LIMIT, over: dict[str, int] | None = None) -> list[str]:
