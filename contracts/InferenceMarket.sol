@@ -150,6 +150,7 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
         uint256 outputsAt;
         uint256 size;
         uint256 taken;
+        uint256 lastId;
         bytes32 modelId;
         uint64 registeredAt;
     }
@@ -265,6 +266,7 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
     error BatchVerifierTooNew(uint256 requestId, uint64 registeredAt);
     error BatchModelMismatch(uint256 requestId, bytes32 modelId);
     error BatchSlotTaken(uint16 slot);
+    error BatchOrder(uint256 requestId);
     error FeeTooHigh(uint16 bps, uint16 maxBps);
     error SlashTooHigh(uint16 bps, uint16 maxBps);
     error UnstakeDelayTooLong(uint64 delay);
@@ -375,7 +377,7 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
     /// hold calls that are not escrow requests, or padding, and are not read. Each request is bound to its slot as
     /// `fulfill` binds one (its input commitment, the params commitment) and settled as `fulfill` settles it: all
     /// paid if the proof is valid, all refunded and slashed if not. The batch verifier must have been registered
-    /// before every one of the requests was made.
+    /// before every one of the requests was made; `requestIds` strictly increase (each request once).
     function fulfillBatch(
         uint256[] calldata requestIds,
         uint16[] calldata slots,
@@ -665,6 +667,8 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
         private
         view
     {
+        if (requestId <= layout.lastId) revert BatchOrder(requestId); // each request once: ids strictly increase
+        layout.lastId = requestId;
         RequestSlots storage r = _claimedBy(requestId);
         if (r.modelId != layout.modelId) revert BatchModelMismatch(requestId, r.modelId);
         if (layout.registeredAt >= r.terms.createdAt) revert BatchVerifierTooNew(requestId, layout.registeredAt);
@@ -683,6 +687,7 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
         uint256[] calldata instances
     ) private {
         RequestSlots storage r = _requests[requestId];
+        if (r.status != Status.Accepted) revert RequestNotPending(requestId, r.status);
         if (!valid) return _settleInvalid(requestId, r);
         uint256 at = layout.outputsAt + uint256(slot) * layout.perOutput;
         _settleValid(requestId, r, r.terms, instances[at:at + layout.perOutput]);
@@ -716,14 +721,17 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
         }
     }
 
-    /// @dev A verifier revert counts as an invalid proof, unless the call ran out of gas: then the
-    /// whole fulfilment reverts, so that a too-low gas limit cannot get an honest prover slashed.
+    /// @dev A verifier revert counts as an invalid proof, unless the call ran out of gas (here, or in a verifier
+    /// it calls, which says so with `VerifierOutOfGas()`): then the whole fulfilment reverts, so that a too-low gas
+    /// limit cannot get an honest prover slashed.
     function _verify(address verifier, bytes calldata proof, uint256[] calldata instances) private returns (bool) {
         uint256 gasBefore = gasleft();
         try IProofVerifier(verifier).verifyProof(proof, instances) returns (bool ok) {
             return ok;
-        } catch {
-            if (gasleft() <= gasBefore / 63) revert VerifierOutOfGas();
+        } catch (bytes memory reason) {
+            if (gasleft() <= gasBefore / 63 || (reason.length >= 4 && bytes4(reason) == VerifierOutOfGas.selector)) {
+                revert VerifierOutOfGas();
+            }
             return false;
         }
     }

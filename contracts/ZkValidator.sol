@@ -67,9 +67,12 @@ contract ZkValidator {
         uint256 gasBefore = gasleft();
         try IZkVerifier(verifier).verifyProof(proof, instances) returns (bool ok) {
             response = ok ? 100 : 0;
-        } catch {
-            // out of gas is the caller's doing, not the proof's: no verdict (an honest node is never marked 0 so)
-            if (gasleft() <= gasBefore / 63) revert VerifierOutOfGas();
+        } catch (bytes memory reason) {
+            // out of gas (here, or in a verifier it calls, which says so) is the caller's doing, not the proof's: no
+            // verdict (an honest node is never marked 0 so)
+            if (gasleft() <= gasBefore / 63 || (reason.length >= 4 && bytes4(reason) == VerifierOutOfGas.selector)) {
+                revert VerifierOutOfGas();
+            }
             response = 0;
         }
         validation.validationResponse(requestHash, response, "", keccak256(abi.encodePacked(instances)), "zk-proof");

@@ -95,6 +95,32 @@ def test_a_batch_that_binds_wrongly_is_refused_and_nobody_is_slashed(chain: Chai
     assert chain.market.get_prover(chain.accounts.prover.address).failed == failed
 
 
+def test_one_request_cannot_take_two_slots_and_be_refunded_twice(chain: Chain, model: Listed, batched: str) -> None:
+    # Given one claimed request whose input sits in every slot, and a proof the verifier refuses
+    (request_id,) = claimed(chain, model, INPUTS[:1])
+    consumer = chain.accounts.consumer.address
+    before = chain.usdc.balance_of(consumer)
+    instances = batch_instances([INPUTS[0]] * SIZE)
+    ids = [request_id] * SIZE
+    call = chain.market.contract.functions.fulfillBatch(ids, list(range(SIZE)), SIZE, INVALID, instances)
+    # When the prover names it in four slots (the Python wrapper cannot: its slots are a dict, sent in id order):
+    # refused (each request once), nobody refunded four times
+    with pytest.raises(ContractReverted, match="give each request once"):
+        chain.client.transact(call, chain.accounts.prover)
+    assert chain.usdc.balance_of(consumer) == before
+    assert chain.market.get_request(request_id).status is RequestStatus.ACCEPTED
+
+
+def test_a_verifier_that_says_a_verifier_it_called_ran_out_of_gas_reverts_instead_of_slashing(
+        chain: Chain, model: Listed, batched: str) -> None:
+    ids = claimed(chain, model, INPUTS[:2])
+    set_verifier_mode(chain, batched, 4)
+    failed = chain.market.get_prover(chain.accounts.prover.address).failed
+    with pytest.raises(ContractReverted, match="ran out of gas"):
+        chain.market.fulfill_batch({ids[0]: 0, ids[1]: 1}, SIZE, VALID, batch_instances(), chain.accounts.prover)
+    assert chain.market.get_prover(chain.accounts.prover.address).failed == failed
+
+
 def test_only_the_claimer_of_every_request_may_batch_them(chain: Chain, model: Listed, batched: str) -> None:
     ids = claimed(chain, model, INPUTS[:1])
     other = open_request(chain, model, INPUTS[1])

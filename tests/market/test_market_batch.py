@@ -10,7 +10,7 @@ import pytest
 from market_helpers import MLP_CANDIDATE, OWNER_SHARE_BPS, PRICE
 
 from proofmarket.chain import RequestStatus, advance_time, instances_hash
-from proofmarket.core.errors import UsageError
+from proofmarket.core.errors import RegistryMismatch, UsageError
 from proofmarket.market import Market
 from proofmarket.samples import sample_path
 from proofmarket.systems.ezkl.compiler import CompileOptions
@@ -111,3 +111,18 @@ def test_a_batch_needs_one_model_and_distinct_requests(market: Market, batch_mod
     with pytest.raises(UsageError, match="each request id once"):
         market.fulfill_batch([1, 1])
 
+
+
+def test_a_batch_verifier_that_is_not_the_manifests_makes_the_listing_refused(market: Market, batch_model: str) -> None:
+    """fulfillBatch takes any batch verifier the owner registered: one that is not compiled from the manifest's batch
+    circuit of its size (say, one that accepts anything) must make every consumer and prover refuse the listing."""
+    market.register_model(batch_model, PRICE, OWNER_SHARE_BPS)
+    key = market.onchain_id(batch_model)
+    market.check_entry(batch_model, key)  # its own batch verifier: fine
+    other = market.registry.get_model(key).spec.verifier  # a real contract, not the batch circuit's verifier
+    market.registry.register_batch(key, 2, other, market.accounts.owner)  # a size the manifest does not have
+    with pytest.raises(RegistryMismatch) as err:
+        market.check_entry(batch_model, key)
+    assert err.value.details["field"] == "batch_verifier" and err.value.details["size"] == 2
+    with pytest.raises(RegistryMismatch):  # the consumer's request is refused before any money moves
+        market.request(batch_model, sample_inputs()[0])

@@ -115,3 +115,26 @@ def test_clone_code_is_what_the_factory_deploys(market: Market, fresh: Listed) -
 def test_the_verifier_kind_is_checked(market: Market, fresh: Listed) -> None:
     with pytest.raises(UsageError, match="'own' or 'shared'"):
         market.register_model(fresh.public, PRICE, OWNER_SHARE_BPS, verifier="cheap")
+
+
+def test_a_listing_on_a_clone_whose_vka_was_never_registered_is_refused(market: Market, fresh: Listed) -> None:
+    """Proofs through it would all revert ("VKA not registered"): a prover would be slashed for good proofs."""
+    from proofmarket.chain import model_key
+    from proofmarket.chain.shared import SharedVerifierFactory
+
+    b = market.register_model(fresh.other, PRICE, OWNER_SHARE_BPS, verifier="shared")  # the reusable verifier exists
+    reusable = parse_clone(market.client.code_at(b.spec.verifier))[1]  # type: ignore[index]
+    shared = market.manifest(fresh.hashed).shared_verifier
+    assert shared is not None and market.deployment.shared_verifier is not None
+    factory = SharedVerifierFactory(market.client, market.deployment.shared_verifier)
+    digest = bytes.fromhex(shared.vka_digest[2:])
+    assert not factory.vka_registered(reusable, digest)
+    factory.clone(reusable, digest, market.accounts.consumer)  # anyone may make a clone; nothing registers the VKA
+    own = market.register_model(fresh.public, PRICE, OWNER_SHARE_BPS)  # a spec to copy (same circuit as fresh.hashed)
+    from dataclasses import replace
+
+    spec = replace(own.spec, verifier=factory.verifier_for(reusable, digest))
+    market.registry.register(model_key(fresh.hashed), spec, market.accounts.consumer)
+    with pytest.raises(RegistryMismatch) as err:
+        market.check_entry(fresh.hashed, market.onchain_id(fresh.hashed, market.accounts.consumer.address))
+    assert err.value.details["field"] == "vka_registered"

@@ -158,7 +158,7 @@ class InferenceMarket(BoundContract):
     ) -> dict[int, Settlement]:
         """Settle the claimed requests ``slots`` (request id -> its slot) with one proof of the model's batch circuit
         of ``size`` calls; each request's settlement, by id."""
-        ids = list(slots)
+        ids = sorted(slots)  # the market takes each request once, ids strictly increasing
         tx = self._send("fulfillBatch", sender, ids, [slots[i] for i in ids], size, proof, list(instances), gas=gas)
         return self._settlements(tx, ids)
 

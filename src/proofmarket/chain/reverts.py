@@ -67,6 +67,8 @@ _SENTENCES = {
     "{registeredAt}): fulfil it alone",
     "BatchModelMismatch": "request {requestId} is for another model ({modelId}) than the batch",
     "BatchSlotTaken": "slot {slot} is outside the batch or given to two requests",
+    "BatchOrder": "request {requestId} is not after the batch's previous request: give each request once, ids in "
+    "increasing order",
     "BadBatchSize": "a batch of {size} calls is outside 2 .. {maximum}",
     "BatchVerifierAlreadyRegistered": "model {modelId} already has a batch verifier of {size} calls",
     "FeeTooHigh": "the platform fee {bps} bps is above the maximum of {maxBps} bps",

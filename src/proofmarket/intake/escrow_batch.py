@@ -53,11 +53,14 @@ class BatchedEscrow:
             by_model[row.model_id].append(row)
         claimed: set[int] = set()
         for model_id, group in by_model.items():
-            if len(group) < 2 or self.market.attested_manifest(model_id) is not None:
-                continue
-            mine = [row for row in group if self.repo.claim(row.id)]
-            claimed.update(row.id for row in mine)
+            mine: list[EscrowRequestRow] = []
             try:
+                if len(group) < 2 or self.market.attested_manifest(model_id) is not None:
+                    continue
+                for row in group:
+                    if self.repo.claim(row.id):
+                        claimed.add(row.id)  # the watcher's usual path answers it, whatever happens here
+                        mine.append(row)
                 self._settle_together(mine)
             except Exception as exc:  # noqa: BLE001 (each request is then answered alone, its proof found again)
                 self.log.warning("escrow requests %s of %s: not settled together (%s); answering them one by one",

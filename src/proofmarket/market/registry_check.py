@@ -12,6 +12,9 @@ fetched by CID) and refuses with ``RegistryMismatch`` naming the first field tha
   verifier bytecode, obtained with an eth_call of its creation code); for a listing on the shared verifier, the
   clone is not this market's SharedVerifier's or its reusable verifier's code is not the manifest's;
 - ``vka_digest``: a shared-verifier listing pins another verification-key artifact than the manifest's;
+  ``vka_registered``: ... one not registered on its reusable verifier (every proof would be refused);
+- ``batch_verifier``: a batch verifier the owner registered is not the one compiled from the manifest's batch
+  circuit of its size (or the manifest has no such circuit);
 - ``owner``: not the expected owner; ``price``: above the caller's cap; ``active``: deactivated.
 """
 
@@ -23,7 +26,7 @@ from eth_utils.crypto import keccak
 
 from proofmarket.chain.artifacts import load_artifact
 from proofmarket.chain.commitments import model_key
-from proofmarket.chain.shared import parse_clone
+from proofmarket.chain.shared import SharedVerifierFactory, parse_clone
 from proofmarket.chain.types import RegisteredModel
 from proofmarket.core.errors import RegistryMismatch
 from proofmarket.market.spec import ATTESTED_VERIFIER, attested_fields, instance_count, proof_mode
@@ -97,6 +100,32 @@ def _check_proven(market: Market, model_id: str, entry: RegisteredModel) -> None
             raise RegistryMismatch(f"the registry entry for {model_id} has another {field} than the model's "
                                    "manifest: it is not this model", model_id=model_id, field=field)
     _check_verifier(market, model_id, entry)
+    _check_batches(market, model_id, entry)
+
+
+def _check_batches(market: Market, model_id: str, entry: RegisteredModel) -> None:
+    """Every batch verifier the owner registered (any size: fulfillBatch takes any registered one) runs the code
+    compiled from the manifest's batch circuit of its size: an owner cannot name a verifier that accepts anything
+    (which would settle later requests with any output) or one that refuses good proofs (which would slash)."""
+    manifest = market.manifest(model_id)
+    seen: dict[tuple[bytes, int], str] = market.__dict__.setdefault("_batch_verifiers_checked", {})
+    registry_block = market.deployment.contracts["ModelRegistry"].block
+    for found in market.registry.batch_verifiers(entry.model_id, registry_block):
+        if seen.get((entry.model_id, found.size)) == found.address:
+            continue  # set once per size on the registry: checked before
+        circuit = manifest.batch(found.size)
+        where = f"the batch verifier of {found.size} calls of {model_id} at {found.address}"
+        if circuit is None or circuit.verifier is None:
+            raise RegistryMismatch(f"{where} is for a batch circuit the model's manifest does not have",
+                                   model_id=model_id, field="batch_verifier", size=found.size)
+        assert found.address is not None
+        code = keccak(market.client.code_at(found.address))
+        creation = market.workspace.store.get(circuit.verifier.bytecode.cid).decode().strip()
+        runtime = keccak(bytes(market.client.w3.eth.call({"data": bytes.fromhex(creation.removeprefix("0x"))})))
+        if code != found.codehash or code != runtime:
+            raise RegistryMismatch(f"{where} is not the one compiled from the model's manifest", model_id=model_id,
+                                   field="batch_verifier", size=found.size)
+        seen[(entry.model_id, found.size)] = found.address
 
 
 def _check_verifier(market: Market, model_id: str, entry: RegisteredModel) -> None:
@@ -141,3 +170,6 @@ def _check_shared(market: Market, model_id: str, verifier: str, implementation: 
     if "0x" + keccak(market.client.code_at(reusable)).hex() != shared.runtime_keccak:
         raise RegistryMismatch(f"{where} uses a reusable verifier at {reusable} whose code is not the manifest's",
                                model_id=model_id, field="verifier_code")
+    if not SharedVerifierFactory(market.client, implementation).vka_registered(reusable, digest):
+        raise RegistryMismatch(f"{where} pins a VKA not registered on its reusable verifier: every proof would be "
+                               "refused", model_id=model_id, field="vka_registered")

@@ -225,7 +225,10 @@ def listing_hook(listings: Listings) -> Callable[[JobRow, Settlement, ProofOutco
             return
         listings.release_later(str(split))
         proof = outcome.bundle.get("proof") or {}
-        if proof.get("instances") is not None and proof.get("hex"):  # only a ZK proof has instances to record
+        # only a ZK proof has instances to record, and the ZkValidator checks them with the model's own verifier: a
+        # proof shared with other calls (batch) is its batch circuit's, which it would mark 0 (it is recorded once the
+        # validator can name a batch verifier)
+        if proof.get("instances") is not None and proof.get("hex") and not outcome.bundle.get("batch"):
             listings.validate_later(str(split), bytes.fromhex(str(proof["hex"]).removeprefix("0x")),
                                     [int(v, 16) for v in proof["instances"]], str(payment.get("paid_bundle_cid") or ""),
                                     str(payment.get("transaction") or ""))

@@ -222,9 +222,12 @@ def check_settlement(request_id: int, onchain: Any, bundle_doc: Any, bundle_cid:
     bundle = ProofBundle.parse(bundle_doc)
     if pure_bundle_cid(bundle) != bundle_cid:
         raise SettlementMismatch(f"the node served other bytes for bundle {bundle_cid}", request_id=request_id)
-    layout = bundle.layout
     instances = [parse_uint_hex(i) for i in bundle.proof.instances]
-    outputs = instances[len(instances) - layout.output:] if layout.output else []
+    try:
+        own = own_instances(bundle, instances)  # its slot's, when its proof was shared with other calls
+    except VerificationFailed as exc:
+        raise SettlementMismatch(f"the bundle {bundle_cid}: {exc.message}", request_id=request_id) from exc
+    outputs = own.outputs
     chain_hash = "0x" + bytes(onchain.output_hash or b"").hex()
     if keccak_packed(outputs) != chain_hash:
         raise SettlementMismatch(f"the bundle {bundle_cid} the node names is not the output the chain recorded for "
@@ -234,4 +237,4 @@ def check_settlement(request_id: int, onchain: Any, bundle_doc: Any, bundle_cid:
         raise SettlementMismatch(f"the bundle {bundle_cid} does not answer request {request_id}'s input commitment",
                                  request_id=request_id)
     return ChainSettlement(request_id, status.name.lower(), onchain.prover, chain_hash,
-                           decode_outputs(bundle, outputs), bundle_cid)
+                           decode_outputs(bundle, outputs, own.output_scales), bundle_cid)

@@ -97,6 +97,7 @@ class OnChainChecks(NodeSession):
             if chain_value != published:
                 raise RegistryMismatch(f"the node's listing of {model_id} does not match the registry on chain: "
                                        f"{name} differs", model_id=model_id, field=name)
+        self._check_batches(store, manifest, model_id, registry, onchain_id, w3)
         return {**listing, "price_atomic": str(price), "active": active, "verifier": verifier}
 
 
@@ -105,12 +106,18 @@ class OnChainChecks(NodeSession):
         manifest's vk (fetched by CID), on a reusable verifier whose code is the manifest's."""
         from eth_utils.crypto import keccak
 
+        from proofmarket.chain.artifacts import load_artifact
         from proofmarket.chain.shared import parse_clone
+        from proofmarket.chain.verify_code import onchain_code_hash, runtime_code_hash
         from proofmarket.systems.ezkl.shared_verifier import check_vka
 
         clone = parse_clone(code)
         shared = manifest.shared_verifier
         assert clone is not None
+        factory = load_artifact("SharedVerifier")  # the clone's implementation must be this code (immutables masked)
+        if onchain_code_hash(bytes(w3.eth.get_code(clone[0])), factory) != runtime_code_hash(factory):
+            raise RegistryMismatch(f"the verifier of {model_id} is a clone of {clone[0]}, which is not a "
+                                   "SharedVerifier", model_id=model_id, field="verifier_code")
         if shared is None or "0x" + clone[2].hex() != shared.vka_digest:
             raise RegistryMismatch(f"the verifier of {model_id} pins another VKA than its manifest's",
                                    model_id=model_id, field="vka_digest")
@@ -123,3 +130,24 @@ class OnChainChecks(NodeSession):
         if "0x" + keccak(bytes(w3.eth.get_code(clone[1]))).hex() != shared.runtime_keccak:
             raise RegistryMismatch(f"the shared verifier of {model_id} runs another code than its manifest's",
                                    model_id=model_id, field="verifier_code")
+
+    def _check_batches(self, store: LocalStore, manifest: Any, model_id: str, registry: Any, onchain_id: bytes,
+                       w3: Any) -> None:
+        """Every batch verifier the owner registered runs the code compiled from the manifest's batch circuit of its
+        size (fulfillBatch settles with any registered one)."""
+        from eth_utils.crypto import keccak
+
+        for log in registry.events.BatchVerifierRegistered().get_logs(from_block=0,
+                                                                      argument_filters={"modelId": onchain_id}):
+            size, address = int(log["args"]["size"]), str(log["args"]["verifier"])
+            circuit = manifest.batch(size)
+            if circuit is None or circuit.verifier is None:
+                raise RegistryMismatch(f"{model_id} has a batch verifier of {size} calls its manifest has no circuit "
+                                       "for", model_id=model_id, field="batch_verifier", size=size)
+            self._fetch_artifact(store, circuit.verifier.bytecode.cid)
+            creation = store.get(circuit.verifier.bytecode.cid).decode().strip().removeprefix("0x")
+            runtime = keccak(bytes(w3.eth.call({"data": "0x" + creation})))
+            code = keccak(bytes(w3.eth.get_code(address)))
+            if code != runtime or code != bytes(log["args"]["codehash"]):
+                raise RegistryMismatch(f"the batch verifier of {size} calls of {model_id} is not the one compiled "
+                                       "from its manifest", model_id=model_id, field="batch_verifier", size=size)

@@ -6,7 +6,7 @@ import { $, say, fillList, appendList, fillTable, button, nodeError, nodeFetch, 
 import { wallet, ensureWallet, contracts, rejected } from './wallet.js';
 import { checkedListing, escrow, chainRequest, chainTime, refund, reason, lib, requestIdsOf } from './onchain.js';
 import { inputCommitment } from './commit.js';
-import { verifyBundle } from './verify.js';
+import { verifyBundle, ownInstances } from './verify.js';
 
 let loadEngine = null; // EZKL's WASM module (app.js loads it once)
 
@@ -96,9 +96,11 @@ async function fulfilled(id, row, token, status) {
       check = { valid: false, error: `the WASM verifier could not start (${err.message || err})` };
     }
     const { keccak256 } = await lib();
-    const start = Number(onchain.terms.inputInstances) + (onchain.terms.paramsCommitment !== 0n ? 1 : 0);
-    const outputs = bundle.proof.instances.slice(start).map((h) => h.replace(/^0x/, '').padStart(64, '0')).join('');
-    outputMatches = keccak256('0x' + outputs) === onchain.outputHash;
+    // the bundle's own output instances (its slot's, when its proof was shared with other calls)
+    try {
+      const mine = ownInstances(bundle, bundle.proof.instances).outputs;
+      outputMatches = keccak256('0x' + mine.map((h) => h.replace(/^0x/, '').padStart(64, '0')).join('')) === onchain.outputHash;
+    } catch (_) { outputMatches = false; }
   }
   const good = onchain.statusName === 'Fulfilled' && outputMatches && check.valid;
   const rows = [['chain status', onchain.statusName], ['prover', onchain.prover], ['fulfil tx', row.fulfil_tx],

@@ -131,7 +131,7 @@ function checkModel(bundle, manifest) {
 }
 
 // This call's instances: all of them, or its slot's in a batched proof (slots side by side: inputs, then outputs).
-function ownInstances(bundle, instances) {
+export function ownInstances(bundle, instances) {
   const { layout } = bundle;
   if (!bundle.batch) {
     return { inputs: instances.slice(0, layout.input), outputs: instances.slice(instances.length - layout.output),
