@@ -38,7 +38,11 @@ def nodes(home: Path, chain: Chain, mlp_id: str, tmp_path_factory: pytest.TempPa
     try:
         with Served(facilitator) as served_facilitator:
             patch.setenv("PROOFMARKET_FACILITATOR_URL", served_facilitator.url)
-            with serve_node(home, db, chain, mlp_id, PRICE) as a, serve_node(home, db, chain, mlp_id, PRICE) as b:
+            # the sweep is the test's to ask for: no node sweeps on its own meanwhile (on a loaded machine the calls
+            # took longer than the default interval once, and a node's own sweep took the charges first)
+            quiet = {"channel_sweep_interval_s": 86_400.0, "channel_sweep_threshold_atomic": 10 ** 12}
+            with serve_node(home, db, chain, mlp_id, PRICE, **quiet) as a, \
+                    serve_node(home, db, chain, mlp_id, PRICE, **quiet) as b:
                 yield [a, b]
     finally:
         patch.undo()

@@ -104,7 +104,8 @@ class Validator(Judging):
         declared: list[str] = []
         while scan.next_block <= self.client.block_number():
             for event in scan.poll():
-                declared += self._declare_listing(event.args, held)
+                if event.event == "ModelRegistered":  # the registry's other events (prices, batches) declare nothing
+                    declared += self._declare_listing(event.args, held)
         return declared
 
     def _held_keys(self) -> set[bytes]:
