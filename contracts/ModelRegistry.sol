@@ -73,6 +73,9 @@ contract ModelRegistry {
 
     mapping(bytes32 modelId => Model) private _models;
     mapping(bytes32 modelId => mapping(uint16 size => BatchVerifier)) private _batches;
+    /// @notice The sizes a model has a batch verifier of: bit `size - 1` set for each (sizes 2 .. 64), so that one
+    /// read tells a consumer every batch verifier it must check.
+    mapping(bytes32 modelId => uint64) public batchSizes;
 
     event ModelRegistered(
         bytes32 indexed modelId, address indexed owner, bytes32 indexed key, address verifier, ModelSpec spec
@@ -130,6 +133,7 @@ contract ModelRegistry {
         if (verifier.code.length == 0) revert VerifierHasNoCode(verifier);
         if (_batches[modelId][size].verifier != address(0)) revert BatchVerifierAlreadyRegistered(modelId, size);
         _batches[modelId][size] = BatchVerifier(verifier, uint64(block.timestamp), verifier.codehash);
+        batchSizes[modelId] |= uint64(1) << (size - 1);
         emit BatchVerifierRegistered(modelId, size, verifier, verifier.codehash);
     }
 

@@ -169,6 +169,8 @@ def test_a_batch_verifier_is_set_once_by_the_owner(chain: Chain, model: Listed) 
     assert entry.address == verifier and entry.codehash == chain.client.w3.keccak(
         chain.client.w3.eth.get_code(verifier))
     assert chain.registry.batch_verifier(model.key, 16).address is None
+    chain.registry.register_batch(model.key, 64, deploy_mock_verifier(chain), chain.accounts.owner)
+    assert [b.size for b in chain.registry.batch_verifiers(model.key)] == [SIZE, 64]  # one read finds every size
 
 
 def test_a_verifier_out_of_gas_reverts_the_batch_instead_of_slashing(chain: Chain, model: Listed,

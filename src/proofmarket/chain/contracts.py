@@ -137,12 +137,10 @@ class ModelRegistry(BoundContract):
         return BatchVerifier(size, None if verifier == ZERO_ADDRESS else str(verifier), int(registered_at),
                              bytes(codehash))
 
-    def batch_verifiers(self, model_id: bytes, from_block: int = 0) -> list[BatchVerifier]:
-        """Every batch verifier the model's owner registered (its BatchVerifierRegistered logs), by size."""
-        logs = self.contract.events.BatchVerifierRegistered().get_logs(from_block=from_block,
-                                                                        argument_filters={"modelId": model_id})
-        return [BatchVerifier(int(log["args"]["size"]), str(log["args"]["verifier"]), 0, bytes(log["args"]["codehash"]))
-                for log in logs]
+    def batch_verifiers(self, model_id: bytes) -> list[BatchVerifier]:
+        """Every batch verifier the model's owner registered, by size (the registry's ``batchSizes`` mask)."""
+        mask = int(self._call("batchSizes", model_id))
+        return [self.batch_verifier(model_id, bit + 1) for bit in range(64) if mask >> bit & 1]
 
     def exists(self, model_id: bytes) -> bool:
         return bool(self._call("exists", model_id))

@@ -109,8 +109,7 @@ def _check_batches(market: Market, model_id: str, entry: RegisteredModel) -> Non
     (which would settle later requests with any output) or one that refuses good proofs (which would slash)."""
     manifest = market.manifest(model_id)
     seen: dict[tuple[bytes, int], str] = market.__dict__.setdefault("_batch_verifiers_checked", {})
-    registry_block = market.deployment.contracts["ModelRegistry"].block
-    for found in market.registry.batch_verifiers(entry.model_id, registry_block):
+    for found in market.registry.batch_verifiers(entry.model_id):
         if seen.get((entry.model_id, found.size)) == found.address:
             continue  # set once per size on the registry: checked before
         circuit = manifest.batch(found.size)

@@ -137,9 +137,9 @@ class OnChainChecks(NodeSession):
         size (fulfillBatch settles with any registered one)."""
         from eth_utils.crypto import keccak
 
-        for log in registry.events.BatchVerifierRegistered().get_logs(from_block=0,
-                                                                      argument_filters={"modelId": onchain_id}):
-            size, address = int(log["args"]["size"]), str(log["args"]["verifier"])
+        mask = int(registry.functions.batchSizes(onchain_id).call())
+        for size in (bit + 1 for bit in range(64) if mask >> bit & 1):
+            address, _registered_at, codehash = registry.functions.batchVerifier(onchain_id, size).call()
             circuit = manifest.batch(size)
             if circuit is None or circuit.verifier is None:
                 raise RegistryMismatch(f"{model_id} has a batch verifier of {size} calls its manifest has no circuit "
@@ -148,6 +148,6 @@ class OnChainChecks(NodeSession):
             creation = store.get(circuit.verifier.bytecode.cid).decode().strip().removeprefix("0x")
             runtime = keccak(bytes(w3.eth.call({"data": "0x" + creation})))
             code = keccak(bytes(w3.eth.get_code(address)))
-            if code != runtime or code != bytes(log["args"]["codehash"]):
+            if code != runtime or code != bytes(codehash):
                 raise RegistryMismatch(f"the batch verifier of {size} calls of {model_id} is not the one compiled "
                                        "from its manifest", model_id=model_id, field="batch_verifier", size=size)
