@@ -68,12 +68,14 @@ class BatchedEscrow:
         return claimed
 
     def _settle_together(self, rows: list[EscrowRequestRow]) -> None:
-        open_rows = []
+        open_rows, checked = [], set()
         for row in rows:
             onchain = self.market.market.get_request(row.request_id)
             if onchain.status in (RequestStatus.OPEN, RequestStatus.ACCEPTED) and \
                     self.market.settles_batched(row.model_id, onchain):
-                self.market.check_entry(row.model_id, onchain.model_key)
+                if onchain.model_key not in checked:  # one listing, checked once for all its requests
+                    self.market.check_entry(row.model_id, onchain.model_key)
+                    checked.add(onchain.model_key)
                 open_rows.append((row, onchain))
         if len(open_rows) < 2:
             return
@@ -93,12 +95,8 @@ class BatchedEscrow:
     def _fulfil_batch(self, group: list[_Proved]) -> None:
         from proofmarket.intake.escrow import Answer
 
-        first = group[0].bundle
-        assert first.batch is not None
         slots = {p.row.request_id: p.bundle.batch.slot for p in group if p.bundle.batch is not None}
-        settled = self.market.market.fulfill_batch(
-            slots, first.batch.size, bytes.fromhex(first.proof.hex.removeprefix("0x")),
-            [int(v, 16) for v in first.proof.instances], self.market.accounts.prover)
+        settled = self.market.submit_batch(slots, group[0].bundle)
         self.log.info("escrow requests %s settled by one fulfillBatch in tx %s", list(slots),
                       next(iter(settled.values())).tx.tx_hash)
         for p in group:

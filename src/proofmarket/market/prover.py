@@ -4,6 +4,7 @@ ERC-8004 identity."""
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from proofmarket import models
@@ -58,9 +59,7 @@ class ProverRole(MarketBase):
         for request in requests:
             self.claim(request)
         proved = self.workspace.prover.prove_together(model_id, [r.inputs for r in records], size, timeout_s)
-        first = proved[0].bundle
-        settled = self.market.fulfill_batch({i: n for n, i in enumerate(request_ids)}, size, _proof_bytes(first),
-                                            _instances(first), self.accounts.prover)
+        settled = self.submit_batch({i: n for n, i in enumerate(request_ids)}, proved[0].bundle)
         out = {}
         for request_id, result in zip(request_ids, proved, strict=True):
             settlement = settled[request_id]
@@ -91,8 +90,7 @@ class ProverRole(MarketBase):
         for circuit in sorted(manifest.batches, key=lambda c: c.size):
             if circuit.size < len(requests) or circuit.verifier is None:
                 continue
-            entry = self.registry.batch_verifier(requests[0].model_key, circuit.size)
-            if entry.address is not None and entry.registered_at < made:
+            if self._batch_verifier_before(requests[0].model_key, circuit.size, made):
                 return circuit.size
         sizes = [c.size for c in manifest.batches if c.verifier is not None]
         raise UsageError(f"model {model_id} has no batch verifier of {len(requests)} or more calls registered before "
@@ -107,8 +105,13 @@ class ProverRole(MarketBase):
         made = request.terms.created_at if request.terms else 0
         if not manifest.batches or any(c.verifier is None for c in manifest.batches):
             return False
-        entries = [self.registry.batch_verifier(request.model_key, c.size) for c in manifest.batches]
-        return all(e.address is not None and e.registered_at < made for e in entries)
+        return all(self._batch_verifier_before(request.model_key, c.size, made) for c in manifest.batches)
+
+    def _batch_verifier_before(self, model_key: bytes, size: int, made: int) -> bool:
+        """The listing has a verifier of its batch circuit of ``size`` calls registered before ``made`` (a request's
+        time): only such a verifier settles the request (``fulfillBatch``)."""
+        entry = self.registry.batch_verifier(model_key, size)
+        return entry.address is not None and entry.registered_at < made
 
     def claim(self, request: InferenceRequest, *, check: bool = True) -> TxResult | None:
         """Claim ``request`` for the prover account before proving it (only the claimer may fulfil it);
@@ -130,12 +133,18 @@ class ProverRole(MarketBase):
         if claim:
             self.claim(request, check=False)
         if bundle.batch is not None:  # a call proven with others: its slot of the batch proof
-            return self.market.fulfill_batch({request_id: bundle.batch.slot}, bundle.batch.size, _proof_bytes(bundle),
-                                             _instances(bundle), self.accounts.prover)[request_id]
+            return self.submit_batch({request_id: bundle.batch.slot}, bundle)[request_id]
         proof = _proof_bytes(bundle)
         if request.terms is not None:  # the verifier the request snapshotted: maybe a shared one (takes the VKA)
             proof = self.chain_proof(bundle.model.id, request.terms.verifier, proof)
         return self.market.fulfill(request_id, proof, _instances(bundle), self.accounts.prover)
+
+    def submit_batch(self, slots: Mapping[int, int], bundle: ProofBundle) -> dict[int, Settlement]:
+        """Send one batched bundle's proof to ``fulfillBatch`` for the claimed requests ``slots`` (request id -> its
+        slot of that proof): each request's settlement, by id."""
+        assert bundle.batch is not None
+        return self.market.fulfill_batch(slots, bundle.batch.size, _proof_bytes(bundle), _instances(bundle),
+                                         self.accounts.prover)
 
     def generate_attested(self, model_id: str, doc: Any) -> tuple[Any, str]:
         """Run an escrowed generate request and sign the bundle with the prover account (the attester the
