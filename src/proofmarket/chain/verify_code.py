@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from eth_utils.crypto import keccak
 
@@ -23,6 +24,13 @@ EXTERNAL = "external"  # a contract this repository did not build (the profile's
 
 def _hex(code: str) -> bytes:
     return bytes.fromhex(code.removeprefix("0x"))
+
+
+def creation_runtime_hash(w3: Any, creation: str | bytes) -> bytes:
+    """keccak of the runtime code ``creation`` code deploys: the creation code run by eth_call (no transaction, no gas
+    paid), so any chain can check a contract against the creation code it should have been deployed from."""
+    data = creation if isinstance(creation, bytes) else _hex(creation.strip())
+    return keccak(bytes(w3.eth.call({"data": data})))
 
 
 def masked(code: bytes, immutables: Iterable[tuple[int, int]]) -> bytes:

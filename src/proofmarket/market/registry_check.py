@@ -28,8 +28,10 @@ from proofmarket.chain.artifacts import load_artifact
 from proofmarket.chain.commitments import model_key
 from proofmarket.chain.shared import SharedVerifierFactory, parse_clone
 from proofmarket.chain.types import RegisteredModel
+from proofmarket.chain.verify_code import creation_runtime_hash
 from proofmarket.core.errors import RegistryMismatch
 from proofmarket.market.spec import ATTESTED_VERIFIER, attested_fields, instance_count, proof_mode
+from proofmarket.systems.ezkl.manifest import VerifierRef
 from proofmarket.systems.ezkl.shared_verifier import vka_digest, vka_words
 
 if TYPE_CHECKING:
@@ -76,9 +78,8 @@ def _check_attested(market: Market, model_id: str, entry: RegisteredModel, manif
     root = bytes.fromhex(manifest.weights.root.removeprefix("0x"))
     factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
     creation = factory.constructor(attester, root).data_in_transaction
-    runtime = w3.eth.call({"data": creation})
     now = keccak(market.client.code_at(spec.verifier))
-    if now != entry.verifier_codehash or now != keccak(bytes(runtime)):
+    if now != entry.verifier_codehash or now != creation_runtime_hash(w3, creation):
         raise RegistryMismatch(f"the verifier of {model_id} at {spec.verifier} is not the AttestationVerifier of "
                                "its weights", model_id=model_id, field="verifier_code")
 
@@ -119,9 +120,7 @@ def _check_batches(market: Market, model_id: str, entry: RegisteredModel) -> Non
                                    model_id=model_id, field="batch_verifier", size=found.size)
         assert found.address is not None
         code = keccak(market.client.code_at(found.address))
-        creation = market.workspace.store.get(circuit.verifier.bytecode.cid).decode().strip()
-        runtime = keccak(bytes(market.client.w3.eth.call({"data": bytes.fromhex(creation.removeprefix("0x"))})))
-        if code != found.codehash or code != runtime:
+        if code != found.codehash or code != _runtime_hash(market, circuit.verifier):
             raise RegistryMismatch(f"{where} is not the one compiled from the model's manifest", model_id=model_id,
                                    field="batch_verifier", size=found.size)
         seen[(entry.model_id, found.size)] = found.address
@@ -144,10 +143,12 @@ def _check_verifier(market: Market, model_id: str, entry: RegisteredModel) -> No
 def expected_verifier_codehash(market: Market, model_id: str) -> bytes:
     """keccak of the runtime code the manifest's verifier would deploy: its creation code run by eth_call
     (no transaction, no gas paid), so any chain can check a verifier against the manifest."""
-    manifest = market.manifest(model_id)
-    creation = market.workspace.store.get(manifest.verifier.bytecode.cid).decode().strip()
-    runtime = market.client.w3.eth.call({"data": bytes.fromhex(creation.removeprefix("0x"))})
-    return keccak(bytes(runtime))
+    return _runtime_hash(market, market.manifest(model_id).verifier)
+
+
+def _runtime_hash(market: Market, verifier: VerifierRef) -> bytes:
+    """keccak of the runtime code a manifest's Solidity verifier (the model's own, or a batch circuit's) deploys."""
+    return creation_runtime_hash(market.client.w3, market.workspace.store.get(verifier.bytecode.cid).decode())
 
 
 def _check_shared(market: Market, model_id: str, verifier: str, implementation: str, reusable: str,

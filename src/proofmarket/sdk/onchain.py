@@ -59,6 +59,7 @@ class OnChainChecks(NodeSession):
 
         from proofmarket.chain.artifacts import load_artifact
         from proofmarket.chain.shared import parse_clone
+        from proofmarket.chain.verify_code import creation_runtime_hash
         from proofmarket.systems.ezkl.verify import load_manifest
 
         doc = self.model(model_id)
@@ -78,11 +79,10 @@ class OnChainChecks(NodeSession):
         code = bytes(w3.eth.get_code(verifier))
         if parse_clone(code) is not None:  # listed on the shared verifier: its clone, VKA and reusable code
             self._check_shared(store, manifest, model_id, code, w3)
-            runtime = code
+            runtime = keccak(code)
         else:
             self._fetch_artifact(store, manifest.verifier.bytecode.cid)
-            creation = store.get(manifest.verifier.bytecode.cid).decode().strip().removeprefix("0x")
-            runtime = bytes(w3.eth.call({"data": "0x" + creation}))  # type: ignore[typeddict-item]
+            runtime = creation_runtime_hash(w3, store.get(manifest.verifier.bytecode.cid).decode())
         checks = {
             "chain_id": (w3.eth.chain_id, listing["chain_id"]),
             "onchain_id": (registry.functions.modelIdOf(owner, keccak(text=model_id)).call(), onchain_id),
@@ -90,8 +90,8 @@ class OnChainChecks(NodeSession):
             "price": (price, int(doc["price"]["atomic"])),
             "verifier": (verifier.lower(), str((doc.get("verifier") or {}).get("address") or "").lower()),
             "active": (active, bool(doc.get("active", True))),
-            "verifier_code": (keccak(code), keccak(runtime)),
-            "verifier_codehash": (bytes(model[3]), keccak(runtime)),
+            "verifier_code": (keccak(code), runtime),
+            "verifier_codehash": (bytes(model[3]), runtime),
         }
         for name, (chain_value, published) in checks.items():
             if chain_value != published:
@@ -137,6 +137,8 @@ class OnChainChecks(NodeSession):
         size (fulfillBatch settles with any registered one)."""
         from eth_utils.crypto import keccak
 
+        from proofmarket.chain.verify_code import creation_runtime_hash
+
         mask = int(registry.functions.batchSizes(onchain_id).call())
         for size in (bit + 1 for bit in range(64) if mask >> bit & 1):
             address, _registered_at, codehash = registry.functions.batchVerifier(onchain_id, size).call()
@@ -145,8 +147,7 @@ class OnChainChecks(NodeSession):
                 raise RegistryMismatch(f"{model_id} has a batch verifier of {size} calls its manifest has no circuit "
                                        "for", model_id=model_id, field="batch_verifier", size=size)
             self._fetch_artifact(store, circuit.verifier.bytecode.cid)
-            creation = store.get(circuit.verifier.bytecode.cid).decode().strip().removeprefix("0x")
-            runtime = keccak(bytes(w3.eth.call({"data": "0x" + creation})))
+            runtime = creation_runtime_hash(w3, store.get(circuit.verifier.bytecode.cid).decode())
             code = keccak(bytes(w3.eth.get_code(address)))
             if code != runtime or code != bytes(codehash):
                 raise RegistryMismatch(f"the batch verifier of {size} calls of {model_id} is not the one compiled "
