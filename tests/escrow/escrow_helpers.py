@@ -68,11 +68,18 @@ def node_settings(home: Path, rpc_url: str, db: Path | None = None, **overrides:
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
-def compile_mlp(ws: Workspace, profile: str, candidate: Candidate) -> str:
+def compile_mlp(ws: Workspace, profile: str, candidate: Candidate, **options: Any) -> str:
+    """The sample MLP compiled with one settings candidate (``options``: more CompileOptions, e.g. batch sizes)."""
     samples = json.loads(sample_path("mlp", "samples").read_text())
-    options = CompileOptions(profile=PrivacyProfile.parse(profile), srs=SrsProvider(ws.settings.srs_dir),
-                             candidates=[candidate])
-    return ws.prover.compile(sample_path("mlp"), samples, options).model_id
+    compile_options = CompileOptions(profile=PrivacyProfile.parse(profile), srs=SrsProvider(ws.settings.srs_dir),
+                                     candidates=[candidate], **options)
+    return ws.prover.compile(sample_path("mlp"), samples, compile_options).model_id
+
+
+def sample_inputs(n: int) -> list[dict[str, Any]]:
+    """``n`` inputs of the sample MLP (its samples in turn): calls that may share one batch proof."""
+    samples = json.loads(sample_path("mlp", "samples").read_text())["inputs"]
+    return [{"inputs": samples[i % len(samples)]} for i in range(n)]
 
 
 def mlp_input() -> dict[str, Any]:

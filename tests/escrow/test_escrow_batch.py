@@ -3,22 +3,25 @@ a request made before the model's batch verifiers were registered is proven alon
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
-from typing import Any
 
 import pytest
-from escrow_helpers import MLP_CANDIDATE, OWNER_SHARE_BPS, PRICE, AppFactory, EscrowEnv, wait_status
+from escrow_helpers import (
+    MLP_CANDIDATE,
+    OWNER_SHARE_BPS,
+    PRICE,
+    AppFactory,
+    EscrowEnv,
+    compile_mlp,
+    sample_inputs,
+    wait_status,
+)
 from fastapi.testclient import TestClient
 
 from proofmarket.chain import advance_time
 from proofmarket.chain.types import RequestStatus
-from proofmarket.samples import sample_path
 from proofmarket.systems.ezkl.bundle import ProofBundle
-from proofmarket.systems.ezkl.compiler import CompileOptions
-from proofmarket.systems.ezkl.profile import PrivacyProfile
-from proofmarket.systems.ezkl.srs import SrsProvider
 from proofmarket.systems.ids import PROVEN_SYSTEM
 
 pytestmark = [pytest.mark.slow, pytest.mark.chain]
@@ -27,10 +30,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.chain]
 @pytest.fixture(scope="module")
 def batch_model(env: EscrowEnv) -> str:
     """The sample MLP with a batch circuit of 4 calls, listed with its batch verifier."""
-    samples = json.loads(sample_path("mlp", "samples").read_text())
-    options = CompileOptions(profile=PrivacyProfile(), srs=SrsProvider(env.ws.settings.srs_dir),
-                             candidates=[MLP_CANDIDATE], batch_sizes=(4,), name="mlp-batched")
-    model_id = env.ws.prover.compile(sample_path("mlp"), samples, options).model_id
+    model_id = compile_mlp(env.ws, "public", MLP_CANDIDATE, batch_sizes=(4,), name="mlp-batched")
     assert set(env.market.register_model(model_id, PRICE, OWNER_SHARE_BPS).batch_verifiers) == {4}
     advance_time(env.market.client, 1)
     return model_id
@@ -43,16 +43,11 @@ def _until(condition: Callable[[], bool], what: str, timeout_s: float = 60.0) ->
         time.sleep(0.02)
 
 
-def _inputs(n: int) -> list[dict[str, Any]]:
-    samples = json.loads(sample_path("mlp", "samples").read_text())["inputs"]
-    return [{"inputs": samples[i % len(samples)]} for i in range(n)]
-
-
 def test_requests_waiting_together_are_settled_by_one_fulfil_batch(env: EscrowEnv, make_app: AppFactory,
                                                                    batch_model: str) -> None:
     app = make_app(batch_window_ms=20)
     app.state.services.catalog.register(batch_model, price_atomic=2_500_000)
-    receipts = [env.market.request(batch_model, doc) for doc in _inputs(5)]
+    receipts = [env.market.request(batch_model, doc) for doc in sample_inputs(5)]
     with TestClient(app) as client:
         for r in receipts:
             wait_status(client, r.request_id, ("seen",), timeout_s=10)
@@ -60,10 +55,10 @@ def test_requests_waiting_together_are_settled_by_one_fulfil_batch(env: EscrowEn
         prover_lock = services.queue.workers[0].get(PROVEN_SYSTEM).prover.worker._lock
         with prover_lock:  # the node's one prover thread will be busy with another model's call, blocked on it
             with app.state.escrow._work_lock:  # the inputs arrive while the watcher is busy: it finds all five
-                for r, doc in zip(receipts, _inputs(5), strict=True):
+                for r, doc in zip(receipts, sample_inputs(5), strict=True):
                     posted = client.post(f"/v1/requests/{r.request_id}/input", json={"input": doc})
                     assert posted.status_code == 202, posted.text
-                blocker, _ = services.jobs.submit_prove(env.public, _inputs(1)[0], key="blocker")
+                blocker, _ = services.jobs.submit_prove(env.public, sample_inputs(1)[0], key="blocker")
                 _until(lambda: services.jobs.get(blocker.id).status != "queued", "the prover took the blocker")
             # the watcher claims the five and queues their proofs behind it: the first proof taken then finds three
             # more waiting (the largest batch is 4), the fifth is proven alone

@@ -10,14 +10,20 @@ from pathlib import Path
 
 import pytest
 from browser_wallet import DevWallet, chromium_or_skip
-from escrow_helpers import MLP_CANDIDATE, OWNER_SHARE_BPS, PRICE, PRICE_UNITS, AppFactory, EscrowEnv, serve
+from escrow_helpers import (
+    MLP_CANDIDATE,
+    OWNER_SHARE_BPS,
+    PRICE,
+    PRICE_UNITS,
+    AppFactory,
+    EscrowEnv,
+    compile_mlp,
+    sample_inputs,
+    serve,
+)
 from eth_account import Account
 
 from proofmarket.chain.shared import parse_clone
-from proofmarket.samples import sample_path
-from proofmarket.systems.ezkl.compiler import CompileOptions
-from proofmarket.systems.ezkl.profile import PrivacyProfile
-from proofmarket.systems.ezkl.srs import SrsProvider
 
 pytestmark = pytest.mark.slow
 
@@ -25,10 +31,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def shared_model(env: EscrowEnv) -> str:
     """The sample MLP with a batch circuit of 4 calls, listed on the shared verifier (and its batch verifier)."""
-    samples = json.loads(sample_path("mlp", "samples").read_text())
-    options = CompileOptions(profile=PrivacyProfile(), srs=SrsProvider(env.ws.settings.srs_dir),
-                             candidates=[MLP_CANDIDATE], batch_sizes=(4,), name="mlp-web-shared")
-    model_id = env.ws.prover.compile(sample_path("mlp"), samples, options).model_id
+    model_id = compile_mlp(env.ws, "public", MLP_CANDIDATE, batch_sizes=(4,), name="mlp-web-shared")
     registration = env.market.register_model(model_id, PRICE, OWNER_SHARE_BPS, verifier="shared")
     assert registration.verifier is not None and registration.verifier.shared
     return model_id
@@ -51,8 +54,7 @@ def _status(page: object) -> str:
 def test_the_page_verifies_shared_and_batched_proofs_on_chain(env: EscrowEnv, served: str, shared_model: str,
                                                               tmp_path: Path) -> None:
     sync_playwright, chromium = chromium_or_skip()
-    samples = json.loads(sample_path("mlp", "samples").read_text())["inputs"]
-    docs = [{"inputs": samples[i % len(samples)]} for i in range(4)]
+    docs = sample_inputs(4)
     alone = env.ws.prover.prove(shared_model, docs[0]).bundle
     batched = env.ws.prover.prove_together(shared_model, docs, 4)[2].bundle
     files = {"alone": tmp_path / "alone.json", "batched": tmp_path / "batched.json"}

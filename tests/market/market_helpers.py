@@ -29,11 +29,12 @@ SALT = [(7 * i + 3) % (1 << SALT_BITS) for i in range(SALT_ELEMENTS)]  # a consu
 
 
 
-def compile_mlp(ws: Workspace, profile: str, candidate: tuple[int, int, int, int]) -> CompileResult:
+def compile_mlp(ws: Workspace, profile: str, candidate: tuple[int, int, int, int], **options: Any) -> CompileResult:
+    """The sample MLP compiled with one settings candidate (``options``: more CompileOptions, e.g. batch sizes)."""
     samples = json.loads(sample_path("mlp", "samples").read_text())
-    options = CompileOptions(profile=PrivacyProfile.parse(profile), srs=SrsProvider(ws.settings.srs_dir),
-                             candidates=[Candidate(*candidate)])
-    return ws.prover.compile(sample_path("mlp"), samples, options)
+    compile_options = CompileOptions(profile=PrivacyProfile.parse(profile), srs=SrsProvider(ws.settings.srs_dir),
+                                     candidates=[Candidate(*candidate)], **options)
+    return ws.prover.compile(sample_path("mlp"), samples, compile_options)
 
 
 def mlp_input() -> dict[str, Any]:

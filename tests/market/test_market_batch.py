@@ -7,16 +7,12 @@ import json
 from typing import Any
 
 import pytest
-from market_helpers import MLP_CANDIDATE, OWNER_SHARE_BPS, PRICE
+from market_helpers import MLP_CANDIDATE, OWNER_SHARE_BPS, PRICE, compile_mlp
 
 from proofmarket.chain import RequestStatus, advance_time, instances_hash
 from proofmarket.core.errors import RegistryMismatch, UsageError
 from proofmarket.market import Market
 from proofmarket.samples import sample_path
-from proofmarket.systems.ezkl.compiler import CompileOptions
-from proofmarket.systems.ezkl.profile import PrivacyProfile
-from proofmarket.systems.ezkl.srs import SrsProvider
-from proofmarket.systems.ezkl.tuning import Candidate
 from proofmarket.systems.ezkl.verify import own_instances
 from proofmarket.systems.workspace import Workspace
 
@@ -33,10 +29,7 @@ def sample_inputs() -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def batch_model(market_workspace: Workspace) -> str:
     """The sample MLP with a batch circuit of 4 calls and its Solidity verifier."""
-    samples = json.loads(sample_path("mlp", "samples").read_text())
-    options = CompileOptions(profile=PrivacyProfile.parse("public"), srs=SrsProvider(market_workspace.settings.srs_dir),
-                             candidates=[Candidate(*MLP_CANDIDATE)], batch_sizes=(SIZE,))
-    result = market_workspace.prover.compile(sample_path("mlp"), samples, options)
+    result = compile_mlp(market_workspace, "public", MLP_CANDIDATE, batch_sizes=(SIZE,))
     circuit = result.manifest.batch(SIZE)
     assert circuit is not None and circuit.verifier is not None and circuit.verifier.deployed_size <= 24_576
     return result.model_id

@@ -3,21 +3,14 @@ pinning its VKA, requests settle through it, and a clone of another VKA or anoth
 
 from __future__ import annotations
 
-import json
-
 import pytest
-from market_helpers import MLP_CANDIDATE, OTHER_MLP_CANDIDATE, OWNER_SHARE_BPS, PRICE, Listed, mlp_input
+from market_helpers import MLP_CANDIDATE, OTHER_MLP_CANDIDATE, OWNER_SHARE_BPS, PRICE, Listed, compile_mlp, mlp_input
 
 from proofmarket.chain import RequestStatus
 from proofmarket.chain.shared import clone_code, parse_clone
 from proofmarket.core.errors import RegistryMismatch, UsageError
 from proofmarket.market import Market
-from proofmarket.samples import sample_path
-from proofmarket.systems.ezkl.compiler import CompileOptions
-from proofmarket.systems.ezkl.profile import PrivacyProfile
 from proofmarket.systems.ezkl.shared_verifier import shared_proof, vka_words
-from proofmarket.systems.ezkl.srs import SrsProvider
-from proofmarket.systems.ezkl.tuning import Candidate
 from proofmarket.systems.workspace import Workspace
 
 pytestmark = [pytest.mark.slow, pytest.mark.chain]
@@ -27,10 +20,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.chain]
 def fresh(market_workspace: Workspace) -> Listed:
     """Three models no listing names yet (the session's market lists the shared fixtures' models)."""
     def compile_named(name: str, candidate: tuple[int, int, int, int]) -> str:
-        samples = json.loads(sample_path("mlp", "samples").read_text())
-        options = CompileOptions(profile=PrivacyProfile.parse("public"), name=name,
-                                 srs=SrsProvider(market_workspace.settings.srs_dir), candidates=[Candidate(*candidate)])
-        return market_workspace.prover.compile(sample_path("mlp"), samples, options).model_id
+        return compile_mlp(market_workspace, "public", candidate, name=name).model_id
 
     return Listed(public=compile_named("shared-a", MLP_CANDIDATE), other=compile_named("shared-b", OTHER_MLP_CANDIDATE),
                   hashed=compile_named("own-c", MLP_CANDIDATE))

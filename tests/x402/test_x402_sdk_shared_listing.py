@@ -4,22 +4,17 @@ every registered batch verifier; an owner who registers a batch verifier the man
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from x402_helpers import MLP_CANDIDATE, PRICE, Chain, Served, node_settings
+from x402_helpers import PRICE, Chain, Served, compile_mlp, node_settings
 
 from proofmarket import Client
 from proofmarket.api import create_app
 from proofmarket.chain.shared import parse_clone
 from proofmarket.core.errors import RegistryMismatch
 from proofmarket.market import Market
-from proofmarket.samples import sample_path
-from proofmarket.systems.ezkl.compiler import CompileOptions
-from proofmarket.systems.ezkl.profile import PrivacyProfile
-from proofmarket.systems.ezkl.srs import SrsProvider
 
 pytestmark = [pytest.mark.slow, pytest.mark.chain]
 
@@ -34,10 +29,7 @@ def listed(node_home: Path, chain: Chain, tmp_path_factory: pytest.TempPathFacto
     settings = node_settings(node_home, tmp_path_factory.mktemp("shared-db") / "node.db", chain.rpc_url,
                              chain.deployment_file)
     market = Market.open(settings)
-    samples = json.loads(sample_path("mlp", "samples").read_text())
-    options = CompileOptions(profile=PrivacyProfile.parse("public"), srs=SrsProvider(market.workspace.settings.srs_dir),
-                             candidates=[MLP_CANDIDATE], batch_sizes=(4,), name="sdk-shared")
-    model_id = market.workspace.prover.compile(sample_path("mlp"), samples, options).model_id
+    model_id = compile_mlp(market.workspace, batch_sizes=(4,), name="sdk-shared")
     registration = market.register_model(model_id, "0.25", 7_000, verifier="shared")
     assert registration.verifier is not None and registration.verifier.shared and registration.batch_verifiers
     app = create_app(settings)

@@ -40,11 +40,12 @@ def clear_env() -> None:
         del os.environ[name]
 
 
-def compile_mlp(ws: Workspace) -> str:
+def compile_mlp(ws: Workspace, **options: Any) -> str:
+    """The public sample MLP, one settings candidate (``options``: more CompileOptions, e.g. batch sizes)."""
     samples = json.loads(sample_path("mlp", "samples").read_text())
-    options = CompileOptions(profile=PrivacyProfile.parse("public"), srs=SrsProvider(ws.settings.srs_dir),
-                             candidates=[MLP_CANDIDATE])
-    return ws.prover.compile(sample_path("mlp"), samples, options).model_id
+    compile_options = CompileOptions(profile=PrivacyProfile.parse("public"), srs=SrsProvider(ws.settings.srs_dir),
+                                     candidates=[MLP_CANDIDATE], **options)
+    return ws.prover.compile(sample_path("mlp"), samples, compile_options).model_id
 
 
 def mlp_input() -> dict[str, Any]:
