@@ -23,9 +23,9 @@ from proofmarket.market.results import Earnings, Registration, VerifierDeploymen
 from proofmarket.market.spec import ATTESTED_VERIFIER, attested_spec, check_registrable, model_spec
 from proofmarket.systems.attested.instances import system_digest
 from proofmarket.systems.ezkl.shared_verifier import vka_words
+from proofmarket.systems.ezkl.solidity import EIP170_MAX_CODE
 
 DEFAULT_OWNER_SHARE_BPS = 7_000
-EIP170_CODE_LIMIT = 24_576
 
 
 class OwnerRole(MarketBase):
@@ -38,9 +38,9 @@ class OwnerRole(MarketBase):
         if ref is None:
             raise UsageError(f"model {model_id} has no Solidity verifier of a batch of {batch} calls")
         chain_id, name = self.client.chain_id, model_id if batch == 1 else f"{model_id}#batch{batch}"
-        if ref.deployed_size > EIP170_CODE_LIMIT:
+        if ref.deployed_size > EIP170_MAX_CODE:
             raise ChainError(f"the verifier of {name} is {ref.deployed_size:,} bytes, above the "
-                             f"{EIP170_CODE_LIMIT:,}-byte contract size limit (EIP-170): it cannot be deployed",
+                             f"{EIP170_MAX_CODE:,}-byte contract size limit (EIP-170): it cannot be deployed",
                              size=ref.deployed_size)
         known = self.home.verifier(chain_id, name)
         if known is not None and self._code_hash(known.address) == known.code_hash:
