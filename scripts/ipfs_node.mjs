@@ -11,7 +11,9 @@
 //   POST /api/v0/pin/ls?arg=CID          {"Keys": {cid: {"Type": "recursive"}}}, or 500 "not pinned"
 //   POST /api/v0/pin/rm?arg=CID          {"Pins": [cid]}
 //   POST /api/v0/block/get?arg=CID       the block's bytes
-//   GET  /ipfs/CID[?format=raw]          the block's bytes (trustless gateway: application/vnd.ipld.raw)
+//   GET  /ipfs/CID?format=raw            the block's bytes (trustless gateway: application/vnd.ipld.raw; also
+//                                        with Accept: application/vnd.ipld.raw)
+//   GET  /ipfs/CID                       the file: a UnixFS DAG's leaves put together in order (ipfs-unixfs-exporter)
 //
 // Prints "ipfs node listening on http://HOST:PORT" once it serves.
 
@@ -26,6 +28,7 @@ import http from 'node:http'
 import { Helia } from '@helia/utils'
 import { car } from '@helia/car'
 import { CarReader } from '@ipld/car'
+import { exporter } from 'ipfs-unixfs-exporter'
 import { FsBlockstore } from 'blockstore-fs'
 import { FsDatastore } from 'datastore-fs'
 import { CID } from 'multiformats/cid'
@@ -148,8 +151,18 @@ const server = http.createServer(async (req, res) => {
       const cid = CID.parse(url.pathname.slice('/ipfs/'.length).split('/')[0])
       const data = await block(cid)
       if (!data) return send(res, 404, 'not found', 'text/plain')
-      res.writeHead(200, { 'Content-Type': 'application/vnd.ipld.raw', 'Cache-Control': 'public, max-age=29030400, immutable', 'X-Ipfs-Roots': cid.toString() })
-      return res.end(req.method === 'HEAD' ? undefined : data)
+      const immutable = { 'Cache-Control': 'public, max-age=29030400, immutable', 'X-Ipfs-Roots': cid.toString() }
+      const raw = url.searchParams.get('format') === 'raw' || /application\/vnd\.ipld\.raw/.test(req.headers.accept || '')
+      if (raw) {
+        res.writeHead(200, { 'Content-Type': 'application/vnd.ipld.raw', ...immutable })
+        return res.end(req.method === 'HEAD' ? undefined : data)
+      }
+      const entry = await exporter(cid, helia.blockstore, { offline: true })
+      if (entry.type !== 'file' && entry.type !== 'raw') return send(res, 501, 'only files are served', 'text/plain')
+      res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': String(entry.size), ...immutable })
+      if (req.method === 'HEAD') return res.end()
+      for await (const piece of entry.content()) res.write(piece)
+      return res.end()
     }
     return fail(res, 404, `no route ${url.pathname}`)
   } catch (err) {

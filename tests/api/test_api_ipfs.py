@@ -5,53 +5,47 @@ checks them by CID and verifies the proof; a private model's weights and proving
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from api_helpers import ADMIN_TOKEN, mlp_input, node_settings, wait_job
 from fastapi.testclient import TestClient
+from ipfs_node import ipfs_node
 from prometheus_client import CollectorRegistry
 
 from proofmarket.api.app import create_app
-from proofmarket.chain.devnet import free_port
 from proofmarket.core.errors import StoreError
 from proofmarket.node.pinning import Pinning, model_cids
 from proofmarket.samples import sample_path
 from proofmarket.sdk.client import Client
 from proofmarket.store import LocalStore
 from proofmarket.store.pinning import KuboPinner, fetch_from_gateway, pinner_from
-
-ROOT = Path(__file__).resolve().parents[2]
+from proofmarket.store.unixfs import root_of_blob
 
 
 @pytest.fixture(scope="module")
 def ipfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    node = shutil.which("node")
-    if node is None or not (ROOT / "node_modules" / "@helia" / "utils").is_dir():
-        pytest.fail("the IPFS tests need node and the npm tools (make setup)")
-    port = free_port()
-    repo = tmp_path_factory.mktemp("ipfs-repo")
-    proc = subprocess.Popen([node, str(ROOT / "scripts" / "ipfs_node.mjs"), str(repo), "--port", str(port)],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert "listening" in line, line + (proc.stdout.read() if proc.poll() is not None else "")
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(10)
+    with ipfs_node(tmp_path_factory.mktemp("ipfs-repo")) as url:
+        yield url
 
 
 def test_blobs_are_pinned_and_fetched_back_by_cid(ipfs: str, tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "store")
-    small, big = store.put(b'{"hello": "ipfs"}'), store.put(bytes(range(256)) * 8192)  # 2 MiB: one raw block
+    small, big = store.put(b'{"hello": "ipfs"}'), store.put(os.urandom(2 << 20))  # 2 MiB: eight 256 KiB leaves
     pinner = KuboPinner(ipfs)
     assert sorted(pinner.pin(store, [small, big, small], "test")) == sorted([small, big])
-    assert pinner.pinned(small) and pinner.pinned(big)
-    assert fetch_from_gateway(ipfs, big) == store.get(big)
+    root = root_of_blob(store, big)
+    assert root.startswith("bafybei") and root_of_blob(store, small) == small  # one chunk: the raw CID itself
+    assert pinner.pinned(small) and pinner.pinned(root)
+    assert fetch_from_gateway(ipfs, big, root) == store.get(big)
+    with pytest.raises(StoreError, match="has no"):  # no block over 1 MiB went to IPFS
+        fetch_from_gateway(ipfs, big)
+    whole = httpx.get(f"{ipfs}/ipfs/{root}")  # a browser's request: the file, put together by the gateway
+    assert whole.status_code == 200 and whole.content == store.get(big)
     unknown = LocalStore(tmp_path / "other").put(b"never pinned")
     assert not pinner.pinned(unknown)
     with pytest.raises(StoreError):
@@ -90,7 +84,9 @@ def test_a_model_and_its_bundles_verify_from_ipfs_with_the_node_stopped(
         while not pinner.pinned(bundle_cid):  # the record hook pins once the call is final
             assert time.monotonic() < deadline, "the bundle was not pinned"
             time.sleep(0.2)
-        assert all(pinner.pinned(c) for c in model_cids(services.workspace.store, model_id))
+        store = services.workspace.store
+        roots = [root_of_blob(store, c) for c in model_cids(store, model_id)]
+        assert all(pinner.pinned(r) for r in roots) and any(r.startswith("bafybei") for r in roots)  # the SRS
         assert catalog_cid and pinner.pinned(catalog_cid)  # the catalogue entry the registry's metadata CID names
 
         # a private model: its manifest and verifier are pinned, never its weights or proving key

@@ -6,6 +6,7 @@ A node's answer is depth-checked before it is parsed; an error answer (``{"error
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 import time
@@ -99,22 +100,37 @@ class NodeSession:
 
     def _fetch_artifact(self, store: LocalStore, cid: str) -> None:
         """An artifact into the local cache: from the node, else from the IPFS gateways (each checked by CID)."""
-        if store.has(cid):
+        if not store.has(cid):
+            try:
+                self._fetch_from_node(store, cid)
+            except (NodeUnavailable, ArtifactNotFound):
+                if not self.gateways:
+                    raise
+                self._fetch_from_gateways(store, cid)
+        if self.gateways:
+            self._learn_unixfs_roots(store, cid)
+
+    def _learn_unixfs_roots(self, store: LocalStore, cid: str) -> None:
+        """A manifest names its large files' UnixFS roots (``ArtifactRef.unixfs``): what a gateway is asked for.
+        The roots need no trust: the file a gateway's blocks make is checked against the store's CID."""
+        from proofmarket.store.unixfs import CHUNK, unixfs_roots
+
+        roots: dict[str, str] = self.__dict__.setdefault("_unixfs_roots", {})
+        seen: set[str] = self.__dict__.setdefault("_unixfs_scanned", set())
+        if cid in seen or store.size(cid) > 4 * CHUNK:  # a manifest is a small JSON document
             return
-        try:
-            self._fetch_from_node(store, cid)
-        except (NodeUnavailable, ArtifactNotFound):
-            if not self.gateways:
-                raise
-            self._fetch_from_gateways(store, cid)
+        seen.add(cid)
+        with contextlib.suppress(ValueError, RecursionError):  # not JSON (or nested past reason): not a manifest
+            roots.update(unixfs_roots(json.loads(store.get(cid))))
 
     def _fetch_from_gateways(self, store: LocalStore, cid: str) -> None:
         from proofmarket.store.pinning import fetch_from_gateway
 
         errors = []
+        root = self.__dict__.get("_unixfs_roots", {}).get(cid)
         for gateway in self.gateways:
             try:
-                store.put(fetch_from_gateway(gateway, cid))
+                store.put(fetch_from_gateway(gateway, cid, root))
                 return
             except StoreError as exc:
                 errors.append(exc.message)

@@ -20,7 +20,7 @@ from proofmarket.systems.registry import ATTESTED_SYSTEM, PROVEN_SYSTEM, system_
 class Verifying(NodeSession):
     def verify(self, result_or_bundle: dict[str, Any] | ProofBundle | InferenceResult, *,
                model_id: str | None = None, inputs: Any = None, salt: list[int] | None = None,
-               max_amount: int | None = None) -> VerifyReport:
+               max_amount: int | None = None, reexecute: bool = False) -> VerifyReport:
         """Verify locally that the answer holds and that it answers the request; raise ``VerificationFailed``
         (``AnswerMismatch``, ``DevSrsRefused``, ...) naming the first check that fails.
 
@@ -32,13 +32,14 @@ class Verifying(NodeSession):
         and receipt are this client's (payer, amount within ``max_amount``, receipt bound to this model,
         input commitment and bundle CID). A bare bundle without ``model_id`` and ``inputs`` is checked for
         itself only. Dev-SRS models are refused unless the client was created with ``devnet=True`` (and
-        the payment, if any, was on the devnet) or ``allow_dev_srs=True``."""
+        the payment, if any, was on the devnet) or ``allow_dev_srs=True``. With ``reexecute``, an attested
+        bundle is also re-run from the model's files (fetched by CID from the node, else from the gateways)."""
         doc = result_or_bundle.bundle if isinstance(result_or_bundle, InferenceResult) else result_or_bundle
         system = system_of(doc)
         if system not in (PROVEN_SYSTEM, ATTESTED_SYSTEM) and not isinstance(result_or_bundle, ProofBundle):
             return self._verify_registered(result_or_bundle)  # any other registered system: its own verifier
         if isinstance(result_or_bundle, dict) and system == ATTESTED_SYSTEM:
-            return self._verify_attested(result_or_bundle)
+            return self._verify_attested(result_or_bundle, reexecute)
         if isinstance(result_or_bundle, InferenceResult) and system == ATTESTED_SYSTEM:
             r = result_or_bundle
             req = r.request or Request(model_id=r.model_id)

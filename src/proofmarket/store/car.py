@@ -1,9 +1,10 @@
 """CARv1 files (IPFS content archives): export blobs from a store, read them back, import them.
 
 Layout: ``varint(len(header)) ++ dag-cbor({"roots": [CID...], "version": 1})``, then per block
-``varint(len(cid_bytes) + len(data)) ++ cid_bytes ++ data``. Each exported blob is one raw block,
-so a blob over 1 MiB makes a block larger than IPFS nodes normally accept or exchange between peers
-(Kubo, for one, wants ``--allow-big-block`` above 1 MiB); CAR readers such as ``ipfs-car`` read them.
+``varint(len(cid_bytes) + len(data)) ++ cid_bytes ++ data``. ``proofmarket export`` writes each blob as
+one raw block (``import`` reads them back by the store's own CIDs); with ``unixfs=True`` (what is pinned to IPFS)
+a blob over one chunk goes as its UnixFS DAG of 256 KiB raw leaves (``store/unixfs.py``) under its root, the form
+IPFS nodes and gateways transfer (a single raw block over 1 MiB is one they refuse).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import os
 import tempfile
 from pathlib import Path
 from typing import BinaryIO
+
+from multiformats import CID
 
 from proofmarket.core.errors import InvalidCID, StoreError
 from proofmarket.store._codec import (
@@ -26,28 +29,38 @@ from proofmarket.store._codec import (
 )
 from proofmarket.store.cid import CHUNK_SIZE, cid_to_bytes, digest_of, multibase_b32, validate_cid
 from proofmarket.store.local import DEFAULT_MAX_SIZE, ArtifactStore
+from proofmarket.store.unixfs import CHUNK, file_blocks, root_of_blob
 
 _MAX_HEADER = 1 << 20
 _SHA2_256 = 0x12
 
 
-def export_car(store: ArtifactStore, cids: list[str], out: Path, roots: list[str] | None = None) -> Path:
+def export_car(store: ArtifactStore, cids: list[str], out: Path, roots: list[str] | None = None, *,
+               unixfs: bool = False) -> Path:
     """Write the blobs ``cids`` (duplicates dropped, order kept) from ``store`` to the CARv1 ``out``.
 
-    ``roots`` defaults to all of ``cids`` (each blob is its own DAG). Every blob is rehashed while
-    it is copied; a corrupted blob raises StoreError and leaves no file at ``out``.
+    ``roots`` defaults to all of ``cids`` (each blob is its own DAG); with ``unixfs`` the roots are the blobs'
+    UnixFS roots. Every blob is rehashed while it is copied; a corrupted blob raises StoreError and leaves no
+    file at ``out``.
     """
     blocks = list(dict.fromkeys(validate_cid(c) for c in cids))
-    root_list = blocks if roots is None else [validate_cid(r) for r in roots]
-    header = dag_cbor_encode({"roots": [CIDLink(cid_to_bytes(r)) for r in root_list], "version": 1})
+    if unixfs:
+        root_bytes = [bytes(CID.decode(root_of_blob(store, c))) for c in blocks]
+    else:
+        root_bytes = [cid_to_bytes(r) for r in (blocks if roots is None else [validate_cid(r) for r in roots])]
+    header = dag_cbor_encode({"roots": [CIDLink(r) for r in root_bytes], "version": 1})
     out = Path(out)
     tmp: str | None = None
     try:
         fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(encode_varint(len(header)) + header)
+            written: set[bytes] = set()
             for cid in blocks:
-                _write_block(store, cid, f)
+                if unixfs and store.size(cid) > CHUNK:
+                    _write_dag(store, cid, f, written)
+                else:
+                    _write_block(store, cid, f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
@@ -72,6 +85,23 @@ def _write_block(store: ArtifactStore, cid: str, f: BinaryIO) -> None:
             n += len(chunk)
             f.write(chunk)
     if n != size or h.digest() != digest_of(cid):
+        raise StoreError(f"Artifact {cid} is corrupted in the store; not exporting it.", cid=cid)
+
+
+def _write_dag(store: ArtifactStore, cid: str, f: BinaryIO, written: set[bytes]) -> None:
+    """A blob's UnixFS DAG, each block once per CAR; the blob's bytes are checked against its CID on the way."""
+    h = hashlib.sha256()
+    with open(store.path(cid), "rb") as src:
+        def read(n: int) -> bytes:
+            data = src.read(n)
+            h.update(data)
+            return data
+
+        for block_cid, data in file_blocks(read):
+            if block_cid not in written:
+                written.add(block_cid)
+                f.write(encode_varint(len(block_cid) + len(data)) + block_cid + data)
+    if h.digest() != digest_of(cid):
         raise StoreError(f"Artifact {cid} is corrupted in the store; not exporting it.", cid=cid)
 
 

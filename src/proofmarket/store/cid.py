@@ -3,9 +3,9 @@
     CID bytes = varint(1) ++ varint(0x55 raw) ++ multihash(0x12 sha2-256, 0x20 length, digest)
     CID text  = "b" ++ base32(RFC 4648, lower case, no padding)(CID bytes)
 
-For a blob of at most 1 MiB this is also the CID that ``ipfs-car pack --no-wrap`` gives the file
-(a single raw leaf). Larger files get a UnixFS (dag-pb, "bafybei...") root from IPFS tools instead:
-the CID here always names the whole blob as one raw block. Every CID that reaches a file path passes
+For a blob of at most one 256 KiB chunk this is also the CID IPFS gives the file (a single raw leaf). Larger
+files get a UnixFS (dag-pb, "bafybei...") root from IPFS (``store/unixfs.py`` computes it): the CID here always
+names the whole blob's sha2-256. Every CID that reaches a file path passes
 ``validate_cid`` first (only this one form, canonical text).
 """
 

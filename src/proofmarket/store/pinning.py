@@ -8,8 +8,10 @@
                                                 has them, e.g. pinned by ``kubo:`` too)
 
 What is pinned is decided by the caller (``node/pinning.py``): a model's public artifacts only (its privacy
-profile's ``public_cids``: never private weights or proving keys) and proof bundles. Every blob is one raw block
-named by its sha2-256 (``store/cid.py``), so a gateway's bytes are checked by hashing them.
+profile's ``public_cids``: never private weights or proving keys) and proof bundles. Every blob goes as a UnixFS
+file (``store/unixfs.py``): one raw block up to 256 KiB, else 256 KiB raw leaves under a dag-pb root, the form any
+IPFS node or gateway transfers. Both pinners take and answer the store's own CIDs; a gateway's blocks are checked
+against their CIDs, and the file they make against the store's CID (sha2-256 of the whole blob).
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ import httpx
 
 from proofmarket.core.errors import StoreError, UsageError
 from proofmarket.store.car import export_car
-from proofmarket.store.cid import cid_for_bytes, validate_cid
+from proofmarket.store.cid import cid_for_bytes, multibase_b32, validate_cid
 from proofmarket.store.local import ArtifactStore
+from proofmarket.store.unixfs import read_file, root_of_blob
 
 
 class PinFailed(StoreError, code="pin_failed", http_status=502):
@@ -35,10 +38,12 @@ class Pinner(Protocol):
     target: str
 
     def pin(self, store: ArtifactStore, cids: list[str], name: str) -> list[str]:
-        """Pin ``cids`` (blobs of ``store``); returns the CIDs pinned."""
+        """Pin ``cids`` (blobs of ``store``, each as its UnixFS file); returns the CIDs pinned (the store's)."""
         ...
 
-    def pinned(self, cid: str) -> bool: ...
+    def pinned(self, cid: str) -> bool:
+        """Whether the IPFS CID ``cid`` (a UnixFS root: ``unixfs.root_of_blob``) is pinned."""
+        ...
 
     def close(self) -> None: ...
 
@@ -53,8 +58,9 @@ class KuboPinner:
 
     def pin(self, store: ArtifactStore, cids: list[str], name: str) -> list[str]:
         wanted = list(dict.fromkeys(validate_cid(c) for c in cids))
+        roots = {root_of_blob(store, c): c for c in wanted}
         with tempfile.TemporaryDirectory(prefix="proofmarket-pin-") as tmp:
-            path = export_car(store, wanted, Path(tmp) / "pin.car")
+            path = export_car(store, wanted, Path(tmp) / "pin.car", unixfs=True)
             try:
                 with path.open("rb") as f:
                     answer = self._http.post("/api/v0/dag/import", params={"pin-roots": "true"},
@@ -71,15 +77,15 @@ class KuboPinner:
                 continue
             if root.get("PinErrorMsg"):
                 raise PinFailed(f"the IPFS node could not pin {root['Cid']['/']}: {root['PinErrorMsg']}")
-            pinned.append(str(root["Cid"]["/"]))
+            pinned.append(roots.get(str(root["Cid"]["/"]), ""))
         missing = set(wanted) - set(pinned)
         if missing:
             raise PinFailed(f"the IPFS node did not pin {sorted(missing)}", target=self.target)
-        return pinned
+        return [c for c in pinned if c]
 
     def pinned(self, cid: str) -> bool:
         try:
-            answer = self._http.post("/api/v0/pin/ls", params={"arg": validate_cid(cid), "type": "recursive"})
+            answer = self._http.post("/api/v0/pin/ls", params={"arg": cid, "type": "recursive"})
         except httpx.HTTPError as exc:
             raise PinFailed(f"the IPFS node at {self.target} did not answer: {exc}", target=self.target) from exc
         return answer.status_code == 200 and cid in (answer.json().get("Keys") or {})
@@ -102,7 +108,7 @@ class PinningServicePinner:
         done = []
         for cid in dict.fromkeys(validate_cid(c) for c in cids):
             try:
-                answer = self._http.post("/pins", json={"cid": cid, "name": f"{name}:{cid[-8:]}"})
+                answer = self._http.post("/pins", json={"cid": root_of_blob(store, cid), "name": f"{name}:{cid[-8:]}"})
             except httpx.HTTPError as exc:
                 raise PinFailed(f"the pinning service at {self.target} did not answer: {exc}") from exc
             if answer.status_code not in (200, 202):
@@ -112,7 +118,7 @@ class PinningServicePinner:
 
     def pinned(self, cid: str) -> bool:
         try:
-            answer = self._http.get("/pins", params={"cid": validate_cid(cid), "status": "pinned"})
+            answer = self._http.get("/pins", params={"cid": cid, "status": "pinned"})
         except httpx.HTTPError as exc:
             raise PinFailed(f"the pinning service at {self.target} did not answer: {exc}") from exc
         return answer.status_code == 200 and int(answer.json().get("count") or 0) > 0
@@ -133,20 +139,30 @@ def pinner_from(spec: str | None, token: str | None = None) -> Pinner | None:
     raise UsageError(f"PROOFMARKET_PIN must be kubo:http(s)://... or psa:http(s)://..., not {spec!r}")
 
 
-def fetch_from_gateway(gateway: str, cid: str, timeout_s: float = 60.0, max_bytes: int = 1 << 31) -> bytes:
-    """A blob from an IPFS trustless gateway (``GET /ipfs/{cid}?format=raw``), checked against its CID."""
-    url = f"{gateway.rstrip('/')}/ipfs/{validate_cid(cid)}?format=raw"
-    try:
-        with httpx.stream("GET", url, timeout=timeout_s, headers={"Accept": "application/vnd.ipld.raw"}) as r:
-            if r.status_code != 200:
-                raise StoreError(f"the gateway {gateway} has no {cid} (HTTP {r.status_code})", cid=cid)
-            data = bytearray()
-            for chunk in r.iter_bytes():
-                data += chunk
-                if len(data) > max_bytes:
-                    raise StoreError(f"the gateway {gateway} sent more than {max_bytes} bytes for {cid}")
-    except httpx.HTTPError as exc:
-        raise StoreError(f"the gateway {gateway} did not answer for {cid}: {exc}", cid=cid) from exc
-    if cid_for_bytes(bytes(data)) != cid:
+def fetch_from_gateway(gateway: str, cid: str, root: str | None = None, timeout_s: float = 60.0,
+                       max_bytes: int = 1 << 31) -> bytes:
+    """A blob from an IPFS trustless gateway, block by block (``GET /ipfs/{block}?format=raw``): the UnixFS file
+    ``root`` (``ArtifactRef.unixfs``; by default the blob's own raw CID, one block), each block checked against its
+    CID and the whole against ``cid``."""
+    validate_cid(cid)
+    base = gateway.rstrip("/")
+    with httpx.Client(timeout=timeout_s, headers={"Accept": "application/vnd.ipld.raw"}) as http:
+        def block(raw: bytes) -> bytes:
+            name = multibase_b32(raw)
+            try:
+                with http.stream("GET", f"{base}/ipfs/{name}?format=raw") as r:
+                    if r.status_code != 200:
+                        raise StoreError(f"the gateway {gateway} has no {name} (HTTP {r.status_code})", cid=cid)
+                    data = bytearray()
+                    for chunk in r.iter_bytes():
+                        data += chunk
+                        if len(data) > max_bytes:
+                            raise StoreError(f"the gateway {gateway} sent more than {max_bytes} bytes for {name}")
+            except httpx.HTTPError as exc:
+                raise StoreError(f"the gateway {gateway} did not answer for {name}: {exc}", cid=cid) from exc
+            return bytes(data)
+
+        data = read_file(root or cid, block, max_bytes)
+    if cid_for_bytes(data) != cid:
         raise StoreError(f"the gateway {gateway} sent other bytes for {cid}", cid=cid)
-    return bytes(data)
+    return data

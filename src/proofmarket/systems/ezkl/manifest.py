@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model
 
 from proofmarket.store import ArtifactStore
 from proofmarket.store.cid import digest_of
+from proofmarket.store.unixfs import CHUNK, root_of_blob
 
 MANIFEST_FORMAT = "proofmarket/model-manifest"
 MANIFEST_VERSION = 2  # v2 adds mode and system; v1 manifests (proven, EZKL) still load
@@ -45,12 +46,23 @@ class ArtifactRef(BaseModel):
     cid: str
     sha256: str
     size: int
+    unixfs: str | None = None  # a file over one 256 KiB chunk: its UnixFS root, what IPFS gateways serve it by
+
+    @model_serializer(mode="wrap")
+    def _as_stored(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        doc: dict[str, Any] = handler(self)
+        if self.unixfs is None:  # one chunk, or written before: the document (and its id) as it was
+            doc.pop("unixfs", None)
+        return doc
 
 
 def put_artifact(store: ArtifactStore, path: Path) -> ArtifactRef:
-    """Store a file and describe it: its CID, sha256 (the CID's own digest: the file is read once) and size."""
+    """Store a file and describe it: its CID, sha256 (the CID's own digest), size and, over one chunk, its UnixFS
+    root (``store/unixfs.py``: the CID an IPFS gateway knows it by)."""
     cid = store.put_file(path)
-    return ArtifactRef(cid=cid, sha256=digest_of(cid).hex(), size=path.stat().st_size)
+    size = path.stat().st_size
+    return ArtifactRef(cid=cid, sha256=digest_of(cid).hex(), size=size,
+                       unixfs=root_of_blob(store, cid) if size > CHUNK else None)
 
 
 class SrsRef(ArtifactRef):
