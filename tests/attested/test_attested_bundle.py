@@ -142,3 +142,26 @@ def test_max_tokens_defaults_to_64_or_the_cap(attested_ws: Workspace, lm_id: str
     execution = attested_ws.attested.run(small, {"prompt": "hi"})
     bundle = execution.bundle
     assert bundle.decoding.max_tokens == 16 == len(bundle.output.tokens)
+
+
+def test_a_bundle_signed_before_rfc_8785_still_verifies(doc: dict[str, Any], attested_ws: Workspace) -> None:
+    """Greedy decoding has temperature 0.0: RFC 8785 writes 0, the legacy form 0.0, so the decoding hashes differ.
+    A bundle whose attestation signs the legacy hash verifies for one more release; any other hash does not."""
+    from eth_utils.crypto import keccak
+
+    from proofmarket.core.canonical import legacy_canonical_json
+    from proofmarket.systems.attested.documents import AttestedBundle, bundle_fields, sign_attestation
+
+    bundle = AttestedBundle.model_validate(doc)
+    fields = bundle_fields(bundle)
+    legacy = "0x" + keccak(legacy_canonical_json(bundle.decoding.model_dump(mode="json"))).hex()
+    assert legacy != fields["decoding_hash"]
+    chain_id = int(bundle.proof.attestation.typedData["domain"]["chainId"])
+    for decoding_hash, valid in ((legacy, True), ("0x" + "11" * 32, False)):
+        signed = sign_attestation(attested_ws.attested.signer, {**fields, "decoding_hash": decoding_hash}, chain_id)
+        old = bundle.model_copy(update={"proof": bundle.proof.model_copy(update={"attestation": signed})})
+        if valid:
+            assert attested_ws.verify(old.to_doc()).valid
+        else:
+            with pytest.raises(VerificationFailed, match="does not sign"):
+                attested_ws.verify(old.to_doc())

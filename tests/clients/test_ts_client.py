@@ -102,3 +102,23 @@ def test_the_readmes_typescript_example_runs(listed_node: tuple[Served, Chain, s
     finally:
         path.unlink()
     assert done.returncode == 0 and "README example: ok" in done.stdout, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def test_the_typescript_client_signs_the_purpose_the_node_computes() -> None:
+    """bodyPurpose (TypeScript) and body_purpose (the node) hash the same RFC 8785 bytes, also for the bodies where
+    the legacy form differed: integral and tiny floats, non-ASCII text, keys outside the BMP."""
+    from proofmarket.core.address_signature import body_purpose
+
+    node = shutil.which("node")
+    assert node is not None
+    package = ROOT / "clients" / "ts"
+    if not (package / "dist" / "index.js").exists():
+        build = subprocess.run([node, "build.mjs"], cwd=package, capture_output=True, text=True, timeout=300)
+        assert build.returncode == 0, build.stdout + build.stderr
+    body = {"cap": 1.0, "tiny": 1e-07, "name": "café ☕", "\U0001f600": [0.5, None, True], "\ufb33": {"b": 2, "a": 1}}
+    script = (f"import {{ bodyPurpose }} from '{(package / 'dist' / 'index.js').as_uri()}';\n"
+              f"console.log(bodyPurpose(JSON.parse(process.argv[1]), 'webhook'));\n")
+    done = subprocess.run([node, "--input-type=module", "-e", script, json.dumps(body)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == body_purpose(body, "webhook")

@@ -202,3 +202,21 @@ def reference(prover: EzklProver, model_id: str, doc: dict[str, Any]) -> list[li
     manifest, info = prover.model(model_id)
     arrays = models.parse_inputs(doc, info)
     return [r.ravel().tolist() for r in models.run_onnx(prover.store.path(manifest.onnx.cid), arrays)]
+
+
+def test_a_bundle_stored_before_rfc_8785_keeps_its_cid(bundle) -> None:
+    """A bundle holding an integral float (a score of exactly 0.0 or 1.0, a timing) had other bytes under the legacy
+    canonical JSON: the CID it was stored and signed under is still taken as its own; no other CID is."""
+    from proofmarket.core.canonical import legacy_canonical_json
+    from proofmarket.store import cid_for_bytes
+    from proofmarket.systems.ezkl.bundle import ProofBundle
+    from proofmarket.systems.ezkl.verify import bundle_cid_as, pure_bundle_cid, pure_bundle_cids
+
+    doc = {**bundle, "timings": {**(bundle.get("timings") or {}), "prove_s": 1.0}}
+    parsed = ProofBundle.parse(doc)
+    pure = parsed.model_copy(update={"payment": None, "receipt": None}).to_doc()
+    legacy = cid_for_bytes(legacy_canonical_json(pure))
+    assert pure_bundle_cids(parsed) == [pure_bundle_cid(parsed), legacy] and legacy != pure_bundle_cid(parsed)
+    assert bundle_cid_as(parsed, legacy) == legacy
+    other = pure_bundle_cid(ProofBundle.parse(bundle))
+    assert bundle_cid_as(parsed, other) == pure_bundle_cid(parsed) != other

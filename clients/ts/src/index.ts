@@ -263,7 +263,8 @@ export class ProofMarket {
 }
 
 // The purpose a request with a body is signed for: `<prefix>-<first 16 hex of the sha256 of the body's canonical JSON>`
-// (sorted keys, no spaces, non-ASCII escaped: Python's json.dumps(sort_keys=True, separators=(",", ":"))).
+// in RFC 8785's form (JCS: keys sorted by UTF-16 code units, no spaces, numbers and strings as JSON.stringify writes
+// them), the one the node's rfc8785 library writes.
 export function bodyPurpose(body: unknown, prefix = 'api-key'): string {
   return `${prefix}-${createHash('sha256').update(canonicalJson(body)).digest('hex').slice(0, 16)}`;
 }
@@ -275,7 +276,7 @@ function canonicalJson(value: unknown): string {
       ([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
     return `{${entries.map(([k, v]) => `${canonicalJson(k)}:${canonicalJson(v)}`).join(',')}}`;
   }
-  return JSON.stringify(value).replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return JSON.stringify(value);
 }
 
 async function shared<T>(name: string): Promise<T> {

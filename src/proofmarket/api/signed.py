@@ -95,14 +95,17 @@ def is_signed(request: Request) -> bool:
     return bool(request.headers.get(MESSAGE_HEADER) or request.headers.get(HEADERS[0]))
 
 
-def signed_address(request: Request, purpose: str) -> str:
+def signed_address(request: Request, purpose: str | list[str]) -> str:
     """The lower-case address that signed this request for ``purpose`` (Sign-In with Ethereum: ``api/siwe.py``;
     or the older ``X-Address`` signature, deprecated: accepted for one more release); ``Unauthorized`` (401)
-    otherwise."""
+    otherwise. A list names the purpose first, then deprecated forms of it that are still taken
+    (``body_purposes``)."""
     from proofmarket.api.siwe import MESSAGE_HEADER, siwe_address
 
+    purposes = [purpose] if isinstance(purpose, str) else purpose
+    purpose = purposes[0]
     if request.headers.get(MESSAGE_HEADER):
-        return siwe_address(request, purpose, used_signatures(request).first_use)
+        return siwe_address(request, purposes, used_signatures(request).first_use)
     services = request.app.state.services
     node = node_address(services)
     address, stamp, nonce, signature = (request.headers.get(h, "") for h in HEADERS)
@@ -115,11 +118,15 @@ def signed_address(request: Request, purpose: str) -> str:
                            "either side at most)")
     if not NONCE.match(nonce):
         raise Unauthorized("X-Address-Nonce must be 16 to 64 letters or digits")
-    try:
-        signer = str(Account.recover_message(encode_defunct(text=message(purpose, address, node, int(stamp), nonce)),
-                                             signature=signature))
-    except Exception:  # a malformed signature proves nothing
-        raise Unauthorized("the address signature is not a valid EIP-191 signature") from None
+    signer = ""
+    for each in purposes:
+        try:
+            signer = str(Account.recover_message(encode_defunct(text=message(each, address, node, int(stamp), nonce)),
+                                                 signature=signature))
+        except Exception:  # a malformed signature proves nothing
+            raise Unauthorized("the address signature is not a valid EIP-191 signature") from None
+        if signer.lower() == address.lower():
+            break
     if signer.lower() != address.lower():
         raise Unauthorized(f"the address signature is not X-Address's signature of 'proofmarket-{purpose}:"
                            f"{address}:{node}:{stamp}:{nonce}' for this node ({node}): check the purpose (this "

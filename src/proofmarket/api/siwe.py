@@ -48,8 +48,10 @@ def resource(purpose: str) -> str:
     return f"proofmarket:{purpose}"
 
 
-def siwe_address(request: Request, purpose: str, first_use: Callable[[tuple[str, str, str], float], bool]) -> str:
-    """The lower-case address whose SIWE message and signature this request carries for ``purpose``."""
+def siwe_address(request: Request, purposes: list[str],
+                 first_use: Callable[[tuple[str, str, str], float], bool]) -> str:
+    """The lower-case address whose SIWE message and signature this request carries for the first of ``purposes``
+    (or a deprecated form of it, the others)."""
     from siwe import SiweMessage
 
     services = request.app.state.services
@@ -66,7 +68,8 @@ def siwe_address(request: Request, purpose: str, first_use: Callable[[tuple[str,
         raise _refused("uri", f"the message's URI {message.uri} is not under this node's {base}")
     resources = [str(r) for r in message.resources or []]
     session = SESSION in resources
-    if not session and resource(purpose) not in resources:
+    purpose = purposes[0]
+    if not session and not {resource(p) for p in purposes} & set(resources):
         raise _refused("purpose", f"the message's resources do not name this request's purpose: add "
                                   f"'{resource(purpose)}' (or '{SESSION}' to sign in for every signed route)",
                        purpose=purpose)

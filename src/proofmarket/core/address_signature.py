@@ -24,6 +24,8 @@ import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
+from proofmarket.core.canonical import canonical_json
+
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
 
@@ -38,9 +40,17 @@ def message(purpose: str, address: str, node: str, timestamp: int, nonce: str) -
 
 def body_purpose(body: dict[str, Any], prefix: str = "api-key") -> str:
     """The purpose a request with a body is signed for (``<prefix>-<first 16 hex of the sha256 of the body's
-    canonical JSON>``): the signature binds the body (a key's scope, cap and expiry; a webhook's URL and events)."""
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
-    return f"{prefix}-" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    RFC 8785 canonical JSON>``): the signature binds the body (a key's scope, cap and expiry; a webhook's URL and
+    events)."""
+    return body_purposes(body, prefix)[0]
+
+
+def body_purposes(body: dict[str, Any], prefix: str = "api-key") -> list[str]:
+    """The purposes a node takes for a body: RFC 8785's, then (deprecated, one more release, only where the bytes
+    differ) the one of Python's ``json.dumps(sort_keys=True, separators=(",", ":"))`` that clients used before."""
+    legacy = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    forms = list(dict.fromkeys([canonical_json(body), legacy]))
+    return [f"{prefix}-" + hashlib.sha256(form).hexdigest()[:16] for form in forms]
 
 
 def siwe_message(address: str, terms: dict[str, Any], resources: list[str], lifetime_s: int = 300,

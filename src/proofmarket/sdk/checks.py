@@ -25,7 +25,7 @@ from proofmarket.systems.ezkl.commitment import input_commitment
 from proofmarket.systems.ezkl.felts import parse_uint_hex
 from proofmarket.systems.ezkl.manifest import ModelManifest
 from proofmarket.systems.ezkl.srs import CEREMONY
-from proofmarket.systems.ezkl.verify import load_manifest, own_instances, pure_bundle_cid
+from proofmarket.systems.ezkl.verify import bundle_cid_as, load_manifest, own_instances, pure_bundle_cids
 
 OUTPUT_TOLERANCE = 1e-9
 
@@ -125,7 +125,7 @@ def _check_claimed(bundle: ProofBundle, claimed: dict[str, Any]) -> list[str]:
         raise AnswerMismatch("the output the node returned is not the one the proof commits to", check="output")
     checks.append("the returned output is the proven one")
     cid = claimed.get("bundle_cid")
-    if cid is not None and cid != pure_bundle_cid(bundle):
+    if cid is not None and cid not in pure_bundle_cids(bundle):
         raise AnswerMismatch(f"the returned bundle CID {cid} is not the CID of the returned bundle", check="bundle_cid")
     return checks
 
@@ -163,7 +163,7 @@ def _check_paid(bundle: ProofBundle, payment: dict[str, Any], message: dict[str,
     if str(paid_by).lower() != str(message.get("transaction", "")).lower():
         raise AnswerMismatch("the receipt's transaction is not the payment's", check="payment")
     bound = [("model", message.get("modelId"), request.model_id or bundle.model.id),
-             ("bundle CID", message.get("bundleCid"), pure_bundle_cid(bundle)),
+             ("bundle CID", message.get("bundleCid"), bundle_cid_as(bundle, message.get("bundleCid"))),
              ("input commitment", str(message.get("inputCommitment")).lower(), bundle.input.commitment.lower())]
     for what, signed, actual in bound:
         if signed != actual:
@@ -220,7 +220,7 @@ def check_settlement(request_id: int, onchain: Any, bundle_doc: Any, bundle_cid:
         raise SettlementMismatch(f"the node says request {request_id} is fulfilled but the chain says it is "
                                  f"{status.name.lower()}", request_id=request_id, onchain=status.name.lower())
     bundle = ProofBundle.parse(bundle_doc)
-    if pure_bundle_cid(bundle) != bundle_cid:
+    if bundle_cid not in pure_bundle_cids(bundle):
         raise SettlementMismatch(f"the node served other bytes for bundle {bundle_cid}", request_id=request_id)
     instances = [parse_uint_hex(i) for i in bundle.proof.instances]
     try:
@@ -238,3 +238,4 @@ def check_settlement(request_id: int, onchain: Any, bundle_doc: Any, bundle_cid:
                                  request_id=request_id)
     return ChainSettlement(request_id, status.name.lower(), onchain.prover, chain_hash,
                            decode_outputs(bundle, outputs, own.output_scales), bundle_cid)
+

@@ -1,6 +1,6 @@
 """Content-addressed artifact store: CIDv1 (raw, sha2-256) blobs, local storage, CAR export."""
 
-from proofmarket.store.canonical import canonical_json
+from proofmarket.core.canonical import canonical_json
 from proofmarket.store.car import export_car, import_car, read_car
 from proofmarket.store.cid import (
     cid_for_bytes,

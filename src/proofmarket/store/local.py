@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from proofmarket.core import jsonlimits
+from proofmarket.core.canonical import canonical_json
 from proofmarket.core.errors import ArtifactNotFound, StoreError
-from proofmarket.store.canonical import canonical_json
 from proofmarket.store.cid import CHUNK_SIZE, cid_for_bytes, cid_for_file, cid_from_digest, validate_cid
 
 DEFAULT_MAX_SIZE = 2 * 1024**3

@@ -37,7 +37,7 @@ from fastapi.responses import JSONResponse
 
 from proofmarket.api.deps import ServicesDep, base_url
 from proofmarket.api.signed import signed_address
-from proofmarket.core.address_signature import body_purpose
+from proofmarket.core.address_signature import body_purposes
 from proofmarket.core.errors import (
     CreditsUnavailable,
     Forbidden,
@@ -70,7 +70,7 @@ async def create_key(request: Request, services: ServicesDep,
                      ) -> dict[str, Any]:
     """A new API key for the signing wallet: its secret is shown in this answer only."""
     rail = _rail(services)
-    wallet = signed_address(request, body_purpose(body))
+    wallet = signed_address(request, body_purposes(body))
     models = body.get("models")
     if models is not None and (not isinstance(models, list) or not 0 < len(models) <= MAX_SCOPE
                                or not all(isinstance(m, str) and 0 < len(m) <= 128 for m in models)):

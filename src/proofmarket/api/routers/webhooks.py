@@ -20,7 +20,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from proofmarket.api.deps import ServicesDep
 from proofmarket.api.signed import signed_address
-from proofmarket.core.address_signature import body_purpose
+from proofmarket.core.address_signature import body_purposes
 from proofmarket.core.errors import UsageError
 from proofmarket.node.webhooks import EVENTS, Webhooks
 
@@ -45,7 +45,7 @@ async def create_webhook(request: Request, services: ServicesDep,
     call captured), ``challenge`` (a court request was challenged). The answer's ``secret`` (``whsec_...``, shown
     once) checks each delivery the Standard Webhooks way (``webhook-signature``), beside the node's signature."""
     hooks = _hooks(services)
-    owner = signed_address(request, body_purpose(body, "webhook"))
+    owner = signed_address(request, body_purposes(body, "webhook"))
     url, events, model_id = body.get("url"), body.get("events", list(EVENTS)), body.get("model_id")
     if not isinstance(url, str) or not isinstance(events, list) or not all(isinstance(e, str) for e in events):
         raise UsageError("the body is {url: string, events: [call | payout | challenge], model_id?: string}")

@@ -18,6 +18,7 @@ from eth_utils.address import is_address, to_checksum_address
 from eth_utils.crypto import keccak
 from pydantic import BaseModel, ConfigDict, Field
 
+from proofmarket.core.canonical import canonical_forms
 from proofmarket.core.errors import VerificationFailed
 from proofmarket.store import canonical_json
 from proofmarket.systems.ezkl.bundle import validate_bundle
@@ -254,6 +255,12 @@ def decoding_hash(decoding: AttestedDecoding) -> str:
     return "0x" + keccak(canonical_json(decoding.model_dump(mode="json"))).hex()
 
 
+def _legacy_decoding_hashes(bundle: AttestedBundle | AttestedOnnxBundle) -> list[str]:
+    """The decoding hash as bundles signed before RFC 8785 computed it (``store/canonical.py``: one more release)."""
+    terms = bundle.probes if isinstance(bundle, AttestedOnnxBundle) else bundle.decoding
+    return ["0x" + keccak(form).hex() for form in canonical_forms(terms.model_dump(mode="json"))[1:]]
+
+
 def commitments_hash(commitments: list[str]) -> str:
     raw = b"".join(len(c).to_bytes(4, "big") + bytes.fromhex(c.removeprefix("0x")) for c in commitments)
     return "0x" + keccak(raw).hex()
@@ -309,6 +316,8 @@ def check_attestation(bundle: AttestedBundle | AttestedOnnxBundle) -> str:
     try:
         message = dict(typed["message"])
         chain_id = int(typed["domain"]["chainId"])
+        if str(message.get("decodingHash", "")).lower() in _legacy_decoding_hashes(bundle):
+            expected["decoding_hash"] = str(message["decodingHash"]).lower()  # signed before RFC 8785
         rebuilt = _typed(attestation_message(expected, int(message["issuedAt"])), chain_id)
     except (KeyError, TypeError, ValueError) as exc:
         raise VerificationFailed(f"the attestation is malformed: {exc}") from exc

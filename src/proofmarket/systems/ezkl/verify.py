@@ -12,6 +12,7 @@ from typing import Any
 
 from eth_abi.abi import decode as abi_decode
 
+from proofmarket.core.canonical import canonical_forms
 from proofmarket.core.errors import ArtifactNotFound, BundleError, VerificationFailed, WrongMode
 from proofmarket.store import ArtifactStore, canonical_json, cid_for_bytes
 from proofmarket.store.cid import digest_of
@@ -73,6 +74,18 @@ def pure_bundle_cid(bundle: ProofBundle) -> str:
     return cid_for_bytes(canonical_json(pure.to_doc()))
 
 
+def pure_bundle_cids(bundle: ProofBundle) -> list[str]:
+    """The CIDs the bundle may have been stored under: RFC 8785, then the legacy form (``store/canonical.py``)."""
+    pure = bundle.model_copy(update={"payment": None, "receipt": None})
+    return [cid_for_bytes(form) for form in canonical_forms(pure.to_doc())]
+
+
+def bundle_cid_as(bundle: ProofBundle, claimed: object) -> str:
+    """``claimed`` when it is one of the bundle's CIDs (either canonical form), else its RFC 8785 CID."""
+    cids = pure_bundle_cids(bundle)
+    return str(claimed) if claimed in cids else cids[0]
+
+
 def check_receipt(bundle: ProofBundle) -> str:
     """A paid bundle's receipt: the node's EIP-712 signatures hold and it binds this very proof."""
     from proofmarket.systems.receipts import verify_receipt  # eth-account: only for paid bundles
@@ -84,7 +97,7 @@ def check_receipt(bundle: ProofBundle) -> str:
         ("model id", str(message["modelId"]), bundle.model.id),
         ("input commitment", str(message["inputCommitment"]).lower(), bundle.input.commitment.lower()),
         ("output hash", str(message["outputHash"]).lower(), bundle.output.hash.lower()),
-        ("bundle CID", str(message["bundleCid"]), pure_bundle_cid(bundle)),
+        ("bundle CID", str(message["bundleCid"]), bundle_cid_as(bundle, message["bundleCid"])),
     ]
     for what, signed, actual in bound:
         if signed != actual:

@@ -1,0 +1,46 @@
+"""Canonical JSON is RFC 8785 (the bytes a CID or a signature is made over), with integers past 2^53 written in
+full; the legacy form (Python's json.dumps) is only read, to accept what was hashed before this release."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from proofmarket.core.address_signature import body_purpose, body_purposes
+from proofmarket.core.canonical import canonical_forms, canonical_json, legacy_canonical_json
+from proofmarket.core.errors import StoreError
+
+
+def test_numbers_keys_and_strings_are_written_as_rfc_8785_says() -> None:
+    # RFC 8785 appendix B's number examples, and its key order (UTF-16 code units: U+1F600 before U+FB33)
+    numbers = [1e-7, 1e21, 333333333.3333333, 1e-06, 0.000001, 5e-324, -0.0, 1.0, 100.0, 9007199254740991]
+    assert canonical_json(numbers) == b"[1e-7,1e+21,333333333.3333333,0.000001,0.000001,5e-324,0,1,100,9007199254740991]"
+    assert canonical_json({"\ufb33": 1, "\U0001f600": 2, "a": 3}) == '{"a":3,"\U0001f600":2,"\ufb33":1}'.encode()
+    assert canonical_json({"s": "é\u2028\x1f\"\\"}) == '{"s":"é\u2028\\u001f\\"\\\\"}'.encode()
+
+
+def test_integers_past_2_53_are_written_in_full_and_no_string_passes_for_one() -> None:
+    big = 2**200 + 1
+    assert canonical_json({"x": big, "y": [-big]}) == f'{{"x":{big},"y":[-{big}]}}'.encode()
+    sly = {"a": "big-int-0", "b": big}  # a string that looks like the marker of another call stays a string
+    assert json.loads(canonical_json(sly)) == sly
+
+
+@pytest.mark.parametrize("bad", [{"x": float("nan")}, {"x": float("-inf")}, {1: "k"}, {"x": b"raw"}, {"x": {1}}])
+def test_what_json_cannot_hold_is_refused(bad: object) -> None:
+    with pytest.raises(StoreError, match="(?i)canonical JSON"):
+        canonical_json(bad)
+
+
+def test_the_legacy_form_is_offered_only_where_the_bytes_differ() -> None:
+    assert canonical_forms({"x": 1.5, "n": "a"}) == [b'{"n":"a","x":1.5}']
+    assert canonical_forms({"t": 0.0}) == [b'{"t":0}', b'{"t":0.0}']
+    assert legacy_canonical_json({"t": 1e-07}) == b'{"t":1e-07}'
+
+
+def test_a_body_purpose_is_rfc_8785_and_takes_the_old_one_for_a_release() -> None:
+    body = {"scope": "infer", "cap": 1.0}
+    current, old = body_purposes(body)
+    assert current == body_purpose(body) and current != old
+    assert body_purposes({"scope": "infer", "cap": 5}) == [body_purpose({"scope": "infer", "cap": 5})]
