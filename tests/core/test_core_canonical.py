@@ -15,7 +15,8 @@ from proofmarket.core.errors import StoreError
 def test_numbers_keys_and_strings_are_written_as_rfc_8785_says() -> None:
     # RFC 8785 appendix B's number examples, and its key order (UTF-16 code units: U+1F600 before U+FB33)
     numbers = [1e-7, 1e21, 333333333.3333333, 1e-06, 0.000001, 5e-324, -0.0, 1.0, 100.0, 9007199254740991]
-    assert canonical_json(numbers) == b"[1e-7,1e+21,333333333.3333333,0.000001,0.000001,5e-324,0,1,100,9007199254740991]"
+    expected = b"[1e-7,1e+21,333333333.3333333,0.000001,0.000001,5e-324,0,1,100,9007199254740991]"
+    assert canonical_json(numbers) == expected
     assert canonical_json({"\ufb33": 1, "\U0001f600": 2, "a": 3}) == '{"a":3,"\U0001f600":2,"\ufb33":1}'.encode()
     assert canonical_json({"s": "é\u2028\x1f\"\\"}) == '{"s":"é\u2028\\u001f\\"\\\\"}'.encode()
 

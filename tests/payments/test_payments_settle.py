@@ -15,8 +15,8 @@ from proofmarket.chain import Devnet, advance_time, deploy, dev_account, sign_ca
 from proofmarket.core.errors import FacilitatorUnavailable, PaymentError, PaymentRejected
 from proofmarket.payments import (
     InMemoryNonceLedger,
+    PaidOnChain,
     PaymentGate,
-    Settlement,
     VerifiedPayment,
     local_facilitator,
     sign_receipt,
@@ -40,14 +40,14 @@ def test_settle_called_twice_settles_once(market: Market, gate: PaymentGate) -> 
     second = gate.settle(payment)
 
     assert first == second
-    assert first == Settlement(first.tx_hash, market.payer.address, PRICE, market.network)
+    assert first == PaidOnChain(first.tx_hash, market.payer.address, PRICE, market.network)
     assert market.usdc.balance_of(market.payee.address) == payee0 + PRICE
 
 
 def test_concurrent_settles_move_the_money_once(market: Market, gate: PaymentGate) -> None:
     payment, _ = verified(market, gate)
     payee0 = market.usdc.balance_of(market.payee.address)
-    results: list[Settlement] = []
+    results: list[PaidOnChain] = []
 
     threads = [threading.Thread(target=lambda: results.append(gate.settle(payment))) for _ in range(4)]
     for t in threads:
@@ -207,7 +207,7 @@ def test_the_chain_is_read_before_every_settlement(market: Market, monkeypatch: 
     reads: list[str] = []
     real = node._settled_on_chain
 
-    def spy(payment: VerifiedPayment) -> Settlement | None:
+    def spy(payment: VerifiedPayment) -> PaidOnChain | None:
         reads.append(payment.key)
         return real(payment)
 

@@ -18,7 +18,7 @@ from x402.schemas import PaymentRequired as X402PaymentRequired
 import proofmarket.payments as payments
 from proofmarket.core import errors
 from proofmarket.core.errors import PaymentError, PaymentRejected, UsageError
-from proofmarket.payments import InMemoryNonceLedger, PaymentGate, Settlement, local_facilitator
+from proofmarket.payments import InMemoryNonceLedger, PaidOnChain, PaymentGate, local_facilitator
 from proofmarket.payments.parse import eoa_signature_valid, verified_payment
 from proofmarket.sdk.pay import payment_signature_header, spend_controls
 
@@ -153,8 +153,8 @@ def test_a_verified_payment_round_trips_through_json(requirements: PaymentRequir
 
     assert again == payment and again.key == payment.key
     assert payment.payer == payer.address and payment.amount == PRICE and 590 < payment.seconds_left() <= 600
-    settlement = Settlement("0x" + "aa" * 32, payer.address, PRICE, NETWORK)
-    assert Settlement.from_json(json.loads(json.dumps(settlement.to_json()))) == settlement
+    settlement = PaidOnChain("0x" + "aa" * 32, payer.address, PRICE, NETWORK)
+    assert PaidOnChain.from_json(json.loads(json.dumps(settlement.to_json()))) == settlement
 
 
 def test_the_ledger_reserves_once_and_never_forgets_a_settlement(
@@ -162,7 +162,7 @@ def test_the_ledger_reserves_once_and_never_forgets_a_settlement(
 ) -> None:
     ledger = InMemoryNonceLedger()
     payment = verified_payment(signed_payload(payer, requirements), requirements)
-    settlement = Settlement("0x" + "aa" * 32, payer.address, PRICE, NETWORK)
+    settlement = PaidOnChain("0x" + "aa" * 32, payer.address, PRICE, NETWORK)
 
     assert ledger.reserve(payment) and not ledger.reserve(payment)
     assert ledger.pending() == [payment]
@@ -171,7 +171,7 @@ def test_the_ledger_reserves_once_and_never_forgets_a_settlement(
     ledger.mark_settled(payment.key, settlement)
     ledger.mark_settled(payment.key, settlement)  # idempotent
     with pytest.raises(ValueError, match="already settled"):
-        ledger.mark_settled(payment.key, Settlement("0x" + "bb" * 32, payer.address, PRICE, NETWORK))
+        ledger.mark_settled(payment.key, PaidOnChain("0x" + "bb" * 32, payer.address, PRICE, NETWORK))
     ledger.release(payment.key)
     entry = ledger.get(payment.key)
     assert entry is not None and entry.settled and ledger.pending() == [] and not ledger.reserve(payment)
@@ -220,7 +220,7 @@ def test_payment_errors_have_stable_codes_and_statuses() -> None:
 def test_public_surface() -> None:
     assert set(payments.__all__) == {
         "PAYMENT_REQUIRED_HEADER", "PAYMENT_RESPONSE_HEADER", "PAYMENT_SIGNATURE_HEADER", "Discovery",
-        "InMemoryNonceLedger", "LedgerEntry", "NonceLedger", "PaymentGate", "Settlement", "VerifiedPayment",
+        "InMemoryNonceLedger", "LedgerEntry", "NonceLedger", "PaymentGate", "PaidOnChain", "VerifiedPayment",
         "chain_id_of", "local_facilitator", "network_id", "offer_receipt_extension",
         "payment_key", "payment_response_header", "remote_facilitator", "sign_receipt", "verify_receipt",
     }  # fmt: skip

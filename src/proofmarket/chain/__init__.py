@@ -23,6 +23,7 @@ from proofmarket.chain.eip3009 import (
 )
 from proofmarket.chain.market import InferenceMarket
 from proofmarket.chain.types import (
+    Fulfilment,
     InferenceRequest,
     MarketParams,
     ModelSpec,
@@ -32,7 +33,6 @@ from proofmarket.chain.types import (
     RegisteredModel,
     RequestStatus,
     RequestSubmitted,
-    Settlement,
     SplitRelease,
 )
 from proofmarket.chain.watcher import ChainEvent, EventWatcher
@@ -55,7 +55,7 @@ __all__ = [
     "RegisteredModel",
     "RequestStatus",
     "RequestSubmitted",
-    "Settlement",
+    "Fulfilment",
     "SignedAuthorization",
     "TokenDomain",
     "TxResult",

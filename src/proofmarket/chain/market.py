@@ -14,6 +14,7 @@ from proofmarket.chain.contracts import BoundContract, ModelRegistry, UsdcToken
 from proofmarket.chain.eip3009 import SignedAuthorization, sign_receive_authorization
 from proofmarket.chain.types import (
     ZERO_ADDRESS,
+    Fulfilment,
     InferenceRequest,
     MarketParams,
     Payout,
@@ -21,7 +22,6 @@ from proofmarket.chain.types import (
     RequestStatus,
     RequestSubmitted,
     RequestTerms,
-    Settlement,
     SplitRelease,
 )
 from proofmarket.core.errors import ChainError
@@ -142,7 +142,7 @@ class InferenceMarket(BoundContract):
         sender: LocalAccount,
         *,
         gas: int | None = None,
-    ) -> Settlement:
+    ) -> Fulfilment:
         tx = self._send("fulfill", sender, request_id, proof, list(instances), gas=gas)
         return self._settlements(tx, [request_id])[request_id]
 
@@ -155,17 +155,17 @@ class InferenceMarket(BoundContract):
         sender: LocalAccount,
         *,
         gas: int | None = None,
-    ) -> dict[int, Settlement]:
+    ) -> dict[int, Fulfilment]:
         """Settle the claimed requests ``slots`` (request id -> its slot) with one proof of the model's batch circuit
         of ``size`` calls; each request's settlement, by id."""
         ids = sorted(slots)  # the market takes each request once, ids strictly increasing
         tx = self._send("fulfillBatch", sender, ids, [slots[i] for i in ids], size, proof, list(instances), gas=gas)
         return self._settlements(tx, ids)
 
-    def _settlements(self, tx: TxResult, request_ids: Sequence[int]) -> dict[int, Settlement]:
-        out: dict[int, Settlement] = {}
+    def _settlements(self, tx: TxResult, request_ids: Sequence[int]) -> dict[int, Fulfilment]:
+        out: dict[int, Fulfilment] = {}
         for args in self.decode_events(tx, "RequestFulfilled"):
-            out[int(args["requestId"])] = Settlement(
+            out[int(args["requestId"])] = Fulfilment(
                 int(args["requestId"]),
                 RequestStatus.FULFILLED,
                 args["prover"],
@@ -177,7 +177,7 @@ class InferenceMarket(BoundContract):
                 platform_fee=args["platformFee"],
             )
         for args in self.decode_events(tx, "ProofRejected"):
-            out[int(args["requestId"])] = Settlement(
+            out[int(args["requestId"])] = Fulfilment(
                 int(args["requestId"]),
                 RequestStatus.REJECTED,
                 args["prover"],

@@ -209,7 +209,7 @@ class RequestSubmitted:
 
 
 @dataclass(frozen=True)
-class Settlement:
+class Fulfilment:
     """The outcome of ``fulfill``: FULFILLED (paid) or REJECTED (consumer refunded, prover slashed)."""
 
     request_id: int

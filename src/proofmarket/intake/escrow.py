@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry
 from proofmarket import models
 from proofmarket.calls.metrics import EscrowMetrics
 from proofmarket.chain import ChainEvent
-from proofmarket.chain.types import InferenceRequest, RequestStatus, Settlement
+from proofmarket.chain.types import Fulfilment, InferenceRequest, RequestStatus
 from proofmarket.core.errors import (
     ChainError,
     InputMismatch,
@@ -56,7 +56,7 @@ __all__ = ["CLOSED", "MAX_ATTEMPTS", "OPEN", "EscrowService"]
 
 
 class Answer(NamedTuple):
-    settlement: Settlement
+    settlement: Fulfilment
     bundle_cid: str
     output: Any
     attested: bool

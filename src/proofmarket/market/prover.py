@@ -11,7 +11,7 @@ from proofmarket import models
 from proofmarket.chain import model_key
 from proofmarket.chain.client import TxResult
 from proofmarket.chain.home import RequestRecord
-from proofmarket.chain.types import InferenceRequest, RequestStatus, Settlement
+from proofmarket.chain.types import Fulfilment, InferenceRequest, RequestStatus
 from proofmarket.core.errors import ChainError, UsageError
 from proofmarket.core.units import format_usdc
 from proofmarket.market.base import MarketBase
@@ -125,7 +125,7 @@ class ProverRole(MarketBase):
             self.require_eligible(prover)
         return self.market.accept_request(request.request_id, self.accounts.prover)
 
-    def submit_proof(self, request_id: int, bundle: ProofBundle | dict[str, Any], *, claim: bool = True) -> Settlement:
+    def submit_proof(self, request_id: int, bundle: ProofBundle | dict[str, Any], *, claim: bool = True) -> Fulfilment:
         """Send a proof bundle's proof and instances to ``fulfill`` (claiming the request first unless the
         prover holds a live claim): paid if valid, refunded and slashed if not."""
         bundle = bundle if isinstance(bundle, ProofBundle) else ProofBundle.parse(bundle)
@@ -139,7 +139,7 @@ class ProverRole(MarketBase):
             proof = self.chain_proof(bundle.model.id, request.terms.verifier, proof)
         return self.market.fulfill(request_id, proof, _instances(bundle), self.accounts.prover)
 
-    def submit_batch(self, slots: Mapping[int, int], bundle: ProofBundle) -> dict[int, Settlement]:
+    def submit_batch(self, slots: Mapping[int, int], bundle: ProofBundle) -> dict[int, Fulfilment]:
         """Send one batched bundle's proof to ``fulfillBatch`` for the claimed requests ``slots`` (request id -> its
         slot of that proof): each request's settlement, by id."""
         assert bundle.batch is not None
@@ -153,7 +153,7 @@ class ProverRole(MarketBase):
             model_id, GenerateRequest.of(doc), self.accounts.prover, self.client.chain_id)
         return made
 
-    def submit_attestation(self, request_id: int, bundle: Any, doc: Any, *, claim: bool = True) -> Settlement:
+    def submit_attestation(self, request_id: int, bundle: Any, doc: Any, *, claim: bool = True) -> Fulfilment:
         """Send an attested bundle to ``fulfill``: its instances and the prover's signature over them."""
         if claim:
             self.claim(self.market.get_request(request_id), check=False)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from proofmarket.chain.client import TxResult
-from proofmarket.chain.types import ModelSpec, Settlement
+from proofmarket.chain.types import Fulfilment, ModelSpec
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class RequestReceipt:
 
 @dataclass(frozen=True)
 class FulfilResult:
-    settlement: Settlement
+    settlement: Fulfilment
     bundle_cid: str
     output: list[list[float]]
     timings: dict[str, float]
@@ -63,7 +63,7 @@ class RefundResult:
     tx: TxResult
 
 
-def settlement_summary(settlement: Settlement) -> dict[str, Any]:
+def settlement_summary(settlement: Fulfilment) -> dict[str, Any]:
     """A settlement as plain JSON values (amounts in atomic USDC units)."""
     s, tx = settlement, settlement.tx
     return {

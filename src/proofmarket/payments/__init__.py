@@ -16,7 +16,7 @@ from proofmarket.payments.headers import (
     payment_response_header,
 )
 from proofmarket.payments.ledger import InMemoryNonceLedger, LedgerEntry, NonceLedger
-from proofmarket.payments.types import Settlement, VerifiedPayment, payment_key
+from proofmarket.payments.types import PaidOnChain, VerifiedPayment, payment_key
 from proofmarket.systems.receipts import offer_receipt_extension, sign_receipt, verify_receipt
 
 __all__ = [
@@ -28,7 +28,7 @@ __all__ = [
     "LedgerEntry",
     "NonceLedger",
     "PaymentGate",
-    "Settlement",
+    "PaidOnChain",
     "VerifiedPayment",
     "chain_id_of",
     "local_facilitator",

@@ -67,7 +67,7 @@ from proofmarket.payments.parse import (
 )
 from proofmarket.payments.reasons import explain, facilitator_call
 from proofmarket.payments.settle import KeyedLocks, Settling
-from proofmarket.payments.types import Settlement, VerifiedPayment
+from proofmarket.payments.types import PaidOnChain, VerifiedPayment
 
 USDC_NAME, USDC_VERSION = "USD Coin", "2"
 
@@ -219,7 +219,7 @@ class PaymentGate(Settling):
         return encode_payment_required_header(self.payment_required(requirements, resource_url, **options))
 
     @staticmethod
-    def payment_response_header(settlement: Settlement, receipt: dict[str, Any] | None = None) -> str:
+    def payment_response_header(settlement: PaidOnChain, receipt: dict[str, Any] | None = None) -> str:
         return payment_response_header(settlement, receipt)
 
     # --- verify ---------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from x402.http import (
 )
 from x402.schemas import SettleResponse
 
-from proofmarket.payments.types import Settlement
+from proofmarket.payments.types import PaidOnChain
 from proofmarket.systems.receipts import offer_receipt_extension
 
 __all__ = [
@@ -115,7 +115,7 @@ class _UrlAdapter:
         return None
 
 
-def settle_response(settlement: Settlement, extensions: dict[str, Any] | None = None) -> SettleResponse:
+def settle_response(settlement: PaidOnChain, extensions: dict[str, Any] | None = None) -> SettleResponse:
     return SettleResponse(
         success=True,
         transaction=settlement.tx_hash,
@@ -126,7 +126,7 @@ def settle_response(settlement: Settlement, extensions: dict[str, Any] | None = 
     )
 
 
-def payment_response_header(settlement: Settlement, receipt: dict[str, Any] | None = None) -> str:
+def payment_response_header(settlement: PaidOnChain, receipt: dict[str, Any] | None = None) -> str:
     """Base64 PAYMENT-RESPONSE of an ``exact`` settlement, its receipt in the extensions (``with_receipt``)."""
     return encode_payment_response_header(with_receipt(settle_response(settlement), receipt))
 

@@ -15,13 +15,13 @@ import threading
 from dataclasses import dataclass
 from typing import Protocol
 
-from proofmarket.payments.types import Settlement, VerifiedPayment
+from proofmarket.payments.types import PaidOnChain, VerifiedPayment
 
 
 @dataclass(frozen=True)
 class LedgerEntry:
     payment: VerifiedPayment
-    settlement: Settlement | None = None
+    settlement: PaidOnChain | None = None
 
     @property
     def settled(self) -> bool:
@@ -35,7 +35,7 @@ class NonceLedger(Protocol):
 
     def get(self, key: str) -> LedgerEntry | None: ...
 
-    def mark_settled(self, key: str, settlement: Settlement) -> None:
+    def mark_settled(self, key: str, settlement: PaidOnChain) -> None:
         """Record the settlement of a reserved payment (idempotent for the same settlement)."""
         ...
 
@@ -66,7 +66,7 @@ class InMemoryNonceLedger:
         with self._lock:
             return self._entries.get(key)
 
-    def mark_settled(self, key: str, settlement: Settlement) -> None:
+    def mark_settled(self, key: str, settlement: PaidOnChain) -> None:
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:

@@ -20,7 +20,7 @@ from proofmarket.chain.client import ChainClient
 from proofmarket.chain.contracts import UsdcToken
 from proofmarket.core.errors import ChainError
 from proofmarket.core.profiles import profile_for
-from proofmarket.payments.types import Settlement, VerifiedPayment
+from proofmarket.payments.types import PaidOnChain, VerifiedPayment
 
 log = logging.getLogger(__name__)
 LOOKBACK_BLOCKS = 50_000  # how far back to look for the AuthorizationUsed event of a settled payment
@@ -71,13 +71,13 @@ class TokenReader:
         """The latest block's timestamp: what EIP-3009's validAfter/validBefore are checked against."""
         return self.client.timestamp()
 
-    def find_settlement(self, payment: VerifiedPayment, hint: str | None = None) -> Settlement | None:
+    def find_settlement(self, payment: VerifiedPayment, hint: str | None = None) -> PaidOnChain | None:
         """The transaction that consumed this authorization, if it paid exactly these terms (``hint``: the
         transaction the facilitator reported, looked at first)."""
         for tx_hash in ([hint] if hint else []) + self._authorization_txs(payment):
             receipt = self.client.receipt(tx_hash)
             if receipt is not None and self._pays(receipt, payment):  # mined, and it paid these terms
-                return Settlement(tx_hash, to_checksum_address(payment.payer), payment.amount, payment.network)
+                return PaidOnChain(tx_hash, to_checksum_address(payment.payer), payment.amount, payment.network)
         return None
 
     def canceled(self, payment: VerifiedPayment) -> bool:

@@ -25,7 +25,7 @@ from proofmarket.core.errors import (
 from proofmarket.payments.ledger import NonceLedger
 from proofmarket.payments.onchain import TokenReader
 from proofmarket.payments.reasons import OPAQUE_REASONS, explain, facilitator_call
-from proofmarket.payments.types import Settlement, VerifiedPayment
+from proofmarket.payments.types import PaidOnChain, VerifiedPayment
 
 
 class Settling:
@@ -39,7 +39,7 @@ class Settling:
     def initialize(self) -> None:
         raise NotImplementedError
 
-    def settle(self, payment: VerifiedPayment) -> Settlement:
+    def settle(self, payment: VerifiedPayment) -> PaidOnChain:
         """Move the money, once: a second call (or a call after a crash) returns the same settlement.
 
         Before sending, the token is asked about the authorization: already used by a transfer of these
@@ -60,11 +60,11 @@ class Settling:
             self.ledger.mark_settled(payment.key, settlement)
             return settlement
 
-    async def settle_async(self, payment: VerifiedPayment) -> Settlement:
+    async def settle_async(self, payment: VerifiedPayment) -> PaidOnChain:
         return await asyncio.to_thread(self.settle, payment)
 
-    def follow(self, payment: VerifiedPayment, tx_hash: str | None = None) -> Settlement | None:
-        """A settlement that was pending: its ``Settlement`` once the authorization's nonce is used by a
+    def follow(self, payment: VerifiedPayment, tx_hash: str | None = None) -> PaidOnChain | None:
+        """A settlement that was pending: its ``PaidOnChain`` once the authorization's nonce is used by a
         transfer of these terms, None while it is unused and still valid, ``PaymentSettlementFailed`` once it
         expired unused (by chain time) or was canceled: then nobody was charged. Never sends anything."""
         if self._reader is None:
@@ -87,7 +87,7 @@ class Settling:
         its authorization, still unused, may be sent again (EIP-3009 lets it move the money once at most)."""
         return self._reader is not None and self._reader.vanished(tx_hash)
 
-    def _confirmed(self, settlement: Settlement, payment: VerifiedPayment) -> Settlement:
+    def _confirmed(self, settlement: PaidOnChain, payment: VerifiedPayment) -> PaidOnChain:
         """``settlement`` once its block has the chain profile's confirmations on top; until then
         ``PaymentSettlementPending`` (the call stays settling and is followed: a reorg may still undo it)."""
         shallow = self._reader.unconfirmed(settlement.tx_hash) if self._reader is not None else None
@@ -102,7 +102,7 @@ class Settling:
         """The token balance of ``account``, or None when this gate has no chain to read."""
         return self._reader.balance(account) if self._reader is not None else None
 
-    def _settled_on_chain(self, payment: VerifiedPayment, tx_hash: str | None = None) -> Settlement | None:
+    def _settled_on_chain(self, payment: VerifiedPayment, tx_hash: str | None = None) -> PaidOnChain | None:
         """What the token says of the authorization: used by a transfer of these terms -> that settlement
         (``tx_hash`` looked at first); unused and still valid by chain time -> None (safe to send, or still
         pending); canceled or expired unused -> ``PaymentSettlementFailed``; used by a transfer not found
@@ -130,7 +130,7 @@ class Settling:
             "the payment authorization is used on chain by a transfer this node cannot find yet",
             payer=payment.payer, tx=tx_hash)
 
-    def _facilitator_settle(self, payment: VerifiedPayment) -> Settlement:
+    def _facilitator_settle(self, payment: VerifiedPayment) -> PaidOnChain:
         try:
             with facilitator_call("settle"):
                 result = self._server.settle_payment(payment.payload, payment.requirements)
@@ -140,7 +140,7 @@ class Settling:
                 payer=payment.payer) from exc
         if result.success:
             payer = to_checksum_address(result.payer or payment.payer)
-            return Settlement(result.transaction, payer, payment.amount, payment.network)
+            return PaidOnChain(result.transaction, payer, payment.amount, payment.network)
         if result.error_reason == ERR_SETTLEMENT_PENDING:
             raise PaymentSettlementPending(
                 "the settlement transaction is not mined yet; following the authorization on chain",

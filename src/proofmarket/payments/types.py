@@ -76,7 +76,7 @@ class VerifiedPayment:
 
 
 @dataclass(frozen=True)
-class Settlement:
+class PaidOnChain:
     """A payment moved on chain: ``amount`` atomic units of the asset from ``payer`` in ``tx_hash``."""
 
     tx_hash: str
@@ -88,5 +88,5 @@ class Settlement:
         return {"txHash": self.tx_hash, "payer": self.payer, "amount": str(self.amount), "network": self.network}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Settlement:
+    def from_json(cls, data: dict[str, Any]) -> PaidOnChain:
         return cls(str(data["txHash"]), str(data["payer"]), int(data["amount"]), str(data["network"]))

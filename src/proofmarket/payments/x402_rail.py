@@ -73,8 +73,7 @@ from proofmarket.payments.headers import (
 from proofmarket.payments.onchain import NodeChain, usdc_domain
 from proofmarket.payments.port import Offer
 from proofmarket.payments.tickets import PaymentTicket, ProofOutcome, Settlement, store_paid_bundle
-from proofmarket.payments.types import Settlement as PaidOnChain
-from proofmarket.payments.types import VerifiedPayment
+from proofmarket.payments.types import PaidOnChain, VerifiedPayment
 from proofmarket.store import ArtifactStore
 
 log = logging.getLogger(__name__)
