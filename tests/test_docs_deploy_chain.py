@@ -14,7 +14,7 @@ import typer
 from proofmarket.cli.main import app
 from proofmarket.core.profiles import PROFILES
 from proofmarket.core.settings import Settings
-from proofmarket.payments.x402_rail import X402Settings
+from proofmarket.payments.exact.rail import X402Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = (ROOT / "docs" / "deploy-chain.md").read_text()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from proofmarket.core.settings import Settings
-from proofmarket.payments.x402_rail import X402Settings
+from proofmarket.payments.exact.rail import X402Settings
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 

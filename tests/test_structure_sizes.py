@@ -55,8 +55,8 @@ def test_a_rail_importing_another_rail_breaks_the_layer_contract(tmp_path: Path)
 
     shutil.copytree(ROOT / "src", tmp_path / "src")
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    rail = tmp_path / "src" / "proofmarket" / "payments" / "credits_rail.py"
-    rail.write_text(rail.read_text() + "\nfrom proofmarket.payments import batch_rail  # noqa: E402\n")
+    rail = tmp_path / "src" / "proofmarket" / "payments" / "credits" / "rail.py"
+    rail.write_text(rail.read_text() + "\nfrom proofmarket.payments.batch import rail as other  # noqa: E402\n")
     lint = Path(sys.executable).parent / "lint-imports"
     done = subprocess.run([str(lint)], cwd=tmp_path, capture_output=True, text=True, timeout=300,
                           env={"PYTHONPATH": str(tmp_path / "src"), "PATH": "/usr/bin:/bin"})

@@ -13,7 +13,7 @@ from x402.mechanisms.evm.batch_settlement import errors as scheme_errors
 from proofmarket.chain.devkeys import DEVNET_CHAIN_ID, dev_account
 from proofmarket.core.errors import PaymentChannelBusy, PaymentChannelRejected, PaymentSettlementFailed
 from proofmarket.db import Database
-from proofmarket.payments.batch_rail import BatchSettlementRail
+from proofmarket.payments.batch.rail import BatchSettlementRail
 from proofmarket.payments.headers import PAYMENT_SIGNATURE_HEADER
 from proofmarket.payments.tickets import PaymentTicket
 from proofmarket.systems.receipts import verify_receipt
@@ -175,7 +175,7 @@ def _context(charged: str, *, balance: str) -> object:
 def test_a_sweep_interval_that_lets_a_withdrawal_beat_the_claim_is_refused_at_start() -> None:
     from proofmarket.core.errors import UsageError
     from proofmarket.core.settings import X402Settings
-    from proofmarket.payments.batch_build import check_sweep_before_withdrawal
+    from proofmarket.node.batch_build import check_sweep_before_withdrawal
 
     check_sweep_before_withdrawal(X402Settings(channel_sweep_interval_s=300, channel_withdraw_delay_s=3600))
     with pytest.raises(UsageError, match="at most half"):
@@ -189,7 +189,7 @@ def test_a_sweep_is_due_on_the_threshold_or_after_the_interval() -> None:
     from types import SimpleNamespace
     from typing import Any
 
-    from proofmarket.payments.batch_sweeps import Sweeper, SweepPolicy
+    from proofmarket.payments.batch.sweeps import Sweeper, SweepPolicy
 
     class Repo:
         def __init__(self, states: list[dict[str, Any]], oldest: float | None) -> None:
@@ -226,7 +226,7 @@ def test_a_settle_someone_else_made_or_one_that_failed_still_leads_to_the_payout
     from typing import Any
 
     from proofmarket.db.channels_repo import ChannelRepo, NewCharge
-    from proofmarket.payments.batch_sweeps import Sweeper, SweepPolicy
+    from proofmarket.payments.batch.sweeps import Sweeper, SweepPolicy
     from proofmarket.payments.payouts import PayoutReport
 
     repo = ChannelRepo(db)

@@ -20,7 +20,7 @@ from x402_helpers import Chain, Served, mlp_input
 
 from proofmarket.chain import dev_account
 from proofmarket.chain.devkeys import DEVNET_CHAIN_ID
-from proofmarket.payments.channel_store import DbChannelStorage
+from proofmarket.payments.batch.store import DbChannelStorage
 from proofmarket.payments.facilitator_server import build_facilitator, facilitator_app
 
 PRICE = 1_500

@@ -26,7 +26,7 @@ from x402_helpers import Chain, Served, funded_wallet, mlp_input
 from proofmarket.chain import dev_account
 from proofmarket.chain.channels import channel_state
 from proofmarket.chain.devkeys import DEVNET_CHAIN_ID
-from proofmarket.payments.vouchers import SECP256K1_N
+from proofmarket.payments.batch.vouchers import SECP256K1_N
 
 PRICE = 3_000
 

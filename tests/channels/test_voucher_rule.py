@@ -1,4 +1,4 @@
-"""The node checks a voucher's signature as the channel contract does (``payments/vouchers.py``): random vouchers,
+"""The node checks a voucher's signature as the channel contract does (``payments/batch/vouchers.py``): random vouchers,
 bent the ways eth-account forgives and OpenZeppelin's ECDSA does not (v 0/1, a high s, other v, short or zero
 parts, another signer), are driven through the node's rule and through ``claim`` on the devnet's BatchSettlement
 (an eth_call). The node never keeps a signature the chain refuses, and never refuses one the chain takes."""
@@ -17,7 +17,7 @@ from x402.mechanisms.evm.batch_settlement.types import ChannelConfig, VoucherCla
 from x402_helpers import Chain
 
 from proofmarket.chain.channels import claims_revert, install_batch_settlement
-from proofmarket.payments.vouchers import SECP256K1_N, accepted, canonical
+from proofmarket.payments.batch.vouchers import SECP256K1_N, accepted, canonical
 
 RECEIVER = Account.from_key(b"\x07" * 32)
 MUTATIONS = ("as-signed", "v-0-1", "high-s", "high-s-v-0-1", "v-29", "v-4", "short", "r-zero", "s-zero", "s-order",

@@ -46,13 +46,13 @@ def facilitator_serve(
 
     from proofmarket.chain.client import ChainClient
     from proofmarket.core.settings import X402Settings
+    from proofmarket.payments.exact.rail import is_loopback
     from proofmarket.payments.facilitator_server import (
         build_facilitator,
         facilitator_account,
         facilitator_app,
         facilitator_rpc,
     )
-    from proofmarket.payments.x402_rail import is_loopback
 
     extra = X402Settings()
     token = extra.facilitator_token.get_secret_value() if extra.facilitator_token else None

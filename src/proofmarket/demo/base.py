@@ -44,7 +44,7 @@ def knobs() -> DemoSettings:
 def payments_mode() -> Literal["on", "off"]:
     """x402 when the SDK client and the node's payment gate are both there, else free calls."""
     try:
-        from proofmarket.payments import x402_rail  # noqa: F401
+        from proofmarket.payments.exact import rail  # noqa: F401
         from proofmarket.sdk.client import Client  # noqa: F401
     except ImportError:
         return "off"

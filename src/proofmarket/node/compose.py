@@ -115,14 +115,14 @@ def build_runner(settings: Settings, db: Database, store: ArtifactStore, registr
 
 def _payments(settings: Settings, ws: Workspace, model_repo: ModelRepo, db: Database
               ) -> tuple[PaymentPort, list[PaymentPort]]:
-    """Payments off: free calls. On: x402 through the gate (``payments/x402_rail.py``), paid to the model's owner,
-    and x402 batch-settlement channels beside it (``payments/batch_build.py``) when the chain has their contract.
+    """Payments off: free calls. On: x402 through the gate (``payments/exact/rail.py``), paid to the model's owner,
+    and x402 batch-settlement channels beside it (``node/batch_build.py``) when the chain has their contract.
     Returns the default rail and the others."""
     if settings.payments == "off":
         return FreeAccess(), []
     from proofmarket.core.settings import X402Settings  # web3 and the x402 SDK load only when payments are on
     from proofmarket.node.chain_setup import node_chain
-    from proofmarket.payments.x402_rail import build_x402, check_public_url, check_window
+    from proofmarket.payments.exact.rail import build_x402, check_public_url, check_window
 
     def owner_of(model_id: str) -> str | None:
         row = model_repo.get(model_id)
@@ -133,11 +133,11 @@ def _payments(settings: Settings, ws: Workspace, model_repo: ModelRepo, db: Data
     check_window(extra)
     chain = node_chain(settings, extra)
     exact = build_x402(chain, ws.store, owner_of, extra)
-    from proofmarket.payments.batch_build import build_batch
+    from proofmarket.node.batch_build import build_batch
 
     batch = build_batch(chain, exact, db, ws.store, extra)
     from proofmarket.db.credits_repo import CreditsRepo
-    from proofmarket.payments.credits_rail import CreditsRail
+    from proofmarket.payments.credits.rail import CreditsRail
 
     credits = CreditsRail(CreditsRepo(db), chain.node, exact.gate.network, chain, pay_to=exact.pay_to_of,
                           free_min_balance=settings.free_min_balance_atomic)
@@ -151,8 +151,8 @@ def build_money(settings: Settings, db: Database, rails: Rails, listings: Listin
     from proofmarket.payments.settler import Money
 
     book = Book(db)
-    from proofmarket.payments.credits_rail import CreditsRail
-    from proofmarket.payments.x402_rail import X402Payments
+    from proofmarket.payments.credits.rail import CreditsRail
+    from proofmarket.payments.exact.rail import X402Payments
 
     exact = next((r for r in rails.all() if isinstance(r, X402Payments)), None)
     credits = next((r for r in rails.all() if isinstance(r, CreditsRail)), None)
@@ -167,7 +167,7 @@ def build_money(settings: Settings, db: Database, rails: Rails, listings: Listin
     purchases = Purchases(credits.repo, exact)
     payouts = Payouts(book, chain.client, chain.usdc, chain.node, _release_split(listings) if listings else None,
                       min_atomic=settings.payout_min_atomic, lease=LeaseRepo(db))
-    from proofmarket.payments.batch_rail import BatchSettlementRail
+    from proofmarket.payments.batch.rail import BatchSettlementRail
 
     for rail in rails.all():  # channel money swept to the node is paid out by the same path
         if isinstance(rail, BatchSettlementRail) and rail.sweeper is not None:

@@ -1,13 +1,24 @@
-"""x402 payments: the server-side gate (verify, settle once) and node-signed receipts.
+"""How calls are paid: one package per rail, the pieces they share at this root.
 
-The paying client is ``proofmarket.sdk.pay``.
+    exact/     x402 ``exact`` (EIP-3009 USDC, one transfer per call): the gate (verify before proving, settle once
+               the proof is ready, release if proving fails), its settle side, the payments it accepted, the SDK's
+               reasons mapped to our errors, and the rail (``exact/rail.py``)
+    batch/     x402 ``batch-settlement`` (payment channels: a deposit, a cumulative voucher per call, claims swept
+               in batches): the rail, its checks, voucher rule, channel storage and sweeps
+    credits/   API keys drawing on prepaid credits
+    (escrow and the court are paid on chain before a call exists: ``intake/``)
 
-The API calls :class:`PaymentGate` explicitly (no x402 middleware): verify before proving, settle
-after the proof is ready, release if proving fails. See ``gate.py`` for the flow.
+    root       the port every rail implements (``port.py``: tickets, settlements), x402 headers and header
+               parsing, the facilitators, token reads (``onchain.py``), purchases of credits and passes, payouts,
+               earnings, reconciliation and the settler
+
+Rails never import each other (an import-linter contract ``make lint`` runs); the composition root wires them
+(``node/compose.py``, ``node/batch_build.py``). The paying client is ``proofmarket.sdk.pay``.
 """
 
+from proofmarket.payments.exact.accepted import InMemoryNonceLedger, LedgerEntry, NonceLedger
+from proofmarket.payments.exact.gate import PaymentGate
 from proofmarket.payments.facilitators import chain_id_of, local_facilitator, network_id, remote_facilitator
-from proofmarket.payments.gate import PaymentGate
 from proofmarket.payments.headers import (
     PAYMENT_REQUIRED_HEADER,
     PAYMENT_RESPONSE_HEADER,
@@ -15,7 +26,6 @@ from proofmarket.payments.headers import (
     Discovery,
     payment_response_header,
 )
-from proofmarket.payments.ledger import InMemoryNonceLedger, LedgerEntry, NonceLedger
 from proofmarket.payments.types import PaidOnChain, VerifiedPayment, payment_key
 from proofmarket.systems.receipts import offer_receipt_extension, sign_receipt, verify_receipt
 

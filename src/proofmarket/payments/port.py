@@ -1,4 +1,4 @@
-"""The payment-rail port: how a call is paid. Rails: ``free``, ``x402`` (``x402_rail.py``); escrow and the court
+"""The payment-rail port: how a call is paid. Rails: ``free``, ``x402`` (``exact/rail.py``); escrow and the court
 are paid on chain before a call exists (``intake/``); another rail registers with the node (``node.build_node``).
 
     POST /v1/models/{id}/infer (or any paid route)

@@ -23,8 +23,8 @@ from proofmarket.db.book import Accounts, Transfer
 from proofmarket.db.book_tables import TransferRow
 from proofmarket.db.credits_repo import CreditsRepo
 from proofmarket.db.credits_tables import CreditEntryRow
+from proofmarket.payments.exact.rail import X402Payments
 from proofmarket.payments.types import VerifiedPayment
-from proofmarket.payments.x402_rail import X402Payments
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""/v1/channels: x402 ``batch-settlement`` channels on this node (the rail is ``payments/batch_rail.py``).
+"""/v1/channels: x402 ``batch-settlement`` channels on this node (the rail is ``payments/batch/rail.py``).
 
     GET  /v1/channels/refund         the SDK client's ``refund(url)``: without a payment 402 with the channel
                                      terms; with a refund payload the charged total is claimed and the rest of the
@@ -31,14 +31,14 @@ from proofmarket.api.security import AdminDep, CallerDep
 from proofmarket.api.signed import signed_address
 from proofmarket.core.errors import ChannelsUnavailable, PaymentRequired, Unauthorized, UnknownChannel, UsageError
 from proofmarket.node.services import NodeServices
-from proofmarket.payments.batch_rail import NAME, BatchSettlementRail
+from proofmarket.payments.batch.rail import NAME, BatchSettlementRail
+from proofmarket.payments.exact.rail import X402Payments
 from proofmarket.payments.headers import (
     PAYMENT_REQUIRED_HEADER,
     PAYMENT_SIGNATURE_HEADER,
     encode_payment_response_header,
     with_receipt,
 )
-from proofmarket.payments.x402_rail import X402Payments
 
 router = APIRouter(prefix="/v1/channels", tags=["payments"])
 MAX_LISTED = 200

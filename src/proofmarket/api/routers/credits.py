@@ -1,4 +1,4 @@
-"""/v1/keys and /v1/credits: API keys and prepaid credits (the ``credits`` rail, ``payments/credits_rail.py``).
+"""/v1/keys and /v1/credits: API keys and prepaid credits (the ``credits`` rail, ``payments/credits/rail.py``).
 
     POST   /v1/keys                  a new key for the wallet that signs the request (purpose ``api-key-<sha256 of
                                      the body, first 16 hex>``: the signature binds the scope, cap and expiry);
@@ -45,7 +45,7 @@ from proofmarket.core.errors import (
     UsageError,
 )
 from proofmarket.node.services import NodeServices
-from proofmarket.payments.credits_rail import CreditsRail, api_key_of
+from proofmarket.payments.credits.rail import CreditsRail, api_key_of
 from proofmarket.payments.headers import PAYMENT_REQUIRED_HEADER, PAYMENT_SIGNATURE_HEADER
 from proofmarket.payments.purchases import Purchases
 

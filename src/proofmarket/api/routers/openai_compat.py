@@ -31,7 +31,7 @@ from proofmarket.api.routers.generate import _accepted, _failed, _offer, _open, 
 from proofmarket.core.errors import InputError, PaymentRequired, ProofMarketError, Unauthorized
 from proofmarket.db import JobRow
 from proofmarket.node.services import NodeServices
-from proofmarket.payments.credits_rail import api_key_of
+from proofmarket.payments.credits.rail import api_key_of
 from proofmarket.systems import spec
 
 router = APIRouter(prefix="/openai/v1", tags=["openai"])

@@ -16,7 +16,7 @@
     release         the call failed: the reservation goes, nothing is charged
     refund          ``GET /v1/channels/refund`` with a refund payload: what is charged is claimed, the rest goes back
                     to the payer (``refundWithSignature``) in one transaction
-Claims and the sweep to the receiver run on a schedule or a threshold (``batch_sweeps.Sweeper``); the sweep then
+Claims and the sweep to the receiver run on a schedule or a threshold (``batch/sweeps.py``: ``Sweeper``); the sweep then
 sends each model's charges to its payee (the listing's revenue splitter: owner, prover and platform shares).
 """
 
@@ -60,21 +60,21 @@ from proofmarket.core.errors import (
     PaymentSettlementFailed,
 )
 from proofmarket.db.channels_repo import NewCharge
-from proofmarket.payments.batch_sweeps import Sweeper
-from proofmarket.payments.channel_checks import (
+from proofmarket.payments.batch.checks import (
     NAME,
     ChannelChecks,
     Corrective,
     now_ms,
     state_of,
 )
-from proofmarket.payments.channel_store import DbChannelStorage
+from proofmarket.payments.batch.store import DbChannelStorage
+from proofmarket.payments.batch.sweeps import Sweeper
+from proofmarket.payments.batch.vouchers import accepted
 from proofmarket.payments.facilitators import chain_id_of
 from proofmarket.payments.headers import encode_payment_response_header, with_receipt
 from proofmarket.payments.parse import decode_payment
 from proofmarket.payments.port import Offer
 from proofmarket.payments.tickets import PaymentTicket, ProofOutcome, Settlement, store_paid_bundle
-from proofmarket.payments.vouchers import accepted
 from proofmarket.store import ArtifactStore
 from proofmarket.systems.receipts import sign_receipt
 

@@ -26,11 +26,11 @@ from proofmarket.core.errors import UsageError
 from proofmarket.core.settings import X402Settings
 from proofmarket.db import Database, LeaseRepo
 from proofmarket.db.channels_repo import ChannelRepo
-from proofmarket.payments.batch_rail import BatchSettlementRail, ChannelTerms
-from proofmarket.payments.batch_sweeps import Sweeper, SweepPolicy
-from proofmarket.payments.channel_store import DbChannelStorage
+from proofmarket.payments.batch.rail import BatchSettlementRail, ChannelTerms
+from proofmarket.payments.batch.store import DbChannelStorage
+from proofmarket.payments.batch.sweeps import Sweeper, SweepPolicy
+from proofmarket.payments.exact.rail import X402Payments
 from proofmarket.payments.onchain import NodeChain, usdc_domain
-from proofmarket.payments.x402_rail import X402Payments
 from proofmarket.store import ArtifactStore
 
 log = logging.getLogger(__name__)

@@ -22,9 +22,9 @@ from proofmarket.core.errors import (
     PaymentSettlementFailed,
     PaymentSettlementPending,
 )
-from proofmarket.payments.ledger import NonceLedger
+from proofmarket.payments.exact.accepted import NonceLedger
+from proofmarket.payments.exact.reasons import OPAQUE_REASONS, explain, facilitator_call
 from proofmarket.payments.onchain import TokenReader
-from proofmarket.payments.reasons import OPAQUE_REASONS, explain, facilitator_call
 from proofmarket.payments.types import PaidOnChain, VerifiedPayment
 
 

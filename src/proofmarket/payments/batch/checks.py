@@ -1,7 +1,7 @@
 """The ``batch-settlement`` rail's checks of a payment: a deposit or a voucher decoded, bound to its channel and its
 EIP-712 signature, checked locally against the channel's mirrored chain state (or by the facilitator), and the
 channel reserved for the call (one call in flight per channel, a compare-and-swap on its row). A mixin of
-``BatchSettlementRail`` (``batch_rail.py``), which settles, releases and refunds.
+``BatchSettlementRail`` (``batch/rail.py``), which settles, releases and refunds.
 """
 
 from __future__ import annotations
@@ -37,15 +37,15 @@ from proofmarket.core.errors import (
     PaymentMalformed,
     PaymentRequired,
 )
-from proofmarket.payments.channel_store import DbChannelStorage
+from proofmarket.payments.batch.store import DbChannelStorage
+from proofmarket.payments.batch.vouchers import accepted, canonical, check_accepted
 from proofmarket.payments.facilitators import chain_id_of
 from proofmarket.payments.headers import PAYMENT_SIGNATURE_HEADER
 from proofmarket.payments.parse import check_resource, decode_payment
 from proofmarket.payments.port import Offer
 from proofmarket.payments.tickets import PaymentTicket
-from proofmarket.payments.vouchers import accepted, canonical, check_accepted
 
-log = logging.getLogger("proofmarket.payments.batch_rail")
+log = logging.getLogger("proofmarket.payments.batch.rail")
 
 NAME = "batch-settlement"
 ONE_CALL_AT_A_TIME = "one call at a time per channel: send the next voucher once this channel's call has answered"
@@ -147,7 +147,7 @@ class ChannelChecks:
 
     @staticmethod
     def _canonical_voucher(raw: dict[str, Any], config: ChannelConfig) -> None:
-        """The voucher's signature in the one form the channel contract takes (``payments/vouchers.py``), or a
+        """The voucher's signature in the one form the channel contract takes (``payments/batch/vouchers.py``), or a
         refusal: a signature the node keeps is one the chain accepts. A payer that signs itself (no payer
         authorizer) may be a contract wallet (ERC-1271), whose signature bytes are its own: kept as sent, and
         isolated at claim time if the chain refuses it."""
@@ -164,7 +164,7 @@ class ChannelChecks:
     def _check_signature(self, raw: dict[str, Any], config: ChannelConfig, channel_id: str) -> None:
         voucher = raw["voucher"]
         signature = str(voucher.get("signature", "0x"))
-        if int(config.payer_authorizer, 16) != 0:  # ECDSA: the contract's own rule (payments/vouchers.py)
+        if int(config.payer_authorizer, 16) != 0:  # ECDSA: the contract's own rule (payments/batch/vouchers.py)
             ok = accepted(signature, channel_id=channel_id, max_claimable=voucher["maxClaimableAmount"],
                           payer=config.payer, payer_authorizer=config.payer_authorizer,
                           chain_id=chain_id_of(self.terms.network)) == signature

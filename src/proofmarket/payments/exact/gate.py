@@ -54,9 +54,11 @@ from proofmarket.core.errors import (
     PaymentWindowTooShort,
     UsageError,
 )
+from proofmarket.payments.exact.accepted import InMemoryNonceLedger, NonceLedger
+from proofmarket.payments.exact.reasons import explain, facilitator_call
+from proofmarket.payments.exact.settle import KeyedLocks, Settling
 from proofmarket.payments.facilitators import local_facilitator, network_id, remote_facilitator
 from proofmarket.payments.headers import Discovery, encode_payment_required_header, payment_response_header
-from proofmarket.payments.ledger import InMemoryNonceLedger, NonceLedger
 from proofmarket.payments.onchain import TokenReader
 from proofmarket.payments.parse import (
     check_resource,
@@ -65,8 +67,6 @@ from proofmarket.payments.parse import (
     eoa_signature_valid,
     verified_payment,
 )
-from proofmarket.payments.reasons import explain, facilitator_call
-from proofmarket.payments.settle import KeyedLocks, Settling
 from proofmarket.payments.types import PaidOnChain, VerifiedPayment
 
 USDC_NAME, USDC_VERSION = "USD Coin", "2"
