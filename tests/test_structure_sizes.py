@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from script_module import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,18 +48,24 @@ def test_an_environment_read_outside_core_is_caught(tmp_path: Path) -> None:
                                                       "src/proofmarket/node/sly.py:1"]
 
 
-def test_a_rail_importing_another_rail_breaks_the_layer_contract(tmp_path: Path) -> None:
-    """``lint-imports`` on a copy of the tree with one rail importing another: the independence contract breaks."""
+@pytest.mark.parametrize(("planted", "line", "contract"), [
+    ("payments/credits/rail.py", "from proofmarket.payments.batch import rail as other", "payment rails never import"),
+    ("systems/attested/verify.py", "from proofmarket.systems.ezkl import bundle", "proof systems never import"),
+])
+def test_a_rail_or_system_importing_another_breaks_its_contract(tmp_path: Path, planted: str, line: str,
+                                                                 contract: str) -> None:
+    """``lint-imports`` on a copy of the tree with one rail (or proof system) importing another: its independence
+    contract breaks."""
     import shutil
     import subprocess
     import sys
 
     shutil.copytree(ROOT / "src", tmp_path / "src")
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    rail = tmp_path / "src" / "proofmarket" / "payments" / "credits" / "rail.py"
-    rail.write_text(rail.read_text() + "\nfrom proofmarket.payments.batch import rail as other  # noqa: E402\n")
+    module = tmp_path / "src" / "proofmarket" / planted
+    module.write_text(module.read_text() + f"\n{line}  # noqa: E402\n")
     lint = Path(sys.executable).parent / "lint-imports"
     done = subprocess.run([str(lint)], cwd=tmp_path, capture_output=True, text=True, timeout=300,
                           env={"PYTHONPATH": str(tmp_path / "src"), "PATH": "/usr/bin:/bin"})
     assert done.returncode != 0, done.stdout
-    assert "payment rails never import each other" in done.stdout and "BROKEN" in done.stdout
+    assert contract in done.stdout and "BROKEN" in done.stdout

@@ -33,7 +33,8 @@ if TYPE_CHECKING:
     from proofmarket.sdk.client import Client, InferenceResult
     from proofmarket.systems.ezkl.bundle import ProofBundle
     from proofmarket.systems.ezkl.profile import PrivacyProfile
-    from proofmarket.systems.ezkl.verify import VerifyReport, verify_bundle
+    from proofmarket.systems.ezkl.verify import verify_bundle
+    from proofmarket.systems.port import VerifyReport
     from proofmarket.systems.workspace import Workspace
 
 __version__ = "0.1.0"

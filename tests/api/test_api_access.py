@@ -20,7 +20,7 @@ from proofmarket import Client
 from proofmarket.core.errors import ProvingError
 from proofmarket.db import EscrowRepo, EscrowRequestRow, SeenRequest
 from proofmarket.store import LocalStore
-from proofmarket.systems.ezkl.bundle import BUNDLE_FORMAT
+from proofmarket.systems.documents import BUNDLE_FORMAT
 from proofmarket.systems.ezkl.prover import EzklProver
 from proofmarket.systems.workspace import Workspace
 

@@ -26,8 +26,7 @@ from proofmarket.db.book import Accounts, Transfer
 from proofmarket.payments.port import Offer
 from proofmarket.payments.tickets import PaymentTicket, ProofOutcome, Settlement
 from proofmarket.store import ArtifactStore
-from proofmarket.systems.ezkl.verify import VerifyReport
-from proofmarket.systems.port import Events, Execution, SystemContext, SystemSpec
+from proofmarket.systems.port import Events, Execution, SystemContext, SystemSpec, VerifyReport
 
 TOY = "toy-sum-v1"
 BUNDLE_FORMAT = "proofmarket/proof-bundle"

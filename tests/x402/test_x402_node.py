@@ -36,7 +36,7 @@ from proofmarket.payments import verify_receipt
 from proofmarket.sdk.pay import nonce_of, payment_signature_header
 from proofmarket.store import canonical_json, cid_for_bytes
 from proofmarket.systems import PROVEN_SYSTEM
-from proofmarket.systems.ezkl.verify import pure_bundle_cid
+from proofmarket.systems.receipts import pure_bundle_cid
 
 pytestmark = [pytest.mark.slow, pytest.mark.chain]
 NODE_SIGNER = dev_account(DEV_ROLES["prover"], DEVNET_CHAIN_ID).address

@@ -173,7 +173,7 @@ def test_a_v1_bundle_still_verifies_and_keeps_its_cid(bundle, prover: EzklProver
     """Bundles made before attested mode (version 1, no ``mode``) are read, verified and re-serialised as they were."""
     from proofmarket.systems import verify_bundle_any
     from proofmarket.systems.ezkl.bundle import ProofBundle
-    from proofmarket.systems.ezkl.verify import pure_bundle_cid
+    from proofmarket.systems.receipts import pure_bundle_cid
 
     v1 = {k: v for k, v in bundle.items() if k != "mode"}
     v1["version"] = 1
@@ -210,7 +210,7 @@ def test_a_bundle_stored_before_rfc_8785_keeps_its_cid(bundle) -> None:
     from proofmarket.core.canonical import legacy_canonical_json
     from proofmarket.store import cid_for_bytes
     from proofmarket.systems.ezkl.bundle import ProofBundle
-    from proofmarket.systems.ezkl.verify import bundle_cid_as, pure_bundle_cid, pure_bundle_cids
+    from proofmarket.systems.receipts import bundle_cid_as, pure_bundle_cid, pure_bundle_cids
 
     doc = {**bundle, "timings": {**(bundle.get("timings") or {}), "prove_s": 1.0}}
     parsed = ProofBundle.parse(doc)

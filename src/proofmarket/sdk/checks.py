@@ -25,7 +25,8 @@ from proofmarket.systems.ezkl.commitment import input_commitment
 from proofmarket.systems.ezkl.felts import parse_uint_hex
 from proofmarket.systems.ezkl.manifest import ModelManifest
 from proofmarket.systems.ezkl.srs import CEREMONY
-from proofmarket.systems.ezkl.verify import bundle_cid_as, load_manifest, own_instances, pure_bundle_cids
+from proofmarket.systems.ezkl.verify import load_manifest, own_instances
+from proofmarket.systems.receipts import bundle_cid_as, pure_bundle_cids
 
 OUTPUT_TOLERANCE = 1e-9
 

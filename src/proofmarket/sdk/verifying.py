@@ -13,7 +13,8 @@ from proofmarket.store import LocalStore
 from proofmarket.store.cid import digest_of
 from proofmarket.systems.ezkl.bundle import ProofBundle
 from proofmarket.systems.ezkl.srs import srs_kind
-from proofmarket.systems.ezkl.verify import VerifyReport, verify_bundle
+from proofmarket.systems.ezkl.verify import verify_bundle
+from proofmarket.systems.port import VerifyReport
 from proofmarket.systems.registry import ATTESTED_SYSTEM, PROVEN_SYSTEM, system_of
 
 

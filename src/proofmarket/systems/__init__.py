@@ -26,7 +26,7 @@ from proofmarket.systems.registry import (
 )
 
 if TYPE_CHECKING:
-    from proofmarket.systems.ezkl.verify import VerifyReport
+    from proofmarket.systems.port import VerifyReport
 
 Mode = str
 

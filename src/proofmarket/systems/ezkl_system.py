@@ -16,10 +16,10 @@ from proofmarket.systems.ezkl.bundle import ProofBundle
 from proofmarket.systems.ezkl.compiler import CompileOptions, CompileResult, Progress
 from proofmarket.systems.ezkl.manifest import ModelManifest
 from proofmarket.systems.ezkl.prover import EzklProver, batchable
-from proofmarket.systems.ezkl.verify import VerifyReport, verify_bundle
+from proofmarket.systems.ezkl.verify import verify_bundle
 from proofmarket.systems.ezkl.worker import InlineProofWorker, ProofWorker
 from proofmarket.systems.ids import PROVEN_SYSTEM
-from proofmarket.systems.port import Events, Execution, SystemContext, SystemSpec
+from proofmarket.systems.port import Events, Execution, SystemContext, SystemSpec, VerifyReport
 
 GUARANTEE = ("zero-knowledge proof (EZKL, Halo2/KZG): the output came from the committed model on the committed "
              "input; final once the proof verifies")

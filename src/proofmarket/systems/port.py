@@ -33,7 +33,18 @@ if TYPE_CHECKING:
     from proofmarket.core.errors import ProofMarketError
     from proofmarket.core.settings import Settings
     from proofmarket.store import ArtifactStore
-    from proofmarket.systems.ezkl.verify import VerifyReport  # every system's verification reports this
+
+@dataclass
+class VerifyReport:
+    valid: bool
+    model_id: str
+    output: list[list[float]]
+    srs_kind: str  # "none" for attested bundles (no SRS)
+    checks: list[str] = field(default_factory=list)
+    mode: str = "proven"
+    reexecuted: bool | None = None  # attested only: whether the result was re-executed (None for proven)
+    text: str | None = None  # attested text generation: the output text
+
 
 Events = Callable[[str, dict[str, Any]], None]  # (event, data): progress a caller may stream (tokens, chunks)
 

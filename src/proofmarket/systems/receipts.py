@@ -18,15 +18,17 @@ that both signatures come from the same key and that the two payloads agree, and
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import is_address, to_checksum_address
 
+from proofmarket.core.canonical import canonical_forms, canonical_json
 from proofmarket.core.errors import VerificationFailed
 from proofmarket.core.profiles import chain_id_of
+from proofmarket.store.cid import cid_for_bytes
 
 FORMAT = "proofmarket-receipt"
 FORMAT_VERSION = 1
@@ -57,6 +59,20 @@ X402_RECEIPT_TYPE = [
 ]
 X402_RECEIPT_DOMAIN = {"name": "x402 receipt", "version": "1", "chainId": 1}
 X402_RECEIPT_VERSION = 1
+
+
+class Bundle(Protocol):
+    """What a receipt binds in any system's bundle (pydantic models: EZKL's ``ProofBundle``, the attested ones)."""
+
+    model: Any
+    input: Any
+    output: Any
+    payment: dict[str, Any] | None
+    receipt: dict[str, Any] | None
+
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> Any: ...
+
+    def to_doc(self) -> dict[str, Any]: ...
 
 
 def inference_domain(chain_id: int) -> dict[str, Any]:
@@ -213,3 +229,42 @@ def _bytes32_hex(value: bytes | str, name: str) -> str:
     if len(raw) != 32:
         raise ValueError(f"{name} must be 32 bytes, got {len(raw)}")
     return "0x" + raw.hex()
+
+
+def pure_bundle_cid(bundle: Bundle) -> str:
+    """The CID of the proof bundle without its payment and receipt: the one the node stored and signed."""
+    pure = bundle.model_copy(update={"payment": None, "receipt": None})
+    return cid_for_bytes(canonical_json(pure.to_doc()))
+
+
+def pure_bundle_cids(bundle: Bundle) -> list[str]:
+    """The CIDs the bundle may have been stored under: RFC 8785, then the legacy form (``store/canonical.py``)."""
+    pure = bundle.model_copy(update={"payment": None, "receipt": None})
+    return [cid_for_bytes(form) for form in canonical_forms(pure.to_doc())]
+
+
+def bundle_cid_as(bundle: Bundle, claimed: object) -> str:
+    """``claimed`` when it is one of the bundle's CIDs (either canonical form), else its RFC 8785 CID."""
+    cids = pure_bundle_cids(bundle)
+    return str(claimed) if claimed in cids else cids[0]
+
+
+def check_receipt(bundle: Bundle) -> str:
+    """A paid bundle's receipt: the node's EIP-712 signatures hold and it binds this very proof."""
+    assert bundle.receipt is not None
+    signer = verify_receipt(bundle.receipt)
+    message = bundle.receipt["typedData"]["message"]
+    bound = [
+        ("model id", str(message["modelId"]), bundle.model.id),
+        ("input commitment", str(message["inputCommitment"]).lower(), bundle.input.commitment.lower()),
+        ("output hash", str(message["outputHash"]).lower(), bundle.output.hash.lower()),
+        ("bundle CID", str(message["bundleCid"]), bundle_cid_as(bundle, message["bundleCid"])),
+    ]
+    for what, signed, actual in bound:
+        if signed != actual:
+            raise VerificationFailed(f"the receipt's {what} is not this bundle's ({signed} != {actual})")
+    if bundle.payment is not None and "transaction" in bundle.payment and \
+            str(bundle.payment["transaction"]).lower() != str(message["transaction"]).lower():
+        raise VerificationFailed("the receipt's payment transaction is not the bundle's payment")
+    return (f"receipt signed by {signer} binds payment {message['transaction']} ({message['amount']} atomic "
+            f"on {message['network']}) to this model, input, output and bundle")

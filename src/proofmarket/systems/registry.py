@@ -15,12 +15,12 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from proofmarket.core.errors import BundleError
-from proofmarket.systems.ezkl.bundle import BUNDLE_FORMAT
+from proofmarket.systems.documents import BUNDLE_FORMAT
 from proofmarket.systems.ids import ATTESTED_SYSTEM, DEFAULT_SYSTEM, PROVEN_SYSTEM
 from proofmarket.systems.port import ProofSystem, SystemContext, SystemSpec
 
 if TYPE_CHECKING:
-    from proofmarket.systems.ezkl.verify import VerifyReport
+    from proofmarket.systems.port import VerifyReport
 
 
 _specs: dict[str, SystemSpec] = {}

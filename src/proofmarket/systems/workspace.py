@@ -18,8 +18,8 @@ from proofmarket.systems.ezkl.profile import PrivacyProfile
 from proofmarket.systems.ezkl.prover import EzklProver, ProveResult
 from proofmarket.systems.ezkl.srs import SrsProvider
 from proofmarket.systems.ezkl.tuning import AccuracyBound, Objective
-from proofmarket.systems.ezkl.verify import VerifyReport
 from proofmarket.systems.ezkl.worker import InlineProofWorker, ProofWorker
+from proofmarket.systems.port import VerifyReport
 
 
 class Workspace:

@@ -16,7 +16,8 @@ from proofmarket.core.settings import Settings
 from proofmarket.node.catalog import ServedModel
 from proofmarket.node.services import NodeServices
 from proofmarket.systems import ATTESTED_SYSTEM, PROVEN_SYSTEM, spec_of
-from proofmarket.systems.ezkl.bundle import BUNDLE_FORMAT, BUNDLE_VERSION
+from proofmarket.systems.documents import BUNDLE_FORMAT
+from proofmarket.systems.ezkl.bundle import BUNDLE_VERSION
 from proofmarket.systems.registry import specs
 
 router = APIRouter(tags=["meta"])

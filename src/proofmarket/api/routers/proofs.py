@@ -20,7 +20,7 @@ from proofmarket.core.errors import ArtifactNotFound, JsonTooDeep, JsonTooLarge
 from proofmarket.node.services import NodeServices
 from proofmarket.payments.tickets import Settlement
 from proofmarket.store import validate_cid
-from proofmarket.systems.ezkl.bundle import BUNDLE_FORMAT
+from proofmarket.systems.documents import BUNDLE_FORMAT
 
 router = APIRouter(prefix="/v1/proofs", tags=["proofs"])
 MAX_BUNDLE_BYTES = 16 * 1024 * 1024

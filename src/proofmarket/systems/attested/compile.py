@@ -22,7 +22,7 @@ from proofmarket.systems.attested.terms import (
     DEFAULT_TOPK,
     load_lm,
 )
-from proofmarket.systems.ezkl.manifest import put_artifact
+from proofmarket.systems.documents import put_artifact
 
 
 def compile_attested(model_dir: Path, store: ArtifactStore, *, name: str | None = None,

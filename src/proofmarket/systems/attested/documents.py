@@ -21,8 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from proofmarket.core.canonical import canonical_forms
 from proofmarket.core.errors import VerificationFailed
 from proofmarket.store import canonical_json
-from proofmarket.systems.ezkl.bundle import validate_bundle
-from proofmarket.systems.ezkl.manifest import MANIFEST_FORMAT, ArtifactRef, CompileTimeFree
+from proofmarket.systems.documents import MANIFEST_FORMAT, ArtifactRef, CompileTimeFree, validate_bundle
 
 ATTESTED_SYSTEM: Literal["proofmarket-attested-toploc-v1"] = "proofmarket-attested-toploc-v1"
 BUNDLE_FORMAT = "proofmarket/proof-bundle"

@@ -10,7 +10,8 @@ from typing import Any
 from proofmarket.core.errors import BundleError
 from proofmarket.store import ArtifactStore
 from proofmarket.systems.attested.documents import VERSION, AttestedBundle, AttestedOnnxBundle
-from proofmarket.systems.ezkl.verify import VerifyReport, check_receipt
+from proofmarket.systems.port import VerifyReport
+from proofmarket.systems.receipts import check_receipt
 
 GUARANTEE = ("attestation, not a proof: the node signs commitments to the weights, input, output and activations; "
              "anyone with the weights can re-execute and check it; only as strong as those re-checks and the stake "

@@ -6,29 +6,18 @@ settings, vk, SRS). See ``verify_bundle``.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from proofmarket.core.errors import BundleError
+from proofmarket.systems.documents import BUNDLE_FORMAT, validate_bundle
 from proofmarket.systems.ezkl.manifest import InstanceLayout
 
-BUNDLE_FORMAT = "proofmarket/proof-bundle"
 BUNDLE_VERSION = 2  # v2 adds ``mode`` ("proven"); v1 bundles (no mode) are still read and verified
 READ_VERSIONS = (1, 2)
 PROVEN_SYSTEM: Literal["ezkl-halo2-kzg-bn254"] = "ezkl-halo2-kzg-bn254"
 HEX = r"^0x[0-9a-fA-F]*$"
-B = TypeVar("B", bound=BaseModel)
-
-
-def validate_bundle(cls: type[B], doc: Any, what: str) -> B:
-    """``cls.model_validate(doc)``; a ``BundleError`` naming the first field that does not hold otherwise."""
-    try:
-        return cls.model_validate(doc)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise BundleError(f"malformed {what}: {where}: {first['msg']}") from exc
 
 
 class _Strict(BaseModel):

@@ -20,17 +20,12 @@ import onnx
 from proofmarket import models
 from proofmarket.core.errors import CircuitCompileError, ProofMarketError, UsageError
 from proofmarket.store import LocalStore
+from proofmarket.systems.documents import put_artifact
 from proofmarket.systems.ezkl import ezkl_calls, shared_verifier, solidity
 from proofmarket.systems.ezkl.batch_compile import Accuracy, compile_batches
 from proofmarket.systems.ezkl.batching import BATCHABLE_PROFILES
 from proofmarket.systems.ezkl.evm_check import LocalEvm
-from proofmarket.systems.ezkl.manifest import (
-    InstanceLayout,
-    ModelManifest,
-    SrsRef,
-    TensorDoc,
-    put_artifact,
-)
+from proofmarket.systems.ezkl.manifest import InstanceLayout, ModelManifest, SrsRef, TensorDoc
 from proofmarket.systems.ezkl.predict import Budget, Prediction, predict
 from proofmarket.systems.ezkl.profile import SALT_BITS, SALT_ELEMENTS, PrivacyProfile
 from proofmarket.systems.ezkl.salt import circuit_input, salt_model

@@ -43,8 +43,9 @@ from proofmarket.systems.ezkl.felts import felt_to_uint, keccak_packed, uint_hex
 from proofmarket.systems.ezkl.manifest import BatchCircuit, ModelManifest
 from proofmarket.systems.ezkl.salt import check_salt, circuit_input
 from proofmarket.systems.ezkl.tuning import decode_outputs
-from proofmarket.systems.ezkl.verify import VerifyReport, load_manifest, verify_bundle
+from proofmarket.systems.ezkl.verify import load_manifest, verify_bundle
 from proofmarket.systems.ezkl.worker import ProofWorker
+from proofmarket.systems.port import VerifyReport
 
 log = logging.getLogger(__name__)
 

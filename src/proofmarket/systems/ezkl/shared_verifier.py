@@ -25,9 +25,10 @@ from eth_utils.crypto import keccak
 
 from proofmarket.core.errors import ProofMarketError, ProvingError, VerificationFailed
 from proofmarket.store import LocalStore
+from proofmarket.systems.documents import put_artifact
 from proofmarket.systems.ezkl import ezkl_calls, solidity
 from proofmarket.systems.ezkl.evm_check import EvmCheck, LocalEvm
-from proofmarket.systems.ezkl.manifest import ModelManifest, SharedVerifierRef, put_artifact
+from proofmarket.systems.ezkl.manifest import ModelManifest, SharedVerifierRef
 
 REUSABLE_CONTRACT = "Halo2VerifierReusable"
 VKA_DECIMALS = 18  # the rescaling EZKL's own verify_evm expects; part of the VKA (so of its digest)

@@ -15,8 +15,9 @@ from pathlib import Path
 from proofmarket.core.errors import ProvingError
 from proofmarket.core.settings import ToolPaths
 from proofmarket.store import LocalStore
+from proofmarket.systems.documents import put_artifact
 from proofmarket.systems.ezkl import ezkl_calls
-from proofmarket.systems.ezkl.manifest import VerifierRef, put_artifact
+from proofmarket.systems.ezkl.manifest import VerifierRef
 
 EIP170_MAX_CODE = 24_576  # bytes of deployed code a chain accepts (EIP-170)
 

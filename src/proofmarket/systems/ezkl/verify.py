@@ -6,15 +6,14 @@ import hashlib
 import json
 import math
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from eth_abi.abi import decode as abi_decode
 
-from proofmarket.core.canonical import canonical_forms
 from proofmarket.core.errors import ArtifactNotFound, BundleError, VerificationFailed, WrongMode
-from proofmarket.store import ArtifactStore, canonical_json, cid_for_bytes
+from proofmarket.store import ArtifactStore
 from proofmarket.store.cid import digest_of
 from proofmarket.systems.ezkl import ezkl_calls
 from proofmarket.systems.ezkl.batching import slot_of
@@ -22,20 +21,10 @@ from proofmarket.systems.ezkl.bundle import ProofBundle
 from proofmarket.systems.ezkl.felts import felt_to_uint, keccak_packed, parse_uint_hex, uint_to_felt
 from proofmarket.systems.ezkl.manifest import BatchCircuit, ModelManifest
 from proofmarket.systems.ezkl.srs import srs_kind
+from proofmarket.systems.port import VerifyReport
+from proofmarket.systems.receipts import check_receipt
 
 VERIFY_PROOF_SELECTOR = "1e8e1e13"  # verifyProof(bytes,uint256[])
-
-
-@dataclass
-class VerifyReport:
-    valid: bool
-    model_id: str
-    output: list[list[float]]
-    srs_kind: str  # "none" for attested bundles (no SRS)
-    checks: list[str] = field(default_factory=list)
-    mode: str = "proven"
-    reexecuted: bool | None = None  # attested only: whether the result was re-executed (None for proven)
-    text: str | None = None  # attested text generation: the output text
 
 
 def load_manifest(store: ArtifactStore, model_id: str) -> ModelManifest:
@@ -66,47 +55,6 @@ def verify_bundle(doc: dict[str, Any] | ProofBundle, store: ArtifactStore) -> Ve
     # the SRS kind comes from the file's hash (its CID), never from the bundle's or the manifest's label
     return VerifyReport(True, bundle.model.id, bundle.output.values, srs_kind(digest_of(bundle.model.srs.cid).hex()),
                         checks)
-
-
-def pure_bundle_cid(bundle: ProofBundle) -> str:
-    """The CID of the proof bundle without its payment and receipt: the one the node stored and signed."""
-    pure = bundle.model_copy(update={"payment": None, "receipt": None})
-    return cid_for_bytes(canonical_json(pure.to_doc()))
-
-
-def pure_bundle_cids(bundle: ProofBundle) -> list[str]:
-    """The CIDs the bundle may have been stored under: RFC 8785, then the legacy form (``store/canonical.py``)."""
-    pure = bundle.model_copy(update={"payment": None, "receipt": None})
-    return [cid_for_bytes(form) for form in canonical_forms(pure.to_doc())]
-
-
-def bundle_cid_as(bundle: ProofBundle, claimed: object) -> str:
-    """``claimed`` when it is one of the bundle's CIDs (either canonical form), else its RFC 8785 CID."""
-    cids = pure_bundle_cids(bundle)
-    return str(claimed) if claimed in cids else cids[0]
-
-
-def check_receipt(bundle: ProofBundle) -> str:
-    """A paid bundle's receipt: the node's EIP-712 signatures hold and it binds this very proof."""
-    from proofmarket.systems.receipts import verify_receipt  # eth-account: only for paid bundles
-
-    assert bundle.receipt is not None
-    signer = verify_receipt(bundle.receipt)
-    message = bundle.receipt["typedData"]["message"]
-    bound = [
-        ("model id", str(message["modelId"]), bundle.model.id),
-        ("input commitment", str(message["inputCommitment"]).lower(), bundle.input.commitment.lower()),
-        ("output hash", str(message["outputHash"]).lower(), bundle.output.hash.lower()),
-        ("bundle CID", str(message["bundleCid"]), bundle_cid_as(bundle, message["bundleCid"])),
-    ]
-    for what, signed, actual in bound:
-        if signed != actual:
-            raise VerificationFailed(f"the receipt's {what} is not this bundle's ({signed} != {actual})")
-    if bundle.payment is not None and "transaction" in bundle.payment and \
-            str(bundle.payment["transaction"]).lower() != str(message["transaction"]).lower():
-        raise VerificationFailed("the receipt's payment transaction is not the bundle's payment")
-    return (f"receipt signed by {signer} binds payment {message['transaction']} ({message['amount']} atomic "
-            f"on {message['network']}) to this model, input, output and bundle")
 
 
 def _check_model(bundle: ProofBundle, store: ArtifactStore) -> ModelManifest:
@@ -254,5 +202,5 @@ def _run_ezkl_verify(bundle: ProofBundle, instances: list[int], store: ArtifactS
                           store.path(bundle.model.srs.cid))
 
 
-__all__ = ["VerifyReport", "verify_bundle", "pure_bundle_cid", "load_manifest", "felt_to_uint", "decode_outputs",
+__all__ = ["verify_bundle", "load_manifest", "felt_to_uint", "decode_outputs",
            "own_instances"]
