@@ -29,6 +29,15 @@ class TensorNote(BaseModel):
     type: str | None = Field(default=None, max_length=64)
     unit: str | None = Field(default=None, max_length=64)
     description: str | None = Field(default=None, max_length=500)
+    labels: list[str] | None = Field(default=None, max_length=1000,
+                                     description="an output's class names, in the order of its values")
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, labels: list[str] | None) -> list[str] | None:
+        if labels is not None and any(not 0 < len(label) <= 64 for label in labels):
+            raise ValueError("each label is 1 to 64 characters")
+        return labels
 
 
 class CatalogEntry(BaseModel):

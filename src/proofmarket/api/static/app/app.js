@@ -3,7 +3,7 @@
 // prover pages (account.js), and the verification of any proof bundle in the browser (verify.js with EZKL's
 // WASM verifier) and on chain (an eth_call to the model's verifier through the wallet, onchain.js).
 import { verifyBundle, tampered } from './verify.js';
-import { $, text, say, fillList, fillTable, nodeError, nodeFetch, button } from './ui.js';
+import { $, text, say, fillTable, nodeError, nodeFetch, button } from './ui.js';
 import { bindWallet, wallet, addressHeaders, rejected, ensureWallet } from './wallet.js';
 import { buildForm, bindCall, onAnswered, example } from './call.js';
 import { bindEscrow, onEscrowAnswered, requestHistory } from './escrow.js';
@@ -11,6 +11,7 @@ import { bindAccount, prover } from './account.js';
 import { verifyOnChain } from './onchain.js';
 import { bindAccess } from './access.js';
 import { bindOwner, showStats } from './owner.js';
+import { catalogCell, modeBadge, markdown, facts, details, ownerWords, usageWords, TASK_WORDS } from './card.js';
 
 let models = [];
 let bundle = null;
@@ -67,13 +68,10 @@ function reputation(m) {
 
 function renderCatalog(total) {
   const rows = models;
-  fillTable('models', rows.map((m) => {
-    const link = document.createElement('a');
-    link.href = `#model/${m.id}`;
-    text(link, m.name || m.id);
-    return [link, m.mode || 'proven', m.price ? m.price.amount : '?', m.privacy || '?', reputation(m)];
-  }));
+  fillTable('models', rows.map((m) => [catalogCell(m), m.task ? (TASK_WORDS[m.task] || m.task) : '-', modeBadge(m),
+    m.price ? m.price.amount : '?', reputation(m)]));
   $('catalog-more').hidden = !nextCursor;
+  $('catalog-empty').hidden = rows.length > 0;
   const of = typeof total === 'number' && total > rows.length ? ` of ${total}` : '';
   say('catalog-status', rows.length ? `${rows.length}${of} model(s)` : 'no model matches');
 }
@@ -87,25 +85,27 @@ async function showModel(id) {
   if (!response.ok) { text($('model-title'), `Model ${id}: not found`); return; }
   const m = await response.json();
   text($('model-title'), m.name || id);
-  fillList('model-details', [['model id', m.id], ['mode', m.mode || 'proven'], ['guarantee', m.guarantee],
-    ['price (USDC)', m.price && m.price.amount + (m.attested && m.attested.price_unit ? ` (${m.attested.price_unit})` : '')],
-    ['privacy', m.privacy],
-    ['accuracy on samples', m.accuracy && Object.keys(m.accuracy).length ? JSON.stringify(m.accuracy) : null],
-    ['commitments', m.commitments ? JSON.stringify(m.commitments) : null],
-    ['verifier contract', m.verifier && m.verifier.address], ['verifier bytecode (CID)', m.verifier && m.verifier.bytecode_cid],
-    ['registry listing', m.registry && m.registry.onchain_id], ['owner', m.owner],
-    ['status', m.status && m.status !== 'active' ? m.status + (m.review_reason ? `: ${m.review_reason}` : '') : null],
-    ['description', m.description || null], ['task', m.task], ['tags', m.tags && m.tags.length ? m.tags.join(', ') : null],
-    ['license', m.license], ['replaces', m.supersedes],
-    ['prover', m.prover ? `${m.prover.address}: ${reputation(m)}` : null]]);
-  text($('model-schema'), JSON.stringify(m.inputs && m.inputs.length ? m.inputs : m.attested || {}, null, 2));
-  text($('model-example'), JSON.stringify(example(m)));
+  $('model-badge').replaceChildren(modeBadge(m));
+  text($('model-owner'), ownerWords(m) || 'owner unknown');
+  $('model-description').replaceChildren(m.description ? markdown(m.description) : text(document.createElement('p'),
+    'The owner wrote no description.'));
+  $('model-details').replaceChildren(facts(m));
+  const schema = JSON.stringify(m.inputs && m.inputs.length ? m.inputs : m.attested || {});
+  $('model-verification-list').replaceChildren(details(m, schema, JSON.stringify(example(m))));
+  showUsage(m.id);
   current = m;
   buildForm(m);
   $('escrow').hidden = !(m.registry && m.registry.registered) || m.mode === 'attested';
   $('model').scrollIntoView();
   showStats(m.id, m.owner);
   showVersions(m.id);
+}
+
+// Usage in one line (the public stats: buckets of few calls hidden), beside the charts the stats section draws.
+async function showUsage(id) {
+  text($('model-usage'), 'usage: reading…');
+  const response = await nodeFetch(`/v1/models/${encodeURIComponent(id)}/stats?days=30`).catch(() => null);
+  text($('model-usage'), response && response.ok ? `Usage: ${usageWords(await response.json())}` : 'usage unknown');
 }
 
 // The line of versions the listing is on (GET /v1/models/{id}/versions): each a link, the latest sold one named.

@@ -2,9 +2,10 @@
 // inputs, a text box for attested language models, JSON for anything), and a call paid with the connected
 // wallet through the x402 client library (eth_signTypedData_v4, capped to the node's asset, network and the
 // person's maximum). Nothing is paid unless the node answered with a result.
-import { $, say, fillList, nodeFetch } from './ui.js';
+import { $, text, say, fillList, nodeFetch } from './ui.js';
 import { wallet, nodeInfo, ensureWallet, rejected } from './wallet.js';
 import { verifyBundle } from './verify.js';
+import { outputView, verdict } from './card.js';
 
 const PAD_MIN = 4;
 const PAD_MAX = 32;
@@ -156,6 +157,7 @@ async function payingFetch(info) {
 
 export async function call(m) {
   $('call-result').replaceChildren();
+  $('call-answer').replaceChildren();
   if (!m) { say('call-status', 'the model\'s page is still loading: nothing was sent, nothing paid', 'bad'); return; }
   let doc;
   try { doc = requestBody(m); } catch (err) {
@@ -192,9 +194,9 @@ export async function call(m) {
   const b = body.bundle;
   if (b.mode !== 'attested') {
     say('call-status', 'answered: verifying its proof in this browser…');
-    await show(body, await verified(b));
+    await show(m, body, await verified(b));
   } else {
-    await show(body, null);
+    await show(m, body, null);
   }
   onAnswer(b);
 }
@@ -237,11 +239,14 @@ async function follow(job) {
 // A proven answer's output is shown only as the proof's public instances commit to it, once the bundle verified
 // here (verify.js: the rules of `proofmarket verify`); the node's own "output" field is never shown.
 async function verified(b) {
+  const started = performance.now();
+  let result;
   try {
-    return await verifyBundle(await engine(), b, location.origin);
+    result = await verifyBundle(await engine(), b, location.origin);
   } catch (err) {
-    return { valid: false, error: `the WASM verifier could not start (${err.message || err})` };
+    result = { valid: false, checks: [], error: `the WASM verifier could not start (${err.message || err})` };
   }
+  return { ...result, ms: Math.round(performance.now() - started) };
 }
 
 // An attested answer has no proof: its output is the one in the bundle the node signed (re-check it with
@@ -251,8 +256,17 @@ function attestedOutput(b) {
   return out.text !== undefined ? out.text : JSON.stringify(out.values);
 }
 
-async function show(body, check) {
+async function show(m, body, check) {
   const b = body.bundle;
+  const answer = $('call-answer');
+  if (check === null) {  // attested: the signed output, said to be unproven
+    const out = b.output || {};
+    answer.replaceChildren(out.text !== undefined ? text(document.createElement('p'), out.text) : outputView(m, out.values),
+      text(document.createElement('p'), 'Attested by the node, not proven: re-check it with proofmarket verify --reexecute.'));
+  } else {
+    answer.replaceChildren(verdict(check.valid, check.ms, check.checks, check.error));
+    if (check.valid) answer.append(outputView(m, check.output));
+  }
   const proven = b.mode !== 'attested' && b.proof && b.proof.hex;
   const output = check === null ? attestedOutput(b)
     : check.valid ? JSON.stringify(check.output) : `not shown: the bundle does not verify (${check.error})`;
@@ -272,8 +286,39 @@ async function show(body, check) {
     + 'its proof bundle is loaded in the verifier below' : 'answered (attested: no zero-knowledge proof)', 'ok');
 }
 
+// The request on this form as a developer would send it (the node's URL, the model's route, the JSON body); paid
+// calls need an x402 client: the snippets use the SDK and the TypeScript client, which pay as this page does.
+export function snippet(m, kind) {
+  const body = JSON.stringify(requestBody(m));
+  const route = `${location.origin}/v1/models/${m.id}/${generates(m) ? 'generate' : 'infer'}`;
+  if (kind === 'curl') return `curl -s ${route} -H 'Content-Type: application/json' -d '${body.replace(/'/g, "'\\''")}'`;
+  if (kind === 'python') {
+    return `from eth_account import Account\nfrom proofmarket import Client\n\n`
+      + `client = Client("${location.origin}", account=Account.from_key(KEY))  # pays the 402 with x402\n`
+      + `result = client.infer("${m.id}", ${body})\nprint(result.output, result.checks)  # verified locally`;
+  }
+  return `import { ProofMarket } from '@proofmarket/client';\nimport { privateKeyToAccount } from 'viem/accounts';\n\n`
+    + `const pm = new ProofMarket({ baseUrl: '${location.origin}' });\n`
+    + `const paying = await pm.paying({ account: privateKeyToAccount(KEY) });\n`
+    + `const answer = await paying.infer('${m.id}', ${body});\n`
+    + `console.log(answer.output, (await pm.verifyBundle(answer.bundle)).valid);`;
+}
+
+async function copySnippet(m, kind, buttonId) {
+  if (!m) return;
+  let value;
+  try { value = snippet(m, kind); } catch { say('call-status', 'the input is not valid JSON: fix it first', 'bad'); return; }
+  try { await navigator.clipboard.writeText(value); say('call-status', `copied as ${kind}`); } catch {
+    say('call-status', 'the browser refused the clipboard: the request is in the JSON box above', 'bad');
+  }
+  $(buttonId).dataset.snippet = value;
+}
+
 export function bindCall(current, loadEngine) {
   engine = loadEngine;
+  $('copy-curl').addEventListener('click', () => copySnippet(current(), 'curl', 'copy-curl'));
+  $('copy-python').addEventListener('click', () => copySnippet(current(), 'python', 'copy-python'));
+  $('copy-ts').addEventListener('click', () => copySnippet(current(), 'ts', 'copy-ts'));
   $('call-form').addEventListener('submit', (e) => { e.preventDefault(); call(current()); });
   $('call-max-tokens').addEventListener('input', () => { const m = current(); if (m && generates(m)) $('call-max').value = capFor(m, Number($('call-max-tokens').value || 0)); });
 }

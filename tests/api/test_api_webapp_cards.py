@@ -1,0 +1,106 @@
+"""The web app as a new visitor uses it (Chromium through Playwright, no JSON typed): finds a model by its task in
+the catalogue, reads its card (safe Markdown: an owner's script never runs, only http(s) links, opened noopener),
+tries it from the generated number fields and reads a verdict and the top classes by their labels; axe-core finds
+no serious or critical accessibility violation on the catalogue or the card, at desktop and phone widths."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from api_helpers import mlp_input
+from browser_wallet import chromium_or_skip
+from fastapi import FastAPI
+from served import Served
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "tests" / "screenshots"
+AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+DESCRIPTION = ("Classifies **synthetic** points into three classes.\n\n- 8 features\n- logits out\n\n"
+               "See [the data](https://example.org/data) and [this](javascript:alert(1)).\n\n"
+               "<script>window.pwned = 1</script><img src=x onerror=\"window.pwned = 2\">")
+LABELS = ["alpha", "beta", "gamma"]
+
+
+@pytest.fixture
+def served(mlp_app: FastAPI, mlp_id: str) -> Iterator[str]:
+    entry = {"description": DESCRIPTION, "task": "classification", "tags": ["tabular", "demo"], "license": "MIT",
+             "outputs": [{"name": "logits", "description": "one score per class", "labels": LABELS}]}
+    mlp_app.state.services.catalog.repo.upsert(mlp_id, name="three-classes", price_atomic=10_000, catalog=entry)
+    with Served(mlp_app) as node:
+        yield node.url
+
+
+def _axe(page: Any) -> list[dict[str, Any]]:
+    page.add_script_tag(path=str(AXE))  # the context bypasses the CSP for this test-only script
+    found = page.evaluate("axe.run(document, { resultTypes: ['violations'] }).then((r) => r.violations"
+                          ".map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.map((n) => n.target) })))")
+    return [v for v in found if v["impact"] in ("serious", "critical")]
+
+
+def _until(page: Any, selector: str) -> str:
+    page.wait_for_selector(selector)
+    return page.text_content(selector) or ""
+
+
+def test_a_visitor_finds_reads_and_tries_a_model_without_json(served: str, mlp_id: str) -> None:
+    if not AXE.is_file():
+        pytest.fail("axe-core is one of the npm tools (make setup)")
+    sync_playwright, chromium = chromium_or_skip()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
+        page = context.new_page()
+        page.set_default_timeout(90_000)  # a loaded CI machine
+        page.goto(f"{served}/app/")
+        page.wait_for_selector("#models:not([hidden])")
+        page.select_option("#task-filter", "classification")
+        page.wait_for_selector(f"#models a[href='#model/{mlp_id}']")
+        row = page.locator("#models tbody tr").first.inner_text()
+        assert "three-classes" in row and "Proven" in row and "tabular" in row and "classifies" in row, row
+        assert _axe(page) == []
+
+        page.click(f"#models a[href='#model/{mlp_id}']")
+        page.wait_for_selector("#model:not([hidden])")
+        assert page.locator("#model-description strong").inner_text() == "synthetic"
+        assert page.locator("#model-description li").count() == 2
+        links = page.locator("#model-description a")
+        assert links.count() == 1 and links.get_attribute("href") == "https://example.org/data"
+        assert "noopener" in (links.get_attribute("rel") or "")
+        assert page.locator("#model-description script, #model-description img").count() == 0
+        assert page.evaluate("window.pwned === undefined")
+        assert "<script>" in page.inner_text("#model-description")  # shown as the text it is
+        facts = page.inner_text("#model-details")
+        assert "classification" in facts and "MIT" in facts and "zero-knowledge proof" in facts
+        assert "Usage:" in _until(page, "#model-usage")
+        assert not page.is_visible("#model-verification-list")  # one click away
+        page.click("#model-verification summary")
+        assert mlp_id in page.inner_text("#model-verification-list")
+        assert page.locator("#model-verification-list button.copy").count() >= 3
+
+        fields = page.locator("#call-fields input[type=number]")
+        values = mlp_input()["input_data"][0]
+        assert fields.count() == len(values)
+        for i, value in enumerate(values):
+            fields.nth(i).fill(str(value))
+        assert json.loads(page.input_value("#call-json"))["inputs"]  # the form wrote the request
+        page.click("#call-button")
+        page.wait_for_selector("#call-answer .verdict")
+        verdict = page.inner_text("#call-answer .verdict")
+        assert verdict.startswith("Verified in this browser in") and "ms" in verdict, verdict
+        top = page.locator("#call-answer .top-classes li")
+        assert top.count() == 3 and all(any(t.startswith(label) for label in LABELS) for t in top.all_inner_texts())
+        page.click("#call-answer .evidence summary")
+        assert page.locator("#call-answer .evidence li").count() >= 3
+        assert _axe(page) == []
+        SHOTS.mkdir(exist_ok=True)
+        page.locator("#model").screenshot(path=str(SHOTS / "app-model-card.png"))
+
+        page.set_viewport_size({"width": 375, "height": 800})
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375
+        assert _axe(page) == []
+        page.locator("#model").screenshot(path=str(SHOTS / "app-model-card-375px.png"))
+        browser.close()
