@@ -28,6 +28,8 @@ def verify(bundle: Any, store: ArtifactStore, *, reexecute: bool = False,
            model_dir: Path | None = None, work_dir: Path | None = None, threads: int | None = None) -> VerifyReport:
     from proofmarket.systems.attested import service
 
+    if isinstance(bundle, dict):  # the document as stored or sent: parsed here, as the port takes either
+        bundle = parse_bundle(bundle)
     checks = service.check_bundle(bundle, store)
     if bundle.receipt is not None:
         checks.append(check_receipt(bundle))
