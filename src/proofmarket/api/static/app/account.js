@@ -33,6 +33,8 @@ async function earnings() {
   if (e.book) {
     fillTable('book-table', Object.entries(e.book.models).map(([id, m]) => [id.slice(0, 16) + '…', `${usdc(m.owed)} USDC`,
       `${usdc(m.in_flight)} USDC`, `${usdc(m.paid)} USDC`]));
+    fillTable('revenue-rail-table', Object.entries(e.book.by_rail || {}).map(([rail, v]) => [rail, `${usdc(v)} USDC`]));
+    fillTable('revenue-day-table', (e.book.by_day || []).slice(-30).reverse().map((d) => [d.day, `${usdc(d.revenue)} USDC`]));
   }
   if (e.owed && BigInt(e.owed) > 0n) {
     const b = button(`Withdraw ${usdc(e.owed)} USDC`, () => withdraw(e.address));
