@@ -141,6 +141,8 @@ def test_a_wallet_pays_for_an_attested_generation_from_the_prompt_box(node: Serv
         assert "attested" in status, status
         result = page.text_content("#call-result") or ""
         assert "no proof: an attestation" in result and "8000 atomic USDC from" in result
+        streamed = page.locator("#call-answer .streamed")  # the text came as Server-Sent Events, token by token
+        assert int(streamed.get_attribute("data-tokens") or 0) == 8 and streamed.inner_text()
         assert payer.address.lower() in (page.text_content("#wallet-status") or "").lower()
         page.screenshot(path=str(ROOT / "tests" / "screenshots" / "app-generate.png"), full_page=True)
         browser.close()

@@ -176,13 +176,25 @@ export async function call(m) {
   const path = `/v1/models/${encodeURIComponent(m.id)}/${generates(m) ? 'generate' : 'infer'}`;
   let response;
   try {
-    response = await doFetch(path, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(doc) });
+    const headers = { 'Content-Type': 'application/json' };
+    if (generates(m)) headers.Accept = 'text/event-stream';  // the text as it is generated (paid: once settled)
+    response = await doFetch(path, { method: 'POST', headers, body: JSON.stringify(doc) });
   } catch (err) {
     say('call-status', rejected(err) ? 'you rejected the signature: nothing was paid'
       : `the call failed before an answer (${err.message || err}): is the node up? nothing was paid`, 'bad');
     return;
   }
-  let body = await response.json().catch(() => ({}));
+  let body;
+  if (response.ok && (response.headers.get('content-type') || '').startsWith('text/event-stream')) {
+    body = await streamed(response);
+    if (body === null) return;
+    if (body.id && !body.bundle) {  // the stream's `pending` event: paid, still settling
+      body = await follow(body);
+      if (body === null) return;
+    }
+  } else {
+    body = await response.json().catch(() => ({}));
+  }
   if (response.status === 202 && body.id) {  // paid, still settling (or still proving): follow the call to its end
     body = await follow(body);
     if (body === null) return;
@@ -199,6 +211,45 @@ export async function call(m) {
     await show(m, body, null);
   }
   onAnswer(b);
+}
+
+// A generation's Server-Sent Events: each `token` appended to the text as it comes (a live region), then the
+// `result` (the answer a plain call gives) or `pending` (the job to follow); an `error` is said and ends it.
+async function streamed(response) {
+  const out = document.createElement('p');
+  out.className = 'streamed';
+  out.setAttribute('aria-live', 'polite');
+  out.dataset.tokens = '0';
+  $('call-answer').replaceChildren(out);
+  say('call-status', 'generating…');
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    buffer += decoder.decode(value || new Uint8Array(), { stream: !done });
+    let cut;
+    while ((cut = buffer.indexOf('\n\n')) >= 0) {
+      const block = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      const event = (/^event: ?(.*)$/m.exec(block) || [])[1] || 'message';
+      const lines = block.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.replace(/^data: ?/, ''));
+      let data;
+      try { data = JSON.parse(lines.join('\n')); } catch { continue; }
+      if (event === 'token') {
+        out.textContent += data.text || '';
+        out.dataset.tokens = String(Number(out.dataset.tokens) + 1);
+      } else if (event === 'result' || event === 'pending') {
+        return data;
+      } else if (event === 'error') {
+        say('call-status', `${data.code || 'error'}: ${data.message || 'the generation failed'} (nothing was charged)`, 'bad');
+        return null;
+      }
+    }
+    if (done) break;
+  }
+  say('call-status', 'the stream ended without an answer: see History; a call that did not finish is not charged', 'bad');
+  return null;
 }
 
 // A 202: the call is paid and its payment is settling (or its proof still running). Poll the job with its token
@@ -259,9 +310,11 @@ function attestedOutput(b) {
 async function show(m, body, check) {
   const b = body.bundle;
   const answer = $('call-answer');
-  if (check === null) {  // attested: the signed output, said to be unproven
+  if (check === null) {  // attested: the signed output (the streamed text, now final), said to be unproven
     const out = b.output || {};
-    answer.replaceChildren(out.text !== undefined ? text(document.createElement('p'), out.text) : outputView(m, out.values),
+    const shown = answer.querySelector('.streamed') || document.createElement('p');
+    if (out.text !== undefined) text(shown, out.text);
+    answer.replaceChildren(out.text !== undefined ? shown : outputView(m, out.values),
       text(document.createElement('p'), 'Attested by the node, not proven: re-check it with proofmarket verify --reexecute.'));
   } else {
     answer.replaceChildren(verdict(check.valid, check.ms, check.checks, check.error));
