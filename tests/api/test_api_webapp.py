@@ -180,6 +180,19 @@ def test_an_operator_lists_a_model_from_the_page_and_sees_the_compile_progress(m
             browser.close()
 
 
+def _png_diagonal(n: int) -> bytes:
+    """An n x n grey PNG: black on the diagonal, white elsewhere (written here: no imaging library needed)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    rows = b"".join(b"\x00" + bytes(0 if x == y else 255 for x in range(n)) for y in range(n))
+    header = struct.pack(">IIBBBBB", n, n, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
 @pytest.mark.slow
 def test_an_image_model_gets_a_drawing_pad_and_a_node_that_went_away_is_named(make_app: AppFactory,
                                                                               node_home: Path) -> None:
@@ -213,6 +226,18 @@ def test_an_image_model_gets_a_drawing_pad_and_a_node_that_went_away_is_named(ma
             flat = list(_flatten(doc["inputs"][next(iter(doc["inputs"]))]))
             assert [i for i, v in enumerate(flat) if v] == [9, 18] and len(flat) == 64
             assert page.get_attribute(".pad .pixel >> nth=18", "aria-pressed") == "true"
+            image = node_home.parent / "diagonal.png"
+            image.write_bytes(_png_diagonal(8))  # dark ink on white, as a scanned digit
+            page.set_input_files(".pad-box input[type=file]", str(image))
+            deadline = time.monotonic() + 30
+            while True:
+                doc = json.loads(page.input_value("#call-json"))
+                flat = list(_flatten(doc["inputs"][next(iter(doc["inputs"]))]))
+                if [i for i, v in enumerate(flat) if v > 0.5] == [9 * k for k in range(8)]:
+                    break
+                assert time.monotonic() < deadline, flat
+                time.sleep(0.2)
+            assert max(v for i, v in enumerate(flat) if i % 9) < 0.5  # the white page stays 0
             page.screenshot(path=str(ROOT / "tests" / "screenshots" / "app-drawing-pad.png"), full_page=True)
             page.click("#call-button")
             page.wait_for_selector("#call-status.ok, #call-status.bad", timeout=60_000)

@@ -126,7 +126,43 @@ function pad(name, [h, w], values, sync) {
   clear.type = 'button';
   clear.textContent = `Clear ${name}`;
   clear.addEventListener('click', () => cells.forEach((_, i) => set(i, false)));
-  box.append(grid, clear);
+  box.append(grid, clear, upload(name, [h, w], (pixels) => {
+    pixels.forEach((v, i) => { values[i] = v; cells[i].setAttribute('aria-pressed', String(v >= 0.5)); });
+    sync();
+  }));
+  return box;
+}
+
+// Or an image file: decoded in the page (createImageBitmap: nothing is fetched), resized to H x W, made grey, and
+// scaled as the pad draws (dark ink on a light page is 1.0, the page 0.0; a dark background is inverted first).
+function upload(name, [h, w], apply) {
+  const label = document.createElement('label');
+  label.textContent = `Or upload an image for ${name} (resized to ${h} x ${w})`;
+  const input = document.createElement('input');
+  input.type = 'file';
+  input.accept = 'image/*';
+  input.id = `pad-upload-${name}`;
+  label.htmlFor = input.id;
+  input.addEventListener('change', async () => {
+    const file = input.files && input.files[0];
+    if (!file) return;
+    try {
+      const bitmap = await createImageBitmap(file, { resizeWidth: w, resizeHeight: h, resizeQuality: 'high' });
+      const canvas = document.createElement('canvas');
+      canvas.width = w; canvas.height = h;
+      const ctx = canvas.getContext('2d');
+      ctx.drawImage(bitmap, 0, 0, w, h);
+      const rgba = ctx.getImageData(0, 0, w, h).data;
+      const grey = Array.from({ length: w * h }, (_, i) => (0.299 * rgba[4 * i] + 0.587 * rgba[4 * i + 1] + 0.114 * rgba[4 * i + 2]) / 255);
+      const darkPage = grey.reduce((a, b) => a + b, 0) / grey.length < 0.5;
+      apply(grey.map((g) => Math.round(1000 * (darkPage ? g : 1 - g)) / 1000));
+      say('call-status', `${file.name} drawn on the pad (${h} x ${w})`);
+    } catch (err) {
+      say('call-status', `${file.name} is not an image this browser can read: nothing changed`, 'bad');
+    }
+  });
+  const box = document.createElement('div');
+  box.append(label, input);
   return box;
 }
 
