@@ -154,8 +154,7 @@ def build_money(settings: Settings, db: Database, rails: Rails, listings: Listin
     from proofmarket.payments.credits.rail import CreditsRail
     from proofmarket.payments.exact.rail import X402Payments
 
-    exact = next((r for r in rails.all() if isinstance(r, X402Payments)), None)
-    credits = next((r for r in rails.all() if isinstance(r, CreditsRail)), None)
+    exact, credits = rails.of(X402Payments), rails.of(CreditsRail)
     chain = credits.chain if credits is not None else None
     if exact is None or credits is None or chain is None:
         return Money(book)

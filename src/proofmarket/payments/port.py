@@ -25,12 +25,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from proofmarket.core.errors import UsageError
 from proofmarket.payments.tickets import PaymentTicket, ProofOutcome, Settlement
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,11 @@ class Rails:
 
     def all(self) -> list[PaymentPort]:
         return list(self._rails.values())
+
+    def of(self, kind: type[R]) -> R | None:
+        """The rail of this class, if the node runs one (a route of one rail asks for its own: the credits routes
+        for the credits rail, the channels routes for the batch-settlement rail)."""
+        return next((r for r in self._rails.values() if isinstance(r, kind)), None)
 
     def select(self, headers: Mapping[str, str]) -> PaymentPort:
         for rail in self._rails.values():

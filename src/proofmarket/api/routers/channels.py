@@ -46,10 +46,10 @@ CHANNEL_ID = re.compile(r"^0x[0-9a-fA-F]{64}$")
 
 
 def _rail(services: NodeServices) -> BatchSettlementRail:
-    for rail in services.rails.all():
-        if isinstance(rail, BatchSettlementRail):
-            return rail
-    raise ChannelsUnavailable("this node does not offer x402 batch-settlement channels")
+    rail = services.rails.of(BatchSettlementRail)
+    if rail is None:
+        raise ChannelsUnavailable("this node does not offer x402 batch-settlement channels")
+    return rail
 
 
 def channel_view(channel: Channel) -> dict[str, Any]:
@@ -72,8 +72,8 @@ async def refund(request: Request, services: ServicesDep) -> Any:
     header = request.headers.get(PAYMENT_SIGNATURE_HEADER)
     if not header:
         err = PaymentRequired("send a batch-settlement refund payload in PAYMENT-SIGNATURE to refund your channel")
-        exact = services.payments
-        if isinstance(exact, X402Payments):
+        exact = services.rails.of(X402Payments)
+        if exact is not None:
             err.headers = {PAYMENT_REQUIRED_HEADER: exact.gate.payment_required_header(
                 [rail.refund_terms()], f"{base_url(request, services.settings)}/v1/channels/refund",
                 description="refund of an x402 batch-settlement channel", error=err.code)}

@@ -57,10 +57,10 @@ MAX_KEYS = 50  # live keys a wallet may hold, and keys it may make in 24 hours (
 
 
 def _rail(services: NodeServices) -> CreditsRail:
-    for rail in services.rails.all():
-        if isinstance(rail, CreditsRail):
-            return rail
-    raise CreditsUnavailable("this node sells no API keys or credits (payments are off)")
+    rail = services.rails.of(CreditsRail)
+    if rail is None:
+        raise CreditsUnavailable("this node sells no API keys or credits (payments are off)")
+    return rail
 
 
 @router.post("/v1/keys", operation_id="create_api_key", status_code=201,
