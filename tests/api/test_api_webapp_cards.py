@@ -99,8 +99,15 @@ def test_a_visitor_finds_reads_and_tries_a_model_without_json(served: str, mlp_i
         SHOTS.mkdir(exist_ok=True)
         page.locator("#model").screenshot(path=str(SHOTS / "app-model-card.png"))
 
+        for width in (320, 375, 768, 1920):  # no layout breaks: nothing scrolls sideways
+            page.set_viewport_size({"width": width, "height": 800})
+            assert page.evaluate("document.documentElement.scrollWidth") <= width, width
         page.set_viewport_size({"width": 375, "height": 800})
-        assert page.evaluate("document.documentElement.scrollWidth") <= 375
         assert _axe(page) == []
+
+        page.evaluate("document.getElementById('model-verification').open = false")  # keyboard: open it again
+        page.focus("#model-verification summary")
+        page.keyboard.press("Enter")
+        assert page.evaluate("document.getElementById('model-verification').open")
         page.locator("#model").screenshot(path=str(SHOTS / "app-model-card-375px.png"))
         browser.close()
