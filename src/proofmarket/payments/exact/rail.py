@@ -138,7 +138,10 @@ class X402Payments:
         return self.gate.signed_payer(headers.get(PAYMENT_SIGNATURE_HEADER))
 
     def cover(self, ticket: PaymentTicket, held_atomic: int) -> None:
-        if not ticket.payer:
+        """With nothing else of the payer's held, the facilitator's verify just now simulated this very transfer
+        (the x402 ``exact`` check: the balance covers the amount), so no second read of the balance is made: the
+        RPC is spent only when other unsettled calls of the payer must fit beside this one."""
+        if not ticket.payer or held_atomic <= 0:
             return
         balance = self.gate.balance(ticket.payer)
         if balance is not None and balance - held_atomic < ticket.amount_atomic:
