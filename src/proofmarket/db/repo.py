@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, delete, func, or_, select, update
@@ -334,20 +334,27 @@ class LeaseRepo:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def acquire(self, name: str, holder: str, ttl_s: float) -> bool:
-        """Take or renew ``name`` for ``holder``; False while another holder's lease runs."""
+    def acquire(self, name: str, holder: str, ttl_s: float, *, fresh: bool = False) -> bool:
+        """Take or renew ``name`` for ``holder``; False while another holder's lease runs. ``fresh``: a holder that
+        never held it (a short lock), whose usual case is no row at all (a released lease is deleted): the insert is
+        tried first, one transaction instead of two."""
         now = utcnow()
         until = now + timedelta(seconds=ttl_s)
+        if fresh and self._insert(name, holder, until):
+            return True
         with self.db.session() as s:
             res = s.execute(update(LeaseRow).where(LeaseRow.name == name, or_(
                 LeaseRow.holder == holder, LeaseRow.expires_at < now)).values(holder=holder, expires_at=until))
             if res.rowcount:  # type: ignore[attr-defined]
                 return True
+        return not fresh and self._insert(name, holder, until)
+
+    def _insert(self, name: str, holder: str, until: datetime) -> bool:
         try:
             with self.db.session() as s:
                 s.add(LeaseRow(name=name, holder=holder, expires_at=until))
             return True
-        except IntegrityError:  # held by someone else
+        except IntegrityError:  # held by someone else (or, for a fresh holder, an expired row the update takes)
             return False
 
     def holder(self, name: str) -> str | None:
@@ -366,7 +373,7 @@ class LeaseRepo:
         holder = uuid.uuid4().hex
         deadline = time.monotonic() + wait_s
         pause = 0.002
-        while not self.acquire(name, holder, ttl_s):
+        while not self.acquire(name, holder, ttl_s, fresh=True):
             if time.monotonic() > deadline:
                 raise busy
             time.sleep(pause)
