@@ -121,9 +121,15 @@ def test_lying_sizes_directories_deep_chains_and_garbage_are_refused() -> None:
             read_file(_cid_text(cid), blocks.__getitem__, 1 << 20)
     with pytest.raises(StoreError, match="not a CID"):
         read_file("bafy-not-a-cid", blocks.__getitem__, 1 << 20)
+    empty = block_cid(b"", RAW)
+    blocks[empty] = b""
+    wide = put(_node([(empty, 0)] * 174))  # 174 empty children, 174 times over: no bytes, many fetches
+    fanned = put(_node([(wide, 0)] * 174))
+    with pytest.raises(StoreError, match="more blocks"):
+        read_file(_cid_text(fanned), blocks.__getitem__, 1 << 20)
 
 
 def test_a_manifest_names_its_roots() -> None:
-    doc = {"onnx": {"cid": "a", "unixfs": "b"}, "files": {"x": {"cid": "c"}}, "batches": [{"vk": {"cid": "d",
-                                                                                               "unixfs": "e"}}]}
-    assert unixfs_roots(doc) == {"a": "b", "d": "e"}
+    doc = {"onnx": {"cid": "a", "unixfs": "b", "size": 7}, "files": {"x": {"cid": "c"}},
+           "batches": [{"vk": {"cid": "d", "unixfs": "e", "size": -1}}]}
+    assert unixfs_roots(doc) == {"a": ("b", 7), "d": ("e", None)}

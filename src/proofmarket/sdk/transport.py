@@ -115,7 +115,7 @@ class NodeSession:
         The roots need no trust: the file a gateway's blocks make is checked against the store's CID."""
         from proofmarket.store.unixfs import CHUNK, unixfs_roots
 
-        roots: dict[str, str] = self.__dict__.setdefault("_unixfs_roots", {})
+        roots: dict[str, tuple[str, int | None]] = self.__dict__.setdefault("_unixfs_roots", {})
         seen: set[str] = self.__dict__.setdefault("_unixfs_scanned", set())
         if cid in seen or store.size(cid) > 4 * CHUNK:  # a manifest is a small JSON document
             return
@@ -127,10 +127,10 @@ class NodeSession:
         from proofmarket.store.pinning import fetch_from_gateway
 
         errors = []
-        root = self.__dict__.get("_unixfs_roots", {}).get(cid)
+        root, size = self.__dict__.get("_unixfs_roots", {}).get(cid, (None, None))
         for gateway in self.gateways:
-            try:
-                store.put(fetch_from_gateway(gateway, cid, root))
+            try:  # a file the manifest sized is read to that size at most (the whole is checked by its CID anyway)
+                store.put(fetch_from_gateway(gateway, cid, root, **({"max_bytes": size} if size is not None else {})))
                 return
             except StoreError as exc:
                 errors.append(exc.message)

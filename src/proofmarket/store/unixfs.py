@@ -164,12 +164,17 @@ def decode_node(block: bytes) -> Node:
 
 def read_file(root: str, get_block: Callable[[bytes], bytes], max_bytes: int) -> bytes:
     """The bytes of the UnixFS file ``root``: each block from ``get_block(binary CID)`` is checked against its CID
-    (sha2-256 only), dag-pb nodes are walked in order, and the total is capped at ``max_bytes``."""
+    (sha2-256 only), dag-pb nodes are walked in order, the total is capped at ``max_bytes`` and the blocks fetched at
+    one per KiB of it (plus a margin): a DAG of empty or repeated children cannot make a reader fetch forever."""
     out = bytearray()
+    budget = [max_bytes // 1024 + 1024]
 
     def walk(cid: bytes, expected: int | None, depth: int) -> None:
         if depth > MAX_DEPTH:
             raise StoreError(f"The UnixFS file {root} is nested deeper than {MAX_DEPTH} levels.")
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise StoreError(f"The UnixFS file {root} is made of more blocks than a file of its size needs.")
         parsed = _decode_cid(cid)
         if parsed.hashfun.name != "sha2-256" or parsed.codec.code not in (RAW, DAG_PB):
             raise StoreError(f"{parsed} is not a sha2-256 raw or dag-pb block.")
@@ -197,14 +202,15 @@ def read_file(root: str, get_block: Callable[[bytes], bytes], max_bytes: int) ->
     return bytes(out)
 
 
-def unixfs_roots(doc: object, depth: int = 0) -> dict[str, str]:
-    """Every ``{"cid": ..., "unixfs": ...}`` pair in a document (a manifest's artifact references), as cid -> root."""
-    found: dict[str, str] = {}
+def unixfs_roots(doc: object, depth: int = 0) -> dict[str, tuple[str, int | None]]:
+    """Every ``{"cid", "unixfs", "size"}`` reference in a document (a manifest's artifacts): cid -> (root, size)."""
+    found: dict[str, tuple[str, int | None]] = {}
     if depth > 32:
         return found
     if isinstance(doc, dict):
         if isinstance(doc.get("cid"), str) and isinstance(doc.get("unixfs"), str):
-            found[doc["cid"]] = doc["unixfs"]
+            size = doc.get("size")
+            found[doc["cid"]] = (doc["unixfs"], size if isinstance(size, int) and size >= 0 else None)
         for value in doc.values():
             found.update(unixfs_roots(value, depth + 1))
     elif isinstance(doc, list):
