@@ -93,6 +93,14 @@ def test_a_visitor_finds_reads_and_tries_a_model_without_json(served: str, mlp_i
         assert verdict.startswith("Verified in this browser in") and "ms" in verdict, verdict
         top = page.locator("#call-answer .top-classes li")
         assert top.count() == 3 and all(any(t.startswith(label) for label in LABELS) for t in top.all_inner_texts())
+        page.click("#copy-python")  # the same request for developers (the clipboard may be refused headless)
+        page.wait_for_selector("#copy-python[data-snippet]")  # set by the click's handler, before the clipboard
+        python = page.get_attribute("#copy-python", "data-snippet") or ""
+        assert f'client.infer("{mlp_id}", json.loads(' in python and "from proofmarket import Client" in python
+        page.click("#copy-curl")
+        page.wait_for_selector("#copy-curl[data-snippet]")
+        curl = page.get_attribute("#copy-curl", "data-snippet") or ""
+        assert curl.startswith(f"curl -s '{served}/v1/models/{mlp_id}/infer'") and "-d '{" in curl
         page.click("#call-answer .evidence summary")
         assert page.locator("#call-answer .evidence li").count() >= 3
         assert _axe(page) == []

@@ -165,3 +165,35 @@ def test_a_bundle_signed_before_rfc_8785_still_verifies(doc: dict[str, Any], att
         else:
             with pytest.raises(VerificationFailed, match="does not sign"):
                 attested_ws.verify(old.to_doc())
+
+
+def test_a_request_committed_before_rfc_8785_opens_and_its_instances_are_judged_honest(
+        doc: dict[str, Any]) -> None:
+    """A greedy request (temperature 0.0) committed in the legacy canonical form opens in that form, the fulfilment
+    hashes it the same way, and a judge takes the instances of either form (never a false "cheated")."""
+    from eth_utils.crypto import keccak
+
+    from proofmarket.core.canonical import legacy_canonical_json
+    from proofmarket.systems.attested.documents import AttestedBundle
+    from proofmarket.systems.attested.instances import (
+        escrow_request,
+        input_commitment,
+        instance_candidates,
+        instances_of,
+        opening,
+    )
+
+    bundle = AttestedBundle.model_validate(doc)
+    request = {"prompt": bundle.input.prompt, "max_tokens": bundle.decoding.max_tokens,
+               "temperature": bundle.decoding.temperature, "seed": bundle.decoding.seed}
+    legacy_hash = int.from_bytes(keccak(legacy_canonical_json(escrow_request(request))), "big")
+    legacy_commitment = "0x" + keccak(legacy_hash.to_bytes(32, "big")).hex()
+    assert legacy_commitment != input_commitment(request)
+    assert opening(request, legacy_commitment) == (legacy_commitment, 1)
+    assert opening(request, input_commitment(request)) == (input_commitment(request), 0)
+    assert instances_of(bundle, request, 1)[0] == legacy_hash
+    candidates = instance_candidates(bundle, request)
+    assert instances_of(bundle, request) in candidates and instances_of(bundle, request, 1) in candidates
+    forged = instances_of(bundle, request)
+    forged[4] ^= 1  # another output
+    assert forged not in candidates

@@ -45,3 +45,11 @@ def test_a_body_purpose_is_rfc_8785_and_takes_the_old_one_for_a_release() -> Non
     current, old = body_purposes(body)
     assert current == body_purpose(body) and current != old
     assert body_purposes({"scope": "infer", "cap": 5}) == [body_purpose({"scope": "infer", "cap": 5})]
+
+
+def test_a_body_that_json_cannot_hold_has_no_purpose_and_says_so() -> None:
+    from proofmarket.core.errors import InputError
+
+    for body in ({"cap": float("nan")}, {"x": float("inf")}):
+        with pytest.raises(InputError, match="cannot be signed"):
+            body_purposes(body)

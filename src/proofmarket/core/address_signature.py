@@ -25,6 +25,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from proofmarket.core.canonical import canonical_json
+from proofmarket.core.errors import InputError, StoreError
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -48,8 +49,11 @@ def body_purpose(body: dict[str, Any], prefix: str = "api-key") -> str:
 def body_purposes(body: dict[str, Any], prefix: str = "api-key") -> list[str]:
     """The purposes a node takes for a body: RFC 8785's, then (deprecated, one more release, only where the bytes
     differ) the one of Python's ``json.dumps(sort_keys=True, separators=(",", ":"))`` that clients used before."""
-    legacy = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-    forms = list(dict.fromkeys([canonical_json(body), legacy]))
+    try:
+        legacy = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+        forms = list(dict.fromkeys([canonical_json(body), legacy]))
+    except (StoreError, ValueError, TypeError, RecursionError) as exc:  # NaN, too deep: no purpose can be signed
+        raise InputError(f"this body cannot be signed: {exc}") from exc
     return [f"{prefix}-" + hashlib.sha256(form).hexdigest()[:16] for form in forms]
 
 

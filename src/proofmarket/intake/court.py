@@ -101,7 +101,8 @@ class CourtService(ChainWatcher):
         self._refuse_closed(row)
         doc = instances.escrow_request(doc)
         self.market.workspace.attested.runtime.check(row.model_id, GenerateRequest.of(doc))
-        return self._take_input(row, instances.input_commitment(doc), {"inputs": doc, "salt": None})
+        opened, form = instances.opening(doc, row.commitment)
+        return self._take_input(row, opened, {"inputs": doc, "salt": None, **({"form": form} if form else {})})
 
     # --- the watcher --------------------------------------------------------------------------
     def start_up(self) -> None:
@@ -296,7 +297,8 @@ class CourtService(ChainWatcher):
                                       "consumer takes its money back after the deadline)", size=size,
                                       limit=MAX_PUBLISHED_BYTES)
         self.repo.proved(row.id, bundle_cid)
-        return Commitment(row.request_id, instances.instances_of(bundle, doc), digest_of(bundle_cid))
+        form = int((row.inputs or {}).get("form") or 0)  # the canonical form the consumer's commitment was made in
+        return Commitment(row.request_id, instances.instances_of(bundle, doc, form), digest_of(bundle_cid))
 
     def _commit(self, ready: Ready) -> int:
         try:

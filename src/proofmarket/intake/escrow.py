@@ -117,9 +117,10 @@ class EscrowService(BatchedEscrow, ChainWatcher):
                                request_id=request_id)
             inputs_doc = instances.escrow_request(inputs_doc)
             self.market.workspace.attested.runtime.check(row.model_id, GenerateRequest.of(inputs_doc))
-            opened, salt = instances.input_commitment(inputs_doc), None
-        else:
-            opened = self._proven_commitment(row, inputs_doc, salt)
+            opened, form = instances.opening(inputs_doc, row.commitment)
+            stored = {"inputs": inputs_doc, "salt": None, **({"form": form} if form else {})}
+            return self._take_input(row, opened, stored)
+        opened = self._proven_commitment(row, inputs_doc, salt)
         return self._take_input(row, opened, {"inputs": inputs_doc, "salt": salt})
 
     def _proven_commitment(self, row: EscrowRequestRow, inputs_doc: Any, salt: list[int] | None) -> str:
@@ -306,7 +307,8 @@ class EscrowService(BatchedEscrow, ChainWatcher):
         if self._record_closed(row, self._read(request_id)) is not None:
             return 0
         try:
-            settlement = self.market.submit_attestation(request_id, bundle, doc.get("inputs")) if attested \
+            settlement = self.market.submit_attestation(request_id, bundle, doc.get("inputs"),
+                                                        form=int(doc.get("form") or 0)) if attested \
                 else self.market.submit_proof(request_id, bundle)
         except ChainError:
             if self._record_closed(row, self._read(request_id)) is not None:

@@ -153,11 +153,13 @@ class ProverRole(MarketBase):
             model_id, GenerateRequest.of(doc), self.accounts.prover, self.client.chain_id)
         return made
 
-    def submit_attestation(self, request_id: int, bundle: Any, doc: Any, *, claim: bool = True) -> Fulfilment:
-        """Send an attested bundle to ``fulfill``: its instances and the prover's signature over them."""
+    def submit_attestation(self, request_id: int, bundle: Any, doc: Any, *, claim: bool = True,
+                           form: int = 0) -> Fulfilment:
+        """Send an attested bundle to ``fulfill``: its instances (the request hashed in ``form``, the canonical form
+        its commitment was opened in) and the prover's signature over them."""
         if claim:
             self.claim(self.market.get_request(request_id), check=False)
-        values = instances.instances_of(bundle, doc)
+        values = instances.instances_of(bundle, doc, form)
         signature = instances.sign_instances(self.accounts.prover, values)
         return self.market.fulfill(request_id, signature, values, self.accounts.prover)
 

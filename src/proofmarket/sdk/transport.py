@@ -121,7 +121,8 @@ class NodeSession:
             return
         seen.add(cid)
         with contextlib.suppress(ValueError, RecursionError):  # not JSON (or nested past reason): not a manifest
-            roots.update(unixfs_roots(json.loads(store.get(cid))))
+            for named, hint in unixfs_roots(json.loads(store.get(cid))).items():
+                roots.setdefault(named, hint)  # the first manifest that names a file keeps it: no later one moves it
 
     def _fetch_from_gateways(self, store: LocalStore, cid: str) -> None:
         from proofmarket.store.pinning import fetch_from_gateway

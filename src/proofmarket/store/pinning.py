@@ -29,6 +29,8 @@ from proofmarket.store.cid import cid_for_bytes, multibase_b32, validate_cid
 from proofmarket.store.local import ArtifactStore
 from proofmarket.store.unixfs import read_file, root_of_blob
 
+MAX_DAG_BLOCK = 4 << 20  # a UnixFS block is 256 KiB here, up to 1-2 MiB from other tools (Kubo's bitswap limit)
+
 
 class PinFailed(StoreError, code="pin_failed", http_status=502):
     """The IPFS node or pinning service refused the pin, or could not be reached."""
@@ -146,6 +148,7 @@ def fetch_from_gateway(gateway: str, cid: str, root: str | None = None, timeout_
     CID and the whole against ``cid``."""
     validate_cid(cid)
     base = gateway.rstrip("/")
+    cap = max_bytes if root is None else min(max_bytes, MAX_DAG_BLOCK)  # a DAG's blocks are small: no 2 GiB one
     with httpx.Client(timeout=timeout_s, headers={"Accept": "application/vnd.ipld.raw"}) as http:
         def block(raw: bytes) -> bytes:
             name = multibase_b32(raw)
@@ -156,8 +159,8 @@ def fetch_from_gateway(gateway: str, cid: str, root: str | None = None, timeout_
                     data = bytearray()
                     for chunk in r.iter_bytes():
                         data += chunk
-                        if len(data) > max_bytes:
-                            raise StoreError(f"the gateway {gateway} sent more than {max_bytes} bytes for {name}")
+                        if len(data) > cap:
+                            raise StoreError(f"the gateway {gateway} sent more than {cap} bytes for {name}")
             except httpx.HTTPError as exc:
                 raise StoreError(f"the gateway {gateway} did not answer for {name}: {exc}", cid=cid) from exc
             return bytes(data)

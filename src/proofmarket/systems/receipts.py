@@ -238,7 +238,7 @@ def pure_bundle_cid(bundle: Bundle) -> str:
 
 
 def pure_bundle_cids(bundle: Bundle) -> list[str]:
-    """The CIDs the bundle may have been stored under: RFC 8785, then the legacy form (``store/canonical.py``)."""
+    """The CIDs the bundle may have been stored under: RFC 8785, then the legacy form (``core/canonical.py``)."""
     pure = bundle.model_copy(update={"payment": None, "receipt": None})
     return [cid_for_bytes(form) for form in canonical_forms(pure.to_doc())]
 

@@ -17,7 +17,7 @@ from proofmarket.chain.court import AttestationCourt
 from proofmarket.core import jsonlimits
 from proofmarket.core.errors import ArtifactNotFound, ModelFilesMissing, ProofMarketError, VerificationFailed
 from proofmarket.systems import parse_bundle
-from proofmarket.systems.attested.instances import instances_of
+from proofmarket.systems.attested.instances import instance_candidates
 from proofmarket.systems.workspace import Workspace
 from proofmarket.validator.metrics import ValidatorMetrics
 from proofmarket.validator.protocol import (
@@ -63,7 +63,7 @@ class Judging:
         except Exception as exc:  # noqa: BLE001 (any failure to parse is a verdict, never a crash)
             return Verdict(request_id, "cheated", f"the committed bundle is not a valid attested bundle: {exc}"[:500])
         try:
-            if instances_of(bundle, doc) != instances:
+            if instances not in instance_candidates(bundle, doc):  # either canonical form (before RFC 8785)
                 return Verdict(request_id, "cheated", "the bundle's hashes are not the committed instances")
             self.workspace.verify(bundle, reexecute=True, threads=self.threads)
         except (ArtifactNotFound, ModelFilesMissing) as exc:

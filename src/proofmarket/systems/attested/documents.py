@@ -254,8 +254,8 @@ def decoding_hash(decoding: AttestedDecoding) -> str:
     return "0x" + keccak(canonical_json(decoding.model_dump(mode="json"))).hex()
 
 
-def _legacy_decoding_hashes(bundle: AttestedBundle | AttestedOnnxBundle) -> list[str]:
-    """The decoding hash as bundles signed before RFC 8785 computed it (``store/canonical.py``: one more release)."""
+def legacy_decoding_hashes(bundle: AttestedBundle | AttestedOnnxBundle) -> list[str]:
+    """The decoding hash as bundles signed before RFC 8785 computed it (``core/canonical.py``: one more release)."""
     terms = bundle.probes if isinstance(bundle, AttestedOnnxBundle) else bundle.decoding
     return ["0x" + keccak(form).hex() for form in canonical_forms(terms.model_dump(mode="json"))[1:]]
 
@@ -315,7 +315,7 @@ def check_attestation(bundle: AttestedBundle | AttestedOnnxBundle) -> str:
     try:
         message = dict(typed["message"])
         chain_id = int(typed["domain"]["chainId"])
-        if str(message.get("decodingHash", "")).lower() in _legacy_decoding_hashes(bundle):
+        if str(message.get("decodingHash", "")).lower() in legacy_decoding_hashes(bundle):
             expected["decoding_hash"] = str(message["decodingHash"]).lower()  # signed before RFC 8785
         rebuilt = _typed(attestation_message(expected, int(message["issuedAt"])), chain_id)
     except (KeyError, TypeError, ValueError) as exc:

@@ -19,9 +19,15 @@ from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 
+from proofmarket.core.canonical import canonical_forms
 from proofmarket.core.errors import InputError
-from proofmarket.store import canonical_json
-from proofmarket.systems.attested.documents import ATTESTED_SYSTEM, AttestedBundle, commitments_hash, decoding_hash
+from proofmarket.systems.attested.documents import (
+    ATTESTED_SYSTEM,
+    AttestedBundle,
+    commitments_hash,
+    decoding_hash,
+    legacy_decoding_hashes,
+)
 from proofmarket.systems.attested.service import GenerateRequest
 
 INPUT_INSTANCES, INSTANCE_COUNT = 1, 5
@@ -36,12 +42,29 @@ def escrow_request(doc: Any) -> dict[str, Any]:
             "seed": request.seed}
 
 
-def request_hash(doc: Any) -> int:
-    return int.from_bytes(keccak(canonical_json(escrow_request(doc))), "big")
+def request_hashes(doc: Any) -> list[int]:
+    """The request's hash in each canonical form: RFC 8785 first, then (when its bytes differ, e.g. a temperature
+    of 0.0) the legacy form requests were committed in before it (``core/canonical.py``: one more release)."""
+    return [int.from_bytes(keccak(form), "big") for form in canonical_forms(escrow_request(doc))]
 
 
-def input_commitment(doc: Any) -> str:
-    return "0x" + keccak(request_hash(doc).to_bytes(32, "big")).hex()
+def request_hash(doc: Any, form: int = 0) -> int:
+    hashes = request_hashes(doc)
+    return hashes[min(form, len(hashes) - 1)]
+
+
+def input_commitment(doc: Any, form: int = 0) -> str:
+    return "0x" + keccak(request_hash(doc, form).to_bytes(32, "big")).hex()
+
+
+def opening(doc: Any, commitment: str) -> tuple[str, int]:
+    """The commitment ``doc`` makes in the form that opens ``commitment`` (RFC 8785's first), and that form's index
+    (kept with the input: the fulfilment's instances must hash the request the same way)."""
+    for form, value in enumerate(request_hashes(doc)):
+        made = "0x" + keccak(value.to_bytes(32, "big")).hex()
+        if made.lower() == commitment.lower():
+            return made, form
+    return input_commitment(doc), 0
 
 
 def system_digest() -> bytes:
@@ -49,10 +72,19 @@ def system_digest() -> bytes:
     return keccak(ATTESTED_SYSTEM.encode())
 
 
-def instances_of(bundle: AttestedBundle, doc: Any) -> list[int]:
-    """The fulfilment's public instances: the request it answers and the bundle's signed hashes."""
-    return [request_hash(doc), int(bundle.model.weights_root, 16), int(decoding_hash(bundle.decoding), 16),
+def instances_of(bundle: AttestedBundle, doc: Any, form: int = 0) -> list[int]:
+    """The fulfilment's public instances: the request it answers (hashed in ``form``, the one its commitment was
+    opened in) and the bundle's signed hashes."""
+    return [request_hash(doc, form), int(bundle.model.weights_root, 16), int(decoding_hash(bundle.decoding), 16),
             int(commitments_hash(bundle.proof.commitments), 16), int(bundle.output.hash, 16)]
+
+
+def instance_candidates(bundle: AttestedBundle, doc: Any) -> list[list[int]]:
+    """Every instance list an honest node may have committed for this bundle: the request and the decoding hashed
+    in RFC 8785's form or (before it) the legacy one. A judge takes any of them: none is a cheat."""
+    decodings = [int(decoding_hash(bundle.decoding), 16), *(int(h, 16) for h in legacy_decoding_hashes(bundle))]
+    rest = [int(commitments_hash(bundle.proof.commitments), 16), int(bundle.output.hash, 16)]
+    return [[r, int(bundle.model.weights_root, 16), d, *rest] for r in request_hashes(doc) for d in decodings]
 
 
 def _signed_hash(instances: list[int]) -> bytes:

@@ -378,29 +378,35 @@ async function show(m, body, check) {
 // The request on this form as a developer would send it (the node's URL, the model's route, the JSON body); paid
 // calls need an x402 client: the snippets use the SDK and the TypeScript client, which pay as this page does.
 export function snippet(m, kind) {
-  const body = JSON.stringify(requestBody(m));
-  const route = `${location.origin}/v1/models/${m.id}/${generates(m) ? 'generate' : 'infer'}`;
-  if (kind === 'curl') return `curl -s ${route} -H 'Content-Type: application/json' -d '${body.replace(/'/g, "'\\''")}'`;
+  const request = requestBody(m);
+  const body = JSON.stringify(request);
+  const route = `${location.origin}/v1/models/${encodeURIComponent(m.id)}/${generates(m) ? 'generate' : 'infer'}`;
+  const quoted = (text) => `'${text.replace(/'/g, "'\\''")}'`;
+  if (kind === 'curl') return `curl -s ${quoted(route)} -H 'Content-Type: application/json' -d ${quoted(body)}`;
   if (kind === 'python') {
-    return `from eth_account import Account\nfrom proofmarket import Client\n\n`
-      + `client = Client("${location.origin}", account=Account.from_key(KEY))  # pays the 402 with x402\n`
-      + `result = client.infer("${m.id}", ${body})\nprint(result.output, result.checks)  # verified locally`;
+    const call = generates(m)
+      ? `client.generate(${JSON.stringify(m.id)}, ${JSON.stringify(request.prompt)}, max_tokens=${Number(request.max_tokens) || 16})`
+      : `client.infer(${JSON.stringify(m.id)}, json.loads(${JSON.stringify(body)}))`;
+    return `import json\nfrom eth_account import Account\nfrom proofmarket import Client\n\n`
+      + `client = Client(${JSON.stringify(location.origin)}, account=Account.from_key(KEY))  # pays the 402 with x402\n`
+      + `result = ${call}\nprint(${generates(m) ? 'result.text' : 'result.output, result.checks'})  # verified locally`;
   }
+  const call = generates(m) ? `paying.generate(${JSON.stringify(m.id)}, ${body})` : `paying.infer(${JSON.stringify(m.id)}, ${body})`;
   return `import { ProofMarket } from '@proofmarket/client';\nimport { privateKeyToAccount } from 'viem/accounts';\n\n`
-    + `const pm = new ProofMarket({ baseUrl: '${location.origin}' });\n`
+    + `const pm = new ProofMarket({ baseUrl: ${JSON.stringify(location.origin)} });\n`
     + `const paying = await pm.paying({ account: privateKeyToAccount(KEY) });\n`
-    + `const answer = await paying.infer('${m.id}', ${body});\n`
-    + `console.log(answer.output, (await pm.verifyBundle(answer.bundle)).valid);`;
+    + `const answer = await ${call};\n`
+    + `console.log(answer.output ?? answer.text, (await pm.verifyBundle(answer.bundle)).valid);`;
 }
 
 async function copySnippet(m, kind, buttonId) {
   if (!m) return;
   let value;
   try { value = snippet(m, kind); } catch { say('call-status', 'the input is not valid JSON: fix it first', 'bad'); return; }
+  $(buttonId).dataset.snippet = value;  // set at once (the clipboard answers later, or never when refused)
   try { await navigator.clipboard.writeText(value); say('call-status', `copied as ${kind}`); } catch {
     say('call-status', 'the browser refused the clipboard: the request is in the JSON box above', 'bad');
   }
-  $(buttonId).dataset.snippet = value;
 }
 
 export function bindCall(current, loadEngine) {
