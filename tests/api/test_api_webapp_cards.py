@@ -6,6 +6,7 @@ no serious or critical accessibility violation on the catalogue or the card, at 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,9 +42,13 @@ def _axe(page: Any) -> list[dict[str, Any]]:
     return [v for v in found if v["impact"] in ("serious", "critical")]
 
 
-def _until(page: Any, selector: str) -> str:
-    page.wait_for_selector(selector)
-    return page.text_content(selector) or ""
+def _until_text(page: Any, selector: str, start: str, timeout_s: float = 60.0) -> str:
+    """The element's text once it starts with ``start`` (polled here: the page's CSP forbids string eval)."""
+    deadline = time.monotonic() + timeout_s
+    while not (text := page.text_content(selector) or "").startswith(start):
+        assert time.monotonic() < deadline, text
+        time.sleep(0.1)
+    return text
 
 
 def test_a_visitor_finds_reads_and_tries_a_model_without_json(served: str, mlp_id: str) -> None:
@@ -75,7 +80,7 @@ def test_a_visitor_finds_reads_and_tries_a_model_without_json(served: str, mlp_i
         assert "<script>" in page.inner_text("#model-description")  # shown as the text it is
         facts = page.inner_text("#model-details")
         assert "classification" in facts and "MIT" in facts and "zero-knowledge proof" in facts
-        assert "Usage:" in _until(page, "#model-usage")
+        assert "Usage:" in _until_text(page, "#model-usage", "Usage:")  # read after the stats answer
         assert not page.is_visible("#model-verification-list")  # one click away
         page.click("#model-verification summary")
         assert mlp_id in page.inner_text("#model-verification-list")
