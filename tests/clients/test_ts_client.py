@@ -70,18 +70,24 @@ def test_the_typescript_client_against_a_devnet_node(listed_node: tuple[Served, 
     assert "pass 7" in tests.stdout
 
 
-def test_the_readmes_typescript_example_runs(listed_node: tuple[Served, Chain, str], tmp_path: Path) -> None:
-    """The README's ```ts block, as written (its import pointed at the built package), against the devnet node."""
-    import re
-
-    from x402_helpers import funded_wallet
-
+def _built_package() -> tuple[str, Path]:
+    """Node and the client package, built (tsc) unless an earlier test built it."""
     node = shutil.which("node")
     assert node is not None
     package = ROOT / "clients" / "ts"
     if not (package / "dist" / "index.js").exists():
         build = subprocess.run([node, "build.mjs"], cwd=package, capture_output=True, text=True, timeout=300)
         assert build.returncode == 0, build.stdout + build.stderr
+    return node, package
+
+
+def test_the_readmes_typescript_example_runs(listed_node: tuple[Served, Chain, str], tmp_path: Path) -> None:
+    """The README's ```ts block, as written (its import pointed at the built package), against the devnet node."""
+    import re
+
+    from x402_helpers import funded_wallet
+
+    node, package = _built_package()
     served, chain, model_id = listed_node
     [block] = re.findall(r"```ts\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
     block = block.replace("'@proofmarket/client'", f"'{(package / 'dist' / 'index.js').as_uri()}'")
@@ -109,12 +115,7 @@ def test_the_typescript_client_signs_the_purpose_the_node_computes() -> None:
     the legacy form differed: integral and tiny floats, non-ASCII text, keys outside the BMP."""
     from proofmarket.core.address_signature import body_purpose
 
-    node = shutil.which("node")
-    assert node is not None
-    package = ROOT / "clients" / "ts"
-    if not (package / "dist" / "index.js").exists():
-        build = subprocess.run([node, "build.mjs"], cwd=package, capture_output=True, text=True, timeout=300)
-        assert build.returncode == 0, build.stdout + build.stderr
+    node, package = _built_package()
     body = {"cap": 1.0, "tiny": 1e-07, "name": "café ☕", "\U0001f600": [0.5, None, True], "\ufb33": {"b": 2, "a": 1}}
     script = (f"import {{ bodyPurpose }} from '{(package / 'dist' / 'index.js').as_uri()}';\n"
               f"console.log(bodyPurpose(JSON.parse(process.argv[1]), 'webhook'));\n")

@@ -88,6 +88,13 @@ def _outcome(n: int = 0) -> ProofOutcome:
                         output_hash="0x" + "22" * 32, bundle={"model": {"id": MODEL}})
 
 
+def _ticket(h: Harness, headers: dict[str, str] | None = None) -> tuple[Any, str, int]:
+    """A funded payer's ticket for the offer, its payer and what the payer can spend before it is settled."""
+    ticket = h.rail.verify(headers if headers is not None else h.payer(), OFFER)
+    assert ticket is not None
+    return ticket, str(ticket.payer), h.balance(str(ticket.payer))
+
+
 def _post(h: Harness, settlement: Settlement) -> None:
     for transfer in settlement.transfers:  # what the runner does with the call's settled state
         h.book.post(transfer)
@@ -120,11 +127,7 @@ def test_cover_refuses_what_the_balance_cannot_hold(harness: Harness) -> None:
 
 
 def test_capture_moves_the_price_once_and_the_book_balances(harness: Harness) -> None:
-    headers = harness.payer()
-    ticket = harness.rail.verify(headers, OFFER)
-    assert ticket is not None
-    payer = str(ticket.payer)
-    before = harness.balance(payer)
+    ticket, payer, before = _ticket(harness)
     first = harness.rail.settle(ticket, _outcome())
     _post(harness, first)
     again = harness.rail.settle(ticket, _outcome())  # a retried capture (a crash after it, a second worker)
@@ -134,9 +137,7 @@ def test_capture_moves_the_price_once_and_the_book_balances(harness: Harness) ->
 
 
 def test_pending_answers_with_the_settlement_never_a_second_charge(harness: Harness) -> None:
-    ticket = harness.rail.verify(harness.payer(), OFFER)
-    assert ticket is not None
-    payer = str(ticket.payer)
+    ticket, payer, _ = _ticket(harness)
     settled = harness.rail.settle(ticket, _outcome(1))
     _post(harness, settled)
     after = harness.balance(payer)
@@ -149,10 +150,7 @@ def test_pending_answers_with_the_settlement_never_a_second_charge(harness: Harn
 
 def test_release_moves_nothing_and_leaves_the_funds_whole(harness: Harness) -> None:
     headers = harness.payer()
-    ticket = harness.rail.verify(headers, OFFER)
-    assert ticket is not None
-    payer = str(ticket.payer)
-    before = harness.balance(payer)
+    ticket, payer, before = _ticket(harness, headers)
     harness.rail.release(ticket)
     assert harness.balance(payer) == before
     again = harness.rail.verify(headers, OFFER)  # the next call of the same payer is taken as the first was
@@ -164,10 +162,7 @@ def test_release_moves_nothing_and_leaves_the_funds_whole(harness: Harness) -> N
 def test_concurrent_captures_of_one_ticket_charge_once(harness: Harness) -> None:
     import threading
 
-    ticket = harness.rail.verify(harness.payer(), OFFER)
-    assert ticket is not None
-    payer = str(ticket.payer)
-    before = harness.balance(payer)
+    ticket, payer, before = _ticket(harness)
     results: list[Any] = []
     threads = [threading.Thread(target=lambda: results.append(harness.rail.settle(ticket, _outcome(2))))
                for _ in range(4)]
