@@ -40,12 +40,13 @@ def export_car(store: ArtifactStore, cids: list[str], out: Path, roots: list[str
     """Write the blobs ``cids`` (duplicates dropped, order kept) from ``store`` to the CARv1 ``out``.
 
     ``roots`` defaults to all of ``cids`` (each blob is its own DAG); with ``unixfs`` the roots are the blobs'
-    UnixFS roots. Every blob is rehashed while it is copied; a corrupted blob raises StoreError and leaves no
-    file at ``out``.
+    UnixFS roots (``roots``, when given, are those: ``unixfs.root_of_blob`` of each blob). Every blob is rehashed
+    while it is copied; a corrupted blob raises StoreError and leaves no file at ``out``.
     """
     blocks = list(dict.fromkeys(validate_cid(c) for c in cids))
-    if unixfs:
-        root_bytes = [bytes(CID.decode(root_of_blob(store, c))) for c in blocks]
+    if unixfs:  # the caller may know the roots already (a pinner needs them too): each big blob is read once less
+        root_bytes = [bytes(CID.decode(r)) for r in (roots if roots is not None else
+                                                      [root_of_blob(store, c) for c in blocks])]
     else:
         root_bytes = [cid_to_bytes(r) for r in (blocks if roots is None else [validate_cid(r) for r in roots])]
     header = dag_cbor_encode({"roots": [CIDLink(r) for r in root_bytes], "version": 1})

@@ -62,7 +62,7 @@ class KuboPinner:
         wanted = list(dict.fromkeys(validate_cid(c) for c in cids))
         roots = {root_of_blob(store, c): c for c in wanted}
         with tempfile.TemporaryDirectory(prefix="proofmarket-pin-") as tmp:
-            path = export_car(store, wanted, Path(tmp) / "pin.car", unixfs=True)
+            path = export_car(store, wanted, Path(tmp) / "pin.car", list(roots), unixfs=True)
             try:
                 with path.open("rb") as f:
                     answer = self._http.post("/api/v0/dag/import", params={"pin-roots": "true"},
