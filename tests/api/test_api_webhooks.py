@@ -179,24 +179,25 @@ def test_a_rebinding_name_reaches_only_the_address_that_was_checked(monkeypatch:
 
     import httpx
 
+    from proofmarket.node import webhook_targets as targets
     from proofmarket.node import webhooks
-    from proofmarket.node.webhooks import WebhookTargetRefused
+    from proofmarket.node.webhook_targets import WebhookTargetRefused
 
     answers = iter(["93.184.216.34", "127.0.0.1", "127.0.0.1"])
 
     def rebinding(host: str, port: object, *args: object, **kwargs: object) -> list[tuple[object, ...]]:
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (next(answers), port))]
 
-    monkeypatch.setattr(webhooks.socket, "getaddrinfo", rebinding)
-    target, host, extensions = webhooks.pinned("https://hooks.example.org:8443/in?x=1", False)
+    monkeypatch.setattr(targets.socket, "getaddrinfo", rebinding)
+    target, host, extensions = targets.pinned("https://hooks.example.org:8443/in?x=1", False)
     assert (target, host, extensions) == ("https://93.184.216.34:8443/in?x=1", {"Host": "hooks.example.org:8443"},
                                           {"sni_hostname": "hooks.example.org"})
     with pytest.raises(WebhookTargetRefused, match="private"):
-        webhooks.pinned("http://hooks.example.org/in", False)  # the name now answers 127.0.0.1
+        targets.pinned("http://hooks.example.org/in", False)  # the name now answers 127.0.0.1
     for inner in ("::ffff:127.0.0.1", "64:ff9b::7f00:1", "2002:a00:1::", "64:ff9b::a9fe:a9fe", "fec0::1",
                   "64:ff9b:1::a00:1", "::7f00:1"):
-        assert not webhooks.public(ipaddress.ip_address(inner)), inner
-    assert webhooks.public(ipaddress.ip_address("2606:4700:4700::1111"))
+        assert not targets.public(ipaddress.ip_address(inner)), inner
+    assert targets.public(ipaddress.ip_address("2606:4700:4700::1111"))
 
     sent: list[tuple[str, dict[str, str]]] = []
 

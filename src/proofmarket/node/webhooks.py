@@ -19,27 +19,26 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import ipaddress
 import json
 import logging
 import secrets
-import socket
 import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from proofmarket.core.errors import Forbidden, UsageError
-from proofmarket.core.settings import Settings, known_devnet
+from proofmarket.core.settings import Settings
 from proofmarket.db import Database, JobKind, JobRow, JobStatus, ModelRow
 from proofmarket.db.owner_tables import WebhookDeliveryRow, WebhookSubscriptionRow
 from proofmarket.db.tables import utcnow
+from proofmarket.node.webhook_targets import WebhookTargetRefused, check_target, pinned, private_allowed
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -50,99 +49,14 @@ log = logging.getLogger("proofmarket.webhooks")
 
 EVENTS = ("call", "payout", "challenge")
 MAX_SUBSCRIPTIONS = 10
-MAX_URL = 2000
 LEASE_S = 60.0
 MAX_BACKOFF_S = 600.0
 HEADERS = ("X-Proofmarket-Delivery", "X-Proofmarket-Event", "X-Proofmarket-Timestamp", "X-Proofmarket-Signature",
            "X-Proofmarket-Signer")
 
 
-class WebhookTargetRefused(UsageError, code="webhook_target_refused", http_status=422):
-    """The URL is not http(s), or names a loopback or private address this node does not POST to."""
-
-
 def signed_message(delivery_id: str, timestamp: int, body: bytes) -> str:
     return f"proofmarket-webhook:{delivery_id}:{timestamp}:{hashlib.sha256(body).hexdigest()}"
-
-
-def private_allowed(settings: Settings) -> bool:
-    if settings.webhook_private_targets == "auto":
-        return known_devnet(settings)
-    return settings.webhook_private_targets == "on"
-
-
-NAT64 = ipaddress.ip_network("64:ff9b::/96")
-LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215: a network's own translator
-
-
-def public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """A global address, and for IPv6 forms that carry an IPv4 address (mapped, 6to4, NAT64) the IPv4 one too."""
-    if not address.is_global:
-        return False
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.is_site_local or address in LOCAL_NAT64:
-            return False
-        if int(address) >> 32 == 0:  # ::a.b.c.d (IPv4-compatible, deprecated): its IPv4 address decides
-            return ipaddress.IPv4Address(int(address)).is_global
-        inner = address.ipv4_mapped or address.sixtofour
-        if inner is None and address in NAT64:
-            inner = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-        if inner is not None and not inner.is_global:
-            return False
-    return True
-
-
-def pinned(url: str, allow_private: bool) -> tuple[str, dict[str, str], dict[str, Any]]:
-    """Where to POST ``url``: (the URL with its host replaced by the address checked, the Host header, httpx's
-    extensions naming the TLS server name). The name is resolved once, here, and the connection goes to the address
-    that was checked, so a DNS answer that changes between the check and the connection (rebinding) reaches
-    nothing private. With private targets allowed (the devnet): the URL as it is."""
-    check_target(url, allow_private, resolve=False)
-    if allow_private:
-        return url, {}, {}
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise WebhookTargetRefused(f"the webhook host {host} does not resolve ({exc})") from exc
-    addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
-    for address in addresses:
-        if not public(address):
-            raise WebhookTargetRefused(f"the webhook host {host} is a loopback, private or reserved address "
-                                       f"({address}): this node does not POST there")
-    if not addresses:
-        raise WebhookTargetRefused(f"the webhook host {host} does not resolve")
-    chosen = addresses[0]
-    literal = f"[{chosen}]" if chosen.version == 6 else str(chosen)
-    netloc = literal + (f":{parts.port}" if parts.port else "")
-    host_header = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
-    extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
-    return urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, "")), {"Host": host_header}, extensions
-
-
-def check_target(url: str, allow_private: bool, *, resolve: bool = True) -> str:
-    """The URL, if this node may POST to it; ``WebhookTargetRefused`` otherwise."""
-    if len(url) > MAX_URL:
-        raise WebhookTargetRefused(f"the webhook URL is longer than {MAX_URL} characters")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise WebhookTargetRefused("a webhook URL is http:// or https:// with a host")
-    if parts.username or parts.password:
-        raise WebhookTargetRefused("a webhook URL carries no credentials")
-    if allow_private or not resolve:
-        return url
-    try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
-    except OSError as exc:
-        raise WebhookTargetRefused(f"the webhook host {parts.hostname} does not resolve ({exc})") from exc
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not public(address):
-            raise WebhookTargetRefused(f"the webhook host {parts.hostname} is a loopback, private or reserved address "
-                                       f"({address}): this node does not POST there")
-    return url
 
 
 class Webhooks:
@@ -208,13 +122,15 @@ class Webhooks:
         """A call ended (the runner's record step): its callback gets the result; the owner's ``call`` event."""
         if job.kind != JobKind.PROVE:
             return
-        with self.db.session() as s:
+        with self.db.session() as s:  # one transaction: this runs once per call, on its way to the answer
             fresh = s.get(JobRow, job.id) or job
             waiting = s.scalars(select(WebhookDeliveryRow).where(WebhookDeliveryRow.job_id == job.id,
                                                                  WebhookDeliveryRow.status == "waiting")).all()
             for row in waiting:
                 row.payload, row.status, row.next_at = result_payload(fresh), "pending", utcnow()
-        self._to_owner(job.model_id, "call", f"call:{job.id}", job.id, call_event(fresh))
+            targets = _owner_targets(s, job.model_id, "call")
+        for sub_id, url in targets:
+            self._add(f"sub:{sub_id}:call:{job.id}", url, "call", call_event(fresh), job.id)
 
     def captured(self, job: JobRow, settlement: Settlement, outcome: ProofOutcome) -> None:
         """A paid call was captured (an after-capture hook): the owner's ``payout`` event."""
@@ -233,17 +149,8 @@ class Webhooks:
 
     def _to_owner(self, model_id: str | None, event: str, key: str, job_id: str | None,
                   payload: dict[str, Any]) -> None:
-        if model_id is None:
-            return
         with self.db.session() as s:
-            model = s.get(ModelRow, model_id)
-            owner = (model.owner or "").lower() if model is not None else ""
-            if not owner:
-                return
-            subs = s.scalars(select(WebhookSubscriptionRow).where(WebhookSubscriptionRow.owner == owner,
-                                                                  WebhookSubscriptionRow.revoked_at.is_(None))).all()
-            targets = [(sub.id, sub.url) for sub in subs
-                       if event in sub.events and sub.model_id in (None, model_id)]
+            targets = _owner_targets(s, model_id, event)
         for sub_id, url in targets:
             self._add(f"sub:{sub_id}:{key}", url, event, payload, job_id)
 
@@ -397,3 +304,14 @@ class Dispatcher:
         if 200 <= answer.status_code < 300:
             return None
         return f"HTTP {answer.status_code}"
+
+
+def _owner_targets(s: Session, model_id: str | None, event: str) -> list[tuple[str, str]]:
+    """(subscription id, URL) of the model owner's live subscriptions to ``event`` for this model."""
+    model = s.get(ModelRow, model_id) if model_id is not None else None
+    owner = (model.owner or "").lower() if model is not None else ""
+    if not owner:
+        return []
+    subs = s.scalars(select(WebhookSubscriptionRow).where(WebhookSubscriptionRow.owner == owner,
+                                                          WebhookSubscriptionRow.revoked_at.is_(None))).all()
+    return [(sub.id, sub.url) for sub in subs if event in sub.events and sub.model_id in (None, model_id)]

@@ -11,11 +11,13 @@ names the whole blob's sha2-256. Every CID that reaches a file path passes
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import re
 from pathlib import Path
 
-from multiformats import CID, multihash
+from multiformats import CID
 
 from proofmarket.core.errors import InvalidCID, StoreError
 
@@ -32,7 +34,13 @@ def cid_from_digest(digest: bytes) -> str:
     """The CID text for a sha2-256 digest of a raw blob."""
     if len(digest) != 32:
         raise ValueError(f"a sha2-256 digest is 32 bytes, not {len(digest)}")
-    return str(CID("base32", 1, "raw", multihash.wrap(digest, "sha2-256")))
+    return _b32(CID_PREFIX + digest)
+
+
+def _b32(raw: bytes) -> str:
+    """'b' + RFC 4648 base32, lower case, unpadded (what ``multiformats`` writes, at a hundredth of its cost: every
+    store read and write passes here)."""
+    return "b" + base64.b32encode(raw).decode("ascii").rstrip("=").lower()
 
 
 def cid_for_bytes(data: bytes) -> str:
@@ -67,18 +75,23 @@ def validate_cid(s: str) -> str:
             "(raw, sha2-256, lower-case base32).",
             cid=shown,
         )
-    try:
-        cid = CID.decode(s)
-    except Exception as e:  # the library's decoding errors: not base32, bad padding bits, bad multihash
-        raise InvalidCID(f"{shown!r} is not a valid CID: {e}.", cid=shown) from e
-    if bytes(cid)[: len(CID_PREFIX)] != CID_PREFIX or str(cid) != s:
+    raw = _raw_of(s, shown)
+    if raw[: len(CID_PREFIX)] != CID_PREFIX or len(raw) != CID_BYTES_LEN or _b32(raw) != s:
         raise InvalidCID(f"{shown!r} is not a valid CID: its bytes are not canonical.", cid=shown)
     return s
 
 
+def _raw_of(s: str, shown: str) -> bytes:
+    body = s[1:].upper()
+    try:
+        return base64.b32decode(body + "=" * (-len(body) % 8))
+    except (binascii.Error, ValueError) as e:
+        raise InvalidCID(f"{shown!r} is not a valid CID: {e}.", cid=shown) from e
+
+
 def cid_to_bytes(cid: str) -> bytes:
     """The 36 binary bytes of a (validated) CID, as written inside CAR files."""
-    return bytes(CID.decode(validate_cid(cid)))
+    return _raw_of(validate_cid(cid), cid)
 
 
 def cid_from_bytes(raw: bytes) -> str:

@@ -31,7 +31,7 @@ from proofmarket.calls import Settlement, request_hash
 from proofmarket.core.errors import PaymentReplayed
 from proofmarket.db import JobKind, JobRow, JobStatus
 from proofmarket.node.services import NodeServices
-from proofmarket.node.webhooks import check_target
+from proofmarket.node.webhook_targets import check_target
 from proofmarket.payments.port import Offer, cover_of
 from proofmarket.systems import guarantee
 
