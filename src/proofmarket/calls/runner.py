@@ -171,11 +171,12 @@ class JobRunner:
         """The step after execution, whoever ran it: settle a paid call (here, unless a node settles for this
         worker), then count the call once it is final."""
         job = self.jobs.get(job.id) or job
-        if job.awaits_settlement and self.settles:
-            self._settle(job, bundle)
+        captured = self._settle(job, bundle) if job.awaits_settlement and self.settles else None
         final = self.jobs.get(job.id)
         if final is not None and final.is_final:
             self._finished(final, deliver=True)
+        if captured is not None:  # after the caller has its answer: what these hooks start is not the caller's
+            self._captured(job, *captured)
 
     def _finished(self, job: JobRow, deliver: bool = False) -> None:
         """Count a final call, let its waiters answer (``deliver``), then run the record hooks."""
@@ -222,7 +223,8 @@ class JobRunner:
         self._proved(job, execution, elapsed)
         self._settle_and_count(job, execution.bundle)
 
-    def _settle(self, job: JobRow, bundle: Any = None) -> None:
+    def _settle(self, job: JobRow, bundle: Any = None) -> tuple[Settlement, ProofOutcome] | None:
+        """Settle through the call's rail; the capture (for the after-capture hooks) when the money moved now."""
         assert job.payment is not None and job.bundle_cid is not None
         outcome = ProofOutcome.of(job.id, job.bundle_cid,
                                   self._stored(job.bundle_cid) if bundle is None else bundle)
@@ -232,9 +234,10 @@ class JobRunner:
             log.warning("job %s: settlement pending (%s); following it on chain", job.id, exc.message)
             self.jobs.settling(job.id, {"pending": {"tx": exc.details.get("tx"), "since": int(time.time()),
                                                     "message": exc.message}})
-            return
+            return None
         if self.jobs.settled(job.id, settlement.to_json(), settlement.transfers):
-            self._captured(job, settlement, outcome)
+            return settlement, outcome
+        return None
 
     def _stored(self, bundle_cid: str) -> dict[str, Any]:
         """A call's stored bundle (settled after a restart, by the node for a worker, or followed on chain):

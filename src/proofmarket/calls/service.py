@@ -96,7 +96,9 @@ class JobService:
             if found is not None:
                 return found, False
             cover(ticket, self.jobs.held_by(payer, besides=ticket.nonce))
-            return self._submit(new, looked=True)
+            job, created = self._create(new, looked=True)
+        # queued once the lock is released: the worker's first write (the call starts) does not meet its release
+        return (self._queued(new, job), True) if created else (job, False)
 
     def open_call(self, model_id: str, request: dict[str, Any], ticket: PaymentTicket | None, cover: Cover | None,
                   *, system: str, rail: str) -> JobRow:
@@ -156,26 +158,34 @@ class JobService:
         """The job stored under ``new``'s (already scoped) key, if any."""
         return self.existing(new.idempotency_key, new.request_hash)
 
-    def _submit(self, new: NewJob, *, looked: bool = False) -> tuple[JobRow, bool]:
-        """Store and queue ``new`` (``looked``: its key was just looked up under the payer's funds lock)."""
+    def _submit(self, new: NewJob) -> tuple[JobRow, bool]:
+        """Store and queue ``new``; an existing job for its key comes back as is."""
+        job, created = self._create(new, looked=False)
+        return (self._queued(new, job), True) if created else (job, False)
+
+    def _create(self, new: NewJob, *, looked: bool) -> tuple[JobRow, bool]:
+        """Store ``new`` (``looked``: its key was just looked up under the payer's funds lock): (job, created)."""
         found = None if looked else self._found(new)
         if found is not None:
             return found, False
         try:
-            job = self.jobs.create(new)
+            return self.jobs.create(new), True
         except DuplicateJob:
             found = self._found(new)  # a concurrent retry won the race
             if found is not None:
                 return found, False
             raise PaymentReplayed("this payment was already used for another request") from None
+
+    def _queued(self, new: NewJob, job: JobRow) -> JobRow:
+        """Hand a stored job to the queue (a call the proof cache answers is done, or settles, without a worker)."""
         if self.cache is not None and new.kind == JobKind.PROVE and self.cache.answer(job):
             found = self.jobs.get(job.id)  # proved from the cache: a free job is done, a paid one settles
             assert found is not None
             if not found.is_final:
                 self.queue.submit(new.kind, job.id)
-            return found, True
+            return found
         self.queue.submit(new.kind, job.id)
-        return job, True
+        return job
 
 
 def call_answer(job: JobRow, bundle: dict[str, Any]) -> dict[str, Any] | None:

@@ -167,9 +167,10 @@ class JobRepo:
 
     def start(self, job_id: str) -> JobRow | None:
         """queued -> running (one more attempt). None when the job is not queued (someone else has it)."""
-        ok = self._move(job_id, [JobStatus.QUEUED], status=JobStatus.RUNNING.value, started_at=utcnow(),
-                        attempts=JobRow.attempts + 1)
-        return self.get(job_id) if ok else None
+        with self.db.session() as s:  # the row as it is now, from the update itself (RETURNING: one statement)
+            return s.scalars(update(JobRow).where(JobRow.id == job_id, JobRow.status == JobStatus.QUEUED.value)
+                             .values(status=JobStatus.RUNNING.value, started_at=utcnow(),
+                                     attempts=JobRow.attempts + 1).returning(JobRow)).first()
 
     def proved(self, job_id: str, *, bundle_cid: str | None, result: dict[str, Any], final: bool,
                model_id: str | None = None) -> bool:

@@ -23,12 +23,14 @@ from eth_abi.abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import is_checksum_address
 from eth_utils.crypto import keccak
+from web3 import Web3
 from x402 import x402FacilitatorSync
 from x402.http import FacilitatorClientSync, FacilitatorConfig, HTTPFacilitatorClientSync
 from x402.mechanisms.evm import FacilitatorWeb3Signer
 from x402.mechanisms.evm.batch_settlement.facilitator import BatchSettlementEvmFacilitator
 from x402.mechanisms.evm.exact import register_exact_evm_facilitator
 
+from proofmarket.chain.rpc_session import rpc_session
 from proofmarket.core import jsonlimits
 from proofmarket.core.errors import FacilitatorUnavailable, JsonTooDeep, JsonTooLarge, UsageError
 from proofmarket.core.profiles import chain_id_of, network_id  # noqa: F401 (re-exported)
@@ -83,6 +85,11 @@ class ReorgSafeSigner(FacilitatorWeb3Signer):
     QUIET_S = 5.0  # no reservation for this long: no send of ours is between reservation and the pool
 
     _last_reserved = 0.0
+
+    def __init__(self, private_key: str, rpc_url: str, **options: Any) -> None:
+        super().__init__(private_key=private_key, rpc_url=rpc_url, **options)
+        # the SDK's provider, with a session that reads the environment once (chain/rpc_session.py)
+        self._w3.provider = Web3.HTTPProvider(rpc_url, session=rpc_session(rpc_url))
 
     def _reserve_nonce(self) -> int:
         with self._nonce_lock:

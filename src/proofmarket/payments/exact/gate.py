@@ -23,6 +23,7 @@ check and settlement recovery through the token contract when a ``ChainClient`` 
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 from typing import Any
@@ -251,6 +252,7 @@ class PaymentGate(Settling):
         return payment
 
     @staticmethod
+    @functools.lru_cache(maxsize=256)  # a pure function of the header: the rate limiter and the route both ask
     def signed_payer(payment_signature_header: str | None) -> str | None:
         """The payer whose own signature is on this payment (checksummed), or None: not decodable, not an
         exact EIP-3009 payment, or the signature does not recover to its ``from`` (plain ECDSA only).
