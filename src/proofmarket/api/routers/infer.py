@@ -69,17 +69,22 @@ async def infer(model_id: str, inputs: InputsBody, request: Request, services: S
     proof); pay per call when payments are on."""
     if callback_url is not None and services.webhooks is not None:  # refused before any payment is looked at
         await run_in_threadpool(check_target, callback_url, services.webhooks.allow_private)
-    offer, system = await run_in_threadpool(_offer, services, model_id, inputs,
-                                            base_url(request, services.settings))
-    job = await run_in_threadpool(_submit, services, offer, system, inputs, request.headers, idempotency_key,
-                                  batch == "allow")
+    job = await run_in_threadpool(_terms_and_submit, services, model_id, inputs, base_url(request, services.settings),
+                                  request.headers, idempotency_key, batch == "allow")
     if callback_url is not None and services.webhooks is not None:
         await run_in_threadpool(services.webhooks.callback, job, callback_url)
     if mode == "sync" and not job.is_final:
-        job = await _wait(services, job.id, services.settings.infer_wait_s)
+        return await _wait(services, job.id, services.settings.infer_wait_s)
     if not job.is_final or mode == "async":
         return _accepted(services, job)
     return await run_in_threadpool(_answer, services, job)
+
+
+def _terms_and_submit(services: NodeServices, model_id: str, inputs: dict[str, Any], base: str,
+                      headers: Mapping[str, str], key: str | None, batch: bool) -> JobRow:
+    """The call's terms, then its payment and its job (one hand-off to a worker thread for both)."""
+    offer, system = _offer(services, model_id, inputs, base)
+    return _submit(services, offer, system, inputs, headers, key, batch)
 
 
 def _offer(services: NodeServices, model_id: str, inputs: dict[str, Any], base: str) -> tuple[Offer, str]:
@@ -122,11 +127,17 @@ def _submit(services: NodeServices, offer: Offer, system: str, inputs: dict[str,
     return job
 
 
-async def _wait(services: NodeServices, job_id: str, timeout_s: float) -> JobRow:
+async def _wait(services: NodeServices, job_id: str, timeout_s: float) -> JSONResponse:
+    """The answer once the call is final, or 202 while it still runs after ``timeout_s``."""
     done = await run_in_threadpool(services.queue.watch, job_id)
     with contextlib.suppress(TimeoutError):  # still running: answer 202
         await asyncio.wait_for(asyncio.wrap_future(done), timeout_s)
-    return await run_in_threadpool(services.jobs.get, job_id)
+    return await run_in_threadpool(_answer_or_accepted, services, job_id)
+
+
+def _answer_or_accepted(services: NodeServices, job_id: str) -> JSONResponse:
+    job = services.jobs.get(job_id)
+    return _answer(services, job) if job.is_final else _accepted(services, job)
 
 
 def _accepted(services: NodeServices, job: JobRow) -> JSONResponse:
