@@ -411,9 +411,9 @@ def start_node(stack: contextlib.ExitStack, settings: Settings, model_id: str, m
             raise RuntimeError("the node did not start (see the log above)")
         time.sleep(0.05)
     url = f"http://127.0.0.1:{port}"
-    while httpx.get(f"{url}/health", timeout=10).json()["provers_warm"] < settings.prover_workers:
+    while httpx.get(f"{url}/health", timeout=10).json()["provers_warm"] < settings.queue.prover_workers:
         if time.monotonic() > deadline:
-            raise RuntimeError(f"the node's {settings.prover_workers} prover processes were not warm within 45 s")
+            raise RuntimeError(f"the node's {settings.queue.prover_workers} prover processes were not warm within 45 s")
         time.sleep(0.05)
     return url
 

@@ -92,7 +92,7 @@ class Node:
         self.url = f"http://127.0.0.1:{self.port}"
         self.procs = [subprocess.Popen([sys.executable, "-m", "proofmarket.cli.main", "worker", "--name", f"w{i}"],
                                        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                      for i in range(workers if settings.queue == "celery" else 0)]
+                      for i in range(workers if settings.queue.kind == "celery" else 0)]
         deadline = time.monotonic() + 120
         while True:
             health = httpx.get(f"{self.url}/health").json()

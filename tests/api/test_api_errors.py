@@ -143,7 +143,8 @@ def test_loopback_hosts_are_loopback(host: str) -> None:
 
 
 def test_payments_on_with_a_dead_chain_refuses_to_start(make_app: AppFactory) -> None:
-    # payments on build the x402 gate (tests/x402 runs it on anvil); a chain that does not answer stops the node
+    # payments on build the x402 gate (tests/payments/exact runs it on anvil); a chain that does not answer stops
+    # the node
     from proofmarket.chain.devnet import free_port
     from proofmarket.core.errors import RPCUnavailable
 

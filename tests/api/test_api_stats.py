@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from proofmarket.cli.main import app as cli
 from proofmarket.db import JobKind, JobRow, JobStatus
-from proofmarket.node.analytics import percentile
+from proofmarket.marketplace.analytics import percentile
 
 
 def record(services: object, model_id: str, status: str, *, amount: int | None = None, code: str | None = None,

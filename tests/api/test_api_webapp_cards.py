@@ -1,7 +1,8 @@
 """The web app as a new visitor uses it (Chromium through Playwright, no JSON typed): finds a model by its task in
 the catalogue, reads its card (safe Markdown: an owner's script never runs, only http(s) links, opened noopener),
 tries it from the generated number fields and reads a verdict and the top classes by their labels; axe-core finds
-no serious or critical accessibility violation on the catalogue or the card, at desktop and phone widths."""
+no serious or critical accessibility violation on the catalogue or the card, at desktop and phone widths; every
+section of the page at 320 to 1,440 px without sideways scrolling, axe-clean and photographed."""
 
 from __future__ import annotations
 
@@ -123,4 +124,45 @@ def test_a_visitor_finds_reads_and_tries_a_model_without_json(served: str, mlp_i
         page.keyboard.press("Enter")
         assert page.evaluate("document.getElementById('model-verification').open")
         page.locator("#model").screenshot(path=str(SHOTS / "app-model-card-375px.png"))
+        browser.close()
+
+
+SECTIONS = ("wallet", "catalog", "model", "verify", "history", "owner", "prover", "access")
+
+
+def test_every_section_reads_at_every_width_and_passes_axe(served: str, mlp_id: str) -> None:
+    """The page's every section (the model's card open) from 320 to 1,440 px: nothing scrolls sideways, axe-core finds
+    no serious or critical violation at 375 and 1,440 px, and each section is photographed at both (test
+    artifacts in tests/screenshots, not committed)."""
+    if not AXE.is_file():
+        pytest.fail("axe-core is one of the npm tools (make setup)")
+    sync_playwright, chromium = chromium_or_skip()
+    SHOTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+        page = browser.new_context(viewport={"width": 1440, "height": 900}, bypass_csp=True).new_page()
+        page.set_default_timeout(90_000)
+        page.goto(f"{served}/app/#model/{mlp_id}")
+        page.wait_for_selector("#model:not([hidden])")
+        _until_text(page, "#model-title", "three-classes")
+        for width in (320, 375, 768, 1440):
+            page.set_viewport_size({"width": width, "height": 900})
+            wide = page.evaluate("document.documentElement.scrollWidth")
+            assert wide <= width, f"at {width} px the page is {wide} px wide"
+            if width in (375, 1440):
+                assert _axe(page) == [], width
+                for section in SECTIONS:
+                    assert page.locator(f"#{section}").is_visible(), section
+                    page.locator(f"#{section}").screenshot(path=str(SHOTS / f"app-{section}-{width}.png"))
+                page.screenshot(path=str(SHOTS / f"app-page-{width}.png"), full_page=True)
+        page.evaluate("window.scrollTo(0, 0); document.activeElement.blur()")
+        reached: list[str] = []  # the sections the Tab key reaches, in order
+        for _ in range(400):
+            page.keyboard.press("Tab")
+            where = page.evaluate("(document.activeElement.closest('section') || {}).id || ''")
+            if where and (not reached or reached[-1] != where):
+                reached.append(where)
+            if where == SECTIONS[-1]:
+                break
+        assert [s for s in SECTIONS if s in reached] == list(SECTIONS), reached
         browser.close()

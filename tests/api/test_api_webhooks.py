@@ -179,9 +179,9 @@ def test_a_rebinding_name_reaches_only_the_address_that_was_checked(monkeypatch:
 
     import httpx
 
-    from proofmarket.node import webhook_targets as targets
-    from proofmarket.node import webhooks
-    from proofmarket.node.webhook_targets import WebhookTargetRefused
+    from proofmarket.marketplace import webhook_targets as targets
+    from proofmarket.marketplace import webhooks
+    from proofmarket.marketplace.webhook_targets import WebhookTargetRefused
 
     answers = iter(["93.184.216.34", "127.0.0.1", "127.0.0.1"])
 

@@ -8,14 +8,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "x402"))
 
 from x402_helpers import Chain, Served, anvil_or_skip, clear_env, compile_mlp, mlp_input, node_settings  # noqa: E402
 

@@ -14,7 +14,6 @@ joins by adding a harness to ``HARNESSES``: nothing in ``src/`` changes.
 from __future__ import annotations
 
 import secrets
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 
 import pytest
 from eth_account import Account
+from toy_plugins import ToyRail  # noqa: E402
 
 from proofmarket.core.errors import PaymentInsufficientFunds, PaymentRequired, ProofMarketError
 from proofmarket.db.book import Book
@@ -30,9 +30,6 @@ from proofmarket.db.engine import Database
 from proofmarket.payments.credits.rail import CreditsRail, key_hash
 from proofmarket.payments.port import Offer, PaymentPort
 from proofmarket.payments.tickets import ProofOutcome, Settlement
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lifecycle"))
-from toy_plugins import ToyRail  # noqa: E402
 
 PRICE = 2_500
 FUNDS = 10 * PRICE

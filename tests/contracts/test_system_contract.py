@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +31,6 @@ from proofmarket.systems import registry
 from proofmarket.systems.port import ProofSystem, SystemContext, SystemSpec
 
 TESTS = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(TESTS / "lifecycle"))
-sys.path.insert(0, str(TESTS / "zk"))
 from toy_plugins import TOY_SPEC, compile_toy  # noqa: E402
 
 

@@ -66,3 +66,40 @@ def test_offline_model_hub_keeps_what_the_caller_set(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("TRANSFORMERS_NO_ADVISORY_WARNINGS", "0")
     offline_model_hub()
     assert os.environ["HF_HUB_OFFLINE"] == "1" and os.environ["TRANSFORMERS_NO_ADVISORY_WARNINGS"] == "0"
+
+
+def test_settings_are_nested_by_concern_and_read_from_the_same_variables(monkeypatch: pytest.MonkeyPatch,
+                                                                         tmp_path: Path) -> None:
+    monkeypatch.setenv("PROOFMARKET_PROVER_WORKERS", "3")
+    monkeypatch.setenv("PROOFMARKET_QUEUE", "celery")
+    monkeypatch.setenv("PROOFMARKET_PAYMENTS", "on")
+    monkeypatch.setenv("PROOFMARKET_CHAIN", "Base-Sepolia")
+    monkeypatch.setenv("PROOFMARKET_MAX_REQUEST_BYTES", "2048")
+    monkeypatch.setenv("PROOFMARKET_LISTING_POLICY", "review")
+    monkeypatch.setenv("PROOFMARKET_PIN", "kubo:http://127.0.0.1:5001")
+    monkeypatch.setenv("PROOFMARKET_API_PORT", "9000")
+    settings = Settings(_env_file=None, home=tmp_path, payout_interval_s=60)  # a keyword beats the environment
+    assert (settings.queue.prover_workers, settings.queue.kind) == (3, "celery")
+    assert (settings.payments.mode, settings.payments.payout_interval_s) == ("on", 60.0)
+    assert settings.chain.name == "base-sepolia" and settings.profile().chain_id == 84532
+    assert settings.limits.max_request_bytes == 2048 and settings.owners.listing_policy == "review"
+    assert settings.store.pin == "kubo:http://127.0.0.1:5001" and settings.api.api_port == 9000
+    assert settings.db_url == f"sqlite:///{tmp_path / 'node.db'}"
+
+
+def test_every_setting_has_one_variable_and_a_misspelt_one_is_refused() -> None:
+    from proofmarket.core.settings import FLAT_NAMES
+    from proofmarket.core.settings_groups import ENV_NAMES, GROUPS
+
+    fields = [(group, name) for group, model in GROUPS.items() for name in model.model_fields]
+    names = [ENV_NAMES.get(field, field[1]) for field in fields]
+    assert len(set(names)) == len(names) == len(FLAT_NAMES) - 1  # and home
+    with pytest.raises(TypeError, match="prover_worker"):
+        Settings(_env_file=None, prover_worker=2)
+    with pytest.raises(ValidationError, match="unknown chain"):
+        Settings(_env_file=None, chain="mainnet-ish")
+    with pytest.raises(ValidationError, match="prover_workers"):
+        Settings(_env_file=None, prover_workers=0)
+    frozen = Settings(_env_file=None)
+    with pytest.raises(ValidationError):
+        frozen.queue.prover_workers = 9  # type: ignore[misc]

@@ -1,5 +1,5 @@
 """The watchers' shared plumbing in the app: a service built once per app whoever asks first, and a lifespan that
-runs a watcher's thread with the app (the chain side is tested on anvil in tests/escrow)."""
+runs a watcher's thread with the app (the chain side is tested on anvil in tests/intake)."""
 
 from __future__ import annotations
 

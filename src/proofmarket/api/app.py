@@ -87,7 +87,7 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
     node_rails = services.rails
     app.add_middleware(RateLimit, limiter=Limiter(settings),
                        payer_of=lambda h: node_rails.select(h).payer_of(h))
-    origins = [o.strip() for o in (settings.cors_origins or "").split(",") if o.strip()]
+    origins = [o.strip() for o in (settings.api.cors_origins or "").split(",") if o.strip()]
     if origins:  # apps on other origins (a wallet app): what they may send and read
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -103,7 +103,7 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
 
 def _body_limit(settings: Settings, scope: Scope) -> int:
     upload = scope.get("method") == "POST" and scope.get("path", "").rstrip("/") == "/v1/models"
-    return settings.max_upload_bytes if upload else settings.max_request_bytes
+    return settings.limits.max_upload_bytes if upload else settings.limits.max_request_bytes
 
 
 def _mcp_route(app: FastAPI) -> McpEndpoint:

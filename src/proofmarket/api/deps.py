@@ -22,4 +22,4 @@ IdempotencyKey = Annotated[str | None, Header(
 
 
 def base_url(request: Request, settings: Settings) -> str:
-    return (settings.public_url or str(request.base_url)).rstrip("/")
+    return (settings.api.public_url or str(request.base_url)).rstrip("/")

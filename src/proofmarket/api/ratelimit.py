@@ -79,14 +79,14 @@ class Limiter:
     """The node's limits and their counters."""
 
     def __init__(self, settings: Settings) -> None:
-        self.policies = {p.name: p for p in (_policy("unpaid", settings.rate_limit_unpaid),
-                                             _policy("probe", settings.rate_limit_probe),
-                                             _policy("payer", settings.rate_limit_payer),
-                                             _policy("key", settings.rate_limit_key))}
-        uri = settings.rate_limit_storage or (settings.redis_url if settings.queue == "celery" else "memory://")
+        self.policies = {p.name: p for p in (_policy("unpaid", settings.limits.rate_limit_unpaid),
+                                             _policy("probe", settings.limits.rate_limit_probe),
+                                             _policy("payer", settings.limits.rate_limit_payer),
+                                             _policy("key", settings.limits.rate_limit_key))}
+        uri = settings.limits.rate_limit_storage or (settings.queue.redis_url if settings.queue.kind == "celery" else "memory://")
         self.storage_uri = uri
         self.strategy = strategies.MovingWindowRateLimiter(storage.storage_from_string(uri))
-        self.proxies = _networks(settings.trusted_proxies)
+        self.proxies = _networks(settings.api.trusted_proxies)
         self._warned = 0.0
 
     def check(self, policy: str, who: str) -> tuple[bool, dict[str, str]]:

@@ -46,8 +46,8 @@ def is_loopback(host: str) -> bool:
 def check_admin_token(settings: Settings) -> None:
     """Refuse to start with an empty, placeholder or short admin token (unset = uploads off) whenever others
     can reach the node: off the devnet, or listening on an address other than loopback."""
-    token = settings.admin_token
-    if token is None or (known_devnet(settings) and is_loopback(settings.api_host)):
+    token = settings.api.admin_token
+    if token is None or (known_devnet(settings) and is_loopback(settings.api.api_host)):
         return
     value = token.get_secret_value().strip()
     if value.lower() in PLACEHOLDERS or len(value) < MIN_TOKEN_CHARS:
@@ -56,7 +56,7 @@ def check_admin_token(settings: Settings) -> None:
 
 
 def admin_matches(settings: Settings, credentials: HTTPAuthorizationCredentials | None) -> bool:
-    token = settings.admin_token
+    token = settings.api.admin_token
     expected = token.get_secret_value().strip() if token is not None else ""
     if not expected or credentials is None or credentials.scheme.lower() != "bearer":
         return False
@@ -65,7 +65,7 @@ def admin_matches(settings: Settings, credentials: HTTPAuthorizationCredentials 
 
 def require_admin(services: ServicesDep,
                   credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
-    token = services.settings.admin_token
+    token = services.settings.api.admin_token
     expected = token.get_secret_value().strip() if token is not None else ""
     if not expected:
         raise Unauthorized("model uploads are turned off on this node (no PROOFMARKET_ADMIN_TOKEN)")

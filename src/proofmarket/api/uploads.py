@@ -6,7 +6,7 @@ private), ``name``, ``owner`` (0x address), ``metadata`` (the catalogue entry, J
 license, inputs, outputs, example), ``supersedes`` (the id of the owner's listing this one replaces).
 Who uploads: the admin (bearer token), or an owner whose wallet signed the listing request
 (``core/listing_request.py``: fields ``owner``, ``deadline``, ``nonce``, ``signature``), under the node's listing
-policy and per-owner quotas (``node/submissions.py``).
+policy and per-owner quotas (``marketplace/submissions.py``).
 The signature and the sizes are checked here; the ONNX file and the samples are streamed to disk and parsed only in
 the upload check's capped child (``models/untrusted.py``, ``core/sandbox.py``): 4xx at once, and only then is the
 model stored and queued. A file the check refuses counts against the owner's refused-upload quota.
@@ -36,11 +36,11 @@ from proofmarket.core.errors import (
 from proofmarket.core.listing_request import FORM_FIELDS, ListingRequest, sha256_hex
 from proofmarket.core.settings import Settings
 from proofmarket.db import JobKind, ModelRepo
+from proofmarket.marketplace.catalog import check_price
+from proofmarket.marketplace.entries import MAX_ENTRY_BYTES, parse_entry
+from proofmarket.marketplace.submissions import Submissions
 from proofmarket.models.sample_files import FORMATS
 from proofmarket.models.untrusted import check_upload
-from proofmarket.node.catalog import check_price
-from proofmarket.node.entries import MAX_ENTRY_BYTES, parse_entry
-from proofmarket.node.submissions import Submissions
 from proofmarket.store import ArtifactStore
 from proofmarket.systems.ezkl.profile import PrivacyProfile
 
@@ -109,8 +109,8 @@ def prepare_upload(form: FormData, settings: Settings, store: ArtifactStore, who
     if field is None:
         raise UsageError("the upload needs sample inputs as the field 'samples' (JSON, .npy, .npz or .csv)")
     with tempfile.TemporaryDirectory(prefix="proofmarket-upload-") as tmp:
-        path = _save(onnx, Path(tmp) / "model.onnx", settings.max_model_bytes)
-        samples_path, samples_name = _save_samples(field, Path(tmp), settings.max_samples_bytes)
+        path = _save(onnx, Path(tmp) / "model.onnx", settings.limits.max_model_bytes)
+        samples_path, samples_name = _save_samples(field, Path(tmp), settings.limits.max_samples_bytes)
         size = path.stat().st_size
         if not who.admin:
             request = _signed_request(form, path, name_field, price, privacy_field, metadata_raw, supersedes, who)
@@ -120,11 +120,12 @@ def prepare_upload(form: FormData, settings: Settings, store: ArtifactStore, who
         try:
             if supersedes:
                 spec["supersedes"] = _superseded(who.models, supersedes, spec["owner"])
-            limits = sandbox.Limits(memory_mb=settings.upload_check_memory_mb, cpu_s=settings.upload_check_cpu_s,
-                                    wall_s=settings.upload_check_timeout_s)
+            caps = settings.limits
+            limits = sandbox.Limits(memory_mb=caps.upload_check_memory_mb, cpu_s=caps.upload_check_cpu_s,
+                                    wall_s=caps.upload_check_timeout_s)
             try:
                 checked = check_upload(path, samples_path, samples_name, Path(tmp) / "samples.json",
-                                       max_model_bytes=settings.max_model_bytes, limits=limits)
+                                       max_model_bytes=settings.limits.max_model_bytes, limits=limits)
             except BaseException:
                 if request is not None:  # the node spent a check on it: it counts as a refused upload
                     who.submissions.refused(request)

@@ -21,7 +21,7 @@ from proofmarket.api.schemas import (
 from proofmarket.calls.service import call_answer
 from proofmarket.core.errors import ProofMarketError, from_code
 from proofmarket.db import JobKind, JobRow, JobStatus
-from proofmarket.node.catalog import ServedModel
+from proofmarket.marketplace.catalog import ServedModel
 from proofmarket.payments.tickets import Settlement
 from proofmarket.store import ArtifactStore
 from proofmarket.systems import guarantee, spec, spec_of, system_of

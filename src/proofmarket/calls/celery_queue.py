@@ -107,15 +107,15 @@ def masked_url(url: str) -> str:
 def celery_app(settings: Settings) -> Any:
     from celery import Celery
 
-    app = Celery("proofmarket", broker=settings.redis_url)
+    app = Celery("proofmarket", broker=settings.queue.redis_url)
     app.conf.update(
         task_acks_late=True,  # a message is acknowledged once its job ran: a killed worker's comes back
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,  # a busy worker does not hoard messages others could run
         task_default_queue=PROVE_QUEUE,
         task_serializer="json", accept_content=["json"],
-        task_time_limit=int(settings.proof_timeout_s + 120),  # the prover stops at proof_timeout_s already
-        broker_transport_options={"visibility_timeout": int(settings.proof_timeout_s + 300)},
+        task_time_limit=int(settings.queue.proof_timeout_s + 120),  # the prover stops at proof_timeout_s already
+        broker_transport_options={"visibility_timeout": int(settings.queue.proof_timeout_s + 300)},
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         task_ignore_result=True,  # outcomes live in the job rows
@@ -126,9 +126,9 @@ def celery_app(settings: Settings) -> Any:
 class CeleryJobQueue:
     def __init__(self, settings: Settings, jobs: JobRepo, runner: JobRunner) -> None:
         self.settings, self.jobs, self.runner = settings, jobs, runner
-        self.redis = check_redis(settings.redis_url)
+        self.redis = check_redis(settings.queue.redis_url)
         self.app = celery_app(settings)
-        self.follower = SettlementFollower(runner, jobs, settings.settle_poll_s, lambda _job_id: None)
+        self.follower = SettlementFollower(runner, jobs, settings.payments.settle_poll_s, lambda _job_id: None)
         self._stop = threading.Event()
         self._janitor: threading.Thread | None = None
         self._resent: dict[str, float] = {}  # queued job id -> when the janitor last sent it again

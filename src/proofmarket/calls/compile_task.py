@@ -47,7 +47,7 @@ def compile_job(settings: Settings, spec: dict[str, Any], timeout_s: float, stop
     lifeline.start(proc)
     child.close()
     try:
-        status, payload = _wait(parent, proc, timeout_s, stop, settings.compile_memory_mb)
+        status, payload = _wait(parent, proc, timeout_s, stop, settings.limits.compile_memory_mb)
     finally:
         if proc.is_alive():
             proc.kill()
@@ -106,15 +106,15 @@ def _child(conn: Connection, settings: Settings, spec: dict[str, Any], parent_pi
     if parent_pid is not None:
         lifeline.bind_to_parent(parent_pid)
     try:
-        limit_memory(settings.compile_memory_mb)
+        limit_memory(settings.limits.compile_memory_mb)
         conn.send(("ok", _compile(settings, spec)))
     except ProofMarketError as exc:
         conn.send(("error", (exc.code, exc.message)))
     except MemoryError:
-        conn.send(("error", (CompileOutOfMemory.code, _out_of_memory(settings.compile_memory_mb).message)))
+        conn.send(("error", (CompileOutOfMemory.code, _out_of_memory(settings.limits.compile_memory_mb).message)))
     except (ImportError, OSError, SyntaxError) as exc:  # a library not mapped under the cap is out of memory too
-        if settings.compile_memory_mb and _no_memory(exc):
-            conn.send(("error", (CompileOutOfMemory.code, _out_of_memory(settings.compile_memory_mb).message)))
+        if settings.limits.compile_memory_mb and _no_memory(exc):
+            conn.send(("error", (CompileOutOfMemory.code, _out_of_memory(settings.limits.compile_memory_mb).message)))
         else:
             log.error("the compile of %s failed", spec.get("name"), exc_info=True)
             conn.send(("error", ("proving_failed", f"the compile failed unexpectedly ({type(exc).__name__})")))

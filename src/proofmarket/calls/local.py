@@ -51,7 +51,7 @@ class LocalJobQueue:
         self._compile_q: queue.Queue[str] = queue.Queue()
         self._watchers: dict[str, list[Future[None]]] = {}
         self._keys: dict[str, BatchKey | None] = {}  # queued calls' batch keys, read once each
-        self.window_s = runner.settings.batch_window_ms / 1000
+        self.window_s = runner.settings.queue.batch_window_ms / 1000
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -59,7 +59,7 @@ class LocalJobQueue:
         # the settle step of proved calls: as many threads as provers (at least 2), so that settling never
         # holds a prover back and a slow settlement (a chain receipt) does not hold the others
         self._settlers = ThreadPoolExecutor(max(2, len(self.workers)), thread_name_prefix="proofmarket-settle")
-        self.follower = SettlementFollower(runner, jobs, runner.settings.settle_poll_s, self._notify)
+        self.follower = SettlementFollower(runner, jobs, runner.settings.payments.settle_poll_s, self._notify)
         runner.delivered.append(self._notify)  # a waiting request answers before the record hooks run
         runner.metrics.track_depth(self.depth)
 

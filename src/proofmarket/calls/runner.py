@@ -285,7 +285,8 @@ class JobRunner:
     def _compile(self, job: JobRow, stop: threading.Event) -> None:
         spec = job.input
         start = time.perf_counter()
-        timeout = min(self.settings.compile_timeout_s, float(spec.get("timeout_s") or self.settings.compile_timeout_s))
+        most = self.settings.queue.compile_timeout_s
+        timeout = min(most, float(spec.get("timeout_s") or most))
         done = compile_job(self.settings, spec, timeout, stop)  # an owner's compile: what is left of its day
         self.metrics.duration.labels(JobKind.COMPILE.value).observe(time.perf_counter() - start)
         listing = {k: spec[k] for k in ("status", "catalog", "catalog_cid", "supersedes", "size_bytes") if k in spec}

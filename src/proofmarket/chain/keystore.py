@@ -71,7 +71,7 @@ def keystore_path(role: str, settings: Settings, extra: X402Settings | None = No
     """The role's keystore file and the variable that named it (None: the default HOME/keys/<role>.json)."""
     _check_role(role)
     extra = extra or X402Settings()
-    configured = {"owner": settings.owner_keystore, "validator": settings.validator_keystore,
+    configured = {"owner": settings.chain.owner_keystore, "validator": settings.chain.validator_keystore,
                   "node": extra.node_keystore, "facilitator": extra.facilitator_keystore, "consumer": None}[role]
     if configured is not None:
         return configured.expanduser(), f"PROOFMARKET_{role.upper()}_KEYSTORE"
@@ -171,7 +171,7 @@ def read_password(settings: Settings, prompt: str, *, confirm: bool = False,
                   ask: Callable[[str], str] = getpass.getpass) -> str:
     """PROOFMARKET_KEYSTORE_PASSWORD_FILE (its trailing newline stripped); else asked on the terminal (twice when
     ``confirm``), only when stdin is one; else a usage error telling how to give it."""
-    path = settings.keystore_password_file
+    path = settings.chain.keystore_password_file
     if path is not None:
         path = path.expanduser()
         try:
@@ -237,7 +237,7 @@ def _plain(role: str, settings: Settings, extra: X402Settings) -> SecretStr | No
 
         text = env_value(ENV_KEY["consumer"])
         return SecretStr(text) if text and text.strip() else None
-    value = {"owner": settings.private_key, "node": extra.node_key, "validator": settings.validator_key,
+    value = {"owner": settings.chain.private_key, "node": extra.node_key, "validator": settings.chain.validator_key,
              "facilitator": extra.facilitator_key}[role]
     return value if value is not None and value.get_secret_value().strip() else None
 

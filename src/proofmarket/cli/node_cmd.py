@@ -41,7 +41,7 @@ def worker_cmd(
     try:
         settings = Settings(home=home) if home is not None else Settings()
         _say_node_chain(settings)
-        console.print(f"proofmarket worker: Redis {masked_url(settings.redis_url)}, database "
+        console.print(f"proofmarket worker: Redis {masked_url(settings.queue.redis_url)}, database "
                       f"{settings.db_url.split('@')[-1]}, store {settings.store_dir}")
         run_worker(settings, name=name, models=model or [], compile_jobs=not no_compile)
     except ProofMarketError as exc:
@@ -78,8 +78,8 @@ def node_cmd(
                           f"({terms})")
     except ProofMarketError as exc:
         raise fail(exc, False) from exc
-    console.print(f"proofmarket node on http://{settings.api_host}:{settings.api_port} (docs at /docs)")
-    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level=log_level, **_uvicorn_extra())
+    console.print(f"proofmarket node on http://{settings.api.api_host}:{settings.api.api_port} (docs at /docs)")
+    uvicorn.run(app, host=settings.api.api_host, port=settings.api.api_port, log_level=log_level, **_uvicorn_extra())
 
 
 def _say_node_chain(settings: Settings) -> None:

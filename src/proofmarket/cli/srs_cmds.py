@@ -35,7 +35,7 @@ def srs_fetch(run: Run, logrows: LogrowsOpt,
               ) -> None:
     """Download the ceremony SRS for LOGROWS (PROOFMARKET_SRS_URL), check its pinned sha256 and store it."""
     settings = run.settings
-    source = url or ceremony_url(settings.srs_url, logrows)
+    source = url or ceremony_url(settings.store.srs_url, logrows)
     with _download_bar(not run.as_json, source) as report:
         entry = CeremonyStore(settings.srs_dir).fetch(logrows, source, progress=report)
     _stored(run, entry)

@@ -1,210 +1,108 @@
 """The settings, read from the environment (prefix PROOFMARKET_) or a .env file: the only module that reads
 the environment (``Settings``, ``X402Settings``, ``ToolPaths``, ``DemoSettings``, ``env_value``).
 
-``Settings.chain`` names the chain profile (``proofmarket.core.profiles``); ``Settings.profile(chain_id)``
-answers what the node may do there. The chain id of an RPC URL needs an RPC call: that lives in
-``proofmarket.chain.client`` (``node_chain_id``, ``node_profile``), never here.
+``Settings`` holds the node's settings by concern (``settings_groups.py``: ``settings.queue.prover_workers`` is
+PROOFMARKET_PROVER_WORKERS); ``Settings.chain.name`` names the chain profile (``proofmarket.core.profiles``);
+``Settings.profile(chain_id)`` answers what the node may do there. The chain id of an RPC URL needs an RPC call:
+that lives in ``proofmarket.chain.client`` (``node_chain_id``, ``node_profile``), never here.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, create_model, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from proofmarket.core.budget import Budget
 from proofmarket.core.errors import UsageError
-from proofmarket.core.profiles import DEVNET, PROFILES, ChainProfile, profile_for, profile_named
+from proofmarket.core.profiles import DEVNET, ChainProfile, profile_for, profile_named
+from proofmarket.core.settings_groups import (
+    ENV_NAMES,
+    GROUPS,
+    ApiSettings,
+    ChainSettings,
+    LimitsSettings,
+    OwnersSettings,
+    PaymentsSettings,
+    QueueSettings,
+    StoreSettings,
+    known_chain,
+)
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PROOFMARKET_", env_file=".env", extra="ignore")
+def _flat_fields() -> dict[str, Any]:
+    """The environment's view of the settings: one field per variable (PROOFMARKET_<name>), as each group defines it."""
+    fields: dict[str, Any] = {"home": (Path, Field(default=Path.home() / ".proofmarket",
+                                                   description="data folder: store, SRS cache, jobs"))}
+    for group, model in GROUPS.items():
+        for name, info in model.model_fields.items():
+            fields[ENV_NAMES.get((group, name), name)] = (info.annotation, copy.copy(info))
+    return fields
 
-    home: Path = Field(default=Path.home() / ".proofmarket", description="data folder: store, SRS cache, jobs")
-    srs_file: Path | None = Field(default=None, description="ceremony SRS file; unset = dev SRS (devnet only)")
-    srs_url: str = Field(default="https://trusted-setup-halo2kzg.s3.eu-central-1.amazonaws.com",
-                         description="base URL of the ceremony SRS files (perpetual-powers-of-tau-raw-<logrows>) "
-                                     "that 'proofmarket srs fetch' downloads")
-    proof_timeout_s: float = Field(default=600.0, gt=0, description="a proof running longer is stopped")
-    max_logrows: int = Field(default=22, ge=1, le=26, description="compile refuses a model predicted above this")
-    max_prove_s: float = Field(default=600.0, gt=0, description="compile refuses a model whose predicted prove "
-                                                               "time is above this")
-    max_prove_memory_mb: float = Field(default=16_384.0, gt=0, description="compile refuses a model whose "
-                                                                           "predicted peak memory is above this")
-    max_model_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
-    rpc_url: str | None = Field(default=None, description="chain RPC URL; unset = the devnet of 'proofmarket chain up'")
-    chain: str | None = Field(default=None, description="chain profile (devnet, base-sepolia, base, arbitrum-sepolia, "
-                                                        "arbitrum); unset = the profile of the RPC's chain id")
-    private_key: SecretStr | None = Field(default=None, description="signing key off the devnet (never logged)")
-    owner_keystore: Path | None = Field(default=None, description="encrypted keystore of the market/owner account; "
-                                                                  "unset = HOME/keys/owner.json when it exists")
-    keystore_password_file: Path | None = Field(default=None, description="file holding the keystores' password; "
-                                                                          "unset = asked on a terminal")
-    deployment_file: Path | None = Field(default=None, description="market deployment JSON; unset = one per chain")
-    request_ttl_s: int = Field(default=3600, gt=0, le=30 * 24 * 3600, description="escrow request deadline")
 
-    # --- node: HTTP API, jobs, database (proofmarket node) ---------------------------------------
-    database_url: str | None = Field(default=None, description="SQLAlchemy URL; unset = SQLite file HOME/node.db")
-    api_host: str = Field(default="127.0.0.1", description="address 'proofmarket node' listens on")
-    api_port: int = Field(default=8402, ge=1, le=65535, description="port 'proofmarket node' listens on")
-    public_url: str | None = Field(default=None, description="base URL advertised to clients; unset = request's")
-    prover_workers: int = Field(default=2, ge=1, le=64, description="prover processes of the local job queue")
-    batch_sizes: str = Field(default="4,16", description="batch circuits compiled beside each public-profile model "
-                             "(calls that queue together share one proof); '' = none")
-    batch_window_ms: float = Field(default=10.0, ge=0, le=1000, description="a batch that found company waits this "
-                                   "long for more calls (a call alone never waits); 0 = never batch")
-    admin_token: SecretStr | None = Field(default=None, description="bearer token for model uploads; unset = off")
-    payments: Literal["on", "off"] = Field(default="off", description="x402 on the infer route; off = free calls")
-    max_request_bytes: int = Field(default=1024 * 1024, gt=0, description="largest JSON request body")
-    max_upload_bytes: int = Field(default=128 * 1024 * 1024, gt=0, description="largest model upload body")
-    infer_wait_s: float = Field(default=900.0, gt=0, description="a sync infer answers 202 after this long")
-    settle_poll_s: float = Field(default=5.0, gt=0, description="seconds between looks at a pending settlement")
-    settler_interval_s: float = Field(default=5.0, gt=0, description="seconds between the settler's passes (pending "
-                                      "purchases followed on chain)")
-    payout_interval_s: float = Field(default=3600.0, gt=0, description="seconds between payouts of what the book "
-                                     "owes payees (credits, passes, channels); 'proofmarket payouts run' pays now")
-    ledger_check_interval_s: float = Field(default=3600.0, gt=0, description="seconds between reconciliations of "
-                                           "the book with the chain (proofmarket_ledger_differences)")
-    payout_min_atomic: int = Field(default=1, ge=1, description="a payee is paid once the book owes it this much")
-    compile_timeout_s: float = Field(default=3600.0, gt=0, description="an uploaded model's compile is stopped")
-    compile_memory_mb: int = Field(default=8192, ge=0, description="memory cap of a compile process; 0 = none")
-    upload_check_memory_mb: int = Field(default=1024, ge=256, description="address-space cap of the child that "
-                                        "parses an uploaded model or its samples")
-    upload_check_cpu_s: int = Field(default=60, ge=1, description="CPU-time cap of that child")
-    upload_check_timeout_s: float = Field(default=120.0, gt=0, description="wall-clock cap of that child")
-    max_samples_bytes: int = Field(default=16 * 1024 * 1024, gt=0, description="largest uploaded sample file")
-    proof_cache_size: int = Field(default=1000, ge=0, description="proofs kept for repeated (model, input) calls of "
-                                                                   "public-profile models; 0 = no cache")
-    queue: Literal["local", "celery"] = Field(default="local", description="job queue: local = prover processes "
-                                                                           "in the node; celery = 'proofmarket worker' "
-                                                                           "processes over Redis")
-    cors_origins: str | None = Field(default=None, description="origins allowed to call the API from a browser, "
-                                                               "comma-separated (e.g. https://app.example); unset = "
-                                                               "same origin only")
-    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis broker of the celery queue")
-    access_key: SecretStr | None = Field(default=None,
-                                         description="key of job access tokens; unset = random, in HOME/access.key")
+_Env = create_model("Settings", __base__=BaseSettings,
+                    __validators__={"_known_chain": field_validator("chain")(lambda value: known_chain(value))},
+                    **_flat_fields())
+_Env.model_config = SettingsConfigDict(env_prefix="PROOFMARKET_", env_file=".env", extra="forbid")
+_Env.model_rebuild(force=True)
+#: every name ``Settings(...)`` takes: the environment variables' names (after PROOFMARKET_), lower case
+FLAT_NAMES = frozenset(_Env.model_fields)
 
-    # --- node: rate limits (api/ratelimit.py; "off" turns one off) -----------------------------------
-    rate_limit_unpaid: str = Field(default="200/10 seconds", description="per client address, on routes that are "
-                                                                         "not paid calls (catalogue, jobs, verify...)")
-    rate_limit_probe: str = Field(default="600/10 seconds", description="per client address, paid routes asked "
-                                                                        "without a payment (the 402 every client "
-                                                                        "asks for first)")
-    rate_limit_payer: str = Field(default="600/10 seconds", description="per payer (x402, by the payment's own "
-                                                                        "signature), paid routes")
-    rate_limit_key: str = Field(default="600/10 seconds", description="per API key (Authorization: Bearer pmk_...)")
-    rate_limit_storage: str | None = Field(default=None, description="a 'limits' storage URI shared by the nodes "
-                                                                     "(redis://...); unset = memory, or the Redis "
-                                                                     "of the celery queue when PROOFMARKET_QUEUE="
-                                                                     "celery")
-    trusted_proxies: str = Field(default="", description="comma-separated proxy addresses whose X-Forwarded-For "
-                                                         "names the client (unset = the socket peer is the client)")
 
-    # --- node: owners' self-service listings (POST /v1/models signed by the owner's wallet) -----------
-    listing_policy: Literal["auto", "open", "allowlist", "review", "off"] = Field(
-        default="auto", description="who lists without the admin token: open = any wallet, allowlist = the "
-                                    "wallets of PROOFMARKET_LISTING_OWNERS, review = any wallet, sold once the "
-                                    "operator approves it, off = admin only; auto = open on a development chain, "
-                                    "review elsewhere")
-    listing_owners: str = Field(default="", description="comma-separated owner addresses the allowlist policy "
-                                                        "takes (the review policy lists them without review)")
-    owner_max_models: int = Field(default=20, ge=0, description="listings (and submissions compiling) per owner")
-    owner_max_bytes: int = Field(default=1024 * 1024 * 1024, ge=0,
-                                 description="ONNX bytes per owner, over their listings and submissions")
-    owner_compile_s_per_day: float = Field(default=7200.0, ge=0,
-                                           description="compile seconds per owner over the last 24 hours: a "
-                                                       "compile is stopped when the owner's budget runs out")
-    free_min_balance_atomic: int = Field(default=100_000, ge=0, description="credits a wallet holds to take a "
-                                         "model's free calls (0.1 USDC; held, not refundable, for a day after a "
-                                         "free call): a fresh wallet gets none")
-    stats_min_calls: int = Field(default=5, ge=1, description="a model's public stats hide every bucket (the window, "
-                                 "a day, a rail, an error code) of fewer calls; its owner (signed) reads them all")
-    owner_refused_per_day: int = Field(default=10, ge=0, description="uploads per owner the node's check may refuse "
-                                       "over the last 24 hours before it takes no more from that owner that day")
-    listing_compile_s_per_day: float = Field(default=28_800.0, ge=0,
-                                             description="compile seconds of all owners' listings together over "
-                                                         "the last 24 hours (new wallets cost nothing: per-owner "
-                                                         "quotas alone do not bound the node's work)")
-    listing_open_share: float = Field(default=0.5, ge=0, le=1, description="of the node's compile seconds, the "
-                                      "share owners nobody vouched for (not allowlisted, no listing approved in "
-                                      "review) may spend together; the rest is reserved for vouched owners")
-    listing_max_compiling: int = Field(default=2, ge=0, description="owners' submissions compiling at once, all "
-                                                                    "owners together")
+class Settings(BaseModel):
+    """The node's settings, by concern (``settings_groups.py``). ``Settings(**values)`` takes the flat names of the
+    environment variables (``Settings(prover_workers=2, payments="on")``, what PROOFMARKET_PROVER_WORKERS and
+    PROOFMARKET_PAYMENTS set) over the environment and ``.env`` (``_env_file=None``: no .env)."""
 
-    # --- node: webhooks ------------------------------------------------------------------------------
-    webhook_private_targets: Literal["auto", "on", "off"] = Field(
-        default="auto", description="POST webhooks to loopback and private addresses: auto = on a development "
-                                    "chain only (elsewhere a callback URL must not reach the node's own network)")
-    webhook_max_attempts: int = Field(default=8, ge=1, le=50, description="a delivery is given up after this many")
-    webhook_timeout_s: float = Field(default=10.0, gt=0, description="the wait for a receiver's answer")
+    model_config = ConfigDict(frozen=True)
 
-    # --- node: IPFS pinning (store/pinning.py) --------------------------------------------------------
-    pin: str | None = Field(default=None, description="pin public model artifacts and proof bundles: "
-                                                       "kubo:http://127.0.0.1:5001 (an IPFS node's RPC API) or "
-                                                       "psa:https://... (a Pinning Service API); unset = off")
-    pin_token: SecretStr | None = Field(default=None, description="bearer token of the IPFS RPC API or pinning "
-                                                                  "service (never logged)")
-    pin_bundles: bool = Field(default=True, description="pin proof bundles too (a bundle holds a call's output "
-                                                        "and proof; its CID is known only to whom it is given)")
+    home: Path
+    api: ApiSettings
+    chain: ChainSettings
+    payments: PaymentsSettings
+    queue: QueueSettings
+    store: StoreSettings
+    limits: LimitsSettings
+    owners: OwnersSettings
 
-    # --- node: escrow watcher (on-chain requests fulfilled by this node) ---------------------------
-    escrow_watcher: Literal["auto", "on", "off"] = Field(
-        default="auto", description="follow on-chain requests: auto = when a market is deployed on the chain")
-    escrow_confirmations: int | None = Field(
-        default=None, ge=0, le=1000, description="blocks on top of a request's (and a fulfilment's) block before "
-                                                 "the node counts it; unset = the chain profile's confirmations")
-    escrow_poll_s: float = Field(default=2.0, gt=0, description="seconds between polls of the chain")
-    validation_every_s: float = Field(
-        default=60.0, ge=0, description="an ERC-8004 validation record of an x402-paid proof (the ZkValidator "
-        "re-verifies it on chain, ~0.5M gas the prover pays) is sent at most once per listing this often; 0: "
-        "every call")
-    registry_terms: Literal["auto", "on", "off"] = Field(
-        default="auto", description="sell on the registry's price, owner, active flag and verifier, paying x402 to "
-                                    "the listing's revenue splitter: auto = when a market is deployed on the chain")
-    model_owner: str | None = Field(
-        default=None, pattern=r"^0x[0-9a-fA-F]{40}$",
-        description="the address whose registry listings this node serves; unset = the market's owner account")
-
-    # --- validator (proofmarket validator run) ---------------------------------------------------
-    validator_key: SecretStr | None = Field(default=None, description="the validator's staking key (never logged)")
-    validator_keystore: Path | None = Field(default=None, description="encrypted keystore of the validator; "
-                                                                      "unset = HOME/keys/validator.json when it exists")
-
-    @field_validator("chain")
-    @classmethod
-    def _known_chain(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            return None
-        if value.strip().lower() not in PROFILES:
-            raise ValueError(f"unknown chain {value!r}: one of {', '.join(PROFILES)}")
-        return value.strip().lower()
+    def __init__(self, _env_file: Any = ".env", **values: Any) -> None:
+        unknown = sorted(set(values) - FLAT_NAMES)
+        if unknown:
+            raise TypeError(f"unknown settings: {', '.join(unknown)} (the names are those of the PROOFMARKET_* "
+                            "variables, lower case)")
+        env: Any = _Env(_env_file=_env_file, **values)  # the one read of the environment
+        grouped: dict[str, Any] = {"home": env.home}
+        for group, model in GROUPS.items():
+            grouped[group] = model(**{name: getattr(env, ENV_NAMES.get((group, name), name))
+                                      for name in model.model_fields})
+        super().__init__(**grouped)
 
     def profile(self, chain_id: int | None = None) -> ChainProfile:
         """The chain profile: of ``chain_id`` (the chain the RPC answers), which must agree with
         PROOFMARKET_CHAIN when both are given; without it, PROOFMARKET_CHAIN's, else the devnet's when no
         RPC URL is set. An RPC URL without PROOFMARKET_CHAIN needs its chain id: ask
         ``proofmarket.chain.client.node_profile(settings)``."""
-        named = profile_named(self.chain) if self.chain else None
+        named = profile_named(self.chain.name) if self.chain.name else None
         if chain_id is not None:
             if named is not None and named.chain_id != chain_id:
-                raise UsageError(f"PROOFMARKET_CHAIN={self.chain} is chain id {named.chain_id}, but the chain "
-                                 f"answering is chain id {chain_id}", chain=self.chain, chain_id=chain_id)
+                raise UsageError(f"PROOFMARKET_CHAIN={self.chain.name} is chain id {named.chain_id}, but the chain "
+                                 f"answering is chain id {chain_id}", chain=self.chain.name, chain_id=chain_id)
             return profile_for(chain_id)
         if named is not None:
             return named
-        if self.rpc_url is None:
+        if self.chain.rpc_url is None:
             return DEVNET
         raise UsageError("the chain of PROOFMARKET_RPC_URL is only known by asking it "
                          "(proofmarket.chain.client.node_chain_id): set PROOFMARKET_CHAIN or pass the chain id")
 
     @property
     def budget(self) -> Budget:
-        return Budget(self.max_logrows, self.max_prove_s, self.max_prove_memory_mb)
+        return Budget(self.limits.max_logrows, self.limits.max_prove_s, self.limits.max_prove_memory_mb)
 
     @property
     def store_dir(self) -> Path:
@@ -220,7 +118,7 @@ class Settings(BaseSettings):
 
     @property
     def db_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.home / 'node.db'}"
+        return self.store.database_url or f"sqlite:///{self.home / 'node.db'}"
 
 
 class X402Settings(BaseSettings):
@@ -293,8 +191,8 @@ def settings_chain_id(settings: Settings, rpc_chain_id: Callable[[str], int] | N
     id of PROOFMARKET_RPC_URL (asked through ``rpc_chain_id``: core does no RPC, see
     ``proofmarket.chain.client.node_chain_id``), else the devnet of 'proofmarket chain up'. A client that
     talks to the chain checks PROOFMARKET_CHAIN against it with ``settings.profile(client.chain_id)``."""
-    if settings.chain is None and settings.rpc_url is not None and rpc_chain_id is not None:
-        return settings.profile(rpc_chain_id(settings.rpc_url)).chain_id
+    if settings.chain.name is None and settings.chain.rpc_url is not None and rpc_chain_id is not None:
+        return settings.profile(rpc_chain_id(settings.chain.rpc_url)).chain_id
     return settings.profile().chain_id
 
 
@@ -303,7 +201,7 @@ def known_devnet(settings: Settings) -> bool:
     profile accepts the public dev keys: nothing of value is on it): PROOFMARKET_CHAIN's profile, else the
     devnet's when no RPC URL is set. An RPC URL without PROOFMARKET_CHAIN is a chain only
     its answer names: start-up does not ask it, so it counts as off the devnet (the stricter rules apply)."""
-    if settings.chain is None and settings.rpc_url is not None:
+    if settings.chain.name is None and settings.chain.rpc_url is not None:
         return False
     return settings.profile().dev_keys_allowed
 

@@ -191,7 +191,7 @@ class Demo(Steps):
             health = httpx.get(f"{url}/health", timeout=10)
             if health.status_code != 200:
                 raise DemoError(f"the node's /health answered {health.status_code}: {health.text[:200]}")
-            if health.json()["provers_warm"] >= settings.prover_workers or time.monotonic() > deadline:
+            if health.json()["provers_warm"] >= settings.queue.prover_workers or time.monotonic() > deadline:
                 return url
             time.sleep(0.05)
 
@@ -228,7 +228,7 @@ def compile_sample(ws: Any) -> str:
     if knobs().grid == "quick":
         options = CompileOptions(profile=PrivacyProfile(), srs=SrsProvider(ws.settings.srs_dir),
                                  candidates=[Candidate(*QUICK_CANDIDATE)],
-                                 batch_sizes=parse_sizes(ws.settings.batch_sizes))
+                                 batch_sizes=parse_sizes(ws.settings.queue.batch_sizes))
         result = ws.prover.compile(sample_path("mlp"), samples, options)
     else:
         result = ws.compile(sample_path("mlp"), samples, profile=PrivacyProfile())

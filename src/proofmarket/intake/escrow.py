@@ -84,8 +84,8 @@ class EscrowService(BatchedEscrow, ChainWatcher):
     def for_node(cls, settings: Settings, db: Database, workspace: Workspace, registry: Any = None,
                  market: Market | None = None, **options: Any) -> EscrowService | None:
         """The node's escrow service, or None when the setting is off or (auto) no market is deployed."""
-        return super().for_node(settings, db, workspace, registry, market, proof_timeout_s=settings.proof_timeout_s,
-                                **options)
+        return super().for_node(settings, db, workspace, registry, market,
+                                proof_timeout_s=settings.queue.proof_timeout_s, **options)
 
     def with_metrics(self, registry: CollectorRegistry | None) -> EscrowService:
         if registry is not None:

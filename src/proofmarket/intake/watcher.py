@@ -100,16 +100,16 @@ class ChainWatcher(Reorgs):
         """The node's watcher (``PROOFMARKET_ESCROW_WATCHER``): None when off, or when auto and nothing is deployed;
         its ``unavailable`` errors (e.g. no court in the deployment) leave it off whatever the setting. ``market``:
         the node's one market connection (opened here when the node has none)."""
-        if settings.escrow_watcher == "off":
+        if settings.chain.escrow_watcher == "off":
             return None
-        market = market or Market.open_for(settings.escrow_watcher, workspace, f"{cls.kind} watcher")
+        market = market or Market.open_for(settings.chain.escrow_watcher, workspace, f"{cls.kind} watcher")
         if market is None:
             return None
         model_repo = ModelRepo(db)
         try:
             watcher = cls(market, EscrowRepo(db), lambda: [row.id for row in model_repo.served()],
-                          confirmations=settings.escrow_confirmations, poll_s=settings.escrow_poll_s,
-                          owner=settings.model_owner, **options)
+                          confirmations=settings.chain.escrow_confirmations, poll_s=settings.chain.escrow_poll_s,
+                          owner=settings.chain.model_owner, **options)
         except cls.unavailable as exc:
             watcher_log = logging.getLogger(f"proofmarket.{cls.kind}")
             watcher_log.info("%s watcher off: %s", cls.kind, exc.message)

@@ -123,7 +123,7 @@ class ConsumerRole(MarketBase):
         return self.market.request_inference(key, commitment, deadline, consumer), approve_tx
 
     def _deadline(self, ttl_s: int | None) -> int:
-        ttl = ttl_s if ttl_s is not None else self.workspace.settings.request_ttl_s
+        ttl = ttl_s if ttl_s is not None else self.workspace.settings.chain.request_ttl_s
         if not MIN_TTL_S <= ttl <= MAX_TTL_S:
             raise UsageError(f"the request's time to live must be {MIN_TTL_S} s to 30 days, not {ttl} s")
         return self.client.timestamp() + ttl

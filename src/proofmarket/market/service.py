@@ -138,8 +138,8 @@ class Market(OwnerRole, ConsumerRole, ProverRole):
 
 def connect(settings: Settings) -> ChainClient:
     """A client for ``PROOFMARKET_RPC_URL``, else for the devnet recorded by ``proofmarket chain up``."""
-    if settings.rpc_url:
-        client = ChainClient(settings.rpc_url)
+    if settings.chain.rpc_url:
+        client = ChainClient(settings.chain.rpc_url)
         _ = client.chain_id
         return client
     devnet = MarketHome(settings.home).devnet()
@@ -182,6 +182,6 @@ def record_file(settings: Settings, profile: ChainProfile, record_dir: Path | No
 
 
 def deployment_path(settings: Settings, chain_id: int) -> Path:
-    return settings.deployment_file or MarketHome(settings.home).deployment_file(chain_id)
+    return settings.chain.deployment_file or MarketHome(settings.home).deployment_file(chain_id)
 
 

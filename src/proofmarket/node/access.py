@@ -41,8 +41,8 @@ class AccessTokens:
 
     @classmethod
     def for_node(cls, settings: Settings) -> AccessTokens:
-        if settings.access_key is not None:
-            return cls(settings.access_key.get_secret_value().encode())
+        if settings.api.access_key is not None:
+            return cls(settings.api.access_key.get_secret_value().encode())
         return cls(_key_file(settings.home / KEY_FILE))
 
     def job(self, job_id: str) -> str:

@@ -29,7 +29,7 @@ DEV_FACILITATOR_INDEX = 8
 
 
 def node_chain(settings: Settings, extra: X402Settings) -> NodeChain:
-    rpc_url = settings.rpc_url or _devnet_rpc(settings.home)
+    rpc_url = settings.chain.rpc_url or _devnet_rpc(settings.home)
     client = ChainClient(rpc_url)
     chain_id = client.chain_id
     dev_keys = settings.profile(chain_id).dev_keys_allowed  # also: PROOFMARKET_CHAIN agrees with the RPC
@@ -57,7 +57,7 @@ def _devnet_rpc(home: Path) -> str:
 def _usdc(settings: Settings, extra: X402Settings, client: ChainClient) -> str:
     if extra.usdc_address:
         return to_checksum_address(extra.usdc_address)
-    path = settings.deployment_file or MarketHome(settings.home).deployment_file(client.chain_id)
+    path = settings.chain.deployment_file or MarketHome(settings.home).deployment_file(client.chain_id)
     found = load_deployment(path)
     if found is not None and is_live(client, found):
         return found.usdc
@@ -72,7 +72,7 @@ def paid_node_account(settings: Settings) -> LocalAccount | None:
     """The key a paid node signs with (receipts, attested bundles), as ``node_chain`` picks it, for a process that
     takes no payments itself (a Celery worker): its attestations are then signed by the node's identity. None when
     payments are off (the node key of ``systems.attested.signer`` then)."""
-    if settings.payments != "on":
+    if settings.payments.mode != "on":
         return None
     from proofmarket.chain.client import node_chain_id
 

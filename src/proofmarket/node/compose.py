@@ -26,11 +26,11 @@ from proofmarket.calls.queue import JobQueue
 from proofmarket.core.errors import ProofMarketError
 from proofmarket.core.settings import Settings
 from proofmarket.db import Database, JobRepo, JobRow, ModelRepo, ProofCacheRepo
+from proofmarket.marketplace.catalog import Catalog
+from proofmarket.marketplace.webhooks import Webhooks
 from proofmarket.node.access import AccessTokens
-from proofmarket.node.catalog import Catalog
 from proofmarket.node.pinning import Pinning
 from proofmarket.node.services import NodeServices
-from proofmarket.node.webhooks import Webhooks
 from proofmarket.payments.port import FreeAccess, PaymentPort, Rails
 from proofmarket.payments.tickets import ProofOutcome, Settlement
 from proofmarket.store import ArtifactStore
@@ -100,7 +100,7 @@ def node_chain_id(settings: Settings, payments: PaymentPort | None) -> int:
 def build_runner(settings: Settings, db: Database, store: ArtifactStore, registry: CollectorRegistry,
                  rails: Rails | PaymentPort) -> JobRunner:
     """The call runner of a node or of a ``proofmarket worker`` process."""
-    cache = ProofCacheRepo(db, settings.proof_cache_size) if settings.proof_cache_size else None
+    cache = ProofCacheRepo(db, settings.queue.proof_cache_size) if settings.queue.proof_cache_size else None
     runner = JobRunner(settings, JobRepo(db), ModelRepo(db), store, rails, JobMetrics(registry), cache)
     runner.metrics.track_settling(runner.jobs.settling_age)
     runner.metrics.settler_lease.set(1.0)  # a node settles alone until a shared queue's lease says otherwise
@@ -118,7 +118,7 @@ def _payments(settings: Settings, ws: Workspace, model_repo: ModelRepo, db: Data
     """Payments off: free calls. On: x402 through the gate (``payments/exact/rail.py``), paid to the model's owner,
     and x402 batch-settlement channels beside it (``node/batch_build.py``) when the chain has their contract.
     Returns the default rail and the others."""
-    if settings.payments == "off":
+    if settings.payments.mode == "off":
         return FreeAccess(), []
     from proofmarket.core.settings import X402Settings  # web3 and the x402 SDK load only when payments are on
     from proofmarket.node.chain_setup import node_chain
@@ -140,7 +140,7 @@ def _payments(settings: Settings, ws: Workspace, model_repo: ModelRepo, db: Data
     from proofmarket.payments.credits.rail import CreditsRail
 
     credits = CreditsRail(CreditsRepo(db), chain.node, exact.gate.network, chain, pay_to=exact.pay_to_of,
-                          free_min_balance=settings.free_min_balance_atomic)
+                          free_min_balance=settings.owners.free_min_balance_atomic)
     return exact, [credits, *([batch] if batch is not None else [])]
 
 
@@ -165,7 +165,7 @@ def build_money(settings: Settings, db: Database, rails: Rails, listings: Listin
 
     purchases = Purchases(credits.repo, exact)
     payouts = Payouts(book, chain.client, chain.usdc, chain.node, _release_split(listings) if listings else None,
-                      min_atomic=settings.payout_min_atomic, lease=LeaseRepo(db))
+                      min_atomic=settings.payments.payout_min_atomic, lease=LeaseRepo(db))
     from proofmarket.payments.batch.rail import BatchSettlementRail
 
     for rail in rails.all():  # channel money swept to the node is paid out by the same path
@@ -178,9 +178,9 @@ def build_money(settings: Settings, db: Database, rails: Rails, listings: Listin
 
         differences = Gauge("proofmarket_ledger_differences", "differences between the book and the chain at the "
                             "last reconciliation (0: they agree)", registry=registry)
-    money.settler = Settler(purchases, payouts, interval_s=settings.settler_interval_s,
-                            payout_every_s=settings.payout_interval_s, lease=LeaseRepo(db), check=money.check,
-                            check_every_s=settings.ledger_check_interval_s, differences=differences)
+    money.settler = Settler(purchases, payouts, interval_s=settings.payments.settler_interval_s,
+                            payout_every_s=settings.payments.payout_interval_s, lease=LeaseRepo(db), check=money.check,
+                            check_every_s=settings.payments.ledger_check_interval_s, differences=differences)
     return money
 
 
@@ -198,7 +198,7 @@ def _release_split(listings: Listings) -> Callable[[str], None]:
 def _listings(settings: Settings, ws: Workspace) -> Listings | None:
     """The registry's terms (price, active, owner, verifier, x402 splitter) when a market is deployed on the
     node's chain (``PROOFMARKET_REGISTRY_TERMS``: auto, on, off)."""
-    if settings.registry_terms == "off":
+    if settings.chain.registry_terms == "off":
         return None
     from proofmarket.market import Market
     from proofmarket.market.listings import Listings
@@ -206,12 +206,12 @@ def _listings(settings: Settings, ws: Workspace) -> Listings | None:
     try:
         market = Market.open(workspace=ws)
     except ProofMarketError as exc:
-        if settings.registry_terms == "on":
+        if settings.chain.registry_terms == "on":
             raise
         log.info("selling on the node's own terms (no registry): %s", exc.message)
         return None
-    return Listings(market, default_owner=settings.model_owner, poll_s=settings.escrow_poll_s,
-                    validation_every_s=settings.validation_every_s)
+    return Listings(market, default_owner=settings.chain.model_owner, poll_s=settings.chain.escrow_poll_s,
+                    validation_every_s=settings.chain.validation_every_s)
 
 
 def listing_hook(listings: Listings) -> Callable[[JobRow, Settlement, ProofOutcome], None]:
@@ -251,15 +251,15 @@ def _srs_check(payments: PaymentPort) -> Callable[[str, Any], None]:
 
 def _cache(settings: Settings, db: Database, store: ArtifactStore, runner: JobRunner) -> ProofCache | None:
     """The node's side of the proof cache: calls looked up when submitted, hits and misses in /metrics."""
-    if not settings.proof_cache_size:
+    if not settings.queue.proof_cache_size:
         return None
-    return ProofCache(ProofCacheRepo(db, settings.proof_cache_size), store, runner.jobs, runner.metrics.cache)
+    return ProofCache(ProofCacheRepo(db, settings.queue.proof_cache_size), store, runner.jobs, runner.metrics.cache)
 
 
 def _queue(settings: Settings, runner: JobRunner, job_repo: JobRepo, systems: SystemSet) -> JobQueue:
     """The engine: local (worker threads in the node, each with its own prover process) or celery (workers over
     Redis; checked here: an unreachable Redis stops the node with ``queue_unavailable``)."""
-    if settings.queue == "celery":
+    if settings.queue.kind == "celery":
         from proofmarket.calls.celery_queue import CeleryJobQueue
         from proofmarket.db import LeaseRepo
 
@@ -267,7 +267,7 @@ def _queue(settings: Settings, runner: JobRunner, job_repo: JobRepo, systems: Sy
         celery.leases = LeaseRepo(job_repo.db)
         celery.recover()
         return celery
-    local = LocalJobQueue(runner, job_repo, [systems.worker(i) for i in range(settings.prover_workers)])
+    local = LocalJobQueue(runner, job_repo, [systems.worker(i) for i in range(settings.queue.prover_workers)])
     local.recover()
     return local
 

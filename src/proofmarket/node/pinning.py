@@ -39,9 +39,9 @@ class Pinning:
 
     @classmethod
     def for_node(cls, settings: Settings, store: ArtifactStore, registry: CollectorRegistry) -> Pinning | None:
-        token = settings.pin_token.get_secret_value() if settings.pin_token else None
-        pinner = pinner_from(settings.pin, token)
-        return None if pinner is None else cls(pinner, store, settings.pin_bundles, registry)
+        token = settings.store.pin_token.get_secret_value() if settings.store.pin_token else None
+        pinner = pinner_from(settings.store.pin, token)
+        return None if pinner is None else cls(pinner, store, settings.store.pin_bundles, registry)
 
     def pin_model(self, model_id: str, catalog_cid: str | None = None) -> list[str]:
         """The model's public artifacts, and its catalogue entry (what the registry's metadata CID names)."""

@@ -18,9 +18,9 @@ from proofmarket.db import Database
 from proofmarket.intake.court import CourtService
 from proofmarket.intake.escrow import EscrowService
 from proofmarket.market import Market
+from proofmarket.marketplace.catalog import Catalog
+from proofmarket.marketplace.webhooks import Dispatcher, Webhooks
 from proofmarket.node.access import AccessTokens
-from proofmarket.node.catalog import Catalog
-from proofmarket.node.webhooks import Dispatcher, Webhooks
 from proofmarket.payments.port import PaymentPort, Rails
 from proofmarket.payments.settler import Money
 from proofmarket.systems.registry import ATTESTED_SYSTEM, SystemSet
@@ -66,8 +66,8 @@ class NodeServices:
         if self.catalog.listings is not None:
             return self.catalog.listings.market
         with self._market_lock:
-            if self._market is None and self.settings.escrow_watcher != "off":
-                self._market = Market.open_for(self.settings.escrow_watcher, self.workspace, "escrow watchers")
+            if self._market is None and self.settings.chain.escrow_watcher != "off":
+                self._market = Market.open_for(self.settings.chain.escrow_watcher, self.workspace, "escrow watchers")
             return self._market
 
     def chain_client(self) -> ChainClient | None:
@@ -80,8 +80,8 @@ class NodeServices:
         if isinstance(client, ChainClient):
             return client
         with self._market_lock:
-            if self._chain is None and self.settings.rpc_url:
-                self._chain = ChainClient(self.settings.rpc_url)
+            if self._chain is None and self.settings.chain.rpc_url:
+                self._chain = ChainClient(self.settings.chain.rpc_url)
             return self._chain
 
     def answering_chain(self) -> ChainClient | None:
@@ -102,14 +102,14 @@ class NodeServices:
 
     def build_escrow(self) -> EscrowService | None:
         """The escrow watcher (None when off, or auto and no market is deployed); its answers are calls too."""
-        if self.settings.escrow_watcher == "off":
+        if self.settings.chain.escrow_watcher == "off":
             return None
         return EscrowService.for_node(self.settings, self.db, self.workspace, self.registry, market=self.market(),
                                       jobs=self.jobs)
 
     def build_court(self) -> CourtService | None:
         """The court watcher (None when off, or no AttestationCourt is deployed); its answers are calls too."""
-        if self.settings.escrow_watcher == "off":
+        if self.settings.chain.escrow_watcher == "off":
             return None
         court = CourtService.for_node(self.settings, self.db, self.workspace, self.registry, market=self.market(),
                                       jobs=self.jobs)

@@ -36,7 +36,7 @@ def run_worker(settings: Settings, *, name: str | None = None, models: list[str]
     """Serve jobs until stopped (SIGTERM/SIGINT: the job in hand finishes first, Celery's warm shutdown)."""
     from proofmarket.systems.ezkl.ezkl_calls import EZKL_VERSION
 
-    client = check_redis(settings.redis_url)
+    client = check_redis(settings.queue.redis_url)
     name = name or f"{socket.gethostname()}-{os.getpid()}"
     models = models or []
     ctx = WorkerContext(settings)

@@ -86,8 +86,8 @@ def build_facilitator(rpc_url: str, signer: LocalAccount, *, confirmation_timeou
 
 def facilitator_rpc(settings: Settings) -> str:
     """PROOFMARKET_RPC_URL, else the devnet ``proofmarket chain up`` recorded in this home."""
-    if settings.rpc_url:
-        return settings.rpc_url
+    if settings.chain.rpc_url:
+        return settings.chain.rpc_url
     devnet = MarketHome(settings.home).devnet()
     if devnet is None:
         raise UsageError("set PROOFMARKET_RPC_URL (the chain the facilitator settles on), or start the devnet "

@@ -100,7 +100,7 @@ def _own_deployment(chain_id: int) -> Deployment:
     from proofmarket.core.settings import Settings
 
     settings = Settings()
-    path = settings.deployment_file or MarketHome(settings.home).deployment_file(chain_id)
+    path = settings.chain.deployment_file or MarketHome(settings.home).deployment_file(chain_id)
     found = load_deployment(path)
     if found is None:
         raise UsageError(f"no deployment file for chain {chain_id} at {path}: routing by reputation reads your own "

@@ -38,7 +38,7 @@ class Workspace:
     @property
     def prover(self) -> EzklProver:
         if self._prover is None:
-            worker = InlineProofWorker() if self._inline else ProofWorker(timeout_s=self.settings.proof_timeout_s)
+            worker = InlineProofWorker() if self._inline else ProofWorker(timeout_s=self.settings.queue.proof_timeout_s)
             self._prover = EzklProver(self.store, self.settings.jobs_dir, worker)
         return self._prover
 
@@ -50,7 +50,7 @@ class Workspace:
         srs.check_available()
         from proofmarket.systems.ezkl.batch_compile import parse_sizes
 
-        sizes = parse_sizes(self.settings.batch_sizes) if batch_sizes is None else batch_sizes
+        sizes = parse_sizes(self.settings.queue.batch_sizes) if batch_sizes is None else batch_sizes
         options = CompileOptions(profile=profile, srs=srs, bound=bound, name=name, budget=self.settings.budget,
                                  objective=objective, batch_sizes=sizes)
         result = self.prover.compile(onnx_path, samples_doc, options, progress)
@@ -61,7 +61,7 @@ class Workspace:
         """The SRS a compile uses: ``srs_file`` (or PROOFMARKET_SRS_FILE); else the ceremony file stored in
         HOME/srs for the circuit's logrows (``proofmarket srs fetch``/``import``); else a dev SRS, only where the
         chain profile allows one (the devnet)."""
-        return SrsProvider(self.settings.srs_dir, srs_file or self.settings.srs_file,
+        return SrsProvider(self.settings.srs_dir, srs_file or self.settings.store.srs_file,
                            ceremonies=CeremonyStore(self.settings.srs_dir), chain=self._profile)
 
     def _profile(self) -> ChainProfile:
@@ -69,7 +69,7 @@ class Workspace:
         only when PROOFMARKET_RPC_URL is set without PROOFMARKET_CHAIN), else the devnet."""
         if self._chain_id is not None:
             return self.settings.profile(self._chain_id)
-        if self.settings.chain is None and self.settings.rpc_url is not None:
+        if self.settings.chain.name is None and self.settings.chain.rpc_url is not None:
             from proofmarket.chain.client import node_profile  # web3: only when the chain must be asked
 
             return node_profile(self.settings)

@@ -30,8 +30,8 @@ from proofmarket.api.views import infer_result, job_error, job_public
 from proofmarket.calls import Settlement, request_hash
 from proofmarket.core.errors import PaymentReplayed
 from proofmarket.db import JobKind, JobRow, JobStatus
+from proofmarket.marketplace.webhook_targets import check_target
 from proofmarket.node.services import NodeServices
-from proofmarket.node.webhook_targets import check_target
 from proofmarket.payments.port import Offer, cover_of
 from proofmarket.systems import guarantee
 
@@ -74,7 +74,7 @@ async def infer(model_id: str, inputs: InputsBody, request: Request, services: S
     if callback_url is not None and services.webhooks is not None:
         await run_in_threadpool(services.webhooks.callback, job, callback_url)
     if mode == "sync" and not job.is_final:
-        return await _wait(services, job.id, services.settings.infer_wait_s)
+        return await _wait(services, job.id, services.settings.queue.infer_wait_s)
     if not job.is_final or mode == "async":
         return _accepted(services, job)
     return await run_in_threadpool(_answer, services, job)

@@ -13,7 +13,7 @@ from proofmarket.api.signed import describe
 from proofmarket.api.views import registry_listing
 from proofmarket.core.errors import ProofMarketError
 from proofmarket.core.settings import Settings
-from proofmarket.node.catalog import ServedModel
+from proofmarket.marketplace.catalog import ServedModel
 from proofmarket.node.services import NodeServices
 from proofmarket.systems import ATTESTED_SYSTEM, PROVEN_SYSTEM, spec_of
 from proofmarket.systems.documents import BUNDLE_FORMAT
@@ -136,7 +136,7 @@ def _chain(services: NodeServices, paid: dict[str, object] | None) -> dict[str, 
 def _settings_chain(settings: Settings) -> dict[str, object] | None:
     """The chain the settings name without asking an RPC: PROOFMARKET_CHAIN's profile, or the devnet's when no
     RPC URL is set; None for an RPC of unnamed chain (the market's client names it when one is deployed)."""
-    if settings.chain is None and settings.rpc_url is not None:
+    if settings.chain.name is None and settings.chain.rpc_url is not None:
         return None
     profile = settings.profile()
     return {"name": profile.name, "chain_id": profile.chain_id}

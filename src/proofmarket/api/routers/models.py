@@ -27,12 +27,12 @@ from proofmarket.core.errors import (
 from proofmarket.core.listing_request import DOMAIN, TYPES
 from proofmarket.core.units import parse_usdc
 from proofmarket.db import ModelStatus
-from proofmarket.node.analytics import MAX_DAYS, model_stats, public_stats
-from proofmarket.node.entries import TASKS
-from proofmarket.node.search import MAX_LIMIT, search
-from proofmarket.node.search import Query as SearchQuery
+from proofmarket.marketplace.analytics import MAX_DAYS, model_stats, public_stats
+from proofmarket.marketplace.entries import TASKS
+from proofmarket.marketplace.search import MAX_LIMIT, search
+from proofmarket.marketplace.search import Query as SearchQuery
+from proofmarket.marketplace.submissions import Submissions
 from proofmarket.node.services import NodeServices
-from proofmarket.node.submissions import Submissions
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 log = logging.getLogger("proofmarket.models")
@@ -108,7 +108,7 @@ def model_stats_route(model_id: str, request: Request, services: ServicesDep, ad
         if signed_address(request, "stats") != (row.owner or "").lower():
             raise Unauthorized("a model's full stats are signed by its owner")
         return doc
-    return doc if admin else public_stats(doc, services.settings.stats_min_calls)
+    return doc if admin else public_stats(doc, services.settings.owners.stats_min_calls)
 
 
 @router.get("/{model_id}/registration", operation_id="registration_plan",
@@ -183,7 +183,7 @@ async def upload_model(request: Request, services: ServicesDep, admin: IsAdminDe
     it); the model is served once the job is ``proved`` (an owner's listing under review: once approved)."""
     settings = services.settings
     try:
-        form = await request.form(max_files=3, max_fields=16, max_part_size=settings.max_request_bytes)
+        form = await request.form(max_files=3, max_fields=16, max_part_size=settings.limits.max_request_bytes)
     except ProofMarketError:  # body_too_large
         raise
     except Exception as exc:  # multipart parse errors (Starlette's own HTTP 400)

@@ -1,4 +1,4 @@
-"""/v1/webhooks: an owner's subscriptions to their models' events (``node/webhooks.py``).
+"""/v1/webhooks: an owner's subscriptions to their models' events (``marketplace/webhooks.py``).
 
     POST   /v1/webhooks        subscribe (signed by the owner's address, purpose ``webhook-<sha256 of the body, first
                                16 hex>``): body {url, events: [call, payout, challenge], model_id?}
@@ -22,7 +22,7 @@ from proofmarket.api.deps import ServicesDep
 from proofmarket.api.signed import signed_address
 from proofmarket.core.address_signature import body_purposes
 from proofmarket.core.errors import UsageError
-from proofmarket.node.webhooks import EVENTS, Webhooks
+from proofmarket.marketplace.webhooks import EVENTS, Webhooks
 
 router = APIRouter(tags=["webhooks"])
 SIGNED: dict[int | str, dict[str, Any]] = {401: {"description": "unauthorized (no or bad address signature)"}}

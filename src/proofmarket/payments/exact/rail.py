@@ -359,10 +359,10 @@ def is_loopback(host: str) -> bool:
 
 def check_public_url(settings: Settings) -> None:
     """Off loopback the resource URL signed into receipts must not come from the request's Host header."""
-    if not settings.public_url and not is_loopback(settings.api_host):
-        raise UsageError(f"the node listens on {settings.api_host}, not loopback: set PROOFMARKET_PUBLIC_URL (the "
+    if not settings.api.public_url and not is_loopback(settings.api.api_host):
+        raise UsageError(f"the node listens on {settings.api.api_host}, not loopback: set PROOFMARKET_PUBLIC_URL (the "
                          "URL clients reach it at; it is signed into payment receipts) to take payments",
-                         api_host=settings.api_host)
+                         api_host=settings.api.api_host)
 
 
 __all__ = ["NodeChain", "X402Payments", "X402Settings", "build_x402", "check_public_url", "check_window",

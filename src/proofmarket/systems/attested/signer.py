@@ -40,7 +40,7 @@ def _dev_chain(settings: Settings, chain_id: int | None) -> bool:
     from proofmarket.core.profiles import profile_for
 
     if chain_id is None:
-        if settings.chain is None and settings.rpc_url is None:
+        if settings.chain.name is None and settings.chain.rpc_url is None:
             return True  # no chain at all: the devnet's rules
         from proofmarket.chain.client import node_chain_id
 

@@ -118,8 +118,24 @@ export async function listings() {
   fillTable('listings-table', found.map((m) => [m.name, m.status + (m.review_reason ? `: ${m.review_reason}` : ''),
     m.price ? m.price.amount : '?',
     m.registry && m.registry.registered ? 'listed on chain' : button(`Register ${m.name}`, () => register(m)),
-    button(`Charts of ${m.name}`, () => { location.hash = `model/${m.id}`; })]));
+    button(`Charts of ${m.name}`, () => { location.hash = `model/${m.id}`; }),
+    button(`New version of ${m.name}`, () => newVersion(m))]));
   say('listings-status', found.length ? `${found.length} listing(s) of ${wallet.address}` : 'no listing of yours on this node', 'ok');
+}
+
+// The listing form filled in for a new version of ``m`` (it replaces m once compiled and served): its terms and
+// card carried over; the owner picks the new ONNX file and samples.
+function newVersion(m) {
+  const values = { 'upload-supersedes': m.id, 'upload-name': m.name || '', 'upload-price': (m.price && m.price.atomic) || '',
+    'upload-description': m.description || '', 'upload-tags': (m.tags || []).join(', '), 'upload-license': m.license || '' };
+  for (const [id, value] of Object.entries(values)) $(id).value = value;
+  if ([...$('upload-privacy').options].some((o) => o.value === m.privacy)) $('upload-privacy').value = m.privacy;
+  $('upload-task').value = [...$('upload-task').options].some((o) => o.value === m.task) ? m.task : '';
+  $('upload-onnx').value = '';
+  $('upload-samples').value = '';
+  say('upload-status', `a new version of ${m.name}: choose its ONNX file and samples, then upload`, 'ok');
+  $('upload-onnx').focus();
+  $('upload-form').scrollIntoView({ block: 'start' });
 }
 
 async function sendTx(tx) {

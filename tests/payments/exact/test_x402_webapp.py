@@ -19,7 +19,7 @@ from x402_helpers import PRICE, Chain, Served, mlp_input
 from proofmarket.chain import dev_account
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _payer() -> LocalAccount:

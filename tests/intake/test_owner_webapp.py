@@ -1,7 +1,7 @@
 """An owner's whole story in the page at 375 px, with a wallet and no admin token: list a model (EIP-712 signed
 listing request), watch it compile, register it on the registry from the wallet (its verifier deployed, then the
-registry call the node prepares), find it in the catalogue by tag, call it, and see the call in its analytics
-(numbers and uPlot charts)."""
+registry call the node prepares), find it in the catalogue by tag, call it, see the call in its analytics
+(numbers and uPlot charts), and list a new version of it from its row in the owner's listings."""
 
 from __future__ import annotations
 
@@ -121,4 +121,25 @@ def test_an_owner_lists_registers_finds_calls_and_charts_a_model_from_a_phone(en
         width = page.evaluate("document.documentElement.scrollWidth")
         page.screenshot(path=str(SHOTS / "app-owner-375.png"), full_page=True)
         assert width <= 375, f"the page is {width} px wide at 375 px"
+
+        # a new version from the owner's listings: the form carries the listing's terms over, the owner picks the
+        # new files; the new version's card names the one it replaces
+        page.goto(f"{served}/app/#owner")
+        page.click("#listings-button")
+        _status(page, "#listings-status")
+        page.click("text=New version of owner-iris")
+        assert page.input_value("#upload-supersedes") == model_id
+        assert (page.input_value("#upload-name"), page.input_value("#upload-price")) == ("owner-iris", "20000")
+        assert page.input_value("#upload-license") == "MIT" and page.input_value("#upload-task") == "classification"
+        page.set_input_files("#upload-onnx", str(sample_path("logreg")))
+        page.set_input_files("#upload-samples", str(sample_path("logreg", "samples")))
+        _reset(page, "#upload-status")
+        page.click("#upload-button")
+        status = _status(page, "#upload-status")
+        assert status.startswith("compiled in") and "is served" in status, status
+        version = status.split("model ")[1].split(" ")[0]
+        assert version != model_id
+        page.goto(f"{served}/app/#model/{version}")
+        page.wait_for_selector("#model-versions-block:not([hidden])")
+        assert page.locator(f"#model-versions a[href='#model/{model_id}']").count() == 1
         browser.close()

@@ -29,7 +29,7 @@ from proofmarket.samples import sample_path
 from proofmarket.sdk.client import Client
 from proofmarket.systems.workspace import Workspace
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[3] / "README.md"
 README_NODE = "http://127.0.0.1:8402"
 PRICE = 2_000
 PER_1K = 50_000

@@ -25,7 +25,7 @@ from proofmarket.core.errors import Unauthorized
 from proofmarket.samples import sample_path
 from proofmarket.sdk.client import Client
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "chain" / "artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "chain" / "artifacts"
 SUFFIX = bytes.fromhex("64926492" * 8)
 WALLET_OWNER: LocalAccount = Account.from_key("0x" + "c3" * 32)
 STRANGER: LocalAccount = Account.from_key("0x" + "d4" * 32)

@@ -21,9 +21,9 @@ class WebhookTargetRefused(UsageError, code="webhook_target_refused", http_statu
 
 
 def private_allowed(settings: Settings) -> bool:
-    if settings.webhook_private_targets == "auto":
+    if settings.owners.webhook_private_targets == "auto":
         return known_devnet(settings)
-    return settings.webhook_private_targets == "on"
+    return settings.owners.webhook_private_targets == "on"
 
 
 NAT64 = ipaddress.ip_network("64:ff9b::/96")

@@ -3,14 +3,10 @@ the SDK's addresses by the node), the sample MLP compiled once, a paid node serv
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "x402"))
-
 from x402_helpers import Chain, Served, anvil_or_skip, clear_env, compile_mlp, node_settings  # noqa: E402
 
 from proofmarket.api import create_app  # noqa: E402

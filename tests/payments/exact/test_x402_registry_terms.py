@@ -177,7 +177,7 @@ def test_deactivating_or_repricing_on_chain_changes_what_the_node_sells(listed: 
                                lambda r: r.status_code != 402)
         assert refused.status_code == 409 and refused.json()["error"]["code"] == "model_inactive"
         assert "PAYMENT-REQUIRED" not in refused.headers  # nothing to pay for
-        time.sleep(listed.settings.escrow_poll_s + 0.5)  # the catalogue refreshes on the registry's event
+        time.sleep(listed.settings.chain.escrow_poll_s + 0.5)  # the catalogue refreshes on the registry's event
         shown = httpx.get(f"{listed.served.url}/v1/models/{mlp_id}").json()
         assert shown["active"] is False and shown["registry"]["active"] is False
 
@@ -188,7 +188,7 @@ def test_deactivating_or_repricing_on_chain_changes_what_the_node_sells(listed: 
                                     r.headers["PAYMENT-REQUIRED"]).amount) == 500_000)
         assert repriced.status_code == 402
         assert int(requirements_of(repriced.headers["PAYMENT-REQUIRED"]).amount) == 500_000
-        time.sleep(listed.settings.escrow_poll_s + 0.5)
+        time.sleep(listed.settings.chain.escrow_poll_s + 0.5)
         assert httpx.get(f"{listed.served.url}/v1/models/{mlp_id}").json()["price"]["atomic"] == "500000"
     finally:
         listed.market.set_active(mlp_id, True)
@@ -197,7 +197,7 @@ def test_deactivating_or_repricing_on_chain_changes_what_the_node_sells(listed: 
 
 def _within_poll(listed: Listed, ask: Any, done: Any) -> Any:
     """``ask()`` until ``done(answer)``, for at most three of the node's registry poll intervals."""
-    deadline = time.monotonic() + 3 * listed.settings.escrow_poll_s + 2
+    deadline = time.monotonic() + 3 * listed.settings.chain.escrow_poll_s + 2
     while True:
         answer = ask()
         if done(answer) or time.monotonic() > deadline:

@@ -256,7 +256,7 @@ def test_a_verifier_that_refuses_its_proof_sends_the_compile_to_the_next_candida
 def test_the_gas_model_is_the_fit_bench_verifier_gas_measured() -> None:
     from proofmarket.systems.ezkl import tuning
 
-    fit = json.loads((Path(__file__).resolve().parents[2] / "bench" / "verifier_gas.json").read_text())["fit"]
+    fit = json.loads((Path(__file__).resolve().parents[3] / "bench" / "verifier_gas.json").read_text())["fit"]
     assert abs(tuning.GAS_BASE - fit["base"]) <= 1e-3 * fit["base"]
     assert abs(tuning.GAS_PER_PROOF_BYTE - fit["per_proof_byte"]) <= 1e-3 * fit["per_proof_byte"]
     assert abs(tuning.GAS_PER_INSTANCE - fit["per_instance"]) <= 1e-2 * fit["per_instance"]

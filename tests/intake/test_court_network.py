@@ -107,7 +107,7 @@ def _node(net: Net, tmp: Path, market: Market | None = None) -> Iterator[str]:
     app = create_app(settings, workspace=(market or net.market).workspace)
     app.state.services.catalog.register(net.lm_id, price_atomic=50_000)
     if market is not None:
-        app.state.court = CourtService(market, EscrowRepo(Database(settings.database_url)), lambda: [net.lm_id],
+        app.state.court = CourtService(market, EscrowRepo(Database(settings.store.database_url)), lambda: [net.lm_id],
                                        confirmations=0, poll_s=0.1)
         listings = app.state.services.catalog.listings
         if listings is not None:  # it announces the account it commits with (validators read only from its URL)

@@ -86,7 +86,7 @@ def test_compile_child_over_its_memory_cap_fails_with_compile_out_of_memory(tmp_
 
 def test_the_default_compile_memory_cap_compiles_the_sample(tmp_path: Path) -> None:
     settings = Settings(_env_file=None, home=tmp_path)  # type: ignore[call-arg]
-    assert settings.compile_memory_mb > 0  # on by default
+    assert settings.limits.compile_memory_mb > 0  # on by default
     onnx_cid = LocalStore(settings.store_dir).put_file(sample_path("mlp"))
     assert compile_job(settings, spec(onnx_cid), 600, threading.Event())["logrows"] >= 1
 

@@ -18,7 +18,7 @@ from x402_helpers import Chain, Served
 from proofmarket.chain import dev_account
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PRICE = 2_000
 
 

@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from proofmarket.core.errors import InvalidCursor, UsageError
-from proofmarket.node.catalog import ServedModel
-from proofmarket.node.entries import CatalogEntry
+from proofmarket.marketplace.catalog import ServedModel
+from proofmarket.marketplace.entries import CatalogEntry
 
 Sort = Literal["newest", "oldest", "price", "-price", "name"]
 SORTS: dict[str, Callable[[ServedModel], Any]] = {

@@ -38,7 +38,7 @@ from proofmarket.core.settings import Settings
 from proofmarket.db import Database, JobKind, JobRow, JobStatus, ModelRow
 from proofmarket.db.owner_tables import WebhookDeliveryRow, WebhookSubscriptionRow
 from proofmarket.db.tables import utcnow
-from proofmarket.node.webhook_targets import WebhookTargetRefused, check_target, pinned, private_allowed
+from proofmarket.marketplace.webhook_targets import WebhookTargetRefused, check_target, pinned, private_allowed
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -204,7 +204,7 @@ class Webhooks:
                 return
             if error is None:
                 row.status, row.delivered_at, row.last_error, row.claimed_until = "delivered", utcnow(), None, None
-            elif row.attempts >= self.settings.webhook_max_attempts:
+            elif row.attempts >= self.settings.owners.webhook_max_attempts:
                 row.status, row.last_error, row.claimed_until = "failed", error[:1000], None
             else:
                 wait = min(MAX_BACKOFF_S, 2.0 ** (row.attempts - 1))
@@ -242,7 +242,7 @@ class Dispatcher:
     def __init__(self, hooks: Webhooks, signer: LocalAccount, poll_s: float = 0.5,
                  post: Callable[..., httpx.Response] | None = None) -> None:
         self.hooks, self.signer, self.poll_s = hooks, signer, poll_s
-        self._http = httpx.Client(timeout=hooks.settings.webhook_timeout_s, follow_redirects=False)
+        self._http = httpx.Client(timeout=hooks.settings.owners.webhook_timeout_s, follow_redirects=False)
         self._post = post or self._http.post
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -22,7 +22,7 @@ import pytest
 
 from proofmarket.core import lifeline
 
-SRC = Path(__file__).resolve().parents[2] / "src"
+SRC = Path(__file__).resolve().parents[3] / "src"
 
 # The stand-in's module is imported again in each spawned child (as __mp_main__), so its top level
 # patches the child too: a task that sleeps, a compile that sleeps, and (FALLBACK=1) no prctl.

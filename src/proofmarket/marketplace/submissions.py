@@ -58,13 +58,13 @@ class Admission:
 
 
 def policy_of(settings: Settings) -> str:
-    if settings.listing_policy != "auto":
-        return settings.listing_policy
+    if settings.owners.listing_policy != "auto":
+        return settings.owners.listing_policy
     return "open" if known_devnet(settings) else "review"
 
 
 def allowlist(settings: Settings) -> frozenset[str]:
-    return frozenset(a.strip().lower() for a in settings.listing_owners.split(",") if a.strip())
+    return frozenset(a.strip().lower() for a in settings.owners.listing_owners.split(",") if a.strip())
 
 
 class Submissions:
@@ -75,10 +75,10 @@ class Submissions:
 
     def describe(self) -> dict[str, object]:
         s = self.settings
-        return {"policy": policy_of(s), "max_models": s.owner_max_models, "max_bytes": s.owner_max_bytes,
-                "compile_s_per_day": s.owner_compile_s_per_day,
-                "refused_per_day": s.owner_refused_per_day,
-                "open_compile_s_per_day": s.listing_compile_s_per_day * s.listing_open_share,
+        return {"policy": policy_of(s), "max_models": s.owners.owner_max_models, "max_bytes": s.owners.owner_max_bytes,
+                "compile_s_per_day": s.owners.owner_compile_s_per_day,
+                "refused_per_day": s.owners.owner_refused_per_day,
+                "open_compile_s_per_day": s.owners.listing_compile_s_per_day * s.owners.listing_open_share,
                 "max_validity_s": MAX_VALIDITY_S}
 
     def admit(self, request: ListingRequest, signature: str, node: str, size_bytes: int) -> Admission:
@@ -177,33 +177,34 @@ class Submissions:
         s = self.settings
         models, stored = self._owned(owner)
         compiling, compiling_bytes = self._compiling(owner)
-        if models + compiling + 1 > s.owner_max_models:
+        if models + compiling + 1 > s.owners.owner_max_models:
             raise OwnerQuotaExceeded(f"{owner} has {models} listings and {compiling} compiling on this node, the "
-                                     f"most an owner may have is {s.owner_max_models}", quota="models",
-                                     used=models + compiling, limit=s.owner_max_models)
-        if stored + compiling_bytes + size_bytes > s.owner_max_bytes:
+                                     f"most an owner may have is {s.owners.owner_max_models}", quota="models",
+                                     used=models + compiling, limit=s.owners.owner_max_models)
+        if stored + compiling_bytes + size_bytes > s.owners.owner_max_bytes:
             raise OwnerQuotaExceeded(f"{owner} would hold {stored + compiling_bytes + size_bytes} bytes of models on "
-                                     f"this node, over the owner quota of {s.owner_max_bytes}", quota="bytes",
-                                     used=stored + compiling_bytes, limit=s.owner_max_bytes)
+                                     f"this node, over the owner quota of {s.owners.owner_max_bytes}", quota="bytes",
+                                     used=stored + compiling_bytes, limit=s.owners.owner_max_bytes)
         refused = self._refused(owner)
-        if refused >= s.owner_refused_per_day:
+        if refused >= s.owners.owner_refused_per_day:
             raise OwnerQuotaExceeded(f"this node refused {refused} of {owner}'s uploads in the last 24 hours, the most "
-                                     f"it checks is {s.owner_refused_per_day}: try again later",
-                                     quota="refused_uploads", used=refused, limit=s.owner_refused_per_day)
+                                     f"it checks is {s.owners.owner_refused_per_day}: try again later",
+                                     quota="refused_uploads", used=refused, limit=s.owners.owner_refused_per_day)
         busy, node_spent = self._node_load()
-        if busy >= s.listing_max_compiling:
+        if busy >= s.owners.listing_max_compiling:
             raise OwnerQuotaExceeded(f"{busy} owners' models are compiling on this node, the most it takes at once: "
                                      "try again in a few minutes", quota="node_compiling", used=busy,
-                                     limit=s.listing_max_compiling)
-        if node_spent >= s.listing_compile_s_per_day:
+                                     limit=s.owners.listing_max_compiling)
+        if node_spent >= s.owners.listing_compile_s_per_day:
             raise OwnerQuotaExceeded(f"owners' compiles used {node_spent:.0f} of this node's "
-                                     f"{s.listing_compile_s_per_day:.0f} seconds of the last 24 hours: try again later",
+                                     f"{s.owners.listing_compile_s_per_day:.0f} seconds of the last 24 hours: try "
+                                     "again later",
                                      quota="node_compile_seconds",
-                                     used=round(node_spent, 1), limit=s.listing_compile_s_per_day)
+                                     used=round(node_spent, 1), limit=s.owners.listing_compile_s_per_day)
         spent = self.compile_seconds(owner)
-        left = min(s.owner_compile_s_per_day - spent, s.listing_compile_s_per_day - node_spent)
+        left = min(s.owners.owner_compile_s_per_day - spent, s.owners.listing_compile_s_per_day - node_spent)
         if not self.vouched(owner):
-            open_budget = s.listing_compile_s_per_day * s.listing_open_share
+            open_budget = s.owners.listing_compile_s_per_day * s.owners.listing_open_share
             open_spent = self._open_spent()
             if open_spent >= open_budget:
                 raise OwnerQuotaExceeded(f"owners nobody vouched for used {open_spent:.0f} of the {open_budget:.0f} "
@@ -213,10 +214,10 @@ class Submissions:
                                          limit=round(open_budget, 1))
             left = min(left, open_budget - open_spent)
         if left < 1.0:
-            raise OwnerQuotaExceeded(f"{owner} used {spent:.0f} of its {s.owner_compile_s_per_day:.0f} compile "
+            raise OwnerQuotaExceeded(f"{owner} used {spent:.0f} of its {s.owners.owner_compile_s_per_day:.0f} compile "
                                      "seconds in the last 24 hours: try again later", quota="compile_seconds",
-                                     used=round(spent, 1), limit=s.owner_compile_s_per_day)
-        return min(s.compile_timeout_s, left)
+                                     used=round(spent, 1), limit=s.owners.owner_compile_s_per_day)
+        return min(s.queue.compile_timeout_s, left)
 
     def _owned(self, owner: str) -> tuple[int, int]:
         with self.db.session() as s:
