@@ -147,10 +147,21 @@ def throughput(bench: Path) -> str:
                       + (f", batching ({window:g} ms window)" if window else ", each call its own proof")
                       for w, window, r in rows)
     t = doc["target"]
+    batches = doc.get("raw_batches") or []
+    ceiling = max([doc["raw"]["per_s"], *[b["calls_per_s"] for b in batches]])
+    raw_k = "".join(f", {b['calls_per_s']}/s in batches of {b['size']}" for b in batches)
+    cost = doc.get("batching_cost_ms")
+    cnn = doc.get("cnn")
+    cnn_best = max((r["verified_per_s"] or 0 for n in (cnn or {}).get("nodes", []) for r in n["levels"]), default=None)
     return (f"Verified inferences per second through one node (`bench/throughput.md`, {when(doc)}; sample MLP, "
             f"distinct inputs, no proof cache, paid on batch-settlement channels): {cells}; raw EZKL in the same "
-            f"run {doc['raw']['per_s']}/s. Target >= {t['verified_per_s']:g}/s at {t['clients']} clients: "
-            f"**{t['result']}** (what stands between is in the file).")
+            f"run {doc['raw']['per_s']}/s alone{raw_k}."
+            + (f" Batching costs a lone caller {cost['ms']} ms at p50 (target < {cost['target_ms']:g}: "
+               f"**{cost['result']}**)." if cost else "")
+            + (f" The hashed-input CNN (never batched): {cnn_best}/s at best, raw EZKL {cnn['raw']['per_s']}/s."
+               if cnn and cnn_best is not None else "")
+            + f" Target >= {t['verified_per_s']:g}/s at {t['clients']} clients: **{t['result']}**: raw EZKL itself "
+            f"proves at most {ceiling}/s on this machine (what stands between is in the file).")
 
 
 def chain_costs(bench: Path) -> str:

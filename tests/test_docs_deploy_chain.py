@@ -13,7 +13,7 @@ import typer
 
 from proofmarket.cli.main import app
 from proofmarket.core.profiles import PROFILES
-from proofmarket.core.settings import Settings
+from proofmarket.core.settings import FLAT_NAMES
 from proofmarket.payments.exact.rail import X402Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,7 +98,7 @@ def test_gas_figures_are_the_bench() -> None:
 
 
 def test_every_setting_named_is_one() -> None:
-    fields = {f"PROOFMARKET_{name.upper()}" for cls in (Settings, X402Settings) for name in cls.model_fields}
+    fields = {f"PROOFMARKET_{name.upper()}" for name in FLAT_NAMES | set(X402Settings.model_fields)}
     named = set(re.findall(r"PROOFMARKET_[A-Z0-9_]+", DOC))
     assert {"PROOFMARKET_CHAIN", "PROOFMARKET_RPC_URL", "PROOFMARKET_FACILITATOR_URL"} <= named
     assert named <= fields, sorted(named - fields)

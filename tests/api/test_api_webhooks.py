@@ -205,7 +205,8 @@ def test_a_rebinding_name_reaches_only_the_address_that_was_checked(monkeypatch:
         allow_private = False
 
         class settings:  # noqa: N801
-            webhook_timeout_s = 1.0
+            class owners:  # noqa: N801
+                webhook_timeout_s = 1.0
 
         @staticmethod
         def secret_of(delivery: object) -> None:

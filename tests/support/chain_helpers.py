@@ -20,7 +20,7 @@ from proofmarket.chain import (
 )
 from proofmarket.chain.artifacts import Artifact, load_artifact_file
 
-TEST_ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+TEST_ARTIFACTS = Path(__file__).resolve().parents[1] / "chain" / "artifacts"  # the test contracts, compiled
 USDC = 10**6
 PRICE = 2_500_000  # 2.5 USDC
 OWNER_SHARE_BPS = 7_000

@@ -71,11 +71,12 @@ class Settings(BaseModel):
     owners: OwnersSettings
 
     def __init__(self, _env_file: Any = ".env", **values: Any) -> None:
-        unknown = sorted(set(values) - FLAT_NAMES)
+        siblings = set(X402Settings.model_fields) | set(ToolPaths.model_fields)  # the other PROOFMARKET_* readers
+        unknown = sorted(set(values) - FLAT_NAMES - siblings)
         if unknown:
             raise TypeError(f"unknown settings: {', '.join(unknown)} (the names are those of the PROOFMARKET_* "
                             "variables, lower case)")
-        env: Any = _Env(_env_file=_env_file, **values)  # the one read of the environment
+        env: Any = _Env(_env_file=_env_file, **{k: v for k, v in values.items() if k in FLAT_NAMES})
         grouped: dict[str, Any] = {"home": env.home}
         for group, model in GROUPS.items():
             grouped[group] = model(**{name: getattr(env, ENV_NAMES.get((group, name), name))
