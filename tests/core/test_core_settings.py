@@ -89,10 +89,10 @@ def test_settings_are_nested_by_concern_and_read_from_the_same_variables(monkeyp
 
 def test_every_setting_has_one_variable_and_a_misspelt_one_is_refused() -> None:
     from proofmarket.core.settings import FLAT_NAMES
-    from proofmarket.core.settings_groups import ENV_NAMES, GROUPS
+    from proofmarket.core.settings_groups import FIELDS, GROUPS
 
-    fields = [(group, name) for group, model in GROUPS.items() for name in model.model_fields]
-    names = [ENV_NAMES.get(field, field[1]) for field in fields]
+    assert len(FIELDS) == sum(len(model.model_fields) for model in GROUPS.values())
+    names = [variable for _, _, variable in FIELDS]
     assert len(set(names)) == len(names) == len(FLAT_NAMES) - 1  # and home
     with pytest.raises(TypeError, match="prover_worker"):
         Settings(_env_file=None, prover_worker=2)

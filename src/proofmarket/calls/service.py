@@ -96,9 +96,9 @@ class JobService:
             if found is not None:
                 return found, False
             cover(ticket, self.jobs.held_by(payer, besides=ticket.nonce))
-            job, created = self._create(new, looked=True)
+            stored = self._create(new, looked=True)
         # queued once the lock is released: the worker's first write (the call starts) does not meet its release
-        return (self._queued(new, job), True) if created else (job, False)
+        return self._queued(new, *stored)
 
     def open_call(self, model_id: str, request: dict[str, Any], ticket: PaymentTicket | None, cover: Cover | None,
                   *, system: str, rail: str) -> JobRow:
@@ -160,8 +160,7 @@ class JobService:
 
     def _submit(self, new: NewJob) -> tuple[JobRow, bool]:
         """Store and queue ``new``; an existing job for its key comes back as is."""
-        job, created = self._create(new, looked=False)
-        return (self._queued(new, job), True) if created else (job, False)
+        return self._queued(new, *self._create(new, looked=False))
 
     def _create(self, new: NewJob, *, looked: bool) -> tuple[JobRow, bool]:
         """Store ``new`` (``looked``: its key was just looked up under the payer's funds lock): (job, created)."""
@@ -176,16 +175,19 @@ class JobService:
                 return found, False
             raise PaymentReplayed("this payment was already used for another request") from None
 
-    def _queued(self, new: NewJob, job: JobRow) -> JobRow:
-        """Hand a stored job to the queue (a call the proof cache answers is done, or settles, without a worker)."""
+    def _queued(self, new: NewJob, job: JobRow, created: bool) -> tuple[JobRow, bool]:
+        """Hand a job just stored to the queue (a call the proof cache answers is done, or settles, without a
+        worker); one found stored already comes back as it is."""
+        if not created:
+            return job, False
         if self.cache is not None and new.kind == JobKind.PROVE and self.cache.answer(job):
             found = self.jobs.get(job.id)  # proved from the cache: a free job is done, a paid one settles
             assert found is not None
             if not found.is_final:
                 self.queue.submit(new.kind, job.id)
-            return found
+            return found, True
         self.queue.submit(new.kind, job.id)
-        return job
+        return job, True
 
 
 def call_answer(job: JobRow, bundle: dict[str, Any]) -> dict[str, Any] | None:

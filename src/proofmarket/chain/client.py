@@ -27,11 +27,11 @@ from web3.exceptions import (
     Web3RPCError,
 )
 from web3.providers.rpc.utils import ExceptionRetryConfiguration
-from web3.types import BlockIdentifier, RPCEndpoint
+from web3.types import BlockIdentifier
 
 from proofmarket.chain.artifacts import Artifact, project_abis
 from proofmarket.chain.reverts import DecodedRevert, RevertDecoder
-from proofmarket.chain.rpc_session import rpc_session
+from proofmarket.chain.rpc_session import rpc_provider
 from proofmarket.chain.txs import NONCES, Submission, fees
 from proofmarket.core import settings as core_settings
 from proofmarket.core.errors import ChainError, ContractReverted, RPCUnavailable
@@ -60,12 +60,7 @@ class ChainClient:
         self.receipt_timeout = receipt_timeout
         self._gas = gas
         retry = ExceptionRetryConfiguration(errors=(requests.ConnectionError, requests.Timeout), retries=2)
-        provider = Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}, exception_retry_configuration=retry,
-                                     session=rpc_session(rpc_url))
-        # web3 asks eth_chainId before every call it builds and every transaction; one RPC URL never changes chains
-        provider.cacheable_requests = {RPCEndpoint("eth_chainId")}
-        provider.cache_allowed_requests = True
-        self.w3 = Web3(provider)
+        self.w3 = Web3(rpc_provider(rpc_url, request_kwargs={"timeout": timeout}, exception_retry_configuration=retry))
         self.decoder = RevertDecoder(project_abis())
         self._chain_id: int | None = None
         self._chain_key: tuple[int, str] | None = None

@@ -22,7 +22,7 @@ from proofmarket.core.budget import Budget
 from proofmarket.core.errors import UsageError
 from proofmarket.core.profiles import DEVNET, ChainProfile, profile_for, profile_named
 from proofmarket.core.settings_groups import (
-    ENV_NAMES,
+    FIELDS,
     GROUPS,
     ApiSettings,
     ChainSettings,
@@ -39,9 +39,9 @@ def _flat_fields() -> dict[str, Any]:
     """The environment's view of the settings: one field per variable (PROOFMARKET_<name>), as each group defines it."""
     fields: dict[str, Any] = {"home": (Path, Field(default=Path.home() / ".proofmarket",
                                                    description="data folder: store, SRS cache, jobs"))}
-    for group, model in GROUPS.items():
-        for name, info in model.model_fields.items():
-            fields[ENV_NAMES.get((group, name), name)] = (info.annotation, copy.copy(info))
+    for group, name, variable in FIELDS:
+        info = GROUPS[group].model_fields[name]
+        fields[variable] = (info.annotation, copy.copy(info))
     return fields
 
 
@@ -77,11 +77,10 @@ class Settings(BaseModel):
             raise TypeError(f"unknown settings: {', '.join(unknown)} (the names are those of the PROOFMARKET_* "
                             "variables, lower case)")
         env: Any = _Env(_env_file=_env_file, **{k: v for k, v in values.items() if k in FLAT_NAMES})
-        grouped: dict[str, Any] = {"home": env.home}
-        for group, model in GROUPS.items():
-            grouped[group] = model(**{name: getattr(env, ENV_NAMES.get((group, name), name))
-                                      for name in model.model_fields})
-        super().__init__(**grouped)
+        parts: dict[str, dict[str, Any]] = {group: {} for group in GROUPS}
+        for group, name, variable in FIELDS:
+            parts[group][name] = getattr(env, variable)
+        super().__init__(home=env.home, **{group: GROUPS[group](**part) for group, part in parts.items()})
 
     def profile(self, chain_id: int | None = None) -> ChainProfile:
         """The chain profile: of ``chain_id`` (the chain the RPC answers), which must agree with

@@ -208,3 +208,6 @@ GROUPS: dict[str, type[Group]] = {"api": ApiSettings, "chain": ChainSettings, "p
                                   "owners": OwnersSettings}
 #: (group, field) -> its environment variable's name after PROOFMARKET_, where it is not the field's own name
 ENV_NAMES = {("chain", "name"): "chain", ("payments", "mode"): "payments", ("queue", "kind"): "queue"}
+#: every setting of every group: (group, field, its environment variable's name after PROOFMARKET_)
+FIELDS = tuple((group, name, ENV_NAMES.get((group, name), name))
+               for group, model in GROUPS.items() for name in model.model_fields)

@@ -129,8 +129,7 @@ class Webhooks:
             for row in waiting:
                 row.payload, row.status, row.next_at = result_payload(fresh), "pending", utcnow()
             targets = _owner_targets(s, job.model_id, "call")
-        for sub_id, url in targets:
-            self._add(f"sub:{sub_id}:call:{job.id}", url, "call", call_event(fresh), job.id)
+        self._deliver(targets, "call", f"call:{job.id}", job.id, call_event(fresh))
 
     def captured(self, job: JobRow, settlement: Settlement, outcome: ProofOutcome) -> None:
         """A paid call was captured (an after-capture hook): the owner's ``payout`` event."""
@@ -151,6 +150,11 @@ class Webhooks:
                   payload: dict[str, Any]) -> None:
         with self.db.session() as s:
             targets = _owner_targets(s, model_id, event)
+        self._deliver(targets, event, key, job_id, payload)
+
+    def _deliver(self, targets: list[tuple[str, str]], event: str, key: str, job_id: str | None,
+                 payload: dict[str, Any]) -> None:
+        """A delivery of ``event`` to each (subscription, URL), once per subscription and ``key``."""
         for sub_id, url in targets:
             self._add(f"sub:{sub_id}:{key}", url, event, payload, job_id)
 

@@ -23,14 +23,13 @@ from eth_abi.abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import is_checksum_address
 from eth_utils.crypto import keccak
-from web3 import Web3
 from x402 import x402FacilitatorSync
 from x402.http import FacilitatorClientSync, FacilitatorConfig, HTTPFacilitatorClientSync
 from x402.mechanisms.evm import FacilitatorWeb3Signer
 from x402.mechanisms.evm.batch_settlement.facilitator import BatchSettlementEvmFacilitator
 from x402.mechanisms.evm.exact import register_exact_evm_facilitator
 
-from proofmarket.chain.rpc_session import rpc_session
+from proofmarket.chain.rpc_session import rpc_provider
 from proofmarket.core import jsonlimits
 from proofmarket.core.errors import FacilitatorUnavailable, JsonTooDeep, JsonTooLarge, UsageError
 from proofmarket.core.profiles import chain_id_of, network_id  # noqa: F401 (re-exported)
@@ -64,7 +63,6 @@ def local_facilitator(
         confirmation_timeout_seconds=confirmation_timeout_seconds,
         gas_limit=FACILITATOR_GAS_LIMIT,
     )
-    _cache_chain_id(web3_signer)
     facilitator = x402FacilitatorSync()
     register_exact_evm_facilitator(facilitator, web3_signer, networks=network)
     # batch-settlement channels (deposits, claims, sweeps, refunds): the node signs the receiver-authorizer
@@ -88,8 +86,11 @@ class ReorgSafeSigner(FacilitatorWeb3Signer):
 
     def __init__(self, private_key: str, rpc_url: str, **options: Any) -> None:
         super().__init__(private_key=private_key, rpc_url=rpc_url, **options)
-        # the SDK's provider, with a session that reads the environment once (chain/rpc_session.py)
-        self._w3.provider = Web3.HTTPProvider(rpc_url, session=rpc_session(rpc_url))
+        # the node's provider (chain/rpc_session.py: the environment read once, the chain id remembered) under the
+        # SDK's Web3; the SDK keeps its Web3 private: when that changes, this does nothing
+        w3 = getattr(self, "_w3", None)
+        if w3 is not None:
+            w3.provider = rpc_provider(rpc_url)
 
     def _reserve_nonce(self) -> int:
         with self._nonce_lock:
@@ -152,16 +153,6 @@ def _call_data(abi: list[dict[str, Any]], name: str, args: tuple[Any, ...]) -> b
         return keccak(text=f"{name}({','.join(types)})")[:4] + abi_encode(types, list(args))
     except Exception:
         return None
-
-
-def _cache_chain_id(signer: FacilitatorWeb3Signer) -> None:
-    """web3 asks the node for eth_chainId on every transaction it builds (three times per paid call);
-    one RPC URL never changes chains, so let the signer's provider remember the answer. The SDK keeps
-    its Web3 private: when that changes, this does nothing and the calls stay as they were."""
-    provider = getattr(getattr(signer, "_w3", None), "provider", None)
-    if provider is not None and hasattr(provider, "cacheable_requests"):
-        provider.cacheable_requests = {"eth_chainId"}
-        provider.cache_allowed_requests = True
 
 
 def remote_facilitator(url: str, *, timeout: float = 30.0, token: str | None = None) -> HTTPFacilitatorClientSync:
