@@ -51,6 +51,8 @@ def test_an_environment_read_outside_core_is_caught(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("planted", "line", "contract"), [
     ("payments/credits/rail.py", "from proofmarket.payments.batch import rail as other", "payment rails never import"),
     ("systems/attested/verify.py", "from proofmarket.systems.ezkl import bundle", "proof systems never import"),
+    # a rail's own routes reach the node through the port's RailHost, never by importing the API
+    ("payments/credits/routes.py", "from proofmarket.api import deps", "layers: entry points > api"),
 ])
 def test_a_rail_or_system_importing_another_breaks_its_contract(tmp_path: Path, planted: str, line: str,
                                                                  contract: str) -> None:

@@ -14,6 +14,7 @@ from pg_server import fresh_database
 
 from proofmarket.db import Database, JobKind, JobRepo, NewJob
 from proofmarket.db.tables import Base, JsonDoc, utcnow
+from proofmarket.payments import tables as rail_tables  # noqa: F401 (the rails' tables are in the schema)
 
 PROVEN, ATTESTED = "ezkl-halo2-kzg-bn254", "proofmarket-attested-toploc-v1"
 

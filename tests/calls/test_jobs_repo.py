@@ -12,6 +12,7 @@ from jobs_helpers import new_job, ticket_json
 from proofmarket.core.errors import DuplicateJob
 from proofmarket.db import INTERRUPTED, Database, JobRepo, JobStatus, ModelRepo
 from proofmarket.db.tables import Base
+from proofmarket.payments import tables as rail_tables  # noqa: F401 (the rails' tables are in the schema)
 
 
 def test_the_migration_builds_exactly_the_tables(db: Database) -> None:

@@ -25,9 +25,9 @@ from toy_plugins import ToyRail  # noqa: E402
 
 from proofmarket.core.errors import PaymentInsufficientFunds, PaymentRequired, ProofMarketError
 from proofmarket.db.book import Book
-from proofmarket.db.credits_repo import CreditsRepo
 from proofmarket.db.engine import Database
 from proofmarket.payments.credits.rail import CreditsRail, key_hash
+from proofmarket.payments.credits.repo import CreditsRepo
 from proofmarket.payments.port import Offer, PaymentPort
 from proofmarket.payments.tickets import ProofOutcome, Settlement
 

@@ -12,6 +12,7 @@ from alembic.migration import MigrationContext
 from proofmarket.db import Database
 from proofmarket.db.book import Accounts, Book, LedgerError, Transfer
 from proofmarket.db.tables import Base
+from proofmarket.payments import tables as rail_tables  # noqa: F401 (the rails' tables are in the schema)
 
 db, pg_url = db_backends.db, db_backends.pg_url  # the fixtures: each test on SQLite and PostgreSQL
 ALICE = "0x" + "a1" * 20
@@ -142,8 +143,8 @@ def test_writers_creating_the_same_new_account_at_once_all_post(db: Database) ->
 def test_what_an_ended_pass_did_not_spend_goes_to_the_platform_once(db: Database) -> None:
     from datetime import timedelta
 
-    from proofmarket.db.credits_repo import CreditsRepo
-    from proofmarket.db.credits_tables import CreditPassRow
+    from proofmarket.payments.credits.repo import CreditsRepo
+    from proofmarket.payments.credits.tables import CreditPassRow
 
     repo = CreditsRepo(db)
     book = repo.book

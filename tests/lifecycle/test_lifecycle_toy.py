@@ -12,6 +12,7 @@ import httpx
 import pytest
 from eth_account import Account
 from fastapi.testclient import TestClient
+from sqlalchemy import inspect
 from toy_plugins import TOY, TOY_SPEC, ToyRail, compile_toy
 
 from proofmarket.api import create_app
@@ -42,7 +43,7 @@ def toy_registered() -> Iterator[None]:
 def node(tmp_path: Path, toy_registered: None) -> Iterator[tuple[TestClient, ToyRail, str]]:
     settings = Settings(_env_file=None, home=tmp_path / "home", database_url=f"sqlite:///{tmp_path / 'n.db'}",  # type: ignore[call-arg]
                         prover_workers=1, payments="off", admin_token=ADMIN)
-    rail = ToyRail({"alice": 100, "bob": 3}, payee=OWNER.address)
+    rail = ToyRail({"alice": 100, "bob": 3}, payee=OWNER.address, db_url=settings.db_url)
     app = create_app(settings, rails=[rail])
     services = app.state.services
     model_id = compile_toy(services.workspace.store, "summer")
@@ -127,5 +128,30 @@ def test_a_plugged_in_rail_posts_to_the_book_and_its_payee_is_owed(node: tuple[T
     assert earnings.status_code == 200, earnings.text
     assert earnings.json()["book"]["owed"] == str(2 * 2 * PRICE)
     assert earnings.json()["book"]["models"][model_id]["owed"] == str(2 * 2 * PRICE)
+    assert earnings.json()["book"]["by_rail"] == {"toy-credits": str(2 * 2 * PRICE)}  # revenue by rail and day
+    assert sum(int(d["revenue"]) for d in earnings.json()["book"]["by_day"]) == 2 * 2 * PRICE
     payouts = Payouts(book, None, "", Account.from_key(b"\x0b" * 32))  # type: ignore[arg-type]
     assert payouts.owed() == {OWNER.address.lower(): {model_id: 2 * 2 * PRICE}}
+
+
+def test_a_plugged_in_rail_brings_its_routes_and_table(node: tuple[TestClient, ToyRail, str]) -> None:
+    """The toy rail (from the tests folder) brings a route and a table through the port: the node created the table
+    no migration holds, mounted the routes, and they reach the node (its admin check) through the rail host."""
+    client, rail, model_id = node
+    services = client.app.state.services  # type: ignore[attr-defined]
+    with services.db.engine.connect() as conn:
+        assert "toy_topups" in inspect(conn).get_table_names()
+    refused = client.post("/v1/toy/topups", json={"account": "bob", "amount": 7})
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "unauthorized"
+    assert client.post("/v1/toy/topups", json={"account": "bob", "amount": 7},
+                       headers={"Authorization": "Bearer wrong-token-0123456789"}).status_code == 401
+    done = client.post("/v1/toy/topups", json={"account": "bob", "amount": 7},
+                       headers={"Authorization": f"Bearer {ADMIN}"})
+    assert done.status_code == 200, done.text
+    assert done.json()["balance"] == 10
+    assert client.get("/v1/toy/accounts/bob").json() == {"account": "bob", "balance": 10, "topups": [7]}
+    # the top-up pays: bob's 10 cover a call of 2 x PRICE
+    paid = client.post(f"/v1/models/{model_id}/infer", json={"values": [1, 2]}, headers={"X-Toy-Credit": "bob"})
+    assert paid.status_code == 200, paid.text
+    schema = client.get("/openapi.json").json()
+    assert schema["paths"]["/v1/toy/topups"]["post"]["security"] == [{"AdminToken": []}]

@@ -2,7 +2,7 @@
 
 The toy system "proves" that its output is the sum of its input by restating both with their hashes: anyone can
 recompute it (it stands in for a real system's verifier). The toy rail pays from prepaid credit balances named by
-an ``X-Toy-Credit`` header.
+an ``X-Toy-Credit`` header, and brings its own routes (``/v1/toy``) and table (``toy_topups``) through the port.
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ from collections.abc import Mapping
 from types import SimpleNamespace
 from typing import Any
 
+from fastapi import APIRouter, Body
+from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select
+
 from proofmarket.core.errors import (
     BundleError,
     InputError,
@@ -23,7 +26,9 @@ from proofmarket.core.errors import (
     VerificationFailed,
 )
 from proofmarket.db.book import Accounts, Transfer
+from proofmarket.db.engine import Database
 from proofmarket.payments.port import Offer
+from proofmarket.payments.routes import ADMIN_SECURITY, HostDep
 from proofmarket.payments.tickets import PaymentTicket, ProofOutcome, Settlement
 from proofmarket.store import ArtifactStore
 from proofmarket.systems.port import Events, Execution, SystemContext, SystemSpec, VerifyReport
@@ -115,13 +120,41 @@ def compile_toy(store: ArtifactStore, name: str) -> str:
     return store.put_json({"format": "proofmarket/toy-manifest", "system": TOY, "mode": "toy", "name": name})
 
 
+# the toy rail's own table, on a metadata of its own (no migration of the node holds it: the node creates it)
+TOPUPS = Table("toy_topups", MetaData(), Column("id", Integer, primary_key=True, autoincrement=True),
+               Column("account", String(64), nullable=False), Column("amount", Integer, nullable=False))
+toy_router = APIRouter(prefix="/v1/toy", tags=["toy"])
+
+
+@toy_router.post("/topups", operation_id="toy_topup", openapi_extra=ADMIN_SECURITY)
+def topup(host: HostDep, body: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008
+    """The operator (admin token) tops an account up: one row in the rail's own table."""
+    host.require_admin()
+    rail = host.rail(ToyRail)
+    assert rail is not None
+    return {"account": body["account"], "balance": rail.top_up(str(body["account"]), int(body["amount"]))}
+
+
+@toy_router.get("/accounts/{account}", operation_id="toy_account")
+def account(account: str, host: HostDep) -> dict[str, Any]:
+    rail = host.rail(ToyRail)
+    assert rail is not None
+    return {"account": account, "balance": rail.balances.get(account, 0), "topups": rail.topups(account)}
+
+
 class ToyRail:
     """Prepaid credits: ``X-Toy-Credit: <account>`` pays from that account's balance."""
 
     name = "toy-credits"
     HEADER = "X-Toy-Credit"
+    tables = (TOPUPS,)
 
-    def __init__(self, balances: dict[str, int], payee: str = "0x" + "00" * 20) -> None:
+    @staticmethod
+    def routers() -> list[APIRouter]:
+        return [toy_router]
+
+    def __init__(self, balances: dict[str, int], payee: str = "0x" + "00" * 20, db_url: str | None = None) -> None:
+        self.db = Database(db_url) if db_url else None
         self.balances, self.payee = dict(balances), payee
         self.settled: list[str] = []
         self.released: list[str] = []
@@ -168,3 +201,17 @@ class ToyRail:
 
     def answer_headers(self, settlement: Settlement) -> dict[str, str]:
         return {"X-Toy-Charged": str((settlement.payment or {}).get("amount", 0))}
+
+    def top_up(self, account: str, amount: int) -> int:
+        assert self.db is not None
+        with self.db.session() as s:
+            s.execute(insert(TOPUPS).values(account=account, amount=amount))
+        with self._lock:
+            self.balances[account] = self.balances.get(account, 0) + amount
+            return self.balances[account]
+
+    def topups(self, account: str) -> list[int]:
+        if self.db is None:
+            return []
+        with self.db.session() as s:
+            return [int(a) for a in s.scalars(select(TOPUPS.c.amount).where(TOPUPS.c.account == account))]

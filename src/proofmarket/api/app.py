@@ -22,13 +22,12 @@ from starlette.types import Scope
 from proofmarket import __version__
 from proofmarket.api.errors import handle_error
 from proofmarket.api.middleware import BodyLimit, RequestMetrics
+from proofmarket.api.rail_host import ApiRailHost
 from proofmarket.api.ratelimit import Limiter, RateLimit
 from proofmarket.api.routers import (
     artifacts,
     auth,
-    channels,
     court,
-    credits,
     dashboard,
     earnings,
     generate,
@@ -49,7 +48,7 @@ from proofmarket.core.errors import ProofMarketError
 from proofmarket.core.settings import Settings
 from proofmarket.mcp_tools.serve import McpEndpoint, app_http
 from proofmarket.mcp_tools.server import ToolServer
-from proofmarket.node.compose import build_node
+from proofmarket.node.compose import build_node, rail_routers
 from proofmarket.node.services import NodeServices
 from proofmarket.payments.port import PaymentPort
 from proofmarket.systems.workspace import Workspace
@@ -71,9 +70,10 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
     app = FastAPI(title="proofmarket node", version=__version__, description=DESCRIPTION,
                   lifespan=functools.partial(_lifespan, services=services))
     app.state.services = services
+    app.state.rail_host = ApiRailHost  # what the rails' own routes reach the node through
     for router in (models.router, models.policy_router, infer.router, generate.router, jobs.router,
                    jobs.calls_router, proofs.router, verify.router,
-                   artifacts.router, requests.router, court.router, earnings.router, channels.router, credits.router,
+                   artifacts.router, requests.router, court.router, earnings.router, *rail_routers(services.rails),
                    ledger.router,
                    openai_compat.router, webhooks.router, meta.router, auth.router,
                    dashboard.router,

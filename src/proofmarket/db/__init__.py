@@ -1,6 +1,8 @@
-"""The node's database: tables, repositories and migrations (SQLite by default, PostgreSQL by URL)."""
+"""The node's database: tables, repositories and migrations (SQLite by default, PostgreSQL by URL). A payment rail's
+own tables live in its package (``payments/<rail>/tables.py``), on the same ``Base``; the migrations hold the built-in
+rails' tables (``payments/tables.py`` names them)."""
 
-from proofmarket.db import book_tables, channel_tables, credits_tables, owner_tables  # noqa: F401 (their tables are part of the schema)
+from proofmarket.db import book_tables, owner_tables  # noqa: F401 (their tables are part of the schema)
 from proofmarket.db.engine import Database
 from proofmarket.db.escrow_repo import EscrowRepo, SeenRequest
 from proofmarket.db.repo import (

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import Table, create_engine, event, inspect, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -87,6 +87,24 @@ class Database:
                 command.upgrade(config, revision)
         except (SQLAlchemyError, OSError) as exc:
             raise DatabaseError(f"cannot migrate the database at {self.safe_url}: {exc}") from exc
+
+    def ensure_tables(self, tables: Sequence[Table]) -> None:
+        """Create those of ``tables`` that do not exist yet: the tables a payment rail brings that no migration of
+        this package holds (a rail added from outside; the built-in rails' tables are in the migrations)."""
+        if not tables:
+            return
+        try:
+            with self.engine.connect() as conn:
+                missing = [t for t in tables if t.name not in set(inspect(conn).get_table_names())]
+            if not missing:
+                return
+            with self._file_lock(), self.engine.begin() as conn:
+                if conn.dialect.name == "postgresql":  # one node creates them; the others find them made
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+                for metadata in {id(t.metadata): t.metadata for t in missing}.values():
+                    metadata.create_all(conn, tables=[t for t in missing if t.metadata is metadata], checkfirst=True)
+        except (SQLAlchemyError, OSError) as exc:
+            raise DatabaseError(f"cannot create a rail's tables in the database at {self.safe_url}: {exc}") from exc
 
     def revision(self) -> str | None:
         """The schema's Alembic revision (None: an empty database)."""

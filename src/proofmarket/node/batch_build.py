@@ -25,8 +25,8 @@ from proofmarket.chain.channels import claims_revert, install_batch_settlement
 from proofmarket.core.errors import UsageError
 from proofmarket.core.settings import X402Settings
 from proofmarket.db import Database, LeaseRepo
-from proofmarket.db.channels_repo import ChannelRepo
 from proofmarket.payments.batch.rail import BatchSettlementRail, ChannelTerms
+from proofmarket.payments.batch.repo import ChannelRepo
 from proofmarket.payments.batch.store import DbChannelStorage
 from proofmarket.payments.batch.sweeps import Sweeper, SweepPolicy
 from proofmarket.payments.exact.rail import X402Payments

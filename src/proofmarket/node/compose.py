@@ -31,7 +31,7 @@ from proofmarket.marketplace.webhooks import Webhooks
 from proofmarket.node.access import AccessTokens
 from proofmarket.node.pinning import Pinning
 from proofmarket.node.services import NodeServices
-from proofmarket.payments.port import FreeAccess, PaymentPort, Rails
+from proofmarket.payments.port import FreeAccess, PaymentPort, Rails, routers_of
 from proofmarket.payments.tickets import ProofOutcome, Settlement
 from proofmarket.store import ArtifactStore
 from proofmarket.systems.catalog import ModelCatalog
@@ -61,6 +61,7 @@ def build_node(settings: Settings | None = None, workspace: Workspace | None = N
     built = _payments(settings, ws, model_repo, db) if payments is None else (payments, [])
     default = built[0]
     rail_set = Rails(default, [*rails, *built[1]])
+    db.ensure_tables(rail_set.tables())  # a rail's own tables that no migration holds
     systems = SystemSet(system_context(settings, ws.store, default, registry))
     ws.use_systems(systems)  # the CLI-facing workspace and the node share one attested runtime
     runner = build_runner(settings, db, ws.store, registry, rail_set)
@@ -73,6 +74,15 @@ def build_node(settings: Settings | None = None, workspace: Workspace | None = N
                         jobs=JobService(runner.jobs, queue, _cache(settings, db, ws.store, runner)), queue=queue,
                         payments=default, registry=registry, owns_workspace=workspace is None, tokens=tokens,
                         rails=rail_set, systems=systems, webhooks=Webhooks(settings, db))
+
+
+def rail_routers(rails: Rails) -> list[Any]:
+    """The routes the node's rails bring (``rail.routers()``), and those of the built-in rails it does not run: they
+    answer their rail's 404 (``credits_unavailable``, ``channels_unavailable``), so a client learns what is offered."""
+    from proofmarket.payments.batch.rail import BatchSettlementRail
+    from proofmarket.payments.credits.rail import CreditsRail
+
+    return routers_of([BatchSettlementRail, CreditsRail, *rails.all()])
 
 
 def system_context(settings: Settings, store: ArtifactStore, payments: PaymentPort | None,
@@ -136,8 +146,8 @@ def _payments(settings: Settings, ws: Workspace, model_repo: ModelRepo, db: Data
     from proofmarket.node.batch_build import build_batch
 
     batch = build_batch(chain, exact, db, ws.store, extra)
-    from proofmarket.db.credits_repo import CreditsRepo
     from proofmarket.payments.credits.rail import CreditsRail
+    from proofmarket.payments.credits.repo import CreditsRepo
 
     credits = CreditsRail(CreditsRepo(db), chain.node, exact.gate.network, chain, pay_to=exact.pay_to_of,
                           free_min_balance=settings.owners.free_min_balance_atomic)

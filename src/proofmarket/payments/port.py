@@ -17,13 +17,20 @@ are paid on chain before a call exists (``intake/``); another rail registers wit
     If execution fails nothing is captured and rail.release(ticket) gives the payment up; so does a verified
     payment the request turns out not to need (an idempotent retry).
 
+A rail may bring its own routes and tables (both optional, read with ``getattr``):
+
+    rail.routers()   FastAPI routers the node's API mounts beside its own (``payments/routes.py``: the routes reach
+                     the node through a ``RailHost``, never by importing the API or another rail)
+    rail.tables      SQLAlchemy tables on the node's ``Base`` (``db/tables.py``): the node creates those that no
+                     migration holds when it starts (``Rails.tables()``, ``Database.ensure_tables``)
+
 Errors a rail raises may carry ``headers`` (e.g. ``PAYMENT-REQUIRED``); the API's error handler sends them.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -150,6 +157,18 @@ class Rails:
         for the credits rail, the channels routes for the batch-settlement rail)."""
         return next((r for r in self._rails.values() if isinstance(r, kind)), None)
 
+    def routers(self) -> list[Any]:
+        """The routers the rails bring (each once, in the rails' order)."""
+        return routers_of(self._rails.values())
+
+    def tables(self) -> list[Any]:
+        """The tables the rails bring (each once)."""
+        seen: dict[int, Any] = {}
+        for rail in self._rails.values():
+            for table in getattr(rail, "tables", ()):
+                seen.setdefault(id(table), table)
+        return list(seen.values())
+
     def select(self, headers: Mapping[str, str]) -> PaymentPort:
         for rail in self._rails.values():
             if rail is not self.default and rail.accepts(headers):
@@ -178,6 +197,16 @@ class Rails:
                     closer()
                 except Exception:
                     log.warning("could not close payment rail %s", _name(rail), exc_info=True)
+
+
+def routers_of(rails: Iterable[object]) -> list[Any]:
+    """The routers of ``rails`` (rails or rail classes with a ``routers()``), each router once."""
+    out: dict[int, Any] = {}
+    for rail in rails:
+        make = getattr(rail, "routers", None)
+        for router in (make() if callable(make) else ()):
+            out.setdefault(id(router), router)
+    return list(out.values())
 
 
 def _name(rail: PaymentPort) -> str:

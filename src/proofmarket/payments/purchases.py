@@ -18,12 +18,19 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from proofmarket.core.errors import PaymentRejected, PaymentSettlementFailed, PaymentSettlementPending, UsageError
+from proofmarket.core.errors import (
+    PaymentRejected,
+    PaymentRequired,
+    PaymentSettlementFailed,
+    PaymentSettlementPending,
+    UsageError,
+)
 from proofmarket.db.book import Accounts, Transfer
 from proofmarket.db.book_tables import TransferRow
-from proofmarket.db.credits_repo import CreditsRepo
-from proofmarket.db.credits_tables import CreditEntryRow
+from proofmarket.payments.credits.repo import CreditsRepo
+from proofmarket.payments.credits.tables import CreditEntryRow
 from proofmarket.payments.exact.rail import X402Payments
+from proofmarket.payments.headers import PAYMENT_REQUIRED_HEADER
 from proofmarket.payments.types import VerifiedPayment
 
 log = logging.getLogger(__name__)
@@ -36,6 +43,20 @@ class Purchases:
         self.repo, self.exact, self.book = repo, exact, repo.book
 
     # --- buying ----------------------------------------------------------------------------------
+    def checkout(self, header: str | None, amount: int, pay_to: str, resource: str, description: str,
+                 what: dict[str, Any]) -> dict[str, Any]:
+        """``what`` for one exact payment of ``amount`` to ``pay_to`` (the node's account): without a payment
+        (``header`` empty) ``PaymentRequired`` with the terms in its PAYMENT-REQUIRED header; else verified through
+        the exact rail's gate and bought (``buy``)."""
+        gate = self.exact.gate
+        requirements = gate.requirements(amount, pay_to)
+        if not header:
+            err = PaymentRequired(f"{description}: pay {amount} atomic USDC over x402 (exact)", amount=str(amount))
+            err.headers = {PAYMENT_REQUIRED_HEADER: gate.payment_required_header(requirements, resource,
+                                                                                 description=description)}
+            raise err
+        return self.buy(gate.verify(header, requirements, resource), what)
+
     def buy(self, verified: VerifiedPayment, what: dict[str, Any]) -> dict[str, Any]:
         """Hold, settle and credit one purchase (``what``: ``{"kind": "credits"}`` or ``{"kind": "pass",
         "calls_per_day", "days", "model_id"}``). Returns its view; ``status`` is ``credited`` or ``pending``."""

@@ -20,7 +20,7 @@ from proofmarket.chain.client import ChainClient
 from proofmarket.chain.contracts import UsdcToken
 from proofmarket.core.errors import UsageError
 from proofmarket.db.book import Book
-from proofmarket.db.credits_repo import CreditsRepo
+from proofmarket.payments.credits.repo import CreditsRepo
 from proofmarket.payments.reconcile import usdc_moves
 
 CREDITS = "credits:"

@@ -23,8 +23,8 @@ from x402.schemas import (
 from proofmarket.chain.devkeys import DEVNET_CHAIN_ID, dev_account
 from proofmarket.core.errors import PaymentError
 from proofmarket.db import Database
-from proofmarket.db.channels_repo import ChannelRepo
 from proofmarket.payments.batch.rail import BatchSettlementRail, ChannelTerms
+from proofmarket.payments.batch.repo import ChannelRepo
 from proofmarket.payments.batch.store import DbChannelStorage
 from proofmarket.payments.port import Offer
 from proofmarket.payments.tickets import ProofOutcome

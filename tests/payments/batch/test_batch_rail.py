@@ -225,7 +225,7 @@ def test_a_settle_someone_else_made_or_one_that_failed_still_leads_to_the_payout
     funds, and the sweep goes on to its payouts; a sweep whose settle failed is settled on the next pass."""
     from typing import Any
 
-    from proofmarket.db.channels_repo import ChannelRepo, NewCharge
+    from proofmarket.payments.batch.repo import ChannelRepo, NewCharge
     from proofmarket.payments.batch.sweeps import Sweeper, SweepPolicy
     from proofmarket.payments.payouts import PayoutReport
 

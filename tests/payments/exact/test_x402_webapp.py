@@ -7,15 +7,31 @@ chain are refused with a message and cost nothing. Screenshots go to tests/scree
 from __future__ import annotations
 
 import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 from browser_wallet import DevWallet, chromium_or_skip
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
-from x402_helpers import PRICE, Chain, Served, mlp_input
+from x402.http import decode_payment_response_header
+from x402_helpers import (
+    PRICE,
+    Chain,
+    Served,
+    funded_wallet,
+    mlp_input,
+    node_settings,
+    requirements_of,
+    signed_payload,
+)
 
+from proofmarket.api import create_app
 from proofmarket.chain import dev_account
 
 pytestmark = pytest.mark.slow
@@ -147,3 +163,145 @@ def test_a_wallet_pays_for_an_attested_generation_from_the_prompt_box(node: Serv
         page.screenshot(path=str(ROOT / "tests" / "screenshots" / "app-generate.png"), full_page=True)
         browser.close()
     assert before - chain.usdc.balance_of(payer.address) == 8000
+
+
+class _Receiver:
+    """A webhook target on this machine (a devnet node may POST to private addresses): the events it got."""
+
+    def __init__(self) -> None:
+        got: list[str] = []
+        self.events = got
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                self.rfile.read(int(self.headers.get("content-length") or 0))
+                got.append(self.headers.get("X-Proofmarket-Event") or "")
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _pay_one_call(node: Served, chain: Chain, mlp_id: str) -> str:
+    """A call paid over x402 by a wallet of its own: the settlement's transaction hash."""
+    payer = funded_wallet(chain, "webapp-owner-revenue-payer", 2 * PRICE)
+    url = f"{node.url}/v1/models/{mlp_id}/infer"
+    terms = httpx.post(url, json=mlp_input(), timeout=60)
+    assert terms.status_code == 402, terms.text
+    payment = signed_payload(payer, requirements_of(terms.headers["PAYMENT-REQUIRED"]))
+    paid = httpx.post(url, json=mlp_input(), headers={"PAYMENT-SIGNATURE": payment}, timeout=600)
+    assert paid.status_code == 200, paid.text
+    return str(decode_payment_response_header(paid.headers["PAYMENT-RESPONSE"]).transaction)
+
+
+@pytest.fixture
+def owner_node(node_home: Path, mlp_id: str, chain: Chain, payee: LocalAccount, tmp_path: Path) -> Iterator[Served]:
+    """A node of its own (its book holds this test's call only) that POSTs webhooks to this machine."""
+    app = create_app(node_settings(node_home, tmp_path / "node.db", chain.rpc_url, chain.deployment_file,
+                                   webhook_private_targets="on"))
+    app.state.services.catalog.register(mlp_id, price_atomic=PRICE, owner=payee.address)
+    with Served(app) as served:
+        yield served
+
+
+def test_an_owner_reads_its_revenue_transactions_free_tier_and_webhooks_in_the_page(
+        owner_node: Served, chain: Chain, mlp_id: str, payee: LocalAccount) -> None:
+    """The model's owner, signed in with its wallet at 375 px: subscribes a webhook, then (after a call paid over
+    x402) reads its revenue by rail and by day (a chart), the call's capture with its transaction, the webhook's
+    deliveries; sets a free tier and reads what it gave away; unsubscribes and ends the free tier."""
+    sync_playwright, chromium = chromium_or_skip()
+    shots = ROOT / "tests" / "screenshots"
+    shots.mkdir(exist_ok=True)
+    node, receiver = owner_node, _Receiver()
+    wallet = DevWallet(payee, chain.rpc_url, chain.client.chain_id)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 375, "height": 800})
+            page.set_default_timeout(90_000)
+            wallet.install(page)
+            page.goto(f"{node.url}/app/#owner")
+            page.click("#connect-button")
+            page.wait_for_selector("#wallet-status.ok")
+            page.click("#listings-button")
+            page.wait_for_selector("#listings-status.ok")
+            assert page.locator(f"#webhook-model option[value='{mlp_id}']").count() == 1
+
+            # a webhook for the owner's models' calls and payouts, to a URL on this machine
+            page.fill("#webhook-url", receiver.url)
+            page.uncheck("input[name='webhook-event'][value='challenge']")
+            page.click("#webhook-button")
+            page.wait_for_selector("#webhook-status.ok, #webhook-status.bad")
+            assert "subscribed" in (page.text_content("#webhook-status") or ""), page.text_content("#webhook-status")
+            assert page.input_value("#webhook-secret").startswith("whsec_")
+            assert receiver.url in (page.text_content("#webhooks-table") or "")
+
+            tx = _pay_one_call(node, chain, mlp_id)
+
+            # revenue: by rail, by day (a chart), the capture with its transaction
+            page.click("#earnings-button")
+            page.wait_for_selector("#earnings-status.ok, #earnings-status.bad")
+            assert "earnings of" in (page.text_content("#earnings-status") or ""), page.text_content("#earnings-status")
+            assert "x402" in (page.text_content("#revenue-rail-table") or "")
+            assert page.locator("#transactions-table td", has_text=tx).count() == 1
+            assert "a call paid (x402)" in (page.text_content("#transactions-table") or "")
+            chart = page.get_attribute("#revenue-chart svg", "aria-label") or ""
+            assert chart.startswith("revenue per day:") and "over 30 days" in chart, chart
+
+            # the webhook's deliveries, as the receiver got them
+            def delivered() -> bool:
+                page.evaluate("document.getElementById('webhook-status').className = ''")
+                page.click("#webhooks-button")
+                page.wait_for_selector("#webhook-status.ok, #webhook-status.bad")
+                return "payout" in receiver.events and "delivered" in (page.text_content("#deliveries-table") or "")
+
+            _until(delivered)
+            assert "payout" in (page.text_content("#deliveries-table") or "")
+
+            # a free tier of 2 calls a day (everyone together 5): what it gave away is on the earnings
+            page.select_option("#free-model", mlp_id)
+            page.fill("#free-calls", "2")
+            page.fill("#free-total", "5")
+            page.click("#free-button")
+            page.wait_for_selector("#free-status.ok, #free-status.bad")
+            said = page.text_content("#free-status") or ""
+            assert "2 free call(s) a day" in said, said
+            page.evaluate("document.getElementById('earnings-status').className = ''")
+            page.click("#earnings-button")
+            page.wait_for_selector("#earnings-status.ok")
+            assert "2 / 5" in (page.text_content("#free-tier-table") or "")
+            assert page.evaluate("document.documentElement.scrollWidth") <= 375
+            page.screenshot(path=str(shots / "app-owner-revenue-375.png"), full_page=True)
+            page.set_viewport_size({"width": 1440, "height": 900})
+            assert page.evaluate("document.documentElement.scrollWidth") <= 1440
+            page.screenshot(path=str(shots / "app-owner-revenue-1440.png"), full_page=True)
+
+            # unsubscribed, and the free tier ended: the shared node is as it was
+            page.click("#webhooks-table button")
+            page.wait_for_selector("#webhooks-table", state="hidden")
+            page.fill("#free-calls", "0")
+            page.fill("#free-total", "")
+            page.evaluate("document.getElementById('free-status').className = ''")
+            page.click("#free-button")
+            page.wait_for_selector("#free-status.ok")
+            assert "ended" in (page.text_content("#free-status") or "")
+            browser.close()
+    finally:
+        receiver.close()
+
+
+def _until(done: Callable[[], bool], timeout_s: float = 90.0) -> None:
+    """Poll in Python (the page's CSP forbids the string evaluation of wait_for_function)."""
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        assert time.monotonic() < deadline, "the page did not get there"
+        time.sleep(0.5)

@@ -53,6 +53,9 @@ class BookEarnings(BaseModel):
     paid: str = Field(description="atomic USDC paid to the models' payees: x402 calls paid to them directly, and "
                                   "payouts of credits, pass and channel money")
     models: dict[str, BookModel]
+    by_rail: dict[str, str] = Field(default_factory=dict, description="revenue by rail: what calls earned the models' "
+                                                                      "payees (atomic USDC), payouts not counted again")
+    by_day: list[dict[str, str]] = Field(default_factory=list, description="revenue by UTC day: [{day, revenue}]")
     transactions: list[dict[str, Any]]
     free_tier: dict[str, FreeTier] = Field(default_factory=dict, description="by model: what its free tier gave "
                                                                             "away over the last 30 days")

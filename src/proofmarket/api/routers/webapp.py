@@ -22,7 +22,7 @@ from proofmarket.core.errors import ArtifactNotFound
 router = APIRouter(tags=["app"], include_in_schema=False)
 STATIC = Path(__file__).resolve().parent.parent / "static" / "app"
 MODULES = ("app.js", "ui.js", "wallet.js", "onchain.js", "commit.js", "call.js", "escrow.js", "account.js", "access.js",
-           "owner.js", "verify.js", "card.js")
+           "owner.js", "owner_tools.js", "verify.js", "card.js")
 FILES = {**dict.fromkeys(MODULES, "text/javascript"), "style.css": "text/css",
          "vendor/ezkl-engine.js": "text/javascript", "vendor/ezkl_bg.wasm": "application/wasm",
          "vendor/x402-pay.js": "text/javascript", "vendor/chain.js": "text/javascript",

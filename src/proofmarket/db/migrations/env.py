@@ -11,6 +11,7 @@ from alembic import context
 from sqlalchemy import Connection, create_engine
 
 from proofmarket.db.tables import Base
+from proofmarket.payments import tables  # noqa: F401 (the built-in rails' tables are part of the schema)
 
 config = context.config
 target_metadata = Base.metadata

@@ -59,7 +59,6 @@ from proofmarket.core.errors import (
     PaymentError,
     PaymentSettlementFailed,
 )
-from proofmarket.db.channels_repo import NewCharge
 from proofmarket.payments.batch.checks import (
     NAME,
     ChannelChecks,
@@ -67,8 +66,10 @@ from proofmarket.payments.batch.checks import (
     now_ms,
     state_of,
 )
+from proofmarket.payments.batch.repo import NewCharge
 from proofmarket.payments.batch.store import DbChannelStorage
 from proofmarket.payments.batch.sweeps import Sweeper
+from proofmarket.payments.batch.tables import TABLES
 from proofmarket.payments.batch.vouchers import accepted
 from proofmarket.payments.facilitators import chain_id_of
 from proofmarket.payments.headers import encode_payment_response_header, with_receipt
@@ -101,6 +102,14 @@ class ChannelTerms:
 
 class BatchSettlementRail(ChannelChecks):
     name = NAME
+    tables = TABLES
+
+    @staticmethod
+    def routers() -> list[Any]:
+        """Its routes: /v1/channels (``routes.py``)."""
+        from proofmarket.payments.batch.routes import router
+
+        return [router]
 
     def __init__(self, terms: ChannelTerms, storage: DbChannelStorage, facilitator: FacilitatorClientSync,
                  node: LocalAccount, store: ArtifactStore, pay_to: Callable[[Offer], str],

@@ -1,4 +1,4 @@
-"""The x402 SDK's server-side ``ChannelStorage`` over the node's database (``db/channels_repo.py``).
+"""The x402 SDK's server-side ``ChannelStorage`` over the node's database (``payments/batch/repo.py``).
 
 The SDK's channel manager (claims, sweeps, refunds) and this node's ``batch-settlement`` rail read and change
 channels through it. ``update_channel`` is a compare-and-swap on the row's version: every node on one database
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from x402.mechanisms.evm.batch_settlement.server.storage import Channel, ChannelUpdate, ChannelUpdateResult
 from x402.mechanisms.evm.batch_settlement.utils import normalize_channel_id
 
-from proofmarket.db.channels_repo import ChannelRepo, NewCharge, State
+from proofmarket.payments.batch.repo import ChannelRepo, NewCharge, State
 
 
 class DbChannelStorage:

@@ -39,9 +39,9 @@ from proofmarket.core.errors import (
     TransactionNotMined,
     UsageError,
 )
-from proofmarket.db.credits_repo import CreditsRepo
-from proofmarket.db.credits_tables import ApiKeyRow
 from proofmarket.db.repo import LeaseRepo
+from proofmarket.payments.credits.repo import CreditsRepo
+from proofmarket.payments.credits.tables import TABLES, ApiKeyRow
 from proofmarket.payments.onchain import NodeChain
 from proofmarket.payments.port import Offer
 from proofmarket.payments.tickets import PaymentTicket, ProofOutcome, Settlement
@@ -68,6 +68,14 @@ def api_key_of(headers: Mapping[str, str]) -> str | None:
 
 class CreditsRail:
     name = NAME
+    tables = TABLES
+
+    @staticmethod
+    def routers() -> list[Any]:
+        """Its routes: keys, credits, passes, purchases and free quotas (``routes.py``)."""
+        from proofmarket.payments.credits.routes import router
+
+        return [router]
 
     def __init__(self, repo: CreditsRepo, node: LocalAccount, network: str, chain: NodeChain | None = None,
                  pay_to: Callable[[Offer], str] | None = None, free_min_balance: int = 0) -> None:

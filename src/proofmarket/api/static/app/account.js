@@ -1,8 +1,10 @@
 // Owner and prover pages: the upload form (owner.js: admin token or the owner's wallet); an owner's or
 // prover's earnings (GET /v1/earnings signed by the wallet: the node's book over every rail, owed, in flight and
-// paid by model, and the market's own counters) with the x402 splits still held and a button to release them; the node's prover record and ERC-8004 scores, the connected address's own record read on
-// chain, and staking through the wallet.
-import { $, say, fillList, fillTable, button, nodeError, nodeFetch, usdc } from './ui.js';
+// paid by model, revenue by rail and by day, the payouts and other movements with their transactions, what the free
+// tiers gave away, and the market's own counters) with the x402 splits still held and a button to release them; the
+// node's prover record and ERC-8004 scores, the connected address's own record read on chain, and staking through
+// the wallet.
+import { $, say, fillList, fillTable, button, nodeError, nodeFetch, usdc, barChart } from './ui.js';
 import { wallet, ensureWallet, rejected, contracts, addressHeaders } from './wallet.js';
 import { proverRecord, stake, releaseSplit, withdrawOwed, reason } from './onchain.js';
 import { upload } from './owner.js';
@@ -35,6 +37,11 @@ async function earnings() {
       `${usdc(m.in_flight)} USDC`, `${usdc(m.paid)} USDC`]));
     fillTable('revenue-rail-table', Object.entries(e.book.by_rail || {}).map(([rail, v]) => [rail, `${usdc(v)} USDC`]));
     fillTable('revenue-day-table', (e.book.by_day || []).slice(-30).reverse().map((d) => [d.day, `${usdc(d.revenue)} USDC`]));
+    revenueChart(e.book.by_day || []);
+    fillTable('transactions-table', (e.book.transactions || []).map((t) => [t.created_at.slice(0, 19).replace('T', ' '),
+      movement(t), usdc(t.amount), t.model_id ? t.model_id.slice(0, 16) + '…' : '-', t.transaction || 'in the node\'s book']));
+    fillTable('free-tier-table', Object.entries(e.book.free_tier || {}).map(([id, f]) => [id.slice(0, 16) + '…',
+      usdc(f.value_atomic), String(f.calls_30d), `${f.calls_per_day} / ${f.total_per_day}`]));
   }
   if (e.owed && BigInt(e.owed) > 0n) {
     const b = button(`Withdraw ${usdc(e.owed)} USDC`, () => withdraw(e.address));
@@ -45,6 +52,27 @@ async function earnings() {
     BigInt(p.amount) > 0n ? button(`Release ${p.model_id.slice(0, 12)}`, () => release(p)) : 'nothing held']));
   say('earnings-status', e.market ? `earnings of ${e.address}: the node's book and market ${e.market}`
     : `earnings of ${e.address} in the node's book`, 'ok');
+}
+
+// What a movement in the book was, in words (its kind, rail and whether it is done).
+const KINDS = { capture: 'a call paid', charge: 'a call charged to a channel', payout: 'payout to you',
+  withdrawal: 'withdrawn from the market', refund: 'refund', purchase: 'purchase', deposit: 'deposit' };
+function movement(t) {
+  const what = KINDS[t.kind] || t.kind;
+  const rail = t.rail ? ` (${t.rail})` : '';
+  return `${what}${rail}${t.phase === 'pending' ? ': on its way' : ''}`;
+}
+
+// Revenue per day over the last 30 days (a day without revenue is a zero bar).
+function revenueChart(byDay) {
+  const earned = new Map(byDay.map((d) => [d.day, Number(d.revenue) / 1e6]));
+  const days = [];
+  for (let i = 29; i >= 0; i -= 1) {
+    const day = new Date(Date.now() - i * 86400000).toISOString().slice(0, 10);
+    days.push({ label: day, value: earned.get(day) || 0 });
+  }
+  $('revenue-chart').replaceChildren(barChart(days, { title: 'revenue per day', unit: ' USDC' }));
+  $('revenue-chart').hidden = false;
 }
 
 async function withdraw(account) {

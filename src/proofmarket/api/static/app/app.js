@@ -3,7 +3,7 @@
 // prover pages (account.js), and the verification of any proof bundle in the browser (verify.js with EZKL's
 // WASM verifier) and on chain (an eth_call to the model's verifier through the wallet, onchain.js).
 import { verifyBundle, tampered } from './verify.js';
-import { $, text, say, fillTable, nodeError, nodeFetch, button } from './ui.js';
+import { $, text, say, fillTable, nodeError, nodeFetch, button, barChart } from './ui.js';
 import { bindWallet, wallet, addressHeaders, rejected, ensureWallet } from './wallet.js';
 import { buildForm, bindCall, onAnswered, example } from './call.js';
 import { bindEscrow, onEscrowAnswered, requestHistory } from './escrow.js';
@@ -101,11 +101,20 @@ async function showModel(id) {
   showVersions(m.id);
 }
 
-// Usage in one line (the public stats: buckets of few calls hidden), beside the charts the stats section draws.
+// Usage in one line and a small chart of calls per day (the public stats: buckets of few calls hidden).
+let usageOf = null;  // the model whose usage is being read: an older answer arriving late is dropped
 async function showUsage(id) {
+  usageOf = id;
   text($('model-usage'), 'usage: reading…');
+  $('model-usage-chart').replaceChildren();
   const response = await nodeFetch(`/v1/models/${encodeURIComponent(id)}/stats?days=30`).catch(() => null);
-  text($('model-usage'), response && response.ok ? `Usage: ${usageWords(await response.json())}` : 'usage unknown');
+  const stats = response && response.ok ? await response.json().catch(() => null) : null;
+  if (usageOf !== id) return;
+  text($('model-usage'), stats ? `Usage: ${usageWords(stats)}` : 'usage unknown');
+  if (stats && !stats.hidden && Array.isArray(stats.by_day)) {
+    $('model-usage-chart').replaceChildren(barChart(stats.by_day.map((d) => ({ label: d.day, value: d.calls })),
+      { title: 'calls per day', unit: ' calls' }));
+  }
 }
 
 // The line of versions the listing is on (GET /v1/models/{id}/versions): each a link, the latest sold one named.

@@ -1,9 +1,11 @@
 // Owners' self-service: list a model signed with the wallet (EIP-712 ListingRequest, no admin token), follow its
 // compile, register it on the registry under the owner's address (the wallet deploys its verifier and sends the
 // registry call the node prepares), see the owner's listings with their review status, and a model's analytics
-// (GET /v1/models/{id}/stats) drawn with uPlot (vendor/charts.js, bundled from npm at setup).
+// (GET /v1/models/{id}/stats) drawn with uPlot (vendor/charts.js, bundled from npm at setup); the free tier and
+// webhooks of the owner's models are set in owner_tools.js.
 import { $, text, say, fillTable, button, nodeError, nodeFetch, usdc } from './ui.js';
 import { wallet, ensureWallet, rejected, addressHeaders } from './wallet.js';
+import { modelChoices, bindOwnerTools } from './owner_tools.js';
 
 let chartsModule = null;
 const charts = [];
@@ -115,6 +117,7 @@ export async function listings() {
     return;
   }
   const found = (await response.json()).models || [];
+  modelChoices(found);
   fillTable('listings-table', found.map((m) => [m.name, m.status + (m.review_reason ? `: ${m.review_reason}` : ''),
     m.price ? m.price.amount : '?',
     m.registry && m.registry.registered ? 'listed on chain' : button(`Register ${m.name}`, () => register(m)),
@@ -225,4 +228,5 @@ async function draw(s) {
 
 export function bindOwner() {
   $('listings-button').addEventListener('click', listings);
+  bindOwnerTools();
 }

@@ -68,3 +68,44 @@ export const usdc = (atomic) => {
   const frac = (n % 1000000n).toString().padStart(6, '0').replace(/0+$/, '');
   return frac ? `${whole}.${frac}` : String(whole);
 };
+
+// A small bar chart (inline SVG: no script of another origin, no inline style) of one value per day, with its
+// words for screen readers: points are {label, value}, value null for a day whose number is hidden (drawn grey).
+export function barChart(points, { title, unit = '', format = String } = {}) {
+  const ns = 'http://www.w3.org/2000/svg';
+  const width = 300;
+  const height = 64;
+  const svg = document.createElementNS(ns, 'svg');
+  svg.setAttribute('viewBox', `0 0 ${width} ${height}`);
+  svg.setAttribute('width', String(width));
+  svg.setAttribute('height', String(height));
+  svg.setAttribute('class', 'spark');
+  svg.setAttribute('role', 'img');
+  const known = points.filter((p) => p.value !== null && p.value !== undefined);
+  const top = Math.max(0, ...known.map((p) => Number(p.value)));
+  const total = known.reduce((a, p) => a + Number(p.value), 0);
+  const best = known.find((p) => Number(p.value) === top);
+  const words = `${title}: ${format(total)}${unit} over ${points.length} days`
+    + (best && top > 0 ? `, at most ${format(top)}${unit} on ${best.label}` : '')
+    + (known.length < points.length ? `; ${points.length - known.length} day(s) hidden (too few calls)` : '');
+  svg.setAttribute('aria-label', words);
+  const label = document.createElementNS(ns, 'title');
+  label.textContent = words;
+  svg.append(label);
+  const step = width / Math.max(1, points.length);
+  points.forEach((p, i) => {
+    const hidden = p.value === null || p.value === undefined;
+    const h = hidden ? 3 : top > 0 ? Math.max(Number(p.value) > 0 ? 2 : 0, (Number(p.value) / top) * (height - 2)) : 0;
+    const bar = document.createElementNS(ns, 'rect');
+    bar.setAttribute('x', (i * step + step * 0.15).toFixed(2));
+    bar.setAttribute('width', Math.max(1, step * 0.7).toFixed(2));
+    bar.setAttribute('y', (height - h).toFixed(2));
+    bar.setAttribute('height', h.toFixed(2));
+    if (hidden) bar.setAttribute('class', 'none');
+    const tip = document.createElementNS(ns, 'title');
+    tip.textContent = `${p.label}: ${hidden ? 'hidden (too few calls)' : `${format(Number(p.value))}${unit}`}`;
+    bar.append(tip);
+    svg.append(bar);
+  });
+  return svg;
+}

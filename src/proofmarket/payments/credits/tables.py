@@ -85,3 +85,8 @@ class FreeQuotaRow(Base):
     total_per_day: Mapped[int | None] = mapped_column(Integer, nullable=True)
     set_by: Mapped[str] = mapped_column(String(42))
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+# the rail's tables, as the port asks for them (``rail.tables``; the node's migrations hold them too)
+TABLES: tuple[Any, ...] = (ApiKeyRow.__table__, CreditEntryRow.__table__, CreditPassRow.__table__,
+                           FreeQuotaRow.__table__)

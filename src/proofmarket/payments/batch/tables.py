@@ -62,3 +62,7 @@ class ChannelSweepRow(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+# the rail's tables, as the port asks for them (``rail.tables``; the node's migrations hold them too)
+TABLES: tuple[Any, ...] = (ChannelRow.__table__, ChannelChargeRow.__table__, ChannelSweepRow.__table__)

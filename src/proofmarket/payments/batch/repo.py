@@ -1,4 +1,4 @@
-"""The ``batch-settlement`` rail's rows (``db/channel_tables.py``): channel state by compare-and-swap, one charge per
+"""The ``batch-settlement`` rail's rows (``tables.py``): channel state by compare-and-swap, one charge per
 voucher, sweeps and their per-payee allocations."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from sqlalchemy.exc import IntegrityError
 
 from proofmarket.core.errors import DatabaseError
 from proofmarket.db.book import Accounts, Book, LedgerError, Transfer
-from proofmarket.db.channel_tables import ChannelChargeRow, ChannelRow, ChannelSweepRow
 from proofmarket.db.engine import Database
 from proofmarket.db.tables import utcnow
+from proofmarket.payments.batch.tables import ChannelChargeRow, ChannelRow, ChannelSweepRow
 
 State = dict[str, Any]
 # the next state of a channel from its current one (None: no row yet); return the same object: unchanged

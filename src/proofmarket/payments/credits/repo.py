@@ -1,4 +1,4 @@
-"""The ``credits`` rail's rows (``db/credits_tables.py``): keys by hash, its journal and passes.
+"""The ``credits`` rail's rows (``payments/credits/tables.py``): keys by hash, its journal and passes.
 
 The money is in the book (``db/book.py``), posted in the same database transaction as each journal entry:
 
@@ -21,9 +21,9 @@ from sqlalchemy.orm import Session
 
 from proofmarket.core.errors import PaymentSettlementFailed
 from proofmarket.db.book import Accounts, Book, LedgerError, Transfer
-from proofmarket.db.credits_tables import ApiKeyRow, CreditEntryRow, CreditPassRow, FreeQuotaRow
 from proofmarket.db.engine import Database
 from proofmarket.db.tables import utcnow
+from proofmarket.payments.credits.tables import ApiKeyRow, CreditEntryRow, CreditPassRow, FreeQuotaRow
 
 CREDITS_IN = ("purchase", "deposit")
 CREDITS_OUT = ("draw", "refund")

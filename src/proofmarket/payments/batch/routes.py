@@ -1,4 +1,5 @@
-"""/v1/channels: x402 ``batch-settlement`` channels on this node (the rail is ``payments/batch/rail.py``).
+"""/v1/channels: x402 ``batch-settlement`` channels on this node (the rail is ``rail.py``; these routes reach the node
+through the port's ``RailHost``, ``payments/routes.py``).
 
     GET  /v1/channels/refund         the SDK client's ``refund(url)``: without a payment 402 with the channel
                                      terms; with a refund payload the charged total is claimed and the rest of the
@@ -26,27 +27,23 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from x402.mechanisms.evm.batch_settlement.server.storage import Channel
 
-from proofmarket.api.deps import ServicesDep, base_url
-from proofmarket.api.security import AdminDep, CallerDep
-from proofmarket.api.signed import signed_address
 from proofmarket.core.errors import ChannelsUnavailable, PaymentRequired, Unauthorized, UnknownChannel, UsageError
-from proofmarket.node.services import NodeServices
 from proofmarket.payments.batch.rail import NAME, BatchSettlementRail
-from proofmarket.payments.exact.rail import X402Payments
 from proofmarket.payments.headers import (
     PAYMENT_REQUIRED_HEADER,
     PAYMENT_SIGNATURE_HEADER,
     encode_payment_response_header,
     with_receipt,
 )
+from proofmarket.payments.routes import ADMIN_OR_SIGNED, ADMIN_SECURITY, HostDep, RailHost
 
 router = APIRouter(prefix="/v1/channels", tags=["payments"])
 MAX_LISTED = 200
 CHANNEL_ID = re.compile(r"^0x[0-9a-fA-F]{64}$")
 
 
-def _rail(services: NodeServices) -> BatchSettlementRail:
-    rail = services.rails.of(BatchSettlementRail)
+def _rail(host: RailHost) -> BatchSettlementRail:
+    rail = host.rail(BatchSettlementRail)
     if rail is None:
         raise ChannelsUnavailable("this node does not offer x402 batch-settlement channels")
     return rail
@@ -66,17 +63,16 @@ def channel_view(channel: Channel) -> dict[str, Any]:
 
 @router.get("/refund", operation_id="channel_refund",
             responses={402: {"description": "the channel terms (no payment), or payment_channel_rejected"}})
-async def refund(request: Request, services: ServicesDep) -> Any:
+async def refund(request: Request, host: HostDep) -> Any:
     """A payer's cooperative refund of its channel (the x402 SDK client's ``refund(url)`` calls this URL)."""
-    rail = _rail(services)
+    rail = _rail(host)
     header = request.headers.get(PAYMENT_SIGNATURE_HEADER)
     if not header:
         err = PaymentRequired("send a batch-settlement refund payload in PAYMENT-SIGNATURE to refund your channel")
-        exact = services.rails.of(X402Payments)
-        if exact is not None:
-            err.headers = {PAYMENT_REQUIRED_HEADER: exact.gate.payment_required_header(
-                [rail.refund_terms()], f"{base_url(request, services.settings)}/v1/channels/refund",
-                description="refund of an x402 batch-settlement channel", error=err.code)}
+        terms = host.payment_terms([rail.refund_terms()], f"{host.base_url()}/v1/channels/refund",
+                                   description="refund of an x402 batch-settlement channel", error=err.code)
+        if terms is not None:
+            err.headers = {PAYMENT_REQUIRED_HEADER: terms}
         raise err
     response, channel = await run_in_threadpool(rail.refund, header)
     return JSONResponse({"refunded": response.amount or None, "transaction": response.transaction,
@@ -84,24 +80,25 @@ async def refund(request: Request, services: ServicesDep) -> Any:
                         headers={"PAYMENT-RESPONSE": encode_payment_response_header(with_receipt(response, None))})
 
 
-@router.get("", operation_id="list_channels", responses={401: {"description": "not signed by the payer"}})
-async def list_channels(request: Request, services: ServicesDep, caller: CallerDep,
+@router.get("", operation_id="list_channels", responses={401: {"description": "not signed by the payer"}},
+            openapi_extra=ADMIN_OR_SIGNED)
+async def list_channels(host: HostDep,
                         payer: Annotated[str, Query(pattern=r"^0x[0-9a-fA-F]{40}$")]) -> dict[str, Any]:
     """A payer's channels on this node (signed by the payer, purpose ``channels``, or the admin)."""
-    rail = _rail(services)
-    if not caller.admin and signed_address(request, "channels") != payer.lower():
+    rail = _rail(host)
+    if not host.is_admin() and host.signed_address("channels") != payer.lower():
         raise Unauthorized("a payer's channels are read by that payer (signed, purpose 'channels') or the admin")
     channels = await run_in_threadpool(rail.storage.of_payer, payer)
     return {"scheme": NAME, "terms": rail.describe(), "channels": [channel_view(c) for c in channels[:MAX_LISTED]]}
 
 
-@router.get("/sweeps", operation_id="list_sweeps", responses={401: {"description": "not signed, not the admin"}})
-async def list_sweeps(request: Request, services: ServicesDep, caller: CallerDep,
-                      limit: Annotated[int, Query(ge=1, le=100)] = 20) -> dict[str, Any]:
+@router.get("/sweeps", operation_id="list_sweeps", responses={401: {"description": "not signed, not the admin"}},
+            openapi_extra=ADMIN_OR_SIGNED)
+async def list_sweeps(host: HostDep, limit: Annotated[int, Query(ge=1, le=100)] = 20) -> dict[str, Any]:
     """The latest sweeps (claims, the settle to the node's account, the payouts): the admin sees every payee; a signed
     address (purpose ``sweeps``) its own allocations as a payee or owner."""
-    rail = _rail(services)
-    viewer = None if caller.admin else _viewer(request, services)
+    rail = _rail(host)
+    viewer = None if host.is_admin() else await run_in_threadpool(_viewer, host)
     rows = await run_in_threadpool(rail.storage.repo.sweeps, limit=limit)
     return {"sweeps": [{"id": r.id, "status": r.status, "amount": str(r.amount) if viewer is None else None,
                         "claim_txs": r.claim_txs, "settle_tx": r.settle_tx,
@@ -109,14 +106,15 @@ async def list_sweeps(request: Request, services: ServicesDep, caller: CallerDep
                         "created_at": r.created_at.isoformat()} for r in rows]}
 
 
-@router.get("/sweeps/{sweep_id}", operation_id="get_sweep", responses={401: {"description": "not signed"}})
-async def get_sweep(sweep_id: int, request: Request, services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
+@router.get("/sweeps/{sweep_id}", operation_id="get_sweep", responses={401: {"description": "not signed"}},
+            openapi_extra=ADMIN_OR_SIGNED)
+async def get_sweep(sweep_id: int, host: HostDep) -> dict[str, Any]:
     """One sweep with the charges it covered (each with its model, payee, amount and the node's signed receipt): the
     admin sees all; a signed address (purpose ``sweeps``) its own charges as a payer and its totals as a payee."""
-    rail = _rail(services)
+    rail = _rail(host)
     if rail.sweeper is None:
         raise ChannelsUnavailable("this node does not sweep channels (no sweeper runs here)")
-    viewer = None if caller.admin else _viewer(request, services)
+    viewer = None if host.is_admin() else await run_in_threadpool(_viewer, host)
     found = await run_in_threadpool(rail.sweeper.describe, sweep_id)
     if found is None:
         raise UnknownChannel(f"there is no sweep {sweep_id} on this node", sweep_id=sweep_id)
@@ -128,11 +126,10 @@ async def get_sweep(sweep_id: int, request: Request, services: ServicesDep, call
     return found
 
 
-def _viewer(request: Request, services: NodeServices) -> tuple[str, set[str]]:
+def _viewer(host: RailHost) -> tuple[str, set[str]]:
     """The signing address (purpose ``sweeps``) and the models it owns."""
-    address = signed_address(request, "sweeps")
-    owned = {row.id for row in services.catalog.repo.by_owner(address)}
-    return address, owned
+    address = host.signed_address("sweeps")
+    return address, host.owned_models(address)
 
 
 def _allocations(allocations: dict[str, Any], viewer: tuple[str, set[str]] | None) -> dict[str, Any]:
@@ -155,25 +152,27 @@ def _payer_of(charge: dict[str, Any]) -> str:
     return str(message.get("payer", "")).lower()
 
 
-@router.post("/sweep", operation_id="sweep_channels", dependencies=[AdminDep])
-async def sweep_now(services: ServicesDep) -> dict[str, Any]:
+@router.post("/sweep", operation_id="sweep_channels", openapi_extra=ADMIN_SECURITY)
+async def sweep_now(host: HostDep) -> dict[str, Any]:
     """Claim every channel's charged total and sweep it now (the operator; the node also does it on a schedule)."""
-    rail = _rail(services)
+    host.require_admin()
+    rail = _rail(host)
     if rail.sweeper is None:
         raise UsageError("this node does not sweep channels (no sweeper runs here)")
     done = await run_in_threadpool(rail.sweeper.run)
     return {"sweep": done}
 
 
-@router.get("/{channel_id}", operation_id="get_channel", responses={401: {"description": "not signed by its payer"}})
-async def get_channel(channel_id: str, request: Request, services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
+@router.get("/{channel_id}", operation_id="get_channel", responses={401: {"description": "not signed by its payer"}},
+            openapi_extra=ADMIN_OR_SIGNED)
+async def get_channel(channel_id: str, host: HostDep) -> dict[str, Any]:
     """One channel as this node mirrors it (its payer, signed with purpose ``channels``, or the admin)."""
-    rail = _rail(services)
+    rail = _rail(host)
     if not CHANNEL_ID.match(channel_id):
         raise UnknownChannel(f"{channel_id!r} is not a channel id (0x and 64 hex digits)", channel_id=channel_id)
     channel = await run_in_threadpool(rail.storage.get, channel_id)
     if channel is None:
         raise UnknownChannel(f"there is no channel {channel_id} on this node", channel_id=channel_id)
-    if not caller.admin and signed_address(request, "channels") != channel.channel_config.payer.lower():
+    if not host.is_admin() and host.signed_address("channels") != channel.channel_config.payer.lower():
         raise Unauthorized("a channel is read by its payer (signed, purpose 'channels') or the admin")
     return channel_view(channel)

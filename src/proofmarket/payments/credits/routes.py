@@ -1,4 +1,5 @@
-"""/v1/keys and /v1/credits: API keys and prepaid credits (the ``credits`` rail, ``payments/credits/rail.py``).
+"""/v1/keys and /v1/credits: API keys and prepaid credits (the ``credits`` rail, ``rail.py``; these routes reach the
+node through the port's ``RailHost``, ``payments/routes.py``).
 
     POST   /v1/keys                  a new key for the wallet that signs the request (purpose ``api-key-<sha256 of
                                      the body, first 16 hex>``: the signature binds the scope, cap and expiry);
@@ -35,19 +36,11 @@ from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from proofmarket.api.deps import ServicesDep, base_url
-from proofmarket.api.signed import signed_address
 from proofmarket.core.address_signature import body_purposes
-from proofmarket.core.errors import (
-    CreditsUnavailable,
-    Forbidden,
-    PaymentRequired,
-    UsageError,
-)
-from proofmarket.node.services import NodeServices
+from proofmarket.core.errors import CreditsUnavailable, Forbidden, UsageError
 from proofmarket.payments.credits.rail import CreditsRail, api_key_of
-from proofmarket.payments.headers import PAYMENT_REQUIRED_HEADER, PAYMENT_SIGNATURE_HEADER
-from proofmarket.payments.purchases import Purchases
+from proofmarket.payments.headers import PAYMENT_SIGNATURE_HEADER
+from proofmarket.payments.routes import HostDep, RailHost
 
 FREE_TOTAL_FACTOR = 10  # a model's free calls of every payer together, by default: 10 payers' worth a day
 router = APIRouter(tags=["credits"])
@@ -56,8 +49,8 @@ MAX_SCOPE = 100
 MAX_KEYS = 50  # live keys a wallet may hold, and keys it may make in 24 hours (each has its own free calls a day)
 
 
-def _rail(services: NodeServices) -> CreditsRail:
-    rail = services.rails.of(CreditsRail)
+def _rail(host: RailHost) -> CreditsRail:
+    rail = host.rail(CreditsRail)
     if rail is None:
         raise CreditsUnavailable("this node sells no API keys or credits (payments are off)")
     return rail
@@ -65,12 +58,12 @@ def _rail(services: NodeServices) -> CreditsRail:
 
 @router.post("/v1/keys", operation_id="create_api_key", status_code=201,
              responses={401: {"description": "unauthorized (no or bad address signature)"}})
-async def create_key(request: Request, services: ServicesDep,
+async def create_key(host: HostDep,
                      body: Annotated[dict[str, Any], Body(description="{models?, cap_atomic?, expires_in_s?}")]
                      ) -> dict[str, Any]:
     """A new API key for the signing wallet: its secret is shown in this answer only."""
-    rail = _rail(services)
-    wallet = signed_address(request, body_purposes(body))
+    rail = _rail(host)
+    wallet = host.signed_address(body_purposes(body))
     models = body.get("models")
     if models is not None and (not isinstance(models, list) or not 0 < len(models) <= MAX_SCOPE
                                or not all(isinstance(m, str) and 0 < len(m) <= 128 for m in models)):
@@ -89,31 +82,31 @@ async def create_key(request: Request, services: ServicesDep,
 
 
 @router.get("/v1/keys", operation_id="list_api_keys")
-async def list_keys(request: Request, services: ServicesDep) -> dict[str, Any]:
+async def list_keys(host: HostDep) -> dict[str, Any]:
     """The signing wallet's keys (never their secrets)."""
-    rail = _rail(services)
-    wallet = signed_address(request, "api-keys")
+    rail = _rail(host)
+    wallet = host.signed_address("api-keys")
     return {"wallet": wallet, "keys": [k.view() for k in await run_in_threadpool(rail.repo.keys_of, wallet)]}
 
 
 @router.delete("/v1/keys/{key_id}", operation_id="revoke_api_key")
-async def revoke_key(key_id: str, request: Request, services: ServicesDep) -> dict[str, Any]:
+async def revoke_key(key_id: str, host: HostDep) -> dict[str, Any]:
     """Revoke one of the signing wallet's keys: it is refused from the next request on."""
-    rail = _rail(services)
-    wallet = signed_address(request, f"api-key-revoke-{key_id}")
+    rail = _rail(host)
+    wallet = host.signed_address(f"api-key-revoke-{key_id}")
     if not await run_in_threadpool(rail.repo.revoke, key_id, wallet):
         raise UsageError(f"the wallet has no live key {key_id}", key_id=key_id)
     return {"id": key_id, "revoked": True}
 
 
 @router.get("/v1/credits", operation_id="get_credits")
-async def credits(request: Request, services: ServicesDep) -> dict[str, Any]:
+async def credits(request: Request, host: HostDep) -> dict[str, Any]:
     """A wallet's balance and ledger: signed by the wallet, or asked with one of its API keys."""
-    rail = _rail(services)
+    rail = _rail(host)
     key = await run_in_threadpool(rail.key, request.headers) if api_key_of(request.headers) else None
-    wallet = key.wallet if key is not None else signed_address(request, "credits")
+    wallet = key.wallet if key is not None else host.signed_address("credits")
     balance = await run_in_threadpool(rail.repo.balance, wallet)
-    held = await run_in_threadpool(services.jobs.jobs.held_by, wallet)
+    held = await run_in_threadpool(host.held_by, wallet)
     entries = await run_in_threadpool(rail.repo.entries, wallet, 200, key.id if key is not None else None)
     out: dict[str, Any] = {"wallet": wallet, "balance": str(balance), "held": str(held),
                            "ledger": [e.view() for e in entries]}
@@ -125,20 +118,20 @@ async def credits(request: Request, services: ServicesDep) -> dict[str, Any]:
 @router.post("/v1/credits/buy", operation_id="buy_credits",
              responses={202: {"description": "paid, the transfer not mined yet: poll the purchase"},
                         402: {"description": "the x402 terms of the purchase, or a refused payment"}})
-async def buy(request: Request, services: ServicesDep,
+async def buy(request: Request, host: HostDep,
               amount: Annotated[int, Query(gt=0, le=MAX_BUY_ATOMIC, description="atomic USDC to buy")]
               ) -> JSONResponse:
     """Credits for one x402 payment (exact, USDC to the node's account): the payer's wallet is credited once the
     payment is mined (202 with the purchase to poll while it is not)."""
-    resource = f"{base_url(request, services.settings)}/v1/credits/buy?amount={amount}"
-    return await _purchase(request, services, amount, resource, f"{amount} atomic USDC of credits",
+    resource = f"{host.base_url()}/v1/credits/buy?amount={amount}"
+    return await _purchase(request, host, amount, resource, f"{amount} atomic USDC of credits",
                            {"kind": "credits"})
 
 
 @router.post("/v1/passes/buy", operation_id="buy_pass",
              responses={202: {"description": "paid, the transfer not mined yet: poll the purchase"},
                         402: {"description": "the x402 terms of the pass, or a refused payment"}})
-async def buy_pass(request: Request, services: ServicesDep,
+async def buy_pass(request: Request, host: HostDep,
                    calls_per_day: Annotated[int, Query(gt=0, le=100_000)],
                    days: Annotated[int, Query(gt=0, le=366)],
                    model_id: Annotated[str | None, Query(max_length=128, description="one model; unset = any")]
@@ -146,16 +139,13 @@ async def buy_pass(request: Request, services: ServicesDep,
     """A pass (N calls a day for D days) for one x402 payment: N x D calls at the model's price (unset: the dearest
     model's). API keys of the payer's wallet call within it before drawing credits; each call pays the called
     model's payee the pass's price per call."""
-    _rail(services)
-    models = [services.catalog.sellable(model_id)] if model_id else services.catalog.list()
-    if not models:
-        raise UsageError("this node serves no model to sell a pass for")
-    price = max(m.price_atomic for m in models) * calls_per_day * days
+    _rail(host)
+    price = await run_in_threadpool(host.price_of, model_id) * calls_per_day * days
     if price > MAX_BUY_ATOMIC:
         raise UsageError(f"a pass of {calls_per_day} calls a day for {days} days costs {price}: above the limit")
     query = f"calls_per_day={calls_per_day}&days={days}" + (f"&model_id={model_id}" if model_id else "")
-    resource = f"{base_url(request, services.settings)}/v1/passes/buy?{query}"
-    return await _purchase(request, services, price, resource,
+    resource = f"{host.base_url()}/v1/passes/buy?{query}"
+    return await _purchase(request, host, price, resource,
                            f"a pass of {calls_per_day} calls a day for {days} days",
                            {"kind": "pass", "calls_per_day": calls_per_day, "days": days, "model_id": model_id})
 
@@ -163,30 +153,29 @@ async def buy_pass(request: Request, services: ServicesDep,
 @router.get("/v1/purchases/{purchase_id}", operation_id="get_purchase",
             responses={400: {"description": "no such purchase"}})
 async def get_purchase(purchase_id: Annotated[str, Path(max_length=200, pattern=r"^[0-9A-Za-z:_.-]+$")],
-                       services: ServicesDep) -> dict[str, Any]:
+                       host: HostDep) -> dict[str, Any]:
     """What became of a purchase (its id is its payment's key): pending, credited (with its transaction) or voided
     (nothing charged). The wallet's balance is not shown here (``GET /v1/credits``, signed)."""
-    purchases = _purchases(services)
-    return await run_in_threadpool(purchases.view, purchase_id)  # the settler follows it on chain, not this read
+    return await run_in_threadpool(host.checkout().view, purchase_id)  # the settler follows it on chain, not this read
 
 
 @router.get("/v1/passes", operation_id="list_passes")
-async def list_passes(request: Request, services: ServicesDep) -> dict[str, Any]:
+async def list_passes(host: HostDep) -> dict[str, Any]:
     """The signing wallet's live passes (purpose ``passes``)."""
-    rail = _rail(services)
-    wallet = signed_address(request, "passes")
+    rail = _rail(host)
+    wallet = host.signed_address("passes")
     return {"wallet": wallet, "passes": [p.view() for p in await run_in_threadpool(rail.repo.passes, wallet)]}
 
 
 @router.post("/v1/models/{model_id}/free-quota", operation_id="set_free_quota")
-async def set_free_quota(model_id: str, request: Request, services: ServicesDep,
+async def set_free_quota(model_id: str, host: HostDep,
                          body: Annotated[dict[str, Any], Body(description="{calls_per_day, total_per_day}: 0 ends it")]
                          ) -> dict[str, Any]:
     """The model's owner gives each funded payer wallet ``calls_per_day`` free calls a day on it, and every payer
     together ``total_per_day`` (what the owner pays for; default ``FREE_TOTAL_FACTOR`` x ``calls_per_day``). Signed
     by the owner, purpose ``free-quota-<model id>-<N>`` (``-<T>`` appended when ``total_per_day`` is given). A wallet
     takes free calls only while it holds ``PROOFMARKET_FREE_MIN_BALANCE_ATOMIC`` in credits (held a day after)."""
-    rail = _rail(services)
+    rail = _rail(host)
     calls, total = body.get("calls_per_day"), body.get("total_per_day")
     for name, value in (("calls_per_day", calls), ("total_per_day", total)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or
@@ -198,9 +187,8 @@ async def set_free_quota(model_id: str, request: Request, services: ServicesDep,
     total = total if total is not None else min(1_000_000, calls * FREE_TOTAL_FACTOR)
     if total < calls:
         raise UsageError("total_per_day (every payer together) must be at least calls_per_day (one payer)")
-    served = services.catalog.sellable(model_id)
-    owner = (served.row.owner or "").lower()
-    signer = signed_address(request, purpose)
+    owner = (await run_in_threadpool(host.owner_of, model_id) or "").lower()
+    signer = host.signed_address(purpose)
     if not owner or signer != owner:
         raise Forbidden("only the model's owner sets its free quota", model_id=model_id)
     await run_in_threadpool(rail.repo.set_free_quota, model_id, calls, signer, total)
@@ -208,29 +196,14 @@ async def set_free_quota(model_id: str, request: Request, services: ServicesDep,
             "min_balance_atomic": str(rail.free_min_balance)}
 
 
-def _purchases(services: NodeServices) -> Purchases:
-    money = services.money
-    if money is None or money.purchases is None:
-        raise CreditsUnavailable("this node takes no x402 payments")
-    return money.purchases
-
-
-async def _purchase(request: Request, services: NodeServices, amount: int, resource: str, description: str,
+async def _purchase(request: Request, host: RailHost, amount: int, resource: str, description: str,
                     what: dict[str, Any]) -> JSONResponse:
-    """One x402 exact payment of ``amount`` to the node's account through the node's gate, held in the book and
-    credited once settled (``payments/purchases.py``): 200 credited, 202 pending. Without a payment: 402."""
-    rail = _rail(services)
-    purchases = _purchases(services)
-    exact = purchases.exact
-    requirements = exact.gate.requirements(amount, rail.node.address)
+    """One x402 exact payment of ``amount`` to the node's account, held in the book and credited once settled
+    (``payments/purchases.py``): 200 credited, 202 pending. Without a payment: 402 with the terms."""
+    rail = _rail(host)
+    checkout = host.checkout()
     header = request.headers.get(PAYMENT_SIGNATURE_HEADER)
-    if not header:
-        err = PaymentRequired(f"{description}: pay {amount} atomic USDC over x402 (exact)", amount=str(amount))
-        err.headers = {PAYMENT_REQUIRED_HEADER: exact.gate.payment_required_header(
-            requirements, resource, description=description)}
-        raise err
-    verified = await run_in_threadpool(exact.gate.verify, header, requirements, resource)
-    view = await run_in_threadpool(purchases.buy, verified, what)
+    view = await run_in_threadpool(checkout.checkout, header, amount, rail.node.address, resource, description, what)
     return _purchase_answer(view)
 
 
@@ -250,10 +223,10 @@ def _purchase_answer(view: dict[str, Any]) -> JSONResponse:
 
 
 @router.post("/v1/credits/deposit", operation_id="deposit_credits")
-async def deposit(services: ServicesDep, body: Annotated[dict[str, Any], Body(description="{tx_hash}")]
+async def deposit(host: HostDep, body: Annotated[dict[str, Any], Body(description="{tx_hash}")]
                   ) -> dict[str, Any]:
     """Credit a USDC transfer to the node's account to its sender (each transfer once)."""
-    rail = _rail(services)
+    rail = _rail(host)
     tx_hash = body.get("tx_hash")
     if not isinstance(tx_hash, str) or len(tx_hash) != 66 or not tx_hash.startswith("0x"):
         raise UsageError("tx_hash must be a 0x-prefixed 32-byte transaction hash")
@@ -262,10 +235,10 @@ async def deposit(services: ServicesDep, body: Annotated[dict[str, Any], Body(de
 
 
 @router.post("/v1/credits/refund", operation_id="refund_credits")
-async def refund(request: Request, services: ServicesDep) -> JSONResponse:
+async def refund(host: HostDep) -> JSONResponse:
     """The signing wallet's unspent credits back on chain (what its unsettled calls hold stays)."""
-    rail = _rail(services)
-    wallet = signed_address(request, "credits-refund")
-    amount, tx = await run_in_threadpool(rail.refund, wallet, lambda: services.jobs.jobs.held_by(wallet))
+    rail = _rail(host)
+    wallet = host.signed_address("credits-refund")
+    amount, tx = await run_in_threadpool(rail.refund, wallet, lambda: host.held_by(wallet))
     return JSONResponse({"wallet": wallet, "refunded": str(amount), "transaction": tx,
                          "balance": str(await run_in_threadpool(rail.repo.balance, wallet))})
