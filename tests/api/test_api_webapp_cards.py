@@ -1,6 +1,6 @@
 """The web app as a new visitor uses it (Chromium through Playwright, no JSON typed): finds a model by its task in
 the catalogue, reads its card (safe Markdown: an owner's script never runs, only http(s) links, opened noopener),
-tries it from the generated number fields and reads a verdict and the top classes by their labels; axe-core finds
+tries it from the generated number fields and sliders (the owner's range) and reads a verdict and the top classes by their labels; axe-core finds
 no serious or critical accessibility violation on the catalogue or the card, at desktop and phone widths; every
 section of the page at 320 to 1,440 px without sideways scrolling, axe-clean and photographed."""
 
@@ -30,7 +30,8 @@ LABELS = ["alpha", "beta", "gamma"]
 @pytest.fixture
 def served(mlp_app: FastAPI, mlp_id: str) -> Iterator[str]:
     entry = {"description": DESCRIPTION, "task": "classification", "tags": ["tabular", "demo"], "license": "MIT",
-             "outputs": [{"name": "logits", "description": "one score per class", "labels": LABELS}]}
+             "outputs": [{"name": "logits", "description": "one score per class", "labels": LABELS}],
+             "inputs": [{"name": "features", "description": "8 measurements", "range": [-6, 4]}]}
     mlp_app.state.services.catalog.repo.upsert(mlp_id, name="three-classes", price_atomic=10_000, catalog=entry)
     with Served(mlp_app) as node:
         yield node.url
@@ -90,6 +91,14 @@ def test_a_visitor_finds_reads_and_tries_a_model_without_json(served: str, mlp_i
         fields = page.locator("#call-fields input[type=number]")
         values = mlp_input()["input_data"][0]
         assert fields.count() == len(values)
+        # the owner's range for the input: a slider beside each field, every value starting at its midpoint
+        sliders = page.locator("#call-fields input[type=range]")
+        assert sliders.count() == len(values)
+        assert (sliders.first.get_attribute("min"), sliders.first.get_attribute("max")) == ("-6", "4")
+        assert json.loads(page.input_value("#call-json"))["inputs"] == {"x": [[-1] * len(values)]}
+        sliders.nth(2).evaluate("(el) => { el.value = '2.5'; el.dispatchEvent(new Event('input')); }")
+        assert fields.nth(2).input_value() == "2.5"
+        assert json.loads(page.input_value("#call-json"))["inputs"]["x"][0][2] == 2.5
         for i, value in enumerate(values):
             fields.nth(i).fill(str(value))
         assert json.loads(page.input_value("#call-json"))["inputs"]  # the form wrote the request

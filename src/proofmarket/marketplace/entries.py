@@ -5,6 +5,7 @@ metadata CID can name it), checked here before anything is compiled (``invalid_m
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any, Literal
 
@@ -31,6 +32,15 @@ class TensorNote(BaseModel):
     description: str | None = Field(default=None, max_length=500)
     labels: list[str] | None = Field(default=None, max_length=1000,
                                      description="an output's class names, in the order of its values")
+    range: tuple[float, float] | None = Field(default=None, description="an input's [min, max]: the values worth "
+                                                                        "trying (the web app's sliders)")
+
+    @field_validator("range")
+    @classmethod
+    def _range(cls, bounds: tuple[float, float] | None) -> tuple[float, float] | None:
+        if bounds is not None and not (math.isfinite(bounds[0]) and math.isfinite(bounds[1]) and bounds[0] < bounds[1]):
+            raise ValueError("range is [min, max] of finite numbers with min < max")
+        return bounds
 
     @field_validator("labels")
     @classmethod

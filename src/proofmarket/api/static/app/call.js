@@ -34,12 +34,31 @@ export function imageShape(t) {
   return [h, w];
 }
 
-// An input of the right shape (zeros), in the named form the node takes: {"inputs": {name: nested list}}.
+// An input of the right shape, in the named form the node takes: {"inputs": {name: nested list}}: the owner's
+// example (its catalogue entry) where it gives a tensor of the right size, else each input's range midpoint (its
+// note's range), else zeros.
 export function example(m) {
   if (generates(m)) return { prompt: 'Hello', max_tokens: 16 };
-  const zeros = (shape) => shape.length === 0 ? 0 : Array.from({ length: shape[0] }, () => zeros(shape.slice(1)));
-  return { inputs: Object.fromEntries((m.inputs || []).map((t) => [t.name, zeros(dims(t))])) };
+  return { inputs: Object.fromEntries((m.inputs || []).map((t) => [t.name, nest(startValues(m, t), dims(t))])) };
 }
+
+// The note the owner wrote for input ``t`` (by name, else by position).
+function noteOf(m, t) {
+  const notes = (m.catalog && Array.isArray(m.catalog.inputs)) ? m.catalog.inputs : [];
+  return notes.find((n) => n && n.name === t.name) || notes[(m.inputs || []).indexOf(t)] || {};
+}
+
+function startValues(m, t) {
+  const size = count(dims(t));
+  const given = m.catalog && m.catalog.example && m.catalog.example.inputs;
+  const named = given && !Array.isArray(given) ? given[t.name] : undefined;
+  const flat = Array.isArray(named) ? named.flat(Infinity).map(Number) : null;
+  if (flat && flat.length === size && flat.every(Number.isFinite)) return flat;
+  const range = noteOf(m, t).range;
+  return new Array(size).fill(Array.isArray(range) ? round((range[0] + range[1]) / 2) : 0);
+}
+
+const round = (v) => Number(Number(v).toPrecision(6));
 
 const nest = (flat, shape) => shape.length <= 1 ? flat : Array.from({ length: shape[0] },
   (_, i) => nest(flat.slice(i * flat.length / shape[0], (i + 1) * flat.length / shape[0]), shape.slice(1)));
@@ -62,20 +81,37 @@ export function buildForm(m) {
   };
   const total = inputs.reduce((n, t) => n + count(dims(t)), 0);
   for (const t of inputs) {
-    state[t.name] = new Array(count(dims(t))).fill(0);
     const hw = imageShape(t);
+    state[t.name] = hw ? new Array(count(dims(t))).fill(0) : startValues(m, t);
     if (hw) fields.append(pad(t.name, hw, state[t.name], sync));
-    else if (total <= 64) fields.append(...numberFields(t.name, state[t.name], sync));
+    else if (total <= 64) fields.append(...numberFields(t.name, state[t.name], sync, noteOf(m, t).range));
   }
+  sync();
 }
 
-function numberFields(name, values, sync) {
-  return values.map((_, i) => {
+// A number field per value; with the owner's range for the input, a slider beside each (both kept equal).
+function numberFields(name, values, sync, range) {
+  const slid = Array.isArray(range) && range.length === 2 && values.length <= 16;
+  return values.map((value, i) => {
     const input = document.createElement('input');
-    input.type = 'number'; input.step = 'any'; input.value = '0';
+    input.type = 'number'; input.step = 'any'; input.value = String(value);
     input.setAttribute('aria-label', `${name} element ${i}`);
-    input.addEventListener('input', () => { values[i] = Number(input.value); sync(); });
-    return input;
+    if (!slid) {
+      input.addEventListener('input', () => { values[i] = Number(input.value); sync(); });
+      return input;
+    }
+    const row = document.createElement('div');
+    row.className = 'slider-row';
+    const slider = document.createElement('input');
+    slider.type = 'range';
+    slider.min = String(range[0]); slider.max = String(range[1]);
+    slider.step = String(round((range[1] - range[0]) / 100));
+    slider.value = String(value);
+    slider.setAttribute('aria-label', `${name} element ${i} from ${range[0]} to ${range[1]}`);
+    slider.addEventListener('input', () => { values[i] = Number(slider.value); input.value = slider.value; sync(); });
+    input.addEventListener('input', () => { values[i] = Number(input.value); slider.value = input.value; sync(); });
+    row.append(slider, input);
+    return row;
   });
 }
 
