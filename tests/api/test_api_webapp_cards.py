@@ -1,8 +1,9 @@
 """The web app as a new visitor uses it (Chromium through Playwright, no JSON typed): finds a model by its task in
 the catalogue, reads its card (safe Markdown: an owner's script never runs, only http(s) links, opened noopener),
-tries it from the generated number fields and sliders (the owner's range) and reads a verdict and the top classes by their labels; axe-core finds
-no serious or critical accessibility violation on the catalogue or the card, at desktop and phone widths; every
-section of the page at 320 to 1,440 px without sideways scrolling, axe-clean and photographed."""
+tries it from the generated number fields and sliders (the owner's range) and reads a verdict and the top classes
+by their labels; axe-core finds no serious or critical accessibility violation on the catalogue or the card, at
+desktop and phone widths; every section of the page at 320 to 1,920 px without sideways scrolling, axe-clean and
+photographed."""
 
 from __future__ import annotations
 
