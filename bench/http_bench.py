@@ -47,9 +47,9 @@ NODE_WORK_TARGET_MS = 20.0  # issue 36: the node's own work per paid call, p50
 # what is timed inside the node, per call: name -> (module, class or "" for a module function, name), wrapped
 # for the run only
 SPANS = {"chain_settle": ("proofmarket.payments.exact.settle", "Settling", "settle"),
-         "settle_step": ("proofmarket.calls.runner", "JobRunner", "_settle"),
+         "settle_step": ("proofmarket.calls.runner", "CallRunner", "_settle"),
          # the hand-off to the prover process and back (witness, proof, self-verification, the bundle stored)
-         "execute": ("proofmarket.calls.runner", "JobRunner", "_execute"),
+         "execute": ("proofmarket.calls.runner", "CallRunner", "_execute"),
          # the node's own steps (issue 36: each measured)
          "payment_check": ("proofmarket.api.routers.infer", "", "_submit"),
          "terms": ("proofmarket.api.routers.infer", "", "_offer"),

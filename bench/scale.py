@@ -152,7 +152,7 @@ def measure_queue(node: Node, model_id: str, calls: int, load: int, offset: int)
 def pieces(settings: Settings, redis_url: str) -> dict[str, float]:
     """Per-call costs the N-machine plan rests on: one broker send, the database writes of one job."""
     from proofmarket.calls.celery_queue import celery_app
-    from proofmarket.db import Database, JobKind, JobRepo, NewJob
+    from proofmarket.db import CallKind, CallRepo, Database, NewCall
 
     app = celery_app(settings.model_copy(update={"redis_url": redis_url}))
     n = 300
@@ -162,10 +162,10 @@ def pieces(settings: Settings, redis_url: str) -> dict[str, float]:
     send_ms = (time.perf_counter() - started) / n * 1000
     db = Database(settings.db_url)
     db.migrate()
-    jobs = JobRepo(db)
+    jobs = CallRepo(db)
     started = time.perf_counter()
     for i in range(n):
-        job = jobs.create(NewJob(JobKind.PROVE, {"inputs": doc(i)}, f"h{i}", model_id="m"))
+        job = jobs.create(NewCall(CallKind.PROVE, {"inputs": doc(i)}, f"h{i}", model_id="m"))
         jobs.start(job.id)
         jobs.proved(job.id, bundle_cid="c", result={"output": []}, final=True)
     db_ms = (time.perf_counter() - started) / n * 1000

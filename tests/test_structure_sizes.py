@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,24 @@ def test_a_rail_or_system_importing_another_breaks_its_contract(tmp_path: Path, 
                           env={"PYTHONPATH": str(tmp_path / "src"), "PATH": "/usr/bin:/bin"})
     assert done.returncode != 0, done.stdout
     assert contract in done.stdout and "BROKEN" in done.stdout
+
+
+OLD_NAMES = re.compile(r"\b(JobRunner|JobService|JobQueue|LocalJobQueue|CeleryJobQueue|JobMetrics|JobRepo|JobRow|"
+                       r"JobStatus|JobKind|NewJob|PaymentPort|PaymentRail|PaymentTicket)\b")
+
+
+def test_one_vocabulary_call_rail_ticket_settlement() -> None:
+    """The code says Call, Rail, ProofSystem, Settlement and Ticket: the old names are gone (not aliased), and one
+    class is called Settlement."""
+    src = ROOT / "src" / "proofmarket"
+    old = [f"{p.relative_to(ROOT)}:{n}" for p in src.rglob("*.py")
+           for n, line in enumerate(p.read_text().splitlines(), 1) if OLD_NAMES.search(line)]
+    assert old == []
+    settlements = [p for p in src.rglob("*.py") if re.search(r"^class Settlement\b", p.read_text(), re.M)]
+    assert [p.relative_to(src).as_posix() for p in settlements] == ["payments/tickets.py"]
+    from proofmarket.calls import CallRunner, CallService
+    from proofmarket.payments.port import Rail, Rails
+    from proofmarket.payments.tickets import Settlement, Ticket
+    from proofmarket.systems.port import ProofSystem
+
+    assert all((CallRunner, CallService, Rail, Rails, Settlement, Ticket, ProofSystem))

@@ -11,7 +11,7 @@ from api_helpers import HASHED_MLP_CANDIDATE, AppFactory, clear_env, compile_mlp
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from proofmarket.api import PaymentPort, create_app
+from proofmarket.api import Rail, create_app
 from proofmarket.node.services import NodeServices
 from proofmarket.systems.workspace import Workspace
 
@@ -50,7 +50,7 @@ def make_app(node_home: Path, tmp_path: Path) -> Iterator[AppFactory]:
     """Build apps on this test's database (tmp_path/node.db) and the shared store; closed at teardown."""
     built: list[NodeServices] = []
 
-    def make(gate: PaymentPort | None = None, **overrides: Any) -> FastAPI:
+    def make(gate: Rail | None = None, **overrides: Any) -> FastAPI:
         app = create_app(node_settings(node_home, tmp_path / "node.db", **overrides), payments=gate)
         built.append(app.state.services)
         return app

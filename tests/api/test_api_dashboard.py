@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 
 from proofmarket import __version__
 from proofmarket.api import Offer
-from proofmarket.calls import PaymentTicket, ProofOutcome, Settlement
-from proofmarket.db import EscrowRepo, JobKind, JobRepo, NewJob, SeenRequest
+from proofmarket.calls import ProofOutcome, Settlement, Ticket
+from proofmarket.db import CallKind, CallRepo, EscrowRepo, NewCall, SeenRequest
 
 HOSTILE = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
@@ -26,13 +26,13 @@ def page(client: TestClient) -> str:
     return response.text
 
 
-def repo_of(client: TestClient) -> JobRepo:
-    repo: JobRepo = client.app.state.services.jobs.jobs  # type: ignore[attr-defined]
+def repo_of(client: TestClient) -> CallRepo:
+    repo: CallRepo = client.app.state.services.jobs.jobs  # type: ignore[attr-defined]
     return repo
 
 
-def job(repo: JobRepo, n: int, model_id: str = "model") -> str:
-    return repo.create(NewJob(JobKind.PROVE, {"inputs": {"x": [[float(n)]]}}, f"hash-{n}", model_id=model_id)).id
+def job(repo: CallRepo, n: int, model_id: str = "model") -> str:
+    return repo.create(NewCall(CallKind.PROVE, {"inputs": {"x": [[float(n)]]}}, f"hash-{n}", model_id=model_id)).id
 
 
 def test_empty_node_renders_with_payments_off(client: TestClient) -> None:
@@ -93,13 +93,13 @@ class FakeGate:
     def describe(self) -> dict[str, Any]:
         return {"x402": True, "scheme": "exact", "network": "eip155:84532", "chain": {"chain_id": 84532}}
 
-    def verify(self, headers: Mapping[str, str], offer: Offer) -> PaymentTicket | None:
+    def verify(self, headers: Mapping[str, str], offer: Offer) -> Ticket | None:
         raise NotImplementedError
 
-    def settle(self, ticket: PaymentTicket, proof: ProofOutcome) -> Settlement:
+    def settle(self, ticket: Ticket, proof: ProofOutcome) -> Settlement:
         raise NotImplementedError
 
-    def release(self, ticket: PaymentTicket) -> None:
+    def release(self, ticket: Ticket) -> None:
         raise NotImplementedError
 
 

@@ -10,7 +10,7 @@ import pytest
 from api_helpers import AppFactory
 
 from proofmarket.api import Offer
-from proofmarket.calls import PaymentTicket, ProofOutcome, Settlement
+from proofmarket.calls import ProofOutcome, Settlement, Ticket
 from proofmarket.core.errors import DevSrsRefused
 from proofmarket.systems.ezkl import srs
 
@@ -27,13 +27,13 @@ class PaidOn:
     def describe(self) -> dict[str, Any]:
         return {"x402": True, "network": f"eip155:{self.chain_id}", "chain": {"chain_id": self.chain_id}}
 
-    def verify(self, headers: Mapping[str, str], offer: Offer) -> PaymentTicket | None:
+    def verify(self, headers: Mapping[str, str], offer: Offer) -> Ticket | None:
         raise AssertionError("not called")
 
-    def settle(self, ticket: PaymentTicket, proof: ProofOutcome) -> Settlement:
+    def settle(self, ticket: Ticket, proof: ProofOutcome) -> Settlement:
         raise AssertionError("not called")
 
-    def release(self, ticket: PaymentTicket) -> None:
+    def release(self, ticket: Ticket) -> None:
         raise AssertionError("not called")
 
 

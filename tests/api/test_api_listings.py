@@ -344,7 +344,7 @@ def test_fresh_wallets_share_only_the_open_part_of_the_compile_budget(make_app: 
     operator vouched for (allowlisted, or approved in review): their share is reserved."""
     from datetime import timedelta
 
-    from proofmarket.db import JobKind, JobRow, JobStatus
+    from proofmarket.db import CallKind, CallRow, CallStatus
     from proofmarket.db.owner_tables import ListingSubmissionRow
     from proofmarket.db.tables import utcnow
 
@@ -355,7 +355,7 @@ def test_fresh_wallets_share_only_the_open_part_of_the_compile_budget(make_app: 
     with services.db.session() as s:  # each sybil's compile ran 3 s: 60 s, past the open 50
         for i in range(20):
             sybil = Account.create().address.lower()
-            s.add(JobRow(id=f"sybil-compile-{i}", kind=JobKind.COMPILE, status=JobStatus.FAILED, system="ezkl",
+            s.add(CallRow(id=f"sybil-compile-{i}", kind=CallKind.COMPILE, status=CallStatus.FAILED, system="ezkl",
                          rail="free", input={}, request_hash=f"sybil-{i}", created_at=started, started_at=started,
                          finished_at=started + timedelta(seconds=3)))
             s.add(ListingSubmissionRow(nonce=f"0x{i:064x}", owner=sybil, job_id=f"sybil-compile-{i}",

@@ -12,7 +12,7 @@ from api_helpers import AppFactory, error_of, mlp_input, owner_headers, wait_job
 from fastapi.testclient import TestClient
 
 from proofmarket.api import Offer
-from proofmarket.calls import PaymentTicket, ProofOutcome, Settlement
+from proofmarket.calls import ProofOutcome, Settlement, Ticket
 from proofmarket.core.errors import (
     PaymentInsufficientFunds,
     PaymentRejected,
@@ -54,7 +54,7 @@ class RecordingGate:
 
     def __init__(self) -> None:
         self.verified: list[str] = []
-        self.settled: list[tuple[PaymentTicket, ProofOutcome]] = []
+        self.settled: list[tuple[Ticket, ProofOutcome]] = []
         self.released: list[str] = []
         self.mined: set[str] = set()  # pending settlements that are now on chain
         self.funds: dict[str, int] = {}  # payer -> balance (unlimited when absent)
@@ -69,12 +69,12 @@ class RecordingGate:
         payment = headers.get(PAY)
         return payer_in(payment) if payment else None
 
-    def cover(self, ticket: PaymentTicket, held_atomic: int) -> None:
+    def cover(self, ticket: Ticket, held_atomic: int) -> None:
         balance = self.funds.get(str(ticket.payer))
         if balance is not None and balance - held_atomic < ticket.amount_atomic:
             raise PaymentInsufficientFunds("the payer's balance does not cover this call", held=held_atomic)
 
-    def follow(self, ticket: PaymentTicket, proof: ProofOutcome, tx_hash: str | None) -> Settlement | None:
+    def follow(self, ticket: Ticket, proof: ProofOutcome, tx_hash: str | None) -> Settlement | None:
         assert tx_hash == "0x" + "0d" * 32
         if ticket.nonce.startswith("expire"):
             raise PaymentSettlementFailed("the payment authorization expired unused; nothing was charged")
@@ -83,29 +83,29 @@ class RecordingGate:
     def describe(self) -> dict[str, Any]:
         return {"x402": True, "scheme": "exact", "network": "eip155:31337", "chain": {"chain_id": 31337}}
 
-    def verify(self, headers: Mapping[str, str], offer: Offer) -> PaymentTicket | None:
+    def verify(self, headers: Mapping[str, str], offer: Offer) -> Ticket | None:
         payment = headers.get(PAY)
         if payment is None:
             err = PaymentRequired("this call costs 0.01 USDC", price=str(offer.price_atomic))
             err.headers = {"PAYMENT-REQUIRED": "e30="}  # type: ignore[attr-defined]
             raise err
         self.verified.append(payment)
-        return PaymentTicket(nonce=payment, amount_atomic=offer.price_atomic, payer=payer_in(payment),
+        return Ticket(nonce=payment, amount_atomic=offer.price_atomic, payer=payer_in(payment),
                              doc={"signature": payment, "resource": offer.resource})
 
-    def settle(self, ticket: PaymentTicket, proof: ProofOutcome) -> Settlement:
+    def settle(self, ticket: Ticket, proof: ProofOutcome) -> Settlement:
         if ticket.nonce.startswith("bounce"):
             raise PaymentRejected("the facilitator refused the settlement")
         if ticket.nonce.split("/")[-1].startswith(("pending", "expire")):
             raise PaymentSettlementPending("the settlement is not mined yet", tx="0x" + "0d" * 32)
         return self._paid(ticket, proof)
 
-    def _paid(self, ticket: PaymentTicket, proof: ProofOutcome) -> Settlement:
+    def _paid(self, ticket: Ticket, proof: ProofOutcome) -> Settlement:
         self.settled.append((ticket, proof))
         return Settlement(payment={"transaction": "0x" + "01" * 32, "amount": str(ticket.amount_atomic)},
                           receipt={"bundle_cid": proof.bundle_cid, "input_commitment": proof.input_commitment})
 
-    def release(self, ticket: PaymentTicket) -> None:
+    def release(self, ticket: Ticket) -> None:
         self.released.append(ticket.nonce)
 
 

@@ -6,8 +6,8 @@ from api_helpers import AppFactory, owner_headers, wait_job
 from fastapi.testclient import TestClient
 
 from proofmarket.api import FreeAccess
-from proofmarket.calls import PaymentTicket
-from proofmarket.db import JobKind, NewJob
+from proofmarket.calls import Ticket
+from proofmarket.db import CallKind, NewCall
 from proofmarket.store import cid_for_bytes
 
 NOT_A_MODEL = cid_for_bytes(b"no such model")
@@ -17,9 +17,9 @@ def test_restart_marks_running_jobs_interrupted_and_requeues_queued_ones(make_ap
     # Given a node that stopped with one job running and one queued (rows written as the old node left them)
     old = make_app()
     repo = old.state.services.jobs.jobs
-    running = repo.create(NewJob(JobKind.PROVE, {"inputs": {"input_data": [[0.0]]}}, "h1", model_id=NOT_A_MODEL))
+    running = repo.create(NewCall(CallKind.PROVE, {"inputs": {"input_data": [[0.0]]}}, "h1", model_id=NOT_A_MODEL))
     assert repo.start(running.id) is not None
-    queued = repo.create(NewJob(JobKind.PROVE, {"inputs": {"input_data": [[0.0]]}}, "h2", model_id=NOT_A_MODEL))
+    queued = repo.create(NewCall(CallKind.PROVE, {"inputs": {"input_data": [[0.0]]}}, "h2", model_id=NOT_A_MODEL))
     old.state.services.close()
 
     # When a new node starts on the same database
@@ -39,13 +39,13 @@ def test_restart_releases_the_payment_of_an_interrupted_job(make_app: AppFactory
     released: list[str] = []
 
     class Gate(FreeAccess):
-        def release(self, ticket: PaymentTicket) -> None:
+        def release(self, ticket: Ticket) -> None:
             released.append(ticket.nonce)
 
     old = make_app()
     repo = old.state.services.jobs.jobs
-    ticket = PaymentTicket(nonce="0xabc", amount_atomic=1, payer="0xpayer")
-    paid = repo.create(NewJob(JobKind.PROVE, {"inputs": {}}, "h", model_id=NOT_A_MODEL, payment_nonce=ticket.nonce,
+    ticket = Ticket(nonce="0xabc", amount_atomic=1, payer="0xpayer")
+    paid = repo.create(NewCall(CallKind.PROVE, {"inputs": {}}, "h", model_id=NOT_A_MODEL, payment_nonce=ticket.nonce,
                               payment=ticket.to_json()))
     repo.start(paid.id)
     old.state.services.close()

@@ -13,7 +13,7 @@ from served import Served
 from typer.testing import CliRunner
 
 from proofmarket.cli.main import app as cli
-from proofmarket.db import JobKind, JobRow, JobStatus
+from proofmarket.db import CallKind, CallRow, CallStatus
 from proofmarket.marketplace.analytics import percentile
 
 
@@ -24,11 +24,11 @@ def record(services: object, model_id: str, status: str, *, amount: int | None =
     result = {"run_s": run_s, **({"tokens": tokens} if tokens is not None else {})}
     settlement = {"payment": {"amount": str(amount)}, "receipt": {}} if amount is not None else None
     with services.db.session() as s:  # type: ignore[attr-defined]
-        s.add(JobRow(id=f"j{abs(hash((status, amount, code, tokens, days_ago, run_s))) % 10**12:012d}",
-                     kind=JobKind.PROVE, model_id=model_id, status=status, system="ezkl-halo2-kzg-bn254",
-                     rail="x402" if amount is not None or status == JobStatus.FAILED else "free", input={},
+        s.add(CallRow(id=f"j{abs(hash((status, amount, code, tokens, days_ago, run_s))) % 10**12:012d}",
+                     kind=CallKind.PROVE, model_id=model_id, status=status, system="ezkl-halo2-kzg-bn254",
+                     rail="x402" if amount is not None or status == CallStatus.FAILED else "free", input={},
                      request_hash="x", payment={"amount_atomic": "1"} if amount is not None else None,
-                     settlement=settlement, result=result if status != JobStatus.FAILED else None,
+                     settlement=settlement, result=result if status != CallStatus.FAILED else None,
                      error_code=code, error_message=code, created_at=created, started_at=created,
                      finished_at=created + timedelta(seconds=seconds)))
 
@@ -49,11 +49,11 @@ def test_the_stats_are_the_calls_made(make_app: AppFactory, mlp_id: str) -> None
             doc = mlp_input()
             doc["input_data"][0][0] += 0.125 * i
             assert client.post(f"/v1/models/{mlp_id}/infer", json=doc).status_code == 200
-        record(services, mlp_id, JobStatus.SETTLED, amount=10_000, seconds=4.0)
-        record(services, mlp_id, JobStatus.SETTLED, amount=7_500, tokens=12, days_ago=2, run_s=0.7)
-        record(services, mlp_id, JobStatus.FAILED, code="witness_failed")
-        record(services, mlp_id, JobStatus.FAILED, code="payment_settlement_failed", days_ago=1)
-        record(services, mlp_id, JobStatus.SETTLED, amount=1, days_ago=40)  # outside a 30-day window
+        record(services, mlp_id, CallStatus.SETTLED, amount=10_000, seconds=4.0)
+        record(services, mlp_id, CallStatus.SETTLED, amount=7_500, tokens=12, days_ago=2, run_s=0.7)
+        record(services, mlp_id, CallStatus.FAILED, code="witness_failed")
+        record(services, mlp_id, CallStatus.FAILED, code="payment_settlement_failed", days_ago=1)
+        record(services, mlp_id, CallStatus.SETTLED, amount=1, days_ago=40)  # outside a 30-day window
 
         doc = client.get(f"/v1/models/{mlp_id}/stats").json()
         assert doc["calls"] == {"total": 7, "settled": 2, "free": 3, "failed": 2, "open": 0,
@@ -99,11 +99,11 @@ def test_public_stats_hide_buckets_of_few_calls_and_the_owner_reads_them_all(mak
     services.catalog.register(mlp_id, price_atomic=10_000, owner=owner.address)
     with TestClient(app) as client:
         node = client.get("/.well-known/ai-service.json").json()["address_signature"]["node"]
-        record(services, mlp_id, JobStatus.SETTLED, amount=4_321, days_ago=3)  # one consumer's one call
+        record(services, mlp_id, CallStatus.SETTLED, amount=4_321, days_ago=3)  # one consumer's one call
         quiet = client.get(f"/v1/models/{mlp_id}/stats").json()
         assert "hidden" in quiet and "calls" not in quiet and "revenue_atomic" not in quiet
         for i in range(3):
-            record(services, mlp_id, JobStatus.SETTLED, amount=1_000 + i, run_s=0.1 * (i + 1))
+            record(services, mlp_id, CallStatus.SETTLED, amount=1_000 + i, run_s=0.1 * (i + 1))
         doc = client.get(f"/v1/models/{mlp_id}/stats").json()
         assert doc["calls"]["total"] == 4 and doc["min_calls"] == 3
         lone = doc["by_day"][-4]

@@ -147,7 +147,7 @@ def test_targets_and_subscriptions_are_checked(make_app: AppFactory, mlp_id: str
 
 
 def test_payouts_and_challenges_reach_the_owners_subscribers_once(make_app: AppFactory, mlp_id: str) -> None:
-    from proofmarket.db import JobKind, JobRow, JobStatus
+    from proofmarket.db import CallKind, CallRow, CallStatus
     from proofmarket.db.owner_tables import WebhookDeliveryRow
     from proofmarket.payments.tickets import Settlement
 
@@ -157,7 +157,7 @@ def test_payouts_and_challenges_reach_the_owners_subscribers_once(make_app: AppF
     hooks = services.webhooks
     hooks.subscribe(OWNER.address.lower(), "http://127.0.0.1:9/pay", ["payout", "challenge"], None)
     hooks.subscribe(OWNER.address.lower(), "http://127.0.0.1:9/calls", ["call"], mlp_id)
-    job = JobRow(id="j1", kind=JobKind.PROVE, model_id=mlp_id, status=JobStatus.SETTLED, rail="x402", input={},
+    job = CallRow(id="j1", kind=CallKind.PROVE, model_id=mlp_id, status=CallStatus.SETTLED, rail="x402", input={},
                  request_hash="x")
     settlement = Settlement(payment={"amount": "10000", "transaction": "0xabc", "scheme": "exact"})
     for _ in range(2):  # a hook called twice (two nodes, a retry) reports once

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from proofmarket.calls.batch_queue import BatchKey, CallQueue
+from proofmarket.calls.batch_queue import BatchingQueue, BatchKey
 
 KEYS = {"a1": BatchKey("a", 3), "a2": BatchKey("a", 3), "a3": BatchKey("a", 3), "a4": BatchKey("a", 3),
         "b1": BatchKey("b", 3), "solo": None}
@@ -15,8 +15,8 @@ def _key(item: str) -> BatchKey | None:
     return KEYS.get(item)
 
 
-def _queue(*items: str) -> CallQueue:
-    q = CallQueue()
+def _queue(*items: str) -> BatchingQueue:
+    q = BatchingQueue()
     for item in items:
         q.put(item)
     return q

@@ -8,19 +8,19 @@ from pathlib import Path
 from jobs_helpers import FailingProver, NeverSettle, new_job, repo, workers
 from prometheus_client import CollectorRegistry
 
-from proofmarket.calls import JobMetrics, JobRunner, LocalJobQueue
+from proofmarket.calls import CallMetrics, CallRunner, LocalCallQueue
 from proofmarket.core.errors import WitnessError
 from proofmarket.core.settings import Settings
-from proofmarket.db import JobKind, JobRepo, JobStatus, ModelRepo
+from proofmarket.db import CallKind, CallRepo, CallStatus, ModelRepo
 from proofmarket.store import LocalStore
 
 
-def build(tmp_path: Path, prover: FailingProver) -> tuple[LocalJobQueue, JobRepo, NeverSettle, CollectorRegistry]:
+def build(tmp_path: Path, prover: FailingProver) -> tuple[LocalCallQueue, CallRepo, NeverSettle, CollectorRegistry]:
     jobs, settle, registry = repo(tmp_path), NeverSettle(), CollectorRegistry()
     settings = Settings(_env_file=None, home=tmp_path)  # type: ignore[call-arg]
-    runner = JobRunner(settings, jobs, ModelRepo(jobs.db), LocalStore(tmp_path / "store"), settle,
-                       JobMetrics(registry))
-    return LocalJobQueue(runner, jobs, workers(prover)), jobs, settle, registry
+    runner = CallRunner(settings, jobs, ModelRepo(jobs.db), LocalStore(tmp_path / "store"), settle,
+                       CallMetrics(registry))
+    return LocalCallQueue(runner, jobs, workers(prover)), jobs, settle, registry
 
 
 def test_a_failed_proof_is_recorded_with_its_code_and_nothing_is_settled(tmp_path: Path) -> None:
@@ -29,12 +29,12 @@ def test_a_failed_proof_is_recorded_with_its_code_and_nothing_is_settled(tmp_pat
     queue.start()
     try:
         done = queue.watch(job.id)
-        queue.submit(JobKind.PROVE, job.id)
+        queue.submit(CallKind.PROVE, job.id)
         done.result(timeout=10)
     finally:
         queue.close()
     failed = jobs.get(job.id)
-    assert failed is not None and failed.status == JobStatus.FAILED and failed.error_code == "witness_failed"
+    assert failed is not None and failed.status == CallStatus.FAILED and failed.error_code == "witness_failed"
     assert failed.attempts == 1 and settle.calls == 0 and settle.released == ["n"]
     assert registry.get_sample_value("proofmarket_job_failures_total",
                                      {"kind": "prove", "code": "witness_failed"}) == 1.0
@@ -46,8 +46,8 @@ def test_a_bug_in_a_job_does_not_kill_the_worker(tmp_path: Path) -> None:
     queue.start()
     try:
         watches = [queue.watch(first.id), queue.watch(second.id)]
-        queue.submit(JobKind.PROVE, first.id)
-        queue.submit(JobKind.PROVE, second.id)
+        queue.submit(CallKind.PROVE, first.id)
+        queue.submit(CallKind.PROVE, second.id)
         for w in watches:
             w.result(timeout=10)
     finally:
@@ -62,7 +62,7 @@ def test_depth_and_watchers(tmp_path: Path) -> None:
     queue, jobs, _, registry = build(tmp_path, FailingProver(WitnessError("no"), gate=gate))
     a, b, c = (jobs.create(new_job(i)) for i in range(3))
     for job in (a, b, c):
-        queue.submit(JobKind.PROVE, job.id)
+        queue.submit(CallKind.PROVE, job.id)
     assert queue.depth() == 3 and registry.get_sample_value("proofmarket_queue_depth") == 3.0
     queue.start()
     try:
@@ -96,7 +96,7 @@ def test_each_prover_is_warmed_up_when_the_queue_starts_and_a_failed_warm_up_is_
         assert prover.warmed.wait(5)  # before any job
         job = jobs.create(new_job(1))
         done = queue.watch(job.id)
-        queue.submit(JobKind.PROVE, job.id)
+        queue.submit(CallKind.PROVE, job.id)
         done.result(timeout=10)
     finally:
         queue.close()

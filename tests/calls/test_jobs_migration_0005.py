@@ -12,7 +12,7 @@ from alembic.migration import MigrationContext
 from jobs_helpers import new_job, ticket_json
 from pg_server import fresh_database
 
-from proofmarket.db import Database, JobKind, JobRepo, NewJob
+from proofmarket.db import CallKind, CallRepo, Database, NewCall
 from proofmarket.db.tables import Base, JsonDoc, utcnow
 from proofmarket.payments import tables as rail_tables  # noqa: F401 (the rails' tables are in the schema)
 
@@ -62,7 +62,7 @@ def test_a_0004_database_with_jobs_upgrades_in_place(url: str) -> None:
         assert got == {"compile": (None, "free"), "free": (PROVEN, "free"), "paid": (PROVEN, "x402"),
                        "attested": (ATTESTED, "x402"), "attested-null": (ATTESTED, "free")}
         assert indexes["ix_jobs_rail_status"] == ["rail", "status"]
-        jobs = JobRepo(db)
+        jobs = CallRepo(db)
         old = jobs.get("paid")
         assert old is not None and old.system == PROVEN and old.rail == "x402"
     finally:
@@ -73,10 +73,10 @@ def test_new_jobs_carry_their_system_and_rail(url: str) -> None:
     db = Database(url)
     try:
         db.migrate()
-        jobs = JobRepo(db)
+        jobs = CallRepo(db)
         plain = jobs.create(new_job())
         assert plain.system is None and plain.rail is None
-        court = jobs.create(NewJob(JobKind.PROVE, {"input_data": [[2]]}, "h2", model_id="m", system=ATTESTED,
+        court = jobs.create(NewCall(CallKind.PROVE, {"input_data": [[2]]}, "h2", model_id="m", system=ATTESTED,
                                    rail="court"))
         stored = jobs.get(court.id)
         assert stored is not None and (stored.system, stored.rail) == (ATTESTED, "court")

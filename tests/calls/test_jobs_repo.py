@@ -10,7 +10,7 @@ from alembic.migration import MigrationContext
 from jobs_helpers import new_job, ticket_json
 
 from proofmarket.core.errors import DuplicateJob
-from proofmarket.db import INTERRUPTED, Database, JobRepo, JobStatus, ModelRepo
+from proofmarket.db import INTERRUPTED, CallRepo, CallStatus, Database, ModelRepo
 from proofmarket.db.tables import Base
 from proofmarket.payments import tables as rail_tables  # noqa: F401 (the rails' tables are in the schema)
 
@@ -22,12 +22,12 @@ def test_the_migration_builds_exactly_the_tables(db: Database) -> None:
 
 
 def test_transitions_are_guarded(db: Database) -> None:
-    jobs = JobRepo(db)
+    jobs = CallRepo(db)
     job = jobs.create(new_job())
-    assert job.status == JobStatus.QUEUED and job.attempts == 0 and job.created_at.tzinfo == UTC
+    assert job.status == CallStatus.QUEUED and job.attempts == 0 and job.created_at.tzinfo == UTC
     assert not jobs.proved(job.id, bundle_cid="cid", result={}, final=True)  # not running yet
     started = jobs.start(job.id)
-    assert started is not None and started.status == JobStatus.RUNNING and started.attempts == 1
+    assert started is not None and started.status == CallStatus.RUNNING and started.attempts == 1
     assert jobs.start(job.id) is None  # a second worker does not get it
     assert not jobs.settled(job.id, {})
     assert jobs.proved(job.id, bundle_cid="cid", result={"output": [[1.0]]}, final=True)
@@ -37,7 +37,7 @@ def test_transitions_are_guarded(db: Database) -> None:
 
 
 def test_a_paid_job_is_final_only_once_settled(db: Database) -> None:
-    jobs = JobRepo(db)
+    jobs = CallRepo(db)
     job = jobs.create(new_job(nonce="n1", payment=ticket_json("n1")))
     jobs.start(job.id)
     jobs.proved(job.id, bundle_cid="cid", result={}, final=False)
@@ -50,7 +50,7 @@ def test_a_paid_job_is_final_only_once_settled(db: Database) -> None:
 
 
 def test_idempotency_keys_and_payment_nonces_are_unique(db: Database) -> None:
-    jobs = JobRepo(db)
+    jobs = CallRepo(db)
     jobs.create(new_job(1, key="k", nonce="n"))
     with pytest.raises(DuplicateJob):
         jobs.create(new_job(2, key="k"))
@@ -63,7 +63,7 @@ def test_idempotency_keys_and_payment_nonces_are_unique(db: Database) -> None:
 
 def test_restart_rule(db: Database) -> None:
     # Given jobs in every state
-    jobs = JobRepo(db)
+    jobs = CallRepo(db)
     ids = {name: jobs.create(new_job(i, nonce=f"n{i}" if paid else None,
                                      payment=ticket_json(f"n{i}") if paid else None)).id
            for i, (name, paid) in enumerate([("queued", False), ("running", True), ("free_proved", False),
@@ -81,7 +81,7 @@ def test_restart_rule(db: Database) -> None:
     # Then running fails as interrupted; queued and proved-awaiting-settlement go back, oldest first
     assert recovery.interrupted == [ids["running"]]
     interrupted = jobs.get(ids["running"])
-    assert interrupted is not None and interrupted.status == JobStatus.FAILED and interrupted.error_code == INTERRUPTED
+    assert interrupted is not None and interrupted.status == CallStatus.FAILED and interrupted.error_code == INTERRUPTED
     assert recovery.requeued == [("prove", ids["queued"]), ("prove", ids["paid_proved"]), ("prove", ids["queued_paid"])]
     assert jobs.counts() == {"queued": 2, "failed": 1, "proved": 2, "settled": 1}
 
@@ -98,7 +98,7 @@ def test_models_upsert_keeps_exact_prices(db: Database) -> None:
 def test_recent_rows_and_open_counts_on_each_backend(db: Database) -> None:
     from proofmarket.db import EscrowRepo, EscrowStatus, SeenRequest
 
-    jobs = JobRepo(db)
+    jobs = CallRepo(db)
     ids = [jobs.create(new_job(n)).id for n in range(5)]
     recent = jobs.recent(3)
     assert {j.id for j in recent} == set(ids[2:])  # the newest, bounded
@@ -118,7 +118,7 @@ def test_recent_rows_and_open_counts_on_each_backend(db: Database) -> None:
 
 
 def test_held_by_sums_a_payer_s_unsettled_paid_jobs(db: Database) -> None:
-    jobs = JobRepo(db)
+    jobs = CallRepo(db)
     queued = jobs.create(new_job(1, nonce="n1", payment=ticket_json("n1")))
     running = jobs.create(new_job(2, nonce="n2", payment=ticket_json("n2")))
     jobs.start(running.id)
@@ -134,17 +134,17 @@ def test_held_by_sums_a_payer_s_unsettled_paid_jobs(db: Database) -> None:
     assert jobs.held_by("0xpayer", besides="n1") == 2 * 10_000
     assert jobs.held_by("0xsomeone-else") == 0
     assert jobs.settled(settling.id, {"payment": {}}) and jobs.held_by("0xpayer") == 2 * 10_000
-    assert queued.status == JobStatus.QUEUED
+    assert queued.status == CallStatus.QUEUED
 
 
 def test_a_settling_job_is_not_final_and_shows_nothing(db: Database) -> None:
-    jobs = JobRepo(db)
+    jobs = CallRepo(db)
     job = jobs.create(new_job(nonce="n1", payment=ticket_json("n1")))
     jobs.start(job.id)
     jobs.proved(job.id, bundle_cid="cid", result={"output": [[1.0]]}, final=False)
     jobs.settling(job.id, {"pending": {"tx": None}})
     row = jobs.get(job.id)
-    assert row is not None and row.status == JobStatus.SETTLING
+    assert row is not None and row.status == CallStatus.SETTLING
     assert not row.is_final and not row.result_visible and not row.awaits_settlement
     assert jobs.recover().requeued == []  # followed on chain, not re-sent
     assert jobs.failed(job.id, "payment_settlement_failed", "expired unused")

@@ -10,11 +10,11 @@ import pytest
 from jobs_helpers import NeverSettle, database, workers
 from prometheus_client import CollectorRegistry
 
-from proofmarket.calls import JobInterrupted, JobMetrics, JobRunner, JobService, LocalJobQueue
+from proofmarket.calls import CallMetrics, CallRunner, CallService, JobInterrupted, LocalCallQueue
 from proofmarket.calls.compile_task import compile_job
 from proofmarket.core.errors import ArtifactNotFound, CompileOutOfMemory, ProofTimeout
 from proofmarket.core.settings import Settings
-from proofmarket.db import JobKind, JobRepo, JobStatus, ModelRepo
+from proofmarket.db import CallKind, CallRepo, CallStatus, ModelRepo
 from proofmarket.samples import sample_path
 from proofmarket.store import LocalStore, cid_for_bytes
 from proofmarket.systems.ezkl.prover import EzklProver
@@ -50,11 +50,11 @@ def test_compile_child_is_stopped_and_timed_out(tmp_path: Path) -> None:
 def test_two_provers_prove_concurrent_jobs(mlp_store: tuple[Path, str], tmp_path: Path) -> None:
     home, model_id = mlp_store
     settings = Settings(_env_file=None, home=home)  # type: ignore[call-arg]
-    store, jobs = LocalStore(settings.store_dir), JobRepo(database(tmp_path))
-    runner = JobRunner(settings, jobs, ModelRepo(jobs.db), store, NeverSettle(), JobMetrics(CollectorRegistry()))
+    store, jobs = LocalStore(settings.store_dir), CallRepo(database(tmp_path))
+    runner = CallRunner(settings, jobs, ModelRepo(jobs.db), store, NeverSettle(), CallMetrics(CollectorRegistry()))
     provers = [EzklProver(store, settings.jobs_dir, ProofWorker(timeout_s=120)) for _ in range(2)]
-    queue = LocalJobQueue(runner, jobs, workers(*provers))
-    service = JobService(jobs, queue)
+    queue = LocalCallQueue(runner, jobs, workers(*provers))
+    service = CallService(jobs, queue)
     queue.start()
     try:
         inputs = [{"input_data": [[0.1 * i] * 8]} for i in range(4)]
@@ -65,8 +65,8 @@ def test_two_provers_prove_concurrent_jobs(mlp_store: tuple[Path, str], tmp_path
         queue.close()
     for job in submitted:
         row = jobs.get(job.id)
-        assert row is not None and row.kind == JobKind.PROVE
-        assert row.status == JobStatus.PROVED, row.error_message
+        assert row is not None and row.kind == CallKind.PROVE
+        assert row.status == CallStatus.PROVED, row.error_message
         assert row.bundle_cid is not None
         assert verify_bundle(store.get_json(row.bundle_cid), store).valid
     for p in provers:  # the engine does not own the systems' processes: the node's SystemSet closes them
@@ -114,21 +114,21 @@ def test_a_repeated_public_request_is_answered_from_the_proof_cache(mlp_store: t
 
     home, model_id = mlp_store
     settings = Settings(_env_file=None, home=home)  # type: ignore[call-arg]
-    store, jobs = LocalStore(settings.store_dir), JobRepo(database(tmp_path))
+    store, jobs = LocalStore(settings.store_dir), CallRepo(database(tmp_path))
     registry = CollectorRegistry()
     cache = ProofCacheRepo(jobs.db, max_entries=2)
-    metrics = JobMetrics(registry)
-    runner = JobRunner(settings, jobs, ModelRepo(jobs.db), store, NeverSettle(), metrics, cache)
+    metrics = CallMetrics(registry)
+    runner = CallRunner(settings, jobs, ModelRepo(jobs.db), store, NeverSettle(), metrics, cache)
     prover = CountingProver(EzklProver(store, settings.jobs_dir, ProofWorker(timeout_s=120)))
-    queue = LocalJobQueue(runner, jobs, workers(prover))
-    service = JobService(jobs, queue, ProofCache(cache, store, jobs, metrics.cache))
+    queue = LocalCallQueue(runner, jobs, workers(prover))
+    service = CallService(jobs, queue, ProofCache(cache, store, jobs, metrics.cache))
     queue.start()
     try:
         def run(doc: dict[str, object]) -> object:
             job, _ = service.submit_prove(model_id, doc)
             queue.watch(job.id).result(120)
             found = jobs.get(job.id)
-            assert found is not None and found.status == JobStatus.PROVED, found
+            assert found is not None and found.status == CallStatus.PROVED, found
             return found
 
         doc = {"input_data": [[0.25] * 8]}
@@ -150,13 +150,13 @@ def test_a_repeated_public_request_is_answered_from_the_proof_cache(mlp_store: t
 
 def test_a_request_with_a_salt_is_never_cached(mlp_store: tuple[Path, str], tmp_path: Path) -> None:
     from proofmarket.calls.cache import ProofCache
-    from proofmarket.db import JobRow, ProofCacheRepo
+    from proofmarket.db import CallRow, ProofCacheRepo
 
     home, model_id = mlp_store
-    store, jobs = LocalStore(home / "store"), JobRepo(database(tmp_path))
+    store, jobs = LocalStore(home / "store"), CallRepo(database(tmp_path))
     cache = ProofCache(ProofCacheRepo(jobs.db, 10), store, jobs)
-    public = JobRow(id="a", kind="prove", model_id=model_id, input={"inputs": {"input_data": [[1.0] * 8]}})
-    salted = JobRow(id="b", kind="prove", model_id=model_id, input={"inputs": {"input_data": [[1.0] * 8]},
+    public = CallRow(id="a", kind="prove", model_id=model_id, input={"inputs": {"input_data": [[1.0] * 8]}})
+    salted = CallRow(id="b", kind="prove", model_id=model_id, input={"inputs": {"input_data": [[1.0] * 8]},
                                                                    "salt": [1, 2]})
     assert cache.key(public) is not None and cache.key(salted) is None
     cache._public[model_id] = False  # a private-input (hashed) model: never cached either

@@ -14,11 +14,11 @@ import pytest
 from jobs_helpers import NeverSettle, ticket_json
 from prometheus_client import CollectorRegistry
 
-from proofmarket.calls import JobMetrics, JobRunner
-from proofmarket.calls.celery_queue import SETTLER_LEASE, CeleryJobQueue
+from proofmarket.calls import CallMetrics, CallRunner
+from proofmarket.calls.celery_queue import SETTLER_LEASE, CeleryCallQueue
 from proofmarket.calls.redis_server import RedisServer, redis_server
 from proofmarket.core.settings import Settings
-from proofmarket.db import Database, JobKind, JobRepo, JobStatus, LeaseRepo, ModelRepo, NewJob
+from proofmarket.db import CallKind, CallRepo, CallStatus, Database, LeaseRepo, ModelRepo, NewCall
 from proofmarket.store import LocalStore
 
 
@@ -28,7 +28,7 @@ def redis() -> Iterator[RedisServer | None]:
         yield server
 
 
-class SettlingRunner(JobRunner):
+class SettlingRunner(CallRunner):
     """A runner whose settlement of a proved job is recorded (and may take a while, or do something meanwhile)."""
 
     during: Callable[[str], None] = staticmethod(lambda _job_id: None)
@@ -43,10 +43,10 @@ class SettlingRunner(JobRunner):
             self.settled.append(job_id)
 
 
-def _proved_paid_jobs(jobs: JobRepo, n: int) -> list[str]:
+def _proved_paid_jobs(jobs: CallRepo, n: int) -> list[str]:
     ids = []
     for i in range(n):
-        job = jobs.create(NewJob(JobKind.PROVE, {"input_data": [[float(i)]]}, f"h{i}", model_id="m",
+        job = jobs.create(NewCall(CallKind.PROVE, {"input_data": [[float(i)]]}, f"h{i}", model_id="m",
                                  payment_nonce=f"n{i}", payment=ticket_json(f"n{i}"), rail="x402"))
         assert jobs.start(job.id) is not None
         assert jobs.proved(job.id, bundle_cid=f"cid{i}", result={}, final=False)
@@ -63,10 +63,10 @@ def test_a_lease_taken_over_mid_pass_stops_the_old_holder(db: Database, redis: R
         pytest.skip("redis-server is not installed")
     settings = Settings(_env_file=None, home=tmp_path, queue="celery", redis_url=redis.url,  # type: ignore[call-arg]
                         database_url=db.url)
-    jobs, leases = JobRepo(db), LeaseRepo(db)
+    jobs, leases = CallRepo(db), LeaseRepo(db)
     runner = SettlingRunner(settings, jobs, ModelRepo(db), LocalStore(tmp_path / "store"), NeverSettle(),
-                            JobMetrics(CollectorRegistry()))
-    queue = CeleryJobQueue(settings, jobs, runner)
+                            CallMetrics(CollectorRegistry()))
+    queue = CeleryCallQueue(settings, jobs, runner)
     queue.leases, queue.settler_lease_s = leases, 0.5
     first, *rest = _proved_paid_jobs(jobs, 3)
     taken: list[bool] = []
@@ -81,7 +81,7 @@ def test_a_lease_taken_over_mid_pass_stops_the_old_holder(db: Database, redis: R
         assert queue.holds_settler_lease()
         assert queue.settle_proved() == 1
         assert taken == [True] and runner.settled == [first]  # the settlement in hand finishes; no other starts
-        assert [jobs.get(i).status for i in rest] == [JobStatus.PROVED, JobStatus.PROVED]  # type: ignore[union-attr]
+        assert [jobs.get(i).status for i in rest] == [CallStatus.PROVED, CallStatus.PROVED]  # type: ignore[union-attr]
         assert leases.holder(SETTLER_LEASE) == "node-b" and not queue.holds_settler_lease()
         assert queue.settle_proved() == 0 and runner.settled == [first]  # a new pass does not settle either
         leases.release(SETTLER_LEASE, "node-b")  # node B stops: node A takes the lease again and settles the rest
@@ -97,10 +97,10 @@ def test_a_long_pass_keeps_renewing_the_lease(db: Database, redis: RedisServer |
         pytest.skip("redis-server is not installed")
     settings = Settings(_env_file=None, home=tmp_path, queue="celery", redis_url=redis.url,  # type: ignore[call-arg]
                         database_url=db.url)
-    jobs, leases = JobRepo(db), LeaseRepo(db)
+    jobs, leases = CallRepo(db), LeaseRepo(db)
     runner = SettlingRunner(settings, jobs, ModelRepo(db), LocalStore(tmp_path / "store"), NeverSettle(),
-                            JobMetrics(CollectorRegistry()))
-    queue = CeleryJobQueue(settings, jobs, runner)
+                            CallMetrics(CollectorRegistry()))
+    queue = CeleryCallQueue(settings, jobs, runner)
     queue.leases, queue.settler_lease_s = leases, 2.0
     ids = _proved_paid_jobs(jobs, 4)
     refused: list[bool] = []
@@ -130,26 +130,26 @@ def test_the_stuck_job_sweep_never_fails_a_job_proved_meanwhile(db: Database, re
 
     settings = Settings(_env_file=None, home=tmp_path, queue="celery", redis_url=redis.url,  # type: ignore[call-arg]
                         database_url=db.url)
-    jobs = JobRepo(db)
+    jobs = CallRepo(db)
     runner = SettlingRunner(settings, jobs, ModelRepo(db), LocalStore(tmp_path / "store"), NeverSettle(),
-                            JobMetrics(CollectorRegistry()))
-    queue = CeleryJobQueue(settings, jobs, runner)
-    job = jobs.create(NewJob(JobKind.PROVE, {"input_data": [[1.0]]}, "stuck", model_id="m", payment_nonce="stuck",
+                            CallMetrics(CollectorRegistry()))
+    queue = CeleryCallQueue(settings, jobs, runner)
+    job = jobs.create(NewCall(CallKind.PROVE, {"input_data": [[1.0]]}, "stuck", model_id="m", payment_nonce="stuck",
                              payment=ticket_json("stuck"), rail="x402"))
     for _ in range(celery_queue.MAX_ATTEMPTS):  # its last allowed run
         jobs.requeue(job.id)
         assert jobs.start(job.id) is not None
     seen_running = jobs.get(job.id)
-    assert seen_running is not None and seen_running.status == JobStatus.RUNNING
+    assert seen_running is not None and seen_running.status == CallStatus.RUNNING
     seen_running.started_at = seen_running.started_at - timedelta(seconds=celery_queue.GRACE_S + 5)
     assert jobs.proved(job.id, bundle_cid="cid-stuck", result={}, final=False)  # the worker's last act
     original = jobs.active
-    jobs.active = lambda *statuses: [seen_running] if JobStatus.RUNNING in statuses else original(*statuses)
+    jobs.active = lambda *statuses: [seen_running] if CallStatus.RUNNING in statuses else original(*statuses)
     try:
         queue.sweep()
     finally:
         jobs.active = original  # type: ignore[method-assign]
         queue.close()
     after = jobs.get(job.id)
-    assert after is not None and after.status == JobStatus.PROVED and after.error_code is None
-    assert runner.settled == [] and job.id in {j.id for j in jobs.active(JobStatus.PROVED)}
+    assert after is not None and after.status == CallStatus.PROVED and after.error_code is None
+    assert runner.settled == [] and job.id in {j.id for j in jobs.active(CallStatus.PROVED)}

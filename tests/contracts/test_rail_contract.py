@@ -28,7 +28,7 @@ from proofmarket.db.book import Book
 from proofmarket.db.engine import Database
 from proofmarket.payments.credits.rail import CreditsRail, key_hash
 from proofmarket.payments.credits.repo import CreditsRepo
-from proofmarket.payments.port import Offer, PaymentPort
+from proofmarket.payments.port import Offer, Rail
 from proofmarket.payments.tickets import ProofOutcome, Settlement
 
 PRICE = 2_500
@@ -39,7 +39,7 @@ OFFER = Offer(model_id=MODEL, model_name="contract", price_atomic=PRICE, resourc
 
 @dataclass
 class Harness:
-    rail: PaymentPort
+    rail: Rail
     payer: Callable[[], dict[str, str]]  # the headers of a funded payer (FUNDS)
     poor: Callable[[], dict[str, str]]  # the headers of a payer with less than PRICE
     balance: Callable[[str], int]  # what a payer can still spend

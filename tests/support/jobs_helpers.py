@@ -8,8 +8,8 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from proofmarket.db import Database, JobKind, JobRepo, NewJob
-from proofmarket.payments.tickets import PaymentTicket, ProofOutcome, Settlement
+from proofmarket.db import CallKind, CallRepo, Database, NewCall
+from proofmarket.payments.tickets import ProofOutcome, Settlement, Ticket
 from proofmarket.systems.ezkl.prover import ProveResult
 
 
@@ -25,24 +25,24 @@ def database(tmp_path: Path) -> Database:
 
 
 def new_job(n: int = 0, *, key: str | None = None, nonce: str | None = None,
-            payment: dict[str, Any] | None = None) -> NewJob:
-    return NewJob(JobKind.PROVE, {"inputs": {"input_data": [[float(n)]]}}, f"hash-{n}", model_id="model",
+            payment: dict[str, Any] | None = None) -> NewCall:
+    return NewCall(CallKind.PROVE, {"inputs": {"input_data": [[float(n)]]}}, f"hash-{n}", model_id="model",
                   idempotency_key=key, payment_nonce=nonce, payment=payment)
 
 
 def ticket_json(nonce: str) -> dict[str, Any]:
-    return PaymentTicket(nonce=nonce, amount_atomic=10_000, payer="0xpayer").to_json()
+    return Ticket(nonce=nonce, amount_atomic=10_000, payer="0xpayer").to_json()
 
 
 class RecordingQueue:
-    """A JobQueue that only records what it was given (for the service tests)."""
+    """A CallQueue that only records what it was given (for the service tests)."""
 
     def __init__(self) -> None:
-        self.submitted: list[tuple[JobKind, str]] = []
+        self.submitted: list[tuple[CallKind, str]] = []
 
     def start(self) -> None: ...
 
-    def submit(self, kind: JobKind, job_id: str) -> None:
+    def submit(self, kind: CallKind, job_id: str) -> None:
         self.submitted.append((kind, job_id))
 
     def watch(self, job_id: str) -> Future[None]:
@@ -81,16 +81,16 @@ class NeverSettle:
         self.calls = 0
         self.released: list[str] = []
 
-    def settle(self, ticket: PaymentTicket, proof: ProofOutcome) -> Settlement:
+    def settle(self, ticket: Ticket, proof: ProofOutcome) -> Settlement:
         self.calls += 1
         raise AssertionError("nothing may be settled here")
 
-    def release(self, ticket: PaymentTicket) -> None:
+    def release(self, ticket: Ticket) -> None:
         self.released.append(ticket.nonce)
 
 
-def repo(tmp_path: Path) -> JobRepo:
-    return JobRepo(database(tmp_path))
+def repo(tmp_path: Path) -> CallRepo:
+    return CallRepo(database(tmp_path))
 
 
 class ProverWorker:

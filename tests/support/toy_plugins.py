@@ -29,7 +29,7 @@ from proofmarket.db.book import Accounts, Transfer
 from proofmarket.db.engine import Database
 from proofmarket.payments.port import Offer
 from proofmarket.payments.routes import ADMIN_SECURITY, HostDep
-from proofmarket.payments.tickets import PaymentTicket, ProofOutcome, Settlement
+from proofmarket.payments.tickets import ProofOutcome, Settlement, Ticket
 from proofmarket.store import ArtifactStore
 from proofmarket.systems.port import Events, Execution, SystemContext, SystemSpec, VerifyReport
 
@@ -169,18 +169,18 @@ class ToyRail:
     def payer_of(self, headers: Mapping[str, str]) -> str | None:
         return headers.get(self.HEADER)
 
-    def verify(self, headers: Mapping[str, str], offer: Offer) -> PaymentTicket | None:
+    def verify(self, headers: Mapping[str, str], offer: Offer) -> Ticket | None:
         account = headers.get(self.HEADER)
         if not account or account not in self.balances:
             raise PaymentRequired(f"this call costs {offer.price_atomic} toy credits: name a funded account")
-        return PaymentTicket(nonce=f"toy:{uuid.uuid4().hex}", amount_atomic=offer.price_atomic, payer=account,
+        return Ticket(nonce=f"toy:{uuid.uuid4().hex}", amount_atomic=offer.price_atomic, payer=account,
                              doc={"account": account})
 
-    def cover(self, ticket: PaymentTicket, held_atomic: int) -> None:
+    def cover(self, ticket: Ticket, held_atomic: int) -> None:
         if self.balances[str(ticket.payer)] - held_atomic < ticket.amount_atomic:
             raise PaymentInsufficientFunds("the toy account cannot cover this call")
 
-    def settle(self, ticket: PaymentTicket, proof: ProofOutcome) -> Settlement:
+    def settle(self, ticket: Ticket, proof: ProofOutcome) -> Settlement:
         with self._lock:
             if ticket.nonce not in self.settled:  # capture once per ticket
                 self.balances[str(ticket.payer)] -= ticket.amount_atomic
@@ -193,10 +193,10 @@ class ToyRail:
         return Settlement(payment={"rail": self.name, "payer": ticket.payer, "amount": str(ticket.amount_atomic),
                                    "bundle_cid": proof.bundle_cid}, receipt=None, transfers=(owed,))
 
-    def follow(self, ticket: PaymentTicket, proof: ProofOutcome, tx_hash: str | None) -> Settlement | None:
+    def follow(self, ticket: Ticket, proof: ProofOutcome, tx_hash: str | None) -> Settlement | None:
         return None
 
-    def release(self, ticket: PaymentTicket) -> None:
+    def release(self, ticket: Ticket) -> None:
         self.released.append(ticket.nonce)
 
     def answer_headers(self, settlement: Settlement) -> dict[str, str]:

@@ -50,7 +50,7 @@ from proofmarket.mcp_tools.serve import McpEndpoint, app_http
 from proofmarket.mcp_tools.server import ToolServer
 from proofmarket.node.compose import build_node, rail_routers
 from proofmarket.node.services import NodeServices
-from proofmarket.payments.port import PaymentPort
+from proofmarket.payments.port import Rail
 from proofmarket.systems.workspace import Workspace
 
 log = logging.getLogger("proofmarket.api")
@@ -61,7 +61,7 @@ stable `code`."""
 
 
 def create_app(settings: Settings | None = None, workspace: Workspace | None = None,
-               payments: PaymentPort | None = None, *, rails: Sequence[PaymentPort] = (),
+               payments: Rail | None = None, *, rails: Sequence[Rail] = (),
                services: NodeServices | None = None) -> FastAPI:
     """The HTTP face of a node: routers over the services ``node.compose.build_node`` builds (or ``services``)."""
     settings = services.settings if services is not None else (settings or Settings())

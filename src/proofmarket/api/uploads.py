@@ -35,7 +35,7 @@ from proofmarket.core.errors import (
 )
 from proofmarket.core.listing_request import FORM_FIELDS, ListingRequest, sha256_hex
 from proofmarket.core.settings import Settings
-from proofmarket.db import JobKind, ModelRepo
+from proofmarket.db import CallKind, ModelRepo
 from proofmarket.marketplace.catalog import check_price
 from proofmarket.marketplace.entries import MAX_ENTRY_BYTES, parse_entry
 from proofmarket.marketplace.submissions import Submissions
@@ -143,7 +143,7 @@ def prepare_upload(form: FormData, settings: Settings, store: ArtifactStore, who
             raise
     if request is not None:
         spec["nonce"] = request.nonce  # the request hash differs per signed request: a new request is a new job
-    return spec, request_hash(JobKind.COMPILE, None, spec), request
+    return spec, request_hash(CallKind.COMPILE, None, spec), request
 
 
 def _signed_request(form: FormData, path: Path, name: str, price: int, privacy: str, metadata: bytes,

@@ -20,7 +20,7 @@ from proofmarket.api.schemas import (
 )
 from proofmarket.calls.service import call_answer
 from proofmarket.core.errors import ProofMarketError, from_code
-from proofmarket.db import JobKind, JobRow, JobStatus
+from proofmarket.db import CallKind, CallRow, CallStatus
 from proofmarket.marketplace.catalog import ServedModel
 from proofmarket.payments.tickets import Settlement
 from proofmarket.store import ArtifactStore
@@ -62,7 +62,7 @@ def model_public(model: ServedModel, prover: dict[str, Any] | None = None) -> Mo
     return ModelPublic(**model_summary(model, prover).model_dump(), guarantee=system.guarantee, **fields)
 
 
-def job_public(job: JobRow, access_token: str | None = None, store: ArtifactStore | None = None) -> JobPublic:
+def job_public(job: CallRow, access_token: str | None = None, store: ArtifactStore | None = None) -> JobPublic:
     """A job as its token holder (or the admin) sees it; ``access_token`` only in the answer that created it;
     ``store``: read a delivered call's bundle for its ``answer`` (calls whose system answers more than an output)."""
     error = JobErrorPublic(code=job.error_code, message=public_message(job.error_code, job.error_message)) \
@@ -74,7 +74,7 @@ def job_public(job: JobRow, access_token: str | None = None, store: ArtifactStor
                      access_token=access_token)
 
 
-def infer_result(job: JobRow, bundle: dict[str, Any], access_token: str) -> InferResult:
+def infer_result(job: CallRow, bundle: dict[str, Any], access_token: str) -> InferResult:
     result, settlement = job.result or {}, Settlement.from_json(job.settlement)
     assert job.model_id is not None and job.bundle_cid is not None
     extras = result.get("answer") or {}
@@ -86,31 +86,31 @@ def infer_result(job: JobRow, bundle: dict[str, Any], access_token: str) -> Infe
                        guarantee=extras.get("guarantee") or guarantee(system))
 
 
-def job_error(job: JobRow) -> ProofMarketError:
+def job_error(job: CallRow) -> ProofMarketError:
     """A failed job's error as an answer: its code and status, the public message, the job id."""
     code = job.error_code or "proving_failed"
     return from_code(code, public_message(code, job.error_message), {"job_id": job.id})
 
 
-def _job_result(job: JobRow, store: ArtifactStore | None = None) -> JobResult | None:
+def _job_result(job: CallRow, store: ArtifactStore | None = None) -> JobResult | None:
     if not job.result_visible:
         return None
     result = job.result or {}
-    if job.kind == JobKind.COMPILE:
+    if job.kind == CallKind.COMPILE:
         return JobResult(model_id=result.get("model_id"), logrows=result.get("logrows"))
     settlement = Settlement.from_json(job.settlement)
     return JobResult(output=result.get("output"), bundle_cid=job.bundle_cid, salt=result.get("salt"),
                      payment=settlement.payment, receipt=settlement.receipt, answer=_answer(job, store))
 
 
-def _answer(job: JobRow, store: ArtifactStore | None) -> dict[str, Any] | None:
+def _answer(job: CallRow, store: ArtifactStore | None) -> dict[str, Any] | None:
     if store is None or job.bundle_cid is None or not (job.result or {}).get("answer"):
         return None
     return call_answer(job, store.get_json(job.bundle_cid))
 
 
-def _job_links(job: JobRow) -> JobLinks:
-    visible = job.result_visible and job.status != JobStatus.FAILED
+def _job_links(job: CallRow) -> JobLinks:
+    visible = job.result_visible and job.status != CallStatus.FAILED
     proof = f"/v1/proofs/{job.bundle_cid}" if visible and job.bundle_cid else None
     model = f"/v1/models/{job.model_id}" if job.model_id else None
     return JobLinks(self=f"/v1/jobs/{job.id}", proof=proof, model=model)

@@ -25,7 +25,7 @@ class BatchKey:
 KeyOf = Callable[[str], BatchKey | None]
 
 
-class CallQueue:
+class BatchingQueue:
     """A FIFO of job ids (``put``/``get``/``qsize`` as ``queue.Queue``) that can also hand out a batch."""
 
     def __init__(self) -> None:

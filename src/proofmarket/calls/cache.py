@@ -13,18 +13,18 @@ import json
 from typing import Any
 
 from proofmarket.core.errors import ProofMarketError
-from proofmarket.db import JobRepo, JobRow, ProofCacheRepo
+from proofmarket.db import CallRepo, CallRow, ProofCacheRepo
 from proofmarket.store import ArtifactStore
 from proofmarket.systems.ezkl.bundle import ProofBundle
 from proofmarket.systems.registry import parse_manifest, spec_of
 
 
 class ProofCache:
-    def __init__(self, repo: ProofCacheRepo, store: ArtifactStore, jobs: JobRepo, counter: Any = None) -> None:
+    def __init__(self, repo: ProofCacheRepo, store: ArtifactStore, jobs: CallRepo, counter: Any = None) -> None:
         self.repo, self.store, self.jobs, self.counter = repo, store, jobs, counter
         self._public: dict[str, bool] = {}
 
-    def key(self, job: JobRow) -> str | None:
+    def key(self, job: CallRow) -> str | None:
         """The job's cache key, or None when it may not be cached."""
         if job.model_id is None or job.input.get("salt") is not None or not self.public(job.model_id):
             return None
@@ -43,7 +43,7 @@ class ProofCache:
             self._public[model_id] = bool(cacheable is not None and cacheable(manifest))
         return self._public[model_id]
 
-    def answer(self, job: JobRow, *, running: bool = False) -> bool:
+    def answer(self, job: CallRow, *, running: bool = False) -> bool:
         """Prove ``job`` from the cache (queued -> running -> proved, or running -> proved); False on a miss
         (counted when this cache has a counter)."""
         key = self.key(job)
@@ -62,7 +62,7 @@ class ProofCache:
         out = {"output": bundle.output.values, "salt": None, "cached": True}
         return self.jobs.proved(job.id, bundle_cid=cid, result=out, final=job.payment is None)
 
-    def remember(self, job: JobRow, bundle_cid: str) -> None:
+    def remember(self, job: CallRow, bundle_cid: str) -> None:
         key = self.key(job)
         if key is not None and job.model_id is not None:
             self.repo.put(key, job.model_id, bundle_cid)

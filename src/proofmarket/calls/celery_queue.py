@@ -28,11 +28,11 @@ from datetime import timedelta
 from typing import Any
 
 from proofmarket.calls.queue import QueueHealth, poll_watch
-from proofmarket.calls.runner import JobRunner
+from proofmarket.calls.runner import CallRunner
 from proofmarket.calls.settling import SettlementFollower
 from proofmarket.core.errors import QueueUnavailable
 from proofmarket.core.settings import Settings
-from proofmarket.db import JobKind, JobRepo, JobStatus
+from proofmarket.db import CallKind, CallRepo, CallStatus
 from proofmarket.db.tables import utcnow
 
 log = logging.getLogger(__name__)
@@ -123,8 +123,8 @@ def celery_app(settings: Settings) -> Any:
     return app
 
 
-class CeleryJobQueue:
-    def __init__(self, settings: Settings, jobs: JobRepo, runner: JobRunner) -> None:
+class CeleryCallQueue:
+    def __init__(self, settings: Settings, jobs: CallRepo, runner: CallRunner) -> None:
         self.settings, self.jobs, self.runner = settings, jobs, runner
         self.redis = check_redis(settings.queue.redis_url)
         self.app = celery_app(settings)
@@ -141,8 +141,8 @@ class CeleryJobQueue:
     def recover(self) -> None:
         """At start: jobs queued in the database go to the broker again (a message the broker lost, e.g. a
         Redis restart without persistence, must not lose a job; a duplicate message runs nothing twice)."""
-        for job in self.jobs.active(JobStatus.QUEUED):
-            self.submit(JobKind(job.kind), job.id)
+        for job in self.jobs.active(CallStatus.QUEUED):
+            self.submit(CallKind(job.kind), job.id)
 
     def start(self) -> None:
         if self._janitor is not None:
@@ -153,9 +153,9 @@ class CeleryJobQueue:
         self._settler = threading.Thread(target=self._settler_loop, name="proofmarket-settler", daemon=True)
         self._settler.start()
 
-    def submit(self, kind: JobKind, job_id: str) -> None:
+    def submit(self, kind: CallKind, job_id: str) -> None:
         queue = COMPILE_QUEUE
-        if kind != JobKind.COMPILE:
+        if kind != CallKind.COMPILE:
             job = self.jobs.get(job_id)
             queue = PROVE_QUEUE
             if job is not None and job.model_id and self._served(job.model_id):
@@ -206,27 +206,27 @@ class CeleryJobQueue:
         send again queued jobs the broker may have lost. Returns how many jobs were touched."""
         touched = 0
         now = utcnow()
-        for job in self.jobs.active(JobStatus.RUNNING, JobStatus.QUEUED):
+        for job in self.jobs.active(CallStatus.RUNNING, CallStatus.QUEUED):
             started = job.started_at or job.created_at
             if started.tzinfo is None:
                 started = started.replace(tzinfo=now.tzinfo)
             age = (now - started) / timedelta(seconds=1)
-            if job.status == JobStatus.RUNNING:
+            if job.status == CallStatus.RUNNING:
                 if age < GRACE_S or self.redis.exists(RUNNING_KEY + job.id):
                     continue
                 if job.attempts >= MAX_ATTEMPTS:
                     if self.jobs.failed(job.id, "worker_lost", f"the workers running this job stopped {job.attempts} "
-                                                               "times; nothing was settled", only=JobStatus.RUNNING):
+                                                               "times; nothing was settled", only=CallStatus.RUNNING):
                         self.runner.release(job)
                 elif self.jobs.requeue(job.id):
                     log.warning("job %s: its worker is gone; queued again", job.id)
-                    self.submit(JobKind(job.kind), job.id)
+                    self.submit(CallKind(job.kind), job.id)
                 touched += 1
             elif age > RESEND_S and time.monotonic() - self._resent.get(job.id, 0.0) > RESEND_S:
                 self._resent[job.id] = time.monotonic()  # waiting long: the broker may have lost its message
-                self.submit(JobKind(job.kind), job.id)
+                self.submit(CallKind(job.kind), job.id)
                 touched += 1
-        live = {job.id for job in self.jobs.active(JobStatus.QUEUED)}
+        live = {job.id for job in self.jobs.active(CallStatus.QUEUED)}
         self._resent = {k: v for k, v in self._resent.items() if k in live}
         return touched
 
@@ -237,7 +237,7 @@ class CeleryJobQueue:
         the lease must not let two nodes settle with the same key (one settlement nonce sequence). The pass stops
         as soon as the lease is lost."""
         done = 0
-        for job in self.jobs.active(JobStatus.PROVED):
+        for job in self.jobs.active(CallStatus.PROVED):
             if self._stop.is_set():
                 break
             if not job.awaits_settlement:

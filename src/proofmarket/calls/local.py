@@ -31,23 +31,23 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from typing import Any
 
-from proofmarket.calls.batch_queue import BatchKey, CallQueue
+from proofmarket.calls.batch_queue import BatchingQueue, BatchKey
 from proofmarket.calls.queue import QueueHealth
-from proofmarket.calls.runner import JobRunner
+from proofmarket.calls.runner import CallRunner
 from proofmarket.calls.settling import SettlementFollower
-from proofmarket.db import JobKind, JobRepo, JobRow, Recovery
+from proofmarket.db import CallKind, CallRepo, CallRow, Recovery
 from proofmarket.systems.registry import WorkerSystems
 
 log = logging.getLogger(__name__)
 _STOP = "__stop__"
 
 
-class LocalJobQueue:
-    def __init__(self, runner: JobRunner, jobs: JobRepo, workers: Sequence[WorkerSystems]) -> None:
+class LocalCallQueue:
+    def __init__(self, runner: CallRunner, jobs: CallRepo, workers: Sequence[WorkerSystems]) -> None:
         if not workers:
             raise ValueError("the local engine needs at least one worker")
         self.runner, self.jobs, self.workers = runner, jobs, list(workers)
-        self._prove_q = CallQueue()
+        self._prove_q = BatchingQueue()
         self._compile_q: queue.Queue[str] = queue.Queue()
         self._watchers: dict[str, list[Future[None]]] = {}
         self._keys: dict[str, BatchKey | None] = {}  # queued calls' batch keys, read once each
@@ -72,7 +72,7 @@ class LocalJobQueue:
             if job is not None:
                 self.runner.release(job)
         for kind, job_id in self.recovery.requeued:
-            self.submit(JobKind(kind), job_id)
+            self.submit(CallKind(kind), job_id)
         return self.recovery
 
     def start(self) -> None:
@@ -84,8 +84,8 @@ class LocalJobQueue:
         self._spawn("compiler", self._compile_q, functools.partial(self._run, None))
         self.follower.start()
 
-    def submit(self, kind: JobKind, job_id: str) -> None:
-        (self._compile_q if kind == JobKind.COMPILE else self._prove_q).put(job_id)
+    def submit(self, kind: CallKind, job_id: str) -> None:
+        (self._compile_q if kind == CallKind.COMPILE else self._prove_q).put(job_id)
 
     def watch(self, job_id: str) -> Future[None]:
         """A future resolved when a worker is done with ``job_id``; resolved at once if the job is final."""
@@ -136,7 +136,7 @@ class LocalJobQueue:
         return self.runner.run_batch(job_ids, worker, self._stop, settle_later=self._settle_later)
 
     def _batch(self, worker: WorkerSystems, first: str) -> list[str]:
-        """``first`` and the queued calls that may share its proof (``CallQueue.batch``)."""
+        """``first`` and the queued calls that may share its proof (``BatchingQueue.batch``)."""
         taken = self._prove_q.batch(first, functools.partial(self._key_of, worker), self.window_s,
                                     lambda item: item == _STOP)
         for item in taken:
@@ -152,22 +152,22 @@ class LocalJobQueue:
                 self._keys[job_id] = None
         return self._keys[job_id]
 
-    def _settle_later(self, job: JobRow, bundle: Any) -> None:
+    def _settle_later(self, job: CallRow, bundle: Any) -> None:
         self._settlers.submit(self._settle, job, bundle)
 
-    def _settle(self, job: JobRow, bundle: Any) -> None:
+    def _settle(self, job: CallRow, bundle: Any) -> None:
         try:
             self.runner.settle_after(job, bundle)
         finally:
             self._notify(job.id)
 
-    def _spawn(self, name: str, q: queue.Queue[str] | CallQueue, run: Callable[[list[str]], set[str]],
+    def _spawn(self, name: str, q: queue.Queue[str] | BatchingQueue, run: Callable[[list[str]], set[str]],
                warm: WorkerSystems | None = None, batch: Callable[[str], list[str]] | None = None) -> None:
         t = threading.Thread(target=self._loop, args=(q, run, warm, batch), name=f"proofmarket-{name}", daemon=True)
         t.start()
         self._threads.append(t)
 
-    def _loop(self, q: queue.Queue[str] | CallQueue, run: Callable[[list[str]], set[str]],
+    def _loop(self, q: queue.Queue[str] | BatchingQueue, run: Callable[[list[str]], set[str]],
               warm: WorkerSystems | None = None, batch: Callable[[str], list[str]] | None = None) -> None:
         # Each prover thread starts its prover process before its first job, so that the first paid
         # call does not wait for a Python process and EZKL to load (about 1 s). Best effort: a failure

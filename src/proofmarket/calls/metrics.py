@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 PROOF_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 
 
-class JobMetrics:
+class CallMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.duration = Histogram("proofmarket_job_duration_seconds", "Time a worker spent on a job's main step "
                                   "(prove: the proof; compile: the whole compile)", ["kind"],

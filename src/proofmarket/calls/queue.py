@@ -3,8 +3,8 @@
 ``submit`` takes a job already stored as ``queued``; ``watch`` gives a future that resolves when a
 worker is done with the job (read its outcome from the database): an engine whose workers run elsewhere
 resolves it by polling the job row (``poll_watch``). ``health`` says what the node can tell about its
-workers. Implementations: :class:`proofmarket.calls.local.LocalJobQueue` (threads and prover processes in the
-node) and :class:`proofmarket.calls.celery_queue.CeleryJobQueue` (workers on any machine, Redis broker).
+workers. Implementations: :class:`proofmarket.calls.local.LocalCallQueue` (threads and prover processes in the
+node) and :class:`proofmarket.calls.celery_queue.CeleryCallQueue` (workers on any machine, Redis broker).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from typing import Protocol
 
-from proofmarket.db import JobKind, JobRepo
+from proofmarket.db import CallKind, CallRepo
 
 
 @dataclass(frozen=True)
@@ -28,10 +28,10 @@ class QueueHealth:
     detail: str = ""
 
 
-class JobQueue(Protocol):
+class CallQueue(Protocol):
     def start(self) -> None: ...
 
-    def submit(self, kind: JobKind, job_id: str) -> None: ...
+    def submit(self, kind: CallKind, job_id: str) -> None: ...
 
     def watch(self, job_id: str) -> Future[None]: ...
 
@@ -44,7 +44,7 @@ class JobQueue(Protocol):
     def close(self) -> None: ...
 
 
-def poll_watch(jobs: JobRepo, job_id: str, interval_s: float = 0.05, stop: threading.Event | None = None,
+def poll_watch(jobs: CallRepo, job_id: str, interval_s: float = 0.05, stop: threading.Event | None = None,
                timeout_s: float = 24 * 3600.0) -> Future[None]:
     """A future resolved once ``job_id`` is final (or gone), found by reading the job row every
     ``interval_s`` in a daemon thread; a cancelled future stops the polling."""

@@ -24,32 +24,32 @@ from typing import Any
 from proofmarket.calls.batch_queue import BatchKey
 from proofmarket.calls.cache import ProofCache
 from proofmarket.calls.compile_task import compile_job
-from proofmarket.calls.metrics import JobMetrics
+from proofmarket.calls.metrics import CallMetrics
 from proofmarket.core.errors import PaymentSettlementFailed, PaymentSettlementPending, ProofMarketError, ProvingError
 from proofmarket.core.settings import Settings
-from proofmarket.db import JobKind, JobRepo, JobRow, JobStatus, ModelRepo, ProofCacheRepo
-from proofmarket.payments.port import PaymentPort, Rails
-from proofmarket.payments.tickets import PaymentTicket, ProofOutcome, Settlement
+from proofmarket.db import CallKind, CallRepo, CallRow, CallStatus, ModelRepo, ProofCacheRepo
+from proofmarket.payments.port import Rail, Rails
+from proofmarket.payments.tickets import ProofOutcome, Settlement, Ticket
 from proofmarket.store import ArtifactStore
 from proofmarket.systems import parse_bundle
 from proofmarket.systems.port import Batching, Events, Execution
 from proofmarket.systems.registry import DEFAULT_SYSTEM, WorkerSystems
 
 log = logging.getLogger(__name__)
-SettleLater = Callable[[JobRow, Any], None]  # (the call, its parsed bundle or None): settle it elsewhere
+SettleLater = Callable[[CallRow, Any], None]  # (the call, its parsed bundle or None): settle it elsewhere
 
 
-class JobRunner:
-    def __init__(self, settings: Settings, jobs: JobRepo, models: ModelRepo, store: ArtifactStore,
-                 rails: Rails | PaymentPort, metrics: JobMetrics, cache: ProofCacheRepo | None = None) -> None:
+class CallRunner:
+    def __init__(self, settings: Settings, jobs: CallRepo, models: ModelRepo, store: ArtifactStore,
+                 rails: Rails | Rail, metrics: CallMetrics, cache: ProofCacheRepo | None = None) -> None:
         self.settings, self.jobs, self.models, self.store = settings, jobs, models, store
         self.rails = rails if isinstance(rails, Rails) else Rails(rails)
         self.metrics = metrics
         self.settles = True  # False in a 'proofmarket worker': the node settles what workers proved
         # after-capture hooks (split release, ERC-8004 record...): called once per captured call, never raise
-        self.after_capture: list[Callable[[JobRow, Settlement, ProofOutcome], None]] = []
+        self.after_capture: list[Callable[[CallRow, Settlement, ProofOutcome], None]] = []
         # record hooks (webhooks...): called when a job reaches its final state, never raise
-        self.on_final: list[Callable[[JobRow], None]] = []
+        self.on_final: list[Callable[[CallRow], None]] = []
         # called with a call's id as soon as its final state is stored, before the record hooks: whoever waits to
         # answer it (the local queue's watchers) need not wait for webhooks and metrics; never raise
         self.delivered: list[Callable[[str], None]] = []
@@ -71,7 +71,7 @@ class JobRunner:
         """The key under which a queued call may share a proof with others (None: it is proven alone): its system's
         ``batch_key`` for its model and request."""
         job = self.jobs.get(job_id)
-        if job is None or job.status != JobStatus.QUEUED or job.kind != JobKind.PROVE or not job.model_id:
+        if job is None or job.status != CallStatus.QUEUED or job.kind != CallKind.PROVE or not job.model_id:
             return None
         runtime = systems.get(job.system or DEFAULT_SYSTEM)
         if not isinstance(runtime, Batching):
@@ -85,7 +85,7 @@ class JobRunner:
         ``run_batch``: each call is started, recorded, failed or handed to ``settle_later`` on its own, as ``run``
         does (a call no longer queued goes through ``run``). Returns the ids handed over."""
         handed: set[str] = set()
-        jobs: list[JobRow] = []
+        jobs: list[CallRow] = []
         for job_id in job_ids:
             job = self.jobs.start(job_id)
             if job is None:
@@ -110,7 +110,7 @@ class JobRunner:
         return handed
 
     def _run_batch(self, runtime: Batching, model_id: str,
-                   jobs: list[JobRow]) -> tuple[list[Execution | ProofMarketError], float]:
+                   jobs: list[CallRow]) -> tuple[list[Execution | ProofMarketError], float]:
         """Each call's execution or error, and the seconds the batch took (every call of it waited that long)."""
         self.metrics.running.inc(len(jobs))
         start = time.perf_counter()
@@ -126,16 +126,16 @@ class JobRunner:
             self.metrics.running.dec(len(jobs))
         return outcomes, time.perf_counter() - start
 
-    def _record(self, job: JobRow, execution: Execution, elapsed: float) -> bool:
+    def _record(self, job: CallRow, execution: Execution, elapsed: float) -> bool:
         self._proved(job, execution, elapsed)
         return True
 
-    def settle_after(self, job: JobRow, bundle: Any) -> None:
+    def settle_after(self, job: CallRow, bundle: Any) -> None:
         """The step ``run`` handed over (``settle_later``): settle, count and deliver; failures recorded, never
         raised."""
         self._guarded(job, lambda: self._settle_and_count(job, bundle))
 
-    def _guarded(self, job: JobRow, step: Callable[[], bool | None]) -> bool:
+    def _guarded(self, job: CallRow, step: Callable[[], bool | None]) -> bool:
         try:
             return bool(step())
         except ProofMarketError as exc:
@@ -145,29 +145,29 @@ class JobRunner:
             self._fail(job, "internal_error", f"{type(exc).__name__}: {exc}")
         return False
 
-    def _steps(self, job: JobRow, systems: WorkerSystems | None, stop: threading.Event,
+    def _steps(self, job: CallRow, systems: WorkerSystems | None, stop: threading.Event,
                events: Events | None, settle_later: SettleLater | None = None) -> bool:
         bundle: Any = None
-        if job.status == JobStatus.QUEUED:
+        if job.status == CallStatus.QUEUED:
             started = self.jobs.start(job.id)
             if started is None:
                 return False
             self.metrics.running.inc()
             try:
-                if job.kind == JobKind.COMPILE:
+                if job.kind == CallKind.COMPILE:
                     self._compile(started, stop)
                 else:
                     assert systems is not None, "a call needs the worker's proof systems"
                     bundle = self._execute(started, systems, events)
             finally:
                 self.metrics.running.dec()
-        if settle_later is not None and job.kind == JobKind.PROVE:
+        if settle_later is not None and job.kind == CallKind.PROVE:
             settle_later(job, bundle)
             return True
         self._settle_and_count(job, bundle)
         return False
 
-    def _settle_and_count(self, job: JobRow, bundle: Any) -> None:
+    def _settle_and_count(self, job: CallRow, bundle: Any) -> None:
         """The step after execution, whoever ran it: settle a paid call (here, unless a node settles for this
         worker), then count the call once it is final."""
         job = self.jobs.get(job.id) or job
@@ -178,10 +178,10 @@ class JobRunner:
         if captured is not None:  # after the caller has its answer: what these hooks start is not the caller's
             self._captured(job, *captured)
 
-    def _finished(self, job: JobRow, deliver: bool = False) -> None:
+    def _finished(self, job: CallRow, deliver: bool = False) -> None:
         """Count a final call, let its waiters answer (``deliver``), then run the record hooks."""
         self.metrics.finished.labels(job.kind, job.status).inc()
-        if job.kind == JobKind.PROVE:
+        if job.kind == CallKind.PROVE:
             self.metrics.calls.labels(job.system or DEFAULT_SYSTEM, job.rail or "free", job.model_id or "",
                                       job.status).inc()
         for notify in self.delivered if deliver else ():
@@ -192,7 +192,7 @@ class JobRunner:
             except Exception:  # the call is recorded: a hook's failure is logged, never the call's
                 log.exception("a record hook failed for job %s", job.id)
 
-    def _execute(self, job: JobRow, systems: WorkerSystems, events: Events | None) -> Any:
+    def _execute(self, job: CallRow, systems: WorkerSystems, events: Events | None) -> Any:
         """Run the call on its proof system; returns the parsed bundle (the settle step needs no read back)."""
         assert job.model_id is not None
         if self.cache is not None and self.cache.answer(job, running=True):  # proved meanwhile by another job
@@ -202,10 +202,10 @@ class JobRunner:
         self._proved(job, execution, time.perf_counter() - start)
         return execution.bundle
 
-    def _proved(self, job: JobRow, execution: Execution, elapsed: float | None) -> None:
+    def _proved(self, job: CallRow, execution: Execution, elapsed: float | None) -> None:
         out: dict[str, Any] = dict(execution.result)
         if elapsed is not None:
-            self.metrics.duration.labels(JobKind.PROVE.value).observe(elapsed)
+            self.metrics.duration.labels(CallKind.PROVE.value).observe(elapsed)
             self.metrics.call_seconds.labels(job.system or DEFAULT_SYSTEM, job.rail or "free",
                                              job.model_id or "").observe(elapsed)
             out["run_s"] = round(elapsed, 4)  # the analytics' proof time (the call's latency is its timestamps)
@@ -218,18 +218,18 @@ class JobRunner:
             self.cache.remember(job, execution.bundle_cid)
         self.jobs.proved(job.id, bundle_cid=execution.bundle_cid, result=out, final=job.payment is None)
 
-    def complete(self, job: JobRow, execution: Execution, elapsed: float | None = None) -> None:
+    def complete(self, job: CallRow, execution: Execution, elapsed: float | None = None) -> None:
         """A call its route ran itself (a stream): recorded, then settled through its rail like any other."""
         self._proved(job, execution, elapsed)
         self._settle_and_count(job, execution.bundle)
 
-    def _settle(self, job: JobRow, bundle: Any = None) -> tuple[Settlement, ProofOutcome] | None:
+    def _settle(self, job: CallRow, bundle: Any = None) -> tuple[Settlement, ProofOutcome] | None:
         """Settle through the call's rail; the capture (for the after-capture hooks) when the money moved now."""
         assert job.payment is not None and job.bundle_cid is not None
         outcome = ProofOutcome.of(job.id, job.bundle_cid,
                                   self._stored(job.bundle_cid) if bundle is None else bundle)
         try:
-            settlement = self.rails.get(job.rail).settle(PaymentTicket.from_json(job.payment), outcome)
+            settlement = self.rails.get(job.rail).settle(Ticket.from_json(job.payment), outcome)
         except PaymentSettlementPending as exc:
             log.warning("job %s: settlement pending (%s); following it on chain", job.id, exc.message)
             self.jobs.settling(job.id, {"pending": {"tx": exc.details.get("tx"), "since": int(time.time()),
@@ -246,7 +246,7 @@ class JobRunner:
         parse_bundle(doc)
         return doc
 
-    def _captured(self, job: JobRow, settlement: Settlement, outcome: ProofOutcome) -> None:
+    def _captured(self, job: CallRow, settlement: Settlement, outcome: ProofOutcome) -> None:
         amount = str((settlement.payment or {}).get("amount") or "0")
         if amount.isdigit():
             self.metrics.revenue.labels(job.model_id or "", job.rail or "free").inc(int(amount))
@@ -260,12 +260,12 @@ class JobRunner:
         """One look at a ``settling`` job's authorization on chain: settled, failed (expired unused or
         canceled: nothing charged, the result withheld), or left settling. Never raises."""
         job = self.jobs.get(job_id)
-        if job is None or job.status != JobStatus.SETTLING or job.payment is None or job.bundle_cid is None:
+        if job is None or job.status != CallStatus.SETTLING or job.payment is None or job.bundle_cid is None:
             return
         pending = (job.settlement or {}).get("pending") or {}
         try:
             outcome = ProofOutcome.of(job.id, job.bundle_cid, self._stored(job.bundle_cid))
-            settlement = self.rails.get(job.rail).follow(PaymentTicket.from_json(job.payment), outcome,
+            settlement = self.rails.get(job.rail).follow(Ticket.from_json(job.payment), outcome,
                                                          pending.get("tx"))
         except PaymentSettlementFailed as exc:
             self._fail(job, exc.code, exc.message)
@@ -282,28 +282,28 @@ class JobRunner:
             if final is not None:
                 self._finished(final)
 
-    def _compile(self, job: JobRow, stop: threading.Event) -> None:
+    def _compile(self, job: CallRow, stop: threading.Event) -> None:
         spec = job.input
         start = time.perf_counter()
         most = self.settings.queue.compile_timeout_s
         timeout = min(most, float(spec.get("timeout_s") or most))
         done = compile_job(self.settings, spec, timeout, stop)  # an owner's compile: what is left of its day
-        self.metrics.duration.labels(JobKind.COMPILE.value).observe(time.perf_counter() - start)
+        self.metrics.duration.labels(CallKind.COMPILE.value).observe(time.perf_counter() - start)
         listing = {k: spec[k] for k in ("status", "catalog", "catalog_cid", "supersedes", "size_bytes") if k in spec}
         self.models.upsert(done["model_id"], name=spec["name"], price_atomic=int(spec["price_atomic"]),
                            owner=spec.get("owner"), claim=bool(spec.get("claim")), **listing)
         self.jobs.proved(job.id, bundle_cid=None, result=done, final=True, model_id=done["model_id"])
 
-    def release(self, job: JobRow) -> None:
+    def release(self, job: CallRow) -> None:
         """Give the payment of a failed job back to the gate (never raises: the job is failed already)."""
         if job.payment is None:
             return
         try:
-            self.rails.get(job.rail).release(PaymentTicket.from_json(job.payment))
+            self.rails.get(job.rail).release(Ticket.from_json(job.payment))
         except Exception:
             log.exception("could not release the payment of failed job %s", job.id)
 
-    def _fail(self, job: JobRow, code: str, message: str) -> None:
+    def _fail(self, job: CallRow, code: str, message: str) -> None:
         log.warning("job %s failed: %s: %s", job.id, code, message)  # the detail; the public sees code + sentence
         if self.jobs.failed(job.id, code, message):
             self.release(job)  # before the callers waiting on the job are told: their answer finds it released

@@ -22,22 +22,22 @@ from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 from proofmarket.calls.cache import ProofCache
-from proofmarket.calls.queue import JobQueue
+from proofmarket.calls.queue import CallQueue
 from proofmarket.core.errors import DuplicateJob, IdempotencyConflict, PaymentReplayed, ProofMarketError, UnknownJob
-from proofmarket.db import JobKind, JobRepo, JobRow, JobStatus, NewJob
+from proofmarket.db import CallKind, CallRepo, CallRow, CallStatus, NewCall
 from proofmarket.db.repo import LeaseRepo
-from proofmarket.payments.tickets import PaymentTicket, Settlement
+from proofmarket.payments.tickets import Settlement, Ticket
 from proofmarket.systems.port import Execution
 from proofmarket.systems.registry import DEFAULT_SYSTEM
 
 if TYPE_CHECKING:
-    from proofmarket.calls.runner import JobRunner
+    from proofmarket.calls.runner import CallRunner
 
 
 log = logging.getLogger(__name__)
 
 
-def request_hash(kind: JobKind, model_id: str | None, doc: Any) -> str:
+def request_hash(kind: CallKind, model_id: str | None, doc: Any) -> str:
     """What makes two requests "the same" for an idempotency key."""
     text = json.dumps({"kind": kind.value, "model_id": model_id, "doc": doc}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
@@ -51,15 +51,15 @@ def scoped_key(key: str | None, payer: str | None) -> str | None:
     return scoped if len(scoped) <= 255 else f"{payer.lower()}:sha256:{hashlib.sha256(key.encode()).hexdigest()}"
 
 
-Cover = Callable[[PaymentTicket, int], None]
+Cover = Callable[[Ticket, int], None]
 
 
-class JobService:
-    def __init__(self, jobs: JobRepo, queue: JobQueue, cache: ProofCache | None = None) -> None:
+class CallService:
+    def __init__(self, jobs: CallRepo, queue: CallQueue, cache: ProofCache | None = None) -> None:
         self.jobs, self.queue, self.cache = jobs, queue, cache
         self._leases = LeaseRepo(jobs.db)  # a payer's calls check and take its balance one at a time, on every node
 
-    def existing(self, key: str | None, request: str, payer: str | None = None) -> JobRow | None:
+    def existing(self, key: str | None, request: str, payer: str | None = None) -> CallRow | None:
         """The job an earlier request with this idempotency key (and payer) created, if any (same request or
         refused)."""
         key = scoped_key(key, payer)
@@ -72,20 +72,20 @@ class JobService:
         return job
 
     def submit_prove(self, model_id: str, inputs: Any, *, key: str | None = None,
-                     ticket: PaymentTicket | None = None, cover: Cover | None = None,
+                     ticket: Ticket | None = None, cover: Cover | None = None,
                      salt: list[int] | None = None, system: str | None = None,
-                     rail: str | None = None, batch: bool = True) -> tuple[JobRow, bool]:
+                     rail: str | None = None, batch: bool = True) -> tuple[CallRow, bool]:
         """Store and queue a prove job; returns (job, created). An existing job for ``key`` comes back as is.
         ``batch=False``: the caller refused to share a proof with other calls (it is proven alone).
 
         ``cover(ticket, held)`` raises when the payer's balance minus ``held`` (what its other unsettled
         jobs hold) does not cover this ticket; nothing is stored then."""
-        digest = request_hash(JobKind.PROVE, model_id, inputs if salt is None else {"inputs": inputs, "salt": salt})
+        digest = request_hash(CallKind.PROVE, model_id, inputs if salt is None else {"inputs": inputs, "salt": salt})
         payer = ticket.payer if ticket else None
         doc: dict[str, Any] = {"inputs": inputs} if salt is None else {"inputs": inputs, "salt": salt}
         if not batch:
             doc["batch"] = False
-        new = NewJob(JobKind.PROVE, doc, digest, model_id=model_id,
+        new = NewCall(CallKind.PROVE, doc, digest, model_id=model_id,
                      idempotency_key=scoped_key(key, payer),
                      payment_nonce=ticket.nonce if ticket else None, payment=ticket.to_json() if ticket else None,
                      system=system or DEFAULT_SYSTEM, rail=rail or ("x402" if ticket else "free"))
@@ -100,12 +100,12 @@ class JobService:
         # queued once the lock is released: the worker's first write (the call starts) does not meet its release
         return self._queued(new, *stored)
 
-    def open_call(self, model_id: str, request: dict[str, Any], ticket: PaymentTicket | None, cover: Cover | None,
-                  *, system: str, rail: str) -> JobRow:
+    def open_call(self, model_id: str, request: dict[str, Any], ticket: Ticket | None, cover: Cover | None,
+                  *, system: str, rail: str) -> CallRow:
         """A call its route runs itself (a streamed generation), stored as a running job that holds its payment
         (not queued). ``cover`` is asked first, as for a queued call, with what the payer's other unsettled calls
         hold."""
-        new = NewJob(JobKind.PROVE, request, request_hash(JobKind.PROVE, model_id, request), model_id=model_id,
+        new = NewCall(CallKind.PROVE, request, request_hash(CallKind.PROVE, model_id, request), model_id=model_id,
                      payment_nonce=ticket.nonce if ticket else None, payment=ticket.to_json() if ticket else None,
                      system=system, rail=rail)
         payer = ticket.payer if ticket is not None and cover is not None else None
@@ -118,7 +118,7 @@ class JobService:
                 raise PaymentReplayed("this payment was already used for another request") from None
         return self.jobs.start(job.id) or job
 
-    def finish_call(self, job_id: str, execution: Execution, elapsed: float | None = None) -> JobRow:
+    def finish_call(self, job_id: str, execution: Execution, elapsed: float | None = None) -> CallRow:
         """The call ran (its route ran it): recorded and settled the way the engine's calls are (one runner).
         Returns the job: proved (free), settled, settling (followed on chain) or failed (nothing charged)."""
         self._runner().complete(self.get(job_id), execution, elapsed)
@@ -139,30 +139,30 @@ class JobService:
         except Exception:
             log.exception("could not fail call %s and release its payment", job_id)
 
-    def _runner(self) -> JobRunner:
-        runner: JobRunner | None = getattr(self.queue, "runner", None)  # both queues settle with their runner
+    def _runner(self) -> CallRunner:
+        runner: CallRunner | None = getattr(self.queue, "runner", None)  # both queues settle with their runner
         if runner is None:
             raise RuntimeError("this job queue has no runner to settle attested calls with")
         return runner
 
-    def submit_compile(self, spec: dict[str, Any], request: str, *, key: str | None = None) -> tuple[JobRow, bool]:
-        return self._submit(NewJob(JobKind.COMPILE, spec, request, idempotency_key=key))
+    def submit_compile(self, spec: dict[str, Any], request: str, *, key: str | None = None) -> tuple[CallRow, bool]:
+        return self._submit(NewCall(CallKind.COMPILE, spec, request, idempotency_key=key))
 
-    def get(self, job_id: str) -> JobRow:
+    def get(self, job_id: str) -> CallRow:
         job = self.jobs.get(job_id)
         if job is None:
             raise UnknownJob(f"there is no job {job_id} on this node", job_id=job_id)
         return job
 
-    def _found(self, new: NewJob) -> JobRow | None:
+    def _found(self, new: NewCall) -> CallRow | None:
         """The job stored under ``new``'s (already scoped) key, if any."""
         return self.existing(new.idempotency_key, new.request_hash)
 
-    def _submit(self, new: NewJob) -> tuple[JobRow, bool]:
+    def _submit(self, new: NewCall) -> tuple[CallRow, bool]:
         """Store and queue ``new``; an existing job for its key comes back as is."""
         return self._queued(new, *self._create(new, looked=False))
 
-    def _create(self, new: NewJob, *, looked: bool) -> tuple[JobRow, bool]:
+    def _create(self, new: NewCall, *, looked: bool) -> tuple[CallRow, bool]:
         """Store ``new`` (``looked``: its key was just looked up under the payer's funds lock): (job, created)."""
         found = None if looked else self._found(new)
         if found is not None:
@@ -175,12 +175,12 @@ class JobService:
                 return found, False
             raise PaymentReplayed("this payment was already used for another request") from None
 
-    def _queued(self, new: NewJob, job: JobRow, created: bool) -> tuple[JobRow, bool]:
+    def _queued(self, new: NewCall, job: CallRow, created: bool) -> tuple[CallRow, bool]:
         """Hand a job just stored to the queue (a call the proof cache answers is done, or settles, without a
         worker); one found stored already comes back as it is."""
         if not created:
             return job, False
-        if self.cache is not None and new.kind == JobKind.PROVE and self.cache.answer(job):
+        if self.cache is not None and new.kind == CallKind.PROVE and self.cache.answer(job):
             found = self.jobs.get(job.id)  # proved from the cache: a free job is done, a paid one settles
             assert found is not None
             if not found.is_final:
@@ -190,11 +190,11 @@ class JobService:
         return job, True
 
 
-def call_answer(job: JobRow, bundle: dict[str, Any]) -> dict[str, Any] | None:
+def call_answer(job: CallRow, bundle: dict[str, Any]) -> dict[str, Any] | None:
     """A delivered call's answer when its system answers more than an output (text, tokens, usage): the system's
     fields, the bundle (with payment and receipt when paid) and the payment. None until it may be shown."""
     extras = (job.result or {}).get("answer")
-    if extras is None or not job.result_visible or job.status == JobStatus.FAILED:
+    if extras is None or not job.result_visible or job.status == CallStatus.FAILED:
         return None
     settlement = Settlement.from_json(job.settlement)
     if settlement.receipt is not None:

@@ -1,6 +1,6 @@
 """Follow ``settling`` jobs: paid and proved, their settlement sent but not confirmed.
 
-One thread looks at every ``settling`` job every ``interval_s`` seconds (``JobRunner.follow``): the
+One thread looks at every ``settling`` job every ``interval_s`` seconds (``CallRunner.follow``): the
 authorization's nonce used on chain -> settled (result released, receipt signed); expired unused or
 canceled -> failed, nothing charged. The jobs are read from the database, so a restarted node resumes them.
 """
@@ -11,14 +11,14 @@ import logging
 import threading
 from collections.abc import Callable
 
-from proofmarket.calls.runner import JobRunner
-from proofmarket.db import JobRepo
+from proofmarket.calls.runner import CallRunner
+from proofmarket.db import CallRepo
 
 log = logging.getLogger(__name__)
 
 
 class SettlementFollower:
-    def __init__(self, runner: JobRunner, jobs: JobRepo, interval_s: float,
+    def __init__(self, runner: CallRunner, jobs: CallRepo, interval_s: float,
                  on_done: Callable[[str], None] = lambda job_id: None) -> None:
         self.runner, self.jobs, self.interval_s, self.on_done = runner, jobs, interval_s, on_done
         self._stop = threading.Event()

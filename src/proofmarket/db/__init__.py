@@ -7,14 +7,14 @@ from proofmarket.db.engine import Database
 from proofmarket.db.escrow_repo import EscrowRepo, SeenRequest
 from proofmarket.db.repo import (
     INTERRUPTED,
-    JobRepo,
+    CallRepo,
     LeaseRepo,
     ModelRepo,
-    NewJob,
+    NewCall,
     ProofCacheRepo,
     Recovery,
 )
-from proofmarket.db.tables import EscrowRequestRow, EscrowStatus, JobKind, JobRow, JobStatus, ModelRow, ModelStatus
+from proofmarket.db.tables import CallKind, CallRow, CallStatus, EscrowRequestRow, EscrowStatus, ModelRow, ModelStatus
 
 __all__ = [
     "INTERRUPTED",
@@ -22,15 +22,15 @@ __all__ = [
     "EscrowRepo",
     "EscrowRequestRow",
     "EscrowStatus",
-    "JobKind",
-    "JobRepo",
-    "JobRow",
-    "JobStatus",
+    "CallKind",
+    "CallRepo",
+    "CallRow",
+    "CallStatus",
     "LeaseRepo",
     "ModelRepo",
     "ModelRow",
     "ModelStatus",
-    "NewJob",
+    "NewCall",
     "ProofCacheRepo",
     "Recovery",
     "SeenRequest",

@@ -22,9 +22,9 @@ from proofmarket.core.errors import DuplicateJob, ModelOwnedByOther, PaymentPaye
 from proofmarket.db.book import Book, Transfer
 from proofmarket.db.engine import Database
 from proofmarket.db.tables import (
-    JobKind,
-    JobRow,
-    JobStatus,
+    CallKind,
+    CallRow,
+    CallStatus,
     LeaseRow,
     ModelRow,
     ModelStatus,
@@ -36,8 +36,8 @@ INTERRUPTED = "interrupted"
 
 
 @dataclass(frozen=True)
-class NewJob:
-    kind: JobKind
+class NewCall:
+    kind: CallKind
     input: dict[str, Any]
     request_hash: str
     model_id: str | None = None
@@ -135,14 +135,14 @@ class ModelRepo:
 LISTING_FIELDS = frozenset({"status", "catalog", "catalog_cid", "supersedes", "size_bytes", "review_reason"})
 
 
-class JobRepo:
+class CallRepo:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.book = Book(db)
 
-    def create(self, new: NewJob) -> JobRow:
+    def create(self, new: NewCall) -> CallRow:
         """Insert a queued job. Raises DuplicateJob when its idempotency key or payment nonce is taken."""
-        row = JobRow(id=uuid.uuid4().hex, kind=new.kind.value, model_id=new.model_id, status=JobStatus.QUEUED.value,
+        row = CallRow(id=uuid.uuid4().hex, kind=new.kind.value, model_id=new.model_id, status=CallStatus.QUEUED.value,
                      input=new.input, request_hash=new.request_hash, idempotency_key=new.idempotency_key,
                      payment_nonce=new.payment_nonce, payment=new.payment, attempts=0, created_at=utcnow(),
                      payer=_payer_of(new.payment), system=new.system, rail=new.rail)
@@ -153,55 +153,55 @@ class JobRepo:
             raise DuplicateJob("a job with this idempotency key or payment already exists") from exc
         return row
 
-    def get(self, job_id: str) -> JobRow | None:
+    def get(self, job_id: str) -> CallRow | None:
         with self.db.session() as s:
-            return s.get(JobRow, job_id)
+            return s.get(CallRow, job_id)
 
-    def by_idempotency_key(self, key: str) -> JobRow | None:
+    def by_idempotency_key(self, key: str) -> CallRow | None:
         with self.db.session() as s:
-            return s.scalars(select(JobRow).where(JobRow.idempotency_key == key)).first()
+            return s.scalars(select(CallRow).where(CallRow.idempotency_key == key)).first()
 
-    def by_payment_nonce(self, nonce: str) -> JobRow | None:
+    def by_payment_nonce(self, nonce: str) -> CallRow | None:
         with self.db.session() as s:
-            return s.scalars(select(JobRow).where(JobRow.payment_nonce == nonce)).first()
+            return s.scalars(select(CallRow).where(CallRow.payment_nonce == nonce)).first()
 
-    def start(self, job_id: str) -> JobRow | None:
+    def start(self, job_id: str) -> CallRow | None:
         """queued -> running (one more attempt). None when the job is not queued (someone else has it)."""
         with self.db.session() as s:  # the row as it is now, from the update itself (RETURNING: one statement)
-            return s.scalars(update(JobRow).where(JobRow.id == job_id, JobRow.status == JobStatus.QUEUED.value)
-                             .values(status=JobStatus.RUNNING.value, started_at=utcnow(),
-                                     attempts=JobRow.attempts + 1).returning(JobRow)).first()
+            return s.scalars(update(CallRow).where(CallRow.id == job_id, CallRow.status == CallStatus.QUEUED.value)
+                             .values(status=CallStatus.RUNNING.value, started_at=utcnow(),
+                                     attempts=CallRow.attempts + 1).returning(CallRow)).first()
 
     def proved(self, job_id: str, *, bundle_cid: str | None, result: dict[str, Any], final: bool,
                model_id: str | None = None) -> bool:
-        values: dict[str, Any] = {"status": JobStatus.PROVED.value, "bundle_cid": bundle_cid, "result": result}
+        values: dict[str, Any] = {"status": CallStatus.PROVED.value, "bundle_cid": bundle_cid, "result": result}
         if model_id is not None:
             values["model_id"] = model_id
         if final:
             values["finished_at"] = utcnow()
-        return self._move(job_id, [JobStatus.RUNNING], **values)
+        return self._move(job_id, [CallStatus.RUNNING], **values)
 
     def settled(self, job_id: str, settlement: dict[str, Any], transfers: Sequence[Transfer] = ()) -> bool:
         """proved | settling -> settled, with the capture's ``transfers`` posted in the book in the same database
         transaction (once: a call already settled posts nothing)."""
-        return self._move(job_id, [JobStatus.PROVED, JobStatus.SETTLING], transfers, status=JobStatus.SETTLED.value,
+        return self._move(job_id, [CallStatus.PROVED, CallStatus.SETTLING], transfers, status=CallStatus.SETTLED.value,
                           settlement=settlement, finished_at=utcnow())
 
     def settling(self, job_id: str, pending: dict[str, Any]) -> bool:
         """proved -> settling: the settlement was sent (``pending``: what is known of it, e.g. its tx)."""
-        return self._move(job_id, [JobStatus.PROVED], status=JobStatus.SETTLING.value, settlement=pending)
+        return self._move(job_id, [CallStatus.PROVED], status=CallStatus.SETTLING.value, settlement=pending)
 
     def settling_ids(self) -> list[str]:
         """Jobs whose settlement is being followed on chain, oldest first (survives a restart)."""
         with self.db.session() as s:
-            return list(s.scalars(select(JobRow.id).where(JobRow.status == JobStatus.SETTLING.value)
-                                  .order_by(JobRow.created_at)))
+            return list(s.scalars(select(CallRow.id).where(CallRow.status == CallStatus.SETTLING.value)
+                                  .order_by(CallRow.created_at)))
 
     def settling_age(self) -> tuple[int, float]:
         """(calls settling, seconds since the oldest of them was created; 0 when none)."""
         with self.db.session() as s:
-            count, oldest = s.execute(select(func.count(), func.min(JobRow.created_at)).where(
-                JobRow.status == JobStatus.SETTLING.value)).one()
+            count, oldest = s.execute(select(func.count(), func.min(CallRow.created_at)).where(
+                CallRow.status == CallStatus.SETTLING.value)).one()
         if not count or oldest is None:
             return 0, 0.0
         if oldest.tzinfo is None:
@@ -210,79 +210,79 @@ class JobRepo:
 
     def held_by(self, payer: str, *, besides: str | None = None) -> int:
         """Atomic units held by ``payer``'s paid jobs not settled or failed yet (``besides``: a nonce left out)."""
-        unsettled = [s.value for s in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.PROVED, JobStatus.SETTLING)]
+        unsettled = [s.value for s in (CallStatus.QUEUED, CallStatus.RUNNING, CallStatus.PROVED, CallStatus.SETTLING)]
         with self.db.session() as s:
-            rows = s.execute(select(JobRow.payment_nonce, JobRow.payment).where(
-                JobRow.status.in_(unsettled), JobRow.payment.is_not(None)))
+            rows = s.execute(select(CallRow.payment_nonce, CallRow.payment).where(
+                CallRow.status.in_(unsettled), CallRow.payment.is_not(None)))
             return sum(int(doc.get("amount_atomic") or 0) for nonce, doc in rows
                        if nonce != besides and str(doc.get("payer") or "").lower() == payer.lower())
 
-    def failed(self, job_id: str, code: str, message: str, *, only: JobStatus | None = None) -> bool:
+    def failed(self, job_id: str, code: str, message: str, *, only: CallStatus | None = None) -> bool:
         """Fail a job that is not final (a proved job only while its payment awaits settlement); ``only``: only
         while it is in that status (the stuck-job sweep fails a RUNNING job, never one proved meanwhile: that one
         goes to the settler)."""
         active: ColumnElement[bool] = (
-            JobRow.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value, JobStatus.SETTLING.value])
-            | ((JobRow.status == JobStatus.PROVED.value) & JobRow.payment.is_not(None)))
+            CallRow.status.in_([CallStatus.QUEUED.value, CallStatus.RUNNING.value, CallStatus.SETTLING.value])
+            | ((CallRow.status == CallStatus.PROVED.value) & CallRow.payment.is_not(None)))
         if only is not None:
-            active = JobRow.status == only.value
+            active = CallRow.status == only.value
         with self.db.session() as s:
-            res = s.execute(update(JobRow).where(JobRow.id == job_id, active).values(
-                status=JobStatus.FAILED.value, error_code=code, error_message=message[:4000], finished_at=utcnow()))
+            res = s.execute(update(CallRow).where(CallRow.id == job_id, active).values(
+                status=CallStatus.FAILED.value, error_code=code, error_message=message[:4000], finished_at=utcnow()))
             return bool(res.rowcount)  # type: ignore[attr-defined]
 
     def recover(self) -> Recovery:
         """At start-up: fail what was running (``interrupted``), and list what is queued or awaits settlement."""
         recovery = Recovery()
         with self.db.session() as s:
-            running = list(s.scalars(select(JobRow.id).where(JobRow.status == JobStatus.RUNNING.value)))
-            s.execute(update(JobRow).where(JobRow.id.in_(running)).values(
-                status=JobStatus.FAILED.value, error_code=INTERRUPTED, finished_at=utcnow(),
+            running = list(s.scalars(select(CallRow.id).where(CallRow.status == CallStatus.RUNNING.value)))
+            s.execute(update(CallRow).where(CallRow.id.in_(running)).values(
+                status=CallStatus.FAILED.value, error_code=INTERRUPTED, finished_at=utcnow(),
                 error_message="the node stopped while this job was running; nothing was settled"))
             recovery.interrupted = running
-            pending = s.execute(select(JobRow.kind, JobRow.id).where(
-                (JobRow.status == JobStatus.QUEUED.value)
-                | ((JobRow.status == JobStatus.PROVED.value) & JobRow.payment.is_not(None))
-            ).order_by(JobRow.created_at))
+            pending = s.execute(select(CallRow.kind, CallRow.id).where(
+                (CallRow.status == CallStatus.QUEUED.value)
+                | ((CallRow.status == CallStatus.PROVED.value) & CallRow.payment.is_not(None))
+            ).order_by(CallRow.created_at))
             recovery.requeued = [(kind, job_id) for kind, job_id in pending]
         return recovery
 
-    def active(self, *statuses: JobStatus) -> list[JobRow]:
+    def active(self, *statuses: CallStatus) -> list[CallRow]:
         """Jobs in ``statuses``, oldest first (the distributed queue's janitor)."""
         with self.db.session() as s:
-            return list(s.scalars(select(JobRow).where(JobRow.status.in_([st.value for st in statuses]))
-                                  .order_by(JobRow.created_at)))
+            return list(s.scalars(select(CallRow).where(CallRow.status.in_([st.value for st in statuses]))
+                                  .order_by(CallRow.created_at)))
 
     def requeue(self, job_id: str) -> bool:
         """running -> queued: its worker is gone; the job is run again (its attempts are counted at start)."""
-        return self._move(job_id, [JobStatus.RUNNING], status=JobStatus.QUEUED.value, started_at=None)
+        return self._move(job_id, [CallStatus.RUNNING], status=CallStatus.QUEUED.value, started_at=None)
 
-    def by_payer(self, payer: str, limit: int = 20, offset: int = 0) -> list[JobRow]:
+    def by_payer(self, payer: str, limit: int = 20, offset: int = 0) -> list[CallRow]:
         """A payer's jobs, newest first (a page of ``limit`` from ``offset``)."""
         with self.db.session() as s:
-            return list(s.scalars(select(JobRow).where(JobRow.payer == payer.lower())
-                                  .order_by(JobRow.created_at.desc(), JobRow.id).offset(offset).limit(limit)))
+            return list(s.scalars(select(CallRow).where(CallRow.payer == payer.lower())
+                                  .order_by(CallRow.created_at.desc(), CallRow.id).offset(offset).limit(limit)))
 
-    def recent(self, limit: int = 20, *, system: str | None = None, rail: str | None = None) -> list[JobRow]:
+    def recent(self, limit: int = 20, *, system: str | None = None, rail: str | None = None) -> list[CallRow]:
         """The ``limit`` most recently created jobs, newest first (only those of ``system`` / ``rail`` if given)."""
-        query = select(JobRow)
+        query = select(CallRow)
         if system is not None:
-            query = query.where(JobRow.system == system)
+            query = query.where(CallRow.system == system)
         if rail is not None:
-            query = query.where(JobRow.rail == rail)
+            query = query.where(CallRow.rail == rail)
         with self.db.session() as s:
-            return list(s.scalars(query.order_by(JobRow.created_at.desc(), JobRow.id).limit(limit)))
+            return list(s.scalars(query.order_by(CallRow.created_at.desc(), CallRow.id).limit(limit)))
 
     def counts(self) -> dict[str, int]:
         with self.db.session() as s:
-            rows = s.execute(select(JobRow.status, func.count()).group_by(JobRow.status))
+            rows = s.execute(select(CallRow.status, func.count()).group_by(CallRow.status))
             return {status: n for status, n in rows}
 
-    def _move(self, job_id: str, from_: list[JobStatus], transfers: Sequence[Transfer] = (), **values: Any) -> bool:
+    def _move(self, job_id: str, from_: list[CallStatus], transfers: Sequence[Transfer] = (), **values: Any) -> bool:
         """A conditional update of the row; ``transfers`` are posted in the book in the same database transaction
         (only when the row moved: once)."""
         with self.db.write_session() if transfers else self.db.session() as s:
-            res = s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.status.in_([f.value for f in from_]))
+            res = s.execute(update(CallRow).where(CallRow.id == job_id, CallRow.status.in_([f.value for f in from_]))
                             .values(**values))
             if not res.rowcount:  # type: ignore[attr-defined]
                 return False

@@ -46,7 +46,7 @@ NAMING = {
 }
 
 
-class JobStatus(StrEnum):
+class CallStatus(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
     PROVED = "proved"
@@ -55,7 +55,7 @@ class JobStatus(StrEnum):
     FAILED = "failed"
 
 
-class JobKind(StrEnum):
+class CallKind(StrEnum):
     PROVE = "prove"  # an inference: prove, then settle its payment if it has one
     COMPILE = "compile"  # an owner's upload: compile, then serve the model
 
@@ -128,7 +128,7 @@ class ModelStatus(StrEnum):
     REJECTED = "rejected"
 
 
-class JobRow(Base):
+class CallRow(Base):
     __tablename__ = "jobs"
     __table_args__ = (Index("ix_jobs_rail_status", "rail", "status"),)
 
@@ -158,18 +158,18 @@ class JobRow(Base):
 
     @property
     def awaits_settlement(self) -> bool:
-        return self.status == JobStatus.PROVED and self.payment is not None
+        return self.status == CallStatus.PROVED and self.payment is not None
 
     @property
     def is_final(self) -> bool:
         """Nothing more will happen to this job."""
-        return self.status in (JobStatus.FAILED, JobStatus.SETTLED) or (
-            self.status == JobStatus.PROVED and self.payment is None)
+        return self.status in (CallStatus.FAILED, CallStatus.SETTLED) or (
+            self.status == CallStatus.PROVED and self.payment is None)
 
     @property
     def result_visible(self) -> bool:
         """The proof may be shown: free and proved, or paid and settled (never before the payment settles)."""
-        return self.status == JobStatus.SETTLED or (self.status == JobStatus.PROVED and self.payment is None)
+        return self.status == CallStatus.SETTLED or (self.status == CallStatus.PROVED and self.payment is None)
 
 
 class EscrowStatus(StrEnum):

@@ -76,7 +76,7 @@ class EscrowService(BatchedEscrow, ChainWatcher):
                          batch_size=batch_size, owner=owner)
         self.metrics: EscrowMetrics | None = None
         self.proof_timeout_s = proof_timeout_s
-        self.jobs: Any = jobs  # the node's JobService: proofs go through its queue (None: the workspace's prover)
+        self.jobs: Any = jobs  # the node's CallService: proofs go through its queue (None: the workspace's prover)
         self.payouts = MarketBook(repo.book, self.chain_id, self.address, self._parties, market.market.splitter_for,
                                   self._model_of)
 

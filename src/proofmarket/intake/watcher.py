@@ -67,7 +67,7 @@ class ChainWatcher(Reorgs):
                  *, confirmations: int | None = None, poll_s: float = 2.0, batch_size: int = 2_000,
                  owner: str | None = None, jobs: Any = None) -> None:
         self.market = market
-        self.jobs: Any = jobs  # the node's JobService: each answer is a call (rail escrow/court) in /v1/jobs
+        self.jobs: Any = jobs  # the node's CallService: each answer is a call (rail escrow/court) in /v1/jobs
         self.repo = repo
         self.served = served
         # the registry listings served: model ids are namespaced by owner, so a squatter's listing of the
@@ -316,7 +316,7 @@ def run_as_call(jobs: Any, model_id: str, system: str, rail: str, request: dict[
                 run: Callable[[], tuple[Any, str]]) -> tuple[Any, str]:
     """Run a request's work as a call row of the node (``rail``: escrow or court; paid on chain, so nothing for the
     runner to capture): listed in /v1/jobs, counted by system, rail and model, failed with its code. Without a
-    JobService (a watcher used outside a node) the work just runs."""
+    CallService (a watcher used outside a node) the work just runs."""
     if jobs is None:
         return run()
     job = jobs.open_call(model_id, request, None, None, system=system, rail=rail)

@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from proofmarket.db import Database, JobKind, JobRow, JobStatus
+from proofmarket.db import CallKind, CallRow, CallStatus, Database
 
 MAX_DAYS = 366
 
@@ -68,8 +68,8 @@ def _at_least(counts: dict[str, int], k: int) -> dict[str, int]:
     return shown
 
 
-def revenue_of(job: JobRow) -> int:
-    if job.status != JobStatus.SETTLED:
+def revenue_of(job: CallRow) -> int:
+    if job.status != CallStatus.SETTLED:
         return 0
     amount = str(((job.settlement or {}).get("payment") or {}).get("amount") or "0")
     return int(amount) if amount.isdigit() else 0
@@ -82,8 +82,8 @@ def model_stats(db: Database, model_id: str, days: int = 30, now: datetime | Non
     first_day = (now - timedelta(days=days - 1)).date()
     since = datetime(first_day.year, first_day.month, first_day.day, tzinfo=UTC)
     with db.session() as s:
-        jobs = list(s.scalars(select(JobRow).where(JobRow.model_id == model_id, JobRow.kind == JobKind.PROVE,
-                                                   JobRow.created_at >= since)))
+        jobs = list(s.scalars(select(CallRow).where(CallRow.model_id == model_id, CallRow.kind == CallKind.PROVE,
+                                                   CallRow.created_at >= since)))
     statuses: Counter[str] = Counter()
     rails: Counter[str] = Counter()
     errors: Counter[str] = Counter()
@@ -96,10 +96,10 @@ def model_stats(db: Database, model_id: str, days: int = 30, now: datetime | Non
         day = daily[job.created_at.date().isoformat()]
         day["calls"] += 1
         result = job.result or {}
-        if job.status == JobStatus.FAILED:
+        if job.status == CallStatus.FAILED:
             errors[job.error_code or "unknown"] += 1
             day["failed"] += 1
-        if job.finished_at is not None and job.status != JobStatus.FAILED:
+        if job.finished_at is not None and job.status != CallStatus.FAILED:
             latency.append((job.finished_at - job.created_at).total_seconds())
         if isinstance(result.get("run_s"), int | float):
             run.append(float(result["run_s"]))
@@ -115,13 +115,13 @@ def model_stats(db: Database, model_id: str, days: int = 30, now: datetime | Non
         d = daily.get(date, {"calls": 0, "failed": 0, "tokens": 0, "revenue": 0})
         by_day.append({"day": date, "calls": d["calls"], "failed": d["failed"], "tokens": d["tokens"],
                        "revenue_atomic": str(d["revenue"])})
-    open_ = sum(n for st, n in statuses.items() if st in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.PROVED,
-                                                          JobStatus.SETTLING))
-    free = sum(1 for j in jobs if j.status == JobStatus.PROVED and j.payment is None)
+    open_ = sum(n for st, n in statuses.items() if st in (CallStatus.QUEUED, CallStatus.RUNNING, CallStatus.PROVED,
+                                                          CallStatus.SETTLING))
+    free = sum(1 for j in jobs if j.status == CallStatus.PROVED and j.payment is None)
     return {
         "model_id": model_id, "node": node, "days": days, "since": since.isoformat(), "until": now.isoformat(),
-        "calls": {"total": len(jobs), "settled": statuses.get(JobStatus.SETTLED, 0), "free": free,
-                  "failed": statuses.get(JobStatus.FAILED, 0), "open": open_ - free, "by_rail": dict(rails)},
+        "calls": {"total": len(jobs), "settled": statuses.get(CallStatus.SETTLED, 0), "free": free,
+                  "failed": statuses.get(CallStatus.FAILED, 0), "open": open_ - free, "by_rail": dict(rails)},
         "errors": dict(errors.most_common()),
         "latency_s": {"p50": percentile(latency, 0.5), "p95": percentile(latency, 0.95), "count": len(latency)},
         "run_s": {"p50": percentile(run, 0.5), "p95": percentile(run, 0.95), "count": len(run)},

@@ -37,7 +37,7 @@ from proofmarket.core.errors import (
 )
 from proofmarket.core.listing_request import MAX_VALIDITY_S, ListingRequest
 from proofmarket.core.settings import Settings, known_devnet
-from proofmarket.db import Database, JobKind, JobRow, JobStatus, ModelRow, ModelStatus
+from proofmarket.db import CallKind, CallRow, CallStatus, Database, ModelRow, ModelStatus
 from proofmarket.db.owner_tables import ListingSubmissionRow
 from proofmarket.db.repo import LeaseRepo
 from proofmarket.db.tables import utcnow
@@ -235,12 +235,12 @@ class Submissions:
     def _compiling(self, owner: str) -> tuple[int, int]:
         """Submissions whose compile has not ended (queued or running)."""
         with self.db.session() as s:
-            rows = s.execute(select(ListingSubmissionRow.size_bytes, ListingSubmissionRow.job_id, JobRow.status)
-                             .join(JobRow, JobRow.id == ListingSubmissionRow.job_id, isouter=True)
+            rows = s.execute(select(ListingSubmissionRow.size_bytes, ListingSubmissionRow.job_id, CallRow.status)
+                             .join(CallRow, CallRow.id == ListingSubmissionRow.job_id, isouter=True)
                              .where(ListingSubmissionRow.owner == owner)
                              .where(ListingSubmissionRow.created_at > utcnow() - DAY)).all()
         # admitted and not queued yet (job None), or queued or running
-        open_ = [size for size, job, status in rows if job is None or status in (JobStatus.QUEUED, JobStatus.RUNNING)]
+        open_ = [size for size, job, status in rows if job is None or status in (CallStatus.QUEUED, CallStatus.RUNNING)]
         return len(open_), sum(open_)
 
     def compile_seconds(self, owner: str | None) -> float:
@@ -251,9 +251,9 @@ class Submissions:
 
     def _seconds_by_owner(self) -> dict[str, float]:
         since = utcnow() - DAY
-        query = (select(ListingSubmissionRow.owner, JobRow.started_at, JobRow.finished_at)
-                 .join(JobRow, JobRow.id == ListingSubmissionRow.job_id)
-                 .where(JobRow.kind == JobKind.COMPILE, ListingSubmissionRow.created_at > since))
+        query = (select(ListingSubmissionRow.owner, CallRow.started_at, CallRow.finished_at)
+                 .join(CallRow, CallRow.id == ListingSubmissionRow.job_id)
+                 .where(CallRow.kind == CallKind.COMPILE, ListingSubmissionRow.created_at > since))
         with self.db.session() as s:
             rows = s.execute(query).all()
         now = utcnow()
@@ -281,12 +281,12 @@ class Submissions:
     def _node_load(self) -> tuple[int, float]:
         """(owners' submissions queued or compiling, all owners' compile seconds of the last 24 hours)."""
         with self.db.session() as s:
-            statuses = s.scalars(select(JobRow.status).join(ListingSubmissionRow,
-                                                            JobRow.id == ListingSubmissionRow.job_id,
+            statuses = s.scalars(select(CallRow.status).join(ListingSubmissionRow,
+                                                            CallRow.id == ListingSubmissionRow.job_id,
                                                             isouter=False)
                                  .where(ListingSubmissionRow.created_at > utcnow() - DAY)).all()
             unattached = s.scalar(select(func.count()).select_from(ListingSubmissionRow).where(  # being queued now
                 ListingSubmissionRow.job_id.is_(None),
                 ListingSubmissionRow.created_at > utcnow() - timedelta(minutes=5)))
-        busy = sum(1 for st in statuses if st in (JobStatus.QUEUED, JobStatus.RUNNING)) + int(unattached or 0)
+        busy = sum(1 for st in statuses if st in (CallStatus.QUEUED, CallStatus.RUNNING)) + int(unattached or 0)
         return busy, self.compile_seconds(None)

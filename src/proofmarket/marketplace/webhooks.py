@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from proofmarket.core.errors import Forbidden, UsageError
 from proofmarket.core.settings import Settings
-from proofmarket.db import Database, JobKind, JobRow, JobStatus, ModelRow
+from proofmarket.db import CallKind, CallRow, CallStatus, Database, ModelRow
 from proofmarket.db.owner_tables import WebhookDeliveryRow, WebhookSubscriptionRow
 from proofmarket.db.tables import utcnow
 from proofmarket.marketplace.webhook_targets import WebhookTargetRefused, check_target, pinned, private_allowed
@@ -111,19 +111,19 @@ class Webhooks:
                 .order_by(WebhookDeliveryRow.created_at.desc()).limit(limit)))
 
     # --- events -----------------------------------------------------------------------------------------
-    def callback(self, job: JobRow, url: str) -> None:
+    def callback(self, job: CallRow, url: str) -> None:
         """The caller's callback for this call: delivered once the call is final (now, if it is already)."""
         check_target(url, self.allow_private, resolve=False)  # resolved at delivery time (and again each retry)
         self._add(f"callback:{job.id}", url, "call.result", None, job.id, status="waiting")
         if job.is_final:
             self.job_final(job)
 
-    def job_final(self, job: JobRow) -> None:
+    def job_final(self, job: CallRow) -> None:
         """A call ended (the runner's record step): its callback gets the result; the owner's ``call`` event."""
-        if job.kind != JobKind.PROVE:
+        if job.kind != CallKind.PROVE:
             return
         with self.db.session() as s:  # one transaction: this runs once per call, on its way to the answer
-            fresh = s.get(JobRow, job.id) or job
+            fresh = s.get(CallRow, job.id) or job
             waiting = s.scalars(select(WebhookDeliveryRow).where(WebhookDeliveryRow.job_id == job.id,
                                                                  WebhookDeliveryRow.status == "waiting")).all()
             for row in waiting:
@@ -131,7 +131,7 @@ class Webhooks:
             targets = _owner_targets(s, job.model_id, "call")
         self._deliver(targets, "call", f"call:{job.id}", job.id, call_event(fresh))
 
-    def captured(self, job: JobRow, settlement: Settlement, outcome: ProofOutcome) -> None:
+    def captured(self, job: CallRow, settlement: Settlement, outcome: ProofOutcome) -> None:
         """A paid call was captured (an after-capture hook): the owner's ``payout`` event."""
         payment = settlement.payment or {}
         self._to_owner(job.model_id, "payout", f"payout:{job.id}", job.id, {
@@ -216,13 +216,13 @@ class Webhooks:
                 row.next_at = utcnow() + timedelta(seconds=wait)
 
 
-def result_payload(job: JobRow) -> dict[str, Any]:
+def result_payload(job: CallRow) -> dict[str, Any]:
     """What a call's callback carries: what ``GET /v1/jobs/{id}`` shows its token holder."""
     result = dict(job.result or {}) if job.result_visible else {}
     settlement = job.settlement or {}
     doc: dict[str, Any] = {"event": "call.result", "job_id": job.id, "model_id": job.model_id, "status": job.status,
                            "rail": job.rail}
-    if job.status == JobStatus.FAILED:
+    if job.status == CallStatus.FAILED:
         doc["error"] = {"code": job.error_code, "message": job.error_message}
     else:
         doc["result"] = {"output": result.get("output"), "bundle_cid": job.bundle_cid, "salt": result.get("salt"),
@@ -231,9 +231,9 @@ def result_payload(job: JobRow) -> dict[str, Any]:
     return doc
 
 
-def call_event(job: JobRow) -> dict[str, Any]:
+def call_event(job: CallRow) -> dict[str, Any]:
     """What an owner's ``call`` event carries: the call's fate, never its input or output."""
-    amount = ((job.settlement or {}).get("payment") or {}).get("amount") if job.status == JobStatus.SETTLED else None
+    amount = ((job.settlement or {}).get("payment") or {}).get("amount") if job.status == CallStatus.SETTLED else None
     return {"event": "call", "job_id": job.id, "model_id": job.model_id, "status": job.status, "rail": job.rail,
             "amount_atomic": None if amount is None else str(amount), "error_code": job.error_code,
             "created_at": job.created_at.isoformat(),

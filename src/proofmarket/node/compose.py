@@ -20,18 +20,18 @@ from typing import TYPE_CHECKING, Any
 from eth_account.signers.local import LocalAccount
 from prometheus_client import CollectorRegistry
 
-from proofmarket.calls import JobMetrics, JobRunner, JobService, LocalJobQueue
+from proofmarket.calls import CallMetrics, CallRunner, CallService, LocalCallQueue
 from proofmarket.calls.cache import ProofCache
-from proofmarket.calls.queue import JobQueue
+from proofmarket.calls.queue import CallQueue
 from proofmarket.core.errors import ProofMarketError
 from proofmarket.core.settings import Settings
-from proofmarket.db import Database, JobRepo, JobRow, ModelRepo, ProofCacheRepo
+from proofmarket.db import CallRepo, CallRow, Database, ModelRepo, ProofCacheRepo
 from proofmarket.marketplace.catalog import Catalog
 from proofmarket.marketplace.webhooks import Webhooks
 from proofmarket.node.access import AccessTokens
 from proofmarket.node.pinning import Pinning
 from proofmarket.node.services import NodeServices
-from proofmarket.payments.port import FreeAccess, PaymentPort, Rails, routers_of
+from proofmarket.payments.port import FreeAccess, Rail, Rails, routers_of
 from proofmarket.payments.tickets import ProofOutcome, Settlement
 from proofmarket.store import ArtifactStore
 from proofmarket.systems.catalog import ModelCatalog
@@ -47,7 +47,7 @@ log = logging.getLogger("proofmarket.node")
 
 
 def build_node(settings: Settings | None = None, workspace: Workspace | None = None,
-               payments: PaymentPort | None = None, *, rails: Sequence[PaymentPort] = ()) -> NodeServices:
+               payments: Rail | None = None, *, rails: Sequence[Rail] = ()) -> NodeServices:
     """The node's services. ``payments``: the default rail (built from the settings when None); ``rails``: more
     rails the node accepts besides it (a request carrying a rail's credential is paid on that rail)."""
     settings = settings or Settings()
@@ -71,7 +71,7 @@ def build_node(settings: Settings | None = None, workspace: Workspace | None = N
     catalog = Catalog(model_repo, ModelCatalog(ws.store), _srs_check(default), listings)
     money = build_money(settings, db, rail_set, listings, registry)
     return NodeServices(money=money, settings=settings, db=db, workspace=ws, catalog=catalog,
-                        jobs=JobService(runner.jobs, queue, _cache(settings, db, ws.store, runner)), queue=queue,
+                        jobs=CallService(runner.jobs, queue, _cache(settings, db, ws.store, runner)), queue=queue,
                         payments=default, registry=registry, owns_workspace=workspace is None, tokens=tokens,
                         rails=rail_set, systems=systems, webhooks=Webhooks(settings, db))
 
@@ -85,7 +85,7 @@ def rail_routers(rails: Rails) -> list[Any]:
     return routers_of([BatchSettlementRail, CreditsRail, *rails.all()])
 
 
-def system_context(settings: Settings, store: ArtifactStore, payments: PaymentPort | None,
+def system_context(settings: Settings, store: ArtifactStore, payments: Rail | None,
                    registry: CollectorRegistry | None = None, signer: LocalAccount | None = None,
                    **extra: Any) -> SystemContext:
     """What the proof systems are built with: the node's signer (the receipt key when payments are on: one node
@@ -97,7 +97,7 @@ def system_context(settings: Settings, store: ArtifactStore, payments: PaymentPo
                          chain_id=node_chain_id(settings, payments), metrics=registry, extra=dict(extra))
 
 
-def node_chain_id(settings: Settings, payments: PaymentPort | None) -> int:
+def node_chain_id(settings: Settings, payments: Rail | None) -> int:
     """The chain the node is on: the payment rail's chain when payments are on, else the settings' chain."""
     described = (payments.describe().get("chain") or {}).get("chain_id") if payments is not None else None
     if described is not None:
@@ -108,10 +108,10 @@ def node_chain_id(settings: Settings, payments: PaymentPort | None) -> int:
 
 
 def build_runner(settings: Settings, db: Database, store: ArtifactStore, registry: CollectorRegistry,
-                 rails: Rails | PaymentPort) -> JobRunner:
+                 rails: Rails | Rail) -> CallRunner:
     """The call runner of a node or of a ``proofmarket worker`` process."""
     cache = ProofCacheRepo(db, settings.queue.proof_cache_size) if settings.queue.proof_cache_size else None
-    runner = JobRunner(settings, JobRepo(db), ModelRepo(db), store, rails, JobMetrics(registry), cache)
+    runner = CallRunner(settings, CallRepo(db), ModelRepo(db), store, rails, CallMetrics(registry), cache)
     runner.metrics.track_settling(runner.jobs.settling_age)
     runner.metrics.settler_lease.set(1.0)  # a node settles alone until a shared queue's lease says otherwise
     hooks = Webhooks(settings, db)  # callbacks and owners' events are rows: the node's dispatcher sends them
@@ -124,7 +124,7 @@ def build_runner(settings: Settings, db: Database, store: ArtifactStore, registr
 
 
 def _payments(settings: Settings, ws: Workspace, model_repo: ModelRepo, db: Database
-              ) -> tuple[PaymentPort, list[PaymentPort]]:
+              ) -> tuple[Rail, list[Rail]]:
     """Payments off: free calls. On: x402 through the gate (``payments/exact/rail.py``), paid to the model's owner,
     and x402 batch-settlement channels beside it (``node/batch_build.py``) when the chain has their contract.
     Returns the default rail and the others."""
@@ -224,10 +224,10 @@ def _listings(settings: Settings, ws: Workspace) -> Listings | None:
                     validation_every_s=settings.chain.validation_every_s)
 
 
-def listing_hook(listings: Listings) -> Callable[[JobRow, Settlement, ProofOutcome], None]:
+def listing_hook(listings: Listings) -> Callable[[CallRow, Settlement, ProofOutcome], None]:
     """After a call paid a listing's splitter: release the split, and record a ZK proof's ERC-8004 validation."""
 
-    def after_capture(job: JobRow, settlement: Settlement, outcome: ProofOutcome) -> None:
+    def after_capture(job: CallRow, settlement: Settlement, outcome: ProofOutcome) -> None:
         payment = settlement.payment or {}
         split = payment.get("split_onchain_id")
         if not split:
@@ -245,7 +245,7 @@ def listing_hook(listings: Listings) -> Callable[[JobRow, Settlement, ProofOutco
     return after_capture
 
 
-def _srs_check(payments: PaymentPort) -> Callable[[str, Any], None]:
+def _srs_check(payments: Rail) -> Callable[[str, Any], None]:
     """A node paid off the devnet refuses dev-SRS models (at load: ``catalog.register``, and when serving)."""
     from proofmarket.systems.ezkl.srs import check_servable
 
@@ -259,25 +259,25 @@ def _srs_check(payments: PaymentPort) -> Callable[[str, Any], None]:
     return check
 
 
-def _cache(settings: Settings, db: Database, store: ArtifactStore, runner: JobRunner) -> ProofCache | None:
+def _cache(settings: Settings, db: Database, store: ArtifactStore, runner: CallRunner) -> ProofCache | None:
     """The node's side of the proof cache: calls looked up when submitted, hits and misses in /metrics."""
     if not settings.queue.proof_cache_size:
         return None
     return ProofCache(ProofCacheRepo(db, settings.queue.proof_cache_size), store, runner.jobs, runner.metrics.cache)
 
 
-def _queue(settings: Settings, runner: JobRunner, job_repo: JobRepo, systems: SystemSet) -> JobQueue:
+def _queue(settings: Settings, runner: CallRunner, job_repo: CallRepo, systems: SystemSet) -> CallQueue:
     """The engine: local (worker threads in the node, each with its own prover process) or celery (workers over
     Redis; checked here: an unreachable Redis stops the node with ``queue_unavailable``)."""
     if settings.queue.kind == "celery":
-        from proofmarket.calls.celery_queue import CeleryJobQueue
+        from proofmarket.calls.celery_queue import CeleryCallQueue
         from proofmarket.db import LeaseRepo
 
-        celery = CeleryJobQueue(settings, job_repo, runner)
+        celery = CeleryCallQueue(settings, job_repo, runner)
         celery.leases = LeaseRepo(job_repo.db)
         celery.recover()
         return celery
-    local = LocalJobQueue(runner, job_repo, [systems.worker(i) for i in range(settings.queue.prover_workers)])
+    local = LocalCallQueue(runner, job_repo, [systems.worker(i) for i in range(settings.queue.prover_workers)])
     local.recover()
     return local
 

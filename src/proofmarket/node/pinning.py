@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from proofmarket.core.errors import ProofMarketError
 from proofmarket.core.settings import Settings
-from proofmarket.db import JobKind, JobRow, JobStatus
+from proofmarket.db import CallKind, CallRow, CallStatus
 from proofmarket.store import ArtifactStore
 from proofmarket.store.pinning import Pinner, pinner_from
 from proofmarket.systems.catalog import ModelCatalog
@@ -48,11 +48,11 @@ class Pinning:
         cids = [*model_cids(self.store, model_id), *([catalog_cid] if catalog_cid else [])]
         return self._pin("model", cids, f"model-{model_id[-12:]}")
 
-    def job_final(self, job: JobRow) -> None:
-        if job.kind == JobKind.COMPILE and job.status == JobStatus.PROVED and job.model_id:
+    def job_final(self, job: CallRow) -> None:
+        if job.kind == CallKind.COMPILE and job.status == CallStatus.PROVED and job.model_id:
             entry = (job.input or {}).get("catalog_cid")
             self._safe(lambda: self.pin_model(str(job.model_id), str(entry) if entry else None))
-        elif job.kind == JobKind.PROVE and self.bundles and job.bundle_cid and job.status != JobStatus.FAILED:
+        elif job.kind == CallKind.PROVE and self.bundles and job.bundle_cid and job.status != CallStatus.FAILED:
             paid = ((job.settlement or {}).get("payment") or {}).get("paid_bundle_cid")
             cids = [job.bundle_cid, *([paid] if paid else [])]
             self._safe(lambda: self._pin("bundle", cids, f"call-{job.id}"))

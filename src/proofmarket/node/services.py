@@ -9,8 +9,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from proofmarket.calls import JobService
-from proofmarket.calls.queue import JobQueue
+from proofmarket.calls import CallService
+from proofmarket.calls.queue import CallQueue
 from proofmarket.chain.client import ChainClient
 from proofmarket.core.errors import ChainError
 from proofmarket.core.settings import Settings
@@ -21,7 +21,7 @@ from proofmarket.market import Market
 from proofmarket.marketplace.catalog import Catalog
 from proofmarket.marketplace.webhooks import Dispatcher, Webhooks
 from proofmarket.node.access import AccessTokens
-from proofmarket.payments.port import PaymentPort, Rails
+from proofmarket.payments.port import Rail, Rails
 from proofmarket.payments.settler import Money
 from proofmarket.systems.registry import ATTESTED_SYSTEM, SystemSet
 from proofmarket.systems.workspace import Workspace
@@ -33,9 +33,9 @@ class NodeServices:
     db: Database
     workspace: Workspace
     catalog: Catalog
-    jobs: JobService
-    queue: JobQueue
-    payments: PaymentPort  # the default rail (x402 when payments are on, else free)
+    jobs: CallService
+    queue: CallQueue
+    payments: Rail  # the default rail (x402 when payments are on, else free)
     registry: CollectorRegistry
     owns_workspace: bool
     tokens: AccessTokens

@@ -3,7 +3,7 @@
 It runs one job at a time (the solo pool: EZKL holds the GIL, and the prover's own process does the work);
 scale by starting more workers, on this machine or others. A worker needs what the node has: the database
 (``PROOFMARKET_DATABASE_URL``, PostgreSQL across machines), the artifact store (``PROOFMARKET_HOME`` on a
-shared disk) and Redis; no payment keys: it proves, and a node settles the payment (``CeleryJobQueue``'s
+shared disk) and Redis; no payment keys: it proves, and a node settles the payment (``CeleryCallQueue``'s
 settler). Before its first job it starts its prover process with EZKL loaded; for every model it checks that
 the model was compiled with its EZKL version (``ezkl_version_mismatch`` otherwise: nothing proved, nothing
 charged) and that the artifacts it reads still hash to their CIDs (``artifact_corrupt``).

@@ -5,7 +5,7 @@ are paid on chain before a call exists (``intake/``); another rail registers wit
       -> inputs checked by the model's proof system (422 before any payment is looked at)
       -> Rails.select(headers)                -> the rail whose credential the request carries, else the default
       -> rail.payer_of(headers)                -> the payer, scoping the Idempotency-Key (a known key: its call)
-      -> rail.verify(headers, offer)           authorize: PaymentTicket | None (free) | raises 402 with its terms
+      -> rail.verify(headers, offer)           authorize: Ticket | None (free) | raises 402 with its terms
       -> rail.cover(ticket, held)              the payer's balance covers this and its other unsettled calls
       -> the call stored with the ticket and its rail (the ticket's nonce is unique: a replay is refused)
       -> execute (the engine runs the proof system)
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from proofmarket.core.errors import UsageError
-from proofmarket.payments.tickets import PaymentTicket, ProofOutcome, Settlement
+from proofmarket.payments.tickets import ProofOutcome, Settlement, Ticket
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -54,11 +54,11 @@ class Offer:
     pay_to: str | None = None  # the registry listing's revenue splitter; None: the model row's owner or payee
     split: str | None = None  # the listing's on-chain id: its splitter is released after settlement
     # metered (a generation): the rate per 1,000 output tokens, price_atomic its ceiling (max_tokens); a rail
-    # that can charge less than it authorized charges what was produced (``PaymentTicket.used``)
+    # that can charge less than it authorized charges what was produced (``Ticket.used``)
     per_1k_tokens: int | None = None
 
 
-class PaymentPort(Protocol):
+class Rail(Protocol):
     name: str  # the rail's id, stored on each call ("free", "x402", ...)
 
     def accepts(self, headers: Mapping[str, str]) -> bool:
@@ -73,7 +73,7 @@ class PaymentPort(Protocol):
         """For discovery documents: at least ``{"x402": bool}``; the gate adds scheme, network, asset, chain."""
         ...
 
-    def verify(self, headers: Mapping[str, str], offer: Offer) -> PaymentTicket | None:
+    def verify(self, headers: Mapping[str, str], offer: Offer) -> Ticket | None:
         """Check the request's payment for ``offer`` without settling it. ``None``: the call is free.
         ``headers`` are the request's (case-insensitive: ``headers.get("PAYMENT-SIGNATURE")``).
         Raise ``PaymentRequired`` (no payment) or ``PaymentRejected`` (wrong amount, expired, replayed...)."""
@@ -83,26 +83,23 @@ class PaymentPort(Protocol):
         """Who pays, by the payment's own signature (no RPC), or None: scopes Idempotency-Keys by payer."""
         ...
 
-    def cover(self, ticket: PaymentTicket, held_atomic: int) -> None:
+    def cover(self, ticket: Ticket, held_atomic: int) -> None:
         """Raise ``PaymentInsufficientFunds`` when the payer's balance minus ``held_atomic`` (held by its
         other unsettled jobs) does not cover ``ticket``."""
         ...
 
-    def settle(self, ticket: PaymentTicket, proof: ProofOutcome) -> Settlement:
+    def settle(self, ticket: Ticket, proof: ProofOutcome) -> Settlement:
         """Settle a verified payment once its proof is ready (see ``proofmarket.payments.tickets.SettleHook``);
         ``PaymentSettlementPending`` when it was sent but is not confirmed yet."""
         ...
 
-    def follow(self, ticket: PaymentTicket, proof: ProofOutcome, tx_hash: str | None) -> Settlement | None:
+    def follow(self, ticket: Ticket, proof: ProofOutcome, tx_hash: str | None) -> Settlement | None:
         """A pending settlement: settled, None (still pending) or ``PaymentSettlementFailed`` (see SettleHook)."""
         ...
 
-    def release(self, ticket: PaymentTicket) -> None:
+    def release(self, ticket: Ticket) -> None:
         """Give up a verified payment that will not be settled (its job failed, or it was not needed)."""
         ...
-
-
-PaymentRail = PaymentPort
 
 
 class FreeAccess:
@@ -119,22 +116,22 @@ class FreeAccess:
     def describe(self) -> dict[str, Any]:
         return {"x402": False}
 
-    def verify(self, headers: Mapping[str, str], offer: Offer) -> PaymentTicket | None:
+    def verify(self, headers: Mapping[str, str], offer: Offer) -> Ticket | None:
         return None
 
     def payer_of(self, headers: Mapping[str, str]) -> str | None:
         return None
 
-    def cover(self, ticket: PaymentTicket, held_atomic: int) -> None:
+    def cover(self, ticket: Ticket, held_atomic: int) -> None:
         return None
 
-    def settle(self, ticket: PaymentTicket, proof: ProofOutcome) -> Settlement:
+    def settle(self, ticket: Ticket, proof: ProofOutcome) -> Settlement:
         return Settlement()
 
-    def follow(self, ticket: PaymentTicket, proof: ProofOutcome, tx_hash: str | None) -> Settlement | None:
+    def follow(self, ticket: Ticket, proof: ProofOutcome, tx_hash: str | None) -> Settlement | None:
         return Settlement()
 
-    def release(self, ticket: PaymentTicket) -> None:
+    def release(self, ticket: Ticket) -> None:
         return None
 
 
@@ -145,11 +142,11 @@ class Rails:
     the default, which then answers 402 with its terms when the call is not free. ``get(name)`` finds the rail a
     stored call was paid on (a call of a rail this node no longer runs: ``UsageError``)."""
 
-    def __init__(self, default: PaymentPort, others: list[PaymentPort] | None = None) -> None:
+    def __init__(self, default: Rail, others: list[Rail] | None = None) -> None:
         self.default = default
-        self._rails: dict[str, PaymentPort] = {_name(r): r for r in [*(others or []), default]}
+        self._rails: dict[str, Rail] = {_name(r): r for r in [*(others or []), default]}
 
-    def all(self) -> list[PaymentPort]:
+    def all(self) -> list[Rail]:
         return list(self._rails.values())
 
     def of(self, kind: type[R]) -> R | None:
@@ -169,13 +166,13 @@ class Rails:
                 seen.setdefault(id(table), table)
         return list(seen.values())
 
-    def select(self, headers: Mapping[str, str]) -> PaymentPort:
+    def select(self, headers: Mapping[str, str]) -> Rail:
         for rail in self._rails.values():
             if rail is not self.default and rail.accepts(headers):
                 return rail
         return self.default
 
-    def get(self, name: str | None) -> PaymentPort:
+    def get(self, name: str | None) -> Rail:
         rail = self._rails.get(name or _name(self.default))
         if rail is None and not hasattr(self.default, "name"):  # a port from before rails had names
             return self.default
@@ -209,10 +206,10 @@ def routers_of(rails: Iterable[object]) -> list[Any]:
     return list(out.values())
 
 
-def _name(rail: PaymentPort) -> str:
+def _name(rail: Rail) -> str:
     return str(getattr(rail, "name", None) or "default")
 
-def cover_of(rail: PaymentPort) -> Callable[[PaymentTicket, int], None] | None:
+def cover_of(rail: Rail) -> Callable[[Ticket, int], None] | None:
     """The funds check a new call of ``rail`` needs (``cover``, run under the payer's funds lock with what its other
     calls hold), or None when the rail's ``verify`` already held this call's funds itself (a rail that says so with
     ``verify_holds_funds = True``: a channel's voucher is reserved against its channel, one call at a time)."""

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class PaymentTicket:
+class Ticket:
     """A payment the gate verified but did not settle. ``nonce`` identifies it (at most one job per nonce);
     ``doc`` is the gate's own JSON of it, handed back to ``settle``."""
 
@@ -37,7 +37,7 @@ class PaymentTicket:
         return out
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> PaymentTicket:
+    def from_json(cls, data: dict[str, Any]) -> Ticket:
         rate = data.get("per_1k_tokens")
         return cls(str(data["nonce"]), int(data["amount_atomic"]), data.get("payer"), dict(data.get("doc") or {}),
                    None if rate is None else int(rate))
@@ -113,15 +113,15 @@ class SettleHook(Protocol):
     will never be settled (the job failed or was interrupted): nothing is charged.
     """
 
-    def settle(self, ticket: PaymentTicket, proof: ProofOutcome) -> Settlement: ...
+    def settle(self, ticket: Ticket, proof: ProofOutcome) -> Settlement: ...
 
-    def follow(self, ticket: PaymentTicket, proof: ProofOutcome, tx_hash: str | None) -> Settlement | None:
+    def follow(self, ticket: Ticket, proof: ProofOutcome, tx_hash: str | None) -> Settlement | None:
         """A settlement ``settle`` reported pending (``PaymentSettlementPending``): its ``Settlement`` once the
         payment is on chain, None while still pending; raises ``PaymentSettlementFailed`` once it can never
         settle (expired unused, canceled): then nothing was charged. Never sends a transaction."""
         ...
 
-    def release(self, ticket: PaymentTicket) -> None: ...
+    def release(self, ticket: Ticket) -> None: ...
 
 
 def store_paid_bundle(store: ArtifactStore, proof: ProofOutcome, payment: dict[str, Any],

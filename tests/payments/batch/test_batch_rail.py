@@ -15,7 +15,7 @@ from proofmarket.core.errors import PaymentChannelBusy, PaymentChannelRejected, 
 from proofmarket.db import Database
 from proofmarket.payments.batch.rail import BatchSettlementRail
 from proofmarket.payments.headers import PAYMENT_SIGNATURE_HEADER
-from proofmarket.payments.tickets import PaymentTicket
+from proofmarket.payments.tickets import Ticket
 from proofmarket.systems.receipts import verify_receipt
 
 
@@ -140,7 +140,7 @@ def test_concurrent_verifies_of_one_voucher_on_two_nodes_sharing_a_database(db: 
     payer = Payer(dev_account(2, DEVNET_CHAIN_ID))
     call(nodes[0], payer, "job-0")  # the channel exists (deposit made)
     header, _ = payer.pay(nodes[0].requirements(offer()))
-    won: list[PaymentTicket] = []
+    won: list[Ticket] = []
     refused: list[str] = []
 
     def attempt(rail: BatchSettlementRail) -> None:
@@ -162,7 +162,7 @@ def test_concurrent_verifies_of_one_voucher_on_two_nodes_sharing_a_database(db: 
     nodes[1].settle(ticket, outcome("job-1"))
     assert nodes[0].settle(ticket, outcome("job-1")).payment is not None  # settled again: answered as before
     with pytest.raises(PaymentSettlementFailed):  # another ticket on the same voucher never charges
-        nodes[0].settle(PaymentTicket(ticket.nonce + "x", PRICE, doc=ticket.doc), outcome("job-2"))
+        nodes[0].settle(Ticket(ticket.nonce + "x", PRICE, doc=ticket.doc), outcome("job-2"))
     assert [c.amount for c in nodes[0].storage.repo.charges()] == [PRICE, PRICE]
 
 

@@ -21,7 +21,7 @@ from x402_helpers import PRICE, Chain, Served, node_settings
 from proofmarket.api import create_app
 from proofmarket.calls.redis_server import redis_server
 from proofmarket.chain import dev_account
-from proofmarket.db import Database, JobRepo
+from proofmarket.db import CallRepo, Database
 from proofmarket.sdk.client import Client
 
 pytestmark = pytest.mark.slow
@@ -87,5 +87,5 @@ def test_100_paying_clients_two_nodes_three_workers(chain: Chain, node_home: Pat
         charged = [2 * PRICE - chain.usdc.balance_of(p.address) for p in payers]
         assert charged == [PRICE] * CLIENTS  # each payer charged exactly once
         assert chain.usdc.balance_of(payee.address) - payee_before == CLIENTS * PRICE
-        counts = JobRepo(Database(f"sqlite:///{db}")).counts()
+        counts = CallRepo(Database(f"sqlite:///{db}")).counts()
         assert counts == {"settled": CLIENTS}, counts  # none lost, none failed, none left half-done

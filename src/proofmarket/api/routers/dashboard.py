@@ -23,7 +23,7 @@ from proofmarket.api.routers.meta import node_health
 from proofmarket.api.routers.requests import escrow_of
 from proofmarket.api.schemas import Price
 from proofmarket.core.errors import ProofMarketError
-from proofmarket.db import EscrowRequestRow, JobRow
+from proofmarket.db import CallRow, EscrowRequestRow
 from proofmarket.node.services import NodeServices
 from proofmarket.systems import spec_of
 
@@ -40,7 +40,7 @@ border-bottom:1px solid #ddd}th{background:#f4f4f4}code{font-size:.95em}.ok{colo
 class DashboardView:
     node: dict[str, Any]
     models: list[dict[str, Any]]
-    jobs: list[JobRow]
+    jobs: list[CallRow]
     counts: dict[str, int]
     escrow: list[EscrowRequestRow] | None  # None: the escrow watcher is off
     notes: list[str] = field(default_factory=list)
@@ -160,7 +160,7 @@ def _time(when: datetime | None) -> str:
     return "" if when is None else _e(when.strftime("%Y-%m-%d %H:%M:%S"))
 
 
-def _duration(job: JobRow) -> str:
+def _duration(job: CallRow) -> str:
     if job.finished_at is None:
         return ""
     seconds = (job.finished_at - (job.started_at or job.created_at)).total_seconds()

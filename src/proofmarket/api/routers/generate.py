@@ -5,9 +5,9 @@
          max_tokens_over_cap, prompt_too_long, invalid_input): all before any payment is looked at
       -> price = ceil(price per 1,000 output tokens * max_tokens / 1,000): the cap is charged with the x402
          ``exact`` scheme (the SDK's ``upto`` scheme needs Permit2 and its proxy on the chain: not used yet)
-      -> PaymentPort.verify -> the call held as a job (``JobService.open_call``: the payer's balance must cover
+      -> Rail.verify -> the call held as a job (``CallService.open_call``: the payer's balance must cover
          it on top of its other unsettled calls, else 402 payment_insufficient_funds, before anything runs)
-      -> generate + sign the attested bundle -> settled as a paid job settles (``JobService.finish_call``) -> 200
+      -> generate + sign the attested bundle -> settled as a paid job settles (``CallService.finish_call``) -> 200
     A generation that fails settles nothing (the payment is released). A settlement still pending when the
     facilitator stops waiting answers 202 with the job (``GET /v1/jobs/{id}`` with its ``access_token`` in
     ``X-Job-Token``): the node keeps the hold and the answer, shows it there (``result.answer``) once the transfer
@@ -40,10 +40,10 @@ from proofmarket.api.schemas import GenerateResult, JobPublic
 from proofmarket.api.views import job_error, job_public
 from proofmarket.calls.service import call_answer
 from proofmarket.core.errors import PaymentReplayed, ProofMarketError, WrongMode
-from proofmarket.db import JobRow, JobStatus
+from proofmarket.db import CallRow, CallStatus
 from proofmarket.node.services import NodeServices
-from proofmarket.payments.port import Offer, PaymentPort, cover_of
-from proofmarket.payments.tickets import PaymentTicket, Settlement
+from proofmarket.payments.port import Offer, Rail, cover_of
+from proofmarket.payments.tickets import Settlement, Ticket
 from proofmarket.systems import spec
 from proofmarket.systems.port import Events
 
@@ -85,7 +85,7 @@ async def generate(model_id: str, body: GenerateBody, request: Request, services
     except BaseException as exc:
         _failed(services, call, exc)
         raise
-    if isinstance(outcome, JobRow):
+    if isinstance(outcome, CallRow):
         return JSONResponse(_accepted(services, outcome), status_code=202,
                             headers={"Location": f"/v1/jobs/{outcome.id}"})
     answer, headers = outcome
@@ -96,17 +96,17 @@ async def generate(model_id: str, body: GenerateBody, request: Request, services
 class Opened:
     """A generation held as a call while it runs and settles: its row, its payment (None: free) and rail."""
 
-    job: JobRow
-    ticket: PaymentTicket | None
-    rail: PaymentPort
+    job: CallRow
+    ticket: Ticket | None
+    rail: Rail
     request: dict[str, Any]
 
 
 Answered = tuple[dict[str, Any], dict[str, str]]  # the 200 answer and its headers
-Outcome = Answered | JobRow  # or the call still settling (202)
+Outcome = Answered | CallRow  # or the call still settling (202)
 
 
-def _accepted(services: NodeServices, job: JobRow) -> dict[str, Any]:
+def _accepted(services: NodeServices, job: CallRow) -> dict[str, Any]:
     """The 202 body (and the stream's ``pending`` event): the job to poll, with the token that opens it."""
     return job_public(job, services.tokens.job(job.id)).model_dump(mode="json")
 
@@ -161,7 +161,7 @@ def _run(services: NodeServices, call: Opened, emit: Events | None) -> Outcome:
     start = time.perf_counter()
     execution = services.systems.get(job.system).run(job.model_id, call.request, emit)
     job = services.jobs.finish_call(job.id, execution, time.perf_counter() - start)
-    if job.status == JobStatus.SETTLING:
+    if job.status == CallStatus.SETTLING:
         return job
     delivered = call_answer(job, execution.bundle.to_doc())
     if delivered is None:
@@ -196,7 +196,7 @@ async def event_items(services: NodeServices, call: Opened) -> AsyncIterator[tup
     def work() -> None:
         try:
             outcome = _run(services, call, emit if call.ticket is None else hold)
-            if isinstance(outcome, JobRow):  # settling: the text waits at the job until the transfer is mined
+            if isinstance(outcome, CallRow):  # settling: the text waits at the job until the transfer is mined
                 emit("pending", _accepted(services, outcome))
                 return
             for event, data in held:

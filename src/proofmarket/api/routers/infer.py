@@ -29,7 +29,7 @@ from proofmarket.api.schemas import InferResult, JobPublic
 from proofmarket.api.views import infer_result, job_error, job_public
 from proofmarket.calls import Settlement, request_hash
 from proofmarket.core.errors import PaymentReplayed
-from proofmarket.db import JobKind, JobRow, JobStatus
+from proofmarket.db import CallKind, CallRow, CallStatus
 from proofmarket.marketplace.webhook_targets import check_target
 from proofmarket.node.services import NodeServices
 from proofmarket.payments.port import Offer, cover_of
@@ -81,7 +81,7 @@ async def infer(model_id: str, inputs: InputsBody, request: Request, services: S
 
 
 def _terms_and_submit(services: NodeServices, model_id: str, inputs: dict[str, Any], base: str,
-                      headers: Mapping[str, str], key: str | None, batch: bool) -> JobRow:
+                      headers: Mapping[str, str], key: str | None, batch: bool) -> CallRow:
     """The call's terms, then its payment and its job (one hand-off to a worker thread for both)."""
     offer, system = _offer(services, model_id, inputs, base)
     return _submit(services, offer, system, inputs, headers, key, batch)
@@ -103,12 +103,13 @@ def _offer(services: NodeServices, model_id: str, inputs: dict[str, Any], base: 
 
 
 def _submit(services: NodeServices, offer: Offer, system: str, inputs: dict[str, Any], headers: Mapping[str, str],
-            key: str | None, batch: bool = True) -> JobRow:
+            key: str | None, batch: bool = True) -> CallRow:
     """payment verified by the request's rail (not settled) -> funds held -> call stored and queued. A key known
     for this payer: its call (an unpaid or other caller never gets a paid call by its key)."""
     rail = services.rails.select(headers)
     if key is not None:  # a retry of a call already made (the payer's own signature scopes the key)
-        found = services.jobs.existing(key, request_hash(JobKind.PROVE, offer.model_id, inputs), rail.payer_of(headers))
+        found = services.jobs.existing(key, request_hash(CallKind.PROVE, offer.model_id, inputs),
+                                       rail.payer_of(headers))
         if found is not None:
             return found
     ticket = rail.verify(headers, offer)
@@ -140,13 +141,13 @@ def _answer_or_accepted(services: NodeServices, job_id: str) -> JSONResponse:
     return _answer(services, job) if job.is_final else _accepted(services, job)
 
 
-def _accepted(services: NodeServices, job: JobRow) -> JSONResponse:
+def _accepted(services: NodeServices, job: CallRow) -> JSONResponse:
     body = job_public(job, services.tokens.job(job.id))
     return JSONResponse(body.model_dump(mode="json"), status_code=202, headers={"Location": f"/v1/jobs/{job.id}"})
 
 
-def _answer(services: NodeServices, job: JobRow) -> JSONResponse:
-    if job.status == JobStatus.FAILED:
+def _answer(services: NodeServices, job: CallRow) -> JSONResponse:
+    if job.status == CallStatus.FAILED:
         raise job_error(job)
     assert job.bundle_cid is not None
     bundle = services.workspace.store.get_json(job.bundle_cid)  # the one read of the bundle in this call

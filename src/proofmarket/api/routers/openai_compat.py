@@ -29,7 +29,7 @@ from proofmarket.api.deps import ServicesDep, base_url
 from proofmarket.api.errors import error_response
 from proofmarket.api.routers.generate import _accepted, _failed, _offer, _open, _run, event_items
 from proofmarket.core.errors import InputError, PaymentRequired, ProofMarketError, Unauthorized
-from proofmarket.db import JobRow
+from proofmarket.db import CallRow
 from proofmarket.node.services import NodeServices
 from proofmarket.payments.credits.rail import api_key_of
 from proofmarket.systems import spec
@@ -131,7 +131,7 @@ async def _complete(request: Request, services: NodeServices, body: dict[str, An
     except BaseException as exc:
         _failed(services, call, exc)
         raise
-    if isinstance(outcome, JobRow):
+    if isinstance(outcome, CallRow):
         return JSONResponse(_accepted(services, outcome), status_code=202,
                             headers={"Location": f"/v1/jobs/{outcome.id}"})
     answer, headers = outcome

@@ -43,7 +43,7 @@ from proofmarket.payments.facilitators import chain_id_of
 from proofmarket.payments.headers import PAYMENT_SIGNATURE_HEADER
 from proofmarket.payments.parse import check_resource, decode_payment
 from proofmarket.payments.port import Offer
-from proofmarket.payments.tickets import PaymentTicket
+from proofmarket.payments.tickets import Ticket
 
 log = logging.getLogger("proofmarket.payments.batch.rail")
 
@@ -70,7 +70,7 @@ class ChannelChecks:
             return None
         return payload if payload.accepted.scheme == SCHEME_BATCH_SETTLEMENT else None
 
-    def _verify(self, headers: Mapping[str, str], offer: Offer, requirements: PaymentRequirements) -> PaymentTicket:
+    def _verify(self, headers: Mapping[str, str], offer: Offer, requirements: PaymentRequirements) -> Ticket:
         payload = self._payload(headers)
         if payload is None:
             raise PaymentRequired("this call needs an x402 payment in the PAYMENT-SIGNATURE header")
@@ -125,7 +125,7 @@ class ChannelChecks:
 
         self._reserve(channel_id, nonce, current, mirrored, base=base, signed=signed, raw=raw)
         voucher = raw["voucher"]
-        return PaymentTicket(nonce=nonce, amount_atomic=price, payer=config.payer.lower(),
+        return Ticket(nonce=nonce, amount_atomic=price, payer=config.payer.lower(),
                              per_1k_tokens=offer.per_1k_tokens,
                              doc={"channel_id": channel_id, "max_claimable": str(signed),
                                   "signature": str(voucher.get("signature", "0x")), "pay_to": self._pay_to(offer),

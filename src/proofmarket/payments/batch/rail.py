@@ -75,7 +75,7 @@ from proofmarket.payments.facilitators import chain_id_of
 from proofmarket.payments.headers import encode_payment_response_header, with_receipt
 from proofmarket.payments.parse import decode_payment
 from proofmarket.payments.port import Offer
-from proofmarket.payments.tickets import PaymentTicket, ProofOutcome, Settlement, store_paid_bundle
+from proofmarket.payments.tickets import ProofOutcome, Settlement, Ticket, store_paid_bundle
 from proofmarket.store import ArtifactStore
 from proofmarket.systems.receipts import sign_receipt
 
@@ -166,7 +166,7 @@ class BatchSettlementRail(ChannelChecks):
                       payer_authorizer=config.payer, chain_id=chain_id_of(self.terms.network))
         return config.payer.lower() if ok is not None else None
 
-    def verify(self, headers: Mapping[str, str], offer: Offer) -> PaymentTicket | None:
+    def verify(self, headers: Mapping[str, str], offer: Offer) -> Ticket | None:
         requirements = self.requirements(offer)
         try:
             return self._verify(headers, offer, requirements)
@@ -177,10 +177,10 @@ class BatchSettlementRail(ChannelChecks):
 
     verify_holds_funds = True  # verify reserved the voucher against its channel (one call per channel at a time)
 
-    def cover(self, ticket: PaymentTicket, held_atomic: int) -> None:
+    def cover(self, ticket: Ticket, held_atomic: int) -> None:
         return None
 
-    def settle(self, ticket: PaymentTicket, proof: ProofOutcome) -> Settlement:
+    def settle(self, ticket: Ticket, proof: ProofOutcome) -> Settlement:
         doc = ticket.doc
         channel_id, signed = str(doc["channel_id"]), int(doc["max_claimable"])
         used = ticket.used(proof)
@@ -221,13 +221,13 @@ class BatchSettlementRail(ChannelChecks):
                "the channel's reservation for this call is gone (it expired, or the channel was refunded)")
         raise PaymentSettlementFailed(f"{why}: nothing was charged", channel_id=channel_id)
 
-    def follow(self, ticket: PaymentTicket, proof: ProofOutcome, tx_hash: str | None) -> Settlement | None:
+    def follow(self, ticket: Ticket, proof: ProofOutcome, tx_hash: str | None) -> Settlement | None:
         done = self.storage.repo.charge(ticket.nonce)
         if done is None:
             raise PaymentSettlementFailed("this channel call was never charged: nothing was charged")
         return self._settlement(ticket, proof, done.amount, done.cumulative, done.receipt)
 
-    def release(self, ticket: PaymentTicket) -> None:
+    def release(self, ticket: Ticket) -> None:
         def free(current: Channel | None) -> Channel | None:
             pending = current.pending_request if current is not None else None
             if current is None or pending is None or pending.pending_id != ticket.nonce:
@@ -284,7 +284,7 @@ class BatchSettlementRail(ChannelChecks):
         try:
             response = self._send_refund(reserved, amount)
         finally:
-            self.release(PaymentTicket("refund:" + channel_id, 0, doc={"channel_id": channel_id}))
+            self.release(Ticket("refund:" + channel_id, 0, doc={"channel_id": channel_id}))
         return response, self.storage.get(channel_id) or reserved
 
     def refund_terms(self) -> PaymentRequirements:
@@ -319,7 +319,7 @@ class BatchSettlementRail(ChannelChecks):
 
     # --- verification ----------------------------------------------------------------------------
     # --- settlement ------------------------------------------------------------------------------
-    def _receipt(self, ticket: PaymentTicket, proof: ProofOutcome, channel_id: str, cumulative: int,
+    def _receipt(self, ticket: Ticket, proof: ProofOutcome, channel_id: str, cumulative: int,
                  used: int) -> dict[str, Any]:
         """The node's receipt of one charge: the transaction field names the voucher commitment (channel and the
         charged total after this call), claimed on chain in a later sweep."""
@@ -328,7 +328,7 @@ class BatchSettlementRail(ChannelChecks):
                             transaction=f"{channel_id}:{cumulative}", payer=str(ticket.payer or ""), amount=used,
                             resource_url=str(ticket.doc.get("resource", "")))
 
-    def _settlement(self, ticket: PaymentTicket, proof: ProofOutcome, used: int, cumulative: int,
+    def _settlement(self, ticket: Ticket, proof: ProofOutcome, used: int, cumulative: int,
                     receipt: dict[str, Any] | None, channel: Channel | None = None) -> Settlement:
         channel = channel or self.storage.get(str(ticket.doc["channel_id"]))
         payment: dict[str, Any] = {

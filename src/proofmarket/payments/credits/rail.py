@@ -44,7 +44,7 @@ from proofmarket.payments.credits.repo import CreditsRepo
 from proofmarket.payments.credits.tables import TABLES, ApiKeyRow
 from proofmarket.payments.onchain import NodeChain
 from proofmarket.payments.port import Offer
-from proofmarket.payments.tickets import PaymentTicket, ProofOutcome, Settlement
+from proofmarket.payments.tickets import ProofOutcome, Settlement, Ticket
 from proofmarket.systems.receipts import sign_receipt
 
 NAME = "credits"
@@ -82,7 +82,7 @@ class CreditsRail:
         self.repo, self.node, self.network, self.chain = repo, node, network, chain
         self.free_min_balance = free_min_balance  # credits a wallet holds to take free calls (held a day after one)
         self._pay_to = pay_to  # a model's payee (its listing's splitter, or its owner): what a call draws pays it
-        self.leases = LeaseRepo(repo.db)  # the wallet's funds lock (LeaseRepo.funds), JobService's too
+        self.leases = LeaseRepo(repo.db)  # the wallet's funds lock (LeaseRepo.funds), CallService's too
 
     # --- buying and refunding (on chain) ---------------------------------------------------------
     def deposit(self, tx_hash: str) -> list[tuple[str, int, bool]]:
@@ -201,7 +201,7 @@ class CreditsRail:
         return {"x402": False, "scheme": NAME, "header": "Authorization: Bearer pmk_...", "keys": "/v1/keys",
                 "credits": "/v1/credits"}
 
-    def verify(self, headers: Mapping[str, str], offer: Offer) -> PaymentTicket | None:
+    def verify(self, headers: Mapping[str, str], offer: Offer) -> Ticket | None:
         """The key's ticket, with what pays it taken now under the wallet's funds lock, so that concurrent calls
         (on any node of this database) never share one free call, one pass call or one unit of the cap: a free call
         of the key today, else a call of a live pass, else credits (the ceiling reserved in the key's cap; the
@@ -236,7 +236,7 @@ class CreditsRail:
                                            f"this call may cost {offer.price_atomic}", key_id=row.id)
             else:  # the free or pass call is counted from now on (a reservation: release deletes it)
                 self.repo.add(row.wallet, str(doc["source"]), 0, nonce, key_id=row.id, model_id=offer.model_id)
-        return PaymentTicket(nonce=nonce, amount_atomic=offer.price_atomic, payer=row.wallet,
+        return Ticket(nonce=nonce, amount_atomic=offer.price_atomic, payer=row.wallet,
                              per_1k_tokens=offer.per_1k_tokens, doc=doc)
 
     def _free_call(self, wallet: str, model_id: str, per_payer: int, total: int) -> bool:
@@ -256,7 +256,7 @@ class CreditsRail:
             return 0
         return self.free_min_balance
 
-    def cover(self, ticket: PaymentTicket, held_atomic: int) -> None:
+    def cover(self, ticket: Ticket, held_atomic: int) -> None:
         assert ticket.payer is not None
         if ticket.doc.get("source", "credits") != "credits":
             return  # a free call or a pass's: nothing is drawn
@@ -267,7 +267,7 @@ class CreditsRail:
                 f"({ticket.amount_atomic}): buy credits at POST /v1/credits/buy", balance=str(balance),
                 held=str(held_atomic), price=str(ticket.amount_atomic))
 
-    def settle(self, ticket: PaymentTicket, proof: ProofOutcome) -> Settlement:
+    def settle(self, ticket: Ticket, proof: ProofOutcome) -> Settlement:
         assert ticket.payer is not None
         source = str(ticket.doc.get("source", "credits"))
         kind, used = ("draw", ticket.used(proof)) if source == "credits" else (source, 0)
@@ -282,13 +282,13 @@ class CreditsRail:
                                     str(pay_to) if pay_to else None)
         return self._settlement(ticket, proof, entry.id, entry.amount)
 
-    def follow(self, ticket: PaymentTicket, proof: ProofOutcome, tx_hash: str | None) -> Settlement | None:
+    def follow(self, ticket: Ticket, proof: ProofOutcome, tx_hash: str | None) -> Settlement | None:
         entry = self.repo.entry(ticket.nonce)
         if entry is None:
             raise PaymentSettlementFailed("this call never drew its credits: nothing was charged")
         return self._settlement(ticket, proof, entry.id, entry.amount)
 
-    def release(self, ticket: PaymentTicket) -> None:
+    def release(self, ticket: Ticket) -> None:
         """The call did not run: nothing is drawn; its free or pass call, or its cap's reservation, is given back."""
         source = str(ticket.doc.get("source", "credits"))
         key_id = ticket.doc.get("key_id")
@@ -301,7 +301,7 @@ class CreditsRail:
         payment = settlement.payment or {}
         return {"X-Credits-Balance": str(payment["balance"])} if payment.get("scheme") == NAME else {}
 
-    def _settlement(self, ticket: PaymentTicket, proof: ProofOutcome, entry_id: int, amount: int) -> Settlement:
+    def _settlement(self, ticket: Ticket, proof: ProofOutcome, entry_id: int, amount: int) -> Settlement:
         assert ticket.payer is not None
         receipt = sign_receipt(self.node, model_id=proof.model_id, input_commitment=proof.input_commitment,
                                output_hash=proof.output_hash, bundle_cid=proof.bundle_cid, network=self.network,

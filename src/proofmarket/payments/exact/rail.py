@@ -1,9 +1,9 @@
-"""The real ``PaymentPort``: x402 ``exact`` (EIP-3009 USDC) through :class:`proofmarket.payments.PaymentGate`.
+"""The real ``Rail``: x402 ``exact`` (EIP-3009 USDC) through :class:`proofmarket.payments.PaymentGate`.
 
     verify(headers, offer)   no PAYMENT-SIGNATURE -> 402 payment_required + PAYMENT-REQUIRED (bazaar
                              discovery of the infer route included); a bad one -> its PaymentError
                              (402 / 409 replayed), PAYMENT-REQUIRED attached so an x402 client can retry;
-                             a good one is reserved (not settled) and becomes the job's PaymentTicket
+                             a good one is reserved (not settled) and becomes the job's Ticket
     settle(ticket, proof)    after the proof is ready and self-verified: settle once on chain, sign the
                              node's EIP-712 receipt (payment tx, model id, input commitment, output hash,
                              bundle CID), store the "paid bundle" and answer payment + receipt +
@@ -72,7 +72,7 @@ from proofmarket.payments.headers import (
 )
 from proofmarket.payments.onchain import NodeChain, usdc_domain
 from proofmarket.payments.port import Offer
-from proofmarket.payments.tickets import PaymentTicket, ProofOutcome, Settlement, store_paid_bundle
+from proofmarket.payments.tickets import ProofOutcome, Settlement, Ticket, store_paid_bundle
 from proofmarket.payments.types import PaidOnChain, VerifiedPayment
 from proofmarket.store import ArtifactStore
 
@@ -82,7 +82,7 @@ MAX_CACHED_TERMS = 1024  # offers whose 402 terms are kept (models x prices x pa
 
 
 class X402Payments:
-    """``PaymentPort`` over a ``PaymentGate``. ``pay_to(model_id)`` names the payee of a model (its owner).
+    """``Rail`` over a ``PaymentGate``. ``pay_to(model_id)`` names the payee of a model (its owner).
 
     ``resend_after_s``: a settlement left pending without a transaction (the facilitator could not be reached,
     or its answer was lost) is sent again by ``follow`` once this long has passed since the last attempt and
@@ -101,7 +101,7 @@ class X402Payments:
 
     name = "x402"
 
-    # --- PaymentPort -----------------------------------------------------------------------------
+    # --- Rail -----------------------------------------------------------------------------
     def accepts(self, headers: Mapping[str, str]) -> bool:
         return bool(headers.get(PAYMENT_SIGNATURE_HEADER) or headers.get("X-PAYMENT"))
 
@@ -112,7 +112,7 @@ class X402Payments:
                 "min_validity_seconds": self.gate.min_validity_seconds,
                 "max_timeout_seconds": self.gate.max_timeout_seconds}
 
-    def verify(self, headers: Mapping[str, str], offer: Offer) -> PaymentTicket | None:
+    def verify(self, headers: Mapping[str, str], offer: Offer) -> Ticket | None:
         signature = headers.get(PAYMENT_SIGNATURE_HEADER)
         if not signature:  # the 402 every x402 client asks for first: its terms are built once per offer
             err: PaymentError = PaymentRequired(
@@ -131,13 +131,13 @@ class X402Payments:
         doc["resource"] = offer.resource
         if offer.split:
             doc["split"] = offer.split
-        return PaymentTicket(nonce=verified.key, amount_atomic=verified.amount, payer=verified.payer, doc=doc,
+        return Ticket(nonce=verified.key, amount_atomic=verified.amount, payer=verified.payer, doc=doc,
                              per_1k_tokens=offer.per_1k_tokens)
 
     def payer_of(self, headers: Mapping[str, str]) -> str | None:
         return self.gate.signed_payer(headers.get(PAYMENT_SIGNATURE_HEADER))
 
-    def cover(self, ticket: PaymentTicket, held_atomic: int) -> None:
+    def cover(self, ticket: Ticket, held_atomic: int) -> None:
         """With nothing else of the payer's held, the facilitator's verify just now simulated this very transfer
         (the x402 ``exact`` check: the balance covers the amount), so no second read of the balance is made: the
         RPC is spent only when other unsettled calls of the payer must fit beside this one."""
@@ -154,7 +154,7 @@ class X402Payments:
             err.headers = {PAYMENT_REQUIRED_HEADER: header}
             raise err
 
-    def settle(self, ticket: PaymentTicket, proof: ProofOutcome) -> Settlement:
+    def settle(self, ticket: Ticket, proof: ProofOutcome) -> Settlement:
         verified = self._reserved(ticket)
         self._attempts[verified.key] = time.monotonic()
         try:
@@ -167,7 +167,7 @@ class X402Payments:
         self._attempts.pop(verified.key, None)
         return self._paid(ticket, proof, verified, settled)
 
-    def follow(self, ticket: PaymentTicket, proof: ProofOutcome, tx_hash: str | None) -> Settlement | None:
+    def follow(self, ticket: Ticket, proof: ProofOutcome, tx_hash: str | None) -> Settlement | None:
         """The settlement once the authorization is used on chain (and deep enough); None while it is not. A
         settlement whose transaction nobody knows (``tx_hash`` None: the facilitator was down or its answer lost)
         or whose transaction is gone from the chain (its block orphaned by a reorg, or dropped unmined) is sent
@@ -206,13 +206,13 @@ class X402Payments:
         last = self._attempts.setdefault(key, now)
         return now - last >= self.resend_after_s
 
-    def _reserved(self, ticket: PaymentTicket) -> VerifiedPayment:
+    def _reserved(self, ticket: Ticket) -> VerifiedPayment:
         verified = VerifiedPayment.from_json(ticket.doc)
         if self.gate.ledger.get(verified.key) is None:  # a restart forgot the reservation: take it again
             self.gate.ledger.reserve(verified)
         return verified
 
-    def _paid(self, ticket: PaymentTicket, proof: ProofOutcome, verified: VerifiedPayment,
+    def _paid(self, ticket: Ticket, proof: ProofOutcome, verified: VerifiedPayment,
               settled: PaidOnChain) -> Settlement:
         receipt = sign_receipt(
             self.node, model_id=proof.model_id, input_commitment=proof.input_commitment,
@@ -241,7 +241,7 @@ class X402Payments:
                               int(payment.get("amount", 0)), str(payment.get("network", self.gate.network)))
         return {"PAYMENT-RESPONSE": self.gate.payment_response_header(settled, settlement.receipt)}
 
-    def release(self, ticket: PaymentTicket) -> None:
+    def release(self, ticket: Ticket) -> None:
         self.gate.release(VerifiedPayment.from_json(ticket.doc))
 
     def close(self) -> None:

@@ -75,7 +75,7 @@ class GenerateRequest:
 
     def price_atomic(self, per_1k_tokens: int) -> int:
         """The ceiling of a call asking for ``max_tokens`` (what the exact scheme captures; a metered rail charges
-        the tokens produced at the same rate: ``PaymentTicket.used``)."""
+        the tokens produced at the same rate: ``Ticket.used``)."""
         return per_thousand(per_1k_tokens, self.max_tokens)
 
 
