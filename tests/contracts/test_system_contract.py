@@ -2,7 +2,8 @@
 (written against the port only), the attested ONNX system and EZKL (the sample logistic regression, one tuning
 candidate). A new system joins by adding a harness to ``HARNESSES``: nothing in ``src/`` changes.
 
-    compile     a model's files become a manifest stored by CID (the model id) that its spec parses
+    compile     a model's files become, through the spec's compile hook (``CompileRequest``), a manifest stored by
+                CID (the model id) that its spec parses
     id          the same files compiled again, elsewhere, give the same id
     run         the runtime answers a request with a bundle stored under its CID, which its spec parses
     verify      the bundle verifies, by the spec (documents only: parsed, then verified) and by the runtime
@@ -28,54 +29,49 @@ from proofmarket.core.settings import Settings
 from proofmarket.samples import sample_path
 from proofmarket.store import LocalStore
 from proofmarket.systems import registry
-from proofmarket.systems.port import ProofSystem, SystemContext, SystemSpec
+from proofmarket.systems.port import CompileRequest, ProofSystem, SystemContext, SystemSpec
 
 TESTS = Path(__file__).resolve().parents[1]
-from toy_plugins import TOY_SPEC, compile_toy  # noqa: E402
+from toy_plugins import TOY_SPEC  # noqa: E402
 
 
 @dataclass
 class Harness:
     spec: SystemSpec
-    compile: Callable[[Path], str]  # the model's files compiled into a fresh store under this directory: its id
+    source: Path  # the model's files, compiled through the spec's compile hook (``CompileRequest``)
     request: dict[str, Any]  # a request the model takes ({"inputs": the input document})
     bad_request: dict[str, Any]  # one it cannot take
     output_of: Callable[[dict[str, Any]], Any]  # a bundle's output values, where tampering changes them
+    samples: Any = None
+    options: Callable[[], dict[str, Any]] = dict  # the system's own compile options
+
+    def compile(self, d: Path) -> str:
+        """The model's files compiled into a fresh store under ``d``, through the port: its id."""
+        assert self.spec.compile is not None, "a system makes its models through its spec's compile hook"
+        return self.spec.compile(CompileRequest(self.source, _store(d), d / "work", name="contract",
+                                                samples=self.samples, options=self.options()))
 
 
 def _toy() -> Harness:
-    return Harness(TOY_SPEC, lambda d: compile_toy(_store(d), "contract-toy"), {"inputs": {"values": [1, 2, 3.5]}},
+    return Harness(TOY_SPEC, Path(__file__), {"inputs": {"values": [1, 2, 3.5]}},
                    {"inputs": {"values": "not numbers"}}, lambda b: b["output"]["values"])
 
 
 def _attested(onnx_file: Path) -> Harness:
-    from proofmarket.systems.attested.service import compile_attested
-
-    def build(d: Path) -> str:
-        return compile_attested(onnx_file, _store(d), name="contract-onnx")[0]
-
-    return Harness(registry.spec("proofmarket-attested-toploc-v1"), build,
+    return Harness(registry.spec("proofmarket-attested-toploc-v1"), onnx_file,
                    {"inputs": {"input_data": [[0.5, -1.0, 2.0, 0.25]]}}, {"inputs": {"input_data": [[0.5, -1.0]]}},
                    lambda b: b["output"]["values"])
 
 
 def _ezkl(srs_dir: Path) -> Harness:
-    from zk_helpers import compile_sample
-
-    from proofmarket.systems.ezkl.prover import EzklProver
     from proofmarket.systems.ezkl.srs import SrsProvider
     from proofmarket.systems.ezkl.tuning import Candidate
 
-    def build(d: Path) -> str:
-        prover = EzklProver(_store(d), d / "jobs")
-        try:
-            return compile_sample(prover, SrsProvider(srs_dir), "logreg", candidates=[Candidate(256, 2, 7, 4)]).model_id
-        finally:
-            prover.close()
-
     doc = json.loads(sample_path("logreg", "input").read_text())
-    return Harness(registry.spec("ezkl-halo2-kzg-bn254"), build, {"inputs": doc}, {"inputs": {"input_data": [[1.0]]}},
-                   lambda b: b["output"]["values"])
+    return Harness(registry.spec("ezkl-halo2-kzg-bn254"), sample_path("logreg"), {"inputs": doc},
+                   {"inputs": {"input_data": [[1.0]]}}, lambda b: b["output"]["values"],
+                   samples=json.loads(sample_path("logreg", "samples").read_text()),
+                   options=lambda: {"srs": SrsProvider(srs_dir), "candidates": [Candidate(256, 2, 7, 4)]})
 
 
 def _store(d: Path) -> LocalStore:

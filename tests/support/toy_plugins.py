@@ -113,7 +113,8 @@ class ToySystem:
 
 
 TOY_SPEC = SystemSpec(system=TOY, mode="toy", guarantee="toy: the output is the sum of the input, recomputable",
-                      parse_manifest=parse_manifest, parse_bundle=parse_bundle, verify=verify, build=ToySystem)
+                      parse_manifest=parse_manifest, parse_bundle=parse_bundle, verify=verify, build=ToySystem,
+                      compile=lambda request: compile_toy(request.store, request.name or "toy"))
 
 
 def compile_toy(store: ArtifactStore, name: str) -> str:

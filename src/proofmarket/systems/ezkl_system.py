@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from proofmarket import models
-from proofmarket.core.errors import ArtifactCorrupt, InputError, ProofMarketError
+from proofmarket.core.errors import ArtifactCorrupt, InputError, ProofMarketError, UsageError
 from proofmarket.store import ArtifactStore, LocalStore
 from proofmarket.systems.ezkl.bundle import ProofBundle
 from proofmarket.systems.ezkl.compiler import CompileOptions, CompileResult, Progress
@@ -19,7 +19,7 @@ from proofmarket.systems.ezkl.prover import EzklProver, batchable
 from proofmarket.systems.ezkl.verify import verify_bundle
 from proofmarket.systems.ezkl.worker import InlineProofWorker, ProofWorker
 from proofmarket.systems.ids import PROVEN_SYSTEM
-from proofmarket.systems.port import Events, Execution, SystemContext, SystemSpec, VerifyReport
+from proofmarket.systems.port import CompileRequest, Events, Execution, SystemContext, SystemSpec, VerifyReport
 
 GUARANTEE = ("zero-knowledge proof (EZKL, Halo2/KZG): the output came from the committed model on the committed "
              "input; final once the proof verifies")
@@ -155,7 +155,25 @@ def _summary(m: ModelManifest) -> dict[str, str]:
     return {"logrows": str(m.logrows), "srs": m.srs.kind}
 
 
+def _compile(request: CompileRequest) -> str:
+    """An ONNX model and its samples into a circuit, keys and verifier (``compile_model``); ``options`` are
+    ``CompileOptions``' (``srs`` required: an ``SrsProvider``; ``profile`` a ``PrivacyProfile``, public by default)."""
+    from proofmarket.systems.ezkl.compiler import compile_model
+    from proofmarket.systems.ezkl.profile import PrivacyProfile
+
+    if not isinstance(request.store, LocalStore):
+        raise UsageError("EZKL compiles into a local artifact store")
+    options = dict(request.options)
+    if "srs" not in options:
+        raise UsageError("an EZKL compile needs an SRS (options['srs']: an SrsProvider)")
+    profile = options.get("profile", "public")
+    options["profile"] = PrivacyProfile.parse(profile) if isinstance(profile, str) else profile
+    options.setdefault("name", request.name)
+    return compile_model(request.source, request.samples, request.store, CompileOptions(**options),
+                         request.progress).model_id
+
+
 EZKL_SPEC = SystemSpec(system=PROVEN_SYSTEM, mode="proven", guarantee=GUARANTEE,
                        parse_manifest=ModelManifest.model_validate, parse_bundle=ProofBundle.parse, verify=_verify,
                        build=EzklSystem.build, listed_on_registry=True, input_info=_input_info,
-                       cacheable=_cacheable, public_fields=_public_fields, summary=_summary)
+                       cacheable=_cacheable, public_fields=_public_fields, summary=_summary, compile=_compile)

@@ -10,7 +10,8 @@ Two systems are built in (``systems/registry.py`` registers them; a third regist
 Two halves:
 
 - :class:`SystemSpec`, what anyone holding a document needs (the SDK, a verifier, the catalogue): parse a manifest
-  or a bundle of this system, verify a bundle, the guarantee sentence, and ``build`` (the node's runtime).
+  or a bundle of this system, verify a bundle, the guarantee sentence, ``build`` (the node's runtime) and
+  ``compile`` (a model's files into its manifest, by a :class:`CompileRequest`).
 - :class:`ProofSystem`, the runtime a node builds once (or once per worker, ``per_worker``): ``check`` a request
   before any payment is looked at (422), ``price`` it, ``run`` it (the bundle stored once, by CID), ``verify``,
   ``describe``, ``warm``, ``ready``, ``close``.
@@ -58,6 +59,23 @@ class Execution:
     bundle: Any
     result: dict[str, Any]
     answer: dict[str, Any] | None = None  # extra fields of this system's answer (text, tokens, usage...)
+
+
+@dataclass(frozen=True)
+class CompileRequest:
+    """What a system's ``compile`` hook turns into a model: the model's files, the store its manifest and artifacts
+    go to, a scratch directory, and the system's own options (EZKL: ``srs``, ``profile``, ``candidates``...)."""
+
+    source: Path  # the model: an ONNX file, or a model directory (an attested language model)
+    store: ArtifactStore
+    work_dir: Path
+    name: str | None = None
+    samples: Any = None  # sample inputs (a document), for a system that calibrates on them
+    options: dict[str, Any] = field(default_factory=dict)
+    progress: Callable[[str], None] = lambda _: None
+
+
+CompileHook = Callable[[CompileRequest], str]  # the model id: the CID of the manifest the hook stored
 
 
 @dataclass
@@ -125,7 +143,8 @@ class Batching(Protocol):
 class SystemSpec:
     """A proof system as documents see it. ``parse_manifest``/``parse_bundle`` raise on a document that is not
     theirs; ``verify(bundle, store, **options)`` returns a ``VerifyReport`` or raises ``VerificationFailed``;
-    ``build(context)`` makes the node's runtime (None: documents only, no node runs it here)."""
+    ``build(context)`` makes the node's runtime (None: documents only, no node runs it here); ``compile(request)``
+    makes a model of this system from its files (``CompileRequest``) and returns its id (None: compiled elsewhere)."""
 
     system: str
     mode: str  # the label users see ("proven", "attested", ...)
@@ -143,3 +162,4 @@ class SystemSpec:
     summary: Callable[[Any], dict[str, str]] = lambda manifest: {}  # short facts for a dashboard row
     warning: str | None = None  # what a verifier's answer should say of this system's guarantee
     input_info: Callable[[Any, ArtifactStore], Any] | None = None  # the model's ONNX input description, if any
+    compile: CompileHook | None = None  # a model's files into this system's manifest, stored by CID: its id

@@ -12,7 +12,7 @@ from proofmarket.core.errors import BundleError
 from proofmarket.systems.attested.documents import AttestedManifest
 from proofmarket.systems.attested.verify import GUARANTEE, parse_bundle, verify
 from proofmarket.systems.ids import ATTESTED_SYSTEM
-from proofmarket.systems.port import SystemContext, SystemSpec
+from proofmarket.systems.port import CompileRequest, SystemContext, SystemSpec
 
 
 def build(context: SystemContext) -> Any:
@@ -44,8 +44,17 @@ def public_fields(m: AttestedManifest) -> dict[str, Any]:
             "inputs": [t.model_dump() for t in m.onnx.inputs] if m.onnx else [], "attested": terms}
 
 
+def compile_hook(request: CompileRequest) -> str:
+    """A causal LM directory (or an ONNX file) committed to (``compile.compile_attested``); ``options`` are its
+    keywords (``max_tokens_cap``, ``chunk``, ``topk``)."""
+    from proofmarket.systems.attested.compile import compile_attested
+
+    return compile_attested(request.source, request.store, name=request.name, progress=request.progress,
+                            **request.options)[0]
+
+
 ATTESTED_SPEC = SystemSpec(system=ATTESTED_SYSTEM, mode="attested", guarantee=GUARANTEE,
                            parse_manifest=AttestedManifest.model_validate, parse_bundle=parse_bundle, verify=verify,
                            build=build, listed_on_registry=False, generates=True, route=route,
-                           public_fields=public_fields,
+                           public_fields=public_fields, compile=compile_hook,
                            warning="attested: an attestation, not a proof; nothing was re-executed")
