@@ -15,7 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from proofmarket.api.deps import base_url
 from proofmarket.api.security import admin_matches, require_admin
 from proofmarket.api.signed import signed_address
-from proofmarket.core.errors import CreditsUnavailable, UsageError
+from proofmarket.core.errors import CreditsUnavailable
 from proofmarket.node.services import NodeServices
 from proofmarket.payments.exact.rail import X402Payments
 from proofmarket.payments.routes import Checkout
@@ -53,11 +53,9 @@ class ApiRailHost:
     def held_by(self, wallet: str) -> int:
         return self.services.jobs.jobs.held_by(wallet)
 
-    def price_of(self, model_id: str | None) -> int:
+    def price_of(self, model_id: str | None) -> int | None:
         models = [self.services.catalog.sellable(model_id)] if model_id else self.services.catalog.list()
-        if not models:
-            raise UsageError("this node serves no model to sell a pass for")
-        return max(m.price_atomic for m in models)
+        return max((m.price_atomic for m in models), default=None)
 
     def owner_of(self, model_id: str) -> str | None:
         return self.services.catalog.sellable(model_id).row.owner

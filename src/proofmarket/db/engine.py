@@ -95,7 +95,8 @@ class Database:
             return
         try:
             with self.engine.connect() as conn:
-                missing = [t for t in tables if t.name not in set(inspect(conn).get_table_names())]
+                present = set(inspect(conn).get_table_names())
+            missing = [t for t in tables if t.name not in present]
             if not missing:
                 return
             with self._file_lock(), self.engine.begin() as conn:

@@ -21,8 +21,10 @@ A rail may bring its own routes and tables (both optional, read with ``getattr``
 
     rail.routers()   FastAPI routers the node's API mounts beside its own (``payments/routes.py``: the routes reach
                      the node through a ``RailHost``, never by importing the API or another rail)
-    rail.tables      SQLAlchemy tables on the node's ``Base`` (``db/tables.py``): the node creates those that no
-                     migration holds when it starts (``Rails.tables()``, ``Database.ensure_tables``)
+    rail.tables      SQLAlchemy tables: the node creates those that no migration holds when it starts
+                     (``Rails.tables()``, ``Database.ensure_tables``). A rail in this tree puts them on the node's
+                     ``Base`` (``db/tables.py``) with an Alembic revision; a rail from elsewhere on a ``MetaData`` of
+                     its own (``Base.metadata`` is what the migrations are checked against)
 
 Errors a rail raises may carry ``headers`` (e.g. ``PAYMENT-REQUIRED``); the API's error handler sends them.
 """

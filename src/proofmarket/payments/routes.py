@@ -11,7 +11,7 @@ of the node comes through the host of the request they serve:
     host.base_url()                  the node's public URL (paid resources are named by it)
     host.owned_models(address)       the model ids an address owns
     host.held_by(wallet)             what a payer's unsettled calls hold
-    host.price_of(model_id | None)   a model's price (None: the dearest model's)
+    host.price_of(model_id | None)   a model's price (None: the dearest model's, None when none is sold)
     host.owner_of(model_id)          a sellable model's owner
     host.payment_terms(...)          the node's x402 PAYMENT-REQUIRED header for other terms (None without x402)
     host.checkout()                  purchases paid with one x402 ``exact`` payment (``purchases.py``)
@@ -70,7 +70,8 @@ class RailHost(Protocol):
     def held_by(self, wallet: str) -> int:
         ...
 
-    def price_of(self, model_id: str | None) -> int:
+    def price_of(self, model_id: str | None) -> int | None:
+        """The model's price (it must be sold here), or with None the dearest sold model's (None: none is)."""
         ...
 
     def owner_of(self, model_id: str) -> str | None:

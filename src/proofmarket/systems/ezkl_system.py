@@ -169,6 +169,9 @@ def _compile(request: CompileRequest) -> str:
     profile = options.get("profile", "public")
     options["profile"] = PrivacyProfile.parse(profile) if isinstance(profile, str) else profile
     options.setdefault("name", request.name)
+    unknown = sorted(set(options) - set(CompileOptions.__dataclass_fields__))
+    if unknown:
+        raise UsageError(f"unknown EZKL compile option(s): {', '.join(unknown)}")
     return compile_model(request.source, request.samples, request.store, CompileOptions(**options),
                          request.progress).model_id
 

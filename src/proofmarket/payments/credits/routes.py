@@ -140,7 +140,10 @@ async def buy_pass(request: Request, host: HostDep,
     model's). API keys of the payer's wallet call within it before drawing credits; each call pays the called
     model's payee the pass's price per call."""
     _rail(host)
-    price = await run_in_threadpool(host.price_of, model_id) * calls_per_day * days
+    per_call = await run_in_threadpool(host.price_of, model_id)
+    if per_call is None:
+        raise UsageError("this node serves no model to sell a pass for")
+    price = per_call * calls_per_day * days
     if price > MAX_BUY_ATOMIC:
         raise UsageError(f"a pass of {calls_per_day} calls a day for {days} days costs {price}: above the limit")
     query = f"calls_per_day={calls_per_day}&days={days}" + (f"&model_id={model_id}" if model_id else "")

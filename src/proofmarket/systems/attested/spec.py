@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from proofmarket.core.errors import BundleError
+from proofmarket.core.errors import BundleError, UsageError
 from proofmarket.systems.attested.documents import AttestedManifest
 from proofmarket.systems.attested.verify import GUARANTEE, parse_bundle, verify
 from proofmarket.systems.ids import ATTESTED_SYSTEM
@@ -49,6 +49,9 @@ def compile_hook(request: CompileRequest) -> str:
     keywords (``max_tokens_cap``, ``chunk``, ``topk``)."""
     from proofmarket.systems.attested.compile import compile_attested
 
+    unknown = sorted(set(request.options) - {"max_tokens_cap", "chunk", "topk"})
+    if unknown:
+        raise UsageError(f"unknown attested compile option(s): {', '.join(unknown)}")
     return compile_attested(request.source, request.store, name=request.name, progress=request.progress,
                             **request.options)[0]
 

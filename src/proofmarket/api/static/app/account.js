@@ -32,6 +32,8 @@ async function earnings() {
       ['USDC balance', `${usdc(e.balance)} USDC`], ['x402 money not released yet', `${usdc(e.pending_total)} USDC`]);
   }
   fillList('earnings', rows);
+  for (const id of ['book-table', 'revenue-rail-table', 'revenue-day-table', 'transactions-table', 'free-tier-table']) fillTable(id, []);
+  $('revenue-chart').hidden = true;
   if (e.book) {
     fillTable('book-table', Object.entries(e.book.models).map(([id, m]) => [id.slice(0, 16) + '…', `${usdc(m.owed)} USDC`,
       `${usdc(m.in_flight)} USDC`, `${usdc(m.paid)} USDC`]));

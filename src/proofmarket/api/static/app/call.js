@@ -42,10 +42,14 @@ export function example(m) {
   return { inputs: Object.fromEntries((m.inputs || []).map((t) => [t.name, nest(startValues(m, t), dims(t))])) };
 }
 
-// The note the owner wrote for input ``t`` (by name, else by position).
+// The note the owner wrote for input ``t``: by name; by position only when no note names any of the model's inputs
+// (an owner who named them otherwise).
 function noteOf(m, t) {
-  const notes = (m.catalog && Array.isArray(m.catalog.inputs)) ? m.catalog.inputs : [];
-  return notes.find((n) => n && n.name === t.name) || notes[(m.inputs || []).indexOf(t)] || {};
+  const notes = (m.catalog && Array.isArray(m.catalog.inputs)) ? m.catalog.inputs.filter(Boolean) : [];
+  const inputs = m.inputs || [];
+  const named = notes.find((n) => n.name === t.name);
+  if (named) return named;
+  return notes.some((n) => inputs.some((i) => i.name === n.name)) ? {} : notes[inputs.indexOf(t)] || {};
 }
 
 function startValues(m, t) {

@@ -3,11 +3,12 @@
 import { $, say, fillTable, button, nodeError, nodeFetch } from './ui.js';
 import { ensureWallet, rejected, addressHeaders } from './wallet.js';
 
-// The owner's listings as the choices of the free-tier and webhook forms (owner.js calls it with its listings).
+// The owner's listings as the choices of the free-tier form (the ones sold: a free tier is for a served model)
+// and of the webhook form (every listing); owner.js calls it with its listings.
 export function modelChoices(models) {
   for (const [id, first] of [['free-model', null], ['webhook-model', 'all my models']]) {
     const select = $(id);
-    const options = models.map((m) => {
+    const options = models.filter((m) => first || m.status === 'active').map((m) => {
       const o = document.createElement('option');
       o.value = m.id;
       o.textContent = `${m.name || 'model'} (${m.id.slice(0, 12)}…)`;
@@ -21,7 +22,7 @@ export function modelChoices(models) {
     } else if (!options.length) {
       const none = document.createElement('option');
       none.value = '';
-      none.textContent = '(no listing of yours)';
+      none.textContent = '(no served listing of yours)';
       options.push(none);
     }
     select.replaceChildren(...options);
@@ -99,7 +100,9 @@ async function unsubscribe(id) {
     const response = await nodeFetch(`/v1/webhooks/${encodeURIComponent(id)}`,
       { method: 'DELETE', headers: await addressHeaders(`webhook-revoke-${id}`) });
     if (!response.ok) throw new Error(await nodeError(response));
+    const done = await response.json();
     await webhooks(true);
+    if (!done.revoked) throw new Error(`webhook ${id} is not one of this wallet's live webhooks (unsubscribed already?)`);
     say('webhook-status', `webhook ${id} unsubscribed: nothing more is sent to it`, 'ok');
   } catch (err) {
     say('webhook-status', rejected(err) ? 'you declined to sign: the webhook stays' : String(err.message || err), 'bad');
