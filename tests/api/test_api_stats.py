@@ -118,3 +118,26 @@ def test_public_stats_hide_buckets_of_few_calls_and_the_owner_reads_them_all(mak
         message = siwe_message(owner.address, terms, ["proofmarket:stats"])
         siwe = client.get(f"/v1/models/{mlp_id}/stats", headers=siwe_headers(message, sign_siwe(owner, message)))
         assert siwe.status_code == 200 and siwe.json()["by_day"][-4]["revenue_atomic"] == "4321", siwe.text
+
+
+def test_the_catalogue_shows_calls_over_30_days_hidden_below_k_and_sorts_by_them(
+        make_app: AppFactory, mlp_id: str, private_mlp_id: str) -> None:
+    """A listing's calls over the last 30 days in the catalogue, as the public stats read them (null below k, so
+    the catalogue reveals no quiet model's one consumer); ``sort=popular`` puts the most used first."""
+    from proofmarket.marketplace import analytics
+
+    app = make_app(stats_min_calls=3)
+    services = app.state.services
+    services.catalog.register(mlp_id, price_atomic=10_000, name="zeta-busy")
+    services.catalog.register(private_mlp_id, price_atomic=10_000, name="alpha-quiet")
+    for days_ago in (0, 1, 2, 40):  # three calls in the window, one outside it
+        record(services, mlp_id, CallStatus.SETTLED, amount=10_000 + days_ago, days_ago=days_ago)
+    for days_ago in (0, 1):
+        record(services, private_mlp_id, CallStatus.SETTLED, amount=20_000 + days_ago, days_ago=days_ago)
+    analytics._usage.clear()  # the counts are kept a minute: start from the rows just written
+    with TestClient(app) as client:
+        by_name = client.get("/v1/models", params={"sort": "name"}).json()["models"]
+        assert [m["name"] for m in by_name] == ["alpha-quiet", "zeta-busy"]
+        assert {m["name"]: m["calls_30d"] for m in by_name} == {"zeta-busy": 3, "alpha-quiet": None}
+        popular = client.get("/v1/models", params={"sort": "popular"}).json()["models"]
+        assert [m["name"] for m in popular] == ["zeta-busy", "alpha-quiet"]

@@ -147,6 +147,8 @@ class ModelSummary(BaseModel):
     catalog_cid: str | None = Field(default=None, description="the entry in the store (the registry listing's "
                                                               "metadata CID may name it)")
     supersedes: str | None = Field(default=None, description="the owner's listing this version replaces")
+    calls_30d: int | None = Field(default=None, description="calls over the last 30 days (a minute old at most); "
+                                                            "null when fewer than the node's public stats show")
 
 
 class ModelPublic(ModelSummary):

@@ -20,11 +20,14 @@ call's ``node`` is the node that answers). Percentiles are nearest-rank over the
 from __future__ import annotations
 
 import math
+import threading
+import time
+import weakref
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from proofmarket.db import CallKind, CallRow, CallStatus, Database
 
@@ -129,3 +132,26 @@ def model_stats(db: Database, model_id: str, days: int = 30, now: datetime | Non
         "revenue_atomic": str(revenue),
         "by_day": by_day,
     }
+
+
+USAGE_DAYS = 30
+USAGE_TTL_S = 60.0  # the catalogue's counts are a minute old at most: a busy catalogue does not count on every page
+_usage: weakref.WeakKeyDictionary[Database, tuple[float, dict[str, int]]] = weakref.WeakKeyDictionary()
+_usage_lock = threading.Lock()
+
+
+def usage_counts(db: Database, k: int) -> dict[str, int]:
+    """Calls per model over the last ``USAGE_DAYS`` days, as the public reads them: a model with fewer than ``k``
+    is left out (as its public stats hide it). One grouped count, kept ``USAGE_TTL_S``."""
+    now = time.monotonic()
+    with _usage_lock:
+        kept = _usage.get(db)
+    if kept is None or kept[0] < now:
+        since = datetime.now(UTC) - timedelta(days=USAGE_DAYS)
+        with db.session() as s:
+            rows = s.execute(select(CallRow.model_id, func.count()).where(
+                CallRow.kind == CallKind.PROVE, CallRow.created_at >= since).group_by(CallRow.model_id)).all()
+        kept = (now + USAGE_TTL_S, {str(m): int(n) for m, n in rows if m is not None})
+        with _usage_lock:
+            _usage[db] = kept
+    return {m: n for m, n in kept[1].items() if n >= k}

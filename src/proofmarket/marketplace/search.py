@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -26,6 +26,7 @@ SORTS: dict[str, Callable[[ServedModel], Any]] = {
     "price": lambda m: (m.price_atomic, m.row.id),
     "-price": lambda m: (-m.price_atomic, m.row.id),
     "name": lambda m: (m.row.name.lower(), m.row.id),
+    "popular": lambda m: (-m.row.created_at.timestamp(), m.row.id),  # most calls first: see ``search``
 }
 MAX_LIMIT = 100
 
@@ -88,13 +89,19 @@ def matches(model: ServedModel, query: Query, reputation: float | None) -> bool:
 
 
 def search(models: Sequence[ServedModel], query: Query, cursor: str | None,
-           prover: dict[str, Any] | None = None) -> Page:
+           prover: dict[str, Any] | None = None, usage: Mapping[str, int] | None = None) -> Page:
+    """A page of the listings matching ``query``. ``usage``: calls per model as the public reads them (``popular``
+    sorts by it, most first, then newest)."""
     if query.sort not in SORTS:
         raise UsageError(f"sort must be one of {', '.join(SORTS)}, not {query.sort!r}")
     if not 1 <= query.limit <= MAX_LIMIT:
         raise UsageError(f"limit must be 1-{MAX_LIMIT}")
     reputation = reputation_of(prover)
-    found = sorted((m for m in models if matches(m, query, reputation)), key=SORTS[query.sort])
+    key = SORTS[query.sort]
+    if query.sort == "popular":
+        calls = usage or {}
+        key = lambda m: (-calls.get(m.row.id, 0), *SORTS["newest"](m))  # noqa: E731
+    found = sorted((m for m in models if matches(m, query, reputation)), key=key)
     start = _offset(cursor, query)
     page = found[start:start + query.limit]
     after = start + len(page)

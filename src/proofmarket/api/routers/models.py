@@ -27,7 +27,7 @@ from proofmarket.core.errors import (
 from proofmarket.core.listing_request import DOMAIN, TYPES
 from proofmarket.core.units import parse_usdc
 from proofmarket.db import ModelStatus
-from proofmarket.marketplace.analytics import MAX_DAYS, model_stats, public_stats
+from proofmarket.marketplace.analytics import MAX_DAYS, model_stats, public_stats, usage_counts
 from proofmarket.marketplace.entries import TASKS
 from proofmarket.marketplace.search import MAX_LIMIT, search
 from proofmarket.marketplace.search import Query as SearchQuery
@@ -51,7 +51,8 @@ def list_models(services: ServicesDep,
                 min_reputation: Annotated[float | None, Query(ge=0, le=100, description="the prover's ERC-8004 "
                                                                                       "reputation average")] = None,
                 owner: Annotated[str | None, Query(pattern=r"^0x[0-9a-fA-F]{40}$")] = None,
-                sort: Annotated[Literal["newest", "oldest", "price", "-price", "name"], Query()] = "newest",
+                sort: Annotated[Literal["newest", "oldest", "price", "-price", "name", "popular"], Query(
+                    description="popular: most calls over the last 30 days first")] = "newest",
                 limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
                 cursor: Annotated[str | None, Query(max_length=200)] = None,
                 status: Annotated[Literal["active", "pending", "rejected", "any"], Query(
@@ -62,9 +63,10 @@ def list_models(services: ServicesDep,
     query = SearchQuery(q=q or None, mode=mode, task=task, tags=tuple(t.lower() for t in tag or ()),
                         max_price_atomic=None if max_price is None else _atomic(max_price),
                         min_reputation=min_reputation, owner=owner, sort=sort, limit=limit)
-    page = search(services.catalog.list(None if status == "any" else status), query, cursor, prover)
-    return ModelList(models=[model_summary(m, prover) for m in page.models], total=page.total,
-                     next_cursor=page.next_cursor)
+    usage = usage_counts(services.db, services.settings.owners.stats_min_calls)
+    page = search(services.catalog.list(None if status == "any" else status), query, cursor, prover, usage)
+    return ModelList(models=[model_summary(m, prover).model_copy(update={"calls_30d": usage.get(m.row.id)})
+                             for m in page.models], total=page.total, next_cursor=page.next_cursor)
 
 
 @router.get("/latest", operation_id="latest_model", response_model=ModelVersions, responses=ERRORS)

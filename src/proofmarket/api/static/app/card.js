@@ -101,6 +101,7 @@ export function catalogCell(m) {
   const first = String(m.description || '').split(/\n/)[0].replace(/[*`#[\]]/g, '').slice(0, 140);
   if (first) cell.append(el('span', 'model-blurb', first));
   if (m.tags && m.tags.length) cell.append(tags(m.tags));
+  if (m.calls_30d != null) cell.append(el('span', 'model-blurb', `${m.calls_30d} call${m.calls_30d === 1 ? '' : 's'} in 30 days`));
   return cell;
 }
 
