@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from browser_wallet import DevWallet, chromium_or_skip
+from browser_wallet import DevWallet, chromium_or_skip, connected_page
 from escrow_helpers import AppFactory, EscrowEnv, mlp_input, serve
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -54,13 +54,7 @@ def test_an_owner_lists_registers_finds_calls_and_charts_a_model_from_a_phone(en
     env.market.client.rpc("anvil_setBalance", [owner.address, hex(10**20)])
     wallet = DevWallet(owner, env.rpc_url, env.market.client.chain_id)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 375, "height": 800})
-        page.set_default_timeout(90_000)
-        wallet.install(page)
-        page.goto(f"{served}/app/#owner")
-        page.click("#connect-button")
-        page.wait_for_selector("#wallet-status.ok")
+        browser, page = connected_page(pw, chromium, wallet, f"{served}/app/#owner")
 
         # list: signed by the wallet, no token; the compile is followed to its end
         page.set_input_files("#upload-onnx", str(sample_path("mlp")))

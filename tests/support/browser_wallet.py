@@ -130,3 +130,17 @@ class DevWallet:
         if "result" in answer:
             self.sent.append(answer["result"])
         return answer
+
+
+def connected_page(pw: Any, chromium: str, wallet: DevWallet, url: str, width: int = 375,
+                   height: int = 800) -> tuple[Any, Any]:
+    """Headless Chromium at ``url`` (``width`` x ``height``) with ``wallet`` injected and connected (the wallet's
+    status line ok): (browser, page)."""
+    browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.set_default_timeout(90_000)  # a loaded CI machine
+    wallet.install(page)
+    page.goto(url)
+    page.click("#connect-button")
+    page.wait_for_selector("#wallet-status.ok")
+    return browser, page

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser_wallet import DevWallet, chromium_or_skip
+from browser_wallet import DevWallet, chromium_or_skip, connected_page
 from conftest import serve_node
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -37,13 +37,7 @@ def test_channels_keys_and_credits_from_the_page_at_375_px(node: Served, chain: 
     shots = ROOT / "tests" / "screenshots"
     shots.mkdir(exist_ok=True)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 375, "height": 800})
-        page.set_default_timeout(90_000)
-        wallet.install(page)
-        page.goto(f"{node.url}/app/#access")
-        page.click("#connect-button")
-        page.wait_for_selector("#wallet-status.ok")
+        browser, page = connected_page(pw, chromium, wallet, f"{node.url}/app/#access")
 
         before = chain.usdc.balance_of(payer.address)
         page.fill("#channel-amount", "500000")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from browser_wallet import DevWallet, chromium_or_skip
+from browser_wallet import DevWallet, chromium_or_skip, connected_page
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
@@ -225,13 +225,7 @@ def test_an_owner_reads_its_revenue_transactions_free_tier_and_webhooks_in_the_p
     wallet = DevWallet(payee, chain.rpc_url, chain.client.chain_id)
     try:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": 375, "height": 800})
-            page.set_default_timeout(90_000)
-            wallet.install(page)
-            page.goto(f"{node.url}/app/#owner")
-            page.click("#connect-button")
-            page.wait_for_selector("#wallet-status.ok")
+            browser, page = connected_page(pw, chromium, wallet, f"{node.url}/app/#owner")
             page.click("#listings-button")
             page.wait_for_selector("#listings-status.ok")
             assert page.locator(f"#webhook-model option[value='{mlp_id}']").count() == 1
