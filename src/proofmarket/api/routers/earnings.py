@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from proofmarket.api.deps import ServicesDep
 from proofmarket.api.signed import is_signed, signed_address
 from proofmarket.core.errors import MarketUnavailable, Unauthorized
+from proofmarket.payments.credits.rail import CreditsRail
 from proofmarket.payments.earnings import earnings, withdrawals
 
 router = APIRouter(prefix="/v1/earnings", tags=["market"])
@@ -110,7 +111,7 @@ def get_earnings(request: Request, services: ServicesDep,
 
 def _free_tier(services: Any, models: list[str]) -> dict[str, dict[str, Any]]:
     """What each of the models' free tiers gave away over the last 30 days (the owner pays for it in calls)."""
-    rail = next((r for r in services.rails.all() if getattr(r, "name", "") == "credits"), None)
+    rail = services.rails.of(CreditsRail)
     if rail is None or not models:
         return {}
     since = datetime.now(UTC) - timedelta(days=30)
