@@ -176,3 +176,24 @@ def test_every_section_reads_at_every_width_and_passes_axe(served: str, mlp_id: 
                 break
         assert [s for s in SECTIONS if s in reached] == list(SECTIONS), reached
         browser.close()
+
+
+def test_the_catalogue_says_what_to_do_when_the_node_does_not_answer(served: str, mlp_id: str) -> None:
+    """The catalogue's error state: the node did not answer the search; the page says so and what to do, and its
+    "Try again" reads the catalogue once the node answers."""
+    sync_playwright, chromium = chromium_or_skip()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 375, "height": 800})
+        page.set_default_timeout(90_000)
+        page.route("**/v1/models?*", lambda route: route.abort())  # the node's search does not answer
+        page.goto(f"{served}/app/")
+        page.wait_for_selector("#catalog-status.bad")
+        said = page.text_content("#catalog-status") or ""
+        assert "could not be read" in said and "try again" in said, said
+        assert page.is_visible("#catalog-retry")
+        page.unroute("**/v1/models?*")
+        page.click("#catalog-retry")
+        page.wait_for_selector(f"#models a[href='#model/{mlp_id}']")
+        assert not page.is_visible("#catalog-retry")
+        browser.close()

@@ -33,6 +33,7 @@ let catalogAsked = 0; // the newest search: an answer to an older one (a slower 
 // The catalogue searched on the node (GET /v1/models: free text, task, tag and sort on the server, 25 a page);
 // `more` appends the next page.
 async function loadCatalog(more = false) {
+  $('catalog-retry').hidden = true;
   try {
     const query = new URLSearchParams({ limit: '25', sort: $('sort').value });
     if ($('filter').value.trim()) query.set('q', $('filter').value.trim());
@@ -49,7 +50,9 @@ async function loadCatalog(more = false) {
     renderCatalog(page.total);
     if (!more) prover(models);
   } catch (err) {
-    say('catalog-status', err.message, 'bad');
+    say('catalog-status', `The catalogue could not be read (${err.message}). Check that the node is running, then try `
+      + 'again.', 'bad');
+    $('catalog-retry').hidden = false;
   }
 }
 
@@ -241,6 +244,7 @@ $('sort').addEventListener('change', () => loadCatalog());
 $('task-filter').addEventListener('change', () => loadCatalog());
 $('tag-filter').addEventListener('change', () => loadCatalog());
 $('catalog-more').addEventListener('click', () => loadCatalog(true));
+$('catalog-retry').addEventListener('click', () => loadCatalog());
 $('history-button').addEventListener('click', history);
 $('bundle-file').addEventListener('change', (e) => e.target.files[0] && loadFile(e.target.files[0]));
 const drop = $('drop');
