@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api_helpers import mlp_input
+from api_helpers import AppFactory, mlp_input
 from browser_wallet import chromium_or_skip
 from fastapi import FastAPI
 from served import Served
@@ -196,4 +196,34 @@ def test_the_catalogue_says_what_to_do_when_the_node_does_not_answer(served: str
         page.click("#catalog-retry")
         page.wait_for_selector(f"#models a[href='#model/{mlp_id}']")
         assert not page.is_visible("#catalog-retry")
+        browser.close()
+
+
+def test_a_cards_usage_is_a_chart_of_calls_per_day(make_app: AppFactory, mlp_id: str) -> None:
+    """The card's usage: the words, and a chart of calls per day over 30 days whose caption says it in words."""
+    from datetime import UTC, datetime, timedelta
+
+    from proofmarket.db import CallKind, CallRow, CallStatus
+
+    app = make_app(stats_min_calls=1)
+    services = app.state.services
+    services.catalog.register(mlp_id, price_atomic=10_000, name="charted")
+    now = datetime.now(UTC)
+    with services.db.session() as s:  # calls as the lifecycle leaves them: two now, one three days before
+        for i, days_ago in enumerate((0, 0, 3)):
+            at = now - timedelta(days=days_ago)
+            s.add(CallRow(id=f"chart{i}", kind=CallKind.PROVE, model_id=mlp_id, status=CallStatus.PROVED,
+                          system="ezkl-halo2-kzg-bn254", rail="free", input={}, request_hash="x", result={},
+                          created_at=at, started_at=at, finished_at=at + timedelta(seconds=1)))
+    sync_playwright, chromium = chromium_or_skip()
+    with Served(app) as node, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 375, "height": 800})
+        page.set_default_timeout(90_000)
+        page.goto(f"{node.url}/app/#model/{mlp_id}")
+        page.wait_for_selector("#model-usage-chart figcaption")
+        caption = page.text_content("#model-usage-chart figcaption") or ""
+        assert caption.startswith("calls per day: 3 calls over 30 days, at most 2 calls on "), caption
+        assert page.locator("#model-usage-chart svg rect").count() == 30
+        assert "3 calls in the last 30 days" in (page.text_content("#model-usage") or "")
         browser.close()

@@ -248,8 +248,9 @@ def test_an_owner_reads_its_revenue_transactions_free_tier_and_webhooks_in_the_p
             assert "x402" in (page.text_content("#revenue-rail-table") or "")
             assert page.locator("#transactions-table td", has_text=tx).count() == 1
             assert "a call paid (x402)" in (page.text_content("#transactions-table") or "")
-            chart = page.get_attribute("#revenue-chart svg", "aria-label") or ""
-            assert chart.startswith("revenue per day:") and "over 30 days" in chart, chart
+            chart = page.text_content("#revenue-chart figcaption") or ""
+            assert chart.startswith("revenue per day: 0.03 USDC over 30 days"), chart
+            assert page.locator("#revenue-chart svg rect").count() == 30
 
             # the webhook's deliveries, as the receiver got them
             def delivered() -> bool:

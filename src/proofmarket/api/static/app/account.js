@@ -73,7 +73,8 @@ function revenueChart(byDay) {
     const day = new Date(Date.now() - i * 86400000).toISOString().slice(0, 10);
     days.push({ label: day, value: earned.get(day) || 0 });
   }
-  $('revenue-chart').replaceChildren(barChart(days, { title: 'revenue per day', unit: ' USDC' }));
+  $('revenue-chart').replaceChildren(barChart(days, { title: 'revenue per day', unit: ' USDC',
+    format: (v) => String(Number(v.toFixed(6))) }));
   $('revenue-chart').hidden = false;
 }
 

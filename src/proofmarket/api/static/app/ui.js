@@ -69,8 +69,9 @@ export const usdc = (atomic) => {
   return frac ? `${whole}.${frac}` : String(whole);
 };
 
-// A small bar chart (inline SVG: no script of another origin, no inline style) of one value per day, with its
-// words for screen readers: points are {label, value}, value null for a day whose number is hidden (drawn grey).
+// A small bar chart (inline SVG: no script of another origin, no inline style) of one value per day, in a <figure>
+// whose caption says it in words (what a screen reader reads; the drawing itself is hidden from it): points are
+// {label, value}, value null for a day whose number is hidden (drawn grey).
 export function barChart(points, { title, unit = '', format = String } = {}) {
   const ns = 'http://www.w3.org/2000/svg';
   const width = 300;
@@ -88,10 +89,7 @@ export function barChart(points, { title, unit = '', format = String } = {}) {
   const words = `${title}: ${format(total)}${unit} over ${points.length} days`
     + (best && top > 0 ? `, at most ${format(top)}${unit} on ${best.label}` : '')
     + (known.length < points.length ? `; ${points.length - known.length} day(s) hidden (too few calls)` : '');
-  svg.setAttribute('aria-label', words);
-  const label = document.createElementNS(ns, 'title');
-  label.textContent = words;
-  svg.append(label);
+  svg.setAttribute('aria-hidden', 'true');
   const step = width / Math.max(1, points.length);
   points.forEach((p, i) => {
     const hidden = p.value === null || p.value === undefined;
@@ -107,5 +105,10 @@ export function barChart(points, { title, unit = '', format = String } = {}) {
     bar.append(tip);
     svg.append(bar);
   });
-  return svg;
+  const figure = document.createElement('figure');
+  figure.className = 'spark-figure';
+  const caption = document.createElement('figcaption');
+  caption.textContent = words;
+  figure.append(caption, svg);
+  return figure;
 }
