@@ -146,6 +146,35 @@ def test_concurrent_payments_beyond_the_balance_are_refused_before_proving(node:
     assert chain.usdc.balance_of(poor.address) == 0 and chain.usdc.balance_of(payee.address) == payee0 + PRICE
 
 
+def test_a_payment_checked_before_its_payers_other_call_settled_is_refused_before_proving(
+        node: Served, chain: Chain, mlp_id: str) -> None:
+    """The race behind the concurrent test, made deterministic: the second payment is verified (its transfer
+    simulated on the balance of then) while the first call is still to come; the first call then proves and
+    settles, so nothing of the payer is held any more; the second call's cover must read the balance of now and
+    refuse it, never trust the old simulation and prove a call that cannot settle."""
+    from proofmarket.api.routers.infer import _offer
+    from proofmarket.core.errors import PaymentInsufficientFunds
+
+    poor: LocalAccount = Account.create()
+    chain.usdc.transfer(poor.address, PRICE, dev_account(7, DEVNET_CHAIN_ID))  # enough for one call
+    first, second = (pay(node.url, httpx, chain, mlp_id, poor) for _ in range(2))
+    services = node.app.state.services
+    offer, system = _offer(services, mlp_id, mlp_input(), node.url)
+    rail = services.rails.select({PAY: second})
+    ticket = rail.verify({PAY: second}, offer)  # the balance covers it now
+    assert ticket is not None
+    try:
+        done = httpx.post(infer_url(node.url, mlp_id), json=mlp_input(), headers={PAY: first}, timeout=180)
+        assert done.status_code == 200, done.text  # settled: the payer's balance is spent, nothing held
+        calls = sum(services.jobs.jobs.counts().values())
+        with pytest.raises(PaymentInsufficientFunds):
+            services.jobs.submit_prove(mlp_id, mlp_input(), ticket=ticket, cover=rail.cover, system=system,
+                                       rail=rail.name)
+        assert sum(services.jobs.jobs.counts().values()) == calls  # never stored, never proved
+    finally:
+        rail.release(ticket)
+
+
 def test_the_terms_ask_for_a_window_that_covers_queue_and_proof(node: Served, chain: Chain, mlp_id: str,
                                                                 payer: LocalAccount) -> None:
     first = httpx.post(infer_url(node.url, mlp_id), json=mlp_input())

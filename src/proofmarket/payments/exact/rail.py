@@ -138,10 +138,11 @@ class X402Payments:
         return self.gate.signed_payer(headers.get(PAYMENT_SIGNATURE_HEADER))
 
     def cover(self, ticket: Ticket, held_atomic: int) -> None:
-        """With nothing else of the payer's held, the facilitator's verify just now simulated this very transfer
-        (the x402 ``exact`` check: the balance covers the amount), so no second read of the balance is made: the
-        RPC is spent only when other unsettled calls of the payer must fit beside this one."""
-        if not ticket.payer or held_atomic <= 0:
+        """The payer's balance read now covers this call beside its other unsettled ones. Read even when nothing
+        else is held: the facilitator's verify simulated this transfer on the balance of *then*, and another call
+        of the same payer may have settled between that simulation and this check (its hold gone, the balance
+        down): trusting the simulation let both calls prove and one fail to settle."""
+        if not ticket.payer:
             return
         balance = self.gate.balance(ticket.payer)
         if balance is not None and balance - held_atomic < ticket.amount_atomic:
