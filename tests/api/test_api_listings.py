@@ -356,8 +356,8 @@ def test_fresh_wallets_share_only_the_open_part_of_the_compile_budget(make_app: 
         for i in range(20):
             sybil = Account.create().address.lower()
             s.add(CallRow(id=f"sybil-compile-{i}", kind=CallKind.COMPILE, status=CallStatus.FAILED, system="ezkl",
-                         rail="free", input={}, request_hash=f"sybil-{i}", created_at=started, started_at=started,
-                         finished_at=started + timedelta(seconds=3)))
+                          rail="free", input={}, request_hash=f"sybil-{i}", created_at=started, started_at=started,
+                          finished_at=started + timedelta(seconds=3)))
             s.add(ListingSubmissionRow(nonce=f"0x{i:064x}", owner=sybil, job_id=f"sybil-compile-{i}",
                                        onnx_sha256="0" * 64, size_bytes=100, created_at=started))
     with TestClient(app) as client:

@@ -91,7 +91,7 @@ class RecordingGate:
             raise err
         self.verified.append(payment)
         return Ticket(nonce=payment, amount_atomic=offer.price_atomic, payer=payer_in(payment),
-                             doc={"signature": payment, "resource": offer.resource})
+                      doc={"signature": payment, "resource": offer.resource})
 
     def settle(self, ticket: Ticket, proof: ProofOutcome) -> Settlement:
         if ticket.nonce.startswith("bounce"):

@@ -46,7 +46,7 @@ def test_restart_releases_the_payment_of_an_interrupted_job(make_app: AppFactory
     repo = old.state.services.jobs.jobs
     ticket = Ticket(nonce="0xabc", amount_atomic=1, payer="0xpayer")
     paid = repo.create(NewCall(CallKind.PROVE, {"inputs": {}}, "h", model_id=NOT_A_MODEL, payment_nonce=ticket.nonce,
-                              payment=ticket.to_json()))
+                               payment=ticket.to_json()))
     repo.start(paid.id)
     old.state.services.close()
 

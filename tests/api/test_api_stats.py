@@ -25,12 +25,12 @@ def record(services: object, model_id: str, status: str, *, amount: int | None =
     settlement = {"payment": {"amount": str(amount)}, "receipt": {}} if amount is not None else None
     with services.db.session() as s:  # type: ignore[attr-defined]
         s.add(CallRow(id=f"j{abs(hash((status, amount, code, tokens, days_ago, run_s))) % 10**12:012d}",
-                     kind=CallKind.PROVE, model_id=model_id, status=status, system="ezkl-halo2-kzg-bn254",
-                     rail="x402" if amount is not None or status == CallStatus.FAILED else "free", input={},
-                     request_hash="x", payment={"amount_atomic": "1"} if amount is not None else None,
-                     settlement=settlement, result=result if status != CallStatus.FAILED else None,
-                     error_code=code, error_message=code, created_at=created, started_at=created,
-                     finished_at=created + timedelta(seconds=seconds)))
+                      kind=CallKind.PROVE, model_id=model_id, status=status, system="ezkl-halo2-kzg-bn254",
+                      rail="x402" if amount is not None or status == CallStatus.FAILED else "free", input={},
+                      request_hash="x", payment={"amount_atomic": "1"} if amount is not None else None,
+                      settlement=settlement, result=result if status != CallStatus.FAILED else None,
+                      error_code=code, error_message=code, created_at=created, started_at=created,
+                      finished_at=created + timedelta(seconds=seconds)))
 
 
 def test_percentiles_are_nearest_rank() -> None:

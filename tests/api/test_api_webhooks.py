@@ -158,7 +158,7 @@ def test_payouts_and_challenges_reach_the_owners_subscribers_once(make_app: AppF
     hooks.subscribe(OWNER.address.lower(), "http://127.0.0.1:9/pay", ["payout", "challenge"], None)
     hooks.subscribe(OWNER.address.lower(), "http://127.0.0.1:9/calls", ["call"], mlp_id)
     job = CallRow(id="j1", kind=CallKind.PROVE, model_id=mlp_id, status=CallStatus.SETTLED, rail="x402", input={},
-                 request_hash="x")
+                  request_hash="x")
     settlement = Settlement(payment={"amount": "10000", "transaction": "0xabc", "scheme": "exact"})
     for _ in range(2):  # a hook called twice (two nodes, a retry) reports once
         hooks.captured(job, settlement, None)

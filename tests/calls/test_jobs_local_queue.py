@@ -19,7 +19,7 @@ def build(tmp_path: Path, prover: FailingProver) -> tuple[LocalCallQueue, CallRe
     jobs, settle, registry = repo(tmp_path), NeverSettle(), CollectorRegistry()
     settings = Settings(_env_file=None, home=tmp_path)  # type: ignore[call-arg]
     runner = CallRunner(settings, jobs, ModelRepo(jobs.db), LocalStore(tmp_path / "store"), settle,
-                       CallMetrics(registry))
+                        CallMetrics(registry))
     return LocalCallQueue(runner, jobs, workers(prover)), jobs, settle, registry
 
 

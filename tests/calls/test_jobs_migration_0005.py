@@ -77,7 +77,7 @@ def test_new_jobs_carry_their_system_and_rail(url: str) -> None:
         plain = jobs.create(new_job())
         assert plain.system is None and plain.rail is None
         court = jobs.create(NewCall(CallKind.PROVE, {"input_data": [[2]]}, "h2", model_id="m", system=ATTESTED,
-                                   rail="court"))
+                                    rail="court"))
         stored = jobs.get(court.id)
         assert stored is not None and (stored.system, stored.rail) == (ATTESTED, "court")
         assert [j.id for j in jobs.recent(rail="court")] == [court.id]

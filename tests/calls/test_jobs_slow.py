@@ -157,7 +157,7 @@ def test_a_request_with_a_salt_is_never_cached(mlp_store: tuple[Path, str], tmp_
     cache = ProofCache(ProofCacheRepo(jobs.db, 10), store, jobs)
     public = CallRow(id="a", kind="prove", model_id=model_id, input={"inputs": {"input_data": [[1.0] * 8]}})
     salted = CallRow(id="b", kind="prove", model_id=model_id, input={"inputs": {"input_data": [[1.0] * 8]},
-                                                                   "salt": [1, 2]})
+                                                                     "salt": [1, 2]})
     assert cache.key(public) is not None and cache.key(salted) is None
     cache._public[model_id] = False  # a private-input (hashed) model: never cached either
     assert cache.key(public) is None

@@ -47,7 +47,7 @@ def _proved_paid_jobs(jobs: CallRepo, n: int) -> list[str]:
     ids = []
     for i in range(n):
         job = jobs.create(NewCall(CallKind.PROVE, {"input_data": [[float(i)]]}, f"h{i}", model_id="m",
-                                 payment_nonce=f"n{i}", payment=ticket_json(f"n{i}"), rail="x402"))
+                                  payment_nonce=f"n{i}", payment=ticket_json(f"n{i}"), rail="x402"))
         assert jobs.start(job.id) is not None
         assert jobs.proved(job.id, bundle_cid=f"cid{i}", result={}, final=False)
         ids.append(job.id)
@@ -135,7 +135,7 @@ def test_the_stuck_job_sweep_never_fails_a_job_proved_meanwhile(db: Database, re
                             CallMetrics(CollectorRegistry()))
     queue = CeleryCallQueue(settings, jobs, runner)
     job = jobs.create(NewCall(CallKind.PROVE, {"input_data": [[1.0]]}, "stuck", model_id="m", payment_nonce="stuck",
-                             payment=ticket_json("stuck"), rail="x402"))
+                              payment=ticket_json("stuck"), rail="x402"))
     for _ in range(celery_queue.MAX_ATTEMPTS):  # its last allowed run
         jobs.requeue(job.id)
         assert jobs.start(job.id) is not None

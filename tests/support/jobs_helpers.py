@@ -27,7 +27,7 @@ def database(tmp_path: Path) -> Database:
 def new_job(n: int = 0, *, key: str | None = None, nonce: str | None = None,
             payment: dict[str, Any] | None = None) -> NewCall:
     return NewCall(CallKind.PROVE, {"inputs": {"input_data": [[float(n)]]}}, f"hash-{n}", model_id="model",
-                  idempotency_key=key, payment_nonce=nonce, payment=payment)
+                   idempotency_key=key, payment_nonce=nonce, payment=payment)
 
 
 def ticket_json(nonce: str) -> dict[str, Any]:

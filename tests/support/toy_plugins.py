@@ -175,7 +175,7 @@ class ToyRail:
         if not account or account not in self.balances:
             raise PaymentRequired(f"this call costs {offer.price_atomic} toy credits: name a funded account")
         return Ticket(nonce=f"toy:{uuid.uuid4().hex}", amount_atomic=offer.price_atomic, payer=account,
-                             doc={"account": account})
+                      doc={"account": account})
 
     def cover(self, ticket: Ticket, held_atomic: int) -> None:
         if self.balances[str(ticket.payer)] - held_atomic < ticket.amount_atomic:

@@ -86,9 +86,9 @@ class CallService:
         if not batch:
             doc["batch"] = False
         new = NewCall(CallKind.PROVE, doc, digest, model_id=model_id,
-                     idempotency_key=scoped_key(key, payer),
-                     payment_nonce=ticket.nonce if ticket else None, payment=ticket.to_json() if ticket else None,
-                     system=system or DEFAULT_SYSTEM, rail=rail or ("x402" if ticket else "free"))
+                      idempotency_key=scoped_key(key, payer),
+                      payment_nonce=ticket.nonce if ticket else None, payment=ticket.to_json() if ticket else None,
+                      system=system or DEFAULT_SYSTEM, rail=rail or ("x402" if ticket else "free"))
         if ticket is None or cover is None or not payer:
             return self._submit(new)
         with self._leases.funds(payer):  # one payer's calls take turns; other payers are not held up
@@ -106,8 +106,8 @@ class CallService:
         (not queued). ``cover`` is asked first, as for a queued call, with what the payer's other unsettled calls
         hold."""
         new = NewCall(CallKind.PROVE, request, request_hash(CallKind.PROVE, model_id, request), model_id=model_id,
-                     payment_nonce=ticket.nonce if ticket else None, payment=ticket.to_json() if ticket else None,
-                     system=system, rail=rail)
+                      payment_nonce=ticket.nonce if ticket else None, payment=ticket.to_json() if ticket else None,
+                      system=system, rail=rail)
         payer = ticket.payer if ticket is not None and cover is not None else None
         with self._leases.funds(payer) if payer else nullcontext():
             if ticket is not None and payer and cover is not None:

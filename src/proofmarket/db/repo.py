@@ -143,9 +143,9 @@ class CallRepo:
     def create(self, new: NewCall) -> CallRow:
         """Insert a queued job. Raises DuplicateJob when its idempotency key or payment nonce is taken."""
         row = CallRow(id=uuid.uuid4().hex, kind=new.kind.value, model_id=new.model_id, status=CallStatus.QUEUED.value,
-                     input=new.input, request_hash=new.request_hash, idempotency_key=new.idempotency_key,
-                     payment_nonce=new.payment_nonce, payment=new.payment, attempts=0, created_at=utcnow(),
-                     payer=_payer_of(new.payment), system=new.system, rail=new.rail)
+                      input=new.input, request_hash=new.request_hash, idempotency_key=new.idempotency_key,
+                      payment_nonce=new.payment_nonce, payment=new.payment, attempts=0, created_at=utcnow(),
+                      payer=_payer_of(new.payment), system=new.system, rail=new.rail)
         try:
             with self.db.session() as s:
                 s.add(row)

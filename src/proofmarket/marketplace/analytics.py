@@ -86,7 +86,7 @@ def model_stats(db: Database, model_id: str, days: int = 30, now: datetime | Non
     since = datetime(first_day.year, first_day.month, first_day.day, tzinfo=UTC)
     with db.session() as s:
         jobs = list(s.scalars(select(CallRow).where(CallRow.model_id == model_id, CallRow.kind == CallKind.PROVE,
-                                                   CallRow.created_at >= since)))
+                                                    CallRow.created_at >= since)))
     statuses: Counter[str] = Counter()
     rails: Counter[str] = Counter()
     errors: Counter[str] = Counter()

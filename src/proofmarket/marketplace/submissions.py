@@ -282,9 +282,9 @@ class Submissions:
         """(owners' submissions queued or compiling, all owners' compile seconds of the last 24 hours)."""
         with self.db.session() as s:
             statuses = s.scalars(select(CallRow.status).join(ListingSubmissionRow,
-                                                            CallRow.id == ListingSubmissionRow.job_id,
-                                                            isouter=False)
-                                 .where(ListingSubmissionRow.created_at > utcnow() - DAY)).all()
+                                                             CallRow.id == ListingSubmissionRow.job_id,
+                                                             isouter=False)
+                                  .where(ListingSubmissionRow.created_at > utcnow() - DAY)).all()
             unattached = s.scalar(select(func.count()).select_from(ListingSubmissionRow).where(  # being queued now
                 ListingSubmissionRow.job_id.is_(None),
                 ListingSubmissionRow.created_at > utcnow() - timedelta(minutes=5)))

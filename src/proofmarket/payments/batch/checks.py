@@ -126,10 +126,10 @@ class ChannelChecks:
         self._reserve(channel_id, nonce, current, mirrored, base=base, signed=signed, raw=raw)
         voucher = raw["voucher"]
         return Ticket(nonce=nonce, amount_atomic=price, payer=config.payer.lower(),
-                             per_1k_tokens=offer.per_1k_tokens,
-                             doc={"channel_id": channel_id, "max_claimable": str(signed),
-                                  "signature": str(voucher.get("signature", "0x")), "pay_to": self._pay_to(offer),
-                                  "resource": offer.resource, "network": self.terms.network})
+                      per_1k_tokens=offer.per_1k_tokens,
+                      doc={"channel_id": channel_id, "max_claimable": str(signed),
+                           "signature": str(voucher.get("signature", "0x")), "pay_to": self._pay_to(offer),
+                           "resource": offer.resource, "network": self.terms.network})
 
     def _channel_of(self, raw: dict[str, Any], requirements: PaymentRequirements) -> tuple[ChannelConfig, str, int]:
         try:

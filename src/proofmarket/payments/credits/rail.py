@@ -237,7 +237,7 @@ class CreditsRail:
             else:  # the free or pass call is counted from now on (a reservation: release deletes it)
                 self.repo.add(row.wallet, str(doc["source"]), 0, nonce, key_id=row.id, model_id=offer.model_id)
         return Ticket(nonce=nonce, amount_atomic=offer.price_atomic, payer=row.wallet,
-                             per_1k_tokens=offer.per_1k_tokens, doc=doc)
+                      per_1k_tokens=offer.per_1k_tokens, doc=doc)
 
     def _free_call(self, wallet: str, model_id: str, per_payer: int, total: int) -> bool:
         """A free call for this wallet now: it holds the funded minimum in credits (a fresh wallet costs a sybil

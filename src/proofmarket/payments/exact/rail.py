@@ -132,7 +132,7 @@ class X402Payments:
         if offer.split:
             doc["split"] = offer.split
         return Ticket(nonce=verified.key, amount_atomic=verified.amount, payer=verified.payer, doc=doc,
-                             per_1k_tokens=offer.per_1k_tokens)
+                      per_1k_tokens=offer.per_1k_tokens)
 
     def payer_of(self, headers: Mapping[str, str]) -> str | None:
         return self.gate.signed_payer(headers.get(PAYMENT_SIGNATURE_HEADER))
