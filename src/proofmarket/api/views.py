@@ -33,7 +33,8 @@ def model_links(model_id: str, route: str = "infer") -> ModelLinks:
     return ModelLinks(self=f"/v1/models/{model_id}", infer=f"/v1/models/{model_id}/infer")
 
 
-def model_summary(model: ServedModel, prover: dict[str, Any] | None = None) -> ModelSummary:
+def model_summary(model: ServedModel, prover: dict[str, Any] | None = None, calls_30d: int | None = None
+                  ) -> ModelSummary:
     row, m = model.row, model.manifest
     return ModelSummary(id=row.id, name=row.name, mode=model.mode,
                         price=Price.of(model.price_atomic), privacy=m.privacy["name"], owner=model.owner,
@@ -44,7 +45,7 @@ def model_summary(model: ServedModel, prover: dict[str, Any] | None = None) -> M
                         catalog_cid=row.catalog_cid, supersedes=row.supersedes,
                         description=str((row.catalog or {}).get("description") or ""),
                         task=(row.catalog or {}).get("task"), tags=list((row.catalog or {}).get("tags") or []),
-                        license=(row.catalog or {}).get("license"))
+                        license=(row.catalog or {}).get("license"), calls_30d=calls_30d)
 
 
 def registry_listing(model: ServedModel) -> RegistryListing | None:

@@ -26,8 +26,8 @@ SORTS: dict[str, Callable[[ServedModel], Any]] = {
     "price": lambda m: (m.price_atomic, m.row.id),
     "-price": lambda m: (-m.price_atomic, m.row.id),
     "name": lambda m: (m.row.name.lower(), m.row.id),
-    "popular": lambda m: (-m.row.created_at.timestamp(), m.row.id),  # most calls first: see ``search``
 }
+SORT_NAMES = (*SORTS, "popular")  # popular: most calls first (the counts are the caller's), then newest
 MAX_LIMIT = 100
 
 
@@ -92,15 +92,13 @@ def search(models: Sequence[ServedModel], query: Query, cursor: str | None,
            prover: dict[str, Any] | None = None, usage: Mapping[str, int] | None = None) -> Page:
     """A page of the listings matching ``query``. ``usage``: calls per model as the public reads them (``popular``
     sorts by it, most first, then newest)."""
-    if query.sort not in SORTS:
-        raise UsageError(f"sort must be one of {', '.join(SORTS)}, not {query.sort!r}")
+    if query.sort not in SORT_NAMES:
+        raise UsageError(f"sort must be one of {', '.join(SORT_NAMES)}, not {query.sort!r}")
     if not 1 <= query.limit <= MAX_LIMIT:
         raise UsageError(f"limit must be 1-{MAX_LIMIT}")
     reputation = reputation_of(prover)
-    key = SORTS[query.sort]
-    if query.sort == "popular":
-        calls = usage or {}
-        key = lambda m: (-calls.get(m.row.id, 0), *SORTS["newest"](m))  # noqa: E731
+    calls = usage or {}
+    key = SORTS.get(query.sort) or (lambda m: (-calls.get(m.row.id, 0), *SORTS["newest"](m)))
     found = sorted((m for m in models if matches(m, query, reputation)), key=key)
     start = _offset(cursor, query)
     page = found[start:start + query.limit]

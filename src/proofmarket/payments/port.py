@@ -19,8 +19,8 @@ are paid on chain before a call exists (``intake/``); another rail registers wit
 
 A rail may bring its own routes and tables (both optional, read with ``getattr``):
 
-    rail.routers()   FastAPI routers the node's API mounts beside its own (``payments/routes.py``: the routes reach
-                     the node through a ``RailHost``, never by importing the API or another rail)
+    rail.routers()   FastAPI routers the node's API mounts beside its own (``routers_of``; ``payments/routes.py``: the
+                     routes reach the node through a ``RailHost``, never by importing the API or another rail)
     rail.tables      SQLAlchemy tables: the node creates those that no migration holds when it starts
                      (``Rails.tables()``, ``Database.ensure_tables``). A rail in this tree puts them on the node's
                      ``Base`` (``db/tables.py``) with an Alembic revision; a rail from elsewhere on a ``MetaData`` of
@@ -155,10 +155,6 @@ class Rails:
         """The rail of this class, if the node runs one (a route of one rail asks for its own: the credits routes
         for the credits rail, the channels routes for the batch-settlement rail)."""
         return next((r for r in self._rails.values() if isinstance(r, kind)), None)
-
-    def routers(self) -> list[Any]:
-        """The routers the rails bring (each once, in the rails' order)."""
-        return routers_of(self._rails.values())
 
     def tables(self) -> list[Any]:
         """The tables the rails bring (each once)."""

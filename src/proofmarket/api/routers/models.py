@@ -65,8 +65,8 @@ def list_models(services: ServicesDep,
                         min_reputation=min_reputation, owner=owner, sort=sort, limit=limit)
     usage = usage_counts(services.db, services.settings.owners.stats_min_calls)
     page = search(services.catalog.list(None if status == "any" else status), query, cursor, prover, usage)
-    return ModelList(models=[model_summary(m, prover).model_copy(update={"calls_30d": usage.get(m.row.id)})
-                             for m in page.models], total=page.total, next_cursor=page.next_cursor)
+    return ModelList(models=[model_summary(m, prover, usage.get(m.row.id)) for m in page.models], total=page.total,
+                     next_cursor=page.next_cursor)
 
 
 @router.get("/latest", operation_id="latest_model", response_model=ModelVersions, responses=ERRORS)
