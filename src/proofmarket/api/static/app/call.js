@@ -5,7 +5,7 @@
 import { $, text, say, fillList, nodeFetch } from './ui.js';
 import { wallet, nodeInfo, ensureWallet, rejected } from './wallet.js';
 import { verifyBundle } from './verify.js';
-import { outputView, verdict } from './card.js';
+import { outputView, verdict, round } from './card.js';
 
 const PAD_MIN = 4;
 const PAD_MAX = 32;
@@ -61,8 +61,6 @@ function startValues(m, t) {
   const range = noteOf(m, t).range;
   return new Array(size).fill(Array.isArray(range) ? round((range[0] + range[1]) / 2) : 0);
 }
-
-const round = (v) => Number(Number(v).toPrecision(6));
 
 const nest = (flat, shape) => shape.length <= 1 ? flat : Array.from({ length: shape[0] },
   (_, i) => nest(flat.slice(i * flat.length / shape[0], (i + 1) * flat.length / shape[0]), shape.slice(1)));

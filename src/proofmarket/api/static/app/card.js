@@ -207,7 +207,7 @@ export function outputView(m, values) {
   return box;
 }
 
-const round = (v) => Number.isFinite(v) ? Number(v.toPrecision(6)) : v;
+export const round = (v) => Number.isFinite(v) ? Number(v.toPrecision(6)) : v;
 
 function softmax(xs) {
   const top = Math.max(...xs);
