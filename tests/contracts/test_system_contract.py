@@ -48,7 +48,7 @@ class Harness:
     def compile(self, d: Path) -> str:
         """The model's files compiled into a fresh store under ``d``, through the port: its id."""
         assert self.spec.compile is not None, "a system makes its models through its spec's compile hook"
-        return self.spec.compile(CompileRequest(self.source, _store(d), d / "work", name="contract",
+        return self.spec.compile(CompileRequest(self.source, _store(d), name="contract",
                                                 samples=self.samples, options=self.options()))
 
 

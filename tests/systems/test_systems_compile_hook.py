@@ -23,5 +23,4 @@ def test_a_compile_request_the_system_cannot_take_is_refused(tmp_path: Path, sys
     hook = registry.spec(system).compile
     assert hook is not None
     with pytest.raises(UsageError, match=said.replace("(", r"\(").replace(")", r"\)")):
-        hook(CompileRequest(tmp_path / "model.onnx", LocalStore(tmp_path / "store"), tmp_path / "work",
-                            options=dict(options)))
+        hook(CompileRequest(tmp_path / "model.onnx", LocalStore(tmp_path / "store"), options=dict(options)))

@@ -64,11 +64,10 @@ class Execution:
 @dataclass(frozen=True)
 class CompileRequest:
     """What a system's ``compile`` hook turns into a model: the model's files, the store its manifest and artifacts
-    go to, a scratch directory, and the system's own options (EZKL: ``srs``, ``profile``, ``candidates``...)."""
+    go to, and the system's own options (EZKL: ``srs``, ``profile``, ``candidates``...)."""
 
     source: Path  # the model: an ONNX file, or a model directory (an attested language model)
     store: ArtifactStore
-    work_dir: Path
     name: str | None = None
     samples: Any = None  # sample inputs (a document), for a system that calibrates on them
     options: dict[str, Any] = field(default_factory=dict)
