@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from proofmarket.core.errors import DatabaseError, UsageError
+from proofmarket.db.tables import Base
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 MIGRATION_LOCK_KEY = 0x70726F6F666D6B74  # pg_advisory_xact_lock key ("proofmkt"): one migrator per database
@@ -90,7 +91,9 @@ class Database:
 
     def ensure_tables(self, tables: Sequence[Table]) -> None:
         """Create those of ``tables`` that do not exist yet: the tables a payment rail brings that no migration of
-        this package holds (a rail added from outside; the built-in rails' tables are in the migrations)."""
+        this package holds (a rail added from outside). Tables on the node's ``Base`` are the migrations' (the
+        built-in rails' among them): left to them, so a node of built-in rails asks the schema nothing here."""
+        tables = [t for t in tables if t.metadata is not Base.metadata]
         if not tables:
             return
         try:
