@@ -9,11 +9,13 @@ from typing import Any
 
 import pytest
 from chain_helpers import USDC, Chain
+from web3.exceptions import TransactionNotFound
 
+from proofmarket.chain import dev_account
 from proofmarket.chain.client import ChainClient
 from proofmarket.chain.contracts import UsdcToken
-from proofmarket.chain.txs import bumped, fees
-from proofmarket.core.errors import FeeTooHigh
+from proofmarket.chain.txs import Submission, bumped, fees
+from proofmarket.core.errors import FeeTooHigh, TransactionNotMined
 from proofmarket.core.profiles import GasPolicy
 
 
@@ -145,3 +147,57 @@ def test_a_transaction_in_flight_on_one_devnet_does_not_move_another_devnets_non
     finally:
         busy.rpc("anvil_mine", ["0x1"])
         worker.join(30)
+
+
+class _StuckPool:
+    """A unit-test double of ``w3``: a pool that holds every transaction sent until ``mine`` is called (anvil's
+    automine leaving a ready transaction behind), and an account whose mined nonces stop at ``mined_nonce``."""
+
+    def __init__(self, mined_nonce: int) -> None:
+        self.sent: list[bytes] = []
+        self.mined = False
+        self.mined_nonce = mined_nonce
+        self.eth = self
+
+    def send_raw_transaction(self, raw: bytes) -> bytes:
+        self.sent.append(bytes(raw))
+        return bytes([len(self.sent)]) * 32
+
+    def get_transaction_receipt(self, tx_hash: str) -> dict[str, int]:
+        if not self.mined:
+            raise TransactionNotFound(tx_hash)
+        return {"blockNumber": 1, "status": 1}
+
+    def get_transaction(self, tx_hash: str) -> dict[str, str]:
+        return {"hash": tx_hash}
+
+    def get_transaction_count(self, address: str, block: str) -> int:
+        return self.mined_nonce
+
+    def mine(self) -> None:
+        self.mined = True
+
+
+def _submission(pool: _StuckPool, nonce: int, flush: Any) -> Submission:
+    tx = {"to": "0x" + "11" * 20, "value": 0, "gas": 21_000, "nonce": nonce, "chainId": 31337,
+          "maxFeePerGas": 2 * 10**9, "maxPriorityFeePerGas": 10**9}
+    policy = GasPolicy(max_fee_gwei=100.0, priority_fee_gwei=1.0, resend_after_s=0.05)
+    submission = Submission(pool, dev_account(1, 31337), tx, policy, flush=flush)  # type: ignore[arg-type]
+    submission.send()
+    return submission
+
+
+def test_a_transaction_an_automining_devnet_left_in_its_pool_is_mined_by_a_flush_not_re_sent() -> None:
+    pool = _StuckPool(mined_nonce=0)
+    submission = _submission(pool, 0, pool.mine)
+    tx_hash, receipt = submission.wait(timeout=5, block_time_s=0)
+    assert receipt["status"] == 1 and tx_hash == submission.hashes[0]
+    assert len(pool.sent) == 1 and submission.resends == 0  # mined as sent: no replacement at higher fees
+
+
+def test_a_transaction_behind_a_nonce_gap_says_so_when_it_times_out() -> None:
+    pool = _StuckPool(mined_nonce=4)
+    submission = _submission(pool, 6, flush=None)  # not the devnet: re-sent at higher fees, never mined
+    with pytest.raises(TransactionNotMined, match=r"mined nonces below 4 of 0x\w+ \(a gap") as raised:
+        submission.wait(timeout=0.4, block_time_s=0)
+    assert submission.resends >= 1 and raised.value.details["hashes"] == submission.hashes

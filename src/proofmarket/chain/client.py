@@ -8,6 +8,7 @@ becomes ``RPCUnavailable``, anything else the node refuses becomes ``ChainError`
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -37,6 +38,8 @@ from proofmarket.core import settings as core_settings
 from proofmarket.core.errors import ChainError, ContractReverted, RPCUnavailable
 from proofmarket.core.profiles import ChainProfile, GasPolicy, profile_for
 from proofmarket.core.settings import Settings
+
+log = logging.getLogger(__name__)
 
 GAS_MARGIN = 1.25  # on top of eth_estimateGas: the verifier's gas use varies with the proof
 
@@ -176,7 +179,8 @@ class ChainClient:
                         tx = dict(fn.build_transaction(params))  # type: ignore[arg-type]
                         if gas is None:
                             tx["gas"] = int(tx["gas"] * GAS_MARGIN)
-                        submission = Submission(self.w3, sender, tx, policy)
+                        submission = Submission(self.w3, sender, tx, policy,
+                                                flush=self._flush_automine if self.profile.is_devnet else None)
                         submission.send()
                     except BaseException as exc:  # the chain never took this nonce
                         NONCES.done(self.chain_key, sender.address)
@@ -192,6 +196,13 @@ class ChainClient:
         if receipt["status"] != 1:
             self._explain_failed(tx, result, action)
         return result
+
+    def _flush_automine(self) -> None:
+        """The devnet only: a transaction an automining anvil left ready in its pool is mined by a block mined on
+        purpose (a test that paused mining keeps its pending transactions)."""
+        if self.rpc("anvil_getAutomine", []) is True:
+            log.warning("anvil left a transaction unmined in automine mode: mining a block")
+            self.rpc("evm_mine", [])
 
     def _explain_failed(self, tx: dict[str, Any], result: TxResult, action: str) -> None:
         """Replay a mined, failed transaction as a call on the parent block to learn why."""

@@ -9,7 +9,9 @@ profile's cap, and a transaction not mined in time re-sent with the same nonce a
 - ``Submission``: one transaction (one nonce) and every hash it was sent under. ``wait`` polls all of them; when
   none is mined after ``resend_after_s`` it re-signs with fees x ``bump`` (at least the 10% a node requires to
   replace a pending transaction; never above the cap) and sends again. Whichever version is mined is the result:
-  they share a nonce, so at most one of them ever is.
+  they share a nonce, so at most one of them ever is. On the local devnet a ``flush`` runs first: anvil in
+  automine mode now and then leaves a ready transaction in its pool unmined (foundry-rs/foundry#10122), which no
+  re-send moves; a block mined on purpose does.
 """
 
 from __future__ import annotations
@@ -122,6 +124,7 @@ class Submission:
     policy: GasPolicy
     hashes: list[str] = field(default_factory=list)
     resends: int = 0
+    flush: Callable[[], None] | None = None  # the devnet's: mine what an automining anvil left in its pool
 
     @property
     def fees(self) -> dict[str, int]:
@@ -154,8 +157,13 @@ class Submission:
             now = time.monotonic()
             if now - start > timeout:
                 raise TransactionNotMined(f"transaction nonce {self.tx['nonce']} was not mined in {timeout:.0f} s "
-                                     f"(sent as {', '.join(self.hashes)})", hashes=list(self.hashes))
+                                          f"({self._mined_nonces()}; sent as {', '.join(self.hashes)})",
+                                          hashes=list(self.hashes))
             if now - last_send >= self.policy.resend_after_s and self.resends < self.policy.max_resends:
+                if self.flush is not None and self._in_pool():
+                    self.flush()
+                    if any(self._receipt(h) is not None for h in self.hashes):
+                        continue
                 self._resend()
                 last_send = time.monotonic()
             time.sleep(interval)
@@ -172,6 +180,15 @@ class Submission:
         log.warning("transaction nonce %s not mined after %.0f s: sending it again with fees %s",
                     self.tx["nonce"], self.policy.resend_after_s, self.fees)
         self.send()
+
+    def _mined_nonces(self) -> str:
+        """Words for the timeout: a transaction behind a nonce the chain never saw waits forever, re-sent or not."""
+        try:
+            mined = int(self.w3.eth.get_transaction_count(self.sender.address, "latest"))
+        except Exception:  # a diagnosis only: the timeout is raised all the same
+            return "the account's mined nonce could not be read"
+        gap = " (a gap: an earlier nonce was never sent or was dropped)" if mined < int(self.tx["nonce"]) else ""
+        return f"the chain has mined nonces below {mined} of {self.sender.address}{gap}"
 
     def _in_pool(self) -> bool:
         for tx_hash in self.hashes:
