@@ -1,4 +1,6 @@
-"""Payment fixtures: one anvil for the session (started here) with TestUSDC deployed, a fresh gate per test.
+"""Payment fixtures: one anvil for the session (started here) with TestUSDC deployed, a fresh gate per test; and
+for the channel and credits tests (``batch/``, ``credits/``) one more anvil with the market deployed (the channel
+contract and Multicall3 installed at the SDK's addresses by the node) and the sample MLP compiled once.
 
 No chain snapshots here: reverting would rewind the nonce of the facilitator's key under the SDK
 signer's own nonce counter. Tests assert balance deltas instead, on accounts minted 100k USDC each.
@@ -7,12 +9,15 @@ signer's own nonce counter. Tests assert balance deltas instead, on accounts min
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from payments_helpers import FACILITATOR_KEY_INDEX, Market, anvil_or_skip
+from x402_helpers import Chain, clear_env, compile_mlp, node_settings
 
 from proofmarket.chain import Devnet, UsdcToken, deploy, dev_account
 from proofmarket.payments import PaymentGate
+from proofmarket.systems.workspace import Workspace
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +42,32 @@ def market(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Market]:
 @pytest.fixture
 def gate(market: Market) -> PaymentGate:
     return market.gate()
+
+
+@pytest.fixture(scope="session")
+def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
+    """The channel and credits tests' chain (``exact/`` has its own)."""
+    clear_env()
+    anvil = anvil_or_skip()
+    data = tmp_path_factory.mktemp("channels-devnet")
+    with Devnet(data, anvil=anvil) as devnet:
+        client = devnet.client()
+        path = data / "deployment.json"
+        deployment = deploy(client, dev_account(0, client.chain_id), path)
+        yield Chain(client, devnet.rpc_url, UsdcToken(client, deployment.usdc), path)
+
+
+@pytest.fixture(scope="session")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("channels-home")
+
+
+@pytest.fixture(scope="session")
+def mlp_id(home: Path, chain: Chain, tmp_path_factory: pytest.TempPathFactory) -> str:
+    settings = node_settings(home, tmp_path_factory.mktemp("db") / "unused.db", chain.rpc_url, chain.deployment_file,
+                             payments="off")
+    ws = Workspace(settings)
+    try:
+        return compile_mlp(ws)
+    finally:
+        ws.close()

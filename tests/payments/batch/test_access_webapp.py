@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 from browser_wallet import DevWallet, chromium_or_skip, connected_page
-from conftest import serve_node
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
+from paid_node import serve_node
 from x402_helpers import Chain, Served
 
 from proofmarket.chain import dev_account

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import ADMIN, OWNER_INDEX, serve_node
 from eth_account import Account
 from eth_utils.crypto import keccak
+from paid_node import ADMIN, OWNER_INDEX, serve_node
 from test_batch_settlement_node import sdk_session
 from x402_helpers import Chain, Served, mlp_input
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import ADMIN, OWNER_INDEX, serve_node
 from eth_account.signers.local import LocalAccount
+from paid_node import ADMIN, OWNER_INDEX, serve_node
 from x402 import x402ClientSync
 from x402.http import decode_payment_required_header, decode_payment_response_header
 from x402.http.clients import x402_requests

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from conftest import ADMIN, serve_node
+from paid_node import ADMIN, serve_node
 from test_batch_settlement_node import PRICE, _terms, infer, sdk_session
 from x402_helpers import Chain, Served, anvil_or_skip, compile_mlp, node_settings
 

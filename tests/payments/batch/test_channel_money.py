@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import ADMIN, OWNER_INDEX, serve_node
 from eth_account.signers.local import LocalAccount
+from paid_node import ADMIN, OWNER_INDEX, serve_node
 from x402 import x402ClientSync
 from x402.http.clients import x402_requests
 from x402.mechanisms.evm.batch_settlement.client import BatchSettlementEvmScheme, RefundOptions

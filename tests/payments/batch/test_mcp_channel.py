@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import serve_node
 from mcp import ClientSession
 from mcp.client.streamable_http import streamablehttp_client
+from paid_node import serve_node
 from x402 import x402Client
 from x402.mcp import x402MCPSession
 from x402.mechanisms.evm.batch_settlement.client import BatchSettlementEvmScheme

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import ADMIN, serve_node
 from eth_account.signers.local import LocalAccount
+from paid_node import ADMIN, serve_node
 from x402 import x402ClientSync
 from x402.http.clients import x402_requests
 from x402.mechanisms.evm.exact import register_exact_evm_client

@@ -17,10 +17,10 @@ from typing import Any
 import db_backends
 import pytest
 import requests
-from conftest import ADMIN, serve_node
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
+from paid_node import ADMIN, serve_node
 from pg_server import fresh_database
 from test_batch_settlement_node import sdk_session
 from test_money_book import key_of, x402_session

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import openai
 import pytest
 import requests
-from test_credits import buy, fresh, new_key
+from paid_node import buy, fresh, new_key
 from x402_helpers import Chain, Served, node_settings
 
 from proofmarket.api import create_app

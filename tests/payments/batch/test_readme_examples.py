@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ADMIN, OWNER_INDEX
 from eth_account import Account
+from paid_node import ADMIN, OWNER_INDEX
 from x402_helpers import Chain, Served, funded_wallet, mlp_input, node_settings
 
 from proofmarket.api import create_app

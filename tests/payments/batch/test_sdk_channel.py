@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import serve_node
+from paid_node import serve_node
 from x402_helpers import Chain, Served, funded_wallet, mlp_input
 
 from proofmarket.core.errors import PaymentRejected

@@ -12,13 +12,12 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import OWNER_INDEX, serve_node
-from eth_account.signers.local import LocalAccount
+from paid_node import OWNER_INDEX, buy, fresh, new_key, node_signer, serve_node
 from x402 import x402ClientSync
 from x402.http.clients import x402_requests
 from x402.mechanisms.evm import EthAccountSigner
 from x402.mechanisms.evm.exact import register_exact_evm_client
-from x402_helpers import Chain, Served, funded_wallet, mlp_input
+from x402_helpers import Chain, Served, mlp_input
 
 from proofmarket.chain import dev_account
 from proofmarket.chain.devkeys import DEVNET_CHAIN_ID
@@ -34,30 +33,6 @@ def node(home: Path, chain: Chain, mlp_id: str, tmp_path_factory: pytest.TempPat
     with serve_node(home, tmp_path_factory.mktemp("credits-db") / "node.db", chain, mlp_id, PRICE,
                     rate_limit_unpaid="2000/10 seconds") as served:
         yield served
-
-
-def fresh(chain: Chain, tag: str) -> LocalAccount:
-    return funded_wallet(chain, f"credits-{tag}", 1_000 * PRICE)
-
-
-def node_signer(node: Served) -> str:
-    return str(requests.get(f"{node.url}/.well-known/ai-service.json", timeout=30).json()["address_signature"]["node"])
-
-
-def new_key(node: Served, wallet: LocalAccount, **body: Any) -> dict[str, Any]:
-    headers = sign_headers(wallet, node_signer(node), body_purpose(body))
-    answer = requests.post(f"{node.url}/v1/keys", json=body, headers=headers, timeout=30)
-    assert answer.status_code == 201, answer.text
-    return dict(answer.json())
-
-
-def buy(node: Served, chain: Chain, wallet: LocalAccount, amount: int) -> dict[str, Any]:
-    client = x402ClientSync()
-    register_exact_evm_client(client, EthAccountSigner(wallet), networks=chain.network)
-    client.set_spend_controls({"allowed_assets": [{"network": chain.network, "asset": chain.usdc.address}]})
-    answer = x402_requests(client).post(f"{node.url}/v1/credits/buy", params={"amount": amount}, timeout=120)
-    assert answer.status_code == 200, answer.text
-    return dict(answer.json())
 
 
 def infer(node: Served, mlp_id: str, key: str) -> requests.Response:
