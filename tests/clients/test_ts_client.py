@@ -15,10 +15,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-from x402_helpers import Chain, Served, anvil_or_skip, clear_env, compile_mlp, mlp_input, node_settings  # noqa: E402
+from x402_helpers import Chain, Served, clear_env, compile_mlp, market_devnet, mlp_input, node_settings  # noqa: E402
 
 from proofmarket.api import create_app  # noqa: E402
-from proofmarket.chain import Devnet, UsdcToken, deploy, dev_account  # noqa: E402
+from proofmarket.chain import dev_account  # noqa: E402
 from proofmarket.chain.devkeys import DEVNET_CHAIN_ID  # noqa: E402
 from proofmarket.market import Market  # noqa: E402
 from proofmarket.systems.workspace import Workspace  # noqa: E402
@@ -31,10 +31,7 @@ WALLET_INDEX = 8  # the key behind the test's EIP-1193 wallet (its own channel)
 def listed_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Served, Chain, str]]:
     clear_env()
     data = tmp_path_factory.mktemp("ts-client")
-    with Devnet(data / "devnet", anvil=anvil_or_skip()) as devnet:
-        client = devnet.client()
-        deployment = deploy(client, dev_account(0, client.chain_id), data / "deployment.json")
-        chain = Chain(client, devnet.rpc_url, UsdcToken(client, deployment.usdc), data / "deployment.json")
+    with market_devnet(data / "devnet") as chain:
         settings = node_settings(data / "home", data / "node.db", chain.rpc_url, chain.deployment_file)
         ws = Workspace(settings)
         model_id = compile_mlp(ws)

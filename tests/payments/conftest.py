@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 from payments_helpers import FACILITATOR_KEY_INDEX, Market, anvil_or_skip
-from x402_helpers import Chain, clear_env, compile_mlp, node_settings
+from x402_helpers import Chain, clear_env, market_devnet, node_mlp
 
 from proofmarket.chain import Devnet, UsdcToken, deploy, dev_account
 from proofmarket.payments import PaymentGate
-from proofmarket.systems.workspace import Workspace
 
 
 @pytest.fixture(scope="session")
@@ -48,13 +47,8 @@ def gate(market: Market) -> PaymentGate:
 def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
     """The channel and credits tests' chain (``exact/`` has its own)."""
     clear_env()
-    anvil = anvil_or_skip()
-    data = tmp_path_factory.mktemp("channels-devnet")
-    with Devnet(data, anvil=anvil) as devnet:
-        client = devnet.client()
-        path = data / "deployment.json"
-        deployment = deploy(client, dev_account(0, client.chain_id), path)
-        yield Chain(client, devnet.rpc_url, UsdcToken(client, deployment.usdc), path)
+    with market_devnet(tmp_path_factory.mktemp("channels-devnet")) as chain:
+        yield chain
 
 
 @pytest.fixture(scope="session")
@@ -64,10 +58,4 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def mlp_id(home: Path, chain: Chain, tmp_path_factory: pytest.TempPathFactory) -> str:
-    settings = node_settings(home, tmp_path_factory.mktemp("db") / "unused.db", chain.rpc_url, chain.deployment_file,
-                             payments="off")
-    ws = Workspace(settings)
-    try:
-        return compile_mlp(ws)
-    finally:
-        ws.close()
+    return node_mlp(home, chain, tmp_path_factory.mktemp("db"))

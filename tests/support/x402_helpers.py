@@ -3,9 +3,11 @@ payments crafted by hand (chain.eip3009) for the refusals an honest SDK client n
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from served import Served as Served  # re-exported: the x402 tests take it from 
 from x402.http import decode_payment_required_header, encode_payment_signature_header
 from x402.schemas import PaymentPayload, PaymentRequirements
 
-from proofmarket.chain import ChainClient, TokenDomain, UsdcToken, sign_transfer_authorization
+from proofmarket.chain import ChainClient, Devnet, TokenDomain, UsdcToken, deploy, sign_transfer_authorization
 from proofmarket.chain.devkeys import DEVNET_CHAIN_ID, dev_account
 from proofmarket.core.settings import Settings
 from proofmarket.samples import sample_path
@@ -46,6 +48,25 @@ def compile_mlp(ws: Workspace, **options: Any) -> str:
     compile_options = CompileOptions(profile=PrivacyProfile.parse("public"), srs=SrsProvider(ws.settings.srs_dir),
                                      candidates=[MLP_CANDIDATE], **options)
     return ws.prover.compile(sample_path("mlp"), samples, compile_options).model_id
+
+
+@contextlib.contextmanager
+def market_devnet(data: Path) -> Iterator[Chain]:
+    """An anvil (its files in ``data``) with the market deployed by dev account 0, for as long as the block runs."""
+    with Devnet(data, anvil=anvil_or_skip()) as devnet:
+        client = devnet.client()
+        path = data / "deployment.json"
+        deployment = deploy(client, dev_account(0, client.chain_id), path)
+        yield Chain(client, devnet.rpc_url, UsdcToken(client, deployment.usdc), path)
+
+
+def node_mlp(home: Path, chain: Chain, db_dir: Path) -> str:
+    """The sample MLP compiled into the node home ``home`` (a workspace of a node with payments off)."""
+    ws = Workspace(node_settings(home, db_dir / "unused.db", chain.rpc_url, chain.deployment_file, payments="off"))
+    try:
+        return compile_mlp(ws)
+    finally:
+        ws.close()
 
 
 def mlp_input() -> dict[str, Any]:

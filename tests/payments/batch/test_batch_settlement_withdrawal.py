@@ -9,30 +9,22 @@ import pytest
 import requests
 from paid_node import ADMIN, serve_node
 from test_batch_settlement_node import PRICE, _terms, infer, sdk_session
-from x402_helpers import Chain, Served, anvil_or_skip, compile_mlp, node_settings
+from x402_helpers import Chain, Served, market_devnet, node_mlp
 
-from proofmarket.chain import Devnet, UsdcToken, deploy, dev_account
+from proofmarket.chain import dev_account
 from proofmarket.chain.devkeys import DEVNET_CHAIN_ID
-from proofmarket.systems.workspace import Workspace
 
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
-    data = tmp_path_factory.mktemp("withdrawal-devnet")
-    with Devnet(data, anvil=anvil_or_skip()) as devnet:
-        client = devnet.client()
-        deployment = deploy(client, dev_account(0, client.chain_id), data / "deployment.json")
-        yield Chain(client, devnet.rpc_url, UsdcToken(client, deployment.usdc), data / "deployment.json")
+    with market_devnet(tmp_path_factory.mktemp("withdrawal-devnet")) as chain:
+        yield chain
 
 
 @pytest.fixture(scope="module")
 def served_model(chain: Chain, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Served, str]]:
     home = tmp_path_factory.mktemp("withdrawal-home")
-    ws = Workspace(node_settings(home, home / "unused.db", chain.rpc_url, chain.deployment_file, payments="off"))
-    try:
-        mlp_id = compile_mlp(ws)
-    finally:
-        ws.close()
+    mlp_id = node_mlp(home, chain, home)
     with serve_node(home, home / "node.db", chain, mlp_id, PRICE) as served:
         yield served, mlp_id
 

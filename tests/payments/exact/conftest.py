@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 from eth_account.signers.local import LocalAccount
-from x402_helpers import PRICE, Chain, Served, anvil_or_skip, clear_env, compile_mlp, node_settings
+from x402_helpers import PRICE, Chain, Served, clear_env, market_devnet, node_mlp, node_settings
 
 from proofmarket.api import create_app
-from proofmarket.chain import Devnet, UsdcToken, deploy, dev_account
+from proofmarket.chain import dev_account
 from proofmarket.chain.devkeys import DEVNET_CHAIN_ID
-from proofmarket.systems.workspace import Workspace
 
 PAYER_INDEX, PAYEE_INDEX, SDK_PAYER_INDEX = 2, 5, 6
 
@@ -27,13 +26,8 @@ def _clean_env() -> None:
 
 @pytest.fixture(scope="session")
 def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
-    anvil = anvil_or_skip()
-    data = tmp_path_factory.mktemp("x402-devnet")
-    with Devnet(data, anvil=anvil) as devnet:
-        client = devnet.client()
-        path = data / "deployment.json"
-        deployment = deploy(client, dev_account(0, client.chain_id), path)
-        yield Chain(client, devnet.rpc_url, UsdcToken(client, deployment.usdc), path)
+    with market_devnet(tmp_path_factory.mktemp("x402-devnet")) as chain:
+        yield chain
 
 
 @pytest.fixture(scope="session")
@@ -43,13 +37,7 @@ def node_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def mlp_id(node_home: Path, chain: Chain, tmp_path_factory: pytest.TempPathFactory) -> str:
-    settings = node_settings(node_home, tmp_path_factory.mktemp("db") / "unused.db", chain.rpc_url,
-                             chain.deployment_file, payments="off")
-    ws = Workspace(settings)
-    try:
-        return compile_mlp(ws)
-    finally:
-        ws.close()
+    return node_mlp(node_home, chain, tmp_path_factory.mktemp("db"))
 
 
 @pytest.fixture(scope="session")

@@ -22,10 +22,10 @@ import httpx
 import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from x402_helpers import PAY, Chain, Served, anvil_or_skip, mlp_input, node_settings, requirements_of, signed_payload
+from x402_helpers import PAY, Chain, Served, market_devnet, mlp_input, node_settings, requirements_of, signed_payload
 
 from proofmarket.api import create_app
-from proofmarket.chain import Devnet, UsdcToken, advance_time, deploy, dev_account
+from proofmarket.chain import advance_time, dev_account
 from proofmarket.chain.devkeys import DEVNET_CHAIN_ID
 from proofmarket.chain.devnet import automine_off
 from proofmarket.samples import sample_path
@@ -61,10 +61,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     from proofmarket.systems.attested.tiny import build_tiny_lm
 
     data = tmp_path_factory.mktemp("attested-pending")
-    with Devnet(data / "chain", anvil=anvil_or_skip()) as devnet, pytest.MonkeyPatch.context() as env:
-        client = devnet.client()
-        deployment = deploy(client, dev_account(0, client.chain_id), data / "deployment.json")
-        chain = Chain(client, devnet.rpc_url, UsdcToken(client, deployment.usdc), data / "deployment.json")
+    with market_devnet(data / "chain") as chain, pytest.MonkeyPatch.context() as env:
         env.setenv("PROOFMARKET_FACILITATOR_WAIT_S", "1")
         env.setenv("PROOFMARKET_PAYMENT_MIN_VALIDITY_S", "5")
         settings = node_settings(data / "home", data / "node.db", chain.rpc_url, chain.deployment_file,
