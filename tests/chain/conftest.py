@@ -1,44 +1,15 @@
-"""Chain fixtures: one anvil per session (started here), contracts deployed once, and a chain
-snapshot (evm_snapshot / evm_revert) around every test so that tests do not see each other's state."""
+"""Chain fixtures: one anvil per session with the contracts deployed once and a snapshot around every test
+(``chain_fixtures``), and a listed model with a staked prover."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from chain_helpers import USDC, Accounts, Chain, Listed, anvil_or_skip, list_model, stake_prover
-
-from proofmarket.chain import Devnet, deploy, dev_account
-
-
-@pytest.fixture(scope="session")
-def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devnet]:
-    anvil = anvil_or_skip()
-    with Devnet(tmp_path_factory.mktemp("devnet"), anvil=anvil) as net:
-        yield net
-
-
-@pytest.fixture(scope="session")
-def session_chain(devnet: Devnet) -> Chain:
-    client = devnet.client()
-    accounts = Accounts(*(dev_account(i, client.chain_id) for i in range(7)))
-    deployment = deploy(client, accounts.admin, devnet.data_dir / "deployment.json")
-    usdc, registry, market = deployment.bind(client)
-    return Chain(client, accounts, deployment, usdc, registry, market)
+from chain_fixtures import chain, devnet, session_chain  # noqa: F401 (fixtures, registered by this import)
+from chain_helpers import USDC, Chain, Listed, list_model, stake_prover
 
 
 @pytest.fixture
-def chain(session_chain: Chain) -> Iterator[Chain]:
-    client = session_chain.client
-    snapshot = client.rpc("evm_snapshot", [])
-    try:
-        yield session_chain
-    finally:
-        client.rpc("evm_revert", [snapshot])
-
-
-@pytest.fixture
-def model(chain: Chain) -> Listed:
+def model(chain: Chain) -> Listed:  # noqa: F811 (the parameter names the imported fixture)
     """A listed model (MockVerifier), a staked authorised prover, a consumer who approved the market."""
     listed = list_model(chain)
     stake_prover(chain, chain.accounts.prover)

@@ -1,0 +1,66 @@
+"""A catalogue entry as an MCP tool (proofmarket.mcp_tools.catalog): names MCP accepts whatever the owner called the
+listing, one tool per listing (two versions of one name never share a tool), the input schema sized from the
+listing's tensors, and the price and guarantee in plain words. The paid calls through the tools are
+tests/payments/exact/test_x402_mcp.py and tests/payments/batch/test_mcp_channel.py."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from proofmarket.mcp_tools.catalog import MAX_NAME, input_schema, model_tool, tool_name
+
+MCP_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+ID_A = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+ID_B = "bafkreie5cvv4h45feqbmu3dqvbfw5hdvyjkpnqpvinn4qbt3zwkxzssaou"
+
+
+def _entry(**overrides: Any) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "id": ID_A, "name": "iris-mlp", "mode": "proven", "task": "tabular-classification",
+        "description": "Classifies iris flowers.", "guarantee": "the output is proven.",
+        "price": {"atomic": "10000"}, "links": {"infer": f"/v1/models/{ID_A}/infer"},
+        "inputs": [{"name": "input", "shape": [1, 4], "dtype": "float32"}],
+        "privacy_profile": {"input": "public"},
+    }
+    entry.update(overrides)
+    return entry
+
+
+@pytest.mark.parametrize("name", ["iris-mlp", "", "!!!", "Модель распознавания", "a" * 500, "x/../../y", " _ ",
+                                  "name\nwith\ttabs; rm -rf /", "😀" * 40])
+def test_every_listing_name_makes_a_tool_name_mcp_accepts(name: str) -> None:
+    for route in ("infer", "generate"):
+        made = tool_name(route, name, ID_A)
+        assert MCP_NAME.fullmatch(made), made
+        assert len(made) <= MAX_NAME and made.startswith(f"{route}_") and made.endswith(ID_A[-10:])
+
+
+def test_two_versions_of_one_name_are_two_tools() -> None:
+    a, b = model_tool(_entry()), model_tool(_entry(id=ID_B))
+    assert a.name != b.name and (a.model_id, b.model_id) == (ID_A, ID_B)
+    assert a.path == f"/v1/models/{ID_A}/infer"
+
+
+def test_the_input_schema_is_sized_from_the_listings_tensors() -> None:
+    schema = input_schema(_entry(inputs=[{"name": "x", "shape": [1, 4], "dtype": "float32"},
+                                         {"name": "mask", "shape": [2, 3], "dtype": "float32"}]))
+    data = schema["properties"]["input_data"]
+    assert schema["required"] == ["input_data"] and (data["minItems"], data["maxItems"]) == (2, 2)
+    assert [(t["minItems"], t["maxItems"]) for t in data["prefixItems"]] == [(4, 4), (6, 6)]
+    assert "salt" not in schema["properties"]
+    hashed = input_schema(_entry(privacy_profile={"input": "hashed"}))
+    assert hashed["properties"]["salt"]["items"] == {"type": "integer"}
+
+
+def test_the_description_says_the_price_and_whether_it_is_a_proof() -> None:
+    proven = model_tool(_entry())
+    assert "0.01 USDC per call" in proven.description and "PROVEN: a zero-knowledge proof" in proven.description
+    assert ID_A in proven.description
+    attested = model_tool(_entry(mode="attested", price={"atomic": "0"},
+                                 links={"generate": f"/v1/models/{ID_A}/generate"}))
+    assert attested.route == "generate" and attested.name.startswith("generate_")
+    assert "ATTESTED: not a proof" in attested.description and "free" in attested.description
+    assert attested.input_schema["required"] == ["prompt"]
