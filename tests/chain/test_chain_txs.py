@@ -15,7 +15,7 @@ from proofmarket.chain import dev_account
 from proofmarket.chain.client import ChainClient
 from proofmarket.chain.contracts import UsdcToken
 from proofmarket.chain.txs import Submission, bumped, fees
-from proofmarket.core.errors import FeeTooHigh, TransactionNotMined
+from proofmarket.core.errors import ChainError, FeeTooHigh, TransactionNotMined
 from proofmarket.core.profiles import GasPolicy
 
 
@@ -151,12 +151,12 @@ def test_a_transaction_in_flight_on_one_devnet_does_not_move_another_devnets_non
 
 class _StuckPool:
     """A unit-test double of ``w3``: a pool that holds every transaction sent until ``mine`` is called (anvil's
-    automine leaving a ready transaction behind), and an account whose mined nonces stop at ``mined_nonce``."""
+    automine leaving a ready transaction behind); the account's mined and pending nonce counts are given."""
 
-    def __init__(self, mined_nonce: int) -> None:
+    def __init__(self, mined_nonce: int, pending_nonce: int | None = None) -> None:
         self.sent: list[bytes] = []
         self.mined = False
-        self.mined_nonce = mined_nonce
+        self.counts = {"latest": mined_nonce, "pending": mined_nonce if pending_nonce is None else pending_nonce}
         self.eth = self
 
     def send_raw_transaction(self, raw: bytes) -> bytes:
@@ -172,7 +172,7 @@ class _StuckPool:
         return {"hash": tx_hash}
 
     def get_transaction_count(self, address: str, block: str) -> int:
-        return self.mined_nonce
+        return self.counts[block]
 
     def mine(self) -> None:
         self.mined = True
@@ -195,9 +195,41 @@ def test_a_transaction_an_automining_devnet_left_in_its_pool_is_mined_by_a_flush
     assert len(pool.sent) == 1 and submission.resends == 0  # mined as sent: no replacement at higher fees
 
 
-def test_a_transaction_behind_a_nonce_gap_says_so_when_it_times_out() -> None:
-    pool = _StuckPool(mined_nonce=4)
-    submission = _submission(pool, 6, flush=None)  # not the devnet: re-sent at higher fees, never mined
-    with pytest.raises(TransactionNotMined, match=r"mined nonces below 4 of 0x\w+ \(a gap") as raised:
+@pytest.mark.parametrize(("mined", "pending", "says"), [
+    (4, 4, r"below 4 of 0x\w+: a gap"),
+    (4, 7, "earlier ones are pending"),
+    (7, 7, "nonce 6 was used by another transaction"),
+])
+def test_a_transaction_that_is_not_next_in_line_is_not_flushed_and_its_timeout_says_why(
+        mined: int, pending: int, says: str) -> None:
+    pool = _StuckPool(mined_nonce=mined, pending_nonce=pending)
+    flushed: list[bool] = []
+    submission = _submission(pool, 6, lambda: flushed.append(True))
+    with pytest.raises(TransactionNotMined, match=says) as raised:
         submission.wait(timeout=0.4, block_time_s=0)
-    assert submission.resends >= 1 and raised.value.details["hashes"] == submission.hashes
+    assert not flushed and submission.resends >= 1  # re-sent at higher fees; no block mined for it
+    assert raised.value.details["hashes"] == submission.hashes
+
+
+class _Rpc:
+    """A unit-test double of a devnet's JSON-RPC: what ``anvil_getAutomine`` answers, and the calls made."""
+
+    def __init__(self, automine: object) -> None:
+        self.automine = automine
+        self.calls: list[str] = []
+
+    def rpc(self, method: str, params: list[Any]) -> Any:
+        self.calls.append(method)
+        if isinstance(self.automine, Exception):
+            raise self.automine
+        return self.automine if method == "anvil_getAutomine" else None
+
+
+@pytest.mark.parametrize(("automine", "mined"), [(True, True), (False, False),
+                                                 (ChainError("anvil_getAutomine failed: method not found"), False)])
+def test_a_flush_mines_a_block_only_on_an_automining_anvil(automine: object, mined: bool) -> None:
+    """A test that paused mining keeps its pending transactions; a devnet without anvil's methods (Hardhat answers
+    31337 too) is left to the re-sends."""
+    node = _Rpc(automine)
+    ChainClient._flush_automine(node)  # type: ignore[arg-type]
+    assert ("evm_mine" in node.calls) is mined

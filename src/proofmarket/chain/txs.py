@@ -157,10 +157,10 @@ class Submission:
             now = time.monotonic()
             if now - start > timeout:
                 raise TransactionNotMined(f"transaction nonce {self.tx['nonce']} was not mined in {timeout:.0f} s "
-                                          f"({self._mined_nonces()}; sent as {', '.join(self.hashes)})",
+                                          f"({self._nonce_state()}; sent as {', '.join(self.hashes)})",
                                           hashes=list(self.hashes))
             if now - last_send >= self.policy.resend_after_s and self.resends < self.policy.max_resends:
-                if self.flush is not None and self._in_pool():
+                if self.flush is not None and self._next_in_line() and self._in_pool():
                     self.flush()
                     if any(self._receipt(h) is not None for h in self.hashes):
                         continue
@@ -181,14 +181,28 @@ class Submission:
                     self.tx["nonce"], self.policy.resend_after_s, self.fees)
         self.send()
 
-    def _mined_nonces(self) -> str:
-        """Words for the timeout: a transaction behind a nonce the chain never saw waits forever, re-sent or not."""
+    def _count(self, block: str) -> int:
+        return int(self.w3.eth.get_transaction_count(self.sender.address, block))  # type: ignore[arg-type]
+
+    def _next_in_line(self) -> bool:
+        """Whether every earlier nonce of the account is mined: only then can a block take this transaction."""
+        return self._count("latest") == int(self.tx["nonce"])
+
+    def _nonce_state(self) -> str:
+        """Words for the timeout: why re-sending did not help (a used nonce or a gap never resolve by waiting)."""
+        nonce = int(self.tx["nonce"])
         try:
-            mined = int(self.w3.eth.get_transaction_count(self.sender.address, "latest"))
+            mined, pending = self._count("latest"), self._count("pending")
         except Exception:  # a diagnosis only: the timeout is raised all the same
-            return "the account's mined nonce could not be read"
-        gap = " (a gap: an earlier nonce was never sent or was dropped)" if mined < int(self.tx["nonce"]) else ""
-        return f"the chain has mined nonces below {mined} of {self.sender.address}{gap}"
+            return "the account's nonces could not be read"
+        said = f"the chain has mined nonces below {mined} of {self.sender.address}"
+        if mined > nonce:
+            return f"{said}: nonce {nonce} was used by another transaction, this one will never be mined"
+        if mined < nonce:
+            waiting = ("earlier ones are pending" if pending > nonce
+                       else "a gap: an earlier nonce was never sent or was dropped")
+            return f"{said}: {waiting}"
+        return f"{said}: this one is next"
 
     def _in_pool(self) -> bool:
         for tx_hash in self.hashes:
