@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from api_helpers import AppFactory, mlp_input
-from browser_wallet import chromium_or_skip
+from browser_wallet import chromium_or_skip, serious_violations, with_axe
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from served import Served
@@ -101,7 +101,7 @@ def test_the_browser_verifies_a_bundle_rejects_a_tampered_one_and_fits_a_phone(s
     not_bundle.write_text(json.dumps({"hello": "world"}))
     with sync_playwright() as pw:  # type: ignore[operator]
         browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1024, "height": 900})
+        page = with_axe(browser.new_page(viewport={"width": 1024, "height": 900}))
         page.set_default_timeout(90_000)  # a loaded CI machine
         outside: list[str] = []
         page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(served) else None)
@@ -117,10 +117,12 @@ def test_the_browser_verifies_a_bundle_rejects_a_tampered_one_and_fits_a_phone(s
         page.wait_for_selector("#verify-status.ok, #verify-status.bad", timeout=60_000)
         status = page.text_content("#verify-status") or ""
         assert status.startswith("valid"), status
+        assert serious_violations(page) == []  # the verdict and its checks
         page.screenshot(path=str(shots / "app-verified.png"), full_page=True)
         page.click("#tamper-button")
         page.wait_for_selector("#verify-status.bad", timeout=60_000)
         assert "NOT valid" in (page.text_content("#verify-status") or "")
+        assert serious_violations(page) == []
         page.screenshot(path=str(shots / "app-tampered.png"), full_page=True)
         page.set_input_files("#bundle-file", str(not_bundle))
         page.click("#verify-button")

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser_wallet import DevWallet, chromium_or_skip
+from browser_wallet import DevWallet, chromium_or_skip, serious_violations, with_axe
 from escrow_helpers import PRICE_UNITS, AppFactory, EscrowEnv, mlp_input, other_input, serve
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -59,7 +59,7 @@ def test_a_wallet_escrows_from_the_page_verifies_on_chain_and_refunds(env: Escro
     outside: list[str] = []
     with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
-        page = b.new_page(viewport={"width": 1024, "height": 900})
+        page = with_axe(b.new_page(viewport={"width": 1024, "height": 900}))
         page.set_default_timeout(90_000)  # a loaded CI machine
         page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(served) else None)
         wallet.install(page)
@@ -123,6 +123,7 @@ def test_a_wallet_escrows_from_the_page_verifies_on_chain_and_refunds(env: Escro
         request_id = int(result.split("request")[1].split("escrowed")[0].strip())
         assert env.market.market.get_request(request_id).status.name == "FULFILLED"
         assert before - usdc.balance_of(consumer.address) == PRICE_UNITS
+        assert serious_violations(page) == []
         page.screenshot(path=str(SHOTS / "app-escrow-fulfilled.png"), full_page=True)
 
         # the answer verified in the page, then on chain through the wallet; a flipped byte refused on chain
@@ -134,6 +135,7 @@ def test_a_wallet_escrows_from_the_page_verifies_on_chain_and_refunds(env: Escro
         _reset(page, "#chain-status")
         page.click("#chain-tamper-button")
         assert "NOT valid on chain" in _status(page, "#chain-status", 60_000)
+        assert serious_violations(page) == []
         page.screenshot(path=str(SHOTS / "app-verified-on-chain.png"), full_page=True)
 
         # a hashed-input model, paid with one EIP-3009 signature: the page's salted Poseidon commitment opens
@@ -169,6 +171,7 @@ def test_a_wallet_escrows_from_the_page_verifies_on_chain_and_refunds(env: Escro
         table = page.text_content("#requests-table") or ""
         assert str(request_id) in table and "fulfilled" in table
         assert job_id in (page.text_content("#history-table") or "")  # the paid call too
+        assert serious_violations(page) == []
         page.screenshot(path=str(SHOTS / "app-history-requests.png"), full_page=True)
         _reset(page, "#history-status")
         page.click(f"#requests-table button:has-text('Refund {unanswered.request_id}')")
@@ -185,10 +188,11 @@ def test_a_wallet_escrows_from_the_page_verifies_on_chain_and_refunds(env: Escro
         assert "staked 7.5 USDC" in _status(page, "#stake-status")
         assert "7.5 USDC" in (page.text_content("#prover-mine") or "")
         assert env.market.market.get_prover(consumer.address).stake == 7_500_000
+        assert serious_violations(page) == []
         page.screenshot(path=str(SHOTS / "app-prover.png"), full_page=True)
 
         # the owner's earnings: the escrow fulfilments credited its share; the page withdraws it
-        owner_page = b.new_page(viewport={"width": 1024, "height": 900})
+        owner_page = with_axe(b.new_page(viewport={"width": 1024, "height": 900}))
         owner_page.set_default_timeout(90_000)  # a loaded CI machine
         DevWallet(env.market.accounts.owner, env.rpc_url, env.market.client.chain_id).install(owner_page)
         owner_page.goto(f"{served}/app/#owner")
@@ -205,6 +209,7 @@ def test_a_wallet_escrows_from_the_page_verifies_on_chain_and_refunds(env: Escro
         owner_page.click("#owed-withdraw-button")
         owner_page.wait_for_selector("#earnings-status.ok:has-text('withdrawn (tx')", timeout=240_000)
         assert env.market.market.owed(owner) == 0 and env.market.usdc.balance_of(owner) == held + owed
+        assert serious_violations(owner_page) == []
         owner_page.screenshot(path=str(SHOTS / "app-owner.png"), full_page=True)
         b.close()
     assert outside == []  # every chain read and transaction went through the wallet

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from browser_wallet import DevWallet, chromium_or_skip, connected_page
+from browser_wallet import DevWallet, chromium_or_skip, connected_page, serious_violations
 from escrow_helpers import AppFactory, EscrowEnv, mlp_input, serve
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -54,7 +54,7 @@ def test_an_owner_lists_registers_finds_calls_and_charts_a_model_from_a_phone(en
     env.market.client.rpc("anvil_setBalance", [owner.address, hex(10**20)])
     wallet = DevWallet(owner, env.rpc_url, env.market.client.chain_id)
     with sync_playwright() as pw:
-        browser, page = connected_page(pw, chromium, wallet, f"{served}/app/#owner")
+        browser, page = connected_page(pw, chromium, wallet, f"{served}/app/#owner", axe=True)
 
         # list: signed by the wallet, no token; the compile is followed to its end
         page.set_input_files("#upload-onnx", str(sample_path("mlp")))
@@ -113,6 +113,7 @@ def test_an_owner_lists_registers_finds_calls_and_charts_a_model_from_a_phone(en
         assert page.locator("#chart-calls canvas").count() == 1 and page.locator("#chart-revenue canvas").count() == 1
         assert "classification" in (page.text_content("#model-details") or "")
         width = page.evaluate("document.documentElement.scrollWidth")
+        assert serious_violations(page) == []  # the card with its charts, after the owner's listing
         page.screenshot(path=str(SHOTS / "app-owner-375.png"), full_page=True)
         assert width <= 375, f"the page is {width} px wide at 375 px"
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -36,6 +37,24 @@ window.ethereum = {
 };
 """
 SIGNING = {"eth_signTypedData_v4", "personal_sign", "eth_sendTransaction", "eth_requestAccounts"}
+AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
+AXE_RUN = ("axe.run(document, { resultTypes: ['violations'] }).then((r) => r.violations"
+           ".map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.map((n) => n.target) })))")
+
+
+def with_axe(page: Any) -> Any:
+    """axe-core in every document ``page`` opens from now on, injected by the browser's debugging protocol (as the
+    wallet is): the page's CSP stays on. Returns the page."""
+    if not AXE.is_file():
+        pytest.fail("axe-core is one of the npm tools (make setup)")
+    page.add_init_script(path=str(AXE))
+    return page
+
+
+def serious_violations(page: Any) -> list[dict[str, Any]]:
+    """axe-core's serious and critical violations in the page as it stands (axe loaded: ``connected_page(axe=True)``
+    or a script tag where the context bypasses the CSP)."""
+    return [v for v in page.evaluate(AXE_RUN) if v["impact"] in ("serious", "critical")]
 
 
 def chromium_or_skip() -> tuple[Any, str]:
@@ -133,13 +152,16 @@ class DevWallet:
 
 
 def connected_page(pw: Any, chromium: str, wallet: DevWallet, url: str, width: int = 375,
-                   height: int = 800) -> tuple[Any, Any]:
+                   height: int = 800, *, axe: bool = False) -> tuple[Any, Any]:
     """Headless Chromium at ``url`` (``width`` x ``height``) with ``wallet`` injected and connected (the wallet's
-    status line ok): (browser, page)."""
+    status line ok): (browser, page). ``axe``: axe-core in the page too (injected like the wallet, by the browser's
+    debugging protocol: the page's CSP stays on)."""
     browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
     page = browser.new_page(viewport={"width": width, "height": height})
     page.set_default_timeout(90_000)  # a loaded CI machine
     wallet.install(page)
+    if axe:
+        with_axe(page)
     page.goto(url)
     page.click("#connect-button")
     page.wait_for_selector("#wallet-status.ok")

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser_wallet import DevWallet, chromium_or_skip, connected_page
+from browser_wallet import DevWallet, chromium_or_skip, connected_page, serious_violations
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
@@ -37,7 +37,7 @@ def test_channels_keys_and_credits_from_the_page_at_375_px(node: Served, chain: 
     shots = ROOT / "tests" / "screenshots"
     shots.mkdir(exist_ok=True)
     with sync_playwright() as pw:
-        browser, page = connected_page(pw, chromium, wallet, f"{node.url}/app/#access")
+        browser, page = connected_page(pw, chromium, wallet, f"{node.url}/app/#access", axe=True)
 
         before = chain.usdc.balance_of(payer.address)
         page.fill("#channel-amount", "500000")
@@ -65,6 +65,7 @@ def test_channels_keys_and_credits_from_the_page_at_375_px(node: Served, chain: 
         page.wait_for_selector("#credits-details dd")
         assert "0.04" in (page.text_content("#credits-details") or "")
         width = page.evaluate("document.documentElement.scrollWidth")
+        assert serious_violations(page) == []  # channels, keys and credits filled in
         page.screenshot(path=str(shots / "access-375.png"), full_page=True)
         browser.close()
     assert width <= 375, f"the page is {width} px wide at 375"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from browser_wallet import DevWallet, chromium_or_skip, connected_page
+from browser_wallet import DevWallet, chromium_or_skip, connected_page, serious_violations, with_axe
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
@@ -57,7 +57,7 @@ def test_a_wallet_pays_verifies_in_the_page_and_finds_its_history(node: Served, 
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1024, "height": 900})
+        page = with_axe(browser.new_page(viewport={"width": 1024, "height": 900}))
         page.set_default_timeout(90_000)  # a loaded CI machine
         wallet.install(page)
         page.goto(f"{node.url}/app/#model/{mlp_id}")
@@ -102,6 +102,7 @@ def test_a_wallet_pays_verifies_in_the_page_and_finds_its_history(node: Served, 
         result = page.text_content("#call-result") or ""
         assert "proof size" in result and "atomic USDC from" in result and "signed by" in result
         assert before - balance() == PRICE
+        assert serious_violations(page) == []  # the answer and its verdict shown
         page.screenshot(path=str(shots / "app-paid-call.png"), full_page=True)
 
         # verify the answer in the page, then a tampered copy
@@ -110,6 +111,7 @@ def test_a_wallet_pays_verifies_in_the_page_and_finds_its_history(node: Served, 
         assert (page.text_content("#verify-status") or "").startswith("valid")
         page.click("#tamper-button")
         page.wait_for_selector("#verify-status.bad", timeout=60_000)
+        assert serious_violations(page) == []  # an invalid verdict reads as well as a valid one
         page.screenshot(path=str(shots / "app-paid-tampered.png"), full_page=True)
 
         # the history of the connected address shows the call
@@ -117,6 +119,7 @@ def test_a_wallet_pays_verifies_in_the_page_and_finds_its_history(node: Served, 
         page.click("#history-button")
         page.wait_for_selector("#history-table:not([hidden])")
         assert job_id in (page.text_content("#history-table") or "")
+        assert serious_violations(page) == []
         page.screenshot(path=str(shots / "app-history.png"), full_page=True)
         page.click("#history-table button")  # a past call's bundle (its access token) back into the verifier
         page.wait_for_selector("#verify-status:has-text('is loaded')")
@@ -142,7 +145,7 @@ def test_a_wallet_pays_for_an_attested_generation_from_the_prompt_box(node: Serv
     before = chain.usdc.balance_of(payer.address)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1024, "height": 900})
+        page = with_axe(browser.new_page(viewport={"width": 1024, "height": 900}))
         page.set_default_timeout(90_000)  # a loaded CI machine
         wallet.install(page)
         page.goto(f"{node.url}/app/#model/{lm_id}")  # not connected first: paying asks the wallet to connect
@@ -160,6 +163,7 @@ def test_a_wallet_pays_for_an_attested_generation_from_the_prompt_box(node: Serv
         streamed = page.locator("#call-answer .streamed")  # the text came as Server-Sent Events, token by token
         assert int(streamed.get_attribute("data-tokens") or 0) == 8 and streamed.inner_text()
         assert payer.address.lower() in (page.text_content("#wallet-status") or "").lower()
+        assert serious_violations(page) == []  # the streamed text and its attestation
         page.screenshot(path=str(ROOT / "tests" / "screenshots" / "app-generate.png"), full_page=True)
         browser.close()
     assert before - chain.usdc.balance_of(payer.address) == 8000
@@ -225,7 +229,7 @@ def test_an_owner_reads_its_revenue_transactions_free_tier_and_webhooks_in_the_p
     wallet = DevWallet(payee, chain.rpc_url, chain.client.chain_id)
     try:
         with sync_playwright() as pw:
-            browser, page = connected_page(pw, chromium, wallet, f"{node.url}/app/#owner")
+            browser, page = connected_page(pw, chromium, wallet, f"{node.url}/app/#owner", axe=True)
             page.click("#listings-button")
             page.wait_for_selector("#listings-status.ok")
             assert page.locator(f"#webhook-model option[value='{mlp_id}']").count() == 1
@@ -275,9 +279,11 @@ def test_an_owner_reads_its_revenue_transactions_free_tier_and_webhooks_in_the_p
             page.wait_for_selector("#earnings-status.ok")
             assert "2 / 5" in (page.text_content("#free-tier-table") or "")
             assert page.evaluate("document.documentElement.scrollWidth") <= 375
+            assert serious_violations(page) == []  # the dashboard filled: tables, chart, forms, webhooks
             page.screenshot(path=str(shots / "app-owner-revenue-375.png"), full_page=True)
             page.set_viewport_size({"width": 1440, "height": 900})
             assert page.evaluate("document.documentElement.scrollWidth") <= 1440
+            assert serious_violations(page) == []
             page.screenshot(path=str(shots / "app-owner-revenue-1440.png"), full_page=True)
 
             # unsubscribed, and the free tier ended: the shared node is as it was
