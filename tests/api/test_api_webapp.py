@@ -155,7 +155,7 @@ def test_an_operator_lists_a_model_from_the_page_and_sees_the_compile_progress(m
         url = node.url
         with sync_playwright() as pw:  # type: ignore[operator]
             browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
-            page = browser.new_page()
+            page = with_axe(browser.new_page())
             page.set_default_timeout(90_000)  # a loaded CI machine
             page.goto(f"{url}/app/#owner")
             page.fill("#upload-token", "wrong-token-0123456789")
@@ -178,6 +178,7 @@ def test_an_operator_lists_a_model_from_the_page_and_sees_the_compile_progress(m
             status = page.text_content("#upload-status") or ""
             assert status.startswith("compiled in") and "is served" in status, status
             page.wait_for_selector("text=uploaded-mlp")  # the catalog shows it
+            assert serious_violations(page) == []  # the upload's progress and result
             page.screenshot(path=str(ROOT / "tests" / "screenshots" / "app-upload.png"), full_page=True)
             browser.close()
 
@@ -212,7 +213,7 @@ def test_an_image_model_gets_a_drawing_pad_and_a_node_that_went_away_is_named(ma
         url = node.url
         with sync_playwright() as pw:  # type: ignore[operator]
             b = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
-            page = b.new_page(viewport={"width": 375, "height": 800})
+            page = with_axe(b.new_page(viewport={"width": 375, "height": 800}))
             page.set_default_timeout(90_000)  # a loaded CI machine
             page.goto(f"{url}/app/#model/{cnn_id}")
             page.wait_for_selector(".pad .pixel")
@@ -240,6 +241,7 @@ def test_an_image_model_gets_a_drawing_pad_and_a_node_that_went_away_is_named(ma
                 assert time.monotonic() < deadline, flat
                 time.sleep(0.2)
             assert max(v for i, v in enumerate(flat) if i % 9) < 0.5  # the white page stays 0
+            assert serious_violations(page) == []  # the pad, painted
             page.screenshot(path=str(ROOT / "tests" / "screenshots" / "app-drawing-pad.png"), full_page=True)
             page.click("#call-button")
             page.wait_for_selector("#call-status.ok, #call-status.bad", timeout=60_000)
