@@ -76,6 +76,7 @@ lint: setup
 	$(BIN)/lint-imports
 	$(BIN)/python scripts/check_sizes.py
 	$(BIN)/python scripts/check_env.py
+	$(BIN)/python scripts/check_contracts.py
 
 contracts: setup
 	node scripts/compile_contracts.js

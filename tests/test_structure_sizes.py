@@ -11,6 +11,7 @@ from script_module import load_script
 ROOT = Path(__file__).resolve().parents[1]
 check_sizes = load_script(Path("scripts/check_sizes.py"), "check_sizes")
 check_env = load_script(Path("scripts/check_env.py"), "check_env")
+check_contracts = load_script(Path("scripts/check_contracts.py"), "check_contracts")
 
 
 def test_the_tree_keeps_the_rule() -> None:
@@ -72,6 +73,27 @@ def test_a_rail_or_system_importing_another_breaks_its_contract(tmp_path: Path, 
                           env={"PYTHONPATH": str(tmp_path / "src"), "PATH": "/usr/bin:/bin"})
     assert done.returncode != 0, done.stdout
     assert contract in done.stdout and "BROKEN" in done.stdout
+
+
+def test_every_rail_and_system_is_named_in_its_independence_contract() -> None:
+    assert check_contracts.missing(ROOT) == []
+
+
+@pytest.mark.parametrize(("family", "package"), [("payments", "streaming"), ("systems", "risc0")])
+def test_a_new_rail_or_system_left_out_of_its_contract_is_caught(tmp_path: Path, family: str, package: str) -> None:
+    """A rail (or proof system) package added without its name in the independence contract could import another
+    unseen by ``lint-imports``: the coverage rule names it."""
+    import shutil
+
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    for path in (ROOT / "src" / "proofmarket" / family).glob("*/__init__.py"):
+        (tmp_path / path.relative_to(ROOT)).parent.mkdir(parents=True)
+        (tmp_path / path.relative_to(ROOT)).write_text("")
+    planted = tmp_path / "src" / "proofmarket" / family / package
+    planted.mkdir()
+    (planted / "__init__.py").write_text("from proofmarket.payments.exact import rail  # noqa: F401\n")
+    found = check_contracts.missing(tmp_path)
+    assert len(found) == 1 and f"proofmarket.{family}.{package}" in found[0] and "missing from the contract" in found[0]
 
 
 OLD_NAMES = re.compile(r"\b(JobRunner|JobService|JobQueue|LocalJobQueue|CeleryJobQueue|JobMetrics|JobRepo|JobRow|"
