@@ -67,6 +67,31 @@ def _verify_in_node(url: str, path: Path, *flags: str) -> dict[str, object]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("select", ["task-filter", "upload-task"])
+def test_the_pages_task_lists_are_the_catalogues_tasks(select: str) -> None:
+    """A visitor can find a model by every task an owner can give it (the catalogue's ``TASKS``), and an owner can
+    give every one of them: the page's two lists cannot drift from the catalogue."""
+    from html.parser import HTMLParser
+
+    from proofmarket.marketplace.entries import TASKS
+
+    class Options(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inside, self.values = False, []  # type: ignore[var-annotated]
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            named = dict(attrs)
+            if tag == "select":
+                self.inside = named.get("id") == select
+            elif tag == "option" and self.inside and named.get("value"):
+                self.values.append(named["value"])
+
+    parser = Options()
+    parser.feed((ROOT / "src" / "proofmarket" / "api" / "static" / "app" / "index.html").read_text())
+    assert parser.values == list(TASKS)
+
+
 def test_the_in_page_verifier_accepts_a_real_bundle_and_rejects_a_flipped_byte(served: str, mlp_id: str,
                                                                                tmp_path: Path) -> None:
     import httpx
