@@ -10,6 +10,7 @@ the channel contract's address, is part of its code). ``channel_state`` reads on
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,3 +98,56 @@ def _config(config: Any) -> tuple[Any, ...]:
     to = ChecksumAddress
     return (to(config.payer), to(config.payer_authorizer), to(config.receiver), to(config.receiver_authorizer),
             to(config.token), int(config.withdraw_delay), bytes.fromhex(str(config.salt).removeprefix("0x")))
+
+
+class ChannelReader:
+    """What the ``batch-settlement`` rail reads of the channel contract itself: a channel's state with its armed
+    withdrawal, whether a payer has code (its vouchers answer ERC-1271), whether a claim would revert, and the
+    withdrawals payers armed since the last look (``WithdrawInitiated`` events)."""
+
+    CODE_TTL_S = 60.0
+
+    def __init__(self, client: ChainClient, receiver: str) -> None:
+        self.client, self.receiver = client, receiver
+        self._code: dict[str, tuple[float, bool]] = {}
+        self._next_block: int | None = None
+        self._events = client.w3.eth.contract(abi=load_artifact("BatchSettlement").abi).events.WithdrawInitiated()
+
+    def state(self, channel_id: str) -> ChannelOnChain:
+        return channel_state(self.client, channel_id)
+
+    def withdrawal(self, channel_id: str) -> tuple[int, int]:
+        """The payer's armed withdrawal: (amount, initiated at), (0, 0) when none (one ``eth_call``)."""
+        contract = self.client.contract(BATCH_SETTLEMENT_ADDRESS, BATCH_SETTLEMENT_ABI)
+        amount, initiated = self.client.call(contract.functions.pendingWithdrawals(
+            bytes.fromhex(channel_id.removeprefix("0x"))))
+        return int(amount), int(initiated)
+
+    def has_code(self, address: str) -> bool:
+        key, now = address.lower(), time.monotonic()
+        seen = self._code.get(key)
+        if seen is None or now - seen[0] > self.CODE_TTL_S:
+            seen = (now, bool(self.client.code_at(ChecksumAddress(address))))
+            self._code[key] = seen
+        return seen[1]
+
+    def claim_reverts(self, claims: list[Any]) -> bool:
+        return claims_revert(self.client, self.receiver, claims)
+
+    def exits_since_last(self, lookback_blocks: int = 10_000) -> list[tuple[str, int, int]]:
+        """(channel id, amount, finalizable at) of each ``WithdrawInitiated`` since the last call (the first looks
+        ``lookback_blocks`` back): the sweeper claims such a channel's charges at once."""
+        head = self.client.block_number()
+        start = self._next_block if self._next_block is not None else max(0, head - lookback_blocks)
+        if start > head:
+            return []
+        logs = self.client.w3.eth.get_logs({"address": ChecksumAddress(BATCH_SETTLEMENT_ADDRESS),
+                                            "fromBlock": start, "toBlock": head,
+                                            "topics": [self._events.topic]})
+        self._next_block = head + 1
+        out = []
+        for log in logs:
+            event = self._events.process_log(log)
+            out.append(("0x" + bytes(event["args"]["channelId"]).hex(), int(event["args"]["amount"]),
+                        int(event["args"]["finalizableAt"])))
+        return out

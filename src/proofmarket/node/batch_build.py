@@ -21,7 +21,7 @@ from x402.mechanisms.evm.batch_settlement.server.scheme import (
 )
 from x402.mechanisms.evm.constants import MULTICALL3_ADDRESS
 
-from proofmarket.chain.channels import claims_revert, install_batch_settlement
+from proofmarket.chain.channels import ChannelReader, install_batch_settlement
 from proofmarket.core.errors import UsageError
 from proofmarket.core.settings import X402Settings
 from proofmarket.db import Database, LeaseRepo
@@ -62,6 +62,8 @@ def build_batch(chain: NodeChain, exact: X402Payments, db: Database, store: Arti
     storage = DbChannelStorage(ChannelRepo(db))
     rail = BatchSettlementRail(terms, storage, exact.gate.facilitator, chain.node, store, exact.pay_to_of,
                                exact.with_terms)
+    reader = ChannelReader(chain.client, terms.receiver)
+    rail.chain = reader  # the contract's rule for vouchers and the payer's armed withdrawal, read from the chain
     exact.also_accept(rail.requirements)
     if sweep:
         rail.sweeper = sweeper_for(rail, chain, db, extra)
@@ -80,7 +82,9 @@ def sweeper_for(rail: BatchSettlementRail, chain: NodeChain, db: Database, extra
                          threshold_atomic=extra.channel_sweep_threshold_atomic)
     sweeper = Sweeper(rail.storage.repo, manager, terms.receiver, policy, LeaseRepo(db),
                       holder=f"{socket.gethostname()}:{os.getpid()}")
-    sweeper.simulate = lambda claims: claims_revert(chain.client, terms.receiver, claims)
+    reader = rail.chain if isinstance(rail.chain, ChannelReader) else ChannelReader(chain.client, terms.receiver)
+    sweeper.simulate = reader.claim_reverts
+    sweeper.exits = reader.exits_since_last  # a withdrawal armed: that channel's charges are claimed at once
     return sweeper
 
 

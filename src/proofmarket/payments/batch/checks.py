@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from eth_account.signers.local import LocalAccount
 from x402.http import FacilitatorClientSync
@@ -19,17 +19,18 @@ from x402.mechanisms.evm.batch_settlement.constants import (
 )
 from x402.mechanisms.evm.batch_settlement.facilitator.utils import (
     validate_channel_config,
-    verify_batch_settlement_voucher_typed_data,
 )
 from x402.mechanisms.evm.batch_settlement.server.storage import Channel, PendingRequest
 from x402.mechanisms.evm.batch_settlement.types import (
     ChannelConfig,
+    VoucherClaim,
     is_deposit_payload,
     is_voucher_payload,
 )
 from x402.mechanisms.evm.batch_settlement.utils import channel_id_binding_error, normalize_channel_id
 from x402.schemas import PaymentPayload, PaymentRequirements
 
+from proofmarket.chain.channels import ChannelOnChain
 from proofmarket.core.errors import (
     PaymentChannelBusy,
     PaymentChannelRejected,
@@ -37,8 +38,9 @@ from proofmarket.core.errors import (
     PaymentMalformed,
     PaymentRequired,
 )
+from proofmarket.payments import collectable
 from proofmarket.payments.batch.store import DbChannelStorage
-from proofmarket.payments.batch.vouchers import accepted, canonical, check_accepted
+from proofmarket.payments.batch.vouchers import accepted, canonical, check_accepted, contract_accepts_form
 from proofmarket.payments.facilitators import chain_id_of
 from proofmarket.payments.headers import PAYMENT_SIGNATURE_HEADER
 from proofmarket.payments.parse import check_resource, decode_payment
@@ -51,6 +53,18 @@ NAME = "batch-settlement"
 ONE_CALL_AT_A_TIME = "one call at a time per channel: send the next voucher once this channel's call has answered"
 
 
+class ChannelChain(Protocol):
+    """What the rail reads of the channel contract itself (``chain/channels.py`` ``ChannelReader``)."""
+
+    def state(self, channel_id: str) -> ChannelOnChain: ...
+
+    def withdrawal(self, channel_id: str) -> tuple[int, int]: ...
+
+    def has_code(self, address: str) -> bool: ...
+
+    def claim_reverts(self, claims: list[Any]) -> bool: ...
+
+
 class ChannelChecks:
     """The checks of ``BatchSettlementRail`` (its terms, channel storage, facilitator and node key)."""
 
@@ -59,6 +73,7 @@ class ChannelChecks:
     facilitator: FacilitatorClientSync
     node: LocalAccount
     _pay_to: Callable[[Offer], str]
+    chain: ChannelChain | None  # the contract's reads (None: only what the facilitator answers)
 
     def _payload(self, headers: Mapping[str, str]) -> PaymentPayload | None:
         header = headers.get(PAYMENT_SIGNATURE_HEADER)
@@ -83,6 +98,7 @@ class ChannelChecks:
         check_resource(payload, offer.resource)
         config, channel_id, signed = self._channel_of(raw, requirements)
         self._canonical_voucher(raw, config)
+        self._check_signature(raw, config, channel_id)  # the contract's own rule, before anything is served
         refused = self.storage.repo.refused(channel_id)
         if refused:
             raise PaymentChannelRejected(f"the chain refused this channel's voucher ({refused}): this node serves it "
@@ -100,16 +116,20 @@ class ChannelChecks:
         if is_deposit_payload(raw):
             state = self._deposit(payload, requirements)
         elif (current is not None and self._fresh(current) and not current.withdraw_requested_at
-              and int(config.payer_authorizer, 16) != 0):  # a payer leaving the channel: read the chain each call
-            self._check_signature(raw, config, channel_id)
+              and int(config.payer_authorizer, 16) != 0 and not self._exit_armed(channel_id)):
+            # the mirror, while fresh and while the payer has armed no exit (one read of the contract: an exit armed
+            # since the mirror was synced ends, after its delay, what the node may claim)
             state = {}
         else:
             state = self._facilitator_verify(payload, requirements)
+        state = self._with_exit(channel_id, state)
         balance = int(state.get("balance", current.balance if current is not None else 0))
         claimed = int(state.get("totalClaimed", current.total_claimed if current is not None else 0))
-        if signed > balance:
-            raise PaymentChannelRejected(f"the voucher signs {signed}, above the channel's balance {balance}",
-                                         reason=scheme_errors.ERR_CUMULATIVE_EXCEEDS_BALANCE)
+        # the one rule (payments/collectable.py): the charged total with this call never above what the node can
+        # still claim, whenever the payer's armed withdrawal is finalized
+        collectable.check(signed, collectable.of_channel(balance, int(state.get("withdrawAmount", 0))),
+                          what=f"the voucher's total {signed}", error=PaymentChannelRejected,
+                          reason=scheme_errors.ERR_CUMULATIVE_EXCEEDS_BALANCE)
         if signed <= claimed:
             raise PaymentChannelRejected(f"the voucher signs {signed}, not above what was claimed ({claimed})",
                                          reason=scheme_errors.ERR_CUMULATIVE_AMOUNT_BELOW_CLAIMED)
@@ -147,10 +167,9 @@ class ChannelChecks:
 
     @staticmethod
     def _canonical_voucher(raw: dict[str, Any], config: ChannelConfig) -> None:
-        """The voucher's signature in the one form the channel contract takes (``payments/batch/vouchers.py``), or a
-        refusal: a signature the node keeps is one the chain accepts. A payer that signs itself (no payer
-        authorizer) may be a contract wallet (ERC-1271), whose signature bytes are its own: kept as sent, and
-        isolated at claim time if the chain refuses it."""
+        """A payer authorizer's signature in the one form the channel contract takes (``payments/batch/vouchers.py``),
+        or a refusal: a signature the node keeps is one the chain accepts. A payer that signs itself (no payer
+        authorizer) is checked as sent, by ``_check_signature``: the contract takes its bytes or refuses them."""
         if int(config.payer_authorizer, 16) == 0:
             return
         voucher = raw["voucher"]
@@ -162,20 +181,44 @@ class ChannelChecks:
         voucher["signature"] = fixed
 
     def _check_signature(self, raw: dict[str, Any], config: ChannelConfig, channel_id: str) -> None:
+        """The voucher is one the channel contract pays, by the contract's own rule: a payer authorizer's ECDSA
+        signature (canonical form, recovering to it); a payer without code signs itself, and its signature must be
+        in the form OpenZeppelin's ``ECDSA.tryRecover`` takes as it is (v 27/28, a low s: the contract does not
+        normalise it); a payer with code (a contract wallet, a delegated account) answers ERC-1271, so the claim
+        itself is simulated (an ``eth_call`` of ``claim`` from the receiver) before the call is served."""
         voucher = raw["voucher"]
         signature = str(voucher.get("signature", "0x"))
         if int(config.payer_authorizer, 16) != 0:  # ECDSA: the contract's own rule (payments/batch/vouchers.py)
             ok = accepted(signature, channel_id=channel_id, max_claimable=voucher["maxClaimableAmount"],
                           payer=config.payer, payer_authorizer=config.payer_authorizer,
                           chain_id=chain_id_of(self.terms.network)) == signature
+        elif self.chain is not None and self.chain.has_code(config.payer):
+            claim = VoucherClaim(channel=config, max_claimable_amount=str(voucher["maxClaimableAmount"]),
+                                 signature=signature, total_claimed="0")
+            ok = not self.chain.claim_reverts([claim])
         else:
-            ok = verify_batch_settlement_voucher_typed_data(
-                None, channel_id=channel_id, max_claimable_amount=str(voucher["maxClaimableAmount"]),  # type: ignore[arg-type]
-                payer_authorizer=config.payer_authorizer, payer=config.payer, signature=signature,
-                chain_id=chain_id_of(self.terms.network))
+            ok = contract_accepts_form(signature) and accepted(
+                signature, channel_id=channel_id, max_claimable=voucher["maxClaimableAmount"], payer=config.payer,
+                payer_authorizer=config.payer, chain_id=chain_id_of(self.terms.network)) == signature
         if not ok:
-            raise PaymentChannelRejected("the voucher's signature is not the payer authorizer's",
-                                         reason=scheme_errors.ERR_INVALID_VOUCHER_SIGNATURE)
+            raise PaymentChannelRejected("the voucher's signature is not one the channel contract pays (signed by the "
+                                         "payer authorizer, or the payer itself, as 65 bytes r, s, v with v 27 or 28 "
+                                         "and s in the lower half of the curve order, or its wallet's ERC-1271 "
+                                         "answer)", reason=scheme_errors.ERR_INVALID_VOUCHER_SIGNATURE)
+
+    def _exit_armed(self, channel_id: str) -> bool:
+        return self.chain is not None and self.chain.withdrawal(channel_id)[1] != 0
+
+    def _with_exit(self, channel_id: str, state: dict[str, Any]) -> dict[str, Any]:
+        """The channel's state with the payer's armed withdrawal read from the contract (its amount is not in the
+        facilitator's answer), so that ``collectable.of_channel`` takes it away. A channel whose exit is armed is
+        never checked on the mirror (the sweeper's event follower marks it), so this runs on every such call."""
+        if self.chain is None or not int(state.get("withdrawRequestedAt", 0) or 0):
+            return state
+        onchain = self.chain.state(channel_id)
+        return {**state, "balance": onchain.balance, "totalClaimed": onchain.total_claimed,
+                "withdrawRequestedAt": onchain.withdraw_initiated_at, "withdrawAmount": onchain.withdraw_amount,
+                "refundNonce": onchain.refund_nonce}
 
     def _fresh(self, channel: Channel) -> bool:
         synced = channel.onchain_synced_at

@@ -61,6 +61,7 @@ from proofmarket.core.errors import (
 )
 from proofmarket.payments.batch.checks import (
     NAME,
+    ChannelChain,
     ChannelChecks,
     Corrective,
     now_ms,
@@ -119,6 +120,7 @@ class BatchSettlementRail(ChannelChecks):
         self._with_terms = with_terms  # the 402 with exact and this rail's terms (the exact rail builds it)
         self.authorizer = LocalAuthorizerSigner(node)
         self.sweeper: Sweeper | None = None  # claims and sweeps (a background service: the node starts it)
+        self.chain: ChannelChain | None = None  # the channel contract's own reads (set by the node)
 
     def close(self) -> None:
         """Stop the sweeper (the charges it did not sweep wait in the database for the next start)."""
@@ -212,6 +214,8 @@ class BatchSettlementRail(ChannelChecks):
 
         result = self.storage.update_channel(channel_id, charge, row)
         if result.status == "updated" and result.channel is not None:
+            if result.channel.withdraw_requested_at and self.sweeper is not None:
+                self.sweeper.wake()  # the payer is leaving: this charge is claimed now, not at the next sweep
             return self._settlement(ticket, proof, used, int(result.channel.charged_cumulative_amount),
                                     status["receipt"], result.channel)
         done = self.storage.repo.charge(ticket.nonce)  # settled before: a restart between charging and recording

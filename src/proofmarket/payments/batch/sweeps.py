@@ -73,6 +73,9 @@ class Sweeper(Service):
         self.payouts: Payouts | None = None  # the node's one payout path (set by the node)
         # whether the chain would refuse claim(claims): isolates a bad channel (``chain.channels.claims_revert``)
         self.simulate: Callable[[list[Any]], bool] | None = None
+        # the withdrawals payers armed since the last look: (channel id, amount, finalizable at), from the contract's
+        # ``WithdrawInitiated`` events (``chain.channels.ChannelReader.exits_since_last``)
+        self.exits: Callable[[], list[tuple[str, int, int]]] | None = None
         self._sweep_lock = threading.Lock()
 
     # --- schedule --------------------------------------------------------------------------------
@@ -80,16 +83,49 @@ class Sweeper(Service):
         return sum(max(0, int(s.get("chargedCumulativeAmount", 0)) - int(s.get("totalClaimed", 0)))
                    for s in self.repo.all())
 
+    def exiting(self) -> list[str]:
+        """Channels with charges not claimed yet whose payer armed a withdrawal: claimed at once, not at the next
+        scheduled sweep (once the delay passes, the payer's exit takes what is not claimed)."""
+        return [str(s.get("channelId", "")).lower() for s in self.repo.all()
+                if int(s.get("withdrawRequestedAt", 0) or 0)
+                and int(s.get("chargedCumulativeAmount", 0)) > int(s.get("totalClaimed", 0))]
+
+    def follow_exits(self) -> int:
+        """Mark each known channel whose payer armed a withdrawal since the last look (its mirror is no longer
+        fresh: its next voucher is checked on the chain, with the withdrawal taken away). Returns how many."""
+        if self.exits is None:
+            return 0
+        try:
+            armed = self.exits()
+        except Exception:  # the chain is away: looked at again next tick (the calls read the chain themselves)
+            log.warning("could not read the channels' withdrawals", exc_info=True)
+            return 0
+        marked = 0
+        for channel_id, amount, finalizable_at in armed:
+            def mark(state: dict[str, Any] | None, at: int = finalizable_at) -> dict[str, Any] | None:
+                if state is None:
+                    return state  # not a channel of this node: unchanged
+                delay = int((state.get("channelConfig") or {}).get("withdrawDelay", 0) or 0)
+                return {**state, "withdrawRequestedAt": max(1, at - delay), "onchainSyncedAt": None}
+
+            state, _ = self.repo.update(channel_id, mark)
+            if state is not None:
+                marked += 1
+                log.warning("the payer of channel %s armed a withdrawal of %s (final at %s): its charges are claimed "
+                            "now", channel_id, amount, finalizable_at)
+        return marked
+
     def due(self, now_s: float) -> bool:
         unclaimed = self.unclaimed()
         if unclaimed <= 0:
             return bool(self._covered())  # claimed already (a cooperative refund claims the charged total)
-        if unclaimed >= self.policy.threshold_atomic:
+        if unclaimed >= self.policy.threshold_atomic or self.exiting():
             return True
         oldest = min((c.created_at.timestamp() for c in self.repo.charges(unswept=True, limit=1)), default=now_s)
         return now_s - oldest >= self.policy.interval_s
 
     def tick(self) -> dict[str, Any] | None:
+        self.follow_exits()
         if self.due(time.time()) or self.repo.sweeps(status="settled", limit=1) \
                 or self.repo.sweeps(status="claimed", limit=1):
             return self.run()
