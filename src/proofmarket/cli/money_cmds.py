@@ -6,6 +6,7 @@
                                                             any difference is found, each printed
     proofmarket ledger unknown [--node URL]                 held payouts and refunds whose outcome is unknown
     proofmarket ledger resolve REF (--paid TX | --not-sent REASON)   the operator settles one from the chain
+    proofmarket ledger write-off REF --reason TEXT          void a channel charge that can no longer be collected
 The operator's commands send PROOFMARKET_ADMIN_TOKEN (the node's admin token). Hook: ``register(app)`` in cli/main.py.
 """
 
@@ -65,6 +66,8 @@ def payouts_run(node: NodeOpt = DEFAULT_NODE, as_json: JsonFlag = False) -> None
     report = done.get("payouts") or {}
     for payee, tx in sorted((report.get("paid") or {}).items()):
         out.print(f"paid {payee} in {tx}")
+    for payee, blocked in sorted((report.get("blocked") or {}).items()):
+        out.print(f"blocked {payee}: the token refuses it ({blocked.get('reason')}); tried again later")
     out.print(f"payouts: {len(report.get('paid') or {})} payees paid, {len(report.get('confirmed') or [])} confirmed, "
               f"{len(report.get('waiting') or [])} waiting for confirmations, {len(report.get('voided') or [])} "
               "voided (still owed)")
@@ -81,6 +84,15 @@ def ledger_check(node: NodeOpt = DEFAULT_NODE, as_json: JsonFlag = False,
     else:
         for difference in report["differences"]:
             out.print(f"difference: {difference}")
+        solvency = report.get("solvency")
+        if solvency:
+            out.print(f"solvency: the node account holds {format_usdc(int(solvency['token_balance']))} USDC, owes "
+                      f"others {format_usdc(int(solvency['owed']))} USDC: "
+                      + ("solvent" if solvency["solvent"] else
+                         f"SHORT by {format_usdc(int(solvency['shortfall']))} USDC"))
+        for payee, blocked in sorted((report.get("blocked_payees") or {}).items()):
+            out.print(f"blocked payee: {payee} ({blocked.get('reason')}; {blocked.get('attempts')} tries since "
+                      f"{blocked.get('since')})")
         out.print(f"ledger: {'no difference' if report['ok'] else str(len(report['differences'])) + ' differences'}"
                   f" ({report['transfers_checked']} transfers, {report['transactions_checked']} transactions checked)")
     if not report["ok"]:
@@ -119,6 +131,21 @@ def ledger_resolve(
         emit_json(done)
     else:
         out.print(f"{done['ref']}: {done['outcome']}")
+
+
+@ledger.command("write-off")
+def ledger_write_off(
+    ref: Annotated[str, typer.Argument(help="the charge's reference (the receivables of 'proofmarket ledger check')")],
+    reason: Annotated[str, typer.Option("--reason", help="why it cannot be collected (kept in the book)")],
+    node: NodeOpt = DEFAULT_NODE, as_json: JsonFlag = False,
+) -> None:
+    """Write off a channel charge the node can no longer collect (its channel refused by the chain, or older than a
+    sweep interval): one balanced entry, nothing owed for it."""
+    done = _operator(node, as_json, lambda sdk, token: sdk.write_off(token, ref, reason))
+    if as_json:
+        emit_json(done)
+    else:
+        out.print(f"{done['ref']}: {done['outcome']} ({done['reason']})")
 
 
 def node_earnings(node: str, key_env: str, devnet: bool, as_json: bool) -> None:

@@ -178,19 +178,25 @@ def build_money(settings: Settings, db: Database, rails: Rails, listings: Listin
                       min_atomic=settings.payments.payout_min_atomic, lease=LeaseRepo(db))
     from proofmarket.payments.batch.rail import BatchSettlementRail
 
+    money = Money(book, purchases, payouts)
     for rail in rails.all():  # channel money swept to the node is paid out by the same path
         if isinstance(rail, BatchSettlementRail) and rail.sweeper is not None:
             rail.sweeper.payouts = payouts
-    money = Money(book, purchases, payouts)
-    differences = None
+            money.receivable_after_s = rail.sweeper.policy.interval_s  # a charge the sweep should have claimed
+            money.refused = rail.storage.repo.refused_all
+    differences = shortfall = None
     if registry is not None:
         from prometheus_client import Gauge
 
         differences = Gauge("proofmarket_ledger_differences", "differences between the book and the chain at the "
                             "last reconciliation (0: they agree)", registry=registry)
+        shortfall = Gauge("proofmarket_ledger_shortfall_atomic", "what the node account lacks, in atomic token "
+                          "units, to hold what the book owes others (credits, passes, payees, the platform) at the "
+                          "last reconciliation (0: solvent)", registry=registry)
     money.settler = Settler(purchases, payouts, interval_s=settings.payments.settler_interval_s,
                             payout_every_s=settings.payments.payout_interval_s, lease=LeaseRepo(db), check=money.check,
-                            check_every_s=settings.payments.ledger_check_interval_s, differences=differences)
+                            check_every_s=settings.payments.ledger_check_interval_s, differences=differences,
+                            shortfall=shortfall)
     return money
 
 

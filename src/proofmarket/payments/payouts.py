@@ -9,6 +9,11 @@
                 voided (still owed: paid on the next pass)
     split       a payee that is a listing's revenue splitter is released right after (``after_payout(model_id)``:
                 the market's ``releaseSplit`` pays the owner, the prover and the platform their shares on chain)
+    blocked     a payee the token refuses (a blocklisted address: the transfer reverts before it is sent) is skipped,
+                its hold voided with ``blocked`` in the void's memo, and tried again after a backoff that doubles
+                with each refusal (``BLOCKED_BACKOFF_S`` up to ``BLOCKED_BACKOFF_MAX_S``); every other payee is paid
+                in the same run. ``blocked()`` names them for the payout report, the earnings view and the ledger
+                check
 
 An owner can trigger nothing here; the node's settler runs it on a schedule and an operator runs it now with
 ``proofmarket payouts run``. One payer at a time: callers hold the settler's lease.
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +44,8 @@ KIND = "payout"
 LEASE = "payouts"  # one payout run at a time on every node of the database (the settler's and the sweeper's)
 LEASE_TTL_S = 600.0  # renewed before each transfer, which waits for its receipt at most ChainClient.receipt_timeout
 CONFIRMED_KINDS = (KIND, "refund")  # pending transfers sent on chain that a pass confirms (or voids)
+BLOCKED_BACKOFF_S = 300.0  # a payee the token refused is tried again after this, doubled at each refusal
+BLOCKED_BACKOFF_MAX_S = 86_400.0
 
 
 @dataclass
@@ -46,11 +54,12 @@ class PayoutReport:
     confirmed: list[str] = field(default_factory=list)  # payout refs captured
     voided: list[str] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)  # sent, not deep enough yet (or with an unknown outcome)
+    blocked: dict[str, dict[str, Any]] = field(default_factory=dict)  # payee -> why, since when, next try
     skipped: bool = False  # another run held the payouts lease
 
     def to_json(self) -> dict[str, Any]:
         return {"paid": self.paid, "confirmed": self.confirmed, "voided": self.voided, "waiting": self.waiting,
-                "skipped": self.skipped}
+                "blocked": self.blocked, "skipped": self.skipped}
 
 
 class Payouts:
@@ -79,11 +88,22 @@ class Payouts:
             return report
         try:
             self._confirm(report)
+            now = time.time()
             for payee, models in sorted(self.owed().items()):
-                if models:
-                    if not self._leased():  # lost the lease (a transfer took longer than it): stop here
-                        break
+                if not models:
+                    continue
+                blocked = self.blocked_state(payee)
+                if blocked is not None and blocked["retry_at"] > now:
+                    report.blocked[payee] = blocked  # refused lately: tried again after its backoff
+                    continue
+                if not self._leased():  # lost the lease (a transfer took longer than it): stop here
+                    break
+                try:
                     self._pay(payee, models, report)
+                except ContractReverted as exc:  # the token refuses this payee: the others are paid all the same
+                    log.warning("the token refuses the payout to %s (%s): skipped, tried again later", payee,
+                                exc.message)
+                    report.blocked[payee] = self.blocked_state(payee) or {"reason": exc.message}
         finally:
             if self.lease is not None:
                 self.lease.release(LEASE, self.holder)
@@ -109,9 +129,14 @@ class Payouts:
                 self.book.note_tx(ref, *hashes)
             report.waiting += refs
             return
-        except (FeeTooHigh, ContractReverted):
-            for ref in refs:  # never sent, or reverted: nothing moved, still owed
-                self.book.void(ref, reason="the payout transfer was not sent (or reverted)")
+        except ContractReverted as exc:
+            for ref in refs:  # refused (a blocklisted payee), or reverted: nothing moved, still owed
+                self.book.void(ref, reason=f"the token refused the payout: {exc.message}"[:300],
+                               note={"blocked": True})
+            raise
+        except FeeTooHigh:
+            for ref in refs:  # never sent: nothing moved, still owed
+                self.book.void(ref, reason="the payout transfer was not sent (fees too high)")
             raise
         except Exception:
             # the transfer may have left (the RPC failed while waiting for its receipt): never pay twice. The hold
@@ -130,6 +155,33 @@ class Payouts:
                 self._confirm_one(sent, report)
         for model_id in sorted(m for m in models if m):
             self._released(model_id)
+
+    def blocked_state(self, payee: str) -> dict[str, Any] | None:
+        """Whether the token refused ``payee`` on its latest tries (the void memos since its last payout that went
+        through): why, since when, how many times and when it is tried next; None when it is not blocked."""
+        refusals: list[TransferRow] = []
+        for row in self.book.named(f"{KIND}:{payee.lower()}:", limit=200):
+            if row.phase == "void" and (row.memo or {}).get("blocked"):
+                refusals.append(row)
+            elif row.phase in ("post", "single"):
+                break  # paid since: whatever was refused before is over
+        if not refusals:
+            return None
+        batches = {str((r.memo or {}).get("batch")) for r in refusals}  # one try may hold several models
+        last = refusals[0]
+        backoff = min(BLOCKED_BACKOFF_S * 2 ** (len(batches) - 1), BLOCKED_BACKOFF_MAX_S)
+        return {"reason": str((last.memo or {}).get("reason", "")), "attempts": len(batches),
+                "since": refusals[-1].created_at.isoformat(), "last": last.created_at.isoformat(),
+                "retry_at": last.created_at.timestamp() + backoff}
+
+    def blocked(self) -> dict[str, dict[str, Any]]:
+        """Every payee owed something whose payouts the token refuses (for the report, earnings and the check)."""
+        out = {}
+        for payee in self.owed():
+            state = self.blocked_state(payee)
+            if state is not None:
+                out[payee] = state
+        return out
 
     def _confirm(self, report: PayoutReport) -> None:
         """Every pending payout (and credits refund) sent on chain: captured once deep enough, voided once its

@@ -8,14 +8,23 @@
                    market), a market's withdrawal (the market -> the payee); an escrow fulfilment's credits are
                    its ``RequestFulfilled`` event's; a channel's charges captured by sweeps never exceed its claimed
                    total on chain; a transaction that reverted or that the chain does not know is a difference too
+    receivables    charges served on credit and not collected: a channel charge pending longer than
+                   ``receivable_after_s`` (one sweep interval) is a difference, and so is every pending charge of a
+                   channel the chain refused (it can no longer be collected: ``proofmarket ledger write-off REF``
+                   voids it, one balanced entry, after the operator has read the chain)
+    solvency       the node account's token balance against what the book says it holds for others (credits,
+                   passes, what payees and the platform are owed): a shortfall is a difference
+    blocked        payees the token refuses (their payouts skipped with a backoff): shown, not a difference (the
+                   money is owed and kept; every other payee is paid)
 ``proofmarket ledger check [--from-block N]`` prints the report; the node's settler runs it on a schedule and exports
-``proofmarket_ledger_differences`` (an alert rule fires on any).
+``proofmarket_ledger_differences`` (an alert rule fires on any) and ``proofmarket_ledger_shortfall_atomic``.
 """
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,24 +46,36 @@ class Reconciliation:
     differences: list[str] = field(default_factory=list)
     transfers_checked: int = 0
     transactions_checked: int = 0
+    receivables: list[dict[str, Any]] = field(default_factory=list)  # served, not collected (pending charges)
+    solvency: dict[str, Any] | None = None  # the node account's balance against what it holds for others
+    blocked: dict[str, dict[str, Any]] = field(default_factory=dict)  # payees the token refuses
 
     @property
     def ok(self) -> bool:
         return not self.differences
 
+    @property
+    def shortfall(self) -> int:
+        return int(self.solvency["shortfall"]) if self.solvency else 0
+
     def to_json(self) -> dict[str, Any]:
         return {"ok": self.ok, "differences": self.differences, "transfers_checked": self.transfers_checked,
-                "transactions_checked": self.transactions_checked}
+                "transactions_checked": self.transactions_checked, "receivables": self.receivables,
+                "solvency": self.solvency, "blocked_payees": self.blocked}
 
 
 def reconcile(book: Book, client: ChainClient | None = None, usdc: str | None = None, node: str | None = None,
-              from_block: int = 0) -> Reconciliation:
-    """The book's own rules, then (with a chain) every posted transfer of ``CHAIN_KINDS`` against its transaction's
-    token transfers (those mined at or after ``from_block``)."""
+              from_block: int = 0, *, receivable_after_s: float | None = None,
+              refused: Callable[[], Mapping[str, str]] | None = None) -> Reconciliation:
+    """The book's own rules, its receivables (``refused``: the channels the chain refused, id -> why), then (with a
+    chain) every posted transfer of ``CHAIN_KINDS`` against its transaction's token transfers (those mined at or
+    after ``from_block``) and the node's solvency."""
     report = Reconciliation(differences=book.check())
     _check_unknown_sends(book, report)
+    _check_receivables(book, report, receivable_after_s, refused() if refused is not None else {})
     if client is None or usdc is None or node is None:
         return report
+    _check_solvency(book, client, usdc, node, report)
     expected: dict[str, dict[tuple[str, str], int]] = defaultdict(lambda: defaultdict(int))
     for transfer, legs in _posted(book, CHAIN_KINDS):
         if not transfer.tx_hash:
@@ -108,6 +129,59 @@ def _check_unknown_sends(book: Book, report: Reconciliation, older_than_s: float
             report.differences.append(f"{pending.kind} {pending.ref}: held since {pending.created_at.isoformat()} with "
                                       "no known transaction: read the node account's transfers on chain, then "
                                       "capture or void it")
+
+
+def _check_receivables(book: Book, report: Reconciliation, after_s: float | None, refused: Mapping[str, str]) -> None:
+    """Channel charges served and not collected (pending until their claim): each channel's are listed; those of a
+    channel the chain refused, or older than ``after_s`` (one sweep interval: the sweep should have claimed them),
+    are differences."""
+    now = time.time()
+    by_channel: dict[str, list[TransferRow]] = defaultdict(list)
+    for pending in book.open_pending("charge", limit=100_000):
+        by_channel[str((pending.memo or {}).get("channel_id", "")).lower()].append(pending)
+    for channel_id, charges in sorted(by_channel.items()):
+        legs = book.postings(c.id for c in charges)
+        amount = sum(a for c in charges for _, a in legs[c.id] if a > 0)
+        oldest = min(c.created_at for c in charges)
+        why = refused.get(channel_id)
+        late = after_s is not None and now - oldest.timestamp() > after_s
+        report.receivables.append({"channel_id": channel_id, "charges": len(charges), "amount": str(amount),
+                                   "oldest": oldest.isoformat(), "refused": why, "late": late,
+                                   "refs": [c.ref for c in charges][:20]})
+        if why:
+            report.differences.append(f"channel {channel_id}: {len(charges)} charges ({amount} atomic units) can no "
+                                      f"longer be collected (the chain refused the channel: {why}); write them off "
+                                      "with `proofmarket ledger write-off REF`")
+        elif late:
+            report.differences.append(f"channel {channel_id}: {len(charges)} charges ({amount} atomic units) served "
+                                      f"and not collected since {oldest.isoformat()}, longer than a sweep interval "
+                                      f"({after_s:g} s)")
+
+
+def _check_solvency(book: Book, client: ChainClient, usdc: str, node: str, report: Reconciliation) -> None:
+    """What the node's account holds on chain against what the book says it holds for others: credits, passes,
+    what payees (owners, splitters) and the platform are owed. The node's own payee account is its own money."""
+    owed: dict[str, int] = defaultdict(int)
+    for account, balance in book.accounts().items():
+        if Accounts.is_external(account) or account.startswith(Accounts.WITHDRAWABLE):
+            continue
+        if account == Accounts.payee(node):
+            continue
+        if balance.posted > 0:
+            owed[account.split(":", 1)[0]] += balance.posted
+    try:
+        held = UsdcToken(client, usdc).balance_of(node)
+    except Exception as exc:  # the chain is away: named, not guessed
+        report.differences.append(f"solvency: cannot read the node account's token balance ({exc})")
+        return
+    total = sum(owed.values())
+    report.solvency = {"account": node.lower(), "token_balance": str(held), "owed": str(total),
+                       "owed_by_kind": {k: str(v) for k, v in sorted(owed.items())},
+                       "shortfall": str(max(0, total - held)), "solvent": held >= total}
+    if held < total:
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(owed.items()))
+        report.differences.append(f"solvency: the node account {node.lower()} holds {held} atomic units and the "
+                                  f"book owes {total} to others ({kinds})")
 
 
 def _check_fulfilments(book: Book, client: ChainClient, from_block: int, report: Reconciliation) -> None:

@@ -8,7 +8,7 @@ every ``payout_every_s``, pays every payee what it is owed (``payouts.Payouts``:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,10 +29,11 @@ class Settler(Service):
     def __init__(self, purchases: Purchases | None, payouts: Payouts | None, *, interval_s: float = 5.0,
                  payout_every_s: float = 3600.0, lease: Lease | None = None,
                  check: Callable[[], Reconciliation] | None = None, check_every_s: float = 3600.0,
-                 differences: Gauge | None = None) -> None:
+                 differences: Gauge | None = None, shortfall: Gauge | None = None) -> None:
         super().__init__(interval_s, lease=lease, lease_name=LEASE)
         self.purchases, self.payouts, self.payout_every_s = purchases, payouts, payout_every_s
         self.check, self.check_every_s, self.differences = check, check_every_s, differences
+        self.shortfall = shortfall
         self._last_payout = self._last_check = time.monotonic()
         self._pay_now = False
         self.last_check: Reconciliation | None = None
@@ -52,6 +53,8 @@ class Settler(Service):
             self.last_check = self.check()
             if self.differences is not None:
                 self.differences.set(len(self.last_check.differences))
+            if self.shortfall is not None:
+                self.shortfall.set(self.last_check.shortfall)
             report["ledger"] = self.last_check.to_json()
         return report
 
@@ -70,10 +73,22 @@ class Money:
     purchases: Purchases | None = None
     payouts: Payouts | None = None
     settler: Settler | None = None
+    receivable_after_s: float | None = None  # a channel charge not collected after this is a difference
+    refused: Callable[[], Mapping[str, str]] | None = None  # channels the chain refused (id -> why)
 
     def check(self, from_block: int = 0) -> Reconciliation:
         """The book against its rules and, on a paid node, against the chain (``payments/reconcile.py``)."""
+        options: dict[str, Any] = {"receivable_after_s": self.receivable_after_s, "refused": self.refused}
         if self.payouts is None:
-            return reconcile(self.book)
+            return reconcile(self.book, **options)
         p = self.payouts
-        return reconcile(self.book, p.client, p.usdc, p.sender.address, from_block=from_block)
+        report = reconcile(self.book, p.client, p.usdc, p.sender.address, from_block=from_block, **options)
+        report.blocked = p.blocked()
+        return report
+
+    def write_off(self, ref: str, reason: str) -> dict[str, Any]:
+        """Void a channel charge the node can no longer collect (``unknown.write_off``)."""
+        from proofmarket.payments.unknown import write_off
+
+        return write_off(self.book, ref, reason, refused=self.refused() if self.refused else {},
+                         after_s=self.receivable_after_s)

@@ -41,6 +41,11 @@ class Money(NodeSession):
         body = {"paid_tx": paid_tx} if paid_tx is not None else {"not_sent": not_sent}
         return dict(self._json(self._post(f"/v1/ledger/unknown/{ref}", json=body, headers=_admin(admin_token))))
 
+    def write_off(self, admin_token: str, ref: str, reason: str) -> dict[str, Any]:
+        """Write off a channel charge the node can no longer collect (the operator, after reading the chain)."""
+        return dict(self._json(self._post(f"/v1/ledger/write-off/{ref}", json={"reason": reason},
+                                          headers=_admin(admin_token))))
+
 
 def _admin(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}

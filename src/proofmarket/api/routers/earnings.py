@@ -63,6 +63,9 @@ class BookEarnings(BaseModel):
     withdrawable: str = Field("0", description="atomic USDC the markets this node follows credited the address (escrow "
                                                "fulfilments, released splits) and it has not withdrawn yet")
     withdrawn: str = Field("0", description="atomic USDC those markets paid the address (its withdrawals)")
+    payout_blocked: dict[str, Any] | None = Field(None, description="the token refuses payouts to the address (a "
+                                                  "blocklisted account): why, since when, tries, next try (epoch "
+                                                  "seconds); what it is owed stays owed")
 
 
 class EarningsPublic(BaseModel):
@@ -106,6 +109,8 @@ def get_earnings(request: Request, services: ServicesDep,
         doc["book"] = earnings(services.money.book, models)
         doc["book"]["free_tier"] = _free_tier(services, models)
         doc["book"].update(withdrawals(services.money.book, address))
+        payouts = services.money.payouts  # the token refuses this address: its payouts wait (why, next try)
+        doc["book"]["payout_blocked"] = payouts.blocked_state(address) if payouts is not None else None
     return EarningsPublic(**doc)
 
 

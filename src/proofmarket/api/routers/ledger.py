@@ -8,6 +8,8 @@
     GET  /v1/ledger/unknown             held payouts and credits refunds whose outcome no machine may decide
     POST /v1/ledger/unknown/{ref}       the operator says which it was: {"paid_tx": "0x..."} (checked on chain, then
                                     captured) or {"not_sent": "reason"} (voided) (``payments/unknown.py``)
+    POST /v1/ledger/write-off/{ref}     {"reason": "..."}: void a channel charge the node can no longer collect (its
+                                    channel refused by the chain, or older than a sweep interval)
 Owners read their earnings at ``/v1/earnings`` (signed); nothing here moves money on an owner's word.
 """
 
@@ -74,3 +76,16 @@ async def resolve(ref: str, services: ServicesDep,
     return await run_in_threadpool(lambda: resolve_unknown(
         money.book, ref, paid_tx=paid, not_sent=not_sent, client=p.client if p else None,
         usdc=p.usdc if p else None, sender=p.sender.address if p else None))
+
+
+@router.post("/v1/ledger/write-off/{ref:path}", operation_id="write_off_charge", dependencies=[AdminDep])
+async def write_off(ref: str, services: ServicesDep,
+                    body: Annotated[dict[str, Any], Body(description='{"reason": "why it cannot be collected"}')]
+                    ) -> dict[str, Any]:
+    """Write off a channel charge the node can no longer collect (one balanced entry: its hold is voided, nothing is
+    owed for it); only one of a channel the chain refused, or older than a sweep interval."""
+    reason = body.get("reason")
+    if not isinstance(reason, str) or not reason.strip():
+        raise UsageError('the body is {"reason": "why it cannot be collected"}')
+    money = _money(services)
+    return await run_in_threadpool(money.write_off, ref, reason.strip()[:200])

@@ -116,6 +116,12 @@ class ChannelRepo:
             row = s.get(ChannelRow, channel_id.lower())
             return row.refused if row is not None else None
 
+    def refused_all(self) -> dict[str, str]:
+        """Every channel the chain refused: id -> why."""
+        with self.db.session() as s:
+            return {r.channel_id: str(r.refused) for r in s.scalars(select(ChannelRow)
+                                                                    .where(ChannelRow.refused.is_not(None)))}
+
     def charge(self, ticket: str | None) -> ChannelChargeRow | None:
         if ticket is None:
             return None
