@@ -152,11 +152,16 @@ def test_free_calls_then_a_pass_then_credits(node: Served, chain: Chain, mlp_id:
     assert sources == ["pass", "pass"]
     assert infer(node, mlp_id, key).status_code == 402  # the pass's calls for today are used, no credits
 
-    buy(node, chain, wallet, MIN_BALANCE)  # funded: the owner's free call of the day, before credits
+    buy(node, chain, wallet, MIN_BALANCE + PRICE)  # funded: the owner's free call of the day, before credits
     free = infer(node, mlp_id, key)
     assert free.status_code == 200 and free.json()["payment"]["source"] == "free"
-    last = infer(node, mlp_id, key)
+    last = infer(node, mlp_id, key)  # what it holds above the funded minimum is spendable
     assert last.status_code == 200 and last.json()["payment"]["source"] == "credits"
+    # the funded minimum is held for a day after a free call: no paid call spends it (on the wallet's own listing,
+    # paid out to itself, it would fund the next sybil wallet)
+    spend = infer(node, mlp_id, key)
+    assert spend.status_code == 402 and spend.json()["error"]["code"] == "payment_insufficient_funds", spend.text
+    assert "funded minimum" in spend.json()["error"]["message"]
     # the funded minimum is held for a day after a free call: a refund cannot take it back to fund another wallet
     refund = requests.post(f"{node.url}/v1/credits/refund", timeout=60,
                            headers=sign_headers(wallet, node_signer(node), "credits-refund"))
@@ -184,7 +189,7 @@ def test_twenty_fresh_wallets_get_no_more_free_calls_than_the_rule_allows(node: 
             answers = list(pool.map(lambda k: infer(node, mlp_id, k), keys + keys[:5]))  # two keys' worth for some
         assert [a.status_code for a in answers] == [402] * 25  # unfunded: no free call for anyone
         for wallet in sybils[:5]:
-            buy(node, chain, wallet, MIN_BALANCE)
+            buy(node, chain, wallet, MIN_BALANCE + PRICE)  # the minimum (held after a free call) and one call
         extra = [new_key(node, w)["key"] for w in sybils[:5]]  # a second key per wallet changes nothing
         with ThreadPoolExecutor(max_workers=4) as pool:
             answers = list(pool.map(lambda k: infer(node, mlp_id, k), keys[:5] + extra))
@@ -225,7 +230,7 @@ def test_concurrent_calls_share_no_free_call_and_no_unit_of_a_cap(node: Served, 
     try:
         wallet = fresh(chain, "free-race")
         key = new_key(node, wallet)["key"]
-        buy(node, chain, wallet, MIN_BALANCE)
+        buy(node, chain, wallet, MIN_BALANCE + 5 * PRICE)  # the minimum stays held once a free call is taken
         with ThreadPoolExecutor(max_workers=8) as pool:
             answers = list(pool.map(lambda _: infer(node, mlp_id, key), range(8)))
         sources = sorted(a.json().get("payment", {}).get("source") for a in answers if a.status_code == 200)

@@ -40,6 +40,7 @@ from proofmarket.core.errors import (
     UsageError,
 )
 from proofmarket.db.repo import LeaseRepo
+from proofmarket.payments import collectable
 from proofmarket.payments.credits.repo import CreditsRepo
 from proofmarket.payments.credits.tables import TABLES, ApiKeyRow
 from proofmarket.payments.onchain import NodeChain
@@ -261,11 +262,15 @@ class CreditsRail:
         if ticket.doc.get("source", "credits") != "credits":
             return  # a free call or a pass's: nothing is drawn
         balance = self.repo.balance(ticket.payer)
-        if balance - held_atomic < ticket.amount_atomic:
+        minimum = self.free_held(ticket.payer)  # the free tier's funded minimum is not spendable for its hold period
+        funds = collectable.spendable(balance, held_atomic + minimum,
+                                      "its other calls" + (" and the free tier's funded minimum (held a day after "
+                                                           "a free call)" if minimum else ""))
+        if ticket.amount_atomic > funds.collectable:
             raise PaymentInsufficientFunds(
-                f"the wallet's credits ({balance}, {held_atomic} held by its other calls) do not cover this call "
-                f"({ticket.amount_atomic}): buy credits at POST /v1/credits/buy", balance=str(balance),
-                held=str(held_atomic), price=str(ticket.amount_atomic))
+                f"the wallet's credits do not cover this call ({ticket.amount_atomic}): {funds.source} leave "
+                f"{funds.collectable}; buy credits at POST /v1/credits/buy", balance=str(balance),
+                held=str(held_atomic), free_minimum_held=str(minimum), price=str(ticket.amount_atomic))
 
     def settle(self, ticket: Ticket, proof: ProofOutcome) -> Settlement:
         assert ticket.payer is not None

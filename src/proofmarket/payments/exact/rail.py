@@ -60,7 +60,7 @@ from proofmarket.core.errors import (
 )
 from proofmarket.core.settings import Settings, X402Settings
 from proofmarket.db.book import Accounts, Transfer
-from proofmarket.payments import PaymentGate, sign_receipt
+from proofmarket.payments import PaymentGate, collectable, sign_receipt
 from proofmarket.payments.facilitators import check_supported, network_id, remote_facilitator
 from proofmarket.payments.headers import (
     INFER_INPUT_SCHEMA,
@@ -145,7 +145,8 @@ class X402Payments:
         if not ticket.payer:
             return
         balance = self.gate.balance(ticket.payer)
-        if balance is not None and balance - held_atomic < ticket.amount_atomic:
+        if balance is not None and collectable.room(0, collectable.of_balance(balance, held_atomic)) \
+                < ticket.amount_atomic:
             err = PaymentInsufficientFunds(
                 "the payer's balance does not cover this call on top of its other calls not settled yet",
                 payer=ticket.payer, balance=str(balance), held=str(held_atomic), price=str(ticket.amount_atomic))
