@@ -105,14 +105,71 @@ def test_a_bad_input_fails_only_its_call(batched: CompileResult, prover) -> None
     assert good[0].bundle.batch is not None and good[0].bundle.batch.size == 2
 
 
-def test_a_batch_whose_proof_fails_is_proven_call_by_call(batched: CompileResult, prover) -> None:
+def test_a_batch_whose_proof_fails_finds_the_failing_call_without_proving_every_caller(
+        batched: CompileResult, prover: EzklProver, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One parsable input outside the circuit's range among four: its witness fails, found by each call's witness
+    alone (no proof); the other three are proven together. Before: the four were proven again one by one (five
+    proofs)."""
     manifest, info = prover.model(batched.model_id)
     width = models.parse_inputs(_inputs(1)[0], info)[0].size
-    huge = {"input_data": [[1e9] * width]}  # outside the circuit's range: its proof fails
-    results = prover.prove_batch(batched.model_id, [_inputs(1)[0], huge])
-    assert isinstance(results[1], ProofMarketError)
-    assert isinstance(results[0], ProveResult) and results[0].bundle.batch is None  # proven alone
-    assert prover.verify(results[0].bundle).valid
+    huge = {"input_data": [[1e9] * width]}  # outside the circuit's range: its witness fails
+    tasks: list[str] = []
+    run = prover.worker.run
+    monkeypatch.setattr(prover.worker, "run", lambda task, arg, timeout_s=None: (tasks.append(task),
+                                                                                 run(task, arg, timeout_s))[1])
+    inputs = _inputs(3)
+    results = prover.prove_batch(batched.model_id, [inputs[0], huge, inputs[1], inputs[2]])
+    assert isinstance(results[1], ProofMarketError) and not isinstance(results[1], ProveResult)
+    good = _proved([results[0], *results[2:]])
+    assert all(prover.verify(r.bundle).valid for r in good)
+    logrows = {1: manifest.logrows, **{b.size: b.logrows for b in manifest.batches}}
+    assert tasks.count("prove") == 1 + len(plan(3, logrows))  # the failed batch, then the three as planned
+    assert tasks.count("witness") == 4
+
+
+@pytest.mark.parametrize("witness_error", [True, False])
+def test_the_failure_search_is_bounded(monkeypatch: pytest.MonkeyPatch, witness_error: bool) -> None:
+    """A batch of K with one bad call: a witness failure costs 2 proofs and K witnesses; any other failure is halved
+    down to the bad call, at most 2 * ceil(log2 K) + 1 proofs beside the first."""
+    from proofmarket.core.errors import ProvingError, WitnessError
+    from proofmarket.systems.ezkl import prover as prover_module
+    from proofmarket.systems.ezkl.prover import _Group
+
+    counts = {"prove": 0, "witness": 0}
+    bad = 5
+    flats = {i: [[float(i)]] for i in range(8)}
+    manifest = type("M", (), {"batch": staticmethod(lambda size: object())})()
+    group = _Group("m", manifest, {1: 10, 2: 11, 4: 12, 8: 13}, flats,  # type: ignore[arg-type]
+                   [{"i": i} for i in range(8)], [None] * 8, None)
+    prover = object.__new__(EzklProver)
+
+    def run(circuit: Any, flat: Any, timeout_s: Any, task: str = "prove") -> dict[str, Any]:
+        counts[task] += 1
+        if [float(bad)] in flat:
+            raise WitnessError("out of range") if witness_error else ProvingError("the proof failed")
+        return {"flat": flat}
+
+    def alone(model_id: str, doc: Any, timeout_s: Any) -> Any:
+        return run(None, [[float(doc["i"])]], timeout_s)
+
+    monkeypatch.setattr(prover, "_run", run, raising=False)
+    monkeypatch.setattr(prover, "_slots", lambda m, mf, c, result, chunk: [("proved", f) for f in chunk],
+                        raising=False)
+    monkeypatch.setattr(prover, "_alone", lambda m, doc, t: _or_error(alone, m, doc, t), raising=False)
+    monkeypatch.setattr(prover_module, "batch_input", lambda chunk, size: [row for f in chunk for row in f])
+    prover._prove_group(group, list(range(8)), screened=False)
+    assert [isinstance(a, ProofMarketError) for a in group.answers] == [i == bad for i in range(8)]
+    if witness_error:
+        assert counts == {"prove": 1 + len(plan(7, group.logrows)), "witness": 8}
+    else:
+        assert counts["witness"] == 0 and counts["prove"] - 1 <= 2 * 3 + 1
+
+
+def _or_error(alone: Any, model_id: str, doc: Any, timeout_s: Any) -> Any:
+    try:
+        return alone(model_id, doc, timeout_s)
+    except ProofMarketError as exc:
+        return exc
 
 
 def test_a_private_input_model_is_never_batched(prover, srs_provider: SrsProvider) -> None:

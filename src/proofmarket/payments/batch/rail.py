@@ -83,6 +83,10 @@ from proofmarket.systems.receipts import sign_receipt
 __all__ = ["NAME", "BatchSettlementRail", "ChannelTerms"]
 
 log = logging.getLogger(__name__)
+# the rule a payer meets, said in the terms the node publishes (payments/collectable.py computes it)
+CREDIT_RULE = ("a voucher is served only while the channel's charged total with it stays within the channel's balance "
+               "less any withdrawal its payer armed (read from the contract on every voucher); a channel whose payer "
+               "arms a withdrawal has its charges claimed at once, not at the next scheduled sweep")
 
 
 
@@ -135,13 +139,14 @@ class BatchSettlementRail(ChannelChecks):
             amount=str(offer.price_atomic), pay_to=to_checksum_address(t.receiver), max_timeout_seconds=t.max_timeout_s,
             extra={"receiverAuthorizer": self.authorizer.address, "withdrawDelay": t.withdraw_delay_s,
                    "name": t.token_name, "version": t.token_version, "assetTransferMethod": "eip3009",
-                   "minDeposit": str(offer.price_atomic * t.min_deposit_calls), **(extra or {})})
+                   "minDeposit": str(offer.price_atomic * t.min_deposit_calls), "creditRule": CREDIT_RULE,
+                   **(extra or {})})
 
     def describe(self) -> dict[str, Any]:
         return {"x402": True, "scheme": NAME, "network": self.terms.network, "asset": self.terms.asset,
                 "receiver": self.terms.receiver, "receiver_authorizer": self.authorizer.address,
                 "contract": BATCH_SETTLEMENT_ADDRESS, "collector": ERC3009_DEPOSIT_COLLECTOR_ADDRESS,
-                "withdraw_delay_s": self.terms.withdraw_delay_s}
+                "withdraw_delay_s": self.terms.withdraw_delay_s, "credit": CREDIT_RULE}
 
     # --- the port --------------------------------------------------------------------------------
     def accepts(self, headers: Mapping[str, str]) -> bool:

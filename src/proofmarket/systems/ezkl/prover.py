@@ -25,6 +25,7 @@ from proofmarket.core.errors import (
     ProvingError,
     UnknownModel,
     UsageError,
+    WitnessError,
     WrongMode,
 )
 from proofmarket.store import LocalStore
@@ -113,8 +114,9 @@ class EzklProver:
     def prove_batch(self, model_id: str, inputs_docs: list[Any],
                     timeout_s: float | None = None) -> list[ProveResult | ProofMarketError]:
         """Prove several calls to one model, in shared proofs where a batch circuit holds them (``batching.py``):
-        each call gets its own bundle (its slot) or its own error. An input that does not parse fails only its call;
-        a batch whose proof fails is proven again call by call, so that only the failing input fails."""
+        each call gets its own bundle (its slot) or its own error. An input that does not parse fails only its call.
+        A batch whose proof fails finds its failing calls without proving every caller again (``_failed``): a
+        failed call is charged nothing, and costs the node a bounded number of proofs."""
         manifest, info = self._current(model_id)
         answers: list[ProveResult | ProofMarketError | None] = [None] * len(inputs_docs)
         flats: dict[int, list[list[float]]] = {}
@@ -124,14 +126,66 @@ class EzklProver:
             except ProofMarketError as exc:
                 answers[i] = exc
         batches = manifest.batches if batchable(manifest) else []
-        logrows = {1: manifest.logrows, **{b.size: b.logrows for b in batches}}
-        calls = list(flats)
-        for size, count in plan(len(calls), logrows):
-            group, calls = calls[:count], calls[count:]
-            proved = self._batch(model_id, manifest, size, [flats[i] for i in group], timeout_s) if size > 1 else None
-            for n, i in enumerate(group):
-                answers[i] = proved[n] if proved is not None else self._alone(model_id, inputs_docs[i], timeout_s)
+        group = _Group(model_id, manifest, {1: manifest.logrows, **{b.size: b.logrows for b in batches}}, flats,
+                       inputs_docs, answers, timeout_s)
+        self._prove_group(group, list(flats), screened=False)
         return [a if a is not None else ProvingError("the call was not proven") for a in answers]
+
+    def _prove_group(self, group: _Group, calls: list[int], *, screened: bool) -> None:
+        """Prove ``calls`` in the cheapest plan of batch circuits (``batching.plan``), each call's answer in
+        ``group.answers``."""
+        for size, count in plan(len(calls), group.logrows):
+            chunk, calls = calls[:count], calls[count:]
+            if size == 1:
+                for i in chunk:
+                    group.answers[i] = self._alone(group.model_id, group.docs[i], group.timeout_s)
+                continue
+            circuit = group.manifest.batch(size)
+            assert circuit is not None
+            chunk_flats = [group.flats[i] for i in chunk]
+            try:
+                result = self._run(circuit, batch_input(chunk_flats, size), group.timeout_s)
+            except ProofMarketError as exc:
+                log.warning("a batch of %d calls to %s failed (%s): finding the failing calls", len(chunk),
+                            group.model_id, exc.message)
+                self._failed(group, chunk, exc, screened=screened)
+                continue
+            for i, proved in zip(chunk, self._slots(group.model_id, group.manifest, circuit, result, chunk_flats),
+                                 strict=True):
+                group.answers[i] = proved
+
+    def _failed(self, group: _Group, chunk: list[int], exc: ProofMarketError, *, screened: bool) -> None:
+        """A batch of ``chunk`` failed: find the calls that fail it, at a bounded cost.
+
+            the witness failed   each call's witness alone (no proof: milliseconds) in the model's own circuit;
+                                 a call whose witness fails fails with that error, unproven; the rest are proven
+                                 together again. One bad input among K costs 2 batch proofs and K witnesses.
+            anything else        (or the rest failing again) halves the batch: each half is proven on its own,
+                                 and a half that fails is halved again, down to a call alone. One failing call
+                                 among K costs at most 2 * ceil(log2 K) + 1 proofs beside the first.
+        """
+        if isinstance(exc, WitnessError) and not screened:
+            for i in chunk:
+                problem = self._witness_fails(group.manifest, group.flats[i], group.timeout_s)
+                if problem is not None:
+                    group.answers[i] = problem
+            self._prove_group(group, [i for i in chunk if group.answers[i] is None], screened=True)
+            return
+        if len(chunk) == 1:
+            group.answers[chunk[0]] = self._alone(group.model_id, group.docs[chunk[0]], group.timeout_s)
+            return
+        half = len(chunk) // 2
+        self._prove_group(group, chunk[:half], screened=True)
+        self._prove_group(group, chunk[half:], screened=True)
+
+    def _witness_fails(self, manifest: ModelManifest, flat: list[list[float]],
+                       timeout_s: float | None) -> ProofMarketError | None:
+        """The error of this call's witness alone in the model's own circuit, or None when it computes."""
+        try:
+            self._run(manifest, flat, timeout_s, task="witness")
+        except ProofMarketError as exc:
+            return exc
+        return None
 
     def prove_together(self, model_id: str, inputs_docs: list[Any], size: int,
                        timeout_s: float | None = None) -> list[ProveResult]:
@@ -152,19 +206,6 @@ class EzklProver:
         except ProofMarketError as exc:
             return exc
 
-    def _batch(self, model_id: str, manifest: ModelManifest, size: int, flats: list[list[list[float]]],
-               timeout_s: float | None) -> list[ProveResult] | None:
-        """One proof for ``flats`` in the batch circuit of ``size``; None when it fails (proven alone instead)."""
-        circuit = manifest.batch(size)
-        assert circuit is not None
-        try:
-            result = self._run(circuit, batch_input(flats, size), timeout_s)
-        except ProofMarketError as exc:
-            log.warning("a batch of %d calls to %s failed (%s): proving them one by one", len(flats), model_id,
-                        exc.message)
-            return None
-        return self._slots(model_id, manifest, circuit, result, flats)
-
     def _slots(self, model_id: str, manifest: ModelManifest, circuit: BatchCircuit, result: dict[str, Any],
                flats: list[list[list[float]]]) -> list[ProveResult]:
         out = []
@@ -184,7 +225,7 @@ class EzklProver:
         return manifest, info
 
     def _run(self, circuit: ModelManifest | BatchCircuit, flat: list[list[float]],
-             timeout_s: float | None) -> dict[str, Any]:
+             timeout_s: float | None, task: str = "prove") -> dict[str, Any]:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         job_dir = Path(tempfile.mkdtemp(prefix="prove-", dir=self.work_dir))
         try:
@@ -196,7 +237,7 @@ class EzklProver:
                 "vk": self.store.path(circuit.vk.cid), "srs": self.store.path(circuit.srs.cid),
                 "settings": self.store.path(circuit.settings.cid),
             }
-            return self.worker.prove(paths, timeout_s)
+            return self.worker.witness(paths, timeout_s) if task == "witness" else self.worker.prove(paths, timeout_s)
         finally:
             shutil.rmtree(job_dir, ignore_errors=True)
 
@@ -259,3 +300,17 @@ def _proof_bytes(proof: dict[str, Any]) -> bytes:
     """EZKL returns the proof as a byte list in the file and as hex in the returned dict."""
     raw = proof["proof"]
     return bytes.fromhex(raw.removeprefix("0x")) if isinstance(raw, str) else bytes(raw)
+
+
+@dataclass
+class _Group:
+    """The calls of one ``prove_batch``: the model, its circuits' logrows by size, each call's circuit input and
+    document, and the answers being filled in."""
+
+    model_id: str
+    manifest: ModelManifest
+    logrows: dict[int, int]
+    flats: dict[int, list[list[float]]]
+    docs: list[Any]
+    answers: list[ProveResult | ProofMarketError | None]
+    timeout_s: float | None

@@ -47,6 +47,16 @@ def prove_task(paths: dict[str, str]) -> dict[str, Any]:
     return {"proof": proof, "outputs": witness["outputs"], "calldata": calldata.hex(), "timings": timings}
 
 
+def witness_task(paths: dict[str, str]) -> dict[str, Any]:
+    """The witness alone (no proof: milliseconds where a proof takes seconds). Runs in the worker process: a failing
+    batch finds the call whose witness fails with it (``prover.py``)."""
+    from proofmarket.systems.ezkl import ezkl_calls
+
+    witness = ezkl_calls.gen_witness(paths["input"], paths["compiled"], paths["witness"], paths["vk"],
+                                     paths["srs"])
+    return {"outputs": witness["outputs"]}
+
+
 def warm_task(_: Any) -> str:
     """Load EZKL (about 0.6 s) so the first proof does not pay for it. Runs in the worker process."""
     from proofmarket.systems.ezkl import ezkl_calls
@@ -54,7 +64,7 @@ def warm_task(_: Any) -> str:
     return ezkl_calls.EZKL_VERSION
 
 
-TASKS = {"prove": prove_task, "warm": warm_task}
+TASKS = {"prove": prove_task, "witness": witness_task, "warm": warm_task}
 
 
 def _serve(conn: Connection, parent_pid: int | None = None) -> None:
@@ -121,6 +131,9 @@ class ProofWorker:
 
     def prove(self, paths: Mapping[str, Path | str], timeout_s: float | None = None) -> dict[str, Any]:
         return dict(self.run("prove", {k: str(v) for k, v in paths.items()}, timeout_s))
+
+    def witness(self, paths: Mapping[str, Path | str], timeout_s: float | None = None) -> dict[str, Any]:
+        return dict(self.run("witness", {k: str(v) for k, v in paths.items()}, timeout_s))
 
     def _kill(self) -> None:
         self._ready = False
