@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +29,13 @@ import httpx
 import pytest
 import torch
 from escrow_helpers import anvil_or_skip, node_settings, serve, set_court_params
+from typer.testing import CliRunner
 
 from proofmarket.api import create_app
 from proofmarket.chain import Devnet
 from proofmarket.chain.court import AttestationCourt
 from proofmarket.chain.devkeys import dev_account
+from proofmarket.cli.main import app as cli_app
 from proofmarket.db import Database, EscrowRepo
 from proofmarket.intake.court import CourtService
 from proofmarket.market import Market
@@ -81,18 +86,53 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
         cheat_market = Market.open(workspace=cheat_ws, accounts=cheat_accounts)
         cheat_market.register_model(lm_id, PRICE, 7_000)
         cheat_market.register_agent("http://127.0.0.1/cheater.json")
-        check_ws = Workspace(node_settings(home, chain.rpc_url))
+        # three validators provisioned the three documented ways, each its own home: a compile of the same files,
+        # the owner's CAR export imported, and a fetch by CID from a node (the fifth wave: only a compile declared)
+        homes = [tmp / f"validator-home-{i}" for i in (4, 5, 6)]
+        checkers = [Workspace(node_settings(h, chain.rpc_url)) for h in homes]
+        assert checkers[0].compile_attested(build_tiny_lm(tmp / "tiny-llama"), max_tokens_cap=32)[0] == lm_id
+        checkers[1].import_car(ws.export_model(lm_id, tmp / "lm.car"))
+        with artifacts_served(ws) as node_url:
+            fetched = CliRunner().invoke(cli_app, ["import", lm_id, "--node", node_url, "--home", str(homes[2])])
+            assert fetched.exit_code == 0, fetched.output
         validators = [Validator(market.client, court, dev_account(i, cid), check_ws,
                                 state_path=tmp / f"validator-{i}.json",
                                 from_block=market.deployment.contracts["AttestationCourt"].block)
-                      for i in (4, 5, 6)]
+                      for i, check_ws in zip((4, 5, 6), checkers, strict=True)]
         for v in validators:
             v.ensure_stake()
+            assert v.ready()[0] and {e["model_id"] for e in v.voting.values()} == {lm_id}, v.ready()
         try:
             yield Net(chain.rpc_url, home, lm_id, market, cheat_market, court, validators)
         finally:
-            for w in (ws, cheat_ws, check_ws):
+            for w in (ws, cheat_ws, *checkers):
                 w.close()
+
+
+@contextmanager
+def artifacts_served(ws: Workspace) -> Iterator[str]:
+    """A node's ``GET /v1/artifacts/{cid}`` over ``ws``'s store (a test double of the route, for a fetch by CID)."""
+    store = ws.store
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            cid = self.path.rsplit("/", 1)[-1]
+            found = self.path.startswith("/v1/artifacts/") and store.has(cid)
+            body = store.get(cid) if found else b'{"error": {"code": "artifact_not_found", "message": "none"}}'
+            self.send_response(200 if found else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
 
 
 MONEY: dict[str, Any] = {}
@@ -434,3 +474,41 @@ def test_validators_declare_the_listings_of_the_models_they_hold_and_only_those(
     assert model_id_for(newcomer.address, net.lm_id) in declared
     assert model_id_for(newcomer.address, "bafy-not-held-here") not in declared
     assert not net.court.declared_models(stranger.address)  # nobody declares for anyone else
+
+
+def test_a_validator_given_the_model_after_it_started_declares_it_and_becomes_ready(net: Net,
+                                                                                   tmp_path: Path) -> None:
+    """A validator that starts with an empty store is not ready (/health 503, with what to do); once the owner's CAR
+    is imported into its home, its next poll declares the model's listings and it is ready to vote."""
+    from eth_account import Account
+
+    from proofmarket.chain.commitments import model_id_for
+    from proofmarket.validator.metrics import serve_metrics
+
+    client = net.market.client
+    late = Account.from_key(b"\x51" * 32)
+    client.rpc("anvil_setBalance", [late.address, hex(10**18)])
+    net.market.usdc.mint(late.address, 100 * 10**6, dev_account(0, client.chain_id))
+    ws = Workspace(node_settings(tmp_path / "late-home", net.rpc_url))
+    validator = Validator(client, net.court, late, ws, state_path=tmp_path / "late.json",
+                          from_block=net.market.deployment.contracts["AttestationCourt"].block)
+    validator.ensure_stake()
+    server = serve_metrics(validator, "127.0.0.1", 0)
+    health = f"http://127.0.0.1:{server.server_address[1]}/health"
+    try:
+        validator.poll_once()
+        before = httpx.get(health, timeout=10)
+        assert before.status_code == 503 and before.json()["status"] == "not_ready", before.text
+        assert "proofmarket import" in before.json()["reason"] and not net.court.declared_models(late.address)
+
+        ws.import_car(net.market.workspace.export_model(net.lm_id, tmp_path / "lm.car"))
+        validator.poll_once()  # the next poll finds the model and declares its listings
+        listing = model_id_for(net.market.accounts.owner.address, net.lm_id)
+        assert listing in set(net.court.declared_models(late.address))
+        after = httpx.get(health, timeout=10)
+        assert after.status_code == 200 and after.json()["ready"], after.text
+        assert {v["model_id"] for v in after.json()["voting"]} == {net.lm_id}
+        assert f'model="{net.lm_id}"' in httpx.get(health.replace("/health", "/metrics"), timeout=10).text
+    finally:
+        server.shutdown()
+        ws.close()

@@ -367,6 +367,7 @@ from proofmarket.cli.chain_cmds import register as _register_market  # noqa: E40
 from proofmarket.cli.db_cmd import register as _register_db  # noqa: E402
 from proofmarket.cli.facilitator_cmd import register as _register_facilitator  # noqa: E402
 from proofmarket.cli.generate_cmd import register as _register_generate  # noqa: E402
+from proofmarket.cli.import_cmd import register as _register_import  # noqa: E402
 from proofmarket.cli.infer_cmd import register as _register_infer  # noqa: E402
 from proofmarket.cli.keys_cmds import register as _register_keys  # noqa: E402
 from proofmarket.cli.market_cmds import register as _register_roles  # noqa: E402
@@ -384,6 +385,7 @@ _register_node(app)
 _register_infer(app)
 _register_generate(app)
 _register_validator(app)
+_register_import(app)
 _register_db(app)
 _register_facilitator(app)
 _register_keys(app)

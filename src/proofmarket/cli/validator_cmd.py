@@ -4,9 +4,12 @@
 
 Who signs: the validator's keystore (``proofmarket keys new --role validator``: PROOFMARKET_VALIDATOR_KEYSTORE or
 HOME/keys/validator.json), or on the devnet the plain key in PROOFMARKET_VALIDATOR_KEY or ``--dev-account N`` (an
-anvil dev account, 4-9: 0-3 are the market's roles). The models it re-executes must be in this home's store
-(``proofmarket compile --mode attested DIR`` with the same files gives the same model id); a result whose
-model is not held here is counted ``cannot_check`` and neither challenged nor voted on.
+anvil dev account, 4-9: 0-3 are the market's roles). The models it re-executes must be in this home's store, however
+they arrived: ``proofmarket compile --mode attested DIR`` (the same files give the same model id), ``proofmarket
+import model.car`` (the owner's export) or ``proofmarket import MODEL_ID --node URL`` (fetched by CID, each artifact
+checked). Each held model's listings are declared at start and whenever a model or a listing appears; /health
+answers 503 (not ready) while it can vote on none. A result whose model is not held here is counted
+``cannot_check`` and neither challenged nor voted on.
 """
 
 from __future__ import annotations
@@ -79,6 +82,12 @@ def validator_run(
             staked = validator.ensure_stake(parse_price(stake) if stake else None)
             out.print(f"validator {account.address}: staked {staked / 1e6:.2f} USDC on court {court.address}; "
                       f"declared for {len(court.declared_models(account.address))} listing(s) of models held here")
+            for listing in sorted(validator.voting.values(), key=lambda v: v["listing"]):
+                out.print(f"  votes on listing {listing['listing']} (model {listing['model_id']}) for requests "
+                          f"committed after block {listing['from_block']}")
+            ready, reason = validator.ready()
+            if not ready:
+                out.print(f"[bold yellow]not ready[/]: {reason} (/health answers 503 until then)")
             if once:
                 judged = validator.poll_once()
                 out.print(f"judged {judged} result(s); state in {state}")

@@ -139,7 +139,64 @@ class Workspace:
         return export_car(self.store, [model_id, *manifest.public_cids], out, roots=[model_id])
 
     def import_car(self, path: Path) -> list[str]:
-        return import_car(self.store, path)
+        """Import a CAR's blocks (each checked against its CID); a model manifest among them whose public artifacts
+        are all here is indexed, as a compile would (a validator provisioned this way holds the model)."""
+        cids = import_car(self.store, path)
+        for cid in cids:
+            self.adopt(cid)
+        return cids
+
+    def adopt(self, model_id: str) -> dict[str, Any] | None:
+        """Index ``model_id`` when the store holds its manifest and every public artifact it names (however they
+        arrived: a CAR, a fetch by CID from a node or a gateway, a copy of the store): the row, or None when it is
+        no complete model here."""
+        from proofmarket.systems import parse_manifest
+
+        try:
+            if not self.store.has(model_id) or self.store.size(model_id) > MANIFEST_MAX_BYTES:
+                return None
+            manifest = parse_manifest(self.store.get_json(model_id))
+        except Exception:  # noqa: BLE001 (not JSON, not a manifest, a system nobody registered: not a model)
+            return None
+        if not all(self.store.has(cid) for cid in manifest.public_cids):
+            return None
+        known = {row["id"]: row for row in self.models()}
+        if model_id in known:
+            return known[model_id]
+        row = _index_row(model_id, manifest)
+        self._write_index(model_id, row)
+        return row
+
+    def held_models(self, mode: str | None = None) -> list[dict[str, Any]]:
+        """Every complete model in this home's store, of ``mode`` (``attested``, ``proven``) or any: those compiled
+        here and those that arrived any other way (found by a scan of the store's new small blobs, then indexed)."""
+        self._discover()
+        return [row for row in self.models() if mode is None or row.get("mode") == mode]
+
+    def _discover(self) -> None:
+        """Adopt the manifests among the store's blobs not looked at yet (``LocalStore`` only)."""
+        root = getattr(self.store, "root", None)
+        blobs = Path(root) / "blobs" if root is not None else None
+        if blobs is None or not blobs.is_dir():
+            return
+        seen: set[str] = self.__dict__.setdefault("_scanned", set())
+        for shard in blobs.iterdir():
+            if not shard.is_dir():
+                continue
+            for blob in shard.iterdir():
+                name = blob.name
+                if name in seen or name.startswith("."):
+                    continue
+                seen.add(name)
+                try:
+                    if blob.stat().st_size > MANIFEST_MAX_BYTES:
+                        continue
+                    with blob.open("rb") as f:
+                        first = f.read(1)
+                except OSError:
+                    continue
+                if first == b"{":
+                    self.adopt(name)
 
     def close(self) -> None:
         if self._prover is not None:
@@ -166,3 +223,19 @@ class Workspace:
         tmp = path.with_suffix(f".tmp{os.getpid()}")
         tmp.write_text(json.dumps(index, indent=2))
         os.replace(tmp, path)
+
+
+MANIFEST_MAX_BYTES = 1 << 20  # a manifest is a small JSON document: larger blobs are never parsed as one
+
+
+def _index_row(model_id: str, manifest: Any) -> dict[str, Any]:
+    """The index's row of a model adopted from the store (what ``compile`` writes, less its measurements)."""
+    arrived = datetime.now(UTC).isoformat(timespec="seconds")
+    if getattr(manifest, "mode", None) == "attested":
+        return {"id": model_id, "name": manifest.name, "mode": "attested", "privacy": manifest.privacy["name"],
+                "logrows": None, "weights_root": manifest.weights.root, "srs": None,
+                "created_at": getattr(manifest, "created_at", None), "imported_at": arrived}
+    return {"id": model_id, "name": manifest.name, "mode": str(getattr(manifest, "mode", "proven")),
+            "privacy": manifest.privacy["name"], "logrows": getattr(manifest, "logrows", None),
+            "onnx_sha256": manifest.onnx.sha256 if getattr(manifest, "onnx", None) else None,
+            "srs": manifest.srs.kind if getattr(manifest, "srs", None) else None, "imported_at": arrived}

@@ -27,6 +27,9 @@ class ValidatorMetrics:
         self.next_block = Gauge("proofmarket_validator_next_block", "first block not yet scanned", registry=registry)
         self.recheck = Gauge("proofmarket_validator_last_recheck_seconds", "the last re-execution's duration",
                              registry=registry)
+        self.voting = Gauge("proofmarket_validator_voting_from_block", "per held model's listing: the block this "
+                            "validator declared it in (it votes on requests committed after it)",
+                            ["model", "listing"], registry=registry)
 
 
 
@@ -38,9 +41,14 @@ def serve_metrics(validator: Validator, host: str, port: int) -> ThreadingHTTPSe
             if self.path == "/metrics":
                 body, status, kind = generate_latest(validator.metrics.registry), 200, "text/plain; version=0.0.4"
             elif self.path == "/health":
-                ok = validator.healthy()
-                body = json.dumps({"status": "ok" if ok else "stale", "address": validator.address,
-                                   "court": validator.court.address, "next_block": validator.state.next_block,
+                polling = validator.healthy()
+                ready, reason = validator.ready()
+                ok = polling and ready
+                body = json.dumps({"status": "ok" if ok else ("stale" if not polling else "not_ready"),
+                                   "ready": ready, "reason": reason if ready or polling else "the last poll is stale",
+                                   "address": validator.address, "court": validator.court.address,
+                                   "voting": sorted(validator.voting.values(), key=lambda v: v["listing"]),
+                                   "next_block": validator.state.next_block,
                                    "pending": len(validator.state.pending),
                                    "last_poll_age_s": round(time.time() - validator.last_poll, 1)}).encode()
                 status, kind = (200 if ok else 503), "application/json"

@@ -70,6 +70,9 @@ class Validator(Judging):
         self.last_poll = 0.0
         self._urls: dict[str, list[str]] = {}
         self._stop = threading.Event()
+        # the listings this validator can vote on: on-chain id (hex) -> the held model and the block it declared in
+        self.voting: dict[str, dict[str, Any]] = {}
+        self._held: dict[bytes, str] = {}
 
     @property
     def address(self) -> str:
@@ -93,10 +96,12 @@ class Validator(Judging):
         return stake
 
     def declare_models(self) -> list[str]:
-        """Declare on the court every listing of an attested model this validator holds (the registry's
-        ``ModelRegistered`` events since ``from_block`` whose key is a held model's): its stake weighs only on
-        those models' requests, and counts toward only their quorum. Later listings are declared as the event loop
-        sees them. Returns the on-chain ids newly declared (hex)."""
+        """Declare on the court every listing of an attested model this validator holds, however the model arrived
+        (compiled here, a CAR imported, fetched by CID: ``Workspace.held_models``), from the registry's
+        ``ModelRegistered`` events since ``from_block``: its stake weighs only on those models' requests committed
+        after the declaration, and counts toward only their quorum. Later listings and models are declared as the
+        event loop sees them. The court takes at most ``MAX_DECLARED`` listings per validator: past that a listing
+        is logged and left out. Returns the on-chain ids newly declared (hex)."""
         # to the head, unconfirmed: a declaration a reorg makes pointless costs a transaction, a missed one the
         # weight on the listing's first requests
         scan = EventWatcher(self.client, {"registry": self.registry}, from_block=self.from_block, confirmations=0)
@@ -108,25 +113,61 @@ class Validator(Judging):
                     declared += self._declare_listing(event.args, held)
         return declared
 
-    def _held_keys(self) -> set[bytes]:
-        return {model_key(m["id"]) for m in self.workspace.models() if m.get("mode") == "attested"}
+    def _held_keys(self) -> dict[bytes, str]:
+        """The attested models this validator can re-execute, by their registry key: key -> model id."""
+        self._held = {model_key(m["id"]): str(m["id"]) for m in self.workspace.held_models("attested")}
+        return self._held
 
-    def _declare_listing(self, args: dict[str, Any], held: set[bytes]) -> list[str]:
+    def refresh_models(self) -> list[str]:
+        """A model that arrived since the last look (imported, fetched, compiled while running) gets its listings
+        declared now, so that this validator weighs on its next request. Returns the ids newly declared."""
+        before = set(self._held)
+        if set(self._held_keys()) - before:
+            return self.declare_models()
+        return []
+
+    def _declare_listing(self, args: dict[str, Any], held: dict[bytes, str]) -> list[str]:
         """Declare the listing of a ``ModelRegistered`` event if its model is in ``held`` (the attested models'
-        keys) and not yet declared."""
-        key, model_id = bytes(args["key"]), bytes(args["modelId"])
-        if key not in held or self.court.declared_at(self.address, model_id):
+        keys) and not yet declared; either way a held listing is one this validator can vote on from its block."""
+        key, listing = bytes(args["key"]), bytes(args["modelId"])
+        if key not in held:
             return []
-        if len(self.court.declared_models(self.address)) >= self.court.max_declared():
-            log.warning("validator: the court's limit of %d declared models is reached; listing 0x%s is not "
-                        "checked here", self.court.max_declared(), model_id.hex())
-            return []
-        self.court.declare(model_id, self.account)
-        return ["0x" + model_id.hex()]
+        hex_id = "0x" + listing.hex()
+        at = self.court.declared_at(self.address, listing)
+        new: list[str] = []
+        if not at:
+            if len(self.court.declared_models(self.address)) >= self.court.max_declared():
+                log.warning("validator: the court's limit of %d declared models is reached; listing %s (model %s) is "
+                            "not checked here", self.court.max_declared(), hex_id, held[key])
+                return []
+            at = self.court.declare(listing, self.account).block_number
+            new.append(hex_id)
+            log.info("validator %s: declared listing %s of model %s (votes on its requests committed after block "
+                     "%s)", self.address, hex_id, held[key], at)
+        self.voting[hex_id] = {"listing": hex_id, "model_id": held[key], "from_block": at}
+        self.metrics.voting.labels(held[key], hex_id).set(at)
+        return new
+
+    def ready(self) -> tuple[bool, str]:
+        """Whether this validator can vote on anything, and if not, why and what to do."""
+        if self.voting:
+            return True, f"can vote on {len(self.voting)} listing(s)"
+        if not self._held:
+            return False, ("no attested model is held here: compile it (proofmarket compile --mode attested DIR), "
+                           "import its CAR (proofmarket import model.car) or fetch it by CID (proofmarket import CID "
+                           "--node URL); it is declared on the next poll")
+        return False, (f"{len(self._held)} attested model(s) held here, none listed on the registry yet (or the "
+                       "court's limit of declared listings is reached): a listing is declared once it appears")
 
     # --- the loop -----------------------------------------------------------------------------
     def poll_once(self) -> int:
-        """Scan new events, then check what is due. Returns how many results were judged."""
+        """Declare what a newly held model is listed as, scan new events, then check what is due. Returns how many
+        results were judged."""
+        try:
+            self.refresh_models()
+        except ProofMarketError as exc:  # the chain refused or is away: tried again on the next poll
+            self.metrics.errors.inc()
+            log.warning("validator: declaring a newly held model failed: %s", exc.message)
         for event in self.events.poll():
             try:
                 self._on_event(event.event, event.args, event.block_number)
@@ -159,7 +200,7 @@ class Validator(Judging):
 
     def _on_event(self, name: str, args: dict[str, Any], block: int) -> None:
         if name == "ModelRegistered":  # a new listing of a model held here: declared, so that we weigh on it
-            self._declare_listing(args, self._held_keys())
+            self._declare_listing(args, self._held or self._held_keys())
             return
         if "requestId" not in args:  # stakes, parameters, batches
             return

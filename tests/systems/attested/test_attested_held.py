@@ -1,0 +1,90 @@
+"""A model is held however it arrived (the fifth wave: two of three validators provisioned with the owner's CAR never
+declared the model they held): compiled here, imported from a CAR (``proofmarket import``, ``verify --car``), fetched
+by CID from a node, or copied into the store by hand; an incomplete one (an artifact missing) is not held."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from proofmarket.cli.main import app
+from proofmarket.core.settings import Settings
+from proofmarket.store import LocalStore
+from proofmarket.systems.workspace import Workspace
+
+
+def fresh(tmp_path: Path, name: str) -> Workspace:
+    return Workspace(Settings(_env_file=None, home=tmp_path / name))  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def artifacts_node(attested_ws: Workspace) -> Iterator[str]:
+    """A node's ``GET /v1/artifacts/{cid}`` over the owner's store (a test double of the node's route)."""
+    store = attested_ws.store
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            cid = self.path.rsplit("/", 1)[-1]
+            body = store.get(cid) if self.path.startswith("/v1/artifacts/") and store.has(cid) else b""
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Type", "application/octet-stream" if body else "application/json")
+            payload = body or b'{"error": {"code": "artifact_not_found", "message": "no such artifact"}}'
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
+def test_a_model_is_held_however_it_arrived(attested_ws: Workspace, lm_id: str, tmp_path: Path,
+                                            artifacts_node: str) -> None:
+    assert [m["id"] for m in attested_ws.held_models("attested")] == [lm_id]  # compiled here
+    car = attested_ws.export_model(lm_id, tmp_path / "model.car")
+
+    by_car = fresh(tmp_path, "car")
+    by_car.import_car(car)  # what `proofmarket verify BUNDLE --car model.car` does first
+    assert [(m["id"], m["mode"]) for m in by_car.held_models("attested")] == [(lm_id, "attested")]
+
+    runner = CliRunner()
+    cli_home = tmp_path / "cli"
+    done = runner.invoke(app, ["import", str(car), "--home", str(cli_home), "--json"])
+    assert done.exit_code == 0, done.output
+    assert [m["id"] for m in fresh(tmp_path, "cli").held_models("attested")] == [lm_id]
+
+    fetched = runner.invoke(app, ["import", lm_id, "--node", artifacts_node, "--home", str(tmp_path / "cid")])
+    assert fetched.exit_code == 0, fetched.output
+    assert f"imported attested model {lm_id}" in fetched.output
+    assert [m["id"] for m in fresh(tmp_path, "cid").held_models("attested")] == [lm_id]
+
+    copied = fresh(tmp_path, "copied")  # the store's blobs copied over (a backup restored, rsync): found by a scan
+    shutil.copytree(attested_ws.store.root / "blobs", copied.store.root / "blobs")  # type: ignore[attr-defined]
+    assert copied.models() == [] and [m["id"] for m in copied.held_models("attested")] == [lm_id]
+
+
+def test_a_model_missing_an_artifact_is_not_held(attested_ws: Workspace, lm_id: str, tmp_path: Path) -> None:
+    from proofmarket.systems import parse_manifest
+
+    partial = fresh(tmp_path, "partial")
+    store: LocalStore = partial.store  # type: ignore[assignment]
+    manifest = parse_manifest(attested_ws.store.get_json(lm_id))
+    store.put(attested_ws.store.get(lm_id))
+    for cid in manifest.public_cids[1:]:  # one weights file missing: it cannot re-execute the model
+        store.put_file(attested_ws.store.path(cid))  # type: ignore[attr-defined]
+    assert partial.held_models() == []
+    nothing = CliRunner().invoke(app, ["import", "bafkreinotamodelatall", "--home", str(tmp_path / "none")])
+    assert nothing.exit_code == 2 and "--node" in nothing.output
