@@ -14,6 +14,7 @@ OPERATION_IDS = {
     ("get", "/v1/ledger/check"): "check_ledger",
     ("get", "/v1/ledger/unknown"): "list_unknown_outcomes",
     ("post", "/v1/ledger/unknown/{ref}"): "resolve_unknown_outcome",
+    ("post", "/v1/ledger/write-off/{ref}"): "write_off_charge",
     ("get", "/v1/models"): "list_models",
     ("post", "/v1/models"): "upload_model",
     ("get", "/v1/models/{model_id}"): "get_model",

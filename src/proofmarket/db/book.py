@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -299,21 +299,6 @@ class Book:
             if kind is not None:
                 query = query.where(TransferRow.kind == kind)
             return list(s.scalars(query.order_by(TransferRow.id).limit(limit)))
-
-    def with_tx(self, tx_hash: str) -> list[TransferRow]:
-        """Transfers that name ``tx_hash``: posted with it, or pending with it among their sent transactions."""
-        tx = tx_hash.lower()
-        with self.db.session() as s:
-            rows = list(s.scalars(select(TransferRow).where(func.lower(TransferRow.tx_hash) == tx)))
-        noted = [t for t in self.open_pending(limit=100_000)
-                 if tx in {str(h).lower() for h in (t.memo or {}).get("sent_txs") or []}]
-        return rows + [t for t in noted if t.id not in {r.id for r in rows}]
-
-    def named(self, prefix: str, limit: int = 100) -> list[TransferRow]:
-        """Transfers whose ref starts with ``prefix`` (a payee's payouts: ``payout:<address>:``), newest first."""
-        with self.db.session() as s:
-            query = select(TransferRow).where(TransferRow.ref.startswith(prefix, autoescape=True))
-            return list(s.scalars(query.order_by(TransferRow.id.desc()).limit(limit)))
 
     def postings(self, transfer_ids: Iterable[int]) -> dict[int, list[tuple[str, int]]]:
         ids = list(transfer_ids)

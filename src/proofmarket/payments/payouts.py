@@ -36,6 +36,7 @@ from proofmarket.chain.contracts import UsdcToken
 from proofmarket.core.background import Lease, lease_holder
 from proofmarket.core.errors import ContractReverted, FeeTooHigh, TransactionNotMined
 from proofmarket.db.book import Accounts, Book, Transfer
+from proofmarket.db.book_find import named
 from proofmarket.db.book_tables import TransferRow
 
 log = logging.getLogger(__name__)
@@ -160,7 +161,7 @@ class Payouts:
         """Whether the token refused ``payee`` on its latest tries (the void memos since its last payout that went
         through): why, since when, how many times and when it is tried next; None when it is not blocked."""
         refusals: list[TransferRow] = []
-        for row in self.book.named(f"{KIND}:{payee.lower()}:", limit=200):
+        for row in named(self.book, f"{KIND}:{payee.lower()}:", limit=200):
             if row.phase == "void" and (row.memo or {}).get("blocked"):
                 refusals.append(row)
             elif row.phase in ("post", "single"):

@@ -23,6 +23,7 @@ from proofmarket.chain.client import ChainClient
 from proofmarket.chain.contracts import UsdcToken
 from proofmarket.core.errors import UsageError
 from proofmarket.db.book import Book
+from proofmarket.db.book_find import with_tx
 from proofmarket.payments.credits.repo import CreditsRepo
 from proofmarket.payments.reconcile import usdc_moves
 
@@ -68,7 +69,7 @@ def resolve_unknown(book: Book, ref: str, *, paid_tx: str | None = None, not_sen
     moved = usdc_moves(UsdcToken(client, usdc).contract, usdc, receipt).get((sender.lower(), to or ""), 0)
     if to is None or moved < amount:
         raise UsageError(f"{paid_tx} does not send {amount} USDC units from the node to {to}", tx_hash=paid_tx)
-    booked = [t for t in book.with_tx(paid_tx) if t.ref != ref]
+    booked = [t for t in with_tx(book, paid_tx) if t.ref != ref]
     already = sum(v for t in booked for acc, v in book.postings([t.id])[t.id] if v > 0 and acc == f"wallet:{to}")
     if already + amount > moved:
         raise UsageError(f"{paid_tx} is already booked for {', '.join(t.ref for t in booked)}: it sent {moved} USDC "
@@ -87,7 +88,7 @@ def _check_not_sent(book: Book, client: ChainClient, usdc: str, sender: str, to:
         "from": client.w3.to_checksum_address(sender), "to": client.w3.to_checksum_address(to)})
     for event in logs:
         tx = "0x" + bytes(event["transactionHash"]).hex().removeprefix("0x")
-        if not book.with_tx(tx):
+        if not with_tx(book, tx):
             raise UsageError(f"the node's account sent {int(event['args']['value'])} USDC units to {to} in {tx} "
                              f"(block {event['blockNumber']}) since {ref} was held, and the book holds no transfer of "
                              f"that transaction: if it paid this one, resolve it with --paid {tx}", tx_hash=tx)

@@ -122,6 +122,14 @@ def test_bent_vouchers_are_normalised_and_a_refused_one_no_longer_poisons_the_ba
     pay, _ = session(chain, EthAccountSigner(poisoned))
     again = pay.post(f"{node.url}/v1/models/{mlp_id}/infer", json=mlp_input(), timeout=120)
     assert again.status_code == 402 and "serves it no more" in again.json()["error"]["message"]
+    check = admin(node, "GET", "/v1/ledger/check")  # what the node served on it can no longer be collected
+    assert [d for d in check["differences"] if bad["id"] in d and "can no longer be collected" in d], check
+    owed = next(r for r in check["receivables"] if r["channel_id"] == bad["id"])
+    assert owed["refused"] and owed["amount"] == str(2 * PRICE) and len(owed["refs"]) == 2
+    for ref in owed["refs"]:  # the operator writes them off: one balanced entry each, nothing owed for them
+        written = requests.post(f"{node.url}/v1/ledger/write-off/{ref}", json={"reason": "voucher refused"},
+                                headers={"Authorization": f"Bearer {ADMIN}"}, timeout=60)
+        assert written.status_code == 200 and written.json()["outcome"] == "written off", written.text
     check = admin(node, "GET", "/v1/ledger/check")
     assert check["ok"], check["differences"]
 
