@@ -26,6 +26,7 @@ class Served:
         # as the node's command serves (cli/node_cmd.py KEEP_ALIVE_S): a client's next request on a connection the
         # server closed for idleness at that moment is reset (found with 50 clients on a loaded machine)
         config.setdefault("timeout_keep_alive", 75)
+        config.setdefault("proxy_headers", False)  # as `proofmarket node` runs it: the app's one rule decides
         options = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan=lifespan,
                                  **config)
         self.server = uvicorn.Server(options)

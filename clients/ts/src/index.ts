@@ -194,17 +194,20 @@ export class ProofMarket {
 
   // --- the wallet's keys and credits (Sign-In with Ethereum: the node's api/siwe.py) ---------------------------
   /** The Sign-In with Ethereum headers of one request of `purpose` by `account` on this node: an EIP-4361 message
-   * (viem's `createSiweMessage`) for the node's domain, URI and chain, the purpose as its resource, two minutes. */
+   * (viem's `createSiweMessage`) for the node's domain, URI and chain, the node's resource and the purpose as its
+   * resources, two minutes. */
   async signedHeaders(account: LocalAccount, purpose: string): Promise<Record<string, string>> {
     const manifest = await this.manifest();
     const terms = ((manifest.address_signature ?? {}) as Record<string, unknown>).siwe as
-      { domain: string; uri: string; chain_id?: number | null } | undefined;
+      { domain: string; uri: string; chain_id?: number | null; node_resource?: string } | undefined;
     if (!terms) throw new Error('this node does not take Sign-In with Ethereum');
     const issuedAt = new Date(Math.floor(Date.now() / 1000) * 1000);
     const message = createSiweMessage({
       domain: terms.domain, address: account.address, uri: terms.uri, version: '1', chainId: terms.chain_id ?? 1,
       nonce: generateSiweNonce(), issuedAt, expirationTime: new Date(issuedAt.getTime() + 120_000),
-      statement: 'Sign in to proofmarket', resources: [`proofmarket:${purpose}`],
+      statement: 'Sign in to proofmarket',
+      // the node's own identity first: a message without it opens nothing on that node
+      resources: [...(terms.node_resource ? [terms.node_resource] : []), `proofmarket:${purpose}`],
     });
     return { 'X-Siwe-Message': Buffer.from(message, 'utf8').toString('base64'),
       'X-Siwe-Signature': await account.signMessage({ message }) };

@@ -22,6 +22,7 @@ from starlette.types import Scope
 from proofmarket import __version__
 from proofmarket.api.errors import handle_error
 from proofmarket.api.middleware import BodyLimit, RequestMetrics
+from proofmarket.api.proxies import TrustedProxies, networks
 from proofmarket.api.rail_host import ApiRailHost
 from proofmarket.api.ratelimit import Limiter, RateLimit
 from proofmarket.api.routers import (
@@ -87,6 +88,8 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
     node_rails = services.rails
     app.add_middleware(RateLimit, limiter=Limiter(settings),
                        payer_of=lambda h: node_rails.select(h).payer_of(h))
+    # outermost: the client's address and scheme by the one rule (trusted proxies only), for all inside
+    app.add_middleware(TrustedProxies, proxies=networks(settings.api.trusted_proxies))
     origins = [o.strip() for o in (settings.api.cors_origins or "").split(",") if o.strip()]
     if origins:  # apps on other origins (a wallet app): what they may send and read
         from fastapi.middleware.cors import CORSMiddleware

@@ -23,3 +23,18 @@ IdempotencyKey = Annotated[str | None, Header(
 
 def base_url(request: Request, settings: Settings) -> str:
     return (settings.api.public_url or str(request.base_url)).rstrip("/")
+
+
+def node_url(request: Request, settings: Settings) -> str:
+    """The URL a signature is checked against: ``PROOFMARKET_PUBLIC_URL``, else (a devnet on loopback) the address of
+    the socket the request reached, never the ``Host`` header the client chooses."""
+    if settings.api.public_url:
+        return settings.api.public_url.rstrip("/")
+    server = request.scope.get("server")
+    if not server:
+        return str(request.base_url).rstrip("/")
+    host, port = server[0], server[1]
+    host = f"[{host}]" if ":" in str(host) else str(host)
+    scheme = request.scope.get("scheme", "http")
+    default = {"http": 80, "https": 443}.get(scheme)
+    return f"{scheme}://{host}" + ("" if port in (None, default) else f":{port}")

@@ -27,7 +27,6 @@ minute): a rate limit must not take the node down with its Redis.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import logging
 import math
 import re
@@ -41,6 +40,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from proofmarket.api.errors import OPENAI_PREFIX, error_response
+from proofmarket.api.proxies import client_of, networks
 from proofmarket.core.errors import RateLimited, UsageError
 from proofmarket.core.settings import Settings
 
@@ -86,7 +86,7 @@ class Limiter:
         uri = settings.limits.rate_limit_storage or (settings.queue.redis_url if settings.queue.kind == "celery" else "memory://")
         self.storage_uri = uri
         self.strategy = strategies.MovingWindowRateLimiter(storage.storage_from_string(uri))
-        self.proxies = _networks(settings.api.trusted_proxies)
+        self.proxies = networks(settings.api.trusted_proxies)
         self._warned = 0.0
 
     def check(self, policy: str, who: str) -> tuple[bool, dict[str, str]]:
@@ -122,14 +122,8 @@ class Limiter:
             return True
 
     def client_address(self, scope: Scope, headers: Headers) -> str:
-        peer = (scope.get("client") or ("unknown", 0))[0]
-        if not self.proxies or not _in(peer, self.proxies):
-            return str(peer)
-        hops = [h.strip() for h in headers.get("x-forwarded-for", "").split(",") if h.strip()]
-        for hop in reversed(hops):  # the last address no trusted proxy of ours added
-            if not _in(hop, self.proxies):
-                return hop
-        return str(peer)
+        """The client's address by the node's one rule (``api/proxies.py``)."""
+        return client_of(str((scope.get("client") or ("unknown", 0))[0]), headers, self.proxies)
 
 
 class RateLimit:
@@ -223,25 +217,6 @@ def _api_key(headers: Headers) -> str | None:
     if scheme.lower() == "bearer" and token.strip().startswith(API_KEY_PREFIX):
         return token.strip()
     return None
-
-
-def _networks(text: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    out = []
-    for part in (p.strip() for p in text.split(",")):
-        if part:
-            try:
-                out.append(ipaddress.ip_network(part, strict=False))
-            except ValueError as exc:
-                raise UsageError(f"PROOFMARKET_TRUSTED_PROXIES: {part!r} is not an address or network") from exc
-    return out
-
-
-def _in(address: str, networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in n for n in networks)
 
 
 def _redacted(uri: str) -> str:

@@ -72,6 +72,12 @@ def node_address(services: Any) -> str:
     return str(node_signer(services.settings).address).lower()
 
 
+def node_resource(node: str) -> str:
+    """The SIWE resource that names this node (its signer address): every message must carry it, so that a session
+    signed for another node, or for any other site, opens nothing here whatever Host header it comes with."""
+    return f"proofmarket:node:{node.lower()}"
+
+
 def describe(services: Any, base: str) -> dict[str, object]:
     """What a client signs for the signed routes here (the service manifest's ``address_signature``): Sign-In with
     Ethereum, and the older message (deprecated)."""
@@ -80,7 +86,8 @@ def describe(services: Any, base: str) -> dict[str, object]:
     node = node_address(services)
     chain = services.answering_chain()  # the chain contract wallets are checked on, when it answers
     siwe = {"domain": urlsplit(base).netloc, "uri": base, "chain_id": chain.chain_id if chain is not None else None,
-            "version": "1", "resources": ["proofmarket:<purpose>", SESSION],
+            "version": "1", "node_resource": node_resource(node),
+            "resources": [node_resource(node), "proofmarket:<purpose>", SESSION],
             "headers": [MESSAGE_HEADER, SIGNATURE_HEADER], "max_request_s": MAX_REQUEST_S,
             "max_session_s": MAX_SESSION_S, "wallets": ["eoa", "erc1271", "erc6492"]}
     return {"siwe": siwe, "node": node, "message": f"proofmarket-{{purpose}}:{{address}}:{node}:{{time}}:{{nonce}}",

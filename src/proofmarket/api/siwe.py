@@ -3,8 +3,11 @@
 A request sends ``X-Siwe-Message`` (the message, base64) and ``X-Siwe-Signature`` (0x-hex). The message is parsed
 with the ``siwe`` library and must be for this node:
 
-    domain        this node's host (``PROOFMARKET_PUBLIC_URL``'s, else the request's): a message for a page on
-                  another host opens nothing here
+    node          a resource ``proofmarket:node:<the node's signer address>``: a message signed for another node
+                  or another site opens nothing here, whatever Host header it comes with
+    domain        this node's host (``PROOFMARKET_PUBLIC_URL``'s, required off the devnet; on a devnet without
+                  one, the socket's the request reached, never its Host header): a message for a page on another
+                  host opens nothing here
     uri           under this node's base URL
     chain id      the chain this node checks contract wallets on (when it has one)
     resources     ``proofmarket:<purpose>`` (one request of that purpose: its nonce is used once on every node of
@@ -16,7 +19,7 @@ with the ``siwe`` library and must be for this node:
                   wallet, ERC-6492 for one not deployed yet (``chain.signatures``)
 
 A refusal is 401 ``unauthorized`` naming the field that did not match (``details.field``): message, domain, uri,
-chain_id, purpose, expiry, nonce, signer.
+node, chain_id, purpose, expiry, nonce, signer.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from urllib.parse import urlsplit
 from eth_account.messages import encode_defunct
 from fastapi import Request
 
-from proofmarket.api.deps import base_url
+from proofmarket.api.deps import node_url
 from proofmarket.chain.client import ChainClient
 from proofmarket.core.errors import ChainError, Unauthorized
 
@@ -60,13 +63,19 @@ def siwe_address(request: Request, purposes: list[str],
         message = SiweMessage.from_message(text)
     except Exception as exc:  # the library's parse and field errors: not an EIP-4361 message
         raise _refused("message", f"X-Siwe-Message is not an EIP-4361 message: {exc}") from None
-    base = base_url(request, services.settings).rstrip("/")
+    resources = [str(r) for r in message.resources or []]
+    from proofmarket.api.signed import node_address, node_resource
+
+    mine = node_resource(node_address(services))
+    if mine not in {r.lower() for r in resources}:  # the node's identity, never a header the client chooses
+        raise _refused("node", f"the message is not for this node: its resources must name '{mine}' (the node's "
+                               "signer, in the service manifest's address_signature.siwe.node_resource)")
+    base = node_url(request, services.settings)
     host = urlsplit(base).netloc
     if message.domain != host:
         raise _refused("domain", f"the message is for {message.domain!r}, this node is {host!r}")
     if not (message.uri == base or str(message.uri).startswith(base + "/")):
         raise _refused("uri", f"the message's URI {message.uri} is not under this node's {base}")
-    resources = [str(r) for r in message.resources or []]
     session = SESSION in resources
     purpose = purposes[0]
     if not session and not {resource(p) for p in purposes} & set(resources):

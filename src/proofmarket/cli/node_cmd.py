@@ -103,4 +103,7 @@ KEEP_ALIVE_S = 75  # longer than clients keep an idle connection: a request sent
 
 
 def _uvicorn_extra() -> dict[str, Any]:
-    return {"timeout_graceful_shutdown": 30, "timeout_keep_alive": KEEP_ALIVE_S}
+    # no proxy-header rewriting by uvicorn (its default trusts 127.0.0.1): the app applies the one rule of
+    # PROOFMARKET_TRUSTED_PROXIES itself (api/proxies.py), so a local proxy that passes X-Forwarded-For through
+    # lets no client choose its own address
+    return {"timeout_graceful_shutdown": 30, "timeout_keep_alive": KEEP_ALIVE_S, "proxy_headers": False}

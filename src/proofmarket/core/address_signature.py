@@ -59,14 +59,17 @@ def body_purposes(body: dict[str, Any], prefix: str = "api-key") -> list[str]:
 
 def siwe_message(address: str, terms: dict[str, Any], resources: list[str], lifetime_s: int = 300,
                  statement: str = "Sign in to proofmarket") -> str:
-    """An EIP-4361 message by ``address`` for the node whose SIWE ``terms`` (domain, uri, chain_id) are given,
-    valid ``lifetime_s`` from now."""
+    """An EIP-4361 message by ``address`` for the node whose SIWE ``terms`` (domain, uri, chain_id, node_resource)
+    are given, valid ``lifetime_s`` from now; the node's resource (``proofmarket:node:<its signer>``) comes first."""
     from datetime import UTC, datetime, timedelta
 
     from eth_utils.address import to_checksum_address
     from siwe import SiweMessage, generate_nonce
 
     now = datetime.now(UTC).replace(microsecond=0)
+    node = terms.get("node_resource")  # the node's own identity: a message without it opens nothing there
+    if node and node not in resources:
+        resources = [str(node), *resources]
     return str(SiweMessage(
         domain=terms["domain"], address=to_checksum_address(address), uri=terms["uri"], version="1",
         chain_id=int(terms.get("chain_id") or 1), issued_at=now.isoformat().replace("+00:00", "Z"),

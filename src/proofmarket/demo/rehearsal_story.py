@@ -128,6 +128,7 @@ class RehearsalStory(Steps):
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         args = ["node", "--port", str(port), "--workers", "1", "--log-level", "warning"]
+        cli.env["PROOFMARKET_PUBLIC_URL"] = url  # off the devnet the node's sign-in is bound to its public URL
         for model in models:
             args += ["--model", model]
         self.step("start node", lambda: cli.serve("node", *args, ready_url=f"{url}/health", timeout=180), 200)

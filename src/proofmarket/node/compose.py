@@ -142,6 +142,7 @@ def _payments(settings: Settings, ws: Workspace, model_repo: ModelRepo, db: Data
     check_public_url(settings)
     check_window(extra)
     chain = node_chain(settings, extra)
+    check_public_url(settings, dev_chain=chain.client.profile.dev_keys_allowed)
     exact = build_x402(chain, ws.store, owner_of, extra)
     from proofmarket.node.batch_build import build_batch
 

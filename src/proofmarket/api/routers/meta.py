@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from proofmarket import __version__
-from proofmarket.api.deps import ServicesDep, base_url
+from proofmarket.api.deps import ServicesDep, base_url, node_url
 from proofmarket.api.schemas import Health, Price, ServiceManifest, ServiceModel
 from proofmarket.api.signed import describe
 from proofmarket.api.views import registry_listing
@@ -48,7 +48,7 @@ def service_manifest(request: Request, services: ServicesDep) -> ServiceManifest
                 "verify": f"{base}/v1/verify",
                 "modes": _modes()},
         models=[_service_model(m, base) for m in services.catalog.list()],
-        address_signature=describe(services, base),
+        address_signature=describe(services, node_url(request, services.settings)),
     )
 
 

@@ -359,12 +359,17 @@ def is_loopback(host: str) -> bool:
     return host in LOOPBACK_HOSTS or host.startswith("127.")
 
 
-def check_public_url(settings: Settings) -> None:
-    """Off loopback the resource URL signed into receipts must not come from the request's Host header."""
+def check_public_url(settings: Settings, dev_chain: bool = True) -> None:
+    """Off loopback the resource URL signed into receipts must not come from the request's Host header; off a
+    development chain sign-in (SIWE) is bound to the node's public URL, never to a Host header or a socket."""
     if not settings.api.public_url and not is_loopback(settings.api.api_host):
         raise UsageError(f"the node listens on {settings.api.api_host}, not loopback: set PROOFMARKET_PUBLIC_URL (the "
                          "URL clients reach it at; it is signed into payment receipts) to take payments",
                          api_host=settings.api.api_host)
+    if not settings.api.public_url and not dev_chain:
+        raise UsageError("this node serves signed routes off a development chain: set PROOFMARKET_PUBLIC_URL (the "
+                         "https URL clients reach it at), which its Sign-In with Ethereum messages must name",
+                         variable="PROOFMARKET_PUBLIC_URL")
 
 
 __all__ = ["NodeChain", "X402Payments", "X402Settings", "build_x402", "check_public_url", "check_window",

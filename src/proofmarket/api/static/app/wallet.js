@@ -98,8 +98,8 @@ export async function signTyped(typed) {
 }
 
 // Headers proving the connected address on this node: Sign-In with Ethereum (EIP-4361), once per session. The
-// message names the node's domain, URI and chain (address_signature.siwe in its service manifest) and the resource
-// proofmarket:session; every signed route takes it until it expires (an hour here), so the wallet asks once.
+// message names the node's domain, URI and chain (address_signature.siwe in its service manifest), the node's own
+// resource (proofmarket:node:<its signer>) and proofmarket:session; every signed route takes it until it expires (an hour here), so the wallet asks once.
 // Contract wallets (ERC-1271, ERC-6492) sign in the same way: the node asks the wallet on chain.
 const SESSION_S = 3600;
 const sessions = new Map();  // address -> { headers, expires }
@@ -123,7 +123,7 @@ export async function addressHeaders(_purpose = 'history') {
     `${terms.domain} wants you to sign in with your Ethereum account:`, getAddress(signer), '',
     'Sign in to proofmarket', '', `URI: ${terms.uri}`, 'Version: 1', `Chain ID: ${terms.chain_id || 1}`,
     `Nonce: ${nonce}`, `Issued At: ${iso(now)}`, `Expiration Time: ${iso(later)}`, 'Resources:',
-    '- proofmarket:session',
+    ...(terms.node_resource ? [`- ${terms.node_resource}`] : []), '- proofmarket:session',
   ].join('\n');
   const signature = await rpc('personal_sign', [message, signer]);
   const encoded = btoa(String.fromCharCode(...new TextEncoder().encode(message)));
