@@ -14,7 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 
 from proofmarket.api.deps import base_url
 from proofmarket.api.security import admin_matches, require_admin
-from proofmarket.api.signed import signed_address
+from proofmarket.api.signed import signed_address, signed_elsewhere
 from proofmarket.core.errors import CreditsUnavailable
 from proofmarket.node.services import NodeServices
 from proofmarket.payments.exact.rail import X402Payments
@@ -43,6 +43,9 @@ class ApiRailHost:
 
     def signed_address(self, purpose: str | list[str]) -> str:
         return signed_address(self.request, purpose)
+
+    async def signed(self, purpose: str | list[str]) -> str:
+        return await signed_elsewhere(self.request, purpose)
 
     def base_url(self) -> str:
         return base_url(self.request, self.services.settings)

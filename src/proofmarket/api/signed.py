@@ -102,6 +102,14 @@ def is_signed(request: Request) -> bool:
     return bool(request.headers.get(MESSAGE_HEADER) or request.headers.get(HEADERS[0]))
 
 
+async def signed_elsewhere(request: Request, purpose: str | list[str]) -> str:
+    """``signed_address`` for an async route: off the event loop (a contract wallet's check is an RPC call), so a
+    slow or hostile wallet stalls no other request."""
+    from fastapi.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(signed_address, request, purpose)
+
+
 def signed_address(request: Request, purpose: str | list[str]) -> str:
     """The lower-case address that signed this request for ``purpose`` (Sign-In with Ethereum: ``api/siwe.py``;
     or the older ``X-Address`` signature, deprecated: accepted for one more release); ``Unauthorized`` (401)

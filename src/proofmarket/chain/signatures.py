@@ -9,6 +9,12 @@ returns one byte.
 
 from __future__ import annotations
 
+import hashlib
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+
 from eth_abi.abi import encode
 from eth_account import Account
 from eth_account.messages import SignableMessage, _hash_eip191_message
@@ -20,6 +26,15 @@ from proofmarket.chain.client import ChainClient
 from proofmarket.core.errors import ChainError
 
 ERC6492_SUFFIX = bytes.fromhex("64926492" * 8)
+# a contract wallet's check (its ERC-1271 answer, or an ERC-6492 factory deploying it first) runs with this much gas
+# at most, and is given up after this long: an anonymous request must not make the node run a factory that burns
+# 20M gas or an RPC call that never ends
+WALLET_CHECK_GAS = 2_000_000
+WALLET_CHECK_TIMEOUT_S = 5.0
+REFUSED_TTL_S = 600.0  # a refused (address, message, signature) is answered from memory this long
+_refused: dict[str, float] = {}
+_refused_lock = threading.Lock()
+_checks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="wallet-check")
 
 
 def signed_by_key(address: str, signable: SignableMessage, signature: bytes) -> bool:
@@ -40,12 +55,44 @@ def wallet_signed(address: str, signable: SignableMessage, signature: bytes, cli
     if client is None:
         raise ChainError("a contract wallet's signature is checked on chain, and this node has no chain")
     digest = _hash_eip191_message(signable)
+    key = hashlib.sha256(address.lower().encode() + digest + signature).hexdigest()
+    if _known_refused(key):
+        return False
     artifact = load_artifact("SignatureValidator")
     data = artifact.bytecode + encode(["address", "bytes32", "bytes"],
                                       [Web3.to_checksum_address(address), digest, signature]).hex()
-    with client.translate("check a contract wallet's signature"):
-        try:
-            answer = bytes(client.w3.eth.call({"data": data}))  # type: ignore[typeddict-item]
-        except ContractLogicError:  # the wallet or its factory reverted: not its signature
-            return False
-    return answer == b"\x01"
+
+    def ask() -> bytes:
+        with client.translate("check a contract wallet's signature"):
+            return bytes(client.w3.eth.call({"data": data, "gas": WALLET_CHECK_GAS}))  # type: ignore[typeddict-item]
+
+    try:
+        answer = _checks.submit(ask).result(timeout=WALLET_CHECK_TIMEOUT_S)
+    except FutureTimeout:
+        raise ChainError(f"the contract wallet {address} did not answer within {WALLET_CHECK_TIMEOUT_S:g} s: its "
+                         "signature is not taken", address=address) from None
+    except ContractLogicError:  # the wallet or its factory reverted: not its signature
+        answer = b""
+    except ChainError as exc:  # out of gas under the cap, or another refusal of the call: not its signature
+        if "gas" not in exc.message.lower() and "revert" not in exc.message.lower() \
+                and "refused" not in exc.message.lower():
+            raise
+        answer = b""
+    if answer != b"\x01":
+        _remember_refused(key)
+        return False
+    return True
+
+
+def _known_refused(key: str) -> bool:
+    with _refused_lock:
+        until = _refused.get(key)
+        return until is not None and until > time.monotonic()
+
+
+def _remember_refused(key: str) -> None:
+    with _refused_lock:
+        if len(_refused) > 10_000:  # bounded: the oldest half goes
+            for old in sorted(_refused, key=_refused.__getitem__)[:5_000]:
+                del _refused[old]
+        _refused[key] = time.monotonic() + REFUSED_TTL_S

@@ -7,7 +7,8 @@ of the node comes through the host of the request they serve:
 
     host.rail(kind)                  the node's rail of that class, or None (the route answers its rail's 404)
     host.is_admin() / require_admin  the request carries the admin token (401 otherwise)
-    host.signed_address(purpose)     the address that signed the request for ``purpose`` (Sign-In with Ethereum)
+    host.signed_address(purpose)     the address that signed the request for ``purpose`` (Sign-In with Ethereum);
+                                     ``await host.signed(purpose)`` in an async route (off the event loop)
     host.base_url()                  the node's public URL (paid resources are named by it)
     host.owned_models(address)       the model ids an address owns
     host.held_by(wallet)             what a payer's unsettled calls hold
@@ -59,6 +60,10 @@ class RailHost(Protocol):
         ...
 
     def signed_address(self, purpose: str | list[str]) -> str:
+        ...
+
+    async def signed(self, purpose: str | list[str]) -> str:
+        """``signed_address`` off the event loop (for async routes: a contract wallet's check is an RPC call)."""
         ...
 
     def base_url(self) -> str:

@@ -134,3 +134,31 @@ def test_the_old_address_signature_still_opens_a_read(node: Served) -> None:
     signer = httpx.get(f"{node.url}/.well-known/ai-service.json").json()["address_signature"]["node"]
     answer = whoami(node, sign_headers(account, signer, "whoami"))
     assert answer.status_code == 200 and answer.json()["signed_with"] == "address-signature"
+
+
+def test_a_6492_signature_whose_factory_burns_gas_is_refused_within_the_cap(chain: Chain, node: Served) -> None:
+    """An anonymous request with an ERC-6492 signature whose "factory" loops until it runs out of gas (before: the
+    node ran it with the block's gas, over 20M, on the event loop of the async routes): refused, under the node's
+    gas cap and time limit, while /health keeps answering; the same refusal is then answered from memory."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from eth_utils.address import to_checksum_address
+
+    from proofmarket.chain.signatures import WALLET_CHECK_TIMEOUT_S
+
+    # creation code returning the runtime 5b600056 (JUMPDEST PUSH1 0 JUMP: a loop that burns every unit of gas)
+    burner_tx = chain.client.w3.eth.send_transaction({"from": dev_account(0, DEVNET_CHAIN_ID).address,
+                                                      "data": "0x635b6000566000526004601cf3"})
+    burner = to_checksum_address(chain.client.w3.eth.wait_for_transaction_receipt(burner_tx)["contractAddress"])
+    wallet = Account.from_key("0x" + "b8" * 32).address
+    message = siwe_message(wallet, terms(node), ["proofmarket:api-keys"])
+    wrapped = encode(["address", "bytes", "bytes"], [burner, b"\x01", b"\x02" * 65]) + SUFFIX
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        start = time.monotonic()
+        refused = pool.submit(httpx.get, f"{node.url}/v1/keys", headers=siwe_headers(message, wrapped), timeout=60)
+        assert httpx.get(f"{node.url}/health", timeout=10).status_code == 200  # the node answers meanwhile
+        answer = refused.result()
+    assert field_of(answer) == "signer", answer.text
+    assert time.monotonic() - start < WALLET_CHECK_TIMEOUT_S + 2
+    again = httpx.get(f"{node.url}/v1/keys", headers=siwe_headers(message, wrapped), timeout=60)
+    assert field_of(again) in ("signer", "nonce")

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Body, Request
 from fastapi.concurrency import run_in_threadpool
 
 from proofmarket.api.deps import ServicesDep
-from proofmarket.api.signed import signed_address
+from proofmarket.api.signed import signed_elsewhere
 from proofmarket.core.address_signature import body_purposes
 from proofmarket.core.errors import UsageError
 from proofmarket.marketplace.webhooks import EVENTS, Webhooks
@@ -45,7 +45,7 @@ async def create_webhook(request: Request, services: ServicesDep,
     call captured), ``challenge`` (a court request was challenged). The answer's ``secret`` (``whsec_...``, shown
     once) checks each delivery the Standard Webhooks way (``webhook-signature``), beside the node's signature."""
     hooks = _hooks(services)
-    owner = signed_address(request, body_purposes(body, "webhook"))
+    owner = await signed_elsewhere(request, body_purposes(body, "webhook"))
     url, events, model_id = body.get("url"), body.get("events", list(EVENTS)), body.get("model_id")
     if not isinstance(url, str) or not isinstance(events, list) or not all(isinstance(e, str) for e in events):
         raise UsageError("the body is {url: string, events: [call | payout | challenge], model_id?: string}")
@@ -59,7 +59,7 @@ async def create_webhook(request: Request, services: ServicesDep,
 async def list_webhooks(request: Request, services: ServicesDep) -> dict[str, Any]:
     """The signing owner's subscriptions and their recent deliveries (status, attempts, last error)."""
     hooks = _hooks(services)
-    owner = signed_address(request, "webhooks")
+    owner = await signed_elsewhere(request, "webhooks")
     subs = await run_in_threadpool(hooks.subscriptions, owner)
     sent = await run_in_threadpool(hooks.deliveries, owner)
     return {"owner": owner, "webhooks": [s.view() for s in subs], "deliveries": [d.view() for d in sent]}
@@ -69,5 +69,5 @@ async def list_webhooks(request: Request, services: ServicesDep) -> dict[str, An
 async def delete_webhook(webhook_id: str, request: Request, services: ServicesDep) -> dict[str, Any]:
     """Unsubscribe: no delivery is made for it from now on."""
     hooks = _hooks(services)
-    owner = signed_address(request, f"webhook-revoke-{webhook_id}")
+    owner = await signed_elsewhere(request, f"webhook-revoke-{webhook_id}")
     return {"id": webhook_id, "revoked": await run_in_threadpool(hooks.revoke, owner, webhook_id)}

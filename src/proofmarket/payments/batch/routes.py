@@ -86,7 +86,7 @@ async def list_channels(host: HostDep,
                         payer: Annotated[str, Query(pattern=r"^0x[0-9a-fA-F]{40}$")]) -> dict[str, Any]:
     """A payer's channels on this node (signed by the payer, purpose ``channels``, or the admin)."""
     rail = _rail(host)
-    if not host.is_admin() and host.signed_address("channels") != payer.lower():
+    if not host.is_admin() and await host.signed("channels") != payer.lower():
         raise Unauthorized("a payer's channels are read by that payer (signed, purpose 'channels') or the admin")
     channels = await run_in_threadpool(rail.storage.of_payer, payer)
     return {"scheme": NAME, "terms": rail.describe(), "channels": [channel_view(c) for c in channels[:MAX_LISTED]]}
@@ -173,6 +173,6 @@ async def get_channel(channel_id: str, host: HostDep) -> dict[str, Any]:
     channel = await run_in_threadpool(rail.storage.get, channel_id)
     if channel is None:
         raise UnknownChannel(f"there is no channel {channel_id} on this node", channel_id=channel_id)
-    if not host.is_admin() and host.signed_address("channels") != channel.channel_config.payer.lower():
+    if not host.is_admin() and await host.signed("channels") != channel.channel_config.payer.lower():
         raise Unauthorized("a channel is read by its payer (signed, purpose 'channels') or the admin")
     return channel_view(channel)

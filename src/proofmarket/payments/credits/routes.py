@@ -63,7 +63,7 @@ async def create_key(host: HostDep,
                      ) -> dict[str, Any]:
     """A new API key for the signing wallet: its secret is shown in this answer only."""
     rail = _rail(host)
-    wallet = host.signed_address(body_purposes(body))
+    wallet = await host.signed(body_purposes(body))
     models = body.get("models")
     if models is not None and (not isinstance(models, list) or not 0 < len(models) <= MAX_SCOPE
                                or not all(isinstance(m, str) and 0 < len(m) <= 128 for m in models)):
@@ -85,7 +85,7 @@ async def create_key(host: HostDep,
 async def list_keys(host: HostDep) -> dict[str, Any]:
     """The signing wallet's keys (never their secrets)."""
     rail = _rail(host)
-    wallet = host.signed_address("api-keys")
+    wallet = await host.signed("api-keys")
     return {"wallet": wallet, "keys": [k.view() for k in await run_in_threadpool(rail.repo.keys_of, wallet)]}
 
 
@@ -93,7 +93,7 @@ async def list_keys(host: HostDep) -> dict[str, Any]:
 async def revoke_key(key_id: str, host: HostDep) -> dict[str, Any]:
     """Revoke one of the signing wallet's keys: it is refused from the next request on."""
     rail = _rail(host)
-    wallet = host.signed_address(f"api-key-revoke-{key_id}")
+    wallet = await host.signed(f"api-key-revoke-{key_id}")
     if not await run_in_threadpool(rail.repo.revoke, key_id, wallet):
         raise UsageError(f"the wallet has no live key {key_id}", key_id=key_id)
     return {"id": key_id, "revoked": True}
@@ -104,7 +104,7 @@ async def credits(request: Request, host: HostDep) -> dict[str, Any]:
     """A wallet's balance and ledger: signed by the wallet, or asked with one of its API keys."""
     rail = _rail(host)
     key = await run_in_threadpool(rail.key, request.headers) if api_key_of(request.headers) else None
-    wallet = key.wallet if key is not None else host.signed_address("credits")
+    wallet = key.wallet if key is not None else await host.signed("credits")
     balance = await run_in_threadpool(rail.repo.balance, wallet)
     held = await run_in_threadpool(host.held_by, wallet)
     entries = await run_in_threadpool(rail.repo.entries, wallet, 200, key.id if key is not None else None)
@@ -166,7 +166,7 @@ async def get_purchase(purchase_id: Annotated[str, Path(max_length=200, pattern=
 async def list_passes(host: HostDep) -> dict[str, Any]:
     """The signing wallet's live passes (purpose ``passes``)."""
     rail = _rail(host)
-    wallet = host.signed_address("passes")
+    wallet = await host.signed("passes")
     return {"wallet": wallet, "passes": [p.view() for p in await run_in_threadpool(rail.repo.passes, wallet)]}
 
 
@@ -191,7 +191,7 @@ async def set_free_quota(model_id: str, host: HostDep,
     if total < calls:
         raise UsageError("total_per_day (every payer together) must be at least calls_per_day (one payer)")
     owner = (await run_in_threadpool(host.owner_of, model_id) or "").lower()
-    signer = host.signed_address(purpose)
+    signer = await host.signed(purpose)
     if not owner or signer != owner:
         raise Forbidden("only the model's owner sets its free quota", model_id=model_id)
     await run_in_threadpool(rail.repo.set_free_quota, model_id, calls, signer, total)
@@ -241,7 +241,7 @@ async def deposit(host: HostDep, body: Annotated[dict[str, Any], Body(descriptio
 async def refund(host: HostDep) -> JSONResponse:
     """The signing wallet's unspent credits back on chain (what its unsettled calls hold stays)."""
     rail = _rail(host)
-    wallet = host.signed_address("credits-refund")
+    wallet = await host.signed("credits-refund")
     amount, tx = await run_in_threadpool(rail.refund, wallet, lambda: host.held_by(wallet))
     return JSONResponse({"wallet": wallet, "refunded": str(amount), "transaction": tx,
                          "balance": str(await run_in_threadpool(rail.repo.balance, wallet))})
