@@ -1,5 +1,6 @@
-"""Calls that queue together on a node share one proof; each caller gets and verifies its own slot, a caller that
-refuses batching is proven alone, and a call alone never waits for company."""
+"""Calls that opted in (``?batch=allow``) and queue together on a node share one proof; each caller gets and verifies
+its own slot; a caller that did not opt in is proven alone, and its answer holds nothing of another caller's input or
+output (the fifth review: batching was on by default); a call alone never waits for company."""
 
 from __future__ import annotations
 
@@ -56,8 +57,8 @@ def _held(client: TestClient) -> Any:
     return _held_app(client.app)
 
 
-def _submit(client: TestClient, model_id: str, doc: dict[str, Any], refuse: bool = False) -> dict[str, Any]:
-    url = f"/v1/models/{model_id}/infer?mode=async" + ("&batch=refuse" if refuse else "")
+def _submit(client: TestClient, model_id: str, doc: dict[str, Any], allow: bool = True) -> dict[str, Any]:
+    url = f"/v1/models/{model_id}/infer?mode=async" + ("&batch=allow" if allow else "")
     response = client.post(url, json=doc)
     assert response.status_code == 202, response.text
     return response.json()
@@ -83,18 +84,36 @@ def test_calls_queued_together_share_a_proof_and_each_verifies_its_own_slot(clie
         assert verdict["valid"] is True
 
 
-def test_a_caller_that_refuses_batching_is_proven_alone(client: TestClient, batched_id: str) -> None:
+def test_a_caller_that_does_not_opt_in_is_proven_alone(client: TestClient, batched_id: str) -> None:
     docs = _inputs()[:4]
     store = client.app.state.services.workspace.store  # type: ignore[attr-defined]
     with _held(client):
         first = _submit(client, batched_id, docs[0])
-        refused = _submit(client, batched_id, docs[1], refuse=True)
+        refused = _submit(client, batched_id, docs[1], allow=False)
         others = [_submit(client, batched_id, doc) for doc in docs[2:]]
     done = {job["id"]: wait_job(client, job["id"], token=job["access_token"]) for job in [first, refused, *others]}
     bundle_of = {job_id: store.get_json(job["result"]["bundle_cid"]) for job_id, job in done.items()}
     assert "batch" not in bundle_of[refused["id"]]  # proven alone while the calls around it shared a proof
     assert [bundle_of[job["id"]]["batch"]["size"] for job in others] == [2, 2]
     assert verify_bundle(bundle_of[refused["id"]], store).valid
+
+
+def test_callers_who_did_not_opt_in_see_nothing_of_each_other(client: TestClient, batched_id: str) -> None:
+    """Strangers calling the same model at the same moment, by default: each proven alone; no answer or bundle holds
+    another caller's input or output, or the node's host name or process id."""
+    docs = _inputs()[:3]
+    store = client.app.state.services.workspace.store  # type: ignore[attr-defined]
+    with _held(client):
+        jobs = [_submit(client, batched_id, doc, allow=False) for doc in docs]
+    done = [wait_job(client, job["id"], token=job["access_token"]) for job in jobs]
+    for job, doc in zip(done, docs, strict=True):
+        bundle = store.get_json(job["result"]["bundle_cid"])
+        assert "batch" not in bundle
+        check_answer(ProofBundle.parse(bundle), store, Request(model_id=batched_id, inputs=doc))  # its own input
+        layout = bundle["layout"]  # its instances are one call's: no other slot's input or output is in them
+        assert len(bundle["proof"]["instances"]) == layout["input"] + layout["params"] + layout["output"]
+        assert job["result"]["output"] == bundle["output"]["values"]
+        assert set(bundle["prover"]) == {"address"}  # nothing of the machine that proved it
 
 
 def test_a_call_alone_is_proven_alone_and_does_not_wait(client: TestClient, batched_id: str) -> None:
@@ -115,7 +134,8 @@ def test_the_in_page_verifier_checks_a_slot_as_the_sdk_does(make_app: AppFactory
     store = app.state.services.workspace.store
     with Served(app) as node:
         with _held_app(app):
-            jobs = [httpx.post(f"{node.url}/v1/models/{batched_id}/infer?mode=async", json=doc, timeout=30).json()
+            jobs = [httpx.post(f"{node.url}/v1/models/{batched_id}/infer?mode=async&batch=allow", json=doc,
+                               timeout=30).json()
                     for doc in _inputs()[:3]]
         with httpx.Client(base_url=node.url, timeout=30) as http:
             done = [wait_job(http, job["id"], token=job["access_token"]) for job in jobs]

@@ -165,7 +165,9 @@ class ModelPublic(ModelSummary):
         "artifact for it: source_cid, bytecode_cid, runtime_keccak, vka_cid, vka_digest (the digest a SharedVerifier "
         "clone pins)")
     batches: list[dict[str, Any]] = Field(default=[], description="the batch circuits calls may be proven in: size, "
-                                          "logrows, verifier_bytecode_cid (fulfillBatch) or null")
+                                          "logrows, verifier_bytecode_cid (fulfillBatch) or null. Batching is opt-in "
+                                          "per call (?batch=allow): a shared proof shows its callers each other's "
+                                          "inputs and outputs; a call that does not opt in is proven alone")
     accuracy: dict[str, Any] = {}
     ezkl_version: str | None = None
     attested: AttestedTerms | None = Field(default=None, description="attested models: commitments and terms")

@@ -74,17 +74,18 @@ class CallService:
     def submit_prove(self, model_id: str, inputs: Any, *, key: str | None = None,
                      ticket: Ticket | None = None, cover: Cover | None = None,
                      salt: list[int] | None = None, system: str | None = None,
-                     rail: str | None = None, batch: bool = True) -> tuple[CallRow, bool]:
+                     rail: str | None = None, batch: bool = False) -> tuple[CallRow, bool]:
         """Store and queue a prove job; returns (job, created). An existing job for ``key`` comes back as is.
-        ``batch=False``: the caller refused to share a proof with other calls (it is proven alone).
+        ``batch=True``: the caller allowed its call to share a proof with other callers who allowed it (else it is
+        proven alone).
 
         ``cover(ticket, held)`` raises when the payer's balance minus ``held`` (what its other unsettled
         jobs hold) does not cover this ticket; nothing is stored then."""
         digest = request_hash(CallKind.PROVE, model_id, inputs if salt is None else {"inputs": inputs, "salt": salt})
         payer = ticket.payer if ticket else None
         doc: dict[str, Any] = {"inputs": inputs} if salt is None else {"inputs": inputs, "salt": salt}
-        if not batch:
-            doc["batch"] = False
+        if batch:
+            doc["batch"] = True
         new = NewCall(CallKind.PROVE, doc, digest, model_id=model_id,
                       idempotency_key=scoped_key(key, payer),
                       payment_nonce=ticket.nonce if ticket else None, payment=ticket.to_json() if ticket else None,

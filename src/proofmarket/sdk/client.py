@@ -112,10 +112,10 @@ class Client(Verifying, OnChainChecks, OnChainRequests, Catalogue, Money, NodeSe
 
     # --- inference ---------------------------------------------------------------------------------
     def infer(self, model_id: str, inputs: dict[str, Any], *, max_amount: int | None = None,
-              idempotency_key: str | None = None, verify: bool = True, batch: bool = True) -> InferenceResult:
+              idempotency_key: str | None = None, verify: bool = True, batch: bool = False) -> InferenceResult:
         """Run ``model_id`` on ``inputs`` and return the output with its proof; pay over x402 if asked.
-        ``batch=False``: refuse to share a proof with other callers' calls (a batched proof shows every slot's
-        public input and output to each of them); the answer is then proven alone.
+        ``batch=True``: allow the call to share a proof with other callers who allowed it (a batched proof shows
+        every slot's public input and output to each of them); by default it is proven alone.
 
         The result is checked by ``verify`` against this request before it is returned (``verify=False``
         returns the node's answer unchecked: ``checks`` is then empty).
@@ -129,7 +129,7 @@ class Client(Verifying, OnChainChecks, OnChainRequests, Catalogue, Money, NodeSe
             result = self._infer(model_id, inputs, max_amount, key, batch)
             if not batch and isinstance(result.bundle, dict) and result.bundle.get("batch"):
                 raise AnswerMismatch("the node proved this call in a proof shared with other calls although you "
-                                     "refused batching", check="batch")
+                                     "did not allow batching", check="batch")
             if not verify:
                 return result
             report = self.verify(result)
@@ -143,8 +143,8 @@ class Client(Verifying, OnChainChecks, OnChainRequests, Catalogue, Money, NodeSe
         return self.infer(self.latest(owner, name), inputs, **options)
 
     def _infer(self, model_id: str, inputs: dict[str, Any], max_amount: int | None, key: str,
-               batch: bool = True) -> InferenceResult:
-        url = f"/v1/models/{model_id}/infer" + ("" if batch else "?batch=refuse")
+               batch: bool = False) -> InferenceResult:
+        url = f"/v1/models/{model_id}/infer" + ("?batch=allow" if batch else "")
         headers = {"Idempotency-Key": key}
         known = self._terms.get(model_id) if self.account is not None else None
         upfront: str | None = None

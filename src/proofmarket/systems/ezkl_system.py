@@ -74,8 +74,9 @@ class EzklSystem:
                                                             "salt": result.salt})
 
     def batch_key(self, model_id: str, request: dict[str, Any]) -> tuple[str, int] | None:
-        """Calls to a model with batch circuits share proofs unless the caller refused (``batch: false``)."""
-        if request.get("batch") is False or request.get("salt") is not None:
+        """Calls to a model whose owner compiled batch circuits share proofs only when their caller opted in
+        (``batch: true``): a shared proof shows each of them every slot's input and output."""
+        if request.get("batch") is not True or request.get("salt") is not None:
             return None
         manifest, _ = self.prover.model(model_id)
         return (model_id, max(b.size for b in manifest.batches)) if batchable(manifest) else None

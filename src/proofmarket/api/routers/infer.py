@@ -61,9 +61,10 @@ async def infer(model_id: str, inputs: InputsBody, request: Request, services: S
                     "POST the call's result here once it is final (signed by the node's key, retried with "
                     "backoff; X-Proofmarket-Delivery names the delivery: deduplicate on it)"))] = None,
                 batch: Annotated[Literal["allow", "refuse"], Query(description=(
-                    "allow (default): calls to a model with batch circuits that queue together may share one proof, "
-                    "each caller's answer its own slot (public-profile models only: the proof's instances show every "
-                    "slot's input and output); refuse: this call is proven alone"))] = "allow",
+                    "refuse (default): this call is proven alone. allow: it may share one proof with other callers "
+                    "who allowed it, on a model whose owner compiled batch circuits (public-profile models only); "
+                    "the shared proof's instances show each of those callers every slot's input and output"))
+                    ] = "refuse",
                 idempotency_key: IdempotencyKey = None) -> JSONResponse:
     """Run the model on the input with its proof system (EZKL: a ZK proof; attested: signed commitments, not a
     proof); pay per call when payments are on."""
@@ -98,12 +99,24 @@ def _offer(services: NodeServices, model_id: str, inputs: dict[str, Any], base: 
     offer = Offer(model_id=model_id, model_name=served.row.name,
                   price_atomic=runtime.price(model_id, request, served.price_atomic), resource=resource,
                   pay_to=listing.pay_to if listing else None, split=listing.onchain_id if listing else None,
-                  description=f"verifiable ML inference: {guarantee(served.system)}")
+                  description=f"verifiable ML inference: {guarantee(served.system)}"
+                  + batching_terms(model_id, runtime))
     return offer, served.system
 
 
+def batching_terms(model_id: str, runtime: Any) -> str:
+    """What the 402 terms say of batching, for a model whose owner compiled batch circuits."""
+    offered = getattr(runtime, "batch_key", None)
+    try:
+        shares = offered is not None and offered(model_id, {"batch": True}) is not None
+    except Exception:  # noqa: BLE001 (a model the system cannot describe: nothing to say)
+        shares = False
+    return ("; batching is opt-in per call (?batch=allow): a shared proof shows its callers each other's inputs "
+            "and outputs" if shares else "")
+
+
 def _submit(services: NodeServices, offer: Offer, system: str, inputs: dict[str, Any], headers: Mapping[str, str],
-            key: str | None, batch: bool = True) -> CallRow:
+            key: str | None, batch: bool = False) -> CallRow:
     """payment verified by the request's rail (not settled) -> funds held -> call stored and queued. A key known
     for this payer: its call (an unpaid or other caller never gets a paid call by its key)."""
     rail = services.rails.select(headers)

@@ -3,8 +3,6 @@ root), generation under a per-model lock, attested ONNX inference, and the signe
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -126,7 +124,7 @@ class AttestedRuntime:
             probes=probes,
             proof=AttestedProof(commitments=commitments, commitments_hash=fields["commitments_hash"],
                                 attestation=sign_attestation(signer, fields, chain_id)),
-            prover={"node": socket.gethostname(), "pid": os.getpid(), "address": signer.address},
+            prover={"address": signer.address},
             timings={"run_s": round(run.seconds, 4)}, created_at=datetime.now(UTC).isoformat(timespec="seconds"))
         return bundle, self.store.put_json(bundle.to_doc())
 
@@ -199,7 +197,7 @@ def build_bundle(model_id: str, manifest: AttestedManifest, request: GenerateReq
         decoding=decoding,
         proof=AttestedProof(commitments=commitments, commitments_hash=fields["commitments_hash"],
                             attestation=sign_attestation(signer, fields, chain_id)),
-        prover={"node": socket.gethostname(), "pid": os.getpid(), "address": signer.address},
+        prover={"address": signer.address},
         timings=gen.timings,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )

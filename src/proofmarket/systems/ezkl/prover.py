@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import socket
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -274,7 +272,7 @@ class EzklProver:
                                 shapes=[list(o.shape) for o in manifest.outputs], hash=keccak_packed(outs)),
             proof=BundleProof(hex="0x" + _proof_bytes(proof).hex(), instances=[uint_hex(v) for v in instances],
                               evm_calldata="0x" + result["calldata"]),
-            prover={"node": socket.gethostname(), "pid": os.getpid(), "address": None},
+            prover={"address": None},  # no host name or process id: nothing of the machine
             timings={k: round(v, 4) for k, v in result["timings"].items()},
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
             batch=BundleBatch(size=circuit.size, slot=slot) if isinstance(circuit, BatchCircuit) and slot is not None \
