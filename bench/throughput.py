@@ -141,7 +141,7 @@ def level(base_url: str, client: Any, accounts: list[Any], network: str, usdc: s
 
     context = multiprocessing.get_context("spawn")  # the node runs threads here: never fork it
     ready, go, results = context.Semaphore(0), context.Event(), context.Queue()
-    url = f"{base_url}/v1/models/{model_id}/infer"
+    url = f"{base_url}/v1/models/{model_id}/infer?batch=allow"  # the bench's clients opt in to shared proofs
     per_client = [total_calls // clients + (1 if i < total_calls % clients else 0) for i in range(clients)]
     workers = [context.Process(target=client_process, args=(i, bytes(accounts[i].key), network, per_client[i],
                                                             usdc, url, doc, ready, go, results), daemon=True)

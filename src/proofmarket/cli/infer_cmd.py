@@ -65,9 +65,10 @@ def infer_cmd(
                          "channel')")] = "exact",
     deposit_calls: Annotated[int, typer.Option("--deposit-calls", min=1, help="batch-settlement: calls a deposit "
                                                                               "covers")] = 20,
-    batch: Annotated[bool, typer.Option("--batch/--no-batch", help="let the node prove this call together with other "
-                                        "callers' calls in one proof (each answer its own slot; their public inputs "
-                                        "and outputs are in the shared proof); --no-batch: proven alone")] = True,
+    batch: Annotated[bool, typer.Option("--batch/--no-batch", help="--batch: let the node prove this call together "
+                                        "with other callers who allowed it, in one proof (each answer its own slot; "
+                                        "their public inputs and outputs are in the shared proof); --no-batch (the "
+                                        "default): proven alone")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Call MODEL_ID on a node with INPUT, paying over x402 if asked; verify that the answer is the proof of
