@@ -85,9 +85,9 @@ def test_a_block_that_is_not_its_cid_is_refused() -> None:
         read_file(root, forged.__getitem__, 1 << 20)
 
 
-def _node(links: list[tuple[bytes, int]], kind: int = 2, filesize: int | None = None) -> bytes:
+def _node(links: list[tuple[bytes, int]], kind: int = 2, filesize: int | None = None, extra: bytes = b"") -> bytes:
     total = sum(size for _, size in links) if filesize is None else filesize
-    data = _field_varint(1, kind) + _field_varint(3, total) + b"".join(_field_varint(4, s) for _, s in links)
+    data = _field_varint(1, kind) + _field_varint(3, total) + b"".join(_field_varint(4, s) for _, s in links) + extra
     return b"".join(_field_bytes(2, _field_bytes(1, c) + _field_bytes(2, b"") + _field_varint(3, s))
                     for c, s in links) + _field_bytes(1, data)
 
@@ -133,3 +133,30 @@ def test_a_manifest_names_its_roots() -> None:
     doc = {"onnx": {"cid": "a", "unixfs": "b", "size": 7}, "files": {"x": {"cid": "c"}},
            "batches": [{"vk": {"cid": "d", "unixfs": "e", "size": -1}}]}
     assert unixfs_roots(doc) == {"a": ("b", 7), "d": ("e", None)}
+
+
+def test_a_dag_padded_with_links_is_refused_in_bytes_before_it_downloads_much() -> None:
+    """A tiny file (no content) whose 500 nodes each carry a 400 KB link name: the block budget alone let a reader
+    fetch 200 MB for it; the byte budget stops it within a few MiB."""
+    empty = block_cid(b"", RAW)
+    blocks = {empty: b""}
+    fetched = [0]
+
+    def put(node: bytes) -> bytes:
+        cid = block_cid(node, DAG_PB)
+        blocks[cid] = node
+        return cid
+
+    def get(cid: bytes) -> bytes:
+        fetched[0] += len(blocks[cid])
+        return blocks[cid]
+
+    name = b"x" * 400_000  # a link's name: 400 KB that are no content of the file
+    padded = put(_field_bytes(2, _field_bytes(1, empty) + _field_bytes(2, name) + _field_varint(3, 0))
+                 + _field_bytes(1, _field_varint(1, 2) + _field_varint(3, 0) + _field_varint(4, 0)))
+    root = put(_node([(padded, 0)] * 500))  # 1,001 blocks: within the block budget, 200 MB to fetch
+    with pytest.raises(StoreError, match="more bytes to fetch"):
+        read_file(_cid_text(root), get, 8)
+    assert fetched[0] < 3 << 20
+    with pytest.raises(StoreError, match="unknown or unexpected field 7"):
+        read_file(_cid_text(put(_node([(empty, 0)], extra=b"\x38\x01"))), blocks.__getitem__, 1 << 20)

@@ -152,6 +152,8 @@ def decode_node(block: bytes) -> Node:
             filesize = value
         elif field == 4 and isinstance(value, int):
             sizes.append(value)
+        else:  # hashType, fanout, mode, mtime or anything else: no file this node writes has them
+            raise StoreError(f"A UnixFS file node holds an unknown or unexpected field {field}.")
     if kind not in (_FILE, _RAW_TYPE):
         raise StoreError(f"This UnixFS node is not a file (type {kind}).")
     if len(sizes) != len(links):
@@ -164,10 +166,13 @@ def decode_node(block: bytes) -> Node:
 
 def read_file(root: str, get_block: Callable[[bytes], bytes], max_bytes: int) -> bytes:
     """The bytes of the UnixFS file ``root``: each block from ``get_block(binary CID)`` is checked against its CID
-    (sha2-256 only), dag-pb nodes are walked in order, the total is capped at ``max_bytes`` and the blocks fetched at
-    one per KiB of it (plus a margin): a DAG of empty or repeated children cannot make a reader fetch forever."""
+    (sha2-256 only), dag-pb nodes are walked in order, the total is capped at ``max_bytes``, the blocks fetched at
+    one per KiB of it (plus a margin) and the bytes fetched at twice it (plus a MiB): a DAG of empty or repeated
+    children, or of blocks padded with links, cannot make a reader fetch forever or download gigabytes for a tiny
+    file."""
     out = bytearray()
     budget = [max_bytes // 1024 + 1024]
+    fetched = [2 * max_bytes + (1 << 20)]
 
     def walk(cid: bytes, expected: int | None, depth: int) -> None:
         if depth > MAX_DEPTH:
@@ -179,6 +184,9 @@ def read_file(root: str, get_block: Callable[[bytes], bytes], max_bytes: int) ->
         if parsed.hashfun.name != "sha2-256" or parsed.codec.code not in (RAW, DAG_PB):
             raise StoreError(f"{parsed} is not a sha2-256 raw or dag-pb block.")
         block = get_block(cid)
+        fetched[0] -= len(block)
+        if fetched[0] < 0:
+            raise StoreError(f"The UnixFS file {root} takes more bytes to fetch than a file of its size needs.")
         if hashlib.sha256(block).digest() != bytes(parsed.raw_digest):
             raise StoreError(f"The block {parsed} does not hash to its CID.")
         if parsed.codec.code == RAW:

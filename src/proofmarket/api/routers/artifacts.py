@@ -42,7 +42,8 @@ def get_artifact(cid: str, services: ServicesDep, admin: IsAdminDep) -> FileResp
         raise ArtifactNotFound(f"no public artifact with CID {cid} on this node", cid=cid)
     cache = "private, no-store" if admin else "public, max-age=31536000, immutable"
     return FileResponse(store.path(cid), media_type="application/octet-stream", filename=cid,
-                        headers={"ETag": f'"{cid}"', "Cache-Control": cache})
+                        headers={"ETag": f'"{cid}"', "Cache-Control": cache, "X-Content-Type-Options": "nosniff",
+                                 "Content-Security-Policy": "default-src 'none'; sandbox"})
 
 
 def public_artifacts(services: NodeServices) -> set[str]:
