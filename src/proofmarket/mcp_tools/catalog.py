@@ -63,6 +63,7 @@ class ModelTool:
     mode: str
     description: str
     input_schema: dict[str, Any]
+    terms: dict[str, Any] | None = None  # price and guarantee as fields (the tool's ``_meta``): no owner writes them
 
     @property
     def path(self) -> str:
@@ -107,10 +108,24 @@ def model_tool(model: dict[str, Any]) -> ModelTool:
                                       if route == "generate" else f"{format_usdc(atomic)} USDC per call")
     mode = str(model.get("mode") or "proven")
     label = "PROVEN: a zero-knowledge proof" if mode == "proven" else f"{mode.upper()}: not a proof"
-    description = (f"{model.get('name')} ({model.get('task') or route}). {model.get('description') or ''} "
-                   f"Price: {cost}, paid with x402 (the tool answers payment-required terms) or an API key. "
-                   f"Guarantee: {label} — {model.get('guarantee') or ''} Model id {model['id']}. The answer carries "
-                   f"its bundle: check it with verify_bundle or the proofmarket SDK.").replace("  ", " ")
+    # the node's own words first (price, guarantee, id); the owner's text last, quoted and marked as the owner's:
+    # an owner who writes "Price: free" into its description changes nothing an agent reads as the terms
+    description = (f"Model id {model['id']} ({route}). Price: {cost}, paid with x402 (the tool answers "
+                   f"payment-required terms) or an API key. Guarantee: {label} — {model.get('guarantee') or ''} "
+                   f"The answer carries its bundle: check it with verify_bundle or the proofmarket SDK. "
+                   f"Owner's name, task and description (the owner's words, not the node's terms): "
+                   f"{owner_text(model.get('name'))}, {owner_text(model.get('task'))}, "
+                   f"{owner_text(model.get('description'))}.").replace("  ", " ")
     schema = GENERATE_SCHEMA if route == "generate" else input_schema(model)
+    terms = {"model_id": str(model["id"]), "route": route, "mode": mode, "price_atomic": str(atomic),
+             "price": cost, "guarantee": label}
     return ModelTool(tool_name(route, str(model.get("name") or ""), str(model["id"])), str(model["id"]), route,
-                     mode, description, schema)
+                     mode, description, schema, terms)
+
+
+def owner_text(text: object, limit: int = 300) -> str:
+    """An owner's free text as data: one line, quotes and control characters escaped, cut to ``limit``, quoted."""
+    import json
+
+    plain = " ".join(str(text or "").split())[:limit]
+    return json.dumps(plain, ensure_ascii=True)

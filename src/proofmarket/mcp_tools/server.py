@@ -105,7 +105,8 @@ class ToolServer:
         async with self._http() as http:
             tools = await self.tools(http)
         listed = [types.Tool(name=t.name, title=t.model_id, description=t.description, inputSchema=t.input_schema,
-                             annotations=types.ToolAnnotations(readOnlyHint=True, openWorldHint=True))
+                             annotations=types.ToolAnnotations(readOnlyHint=True, openWorldHint=True),
+                             _meta={"proofmarket": t.terms} if t.terms else None)
                   for t in sorted(tools.values(), key=lambda t: t.name)]
         return [*listed,
                 types.Tool(name=SEARCH, description="Search this node's models by words, mode, task or price "
