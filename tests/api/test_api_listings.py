@@ -330,13 +330,42 @@ def test_uploads_the_check_refused_count_against_the_owner(make_app: AppFactory)
         assert client.post("/v1/models", data=form, files=files).status_code == 202
 
 
-def _resigned(client: TestClient, form: dict[str, str], files: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
+def test_throwaway_wallets_refused_uploads_do_not_lock_honest_owners_out(make_app: AppFactory) -> None:
+    """The fifth review: uploads being checked counted against the node's compile slots, so fresh wallets whose files
+    the check refuses kept every other owner's upload at 403. A check holds no compile slot now; a refused upload
+    costs its address (past two a day, a wait that doubles per refusal), never another address or owner."""
+    from proofmarket.marketplace.submissions import REFUSED_FREE
+
+    bad = {"onnx": ("mlp.onnx", b"\x0a\xff\xff not a model", "application/octet-stream")}
+    with TestClient(make_app(listing_policy="open", listing_max_compiling=2)) as client:
+        for n in range(REFUSED_FREE):  # two fresh wallets, each refused after the node's check
+            wallet = Account.from_key(bytes([0x40 + n]) * 32)
+            form, _ = signed_form(client, wallet)
+            form, files = _resigned(client, form, bad, wallet)
+            refused(client.post("/v1/models", data=form, files=files), 422, "invalid_model")
+        form, files = signed_form(client, OWNER)  # an honest owner lists at once
+        assert client.post("/v1/models", data=form, files=files).status_code == 202
+        third = Account.from_key(b"\x4f" * 32)  # one more refused upload from that address ...
+        form, _ = signed_form(client, third)
+        form, files = _resigned(client, form, bad, third)
+        refused(client.post("/v1/models", data=form, files=files), 422, "invalid_model")
+        wallet = Account.from_key(b"\x50" * 32)  # ... and its next upload, from any wallet, waits
+        form, files = signed_form(client, wallet)
+        error = refused(client.post("/v1/models", data=form, files=files), 403, "owner_quota_exceeded")
+        assert error["details"]["quota"] == "refused_wait" and error["details"]["retry_after_s"] > 0, error
+    with TestClient(make_app(listing_policy="open"), client=("203.0.113.9", 5000)) as other:
+        form, files = signed_form(other, OTHER)  # another address is not made to wait for it
+        assert other.post("/v1/models", data=form, files=files).status_code == 202
+
+
+def _resigned(client: TestClient, form: dict[str, str], files: dict[str, Any], account: LocalAccount = OWNER
+              ) -> tuple[dict[str, str], dict[str, Any]]:
     """``form`` re-signed over other ONNX bytes (the signature binds the file)."""
     onnx = files["onnx"][1]
-    request = new_request(OWNER.address, client.get("/v1/listing-policy").json()["node"], onnx, name=form["name"],
+    request = new_request(account.address, client.get("/v1/listing-policy").json()["node"], onnx, name=form["name"],
                           price_atomic=int(form["price_atomic"]), metadata=b"", supersedes="", valid_s=600)
     return {**form, "deadline": str(request.deadline), "nonce": request.nonce,
-            "signature": request.sign(OWNER)}, files
+            "signature": request.sign(account)}, files
 
 
 def test_fresh_wallets_share_only_the_open_part_of_the_compile_budget(make_app: AppFactory) -> None:

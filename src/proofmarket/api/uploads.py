@@ -77,6 +77,7 @@ class Uploader:
     submissions: Submissions
     node: str
     models: ModelRepo
+    client: str | None = None  # the client address (by the node's trusted-proxies rule)
 
 
 def prepare_upload(form: FormData, settings: Settings, store: ArtifactStore, who: Uploader
@@ -114,7 +115,8 @@ def prepare_upload(form: FormData, settings: Settings, store: ArtifactStore, who
         size = path.stat().st_size
         if not who.admin:
             request = _signed_request(form, path, name_field, price, privacy_field, metadata_raw, supersedes, who)
-            admission = who.submissions.admit(request, _text(form.get("signature")) or "", who.node, size)
+            admission = who.submissions.admit(request, _text(form.get("signature")) or "", who.node, size,
+                                              client=who.client)
             spec.update(owner=admission.owner, status=admission.status, claim=True,
                         timeout_s=admission.compile_timeout_s)
         try:

@@ -194,6 +194,9 @@ class OwnersSettings(Group):
     listing_open_share: float = Field(default=0.5, ge=0, le=1, description="of the node's compile seconds, the "
                                       "share owners nobody vouched for (not allowlisted, no listing approved in "
                                       "review) may spend together; the rest is reserved for vouched owners")
+    listing_address_share: float = Field(default=0.25, ge=0, le=1, description="of that open share, what the "
+                                         "un-vouched owners of one client address may spend (wallets cost nothing: "
+                                         "the address is what a few throwaway wallets share)")
     listing_max_compiling: int = Field(default=2, ge=0, description="owners' submissions compiling at once, all "
                                                                     "owners together")
     webhook_private_targets: Literal["auto", "on", "off"] = Field(

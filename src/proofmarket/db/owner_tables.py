@@ -31,6 +31,9 @@ class ListingSubmissionRow(Base):
     onnx_sha256: Mapped[str] = mapped_column(String(64))
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # the client address the upload came from (PROOFMARKET_TRUSTED_PROXIES' rule): un-vouched owners are bounded per
+    # address, since a fresh wallet costs nothing
+    client: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
 
 
 class WebhookSubscriptionRow(Base):

@@ -46,6 +46,11 @@ ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 NONCE = re.compile(r"^0x[0-9a-fA-F]{64}$")
 DAY = timedelta(days=1)
 REFUSED_FILE = "refused-file"  # a submission's job_id when the upload check refused its file
+# un-vouched owners' uploads from one client address: at most this many checked or compiled at once; past the first
+# refused ones of the last 24 hours (their file refused by the check, or their compile failed), each refusal makes the
+# address wait before the next upload: this long, doubled at each further refusal, at most the cap
+ADDRESS_OPEN, REFUSED_FREE = 2, 2
+REFUSED_WAIT_S, REFUSED_WAIT_MAX_S = 30.0, 3600.0
 
 
 @dataclass(frozen=True)
@@ -81,8 +86,10 @@ class Submissions:
                 "open_compile_s_per_day": s.owners.listing_compile_s_per_day * s.owners.listing_open_share,
                 "max_validity_s": MAX_VALIDITY_S}
 
-    def admit(self, request: ListingRequest, signature: str, node: str, size_bytes: int) -> Admission:
-        """Check the signature, the policy and the quotas; raises the error that refuses it."""
+    def admit(self, request: ListingRequest, signature: str, node: str, size_bytes: int,
+              client: str | None = None) -> Admission:
+        """Check the signature, the policy and the quotas (an un-vouched owner's also per ``client`` address);
+        raises the error that refuses it."""
         owner = self._signed(request, signature, node)
         policy = policy_of(self.settings)
         listed = allowlist(self.settings)
@@ -97,7 +104,9 @@ class Submissions:
         busy = ListingBusy("other uploads were being admitted for over 30 s: try again")
         with LeaseRepo(self.db).hold("listing-admission", busy, wait_s=30.0):
             timeout = self._quotas(owner, size_bytes)
-            self.reserve(request, owner, size_bytes)
+            if client and not self.vouched(owner):
+                timeout = min(timeout, self._address_quotas(client))
+            self.reserve(request, owner, size_bytes, client)
         status = ModelStatus.PENDING if policy == "review" and owner not in listed else ModelStatus.ACTIVE
         return Admission(owner, status.value, timeout)
 
@@ -117,14 +126,14 @@ class Submissions:
             if row is not None and row.job_id is None:
                 row.job_id = REFUSED_FILE
 
-    def reserve(self, request: ListingRequest, owner: str, size_bytes: int) -> None:
+    def reserve(self, request: ListingRequest, owner: str, size_bytes: int, client: str | None = None) -> None:
         """The request is used: its nonce opens nothing more (``listing_replayed`` if it raced another use).
         Taken at admission, before the model is stored; ``attach`` names the compile job afterwards."""
         try:
             with self.db.session() as s:
                 s.add(ListingSubmissionRow(nonce=request.nonce.lower(), owner=owner, job_id=None,
                                            onnx_sha256=request.model_sha256, size_bytes=size_bytes,
-                                           created_at=utcnow()))
+                                           created_at=utcnow(), client=(client or "")[:64] or None))
         except IntegrityError:
             raise ListingReplayed("this signed listing request was used already: sign a new one") from None
 
@@ -219,6 +228,41 @@ class Submissions:
                                      used=round(spent, 1), limit=s.owners.owner_compile_s_per_day)
         return min(s.queue.compile_timeout_s, left)
 
+    def _address_quotas(self, client: str) -> float:
+        """An un-vouched upload from ``client``: one check or compile at a time per address, a wait after each
+        refused upload that doubles per refusal, and a bounded part of the open compile seconds per address.
+        Returns the compile seconds the address has left."""
+        s, now = self.settings, utcnow()
+        query = (select(ListingSubmissionRow.job_id, ListingSubmissionRow.created_at, CallRow.status,
+                        CallRow.started_at, CallRow.finished_at)
+                 .join(CallRow, CallRow.id == ListingSubmissionRow.job_id, isouter=True)
+                 .where(ListingSubmissionRow.client == client, ListingSubmissionRow.created_at > now - DAY))
+        with self.db.session() as session:
+            rows = session.execute(query).all()
+        open_ = sum(1 for job, created, status, _, _ in rows if (job is None and created > now - timedelta(minutes=5))
+                    or status in (CallStatus.QUEUED, CallStatus.RUNNING))
+        if open_ >= ADDRESS_OPEN:
+            raise OwnerQuotaExceeded(f"{open_} uploads from {client} are still being checked or compiled: send the "
+                                     f"next one once they are done (at most {ADDRESS_OPEN} at a time per address for "
+                                     "owners nobody vouched for)", quota="address_busy", used=open_, limit=ADDRESS_OPEN)
+        refusals = [finished or created for job, created, status, _, finished in rows
+                    if job == REFUSED_FILE or status == CallStatus.FAILED]
+        if len(refusals) > REFUSED_FREE:
+            wait = min(REFUSED_WAIT_MAX_S, REFUSED_WAIT_S * 2 ** (len(refusals) - REFUSED_FREE - 1))
+            left = wait - (now - max(refusals)).total_seconds()
+            if left > 0:
+                raise OwnerQuotaExceeded(f"{len(refusals)} upload(s) from {client} were refused in the last 24 hours: "
+                                         f"wait {left:.0f} s before the next one (the wait doubles at each refusal)",
+                                         quota="refused_wait", used=len(refusals), retry_after_s=round(left))
+        spent = sum(((finished or now) - started).total_seconds() for _, _, _, started, finished in rows
+                    if started is not None)
+        share = s.owners.listing_compile_s_per_day * s.owners.listing_open_share * s.owners.listing_address_share
+        if spent >= share:
+            raise OwnerQuotaExceeded(f"uploads from {client} used {spent:.0f} of the {share:.0f} compile seconds a "
+                                     "day one address may spend for owners nobody vouched for: try again later",
+                                     quota="address_compile_seconds", used=round(spent, 1), limit=round(share, 1))
+        return share - spent
+
     def _owned(self, owner: str) -> tuple[int, int]:
         with self.db.session() as s:
             count, size = s.execute(select(func.count(), func.coalesce(func.sum(ModelRow.size_bytes), 0))
@@ -285,8 +329,7 @@ class Submissions:
                                                              CallRow.id == ListingSubmissionRow.job_id,
                                                              isouter=False)
                                   .where(ListingSubmissionRow.created_at > utcnow() - DAY)).all()
-            unattached = s.scalar(select(func.count()).select_from(ListingSubmissionRow).where(  # being queued now
-                ListingSubmissionRow.job_id.is_(None),
-                ListingSubmissionRow.created_at > utcnow() - timedelta(minutes=5)))
-        busy = sum(1 for st in statuses if st in (CallStatus.QUEUED, CallStatus.RUNNING)) + int(unattached or 0)
+        # an upload still being checked (no job yet) holds no compile slot: checks are bounded per owner and per
+        # client address, so uploads that the check refuses never keep other owners' compiles out
+        busy = sum(1 for st in statuses if st in (CallStatus.QUEUED, CallStatus.RUNNING))
         return busy, self.compile_seconds(None)

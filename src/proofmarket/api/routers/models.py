@@ -191,7 +191,8 @@ async def upload_model(request: Request, services: ServicesDep, admin: IsAdminDe
     except Exception as exc:  # multipart parse errors (Starlette's own HTTP 400)
         raise UsageError(f"the upload is not a valid multipart form: {getattr(exc, 'detail', exc)}") from exc
     submissions = Submissions(settings, services.db, services.chain_client)
-    who = Uploader(admin=admin, submissions=submissions, node=node_address(services), models=services.catalog.repo)
+    who = Uploader(admin=admin, submissions=submissions, node=node_address(services), models=services.catalog.repo,
+                   client=request.client.host if request.client else None)
     try:
         spec, digest, signed = await run_in_threadpool(prepare_upload, form, settings, services.workspace.store, who)
     finally:
