@@ -351,3 +351,38 @@ def test_the_cli_makes_keys_buys_credits_and_passes(node: Served, chain: Chain, 
     assert code == 0 and refunded["refunded"] == str(3 * PRICE)
     code, refused = run("apikey", "list", key=False)
     assert code == 2, refused
+
+
+def test_a_paid_call_in_flight_keeps_the_free_tiers_minimum_from_counting_twice(node: Served, chain: Chain,
+                                                                                mlp_id: str) -> None:
+    """A wallet holding exactly the funded minimum starts a credits call that will draw it, then asks for a free call
+    before the first settles: the minimum the free call needs is not there once the draw is counted, so no free call
+    is given (the helper's review: the minimum was otherwise spent within its hold period)."""
+    from proofmarket.payments.credits.rail import CreditsRail
+    from proofmarket.payments.tickets import Ticket
+
+    owner = dev_account(OWNER_INDEX, DEVNET_CHAIN_ID)
+    rail = node.app.state.services.rails.of(CreditsRail)  # type: ignore[attr-defined]
+    wallet = fresh(chain, "in-flight-minimum")
+    buy(node, chain, wallet, MIN_BALANCE)
+    key = new_key(node, wallet)["key"]
+    quota = requests.post(f"{node.url}/v1/models/{mlp_id}/free-quota", json={"calls_per_day": 1}, timeout=30,
+                          headers=sign_headers(owner, node_signer(node), f"free-quota-{mlp_id}-1"))
+    assert quota.status_code == 200, quota.text
+    jobs = node.app.state.services.jobs.jobs  # type: ignore[attr-defined]
+    try:
+        assert rail._free_call(wallet.address.lower(), mlp_id, 1, 100)  # nothing in flight: it would get one
+        pending = Ticket(nonce=f"credits:in-flight:{wallet.address}", amount_atomic=PRICE, payer=wallet.address.lower(),
+                         doc={"source": "credits", "key_id": "k"})
+        from proofmarket.db import CallKind, NewCall
+
+        made = jobs.create(NewCall(CallKind.PROVE, {"inputs": {}}, "in-flight-" + wallet.address, model_id=mlp_id,
+                                   payment_nonce=pending.nonce, payment=pending.to_json(), rail="credits"))
+        assert not rail._free_call(wallet.address.lower(), mlp_id, 1, 100)  # the draw in flight leaves MIN - PRICE
+        answer = requests.post(f"{node.url}/v1/models/{mlp_id}/infer", json=mlp_input(), timeout=120,
+                               headers={"Authorization": f"Bearer {key}"})
+        assert answer.status_code != 200 or answer.json()["payment"]["source"] != "free", answer.text
+        jobs.failed(made.id, "test_double", "the call in flight of this test, ended")
+    finally:
+        requests.post(f"{node.url}/v1/models/{mlp_id}/free-quota", json={"calls_per_day": 0}, timeout=30,
+                      headers=sign_headers(owner, node_signer(node), f"free-quota-{mlp_id}-0"))

@@ -39,7 +39,7 @@ from proofmarket.core.errors import (
     TransactionNotMined,
     UsageError,
 )
-from proofmarket.db.repo import LeaseRepo
+from proofmarket.db.repo import CallRepo, LeaseRepo
 from proofmarket.payments import collectable
 from proofmarket.payments.credits.repo import CreditsRepo
 from proofmarket.payments.credits.tables import TABLES, ApiKeyRow
@@ -84,6 +84,7 @@ class CreditsRail:
         self.free_min_balance = free_min_balance  # credits a wallet holds to take free calls (held a day after one)
         self._pay_to = pay_to  # a model's payee (its listing's splitter, or its owner): what a call draws pays it
         self.leases = LeaseRepo(repo.db)  # the wallet's funds lock (LeaseRepo.funds), CallService's too
+        self.calls = CallRepo(repo.db)  # what the wallet's calls not settled yet will draw (``held_by``)
 
     # --- buying and refunding (on chain) ---------------------------------------------------------
     def deposit(self, tx_hash: str) -> list[tuple[str, int, bool]]:
@@ -245,7 +246,9 @@ class CreditsRail:
         nothing, a funded one costs its balance, held for a day after a free call), it took fewer than
         ``per_payer`` free calls on the model today (over all its keys), and every payer together fewer than
         ``total`` (what the owner pays for)."""
-        if self.repo.balance(wallet) < self.free_min_balance:
+        # net of what its calls not settled yet will draw (under the same funds lock as ``cover``): a paid call in
+        # flight must not leave the minimum counted twice, once for the free call and once for its draw
+        if self.repo.balance(wallet) - self.calls.held_by(wallet, source="credits") < self.free_min_balance:
             return False
         if self.repo.used_today("free", wallet=wallet, model_id=model_id) >= per_payer:
             return False

@@ -158,9 +158,11 @@ class EzklProver:
             the witness failed   each call's witness alone (no proof: milliseconds) in the model's own circuit;
                                  a call whose witness fails fails with that error, unproven; the rest are proven
                                  together again. One bad input among K costs 2 batch proofs and K witnesses.
-            anything else        (or the rest failing again) halves the batch: each half is proven on its own,
-                                 and a half that fails is halved again, down to a call alone. One failing call
-                                 among K costs at most 2 * ceil(log2 K) + 1 proofs beside the first.
+            anything else        (or the rest failing again) halves the batch: each half is proven in one proof of
+                                 the smallest batch circuit that holds it, and a half that fails is halved again,
+                                 down to a call alone. One failing call among K costs at most 2 * ceil(log2 K)
+                                 proofs beside the first, whatever batch sizes the model has; m failing calls at
+                                 most 2K - 2 (the halving tree's nodes).
         """
         if isinstance(exc, WitnessError) and not screened:
             for i in chunk:
@@ -173,8 +175,26 @@ class EzklProver:
             group.answers[chunk[0]] = self._alone(group.model_id, group.docs[chunk[0]], group.timeout_s)
             return
         half = len(chunk) // 2
-        self._prove_group(group, chunk[:half], screened=True)
-        self._prove_group(group, chunk[half:], screened=True)
+        for part in (chunk[:half], chunk[half:]):
+            self._prove_together(group, part)
+
+    def _prove_together(self, group: _Group, calls: list[int]) -> None:
+        """``calls`` in one proof of the smallest batch circuit that holds them (one call: alone); a failure halves
+        them again (``_failed``): one proof per node of the halving tree, whatever batch sizes the model has."""
+        if len(calls) == 1:
+            group.answers[calls[0]] = self._alone(group.model_id, group.docs[calls[0]], group.timeout_s)
+            return
+        size = min(k for k in group.logrows if k >= len(calls))
+        circuit = group.manifest.batch(size)
+        assert circuit is not None
+        flats = [group.flats[i] for i in calls]
+        try:
+            result = self._run(circuit, batch_input(flats, size), group.timeout_s)
+        except ProofMarketError as exc:
+            self._failed(group, calls, exc, screened=True)
+            return
+        for i, proved in zip(calls, self._slots(group.model_id, group.manifest, circuit, result, flats), strict=True):
+            group.answers[i] = proved
 
     def _witness_fails(self, manifest: ModelManifest, flat: list[list[float]],
                        timeout_s: float | None) -> ProofMarketError | None:
