@@ -171,6 +171,11 @@ def node_earnings(node: str, key_env: str, devnet: bool, as_json: bool) -> None:
                   f"paid {format_usdc(int(m['paid']))} USDC")
     out.print(f"market credits in the book: withdrawable {format_usdc(int(book.get('withdrawable', 0)))} USDC, "
               f"withdrawn {format_usdc(int(book.get('withdrawn', 0)))} USDC")
+    blocked = book.get("payout_blocked")
+    if blocked:
+        out.print(f"[bold yellow]payouts blocked[/]: the token refuses transfers to {doc['address']} "
+                  f"({blocked.get('reason')}); {blocked.get('attempts')} tries since {blocked.get('since')}: what you "
+                  "are owed stays owed and is paid once the token takes the address")
     if doc.get("earned") is not None:
         out.print(f"market: earned {format_usdc(int(doc['earned']))} USDC, owed {format_usdc(int(doc['owed']))} USDC "
                   "(paid by 'proofmarket withdraw')")
