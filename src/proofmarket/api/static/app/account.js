@@ -25,6 +25,10 @@ async function earnings() {
     rows.push(['owed by this node (every rail: credits, passes, channels), paid at its next payout', `${usdc(e.book.owed)} USDC`],
       ['payouts on their way (sent, not confirmed)', `${usdc(e.book.in_flight)} USDC`],
       ['paid to you or your models\' splitters (x402 calls, payouts, escrow fulfilments)', `${usdc(e.book.paid)} USDC`]);
+    if (e.book.payout_blocked) {  // the token refuses transfers to this address: owed, tried again after a backoff
+      rows.push(['payouts blocked', `the token refuses transfers to this address (${e.book.payout_blocked.reason}); `
+        + `${e.book.payout_blocked.attempts} tries since ${e.book.payout_blocked.since}: what you are owed stays owed`]);
+    }
   }
   if (e.earned !== null && e.earned !== undefined) {
     rows.push(['earned on the market (owner and prover shares)', `${usdc(e.earned)} USDC`],
