@@ -96,9 +96,9 @@ def compile_cmd(
                             "prove (prove time; gas and size break ties within noise) or verify (verification gas "
                             "and proof size first)")] = "balanced",
     batch_sizes: Annotated[str | None, typer.Option(
-        "--batch-sizes", help="batch circuits to build beside the model's own, e.g. 4,16: calls that queue together "
-                              "on a node share one proof (public profile only); 'none' builds none (default: "
-                              "PROOFMARKET_BATCH_SIZES, 4,16)")] = None,
+        "--batch-sizes", help="batch circuits to build beside the model's own, e.g. 4,16: calls that opted in and "
+                              "queue together on a node share one proof (public profile only); each is a compile of "
+                              "its own (default: PROOFMARKET_BATCH_SIZES, none)")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="check the model and samples and predict logrows, "
                                                             "proving-key size, memory and prove time; no tuning, "
                                                             "no keys (seconds)")] = False,

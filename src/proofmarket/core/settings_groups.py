@@ -103,8 +103,9 @@ class QueueSettings(Group):
                                                                            "in the node; celery = 'proofmarket worker' "
                                                                            "processes over Redis")
     prover_workers: int = Field(default=2, ge=1, le=64, description="prover processes of the local job queue")
-    batch_sizes: str = Field(default="4,16", description="batch circuits compiled beside each public-profile model "
-                             "(calls that queue together share one proof); '' = none")
+    batch_sizes: str = Field(default="", description="batch circuits compiled beside each public-profile model "
+                             "(calls that opted in and queue together share one proof), e.g. '4,16'; '' (the "
+                             "default) = none: each costs a compile of its own, asked for with --batch-sizes")
     batch_window_ms: float = Field(default=10.0, ge=0, le=1000, description="a batch that found company waits this "
                                    "long for more calls (a call alone never waits); 0 = never batch")
     redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis broker of the celery queue")
