@@ -50,6 +50,9 @@ UPLOAD_SCHEMA: dict[str, Any] = {
         "type": "object", "required": ["onnx", "samples", "price_atomic"],
         "properties": {
             "onnx": {"type": "string", "format": "binary", "description": "the ONNX model"},
+            "data": {"type": "array", "items": {"type": "string", "format": "binary"}, "maxItems": 8,
+                     "description": "the model's external weights files, as it names them (torch's default export "
+                                    "writes model.onnx.data); read in the sandboxed check, stored inline"},
             "samples": {"type": "string", "format": "binary",
                         "description": 'sample inputs for tuning: {"inputs": [{"x": ...}, ...]}'},
             "price_atomic": {"type": "string", "pattern": "^[0-9]{1,29}$", "description": "price per call, USDC units"},
@@ -110,7 +113,9 @@ def prepare_upload(form: FormData, settings: Settings, store: ArtifactStore, who
     if field is None:
         raise UsageError("the upload needs sample inputs as the field 'samples' (JSON, .npy, .npz or .csv)")
     with tempfile.TemporaryDirectory(prefix="proofmarket-upload-") as tmp:
-        path = _save(onnx, Path(tmp) / "model.onnx", settings.limits.max_model_bytes)
+        (Path(tmp) / "model").mkdir()  # the model and the weights files it names, alone in their folder
+        path = _save(onnx, Path(tmp) / "model" / "model.onnx", settings.limits.max_model_bytes)
+        _save_data(form.getlist("data"), path.parent, settings.limits.max_model_bytes - path.stat().st_size)
         samples_path, samples_name = _save_samples(field, Path(tmp), settings.limits.max_samples_bytes)
         size = path.stat().st_size
         if not who.admin:
@@ -200,6 +205,34 @@ def _save(upload: UploadFile, dest: Path, max_bytes: int) -> Path:
     if size == 0:
         raise UsageError("the ONNX file is empty")
     return dest
+
+
+DATA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+MAX_DATA_FILES = 8
+
+
+def _save_data(fields: list[UploadFile | str], folder: Path, max_bytes: int) -> None:
+    """The model's external weights files (torch's default export writes ``model.onnx.data``), saved beside it under
+    their own plain names, unread: the sandboxed check resolves the model's references among them only."""
+    files = [f for f in fields if isinstance(f, UploadFile)]
+    if len(files) != len(fields) or len(files) > MAX_DATA_FILES:
+        raise UsageError(f"the field 'data' takes up to {MAX_DATA_FILES} files (the model's external weights)")
+    left = max_bytes
+    for upload in files:
+        name = Path(upload.filename or "").name
+        if not DATA_NAME.fullmatch(name) or name == "model.onnx" or (folder / name).exists():
+            raise UsageError(f"a weights file is named {name!r}: a plain file name (letters, digits, '.', '_', '-'), "
+                             "each once, as the model names it")
+        dest = folder / name
+        upload.file.seek(0)
+        with dest.open("wb") as out:
+            while chunk := upload.file.read(1 << 20):
+                out.write(chunk)
+                if out.tell() > left:
+                    break
+        left -= dest.stat().st_size
+        if left < 0:
+            raise ModelTooLarge(f"the model and its weights files are over this node's limit of {max_bytes} bytes")
 
 
 def _save_samples(field: UploadFile | str, folder: Path, max_bytes: int) -> tuple[Path, str]:

@@ -31,9 +31,10 @@ def run_checker(model: onnx.ModelProto) -> None:
     for init in model.graph.initializer:
         if init.data_location == onnx.TensorProto.EXTERNAL:
             raise InvalidModel(
-                f"Initializer '{init.name}' keeps its data in an external file; embed the weights in the .onnx "
-                "file (torch.onnx.export(..., external_data=False), or onnx.save(model, path, "
-                "save_as_external_data=False)).",
+                f"Initializer '{init.name}' keeps its data in an external file that was not given with the model: "
+                "give the model's folder with its data file (proofmarket compile reads the files beside the .onnx; "
+                "an upload sends them as the field 'data'), or embed the weights (torch.onnx.export(..., "
+                "external_data=False), or onnx.save(model, path, save_as_external_data=False)).",
                 tensor=init.name,
             )
         _check_declared(init)

@@ -9,11 +9,13 @@ that hit it: ``model_over_budget`` for the model, ``samples_too_large`` for the 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from proofmarket.core import sandbox
 from proofmarket.core.errors import InvalidModel, ModelOverBudget, ProofMarketError, SamplesTooLarge
+from proofmarket.models.external import self_contained
 from proofmarket.models.inputs import parse_samples
 from proofmarket.models.loader import load_model
 from proofmarket.models.sample_files import read_sample_file
@@ -39,6 +41,11 @@ def check_upload(onnx_path: Path, samples_path: Path, samples_name: str, out_pat
 
 def _model(path: str, max_bytes: int) -> ModelInfo:
     try:
+        # weights in files beside it (uploaded with it): read here, in the sandbox, only from the upload's own folder,
+        # and the model file replaced by its self-contained copy (what the node stores)
+        embedded = self_contained(Path(path), Path(path).parent / "self-contained", max_bytes)
+        if embedded != Path(path):
+            os.replace(embedded, path)
         return load_model(path, max_bytes=max_bytes)
     except ProofMarketError:
         raise

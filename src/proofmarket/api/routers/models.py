@@ -13,7 +13,7 @@ from proofmarket.api.deps import IdempotencyKey, ServicesDep
 from proofmarket.api.schemas import JobPublic, ModelList, ModelPublic, ModelSummary, ModelVersions, ReviewBody
 from proofmarket.api.security import AdminDep, IsAdminDep
 from proofmarket.api.signed import is_signed, node_address, signed_address
-from proofmarket.api.uploads import UPLOAD_SCHEMA, Uploader, prepare_upload
+from proofmarket.api.uploads import MAX_DATA_FILES, UPLOAD_SCHEMA, Uploader, prepare_upload
 from proofmarket.api.views import job_public, model_public, model_summary
 from proofmarket.core.errors import (
     Forbidden,
@@ -185,7 +185,8 @@ async def upload_model(request: Request, services: ServicesDep, admin: IsAdminDe
     it); the model is served once the job is ``proved`` (an owner's listing under review: once approved)."""
     settings = services.settings
     try:
-        form = await request.form(max_files=3, max_fields=16, max_part_size=settings.limits.max_request_bytes)
+        form = await request.form(max_files=3 + MAX_DATA_FILES, max_fields=16,
+                                  max_part_size=settings.limits.max_request_bytes)
     except ProofMarketError:  # body_too_large
         raise
     except Exception as exc:  # multipart parse errors (Starlette's own HTTP 400)

@@ -19,6 +19,7 @@ import onnx
 
 from proofmarket import models
 from proofmarket.core.errors import CircuitCompileError, ProofMarketError, UsageError
+from proofmarket.models.external import self_contained
 from proofmarket.store import LocalStore
 from proofmarket.systems.documents import put_artifact
 from proofmarket.systems.ezkl import ezkl_calls, shared_verifier, solidity
@@ -73,7 +74,9 @@ def compile_model(
     model this code did not foresee) becomes ``circuit_compile`` with its type and message, its traceback logged:
     a refusal of that model, never a crash of the caller."""
     try:
-        return _compile(onnx_path, samples_doc, store, options, progress)
+        with tempfile.TemporaryDirectory(prefix="proofmarket-model-") as tmp:  # weights beside it: one file
+            return _compile(self_contained(onnx_path, Path(tmp), models.MAX_MODEL_BYTES), samples_doc, store,
+                            options, progress)
     except ProofMarketError:
         raise
     except Exception as exc:
@@ -157,11 +160,12 @@ def _compile(
 
 def predict_model(onnx_path: Path, samples_doc: Any, profile: PrivacyProfile) -> tuple[Prediction, models.ModelInfo]:
     """``compile --dry-run``: the checks and the cost prediction of ``compile_model``, no tuning, no keys."""
-    info = models.load_model(onnx_path)
-    samples = models.parse_samples(samples_doc, info)
-    if not samples:
-        raise UsageError("the samples file holds no sample input: give at least one")
     with tempfile.TemporaryDirectory(prefix="proofmarket-predict-") as tmp:
+        onnx_path = self_contained(onnx_path, Path(tmp) / "model", models.MAX_MODEL_BYTES)
+        info = models.load_model(onnx_path)
+        samples = models.parse_samples(samples_doc, info)
+        if not samples:
+            raise UsageError("the samples file holds no sample input: give at least one")
         circuit_onnx = circuit_model(onnx_path, Path(tmp), profile)
         flat = [calibration_flat_input(s, profile) for s in samples]
         return predict(circuit_onnx, flat, input_visibility=profile.input, param_visibility=profile.params), info
