@@ -32,7 +32,7 @@ def test_accepts_mlp_and_describes_it(mlp_path: Path) -> None:
     assert info.outputs == (TensorSpec("logits", (1, 3), "float32"),)
     assert info.opset == 13
     assert info.operators == frozenset({"Gemm", "Relu"})
-    assert info.is_classifier
+    assert not info.is_classifier  # logits, no Softmax: a classifier only when its owner says so (--task)
     assert info.batch_inputs == ()
     assert not info.needs_normalization
     assert info.size_bytes == mlp_path.stat().st_size
@@ -247,7 +247,7 @@ def _single(op: str, out_shape: list[int], save, **attrs: Any) -> bool:
 
 def test_classifier_heuristic(save) -> None:
     assert _single("Softmax", [1, 3], save, axis=1)
-    assert _single("Identity", [1, 3], save)  # logits (1, k>1)
+    assert not _single("Identity", [1, 3], save)  # (1, k>1) alone is no evidence: a regression of k values too
     assert _single("Sigmoid", [1, 1], save)  # binary probability
     assert not _single("Identity", [1, 1], save)  # a regression
 

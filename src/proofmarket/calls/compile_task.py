@@ -154,7 +154,18 @@ def _compile(settings: Settings, spec: dict[str, Any]) -> dict[str, Any]:
             onnx_path = Path(tmp) / "model.onnx"
             shutil.copyfile(ws.store.path(spec["onnx_cid"]), onnx_path)
             result = ws.compile(onnx_path, _samples(ws, spec), profile=PrivacyProfile.parse(spec["privacy"]),
-                                name=spec["name"])
+                                name=spec["name"], task=task_of_entry(spec))
         return {"model_id": result.model_id, "logrows": result.manifest.logrows}
     finally:
         ws.close()
+
+
+def task_of_entry(spec: dict[str, Any]) -> str | None:
+    """The task the owner stated in the listing's catalogue entry, as compile checks it: a classification or a
+    regression; None (the compile looks for evidence) for any other task or none."""
+    task = str((spec.get("catalog") or {}).get("task") or "").lower()
+    if "classif" in task:
+        return "classification"
+    if "regress" in task or "forecast" in task:
+        return "regression"
+    return None

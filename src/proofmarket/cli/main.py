@@ -15,7 +15,8 @@ import typer
 
 from proofmarket import __version__
 from proofmarket.cli.common import HomeOpt, JsonOpt, read_json
-from proofmarket.cli.output import console, emit_json, fail, out, progress_steps
+from proofmarket.cli.compile_views import print_compile, print_prediction
+from proofmarket.cli.output import emit_json, fail, out, progress_steps
 from proofmarket.core.errors import ProofMarketError, UsageError
 from proofmarket.core.settings import Settings
 from proofmarket.systems.ezkl.batch_compile import parse_sizes
@@ -42,22 +43,6 @@ def _read_samples(path: Path, model: Path) -> Any:
     except FileNotFoundError as exc:
         raise UsageError(f"samples file {path} does not exist") from exc
     return models.read_sample_file(data, path.name, models.load_model(model))
-
-
-def _print_prediction(prediction: Any, settings: Any, as_json: bool) -> None:
-    from proofmarket.core.errors import ModelOverBudget
-
-    try:
-        settings.budget.check(prediction)
-        verdict = None
-    except ModelOverBudget as exc:
-        verdict = exc.message
-    if as_json:
-        emit_json({"ok": True, "prediction": prediction.to_dict(), "within_budget": verdict is None,
-                   "over_budget": verdict})
-        return
-    out.print(prediction.summary())
-    out.print("within this node's budget" if verdict is None else verdict)
 
 
 @app.callback()
@@ -89,6 +74,10 @@ def compile_cmd(
     = None,
     max_error: Annotated[float, typer.Option(help="accuracy bound: max abs error / sample outputs' range")]
     = 0.01,
+    task: Annotated[str | None, typer.Option(
+        "--task", help="classification (each sample's class must survive the circuit, beside the error bound) or "
+                       "regression (the error bound only); unset: classification only when the output ends in a "
+                       "Softmax, LogSoftmax, ArgMax or a Sigmoid probability")] = None,
     name: Annotated[str | None, typer.Option(help="a name for the model (default: the file name)")] = None,
     objective: Annotated[str, typer.Option(
         "--objective", help="what the settings search minimises per call: balanced (default: the node's CPU, the "
@@ -123,12 +112,12 @@ def compile_cmd(
         sizes = None if batch_sizes is None else parse_sizes(batch_sizes)
         if dry_run:
             prediction = ws.predict(model, samples, profile=profile)
-            _print_prediction(prediction, ws.settings, as_json)
+            print_prediction(prediction, ws.settings, as_json)
             return
         with progress_steps(not as_json) as step:
             result = ws.compile(model, samples, profile=profile, srs_file=srs, name=name,
                                 bound=_bound(max_error), objective=Objective(name=objective), batch_sizes=sizes,
-                                progress=step)
+                                task=task, progress=step)
     except ProofMarketError as exc:
         raise fail(exc, as_json) from exc
     finally:
@@ -139,7 +128,7 @@ def compile_cmd(
         emit_json({"ok": True, "model_id": result.model_id, "manifest": m.model_dump(mode="json"),
                    "measurements": measured})
         return
-    _print_compile(result.model_id, m.model_dump(mode="json"), measured)
+    print_compile(result.model_id, m.model_dump(mode="json"), measured)
 
 
 def _compile_attested(model: Path, name: str | None, cap: int, as_json: bool, home: Path | None) -> None:
@@ -166,51 +155,6 @@ def _bound(max_error: float) -> AccuracyBound | None:
     if not 0 < max_error < 1:
         raise UsageError("--max-error must be between 0 and 1 (a share of the outputs' range)")
     return None if max_error == 0.01 else AccuracyBound(relative=max_error)
-
-
-def _print_compile(model_id: str, m: dict[str, Any], measured: dict[str, Any]) -> None:
-    from rich.table import Table
-
-    table = Table(title=f"settings candidates (objective: {m['tuning']['objective']['name']})", show_lines=False)
-    for col in ("candidate", "logrows", "rows", "rebase", "max err", "status", "prove s", "proof B", "gas"):
-        table.add_column(col)
-    picked = m["tuning"]["picked"]
-    times = {c["label"]: c for c in measured["candidates"]}
-    for c in m["tuning"]["candidates"]:
-        t = times.get(c["label"], {})
-        prove = (f"{t['prove_s']:.3f} ±{t['prove_s_spread']:.3f}" if t.get("prove_s") is not None else
-                 f"~{t['prove_s_estimated']:.3f} (est.)" if t.get("prove_s_estimated") is not None else "-")
-        label = f"[bold green]{c['label']} *[/]" if c["label"] == picked else c["label"]
-        table.add_row(label, str(c["logrows"] or "-"), str(c["num_rows"] or "-"), str(c.get("rebase") or "-"),
-                      "-" if c["max_abs_error"] is None else f"{c['max_abs_error']:.4g}", c["status"][:40], prove,
-                      f"{c['proof_bytes']:,}" if c.get("proof_bytes") else "-",
-                      f"~{c['verify_gas']:,}" if c.get("verify_gas") else "-")
-    console.print(table)
-    acc = m["accuracy"]
-    out.print(f"model id:   [bold]{model_id}[/]")
-    out.print(f"privacy:    {m['privacy']['name']} (input {m['privacy']['input']}, params {m['privacy']['params']})")
-    out.print(f"settings:   {picked}, logrows {m['logrows']}, SRS {m['srs']['kind']}")
-    chosen, t = next(c for c in m["tuning"]["candidates"] if c["label"] == picked), times.get(picked, {})
-    if t.get("prove_s") is not None:
-        out.print(f"per call:   prove {t['prove_s']:.3f} s (±{t['prove_s_spread']:.3f}, {t['prove_runs']} proofs), "
-                  f"proof {chosen['proof_bytes']:,} bytes, " + (
-                      f"{t['evm_gas']:,} gas to verify on chain (measured on a local EVM)" if t.get("evm_gas") else
-                      f"~{chosen['verify_gas']:,} gas to verify on chain (predicted, "
-                      f"±{m['tuning']['gas_model']['max_rel_error']:.0%})") + f"; search {measured['search_s']} s")
-    out.print(f"accuracy:   max abs error {acc['max_abs_error']:.4g} (bound {acc['limit']:.4g}) "
-              f"on {acc['samples']} samples" + _argmax_note(acc["argmax_match"]))
-    shared = m.get("shared_verifier")
-    out.print(f"verifier:   {m['verifier']['deployed_size']} bytes deployed ({m['verifier']['compiler']})" + (
-        f"; or the shared verifier with VKA {shared['vka_digest'][:18]}… (model register --verifier shared: a listing "
-        "costs a VKA registration and a clone, each verification ~100k gas more)" if shared else ""))
-    batches = m.get("batches") or []
-    out.print("batching:   " + (", ".join(f"{b['size']} calls per proof (logrows {b['logrows']}"
-                                        + (", fulfillBatch" if b.get("verifier") else ", off chain only") + ")"
-                                        for b in batches) if batches else "none: every call is proven alone"))
-
-
-def _argmax_note(match: bool | None) -> str:
-    return "" if match is None else f", argmax match {match}"
 
 
 @app.command("prove")

@@ -242,17 +242,22 @@ def add_default_strides(model: onnx.ModelProto, inferred: onnx.ModelProto) -> bo
 
 
 def is_classifier(model: onnx.ModelProto, outputs: list[TensorSpec]) -> bool:
+    """Only from evidence: a label or class-probability output (a Softmax, LogSoftmax or ArgMax at the end, or one
+    probability from a Sigmoid). An output of shape [1, N] alone is no evidence (a regression of N values, an
+    embedding, logits whose owner did not say): the owner states the task (``--task``) when it is a classifier."""
+    return classifier_evidence(model, outputs) is not None
+
+
+def classifier_evidence(model: onnx.ModelProto, outputs: list[TensorSpec]) -> str | None:
+    """What shows the model is a classifier, in words, or None."""
     producers = {out: node.op_type for node in model.graph.node for out in node.output}
     tails = [producers.get(spec.name, "") for spec in outputs]
-    if any(op in _CLASSIFIER_TAIL_OPS for op in tails):
-        return True
-    if len(outputs) != 1:
-        return False
-    shape = outputs[0].shape
-    if len(shape) == 2 and shape[0] == 1 and shape[1] > 1:
-        return True
-    # a binary classifier: one probability from a Sigmoid
-    return tails[0] == "Sigmoid" and outputs[0].size == 1
+    for spec, op in zip(outputs, tails, strict=True):
+        if op in _CLASSIFIER_TAIL_OPS:
+            return f"its output {spec.name!r} comes from a {op}"
+    if len(outputs) == 1 and tails[0] == "Sigmoid" and outputs[0].size == 1:
+        return f"its one output {outputs[0].name!r} is a probability from a Sigmoid"
+    return None
 
 
 def check_elements(model: onnx.ModelProto, inferred: onnx.ModelProto, limit: int) -> None:

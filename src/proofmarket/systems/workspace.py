@@ -44,7 +44,8 @@ class Workspace:
 
     def compile(self, onnx_path: Path, samples_doc: Any, *, profile: PrivacyProfile, srs_file: Path | None = None,
                 bound: AccuracyBound | None = None, name: str | None = None, objective: Objective | None = None,
-                batch_sizes: tuple[int, ...] | None = None, progress: Progress = lambda _: None) -> CompileResult:
+                batch_sizes: tuple[int, ...] | None = None, task: str | None = None,
+                progress: Progress = lambda _: None) -> CompileResult:
         """Compile a model (and its batch circuits: ``batch_sizes``, PROOFMARKET_BATCH_SIZES when None)."""
         srs = self.srs_provider(srs_file)
         srs.check_available()
@@ -52,7 +53,7 @@ class Workspace:
 
         sizes = parse_sizes(self.settings.queue.batch_sizes) if batch_sizes is None else batch_sizes
         options = CompileOptions(profile=profile, srs=srs, bound=bound, name=name, budget=self.settings.budget,
-                                 objective=objective, batch_sizes=sizes)
+                                 objective=objective, batch_sizes=sizes, task=task)
         result = self.prover.compile(onnx_path, samples_doc, options, progress)
         self._index(result)
         return result

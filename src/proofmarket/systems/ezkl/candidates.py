@@ -104,9 +104,11 @@ class Candidate:
 
     evm_check: str | None = None  # accepted (gas) | refused: why | not checked: why (set by compile)
     evm_gas: int | None = None  # verifyProof measured on a local EVM (eth_estimateGas)
+    failure: str | None = None  # an inaccurate candidate's first failed check: which sample, by how much
+    near_ties: list[int] = field(default_factory=list)  # samples whose class is within quantisation noise
 
     MEASURED = ("prove_s", "prove_s_spread", "prove_runs", "setup_s", "prove_s_estimated", "cost_usd", "evm_check",
-                "evm_gas")
+                "evm_gas", "failure", "near_ties")
 
     @property
     def label(self) -> str:

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import tempfile
@@ -64,6 +65,7 @@ class CompileOptions:
     budget: Budget | None = None  # refuse before tuning when the prediction is over it
     objective: Objective | None = None  # what the tuner minimises (default: balanced)
     batch_sizes: tuple[int, ...] = ()  # batch circuits to build beside the model's own (public profile only)
+    task: str | None = None  # "classification" | "regression" as the owner states it; None: from evidence only
 
 
 def compile_model(
@@ -107,7 +109,9 @@ def _compile(
         if options.budget is not None:
             options.budget.check(prediction)
         reference = [models.run_onnx(work / "normalized.onnx", s) for s in samples]
-        bound = options.bound or AccuracyBound(classifier=info.is_classifier)
+        classifier, said = task_of(options.task, info)
+        progress(said)
+        bound = dataclasses.replace(options.bound or AccuracyBound(), classifier=classifier)
         job = TuningJob(circuit_onnx, flat, reference, options.profile, work, options.srs, bound,
                         timed=options.timed, objective=options.objective or Objective())
         progress(f"searching circuit settings (objective: {job.objective.name})")
@@ -136,7 +140,7 @@ def _compile(
             circuit_onnx=put_artifact(store, circuit_onnx),
             inputs=[TensorDoc(name=t.name, shape=list(t.shape), dtype=t.dtype) for t in info.inputs],
             outputs=[TensorDoc(name=t.name, shape=list(t.shape), dtype=t.dtype) for t in info.outputs],
-            is_classifier=info.is_classifier,
+            is_classifier=classifier,  # the task checked: the owner's word, else evidence
             privacy=options.profile.to_dict(),
             salt_elements=SALT_ELEMENTS if options.profile.salted else 0,
             settings=put_artifact(store, picked.settings_path),
@@ -169,6 +173,23 @@ def predict_model(onnx_path: Path, samples_doc: Any, profile: PrivacyProfile) ->
         circuit_onnx = circuit_model(onnx_path, Path(tmp), profile)
         flat = [calibration_flat_input(s, profile) for s in samples]
         return predict(circuit_onnx, flat, input_visibility=profile.input, param_visibility=profile.params), info
+
+
+TASKS = ("classification", "regression")
+
+
+def task_of(task: str | None, info: models.ModelInfo) -> tuple[bool, str]:
+    """Whether the class (argmax) of each sample is checked, and why, in words: the owner's word, else evidence only
+    (a Softmax, LogSoftmax or ArgMax at the end, or one probability from a Sigmoid)."""
+    if task is not None:
+        if task not in TASKS:
+            raise UsageError(f"the task is classification or regression, not {task!r}")
+        return task == "classification", f"task: {task} (stated)"
+    if info.is_classifier:
+        return True, ("task: classification (inferred: the output ends in a class probability); state --task "
+                      "regression to check the error only")
+    return False, ("task: regression checks (nothing at the output says classifier; state --task classification to "
+                   "also check each sample's class)")
 
 
 def circuit_model(onnx_path: Path, work: Path, profile: PrivacyProfile) -> Path:

@@ -141,10 +141,12 @@ def search(job: TuningJob, candidates: list[Candidate] | None = None, progress: 
         _evaluate(job, candidates, 0, data, limit, measured, progress)
     accurate = sorted((c for c in candidates if c.status == "ok"), key=cost_rank)
     if not accurate:
-        raise AccuracyNotMet(
-            f"no circuit settings kept the outputs within {limit:.4g} of onnxruntime on the samples",
-            candidates=[c.to_dict() for c in candidates],
-        )
+        raise AccuracyNotMet(not_met(candidates, limit, job.bound.classifier),
+                             candidates=[c.to_dict() for c in candidates])
+    ties = sorted({i for c in accurate for i in c.near_ties})
+    if ties:
+        progress(f"note: sample(s) {', '.join(map(str, ties))} sit within quantisation noise of a class boundary: "
+                 "their class may differ from onnxruntime's (not counted as a failure)")
     budget = job.budget_s if job.budget_s is not None else timing_budget(accurate[0])
     chosen = to_time(accurate, job.timed, budget_s=budget)
     for cand in chosen:
@@ -227,6 +229,7 @@ def _evaluate(job: TuningJob, candidates: list[Candidate], first: int, data: Pat
                 measured[_arithmetic(cand)] = cand
             else:  # only the layout differs (inner columns): the witness outputs are the same
                 cand.max_abs_error, cand.argmax_match, cand.status = same.max_abs_error, same.argmax_match, same.status
+                cand.failure, cand.near_ties = same.failure, same.near_ties
         except ProofMarketError as exc:
             cand.status = f"failed: {exc.message[:160]}"
 
@@ -314,7 +317,7 @@ def _arithmetic(cand: Candidate) -> tuple[object, ...]:
 def _measure_accuracy(job: TuningJob, cand: Candidate, limit: float) -> None:
     assert cand.settings_path is not None and cand.compiled_path is not None
     scales = json.loads(cand.settings_path.read_text())["model_output_scales"]
-    worst, argmax_ok = 0.0, True
+    worst, argmax_ok, failure, ties = 0.0, True, None, []
     for i, (sample, reference) in enumerate(zip(job.samples, job.reference, strict=True)):
         inp = job.workdir / f"sample-{i}.json"
         inp.write_text(json.dumps({"input_data": sample}))
@@ -322,12 +325,45 @@ def _measure_accuracy(job: TuningJob, cand: Candidate, limit: float) -> None:
         outputs = decode_outputs(witness["outputs"], scales, [r.shape for r in reference])
         for got, want in zip(outputs, reference, strict=True):
             want = np.asarray(want, dtype=np.float64)
-            worst = max(worst, float(np.max(np.abs(got - want)))) if want.size else worst
-            if job.bound.classifier and int(np.argmax(got)) != int(np.argmax(want)):
-                argmax_ok = False
+            error = float(np.max(np.abs(got - want))) if want.size else 0.0
+            worst = max(worst, error)
+            if error > limit and failure is None:
+                failure = f"sample {i}: error {error:.4g} over the bound {limit:.4g}"
+            if not job.bound.classifier or want.size < 2 or int(np.argmax(got)) == int(np.argmax(want)):
+                continue
+            gap = top2_gap(want)
+            if gap <= 2 * limit:  # two classes within quantisation noise of each other: either is the circuit's
+                ties.append(i)
+                continue
+            argmax_ok = False
+            if failure is None:
+                failure = (f"sample {i}: class {int(np.argmax(got))} where onnxruntime says {int(np.argmax(want))} "
+                           f"(top-2 gap {gap:.4g})")
     cand.max_abs_error = round(worst, 6)
     cand.argmax_match = argmax_ok if job.bound.classifier else None
+    cand.failure, cand.near_ties = failure, ties
     cand.status = "ok" if worst <= limit and argmax_ok else "inaccurate"
+
+
+def not_met(candidates: list[Candidate], limit: float, classifier: bool) -> str:
+    """Why no candidate passed, in one sentence: the closest one's failed check (which sample, by how much) and what
+    to do."""
+    measured = [c for c in candidates if c.failure]
+    if not measured:
+        failed = next((c.status for c in candidates if c.status.startswith("failed")), "every candidate failed")
+        return f"no circuit settings could be built for this model ({failed})"
+    best = min(measured, key=lambda c: (c.max_abs_error or float("inf")))
+    hint = ("drop or replace that sample, raise --max-error, or state the task (--task regression checks the "
+            "error only)" if classifier else "drop or replace that sample, or raise --max-error (a share of the "
+            "outputs' range)")
+    return (f"no circuit settings kept the outputs within {limit:.4g} of onnxruntime on the samples: the closest "
+            f"({best.label}) failed on {best.failure}; {hint}")
+
+
+def top2_gap(values: np.ndarray) -> float:
+    """The distance between the two largest values (how far a class is from the next one)."""
+    flat = np.sort(np.asarray(values, dtype=np.float64).ravel())
+    return float(flat[-1] - flat[-2]) if flat.size >= 2 else float("inf")
 
 
 def decode_outputs(felts: list[list[str]], scales: list[int], shapes: list[tuple[int, ...]]) -> list[np.ndarray]:

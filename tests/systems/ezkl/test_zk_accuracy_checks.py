@@ -1,0 +1,60 @@
+"""The accuracy checks of the settings search say what failed (the fifth wave: one near-tie sample made every tuned
+candidate "inaccurate" with nothing said, and compile fell back to EZKL's defaults at 12x the predicted cost).
+A test double of the witness stands in for EZKL: the checks themselves are what runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from proofmarket.systems.ezkl import tuning
+from proofmarket.systems.ezkl.candidates import AccuracyBound, Candidate
+from proofmarket.systems.ezkl.compiler import task_of
+
+LIMIT = 0.01
+
+
+def measured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reference: list[list[float]],
+             got: list[list[float]], classifier: bool = True) -> Candidate:
+    outputs = iter(got)
+    monkeypatch.setattr(tuning.ezkl_calls, "gen_witness", lambda *a: {"outputs": []})
+    monkeypatch.setattr(tuning, "decode_outputs", lambda felts, scales, shapes: [np.array([next(outputs)])])
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps({"model_output_scales": [7]}))
+    cand = Candidate(256, 3, 7, 1, settings_path=settings, compiled_path=tmp_path / "model.compiled")
+    job: Any = SimpleNamespace(samples=[[[0.0]]] * len(reference), workdir=tmp_path,
+                               reference=[[np.array([r])] for r in reference],
+                               bound=AccuracyBound(classifier=classifier))
+    tuning._measure_accuracy(job, cand, LIMIT)
+    return cand
+
+
+def test_a_near_tie_sample_is_noted_not_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cand = measured(tmp_path, monkeypatch, [[0.5, 0.5011, 0.1], [1.0, 0.0, 0.0]],
+                    [[0.5011, 0.5, 0.1], [1.0, 0.0, 0.0]])
+    assert cand.status == "ok" and cand.near_ties == [0] and cand.failure is None
+
+
+def test_a_failed_check_names_its_sample_and_by_how_much(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    flipped = measured(tmp_path, monkeypatch, [[1.0, 0.0, 0.0], [0.9, 0.1, 0.0]],
+                       [[1.0, 0.0, 0.0], [0.1, 0.9, 0.0]])
+    assert flipped.status == "inaccurate"
+    assert flipped.failure is not None and flipped.failure.startswith("sample 1:")
+    far = measured(tmp_path, monkeypatch, [[0.2], [0.4]], [[0.2], [0.45]], classifier=False)
+    assert far.status == "inaccurate" and far.failure == "sample 1: error 0.05 over the bound 0.01"
+    message = tuning.not_met([flipped], LIMIT, classifier=True)
+    assert "sample 1" in message and "--task regression" in message and "--max-error" in message
+
+
+def test_the_task_is_the_owners_word_else_evidence_only() -> None:
+    logits = SimpleNamespace(is_classifier=False)  # a [1, N] output with no Softmax: no evidence
+    softmax = SimpleNamespace(is_classifier=True)
+    assert task_of(None, logits)[0] is False and "state --task classification" in task_of(None, logits)[1]
+    assert task_of(None, softmax)[0] is True and "inferred" in task_of(None, softmax)[1]
+    assert task_of("classification", logits) == (True, "task: classification (stated)")
+    assert task_of("regression", softmax)[0] is False
