@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -397,3 +398,29 @@ def test_fresh_wallets_share_only_the_open_part_of_the_compile_budget(make_app: 
         form, files = signed_form(client, OWNER)  # allowlisted: the reserved half is still there
         admitted = client.post("/v1/models", data=form, files=files)
         assert admitted.status_code == 202, admitted.text
+
+
+def test_the_sdk_lists_a_model_from_files_as_the_tools_write_them(make_app: AppFactory, tmp_path: Path) -> None:
+    """From Python, as a new owner has its model: torch's default export (the weights in model.onnx.data beside it)
+    and samples as a .npy file (before: the SDK wanted the samples' JSON text and could not send the weights)."""
+    import numpy as np
+    import onnx
+    from served import Served
+
+    from proofmarket.sdk.catalogue import external_files
+    from proofmarket.sdk.client import Client
+
+    onnx.save_model(onnx.load(str(sample_path("mlp"))), str(tmp_path / "model.onnx"), save_as_external_data=True,
+                    all_tensors_to_one_file=True, location="model.onnx.data", size_threshold=0)
+    assert external_files(tmp_path / "model.onnx") == [tmp_path / "model.onnx.data"]
+    doc = json.loads(sample_path("mlp", "samples").read_text())["inputs"]
+    samples = np.array([s["x"] for s in doc], dtype=np.float32)
+    np.save(tmp_path / "samples.npy", samples.reshape(len(samples), 1, 8))
+    app = make_app(listing_policy="open")
+    with Served(app) as node, Client(node.url, account=OWNER, cache_dir=tmp_path / "cache") as sdk:
+        job = sdk.list_model(tmp_path / "model.onnx", tmp_path / "samples.npy", price_atomic=25_000, name="torch")
+        assert job["kind"] == "compile", job
+        services = app.state.services
+        spec = services.jobs.jobs.get(job["id"]).input
+        stored = onnx.load(str(services.workspace.store.path(spec["onnx_cid"])))
+        assert all(t.data_location != onnx.TensorProto.EXTERNAL for t in stored.graph.initializer)

@@ -24,5 +24,5 @@ def compile_sample(prover: EzklProver, srs: SrsProvider, name: str, profile: str
     samples = json.loads(sample_path(name, "samples").read_text())
     options = CompileOptions(profile=PrivacyProfile.parse(profile), srs=srs,
                              candidates=candidates if candidates is not None else small_grid(),
-                             batch_sizes=batch_sizes)
+                             batch_sizes=batch_sizes, task="classification")  # the samples are classifiers
     return prover.compile(sample_path(name), samples, options)

@@ -79,7 +79,9 @@ class Catalogue(NodeSession):
                    valid_s: int = 600) -> dict[str, Any]:
         """Upload ``onnx`` as the client's account: the request (file hash, name, price, privacy, metadata,
         supersedes) is signed with EIP-712 for this node; no admin token. Returns the compile job (with its
-        ``access_token``)."""
+        ``access_token``). ``samples``: the sample document (a dict or its JSON text), or the path of a samples file
+        (.json, .npy, .npz or .csv). Weights files the model names beside it (torch's default export writes
+        ``model.onnx.data``) are uploaded with it."""
         if self.account is None:
             raise PaymentRequired("listing a model is signed by its owner: create the Client with an account")
         node = str(self.listing_policy()["node"])
@@ -88,17 +90,23 @@ class Catalogue(NodeSession):
         owner = getattr(self, "wallet", None) or self.account.address  # a contract wallet the account owns: ERC-1271
         request = new_request(owner, node, data, name=name, price_atomic=price_atomic,
                               privacy=privacy, metadata=meta, supersedes=supersedes, valid_s=valid_s)
-        samples_text = samples if isinstance(samples, str) else json.dumps(samples)
+        samples_file = _existing_file(samples)
         form = {"price_atomic": str(price_atomic), "privacy": privacy, "owner": owner,
-                "deadline": str(request.deadline), "nonce": request.nonce, "signature": request.sign(self.account),
-                "samples": samples_text}
+                "deadline": str(request.deadline), "nonce": request.nonce, "signature": request.sign(self.account)}
+        if samples_file is None:
+            form["samples"] = samples if isinstance(samples, str) else json.dumps(samples)
         if name:
             form["name"] = name
         if meta:
             form["metadata"] = meta.decode()
         if supersedes:
             form["supersedes"] = supersedes
-        files = {"onnx": (Path(onnx).name, data, "application/octet-stream")}
+        files: list[tuple[str, tuple[str, bytes, str]]] = [("onnx", (Path(onnx).name, data,
+                                                                     "application/octet-stream"))]
+        if samples_file is not None:
+            files.append(("samples", (samples_file.name, samples_file.read_bytes(), "application/octet-stream")))
+        for weights in external_files(Path(onnx)):
+            files.append(("data", (weights.name, weights.read_bytes(), "application/octet-stream")))
         return dict(self._json(self._post("/v1/models", data=form, files=files)))
 
     def wait_listing(self, job: dict[str, Any], timeout_s: float = 3600.0) -> str:
@@ -115,3 +123,33 @@ class Catalogue(NodeSession):
             if time.monotonic() > deadline:
                 raise ProvingError(f"the compile job {doc['id']} is still {doc['status']} after {timeout_s:.0f} s")
             time.sleep(self.poll_interval_s)
+
+
+def _existing_file(samples: Any) -> Path | None:
+    """``samples`` as a file to upload: a Path, or a string naming a file that exists (not JSON text)."""
+    if isinstance(samples, Path):
+        return samples
+    if isinstance(samples, str) and not samples.lstrip().startswith(("{", "[")) and len(samples) < 4096:
+        path = Path(samples)
+        if path.is_file():
+            return path
+    return None
+
+
+def external_files(onnx_path: Path) -> list[Path]:
+    """The weights files an ONNX model names beside it (external data), each once, in the order it names them."""
+    import onnx
+
+    try:
+        model = onnx.load(str(onnx_path), load_external_data=False)
+    except Exception:  # noqa: BLE001 (not ONNX: the node names what is wrong with it)
+        return []
+    names: list[str] = []
+    tensors = list(model.graph.initializer) + [a.t for n in model.graph.node for a in n.attribute if a.HasField("t")]
+    for tensor in tensors:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+            if location and location not in names:
+                names.append(location)
+    found = [onnx_path.parent / name for name in names]
+    return [path for path in found if path.is_file() and path.parent == onnx_path.parent]

@@ -53,7 +53,7 @@ def artifacts_node(attested_ws: Workspace) -> Iterator[str]:
 
 def test_a_model_is_held_however_it_arrived(attested_ws: Workspace, lm_id: str, tmp_path: Path,
                                             artifacts_node: str) -> None:
-    assert [m["id"] for m in attested_ws.held_models("attested")] == [lm_id]  # compiled here
+    assert lm_id in [m["id"] for m in attested_ws.held_models("attested")]  # compiled here
     car = attested_ws.export_model(lm_id, tmp_path / "model.car")
 
     by_car = fresh(tmp_path, "car")
@@ -73,7 +73,7 @@ def test_a_model_is_held_however_it_arrived(attested_ws: Workspace, lm_id: str, 
 
     copied = fresh(tmp_path, "copied")  # the store's blobs copied over (a backup restored, rsync): found by a scan
     shutil.copytree(attested_ws.store.root / "blobs", copied.store.root / "blobs")  # type: ignore[attr-defined]
-    assert copied.models() == [] and [m["id"] for m in copied.held_models("attested")] == [lm_id]
+    assert copied.models() == [] and lm_id in [m["id"] for m in copied.held_models("attested")]
 
 
 def test_a_model_missing_an_artifact_is_not_held(attested_ws: Workspace, lm_id: str, tmp_path: Path) -> None:

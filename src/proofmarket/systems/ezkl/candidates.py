@@ -186,3 +186,24 @@ class TuningReport:
             "candidates": [{"label": c.label, **{k: getattr(c, k) for k in Candidate.MEASURED}}
                            for c in self.candidates if c.timed or c.prove_s_estimated is not None],
         }
+
+
+def not_met(candidates: list[Candidate], limit: float, classifier: bool) -> str:
+    """Why no candidate passed, in one sentence: the closest one's failed check (which sample, by how much) and what
+    to do."""
+    measured = [c for c in candidates if c.failure]
+    if not measured:
+        failed = next((c.status for c in candidates if c.status.startswith("failed")), "every candidate failed")
+        return f"no circuit settings could be built for this model ({failed})"
+    best = min(measured, key=lambda c: (c.max_abs_error or float("inf")))
+    hint = ("drop or replace that sample, raise --max-error, or state the task (--task regression checks the "
+            "error only)" if classifier else "drop or replace that sample, or raise --max-error (a share of the "
+            "outputs' range)")
+    return (f"no circuit settings kept the outputs within {limit:.4g} of onnxruntime on the samples: the closest "
+            f"({best.label}) failed on {best.failure}; {hint}")
+
+
+def top2_gap(values: np.ndarray) -> float:
+    """The distance between the two largest values (how far a class is from the next one)."""
+    flat = np.sort(np.asarray(values, dtype=np.float64).ravel())
+    return float(flat[-1] - flat[-2]) if flat.size >= 2 else float("inf")
