@@ -217,7 +217,13 @@ def test_every_rail_on_two_nodes_one_book_owners_paid_exactly_and_the_chain_agre
 
     admin = {"Authorization": f"Bearer {ADMIN}"}
     swept = requests.post(f"{nodes[1].url}/v1/channels/sweep", headers=admin, timeout=300)
-    assert swept.status_code == 200 and swept.json()["sweep"]["status"] == "distributed", swept.text
+    assert swept.status_code == 200, swept.text
+    # the exiting channels made the nodes' own sweepers claim at once: this sweep may find nothing left to do
+    assert swept.json()["sweep"] is None or swept.json()["sweep"]["status"] == "distributed", swept.text
+    channels = nodes[0].app.state.services.rails.of(BatchSettlementRail)  # type: ignore[attr-defined]
+    assert channels.storage.repo.charges(unswept=True) == []  # every charge swept, by one node or the other
+    if channels.storage.repo.sweeps(status="settled"):  # one still paying out: its payouts finish now
+        channels.sweeper.run()
     paid = requests.post(f"{nodes[0].url}/v1/payouts/run", headers=admin, timeout=300)
     assert paid.status_code == 200 and paid.json()["ran"], paid.text
     assert blocked_owner.address.lower() in paid.json()["payouts"]["blocked"]  # skipped, the others paid
