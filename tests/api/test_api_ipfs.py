@@ -64,7 +64,10 @@ def test_the_pin_setting_is_checked() -> None:
 @pytest.mark.slow
 def test_a_model_and_its_bundles_verify_from_ipfs_with_the_node_stopped(
         ipfs: str, tmp_path: Path, node_home: Path, private_mlp_id: str) -> None:
-    app = create_app(node_settings(node_home, tmp_path / "node.db", pin=f"kubo:{ipfs}", admin_token=ADMIN_TOKEN))
+    # a batch circuit of 16 (asked for: none is built by default) brings an SRS over one UnixFS chunk: a file that
+    # IPFS moves as a DAG of blocks, pinned by its dag-pb root
+    app = create_app(node_settings(node_home, tmp_path / "node.db", pin=f"kubo:{ipfs}", admin_token=ADMIN_TOKEN,
+                                   batch_sizes="16"))
     services = app.state.services
     with TestClient(app) as client:
         files = {"onnx": ("mlp.onnx", sample_path("mlp").read_bytes(), "application/octet-stream"),
