@@ -128,3 +128,17 @@ def test_the_check_shows_solvency_and_what_can_no_longer_be_collected(chain: Cha
     owe(book, "0x" + "0c" * 20, 700_000)  # the book owes more than the node account holds
     short = reconcile(book, chain.client, chain.usdc.address, node.address)
     assert short.shortfall == 100_000 and any(d.startswith("solvency:") for d in short.differences)
+
+
+def test_a_node_account_short_of_funds_is_not_taken_for_a_blocked_payee(chain: Chain, book: Book) -> None:
+    """Every transfer reverts when the node's own account is short: that stops the run with one sentence and marks
+    no payee blocked (a review: each payee was backed off for hours and told the token refused it)."""
+    from proofmarket.core.errors import ChainError
+
+    poor = funded_wallet(chain, "payouts-node-poor", 1_000)
+    payee = funded_wallet(chain, "poor-payee", 0).address.lower()
+    owe(book, payee)
+    payouts = Payouts(book, chain.client, chain.usdc.address, poor)
+    with pytest.raises(ChainError, match="holds less USDC"):
+        payouts.run()
+    assert payouts.blocked() == {} and payouts.owed() == {payee: {"m": OWED}} and book.check() == []

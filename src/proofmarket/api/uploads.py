@@ -117,7 +117,7 @@ def prepare_upload(form: FormData, settings: Settings, store: ArtifactStore, who
         path = _save(onnx, Path(tmp) / "model" / "model.onnx", settings.limits.max_model_bytes)
         _save_data(form.getlist("data"), path.parent, settings.limits.max_model_bytes - path.stat().st_size)
         samples_path, samples_name = _save_samples(field, Path(tmp), settings.limits.max_samples_bytes)
-        size = path.stat().st_size
+        size = sum(f.stat().st_size for f in path.parent.iterdir() if f.is_file())  # with its weights files
         if not who.admin:
             request = _signed_request(form, path, name_field, price, privacy_field, metadata_raw, supersedes, who)
             admission = who.submissions.admit(request, _text(form.get("signature")) or "", who.node, size,
@@ -140,7 +140,7 @@ def prepare_upload(form: FormData, settings: Settings, store: ArtifactStore, who
                 raise
             spec["samples_cid"] = store.put_file(checked.samples_path)
             spec["onnx_cid"] = store.put_file(path)
-            spec["size_bytes"] = size
+            spec["size_bytes"] = path.stat().st_size  # the self-contained model the check wrote
             if entry is not None:
                 spec["catalog"] = entry.model_dump(mode="json", exclude_none=True)
                 spec["catalog_cid"] = store.put_json(spec["catalog"])

@@ -23,7 +23,7 @@ from web3.exceptions import ContractLogicError
 
 from proofmarket.chain.artifacts import load_artifact
 from proofmarket.chain.client import ChainClient
-from proofmarket.core.errors import ChainError
+from proofmarket.core.errors import ChainError, ContractReverted
 
 ERC6492_SUFFIX = bytes.fromhex("64926492" * 8)
 # a contract wallet's check (its ERC-1271 answer, or an ERC-6492 factory deploying it first) runs with this much gas
@@ -66,16 +66,18 @@ def wallet_signed(address: str, signable: SignableMessage, signature: bytes, cli
         with client.translate("check a contract wallet's signature"):
             return bytes(client.w3.eth.call({"data": data, "gas": WALLET_CHECK_GAS}))  # type: ignore[typeddict-item]
 
+    future = _checks.submit(ask)
     try:
-        answer = _checks.submit(ask).result(timeout=WALLET_CHECK_TIMEOUT_S)
+        answer = future.result(timeout=WALLET_CHECK_TIMEOUT_S)
     except FutureTimeout:
+        future.cancel()  # still queued: never run; running: its answer is dropped
         raise ChainError(f"the contract wallet {address} did not answer within {WALLET_CHECK_TIMEOUT_S:g} s: its "
                          "signature is not taken", address=address) from None
-    except ContractLogicError:  # the wallet or its factory reverted: not its signature
+    except (ContractLogicError, ContractReverted):  # the wallet or its factory reverted: not its signature
         answer = b""
-    except ChainError as exc:  # out of gas under the cap, or another refusal of the call: not its signature
-        if "gas" not in exc.message.lower() and "revert" not in exc.message.lower() \
-                and "refused" not in exc.message.lower():
+    except ChainError as exc:  # out of gas under the cap: not its signature; anything else (the RPC) is no answer
+        text = exc.message.lower()
+        if "out of gas" not in text and "gas required exceeds" not in text and "execution reverted" not in text:
             raise
         answer = b""
     if answer != b"\x01":

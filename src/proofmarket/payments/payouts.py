@@ -34,7 +34,7 @@ from eth_utils.address import to_checksum_address
 from proofmarket.chain.client import ChainClient
 from proofmarket.chain.contracts import UsdcToken
 from proofmarket.core.background import Lease, lease_holder
-from proofmarket.core.errors import ContractReverted, FeeTooHigh, TransactionNotMined
+from proofmarket.core.errors import ChainError, ContractReverted, FeeTooHigh, TransactionNotMined
 from proofmarket.db.book import Accounts, Book, Transfer
 from proofmarket.db.book_find import named
 from proofmarket.db.book_tables import TransferRow
@@ -131,9 +131,16 @@ class Payouts:
             report.waiting += refs
             return
         except ContractReverted as exc:
+            token = UsdcToken(self.client, self.usdc)
+            short = token.balance_of(self.sender.address) < total
             for ref in refs:  # refused (a blocklisted payee), or reverted: nothing moved, still owed
-                self.book.void(ref, reason=f"the token refused the payout: {exc.message}"[:300],
-                               note={"blocked": True})
+                self.book.void(ref, reason=(f"the node account holds less than {total}: {exc.message}" if short else
+                                            f"the token refused the payout: {exc.message}")[:300],
+                               note=None if short else {"blocked": True})
+            if short:  # the node's own account, not this payee: every payout would fail alike; stop the run
+                raise ChainError(f"the node account {self.sender.address} holds less USDC than the payout of {total} "
+                                 "it owes: fund it (the ledger check's solvency says by how much)",
+                                 needed=str(total)) from exc
             raise
         except FeeTooHigh:
             for ref in refs:  # never sent: nothing moved, still owed

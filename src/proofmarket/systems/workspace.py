@@ -174,6 +174,16 @@ class Workspace:
         self._discover()
         return [row for row in self.models() if mode is None or row.get("mode") == mode]
 
+    def _waiting_for_artifacts(self, cid: str) -> bool:
+        """A manifest some of whose public artifacts are not in the store yet (a copy or a fetch under way)."""
+        from proofmarket.systems import parse_manifest
+
+        try:
+            manifest = parse_manifest(self.store.get_json(cid))
+        except Exception:  # noqa: BLE001 (not a manifest)
+            return False
+        return not all(self.store.has(c) for c in manifest.public_cids)
+
     def _discover(self) -> None:
         """Adopt the manifests among the store's blobs not looked at yet (``LocalStore`` only)."""
         root = getattr(self.store, "root", None)
@@ -188,7 +198,6 @@ class Workspace:
                 name = blob.name
                 if name in seen or name.startswith("."):
                     continue
-                seen.add(name)
                 try:
                     if blob.stat().st_size > MANIFEST_MAX_BYTES:
                         continue
@@ -196,8 +205,8 @@ class Workspace:
                         first = f.read(1)
                 except OSError:
                     continue
-                if first == b"{":
-                    self.adopt(name)
+                if first != b"{" or self.adopt(name) is not None or not self._waiting_for_artifacts(name):
+                    seen.add(name)  # a manifest still missing an artifact is looked at again on the next scan
 
     def close(self) -> None:
         if self._prover is not None:

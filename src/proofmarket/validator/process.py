@@ -121,9 +121,13 @@ class Validator(Judging):
     def refresh_models(self) -> list[str]:
         """A model that arrived since the last look (imported, fetched, compiled while running) gets its listings
         declared now, so that this validator weighs on its next request. Returns the ids newly declared."""
-        before = set(self._held)
-        if set(self._held_keys()) - before:
-            return self.declare_models()
+        before = dict(self._held)
+        if set(self._held_keys()) - set(before):
+            try:
+                return self.declare_models()
+            except Exception:
+                self._held = before  # not declared: the next poll sees the model as new and tries again
+                raise
         return []
 
     def _declare_listing(self, args: dict[str, Any], held: dict[bytes, str]) -> list[str]:

@@ -199,7 +199,7 @@ class ChannelChecks:
         else:
             ok = contract_accepts_form(signature) and accepted(
                 signature, channel_id=channel_id, max_claimable=voucher["maxClaimableAmount"], payer=config.payer,
-                payer_authorizer=config.payer, chain_id=chain_id_of(self.terms.network)) == signature
+                payer_authorizer=config.payer, chain_id=chain_id_of(self.terms.network)) == signature.lower()
         if not ok:
             raise PaymentChannelRejected("the voucher's signature is not one the channel contract pays (signed by the "
                                          "payer authorizer, or the payer itself, as 65 bytes r, s, v with v 27 or 28 "

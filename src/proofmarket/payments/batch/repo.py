@@ -151,8 +151,13 @@ class ChannelRepo:
             return
         try:
             self.book.capture(ref)
-        except LedgerError:  # voided: never claimed (nothing is owed)
-            return
+        except LedgerError:  # voided (written off), and the chain paid it after all: owed to the payee again
+            held = self.book.transfer(ref)
+            memo = dict(held.memo or {}) if held is not None else {}
+            self.book.post(Transfer.move(f"{ref}:recovered", "charge", "batch-settlement",
+                                         Accounts.wallet(charge.channel_id), Accounts.payee(charge.pay_to),
+                                         charge.amount, model_id=charge.model_id,
+                                         memo={**memo, "recovered": "claimed on chain after it was written off"}))
 
     def open_sweep(self, claim_txs: list[str], charge_ids: list[int]) -> ChannelSweepRow:
         """A sweep of the charges ``charge_ids`` (claimed on chain by ``claim_txs``), before its settle."""
