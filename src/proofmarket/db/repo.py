@@ -215,8 +215,10 @@ class CallRepo:
         with self.db.session() as s:
             rows = s.execute(select(CallRow.payment_nonce, CallRow.payment).where(
                 CallRow.status.in_(unsettled), CallRow.payment.is_not(None)))
+            # a free call or a pass's holds nothing of the payer's balance (its ticket names the price all the same)
             return sum(int(doc.get("amount_atomic") or 0) for nonce, doc in rows
                        if nonce != besides and str(doc.get("payer") or "").lower() == payer.lower()
+                       and (doc.get("doc") or {}).get("source") not in ("free", "pass")
                        and (source is None or (doc.get("doc") or {}).get("source") == source))
 
     def failed(self, job_id: str, code: str, message: str, *, only: CallStatus | None = None) -> bool:

@@ -265,9 +265,6 @@ class CreditsRail:
         if ticket.doc.get("source", "credits") != "credits":
             return  # a free call or a pass's: nothing is drawn
         balance = self.repo.balance(ticket.payer)
-        # what the wallet's credits draws in flight hold (a free or pass call in flight draws nothing; another rail's
-        # call is paid from elsewhere): the node-wide ``held_atomic`` would count those too
-        held_atomic = min(held_atomic, self.calls.held_by(ticket.payer, source="credits", besides=ticket.nonce))
         minimum = self.free_held(ticket.payer)  # the free tier's funded minimum is not spendable for its hold period
         funds = collectable.spendable(balance, held_atomic + minimum,
                                       "its other calls" + (" and the free tier's funded minimum (held a day after "
