@@ -209,17 +209,15 @@ class CallRepo:
         return int(count), max(0.0, (utcnow() - oldest).total_seconds())
 
     def held_by(self, payer: str, *, besides: str | None = None, source: str | None = None) -> int:
-        """Atomic units held by ``payer``'s paid jobs not settled or failed yet (``besides``: a nonce left out;
-        ``source``: only tickets whose document names that source, e.g. ``credits`` draws)."""
+        """Units held by ``payer``'s unsettled paid jobs (``besides``: a nonce left out; ``source``: its only)."""
         unsettled = [s.value for s in (CallStatus.QUEUED, CallStatus.RUNNING, CallStatus.PROVED, CallStatus.SETTLING)]
         with self.db.session() as s:
             rows = s.execute(select(CallRow.payment_nonce, CallRow.payment).where(
                 CallRow.status.in_(unsettled), CallRow.payment.is_not(None)))
-            # a free call or a pass's holds nothing of the payer's balance (its ticket names the price all the same)
             return sum(int(doc.get("amount_atomic") or 0) for nonce, doc in rows
                        if nonce != besides and str(doc.get("payer") or "").lower() == payer.lower()
-                       and (doc.get("doc") or {}).get("source") not in ("free", "pass")
-                       and (source is None or (doc.get("doc") or {}).get("source") == source))
+                       and (kind := (doc.get("doc") or {}).get("source")) not in ("free", "pass")  # hold nothing
+                       and (source is None or kind == source))
 
     def failed(self, job_id: str, code: str, message: str, *, only: CallStatus | None = None) -> bool:
         """Fail a job that is not final (a proved job only while its payment awaits settlement); ``only``: only

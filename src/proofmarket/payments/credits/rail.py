@@ -24,6 +24,7 @@ from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
+from sqlalchemy import select
 from web3.logs import DISCARD
 
 from proofmarket.chain.contracts import UsdcToken
@@ -39,6 +40,7 @@ from proofmarket.core.errors import (
     TransactionNotMined,
     UsageError,
 )
+from proofmarket.db import CallRow, CallStatus
 from proofmarket.db.repo import CallRepo, LeaseRepo
 from proofmarket.payments import collectable
 from proofmarket.payments.credits.repo import CreditsRepo
@@ -248,11 +250,24 @@ class CreditsRail:
         ``total`` (what the owner pays for)."""
         # net of what its calls not settled yet will draw (under the same funds lock as ``cover``): a paid call in
         # flight must not leave the minimum counted twice, once for the free call and once for its draw
-        if self.repo.balance(wallet) - self.calls.held_by(wallet, source="credits") < self.free_min_balance:
+        in_flight = self.calls.held_by(wallet, source="credits") - self._drawn_in_flight(wallet)
+        if self.repo.balance(wallet) - in_flight < self.free_min_balance:
             return False
         if self.repo.used_today("free", wallet=wallet, model_id=model_id) >= per_payer:
             return False
         return self.repo.used_today("free", model_id=model_id) < total
+
+    def _drawn_in_flight(self, wallet: str, besides: str | None = None) -> int:
+        """What the wallet's calls not marked settled yet have already drawn (their draw is in the balance: the
+        moment between the draw and the call's settled status must not count it twice)."""
+        unsettled = [s.value for s in (CallStatus.QUEUED, CallStatus.RUNNING, CallStatus.PROVED, CallStatus.SETTLING)]
+        with self.repo.db.session() as s:
+            rows = s.execute(select(CallRow.payment_nonce, CallRow.payment).where(
+                CallRow.status.in_(unsettled), CallRow.payment.is_not(None), CallRow.rail == NAME)).all()
+        drawing = [(str(nonce), int(doc.get("amount_atomic") or 0)) for nonce, doc in rows
+                   if str(doc.get("payer") or "").lower() == wallet.lower()
+                   and (doc.get("doc") or {}).get("source") == "credits" and nonce != besides]
+        return sum(amount for nonce, amount in drawing if self.repo.entry(nonce) is not None)
 
     def free_held(self, wallet: str) -> int:
         """Credits a refund leaves: the funded minimum, for a day after the wallet's last free call."""
@@ -265,6 +280,8 @@ class CreditsRail:
         if ticket.doc.get("source", "credits") != "credits":
             return  # a free call or a pass's: nothing is drawn
         balance = self.repo.balance(ticket.payer)
+        # a draw already in the balance while its call is not marked settled yet is not held a second time
+        held_atomic = max(0, held_atomic - self._drawn_in_flight(ticket.payer, besides=ticket.nonce))
         minimum = self.free_held(ticket.payer)  # the free tier's funded minimum is not spendable for its hold period
         funds = collectable.spendable(balance, held_atomic + minimum,
                                       "its other calls" + (" and the free tier's funded minimum (held a day after "
