@@ -65,6 +65,7 @@ export async function upload(event, reload) {
   const form = new FormData();
   form.append('onnx', onnx);
   form.append('samples', $('upload-samples').files[0]);
+  for (const weights of $('upload-data').files) form.append('data', weights);  // the model's external weights
   form.append('price_atomic', $('upload-price').value);
   form.append('privacy', $('upload-privacy').value);
   if ($('upload-name').value) form.append('name', $('upload-name').value);
@@ -136,6 +137,7 @@ function newVersion(m) {
   $('upload-task').value = [...$('upload-task').options].some((o) => o.value === m.task) ? m.task : '';
   $('upload-onnx').value = '';
   $('upload-samples').value = '';
+  $('upload-data').value = '';
   say('upload-status', `a new version of ${m.name}: choose its ONNX file and samples, then upload`, 'ok');
   $('upload-onnx').focus();
   $('upload-form').scrollIntoView({ block: 'start' });
