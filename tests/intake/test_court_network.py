@@ -16,18 +16,16 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import torch
+from artifacts_served import artifacts_served
 from escrow_helpers import anvil_or_skip, node_settings, serve, set_court_params
 from typer.testing import CliRunner
 
@@ -92,7 +90,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
         checkers = [Workspace(node_settings(h, chain.rpc_url)) for h in homes]
         assert checkers[0].compile_attested(build_tiny_lm(tmp / "tiny-llama"), max_tokens_cap=32)[0] == lm_id
         checkers[1].import_car(ws.export_model(lm_id, tmp / "lm.car"))
-        with artifacts_served(ws) as node_url:
+        with artifacts_served(ws.store) as node_url:
             fetched = CliRunner().invoke(cli_app, ["import", lm_id, "--node", node_url, "--home", str(homes[2])])
             assert fetched.exit_code == 0, fetched.output
         validators = [Validator(market.client, court, dev_account(i, cid), check_ws,
@@ -108,31 +106,6 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
             for w in (ws, cheat_ws, *checkers):
                 w.close()
 
-
-@contextmanager
-def artifacts_served(ws: Workspace) -> Iterator[str]:
-    """A node's ``GET /v1/artifacts/{cid}`` over ``ws``'s store (a test double of the route, for a fetch by CID)."""
-    store = ws.store
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            cid = self.path.rsplit("/", 1)[-1]
-            found = self.path.startswith("/v1/artifacts/") and store.has(cid)
-            body = store.get(cid) if found else b'{"error": {"code": "artifact_not_found", "message": "none"}}'
-            self.send_response(200 if found else 404)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
 
 
 MONEY: dict[str, Any] = {}

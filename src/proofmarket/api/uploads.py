@@ -192,14 +192,20 @@ def _field_bytes(field: UploadFile | str | None) -> bytes:
     return field.encode()
 
 
-def _save(upload: UploadFile, dest: Path, max_bytes: int) -> Path:
+def _copy(upload: UploadFile, dest: Path, max_bytes: int) -> int:
+    """Stream an uploaded file to ``dest``, unread; stops once past ``max_bytes`` (the size is all the answer needs).
+    Returns the bytes written."""
     upload.file.seek(0)
     with dest.open("wb") as out:
         while chunk := upload.file.read(1 << 20):
             out.write(chunk)
-            if out.tell() > max_bytes:  # stop copying: the size is all the answer needs
+            if out.tell() > max_bytes:
                 break
-    size = dest.stat().st_size
+        return out.tell()
+
+
+def _save(upload: UploadFile, dest: Path, max_bytes: int) -> Path:
+    size = _copy(upload, dest, max_bytes)
     if size > max_bytes:
         raise ModelTooLarge(f"the model is {size} bytes, over this node's limit of {max_bytes}", size=size)
     if size == 0:
@@ -223,14 +229,7 @@ def _save_data(fields: list[UploadFile | str], folder: Path, max_bytes: int) -> 
         if not DATA_NAME.fullmatch(name) or name == "model.onnx" or (folder / name).exists():
             raise UsageError(f"a weights file is named {name!r}: a plain file name (letters, digits, '.', '_', '-'), "
                              "each once, as the model names it")
-        dest = folder / name
-        upload.file.seek(0)
-        with dest.open("wb") as out:
-            while chunk := upload.file.read(1 << 20):
-                out.write(chunk)
-                if out.tell() > left:
-                    break
-        left -= dest.stat().st_size
+        left -= _copy(upload, folder / name, left)
         if left < 0:
             raise ModelTooLarge(f"the model and its weights files are over this node's limit of {max_bytes} bytes")
 
@@ -242,15 +241,10 @@ def _save_samples(field: UploadFile | str, folder: Path, max_bytes: int) -> tupl
     suffix = Path(name).suffix.lower()
     dest = folder / f"samples-upload{suffix if suffix in FORMATS else '.json'}"
     if isinstance(field, UploadFile):
-        field.file.seek(0)
-        with dest.open("wb") as out:
-            while chunk := field.file.read(1 << 20):
-                out.write(chunk)
-                if out.tell() > max_bytes:
-                    break
+        size = _copy(field, dest, max_bytes)
     else:
         dest.write_bytes(field.encode())
-    size = dest.stat().st_size
+        size = dest.stat().st_size
     if size > max_bytes:
         raise SamplesTooLarge(f"the sample file is over this node's limit of {max_bytes} bytes", size=size,
                               limit=max_bytes)

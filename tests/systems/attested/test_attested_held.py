@@ -5,13 +5,11 @@ by CID from a node, or copied into the store by hand; an incomplete one (an arti
 from __future__ import annotations
 
 import shutil
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
+from artifacts_served import artifacts_served
 from typer.testing import CliRunner
 
 from proofmarket.cli.main import app
@@ -26,29 +24,9 @@ def fresh(tmp_path: Path, name: str) -> Workspace:
 
 @pytest.fixture
 def artifacts_node(attested_ws: Workspace) -> Iterator[str]:
-    """A node's ``GET /v1/artifacts/{cid}`` over the owner's store (a test double of the node's route)."""
-    store = attested_ws.store
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            cid = self.path.rsplit("/", 1)[-1]
-            body = store.get(cid) if self.path.startswith("/v1/artifacts/") and store.has(cid) else b""
-            self.send_response(200 if body else 404)
-            self.send_header("Content-Type", "application/octet-stream" if body else "application/json")
-            payload = body or b'{"error": {"code": "artifact_not_found", "message": "no such artifact"}}'
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
+    """A node's ``GET /v1/artifacts/{cid}`` over the owner's store."""
+    with artifacts_served(attested_ws.store) as url:
+        yield url
 
 
 def test_a_model_is_held_however_it_arrived(attested_ws: Workspace, lm_id: str, tmp_path: Path,

@@ -138,19 +138,24 @@ class EzklProver:
                 for i in chunk:
                     group.answers[i] = self._alone(group.model_id, group.docs[i], group.timeout_s)
                 continue
-            circuit = group.manifest.batch(size)
-            assert circuit is not None
-            chunk_flats = [group.flats[i] for i in chunk]
-            try:
-                result = self._run(circuit, batch_input(chunk_flats, size), group.timeout_s)
-            except ProofMarketError as exc:
+            failed = self._prove_in(group, chunk, size)
+            if failed is not None:
                 log.warning("a batch of %d calls to %s failed (%s): finding the failing calls", len(chunk),
-                            group.model_id, exc.message)
-                self._failed(group, chunk, exc, screened=screened)
-                continue
-            for i, proved in zip(chunk, self._slots(group.model_id, group.manifest, circuit, result, chunk_flats),
-                                 strict=True):
-                group.answers[i] = proved
+                            group.model_id, failed.message)
+                self._failed(group, chunk, failed, screened=screened)
+
+    def _prove_in(self, group: _Group, calls: list[int], size: int) -> ProofMarketError | None:
+        """``calls`` in one proof of the batch circuit of ``size``, each answer its slot; the error if it failed."""
+        circuit = group.manifest.batch(size)
+        assert circuit is not None
+        flats = [group.flats[i] for i in calls]
+        try:
+            result = self._run(circuit, batch_input(flats, size), group.timeout_s)
+        except ProofMarketError as exc:
+            return exc
+        for i, proved in zip(calls, self._slots(group.model_id, group.manifest, circuit, result, flats), strict=True):
+            group.answers[i] = proved
+        return None
 
     def _failed(self, group: _Group, chunk: list[int], exc: ProofMarketError, *, screened: bool) -> None:
         """A batch of ``chunk`` failed: find the calls that fail it, at a bounded cost.
@@ -171,10 +176,7 @@ class EzklProver:
                     group.answers[i] = problem
             self._prove_group(group, [i for i in chunk if group.answers[i] is None], screened=True)
             return
-        if len(chunk) == 1:
-            group.answers[chunk[0]] = self._alone(group.model_id, group.docs[chunk[0]], group.timeout_s)
-            return
-        half = len(chunk) // 2
+        half = len(chunk) // 2  # a failed chunk holds two calls or more (one call is proven alone, never batched)
         for part in (chunk[:half], chunk[half:]):
             self._prove_together(group, part)
 
@@ -184,17 +186,9 @@ class EzklProver:
         if len(calls) == 1:
             group.answers[calls[0]] = self._alone(group.model_id, group.docs[calls[0]], group.timeout_s)
             return
-        size = min(k for k in group.logrows if k >= len(calls))
-        circuit = group.manifest.batch(size)
-        assert circuit is not None
-        flats = [group.flats[i] for i in calls]
-        try:
-            result = self._run(circuit, batch_input(flats, size), group.timeout_s)
-        except ProofMarketError as exc:
-            self._failed(group, calls, exc, screened=True)
-            return
-        for i, proved in zip(calls, self._slots(group.model_id, group.manifest, circuit, result, flats), strict=True):
-            group.answers[i] = proved
+        failed = self._prove_in(group, calls, min(k for k in group.logrows if k >= len(calls)))
+        if failed is not None:
+            self._failed(group, calls, failed, screened=True)
 
     def _witness_fails(self, manifest: ModelManifest, flat: list[list[float]],
                        timeout_s: float | None) -> ProofMarketError | None:
