@@ -9,8 +9,6 @@ start without it.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 
 from x402.mechanisms.evm.batch_settlement.constants import BATCH_SETTLEMENT_ADDRESS
 from x402.mechanisms.evm.batch_settlement.server.channel_manager_common import ChannelManagerConfigSync
@@ -80,8 +78,7 @@ def sweeper_for(rail: BatchSettlementRail, chain: NodeChain, db: Database, extra
         network=terms.network))
     policy = SweepPolicy(interval_s=extra.channel_sweep_interval_s,
                          threshold_atomic=extra.channel_sweep_threshold_atomic)
-    sweeper = Sweeper(rail.storage.repo, manager, terms.receiver, policy, LeaseRepo(db),
-                      holder=f"{socket.gethostname()}:{os.getpid()}")
+    sweeper = Sweeper(rail.storage.repo, manager, terms.receiver, policy, LeaseRepo(db))
     reader = rail.chain if isinstance(rail.chain, ChannelReader) else ChannelReader(chain.client, terms.receiver)
     sweeper.simulate = reader.claim_reverts
     sweeper.exits = reader.exits_since_last  # a withdrawal armed: that channel's charges are claimed at once

@@ -262,3 +262,38 @@ def test_a_settle_someone_else_made_or_one_that_failed_still_leads_to_the_payout
     assert sweeper.run() is None  # the stuck sweep is settled ("nothing to settle": moved by another caller)
     [done] = repo.sweeps()
     assert done.status == "distributed" and done.allocations[payee]["tx"] == "0xpaid"
+
+
+def test_two_sweepers_in_one_process_on_one_database_take_turns(db: Database) -> None:
+    """Two nodes in one process (or a node and its operator's route) share the host and the pid: each sweeper is
+    its own lease holder, so while one sweeps the other does nothing (it took the same charges into an empty sweep)."""
+    from typing import Any
+
+    from proofmarket.db import LeaseRepo
+    from proofmarket.payments.batch.repo import ChannelRepo, NewCharge
+    from proofmarket.payments.batch.sweeps import LEASE, Sweeper, SweepPolicy
+
+    repo = ChannelRepo(db)
+    channel, payee = "0x" + "c2" * 32, "0x" + "0e" * 20
+    state = {"channelId": channel, "chargedCumulativeAmount": "700", "totalClaimed": "700",
+             "channelConfig": {"payer": "0x" + "0a" * 20}}
+    repo.update(channel, lambda _: dict(state), lambda s: NewCharge("t2", channel, "job", "model", payee, 700, 700))
+    seen: list[Any] = []
+
+    class Manager:
+        def claim(self, opts: Any = None) -> list[Any]:
+            seen.append(second.run())  # the other node asks while this one is between its claim and its sweep
+            return []
+
+        def settle(self) -> Any:
+            from types import SimpleNamespace
+
+            return SimpleNamespace(transaction="0xsettled")
+
+    first = Sweeper(repo, Manager(), "0x" + "99" * 20, SweepPolicy(), LeaseRepo(db))
+    second = Sweeper(repo, Manager(), "0x" + "99" * 20, SweepPolicy(), LeaseRepo(db))
+    assert first.holder != second.holder
+    done = first.run()
+    assert seen == [None]  # the lease was the first's
+    assert done is not None and int(done["amount"]) == 700
+    assert LeaseRepo(db).holder(LEASE) is None  # released

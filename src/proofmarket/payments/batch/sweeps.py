@@ -66,10 +66,10 @@ class Sweeper(Service):
     name = "sweeper"
 
     def __init__(self, repo: ChannelRepo, manager: ChannelManager, receiver: str, policy: SweepPolicy,
-                 leases: LeaseRepo | None = None, holder: str = "node", poll_s: float = 5.0) -> None:
+                 leases: LeaseRepo | None = None, poll_s: float = 5.0) -> None:
         super().__init__(poll_s)  # the sweep's own lease is taken in ``run`` (the operator's route takes it too)
         self.repo, self.manager, self.receiver, self.policy = repo, manager, receiver.lower(), policy
-        self.leases, self.holder = leases, holder
+        self.leases = leases  # held as ``self.holder``: this host, process and sweeper (two nodes in a process: two)
         self.payouts: Payouts | None = None  # the node's one payout path (set by the node)
         # whether the chain would refuse claim(claims): isolates a bad channel (``chain.channels.claims_revert``)
         self.simulate: Callable[[list[Any]], bool] | None = None
