@@ -143,6 +143,10 @@ class ModelTooLarge(ModelError, code="model_too_large", http_status=413): ...
 class UnsupportedOperator(ModelError, code="unsupported_operator"): ...
 
 
+class TreeEnsembleTooLarge(UnsupportedOperator, code="tree_ensemble_too_large"):
+    """A tree ensemble over the stated limits (depth, trees, leaves) of its matrix form."""
+
+
 class ModelOverBudget(ModelError, code="model_over_budget"):
     """The predicted circuit (logrows, prove time or memory) exceeds the node's proving budget."""
 

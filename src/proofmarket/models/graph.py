@@ -15,6 +15,7 @@ from proofmarket.models.ops import DEFAULT_DOMAINS, OPS_NEEDING_STRIDES, SUPPORT
 from proofmarket.models.spec import TensorSpec
 
 _CLASSIFIER_TAIL_OPS = frozenset({"Softmax", "LogSoftmax", "ArgMax"})
+_ML_CLASSIFIERS = frozenset({"LinearClassifier", "TreeEnsembleClassifier", "SVMClassifier", "ZipMap"})
 _MAX_LISTED = 5
 
 
@@ -241,15 +242,14 @@ def add_default_strides(model: onnx.ModelProto, inferred: onnx.ModelProto) -> bo
     return changed
 
 
-def is_classifier(model: onnx.ModelProto, outputs: list[TensorSpec]) -> bool:
-    """Only from evidence: a label or class-probability output (a Softmax, LogSoftmax or ArgMax at the end, or one
-    probability from a Sigmoid). An output of shape [1, N] alone is no evidence (a regression of N values, an
-    embedding, logits whose owner did not say): the owner states the task (``--task``) when it is a classifier."""
-    return classifier_evidence(model, outputs) is not None
-
-
 def classifier_evidence(model: onnx.ModelProto, outputs: list[TensorSpec]) -> str | None:
-    """What shows the model is a classifier, in words, or None."""
+    """What shows the model is a classifier, in words, or None. Only evidence counts: a label or class-probability
+    output (a Softmax, LogSoftmax or ArgMax at the end, one probability from a Sigmoid, a scikit-learn classifier).
+    An output of shape [1, N] alone is no evidence (a regression of N values, an embedding, logits whose owner did
+    not say): the owner states the task (``--task``) when it is a classifier."""
+    for node in model.graph.node:
+        if node.domain == "ai.onnx.ml" and node.op_type in _ML_CLASSIFIERS:
+            return f"it is a scikit-learn classifier ({node.op_type})"
     producers = {out: node.op_type for node in model.graph.node for out in node.output}
     tails = [producers.get(spec.name, "") for spec in outputs]
     for spec, op in zip(outputs, tails, strict=True):

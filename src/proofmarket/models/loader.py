@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import tempfile
@@ -17,11 +18,11 @@ from proofmarket.models.graph import (
     add_default_strides,
     check_elements,
     check_operators,
+    classifier_evidence,
     drop_dynamic_value_info,
     fix_inputs,
     fix_outputs,
     infer_shapes,
-    is_classifier,
     run_checker,
     static_dim,
 )
@@ -96,8 +97,9 @@ def normalize_model(
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return load_model(out, max_bytes=max(max_bytes, len(data)), batch_dim_ok=False,
+    copy = load_model(out, max_bytes=max(max_bytes, len(data)), batch_dim_ok=False,
                       max_tensor_elements=max_tensor_elements)
+    return dataclasses.replace(copy, notes=checked.info.notes)  # what the copy's making rewrote
 
 
 # --- internals -------------------------------------------------------------------------------------
@@ -200,6 +202,7 @@ def _check(path: Path, *, max_bytes: int, batch_dim_ok: bool, max_tensor_element
     check_elements(normalized, inferred, max_tensor_elements)
     outputs, outputs_changed = fix_outputs(normalized, inferred)
     strides_added = add_default_strides(normalized, inferred)
+    evidence = classifier_evidence(model, outputs)
     info = ModelInfo(
         path=path,
         size_bytes=len(data),
@@ -209,9 +212,11 @@ def _check(path: Path, *, max_bytes: int, batch_dim_ok: bool, max_tensor_element
         inputs=tuple(inputs),
         outputs=tuple(outputs),
         operators=operators,
-        is_classifier=is_classifier(model, outputs),
+        is_classifier=evidence is not None,
+        classifier_evidence=evidence or "",
         batch_inputs=tuple(batched),
-        needs_normalization=bool(batched) or dropped or outputs_changed or strides_added or folded or rewritten,
+        needs_normalization=bool(batched) or dropped or outputs_changed or strides_added or folded or bool(rewritten),
         producer=model.producer_name,
+        notes=tuple(rewritten),
     )
     return _Checked(info, normalized)

@@ -1,63 +1,108 @@
-"""Rewrite the few ``ai.onnx.ml`` nodes that have an exact standard-ONNX form, before the operator check.
+"""Lower the ``ai.onnx.ml`` operators scikit-learn models carry into standard ONNX tensor operations.
 
-scikit-learn models exported by skl2onnx carry ``ai.onnx.ml`` operators, which have no circuit form.
-Two are plain tensor arithmetic and are rewritten exactly:
+skl2onnx writes scikit-learn estimators as ``ai.onnx.ml`` operators, which no circuit can prove as they are; each
+common one is a few tensor operations, written in their place before the operator check (in the sandboxed check,
+before tuning), so the circuit proves what onnxruntime computes:
 
-- ``ArrayFeatureExtractor(classes, index)`` with constant 1-D ``classes`` (the class labels an
-  MLPClassifier's argmax picks): ``Gather(classes, index, axis=0)``;
-- ``LinearRegressor(X)`` with ``post_transform`` NONE: ``Gemm(X, coefficients, intercepts, transB=1)``.
+- ``Scaler``: ``(X - offset) * scale``; ``Normalizer`` (L1, L2, MAX): ``X`` divided by its row norm;
+  ``Binarizer``: 1 where ``X`` is over the threshold;
+- ``LinearRegressor``, ``LinearClassifier`` (logistic regression, linear SVMs, ridge classifiers) and linear-kernel
+  ``SVMRegressor``: a matrix product and a bias, the post-transform (logistic, softmax), the label as the argmax;
+- ``TreeEnsembleClassifier``/``Regressor`` (decision trees, random forests, gradient boosting) in matrix form
+  (``ml_trees``), within the limits stated there;
+- ``ArrayFeatureExtractor``: a ``Gather`` on the last axis; ``ZipMap`` (a sequence of maps, no tensor): removed, its
+  output is the probabilities tensor itself, in the order of the class labels.
 
-Every other ``ai.onnx.ml`` node is left as is (and refused by the operator check, with its name).
+Each rewrite says what it did in one line (the ``notes`` the compile report prints). An ``ai.onnx.ml`` node that has
+no exact tensor form here (kernel SVMs, string encoders, imputers) is left as is and refused by the operator check.
 """
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Callable
+
 import onnx
-from onnx import helper, numpy_helper
+from onnx import TensorProto
+
+from proofmarket.models.ml_build import Lowering, attributes
+from proofmarket.models.ml_linear import (
+    binarizer,
+    linear_classifier,
+    linear_regressor,
+    normalizer,
+    scaler,
+    svm_classifier,
+    svm_regressor,
+)
+from proofmarket.models.ml_trees import tree_ensemble
 
 ML_DOMAIN = "ai.onnx.ml"
 
+_Rewrite = Callable[[Lowering, onnx.NodeProto], "str | None"]
 
-def rewrite_ml_ops(model: onnx.ModelProto) -> bool:
-    """Rewrite in place; True when something changed."""
+_REWRITES: dict[str, _Rewrite] = {
+    "Scaler": scaler,
+    "Normalizer": normalizer,
+    "Binarizer": binarizer,
+    "LinearRegressor": linear_regressor,
+    "LinearClassifier": linear_classifier,
+    "SVMRegressor": svm_regressor,
+    "SVMClassifier": svm_classifier,
+    "TreeEnsembleClassifier": tree_ensemble,
+    "TreeEnsembleRegressor": tree_ensemble,
+}
+
+
+def rewrite_ml_ops(model: onnx.ModelProto) -> list[str]:
+    """Rewrite in place; returns one note per rewritten node kind (empty when nothing changed)."""
     graph = model.graph
-    constants = {init.name: init for init in graph.initializer}
-    changed = False
+    if not any(n.domain == ML_DOMAIN for n in graph.node):
+        return []
+    notes: list[str] = []
+    rebuilt: list[onnx.NodeProto] = []
+    opset = max((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), default=13)
+    low = Lowering(graph, rebuilt, opset)
     for index, node in enumerate(list(graph.node)):
-        if node.domain != ML_DOMAIN:
-            continue
-        replacement = None
-        if node.op_type == "ArrayFeatureExtractor" and node.input[0] in constants \
-                and len(constants[node.input[0]].dims) == 1:
-            replacement = [helper.make_node("Gather", [node.input[0], node.input[1]], list(node.output),
-                                            name=node.name or f"afe_{index}", axis=0)]
-        elif node.op_type == "LinearRegressor":
-            replacement = _linear_regressor(node, index, graph)
-        if replacement is not None:
-            graph.node.remove(node)
-            for offset, new in enumerate(replacement):
-                graph.node.insert(index + offset, new)
-            changed = True
-    if changed and not any(n.domain == ML_DOMAIN for n in graph.node):
+        low.base = node.name or f"{node.op_type.lower()}_{index}"
+        note = _rewrite(low, node) if node.domain == ML_DOMAIN else None
+        if note is None:
+            rebuilt.append(node)
+        elif note not in notes:
+            notes.append(note)
+    del graph.node[:]
+    graph.node.extend(rebuilt)
+    low.retype_outputs()
+    if not any(n.domain == ML_DOMAIN for n in graph.node):
         keep = [o for o in model.opset_import if o.domain != ML_DOMAIN]
         del model.opset_import[:]
         model.opset_import.extend(keep)
-    return changed
+    return notes
 
 
-def _linear_regressor(node: onnx.NodeProto, index: int, graph: onnx.GraphProto) -> list[onnx.NodeProto] | None:
-    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    if attrs.get("post_transform", b"NONE") not in (b"NONE", "NONE"):
-        return None
-    targets = int(attrs.get("targets", 1))
-    coefficients = np.asarray(attrs.get("coefficients", []), dtype=np.float32)
-    if targets < 1 or coefficients.size % targets:
-        return None
-    weights = coefficients.reshape(targets, -1)
-    intercepts = np.asarray(attrs.get("intercepts", [0.0] * targets), dtype=np.float32).reshape(targets)
-    base = node.name or f"linreg_{index}"
-    graph.initializer.extend([numpy_helper.from_array(weights, f"{base}_W"),
-                              numpy_helper.from_array(intercepts, f"{base}_B")])
-    return [helper.make_node("Gemm", [node.input[0], f"{base}_W", f"{base}_B"], list(node.output), name=base,
-                             transB=1)]
+def _rewrite(low: Lowering, node: onnx.NodeProto) -> str | None:
+    if node.op_type == "ZipMap":
+        return _zipmap(low, node)
+    if node.op_type == "ArrayFeatureExtractor":
+        return _feature_extractor(low, node)
+    rewrite = _REWRITES.get(node.op_type)
+    return rewrite(low, node) if rewrite is not None else None
+
+
+def _feature_extractor(low: Lowering, node: onnx.NodeProto) -> str:
+    """``ArrayFeatureExtractor(X, indices)``: the elements of ``X``'s last axis at ``indices``."""
+    low.node("Gather", [node.input[0], node.input[1]], list(node.output), axis=-1)
+    return "ArrayFeatureExtractor as a Gather on the last axis"
+
+
+def _zipmap(low: Lowering, node: onnx.NodeProto) -> str:
+    """A ZipMap turns the probabilities into a sequence of {label: probability} maps: the output is served as the
+    probabilities tensor itself (one row, the classes in the order of the labels)."""
+    attrs = attributes(node)
+    labels = attrs.get("classlabels_int64s") or [s.decode() if isinstance(s, bytes) else s
+                                                 for s in attrs.get("classlabels_strings", [])]
+    low.node("Identity", [node.input[0]], list(node.output))
+    low.retype(node.output[0], TensorProto.FLOAT)
+    shown = ", ".join(str(label) for label in list(labels)[:8]) + (", ..." if len(labels) > 8 else "")
+    return (f"ZipMap: output '{node.output[0]}' is served as a [1, {len(labels)}] tensor of probabilities, one per "
+            f"class in the order [{shown}] (skl2onnx option zipmap=False gives the same)")
+

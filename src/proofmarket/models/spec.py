@@ -44,6 +44,10 @@ class ModelInfo:
     batch_inputs: tuple[str, ...] = ()
     needs_normalization: bool = False
     producer: str = field(default="", compare=False)
+    #: what the check rewrote and the owner should know (ai.onnx.ml operators lowered, a ZipMap served as a tensor)
+    notes: tuple[str, ...] = field(default=(), compare=False)
+    #: why ``is_classifier``, in words ("its output 'y' comes from a Softmax"); empty when it is not
+    classifier_evidence: str = field(default="", compare=False)
 
     @property
     def input_names(self) -> tuple[str, ...]:

@@ -153,7 +153,8 @@ class AccuracyBound:
     classifier: bool = False
 
     def limit(self, reference: list[np.ndarray], finest_scale: int = max(DEFAULT_SCALES)) -> float:
-        flat = np.concatenate([np.asarray(r, dtype=np.float64).ravel() for r in reference])  # bool outputs too
+        values = [r for r in reference if not is_label(r)] or reference  # a label's range says nothing of scores
+        flat = np.concatenate([np.asarray(r, dtype=np.float64).ravel() for r in values])  # bool outputs too
         span = float(flat.max() - flat.min()) if flat.size else 0.0
         return max(self.relative * span, FLOOR_STEPS * 2.0 ** -finest_scale)
 
@@ -201,6 +202,11 @@ def not_met(candidates: list[Candidate], limit: float, classifier: bool) -> str:
             "outputs' range)")
     return (f"no circuit settings kept the outputs within {limit:.4g} of onnxruntime on the samples: the closest "
             f"({best.label}) failed on {best.failure}; {hint}")
+
+
+def is_label(values: object) -> bool:
+    """An integer output (a class label, as scikit-learn classifiers give it): checked for equality, not error."""
+    return np.asarray(values).dtype.kind in "iu"
 
 
 def top2_gap(values: np.ndarray) -> float:

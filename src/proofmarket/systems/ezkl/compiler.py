@@ -93,6 +93,8 @@ def _compile(
 ) -> CompileResult:
     progress("checking the ONNX model")
     info = models.load_model(onnx_path)
+    for note in info.notes:  # what the check rewrote (scikit-learn operators lowered, a ZipMap served as a tensor)
+        progress(f"rewritten: {note}")
     samples = models.parse_samples(samples_doc, info)
     if not samples:
         raise UsageError("the samples file holds no sample input: give at least one")
@@ -186,8 +188,8 @@ def task_of(task: str | None, info: models.ModelInfo) -> tuple[bool, str]:
             raise UsageError(f"the task is classification or regression, not {task!r}")
         return task == "classification", f"task: {task} (stated)"
     if info.is_classifier:
-        return True, ("task: classification (inferred: the output ends in a class probability); state --task "
-                      "regression to check the error only")
+        return True, (f"task: classification (inferred: {info.classifier_evidence or 'a class output'}); state "
+                      "--task regression to check the error only")
     return False, ("task: regression checks (nothing at the output says classifier; state --task classification to "
                    "also check each sample's class)")
 

@@ -29,7 +29,6 @@ so we pass REBASE_MULTIPLIERS.
 from __future__ import annotations
 
 import json
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -61,6 +60,7 @@ from proofmarket.systems.ezkl.candidates import (
     Candidate,
     Objective,
     TuningReport,
+    is_label,
     not_met,
     predicted_gas,
     top2_gap,
@@ -81,6 +81,7 @@ from proofmarket.systems.ezkl.ranking import (
     work,
 )
 from proofmarket.systems.ezkl.srs import SrsProvider
+from proofmarket.systems.ezkl.timing import proof_size, time_proof
 
 __all__ = [  # the grid's vocabulary and order live in candidates.py and ranking.py; the search is here
     "DEFAULT_COLUMNS", "DEFAULT_DECOMPOSITIONS", "DEFAULT_SCALES", "EZKL_DECOMPOSITION", "EZKL_DEFAULT_SCALE",
@@ -325,22 +326,34 @@ def _measure_accuracy(job: TuningJob, cand: Candidate, limit: float) -> None:
         inp.write_text(json.dumps({"input_data": sample}))
         witness = ezkl_calls.gen_witness(inp, cand.compiled_path, job.workdir / "witness.json")
         outputs = decode_outputs(witness["outputs"], scales, [r.shape for r in reference])
+        tie, flipped = False, None
         for got, want in zip(outputs, reference, strict=True):
+            if is_label(want):  # a class label: exact, or a tie (checked once every output is seen)
+                if not np.array_equal(np.rint(got), np.asarray(want)):
+                    flipped = f"label {np.rint(got).astype(int).ravel().tolist()} where onnxruntime says " \
+                              f"{np.asarray(want).ravel().tolist()}"
+                continue
             want = np.asarray(want, dtype=np.float64)
             error = float(np.max(np.abs(got - want))) if want.size else 0.0
             worst = max(worst, error)
             if error > limit and failure is None:
                 failure = f"sample {i}: error {error:.4g} over the bound {limit:.4g}"
             if not job.bound.classifier or want.size < 2 or int(np.argmax(got)) == int(np.argmax(want)):
+                tie = tie or (job.bound.classifier and want.size >= 2 and top2_gap(want) <= 2 * limit)
                 continue
             gap = top2_gap(want)
             if gap <= 2 * limit:  # two classes within quantisation noise of each other: either is the circuit's
-                ties.append(i)
+                tie = True
                 continue
             argmax_ok = False
             if failure is None:
                 failure = (f"sample {i}: class {int(np.argmax(got))} where onnxruntime says {int(np.argmax(want))} "
                            f"(top-2 gap {gap:.4g})")
+        if tie:
+            ties.append(i)
+        elif flipped is not None:
+            argmax_ok = False
+            failure = failure or f"sample {i}: {flipped}"
     cand.max_abs_error = round(worst, 6)
     cand.argmax_match = argmax_ok if job.bound.classifier else None
     cand.failure, cand.near_ties = failure, ties
@@ -352,49 +365,3 @@ def decode_outputs(felts: list[list[str]], scales: list[int], shapes: list[tuple
         np.array([ezkl_calls.felt_to_float(f, scale) for f in tensor], dtype=np.float64).reshape(shape)
         for tensor, scale, shape in zip(felts, scales, shapes, strict=True)
     ]
-
-
-def time_proof(job: TuningJob, cand: Candidate, repeats: int = 3) -> Candidate:
-    """Key setup and ``repeats`` real proofs of this candidate on the first sample: sets its median prove
-    seconds and their spread, its proof's bytes, public instances and predicted verification gas, and keeps
-    its keys (``cand.keys``: the compile reuses the picked candidate's instead of a second setup)."""
-    assert cand.compiled_path is not None and cand.logrows is not None
-    srs = job.srs.get(cand.logrows).path
-    tag = cand.compiled_path.stem.removeprefix("circuit-")
-    vk, pk = job.workdir / f"timing-{tag}.vk", job.workdir / f"timing-{tag}.pk"
-    start = time.perf_counter()
-    ezkl_calls.setup(cand.compiled_path, vk, pk, srs)
-    cand.setup_s = round(time.perf_counter() - start, 4)
-    inp = job.workdir / "sample-0.json"
-    if not inp.exists():
-        inp.write_text(json.dumps({"input_data": job.samples[0]}))
-    witness = job.workdir / f"timing-{tag}-witness.json"
-    ezkl_calls.gen_witness(inp, cand.compiled_path, witness, vk, srs)
-    runs: list[float] = []
-    proof: dict[str, object] = {}
-    proof_path = job.workdir / f"timing-{tag}-proof.json"
-    for _ in range(max(1, repeats)):
-        start = time.perf_counter()
-        proof = ezkl_calls.prove(witness, cand.compiled_path, pk, proof_path, srs)
-        runs.append(time.perf_counter() - start)
-    cand.prove_s = round(statistics.median(runs), 4)
-    cand.prove_s_spread = round(max(runs) - min(runs), 4)
-    cand.prove_runs = len(runs)
-    cand.proof_bytes = proof_size(proof)
-    instances = proof.get("instances") or [[]]
-    assert isinstance(instances, list)
-    cand.instances = sum(len(col) for col in instances)
-    cand.verify_gas = predicted_gas(cand.proof_bytes, cand.instances)
-    cand.keys, cand.proof_path = (vk, pk), proof_path
-    return cand
-
-
-def proof_size(proof: dict[str, object]) -> int:
-    """Bytes of the proof itself (EZKL writes it as hex, or as a list of byte values)."""
-    raw = proof.get("proof")
-    if isinstance(raw, str):
-        return len(raw.removeprefix("0x")) // 2
-    if isinstance(raw, list):
-        return len(raw)
-    hex_proof = proof.get("hex_proof")
-    return len(str(hex_proof).removeprefix("0x")) // 2 if hex_proof else 0
