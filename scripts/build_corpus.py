@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -51,11 +52,51 @@ def _torch_export(module: Any, shape: tuple[int, ...], path: Path, *, dynamo: bo
     return shape
 
 
+def _torch_default(module: Any, shape: tuple[int, ...], path: Path) -> tuple[int, ...]:
+    """``torch.onnx.export(model, (example,), path)`` and nothing else: torch 2.13's default (dynamo) exporter, which
+    writes the weights beside the model (``path.data``)."""
+    import torch
+
+    module.eval()
+    with warnings.catch_warnings(), _quiet():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (torch.rand(*shape),), str(path))
+    return shape
+
+
+class _quiet:  # the dynamo exporter prints its progress on stdout
+    def __enter__(self) -> None:
+        import contextlib
+        import io
+
+        self._redirect = contextlib.redirect_stdout(io.StringIO())
+        self._redirect.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self._redirect.__exit__(*exc)
+
+
 def _nn() -> Any:
     import torch
 
     torch.manual_seed(0)
     return torch.nn
+
+
+class Residual:  # built lazily: torch is imported only when the corpus is built
+    @staticmethod
+    def make(dim: int = 8) -> Any:
+        nn = _nn()
+
+        class Block(nn.Module):  # type: ignore[misc,name-defined]
+            def __init__(self) -> None:
+                super().__init__()
+                self.inner, self.outer, self.head = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, 2)
+
+            def forward(self, x: Any) -> Any:
+                return self.head(x + self.outer(nn.functional.relu(self.inner(x))))
+
+        return Block()
 
 
 class Attention:  # built lazily: torch is imported only when the corpus is built
@@ -96,10 +137,27 @@ class Recurrent:
         return Net()
 
 
-def _sk_data(n_features: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def _sk_data(n_features: int, seed: int = 0, classes: int = 2) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    x = rng.random((64, n_features)).astype(np.float32)
-    return x, (x[:, 0] + x[:, 1] > 1.0).astype(np.int64)
+    x = rng.random((64 if classes == 2 else 150, n_features)).astype(np.float32)
+    score = x[:, 0] + x[:, 1]
+    if classes == 0:  # regression
+        return x, (2 * x[:, 0] - x[:, 1] + 0.5 * x[:, 2] + 0.05 * rng.normal(size=len(x))).astype(np.float32)
+    if classes == 2:
+        return x, (score > 1.0).astype(np.int64)
+    return x, np.digitize(score, np.quantile(score, np.linspace(0, 1, classes + 1)[1:-1])).astype(np.int64)
+
+
+def _skl_default(model: Any, n_features: int, path: Path, classes: int = 3) -> tuple[int, ...]:
+    """``skl2onnx.to_onnx(model, X[:1])`` and nothing else: its default opsets, ZipMap on, the batch dynamic."""
+    from skl2onnx import to_onnx
+
+    x, y = _sk_data(n_features, classes=classes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(x, y)
+        path.write_bytes(to_onnx(model, x[:1]).SerializeToString())
+    return (1, n_features)
 
 
 def _skl(model: Any, n_features: int, path: Path, options: dict[Any, Any] | None = None) -> tuple[int, ...]:
@@ -149,7 +207,7 @@ def entries() -> list[Entry]:
     from sklearn.linear_model import LinearRegression, LogisticRegression
     from sklearn.neural_network import MLPClassifier
 
-    return [
+    return [*_default_exports(seq), 
         Entry("torch_mlp_softmax", "torch (TorchScript)", "MLP 30-24-12-2 + Softmax",
               mod(seq(lambda n: n.Linear(30, 24), lambda n: n.ReLU(), lambda n: n.Linear(24, 12), lambda n: n.ReLU(),
                       lambda n: n.Linear(12, 2), lambda n: n.Softmax(dim=1)), (1, 30))),
@@ -193,8 +251,72 @@ def entries() -> list[Entry]:
     ]
 
 
+def _default_exports(seq: Callable[..., Callable[[], Any]]) -> list[Entry]:
+    """The models owners have, exported the way their tools do by default (``DEFAULT_EXPORTS``)."""
+    from sklearn.decomposition import PCA
+    from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+    from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import LinearSVC
+    from sklearn.tree import DecisionTreeClassifier
+
+    def torch(factory: Callable[[], Any], shape: tuple[int, ...]) -> Callable[[Path], tuple[int, ...]]:
+        return lambda path: _torch_default(factory(), shape, path)
+
+    def skl(make: Callable[[], Any], features: int = 5, classes: int = 3) -> Callable[[Path], tuple[int, ...]]:
+        return lambda path: _skl_default(make(), features, path, classes)
+
+    default, sk = "torch (default export)", "skl2onnx (default)"
+    return [
+        Entry("default_torch_mlp", default, "MLP 8-16-3, logits",
+              torch(seq(lambda n: n.Linear(8, 16), lambda n: n.ReLU(), lambda n: n.Linear(16, 3)), (1, 8))),
+        Entry("default_torch_cnn", default, "Conv, ReLU, MaxPool, Flatten, Linear",
+              torch(seq(lambda n: n.Conv2d(1, 4, 3), lambda n: n.ReLU(), lambda n: n.MaxPool2d(2),
+                        lambda n: n.Flatten(), lambda n: n.Linear(36, 3)), (1, 1, 8, 8))),
+        Entry("default_torch_conv1d", default, "Conv1d over 16 steps, ReLU, Flatten, Linear",
+              torch(seq(lambda n: n.Conv1d(2, 4, 3), lambda n: n.ReLU(), lambda n: n.Flatten(),
+                        lambda n: n.Linear(56, 2)), (1, 2, 16))),
+        Entry("default_torch_batchnorm_dropout", default, "Linear, BatchNorm1d, ReLU, Dropout (eval), Linear",
+              torch(seq(lambda n: n.Linear(6, 12), lambda n: n.BatchNorm1d(12), lambda n: n.ReLU(),
+                        lambda n: n.Dropout(0.3), lambda n: n.Linear(12, 2)), (1, 6))),
+        Entry("default_torch_sigmoid_binary", default, "MLP 5-8-1 + Sigmoid (binary probability)",
+              torch(seq(lambda n: n.Linear(5, 8), lambda n: n.ReLU(), lambda n: n.Linear(8, 1), lambda n: n.Sigmoid()),
+                    (1, 5))),
+        Entry("default_torch_residual", default, "residual block: x + Linear(ReLU(Linear(x))), then Linear",
+              torch(Residual.make, (1, 8))),
+        Entry("default_skl_scaler_logistic", sk, "StandardScaler + LogisticRegression (3 classes)",
+              skl(lambda: make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)))),
+        Entry("default_skl_linear_regression", sk, "LinearRegression", skl(LinearRegression, classes=0)),
+        Entry("default_skl_ridge", sk, "Ridge", skl(Ridge, classes=0)),
+        Entry("default_skl_linear_svc", sk, "LinearSVC (3 classes)", skl(LinearSVC)),
+        Entry("default_skl_mlp_classifier", sk, "MLPClassifier(12), ZipMap on",
+              skl(lambda: MLPClassifier((12,), max_iter=500, random_state=0))),
+        Entry("default_skl_decision_tree", sk, "DecisionTreeClassifier(max_depth 4)",
+              skl(lambda: DecisionTreeClassifier(max_depth=4, random_state=0))),
+        Entry("default_skl_random_forest", sk, "RandomForestClassifier(8 trees, depth 3)",
+              skl(lambda: RandomForestClassifier(n_estimators=8, max_depth=3, random_state=0))),
+        Entry("default_skl_gradient_boosting", sk, "GradientBoostingClassifier(binary, 10 trees, depth 2)",
+              skl(lambda: GradientBoostingClassifier(n_estimators=10, max_depth=2, random_state=0), classes=2)),
+        Entry("default_skl_pca_logistic", sk, "PCA(3) + LogisticRegression (3 classes)",
+              skl(lambda: make_pipeline(PCA(n_components=3), LogisticRegression(max_iter=500)))),
+    ]
+
+
+#: The models owners have, exported as their tools do by default: each compiles, proves and verifies, with outputs
+#: matching onnxruntime and the dry run's predicted prove time within 2x of the measured one.
+DEFAULT_EXPORTS = [
+    "default_torch_mlp", "default_torch_cnn", "default_torch_conv1d", "default_torch_batchnorm_dropout",
+    "default_torch_sigmoid_binary", "default_torch_residual", "default_skl_scaler_logistic",
+    "default_skl_linear_regression", "default_skl_ridge", "default_skl_linear_svc", "default_skl_mlp_classifier",
+    "default_skl_decision_tree", "default_skl_random_forest", "default_skl_gradient_boosting",
+    "default_skl_pca_logistic",
+]
+
 #: What `proofmarket compile` does with each entry: accepted, or (error code, the operator it names).
 EXPECTED: dict[str, str | tuple[str, str]] = {
+    **{name: "accepted" for name in DEFAULT_EXPORTS},
     "torch_mlp_softmax": "accepted",
     "torch_mlp_sigmoid": "accepted",
     "torch_unflatten_cnn": "accepted",
@@ -208,7 +330,7 @@ EXPECTED: dict[str, str | tuple[str, str]] = {
     "torch_cnn_dynamo": "accepted",
     "skl_mlp_classifier": "accepted",  # its ai.onnx.ml ArrayFeatureExtractor is rewritten as a Gather
     "skl_linear_regression": "accepted",  # LinearRegressor rewritten as a Gemm
-    "skl_logistic_regression": ("unsupported_operator", "ai.onnx.ml.LinearClassifier"),
+    "skl_logistic_regression": "accepted",  # LinearClassifier lowered to a Gemm, its post-transform and an ArgMax
     "hummingbird_tree": ("unsupported_operator", "Equal"),  # EZKL proves Equal at the wrong scale
 }
 
@@ -237,14 +359,16 @@ def check(row: dict[str, Any]) -> dict[str, Any]:
     """What `proofmarket compile` says before tuning: accepted (with the folded graph's operators) or refused."""
     from proofmarket import models
     from proofmarket.core.errors import ProofMarketError
+    from proofmarket.models.external import self_contained
 
     path = Path(row["path"])
     if "export_error" in row:
         return {**row, "result": "export failed", "code": "export_failed", "message": row["export_error"]}
     try:
-        info = models.load_model(path)
+        with tempfile.TemporaryDirectory() as tmp:  # torch's default export keeps the weights beside the model
+            info = models.load_model(self_contained(path, Path(tmp), models.MAX_MODEL_BYTES))
         models.parse_samples(json.loads((path.parent / f"{row['name']}.samples.json").read_text()), info)
-        return {**row, "result": "accepted", "operators": sorted(info.operators)}
+        return {**row, "result": "accepted", "operators": sorted(info.operators), "notes": list(info.notes)}
     except ProofMarketError as exc:
         return {**row, "result": "refused", "code": exc.code, "message": exc.message,
                 "operators": sorted(exc.details.get("operators") or [])}
@@ -254,9 +378,14 @@ REPORT_GRID = {"decomps": ((256, 2), (256, 3), (1024, 2)), "scales": (7, 10), "c
 
 
 def compile_and_prove(row: dict[str, Any], home: Path, candidates: list[Any] | None = None) -> dict[str, Any]:
+    """Compile (``candidates``: this grid; None: the reduced ``REPORT_GRID``; ``"default"``: compile's own), prove
+    the input, verify; with the dry run's prediction beside the measured prove time and the proved outputs' largest
+    difference from onnxruntime on the same input."""
+    from proofmarket import models
     from proofmarket.core.errors import ProofMarketError
     from proofmarket.core.settings import Settings
-    from proofmarket.systems.ezkl.compiler import CompileOptions
+    from proofmarket.models.external import self_contained
+    from proofmarket.systems.ezkl.compiler import CompileOptions, predict_model
     from proofmarket.systems.ezkl.profile import PrivacyProfile
     from proofmarket.systems.ezkl.srs import SrsProvider
     from proofmarket.systems.ezkl.tuning import default_candidates
@@ -265,18 +394,33 @@ def compile_and_prove(row: dict[str, Any], home: Path, candidates: list[Any] | N
     path = Path(row["path"])
     ws = Workspace(Settings(home=home, _env_file=None))  # type: ignore[call-arg]
     try:
-        started = time.perf_counter()
         samples = json.loads((path.parent / f"{row['name']}.samples.json").read_text())
-        grid = candidates if candidates is not None else default_candidates(**REPORT_GRID)  # type: ignore[arg-type]
-        options = CompileOptions(profile=PrivacyProfile.parse("public"), srs=SrsProvider(ws.settings.srs_dir),
-                                 candidates=grid, budget=ws.settings.budget)
+        profile = PrivacyProfile.parse("public")
+        predicted, _ = predict_model(path, samples, profile)
+        started = time.perf_counter()
+        grid = None if candidates == "default" else candidates if candidates is not None else \
+            default_candidates(**REPORT_GRID)  # type: ignore[arg-type]
+        options = CompileOptions(profile=profile, srs=SrsProvider(ws.settings.srs_dir), candidates=grid,
+                                 budget=ws.settings.budget)
         result = ws.prover.compile(path, samples, options)
         compile_s = time.perf_counter() - started
-        proved = ws.prove(result.model_id, json.loads((path.parent / f"{row['name']}.input.json").read_text()))
+        given = json.loads((path.parent / f"{row['name']}.input.json").read_text())
+        proved = ws.prove(result.model_id, given)
         ok = ws.verify(proved.bundle.to_doc()).valid
         m = result.manifest
+        with tempfile.TemporaryDirectory() as tmp:
+            normalized = Path(tmp) / "normalized.onnx"
+            models.normalize_model(self_contained(path, Path(tmp), models.MAX_MODEL_BYTES), normalized)
+            info = models.load_model(normalized)
+            flat = np.asarray(given["input_data"][0], dtype=np.float64)
+            want = models.run_onnx(normalized, [flat.reshape(info.inputs[0].shape)])
+        got = proved.bundle.output.values
+        output_error = max(float(np.max(np.abs(np.asarray(g) - np.asarray(w, dtype=np.float64).ravel())))
+                           for g, w in zip(got, want, strict=True))
         return {**row, "logrows": m.logrows, "compile_s": round(compile_s, 1),
                 "prove_s": round(float(proved.bundle.timings["prove_s"]), 3),
+                "picked_prove_s": result.report.picked.prove_s, "predicted_logrows": predicted.logrows,
+                "predicted_prove_s": round(predicted.prove_s, 3), "output_error": output_error,
                 "max_abs_error": m.accuracy["max_abs_error"], "error_limit": m.accuracy["limit"], "verified": ok}
     except ProofMarketError as exc:
         return {**row, "result": "refused at compile", "code": exc.code, "message": exc.message}

@@ -159,10 +159,15 @@ class ChainClient:
             raise ChainError(f"deploying {artifact.name} created no contract", tx=result.tx_hash)
         return Web3.to_checksum_address(address), result
 
+    def send_data(self, sender: LocalAccount, data: str, *, to: str | None = None, action: str = "send") -> TxResult:
+        """A transaction of prepared calldata (``to`` a contract) or creation code (no ``to``: a deployment), as a
+        node's plan gives it to a wallet; the same nonces, fees and receipts as every other transaction."""
+        return self._transact(_Prepared(self.w3, data, to), sender, None, action)
+
     # --- internals ----------------------------------------------------------------------------
     def _transact(
-        self, fn: ContractFunction | ContractConstructor, sender: LocalAccount, gas: int | None, action: str
-    ) -> TxResult:
+        self, fn: ContractFunction | ContractConstructor | _Prepared, sender: LocalAccount, gas: int | None,
+        action: str) -> TxResult:
         """Build, sign and send under the account's nonce lock; wait for the receipt outside it (re-sending with
         higher fees while it is not mined). A nonce the chain says is used is taken again from the chain, once."""
         policy = self.gas
@@ -264,3 +269,17 @@ def node_chain_id(settings: Settings) -> int:
 def node_profile(settings: Settings) -> ChainProfile:
     """The profile of the chain the node is on (see ``node_chain_id``)."""
     return settings.profile(node_chain_id(settings))
+
+
+class _Prepared:
+    """Calldata or creation code given whole: ``build_transaction`` as web3's contract functions have it."""
+
+    fn_name = "send"
+
+    def __init__(self, w3: Web3, data: str, to: str | None) -> None:
+        self.w3, self.data, self.to = w3, data if data.startswith("0x") else "0x" + data, to
+
+    def build_transaction(self, params: dict[str, Any]) -> dict[str, Any]:
+        tx = {**params, "data": self.data, **({"to": Web3.to_checksum_address(self.to)} if self.to else {})}
+        tx.setdefault("gas", int(self.w3.eth.estimate_gas(tx)))  # type: ignore[arg-type]
+        return tx

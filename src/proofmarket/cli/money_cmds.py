@@ -182,6 +182,11 @@ def node_earnings(node: str, key_env: str, devnet: bool, as_json: bool) -> None:
 
 
 def _owner(key_env: str, devnet: bool) -> Any:
+    return owner_account(key_env, devnet, "earnings in the book are signed")
+
+
+def owner_account(key_env: str, devnet: bool, why: str) -> Any:
+    """The owner's account: the devnet's dev owner (``--devnet``), else the key in ``key_env``."""
     if devnet:
         from proofmarket.chain.devkeys import DEVNET_CHAIN_ID, dev_account
         from proofmarket.market.accounts import DEV_ROLES
@@ -189,5 +194,5 @@ def _owner(key_env: str, devnet: bool) -> Any:
         return dev_account(DEV_ROLES["owner"], DEVNET_CHAIN_ID)
     account = _account(key_env, False)
     if account is None:
-        raise UsageError(f"set {key_env} to the owner's key (or --devnet): earnings in the book are signed")
+        raise UsageError(f"set {key_env} to the owner's key (or --devnet): {why}")
     return account

@@ -23,8 +23,10 @@ ModelIdArg = Annotated[str, typer.Argument(help="a model id you registered")]
 @command(model_app, "register")
 def model_register(
     run: Run,
-    model_id: Annotated[str, typer.Argument(help="a model id printed by compile")],
-    price: Annotated[str, typer.Option("--price", help="price per inference in USDC, e.g. 0.25")],
+    model_id: Annotated[str, typer.Argument(help="a model id printed by compile, or of a listing uploaded to --node")],
+    price: Annotated[str | None, typer.Option("--price", help="price per inference in USDC, e.g. 0.25 (a model "
+                                                              "compiled here; an uploaded listing has its price)")]
+    = None,
     owner_share: Annotated[int, typer.Option("--owner-share", help="owner's share of the price, basis points")]
     = 7_000,
     metadata: Annotated[str | None, typer.Option(help="metadata CID (default: the model id)")] = None,
@@ -32,10 +34,24 @@ def model_register(
         "--verifier", help="own: deploy the model's own verifier (~3M gas once, the cheapest verification per call); "
         "shared: list it on the chain's shared verifier (a VKA registration and a clone, ~0.3M gas; each "
         "verification ~100k gas dearer: compile prints both)")] = "own",
+    node: Annotated[str | None, typer.Option("--node", help="a listing you uploaded to this node (web form, SDK "
+                                                            "list_model): deploy its verifier and register it under "
+                                                            "your key, from the node's plan")] = None,
+    rpc_url: Annotated[str | None, typer.Option("--rpc-url", envvar="PROOFMARKET_RPC_URL", help="with --node: your "
+                                                "RPC (default: this home's chain)")] = None,
+    key_env: Annotated[str, typer.Option("--key-env", help="with --node: the variable holding the owner's key")]
+    = "PROOFMARKET_OWNER_KEY",
+    devnet: Annotated[bool, typer.Option("--devnet", help="with --node: sign with the devnet's dev owner")] = False,
 ) -> None:
-    """Deploy the model's verifier (once) and its batch verifiers, and list the model on the registry at PRICE."""
+    """Deploy the model's verifier (once) and its batch verifiers, and list the model on the registry at PRICE; with
+    --node, list a model you uploaded there (its price is the listing's), signed by your key."""
     from proofmarket.market import format_usdc
 
+    if node is not None:
+        _register_uploaded(run, model_id, node, rpc_url, key_env, devnet)
+        return
+    if price is None:
+        raise UsageError("give --price (a model compiled here) or --node URL (a listing you uploaded there)")
     with run.market() as market:
         reg = market.register_model(model_id, price, owner_share, metadata_cid=metadata, verifier=kind)
     verifier = reg.verifier
@@ -159,3 +175,20 @@ def withdraw_cmd(
               "tx": payout.tx.tx_hash, "gas_used": payout.tx.gas_used},
              *(f"{a}: paid {format_usdc(v)} USDC" for a, v in payout.paid.items()),
              f"  tx {payout.tx.tx_hash} ({payout.tx.gas_used:,} gas)")
+
+
+def _register_uploaded(run: Run, model_id: str, node: str, rpc_url: str | None, key_env: str, devnet: bool) -> None:
+    from proofmarket.cli.money_cmds import owner_account
+    from proofmarket.sdk.client import Client
+
+    account = owner_account(key_env, devnet, "registering a listing")
+    if rpc_url is None:
+        with run.market() as market:
+            rpc_url = market.client.rpc_url
+    with Client(node, account=account) as sdk:
+        done = sdk.register_listing(model_id, rpc_url)
+    what = "listed on chain" if done["txs"] else "listed already"
+    lines = [f"model {model_id}: {what} under {account.address} ({done['onchain_id']})"]
+    if done["verifier"]:
+        lines.append(f"  verifier {done['verifier']} deployed")
+    run.done(done, *lines, *(f"  tx {tx}" for tx in done["txs"]))

@@ -3,9 +3,10 @@ its ERC-8004 identity, and feedback on the ERC-8004 ReputationRegistry."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from proofmarket.core.errors import PaymentRequired, RegistryMismatch, VerificationFailed
+from proofmarket.core.errors import PaymentRequired, RegistryMismatch, UsageError, VerificationFailed
 from proofmarket.sdk.transport import NodeSession
 from proofmarket.store import LocalStore
 
@@ -46,6 +47,53 @@ class OnChainChecks(NodeSession):
                                       endpoint=self.base_url, feedback_uri=feedback_uri,
                                       feedback_hash=feedback_hash or b"\x00" * 32)
         return {"agent_id": agent_id, "tx": tx.tx_hash, "summary": reputation.summary(agent_id).to_json()}
+
+    def register_listing(self, model_id: str, rpc_url: str, *, wait_s: float = 30.0) -> dict[str, Any]:
+        """List a model you uploaded to this node (``list_model``) on the node's registry under this client's account,
+        with your own RPC: the node's plan gives the model's verifier creation code, then the registry's calldata
+        for the deployed verifier (``GET /v1/models/{id}/registration``, the web app's path); this account sends
+        both. The price is the listing's. Returns ``{onchain_id, verifier, txs, node_sees_it}`` (``txs`` empty when it
+        was listed already; ``node_sees_it``: the node reported the listing within ``wait_s``, after which
+        ``check_listing`` reads it back from the chain)."""
+        from proofmarket.chain.client import ChainClient
+
+        account = self.account
+        if account is None:
+            raise PaymentRequired("registering a listing is a transaction: create the Client with an account")
+        if getattr(self, "wallet", None):
+            raise UsageError("a contract wallet registers from its own interface: the plan's transactions "
+                             "(GET /v1/models/{id}/registration) are for the wallet to send")
+        client = ChainClient(rpc_url)
+        chain = (self._json(self._get("/.well-known/ai-service.json")).get("chain") or {})
+        if chain.get("chain_id") is not None and int(chain["chain_id"]) != client.chain_id:
+            raise RegistryMismatch(f"the node sells on chain {chain['chain_id']}, the RPC is chain {client.chain_id}",
+                                   field="chain_id")
+
+        def plan(verifier: str | None = None) -> dict[str, Any]:
+            params = {"owner": account.address, **({"verifier": verifier} if verifier else {})}
+            return dict(self._json(self._get(f"/v1/models/{model_id}/registration", params=params)))
+
+        step, txs, verifier = plan(), [], None
+        if step["step"] == "deploy_verifier":
+            deployed = client.send_data(account, str(step["data"]), action="deploy the model's verifier")
+            verifier = str(deployed.receipt["contractAddress"])
+            txs.append(deployed.tx_hash)
+            step = plan(verifier)
+        if step["step"] == "register":
+            txs.append(client.send_data(account, str(step["data"]), to=str(step["to"]),
+                                        action="register the model").tx_hash)
+        return {"model_id": model_id, "onchain_id": step["onchain_id"], "verifier": verifier, "txs": txs,
+                "node_sees_it": self._sees_listing(model_id, wait_s)}
+
+    def _sees_listing(self, model_id: str, wait_s: float) -> bool:
+        """Whether the node reports the registry listing (it follows the registry's events every few seconds)."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            if (self.model(model_id).get("registry") or {}).get("registered"):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(min(1.0, self.poll_interval_s))
 
     def check_listing(self, model_id: str, rpc_url: str) -> dict[str, Any]:
         """Check on chain (your RPC, not the node's word) that the node sells ``model_id`` on its registry

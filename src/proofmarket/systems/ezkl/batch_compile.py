@@ -71,12 +71,15 @@ class Accuracy:
 
 def compile_batches(circuit_onnx: Path, settings_path: Path, samples: list[list[list[float]]], sizes: tuple[int, ...],
                     accuracy: Accuracy, srs: SrsProvider, store: LocalStore, work: Path, evm: LocalEvm,
-                    progress: Progress) -> list[BatchCircuit]:
+                    progress: Progress, per_call_s: float = 0.0) -> list[BatchCircuit]:
+    """Each size's circuit in turn (``per_call_s``: the single circuit's setup and proof, for the ETA shown: a batch
+    of K costs about K times that, twice over for its calibration and its self-check)."""
     picked = json.loads(settings_path.read_text())["run_args"]
     model = onnx.load(str(circuit_onnx))
     out: list[BatchCircuit] = []
     for size in sizes:
-        progress(f"batch circuit of {size} calls")
+        eta = f" (about {2 * size * per_call_s:.0f} s)" if per_call_s else ""
+        progress(f"batch circuit of {size} calls{eta}")
         try:
             built = _compile_one(model, picked, samples, size, accuracy, srs, store, work / f"batch-{size}")
         except ProofMarketError as exc:

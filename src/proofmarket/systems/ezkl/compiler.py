@@ -10,6 +10,7 @@ import dataclasses
 import json
 import logging
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,8 +106,10 @@ def _compile(
         circuit_onnx = circuit_model(onnx_path, work, options.profile)
         flat = [calibration_flat_input(s, options.profile) for s in samples]
         progress("predicting the circuit's cost")
+        started = time.perf_counter()
         prediction = predict(circuit_onnx, flat, input_visibility=options.profile.input,
                              param_visibility=options.profile.params)
+        per_candidate = time.perf_counter() - started  # one calibration: about what each candidate costs
         progress(prediction.summary())
         if options.budget is not None:
             options.budget.check(prediction)
@@ -116,11 +119,17 @@ def _compile(
         bound = dataclasses.replace(options.bound or AccuracyBound(), classifier=classifier)
         job = TuningJob(circuit_onnx, flat, reference, options.profile, work, options.srs, bound,
                         timed=options.timed, objective=options.objective or Objective())
-        progress(f"searching circuit settings (objective: {job.objective.name})")
+        count = len(options.candidates) if options.candidates is not None else TYPICAL_GRID
+        progress(f"searching circuit settings (objective: {job.objective.name}; about "
+                 f"{_seconds(count * per_candidate + 3 * (prediction.prove_s + prediction.setup_s))}: ~{count} "
+                 f"candidates of ~{per_candidate:.1f} s, then key setups and timed proofs of the cheapest)")
         with LocalEvm() as evm:
             evm.prestart()  # anvil starts while the search runs
             report = search(job, options.candidates, progress)
             picked, built = _first_on_chain(report, job.objective, options.srs, work, evm, progress)
+            larger = _why_larger(report, picked, prediction)
+            if larger:
+                progress(larger)
             assert picked.settings_path and picked.compiled_path and picked.logrows and picked.keys
             srs = options.srs.get(picked.logrows)
             vk, pk = picked.keys  # set up while timing: the same circuit and SRS give the same keys
@@ -134,7 +143,8 @@ def _compile(
             if options.batch_sizes and options.profile.name in BATCHABLE_PROFILES:
                 accuracy = Accuracy(reference, report.error_limit, bound.classifier)
                 batches = compile_batches(circuit_onnx, picked.settings_path, flat, options.batch_sizes, accuracy,
-                                          options.srs, store, work, evm, progress)
+                                          options.srs, store, work, evm, progress,
+                                          per_call_s=(picked.prove_s or 0.0) + (picked.setup_s or 0.0))
         progress("storing artifacts")
         manifest = ModelManifest(
             name=options.name or onnx_path.stem,
@@ -178,6 +188,26 @@ def predict_model(onnx_path: Path, samples_doc: Any, profile: PrivacyProfile) ->
 
 
 TASKS = ("classification", "regression")
+TYPICAL_GRID = 7  # candidates the default grid calibrates on most models (of its ~20: tuning._default_grid)
+
+
+def _seconds(s: float) -> str:
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
+
+
+def _why_larger(report: TuningReport, picked: Candidate, prediction: Prediction) -> str | None:
+    """When the circuit compile picked is larger than the dry run predicted, why: the smaller candidates' first
+    failed check (they were not accurate enough), or the objective preferring it (faster to verify, say)."""
+    if picked.logrows is None or picked.logrows <= prediction.logrows:
+        return None
+    smaller = [c for c in report.candidates if c.logrows is not None and c.logrows <= prediction.logrows]
+    failed = [c for c in smaller if c.status != "ok"]
+    if failed and len(failed) == len(smaller):
+        first = next((c for c in failed if c.failure), failed[0])
+        return (f"picked logrows {picked.logrows}, over the {prediction.logrows} predicted: no circuit of that size "
+                f"was accurate enough ({first.label}: {first.failure or first.status})")
+    return (f"picked logrows {picked.logrows}, over the {prediction.logrows} predicted: the objective "
+            f"({report.objective.name}) ranks it first among the timed circuits")
 
 
 def task_of(task: str | None, info: models.ModelInfo) -> tuple[bool, str]:

@@ -152,9 +152,13 @@ def search(job: TuningJob, candidates: list[Candidate] | None = None, progress: 
                  "their class may differ from onnxruntime's (not counted as a failure)")
     budget = job.budget_s if job.budget_s is not None else timing_budget(accurate[0])
     chosen = to_time(accurate, job.timed, budget_s=budget)
-    for cand in chosen:
-        progress(f"timing {cand.label} (logrows {cand.logrows}, {cand.num_inner_cols or 2} columns)")
-        time_proof(job, cand, repeats=repeats_for(cand, alone=len(chosen) == 1))
+    for n, cand in enumerate(chosen, start=1):
+        repeats = repeats_for(cand, alone=len(chosen) == 1)
+        assert cand.settings_path is not None
+        guess = from_settings(json.loads(cand.settings_path.read_text()))
+        progress(f"timing {cand.label} ({n} of {len(chosen)}: logrows {cand.logrows}, {cand.num_inner_cols or 2} "
+                 f"columns; a key setup and {repeats} proofs, about {guess.setup_s + repeats * guess.prove_s:.0f} s)")
+        time_proof(job, cand, repeats=repeats)
     timed = [c for c in accurate if c.timed]
     picked = pick(timed, job.objective)
     per_work = float(np.exp(np.mean([np.log((c.prove_s or 1e-9) / work(c)) for c in timed])))
