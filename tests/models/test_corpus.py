@@ -55,3 +55,24 @@ def test_small_models_compile_prove_and_verify(built: dict[str, dict[str, Any]],
     done = corpus.compile_and_prove(built[name], tmp_path / "home", candidates=[Candidate(256, 2, 10, 2)])
     assert done.get("verified") is True, done.get("message")
     assert done["max_abs_error"] <= done["error_limit"]
+
+
+@pytest.fixture(scope="module")
+def byom_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("byom-home")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", corpus.DEFAULT_EXPORTS)
+def test_models_exported_by_default_compile_prove_and_verify_at_the_predicted_cost(
+        built: dict[str, dict[str, Any]], byom_home: Path, name: str) -> None:
+    """Bring your own model: torch's default exporter (weights beside the model) and skl2onnx's defaults (ZipMap on),
+    compiled with compile's own settings search: the proof verifies, its outputs are onnxruntime's within the bound,
+    and the dry run predicted the circuit it picked: its work (rows x columns x lookups, what the prove time follows)
+    within 2x. The prove times themselves are compared in the report (``build_corpus.py --report``), not here: a
+    timing is the machine's, not the code's."""
+    done = corpus.compile_and_prove(built[name], byom_home, candidates="default")
+    assert done.get("verified") is True, done.get("message")
+    assert done["output_error"] <= done["error_limit"], done
+    ratio = done["picked_work"] / done["predicted_work"]
+    assert 0.5 <= ratio <= 2.0, f"predicted work {done['predicted_work']}, picked {done['picked_work']}"

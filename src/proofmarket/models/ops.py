@@ -7,8 +7,8 @@ verifies it, and checks that the proof with one byte flipped is rejected. Left o
 ``NonZero``/``NonMaxSuppression``/``Unique`` (data-dependent shapes), ``TopK`` (its two-output form fails),
 ``Equal`` (EZKL proves ``Equal -> Cast`` with the boolean at the wrong scale: a proof of a wrong answer),
 ``Max`` of two tensors, ``Mod``, ``Tile``, ``ScatterND``/``ScatterElements`` (EZKL 23.0.5 fails or panics on
-them), ``MeanVarianceNormalization``, and every operator outside the standard ONNX domain (ai.onnx.ml,
-com.microsoft: tree ensembles and fused kernels; convert trees to tensor ops, e.g. with hummingbird).
+them), ``MeanVarianceNormalization``, and every operator outside the standard ONNX domain (com.microsoft's fused
+kernels; the ``ai.onnx.ml`` operators skl2onnx writes are lowered to standard ones first: ``ml_ops``).
 
 Conv, MaxPool and AveragePool need an explicit ``strides`` attribute in EZKL (it does not apply the
 ONNX default); :func:`proofmarket.models.normalize_model` writes it in.

@@ -29,7 +29,7 @@ from proofmarket.systems.ezkl.batch_compile import Accuracy, compile_batches
 from proofmarket.systems.ezkl.batching import BATCHABLE_PROFILES
 from proofmarket.systems.ezkl.evm_check import LocalEvm
 from proofmarket.systems.ezkl.manifest import InstanceLayout, ModelManifest, SrsRef, TensorDoc
-from proofmarket.systems.ezkl.predict import Budget, Prediction, predict
+from proofmarket.systems.ezkl.predict import Budget, Prediction, from_settings, predict
 from proofmarket.systems.ezkl.profile import SALT_BITS, SALT_ELEMENTS, PrivacyProfile
 from proofmarket.systems.ezkl.salt import circuit_input, salt_model
 from proofmarket.systems.ezkl.srs import SrsInfo, SrsProvider
@@ -39,6 +39,7 @@ from proofmarket.systems.ezkl.tuning import (
     Objective,
     TuningJob,
     TuningReport,
+    likely_pick,
     ranked,
     search,
 )
@@ -105,20 +106,19 @@ def _compile(
         work = Path(tmp)
         circuit_onnx = circuit_model(onnx_path, work, options.profile)
         flat = [calibration_flat_input(s, options.profile) for s in samples]
-        progress("predicting the circuit's cost")
-        started = time.perf_counter()
-        prediction = predict(circuit_onnx, flat, input_visibility=options.profile.input,
-                             param_visibility=options.profile.params)
-        per_candidate = time.perf_counter() - started  # one calibration: about what each candidate costs
-        progress(prediction.summary())
-        if options.budget is not None:
-            options.budget.check(prediction)
         reference = [models.run_onnx(work / "normalized.onnx", s) for s in samples]
         classifier, said = task_of(options.task, info)
         progress(said)
         bound = dataclasses.replace(options.bound or AccuracyBound(), classifier=classifier)
+        progress("predicting the circuit's cost (the settings compile most likely picks, checked on the samples)")
+        known: dict[str, Candidate] = {}
+        prediction, per_candidate = _predicted(circuit_onnx, flat, reference, options.profile, work, bound, known)
+        progress(prediction.summary())
+        if options.budget is not None:
+            options.budget.check(prediction)
         job = TuningJob(circuit_onnx, flat, reference, options.profile, work, options.srs, bound,
-                        timed=options.timed, objective=options.objective or Objective())
+                        timed=options.timed, objective=options.objective or Objective(), known=known,
+                        expect_logrows=prediction.logrows)
         count = len(options.candidates) if options.candidates is not None else TYPICAL_GRID
         progress(f"searching circuit settings (objective: {job.objective.name}; about "
                  f"{_seconds(count * per_candidate + 3 * (prediction.prove_s + prediction.setup_s))}: ~{count} "
@@ -127,9 +127,6 @@ def _compile(
             evm.prestart()  # anvil starts while the search runs
             report = search(job, options.candidates, progress)
             picked, built = _first_on_chain(report, job.objective, options.srs, work, evm, progress)
-            larger = _why_larger(report, picked, prediction)
-            if larger:
-                progress(larger)
             assert picked.settings_path and picked.compiled_path and picked.logrows and picked.keys
             srs = options.srs.get(picked.logrows)
             vk, pk = picked.keys  # set up while timing: the same circuit and SRS give the same keys
@@ -174,7 +171,8 @@ def _compile(
     return CompileResult(model_id, manifest, report)
 
 
-def predict_model(onnx_path: Path, samples_doc: Any, profile: PrivacyProfile) -> tuple[Prediction, models.ModelInfo]:
+def predict_model(onnx_path: Path, samples_doc: Any, profile: PrivacyProfile, task: str | None = None,
+                  bound: AccuracyBound | None = None) -> tuple[Prediction, models.ModelInfo]:
     """``compile --dry-run``: the checks and the cost prediction of ``compile_model``, no tuning, no keys."""
     with tempfile.TemporaryDirectory(prefix="proofmarket-predict-") as tmp:
         onnx_path = self_contained(onnx_path, Path(tmp) / "model", models.MAX_MODEL_BYTES)
@@ -183,8 +181,29 @@ def predict_model(onnx_path: Path, samples_doc: Any, profile: PrivacyProfile) ->
         if not samples:
             raise UsageError("the samples file holds no sample input: give at least one")
         circuit_onnx = circuit_model(onnx_path, Path(tmp), profile)
-        flat = [calibration_flat_input(s, profile) for s in samples]
-        return predict(circuit_onnx, flat, input_visibility=profile.input, param_visibility=profile.params), info
+        flat = [calibration_flat_input(s, profile) for s in samples[:MAX_SAMPLES]]
+        reference = [models.run_onnx(Path(tmp) / "normalized.onnx", s) for s in samples[:MAX_SAMPLES]]
+        checked = dataclasses.replace(bound or AccuracyBound(), classifier=task_of(task, info)[0])
+        return _predicted(circuit_onnx, flat, reference, profile, Path(tmp), checked, {})[0], info
+
+
+def _predicted(circuit_onnx: Path, flat: list[list[list[float]]], reference: list[list[np.ndarray]],
+               profile: PrivacyProfile, work: Path, bound: AccuracyBound,
+               known: dict[str, Candidate]) -> tuple[Prediction, float]:
+    """The cost of the circuit compile most likely picks (``tuning.likely_pick``: the first settings accurate on the
+    samples; those candidates go into ``known`` for the search to reuse), else of the calibration alone
+    (``predict``: a model no coarse candidate gets right). Also the seconds one candidate took."""
+    started = time.perf_counter()
+    job = TuningJob(circuit_onnx, flat, reference, profile, work, SrsProvider(work / "no-srs"), bound, known=known)
+    try:
+        picked = likely_pick(job)
+    except ProofMarketError:
+        picked = None
+    tried = max(1, len(known))
+    if picked is not None and picked.settings_path is not None:
+        return from_settings(json.loads(picked.settings_path.read_text())), (time.perf_counter() - started) / tried
+    estimate = predict(circuit_onnx, flat, input_visibility=profile.input, param_visibility=profile.params)
+    return estimate, (time.perf_counter() - started) / (tried + 1)
 
 
 TASKS = ("classification", "regression")
@@ -193,21 +212,6 @@ TYPICAL_GRID = 7  # candidates the default grid calibrates on most models (of it
 
 def _seconds(s: float) -> str:
     return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
-
-
-def _why_larger(report: TuningReport, picked: Candidate, prediction: Prediction) -> str | None:
-    """When the circuit compile picked is larger than the dry run predicted, why: the smaller candidates' first
-    failed check (they were not accurate enough), or the objective preferring it (faster to verify, say)."""
-    if picked.logrows is None or picked.logrows <= prediction.logrows:
-        return None
-    smaller = [c for c in report.candidates if c.logrows is not None and c.logrows <= prediction.logrows]
-    failed = [c for c in smaller if c.status != "ok"]
-    if failed and len(failed) == len(smaller):
-        first = next((c for c in failed if c.failure), failed[0])
-        return (f"picked logrows {picked.logrows}, over the {prediction.logrows} predicted: no circuit of that size "
-                f"was accurate enough ({first.label}: {first.failure or first.status})")
-    return (f"picked logrows {picked.logrows}, over the {prediction.logrows} predicted: the objective "
-            f"({report.objective.name}) ranks it first among the timed circuits")
 
 
 def task_of(task: str | None, info: models.ModelInfo) -> tuple[bool, str]:

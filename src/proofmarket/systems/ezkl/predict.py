@@ -1,12 +1,11 @@
 """Know the cost before proving: predict logrows, proving-key size, peak memory and prove time.
 
-The prediction needs the folded graph and the samples, never a key setup: one EZKL ``gen_settings`` +
-``calibrate`` with the tuner's first candidate (decomposition 256 x 2, scale 7, two inner columns) on
-up to four samples gives the circuit's rows, logrows and lookups in seconds; the costs follow from the
-*work* of the circuit, ``2^logrows x inner columns x (1 + lookups and range checks / 2)``, with
-constants fitted on this machine by ``bench/scaling.py`` (results and the predictor's error:
-``bench/scaling.md``). The tuner usually finds a cheaper candidate than this one, so the prediction
-is an upper estimate of the circuit ``compile`` will pick.
+The prediction needs the folded graph and the samples, never a key setup. ``compile`` and ``compile --dry-run``
+predict the circuit the tuner most likely picks (``tuning.likely_pick``: the first settings whose witness is
+accurate on the samples) and cost it with ``from_settings``; ``predict`` below, one EZKL ``gen_settings`` +
+``calibrate`` of a fixed candidate (decomposition 256 x 2, scale 7, two inner columns) on up to four samples, is the
+estimate for a model no coarse candidate gets right. The costs follow from the *work* of the circuit,
+``2^logrows x inner columns x (1 + lookups and range checks / 2)``.
 
 ``check_budget`` refuses a model whose prediction exceeds the node's budget (``PROOFMARKET_MAX_LOGROWS``,
 ``PROOFMARKET_MAX_PROVE_S``, ``PROOFMARKET_MAX_PROVE_MEMORY_MB``) with the numbers, before any setup.
@@ -27,9 +26,13 @@ from proofmarket.core.budget import Budget as Budget  # re-exported: the budget 
 from proofmarket.core.errors import CircuitCompileError
 from proofmarket.systems.ezkl import ezkl_calls
 
-#: Fitted by ``python bench/scaling.py`` on this project's reference machine (2 cores, 24 GiB, no GPU):
-#: prove_s = PROVE_S_PER_WORK * work, pk_mb = PK_MB_PER_WORK * work, rss_mb = RSS_BASE_MB + RSS_PER_PK * pk_mb.
-PROVE_S_PER_WORK = 6.2e-5
+#: prove_s = PROVE_S_BASE + PROVE_S_PER_WORK * work: fitted on the prove times compile measures (and a node serves)
+#: for the circuits it picked on the default-export corpus (``python scripts/build_corpus.py OUT --report FILE``,
+#: docs/compatibility.md: 15 models, logrows 7 to 14) on this project's reference machine (2 cores, 24 GiB, no
+#: GPU); the base is what a proof of a tiny circuit costs whatever its size. pk_mb = PK_MB_PER_WORK * work and
+#: rss_mb = RSS_BASE_MB + RSS_PER_PK * pk_mb are fitted by ``python bench/scaling.py``.
+PROVE_S_BASE = 0.03
+PROVE_S_PER_WORK = 8.0e-5
 PK_MB_PER_WORK = 1.06e-3
 RSS_BASE_MB = 100.0
 RSS_PER_PK = 2.1
@@ -74,7 +77,7 @@ def from_settings(settings: dict[str, Any]) -> Prediction:
     poseidon = (settings.get("module_sizes") or {}).get("poseidon") or [0]
     hash_rows = int(poseidon[0] or 0)
     work = float(2 ** logrows) * columns * (1.0 + lookups / 2.0) + (8.0 * 2 ** logrows if hash_rows else 0.0)
-    prove_s = PROVE_S_PER_WORK * work
+    prove_s = PROVE_S_BASE + PROVE_S_PER_WORK * work
     pk_mb = PK_MB_PER_WORK * work
     return Prediction(logrows=logrows, num_rows=int(settings.get("num_rows") or 0), inner_columns=columns,
                       lookups=lookups, hash_rows=hash_rows, work=work, prove_s=prove_s,

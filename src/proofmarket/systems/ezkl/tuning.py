@@ -113,6 +113,11 @@ class TuningJob:
     timed: int = 2  # at least this many circuit shapes get real timed proofs
     objective: Objective = field(default_factory=Objective)
     budget_s: float | None = None  # seconds of key setup and proofs the timing may spend (None: from the model)
+    known: dict[str, Candidate] = field(default_factory=dict)  # evaluated already (likely_pick): reused by label
+    expect_logrows: int | None = None  # the dry run's prediction: a larger pick is explained before the timing
+
+
+LIKELY_INDEX = 900  # the file index of likely_pick's candidates (the search's own count from 0)
 
 
 def default_candidates(decomps: tuple[tuple[int, int], ...] = DEFAULT_DECOMPOSITIONS,
@@ -146,6 +151,8 @@ def search(job: TuningJob, candidates: list[Candidate] | None = None, progress: 
     if not accurate:
         raise AccuracyNotMet(not_met(candidates, limit, job.bound.classifier),
                              candidates=[c.to_dict() for c in candidates])
+    if job.expect_logrows is not None and (accurate[0].logrows or 0) > job.expect_logrows:
+        progress(larger_than_predicted(candidates, accurate[0], job.expect_logrows))
     ties = sorted({i for c in accurate for i in c.near_ties})
     if ties:
         progress(f"note: sample(s) {', '.join(map(str, ties))} sit within quantisation noise of a class boundary: "
@@ -166,6 +173,31 @@ def search(job: TuningJob, candidates: list[Candidate] | None = None, progress: 
         if cand.prove_s is None and cand.logrows is not None:
             cand.prove_s_estimated = round(per_work * work(cand), 4)
     return TuningReport(candidates, picked, limit, job.objective, round(time.perf_counter() - started, 2))
+
+
+def larger_than_predicted(candidates: list[Candidate], best: Candidate, predicted: int) -> str:
+    """Why the cheapest accurate circuit is larger than the dry run predicted: the smaller ones' first failed check."""
+    smaller = [c for c in candidates if c.logrows is not None and c.logrows < (best.logrows or 0) and c.failure]
+    why = f"the smaller circuits were not accurate enough ({smaller[0].label}: {smaller[0].failure})" if smaller \
+        else "no candidate of the predicted size could be built or calibrated"
+    return f"the cheapest accurate circuit has logrows {best.logrows}, over the {predicted} predicted: {why}"
+
+
+def likely_pick(job: TuningJob, progress: Progress = _noop) -> Candidate | None:
+    """What compile most likely picks, with no key setup (the dry run's prediction): the default grid's first step,
+    its first decomposition at one inner column and scales coarse to fine until one is accurate on the samples.
+    None when none is (compile then searches further, and says why its pick is larger)."""
+    limit = job.bound.limit([o for outs in job.reference for o in outs], max(DEFAULT_SCALES))
+    data = job.workdir / "calibration-likely.json"
+    data.write_text(json.dumps(calibration_input(job.samples)))
+    base, legs = next(d for d in DEFAULT_DECOMPOSITIONS if d != EZKL_DECOMPOSITION)
+    for i, scale in enumerate(DEFAULT_SCALES):
+        cand = Candidate(base, legs, scale, 1)
+        _evaluate(job, [cand], LIKELY_INDEX + i, data, limit, {}, progress)
+        job.known[cand.label] = cand
+        if cand.status == "ok":
+            return cand
+    return None
 
 
 def _default_grid(job: TuningJob, data: Path, limit: float, measured: dict[tuple[object, ...], Candidate],
@@ -189,6 +221,10 @@ def _default_grid(job: TuningJob, data: Path, limit: float, measured: dict[tuple
     tried: list[Candidate] = []
 
     def run(cand: Candidate) -> Candidate:
+        seen = job.known.get(cand.label)
+        if seen is not None:  # evaluated by the prediction (likely_pick) on the same samples and bound
+            tried.append(seen)
+            return seen
         _evaluate(job, [cand], len(tried), data, limit, measured, progress)
         tried.append(cand)
         return cand
