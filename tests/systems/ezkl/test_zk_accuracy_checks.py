@@ -52,9 +52,10 @@ def test_a_failed_check_names_its_sample_and_by_how_much(tmp_path: Path, monkeyp
 
 
 def test_the_task_is_the_owners_word_else_evidence_only() -> None:
-    logits = SimpleNamespace(is_classifier=False)  # a [1, N] output with no Softmax: no evidence
-    softmax = SimpleNamespace(is_classifier=True)
+    logits = SimpleNamespace(is_classifier=False, classifier_evidence="")  # [1, N], no Softmax: no evidence
+    softmax = SimpleNamespace(is_classifier=True, classifier_evidence="its output 'y' comes from a Softmax")
     assert task_of(None, logits)[0] is False and "state --task classification" in task_of(None, logits)[1]
-    assert task_of(None, softmax)[0] is True and "inferred" in task_of(None, softmax)[1]
+    assert task_of(None, softmax)[0] is True and "inferred: its output 'y' comes from a Softmax" in task_of(
+        None, softmax)[1]
     assert task_of("classification", logits) == (True, "task: classification (stated)")
     assert task_of("regression", softmax)[0] is False

@@ -21,10 +21,11 @@ from proofmarket.store import LocalStore
 from proofmarket.systems.documents import put_artifact
 from proofmarket.systems.ezkl import ezkl_calls, solidity
 from proofmarket.systems.ezkl.batching import MAX_BATCH, batch_input, replicate
+from proofmarket.systems.ezkl.canonical import canonical_circuit, canonical_settings
 from proofmarket.systems.ezkl.evm_check import LocalEvm
 from proofmarket.systems.ezkl.manifest import BatchCircuit, InstanceLayout, SrsRef
 from proofmarket.systems.ezkl.srs import SrsProvider
-from proofmarket.systems.ezkl.tuning import MAX_LOGROWS, canonical_circuit, canonical_settings, decode_outputs
+from proofmarket.systems.ezkl.tuning import MAX_LOGROWS, decode_outputs
 
 Progress = Callable[[str], None]
 DEFAULT_BATCH_SIZES = (4, 16)

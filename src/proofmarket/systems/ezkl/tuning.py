@@ -33,7 +33,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -65,6 +64,7 @@ from proofmarket.systems.ezkl.candidates import (
     predicted_gas,
     top2_gap,
 )
+from proofmarket.systems.ezkl.canonical import canonical_circuit, canonical_settings
 from proofmarket.systems.ezkl.predict import from_settings
 from proofmarket.systems.ezkl.profile import PrivacyProfile
 from proofmarket.systems.ezkl.ranking import (
@@ -184,20 +184,44 @@ def larger_than_predicted(candidates: list[Candidate], best: Candidate, predicte
 
 
 def likely_pick(job: TuningJob, progress: Progress = _noop) -> Candidate | None:
-    """What compile most likely picks, with no key setup (the dry run's prediction): the default grid's first step,
-    its first decomposition at one inner column and scales coarse to fine until one is accurate on the samples.
-    None when none is (compile then searches further, and says why its pick is larger)."""
+    """What compile most likely picks, with no key setup (the dry run's prediction): the default grid's first step
+    (each small decomposition at one inner column, scales coarse to fine until accurate on the samples), its
+    cheapest accurate candidate. None when none is (compile then searches further and says why its pick is larger).
+    Every candidate evaluated here goes into ``job.known``: the search reuses them."""
     limit = job.bound.limit([o for outs in job.reference for o in outs], max(DEFAULT_SCALES))
     data = job.workdir / "calibration-likely.json"
     data.write_text(json.dumps(calibration_input(job.samples)))
-    base, legs = next(d for d in DEFAULT_DECOMPOSITIONS if d != EZKL_DECOMPOSITION)
-    for i, scale in enumerate(DEFAULT_SCALES):
-        cand = Candidate(base, legs, scale, 1)
-        _evaluate(job, [cand], LIKELY_INDEX + i, data, limit, {}, progress)
+    tried: list[Candidate] = []
+
+    def run(cand: Candidate) -> Candidate:
+        _evaluate(job, [cand], LIKELY_INDEX + len(tried), data, limit, {}, progress)
         job.known[cand.label] = cand
-        if cand.status == "ok":
-            return cand
-    return None
+        tried.append(cand)
+        return cand
+
+    _first_step(run, tried)
+    accurate = sorted((c for c in tried if c.status == "ok"), key=cost_rank)
+    return accurate[0] if accurate else None
+
+
+def _ladder(run: Callable[[Candidate], Candidate], tried: list[Candidate], base: int, legs: int) -> None:
+    """One decomposition at one inner column, scales coarse to fine: a finer one only while the coarser one is
+    inaccurate (after a failure only while nothing is accurate yet)."""
+    for scale in DEFAULT_SCALES:
+        status = run(Candidate(base, legs, scale, 1)).status
+        if status == "ok" or (status != "inaccurate" and any(c.status == "ok" for c in tried)):
+            return
+
+
+def _first_step(run: Callable[[Candidate], Candidate], tried: list[Candidate]) -> None:
+    """Step 1 of the default grid (``_default_grid``): each small decomposition at one inner column and the
+    coarsest accurate scale; stops once an accurate circuit's rows are its hashing's."""
+    for base, legs in DEFAULT_DECOMPOSITIONS:
+        if (base, legs) == EZKL_DECOMPOSITION:
+            continue
+        _ladder(run, tried, base, legs)
+        if any(hash_bound(c) for c in tried):
+            break  # the hash sets the rows: another decomposition cannot make the circuit smaller
 
 
 def _default_grid(job: TuningJob, data: Path, limit: float, measured: dict[tuple[object, ...], Candidate],
@@ -229,21 +253,10 @@ def _default_grid(job: TuningJob, data: Path, limit: float, measured: dict[tuple
         tried.append(cand)
         return cand
 
-    def ladder(base: int, legs: int) -> None:
-        for scale in DEFAULT_SCALES:
-            status = run(Candidate(base, legs, scale, 1)).status
-            if status == "ok" or (status != "inaccurate" and any(c.status == "ok" for c in tried)):
-                return
-
-    for base, legs in DEFAULT_DECOMPOSITIONS:
-        if (base, legs) == EZKL_DECOMPOSITION:
-            continue
-        ladder(base, legs)
-        if any(hash_bound(c) for c in tried):
-            break  # the hash sets the rows: another decomposition cannot make the circuit smaller
+    _first_step(run, tried)
     best = min((work(c) for c in tried if c.status == "ok"), default=float("inf"))
     if floor_work(EZKL_DECOMPOSITION[0], 1) < WITHIN * best:
-        ladder(*EZKL_DECOMPOSITION)
+        _ladder(run, tried, *EZKL_DECOMPOSITION)
     if floor_work(EZKL_DECOMPOSITION[0], 2) < WITHIN * best:
         run(ezkl_default_candidate())
     ones = sorted((c for c in tried if c.status == "ok" and c.num_inner_cols == 1 and c.decomp_base is not None),
@@ -308,44 +321,6 @@ def build_candidate(job: TuningJob, cand: Candidate, data: Path, index: int) -> 
     cand.scale = cand.scale if cand.scale is not None else int(meta["run_args"]["input_scale"])
     cand.prove_s_predicted = round(predicted.prove_s, 4)
     cand.settings_path, cand.compiled_path = settings, compiled
-
-
-def canonical_settings(meta: dict[str, Any]) -> dict[str, Any]:
-    """The same model, samples and run arguments must give the same circuit (and model id) every time: EZKL
-    stamps its settings with the time and lists the range checks and lookups in hash-set order, which changes
-    from run to run. The circuit does not depend on either: the stamp becomes 0, the lists are sorted."""
-    meta = dict(meta)
-    if meta.get("timestamp") is not None:
-        meta["timestamp"] = 0
-    for key in ("required_range_checks", "required_lookups"):
-        if isinstance(meta.get(key), list):
-            meta[key] = sorted(meta[key], key=lambda v: json.dumps(v, sort_keys=True))
-    return meta
-
-
-def canonical_circuit(data: bytes, meta: dict[str, Any]) -> bytes:
-    """The compiled circuit with its einsum index maps in sorted order. EZKL writes each einsum equation's sizes
-    (a map from index letter to size) in hash-map order, different from run to run; the map is read back as a
-    map, so the order means nothing. Each occurrence (u64 length, the equation, u64 count, then count x (letter,
-    u64 size)) is rewritten sorted, only where its letters and sizes are exactly the settings' map."""
-    out = bytearray(data)
-    u64 = 8
-    for equation, sizes in {(e, json.dumps(m, sort_keys=True)) for e, m in
-                            ((eq[0], eq[1]) for eq in (meta.get("einsum_params") or {}).get("equations") or [])}:
-        want = {k: int(v) for k, v in json.loads(sizes).items()}
-        if not all(len(k) == 1 and k.isascii() for k in want):
-            continue
-        head = len(equation).to_bytes(u64, "little") + equation.encode() + len(want).to_bytes(u64, "little")
-        at = out.find(head)
-        while at >= 0:
-            start = at + len(head)
-            end = start + len(want) * (1 + u64)
-            entries = [(chr(out[i]), int.from_bytes(out[i + 1:i + 1 + u64], "little"))
-                       for i in range(start, min(end, len(out)), 1 + u64)]
-            if end <= len(out) and dict(entries) == want and len(entries) == len(want):
-                out[start:end] = b"".join(k.encode() + v.to_bytes(u64, "little") for k, v in sorted(entries))
-            at = out.find(head, at + 1)
-    return bytes(out)
 
 
 def _arithmetic(cand: Candidate) -> tuple[object, ...]:
