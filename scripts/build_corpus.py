@@ -207,7 +207,7 @@ def entries() -> list[Entry]:
     from sklearn.linear_model import LinearRegression, LogisticRegression
     from sklearn.neural_network import MLPClassifier
 
-    return [*_default_exports(seq), 
+    return [*_default_exports(seq),
         Entry("torch_mlp_softmax", "torch (TorchScript)", "MLP 30-24-12-2 + Softmax",
               mod(seq(lambda n: n.Linear(30, 24), lambda n: n.ReLU(), lambda n: n.Linear(24, 12), lambda n: n.ReLU(),
                       lambda n: n.Linear(12, 2), lambda n: n.Softmax(dim=1)), (1, 30))),

@@ -183,3 +183,39 @@ def test_the_proof_cache_is_a_bounded_lru(db: Database) -> None:
     assert cache.get("k3") == "cid3"
     cache.forget("k3")
     assert cache.get("k3") is None
+
+
+def test_a_running_compile_shows_its_current_step_until_it_is_done(db: Database) -> None:
+    from proofmarket.api.views import job_public
+
+    jobs = CallRepo(db)
+    job = jobs.create(new_job(41))
+    jobs.progress(job.id, "not running yet: not recorded")
+    assert job_public(jobs.get(job.id)).progress is None  # type: ignore[arg-type]
+    jobs.start(job.id)
+    jobs.progress(job.id, "searching circuit settings (about 9 s)")
+    shown = job_public(jobs.get(job.id))  # type: ignore[arg-type]
+    assert shown.progress == "searching circuit settings (about 9 s)" and shown.result is None
+    assert jobs.proved(job.id, bundle_cid=None, result={"model_id": "m", "logrows": 9}, final=True)
+    done = job_public(jobs.get(job.id))  # type: ignore[arg-type]
+    assert done.progress is None and done.result is not None
+
+
+def test_the_compile_childs_steps_reach_the_caller_before_its_answer() -> None:
+    import multiprocessing as mp
+    import threading
+
+    from proofmarket.calls.compile_task import _wait
+
+    parent, child = mp.Pipe(duplex=False)
+    for message in (("progress", "checking the ONNX model"), ("progress", "timing b256x2-s7-c1"),
+                    ("ok", {"model_id": "m"})):
+        child.send(message)
+
+    class Alive:
+        def is_alive(self) -> bool:
+            return True
+
+    steps: list[str] = []
+    assert _wait(parent, Alive(), 5.0, threading.Event(), 0, steps.append) == ("ok", {"model_id": "m"})
+    assert steps == ["checking the ONNX model", "timing b256x2-s7-c1"]

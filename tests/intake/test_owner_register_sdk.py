@@ -71,3 +71,32 @@ def test_an_owner_lists_its_scikit_learn_model_and_registers_it_from_python(
 def test_register_without_price_or_node_says_which_to_give(tmp_path: Path) -> None:
     ran = CliRunner().invoke(cli, ["model", "register", "bafy-anything", "--home", str(tmp_path)])
     assert ran.exit_code == 2 and "--price" in ran.output and "--node" in ran.output
+
+
+def test_an_owner_uploads_a_torch_default_export_from_the_command_line_and_registers_it(
+        env: EscrowEnv, served: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``proofmarket model upload`` of torch's default export (its weights in ``net.onnx.data``, samples as CSV),
+    with --register: compiled on the node, then listed on chain under the owner's key."""
+    torch = pytest.importorskip("torch")
+    owner = Account.from_key(keccak(b"proofmarket-cli-owner"))
+    env.market.client.rpc("anvil_setBalance", [owner.address, hex(10**20)])
+    net = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2), torch.nn.Softmax(dim=1))
+    net.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.rand(1, 5),), str(tmp_path / "net.onnx"))
+    assert (tmp_path / "net.onnx.data").is_file()
+    rows = np.random.default_rng(2).random((6, 5)).round(4)
+    (tmp_path / "samples.csv").write_text("\n".join(",".join(map(str, r)) for r in rows) + "\n")
+    monkeypatch.setenv("CLI_OWNER_KEY", owner.key.hex())
+    ran = CliRunner().invoke(cli, ["model", "upload", str(tmp_path / "net.onnx"),
+                                   "--sample", str(tmp_path / "samples.csv"), "--node", served, "--price", "0.02",
+                                   "--task", "classification", "--register",
+                                   "--rpc-url", env.rpc_url, "--key-env", "CLI_OWNER_KEY", "--json",
+                                   "--home", str(tmp_path / "home")])
+    assert ran.exit_code == 0, ran.output
+    doc = json.loads(ran.stdout)
+    assert doc["registered"]["txs"] and doc["registered"]["node_sees_it"]
+    with Client(served, cache_dir=tmp_path / "cache") as sdk:
+        listed = sdk.model(doc["model_id"])
+        assert listed["owner"].lower() == owner.address.lower() and listed["task"] == "classification"

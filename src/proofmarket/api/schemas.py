@@ -230,6 +230,7 @@ class JobPublic(BaseModel):
     finished_at: datetime | None
     attempts: int
     error: JobErrorPublic | None = None
+    progress: str | None = Field(default=None, description="a running compile's current step, with its ETA")
     result: JobResult | None = Field(default=None, description="shown once proved (and settled, when paid)")
     links: JobLinks
     access_token: str | None = Field(default=None, description=ACCESS_TOKEN_NOTE)

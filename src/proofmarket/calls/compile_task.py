@@ -17,6 +17,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -38,8 +39,10 @@ log = logging.getLogger(__name__)
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # src/proofmarket
 
 
-def compile_job(settings: Settings, spec: dict[str, Any], timeout_s: float, stop: threading.Event) -> dict[str, Any]:
-    """Compile ``spec`` (onnx_cid, samples, privacy, name) in a child; return ``{model_id, logrows}``."""
+def compile_job(settings: Settings, spec: dict[str, Any], timeout_s: float, stop: threading.Event,
+                progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Compile ``spec`` (onnx_cid, samples, privacy, name) in a child; return ``{model_id, logrows}``. The
+    child's steps (with their ETAs) go to ``progress`` as they happen."""
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, args=(child, settings, spec, os.getpid()), daemon=True,
@@ -47,7 +50,7 @@ def compile_job(settings: Settings, spec: dict[str, Any], timeout_s: float, stop
     lifeline.start(proc)
     child.close()
     try:
-        status, payload = _wait(parent, proc, timeout_s, stop, settings.limits.compile_memory_mb)
+        status, payload = _wait(parent, proc, timeout_s, stop, settings.limits.compile_memory_mb, progress)
     finally:
         if proc.is_alive():
             proc.kill()
@@ -59,21 +62,28 @@ def compile_job(settings: Settings, spec: dict[str, Any], timeout_s: float, stop
 
 
 def _wait(conn: Connection, proc: Any, timeout_s: float, stop: threading.Event,
-          memory_mb: int) -> tuple[str, Any]:
+          memory_mb: int, progress: Callable[[str], None] | None = None) -> tuple[str, Any]:
     deadline = time.monotonic() + timeout_s
-    while not conn.poll(POLL_S):
-        if stop.is_set():
-            raise JobInterrupted("the node stopped while this model was compiling")
-        if time.monotonic() > deadline:
-            raise ProofTimeout(f"the compile took longer than {timeout_s:.0f} s and was stopped")
-        if not proc.is_alive() and not conn.poll(0):
-            raise _died(proc, memory_mb)
-    try:
-        status, payload = conn.recv()
-    except (EOFError, OSError) as exc:
-        proc.join(5)
-        raise _died(proc, memory_mb) from exc
-    return status, payload
+    while True:
+        while not conn.poll(POLL_S):
+            if stop.is_set():
+                raise JobInterrupted("the node stopped while this model was compiling")
+            if time.monotonic() > deadline:
+                raise ProofTimeout(f"the compile took longer than {timeout_s:.0f} s and was stopped")
+            if not proc.is_alive() and not conn.poll(0):
+                raise _died(proc, memory_mb)
+        try:
+            status, payload = conn.recv()
+        except (EOFError, OSError) as exc:
+            proc.join(5)
+            raise _died(proc, memory_mb) from exc
+        if status != "progress":
+            return status, payload
+        if progress is not None:
+            try:
+                progress(str(payload))
+            except Exception:  # a step not shown is not a failed compile
+                log.warning("could not record a compile step", exc_info=True)
 
 
 def _died(proc: Any, memory_mb: int) -> ProofMarketError:
@@ -107,7 +117,7 @@ def _child(conn: Connection, settings: Settings, spec: dict[str, Any], parent_pi
         lifeline.bind_to_parent(parent_pid)
     try:
         limit_memory(settings.limits.compile_memory_mb)
-        conn.send(("ok", _compile(settings, spec)))
+        conn.send(("ok", _compile(settings, spec, lambda step: conn.send(("progress", step)))))
     except ProofMarketError as exc:
         conn.send(("error", (exc.code, exc.message)))
     except MemoryError:
@@ -144,7 +154,7 @@ def _samples(ws: Any, spec: dict[str, Any]) -> Any:
     return spec["samples"]
 
 
-def _compile(settings: Settings, spec: dict[str, Any]) -> dict[str, Any]:
+def _compile(settings: Settings, spec: dict[str, Any], progress: Callable[[str], None]) -> dict[str, Any]:
     from proofmarket.systems.ezkl.profile import PrivacyProfile
     from proofmarket.systems.workspace import Workspace
 
@@ -154,7 +164,7 @@ def _compile(settings: Settings, spec: dict[str, Any]) -> dict[str, Any]:
             onnx_path = Path(tmp) / "model.onnx"
             shutil.copyfile(ws.store.path(spec["onnx_cid"]), onnx_path)
             result = ws.compile(onnx_path, _samples(ws, spec), profile=PrivacyProfile.parse(spec["privacy"]),
-                                name=spec["name"], task=task_of_entry(spec))
+                                name=spec["name"], task=task_of_entry(spec), progress=progress)
         return {"model_id": result.model_id, "logrows": result.manifest.logrows}
     finally:
         ws.close()

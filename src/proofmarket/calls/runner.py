@@ -287,7 +287,8 @@ class CallRunner:
         start = time.perf_counter()
         most = self.settings.queue.compile_timeout_s
         timeout = min(most, float(spec.get("timeout_s") or most))
-        done = compile_job(self.settings, spec, timeout, stop)  # an owner's compile: what is left of its day
+        done = compile_job(self.settings, spec, timeout, stop,  # an owner's compile: what is left of its day
+                           progress=lambda step: self.jobs.progress(job.id, step))
         self.metrics.duration.labels(CallKind.COMPILE.value).observe(time.perf_counter() - start)
         listing = {k: spec[k] for k in ("status", "catalog", "catalog_cid", "supersedes", "size_bytes") if k in spec}
         self.models.upsert(done["model_id"], name=spec["name"], price_atomic=int(spec["price_atomic"]),

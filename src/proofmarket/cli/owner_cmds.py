@@ -2,12 +2,15 @@
 and read what the market paid.
 
     proofmarket model register MODEL_ID --price USDC [--owner-share BPS]
+    proofmarket model register MODEL_ID --node URL          a listing uploaded to a node, under your key
+    proofmarket model upload MODEL.onnx --sample FILE --node URL --price USDC [--register]
     proofmarket model activate|deactivate MODEL_ID;  proofmarket model price MODEL_ID USDC
     proofmarket earnings [--address ADDR]
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -75,6 +78,53 @@ def model_register(
         out.print(f"  batch verifier of {size} calls {address} (fulfillBatch)")
     if reg.tx is not None:
         out.print(f"  tx {reg.tx.tx_hash} ({reg.tx.gas_used:,} gas)")
+
+
+@command(model_app, "upload")
+def model_upload(
+    run: Run,
+    model: Annotated[Path, typer.Argument(help="the ONNX file (weights files it names beside it are sent too)")],
+    sample: Annotated[Path, typer.Option("--sample", help="sample inputs: JSON, .npy, .npz or CSV")],
+    node: Annotated[str, typer.Option("--node", envvar="PROOFMARKET_NODE_URL", help="the node to list it on")],
+    price: Annotated[str, typer.Option("--price", help="price per inference in USDC, e.g. 0.25")],
+    name: Annotated[str, typer.Option("--name", help="its name in the catalogue (default: the file name)")] = "",
+    task: Annotated[str | None, typer.Option("--task", help="classification or regression (the accuracy checks)")]
+    = None,
+    register_too: Annotated[bool, typer.Option("--register", help="once compiled, register the listing on chain "
+                                                                  "under your key (--rpc-url)")] = False,
+    rpc_url: Annotated[str | None, typer.Option("--rpc-url", envvar="PROOFMARKET_RPC_URL", help="with --register: "
+                                                "your RPC (default: this home's chain)")] = None,
+    key_env: Annotated[str, typer.Option("--key-env", help="the variable holding the owner's key")]
+    = "PROOFMARKET_OWNER_KEY",
+    devnet: Annotated[bool, typer.Option("--devnet", help="sign with the devnet's dev owner")] = False,
+) -> None:
+    """List MODEL on a node as its owner (a listing request signed by your key, no admin token): the node checks and
+    compiles it (its steps are shown as they happen); with --register, the listing is then registered on chain."""
+    from proofmarket.cli.money_cmds import owner_account
+    from proofmarket.cli.output import progress_steps
+    from proofmarket.core.units import parse_price
+    from proofmarket.sdk.client import Client
+
+    if not model.is_file():
+        raise UsageError(f"there is no model file at {model}")
+    if task is not None and task not in ("classification", "regression"):
+        raise UsageError(f"--task is classification or regression, not {task!r}")
+    account = owner_account(key_env, devnet, "a listing is signed by its owner")
+    metadata = {"task": task} if task else None
+    with Client(node, account=account) as sdk:
+        job = sdk.list_model(model, sample, price_atomic=parse_price(price), name=name or model.stem,
+                             metadata=metadata)
+        with progress_steps(not run.as_json) as step:
+            model_id = sdk.wait_listing(job, progress=step)
+        registered = None
+        if register_too:
+            if rpc_url is None:
+                with run.market() as market:
+                    rpc_url = market.client.rpc_url
+            registered = sdk.register_listing(model_id, rpc_url)
+    run.done({"model_id": model_id, "job_id": job["id"], "registered": registered},
+             f"model {model_id}: compiled and listed on {node} (job {job['id']})",
+             *([f"  registered on chain ({registered['onchain_id']})"] if registered else []))
 
 
 @command(model_app, "activate")

@@ -28,7 +28,6 @@ from proofmarket.db.tables import (
     LeaseRow,
     ModelRow,
     ModelStatus,
-    ProofCacheRow,
     utcnow,
 )
 
@@ -181,6 +180,12 @@ class CallRepo:
             values["finished_at"] = utcnow()
         return self._move(job_id, [CallStatus.RUNNING], **values)
 
+    def progress(self, job_id: str, step: str) -> None:
+        """A running compile's current step (``result.progress`` until it is proved), for whoever polls the job."""
+        with self.db.session() as s:
+            s.execute(update(CallRow).where(CallRow.id == job_id, CallRow.status == CallStatus.RUNNING.value)
+                      .values(result={"progress": step[:500]}))
+
     def settled(self, job_id: str, settlement: dict[str, Any], transfers: Sequence[Transfer] = ()) -> bool:
         """proved | settling -> settled, with the capture's ``transfers`` posted in the book in the same database
         transaction (once: a call already settled posts nothing)."""
@@ -291,44 +296,6 @@ class CallRepo:
             for transfer in transfers:
                 self.book.post(transfer, session=s)
             return True
-
-
-class ProofCacheRepo:
-    """Proofs by (model, input) for public-profile models: a bounded LRU shared by every node on the database."""
-
-    def __init__(self, db: Database, max_entries: int) -> None:
-        self.db, self.max_entries = db, max_entries
-
-    def get(self, key: str) -> str | None:
-        """The cached bundle CID for ``key`` (counted as used), or None."""
-        with self.db.session() as s:
-            row = s.get(ProofCacheRow, key)
-            if row is None:
-                return None
-            row.hits, row.used_at = row.hits + 1, utcnow()
-            return row.bundle_cid
-
-    def put(self, key: str, model_id: str, bundle_cid: str) -> None:
-        """Remember a proof; the least recently used entries beyond ``max_entries`` are forgotten."""
-        try:
-            with self.db.session() as s:
-                s.add(ProofCacheRow(key=key, model_id=model_id, bundle_cid=bundle_cid, hits=0, created_at=utcnow(),
-                                    used_at=utcnow()))
-        except IntegrityError:  # another worker cached the same request first: keep theirs
-            return
-        with self.db.session() as s:
-            extra = int(s.scalar(select(func.count()).select_from(ProofCacheRow)) or 0) - self.max_entries
-            if extra > 0:
-                oldest = list(s.scalars(select(ProofCacheRow.key).order_by(ProofCacheRow.used_at).limit(extra)))
-                s.execute(delete(ProofCacheRow).where(ProofCacheRow.key.in_(oldest)))
-
-    def forget(self, key: str) -> None:
-        with self.db.session() as s:
-            s.execute(delete(ProofCacheRow).where(ProofCacheRow.key == key))
-
-    def count(self) -> int:
-        with self.db.session() as s:
-            return int(s.scalar(select(func.count()).select_from(ProofCacheRow)) or 0)
 
 
 class LeaseRepo:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -109,11 +109,18 @@ class Catalogue(NodeSession):
             files.append(("data", (weights.name, weights.read_bytes(), "application/octet-stream")))
         return dict(self._json(self._post("/v1/models", data=form, files=files)))
 
-    def wait_listing(self, job: dict[str, Any], timeout_s: float = 3600.0) -> str:
-        """Wait for a listing's compile job; the model id (``ProvingError`` with the job's code if it failed)."""
+    def wait_listing(self, job: dict[str, Any], timeout_s: float = 3600.0,
+                     progress: Callable[[str], None] | None = None) -> str:
+        """Wait for a listing's compile job; the model id (``ProvingError`` with the job's code if it failed).
+        ``progress`` is told each new step of the node's check and compile (with its ETA) as it polls."""
         deadline = time.monotonic() + timeout_s
+        shown: str | None = None
         while True:
             doc = dict(self._json(self._get(f"/v1/jobs/{job['id']}", headers=token_headers(job.get("access_token")))))
+            step = doc.get("progress")
+            if progress is not None and step and step != shown:
+                shown = step
+                progress(str(step))
             if doc["status"] == "failed":
                 error = doc.get("error") or {}
                 raise api_error(error.get("code", "proving_failed"), error.get("message", "the compile failed"),

@@ -36,7 +36,7 @@ STAND_IN = textwrap.dedent('''
         time.sleep(seconds)
         return "slept"
 
-    def slow_compile(settings, spec):
+    def slow_compile(settings, spec, progress=None):
         print(os.getpid(), flush=True)
         time.sleep(120)
         return {"model_id": "never", "logrows": 0}
