@@ -112,7 +112,8 @@ def _compile(
         bound = dataclasses.replace(options.bound or AccuracyBound(), classifier=classifier)
         progress("predicting the circuit's cost (the settings compile most likely picks, checked on the samples)")
         known: dict[str, Candidate] = {}
-        prediction, per_candidate = _predicted(circuit_onnx, flat, reference, options.profile, work, bound, known)
+        prediction, per_candidate = _predicted(circuit_onnx, flat, reference, options.profile, work, bound, known,
+                                               likely=options.candidates is None)
         progress(prediction.summary())
         if options.budget is not None:
             options.budget.check(prediction)
@@ -189,14 +190,15 @@ def predict_model(onnx_path: Path, samples_doc: Any, profile: PrivacyProfile, ta
 
 def _predicted(circuit_onnx: Path, flat: list[list[list[float]]], reference: list[list[np.ndarray]],
                profile: PrivacyProfile, work: Path, bound: AccuracyBound,
-               known: dict[str, Candidate]) -> tuple[Prediction, float]:
+               known: dict[str, Candidate], likely: bool = True) -> tuple[Prediction, float]:
     """The cost of the circuit compile most likely picks (``tuning.likely_pick``: the first settings accurate on the
     samples; those candidates go into ``known`` for the search to reuse), else of the calibration alone
-    (``predict``: a model no coarse candidate gets right). Also the seconds one candidate took."""
+    (``predict``: a model no coarse candidate gets right, or a compile given its own candidates: ``likely`` False).
+    Also the seconds one candidate took."""
     started = time.perf_counter()
     job = TuningJob(circuit_onnx, flat, reference, profile, work, SrsProvider(work / "no-srs"), bound, known=known)
     try:
-        picked = likely_pick(job)
+        picked = likely_pick(job) if likely else None
     except ProofMarketError:
         picked = None
     tried = max(1, len(known))
