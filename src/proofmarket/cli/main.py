@@ -16,7 +16,7 @@ import typer
 from proofmarket import __version__
 from proofmarket.cli.common import HomeOpt, JsonOpt, read_json
 from proofmarket.cli.compile_views import print_compile, print_prediction
-from proofmarket.cli.output import emit_json, fail, out, progress_steps
+from proofmarket.cli.output import console, emit_json, fail, out, progress_steps
 from proofmarket.core.errors import ProofMarketError, UsageError
 from proofmarket.core.settings import Settings
 from proofmarket.systems.ezkl.batch_compile import parse_sizes
@@ -45,11 +45,25 @@ def _read_samples(path: Path, model: Path) -> Any:
     return models.read_sample_file(data, path.name, models.load_model(model))
 
 
-@app.callback()
-def main(version: Annotated[bool, typer.Option("--version", help="print the version")] = False) -> None:
+@app.callback(invoke_without_command=True)
+def main(ctx: typer.Context,
+         version: Annotated[bool, typer.Option("--version", help="print the version")] = False) -> None:
     if version:
         out.print(__version__)
         raise typer.Exit()
+    if ctx.invoked_subcommand is None:
+        out.print(ctx.get_help())
+        raise typer.Exit(2)
+
+
+def run() -> None:
+    """The ``proofmarket`` command: the app, with any refusal that escapes a command (a setting refused at start,
+    ``ConfigError``) answered in one sentence and its exit code, never a traceback."""
+    try:
+        app()
+    except ProofMarketError as exc:
+        console.print(f"[bold red]error[/] ({exc.code}): {exc.message}")
+        raise SystemExit(exc.exit_code) from None
 
 
 @app.command("compile")

@@ -15,10 +15,20 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, create_model, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    create_model,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from proofmarket.core.budget import Budget
+from proofmarket.core.config_check import URL_SCHEMES, as_switch, explain, switch_fields, url_with_scheme
 from proofmarket.core.errors import UsageError
 from proofmarket.core.profiles import DEVNET, ChainProfile, profile_for, profile_named
 from proofmarket.core.settings_groups import (
@@ -45,9 +55,24 @@ def _flat_fields() -> dict[str, Any]:
     return fields
 
 
+def _validators(fields: dict[str, Any]) -> dict[str, Any]:
+    """What every settings class checks before the types: the chain's name, switches (yes/true/1 as on), URLs
+    with a scheme the setting takes (``postgres://`` as ``postgresql://``)."""
+    found: dict[str, Any] = {}
+    if "chain" in fields:
+        found["_known_chain"] = field_validator("chain")(lambda value: known_chain(value))
+    switches = switch_fields(fields)
+    if switches:
+        found["_switches"] = field_validator(*switches, mode="before")(lambda value: as_switch(value))
+    for name in (n for n in URL_SCHEMES if n in fields):
+        found[f"_url_{name}"] = field_validator(name, mode="before")(
+            lambda value, info: url_with_scheme(info.field_name, value))
+    return found
+
+
+_FLAT = _flat_fields()
 _Env = create_model("Settings", __base__=BaseSettings,
-                    __validators__={"_known_chain": field_validator("chain")(lambda value: known_chain(value))},
-                    **_flat_fields())
+                    __validators__=_validators({k: v[1] for k, v in _FLAT.items()}), **_FLAT)
 _Env.model_config = SettingsConfigDict(env_prefix="PROOFMARKET_", env_file=".env", extra="forbid")
 _Env.model_rebuild(force=True)
 #: every name ``Settings(...)`` takes: the environment variables' names (after PROOFMARKET_), lower case
@@ -76,7 +101,10 @@ class Settings(BaseModel):
         if unknown:
             raise TypeError(f"unknown settings: {', '.join(unknown)} (the names are those of the PROOFMARKET_* "
                             "variables, lower case)")
-        env: Any = _Env(_env_file=_env_file, **{k: v for k, v in values.items() if k in FLAT_NAMES})
+        try:
+            env: Any = _Env(_env_file=_env_file, **{k: v for k, v in values.items() if k in FLAT_NAMES})
+        except ValidationError as exc:  # one sentence: the variable, its value, what it takes (exit 2)
+            raise explain(exc) from None
         parts: dict[str, dict[str, Any]] = {group: {} for group in GROUPS}
         for group, name, variable in FIELDS:
             parts[group][name] = getattr(env, variable)
@@ -121,7 +149,35 @@ class Settings(BaseModel):
         return self.store.database_url or f"sqlite:///{self.home / 'node.db'}"
 
 
-class X402Settings(BaseSettings):
+class _Checked(BaseSettings):
+    """A settings class whose refusals are one sentence (``config_check.explain``) and whose switches and URLs
+    take the forms people write."""
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise explain(exc, self._prefix()) from None
+
+    @classmethod
+    def _prefix(cls) -> str:
+        return str(cls.model_config.get("env_prefix") or "PROOFMARKET_")
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        switches = switch_fields(dict(cls.model_fields))
+        urls = [n for n in URL_SCHEMES if n in cls.model_fields]
+        if switches or urls:
+            for name, info in cls.model_fields.items():
+                if name in switches:
+                    info.metadata.append(BeforeValidator(as_switch))
+                elif name in urls:
+                    info.metadata.append(BeforeValidator(lambda value, n=name: url_with_scheme(n, value)))
+            cls.model_rebuild(force=True)
+
+
+class X402Settings(_Checked):
     """The payment settings ``Settings`` does not carry (same prefix and .env)."""
 
     model_config = SettingsConfigDict(env_prefix="PROOFMARKET_", env_file=".env", extra="ignore")
@@ -165,7 +221,7 @@ class X402Settings(BaseSettings):
         default=10_000_000, gt=0, description="claim and sweep at once when this much is charged and unclaimed")
 
 
-class ToolPaths(BaseSettings):
+class ToolPaths(_Checked):
     """Where the external tools are when the checkout's node_modules and PATH are not the answer."""
 
     model_config = SettingsConfigDict(env_prefix="PROOFMARKET_", env_file=".env", extra="ignore")
@@ -174,7 +230,7 @@ class ToolPaths(BaseSettings):
     node_modules: Path | None = Field(default=None, description="a node_modules folder that contains solc")
 
 
-class DemoSettings(BaseSettings):
+class DemoSettings(_Checked):
     """``make demo`` knobs (PROOFMARKET_DEMO_*) and its data folder (PROOFMARKET_HOME, default ./.demo)."""
 
     model_config = SettingsConfigDict(env_prefix="PROOFMARKET_DEMO_", extra="ignore")
