@@ -9,6 +9,7 @@ import pytest
 from eth_account import Account
 from pydantic import ValidationError
 
+from proofmarket.core.config_check import ConfigError
 from proofmarket.core.errors import UsageError
 from proofmarket.core.settings import DemoSettings, Settings, ToolPaths, env_value, offline_model_hub
 from proofmarket.systems.attested.signer import node_signer
@@ -30,7 +31,7 @@ def test_demo_settings_defaults_and_refusals(monkeypatch: pytest.MonkeyPatch) ->
     knobs = DemoSettings()
     assert (knobs.home, knobs.timeout_s, knobs.grid, knobs.payments) == (Path(".demo"), 1200.0, "full", "on")
     monkeypatch.setenv("PROOFMARKET_DEMO_PAYMENTS", "maybe")
-    with pytest.raises(ValidationError):
+    with pytest.raises(ConfigError, match="PROOFMARKET_DEMO_PAYMENTS='maybe'"):
         DemoSettings()
 
 
@@ -96,9 +97,9 @@ def test_every_setting_has_one_variable_and_a_misspelt_one_is_refused() -> None:
     assert len(set(names)) == len(names) == len(FLAT_NAMES) - 1  # and home
     with pytest.raises(TypeError, match="prover_worker"):
         Settings(_env_file=None, prover_worker=2)
-    with pytest.raises(ValidationError, match="unknown chain"):
+    with pytest.raises(ConfigError, match="unknown chain"):
         Settings(_env_file=None, chain="mainnet-ish")
-    with pytest.raises(ValidationError, match="prover_workers"):
+    with pytest.raises(ConfigError, match="PROOFMARKET_PROVER_WORKERS=0"):
         Settings(_env_file=None, prover_workers=0)
     frozen = Settings(_env_file=None)
     with pytest.raises(ValidationError):

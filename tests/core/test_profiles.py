@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from x402.mechanisms.evm.default_assets import DEFAULT_ASSETS
 
+from proofmarket.core.config_check import ConfigError
 from proofmarket.core.errors import DevSrsRefused, UsageError
 from proofmarket.core.profiles import DEVNET, PROFILES, profile_for, profile_for_network, profile_named
 from proofmarket.core.settings import Settings, settings_chain_id
@@ -53,7 +54,7 @@ def test_settings_profile(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(UsageError, match="PROOFMARKET_CHAIN"):
         Settings(rpc_url="https://rpc.example", chain=None).profile()  # only the RPC knows its chain
     monkeypatch.setenv("PROOFMARKET_CHAIN", "moon")
-    with pytest.raises(ValueError, match="unknown chain"):
+    with pytest.raises(ConfigError, match="PROOFMARKET_CHAIN='moon' is not accepted: unknown chain"):
         Settings()
 
 
