@@ -1,5 +1,6 @@
 """``proofmarket db``: the node's database schema. ``upgrade`` runs the migrations (as a node or worker does at start,
-under the same lock), ``current`` shows the schema's revision against the newest this code knows.
+under the same lock, unless PROOFMARKET_MIGRATE=off), ``current`` shows the schema's revision against the newest this
+code knows, ``history`` lists the revisions, ``downgrade REV`` goes back to one (the rollback of an upgrade).
 
 Hook: ``db_cmd.register(app)`` in ``cli/main.py``.
 """
@@ -12,11 +13,11 @@ from typing import Annotated
 import typer
 
 from proofmarket.cli.output import emit_json, fail, out
-from proofmarket.core.errors import ProofMarketError
+from proofmarket.core.errors import ProofMarketError, UsageError
 from proofmarket.core.settings import Settings
 from proofmarket.db.engine import Database
 
-db_app = typer.Typer(help="The node's database: run the schema migrations, show the schema's revision.",
+db_app = typer.Typer(help="The node's database: upgrade, show, list or roll back the schema's revisions.",
                      no_args_is_help=True)
 
 UrlOpt = Annotated[str | None, typer.Option(
@@ -76,3 +77,53 @@ def current_cmd(url: UrlOpt = None, home: HomeOpt = None, as_json: JsonOpt = Fal
         out.print(f"{db.safe_url}: {revision or 'empty (no schema)'} ({state})")
     if revision != head:
         raise typer.Exit(1)
+
+
+@db_app.command("history")
+def history_cmd(url: UrlOpt = None, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """List the schema revisions this code knows, oldest first, marking the database's own."""
+    try:
+        db = _database(url, home)
+        try:
+            revision = db.revision()
+        finally:
+            db.close()
+    except ProofMarketError as exc:
+        raise fail(exc, as_json) from exc
+    rows = Database.history()
+    if as_json:
+        emit_json({"ok": True, "database": db.safe_url, "revision": revision, "history": rows})
+        return
+    for row in rows:
+        mark = "  <- this database" if row["revision"] == revision else ""
+        out.print(f"{row['revision']}  {row['title']}{mark}")
+
+
+@db_app.command("downgrade")
+def downgrade_cmd(revision: Annotated[str, typer.Argument(help="the revision to go back to ('db history'), or "
+                                                               "'base' for no schema")],
+                  yes: Annotated[bool, typer.Option("--yes", help="confirm: a downgrade drops the tables and "
+                                                                  "columns the later revisions added, with their data")]
+                  = False,
+                  url: UrlOpt = None, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Downgrade the schema to REVISION (roll back an upgrade: stop every node and worker of the newer code first,
+    and take a backup: 'proofmarket backup')."""
+    try:
+        known = {row["revision"] for row in Database.history()} | {"base"}
+        if revision not in known:
+            raise UsageError(f"{revision} is not a revision this code knows: see 'proofmarket db history'")
+        if not yes:
+            raise UsageError("a downgrade drops what the later revisions added, data included: confirm with --yes")
+        db = _database(url, home)
+        try:
+            before = db.revision()
+            db.downgrade(revision)
+            after = db.revision()
+        finally:
+            db.close()
+    except ProofMarketError as exc:
+        raise fail(exc, as_json) from exc
+    if as_json:
+        emit_json({"ok": True, "database": db.safe_url, "from": before, "revision": after})
+    else:
+        out.print(f"{db.safe_url}: downgraded from {before} to {after or 'no schema'}")

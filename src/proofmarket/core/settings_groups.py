@@ -120,6 +120,9 @@ class StoreSettings(Group):
     """Storage: the database, the SRS files, IPFS pinning."""
 
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; unset = SQLite file HOME/node.db")
+    migrate: Literal["auto", "off"] = Field(default="auto", description="auto = a node or worker upgrades the "
+                                            "schema at start (under a lock); off = it refuses to start on a schema "
+                                            "that is not current ('proofmarket db upgrade' in the upgrade window)")
     srs_file: Path | None = Field(default=None, description="ceremony SRS file; unset = dev SRS (devnet only)")
     srs_url: str = Field(default="https://trusted-setup-halo2kzg.s3.eu-central-1.amazonaws.com",
                          description="base URL of the ceremony SRS files (perpetual-powers-of-tau-raw-<logrows>) "

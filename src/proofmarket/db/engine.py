@@ -89,6 +89,39 @@ class Database:
         except (SQLAlchemyError, OSError) as exc:
             raise DatabaseError(f"cannot migrate the database at {self.safe_url}: {exc}") from exc
 
+    def prepare(self, migrate: str = "auto") -> None:
+        """At a node's or worker's start: upgrade the schema (``auto``), or (``off``: an operator upgrades it in
+        the upgrade window, before the new code starts) refuse a schema that is not this code's newest."""
+        if migrate != "off":
+            self.migrate()
+            return
+        revision, head = self.revision(), self.head()
+        if revision != head:
+            raise DatabaseError(f"the database at {self.safe_url} is at revision {revision or 'none (empty)'}, this "
+                                f"code needs {head}: run 'proofmarket db upgrade' (PROOFMARKET_MIGRATE=off: nodes "
+                                "and workers do not migrate at start)", revision=revision, head=head)
+
+    def downgrade(self, revision: str) -> None:
+        """Downgrade the schema to ``revision`` (an older one; ``base``: no schema), under the migration lock."""
+        config = _alembic_config()
+        try:
+            with self._file_lock(), self.engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+                config.attributes["connection"] = conn
+                command.downgrade(config, revision)
+        except (SQLAlchemyError, OSError) as exc:
+            raise DatabaseError(f"cannot downgrade the database at {self.safe_url}: {exc}") from exc
+
+    @staticmethod
+    def history() -> list[dict[str, str | None]]:
+        """Every revision this code knows, oldest first: its id, the one before it and its title."""
+        scripts = ScriptDirectory.from_config(_alembic_config())
+        found = [{"revision": s.revision, "down_revision": s.down_revision if isinstance(s.down_revision, str | None)
+                  else ",".join(s.down_revision), "title": (s.doc or "").strip().splitlines()[0] if s.doc else ""}
+                 for s in scripts.walk_revisions()]
+        return list(reversed(found))
+
     def ensure_tables(self, tables: Sequence[Table]) -> None:
         """Create those of ``tables`` that do not exist yet: the tables a payment rail brings that no migration of
         this package holds (a rail added from outside). Tables on the node's ``Base`` are the migrations' (the

@@ -53,7 +53,7 @@ def build_node(settings: Settings | None = None, workspace: Workspace | None = N
     settings = settings or Settings()
     tokens = AccessTokens.for_node(settings)
     db = Database(settings.db_url)
-    db.migrate()
+    db.prepare(settings.store.migrate)
     ws = workspace or Workspace(settings)
     registry = CollectorRegistry()
     model_repo = ModelRepo(db)
@@ -297,7 +297,7 @@ class WorkerContext:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.db = Database(settings.db_url)
-        self.db.migrate()
+        self.db.prepare(settings.store.migrate)
         self.ws = Workspace(settings)
         self.runner = build_runner(settings, self.db, self.ws.store, CollectorRegistry(), FreeAccess())
         self.runner.settles = False
