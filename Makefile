@@ -13,9 +13,6 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
-	# siwe 4.4 (EIP-4361 parsing) pins web3<8 and eth-account<0.14 for a verify() this project does not use (it
-	# checks signatures itself, contract wallets included): installed without its pins, with the abnf it parses with
-	$(BIN)/python -m pip install --quiet --no-deps "siwe==4.4.0" "abnf==2.2.0"
 	touch $(STAMP)
 
 # npm ci refuses this lock file: npm 11 leaves other platforms' optional anvil binaries out of it.

@@ -55,12 +55,12 @@ def siwe_address(request: Request, purposes: list[str],
                  first_use: Callable[[tuple[str, str, str], float], bool]) -> str:
     """The lower-case address whose SIWE message and signature this request carries for the first of ``purposes``
     (or a deprecated form of it, the others)."""
-    from siwe import SiweMessage
+    from proofmarket.core.siwe_message import SiweMessage
 
     services = request.app.state.services
     text = decoded(request.headers.get(MESSAGE_HEADER, ""))
     try:
-        message = SiweMessage.from_message(text)
+        message = SiweMessage.parse(text)
     except Exception as exc:  # the library's parse and field errors: not an EIP-4361 message
         raise _refused("message", f"X-Siwe-Message is not an EIP-4361 message: {exc}") from None
     resources = [str(r) for r in message.resources or []]
@@ -99,7 +99,8 @@ def siwe_address(request: Request, purposes: list[str],
     if not valid:
         raise _refused("signer", f"the signature is not {address}'s: neither its key's nor its contract wallet's "
                                  "(ERC-1271, ERC-6492)")
-    expires = message.expiration_time._datetime.timestamp()
+    assert message.expiration_time is not None  # _check_times refused a message without one
+    expires = message.expiration_time.timestamp()
     used = hashlib.sha256(str(message.nonce).encode()).hexdigest()  # a nonce of any length, one key of 64 hex
     if not session and not first_use((address.lower(), used, request.url.path), expires):
         raise _refused("nonce", "this message was already used for this list: sign a new one (a one-request "
@@ -125,9 +126,9 @@ def decoded(header: str) -> str:
 def is_session(request: Request) -> bool:
     """Whether the request's SIWE message signs in for every route (resource ``proofmarket:session``); call it on a
     request ``siwe_address`` accepted."""
-    from siwe import SiweMessage
+    from proofmarket.core.siwe_message import SiweMessage
 
-    message = SiweMessage.from_message(decoded(request.headers.get(MESSAGE_HEADER, "")))
+    message = SiweMessage.parse(decoded(request.headers.get(MESSAGE_HEADER, "")))
     return SESSION in [str(r) for r in message.resources or []]
 
 
@@ -143,19 +144,19 @@ def _signature(header: str) -> bytes:
 
 def _check_times(message: object, longest_s: int) -> None:
     now = time.time()
-    issued = message.issued_at._datetime.timestamp()  # type: ignore[attr-defined]
+    issued = message.issued_at.timestamp()  # type: ignore[attr-defined]
     expiry = message.expiration_time  # type: ignore[attr-defined]
     if issued > now + SKEW_S:
         raise _refused("expiry", "the message is issued in the future (check the clock)")
     if expiry is None:
         raise _refused("expiry", "the message needs an Expiration Time")
-    expires = expiry._datetime.timestamp()
+    expires = expiry.timestamp()
     if expires <= now:
         raise _refused("expiry", f"the message expired at {datetime.fromtimestamp(expires, UTC).isoformat()}")
     if expires - issued > longest_s:
         raise _refused("expiry", f"the message lives {int(expires - issued)} s; at most {longest_s} s here")
     not_before = message.not_before  # type: ignore[attr-defined]
-    if not_before is not None and not_before._datetime.timestamp() > now + SKEW_S:
+    if not_before is not None and not_before.timestamp() > now + SKEW_S:
         raise _refused("expiry", "the message is not valid yet (Not Before)")
 
 

@@ -64,7 +64,8 @@ def siwe_message(address: str, terms: dict[str, Any], resources: list[str], life
     from datetime import UTC, datetime, timedelta
 
     from eth_utils.address import to_checksum_address
-    from siwe import SiweMessage, generate_nonce
+
+    from proofmarket.core.siwe_message import SiweMessage, generate_nonce
 
     now = datetime.now(UTC).replace(microsecond=0)
     node = terms.get("node_resource")  # the node's own identity: a message without it opens nothing there
@@ -72,8 +73,7 @@ def siwe_message(address: str, terms: dict[str, Any], resources: list[str], life
         resources = [str(node), *resources]
     return str(SiweMessage(
         domain=terms["domain"], address=to_checksum_address(address), uri=terms["uri"], version="1",
-        chain_id=int(terms.get("chain_id") or 1), issued_at=now.isoformat().replace("+00:00", "Z"),
-        expiration_time=(now + timedelta(seconds=lifetime_s)).isoformat().replace("+00:00", "Z"),
+        chain_id=int(terms.get("chain_id") or 1), issued_at=now, expiration_time=now + timedelta(seconds=lifetime_s),
         nonce=generate_nonce(), statement=statement, resources=resources).prepare_message())
 
 
