@@ -27,32 +27,38 @@ from proofmarket.chain.client import ChainClient
 from proofmarket.chain.devkeys import require_devnet
 from proofmarket.core import lifeline
 from proofmarket.core.errors import RPCUnavailable
+from proofmarket.core.npm_tools import cached_node_modules
 from proofmarket.core.profiles import DEVNET
 from proofmarket.core.settings import ToolPaths
 
 _REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
-def find_anvil() -> Path:
-    """``PROOFMARKET_ANVIL``, else the anvil binary from node_modules (cwd or repo), else PATH."""
+def find_anvil(install: bool = True) -> Path:
+    """``PROOFMARKET_ANVIL``, else the anvil binary from node_modules (cwd or repo), else PATH, else the user cache
+    of the pinned tools (installed on first use when ``install``: ``core.npm_tools``)."""
     configured = ToolPaths().anvil
     if configured is not None:
         if not configured.is_file():
             raise RPCUnavailable(f"PROOFMARKET_ANVIL={configured} is not a file")
         return configured
-    for root in (Path.cwd(), _REPO_ROOT):
+    on_path = shutil.which("anvil")
+    roots = [Path.cwd(), _REPO_ROOT]
+    for root in roots:
         modules = root / "node_modules" / "@foundry-rs"
         native = sorted(modules.glob("anvil-*/bin/anvil"))  # the platform package, no node wrapper
         wrapper = root / "node_modules" / ".bin" / "anvil"
         for candidate in (*native, wrapper):
             if candidate.is_file() and os.access(candidate, os.X_OK):
                 return candidate
-    on_path = shutil.which("anvil")
     if on_path:
         return Path(on_path)
-    raise RPCUnavailable(
-        "anvil was not found: run 'make setup' (npm ci installs @foundry-rs/anvil) or set PROOFMARKET_ANVIL"
-    )
+    cache = cached_node_modules(install=install)
+    native = sorted((cache / "@foundry-rs").glob("anvil-*/bin/anvil"))
+    for candidate in (*native, cache / ".bin" / "anvil"):
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    raise RPCUnavailable("anvil is not in the tools cache after its install: set PROOFMARKET_ANVIL to an anvil binary")
 
 
 class PortTaken(RPCUnavailable):

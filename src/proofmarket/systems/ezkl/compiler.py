@@ -273,7 +273,7 @@ def _first_on_chain(report: TuningReport, objective: Objective, srs: SrsProvider
     first: tuple[Candidate, solidity.BuiltVerifier] | None = None
     for cand in order:
         assert cand.keys and cand.settings_path and cand.proof_path and cand.logrows
-        progress(f"Solidity verifier of {cand.label} (solcjs), checked on a local EVM")
+        progress(f"Solidity verifier of {cand.label} (solcjs), then its check on a local EVM")
         built = solidity.build_verifier(work / f"verifier-{cand.label}", cand.keys[0], cand.settings_path,
                                         srs.get(cand.logrows).path)
         first = first or (cand, built)
@@ -290,6 +290,8 @@ def _first_on_chain(report: TuningReport, objective: Objective, srs: SrsProvider
             progress(f"{cand.label}: its Solidity verifier refuses its proof ({check.note}); next candidate")
             continue
         cand.evm_check = f"accepted, {check.gas:,} gas" if check.accepted else check.note
+        if check.accepted is None:  # no local EVM here: said, never claimed
+            progress(f"{cand.label}: its Solidity verifier was {check.note}")
         report.picked = cand
         gas = f"{check.gas:,} gas measured" if check.gas else f"~{cand.verify_gas:,} gas predicted"
         progress(f"picked {cand.label}: logrows {cand.logrows}, proof {cand.proof_bytes:,} bytes, {gas} to "

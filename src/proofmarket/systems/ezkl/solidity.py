@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from proofmarket.core.errors import ProvingError
+from proofmarket.core.npm_tools import ToolMissing, cached_node_modules
 from proofmarket.core.settings import ToolPaths
 from proofmarket.store import LocalStore
 from proofmarket.systems.documents import put_artifact
@@ -49,6 +50,8 @@ class CompiledVerifier:
 
 
 def find_node_modules() -> Path:
+    """``PROOFMARKET_NODE_MODULES``, else a checkout's node_modules with solc (``make setup``), else the user cache
+    of the pinned tools (installed on first use: ``core.npm_tools``)."""
     configured = ToolPaths().node_modules
     if configured is not None:
         return configured
@@ -56,17 +59,15 @@ def find_node_modules() -> Path:
         for folder in (start, *start.parents):
             if (folder / "node_modules" / "solc").is_dir():
                 return folder / "node_modules"
-    raise ProvingError(
-        "solcjs was not found: run 'make setup' (npm ci) or set PROOFMARKET_NODE_MODULES to a node_modules "
-        "folder that contains 'solc'"
-    )
+    return cached_node_modules()
 
 
 def compile_verifier(sol_path: Path, contract: str = "Halo2Verifier") -> CompiledVerifier:
+    solc = find_node_modules() / "solc"
     node = shutil.which("node")
     if node is None:
-        raise ProvingError("Node.js is not installed: it is needed to compile the Solidity verifier")
-    solc = find_node_modules() / "solc"
+        raise ToolMissing("Node.js is not installed: it is needed to compile the Solidity verifier (Debian: "
+                          "apt-get install nodejs npm)")
     try:
         proc = subprocess.run(
             [node, "-e", _SOLC_SCRIPT, str(solc)], input=sol_path.read_text(), capture_output=True,
