@@ -33,17 +33,9 @@ from pydantic import SecretStr
 
 from proofmarket.chain.devkeys import ANVIL_DEV_KEYS
 from proofmarket.core.errors import UsageError
+from proofmarket.core.key_roles import BORROWS, ENV_KEY, MAX_SCRYPT_N, ROLES, SCRYPT_N, Role  # noqa: E402,F401
 from proofmarket.core.profiles import ChainProfile
 from proofmarket.core.settings import Settings, X402Settings
-
-Role = Literal["owner", "node", "validator", "facilitator", "consumer"]
-ROLES: tuple[Role, ...] = ("owner", "node", "validator", "facilitator", "consumer")
-ENV_KEY: dict[str, str] = {"owner": "PROOFMARKET_PRIVATE_KEY", "node": "PROOFMARKET_NODE_KEY",
-                           "validator": "PROOFMARKET_VALIDATOR_KEY", "facilitator": "PROOFMARKET_FACILITATOR_KEY",
-                           "consumer": "PROOFMARKET_CONSUMER_KEY"}
-BORROWS: dict[str, Role] = {"node": "owner"}  # a node without a key of its own signs with the owner's
-SCRYPT_N = 2**18  # eth-account's default scrypt cost (256 MiB, about a second)
-MAX_SCRYPT_N = 2**20  # a keystore asking for more memory than 1 GiB is refused before decrypting
 
 _UNLOCKED: dict[tuple[str, int, int, int], LocalAccount] = {}  # decrypted once per file and process
 

@@ -8,14 +8,16 @@ Hook: ``db_cmd.register(app)`` in ``cli/main.py``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from proofmarket.cli.output import emit_json, fail, out
 from proofmarket.core.errors import ProofMarketError, UsageError
 from proofmarket.core.settings import Settings
-from proofmarket.db.engine import Database
+
+if TYPE_CHECKING:
+    from proofmarket.db.engine import Database
 
 db_app = typer.Typer(help="The node's database: upgrade, show, list or roll back the schema's revisions.",
                      no_args_is_help=True)
@@ -31,6 +33,8 @@ def register(app: typer.Typer) -> None:
 
 
 def _database(url: str | None, home: Path | None) -> Database:
+    from proofmarket.db.engine import Database
+
     if url:
         return Database(url)
     return Database((Settings(home=home) if home is not None else Settings()).db_url)
@@ -68,7 +72,7 @@ def current_cmd(url: UrlOpt = None, home: HomeOpt = None, as_json: JsonOpt = Fal
             db.close()
     except ProofMarketError as exc:
         raise fail(exc, as_json) from exc
-    head = Database.head()
+    head = db.head()
     if as_json:
         emit_json({"ok": True, "database": db.safe_url, "revision": revision, "head": head,
                    "current": revision == head})
@@ -90,7 +94,7 @@ def history_cmd(url: UrlOpt = None, home: HomeOpt = None, as_json: JsonOpt = Fal
             db.close()
     except ProofMarketError as exc:
         raise fail(exc, as_json) from exc
-    rows = Database.history()
+    rows = db.history()
     if as_json:
         emit_json({"ok": True, "database": db.safe_url, "revision": revision, "history": rows})
         return
@@ -109,6 +113,8 @@ def downgrade_cmd(revision: Annotated[str, typer.Argument(help="the revision to 
     """Downgrade the schema to REVISION (roll back an upgrade: stop every node and worker of the newer code first,
     and take a backup: 'proofmarket backup')."""
     try:
+        from proofmarket.db.engine import Database
+
         known = {row["revision"] for row in Database.history()} | {"base"}
         if revision not in known:
             raise UsageError(f"{revision} is not a revision this code knows: see 'proofmarket db history'")

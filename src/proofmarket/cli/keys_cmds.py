@@ -14,28 +14,20 @@ PROOFMARKET_<ROLE>_KEYSTORE), and never overwritten.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
 
-from proofmarket.chain.devkeys import ANVIL_DEV_KEYS
-from proofmarket.chain.keystore import (
-    ENV_KEY,
-    ROLES,
-    SCRYPT_N,
-    KeySource,
-    account_of,
-    key_source,
-    keystore_path,
-    read_password,
-    write_keystore,
-)
 from proofmarket.cli.common import Run, command
 from proofmarket.core.errors import ProofMarketError, UsageError
-from proofmarket.core.profiles import ChainProfile
+from proofmarket.core.key_roles import ENV_KEY, ROLES, SCRYPT_N
 from proofmarket.core.settings import Settings, X402Settings, env_value
+
+if TYPE_CHECKING:  # the crypto loads when a keys command runs, not for --help
+    from eth_account.signers.local import LocalAccount
+
+    from proofmarket.chain.keystore import KeySource
+    from proofmarket.core.profiles import ChainProfile
 
 keys_app = typer.Typer(help="Encrypted keystores of the signing roles (owner, node, validator).",
                        no_args_is_help=True)
@@ -53,6 +45,8 @@ def register(app: typer.Typer) -> None:
 @command(keys_app, "new")
 def keys_new(run: Run, role: RoleOpt, out_file: OutOpt = None, scrypt_n: CostOpt = SCRYPT_N) -> None:
     """Make a random key for ROLE, encrypt it into a keystore and print its address (never the key)."""
+    from eth_account import Account
+
     account: LocalAccount = Account.create()
     _write(run, role, account, out_file, scrypt_n, "made")
 
@@ -86,6 +80,8 @@ def keys_import(
             raise UsageError(f"the key file {key_file} cannot be read") from None
     if move and key_file is None:
         raise UsageError("--move takes the key from --key-file (a variable is unset by you)")
+    from proofmarket.chain.keystore import account_of
+
     _write(run, role, account_of(secret, name), out_file, scrypt_n, "imported",
            f"unset {from_env}" if from_env else (None if move else f"delete {key_file}"),
            remove=key_file if move else None)
@@ -103,6 +99,9 @@ def keys_list(run: Run) -> None:
 
 def _write(run: Run, role: str, account: LocalAccount, out_file: Path | None, cost: int, verb: str,
            then: str | None = None, remove: Path | None = None) -> None:
+    from proofmarket.chain.devkeys import ANVIL_DEV_KEYS
+    from proofmarket.chain.keystore import keystore_path, read_password, write_keystore
+
     settings = run.settings
     default, variable = keystore_path(role, settings)
     path = out_file or default
@@ -121,6 +120,8 @@ def _write(run: Run, role: str, account: LocalAccount, out_file: Path | None, co
 
 
 def _row(role: str, settings: Settings, extra: X402Settings, profile: ChainProfile | None) -> dict[str, Any]:
+    from proofmarket.chain.keystore import key_source, keystore_path
+
     path, variable = keystore_path(role, settings, extra)
     row: dict[str, Any] = {"role": role, "keystore": str(path), "keystore_exists": path.exists(),
                            "keystore_variable": variable, "env_variable": ENV_KEY[role], "source": None,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -19,16 +19,18 @@ from proofmarket.cli.compile_views import print_compile, print_prediction
 from proofmarket.cli.output import console, emit_json, fail, out, progress_steps
 from proofmarket.core.errors import ProofMarketError, UsageError
 from proofmarket.core.settings import Settings
-from proofmarket.systems.ezkl.batch_compile import parse_sizes
-from proofmarket.systems.ezkl.profile import PrivacyProfile
-from proofmarket.systems.ezkl.tuning import AccuracyBound, Objective
-from proofmarket.systems.workspace import Workspace
+
+if TYPE_CHECKING:  # the heavy parts load when a command runs, not to print --help
+    from proofmarket.systems.ezkl.tuning import AccuracyBound
+    from proofmarket.systems.workspace import Workspace
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 
 
 def _workspace(home: Path | None, *, inline_prover: bool = False) -> Workspace:
+    from proofmarket.systems.workspace import Workspace
+
     return Workspace(Settings(home=home) if home else Settings(), inline_prover=inline_prover)
 
 
@@ -120,6 +122,10 @@ def compile_cmd(
         raise fail(UsageError("proven mode needs --sample (sample inputs for tuning and calibration)"), as_json)
     ws = _workspace(home)
     try:
+        from proofmarket.systems.ezkl.batch_compile import parse_sizes
+        from proofmarket.systems.ezkl.profile import PrivacyProfile
+        from proofmarket.systems.ezkl.tuning import Objective
+
         profile = PrivacyProfile.parse(privacy)
         Objective(name=objective)  # a bad --objective is refused before anything runs
         samples = _read_samples(sample, model)
@@ -168,6 +174,8 @@ def _compile_attested(model: Path, name: str | None, cap: int, as_json: bool, ho
 def _bound(max_error: float) -> AccuracyBound | None:
     if not 0 < max_error < 1:
         raise UsageError("--max-error must be between 0 and 1 (a share of the outputs' range)")
+    from proofmarket.systems.ezkl.tuning import AccuracyBound
+
     return None if max_error == 0.01 else AccuracyBound(relative=max_error)
 
 

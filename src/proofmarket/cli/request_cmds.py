@@ -17,7 +17,6 @@ import typer
 from proofmarket.cli.common import Run, checked_address, open_market, parse_salt, read_json, tx_json
 from proofmarket.cli.output import emit_json, fail, out
 from proofmarket.core.errors import ProofMarketError, VerificationFailed, from_code
-from proofmarket.sdk.checks import check_settlement
 from proofmarket.systems.ezkl.profile import SALT_BITS, SALT_ELEMENTS
 
 
@@ -149,6 +148,8 @@ def settled_on_chain(sdk: Any, request_id: int, row: dict[str, Any], commitment:
         onchain = market.market.get_request(request_id)
     bundle_cid = str(row.get("bundle_cid") or "")
     bundle = sdk.proof(bundle_cid, access_token) if bundle_cid else None
+    from proofmarket.sdk.checks import check_settlement
+
     return dataclasses.asdict(check_settlement(request_id, onchain, bundle, bundle_cid, commitment))
 
 
