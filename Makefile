@@ -22,17 +22,10 @@ $(NPMSTAMP): package.json package-lock.json web/engine.js web/pay.js web/chain.j
 	$(MAKE) webapp
 	touch $(NPMSTAMP)
 
-# the web app's vendored modules (/app): EZKL's WASM verifier (web build), the x402 client library and viem's ABI
-# helpers, each bundled with its dependencies: no CDN at run time
-WEBVENDOR := src/proofmarket/api/static/app/vendor
+# the web app's vendored modules (/app), bundled by esbuild (no CDN at run time): scripts/build_webapp.py, which the
+# package build (setup.py) runs too
 webapp:
-	mkdir -p $(WEBVENDOR)
-	node_modules/.bin/esbuild web/engine.js --bundle --format=esm --log-level=warning --outfile=$(WEBVENDOR)/ezkl-engine.js
-	cp node_modules/@ezkljs/engine/web/ezkl_bg.wasm $(WEBVENDOR)/ezkl_bg.wasm
-	node_modules/.bin/esbuild web/pay.js --bundle --format=esm --minify --log-level=warning --outfile=$(WEBVENDOR)/x402-pay.js
-	node_modules/.bin/esbuild web/chain.js --bundle --format=esm --minify --log-level=warning --outfile=$(WEBVENDOR)/chain.js
-	node_modules/.bin/esbuild web/charts.js --bundle --format=esm --minify --log-level=warning --outfile=$(WEBVENDOR)/charts.js
-	cp node_modules/uplot/dist/uPlot.min.css $(WEBVENDOR)/uplot.css
+	$(BIN)/python scripts/build_webapp.py
 
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
