@@ -329,7 +329,8 @@ def export_cmd(
         out.print(f"wrote {path} (root {model_id})")
 
 
-from proofmarket.cli.chain_cmds import register as _register_market  # noqa: E402 (after the app exists)
+from proofmarket.cli.backup_cmd import register as _register_backup  # noqa: E402 (after the app exists)
+from proofmarket.cli.chain_cmds import register as _register_market  # noqa: E402
 from proofmarket.cli.db_cmd import register as _register_db  # noqa: E402
 from proofmarket.cli.facilitator_cmd import register as _register_facilitator  # noqa: E402
 from proofmarket.cli.generate_cmd import register as _register_generate  # noqa: E402
@@ -346,6 +347,7 @@ from proofmarket.cli.validator_cmd import register as _register_validator  # noq
 from proofmarket.cli.wallet_cmds import register as _register_wallet  # noqa: E402
 
 _register_market(app)
+_register_backup(app)
 _register_roles(app)
 _register_node(app)
 _register_infer(app)
