@@ -68,7 +68,7 @@ def test_the_alert_rules_pass_promtool_check_and_their_unit_tests() -> None:
     check = subprocess.run([tool, "check", "rules", "alerts.yml"], cwd=DEPLOY / "prometheus", capture_output=True,
                            text=True, timeout=60)
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "SUCCESS: 12 rules found" in check.stdout
+    assert "SUCCESS: 16 rules found" in check.stdout
     tests = subprocess.run([tool, "test", "rules", "alerts_test.yml"], cwd=DEPLOY / "prometheus",
                            capture_output=True, text=True, timeout=60)
     assert tests.returncode == 0, tests.stdout + tests.stderr
@@ -104,3 +104,19 @@ def test_the_dashboard_is_a_grafana_dashboard() -> None:
     for panel in dashboard["panels"]:
         assert panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24
     assert any("model" in t["expr"] for p in dashboard["panels"] for t in p["targets"])  # per-model panels
+
+
+def test_the_alertmanager_route_pages_the_critical_alerts_and_every_alert_is_routed() -> None:
+    config = yaml.safe_load((DEPLOY / "prometheus" / "alertmanager.yml").read_text())
+    critical = next(r for r in config["route"]["routes"] if 'severity="critical"' in r["matchers"])
+    assert critical["receiver"] == "on-call" and config["route"]["receiver"] == "team"
+    groups = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())["groups"]
+    rules = [r for g in groups for r in g["rules"]]
+    assert {r["labels"]["severity"] for r in rules} <= {"critical", "warning"}
+    assert {"ProofmarketNoWorkers", "ProofmarketLowGas", "ProofmarketRpcFailing", "ProofmarketEscrowFailures",
+            "ProofmarketLedgerDifferences", "ProofmarketInsolvent"} <= {r["alert"] for r in rules}
+    amtool = shutil.which("amtool")
+    if amtool is not None:
+        checked = subprocess.run([amtool, "check-config", str(DEPLOY / "prometheus" / "alertmanager.yml")],
+                                 capture_output=True, text=True, check=False)
+        assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -137,6 +137,7 @@ class CeleryCallQueue:
         self.holder = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.settler_lease_s = SETTLER_LEASE_S
         runner.metrics.track_depth(self.depth)
+        runner.metrics.track_workers(lambda: len(self.workers()))
 
     def recover(self) -> None:
         """At start: jobs queued in the database go to the broker again (a message the broker lost, e.g. a

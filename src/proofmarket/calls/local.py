@@ -62,6 +62,7 @@ class LocalCallQueue:
         self.follower = SettlementFollower(runner, jobs, runner.settings.payments.settle_poll_s, self._notify)
         runner.delivered.append(self._notify)  # a waiting request answers before the record hooks run
         runner.metrics.track_depth(self.depth)
+        runner.metrics.track_workers(lambda: self.alive_workers)
 
     def recover(self) -> Recovery:
         self.recovery = self.jobs.recover()

@@ -20,6 +20,8 @@ class CallMetrics:
                                 registry=registry)
         self.queue_depth = Gauge("proofmarket_queue_depth", "Jobs waiting for a worker", registry=registry)
         self.running = Gauge("proofmarket_jobs_running", "Jobs a worker is running now", registry=registry)
+        self.workers = Gauge("proofmarket_workers", "Prover workers alive now (local prover threads, or Celery "
+                             "workers with a fresh heartbeat): 0 means no call can run", registry=registry)
         self.calls = Counter("proofmarket_calls_total", "Calls that reached a final state, by proof system, payment "
                              "rail, model and status", ["system", "rail", "model", "status"], registry=registry)
         # the model label is bounded: a call runs only on a model this node serves
@@ -45,6 +47,15 @@ class CallMetrics:
 
     def track_depth(self, depth: Callable[[], int]) -> None:
         self.queue_depth.set_function(lambda: float(depth()))
+
+    def track_workers(self, alive: Callable[[], int]) -> None:
+        def read() -> float:
+            try:
+                return float(alive())
+            except Exception:  # the broker is away: no worker can be reached
+                return 0.0
+
+        self.workers.set_function(read)
 
     def track_settling(self, settling: Callable[[], tuple[int, float]]) -> None:
         """``settling``: (calls settling, age in seconds of the oldest), read at each scrape."""

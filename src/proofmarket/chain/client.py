@@ -33,6 +33,7 @@ from web3.types import BlockIdentifier
 from proofmarket.chain.artifacts import Artifact, project_abis
 from proofmarket.chain.reverts import DecodedRevert, RevertDecoder
 from proofmarket.chain.rpc_session import rpc_provider
+from proofmarket.chain.rpc_stats import RpcTimer
 from proofmarket.chain.txs import NONCES, Submission, fees
 from proofmarket.core import settings as core_settings
 from proofmarket.core.errors import ChainError, ContractReverted, RPCUnavailable
@@ -64,6 +65,7 @@ class ChainClient:
         self._gas = gas
         retry = ExceptionRetryConfiguration(errors=(requests.ConnectionError, requests.Timeout), retries=2)
         self.w3 = Web3(rpc_provider(rpc_url, request_kwargs={"timeout": timeout}, exception_retry_configuration=retry))
+        self.w3.middleware_onion.add(RpcTimer, "proofmarket_rpc_timer")  # /metrics: requests, outcomes, time
         self.decoder = RevertDecoder(project_abis())
         self._chain_id: int | None = None
         self._chain_key: tuple[int, str] | None = None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ from prometheus_client import CollectorRegistry
 from proofmarket.calls import CallMetrics, CallRunner, CallService, LocalCallQueue
 from proofmarket.calls.cache import ProofCache
 from proofmarket.calls.queue import CallQueue
+from proofmarket.chain.rpc_stats import RpcCollector
 from proofmarket.core.errors import ProofMarketError
 from proofmarket.core.settings import Settings
 from proofmarket.db import CallRepo, CallRow, Database, ModelRepo, ProofCacheRepo
@@ -56,6 +58,7 @@ def build_node(settings: Settings | None = None, workspace: Workspace | None = N
     db.prepare(settings.store.migrate)
     ws = workspace or Workspace(settings)
     registry = CollectorRegistry()
+    registry.register(RpcCollector())  # the chain RPCs this process asked: requests, outcomes, time
     model_repo = ModelRepo(db)
     listings = _listings(settings, ws)
     built = _payments(settings, ws, model_repo, db) if payments is None else (payments, [])
@@ -155,6 +158,23 @@ def _payments(settings: Settings, ws: Workspace, model_repo: ModelRepo, db: Data
     return exact, [credits, *([batch] if batch is not None else [])]
 
 
+def _cached_balance(client: Any, address: str, every_s: float = 30.0) -> Callable[[], float]:
+    """A scrape-time reader of ``address``'s native balance that asks the RPC at most every ``every_s``."""
+    last: list[float] = [float("nan"), -every_s]
+
+    def read() -> float:
+        now = time.monotonic()
+        if now - last[1] >= every_s:
+            last[1] = now
+            try:
+                last[0] = float(client.w3.eth.get_balance(address))
+            except Exception:  # the RPC is away: said by NaN (and by proofmarket_rpc_requests_total's outcomes)
+                last[0] = float("nan")
+        return last[0]
+
+    return read
+
+
 def build_money(settings: Settings, db: Database, rails: Rails, listings: Listings | None,
                 registry: CollectorRegistry | None = None) -> Money:
     """The book, and with payments on: purchases by x402, payouts from the node's account, the settler."""
@@ -191,6 +211,10 @@ def build_money(settings: Settings, db: Database, rails: Rails, listings: Listin
 
         differences = Gauge("proofmarket_ledger_differences", "differences between the book and the chain at the "
                             "last reconciliation (0: they agree)", registry=registry)
+        gas = Gauge("proofmarket_node_gas_balance_wei", "The node account's native balance (what pays settlement, "
+                    "payout and fulfilment gas), read at most every 30 s; NaN while the RPC does not answer",
+                    registry=registry)
+        gas.set_function(_cached_balance(chain.client, chain.node.address))
         shortfall = Gauge("proofmarket_ledger_shortfall_atomic", "what the node account lacks, in atomic token "
                           "units, to hold what the book owes others (credits, passes, payees, the platform) at the "
                           "last reconciliation (0: solvent)", registry=registry)

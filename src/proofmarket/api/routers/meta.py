@@ -9,6 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from proofmarket import __version__
 from proofmarket.api.deps import ServicesDep, base_url, node_url
 from proofmarket.api.schemas import Health, Price, ServiceManifest, ServiceModel
+from proofmarket.api.security import IsAdminDep
 from proofmarket.api.signed import describe
 from proofmarket.api.views import registry_listing
 from proofmarket.core.errors import ProofMarketError
@@ -112,10 +113,23 @@ def node_health(services: NodeServices) -> Health:
 
 @router.get("/metrics", operation_id="metrics", response_class=Response,
             responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
-def metrics(services: ServicesDep) -> Response:
-    """Prometheus metrics: requests by route and status, proof durations, queue depth, failures by code,
-    escrow requests closed by outcome, escrow failures by code, fulfil time, open escrow requests."""
-    return Response(generate_latest(services.registry), media_type=CONTENT_TYPE_LATEST)
+def metrics(services: ServicesDep, admin: IsAdminDep) -> Response:
+    """Prometheus metrics: requests by route and status, proof durations, queue depth, workers, failures by code,
+    escrow requests closed by outcome, escrow failures by code, fulfil time, open escrow requests, chain RPC requests
+    by outcome, the node account's gas balance. What each model earned (``proofmarket_model_revenue_atomic_total``)
+    only with the admin token (a scrape job's ``authorization``): an owner's revenue is not the public's."""
+    text = generate_latest(services.registry).decode()
+    if not admin:
+        text = "".join(line for line in text.splitlines(keepends=True) if not _private_series(line))
+    return Response(text, media_type=CONTENT_TYPE_LATEST)
+
+
+PRIVATE_SERIES = ("proofmarket_model_revenue_atomic",)
+
+
+def _private_series(line: str) -> bool:
+    name = line.split(" ", 3)[2] if line.startswith("# ") and line.count(" ") >= 2 else line
+    return name.startswith(PRIVATE_SERIES)
 
 
 def _chain(services: NodeServices, paid: dict[str, object] | None) -> dict[str, object] | None:
