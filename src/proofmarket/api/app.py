@@ -21,7 +21,7 @@ from starlette.types import Scope
 
 from proofmarket import __version__
 from proofmarket.api.errors import handle_error
-from proofmarket.api.middleware import BodyLimit, RequestMetrics
+from proofmarket.api.middleware import BodyLimit, RequestIds, RequestMetrics
 from proofmarket.api.proxies import TrustedProxies, networks
 from proofmarket.api.rail_host import ApiRailHost
 from proofmarket.api.ratelimit import Limiter, RateLimit
@@ -90,6 +90,7 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
                        payer_of=lambda h: node_rails.select(h).payer_of(h))
     # outermost: the client's address and scheme by the one rule (trusted proxies only), for all inside
     app.add_middleware(TrustedProxies, proxies=networks(settings.api.trusted_proxies))
+    app.add_middleware(RequestIds)  # an id for every request, in its logs and on its answer (X-Request-ID)
     origins = [o.strip() for o in (settings.api.cors_origins or "").split(",") if o.strip()]
     if origins:  # apps on other origins (a wallet app): what they may send and read
         from fastapi.middleware.cors import CORSMiddleware

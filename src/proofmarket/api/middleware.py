@@ -172,3 +172,31 @@ def _route(scope: Scope) -> str:
     route: Any = scope.get("route")
     path = getattr(route, "path", None)
     return str(path) if path else "unmatched"
+
+
+class RequestIds:
+    """Every request gets an id: the client's ``X-Request-ID`` (when sane) or a new one, in the logs of everything
+    it causes (``core.logs.REQUEST_ID``) and returned as ``X-Request-ID`` on the answer."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        from proofmarket.core.logs import REQUEST_ID, request_id_from
+
+        given = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
+        rid = request_id_from(given)
+        token = REQUEST_ID.set(rid)
+
+        async def with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, with_id)
+        finally:
+            REQUEST_ID.reset(token)

@@ -26,6 +26,7 @@ from proofmarket.calls.cache import ProofCache
 from proofmarket.calls.compile_task import compile_job
 from proofmarket.calls.metrics import CallMetrics
 from proofmarket.core.errors import PaymentSettlementFailed, PaymentSettlementPending, ProofMarketError, ProvingError
+from proofmarket.core.logs import CALL_ID
 from proofmarket.core.settings import Settings
 from proofmarket.db import CallKind, CallRepo, CallRow, CallStatus, ModelRepo, ProofCacheRepo
 from proofmarket.payments.port import Rail, Rails
@@ -65,7 +66,11 @@ class CallRunner:
         job = self.jobs.get(job_id)
         if job is None or job.is_final:
             return False
-        return self._guarded(job, lambda: self._steps(job, systems, stop, events, settle_later))
+        token = CALL_ID.set(job.id)  # every log line of this call says which call (core.logs)
+        try:
+            return self._guarded(job, lambda: self._steps(job, systems, stop, events, settle_later))
+        finally:
+            CALL_ID.reset(token)
 
     def batch_key(self, job_id: str, systems: WorkerSystems) -> BatchKey | None:
         """The key under which a queued call may share a proof with others (None: it is proven alone): its system's

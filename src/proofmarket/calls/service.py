@@ -117,6 +117,7 @@ class CallService:
                 job = self.jobs.create(new)
             except DuplicateJob:
                 raise PaymentReplayed("this payment was already used for another request") from None
+            log.info("call %s created (%s, model %s)", job.id, job.kind, job.model_id or "-")
         return self.jobs.start(job.id) or job
 
     def finish_call(self, job_id: str, execution: Execution, elapsed: float | None = None) -> CallRow:
@@ -169,7 +170,9 @@ class CallService:
         if found is not None:
             return found, False
         try:
-            return self.jobs.create(new), True
+            created = self.jobs.create(new)
+            log.info("call %s created (%s, model %s)", created.id, created.kind, created.model_id or "-")  # the
+            return created, True  # request's id beside the call's: followed from its request to its proof
         except DuplicateJob:
             found = self._found(new)  # a concurrent retry won the race
             if found is not None:

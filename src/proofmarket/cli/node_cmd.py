@@ -32,14 +32,14 @@ def worker_cmd(
 ) -> None:
     """Run jobs of nodes started with PROOFMARKET_QUEUE=celery: one job at a time, from Redis
     (PROOFMARKET_REDIS_URL), on the nodes' database and store. Start more to prove more at once."""
-    import logging
 
     from proofmarket.calls.celery_queue import masked_url
+    from proofmarket.core.logs import configure
     from proofmarket.node.worker import run_worker
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings(home=home) if home is not None else Settings()
+        configure(settings.api.log_format)
         _say_node_chain(settings)
         console.print(f"proofmarket worker: Redis {masked_url(settings.queue.redis_url)}, database "
                       f"{settings.db_url.split('@')[-1]}, store {settings.store_dir}")
@@ -62,10 +62,12 @@ def node_cmd(
     import uvicorn
 
     from proofmarket.api import create_app
+    from proofmarket.core.logs import configure
 
     overrides: dict[str, Any] = {"home": home, "api_host": host, "api_port": port, "prover_workers": workers}
     try:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+        configure(settings.api.log_format)
         _say_node_chain(settings)
         app = create_app(settings)
         for spec in model or []:
@@ -79,7 +81,8 @@ def node_cmd(
     except ProofMarketError as exc:
         raise fail(exc, False) from exc
     console.print(f"proofmarket node on http://{settings.api.api_host}:{settings.api.api_port} (docs at /docs)")
-    uvicorn.run(app, host=settings.api.api_host, port=settings.api.api_port, log_level=log_level, **_uvicorn_extra())
+    uvicorn.run(app, host=settings.api.api_host, port=settings.api.api_port, log_level=log_level,
+                log_config=None, **_uvicorn_extra())  # uvicorn's lines go through the handler configure() set
 
 
 def _say_node_chain(settings: Settings) -> None:

@@ -14,7 +14,6 @@ answers 503 (not ready) while it can vote on none. A result whose model is not h
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 from typing import Annotated
@@ -55,10 +54,12 @@ def validator_run(
     from proofmarket.chain.court import AttestationCourt
     from proofmarket.chain.devkeys import dev_account as dev_key
     from proofmarket.chain.keystore import resolve_key
+    from proofmarket.core.logs import configure
+    from proofmarket.core.settings import Settings
     from proofmarket.market import parse_price
     from proofmarket.validator.process import Validator, serve_metrics
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure((Settings(home=home) if home else Settings()).api.log_format)
     try:
         with open_market(home) as market:
             if market.deployment.court is None:

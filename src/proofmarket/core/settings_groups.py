@@ -43,6 +43,9 @@ class ApiSettings(Group):
                                          description="key of job access tokens; unset = random, in HOME/access.key")
     trusted_proxies: str = Field(default="", description="comma-separated proxy addresses whose X-Forwarded-For "
                                                          "names the client (unset = the socket peer is the client)")
+    log_format: Literal["text", "json"] = Field(default="text", description="the logs of nodes, workers and "
+                                                "validators: text, or one JSON object per line (with request_id "
+                                                "and call_id)")
 
 
 class ChainSettings(Group):
