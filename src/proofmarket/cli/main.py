@@ -58,6 +58,15 @@ def main(ctx: typer.Context,
         raise typer.Exit(2)
 
 
+@app.command("demo")
+def demo_cmd() -> None:
+    """Run the demo on the embedded defaults: a local devnet, the sample model, one paid, proven, verified
+    inference, printed plainly (what 'make demo' runs; PROOFMARKET_HOME, default ./.demo, keeps its store)."""
+    from proofmarket.demo.story import main as demo_main
+
+    raise typer.Exit(demo_main())
+
+
 def run() -> None:
     """The ``proofmarket`` command: the app, with any refusal that escapes a command (a setting refused at start,
     ``ConfigError``) answered in one sentence and its exit code, never a traceback."""

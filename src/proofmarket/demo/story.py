@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 import uvicorn
-from pydantic import ValidationError
 
 from proofmarket.api import create_app
 from proofmarket.chain import Devnet, find_anvil
@@ -47,8 +46,8 @@ from proofmarket.systems.workspace import Workspace
 def main() -> int:
     try:
         home = knobs().home.resolve()
-    except ValidationError as exc:
-        console.print(f"[bold red]demo failed[/]: bad PROOFMARKET_DEMO_* setting: {exc}")
+    except ProofMarketError as exc:  # a PROOFMARKET_DEMO_* setting refused (config_check.ConfigError)
+        console.print(f"[bold red]demo failed[/]: {exc.message}")
         return 2
     watchdog = threading.Timer(knobs().timeout_s, _give_up)
     watchdog.daemon = True
