@@ -62,9 +62,11 @@ def main(ctx: typer.Context,
 def demo_cmd() -> None:
     """Run the demo on the embedded defaults: a local devnet, the sample model, one paid, proven, verified
     inference, printed plainly (what 'make demo' runs; PROOFMARKET_HOME, default ./.demo, keeps its store)."""
-    from proofmarket.demo.story import main as demo_main
+    import subprocess
+    import sys
 
-    raise typer.Exit(demo_main())
+    # the demo is an entry point of its own (python -m proofmarket.demo), beside this one: run as such
+    raise typer.Exit(subprocess.run([sys.executable, "-m", "proofmarket.demo"], check=False).returncode)
 
 
 def run() -> None:
