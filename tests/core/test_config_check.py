@@ -123,3 +123,16 @@ def test_a_secret_is_never_repeated_in_the_refusal() -> None:
         model(api_key_index="0xdeadbeef-private")
     message = explain(refused.value).message
     assert "0xdeadbeef" not in message and message.startswith("PROOFMARKET_API_KEY_INDEX=(hidden) is not accepted")
+
+
+def test_a_misspelt_variable_is_said_with_the_closest_setting() -> None:
+    from proofmarket.core.config_check import unknown_variables
+
+    said = unknown_variables({"PROOFMARKET_PROVER_WORKER": "2", "PROOFMARKET_PAYMENT": "on", "PROOFMARKET_HOME": "x",
+                              "PROOFMARKET_NODE_URL": "http://n", "PROOFMARKET_ZZZ": "1", "PATH": "/bin"})
+    assert said == [
+        "PROOFMARKET_PAYMENT is not a proofmarket setting (did you mean PROOFMARKET_PAYMENTS?): it is ignored",
+        "PROOFMARKET_PROVER_WORKER is not a proofmarket setting (did you mean PROOFMARKET_PROVER_WORKERS?): it is "
+        "ignored",
+        "PROOFMARKET_ZZZ is not a proofmarket setting: it is ignored",
+    ]

@@ -40,6 +40,7 @@ def worker_cmd(
     try:
         settings = Settings(home=home) if home is not None else Settings()
         configure(settings.api.log_format)
+        _warn_unknown()
         _say_node_chain(settings)
         console.print(f"proofmarket worker: Redis {masked_url(settings.queue.redis_url)}, database "
                       f"{settings.db_url.split('@')[-1]}, store {settings.store_dir}")
@@ -68,6 +69,7 @@ def node_cmd(
     try:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
         configure(settings.api.log_format)
+        _warn_unknown()
         _say_node_chain(settings)
         app = create_app(settings)
         for spec in model or []:
@@ -110,3 +112,11 @@ def _uvicorn_extra() -> dict[str, Any]:
     # PROOFMARKET_TRUSTED_PROXIES itself (api/proxies.py), so a local proxy that passes X-Forwarded-For through
     # lets no client choose its own address
     return {"timeout_graceful_shutdown": 30, "timeout_keep_alive": KEEP_ALIVE_S, "proxy_headers": False}
+
+
+def _warn_unknown() -> None:
+    """A misspelt PROOFMARKET_* variable is said at start (it would be ignored silently otherwise)."""
+    from proofmarket.core.config_check import unknown_variables
+
+    for sentence in unknown_variables():
+        console.print(f"[bold yellow]warning[/]: {sentence}")

@@ -95,3 +95,30 @@ def _accepted(error: dict[str, Any]) -> str:
         return "this variable is not a setting (check its spelling against the README's Configuration table)"
     message = str(error.get("msg", "a valid value"))
     return message.removeprefix("Value error, ").removeprefix("Input should be ").rstrip(".")
+
+
+def unknown_variables(environ: dict[str, str] | None = None) -> list[str]:
+    """The PROOFMARKET_* variables set here that nothing reads (a typo, or a setting of another version), each with
+    the closest known name: one sentence per variable, for a process to warn about at its start."""
+    import difflib
+    import os
+    import re
+    from pathlib import Path
+
+    env = os.environ if environ is None else environ
+    package = Path(__file__).resolve().parents[1]
+    known: set[str] = set()
+    for source in package.rglob("*.py"):  # every name the code spells out, settings fields included below
+        known.update(re.findall(r"PROOFMARKET_[A-Z0-9_]+", source.read_text(encoding="utf-8", errors="ignore")))
+    from proofmarket.core.settings import FLAT_NAMES, DemoSettings, ToolPaths, X402Settings
+
+    known.update(f"PROOFMARKET_{n.upper()}" for n in FLAT_NAMES | set(X402Settings.model_fields)
+                 | set(ToolPaths.model_fields))
+    known.update(f"PROOFMARKET_DEMO_{n.upper()}" for n in DemoSettings.model_fields)
+    said = []
+    for name in sorted(n for n in env if n.startswith("PROOFMARKET_") and n not in known):
+        prefix = len("PROOFMARKET_")
+        close = difflib.get_close_matches(name[prefix:], sorted(k[prefix:] for k in known), n=1, cutoff=0.8)
+        hint = f" (did you mean PROOFMARKET_{close[0]}?)" if close else ""
+        said.append(f"{name} is not a proofmarket setting{hint}: it is ignored")
+    return said
