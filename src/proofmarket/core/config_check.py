@@ -21,7 +21,7 @@ URL_SCHEMES: dict[str, tuple[str, ...]] = {
     "rpc_url": ("http", "https", "ws", "wss"),
     "public_url": ("http", "https"),
     "redis_url": ("redis", "rediss", "unix"),
-    "database_url": ("sqlite", "postgresql", "postgresql+psycopg"),
+    "database_url": ("sqlite", "postgresql"),  # with a driver too: postgresql+psycopg://
     "srs_url": ("http", "https", "file"),
     "facilitator_url": ("http", "https"),
 }
@@ -56,7 +56,7 @@ def url_with_scheme(name: str, value: Any) -> Any:
     if text.startswith("postgres://"):
         text = "postgresql://" + text[len("postgres://"):]
     schemes = URL_SCHEMES[name]
-    scheme = text.split("://", 1)[0].lower() if "://" in text else ""
+    scheme = text.split("://", 1)[0].lower().split("+")[0] if "://" in text else ""
     if scheme not in schemes:
         raise ValueError(f"a URL starting with {' or '.join(s + '://' for s in schemes)}")
     return text
