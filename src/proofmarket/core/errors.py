@@ -26,15 +26,25 @@ from proofmarket.core.error_base import from_code as from_code
 
 
 # --- usage --------------------------------------------------------------------------------------
-class UsageError(ProofMarketError, code="bad_request", http_status=400, exit_code=2): ...
+class UsageError(ProofMarketError, code="bad_request", http_status=400, exit_code=2):
+    """The request or command is malformed or asks for something that cannot be done; the message says what to
+    change."""
 
 
 class JsonTooDeep(UsageError, code="json_too_deep"):
     """A JSON document nests arrays or objects deeper than proofmarket parses (``proofmarket.core.jsonlimits``)."""
 
 
-class JsonTooLarge(UsageError, code="json_too_large", http_status=413): ...
-class Unauthorized(UsageError, code="unauthorized", http_status=401, headers={"WWW-Authenticate": "Bearer"}): ...
+class JsonTooLarge(UsageError, code="json_too_large", http_status=413):
+    """A JSON document (a request body, a bundle, a samples file) is over the size the node takes; send a
+    smaller one."""
+
+
+class Unauthorized(UsageError, code="unauthorized", http_status=401, headers={"WWW-Authenticate": "Bearer"}):
+    """The request is not signed, or not by whom it must be (an admin token, a SIWE message, an API key); sign
+    it as the message says."""
+
+
 class Forbidden(UsageError, code="forbidden", http_status=403):
     """The signer may not do this (e.g. set a model's free quota without owning the model)."""
 
@@ -47,16 +57,25 @@ class ApiKeyOutOfScope(UsageError, code="api_key_out_of_scope", http_status=403)
     """The API key may not call this model (its scope names others)."""
 
 
-class BodyTooLarge(UsageError, code="body_too_large", http_status=413): ...
-class RouteNotFound(UsageError, code="not_found", http_status=404): ...
-class MethodNotAllowed(UsageError, code="method_not_allowed", http_status=405): ...
+class BodyTooLarge(UsageError, code="body_too_large", http_status=413):
+    """The request body is over PROOFMARKET_MAX_REQUEST_BYTES (uploads: PROOFMARKET_MAX_UPLOAD_BYTES); send
+    less."""
+
+
+class RouteNotFound(UsageError, code="not_found", http_status=404):
+    """No route or resource answers at this path."""
+
+
+class MethodNotAllowed(UsageError, code="method_not_allowed", http_status=405):
+    """The route exists but not with this HTTP method."""
 
 
 class RequestInvalid(UsageError, code="invalid_request", http_status=422):
     """The request does not match the OpenAPI schema."""
 
 
-class UnknownJob(UsageError, code="unknown_job", http_status=404): ...
+class UnknownJob(UsageError, code="unknown_job", http_status=404):
+    """There is no call or compile job with this id on this node (or its token does not open it)."""
 
 
 class IdempotencyConflict(UsageError, code="idempotency_conflict", http_status=409):
@@ -67,8 +86,12 @@ class DuplicateJob(UsageError, code="duplicate_job", http_status=409):
     """A unique job column (idempotency key, payment nonce) is taken."""
 
 
-class UnknownRequest(UsageError, code="unknown_request", http_status=404): ...
-class RequestClosed(UsageError, code="request_closed", http_status=409): ...
+class UnknownRequest(UsageError, code="unknown_request", http_status=404):
+    """There is no escrow or court request with this id that this node follows."""
+
+
+class RequestClosed(UsageError, code="request_closed", http_status=409):
+    """The escrow or court request is already fulfilled, refunded or expired: nothing more can be sent to it."""
 
 
 class UseCourt(UsageError, code="use_court", http_status=409):
@@ -137,10 +160,22 @@ class InvalidVersion(UsageError, code="invalid_supersedes", http_status=422):
     """A listing may supersede only a listing of the same owner on this node."""
 
 
-class ModelError(ProofMarketError, code="model_error", http_status=422, exit_code=2): ...
-class InvalidModel(ModelError, code="invalid_model"): ...
-class ModelTooLarge(ModelError, code="model_too_large", http_status=413): ...
-class UnsupportedOperator(ModelError, code="unsupported_operator"): ...
+class ModelError(ProofMarketError, code="model_error", http_status=422, exit_code=2):
+    """The model is refused; a more specific code says why."""
+
+
+class InvalidModel(ModelError, code="invalid_model"):
+    """The file is not a model this node can check: not ONNX, fails the ONNX checker, an opset outside 9-23,
+    shapes that stay dynamic, non-numeric inputs; the message names the part."""
+
+
+class ModelTooLarge(ModelError, code="model_too_large", http_status=413):
+    """The model file is over the size limit (100 MiB by default, PROOFMARKET_MAX_MODEL_BYTES)."""
+
+
+class UnsupportedOperator(ModelError, code="unsupported_operator"):
+    """The model uses an operator no circuit proves here; the message names it and its node. Replace the layer,
+    or for scikit-learn export an estimator that is lowered (docs/byom.md)."""
 
 
 class TreeEnsembleTooLarge(UnsupportedOperator, code="tree_ensemble_too_large"):
@@ -155,7 +190,8 @@ class TensorTooLarge(ModelError, code="tensor_too_large"):
     """A tensor of the model (weights, input, output or an intermediate) has more elements than the node takes."""
 
 
-class UnknownModel(ModelError, code="unknown_model", http_status=404): ...
+class UnknownModel(ModelError, code="unknown_model", http_status=404):
+    """This node serves no model with this id (or it is not compiled in this home)."""
 
 
 class ModelFilesMissing(ModelError, code="model_files_missing"):
@@ -171,9 +207,16 @@ class WrongMode(ModelError, code="wrong_mode", http_status=409):
 
 
 # --- inputs -------------------------------------------------------------------------------------
-class InputError(ProofMarketError, code="invalid_input", http_status=422, exit_code=2): ...
-class InputTooLarge(InputError, code="input_too_large", http_status=413): ...
-class InputShapeError(InputError, code="input_shape"): ...
+class InputError(ProofMarketError, code="invalid_input", http_status=422, exit_code=2):
+    """The input does not fit the model; a more specific code says how."""
+
+
+class InputTooLarge(InputError, code="input_too_large", http_status=413):
+    """The input has more elements than the model takes or the node accepts."""
+
+
+class InputShapeError(InputError, code="input_shape"):
+    """The input's shape or count does not match the model's inputs; the message gives the expected shape."""
 
 
 class CourtBundleTooLarge(InputError, code="court_bundle_too_large", http_status=422):
@@ -189,7 +232,8 @@ class SampleCountError(InputShapeError, code="sample_count_not_whole"):
     """A sample file's values do not split into whole samples of the model's input size."""
 
 
-class NonFiniteInput(InputError, code="input_not_finite"): ...
+class NonFiniteInput(InputError, code="input_not_finite"):
+    """The input holds NaN or an infinity; a circuit proves finite numbers only."""
 
 
 class PromptTooLong(InputError, code="prompt_too_long"):
@@ -205,15 +249,20 @@ class InputMismatch(InputError, code="input_mismatch", http_status=422):
 
 
 # --- store --------------------------------------------------------------------------------------
-class StoreError(ProofMarketError, code="store_error", http_status=500, exit_code=2): ...
-class ArtifactNotFound(StoreError, code="artifact_not_found", http_status=404): ...
+class StoreError(ProofMarketError, code="store_error", http_status=500, exit_code=2):
+    """The artifact store refused or failed an operation; the message says which."""
+
+
+class ArtifactNotFound(StoreError, code="artifact_not_found", http_status=404):
+    """No artifact with this CID is in the store (import it with 'proofmarket import', or verify with --car)."""
 
 
 class ArtifactCorrupt(StoreError, code="artifact_corrupt"):
     """A stored artifact's bytes no longer hash to its CID: it is not used."""
 
 
-class InvalidCID(StoreError, code="invalid_cid", http_status=400): ...
+class InvalidCID(StoreError, code="invalid_cid", http_status=400):
+    """The text is not a CID (CIDv1, base32) of this store's codecs."""
 
 
 class DatabaseError(StoreError, code="database_error"):
@@ -221,12 +270,33 @@ class DatabaseError(StoreError, code="database_error"):
 
 
 # --- proving ------------------------------------------------------------------------------------
-class ProvingError(ProofMarketError, code="proving_failed", http_status=500, exit_code=3): ...
-class CircuitCompileError(ProvingError, code="circuit_compile", http_status=422): ...
-class AccuracyNotMet(ProvingError, code="accuracy_not_met", http_status=422): ...
-class SRSError(ProvingError, code="srs_error"): ...
-class WitnessError(ProvingError, code="witness_failed", http_status=422): ...
-class ProofTimeout(ProvingError, code="proof_timeout", http_status=504): ...
+class ProvingError(ProofMarketError, code="proving_failed", http_status=500, exit_code=3):
+    """The proof could not be made; nobody is charged. The message says why; retrying a deterministic failure
+    does not help."""
+
+
+class CircuitCompileError(ProvingError, code="circuit_compile", http_status=422):
+    """EZKL could not compile the model into a circuit; the message gives its reason. Simplify the model or
+    report it."""
+
+
+class AccuracyNotMet(ProvingError, code="accuracy_not_met", http_status=422):
+    """No circuit settings kept the outputs within the accuracy bound; the message names the sample, the check
+    and by how much, and what to do (drop a near-tie sample, state --task, raise --max-error)."""
+
+
+class SRSError(ProvingError, code="srs_error"):
+    """The structured reference string (SRS) for the circuit's size is missing or fails its check: 'proofmarket
+    srs fetch LOGROWS'."""
+
+
+class WitnessError(ProvingError, code="witness_failed", http_status=422):
+    """The model could not be run in the circuit on this input (an overflow at its scale); nobody is charged."""
+
+
+class ProofTimeout(ProvingError, code="proof_timeout", http_status=504):
+    """The proof (or compile) ran longer than its limit (PROOFMARKET_PROOF_TIMEOUT_S,
+    PROOFMARKET_COMPILE_TIMEOUT_S) and was stopped; nobody is charged."""
 
 
 class CompileOutOfMemory(ProvingError, code="compile_out_of_memory", http_status=422):
@@ -256,7 +326,9 @@ class VerificationFailed(ProofMarketError, code="proof_invalid", http_status=422
     """The proof (or the bundle around it) does not hold. CLI exit code 1."""
 
 
-class BundleError(VerificationFailed, code="bundle_invalid"): ...
+class BundleError(VerificationFailed, code="bundle_invalid"):
+    """The proof bundle does not hold: malformed, a field that differs from the model's manifest, or a proof
+    that fails verification."""
 
 
 class AnswerMismatch(VerificationFailed, code="answer_mismatch"):
@@ -281,9 +353,18 @@ class RegistryMismatch(VerificationFailed, code="registry_mismatch", http_status
 
 
 # --- chain --------------------------------------------------------------------------------------
-class ChainError(ProofMarketError, code="chain_error", http_status=502, exit_code=4): ...
-class ContractReverted(ChainError, code="contract_reverted", http_status=409): ...
-class RPCUnavailable(ChainError, code="rpc_unavailable", http_status=503): ...
+class ChainError(ProofMarketError, code="chain_error", http_status=502, exit_code=4):
+    """The chain refused or failed an operation; a more specific code says which."""
+
+
+class ContractReverted(ChainError, code="contract_reverted", http_status=409):
+    """A contract call reverted; the message decodes the reason (an unpaid request, a wrong state, an
+    allowance)."""
+
+
+class RPCUnavailable(ChainError, code="rpc_unavailable", http_status=503):
+    """The chain's RPC does not answer (PROOFMARKET_RPC_URL, or the devnet of 'proofmarket chain up' is not
+    running)."""
 
 
 class TransactionNotMined(RPCUnavailable, code="transaction_not_mined", http_status=503):
@@ -294,84 +375,5 @@ class FeeTooHigh(ChainError, code="fee_too_high", http_status=503):
     """The chain's base fee is above the chain profile's fee cap: nothing was sent."""
 
 
-# --- payments -----------------------------------------------------------------------------------
-class PaymentError(ProofMarketError, code="payment_error", http_status=402, exit_code=5): ...
-class PaymentRequired(PaymentError, code="payment_required"): ...
-class PaymentRejected(PaymentError, code="payment_rejected"): ...
-
-
-class PaymentMalformed(PaymentRejected, code="payment_malformed"):
-    """The PAYMENT-SIGNATURE header is not a decodable x402 v2 exact/EIP-3009 payment."""
-
-
-class PaymentMismatch(PaymentRejected, code="payment_mismatch"):
-    """The payment names another scheme, network, asset or payee than the ones required."""
-
-
-class PaymentAmountMismatch(PaymentRejected, code="payment_amount_mismatch"): ...
-
-
-class PaymentExpired(PaymentRejected, code="payment_expired"):
-    """The authorization's validBefore has passed (or is too close to settle safely)."""
-
-
-class PaymentWindowTooShort(PaymentExpired, code="payment_window_too_short"):
-    """The authorization expires before the node could queue, prove and settle the call."""
-
-
-class PaymentNotYetValid(PaymentRejected, code="payment_not_yet_valid"): ...
-class PaymentSignatureInvalid(PaymentRejected, code="payment_signature_invalid"): ...
-class PaymentInsufficientFunds(PaymentRejected, code="payment_insufficient_funds"): ...
-
-
-class PaymentReplayed(PaymentRejected, code="payment_replayed", http_status=409):
-    """The authorization's nonce was already used on chain or already accepted by this node."""
-
-
-class PaymentChannelRejected(PaymentRejected, code="payment_channel_rejected"):
-    """A ``batch-settlement`` payment the channel does not allow: ``details.reason`` is the scheme's own error code
-    (``invalid_batch_settlement_evm_...``: a voucher replayed or not matching the charged total, above the channel's
-    balance, a bad signature, a config for another receiver...), also sent as the PAYMENT-REQUIRED ``error``."""
-
-
-class ApiKeyCapReached(PaymentRejected, code="api_key_cap_reached"):
-    """The API key's spend cap does not cover this call (make a new key, or one with a higher cap)."""
-
-
-class PaymentChannelBusy(PaymentRejected, code="payment_channel_busy", http_status=409):
-    """The channel has a call in flight: one call at a time per channel (send the next voucher after the answer)."""
-
-
-class PaymentPayerBusy(PaymentRejected, code="payment_payer_busy", http_status=409):
-    """Another call of this payer held its balance (checked and taken one call at a time, across the nodes on one
-    database) for too long: try again."""
-
-
-class PaymentSettlementFailed(PaymentError, code="payment_settlement_failed"): ...
-
-
-class RateLimited(UsageError, code="rate_limited", http_status=429):
-    """Too many requests from this client address, API key or payer in the current window: ``Retry-After`` says when
-    to try again."""
-
-
-class CreditsUnavailable(UsageError, code="credits_unavailable", http_status=404):
-    """The node sells no API keys or credits (payments are off)."""
-
-
-class ChannelsUnavailable(UsageError, code="channels_unavailable", http_status=404):
-    """The node does not offer x402 batch-settlement channels (payments off, or no channel contract on its chain)."""
-
-
-class UnknownChannel(UsageError, code="unknown_channel", http_status=404):
-    """No channel (or sweep) with this id on this node."""
-
-
-class PaymentSettlementPending(PaymentError, code="payment_settlement_pending"):
-    """The settlement was sent (or may have been) but is not confirmed yet: the job keeps its hold and settles
-    when the authorization's nonce is used on chain, or fails when it expires unused. The job runner catches it
-    (the job shows ``settling``); it is not an answer of the API."""
-
-
-class FacilitatorUnavailable(PaymentError, code="facilitator_unavailable", http_status=503):
-    """The x402 facilitator (remote, or the in-process one's RPC) could not be reached or set up."""
+# the payment branch (its own module for size): every class of it is importable from here
+from proofmarket.core.payment_errors import *  # noqa: E402,F403

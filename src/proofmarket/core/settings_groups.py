@@ -148,7 +148,8 @@ class LimitsSettings(Group):
                                                                "time is above this")
     max_prove_memory_mb: float = Field(default=16_384.0, gt=0, description="compile refuses a model whose "
                                                                            "predicted peak memory is above this")
-    max_model_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
+    max_model_bytes: int = Field(default=100 * 1024 * 1024, gt=0, description="largest model file (and its weights "
+                                 "files together) compile and the upload route take")
     max_request_bytes: int = Field(default=1024 * 1024, gt=0, description="largest JSON request body")
     max_upload_bytes: int = Field(default=128 * 1024 * 1024, gt=0, description="largest model upload body")
     max_samples_bytes: int = Field(default=16 * 1024 * 1024, gt=0, description="largest uploaded sample file")
