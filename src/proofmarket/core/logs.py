@@ -50,12 +50,16 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, ensure_ascii=False)
 
 
-def configure(fmt: str = "text", level: int = logging.INFO) -> logging.Handler:
-    """One handler on the root logger, in ``fmt`` (text or json), with the ids; replaces earlier ones."""
+def configure(fmt: str = "text", level: int = logging.INFO, *, force: bool = False) -> logging.Handler | None:
+    """One handler on the root logger, in ``fmt`` (text or json), with the ids. As ``logging.basicConfig``: nothing
+    when the root logger has handlers already (a host that configured logging, a test runner), unless ``force``
+    (which replaces them). Returns the handler added, or None."""
+    root = logging.getLogger()
+    if root.handlers and not force:
+        return None
     handler = logging.StreamHandler()
     handler.addFilter(_Ids())
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
-    root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
