@@ -7,8 +7,9 @@ Hook: ``db_cmd.register(app)`` in ``cli/main.py``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
@@ -18,6 +19,8 @@ from proofmarket.core.settings import Settings
 
 if TYPE_CHECKING:
     from proofmarket.db.engine import Database
+
+T = TypeVar("T")
 
 db_app = typer.Typer(help="The node's database: upgrade, show, list or roll back the schema's revisions.",
                      no_args_is_help=True)
@@ -32,6 +35,26 @@ def register(app: typer.Typer) -> None:
     app.add_typer(db_app, name="db")
 
 
+def _on_database(url: str | None, home: Path | None, as_json: bool, step: Callable[[Database], T]) -> tuple[str, T]:
+    """``step`` on the database (opened, then closed); its URL without the password, and what ``step`` answered. A
+    refusal is printed by ``fail`` with its exit code."""
+    try:
+        db = _database(url, home)
+        try:
+            return db.safe_url, step(db)
+        finally:
+            db.close()
+    except ProofMarketError as exc:
+        raise fail(exc, as_json) from exc
+
+
+def _moved(db: Database, move: Callable[[], None]) -> tuple[str | None, str | None]:
+    """The schema's revision before and after ``move``."""
+    before = db.revision()
+    move()
+    return before, db.revision()
+
+
 def _database(url: str | None, home: Path | None) -> Database:
     from proofmarket.db.engine import Database
 
@@ -43,42 +66,28 @@ def _database(url: str | None, home: Path | None) -> Database:
 @db_app.command("upgrade")
 def upgrade_cmd(url: UrlOpt = None, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """Create or upgrade the schema to the newest revision (safe while nodes and workers run or start)."""
-    try:
-        db = _database(url, home)
-        try:
-            before = db.revision()
-            db.migrate()
-            after = db.revision()
-        finally:
-            db.close()
-    except ProofMarketError as exc:
-        raise fail(exc, as_json) from exc
+    safe_url, (before, after) = _on_database(url, home, as_json, lambda db: _moved(db, db.migrate))
     if as_json:
-        emit_json({"ok": True, "database": db.safe_url, "from": before, "revision": after})
+        emit_json({"ok": True, "database": safe_url, "from": before, "revision": after})
     elif before == after:
-        out.print(f"{db.safe_url}: at {after} (already current)")
+        out.print(f"{safe_url}: at {after} (already current)")
     else:
-        out.print(f"{db.safe_url}: upgraded from {before or 'an empty database'} to {after}")
+        out.print(f"{safe_url}: upgraded from {before or 'an empty database'} to {after}")
 
 
 @db_app.command("current")
 def current_cmd(url: UrlOpt = None, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """Show the schema's revision and whether it is the newest (exit 1 when an upgrade is due)."""
-    try:
-        db = _database(url, home)
-        try:
-            revision = db.revision()
-        finally:
-            db.close()
-    except ProofMarketError as exc:
-        raise fail(exc, as_json) from exc
-    head = db.head()
+    from proofmarket.db.engine import Database
+
+    safe_url, revision = _on_database(url, home, as_json, lambda db: db.revision())
+    head = Database.head()
     if as_json:
-        emit_json({"ok": True, "database": db.safe_url, "revision": revision, "head": head,
+        emit_json({"ok": True, "database": safe_url, "revision": revision, "head": head,
                    "current": revision == head})
     else:
         state = "current" if revision == head else f"behind: run 'proofmarket db upgrade' to reach {head}"
-        out.print(f"{db.safe_url}: {revision or 'empty (no schema)'} ({state})")
+        out.print(f"{safe_url}: {revision or 'empty (no schema)'} ({state})")
     if revision != head:
         raise typer.Exit(1)
 
@@ -86,17 +95,12 @@ def current_cmd(url: UrlOpt = None, home: HomeOpt = None, as_json: JsonOpt = Fal
 @db_app.command("history")
 def history_cmd(url: UrlOpt = None, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """List the schema revisions this code knows, oldest first, marking the database's own."""
-    try:
-        db = _database(url, home)
-        try:
-            revision = db.revision()
-        finally:
-            db.close()
-    except ProofMarketError as exc:
-        raise fail(exc, as_json) from exc
-    rows = db.history()
+    from proofmarket.db.engine import Database
+
+    safe_url, revision = _on_database(url, home, as_json, lambda db: db.revision())
+    rows = Database.history()
     if as_json:
-        emit_json({"ok": True, "database": db.safe_url, "revision": revision, "history": rows})
+        emit_json({"ok": True, "database": safe_url, "revision": revision, "history": rows})
         return
     for row in rows:
         mark = "  <- this database" if row["revision"] == revision else ""
@@ -112,24 +116,16 @@ def downgrade_cmd(revision: Annotated[str, typer.Argument(help="the revision to 
                   url: UrlOpt = None, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """Downgrade the schema to REVISION (roll back an upgrade: stop every node and worker of the newer code first,
     and take a backup: 'proofmarket backup')."""
-    try:
-        from proofmarket.db.engine import Database
+    from proofmarket.db.engine import Database
 
-        known = {row["revision"] for row in Database.history()} | {"base"}
-        if revision not in known:
-            raise UsageError(f"{revision} is not a revision this code knows: see 'proofmarket db history'")
-        if not yes:
-            raise UsageError("a downgrade drops what the later revisions added, data included: confirm with --yes")
-        db = _database(url, home)
-        try:
-            before = db.revision()
-            db.downgrade(revision)
-            after = db.revision()
-        finally:
-            db.close()
-    except ProofMarketError as exc:
-        raise fail(exc, as_json) from exc
+    if revision not in {row["revision"] for row in Database.history()} | {"base"}:
+        raise fail(UsageError(f"{revision} is not a revision this code knows: see 'proofmarket db history'"), as_json)
+    if not yes:
+        raise fail(UsageError("a downgrade drops what the later revisions added, data included: confirm with --yes"),
+                   as_json)
+    safe_url, (before, after) = _on_database(url, home, as_json,
+                                             lambda db: _moved(db, lambda: db.downgrade(revision)))
     if as_json:
-        emit_json({"ok": True, "database": db.safe_url, "from": before, "revision": after})
+        emit_json({"ok": True, "database": safe_url, "from": before, "revision": after})
     else:
-        out.print(f"{db.safe_url}: downgraded from {before} to {after or 'no schema'}")
+        out.print(f"{safe_url}: downgraded from {before} to {after or 'no schema'}")
