@@ -386,6 +386,7 @@ def compile_and_prove(row: dict[str, Any], home: Path, candidates: list[Any] | N
     from proofmarket.core.settings import Settings
     from proofmarket.models.external import self_contained
     from proofmarket.systems.ezkl.compiler import CompileOptions, predict_model
+    from proofmarket.systems.ezkl.predict import circuit_work
     from proofmarket.systems.ezkl.profile import PrivacyProfile
     from proofmarket.systems.ezkl.srs import SrsProvider
     from proofmarket.systems.ezkl.tuning import default_candidates
@@ -418,7 +419,8 @@ def compile_and_prove(row: dict[str, Any], home: Path, candidates: list[Any] | N
         output_error = max(float(np.max(np.abs(np.asarray(g) - np.asarray(w, dtype=np.float64).ravel())))
                            for g, w in zip(got, want, strict=True))
         picked = result.report.picked
-        picked_work = float(2 ** (picked.logrows or 0)) * (picked.num_inner_cols or 2) * (1 + (picked.lookups or 0) / 2)
+        picked_work = circuit_work(picked.logrows or 0, picked.num_inner_cols or 2, picked.lookups or 0,
+                                   picked.hash_rows or 0)
         return {**row, "logrows": m.logrows, "compile_s": round(compile_s, 1),
                 "predicted_work": predicted.work, "picked_work": picked_work,
                 "prove_s": round(float(proved.bundle.timings["prove_s"]), 3),

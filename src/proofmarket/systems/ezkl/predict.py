@@ -68,6 +68,11 @@ class Prediction:
                 f"prove ~{self.prove_s:,.1f} s, key setup ~{self.setup_s:,.1f} s")
 
 
+def circuit_work(logrows: int, columns: int, lookups: int, hash_rows: int = 0) -> float:
+    """What a proof of the circuit costs, in units the prove time follows (the module's docstring)."""
+    return float(2 ** logrows) * columns * (1.0 + lookups / 2.0) + (8.0 * 2 ** logrows if hash_rows else 0.0)
+
+
 def from_settings(settings: dict[str, Any]) -> Prediction:
     """The costs of a circuit from its EZKL settings (after calibration)."""
     run_args = settings["run_args"]
@@ -76,7 +81,7 @@ def from_settings(settings: dict[str, Any]) -> Prediction:
     lookups = len(settings.get("required_lookups") or []) + len(settings.get("required_range_checks") or [])
     poseidon = (settings.get("module_sizes") or {}).get("poseidon") or [0]
     hash_rows = int(poseidon[0] or 0)
-    work = float(2 ** logrows) * columns * (1.0 + lookups / 2.0) + (8.0 * 2 ** logrows if hash_rows else 0.0)
+    work = circuit_work(logrows, columns, lookups, hash_rows)
     prove_s = PROVE_S_BASE + PROVE_S_PER_WORK * work
     pk_mb = PK_MB_PER_WORK * work
     return Prediction(logrows=logrows, num_rows=int(settings.get("num_rows") or 0), inner_columns=columns,

@@ -65,7 +65,7 @@ from proofmarket.systems.ezkl.candidates import (
     top2_gap,
 )
 from proofmarket.systems.ezkl.canonical import canonical_circuit, canonical_settings
-from proofmarket.systems.ezkl.predict import from_settings
+from proofmarket.systems.ezkl.predict import SETUP_PER_PROVE, from_settings
 from proofmarket.systems.ezkl.profile import PrivacyProfile
 from proofmarket.systems.ezkl.ranking import (
     cost_rank,
@@ -161,10 +161,9 @@ def search(job: TuningJob, candidates: list[Candidate] | None = None, progress: 
     chosen = to_time(accurate, job.timed, budget_s=budget)
     for n, cand in enumerate(chosen, start=1):
         repeats = repeats_for(cand, alone=len(chosen) == 1)
-        assert cand.settings_path is not None
-        guess = from_settings(json.loads(cand.settings_path.read_text()))
+        proof_s = cand.prove_s_predicted or 0.0  # from its settings when it was built (build_candidate)
         progress(f"timing {cand.label} ({n} of {len(chosen)}: logrows {cand.logrows}, {cand.num_inner_cols or 2} "
-                 f"columns; a key setup and {repeats} proofs, about {guess.setup_s + repeats * guess.prove_s:.0f} s)")
+                 f"columns; a key setup and {repeats} proofs, about {(SETUP_PER_PROVE + repeats) * proof_s:.0f} s)")
         time_proof(job, cand, repeats=repeats)
     timed = [c for c in accurate if c.timed]
     picked = pick(timed, job.objective)
