@@ -21,6 +21,11 @@ from proofmarket.core.errors import UsageError
 
 model_app = typer.Typer(help="List compiled models on the market.", no_args_is_help=True)
 ModelIdArg = Annotated[str, typer.Argument(help="a model id you registered")]
+# the owner's signing and chain for a listing on a node (model register --node, model upload)
+RpcUrlOpt = Annotated[str | None, typer.Option("--rpc-url", envvar="PROOFMARKET_RPC_URL", help="your RPC for the "
+                                               "on-chain registration (default: this home's chain)")]
+KeyEnvOpt = Annotated[str, typer.Option("--key-env", help="the variable holding the owner's key")]
+DevnetOpt = Annotated[bool, typer.Option("--devnet", help="sign with the devnet's dev owner")]
 
 
 @command(model_app, "register")
@@ -40,11 +45,9 @@ def model_register(
     node: Annotated[str | None, typer.Option("--node", help="a listing you uploaded to this node (web form, SDK "
                                                             "list_model): deploy its verifier and register it under "
                                                             "your key, from the node's plan")] = None,
-    rpc_url: Annotated[str | None, typer.Option("--rpc-url", envvar="PROOFMARKET_RPC_URL", help="with --node: your "
-                                                "RPC (default: this home's chain)")] = None,
-    key_env: Annotated[str, typer.Option("--key-env", help="with --node: the variable holding the owner's key")]
-    = "PROOFMARKET_OWNER_KEY",
-    devnet: Annotated[bool, typer.Option("--devnet", help="with --node: sign with the devnet's dev owner")] = False,
+    rpc_url: RpcUrlOpt = None,
+    key_env: KeyEnvOpt = "PROOFMARKET_OWNER_KEY",
+    devnet: DevnetOpt = False,
 ) -> None:
     """Deploy the model's verifier (once) and its batch verifiers, and list the model on the registry at PRICE; with
     --node, list a model you uploaded there (its price is the listing's), signed by your key."""
@@ -92,11 +95,9 @@ def model_upload(
     = None,
     register_too: Annotated[bool, typer.Option("--register", help="once compiled, register the listing on chain "
                                                                   "under your key (--rpc-url)")] = False,
-    rpc_url: Annotated[str | None, typer.Option("--rpc-url", envvar="PROOFMARKET_RPC_URL", help="with --register: "
-                                                "your RPC (default: this home's chain)")] = None,
-    key_env: Annotated[str, typer.Option("--key-env", help="the variable holding the owner's key")]
-    = "PROOFMARKET_OWNER_KEY",
-    devnet: Annotated[bool, typer.Option("--devnet", help="sign with the devnet's dev owner")] = False,
+    rpc_url: RpcUrlOpt = None,
+    key_env: KeyEnvOpt = "PROOFMARKET_OWNER_KEY",
+    devnet: DevnetOpt = False,
 ) -> None:
     """List MODEL on a node as its owner (a listing request signed by your key, no admin token): the node checks and
     compiles it (its steps are shown as they happen); with --register, the listing is then registered on chain."""
