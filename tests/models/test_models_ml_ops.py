@@ -154,3 +154,32 @@ def test_a_kernel_svm_is_refused_saying_what_to_export_instead(tmp_path: Path) -
         load_model(original)
     assert "rbf kernel" in raised.value.message and "LinearSVC" in raised.value.message
     assert raised.value.details["operators"] == ["ai.onnx.ml.SVMClassifier"]
+
+
+def test_a_tree_whose_nodes_are_shared_is_bounded_by_its_paths_not_its_listed_leaves(tmp_path: Path) -> None:
+    """A hand-made ensemble whose splits send both branches to the same next split lists 13 nodes but has 2^12
+    paths per tree: 500 such trees would be 2 million paths, refused by the leaves limit before they are built."""
+    from onnx import TensorProto, helper
+
+    trees, depth = 5, 12
+    ids, nodes, features, values, modes, trues, falses = [], [], [], [], [], [], []
+    for tree in range(trees):
+        for level in range(depth + 1):
+            ids.append(tree)
+            nodes.append(level)
+            features.append(0)
+            values.append(0.5)
+            modes.append("LEAF" if level == depth else "BRANCH_LEQ")
+            trues.append(level + 1 if level < depth else 0)
+            falses.append(level + 1 if level < depth else 0)
+    node = helper.make_node(
+        "TreeEnsembleRegressor", ["X"], ["Y"], domain="ai.onnx.ml", n_targets=1, nodes_treeids=ids,
+        nodes_nodeids=nodes, nodes_featureids=features, nodes_values=values, nodes_modes=modes,
+        nodes_truenodeids=trues, nodes_falsenodeids=falses, target_treeids=list(range(trees)),
+        target_nodeids=[depth] * trees, target_ids=[0] * trees, target_weights=[1.0] * trees)
+    graph = helper.make_graph([node], "dag", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 2])],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [1, 1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("ai.onnx.ml", 3)])
+    (tmp_path / "dag.onnx").write_bytes(model.SerializeToString())
+    with pytest.raises(TreeEnsembleTooLarge, match="paths to its leaves"):
+        load_model(tmp_path / "dag.onnx")

@@ -159,6 +159,8 @@ def _walk(forest: _Forest, op: str, tree_id: int, tree: dict[int, tuple[str, int
                                   operators=[f"ai.onnx.ml.{op}"])
     mode, feature, value, true, false = tree[nid]
     if mode == "LEAF":
+        if len(forest.paths) >= MAX_LEAVES:  # nodes shared by several parents reach more leaves than are listed
+            raise _too_large(op, f"over {MAX_LEAVES} paths to its leaves", leaves=len(forest.paths) + 1)
         forest.leaf_of[(tree_id, nid)] = len(forest.paths)
         forest.paths.append(path)
         return
