@@ -4,30 +4,20 @@ artifacts and the LICENSE, and names no undeclared import (the SIWE parser is th
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 import pytest
+from clean_wheel import clean_wheel
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("git") is None or shutil.which("npm") is None:
-        pytest.skip("git and npm are needed to build from a clean clone")
-    clone = tmp_path_factory.mktemp("clone") / "proofmarket"
-    subprocess.run(["git", "clone", "--quiet", "--depth", "1", f"file://{ROOT}", str(clone)], check=True)
-    assert not (clone / "src/proofmarket/api/static/app/vendor").exists()  # git-ignored: the build makes it
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                    "--wheel-dir", str(out), str(clone)], check=True, timeout=900)
-    [built] = out.glob("proofmarket-*.whl")
-    return built
+def wheel() -> Path:
+    return clean_wheel()
 
 
 def test_the_wheel_carries_what_a_user_runs(wheel: Path) -> None:

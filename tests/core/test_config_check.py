@@ -136,3 +136,24 @@ def test_a_misspelt_variable_is_said_with_the_closest_setting() -> None:
         "ignored",
         "PROOFMARKET_ZZZ is not a proofmarket setting: it is ignored",
     ]
+
+
+def test_a_data_folder_this_user_cannot_write_is_refused_at_start_in_one_sentence(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """An image's volume left to root, a read-only mount, a file where the folder should be: the node says which folder
+    and which user at start (exit 2), not "the compiler cannot handle this model" deep in a job."""
+    from proofmarket.core.config_check import writable_folder
+    from proofmarket.core.errors import HomeNotWritable
+
+    assert writable_folder(tmp_path / "new" / "home").is_dir()  # made when missing
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    with pytest.raises(HomeNotWritable) as refused:
+        Settings(home=blocked / "home").writable_home()
+    assert str(blocked / "home") in refused.value.message and "PROOFMARKET_HOME" in refused.value.message
+    assert refused.value.code == "home_not_writable" and refused.value.exit_code == 2
+    monkeypatch.setattr(sys, "argv", ["proofmarket", "node", "--home", str(blocked / "home")])
+    with pytest.raises(SystemExit) as ended:
+        run()
+    err = capsys.readouterr().err
+    assert ended.value.code == 2 and "Traceback" not in err and "error (home_not_writable)" in err

@@ -40,6 +40,7 @@ def worker_cmd(
     try:
         settings = Settings(home=home) if home is not None else Settings()
         configure(settings.api.log_format)
+        settings.writable_home()
         _warn_unknown()
         _say_node_chain(settings)
         console.print(f"proofmarket worker: Redis {masked_url(settings.queue.redis_url)}, database "
@@ -69,6 +70,7 @@ def node_cmd(
     try:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
         configure(settings.api.log_format)
+        settings.writable_home()
         _warn_unknown()
         _say_node_chain(settings)
         app = create_app(settings)

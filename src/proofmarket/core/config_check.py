@@ -8,11 +8,15 @@ setting can use.
 
 from __future__ import annotations
 
+import getpass
+import os
+import tempfile
+from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 from pydantic import ValidationError
 
-from proofmarket.core.errors import UsageError
+from proofmarket.core.errors import HomeNotWritable, UsageError
 
 _ON = {"on", "true", "yes", "1", "enable", "enabled"}
 _OFF = {"off", "false", "no", "0", "disable", "disabled"}
@@ -122,3 +126,25 @@ def unknown_variables(environ: dict[str, str] | None = None) -> list[str]:
         hint = f" (did you mean PROOFMARKET_{close[0]}?)" if close else ""
         said.append(f"{name} is not a proofmarket setting{hint}: it is ignored")
     return said
+
+
+def writable_folder(folder: Path) -> Path:
+    """``folder``, made if missing, where this user can create a file; ``HomeNotWritable`` in one sentence otherwise
+    (the folder, the user, the fix): an image's volume left to root, a read-only mount, a home made by another user."""
+    user = _user()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        raise HomeNotWritable(
+            f"the data folder {folder} cannot be written by {user} ({exc.strerror or exc}): give that user the "
+            "folder, or set PROOFMARKET_HOME (or --home) to one it owns", folder=str(folder), user=user) from None
+    return folder
+
+
+def _user() -> str:
+    try:
+        return f"user {getpass.getuser()} (uid {os.getuid()})"
+    except Exception:  # no name for this uid (a container's arbitrary uid)
+        return f"uid {os.getuid()}"

@@ -269,6 +269,11 @@ class DatabaseError(StoreError, code="database_error"):
     """The database cannot be opened, migrated or written."""
 
 
+class HomeNotWritable(StoreError, code="home_not_writable"):
+    """The data folder (PROOFMARKET_HOME) or a folder in it cannot be written by the user running the command: give
+    that user the folder, or set PROOFMARKET_HOME to one it owns."""
+
+
 # --- proving ------------------------------------------------------------------------------------
 class ProvingError(ProofMarketError, code="proving_failed", http_status=500, exit_code=3):
     """The proof could not be made; nobody is charged. The message says why; retrying a deterministic failure

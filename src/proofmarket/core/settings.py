@@ -28,7 +28,14 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from proofmarket.core.budget import Budget
-from proofmarket.core.config_check import URL_SCHEMES, as_switch, explain, switch_fields, url_with_scheme
+from proofmarket.core.config_check import (
+    URL_SCHEMES,
+    as_switch,
+    explain,
+    switch_fields,
+    url_with_scheme,
+    writable_folder,
+)
 from proofmarket.core.errors import UsageError
 from proofmarket.core.profiles import DEVNET, ChainProfile, profile_for, profile_named
 from proofmarket.core.settings_groups import (
@@ -127,6 +134,11 @@ class Settings(BaseModel):
             return DEVNET
         raise UsageError("the chain of PROOFMARKET_RPC_URL is only known by asking it "
                          "(proofmarket.chain.client.node_chain_id): set PROOFMARKET_CHAIN or pass the chain id")
+
+    def writable_home(self) -> Path:
+        """The data folder, made if missing, checked writable by this user (a node, a worker and a compile write in
+        it): ``HomeNotWritable`` names the folder and the user otherwise, instead of a failure deep in a job."""
+        return writable_folder(self.home)
 
     @property
     def budget(self) -> Budget:

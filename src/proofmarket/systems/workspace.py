@@ -47,6 +47,7 @@ class Workspace:
                 batch_sizes: tuple[int, ...] | None = None, task: str | None = None,
                 progress: Progress = lambda _: None) -> CompileResult:
         """Compile a model (and its batch circuits: ``batch_sizes``, PROOFMARKET_BATCH_SIZES when None)."""
+        self.settings.writable_home()
         srs = self.srs_provider(srs_file)
         srs.check_available()
         from proofmarket.systems.ezkl.batch_compile import parse_sizes

@@ -297,3 +297,60 @@ def test_two_sweepers_in_one_process_on_one_database_take_turns(db: Database) ->
     assert seen == [None]  # the lease was the first's
     assert done is not None and int(done["amount"]) == 700
     assert LeaseRepo(db).holder(LEASE) is None  # released
+
+
+def test_the_operators_sweep_waits_for_another_nodes_sweep_then_sweeps_what_is_left(db: Database) -> None:
+    """While another node sweeps, the operator's "sweep now" waits for its lease instead of answering "nothing": a
+    charge made during the other node's pass is swept by the operator's, so nothing charged before it stays unswept."""
+    import threading
+    from types import SimpleNamespace
+    from typing import Any
+
+    from proofmarket.db import LeaseRepo
+    from proofmarket.payments.batch.repo import ChannelRepo, NewCharge
+    from proofmarket.payments.batch.sweeps import Sweeper, SweepPolicy
+
+    repo = ChannelRepo(db)
+    payee = "0x" + "0e" * 20
+
+    def charge(n: int) -> None:
+        channel = "0x" + f"{n:02x}" * 32
+        state = {"channelId": channel, "chargedCumulativeAmount": "300", "totalClaimed": "300",
+                 "channelConfig": {"payer": "0x" + "0a" * 20}}
+        repo.update(channel, lambda _: dict(state),
+                    lambda s: NewCharge(f"t{n}", channel, "job", "model", payee, 300, 300))
+
+    charge(1)
+    inside, finish = threading.Event(), threading.Event()
+
+    class Manager:
+        def __init__(self, hold: bool) -> None:
+            self.hold = hold
+
+        def claim(self, opts: Any = None) -> list[Any]:
+            return []
+
+        def settle(self) -> Any:
+            if self.hold:  # the other node's pass, its sweep opened: held here while the operator asks
+                self.hold = False
+                inside.set()
+                assert finish.wait(30)
+            return SimpleNamespace(transaction="0xsettled")
+
+    other = Sweeper(repo, Manager(hold=True), "0x" + "99" * 20, SweepPolicy(), LeaseRepo(db))
+    operator = Sweeper(repo, Manager(hold=False), "0x" + "99" * 20, SweepPolicy(), LeaseRepo(db))
+    first: list[Any] = []
+    background = threading.Thread(target=lambda: first.append(other.run()))
+    background.start()
+    assert inside.wait(30)
+    assert operator.run() is None  # without waiting: the other node holds the lease
+    charge(2)  # charged while the other node's pass settles its sweep
+    answer: list[Any] = []
+    waiting = threading.Thread(target=lambda: answer.append(operator.run(wait_s=30)))
+    waiting.start()
+    finish.set()
+    background.join(30)
+    waiting.join(30)
+    assert first and first[0] is not None and int(first[0]["amount"]) == 300  # the other's pass: its claim's charges
+    assert answer and answer[0] is not None and int(answer[0]["amount"]) == 300  # the operator's: the one left
+    assert repo.charges(unswept=True) == []

@@ -152,6 +152,9 @@ def _payer_of(charge: dict[str, Any]) -> str:
     return str(message.get("payer", "")).lower()
 
 
+SWEEP_WAIT_S = 120.0  # another node's sweep in progress: waited for, then this one sweeps what is left
+
+
 @router.post("/sweep", operation_id="sweep_channels", openapi_extra=ADMIN_SECURITY)
 async def sweep_now(host: HostDep) -> dict[str, Any]:
     """Claim every channel's charged total and sweep it now (the operator; the node also does it on a schedule)."""
@@ -159,7 +162,7 @@ async def sweep_now(host: HostDep) -> dict[str, Any]:
     rail = _rail(host)
     if rail.sweeper is None:
         raise UsageError("this node does not sweep channels (no sweeper runs here)")
-    done = await run_in_threadpool(rail.sweeper.run)
+    done = await run_in_threadpool(rail.sweeper.run, SWEEP_WAIT_S)
     return {"sweep": done}
 
 

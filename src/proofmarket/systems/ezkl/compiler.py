@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 
 from proofmarket import models
-from proofmarket.core.errors import CircuitCompileError, ProofMarketError, UsageError
+from proofmarket.core.errors import CircuitCompileError, HomeNotWritable, ProofMarketError, UsageError
 from proofmarket.models.external import self_contained
 from proofmarket.store import LocalStore
 from proofmarket.systems.documents import put_artifact
@@ -83,6 +83,10 @@ def compile_model(
                             options, progress)
     except ProofMarketError:
         raise
+    except PermissionError as exc:  # a folder of the data folder this user cannot write: not the model's fault
+        raise HomeNotWritable(f"the compile cannot write {exc.filename} ({exc.strerror}): give this user the data "
+                              "folder (PROOFMARKET_HOME), or set it to one the user owns",
+                              path=str(exc.filename)) from exc
     except Exception as exc:
         log.exception("compile of %s failed unexpectedly", onnx_path.name)
         detail = " ".join(str(exc).split())[:300]
