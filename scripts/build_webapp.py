@@ -1,5 +1,6 @@
 """Build the web app's vendored modules (/app): EZKL's WASM verifier (web build), the x402 client library, viem's ABI
-helpers and uPlot, each bundled with its dependencies by esbuild (no CDN at run time).
+helpers and uPlot, each bundled with its dependencies by esbuild (no CDN at run time), and the API docs pages'
+Swagger UI and ReDoc (their own browser bundles, copied).
 
     python scripts/build_webapp.py [--if-missing]
 
@@ -20,7 +21,10 @@ VENDOR = ROOT / "src" / "proofmarket" / "api" / "static" / "app" / "vendor"
 BUNDLES = {"engine.js": ("ezkl-engine.js", False), "pay.js": ("x402-pay.js", True), "chain.js": ("chain.js", True),
            "charts.js": ("charts.js", True)}
 COPIES = {"node_modules/@ezkljs/engine/web/ezkl_bg.wasm": "ezkl_bg.wasm", "node_modules/uplot/dist/uPlot.min.css":
-          "uplot.css"}
+          "uplot.css",  # the API's own docs pages (/docs, /redoc): Swagger UI and ReDoc from the package, no CDN
+          "node_modules/swagger-ui-dist/swagger-ui-bundle.js": "swagger-ui-bundle.js",
+          "node_modules/swagger-ui-dist/swagger-ui.css": "swagger-ui.css",
+          "node_modules/redoc/bundles/redoc.standalone.js": "redoc.standalone.js"}
 OUTPUTS = [out for out, _ in BUNDLES.values()] + list(COPIES.values())
 
 

@@ -48,3 +48,32 @@ def test_json_log_lines_name_the_request_and_the_call() -> None:
     assert "request_id" not in second and second["level"] == "warning"
     assert request_id_from("bad id with spaces") != "bad id with spaces"
     assert isinstance(JsonFormatter().format(logging.makeLogRecord({"msg": "x"})), str)
+
+
+def test_a_call_keeps_its_request_id_and_the_workers_lines_for_it_name_it(mlp_client: TestClient, mlp_id: str) -> None:
+    """The request id is stored on the call: its job shows it, and the lines its worker thread logs while running
+    it (another thread here, another process with the celery queue) name the request beside the call."""
+    from api_helpers import mlp_input
+
+    seen: list[tuple[str | None, str | None, str]] = []
+
+    class Remember(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append((REQUEST_ID.get(), CALL_ID.get(), record.threadName))
+
+    handler = Remember(logging.DEBUG)
+    logger = logging.getLogger("proofmarket")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        answer = mlp_client.post(f"/v1/models/{mlp_id}/infer", json=mlp_input(), headers={"X-Request-ID": "trace-77"})
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert answer.status_code == 200, answer.text
+    job_id = answer.json()["job_id"]
+    job = mlp_client.get(f"/v1/jobs/{job_id}", headers={"X-Job-Token": answer.json()["access_token"]}).json()
+    assert job["request_id"] == "trace-77"
+    in_call = [(request, thread) for request, call, thread in seen if call == job_id]
+    assert in_call and all(request == "trace-77" for request, _ in in_call)

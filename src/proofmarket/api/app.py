@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Scope
 
 from proofmarket import __version__
+from proofmarket.api import openapi_doc
 from proofmarket.api.errors import handle_error
 from proofmarket.api.middleware import BodyLimit, RequestIds, RequestMetrics
 from proofmarket.api.proxies import TrustedProxies, networks
@@ -69,7 +70,7 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
     check_admin_token(settings)
     services = services or build_node(settings, workspace, payments, rails=rails)
     app = FastAPI(title="proofmarket node", version=__version__, description=DESCRIPTION,
-                  lifespan=functools.partial(_lifespan, services=services))
+                  lifespan=functools.partial(_lifespan, services=services), docs_url=None, redoc_url=None)
     app.state.services = services
     app.state.rail_host = ApiRailHost  # what the rails' own routes reach the node through
     for router in (models.router, models.policy_router, infer.router, generate.router, jobs.router,
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
                    webapp.router):
         app.include_router(router)
     app.state.mcp = _mcp_route(app)
+    openapi_doc.install(app, functools.partial(_served_examples, services))  # /docs and /redoc: routers/webapp.py
     for exc_type in (ProofMarketError, RequestValidationError, StarletteHTTPException, Exception):
         app.add_exception_handler(exc_type, handle_error)
     app.add_middleware(BodyLimit, limit_for=functools.partial(_body_limit, settings))
@@ -103,6 +105,17 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
                            expose_headers=["PAYMENT-REQUIRED", "PAYMENT-RESPONSE", "X-PAYMENT-RESPONSE", "Location"],
                            max_age=600)
     return app
+
+
+def _served_examples(services: NodeServices) -> dict[str, Any]:
+    """The inference route's examples in /openapi.json: each served proven model's real input sizes."""
+    from proofmarket.api.views import model_public
+
+    try:
+        return openapi_doc.model_examples([model_public(m).model_dump() for m in services.catalog.list("active")])
+    except Exception:  # the document is still served, with the generic examples
+        log.warning("could not list the models' examples for /openapi.json", exc_info=True)
+        return {}
 
 
 def _body_limit(settings: Settings, scope: Scope) -> int:

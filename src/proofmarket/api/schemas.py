@@ -231,6 +231,8 @@ class JobPublic(BaseModel):
     attempts: int
     error: JobErrorPublic | None = None
     progress: str | None = Field(default=None, description="a running compile's current step, with its ETA")
+    request_id: str | None = Field(default=None, description="the X-Request-ID of the request that made the call "
+                                                              "(its log lines, node's and worker's, carry it)")
     result: JobResult | None = Field(default=None, description="shown once proved (and settled, when paid)")
     links: JobLinks
     access_token: str | None = Field(default=None, description=ACCESS_TOKEN_NOTE)

@@ -73,6 +73,7 @@ def job_public(job: CallRow, access_token: str | None = None, store: ArtifactSto
                      created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
                      attempts=job.attempts, error=error, result=_job_result(job, store), links=_job_links(job),
                      progress=(job.result or {}).get("progress") if job.status == "running" else None,
+                     request_id=job.request_id,
                      access_token=access_token)
 
 

@@ -18,7 +18,8 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from proofmarket.calls.batch_queue import BatchKey
@@ -26,7 +27,7 @@ from proofmarket.calls.cache import ProofCache
 from proofmarket.calls.compile_task import compile_job
 from proofmarket.calls.metrics import CallMetrics
 from proofmarket.core.errors import PaymentSettlementFailed, PaymentSettlementPending, ProofMarketError, ProvingError
-from proofmarket.core.logs import CALL_ID
+from proofmarket.core.logs import CALL_ID, REQUEST_ID
 from proofmarket.core.settings import Settings
 from proofmarket.db import CallKind, CallRepo, CallRow, CallStatus, ModelRepo, ProofCacheRepo
 from proofmarket.payments.port import Rail, Rails
@@ -38,6 +39,18 @@ from proofmarket.systems.registry import DEFAULT_SYSTEM, WorkerSystems
 
 log = logging.getLogger(__name__)
 SettleLater = Callable[[CallRow, Any], None]  # (the call, its parsed bundle or None): settle it elsewhere
+
+
+@contextmanager
+def call_context(job: CallRow) -> Iterator[None]:
+    """Every log line written inside names the call and the request that made it (core.logs), in any process: the
+    request id travels on the call's row."""
+    call, request = CALL_ID.set(job.id), REQUEST_ID.set(job.request_id or REQUEST_ID.get())
+    try:
+        yield
+    finally:
+        REQUEST_ID.reset(request)
+        CALL_ID.reset(call)
 
 
 class CallRunner:
@@ -66,11 +79,8 @@ class CallRunner:
         job = self.jobs.get(job_id)
         if job is None or job.is_final:
             return False
-        token = CALL_ID.set(job.id)  # every log line of this call says which call (core.logs)
-        try:
+        with call_context(job):
             return self._guarded(job, lambda: self._steps(job, systems, stop, events, settle_later))
-        finally:
-            CALL_ID.reset(token)
 
     def batch_key(self, job_id: str, systems: WorkerSystems) -> BatchKey | None:
         """The key under which a queued call may share a proof with others (None: it is proven alone): its system's
@@ -107,11 +117,12 @@ class CallRunner:
         assert isinstance(runtime, Batching) and jobs[0].model_id is not None
         outcomes, elapsed = self._run_batch(runtime, jobs[0].model_id, jobs)
         for job, outcome in zip(jobs, outcomes, strict=True):
-            if isinstance(outcome, ProofMarketError):
-                self._fail(job, outcome.code, outcome.message)
-            elif self._guarded(job, functools.partial(self._record, job, outcome, elapsed)):
-                settle_later(job, outcome.bundle)
-                handed.add(job.id)
+            with call_context(job):
+                if isinstance(outcome, ProofMarketError):
+                    self._fail(job, outcome.code, outcome.message)
+                elif self._guarded(job, functools.partial(self._record, job, outcome, elapsed)):
+                    settle_later(job, outcome.bundle)
+                    handed.add(job.id)
         return handed
 
     def _run_batch(self, runtime: Batching, model_id: str,
@@ -222,6 +233,8 @@ class CallRunner:
         if self.cache is not None:  # before the job is final: a repeat right after the answer finds it
             self.cache.remember(job, execution.bundle_cid)
         self.jobs.proved(job.id, bundle_cid=execution.bundle_cid, result=out, final=job.payment is None)
+        log.info("call %s proved%s (bundle %s)", job.id, f" in {elapsed:.3f} s" if elapsed is not None else "",
+                 execution.bundle_cid)
 
     def complete(self, job: CallRow, execution: Execution, elapsed: float | None = None) -> None:
         """A call its route ran itself (a stream): recorded, then settled through its rail like any other."""

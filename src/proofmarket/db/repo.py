@@ -19,6 +19,7 @@ from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from proofmarket.core.errors import DuplicateJob, ModelOwnedByOther, PaymentPayerBusy, ProofMarketError
+from proofmarket.core.logs import REQUEST_ID
 from proofmarket.db.book import Book, Transfer
 from proofmarket.db.engine import Database
 from proofmarket.db.tables import (
@@ -144,7 +145,8 @@ class CallRepo:
         row = CallRow(id=uuid.uuid4().hex, kind=new.kind.value, model_id=new.model_id, status=CallStatus.QUEUED.value,
                       input=new.input, request_hash=new.request_hash, idempotency_key=new.idempotency_key,
                       payment_nonce=new.payment_nonce, payment=new.payment, attempts=0, created_at=utcnow(),
-                      payer=_payer_of(new.payment), system=new.system, rail=new.rail)
+                      payer=_payer_of(new.payment), system=new.system, rail=new.rail,
+                      request_id=REQUEST_ID.get())  # the request being served (core.logs), None off a request
         try:
             with self.db.session() as s:
                 s.add(row)

@@ -155,6 +155,8 @@ class CallRow(Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # the X-Request-ID of the HTTP request that made the call (core.logs): carried into the worker's log lines
+    request_id: Mapped[str | None] = mapped_column(String(128))
 
     @property
     def awaits_settlement(self) -> bool:

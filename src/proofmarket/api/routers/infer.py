@@ -38,7 +38,8 @@ from proofmarket.systems import guarantee
 router = APIRouter(tags=["inference"])
 
 EXAMPLES: dict[str, Any] = {
-    "input_data": {"summary": "EZKL form: one flat list per model input",
+    "input_data": {"summary": "EZKL form: one flat list per model input (here one input of 8 numbers, as the sample "
+                              "MLP; each served model's own example is listed beside it)",
                    "value": {"input_data": [[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]]}},
     "named": {"summary": "named tensors", "value": {"inputs": {"x": [[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]]}}},
 }

@@ -22,16 +22,23 @@ from proofmarket.core.errors import ArtifactNotFound
 router = APIRouter(tags=["app"], include_in_schema=False)
 STATIC = Path(__file__).resolve().parent.parent / "static" / "app"
 MODULES = ("app.js", "ui.js", "wallet.js", "onchain.js", "commit.js", "call.js", "escrow.js", "account.js", "access.js",
-           "owner.js", "owner_tools.js", "verify.js", "card.js")
+           "owner.js", "owner_tools.js", "verify.js", "card.js", "api-docs.js")
 FILES = {**dict.fromkeys(MODULES, "text/javascript"), "style.css": "text/css",
          "vendor/ezkl-engine.js": "text/javascript", "vendor/ezkl_bg.wasm": "application/wasm",
          "vendor/x402-pay.js": "text/javascript", "vendor/chain.js": "text/javascript",
-         "vendor/charts.js": "text/javascript", "vendor/uplot.css": "text/css"}
+         "vendor/charts.js": "text/javascript", "vendor/uplot.css": "text/css",
+         "vendor/swagger-ui-bundle.js": "text/javascript", "vendor/swagger-ui.css": "text/css",
+         "vendor/redoc.standalone.js": "text/javascript"}
 ABIS = ("InferenceMarket", "ModelRegistry", "TestUSDC", "ReputationRegistry", "AttestationCourt")
 CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; worker-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
 HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
            "Cache-Control": "no-cache"}
+# the API docs pages: the same scripts rule (this origin only, no inline script); ReDoc and Swagger UI style their
+# elements at run time (injected <style>), so styles may be inline there
+DOCS_CSP = CSP.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'").replace("worker-src 'self'",
+                                                                                       "worker-src 'self' blob:")
+DOCS_HEADERS = {**HEADERS, "Content-Security-Policy": DOCS_CSP}
 
 
 @router.get("/app")
@@ -42,6 +49,18 @@ def app_root() -> RedirectResponse:
 @router.get("/app/")
 def app_index() -> FileResponse:
     return FileResponse(STATIC / "index.html", media_type="text/html", headers=HEADERS)
+
+
+@router.get("/docs")
+def api_docs() -> FileResponse:
+    """Swagger UI on /openapi.json, served from the package."""
+    return FileResponse(STATIC / "api-docs.html", media_type="text/html", headers=DOCS_HEADERS)
+
+
+@router.get("/redoc")
+def api_reference() -> FileResponse:
+    """ReDoc on /openapi.json, served from the package."""
+    return FileResponse(STATIC / "redoc.html", media_type="text/html", headers=DOCS_HEADERS)
 
 
 @router.get("/app/abi/{name}.json")
@@ -63,4 +82,5 @@ def app_file(name: str) -> FileResponse:
     if name not in FILES or not (STATIC / name).is_file():
         detail = " (run 'make setup': it builds the vendored modules)" if name.startswith("vendor/") else ""
         raise ArtifactNotFound(f"no file {name!r} in the web app{detail}")
-    return FileResponse(STATIC / name, media_type=FILES[name], headers=HEADERS)
+    docs = name.startswith(("vendor/swagger-ui", "vendor/redoc"))
+    return FileResponse(STATIC / name, media_type=FILES[name], headers=DOCS_HEADERS if docs else HEADERS)
