@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 NPMSTAMP := node_modules/.installed
 
-.PHONY: setup test test-fast demo rehearsal bench lint contracts clean webapp
+.PHONY: setup test test-fast demo rehearsal bench lint contracts clean webapp docs
 
 setup: $(STAMP) $(NPMSTAMP)
 
@@ -24,6 +24,9 @@ $(NPMSTAMP): package.json package-lock.json web/engine.js web/pay.js web/chain.j
 
 # the web app's vendored modules (/app), bundled by esbuild (no CDN at run time): scripts/build_webapp.py, which the
 # package build (setup.py) runs too
+docs: setup  # the docs site (mkdocs, strict: a broken link or anchor fails) into site/
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 webapp:
 	$(BIN)/python scripts/build_webapp.py
 

@@ -233,7 +233,7 @@ REGIONS: dict[str, Callable[[Path], str]] = {"results": results, "gas": gas, "la
                                              "throughput": throughput, "chain_costs": chain_costs,
                                              "batch_gas": batch_gas}
 # the files whose measured regions are rendered here (each holds some of REGIONS)
-DOCS = (ROOT / "README.md", ROOT / "docs" / "deploy-chain.md")
+DOCS = (ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md")))  # the README and the docs site's pages
 
 
 def render(text: str, bench: Path = BENCH) -> str:

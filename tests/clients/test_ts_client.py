@@ -77,14 +77,15 @@ def _built_package() -> tuple[str, Path]:
 
 
 def test_the_readmes_typescript_example_runs(listed_node: tuple[Served, Chain, str], tmp_path: Path) -> None:
-    """The README's ```ts block, as written (its import pointed at the built package), against the devnet node."""
+    """The TypeScript guide's ```ts block, as written (its import pointed at the built package), against the devnet
+    node."""
     import re
 
     from x402_helpers import funded_wallet
 
     node, package = _built_package()
     served, chain, model_id = listed_node
-    [block] = re.findall(r"```ts\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    [block] = re.findall(r"```ts\n(.*?)```", (ROOT / "docs" / "guides" / "typescript.md").read_text(), flags=re.S)
     block = block.replace("'@proofmarket/client'", f"'{(package / 'dist' / 'index.js').as_uri()}'")
     block = block.replace("'http://127.0.0.1:8402'", "baseUrl")
     payer = funded_wallet(chain, "readme-ts-payer", 2_000_000)

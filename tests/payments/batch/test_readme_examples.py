@@ -1,9 +1,9 @@
-"""Every Python example of the README runs, as written, against a devnet node: the consumer's SDK (x402, keys,
+"""Every Python example of the docs' guides runs, as written, against a devnet node: the consumer's SDK (x402, keys,
 credits, a pass, sign-in, a channel), the OpenAI-compatible endpoint, an owner's listing and an agent over MCP.
 
-Each ```python block is read from README.md; its node address (``http://127.0.0.1:8402``) is the test node's, and
-the names it leaves to the reader (a funded account, a model id, an input, an API key...) are given to it. A block
-with a top-level ``await`` runs in an event loop.
+Each ```python block is read from README.md and docs/ (the quickstart's: tests/test_quickstart.py); its node address
+(``http://127.0.0.1:8402``) is the test node's, and the names it leaves to the reader (a funded account, a model
+id, an input, an API key...) are given to it. A block with a top-level ``await`` runs in an event loop.
 """
 
 from __future__ import annotations
@@ -29,14 +29,16 @@ from proofmarket.samples import sample_path
 from proofmarket.sdk.client import Client
 from proofmarket.systems.workspace import Workspace
 
-README = Path(__file__).resolve().parents[3] / "README.md"
+ROOT = Path(__file__).resolve().parents[3]
+# the README and the docs site's pages (the quickstart runs in tests/test_quickstart.py)
+DOCS = [ROOT / "README.md", *sorted(p for p in (ROOT / "docs").rglob("*.md") if p.name != "quickstart.md")]
 README_NODE = "http://127.0.0.1:8402"
 PRICE = 2_000
 PER_1K = 50_000
 
 
 def python_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    return [block for page in DOCS for block in re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)]
 
 
 def block_with(*needles: str) -> str:
