@@ -16,7 +16,7 @@ from payments_helpers import FACILITATOR_KEY_INDEX, Market, anvil_or_skip
 from x402_helpers import Chain, clear_env, market_devnet, node_mlp
 
 from proofmarket.chain import Devnet, UsdcToken, deploy, dev_account
-from proofmarket.payments import PaymentGate
+from proofmarket.payments.exact.gate import PaymentGate
 
 
 @pytest.fixture(scope="session")

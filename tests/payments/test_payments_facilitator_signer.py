@@ -11,7 +11,7 @@ from payments_helpers import Market, header, signed_payload
 from x402.mechanisms.evm import FacilitatorWeb3Signer
 
 from proofmarket.core.errors import PaymentError
-from proofmarket.payments import PaymentGate
+from proofmarket.payments.exact.gate import PaymentGate
 from proofmarket.payments.facilitators import ReorgSafeSigner, _call_data
 
 pytestmark = [pytest.mark.chain, pytest.mark.timeout(120)]

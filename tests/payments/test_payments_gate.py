@@ -25,12 +25,12 @@ from x402.mechanisms.evm.exact import register_exact_evm_client
 from x402.schemas import PaymentRequired as X402PaymentRequired
 
 from proofmarket.core.errors import PaymentError, PaymentExpired, PaymentRequired
-from proofmarket.payments import (
+from proofmarket.payments.exact.gate import PaymentGate
+from proofmarket.payments.headers import (
     PAYMENT_REQUIRED_HEADER,
     PAYMENT_RESPONSE_HEADER,
     PAYMENT_SIGNATURE_HEADER,
     Discovery,
-    PaymentGate,
 )
 from proofmarket.sdk.pay import paying_httpx_client, payment_signature_header
 

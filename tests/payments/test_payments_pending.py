@@ -16,7 +16,8 @@ from payments_helpers import PRICE, Market, anvil_or_skip, header, signed_payloa
 from proofmarket.chain import Devnet, UsdcToken, advance_time, deploy, dev_account
 from proofmarket.chain.devnet import automine_off
 from proofmarket.core.errors import PaymentError, PaymentSettlementPending
-from proofmarket.payments import PaymentGate, VerifiedPayment
+from proofmarket.payments.exact.gate import PaymentGate
+from proofmarket.payments.types import VerifiedPayment
 
 pytestmark = [pytest.mark.chain, pytest.mark.timeout(120)]
 WAIT_S = 1.0  # the facilitator's wait for a receipt

@@ -12,7 +12,7 @@ from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 
 from proofmarket.core.errors import VerificationFailed
-from proofmarket.payments import offer_receipt_extension, sign_receipt, verify_receipt
+from proofmarket.systems.receipts import offer_receipt_extension, sign_receipt, verify_receipt
 
 TX = "0x" + "ab" * 32
 PAYER = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"

@@ -18,7 +18,8 @@ from x402.http import FacilitatorConfig, HTTPFacilitatorClientSync
 from x402.schemas import PaymentPayload, PaymentRequirements
 
 from proofmarket.core.errors import FacilitatorUnavailable, PaymentError
-from proofmarket.payments import PaymentGate, local_facilitator
+from proofmarket.payments.exact.gate import PaymentGate
+from proofmarket.payments.facilitators import local_facilitator
 
 pytestmark = [pytest.mark.chain, pytest.mark.timeout(120)]
 

@@ -7,8 +7,9 @@ import pytest
 from payments_helpers import PRICE, Market, header, signed_payload
 
 from proofmarket.core.errors import PaymentSettlementPending
-from proofmarket.payments import PaymentGate, VerifiedPayment
+from proofmarket.payments.exact.gate import PaymentGate
 from proofmarket.payments.facilitators import ReorgSafeSigner
+from proofmarket.payments.types import VerifiedPayment
 
 pytestmark = [pytest.mark.chain, pytest.mark.timeout(120)]
 

@@ -13,15 +13,11 @@ from x402.http import decode_payment_response_header
 
 from proofmarket.chain import Devnet, advance_time, deploy, dev_account, sign_cancel_authorization
 from proofmarket.core.errors import FacilitatorUnavailable, PaymentError, PaymentRejected
-from proofmarket.payments import (
-    InMemoryNonceLedger,
-    PaidOnChain,
-    PaymentGate,
-    VerifiedPayment,
-    local_facilitator,
-    sign_receipt,
-    verify_receipt,
-)
+from proofmarket.payments.exact.accepted import InMemoryNonceLedger
+from proofmarket.payments.exact.gate import PaymentGate
+from proofmarket.payments.facilitators import local_facilitator
+from proofmarket.payments.types import PaidOnChain, VerifiedPayment
+from proofmarket.systems.receipts import sign_receipt, verify_receipt
 
 pytestmark = [pytest.mark.chain, pytest.mark.timeout(120)]
 

@@ -16,7 +16,8 @@ from x402.schemas import PaymentPayload, PaymentRequirements
 
 from proofmarket.chain import ChainClient, Devnet, TokenDomain, UsdcToken, sign_transfer_authorization
 from proofmarket.chain.devkeys import DEVNET_CHAIN_ID
-from proofmarket.payments import InMemoryNonceLedger, NonceLedger, PaymentGate
+from proofmarket.payments.exact.accepted import InMemoryNonceLedger, NonceLedger
+from proofmarket.payments.exact.gate import PaymentGate
 
 PRICE = 250_000  # 0.25 USDC
 FACILITATOR_KEY_INDEX = 9  # a key nothing else in the tests sends from

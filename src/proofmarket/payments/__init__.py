@@ -17,39 +17,7 @@
 
 Rails never import each other (an import-linter contract ``make lint`` runs); the composition root wires them
 (``node/compose.py``, ``node/batch_build.py``). The paying client is ``proofmarket.sdk.pay``.
+
+This package re-exports nothing: importing the port (``payments.port``) loads no rail, no x402 SDK and no web3
+(``tests/payments/test_ports_load_no_plugins.py``). Import each name from its module.
 """
-
-from proofmarket.payments.exact.accepted import InMemoryNonceLedger, LedgerEntry, NonceLedger
-from proofmarket.payments.exact.gate import PaymentGate
-from proofmarket.payments.facilitators import chain_id_of, local_facilitator, network_id, remote_facilitator
-from proofmarket.payments.headers import (
-    PAYMENT_REQUIRED_HEADER,
-    PAYMENT_RESPONSE_HEADER,
-    PAYMENT_SIGNATURE_HEADER,
-    Discovery,
-    payment_response_header,
-)
-from proofmarket.payments.types import PaidOnChain, VerifiedPayment, payment_key
-from proofmarket.systems.receipts import offer_receipt_extension, sign_receipt, verify_receipt
-
-__all__ = [
-    "PAYMENT_REQUIRED_HEADER",
-    "PAYMENT_RESPONSE_HEADER",
-    "PAYMENT_SIGNATURE_HEADER",
-    "Discovery",
-    "InMemoryNonceLedger",
-    "LedgerEntry",
-    "NonceLedger",
-    "PaymentGate",
-    "PaidOnChain",
-    "VerifiedPayment",
-    "chain_id_of",
-    "local_facilitator",
-    "network_id",
-    "offer_receipt_extension",
-    "payment_key",
-    "payment_response_header",
-    "remote_facilitator",
-    "sign_receipt",
-    "verify_receipt",
-]

@@ -32,11 +32,10 @@ from proofmarket.chain.devkeys import DEVNET_CHAIN_ID
 from proofmarket.cli.main import app as cli
 from proofmarket.core.errors import PaymentExpired, VerificationFailed
 from proofmarket.market.accounts import DEV_ROLES
-from proofmarket.payments import verify_receipt
 from proofmarket.sdk.pay import nonce_of, payment_signature_header
 from proofmarket.store import canonical_json, cid_for_bytes
 from proofmarket.systems import PROVEN_SYSTEM
-from proofmarket.systems.receipts import pure_bundle_cid
+from proofmarket.systems.receipts import pure_bundle_cid, verify_receipt
 
 pytestmark = [pytest.mark.slow, pytest.mark.chain]
 NODE_SIGNER = dev_account(DEV_ROLES["prover"], DEVNET_CHAIN_ID).address

@@ -1,4 +1,4 @@
-"""The real ``Rail``: x402 ``exact`` (EIP-3009 USDC) through :class:`proofmarket.payments.PaymentGate`.
+"""The real ``Rail``: x402 ``exact`` (EIP-3009 USDC) through :class:`proofmarket.payments.exact.gate.PaymentGate`.
 
     verify(headers, offer)   no PAYMENT-SIGNATURE -> 402 payment_required + PAYMENT-REQUIRED (bazaar
                              discovery of the infer route included); a bad one -> its PaymentError
@@ -60,7 +60,8 @@ from proofmarket.core.errors import (
 )
 from proofmarket.core.settings import Settings, X402Settings
 from proofmarket.db.book import Accounts, Transfer
-from proofmarket.payments import PaymentGate, collectable, sign_receipt
+from proofmarket.payments import collectable
+from proofmarket.payments.exact.gate import PaymentGate
 from proofmarket.payments.facilitators import check_supported, network_id, remote_facilitator
 from proofmarket.payments.headers import (
     INFER_INPUT_SCHEMA,
@@ -75,6 +76,7 @@ from proofmarket.payments.port import Offer
 from proofmarket.payments.tickets import ProofOutcome, Settlement, Ticket, store_paid_bundle
 from proofmarket.payments.types import PaidOnChain, VerifiedPayment
 from proofmarket.store import ArtifactStore
+from proofmarket.systems.receipts import sign_receipt
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,23 @@
+"""Importing a port loads no plug-in: the rail port neither the x402 SDK nor web3 (nor any rail), the proof-system
+port neither EZKL nor ONNX (nor any system). Each import runs in a fresh interpreter, as a user's first import."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+PLUGINS = ("x402", "web3", "eth_account", "ezkl", "onnx", "onnxruntime", "proofmarket.payments.exact",
+           "proofmarket.payments.batch", "proofmarket.payments.credits", "proofmarket.systems.ezkl",
+           "proofmarket.systems.attested")
+
+
+@pytest.mark.parametrize("port", ["proofmarket.payments.port", "proofmarket.payments.tickets",
+                                  "proofmarket.systems.port", "proofmarket.systems"])
+def test_importing_a_port_loads_no_plugin(port: str) -> None:
+    code = (f"import sys, json; import {port}; "
+            f"print(json.dumps([m for m in {list(PLUGINS)!r} if m in sys.modules]))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert json.loads(loaded.stdout) == []
