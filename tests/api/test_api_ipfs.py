@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -112,3 +114,11 @@ def test_a_model_and_its_bundles_verify_from_ipfs_with_the_node_stopped(
     with Client("http://127.0.0.1:9", cache_dir=tmp_path / "client", gateways=[ipfs], devnet=True) as sdk:
         report = sdk.verify(bundle)
     assert report.output and report.checks
+    # the command line in an empty home: the artifacts the bundle names, fetched by CID from the gateway
+    (tmp_path / "bundle.json").write_text(json.dumps(bundle))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROOFMARKET_")}
+    cli = subprocess.run([sys.executable, "-m", "proofmarket.cli.main", "verify", str(tmp_path / "bundle.json"),
+                          "--gateway", ipfs, "--home", str(tmp_path / "empty-home"), "--json"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    assert json.loads(cli.stdout)["valid"] is True

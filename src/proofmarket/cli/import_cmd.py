@@ -47,7 +47,7 @@ def import_cmd(
             cids = ws.import_car(path)
             models = [row for row in (ws.adopt(cid) for cid in cids) if row is not None]
         else:
-            models = [_fetch(ws, source, node, gateway or [])]
+            models = [fetch_model(ws, source, node, gateway or [])]
         if not models:
             raise UsageError(f"{source} holds no complete model (a manifest and every public artifact it names)",
                              source=source)
@@ -60,7 +60,7 @@ def import_cmd(
         out.print(f"imported {row['mode']} model {row['id']} ({row['name']})")
 
 
-def _fetch(ws: Workspace, model_id: str, node: str | None, gateways: list[str]) -> dict[str, Any]:
+def fetch_model(ws: Workspace, model_id: str, node: str | None, gateways: list[str]) -> dict[str, Any]:
     from proofmarket.sdk.client import Client
     from proofmarket.systems import parse_manifest
 

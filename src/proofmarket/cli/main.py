@@ -254,58 +254,6 @@ def _run_attested_onnx(ws: Workspace, model_id: str, doc: Any, out_path: Path | 
               f"signed by {body['proof']['attestation']['signer']}; re-check with verify --reexecute")
 
 
-@app.command("verify")
-def verify_cmd(
-    bundle: Annotated[Path, typer.Argument(help="a proof bundle JSON file (proven or attested)")],
-    car: Annotated[Path | None, typer.Option("--car", help="import the model's public artifacts from this CAR first")]
-    = None,
-    reexecute: Annotated[bool, typer.Option(
-        "--reexecute", help="attested bundles: re-run one prefill pass over prompt + output with the weights and "
-                            "check every chunk's commitment and every token")] = False,
-    model_dir: Annotated[Path | None, typer.Option(
-        "--model-dir", help="with --reexecute: the model directory to re-execute with (default: the files the "
-                            "manifest names, from the store)")] = None,
-    threads: Annotated[int | None, typer.Option("--threads", help="with --reexecute: torch threads")] = None,
-    as_json: JsonOpt = False,
-    home: HomeOpt = None,
-) -> None:
-    """Verify a proof bundle (the ZK proof), or an attested bundle (signature, hashes and bindings; with
-    --reexecute also the commitments). Exit 0 valid or reproduced, 1 invalid or differs, 2 usage or missing
-    artifact."""
-    ws = _workspace(home)
-    try:
-        doc = read_json(bundle, "bundle")
-        if car:
-            ws.import_car(car)
-        report = ws.verify(doc, reexecute=reexecute, model_dir=model_dir, threads=threads)
-    except ProofMarketError as exc:
-        raise fail(exc, as_json) from exc
-    if as_json:
-        emit_json({"ok": True, "valid": True, "mode": report.mode, "model_id": report.model_id,
-                   "output": report.output if report.mode == "proven" else report.text,
-                   "reexecuted": report.reexecuted,
-                   "verdict": _verdict(report), "srs": report.srs_kind, "checks": report.checks})
-        return
-    if report.mode == "attested":
-        out.print(f"[bold yellow]attested[/], [bold green]{_verdict(report)}[/]: model {report.model_id}")
-        for check in report.checks:
-            out.print(f"  ok  {check}")
-        out.print(f"output: {report.text!r}")
-        return
-    out.print(f"proven, [bold green]valid[/]: model {report.model_id}")
-    for check in report.checks:
-        out.print(f"  ok  {check}")
-    out.print(f"output: {report.output}")
-    if report.srs_kind == "dev":
-        out.print("[yellow]note[/]: this proof uses a dev SRS (testing only; not for real money)")
-
-
-def _verdict(report: Any) -> str:
-    if report.mode == "proven":
-        return "verified"
-    return "reproduced" if report.reexecuted else "signature valid, not re-executed"
-
-
 @app.command("models")
 def models_cmd(as_json: JsonOpt = False, home: HomeOpt = None) -> None:
     """List the models compiled in this workspace."""
@@ -355,6 +303,7 @@ from proofmarket.cli.node_cmd import register as _register_node  # noqa: E402
 from proofmarket.cli.srs_cmds import register as _register_srs  # noqa: E402
 from proofmarket.cli.stats_cmd import register as _register_stats  # noqa: E402
 from proofmarket.cli.validator_cmd import register as _register_validator  # noqa: E402
+from proofmarket.cli.verify_cmd import register as _register_verify  # noqa: E402
 from proofmarket.cli.wallet_cmds import register as _register_wallet  # noqa: E402
 
 _register_market(app)
@@ -365,6 +314,7 @@ _register_infer(app)
 _register_generate(app)
 _register_validator(app)
 _register_import(app)
+_register_verify(app)
 _register_db(app)
 _register_facilitator(app)
 _register_keys(app)

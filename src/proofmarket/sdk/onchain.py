@@ -12,6 +12,27 @@ from proofmarket.store import LocalStore
 
 
 class OnChainChecks(NodeSession):
+    def verify_on_chain(self, bundle: dict[str, Any], rpc_url: str, *, registry: str | None = None,
+                        owner: str | None = None) -> dict[str, Any]:
+        """Run a proven bundle's proof through its model's verifier on chain (``rpc_url``, yours): the verifier the
+        registry's listing of the bundle's model names (``registry``: default the node's, from its service
+        document, on the RPC's chain). Returns ``{valid, chain_id, registry, listing, owner, verifier, gas, ...}``;
+        ``VerificationFailed`` when the chain refuses the proof, ``RegistryMismatch`` when nothing lists the model."""
+        from proofmarket.chain.client import ChainClient
+        from proofmarket.chain.contracts import ModelRegistry
+        from proofmarket.chain.onchain_verify import verify_on_chain
+
+        client = ChainClient(rpc_url)
+        if registry is None:
+            chain = (self._json(self._get("/.well-known/ai-service.json")).get("chain") or {})
+            if not chain.get("registry"):
+                raise UsageError("the node names no registry (no market deployed where it sells): pass registry=")
+            if int(chain.get("chain_id") or 0) != client.chain_id:
+                raise RegistryMismatch(f"the node's registry is on chain {chain.get('chain_id')}, the RPC is chain "
+                                       f"{client.chain_id}", field="chain_id")
+            registry = str(chain["registry"])
+        return verify_on_chain(client, ModelRegistry(client, registry), bundle, owner=owner).to_json()
+
     def agent(self) -> dict[str, Any]:
         """The node's ERC-8004 registration file (``/.well-known/agent-registration.json``)."""
         return dict(self._json(self._get("/.well-known/agent-registration.json")))

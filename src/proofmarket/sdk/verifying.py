@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from proofmarket.core.errors import UsageError
 from proofmarket.sdk.attested import check_onnx_answer
 from proofmarket.sdk.checks import Request, check_answer, check_srs
 from proofmarket.sdk.results import InferenceResult
@@ -21,7 +22,25 @@ from proofmarket.systems.registry import ATTESTED_SYSTEM, PROVEN_SYSTEM, system_
 class Verifying(NodeSession):
     def verify(self, result_or_bundle: dict[str, Any] | ProofBundle | InferenceResult, *,
                model_id: str | None = None, inputs: Any = None, salt: list[int] | None = None,
-               max_amount: int | None = None, reexecute: bool = False) -> VerifyReport:
+               max_amount: int | None = None, reexecute: bool = False, onchain: bool = False,
+               rpc_url: str | None = None, registry: str | None = None) -> VerifyReport:
+        """``_verify_here`` (below), then with ``onchain`` the proof through its model's verifier on chain
+        (``rpc_url``: your RPC; ``registry``: default the node's): one more check in the report."""
+        report = self._verify_here(result_or_bundle, model_id=model_id, inputs=inputs, salt=salt,
+                                   max_amount=max_amount, reexecute=reexecute)
+        if onchain:
+            if rpc_url is None:
+                raise UsageError("onchain=True needs rpc_url: the chain is read with your RPC, never the node's word")
+            doc = result_or_bundle.bundle if isinstance(result_or_bundle, InferenceResult) else result_or_bundle
+            doc = doc.to_doc() if isinstance(doc, ProofBundle) else doc
+            found = self.verify_on_chain(doc, rpc_url, registry=registry)  # type: ignore[attr-defined]
+            report.checks.append(f"verifyProof on chain {found['chain_id']} by {found['verifier']}, the verifier of "
+                                 f"the registry's listing of this model: true ({found['gas']:,} gas)")
+        return report
+
+    def _verify_here(self, result_or_bundle: dict[str, Any] | ProofBundle | InferenceResult, *,
+                     model_id: str | None = None, inputs: Any = None, salt: list[int] | None = None,
+                     max_amount: int | None = None, reexecute: bool = False) -> VerifyReport:
         """Verify locally that the answer holds and that it answers the request; raise ``VerificationFailed``
         (``AnswerMismatch``, ``DevSrsRefused``, ...) naming the first check that fails.
 

@@ -1,0 +1,104 @@
+"""A proven bundle checked by the chain itself: the registry's verifier for the bundle's model (its own verifier, a
+shared-verifier clone, or the batch verifier of the bundle's batch size) runs ``verifyProof`` on the bundle's EVM
+calldata in an ``eth_call``, with its gas.
+
+The listing is found by the model's key (``keccak(model id)``, an indexed topic of ``ModelRegistered``), so the
+verifier is bound to the bundle's model id by the registry; ``owner`` picks one owner's listing where several list
+the same model. The verifier's code must still be the code the registry recorded at registration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from eth_utils.abi import event_abi_to_log_topic
+from eth_utils.crypto import keccak
+
+from proofmarket.chain.client import ChainClient
+from proofmarket.chain.commitments import model_key
+from proofmarket.chain.contracts import ModelRegistry
+from proofmarket.chain.types import RegisteredModel
+from proofmarket.core.errors import RegistryMismatch, UsageError, VerificationFailed
+
+
+@dataclass(frozen=True)
+class OnChainCheck:
+    chain_id: int
+    registry: str
+    model_id: str  # the bundle's model (its CID)
+    listing: str  # the registry's on-chain id of the listing used (0x...)
+    owner: str
+    verifier: str
+    batch_size: int | None
+    gas: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"valid": True, "chain_id": self.chain_id, "registry": self.registry, "model_id": self.model_id,
+                "listing": self.listing, "owner": self.owner, "verifier": self.verifier,
+                "batch_size": self.batch_size, "gas": self.gas}
+
+
+def listings_of(client: ChainClient, registry: ModelRegistry, model_id: str, from_block: int = 0
+                ) -> list[RegisteredModel]:
+    """Every registry listing of ``model_id`` (any owner), in registration order."""
+    logs = client.w3.eth.get_logs({"address": client.w3.to_checksum_address(registry.address),
+                                   "fromBlock": from_block, "toBlock": "latest",
+                                   "topics": [_registered_topic(registry), None, None,
+                                              "0x" + model_key(model_id).hex()]})
+    ids = list(dict.fromkeys(bytes(entry["topics"][1]) for entry in logs))
+    return [registry.get_model(listing) for listing in ids]
+
+
+def _registered_topic(registry: ModelRegistry) -> str:
+    """topic0 of ``ModelRegistered`` (its signature's keccak), from the registry's own ABI."""
+    [abi] = [e for e in registry.artifact.abi if e.get("type") == "event" and e.get("name") == "ModelRegistered"]
+    return "0x" + bytes(event_abi_to_log_topic(abi)).hex()  # type: ignore[arg-type]
+
+
+def verify_on_chain(client: ChainClient, registry: ModelRegistry, bundle: dict[str, Any], *,
+                    owner: str | None = None, from_block: int = 0) -> OnChainCheck:
+    """Run the bundle's proof through its model's verifier on chain; ``VerificationFailed`` when the chain refuses
+    it, ``RegistryMismatch`` when no listing of the model (of ``owner``) is on this registry."""
+    if bundle.get("mode") == "attested":
+        raise UsageError("an attested bundle holds no proof for a chain to check: verify it with --reexecute, or "
+                         "through the court")
+    model_id = str((bundle.get("model") or {}).get("id") or "")
+    calldata = str((bundle.get("proof") or {}).get("evm_calldata") or "")
+    if not model_id or not calldata.startswith("0x"):
+        raise UsageError("the bundle names no model id or EVM calldata: not a proven proofmarket bundle")
+    listings = [m for m in listings_of(client, registry, model_id, from_block)
+                if owner is None or m.owner.lower() == owner.lower()]
+    if not listings:
+        whose = f" by {owner}" if owner else ""
+        raise RegistryMismatch(f"model {model_id} is not listed{whose} on the registry {registry.address} (chain "
+                               f"{client.chain_id}): nothing on chain can check its proof", model_id=model_id,
+                               field="listed")
+    entry = next((m for m in listings if m.active), listings[0])
+    batch = bundle.get("batch") or None
+    size = int(batch["size"]) if isinstance(batch, dict) and batch.get("size") else None
+    verifier = entry.spec.verifier
+    if size is not None:
+        found = registry.batch_verifier(entry.model_id, size)
+        if found.address is None:
+            raise RegistryMismatch(f"the listing of model {model_id} has no verifier for batches of {size}",
+                                   model_id=model_id, field="batch_verifier")
+        verifier = found.address
+    else:
+        code = bytes(client.w3.eth.get_code(client.w3.to_checksum_address(verifier)))
+        if entry.verifier_codehash != bytes(32) and keccak(code) != entry.verifier_codehash:
+            raise RegistryMismatch(f"the verifier {verifier} no longer has the code the registry recorded",
+                                   model_id=model_id, field="verifier_code")
+    call = {"to": verifier, "data": calldata}
+    try:
+        answer = client.rpc("eth_call", [call, "latest"])
+    except Exception as exc:
+        raise VerificationFailed(f"the verifier {verifier} on chain {client.chain_id} refused this proof "
+                                 f"(verifyProof reverted: {' '.join(str(exc).split())[:200]})",
+                                 verifier=verifier) from None
+    if int(str(answer), 16) != 1:
+        raise VerificationFailed(f"the verifier {verifier} on chain {client.chain_id} returned false for this proof",
+                                 verifier=verifier)
+    gas = int(str(client.rpc("eth_estimateGas", [call])), 16)
+    return OnChainCheck(client.chain_id, registry.address, model_id, "0x" + entry.model_id.hex(), entry.owner,
+                        verifier, size, gas)

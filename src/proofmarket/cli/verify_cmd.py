@@ -1,0 +1,131 @@
+"""``proofmarket verify BUNDLE``: check a bundle here (the proof, or an attested bundle's signature and bindings), in
+any home: the artifacts it names are fetched by CID from ``--node`` or ``--gateway`` (each checked against its CID)
+when this home does not hold them; ``--onchain`` also runs the proof through its model's verifier on a chain.
+
+    proofmarket verify bundle.json                                  the artifacts from this home's store
+    proofmarket verify bundle.json --node https://node.example     ... fetched from that node when missing
+    proofmarket verify bundle.json --gateway https://ipfs.example  ... or from an IPFS trustless gateway
+    proofmarket verify bundle.json --onchain [--rpc-url URL]       and verifyProof on the registry's verifier
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from proofmarket.cli.common import HomeOpt, JsonOpt, read_json
+from proofmarket.cli.output import emit_json, fail, out
+from proofmarket.core.errors import ArtifactNotFound, ProofMarketError, UsageError
+
+WHERE_FROM = ("give --node URL (a node that serves the model) or --gateway URL (an IPFS trustless gateway) to fetch "
+              "them by CID, or --car FILE (the owner's 'proofmarket export')")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("verify")(verify_cmd)
+
+
+def verify_cmd(
+    bundle: Annotated[Path, typer.Argument(help="a proof bundle JSON file (proven or attested)")],
+    car: Annotated[Path | None, typer.Option("--car", help="import the model's public artifacts from this CAR first")]
+    = None,
+    node: Annotated[str | None, typer.Option("--node", help="fetch the artifacts the bundle names from this node "
+                                                            "(by CID, each checked) when this home lacks them")] = None,
+    gateway: Annotated[list[str] | None, typer.Option("--gateway", help="an IPFS trustless gateway to fetch them from "
+                                                                        "(repeatable; after --node)")] = None,
+    onchain: Annotated[bool, typer.Option("--onchain", help="also run the proof through the verifier its model's "
+                                                            "registry listing names (an eth_call, with its gas)")]
+    = False,
+    rpc_url: Annotated[str | None, typer.Option("--rpc-url", envvar="PROOFMARKET_RPC_URL", help="with --onchain: "
+                                                "the chain's RPC (default: this home's devnet)")] = None,
+    registry: Annotated[str | None, typer.Option("--registry", help="with --onchain: the ModelRegistry address "
+                                                 "(default: this home's deployment record for that chain)")] = None,
+    owner: Annotated[str | None, typer.Option("--owner", help="with --onchain: the listing of this owner, where "
+                                                              "several list the model")] = None,
+    reexecute: Annotated[bool, typer.Option(
+        "--reexecute", help="attested bundles: re-run one prefill pass over prompt + output with the weights and "
+                            "check every chunk's commitment and every token")] = False,
+    model_dir: Annotated[Path | None, typer.Option(
+        "--model-dir", help="with --reexecute: the model directory to re-execute with (default: the files the "
+                            "manifest names, from the store)")] = None,
+    threads: Annotated[int | None, typer.Option("--threads", help="with --reexecute: torch threads")] = None,
+    as_json: JsonOpt = False,
+    home: HomeOpt = None,
+) -> None:
+    """Verify a proof bundle (the ZK proof), or an attested bundle (signature, hashes and bindings; with
+    --reexecute also the commitments); with --onchain also on a chain. Exit 0 valid or reproduced, 1 invalid or
+    differs, 2 usage or missing artifact."""
+    from proofmarket.core.settings import Settings
+    from proofmarket.systems.workspace import Workspace
+
+    ws = Workspace(Settings(home=home) if home else Settings())
+    try:
+        doc = read_json(bundle, "bundle")
+        if car:
+            ws.import_car(car)
+        model_id = str(((doc.get("model") if isinstance(doc, dict) else None) or {}).get("id") or "")
+        if (node or gateway) and model_id and not ws.store.has(model_id):
+            from proofmarket.cli.import_cmd import fetch_model
+
+            fetch_model(ws, model_id, node, gateway or [])
+        try:
+            report = ws.verify(doc, reexecute=reexecute, model_dir=model_dir, threads=threads)
+        except ArtifactNotFound as exc:
+            raise ArtifactNotFound(f"{exc.message}: this home does not hold the model's artifacts; {WHERE_FROM}",
+                                   **exc.details) from None
+        chain = _on_chain(ws, doc, rpc_url, registry, owner) if onchain else None
+    except ProofMarketError as exc:
+        raise fail(exc, as_json) from exc
+    finally:
+        ws.close()
+    if as_json:
+        emit_json({"ok": True, "valid": True, "mode": report.mode, "model_id": report.model_id,
+                   "output": report.output if report.mode == "proven" else report.text,
+                   "reexecuted": report.reexecuted, "verdict": _verdict(report), "srs": report.srs_kind,
+                   "checks": report.checks, "onchain": chain})
+        return
+    if report.mode == "attested":
+        out.print(f"[bold yellow]attested[/], [bold green]{_verdict(report)}[/]: model {report.model_id}")
+        for check in report.checks:
+            out.print(f"  ok  {check}")
+        out.print(f"output: {report.text!r}")
+        return
+    out.print(f"proven, [bold green]valid[/]: model {report.model_id}")
+    for check in report.checks:
+        out.print(f"  ok  {check}")
+    if chain is not None:
+        batch = f" (batch of {chain['batch_size']})" if chain["batch_size"] else ""
+        out.print(f"  ok  on chain {chain['chain_id']}: verifyProof on {chain['verifier']}{batch} -> true "
+                  f"({chain['gas']:,} gas), the verifier of listing {chain['listing'][:10]}... by {chain['owner']} "
+                  f"on the registry {chain['registry']}")
+    out.print(f"output: {report.output}")
+    if report.srs_kind == "dev":
+        out.print("[yellow]note[/]: this proof uses a dev SRS (testing only; not for real money)")
+
+
+def _on_chain(ws: Any, doc: Any, rpc_url: str | None, registry: str | None, owner: str | None) -> dict[str, Any]:
+    from proofmarket.chain import ChainClient, load_deployment
+    from proofmarket.chain.contracts import ModelRegistry
+    from proofmarket.chain.onchain_verify import verify_on_chain
+    from proofmarket.market.service import connect, deployment_path
+
+    client = ChainClient(rpc_url) if rpc_url else connect(ws.settings)
+    from_block = 0
+    if registry is None:
+        path = deployment_path(ws.settings, client.chain_id)
+        deployment = load_deployment(path)
+        if deployment is None or "ModelRegistry" not in deployment.contracts:
+            raise UsageError(f"no market deployment of chain {client.chain_id} is recorded in {path}: give "
+                             "--registry ADDRESS (the ModelRegistry)", chain_id=client.chain_id)
+        listed = deployment.contracts["ModelRegistry"]
+        registry, from_block = listed.address, listed.block
+    return verify_on_chain(client, ModelRegistry(client, registry), doc, owner=owner,
+                           from_block=from_block).to_json()
+
+
+def _verdict(report: Any) -> str:
+    if report.mode == "proven":
+        return "verified"
+    return "reproduced" if report.reexecuted else "signature valid, not re-executed"
