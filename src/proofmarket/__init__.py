@@ -31,6 +31,7 @@ from proofmarket.core.errors import (
 
 if TYPE_CHECKING:
     from proofmarket.sdk.client import Client, InferenceResult
+    from proofmarket.sdk.discovery import discover
     from proofmarket.systems.ezkl.bundle import ProofBundle
     from proofmarket.systems.ezkl.profile import PrivacyProfile
     from proofmarket.systems.ezkl.verify import verify_bundle
@@ -76,6 +77,7 @@ elif not any(isinstance(f, _KeepRecursionLimit) for f in sys.meta_path):
 
 _LAZY = {
     "Client": "proofmarket.sdk.client",
+    "discover": "proofmarket.sdk.discovery",
     "InferenceResult": "proofmarket.sdk.client",
     "Workspace": "proofmarket.systems.workspace",
     "ProofBundle": "proofmarket.systems.ezkl.bundle",
@@ -100,6 +102,7 @@ __all__ = [
     "ChainError",
     "Client",
     "InferenceResult",
+    "discover",
     "InputError",
     "ModelError",
     "PaymentError",

@@ -31,6 +31,7 @@ from proofmarket.api.routers import (
     auth,
     court,
     dashboard,
+    discovery,
     earnings,
     generate,
     infer,
@@ -77,7 +78,7 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
                    jobs.calls_router, proofs.router, verify.router,
                    artifacts.router, requests.router, court.router, earnings.router, *rail_routers(services.rails),
                    ledger.router,
-                   openai_compat.router, webhooks.router, meta.router, auth.router,
+                   openai_compat.router, webhooks.router, meta.router, discovery.router, auth.router,
                    dashboard.router,
                    webapp.router):
         app.include_router(router)

@@ -291,6 +291,7 @@ def export_cmd(
 from proofmarket.cli.backup_cmd import register as _register_backup  # noqa: E402 (after the app exists)
 from proofmarket.cli.chain_cmds import register as _register_market  # noqa: E402
 from proofmarket.cli.db_cmd import register as _register_db  # noqa: E402
+from proofmarket.cli.discover_cmd import register as _register_discover  # noqa: E402
 from proofmarket.cli.facilitator_cmd import register as _register_facilitator  # noqa: E402
 from proofmarket.cli.generate_cmd import register as _register_generate  # noqa: E402
 from proofmarket.cli.import_cmd import register as _register_import  # noqa: E402
@@ -315,6 +316,7 @@ _register_generate(app)
 _register_validator(app)
 _register_import(app)
 _register_verify(app)
+_register_discover(app)
 _register_db(app)
 _register_facilitator(app)
 _register_keys(app)

@@ -269,6 +269,11 @@ class DatabaseError(StoreError, code="database_error"):
     """The database cannot be opened, migrated or written."""
 
 
+class DiscoveryUnavailable(ProofMarketError, code="discovery_unavailable", http_status=404, exit_code=2):
+    """The node lists no other nodes: no market with ERC-8004 registries is deployed where it sells (use
+    'proofmarket discover' with your own RPC)."""
+
+
 class HomeNotWritable(StoreError, code="home_not_writable"):
     """The data folder (PROOFMARKET_HOME) or a folder in it cannot be written by the user running the command: give
     that user the folder, or set PROOFMARKET_HOME to one it owns."""

@@ -16,6 +16,7 @@ from proofmarket.core.units import format_usdc
 
 SEARCH = "search_models"
 VERIFY = "verify_bundle"
+DISCOVER = "discover_nodes"
 ID_TAIL = 10
 MAX_NAME = 64
 
@@ -41,6 +42,15 @@ SEARCH_SCHEMA: dict[str, Any] = {
         "task": {"type": "string", "maxLength": 64},
         "max_price": {"type": "string", "pattern": r"^\d+(\.\d{1,6})?$", "description": "USDC per call at most"},
         "limit": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+    },
+    "additionalProperties": False,
+}
+DISCOVER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "mode": {"type": "string", "enum": ["proven", "attested"]},
+        "task": {"type": "string", "maxLength": 32},
+        "max_price": {"type": "string", "pattern": r"^\d+(\.\d{1,6})?$", "description": "USDC per call at most"},
     },
     "additionalProperties": False,
 }

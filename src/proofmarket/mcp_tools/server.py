@@ -1,6 +1,7 @@
 """The MCP server: a node's catalogue as tools, each call forwarded to the node's own HTTP route.
 
-    list_tools     one tool per sold model (``catalog.model_tool``), ``search_models``, ``verify_bundle``
+    list_tools     one tool per sold model (``catalog.model_tool``), ``search_models``, ``verify_bundle``,
+                   ``discover_nodes`` (other nodes on chain: ``GET /v1/nodes``)
     call_tool      a model tool -> ``POST /v1/models/{id}/infer|generate`` on the node, with what pays for it:
                    the x402 payment the client put in ``_meta["x402/payment"]`` (``x402.mcp``: exact, or a
                    batch-settlement voucher) as ``PAYMENT-SIGNATURE``; else the caller's API key (its HTTP
@@ -35,7 +36,16 @@ from mcp import types
 from mcp.server.lowlevel import Server
 
 from proofmarket import __version__
-from proofmarket.mcp_tools.catalog import SEARCH, SEARCH_SCHEMA, VERIFY, VERIFY_SCHEMA, ModelTool, model_tool
+from proofmarket.mcp_tools.catalog import (
+    DISCOVER,
+    DISCOVER_SCHEMA,
+    SEARCH,
+    SEARCH_SCHEMA,
+    VERIFY,
+    VERIFY_SCHEMA,
+    ModelTool,
+    model_tool,
+)
 
 log = logging.getLogger("proofmarket.mcp")
 
@@ -111,6 +121,9 @@ class ToolServer:
         return [*listed,
                 types.Tool(name=SEARCH, description="Search this node's models by words, mode, task or price "
                                                     "(free).", inputSchema=SEARCH_SCHEMA),
+                types.Tool(name=DISCOVER, description="Other proofmarket nodes registered on chain (ERC-8004), "
+                                                      "with their models, prices and reputation; filters: mode, "
+                                                      "task, max_price (free).", inputSchema=DISCOVER_SCHEMA),
                 types.Tool(name=VERIFY, description="Verify a bundle a model tool returned: the proof (or the "
                                                     "attestation's signature and hashes) and its artifacts by CID "
                                                     "(free).", inputSchema=VERIFY_SCHEMA)]
@@ -124,6 +137,9 @@ class ToolServer:
                     return _answer(await _search(http, arguments))
                 if name == VERIFY:
                     return _answer(await self.verify(dict(arguments["bundle"]), http))
+                if name == DISCOVER:
+                    found = await http.get("/v1/nodes", params={k: v for k, v in arguments.items() if v is not None})
+                    return _answer(_json(found)) if found.status_code == 200 else _refused(_json(found))
                 tool = (await self.tools(http)).get(name) or (await self.tools(http, fresh=True)).get(name)
                 if tool is None:
                     return _refused({"error": {"code": "unknown_tool", "message": f"no tool named {name!r} on this "

@@ -1,0 +1,70 @@
+"""GET /v1/nodes: the nodes registered on the ERC-8004 identity registry of the chain this node sells on (each
+registration file checked to name its agent), with their models, prices and reputation: what ``proofmarket
+discover`` lists, read with this node's RPC. Filters: task, mode, max_price.
+
+The files and nodes named on chain are anyone's: they are fetched only at public addresses (unless the node allows
+private webhook targets: the devnet), with a size limit and a timeout, at most ``MAX_AGENTS`` of them, and the list
+is kept ``TTL_S`` seconds, so a caller cannot make this node fetch on demand."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
+
+from proofmarket.api.deps import ServicesDep
+from proofmarket.core.errors import DiscoveryUnavailable, UsageError
+from proofmarket.core.units import parse_usdc
+from proofmarket.node.services import NodeServices
+
+router = APIRouter(tags=["meta"])
+TTL_S = 60.0
+MAX_AGENTS = 50
+_LOCK = threading.Lock()
+
+
+@router.get("/v1/nodes", operation_id="discover_nodes", responses={404: {"description": "discovery_unavailable"}})
+async def discover_nodes(request: Request, services: ServicesDep,
+                         task: Annotated[str | None, Query(max_length=32)] = None,
+                         mode: Annotated[Literal["proven", "attested"] | None, Query()] = None,
+                         max_price: Annotated[str | None, Query(max_length=40, description="USDC per call, "
+                                                                                          "e.g. 0.01")] = None,
+                         verified: Annotated[bool, Query(description="only agents whose file names them")] = True,
+                         ) -> dict[str, Any]:
+    """The nodes registered on chain (ERC-8004), with the models they sell, their prices and reputation."""
+    from proofmarket.sdk.discovery import select
+
+    cap = parse_usdc(max_price, what="max_price") if max_price is not None else None
+    found = await run_in_threadpool(_discovered, services, request.app.state)
+    chosen = select(found, task=task, mode=mode, max_price_atomic=cap, only_verified=verified)
+    return {"nodes": [n.to_json() for n in chosen], "total": len(chosen)}
+
+
+def _discovered(services: NodeServices, state: Any) -> list[Any]:
+    from proofmarket.marketplace.webhook_targets import WebhookTargetRefused, check_target, private_allowed
+    from proofmarket.sdk.discovery import discover
+
+    listings = services.catalog.listings
+    registries = listings.market.deployment.erc8004 if listings is not None else None
+    if listings is None or registries is None:
+        raise DiscoveryUnavailable("this node sells on no chain with ERC-8004 registries: it lists no other nodes")
+    with _LOCK:  # one discovery at a time; each app's list is reused for TTL_S
+        cached: tuple[float, list[Any]] | None = getattr(state, "discovered_nodes", None)
+        if cached is not None and time.monotonic() - cached[0] < TTL_S:
+            return cached[1]
+        allow = private_allowed(services.settings)
+
+        def public_only(url: str) -> None:
+            try:
+                check_target(url, allow)
+            except WebhookTargetRefused as exc:
+                raise UsageError(f"this node does not fetch {url[:200]}: {exc.message.split(': ', 1)[0]}") from None
+
+        found = discover(listings.market.client.rpc_url, registries["IdentityRegistry"],
+                         reputation_registry=registries["ReputationRegistry"], limit=MAX_AGENTS, timeout_s=5.0,
+                         check_url=public_only)
+        state.discovered_nodes = (time.monotonic(), found)
+        return found

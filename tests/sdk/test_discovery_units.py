@@ -1,0 +1,51 @@
+"""Discovery's reading of one agent, without a chain: the URL check runs before any fetch (a node refuses private
+addresses with it), a file that does not name its agent is unverified, a good one gives the node and its models."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from proofmarket.marketplace.webhook_targets import WebhookTargetRefused, check_target
+from proofmarket.sdk.discovery import REGISTRATION_TYPE, Found, _read_node, select
+
+REGISTRY = "eip155:31337:0x" + "cf" * 20
+
+
+def _file(agent_id: int) -> dict[str, object]:
+    return {"type": REGISTRATION_TYPE, "name": "node", "x402Support": True,
+            "registrations": [{"agentId": agent_id, "agentRegistry": REGISTRY}],
+            "services": [{"name": "proofmarket", "endpoint": "http://node.example/.well-known/ai-service.json"}]}
+
+
+def _client(seen: list[str]) -> httpx.Client:
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        if request.url.path == "/v1/models":
+            return httpx.Response(200, json={"models": [{"id": "bafy1", "name": "m", "mode": "proven",
+                                                         "task": "classification",
+                                                         "price": {"atomic": "5000", "amount": "0.005"}}],
+                                             "next_cursor": None})
+        return httpx.Response(200, json=_file(7))
+
+    return httpx.Client(transport=httpx.MockTransport(answer))
+
+
+def test_the_url_check_runs_before_any_fetch() -> None:
+    seen: list[str] = []
+    entry = Found(7, "0xowner", "http://127.0.0.1:8080/reg.json", REGISTRY)
+    with pytest.raises(WebhookTargetRefused):
+        _read_node(_client(seen), entry, lambda url: check_target(url, False))
+    assert seen == []  # nothing was fetched from the private address
+
+
+def test_a_file_must_name_its_agent_and_a_good_one_gives_the_node_and_its_models() -> None:
+    seen: list[str] = []
+    impostor = Found(8, "0xother", "http://node.example/reg.json", REGISTRY)
+    _read_node(_client(seen), impostor, None)
+    assert not impostor.verified and "does not name agent 8" in str(impostor.error)
+    good = Found(7, "0xowner", "http://node.example/reg.json", REGISTRY)
+    _read_node(_client(seen), good, None)
+    assert good.verified and good.node == "http://node.example" and good.models[0]["price_atomic"] == 5000
+    assert select([good, impostor], max_price_atomic=4999) == []
+    assert [n.agent_id for n in select([good, impostor], task="classification", only_verified=True)] == [7]
