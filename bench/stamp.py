@@ -28,10 +28,10 @@ def git(*args: str) -> str:
 
 
 def is_output(path: str) -> bool:
-    """A file make bench itself writes (bench/*.json, bench/*.md, README.md, docs/deploy-chain.md): not a change to
+    """A file make bench itself writes (bench/*.json, bench/*.md, README.md and the docs' pages): not a change to
     what is measured."""
-    rendered = ("README.md", "docs/deploy-chain.md")  # bench/readme.py's documents
-    return path in rendered or (path.startswith("bench/") and path.endswith((".json", ".md")))
+    rendered = path == "README.md" or (path.startswith("docs/") and path.endswith(".md"))  # bench/readme.py's
+    return rendered or (path.startswith("bench/") and path.endswith((".json", ".md")))
 
 
 def current() -> dict[str, object]:

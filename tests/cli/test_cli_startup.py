@@ -24,3 +24,17 @@ def test_version_is_printed() -> None:
 
     ran = CliRunner().invoke(app, ["--version"])
     assert ran.exit_code == 0 and ran.stdout.strip() == __version__
+
+
+def test_the_console_script_answers_version_before_the_command_line_loads() -> None:
+    """``proofmarket --version`` (the console script's entry) loads neither Typer nor any command, nor pydantic's
+    settings; ``--help`` loads the commands but not pydantic-settings (a command reads its settings when it runs)."""
+    code = ("import sys; sys.argv = ['proofmarket', '--version']; from proofmarket.cli.entry import run; run(); "
+            "print(','.join(m for m in ('typer', 'proofmarket.cli.main', 'pydantic_settings') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    from proofmarket import __version__
+
+    assert out == [__version__]  # the version, and nothing loaded
+    code = "import sys, proofmarket.cli.main; print('pydantic_settings' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"

@@ -23,9 +23,9 @@ import typer
 
 from proofmarket.cli.output import console, emit_json, fail, out
 from proofmarket.core.errors import ProofMarketError, UsageError
-from proofmarket.core.settings import Settings
 
 if TYPE_CHECKING:
+    from proofmarket.core.settings import Settings
     from proofmarket.market import Market
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document on stdout (for scripts)")]
@@ -82,6 +82,8 @@ def command(app: typer.Typer, name: str) -> Callable[[Callable[..., None]], Call
 
 
 def settings_for(home: Path | None) -> Settings:
+    from proofmarket.core.settings import Settings  # pydantic's settings load when a command runs, not for --help
+
     return Settings(home=home) if home else Settings()
 
 

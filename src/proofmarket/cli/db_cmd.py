@@ -15,7 +15,6 @@ import typer
 
 from proofmarket.cli.output import emit_json, fail, out
 from proofmarket.core.errors import ProofMarketError, UsageError
-from proofmarket.core.settings import Settings
 
 if TYPE_CHECKING:
     from proofmarket.db.engine import Database
@@ -60,6 +59,7 @@ def _database(url: str | None, home: Path | None) -> Database:
 
     if url:
         return Database(url)
+    from proofmarket.core.settings import Settings
     return Database((Settings(home=home) if home is not None else Settings()).db_url)
 
 

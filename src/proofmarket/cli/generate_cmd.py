@@ -20,7 +20,6 @@ import typer
 from proofmarket.cli.infer_cmd import DEFAULT_KEY_ENV, KeystoreOpt, choose_node, paying_account
 from proofmarket.cli.output import emit_json, fail, out, progress_steps
 from proofmarket.core.errors import ProofMarketError
-from proofmarket.core.settings import Settings
 
 
 def register(app: typer.Typer) -> None:
@@ -92,8 +91,8 @@ def generate_cmd(
 
 def _local(model_id: str, request: dict[str, Any], reexecute: bool, home: Path | None,
            as_json: bool) -> tuple[dict[str, Any], str, list[str], None]:
+    from proofmarket.core.settings import Settings
     from proofmarket.systems.workspace import Workspace
-
     ws = Workspace(Settings(home=home) if home else Settings())
     with progress_steps(not as_json) as step:
         step("generating")

@@ -23,7 +23,6 @@ import typer
 from proofmarket.cli.output import emit_json, fail, out
 from proofmarket.core.errors import ProofMarketError, UsageError
 from proofmarket.core.profiles import DEVNET
-from proofmarket.core.settings import env_value
 
 DEFAULT_NODE = "http://127.0.0.1:8402"
 DEFAULT_KEY_ENV = "PROOFMARKET_CONSUMER_KEY"
@@ -187,6 +186,7 @@ def _account(key_env: str, devnet: bool) -> Any:
         from proofmarket.market.accounts import DEV_ROLES
 
         return dev_account(DEV_ROLES["consumer"], DEVNET.chain_id)
+    from proofmarket.core.settings import env_value
     secret = env_value(key_env)
     if not secret:
         return None

@@ -21,13 +21,13 @@ import typer
 from proofmarket.cli.common import Run, command
 from proofmarket.core.errors import ProofMarketError, UsageError
 from proofmarket.core.key_roles import ENV_KEY, ROLES, SCRYPT_N
-from proofmarket.core.settings import Settings, X402Settings, env_value
 
 if TYPE_CHECKING:  # the crypto loads when a keys command runs, not for --help
     from eth_account.signers.local import LocalAccount
 
     from proofmarket.chain.keystore import KeySource
     from proofmarket.core.profiles import ChainProfile
+    from proofmarket.core.settings import Settings, X402Settings
 
 keys_app = typer.Typer(help="Encrypted keystores of the signing roles (owner, node, validator).",
                        no_args_is_help=True)
@@ -68,6 +68,8 @@ def keys_import(
     if (from_env is None) == (key_file is None):
         raise UsageError("give the key with exactly one of --from-env VAR or --key-file FILE (never as an argument)")
     if from_env is not None:
+        from proofmarket.core.settings import env_value
+
         secret, name = env_value(from_env), from_env
         if secret is None:
             raise UsageError(f"{from_env} is unset or empty")
@@ -90,6 +92,8 @@ def keys_import(
 @command(keys_app, "list")
 def keys_list(run: Run) -> None:
     """Each role's keystore (file and address) and what the current settings would sign with."""
+    from proofmarket.core.settings import X402Settings
+
     settings, extra = run.settings, X402Settings()
     profile = _known_profile(settings)
     rows = [_row(role, settings, extra, profile) for role in ROLES]

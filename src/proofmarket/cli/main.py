@@ -18,7 +18,6 @@ from proofmarket.cli.common import HomeOpt, JsonOpt, read_json
 from proofmarket.cli.compile_views import print_compile, print_prediction
 from proofmarket.cli.output import console, emit_json, fail, out, progress_steps
 from proofmarket.core.errors import ProofMarketError, UsageError
-from proofmarket.core.settings import Settings
 
 if TYPE_CHECKING:  # the heavy parts load when a command runs, not to print --help
     from proofmarket.systems.ezkl.tuning import AccuracyBound
@@ -27,8 +26,8 @@ if TYPE_CHECKING:  # the heavy parts load when a command runs, not to print --he
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 
-
 def _workspace(home: Path | None, *, inline_prover: bool = False) -> Workspace:
+    from proofmarket.core.settings import Settings
     from proofmarket.systems.workspace import Workspace
 
     return Workspace(Settings(home=home) if home else Settings(), inline_prover=inline_prover)

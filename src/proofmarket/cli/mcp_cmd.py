@@ -17,7 +17,6 @@ from typing import Annotated, Any
 import typer
 
 from proofmarket.cli.infer_cmd import DEFAULT_NODE
-from proofmarket.core.settings import env_value
 
 
 def register(app: typer.Typer) -> None:
@@ -37,9 +36,9 @@ def mcp_cmd(
 ) -> None:
     """Serve NODE's models as MCP tools (one per sold model, plus search_models and verify_bundle), over stdio or
     streamable HTTP; a call is paid with x402 (the agent's payment) or an API key."""
+    from proofmarket.core.settings import env_value
     from proofmarket.mcp_tools.serve import http_app, serve_stdio, url_http
     from proofmarket.mcp_tools.server import ToolServer
-
     tools = ToolServer(url_http(node), verify=_local_verifier(node, devnet), api_key=env_value(api_key_env) or None)
     if port is None:
         asyncio.run(serve_stdio(tools))

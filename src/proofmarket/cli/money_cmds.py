@@ -20,7 +20,6 @@ import typer
 from proofmarket.cli.infer_cmd import DEFAULT_NODE, _account
 from proofmarket.cli.output import emit_json, fail, out
 from proofmarket.core.errors import ProofMarketError, UsageError
-from proofmarket.core.settings import env_value
 from proofmarket.core.units import format_usdc
 
 NodeOpt = Annotated[str, typer.Option("--node", envvar="PROOFMARKET_NODE_URL", help="the node's base URL")]
@@ -46,6 +45,7 @@ def _operator(node: str, as_json: bool, ask: Callable[[Any, str], Any]) -> Any:
 
 
 def _token() -> str:
+    from proofmarket.core.settings import env_value
     token = env_value("PROOFMARKET_ADMIN_TOKEN")
     if not token:
         raise UsageError("set PROOFMARKET_ADMIN_TOKEN to the node's admin token: payouts and the ledger check are the "

@@ -6,16 +6,18 @@ Hook: ``node_cmd.register(app)`` in ``cli/main.py``. One uvicorn process: the jo
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from proofmarket.cli.common import say_chain
 from proofmarket.cli.output import console, fail
 from proofmarket.core.errors import ProofMarketError, UsageError
-from proofmarket.core.settings import Settings
 
 DEFAULT_PRICE_ATOMIC = 10_000  # 0.01 USDC
+
+if TYPE_CHECKING:  # pydantic's settings load when a command runs, not for --help
+    from proofmarket.core.settings import Settings
 
 
 def register(app: typer.Typer) -> None:
@@ -38,6 +40,8 @@ def worker_cmd(
     from proofmarket.node.worker import run_worker
 
     try:
+        from proofmarket.core.settings import Settings
+
         settings = Settings(home=home) if home is not None else Settings()
         configure(settings.api.log_format)
         settings.writable_home()
@@ -68,6 +72,8 @@ def node_cmd(
 
     overrides: dict[str, Any] = {"home": home, "api_host": host, "api_port": port, "prover_workers": workers}
     try:
+        from proofmarket.core.settings import Settings
+
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
         configure(settings.api.log_format)
         settings.writable_home()

@@ -17,7 +17,7 @@ import typer
 from proofmarket.cli.common import Run, checked_address, open_market, parse_salt, read_json, tx_json
 from proofmarket.cli.output import emit_json, fail, out
 from proofmarket.core.errors import ProofMarketError, VerificationFailed, from_code
-from proofmarket.systems.ezkl.profile import SALT_BITS, SALT_ELEMENTS
+from proofmarket.core.salt import SALT_BITS, SALT_ELEMENTS
 
 
 def request_cmd(

@@ -7,15 +7,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
 from proofmarket.cli.common import Run, command
 from proofmarket.cli.output import console
-from proofmarket.systems.ezkl.ceremony import CeremonyEntry, CeremonyStore, ceremony_url
-from proofmarket.systems.ezkl.ceremony import Progress as Reporter
+
+if TYPE_CHECKING:  # the ceremony store loads with the command that uses it, not for --help
+    from proofmarket.systems.ezkl.ceremony import CeremonyEntry
+    from proofmarket.systems.ezkl.ceremony import Progress as Reporter
 
 srs_app = typer.Typer(help="Ceremony SRS files (the public KZG setup) for compiling off the devnet.",
                       no_args_is_help=True)
@@ -34,6 +35,8 @@ def srs_fetch(run: Run, logrows: LogrowsOpt,
                   "--url", help="download from this URL instead (a mirror); still checked against the pin")] = None,
               ) -> None:
     """Download the ceremony SRS for LOGROWS (PROOFMARKET_SRS_URL), check its pinned sha256 and store it."""
+    from proofmarket.systems.ezkl.ceremony import CeremonyStore, ceremony_url
+
     settings = run.settings
     source = url or ceremony_url(settings.store.srs_url, logrows)
     with _download_bar(not run.as_json, source) as report:
@@ -47,12 +50,16 @@ def srs_import(run: Run, file: Annotated[Path, typer.Argument(help="the ceremony
                    "--logrows", min=1, max=26, help="the logrows the file is for (default: the logrows whose "
                                                     "pinned hash it has)")] = None) -> None:
     """Check a ceremony SRS file copied by hand (a machine without network) against its pin and store it."""
+    from proofmarket.systems.ezkl.ceremony import CeremonyStore
+
     _stored(run, CeremonyStore(run.settings.srs_dir).import_file(file, logrows))
 
 
 @command(srs_app, "list")
 def srs_list(run: Run) -> None:
     """The ceremony SRS files stored in HOME/srs (compile uses the smallest that serves its logrows)."""
+    from proofmarket.systems.ezkl.ceremony import CeremonyStore
+
     entries = CeremonyStore(run.settings.srs_dir).entries()
     lines = [f"logrows {e.logrows:<3} {e.cid}  {e.size} bytes  sha256 {e.sha256}" for e in entries]
     run.done({"srs": [e.to_dict() for e in entries]}, *(lines or ["no ceremony SRS stored (proofmarket srs fetch "
@@ -71,6 +78,8 @@ def _download_bar(enabled: bool, source: str) -> Iterator[Reporter | None]:
     if not enabled:
         yield None
         return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
     with Progress(BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=console, transient=True) as bar:
         console.print(f"[dim]downloading {source}[/]")
         task = bar.add_task("srs", total=None)

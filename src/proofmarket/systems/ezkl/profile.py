@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from proofmarket.core.errors import UsageError
+from proofmarket.core.salt import SALT_BITS as CORE_SALT_BITS
+from proofmarket.core.salt import SALT_ELEMENTS as CORE_SALT_ELEMENTS
 
 INPUT_VISIBILITIES = ("public", "hashed")
 PARAM_VISIBILITIES = ("fixed", "hashed")
@@ -22,11 +24,8 @@ NAMED_PROFILES = {
     "private": ("hashed", "hashed"),
 }
 
-#: salt appended to a hashed input: 16 x 8 bits = 128 bits of entropy. Small elements keep the salt
-#: inside the range checks of small decomposition bases (16-bit elements at scale 7 need 2^23 and
-#: ruled out every base below 2^24 for hashed inputs).
-SALT_ELEMENTS = 16
-SALT_BITS = 8
+#: salt appended to a hashed input (core/salt.py says why these sizes)
+SALT_ELEMENTS, SALT_BITS = CORE_SALT_ELEMENTS, CORE_SALT_BITS
 
 
 @dataclass(frozen=True)
