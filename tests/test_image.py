@@ -67,8 +67,10 @@ def image(buildah: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
     context = work / "context"
     (context / "dist").mkdir(parents=True)
     shutil.copy(clean_wheel(), context / "dist")
-    ca = next((os.environ[v] for v in ("PIP_CERT", "SSL_CERT_FILE") if Path(os.environ.get(v, "/-")).is_file()), None)
-    secret = ["--secret", f"id=ca,src={ca}"] if ca else []  # a TLS-intercepting proxy's CA, when this machine has one
+    # this machine's CA bundle (a TLS-intercepting proxy's CA is in it where there is one), for pip and npm in the build
+    bundles = [os.environ.get(v, "") for v in ("PIP_CERT", "SSL_CERT_FILE")] + ["/etc/ssl/certs/ca-certificates.crt"]
+    ca = next((b for b in bundles if b and Path(b).is_file()), None)
+    secret = ["--secret", f"id=ca,src={ca}"] if ca else []
     built = buildah("bud", "--isolation", "chroot", "--format", "docker", *secret, "-f",
                     str(ROOT / "deploy/container/Containerfile"), "-t", IMAGE, str(context), timeout=1800)
     assert built.returncode == 0, (built.stdout + built.stderr)[-4000:]
