@@ -62,3 +62,45 @@ def test_a_batch_that_found_company_waits_the_window_for_more() -> None:
     late.start()
     assert q.batch(first, _key, window_s=2.0, is_stop=_stop) == ["a1", "a2", "a3"]  # full: no more waiting
     late.join()
+
+
+def test_the_window_grows_while_calls_keep_arriving() -> None:
+    """Calls 0.3 s apart for 1.5 s, a 1 s window: a fixed window would close after the third; each arrival moves it."""
+    q = _queue("a1", "a2")
+    first = q.get()
+
+    def arrive() -> None:
+        for i in range(5):
+            time.sleep(0.3)
+            q.put(f"c{i}")
+
+    feeder = threading.Thread(target=arrive)
+    feeder.start()
+    taken = q.batch(first, lambda item: BatchKey("a", 10), window_s=1.0, is_stop=_stop)
+    feeder.join()
+    assert taken == ["a1", "a2", "c0", "c1", "c2", "c3", "c4"]
+
+
+def test_the_grown_window_is_capped() -> None:
+    """Calls that never stop arriving: the batch goes after MAX_WINDOWS windows, not when the stream ends."""
+    from proofmarket.calls.batch_queue import MAX_WINDOWS
+
+    q = _queue("a1", "a2")
+    first = q.get()
+    stop = threading.Event()
+
+    def arrive() -> None:
+        i = 0
+        while not stop.is_set():
+            q.put(f"c{i}")
+            i += 1
+            time.sleep(0.02)
+
+    feeder = threading.Thread(target=arrive)
+    feeder.start()
+    started = time.monotonic()
+    taken = q.batch(first, lambda item: BatchKey("a", 10_000), window_s=0.1, is_stop=_stop)
+    elapsed = time.monotonic() - started
+    stop.set()
+    feeder.join()
+    assert MAX_WINDOWS * 0.1 - 0.05 <= elapsed < MAX_WINDOWS * 0.1 + 2.0 and len(taken) > 3

@@ -4,7 +4,10 @@ A prover that takes a call whose system batches (``BatchKey``: calls to one mode
 takes the queued calls with the same key, up to the largest batch. Nothing waits when a call is alone: at low load
 each call is proven at once, as without batching; under load the calls that queued while the prover was busy go
 together. When it found company and the batch is not full, it waits up to ``window_s`` for more (zero: never
-batch). The queue keeps arrival order otherwise; a call not taken stays where it was.
+batch), and the window grows while calls keep arriving: each call that joins moves the deadline to ``window_s``
+after it, up to ``MAX_WINDOWS`` windows in all (at high concurrency the answers of one batch come back as the next
+calls, spread over more than one window: a fixed window split them into small batches). The queue keeps arrival
+order otherwise; a call not taken stays where it was.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ class BatchKey:
 
 
 KeyOf = Callable[[str], BatchKey | None]
+MAX_WINDOWS = 8  # the longest a batch waits for company: this many windows, however steadily calls arrive
 
 
 class BatchingQueue:
@@ -58,13 +62,18 @@ class BatchingQueue:
         if key is None or key.limit < 2:
             return [first]
         taken = [first]
-        deadline: float | None = None
+        deadline = latest = 0.0
         while len(taken) < key.limit:
-            taken += self._take(key, key_of, key.limit - len(taken), is_stop)
+            joined = self._take(key, key_of, key.limit - len(taken), is_stop)
+            taken += joined
             if len(taken) == 1 or len(taken) >= key.limit:
                 break  # alone (nothing waits) or full
-            deadline = deadline if deadline is not None else time.monotonic() + window_s
-            left = deadline - time.monotonic()
+            now = time.monotonic()
+            if not deadline:
+                deadline, latest = now + window_s, now + MAX_WINDOWS * window_s
+            elif joined:  # calls are still arriving: wait a window after the last one, within the cap
+                deadline = min(now + window_s, latest)
+            left = deadline - now
             if left <= 0:
                 break
             with self._cond:

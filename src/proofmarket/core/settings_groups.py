@@ -110,7 +110,8 @@ class QueueSettings(Group):
                              "(calls that opted in and queue together share one proof), e.g. '4,16'; '' (the "
                              "default) = none: each costs a compile of its own, asked for with --batch-sizes")
     batch_window_ms: float = Field(default=10.0, ge=0, le=1000, description="a batch that found company waits this "
-                                   "long for more calls (a call alone never waits); 0 = never batch")
+                                   "long after the last call that joined it for more (8 windows at most; a call alone "
+                                   "never waits); 0 = never batch")
     redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis broker of the celery queue")
     infer_wait_s: float = Field(default=900.0, gt=0, description="a sync infer answers 202 after this long")
     proof_timeout_s: float = Field(default=600.0, gt=0, description="a proof running longer is stopped")
