@@ -123,6 +123,18 @@ def http(bench: Path) -> str:
             + f". Throughput: {best['calls_per_s']:.1f} calls/s at {best['clients']} clients.")
 
 
+def cli(bench: Path) -> str:
+    doc = load("cli", bench)
+    if doc is None or "start_medians_s" not in doc:
+        return "Not measured yet: run `make bench`."
+    starts = doc["start_medians_s"]
+    return (f"Measured (`bench/cli.md`, {when(doc)}): `proofmarket --version` {starts['--version']:.3f} s, "
+            f"`proofmarket --help` {starts['--help']:.3f} s (medians, each a fresh process; target under "
+            f"{doc['targets']['start_s']} s); `proofmarket prove` on the sample MLP adds "
+            f"{doc['prove_overhead_median_s']:.3f} s to its witness and proof (target at most "
+            f"{doc['targets']['prove_overhead_s']} s).")
+
+
 def batch_gas(bench: Path) -> str:
     doc = load("batch_gas", bench)
     if doc is None:
@@ -231,7 +243,7 @@ def chain_costs(bench: Path) -> str:
 
 REGIONS: dict[str, Callable[[Path], str]] = {"results": results, "gas": gas, "latency": latency, "http": http,
                                              "throughput": throughput, "chain_costs": chain_costs,
-                                             "batch_gas": batch_gas}
+                                             "batch_gas": batch_gas, "cli": cli}
 # the files whose measured regions are rendered here (each holds some of REGIONS)
 DOCS = (ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md")))  # the README and the docs site's pages
 
