@@ -133,8 +133,8 @@ def _stop(node: subprocess.Popen[str], port: int) -> None:
             line = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
         except OSError:  # not a process, or gone
             continue
-        if proc.name().isdigit() and "node" in line and str(port) in line and any("proofmarket" in a for a in line):
-            os.kill(int(proc.name()), signal.SIGTERM)
+        if proc.name.isdigit() and "node" in line and str(port) in line and any("proofmarket" in a for a in line):
+            os.kill(int(proc.name), signal.SIGTERM)
     try:
         node.wait(30)
     except subprocess.TimeoutExpired:

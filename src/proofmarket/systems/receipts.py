@@ -18,17 +18,17 @@ that both signatures come from the same key and that the two payloads agree, and
 from __future__ import annotations
 
 import time
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from eth_account import Account
-from eth_account.messages import encode_typed_data
-from eth_account.signers.local import LocalAccount
 from eth_utils.address import is_address, to_checksum_address
 
 from proofmarket.core.canonical import canonical_forms, canonical_json
 from proofmarket.core.errors import VerificationFailed
 from proofmarket.core.profiles import chain_id_of
 from proofmarket.store.cid import cid_for_bytes
+
+if TYPE_CHECKING:  # eth_account loads when a receipt is signed or checked, not on import (0.4 s)
+    from eth_account.signers.local import LocalAccount
 
 FORMAT = "proofmarket-receipt"
 FORMAT_VERSION = 1
@@ -208,6 +208,8 @@ def _x402_typed_data(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def _sign(account: LocalAccount, typed: dict[str, Any]) -> str:
+    from eth_account.messages import encode_typed_data
+
     signed = account.sign_message(encode_typed_data(full_message=typed))
     return "0x" + bytes(signed.signature).hex()
 
@@ -216,6 +218,9 @@ def _recover(typed: dict[str, Any], signature: str) -> str:
     if not isinstance(signature, str) or not signature.startswith("0x") or len(signature) != 132:
         raise VerificationFailed("the receipt signature is not a 65-byte 0x-hex ECDSA signature")
     try:
+        from eth_account import Account
+        from eth_account.messages import encode_typed_data
+
         recovered = Account.recover_message(encode_typed_data(full_message=typed), signature=signature)
     except Exception as exc:  # eth-keys raises several types for a signature off the curve
         raise VerificationFailed(f"the receipt signature is invalid: {exc}") from exc

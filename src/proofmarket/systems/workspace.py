@@ -6,20 +6,21 @@ import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from proofmarket.core.profiles import ChainProfile
 from proofmarket.core.settings import Settings
 from proofmarket.store import LocalStore, export_car, import_car
-from proofmarket.systems.ezkl.ceremony import CeremonyStore
-from proofmarket.systems.ezkl.compiler import CompileOptions, CompileResult, Progress
-from proofmarket.systems.ezkl.predict import Prediction
 from proofmarket.systems.ezkl.profile import PrivacyProfile
 from proofmarket.systems.ezkl.prover import EzklProver, ProveResult
 from proofmarket.systems.ezkl.srs import SrsProvider
 from proofmarket.systems.ezkl.tuning import AccuracyBound, Objective
 from proofmarket.systems.ezkl.worker import InlineProofWorker, ProofWorker
 from proofmarket.systems.port import VerifyReport
+
+if TYPE_CHECKING:  # the compiler, the predictor and the ceremony store load when they run, not for a proof
+    from proofmarket.systems.ezkl.compiler import CompileResult, Progress
+    from proofmarket.systems.ezkl.predict import Prediction
 
 
 class Workspace:
@@ -53,6 +54,8 @@ class Workspace:
         from proofmarket.systems.ezkl.batch_compile import parse_sizes
 
         sizes = parse_sizes(self.settings.queue.batch_sizes) if batch_sizes is None else batch_sizes
+        from proofmarket.systems.ezkl.compiler import CompileOptions
+
         options = CompileOptions(profile=profile, srs=srs, bound=bound, name=name, budget=self.settings.budget,
                                  objective=objective, batch_sizes=sizes, task=task)
         result = self.prover.compile(onnx_path, samples_doc, options, progress)
@@ -63,6 +66,8 @@ class Workspace:
         """The SRS a compile uses: ``srs_file`` (or PROOFMARKET_SRS_FILE); else the ceremony file stored in
         HOME/srs for the circuit's logrows (``proofmarket srs fetch``/``import``); else a dev SRS, only where the
         chain profile allows one (the devnet)."""
+        from proofmarket.systems.ezkl.ceremony import CeremonyStore
+
         return SrsProvider(self.settings.srs_dir, srs_file or self.settings.store.srs_file,
                            ceremonies=CeremonyStore(self.settings.srs_dir), chain=self._profile)
 

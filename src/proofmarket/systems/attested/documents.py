@@ -9,11 +9,8 @@ activation commitments (TOPLOC) of every chunk". Anyone holding the weights can 
 from __future__ import annotations
 
 import time
-from typing import Any, ClassVar, Literal, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
-from eth_account import Account
-from eth_account.messages import encode_typed_data
-from eth_account.signers.local import LocalAccount
 from eth_utils.address import is_address, to_checksum_address
 from eth_utils.crypto import keccak
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,6 +19,9 @@ from proofmarket.core.canonical import canonical_forms
 from proofmarket.core.errors import VerificationFailed
 from proofmarket.store import canonical_json
 from proofmarket.systems.documents import MANIFEST_FORMAT, ArtifactRef, CompileTimeFree, validate_bundle
+
+if TYPE_CHECKING:  # eth_account loads when an attestation is signed or checked, not on import
+    from eth_account.signers.local import LocalAccount
 
 ATTESTED_SYSTEM: Literal["proofmarket-attested-toploc-v1"] = "proofmarket-attested-toploc-v1"
 BUNDLE_FORMAT = "proofmarket/proof-bundle"
@@ -282,6 +282,8 @@ def _typed(message: dict[str, Any], chain_id: int) -> dict[str, Any]:
 
 def sign_attestation(account: LocalAccount, fields: dict[str, Any], chain_id: int) -> Attestation:
     typed = _typed(attestation_message(fields, int(time.time())), chain_id)
+    from eth_account.messages import encode_typed_data
+
     signed = account.sign_message(encode_typed_data(full_message=typed))
     return Attestation(signer=account.address, signature="0x" + bytes(signed.signature).hex(), typedData=typed)
 
@@ -324,6 +326,9 @@ def check_attestation(bundle: AttestedBundle | AttestedOnnxBundle) -> str:
         raise VerificationFailed("the attestation does not sign this bundle's model, input, output, decoding and "
                                  "commitments")
     try:
+        from eth_account import Account
+        from eth_account.messages import encode_typed_data
+
         signer = Account.recover_message(encode_typed_data(full_message=rebuilt), signature=att.signature)
     except Exception as exc:  # eth-keys raises several types for a signature off the curve
         raise VerificationFailed(f"the attestation signature is invalid: {exc}") from exc

@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from proofmarket import models
 from proofmarket.core.errors import (
@@ -37,7 +37,6 @@ from proofmarket.systems.ezkl.bundle import (
     BundleSrs,
     ProofBundle,
 )
-from proofmarket.systems.ezkl.compiler import CompileOptions, CompileResult, Progress, compile_model
 from proofmarket.systems.ezkl.felts import felt_to_uint, keccak_packed, uint_hex
 from proofmarket.systems.ezkl.manifest import BatchCircuit, ModelManifest
 from proofmarket.systems.ezkl.salt import check_salt, circuit_input
@@ -45,6 +44,9 @@ from proofmarket.systems.ezkl.tuning import decode_outputs
 from proofmarket.systems.ezkl.verify import load_manifest, verify_bundle
 from proofmarket.systems.ezkl.worker import ProofWorker
 from proofmarket.systems.port import VerifyReport
+
+if TYPE_CHECKING:  # the compiler (tuning, solc checks) loads when a compile runs, not for a proof
+    from proofmarket.systems.ezkl.compiler import CompileOptions, CompileResult, Progress
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,8 @@ class EzklProver:
 
     def compile(self, onnx_path: Path, samples_doc: Any, options: CompileOptions,
                 progress: Progress = lambda _: None) -> CompileResult:
+        from proofmarket.systems.ezkl.compiler import compile_model
+
         return compile_model(onnx_path, samples_doc, self.store, options, progress)
 
     def model(self, model_id: str) -> tuple[ModelManifest, models.ModelInfo]:
