@@ -76,3 +76,18 @@ def test_outside_the_repository_every_module_imports_and_a_model_compiles_with_i
     picked = doc["manifest"]["tuning"]["picked"]
     check = next(c for c in doc["measurements"]["candidates"] if c["label"] == picked)["evm_check"]
     assert str(check).startswith("accepted"), check  # solc and anvil came from the tools cache, really checked
+
+
+def test_outside_the_repository_the_demo_runs_and_says_what_the_missing_extra_skips(installed: Path,
+                                                                                     tmp_path: Path) -> None:
+    """``proofmarket demo`` from the wheel with its declared dependencies only (no torch: the attested extra is not
+    installed): the proven story, paid and verified on chain, exit 0, and one line saying what was skipped."""
+    import os
+
+    env = {"PATH": f"{installed / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path), "PROOFMARKET_DEMO_GRID": "quick",
+           "PROOFMARKET_TOOLS_CACHE": str(installed.parent / "tools"), "PROOFMARKET_HOME": str(tmp_path / "demo"),
+           "COLUMNS": "200", **{k: v for k, v in os.environ.items() if k.endswith(("_CA_CERTS", "CERT_FILE"))}}
+    done = subprocess.run([str(installed / "bin" / "proofmarket"), "demo"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "proven, verified on chain" in done.stdout and "pip install 'proofmarket[attested]'" in done.stdout

@@ -43,3 +43,17 @@ def test_demo_runs_the_whole_story_and_exits_0(tmp_path: Path) -> None:
         assert "x402 call moved: consumer -0.25 USDC" in out and "node receipt signed" in out, out
         assert "x402 settlement" in out, out
         assert "attested call moved: consumer -0.0024 USDC" in out and "x402 generation" in out, out
+
+
+def test_without_the_attested_extra_the_demo_tells_the_proven_story_and_says_what_it_skipped() -> None:
+    """A wheel installed without ``proofmarket[attested]`` has no torch: the demo's attested part is skipped with the
+    install line, not a traceback (the story's other steps do not need it)."""
+    code = ("import sys; sys.modules['torch'] = None; "
+            "from proofmarket.demo.story import ATTESTED_MISSING, attested_installed; "
+            "print(attested_installed()); print(ATTESTED_MISSING)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    installed, missing = done.stdout.strip().splitlines()
+    assert installed == "False" and "pip install 'proofmarket[attested]'" in missing
+    from proofmarket.demo.story import attested_installed
+
+    assert attested_installed()  # this environment has the extra (make setup installs it)
