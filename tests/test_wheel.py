@@ -90,4 +90,5 @@ def test_outside_the_repository_the_demo_runs_and_says_what_the_missing_extra_sk
     done = subprocess.run([str(installed / "bin" / "proofmarket"), "demo"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "proven, verified on chain" in done.stdout and "pip install 'proofmarket[attested]'" in done.stdout
+    assert "proven, verified on chain" in done.stdout and "pip install 'proofmarket[attested]'" in done.stdout, \
+        done.stdout[-5000:]

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import uvicorn
+from rich.markup import escape  # an install line's [extra] is text, not a style
 
 from proofmarket.api import create_app
 from proofmarket.chain import Devnet, find_anvil
@@ -131,7 +132,7 @@ class Demo(Steps):
             console.print(f"attested: {lm.name} ({lm.architecture}, {lm.weights.tensors} tensors) -> model id "
                           f"{lm_id}, weights root {lm.weights.root[:18]}..., mode attested (no ZK proof)")
         else:
-            console.print(f"attested: skipped: {ATTESTED_MISSING}")
+            console.print(f"attested: skipped: {escape(ATTESTED_MISSING)}")
 
         base_url = self.step("start node", lambda: self._start_node(settings, model_id, market, lm_id), 60)
         console.print(f"node:     {base_url} (OpenAPI at {base_url}/docs), escrow watcher on")
@@ -209,7 +210,7 @@ class Demo(Steps):
             console.print(line)
         console.print("modes:")
         for name, verdict in self.report.modes:
-            console.print(f"  {name:<28} {verdict}")
+            console.print(f"  {name:<28} {escape(verdict)}")
         console.print("transactions:")
         for name, tx in self.report.txs.items():
             console.print(f"  {name:<18} {tx}")
