@@ -269,7 +269,7 @@ class DatabaseError(StoreError, code="database_error"):
     """The database cannot be opened, migrated or written."""
 
 
-class DiscoveryUnavailable(ProofMarketError, code="discovery_unavailable", http_status=404, exit_code=2):
+class DiscoveryUnavailable(UsageError, code="discovery_unavailable", http_status=404):
     """The node lists no other nodes: no market with ERC-8004 registries is deployed where it sells (use
     'proofmarket discover' with your own RPC)."""
 
