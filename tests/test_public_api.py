@@ -9,7 +9,7 @@ def test_exported_names() -> None:
         "ArtifactNotFound", "BundleError", "ChainError", "Client", "InferenceResult", "InputError", "ModelError",
         "PaymentError",
         "PrivacyProfile", "ProofBundle", "ProofMarketError", "ProvingError", "UnsupportedOperator",
-        "VerificationFailed", "VerifyReport", "Workspace", "__version__", "verify_bundle",
+        "VerificationFailed", "VerifyReport", "Workspace", "__version__", "verify_bundle", "discover",
     }
     for name in proofmarket.__all__:
         assert hasattr(proofmarket, name)
