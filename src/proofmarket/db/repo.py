@@ -329,6 +329,18 @@ class LeaseRepo:
         except IntegrityError:  # held by someone else (or, for a fresh holder, an expired row the update takes)
             return False
 
+    def acquire_within(self, name: str, holder: str, ttl_s: float, wait_s: float, *, fresh: bool = False) -> bool:
+        """``acquire``, trying again (2 ms, doubling to 50 ms) while another holder's lease runs, for up to ``wait_s``;
+        False when it still runs then."""
+        deadline = time.monotonic() + wait_s
+        pause = 0.002
+        while not self.acquire(name, holder, ttl_s, fresh=fresh):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(pause)
+            pause = min(0.05, pause * 2)
+        return True
+
     def holder(self, name: str) -> str | None:
         with self.db.session() as s:
             row = s.get(LeaseRow, name)
@@ -343,13 +355,8 @@ class LeaseRepo:
         """Hold ``name`` for the block: a lock every process on this database sees. Waits up to ``wait_s`` for
         another holder, then raises ``busy``. A holder that dies loses it after ``ttl_s``."""
         holder = uuid.uuid4().hex
-        deadline = time.monotonic() + wait_s
-        pause = 0.002
-        while not self.acquire(name, holder, ttl_s, fresh=True):
-            if time.monotonic() > deadline:
-                raise busy
-            time.sleep(pause)
-            pause = min(0.05, pause * 2)
+        if not self.acquire_within(name, holder, ttl_s, wait_s, fresh=True):
+            raise busy
         try:
             yield
         finally:

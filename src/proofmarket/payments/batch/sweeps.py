@@ -138,7 +138,7 @@ class Sweeper(Service):
         ``wait_s``: how long to wait for another node's sweep to finish first (the operator's route: a sweep it asks
         for then covers everything charged before it asked, not only what the other node's pass left)."""
         with self._sweep_lock:
-            if not self._take_lease(wait_s):
+            if self.leases is not None and not self.leases.acquire_within(LEASE, self.holder, 600, wait_s):
                 return None
             try:
                 for stuck in self.repo.sweeps(status="claimed"):  # claimed, its settle failed: settle it now
@@ -149,16 +149,6 @@ class Sweeper(Service):
             finally:
                 if self.leases is not None:
                     self.leases.release(LEASE, self.holder)
-
-    def _take_lease(self, wait_s: float) -> bool:
-        if self.leases is None:
-            return True
-        deadline = time.monotonic() + wait_s
-        while not self.leases.acquire(LEASE, self.holder, ttl_s=600):
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.2)
-        return True
 
     def _covered(self) -> list[ChannelChargeRow]:
         """Unswept charges whose channel's claimed total covers them: by this sweep's claims, or by a cooperative
