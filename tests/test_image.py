@@ -13,7 +13,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import pytest
 import requests
 from api_helpers import mlp_input
 from clean_wheel import ROOT, clean_wheel
+from health_wait import wait_healthy
 
 pytestmark = pytest.mark.slow
 BASE = "localhost/debian:bookworm-slim"
@@ -104,16 +104,7 @@ def test_the_image_runs_as_a_user_with_a_health_check_and_serves_a_verified_free
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert node.poll() is None, node.stdout.read()[-3000:] if node.stdout else ""
-            try:
-                if requests.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, "the node in the image did not answer /health"
-            time.sleep(1)
+        wait_healthy(url, node, timeout_s=180, pause_s=1, what="the node in the image")
         answer = requests.post(f"{url}/v1/models/{model_id}/infer", json=mlp_input(), timeout=300)
         assert answer.status_code == 200, answer.text
         body = answer.json()

@@ -11,12 +11,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-import requests
 from doc_blocks import ROOT, runnable_blocks
+from health_wait import wait_healthy
 
 pytestmark = pytest.mark.slow
 PAGE = ROOT / "docs/quickstart.md"
@@ -46,15 +45,10 @@ def test_the_quickstart_runs_as_written(tmp_path: Path) -> None:
         out = log.read_text()
         assert started.returncode == 0, out[-4000:]
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if requests.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, f"the quickstart's node did not answer: {log.read_text()[-3000:]}"
-            time.sleep(0.5)
+        try:
+            wait_healthy(url, timeout_s=120, pause_s=0.5, what="the quickstart's node")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {log.read_text()[-3000:]}") from None
         ran = subprocess.run([sys.executable, "-c", python.replace("http://127.0.0.1:8402", url)], cwd=tmp_path,
                              env=env, text=True, capture_output=True, timeout=300)
         assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-3000:]

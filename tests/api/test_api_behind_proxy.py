@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 from eth_account import Account
+from health_wait import wait_healthy
 from local_proxy import LocalProxy
 
 from proofmarket.core.address_signature import sign_siwe, siwe_headers, siwe_message
@@ -47,16 +47,7 @@ def start_node(tmp: Path, **env: str) -> Iterator[str]:
                             env=environ, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, proc.communicate()[0]
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the node did not start"
-            time.sleep(0.2)
+        wait_healthy(url, proc, what="the node")
         yield url
     finally:
         proc.send_signal(signal.SIGTERM)

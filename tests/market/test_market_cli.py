@@ -4,15 +4,13 @@ request -> fulfill -> chain down, and errors in one sentence with their exit cod
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_run import run_cli
 from market_helpers import Listed, anvil_or_skip
 
 from proofmarket.market import MarketHome, devnet_down
@@ -22,15 +20,8 @@ from proofmarket.systems.workspace import Workspace
 pytestmark = [pytest.mark.slow, pytest.mark.chain]
 
 
-def run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PROOFMARKET_")}
-    env["PROOFMARKET_HOME"] = str(home)
-    return subprocess.run([sys.executable, "-m", "proofmarket.cli.main", *args], capture_output=True, text=True,
-                          env=env, timeout=300, check=False)
-
-
 def run_json(home: Path, *args: str, code: int = 0) -> Any:
-    res = run(home, *args, "--json")
+    res = run_cli(home, *args, "--json")
     assert res.returncode == code, f"{args}: exit {res.returncode}\n{res.stdout}\n{res.stderr}"
     return json.loads(res.stdout)
 
@@ -54,19 +45,19 @@ def test_cli_market_flow(cli_home: Path, models: Listed) -> None:
                                            "ReputationRegistry", "ValidationRegistry", "ZkValidator",
                                            "AttestationCourt", "CourtValidator", "SharedVerifier"}
 
-    registered = run(home, "model", "register", model_id, "--price", "1.5", "--owner-share", "6000")
+    registered = run_cli(home, "model", "register", model_id, "--price", "1.5", "--owner-share", "6000")
     assert registered.returncode == 0, registered.stderr
     assert "registered, price 1.5 USDC" in registered.stdout
 
     requested = run_json(home, "request", model_id, "--input", str(sample_path("mlp", "input")))
     assert requested["amount"] == 1_500_000 and requested["commitment"].startswith("0x")
 
-    fulfilled = run(home, "fulfill", str(requested["request_id"]))
+    fulfilled = run_cli(home, "fulfill", str(requested["request_id"]))
     assert fulfilled.returncode == 0, fulfilled.stderr
     assert "fulfilled in tx 0x" in fulfilled.stdout
     assert "paid: owner 0.9, prover 0.5625, platform 0.0375 USDC" in fulfilled.stdout
 
-    again = run(home, "fulfill", str(requested["request_id"]))
+    again = run_cli(home, "fulfill", str(requested["request_id"]))
     assert again.stderr.startswith("chain devnet (id 31337")  # every chain command says which chain it acts on
     assert again.returncode == 4 and again.stderr.splitlines()[1].startswith(
         "error (chain_error): request 1 is already settled")
@@ -75,7 +66,7 @@ def test_cli_market_flow(cli_home: Path, models: Listed) -> None:
 
 
 def test_cli_errors_are_one_sentence_with_exit_codes(tmp_path: Path) -> None:
-    no_chain = run(tmp_path, "refund", "1")
+    no_chain = run_cli(tmp_path, "refund", "1")
     assert no_chain.returncode == 4
     assert no_chain.stderr.strip() == (
         "error (chain_error): no chain to talk to: run 'proofmarket chain up' for a local devnet, or set "
@@ -98,7 +89,7 @@ def test_cli_prover_and_admin_commands(tmp_path: Path) -> None:
         address, minimum = prover["address"], prover["min_stake"]
         assert run_json(home, "prover", "stake")["added"] == 0  # already at the minimum: nothing to do
 
-        revoked = run(home, "admin", "authorize", address, "--revoke")
+        revoked = run_cli(home, "admin", "authorize", address, "--revoke")
         assert revoked.returncode == 0 and revoked.stdout.startswith(f"revoked prover {address}")
         assert run_json(home, "prover", "status")["eligible"] is False
         assert run_json(home, "admin", "authorize", address)["tx"]["hash"].startswith("0x")

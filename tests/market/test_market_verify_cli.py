@@ -5,16 +5,14 @@ its model's registry listing (with its gas), and the chain refuses a proof with 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from api_helpers import node_settings
+from cli_run import run_cli
 from market_helpers import Listed, Proofs, anvil_or_skip
 from served import Served
 
@@ -26,13 +24,6 @@ from proofmarket.systems.workspace import Workspace
 pytestmark = [pytest.mark.slow, pytest.mark.chain]
 
 
-def run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PROOFMARKET_")}
-    env["PROOFMARKET_HOME"] = str(home)
-    return subprocess.run([sys.executable, "-m", "proofmarket.cli.main", *args], capture_output=True, text=True,
-                          env=env, timeout=300, check=False)
-
-
 @pytest.fixture
 def chain_home(tmp_path: Path, market_workspace: Workspace, models: Listed) -> Iterator[Path]:
     """A home holding the compiled models, a devnet with the market deployed and the public MLP listed."""
@@ -42,7 +33,7 @@ def chain_home(tmp_path: Path, market_workspace: Workspace, models: Listed) -> I
     shutil.copytree(market_workspace.settings.store_dir, home / "store")
     try:
         for step in (["chain", "up"], ["chain", "deploy"], ["model", "register", models.public, "--price", "0.5"]):
-            done = run(home, *step)
+            done = run_cli(home, *step)
             assert done.returncode == 0, done.stderr
         yield home
     finally:
@@ -54,7 +45,7 @@ def test_verify_onchain_accepts_a_fresh_bundle_with_its_gas_and_the_chain_refuse
     bundle = proofs.mlp.to_doc()
     path = tmp_path / "bundle.json"
     path.write_text(json.dumps(bundle))
-    done = run(chain_home, "verify", str(path), "--onchain", "--json")
+    done = run_cli(chain_home, "verify", str(path), "--onchain", "--json")
     assert done.returncode == 0, done.stderr
     onchain = json.loads(done.stdout)["onchain"]
     assert onchain["valid"] is True and onchain["model_id"] == models.public and onchain["gas"] > 100_000
@@ -72,7 +63,7 @@ def test_verify_onchain_accepts_a_fresh_bundle_with_its_gas_and_the_chain_refuse
     with pytest.raises(VerificationFailed, match="refused this proof|returned false"):
         verify_on_chain(client, registry, {**bundle, "proof": {**bundle["proof"], "evm_calldata": flipped}})
     other = proofs.other_model.to_doc()  # a model nobody listed: nothing on chain can check it
-    unlisted = run(chain_home, "verify", str(_write(tmp_path / "other.json", other)), "--onchain")
+    unlisted = run_cli(chain_home, "verify", str(_write(tmp_path / "other.json", other)), "--onchain")
     assert unlisted.returncode != 0 and "error (registry_mismatch)" in unlisted.stderr
     assert "is not listed" in unlisted.stderr
 
@@ -92,7 +83,7 @@ def test_a_bundle_verifies_in_an_empty_home_with_its_artifacts_fetched_from_a_no
         market_workspace: Workspace, proofs: Proofs, models: Listed, tmp_path: Path) -> None:
     path = _write(tmp_path / "bundle.json", proofs.mlp.to_doc())
     empty = tmp_path / "empty"
-    missing = run(empty, "verify", str(path))
+    missing = run_cli(empty, "verify", str(path))
     assert missing.returncode == 2 and "--node" in missing.stderr and "--gateway" in missing.stderr
     node_home = tmp_path / "node"
     shutil.copytree(market_workspace.settings.store_dir, node_home / "store")
@@ -100,7 +91,7 @@ def test_a_bundle_verifies_in_an_empty_home_with_its_artifacts_fetched_from_a_no
     app.state.services.catalog.register(models.public, price_atomic=1_000)
     try:
         with Served(app) as served:
-            fetched = run(empty, "verify", str(path), "--node", served.url, "--json")
+            fetched = run_cli(empty, "verify", str(path), "--node", served.url, "--json")
     finally:
         app.state.services.close()
     assert fetched.returncode == 0, fetched.stderr

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 from eth_account import Account
+from health_wait import wait_healthy
 from payments_helpers import Market
 from served import Served
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -123,16 +124,7 @@ def cli_facilitator(node: PaidNode) -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen([str(cli), "facilitator", "serve", "--port", str(node.facilitator_port),
                              "--log-level", "warning"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, (proc.stdout.read() if proc.stdout else b"").decode()
-            try:
-                if httpx.get(f"{node.facilitator_url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the facilitator did not start"
-            time.sleep(0.2)
+        wait_healthy(node.facilitator_url, proc, timeout_s=60, what="the facilitator")
         yield proc
     finally:
         proc.terminate()
