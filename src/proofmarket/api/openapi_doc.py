@@ -82,13 +82,14 @@ def install(app: FastAPI, examples: Callable[[], dict[str, Any]]) -> None:
         if app.openapi_schema is None:
             app.openapi_schema = finish(get_openapi(title=app.title, version=app.version, description=app.description,
                                                     routes=app.routes))
-        doc = copy.deepcopy(app.openapi_schema)
         extra = examples()
-        if extra:
-            for path, item in doc["paths"].items():
-                if path.endswith("/infer") and "post" in item:
-                    content = item["post"]["requestBody"]["content"]["application/json"]
-                    content["examples"] = {**extra, **content.get("examples", {})}
+        if not extra:
+            return app.openapi_schema
+        doc = copy.deepcopy(app.openapi_schema)  # the cached document stays without any node's models
+        for path, item in doc["paths"].items():
+            if path.endswith("/infer") and "post" in item:
+                content = item["post"]["requestBody"]["content"]["application/json"]
+                content["examples"] = {**extra, **content.get("examples", {})}
         return doc
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -136,7 +136,7 @@ def _read_node(http: httpx.Client, entry: Found, check: Callable[[str], Any] | N
 def _get_json(http: httpx.Client, url: str, **kwargs: Any) -> Any:
     with http.stream("GET", url, **kwargs) as answer:
         answer.raise_for_status()
-        body = b""
+        body = bytearray()
         for chunk in answer.iter_bytes():
             body += chunk
             if len(body) > MAX_FILE_BYTES:
