@@ -49,3 +49,47 @@ def test_a_file_must_name_its_agent_and_a_good_one_gives_the_node_and_its_models
     assert good.verified and good.node == "http://node.example" and good.models[0]["price_atomic"] == 5000
     assert select([good, impostor], max_price_atomic=4999) == []
     assert [n.agent_id for n in select([good, impostor], task="classification", only_verified=True)] == [7]
+
+
+def test_a_spent_budget_leaves_the_other_agents_unread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Agents whose files answer slowly on purpose cannot hold a discovery: once its budget is spent, the agents left
+    are listed unread, saying so, and nothing more is fetched."""
+    import proofmarket.chain.client as chain_client
+    import proofmarket.chain.erc8004 as erc8004
+    from proofmarket.sdk import discovery
+
+    class Identity:
+        def __init__(self, *_: object) -> None: ...
+        def total(self) -> int: return 3
+        def owner_of(self, agent_id: int) -> str: return f"0x{agent_id:040x}"
+        def agent_uri(self, agent_id: int) -> str: return f"http://node{agent_id}.example/reg.json"
+        def registry_id(self) -> str: return REGISTRY
+
+    fetched: list[str] = []
+    monkeypatch.setattr(chain_client, "ChainClient", lambda *_: None)
+    monkeypatch.setattr(erc8004, "IdentityRegistry", Identity)
+    monkeypatch.setattr(discovery, "_read_node", lambda http, entry, check: fetched.append(entry.uri))
+    found = discovery.discover("http://rpc.example", "0xregistry", budget_s=0.0)
+    assert [n.agent_id for n in found] == [1, 2, 3] and fetched == []
+    assert all("time budget" in str(n.error) and not n.verified for n in found)
+
+
+def test_a_request_while_a_discovery_runs_gets_the_last_list_at_once() -> None:
+    """GET /v1/nodes holds no request thread waiting for another request's discovery: the last list, marked stale."""
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    from proofmarket.api.routers.discovery import _discovered
+
+    registries = {"IdentityRegistry": "0x1", "ReputationRegistry": "0x2"}
+    services = SimpleNamespace(catalog=SimpleNamespace(listings=SimpleNamespace(
+        market=SimpleNamespace(deployment=SimpleNamespace(erc8004=registries)))))
+    last = [Found(1, "0xowner", "http://node.example/reg.json", REGISTRY)]
+    state = SimpleNamespace(discovered_nodes=(time.monotonic() - 3600, last), discovery_lock=threading.Lock())
+    state.discovery_lock.acquire()  # another request's discovery is running
+    started = time.monotonic()
+    assert _discovered(services, state) == (last, True)  # type: ignore[arg-type]
+    assert time.monotonic() - started < 1.0
+    state.discovered_nodes = None
+    assert _discovered(services, state) == ([], True)  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,10 +51,11 @@ class Found:
 def discover(rpc_url: str, identity_registry: str, *, reputation_registry: str | None = None,
              task: str | None = None, mode: str | None = None, max_price_atomic: int | None = None,
              only_verified: bool = False, limit: int = 200, timeout_s: float = 10.0,
-             check_url: Callable[[str], Any] | None = None) -> list[Found]:
+             check_url: Callable[[str], Any] | None = None, budget_s: float | None = None) -> list[Found]:
     """The nodes registered on ``identity_registry`` (on ``rpc_url``'s chain, yours), at most ``limit`` agents;
     with a filter, only the nodes selling a matching model, with those models. ``check_url`` raises for a URL not
-    to fetch (a node discovering for others refuses private addresses with it)."""
+    to fetch (a node discovering for others refuses private addresses with it). ``budget_s``: the files of agents
+    left when it is spent are not fetched (listed unverified, saying so), however slowly the others answered."""
     from proofmarket.chain.client import ChainClient
     from proofmarket.chain.erc8004 import IdentityRegistry, ReputationRegistry
 
@@ -64,9 +66,14 @@ def discover(rpc_url: str, identity_registry: str, *, reputation_registry: str |
     reputation = ReputationRegistry(client, reputation_registry) if reputation_registry else None
     filtered = task is not None or mode is not None or max_price_atomic is not None
     found: list[Found] = []
+    deadline = None if budget_s is None else time.monotonic() + budget_s
     with httpx.Client(timeout=timeout_s, follow_redirects=False) as http:
         for agent_id in range(1, min(identity.total(), limit) + 1):
             entry = Found(agent_id, identity.owner_of(agent_id), identity.agent_uri(agent_id), identity.registry_id())
+            if deadline is not None and time.monotonic() > deadline:
+                entry.error = f"not read: the discovery's time budget ({budget_s:.0f} s) ran out first"
+                found.append(entry)
+                continue
             try:
                 _read_node(http, entry, check_url)
             except (httpx.HTTPError, ValueError, KeyError, TypeError, ProofMarketError) as exc:

@@ -3,8 +3,10 @@ registration file checked to name its agent), with their models, prices and repu
 discover`` lists, read with this node's RPC. Filters: task, mode, max_price.
 
 The files and nodes named on chain are anyone's: they are fetched only at public addresses (unless the node allows
-private webhook targets: the devnet), with a size limit and a timeout, at most ``MAX_AGENTS`` of them, and the list
-is kept ``TTL_S`` seconds, so a caller cannot make this node fetch on demand."""
+private webhook targets: the devnet), with a size limit and a timeout, at most ``MAX_AGENTS`` of them within
+``BUDGET_S`` in all, and the list is kept ``TTL_S`` seconds, so a caller cannot make this node fetch on demand. One
+discovery runs at a time; a request meanwhile gets the last list (``stale``) at once and holds no thread waiting:
+agents that answer slowly on purpose cannot pile up the node's request threads."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from proofmarket.node.services import NodeServices
 router = APIRouter(tags=["meta"])
 TTL_S = 60.0
 MAX_AGENTS = 50
+BUDGET_S = 30.0
 _LOCK = threading.Lock()
 
 
@@ -38,12 +41,14 @@ async def discover_nodes(request: Request, services: ServicesDep,
     from proofmarket.sdk.discovery import select
 
     cap = parse_usdc(max_price, what="max_price") if max_price is not None else None
-    found = await run_in_threadpool(_discovered, services, request.app.state)
+    found, stale = await run_in_threadpool(_discovered, services, request.app.state)
     chosen = select(found, task=task, mode=mode, max_price_atomic=cap, only_verified=verified)
-    return {"nodes": [n.to_json() for n in chosen], "total": len(chosen)}
+    return {"nodes": [n.to_json() for n in chosen], "total": len(chosen), "stale": stale}
 
 
-def _discovered(services: NodeServices, state: Any) -> list[Any]:
+def _discovered(services: NodeServices, state: Any) -> tuple[list[Any], bool]:
+    """The nodes (fresh, or kept from less than ``TTL_S`` ago) and whether they are an older list served while another
+    request's discovery runs."""
     from proofmarket.marketplace.webhook_targets import WebhookTargetRefused, check_target, private_allowed
     from proofmarket.sdk.discovery import discover
 
@@ -51,10 +56,15 @@ def _discovered(services: NodeServices, state: Any) -> list[Any]:
     registries = listings.market.deployment.erc8004 if listings is not None else None
     if listings is None or registries is None:
         raise DiscoveryUnavailable("this node sells on no chain with ERC-8004 registries: it lists no other nodes")
-    with _LOCK:  # one discovery at a time; each app's list is reused for TTL_S
-        cached: tuple[float, list[Any]] | None = getattr(state, "discovered_nodes", None)
-        if cached is not None and time.monotonic() - cached[0] < TTL_S:
-            return cached[1]
+    cached: tuple[float, list[Any]] | None = getattr(state, "discovered_nodes", None)
+    if cached is not None and time.monotonic() - cached[0] < TTL_S:
+        return cached[1], False
+    with _LOCK:  # this app's discovery lock, made once
+        running = getattr(state, "discovery_lock", None) or threading.Lock()
+        state.discovery_lock = running
+    if not running.acquire(blocking=False):  # a discovery runs: the last list now, no thread held waiting
+        return (cached[1] if cached is not None else []), True
+    try:
         allow = private_allowed(services.settings)
 
         def public_only(url: str) -> None:
@@ -65,6 +75,8 @@ def _discovered(services: NodeServices, state: Any) -> list[Any]:
 
         found = discover(listings.market.client.rpc_url, registries["IdentityRegistry"],
                          reputation_registry=registries["ReputationRegistry"], limit=MAX_AGENTS, timeout_s=5.0,
-                         check_url=public_only)
+                         check_url=public_only, budget_s=BUDGET_S)
         state.discovered_nodes = (time.monotonic(), found)
-        return found
+        return found, False
+    finally:
+        running.release()
