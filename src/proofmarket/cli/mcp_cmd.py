@@ -11,7 +11,6 @@ serves the same tools at ``/mcp``. Hook: ``register(app)`` in cli/main.py.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
 import typer
@@ -41,6 +40,8 @@ def mcp_cmd(
     from proofmarket.mcp_tools.server import ToolServer
     tools = ToolServer(url_http(node), verify=_local_verifier(node, devnet), api_key=env_value(api_key_env) or None)
     if port is None:
+        import asyncio
+
         asyncio.run(serve_stdio(tools))
         return
     import uvicorn
@@ -63,6 +64,8 @@ def _local_verifier(node: str, devnet: bool) -> Any:
             return {"valid": report.valid, "mode": report.mode, "model_id": report.model_id, "output": report.output,
                     "text": report.text, "srs_kind": report.srs_kind, "checks": report.checks,
                     "verified_by": "this machine (the proofmarket SDK)"}
+
+        import asyncio
 
         try:
             return await asyncio.to_thread(run)

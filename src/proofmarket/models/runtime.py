@@ -7,13 +7,15 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnxruntime as ort
-from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
 from proofmarket.core.errors import InputShapeError, InvalidModel
 from proofmarket.models.graph import first_line
+
+if TYPE_CHECKING:  # onnxruntime loads when a model first runs (a proof alone never runs it)
+    import onnxruntime as ort
 
 _CACHE_SIZE = 16
 _sessions: OrderedDict[tuple[str, int, int], ort.InferenceSession] = OrderedDict()
@@ -47,6 +49,8 @@ def _session(path: Path) -> ort.InferenceSession:
         if session is not None:
             _sessions.move_to_end(key)
             return session
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
     options.log_severity_level = 3
     try:
@@ -83,6 +87,8 @@ def run_onnx(model_path: str | os.PathLike[str], arrays: Sequence[np.ndarray]) -
         if dtype is None:
             raise InvalidModel(f"Input '{meta.name}' has element type {meta.type}, which is not supported.")
         feed[meta.name] = np.ascontiguousarray(array, dtype=dtype)
+    from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
+
     try:
         outputs = session.run(None, feed)
     except InvalidArgument as exc:

@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import BinaryIO, TypeAlias
 
-from multiformats import varint
-
 from proofmarket.core.errors import StoreError
 
 _MAX_DEPTH = 16
@@ -31,6 +29,8 @@ def encode_varint(n: int) -> bytes:
     """An unsigned varint (multiformats' ``varint``, the one IPFS specifies)."""
     if n < 0:
         raise ValueError("varints are unsigned")
+    from multiformats import varint  # loads with the first CAR or DAG, not with the store
+
     return varint.encode(n)
 
 
@@ -46,6 +46,8 @@ def read_varint(f: BinaryIO) -> int | None:
             raise StoreError("The CAR data ends inside a varint.")
         raw += more
     try:
+        from multiformats import varint
+
         value, _, _ = varint.decode_raw(raw)
     except ValueError as exc:
         raise StoreError(f"The CAR data holds a bad varint: {exc}") from exc
@@ -55,6 +57,8 @@ def read_varint(f: BinaryIO) -> int | None:
 def decode_varint(buf: bytes, pos: int) -> tuple[int, int]:
     """Decode a varint from ``buf`` at ``pos``; return (value, next position)."""
     try:
+        from multiformats import varint
+
         value, used, _ = varint.decode_raw(buf[pos:pos + 9])
     except ValueError as exc:
         raise StoreError(f"A CID holds a bad varint: {exc}") from exc

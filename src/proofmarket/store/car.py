@@ -16,8 +16,6 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
-from multiformats import CID
-
 from proofmarket.core.errors import InvalidCID, StoreError
 from proofmarket.store._codec import (
     CIDLink,
@@ -45,6 +43,8 @@ def export_car(store: ArtifactStore, cids: list[str], out: Path, roots: list[str
     """
     blocks = list(dict.fromkeys(validate_cid(c) for c in cids))
     if unixfs:  # the caller may know the roots already (a pinner needs them too): each big blob is read once less
+        from multiformats import CID
+
         root_bytes = [bytes(CID.decode(r)) for r in (roots if roots is not None else
                                                       [root_of_blob(store, c) for c in blocks])]
     else:

@@ -17,8 +17,6 @@ import hashlib
 import re
 from pathlib import Path
 
-from multiformats import CID
-
 from proofmarket.core.errors import InvalidCID, StoreError
 
 CID_PREFIX = bytes([0x01, 0x55, 0x12, 0x20])
@@ -110,6 +108,8 @@ def digest_of(cid: str) -> bytes:
 
 def multibase_b32(raw: bytes) -> str:
     """Multibase base32 text ('b' + RFC 4648 lower case, no padding) of any binary CID (raw, dag-pb, ...)."""
+    from multiformats import CID  # a dag-pb or other codec: multiformats parses it (a raw CID never needs it)
+
     try:
         return str(CID.decode(raw).encode("base32"))
     except Exception as e:

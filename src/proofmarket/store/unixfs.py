@@ -20,12 +20,14 @@ import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-from multiformats import CID, multihash
+from typing import TYPE_CHECKING
 
 from proofmarket.core.errors import StoreError
 from proofmarket.store._codec import decode_varint, encode_varint
 from proofmarket.store.local import ArtifactStore
+
+if TYPE_CHECKING:  # multiformats loads when a DAG is read, not with the store
+    from multiformats import CID
 
 CHUNK = 262144
 WIDTH = 174
@@ -43,11 +45,14 @@ class _Link:
 
 def block_cid(data: bytes, codec: int) -> bytes:
     """The binary CIDv1 (sha2-256) of a block of ``codec`` (raw or dag-pb)."""
-    name = "raw" if codec == RAW else "dag-pb"
-    return bytes(CID("base32", 1, name, multihash.wrap(hashlib.sha256(data).digest(), "sha2-256")))
+    if codec not in (RAW, DAG_PB):
+        raise ValueError(f"no block codec {codec:#x} here: raw or dag-pb")
+    return bytes([0x01, codec, 0x12, 0x20]) + hashlib.sha256(data).digest()  # CIDv1, codec, sha2-256 (32 bytes)
 
 
 def cid_text(cid: bytes) -> str:
+    from multiformats import CID  # parses (and so checks) any binary CID; loads when a DAG is first read
+
     return str(CID.decode(cid).encode("base32"))
 
 
@@ -228,6 +233,8 @@ def unixfs_roots(doc: object, depth: int = 0) -> dict[str, tuple[str, int | None
 
 
 def _decode_cid(cid: bytes | str) -> CID:
+    from multiformats import CID
+
     try:
         return CID.decode(cid)
     except Exception as e:  # the library's decoding errors: bad multibase, varint or multihash

@@ -7,19 +7,21 @@ process); this module is what the rest of proofmarket sees of it, through ``syst
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from proofmarket import models
 from proofmarket.core.errors import ArtifactCorrupt, InputError, ProofMarketError, UsageError
 from proofmarket.store import ArtifactStore, LocalStore
 from proofmarket.systems.ezkl.bundle import ProofBundle
-from proofmarket.systems.ezkl.compiler import CompileOptions, CompileResult, Progress
 from proofmarket.systems.ezkl.manifest import ModelManifest
 from proofmarket.systems.ezkl.prover import EzklProver, batchable
 from proofmarket.systems.ezkl.verify import verify_bundle
 from proofmarket.systems.ezkl.worker import InlineProofWorker, ProofWorker
 from proofmarket.systems.ids import PROVEN_SYSTEM
 from proofmarket.systems.port import CompileRequest, Events, Execution, SystemContext, SystemSpec, VerifyReport
+
+if TYPE_CHECKING:  # the compiler (tuning, solc, the shared verifier's ABI) loads when a compile runs, not for a proof
+    from proofmarket.systems.ezkl.compiler import CompileOptions, CompileResult, Progress
 
 GUARANTEE = ("zero-knowledge proof (EZKL, Halo2/KZG): the output came from the committed model on the committed "
              "input; final once the proof verifies")
@@ -159,7 +161,7 @@ def _summary(m: ModelManifest) -> dict[str, str]:
 def _compile(request: CompileRequest) -> str:
     """An ONNX model and its samples into a circuit, keys and verifier (``compile_model``); ``options`` are
     ``CompileOptions``' (``srs`` required: an ``SrsProvider``; ``profile`` a ``PrivacyProfile``, public by default)."""
-    from proofmarket.systems.ezkl.compiler import compile_model
+    from proofmarket.systems.ezkl.compiler import CompileOptions, compile_model
     from proofmarket.systems.ezkl.profile import PrivacyProfile
 
     if not isinstance(request.store, LocalStore):

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 
 _specs: dict[str, SystemSpec] = {}
 _lock = threading.Lock()
-_loaded = False
 
 
 def register(spec: SystemSpec) -> SystemSpec:
@@ -45,17 +44,25 @@ __all__ = ["ATTESTED_SYSTEM", "DEFAULT_SYSTEM", "PROVEN_SYSTEM", "SystemSet", "W
            "unregister", "verify_bundle"]
 
 
-def _builtins() -> None:
-    global _loaded
-    if _loaded:
-        return
-    from proofmarket.systems.attested.spec import ATTESTED_SPEC
-    from proofmarket.systems.ezkl_system import EZKL_SPEC
+_BUILTINS = {  # system id -> (module, name): each loads when a document first names it (a proof loads no LM code)
+    PROVEN_SYSTEM: ("proofmarket.systems.ezkl_system", "EZKL_SPEC"),
+    ATTESTED_SYSTEM: ("proofmarket.systems.attested.spec", "ATTESTED_SPEC"),
+}
+_loaded: set[str] = set()
 
-    with _lock:
-        _specs.setdefault(EZKL_SPEC.system, EZKL_SPEC)
-        _specs.setdefault(ATTESTED_SPEC.system, ATTESTED_SPEC)
-        _loaded = True
+
+def _builtins(*systems: str) -> None:
+    """Load the named built-in systems (all of them when none is named) that are not loaded yet."""
+    import importlib
+
+    for system in systems or tuple(_BUILTINS):
+        if system in _loaded or system not in _BUILTINS:
+            continue
+        module, name = _BUILTINS[system]
+        built = getattr(importlib.import_module(module), name)
+        with _lock:
+            _specs.setdefault(built.system, built)
+            _loaded.add(system)
 
 
 def specs() -> list[SystemSpec]:
@@ -65,11 +72,12 @@ def specs() -> list[SystemSpec]:
 
 
 def spec(system: str) -> SystemSpec:
-    _builtins()
+    _builtins(system)
     with _lock:
         found = _specs.get(system)
     if found is None:
-        raise BundleError(f"unknown proof system {system!r}: this build reads {', '.join(sorted(_specs))}",
+        known = sorted({spec.system for spec in specs()})
+        raise BundleError(f"unknown proof system {system!r}: this build reads {', '.join(known)}",
                           system=system)
     return found
 
