@@ -22,6 +22,7 @@ from sklearn.ensemble import (  # noqa: E402
     RandomForestClassifier,
     RandomForestRegressor,
 )
+from sklearn.impute import SimpleImputer  # noqa: E402
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge, RidgeClassifier  # noqa: E402
 from sklearn.neural_network import MLPClassifier  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
@@ -183,3 +184,47 @@ def test_a_tree_whose_nodes_are_shared_is_bounded_by_its_paths_not_its_listed_le
     (tmp_path / "dag.onnx").write_bytes(model.SerializeToString())
     with pytest.raises(TreeEnsembleTooLarge, match="paths to its leaves"):
         load_model(tmp_path / "dag.onnx")
+
+
+FLOAT64_EXPORTS: dict[str, tuple[Any, str]] = {  # fitted and exported on numpy's default float64 arrays
+    "standard_scaler_logistic": (make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)), "binary"),
+    "random_forest_regressor": (RandomForestRegressor(n_estimators=4, max_depth=3, random_state=0), "regression"),
+    "gradient_boosting": (GradientBoostingClassifier(n_estimators=5, max_depth=2, random_state=0), "multiclass"),
+    "imputer_logistic": (make_pipeline(SimpleImputer(), StandardScaler(), LogisticRegression()), "multiclass"),
+    "linear_regression": (LinearRegression(), "regression"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FLOAT64_EXPORTS))
+def test_a_float64_export_is_computed_in_float32_and_gives_onnxruntimes_outputs(name: str, tmp_path: Path) -> None:
+    """``to_onnx(model, X[:1])`` on float64 data writes a double graph (one onnxruntime itself cannot load): accepted,
+    computed in float32, said so, and the lowered model gives the estimator's own answers."""
+    estimator, kind = FLOAT64_EXPORTS[name]
+    x, y = _data(kind)
+    x64 = x.astype(np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        estimator.fit(x64, y)
+        onx = to_onnx(estimator, x64[:1])
+    assert onx.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
+    original = tmp_path / "m64.onnx"
+    original.write_bytes(onx.SerializeToString())
+    info = normalize_model(original, tmp_path / "lowered.onnx")
+    assert info.inputs[0].dtype == "float32"
+    assert any("float64" in note for note in info.notes)
+    lowered = ort.InferenceSession(str(tmp_path / "lowered.onnx"))  # (onnxruntime refuses skl2onnx's double graph)
+    for row in x64[:30]:
+        got = lowered.run(None, {lowered.get_inputs()[0].name: row[None, :].astype(np.float32)})
+        if kind == "regression":
+            np.testing.assert_allclose(np.ravel(got[0]), estimator.predict(row[None, :]), rtol=1e-4, atol=1e-4)
+        else:
+            assert int(np.ravel(got[0])[0]) == int(estimator.predict(row[None, :])[0])
+            np.testing.assert_allclose(got[1], estimator.predict_proba(row[None, :]), rtol=1e-4, atol=1e-4)
+
+
+def test_an_imputer_of_a_finite_value_is_refused_saying_what_to_do(tmp_path: Path) -> None:
+    original, _ = _export(make_pipeline(SimpleImputer(missing_values=-1.0), LogisticRegression()), "binary",
+                          tmp_path / "imp.onnx")
+    with pytest.raises(UnsupportedOperator) as raised:
+        load_model(original)
+    assert "Imputer" in raised.value.message and "np.nan" in raised.value.message

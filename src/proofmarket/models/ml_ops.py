@@ -11,19 +11,24 @@ before tuning), so the circuit proves what onnxruntime computes:
 - ``TreeEnsembleClassifier``/``Regressor`` (decision trees, random forests, gradient boosting) in matrix form
   (``ml_trees``), within the limits stated there;
 - ``ArrayFeatureExtractor``: a ``Gather`` on the last axis; ``ZipMap`` (a sequence of maps, no tensor): removed, its
-  output is the probabilities tensor itself, in the order of the class labels.
+  output is the probabilities tensor itself, in the order of the class labels;
+- ``Imputer`` that fills NaN (scikit-learn's ``SimpleImputer`` default): the identity, since an input holding NaN
+  is refused before it reaches a model (``models.inputs``); ``FeatureVectorizer``: a ``Concat`` of its inputs.
 
 Each rewrite says what it did in one line (the ``notes`` the compile report prints). An ``ai.onnx.ml`` node that has
-no exact tensor form here (kernel SVMs, string encoders, imputers) is left as is and refused by the operator check.
+no exact tensor form here (kernel SVMs, string encoders, an imputer of a finite value) is left as is and refused by
+the operator check.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import onnx
 from onnx import TensorProto
 
+from proofmarket.core.errors import UnsupportedOperator
 from proofmarket.models.ml_build import Lowering, attributes
 from proofmarket.models.ml_linear import (
     binarizer,
@@ -84,6 +89,11 @@ def _rewrite(low: Lowering, node: onnx.NodeProto) -> str | None:
         return _zipmap(low, node)
     if node.op_type == "ArrayFeatureExtractor":
         return _feature_extractor(low, node)
+    if node.op_type == "Imputer":
+        return _imputer(node, low)
+    if node.op_type == "FeatureVectorizer":
+        low.node("Concat", list(node.input), list(node.output), axis=1)
+        return "FeatureVectorizer as a Concat of its inputs"
     rewrite = _REWRITES.get(node.op_type)
     return rewrite(low, node) if rewrite is not None else None
 
@@ -92,6 +102,21 @@ def _feature_extractor(low: Lowering, node: onnx.NodeProto) -> str:
     """``ArrayFeatureExtractor(X, indices)``: the elements of ``X``'s last axis at ``indices``."""
     low.node("Gather", [node.input[0], node.input[1]], list(node.output), axis=-1)
     return "ArrayFeatureExtractor as a Gather on the last axis"
+
+
+def _imputer(node: onnx.NodeProto, low: Lowering) -> str:
+    """An Imputer replacing NaN: no input a node accepts holds NaN (``models.inputs`` refuses it), so it is the
+    identity; one replacing a finite value would need an equality test, which no circuit here proves exactly."""
+    attrs = attributes(node)
+    replaced = attrs.get("replaced_value_float", 0.0)
+    if "replaced_value_int64" in attrs or not math.isnan(float(replaced)):
+        shown = attrs.get("replaced_value_int64", replaced)
+        raise UnsupportedOperator(
+            f"The model's Imputer replaces the value {shown}, which needs an equality test no circuit here proves "
+            "exactly: impute before the model, or mark missing values as NaN (SimpleImputer(missing_values=np.nan), "
+            "the default).", operators=["ai.onnx.ml.Imputer"])
+    low.node("Identity", [node.input[0]], list(node.output))
+    return "Imputer (of NaN) as the identity: an input holding NaN is refused before it reaches the model"
 
 
 def _zipmap(low: Lowering, node: onnx.NodeProto) -> str:
