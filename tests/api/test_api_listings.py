@@ -418,9 +418,11 @@ def test_the_sdk_lists_a_model_from_files_as_the_tools_write_them(make_app: AppF
     np.save(tmp_path / "samples.npy", samples.reshape(len(samples), 1, 8))
     app = make_app(listing_policy="open")
     with Served(app) as node, Client(node.url, account=OWNER, cache_dir=tmp_path / "cache") as sdk:
-        job = sdk.list_model(tmp_path / "model.onnx", tmp_path / "samples.npy", price_atomic=25_000, name="torch")
+        job = sdk.list_model(tmp_path / "model.onnx", tmp_path / "samples.npy", price_atomic=25_000, name="torch",
+                             task="regression")
         assert job["kind"] == "compile", job
         services = app.state.services
         spec = services.jobs.jobs.get(job["id"]).input
+        assert spec["catalog"]["task"] == "regression"  # stated by the owner: compile checks values, not labels
         stored = onnx.load(str(services.workspace.store.path(spec["onnx_cid"])))
         assert all(t.data_location != onnx.TensorProto.EXTERNAL for t in stored.graph.initializer)
