@@ -21,6 +21,10 @@ def print_prediction(prediction: Any, settings: Any, as_json: bool) -> None:
                    "over_budget": verdict})
         return
     out.print(prediction.summary())
+    if prediction.near_ties:
+        out.print(f"warning: sample(s) {', '.join(map(str, prediction.near_ties))} sit within quantisation noise of a "
+                  "class boundary: their class may differ from onnxruntime's in the circuit (compile does not count "
+                  "it as a failure); drop or replace them, or state --task regression if the outputs are values")
     out.print("within this node's budget" if verdict is None else verdict)
 
 

@@ -59,3 +59,29 @@ def test_the_task_is_the_owners_word_else_evidence_only() -> None:
         None, softmax)[1]
     assert task_of("classification", logits) == (True, "task: classification (stated)")
     assert task_of("regression", softmax)[0] is False
+
+
+def test_the_dry_run_warns_of_a_sample_near_a_class_boundary(tmp_path: Path) -> None:
+    """A real dry run (EZKL calibrates the likely pick) on a softmax classifier: the sample whose top two classes
+    differ by 0.001 is named in the prediction and printed as a warning before any compile."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from proofmarket.cli.compile_views import print_prediction
+    from proofmarket.cli.output import out
+    from proofmarket.core.settings import Settings
+    from proofmarket.systems.ezkl.compiler import predict_model
+    from proofmarket.systems.ezkl.profile import PrivacyProfile
+
+    weights = numpy_helper.from_array(np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]], dtype=np.float32), "W")
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "W"], ["z"], transB=1), helper.make_node("Softmax", ["z"], ["y"], axis=-1)],
+        "tie", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], initializer=[weights])
+    path = tmp_path / "tie.onnx"
+    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString())
+    samples = {"inputs": [{"x": [[2.0, -1.0]]}, {"x": [[0.5, 0.501]]}, {"x": [[-1.0, 2.0]]}]}
+    prediction, _ = predict_model(path, samples, PrivacyProfile(), task="classification")
+    assert prediction.near_ties == (1,)
+    with out.capture() as captured:
+        print_prediction(prediction, Settings(home=tmp_path / "home", _env_file=None), as_json=False)  # type: ignore[call-arg]
+    assert "warning: sample(s) 1 sit within quantisation noise of a class boundary" in captured.get()

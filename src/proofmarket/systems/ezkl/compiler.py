@@ -189,7 +189,10 @@ def predict_model(onnx_path: Path, samples_doc: Any, profile: PrivacyProfile, ta
         flat = [calibration_flat_input(s, profile) for s in samples[:MAX_SAMPLES]]
         reference = [models.run_onnx(Path(tmp) / "normalized.onnx", s) for s in samples[:MAX_SAMPLES]]
         checked = dataclasses.replace(bound or AccuracyBound(), classifier=task_of(task, info)[0])
-        return _predicted(circuit_onnx, flat, reference, profile, Path(tmp), checked, {})[0], info
+        known: dict[str, Candidate] = {}
+        prediction = _predicted(circuit_onnx, flat, reference, profile, Path(tmp), checked, known)[0]
+        ties = sorted({i for c in known.values() for i in c.near_ties})  # what compile would only note later
+        return dataclasses.replace(prediction, near_ties=tuple(ties)), info
 
 
 def _predicted(circuit_onnx: Path, flat: list[list[list[float]]], reference: list[list[np.ndarray]],

@@ -58,6 +58,7 @@ class Prediction:
     setup_s: float
     pk_mb: float
     peak_rss_mb: float
+    near_ties: tuple[int, ...] = ()  # samples whose class sits within quantisation noise of a boundary (dry run)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items()}
