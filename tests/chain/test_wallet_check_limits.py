@@ -57,3 +57,19 @@ def test_a_wallet_that_does_not_answer_is_given_up_after_the_limit(monkeypatch: 
         signatures.wallet_signed(WALLET, encode_defunct(text="slow"), b"\x02" * 65, slow)  # type: ignore[arg-type]
     assert time.monotonic() - start < 1.5
     assert threading.active_count() < 50
+
+
+def test_past_a_few_refusals_an_address_buys_no_new_call_with_a_new_nonce(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refusal is remembered per address too: a new message (nonce) each time would otherwise run the attacker's
+    factory again and again; the address's own key still signs as before."""
+    monkeypatch.setattr(signatures, "_by_address", {})
+    monkeypatch.setattr(signatures, "_refused", {})
+    burner = "0x" + "b1" * 20
+    rpc = Rpc(answer=b"\x00")
+    signature = b"\x03" * 70 + signatures.ERC6492_SUFFIX
+    for nonce in range(10):
+        assert not signatures.wallet_signed(burner, encode_defunct(text=f"nonce {nonce}"), signature,
+                                            rpc)  # type: ignore[arg-type]
+    assert len(rpc.sent) == signatures.REFUSED_PER_ADDRESS
+    other = Rpc(answer=b"\x01")  # another address is not held by the first one's refusals
+    assert signatures.wallet_signed(WALLET, encode_defunct(text="mine"), signature, other)  # type: ignore[arg-type]

@@ -26,7 +26,7 @@ from x402.mechanisms.evm.constants import MULTICALL3_ADDRESS
 from proofmarket.chain.artifacts import load_artifact
 from proofmarket.chain.client import ChainClient
 from proofmarket.chain.devkeys import dev_account
-from proofmarket.core.errors import UsageError
+from proofmarket.core.errors import ChainError, UsageError
 
 INSTALLER_INDEX = 0  # the devnet's admin account deploys the templates whose code is copied
 
@@ -79,16 +79,19 @@ def channel_state(client: ChainClient, channel_id: str) -> ChannelOnChain:
     return ChannelOnChain(int(balance), int(claimed), int(amount), int(initiated), int(nonce))
 
 
-def claims_revert(client: ChainClient, sender: str, claims: list[Any]) -> bool:
+def claims_revert(client: ChainClient, sender: str, claims: list[Any], gas: int | None = None) -> bool:
     """Whether ``claim(claims)`` sent by ``sender`` (the receiver) would revert: an ``eth_call`` of the contract's
     own rule (a voucher signature it refuses, a claim above a channel's balance after a withdrawal), nothing sent.
-    ``claims``: the SDK's ``VoucherClaim``s."""
+    ``claims``: the SDK's ``VoucherClaim``s; ``gas`` caps the call (a payer's ERC-1271 code runs inside it)."""
     contract = client.contract(BATCH_SETTLEMENT_ADDRESS, BATCH_SETTLEMENT_ABI)
     encoded = [((_config(c.channel), int(c.max_claimable_amount)), bytes.fromhex(str(c.signature).removeprefix("0x")),
                 int(c.total_claimed)) for c in claims]
     try:
-        client.w3.eth.call({"from": client.w3.to_checksum_address(sender), "to": contract.address,
-                            "data": contract.encode_abi("claim", args=[encoded])})
+        call = {"from": client.w3.to_checksum_address(sender), "to": contract.address,
+                "data": contract.encode_abi("claim", args=[encoded])}
+        if gas is not None:
+            call["gas"] = gas
+        client.w3.eth.call(call)  # type: ignore[arg-type]
     except Exception:  # a revert (or an RPC error: then the batch is tried again on the next pass)
         return True
     return False
@@ -131,8 +134,19 @@ class ChannelReader:
             self._code[key] = seen
         return seen[1]
 
-    def claim_reverts(self, claims: list[Any]) -> bool:
-        return claims_revert(self.client, self.receiver, claims)
+    def claim_reverts(self, claims: list[Any], *, bounded: bool = False) -> bool:
+        """``bounded``: a voucher checked before serving, whose payer's code runs in the call (an anonymous caller
+        chose it): capped at the wallet checks' gas and time (``chain.signatures``), a stall counted as a revert."""
+        if not bounded:
+            return claims_revert(self.client, self.receiver, claims)
+        from proofmarket.chain.signatures import WALLET_CHECK_GAS
+        from proofmarket.chain.signatures import bounded as within_limits
+
+        try:
+            return within_limits(lambda: claims_revert(self.client, self.receiver, claims, gas=WALLET_CHECK_GAS),
+                                 str(claims[0].channel.payer) if claims else "")
+        except ChainError:
+            return True
 
     def exits_since_last(self, lookback_blocks: int = 10_000) -> list[tuple[str, int, int]]:
         """(channel id, amount, finalizable at) of each ``WithdrawInitiated`` since the last call (the first looks

@@ -62,7 +62,7 @@ class ChannelChain(Protocol):
 
     def has_code(self, address: str) -> bool: ...
 
-    def claim_reverts(self, claims: list[Any]) -> bool: ...
+    def claim_reverts(self, claims: list[Any], *, bounded: bool = False) -> bool: ...
 
 
 class ChannelChecks:
@@ -195,7 +195,7 @@ class ChannelChecks:
         elif self.chain is not None and self.chain.has_code(config.payer):
             claim = VoucherClaim(channel=config, max_claimable_amount=str(voucher["maxClaimableAmount"]),
                                  signature=signature, total_claimed="0")
-            ok = not self.chain.claim_reverts([claim])
+            ok = not self.chain.claim_reverts([claim], bounded=True)  # the payer's code: capped in gas and time
         else:
             ok = contract_accepts_form(signature) and accepted(
                 signature, channel_id=channel_id, max_claimable=voucher["maxClaimableAmount"], payer=config.payer,
