@@ -153,8 +153,10 @@ def main(argv: list[str] | None = None) -> int:
            "fitted": fitted, "rows": rows}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "scaling.json").write_text(json.dumps(doc, indent=1))
-    (args.out / "scaling.md").write_text(markdown(doc))
-    print(markdown(doc))
+    cores = args.out / "cores.md"  # scaling with cores (bench/cores.py, on a machine of many cores when one is at hand)
+    text = markdown(doc) + (f"\n## With cores\n\n{cores.read_text()}" if cores.exists() else "")
+    (args.out / "scaling.md").write_text(text)
+    print(text)
     return 0
 
 

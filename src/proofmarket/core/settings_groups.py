@@ -6,6 +6,7 @@ PROOFMARKET_PAYMENTS, ``queue.kind`` PROOFMARKET_QUEUE): the variable names are 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -106,6 +107,10 @@ class QueueSettings(Group):
                                                                            "in the node; celery = 'proofmarket worker' "
                                                                            "processes over Redis")
     prover_workers: int = Field(default=2, ge=1, le=64, description="prover processes of the local job queue")
+    prover_threads: int = Field(default=0, ge=0, le=1024, description="EZKL threads of each prover process; 0 = "
+                                "the local queue's share of this machine's cores (cores // prover_workers: more "
+                                "processes with fewer threads each proved 3.7x more on 16 cores, bench/cores.md), "
+                                "a celery worker EZKL's default (every core): set it when several run on one machine")
     batch_sizes: str = Field(default="", description="batch circuits compiled beside each public-profile model "
                              "(calls that opted in and queue together share one proof), e.g. '4,16'; '' (the "
                              "default) = none: each costs a compile of its own, asked for with --batch-sizes")
@@ -118,6 +123,14 @@ class QueueSettings(Group):
     proof_cache_size: int = Field(default=1000, ge=0, description="proofs kept for repeated (model, input) calls of "
                                                                    "public-profile models; 0 = no cache")
     compile_timeout_s: float = Field(default=3600.0, gt=0, description="an uploaded model's compile is stopped")
+
+    def threads_per_prover(self) -> int | None:
+        """EZKL's threads in each prover process (``RAYON_NUM_THREADS``); None: EZKL's default, every core."""
+        if self.prover_threads:
+            return self.prover_threads
+        if self.kind == "local":
+            return max(1, (os.cpu_count() or 1) // self.prover_workers)
+        return None
 
 
 class StoreSettings(Group):

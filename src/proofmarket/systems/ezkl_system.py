@@ -42,7 +42,8 @@ class EzklSystem:
     @classmethod
     def build(cls, context: SystemContext) -> EzklSystem:
         inline = bool(context.extra.get("inline_prover"))
-        worker = InlineProofWorker() if inline else ProofWorker(timeout_s=context.settings.queue.proof_timeout_s)
+        worker = InlineProofWorker() if inline else ProofWorker(timeout_s=context.settings.queue.proof_timeout_s,
+                                                                    threads=context.settings.queue.threads_per_prover())
         store = context.store
         assert isinstance(store, LocalStore), "the EZKL prover reads artifacts from a local store"
         return cls(EzklProver(store, context.work_dir, worker),

@@ -39,7 +39,8 @@ class Workspace:
     @property
     def prover(self) -> EzklProver:
         if self._prover is None:
-            worker = InlineProofWorker() if self._inline else ProofWorker(timeout_s=self.settings.queue.proof_timeout_s)
+            worker = InlineProofWorker() if self._inline else ProofWorker(timeout_s=self.settings.queue.proof_timeout_s,
+                                                                         threads=self.settings.queue.threads_per_prover())
             self._prover = EzklProver(self.store, self.settings.jobs_dir, worker)
         return self._prover
 

@@ -98,3 +98,27 @@ def test_warm_starts_the_process_before_the_first_proof(own_prover, mlp: Compile
     own_prover.prove(mlp.model_id, mlp_input)  # the next proof starts a fresh one
     assert own_prover.ready and own_prover.worker.pid != pid
     own_prover.close()
+
+
+def test_a_prover_process_proves_with_its_share_of_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The local queue's provers split the machine (cores // prover processes: bench/cores.md measured more processes
+    with fewer threads each faster); PROOFMARKET_PROVER_THREADS sets it; an operator's RAYON_NUM_THREADS wins."""
+    from proofmarket.core.settings import Settings
+
+    monkeypatch.delenv("RAYON_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert Settings(prover_workers=4).queue.threads_per_prover() == 4
+    assert Settings(prover_workers=32).queue.threads_per_prover() == 1
+    assert Settings(prover_workers=2, prover_threads=3).queue.threads_per_prover() == 3
+    assert Settings(queue="celery").queue.threads_per_prover() is None  # a celery worker: EZKL's default
+    worker = ProofWorker(threads=3)
+    try:
+        assert worker.run("threads", None, 60) == "3"
+    finally:
+        worker.close()
+    monkeypatch.setenv("RAYON_NUM_THREADS", "5")
+    worker = ProofWorker(threads=3)
+    try:
+        assert worker.run("threads", None, 60) == "5"
+    finally:
+        worker.close()

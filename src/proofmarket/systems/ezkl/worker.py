@@ -64,10 +64,17 @@ def warm_task(_: Any) -> str:
     return ezkl_calls.EZKL_VERSION
 
 
-TASKS = {"prove": prove_task, "witness": witness_task, "warm": warm_task}
+def threads_task(_: Any) -> str | None:
+    """The EZKL (rayon) threads this process proves with, as set at its start (None: every core)."""
+    return os.environ.get("RAYON_NUM_THREADS")
 
 
-def _serve(conn: Connection, parent_pid: int | None = None) -> None:
+TASKS = {"prove": prove_task, "witness": witness_task, "warm": warm_task, "threads": threads_task}
+
+
+def _serve(conn: Connection, parent_pid: int | None = None, threads: int | None = None) -> None:
+    if threads is not None and "RAYON_NUM_THREADS" not in os.environ:  # before EZKL starts its pool; an operator's
+        os.environ["RAYON_NUM_THREADS"] = str(threads)                  # own RAYON_NUM_THREADS wins
     if parent_pid is not None:
         lifeline.bind_to_parent(parent_pid)
     while True:
@@ -87,8 +94,8 @@ def _serve(conn: Connection, parent_pid: int | None = None) -> None:
 class ProofWorker:
     """One warm prover process; thread-safe (calls are serialised)."""
 
-    def __init__(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
-        self.timeout_s = timeout_s
+    def __init__(self, timeout_s: float = DEFAULT_TIMEOUT_S, threads: int | None = None) -> None:
+        self.timeout_s, self.threads = timeout_s, threads
         self._ctx = mp.get_context("spawn")
         self._proc: Any = None
         self._conn: Connection | None = None
@@ -98,7 +105,7 @@ class ProofWorker:
     def _ensure(self) -> Connection:
         if self._proc is None or not self._proc.is_alive():
             parent, child = self._ctx.Pipe()
-            self._proc = self._ctx.Process(target=_serve, args=(child, os.getpid()), daemon=True,
+            self._proc = self._ctx.Process(target=_serve, args=(child, os.getpid(), self.threads), daemon=True,
                                            name="proofmarket-prover")
             lifeline.start(self._proc)
             child.close()
