@@ -116,6 +116,27 @@ def test_callers_who_did_not_opt_in_see_nothing_of_each_other(client: TestClient
         assert set(bundle["prover"]) == {"address"}  # nothing of the machine that proved it
 
 
+def test_callers_who_both_opted_in_never_share_a_proof(client: TestClient, batched_id: str) -> None:
+    """Two callers (two client addresses) allow batching and call at the same moment: each caller's calls share a
+    proof, never with the other's; no bundle of one holds the other's input or output."""
+    docs = _inputs()[:5]
+    store = client.app.state.services.workspace.store  # type: ignore[attr-defined]
+    stranger = TestClient(client.app, client=("203.0.113.7", 50001))  # the same node, another caller
+    with _held(client):
+        _submit(client, batched_id, docs.pop(), allow=False)  # what the held prover takes first, alone
+        mine = [_submit(client, batched_id, doc) for doc in docs[:2]]
+        theirs = [_submit(stranger, batched_id, doc) for doc in docs[2:]]
+    done = [wait_job(client, job["id"], token=job["access_token"]) for job in [*mine, *theirs]]
+    bundles = [ProofBundle.parse(store.get_json(job["result"]["bundle_cid"])) for job in done]
+    assert all(b.batch is not None and b.batch.size == 2 for b in bundles)  # each caller's two calls: one proof
+    assert bundles[0].proof.hex == bundles[1].proof.hex and bundles[2].proof.hex == bundles[3].proof.hex
+    assert bundles[0].proof.hex != bundles[2].proof.hex
+    theirs_values = {json.dumps(v) for b in bundles[2:] for v in (b.output.values, b.input.values)}
+    for bundle, doc in zip(bundles, docs, strict=True):
+        check_answer(bundle, store, Request(model_id=batched_id, inputs=doc))
+    assert not {json.dumps(v) for b in bundles[:2] for v in (b.output.values, b.input.values)} & theirs_values
+
+
 def test_a_call_alone_is_proven_alone_and_does_not_wait(client: TestClient, batched_id: str) -> None:
     body = client.post(f"/v1/models/{batched_id}/infer", json=_inputs()[0]).json()
     assert "batch" not in body["bundle"] and body["status"] == "proved"

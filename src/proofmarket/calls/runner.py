@@ -84,7 +84,8 @@ class CallRunner:
 
     def batch_key(self, job_id: str, systems: WorkerSystems) -> BatchKey | None:
         """The key under which a queued call may share a proof with others (None: it is proven alone): its system's
-        ``batch_key`` for its model and request."""
+        ``batch_key`` for its model and request, within its caller's own calls (``caller``: the payer, else the
+        client's address; a shared proof's instances show every slot, so strangers never share one)."""
         job = self.jobs.get(job_id)
         if job is None or job.status != CallStatus.QUEUED or job.kind != CallKind.PROVE or not job.model_id:
             return None
@@ -92,7 +93,10 @@ class CallRunner:
         if not isinstance(runtime, Batching):
             return None
         found = runtime.batch_key(job.model_id, job.input)
-        return BatchKey(f"{job.system}:{found[0]}", found[1]) if found is not None else None
+        if found is None:
+            return None
+        caller = str((job.input or {}).get("caller") or job.id)  # a batch holds one caller's calls, never strangers'
+        return BatchKey(f"{job.system}:{found[0]}:{caller}", found[1])
 
     def run_batch(self, job_ids: list[str], systems: WorkerSystems, stop: threading.Event,
                   settle_later: SettleLater) -> set[str]:

@@ -74,10 +74,11 @@ class CallService:
     def submit_prove(self, model_id: str, inputs: Any, *, key: str | None = None,
                      ticket: Ticket | None = None, cover: Cover | None = None,
                      salt: list[int] | None = None, system: str | None = None,
-                     rail: str | None = None, batch: bool = False) -> tuple[CallRow, bool]:
+                     rail: str | None = None, batch: bool = False, client: str = "") -> tuple[CallRow, bool]:
         """Store and queue a prove job; returns (job, created). An existing job for ``key`` comes back as is.
-        ``batch=True``: the caller allowed its call to share a proof with other callers who allowed it (else it is
-        proven alone).
+        ``batch=True``: the caller allowed its call to share a proof with its own other calls that allowed it (else
+        it is proven alone); the caller is the payer, else ``client`` (its address): a shared proof's instances
+        show every slot's input and output, so calls of different callers never share one.
 
         ``cover(ticket, held)`` raises when the payer's balance minus ``held`` (what its other unsettled
         jobs hold) does not cover this ticket; nothing is stored then."""
@@ -86,6 +87,8 @@ class CallService:
         doc: dict[str, Any] = {"inputs": inputs} if salt is None else {"inputs": inputs, "salt": salt}
         if batch:
             doc["batch"] = True
+            if payer or client:  # else (no one to tell apart) the call is proven alone
+                doc["caller"] = f"payer:{payer.lower()}" if payer else f"client:{client}"
         new = NewCall(CallKind.PROVE, doc, digest, model_id=model_id,
                       idempotency_key=scoped_key(key, payer),
                       payment_nonce=ticket.nonce if ticket else None, payment=ticket.to_json() if ticket else None,

@@ -115,7 +115,8 @@ class BatchedEscrow:
     def _submit_job(self, row: EscrowRequestRow, *, batch: bool) -> str:
         doc = row.inputs or {}
         job, _ = self.jobs.submit_prove(row.model_id, doc.get("inputs"), key=self._job_key(row), salt=doc.get("salt"),
-                                        system=PROVEN_SYSTEM, rail=self.kind, batch=batch)
+                                        system=PROVEN_SYSTEM, rail=self.kind, batch=batch,
+                                        client="escrow")  # a request's input and answer are public on chain
         return str(job.id)
 
     def _wait_job(self, row: EscrowRequestRow, job_id: str) -> tuple[ProofBundle, str]:

@@ -62,17 +62,19 @@ async def infer(model_id: str, inputs: InputsBody, request: Request, services: S
                     "POST the call's result here once it is final (signed by the node's key, retried with "
                     "backoff; X-Proofmarket-Delivery names the delivery: deduplicate on it)"))] = None,
                 batch: Annotated[Literal["allow", "refuse"], Query(description=(
-                    "refuse (default): this call is proven alone. allow: it may share one proof with other callers "
-                    "who allowed it, on a model whose owner compiled batch circuits (public-profile models only); "
-                    "the shared proof's instances show each of those callers every slot's input and output"))
+                    "refuse (default): this call is proven alone. allow: it may share one proof with the same "
+                    "caller's other calls that allowed it (the payer's, else those from the same client address), on "
+                    "a model whose owner compiled batch circuits (public-profile models only); a shared proof's "
+                    "instances show every slot's input and output, so another caller's calls never share it"))
                     ] = "refuse",
                 idempotency_key: IdempotencyKey = None) -> JSONResponse:
     """Run the model on the input with its proof system (EZKL: a ZK proof; attested: signed commitments, not a
     proof); pay per call when payments are on."""
     if callback_url is not None and services.webhooks is not None:  # refused before any payment is looked at
         await run_in_threadpool(check_target, callback_url, services.webhooks.allow_private)
+    client = request.client.host if request.client else ""  # the trusted proxies' rule (api/proxies.py) applied
     job = await run_in_threadpool(_terms_and_submit, services, model_id, inputs, base_url(request, services.settings),
-                                  request.headers, idempotency_key, batch == "allow")
+                                  request.headers, idempotency_key, client if batch == "allow" else None)
     if callback_url is not None and services.webhooks is not None:
         await run_in_threadpool(services.webhooks.callback, job, callback_url)
     if mode == "sync" and not job.is_final:
@@ -83,7 +85,7 @@ async def infer(model_id: str, inputs: InputsBody, request: Request, services: S
 
 
 def _terms_and_submit(services: NodeServices, model_id: str, inputs: dict[str, Any], base: str,
-                      headers: Mapping[str, str], key: str | None, batch: bool) -> CallRow:
+                      headers: Mapping[str, str], key: str | None, batch: str | None) -> CallRow:
     """The call's terms, then its payment and its job (one hand-off to a worker thread for both)."""
     offer, system = _offer(services, model_id, inputs, base)
     return _submit(services, offer, system, inputs, headers, key, batch)
@@ -112,12 +114,12 @@ def batching_terms(model_id: str, runtime: Any) -> str:
         shares = offered is not None and offered(model_id, {"batch": True}) is not None
     except Exception:  # noqa: BLE001 (a model the system cannot describe: nothing to say)
         shares = False
-    return ("; batching is opt-in per call (?batch=allow): a shared proof shows its callers each other's inputs "
-            "and outputs" if shares else "")
+    return ("; batching is opt-in per call (?batch=allow): a shared proof holds only the same payer's calls (unpaid: "
+            "the same client address's), never another caller's" if shares else "")
 
 
 def _submit(services: NodeServices, offer: Offer, system: str, inputs: dict[str, Any], headers: Mapping[str, str],
-            key: str | None, batch: bool = False) -> CallRow:
+            key: str | None, batch: str | None = None) -> CallRow:
     """payment verified by the request's rail (not settled) -> funds held -> call stored and queued. A key known
     for this payer: its call (an unpaid or other caller never gets a paid call by its key)."""
     rail = services.rails.select(headers)
@@ -130,7 +132,7 @@ def _submit(services: NodeServices, offer: Offer, system: str, inputs: dict[str,
     try:
         job, _ = services.jobs.submit_prove(offer.model_id, inputs, key=key, ticket=ticket, cover=cover_of(rail),
                                             system=system, rail=rail.name if ticket is not None else "free",
-                                            batch=batch)
+                                            batch=batch is not None, client=batch or "")
     except PaymentReplayed:  # the nonce belongs to another call: its reservation is not ours to release
         raise
     except BaseException:
