@@ -344,8 +344,9 @@ def test_throwaway_wallets_refused_uploads_do_not_lock_honest_owners_out(make_ap
             form, _ = signed_form(client, wallet)
             form, files = _resigned(client, form, bad, wallet)
             refused(client.post("/v1/models", data=form, files=files), 422, "invalid_model")
-        form, files = signed_form(client, OWNER)  # an honest owner lists at once
-        assert client.post("/v1/models", data=form, files=files).status_code == 202
+        honest = TestClient(client.app, client=("198.51.100.4", 5000))
+        form, files = signed_form(honest, OWNER)  # an honest owner (its own address) lists at once
+        assert honest.post("/v1/models", data=form, files=files).status_code == 202
         third = Account.from_key(b"\x4f" * 32)  # one more refused upload from that address ...
         form, _ = signed_form(client, third)
         form, files = _resigned(client, form, bad, third)
@@ -357,6 +358,23 @@ def test_throwaway_wallets_refused_uploads_do_not_lock_honest_owners_out(make_ap
     with TestClient(make_app(listing_policy="open"), client=("203.0.113.9", 5000)) as other:
         form, files = signed_form(other, OTHER)  # another address is not made to wait for it
         assert other.post("/v1/models", data=form, files=files).status_code == 202
+
+
+def test_one_address_holds_at_most_half_the_compile_slots(make_app: AppFactory) -> None:
+    """Two throwaway wallets behind one address whose models pass the check and compile slowly held both of a node's
+    two compile slots; an address nobody vouched for now holds at most half of them (at least one)."""
+    from proofmarket.marketplace.submissions import address_open
+
+    assert [address_open(n) for n in (0, 1, 2, 3, 4, 8)] == [1, 1, 1, 1, 2, 2]
+    with TestClient(make_app(listing_policy="open", listing_max_compiling=2)) as client:
+        form, files = signed_form(client, Account.from_key(b"\x61" * 32))
+        assert client.post("/v1/models", data=form, files=files).status_code == 202
+        form, files = signed_form(client, Account.from_key(b"\x62" * 32))  # a second wallet, the same address
+        error = refused(client.post("/v1/models", data=form, files=files), 403, "owner_quota_exceeded")
+        assert error["details"]["quota"] == "address_busy" and error["details"]["limit"] == 1, error
+        honest = TestClient(client.app, client=("203.0.113.10", 5000))  # another owner keeps the other slot
+        form, files = signed_form(honest, OTHER)
+        assert honest.post("/v1/models", data=form, files=files).status_code == 202
 
 
 def _resigned(client: TestClient, form: dict[str, str], files: dict[str, Any], account: LocalAccount = OWNER

@@ -50,6 +50,12 @@ REFUSED_FILE = "refused-file"  # a submission's job_id when the upload check ref
 # refused ones of the last 24 hours (their file refused by the check, or their compile failed), each refusal makes the
 # address wait before the next upload: this long, doubled at each further refusal, at most the cap
 ADDRESS_OPEN, REFUSED_FREE = 2, 2
+
+
+def address_open(node_slots: int) -> int:
+    """Uploads one address nobody vouched for may have checked or compiled at once: at most half the node's compile
+    slots (at least one), so one address (and its throwaway wallets) never holds them all."""
+    return max(1, min(ADDRESS_OPEN, node_slots // 2))
 REFUSED_WAIT_S, REFUSED_WAIT_MAX_S = 30.0, 3600.0
 
 
@@ -241,10 +247,11 @@ class Submissions:
             rows = session.execute(query).all()
         open_ = sum(1 for job, created, status, _, _ in rows if (job is None and created > now - timedelta(minutes=5))
                     or status in (CallStatus.QUEUED, CallStatus.RUNNING))
-        if open_ >= ADDRESS_OPEN:
+        limit = address_open(s.owners.listing_max_compiling)
+        if open_ >= limit:
             raise OwnerQuotaExceeded(f"{open_} uploads from {client} are still being checked or compiled: send the "
-                                     f"next one once they are done (at most {ADDRESS_OPEN} at a time per address for "
-                                     "owners nobody vouched for)", quota="address_busy", used=open_, limit=ADDRESS_OPEN)
+                                     f"next one once they are done (at most {limit} at a time per address for "
+                                     "owners nobody vouched for)", quota="address_busy", used=open_, limit=limit)
         refusals = [finished or created for job, created, status, _, finished in rows
                     if job == REFUSED_FILE or status == CallStatus.FAILED]
         if len(refusals) > REFUSED_FREE:

@@ -68,6 +68,9 @@ def test_no_payment_is_402_with_the_terms(node: Served, chain: Chain, mlp_id: st
 
     whole = decode_payment_required_header(response.headers["PAYMENT-REQUIRED"])
     assert whole.resource is not None and whole.resource.url == infer_url(node, mlp_id)  # type: ignore[union-attr]
+    described, name = whole.resource.description, httpx.get(f"{node.url}/v1/models/{mlp_id}").json()["name"]
+    assert described.startswith("verifiable ML inference")  # the node's terms first, the owner's words last, quoted
+    assert described.endswith(f"the model, as its owner names it: {json.dumps(name)}")
     bazaar = (whole.extensions or {})["bazaar"]  # type: ignore[union-attr]
     assert validate_discovery_extension(bazaar).valid
     assert bazaar["info"]["input"]["method"] == "POST" and bazaar["routeTemplate"] == "/v1/models/:model_id/infer"

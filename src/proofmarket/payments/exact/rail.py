@@ -40,6 +40,7 @@ into receipts) never comes from the request's Host header.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -296,8 +297,9 @@ class X402Payments:
         reason = err.details.get("reason")
         header = self.gate.payment_required_header(
             accepts, offer.resource,
-            description=f"{offer.description} ({offer.model_name}); sign an authorization valid for at least "
-                        f"{self.gate.min_validity_seconds} s (queue, proof and settlement)",
+            description=f"{offer.description}; sign an authorization valid for at least "
+                        f"{self.gate.min_validity_seconds} s (queue, proof and settlement); the model, as its owner "
+                        f"names it: {json.dumps(offer.model_name[:80])}",  # the owner's words last, quoted
             mime_type=offer.mime_type, error=str(reason) if isinstance(reason, str) else err.code,
             discovery=discovery())
         err.headers = {PAYMENT_REQUIRED_HEADER: header}
