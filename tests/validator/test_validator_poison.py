@@ -199,3 +199,30 @@ def test_a_read_for_one_node_is_never_sent_to_another_nodes_url(
         other.server.shutdown()
     assert other.paths and set(other.paths) == {"/.well-known/ai-service.json"}  # asked who it is, sent no read
     assert any(p.startswith("/v1/court/") for p in attacker.paths)
+
+
+def test_a_listing_whose_declaration_failed_is_declared_on_a_later_poll() -> None:
+    """The chain refused (or was away for) the declaration of a listing the registry just announced: the event is
+    not seen again, so the listing is kept and declared on the next poll, not lost (the validator would otherwise
+    never weigh on that listing's requests)."""
+    from types import SimpleNamespace
+
+    from proofmarket.core.errors import ChainError
+
+    tries: list[bytes] = []
+
+    def declare(args: dict[str, Any], held: dict[bytes, str]) -> list[str]:
+        tries.append(bytes(args["modelId"]))
+        if len(tries) == 1:
+            raise ChainError("the RPC did not answer")
+        return ["0x" + bytes(args["modelId"]).hex()]
+
+    validator = Validator.__new__(Validator)
+    validator._held, validator._undeclared = {b"k" * 32: "bafk"}, []
+    validator.metrics = SimpleNamespace(errors=SimpleNamespace(inc=lambda: None))
+    validator._declare_listing = declare  # type: ignore[method-assign]
+    listing = {"key": b"k" * 32, "modelId": b"\x01" * 32}
+    validator._on_event("ModelRegistered", listing, 10)
+    assert validator._undeclared == [listing]
+    validator._retry_declarations()
+    assert tries == [b"\x01" * 32] * 2 and validator._undeclared == []

@@ -73,6 +73,7 @@ class Validator(Judging):
         # the listings this validator can vote on: on-chain id (hex) -> the held model and the block it declared in
         self.voting: dict[str, dict[str, Any]] = {}
         self._held: dict[bytes, str] = {}
+        self._undeclared: list[dict[str, Any]] = []  # listings whose declaration failed: tried again each poll
 
     @property
     def address(self) -> str:
@@ -172,6 +173,7 @@ class Validator(Judging):
         except ProofMarketError as exc:  # the chain refused or is away: tried again on the next poll
             self.metrics.errors.inc()
             log.warning("validator: declaring a newly held model failed: %s", exc.message)
+        self._retry_declarations()
         for event in self.events.poll():
             try:
                 self._on_event(event.event, event.args, event.block_number)
@@ -204,7 +206,7 @@ class Validator(Judging):
 
     def _on_event(self, name: str, args: dict[str, Any], block: int) -> None:
         if name == "ModelRegistered":  # a new listing of a model held here: declared, so that we weigh on it
-            self._declare_listing(args, self._held or self._held_keys())
+            self._declare_new_listing(args)
             return
         if "requestId" not in args:  # stakes, parameters, batches
             return
@@ -222,6 +224,22 @@ class Validator(Judging):
         elif name in ("Resolved", "Paid", "Refunded") and rid in self.state.pending \
                 and not self.court.vote_of(rid, self.address).weight:
             self.state.pending.pop(rid, None)  # (a vote of ours, on chain, is claimed first, in _due)
+
+    def _retry_declarations(self) -> None:
+        retry, self._undeclared = self._undeclared, []
+        for args in retry:
+            self._declare_new_listing(args)
+
+    def _declare_new_listing(self, args: dict[str, Any]) -> None:
+        """Declare a listing the registry just announced; a declaration the chain refused or could not take is
+        kept and tried again on each poll (the event itself is not seen twice)."""
+        try:
+            self._declare_listing(args, self._held or self._held_keys())
+        except Exception as exc:  # noqa: BLE001 (the chain away, a transaction refused: any of them, retried)
+            self.metrics.errors.inc()
+            self._undeclared.append(args)
+            log.warning("validator: declaring listing 0x%s failed (tried again on the next poll): %s",
+                        bytes(args["modelId"]).hex(), getattr(exc, "message", exc))
 
     def _due(self) -> int:
         """Judge every pending request, several at once; a failure is contained to its request, and the state is
