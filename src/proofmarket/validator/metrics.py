@@ -45,7 +45,7 @@ def serve_metrics(validator: Validator, host: str, port: int) -> ThreadingHTTPSe
                 ready, reason = validator.ready()
                 ok = polling and ready
                 body = json.dumps({"status": "ok" if ok else ("stale" if not polling else "not_ready"),
-                                   "ready": ready, "reason": reason if ready or polling else "the last poll is stale",
+                                   "ready": ready, "reason": reason if polling else f"the last poll is stale; {reason}",
                                    "address": validator.address, "court": validator.court.address,
                                    "voting": sorted(validator.voting.values(), key=lambda v: v["listing"]),
                                    "next_block": validator.state.next_block,
