@@ -45,6 +45,13 @@ def test_generate_then_verify_and_re_execute(compiled: tuple[Path, str], tmp_pat
     assert again.returncode == 0, again.stderr
     assert "attested" in again.stdout and "reproduced" in again.stdout
 
+    car = tmp_path / "model.car"  # another machine: the bundle checked against the owner's CAR, the model then held
+    assert run(home, "export", model_id, "--out", str(car)).returncode == 0
+    elsewhere = tmp_path / "validator-home"
+    checked = run(elsewhere, "verify", str(out), "--car", str(car), "--json")
+    assert checked.returncode == 0, checked.stderr
+    assert model_id in run(elsewhere, "models").stdout  # held: a validator here declares and votes on it
+
     bundle = json.loads(out.read_text())
     bundle["output"]["tokens"][3] += 1
     out.write_text(json.dumps(bundle))
