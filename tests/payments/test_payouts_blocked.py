@@ -68,6 +68,9 @@ def test_a_payee_the_token_refuses_does_not_stop_the_others(chain: Chain, book: 
         assert "refused" in report.blocked[blocked]["reason"] and report.blocked[blocked]["attempts"] == 1
         assert payouts.owed() == {blocked: {"m": OWED}}  # still owed, nothing moved
         assert set(payouts.blocked()) == {blocked}
+        shown = payouts.blocked_state(blocked)  # what the owner's earnings view (and `proofmarket earnings`) shows
+        assert shown is not None and "refused" in shown["reason"] and shown["attempts"] == 1
+        assert payouts.blocked_state(payees[1]) is None
 
         again = payouts.run()  # within its backoff: not tried (no transaction, no gas)
         assert again.blocked[blocked]["attempts"] == 1 and not again.paid
@@ -81,6 +84,7 @@ def test_a_payee_the_token_refuses_does_not_stop_the_others(chain: Chain, book: 
     assert set(paid.paid) == {blocked} and not paid.blocked
     assert balances()[0] - before[0] == OWED
     assert payouts.blocked() == {} and book.check() == []
+    assert payouts.blocked_state(blocked) is None  # paid since: no longer shown as blocked
 
 
 def test_resolve_refuses_a_transaction_the_book_already_counts(chain: Chain, book: Book, node: LocalAccount) -> None:
@@ -115,6 +119,12 @@ def test_the_check_shows_solvency_and_what_can_no_longer_be_collected(chain: Cha
     assert [r["channel_id"] for r in report.receivables] == [channel] and report.ok  # young: the sweep may claim it
     with pytest.raises(UsageError, match="may still be collected"):
         write_off(book, "charge:c1", "too early", refused={}, after_s=300.0)
+
+    late = reconcile(book, chain.client, chain.usdc.address, node.address, receivable_after_s=0.0,
+                     refused=lambda: {})  # past a sweep interval and still not claimed: a difference, named
+    assert [r["late"] for r in late.receivables] == [True] and not late.ok
+    assert any(f"channel {channel}: 1 charges (5000 atomic units) served and not collected" in d
+               for d in late.differences), late.differences
 
     refused = {channel: "the channel contract refuses its voucher claim"}
     named = reconcile(book, chain.client, chain.usdc.address, node.address, receivable_after_s=300.0,
