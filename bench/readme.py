@@ -241,9 +241,24 @@ def chain_costs(bench: Path) -> str:
     return "\n".join(lines)
 
 
+def cores(bench: Path) -> str:
+    doc = load("cores", bench)
+    if doc is None:
+        return "_No scaling-with-cores measurement yet (`python bench/cores.py` on a machine of many cores)._"
+    parts = []
+    for row in doc["rows"]:
+        raw, node = row.get("raw") or {}, row.get("node") or {}
+        if raw.get("per_s") and node.get("per_s") is not None:
+            parts.append(f"{row['model']} at {row['workers']} worker(s): {node['per_s']}/s, raw EZKL {raw['per_s']}/s "
+                         f"(ratio {node['per_s'] / raw['per_s']:.2f})")
+    return (f"On {doc['machine']['cpu_count']} cores (`bench/cores.md`, {when(doc)}; the Celery engine, N `proofmarket "
+            f"worker` processes beside N raw EZKL processes on the same circuits, {doc['threads']} EZKL threads "
+            f"each): " + "; ".join(parts) + ".")
+
+
 REGIONS: dict[str, Callable[[Path], str]] = {"results": results, "gas": gas, "latency": latency, "http": http,
                                              "throughput": throughput, "chain_costs": chain_costs,
-                                             "batch_gas": batch_gas, "cli": cli}
+                                             "batch_gas": batch_gas, "cli": cli, "cores": cores}
 # the files whose measured regions are rendered here (each holds some of REGIONS)
 DOCS = (ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md")))  # the README and the docs site's pages
 

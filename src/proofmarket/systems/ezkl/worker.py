@@ -66,15 +66,18 @@ def warm_task(_: Any) -> str:
 
 def threads_task(_: Any) -> str | None:
     """The EZKL (rayon) threads this process proves with, as set at its start (None: every core)."""
-    return os.environ.get("RAYON_NUM_THREADS")
+    from proofmarket.core.threads import threads_in_use
+
+    return threads_in_use()
 
 
 TASKS = {"prove": prove_task, "witness": witness_task, "warm": warm_task, "threads": threads_task}
 
 
 def _serve(conn: Connection, parent_pid: int | None = None, threads: int | None = None) -> None:
-    if threads is not None and "RAYON_NUM_THREADS" not in os.environ:  # before EZKL starts its pool; an operator's
-        os.environ["RAYON_NUM_THREADS"] = str(threads)                  # own RAYON_NUM_THREADS wins
+    from proofmarket.core.threads import use_threads
+
+    use_threads(threads)  # before EZKL starts its pool
     if parent_pid is not None:
         lifeline.bind_to_parent(parent_pid)
     while True:
