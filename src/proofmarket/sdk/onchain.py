@@ -94,13 +94,22 @@ class OnChainChecks(NodeSession):
             params = {"owner": account.address, **({"verifier": verifier} if verifier else {})}
             return dict(self._json(self._get(f"/v1/models/{model_id}/registration", params=params)))
 
+        from proofmarket.systems.ezkl.verify import load_manifest
+
+        store = LocalStore(self.cache_dir)  # the model's own verifier code, by CID: what the plan must deploy
+        self._fetch_artifact(store, model_id)
+        manifest = load_manifest(store, model_id)
+        self._fetch_artifact(store, manifest.verifier.bytecode.cid)
+        own_code = store.get(manifest.verifier.bytecode.cid).decode()
         step, txs, verifier = plan(), [], None
         if step["step"] == "deploy_verifier":
+            check_plan(step, model_id, own_code, chain.get("registry"))
             deployed = client.send_data(account, str(step["data"]), action="deploy the model's verifier")
             verifier = str(deployed.receipt["contractAddress"])
             txs.append(deployed.tx_hash)
             step = plan(verifier)
         if step["step"] == "register":
+            check_plan(step, model_id, own_code, chain.get("registry"), verifier)
             txs.append(client.send_data(account, str(step["data"]), to=str(step["to"]),
                                         action="register the model").tx_hash)
         return {"model_id": model_id, "onchain_id": step["onchain_id"], "verifier": verifier, "txs": txs,
@@ -221,3 +230,38 @@ class OnChainChecks(NodeSession):
             if code != runtime or code != bytes(codehash):
                 raise RegistryMismatch(f"the batch verifier of {size} calls of {model_id} is not the one compiled "
                                        "from its manifest", model_id=model_id, field="batch_verifier", size=size)
+
+
+def check_plan(step: dict[str, Any], model_id: str, verifier_code: str, registry: str | None,
+               verifier: str | None = None) -> None:
+    """What the owner's key is about to send is what the plan says, whatever the node is: a deployment of exactly
+    the model's verifier code (its manifest's, fetched by CID), then ``ModelRegistry.register`` of this model
+    (its key) naming that verifier, sent to the registry the node publishes. ``RegistryMismatch`` otherwise."""
+    from proofmarket.chain.artifacts import load_artifact
+    from proofmarket.chain.commitments import model_key
+
+    def strip(code: str) -> str:
+        return code.strip().lower().removeprefix("0x")
+
+    if step.get("step") == "deploy_verifier":
+        if strip(str(step.get("data", ""))) != strip(verifier_code):
+            raise RegistryMismatch("the node's plan deploys code that is not this model's verifier (its manifest's "
+                                   "bytecode): nothing sent", model_id=model_id, field="verifier_code")
+        return
+    from web3 import Web3
+
+    contract = Web3().eth.contract(abi=load_artifact("ModelRegistry").abi)
+    try:
+        function, args = contract.decode_function_input(str(step.get("data", "")))
+    except Exception as exc:  # not a call of the registry's ABI at all
+        raise RegistryMismatch("the node's plan is not a registry call: nothing sent", model_id=model_id,
+                               field="data") from exc
+    spec = args.get("spec")
+    named = spec.get("verifier") if isinstance(spec, dict) else (spec[4] if isinstance(spec, (list, tuple)) else None)
+    wrong = ("function" if function.fn_name != "register" else
+             "model" if bytes(args.get("key", b"")) != model_key(model_id) else
+             "verifier" if verifier is not None and str(named).lower() != verifier.lower() else
+             "registry" if registry and str(step.get("to", "")).lower() != registry.lower() else None)
+    if wrong is not None:
+        raise RegistryMismatch(f"the node's plan does not register this model as asked (its {wrong} differs): "
+                               "nothing sent", model_id=model_id, field=wrong)
