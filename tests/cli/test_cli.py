@@ -28,6 +28,7 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
     assert doc["ok"] and doc["manifest"]["logrows"] <= 12
+    assert doc["manifest"].get("batches", []) == []  # by default only the model's own circuit: batches when asked
     return home, doc["model_id"]
 
 
