@@ -85,3 +85,10 @@ def test_the_dry_run_warns_of_a_sample_near_a_class_boundary(tmp_path: Path) -> 
     with out.capture() as captured:
         print_prediction(prediction, Settings(home=tmp_path / "home", _env_file=None), as_json=False)  # type: ignore[call-arg]
     assert "warning: sample(s) 1 sit within quantisation noise of a class boundary" in captured.get()
+
+
+def test_a_single_score_near_its_threshold_is_a_near_tie(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A binary classifier with one sigmoid output: a sample whose probability sits within quantisation noise of
+    0.5 is named as a near tie (its class may differ in the circuit), one far from it is not."""
+    cand = measured(tmp_path, monkeypatch, [[0.505], [0.9]], [[0.497], [0.9]])
+    assert cand.status == "ok" and cand.near_ties == [0]

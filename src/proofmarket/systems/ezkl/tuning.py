@@ -352,6 +352,10 @@ def _measure_accuracy(job: TuningJob, cand: Candidate, limit: float) -> None:
             worst = max(worst, error)
             if error > limit and failure is None:
                 failure = f"sample {i}: error {error:.4g} over the bound {limit:.4g}"
+            if job.bound.classifier and want.size == 1:  # one score (a sigmoid's): its class is its side of 0.5
+                threshold = 0.5 if 0.0 <= float(want.ravel()[0]) <= 1.0 else 0.0  # (a logit's side of 0)
+                tie = tie or abs(float(want.ravel()[0]) - threshold) <= 2 * limit
+                continue
             if not job.bound.classifier or want.size < 2 or int(np.argmax(got)) == int(np.argmax(want)):
                 tie = tie or (job.bound.classifier and want.size >= 2 and top2_gap(want) <= 2 * limit)
                 continue
