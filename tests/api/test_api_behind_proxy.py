@@ -122,3 +122,26 @@ def test_behind_a_trusted_proxy_each_client_has_its_own_counter_and_sign_in_name
                    for i in range(2 * LIMIT)]
         assert spoofed.count(429) >= LIMIT, spoofed  # the proxy named the real client: its own claim is ignored
         assert second.get(f"{proxied}/v1/models").status_code == 200  # another client: its own counter
+
+
+def test_the_servers_own_access_log_reads_the_forwarded_client() -> None:
+    """uvicorn's access log reads the scope it passed in: the client a trusted proxy forwarded is written into that
+    scope (as uvicorn's own proxy middleware does), so the log names the client, not the proxy."""
+    import asyncio
+    import ipaddress
+
+    from proofmarket.api.proxies import TrustedProxies
+
+    seen: dict[str, Any] = {}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen["client"] = scope["client"]
+
+    scope = {"type": "http", "client": ("127.0.0.1", 4000), "scheme": "http",
+             "headers": [(b"x-forwarded-for", b"198.51.100.23, 127.0.0.1"), (b"x-forwarded-proto", b"https")]}
+    asyncio.run(TrustedProxies(app, [ipaddress.ip_network("127.0.0.1/32")])(scope, None, None))  # type: ignore[arg-type]
+    assert seen["client"] == scope["client"] == ("198.51.100.23", 4000) and scope["scheme"] == "https"
+    untrusted = {"type": "http", "client": ("203.0.113.5", 4001), "scheme": "http",
+                 "headers": [(b"x-forwarded-for", b"198.51.100.23")]}
+    asyncio.run(TrustedProxies(app, [ipaddress.ip_network("127.0.0.1/32")])(untrusted, None, None))  # type: ignore[arg-type]
+    assert untrusted["client"] == ("203.0.113.5", 4001)

@@ -62,7 +62,7 @@ class TrustedProxies:
             peer = (scope.get("client") or ("unknown", 0))
             if within(str(peer[0]), self.proxies):
                 headers = Headers(scope=scope)
-                scope = dict(scope)
+                # in place, as uvicorn's own proxy middleware does: its access log reads this scope too
                 scope["client"] = (client_of(str(peer[0]), headers, self.proxies), peer[1])
                 proto = headers.get("x-forwarded-proto", "").split(",")[-1].strip().lower()
                 if proto in ("http", "https"):
