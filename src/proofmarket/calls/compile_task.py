@@ -163,8 +163,10 @@ def _compile(settings: Settings, spec: dict[str, Any], progress: Callable[[str],
         with tempfile.TemporaryDirectory(prefix="proofmarket-upload-") as tmp:
             onnx_path = Path(tmp) / "model.onnx"
             shutil.copyfile(ws.store.path(spec["onnx_cid"]), onnx_path)
+            batching = bool((spec.get("catalog") or {}).get("batching"))  # the owner's word, in its signed entry
             result = ws.compile(onnx_path, _samples(ws, spec), profile=PrivacyProfile.parse(spec["privacy"]),
-                                name=spec["name"], task=task_of_entry(spec), progress=progress)
+                                name=spec["name"], task=task_of_entry(spec), progress=progress,
+                                batch_sizes=None if batching else ())
         return {"model_id": result.model_id, "logrows": result.manifest.logrows}
     finally:
         ws.close()

@@ -60,6 +60,9 @@ class CatalogEntry(BaseModel):
     inputs: list[TensorNote] = Field(default_factory=list, max_length=32)
     outputs: list[TensorNote] = Field(default_factory=list, max_length=32)
     example: dict[str, Any] | None = Field(default=None, description="an input document the model accepts")
+    batching: bool | None = Field(default=None, description="true: the owner allows this model's calls to share "
+                                  "proofs (the node builds its batch circuits, PROOFMARKET_BATCH_SIZES, and a batch "
+                                  "holds one caller's calls); unset or false: every call is proven alone")
 
     @field_validator("tags")
     @classmethod

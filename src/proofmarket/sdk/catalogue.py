@@ -76,18 +76,21 @@ class Catalogue(NodeSession):
 
     def list_model(self, onnx: str | Path, samples: Any, *, price_atomic: int, name: str = "",
                    privacy: str = "public", metadata: dict[str, Any] | None = None, supersedes: str = "",
-                   valid_s: int = 600, task: str = "") -> dict[str, Any]:
+                   valid_s: int = 600, task: str = "", batching: bool = False) -> dict[str, Any]:
         """Upload ``onnx`` as the client's account: the request (file hash, name, price, privacy, metadata,
         supersedes) is signed with EIP-712 for this node; no admin token. Returns the compile job (with its
         ``access_token``). ``samples``: the sample document (a dict or its JSON text), or the path of a samples file
         (.json, .npy, .npz or .csv). Weights files the model names beside it (torch's default export writes
         ``model.onnx.data``) are uploaded with it. ``task`` (classification, regression, ...: the catalogue's tasks)
         is what the model does, as the owner states it: compile checks a classifier's labels, a regressor's values,
-        and the catalogue finds it by it (the same as ``metadata={"task": ...}``)."""
+        and the catalogue finds it by it (the same as ``metadata={"task": ...}``). ``batching``: allow this model's
+        calls to share proofs (the node builds its batch circuits; a batch holds one caller's calls only)."""
         if self.account is None:
             raise PaymentRequired("listing a model is signed by its owner: create the Client with an account")
         if task:  # the node checks it against the catalogue's tasks (invalid_metadata otherwise)
             metadata = {**(metadata or {}), "task": task}
+        if batching:
+            metadata = {**(metadata or {}), "batching": True}
         node = str(self.listing_policy()["node"])
         data = Path(onnx).read_bytes()
         meta = json.dumps(metadata, separators=(",", ":")).encode() if metadata is not None else b""
