@@ -42,6 +42,8 @@ def _data(kind: str, features: int = 5, seed: int = 0) -> tuple[np.ndarray, np.n
         return x, score + rng.normal(scale=0.1, size=len(x))
     if kind == "binary":
         return x, (score > np.median(score)).astype(np.int64)
+    if kind == "four":
+        return x, np.digitize(score, np.quantile(score, [0.25, 0.5, 0.75])).astype(np.int64)
     return x, np.digitize(score, np.quantile(score, [0.33, 0.66])).astype(np.int64)
 
 
@@ -59,6 +61,9 @@ ESTIMATORS: dict[str, tuple[Any, str]] = {
     "linear_svc_binary": (LinearSVC(), "binary"),
     "linear_svr": (LinearSVR(), "regression"),
     "svr_linear_kernel": (SVR(kernel="linear"), "regression"),
+    "svc_linear_kernel": (SVC(kernel="linear"), "multiclass"),  # one-vs-one votes, skl2onnx's ovr graph after them
+    "svc_linear_kernel_binary": (SVC(kernel="linear"), "binary"),
+    "svc_linear_kernel_four": (make_pipeline(StandardScaler(), SVC(kernel="linear", C=0.5)), "four"),
     "mlp_classifier": (MLPClassifier((12,), max_iter=400, random_state=0), "multiclass"),
     "pca_logistic": (make_pipeline(PCA(n_components=3), LogisticRegression(max_iter=500)), "multiclass"),
     "decision_tree": (DecisionTreeClassifier(max_depth=4, random_state=0), "multiclass"),

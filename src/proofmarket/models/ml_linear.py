@@ -107,10 +107,53 @@ def svm_regressor(low: Lowering, node: onnx.NodeProto) -> str:
 
 
 def svm_classifier(low: Lowering, node: onnx.NodeProto) -> str:
-    kernel = str(attributes(node).get("kernel_type", "LINEAR"))
-    raise UnsupportedOperator(
-        f"The model's SVMClassifier ({kernel.lower()} kernel, one-vs-one votes) is not lowered: export a LinearSVC "
-        "(a LinearClassifier) or a LogisticRegression instead.", operators=["ai.onnx.ml.SVMClassifier"], kernel=kernel)
+    """A linear-kernel SVC (one-vs-one): each pair (i, j) of classes scores ``X (SV^T M) + rho`` (its support vectors
+    weighted by their coefficients: linear in X, so one matrix product for every pair), a pair's positive score is a
+    vote for i, else for j, and the label is the class with most votes (the first on a tie), as onnxruntime counts
+    them. The scores output is the pairs' scores (two classes: ``[-score, score]``). Other kernels and Platt
+    probabilities (``probability=True``) are refused."""
+    attrs = attributes(node)
+    kernel = str(attrs.get("kernel_type", "LINEAR"))
+    labels = class_labels(attrs)
+    per_class = [int(v) for v in attrs.get("vectors_per_class", [])]
+    vectors = np.asarray(attrs.get("support_vectors", []), dtype=np.float64)
+    coefficients = np.asarray(attrs.get("coefficients", []), dtype=np.float64)
+    why = ("an RBF, polynomial or sigmoid kernel" if kernel != "LINEAR" else
+           "Platt probabilities (probability=True)" if attrs.get("prob_a") or attrs.get("prob_b") else
+           "no support vectors" if not per_class or not vectors.size else
+           f"post_transform {attrs.get('post_transform')}" if str(attrs.get("post_transform", "NONE")) != "NONE"
+           else None)
+    classes = len(per_class)
+    if why is None and (classes != len(labels) or coefficients.size != (classes - 1) * sum(per_class)
+                        or vectors.size % sum(per_class)):
+        why = "support vectors and coefficients that do not fit its classes"
+    if why is not None:
+        raise UnsupportedOperator(
+            f"The model's SVMClassifier ({kernel.lower()} kernel) has {why}, which is not lowered: export a "
+            "LinearSVC (a LinearClassifier), a LogisticRegression, or SVC(kernel='linear') without probability.",
+            operators=["ai.onnx.ml.SVMClassifier"], kernel=kernel)
+    sv = vectors.reshape(sum(per_class), -1)
+    coef = coefficients.reshape(classes - 1, sum(per_class))
+    start = np.cumsum([0, *per_class])[:-1]
+    pairs = [(i, j) for i in range(classes) for j in range(i + 1, classes)]
+    mix = np.zeros((len(sv), len(pairs)))  # support vector -> pair: the coefficient it carries in that pair
+    votes_for, votes_against = np.zeros((len(pairs), classes)), np.zeros((len(pairs), classes))
+    for p, (i, j) in enumerate(pairs):
+        mix[start[i]:start[i] + per_class[i], p] = coef[j - 1, start[i]:start[i] + per_class[i]]
+        mix[start[j]:start[j] + per_class[j], p] = coef[i, start[j]:start[j] + per_class[j]]
+        votes_for[p, i], votes_against[p, j] = 1.0, 1.0
+    weights, rho = (sv.T @ mix).T, np.asarray(attrs.get("rho", [0.0] * len(pairs)), dtype=np.float64)
+    scores = low.matmul_bias(node.input[0], weights, rho)
+    shown = low.matmul_bias(node.input[0], np.concatenate([-weights, weights]), np.concatenate([-rho, rho])) \
+        if classes == 2 else scores
+    low.node("Identity", [shown], [node.output[1]])
+    positive = low.node("Cast", [low.node("Greater", [scores, low.const("zero", np.zeros(1, np.float32))])],
+                        to=onnx.TensorProto.FLOAT)
+    votes = low.node("Gemm", [positive, low.const("V", (votes_for - votes_against).astype(np.float32)),
+                              low.const("Vb", votes_against.sum(axis=0).astype(np.float32))])
+    low.label(votes, node.output[0], labels)
+    return (f"SVMClassifier (linear kernel, {len(pairs)} one-vs-one pair(s)) as one matrix product, its votes and an "
+            "argmax") + string_label_note(labels, node.output[0])
 
 
 def _finish(low: Lowering, scores: str, transform: str, output: str, op: str) -> None:

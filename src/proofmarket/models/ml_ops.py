@@ -8,6 +8,8 @@ before tuning), so the circuit proves what onnxruntime computes:
   ``Binarizer``: 1 where ``X`` is over the threshold;
 - ``LinearRegressor``, ``LinearClassifier`` (logistic regression, linear SVMs, ridge classifiers) and linear-kernel
   ``SVMRegressor``: a matrix product and a bias, the post-transform (logistic, softmax), the label as the argmax;
+  a linear-kernel ``SVMClassifier`` (``SVC(kernel="linear")``): every one-vs-one pair's score in one matrix product,
+  the pairs' votes, the label as their argmax;
 - ``TreeEnsembleClassifier``/``Regressor`` (decision trees, random forests, gradient boosting) in matrix form
   (``ml_trees``), within the limits stated there;
 - ``ArrayFeatureExtractor``: a ``Gather`` on the last axis; ``ZipMap`` (a sequence of maps, no tensor): removed, its
@@ -26,7 +28,7 @@ import math
 from collections.abc import Callable
 
 import onnx
-from onnx import TensorProto
+from onnx import TensorProto, numpy_helper
 
 from proofmarket.core.errors import UnsupportedOperator
 from proofmarket.models.ml_build import Lowering, attributes
@@ -99,8 +101,13 @@ def _rewrite(low: Lowering, node: onnx.NodeProto) -> str | None:
 
 
 def _feature_extractor(low: Lowering, node: onnx.NodeProto) -> str:
-    """``ArrayFeatureExtractor(X, indices)``: the elements of ``X``'s last axis at ``indices``."""
-    low.node("Gather", [node.input[0], node.input[1]], list(node.output), axis=-1)
+    """``ArrayFeatureExtractor(X, indices)``: the elements of ``X``'s last axis at ``indices``; the last axis stays
+    (one scalar index gives ``[..., 1]``, as onnxruntime answers, where a ``Gather`` would drop it)."""
+    indices = node.input[1]
+    constant = next((t for t in low.graph.initializer if t.name == indices), None)
+    if constant is not None and len(constant.dims) == 0:
+        indices = low.const("indices", numpy_helper.to_array(constant).reshape(1))
+    low.node("Gather", [node.input[0], indices], list(node.output), axis=-1)
     return "ArrayFeatureExtractor as a Gather on the last axis"
 
 
