@@ -38,3 +38,18 @@ def test_the_console_script_answers_version_before_the_command_line_loads() -> N
     code = "import sys, proofmarket.cli.main; print('pydantic_settings' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.strip() == "False"
+
+
+def test_a_command_of_the_main_module_runs_without_the_others_loaded(tmp_path: object) -> None:
+    """``proofmarket models`` (like prove and compile) runs with only cli.main's own commands: the chain, money and
+    node commands' modules are not imported; ``--help`` and any other command still see every command."""
+    code = ("import sys; sys.argv = ['proofmarket', 'models', '--home', sys.argv[1]]; "
+            "from proofmarket.cli.entry import run\n"
+            "try:\n    run()\nexcept SystemExit:\n    pass\n"
+            "print('LOADED', ','.join(m for m in ('proofmarket.cli.chain_cmds', 'proofmarket.cli.money_cmds', "
+            "'proofmarket.cli.node_cmd') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "LOADED"
+    helped = subprocess.run([sys.executable, "-c", "import sys; sys.argv = ['proofmarket', '--help']; "
+                             "from proofmarket.cli.entry import run; run()"], capture_output=True, text=True)
+    assert "node" in helped.stdout and "validator" in helped.stdout

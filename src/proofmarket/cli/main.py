@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+import proofmarket.cli as _cli
 from proofmarket import __version__
 from proofmarket.cli.common import HomeOpt, JsonOpt, read_json
 from proofmarket.cli.compile_views import print_compile, print_prediction
@@ -287,43 +288,49 @@ def export_cmd(
         out.print(f"wrote {path} (root {model_id})")
 
 
-from proofmarket.cli.backup_cmd import register as _register_backup  # noqa: E402 (after the app exists)
-from proofmarket.cli.chain_cmds import register as _register_market  # noqa: E402
-from proofmarket.cli.db_cmd import register as _register_db  # noqa: E402
-from proofmarket.cli.discover_cmd import register as _register_discover  # noqa: E402
-from proofmarket.cli.facilitator_cmd import register as _register_facilitator  # noqa: E402
-from proofmarket.cli.generate_cmd import register as _register_generate  # noqa: E402
-from proofmarket.cli.import_cmd import register as _register_import  # noqa: E402
-from proofmarket.cli.infer_cmd import register as _register_infer  # noqa: E402
-from proofmarket.cli.keys_cmds import register as _register_keys  # noqa: E402
-from proofmarket.cli.market_cmds import register as _register_roles  # noqa: E402
-from proofmarket.cli.mcp_cmd import register as _register_mcp  # noqa: E402
-from proofmarket.cli.money_cmds import register as _register_money  # noqa: E402
-from proofmarket.cli.node_cmd import register as _register_node  # noqa: E402
-from proofmarket.cli.srs_cmds import register as _register_srs  # noqa: E402
-from proofmarket.cli.stats_cmd import register as _register_stats  # noqa: E402
-from proofmarket.cli.validator_cmd import register as _register_validator  # noqa: E402
-from proofmarket.cli.verify_cmd import register as _register_verify  # noqa: E402
-from proofmarket.cli.wallet_cmds import register as _register_wallet  # noqa: E402
+def register_all() -> None:
+    """Every other command of the line (they load only when a command outside this module runs, or for --help)."""
+    from proofmarket.cli.backup_cmd import register as _register_backup
+    from proofmarket.cli.chain_cmds import register as _register_market
+    from proofmarket.cli.db_cmd import register as _register_db
+    from proofmarket.cli.discover_cmd import register as _register_discover
+    from proofmarket.cli.facilitator_cmd import register as _register_facilitator
+    from proofmarket.cli.generate_cmd import register as _register_generate
+    from proofmarket.cli.import_cmd import register as _register_import
+    from proofmarket.cli.infer_cmd import register as _register_infer
+    from proofmarket.cli.keys_cmds import register as _register_keys
+    from proofmarket.cli.market_cmds import register as _register_roles
+    from proofmarket.cli.mcp_cmd import register as _register_mcp
+    from proofmarket.cli.money_cmds import register as _register_money
+    from proofmarket.cli.node_cmd import register as _register_node
+    from proofmarket.cli.srs_cmds import register as _register_srs
+    from proofmarket.cli.stats_cmd import register as _register_stats
+    from proofmarket.cli.validator_cmd import register as _register_validator
+    from proofmarket.cli.verify_cmd import register as _register_verify
+    from proofmarket.cli.wallet_cmds import register as _register_wallet
 
-_register_market(app)
-_register_backup(app)
-_register_roles(app)
-_register_node(app)
-_register_infer(app)
-_register_generate(app)
-_register_validator(app)
-_register_import(app)
-_register_verify(app)
-_register_discover(app)
-_register_db(app)
-_register_facilitator(app)
-_register_keys(app)
-_register_srs(app)
-_register_stats(app)
-_register_money(app)
-_register_wallet(app)
-_register_mcp(app)
+    _register_market(app)
+    _register_backup(app)
+    _register_roles(app)
+    _register_node(app)
+    _register_infer(app)
+    _register_generate(app)
+    _register_validator(app)
+    _register_import(app)
+    _register_verify(app)
+    _register_discover(app)
+    _register_db(app)
+    _register_facilitator(app)
+    _register_keys(app)
+    _register_srs(app)
+    _register_stats(app)
+    _register_money(app)
+    _register_wallet(app)
+    _register_mcp(app)
+
+
+if not _cli.lean:  # ``cli.entry`` runs this module's own commands (prove, compile, ...) without the others
+    register_all()
 
 if __name__ == "__main__":
     app()
