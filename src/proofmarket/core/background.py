@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 class Lease(Protocol):
     def acquire(self, name: str, holder: str, ttl_s: float) -> bool: ...
 
+    def acquire_within(self, name: str, holder: str, ttl_s: float, wait_s: float) -> bool: ...
+
     def release(self, name: str, holder: str) -> None: ...
 
 
@@ -44,11 +46,13 @@ class Service:
     def tick(self) -> object:
         raise NotImplementedError
 
-    def run_now(self) -> object | None:
-        """One tick now, under the lease (None when another holder has it)."""
+    def run_now(self, wait_s: float = 0.0) -> object | None:
+        """One tick now, under the lease; ``wait_s``: how long to wait for another holder's tick to end first (an
+        operator's request, answered after that node's pass); None when another holder still has it then."""
         with self._lock:
-            if self.lease is not None and not self.lease.acquire(self.lease_name, self.holder,
-                                                                 ttl_s=max(60.0, 4 * self.interval_s)):
+            ttl, name = max(60.0, 4 * self.interval_s), self.lease_name
+            if self.lease is not None and not (self.lease.acquire_within(name, self.holder, ttl, wait_s) if wait_s > 0
+                                               else self.lease.acquire(name, self.holder, ttl)):
                 return None
             try:
                 return self.tick()

@@ -23,6 +23,9 @@ from proofmarket.payments.reconcile import Reconciliation, reconcile
 LEASE = "settler"  # also: what an ended pass did not spend goes to the platform
 
 
+PAY_WAIT_S = 120.0  # the operator's payout run waits this long for another node's settler pass to end
+
+
 class Settler(Service):
     name = "settler"
 
@@ -58,10 +61,11 @@ class Settler(Service):
             report["ledger"] = self.last_check.to_json()
         return report
 
-    def pay_now(self) -> dict[str, Any] | None:
-        """One pass with the payouts, now (None when another node holds the settler's lease)."""
+    def pay_now(self, wait_s: float = PAY_WAIT_S) -> dict[str, Any] | None:
+        """One pass with the payouts, now: after another node's settler pass in progress, if one is (it holds the
+        lease only for its pass); None when that pass still runs after ``wait_s``."""
         self._pay_now = True
-        done = self.run_now()
+        done = self.run_now(wait_s=wait_s)
         return done if isinstance(done, dict) else None
 
 

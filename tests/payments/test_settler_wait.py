@@ -1,0 +1,35 @@
+"""The operator's payout run waits for another node's settler pass (a flaky CI test: ``POST /v1/payouts/run``
+answered ``ran: false`` while another settler of the same database held the lease for its scheduled pass, so the
+payouts the operator asked for did not run). The settler holds the lease only for a pass: the run waits it out."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from proofmarket.db import Database, LeaseRepo
+from proofmarket.payments.settler import Settler
+
+
+class Payouts:
+    def __init__(self) -> None:
+        self.runs = 0
+
+    def run(self) -> Any:
+        self.runs += 1
+        return type("Report", (), {"to_json": lambda _: {"paid": {}, "confirmed": ["payout:x"]}})()
+
+
+def test_the_operators_payout_run_waits_for_another_settlers_pass(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'node.db'}")
+    db.migrate()
+    leases, payouts = LeaseRepo(db), Payouts()
+    other, mine = Settler(None, None, lease=leases), Settler(None, payouts, lease=leases)  # type: ignore[arg-type]
+    assert leases.acquire(mine.lease_name, other.holder, ttl_s=60)  # another node's pass in progress
+    assert mine.pay_now(wait_s=0) is None  # not waiting: nothing ran
+    threading.Thread(target=lambda: (time.sleep(0.3), leases.release(mine.lease_name, other.holder))).start()
+    done = mine.pay_now(wait_s=10)
+    assert done is not None and done["payouts"]["confirmed"] == ["payout:x"] and payouts.runs == 1
+    assert leases.holder(mine.lease_name) is None  # released after the pass
