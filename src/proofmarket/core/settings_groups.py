@@ -112,8 +112,9 @@ class QueueSettings(Group):
                                 "processes with fewer threads each proved 3.7x more on 16 cores, bench/cores.md), "
                                 "a celery worker EZKL's default (every core): set it when several run on one machine")
     batch_sizes: str = Field(default="", description="batch circuits compiled beside each public-profile model "
-                             "(calls that opted in and queue together share one proof), e.g. '4,16'; '' (the "
-                             "default) = none: each costs a compile of its own, asked for with --batch-sizes")
+                             "(one caller's calls that opted in and queue together share one proof), e.g. '4,16'; "
+                             "'' (the default) = none: each costs a compile of its own, asked for with --batch-sizes; "
+                             "an owner's upload gets them only when its catalogue entry says batching: true")
     batch_window_ms: float = Field(default=10.0, ge=0, le=1000, description="a batch that found company waits this "
                                    "long after the last call that joined it for more (8 windows at most; a call alone "
                                    "never waits); 0 = never batch")
