@@ -168,7 +168,7 @@ def test_a_worker_refuses_an_artifact_whose_bytes_do_not_match_its_cid(mlp_store
     import shutil
 
     from proofmarket.core.errors import ArtifactCorrupt
-    from proofmarket.systems.ezkl_system import EzklSystem
+    from proofmarket.systems.ezkl.system import EzklSystem
 
     home, model_id = mlp_store
     shutil.copytree(home / "store", tmp_path / "store")

@@ -21,3 +21,17 @@ def test_importing_a_port_loads_no_plugin(port: str) -> None:
             f"print(json.dumps([m for m in {list(PLUGINS)!r} if m in sys.modules]))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert json.loads(loaded.stdout) == []
+
+
+def test_each_built_in_system_keeps_its_runtime_in_its_own_package() -> None:
+    """A system's spec and runtime live in its package (``systems/ezkl/system.py``, ``systems/attested/spec.py``), and
+    a document that names one system loads no other (a proof of an ONNX model loads no LM code)."""
+    from proofmarket.systems import registry
+    from proofmarket.systems.ids import ATTESTED_SYSTEM, PROVEN_SYSTEM
+
+    packages = {system: module.rsplit(".", 1)[0] for system, (module, _) in registry._BUILTINS.items()}
+    assert packages == {PROVEN_SYSTEM: "proofmarket.systems.ezkl", ATTESTED_SYSTEM: "proofmarket.systems.attested"}
+    code = ("import sys; from proofmarket.systems import registry, ids; registry.spec(ids.PROVEN_SYSTEM); "
+            "print('proofmarket.systems.attested' in sys.modules)")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert loaded.stdout.strip() == "False"

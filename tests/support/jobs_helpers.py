@@ -97,7 +97,7 @@ class ProverWorker:
     """An engine worker whose EZKL system runs on ``prover`` (a test double or a real EzklProver)."""
 
     def __init__(self, prover: Any) -> None:
-        from proofmarket.systems.ezkl_system import EzklSystem
+        from proofmarket.systems.ezkl.system import EzklSystem
 
         self.prover, self.system = prover, EzklSystem(prover)
 

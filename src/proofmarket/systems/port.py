@@ -2,7 +2,7 @@
 
 Two systems are built in (``systems/registry.py`` registers them; a third registers itself the same way):
 
-- ``ezkl-halo2-kzg-bn254`` (mode ``proven``, ``proofmarket.systems.ezkl_system``): a zero-knowledge proof that the
+- ``ezkl-halo2-kzg-bn254`` (mode ``proven``, ``proofmarket.systems.ezkl.system``): a zero-knowledge proof that the
   output came from the committed model on the committed input; final once it verifies.
 - ``proofmarket-attested-toploc-v1`` (mode ``attested``, ``proofmarket.systems.attested.system``): the node's signed
   commitment to what it ran, re-checkable by anyone with the weights; only as strong as those re-checks.

@@ -45,7 +45,7 @@ __all__ = ["ATTESTED_SYSTEM", "DEFAULT_SYSTEM", "PROVEN_SYSTEM", "SystemSet", "W
 
 
 _BUILTINS = {  # system id -> (module, name): each loads when a document first names it (a proof loads no LM code)
-    PROVEN_SYSTEM: ("proofmarket.systems.ezkl_system", "EZKL_SPEC"),
+    PROVEN_SYSTEM: ("proofmarket.systems.ezkl.system", "EZKL_SPEC"),
     ATTESTED_SYSTEM: ("proofmarket.systems.attested.spec", "ATTESTED_SPEC"),
 }
 _loaded: set[str] = set()

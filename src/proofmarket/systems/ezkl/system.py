@@ -1,6 +1,6 @@
 """The EZKL system (mode ``proven``, system ``ezkl-halo2-kzg-bn254``): its spec and its node runtime.
 
-The EZKL code itself lives in ``proofmarket.systems.ezkl`` (calls, compiler, tuner, SRS, verifier, worker
+The rest of the EZKL code lives beside it in ``proofmarket.systems.ezkl`` (calls, compiler, tuner, SRS, verifier, worker
 process); this module is what the rest of proofmarket sees of it, through ``systems/registry.py``.
 """
 
