@@ -39,8 +39,9 @@ class Workspace:
     @property
     def prover(self) -> EzklProver:
         if self._prover is None:
-            worker = InlineProofWorker() if self._inline else ProofWorker(timeout_s=self.settings.queue.proof_timeout_s,
-                                                                         threads=self.settings.queue.threads_per_prover())
+            # one process of its own (a compile, the command line): every core; the node's prover pool takes its
+            # share of them instead (systems/ezkl/system.py)
+            worker = InlineProofWorker() if self._inline else ProofWorker(timeout_s=self.settings.queue.proof_timeout_s)
             self._prover = EzklProver(self.store, self.settings.jobs_dir, worker)
         return self._prover
 
