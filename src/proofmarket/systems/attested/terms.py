@@ -7,6 +7,7 @@ import logging
 import os
 import secrets
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,7 +90,10 @@ def materialise(store: ArtifactStore, manifest: AttestedManifest, folder: Path) 
         if target.exists():
             continue
         src = store.path(ref.cid)
-        tmp = folder / f".{name}.tmp{os.getpid()}"
+        # one temporary name per process and thread: a validator judges several requests of a model at once, and two
+        # threads that shared one name linked over each other's file (FileExistsError, then SameFileError)
+        tmp = folder / f".{name}.tmp{os.getpid()}-{threading.get_ident()}"
+        tmp.unlink(missing_ok=True)  # left by a run that stopped between its link and its rename
         try:
             os.link(src, tmp)
         except OSError:
