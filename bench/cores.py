@@ -34,7 +34,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -46,26 +45,18 @@ from typing import Any
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from inputs import distinct_input  # noqa: E402
+
+from proofmarket.chain.devnet import free_port  # noqa: E402
+
 PRICE = 10_000  # atomic USDC: a listing needs a price; with payments off nobody is charged
 LOG_PREFIX = "[cores]"
 
 
 def log(text: str) -> None:
     print(f"{LOG_PREFIX} {text}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def distinct(doc: dict[str, Any], client: int, call: int) -> dict[str, Any]:
-    """The sample input moved by a small step per (client, call): another input, so another proof."""
-    rows = [[float(v) for v in row] for row in doc["input_data"]]
-    rows[0][0] += 0.01 * (client % 50) + 0.0001 * (call % 1000)
-    rows[0][-1] -= 0.005 * (call % 40)
-    return {"input_data": rows}
 
 
 def threads_for(workers: int, policy: str) -> str | None:
@@ -97,7 +88,7 @@ def _raw_worker(home: str, model_id: str, doc: dict[str, Any], index: int, secon
 
     ws = Workspace(Settings(home=Path(home), _env_file=None), inline_prover=True)
     try:
-        ws.prove(model_id, distinct(doc, 900 + index, 0))  # warm: keys read
+        ws.prove(model_id, distinct_input(doc, 900 + index, 0))  # warm: keys read
         (Path(gate) / f"ready-{index}").touch()
         start_at = _wait_go(Path(gate))
         while time.time() < start_at:
@@ -105,7 +96,7 @@ def _raw_worker(home: str, model_id: str, doc: dict[str, Any], index: int, secon
         done, prove_s, call = 0, [], 1
         stop = start_at + seconds
         while time.time() < stop:
-            result = ws.prove(model_id, distinct(doc, 900 + index, call))
+            result = ws.prove(model_id, distinct_input(doc, 900 + index, call))
             call += 1
             if time.time() <= stop:  # only proofs finished inside the window count
                 prove_s.append(float(result.bundle.timings.get("prove_s", 0.0)))
@@ -167,7 +158,7 @@ def _client(base: str, model_id: str, doc: dict[str, Any], index: int, threads: 
             stop = start_at + seconds
             while time.time() < stop:
                 begun = time.perf_counter()
-                verified = _answer(http, base, model_id, distinct(doc, index * 64 + t, call))
+                verified = _answer(http, base, model_id, distinct_input(doc, index * 64 + t, call))
                 call += 1
                 if time.time() > stop:  # answered after the window: not counted (nor as a failure)
                     break
@@ -240,7 +231,7 @@ def node_rate(node: Node, model_id: str, doc: dict[str, Any], seconds: float) ->
     per = [clients // processes + (1 if i < clients % processes else 0) for i in range(processes)]
     with httpx.Client() as http:  # warm: each worker's prover reads this model's keys
         for i in range(node.workers):
-            _answer(http, node.base, model_id, distinct(doc, 5000 + i, 0))
+            _answer(http, node.base, model_id, distinct_input(doc, 5000 + i, 0))
     start_at = time.time() + 3.0 + processes * 0.5
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(processes, mp_context=context) as pool:

@@ -34,6 +34,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from http_bench import machine_info, pct, start_node  # noqa: E402
+from inputs import distinct_input  # noqa: E402
 from settlement import commit, quiet, session_for  # noqa: E402
 
 from proofmarket.core.settings import Settings  # noqa: E402
@@ -50,14 +51,6 @@ SCHEME = "batch-settlement"
 
 def log(text: str) -> None:
     print(f"[throughput] {text}", file=sys.stderr, flush=True)
-
-
-def distinct_input(doc: dict[str, Any], client: int, call: int) -> dict[str, Any]:
-    """The sample input moved by a small step per (client, call): a different input, so a different proof."""
-    rows = [[float(v) for v in row] for row in doc["input_data"]]
-    rows[0][0] += 0.01 * (client % 50) + 0.0001 * call
-    rows[0][-1] -= 0.005 * (call % 40)
-    return {"input_data": rows}
 
 
 def raw_rate(ws: Any, model_id: str, doc: dict[str, Any], n: int) -> dict[str, Any]:

@@ -50,13 +50,13 @@ REFUSED_FILE = "refused-file"  # a submission's job_id when the upload check ref
 # refused ones of the last 24 hours (their file refused by the check, or their compile failed), each refusal makes the
 # address wait before the next upload: this long, doubled at each further refusal, at most the cap
 ADDRESS_OPEN, REFUSED_FREE = 2, 2
+REFUSED_WAIT_S, REFUSED_WAIT_MAX_S = 30.0, 3600.0
 
 
 def address_open(node_slots: int) -> int:
     """Uploads one address nobody vouched for may have checked or compiled at once: at most half the node's compile
     slots (at least one), so one address (and its throwaway wallets) never holds them all."""
     return max(1, min(ADDRESS_OPEN, node_slots // 2))
-REFUSED_WAIT_S, REFUSED_WAIT_MAX_S = 30.0, 3600.0
 
 
 @dataclass(frozen=True)

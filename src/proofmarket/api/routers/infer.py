@@ -74,7 +74,7 @@ async def infer(model_id: str, inputs: InputsBody, request: Request, services: S
         await run_in_threadpool(check_target, callback_url, services.webhooks.allow_private)
     client = request.client.host if request.client else ""  # the trusted proxies' rule (api/proxies.py) applied
     job = await run_in_threadpool(_terms_and_submit, services, model_id, inputs, base_url(request, services.settings),
-                                  request.headers, idempotency_key, client if batch == "allow" else None)
+                                  request.headers, idempotency_key, batch == "allow", client)
     if callback_url is not None and services.webhooks is not None:
         await run_in_threadpool(services.webhooks.callback, job, callback_url)
     if mode == "sync" and not job.is_final:
@@ -85,10 +85,10 @@ async def infer(model_id: str, inputs: InputsBody, request: Request, services: S
 
 
 def _terms_and_submit(services: NodeServices, model_id: str, inputs: dict[str, Any], base: str,
-                      headers: Mapping[str, str], key: str | None, batch: str | None) -> CallRow:
+                      headers: Mapping[str, str], key: str | None, batch: bool, client: str) -> CallRow:
     """The call's terms, then its payment and its job (one hand-off to a worker thread for both)."""
     offer, system = _offer(services, model_id, inputs, base)
-    return _submit(services, offer, system, inputs, headers, key, batch)
+    return _submit(services, offer, system, inputs, headers, key, batch, client)
 
 
 def _offer(services: NodeServices, model_id: str, inputs: dict[str, Any], base: str) -> tuple[Offer, str]:
@@ -119,7 +119,7 @@ def batching_terms(model_id: str, runtime: Any) -> str:
 
 
 def _submit(services: NodeServices, offer: Offer, system: str, inputs: dict[str, Any], headers: Mapping[str, str],
-            key: str | None, batch: str | None = None) -> CallRow:
+            key: str | None, batch: bool = False, client: str = "") -> CallRow:
     """payment verified by the request's rail (not settled) -> funds held -> call stored and queued. A key known
     for this payer: its call (an unpaid or other caller never gets a paid call by its key)."""
     rail = services.rails.select(headers)
@@ -132,7 +132,7 @@ def _submit(services: NodeServices, offer: Offer, system: str, inputs: dict[str,
     try:
         job, _ = services.jobs.submit_prove(offer.model_id, inputs, key=key, ticket=ticket, cover=cover_of(rail),
                                             system=system, rail=rail.name if ticket is not None else "free",
-                                            batch=batch is not None, client=batch or "")
+                                            batch=batch, client=client)
     except PaymentReplayed:  # the nonce belongs to another call: its reservation is not ours to release
         raise
     except BaseException:
