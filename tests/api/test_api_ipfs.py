@@ -74,7 +74,7 @@ def test_a_model_and_its_bundles_verify_from_ipfs_with_the_node_stopped(
     with TestClient(app) as client:
         files = {"onnx": ("mlp.onnx", sample_path("mlp").read_bytes(), "application/octet-stream"),
                  "samples": ("samples.json", sample_path("mlp", "samples").read_bytes(), "application/json")}
-        entry = json.dumps({"description": "iris, pinned", "task": "classification"})
+        entry = json.dumps({"description": "iris, pinned", "task": "classification", "batching": True})
         job = client.post("/v1/models", files=files, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
                           data={"price_atomic": "1000", "name": "pinned-mlp", "metadata": entry}).json()
         model_id = wait_job(client, job["id"], timeout_s=600)["result"]["model_id"]
