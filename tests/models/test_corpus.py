@@ -48,7 +48,8 @@ def test_each_model_is_accepted_or_refused_as_expected(built: dict[str, dict[str
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["torch_mlp_softmax", "torch_conv1d_timeseries", "skl_mlp_classifier"])
+@pytest.mark.parametrize("name", ["torch_mlp_softmax", "torch_conv1d_timeseries", "skl_mlp_classifier",
+                                  "hummingbird_tree"])
 def test_small_models_compile_prove_and_verify(built: dict[str, dict[str, Any]], name: str, tmp_path: Path) -> None:
     from proofmarket.systems.ezkl.tuning import Candidate
 

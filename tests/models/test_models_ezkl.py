@@ -20,7 +20,6 @@ import pytest
 from model_builders import make_model, mlp_model
 from onnx import TensorProto, helper
 
-from proofmarket.core.errors import UnsupportedOperator
 from proofmarket.models import (
     SUPPORTED_OPS,
     load_model,
@@ -287,27 +286,25 @@ def test_supported_op_is_proved_soundly(op: str, tmp_path: Path, srs_dir: Path) 
     _prove(model, _random_samples(model), tmp_path, srs_dir)
 
 
-def test_equal_is_refused_because_ezkl_computes_it_wrongly(tmp_path: Path, srs_dir: Path) -> None:
+def test_equal_is_proved_as_comparisons_because_ezkl_computes_it_wrongly(tmp_path: Path, srs_dir: Path) -> None:
     """EZKL 23.0.5 proves Equal -> Cast with the boolean at the wrong scale (true decodes as 2^-scale, not 1):
-    a proof of a wrong answer. It stays off the allowlist; this test notices when EZKL fixes it."""
+    a proof of a wrong answer. The check writes Equal as Not(Less or Greater) (``models/rewrites.py``), which
+    proves onnxruntime's answer; EZKL's own Equal stays off the allowlist: this test notices when EZKL fixes it."""
     nodes = [helper.make_node("Round", ["x"], ["r"]), helper.make_node("Equal", ["r", "c"], ["b"]),
              helper.make_node("Cast", ["b"], ["y"], to=TensorProto.FLOAT)]
     raw = tmp_path / "equal.onnx"
     onnx.save(_chain(nodes, {"c": np.ones((1, 4), np.float32)}), str(raw))
     assert "Equal" not in SUPPORTED_OPS
-    with pytest.raises(UnsupportedOperator, match="Equal"):
-        load_model(raw)
-    import proofmarket.models.graph as loader  # the allowlist check_operators reads
-
-    allowed = loader.SUPPORTED_OPS
-    loader.SUPPORTED_OPS = allowed | {"Equal"}
-    try:
-        model = tmp_path / "model.onnx"
-        normalize_model(raw, model)
-    finally:
-        loader.SUPPORTED_OPS = allowed
+    info = load_model(raw)
+    assert "Equal" not in info.operators and {"Less", "Greater", "Or", "Not"} <= set(info.operators)
+    assert any(note.startswith("Equal as Not(Less or Greater)") for note in info.notes)
+    samples = [[np.array([[0.9, 0.8, 0.2, 0.7]], np.float32)]] * 2  # two of the four are equal to 1
+    model = tmp_path / "model.onnx"
+    normalize_model(raw, model)
+    (tmp_path / "lowered").mkdir()
+    _prove(model, samples, tmp_path / "lowered", srs_dir)  # witness == onnxruntime, proof verifies, tamper fails
     with pytest.raises(AssertionError, match="Mismatched elements"):
-        _prove(model, [[np.array([[0.9, 0.8, 0.2, 0.7]], np.float32)]] * 2, tmp_path, srs_dir)
+        _prove(raw, samples, tmp_path, srs_dir)  # EZKL's own Equal
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,8 @@ Every operator below is proved soundly by EZKL 23.0.5 on a tiny model: ``tests/m
 verifies it, and checks that the proof with one byte flipped is rejected. Left out, with the reason:
 ``Gelu`` (not implemented by tract), ``RandomNormalLike`` and other random ops (nothing to prove),
 ``NonZero``/``NonMaxSuppression``/``Unique`` (data-dependent shapes), ``TopK`` (its two-output form fails),
-``Equal`` (EZKL proves ``Equal -> Cast`` with the boolean at the wrong scale: a proof of a wrong answer),
+``Equal`` (EZKL proves ``Equal -> Cast`` with the boolean at the wrong scale: a proof of a wrong answer; the
+check writes it as ``Not(Less or Greater)`` instead: ``rewrites.py``),
 ``Max`` of two tensors, ``Mod``, ``Tile``, ``ScatterND``/``ScatterElements`` (EZKL 23.0.5 fails or panics on
 them), ``MeanVarianceNormalization``, and every operator outside the standard ONNX domain (com.microsoft's fused
 kernels; the ``ai.onnx.ml`` operators skl2onnx writes are lowered to standard ones first: ``ml_ops``).

@@ -6,14 +6,18 @@ current directory and from this package's location (a source checkout has it at 
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
+import os
 import shutil
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from proofmarket.core.errors import ProvingError
-from proofmarket.core.npm_tools import ToolMissing, cached_node_modules
+from proofmarket.core.npm_tools import ToolMissing, cache_root, cached_node_modules
 from proofmarket.core.settings import ToolPaths
 from proofmarket.store import LocalStore
 from proofmarket.systems.documents import put_artifact
@@ -63,14 +67,50 @@ def find_node_modules() -> Path:
 
 
 def compile_verifier(sol_path: Path, contract: str = "Halo2Verifier") -> CompiledVerifier:
+    """solcjs's output for ``contract`` in ``sol_path``; the same source compiled before on this machine is read from
+    the tools cache (keyed by the source, the compiler's version and its settings: EZKL's reusable verifier is one
+    source for every circuit, so every compile after the first skips its ~3 s)."""
     solc = find_node_modules() / "solc"
+    source = sol_path.read_text()
+    cached = _cache_file(solc, source, contract)
+    if cached is not None and cached.is_file():
+        try:
+            return CompiledVerifier(**json.loads(cached.read_text()))
+        except (ValueError, TypeError):
+            pass  # unreadable: compiled again and written over
+    compiled = _solcjs(solc, source, contract)
+    if cached is not None:
+        _write_cache(cached, compiled)
+    return compiled
+
+
+def _cache_file(solc: Path, source: str, contract: str) -> Path | None:
+    try:
+        version = json.loads((solc / "package.json").read_text())["version"]
+    except (OSError, ValueError, KeyError):
+        return None
+    key = hashlib.sha256("\0".join([version, _SOLC_SCRIPT, contract, source]).encode()).hexdigest()
+    return cache_root() / "solc" / f"{key}.json"
+
+
+def _write_cache(path: Path, compiled: CompiledVerifier) -> None:
+    try:  # best effort: a read-only cache only costs the next compile its solcjs run
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+        tmp.write_text(json.dumps(dataclasses.asdict(compiled)))
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def _solcjs(solc: Path, source: str, contract: str) -> CompiledVerifier:
     node = shutil.which("node")
     if node is None:
         raise ToolMissing("Node.js is not installed: it is needed to compile the Solidity verifier (Debian: "
                           "apt-get install nodejs npm)")
     try:
         proc = subprocess.run(
-            [node, "-e", _SOLC_SCRIPT, str(solc)], input=sol_path.read_text(), capture_output=True,
+            [node, "-e", _SOLC_SCRIPT, str(solc)], input=source, capture_output=True,
             text=True, timeout=600, check=False,
         )
     except subprocess.TimeoutExpired as exc:

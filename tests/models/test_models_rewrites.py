@@ -1,0 +1,66 @@
+"""Standard nodes EZKL's reader takes but the prover (Equal) or onnxruntime (a MatMul of int8) does not are
+rewritten in the model check (``models/rewrites.py``); the rewritten model computes what the original means."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from model_builders import make_model
+from onnx import TensorProto, helper
+
+from proofmarket.models import load_model, normalize_model, run_onnx
+
+
+def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return np.asarray(session.run(None, {"x": x})[0])
+
+
+def _normalized(tmp_path: Path, model: onnx.ModelProto) -> tuple[Path, tuple[str, ...], frozenset[str]]:
+    raw, out = tmp_path / "raw.onnx", tmp_path / "normalized.onnx"
+    onnx.save(model, str(raw))
+    info = load_model(raw)
+    normalize_model(raw, out)
+    return out, info.notes, frozenset(info.operators)
+
+
+def test_equal_of_floats_is_not_less_or_greater_with_the_same_answers(tmp_path: Path) -> None:
+    model = make_model([helper.make_node("Round", ["x"], ["r"]), helper.make_node("Equal", ["r", "c"], ["b"]),
+                        helper.make_node("Cast", ["b"], ["y"], to=TensorProto.FLOAT)],
+                       [("x", [1, 6])], [("y", [1, 6])], {"c": np.array([[1, 0, 2, -1, 1, 3]], np.float32)})
+    path, notes, ops = _normalized(tmp_path, model)
+    assert "Equal" not in ops and notes == ("Equal as Not(Less or Greater) (1 node)",)
+    for x in (np.array([[0.9, 0.2, 2.4, -1.2, 1.6, 3.0]], np.float32),
+              np.array([[0.1, -0.2, 1.4, 1.0, 0.6, 2.6]], np.float32)):
+        np.testing.assert_array_equal(run_onnx(path, [x])[0], _run(model, x))
+
+
+def test_equal_of_integers_and_of_booleans(tmp_path: Path) -> None:
+    # an index compared with an int64 table (hummingbird's path counts), then a boolean compared with a boolean
+    nodes = [helper.make_node("ArgMax", ["x"], ["i"], axis=1, keepdims=1),
+             helper.make_node("Equal", ["i", "want"], ["hit"]),
+             helper.make_node("Greater", ["x", "half"], ["big"]),
+             helper.make_node("Equal", ["hit", "big"], ["same"]),
+             helper.make_node("Cast", ["same"], ["y"], to=TensorProto.FLOAT)]
+    model = make_model(nodes, [("x", [1, 4])], [("y", [1, 4])],
+                       {"want": np.array([[2]], np.int64), "half": np.full((1, 4), 0.5, np.float32)})
+    path, notes, ops = _normalized(tmp_path, model)
+    assert "Equal" not in ops and "Xor" in ops and notes == ("Equal as Not(Less or Greater) (2 nodes)",)
+    for x in (np.array([[0.1, 0.6, 0.9, 0.2]], np.float32), np.array([[0.7, 0.1, 0.3, 0.9]], np.float32)):
+        np.testing.assert_array_equal(run_onnx(path, [x])[0], _run(model, x))
+
+
+def test_a_matmul_of_int8_is_computed_in_int32(tmp_path: Path) -> None:
+    # tract computes an int8 MatMul, ONNX has none (onnxruntime refuses to load the graph): cast, multiply, cast back
+    nodes = [helper.make_node("Cast", ["x"], ["q"], to=TensorProto.INT8),
+             helper.make_node("MatMul", ["q", "W"], ["p"]),
+             helper.make_node("Cast", ["p"], ["y"], to=TensorProto.FLOAT)]
+    weights = np.array([[1, 0], [0, 1], [1, 1]], np.int8)
+    model = make_model(nodes, [("x", [1, 3])], [("y", [1, 2])], {"W": weights}, check=False)
+    path, notes, ops = _normalized(tmp_path, model)
+    assert notes == ("a MatMul of 8- or 16-bit integers computed in int32 (1 node)",)
+    x = np.array([[1.0, 2.0, 3.0]], np.float32)
+    np.testing.assert_array_equal(run_onnx(path, [x])[0], x.astype(np.int8) @ weights)
