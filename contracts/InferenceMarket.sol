@@ -9,6 +9,7 @@ import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {ModelRegistry} from "./ModelRegistry.sol";
+import {IInferenceConsumer} from "./InferenceConsumer.sol";
 
 /// @notice The EZKL Halo2Verifier interface. A verifier may revert on a bad proof instead of
 /// returning false; both count as an invalid proof.
@@ -62,6 +63,11 @@ contract RevenueSplitter {
 ///   `expired` goes up.
 /// Admin parameters are bounded and change only after `paramsDelay` (scheduleParams, then applyParams).
 /// De-authorising a prover stops its new claims; a claim it holds can still be fulfilled.
+/// - A request made with `requestInferenceWithCallback` (by a consumer contract, `InferenceConsumer.sol`) also
+///   escrows a `tip` for the prover, and a valid proof's outputs are delivered to the consumer
+///   (`onInferenceResult`) with `callbackGas` gas, after the payment is credited: a callback that reverts or runs out
+///   of gas changes no payment (`CallbackDelivered(.., false)`; `retryCallback` delivers it again, whoever pays the
+///   gas). A fulfilment that cannot forward the whole `callbackGas` reverts, so that no prover can starve a callback.
 /// Pausing stops new requests only. x402 pay-per-call money is split the same way through per-(model,
 /// prover) RevenueSplitter addresses (`splitterFor`, `releaseSplit`).
 contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
@@ -76,6 +82,8 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
     uint64 public constant MAX_CLAIM_WINDOW = 1 days;
     uint64 public constant MAX_PARAMS_DELAY = 30 days;
     uint256 public constant MAX_MIN_STAKE = 1_000_000 * 10 ** 6;
+    uint24 public constant MAX_CALLBACK_GAS = 2_000_000;
+    uint256 private constant CALLBACK_RESERVE = 40_000; // what the fulfilment still does after a callback returns
 
     enum Status {
         None,
@@ -125,7 +133,9 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
         Status status;
         address prover;
         uint64 claimExpiry;
-        uint96 amount;
+        uint24 callbackGas; // 0: no callback
+        uint96 amount; // the price plus `tip`
+        uint96 tip; // the prover's, for the callback's gas
         bytes32 modelId;
         bytes32 inputCommitment;
         uint256 outcome;
@@ -203,6 +213,8 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
     mapping(address account => uint256) public withdrawn;
 
     mapping(uint256 requestId => RequestSlots) private _requests;
+    /// @notice A callback that failed and may be delivered again (`retryCallback`).
+    mapping(uint256 requestId => bool) public callbackOwed;
     mapping(address prover => ProverSlots) private _provers;
 
     event RequestCreated(
@@ -224,6 +236,8 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
         uint256 proverAmount,
         uint256 platformFee
     );
+    event CallbackRequested(uint256 indexed requestId, uint24 callbackGas, uint96 tip);
+    event CallbackDelivered(uint256 indexed requestId, address indexed consumer, bool ok);
     event ProofRejected(uint256 indexed requestId, address indexed prover, uint256 refunded, uint256 slashed);
     event RequestRefunded(uint256 indexed requestId, address indexed consumer, uint256 amount, address prover);
     event SplitReleased(
@@ -246,6 +260,10 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
     event WithdrawalSkipped(address indexed account, uint256 amount);
 
     error ModelInactive(bytes32 modelId);
+    error BadCallbackGas(uint24 callbackGas, uint24 max);
+    error CallbackGasShort(uint256 requestId, uint256 callbackGas);
+    error NoCallbackOwed(uint256 requestId);
+    error OutputsMismatch(uint256 requestId);
     error InvalidDeadline(uint64 deadline, uint256 nowTs);
     error UnknownRequest(uint256 requestId);
     error RequestNotPending(uint256 requestId, Status status);
@@ -322,6 +340,35 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
         IERC3009(address(usdc)).receiveWithAuthorization(
             consumer, address(this), price, auth.validAfter, auth.validBefore, nonce, auth.v, auth.r, auth.s
         );
+    }
+
+    /// @notice Escrow the model's price plus `tip` (approve first) for a result delivered to the caller, a consumer
+    /// contract (`IInferenceConsumer`), with `callbackGas` gas once its proof verified; the tip goes to the prover.
+    function requestInferenceWithCallback(
+        bytes32 modelId,
+        bytes32 inputCommitment,
+        uint64 deadline,
+        uint24 callbackGas,
+        uint96 tip
+    ) external whenNotPaused nonReentrant returns (uint256 requestId) {
+        if (callbackGas == 0 || callbackGas > MAX_CALLBACK_GAS) revert BadCallbackGas(callbackGas, MAX_CALLBACK_GAS);
+        uint96 price;
+        (requestId, price) = _createRequest(msg.sender, modelId, inputCommitment, deadline);
+        RequestSlots storage r = _requests[requestId];
+        (r.callbackGas, r.tip, r.amount) = (callbackGas, tip, price + tip);
+        emit CallbackRequested(requestId, callbackGas, tip);
+        usdc.safeTransferFrom(msg.sender, address(this), uint256(price) + tip);
+    }
+
+    /// @notice Deliver a failed callback again, with the outputs of its `RequestFulfilled` event (checked against
+    /// the recorded output hash). Anyone may, paying the gas; a callback that reverts again reverts this call.
+    function retryCallback(uint256 requestId, uint256[] calldata outputs) external nonReentrant {
+        RequestSlots storage r = _requests[requestId];
+        if (!callbackOwed[requestId]) revert NoCallbackOwed(requestId);
+        if (keccak256(abi.encodePacked(outputs)) != bytes32(r.outcome)) revert OutputsMismatch(requestId);
+        delete callbackOwed[requestId];
+        emit CallbackDelivered(requestId, r.consumer, true);
+        IInferenceConsumer(r.consumer).onInferenceResult(requestId, r.modelId, outputs);
     }
 
     /// @notice Take the escrowed amount (and a live claimer's bond) back once the deadline has passed.
@@ -569,6 +616,12 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
             r.terms);
     }
 
+    /// @notice A request's callback: its gas (0: none), the prover's tip, and whether a failed one is owed.
+    function callbackOf(uint256 requestId) external view returns (uint24 callbackGas, uint96 tip, bool retryable) {
+        RequestSlots storage r = _requests[requestId];
+        return (r.callbackGas, r.tip, callbackOwed[requestId]);
+    }
+
     function getProver(address prover) external view returns (Prover memory) {
         ProverSlots storage p = _provers[prover];
         return Prover(p.stake, p.pendingUnstake, p.unlockAt, p.authorized, p.fulfilled, p.failed, p.expired);
@@ -740,9 +793,10 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
         private
     {
         uint256 amount = r.amount;
-        uint256 fee = (amount * r.feeBps) / BPS;
-        uint256 ownerAmount = (amount * t.ownerShareBps) / BPS;
-        uint256 proverAmount = amount - fee - ownerAmount;
+        uint256 price = amount - r.tip;
+        uint256 fee = (price * r.feeBps) / BPS;
+        uint256 ownerAmount = (price * t.ownerShareBps) / BPS;
+        uint256 proverAmount = amount - fee - ownerAmount; // with the tip
         r.status = Status.Fulfilled;
         bytes32 outputHash = keccak256(abi.encodePacked(outputs));
         uint256 bond = r.outcome;
@@ -753,6 +807,23 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
         earned[t.owner] += ownerAmount;
         earned[msg.sender] += proverAmount;
         emit RequestFulfilled(requestId, msg.sender, outputHash, outputs, ownerAmount, proverAmount, fee);
+        if (r.callbackGas != 0) _deliver(requestId, r, outputs);
+    }
+
+    /// @dev Call the consumer with the whole `callbackGas` (or revert the fulfilment: a prover cannot starve the
+    /// callback), copying no return data (a consumer cannot make the prover pay for its memory); a failure is
+    /// recorded, and retryable, and changes no payment (everything was credited before).
+    function _deliver(uint256 requestId, RequestSlots storage r, uint256[] calldata outputs) private {
+        uint256 limit = r.callbackGas;
+        if (gasleft() < limit + limit / 63 + CALLBACK_RESERVE) revert CallbackGasShort(requestId, limit);
+        address consumer = r.consumer;
+        bytes memory data = abi.encodeCall(IInferenceConsumer.onInferenceResult, (requestId, r.modelId, outputs));
+        bool ok;
+        assembly ("memory-safe") {
+            ok := call(limit, consumer, 0, add(data, 32), mload(data), 0, 0)
+        }
+        if (!ok) callbackOwed[requestId] = true;
+        emit CallbackDelivered(requestId, consumer, ok);
     }
 
     /// @dev Pay `account` what it is owed. A transfer the token refuses (a blocklisted account) leaves the amount

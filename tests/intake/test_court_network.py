@@ -207,11 +207,17 @@ def test_honest_node_is_paid_after_its_window_and_a_false_challenge_loses_its_bo
     griefer, others = net.validators[2], net.validators[:2]
     bond = net.court.params().challenge_bond
     griefer_before = usdc.balance_of(griefer.address)
+    griefer_stake = net.court.stake_of(griefer.address, validator=True)
     net.court.challenge(ids[0], griefer.account)
     for _ in range(3):
         _poll(net, [honest_url])
     assert net.court.status(ids[0]) == "paid"  # 2 of 3 voted honest: resolved at once, the node paid
-    assert usdc.balance_of(griefer.address) == griefer_before - bond
+    lost = net.court.vote_of(ids[0], griefer.address)
+    assert lost.claimed and lost.risk > 0  # its escrowed share of the stake went to the winners
+    now_staked = net.court.stake_of(griefer.address, validator=True)
+    assert usdc.balance_of(griefer.address) + now_staked == griefer_before + griefer_stake - bond - lost.risk
+    # below the court's minimum it would weigh on nothing: its next poll topped the stake up from its wallet
+    assert now_staked >= net.court.params().validator_min_stake and griefer.ready()[0]
     assert net.court.stake_of(a.prover.address, validator=False) == stake0 + bond
     for v in others:  # every result was drawn, re-executed and reproduced: no challenge from an honest validator
         verdicts = {rid: v.state.verdicts.get(rid, {}).get("verdict") for rid in ids}
@@ -310,6 +316,34 @@ def test_a_dishonest_third_of_the_voting_stake_cannot_save_a_cheater(
         _poll(net, [honest_url, cheat_url])  # the votes are claimed
     assert net.court.stake_of(liar.address, validator=True) < liar_stake
     assert all(net.court.vote_of(rid, v.address).claimed for v in net.validators)
+
+
+@pytest.mark.parametrize("pair", [(0, 1), (0, 2), (1, 2)], ids=["compile+car", "compile+cid", "car+cid"])
+def test_any_two_validators_alone_slash_a_cheat_and_refund_its_consumer(
+        net: Net, cheat_url: str, honest_url: str, pair: tuple[int, int]) -> None:
+    """Two of the three validators, however each was provisioned (compiled, CAR imported, fetched by CID), are
+    enough: the third never looks, and the cheat is still challenged, slashed and its consumer refunded."""
+    cm = net.cheat_market
+    two = [net.validators[i] for i in pair]
+    for v in two:  # a validator that lost a vote earlier tops its stake up on its next poll, before the commitment
+        v.node_urls = [honest_url, cheat_url]
+        v.poll_once()
+        assert v.ready()[0], v.ready()
+    consumer0 = cm.usdc.balance_of(cm.accounts.consumer.address)
+    doc = {"prompt": f"cheat seen by {pair}", "max_tokens": 6}
+    rid = cm.request(net.lm_id, doc).request_id
+    assert httpx.post(f"{cheat_url}/v1/court/{rid}/input", json={"input": doc}, timeout=30).status_code == 202
+    _wait(cheat_url, [rid], lambda r: r["status"] == "fulfilled")
+    stake0 = net.court.stake_of(cm.accounts.prover.address, validator=False)
+    for _ in range(4):
+        net.market.client.rpc("evm_mine", [])  # the draw needs the block after the commitment
+        for v in two:
+            v.poll_once()
+    onchain = net.court.get_request(rid)
+    assert (onchain.status, onchain.outcome) == ("slashed", "cheated"), onchain
+    assert cm.usdc.balance_of(cm.accounts.consumer.address) == consumer0  # refunded
+    assert net.court.stake_of(cm.accounts.prover.address, validator=False) < stake0
+    assert all(v.state.verdicts[rid]["verdict"] == "cheated" for v in two)
 
 
 def test_the_node_publishes_a_bundle_challenged_as_withheld(net: Net, honest_url: str) -> None:

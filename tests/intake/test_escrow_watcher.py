@@ -325,3 +325,44 @@ def test_every_on_chain_outcome_waits_for_the_confirmations(env: EscrowEnv, tmp_
     assert row is not None and (row.status, row.error_code) == (EscrowStatus.FAILED, "proof_rejected")
     env.market.stake_prover()  # the rejection slashed the shared prover: back to the minimum for later tests
     db.close()
+
+
+def test_a_consumer_contracts_request_is_answered_into_its_callback_within_the_nodes_gas_limit(
+        env: EscrowEnv, make_app: AppFactory) -> None:
+    """A dApp contract's escrow request, its input posted over HTTP: the node proves it and the verified outputs land
+    in the contract's callback; a callback over the node's gas limit (PROOFMARKET_CALLBACK_MAX_GAS, 500,000 by
+    default) is not claimed, and says why."""
+    from chain_helpers import TEST_ARTIFACTS
+
+    from proofmarket import models as model_checks
+    from proofmarket.chain.artifacts import load_artifact_file
+    from proofmarket.systems.ezkl.commitment import input_commitment
+
+    m = env.market
+    art = load_artifact_file(TEST_ARTIFACTS / "TestConsumer.json")
+    key = m.onchain_id(env.public)
+    price = m.registry.get_model(key).spec.price
+    manifest, info = m.workspace.prover.model(env.public)
+    commitment = input_commitment(m.workspace.store, manifest, model_checks.parse_inputs(mlp_input(), info), None)
+    consumers, ids = [], []
+    for gas in (150_000, 600_000):
+        address, _ = m.client.deploy(art, m.accounts.consumer, m.market.address, 0)
+        m.usdc.mint(address, 10 * 10**6, m.accounts.admin)
+        consumer = m.client.contract(address, art.abi)
+        tx = m.client.transact(consumer.functions.request(key, bytes.fromhex(commitment.commitment[2:]),
+                                                          m.client.timestamp() + 600, price, gas, 10_000),
+                               m.accounts.consumer)
+        ids.append(int(m.market.decode_events(tx, "RequestCreated")[0]["requestId"]))
+        consumers.append(consumer)
+    with TestClient(make_app()) as client:
+        for rid in ids:
+            wait_status(client, rid, ("seen",), timeout_s=10)
+            assert client.post(f"/v1/requests/{rid}/input", json={"input": mlp_input()}).status_code == 202
+        done = [wait_status(client, rid, ("fulfilled", "failed")) for rid in ids]
+    assert done[0]["status"] == "fulfilled", done[0]
+    assert consumers[0].functions.received().call() == 1
+    outputs = [int(v, 16) for v in done[0]["settlement"]["outputs"]]  # the settlement's RequestFulfilled outputs
+    assert consumers[0].functions.lastOutputs().call() == outputs
+    assert done[1]["status"] == "failed" and done[1]["error"]["code"] == "callback_gas_over_limit", done[1]
+    assert m.market.get_request(ids[1]).status is RequestStatus.OPEN  # not claimed: the consumer refunds it later
+    assert consumers[1].functions.received().call() == 0

@@ -119,3 +119,41 @@ def test_a_batch_verifier_that_is_not_the_manifests_makes_the_listing_refused(ma
     assert err.value.details["field"] == "batch_verifier" and err.value.details["size"] == 2
     with pytest.raises(RegistryMismatch):  # the consumer's request is refused before any money moves
         market.request(batch_model, sample_inputs()[0])
+
+
+def test_consumer_contracts_in_one_batch_proof_each_get_their_own_slot_in_their_callback(
+        market: Market, batch_model: str) -> None:
+    """Two consumer contracts' requests settled by one fulfillBatch: each callback gets its own slot's outputs; the
+    one that reverts is recorded as owed, and both requests are paid."""
+    from chain_helpers import TEST_ARTIFACTS
+
+    from proofmarket import models as model_checks
+    from proofmarket.chain.artifacts import load_artifact_file
+    from proofmarket.systems.ezkl.commitment import input_commitment
+
+    market.register_model(batch_model, PRICE, OWNER_SHARE_BPS)
+    advance_time(market.client, 1)
+    docs = sample_inputs()
+    art = load_artifact_file(TEST_ARTIFACTS / "TestConsumer.json")
+    key = market.onchain_id(batch_model)
+    price = market.registry.get_model(key).spec.price
+    manifest, info = market.workspace.prover.model(batch_model)
+    consumers, ids = [], []
+    for mode, doc in zip((0, 1), docs[:2], strict=True):  # the second one's callback reverts
+        address, _ = market.client.deploy(art, market.accounts.consumer, market.market.address, mode)
+        market.usdc.mint(address, 10 * 10**6, market.accounts.admin)
+        consumer = market.client.contract(address, art.abi)
+        commitment = input_commitment(market.workspace.store, manifest, model_checks.parse_inputs(doc, info), None)
+        tx = market.client.transact(consumer.functions.request(key, bytes.fromhex(commitment.commitment[2:]),
+                                                               market.client.timestamp() + 600, price, 150_000, 0),
+                                    market.accounts.consumer)
+        ids.append(int(market.market.decode_events(tx, "RequestCreated")[0]["requestId"]))
+        consumers.append(consumer)
+    proved = market.workspace.prover.prove_together(batch_model, docs, SIZE)
+    for request_id in ids:
+        market.claim(market.market.get_request(request_id), check=False)
+    settled = market.submit_batch({ids[0]: 0, ids[1]: 1}, proved[0].bundle)
+    assert [settled[i].valid for i in ids] == [True, True]
+    assert [settled[i].callback_ok for i in ids] == [True, False]
+    assert consumers[0].functions.lastOutputs().call() == settled[ids[0]].outputs != settled[ids[1]].outputs
+    assert market.market.callback_of(ids[1]).owed and not market.market.callback_of(ids[0]).owed

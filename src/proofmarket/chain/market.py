@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -14,6 +15,7 @@ from proofmarket.chain.contracts import BoundContract, ModelRegistry, UsdcToken
 from proofmarket.chain.eip3009 import SignedAuthorization, sign_receive_authorization
 from proofmarket.chain.types import (
     ZERO_ADDRESS,
+    CallbackTerms,
     Fulfilment,
     InferenceRequest,
     MarketParams,
@@ -97,6 +99,20 @@ class InferenceMarket(BoundContract):
 
     def refund(self, request_id: int, sender: LocalAccount) -> TxResult:
         return self._send("refund", sender, request_id)
+
+    # --- consumer contracts' callbacks (contracts/InferenceConsumer.sol) ---------------------
+    def callback_of(self, request_id: int) -> CallbackTerms:
+        """The request's callback: its gas (0: none), the prover's tip, and whether a failed one is owed."""
+        gas, tip, owed = self._call("callbackOf", request_id)
+        return CallbackTerms(int(gas), int(tip), bool(owed))
+
+    def retry_callback(self, request_id: int, outputs: Sequence[int], sender: LocalAccount) -> TxResult:
+        """Deliver a failed callback again with the outputs its ``RequestFulfilled`` event holds (anyone may)."""
+        return self._send("retryCallback", sender, request_id, [int(v) for v in outputs])
+
+    def callbacks(self, tx: TxResult) -> dict[int, bool]:
+        """Which callbacks a fulfilment delivered: request id -> whether the consumer's call returned."""
+        return {int(a["requestId"]): bool(a["ok"]) for a in self.decode_events(tx, "CallbackDelivered")}
 
     # --- provers ------------------------------------------------------------------------------
     def accept_request(self, request_id: int, sender: LocalAccount) -> TxResult:
@@ -188,6 +204,8 @@ class InferenceMarket(BoundContract):
         missing = [i for i in request_ids if i not in out]
         if missing:
             raise ChainError(f"the fulfil of request(s) {missing} emitted no settlement event", tx=tx.tx_hash)
+        for request_id, ok in self.callbacks(tx).items():
+            out[request_id] = dataclasses.replace(out[request_id], callback_ok=ok)
         return out
 
     def stake(self, amount: int, sender: LocalAccount) -> TxResult:

@@ -30,6 +30,16 @@ class RequestStatus(IntEnum):
 
 
 @dataclass(frozen=True)
+class CallbackTerms:
+    """A request's callback to its consumer contract (``requestInferenceWithCallback``): the gas it is called with
+    (0: no callback), the prover's tip for that gas, and whether a failed callback is owed (``retryCallback``)."""
+
+    gas: int
+    tip: int
+    owed: bool
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """What an owner registers. ``price`` in USDC atomic units (6 decimals)."""
 
@@ -223,6 +233,7 @@ class Fulfilment:
     platform_fee: int = 0
     refunded: int = 0
     slashed: int = 0
+    callback_ok: bool | None = None  # a consumer contract's callback: whether it returned (None: no callback)
 
     @property
     def valid(self) -> bool:

@@ -69,6 +69,10 @@ class ChainSettings(Group):
         default=None, ge=0, le=1000, description="blocks on top of a request's (and a fulfilment's) block before "
                                                  "the node counts it; unset = the chain profile's confirmations")
     escrow_poll_s: float = Field(default=2.0, gt=0, description="seconds between polls of the chain")
+    callback_max_gas: int = Field(
+        default=500_000, ge=0, le=2_000_000, description="the most gas a consumer contract's callback may ask for on "
+        "an escrow request this node answers (its fulfilment pays that gas; the request's tip is the node's); "
+        "over it the request is left to its consumer's refund")
     validation_every_s: float = Field(
         default=60.0, ge=0, description="an ERC-8004 validation record of an x402-paid proof (the ZkValidator "
         "re-verifies it on chain, ~0.5M gas the prover pays) is sent at most once per listing this often; 0: "

@@ -31,6 +31,7 @@ from proofmarket.calls.metrics import EscrowMetrics
 from proofmarket.chain import ChainEvent
 from proofmarket.chain.types import Fulfilment, InferenceRequest, RequestStatus
 from proofmarket.core.errors import (
+    CallbackOverLimit,
     ChainError,
     InputMismatch,
     UsageError,
@@ -71,9 +72,11 @@ class EscrowService(BatchedEscrow, ChainWatcher):
 
     def __init__(self, market: Market, repo: EscrowRepo, served: Callable[[], Iterable[str]], *,
                  confirmations: int | None = None, poll_s: float = 2.0, batch_size: int = 2_000,
-                 proof_timeout_s: float | None = None, owner: str | None = None, jobs: Any = None) -> None:
+                 proof_timeout_s: float | None = None, owner: str | None = None, jobs: Any = None,
+                 callback_max_gas: int = 500_000) -> None:
         super().__init__(market, repo, served, market.market, confirmations=confirmations, poll_s=poll_s,
                          batch_size=batch_size, owner=owner)
+        self.callback_max_gas = callback_max_gas
         self.metrics: EscrowMetrics | None = None
         self.proof_timeout_s = proof_timeout_s
         self.jobs: Any = jobs  # the node's CallService: proofs go through its queue (None: the workspace's prover)
@@ -85,7 +88,8 @@ class EscrowService(BatchedEscrow, ChainWatcher):
                  market: Market | None = None, **options: Any) -> EscrowService | None:
         """The node's escrow service, or None when the setting is off or (auto) no market is deployed."""
         return super().for_node(settings, db, workspace, registry, market,
-                                proof_timeout_s=settings.queue.proof_timeout_s, **options)
+                                proof_timeout_s=settings.queue.proof_timeout_s,
+                                callback_max_gas=settings.chain.callback_max_gas, **options)
 
     def with_metrics(self, registry: CollectorRegistry | None) -> EscrowService:
         if registry is not None:
@@ -278,6 +282,12 @@ class EscrowService(BatchedEscrow, ChainWatcher):
         if self._record_closed(row, onchain) is not None:
             return 0
         self.market.check_entry(row.model_id, onchain.model_key)  # the listing is the model we prove
+        callback = self.market.market.callback_of(request_id).gas  # a consumer contract's callback: our gas pays it
+        if callback > self.callback_max_gas:
+            self._close_failed(row, CallbackOverLimit.code, f"request {request_id}: its consumer's callback asks for "
+                               f"{callback:,} gas, over this node's limit of {self.callback_max_gas:,} "
+                               "(PROOFMARKET_CALLBACK_MAX_GAS); the consumer takes its escrow back after the deadline")
+            return 0
         self.market.claim(onchain)  # only the claimer can fulfil: a copied fulfil cannot take our work
         doc = row.inputs or {}
         attested = self.market.attested_manifest(row.model_id) is not None

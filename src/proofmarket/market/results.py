@@ -73,6 +73,7 @@ def settlement_summary(settlement: Fulfilment) -> dict[str, Any]:
         "outputs": [hex(v) for v in s.outputs],
         "owner_amount": s.owner_amount, "prover_amount": s.prover_amount, "platform_fee": s.platform_fee,
         "refunded": s.refunded, "slashed": s.slashed,
+        **({"callback": "delivered" if s.callback_ok else "failed (retryable)"} if s.callback_ok is not None else {}),
     }
 
 

@@ -74,6 +74,7 @@ class Validator(Judging):
         self.voting: dict[str, dict[str, Any]] = {}
         self._held: dict[bytes, str] = {}
         self._undeclared: list[dict[str, Any]] = []  # listings whose declaration failed: tried again each poll
+        self.stake_short = ""  # why the stake is below the court's minimum and could not be topped up ("": it is not)
 
     @property
     def address(self) -> str:
@@ -95,6 +96,24 @@ class Validator(Judging):
         stake = self.court.stake_of(self.address, validator=True)
         self.metrics.stake.set(stake)
         return stake
+
+    def keep_stake(self) -> None:
+        """A lost vote takes its escrowed share of the stake, and below the court's minimum a validator weighs on
+        nothing: each poll tops the stake up from the wallet. One that cannot leaves the validator not ready, saying
+        why (``ready``)."""
+        minimum = self.court.params().validator_min_stake
+        have = self.court.stake_of(self.address, validator=True)
+        if have >= minimum:
+            self.stake_short = ""
+            return
+        try:
+            self.ensure_stake()
+            self.stake_short = ""
+            log.info("validator %s: stake topped up from %s to the court's minimum %s", self.address, have, minimum)
+        except ProofMarketError as exc:
+            self.stake_short = (f"the stake ({have / 10**6:g} USDC) is below the court's minimum ({minimum / 10**6:g} "
+                                f"USDC) and could not be topped up: fund the validator's wallet ({exc.message})")
+            log.warning("validator %s: %s", self.address, self.stake_short)
 
     def declare_models(self) -> list[str]:
         """Declare on the court every listing of an attested model this validator holds, however the model arrived
@@ -155,6 +174,8 @@ class Validator(Judging):
 
     def ready(self) -> tuple[bool, str]:
         """Whether this validator can vote on anything, and if not, why and what to do."""
+        if self.stake_short:
+            return False, self.stake_short
         if self.voting:
             return True, f"can vote on {len(self.voting)} listing(s)"
         if not self._held:
@@ -166,13 +187,14 @@ class Validator(Judging):
 
     # --- the loop -----------------------------------------------------------------------------
     def poll_once(self) -> int:
-        """Declare what a newly held model is listed as, scan new events, then check what is due. Returns how many
-        results were judged."""
+        """Keep the stake at the court's minimum, declare what a newly held model is listed as, scan new events,
+        then check what is due. Returns how many results were judged."""
         try:
+            self.keep_stake()
             self.refresh_models()
         except ProofMarketError as exc:  # the chain refused or is away: tried again on the next poll
             self.metrics.errors.inc()
-            log.warning("validator: declaring a newly held model failed: %s", exc.message)
+            log.warning("validator: keeping the stake or declaring a newly held model failed: %s", exc.message)
         self._retry_declarations()
         for event in self.events.poll():
             try:

@@ -1,0 +1,50 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.28;
+
+import {IInferenceMarketCallbacks, InferenceConsumer} from "../../../contracts/InferenceConsumer.sol";
+
+/// @notice Consumers that misbehave in their callback, for tests/market/test_market_callbacks.py. `mode`:
+/// 0 records the result, 1 reverts, 2 burns all its gas, 3 re-enters the market (retryCallback and refund) and
+/// records that both were refused. Each can be switched to 0 later (to retry a failed callback).
+contract TestConsumer is InferenceConsumer {
+    uint8 public mode;
+    uint256 public received;
+    uint256 public lastRequest;
+    uint256[] private _last;
+    bool public reentryRefused;
+
+    constructor(IInferenceMarketCallbacks market_, uint8 mode_) InferenceConsumer(market_) {
+        mode = mode_;
+    }
+
+    function setMode(uint8 mode_) external {
+        mode = mode_;
+    }
+
+    function request(bytes32 modelId, bytes32 inputCommitment, uint64 deadline, uint96 price, uint24 callbackGas,
+        uint96 tip) external returns (uint256) {
+        return _requestInference(modelId, inputCommitment, deadline, price, callbackGas, tip);
+    }
+
+    function lastOutputs() external view returns (uint256[] memory) {
+        return _last;
+    }
+
+    function _onResult(uint256 requestId, bytes32, uint256[] calldata outputs) internal override {
+        if (mode == 1) revert("consumer refuses");
+        if (mode == 2) {
+            uint256 x;
+            while (true) x += 1;
+        }
+        if (mode == 3) {
+            bool retried;
+            bool refunded;
+            try market.refund(requestId) { refunded = true; } catch {}
+            (retried,) = address(market).call(abi.encodeWithSignature("retryCallback(uint256,uint256[])",
+                requestId, outputs));
+            reentryRefused = !retried && !refunded;
+        }
+        (received, lastRequest) = (received + 1, requestId);
+        _last = outputs;
+    }
+}

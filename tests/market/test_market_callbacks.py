@@ -1,0 +1,154 @@
+"""Consumer contracts receive verified outputs in a callback (contracts/InferenceConsumer.sol), with real proofs on
+anvil: the example RiskGate decides on the proven score; a consumer whose callback reverts, burns its gas or
+re-enters the market never blocks the payment, and a failed callback is delivered again; a prover cannot starve a
+callback of its gas; an unanswered request gives the consumer back its price and tip."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from chain_helpers import TEST_ARTIFACTS
+from market_helpers import OWNER_SHARE_BPS, Listed, Proofs, mlp_input
+
+from proofmarket import models as model_checks
+from proofmarket.chain import RequestStatus
+from proofmarket.chain.artifacts import load_artifact, load_artifact_file
+from proofmarket.core.errors import ChainError
+from proofmarket.market import Market
+from proofmarket.systems.ezkl.commitment import input_commitment
+
+pytestmark = [pytest.mark.slow, pytest.mark.chain]
+GAS, TIP = 200_000, 50_000  # the callback's gas, and the prover's tip for it (0.05 USDC)
+FIELD = 21888242871839275222246405745257518105605219767508548789122483440263116767233
+
+
+def _commitment(market: Market, model_id: str) -> bytes:
+    manifest, info = market.workspace.prover.model(model_id)
+    doc = input_commitment(market.workspace.store, manifest, model_checks.parse_inputs(mlp_input(), info), None)
+    return bytes.fromhex(doc.commitment[2:])
+
+
+def _consumer(market: Market, artifact: str, *args: Any) -> Any:
+    art = load_artifact(artifact) if artifact == "RiskGate" else load_artifact_file(TEST_ARTIFACTS / f"{artifact}.json")
+    address, _ = market.client.deploy(art, market.accounts.consumer, market.market.address, *args)
+    market.usdc.mint(address, 100 * 10**6, market.accounts.admin)
+    return market.client.contract(address, art.abi)
+
+
+def _request(market: Market, consumer: Any, model_id: str, *, gas: int = GAS, tip: int = TIP) -> int:
+    key = market.onchain_id(model_id)
+    price = market.registry.get_model(key).spec.price
+    deadline = market.client.timestamp() + 600
+    tx = market.client.transact(consumer.functions.request(key, _commitment(market, model_id), deadline, price, gas,
+                                                           tip), market.accounts.consumer)
+    (created,) = market.market.decode_events(tx, "RequestCreated")
+    return int(created["requestId"])
+
+
+def _signed(felt: int) -> int:
+    return felt - FIELD if felt > FIELD // 2 else felt
+
+
+def test_a_consumer_contract_acts_on_the_verified_score(market: Market, models: Listed, proofs: Proofs) -> None:
+    gate = _consumer(market, "RiskGate", 0, 0)  # approves a score of at most 0, reads output 0
+    before = market.usdc.balance_of(gate.address)
+    key = market.onchain_id(models.public)
+    price = market.registry.get_model(key).spec.price
+    tx = market.client.transact(gate.functions.requestScore(
+        market.accounts.owner.address, key, _commitment(market, models.public), market.client.timestamp() + 600,
+        price, GAS, TIP), market.accounts.consumer)
+    rid = int(market.market.decode_events(tx, "RequestCreated")[0]["requestId"])
+    assert market.market.callback_of(rid).gas == GAS and market.usdc.balance_of(gate.address) == before - price - TIP
+
+    settled = market.submit_proof(rid, proofs.mlp)
+    assert settled.valid and settled.callback_ok is True
+    score = _signed(settled.outputs[0])
+    applicant, decided, approved, stored = gate.functions.applications(rid).call()
+    assert decided and stored == score and approved is (score <= 0) and applicant == market.accounts.owner.address
+    # the prover took its share and the whole tip; the owner and the platform their shares of the price alone
+    fee = price * market.market.params().platform_fee_bps // 10_000
+    assert settled.owner_amount == price * OWNER_SHARE_BPS // 10_000 and settled.platform_fee == fee
+    assert settled.prover_amount == price - fee - settled.owner_amount + TIP
+    # only the market calls the callback
+    with pytest.raises(Exception, match="NotTheMarket"):
+        market.client.transact(gate.functions.onInferenceResult(rid, key, [0, 0, 0]), market.accounts.consumer)
+
+
+@pytest.mark.parametrize("mode", [1, 2], ids=["reverts", "burns-its-gas"])
+def test_a_failing_callback_never_blocks_the_payment_and_is_delivered_again(
+        market: Market, models: Listed, proofs: Proofs, mode: int) -> None:
+    consumer = _consumer(market, "TestConsumer", mode)
+    rid = _request(market, consumer, models.public)
+    settled = market.submit_proof(rid, proofs.mlp)
+    assert settled.valid and settled.callback_ok is False  # paid, the failure recorded
+    assert market.market.get_request(rid).status is RequestStatus.FULFILLED
+    assert market.market.callback_of(rid).owed and settled.tx.gas_used < 1_500_000  # the burner had GAS only
+    assert market.market.earned(market.accounts.prover.address) >= settled.prover_amount
+
+    stranger = market.accounts.owner  # anyone may deliver it again, with the outputs the market recorded
+    with pytest.raises(ChainError, match="OutputsMismatch"):
+        market.market.retry_callback(rid, [v + 1 for v in settled.outputs], stranger)
+    with pytest.raises(ChainError):  # the consumer still fails: the retry reverts and stays owed
+        market.market.retry_callback(rid, settled.outputs, stranger)
+    assert market.market.callback_of(rid).owed
+    market.client.transact(consumer.functions.setMode(0), market.accounts.consumer)
+    market.market.retry_callback(rid, settled.outputs, stranger)
+    assert consumer.functions.received().call() == 1 and consumer.functions.lastOutputs().call() == settled.outputs
+    assert not market.market.callback_of(rid).owed
+    with pytest.raises(ChainError, match="NoCallbackOwed"):
+        market.market.retry_callback(rid, settled.outputs, stranger)
+
+
+def test_a_callback_cannot_reenter_the_market(market: Market, models: Listed, proofs: Proofs) -> None:
+    consumer = _consumer(market, "TestConsumer", 3)  # tries refund and retryCallback from inside its callback
+    rid = _request(market, consumer, models.public)
+    settled = market.submit_proof(rid, proofs.mlp)
+    assert settled.callback_ok is True and consumer.functions.reentryRefused().call()
+    assert market.market.get_request(rid).status is RequestStatus.FULFILLED
+
+
+def test_a_prover_cannot_starve_the_callback_of_its_gas(market: Market, models: Listed, proofs: Proofs) -> None:
+    consumer = _consumer(market, "TestConsumer", 0)
+    rid = _request(market, consumer, models.public, gas=1_000_000)
+    request = market.market.get_request(rid)
+    market.claim(request, check=False)
+    assert request.terms is not None
+    proof = market.chain_proof(models.public, request.terms.verifier, bytes.fromhex(proofs.mlp.proof.hex[2:]))
+    instances = [int(v, 16) for v in proofs.mlp.proof.instances]
+    # enough for the proof's verification, not for the callback's million: the fulfilment reverts, nobody is paid
+    with pytest.raises(ChainError):
+        market.market.fulfill(rid, proof, instances, market.accounts.prover, gas=900_000)
+    assert market.market.get_request(rid).status is RequestStatus.ACCEPTED
+    settled = market.market.fulfill(rid, proof, instances, market.accounts.prover)
+    assert settled.valid and settled.callback_ok is True and consumer.functions.received().call() == 1
+
+
+def test_callback_terms_are_bounded_and_an_unanswered_request_refunds_the_tip(market: Market, models: Listed) -> None:
+    consumer = _consumer(market, "TestConsumer", 0)
+    for bad in (0, 2_000_001):
+        with pytest.raises(ChainError, match="BadCallbackGas"):
+            _request(market, consumer, models.public, gas=bad)
+    before = market.usdc.balance_of(consumer.address)
+    rid = _request(market, consumer, models.public)
+    assert market.market.get_request(rid).amount == market.registry.get_model(
+        market.onchain_id(models.public)).spec.price + TIP
+    market.client.rpc("evm_increaseTime", [601])
+    market.client.rpc("evm_mine", [])
+    # the consumer contract takes its escrow back (the test consumer has no refund function: the market's own
+    # consumer check refuses anyone else)
+    with pytest.raises(ChainError, match="is not the consumer"):
+        market.market.refund(rid, market.accounts.consumer)
+    gate = _consumer(market, "RiskGate", 0, 0)
+    key = market.onchain_id(models.public)
+    price = market.registry.get_model(key).spec.price
+    tx = market.client.transact(gate.functions.requestScore(
+        market.accounts.owner.address, key, _commitment(market, models.public), market.client.timestamp() + 120,
+        price, GAS, TIP), market.accounts.consumer)
+    gate_rid = int(market.market.decode_events(tx, "RequestCreated")[0]["requestId"])
+    funded = market.usdc.balance_of(gate.address)
+    market.client.rpc("evm_increaseTime", [121])
+    market.client.rpc("evm_mine", [])
+    market.client.transact(gate.functions.refund(gate_rid), market.accounts.consumer)
+    assert market.usdc.balance_of(gate.address) == funded + price + TIP
+    assert market.usdc.balance_of(consumer.address) == before - price - TIP  # still escrowed: only it may refund
