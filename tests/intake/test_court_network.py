@@ -304,6 +304,7 @@ def test_a_dishonest_third_of_the_voting_stake_cannot_save_a_cheater(
                       json={"input": {"prompt": "cheat with a friend", "max_tokens": 6}}, timeout=30).status_code == 202
     _wait(cheat_url, [rid], lambda r: r["status"] == "fulfilled")
     liar_stake = net.court.stake_of(liar.address, validator=True)
+    liar_wallet = cm.usdc.balance_of(liar.address)
     for _ in range(4):
         net.market.client.rpc("evm_mine", [])  # the draw needs the block after the commitment
         for v in [honest[0], liar, honest[1]]:  # the liar votes after the challenge, before the deciding vote
@@ -314,7 +315,10 @@ def test_a_dishonest_third_of_the_voting_stake_cannot_save_a_cheater(
     assert onchain.weight_honest == liar_stake  # the liar did vote for the node
     for _ in range(2):
         _poll(net, [honest_url, cheat_url])  # the votes are claimed
-    assert net.court.stake_of(liar.address, validator=True) < liar_stake
+    lost = net.court.vote_of(rid, liar.address)
+    assert lost.claimed and lost.risk > 0  # the liar's escrowed share went to the honest voters
+    liar_now = net.court.stake_of(liar.address, validator=True) + cm.usdc.balance_of(liar.address)
+    assert liar_now == liar_stake + liar_wallet - lost.risk  # (its next poll topped the stake up from its wallet)
     assert all(net.court.vote_of(rid, v.address).claimed for v in net.validators)
 
 

@@ -99,20 +99,23 @@ class Validator(Judging):
 
     def keep_stake(self) -> None:
         """A lost vote takes its escrowed share of the stake, and below the court's minimum a validator weighs on
-        nothing: each poll tops the stake up from the wallet. One that cannot leaves the validator not ready, saying
-        why (``ready``)."""
-        minimum = self.court.params().validator_min_stake
+        nothing; each challenge spends a bond of the approved allowance. Each poll tops both up from the wallet
+        (``ensure_stake``); a wallet that cannot leaves the validator not ready, saying why (``ready``)."""
+        params = self.court.params()
+        minimum = params.validator_min_stake
         have = self.court.stake_of(self.address, validator=True)
-        if have >= minimum:
-            self.stake_short = ""
+        usdc = UsdcToken(self.client, str(self.court._call("usdc")))
+        if have >= minimum and usdc.allowance(self.address, self.court.address) >= params.challenge_bond:
+            self.stake_short = ""  # staked, and a challenge's bond approved
             return
         try:
             self.ensure_stake()
             self.stake_short = ""
             log.info("validator %s: stake topped up from %s to the court's minimum %s", self.address, have, minimum)
         except ProofMarketError as exc:
-            self.stake_short = (f"the stake ({have / 10**6:g} USDC) is below the court's minimum ({minimum / 10**6:g} "
-                                f"USDC) and could not be topped up: fund the validator's wallet ({exc.message})")
+            self.stake_short = (f"the stake ({have / 10**6:g} USDC; the court's minimum {minimum / 10**6:g} USDC) or "
+                                f"the challenge bonds' allowance could not be topped up: fund the validator's wallet "
+                                f"({exc.message})")
             log.warning("validator %s: %s", self.address, self.stake_short)
 
     def declare_models(self) -> list[str]:
