@@ -529,3 +529,90 @@ def test_a_validator_declares_at_most_the_courts_limit(chain: Chain) -> None:
     assert len(court.declared_models(a.stranger.address)) == limit
     court.unstake(1, a.stranger, validator=True)  # a stake change updates every declared model's total
     assert court.stake_of(a.stranger.address, validator=True) == VALIDATOR_STAKE - 1
+
+
+def _callbacks(chain: Chain, court: AttestationCourt, mode: int) -> tuple[object, object]:
+    """CourtCallbacks over ``court`` and a test consumer contract (``mode``: 0 records, 1 reverts, 2 burns its gas)
+    holding 50 USDC."""
+    from chain_helpers import TEST_ARTIFACTS
+
+    from proofmarket.chain.artifacts import load_artifact_file
+
+    a = chain.accounts
+    art = load_artifact("CourtCallbacks")
+    address, _ = chain.client.deploy(art, a.admin, court.address)
+    callbacks = chain.client.contract(address, art.abi)
+    consumer_art = load_artifact_file(TEST_ARTIFACTS / "TestAttestedConsumer.json")
+    consumer_address, _ = chain.client.deploy(consumer_art, a.admin, address, mode)
+    chain.usdc.mint(consumer_address, 50 * USDC, a.admin)
+    return callbacks, chain.client.contract(consumer_address, consumer_art.abi)
+
+
+def _callback_request(chain: Chain, court: AttestationCourt, key: bytes, consumer: object, request_hash: int,
+                      gas: int = 200_000, tip: int = USDC // 10) -> int:
+    commitment = keccak(request_hash.to_bytes(32, "big"))
+    tx = chain.client.transact(consumer.functions.request(  # type: ignore[attr-defined]
+        key, commitment, chain.client.timestamp() + 3_600, chain.accounts.prover.address, 2 * PRICE, gas, tip),
+        chain.accounts.admin)
+    return int(court.decode_events(tx, "RequestCreated")[0]["requestId"])
+
+
+@pytest.mark.parametrize("mode", [0, 1, 2], ids=["records", "reverts", "burns-its-gas"])
+def test_a_consumer_contract_gets_the_paid_attested_result_in_its_callback(chain: Chain, mode: int) -> None:
+    """Issue 58: an attested court request made by a contract (through CourtCallbacks) is delivered into it once
+    the court paid it; a callback that reverts or burns its gas leaves the node paid and can be delivered again."""
+    court, key = _setup(chain)
+    a = chain.accounts
+    callbacks, consumer = _callbacks(chain, court, mode)
+    before = chain.usdc.balance_of(consumer.address)  # type: ignore[attr-defined]
+    request_id = _callback_request(chain, court, key, consumer, 444)
+    # the unused part of the price cap came back: the court took the price, the callbacks hold the tip
+    assert chain.usdc.balance_of(consumer.address) == before - PRICE - USDC // 10  # type: ignore[attr-defined]
+    bundle = b'{"attested": true}'
+    _commit(chain, court, request_id, 444, bundle)
+    with pytest.raises(Exception, match="NotPaid"):  # nothing to deliver before the court pays
+        chain.client.transact(callbacks.functions.deliver(request_id), a.stranger)  # type: ignore[attr-defined]
+    _advance(chain, WINDOW + 1)
+    node_before = chain.usdc.balance_of(a.prover.address)
+    court.finalize(request_id, a.stranger)
+    assert chain.usdc.balance_of(a.prover.address) > node_before  # the node is paid whatever the consumer does
+
+    keeper = a.relayer
+    keeper_before = chain.usdc.balance_of(keeper.address)
+    tx = chain.client.transact(callbacks.functions.deliver(request_id), keeper)  # type: ignore[attr-defined]
+    from web3.logs import DISCARD
+
+    (delivered,) = callbacks.events.CallbackDelivered().process_receipt(  # type: ignore[attr-defined]
+        tx.receipt, errors=DISCARD)
+    if mode == 0:
+        assert delivered["args"]["ok"] and consumer.functions.received().call() == 1  # type: ignore[attr-defined]
+        assert consumer.functions.lastOutputHash().call() == (5).to_bytes(32, "big")  # type: ignore[attr-defined]
+        assert consumer.functions.lastBundleDigest().call() == hashlib.sha256(bundle).digest()  # type: ignore[attr-defined]
+        assert chain.usdc.balance_of(keeper.address) == keeper_before + USDC // 10  # the tip
+        with pytest.raises(Exception, match="AlreadyDone"):
+            chain.client.transact(callbacks.functions.deliver(request_id), keeper)  # type: ignore[attr-defined]
+        return
+    assert not delivered["args"]["ok"] and tx.gas_used < 2_500_000  # said, and bounded by the callback's gas
+    assert chain.usdc.balance_of(keeper.address) == keeper_before  # no tip for a failed delivery
+    assert court.get_request(request_id).status == "paid"
+    chain.client.transact(consumer.functions.setMode(0), a.admin)  # type: ignore[attr-defined]
+    chain.client.transact(callbacks.functions.deliver(request_id), keeper)  # type: ignore[attr-defined]
+    assert consumer.functions.received().call() == 1  # type: ignore[attr-defined]
+
+
+def test_a_refunded_callback_request_hands_the_price_and_tip_back_to_the_consumer(chain: Chain) -> None:
+    court, key = _setup(chain)
+    callbacks, consumer = _callbacks(chain, court, 0)
+    before = chain.usdc.balance_of(consumer.address)  # type: ignore[attr-defined]
+    request_id = _callback_request(chain, court, key, consumer, 555, gas=100_000)
+    for bad in (0, 2_000_001):
+        with pytest.raises(Exception, match="BadCallbackGas"):
+            _callback_request(chain, court, key, consumer, 556, gas=bad)
+    with pytest.raises(Exception, match="window is open|WindowOpen"):  # not before the deadline
+        chain.client.transact(callbacks.functions.reclaim(request_id), chain.accounts.stranger)  # type: ignore[attr-defined]
+    _advance(chain, 3_601)  # no node committed
+    chain.client.transact(callbacks.functions.reclaim(request_id), chain.accounts.stranger)  # type: ignore[attr-defined]
+    assert chain.usdc.balance_of(consumer.address) == before  # type: ignore[attr-defined]
+    assert court.get_request(request_id).status == "refunded"
+    with pytest.raises(Exception, match="AlreadyDone"):
+        chain.client.transact(callbacks.functions.reclaim(request_id), chain.accounts.stranger)  # type: ignore[attr-defined]

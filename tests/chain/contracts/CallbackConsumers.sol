@@ -48,3 +48,35 @@ contract TestConsumer is InferenceConsumer {
         _last = outputs;
     }
 }
+
+import {AttestedConsumer, CourtCallbacks} from "../../../contracts/CourtCallbacks.sol";
+
+/// @notice An attested-result consumer: `mode` 0 records, 1 reverts, 2 burns its gas.
+contract TestAttestedConsumer is AttestedConsumer {
+    uint8 public mode;
+    uint256 public received;
+    bytes32 public lastOutputHash;
+    bytes32 public lastBundleDigest;
+
+    constructor(CourtCallbacks callbacks_, uint8 mode_) AttestedConsumer(callbacks_) {
+        mode = mode_;
+    }
+
+    function setMode(uint8 mode_) external {
+        mode = mode_;
+    }
+
+    function request(bytes32 modelId, bytes32 inputCommitment, uint64 deadline, address node, uint96 maxPrice,
+        uint24 callbackGas, uint96 tip) external returns (uint256) {
+        return _requestAttested(modelId, inputCommitment, deadline, node, maxPrice, callbackGas, tip);
+    }
+
+    function _onAttestedResult(uint256, bytes32, bytes32 outputHash, bytes32 bundleDigest) internal override {
+        if (mode == 1) revert("consumer refuses");
+        if (mode == 2) {
+            uint256 x;
+            while (true) x += 1;
+        }
+        (received, lastOutputHash, lastBundleDigest) = (received + 1, outputHash, bundleDigest);
+    }
+}
