@@ -170,8 +170,9 @@ def main(argv: list[str] | None = None) -> int:
         row.update(classify(rc, out, err, args.timeout), seconds=round(time.monotonic() - start, 1))
         rows.append(row)
         print(f"{row['model']}: {row['proofmarket'][:160]} ({row['seconds']} s)", file=sys.stderr, flush=True)
-    predict_over_time(rows, args.dir, env)
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(rows, indent=1) + "\n")  # kept if the predictions below are cut short
+    predict_over_time(rows, args.dir, env)
     args.out.write_text(json.dumps(rows, indent=1) + "\n")
     print(markdown(rows, args.timeout))
     return 0
