@@ -90,13 +90,17 @@ def materialise(store: ArtifactStore, manifest: AttestedManifest, folder: Path) 
         if target.exists():
             continue
         src = store.path(ref.cid)
-        # one temporary name per process and thread: a validator judges several requests of a model at once, and two
-        # threads that shared one name linked over each other's file (FileExistsError, then SameFileError)
-        tmp = folder / f".{name}.tmp{os.getpid()}-{threading.get_ident()}"
-        tmp.unlink(missing_ok=True)  # left by a run that stopped between its link and its rename
+        # a validator judges several requests of a model at once: a hard link appears whole or not at all, and one
+        # another thread made first is the same file (a rename of one link over another of the same file is a no-op
+        # that leaves the temporary name behind, so links are made in place, not renamed)
         try:
-            os.link(src, tmp)
+            os.link(src, target)
+            continue
+        except FileExistsError:
+            continue
         except OSError:
-            shutil.copyfile(src, tmp)
+            pass  # another filesystem: a copy, under a name of this process and thread, renamed into place
+        tmp = folder / f".{name}.tmp{os.getpid()}-{threading.get_ident()}"
+        shutil.copyfile(src, tmp)
         os.replace(tmp, target)
     return folder
