@@ -42,6 +42,7 @@ class BatchedEscrow:
     chain_id: int
     address: str
     proof_timeout_s: float | None
+    callback_max_gas: int
 
     def _together(self, rows: list[EscrowRequestRow]) -> set[int]:
         """Claim and answer together the rows that can share proofs (2+ of one model); the ids claimed here (their
@@ -71,8 +72,10 @@ class BatchedEscrow:
         open_rows, checked = [], set()
         for row in rows:
             onchain = self.market.market.get_request(row.request_id)
+            # a callback over the node's gas limit is left to the usual path, which refuses it (callback_gas_over_limit)
             if onchain.status in (RequestStatus.OPEN, RequestStatus.ACCEPTED) and \
-                    self.market.settles_batched(row.model_id, onchain):
+                    self.market.settles_batched(row.model_id, onchain) and \
+                    self.market.market.callback_of(row.request_id).gas <= self.callback_max_gas:
                 if onchain.model_key not in checked:  # one listing, checked once for all its requests
                     self.market.check_entry(row.model_id, onchain.model_key)
                     checked.add(onchain.model_key)
