@@ -228,23 +228,19 @@ def test_a_listing_whose_declaration_failed_is_declared_on_a_later_poll() -> Non
     assert tries == [b"\x01" * 32] * 2 and validator._undeclared == []
 
 
-def test_a_validator_below_the_minimum_stake_tops_it_up_or_says_it_cannot_vote(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_validator_below_the_minimum_stake_tops_it_up_or_says_it_cannot_vote() -> None:
     """A lost vote takes its share of the stake and each challenge a bond of the allowance: each poll tops both up
     from the wallet; a wallet that cannot makes the validator not ready, saying what to do."""
     from types import SimpleNamespace
 
-    import proofmarket.validator.process as process
     from proofmarket.core.errors import ChainError
 
     stake, allowance = [5 * USDC], [0]
     court = SimpleNamespace(params=lambda: SimpleNamespace(validator_min_stake=10 * USDC, challenge_bond=2 * USDC),
-                            stake_of=lambda who, validator: stake[0], _call=lambda name: "0x" + "11" * 20,
-                            address="0x" + "22" * 20)
-    monkeypatch.setattr(process, "UsdcToken", lambda client, address: SimpleNamespace(
-        allowance=lambda owner, spender: allowance[0]))
+                            stake_of=lambda who, validator: stake[0], address="0x" + "22" * 20)
     validator = Validator.__new__(Validator)
     validator.client, validator.court, validator.stake_short, validator.voting = None, court, "", {"0xab": {}}
+    validator.usdc = SimpleNamespace(allowance=lambda owner, spender: allowance[0])
     validator.account = SimpleNamespace(address="0x" + "33" * 20)
 
     def broke() -> int:

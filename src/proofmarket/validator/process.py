@@ -62,6 +62,7 @@ class Validator(Judging):
         # event a reorg may still undo would spend a bond on a request that may not exist
         depth = client.profile.confirmations if confirmations is None else confirmations
         self.registry = ModelRegistry(client, str(court._call("registry")))
+        self.usdc = UsdcToken(client, str(court._call("usdc")))  # the court's token: immutable, read once
         self.from_block = from_block
         self.events = EventWatcher(client, {"court": court, "registry": self.registry},
                                    from_block=self.state.next_block, confirmations=depth, poll_interval=poll_s)
@@ -84,12 +85,11 @@ class Validator(Judging):
     def ensure_stake(self, amount: int | None = None, bonds: int = 5) -> int:
         """Stake up to the court's validator minimum (or ``amount``) and approve ``bonds`` challenge bonds."""
         params = self.court.params()
-        usdc = UsdcToken(self.client, str(self.court._call("usdc")))
         have = self.court.stake_of(self.address, validator=True)
         add = max(0, (amount if amount is not None else params.validator_min_stake) - have)
         need = add + bonds * params.challenge_bond
-        if usdc.allowance(self.address, self.court.address) < need:
-            usdc.approve(self.court.address, need, self.account)
+        if self.usdc.allowance(self.address, self.court.address) < need:
+            self.usdc.approve(self.court.address, need, self.account)
         if add:
             self.court.stake(add, self.account, validator=True)
         self.declare_models()
@@ -104,8 +104,7 @@ class Validator(Judging):
         params = self.court.params()
         minimum = params.validator_min_stake
         have = self.court.stake_of(self.address, validator=True)
-        usdc = UsdcToken(self.client, str(self.court._call("usdc")))
-        if have >= minimum and usdc.allowance(self.address, self.court.address) >= params.challenge_bond:
+        if have >= minimum and self.usdc.allowance(self.address, self.court.address) >= params.challenge_bond:
             self.stake_short = ""  # staked, and a challenge's bond approved
             return
         try:
