@@ -332,28 +332,12 @@ def test_a_consumer_contracts_request_is_answered_into_its_callback_within_the_n
     """A dApp contract's escrow request, its input posted over HTTP: the node proves it and the verified outputs land
     in the contract's callback; a callback over the node's gas limit (PROOFMARKET_CALLBACK_MAX_GAS, 500,000 by
     default) is not claimed, and says why."""
-    from chain_helpers import TEST_ARTIFACTS
-
-    from proofmarket import models as model_checks
-    from proofmarket.chain.artifacts import load_artifact_file
-    from proofmarket.systems.ezkl.commitment import input_commitment
+    from market_helpers import consumer_contract, request_with_callback
 
     m = env.market
-    art = load_artifact_file(TEST_ARTIFACTS / "TestConsumer.json")
-    key = m.onchain_id(env.public)
-    price = m.registry.get_model(key).spec.price
-    manifest, info = m.workspace.prover.model(env.public)
-    commitment = input_commitment(m.workspace.store, manifest, model_checks.parse_inputs(mlp_input(), info), None)
-    consumers, ids = [], []
-    for gas in (150_000, 600_000):
-        address, _ = m.client.deploy(art, m.accounts.consumer, m.market.address, 0)
-        m.usdc.mint(address, 10 * 10**6, m.accounts.admin)
-        consumer = m.client.contract(address, art.abi)
-        tx = m.client.transact(consumer.functions.request(key, bytes.fromhex(commitment.commitment[2:]),
-                                                          m.client.timestamp() + 600, price, gas, 10_000),
-                               m.accounts.consumer)
-        ids.append(int(m.market.decode_events(tx, "RequestCreated")[0]["requestId"]))
-        consumers.append(consumer)
+    consumers = [consumer_contract(m, "TestConsumer", 0, funds=10 * 10**6) for _ in range(2)]
+    ids = [request_with_callback(m, consumer, env.public, mlp_input(), gas=gas, tip=10_000)
+           for consumer, gas in zip(consumers, (150_000, 600_000), strict=True)]
     with TestClient(make_app()) as client:
         for rid in ids:
             wait_status(client, rid, ("seen",), timeout_s=10)

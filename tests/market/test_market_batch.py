@@ -7,7 +7,14 @@ import json
 from typing import Any
 
 import pytest
-from market_helpers import MLP_CANDIDATE, OWNER_SHARE_BPS, PRICE, compile_mlp
+from market_helpers import (
+    MLP_CANDIDATE,
+    OWNER_SHARE_BPS,
+    PRICE,
+    compile_mlp,
+    consumer_contract,
+    request_with_callback,
+)
 
 from proofmarket.chain import RequestStatus, advance_time, instances_hash
 from proofmarket.core.errors import RegistryMismatch, UsageError
@@ -125,30 +132,12 @@ def test_consumer_contracts_in_one_batch_proof_each_get_their_own_slot_in_their_
         market: Market, batch_model: str) -> None:
     """Two consumer contracts' requests settled by one fulfillBatch: each callback gets its own slot's outputs; the
     one that reverts is recorded as owed, and both requests are paid."""
-    from chain_helpers import TEST_ARTIFACTS
-
-    from proofmarket import models as model_checks
-    from proofmarket.chain.artifacts import load_artifact_file
-    from proofmarket.systems.ezkl.commitment import input_commitment
-
     market.register_model(batch_model, PRICE, OWNER_SHARE_BPS)
     advance_time(market.client, 1)
     docs = sample_inputs()
-    art = load_artifact_file(TEST_ARTIFACTS / "TestConsumer.json")
-    key = market.onchain_id(batch_model)
-    price = market.registry.get_model(key).spec.price
-    manifest, info = market.workspace.prover.model(batch_model)
-    consumers, ids = [], []
-    for mode, doc in zip((0, 1), docs[:2], strict=True):  # the second one's callback reverts
-        address, _ = market.client.deploy(art, market.accounts.consumer, market.market.address, mode)
-        market.usdc.mint(address, 10 * 10**6, market.accounts.admin)
-        consumer = market.client.contract(address, art.abi)
-        commitment = input_commitment(market.workspace.store, manifest, model_checks.parse_inputs(doc, info), None)
-        tx = market.client.transact(consumer.functions.request(key, bytes.fromhex(commitment.commitment[2:]),
-                                                               market.client.timestamp() + 600, price, 150_000, 0),
-                                    market.accounts.consumer)
-        ids.append(int(market.market.decode_events(tx, "RequestCreated")[0]["requestId"]))
-        consumers.append(consumer)
+    consumers = [consumer_contract(market, "TestConsumer", mode, funds=10 * 10**6) for mode in (0, 1)]  # 1 reverts
+    ids = [request_with_callback(market, consumer, batch_model, doc, gas=150_000, tip=0)
+           for consumer, doc in zip(consumers, docs[:2], strict=True)]
     proved = market.workspace.prover.prove_together(batch_model, docs, SIZE)
     for request_id in ids:
         market.claim(market.market.get_request(request_id), check=False)

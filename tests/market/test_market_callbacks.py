@@ -8,42 +8,37 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from chain_helpers import TEST_ARTIFACTS
-from market_helpers import OWNER_SHARE_BPS, Listed, Proofs, mlp_input
+from market_helpers import (
+    OWNER_SHARE_BPS,
+    Listed,
+    Proofs,
+    commitment_of,
+    consumer_contract,
+    mlp_input,
+    request_with_callback,
+)
 
-from proofmarket import models as model_checks
 from proofmarket.chain import RequestStatus
-from proofmarket.chain.artifacts import load_artifact, load_artifact_file
 from proofmarket.core.errors import ChainError
 from proofmarket.market import Market
-from proofmarket.systems.ezkl.commitment import input_commitment
 
 pytestmark = [pytest.mark.slow, pytest.mark.chain]
 GAS, TIP = 200_000, 50_000  # the callback's gas, and the prover's tip for it (0.05 USDC)
 FIELD = 21888242871839275222246405745257518105605219767508548789122483440263116767233
 
 
-def _commitment(market: Market, model_id: str) -> bytes:
-    manifest, info = market.workspace.prover.model(model_id)
-    doc = input_commitment(market.workspace.store, manifest, model_checks.parse_inputs(mlp_input(), info), None)
-    return bytes.fromhex(doc.commitment[2:])
-
-
-def _consumer(market: Market, artifact: str, *args: Any) -> Any:
-    art = load_artifact(artifact) if artifact == "RiskGate" else load_artifact_file(TEST_ARTIFACTS / f"{artifact}.json")
-    address, _ = market.client.deploy(art, market.accounts.consumer, market.market.address, *args)
-    market.usdc.mint(address, 100 * 10**6, market.accounts.admin)
-    return market.client.contract(address, art.abi)
-
-
 def _request(market: Market, consumer: Any, model_id: str, *, gas: int = GAS, tip: int = TIP) -> int:
+    return request_with_callback(market, consumer, model_id, mlp_input(), gas=gas, tip=tip)
+
+
+def _ask(market: Market, gate: Any, model_id: str, ttl_s: int) -> tuple[int, int]:
+    """RiskGate asks for the owner's score on the sample input: (request id, the listing's price)."""
     key = market.onchain_id(model_id)
     price = market.registry.get_model(key).spec.price
-    deadline = market.client.timestamp() + 600
-    tx = market.client.transact(consumer.functions.request(key, _commitment(market, model_id), deadline, price, gas,
-                                                           tip), market.accounts.consumer)
-    (created,) = market.market.decode_events(tx, "RequestCreated")
-    return int(created["requestId"])
+    tx = market.client.transact(gate.functions.requestScore(
+        market.accounts.owner.address, key, commitment_of(market, model_id, mlp_input()),
+        market.client.timestamp() + ttl_s, price, GAS, TIP), market.accounts.consumer)
+    return int(market.market.decode_events(tx, "RequestCreated")[0]["requestId"]), price
 
 
 def _signed(felt: int) -> int:
@@ -51,14 +46,9 @@ def _signed(felt: int) -> int:
 
 
 def test_a_consumer_contract_acts_on_the_verified_score(market: Market, models: Listed, proofs: Proofs) -> None:
-    gate = _consumer(market, "RiskGate", 0, 0)  # approves a score of at most 0, reads output 0
+    gate = consumer_contract(market, "RiskGate", 0, 0)  # approves a score of at most 0, reads output 0
     before = market.usdc.balance_of(gate.address)
-    key = market.onchain_id(models.public)
-    price = market.registry.get_model(key).spec.price
-    tx = market.client.transact(gate.functions.requestScore(
-        market.accounts.owner.address, key, _commitment(market, models.public), market.client.timestamp() + 600,
-        price, GAS, TIP), market.accounts.consumer)
-    rid = int(market.market.decode_events(tx, "RequestCreated")[0]["requestId"])
+    rid, price = _ask(market, gate, models.public, 600)
     assert market.market.callback_of(rid).gas == GAS and market.usdc.balance_of(gate.address) == before - price - TIP
 
     settled = market.submit_proof(rid, proofs.mlp)
@@ -72,13 +62,14 @@ def test_a_consumer_contract_acts_on_the_verified_score(market: Market, models: 
     assert settled.prover_amount == price - fee - settled.owner_amount + TIP
     # only the market calls the callback
     with pytest.raises(Exception, match="NotTheMarket"):
-        market.client.transact(gate.functions.onInferenceResult(rid, key, [0, 0, 0]), market.accounts.consumer)
+        market.client.transact(gate.functions.onInferenceResult(rid, market.onchain_id(models.public), [0, 0, 0]),
+                               market.accounts.consumer)
 
 
 @pytest.mark.parametrize("mode", [1, 2], ids=["reverts", "burns-its-gas"])
 def test_a_failing_callback_never_blocks_the_payment_and_is_delivered_again(
         market: Market, models: Listed, proofs: Proofs, mode: int) -> None:
-    consumer = _consumer(market, "TestConsumer", mode)
+    consumer = consumer_contract(market, "TestConsumer", mode)
     rid = _request(market, consumer, models.public)
     settled = market.submit_proof(rid, proofs.mlp)
     assert settled.valid and settled.callback_ok is False  # paid, the failure recorded
@@ -101,7 +92,7 @@ def test_a_failing_callback_never_blocks_the_payment_and_is_delivered_again(
 
 
 def test_a_callback_cannot_reenter_the_market(market: Market, models: Listed, proofs: Proofs) -> None:
-    consumer = _consumer(market, "TestConsumer", 3)  # tries refund and retryCallback from inside its callback
+    consumer = consumer_contract(market, "TestConsumer", 3)  # tries refund and retryCallback from inside its callback
     rid = _request(market, consumer, models.public)
     settled = market.submit_proof(rid, proofs.mlp)
     assert settled.callback_ok is True and consumer.functions.reentryRefused().call()
@@ -109,7 +100,7 @@ def test_a_callback_cannot_reenter_the_market(market: Market, models: Listed, pr
 
 
 def test_a_prover_cannot_starve_the_callback_of_its_gas(market: Market, models: Listed, proofs: Proofs) -> None:
-    consumer = _consumer(market, "TestConsumer", 0)
+    consumer = consumer_contract(market, "TestConsumer", 0)
     rid = _request(market, consumer, models.public, gas=1_000_000)
     request = market.market.get_request(rid)
     market.claim(request, check=False)
@@ -125,7 +116,7 @@ def test_a_prover_cannot_starve_the_callback_of_its_gas(market: Market, models: 
 
 
 def test_callback_terms_are_bounded_and_an_unanswered_request_refunds_the_tip(market: Market, models: Listed) -> None:
-    consumer = _consumer(market, "TestConsumer", 0)
+    consumer = consumer_contract(market, "TestConsumer", 0)
     for bad in (0, 2_000_001):
         with pytest.raises(ChainError, match="BadCallbackGas"):
             _request(market, consumer, models.public, gas=bad)
@@ -139,13 +130,8 @@ def test_callback_terms_are_bounded_and_an_unanswered_request_refunds_the_tip(ma
     # consumer check refuses anyone else)
     with pytest.raises(ChainError, match="is not the consumer"):
         market.market.refund(rid, market.accounts.consumer)
-    gate = _consumer(market, "RiskGate", 0, 0)
-    key = market.onchain_id(models.public)
-    price = market.registry.get_model(key).spec.price
-    tx = market.client.transact(gate.functions.requestScore(
-        market.accounts.owner.address, key, _commitment(market, models.public), market.client.timestamp() + 120,
-        price, GAS, TIP), market.accounts.consumer)
-    gate_rid = int(market.market.decode_events(tx, "RequestCreated")[0]["requestId"])
+    gate = consumer_contract(market, "RiskGate", 0, 0)
+    gate_rid, price = _ask(market, gate, models.public, 120)
     funded = market.usdc.balance_of(gate.address)
     market.client.rpc("evm_increaseTime", [121])
     market.client.rpc("evm_mine", [])

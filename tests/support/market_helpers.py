@@ -42,6 +42,40 @@ def mlp_input() -> dict[str, Any]:
     return doc
 
 
+def commitment_of(market: Market, model_id: str, doc: Any) -> bytes:
+    """The input commitment a consumer contract escrows for ``doc`` (a public input: no salt)."""
+    from proofmarket import models as model_checks
+    from proofmarket.systems.ezkl.commitment import input_commitment
+
+    manifest, info = market.workspace.prover.model(model_id)
+    made = input_commitment(market.workspace.store, manifest, model_checks.parse_inputs(doc, info), None)
+    return bytes.fromhex(made.commitment[2:])
+
+
+def consumer_contract(market: Market, artifact: str, *args: Any, funds: int = 100 * 10**6) -> Any:
+    """A consumer contract deployed with (the market, *args), holding ``funds`` USDC: ``RiskGate`` (contracts/) or
+    a test consumer (tests/chain/contracts/CallbackConsumers.sol)."""
+    from chain_helpers import TEST_ARTIFACTS
+
+    from proofmarket.chain.artifacts import load_artifact, load_artifact_file
+
+    art = load_artifact(artifact) if artifact == "RiskGate" else load_artifact_file(TEST_ARTIFACTS / f"{artifact}.json")
+    address, _ = market.client.deploy(art, market.accounts.consumer, market.market.address, *args)
+    market.usdc.mint(address, funds, market.accounts.admin)
+    return market.client.contract(address, art.abi)
+
+
+def request_with_callback(market: Market, consumer: Any, model_id: str, doc: Any, *, gas: int, tip: int,
+                          ttl_s: int = 600) -> int:
+    """A test consumer's escrow request of ``doc`` with a callback of ``gas`` and ``tip``: its request id."""
+    key = market.onchain_id(model_id)
+    price = market.registry.get_model(key).spec.price
+    tx = market.client.transact(consumer.functions.request(
+        key, commitment_of(market, model_id, doc), market.client.timestamp() + ttl_s, price, gas, tip),
+        market.accounts.consumer)
+    return int(market.market.decode_events(tx, "RequestCreated")[0]["requestId"])
+
+
 def other_mlp_input() -> dict[str, Any]:
     second = json.loads(sample_path("mlp", "samples").read_text())["inputs"][1]
     assert second["x"][0] != mlp_input()["input_data"][0]
