@@ -106,9 +106,10 @@ def funded_wallet(chain: Chain, tag: str, usdc: int) -> LocalAccount:
     return account
 
 
-def requirements_of(payment_required_header: str) -> PaymentRequirements:
+def requirements_of(payment_required_header: str, scheme: str = "exact") -> PaymentRequirements:
+    """The terms of ``scheme`` in a 402 (a metered call lists upto before exact)."""
     required = decode_payment_required_header(payment_required_header)
-    return required.accepts[0]  # type: ignore[union-attr]
+    return next(a for a in required.accepts if a.scheme == scheme)  # type: ignore[union-attr]
 
 
 def signed_payload(account: LocalAccount, requirements: PaymentRequirements, *, value: int | None = None,

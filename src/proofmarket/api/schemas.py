@@ -86,7 +86,8 @@ class AttestedTerms(BaseModel):
     probes: list[str] | None = Field(default=None, description="ONNX models: intermediate tensors committed to")
     topk: int
     runtime: dict[str, str]
-    price_unit: str = Field(description="causal LMs: per 1,000 output tokens, max_tokens charged; ONNX: per call")
+    price_unit: str = Field(description="causal LMs: per 1,000 output tokens (the tokens generated charged with "
+                                        "x402 upto, channels and credits, max_tokens with exact); ONNX: per call")
     files: dict[str, str] = Field(description="file name -> CID (open weights: fetch them at /v1/artifacts/{cid})")
 
 
@@ -257,8 +258,9 @@ class InferResult(BaseModel):
 class GenerateUsage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
-    charged_tokens: int = Field(description="max_tokens: what the call authorized (exact captures it; "
-                                            "batch-settlement and credits charge completion_tokens)")
+    charged_tokens: int = Field(description="max_tokens: what the call authorized (exact captures it; upto, "
+                                            "batch-settlement and credits charge completion_tokens: the answer's "
+                                            "payment.amount is what was charged)")
 
 
 class GenerateResult(BaseModel):

@@ -2,7 +2,8 @@
 
 Without ``--node`` the model runs in this workspace (the model compiled with ``compile --mode attested``) and
 the bundle is signed with the workspace's node key. With ``--node URL`` the call goes to a node over the SDK,
-paying over x402 when asked (the price is per 1,000 output tokens; the cap ``max_tokens`` is charged), and the
+paying over x402 when asked (the price is per 1,000 output tokens: ``--scheme exact`` charges the cap ``max_tokens``,
+``--scheme upto`` and ``batch-settlement`` the tokens generated), and the
 answer's attestation is checked before anything is printed (``--reexecute`` also re-runs it locally). A payment
 still settling on chain (the node answers 202 with a job) is followed until the node delivers the answer, or
 fails it with nothing charged (its error is printed).
@@ -19,7 +20,7 @@ import typer
 
 from proofmarket.cli.infer_cmd import DEFAULT_KEY_ENV, KeystoreOpt, choose_node, paying_account
 from proofmarket.cli.output import emit_json, fail, out, progress_steps
-from proofmarket.core.errors import ProofMarketError
+from proofmarket.core.errors import ProofMarketError, UsageError
 
 
 def register(app: typer.Typer) -> None:
@@ -50,6 +51,10 @@ def generate_cmd(
         "--rpc-url", envvar="PROOFMARKET_RPC_URL",
         help="with --auto: read the reputations on chain here, in your own deployment's contracts "
              "(PROOFMARKET_DEPLOYMENT_FILE); without it the cheapest node wins")] = None,
+    scheme: Annotated[str, typer.Option(
+        "--scheme", help="how to pay: exact (the max_tokens cap is charged), upto (the tokens generated are charged; "
+                         "needs 'proofmarket permit2 approve' once) or batch-settlement (a channel: the tokens "
+                         "generated)")] = "exact",
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
     home: Annotated[Path | None, typer.Option("--home", envvar="PROOFMARKET_HOME", help="data folder")] = None,
 ) -> None:
@@ -60,7 +65,10 @@ def generate_cmd(
             from proofmarket.sdk.client import Client
 
             node = choose_node(node, model_id, auto, rpc_url, max_amount, as_json)
-            with Client(node, account=paying_account(node, key_env, devnet, keystore), devnet=devnet) as sdk:
+            if scheme not in ("exact", "upto", "batch-settlement"):
+                raise UsageError("--scheme is exact, upto or batch-settlement")
+            with Client(node, account=paying_account(node, key_env, devnet, keystore), devnet=devnet,
+                        scheme=scheme) as sdk:
                 result = sdk.generate(model_id, prompt, max_tokens=max_tokens, temperature=temperature, seed=seed,
                                       max_amount=max_amount, reexecute=reexecute)
             bundle, cid, checks = result.bundle, result.bundle_cid, list(result.checks)

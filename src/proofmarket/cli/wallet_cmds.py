@@ -7,6 +7,9 @@
     proofmarket pass buy --calls-per-day N --days D [--model ID] [--max-amount UNITS] | list
     proofmarket channel show | refund       the wallet's batch-settlement channels (opened and topped up by
                                             'proofmarket infer --scheme batch-settlement'), a cooperative refund
+    proofmarket permit2 approve [--rpc-url URL] [--token ADDRESS]
+                                            let Permit2 move the wallet's token once: what x402 upto payments
+                                            need ('proofmarket generate --scheme upto')
 
 Every command signs with the consumer's account: ``--keystore NAME`` (its password from
 PROOFMARKET_KEYSTORE_PASSWORD_FILE, else asked), ``--devnet`` (anvil's dev consumer), or the plain key in
@@ -36,6 +39,7 @@ credits = typer.Typer(help="prepaid credits of the consumer's wallet on a node (
 passes = typer.Typer(help="passes (N calls a day for D days, one x402 payment) on a node", no_args_is_help=True)
 channel = typer.Typer(help="the wallet's x402 batch-settlement channels on a node (paid per call with vouchers)",
                       no_args_is_help=True)
+permit2 = typer.Typer(help="Permit2, which x402 upto payments move the wallet's token through", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -43,6 +47,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(credits, name="credits")
     app.add_typer(passes, name="pass")
     app.add_typer(channel, name="channel")
+    app.add_typer(permit2, name="permit2")
 
 
 def _wallet(node: str, key_env: str, devnet: bool, keystore: str | None, as_json: bool,
@@ -195,3 +200,29 @@ def channel_refund(node: NodeOpt = DEFAULT_NODE, key_env: KeyEnvOpt = DEFAULT_KE
     """A cooperative refund of the wallet's channel: the node claims what it charged, the rest comes back on chain."""
     _wallet(node, key_env, devnet, keystore, as_json, lambda sdk: sdk.refund_channel(),
             lambda done: out.print(f"channel refunded (tx {done.get('transaction')})"))
+
+
+@permit2.command("approve")
+def permit2_approve(
+    rpc_url: Annotated[str | None, typer.Option("--rpc-url", envvar="PROOFMARKET_RPC_URL",
+                                                help="the chain the node takes payments on; unset = the devnet of "
+                                                     "'proofmarket chain up'")] = None,
+    token: Annotated[str | None, typer.Option("--token", help="the token; unset = the asset of the node's upto "
+                                                              "terms")] = None,
+    node: NodeOpt = DEFAULT_NODE, key_env: KeyEnvOpt = DEFAULT_KEY_ENV, keystore: KeystoreOpt = None,
+    devnet: DevnetOpt = False, as_json: JsonFlag = False) -> None:
+    """Let Permit2 move the wallet's token (one transaction, once per token and chain): then each x402 upto payment is
+    a signature, and a generation is charged the tokens it produced ('proofmarket generate --scheme upto')."""
+    def ask(sdk: Any) -> Any:
+        url = rpc_url
+        if url is None:
+            from proofmarket.core.settings import Settings
+            from proofmarket.market.service import connect
+
+            url = connect(Settings()).rpc_url
+        return sdk.approve_permit2(url, token)
+
+    _wallet(node, key_env, devnet, keystore, as_json, ask,
+            lambda done: out.print(f"Permit2 ({done['permit2']}) may move {done['token']}: "
+                                   + (f"approved (tx {done['transaction']})" if done["transaction"]
+                                      else "already approved")))

@@ -64,6 +64,12 @@ class PaymentChannelRejected(PaymentRejected, code="payment_channel_rejected"):
     balance, a bad signature, a config for another receiver...), also sent as the PAYMENT-REQUIRED ``error``."""
 
 
+class PaymentAllowanceRequired(PaymentRejected, code="payment_allowance_required"):
+    """An x402 ``upto`` payment moves the token through Permit2: the payer must approve Permit2
+    (0x000000000022D473030F116dDEE9F6B43aC78BA3) for the token once (``proofmarket permit2 approve``, or any wallet's
+    ``approve``), or pay with ``exact``."""
+
+
 class ApiKeyCapReached(PaymentRejected, code="api_key_cap_reached"):
     """The API key's spend cap does not cover this call (make a new key, or one with a higher cap)."""
 
@@ -112,6 +118,7 @@ __all__ = [
     "PaymentError", "PaymentRequired", "PaymentRejected", "PaymentMalformed", "PaymentMismatch",
     "PaymentAmountMismatch", "PaymentExpired", "PaymentWindowTooShort", "PaymentNotYetValid",
     "PaymentSignatureInvalid", "PaymentInsufficientFunds", "PaymentReplayed", "PaymentChannelRejected",
+    "PaymentAllowanceRequired",
     "ApiKeyCapReached", "PaymentChannelBusy", "PaymentPayerBusy", "PaymentSettlementFailed", "RateLimited",
     "CreditsUnavailable", "ChannelsUnavailable", "UnknownChannel", "PaymentSettlementPending",
     "FacilitatorUnavailable",

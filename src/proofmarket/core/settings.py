@@ -220,6 +220,10 @@ class X402Settings(_Checked):
     batch_settlement: Literal["auto", "on", "off"] = Field(
         default="auto", description="offer x402 batch-settlement channels beside exact: auto = when the channel "
                                     "contract is on the chain (the devnet installs it), on = required, off = never")
+    upto: Literal["auto", "on", "off"] = Field(
+        default="auto", description="offer x402 upto (pay what a metered call used, through Permit2) for generation: "
+                                    "auto = when Permit2 and the upto proxy are on the chain (the devnet installs "
+                                    "them) and the facilitator settles upto, on = required, off = never")
     channel_withdraw_delay_s: int = Field(
         default=3600, ge=900, le=2_592_000,
         description="a payer's timed withdrawal from a channel waits this long (the node claims well before: keep "

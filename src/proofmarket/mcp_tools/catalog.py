@@ -114,8 +114,9 @@ def model_tool(model: dict[str, Any]) -> ModelTool:
     route = "generate" if links.get("generate") else "infer"
     price = model.get("price") or {}
     atomic = int(price.get("atomic") or 0)
-    cost = "free" if atomic == 0 else (f"{format_usdc(atomic)} USDC per 1,000 tokens (charged on max_tokens)"
-                                      if route == "generate" else f"{format_usdc(atomic)} USDC per call")
+    metered = (f"{format_usdc(atomic)} USDC per 1,000 tokens (the tokens generated with x402 upto, channels or "
+               "credits; max_tokens with exact)")
+    cost = "free" if atomic == 0 else (metered if route == "generate" else f"{format_usdc(atomic)} USDC per call")
     mode = str(model.get("mode") or "proven")
     label = "PROVEN: a zero-knowledge proof" if mode == "proven" else f"{mode.upper()}: not a proof"
     # the node's own words first (price, guarantee, id); the owner's text last, quoted and marked as the owner's:

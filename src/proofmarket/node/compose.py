@@ -129,7 +129,8 @@ def build_runner(settings: Settings, db: Database, store: ArtifactStore, registr
 def _payments(settings: Settings, ws: Workspace, model_repo: ModelRepo, db: Database
               ) -> tuple[Rail, list[Rail]]:
     """Payments off: free calls. On: x402 through the gate (``payments/exact/rail.py``), paid to the model's owner,
-    and x402 batch-settlement channels beside it (``node/batch_build.py``) when the chain has their contract.
+    x402 batch-settlement channels beside it (``node/batch_build.py``) when the chain has their contract, and x402 upto
+    for metered calls (``node/upto_build.py``) when it has Permit2 and the upto proxy.
     Returns the default rail and the others."""
     if settings.payments.mode == "off":
         return FreeAccess(), []
@@ -150,12 +151,15 @@ def _payments(settings: Settings, ws: Workspace, model_repo: ModelRepo, db: Data
     from proofmarket.node.batch_build import build_batch
 
     batch = build_batch(chain, exact, db, ws.store, extra)
+    from proofmarket.node.upto_build import build_upto
+
+    upto = build_upto(chain, exact, ws.store, extra)
     from proofmarket.payments.credits.rail import CreditsRail
     from proofmarket.payments.credits.repo import CreditsRepo
 
     credits = CreditsRail(CreditsRepo(db), chain.node, exact.gate.network, chain, pay_to=exact.pay_to_of,
                           free_min_balance=settings.owners.free_min_balance_atomic)
-    return exact, [credits, *([batch] if batch is not None else [])]
+    return exact, [credits, *([batch] if batch is not None else []), *([upto] if upto is not None else [])]
 
 
 def _cached_balance(client: Any, address: str, every_s: float = 30.0) -> Callable[[], float]:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -28,14 +30,24 @@ from x402.http import FacilitatorClientSync, FacilitatorConfig, HTTPFacilitatorC
 from x402.mechanisms.evm import FacilitatorWeb3Signer
 from x402.mechanisms.evm.batch_settlement.facilitator import BatchSettlementEvmFacilitator
 from x402.mechanisms.evm.exact import register_exact_evm_facilitator
+from x402.mechanisms.evm.upto.facilitator import UptoEvmScheme as UptoEvmFacilitator
+from x402.schemas import PaymentAbortedError, SchemeNotFoundError
 
 from proofmarket.chain.rpc_session import rpc_provider
 from proofmarket.core import jsonlimits
-from proofmarket.core.errors import FacilitatorUnavailable, JsonTooDeep, JsonTooLarge, UsageError
+from proofmarket.core.errors import (
+    FacilitatorUnavailable,
+    JsonTooDeep,
+    JsonTooLarge,
+    PaymentMismatch,
+    PaymentRejected,
+    ProofMarketError,
+    UsageError,
+)
 from proofmarket.core.profiles import chain_id_of, network_id  # noqa: F401 (re-exported)
 
-__all__ = ["FacilitatorClientSync", "chain_id_of", "check_supported", "local_facilitator", "network_id",
-           "remote_facilitator"]
+__all__ = ["FacilitatorClientSync", "chain_id_of", "check_supported", "facilitator_call", "local_facilitator",
+           "network_id", "remote_facilitator"]
 
 log = logging.getLogger(__name__)
 # the gas every facilitator transaction may use (the SDK sends a fixed limit, 500k by default): a batch-settlement
@@ -68,7 +80,24 @@ def local_facilitator(
     # batch-settlement channels (deposits, claims, sweeps, refunds): the node signs the receiver-authorizer
     # messages itself, so the facilitator advertises no receiverAuthorizer
     facilitator.register([network], BatchSettlementEvmFacilitator(web3_signer))
+    # upto (Permit2 witness transfers through x402's upto proxy): the signer settles what a metered call used
+    facilitator.register([network], UptoEvmFacilitator(web3_signer))
     return facilitator
+
+
+@contextmanager
+def facilitator_call(action: str) -> Iterator[None]:
+    """Translate what the SDK (and web3 / httpx under it) raises into the proofmarket tree."""
+    try:
+        yield
+    except ProofMarketError:
+        raise
+    except SchemeNotFoundError as exc:
+        raise PaymentMismatch(f"no facilitator serves this scheme and network: {exc}") from exc
+    except PaymentAbortedError as exc:
+        raise PaymentRejected(f"the payment was aborted: {exc.reason}") from exc
+    except Exception as exc:
+        raise FacilitatorUnavailable(f"the facilitator failed to {action} the payment: {exc}") from exc
 
 
 class ReorgSafeSigner(FacilitatorWeb3Signer):

@@ -71,18 +71,25 @@ def _well_formed(name: str, value: object) -> bool:
 
 
 def check_terms(
-    payload: PaymentPayload, requirements: PaymentRequirements, sdk_match: PaymentRequirements | None
+    payload: PaymentPayload,
+    requirements: PaymentRequirements,
+    sdk_match: PaymentRequirements | None,
+    signed: tuple[str, str] | None = None,
 ) -> None:
     """Amount, payee, asset, network and scheme must be the required ones; ``sdk_match`` is the SDK's
-    exact comparison of ``payload.accepted`` with ``requirements`` (None when anything differs)."""
-    auth = authorization(payload)
+    exact comparison of ``payload.accepted`` with ``requirements`` (None when anything differs). ``signed``: the
+    amount and recipient the payer's signature names (default: an exact payload's EIP-3009 ``value`` and ``to``)."""
+    if signed is None:
+        auth = authorization(payload)
+        signed = (auth["value"], auth["to"])
+    value, to = signed
     accepted = payload.accepted
     expected = int(requirements.amount)
-    if int(accepted.amount) != expected or int(auth["value"]) != expected:
+    if int(accepted.amount) != expected or int(value) != expected:
         raise PaymentAmountMismatch(
-            f"the payment authorizes {auth['value']} units, the price is {expected}",
+            f"the payment authorizes {value} units, the price is {expected}",
             expected=str(expected),
-            authorized=auth["value"],
+            authorized=value,
             accepted=accepted.amount,
         )
     mismatched = [
@@ -92,7 +99,7 @@ def check_terms(
             ("network", requirements.network, accepted.network),
             ("asset", requirements.asset.lower(), accepted.asset.lower()),
             ("payTo", requirements.pay_to.lower(), accepted.pay_to.lower()),
-            ("authorization.to", requirements.pay_to.lower(), auth["to"].lower()),
+            ("authorization.to", requirements.pay_to.lower(), to.lower()),
         )
         if ours != theirs
     ]

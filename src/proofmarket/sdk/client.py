@@ -72,8 +72,9 @@ class Client(Verifying, OnChainChecks, OnChainRequests, Catalogue, Money, NodeSe
                  gateways: tuple[str, ...] | list[str] = (), wallet: str | None = None, scheme: str = "exact",
                  deposit_calls: int = 20) -> None:
         self.base_url = base_url.rstrip("/")
-        if scheme not in ("exact", "batch-settlement"):
-            raise ValueError("scheme is 'exact' (one EIP-3009 payment a call) or 'batch-settlement' (a channel)")
+        if scheme not in ("exact", "batch-settlement", "upto"):
+            raise ValueError("scheme is 'exact' (one EIP-3009 payment a call), 'batch-settlement' (a channel) or "
+                             "'upto' (a generation pays the tokens it produced: Permit2, see approve_permit2)")
         # how calls are paid: an EIP-3009 authorization each, or vouchers on a channel (``sdk/channel.py``)
         self.scheme, self.deposit_calls = scheme, deposit_calls
         self._channel: Any = None
@@ -181,8 +182,9 @@ class Client(Verifying, OnChainChecks, OnChainRequests, Catalogue, Money, NodeSe
     def generate(self, model_id: str, prompt: str, *, max_tokens: int = 64, temperature: float = 0.0,
                  seed: int | None = None, max_amount: int | None = None, reexecute: bool = False,
                  verify: bool = True, on_token: Callable[[str], None] | None = None) -> GenerationResult:
-        """Generate text with an attested model; pay over x402 if asked (price per 1,000 output tokens, the
-        ``max_tokens`` cap is charged). The answer is an attestation, not a proof: it is returned once its
+        """Generate text with an attested model; pay over x402 if asked (price per 1,000 output tokens: with
+        ``scheme="upto"`` or a channel the tokens generated are charged, with ``exact`` the ``max_tokens`` cap).
+        The answer is an attestation, not a proof: it is returned once its
         signature and hashes hold and it answers this request (``check_generation``); ``reexecute`` also
         fetches the weights by CID and re-checks every commitment with one prefill pass. ``on_token``: stream
         (Server-Sent Events), called with each token's text as it is generated (unchecked until the end).
@@ -313,8 +315,13 @@ class Client(Verifying, OnChainChecks, OnChainRequests, Catalogue, Money, NodeSe
             raise PaymentRequired("this node asks for a payment: create the Client with an account to pay")
         required = decode_payment_required_header(required_header)
         assets = [(str(a.network), a.asset) for a in getattr(required, "accepts", [])]
-        nonce = nonce_of(same_nonce_as) if same_nonce_as else None
-        return payment_signature_header(self.account, required_header, cap, assets=assets, nonce=nonce)
+        if self.scheme == "upto" and not any(a.scheme == "upto" for a in getattr(required, "accepts", [])):
+            scheme = "exact"  # a call that is not metered (inference) is paid with exact
+        else:
+            scheme = self.scheme
+        nonce = nonce_of(same_nonce_as) if same_nonce_as and scheme == "exact" else None
+        return payment_signature_header(self.account, required_header, cap, assets=assets, nonce=nonce,
+                                        scheme=scheme)
 
     def _from_job(self, job: dict[str, Any], request: Request, access_token: str | None) -> InferenceResult:
         if job["status"] == "failed":

@@ -33,6 +33,27 @@ class OnChainChecks(NodeSession):
             registry = str(chain["registry"])
         return verify_on_chain(client, ModelRegistry(client, registry), bundle, owner=owner).to_json()
 
+    def approve_permit2(self, rpc_url: str, token: str | None = None) -> dict[str, Any]:
+        """Let Permit2 move this client's token (once per token and chain, sent from the account, which pays the gas):
+        what x402 ``upto`` payments need (``Client(scheme="upto")``). ``token``: default the asset of the node's upto
+        terms (its service document). Returns ``{token, permit2, transaction}`` (``transaction`` None: already
+        approved)."""
+        from proofmarket.chain.client import ChainClient
+        from proofmarket.chain.permit2 import PERMIT2_ADDRESS, approve_permit2
+
+        account = getattr(self, "account", None)
+        if account is None:
+            raise PaymentRequired("approving Permit2 is a transaction of the paying account: create the Client with "
+                                  "one")
+        if token is None:
+            payments = self._json(self._get("/.well-known/ai-service.json")).get("payments") or {}
+            upto = (payments.get("rails") or {}).get("upto") or {}
+            if not upto.get("asset"):
+                raise UsageError("the node offers no upto payments (its service document names no upto rail)")
+            token = str(upto["asset"])
+        tx = approve_permit2(ChainClient(rpc_url), token, account)
+        return {"token": token, "permit2": PERMIT2_ADDRESS, "transaction": tx}
+
     def agent(self) -> dict[str, Any]:
         """The node's ERC-8004 registration file (``/.well-known/agent-registration.json``)."""
         return dict(self._json(self._get("/.well-known/agent-registration.json")))

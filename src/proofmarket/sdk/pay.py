@@ -1,4 +1,5 @@
-"""The paying side, on the x402 SDK client: sign EIP-3009 payments for 402 answers, within a cap.
+"""The paying side, on the x402 SDK client: sign EIP-3009 (``exact``) or Permit2 (``upto``) payments for 402 answers,
+within a cap. ``upto`` needs the payer's one-time Permit2 approval of the token (``proofmarket.chain.permit2``).
 
 ``paying_httpx_client`` gives an ``httpx.AsyncClient`` that answers a 402 by paying and retrying (the
 SDK's ``x402_httpx_transport``). ``payment_signature_header`` does one payment by hand, synchronously,
@@ -58,25 +59,44 @@ def spend_controls(max_amount_atomic: int, assets: Sequence[Asset] = ()) -> Spen
     return {"max_amount_per_payment": _usdc_dollars(max_amount_atomic), "allowed_assets": allowed}
 
 
+SCHEMES = ("exact", "upto")  # what these clients sign: EIP-3009 authorizations, Permit2 upto authorizations
+
+
 def x402_client(
-    account: LocalAccount, max_amount_atomic: int, assets: Sequence[Asset] = (), networks: Sequence[str] = ()
+    account: LocalAccount, max_amount_atomic: int, assets: Sequence[Asset] = (), networks: Sequence[str] = (),
+    scheme: str = "exact",
 ) -> x402Client:
-    """An async SDK client paying with ``account`` (exact scheme, EIP-3009) on ``networks`` (default: any EVM)."""
+    """An async SDK client paying with ``account`` on ``networks`` (default: any EVM): ``exact`` (EIP-3009) or
+    ``upto`` (a Permit2 authorization of at most the price, settled at what a metered call used)."""
     client = x402Client()
-    register_exact_evm_client(client, EthAccountSigner(account), networks=list(networks) or None)
+    _register(client, account, networks, scheme)
     client.register_policy(max_amount(max_amount_atomic))
     client.set_spend_controls(spend_controls(max_amount_atomic, assets))
     return client
 
 
 def x402_client_sync(
-    account: LocalAccount, max_amount_atomic: int, assets: Sequence[Asset] = (), networks: Sequence[str] = ()
+    account: LocalAccount, max_amount_atomic: int, assets: Sequence[Asset] = (), networks: Sequence[str] = (),
+    scheme: str = "exact",
 ) -> x402ClientSync:
     client = x402ClientSync()
-    register_exact_evm_client(client, EthAccountSigner(account), networks=list(networks) or None)
+    _register(client, account, networks, scheme)
     client.register_policy(max_amount(max_amount_atomic))
     client.set_spend_controls(spend_controls(max_amount_atomic, assets))
     return client
+
+
+def _register(client: x402Client | x402ClientSync, account: LocalAccount, networks: Sequence[str],
+              scheme: str) -> None:
+    if scheme not in SCHEMES:
+        raise ValueError(f"scheme is one of {', '.join(SCHEMES)}, not {scheme!r}")
+    if scheme == "exact":
+        register_exact_evm_client(client, EthAccountSigner(account), networks=list(networks) or None)  # type: ignore[type-var]
+        return
+    from x402.mechanisms.evm.upto.client import UptoEvmScheme
+
+    for network in list(networks) or ["eip155:*"]:
+        client.register(network, UptoEvmScheme(EthAccountSigner(account)))
 
 
 def paying_httpx_client(
@@ -104,14 +124,15 @@ def payment_signature_header(
     assets: Sequence[Asset] = (),
     networks: Sequence[str] = (),
     nonce: str | None = None,
+    scheme: str = "exact",
 ) -> str:
-    """The PAYMENT-SIGNATURE value paying the 402 answer whose PAYMENT-REQUIRED header is given.
+    """The PAYMENT-SIGNATURE value paying the 402 answer whose PAYMENT-REQUIRED header is given, with ``scheme``.
 
     ``nonce`` (0x + 64 hex digits) replaces the authorization's random nonce: a payment that retries an
     earlier one under new terms reuses its nonce, so that at most one of the two can ever be executed.
     """
     required = payment_required_of(payment_required_header)
-    client = x402_client_sync(account, max_amount_atomic, assets, networks)
+    client = x402_client_sync(account, max_amount_atomic, assets, networks, scheme)
     try:
         payload = client.create_payment_payload(required)
     except NoMatchingRequirementsError as exc:

@@ -3,8 +3,9 @@
     body {prompt, max_tokens?, temperature?, seed?, stream?}
       -> the model is attested (409 wrong_mode otherwise), the request fits its cap and context (422:
          max_tokens_over_cap, prompt_too_long, invalid_input): all before any payment is looked at
-      -> price = ceil(price per 1,000 output tokens * max_tokens / 1,000): the cap is charged with the x402
-         ``exact`` scheme (the SDK's ``upto`` scheme needs Permit2 and its proxy on the chain: not used yet)
+      -> ceiling = ceil(price per 1,000 output tokens * max_tokens / 1,000): x402 ``upto`` (listed first in the
+         402 terms: a Permit2 authorization of the ceiling), channels and credits are charged the tokens generated;
+         x402 ``exact`` captures the ceiling
       -> Rail.verify -> the call held as a job (``CallService.open_call``: the payer's balance must cover
          it on top of its other unsettled calls, else 402 payment_insufficient_funds, before anything runs)
       -> generate + sign the attested bundle -> settled as a paid job settles (``CallService.finish_call``) -> 200
@@ -124,8 +125,8 @@ def _offer(services: NodeServices, model_id: str, doc: dict[str, Any], base: str
     return Offer(model_id=model_id, model_name=served.row.name, price_atomic=price,
                  resource=f"{base}/v1/models/{model_id}/generate",
                  description=f"attested text generation: up to {max_tokens} tokens at {served.price_atomic} atomic "
-                             "units per 1,000: the tokens produced are charged on batch-settlement and credits, "
-                             "max_tokens on exact; an attestation, not a ZK proof",
+                             "units per 1,000: the tokens produced are charged on upto, batch-settlement and "
+                             "credits, max_tokens on exact; an attestation, not a ZK proof",
                  per_1k_tokens=runtime.metered(model_id, doc, served.price_atomic)), served.system
 
 

@@ -118,8 +118,11 @@ async def _complete(request: Request, services: NodeServices, body: dict[str, An
         call = await run_in_threadpool(_open, services, offer, system, request.headers, doc)
     except PaymentRequired as exc:  # OpenAI clients pay with a key: without one the call is unauthorised
         if api_key_of(request.headers) is None:
-            raise Unauthorized("this model is paid: send an API key (Authorization: Bearer pmk_..., see POST "
-                               "/v1/keys) or pay over x402") from exc
+            unauthorized = Unauthorized("this model is paid: send an API key (Authorization: Bearer pmk_..., see "
+                                        "POST /v1/keys) or pay over x402 (the PAYMENT-REQUIRED header's terms: "
+                                        "upto charges the tokens generated)")
+            unauthorized.headers = dict(getattr(exc, "headers", None) or {})  # an x402 client pays these terms
+            raise unauthorized from exc
         raise
     created, ident = int(time.time()), f"{'chatcmpl' if chat else 'cmpl'}-{call.job.id}"
     if body.get("stream"):

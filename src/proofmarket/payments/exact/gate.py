@@ -56,9 +56,9 @@ from proofmarket.core.errors import (
     UsageError,
 )
 from proofmarket.payments.exact.accepted import InMemoryNonceLedger, NonceLedger
-from proofmarket.payments.exact.reasons import explain, facilitator_call
+from proofmarket.payments.exact.reasons import explain
 from proofmarket.payments.exact.settle import KeyedLocks, Settling
-from proofmarket.payments.facilitators import local_facilitator, network_id, remote_facilitator
+from proofmarket.payments.facilitators import facilitator_call, local_facilitator, network_id, remote_facilitator
 from proofmarket.payments.headers import Discovery, encode_payment_required_header, payment_response_header
 from proofmarket.payments.onchain import TokenReader
 from proofmarket.payments.parse import (

@@ -99,7 +99,8 @@ class X402Payments:
         self._pay_to, self.default_payee, self.chain_id = pay_to, to_checksum_address(default_payee), chain_id
         self.resend_after_s = resend_after_s
         self._attempts: dict[str, float] = {}  # payment key -> monotonic time of its last settlement attempt
-        self._also: list[Callable[[Offer], PaymentRequirements]] = []  # other schemes' terms (also_accept)
+        # other schemes' terms (also_accept): each with whether it goes before exact's
+        self._also: list[tuple[Callable[[Offer], PaymentRequirements | None], bool]] = []
         self._terms: dict[Offer, str] = {}  # PAYMENT-REQUIRED of an unpaid request, per offer
 
     name = "x402"
@@ -262,9 +263,11 @@ class X402Payments:
         owner = self._pay_to(model_id)
         return to_checksum_address(owner) if owner and is_address(owner) else self.default_payee
 
-    def also_accept(self, terms: Callable[[Offer], PaymentRequirements]) -> None:
-        """Another x402 scheme this node takes (``batch-settlement``): its terms go in every 402 after exact's."""
-        self._also.append(terms)
+    def also_accept(self, terms: Callable[[Offer], PaymentRequirements | None], *, first: bool = False) -> None:
+        """Another x402 scheme this node takes: its terms go in every 402 (of the offers it answers for: ``terms``
+        returns None for the others) after exact's (``batch-settlement``), or before them when ``first`` (``upto``
+        for metered offers: a client that pays with it picks it, the others fall back on exact)."""
+        self._also.append((terms, first))
         self._terms.clear()
 
     def with_terms(self, err: PaymentError, offer: Offer, replace: PaymentRequirements) -> PaymentError:
@@ -290,10 +293,14 @@ class X402Payments:
                     replace: PaymentRequirements | None = None) -> PaymentError:
         """Attach PAYMENT-REQUIRED so that an x402 client knows how to pay (or pay again): exact's terms, then the
         other schemes' (``also_accept``)."""
-        accepts = [requirements]
-        for terms in self._also:
+        before: list[PaymentRequirements] = []
+        after: list[PaymentRequirements] = []
+        for terms, first in self._also:
             more = terms(offer)
-            accepts.append(replace if replace is not None and replace.scheme == more.scheme else more)
+            if more is not None:
+                (before if first else after).append(
+                    replace if replace is not None and replace.scheme == more.scheme else more)
+        accepts = [*before, requirements, *after]
         reason = err.details.get("reason")
         header = self.gate.payment_required_header(
             accepts, offer.resource,

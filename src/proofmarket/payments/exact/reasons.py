@@ -3,11 +3,7 @@ our errors; ``explain`` asks the token why when the reason only says the transfe
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from x402.mechanisms.evm import constants as evm
-from x402.schemas import PaymentAbortedError, SchemeNotFoundError
 
 from proofmarket.core.errors import (
     FacilitatorUnavailable,
@@ -20,7 +16,6 @@ from proofmarket.core.errors import (
     PaymentRejected,
     PaymentReplayed,
     PaymentSignatureInvalid,
-    ProofMarketError,
 )
 from proofmarket.payments.onchain import TokenReader
 from proofmarket.payments.parse import eoa_signature_valid
@@ -92,18 +87,3 @@ def explain(reason: str | None, payment: VerifiedPayment, reader: TokenReader | 
                 "the payment authorization is not valid yet by chain time", reason=reason, chain_time=chain_now
             )
     return error_for(reason, default=default, payer=payment.payer, **details)
-
-
-@contextmanager
-def facilitator_call(action: str) -> Iterator[None]:
-    """Translate what the SDK (and web3 / httpx under it) raises into the proofmarket tree."""
-    try:
-        yield
-    except ProofMarketError:
-        raise
-    except SchemeNotFoundError as exc:
-        raise PaymentMismatch(f"no facilitator serves this scheme and network: {exc}") from exc
-    except PaymentAbortedError as exc:
-        raise PaymentRejected(f"the payment was aborted: {exc.reason}") from exc
-    except Exception as exc:
-        raise FacilitatorUnavailable(f"the facilitator failed to {action} the payment: {exc}") from exc

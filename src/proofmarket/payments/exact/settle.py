@@ -23,7 +23,8 @@ from proofmarket.core.errors import (
     PaymentSettlementPending,
 )
 from proofmarket.payments.exact.accepted import NonceLedger
-from proofmarket.payments.exact.reasons import OPAQUE_REASONS, explain, facilitator_call
+from proofmarket.payments.exact.reasons import OPAQUE_REASONS, explain
+from proofmarket.payments.facilitators import facilitator_call
 from proofmarket.payments.onchain import TokenReader
 from proofmarket.payments.types import PaidOnChain, VerifiedPayment
 

@@ -38,8 +38,8 @@ def public_fields(m: AttestedManifest) -> dict[str, Any]:
     elif m.generation is not None:
         g = m.generation
         terms.update(context_length=m.context_length, max_tokens_cap=g.max_tokens_cap, chunk_tokens=g.chunk_tokens,
-                     topk=g.topk, price_unit="per 1,000 output tokens; a call is charged for its max_tokens (exact "
-                                             "scheme)")
+                     topk=g.topk, price_unit="per 1,000 output tokens: the tokens generated are charged with x402 "
+                                             "upto, channels and credits; max_tokens with x402 exact")
     return {"privacy_profile": {"input": "public", "params": "public", "output": "public", **m.privacy},
             "inputs": [t.model_dump() for t in m.onnx.inputs] if m.onnx else [], "attested": terms}
 
