@@ -33,3 +33,19 @@ def test_the_operators_payout_run_waits_for_another_settlers_pass(tmp_path: Path
     done = mine.pay_now(wait_s=10)
     assert done is not None and done["payouts"]["confirmed"] == ["payout:x"] and payouts.runs == 1
     assert leases.holder(mine.lease_name) is None  # released after the pass
+
+
+def test_a_scheduled_pass_never_takes_the_operators_payout_run(tmp_path: Path) -> None:
+    """The operator's "pay now" was a flag shared with the background loop: a scheduled pass that started just then
+    took it (and paid), and the operator's own pass then ran without payouts (``KeyError: 'payouts'`` in the money
+    book test). The request belongs to the operator's pass only."""
+    payouts = Payouts()
+    settler = Settler(None, payouts, payout_every_s=3600)  # type: ignore[arg-type]
+    settler._asked.pay = True  # the operator's thread asked: as pay_now does before its pass
+    scheduled: list[Any] = []
+    background = threading.Thread(target=lambda: scheduled.append(settler.tick()))
+    background.start()
+    background.join()
+    assert "payouts" not in scheduled[0] and payouts.runs == 0  # not due on schedule, and not the operator's pass
+    assert settler.tick()["payouts"]["confirmed"] == ["payout:x"] and payouts.runs == 1
+    assert settler.pay_now(wait_s=0) is not None and payouts.runs == 2

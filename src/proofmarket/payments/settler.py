@@ -7,6 +7,7 @@ every ``payout_every_s``, pays every payee what it is owed (``payouts.Payouts``:
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -38,7 +39,9 @@ class Settler(Service):
         self.check, self.check_every_s, self.differences = check, check_every_s, differences
         self.shortfall = shortfall
         self._last_payout = self._last_check = time.monotonic()
-        self._pay_now = False
+        # the operator's "pay now", seen only by the pass run in its own thread (run_now ticks in the caller's thread):
+        # a flag shared with the background loop let a scheduled pass take it and the operator's pass pay nothing
+        self._asked = threading.local()
         self.last_check: Reconciliation | None = None
 
     def tick(self) -> dict[str, Any]:
@@ -46,9 +49,9 @@ class Settler(Service):
         if self.purchases is not None:
             report["purchases"] = self.purchases.follow()
             report["passes_ended"] = self.purchases.repo.close_ended_passes()
-        due = self._pay_now or time.monotonic() - self._last_payout >= self.payout_every_s
+        due = getattr(self._asked, "pay", False) or time.monotonic() - self._last_payout >= self.payout_every_s
         if self.payouts is not None and due:
-            self._pay_now, self._last_payout = False, time.monotonic()
+            self._asked.pay, self._last_payout = False, time.monotonic()
             report["payouts"] = self.payouts.run().to_json()
         if self.check is not None and (self.last_check is None
                                        or time.monotonic() - self._last_check >= self.check_every_s):
@@ -64,8 +67,11 @@ class Settler(Service):
     def pay_now(self, wait_s: float = PAY_WAIT_S) -> dict[str, Any] | None:
         """One pass with the payouts, now: after another node's settler pass in progress, if one is (it holds the
         lease only for its pass); None when that pass still runs after ``wait_s``."""
-        self._pay_now = True
-        done = self.run_now(wait_s=wait_s)
+        self._asked.pay = True
+        try:
+            done = self.run_now(wait_s=wait_s)
+        finally:
+            self._asked.pay = False
         return done if isinstance(done, dict) else None
 
 
