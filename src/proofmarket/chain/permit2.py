@@ -32,12 +32,7 @@ ERC20_APPROVE_ABI: list[dict[str, Any]] = [
 ]
 
 __all__ = ["PERMIT2_ADDRESS", "X402_UPTO_PERMIT2_PROXY_ADDRESS", "approve_permit2", "install_upto",
-           "nonce_used", "permit2_allowance", "upto_ready"]
-
-
-def upto_ready(client: ChainClient) -> bool:
-    """Both contracts have code on this chain."""
-    return bool(client.code_at(PERMIT2_ADDRESS)) and bool(client.code_at(X402_UPTO_PERMIT2_PROXY_ADDRESS))
+           "nonce_used", "permit2_allowance"]
 
 
 def install_upto(client: ChainClient, deployer: LocalAccount | None = None) -> None:

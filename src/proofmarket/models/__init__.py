@@ -1,18 +1,39 @@
-"""ONNX models: load and check them, normalise them for EZKL, parse inputs, run them plainly."""
+"""ONNX models: load and check them, normalise them for EZKL, parse inputs, run them plainly.
 
-from proofmarket.models.inputs import (
-    MAX_INPUT_ELEMENTS,
-    MAX_SAMPLES,
-    parse_inputs,
-    parse_samples,
-    to_ezkl_calibration,
-    to_ezkl_input,
-)
-from proofmarket.models.loader import MAX_MODEL_BYTES, load_model, model_commitment, normalize_model
-from proofmarket.models.ops import MAX_OPSET, MIN_OPSET, SUPPORTED_OPS
-from proofmarket.models.runtime import clear_session_cache, run_onnx
-from proofmarket.models.sample_files import read_sample_file
-from proofmarket.models.spec import ModelInfo, TensorSpec
+Each name loads its own module on first use (PEP 562): parsing a call's inputs loads numpy, not onnx or
+onnxruntime, so that a prover (and ``proofmarket prove``) starts without them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from proofmarket.models.inputs import (
+        MAX_INPUT_ELEMENTS,
+        MAX_SAMPLES,
+        parse_inputs,
+        parse_samples,
+        to_ezkl_calibration,
+        to_ezkl_input,
+    )
+    from proofmarket.models.loader import MAX_MODEL_BYTES, load_model, model_commitment, normalize_model
+    from proofmarket.models.ops import MAX_OPSET, MIN_OPSET, SUPPORTED_OPS
+    from proofmarket.models.runtime import clear_session_cache, run_onnx
+    from proofmarket.models.sample_files import read_sample_file
+    from proofmarket.models.spec import InputSignature, ModelInfo, TensorSpec
+
+_WHERE = {
+    "inputs": ("MAX_INPUT_ELEMENTS", "MAX_SAMPLES", "parse_inputs", "parse_samples", "to_ezkl_calibration",
+               "to_ezkl_input"),
+    "loader": ("MAX_MODEL_BYTES", "load_model", "model_commitment", "normalize_model"),
+    "ops": ("MAX_OPSET", "MIN_OPSET", "SUPPORTED_OPS"),
+    "runtime": ("clear_session_cache", "run_onnx"),
+    "sample_files": ("read_sample_file",),
+    "spec": ("InputSignature", "ModelInfo", "TensorSpec"),
+}
+_MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 
 __all__ = [
     "MAX_INPUT_ELEMENTS",
@@ -21,6 +42,7 @@ __all__ = [
     "MAX_SAMPLES",
     "MIN_OPSET",
     "SUPPORTED_OPS",
+    "InputSignature",
     "ModelInfo",
     "TensorSpec",
     "clear_session_cache",
@@ -34,3 +56,12 @@ __all__ = [
     "to_ezkl_calibration",
     "to_ezkl_input",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'proofmarket.models' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"proofmarket.models.{module}"), name)
+    globals()[name] = value
+    return value

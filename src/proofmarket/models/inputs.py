@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from proofmarket.core.errors import InputError, InputShapeError, InputTooLarge, NonFiniteInput, SampleCountError
-from proofmarket.models.spec import ModelInfo, TensorSpec
+from proofmarket.models.spec import InputSignature, ModelInfo, TensorSpec
 
 #: Default cap on the total number of values in one request.
 MAX_INPUT_ELEMENTS = 1_000_000
@@ -37,7 +37,8 @@ _ALLOWED_KEYS = frozenset({"input_data", "inputs"}) | EZKL_OPTIONAL_KEYS
 Arrays = list[np.ndarray]
 
 
-def parse_inputs(doc: object, info: ModelInfo, *, max_elements: int = MAX_INPUT_ELEMENTS) -> list[np.ndarray]:
+def parse_inputs(doc: object, info: ModelInfo | InputSignature, *,
+                 max_elements: int = MAX_INPUT_ELEMENTS) -> list[np.ndarray]:
     """Check one inference request against the model; return float32 arrays in the input shapes.
 
     Raises :class:`~proofmarket.core.errors.InputError` (wrong document structure, unknown or missing
@@ -70,7 +71,7 @@ def parse_inputs(doc: object, info: ModelInfo, *, max_elements: int = MAX_INPUT_
 
 def parse_samples(
     doc: object,
-    info: ModelInfo,
+    info: ModelInfo | InputSignature,
     *,
     max_samples: int = MAX_SAMPLES,
     max_elements: int = MAX_INPUT_ELEMENTS,
@@ -116,7 +117,7 @@ def parse_samples(
     return [parse_inputs(doc, info, max_elements=max_elements)]
 
 
-def _ezkl_samples(doc: Mapping[str, Any], info: ModelInfo, *, max_samples: int,
+def _ezkl_samples(doc: Mapping[str, Any], info: ModelInfo | InputSignature, *, max_samples: int,
                   max_elements: int) -> list[list[np.ndarray]]:
     """EZKL's input or calibration file: per input, N samples flattened into one list (N = length / input
     size, a whole number and the same for every input). A one-input model also takes one list per sample."""
@@ -165,7 +166,7 @@ def _ezkl_samples(doc: Mapping[str, Any], info: ModelInfo, *, max_samples: int,
     return samples
 
 
-def _positional_rows(data: object, info: ModelInfo) -> list[list[Any]] | None:
+def _positional_rows(data: object, info: ModelInfo | InputSignature) -> list[list[Any]] | None:
     """``[[sample 0], [sample 1], ...]`` for a one-input model: several flat lists of the input's size."""
     if len(info.inputs) != 1 or not isinstance(data, list) or len(data) < 2:
         return None
@@ -218,7 +219,7 @@ def _kind(value: object) -> str:
     return f"a {type(value).__name__}"
 
 
-def _positional(data: object, info: ModelInfo) -> list[object]:
+def _positional(data: object, info: ModelInfo | InputSignature) -> list[object]:
     n = len(info.inputs)
     if not isinstance(data, list):
         raise InputError(f"'input_data' must be a list with one list per model input, not {_kind(data)}.")
@@ -237,7 +238,7 @@ def _positional(data: object, info: ModelInfo) -> list[object]:
     return list(data)
 
 
-def _named(data: object, info: ModelInfo) -> list[object]:
+def _named(data: object, info: ModelInfo | InputSignature) -> list[object]:
     if not isinstance(data, Mapping):
         raise InputError(f"'inputs' must be an object mapping input names to tensors, not {_kind(data)}.")
     names = set(info.input_names)

@@ -21,6 +21,18 @@ class TensorSpec:
         return math.prod(self.shape)
 
 
+class InputSignature:
+    """What a call's input document is checked against (``parse_inputs``): the model's inputs, by name, static shape
+    and dtype, as its compiled manifest records them (no ONNX file to load)."""
+
+    def __init__(self, inputs: tuple[TensorSpec, ...]) -> None:
+        self.inputs = inputs
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.inputs)
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """What :func:`proofmarket.models.load_model` learned about an ONNX file it accepted.

@@ -23,6 +23,7 @@ from proofmarket.chain.channels import ChannelReader, install_batch_settlement
 from proofmarket.core.errors import UsageError
 from proofmarket.core.settings import X402Settings
 from proofmarket.db import Database, LeaseRepo
+from proofmarket.node.chain_setup import fixed_contracts_ready
 from proofmarket.payments.batch.rail import BatchSettlementRail, ChannelTerms
 from proofmarket.payments.batch.repo import ChannelRepo
 from proofmarket.payments.batch.store import DbChannelStorage
@@ -86,17 +87,6 @@ def sweeper_for(rail: BatchSettlementRail, chain: NodeChain, db: Database, extra
 
 
 def _contracts_ready(chain: NodeChain, extra: X402Settings) -> bool:
-    client = chain.client
-    missing = [a for a in (BATCH_SETTLEMENT_ADDRESS, MULTICALL3_ADDRESS) if not client.code_at(a)]
-    if not missing:
-        return True
-    if client.profile.test_usdc_allowed:  # the devnet: install our builds at the SDK's addresses
-        install_batch_settlement(client)
-        return True
-    if extra.batch_settlement == "on":
-        raise UsageError(f"PROOFMARKET_BATCH_SETTLEMENT=on, but chain {client.chain_id} has no code at "
-                         f"{', '.join(missing)} (the x402 batch-settlement contract and Multicall3)",
-                         missing=missing)
-    log.info("no x402 batch-settlement contract at %s on chain %s: channels are not offered",
-             BATCH_SETTLEMENT_ADDRESS, client.chain_id)
-    return False
+    return fixed_contracts_ready(chain.client, (BATCH_SETTLEMENT_ADDRESS, MULTICALL3_ADDRESS), install_batch_settlement,
+                                 extra.batch_settlement, "PROOFMARKET_BATCH_SETTLEMENT",
+                                 "the x402 batch-settlement contract and Multicall3")

@@ -6,6 +6,7 @@ dev accounts on the devnet only)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
@@ -86,3 +87,21 @@ def _node_account(settings: Settings, extra: X402Settings, chain_id: int) -> Loc
     if own is not None:
         return own
     return dev_account(DEV_ROLES["prover"], chain_id) if settings.profile(chain_id).dev_keys_allowed else None
+
+
+def fixed_contracts_ready(client: ChainClient, addresses: tuple[str, ...], install: Callable[[ChainClient], object],
+                          mode: str, variable: str, what: str) -> bool:
+    """Whether the contracts a payment scheme needs at fixed addresses (the x402 SDK's) are on the chain: on a chain
+    whose profile allows dev contracts (the devnet) they are installed when missing (``install``); elsewhere ``mode``
+    (the setting ``variable``) ``on`` refuses to start without them and ``auto`` leaves the scheme out."""
+    missing = [a for a in addresses if not client.code_at(a)]
+    if not missing:
+        return True
+    if client.profile.test_usdc_allowed:
+        install(client)
+        return True
+    if mode == "on":
+        raise UsageError(f"{variable}=on, but chain {client.chain_id} has no code at {', '.join(missing)} ({what})",
+                         missing=missing)
+    log.info("no %s at %s on chain %s: not offered", what, ", ".join(missing), client.chain_id)
+    return False

@@ -17,10 +17,9 @@ from proofmarket.chain.permit2 import (
     X402_UPTO_PERMIT2_PROXY_ADDRESS,
     install_upto,
     nonce_used,
-    upto_ready,
 )
-from proofmarket.core.errors import UsageError
 from proofmarket.core.settings import X402Settings
+from proofmarket.node.chain_setup import fixed_contracts_ready
 from proofmarket.payments.exact.rail import X402Payments
 from proofmarket.payments.onchain import NodeChain, usdc_domain
 from proofmarket.payments.upto.rail import UptoRail, UptoTerms
@@ -63,13 +62,5 @@ def build_upto(chain: NodeChain, exact: X402Payments, store: ArtifactStore, extr
 
 
 def _contracts_ready(client: ChainClient, extra: X402Settings) -> bool:
-    if upto_ready(client):
-        return True
-    if client.profile.test_usdc_allowed:  # the devnet: install our builds at the SDK's addresses
-        install_upto(client)
-        return True
-    if extra.upto == "on":
-        raise UsageError(f"PROOFMARKET_UPTO=on, but chain {client.chain_id} lacks Permit2 ({PERMIT2_ADDRESS}) or the "
-                         f"x402 upto proxy ({X402_UPTO_PERMIT2_PROXY_ADDRESS})", chain_id=client.chain_id)
-    log.info("no Permit2 or x402 upto proxy on chain %s: upto is not offered", client.chain_id)
-    return False
+    return fixed_contracts_ready(client, (PERMIT2_ADDRESS, X402_UPTO_PERMIT2_PROXY_ADDRESS), install_upto, extra.upto,
+                                 "PROOFMARKET_UPTO", "Permit2 and the x402 upto proxy")

@@ -34,6 +34,7 @@ __all__ = [
     "encode_payment_required_header",
     "encode_payment_response_header",
     "payment_response_header",
+    "payment_response_headers",
     "settle_response",
     "with_receipt",
 ]
@@ -129,6 +130,18 @@ def settle_response(settlement: PaidOnChain, extensions: dict[str, Any] | None =
 def payment_response_header(settlement: PaidOnChain, receipt: dict[str, Any] | None = None) -> str:
     """Base64 PAYMENT-RESPONSE of an ``exact`` settlement, its receipt in the extensions (``with_receipt``)."""
     return encode_payment_response_header(with_receipt(settle_response(settlement), receipt))
+
+
+def payment_response_headers(payment: dict[str, Any] | None, receipt: dict[str, Any] | None,
+                             network: str) -> dict[str, str]:
+    """PAYMENT-RESPONSE of a call settled on chain, rebuilt from its stored ``payment`` and ``receipt`` (never stored
+    itself); nothing for a payment with no transaction (free, or nothing moved)."""
+    payment = payment or {}
+    if not payment.get("transaction"):
+        return {}
+    settled = PaidOnChain(str(payment["transaction"]), str(payment.get("payer", "")), int(payment.get("amount", 0)),
+                          str(payment.get("network", network)))
+    return {"PAYMENT-RESPONSE": payment_response_header(settled, receipt)}
 
 
 def with_receipt(response: SettleResponse, receipt: dict[str, Any] | None) -> SettleResponse:

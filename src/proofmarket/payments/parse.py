@@ -19,6 +19,7 @@ from x402.schemas import PaymentPayload, PaymentRequirements
 
 from proofmarket.core.errors import (
     PaymentAmountMismatch,
+    PaymentError,
     PaymentMalformed,
     PaymentMismatch,
     PaymentRequired,
@@ -42,6 +43,18 @@ def decode_payment(header: str | None) -> PaymentPayload:
     if not isinstance(payload, PaymentPayload) or payload.x402_version != 2:
         raise PaymentMalformed("only x402 version 2 payments are accepted", version=payload.x402_version)
     return payload
+
+
+def payload_of_scheme(header: str | None, scheme: str) -> PaymentPayload | None:
+    """The header's x402 v2 payload when it pays with ``scheme``, else None (absent, undecodable, another scheme):
+    how a rail tells that a request's payment is its own."""
+    if not header:
+        return None
+    try:
+        payload = decode_payment(header)
+    except PaymentError:
+        return None
+    return payload if payload.accepted.scheme == scheme else None
 
 
 def authorization(payload: PaymentPayload) -> dict[str, str]:

@@ -43,7 +43,7 @@ from proofmarket.payments.batch.store import DbChannelStorage
 from proofmarket.payments.batch.vouchers import accepted, canonical, check_accepted, contract_accepts_form
 from proofmarket.payments.facilitators import chain_id_of
 from proofmarket.payments.headers import PAYMENT_SIGNATURE_HEADER
-from proofmarket.payments.parse import check_resource, decode_payment
+from proofmarket.payments.parse import check_resource, payload_of_scheme
 from proofmarket.payments.port import Offer
 from proofmarket.payments.tickets import Ticket
 
@@ -76,14 +76,7 @@ class ChannelChecks:
     chain: ChannelChain | None  # the contract's reads (None: only what the facilitator answers)
 
     def _payload(self, headers: Mapping[str, str]) -> PaymentPayload | None:
-        header = headers.get(PAYMENT_SIGNATURE_HEADER)
-        if not header:
-            return None
-        try:
-            payload = decode_payment(header)
-        except PaymentError:
-            return None
-        return payload if payload.accepted.scheme == SCHEME_BATCH_SETTLEMENT else None
+        return payload_of_scheme(headers.get(PAYMENT_SIGNATURE_HEADER), SCHEME_BATCH_SETTLEMENT)
 
     def _verify(self, headers: Mapping[str, str], offer: Offer, requirements: PaymentRequirements) -> Ticket:
         payload = self._payload(headers)

@@ -71,6 +71,7 @@ from proofmarket.payments.headers import (
     PAYMENT_REQUIRED_HEADER,
     PAYMENT_SIGNATURE_HEADER,
     Discovery,
+    payment_response_headers,
 )
 from proofmarket.payments.onchain import NodeChain, usdc_domain
 from proofmarket.payments.port import Offer
@@ -240,12 +241,7 @@ class X402Payments:
 
     def answer_headers(self, settlement: Settlement) -> dict[str, str]:
         """PAYMENT-RESPONSE of a settled call, rebuilt from its payment and receipt (never stored)."""
-        payment = settlement.payment or {}
-        if not payment.get("transaction"):
-            return {}
-        settled = PaidOnChain(str(payment["transaction"]), str(payment.get("payer", "")),
-                              int(payment.get("amount", 0)), str(payment.get("network", self.gate.network)))
-        return {"PAYMENT-RESPONSE": self.gate.payment_response_header(settled, settlement.receipt)}
+        return payment_response_headers(settlement.payment, settlement.receipt, self.gate.network)
 
     def release(self, ticket: Ticket) -> None:
         self.gate.release(VerifiedPayment.from_json(ticket.doc))

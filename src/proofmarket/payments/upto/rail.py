@@ -57,11 +57,10 @@ from proofmarket.core.errors import (
 from proofmarket.db.book import Accounts, Transfer
 from proofmarket.payments import collectable
 from proofmarket.payments.facilitators import chain_id_of, facilitator_call
-from proofmarket.payments.headers import PAYMENT_SIGNATURE_HEADER, payment_response_header
-from proofmarket.payments.parse import check_resource, check_terms, decode_payment
+from proofmarket.payments.headers import PAYMENT_SIGNATURE_HEADER, payment_response_headers
+from proofmarket.payments.parse import check_resource, check_terms, decode_payment, payload_of_scheme
 from proofmarket.payments.port import Offer
 from proofmarket.payments.tickets import ProofOutcome, Settlement, Ticket, store_paid_bundle
-from proofmarket.payments.types import PaidOnChain
 from proofmarket.store import ArtifactStore
 from proofmarket.systems.receipts import sign_receipt
 
@@ -161,7 +160,7 @@ class UptoRail:
 
     # --- the port --------------------------------------------------------------------------------
     def accepts(self, headers: Mapping[str, str]) -> bool:
-        return _payload(headers.get(PAYMENT_SIGNATURE_HEADER)) is not None
+        return payload_of_scheme(headers.get(PAYMENT_SIGNATURE_HEADER), NAME) is not None
 
     def payer_of(self, headers: Mapping[str, str]) -> str | None:
         return signed_payer(headers.get(PAYMENT_SIGNATURE_HEADER))
@@ -247,12 +246,7 @@ class UptoRail:
         self._drop(ticket.nonce)
 
     def answer_headers(self, settlement: Settlement) -> dict[str, str]:
-        payment = settlement.payment or {}
-        if not payment.get("transaction"):
-            return {}
-        settled = PaidOnChain(str(payment["transaction"]), str(payment.get("payer", "")),
-                              int(payment.get("amount", 0)), str(payment.get("network", self.terms.network)))
-        return {"PAYMENT-RESPONSE": payment_response_header(settled, settlement.receipt)}
+        return payment_response_headers(settlement.payment, settlement.receipt, self.terms.network)
 
     # --- helpers ---------------------------------------------------------------------------------
     def _check_window(self, deadline: str, valid_after: str) -> None:
@@ -327,17 +321,6 @@ def _refusal(reason: str, payer: str) -> PaymentError:
                 payer=payer)
 
 
-def _payload(header: str | None) -> PaymentPayload | None:
-    """The header's payload when it is an x402 v2 ``upto`` payment, else None."""
-    if not header:
-        return None
-    try:
-        payload = decode_payment(header)
-    except PaymentError:
-        return None
-    return payload if payload.accepted.scheme == NAME else None
-
-
 def _authorization(payload: PaymentPayload) -> Any:
     try:
         return UptoPermit2Payload.from_dict(payload.payload).permit2_authorization
@@ -353,7 +336,7 @@ def _stored(ticket: Ticket) -> tuple[PaymentPayload, PaymentRequirements]:
 @functools.lru_cache(maxsize=256)
 def signed_payer(header: str | None) -> str | None:
     """The payer whose own (EOA) signature is on this upto payment, checksummed; None otherwise. No RPC."""
-    payload = _payload(header)
+    payload = payload_of_scheme(header, NAME)
     if payload is None:
         return None
     try:

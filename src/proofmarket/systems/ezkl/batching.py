@@ -13,12 +13,13 @@ so private-input models are always proven alone. Unused slots are padded with ze
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import onnx
-from onnx import helper
+from typing import TYPE_CHECKING
 
 from proofmarket.core.errors import CircuitCompileError
 from proofmarket.systems.ezkl.manifest import InstanceLayout
+
+if TYPE_CHECKING:  # onnx loads where a batch circuit is built (compile), not where one is proven
+    import onnx
 
 BATCHABLE_PROFILES = ("public",)
 MAX_BATCH = 64
@@ -30,6 +31,9 @@ def slot_name(slot: int, name: str) -> str:
 
 def replicate(model: onnx.ModelProto, k: int) -> onnx.ModelProto:
     """``model`` repeated ``k`` times in one graph (inputs and outputs slot by slot, weights shared)."""
+    import onnx
+    from onnx import helper
+
     if not 1 <= k <= MAX_BATCH:
         raise CircuitCompileError(f"a batch holds 1 to {MAX_BATCH} calls, not {k}")
     graph = model.graph
@@ -67,6 +71,8 @@ def replicate(model: onnx.ModelProto, k: int) -> onnx.ModelProto:
 
 
 def _renamed_value(value: onnx.ValueInfoProto, name: str) -> onnx.ValueInfoProto:
+    import onnx
+
     copy = onnx.ValueInfoProto()
     copy.CopyFrom(value)
     copy.name = name

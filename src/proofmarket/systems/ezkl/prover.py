@@ -78,7 +78,7 @@ class EzklProver:
         self.store = store
         self.work_dir = work_dir
         self.worker = worker or ProofWorker()
-        self._infos: dict[str, tuple[ModelManifest, models.ModelInfo]] = {}
+        self._infos: dict[str, tuple[ModelManifest, models.InputSignature]] = {}
 
     def compile(self, onnx_path: Path, samples_doc: Any, options: CompileOptions,
                 progress: Progress = lambda _: None) -> CompileResult:
@@ -86,7 +86,7 @@ class EzklProver:
 
         return compile_model(onnx_path, samples_doc, self.store, options, progress)
 
-    def model(self, model_id: str) -> tuple[ModelManifest, models.ModelInfo]:
+    def model(self, model_id: str) -> tuple[ModelManifest, models.InputSignature]:
         if model_id not in self._infos:
             try:
                 manifest = load_manifest(self.store, model_id)
@@ -96,7 +96,9 @@ class EzklProver:
                 raise
             except Exception as exc:
                 raise UnknownModel(f"{model_id} is not a model id (it names something else)") from exc
-            info = models.load_model(self.store.path(manifest.onnx.cid))
+            # what a call's input is checked against, from the manifest: no ONNX file to load (nor onnx to import)
+            info = models.InputSignature(tuple(models.TensorSpec(t.name, tuple(t.shape), t.dtype)
+                                               for t in manifest.inputs))
             self._infos[model_id] = (manifest, info)
         return self._infos[model_id]
 
@@ -230,7 +232,7 @@ class EzklProver:
             out.append(ProveResult(bundle, self.store.put_json(bundle.to_doc())))
         return out
 
-    def _current(self, model_id: str) -> tuple[ModelManifest, models.ModelInfo]:
+    def _current(self, model_id: str) -> tuple[ModelManifest, models.InputSignature]:
         manifest, info = self.model(model_id)
         from proofmarket.systems.ezkl.ezkl_calls import EZKL_VERSION
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import math
 import secrets
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
 
 from proofmarket.core.errors import UsageError
 from proofmarket.systems.ezkl.profile import SALT_BITS, SALT_ELEMENTS
+
+if TYPE_CHECKING:  # onnx loads where a model is salted (compile), not where its calls are proven
+    import onnx
 
 SALTED_INPUT = "salted_input"
 
@@ -50,6 +52,9 @@ def check_salt(salt_elements: int, salt: list[int] | None, *, required: bool) ->
 
 def salt_model(model: onnx.ModelProto) -> onnx.ModelProto:
     """Return a copy of ``model`` whose first input is replaced by a flat, salted one."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
     salted = onnx.ModelProto()
     salted.CopyFrom(model)
     graph = salted.graph
