@@ -53,3 +53,14 @@ def test_a_command_of_the_main_module_runs_without_the_others_loaded(tmp_path: o
     helped = subprocess.run([sys.executable, "-c", "import sys; sys.argv = ['proofmarket', '--help']; "
                              "from proofmarket.cli.entry import run; run()"], capture_output=True, text=True)
     assert "node" in helped.stdout and "validator" in helped.stdout
+
+
+def test_help_is_plain_and_loads_no_markdown_parser() -> None:
+    """Rich help loads rich's markdown parser (markdown-it): a third of ``proofmarket --help``'s time. Every group's
+    help is click's plain text (``cli/groups.py``), the commands' own output still rich."""
+    code = ("import sys; sys.argv = ['proofmarket', '--help']; from proofmarket.cli.entry import run\n"
+            "try:\n    run()\nexcept SystemExit:\n    pass\n"
+            "print('LOADED', ','.join(m for m in ('markdown_it', 'rich.markdown', 'typer.rich_utils') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "LOADED" and "Usage: proofmarket" in out and "╭" not in out

@@ -23,12 +23,13 @@ import typer
 
 from proofmarket.cli import admin_cmds, market_cmds, owner_cmds, request_cmds
 from proofmarket.cli.common import HomeOpt, JsonOpt, Run, command, open_market, say_chain, settings_for, tx_json
+from proofmarket.cli.groups import group
 from proofmarket.core.errors import ChainError
 
 if TYPE_CHECKING:
     from proofmarket.chain.deploy_plan import DryRun
 
-chain_app = typer.Typer(help="The chain: a local devnet (anvil) and the market contracts.", no_args_is_help=True)
+chain_app = group(help="The chain: a local devnet (anvil) and the market contracts.", no_args_is_help=True)
 
 # the names other command modules imported from here before cli/common.py
 _settings, _open, _tx = settings_for, open_market, tx_json

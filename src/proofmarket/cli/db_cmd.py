@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
+from proofmarket.cli.groups import group
 from proofmarket.cli.output import emit_json, fail, out
 from proofmarket.core.errors import ProofMarketError, UsageError
 
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-db_app = typer.Typer(help="The node's database: upgrade, show, list or roll back the schema's revisions.",
+db_app = group(help="The node's database: upgrade, show, list or roll back the schema's revisions.",
                      no_args_is_help=True)
 
 UrlOpt = Annotated[str | None, typer.Option(

@@ -17,10 +17,11 @@ from typing import Annotated
 import typer
 
 from proofmarket.cli.common import HomeOpt, settings_for
+from proofmarket.cli.groups import group
 from proofmarket.cli.output import console, fail
 from proofmarket.core.errors import ProofMarketError, UsageError
 
-facilitator_typer = typer.Typer(help="A self-hosted x402 facilitator: verify and settle payments for nodes.",
+facilitator_typer = group(help="A self-hosted x402 facilitator: verify and settle payments for nodes.",
                                 no_args_is_help=True)
 
 

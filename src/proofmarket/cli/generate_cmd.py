@@ -18,7 +18,14 @@ from typing import Annotated, Any
 
 import typer
 
-from proofmarket.cli.infer_cmd import DEFAULT_KEY_ENV, KeystoreOpt, choose_node, paying_account
+from proofmarket.cli.infer_cmd import (
+    DEFAULT_KEY_ENV,
+    AutoOpt,
+    AutoRpcOpt,
+    KeystoreOpt,
+    choose_node,
+    paying_account,
+)
 from proofmarket.cli.output import emit_json, fail, out, progress_steps
 from proofmarket.core.errors import ProofMarketError, UsageError
 
@@ -45,12 +52,8 @@ def generate_cmd(
     reexecute: Annotated[bool, typer.Option("--reexecute", help="re-check the answer locally (needs the weights)")]
     = False,
     out_path: Annotated[Path | None, typer.Option("--out", help="write the attested bundle here")] = None,
-    auto: Annotated[bool, typer.Option(
-        "--auto", help="--node is a comma-separated list: call the best node by price and reputation")] = False,
-    rpc_url: Annotated[str | None, typer.Option(
-        "--rpc-url", envvar="PROOFMARKET_RPC_URL",
-        help="with --auto: read the reputations on chain here, in your own deployment's contracts "
-             "(PROOFMARKET_DEPLOYMENT_FILE); without it the cheapest node wins")] = None,
+    auto: AutoOpt = False,
+    rpc_url: AutoRpcOpt = None,
     scheme: Annotated[str, typer.Option(
         "--scheme", help="how to pay: exact (the max_tokens cap is charged), upto (the tokens generated are charged; "
                          "needs 'proofmarket permit2 approve' once) or batch-settlement (a channel: the tokens "

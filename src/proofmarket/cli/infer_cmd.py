@@ -26,6 +26,12 @@ from proofmarket.core.profiles import DEVNET
 
 DEFAULT_NODE = "http://127.0.0.1:8402"
 DEFAULT_KEY_ENV = "PROOFMARKET_CONSUMER_KEY"
+AutoOpt = Annotated[bool, typer.Option(
+    "--auto", help="--node is a comma-separated list: call the best node by price and reputation")]
+AutoRpcOpt = Annotated[str | None, typer.Option(
+    "--rpc-url", envvar="PROOFMARKET_RPC_URL",
+    help="with --auto: read the reputations on chain here, in your own deployment's contracts "
+         "(PROOFMARKET_DEPLOYMENT_FILE); without it the cheapest node wins")]
 KeystoreOpt = Annotated[str | None, typer.Option(
     "--keystore", help="sign with this consumer keystore: a NAME in HOME/keys (NAME.json) or a path; its password "
                        "from PROOFMARKET_KEYSTORE_PASSWORD_FILE, else asked")]
@@ -52,12 +58,8 @@ def infer_cmd(
     out_path: Annotated[Path | None, typer.Option("--out", help="write the paid proof bundle here")] = None,
     verify: Annotated[bool, typer.Option(
         "--verify/--no-verify", help="verify the answer locally against this request")] = True,
-    auto: Annotated[bool, typer.Option(
-        "--auto", help="--node is a comma-separated list: call the best node by price and reputation")] = False,
-    rpc_url: Annotated[str | None, typer.Option(
-        "--rpc-url", envvar="PROOFMARKET_RPC_URL",
-        help="with --auto: read the reputations on chain here, in your own deployment's contracts "
-             "(PROOFMARKET_DEPLOYMENT_FILE); without it the cheapest node wins")] = None,
+    auto: AutoOpt = False,
+    rpc_url: AutoRpcOpt = None,
     scheme: Annotated[str, typer.Option(
         "--scheme", help="how to pay: exact (one EIP-3009 payment a call) or batch-settlement (a channel: the first "
                          "call deposits --deposit-calls prices, the next ones pay with vouchers; see 'proofmarket "

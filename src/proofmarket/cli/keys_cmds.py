@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from proofmarket.cli.common import Run, command
+from proofmarket.cli.groups import group
 from proofmarket.core.errors import ProofMarketError, UsageError
 from proofmarket.core.key_roles import ENV_KEY, ROLES, SCRYPT_N
 
@@ -29,7 +30,7 @@ if TYPE_CHECKING:  # the crypto loads when a keys command runs, not for --help
     from proofmarket.core.profiles import ChainProfile
     from proofmarket.core.settings import Settings, X402Settings
 
-keys_app = typer.Typer(help="Encrypted keystores of the signing roles (owner, node, validator).",
+keys_app = group(help="Encrypted keystores of the signing roles (owner, node, validator).",
                        no_args_is_help=True)
 RoleOpt = Annotated[str, typer.Option("--role", help=f"the role the key signs for: {' | '.join(ROLES)}")]
 OutOpt = Annotated[Path | None, typer.Option(

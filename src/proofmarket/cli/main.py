@@ -17,6 +17,7 @@ import proofmarket.cli as _cli
 from proofmarket import __version__
 from proofmarket.cli.common import HomeOpt, JsonOpt, read_json
 from proofmarket.cli.compile_views import print_compile, print_prediction
+from proofmarket.cli.groups import group
 from proofmarket.cli.output import console, emit_json, fail, out, progress_steps
 from proofmarket.core.errors import ProofMarketError, UsageError
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:  # the heavy parts load when a command runs, not to print --he
     from proofmarket.systems.ezkl.tuning import AccuracyBound
     from proofmarket.systems.workspace import Workspace
 
-app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app = group(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 
 def _workspace(home: Path | None, *, inline_prover: bool = False) -> Workspace:

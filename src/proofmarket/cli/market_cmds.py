@@ -24,11 +24,12 @@ from typing import Annotated, Any
 import typer
 
 from proofmarket.cli.common import Run, checked_address, command, tx_json
+from proofmarket.cli.groups import group
 from proofmarket.cli.output import emit_json, out
 from proofmarket.core.errors import UsageError
 
-prover_app = typer.Typer(help="Prover: authorisation status, stake and unstake on the market.", no_args_is_help=True)
-admin_app = typer.Typer(help="Market admin: pause, platform fee, authorised provers, collected fees.",
+prover_app = group(help="Prover: authorisation status, stake and unstake on the market.", no_args_is_help=True)
+admin_app = group(help="Market admin: pause, platform fee, authorised provers, collected fees.",
                         no_args_is_help=True)
 
 

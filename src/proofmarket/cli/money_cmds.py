@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
+from proofmarket.cli.groups import group
 from proofmarket.cli.infer_cmd import DEFAULT_NODE, _account
 from proofmarket.cli.output import emit_json, fail, out
 from proofmarket.core.errors import ProofMarketError, UsageError
@@ -24,8 +25,8 @@ from proofmarket.core.units import format_usdc
 
 NodeOpt = Annotated[str, typer.Option("--node", envvar="PROOFMARKET_NODE_URL", help="the node's base URL")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="machine-readable output")]
-payouts = typer.Typer(help="pay out what the node's book owes (operator)", no_args_is_help=True)
-ledger = typer.Typer(help="the node's book (operator)", no_args_is_help=True)
+payouts = group(help="pay out what the node's book owes (operator)", no_args_is_help=True)
+ledger = group(help="the node's book (operator)", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:

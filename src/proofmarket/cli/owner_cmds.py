@@ -16,10 +16,11 @@ from typing import Annotated
 import typer
 
 from proofmarket.cli.common import Run, checked_address, command, tx_json
+from proofmarket.cli.groups import group
 from proofmarket.cli.output import out
 from proofmarket.core.errors import UsageError
 
-model_app = typer.Typer(help="List compiled models on the market.", no_args_is_help=True)
+model_app = group(help="List compiled models on the market.", no_args_is_help=True)
 ModelIdArg = Annotated[str, typer.Argument(help="a model id you registered")]
 # the owner's signing and chain for a listing on a node (model register --node, model upload)
 RpcUrlOpt = Annotated[str | None, typer.Option("--rpc-url", envvar="PROOFMARKET_RPC_URL", help="your RPC for the "

@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from proofmarket.cli.common import Run, command
+from proofmarket.cli.groups import group
 from proofmarket.cli.output import console
 
 if TYPE_CHECKING:  # the ceremony store loads with the command that uses it, not for --help
     from proofmarket.systems.ezkl.ceremony import CeremonyEntry
     from proofmarket.systems.ezkl.ceremony import Progress as Reporter
 
-srs_app = typer.Typer(help="Ceremony SRS files (the public KZG setup) for compiling off the devnet.",
+srs_app = group(help="Ceremony SRS files (the public KZG setup) for compiling off the devnet.",
                       no_args_is_help=True)
 
 LogrowsOpt = Annotated[int, typer.Option("--logrows", min=1, max=26, help="the circuit's logrows (compile "

@@ -22,10 +22,11 @@ import typer
 
 from proofmarket.cli.chain_cmds import HomeOpt
 from proofmarket.cli.common import open_market
+from proofmarket.cli.groups import group
 from proofmarket.cli.output import fail, out
 from proofmarket.core.errors import ProofMarketError, UsageError
 
-validator_app = typer.Typer(help="Validators of attested results: stake, re-check a random share, challenge, vote.",
+validator_app = group(help="Validators of attested results: stake, re-check a random share, challenge, vote.",
                             no_args_is_help=True)
 
 

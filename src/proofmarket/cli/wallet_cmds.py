@@ -23,6 +23,7 @@ from typing import Annotated, Any
 
 import typer
 
+from proofmarket.cli.groups import group
 from proofmarket.cli.infer_cmd import DEFAULT_KEY_ENV, DEFAULT_NODE, KeystoreOpt, paying_account
 from proofmarket.cli.output import emit_json, fail, out
 from proofmarket.core.errors import ProofMarketError, UsageError
@@ -33,13 +34,13 @@ KeyEnvOpt = Annotated[str, typer.Option("--key-env", help="environment variable 
                                                           "on the devnet only)")]
 DevnetOpt = Annotated[bool, typer.Option("--devnet", help="on the devnet: sign with anvil's dev consumer account")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="machine-readable output")]
-apikey = typer.Typer(help="API keys of the consumer's wallet on a node (signed by the wallet)", no_args_is_help=True)
-credits = typer.Typer(help="prepaid credits of the consumer's wallet on a node (bought with one x402 payment)",
+apikey = group(help="API keys of the consumer's wallet on a node (signed by the wallet)", no_args_is_help=True)
+credits = group(help="prepaid credits of the consumer's wallet on a node (bought with one x402 payment)",
                       no_args_is_help=True)
-passes = typer.Typer(help="passes (N calls a day for D days, one x402 payment) on a node", no_args_is_help=True)
-channel = typer.Typer(help="the wallet's x402 batch-settlement channels on a node (paid per call with vouchers)",
+passes = group(help="passes (N calls a day for D days, one x402 payment) on a node", no_args_is_help=True)
+channel = group(help="the wallet's x402 batch-settlement channels on a node (paid per call with vouchers)",
                       no_args_is_help=True)
-permit2 = typer.Typer(help="Permit2, which x402 upto payments move the wallet's token through", no_args_is_help=True)
+permit2 = group(help="Permit2, which x402 upto payments move the wallet's token through", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -71,6 +72,18 @@ def _wallet(node: str, key_env: str, devnet: bool, keystore: str | None, as_json
         show(answer)
 
 
+def _listed(node: str, key_env: str, devnet: bool, keystore: str | None, as_json: bool, ask: Callable[[Any], Any],
+            key: str, empty: str, line: Callable[[Any], str]) -> None:
+    """A list the wallet asks for: one ``line`` an item (``empty`` for none), or ``{key: [...]}`` with ``--json``."""
+    def show(items: Any) -> None:
+        for item in items:
+            out.print(line(item))
+        if not items:
+            out.print(empty)
+
+    _wallet(node, key_env, devnet, keystore, as_json, ask, show, lambda items: {key: items})
+
+
 @apikey.command("create")
 def apikey_create(
     model: Annotated[list[str] | None, typer.Option("--model", help="scope the key to this model (repeatable)")]
@@ -94,14 +107,9 @@ def apikey_create(
 def apikey_list(node: NodeOpt = DEFAULT_NODE, key_env: KeyEnvOpt = DEFAULT_KEY_ENV, keystore: KeystoreOpt = None,
                 devnet: DevnetOpt = False, as_json: JsonFlag = False) -> None:
     """The wallet's keys (never their secrets)."""
-    def show(keys: Any) -> None:
-        for k in keys:
-            out.print(f"{k['id']}  {k.get('status', '')}  models {k.get('models') or 'any'}  "
+    _listed(node, key_env, devnet, keystore, as_json, lambda sdk: sdk.keys.list(), "keys", "no keys",
+            lambda k: f"{k['id']}  {k.get('status', '')}  models {k.get('models') or 'any'}  "
                       f"cap {k.get('cap_atomic')}  spent {k.get('spent_atomic', '')}")
-        if not keys:
-            out.print("no keys")
-
-    _wallet(node, key_env, devnet, keystore, as_json, lambda sdk: sdk.keys.list(), show, lambda k: {"keys": k})
 
 
 @apikey.command("revoke")
@@ -169,29 +177,19 @@ def pass_buy(calls_per_day: Annotated[int, typer.Option("--calls-per-day", min=1
 def pass_list(node: NodeOpt = DEFAULT_NODE, key_env: KeyEnvOpt = DEFAULT_KEY_ENV, keystore: KeystoreOpt = None,
               devnet: DevnetOpt = False, as_json: JsonFlag = False) -> None:
     """The wallet's live passes."""
-    def show(listed: Any) -> None:
-        for p in listed:
-            out.print(f"{p.get('id', '')}  {p.get('calls_per_day')} calls a day  model {p.get('model_id') or 'any'}  "
+    _listed(node, key_env, devnet, keystore, as_json, lambda sdk: sdk.passes.list(), "passes", "no live passes",
+            lambda p: f"{p.get('id', '')}  {p.get('calls_per_day')} calls a day  model {p.get('model_id') or 'any'}  "
                       f"until {p.get('ends_at', '')}")
-        if not listed:
-            out.print("no live passes")
-
-    _wallet(node, key_env, devnet, keystore, as_json, lambda sdk: sdk.passes.list(), show, lambda p: {"passes": p})
 
 
 @channel.command("show")
 def channel_show(node: NodeOpt = DEFAULT_NODE, key_env: KeyEnvOpt = DEFAULT_KEY_ENV, keystore: KeystoreOpt = None,
                  devnet: DevnetOpt = False, as_json: JsonFlag = False) -> None:
     """The wallet's channels on the node: deposited balance, charged total, claimed on chain."""
-    def show(found: Any) -> None:
-        for c in found:
-            out.print(f"{c['channel_id']}  balance {format_usdc(int(c['balance']))} USDC, charged "
+    _listed(node, key_env, devnet, keystore, as_json, lambda sdk: sdk.channels(), "channels", "no channel on this node",
+            lambda c: f"{c['channel_id']}  balance {format_usdc(int(c['balance']))} USDC, charged "
                       f"{format_usdc(int(c['charged']))}, claimed {format_usdc(int(c['claimed']))}, available "
                       f"{format_usdc(int(c['available']))}")
-        if not found:
-            out.print("no channel on this node")
-
-    _wallet(node, key_env, devnet, keystore, as_json, lambda sdk: sdk.channels(), show, lambda c: {"channels": c})
 
 
 @channel.command("refund")

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from proofmarket.core.errors import UsageError
+from proofmarket.core.errors import PaymentReplayed, UsageError
 from proofmarket.payments.tickets import ProofOutcome, Settlement, Ticket
 
 log = logging.getLogger(__name__)
@@ -212,3 +212,17 @@ def cover_of(rail: Rail) -> Callable[[Ticket, int], None] | None:
     calls hold), or None when the rail's ``verify`` already held this call's funds itself (a rail that says so with
     ``verify_holds_funds = True``: a channel's voucher is reserved against its channel, one call at a time)."""
     return None if getattr(rail, "verify_holds_funds", False) else rail.cover
+
+
+def hold(rail: Rail, ticket: Ticket | None, store: Callable[[], R]) -> R:
+    """Store a call with its verified payment (``store``); if storing fails the payment is released, except when its
+    nonce belongs to another call already (``PaymentReplayed``: that call's reservation is not this one's to free).
+    The one way a route turns a verified payment into a held call."""
+    try:
+        return store()
+    except PaymentReplayed:
+        raise
+    except BaseException:
+        if ticket is not None:
+            rail.release(ticket)
+        raise

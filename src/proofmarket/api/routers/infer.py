@@ -28,11 +28,10 @@ from proofmarket.api.deps import IdempotencyKey, ServicesDep, base_url
 from proofmarket.api.schemas import InferResult, JobPublic
 from proofmarket.api.views import infer_result, job_error, job_public
 from proofmarket.calls import Settlement, request_hash
-from proofmarket.core.errors import PaymentReplayed
 from proofmarket.db import CallKind, CallRow, CallStatus
 from proofmarket.marketplace.webhook_targets import check_target
 from proofmarket.node.services import NodeServices
-from proofmarket.payments.port import Offer, cover_of
+from proofmarket.payments.port import Offer, cover_of, hold
 from proofmarket.systems import guarantee
 
 router = APIRouter(tags=["inference"])
@@ -129,16 +128,9 @@ def _submit(services: NodeServices, offer: Offer, system: str, inputs: dict[str,
         if found is not None:
             return found
     ticket = rail.verify(headers, offer)
-    try:
-        job, _ = services.jobs.submit_prove(offer.model_id, inputs, key=key, ticket=ticket, cover=cover_of(rail),
-                                            system=system, rail=rail.name if ticket is not None else "free",
-                                            batch=batch, client=client)
-    except PaymentReplayed:  # the nonce belongs to another call: its reservation is not ours to release
-        raise
-    except BaseException:
-        if ticket is not None:
-            rail.release(ticket)
-        raise
+    job, _ = hold(rail, ticket, lambda: services.jobs.submit_prove(
+        offer.model_id, inputs, key=key, ticket=ticket, cover=cover_of(rail), system=system,
+        rail=rail.name if ticket is not None else "free", batch=batch, client=client))
     if ticket is not None and job.payment_nonce != ticket.nonce:  # a concurrent retry with this key won
         rail.release(ticket)
     return job

@@ -27,9 +27,8 @@ from sse_starlette import EventSourceResponse
 
 from proofmarket.api.deps import ServicesDep, base_url
 from proofmarket.api.errors import error_response
-from proofmarket.api.routers.generate import _accepted, _failed, _offer, _open, _run, event_items
+from proofmarket.api.generation import answer, event_items, offer_for, open_call
 from proofmarket.core.errors import InputError, PaymentRequired, ProofMarketError, Unauthorized
-from proofmarket.db import CallRow
 from proofmarket.node.services import NodeServices
 from proofmarket.payments.credits.rail import api_key_of
 from proofmarket.systems import spec
@@ -113,9 +112,9 @@ async def _complete(request: Request, services: NodeServices, body: dict[str, An
     for name in ("temperature", "seed"):
         if body.get(name) is not None:
             doc[name] = body[name]
-    offer, system = await run_in_threadpool(_offer, services, model_id, doc, base_url(request, services.settings))
+    offer, system = await run_in_threadpool(offer_for, services, model_id, doc, base_url(request, services.settings))
     try:
-        call = await run_in_threadpool(_open, services, offer, system, request.headers, doc)
+        call = await run_in_threadpool(open_call, services, offer, system, request.headers, doc)
     except PaymentRequired as exc:  # OpenAI clients pay with a key: without one the call is unauthorised
         if api_key_of(request.headers) is None:
             unauthorized = Unauthorized("this model is paid: send an API key (Authorization: Bearer pmk_..., see "
@@ -129,20 +128,15 @@ async def _complete(request: Request, services: NodeServices, body: dict[str, An
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         return EventSourceResponse(_chunks(services, call, ident, created, model_id, chat, include_usage),
                                    sep="\n", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
-    try:
-        outcome = await run_in_threadpool(_run, services, call, None)
-    except BaseException as exc:
-        _failed(services, call, exc)
-        raise
-    if isinstance(outcome, CallRow):
-        return JSONResponse(_accepted(services, outcome), status_code=202,
-                            headers={"Location": f"/v1/jobs/{outcome.id}"})
-    answer, headers = outcome
+    done = await answer(services, call)
+    if isinstance(done, JSONResponse):
+        return done
+    answered, headers = done
     base = base_url(request, services.settings)
-    result = _completion(answer, ident, created, model_id, chat)
-    result["proofmarket"] = _provenance(answer, base)
+    result = _completion(answered, ident, created, model_id, chat)
+    result["proofmarket"] = _provenance(answered, base)
     return JSONResponse(_typed(result, chat, streamed=False),
-                        headers={**headers, "X-Proofmarket-Bundle": str(answer["bundle_cid"])})
+                        headers={**headers, "X-Proofmarket-Bundle": str(answered["bundle_cid"])})
 
 
 def _completion(answer: dict[str, Any], ident: str, created: int, model_id: str, chat: bool) -> dict[str, Any]:
