@@ -616,3 +616,33 @@ def test_a_refunded_callback_request_hands_the_price_and_tip_back_to_the_consume
     assert court.get_request(request_id).status == "refunded"
     with pytest.raises(Exception, match="AlreadyDone"):
         chain.client.transact(callbacks.functions.reclaim(request_id), chain.accounts.stranger)  # type: ignore[attr-defined]
+
+
+def test_the_node_delivers_a_paid_result_into_a_callbacks_consumer_and_books_its_tip(chain: Chain) -> None:
+    """The court service's delivery (``intake/court_delivery.py``): a paid request made through this repository's
+    CourtCallbacks is delivered by the node, which earns the tip (one balanced book transfer); a consumer that is
+    not a CourtCallbacks build, or a callback asking more gas than the node's limit, is left alone."""
+    from proofmarket.intake.court_delivery import CourtDelivery
+
+    court, key = _setup(chain)
+    a = chain.accounts
+    callbacks, consumer = _callbacks(chain, court, 0)
+    request_id = _callback_request(chain, court, key, consumer, 445)
+    greedy = _callback_request(chain, court, key, consumer, 446, gas=1_500_000)
+    for rid, seed in ((request_id, 445), (greedy, 446)):
+        _commit(chain, court, rid, seed, b'{"attested": true}')
+    _advance(chain, WINDOW + 1)
+    for rid in (request_id, greedy):
+        court.finalize(rid, a.stranger)
+    delivery = CourtDelivery(chain.client, court.address, a.prover, max_gas=500_000)
+    assert delivery.deliver(request_id, a.stranger.address) is None  # not a contract at all
+    assert delivery.deliver(request_id, consumer.address) is None  # type: ignore[attr-defined]  (not CourtCallbacks)
+    assert delivery.deliver(greedy, callbacks.address) is None  # type: ignore[attr-defined]  (above the node's limit)
+    node_before = chain.usdc.balance_of(a.prover.address)
+    done = delivery.deliver(request_id, callbacks.address)  # type: ignore[attr-defined]
+    assert done is not None and done.ok and done.tip == USDC // 10
+    assert consumer.functions.received().call() == 1  # type: ignore[attr-defined]
+    assert chain.usdc.balance_of(a.prover.address) == node_before + USDC // 10
+    tip = delivery.tip_transfer(request_id, callbacks.address, "model", done)  # type: ignore[attr-defined]
+    assert tip is not None and sum(amount for _, amount in tip.postings) == 0 and tip.postings[1][1] == USDC // 10
+    assert delivery.deliver(request_id, callbacks.address) is None  # type: ignore[attr-defined]  (done once)

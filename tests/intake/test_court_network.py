@@ -243,7 +243,8 @@ def test_honest_node_is_paid_after_its_window_and_a_false_challenge_loses_its_bo
     assert "Court requests" in page and ">paid<" in page
     # the book: each paid request as the court paid it (the owner's and the node's transfers), the chain agrees
     money = MONEY[honest_url]
-    court_paid = [t for t in money.book.transfers(kinds=["capture"]) if t.rail == "court"]
+    court_paid = [t for t in money.book.transfers(kinds=["capture"])
+                  if t.rail == "court" and not t.ref.startswith("court-callback:")]  # not a delivery's tip
     assert len(court_paid) == HONEST_CALLS
     node_account = f"wallet:{a.prover.address.lower()}"
     to_node = sum(v for t in court_paid for acc, v in money.book.postings([t.id])[t.id] if acc == node_account)
@@ -523,3 +524,42 @@ def test_a_validator_given_the_model_after_it_started_declares_it_and_becomes_re
     finally:
         server.shutdown()
         ws.close()
+
+
+def test_a_contract_requesting_through_court_callbacks_gets_its_result_from_the_node(
+        net: Net, honest_url: str) -> None:
+    """Issue 58: a consumer contract asks for an attested generation through CourtCallbacks; once the court paid the
+    node's result (the window closed), the node delivers it into the contract's callback itself and earns the tip,
+    one transfer in its book beside the court's payment."""
+    from chain_helpers import TEST_ARTIFACTS
+
+    from proofmarket.chain.artifacts import load_artifact, load_artifact_file
+    from proofmarket.systems.attested import instances
+
+    client, a = net.market.client, net.market.accounts
+    admin = dev_account(0, client.chain_id)
+    art = load_artifact("CourtCallbacks")
+    callbacks_address, _ = client.deploy(art, admin, net.court.address)
+    consumer_art = load_artifact_file(TEST_ARTIFACTS / "TestAttestedConsumer.json")
+    consumer_address, _ = client.deploy(consumer_art, admin, callbacks_address, 0)
+    consumer = client.contract(consumer_address, consumer_art.abi)
+    net.market.usdc.mint(consumer_address, 5 * PRICE_UNITS, admin)
+    doc = instances.escrow_request({"prompt": "from a contract", "max_tokens": 6})
+    key = net.market._checked_listing(net.lm_id, None, None)
+    tip = PRICE_UNITS // 10
+    tx = client.transact(consumer.functions.request(key, bytes.fromhex(instances.input_commitment(doc)[2:]),
+                                                    client.timestamp() + 3_600, a.prover.address, 2 * PRICE_UNITS,
+                                                    200_000, tip), admin)
+    request_id = int(net.court.decode_events(tx, "RequestCreated")[0]["requestId"])
+    posted = httpx.post(f"{honest_url}/v1/court/{request_id}/input", json={"input": doc}, timeout=30)
+    assert posted.status_code == 202, posted.text
+    _wait(honest_url, [request_id], lambda r: r["status"] == "fulfilled")
+    assert consumer.functions.received().call() == 0  # nothing before the court paid
+    node_before = net.market.usdc.balance_of(a.prover.address)
+    _advance(net.market, WINDOW + 1)
+    [row] = _wait(honest_url, [request_id], lambda r: _court(r).get("status") == "paid")
+    assert _court(row)["callback"]["ok"] is True and _court(row)["callback"]["tip"] == str(tip)
+    assert consumer.functions.received().call() == 1  # delivered into the contract by the node
+    assert net.market.usdc.balance_of(a.prover.address) > node_before + tip - 1  # its share and the tip
+    tips = [t for t in MONEY[honest_url].book.transfers(kinds=["capture"]) if t.ref.startswith("court-callback:")]
+    assert len(tips) == 1 and tips[0].rail == "court"

@@ -43,8 +43,10 @@ from proofmarket.chain.court import (
     CourtValidator,
 )
 from proofmarket.core.errors import ContractReverted, CourtBundleTooLarge, CourtUnavailable, ProofMarketError
-from proofmarket.db import EscrowRepo, EscrowRequestRow, EscrowStatus
+from proofmarket.core.settings import Settings
+from proofmarket.db import Database, EscrowRepo, EscrowRequestRow, EscrowStatus
 from proofmarket.db.book import Accounts, Transfer
+from proofmarket.intake.court_delivery import CourtDelivery
 from proofmarket.intake.watcher import ChainWatcher, run_as_call
 from proofmarket.market import Market
 from proofmarket.market.validations import record_court
@@ -52,6 +54,7 @@ from proofmarket.store.cid import digest_of
 from proofmarket.systems.attested import instances
 from proofmarket.systems.attested.service import GenerateRequest
 from proofmarket.systems.registry import ATTESTED_SYSTEM
+from proofmarket.systems.workspace import Workspace
 
 Ready = list[tuple[EscrowRequestRow, Commitment]]
 
@@ -65,7 +68,7 @@ class CourtService(ChainWatcher):
 
     def __init__(self, market: Market, repo: EscrowRepo, served: Callable[[], Iterable[str]], *,
                  confirmations: int | None = None, poll_s: float = 2.0, owner: str | None = None, batch_max: int = 32,
-                 jobs: Any = None) -> None:
+                 jobs: Any = None, callback_max_gas: int = 500_000) -> None:
         court = market.deployment.court
         if court is None:
             raise CourtUnavailable("this market's deployment has no AttestationCourt: run 'proofmarket chain deploy'")
@@ -75,6 +78,8 @@ class CourtService(ChainWatcher):
         super().__init__(market, repo, served, self.court, confirmations=confirmations, poll_s=poll_s, owner=owner,
                          jobs=jobs)
         self.batch_max = max(1, min(batch_max, AttestationCourt.MAX_BATCH))
+        # results delivered into consumer contracts that requested through CourtCallbacks (court_delivery.py)
+        self.delivery = CourtDelivery(market.client, court, self.node, callback_max_gas)
         # (model id, request id, new status): called when a request's court status changes (webhooks)
         self.status_hooks: list[Callable[[str, int, str], None]] = []
         self.committed: Counter | None = None  # Prometheus counters, once with_metrics() ran
@@ -159,6 +164,8 @@ class CourtService(ChainWatcher):
                     paid = self._paid(row, onchain) if onchain.status == "paid" else ()
                     if onchain.status == "paid" and not paid:  # its Paid event not found yet: look again later,
                         continue  # so the payment enters the book before the row says "paid"
+                    if onchain.status == "paid":
+                        paid = (*paid, *self._delivered(row, onchain, court))
                     court.update(status=onchain.status, window_end=onchain.window_end)
                     for hook in self.status_hooks:  # webhooks: the owner hears of a challenge
                         try:
@@ -174,6 +181,29 @@ class CourtService(ChainWatcher):
             except ProofMarketError as exc:
                 self.log.warning("court request %s: could not settle yet: %s", row.request_id, exc.message)
         return done
+
+    def _delivered(self, row: EscrowRequestRow, onchain: CourtRequest, court: dict[str, Any]) -> tuple[Transfer, ...]:
+        """A paid request made by a contract through CourtCallbacks: its result delivered into it (said in the row's
+        ``court.callback``), and the tip the node earned for the book. Never in the way of the settlement."""
+        try:
+            done = self.delivery.deliver(row.request_id, onchain.consumer)
+        except ProofMarketError as exc:
+            self.log.warning("court request %s: could not deliver its result to %s: %s", row.request_id,
+                             onchain.consumer, exc.message)
+            return ()
+        if done is None:
+            return ()
+        court["callback"] = done.to_json()
+        tip = self.delivery.tip_transfer(row.request_id, onchain.consumer, row.model_id, done)
+        return () if tip is None else (tip,)
+
+    @classmethod
+    def for_node(cls, settings: Settings, db: Database, workspace: Workspace, registry: Any = None,
+                 market: Market | None = None, **options: Any) -> CourtService | None:
+        """The node's court service (see ``ChainWatcher.for_node``), delivering callbacks within the node's gas limit
+        (``PROOFMARKET_CALLBACK_MAX_GAS``)."""
+        return super().for_node(settings, db, workspace, registry, market,
+                                callback_max_gas=settings.chain.callback_max_gas, **options)
 
     def _seed_at_risk(self, onchain: CourtRequest, now: int) -> bool:
         """The draw's seed is not stored, the block after the commitment is mined, and the window outlasts the
