@@ -41,8 +41,8 @@ def facilitator_serve(
                                            "it spend its gas settling valid payments")] = False,
     home: HomeOpt = None,
 ) -> None:
-    """Serve POST /verify, POST /settle and GET /supported (the x402 facilitator API) for the exact scheme on
-    the chain of PROOFMARKET_RPC_URL. Runs until interrupted."""
+    """Serve POST /verify, POST /settle and GET /supported (the x402 facilitator API) for the exact,
+    batch-settlement and upto schemes on the chain of PROOFMARKET_RPC_URL. Runs until interrupted."""
     import uvicorn
 
     from proofmarket.chain.client import ChainClient
