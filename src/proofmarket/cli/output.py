@@ -6,16 +6,41 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import typer
-from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from proofmarket.core.errors import ProofMarketError
 
-console = Console(stderr=True, soft_wrap=True)
-out = Console(soft_wrap=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+class _LazyConsole:
+    """A rich ``Console`` made on first use: a command that prints JSON (``--json``) never loads rich's console."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Console | None = None
+
+    def real(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real(), name)
+
+
+console = cast("Console", _LazyConsole(stderr=True, soft_wrap=True))
+out = cast("Console", _LazyConsole(soft_wrap=True))
+
+
+def real_console(lazy: Console) -> Console:
+    """The rich ``Console`` behind ``console`` or ``out`` (rich's own widgets want the object itself)."""
+    return lazy.real() if isinstance(lazy, _LazyConsole) else lazy
 
 
 def emit_json(doc: Any) -> None:
@@ -36,8 +61,10 @@ def progress_steps(enabled: bool) -> Iterator[Any]:
     if not enabled:
         yield lambda _msg: None
         return
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                  console=console, transient=True) as progress:
+                  console=real_console(console), transient=True) as progress:
         task = progress.add_task("starting", total=None)
 
         def update(msg: str) -> None:

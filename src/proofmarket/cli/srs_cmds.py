@@ -13,7 +13,7 @@ import typer
 
 from proofmarket.cli.common import Run, command
 from proofmarket.cli.groups import group
-from proofmarket.cli.output import console
+from proofmarket.cli.output import console, real_console
 
 if TYPE_CHECKING:  # the ceremony store loads with the command that uses it, not for --help
     from proofmarket.systems.ezkl.ceremony import CeremonyEntry
@@ -81,7 +81,8 @@ def _download_bar(enabled: bool, source: str) -> Iterator[Reporter | None]:
         return
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-    with Progress(BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=console, transient=True) as bar:
+    with Progress(BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=real_console(console),
+                  transient=True) as bar:
         console.print(f"[dim]downloading {source}[/]")
         task = bar.add_task("srs", total=None)
 
