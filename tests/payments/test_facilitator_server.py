@@ -61,11 +61,15 @@ def body(network: str = NETWORK) -> dict[str, Any]:
             "paymentRequirements": terms.model_dump(mode="json", by_alias=True, exclude_none=True)}
 
 
-def test_it_lists_exact_and_batch_settlement_version_2_on_its_own_network_only(http: TestClient) -> None:
+def test_it_lists_its_schemes_version_2_on_its_own_network_only(http: TestClient) -> None:
     answer = http.get("/supported").json()
 
-    assert answer["kinds"] == [{"x402Version": 2, "scheme": "exact", "network": NETWORK},  # not the SDK's v1 list
-                               {"x402Version": 2, "scheme": "batch-settlement", "network": NETWORK}]
+    kinds = [{k: v for k, v in kind.items() if k != "extra"} for kind in answer["kinds"]]
+    assert kinds == [{"x402Version": 2, "scheme": "exact", "network": NETWORK},  # not the SDK's v1 list
+                     {"x402Version": 2, "scheme": "batch-settlement", "network": NETWORK},
+                     {"x402Version": 2, "scheme": "upto", "network": NETWORK}]
+    upto = answer["kinds"][2]  # upto clients bind their witness to the facilitator that settles
+    assert upto["extra"]["facilitatorAddress"] == SIGNER.address
     assert SIGNER.address in answer["signers"]["eip155:*"]
 
 
@@ -143,7 +147,7 @@ def test_the_node_checks_supported_for_its_network(http: TestClient) -> None:
     assert wrong.value.exit_code == 2
     assert wrong.value.message == (f"the facilitator at http://facilitator (PROOFMARKET_FACILITATOR_URL) does not "
                                    f"settle exact payments on this node's chain eip155:{BASE_CHAIN_ID} (x402 version "
-                                   f"2); it supports batch-settlement on {NETWORK}, exact on {NETWORK}")
+                                   f"2); it supports batch-settlement on {NETWORK}, exact on {NETWORK}, upto on {NETWORK}")
 
 
 def test_a_facilitator_that_does_not_answer_supported_is_unavailable() -> None:
