@@ -147,7 +147,8 @@ def test_the_node_checks_supported_for_its_network(http: TestClient) -> None:
     assert wrong.value.exit_code == 2
     assert wrong.value.message == (f"the facilitator at http://facilitator (PROOFMARKET_FACILITATOR_URL) does not "
                                    f"settle exact payments on this node's chain eip155:{BASE_CHAIN_ID} (x402 version "
-                                   f"2); it supports batch-settlement on {NETWORK}, exact on {NETWORK}, upto on {NETWORK}")
+                                   f"2); it supports batch-settlement on {NETWORK}, exact on {NETWORK}, upto on "
+                                   f"{NETWORK}")
 
 
 def test_a_facilitator_that_does_not_answer_supported_is_unavailable() -> None:
