@@ -1,6 +1,7 @@
 """A self-hosted x402 facilitator over HTTP: the SDK's ``x402FacilitatorSync`` (the ``exact``, ``batch-settlement``
 and ``upto`` EVM schemes and a ``FacilitatorWeb3Signer``, built by
-:func:`proofmarket.payments.facilitators.local_facilitator`) behind the facilitator API the SDK's ``HTTPFacilitatorClient`` speaks:
+:func:`proofmarket.payments.facilitators.local_facilitator`) behind the facilitator API the SDK's
+``HTTPFacilitatorClient`` speaks:
 
     GET  /supported   {"kinds": [{"x402Version": 2, "scheme": "exact", "network": "eip155:<id>"}], "signers": ...}
     POST /verify      {"x402Version": 2, "paymentPayload": {...}, "paymentRequirements": {...}} -> VerifyResponse
