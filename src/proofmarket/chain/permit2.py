@@ -10,26 +10,17 @@ whether an upto authorization was used (or given up) on chain.
 
 from __future__ import annotations
 
-from typing import Any
-
 from eth_account.signers.local import LocalAccount
 from x402.mechanisms.evm.constants import PERMIT2_ADDRESS, X402_UPTO_PERMIT2_PROXY_ADDRESS
 
 from proofmarket.chain.artifacts import load_artifact
 from proofmarket.chain.client import ChainClient
+from proofmarket.chain.contracts import UsdcToken
 from proofmarket.chain.devkeys import dev_account
 from proofmarket.core.errors import UsageError
 
 INSTALLER_INDEX = 0  # the devnet's admin account deploys the templates whose code is copied
 MAX_ALLOWANCE = 2**256 - 1
-ERC20_APPROVE_ABI: list[dict[str, Any]] = [
-    {"type": "function", "name": "approve", "stateMutability": "nonpayable",
-     "inputs": [{"name": "spender", "type": "address"}, {"name": "amount", "type": "uint256"}],
-     "outputs": [{"name": "", "type": "bool"}]},
-    {"type": "function", "name": "allowance", "stateMutability": "view",
-     "inputs": [{"name": "owner", "type": "address"}, {"name": "spender", "type": "address"}],
-     "outputs": [{"name": "", "type": "uint256"}]},
-]
 
 __all__ = ["PERMIT2_ADDRESS", "X402_UPTO_PERMIT2_PROXY_ADDRESS", "approve_permit2", "install_upto",
            "nonce_used", "permit2_allowance"]
@@ -50,18 +41,17 @@ def install_upto(client: ChainClient, deployer: LocalAccount | None = None) -> N
 
 
 def permit2_allowance(client: ChainClient, token: str, owner: str) -> int:
-    """What ``owner`` lets Permit2 move of ``token``."""
-    erc20 = client.contract(token, ERC20_APPROVE_ABI)
-    return int(client.call(erc20.functions.allowance(owner, PERMIT2_ADDRESS)))
+    """What ``owner`` lets Permit2 move of ``token`` (any ERC-20: the standard ``allowance``)."""
+    return UsdcToken(client, token).allowance(owner, PERMIT2_ADDRESS)
 
 
 def approve_permit2(client: ChainClient, token: str, owner: LocalAccount, amount: int = MAX_ALLOWANCE) -> str | None:
     """Let Permit2 move ``owner``'s ``token`` (once per token: each upto payment is then a signature only). Nothing is
     sent when the allowance already reaches ``amount``; returns the transaction hash otherwise."""
-    if permit2_allowance(client, token, owner.address) >= amount:
+    erc20 = UsdcToken(client, token)
+    if erc20.allowance(owner.address, PERMIT2_ADDRESS) >= amount:
         return None
-    erc20 = client.contract(token, ERC20_APPROVE_ABI)
-    return client.transact(erc20.functions.approve(PERMIT2_ADDRESS, amount), owner).tx_hash
+    return erc20.approve(PERMIT2_ADDRESS, amount, owner).tx_hash
 
 
 def nonce_used(client: ChainClient, owner: str, nonce: int) -> bool:
