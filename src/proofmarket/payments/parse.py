@@ -8,6 +8,7 @@ from __future__ import annotations
 import binascii
 import json
 import re
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,9 +21,12 @@ from x402.schemas import PaymentPayload, PaymentRequirements
 from proofmarket.core.errors import (
     PaymentAmountMismatch,
     PaymentError,
+    PaymentExpired,
     PaymentMalformed,
     PaymentMismatch,
+    PaymentNotYetValid,
     PaymentRequired,
+    PaymentWindowTooShort,
 )
 from proofmarket.payments.facilitators import chain_id_of
 from proofmarket.payments.types import VerifiedPayment
@@ -120,6 +124,23 @@ def check_terms(
         raise PaymentMismatch(f"the payment does not match the required {', '.join(mismatched)}", fields=mismatched)
     if sdk_match is None:
         raise PaymentMismatch("the payment was made for other terms (maxTimeoutSeconds or token domain differ)")
+
+
+def check_window(valid_before: int, valid_after: int, min_validity_s: int, max_timeout_s: int) -> None:
+    """An authorization's time window (``validBefore``/``validAfter`` of EIP-3009, ``deadline``/``validAfter`` of an
+    upto Permit2 witness) leaves the node ``min_validity_s`` to queue, run and settle the call, and has begun."""
+    now = int(time.time())
+    if valid_before <= now:
+        raise PaymentExpired("the payment authorization has expired", valid_before=valid_before, now=now)
+    if valid_before < now + min_validity_s:
+        raise PaymentWindowTooShort(
+            f"the payment authorization expires in {valid_before - now} s; this node needs at least "
+            f"{min_validity_s} s (queue, proof and settlement): sign it valid until at least now + "
+            f"{min_validity_s} s (the terms allow up to maxTimeoutSeconds = {max_timeout_s})",
+            valid_before=valid_before, now=now, min_validity_seconds=min_validity_s,
+            max_timeout_seconds=max_timeout_s)
+    if valid_after > now:
+        raise PaymentNotYetValid("the payment authorization is not valid yet", valid_after=valid_after, now=now)
 
 
 def check_resource(payload: PaymentPayload, resource_url: str) -> None:

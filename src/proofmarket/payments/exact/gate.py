@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
-import time
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
@@ -48,11 +47,8 @@ from proofmarket.chain.client import ChainClient
 from proofmarket.core.errors import (
     FacilitatorUnavailable,
     PaymentError,
-    PaymentExpired,
-    PaymentNotYetValid,
     PaymentRejected,
     PaymentReplayed,
-    PaymentWindowTooShort,
     UsageError,
 )
 from proofmarket.payments.exact.accepted import InMemoryNonceLedger, NonceLedger
@@ -64,6 +60,7 @@ from proofmarket.payments.onchain import TokenReader
 from proofmarket.payments.parse import (
     check_resource,
     check_terms,
+    check_window,
     decode_payment,
     eoa_signature_valid,
     verified_payment,
@@ -237,7 +234,7 @@ class PaymentGate(Settling):
             check_resource(payload, resource_url)
         check_terms(payload, requirements, self._server.find_matching_requirements([requirements], payload))
         payment = verified_payment(payload, requirements)
-        self._check_window(payment)
+        check_window(payment.valid_before, payment.valid_after, self.min_validity_seconds, self.max_timeout_seconds)
         if not self.ledger.reserve(payment):
             raise PaymentReplayed(
                 "this payment was already accepted by this node", payer=payment.payer, nonce=payment.nonce
@@ -274,25 +271,6 @@ class PaymentGate(Settling):
     def release(self, payment: VerifiedPayment) -> None:
         """Give up an unsettled payment (its job failed): nothing is charged, the nonce is free again."""
         self.ledger.release(payment.key)
-
-    def _check_window(self, payment: VerifiedPayment) -> None:
-        now = int(time.time())
-        if payment.valid_before <= now:
-            raise PaymentExpired("the payment authorization has expired", valid_before=payment.valid_before, now=now)
-        if payment.valid_before < now + self.min_validity_seconds:
-            raise PaymentWindowTooShort(
-                f"the payment authorization expires in {payment.valid_before - now} s; this node needs at least "
-                f"{self.min_validity_seconds} s (queue, proof and settlement): sign validBefore >= now + "
-                f"{self.min_validity_seconds} (the terms allow up to maxTimeoutSeconds = {self.max_timeout_seconds})",
-                valid_before=payment.valid_before,
-                now=now,
-                min_validity_seconds=self.min_validity_seconds,
-                max_timeout_seconds=self.max_timeout_seconds,
-            )
-        if payment.valid_after > now:
-            raise PaymentNotYetValid(
-                "the payment authorization is not valid yet", valid_after=payment.valid_after, now=now
-            )
 
     def _check_unused(self, payment: VerifiedPayment) -> None:
         if self._reader is not None and self._reader.nonce_used(payment):

@@ -52,13 +52,18 @@ from proofmarket.core.errors import (
     PaymentSettlementFailed,
     PaymentSettlementPending,
     PaymentSignatureInvalid,
-    PaymentWindowTooShort,
 )
 from proofmarket.db.book import Accounts, Transfer
 from proofmarket.payments import collectable
 from proofmarket.payments.facilitators import chain_id_of, facilitator_call
 from proofmarket.payments.headers import PAYMENT_SIGNATURE_HEADER, payment_response_headers
-from proofmarket.payments.parse import check_resource, check_terms, decode_payment, payload_of_scheme
+from proofmarket.payments.parse import (
+    check_resource,
+    check_terms,
+    check_window,
+    decode_payment,
+    payload_of_scheme,
+)
 from proofmarket.payments.port import Offer
 from proofmarket.payments.tickets import ProofOutcome, Settlement, Ticket, store_paid_bundle
 from proofmarket.store import ArtifactStore
@@ -176,7 +181,8 @@ class UptoRail:
             check_resource(payload, offer.resource)
             check_terms(payload, requirements, self._server.find_matching_requirements([requirements], payload),
                         signed=(permit.permitted.amount, permit.witness.to))
-            self._check_window(permit.deadline, permit.witness.valid_after)
+            check_window(int(permit.deadline), int(permit.witness.valid_after), self.terms.min_validity_s,
+                         self.terms.max_timeout_s)
         except PaymentError as exc:
             raise self._with_terms(exc, offer, requirements) from None
         payer = to_checksum_address(permit.from_address)
@@ -249,19 +255,6 @@ class UptoRail:
         return payment_response_headers(settlement.payment, settlement.receipt, self.terms.network)
 
     # --- helpers ---------------------------------------------------------------------------------
-    def _check_window(self, deadline: str, valid_after: str) -> None:
-        now = int(time.time())
-        if int(deadline) <= now:
-            raise PaymentExpired("the payment authorization has expired", valid_before=int(deadline), now=now)
-        if int(deadline) < now + self.terms.min_validity_s:
-            raise PaymentWindowTooShort(
-                f"the payment authorization expires in {int(deadline) - now} s; this node needs at least "
-                f"{self.terms.min_validity_s} s (queue, generation and settlement)", valid_before=int(deadline),
-                now=now, min_validity_seconds=self.terms.min_validity_s)
-        if int(valid_after) > now:
-            raise PaymentNotYetValid("the payment authorization is not valid yet", valid_after=int(valid_after),
-                                     now=now)
-
     def _send(self, ticket: Ticket, proof: ProofOutcome) -> str:
         """Settle what the call used; the transaction hash ("" for nothing to move). Pending and failure raise."""
         payload, requirements = _stored(ticket)
