@@ -60,8 +60,8 @@ from proofmarket.core.errors import (
     UsageError,
 )
 from proofmarket.core.settings import Settings, X402Settings
-from proofmarket.db.book import Accounts, Transfer
 from proofmarket.payments import collectable
+from proofmarket.payments.captures import captured
 from proofmarket.payments.exact.gate import PaymentGate
 from proofmarket.payments.facilitators import check_supported, network_id, remote_facilitator
 from proofmarket.payments.headers import (
@@ -75,10 +75,9 @@ from proofmarket.payments.headers import (
 )
 from proofmarket.payments.onchain import NodeChain, usdc_domain
 from proofmarket.payments.port import Offer
-from proofmarket.payments.tickets import ProofOutcome, Settlement, Ticket, store_paid_bundle
+from proofmarket.payments.tickets import ProofOutcome, Settlement, Ticket
 from proofmarket.payments.types import PaidOnChain, VerifiedPayment
 from proofmarket.store import ArtifactStore
-from proofmarket.systems.receipts import sign_receipt
 
 log = logging.getLogger(__name__)
 
@@ -221,23 +220,10 @@ class X402Payments:
 
     def _paid(self, ticket: Ticket, proof: ProofOutcome, verified: VerifiedPayment,
               settled: PaidOnChain) -> Settlement:
-        receipt = sign_receipt(
-            self.node, model_id=proof.model_id, input_commitment=proof.input_commitment,
-            output_hash=proof.output_hash, bundle_cid=proof.bundle_cid, network=settled.network,
-            transaction=settled.tx_hash, payer=settled.payer, amount=settled.amount,
-            resource_url=str(ticket.doc.get("resource", "")))
-        payment = {"scheme": "exact", "network": settled.network, "asset": verified.asset,
-                   "amount": str(settled.amount), "payer": settled.payer, "pay_to": verified.pay_to,
-                   "transaction": settled.tx_hash}
-        store_paid_bundle(self.store, proof, payment, receipt)
-        split = ticket.doc.get("split")
-        if split:
-            payment["split_onchain_id"] = str(split)  # released by InferenceMarket.releaseSplit (an after-capture hook)
         # the payer paid the payee on chain: the book records it with the call's state change
-        capture = Transfer.move(f"x402:{verified.key}", "capture", self.name, Accounts.wallet(settled.payer),
-                                Accounts.wallet(verified.pay_to), settled.amount, model_id=proof.model_id,
-                                payer=settled.payer, tx_hash=settled.tx_hash, memo={"job_id": proof.job_id})
-        return Settlement(payment=payment, receipt=receipt, transfers=(capture,))
+        return captured(self.node, self.store, self.name, f"x402:{verified.key}", ticket, proof, scheme="exact",
+                        network=settled.network, asset=verified.asset, payer=settled.payer, pay_to=verified.pay_to,
+                        amount=settled.amount, tx_hash=settled.tx_hash)
 
     def answer_headers(self, settlement: Settlement) -> dict[str, str]:
         """PAYMENT-RESPONSE of a settled call, rebuilt from its payment and receipt (never stored)."""

@@ -53,8 +53,8 @@ from proofmarket.core.errors import (
     PaymentSettlementPending,
     PaymentSignatureInvalid,
 )
-from proofmarket.db.book import Accounts, Transfer
 from proofmarket.payments import collectable
+from proofmarket.payments.captures import captured
 from proofmarket.payments.facilitators import chain_id_of, facilitator_call
 from proofmarket.payments.headers import PAYMENT_SIGNATURE_HEADER, payment_response_headers
 from proofmarket.payments.parse import (
@@ -65,9 +65,8 @@ from proofmarket.payments.parse import (
     payload_of_scheme,
 )
 from proofmarket.payments.port import Offer
-from proofmarket.payments.tickets import ProofOutcome, Settlement, Ticket, store_paid_bundle
+from proofmarket.payments.tickets import ProofOutcome, Settlement, Ticket
 from proofmarket.store import ArtifactStore
-from proofmarket.systems.receipts import sign_receipt
 
 log = logging.getLogger(__name__)
 NAME = "upto"
@@ -281,24 +280,13 @@ class UptoRail:
         self._attempts.pop(ticket.nonce, None)
         self._drop(ticket.nonce)
         _, requirements = _stored(ticket)
-        used, payer, pay_to = ticket.used(proof), str(ticket.payer), to_checksum_address(requirements.pay_to)
-        receipt = sign_receipt(
-            self.node, model_id=proof.model_id, input_commitment=proof.input_commitment,
-            output_hash=proof.output_hash, bundle_cid=proof.bundle_cid, network=self.terms.network,
-            transaction=tx_hash, payer=payer, amount=used, resource_url=str(ticket.doc.get("resource", "")))
-        payment: dict[str, Any] = {
-            "scheme": NAME, "network": self.terms.network, "asset": requirements.asset, "amount": str(used),
-            "authorized": str(ticket.amount_atomic), "payer": payer, "pay_to": pay_to, "transaction": tx_hash}
+        extra: dict[str, Any] = {"authorized": str(ticket.amount_atomic)}
         if proof.tokens is not None:
-            payment["tokens"] = proof.tokens
-        store_paid_bundle(self.store, proof, payment, receipt)
-        split = ticket.doc.get("split")
-        if split:
-            payment["split_onchain_id"] = str(split)
-        capture = Transfer.move(f"upto:{ticket.nonce}", "capture", self.name, Accounts.wallet(payer),
-                                Accounts.wallet(pay_to), used, model_id=proof.model_id, payer=payer,
-                                tx_hash=tx_hash or None, memo={"job_id": proof.job_id})
-        return Settlement(payment=payment, receipt=receipt, transfers=(capture,) if used else ())
+            extra["tokens"] = proof.tokens
+        return captured(self.node, self.store, self.name, f"upto:{ticket.nonce}", ticket, proof, scheme=NAME,
+                        network=self.terms.network, asset=requirements.asset, payer=str(ticket.payer),
+                        pay_to=to_checksum_address(requirements.pay_to), amount=ticket.used(proof), tx_hash=tx_hash,
+                        extra=extra)
 
     def _drop(self, key: str) -> None:
         with self._lock:
