@@ -228,12 +228,13 @@ class UptoRail:
     def follow(self, ticket: Ticket, proof: ProofOutcome, tx_hash: str | None) -> Settlement | None:
         """A pending settlement: its transaction succeeded -> settled; the nonce unused past the deadline -> failed
         (nothing charged); unused and valid -> sent again every ``resend_after_s`` (the nonce moves money once)."""
-        if tx_hash and self.chain.succeeded(tx_hash):
-            return self._paid(ticket, proof, tx_hash)
+        mined = self.chain.succeeded(tx_hash) if tx_hash else None  # one receipt read a pass
+        if mined:
+            return self._paid(ticket, proof, str(tx_hash))
         payload, _ = _stored(ticket)
         permit = _authorization(payload)
         if self.chain.nonce_used(str(permit.from_address), int(permit.nonce)):
-            if tx_hash and self.chain.succeeded(tx_hash) is None:
+            if tx_hash and mined is None:
                 return None  # still being mined
             raise PaymentSettlementPending("the authorization is used on chain by a transfer this node cannot find "
                                            "yet", payer=ticket.payer, tx=tx_hash)
