@@ -43,8 +43,7 @@ from proofmarket.chain.court import (
     CourtValidator,
 )
 from proofmarket.core.errors import ContractReverted, CourtBundleTooLarge, CourtUnavailable, ProofMarketError
-from proofmarket.core.settings import Settings
-from proofmarket.db import Database, EscrowRepo, EscrowRequestRow, EscrowStatus
+from proofmarket.db import EscrowRepo, EscrowRequestRow, EscrowStatus
 from proofmarket.db.book import Accounts, Transfer
 from proofmarket.intake.court_delivery import CourtDelivery
 from proofmarket.intake.watcher import ChainWatcher, run_as_call
@@ -54,7 +53,6 @@ from proofmarket.store.cid import digest_of
 from proofmarket.systems.attested import instances
 from proofmarket.systems.attested.service import GenerateRequest
 from proofmarket.systems.registry import ATTESTED_SYSTEM
-from proofmarket.systems.workspace import Workspace
 
 Ready = list[tuple[EscrowRequestRow, Commitment]]
 
@@ -196,14 +194,6 @@ class CourtService(ChainWatcher):
         court["callback"] = done.to_json()
         tip = self.delivery.tip_transfer(row.request_id, onchain.consumer, row.model_id, done)
         return () if tip is None else (tip,)
-
-    @classmethod
-    def for_node(cls, settings: Settings, db: Database, workspace: Workspace, registry: Any = None,
-                 market: Market | None = None, **options: Any) -> CourtService | None:
-        """The node's court service (see ``ChainWatcher.for_node``), delivering callbacks within the node's gas limit
-        (``PROOFMARKET_CALLBACK_MAX_GAS``)."""
-        return super().for_node(settings, db, workspace, registry, market,
-                                callback_max_gas=settings.chain.callback_max_gas, **options)
 
     def _seed_at_risk(self, onchain: CourtRequest, now: int) -> bool:
         """The draw's seed is not stored, the block after the commitment is mined, and the window outlasts the

@@ -88,8 +88,7 @@ class EscrowService(BatchedEscrow, ChainWatcher):
                  market: Market | None = None, **options: Any) -> EscrowService | None:
         """The node's escrow service, or None when the setting is off or (auto) no market is deployed."""
         return super().for_node(settings, db, workspace, registry, market,
-                                proof_timeout_s=settings.queue.proof_timeout_s,
-                                callback_max_gas=settings.chain.callback_max_gas, **options)
+                                proof_timeout_s=settings.queue.proof_timeout_s, **options)
 
     def with_metrics(self, registry: CollectorRegistry | None) -> EscrowService:
         if registry is not None:
