@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser_wallet import DevWallet, chromium_or_skip, serious_violations, with_axe
+from browser_wallet import DevWallet, chromium_or_skip, connect, serious_violations, with_axe
 from escrow_helpers import PRICE_UNITS, AppFactory, EscrowEnv, mlp_input, other_input, serve
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -66,8 +66,7 @@ def test_a_wallet_escrows_from_the_page_verifies_on_chain_and_refunds(env: Escro
         page.goto(f"{served}/app/")
         page.click(f"#models a[href='#model/{env.public}']")  # pick a model in the catalog
         page.wait_for_selector("#escrow:not([hidden])")
-        page.click("#connect-button")
-        page.wait_for_selector("#wallet-status.ok")
+        connect(page)
 
         # pay for a call over x402, see the answer, verify it in the page and on chain; a flipped byte fails both
         before = usdc.balance_of(consumer.address)
@@ -103,8 +102,7 @@ def test_a_wallet_escrows_from_the_page_verifies_on_chain_and_refunds(env: Escro
         page.click("#escrow-button")
         assert "chain 1" in _status(page, "#escrow-status") and usdc.balance_of(consumer.address) == before
         wallet.chain_id = env.market.client.chain_id
-        page.click("#connect-button")
-        page.wait_for_selector("#wallet-status.ok")
+        connect(page)
 
         # a registry price above the person's maximum: refused before any transaction
         page.fill("#call-max", str(PRICE_UNITS - 1))
@@ -141,8 +139,7 @@ def test_a_wallet_escrows_from_the_page_verifies_on_chain_and_refunds(env: Escro
         # a hashed-input model, paid with one EIP-3009 signature: the page's salted Poseidon commitment opens
         page.goto(f"{served}/app/#model/{env.hashed}")
         page.wait_for_selector("#escrow:not([hidden])")
-        page.click("#connect-button")
-        page.wait_for_selector("#wallet-status.ok")
+        connect(page)
         page.fill("#call-json", json.dumps(other_input()))
         page.select_option("#escrow-payment", "eip3009")
         sent = len(wallet.sent)
@@ -181,8 +178,7 @@ def test_a_wallet_escrows_from_the_page_verifies_on_chain_and_refunds(env: Escro
 
         # a prover stakes through the page
         page.goto(f"{served}/app/#prover")
-        page.click("#connect-button")
-        page.wait_for_selector("#wallet-status.ok")
+        connect(page)
         page.fill("#stake-amount", "7.5")
         page.click("#stake-button")
         assert "staked 7.5 USDC" in _status(page, "#stake-status")
@@ -196,8 +192,7 @@ def test_a_wallet_escrows_from_the_page_verifies_on_chain_and_refunds(env: Escro
         owner_page.set_default_timeout(90_000)  # a loaded CI machine
         DevWallet(env.market.accounts.owner, env.rpc_url, env.market.client.chain_id).install(owner_page)
         owner_page.goto(f"{served}/app/#owner")
-        owner_page.click("#connect-button")
-        owner_page.wait_for_selector("#wallet-status.ok")
+        connect(owner_page)
         owner_page.click("#earnings-button")
         assert "earnings of" in _status(owner_page, "#earnings-status")
         earned = owner_page.text_content("#earnings") or ""
@@ -270,8 +265,7 @@ def test_a_node_that_names_a_squatted_listing_gets_nothing_escrowed(env: EscrowE
         page.route(f"{served}/v1/models/{env.public}", lie)
         page.goto(f"{served}/app/#model/{env.public}")
         page.wait_for_selector("#escrow:not([hidden])")
-        page.click("#connect-button")
-        page.wait_for_selector("#wallet-status.ok")
+        connect(page)
         page.fill("#call-json", json.dumps(mlp_input()))
         page.click("#escrow-button")
         status = _status(page, "#escrow-status")

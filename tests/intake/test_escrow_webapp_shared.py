@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser_wallet import DevWallet, chromium_or_skip
+from browser_wallet import DevWallet, chromium_or_skip, connect
 from escrow_helpers import (
     MLP_CANDIDATE,
     OWNER_SHARE_BPS,
@@ -71,8 +71,7 @@ def test_the_page_verifies_shared_and_batched_proofs_on_chain(env: EscrowEnv, se
         page.set_default_timeout(90_000)  # a loaded CI machine
         wallet.install(page)
         page.goto(f"{served}/app/#model/{shared_model}")
-        page.click("#connect-button")
-        page.wait_for_selector("#wallet-status.ok")
+        connect(page)
         for name, verifier in (("alone", clone), ("batched", batch_verifier)):
             page.set_input_files("#bundle-file", str(files[name]))
             page.wait_for_selector("#chain-verify-button:enabled")  # a selector: the CSP forbids string eval

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +164,28 @@ def connected_page(pw: Any, chromium: str, wallet: DevWallet, url: str, width: i
     if axe:
         with_axe(page)
     page.goto(url)
-    page.click("#connect-button")
-    page.wait_for_selector("#wallet-status.ok")
+    connect(page)
     return browser, page
+
+
+def connect(page: Any, timeout_s: float = 90.0) -> None:
+    """Press the page's connect button and wait for the wallet's status line to say connected; a failure names what
+    the line said instead (a refusal, the wrong chain, or nothing: the click was not handled)."""
+    page.click("#connect-button")
+    deadline = time.monotonic() + timeout_s
+    while "ok" not in (page.get_attribute("#wallet-status", "class") or "").split():
+        status = page.text_content("#wallet-status") or ""
+        assert time.monotonic() < deadline, (f"the wallet did not connect in {timeout_s:.0f} s: {status!r}; "
+                                             f"{_manifest_probe(page.url)}")
+        page.wait_for_timeout(100)
+
+
+def _manifest_probe(url: str) -> str:
+    """What the node's manifest answers now, and how fast (for a connect that never finished)."""
+    base = url.split("/app/")[0]
+    start = time.monotonic()
+    try:
+        answer = httpx.get(f"{base}/.well-known/ai-service.json", timeout=30)
+        return f"the manifest answered {answer.status_code} in {time.monotonic() - start:.1f} s"
+    except httpx.HTTPError as exc:
+        return f"the manifest did not answer in {time.monotonic() - start:.1f} s ({exc!r})"

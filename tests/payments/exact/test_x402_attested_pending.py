@@ -270,7 +270,7 @@ def test_the_web_app_follows_a_pending_generation_to_its_text(node: Node) -> Non
     """The page pays for a generation whose settlement is still pending (202): it says the payment is settling,
     follows the job, and shows the text once the transfer is mined (issue 40 item 4; headless Chromium, a devnet
     wallet injected)."""
-    from browser_wallet import DevWallet, chromium_or_skip
+    from browser_wallet import DevWallet, chromium_or_skip, connect
 
     sync_playwright, chromium = chromium_or_skip()
     payer = funded(node, 10 * GEN_PRICE)
@@ -283,8 +283,7 @@ def test_the_web_app_follows_a_pending_generation_to_its_text(node: Node) -> Non
             page.set_default_timeout(90_000)  # a loaded CI machine
             wallet.install(page)
             page.goto(f"{node.url}/app/#model/{node.lm_id}")
-            page.click("#connect-button")
-            page.wait_for_selector("#wallet-status.ok")
+            connect(page)
             page.wait_for_selector("#prompt-fields:not([hidden])")
             page.fill("#call-prompt", "the market")
             page.fill("#call-max-tokens", str(MAX_TOKENS))

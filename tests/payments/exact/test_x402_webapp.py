@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from browser_wallet import DevWallet, chromium_or_skip, connected_page, serious_violations, with_axe
+from browser_wallet import DevWallet, chromium_or_skip, connect, connected_page, serious_violations, with_axe
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
@@ -61,8 +61,7 @@ def test_a_wallet_pays_verifies_in_the_page_and_finds_its_history(node: Served, 
         page.set_default_timeout(90_000)  # a loaded CI machine
         wallet.install(page)
         page.goto(f"{node.url}/app/#model/{mlp_id}")
-        page.click("#connect-button")
-        page.wait_for_selector("#wallet-status.ok")
+        connect(page)
         assert payer.address.lower() in (page.text_content("#wallet-status") or "").lower()
         page.wait_for_selector("#model:not([hidden])")
 
@@ -91,8 +90,7 @@ def test_a_wallet_pays_verifies_in_the_page_and_finds_its_history(node: Served, 
         page.wait_for_selector("#call-status.bad")
         assert "chain 1" in (page.text_content("#call-status") or "") and balance() == before
         wallet.chain_id = chain.client.chain_id
-        page.click("#connect-button")
-        page.wait_for_selector("#wallet-status.ok")
+        connect(page)
 
         # pay and run: output, proof size, timings, receipt; charged the price once
         page.evaluate("document.getElementById('call-status').className = ''")
