@@ -35,3 +35,22 @@ def test_a_later_change_to_the_environment_does_not_reach_a_session(monkeypatch:
     session = rpc_session("https://rpc.example/v1")
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
     assert "https" not in session.proxies
+
+
+def test_a_contract_is_built_once_per_address_and_abi() -> None:
+    """Building a web3 contract hashes every function's selector: the client keeps one per (address, ABI), and the
+    per-call withdrawal read carries only its own function (web3 checks a call's whole ABI on every call)."""
+    from x402.mechanisms.evm.batch_settlement.abi import BATCH_SETTLEMENT_ABI
+    from x402.mechanisms.evm.batch_settlement.constants import BATCH_SETTLEMENT_ADDRESS
+
+    from proofmarket.chain.channels import PENDING_WITHDRAWALS_ABI
+    from proofmarket.chain.client import ChainClient
+
+    client = ChainClient("http://127.0.0.1:9")  # never asked: building a contract makes no request
+    one = client.contract(BATCH_SETTLEMENT_ADDRESS, BATCH_SETTLEMENT_ABI)
+    assert client.contract(BATCH_SETTLEMENT_ADDRESS.lower(), BATCH_SETTLEMENT_ABI) is one
+    narrow = client.contract(BATCH_SETTLEMENT_ADDRESS, PENDING_WITHDRAWALS_ABI)
+    assert narrow is not one and narrow.address == one.address
+    assert [f.fn_name for f in narrow.all_functions()] == ["pendingWithdrawals"]
+    other = client.contract("0x" + "11" * 20, BATCH_SETTLEMENT_ABI)
+    assert other is not one and other.address == "0x" + "11" * 20

@@ -29,6 +29,8 @@ from proofmarket.chain.devkeys import dev_account
 from proofmarket.core.errors import ChainError, UsageError
 
 INSTALLER_INDEX = 0  # the devnet's admin account deploys the templates whose code is copied
+# the one function read on every paid call: web3 checks a call's whole ABI each time, so this read carries only its own
+PENDING_WITHDRAWALS_ABI = [e for e in BATCH_SETTLEMENT_ABI if e.get("name") == "pendingWithdrawals"]
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,7 @@ class ChannelReader:
 
     def withdrawal(self, channel_id: str) -> tuple[int, int]:
         """The payer's armed withdrawal: (amount, initiated at), (0, 0) when none (one ``eth_call``)."""
-        contract = self.client.contract(BATCH_SETTLEMENT_ADDRESS, BATCH_SETTLEMENT_ABI)
+        contract = self.client.contract(BATCH_SETTLEMENT_ADDRESS, PENDING_WITHDRAWALS_ABI)
         amount, initiated = self.client.call(contract.functions.pendingWithdrawals(
             bytes.fromhex(channel_id.removeprefix("0x"))))
         return int(amount), int(initiated)

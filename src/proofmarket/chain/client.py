@@ -69,6 +69,7 @@ class ChainClient:
         self.decoder = RevertDecoder(project_abis())
         self._chain_id: int | None = None
         self._chain_key: tuple[int, str] | None = None
+        self._contracts: dict[tuple[str, int], tuple[list[dict[str, Any]], Contract]] = {}
 
     # --- connection ---------------------------------------------------------------------------
     @property
@@ -140,8 +141,15 @@ class ChainClient:
 
     # --- contracts ----------------------------------------------------------------------------
     def contract(self, address: str, abi: list[dict[str, Any]]) -> Contract:
-        self.decoder.add_abi(abi)
-        return self.w3.eth.contract(address=Web3.to_checksum_address(address), abi=abi)
+        """The contract at ``address`` with ``abi``, made once per (address, ABI) and kept: building one hashes every
+        function's selector, which a read on every paid call should not pay again."""
+        key = (address.lower(), id(abi))
+        found = self._contracts.get(key)
+        if found is None or found[0] is not abi:  # the ABI object kept with it: its id is never reused meanwhile
+            self.decoder.add_abi(abi)
+            found = (abi, self.w3.eth.contract(address=Web3.to_checksum_address(address), abi=abi))
+            self._contracts[key] = found
+        return found[1]
 
     def call(self, fn: ContractFunction, *, sender: str | None = None, block: BlockIdentifier = "latest") -> Any:
         """A read; ``block`` pins it to one block (several reads of one state)."""
