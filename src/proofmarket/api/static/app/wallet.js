@@ -7,7 +7,8 @@ let node = null; // /.well-known/ai-service.json
 
 export async function nodeInfo() {
   if (node === null) {
-    const response = await nodeFetch('/.well-known/ai-service.json');
+    // a node that does not answer in 15 s leaves the wallet connected (the sections that need the manifest say so)
+    const response = await nodeFetch('/.well-known/ai-service.json', { signal: AbortSignal.timeout(15000) });
     if (!response.ok) throw new Error(`the node's service manifest answered HTTP ${response.status}`);
     node = await response.json();
   }
