@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eth_account.signers.local import LocalAccount
 from prometheus_client import CollectorRegistry, Counter
@@ -56,6 +56,9 @@ from proofmarket.systems.registry import ATTESTED_SYSTEM
 
 Ready = list[tuple[EscrowRequestRow, Commitment]]
 
+if TYPE_CHECKING:
+    from proofmarket.calls.service import CallService
+
 
 class CourtService(ChainWatcher):
     """Consumer side (``get``, ``post_input``) and watcher side (``scan``, ``work``, ``settle``, thread)."""
@@ -66,7 +69,7 @@ class CourtService(ChainWatcher):
 
     def __init__(self, market: Market, repo: EscrowRepo, served: Callable[[], Iterable[str]], *,
                  confirmations: int | None = None, poll_s: float = 2.0, owner: str | None = None, batch_max: int = 32,
-                 jobs: Any = None, callback_max_gas: int = 500_000) -> None:
+                 jobs: CallService | None = None, callback_max_gas: int = 500_000) -> None:
         court = market.deployment.court
         if court is None:
             raise CourtUnavailable("this market's deployment has no AttestationCourt: run 'proofmarket chain deploy'")

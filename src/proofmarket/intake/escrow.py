@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from prometheus_client import CollectorRegistry
 
@@ -55,6 +55,9 @@ from proofmarket.systems.workspace import Workspace
 
 __all__ = ["CLOSED", "MAX_ATTEMPTS", "OPEN", "EscrowService"]
 
+if TYPE_CHECKING:
+    from proofmarket.calls.service import CallService
+
 
 class Answer(NamedTuple):
     settlement: Fulfilment
@@ -72,14 +75,14 @@ class EscrowService(BatchedEscrow, ChainWatcher):
 
     def __init__(self, market: Market, repo: EscrowRepo, served: Callable[[], Iterable[str]], *,
                  confirmations: int | None = None, poll_s: float = 2.0, batch_size: int = 2_000,
-                 proof_timeout_s: float | None = None, owner: str | None = None, jobs: Any = None,
+                 proof_timeout_s: float | None = None, owner: str | None = None, jobs: CallService | None = None,
                  callback_max_gas: int = 500_000) -> None:
         super().__init__(market, repo, served, market.market, confirmations=confirmations, poll_s=poll_s,
                          batch_size=batch_size, owner=owner)
         self.callback_max_gas = callback_max_gas
         self.metrics: EscrowMetrics | None = None
         self.proof_timeout_s = proof_timeout_s
-        self.jobs: Any = jobs  # the node's CallService: proofs go through its queue (None: the workspace's prover)
+        self.jobs = jobs  # the node's CallService: proofs go through its queue (None: the workspace's prover)
         self.payouts = MarketBook(repo.book, self.chain_id, self.address, self._parties, market.market.splitter_for,
                                   self._model_of)
 

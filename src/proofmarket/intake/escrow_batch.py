@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import defaultdict
-from typing import Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from proofmarket.chain.types import InferenceRequest, RequestStatus
 from proofmarket.core.errors import ProofTimeout, from_code
@@ -22,6 +22,9 @@ from proofmarket.db import EscrowRepo, EscrowRequestRow
 from proofmarket.market import Market
 from proofmarket.systems.ezkl.bundle import ProofBundle
 from proofmarket.systems.registry import PROVEN_SYSTEM
+
+if TYPE_CHECKING:
+    from proofmarket.calls.service import CallService
 
 
 class _Proved(NamedTuple):
@@ -36,7 +39,7 @@ class BatchedEscrow:
 
     repo: EscrowRepo
     market: Market
-    jobs: Any
+    jobs: CallService | None
     log: logging.Logger
     kind: ClassVar[str]
     chain_id: int
@@ -115,19 +118,23 @@ class BatchedEscrow:
     def _job_key(self, row: EscrowRequestRow) -> str:
         return f"escrow:{self.chain_id}:{self.address.lower()}:{row.request_id}:{row.attempts}"
 
+    def _calls(self) -> CallService:
+        assert self.jobs is not None, "a batched escrow answer is a call of the node's queue"
+        return self.jobs
+
     def _submit_job(self, row: EscrowRequestRow, *, batch: bool) -> str:
         doc = row.inputs or {}
-        job, _ = self.jobs.submit_prove(row.model_id, doc.get("inputs"), key=self._job_key(row), salt=doc.get("salt"),
-                                        system=PROVEN_SYSTEM, rail=self.kind, batch=batch,
-                                        client="escrow")  # a request's input and answer are public on chain
+        job, _ = self._calls().submit_prove(row.model_id, doc.get("inputs"), key=self._job_key(row),
+                                            salt=doc.get("salt"), system=PROVEN_SYSTEM, rail=self.kind, batch=batch,
+                                            client="escrow")  # a request's input and answer are public on chain
         return str(job.id)
 
     def _wait_job(self, row: EscrowRequestRow, job_id: str) -> tuple[ProofBundle, str]:
         """Wait for the request's proof job: its bundle and CID (its error, or ProofTimeout, otherwise)."""
         wait = (self.proof_timeout_s or 600.0) + 120.0
         with contextlib.suppress(TimeoutError):  # still running: said below
-            self.jobs.queue.watch(job_id).result(wait)
-        done = self.jobs.get(job_id)
+            self._calls().queue.watch(job_id).result(wait)
+        done = self._calls().get(job_id)
         if done.status == "failed":
             raise from_code(done.error_code or "proving_failed", done.error_message or "the proof failed",
                             {"job_id": done.id})

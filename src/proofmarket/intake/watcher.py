@@ -38,7 +38,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, ClassVar, Self, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 from proofmarket.chain import ChainEvent, EventWatcher, model_id_for
 from proofmarket.chain.contracts import BoundContract
@@ -55,6 +55,9 @@ MAX_ATTEMPTS = 3  # transient failures (RPC, a stopped prover) before a request 
 T = TypeVar("T")
 _build_lock = threading.Lock()  # lazy_service: one build at a time
 
+if TYPE_CHECKING:
+    from proofmarket.calls.service import CallService
+
 
 class ChainWatcher(Reorgs):
     kind: ClassVar[str]  # "escrow", "court": the cursor's, the thread's and the logger's name
@@ -65,9 +68,9 @@ class ChainWatcher(Reorgs):
 
     def __init__(self, market: Market, repo: EscrowRepo, served: Callable[[], Iterable[str]], bound: BoundContract,
                  *, confirmations: int | None = None, poll_s: float = 2.0, batch_size: int = 2_000,
-                 owner: str | None = None, jobs: Any = None) -> None:
+                 owner: str | None = None, jobs: CallService | None = None) -> None:
         self.market = market
-        self.jobs: Any = jobs  # the node's CallService: each answer is a call (rail escrow/court) in /v1/jobs
+        self.jobs = jobs  # the node's CallService: each answer is a call (rail escrow/court) in /v1/jobs
         self.repo = repo
         self.served = served
         # the registry listings served: model ids are namespaced by owner, so a squatter's listing of the
@@ -314,7 +317,7 @@ class ChainWatcher(Reorgs):
         """Answer the requests whose input came. Returns how many were settled or committed."""
 
 
-def run_as_call(jobs: Any, model_id: str, system: str, rail: str, request: dict[str, Any],
+def run_as_call(jobs: CallService | None, model_id: str, system: str, rail: str, request: dict[str, Any],
                 run: Callable[[], tuple[Any, str]]) -> tuple[Any, str]:
     """Run a request's work as a call row of the node (``rail``: escrow or court; paid on chain, so nothing for the
     runner to capture): listed in /v1/jobs, counted by system, rail and model, failed with its code. Without a
