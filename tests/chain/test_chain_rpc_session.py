@@ -54,3 +54,20 @@ def test_a_contract_is_built_once_per_address_and_abi() -> None:
     assert [f.fn_name for f in narrow.all_functions()] == ["pendingWithdrawals"]
     other = client.contract("0x" + "11" * 20, BATCH_SETTLEMENT_ABI)
     assert other is not one and other.address == "0x" + "11" * 20
+
+
+def test_a_client_keeps_a_bounded_number_of_contracts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long-lived client (a node meeting many consumer contracts, an SDK verifying bundle after bundle with freshly
+    loaded ABIs) keeps at most CONTRACTS_KEPT contracts: the oldest goes first."""
+    from proofmarket.chain import client as client_module
+    from proofmarket.chain.channels import PENDING_WITHDRAWALS_ABI
+
+    monkeypatch.setattr(client_module, "CONTRACTS_KEPT", 3)
+    client = client_module.ChainClient("http://127.0.0.1:9")
+    first = client.contract("0x" + "01" * 20, PENDING_WITHDRAWALS_ABI)
+    for i in range(2, 6):
+        client.contract("0x" + f"{i:02x}" * 20, PENDING_WITHDRAWALS_ABI)
+    assert len(client._contracts) == 3
+    assert client.contract("0x" + "05" * 20, PENDING_WITHDRAWALS_ABI) is client.contract("0x" + "05" * 20,
+                                                                                        PENDING_WITHDRAWALS_ABI)
+    assert client.contract("0x" + "01" * 20, PENDING_WITHDRAWALS_ABI) is not first  # made again after it went

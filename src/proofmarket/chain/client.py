@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ from proofmarket.core.settings import Settings
 log = logging.getLogger(__name__)
 
 GAS_MARGIN = 1.25  # on top of eth_estimateGas: the verifier's gas use varies with the proof
+CONTRACTS_KEPT = 256  # contract objects a client keeps (a long-lived client meets many consumer contracts)
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ class ChainClient:
         self._chain_id: int | None = None
         self._chain_key: tuple[int, str] | None = None
         self._contracts: dict[tuple[str, int], tuple[list[dict[str, Any]], Contract]] = {}
+        self._contracts_lock = threading.Lock()
 
     # --- connection ---------------------------------------------------------------------------
     @property
@@ -144,11 +147,14 @@ class ChainClient:
         """The contract at ``address`` with ``abi``, made once per (address, ABI) and kept: building one hashes every
         function's selector, which a read on every paid call should not pay again."""
         key = (address.lower(), id(abi))
-        found = self._contracts.get(key)
-        if found is None or found[0] is not abi:  # the ABI object kept with it: its id is never reused meanwhile
-            self.decoder.add_abi(abi)
-            found = (abi, self.w3.eth.contract(address=Web3.to_checksum_address(address), abi=abi))
-            self._contracts[key] = found
+        with self._contracts_lock:
+            found = self._contracts.get(key)
+            if found is None:  # the ABI is kept with its contract: its id is not reused while the entry stands
+                self.decoder.add_abi(abi)
+                found = (abi, self.w3.eth.contract(address=Web3.to_checksum_address(address), abi=abi))
+                if len(self._contracts) >= CONTRACTS_KEPT:  # the oldest goes (consumers' addresses, loaded ABIs)
+                    del self._contracts[next(iter(self._contracts))]
+                self._contracts[key] = found
         return found[1]
 
     def call(self, fn: ContractFunction, *, sender: str | None = None, block: BlockIdentifier = "latest") -> Any:
