@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from proofmarket.chain.commitments import model_id_for
+from proofmarket.cli.node_cmd import KEEP_ALIVE_S
 from proofmarket.core.settings import Settings
 from proofmarket.core.units import format_usdc
 from proofmarket.demo import OWNER_SHARE_BPS, PRICE, Demo, compile_sample
@@ -396,7 +397,10 @@ def start_node(stack: contextlib.ExitStack, settings: Settings, model_id: str, m
     if timers is not None:  # the caller reads each infer request's server time
         timers.append(ServerTimer(app))
         served = timers[-1]
-    server = uvicorn.Server(uvicorn.Config(served, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    # the node command's own keep-alive: a client idle between calls keeps its connection (uvicorn's 5 s default
+    # resets a request sent as the server closes it)
+    server = uvicorn.Server(uvicorn.Config(served, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+                                           timeout_keep_alive=KEEP_ALIVE_S))
     thread = threading.Thread(target=server.run, name="bench-node", daemon=True)
     thread.start()
 

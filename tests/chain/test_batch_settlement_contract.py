@@ -39,7 +39,7 @@ from x402.mechanisms.evm.batch_settlement.utils import compute_channel_id, get_b
 from x402.schemas import PaymentRequirements
 
 from proofmarket.chain.artifacts import load_artifact, load_artifact_file
-from proofmarket.chain.channels import channel_state, install_batch_settlement
+from proofmarket.chain.channels import ChannelReader, channel_state, install_batch_settlement
 from proofmarket.core.errors import ChainError
 
 TEST_ARTIFACTS = __import__("pathlib").Path(__file__).resolve().parent / "artifacts"
@@ -199,11 +199,15 @@ def test_the_payers_timed_withdrawal(chain: Chain, bs: Any) -> None:
     deposit(chain, bs, cfg, 1_000)
     claim(chain, bs, cfg, signed=400, total=400)
     payer = chain.accounts.consumer
+    reader = ChannelReader(chain.client, chain.accounts.owner.address)  # the read the node makes on every voucher
+    assert reader.withdrawal(cid) == (0, 0)
     with pytest.raises(ChainError):  # not the payer
         chain.client.transact(bs.functions.initiateWithdraw(to_contract_channel_config(cfg), 100), chain.accounts.admin)
     with pytest.raises(ChainError):  # more than is unclaimed
         chain.client.transact(bs.functions.initiateWithdraw(to_contract_channel_config(cfg), 601), payer)
     chain.client.transact(bs.functions.initiateWithdraw(to_contract_channel_config(cfg), 600), payer)
+    armed = bs.functions.pendingWithdrawals(bytes.fromhex(cid.removeprefix("0x"))).call()
+    assert reader.withdrawal(cid) == (600, armed[1]) and armed[1] > 0
     with pytest.raises(ChainError):  # before the delay
         chain.client.transact(bs.functions.finalizeWithdraw(to_contract_channel_config(cfg)), payer)
     chain.client.rpc("evm_increaseTime", [DELAY + 1])

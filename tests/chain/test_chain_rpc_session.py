@@ -37,13 +37,17 @@ def test_a_later_change_to_the_environment_does_not_reach_a_session(monkeypatch:
     assert "https" not in session.proxies
 
 
+PENDING_WITHDRAWALS_ABI = [{"type": "function", "name": "pendingWithdrawals", "stateMutability": "view",
+                            "inputs": [{"name": "channelId", "type": "bytes32"}],
+                            "outputs": [{"name": "amount", "type": "uint128"},
+                                        {"name": "initiatedAt", "type": "uint40"}]}]
+
+
 def test_a_contract_is_built_once_per_address_and_abi() -> None:
-    """Building a web3 contract hashes every function's selector: the client keeps one per (address, ABI), and the
-    per-call withdrawal read carries only its own function (web3 checks a call's whole ABI on every call)."""
+    """Building a web3 contract hashes every function's selector: the client keeps one per (address, ABI)."""
     from x402.mechanisms.evm.batch_settlement.abi import BATCH_SETTLEMENT_ABI
     from x402.mechanisms.evm.batch_settlement.constants import BATCH_SETTLEMENT_ADDRESS
 
-    from proofmarket.chain.channels import PENDING_WITHDRAWALS_ABI
     from proofmarket.chain.client import ChainClient
 
     client = ChainClient("http://127.0.0.1:9")  # never asked: building a contract makes no request
@@ -60,8 +64,6 @@ def test_a_client_keeps_a_bounded_number_of_contracts(monkeypatch: pytest.Monkey
     """A long-lived client (a node meeting many consumer contracts, an SDK verifying bundle after bundle with freshly
     loaded ABIs) keeps at most CONTRACTS_KEPT contracts: the oldest goes first."""
     from proofmarket.chain import client as client_module
-    from proofmarket.chain.channels import PENDING_WITHDRAWALS_ABI
-
     monkeypatch.setattr(client_module, "CONTRACTS_KEPT", 3)
     client = client_module.ChainClient("http://127.0.0.1:9")
     first = client.contract("0x" + "01" * 20, PENDING_WITHDRAWALS_ABI)

@@ -14,8 +14,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from eth_abi.abi import decode
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address as ChecksumAddress  # noqa: N812
+from eth_utils.crypto import keccak
 from x402.mechanisms.evm.batch_settlement.abi import BATCH_SETTLEMENT_ABI
 from x402.mechanisms.evm.batch_settlement.constants import (
     BATCH_SETTLEMENT_ADDRESS,
@@ -30,7 +32,7 @@ from proofmarket.core.errors import ChainError, UsageError
 
 INSTALLER_INDEX = 0  # the devnet's admin account deploys the templates whose code is copied
 # the one function read on every paid call: web3 checks a call's whole ABI each time, so this read carries only its own
-PENDING_WITHDRAWALS_ABI = [e for e in BATCH_SETTLEMENT_ABI if e.get("name") == "pendingWithdrawals"]
+PENDING_WITHDRAWALS_SELECTOR = keccak(text="pendingWithdrawals(bytes32)")[:4]
 
 
 @dataclass(frozen=True)
@@ -122,10 +124,15 @@ class ChannelReader:
         return channel_state(self.client, channel_id)
 
     def withdrawal(self, channel_id: str) -> tuple[int, int]:
-        """The payer's armed withdrawal: (amount, initiated at), (0, 0) when none (one ``eth_call``)."""
-        contract = self.client.contract(BATCH_SETTLEMENT_ADDRESS, PENDING_WITHDRAWALS_ABI)
-        amount, initiated = self.client.call(contract.functions.pendingWithdrawals(
-            bytes.fromhex(channel_id.removeprefix("0x"))))
+        """The payer's armed withdrawal: (amount, initiated at), (0, 0) when none (one ``eth_call``, read on every
+        paid voucher: its calldata is built here, its answer is two words)."""
+        data = self.client.read(BATCH_SETTLEMENT_ADDRESS, PENDING_WITHDRAWALS_SELECTOR +
+                                bytes.fromhex(channel_id.removeprefix("0x")).rjust(32, b"\0"),
+                                "read a channel's withdrawal")
+        if len(data) < 64:
+            raise ChainError("the channel contract answered no withdrawal record (is it deployed?)",
+                             contract=BATCH_SETTLEMENT_ADDRESS)
+        amount, initiated = decode(["uint128", "uint40"], data[:64])
         return int(amount), int(initiated)
 
     def has_code(self, address: str) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,8 +30,9 @@ from web3.exceptions import (
     Web3RPCError,
 )
 from web3.providers.rpc.utils import ExceptionRetryConfiguration
-from web3.types import BlockIdentifier
+from web3.types import BlockIdentifier, RPCEndpoint
 
+from proofmarket.chain import rpc_stats
 from proofmarket.chain.artifacts import Artifact, project_abis
 from proofmarket.chain.reverts import DecodedRevert, RevertDecoder
 from proofmarket.chain.rpc_session import rpc_provider
@@ -141,6 +143,25 @@ class ChainClient:
         if "error" in response:
             raise ChainError(f"{method} failed: {response['error']}", method=method)
         return response.get("result")
+
+    def read(self, to: str, data: bytes, action: str) -> bytes:
+        """A read of prepared calldata (``eth_call`` at the latest block), straight to the provider: what a paid
+        call reads on every request skips web3's per-request formatting and validation; timed for ``/metrics``
+        like every other request. A revert or an RPC error is a ``ChainError``."""
+        params = [{"to": to, "data": "0x" + data.hex()}, "latest"]
+        start = time.perf_counter()
+        try:
+            with self.translate(action):
+                response = self.w3.provider.make_request(RPCEndpoint("eth_call"), params)
+        except RPCUnavailable:
+            rpc_stats.record("eth_call", "unreachable", time.perf_counter() - start)
+            raise
+        failed = response.get("error") is not None
+        rpc_stats.record("eth_call", "rpc_error" if failed else "ok", time.perf_counter() - start)
+        result = response.get("result")
+        if failed or not isinstance(result, str):
+            raise ChainError(f"{action} failed: {response.get('error') or 'no result'}", action=action)
+        return bytes.fromhex(result.removeprefix("0x"))
 
     # --- contracts ----------------------------------------------------------------------------
     def contract(self, address: str, abi: list[dict[str, Any]]) -> Contract:

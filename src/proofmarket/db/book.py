@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -206,15 +206,14 @@ class Book:
                     return found, False
                 return self._insert(s, transfer, phase), True
         except IntegrityError:  # written by another writer meanwhile (in the caller's session: the caller's to see)
-            found = self.transfer(transfer.ref) if session is None else None
-            if found is None:
-                raise
-            return found, False
+            if session is None and (found := self.transfer(transfer.ref)) is not None:
+                return found, False
+            raise
 
     def _insert(self, s: Session, t: Transfer, phase: str, pending_ref: str | None = None,
                 release: Sequence[tuple[str, int]] = ()) -> TransferRow:
         names = sorted({a for a, _ in t.postings} | {a for a, _ in release})
-        accounts = {name: self._account(s, name) for name in names}
+        accounts = self._accounts(s, names)
         for account, amount in release:  # the pending transfer's holds end
             row = accounts[account]
             if amount < 0:
@@ -240,24 +239,25 @@ class Book:
                                memo=t.memo, created_at=utcnow())
         s.add(transfer)
         s.flush()
-        for account, amount in t.postings:
-            s.add(PostingRow(transfer_id=transfer.id, account=account, amount=amount))
-        s.flush()
+        if t.postings:  # one statement for all of them
+            s.execute(insert(PostingRow), [{"transfer_id": transfer.id, "account": account, "amount": amount}
+                                           for account, amount in t.postings])
         return transfer
 
     @staticmethod
-    def _account(s: Session, name: str) -> AccountRow:
-        """The account's row, locked for this transaction; created when new by an insert that yields to a
-        concurrent writer creating it too (a plain insert would fail that writer's whole transaction)."""
-        row = s.get(AccountRow, name, with_for_update=True)
-        if row is None:
-            dialect = s.get_bind().dialect.name
-            insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-            s.execute(insert(AccountRow).values(name=name, posted=0, pending_debits=0, pending_credits=0,
-                                                updated_at=utcnow()).on_conflict_do_nothing(index_elements=["name"]))
-            row = s.get(AccountRow, name, with_for_update=True, populate_existing=True)
-            assert row is not None
-        return row
+    def _accounts(s: Session, names: list[str]) -> dict[str, AccountRow]:
+        """The accounts' rows, locked for this transaction in name order (one read); a new one is created by an insert
+        that yields to a concurrent writer creating it too (a plain insert would fail that writer's transaction)."""
+        lock = select(AccountRow).where(AccountRow.name.in_(names)).order_by(AccountRow.name).with_for_update()
+        found = {row.name: row for row in s.scalars(lock)}
+        missing = [name for name in names if name not in found]
+        if missing:
+            insert_ = postgresql_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
+            s.execute(insert_(AccountRow).values([dict(name=n, posted=0, pending_debits=0, pending_credits=0,
+                                                       updated_at=utcnow()) for n in missing])
+                      .on_conflict_do_nothing(index_elements=["name"]))
+            found = {row.name: row for row in s.scalars(lock.execution_options(populate_existing=True))}
+        return {name: found[name] for name in names}
 
     @staticmethod
     def _open(s: Session, pending_ref: str) -> tuple[TransferRow, TransferRow | None]:

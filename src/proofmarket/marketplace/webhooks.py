@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -123,12 +123,14 @@ class Webhooks:
         if job.kind != CallKind.PROVE:
             return
         with self.db.session() as s:  # one transaction: this runs once per call, on its way to the answer
-            fresh = s.get(CallRow, job.id) or job
             waiting = s.scalars(select(WebhookDeliveryRow).where(WebhookDeliveryRow.job_id == job.id,
                                                                  WebhookDeliveryRow.status == "waiting")).all()
+            targets = _owner_targets(s, job.model_id, "call")
+            if not waiting and not targets:  # nobody listens: the common case costs these two reads
+                return
+            fresh = s.get(CallRow, job.id) or job
             for row in waiting:
                 row.payload, row.status, row.next_at = result_payload(fresh), "pending", utcnow()
-            targets = _owner_targets(s, job.model_id, "call")
         self._deliver(targets, "call", f"call:{job.id}", job.id, call_event(fresh))
 
     def captured(self, job: CallRow, settlement: Settlement, outcome: ProofOutcome) -> None:
@@ -311,11 +313,11 @@ class Dispatcher:
 
 
 def _owner_targets(s: Session, model_id: str | None, event: str) -> list[tuple[str, str]]:
-    """(subscription id, URL) of the model owner's live subscriptions to ``event`` for this model."""
-    model = s.get(ModelRow, model_id) if model_id is not None else None
-    owner = (model.owner or "").lower() if model is not None else ""
-    if not owner:
+    """(subscription id, URL) of the model owner's live subscriptions to ``event`` for this model (one read)."""
+    if model_id is None:
         return []
-    subs = s.scalars(select(WebhookSubscriptionRow).where(WebhookSubscriptionRow.owner == owner,
-                                                          WebhookSubscriptionRow.revoked_at.is_(None))).all()
+    subs = s.execute(select(WebhookSubscriptionRow.id, WebhookSubscriptionRow.url, WebhookSubscriptionRow.events,
+                            WebhookSubscriptionRow.model_id)
+                     .join(ModelRow, func.lower(ModelRow.owner) == WebhookSubscriptionRow.owner)
+                     .where(ModelRow.id == model_id, WebhookSubscriptionRow.revoked_at.is_(None))).all()
     return [(sub.id, sub.url) for sub in subs if event in sub.events and sub.model_id in (None, model_id)]

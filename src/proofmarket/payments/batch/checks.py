@@ -92,13 +92,12 @@ class ChannelChecks:
         config, channel_id, signed = self._channel_of(raw, requirements)
         self._canonical_voucher(raw, config)
         self._check_signature(raw, config, channel_id)  # the contract's own rule, before anything is served
-        refused = self.storage.repo.refused(channel_id)
+        current, refused = self.storage.read(channel_id)
         if refused:
             raise PaymentChannelRejected(f"the chain refused this channel's voucher ({refused}): this node serves it "
                                          "no more; open another channel",
                                          reason=scheme_errors.ERR_INVALID_VOUCHER_SIGNATURE)
         price = offer.price_atomic
-        current = self.storage.get(channel_id)
         base = int(current.charged_cumulative_amount) if current is not None else max(0, signed - price)
         if signed != base + price:
             raise Corrective(PaymentChannelRejected(

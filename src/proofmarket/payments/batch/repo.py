@@ -50,9 +50,14 @@ class ChannelRepo:
         self.book = Book(db)
 
     def get(self, channel_id: str) -> State | None:
+        return self.read(channel_id)[0]
+
+    def read(self, channel_id: str) -> tuple[State | None, str | None]:
+        """The channel's state and why the chain refused it (None: it did not), in one read."""
         with self.db.session() as s:
-            row = s.get(ChannelRow, channel_id.lower())
-            return dict(row.state) if row is not None else None
+            found = s.execute(select(ChannelRow.state, ChannelRow.refused)
+                              .where(ChannelRow.channel_id == channel_id.lower())).first()
+        return (dict(found.state), found.refused) if found is not None else (None, None)
 
     def all(self, payer: str | None = None) -> list[State]:
         with self.db.session() as s:
@@ -63,30 +68,31 @@ class ChannelRepo:
 
     def update(self, channel_id: str, change: StateUpdate,
                charge: Callable[[State], NewCharge | None] | None = None) -> tuple[State | None, bool]:
-        """Apply ``change`` to the channel's state atomically (compare-and-swap on its version, retried when another
+        """Apply ``change`` to the channel's state atomically: read and written in one write transaction (the row
+        locked where the database locks rows; a compare-and-swap on its version all the same, retried when another
         process changed it meanwhile); ``charge(new_state)`` names a charge row stored in the same transaction.
         Returns (state, changed). A charge whose ticket is already stored raises ``IntegrityError``."""
         key = channel_id.lower()
         for _ in range(CAS_ATTEMPTS):
-            with self.db.session() as s:
-                row = s.get(ChannelRow, key)
-                current = dict(row.state) if row is not None else None
-                version = row.version if row is not None else -1
-            proposed = change(current)
-            if proposed is current:
-                return current, False
-            if proposed is None:
-                raise ValueError("a channel's state is never deleted")
+            found = None
             try:
                 with self.db.write_session() as s:
-                    if row is None:
+                    found = s.execute(select(ChannelRow.state, ChannelRow.version)
+                                      .where(ChannelRow.channel_id == key).with_for_update()).first()
+                    current = dict(found.state) if found is not None else None
+                    proposed = change(current)
+                    if proposed is current:
+                        return current, False
+                    if proposed is None:
+                        raise ValueError("a channel's state is never deleted")
+                    if found is None:
                         s.add(ChannelRow(channel_id=key, payer=_payer(proposed), state=proposed, version=0,
                                          updated_at=utcnow()))
                         s.flush()
                     else:
                         res = s.execute(update(ChannelRow).where(ChannelRow.channel_id == key,
-                                                                 ChannelRow.version == version)
-                                        .values(state=proposed, version=version + 1, updated_at=utcnow()))
+                                                                 ChannelRow.version == found.version)
+                                        .values(state=proposed, version=found.version + 1, updated_at=utcnow()))
                         if not res.rowcount:  # type: ignore[attr-defined]
                             raise _Lost()
                     new = charge(proposed) if charge is not None else None
@@ -100,7 +106,7 @@ class ChannelRepo:
             except _Lost:
                 continue
             except IntegrityError:
-                if row is None:
+                if found is None:
                     continue  # another process created the channel first: apply the change to its row
                 raise
         raise DatabaseError(f"channel {key} kept changing under {CAS_ATTEMPTS} attempts to update it")
@@ -112,9 +118,7 @@ class ChannelRepo:
                       .values(refused=reason[:300]))
 
     def refused(self, channel_id: str) -> str | None:
-        with self.db.session() as s:
-            row = s.get(ChannelRow, channel_id.lower())
-            return row.refused if row is not None else None
+        return self.read(channel_id)[1]
 
     def refused_all(self) -> dict[str, str]:
         """Every channel the chain refused: id -> why."""

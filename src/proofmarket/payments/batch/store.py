@@ -24,6 +24,11 @@ class DbChannelStorage:
         state = self.repo.get(normalize_channel_id(channel_id))
         return Channel.from_dict(state) if state is not None else None
 
+    def read(self, channel_id: str) -> tuple[Channel | None, str | None]:
+        """The channel and why the chain refused it (None: it did not), in one read."""
+        state, refused = self.repo.read(normalize_channel_id(channel_id))
+        return (Channel.from_dict(state) if state is not None else None), refused
+
     def list(self) -> list[Channel]:
         return [Channel.from_dict(s) for s in self.repo.all()]
 
