@@ -40,11 +40,13 @@ def test_a_paid_job_is_final_only_once_settled(db: Database) -> None:
     jobs = CallRepo(db)
     job = jobs.create(new_job(nonce="n1", payment=ticket_json("n1")))
     jobs.start(job.id)
-    jobs.proved(job.id, bundle_cid="cid", result={}, final=False)
+    moved = jobs.proved(job.id, bundle_cid="cid", result={}, final=False)  # the row as the move left it
     proved = jobs.get(job.id)
     assert proved is not None and proved.awaits_settlement and not proved.is_final and not proved.result_visible
-    assert jobs.settled(job.id, {"payment": {"tx": "0x1"}})
-    assert not jobs.settled(job.id, {"payment": {"tx": "0x2"}})  # at most once
+    assert moved is not None and (moved.status, moved.bundle_cid) == (proved.status, "cid") and moved.awaits_settlement
+    done = jobs.settled(job.id, {"payment": {"tx": "0x1"}})
+    assert done is not None and done.is_final and done.settlement == {"payment": {"tx": "0x1"}}
+    assert jobs.settled(job.id, {"payment": {"tx": "0x2"}}) is None  # at most once
     settled = jobs.get(job.id)
     assert settled is not None and settled.is_final and settled.settlement == {"payment": {"tx": "0x1"}}
 

@@ -73,3 +73,16 @@ def test_a_client_keeps_a_bounded_number_of_contracts(monkeypatch: pytest.Monkey
     assert client.contract("0x" + "05" * 20, PENDING_WITHDRAWALS_ABI) is client.contract("0x" + "05" * 20,
                                                                                         PENDING_WITHDRAWALS_ABI)
     assert client.contract("0x" + "01" * 20, PENDING_WITHDRAWALS_ABI) is not first  # made again after it went
+
+
+def test_a_prepared_read_of_an_unreachable_chain_is_rpc_unavailable_and_counted() -> None:
+    """``ChainClient.read`` (the withdrawal read on every voucher) goes straight to the provider: it still maps a
+    chain that does not answer to ``rpc_unavailable`` and counts the request for /metrics."""
+    from proofmarket.chain import rpc_stats
+    from proofmarket.chain.client import ChainClient
+    from proofmarket.core.errors import RPCUnavailable
+
+    before = rpc_stats.snapshot()[0].get(("eth_call", "unreachable"), 0)
+    with pytest.raises(RPCUnavailable):
+        ChainClient("http://127.0.0.1:9").read("0x" + "11" * 20, bytes(4), "read a channel's withdrawal")
+    assert rpc_stats.snapshot()[0].get(("eth_call", "unreachable"), 0) == before + 1

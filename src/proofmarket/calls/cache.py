@@ -60,7 +60,7 @@ class ProofCache:
             return False  # a worker has it already
         self._count("hit")
         out = {"output": bundle.output.values, "salt": None, "cached": True}
-        return self.jobs.proved(job.id, bundle_cid=cid, result=out, final=job.payment is None)
+        return self.jobs.proved(job.id, bundle_cid=cid, result=out, final=job.payment is None) is not None
 
     def remember(self, job: CallRow, bundle_cid: str) -> None:
         key = self.key(job)

@@ -178,7 +178,8 @@ class CallRunner:
                     self._compile(started, stop)
                 else:
                     assert systems is not None, "a call needs the worker's proof systems"
-                    bundle = self._execute(started, systems, events)
+                    bundle, proved = self._execute(started, systems, events)
+                    job = proved or job  # the settle step reads no row the proof step just wrote
             finally:
                 self.metrics.running.dec()
         if settle_later is not None and job.kind == CallKind.PROVE:
@@ -190,13 +191,14 @@ class CallRunner:
     def _settle_and_count(self, job: CallRow, bundle: Any) -> None:
         """The step after execution, whoever ran it: settle a paid call (here, unless a node settles for this
         worker), then count the call once it is final."""
-        job = self.jobs.get(job.id) or job
+        if job.status != CallStatus.PROVED or job.bundle_cid is None:  # an older row: read it as it is now
+            job = self.jobs.get(job.id) or job
         captured = self._settle(job, bundle) if job.awaits_settlement and self.settles else None
-        final = self.jobs.get(job.id)
+        final = captured[0] if captured is not None else job if job.is_final else self.jobs.get(job.id)
         if final is not None and final.is_final:
             self._finished(final, deliver=True)
         if captured is not None:  # after the caller has its answer: what these hooks start is not the caller's
-            self._captured(job, *captured)
+            self._captured(job, *captured[1:])
 
     def _finished(self, job: CallRow, deliver: bool = False) -> None:
         """Count a final call, let its waiters answer (``deliver``), then run the record hooks."""
@@ -212,17 +214,17 @@ class CallRunner:
             except Exception:  # the call is recorded: a hook's failure is logged, never the call's
                 log.exception("a record hook failed for job %s", job.id)
 
-    def _execute(self, job: CallRow, systems: WorkerSystems, events: Events | None) -> Any:
-        """Run the call on its proof system; returns the parsed bundle (the settle step needs no read back)."""
+    def _execute(self, job: CallRow, systems: WorkerSystems, events: Events | None) -> tuple[Any, CallRow | None]:
+        """Run the call on its proof system; returns the parsed bundle and the proved row (the settle step reads
+        neither back)."""
         assert job.model_id is not None
         if self.cache is not None and self.cache.answer(job, running=True):  # proved meanwhile by another job
-            return None
+            return None, None
         start = time.perf_counter()
         execution = systems.get(job.system or DEFAULT_SYSTEM).run(job.model_id, job.input, events)
-        self._proved(job, execution, time.perf_counter() - start)
-        return execution.bundle
+        return execution.bundle, self._proved(job, execution, time.perf_counter() - start)
 
-    def _proved(self, job: CallRow, execution: Execution, elapsed: float | None) -> None:
+    def _proved(self, job: CallRow, execution: Execution, elapsed: float | None) -> CallRow | None:
         out: dict[str, Any] = dict(execution.result)
         if elapsed is not None:
             self.metrics.duration.labels(CallKind.PROVE.value).observe(elapsed)
@@ -236,17 +238,18 @@ class CallRunner:
             out["answer"] = execution.answer
         if self.cache is not None:  # before the job is final: a repeat right after the answer finds it
             self.cache.remember(job, execution.bundle_cid)
-        self.jobs.proved(job.id, bundle_cid=execution.bundle_cid, result=out, final=job.payment is None)
+        proved = self.jobs.proved(job.id, bundle_cid=execution.bundle_cid, result=out, final=job.payment is None)
         log.info("call %s proved%s (bundle %s)", job.id, f" in {elapsed:.3f} s" if elapsed is not None else "",
                  execution.bundle_cid)
+        return proved
 
     def complete(self, job: CallRow, execution: Execution, elapsed: float | None = None) -> None:
         """A call its route ran itself (a stream): recorded, then settled through its rail like any other."""
-        self._proved(job, execution, elapsed)
-        self._settle_and_count(job, execution.bundle)
+        self._settle_and_count(self._proved(job, execution, elapsed) or job, execution.bundle)
 
-    def _settle(self, job: CallRow, bundle: Any = None) -> tuple[Settlement, ProofOutcome] | None:
-        """Settle through the call's rail; the capture (for the after-capture hooks) when the money moved now."""
+    def _settle(self, job: CallRow, bundle: Any = None) -> tuple[CallRow, Settlement, ProofOutcome] | None:
+        """Settle through the call's rail; the settled row and the capture (for the after-capture hooks) when the
+        money moved now."""
         assert job.payment is not None and job.bundle_cid is not None
         outcome = ProofOutcome.of(job.id, job.bundle_cid,
                                   self._stored(job.bundle_cid) if bundle is None else bundle)
@@ -257,9 +260,8 @@ class CallRunner:
             self.jobs.settling(job.id, {"pending": {"tx": exc.details.get("tx"), "since": int(time.time()),
                                                     "message": exc.message}})
             return None
-        if self.jobs.settled(job.id, settlement.to_json(), settlement.transfers):
-            return settlement, outcome
-        return None
+        settled = self.jobs.settled(job.id, settlement.to_json(), settlement.transfers)
+        return (settled, settlement, outcome) if settled is not None else None
 
     def _stored(self, bundle_cid: str) -> dict[str, Any]:
         """A call's stored bundle (settled after a restart, by the node for a worker, or followed on chain):

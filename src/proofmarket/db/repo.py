@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal, overload
 
 from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -174,13 +174,14 @@ class CallRepo:
                                      attempts=CallRow.attempts + 1).returning(CallRow)).first()
 
     def proved(self, job_id: str, *, bundle_cid: str | None, result: dict[str, Any], final: bool,
-               model_id: str | None = None) -> bool:
+               model_id: str | None = None) -> CallRow | None:
+        """running -> proved: the row as it is now (None: it was not running)."""
         values: dict[str, Any] = {"status": CallStatus.PROVED.value, "bundle_cid": bundle_cid, "result": result}
         if model_id is not None:
             values["model_id"] = model_id
         if final:
             values["finished_at"] = utcnow()
-        return self._move(job_id, [CallStatus.RUNNING], **values)
+        return self._move(job_id, [CallStatus.RUNNING], returning=True, **values)
 
     def progress(self, job_id: str, step: str) -> None:
         """A running compile's current step (``result.progress`` until it is proved), for whoever polls the job."""
@@ -188,11 +189,11 @@ class CallRepo:
             s.execute(update(CallRow).where(CallRow.id == job_id, CallRow.status == CallStatus.RUNNING.value)
                       .values(result={"progress": step[:500]}))
 
-    def settled(self, job_id: str, settlement: dict[str, Any], transfers: Sequence[Transfer] = ()) -> bool:
+    def settled(self, job_id: str, settlement: dict[str, Any], transfers: Sequence[Transfer] = ()) -> CallRow | None:
         """proved | settling -> settled, with the capture's ``transfers`` posted in the book in the same database
-        transaction (once: a call already settled posts nothing)."""
-        return self._move(job_id, [CallStatus.PROVED, CallStatus.SETTLING], transfers, status=CallStatus.SETTLED.value,
-                          settlement=settlement, finished_at=utcnow())
+        transaction (once: a call already settled posts nothing). The settled row (None: it did not move)."""
+        return self._move(job_id, [CallStatus.PROVED, CallStatus.SETTLING], transfers, returning=True,
+                          status=CallStatus.SETTLED.value, settlement=settlement, finished_at=utcnow())
 
     def settling(self, job_id: str, pending: dict[str, Any]) -> bool:
         """proved -> settling: the settlement was sent (``pending``: what is known of it, e.g. its tx)."""
@@ -287,17 +288,31 @@ class CallRepo:
             rows = s.execute(select(CallRow.status, func.count()).group_by(CallRow.status))
             return {status: n for status, n in rows}
 
-    def _move(self, job_id: str, from_: list[CallStatus], transfers: Sequence[Transfer] = (), **values: Any) -> bool:
+    @overload
+    def _move(self, job_id: str, from_: list[CallStatus], transfers: Sequence[Transfer] = (), *,
+              returning: Literal[True], **values: Any) -> CallRow | None: ...
+
+    @overload
+    def _move(self, job_id: str, from_: list[CallStatus], transfers: Sequence[Transfer] = (), *,
+              returning: Literal[False] = False, **values: Any) -> bool: ...
+
+    def _move(self, job_id: str, from_: list[CallStatus], transfers: Sequence[Transfer] = (), *,
+              returning: bool = False, **values: Any) -> CallRow | bool | None:
         """A conditional update of the row; ``transfers`` are posted in the book in the same database transaction
-        (only when the row moved: once)."""
+        (only when the row moved: once). ``returning``: the row as it is after the move (None: it did not move),
+        from the update itself."""
         with self.db.write_session() if transfers else self.db.session() as s:
-            res = s.execute(update(CallRow).where(CallRow.id == job_id, CallRow.status.in_([f.value for f in from_]))
-                            .values(**values))
-            if not res.rowcount:  # type: ignore[attr-defined]
-                return False
-            for transfer in transfers:
-                self.book.post(transfer, session=s)
-            return True
+            moving = update(CallRow).where(CallRow.id == job_id, CallRow.status.in_([f.value for f in from_]))
+            row: CallRow | None = None
+            if returning:
+                row = s.scalars(moving.values(**values).returning(CallRow)).first()
+                moved = row is not None
+            else:
+                moved = bool(s.execute(moving.values(**values)).rowcount)  # type: ignore[attr-defined]
+            if moved:
+                for transfer in transfers:
+                    self.book.post(transfer, session=s)
+        return row if returning else moved
 
 
 class LeaseRepo:

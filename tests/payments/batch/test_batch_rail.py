@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from channel_doubles import NODE, PRICE, FakeFacilitator, Payer, make_rail, offer, outcome
+from x402.http import encode_payment_signature_header
 from x402.mechanisms.evm.batch_settlement import errors as scheme_errors
 
 from proofmarket.chain.devkeys import DEVNET_CHAIN_ID, dev_account
@@ -354,3 +355,40 @@ def test_the_operators_sweep_waits_for_another_nodes_sweep_then_sweeps_what_is_l
     assert first and first[0] is not None and int(first[0]["amount"]) == 300  # the other's pass: its claim's charges
     assert answer and answer[0] is not None and int(answer[0]["amount"]) == 300  # the operator's: the one left
     assert repo.charges(unswept=True) == []
+
+
+def test_a_channels_configuration_is_checked_once_and_a_changed_one_again(rail: BatchSettlementRail,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The channel id is an EIP-712 hash of the channel's configuration: computed once per distinct configuration
+    (not on every voucher), while a voucher whose configuration or id differs is checked, and refused, afresh."""
+    from proofmarket.payments.batch import checks
+
+    monkeypatch.setattr(checks, "_CHECKED", {})  # what other tests' channels left there
+    asked: list[str] = []
+    real = checks.validate_channel_config
+    monkeypatch.setattr(checks, "validate_channel_config",
+                        lambda config, claimed, requirements: asked.append(claimed) or real(config, claimed,
+                                                                                            requirements))
+    payer = Payer(dev_account(3, DEVNET_CHAIN_ID))
+    for i in range(4):
+        call(rail, payer, f"job-{i}")
+    assert len(asked) == 1  # four vouchers of one channel: one check of its configuration
+
+    requirements = rail.requirements(offer())
+    header, payload = payer.pay(requirements)
+    payload.payload["channelConfig"]["withdrawDelay"] = int(payload.payload["channelConfig"]["withdrawDelay"]) + 1
+    with pytest.raises(PaymentChannelRejected) as refused:  # the same id claimed for another configuration
+        rail.verify({PAYMENT_SIGNATURE_HEADER: encode_payment_signature_header(payload)}, offer())
+    assert refused.value.details["reason"] == scheme_errors.ERR_CHANNEL_ID_MISMATCH
+    assert rail.storage.repo.read(payload.payload["voucher"]["channelId"])[1] is None  # refused, not marked
+
+
+def test_a_channels_state_and_its_refusal_are_read_together(rail: BatchSettlementRail) -> None:
+    payer = Payer(dev_account(4, DEVNET_CHAIN_ID))
+    payment = call(rail, payer, "job-1")
+    repo = rail.storage.repo
+    state, refused = repo.read(payment["channel_id"])
+    assert state is not None and state["chargedCumulativeAmount"] == str(PRICE) and refused is None
+    repo.refuse(payment["channel_id"], "the claim reverted")
+    assert repo.read(payment["channel_id"].upper().replace("0X", "0x"))[1] == "the claim reverted"
+    assert repo.read("0x" + "00" * 32) == (None, None)

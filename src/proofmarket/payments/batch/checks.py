@@ -6,6 +6,7 @@ channel reserved for the call (one call in flight per channel, a compare-and-swa
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -151,8 +152,12 @@ class ChannelChecks:
             signed = int(voucher["maxClaimableAmount"])
         except (KeyError, TypeError, ValueError) as exc:
             raise PaymentMalformed(f"the batch-settlement payload is malformed: {exc}") from None
-        problem = (channel_id_binding_error(config, claimed_id, self.terms.network)
-                   or validate_channel_config(config, claimed_id, requirements))
+        extra = requirements.extra or {}
+        key = (canonical_config(raw["channelConfig"]), claimed_id.lower(), self.terms.network,
+               requirements.pay_to.lower(), requirements.asset.lower(), str(extra.get("receiverAuthorizer")).lower(),
+               str(extra.get("withdrawDelay")))
+        problem = remembered(key, lambda: channel_id_binding_error(config, claimed_id, self.terms.network)
+                             or validate_channel_config(config, claimed_id, requirements))
         if problem:
             raise PaymentChannelRejected(f"the channel does not match this node's terms ({problem})", reason=problem)
         return config, normalize_channel_id(claimed_id), signed
@@ -296,6 +301,27 @@ class Corrective(Exception):
     def __init__(self, error: PaymentError, channel: Channel | None) -> None:
         super().__init__(error.message)
         self.error, self.channel = error, channel
+
+
+_CHECKED: dict[tuple[str, ...], str | None] = {}
+CHECKED_KEPT = 4096
+
+
+def remembered(key: tuple[str, ...], check: Callable[[], str | None]) -> str | None:
+    """A pure check of a channel's configuration (its id is an EIP-712 hash of it: about a millisecond each time,
+    asked on every voucher of the same channel), answered once per distinct key and kept (a bounded number)."""
+    if key in _CHECKED:
+        return _CHECKED[key]
+    problem = check()
+    if len(_CHECKED) >= CHECKED_KEPT:
+        _CHECKED.clear()
+    _CHECKED[key] = problem
+    return problem
+
+
+def canonical_config(config: Any) -> str:
+    """A channel configuration as one string (its keys sorted): the key of what was checked of it."""
+    return json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def in_flight(channel: Channel) -> bool:

@@ -22,6 +22,7 @@ sends each model's charges to its payee (the listing's revenue splitter: owner, 
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -64,7 +65,9 @@ from proofmarket.payments.batch.checks import (
     ChannelChain,
     ChannelChecks,
     Corrective,
+    canonical_config,
     now_ms,
+    remembered,
     state_of,
 )
 from proofmarket.payments.batch.repo import NewCharge
@@ -88,6 +91,9 @@ CREDIT_RULE = ("a voucher is served only while the channel's charged total with 
                "less any withdrawal its payer armed (read from the contract on every voucher); a channel whose payer "
                "arms a withdrawal has its charges claimed at once, not at the next scheduled sweep")
 
+
+
+checksummed = functools.lru_cache(maxsize=256)(to_checksum_address)  # the node's own addresses, on every call
 
 
 @dataclass(frozen=True)
@@ -135,8 +141,8 @@ class BatchSettlementRail(ChannelChecks):
     def requirements(self, offer: Offer, extra: Mapping[str, Any] | None = None) -> PaymentRequirements:
         t = self.terms
         return PaymentRequirements(
-            scheme=SCHEME_BATCH_SETTLEMENT, network=t.network, asset=to_checksum_address(t.asset),
-            amount=str(offer.price_atomic), pay_to=to_checksum_address(t.receiver), max_timeout_seconds=t.max_timeout_s,
+            scheme=SCHEME_BATCH_SETTLEMENT, network=t.network, asset=checksummed(t.asset),
+            amount=str(offer.price_atomic), pay_to=checksummed(t.receiver), max_timeout_seconds=t.max_timeout_s,
             extra={"receiverAuthorizer": self.authorizer.address, "withdrawDelay": t.withdraw_delay_s,
                    "name": t.token_name, "version": t.token_version, "assetTransferMethod": "eip3009",
                    "minDeposit": str(offer.price_atomic * t.min_deposit_calls), "creditRule": CREDIT_RULE,
@@ -164,8 +170,9 @@ class BatchSettlementRail(ChannelChecks):
             claimed = str(voucher["channelId"])
         except (KeyError, TypeError, ValueError):
             return None
-        if int(config.payer_authorizer, 16) not in (0, int(config.payer, 16)) or \
-                channel_id_binding_error(config, claimed, self.terms.network):
+        if int(config.payer_authorizer, 16) not in (0, int(config.payer, 16)) or remembered(
+                (canonical_config(raw["channelConfig"]), claimed.lower(), self.terms.network),
+                lambda: channel_id_binding_error(config, claimed, self.terms.network)):
             return None
         signature = str(voucher.get("signature", "0x"))
         ok = accepted(signature, channel_id=normalize_channel_id(claimed),

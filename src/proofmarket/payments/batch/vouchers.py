@@ -9,6 +9,8 @@ flipped: the same signer, the same digest); the node stores that form, and refus
 
 from __future__ import annotations
 
+import functools
+
 from x402.mechanisms.evm.batch_settlement import errors as scheme_errors
 from x402.mechanisms.evm.batch_settlement.facilitator.utils import verify_batch_settlement_voucher_typed_data
 from x402.schemas import PaymentPayload, PaymentRequirements
@@ -39,11 +41,17 @@ def accepted(signature: str, *, channel_id: str, max_claimable: int | str, payer
              chain_id: int) -> str | None:
     """The node's one check of a voucher signed by a payer authorizer (ECDSA, as the contract checks it): the
     canonical signature when it recovers to ``payer_authorizer`` over the voucher's EIP-712 digest, else None."""
+    return _accepted(signature, channel_id, str(max_claimable), payer, payer_authorizer, chain_id)
+
+
+@functools.lru_cache(maxsize=1024)  # a pure function, asked twice a call (the rate limit's payer, the payment check)
+def _accepted(signature: str, channel_id: str, max_claimable: str, payer: str, payer_authorizer: str,
+              chain_id: int) -> str | None:
     fixed = canonical(signature)
     if fixed is None:
         return None
     ok = verify_batch_settlement_voucher_typed_data(
-        None, channel_id=channel_id, max_claimable_amount=str(max_claimable),  # type: ignore[arg-type]
+        None, channel_id=channel_id, max_claimable_amount=max_claimable,  # type: ignore[arg-type]
         payer_authorizer=payer_authorizer, payer=payer, signature=fixed, chain_id=chain_id)
     return fixed if ok else None
 
