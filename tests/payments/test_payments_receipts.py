@@ -147,3 +147,29 @@ def test_another_signer_is_refused_when_one_is_expected(node: LocalAccount) -> N
 def test_commitments_must_be_32_bytes(node: LocalAccount) -> None:
     with pytest.raises(ValueError, match="32 bytes"):
         receipt(node, output_hash=b"\x00" * 31)
+
+
+@pytest.mark.parametrize("fields", [
+    {},
+    {"model_id": "ünïcode model ✓", "resource_url": "", "amount": 0, "issued_at": 2**255},
+    {"transaction": "0x" + "cd" * 32 + ":77", "network": "eip155:8453", "amount": 2**256 - 1},
+])
+def test_the_receipts_own_digest_is_eth_accounts_to_the_byte(node: LocalAccount, fields: dict[str, Any]) -> None:
+    """The node computes its receipts' EIP-712 digests itself (the general encoder cost a millisecond each): the
+    same digest as eth-account's ``encode_typed_data`` for both of a receipt's signed documents."""
+    from eth_account.messages import _hash_eip191_message
+
+    from proofmarket.systems.receipts import eip712_digest
+
+    doc = receipt(node, **fields)
+    x402_typed = {"types": {"EIP712Domain": doc["typedData"]["types"]["EIP712Domain"],
+                            "Receipt": [{"name": n, "type": t} for n, t in (
+                                ("version", "uint256"), ("network", "string"), ("resourceUrl", "string"),
+                                ("payer", "string"), ("issuedAt", "uint256"), ("transaction", "string"))]},
+                  "primaryType": "Receipt", "domain": {"name": "x402 receipt", "version": "1", "chainId": 1},
+                  "message": doc["x402"]["payload"]}
+    for typed in (doc["typedData"], x402_typed):
+        assert eip712_digest(typed) == _hash_eip191_message(encode_typed_data(full_message=typed))
+    assert verify_receipt(doc, node.address) == node.address
+    with pytest.raises(ValueError):  # a value its type cannot hold is refused, never hashed some other way
+        eip712_digest({**doc["typedData"], "message": {**doc["typedData"]["message"], "amount": -1}})
