@@ -21,6 +21,7 @@ import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from eth_utils.address import is_address, to_checksum_address
+from eth_typing import Hash32
 from eth_utils.crypto import keccak
 
 from proofmarket.core.canonical import canonical_forms, canonical_json
@@ -212,7 +213,7 @@ def _sign(account: LocalAccount, typed: dict[str, Any]) -> str:
     """The node's signature of one of its own receipts: the EIP-712 digest of these flat, fixed types, computed
     here (eth-account's general encoder took a millisecond a receipt, two receipts a paid call); the digest is
     eth-account's own to the byte (``tests/systems/test_receipts.py``), and ``_recover`` checks with eth-account."""
-    signed = account.unsafe_sign_hash(eip712_digest(typed))
+    signed = account.unsafe_sign_hash(Hash32(eip712_digest(typed)))
     return "0x" + bytes(signed.signature).hex()
 
 
