@@ -20,8 +20,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
-from eth_utils.address import is_address, to_checksum_address
 from eth_typing import Hash32
+from eth_utils.address import is_address, to_checksum_address
 from eth_utils.crypto import keccak
 
 from proofmarket.core.canonical import canonical_forms, canonical_json
