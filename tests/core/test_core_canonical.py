@@ -53,3 +53,72 @@ def test_a_body_that_json_cannot_hold_has_no_purpose_and_says_so() -> None:
     for body in ({"cap": float("nan")}, {"x": float("inf")}):
         with pytest.raises(InputError, match="cannot be signed"):
             body_purposes(body)
+
+
+def _library(obj: object) -> bytes:
+    """RFC 8785 by the library alone (and integers past 2^53 in full), the reference the fast path must match."""
+    import rfc8785
+
+    from proofmarket.core import canonical
+
+    big: list[int] = []
+    text = rfc8785.dumps(canonical._mark_big_ints(obj, big, "t"))
+    for i, value in enumerate(big):
+        text = text.replace(f'"big-int-t-{i}"'.encode(), str(value).encode())
+    return text
+
+
+def test_the_fast_path_writes_the_librarys_bytes_for_any_document() -> None:
+    """``canonical_json`` writes plain documents (ASCII keys, floats both write alike) with ``json``: byte for byte
+    what RFC 8785 writes, over random documents with escapes, unicode, big integers and floats of every size."""
+    import random
+    import struct
+
+    rng = random.Random(8785)
+    pieces = ["a", "Z", "0", "\"", "\\", "\n", "\t", "\x00", "\x1f", "\x7f", "é", "✓", "\u2028", "😀", " ", "/"]
+
+    def text() -> str:
+        return "".join(rng.choice(pieces) for _ in range(rng.randint(0, 8)))
+
+    def number() -> float | int:
+        kind = rng.randint(0, 4)
+        if kind == 0:
+            return rng.randint(-(2**70), 2**70)
+        if kind == 1:
+            return rng.uniform(-1e6, 1e6)
+        if kind == 2:
+            return struct.unpack("d", struct.pack("Q", rng.getrandbits(64)))[0]  # any bit pattern
+        if kind == 3:
+            return float(rng.randint(-5, 5)) * 10.0 ** rng.randint(-30, 30)
+        return rng.choice([0.1, 1e-4, 9.99e-5, 1e16, 9999999999999998.0, 1.5, -0.0, 0.0, 5e-324])
+
+    def value(depth: int) -> object:
+        kind = rng.randint(0, 5 if depth < 4 else 2)
+        if kind == 0:
+            return text()
+        if kind == 1:
+            return number()
+        if kind == 2:
+            return rng.choice([True, False, None])
+        if kind == 3:
+            return [value(depth + 1) for _ in range(rng.randint(0, 4))]
+        keys = [text() if rng.random() < 0.3 else rng.choice(["input", "proof", "b", "B", "_x", "10", "9"])
+                for _ in range(rng.randint(0, 4))]
+        return {k: value(depth + 1) for k in keys}
+
+    fast = 0
+    for _ in range(3000):
+        doc = value(0)
+        if isinstance(doc, float) and (doc != doc or doc in (float("inf"), float("-inf"))):
+            continue
+        try:
+            expected = _library(doc)
+        except Exception:
+            with pytest.raises(StoreError):
+                canonical_json(doc)
+            continue
+        assert canonical_json(doc) == expected, doc
+        from proofmarket.core.canonical import _plain
+
+        fast += _plain(doc, 0)
+    assert fast > 300  # the fast path was taken often enough to mean something

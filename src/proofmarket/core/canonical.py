@@ -16,6 +16,7 @@ either form (``canonical_forms``) for one more release.
 from __future__ import annotations
 
 import json
+import math
 import re
 import secrets
 from typing import Any
@@ -29,8 +30,16 @@ _SAFE = 2**53 - 1
 
 def canonical_json(obj: Any) -> bytes:
     """RFC 8785 canonical JSON of ``obj`` (dict with str keys, list/tuple, str, int, float, bool, None); anything
-    else, NaN and Infinity raise StoreError."""
-    _check_keys(obj, 0)
+    else, NaN and Infinity raise StoreError. A document whose every key is ASCII and every float is written the same
+    by JCS and by Python (not integral, 1e-4 <= |x| < 1e16: a proof bundle's) is written by ``json`` (C) in one
+    pass: the same bytes (``tests/core/test_canonical.py`` compares them), without a Python-level walk of each
+    string."""
+    if _plain(obj, 0):
+        try:
+            return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                              allow_nan=False).encode("utf-8")
+        except (UnicodeEncodeError, ValueError, TypeError):  # a lone surrogate...: the library says why
+            pass
     big: list[int] = []
     tag = secrets.token_hex(8)  # unguessable: no string of the document can pass for a marker
     try:
@@ -77,6 +86,31 @@ def _mark_big_ints(obj: Any, big: list[int], tag: str) -> Any:
     if isinstance(obj, list | tuple):
         return [_mark_big_ints(v, big, tag) for v in obj]
     return obj
+
+
+def _plain(obj: Any, depth: int) -> bool:
+    """Whether ``json.dumps(sort_keys=True)`` writes ``obj`` as RFC 8785 does (see ``canonical_json``); refuses
+    (StoreError) what ``_check_keys`` refuses."""
+    if depth > 200:
+        raise StoreError("This object is nested too deep for canonical JSON.")
+    if isinstance(obj, str) or obj is None or isinstance(obj, bool | int):
+        return True
+    if isinstance(obj, float):
+        return math.isfinite(obj) and not obj.is_integer() and 1e-4 <= abs(obj) < 1e16
+    if isinstance(obj, dict):
+        plain = True
+        for key, value in obj.items():
+            if not isinstance(key, str):
+                raise StoreError(f"Canonical JSON needs string keys; found the key {key!r}.")
+            plain = _plain(value, depth + 1) and plain and key.isascii()
+        return plain
+    if isinstance(obj, list | tuple):
+        plain = True
+        for value in obj:
+            plain = _plain(value, depth + 1) and plain
+        return plain
+    _check_keys(obj, depth)
+    return False
 
 
 def _check_keys(obj: Any, depth: int) -> None:
