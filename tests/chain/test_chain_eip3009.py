@@ -34,8 +34,23 @@ def test_transfer_with_authorization_and_replay(chain: Chain) -> None:
     usdc.transfer_with_authorization(auth, a.relayer)
     assert usdc.balance_of(a.owner.address) == before + 3 * USDC
     assert usdc.authorization_state(a.consumer.address, auth.nonce)
+    assert not usdc.authorization_state(a.consumer.address.lower(), b"\x07" * 32)  # any address form, a fresh nonce
+    assert usdc.balance_of(a.owner.address.lower()) == usdc.balance_of(a.owner.address) == before + 3 * USDC
     with pytest.raises(ContractReverted, match="already used"):
         usdc.transfer_with_authorization(auth, a.relayer)
+
+
+def test_the_per_call_reads_refuse_what_is_not_a_token_or_an_address(chain: Chain) -> None:
+    """The balance and nonce reads an exact payment makes on every call go as prepared calldata: an address with no
+    token behind it, or an argument that is not an address, is a ChainError that says so, never a zero balance."""
+    from proofmarket.chain.contracts import UsdcToken
+    from proofmarket.core.errors import ChainError
+
+    nothing = UsdcToken(chain.client, chain.accounts.stranger.address)  # an account: no code
+    with pytest.raises(ChainError, match="is it the token"):
+        nothing.balance_of(chain.accounts.owner.address)
+    with pytest.raises(ChainError, match="cannot ask"):
+        chain.usdc.balance_of("0x1234")
 
 
 def test_bytes_signature_form_and_cancel(chain: Chain) -> None:

@@ -144,11 +144,12 @@ class ChainClient:
             raise ChainError(f"{method} failed: {response['error']}", method=method)
         return response.get("result")
 
-    def read(self, to: str, data: bytes, action: str) -> bytes:
-        """A read of prepared calldata (``eth_call`` at the latest block), straight to the provider: what a paid
-        call reads on every request skips web3's per-request formatting and validation; timed for ``/metrics``
-        like every other request. A revert or an RPC error is a ``ChainError``."""
-        params = [{"to": to, "data": "0x" + data.hex()}, "latest"]
+    def read(self, to: str, data: bytes, action: str, *, block: BlockIdentifier = "latest") -> bytes:
+        """A read of prepared calldata (``eth_call``, at the latest block unless ``block`` pins one), straight to
+        the provider: what a paid call reads on every request skips web3's per-request formatting and validation;
+        timed for ``/metrics`` like every other request. A revert or an RPC error is a ``ChainError``."""
+        at = hex(block) if isinstance(block, int) else block.hex() if isinstance(block, bytes) else str(block)
+        params = [{"to": to, "data": "0x" + data.hex()}, at]
         start = time.perf_counter()
         try:
             with self.translate(action):
