@@ -84,5 +84,6 @@ def test_a_prepared_read_of_an_unreachable_chain_is_rpc_unavailable_and_counted(
 
     before = rpc_stats.snapshot()[0].get(("eth_call", "unreachable"), 0)
     with pytest.raises(RPCUnavailable):
-        ChainClient("http://127.0.0.1:9").read("0x" + "11" * 20, bytes(4), "read a channel's withdrawal")
+        ChainClient("http://127.0.0.1:9").read("0x" + "11" * 20, "pendingWithdrawals(bytes32)", [bytes(32)],
+                                               ["uint128", "uint40"])
     assert rpc_stats.snapshot()[0].get(("eth_call", "unreachable"), 0) == before + 1

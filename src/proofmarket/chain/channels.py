@@ -14,10 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from eth_abi.abi import decode
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address as ChecksumAddress  # noqa: N812
-from eth_utils.crypto import keccak
 from x402.mechanisms.evm.batch_settlement.abi import BATCH_SETTLEMENT_ABI
 from x402.mechanisms.evm.batch_settlement.constants import (
     BATCH_SETTLEMENT_ADDRESS,
@@ -31,8 +29,6 @@ from proofmarket.chain.devkeys import dev_account
 from proofmarket.core.errors import ChainError, UsageError
 
 INSTALLER_INDEX = 0  # the devnet's admin account deploys the templates whose code is copied
-# the one function read on every paid call: web3 checks a call's whole ABI each time, so this read carries only its own
-PENDING_WITHDRAWALS_SELECTOR = keccak(text="pendingWithdrawals(bytes32)")[:4]
 
 
 @dataclass(frozen=True)
@@ -125,14 +121,10 @@ class ChannelReader:
 
     def withdrawal(self, channel_id: str) -> tuple[int, int]:
         """The payer's armed withdrawal: (amount, initiated at), (0, 0) when none (one ``eth_call``, read on every
-        paid voucher: its calldata is built here, its answer is two words)."""
-        data = self.client.read(BATCH_SETTLEMENT_ADDRESS, PENDING_WITHDRAWALS_SELECTOR +
-                                bytes.fromhex(channel_id.removeprefix("0x")).rjust(32, b"\0"),
-                                "read a channel's withdrawal")
-        if len(data) < 64:
-            raise ChainError("the channel contract answered no withdrawal record (is it deployed?)",
-                             contract=BATCH_SETTLEMENT_ADDRESS)
-        amount, initiated = decode(["uint128", "uint40"], data[:64])
+        paid voucher)."""
+        amount, initiated = self.client.read(BATCH_SETTLEMENT_ADDRESS, "pendingWithdrawals(bytes32)",
+                                             [bytes.fromhex(channel_id.removeprefix("0x")).rjust(32, b"\0")],
+                                             ["uint128", "uint40"], what="channel contract")
         return int(amount), int(initiated)
 
     def has_code(self, address: str) -> bool:

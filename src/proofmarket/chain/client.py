@@ -11,13 +11,15 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import requests
+from eth_abi.abi import decode, encode
 from eth_account.signers.local import LocalAccount
+from eth_utils.crypto import keccak
 from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractConstructor, ContractFunction
@@ -138,31 +140,48 @@ class ChainClient:
 
     def rpc(self, method: str, params: list[Any]) -> Any:
         """A raw JSON-RPC call (for anvil's evm_* methods)."""
-        with self.translate(method):
-            response = self.w3.provider.make_request(method, params)  # type: ignore[arg-type]
-        if "error" in response:
-            raise ChainError(f"{method} failed: {response['error']}", method=method)
-        return response.get("result")
+        return self._request(method, params, method, method=method)
 
-    def read(self, to: str, data: bytes, action: str, *, block: BlockIdentifier = "latest") -> bytes:
-        """A read of prepared calldata (``eth_call``, at the latest block unless ``block`` pins one), straight to
-        the provider: what a paid call reads on every request skips web3's per-request formatting and validation;
-        timed for ``/metrics`` like every other request. A revert or an RPC error is a ``ChainError``."""
-        at = hex(block) if isinstance(block, int) else block.hex() if isinstance(block, bytes) else str(block)
-        params = [{"to": to, "data": "0x" + data.hex()}, at]
+    def read(self, to: str, signature: str, args: Sequence[Any] = (), returns: Sequence[str] = (), *,
+             what: str = "contract", block: BlockIdentifier = "latest") -> tuple[Any, ...]:
+        """``signature`` (e.g. ``"balanceOf(address)"``) of the contract at ``to``, read by one ``eth_call`` of
+        calldata built here and sent straight to the provider (at the latest block unless ``block`` pins one): the
+        reads a paid call makes on every request skip web3's per-call ABI lookup, formatting and validation. The
+        answer decoded as ``returns``; an argument that is not its type, an answer that is not ``returns`` (no such
+        contract there: ``what`` names the one meant), a revert or an RPC error is a ``ChainError``."""
+        name, _, listed = signature.partition("(")
+        types = [t for t in listed.rstrip(")").split(",") if t]
+        try:
+            data = keccak(text=signature)[:4] + encode(types, list(args))
+        except Exception as exc:  # noqa: BLE001 (eth-abi's encoding errors: an argument that is not its type)
+            raise ChainError(f"cannot ask {signature} of {list(args)!r}: {exc}", address=to) from exc
+        at = block if isinstance(block, str) else Web3.to_hex(block)
+        answer = self._request("eth_call", [{"to": to, "data": "0x" + data.hex()}, at], f"read {name}")
+        try:
+            raw = bytes.fromhex(answer.removeprefix("0x"))
+        except (AttributeError, ValueError) as exc:  # no result, or not hex
+            raise ChainError(f"read {name} failed: the node answered {answer!r}", address=to) from exc
+        try:
+            return tuple(decode(list(returns), raw))
+        except Exception as exc:  # noqa: BLE001 (an answer that is not the types: no such function there)
+            raise ChainError(f"{to} answered {signature} with {len(raw)} bytes that are not ({', '.join(returns)}): "
+                             f"is it the {what}?", address=to) from exc
+
+    def _request(self, name: str, params: list[Any], action: str, **details: Any) -> Any:
+        """One JSON-RPC request straight to the provider, timed for ``/metrics`` as web3's own requests are (see
+        ``RpcTimer``): its result, or a ``ChainError`` (``RPCUnavailable`` when the node does not answer)."""
         start = time.perf_counter()
         try:
             with self.translate(action):
-                response = self.w3.provider.make_request(RPCEndpoint("eth_call"), params)
+                response = self.w3.provider.make_request(RPCEndpoint(name), params)
         except RPCUnavailable:
-            rpc_stats.record("eth_call", "unreachable", time.perf_counter() - start)
+            rpc_stats.record(name, "unreachable", time.perf_counter() - start)
             raise
         failed = response.get("error") is not None
-        rpc_stats.record("eth_call", "rpc_error" if failed else "ok", time.perf_counter() - start)
-        result = response.get("result")
-        if failed or not isinstance(result, str):
-            raise ChainError(f"{action} failed: {response.get('error') or 'no result'}", action=action)
-        return bytes.fromhex(result.removeprefix("0x"))
+        rpc_stats.record(name, "rpc_error" if failed else "ok", time.perf_counter() - start)
+        if failed:
+            raise ChainError(f"{action} failed: {response['error']}", **(details or {"action": action}))
+        return response.get("result")
 
     # --- contracts ----------------------------------------------------------------------------
     def contract(self, address: str, abi: list[dict[str, Any]]) -> Contract:

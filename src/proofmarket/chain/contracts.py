@@ -7,9 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from eth_abi.abi import decode, encode
 from eth_account.signers.local import LocalAccount
-from eth_utils.crypto import keccak
 from web3.contract import Contract
 from web3.logs import DISCARD
 from web3.types import BlockIdentifier
@@ -19,7 +17,6 @@ from proofmarket.chain.client import ChainClient, TxResult
 from proofmarket.chain.commitments import model_id_of
 from proofmarket.chain.eip3009 import SignedAuthorization, TokenDomain
 from proofmarket.chain.types import ZERO_ADDRESS, BatchVerifier, ModelSpec, RegisteredModel
-from proofmarket.core.errors import ChainError
 
 
 class BoundContract:
@@ -64,7 +61,8 @@ class UsdcToken(BoundContract):
         return int(self._call("decimals"))
 
     def balance_of(self, account: str, *, block: BlockIdentifier = "latest") -> int:
-        return int(self._read("balanceOf(address)", ["address"], [account], "uint256", block))
+        return int(self.client.read(self.address, "balanceOf(address)", [account], ["uint256"], what="token",
+                                    block=block)[0])
 
     def allowance(self, owner: str, spender: str) -> int:
         return int(self._call("allowance", owner, spender))
@@ -73,22 +71,8 @@ class UsdcToken(BoundContract):
         return int(self._call("totalSupply"))
 
     def authorization_state(self, authorizer: str, nonce: bytes) -> bool:
-        return bool(self._read("authorizationState(address,bytes32)", ["address", "bytes32"], [authorizer, nonce],
-                               "bool", "latest"))
-
-    def _read(self, signature: str, types: list[str], args: list[Any], out: str, block: BlockIdentifier) -> Any:
-        """One of the two reads an exact payment makes on every call (the payer's balance, its nonce), as prepared
-        calldata: without web3's per-call ABI lookup, formatting and validation (``ChainClient.read``)."""
-        try:
-            data = keccak(text=signature)[:4] + encode(types, args)
-        except Exception as exc:  # noqa: BLE001 (eth-abi's encoding errors: an argument that is not its type)
-            raise ChainError(f"cannot ask {signature} of {args!r}: {exc}", address=self.address) from exc
-        answer = self.client.read(self.address, data, f"read {signature.split('(')[0]}", block=block)
-        try:
-            return decode([out], answer)[0]
-        except Exception as exc:  # noqa: BLE001 (an answer that is not the type: no such function there)
-            raise ChainError(f"{self.address} answered {signature} with {len(answer)} bytes that are not a "
-                             f"{out}: is it the token?", address=self.address) from exc
+        return bool(self.client.read(self.address, "authorizationState(address,bytes32)", [authorizer, nonce],
+                                     ["bool"], what="token")[0])
 
     def domain(self) -> TokenDomain:
         return TokenDomain(self.name(), self.version(), self.client.chain_id, self.address)

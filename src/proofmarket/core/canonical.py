@@ -32,7 +32,7 @@ def canonical_json(obj: Any) -> bytes:
     """RFC 8785 canonical JSON of ``obj`` (dict with str keys, list/tuple, str, int, float, bool, None); anything
     else, NaN and Infinity raise StoreError. A document whose every key is ASCII and every float is written the same
     by JCS and by Python (not integral, 1e-4 <= |x| < 1e16: a proof bundle's) is written by ``json`` (C) in one
-    pass: the same bytes (``tests/core/test_canonical.py`` compares them), without a Python-level walk of each
+    pass: the same bytes (``tests/core/test_core_canonical.py`` compares them), without a Python-level walk of each
     string."""
     if _plain(obj, 0):
         try:
@@ -109,8 +109,7 @@ def _plain(obj: Any, depth: int) -> bool:
         for value in obj:
             plain = _plain(value, depth + 1) and plain
         return plain
-    _check_keys(obj, depth)
-    return False
+    return False  # another type: the library's path takes it or says why not
 
 
 def _check_keys(obj: Any, depth: int) -> None:

@@ -212,7 +212,8 @@ def _x402_typed_data(payload: dict[str, Any]) -> dict[str, Any]:
 def _sign(account: LocalAccount, typed: dict[str, Any]) -> str:
     """The node's signature of one of its own receipts: the EIP-712 digest of these flat, fixed types, computed
     here (eth-account's general encoder took a millisecond a receipt, two receipts a paid call); the digest is
-    eth-account's own to the byte (``tests/systems/test_receipts.py``), and ``_recover`` checks with eth-account."""
+    eth-account's own to the byte (``tests/payments/test_payments_receipts.py``), and ``_recover`` checks with
+    eth-account."""
     signed = account.unsafe_sign_hash(Hash32(eip712_digest(typed)))
     return "0x" + bytes(signed.signature).hex()
 
