@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from jobs_helpers import FailingProver, NeverSettle, new_job, repo, workers
+from jobs_helpers import FailingProver, NeverSettle, local_queue, new_job, repo, workers
 from prometheus_client import CollectorRegistry
 
 from proofmarket.calls import CallMetrics, CallRunner, LocalCallQueue
@@ -20,7 +20,7 @@ def build(tmp_path: Path, prover: FailingProver) -> tuple[LocalCallQueue, CallRe
     settings = Settings(_env_file=None, home=tmp_path)  # type: ignore[call-arg]
     runner = CallRunner(settings, jobs, ModelRepo(jobs.db), LocalStore(tmp_path / "store"), settle,
                         CallMetrics(registry))
-    return LocalCallQueue(runner, jobs, workers(prover)), jobs, settle, registry
+    return local_queue(runner, jobs, workers(prover)), jobs, settle, registry
 
 
 def test_a_failed_proof_is_recorded_with_its_code_and_nothing_is_settled(tmp_path: Path) -> None:

@@ -7,10 +7,10 @@ import threading
 from pathlib import Path
 
 import pytest
-from jobs_helpers import NeverSettle, database, workers
+from jobs_helpers import NeverSettle, database, local_queue, workers
 from prometheus_client import CollectorRegistry
 
-from proofmarket.calls import CallMetrics, CallRunner, CallService, JobInterrupted, LocalCallQueue
+from proofmarket.calls import CallMetrics, CallRunner, CallService, JobInterrupted
 from proofmarket.calls.compile_task import compile_job
 from proofmarket.core.errors import ArtifactNotFound, CompileOutOfMemory, ProofTimeout
 from proofmarket.core.settings import Settings
@@ -53,7 +53,7 @@ def test_two_provers_prove_concurrent_jobs(mlp_store: tuple[Path, str], tmp_path
     store, jobs = LocalStore(settings.store_dir), CallRepo(database(tmp_path))
     runner = CallRunner(settings, jobs, ModelRepo(jobs.db), store, NeverSettle(), CallMetrics(CollectorRegistry()))
     provers = [EzklProver(store, settings.jobs_dir, ProofWorker(timeout_s=120)) for _ in range(2)]
-    queue = LocalCallQueue(runner, jobs, workers(*provers))
+    queue = local_queue(runner, jobs, workers(*provers))
     service = CallService(jobs, queue)
     queue.start()
     try:
@@ -120,7 +120,7 @@ def test_a_repeated_public_request_is_answered_from_the_proof_cache(mlp_store: t
     metrics = CallMetrics(registry)
     runner = CallRunner(settings, jobs, ModelRepo(jobs.db), store, NeverSettle(), metrics, cache)
     prover = CountingProver(EzklProver(store, settings.jobs_dir, ProofWorker(timeout_s=120)))
-    queue = LocalCallQueue(runner, jobs, workers(prover))
+    queue = local_queue(runner, jobs, workers(prover))
     service = CallService(jobs, queue, ProofCache(cache, store, jobs, metrics.cache))
     queue.start()
     try:

@@ -1,10 +1,10 @@
-"""The celery queue's settler holds a lease (one node settles at a time: one settlement key, one nonce sequence).
-The lease is checked and renewed before every settlement: when a settlement outlasts the lease and another node
-takes it over, the old holder settles nothing more in that pass."""
+"""The node's settler of calls holds a lease when it finds proved calls in the database (the Celery engine's: one
+node settles at a time, one settlement key, one nonce sequence). The lease is checked and renewed before every
+settlement: when a settlement outlasts the lease and another node takes it over, the old holder settles nothing
+more in that pass. A proved call handed over by the local engine is settled at once, and its waiters answered."""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,8 +15,9 @@ from jobs_helpers import NeverSettle, ticket_json
 from prometheus_client import CollectorRegistry
 
 from proofmarket.calls import CallMetrics, CallRunner
-from proofmarket.calls.celery_queue import SETTLER_LEASE, CeleryCallQueue
+from proofmarket.calls.celery_queue import CeleryCallQueue
 from proofmarket.calls.redis_server import RedisServer, redis_server
+from proofmarket.calls.settling import SETTLER_LEASE, CallSettler
 from proofmarket.core.settings import Settings
 from proofmarket.db import CallKind, CallRepo, CallStatus, Database, LeaseRepo, ModelRepo, NewCall
 from proofmarket.store import LocalStore
@@ -43,11 +44,11 @@ class SettlingRunner(CallRunner):
             self.settled.append(job_id)
 
 
-def _proved_paid_jobs(jobs: CallRepo, n: int) -> list[str]:
+def _proved_paid_jobs(jobs: CallRepo, n: int, tag: str = "") -> list[str]:
     ids = []
     for i in range(n):
-        job = jobs.create(NewCall(CallKind.PROVE, {"input_data": [[float(i)]]}, f"h{i}", model_id="m",
-                                  payment_nonce=f"n{i}", payment=ticket_json(f"n{i}"), rail="x402"))
+        job = jobs.create(NewCall(CallKind.PROVE, {"input_data": [[float(i)]]}, f"h{tag}{i}", model_id="m",
+                                  payment_nonce=f"n{tag}{i}", payment=ticket_json(f"n{tag}{i}"), rail="x402"))
         assert jobs.start(job.id) is not None
         assert jobs.proved(job.id, bundle_cid=f"cid{i}", result={}, final=False)
         ids.append(job.id)
@@ -55,19 +56,18 @@ def _proved_paid_jobs(jobs: CallRepo, n: int) -> list[str]:
     return ids
 
 
-def test_a_lease_taken_over_mid_pass_stops_the_old_holder(db: Database, redis: RedisServer | None,
-                                                          tmp_path: Path) -> None:
-    if redis is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("redis-server is needed in CI (.ci/run installs it)")
-        pytest.skip("redis-server is not installed")
-    settings = Settings(_env_file=None, home=tmp_path, queue="celery", redis_url=redis.url,  # type: ignore[call-arg]
-                        database_url=db.url)
+def _settler(db: Database, tmp_path: Path, lease_s: float) -> tuple[CallSettler, SettlingRunner, CallRepo, LeaseRepo]:
+    settings = Settings(_env_file=None, home=tmp_path, database_url=db.url)  # type: ignore[call-arg]
     jobs, leases = CallRepo(db), LeaseRepo(db)
     runner = SettlingRunner(settings, jobs, ModelRepo(db), LocalStore(tmp_path / "store"), NeverSettle(),
                             CallMetrics(CollectorRegistry()))
-    queue = CeleryCallQueue(settings, jobs, runner)
-    queue.leases, queue.settler_lease_s = leases, 0.5
+    settler = CallSettler(runner, jobs, follow_s=60.0, scan=True, leases=leases)
+    settler.lease_s = lease_s
+    return settler, runner, jobs, leases
+
+
+def test_a_lease_taken_over_mid_pass_stops_the_old_holder(db: Database, tmp_path: Path) -> None:
+    settler, runner, jobs, leases = _settler(db, tmp_path, 0.5)
     first, *rest = _proved_paid_jobs(jobs, 3)
     taken: list[bool] = []
 
@@ -78,30 +78,21 @@ def test_a_lease_taken_over_mid_pass_stops_the_old_holder(db: Database, redis: R
 
     runner.during = slow_first_settlement
     try:
-        assert queue.holds_settler_lease()
-        assert queue.settle_proved() == 1
+        assert settler.tick() == 1  # the pass takes the lease, then loses it mid-way
         assert taken == [True] and runner.settled == [first]  # the settlement in hand finishes; no other starts
         assert [jobs.get(i).status for i in rest] == [CallStatus.PROVED, CallStatus.PROVED]  # type: ignore[union-attr]
-        assert leases.holder(SETTLER_LEASE) == "node-b" and not queue.holds_settler_lease()
-        assert queue.settle_proved() == 0 and runner.settled == [first]  # a new pass does not settle either
+        assert leases.holder(SETTLER_LEASE) == "node-b" and not settler.holds_lease()
+        assert settler.tick() == 0 and runner.settled == [first]  # a new pass does not settle either
         leases.release(SETTLER_LEASE, "node-b")  # node B stops: node A takes the lease again and settles the rest
-        assert queue.settle_proved() == 2 and runner.settled == [first, *rest]
-        assert leases.holder(SETTLER_LEASE) == queue.holder
+        assert settler.tick() == 2 and runner.settled == [first, *rest]
+        assert leases.holder(SETTLER_LEASE) == settler.holder
     finally:
-        queue.close()
+        settler.close()
 
 
-def test_a_long_pass_keeps_renewing_the_lease(db: Database, redis: RedisServer | None, tmp_path: Path) -> None:
+def test_a_long_pass_keeps_renewing_the_lease(db: Database, tmp_path: Path) -> None:
     """Settlements that together outlast the lease: renewed before each one, so no other node can take it."""
-    if redis is None:
-        pytest.skip("redis-server is not installed")
-    settings = Settings(_env_file=None, home=tmp_path, queue="celery", redis_url=redis.url,  # type: ignore[call-arg]
-                        database_url=db.url)
-    jobs, leases = CallRepo(db), LeaseRepo(db)
-    runner = SettlingRunner(settings, jobs, ModelRepo(db), LocalStore(tmp_path / "store"), NeverSettle(),
-                            CallMetrics(CollectorRegistry()))
-    queue = CeleryCallQueue(settings, jobs, runner)
-    queue.leases, queue.settler_lease_s = leases, 2.0
+    settler, runner, jobs, leases = _settler(db, tmp_path, 2.0)
     ids = _proved_paid_jobs(jobs, 4)
     refused: list[bool] = []
 
@@ -111,11 +102,33 @@ def test_a_long_pass_keeps_renewing_the_lease(db: Database, redis: RedisServer |
 
     runner.during = slow
     try:
-        assert queue.holds_settler_lease()  # as the settler loop does before a pass
-        assert queue.settle_proved() == 4 and runner.settled == ids
-        assert refused == [True] * 4 and leases.holder(SETTLER_LEASE) == queue.holder
+        assert settler.tick() == 4 and runner.settled == ids
+        assert refused == [True] * 4 and leases.holder(SETTLER_LEASE) == settler.holder
     finally:
-        queue.close()
+        settler.close()
+
+
+def test_the_settler_runs_as_a_service_and_answers_a_handed_over_calls_waiters(db: Database, tmp_path: Path) -> None:
+    """Started, it finds and settles the proved calls on its own; a call handed over is settled on a settle
+    thread and its waiters are told; stopped, it finishes what it was handed."""
+    settler, runner, jobs, _ = _settler(db, tmp_path, 30.0)
+    settler.interval_s = 0.05
+    found = _proved_paid_jobs(jobs, 2)
+    delivered: list[str] = []
+    settler.delivered.append(delivered.append)
+    settler.start()
+    try:
+        deadline = time.monotonic() + 10
+        while (len(runner.settled) < 2 or settler.health().passes < 1) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert runner.settled == found and settler.health().running and settler.health().passes >= 1
+    finally:
+        settler.close()
+    assert not settler.health().running
+    handed = jobs.get(_proved_paid_jobs(jobs, 1, "handed")[0])
+    assert handed is not None
+    settler.hand(handed, None)  # stopped: settled here, at once (an engine stops before its settler)
+    assert delivered == [handed.id]
 
 
 def test_the_stuck_job_sweep_never_fails_a_job_proved_meanwhile(db: Database, redis: RedisServer | None,

@@ -1,16 +1,16 @@
-"""The watchers' shared plumbing in the app: a service built once per app whoever asks first, and a lifespan that
-runs a watcher's thread with the app (the chain side is tested on anvil in tests/intake)."""
+"""The watchers' shared plumbing in the app: a service built once per app whoever asks first (the app's lifespan
+starts it with the node's other services: tests/api/test_api_services.py; the chain side is tested on anvil in
+tests/intake)."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 from typing import Any
 
-from proofmarket.intake.watcher import lazy_service, watcher_lifespan
+from proofmarket.intake.watcher import lazy_service
 
 
 def _app() -> Any:
@@ -43,35 +43,3 @@ def test_a_lazy_service_keeps_none_and_a_service_set_beforehand() -> None:
     preset = object()
     app.state.escrow = preset  # e.g. a test's own watcher
     assert lazy_service(app, "escrow", object) is preset
-
-
-class _Watcher:
-    def __init__(self) -> None:
-        self.events: list[str] = []
-
-    def start(self) -> None:
-        self.events.append("start")
-
-    def stop(self) -> None:
-        self.events.append("stop")
-
-
-def test_the_watcher_lifespan_runs_the_watcher_with_the_app() -> None:
-    app, watcher = _app(), _Watcher()
-
-    async def serve() -> None:
-        async with watcher_lifespan(lambda a: lazy_service(a, "escrow", lambda: watcher))(app):
-            assert watcher.events == ["start"]
-        assert watcher.events == ["start", "stop"]
-
-    asyncio.run(serve())
-    assert app.state.escrow is watcher
-
-    nothing = _app()
-
-    async def without() -> None:  # no watcher (off, or nothing deployed): the app runs all the same
-        async with watcher_lifespan(lambda a: lazy_service(a, "court", lambda: None))(nothing):
-            pass
-
-    asyncio.run(without())
-    assert nothing.state.court is None

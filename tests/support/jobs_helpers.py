@@ -116,3 +116,20 @@ class ProverWorker:
 
 def workers(*provers: Any) -> list[Any]:
     return [ProverWorker(p) for p in provers]
+
+
+def local_queue(runner: Any, jobs: CallRepo, worker_systems: list[Any]) -> Any:
+    """The local engine as a node builds it: handing its proved calls to a settler of calls (stopped with it)."""
+    from proofmarket.calls import LocalCallQueue
+    from proofmarket.calls.settling import CallSettler
+
+    settler = CallSettler(runner, jobs, follow_s=runner.settings.payments.settle_poll_s)
+    queue = LocalCallQueue(runner, jobs, worker_systems, settler)
+    close = queue.close
+
+    def close_both() -> None:  # the engine, then the settler (the node's order)
+        close()
+        settler.close()
+
+    queue.close = close_both  # type: ignore[method-assign]
+    return queue

@@ -1,12 +1,14 @@
 """The FastAPI app of a proofmarket node.
 
 ``create_app(settings, workspace=None, payments=None, rails=())`` asks the composition root
-(``node.compose.build_node``) for the node's services, mounts the routers on them, and starts the engine's
-workers with the app's lifespan (and stops everything with it).
+(``node.compose.build_node``) for the node's services, mounts the routers on them, and starts the node's
+background services in their order with the app's lifespan (``node/supervisor.py``; the escrow and court watchers
+last), stopping them in the reverse order with it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import threading
@@ -157,8 +159,10 @@ def _build_routes(app: FastAPI) -> None:
 @asynccontextmanager
 async def _lifespan(app: FastAPI, services: NodeServices) -> AsyncIterator[None]:
     _build_routes(app)
-    services.queue.start()
-    services.start_background()
+    # the composition root starts every background loop, in order (node/supervisor.py); the watchers are built
+    # first (they ask the chain for their deployment) and run last, once the engine they submit to runs
+    watchers = await asyncio.to_thread(lambda: (requests.escrow_of(app), court.court_of(app)))
+    await asyncio.to_thread(services.start_background, *watchers)
     try:
         async with app.state.mcp.running():
             yield

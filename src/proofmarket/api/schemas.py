@@ -297,6 +297,16 @@ class VerifyInvalid(BaseModel):
     reason: str
 
 
+class ServiceState(BaseModel):
+    name: str = Field(description="listings, call-settler, engine, sweeper, settler, webhooks, escrow-watcher, "
+                                  "court-watcher")
+    running: bool
+    passes: int = Field(description="passes that ended well since the node started")
+    failures: int = Field(description="passes that failed (each is tried again later)")
+    last_pass_at: float | None = Field(description="unix time of the last pass, well or not")
+    error: str | None = Field(description="while its passes keep failing: the error's code or kind (no message)")
+
+
 class Health(BaseModel):
     status: Literal["ok", "degraded"]
     version: str
@@ -307,6 +317,9 @@ class Health(BaseModel):
     queue_depth: int
     queue: str = Field(default="local", description="the job queue engine: local (in the node) or celery")
     jobs: dict[str, int]
+    services: list[ServiceState] = Field(default_factory=list, description="the node's background services in "
+                                         "start order (they stop in the reverse order); one not running degrades")
+
 
 
 class ServiceModel(BaseModel):

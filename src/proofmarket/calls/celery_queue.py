@@ -2,7 +2,8 @@
 
     node (API)                      Redis                         proofmarket worker (any machine)
     job row "queued" ──send_task──► proofmarket.prove[.<model>] ─► runner.run(job): prove -> "proved"
-    settler: settles "proved" paid jobs (one node at a time: lease)  heartbeat keys (worker, running job)
+    node settler (calls/settling.py): settles "proved" paid jobs   heartbeat keys (worker, running job)
+                 (one node at a time: a lease)
     watch: polls the job row
     janitor: a running job whose worker's heartbeat is gone -> queued again (at most MAX_ATTEMPTS runs)
 
@@ -18,18 +19,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
 from concurrent.futures import Future
 from datetime import timedelta
 from typing import Any
 
 from proofmarket.calls.queue import QueueHealth, poll_watch
 from proofmarket.calls.runner import CallRunner
-from proofmarket.calls.settling import SettlementFollower
 from proofmarket.core.errors import QueueUnavailable
 from proofmarket.core.settings import Settings
 from proofmarket.db import CallKind, CallRepo, CallStatus
@@ -45,8 +42,6 @@ SERVES_KEY = "proofmarket:serves:"  # + model id: a worker keeps this model warm
 HEARTBEAT_S, HEARTBEAT_TTL_S = 2.0, 10
 GRACE_S = 15.0  # a running job without a heartbeat this long after its start: its worker is gone
 MAX_ATTEMPTS = 3
-SETTLER_LEASE = "job-settler"  # the node that settles workers' proved jobs
-SETTLER_LEASE_S = 30.0  # renewed before every settlement; a node that stops renewing loses it after this long
 RESEND_S = 60.0  # a job queued this long is sent again (a duplicate message runs nothing twice)
 
 
@@ -125,17 +120,14 @@ def celery_app(settings: Settings) -> Any:
 
 class CeleryCallQueue:
     def __init__(self, settings: Settings, jobs: CallRepo, runner: CallRunner) -> None:
+        """The workers' proved calls are settled by the node's settler (``CallSettler`` with ``scan``: the workers
+        hold no payment keys)."""
         self.settings, self.jobs, self.runner = settings, jobs, runner
         self.redis = check_redis(settings.queue.redis_url)
         self.app = celery_app(settings)
-        self.follower = SettlementFollower(runner, jobs, settings.payments.settle_poll_s, lambda _job_id: None)
         self._stop = threading.Event()
         self._janitor: threading.Thread | None = None
         self._resent: dict[str, float] = {}  # queued job id -> when the janitor last sent it again
-        self._settler: threading.Thread | None = None
-        self.leases: Any = None  # LeaseRepo: one node settles at a time (one settlement nonce sequence)
-        self.holder = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self.settler_lease_s = SETTLER_LEASE_S
         runner.metrics.track_depth(self.depth)
         runner.metrics.track_workers(lambda: len(self.workers()))
 
@@ -148,11 +140,9 @@ class CeleryCallQueue:
     def start(self) -> None:
         if self._janitor is not None:
             return
-        self.follower.start()
+        self._stop.clear()
         self._janitor = threading.Thread(target=self._janitor_loop, name="proofmarket-janitor", daemon=True)
         self._janitor.start()
-        self._settler = threading.Thread(target=self._settler_loop, name="proofmarket-settler", daemon=True)
-        self._settler.start()
 
     def submit(self, kind: CallKind, job_id: str) -> None:
         queue = COMPILE_QUEUE
@@ -196,11 +186,9 @@ class CeleryCallQueue:
 
     def close(self) -> None:
         self._stop.set()
-        self.follower.close()
-        for thread in (self._janitor, self._settler):
-            if thread is not None:
-                thread.join(30)
-        self._janitor = self._settler = None
+        if self._janitor is not None:
+            self._janitor.join(30)
+        self._janitor = None
 
     def sweep(self) -> int:
         """Re-queue running jobs whose worker stopped heartbeating (fail them after MAX_ATTEMPTS runs), and
@@ -230,41 +218,6 @@ class CeleryCallQueue:
         live = {job.id for job in self.jobs.active(CallStatus.QUEUED)}
         self._resent = {k: v for k, v in self._resent.items() if k in live}
         return touched
-
-    def settle_proved(self) -> int:
-        """Settle the payments of jobs workers proved (this node's payment port). Returns how many.
-
-        The settler's lease is checked and renewed before every settlement, not once per pass: a pass longer than
-        the lease must not let two nodes settle with the same key (one settlement nonce sequence). The pass stops
-        as soon as the lease is lost."""
-        done = 0
-        for job in self.jobs.active(CallStatus.PROVED):
-            if self._stop.is_set():
-                break
-            if not job.awaits_settlement:
-                continue
-            if not self.holds_settler_lease():
-                log.info("queue settler: the lease %s went to another node; this pass stops", SETTLER_LEASE)
-                break
-            self.runner.run(job.id, None, self._stop)
-            done += 1
-        return done
-
-    def holds_settler_lease(self) -> bool:
-        """Take or renew the settler's lease for this node (always True without a lease table)."""
-        held = self.leases is None or bool(self.leases.acquire(SETTLER_LEASE, self.holder, self.settler_lease_s))
-        self.runner.metrics.settler_lease.set(1.0 if held else 0.0)
-        return held
-
-    def _settler_loop(self) -> None:
-        while not self._stop.is_set():
-            busy = 0
-            try:
-                if self.holds_settler_lease():
-                    busy = self.settle_proved()
-            except Exception:
-                log.warning("queue settler: a pass failed (will try again)", exc_info=True)
-            self._stop.wait(0.05 if busy else 0.1)
 
     def _janitor_loop(self) -> None:
         while not self._stop.wait(3.0):

@@ -11,11 +11,11 @@ Restart rule (``recover``, run once when the queue is built, before any worker s
   payment, if any, was never settled and is released. A client retries with a new Idempotency-Key.
 * ``queued`` jobs never started: they go back on the queue with their stored input and payment.
 * ``proved`` jobs whose payment was not yet settled go back on the queue for the settle step only.
-* ``settling`` jobs (settlement sent, not confirmed) are followed on chain by ``SettlementFollower``.
+* ``settling`` jobs (settlement sent, not confirmed) are followed on chain by the node's settler.
 
 A worker thread only executes: once its call is proved it hands the settle step (settle, count, answer) to the
-queue's settle threads and takes the next call, so its prover process never waits for a settlement's bookkeeping
-or its chain round trip.
+node's settler (``calls/settling.py``: ``CallSettler.hand``) and takes the next call, so its prover process never
+waits for a settlement's bookkeeping or its chain round trip.
 
 One node per database: a second node sharing the database would fail the first one's running jobs.
 """
@@ -28,13 +28,13 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
+from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
 from proofmarket.calls.batch_queue import BatchingQueue, BatchKey
 from proofmarket.calls.queue import QueueHealth
 from proofmarket.calls.runner import CallRunner
-from proofmarket.calls.settling import SettlementFollower
+from proofmarket.calls.settling import CallSettler
 from proofmarket.db import CallKind, CallRepo, CallRow, Recovery
 from proofmarket.systems.registry import WorkerSystems
 
@@ -43,7 +43,8 @@ _STOP = "__stop__"
 
 
 class LocalCallQueue:
-    def __init__(self, runner: CallRunner, jobs: CallRepo, workers: Sequence[WorkerSystems]) -> None:
+    def __init__(self, runner: CallRunner, jobs: CallRepo, workers: Sequence[WorkerSystems],
+                 settler: CallSettler) -> None:
         if not workers:
             raise ValueError("the local engine needs at least one worker")
         self.runner, self.jobs, self.workers = runner, jobs, list(workers)
@@ -56,10 +57,8 @@ class LocalCallQueue:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.recovery = Recovery()
-        # the settle step of proved calls: as many threads as provers (at least 2), so that settling never
-        # holds a prover back and a slow settlement (a chain receipt) does not hold the others
-        self._settlers = ThreadPoolExecutor(max(2, len(self.workers)), thread_name_prefix="proofmarket-settle")
-        self.follower = SettlementFollower(runner, jobs, runner.settings.payments.settle_poll_s, self._notify)
+        self.settler = settler  # the node's settler: a proved call is handed to it (``CallSettler.hand``)
+        settler.delivered.append(self._notify)
         runner.delivered.append(self._notify)  # a waiting request answers before the record hooks run
         runner.metrics.track_depth(self.depth)
         runner.metrics.track_workers(lambda: self.alive_workers)
@@ -79,11 +78,11 @@ class LocalCallQueue:
     def start(self) -> None:
         if self._threads:
             return
+        self._stop.clear()  # started again after a stop
         for i, worker in enumerate(self.workers):
             self._spawn(f"prover-{i}", self._prove_q, functools.partial(self._run, worker), worker,
                         functools.partial(self._batch, worker))
         self._spawn("compiler", self._compile_q, functools.partial(self._run, None))
-        self.follower.start()
 
     def submit(self, kind: CallKind, job_id: str) -> None:
         (self._compile_q if kind == CallKind.COMPILE else self._prove_q).put(job_id)
@@ -118,14 +117,12 @@ class LocalCallQueue:
 
     def close(self) -> None:
         self._stop.set()
-        self.follower.close()
         for _ in self._threads:
             self._prove_q.put(_STOP)
             self._compile_q.put(_STOP)
         for t in self._threads:
             t.join(30)
-        self._threads.clear()
-        self._settlers.shutdown(wait=True)  # the proved calls handed over are settled before the node stops
+        self._threads.clear()  # the proved calls handed over are the settler's: it stops after the engine
         # the systems' processes are the node's (``SystemSet.close``, when the node closes)
 
     def _run(self, worker: WorkerSystems | None, job_ids: list[str]) -> set[str]:
@@ -154,13 +151,7 @@ class LocalCallQueue:
         return self._keys[job_id]
 
     def _settle_later(self, job: CallRow, bundle: Any) -> None:
-        self._settlers.submit(self._settle, job, bundle)
-
-    def _settle(self, job: CallRow, bundle: Any) -> None:
-        try:
-            self.runner.settle_after(job, bundle)
-        finally:
-            self._notify(job.id)
+        self.settler.hand(job, bundle)
 
     def _spawn(self, name: str, q: queue.Queue[str] | BatchingQueue, run: Callable[[list[str]], set[str]],
                warm: WorkerSystems | None = None, batch: Callable[[str], list[str]] | None = None) -> None:

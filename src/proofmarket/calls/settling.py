@@ -1,53 +1,128 @@
-"""Follow ``settling`` jobs: paid and proved, their settlement sent but not confirmed.
+"""The node's one settler of calls: every paid call's settlement, whichever engine proved it.
 
-One thread looks at every ``settling`` job every ``interval_s`` seconds (``CallRunner.follow``): the
-authorization's nonce used on chain -> settled (result released, receipt signed); expired unused or
-canceled -> failed, nothing charged. The jobs are read from the database, so a restarted node resumes them.
+Engines only execute. A proved call reaches the settler one of two ways:
+
+* **handed over** (``hand``): the local engine's worker thread hands its proved call over and takes the next one;
+  a settle thread settles it at once (settle, count, answer: ``CallRunner.settle_after``), so a prover never waits
+  for a settlement's bookkeeping or its chain round trip;
+* **found** (``scan``, the Celery engine): workers on other machines prove calls and hold no payment keys; each
+  pass settles the proved calls awaiting settlement, oldest first, under the lease ``SETTLER_LEASE`` (one node
+  settles at a time: one settlement key, one nonce sequence). The lease is checked and renewed before every
+  settlement, and the pass stops as soon as it is lost.
+
+Each pass also follows the ``settling`` calls (settlement sent, not confirmed; ``CallRunner.follow``) every
+``follow_s``: the authorization's nonce used on chain -> settled (result released, receipt signed); expired unused
+or canceled -> failed, nothing charged. The calls are read from the database, so a restarted node resumes them.
+
+The settler is a background service of the node (``node/supervisor.py``): it starts before the engine and stops
+after it, so that no proved call is handed to a settler that has stopped.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from proofmarket.calls.runner import CallRunner
-from proofmarket.db import CallRepo
+from proofmarket.core.background import Lease, Service, lease_holder
+from proofmarket.db import CallRepo, CallRow, CallStatus
 
 log = logging.getLogger(__name__)
 
+SETTLER_LEASE = "job-settler"  # the node that settles the proved calls it finds
+SETTLER_LEASE_S = 30.0  # renewed before every settlement; a node that stops renewing loses it after this long
 
-class SettlementFollower:
-    def __init__(self, runner: CallRunner, jobs: CallRepo, interval_s: float,
-                 on_done: Callable[[str], None] = lambda job_id: None) -> None:
-        self.runner, self.jobs, self.interval_s, self.on_done = runner, jobs, interval_s, on_done
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="proofmarket-settling", daemon=True)
-            self._thread.start()
+class CallSettler(Service):
+    name = "call-settler"
 
-    def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(30)
-            self._thread = None
+    def __init__(self, runner: CallRunner, jobs: CallRepo, *, follow_s: float, scan: bool = False,
+                 interval_s: float | None = None, threads: int = 2, leases: Lease | None = None) -> None:
+        """``scan``: settle the proved calls found in the database (an engine whose workers are elsewhere) every
+        ``interval_s``; ``threads``: the settle threads of handed-over calls."""
+        super().__init__(interval_s if interval_s is not None else (0.1 if scan else follow_s), max_backoff_s=30.0)
+        self.runner, self.jobs, self.follow_s, self.scan, self.leases = runner, jobs, follow_s, scan, leases
+        self.holder = lease_holder(self)
+        self.lease_s = SETTLER_LEASE_S
+        self.delivered: list[Callable[[str], None]] = []  # a handed-over or followed call is final: its waiters
+        self._threads = threads
+        self._pool: ThreadPoolExecutor | None = ThreadPoolExecutor(threads, thread_name_prefix="proofmarket-settle")
+        self._followed_at = 0.0
 
-    def poll(self) -> None:
-        """One pass over the settling jobs."""
+    # --- handed over -----------------------------------------------------------------------------------
+    def hand(self, job: CallRow, bundle: Any) -> None:
+        """Settle ``job`` (proved by this process's engine, with its parsed ``bundle``) on a settle thread (here,
+        once the settler has stopped)."""
+        pool = self._pool
+        if pool is None:
+            self._settle_now(job, bundle)
+        else:
+            pool.submit(self._settle_now, job, bundle)
+
+    def _settle_now(self, job: CallRow, bundle: Any) -> None:
+        try:
+            self.runner.settle_after(job, bundle)
+        finally:
+            self._delivered(job.id)
+
+    # --- each pass ------------------------------------------------------------------------------------
+    def tick(self) -> int:
+        settled = self.settle_proved() if self.scan and self.holds_lease() else 0
+        if time.monotonic() - self._followed_at >= self.follow_s:
+            self._followed_at = time.monotonic()
+            self.follow()
+        if settled:
+            self.wake()  # busy: the next pass comes at once
+        return settled
+
+    def settle_proved(self) -> int:
+        """Settle the proved calls awaiting settlement, oldest first, while this node holds the lease. Returns how
+        many."""
+        done = 0
+        for job in self.jobs.active(CallStatus.PROVED):
+            if self._stop.is_set():
+                break
+            if not job.awaits_settlement:
+                continue
+            if not self.holds_lease():
+                log.info("settler: the lease %s went to another node; this pass stops", SETTLER_LEASE)
+                break
+            self.runner.run(job.id, None, self._stop)
+            done += 1
+        return done
+
+    def holds_lease(self) -> bool:
+        """Take or renew the settler's lease for this node (always True without a lease table)."""
+        held = self.leases is None or bool(self.leases.acquire(SETTLER_LEASE, self.holder, self.lease_s))
+        self.runner.metrics.settler_lease.set(1.0 if held else 0.0)
+        return held
+
+    def follow(self) -> None:
+        """One look at every settling call."""
         for job_id in self.jobs.settling_ids():
             if self._stop.is_set():
                 return
             self.runner.follow(job_id)
             job = self.jobs.get(job_id)
             if job is not None and job.is_final:
-                self.on_done(job_id)
+                self._delivered(job_id)
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.poll()
-            except Exception:  # the database hiccuped: try again next time
-                log.exception("could not follow the settling jobs")
+    def _delivered(self, job_id: str) -> None:
+        for notify in self.delivered:
+            notify(job_id)
+
+    def start(self) -> None:
+        if self._pool is None:  # started again after a stop
+            self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="proofmarket-settle")
+        super().start()
+
+    def close(self) -> None:
+        """Stop the passes, then let the settle threads finish what was handed over (settled before the node
+        stops)."""
+        super().close()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)

@@ -3,7 +3,9 @@
 A ``Service`` runs ``tick()`` on its own daemon thread every ``interval_s`` (sooner after ``wake()``); a tick that
 raises is logged and the next waits twice as long (up to ``max_backoff_s``); with a lease (``Lease``: any object
 with ``acquire(name, holder, ttl_s)`` and ``release(name, holder)``), only the holder ticks, so that several nodes
-on one database take turns. ``node/`` owns the list of services and starts and stops them together.
+on one database take turns. Every background loop of the node is a ``Background`` (a ``Service``, or a loop of
+its own that keeps a ``Pulse``): ``node/supervisor.py`` starts them in order, stops them in the reverse order, and
+reports their health (``/health``) and metrics (``/metrics``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import logging
 import os
 import socket
 import threading
+import time
+from dataclasses import dataclass
 from typing import Protocol
 
 log = logging.getLogger(__name__)
@@ -23,6 +27,51 @@ class Lease(Protocol):
     def acquire_within(self, name: str, holder: str, ttl_s: float, wait_s: float) -> bool: ...
 
     def release(self, name: str, holder: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class ServiceHealth:
+    """What a background loop tells of itself. ``error``: the last pass's failure while it keeps failing (an error
+    code or a class name, never a message: an RPC URL's key must not reach a public ``/health``)."""
+
+    name: str
+    running: bool
+    passes: int = 0
+    failures: int = 0
+    last_pass_at: float | None = None  # unix time of the last pass that ended, well or not
+    error: str | None = None
+
+
+class Background(Protocol):
+    """A background loop the node starts, stops and watches (``node/supervisor.py``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def start(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def health(self) -> ServiceHealth: ...
+
+
+class Pulse:
+    """A loop's passes and failures, counted where the loop runs them (``passed``/``failed``)."""
+
+    def __init__(self) -> None:
+        self.passes = self.failures = 0
+        self.last_pass_at: float | None = None
+        self.error: str | None = None
+
+    def passed(self) -> None:
+        self.passes, self.last_pass_at, self.error = self.passes + 1, time.time(), None
+
+    def failed(self, exc: BaseException) -> None:
+        self.failures, self.last_pass_at = self.failures + 1, time.time()
+        self.error = getattr(exc, "code", None) or type(exc).__name__
+
+    def health(self, name: str, running: bool) -> ServiceHealth:
+        return ServiceHealth(name, running, self.passes, self.failures, self.last_pass_at, self.error)
 
 
 def lease_holder(owner: object) -> str:
@@ -42,6 +91,7 @@ class Service:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # one tick at a time (a loop's tick and an operator's ``run_now``)
+        self.pulse = Pulse()
 
     def tick(self) -> object:
         raise NotImplementedError
@@ -69,6 +119,10 @@ class Service:
     def wake(self) -> None:
         self._wake.set()
 
+    def health(self) -> ServiceHealth:
+        thread = self._thread
+        return self.pulse.health(self.name, thread is not None and thread.is_alive())
+
     def close(self) -> None:
         self._stop.set()
         self._wake.set()
@@ -85,7 +139,9 @@ class Service:
                 return
             try:
                 self.run_now()
+                self.pulse.passed()
                 wait = self.interval_s
-            except Exception:  # the chain or the database hiccuped: try again later
+            except Exception as exc:  # the chain or the database hiccuped: try again later
                 log.exception("the %s pass failed; it is tried again", self.name)
+                self.pulse.failed(exc)
                 wait = min(self.max_backoff_s, max(wait, 1.0) * 2)

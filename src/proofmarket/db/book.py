@@ -145,11 +145,8 @@ class Book:
         """Post what the pending transfer ``pending_ref`` holds (or ``postings``: no more on any account than it
         holds), once. A voided one raises ``LedgerError``."""
         with self._session(session) as s:
-            pending, closed = self._open(s, pending_ref)
-            if closed is not None:
-                if closed.phase != "post":
-                    raise LedgerError(f"the pending transfer {pending_ref} was voided: it cannot be captured",
-                                      ref=pending_ref)
+            pending, closed = self._open(s, pending_ref, "post")
+            if closed is not None:  # closed this way before: that close, once
                 return closed
             held = self._postings(s, pending.id)
             moved = tuple(postings) if postings is not None else held
@@ -163,11 +160,8 @@ class Book:
         """Release what the pending transfer ``pending_ref`` holds (nothing moved), once (``note``: more of why, in
         the void's memo). A captured one raises."""
         with self._session(session) as s:
-            pending, closed = self._open(s, pending_ref)
-            if closed is not None:
-                if closed.phase != "void":
-                    raise LedgerError(f"the pending transfer {pending_ref} was captured: it cannot be voided",
-                                      ref=pending_ref)
+            pending, closed = self._open(s, pending_ref, "void")
+            if closed is not None:  # closed this way before: that close, once
                 return closed
             held = self._postings(s, pending.id)
             memo = {**(pending.memo or {}), **({"reason": reason} if reason else {}), **(note or {})}
@@ -260,12 +254,16 @@ class Book:
         return {name: found[name] for name in names}
 
     @staticmethod
-    def _open(s: Session, pending_ref: str) -> tuple[TransferRow, TransferRow | None]:
+    def _open(s: Session, pending_ref: str, phase: str) -> tuple[TransferRow, TransferRow | None]:
+        """The pending transfer (locked) and its close, if any: closed the other way (``phase``) raises."""
         pending = s.scalars(select(TransferRow).where(TransferRow.ref == pending_ref)
                             .with_for_update()).first()
         if pending is None or pending.phase != "pending":
             raise LedgerError(f"no pending transfer {pending_ref} in the book", ref=pending_ref)
         closed = s.scalars(select(TransferRow).where(TransferRow.pending_ref == pending_ref)).first()
+        if closed is not None and closed.phase != phase:
+            was, asked = ("voided", "captured") if phase == "post" else ("captured", "voided")
+            raise LedgerError(f"the pending transfer {pending_ref} was {was}: it cannot be {asked}", ref=pending_ref)
         return pending, closed
 
     @staticmethod

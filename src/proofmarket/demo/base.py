@@ -4,13 +4,17 @@ helpers to call the node and read balances."""
 from __future__ import annotations
 
 import functools
+import os
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import httpx
 from rich.console import Console
 
+from proofmarket.core.errors import ProofMarketError
 from proofmarket.core.settings import DemoSettings
 from proofmarket.core.units import format_usdc
 
@@ -28,12 +32,46 @@ class DemoError(Exception):
     pass
 
 
+def run_guarded(what: str, timeout_s: float, run: Callable[[], int],
+                errors: tuple[type[Exception], ...] = ()) -> int:
+    """``run()`` under a watchdog: past ``timeout_s`` the process prints why and exits 1; a failure (``DemoError``,
+    a ``ProofMarketError`` or one of ``errors``) is one red sentence and its exit code; Ctrl-C exits 130."""
+    def give_up() -> None:
+        console.print(f"[bold red]{what} failed[/]: still running after {timeout_s:.0f} s, giving up")
+        os._exit(1)
+
+    caught: tuple[type[Exception], ...] = (DemoError, ProofMarketError, *errors)
+    watchdog = threading.Timer(timeout_s, give_up)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        return run()
+    except caught as exc:
+        message = exc.message if isinstance(exc, ProofMarketError) else str(exc)
+        console.print(f"[bold red]{what} failed[/]: {message}")
+        return exc.exit_code if isinstance(exc, ProofMarketError) else 1
+    except KeyboardInterrupt:
+        console.print(f"[bold red]{what} interrupted[/]")
+        return 130
+    finally:
+        watchdog.cancel()
+
+
 @dataclass
 class Report:
     timings: dict[str, float] = field(default_factory=dict)
     txs: dict[str, str] = field(default_factory=dict)
     lines: list[str] = field(default_factory=list)
     modes: list[tuple[str, str]] = field(default_factory=list)
+
+    def print_chain_and_time(self, tx_width: int) -> None:
+        """The transactions sent and the steps' timings, one a line."""
+        console.print("transactions:")
+        for name, tx in self.txs.items():
+            console.print(f"  {name:<{tx_width}} {tx}")
+        console.print("timings:")
+        for name, seconds in self.timings.items():
+            console.print(f"  {name:<24} {seconds:8.3f} s")
 
 
 @functools.cache

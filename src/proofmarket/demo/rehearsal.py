@@ -25,9 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
-import os
 import tempfile
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,7 +35,7 @@ from proofmarket.chain.client import ChainClient
 from proofmarket.core.errors import ProofMarketError
 from proofmarket.core.profiles import ChainProfile, profile_named
 from proofmarket.core.units import format_usdc
-from proofmarket.demo.base import DemoError, Report, console
+from proofmarket.demo.base import DemoError, Report, console, run_guarded
 from proofmarket.demo.rehearsal_chain import PlacedUsdc, check_authorization, fund, place_usdc, require_local_anvil
 from proofmarket.demo.rehearsal_keys import KEYSTORE_ROLES, ROLES, RehearsalKeys
 from proofmarket.demo.rehearsal_procs import Cli, RehearsalError
@@ -59,29 +57,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, help="keep the chain, home and logs here (default: a temporary "
                                                      "folder, removed at the end)")
     args = parser.parse_args(argv)
-    watchdog = threading.Timer(args.timeout, _give_up, [args.timeout])
-    watchdog.daemon = True
-    watchdog.start()
-    try:
+
+    def run() -> int:
         if args.workdir is not None:
             args.workdir.mkdir(parents=True, exist_ok=False)
             return Rehearsal(args.workdir.resolve(), strict=args.strict).run()
         with tempfile.TemporaryDirectory(prefix="proofmarket-rehearsal-") as tmp:
             return Rehearsal(Path(tmp), strict=args.strict).run()
-    except (DemoError, RehearsalError, ProofMarketError) as exc:
-        message = exc.message if isinstance(exc, ProofMarketError) else str(exc)
-        console.print(f"[bold red]rehearsal failed[/]: {message}")
-        return exc.exit_code if isinstance(exc, ProofMarketError) else 1
-    except KeyboardInterrupt:
-        console.print("[bold red]rehearsal interrupted[/]")
-        return 130
-    finally:
-        watchdog.cancel()
 
-
-def _give_up(timeout: float) -> None:
-    console.print(f"[bold red]rehearsal failed[/]: still running after {timeout:.0f} s, giving up")
-    os._exit(1)
+    return run_guarded("rehearsal", args.timeout, run, (RehearsalError,))
 
 
 def keystore_roles() -> tuple[str, ...]:
@@ -239,12 +223,7 @@ class Rehearsal(RehearsalStory):
         console.rule("report")
         for line in self.report.lines:
             console.print(line)
-        console.print("transactions:")
-        for name, tx in self.report.txs.items():
-            console.print(f"  {name:<22} {tx}")
-        console.print("timings:")
-        for name, seconds in self.report.timings.items():
-            console.print(f"  {name:<24} {seconds:8.3f} s")
+        self.report.print_chain_and_time(22)
 
 
 if __name__ == "__main__":

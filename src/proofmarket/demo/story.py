@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import tempfile
 import threading
 import time
@@ -31,6 +30,7 @@ from proofmarket.demo.base import (
     console,
     knobs,
     payments_mode,
+    run_guarded,
 )
 from proofmarket.demo.steps import Steps
 from proofmarket.market import Market
@@ -50,26 +50,12 @@ def main() -> int:
     except ProofMarketError as exc:  # a PROOFMARKET_DEMO_* setting refused (config_check.ConfigError)
         console.print(f"[bold red]demo failed[/]: {exc.message}")
         return 2
-    watchdog = threading.Timer(knobs().timeout_s, _give_up)
-    watchdog.daemon = True
-    watchdog.start()
-    try:
+
+    def run() -> int:
         with tempfile.TemporaryDirectory(prefix="proofmarket-demo-") as tmp:
             return Demo(home, Path(tmp)).run()
-    except (DemoError, ProofMarketError) as exc:
-        message = exc.message if isinstance(exc, ProofMarketError) else str(exc)
-        console.print(f"[bold red]demo failed[/]: {message}")
-        return exc.exit_code if isinstance(exc, ProofMarketError) else 1
-    except KeyboardInterrupt:
-        console.print("[bold red]demo interrupted[/]")
-        return 130
-    finally:
-        watchdog.cancel()
 
-
-def _give_up() -> None:
-    console.print(f"[bold red]demo failed[/]: still running after {knobs().timeout_s:.0f} s, giving up")
-    os._exit(1)
+    return run_guarded("demo", knobs().timeout_s, run)
 
 
 class Demo(Steps):
@@ -211,12 +197,7 @@ class Demo(Steps):
         console.print("modes:")
         for name, verdict in self.report.modes:
             console.print(f"  {name:<28} {escape(verdict)}")
-        console.print("transactions:")
-        for name, tx in self.report.txs.items():
-            console.print(f"  {name:<18} {tx}")
-        console.print("timings:")
-        for name, seconds in self.report.timings.items():
-            console.print(f"  {name:<24} {seconds:8.3f} s")
+        self.report.print_chain_and_time(18)
         console.rule("done: everything shut down")
 
 

@@ -29,19 +29,18 @@ and events are delivered at least once, so recording one is idempotent.
 from __future__ import annotations
 
 import abc
-import asyncio
 import logging
 import os
 import socket
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 from proofmarket.chain import ChainEvent, EventWatcher, model_id_for
 from proofmarket.chain.contracts import BoundContract
+from proofmarket.core.background import Pulse, ServiceHealth
 from proofmarket.core.errors import ChainError, InputMismatch, ProofMarketError, RequestClosed, UnknownRequest
 from proofmarket.core.profiles import profile_for
 from proofmarket.core.settings import Settings
@@ -94,6 +93,7 @@ class ChainWatcher(Reorgs):
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._work_lock = threading.Lock()
+        self.pulse = Pulse()
         self.lease: LeaseRepo | None = None  # several nodes on one database: one follows the contract at a time
         self.holder = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
@@ -202,6 +202,18 @@ class ChainWatcher(Reorgs):
             self._thread.join(timeout)
             self._thread = None
 
+    def close(self) -> None:
+        """``stop``: the ``Background`` name for it (the node's supervisor stops its services by ``close``)."""
+        self.stop()
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}-watcher"
+
+    def health(self) -> ServiceHealth:
+        thread = self._thread
+        return self.pulse.health(self.name, thread is not None and thread.is_alive())
+
     def wake(self) -> None:
         self._wake.set()
 
@@ -228,8 +240,10 @@ class ChainWatcher(Reorgs):
                         self.start_up()
                         started = True
                     self.run_once()
-                except Exception:  # a bad poll must not kill the watcher: log and try again
+                    self.pulse.passed()
+                except Exception as exc:  # a bad poll must not kill the watcher: log and try again
                     self.log.exception("%s watcher: poll failed", self.kind)
+                    self.pulse.failed(exc)
             self._wake.wait(self.poll_s)
             self._wake.clear()
 
@@ -347,21 +361,3 @@ def lazy_service(app: Any, name: str, build: Callable[[], T | None]) -> T | None
             setattr(app.state, name, build())
         service: T | None = getattr(app.state, name)
         return service
-
-
-def watcher_lifespan(service_of: Callable[[Any], ChainWatcher | None]
-                     ) -> Callable[[Any], AbstractAsyncContextManager[None]]:
-    """A router lifespan that starts the app's watcher (``service_of(app)``, if any) and stops it at shutdown."""
-
-    @asynccontextmanager
-    async def lifespan(app: Any) -> AsyncIterator[None]:
-        watcher = await asyncio.to_thread(service_of, app)
-        if watcher is not None:
-            await asyncio.to_thread(watcher.start)
-        try:
-            yield
-        finally:
-            if watcher is not None:
-                await asyncio.to_thread(watcher.stop)
-
-    return lifespan

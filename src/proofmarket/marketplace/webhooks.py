@@ -22,7 +22,6 @@ import hashlib
 import json
 import logging
 import secrets
-import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -33,6 +32,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from proofmarket.core.background import Service
 from proofmarket.core.errors import Forbidden, UsageError
 from proofmarket.core.settings import Settings
 from proofmarket.db import CallKind, CallRow, CallStatus, Database, ModelRow
@@ -242,35 +242,32 @@ def call_event(job: CallRow) -> dict[str, Any]:
             "finished_at": job.finished_at.isoformat() if job.finished_at else None}
 
 
-class Dispatcher:
-    """The node's sender: claims due deliveries, POSTs them signed, records the answer."""
+class Dispatcher(Service):
+    """The node's sender: claims due deliveries, POSTs them signed, records the answer (a pass every ``poll_s``)."""
+
+    name = "webhooks"
 
     def __init__(self, hooks: Webhooks, signer: LocalAccount, poll_s: float = 0.5,
                  post: Callable[..., httpx.Response] | None = None) -> None:
+        super().__init__(poll_s)
         self.hooks, self.signer, self.poll_s = hooks, signer, poll_s
-        self._http = httpx.Client(timeout=hooks.settings.owners.webhook_timeout_s, follow_redirects=False)
-        self._post = post or self._http.post
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._http = self._client()
+        self._post = post or (lambda url, **kwargs: self._http.post(url, **kwargs))
+
+    def _client(self) -> httpx.Client:
+        return httpx.Client(timeout=self.hooks.settings.owners.webhook_timeout_s, follow_redirects=False)
 
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="webhooks", daemon=True)
-            self._thread.start()
+        if self._http.is_closed:  # started again after a stop (an app whose lifespan runs again)
+            self._http = self._client()
+        super().start()
+
+    def tick(self) -> int:
+        return self.run_once()
 
     def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
+        super().close()
         self._http.close()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.run_once()
-            except Exception:  # the database went away: try again on the next tick
-                log.exception("webhook dispatch failed")
-            self._stop.wait(self.poll_s)
 
     def run_once(self) -> int:
         sent = 0

@@ -104,13 +104,7 @@ def parse_samples(
                     f"Sample {index} must be an object of named tensors, not {_kind(item)}.",
                     sample=index,
                 )
-            try:
-                samples.append(parse_inputs({"inputs": item}, info, max_elements=max_elements))
-            except InputError as exc:
-                exc.details.setdefault("sample", index)
-                exc.message = f"Sample {index}: {exc.message}"
-                exc.args = (exc.message,)
-                raise
+            samples.append(_sample(index, {"inputs": item}, info, max_elements))
         return samples
     if isinstance(doc, Mapping) and "input_data" in doc and "inputs" not in doc:
         return _ezkl_samples(doc, info, max_samples=max_samples, max_elements=max_elements)
@@ -156,14 +150,19 @@ def _ezkl_samples(doc: Mapping[str, Any], info: ModelInfo | InputSignature, *, m
     samples: list[list[np.ndarray]] = []
     for k in range(count):
         one = [flat[k * spec.size:(k + 1) * spec.size] for flat, spec in zip(flats, info.inputs, strict=True)]
-        try:
-            samples.append(parse_inputs({"input_data": one}, info, max_elements=max_elements))
-        except InputError as exc:
-            exc.details.setdefault("sample", k)
-            exc.message = f"Sample {k}: {exc.message}"
-            exc.args = (exc.message,)
-            raise
+        samples.append(_sample(k, {"input_data": one}, info, max_elements))
     return samples
+
+
+def _sample(index: int, doc: dict[str, Any], info: ModelInfo | InputSignature, max_elements: int) -> list[np.ndarray]:
+    """One sample of a sample document, its errors naming the sample."""
+    try:
+        return parse_inputs(doc, info, max_elements=max_elements)
+    except InputError as exc:
+        exc.details.setdefault("sample", index)
+        exc.message = f"Sample {index}: {exc.message}"
+        exc.args = (exc.message,)
+        raise
 
 
 def _positional_rows(data: object, info: ModelInfo | InputSignature) -> list[list[Any]] | None:

@@ -24,10 +24,11 @@ from prometheus_client import CollectorRegistry
 from proofmarket.calls import CallMetrics, CallRunner, CallService, LocalCallQueue
 from proofmarket.calls.cache import ProofCache
 from proofmarket.calls.queue import CallQueue
+from proofmarket.calls.settling import CallSettler
 from proofmarket.chain.rpc_stats import RpcCollector
 from proofmarket.core.errors import ProofMarketError
 from proofmarket.core.settings import Settings
-from proofmarket.db import CallRepo, CallRow, Database, ModelRepo, ProofCacheRepo
+from proofmarket.db import CallRepo, CallRow, Database, LeaseRepo, ModelRepo, ProofCacheRepo
 from proofmarket.marketplace.catalog import Catalog
 from proofmarket.marketplace.webhooks import Webhooks
 from proofmarket.node.access import AccessTokens
@@ -68,7 +69,8 @@ def build_node(settings: Settings | None = None, workspace: Workspace | None = N
     systems = SystemSet(system_context(settings, ws.store, default, registry))
     ws.use_systems(systems)  # the CLI-facing workspace and the node share one attested runtime
     runner = build_runner(settings, db, ws.store, registry, rail_set)
-    queue = _queue(settings, runner, runner.jobs, systems)
+    settler = _settler(settings, runner)
+    queue = _queue(settings, runner, runner.jobs, systems, settler)
     if listings is not None:
         runner.after_capture.append(listing_hook(listings))
     catalog = Catalog(model_repo, ModelCatalog(ws.store), _srs_check(default), listings)
@@ -76,7 +78,7 @@ def build_node(settings: Settings | None = None, workspace: Workspace | None = N
     return NodeServices(money=money, settings=settings, db=db, workspace=ws, catalog=catalog,
                         jobs=CallService(runner.jobs, queue, _cache(settings, db, ws.store, runner)), queue=queue,
                         payments=default, registry=registry, owns_workspace=workspace is None, tokens=tokens,
-                        rails=rail_set, systems=systems, webhooks=Webhooks(settings, db))
+                        rails=rail_set, systems=systems, webhooks=Webhooks(settings, db), settler=settler)
 
 
 def rail_routers(rails: Rails) -> list[Any]:
@@ -193,7 +195,6 @@ def build_money(settings: Settings, db: Database, rails: Rails, listings: Listin
     chain = credits.chain if credits is not None else None
     if exact is None or credits is None or chain is None:
         return Money(book)
-    from proofmarket.db import LeaseRepo
     from proofmarket.payments.payouts import Payouts
     from proofmarket.payments.purchases import Purchases
     from proofmarket.payments.settler import Settler
@@ -301,18 +302,28 @@ def _cache(settings: Settings, db: Database, store: ArtifactStore, runner: CallR
     return ProofCache(ProofCacheRepo(db, settings.queue.proof_cache_size), store, runner.jobs, runner.metrics.cache)
 
 
-def _queue(settings: Settings, runner: CallRunner, job_repo: CallRepo, systems: SystemSet) -> CallQueue:
+def _settler(settings: Settings, runner: CallRunner) -> CallSettler:
+    """The node's one settler of calls: handed the local engine's proved calls (as many settle threads as provers,
+    at least 2: a slow settlement, a chain receipt, holds no other back), or finding the Celery workers' proved
+    calls under the settler's lease (several nodes on one database settle one at a time)."""
+    celery = settings.queue.kind == "celery"
+    return CallSettler(runner, runner.jobs, follow_s=settings.payments.settle_poll_s, scan=celery,
+                       threads=max(2, settings.queue.prover_workers), leases=LeaseRepo(runner.jobs.db) if celery
+                       else None)
+
+
+def _queue(settings: Settings, runner: CallRunner, job_repo: CallRepo, systems: SystemSet,
+           settler: CallSettler) -> CallQueue:
     """The engine: local (worker threads in the node, each with its own prover process) or celery (workers over
     Redis; checked here: an unreachable Redis stops the node with ``queue_unavailable``)."""
     if settings.queue.kind == "celery":
         from proofmarket.calls.celery_queue import CeleryCallQueue
-        from proofmarket.db import LeaseRepo
 
         celery = CeleryCallQueue(settings, job_repo, runner)
-        celery.leases = LeaseRepo(job_repo.db)
         celery.recover()
         return celery
-    local = LocalCallQueue(runner, job_repo, [systems.worker(i) for i in range(settings.queue.prover_workers)])
+    local = LocalCallQueue(runner, job_repo, [systems.worker(i) for i in range(settings.queue.prover_workers)],
+                           settler)
     local.recover()
     return local
 

@@ -11,7 +11,9 @@ from prometheus_client import CollectorRegistry
 
 from proofmarket.calls import CallService
 from proofmarket.calls.queue import CallQueue
+from proofmarket.calls.settling import CallSettler
 from proofmarket.chain.client import ChainClient
+from proofmarket.core.background import Background, ServiceHealth
 from proofmarket.core.errors import ChainError
 from proofmarket.core.settings import Settings
 from proofmarket.db import Database
@@ -21,6 +23,7 @@ from proofmarket.market import Market
 from proofmarket.marketplace.catalog import Catalog
 from proofmarket.marketplace.webhooks import Dispatcher, Webhooks
 from proofmarket.node.access import AccessTokens
+from proofmarket.node.supervisor import Hosted, Supervisor
 from proofmarket.payments.port import Rail, Rails
 from proofmarket.payments.settler import Money
 from proofmarket.systems.registry import ATTESTED_SYSTEM, SystemSet
@@ -43,21 +46,16 @@ class NodeServices:
     systems: SystemSet
     webhooks: Webhooks | None = None
     money: Money | None = None  # the book, purchases, payouts and the settler (payments/settler.py)
+    settler: CallSettler | None = None  # every paid call's settlement (calls/settling.py)
     dispatcher: Dispatcher | None = field(default=None, init=False)
     _market: Market | None = field(default=None, init=False)
     _market_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _chain: ChainClient | None = field(default=None, init=False)
     _chain_down_until: float = field(default=0.0, init=False)
+    supervisor: Supervisor = field(default_factory=Supervisor, init=False)
 
-    def start_webhooks(self) -> None:
-        """The webhook sender (a thread of this node): deliveries recorded by any process of the node."""
-        if self.webhooks is None or self.dispatcher is not None:
-            return
-        from proofmarket.systems.attested.signer import node_signer
-
-        signer = getattr(self.payments, "node", None) or node_signer(self.settings)
-        self.dispatcher = Dispatcher(self.webhooks, signer)
-        self.dispatcher.start()
+    def __post_init__(self) -> None:
+        self.supervisor.register(self.registry)
 
     def market(self) -> Market | None:
         """The node's one market connection (one ``Market``, one ``ChainClient``), shared by the registry's
@@ -122,29 +120,54 @@ class NodeServices:
         """The node's one attested runtime (``AttestedSystem``): attested models' loader, signer and chain."""
         return self.systems.get(ATTESTED_SYSTEM)
 
-    def start_background(self) -> None:
-        """The node's background services besides the engine: the webhook sender, the settler and the registry
-        follower (the paid path then reads listings from its cache, no RPC). First, the temp folders a killed
-        compile of an earlier version left (``evm_check.sweep_stale``)."""
+    def start_background(self, *watchers: Background | None) -> None:
+        """Start the node's background services in their order (``node/supervisor.py``): the registry follower
+        (the paid path then reads listings from its cache, no RPC), the call settler, the engine (it hands the
+        settler its proved calls), the rails' own loops (the channels' claims and sweeps), the money settler, the
+        webhook sender, then ``watchers`` (the escrow and court watchers, which submit calls to the engine). First,
+        the temp folders a killed compile of an earlier version left (``evm_check.sweep_stale``)."""
         from proofmarket.systems.ezkl.evm_check import sweep_stale
 
         sweep_stale()
-        self.start_webhooks()
-        if self.catalog.listings is not None:
-            self.catalog.listings.start_following()
-        for rail in self.rails.all():  # a rail's own background work (the channels' claims and sweeps)
-            sweeper = getattr(rail, "sweeper", None)
-            if sweeper is not None:
-                sweeper.start()
-        if self.money is not None and self.money.settler is not None:
-            self.money.settler.start()
+        if not self.supervisor.order:  # once: an app whose lifespan runs again starts the same services again
+            self._supervise(watchers)
+        self.supervisor.start()
+
+    def _supervise(self, watchers: tuple[Background | None, ...]) -> None:
+        listings = self.catalog.listings
+        if listings is not None:
+            self.supervisor.add(Hosted("listings", listings.start_following, listings.close,
+                                       lambda: listings.follower.health() if listings.follower is not None
+                                       else ServiceHealth("listings", False)))
+        self.supervisor.add(self.settler)  # before the engine, which hands it proved calls; stopped after it
+        self.supervisor.add(Hosted("engine", self.queue.start, self.queue.close, self._engine_health))
+        for rail in self.rails.all():
+            self.supervisor.add(getattr(rail, "sweeper", None))
+        self.supervisor.add(self.money.settler if self.money is not None else None)
+        self.supervisor.add(self._dispatcher())
+        for watcher in watchers:
+            self.supervisor.add(watcher)
+
+    def _engine_health(self) -> ServiceHealth:
+        queue = self.queue.health()
+        return ServiceHealth("engine", queue.ok, error=None if queue.ok else "engine_unavailable")
+
+    def _dispatcher(self) -> Dispatcher | None:
+        """The webhook sender (a thread of this node): deliveries recorded by any process of the node."""
+        if self.webhooks is None or self.dispatcher is not None:
+            return None
+        from proofmarket.systems.attested.signer import node_signer
+
+        signer = getattr(self.payments, "node", None) or node_signer(self.settings)
+        self.dispatcher = Dispatcher(self.webhooks, signer)
+        return self.dispatcher
 
     def close(self) -> None:
-        if self.money is not None and self.money.settler is not None:
-            self.money.settler.close()
-        if self.dispatcher is not None:
-            self.dispatcher.close()
-        self.queue.close()
+        """Stop the background services (reverse order), then close what the node holds."""
+        self.supervisor.close()
+        self.queue.close()  # an engine built but never started still holds its pools
+        if self.settler is not None:
+            self.settler.close()
         self.rails.close()
         if self.catalog.listings is not None:
             self.catalog.listings.close()

@@ -25,6 +25,7 @@ import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from eth_account.signers.local import LocalAccount
@@ -126,32 +127,29 @@ def facilitator_app(served: ServedFacilitator, *, max_body_bytes: int = MAX_REQU
         kinds = [k for k in answer.kinds if k.x402_version == X402_VERSION and k.network == served.network]
         return _json(answer.model_copy(update={"kinds": kinds}))
 
-    async def verify(request: Request) -> JSONResponse:
+    async def answer(request: Request, what: str, act: Callable[..., Any],
+                     unsupported: Callable[[Exception, Any], Any], message: str) -> JSONResponse:
+        """``what`` (verify or settle) of the posted payment; an unknown scheme is the SDK's refusal, redacted."""
         parsed = await _parsed(request, served.network, max_body_bytes)
         if isinstance(parsed, JSONResponse):
             return parsed
         try:
             _check_network(parsed, served.network)
-            result: VerifyResponse = await run_in_threadpool(served.facilitator.verify, *parsed)
+            result = await run_in_threadpool(act, *parsed)
         except SchemeNotFoundError as exc:
-            result = VerifyResponse(is_valid=False, invalid_reason=ERR_UNSUPPORTED_SCHEME, invalid_message=str(exc))
+            result = unsupported(exc, parsed[1])
         except Exception as exc:
-            return _failed("verify", exc)
-        return _json(result.model_copy(update={"invalid_message": served.redacted(result.invalid_message)}))
+            return _failed(what, exc)
+        return _json(result.model_copy(update={message: served.redacted(getattr(result, message))}))
+
+    async def verify(request: Request) -> JSONResponse:
+        return await answer(request, "verify", served.facilitator.verify, lambda exc, _: VerifyResponse(
+            is_valid=False, invalid_reason=ERR_UNSUPPORTED_SCHEME, invalid_message=str(exc)), "invalid_message")
 
     async def settle(request: Request) -> JSONResponse:
-        parsed = await _parsed(request, served.network, max_body_bytes)
-        if isinstance(parsed, JSONResponse):
-            return parsed
-        try:
-            _check_network(parsed, served.network)
-            result: SettleResponse = await run_in_threadpool(served.facilitator.settle, *parsed)
-        except SchemeNotFoundError as exc:
-            result = SettleResponse(success=False, error_reason=ERR_UNSUPPORTED_SCHEME, error_message=str(exc),
-                                    transaction="", network=parsed[1].network)
-        except Exception as exc:
-            return _failed("settle", exc)
-        return _json(result.model_copy(update={"error_message": served.redacted(result.error_message)}))
+        return await answer(request, "settle", served.facilitator.settle, lambda exc, requirements: SettleResponse(
+            success=False, error_reason=ERR_UNSUPPORTED_SCHEME, error_message=str(exc), transaction="",
+            network=requirements.network), "error_message")
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"ok": True, "network": served.network, "signer": served.signer})

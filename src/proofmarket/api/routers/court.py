@@ -26,7 +26,7 @@ from proofmarket.api.security import CallerDep
 from proofmarket.api.signed import UsedSignatures, used_signatures
 from proofmarket.core.errors import ArtifactNotFound, CourtUnavailable
 from proofmarket.intake.court import CourtService
-from proofmarket.intake.watcher import lazy_service, watcher_lifespan
+from proofmarket.intake.watcher import lazy_service
 from proofmarket.node.access import AccessTokens
 from proofmarket.node.services import NodeServices
 from proofmarket.validator.protocol import FUTURE_SKEW_S, READ_TTL_S, read_signer
@@ -38,7 +38,7 @@ def court_of(app: FastAPI) -> CourtService | None:
     return lazy_service(app, "court", services.build_court)  # built by the node: its answers are calls too
 
 
-router = APIRouter(prefix="/v1/court", tags=["court"], lifespan=watcher_lifespan(court_of))
+router = APIRouter(prefix="/v1/court", tags=["court"])
 
 RequestId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the AttestationCourt request id")]
 RESPONSES: dict[int | str, dict[str, Any]] = {

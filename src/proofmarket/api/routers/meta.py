@@ -8,7 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from proofmarket import __version__
 from proofmarket.api.deps import ServicesDep, base_url, node_url
-from proofmarket.api.schemas import Health, Price, ServiceManifest, ServiceModel
+from proofmarket.api.schemas import Health, Price, ServiceManifest, ServiceModel, ServiceState
 from proofmarket.api.security import IsAdminDep
 from proofmarket.api.signed import describe
 from proofmarket.api.views import registry_listing
@@ -97,7 +97,8 @@ def agent_registration(request: Request, services: ServicesDep) -> JSONResponse:
 
 @router.get("/health", operation_id="health", response_model=Health, responses={503: {"model": Health}})
 def health(services: ServicesDep) -> JSONResponse:
-    """Liveness and readiness: database reachable, prover workers running, queue depth."""
+    """Liveness and readiness: database reachable, prover workers running, queue depth, each background service
+    running (its passes and failures)."""
     body = node_health(services)
     return JSONResponse(body.model_dump(mode="json"), status_code=200 if body.status == "ok" else 503)
 
@@ -106,9 +107,11 @@ def node_health(services: NodeServices) -> Health:
     """What /health answers (and the dashboard shows): ok when the database answers and a worker runs."""
     db_ok = services.db.ping()
     queue = services.queue.health()
-    return Health(status="ok" if db_ok and queue.ok else "degraded", version=__version__, database=db_ok,
+    loops = [ServiceState(**vars(state)) for state in services.supervisor.health()]
+    ok = db_ok and queue.ok and all(loop.running for loop in loops)
+    return Health(status="ok" if ok else "degraded", version=__version__, database=db_ok,
                   workers=queue.workers, provers_warm=queue.warm_provers, queue_depth=queue.depth,
-                  queue=queue.engine, jobs=services.jobs.jobs.counts() if db_ok else {})
+                  queue=queue.engine, jobs=services.jobs.jobs.counts() if db_ok else {}, services=loops)
 
 
 @router.get("/metrics", operation_id="metrics", response_class=Response,

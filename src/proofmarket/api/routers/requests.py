@@ -18,7 +18,7 @@ from proofmarket.api.errors import public_message
 from proofmarket.core.errors import EscrowUnavailable, Unauthorized
 from proofmarket.db import EscrowRequestRow
 from proofmarket.intake.escrow import EscrowService
-from proofmarket.intake.watcher import lazy_service, watcher_lifespan
+from proofmarket.intake.watcher import lazy_service
 from proofmarket.node.access import AccessTokens
 from proofmarket.node.services import NodeServices
 from proofmarket.systems.ezkl.profile import SALT_BITS, SALT_ELEMENTS
@@ -30,7 +30,7 @@ def escrow_of(app: FastAPI) -> EscrowService | None:
     return lazy_service(app, "escrow", services.build_escrow)  # built by the node: its answers are calls too
 
 
-router = APIRouter(prefix="/v1/requests", tags=["escrow"], lifespan=watcher_lifespan(escrow_of))
+router = APIRouter(prefix="/v1/requests", tags=["escrow"])
 
 RequestId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the on-chain request id")]
 RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -1,0 +1,103 @@
+"""The node's background services: started in the order they were added, stopped in the reverse order, a start
+that fails stops what started before it, and each service's health counts its passes and failures without
+repeating an error's message."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from proofmarket.core.background import Service, ServiceHealth
+from proofmarket.core.errors import ChainError
+from proofmarket.node.supervisor import Hosted, Supervisor
+
+
+def _loop(name: str, events: list[str], *, fails: bool = False) -> Hosted:
+    def start() -> None:
+        if fails:
+            raise RuntimeError(f"{name} cannot start")
+        events.append(f"start {name}")
+
+    return Hosted(name, start, lambda: events.append(f"stop {name}"), lambda: ServiceHealth(name, True, passes=3))
+
+
+def test_services_start_in_order_and_stop_in_the_reverse_order() -> None:
+    events: list[str] = []
+    supervisor = Supervisor()
+    for name in ("listings", "engine", "settler", "escrow-watcher"):
+        supervisor.add(_loop(name, events))
+    supervisor.add(None)  # a service the node does not run
+    assert [s.running for s in supervisor.health()] == [False] * 4  # added, not started
+    supervisor.start()
+    supervisor.start()  # once
+    assert events == ["start listings", "start engine", "start settler", "start escrow-watcher"]
+    assert [s.name for s in supervisor.health()] == supervisor.order == ["listings", "engine", "settler",
+                                                                        "escrow-watcher"]
+    supervisor.close()
+    assert events[4:] == ["stop escrow-watcher", "stop settler", "stop engine", "stop listings"]
+    supervisor.close()  # nothing left to stop
+    assert len(events) == 8
+
+
+def test_a_service_that_cannot_start_stops_those_started_before_it() -> None:
+    events: list[str] = []
+    supervisor = Supervisor()
+    for name, fails in (("engine", False), ("settler", False), ("webhooks", True), ("escrow-watcher", False)):
+        supervisor.add(_loop(name, events, fails=fails))
+    with pytest.raises(RuntimeError, match="webhooks cannot start"):
+        supervisor.start()
+    assert events == ["start engine", "start settler", "stop settler", "stop engine"]
+
+
+def test_two_services_of_one_name_are_refused() -> None:
+    supervisor = Supervisor()
+    supervisor.add(_loop("settler", []))
+    with pytest.raises(ValueError, match="settler"):
+        supervisor.add(_loop("settler", []))
+
+
+class _Flaky(Service):
+    name = "flaky"
+
+    def __init__(self) -> None:
+        super().__init__(0.01, max_backoff_s=0.01)
+        self.outcomes = iter([None, ChainError("the RPC at https://rpc.example/KEY-123 did not answer"), None,
+                              RuntimeError("secret detail")])
+        self.done = threading.Event()
+
+    def tick(self) -> None:
+        outcome = next(self.outcomes, StopIteration)
+        if outcome is StopIteration:
+            self.done.set()
+            return
+        if outcome is not None:
+            raise outcome
+
+
+def test_a_services_health_counts_passes_and_failures_and_names_only_the_errors_kind() -> None:
+    service = _Flaky()
+    supervisor = Supervisor()
+    supervisor.add(service)
+    registry = CollectorRegistry()
+    supervisor.register(registry)
+    supervisor.start()
+    assert service.done.wait(10)
+    state = next(s for s in supervisor.health() if s.name == "flaky")
+    assert state.running and state.failures == 2 and state.passes >= 2 and state.last_pass_at is not None
+    text = generate_latest(registry).decode()
+    assert 'proofmarket_service_running{service="flaky"} 1.0' in text
+    assert 'proofmarket_service_failures_total{service="flaky"} 2.0' in text
+    supervisor.close()
+    assert not supervisor.health()[0].running
+
+
+def test_a_failing_pass_reports_its_code_or_kind_never_its_message() -> None:
+    service = _Flaky()
+    service.pulse.failed(ChainError("the RPC at https://rpc.example/KEY-123 did not answer"))
+    assert service.health().error == "chain_error"
+    service.pulse.failed(RuntimeError("secret detail"))
+    assert service.health().error == "RuntimeError"
+    service.pulse.passed()  # it recovered: no error to report
+    assert service.health().error is None and service.health().failures == 2
