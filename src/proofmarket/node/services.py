@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 from prometheus_client import CollectorRegistry
 
@@ -28,6 +28,9 @@ from proofmarket.payments.port import Rail, Rails
 from proofmarket.payments.settler import Money
 from proofmarket.systems.registry import ATTESTED_SYSTEM, SystemSet
 from proofmarket.systems.workspace import Workspace
+
+if TYPE_CHECKING:
+    from proofmarket.systems.attested.system import AttestedSystem
 
 
 @dataclass
@@ -116,9 +119,9 @@ class NodeServices:
         return court
 
     @property
-    def attested(self) -> Any:
+    def attested(self) -> AttestedSystem:
         """The node's one attested runtime (``AttestedSystem``): attested models' loader, signer and chain."""
-        return self.systems.get(ATTESTED_SYSTEM)
+        return cast("AttestedSystem", self.systems.get(ATTESTED_SYSTEM))
 
     def start_background(self, *watchers: Background | None) -> None:
         """Start the node's background services in their order (``node/supervisor.py``): the registry follower
