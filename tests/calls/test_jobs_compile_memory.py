@@ -19,3 +19,13 @@ def test_a_package_module_that_does_not_parse_under_the_cap_is_out_of_memory(tmp
     assert not _no_memory(elsewhere)
     assert not _no_memory(SyntaxError("no file"))
     assert _no_memory(OSError(12, "Cannot allocate memory")) and not _no_memory(OSError(2, "No such file"))
+
+
+def test_a_library_that_cannot_be_mapped_under_the_cap_is_out_of_memory() -> None:
+    """glibc's loader says it two ways (a segment, or the zero-filled pages of one); numpy wraps it in its own
+    ImportError text."""
+    zero_fill = ImportError("Importing the numpy C-extensions failed. ... Original error was: /venv/numpy/_core/"
+                            "_multiarray_umath.so: cannot map zero-fill pages")
+    assert _no_memory(zero_fill)
+    assert _no_memory(ImportError("libfoo.so: failed to map segment from shared object"))
+    assert not _no_memory(ImportError("No module named 'onnx'"))

@@ -110,8 +110,11 @@ def test_an_expired_or_given_up_authorization_moves_nothing(chain: Chain, proxy:
     consumer = chain.accounts.consumer
     approve_permit2(chain.client, chain.usdc.address, consumer)
     payment = signed(chain, timeout=60)
-    chain.client.rpc("evm_increaseTime", [120])
+    # past its deadline on the chain's clock (the deadline is the wall clock's; the shared chain's may differ)
+    deadline = int(UptoPermit2Payload.from_dict(payment.payload).permit2_authorization.deadline)
+    chain.client.rpc("evm_increaseTime", [max(1, deadline - chain.client.timestamp() + 60)])
     chain.client.rpc("evm_mine", [])
+    assert chain.client.timestamp() > deadline
     with pytest.raises(ChainError, match="SignatureExpired"):
         _settle(chain, proxy, payment, 1, chain.accounts.relayer)
     fresh = signed(chain)

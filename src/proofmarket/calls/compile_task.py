@@ -142,7 +142,8 @@ def _no_memory(exc: BaseException) -> bool:
     if isinstance(exc, SyntaxError):
         return bool(exc.filename) and Path(str(exc.filename)).resolve().is_relative_to(PACKAGE_DIR)
     text = str(exc).lower()
-    return getattr(exc, "errno", None) == 12 or "failed to map segment" in text or "cannot allocate memory" in text
+    return getattr(exc, "errno", None) == 12 or any(
+        sign in text for sign in ("failed to map segment", "cannot map zero-fill pages", "cannot allocate memory"))
 
 
 def _samples(ws: Any, spec: dict[str, Any]) -> Any:
