@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 from jobs_helpers import FailingProver, NeverSettle, local_queue, new_job, repo, workers
@@ -102,3 +103,21 @@ def test_each_prover_is_warmed_up_when_the_queue_starts_and_a_failed_warm_up_is_
         queue.close()
     row = jobs.get(job.id)
     assert row is not None and row.error_code == "witness_failed"  # the worker went on to run the job
+
+
+def test_an_engine_started_again_after_a_stop_runs_every_thread_again(tmp_path: Path) -> None:
+    """A stop leaves no stop signal behind for the next start (an app whose lifespan runs again)."""
+    queue, _, _, _ = build(tmp_path, FailingProver(WitnessError("unused")))
+    try:
+        for _ in range(2):
+            queue.start()
+            assert queue.running() and queue.alive_workers == len(queue.workers) + 1  # the provers and the compiler
+            assert queue.depth() == 0
+            queue.close()
+            assert not queue.running()
+        queue._compile_q.put("__stop__")  # a stop a dead thread left unread
+        queue.start()
+        time.sleep(0.2)  # long enough for a thread to read a stop left behind
+        assert queue.alive_workers == len(queue.workers) + 1 and queue.depth() == 0
+    finally:
+        queue.close()

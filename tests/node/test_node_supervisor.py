@@ -101,3 +101,14 @@ def test_a_failing_pass_reports_its_code_or_kind_never_its_message() -> None:
     assert service.health().error == "RuntimeError"
     service.pulse.passed()  # it recovered: no error to report
     assert service.health().error is None and service.health().failures == 2
+
+
+def test_an_error_whose_code_is_not_ours_is_named_by_its_kind() -> None:
+    """Other libraries' exceptions carry codes of their own (an HTTP status, a docs link): /health names the kind."""
+
+    class HttpError(Exception):
+        code = 503
+
+    service = _Flaky()
+    service.pulse.failed(HttpError("upstream"))
+    assert service.health().error == "HttpError"

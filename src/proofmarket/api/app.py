@@ -161,9 +161,9 @@ async def _lifespan(app: FastAPI, services: NodeServices) -> AsyncIterator[None]
     _build_routes(app)
     # the composition root starts every background loop, in order (node/supervisor.py); the watchers are built
     # first (they ask the chain for their deployment) and run last, once the engine they submit to runs
-    watchers = await asyncio.to_thread(lambda: (requests.escrow_of(app), court.court_of(app)))
-    await asyncio.to_thread(services.start_background, *watchers)
     try:
+        watchers = await asyncio.to_thread(lambda: (requests.escrow_of(app), court.court_of(app)))
+        await asyncio.to_thread(services.start_background, *watchers)
         async with app.state.mcp.running():
             yield
     finally:

@@ -47,6 +47,13 @@ class BatchingQueue:
                 self._cond.wait()
             return self._items.popleft()
 
+    def discard(self, item: str) -> None:
+        """Every queued ``item`` removed."""
+        with self._cond:
+            kept = [i for i in self._items if i != item]
+            self._items.clear()
+            self._items.extend(kept)
+
     def qsize(self) -> int:
         with self._cond:
             return len(self._items)

@@ -174,6 +174,10 @@ class CeleryCallQueue:
                 found.append(json.loads(raw))
         return found
 
+    def running(self) -> bool:
+        """The node's side of the engine runs (its janitor); the workers are other processes (``health``)."""
+        return self._janitor is not None and self._janitor.is_alive()
+
     def health(self) -> QueueHealth:
         try:
             self.redis.ping()

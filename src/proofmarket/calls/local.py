@@ -78,7 +78,12 @@ class LocalCallQueue:
     def start(self) -> None:
         if self._threads:
             return
-        self._stop.clear()  # started again after a stop
+        self._stop.clear()  # started again after a stop: a stop a dead thread left unread must not end a new one
+        self._prove_q.discard(_STOP)
+        with self._compile_q.mutex:
+            kept = [item for item in self._compile_q.queue if item != _STOP]
+            self._compile_q.queue.clear()
+            self._compile_q.queue.extend(kept)
         for i, worker in enumerate(self.workers):
             self._spawn(f"prover-{i}", self._prove_q, functools.partial(self._run, worker), worker,
                         functools.partial(self._batch, worker))
@@ -110,6 +115,10 @@ class LocalCallQueue:
     def alive_workers(self) -> int:
         return sum(t.is_alive() for t in self._threads)
 
+    def running(self) -> bool:
+        """The engine's own threads run (its provers)."""
+        return self.alive_workers > 0
+
     def health(self) -> QueueHealth:
         workers = self.alive_workers
         return QueueHealth("local", workers, self.warm_provers, self.depth(), workers > 0,
@@ -117,8 +126,9 @@ class LocalCallQueue:
 
     def close(self) -> None:
         self._stop.set()
-        for _ in self._threads:
-            self._prove_q.put(_STOP)
+        if self._threads:  # one stop for each prover thread, one for the compiler: none is left for a restart
+            for _ in self.workers:
+                self._prove_q.put(_STOP)
             self._compile_q.put(_STOP)
         for t in self._threads:
             t.join(30)

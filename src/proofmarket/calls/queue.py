@@ -41,6 +41,10 @@ class CallQueue(Protocol):
 
     def health(self) -> QueueHealth: ...
 
+    def running(self) -> bool:
+        """The engine's own loops run in this process (the workers' availability is ``health``)."""
+        ...
+
     def close(self) -> None: ...
 
 

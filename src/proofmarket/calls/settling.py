@@ -43,7 +43,8 @@ class CallSettler(Service):
                  interval_s: float | None = None, threads: int = 2, leases: Lease | None = None) -> None:
         """``scan``: settle the proved calls found in the database (an engine whose workers are elsewhere) every
         ``interval_s``; ``threads``: the settle threads of handed-over calls."""
-        super().__init__(interval_s if interval_s is not None else (0.1 if scan else follow_s), max_backoff_s=30.0)
+        super().__init__(interval_s if interval_s is not None else (0.1 if scan else follow_s),
+                         max_backoff_s=max(5.0, follow_s))  # a database back after an outage: passes resume soon
         self.runner, self.jobs, self.follow_s, self.scan, self.leases = runner, jobs, follow_s, scan, leases
         self.holder = lease_holder(self)
         self.lease_s = SETTLER_LEASE_S

@@ -68,7 +68,9 @@ class Pulse:
 
     def failed(self, exc: BaseException) -> None:
         self.failures, self.last_pass_at = self.failures + 1, time.time()
-        self.error = getattr(exc, "code", None) or type(exc).__name__
+        from proofmarket.core.error_base import ProofMarketError
+
+        self.error = exc.code if isinstance(exc, ProofMarketError) else type(exc).__name__
 
     def health(self, name: str, running: bool) -> ServiceHealth:
         return ServiceHealth(name, running, self.passes, self.failures, self.last_pass_at, self.error)

@@ -19,8 +19,8 @@ those rows each pass: deep enough and ours on chain -> ``fulfilled``; the reques
 ``input_received``, answered again; closed otherwise -> recorded as closed). Without (a devnet), straight to
 ``fulfilled``.
 
-``lazy_service`` and ``watcher_lifespan`` build a watcher once per app and run it with the app (the routers of
-``/v1/requests`` and ``/v1/court``).
+``lazy_service`` builds a watcher once per app (read by the routers of ``/v1/requests`` and ``/v1/court``); the
+app's lifespan runs it with the node's other background services (``node/supervisor.py``), after the engine.
 
 Rows live in the escrow table, one per (chain, contract, request id); every status change is a conditional update
 and events are delivered at least once, so recording one is idempotent.

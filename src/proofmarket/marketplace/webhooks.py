@@ -249,7 +249,7 @@ class Dispatcher(Service):
 
     def __init__(self, hooks: Webhooks, signer: LocalAccount, poll_s: float = 0.5,
                  post: Callable[..., httpx.Response] | None = None) -> None:
-        super().__init__(poll_s)
+        super().__init__(poll_s, max_backoff_s=10.0)  # a database back after an outage: deliveries resume soon
         self.hooks, self.signer, self.poll_s = hooks, signer, poll_s
         self._http = self._client()
         self._post = post or (lambda url, **kwargs: self._http.post(url, **kwargs))

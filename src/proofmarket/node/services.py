@@ -133,27 +133,27 @@ class NodeServices:
 
         sweep_stale()
         if not self.supervisor.order:  # once: an app whose lifespan runs again starts the same services again
-            self._supervise(watchers)
+            for service in self._services(watchers):  # listed whole first: a failure adds none of them
+                self.supervisor.add(service)
         self.supervisor.start()
 
-    def _supervise(self, watchers: tuple[Background | None, ...]) -> None:
+    def _services(self, watchers: tuple[Background | None, ...]) -> list[Background | None]:
         listings = self.catalog.listings
-        if listings is not None:
-            self.supervisor.add(Hosted("listings", listings.start_following, listings.close,
-                                       lambda: listings.follower.health() if listings.follower is not None
-                                       else ServiceHealth("listings", False)))
-        self.supervisor.add(self.settler)  # before the engine, which hands it proved calls; stopped after it
-        self.supervisor.add(Hosted("engine", self.queue.start, self.queue.close, self._engine_health))
-        for rail in self.rails.all():
-            self.supervisor.add(getattr(rail, "sweeper", None))
-        self.supervisor.add(self.money.settler if self.money is not None else None)
-        self.supervisor.add(self._dispatcher())
-        for watcher in watchers:
-            self.supervisor.add(watcher)
+        return [
+            Hosted("listings", listings.start_following, listings.close,
+                   lambda: listings.follower.health() if listings.follower is not None
+                   else ServiceHealth("listings", False)) if listings is not None else None,
+            self.settler,  # before the engine, which hands it proved calls; stopped after it
+            Hosted("engine", self.queue.start, self.queue.close, self._engine_health),
+            *(getattr(rail, "sweeper", None) for rail in self.rails.all()),
+            self.money.settler if self.money is not None else None,
+            self._dispatcher(),
+            *watchers,
+        ]
 
     def _engine_health(self) -> ServiceHealth:
-        queue = self.queue.health()
-        return ServiceHealth("engine", queue.ok, error=None if queue.ok else "engine_unavailable")
+        """The engine's own loops (no Celery worker up is ``queue``'s news in /health, not a stopped service)."""
+        return ServiceHealth("engine", self.queue.running())
 
     def _dispatcher(self) -> Dispatcher | None:
         """The webhook sender (a thread of this node): deliveries recorded by any process of the node."""
@@ -168,7 +168,7 @@ class NodeServices:
     def close(self) -> None:
         """Stop the background services (reverse order), then close what the node holds."""
         self.supervisor.close()
-        self.queue.close()  # an engine built but never started still holds its pools
+        self.queue.close()  # an engine built but never started (an app whose lifespan never ran)
         if self.settler is not None:
             self.settler.close()
         self.rails.close()

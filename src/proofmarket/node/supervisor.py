@@ -1,11 +1,11 @@
 """The node's background services in one place: started in order, stopped in the reverse order, watched.
 
 The composition root (``NodeServices.start_background``, run by the app's lifespan) adds every background loop of
-the node here in the order it needs them: the registry follower (the engine's listings), the engine, the rails'
-sweepers, the settler, the webhook sender, then the escrow and court watchers (they submit calls to the engine).
-They stop in the reverse order: the watchers stop taking requests before the engine stops, the engine before the
-listings it reads. Each reports its health (``GET /health``: ``services``) and its passes and failures
-(``GET /metrics``: ``proofmarket_service_*``).
+the node here in the order it needs them: the registry follower (the engine's listings), the call settler, the
+engine (it hands the settler its proved calls), the rails' sweepers, the money settler, the webhook sender, then
+the escrow and court watchers (they submit calls to the engine). They stop in the reverse order: the watchers stop
+taking requests before the engine stops, the engine before the settler and the listings. Each reports its health
+(``GET /health``: ``services``) and its passes and failures (``GET /metrics``: ``proofmarket_service_*``).
 """
 
 from __future__ import annotations
@@ -77,13 +77,20 @@ class Supervisor:
                 self._started.append(service)
 
     def close(self) -> None:
-        """Stop the started services in the reverse order (one that fails to stop is logged; the rest stop)."""
+        """Stop the started services in the reverse order (one that fails to stop is logged; the rest stop). The
+        lock is not held meanwhile: /health answers while an engine takes its time to stop."""
         with self._lock:
-            self._close_started()
+            stopping, self._started = self._started, []
+        self._close(stopping)
 
     def _close_started(self) -> None:
-        while self._started:
-            service = self._started.pop()
+        stopping, self._started = self._started, []
+        self._close(stopping)
+
+    @staticmethod
+    def _close(stopping: list[Background]) -> None:
+        while stopping:
+            service = stopping.pop()
             try:
                 service.close()
             except Exception:
