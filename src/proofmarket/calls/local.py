@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import queue
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, InvalidStateError
@@ -49,7 +48,7 @@ class LocalCallQueue:
             raise ValueError("the local engine needs at least one worker")
         self.runner, self.jobs, self.workers = runner, jobs, list(workers)
         self._prove_q = BatchingQueue()
-        self._compile_q: queue.Queue[str] = queue.Queue()
+        self._compile_q = BatchingQueue()  # a FIFO here (the compiler takes one at a time)
         self._watchers: dict[str, list[Future[None]]] = {}
         self._keys: dict[str, BatchKey | None] = {}  # queued calls' batch keys, read once each
         self.window_s = runner.settings.queue.batch_window_ms / 1000
@@ -79,11 +78,8 @@ class LocalCallQueue:
         if self._threads:
             return
         self._stop.clear()  # started again after a stop: a stop a dead thread left unread must not end a new one
-        self._prove_q.discard(_STOP)
-        with self._compile_q.mutex:
-            kept = [item for item in self._compile_q.queue if item != _STOP]
-            self._compile_q.queue.clear()
-            self._compile_q.queue.extend(kept)
+        for q in (self._prove_q, self._compile_q):
+            q.discard(_STOP)
         for i, worker in enumerate(self.workers):
             self._spawn(f"prover-{i}", self._prove_q, functools.partial(self._run, worker), worker,
                         functools.partial(self._batch, worker))
@@ -163,13 +159,13 @@ class LocalCallQueue:
     def _settle_later(self, job: CallRow, bundle: Any) -> None:
         self.settler.hand(job, bundle)
 
-    def _spawn(self, name: str, q: queue.Queue[str] | BatchingQueue, run: Callable[[list[str]], set[str]],
+    def _spawn(self, name: str, q: BatchingQueue, run: Callable[[list[str]], set[str]],
                warm: WorkerSystems | None = None, batch: Callable[[str], list[str]] | None = None) -> None:
         t = threading.Thread(target=self._loop, args=(q, run, warm, batch), name=f"proofmarket-{name}", daemon=True)
         t.start()
         self._threads.append(t)
 
-    def _loop(self, q: queue.Queue[str] | BatchingQueue, run: Callable[[list[str]], set[str]],
+    def _loop(self, q: BatchingQueue, run: Callable[[list[str]], set[str]],
               warm: WorkerSystems | None = None, batch: Callable[[str], list[str]] | None = None) -> None:
         # Each prover thread starts its prover process before its first job, so that the first paid
         # call does not wait for a Python process and EZKL to load (about 1 s). Best effort: a failure

@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
+from proofmarket.core.error_base import ProofMarketError
+
 log = logging.getLogger(__name__)
 
 
@@ -68,11 +70,11 @@ class Pulse:
 
     def failed(self, exc: BaseException) -> None:
         self.failures, self.last_pass_at = self.failures + 1, time.time()
-        from proofmarket.core.error_base import ProofMarketError
-
         self.error = exc.code if isinstance(exc, ProofMarketError) else type(exc).__name__
 
-    def health(self, name: str, running: bool) -> ServiceHealth:
+    def health(self, name: str, thread: threading.Thread | None) -> ServiceHealth:
+        """The health of the loop ``name`` that runs on ``thread`` (None: not started)."""
+        running = thread is not None and thread.is_alive()
         return ServiceHealth(name, running, self.passes, self.failures, self.last_pass_at, self.error)
 
 
@@ -122,8 +124,7 @@ class Service:
         self._wake.set()
 
     def health(self) -> ServiceHealth:
-        thread = self._thread
-        return self.pulse.health(self.name, thread is not None and thread.is_alive())
+        return self.pulse.health(self.name, self._thread)
 
     def close(self) -> None:
         self._stop.set()

@@ -211,8 +211,7 @@ class ChainWatcher(Reorgs):
         return f"{self.kind}-watcher"
 
     def health(self) -> ServiceHealth:
-        thread = self._thread
-        return self.pulse.health(self.name, thread is not None and thread.is_alive())
+        return self.pulse.health(self.name, self._thread)
 
     def wake(self) -> None:
         self._wake.set()

@@ -50,7 +50,6 @@ class NodeServices:
     webhooks: Webhooks | None = None
     money: Money | None = None  # the book, purchases, payouts and the settler (payments/settler.py)
     settler: CallSettler | None = None  # every paid call's settlement (calls/settling.py)
-    dispatcher: Dispatcher | None = field(default=None, init=False)
     _market: Market | None = field(default=None, init=False)
     _market_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _chain: ChainClient | None = field(default=None, init=False)
@@ -157,13 +156,11 @@ class NodeServices:
 
     def _dispatcher(self) -> Dispatcher | None:
         """The webhook sender (a thread of this node): deliveries recorded by any process of the node."""
-        if self.webhooks is None or self.dispatcher is not None:
+        if self.webhooks is None:
             return None
         from proofmarket.systems.attested.signer import node_signer
 
-        signer = getattr(self.payments, "node", None) or node_signer(self.settings)
-        self.dispatcher = Dispatcher(self.webhooks, signer)
-        return self.dispatcher
+        return Dispatcher(self.webhooks, getattr(self.payments, "node", None) or node_signer(self.settings))
 
     def close(self) -> None:
         """Stop the background services (reverse order), then close what the node holds."""
