@@ -41,7 +41,7 @@ from proofmarket.core.errors import (
     UsageError,
 )
 from proofmarket.db import CallRow, CallStatus
-from proofmarket.db.repo import CallRepo, LeaseRepo
+from proofmarket.db.repo import LeaseRepo
 from proofmarket.payments import collectable
 from proofmarket.payments.credits.repo import CreditsRepo
 from proofmarket.payments.credits.tables import TABLES, ApiKeyRow
@@ -86,7 +86,6 @@ class CreditsRail:
         self.free_min_balance = free_min_balance  # credits a wallet holds to take free calls (held a day after one)
         self._pay_to = pay_to  # a model's payee (its listing's splitter, or its owner): what a call draws pays it
         self.leases = LeaseRepo(repo.db)  # the wallet's funds lock (LeaseRepo.funds), CallService's too
-        self.calls = CallRepo(repo.db)  # what the wallet's calls not settled yet will draw (``held_by``)
 
     # --- buying and refunding (on chain) ---------------------------------------------------------
     def deposit(self, tx_hash: str) -> list[tuple[str, int, bool]]:
@@ -128,12 +127,12 @@ class CreditsRail:
                              tx_hash=tx_hash)
         return credited
 
-    def refund(self, wallet: str, held: Callable[[], int]) -> tuple[int, str]:
-        """Send the wallet's unspent credits back on chain, less what ``held()`` (its calls not settled yet) holds:
+    def refund(self, wallet: str) -> tuple[int, str]:
+        """Send the wallet's unspent credits back on chain, less what its calls not settled yet will draw:
         (amount, transaction)."""
         chain = self._chain()
         with self.leases.funds(wallet):  # no call takes the balance meanwhile, and no second refund
-            amount = self.repo.balance(wallet) - held() - self.free_held(wallet)
+            amount = self.spendable(wallet) - self.free_held(wallet)
             if amount <= 0:
                 raise UsageError("there are no credits to refund (what remains is held by calls not settled yet, "
                                  "or as the funded minimum for a day after a free call)", wallet=wallet)
@@ -248,26 +247,41 @@ class CreditsRail:
         nothing, a funded one costs its balance, held for a day after a free call), it took fewer than
         ``per_payer`` free calls on the model today (over all its keys), and every payer together fewer than
         ``total`` (what the owner pays for)."""
-        # net of what its calls not settled yet will draw (under the same funds lock as ``cover``): a paid call in
-        # flight must not leave the minimum counted twice, once for the free call and once for its draw
-        in_flight = self.calls.held_by(wallet, source="credits") - self._drawn_in_flight(wallet)
-        if self.repo.balance(wallet) - in_flight < self.free_min_balance:
+        # net of what its calls not settled yet will draw (under the same funds lock as ``cover``)
+        if self.spendable(wallet) < self.free_min_balance:
             return False
         if self.repo.used_today("free", wallet=wallet, model_id=model_id) >= per_payer:
             return False
         return self.repo.used_today("free", model_id=model_id) < total
 
-    def _drawn_in_flight(self, wallet: str, besides: str | None = None) -> int:
-        """What the wallet's calls not marked settled yet have already drawn (their draw is in the balance: the
-        moment between the draw and the call's settled status must not count it twice)."""
+    def spendable(self, wallet: str) -> int:
+        """The wallet's balance less what its credit calls not settled yet will still draw."""
+        balance, held = self._balance_and_held(wallet)
+        return balance - held
+
+    def _balance_and_held(self, wallet: str, besides: str | None = None) -> tuple[int, int]:
+        """(the wallet's balance, what its credit calls not settled yet (``besides``: one left out) will still
+        draw). A call draws (the balance falls) before it is marked settled, on another thread or node: the balance
+        and the draws are read between two reads of which calls drew, again if a draw came meanwhile, so that no call
+        is counted twice (drawn and held) or not at all (the funds lock keeps new calls out meanwhile)."""
+        for _ in range(20):
+            pending = self._unsettled_draws(wallet, besides)
+            drawn = self.repo.drawn(list(pending))
+            balance = self.repo.balance(wallet)
+            if self.repo.drawn(list(pending)) == drawn:
+                return balance, sum(amount for nonce, amount in pending.items() if nonce not in drawn)
+        raise PaymentPayerBusy("this wallet's calls kept settling while its balance was read: try again",
+                               wallet=wallet)
+
+    def _unsettled_draws(self, wallet: str, besides: str | None) -> dict[str, int]:
+        """{payment nonce: ceiling} of the wallet's credit calls not marked settled (nor failed) yet."""
         unsettled = [s.value for s in (CallStatus.QUEUED, CallStatus.RUNNING, CallStatus.PROVED, CallStatus.SETTLING)]
         with self.repo.db.session() as s:
             rows = s.execute(select(CallRow.payment_nonce, CallRow.payment).where(
                 CallRow.status.in_(unsettled), CallRow.payment.is_not(None), CallRow.rail == NAME)).all()
-        drawing = [(str(nonce), int(doc.get("amount_atomic") or 0)) for nonce, doc in rows
-                   if str(doc.get("payer") or "").lower() == wallet.lower()
-                   and (doc.get("doc") or {}).get("source") == "credits" and nonce != besides]
-        return sum(amount for nonce, amount in drawing if self.repo.entry(nonce) is not None)
+        return {str(nonce): int(doc.get("amount_atomic") or 0) for nonce, doc in rows
+                if str(doc.get("payer") or "").lower() == wallet.lower()
+                and (doc.get("doc") or {}).get("source", "credits") == "credits" and nonce != besides}
 
     def free_held(self, wallet: str) -> int:
         """Credits a refund leaves: the funded minimum, for a day after the wallet's last free call."""
@@ -279,9 +293,9 @@ class CreditsRail:
         assert ticket.payer is not None
         if ticket.doc.get("source", "credits") != "credits":
             return  # a free call or a pass's: nothing is drawn
-        balance = self.repo.balance(ticket.payer)
-        # a draw already in the balance while its call is not marked settled yet is not held a second time
-        held_atomic = max(0, held_atomic - self._drawn_in_flight(ticket.payer, besides=ticket.nonce))
+        # ``held_atomic`` (every rail's unsettled calls of this payer) is not used: only its credit calls draw
+        # credits, and a draw already in the balance while its call is not marked settled must not count twice
+        balance, held_atomic = self._balance_and_held(ticket.payer, besides=ticket.nonce)
         minimum = self.free_held(ticket.payer)  # the free tier's funded minimum is not spendable for its hold period
         funds = collectable.spendable(balance, held_atomic + minimum,
                                       "its other calls" + (" and the free tier's funded minimum (held a day after "

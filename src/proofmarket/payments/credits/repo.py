@@ -144,6 +144,13 @@ class CreditsRepo:
         with self.db.session() as s:
             return s.scalars(select(CreditEntryRow).where(CreditEntryRow.ref == ref)).first()
 
+    def drawn(self, refs: list[str]) -> set[str]:
+        """Which of ``refs`` have an entry (the calls of these payment nonces drew, or took their free call)."""
+        if not refs:
+            return set()
+        with self.db.session() as s:
+            return set(s.scalars(select(CreditEntryRow.ref).where(CreditEntryRow.ref.in_(refs))))
+
     def entries(self, wallet: str | None = None, limit: int = 1000, key_id: str | None = None) -> list[CreditEntryRow]:
         with self.db.session() as s:
             query = select(CreditEntryRow)

@@ -242,6 +242,6 @@ async def refund(host: HostDep) -> JSONResponse:
     """The signing wallet's unspent credits back on chain (what its unsettled calls hold stays)."""
     rail = _rail(host)
     wallet = await host.signed("credits-refund")
-    amount, tx = await run_in_threadpool(rail.refund, wallet, lambda: host.held_by(wallet))
+    amount, tx = await run_in_threadpool(rail.refund, wallet)
     return JSONResponse({"wallet": wallet, "refunded": str(amount), "transaction": tx,
                          "balance": str(await run_in_threadpool(rail.repo.balance, wallet))})
