@@ -8,7 +8,6 @@ from chain_helpers import PRICE, USDC, Chain, Listed
 from proofmarket.chain import (
     input_commitment,
     sign_cancel_authorization,
-    sign_receive_authorization,
     sign_transfer_authorization,
 )
 from proofmarket.core.errors import ContractReverted
@@ -77,9 +76,10 @@ def test_bytes_signature_form_and_cancel(chain: Chain) -> None:
 
 def test_receive_with_authorization_only_by_the_payee(chain: Chain) -> None:
     a, usdc = chain.accounts, chain.usdc
-    auth = sign_receive_authorization(
+    auth = sign_transfer_authorization(
         a.consumer,
         usdc.domain(),
+        receive=True,
         to=a.owner.address,
         value=1,
         valid_after=0,

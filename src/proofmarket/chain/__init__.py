@@ -18,7 +18,6 @@ from proofmarket.chain.eip3009 import (
     SignedAuthorization,
     TokenDomain,
     sign_cancel_authorization,
-    sign_receive_authorization,
     sign_transfer_authorization,
 )
 from proofmarket.chain.market import InferenceMarket
@@ -78,6 +77,5 @@ __all__ = [
     "Payout",
     "SplitRelease",
     "sign_cancel_authorization",
-    "sign_receive_authorization",
     "sign_transfer_authorization",
 ]

@@ -5,7 +5,8 @@ The market wrapper lives in ``market.py``.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from eth_account.signers.local import LocalAccount
 from web3.contract import Contract
@@ -17,6 +18,18 @@ from proofmarket.chain.client import ChainClient, TxResult
 from proofmarket.chain.commitments import model_id_of
 from proofmarket.chain.eip3009 import SignedAuthorization, TokenDomain
 from proofmarket.chain.types import ZERO_ADDRESS, BatchVerifier, ModelSpec, RegisteredModel
+
+T = TypeVar("T")
+
+
+def view(name: str, kind: Callable[[Any], T]) -> Callable[[BoundContract], T]:
+    """A method that reads the contract's argument-free view function ``name`` (at the latest block) as ``kind``."""
+
+    def read(self: BoundContract) -> T:
+        return kind(self._call(name))
+
+    read.__doc__ = f"The contract's ``{name}()``."
+    return read
 
 
 class BoundContract:
@@ -42,8 +55,7 @@ class BoundContract:
             dict(e["args"]) for e in event.process_receipt(tx.receipt, errors=DISCARD) if e["address"] == self.address
         ]
 
-    def owner(self) -> str:
-        return str(self._call("owner"))
+    owner = view("owner", str)  # every contract here is Ownable
 
 
 class UsdcToken(BoundContract):
@@ -51,14 +63,11 @@ class UsdcToken(BoundContract):
 
     artifact_name = "TestUSDC"
 
-    def name(self) -> str:
-        return str(self._call("name"))
+    name = view("name", str)
 
-    def version(self) -> str:
-        return str(self._call("version"))
+    version = view("version", str)
 
-    def decimals(self) -> int:
-        return int(self._call("decimals"))
+    decimals = view("decimals", int)
 
     def balance_of(self, account: str, *, block: BlockIdentifier = "latest") -> int:
         return int(self.client.read(self.address, "balanceOf(address)", [account], ["uint256"], what="token",
@@ -67,8 +76,7 @@ class UsdcToken(BoundContract):
     def allowance(self, owner: str, spender: str) -> int:
         return int(self._call("allowance", owner, spender))
 
-    def total_supply(self) -> int:
-        return int(self._call("totalSupply"))
+    total_supply = view("totalSupply", int)
 
     def authorization_state(self, authorizer: str, nonce: bytes) -> bool:
         return bool(self.client.read(self.address, "authorizationState(address,bytes32)", [authorizer, nonce],

@@ -13,7 +13,7 @@ from eth_utils.crypto import keccak
 from web3.types import BlockIdentifier
 
 from proofmarket.chain.client import TxResult
-from proofmarket.chain.contracts import BoundContract
+from proofmarket.chain.contracts import BoundContract, view
 
 STATUS = ("none", "open", "committed", "challenged", "paid", "slashed", "refunded", "withheld")
 OUTCOME = ("none", "cheated", "honest", "undecided", "withheld")
@@ -135,8 +135,7 @@ class AttestationCourt(BoundContract):
         """The parameters ``request_id`` lives by (in force when it was created)."""
         return CourtParams(*(int(v) for v in self._call("requestParams", request_id)))
 
-    def params_delay(self) -> int:
-        return int(self._call("paramsDelay"))
+    params_delay = view("paramsDelay", int)
 
     def pending_params_eta(self) -> int:
         """When the scheduled parameters may be applied (0: none scheduled)."""
@@ -174,8 +173,7 @@ class AttestationCourt(BoundContract):
         """The block ``address`` declared ``model_key`` in (0: not declared)."""
         return int(self._call("declaredAt", address, model_key))
 
-    def max_declared(self) -> int:
-        return int(self._call("MAX_DECLARED"))
+    max_declared = view("MAX_DECLARED", int)
 
     def open_votes(self, address: str) -> int:
         return int(self._call("openVotes", address))
@@ -267,8 +265,7 @@ class AttestationCourt(BoundContract):
     def refund(self, request_id: int, sender: LocalAccount) -> TxResult:
         return self._send("refund", sender, request_id)
 
-    def request_count(self) -> int:
-        return int(self._call("requestCount"))
+    request_count = view("requestCount", int)
 
     def get_request(self, request_id: int) -> CourtRequest:
         r = self._call("getRequest", request_id)

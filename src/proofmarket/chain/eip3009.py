@@ -8,15 +8,10 @@ from dataclasses import dataclass
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
 
-_AUTH_FIELDS = [
-    {"name": "from", "type": "address"},
-    {"name": "to", "type": "address"},
-    {"name": "value", "type": "uint256"},
-    {"name": "validAfter", "type": "uint256"},
-    {"name": "validBefore", "type": "uint256"},
-    {"name": "nonce", "type": "bytes32"},
-]
-_CANCEL_FIELDS = [{"name": "authorizer", "type": "address"}, {"name": "nonce", "type": "bytes32"}]
+from proofmarket.core.eip712 import fields
+
+_AUTH_FIELDS = fields("from address, to address, value uint256, validAfter uint256, validBefore uint256, nonce bytes32")
+_CANCEL_FIELDS = fields("authorizer address, nonce bytes32")
 
 
 @dataclass(frozen=True)
@@ -108,25 +103,13 @@ def sign_transfer_authorization(
     valid_after: int,
     valid_before: int,
     nonce: bytes | None = None,
+    receive: bool = False,
 ) -> SignedAuthorization:
-    """Anyone holding it may submit it: fine for x402 payments to a known payee."""
-    return _sign_authorization(
-        "TransferWithAuthorization", account, domain, to, value, valid_after, valid_before, nonce
-    )
-
-
-def sign_receive_authorization(
-    account: LocalAccount,
-    domain: TokenDomain,
-    *,
-    to: str,
-    value: int,
-    valid_after: int,
-    valid_before: int,
-    nonce: bytes | None = None,
-) -> SignedAuthorization:
-    """Only the payee ``to`` may submit it (the escrow path): it cannot be front-run into a transfer."""
-    return _sign_authorization("ReceiveWithAuthorization", account, domain, to, value, valid_after, valid_before, nonce)
+    """A TransferWithAuthorization: anyone holding it may submit it (fine for x402 payments to a known payee); with
+    ``receive``, a ReceiveWithAuthorization: only the payee ``to`` may submit it (the escrow path), so it cannot be
+    front-run into a transfer."""
+    kind = "ReceiveWithAuthorization" if receive else "TransferWithAuthorization"
+    return _sign_authorization(kind, account, domain, to, value, valid_after, valid_before, nonce)
 
 
 def sign_cancel_authorization(account: LocalAccount, domain: TokenDomain, nonce: bytes) -> Signature:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from eth_account.signers.local import LocalAccount
 
 from proofmarket.chain.client import ChainClient, TxResult
-from proofmarket.chain.contracts import BoundContract
+from proofmarket.chain.contracts import BoundContract, view
 from proofmarket.core.errors import ChainError
 
 ZERO32 = b"\x00" * 32
@@ -42,8 +42,7 @@ class IdentityRegistry(BoundContract):
     def agent_uri(self, agent_id: int) -> str:
         return str(self._call("tokenURI", agent_id))
 
-    def total(self) -> int:
-        return int(self._call("totalAgents"))
+    total = view("totalAgents", int)
 
     def agent_of(self, owner: str) -> int | None:
         """The newest agent ``owner`` holds (None when it holds none): a linear scan, fine for a devnet. Anyone

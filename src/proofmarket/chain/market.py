@@ -11,8 +11,8 @@ from eth_account.signers.local import LocalAccount
 
 from proofmarket.chain.client import TxResult
 from proofmarket.chain.commitments import authorization_nonce
-from proofmarket.chain.contracts import BoundContract, ModelRegistry, UsdcToken
-from proofmarket.chain.eip3009 import SignedAuthorization, sign_receive_authorization
+from proofmarket.chain.contracts import BoundContract, ModelRegistry, UsdcToken, view
+from proofmarket.chain.eip3009 import SignedAuthorization, sign_transfer_authorization
 from proofmarket.chain.types import (
     ZERO_ADDRESS,
     CallbackTerms,
@@ -64,9 +64,10 @@ class InferenceMarket(BoundContract):
         salt = salt if salt is not None else os.urandom(32)
         price = self.registry().get_model(model_key).spec.price
         nonce = authorization_nonce(model_key, input_commitment, deadline, salt)
-        auth = sign_receive_authorization(
+        auth = sign_transfer_authorization(
             consumer,
             self.usdc().domain(),
+            receive=True,
             to=self.address,
             value=price,
             valid_after=valid_after,
@@ -279,14 +280,11 @@ class InferenceMarket(BoundContract):
     def is_eligible(self, prover: str) -> bool:
         return bool(self._call("isEligible", prover))
 
-    def paused(self) -> bool:
-        return bool(self._call("paused"))
+    paused = view("paused", bool)
 
-    def platform_fee_bps(self) -> int:
-        return int(self._call("platformFeeBps"))
+    platform_fee_bps = view("platformFeeBps", int)
 
-    def slash_bps(self) -> int:
-        return int(self._call("slashBps"))
+    slash_bps = view("slashBps", int)
 
     def params(self) -> MarketParams:
         return MarketParams.from_tuple(self._call("params"))
@@ -296,20 +294,15 @@ class InferenceMarket(BoundContract):
         eta = int(self._call("pendingParamsEta"))
         return (MarketParams.from_tuple(self._call("pendingParams")), eta) if eta else None
 
-    def params_delay(self) -> int:
-        return int(self._call("paramsDelay"))
+    params_delay = view("paramsDelay", int)
 
-    def min_stake(self) -> int:
-        return int(self._call("minStake"))
+    min_stake = view("minStake", int)
 
-    def unstake_delay(self) -> int:
-        return int(self._call("unstakeDelay"))
+    unstake_delay = view("unstakeDelay", int)
 
-    def platform_balance(self) -> int:
-        return int(self._call("platformBalance"))
+    platform_balance = view("platformBalance", int)
 
-    def request_count(self) -> int:
-        return int(self._call("requestCount"))
+    request_count = view("requestCount", int)
 
     def instances_hash(self, instances: Sequence[int]) -> bytes:
         return bytes(self._call("instancesHash", list(instances)))

@@ -25,6 +25,7 @@ from eth_utils.address import is_address, to_checksum_address
 from eth_utils.crypto import keccak
 
 from proofmarket.core.canonical import canonical_forms, canonical_json
+from proofmarket.core.eip712 import DOMAIN_FIELDS, fields
 from proofmarket.core.errors import VerificationFailed
 from proofmarket.core.profiles import chain_id_of
 from proofmarket.store.cid import cid_for_bytes
@@ -35,30 +36,10 @@ if TYPE_CHECKING:  # eth_account loads when a receipt is signed or checked, not 
 FORMAT = "proofmarket-receipt"
 FORMAT_VERSION = 1
 
-DOMAIN_FIELDS = [
-    {"name": "name", "type": "string"},
-    {"name": "version", "type": "string"},
-    {"name": "chainId", "type": "uint256"},
-]
-INFERENCE_RECEIPT_TYPE = [
-    {"name": "modelId", "type": "string"},
-    {"name": "inputCommitment", "type": "bytes32"},
-    {"name": "outputHash", "type": "bytes32"},
-    {"name": "bundleCid", "type": "string"},
-    {"name": "network", "type": "string"},
-    {"name": "transaction", "type": "string"},
-    {"name": "payer", "type": "string"},
-    {"name": "amount", "type": "uint256"},
-    {"name": "issuedAt", "type": "uint256"},
-]
-X402_RECEIPT_TYPE = [
-    {"name": "version", "type": "uint256"},
-    {"name": "network", "type": "string"},
-    {"name": "resourceUrl", "type": "string"},
-    {"name": "payer", "type": "string"},
-    {"name": "issuedAt", "type": "uint256"},
-    {"name": "transaction", "type": "string"},
-]
+INFERENCE_RECEIPT_TYPE = fields("modelId string, inputCommitment bytes32, outputHash bytes32, bundleCid string, "
+                                "network string, transaction string, payer string, amount uint256, issuedAt uint256")
+X402_RECEIPT_TYPE = fields("version uint256, network string, resourceUrl string, "
+                           "payer string, issuedAt uint256, transaction string")
 X402_RECEIPT_DOMAIN = {"name": "x402 receipt", "version": "1", "chainId": 1}
 X402_RECEIPT_VERSION = 1
 

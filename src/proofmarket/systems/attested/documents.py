@@ -16,6 +16,7 @@ from eth_utils.crypto import keccak
 from pydantic import BaseModel, ConfigDict, Field
 
 from proofmarket.core.canonical import canonical_forms
+from proofmarket.core.eip712 import DOMAIN_FIELDS, fields
 from proofmarket.core.errors import VerificationFailed
 from proofmarket.store import canonical_json
 from proofmarket.systems.documents import MANIFEST_FORMAT, ArtifactRef, CompileTimeFree, validate_bundle
@@ -28,21 +29,8 @@ BUNDLE_FORMAT = "proofmarket/proof-bundle"
 VERSION = 2
 HEX = r"^0x[0-9a-fA-F]*$"
 BYTES32 = r"^0x[0-9a-fA-F]{64}$"
-ATTESTATION_TYPE = [
-    {"name": "modelId", "type": "string"},
-    {"name": "system", "type": "string"},
-    {"name": "weightsRoot", "type": "bytes32"},
-    {"name": "inputCommitment", "type": "bytes32"},
-    {"name": "outputHash", "type": "bytes32"},
-    {"name": "decodingHash", "type": "bytes32"},
-    {"name": "commitmentsHash", "type": "bytes32"},
-    {"name": "issuedAt", "type": "uint256"},
-]
-DOMAIN_FIELDS = [
-    {"name": "name", "type": "string"},
-    {"name": "version", "type": "string"},
-    {"name": "chainId", "type": "uint256"},
-]
+ATTESTATION_TYPE = fields("modelId string, system string, weightsRoot bytes32, inputCommitment bytes32, "
+                          "outputHash bytes32, decodingHash bytes32, commitmentsHash bytes32, issuedAt uint256")
 
 
 class _Strict(BaseModel):
