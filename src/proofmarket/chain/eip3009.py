@@ -67,33 +67,6 @@ def _sign(
     return Signature(signed.v, signed.r.to_bytes(32, "big"), signed.s.to_bytes(32, "big"), bytes(signed.signature))
 
 
-def _sign_authorization(
-    kind: str,
-    account: LocalAccount,
-    domain: TokenDomain,
-    to: str,
-    value: int,
-    valid_after: int,
-    valid_before: int,
-    nonce: bytes | None,
-) -> SignedAuthorization:
-    nonce = nonce if nonce is not None else random_nonce()
-    if len(nonce) != 32:
-        raise ValueError("an EIP-3009 nonce is 32 bytes")
-    message: dict[str, object] = {
-        "from": account.address,
-        "to": to_checksum_address(to),
-        "value": value,
-        "validAfter": valid_after,
-        "validBefore": valid_before,
-        "nonce": nonce,
-    }
-    sig = _sign(account, domain, kind, _AUTH_FIELDS, message)
-    return SignedAuthorization(
-        kind, account.address, to_checksum_address(to), value, valid_after, valid_before, nonce, sig
-    )
-
-
 def sign_transfer_authorization(
     account: LocalAccount,
     domain: TokenDomain,
@@ -109,7 +82,20 @@ def sign_transfer_authorization(
     ``receive``, a ReceiveWithAuthorization: only the payee ``to`` may submit it (the escrow path), so it cannot be
     front-run into a transfer."""
     kind = "ReceiveWithAuthorization" if receive else "TransferWithAuthorization"
-    return _sign_authorization(kind, account, domain, to, value, valid_after, valid_before, nonce)
+    nonce = nonce if nonce is not None else random_nonce()
+    if len(nonce) != 32:
+        raise ValueError("an EIP-3009 nonce is 32 bytes")
+    to = to_checksum_address(to)
+    message: dict[str, object] = {
+        "from": account.address,
+        "to": to,
+        "value": value,
+        "validAfter": valid_after,
+        "validBefore": valid_before,
+        "nonce": nonce,
+    }
+    sig = _sign(account, domain, kind, _AUTH_FIELDS, message)
+    return SignedAuthorization(kind, account.address, to, value, valid_after, valid_before, nonce, sig)
 
 
 def sign_cancel_authorization(account: LocalAccount, domain: TokenDomain, nonce: bytes) -> Signature:

@@ -2,8 +2,8 @@
 // deposit sent from the wallet, see the balance, charges and claims, withdraw after the channel's delay), API keys
 // (made and revoked by a wallet signature, shown once) and prepaid credits and passes (bought with one x402 payment).
 // Every transaction and signature goes through the connected wallet; the page talks to this node only.
-import { $, say, fillTable, fillList, nodeFetch, nodeError, button, usdc } from './ui.js';
-import { wallet, nodeInfo, ensureWallet, addressHeaders, rejected, rpc, sendTx, signTyped } from './wallet.js';
+import { $, say, fillTable, fillList, nodeFetch, nodeError, button, usdc, nodeJson } from './ui.js';
+import { wallet, nodeInfo, ensureWallet, addressHeaders, rejected, rpc, sendTx, signReceiveAuthorization } from './wallet.js';
 
 const ZERO32 = '0x' + '00'.repeat(32);
 let chainLib = null;
@@ -63,16 +63,8 @@ async function deposit(event) {
     const version = await call(t.asset, { name: 'version', inputs: [] }, [], [{ type: 'string' }]);
     const validBefore = BigInt(Math.floor(Date.now() / 1000) + 3600);
     say('channel-status', 'sign the deposit authorization in your wallet…');
-    const signature = await signTyped({
-      domain: { name, version, chainId: wallet.chainId, verifyingContract: t.asset },
-      types: { EIP712Domain: [{ name: 'name', type: 'string' }, { name: 'version', type: 'string' },
-        { name: 'chainId', type: 'uint256' }, { name: 'verifyingContract', type: 'address' }],
-      ReceiveWithAuthorization: [{ name: 'from', type: 'address' }, { name: 'to', type: 'address' },
-        { name: 'value', type: 'uint256' }, { name: 'validAfter', type: 'uint256' }, { name: 'validBefore', type: 'uint256' },
-        { name: 'nonce', type: 'bytes32' }] },
-      primaryType: 'ReceiveWithAuthorization',
-      message: { from: wallet.address, to: t.collector, value: amount, validAfter: 0n, validBefore, nonce },
-    });
+    const signature = await signReceiveAuthorization({ asset: t.asset, name, version, to: t.collector, value: amount,
+      validBefore, nonce });
     const data = encodeAbiParameters([{ type: 'uint256' }, { type: 'uint256' }, { type: 'uint256' }, { type: 'bytes' }],
       [0n, validBefore, salt, signature]);
     say('channel-status', 'send the deposit from your wallet…');
@@ -147,9 +139,7 @@ async function createKey(event) {
     const cap = $('key-cap').value.trim();
     if (cap) body.cap_atomic = Number(cap);
     const headers = { ...(await addressHeaders(await purposeOf(body))), 'content-type': 'application/json' };
-    const response = await nodeFetch('/v1/keys', { method: 'POST', headers, body: JSON.stringify(body) });
-    if (!response.ok) throw new Error(await nodeError(response));
-    const made = await response.json();
+    const made = await nodeJson('/v1/keys', { method: 'POST', headers, body: JSON.stringify(body) });
     $('key-secret').value = made.key;
     $('key-once').hidden = false;
     say('key-status', `key ${made.id} made: copy it now, it is not shown again`, 'ok');
@@ -162,9 +152,7 @@ async function createKey(event) {
 async function keys() {
   try {
     await ensureWallet('your API keys');
-    const response = await nodeFetch('/v1/keys', { headers: await addressHeaders('api-keys') });
-    if (!response.ok) throw new Error(await nodeError(response));
-    const doc = await response.json();
+    const doc = await nodeJson('/v1/keys', { headers: await addressHeaders('api-keys') });
     fillTable('keys-table', doc.keys.map((k) => [k.id, `${usdc(k.spent_atomic)} of ${k.cap_atomic ? usdc(k.cap_atomic) : 'no cap'}`,
       k.revoked ? 'revoked' : 'live', k.revoked ? '' : button(`Revoke ${k.id}`, () => revoke(k.id))]));
   } catch (err) {
@@ -186,9 +174,7 @@ async function revoke(id) {
 async function credits() {
   try {
     await ensureWallet('your credits');
-    const response = await nodeFetch('/v1/credits', { headers: await addressHeaders('credits') });
-    if (!response.ok) throw new Error(await nodeError(response));
-    const doc = await response.json();
+    const doc = await nodeJson('/v1/credits', { headers: await addressHeaders('credits') });
     fillList('credits-details', [['balance (USDC)', usdc(doc.balance)], ['held by calls', usdc(doc.held)],
       ['ledger entries', String(doc.ledger.length)]]);
     say('credits-status', 'credits read', 'ok');

@@ -3,7 +3,7 @@
 // prover pages (account.js), and the verification of any proof bundle in the browser (verify.js with EZKL's
 // WASM verifier) and on chain (an eth_call to the model's verifier through the wallet, onchain.js).
 import { verifyBundle, tampered } from './verify.js';
-import { $, text, say, fillTable, nodeError, nodeFetch, button, barChart } from './ui.js';
+import { $, text, say, fillTable, nodeError, nodeFetch, button, barChart, nodeJson } from './ui.js';
 import { bindWallet, wallet, addressHeaders, rejected, ensureWallet } from './wallet.js';
 import { buildForm, bindCall, onAnswered, example } from './call.js';
 import { bindEscrow, onEscrowAnswered, requestHistory } from './escrow.js';
@@ -41,9 +41,7 @@ async function loadCatalog(more = false) {
     if ($('tag-filter').value.trim()) query.set('tag', $('tag-filter').value.trim().toLowerCase());
     if (more && nextCursor) query.set('cursor', nextCursor);
     const asked = ++catalogAsked;
-    const response = await nodeFetch(`/v1/models?${query}`);
-    if (!response.ok) throw new Error(await nodeError(response));
-    const page = await response.json();
+    const page = await nodeJson(`/v1/models?${query}`);
     if (asked !== catalogAsked) return;
     models = more ? models.concat(page.models || []) : (page.models || []);
     nextCursor = page.next_cursor || null;
@@ -201,9 +199,7 @@ async function history() {
     return;
   }
   try {
-    const response = await nodeFetch(`/v1/jobs?payer=${wallet.address}&limit=50`, { headers });
-    if (!response.ok) throw new Error(await nodeError(response));
-    const page = await response.json();
+    const page = await nodeJson(`/v1/jobs?payer=${wallet.address}&limit=50`, { headers });
     fillTable('history-table', page.items.map((j) => [j.id, j.model_id || '', j.status,
       String(j.created_at).slice(0, 19).replace('T', ' '),
       j.result && j.result.bundle_cid ? button(`Verify ${j.result.bundle_cid.slice(0, 12)}…`, () => loadJobBundle(j)) : '']));

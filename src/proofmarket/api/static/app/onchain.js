@@ -3,7 +3,7 @@
 // and the consumer's and prover's transactions on the InferenceMarket. ABIs come from /app/abi (the node's
 // compiled artifacts); the encoding is viem's (vendor/chain.js).
 import { fetchByCid } from './verify.js';
-import { rpc, sendTx, wallet, contracts, signTyped } from './wallet.js';
+import { rpc, sendTx, wallet, contracts, signReceiveAuthorization } from './wallet.js';
 
 const VERIFIER_ABI = [{ type: 'function', name: 'verifyProof', stateMutability: 'view',
   inputs: [{ name: 'proof', type: 'bytes' }, { name: 'instances', type: 'uint256[]' }],
@@ -222,17 +222,8 @@ export async function escrow(onchainId, commitment, deadline, payment, cap, onSt
     const nonce = await call('InferenceMarket', c.market, 'authorizationNonce', [onchainId, commitment, BigInt(deadline), salt]);
     const [name, version] = await Promise.all([call('TestUSDC', c.usdc, 'name'), call('TestUSDC', c.usdc, 'version')]);
     onStep('sign the USDC authorization (EIP-3009) in your wallet…');
-    const signature = await signTyped({
-      domain: { name, version, chainId: wallet.chainId, verifyingContract: c.usdc },
-      types: { EIP712Domain: [{ name: 'name', type: 'string' }, { name: 'version', type: 'string' },
-        { name: 'chainId', type: 'uint256' }, { name: 'verifyingContract', type: 'address' }],
-      ReceiveWithAuthorization: [{ name: 'from', type: 'address' }, { name: 'to', type: 'address' },
-        { name: 'value', type: 'uint256' }, { name: 'validAfter', type: 'uint256' }, { name: 'validBefore', type: 'uint256' },
-        { name: 'nonce', type: 'bytes32' }] },
-      primaryType: 'ReceiveWithAuthorization',
-      message: { from: wallet.address, to: c.market, value: amount.toString(), validAfter: '0',
-        validBefore: String(deadline), nonce },
-    });
+    const signature = await signReceiveAuthorization({ asset: c.usdc, name, version, to: c.market, value: amount,
+      validBefore: deadline, nonce });
     const sig = parseSignature(signature);
     const v = Number(sig.v !== undefined ? sig.v : 27n + BigInt(sig.yParity));
     onStep('send the request transaction…');

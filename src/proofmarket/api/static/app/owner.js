@@ -4,7 +4,7 @@
 // (GET /v1/models/{id}/stats) drawn with uPlot (vendor/charts.js, bundled from npm at setup); the free tier and
 // webhooks of the owner's models are set in owner_tools.js.
 import { $, text, say, fillTable, button, nodeError, nodeFetch, usdc } from './ui.js';
-import { wallet, ensureWallet, rejected, addressHeaders } from './wallet.js';
+import { wallet, ensureWallet, rejected, addressHeaders, signTyped } from './wallet.js';
 import { modelChoices, bindOwnerTools } from './owner_tools.js';
 
 let chartsModule = null;
@@ -48,7 +48,7 @@ async function signListing(form, onnx) {
   };
   const typed = { ...policy.eip712, message };
   say('upload-status', 'sign the listing request in your wallet…');
-  const signature = await window.ethereum.request({ method: 'eth_signTypedData_v4', params: [wallet.address, JSON.stringify(typed)] });
+  const signature = await signTyped(typed);
   form.append('owner', wallet.address);
   form.append('deadline', String(deadline));
   form.append('nonce', nonce);
@@ -229,6 +229,9 @@ async function draw(s) {
 }
 
 export function bindOwner() {
+  for (const task of $('task-filter').options) {  // one list of tasks in the page: the catalogue filter's
+    if (task.value) $('upload-task').add(new Option(task.text, task.value));
+  }
   $('listings-button').addEventListener('click', listings);
   bindOwnerTools();
 }

@@ -1,6 +1,6 @@
 // An owner's settings of its models, signed in with the wallet (Sign-In with Ethereum): a model's free tier
 // (POST /v1/models/{id}/free-quota) and webhooks (POST/GET/DELETE /v1/webhooks) with their recent deliveries.
-import { $, say, fillTable, button, nodeError, nodeFetch } from './ui.js';
+import { $, say, fillTable, button, nodeError, nodeFetch, nodeJson } from './ui.js';
 import { ensureWallet, rejected, addressHeaders } from './wallet.js';
 
 // The owner's listings as the choices of the free-tier form (the ones sold: a free tier is for a served model)
@@ -63,9 +63,7 @@ async function subscribe(event) {
     await ensureWallet('a webhook');
     say('webhook-status', 'sign in with your wallet (webhooks are their owner\'s)…');
     const headers = { ...(await addressHeaders('webhook')), 'content-type': 'application/json' };
-    const response = await nodeFetch('/v1/webhooks', { method: 'POST', headers, body: JSON.stringify(body) });
-    if (!response.ok) throw new Error(await nodeError(response));
-    const made = await response.json();
+    const made = await nodeJson('/v1/webhooks', { method: 'POST', headers, body: JSON.stringify(body) });
     $('webhook-secret').value = made.secret;
     $('webhook-secret-box').hidden = false;
     await webhooks(true);
@@ -78,9 +76,7 @@ async function subscribe(event) {
 async function webhooks(quiet = false) {
   try {
     await ensureWallet('your webhooks');
-    const response = await nodeFetch('/v1/webhooks', { headers: await addressHeaders('webhooks') });
-    if (!response.ok) throw new Error(await nodeError(response));
-    const doc = await response.json();
+    const doc = await nodeJson('/v1/webhooks', { headers: await addressHeaders('webhooks') });
     const live = doc.webhooks.filter((w) => !w.revoked_at);
     fillTable('webhooks-table', live.map((w) => [w.url, w.events.join(', '), w.model_id ? w.model_id.slice(0, 16) + '…' : 'all',
       button(`Unsubscribe ${w.id}`, () => unsubscribe(w.id))]));

@@ -62,6 +62,13 @@ export async function nodeFetch(path, init) {
   }
 }
 
+// The JSON answer of a request to this node; an error answer becomes its code and message.
+export async function nodeJson(path, init) {
+  const response = await nodeFetch(path, init);
+  if (!response.ok) throw new Error(await nodeError(response));
+  return response.json();
+}
+
 export const usdc = (atomic) => {
   const n = BigInt(atomic);
   const whole = n / 1000000n;

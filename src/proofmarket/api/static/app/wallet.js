@@ -98,6 +98,21 @@ export async function signTyped(typed) {
   return rpc('eth_signTypedData_v4', [wallet.address, JSON.stringify(typed, big)]);
 }
 
+// An EIP-3009 ReceiveWithAuthorization of the token at `asset` (EIP-712 domain `name`/`version`): only the payee `to`
+// may submit it, so it cannot be front-run into a plain transfer (the escrow request, the channel deposit).
+export async function signReceiveAuthorization({ asset, name, version, to, value, validBefore, nonce }) {
+  return signTyped({
+    domain: { name, version, chainId: wallet.chainId, verifyingContract: asset },
+    types: { EIP712Domain: [{ name: 'name', type: 'string' }, { name: 'version', type: 'string' },
+      { name: 'chainId', type: 'uint256' }, { name: 'verifyingContract', type: 'address' }],
+    ReceiveWithAuthorization: [{ name: 'from', type: 'address' }, { name: 'to', type: 'address' },
+      { name: 'value', type: 'uint256' }, { name: 'validAfter', type: 'uint256' }, { name: 'validBefore', type: 'uint256' },
+      { name: 'nonce', type: 'bytes32' }] },
+    primaryType: 'ReceiveWithAuthorization',
+    message: { from: wallet.address, to, value: BigInt(value), validAfter: 0n, validBefore: BigInt(validBefore), nonce },
+  });
+}
+
 // Headers proving the connected address on this node: Sign-In with Ethereum (EIP-4361), once per session. The
 // message names the node's domain, URI and chain (address_signature.siwe in its service manifest), the node's own
 // resource (proofmarket:node:<its signer>) and proofmarket:session; every signed route takes it until it expires (an hour here), so the wallet asks once.
