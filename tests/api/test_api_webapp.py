@@ -67,10 +67,10 @@ def _verify_in_node(url: str, path: Path, *flags: str) -> dict[str, object]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("select", ["task-filter", "upload-task"])
+@pytest.mark.parametrize("select", ["task-filter"])
 def test_the_pages_task_lists_are_the_catalogues_tasks(select: str) -> None:
-    """A visitor can find a model by every task an owner can give it (the catalogue's ``TASKS``), and an owner can
-    give every one of them: the page's two lists cannot drift from the catalogue."""
+    """A visitor can find a model by every task an owner can give it (the catalogue's ``TASKS``): the page's list
+    cannot drift from the catalogue (the listing form copies it: ``test_owner_webapp``)."""
     from html.parser import HTMLParser
 
     from proofmarket.marketplace.entries import TASKS

@@ -56,6 +56,11 @@ def test_an_owner_lists_registers_finds_calls_and_charts_a_model_from_a_phone(en
     with sync_playwright() as pw:
         browser, page = connected_page(pw, chromium, wallet, f"{served}/app/#owner", axe=True)
 
+        # the listing form offers every task of the catalogue (copied from the catalogue's filter: one list)
+        from proofmarket.marketplace.entries import TASKS
+
+        offered = page.eval_on_selector_all("#upload-task option", "options => options.map(o => o.value)")
+        assert offered == ["", *TASKS], offered
         # list: signed by the wallet, no token; the compile is followed to its end
         page.set_input_files("#upload-onnx", str(sample_path("mlp")))
         page.set_input_files("#upload-samples", str(sample_path("mlp", "samples")))
