@@ -32,6 +32,16 @@ def view(name: str, kind: Callable[[Any], T]) -> Callable[[BoundContract], T]:
     return read
 
 
+def sent(name: str) -> Callable[[BoundContract, LocalAccount], TxResult]:
+    """A method that sends the contract's argument-free function ``name`` from ``sender``."""
+
+    def send(self: BoundContract, sender: LocalAccount) -> TxResult:
+        return self._send(name, sender)
+
+    send.__doc__ = f"Send ``{name}()`` from ``sender``."
+    return send
+
+
 class BoundContract:
     """A contract at an address, with the client that talks to it."""
 

@@ -13,7 +13,7 @@ from eth_utils.crypto import keccak
 from web3.types import BlockIdentifier
 
 from proofmarket.chain.client import TxResult
-from proofmarket.chain.contracts import BoundContract, view
+from proofmarket.chain.contracts import BoundContract, sent, view
 
 STATUS = ("none", "open", "committed", "challenged", "paid", "slashed", "refunded", "withheld")
 OUTCOME = ("none", "cheated", "honest", "undecided", "withheld")
@@ -144,8 +144,7 @@ class AttestationCourt(BoundContract):
     def schedule_params(self, params: CourtParams, sender: LocalAccount) -> TxResult:
         return self._send("scheduleParams", sender, params.as_tuple())
 
-    def apply_params(self, sender: LocalAccount) -> TxResult:
-        return self._send("applyParams", sender)
+    apply_params = sent("applyParams")
 
     def stake(self, amount: int, sender: LocalAccount, *, validator: bool) -> TxResult:
         return self._send_staking("stake", sender, amount, validator)
@@ -155,8 +154,7 @@ class AttestationCourt(BoundContract):
         unbonding delay (``withdraw``)."""
         return self._send_staking("unstake", sender, amount, validator)
 
-    def withdraw(self, sender: LocalAccount) -> TxResult:
-        return self._send("withdraw", sender)
+    withdraw = sent("withdraw")
 
     def stake_of(self, address: str, *, validator: bool, block: BlockIdentifier = "latest") -> int:
         return int(self._call("validatorStake" if validator else "nodeStake", address, block=block))

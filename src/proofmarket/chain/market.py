@@ -11,7 +11,7 @@ from eth_account.signers.local import LocalAccount
 
 from proofmarket.chain.client import TxResult
 from proofmarket.chain.commitments import authorization_nonce
-from proofmarket.chain.contracts import BoundContract, ModelRegistry, UsdcToken, view
+from proofmarket.chain.contracts import BoundContract, ModelRegistry, UsdcToken, sent, view
 from proofmarket.chain.eip3009 import SignedAuthorization, sign_transfer_authorization
 from proofmarket.chain.types import (
     ZERO_ADDRESS,
@@ -215,15 +215,12 @@ class InferenceMarket(BoundContract):
     def request_unstake(self, amount: int, sender: LocalAccount) -> TxResult:
         return self._send("requestUnstake", sender, amount)
 
-    def unstake(self, sender: LocalAccount) -> TxResult:
-        return self._send("unstake", sender)
+    unstake = sent("unstake")
 
     # --- admin --------------------------------------------------------------------------------
-    def pause(self, sender: LocalAccount) -> TxResult:
-        return self._send("pause", sender)
+    pause = sent("pause")
 
-    def unpause(self, sender: LocalAccount) -> TxResult:
-        return self._send("unpause", sender)
+    unpause = sent("unpause")
 
     def set_prover_authorized(self, prover: str, authorized: bool, sender: LocalAccount) -> TxResult:
         return self._send("setProverAuthorized", sender, prover, authorized)
@@ -232,11 +229,9 @@ class InferenceMarket(BoundContract):
         """Propose new parameters; they apply after ``params_delay()`` (``apply_params``)."""
         return self._send("scheduleParams", sender, params.as_tuple())
 
-    def apply_params(self, sender: LocalAccount) -> TxResult:
-        return self._send("applyParams", sender)
+    apply_params = sent("applyParams")
 
-    def cancel_params(self, sender: LocalAccount) -> TxResult:
-        return self._send("cancelParams", sender)
+    cancel_params = sent("cancelParams")
 
     def withdraw_platform(self, to: str, amount: int, sender: LocalAccount) -> TxResult:
         return self._send("withdrawPlatform", sender, to, amount)
