@@ -80,3 +80,35 @@ def test_a_payer_without_funds_is_refused_as_before(market: Market) -> None:
     with pytest.raises(PaymentError) as refused:
         gate.verify(header(signed_payload(Account.create(), requirements)), requirements)  # type: ignore[arg-type]
     assert refused.value.code == "payment_insufficient_funds"
+
+
+def test_an_address_without_code_is_read_once_a_while_a_contracts_every_time(market: Market,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A call's verify and its settlement's verify ask the payer's code: an EOA's empty code is remembered for
+    ``NO_CODE_TTL_S`` (the simulation stays the authority), a contract's code is asked every time."""
+    signer = _signer(market)
+    asked: list[str] = []
+    direct = signer._rpc
+
+    def counted(method: str, params: list[Any]) -> Any:
+        if method == "eth_getCode":
+            asked.append(params[0])
+        return direct(method, params)
+
+    monkeypatch.setattr(signer, "_rpc", counted)
+    eoa = Account.create().address
+    assert signer.get_code(eoa) == b"" and signer.get_code(eoa.lower()) == b""
+    assert asked == [eoa]  # the second read (any spelling) is remembered
+    assert signer.get_code(market.usdc.address) and signer.get_code(market.usdc.address)
+    assert asked.count(market.usdc.address) == 2  # a contract: asked each time
+    clock = [1000.0]
+    monkeypatch.setattr("proofmarket.payments.facilitators.time.monotonic", lambda: clock[0])
+    fresh = Account.create().address
+    signer.get_code(fresh)
+    clock[0] += signer.NO_CODE_TTL_S + 1
+    signer.get_code(fresh)
+    assert asked.count(fresh) == 2  # after the time to live it is asked again
+    monkeypatch.setattr(signer, "NO_CODE_MAX", 3)
+    for _ in range(5):
+        signer.get_code(Account.create().address)
+    assert len(signer._no_code) == 3  # bounded: the oldest go first

@@ -15,6 +15,7 @@ stalling the API's event loop.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -115,6 +116,8 @@ class ReorgSafeSigner(FacilitatorWeb3Signer):
 
     def __init__(self, private_key: str, rpc_url: str, **options: Any) -> None:
         super().__init__(private_key=private_key, rpc_url=rpc_url, **options)
+        self._no_code: dict[str, float] = {}  # address -> when its empty code was read (insertion order: oldest first)
+        self._no_code_lock = threading.Lock()
         # the node's provider (chain/rpc_session.py: the environment read once, the chain id remembered) under the
         # SDK's Web3; the SDK keeps its Web3 private: when that changes, this does nothing
         w3 = getattr(self, "_w3", None)
@@ -139,14 +142,35 @@ class ReorgSafeSigner(FacilitatorWeb3Signer):
     # cost several times the round trip to the node (bench/http.md); these go to the provider directly, and any
     # answer but a plain success goes through web3 again, so that errors and reverts read exactly as before.
 
+    # An address without code (an EOA's) is remembered for NO_CODE_TTL_S: a call's verify and its settlement's
+    # verify, and a payer's next calls, skip that read. Nothing is lost by it: the transfer's simulation (read each
+    # time) and the settlement itself still refuse an authorization the token would not take, and a contract
+    # wallet's code is read every time.
+    NO_CODE_TTL_S = 10.0
+    NO_CODE_MAX = 4096  # addresses remembered (the oldest go first)
+
     def get_code(self, address: str) -> bytes:
+        key, now = address.lower(), time.monotonic()
+        with self._no_code_lock:
+            seen = self._no_code.get(key)
+            if seen is not None and now - seen < self.NO_CODE_TTL_S:
+                return b""
         answer = self._rpc("eth_getCode", [address, "latest"])
+        code: bytes | None = None
         if isinstance(answer, str) and answer.startswith("0x"):
             try:
-                return bytes.fromhex(answer[2:])
+                code = bytes.fromhex(answer[2:])
             except ValueError:
                 pass
-        return bytes(super().get_code(address))
+        if code is None:
+            code = bytes(super().get_code(address))
+        with self._no_code_lock:
+            self._no_code.pop(key, None)
+            if not code:
+                self._no_code[key] = now
+                while len(self._no_code) > self.NO_CODE_MAX:
+                    self._no_code.pop(next(iter(self._no_code)))
+        return code
 
     def read_contract(self, address: str, abi: list[dict[str, Any]], function_name: str, *args: Any) -> Any:
         data = _call_data(abi, function_name, args)  # only for functions without outputs (nothing to decode)
