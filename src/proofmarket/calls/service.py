@@ -25,7 +25,7 @@ from proofmarket.calls.cache import ProofCache
 from proofmarket.calls.queue import CallQueue
 from proofmarket.core.errors import DuplicateJob, IdempotencyConflict, PaymentReplayed, ProofMarketError, UnknownJob
 from proofmarket.db import CallKind, CallRepo, CallRow, CallStatus, NewCall
-from proofmarket.db.repo import LeaseRepo
+from proofmarket.db.leases import LeaseRepo
 from proofmarket.payments.tickets import Settlement, Ticket
 from proofmarket.systems.port import Execution
 from proofmarket.systems.registry import DEFAULT_SYSTEM

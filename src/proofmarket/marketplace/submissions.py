@@ -38,8 +38,8 @@ from proofmarket.core.errors import (
 from proofmarket.core.listing_request import MAX_VALIDITY_S, ListingRequest
 from proofmarket.core.settings import Settings, known_devnet
 from proofmarket.db import CallKind, CallRow, CallStatus, Database, ModelRow, ModelStatus
+from proofmarket.db.leases import LeaseRepo
 from proofmarket.db.owner_tables import ListingSubmissionRow
-from proofmarket.db.repo import LeaseRepo
 from proofmarket.db.tables import utcnow
 
 ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")

@@ -156,13 +156,8 @@ class ReorgSafeSigner(FacilitatorWeb3Signer):
             if seen is not None and now - seen < self.NO_CODE_TTL_S:
                 return b""
         answer = self._rpc("eth_getCode", [address, "latest"])
-        code: bytes | None = None
-        if isinstance(answer, str) and answer.startswith("0x"):
-            try:
-                code = bytes.fromhex(answer[2:])
-            except ValueError:
-                pass
-        if code is None:
+        code = _hex_bytes(answer)
+        if code is None:  # an error answer, or none: web3 asks again (and raises as it does)
             code = bytes(super().get_code(address))
         with self._no_code_lock:
             self._no_code.pop(key, None)
@@ -187,6 +182,16 @@ class ReorgSafeSigner(FacilitatorWeb3Signer):
         except Exception:
             return None
         return None if "error" in answer else answer.get("result")
+
+
+def _hex_bytes(answer: Any) -> bytes | None:
+    """A JSON-RPC ``0x...`` data answer as bytes; None for anything else."""
+    if not (isinstance(answer, str) and answer.startswith("0x")):
+        return None
+    try:
+        return bytes.fromhex(answer[2:])
+    except ValueError:
+        return None
 
 
 def _call_data(abi: list[dict[str, Any]], name: str, args: tuple[Any, ...]) -> bytes | None:

@@ -34,7 +34,7 @@ from x402.mechanisms.evm.batch_settlement.server.channel_manager_common import (
 from x402.mechanisms.evm.batch_settlement.server.storage import Channel
 
 from proofmarket.core.background import Service
-from proofmarket.db.repo import LeaseRepo
+from proofmarket.db.leases import LeaseRepo
 from proofmarket.payments.batch.repo import ChannelRepo
 from proofmarket.payments.batch.tables import ChannelChargeRow
 from proofmarket.payments.payouts import Payouts

@@ -41,7 +41,7 @@ from proofmarket.core.errors import (
     UsageError,
 )
 from proofmarket.db import CallRow, CallStatus
-from proofmarket.db.repo import LeaseRepo
+from proofmarket.db.leases import LeaseRepo
 from proofmarket.payments import collectable
 from proofmarket.payments.credits.repo import CreditsRepo
 from proofmarket.payments.credits.tables import TABLES, ApiKeyRow
