@@ -24,13 +24,10 @@ import contextlib
 import functools
 import json
 import os
-import queue
 import statistics
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -140,37 +137,6 @@ def fund(market: Any, accounts: list[Any], calls: int, price: int) -> None:
             market.usdc.transfer(account.address, need - held, market.accounts.consumer)
 
 
-class Launcher:
-    """Starts the clients' processes from a thread of its own, made before any node runs and spared by the node's
-    ``yield_to_provers`` (it runs in this process): the clients keep the niceness they would have on their own
-    machines instead of inheriting the node's."""
-
-    NAME = "bench-client-launcher"
-
-    def __init__(self) -> None:
-        from proofmarket.node import priority
-
-        priority.SPARED.append(self.NAME)
-        self._work: queue.Queue[tuple[Callable[[], None], threading.Event]] = queue.Queue()
-        threading.Thread(target=self._loop, name=self.NAME, daemon=True).start()
-
-    def run(self, job: Callable[[], None]) -> None:
-        done = threading.Event()
-        self._work.put((job, done))
-        done.wait()
-
-    def _loop(self) -> None:
-        while True:
-            job, done = self._work.get()
-            try:
-                job()
-            finally:
-                done.set()
-
-
-LAUNCHER: Launcher | None = None
-
-
 def level(base_url: str, client: Any, accounts: list[Any], network: str, usdc: str, model_id: str,
           doc: dict[str, Any], clients: int, total_calls: int) -> dict[str, Any]:
     import multiprocessing
@@ -182,12 +148,8 @@ def level(base_url: str, client: Any, accounts: list[Any], network: str, usdc: s
     workers = [context.Process(target=client_process, args=(i, bytes(accounts[i].key), network, per_client[i],
                                                             usdc, url, doc, ready, go, results), daemon=True)
                for i in range(clients)]
-    assert LAUNCHER is not None
-    def start_all() -> None:
-        for w in workers:
-            w.start()
-
-    LAUNCHER.run(start_all)
+    for w in workers:
+        w.start()
     for _ in workers:  # every client has its channel open
         ready.acquire()
     quiet(client)
@@ -420,8 +382,6 @@ def main(argv: list[str] | None = None) -> int:
                         help="data folder (store, SRS cache), shared with make demo")
     args = parser.parse_args(argv)
     args.home = args.home.resolve()
-    global LAUNCHER
-    LAUNCHER = LAUNCHER or Launcher()  # before any node runs (and lowers this process's other threads)
     with tempfile.TemporaryDirectory(prefix="pm-throughput-") as tmp:
         doc = run(args, Path(tmp))
     args.out.mkdir(parents=True, exist_ok=True)

@@ -54,7 +54,6 @@ from proofmarket.core.settings import Settings
 from proofmarket.mcp_tools.serve import McpEndpoint, app_http
 from proofmarket.mcp_tools.server import ToolServer
 from proofmarket.node.compose import build_node, rail_routers
-from proofmarket.node.priority import yield_to_provers
 from proofmarket.node.services import NodeServices
 from proofmarket.payments.port import Rail
 from proofmarket.systems.workspace import Workspace
@@ -165,7 +164,6 @@ async def _lifespan(app: FastAPI, services: NodeServices) -> AsyncIterator[None]
     try:
         watchers = await asyncio.to_thread(lambda: (requests.escrow_of(app), court.court_of(app)))
         await asyncio.to_thread(services.start_background, *watchers)
-        yield_to_provers(services.settings.queue.node_nice)  # the prover threads (and processes) exist by now
         async with app.state.mcp.running():
             yield
     finally:

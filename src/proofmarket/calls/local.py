@@ -39,7 +39,6 @@ from proofmarket.systems.registry import WorkerSystems
 
 log = logging.getLogger(__name__)
 _STOP = "__stop__"
-PROVER_THREAD = "proofmarket-prover-"  # the prover threads' names begin so (node/priority.py leaves them be)
 
 
 class LocalCallQueue:
@@ -82,9 +81,9 @@ class LocalCallQueue:
         for q in (self._prove_q, self._compile_q):
             q.discard(_STOP)
         for i, worker in enumerate(self.workers):
-            self._spawn(f"{PROVER_THREAD}{i}", self._prove_q, functools.partial(self._run, worker), worker,
+            self._spawn(f"prover-{i}", self._prove_q, functools.partial(self._run, worker), worker,
                         functools.partial(self._batch, worker))
-        self._spawn("proofmarket-compiler", self._compile_q, functools.partial(self._run, None))
+        self._spawn("compiler", self._compile_q, functools.partial(self._run, None))
 
     def submit(self, kind: CallKind, job_id: str) -> None:
         (self._compile_q if kind == CallKind.COMPILE else self._prove_q).put(job_id)
@@ -162,7 +161,7 @@ class LocalCallQueue:
 
     def _spawn(self, name: str, q: BatchingQueue, run: Callable[[list[str]], set[str]],
                warm: WorkerSystems | None = None, batch: Callable[[str], list[str]] | None = None) -> None:
-        t = threading.Thread(target=self._loop, args=(q, run, warm, batch), name=name, daemon=True)
+        t = threading.Thread(target=self._loop, args=(q, run, warm, batch), name=f"proofmarket-{name}", daemon=True)
         t.start()
         self._threads.append(t)
 

@@ -115,11 +115,6 @@ class QueueSettings(Group):
                                 "the local queue's share of this machine's cores (cores // prover_workers: more "
                                 "processes with fewer threads each proved 3.7x more on 16 cores, bench/cores.md), "
                                 "a celery worker EZKL's default (every core): set it when several run on one machine")
-    node_nice: int = Field(default=10, ge=0, le=19, description="on Linux, the niceness the node's own threads take "
-                           "once it runs (HTTP, payments, settlement, background services, compiles), its prover "
-                           "processes keeping theirs: a proof's two-thread phases then wait for no other process "
-                           "(bench/throughput.md); "
-                           "0 = leave them as they are")
     batch_sizes: str = Field(default="", description="batch circuits compiled beside each public-profile model "
                              "(one caller's calls that opted in and queue together share one proof), e.g. '4,16'; "
                              "'' (the default) = none: each costs a compile of its own, asked for with --batch-sizes; "
