@@ -24,7 +24,7 @@ from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from web3.logs import DISCARD
 
 from proofmarket.chain.contracts import UsdcToken
@@ -275,10 +275,18 @@ class CreditsRail:
 
     def _unsettled_draws(self, wallet: str, besides: str | None) -> dict[str, int]:
         """{payment nonce: ceiling} of the wallet's credit calls not marked settled (nor failed) yet."""
+        return self._credit_calls(wallet, besides)
+
+    def _credit_calls(self, wallet: str, besides: str | None, final_within_s: float = 0.0) -> dict[str, int]:
+        """{payment nonce: ceiling} of the wallet's credit calls not final yet (and, with ``final_within_s``, those
+        that became final that recently)."""
         unsettled = [s.value for s in (CallStatus.QUEUED, CallStatus.RUNNING, CallStatus.PROVED, CallStatus.SETTLING)]
+        which: ColumnElement[bool] = CallRow.status.in_(unsettled)
+        if final_within_s:
+            which = which | (CallRow.finished_at >= datetime.now(UTC) - timedelta(seconds=final_within_s))
         with self.repo.db.session() as s:
             rows = s.execute(select(CallRow.payment_nonce, CallRow.payment).where(
-                CallRow.status.in_(unsettled), CallRow.payment.is_not(None), CallRow.rail == NAME)).all()
+                which, CallRow.payment.is_not(None), CallRow.rail == NAME)).all()
         return {str(nonce): int(doc.get("amount_atomic") or 0) for nonce, doc in rows
                 if str(doc.get("payer") or "").lower() == wallet.lower()
                 and (doc.get("doc") or {}).get("source", "credits") == "credits" and nonce != besides}
@@ -293,9 +301,12 @@ class CreditsRail:
         assert ticket.payer is not None
         if ticket.doc.get("source", "credits") != "credits":
             return  # a free call or a pass's: nothing is drawn
-        # ``held_atomic`` (every rail's unsettled calls of this payer) is not used: only its credit calls draw
-        # credits, and a draw already in the balance while its call is not marked settled must not count twice
-        balance, held_atomic = self._balance_and_held(ticket.payer, besides=ticket.nonce)
+        # ``held_atomic`` (the engine's count of the payer's other unsettled calls, read just before) may still count
+        # a credit call that has since drawn and been marked settled: its draw is in the balance now. The credit
+        # calls are counted from the same reading as the balance instead; what else it holds is kept.
+        balance, pending = self._balance_and_held(ticket.payer, besides=ticket.nonce)
+        others = held_atomic - sum(self._credit_calls(ticket.payer, ticket.nonce, final_within_s=60.0).values())
+        held_atomic = pending + max(0, others)
         minimum = self.free_held(ticket.payer)  # the free tier's funded minimum is not spendable for its hold period
         funds = collectable.spendable(balance, held_atomic + minimum,
                                       "its other calls" + (" and the free tier's funded minimum (held a day after "
