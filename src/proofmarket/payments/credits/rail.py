@@ -265,17 +265,13 @@ class CreditsRail:
         and the draws are read between two reads of which calls drew, again if a draw came meanwhile, so that no call
         is counted twice (drawn and held) or not at all (the funds lock keeps new calls out meanwhile)."""
         for _ in range(20):
-            pending = self._unsettled_draws(wallet, besides)
+            pending = self._credit_calls(wallet, besides)
             drawn = self.repo.drawn(list(pending))
             balance = self.repo.balance(wallet)
             if self.repo.drawn(list(pending)) == drawn:
                 return balance, sum(amount for nonce, amount in pending.items() if nonce not in drawn)
         raise PaymentPayerBusy("this wallet's calls kept settling while its balance was read: try again",
                                wallet=wallet)
-
-    def _unsettled_draws(self, wallet: str, besides: str | None) -> dict[str, int]:
-        """{payment nonce: ceiling} of the wallet's credit calls not marked settled (nor failed) yet."""
-        return self._credit_calls(wallet, besides)
 
     def _credit_calls(self, wallet: str, besides: str | None, final_within_s: float = 0.0) -> dict[str, int]:
         """{payment nonce: ceiling} of the wallet's credit calls not final yet (and, with ``final_within_s``, those
@@ -286,7 +282,7 @@ class CreditsRail:
             which = which | (CallRow.finished_at >= datetime.now(UTC) - timedelta(seconds=final_within_s))
         with self.repo.db.session() as s:
             rows = s.execute(select(CallRow.payment_nonce, CallRow.payment).where(
-                which, CallRow.payment.is_not(None), CallRow.rail == NAME)).all()
+                which, CallRow.payer == wallet.lower(), CallRow.payment.is_not(None), CallRow.rail == NAME)).all()
         return {str(nonce): int(doc.get("amount_atomic") or 0) for nonce, doc in rows
                 if str(doc.get("payer") or "").lower() == wallet.lower()
                 and (doc.get("doc") or {}).get("source", "credits") == "credits" and nonce != besides}
