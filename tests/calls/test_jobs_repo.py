@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from datetime import UTC
 
 import pytest
@@ -150,6 +152,21 @@ def test_a_settling_job_is_not_final_and_shows_nothing(db: Database) -> None:
     assert not row.is_final and not row.result_visible and not row.awaits_settlement
     assert jobs.recover().requeued == []  # followed on chain, not re-sent
     assert jobs.failed(job.id, "payment_settlement_failed", "expired unused")
+
+
+def test_the_settling_age_leaves_out_the_rails_that_settle_late_by_design(db: Database) -> None:
+    jobs = CallRepo(db)
+    for n, rail in enumerate(("court", "x402")):
+        new = dataclasses.replace(new_job(n, nonce=f"n{n}", payment=ticket_json(f"n{n}")), rail=rail)
+        job = jobs.create(new)
+        jobs.start(job.id)
+        jobs.proved(job.id, bundle_cid="cid", result={"output": [[1.0]]}, final=False)
+        jobs.settling(job.id, {"pending": {"tx": None}})
+        if rail == "court":
+            time.sleep(0.05)  # the court's call is the older one
+    assert jobs.settling_age()[0] == 2
+    count, oldest = jobs.settling_age(besides=("court",))  # a court's call waits for its challenge window
+    assert count == 1 and oldest < jobs.settling_age()[1]
 
 
 def test_a_lease_has_one_holder_until_it_expires(db: Database) -> None:

@@ -5,6 +5,7 @@ commitment for another request reverts; a listing with another verifier is refus
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from eth_account import Account
 from fastapi.testclient import TestClient
 
 from proofmarket.api import create_app
+from proofmarket.chain import advance_time
 from proofmarket.chain.types import RequestStatus
 from proofmarket.core.errors import ContractReverted, InputError, RegistryMismatch
 from proofmarket.systems.attested import instances
@@ -85,12 +87,28 @@ def test_an_escrowed_generation_waits_for_its_window_on_the_court(env: EscrowEnv
     assert before["consumer"] - after["consumer"] == PRICE_UNITS
     assert after["owner"] == before["owner"]  # nothing is paid before the challenge window closed
     assert env.market.court.status(receipt.request_id) == "committed"
-    # the generation is a call of the node like any other: listed with its system and rail, counted in metrics
-    calls = node.app.state.services.jobs.jobs.recent(10, rail="court")  # type: ignore[attr-defined]
+    # the generation is a call of the court rail like any other, listed with its system and rail: settling (held,
+    # nothing shown) while the court's window is open, not counted as stuck
+    services = node.app.state.services  # type: ignore[attr-defined]
+    calls = services.jobs.jobs.recent(10, rail="court")
     [call] = [c for c in calls if (c.input or {}).get("request_id") == receipt.request_id]
-    assert (call.system, call.status, call.bundle_cid) == ("proofmarket-attested-toploc-v1", "proved",
+    assert (call.system, call.status, call.bundle_cid) == ("proofmarket-attested-toploc-v1", "settling",
                                                            bundle_cid_of(node, receipt.request_id))
-    assert f'model="{lm_id}",rail="court",status="proved"' in node.get("/metrics").text
+    assert "proofmarket_settling_jobs 0.0" in node.get("/metrics").text
+    # the window closes: the watcher finalizes, the court pays, and the call settler settles the call
+    advance_time(env.market.client, env.market.court.params().window + 1)
+    assert _wait_court(node, receipt.request_id, ("fulfilled",), timeout_s=60)  # still the row's status
+    deadline = time.monotonic() + 60
+    while (settled := services.jobs.get(call.id)).status != "settled":
+        assert time.monotonic() < deadline, settled.status
+        services.settler.follow()  # what its next pass does
+        time.sleep(0.2)
+    assert env.market.court.status(receipt.request_id) == "paid"
+    payment = settled.settlement["payment"]
+    assert (payment["scheme"], payment["request_id"], payment["amount"], payment["court"]) == (
+        "court", receipt.request_id, str(PRICE_UNITS), "paid")
+    assert f'model="{lm_id}",rail="court",status="settled"' in node.get("/metrics").text
+    assert _balances(env)["owner"] > after["owner"]  # paid by the court
 
 
 def bundle_cid_of(node: TestClient, request_id: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -23,7 +24,10 @@ from proofmarket.core.address_signature import sign_headers
 from proofmarket.core.errors import UnknownRequest
 from proofmarket.db import Database, EscrowRepo, EscrowStatus, ModelRepo
 from proofmarket.intake.escrow import EscrowService
+from proofmarket.intake.rails import EscrowRail
 from proofmarket.market import Market
+from proofmarket.payments.tickets import ProofOutcome, Settlement, Ticket
+from proofmarket.systems.registry import PROVEN_SYSTEM
 
 pytestmark = [pytest.mark.slow, pytest.mark.chain]
 
@@ -35,8 +39,16 @@ def balances(market: Market) -> dict[str, int]:
     return {name: market.usdc.balance_of(address) for name, address in parties.items()}
 
 
-def test_request_on_chain_then_input_is_fulfilled_with_the_exact_splits(env: EscrowEnv,
-                                                                        make_app: AppFactory) -> None:
+def test_request_on_chain_then_input_is_fulfilled_with_the_exact_splits(env: EscrowEnv, make_app: AppFactory,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    settled_on: list[str] = []
+    settle = EscrowRail.settle
+
+    def settle_on_a_thread(rail: EscrowRail, ticket: Ticket, proof: ProofOutcome) -> Settlement:
+        settled_on.append(threading.current_thread().name)
+        return settle(rail, ticket, proof)
+
+    monkeypatch.setattr(EscrowRail, "settle", settle_on_a_thread)
     env.market.stake_court_node()  # what the node's court watcher stakes at start: not part of this request
     before = balances(env.market)
     accounts = [env.market.accounts.owner.address, env.market.accounts.prover.address]
@@ -60,11 +72,18 @@ def test_request_on_chain_then_input_is_fulfilled_with_the_exact_splits(env: Esc
     assert registry.get_sample_value("proofmarket_escrow_requests_total", {"outcome": "fulfilled"}) == 1.0
     assert registry.get_sample_value("proofmarket_escrow_fulfil_seconds_count") == 1.0
     assert "proofmarket_escrow_open_requests" in scraped
-    # one proving path: the escrow proof was a job of the node's queue, counted like any other
+    # one path: the escrow request was a call of the escrow rail, proved by the node's engine and fulfilled by its
+    # call settler (the call's settlement is the fulfil), counted like any other
     jobs = [j for j in app.state.services.jobs.jobs.recent(50) if j.bundle_cid == done["bundle_cid"]]
-    assert jobs and jobs[0].kind == "prove" and jobs[0].status == "proved" and jobs[0].idempotency_key.startswith(
-        "escrow:")
-    assert registry.get_sample_value("proofmarket_jobs_finished_total", {"kind": "prove", "status": "proved"}) >= 1
+    assert jobs and jobs[0].kind == "prove" and jobs[0].status == "settled" and jobs[0].rail == "escrow"
+    assert jobs[0].idempotency_key.startswith("escrow:") and jobs[0].payment_nonce == jobs[0].idempotency_key
+    assert [t.split("_")[0] for t in settled_on] == ["proofmarket-settle"]  # fulfilled by the call settler
+    payment = jobs[0].settlement["payment"]
+    assert (payment["scheme"], payment["transaction"], payment["request_id"], payment["amount"]) == (
+        "escrow", done["fulfil_tx"], receipt.request_id, str(PRICE_UNITS))
+    assert registry.get_sample_value("proofmarket_jobs_finished_total", {"kind": "prove", "status": "settled"}) >= 1
+    assert registry.get_sample_value("proofmarket_calls_total", {"system": PROVEN_SYSTEM, "rail": "escrow",
+                                                                 "model": env.public, "status": "settled"}) == 1
     s = done["settlement"]
     owner, prover, fee = expected_splits()
     assert (s["status"], s["owner_amount"], s["prover_amount"], s["platform_fee"]) == ("FULFILLED", owner, prover, fee)

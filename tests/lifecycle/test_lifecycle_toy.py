@@ -78,6 +78,8 @@ def test_a_paid_call_of_a_plugged_in_system_and_rail(node: tuple[TestClient, Toy
                                "bundle_cid": body["bundle_cid"]}  # priced by the system: 3 values x 5
     assert answer.headers["X-Toy-Charged"] == "15"  # the rail's headers, rebuilt at answer time
     assert rail.balances["alice"] == 85 and len(rail.settled) == 1
+    # settled by the node's call settler, not by the engine's worker that ran it
+    assert [t.split("_")[0] for t in rail.settled_on] == ["proofmarket-settle"]
 
     poor = client.post(url, json={"values": [1]}, headers={"X-Toy-Credit": "bob"})
     assert poor.status_code == 402 and poor.json()["error"]["code"] == "payment_insufficient_funds"

@@ -158,6 +158,7 @@ class ToyRail:
         self.db = Database(db_url) if db_url else None
         self.balances, self.payee = dict(balances), payee
         self.settled: list[str] = []
+        self.settled_on: list[str] = []  # the threads that settled (the node's call settler's)
         self.released: list[str] = []
         self._lock = threading.Lock()
 
@@ -186,6 +187,7 @@ class ToyRail:
             if ticket.nonce not in self.settled:  # capture once per ticket
                 self.balances[str(ticket.payer)] -= ticket.amount_atomic
                 self.settled.append(ticket.nonce)
+                self.settled_on.append(threading.current_thread().name)  # which of the node's threads settled it
         # what the capture moved, for the node's book: the payer's credit to what the node owes the model's payee
         # (paid out by the node's one payout path, like every rail's)
         owed = Transfer.move(f"toy:{ticket.nonce}", "capture", self.name, Accounts.wallet(str(ticket.payer)),

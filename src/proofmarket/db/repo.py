@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, overload
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from proofmarket.core.errors import DuplicateJob, ModelOwnedByOther
@@ -201,11 +201,13 @@ class CallRepo:
             return list(s.scalars(select(CallRow.id).where(CallRow.status == CallStatus.SETTLING.value)
                                   .order_by(CallRow.created_at)))
 
-    def settling_age(self) -> tuple[int, float]:
-        """(calls settling, seconds since the oldest of them was created; 0 when none)."""
+    def settling_age(self, besides: Sequence[str] = ()) -> tuple[int, float]:
+        """(calls settling, seconds since the oldest of them was created; 0 when none), but those of the rails
+        ``besides`` (a court's calls settle after their challenge window, by design)."""
         with self.db.session() as s:
             count, oldest = s.execute(select(func.count(), func.min(CallRow.created_at)).where(
-                CallRow.status == CallStatus.SETTLING.value)).one()
+                CallRow.status == CallStatus.SETTLING.value,
+                or_(CallRow.rail.is_(None), CallRow.rail.not_in(list(besides))))).one()
         if not count or oldest is None:
             return 0, 0.0
         if oldest.tzinfo is None:

@@ -46,6 +46,7 @@ from proofmarket.core.errors import ContractReverted, CourtBundleTooLarge, Court
 from proofmarket.db import EscrowRepo, EscrowRequestRow, EscrowStatus
 from proofmarket.db.book import Accounts, Transfer
 from proofmarket.intake.court_delivery import CourtDelivery
+from proofmarket.intake.rails import COURT_RAIL, CourtRail, chain_ticket
 from proofmarket.intake.watcher import ChainWatcher, run_as_call
 from proofmarket.market import Market
 from proofmarket.market.validations import record_court
@@ -134,6 +135,7 @@ class CourtService(ChainWatcher):
                 if self._stop.is_set() or len(ready) >= self.batch_max:
                     break
                 if self.repo.claim(row.id):
+                    row = self._claimed(row)
                     made = self._attempt(row, partial(self._generate, row))
                     if made is not None:
                         ready.append((row, made))
@@ -235,6 +237,9 @@ class CourtService(ChainWatcher):
         super().run_once()
         self.settle()
 
+    def rail(self) -> CourtRail:
+        return CourtRail(self)
+
     def recover(self) -> None:
         for row in self.repo.with_status(self.chain_id, self.address, EscrowStatus.PROVING):
             onchain = self.court.get_request(row.request_id)
@@ -310,9 +315,11 @@ class CourtService(ChainWatcher):
         onchain = self.court.get_request(row.request_id)
         if self._record_closed(row, onchain) is not None:
             return None
+        # a call of the court rail: settled by the call settler once the court paid (``intake/rails.py``)
         bundle, bundle_cid = run_as_call(self.jobs, row.model_id, ATTESTED_SYSTEM, self.kind,
                                          {"request_id": row.request_id, "request": doc},
-                                         lambda: self.market.generate_attested(row.model_id, doc))
+                                         lambda: self.market.generate_attested(row.model_id, doc),
+                                         chain_ticket(COURT_RAIL, self.chain_id, self.address, row))
         size = self.market.workspace.store.path(bundle_cid).stat().st_size
         if size > MAX_PUBLISHED_BYTES:  # uncommitted: a bundle the court's publish refuses could not be defended
             raise CourtBundleTooLarge(f"the bundle of court request {row.request_id} is {size} bytes, over the "

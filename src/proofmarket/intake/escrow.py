@@ -36,21 +36,24 @@ from proofmarket.core.errors import (
     InputMismatch,
     UsageError,
     UseCourt,
+    from_code,
 )
 from proofmarket.core.settings import Settings
-from proofmarket.db import Database, EscrowRepo, EscrowRequestRow, EscrowStatus
+from proofmarket.db import CallStatus, Database, EscrowRepo, EscrowRequestRow, EscrowStatus
 from proofmarket.db.market_book import MarketBook
 from proofmarket.intake.escrow_batch import BatchedEscrow
+from proofmarket.intake.rails import ESCROW_RAIL, EscrowRail, chain_ticket
 from proofmarket.intake.reorgs import CLOSED, OPEN
 from proofmarket.intake.watcher import MAX_ATTEMPTS, ChainWatcher, run_as_call
 from proofmarket.market import Market
 from proofmarket.market.results import settlement_summary
 from proofmarket.market.validations import record_escrow
+from proofmarket.systems import parse_bundle
 from proofmarket.systems.attested import instances
 from proofmarket.systems.attested.service import GenerateRequest
 from proofmarket.systems.ezkl.bundle import ProofBundle
 from proofmarket.systems.ezkl.commitment import input_commitment
-from proofmarket.systems.registry import ATTESTED_SYSTEM
+from proofmarket.systems.registry import ATTESTED_SYSTEM, PROVEN_SYSTEM
 from proofmarket.systems.workspace import Workspace
 
 __all__ = ["CLOSED", "MAX_ATTEMPTS", "OPEN", "EscrowService"]
@@ -82,7 +85,9 @@ class EscrowService(BatchedEscrow, ChainWatcher):
         self.callback_max_gas = callback_max_gas
         self.metrics: EscrowMetrics | None = None
         self.proof_timeout_s = proof_timeout_s
-        self.jobs = jobs  # the node's CallService: proofs go through its queue (None: the workspace's prover)
+        self.jobs = jobs  # the node's CallService: answers are calls of the escrow rail (None: proved here)
+        self._started: dict[int, float] = {}  # row id -> when its answer began (the fulfil-time metric)
+        self._settled_counts: dict[int, int] = {}  # row id -> requests its call's settlement closed (settle_answer)
         self.payouts = MarketBook(repo.book, self.chain_id, self.address, self._parties, market.market.splitter_for,
                                   self._model_of)
 
@@ -157,8 +162,11 @@ class EscrowService(BatchedEscrow, ChainWatcher):
                 if self._stop.is_set():
                     break
                 if row.id in claimed or self.repo.claim(row.id):
-                    done += self._fulfil(row)
+                    done += self._fulfil(self._claimed(row))
         return done
+
+    def rail(self) -> EscrowRail:
+        return EscrowRail(self)
 
     def recover(self) -> None:
         """At start: settle from the chain what a previous run left ``proving``."""
@@ -243,11 +251,16 @@ class EscrowService(BatchedEscrow, ChainWatcher):
             return float("nan")
 
     def _fulfil(self, row: EscrowRequestRow) -> int:
-        request_id = row.request_id
-        started = time.perf_counter()
+        self._started[row.id] = time.perf_counter()
         answer = self._attempt(row, lambda: self._answer(row))
-        if not isinstance(answer, Answer):
+        if not isinstance(answer, Answer):  # settled as a call (or closed): counted there
             return answer or 0
+        return self._record_answer(row, answer)
+
+    def _record_answer(self, row: EscrowRequestRow, answer: Answer) -> int:
+        """Record a submitted answer (fulfilled, confirming, or rejected on chain): 1 when the request is closed now."""
+        request_id = row.request_id
+        started = self._started.pop(row.id, time.perf_counter())
         settlement, bundle_cid = answer.settlement, answer.bundle_cid
         summary = {**settlement_summary(settlement), "bundle_cid": bundle_cid, "output": answer.output,
                    "owner": answer.owner}
@@ -274,8 +287,9 @@ class EscrowService(BatchedEscrow, ChainWatcher):
         return 1
 
     def _answer(self, row: EscrowRequestRow) -> Answer | int:
-        """Prove (or generate) a claimed request and submit it: its answer, or how many requests were closed on
-        chain meanwhile (0, or 1 when our own transaction went through after all)."""
+        """Answer a claimed request: in a node, as a call of the escrow rail (run by the engine, fulfilled by the
+        call settler: how many requests it closed); outside one, proved (or generated) and submitted here (its
+        answer). 0 when it was closed on chain meanwhile."""
         request_id = row.request_id
         ready = self._ready.pop(row.id, None)
         if ready is not None:  # settled with others by one fulfillBatch (escrow_batch.py)
@@ -297,27 +311,65 @@ class EscrowService(BatchedEscrow, ChainWatcher):
             self._close_failed(row, UseCourt.code, f"request {request_id}: attested requests are answered on "
                                "the AttestationCourt (refund this one after its deadline)")
             return 0
-        if attested:  # signed by the prover account the model's AttestationVerifier names, on this thread
-            bundle, bundle_cid = run_as_call(
-                self.jobs, row.model_id, ATTESTED_SYSTEM, self.kind, {"request_id": request_id,
-                                                                      "request": doc.get("inputs")},
-                lambda: self.market.generate_attested(row.model_id, doc.get("inputs")))
-            output: Any = bundle.output.text
+        if self.jobs is not None:
+            return self._as_call(row, doc, attested, self.market.settles_batched(row.model_id, onchain))
+        if attested:  # signed by the prover account the model's AttestationVerifier names
+            bundle, bundle_cid = self.market.generate_attested(row.model_id, doc.get("inputs"))
         elif row.bundle_cid is not None:  # proved before (a fulfil that left the chain, a failed send): the same
-            bundle_cid = row.bundle_cid
-            bundle = ProofBundle.parse(self.market.workspace.store.get_json(bundle_cid))
-            output = bundle.output.values
-        elif self.jobs is not None:  # the node's job queue: one proving path (metrics, limits, workers)
-            bundle, bundle_cid = self._prove_as_job(row, doc, self.market.settles_batched(row.model_id, onchain))
-            output = bundle.output.values
+            bundle, bundle_cid = self._stored(row.bundle_cid)
         else:
             proved = self.market.workspace.prover.prove(row.model_id, doc.get("inputs"), self.proof_timeout_s,
                                                         salt=doc.get("salt"))
-            bundle, bundle_cid, output = proved.bundle, proved.bundle_cid, proved.bundle.output.values
+            bundle, bundle_cid = proved.bundle, proved.bundle_cid
+        return self._submit(row, bundle, bundle_cid)
+
+    def _as_call(self, row: EscrowRequestRow, doc: dict[str, Any], attested: bool, batch: bool) -> int:
+        """The request as a call of the escrow rail (one per attempt, ``chain_ticket``): the node's engine runs
+        it (a proof of its queue, ``batch``: it may share a proof with other escrow calls), or it runs here (an
+        attested generation, signed by the prover account the model's AttestationVerifier names; a bundle proved
+        before); the call settler fulfils it (``settle_answer``). How many requests it closed."""
+        ticket = chain_ticket(ESCROW_RAIL, self.chain_id, self.address, row)
+        jobs = self._calls()
+        proven = {"inputs": doc.get("inputs"), "salt": doc.get("salt")}  # as a queued proof's call holds it
+        found = jobs.jobs.by_idempotency_key(self._job_key(row))  # this attempt's call, queued beside others
+        if attested:
+            run_as_call(jobs, row.model_id, ATTESTED_SYSTEM, self.kind,
+                        {"request_id": row.request_id, "request": doc.get("inputs")},
+                        lambda: self.market.generate_attested(row.model_id, doc.get("inputs")), ticket)
+        elif found is None and row.bundle_cid is not None:
+            cid = row.bundle_cid
+            run_as_call(jobs, row.model_id, PROVEN_SYSTEM, self.kind, proven, lambda: self._stored(cid), ticket)
+        else:
+            call = self._wait_call(row, found.id if found is not None else self._submit_job(row, batch=batch,
+                                                                                             ticket=ticket))
+            if self._still_proving(row) and call.status == CallStatus.SETTLING and call.bundle_cid is not None:
+                # queued to be settled with others by one fulfillBatch that did not happen: fulfilled alone (its
+                # call settles as the request then reads)
+                self.settle_answer(row, self.market.workspace.store.get_json(call.bundle_cid), call.bundle_cid)
+            elif call.status == CallStatus.FAILED and self._still_proving(row):  # before the request was answered
+                raise from_code(call.error_code or "proving_failed", call.error_message or "the call failed",
+                                {"job_id": call.id})
+        return int(self._settled_counts.pop(row.id, 0))
+
+    def settle_answer(self, row: EscrowRequestRow, bundle_doc: dict[str, Any], bundle_cid: str) -> int:
+        """The escrow rail's settlement of a call (``EscrowRail.settle``, on the call settler's thread): submit the
+        call's answer for ``row`` and record it. How many requests it closed."""
+        answer = self._submit(row, parse_bundle(bundle_doc), bundle_cid)
+        closed = self._record_answer(row, answer) if isinstance(answer, Answer) else answer
+        self._settled_counts[row.id] = closed
+        return closed
+
+    def _submit(self, row: EscrowRequestRow, bundle: Any, bundle_cid: str) -> Answer | int:
+        """Submit a claimed request's answer (``fulfill``): the answer, or how many requests were closed on chain
+        meanwhile (0, or 1 when our own transaction went through after all)."""
+        request_id = row.request_id
         self.repo.proved(row.id, bundle_cid)
         # proving takes time: someone may have settled it meanwhile (the contract would refuse anyway)
-        if self._record_closed(row, self._read(request_id)) is not None:
+        onchain = self._read(request_id)
+        if self._record_closed(row, onchain) is not None:
             return 0
+        doc = row.inputs or {}
+        attested = self.market.attested_manifest(row.model_id) is not None
         try:
             settlement = self.market.submit_attestation(request_id, bundle, doc.get("inputs"),
                                                         form=int(doc.get("form") or 0)) if attested \
@@ -326,14 +378,15 @@ class EscrowService(BatchedEscrow, ChainWatcher):
             if self._record_closed(row, self._read(request_id)) is not None:
                 return 1  # our transaction went through after all
             raise
+        output = bundle.output.text if attested else bundle.output.values
         return Answer(settlement, bundle_cid, output, attested, onchain.terms.owner if onchain.terms else None)
 
-    def _prove_as_job(self, row: EscrowRequestRow, doc: dict[str, Any], batch: bool) -> tuple[ProofBundle, str]:
-        """Prove the request's input as a job of the node's queue (seen in /v1/jobs' counts, /metrics, /health,
-        run by the local provers or the celery workers) and wait for it. One job per attempt: a restarted
-        watcher finds the job of its attempt again by its key. ``batch``: it may share a proof with other calls
-        (only when the chain settles it in any of the model's batch circuits, ``settles_batched``)."""
-        return self._wait_job(row, self._submit_job(row, batch=batch))
+    def _stored(self, bundle_cid: str) -> tuple[ProofBundle, str]:
+        return ProofBundle.parse(self.market.workspace.store.get_json(bundle_cid)), bundle_cid
+
+    def _still_proving(self, row: EscrowRequestRow) -> bool:
+        fresh = self.repo.get(self.chain_id, self.address, row.request_id)
+        return fresh is not None and fresh.status == EscrowStatus.PROVING
 
     def _validation(self, request_id: int, bundle_cid: str, fulfil_tx: str) -> dict[str, Any] | None:
         """Record the settled request on the ERC-8004 ValidationRegistry (never fails the request)."""

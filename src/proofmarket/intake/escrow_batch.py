@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from proofmarket.chain.types import InferenceRequest, RequestStatus
 from proofmarket.core.errors import ProofTimeout, from_code
-from proofmarket.db import EscrowRepo, EscrowRequestRow
+from proofmarket.db import CallRow, CallStatus, EscrowRepo, EscrowRequestRow
+from proofmarket.intake.rails import ESCROW_RAIL, chain_ticket
 from proofmarket.market import Market
+from proofmarket.payments.tickets import Ticket
 from proofmarket.systems.ezkl.bundle import ProofBundle
 from proofmarket.systems.registry import PROVEN_SYSTEM
 
@@ -41,6 +45,7 @@ class BatchedEscrow:
     market: Market
     jobs: CallService | None
     log: logging.Logger
+    _claimed: Callable[[EscrowRequestRow], EscrowRequestRow]  # ChainWatcher's
     kind: ClassVar[str]
     chain_id: int
     address: str
@@ -64,7 +69,7 @@ class BatchedEscrow:
                 for row in group:
                     if self.repo.claim(row.id):
                         claimed.add(row.id)  # the watcher's usual path answers it, whatever happens here
-                        mine.append(row)
+                        mine.append(self._claimed(row))
                 self._settle_together(mine)
             except Exception as exc:  # noqa: BLE001 (each request is then answered alone, its proof found again)
                 self.log.warning("escrow requests %s of %s: not settled together (%s); answering them one by one",
@@ -87,8 +92,9 @@ class BatchedEscrow:
             return
         for _, onchain in open_rows:
             self.market.claim(onchain)
-        jobs = [(row, onchain, self._submit_job(row, batch=True)) for row, onchain in open_rows]
-        proved = [_Proved(row, onchain, *self._wait_job(row, job_id)) for row, onchain, job_id in jobs]
+        jobs = [(row, onchain, self._submit_job(row, batch=True, ticket=chain_ticket(
+            ESCROW_RAIL, self.chain_id, self.address, row, together=True))) for row, onchain in open_rows]
+        proved = [_Proved(row, onchain, *self._proof_of(self._wait_call(row, job_id))) for row, onchain, job_id in jobs]
         shared: dict[str, list[_Proved]] = defaultdict(list)
         for p in proved:
             self.repo.proved(p.row.id, p.bundle_cid)
@@ -122,23 +128,34 @@ class BatchedEscrow:
         assert self.jobs is not None, "a batched escrow answer is a call of the node's queue"
         return self.jobs
 
-    def _submit_job(self, row: EscrowRequestRow, *, batch: bool) -> str:
+    def _submit_job(self, row: EscrowRequestRow, *, batch: bool, ticket: Ticket | None = None) -> str:
+        """The request's proof as a call of the node's queue (found again by its key: one per attempt). ``ticket``:
+        the call is the escrow rail's, fulfilled by the call settler (None: settled here, by one fulfillBatch)."""
         doc = row.inputs or {}
         job, _ = self._calls().submit_prove(row.model_id, doc.get("inputs"), key=self._job_key(row),
                                             salt=doc.get("salt"), system=PROVEN_SYSTEM, rail=self.kind, batch=batch,
-                                            client="escrow")  # a request's input and answer are public on chain
+                                            client="escrow", ticket=ticket)  # input and answer are public on chain
         return str(job.id)
 
-    def _wait_job(self, row: EscrowRequestRow, job_id: str) -> tuple[ProofBundle, str]:
-        """Wait for the request's proof job: its bundle and CID (its error, or ProofTimeout, otherwise)."""
+    def _wait_call(self, row: EscrowRequestRow, job_id: str) -> CallRow:
+        """Wait for the request's call to be done with (final, or its fulfil mined and settling); ProofTimeout when
+        it is still running after the proof timeout and two minutes."""
         wait = (self.proof_timeout_s or 600.0) + 120.0
-        with contextlib.suppress(TimeoutError):  # still running: said below
-            self._calls().queue.watch(job_id).result(wait)
-        done = self._calls().get(job_id)
-        if done.status == "failed":
-            raise from_code(done.error_code or "proving_failed", done.error_message or "the proof failed",
-                            {"job_id": done.id})
-        if done.bundle_cid is None or done.status not in ("proved", "settled"):
-            raise ProofTimeout(f"escrow request {row.request_id}: its proof job {done.id} is still {done.status} "
+        deadline, watched = time.monotonic() + wait, self._calls().queue.watch(job_id)
+        while True:  # a watch resolves once the call is final (settling: the local engine's, not Celery's)
+            with contextlib.suppress(TimeoutError):  # still running: looked at below
+                watched.result(max(0.0, min(1.0, deadline - time.monotonic())))
+            done = self._calls().get(job_id)
+            if done.is_final or done.status == CallStatus.SETTLING or time.monotonic() >= deadline:
+                break
+        if not done.is_final and done.status != CallStatus.SETTLING:
+            raise ProofTimeout(f"escrow request {row.request_id}: its call {done.id} is still {done.status} "
                                f"after {wait:.0f} s", job_id=done.id)
-        return ProofBundle.parse(self.market.workspace.store.get_json(done.bundle_cid)), done.bundle_cid
+        return done
+
+    def _proof_of(self, call: CallRow) -> tuple[ProofBundle, str]:
+        """A proved call's bundle and CID (its error, when it failed)."""
+        if call.status == CallStatus.FAILED or call.bundle_cid is None:
+            raise from_code(call.error_code or "proving_failed", call.error_message or "the proof failed",
+                            {"job_id": call.id})
+        return ProofBundle.parse(self.market.workspace.store.get_json(call.bundle_cid)), call.bundle_cid

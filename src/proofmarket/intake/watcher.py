@@ -47,6 +47,8 @@ from proofmarket.core.settings import Settings
 from proofmarket.db import Database, EscrowRepo, EscrowRequestRow, EscrowStatus, LeaseRepo, ModelRepo, SeenRequest
 from proofmarket.intake.reorgs import CLOSED, OnchainRequest, Reorgs
 from proofmarket.market import Market
+from proofmarket.payments.port import Rail
+from proofmarket.payments.tickets import Ticket
 from proofmarket.systems.port import Execution
 from proofmarket.systems.workspace import Workspace
 
@@ -276,6 +278,10 @@ class ChainWatcher(Reorgs):
     def _close_failed(self, row: EscrowRequestRow, code: str, message: str) -> bool:
         return self.repo.failed(row.id, code, message)
 
+    def _claimed(self, row: EscrowRequestRow) -> EscrowRequestRow:
+        """``row`` as its claim left it (the attempt it counted names the attempt's call and ticket)."""
+        return self.repo.get(self.chain_id, self.address, row.request_id) or row
+
     def _expire_unanswered(self) -> None:
         """Fail the requests whose deadline passed before their input came: only a refund is possible now."""
         now = self.market.client.timestamp()
@@ -322,6 +328,10 @@ class ChainWatcher(Reorgs):
         batch before its cursor is saved: read again, booked once)."""
 
     @abc.abstractmethod
+    def rail(self) -> Rail:
+        """The payment rail of this watcher's calls (``intake/rails.py``): the node's settler settles them on it."""
+
+    @abc.abstractmethod
     def recover(self) -> None:
         """Settle from the chain what a previous run left ``proving``."""
 
@@ -331,24 +341,25 @@ class ChainWatcher(Reorgs):
 
 
 def run_as_call(jobs: CallService | None, model_id: str, system: str, rail: str, request: dict[str, Any],
-                run: Callable[[], tuple[Any, str]]) -> tuple[Any, str]:
-    """Run a request's work as a call row of the node (``rail``: escrow or court; paid on chain, so nothing for the
-    runner to capture): listed in /v1/jobs, counted by system, rail and model, failed with its code. Without a
-    CallService (a watcher used outside a node) the work just runs."""
+                run: Callable[[], tuple[Any, str]], ticket: Ticket | None = None) -> tuple[Any, str]:
+    """Run a request's work as a call row of the node (``rail``: escrow or court): listed in /v1/jobs, counted by
+    system, rail and model, failed with its code. ``ticket``: the call's payment on its rail, settled through it
+    once the work is done (the escrow rail's fulfil); without one there is nothing for the runner to capture.
+    Without a CallService (a watcher used outside a node) the work just runs."""
     if jobs is None:
         return run()
-    job = jobs.open_call(model_id, request, None, None, system=system, rail=rail)
+    job = jobs.open_call(model_id, request, ticket, None, system=system, rail=rail)
     started = time.perf_counter()
     try:
         bundle, cid = run()
-    except BaseException as exc:
+        doc = bundle if isinstance(bundle, dict) else bundle.to_doc()
+        output = (doc.get("output") or {})
+        result = {"output": output.get("values"), "text": output.get("text")}
+        jobs.finish_call(job.id, Execution(cid, bundle, {k: v for k, v in result.items() if v is not None}),
+                         time.perf_counter() - started)
+    except BaseException as exc:  # the work or its settlement failed: the call fails (a settled one stays so)
         jobs.fail_call_on(job.id, exc)
         raise
-    doc = bundle if isinstance(bundle, dict) else bundle.to_doc()
-    output = (doc.get("output") or {})
-    result = {"output": output.get("values"), "text": output.get("text")}
-    jobs.finish_call(job.id, Execution(cid, bundle, {k: v for k, v in result.items() if v is not None}),
-                     time.perf_counter() - started)
     return bundle, cid
 
 

@@ -29,6 +29,7 @@ from proofmarket.chain.rpc_stats import RpcCollector
 from proofmarket.core.errors import ProofMarketError
 from proofmarket.core.settings import Settings
 from proofmarket.db import CallRepo, CallRow, Database, LeaseRepo, ModelRepo, ProofCacheRepo
+from proofmarket.intake.rails import COURT_RAIL
 from proofmarket.marketplace.catalog import Catalog
 from proofmarket.marketplace.webhooks import Webhooks
 from proofmarket.node.access import AccessTokens
@@ -117,7 +118,8 @@ def build_runner(settings: Settings, db: Database, store: ArtifactStore, registr
     """The call runner of a node or of a ``proofmarket worker`` process."""
     cache = ProofCacheRepo(db, settings.queue.proof_cache_size) if settings.queue.proof_cache_size else None
     runner = CallRunner(settings, CallRepo(db), ModelRepo(db), store, rails, CallMetrics(registry), cache)
-    runner.metrics.track_settling(runner.jobs.settling_age)
+    # a court's calls wait for their challenge window: not stuck
+    runner.metrics.track_settling(lambda: runner.jobs.settling_age(besides=(COURT_RAIL,)))
     runner.metrics.settler_lease.set(1.0)  # a node settles alone until a shared queue's lease says otherwise
     hooks = Webhooks(settings, db)  # callbacks and owners' events are rows: the node's dispatcher sends them
     runner.on_final.append(hooks.job_final)

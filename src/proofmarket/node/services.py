@@ -19,6 +19,7 @@ from proofmarket.core.settings import Settings
 from proofmarket.db import Database
 from proofmarket.intake.court import CourtService
 from proofmarket.intake.escrow import EscrowService
+from proofmarket.intake.watcher import ChainWatcher
 from proofmarket.market import Market
 from proofmarket.marketplace.catalog import Catalog
 from proofmarket.marketplace.webhooks import Dispatcher, Webhooks
@@ -126,11 +127,15 @@ class NodeServices:
         """Start the node's background services in their order (``node/supervisor.py``): the registry follower
         (the paid path then reads listings from its cache, no RPC), the call settler, the engine (it hands the
         settler its proved calls), the rails' own loops (the channels' claims and sweeps), the money settler, the
-        webhook sender, then ``watchers`` (the escrow and court watchers, which submit calls to the engine). First,
-        the temp folders a killed compile of an earlier version left (``evm_check.sweep_stale``)."""
+        webhook sender, then ``watchers`` (the escrow and court watchers, which submit calls to the engine; their
+        rails are registered first, so that the settler finds them). First, the temp folders a killed compile of an
+        earlier version left (``evm_check.sweep_stale``)."""
         from proofmarket.systems.ezkl.evm_check import sweep_stale
 
         sweep_stale()
+        for watcher in watchers:  # their answers are calls of their rails (escrow, court): the call settler's
+            if isinstance(watcher, ChainWatcher) and watcher.jobs is not None:
+                self.rails.add(watcher.rail())
         if not self.supervisor.order:  # once: an app whose lifespan runs again starts the same services again
             for service in self._services(watchers):  # listed whole first: a failure adds none of them
                 self.supervisor.add(service)

@@ -1,5 +1,6 @@
-"""The payment-rail port: how a call is paid. Rails: ``free``, ``x402`` (``exact/rail.py``); escrow and the court
-are paid on chain before a call exists (``intake/``); another rail registers with the node (``node.build_node``).
+"""The payment-rail port: how a call is paid. Rails: ``free``, ``x402`` (``exact/rail.py``), batch-settlement, upto,
+credits; ``escrow`` and ``court`` (``intake/rails.py``: paid on chain before their call exists, accepted by their
+watcher, settled by the call settler); another rail registers with the node (``node.build_node``, ``Rails.add``).
 
     POST /v1/models/{id}/infer (or any paid route)
       -> inputs checked by the model's proof system (422 before any payment is looked at)
@@ -150,6 +151,11 @@ class Rails:
 
     def all(self) -> list[Rail]:
         return list(self._rails.values())
+
+    def add(self, rail: Rail) -> None:
+        """Register a rail the node runs once it is built (the escrow watcher's): its calls settle through it. A
+        rail of that name already registered is kept (an app whose lifespan runs again builds nothing twice)."""
+        self._rails.setdefault(_name(rail), rail)
 
     def of(self, kind: type[R]) -> R | None:
         """The rail of this class, if the node runs one (a route of one rail asks for its own: the credits routes
