@@ -26,7 +26,7 @@ from proofmarket.calls.service import call_answer
 from proofmarket.core.errors import ProofMarketError, WrongMode
 from proofmarket.db import CallRow, CallStatus
 from proofmarket.node.services import NodeServices
-from proofmarket.payments.port import Offer, Rail, cover_of, hold
+from proofmarket.payments.port import Offer, Rail, accept, cover_of
 from proofmarket.payments.tickets import Settlement, Ticket
 from proofmarket.systems import spec
 from proofmarket.systems.port import Events
@@ -75,12 +75,10 @@ def open_call(services: NodeServices, offer: Offer, system: str, headers: Mappin
           request: dict[str, Any]) -> Opened:
     """Verify the payment (if any) and hold the call as a job: refused (402) when the payer's balance does not
     also cover what its other unsettled calls hold. A free generation is a call too."""
-    rail = services.rails.select(headers)
-    ticket = rail.verify(headers, offer)
-    job = hold(rail, ticket, lambda: services.jobs.open_call(offer.model_id, request, ticket, cover_of(rail),
-                                                            system=system,
-                                                            rail=rail.name if ticket is not None else "free"))
-    return Opened(job, ticket, rail, request)
+    accepted = accept(services.rails, offer, headers, lambda ticket, rail: services.jobs.open_call(
+        offer.model_id, request, ticket, cover_of(rail), system=system,
+        rail=rail.name if ticket is not None else "free"))
+    return Opened(accepted.call, accepted.ticket, accepted.rail, request)
 
 
 def failed(services: NodeServices, call: Opened, exc: BaseException) -> None:

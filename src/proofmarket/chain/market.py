@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
@@ -29,6 +29,14 @@ from proofmarket.chain.types import (
 from proofmarket.core.errors import ChainError
 
 ZERO_HASH = bytes(32)
+
+# what each settlement event says beyond its request, prover and transaction (``Fulfilment``'s fields)
+_SETTLED_FIELDS: dict[str, Callable[[Any], dict[str, Any]]] = {
+    "RequestFulfilled": lambda a: {"output_hash": bytes(a["outputHash"]), "outputs": list(a["outputs"]),
+                                   "owner_amount": a["ownerAmount"], "prover_amount": a["proverAmount"],
+                                   "platform_fee": a["platformFee"]},
+    "ProofRejected": lambda a: {"refunded": a["refunded"], "slashed": a["slashed"]},
+}
 
 
 class InferenceMarket(BoundContract):
@@ -181,27 +189,10 @@ class InferenceMarket(BoundContract):
 
     def _settlements(self, tx: TxResult, request_ids: Sequence[int]) -> dict[int, Fulfilment]:
         out: dict[int, Fulfilment] = {}
-        for args in self.decode_events(tx, "RequestFulfilled"):
-            out[int(args["requestId"])] = Fulfilment(
-                int(args["requestId"]),
-                RequestStatus.FULFILLED,
-                args["prover"],
-                tx,
-                output_hash=bytes(args["outputHash"]),
-                outputs=list(args["outputs"]),
-                owner_amount=args["ownerAmount"],
-                prover_amount=args["proverAmount"],
-                platform_fee=args["platformFee"],
-            )
-        for args in self.decode_events(tx, "ProofRejected"):
-            out[int(args["requestId"])] = Fulfilment(
-                int(args["requestId"]),
-                RequestStatus.REJECTED,
-                args["prover"],
-                tx,
-                refunded=args["refunded"],
-                slashed=args["slashed"],
-            )
+        for event, status in (("RequestFulfilled", RequestStatus.FULFILLED), ("ProofRejected", RequestStatus.REJECTED)):
+            for args in self.decode_events(tx, event):
+                out[int(args["requestId"])] = Fulfilment(int(args["requestId"]), status, args["prover"], tx,
+                                                         **_SETTLED_FIELDS[event](args))
         missing = [i for i in request_ids if i not in out]
         if missing:
             raise ChainError(f"the fulfil of request(s) {missing} emitted no settlement event", tx=tx.tx_hash)

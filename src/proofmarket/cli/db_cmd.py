@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
+from proofmarket.cli.common import HomeOpt, JsonOpt
 from proofmarket.cli.groups import group
 from proofmarket.cli.output import emit_json, fail, out
 from proofmarket.core.errors import ProofMarketError, UsageError
@@ -27,8 +28,6 @@ db_app = group(help="The node's database: upgrade, show, list or roll back the s
 
 UrlOpt = Annotated[str | None, typer.Option(
     "--url", help="database URL (default: PROOFMARKET_DATABASE_URL, else the SQLite file in HOME)")]
-HomeOpt = Annotated[Path | None, typer.Option("--home", envvar="PROOFMARKET_HOME", help="data folder")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document on stdout (for scripts)")]
 
 
 def register(app: typer.Typer) -> None:

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
+from proofmarket.cli.common import HomeOpt, JsonOpt
 from proofmarket.cli.infer_cmd import (
     DEFAULT_KEY_ENV,
     AutoOpt,
@@ -58,8 +59,8 @@ def generate_cmd(
         "--scheme", help="how to pay: exact (the max_tokens cap is charged), upto (the tokens generated are charged; "
                          "needs 'proofmarket permit2 approve' once) or batch-settlement (a channel: the tokens "
                          "generated)")] = "exact",
-    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
-    home: Annotated[Path | None, typer.Option("--home", envvar="PROOFMARKET_HOME", help="data folder")] = None,
+    as_json: JsonOpt = False,
+    home: HomeOpt = None,
 ) -> None:
     """Generate text with an attested model and print it with its attestation (not a ZK proof)."""
     request = {"prompt": prompt, "max_tokens": max_tokens, "temperature": temperature, "seed": seed}

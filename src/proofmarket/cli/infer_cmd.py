@@ -20,6 +20,7 @@ from typing import Annotated, Any
 
 import typer
 
+from proofmarket.cli.common import JsonOpt
 from proofmarket.cli.output import emit_json, fail, out
 from proofmarket.core.errors import ProofMarketError, UsageError
 from proofmarket.core.profiles import DEVNET
@@ -70,7 +71,7 @@ def infer_cmd(
                                         "with other callers who allowed it, in one proof (each answer its own slot; "
                                         "their public inputs and outputs are in the shared proof); --no-batch (the "
                                         "default): proven alone")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Call MODEL_ID on a node with INPUT, paying over x402 if asked; verify that the answer is the proof of
     this request and print the proven output, payment and receipt."""

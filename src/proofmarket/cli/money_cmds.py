@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
+from proofmarket.cli.common import JsonOpt
 from proofmarket.cli.groups import group
 from proofmarket.cli.infer_cmd import DEFAULT_NODE, _account
 from proofmarket.cli.output import emit_json, fail, out
@@ -24,7 +25,6 @@ from proofmarket.core.errors import ProofMarketError, UsageError
 from proofmarket.core.units import format_usdc
 
 NodeOpt = Annotated[str, typer.Option("--node", envvar="PROOFMARKET_NODE_URL", help="the node's base URL")]
-JsonFlag = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 payouts = group(help="pay out what the node's book owes (operator)", no_args_is_help=True)
 ledger = group(help="the node's book (operator)", no_args_is_help=True)
 
@@ -55,7 +55,7 @@ def _token() -> str:
 
 
 @payouts.command("run")
-def payouts_run(node: NodeOpt = DEFAULT_NODE, as_json: JsonFlag = False) -> None:
+def payouts_run(node: NodeOpt = DEFAULT_NODE, as_json: JsonOpt = False) -> None:
     """Pay every payee what the node's book owes it now (credits draws, pass calls, swept channel charges)."""
     done = _operator(node, as_json, lambda sdk, token: sdk.run_payouts(token))
     if as_json:
@@ -75,7 +75,7 @@ def payouts_run(node: NodeOpt = DEFAULT_NODE, as_json: JsonFlag = False) -> None
 
 
 @ledger.command("check")
-def ledger_check(node: NodeOpt = DEFAULT_NODE, as_json: JsonFlag = False,
+def ledger_check(node: NodeOpt = DEFAULT_NODE, as_json: JsonOpt = False,
                  from_block: Annotated[int, typer.Option("--from-block", min=0, help="check transactions mined "
                                                                                    "from this block")] = 0) -> None:
     """Compare the node's book with its own rules and with the chain; name every difference (exit 1 if any)."""
@@ -101,7 +101,7 @@ def ledger_check(node: NodeOpt = DEFAULT_NODE, as_json: JsonFlag = False,
 
 
 @ledger.command("unknown")
-def ledger_unknown(node: NodeOpt = DEFAULT_NODE, as_json: JsonFlag = False) -> None:
+def ledger_unknown(node: NodeOpt = DEFAULT_NODE, as_json: JsonOpt = False) -> None:
     """List the held payouts and credits refunds whose transaction may have left with no hash known."""
     held = _operator(node, as_json, lambda sdk, token: sdk.unknown_outcomes(token))
     if as_json:
@@ -120,7 +120,7 @@ def ledger_resolve(
     = None,
     not_sent: Annotated[str | None, typer.Option("--not-sent", help="it was never sent: the reason (voided: owed "
                                                                     "again)")] = None,
-    node: NodeOpt = DEFAULT_NODE, as_json: JsonFlag = False,
+    node: NodeOpt = DEFAULT_NODE, as_json: JsonOpt = False,
 ) -> None:
     """Settle a held payout or refund whose outcome no machine may decide: captured with the transaction that paid
     it, or voided when it was never sent."""
@@ -138,7 +138,7 @@ def ledger_resolve(
 def ledger_write_off(
     ref: Annotated[str, typer.Argument(help="the charge's reference (the receivables of 'proofmarket ledger check')")],
     reason: Annotated[str, typer.Option("--reason", help="why it cannot be collected (kept in the book)")],
-    node: NodeOpt = DEFAULT_NODE, as_json: JsonFlag = False,
+    node: NodeOpt = DEFAULT_NODE, as_json: JsonOpt = False,
 ) -> None:
     """Write off a channel charge the node can no longer collect (its channel refused by the chain, or older than a
     sweep interval): one balanced entry, nothing owed for it."""

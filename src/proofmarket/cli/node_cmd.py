@@ -5,12 +5,11 @@ Hook: ``node_cmd.register(app)`` in ``cli/main.py``. One uvicorn process: the jo
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from proofmarket.cli.common import say_chain
+from proofmarket.cli.common import HomeOpt, say_chain
 from proofmarket.cli.output import console, fail
 from proofmarket.core.errors import ProofMarketError, UsageError
 
@@ -30,7 +29,7 @@ def worker_cmd(
         "--model", help="keep this model warm: also take its own queue (repeatable)")] = None,
     name: Annotated[str | None, typer.Option(help="worker name in heartbeats (default host-pid)")] = None,
     no_compile: Annotated[bool, typer.Option("--no-compile", help="take prove jobs only")] = False,
-    home: Annotated[Path | None, typer.Option("--home", envvar="PROOFMARKET_HOME", help="data folder")] = None,
+    home: HomeOpt = None,
 ) -> None:
     """Run jobs of nodes started with PROOFMARKET_QUEUE=celery: one job at a time, from Redis
     (PROOFMARKET_REDIS_URL), on the nodes' database and store. Start more to prove more at once."""
@@ -62,7 +61,7 @@ def node_cmd(
         "--model", help="serve a model compiled in HOME: MODEL_ID or MODEL_ID=PRICE_ATOMIC (repeatable); when a "
                     "market is deployed, a model listed on its registry is sold at the registry's price")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
-    home: Annotated[Path | None, typer.Option("--home", envvar="PROOFMARKET_HOME", help="data folder")] = None,
+    home: HomeOpt = None,
 ) -> None:
     """Serve the proofmarket HTTP API: models, paid inference with proofs, jobs, verification."""
     import uvicorn

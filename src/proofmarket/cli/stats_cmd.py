@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from proofmarket.cli.common import JsonOpt
 from proofmarket.cli.infer_cmd import DEFAULT_NODE
 from proofmarket.cli.output import emit_json, fail, out
 from proofmarket.core.errors import ProofMarketError, UsageError
@@ -28,7 +29,7 @@ def stats_cmd(
     key_env: Annotated[str | None, typer.Option("--key-env", help="sign as the model's owner with the key in this "
                                                 "environment variable: every number (public: buckets of fewer "
                                                 "than the node's min_calls are hidden)")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Print MODEL_ID's analytics on a node: calls by status and rail, errors by code, latency and run time
     p50/p95, tokens, revenue, and the calls of every day of the window."""

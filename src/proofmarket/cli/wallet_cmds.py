@@ -23,6 +23,7 @@ from typing import Annotated, Any
 
 import typer
 
+from proofmarket.cli.common import JsonOpt
 from proofmarket.cli.groups import group
 from proofmarket.cli.infer_cmd import DEFAULT_KEY_ENV, DEFAULT_NODE, KeystoreOpt, paying_account
 from proofmarket.cli.output import emit_json, fail, out
@@ -33,7 +34,6 @@ NodeOpt = Annotated[str, typer.Option("--node", envvar="PROOFMARKET_NODE_URL", h
 KeyEnvOpt = Annotated[str, typer.Option("--key-env", help="environment variable holding the consumer's key (a node "
                                                           "on the devnet only)")]
 DevnetOpt = Annotated[bool, typer.Option("--devnet", help="on the devnet: sign with anvil's dev consumer account")]
-JsonFlag = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 apikey = group(help="API keys of the consumer's wallet on a node (signed by the wallet)", no_args_is_help=True)
 credits = group(help="prepaid credits of the consumer's wallet on a node (bought with one x402 payment)",
                       no_args_is_help=True)
@@ -92,7 +92,7 @@ def apikey_create(
     expires_in: Annotated[int | None, typer.Option("--expires-in", min=1, help="seconds until the key expires")]
     = None,
     node: NodeOpt = DEFAULT_NODE, key_env: KeyEnvOpt = DEFAULT_KEY_ENV, keystore: KeystoreOpt = None,
-    devnet: DevnetOpt = False, as_json: JsonFlag = False,
+    devnet: DevnetOpt = False, as_json: JsonOpt = False,
 ) -> None:
     """Make an API key for the wallet; its secret is printed once (the node keeps only its hash)."""
     def show(made: Any) -> None:
@@ -105,7 +105,7 @@ def apikey_create(
 
 @apikey.command("list")
 def apikey_list(node: NodeOpt = DEFAULT_NODE, key_env: KeyEnvOpt = DEFAULT_KEY_ENV, keystore: KeystoreOpt = None,
-                devnet: DevnetOpt = False, as_json: JsonFlag = False) -> None:
+                devnet: DevnetOpt = False, as_json: JsonOpt = False) -> None:
     """The wallet's keys (never their secrets)."""
     _listed(node, key_env, devnet, keystore, as_json, lambda sdk: sdk.keys.list(), "keys", "no keys",
             lambda k: f"{k['id']}  {k.get('status', '')}  models {k.get('models') or 'any'}  "
@@ -115,7 +115,7 @@ def apikey_list(node: NodeOpt = DEFAULT_NODE, key_env: KeyEnvOpt = DEFAULT_KEY_E
 @apikey.command("revoke")
 def apikey_revoke(key_id: Annotated[str, typer.Argument(help="the key's id (see 'apikey list')")],
                   node: NodeOpt = DEFAULT_NODE, key_env: KeyEnvOpt = DEFAULT_KEY_ENV, keystore: KeystoreOpt = None,
-                  devnet: DevnetOpt = False, as_json: JsonFlag = False) -> None:
+                  devnet: DevnetOpt = False, as_json: JsonOpt = False) -> None:
     """Revoke one of the wallet's keys: refused from the next request on."""
     _wallet(node, key_env, devnet, keystore, as_json, lambda sdk: sdk.keys.revoke(key_id),
             lambda _: out.print(f"key {key_id} revoked"))
@@ -124,7 +124,7 @@ def apikey_revoke(key_id: Annotated[str, typer.Argument(help="the key's id (see 
 @credits.command("buy")
 def credits_buy(amount: Annotated[int, typer.Argument(min=1, help="atomic USDC units of credits to buy")],
                 node: NodeOpt = DEFAULT_NODE, key_env: KeyEnvOpt = DEFAULT_KEY_ENV, keystore: KeystoreOpt = None,
-                devnet: DevnetOpt = False, as_json: JsonFlag = False) -> None:
+                devnet: DevnetOpt = False, as_json: JsonOpt = False) -> None:
     """Buy credits with one x402 payment of AMOUNT; waits until the payment is mined (or says it is pending)."""
     def show(bought: Any) -> None:
         purchase = bought["purchase"]
@@ -138,7 +138,7 @@ def credits_buy(amount: Annotated[int, typer.Argument(min=1, help="atomic USDC u
 
 @credits.command("show")
 def credits_show(node: NodeOpt = DEFAULT_NODE, key_env: KeyEnvOpt = DEFAULT_KEY_ENV, keystore: KeystoreOpt = None,
-                 devnet: DevnetOpt = False, as_json: JsonFlag = False) -> None:
+                 devnet: DevnetOpt = False, as_json: JsonOpt = False) -> None:
     """The wallet's balance, what its unsettled calls hold, and its latest entries."""
     def show(shown: Any) -> None:
         out.print(f"{shown['wallet']}: {format_usdc(int(shown['balance']))} USDC of credits, "
@@ -151,7 +151,7 @@ def credits_show(node: NodeOpt = DEFAULT_NODE, key_env: KeyEnvOpt = DEFAULT_KEY_
 
 @credits.command("refund")
 def credits_refund(node: NodeOpt = DEFAULT_NODE, key_env: KeyEnvOpt = DEFAULT_KEY_ENV, keystore: KeystoreOpt = None,
-                   devnet: DevnetOpt = False, as_json: JsonFlag = False) -> None:
+                   devnet: DevnetOpt = False, as_json: JsonOpt = False) -> None:
     """The wallet's unspent credits back on chain (what unsettled calls hold stays)."""
     _wallet(node, key_env, devnet, keystore, as_json, lambda sdk: sdk.credits.refund(),
             lambda done: out.print(f"refunded {format_usdc(int(done['refunded']))} USDC to {done['wallet']} "
@@ -165,7 +165,7 @@ def pass_buy(calls_per_day: Annotated[int, typer.Option("--calls-per-day", min=1
              max_amount: Annotated[int | None, typer.Option("--max-amount", min=1, help="most atomic USDC units "
                                                                                        "to pay")] = None,
              node: NodeOpt = DEFAULT_NODE, key_env: KeyEnvOpt = DEFAULT_KEY_ENV, keystore: KeystoreOpt = None,
-             devnet: DevnetOpt = False, as_json: JsonFlag = False) -> None:
+             devnet: DevnetOpt = False, as_json: JsonOpt = False) -> None:
     """Buy a pass with one x402 payment; the wallet's API keys call within it before drawing credits."""
     _wallet(node, key_env, devnet, keystore, as_json,
             lambda sdk: sdk.passes.buy(calls_per_day, days, model_id=model, max_amount=max_amount),
@@ -175,7 +175,7 @@ def pass_buy(calls_per_day: Annotated[int, typer.Option("--calls-per-day", min=1
 
 @passes.command("list")
 def pass_list(node: NodeOpt = DEFAULT_NODE, key_env: KeyEnvOpt = DEFAULT_KEY_ENV, keystore: KeystoreOpt = None,
-              devnet: DevnetOpt = False, as_json: JsonFlag = False) -> None:
+              devnet: DevnetOpt = False, as_json: JsonOpt = False) -> None:
     """The wallet's live passes."""
     _listed(node, key_env, devnet, keystore, as_json, lambda sdk: sdk.passes.list(), "passes", "no live passes",
             lambda p: f"{p.get('id', '')}  {p.get('calls_per_day')} calls a day  model {p.get('model_id') or 'any'}  "
@@ -184,7 +184,7 @@ def pass_list(node: NodeOpt = DEFAULT_NODE, key_env: KeyEnvOpt = DEFAULT_KEY_ENV
 
 @channel.command("show")
 def channel_show(node: NodeOpt = DEFAULT_NODE, key_env: KeyEnvOpt = DEFAULT_KEY_ENV, keystore: KeystoreOpt = None,
-                 devnet: DevnetOpt = False, as_json: JsonFlag = False) -> None:
+                 devnet: DevnetOpt = False, as_json: JsonOpt = False) -> None:
     """The wallet's channels on the node: deposited balance, charged total, claimed on chain."""
     _listed(node, key_env, devnet, keystore, as_json, lambda sdk: sdk.channels(), "channels", "no channel on this node",
             lambda c: f"{c['channel_id']}  balance {format_usdc(int(c['balance']))} USDC, charged "
@@ -194,7 +194,7 @@ def channel_show(node: NodeOpt = DEFAULT_NODE, key_env: KeyEnvOpt = DEFAULT_KEY_
 
 @channel.command("refund")
 def channel_refund(node: NodeOpt = DEFAULT_NODE, key_env: KeyEnvOpt = DEFAULT_KEY_ENV, keystore: KeystoreOpt = None,
-                   devnet: DevnetOpt = False, as_json: JsonFlag = False) -> None:
+                   devnet: DevnetOpt = False, as_json: JsonOpt = False) -> None:
     """A cooperative refund of the wallet's channel: the node claims what it charged, the rest comes back on chain."""
     _wallet(node, key_env, devnet, keystore, as_json, lambda sdk: sdk.refund_channel(),
             lambda done: out.print(f"channel refunded (tx {done.get('transaction')})"))
@@ -208,7 +208,7 @@ def permit2_approve(
     token: Annotated[str | None, typer.Option("--token", help="the token; unset = the asset of the node's upto "
                                                               "terms")] = None,
     node: NodeOpt = DEFAULT_NODE, key_env: KeyEnvOpt = DEFAULT_KEY_ENV, keystore: KeystoreOpt = None,
-    devnet: DevnetOpt = False, as_json: JsonFlag = False) -> None:
+    devnet: DevnetOpt = False, as_json: JsonOpt = False) -> None:
     """Let Permit2 move the wallet's token (one transaction, once per token and chain): then each x402 upto payment is
     a signature, and a generation is charged the tokens it produced ('proofmarket generate --scheme upto')."""
     def ask(sdk: Any) -> Any:

@@ -92,7 +92,8 @@ class EscrowService(BatchedEscrow, ChainWatcher):
                                   self._model_of)
 
     @classmethod
-    def for_node(cls, settings: Settings, db: Database, workspace: Workspace, registry: Any = None,
+    def for_node(cls, settings: Settings, db: Database, workspace: Workspace,
+                 registry: CollectorRegistry | None = None,
                  market: Market | None = None, **options: Any) -> EscrowService | None:
         """The node's escrow service, or None when the setting is off or (auto) no market is deployed."""
         return super().for_node(settings, db, workspace, registry, market,

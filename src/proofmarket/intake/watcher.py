@@ -38,6 +38,8 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
+from prometheus_client import CollectorRegistry
+
 from proofmarket.chain import ChainEvent, EventWatcher, model_id_for
 from proofmarket.chain.contracts import BoundContract
 from proofmarket.core.background import Pulse, ServiceHealth
@@ -100,7 +102,8 @@ class ChainWatcher(Reorgs):
         self.holder = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
     @classmethod
-    def for_node(cls, settings: Settings, db: Database, workspace: Workspace, registry: Any = None,
+    def for_node(cls, settings: Settings, db: Database, workspace: Workspace,
+                 registry: CollectorRegistry | None = None,
                  market: Market | None = None, **options: Any) -> Self | None:
         """The node's watcher (``PROOFMARKET_ESCROW_WATCHER``): None when off, or when auto and nothing is deployed;
         its ``unavailable`` errors (e.g. no court in the deployment) leave it off whatever the setting. ``market``:
@@ -125,7 +128,7 @@ class ChainWatcher(Reorgs):
         watcher.lease = LeaseRepo(db)
         return watcher
 
-    def with_metrics(self, registry: Any) -> Self:
+    def with_metrics(self, registry: CollectorRegistry | None) -> Self:
         """Report on the node's Prometheus ``registry`` (after construction: a watcher that failed to build
         registers nothing)."""
         return self

@@ -2,7 +2,7 @@
 credits; ``escrow`` and ``court`` (``intake/rails.py``: paid on chain before their call exists, accepted by their
 watcher, settled by the call settler); another rail registers with the node (``node.build_node``, ``Rails.add``).
 
-    POST /v1/models/{id}/infer (or any paid route)
+    POST /v1/models/{id}/infer (or any paid route; ``accept`` below is the one way a route accepts a call)
       -> inputs checked by the model's proof system (422 before any payment is looked at)
       -> Rails.select(headers)                -> the rail whose credential the request carries, else the default
       -> rail.payer_of(headers)                -> the payer, scoping the Idempotency-Key (a known key: its call)
@@ -218,6 +218,36 @@ def cover_of(rail: Rail) -> Callable[[Ticket, int], None] | None:
     calls hold), or None when the rail's ``verify`` already held this call's funds itself (a rail that says so with
     ``verify_holds_funds = True``: a channel's voucher is reserved against its channel, one call at a time)."""
     return None if getattr(rail, "verify_holds_funds", False) else rail.cover
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A call accepted: its row (``call``: a stored call, or the one an Idempotency-Key named), its payment (None:
+    free, or found by its key) and the rail that verified it."""
+
+    call: Any
+    ticket: Ticket | None
+    rail: Rail
+
+
+def accept(rails: Rails, offer: Offer, headers: Mapping[str, str],
+           store: Callable[[Ticket | None, Rail], Any], *,
+           existing: Callable[[str | None], Any] | None = None) -> Accepted:
+    """The one way every route that sells a call accepts it: the rail the request's credential names
+    (``Rails.select``), the call an Idempotency-Key already made for this payer (``existing(payer)``: returned as is,
+    nothing verified), the payment verified for ``offer`` (402 otherwise), then the call stored with it (``store``:
+    the payer's funds covered under its lock, ``cover_of``; queued, or opened for a route that runs it). A payment
+    whose call is not stored is released; so is one a concurrent retry with the same key made unnecessary."""
+    rail = rails.select(headers)
+    if existing is not None:
+        found = existing(rail.payer_of(headers))
+        if found is not None:
+            return Accepted(found, None, rail)
+    ticket = rail.verify(headers, offer)
+    call = hold(rail, ticket, lambda: store(ticket, rail))
+    if ticket is not None and getattr(call, "payment_nonce", ticket.nonce) != ticket.nonce:  # a retry's call won
+        rail.release(ticket)
+    return Accepted(call, ticket, rail)
 
 
 def hold(rail: Rail, ticket: Ticket | None, store: Callable[[], R]) -> R:

@@ -6,7 +6,7 @@ import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from proofmarket.core.profiles import ChainProfile
 from proofmarket.core.settings import Settings
@@ -19,8 +19,10 @@ from proofmarket.systems.ezkl.worker import InlineProofWorker, ProofWorker
 from proofmarket.systems.port import VerifyReport
 
 if TYPE_CHECKING:  # the compiler, the predictor and the ceremony store load when they run, not for a proof
+    from proofmarket.systems.attested.system import AttestedSystem
     from proofmarket.systems.ezkl.compiler import CompileResult, Progress
     from proofmarket.systems.ezkl.predict import Prediction
+    from proofmarket.systems.registry import SystemSet
 
 
 class Workspace:
@@ -33,7 +35,7 @@ class Workspace:
         self._chain_id = chain_id
         self.store = LocalStore(self.settings.store_dir)
         self._prover: EzklProver | None = None
-        self._attested: Any = None
+        self._attested: AttestedSystem | None = None
         self._inline = inline_prover
 
     @property
@@ -102,18 +104,18 @@ class Workspace:
         return verify_bundle_any(bundle_doc, self.store, reexecute=reexecute, model_dir=model_dir,
                                  work_dir=self.settings.jobs_dir, threads=threads)
 
-    def use_systems(self, systems: Any) -> None:
+    def use_systems(self, systems: SystemSet) -> None:
         """Share a node's proof-system runtimes (``SystemSet``): one attested runtime per node, not two."""
         self._systems = systems
 
     @property
-    def attested(self) -> Any:
+    def attested(self) -> AttestedSystem:
         """The attested system (``AttestedSystem``), signing with this workspace's node key (or the node's)."""
         systems = getattr(self, "_systems", None)
         if systems is not None:
             from proofmarket.systems.registry import ATTESTED_SYSTEM
 
-            return systems.get(ATTESTED_SYSTEM)
+            return cast("AttestedSystem", systems.get(ATTESTED_SYSTEM))
         if self._attested is None:
             from proofmarket.chain.client import node_chain_id  # web3: only when attested bundles are signed
             from proofmarket.systems.attested.signer import node_signer

@@ -31,7 +31,8 @@ from proofmarket.calls import Settlement, request_hash
 from proofmarket.db import CallKind, CallRow, CallStatus
 from proofmarket.marketplace.webhook_targets import check_target
 from proofmarket.node.services import NodeServices
-from proofmarket.payments.port import Offer, cover_of, hold
+from proofmarket.payments.port import Offer, Rail, accept, cover_of
+from proofmarket.payments.tickets import Ticket
 from proofmarket.systems import guarantee
 
 router = APIRouter(tags=["inference"])
@@ -119,21 +120,18 @@ def batching_terms(model_id: str, runtime: Any) -> str:
 
 def _submit(services: NodeServices, offer: Offer, system: str, inputs: dict[str, Any], headers: Mapping[str, str],
             key: str | None, batch: bool = False, client: str = "") -> CallRow:
-    """payment verified by the request's rail (not settled) -> funds held -> call stored and queued. A key known
-    for this payer: its call (an unpaid or other caller never gets a paid call by its key)."""
-    rail = services.rails.select(headers)
-    if key is not None:  # a retry of a call already made (the payer's own signature scopes the key)
-        found = services.jobs.existing(key, request_hash(CallKind.PROVE, offer.model_id, inputs),
-                                       rail.payer_of(headers))
-        if found is not None:
-            return found
-    ticket = rail.verify(headers, offer)
-    job, _ = hold(rail, ticket, lambda: services.jobs.submit_prove(
-        offer.model_id, inputs, key=key, ticket=ticket, cover=cover_of(rail), system=system,
-        rail=rail.name if ticket is not None else "free", batch=batch, client=client))
-    if ticket is not None and job.payment_nonce != ticket.nonce:  # a concurrent retry with this key won
-        rail.release(ticket)
-    return job
+    """The call accepted (``payments.port.accept``): stored with its verified payment and queued. A key known for
+    this payer: its call (an unpaid or other caller never gets a paid call by its key)."""
+    def store(ticket: Ticket | None, rail: Rail) -> CallRow:
+        return services.jobs.submit_prove(offer.model_id, inputs, key=key, ticket=ticket, cover=cover_of(rail),
+                                          system=system, rail=rail.name if ticket is not None else "free",
+                                          batch=batch, client=client)[0]
+
+    def existing(payer: str | None) -> CallRow | None:  # a retry of a call already made (the payer's own signature
+        return services.jobs.existing(key, request_hash(CallKind.PROVE, offer.model_id, inputs), payer)  # scopes it)
+
+    accepted: CallRow = accept(services.rails, offer, headers, store, existing=existing if key else None).call
+    return accepted
 
 
 async def _wait(services: NodeServices, job_id: str, timeout_s: float) -> JSONResponse:

@@ -29,6 +29,7 @@ Addresses sign as for history reads (``X-Address``, ``X-Address-Time``, ``X-Addr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -54,6 +55,14 @@ def _rail(host: RailHost) -> CreditsRail:
     if rail is None:
         raise CreditsUnavailable("this node sells no API keys or credits (payments are off)")
     return rail
+
+
+async def _wallets(host: RailHost, purpose: str, field: str, read: Callable[[CreditsRail, str], list[Any]]
+                   ) -> dict[str, Any]:
+    """The signing wallet's rows of one kind (``read``), as the wallet may see them (never a key's secret)."""
+    rail = _rail(host)
+    wallet = await host.signed(purpose)
+    return {"wallet": wallet, field: [row.view() for row in await run_in_threadpool(read, rail, wallet)]}
 
 
 @router.post("/v1/keys", operation_id="create_api_key", status_code=201,
@@ -84,9 +93,7 @@ async def create_key(host: HostDep,
 @router.get("/v1/keys", operation_id="list_api_keys")
 async def list_keys(host: HostDep) -> dict[str, Any]:
     """The signing wallet's keys (never their secrets)."""
-    rail = _rail(host)
-    wallet = await host.signed("api-keys")
-    return {"wallet": wallet, "keys": [k.view() for k in await run_in_threadpool(rail.repo.keys_of, wallet)]}
+    return await _wallets(host, "api-keys", "keys", lambda rail, wallet: rail.repo.keys_of(wallet))
 
 
 @router.delete("/v1/keys/{key_id}", operation_id="revoke_api_key")
@@ -165,9 +172,7 @@ async def get_purchase(purchase_id: Annotated[str, Path(max_length=200, pattern=
 @router.get("/v1/passes", operation_id="list_passes")
 async def list_passes(host: HostDep) -> dict[str, Any]:
     """The signing wallet's live passes (purpose ``passes``)."""
-    rail = _rail(host)
-    wallet = await host.signed("passes")
-    return {"wallet": wallet, "passes": [p.view() for p in await run_in_threadpool(rail.repo.passes, wallet)]}
+    return await _wallets(host, "passes", "passes", lambda rail, wallet: rail.repo.passes(wallet))
 
 
 @router.post("/v1/models/{model_id}/free-quota", operation_id="set_free_quota")

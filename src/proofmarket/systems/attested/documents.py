@@ -116,10 +116,15 @@ class AttestedManifest(_Strict, CompileTimeFree):
 
 
 # --- bundle ---------------------------------------------------------------------------------------
-class AttestedModel(_Strict):
+class _WeightsModel(_Strict):
+    """A bundle's model: its id and name, and the Merkle root of the weights it committed to."""
+
     id: str
     name: str
     weights_root: str = Field(pattern=BYTES32)
+
+
+class AttestedModel(_WeightsModel):
     architecture: str
 
 
@@ -188,10 +193,7 @@ class AttestedBundle(_AttestedBundleBase):
     decoding: AttestedDecoding
 
 
-class OnnxModelRef(_Strict):
-    id: str
-    name: str
-    weights_root: str = Field(pattern=BYTES32)
+class OnnxModelRef(_WeightsModel):
     onnx_sha256: str
 
 
