@@ -255,6 +255,7 @@ class EscrowService(BatchedEscrow, ChainWatcher):
         self._started[row.id] = time.perf_counter()
         answer = self._attempt(row, lambda: self._answer(row))
         if not isinstance(answer, Answer):  # settled as a call (or closed): counted there
+            self._started.pop(row.id, None)
             return answer or 0
         return self._record_answer(row, answer)
 

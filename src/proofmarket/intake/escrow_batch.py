@@ -142,15 +142,20 @@ class BatchedEscrow:
         it is still running after the proof timeout and two minutes."""
         wait = (self.proof_timeout_s or 600.0) + 120.0
         deadline, watched = time.monotonic() + wait, self._calls().queue.watch(job_id)
-        while True:  # a watch resolves once the call is final (settling: the local engine's, not Celery's)
-            with contextlib.suppress(TimeoutError):  # still running: looked at below
-                watched.result(max(0.0, min(1.0, deadline - time.monotonic())))
-            done = self._calls().get(job_id)
-            if done.is_final or done.status == CallStatus.SETTLING or time.monotonic() >= deadline:
-                break
+        try:
+            while True:  # a watch resolves once the call is final (settling: the local engine's, not Celery's)
+                with contextlib.suppress(TimeoutError):  # still running: looked at below
+                    watched.result(max(0.0, min(1.0, deadline - time.monotonic())))
+                done = self._calls().get(job_id)
+                if done.is_final or done.status == CallStatus.SETTLING or time.monotonic() >= deadline:
+                    break
+        finally:
+            watched.cancel()  # a polling watch (Celery) stops polling
         if not done.is_final and done.status != CallStatus.SETTLING:
-            raise ProofTimeout(f"escrow request {row.request_id}: its call {done.id} is still {done.status} "
-                               f"after {wait:.0f} s", job_id=done.id)
+            late = ProofTimeout(f"escrow request {row.request_id}: its call {done.id} is still {done.status} "
+                                f"after {wait:.0f} s", job_id=done.id)
+            self._calls().fail_call(done.id, late.code, late.message)  # a proof that comes later settles nothing
+            raise late
         return done
 
     def _proof_of(self, call: CallRow) -> tuple[ProofBundle, str]:

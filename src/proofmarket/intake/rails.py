@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from proofmarket.core.errors import PaymentSettlementFailed, PaymentSettlementPending, UsageError, from_code
+from proofmarket.core.errors import PaymentSettlementFailed, PaymentSettlementPending, UsageError
 from proofmarket.db import EscrowRequestRow, EscrowStatus
 from proofmarket.payments.port import Offer
 from proofmarket.payments.tickets import ProofOutcome, Settlement, Ticket
@@ -93,10 +93,12 @@ class ChainRail:
 
     def _not_settled(self, ticket: Ticket, row: EscrowRequestRow) -> PaymentSettlementFailed:
         """Why the call of ``ticket`` will not settle: its request failed (its reason), or another attempt holds it."""
-        if row.status == EscrowStatus.FAILED:
-            return from_code(row.error_code or PaymentSettlementFailed.code,  # type: ignore[return-value]
-                             row.error_message or f"{self.watcher.noun} {row.request_id} was not answered",
-                             {"request_id": row.request_id}, default=PaymentSettlementFailed)
+        if row.status == EscrowStatus.FAILED:  # a settlement failure (the runner fails the call on it, whatever the
+            failed = PaymentSettlementFailed(  # code), with the request's code and sentence
+                row.error_message or f"{self.watcher.noun} {row.request_id} was not answered",
+                request_id=row.request_id)
+            failed.code = row.error_code or PaymentSettlementFailed.code
+            return failed
         if row.attempts == ticket.doc.get("attempt") and row.status == EscrowStatus.PROVING:
             return PaymentSettlementFailed(f"{self.watcher.noun} {row.request_id}: its answer was not mined",
                                            request_id=row.request_id)
@@ -116,8 +118,10 @@ class EscrowRail(ChainRail):
         if ticket.doc.get("together"):
             raise PaymentSettlementPending(f"escrow request {ticket.doc.get('request_id')}: settled with the requests "
                                            "that share its proof, by one fulfillBatch")
-        self.watcher.settle_answer(self._row(ticket), proof.bundle, proof.bundle_cid)
-        return self._settled(ticket)
+        row = self._row(ticket)
+        if row.status == EscrowStatus.PROVING and row.attempts == ticket.doc.get("attempt"):  # still this call's
+            self.watcher.settle_answer(row, proof.bundle, proof.bundle_cid)  # (a timed-out or superseded attempt's
+        return self._settled(ticket)  # call sends nothing: the request is another attempt's, or closed)
 
     def follow(self, ticket: Ticket, proof: ProofOutcome, tx_hash: str | None) -> Settlement | None:
         """A fulfil waiting for its confirmations (the watcher follows its depth), or for the watcher's
