@@ -344,7 +344,7 @@ class EscrowService(BatchedEscrow, ChainWatcher):
         else:
             call = self._wait_call(row, found.id if found is not None else self._submit_job(row, batch=batch,
                                                                                              ticket=ticket))
-            if self._still_proving(row) and call.status == CallStatus.SETTLING and call.bundle_cid is not None:
+            if call.status == CallStatus.SETTLING and call.bundle_cid is not None and self._still_proving(row):
                 # queued to be settled with others by one fulfillBatch that did not happen: fulfilled alone (its
                 # call settles as the request then reads)
                 self.settle_answer(row, self.market.workspace.store.get_json(call.bundle_cid), call.bundle_cid)

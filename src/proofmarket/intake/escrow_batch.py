@@ -122,7 +122,8 @@ class BatchedEscrow:
         return ready
 
     def _job_key(self, row: EscrowRequestRow) -> str:
-        return f"escrow:{self.chain_id}:{self.address.lower()}:{row.request_id}:{row.attempts}"
+        """The key of the request's call of this attempt: its ticket's nonce (one call per attempt)."""
+        return chain_ticket(ESCROW_RAIL, self.chain_id, self.address, row).nonce
 
     def _calls(self) -> CallService:
         assert self.jobs is not None, "a batched escrow answer is a call of the node's queue"

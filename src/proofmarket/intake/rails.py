@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from proofmarket.intake.watcher import ChainWatcher
 
 ESCROW_RAIL, COURT_RAIL = "escrow", "court"
-CHAIN_RAILS = (ESCROW_RAIL, COURT_RAIL)  # their calls settle as the chain moves: a court's after its window
 
 
 def chain_ticket(rail: str, chain_id: int, contract: str, row: EscrowRequestRow, *, together: bool = False) -> Ticket:
@@ -107,7 +106,7 @@ class ChainRail:
 
 
 class EscrowRail(ChainRail):
-    """The ``escrow`` rail of a node whose escrow watcher runs (registered by ``NodeServices.build_escrow``)."""
+    """The ``escrow`` rail of a node whose escrow watcher runs (registered by ``NodeServices.start_background``)."""
 
     name = ESCROW_RAIL
     watcher: EscrowService
@@ -121,7 +120,8 @@ class EscrowRail(ChainRail):
         row = self._row(ticket)
         if row.status == EscrowStatus.PROVING and row.attempts == ticket.doc.get("attempt"):  # still this call's
             self.watcher.settle_answer(row, proof.bundle, proof.bundle_cid)  # (a timed-out or superseded attempt's
-        return self._settled(ticket)  # call sends nothing: the request is another attempt's, or closed)
+            row = self._row(ticket)  # call sends nothing: the request is another attempt's, or closed)
+        return self._settled(ticket, row)
 
     def follow(self, ticket: Ticket, proof: ProofOutcome, tx_hash: str | None) -> Settlement | None:
         """A fulfil waiting for its confirmations (the watcher follows its depth), or for the watcher's
@@ -131,12 +131,11 @@ class EscrowRail(ChainRail):
             else (EscrowStatus.CONFIRMING,)
         if row.status in waiting and row.attempts == ticket.doc.get("attempt"):
             return None
-        return self._settled(ticket)
+        return self._settled(ticket, row)
 
-    def _settled(self, ticket: Ticket) -> Settlement:
-        """The call's settlement as its request reads now: fulfilled by this attempt -> settled; not final yet ->
-        pending; closed any other way -> failed with its reason."""
-        row = self._row(ticket)
+    def _settled(self, ticket: Ticket, row: EscrowRequestRow) -> Settlement:
+        """The call's settlement as its request's ``row`` reads now: fulfilled by this attempt -> settled; not final
+        yet -> pending; closed any other way -> failed with its reason."""
         mine = row.attempts == ticket.doc.get("attempt")
         summary = row.settlement or {}
         tx = (summary.get("tx") or {}).get("hash") or row.fulfil_tx
@@ -149,7 +148,7 @@ class EscrowRail(ChainRail):
 
 
 class CourtRail(ChainRail):
-    """The ``court`` rail of a node whose court watcher runs (registered by ``NodeServices.build_court``)."""
+    """The ``court`` rail of a node whose court watcher runs (registered by ``NodeServices.start_background``)."""
 
     name = COURT_RAIL
 
