@@ -27,7 +27,7 @@ def page(client: TestClient) -> str:
 
 
 def repo_of(client: TestClient) -> CallRepo:
-    repo: CallRepo = client.app.state.services.jobs.jobs  # type: ignore[attr-defined]
+    repo: CallRepo = client.app.state.services.calls.repo  # type: ignore[attr-defined]
     return repo
 
 

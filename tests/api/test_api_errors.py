@@ -107,7 +107,7 @@ def test_upload_checks_the_model_before_queuing(make_app: AppFactory) -> None:
         assert response.status_code == 422 and error_of(response)["code"] == "invalid_model"
         response = c.post("/v1/models", data=form, headers=headers)
         assert response.status_code == 400 and error_of(response)["code"] == "bad_request"
-        assert c.app.state.services.jobs.jobs.counts() == {}  # type: ignore[attr-defined]
+        assert c.app.state.services.calls.repo.counts() == {}  # type: ignore[attr-defined]
 
 
 def test_upload_over_the_upload_limit_is_413(make_app: AppFactory) -> None:
@@ -173,4 +173,4 @@ def test_upload_takes_npy_and_csv_samples_and_refuses_a_partial_sample(make_app:
         response = c.post("/v1/models", files={"onnx": onnx_file, "samples": ("s.csv", bad_csv.encode())},
                           data={"price_atomic": "10000"}, headers=headers)
         assert response.status_code == 422 and error_of(response)["code"] == "sample_count_not_whole"
-        assert c.app.state.services.jobs.jobs.counts() == {}  # type: ignore[attr-defined]
+        assert c.app.state.services.calls.repo.counts() == {}  # type: ignore[attr-defined]

@@ -24,7 +24,7 @@ def store_of(client: TestClient) -> LocalStore:
 
 
 def job_count(client: TestClient) -> int:
-    counts: dict[str, int] = client.app.state.services.jobs.jobs.counts()  # type: ignore[attr-defined]
+    counts: dict[str, int] = client.app.state.services.calls.repo.counts()  # type: ignore[attr-defined]
     return sum(counts.values())
 
 

@@ -440,7 +440,7 @@ def test_the_sdk_lists_a_model_from_files_as_the_tools_write_them(make_app: AppF
                              task="regression")
         assert job["kind"] == "compile", job
         services = app.state.services
-        spec = services.jobs.jobs.get(job["id"]).input
+        spec = services.calls.repo.get(job["id"]).input
         assert spec["catalog"]["task"] == "regression"  # stated by the owner: compile checks values, not labels
         stored = onnx.load(str(services.workspace.store.path(spec["onnx_cid"])))
         assert all(t.data_location != onnx.TensorProto.EXTERNAL for t in stored.graph.initializer)

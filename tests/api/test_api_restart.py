@@ -16,7 +16,7 @@ NOT_A_MODEL = cid_for_bytes(b"no such model")
 def test_restart_marks_running_jobs_interrupted_and_requeues_queued_ones(make_app: AppFactory) -> None:
     # Given a node that stopped with one job running and one queued (rows written as the old node left them)
     old = make_app()
-    repo = old.state.services.jobs.jobs
+    repo = old.state.services.calls.repo
     running = repo.create(NewCall(CallKind.PROVE, {"inputs": {"input_data": [[0.0]]}}, "h1", model_id=NOT_A_MODEL))
     assert repo.start(running.id) is not None
     queued = repo.create(NewCall(CallKind.PROVE, {"inputs": {"input_data": [[0.0]]}}, "h2", model_id=NOT_A_MODEL))
@@ -43,7 +43,7 @@ def test_restart_releases_the_payment_of_an_interrupted_job(make_app: AppFactory
             released.append(ticket.nonce)
 
     old = make_app()
-    repo = old.state.services.jobs.jobs
+    repo = old.state.services.calls.repo
     ticket = Ticket(nonce="0xabc", amount_atomic=1, payer="0xpayer")
     paid = repo.create(NewCall(CallKind.PROVE, {"inputs": {}}, "h", model_id=NOT_A_MODEL, payment_nonce=ticket.nonce,
                                payment=ticket.to_json()))

@@ -60,6 +60,6 @@ def test_an_upload_carries_the_weights_file_torch_writes_beside_the_model(make_a
         answer = client.post("/v1/models", files=[*base.items(), weights], data=form, headers=headers)
         assert answer.status_code == 202, answer.text
         services = client.app.state.services  # type: ignore[attr-defined]
-        spec = services.jobs.jobs.get(answer.json()["id"]).input
+        spec = services.calls.repo.get(answer.json()["id"]).input
         stored = onnx.load(str(services.workspace.store.path(spec["onnx_cid"])))
         assert not any(True for _ in external_tensors(stored))  # one self-contained model, by its own CID

@@ -134,7 +134,7 @@ def test_targets_and_subscriptions_are_checked(make_app: AppFactory, mlp_id: str
             response = client.post(f"/v1/models/{mlp_id}/infer", params={"mode": "async", "callback_url": url},
                                    json=mlp_input())
             assert response.status_code == 422 and error_of(response)["code"] == "webhook_target_refused", url
-        assert app.state.services.jobs.jobs.recent(5) == []  # refused before a call was made
+        assert app.state.services.calls.repo.recent(5) == []  # refused before a call was made
         refused = subscribe(client, OWNER, {"url": "http://127.0.0.1:9/hook", "events": ["call"]})
         assert refused.status_code == 422
         stranger = subscribe(client, STRANGER, {"url": "https://example.com/hook", "events": ["payout"],

@@ -40,17 +40,17 @@ class SettlingRunner(CallRunner):
 
     def run(self, job_id: str, systems: object, stop: threading.Event, events: object = None) -> None:
         self.during(job_id)
-        if self.jobs.settled(job_id, {"payment": {"settled_by": "node-a"}, "receipt": None}):
+        if self.calls.settled(job_id, {"payment": {"settled_by": "node-a"}, "receipt": None}):
             self.settled.append(job_id)
 
 
-def _proved_paid_jobs(jobs: CallRepo, n: int, tag: str = "") -> list[str]:
+def _proved_paid_jobs(calls: CallRepo, n: int, tag: str = "") -> list[str]:
     ids = []
     for i in range(n):
-        job = jobs.create(NewCall(CallKind.PROVE, {"input_data": [[float(i)]]}, f"h{tag}{i}", model_id="m",
+        job = calls.create(NewCall(CallKind.PROVE, {"input_data": [[float(i)]]}, f"h{tag}{i}", model_id="m",
                                   payment_nonce=f"n{tag}{i}", payment=ticket_json(f"n{tag}{i}"), rail="x402"))
-        assert jobs.start(job.id) is not None
-        assert jobs.proved(job.id, bundle_cid=f"cid{i}", result={}, final=False)
+        assert calls.start(job.id) is not None
+        assert calls.proved(job.id, bundle_cid=f"cid{i}", result={}, final=False)
         ids.append(job.id)
         time.sleep(0.01)  # distinct created_at: the pass goes oldest first
     return ids

@@ -29,7 +29,9 @@ REQUEST = {"prompt": "the market", "max_tokens": 24}
 def lm_id(env: EscrowEnv, tmp_path_factory: pytest.TempPathFactory) -> str:
     from proofmarket.systems.attested.tiny import build_tiny_lm
 
-    folder = build_tiny_lm(tmp_path_factory.mktemp("escrow-lm") / "tiny-llama")
+    # its own weights (seed): another module on this devnet (test_escrow_reorg) registers the seed-0 tiny LM, and a
+    # model registered before says "unchanged", whatever order the modules run in
+    folder = build_tiny_lm(tmp_path_factory.mktemp("escrow-lm") / "tiny-llama", seed=11)
     model_id, _ = env.ws.compile_attested(folder, max_tokens_cap=64)
     registration = env.market.register_model(model_id, PRICE, 7_000)
     assert registration.action == "registered" and registration.verifier is not None
@@ -90,7 +92,7 @@ def test_an_escrowed_generation_waits_for_its_window_on_the_court(env: EscrowEnv
     # the generation is a call of the court rail like any other, listed with its system and rail: settling (held,
     # nothing shown) while the court's window is open, not counted as stuck
     services = node.app.state.services  # type: ignore[attr-defined]
-    calls = services.jobs.jobs.recent(10, rail="court")
+    calls = services.calls.repo.recent(10, rail="court")
     [call] = [c for c in calls if (c.input or {}).get("request_id") == receipt.request_id]
     assert (call.system, call.status, call.bundle_cid) == ("proofmarket-attested-toploc-v1", "settling",
                                                            bundle_cid_of(node, receipt.request_id))
@@ -99,7 +101,7 @@ def test_an_escrowed_generation_waits_for_its_window_on_the_court(env: EscrowEnv
     advance_time(env.market.client, env.market.court.params().window + 1)
     assert _wait_court(node, receipt.request_id, ("fulfilled",), timeout_s=60)  # still the row's status
     deadline = time.monotonic() + 60
-    while (settled := services.jobs.get(call.id)).status != "settled":
+    while (settled := services.calls.get(call.id)).status != "settled":
         assert time.monotonic() < deadline, settled.status
         services.settler.follow()  # what its next pass does
         time.sleep(0.2)

@@ -58,8 +58,8 @@ def test_requests_waiting_together_are_settled_by_one_fulfil_batch(env: EscrowEn
                 for r, doc in zip(receipts, sample_inputs(5), strict=True):
                     posted = client.post(f"/v1/requests/{r.request_id}/input", json={"input": doc})
                     assert posted.status_code == 202, posted.text
-                blocker, _ = services.jobs.submit_prove(env.public, sample_inputs(1)[0], key="blocker")
-                _until(lambda: services.jobs.get(blocker.id).status != "queued", "the prover took the blocker")
+                blocker, _ = services.calls.submit_prove(env.public, sample_inputs(1)[0], key="blocker")
+                _until(lambda: services.calls.get(blocker.id).status != "queued", "the prover took the blocker")
             # the watcher claims the five and queues their proofs behind it: the first proof taken then finds three
             # more waiting (the largest batch is 4), the fifth is proven alone
             _until(lambda: services.queue.depth() >= 5, "the watcher queued the five proofs")

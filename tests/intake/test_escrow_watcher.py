@@ -74,7 +74,7 @@ def test_request_on_chain_then_input_is_fulfilled_with_the_exact_splits(env: Esc
     assert "proofmarket_escrow_open_requests" in scraped
     # one path: the escrow request was a call of the escrow rail, proved by the node's engine and fulfilled by its
     # call settler (the call's settlement is the fulfil), counted like any other
-    jobs = [j for j in app.state.services.jobs.jobs.recent(50) if j.bundle_cid == done["bundle_cid"]]
+    jobs = [j for j in app.state.services.calls.repo.recent(50) if j.bundle_cid == done["bundle_cid"]]
     assert jobs and jobs[0].kind == "prove" and jobs[0].status == "settled" and jobs[0].rail == "escrow"
     assert jobs[0].idempotency_key.startswith("escrow:") and jobs[0].payment_nonce == jobs[0].idempotency_key
     assert [t.split("_")[0] for t in settled_on] == ["proofmarket-settle"]  # fulfilled by the call settler

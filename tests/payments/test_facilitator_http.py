@@ -78,7 +78,7 @@ class PaidNode:
                                         assets=[(self.market.network, self.market.usdc.address)])
 
     def job_counts(self) -> dict[str, int]:
-        counts: dict[str, int] = self.services.jobs.jobs.counts()
+        counts: dict[str, int] = self.services.calls.repo.counts()
         return counts
 
 

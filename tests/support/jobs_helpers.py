@@ -118,13 +118,13 @@ def workers(*provers: Any) -> list[Any]:
     return [ProverWorker(p) for p in provers]
 
 
-def local_queue(runner: Any, jobs: CallRepo, worker_systems: list[Any]) -> Any:
+def local_queue(runner: Any, calls: CallRepo, worker_systems: list[Any]) -> Any:
     """The local engine as a node builds it: handing its proved calls to a settler of calls (stopped with it)."""
     from proofmarket.calls import LocalCallQueue
     from proofmarket.calls.settling import CallSettler
 
-    settler = CallSettler(runner, jobs, follow_s=runner.settings.payments.settle_poll_s)
-    queue = LocalCallQueue(runner, jobs, worker_systems, settler)
+    settler = CallSettler(runner, calls, follow_s=runner.settings.payments.settle_poll_s)
+    queue = LocalCallQueue(runner, calls, worker_systems, settler)
     close = queue.close
 
     def close_both() -> None:  # the engine, then the settler (the node's order)

@@ -75,7 +75,7 @@ def open_call(services: NodeServices, offer: Offer, system: str, headers: Mappin
           request: dict[str, Any]) -> Opened:
     """Verify the payment (if any) and hold the call as a job: refused (402) when the payer's balance does not
     also cover what its other unsettled calls hold. A free generation is a call too."""
-    accepted = accept(services.rails, offer, headers, lambda ticket, rail: services.jobs.open_call(
+    accepted = accept(services.rails, offer, headers, lambda ticket, rail: services.calls.open_call(
         offer.model_id, request, ticket, cover_of(rail), system=system,
         rail=rail.name if ticket is not None else "free"))
     return Opened(accepted.call, accepted.ticket, accepted.rail, request)
@@ -84,7 +84,7 @@ def open_call(services: NodeServices, offer: Offer, system: str, headers: Mappin
 def failed(services: NodeServices, call: Opened, exc: BaseException) -> None:
     """The call failed before it settled: it fails and its payment is released (nothing charged). A call already
     settled, settling or failed is left as it is."""
-    services.jobs.fail_call_on(call.job.id, exc)
+    services.calls.fail_call_on(call.job.id, exc)
 
 
 def run(services: NodeServices, call: Opened, emit: Events | None) -> Outcome:
@@ -94,7 +94,7 @@ def run(services: NodeServices, call: Opened, emit: Events | None) -> Outcome:
     assert job.model_id is not None and job.system is not None
     start = time.perf_counter()
     execution = services.systems.get(job.system).run(job.model_id, call.request, emit)
-    job = services.jobs.finish_call(job.id, execution, time.perf_counter() - start)
+    job = services.calls.finish_call(job.id, execution, time.perf_counter() - start)
     if job.status == CallStatus.SETTLING:
         return job
     delivered = call_answer(job, execution.bundle.to_doc())

@@ -54,7 +54,7 @@ class ApiRailHost:
         return {row.id for row in self.services.catalog.repo.by_owner(address)}
 
     def held_by(self, wallet: str) -> int:
-        return self.services.jobs.jobs.held_by(wallet)
+        return self.services.calls.repo.held_by(wallet)
 
     def price_of(self, model_id: str | None) -> int | None:
         models = [self.services.catalog.sellable(model_id)] if model_id else self.services.catalog.list()

@@ -1,4 +1,4 @@
-"""Jobs: proving and compiling run as durable jobs (rows in the database) on a queue of workers."""
+"""Calls: proving and compiling run as durable calls (rows in the database) on a queue of workers."""
 
 from proofmarket.calls.local import LocalCallQueue
 from proofmarket.calls.metrics import CallMetrics

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING
 
 from proofmarket.core.errors import ProofMarketError
 from proofmarket.db import CallRepo, CallRow, ProofCacheRepo
@@ -18,10 +18,14 @@ from proofmarket.store import ArtifactStore
 from proofmarket.systems.ezkl.bundle import ProofBundle
 from proofmarket.systems.registry import parse_manifest, spec_of
 
+if TYPE_CHECKING:
+    from prometheus_client import Counter
+
 
 class ProofCache:
-    def __init__(self, repo: ProofCacheRepo, store: ArtifactStore, jobs: CallRepo, counter: Any = None) -> None:
-        self.repo, self.store, self.jobs, self.counter = repo, store, jobs, counter
+    def __init__(self, repo: ProofCacheRepo, store: ArtifactStore, calls: CallRepo,
+                 counter: Counter | None = None) -> None:
+        self.repo, self.store, self.calls, self.counter = repo, store, calls, counter
         self._public: dict[str, bool] = {}
 
     def key(self, job: CallRow) -> str | None:
@@ -56,11 +60,11 @@ class ProofCache:
                 self.repo.forget(key)
             self._count("miss")
             return False
-        if not running and self.jobs.start(job.id) is None:
+        if not running and self.calls.start(job.id) is None:
             return False  # a worker has it already
         self._count("hit")
         out = {"output": bundle.output.values, "salt": None, "cached": True}
-        return self.jobs.proved(job.id, bundle_cid=cid, result=out, final=job.payment is None) is not None
+        return self.calls.proved(job.id, bundle_cid=cid, result=out, final=job.payment is None) is not None
 
     def remember(self, job: CallRow, bundle_cid: str) -> None:
         key = self.key(job)

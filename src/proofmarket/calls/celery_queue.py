@@ -119,10 +119,10 @@ def celery_app(settings: Settings) -> Any:
 
 
 class CeleryCallQueue:
-    def __init__(self, settings: Settings, jobs: CallRepo, runner: CallRunner) -> None:
+    def __init__(self, settings: Settings, calls: CallRepo, runner: CallRunner) -> None:
         """The workers' proved calls are settled by the node's settler (``CallSettler`` with ``scan``: the workers
         hold no payment keys)."""
-        self.settings, self.jobs, self.runner = settings, jobs, runner
+        self.settings, self.calls, self.runner = settings, calls, runner
         self.redis = check_redis(settings.queue.redis_url)
         self.app = celery_app(settings)
         self._stop = threading.Event()
@@ -134,7 +134,7 @@ class CeleryCallQueue:
     def recover(self) -> None:
         """At start: jobs queued in the database go to the broker again (a message the broker lost, e.g. a
         Redis restart without persistence, must not lose a job; a duplicate message runs nothing twice)."""
-        for job in self.jobs.active(CallStatus.QUEUED):
+        for job in self.calls.active(CallStatus.QUEUED):
             self.submit(CallKind(job.kind), job.id)
 
     def start(self) -> None:
@@ -147,7 +147,7 @@ class CeleryCallQueue:
     def submit(self, kind: CallKind, job_id: str) -> None:
         queue = COMPILE_QUEUE
         if kind != CallKind.COMPILE:
-            job = self.jobs.get(job_id)
+            job = self.calls.get(job_id)
             queue = PROVE_QUEUE
             if job is not None and job.model_id and self._served(job.model_id):
                 queue = model_queue(job.model_id)
@@ -157,7 +157,7 @@ class CeleryCallQueue:
             raise QueueUnavailable(f"could not queue job {job_id} on Redis: {exc}", job_id=job_id) from None
 
     def watch(self, job_id: str) -> Future[None]:
-        return poll_watch(self.jobs, job_id, 0.02, self._stop)
+        return poll_watch(self.calls, job_id, 0.02, self._stop)
 
     def depth(self) -> int:
         try:
@@ -199,7 +199,7 @@ class CeleryCallQueue:
         send again queued jobs the broker may have lost. Returns how many jobs were touched."""
         touched = 0
         now = utcnow()
-        for job in self.jobs.active(CallStatus.RUNNING, CallStatus.QUEUED):
+        for job in self.calls.active(CallStatus.RUNNING, CallStatus.QUEUED):
             started = job.started_at or job.created_at
             if started.tzinfo is None:
                 started = started.replace(tzinfo=now.tzinfo)
@@ -208,10 +208,10 @@ class CeleryCallQueue:
                 if age < GRACE_S or self.redis.exists(RUNNING_KEY + job.id):
                     continue
                 if job.attempts >= MAX_ATTEMPTS:
-                    if self.jobs.failed(job.id, "worker_lost", f"the workers running this job stopped {job.attempts} "
+                    if self.calls.failed(job.id, "worker_lost", f"the workers running this job stopped {job.attempts} "
                                                                "times; nothing was settled", only=CallStatus.RUNNING):
                         self.runner.release(job)
-                elif self.jobs.requeue(job.id):
+                elif self.calls.requeue(job.id):
                     log.warning("job %s: its worker is gone; queued again", job.id)
                     self.submit(CallKind(job.kind), job.id)
                 touched += 1
@@ -219,7 +219,7 @@ class CeleryCallQueue:
                 self._resent[job.id] = time.monotonic()  # waiting long: the broker may have lost its message
                 self.submit(CallKind(job.kind), job.id)
                 touched += 1
-        live = {job.id for job in self.jobs.active(CallStatus.QUEUED)}
+        live = {job.id for job in self.calls.active(CallStatus.QUEUED)}
         self._resent = {k: v for k, v in self._resent.items() if k in live}
         return touched
 

@@ -28,13 +28,13 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, InvalidStateError
-from typing import Any
 
 from proofmarket.calls.batch_queue import BatchingQueue, BatchKey
 from proofmarket.calls.queue import QueueHealth
 from proofmarket.calls.runner import CallRunner
 from proofmarket.calls.settling import CallSettler
 from proofmarket.db import CallKind, CallRepo, CallRow, Recovery
+from proofmarket.systems.port import Bundle
 from proofmarket.systems.registry import WorkerSystems
 
 log = logging.getLogger(__name__)
@@ -42,11 +42,11 @@ _STOP = "__stop__"
 
 
 class LocalCallQueue:
-    def __init__(self, runner: CallRunner, jobs: CallRepo, workers: Sequence[WorkerSystems],
+    def __init__(self, runner: CallRunner, calls: CallRepo, workers: Sequence[WorkerSystems],
                  settler: CallSettler) -> None:
         if not workers:
             raise ValueError("the local engine needs at least one worker")
-        self.runner, self.jobs, self.workers = runner, jobs, list(workers)
+        self.runner, self.calls, self.workers = runner, calls, list(workers)
         self._prove_q = BatchingQueue()
         self._compile_q = BatchingQueue()  # a FIFO here (the compiler takes one at a time)
         self._watchers: dict[str, list[Future[None]]] = {}
@@ -63,11 +63,11 @@ class LocalCallQueue:
         runner.metrics.track_workers(lambda: self.alive_workers)
 
     def recover(self) -> Recovery:
-        self.recovery = self.jobs.recover()
+        self.recovery = self.calls.recover()
         if self.recovery.interrupted:
             log.warning("failed %d job(s) interrupted by the last stop", len(self.recovery.interrupted))
         for job_id in self.recovery.interrupted:
-            job = self.jobs.get(job_id)
+            job = self.calls.get(job_id)
             if job is not None:
                 self.runner.release(job)
         for kind, job_id in self.recovery.requeued:
@@ -93,7 +93,7 @@ class LocalCallQueue:
         fut: Future[None] = Future()
         with self._lock:
             self._watchers.setdefault(job_id, []).append(fut)
-        job = self.jobs.get(job_id)
+        job = self.calls.get(job_id)
         if job is None or job.is_final:
             self._notify(job_id)
         return fut
@@ -156,7 +156,7 @@ class LocalCallQueue:
                 self._keys[job_id] = None
         return self._keys[job_id]
 
-    def _settle_later(self, job: CallRow, bundle: Any) -> None:
+    def _settle_later(self, job: CallRow, bundle: Bundle | None) -> None:
         self.settler.hand(job, bundle)
 
     def _spawn(self, name: str, q: BatchingQueue, run: Callable[[list[str]], set[str]],

@@ -48,7 +48,7 @@ class CallQueue(Protocol):
     def close(self) -> None: ...
 
 
-def poll_watch(jobs: CallRepo, job_id: str, interval_s: float = 0.05, stop: threading.Event | None = None,
+def poll_watch(calls: CallRepo, job_id: str, interval_s: float = 0.05, stop: threading.Event | None = None,
                timeout_s: float = 24 * 3600.0) -> Future[None]:
     """A future resolved once ``job_id`` is final (or gone), found by reading the job row every
     ``interval_s`` in a daemon thread; a cancelled future stops the polling."""
@@ -58,7 +58,7 @@ def poll_watch(jobs: CallRepo, job_id: str, interval_s: float = 0.05, stop: thre
     def run() -> None:
         waited = 0.0
         while not fut.cancelled() and not stop.is_set() and waited < timeout_s:
-            job = jobs.get(job_id)
+            job = calls.get(job_id)
             if job is None or job.is_final:
                 break
             stop.wait(interval_s)

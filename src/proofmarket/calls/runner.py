@@ -34,11 +34,11 @@ from proofmarket.payments.port import Rail, Rails
 from proofmarket.payments.tickets import ProofOutcome, Settlement, Ticket
 from proofmarket.store import ArtifactStore
 from proofmarket.systems import parse_bundle
-from proofmarket.systems.port import Batching, Events, Execution
+from proofmarket.systems.port import Batching, Bundle, Events, Execution
 from proofmarket.systems.registry import DEFAULT_SYSTEM, WorkerSystems
 
 log = logging.getLogger(__name__)
-SettleLater = Callable[[CallRow, Any], None]  # (the call, its parsed bundle or None): settle it elsewhere
+SettleLater = Callable[[CallRow, Bundle | None], None]  # (the call, its parsed bundle or None): settle it elsewhere
 
 
 @contextmanager
@@ -54,9 +54,9 @@ def call_context(job: CallRow) -> Iterator[None]:
 
 
 class CallRunner:
-    def __init__(self, settings: Settings, jobs: CallRepo, models: ModelRepo, store: ArtifactStore,
+    def __init__(self, settings: Settings, calls: CallRepo, models: ModelRepo, store: ArtifactStore,
                  rails: Rails | Rail, metrics: CallMetrics, cache: ProofCacheRepo | None = None) -> None:
-        self.settings, self.jobs, self.models, self.store = settings, jobs, models, store
+        self.settings, self.calls, self.models, self.store = settings, calls, models, store
         self.rails = rails if isinstance(rails, Rails) else Rails(rails)
         self.metrics = metrics
         self.settles = True  # False in a 'proofmarket worker': the node settles what workers proved
@@ -69,14 +69,14 @@ class CallRunner:
         self.delivered: list[Callable[[str], None]] = []
         # the worker's side of the cache: store what it proves, reuse what another job proved meanwhile (the
         # node looks jobs up at submission and counts hits and misses)
-        self.cache = ProofCache(cache, store, jobs) if cache is not None else None
+        self.cache = ProofCache(cache, store, calls) if cache is not None else None
 
     def run(self, job_id: str, systems: WorkerSystems | None, stop: threading.Event,
             events: Events | None = None, settle_later: SettleLater | None = None) -> bool:
         """Run one call to its end; every failure is recorded on the call, never raised. ``settle_later``: hand the
         step after a call's execution (settle, count, deliver) to it instead of doing it here, so that this thread
         (and its prover process) takes the next call at once. Returns True when it was handed over."""
-        job = self.jobs.get(job_id)
+        job = self.calls.get(job_id)
         if job is None or job.is_final:
             return False
         with call_context(job):
@@ -86,7 +86,7 @@ class CallRunner:
         """The key under which a queued call may share a proof with others (None: it is proven alone): its system's
         ``batch_key`` for its model and request, within its caller's own calls (``caller``: the payer, else the
         client's address; a shared proof's instances show every slot, so strangers never share one)."""
-        job = self.jobs.get(job_id)
+        job = self.calls.get(job_id)
         if job is None or job.status != CallStatus.QUEUED or job.kind != CallKind.PROVE or not job.model_id:
             return None
         runtime = systems.get(job.system or DEFAULT_SYSTEM)
@@ -106,7 +106,7 @@ class CallRunner:
         handed: set[str] = set()
         jobs: list[CallRow] = []
         for job_id in job_ids:
-            job = self.jobs.start(job_id)
+            job = self.calls.start(job_id)
             if job is None:
                 if self.run(job_id, systems, stop, settle_later=settle_later):
                     handed.add(job_id)
@@ -150,7 +150,7 @@ class CallRunner:
         self._proved(job, execution, elapsed)
         return True
 
-    def settle_after(self, job: CallRow, bundle: Any) -> None:
+    def settle_after(self, job: CallRow, bundle: Bundle | None) -> None:
         """The step ``run`` handed over (``settle_later``): settle, count and deliver; failures recorded, never
         raised."""
         self._guarded(job, lambda: self._settle_and_count(job, bundle))
@@ -167,9 +167,9 @@ class CallRunner:
 
     def _steps(self, job: CallRow, systems: WorkerSystems | None, stop: threading.Event,
                events: Events | None, settle_later: SettleLater | None = None) -> bool:
-        bundle: Any = None
+        bundle: Bundle | None = None
         if job.status == CallStatus.QUEUED:
-            started = self.jobs.start(job.id)
+            started = self.calls.start(job.id)
             if started is None:
                 return False
             self.metrics.running.inc()
@@ -188,13 +188,13 @@ class CallRunner:
         self._settle_and_count(job, bundle)
         return False
 
-    def _settle_and_count(self, job: CallRow, bundle: Any) -> None:
+    def _settle_and_count(self, job: CallRow, bundle: Bundle | None) -> None:
         """The step after execution, whoever ran it: settle a paid call (here, unless a node settles for this
         worker), then count the call once it is final."""
         if job.status != CallStatus.PROVED or job.bundle_cid is None:  # an older row: read it as it is now
-            job = self.jobs.get(job.id) or job
+            job = self.calls.get(job.id) or job
         captured = self._settle(job, bundle) if job.awaits_settlement and self.settles else None
-        final = captured[0] if captured is not None else job if job.is_final else self.jobs.get(job.id)
+        final = captured[0] if captured is not None else job if job.is_final else self.calls.get(job.id)
         if final is not None and final.is_final:
             self._finished(final, deliver=True)
         if captured is not None:  # after the caller has its answer: what these hooks start is not the caller's
@@ -214,7 +214,8 @@ class CallRunner:
             except Exception:  # the call is recorded: a hook's failure is logged, never the call's
                 log.exception("a record hook failed for job %s", job.id)
 
-    def _execute(self, job: CallRow, systems: WorkerSystems, events: Events | None) -> tuple[Any, CallRow | None]:
+    def _execute(self, job: CallRow, systems: WorkerSystems,
+                 events: Events | None) -> tuple[Bundle | None, CallRow | None]:
         """Run the call on its proof system; returns the parsed bundle and the proved row (the settle step reads
         neither back)."""
         assert job.model_id is not None
@@ -238,7 +239,7 @@ class CallRunner:
             out["answer"] = execution.answer
         if self.cache is not None:  # before the job is final: a repeat right after the answer finds it
             self.cache.remember(job, execution.bundle_cid)
-        proved = self.jobs.proved(job.id, bundle_cid=execution.bundle_cid, result=out, final=job.payment is None)
+        proved = self.calls.proved(job.id, bundle_cid=execution.bundle_cid, result=out, final=job.payment is None)
         log.info("call %s proved%s (bundle %s)", job.id, f" in {elapsed:.3f} s" if elapsed is not None else "",
                  execution.bundle_cid)
         return proved
@@ -247,7 +248,7 @@ class CallRunner:
         """A call its route ran itself (a stream): recorded, then settled through its rail like any other."""
         self._settle_and_count(self._proved(job, execution, elapsed) or job, execution.bundle)
 
-    def _settle(self, job: CallRow, bundle: Any = None) -> tuple[CallRow, Settlement, ProofOutcome] | None:
+    def _settle(self, job: CallRow, bundle: Bundle | None = None) -> tuple[CallRow, Settlement, ProofOutcome] | None:
         """Settle through the call's rail; the settled row and the capture (for the after-capture hooks) when the
         money moved now."""
         assert job.payment is not None and job.bundle_cid is not None
@@ -257,10 +258,10 @@ class CallRunner:
             settlement = self.rails.get(job.rail).settle(Ticket.from_json(job.payment), outcome)
         except PaymentSettlementPending as exc:
             log.warning("job %s: settlement pending (%s); following it on chain", job.id, exc.message)
-            self.jobs.settling(job.id, {"pending": {"tx": exc.details.get("tx"), "since": int(time.time()),
+            self.calls.settling(job.id, {"pending": {"tx": exc.details.get("tx"), "since": int(time.time()),
                                                     "message": exc.message}})
             return None
-        settled = self.jobs.settled(job.id, settlement.to_json(), settlement.transfers)
+        settled = self.calls.settled(job.id, settlement.to_json(), settlement.transfers)
         return (settled, settlement, outcome) if settled is not None else None
 
     def _stored(self, bundle_cid: str) -> dict[str, Any]:
@@ -283,7 +284,7 @@ class CallRunner:
     def follow(self, job_id: str) -> None:
         """One look at a ``settling`` job's authorization on chain: settled, failed (expired unused or
         canceled: nothing charged, the result withheld), or left settling. Never raises."""
-        job = self.jobs.get(job_id)
+        job = self.calls.get(job_id)
         if job is None or job.status != CallStatus.SETTLING or job.payment is None or job.bundle_cid is None:
             return
         pending = (job.settlement or {}).get("pending") or {}
@@ -300,9 +301,9 @@ class CallRunner:
         except Exception:  # the chain did not answer: keep the hold, look again later
             log.warning("job %s: could not follow its settlement yet", job_id, exc_info=True)
             return
-        if settlement is not None and self.jobs.settled(job.id, settlement.to_json(), settlement.transfers):
+        if settlement is not None and self.calls.settled(job.id, settlement.to_json(), settlement.transfers):
             self._captured(job, settlement, outcome)
-            final = self.jobs.get(job.id)
+            final = self.calls.get(job.id)
             if final is not None:
                 self._finished(final)
 
@@ -312,12 +313,12 @@ class CallRunner:
         most = self.settings.queue.compile_timeout_s
         timeout = min(most, float(spec.get("timeout_s") or most))
         done = compile_job(self.settings, spec, timeout, stop,  # an owner's compile: what is left of its day
-                           progress=lambda step: self.jobs.progress(job.id, step))
+                           progress=lambda step: self.calls.progress(job.id, step))
         self.metrics.duration.labels(CallKind.COMPILE.value).observe(time.perf_counter() - start)
         listing = {k: spec[k] for k in ("status", "catalog", "catalog_cid", "supersedes", "size_bytes") if k in spec}
         self.models.upsert(done["model_id"], name=spec["name"], price_atomic=int(spec["price_atomic"]),
                            owner=spec.get("owner"), claim=bool(spec.get("claim")), **listing)
-        self.jobs.proved(job.id, bundle_cid=None, result=done, final=True, model_id=done["model_id"])
+        self.calls.proved(job.id, bundle_cid=None, result=done, final=True, model_id=done["model_id"])
 
     def release(self, job: CallRow) -> None:
         """Give the payment of a failed job back to the gate (never raises: the job is failed already)."""
@@ -330,8 +331,8 @@ class CallRunner:
 
     def _fail(self, job: CallRow, code: str, message: str) -> None:
         log.warning("job %s failed: %s: %s", job.id, code, message)  # the detail; the public sees code + sentence
-        if self.jobs.failed(job.id, code, message):
+        if self.calls.failed(job.id, code, message):
             self.release(job)  # before the callers waiting on the job are told: their answer finds it released
             self.metrics.failures.labels(job.kind, code).inc()
-            failed = self.jobs.get(job.id)
+            failed = self.calls.get(job.id)
             self._finished(failed if failed is not None else job)

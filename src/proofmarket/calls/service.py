@@ -55,9 +55,9 @@ Cover = Callable[[Ticket, int], None]
 
 
 class CallService:
-    def __init__(self, jobs: CallRepo, queue: CallQueue, cache: ProofCache | None = None) -> None:
-        self.jobs, self.queue, self.cache = jobs, queue, cache
-        self._leases = LeaseRepo(jobs.db)  # a payer's calls check and take its balance one at a time, on every node
+    def __init__(self, repo: CallRepo, queue: CallQueue, cache: ProofCache | None = None) -> None:
+        self.repo, self.queue, self.cache = repo, queue, cache
+        self._leases = LeaseRepo(repo.db)  # a payer's calls check and take its balance one at a time, on every node
 
     def existing(self, key: str | None, request: str, payer: str | None = None) -> CallRow | None:
         """The job an earlier request with this idempotency key (and payer) created, if any (same request or
@@ -65,7 +65,7 @@ class CallService:
         key = scoped_key(key, payer)
         if key is None:
             return None
-        job = self.jobs.by_idempotency_key(key)
+        job = self.repo.by_idempotency_key(key)
         if job is not None and job.request_hash != request:
             raise IdempotencyConflict("this Idempotency-Key was already used for a different request",
                                       job_id=job.id)
@@ -99,7 +99,7 @@ class CallService:
             found = self._found(new)
             if found is not None:
                 return found, False
-            cover(ticket, self.jobs.held_by(payer, besides=ticket.nonce))
+            cover(ticket, self.repo.held_by(payer, besides=ticket.nonce))
             stored = self._create(new, looked=True)
         # queued once the lock is released: the worker's first write (the call starts) does not meet its release
         return self._queued(new, *stored)
@@ -115,13 +115,13 @@ class CallService:
         payer = ticket.payer if ticket is not None and cover is not None else None
         with self._leases.funds(payer) if payer else nullcontext():
             if ticket is not None and payer and cover is not None:
-                cover(ticket, self.jobs.held_by(payer, besides=ticket.nonce))
+                cover(ticket, self.repo.held_by(payer, besides=ticket.nonce))
             try:
-                job = self.jobs.create(new)
+                job = self.repo.create(new)
             except DuplicateJob:
                 raise PaymentReplayed("this payment was already used for another request") from None
             log.info("call %s created (%s, model %s)", job.id, job.kind, job.model_id or "-")
-        return self.jobs.start(job.id) or job
+        return self.repo.start(job.id) or job
 
     def finish_call(self, job_id: str, execution: Execution, elapsed: float | None = None) -> CallRow:
         """The call ran (its route ran it): recorded and settled the way the engine's calls are (one runner).
@@ -131,7 +131,7 @@ class CallService:
 
     def fail_call(self, job_id: str, code: str, message: str) -> None:
         """The call failed before its answer was ready: the job fails and its payment is released."""
-        if self.jobs.failed(job_id, code, message):
+        if self.repo.failed(job_id, code, message):
             self._runner().release(self.get(job_id))
 
     def fail_call_on(self, job_id: str, exc: BaseException) -> None:
@@ -154,7 +154,7 @@ class CallService:
         return self._submit(NewCall(CallKind.COMPILE, spec, request, idempotency_key=key))
 
     def get(self, job_id: str) -> CallRow:
-        job = self.jobs.get(job_id)
+        job = self.repo.get(job_id)
         if job is None:
             raise UnknownJob(f"there is no job {job_id} on this node", job_id=job_id)
         return job
@@ -173,7 +173,7 @@ class CallService:
         if found is not None:
             return found, False
         try:
-            created = self.jobs.create(new)
+            created = self.repo.create(new)
             log.info("call %s created (%s, model %s)", created.id, created.kind, created.model_id or "-")  # the
             return created, True  # request's id beside the call's: followed from its request to its proof
         except DuplicateJob:
@@ -188,7 +188,7 @@ class CallService:
         if not created:
             return job, False
         if self.cache is not None and new.kind == CallKind.PROVE and self.cache.answer(job):
-            found = self.jobs.get(job.id)  # proved from the cache: a free job is done, a paid one settles
+            found = self.repo.get(job.id)  # proved from the cache: a free job is done, a paid one settles
             assert found is not None
             if not found.is_final:
                 self.queue.submit(new.kind, job.id)

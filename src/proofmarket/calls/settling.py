@@ -24,11 +24,11 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from proofmarket.calls.runner import CallRunner
 from proofmarket.core.background import Lease, Service, lease_holder
 from proofmarket.db import CallRepo, CallRow, CallStatus
+from proofmarket.systems.port import Bundle
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +39,13 @@ SETTLER_LEASE_S = 30.0  # renewed before every settlement; a node that stops ren
 class CallSettler(Service):
     name = "call-settler"
 
-    def __init__(self, runner: CallRunner, jobs: CallRepo, *, follow_s: float, scan: bool = False,
+    def __init__(self, runner: CallRunner, calls: CallRepo, *, follow_s: float, scan: bool = False,
                  interval_s: float | None = None, threads: int = 2, leases: Lease | None = None) -> None:
         """``scan``: settle the proved calls found in the database (an engine whose workers are elsewhere) every
         ``interval_s``; ``threads``: the settle threads of handed-over calls."""
         super().__init__(interval_s if interval_s is not None else (0.1 if scan else follow_s),
                          max_backoff_s=max(5.0, follow_s))  # a database back after an outage: passes resume soon
-        self.runner, self.jobs, self.follow_s, self.scan, self.leases = runner, jobs, follow_s, scan, leases
+        self.runner, self.calls, self.follow_s, self.scan, self.leases = runner, calls, follow_s, scan, leases
         self.holder = lease_holder(self)
         self.lease_s = SETTLER_LEASE_S
         self.delivered: list[Callable[[str], None]] = []  # a handed-over or followed call is final: its waiters
@@ -54,7 +54,7 @@ class CallSettler(Service):
         self._followed_at = 0.0
 
     # --- handed over -----------------------------------------------------------------------------------
-    def hand(self, job: CallRow, bundle: Any) -> None:
+    def hand(self, job: CallRow, bundle: Bundle | None) -> None:
         """Settle ``job`` (proved by this process's engine, with its parsed ``bundle``) on a settle thread (here,
         once the settler has stopped)."""
         pool = self._pool
@@ -63,7 +63,7 @@ class CallSettler(Service):
         else:
             pool.submit(self._settle_now, job, bundle)
 
-    def _settle_now(self, job: CallRow, bundle: Any) -> None:
+    def _settle_now(self, job: CallRow, bundle: Bundle | None) -> None:
         try:
             self.runner.settle_after(job, bundle)
         finally:
@@ -83,7 +83,7 @@ class CallSettler(Service):
         """Settle the proved calls awaiting settlement, oldest first, while this node holds the lease. Returns how
         many."""
         done = 0
-        for job in self.jobs.active(CallStatus.PROVED):
+        for job in self.calls.active(CallStatus.PROVED):
             if self._stop.is_set():
                 break
             if not job.awaits_settlement:
@@ -103,11 +103,11 @@ class CallSettler(Service):
 
     def follow(self) -> None:
         """One look at every settling call."""
-        for job_id in self.jobs.settling_ids():
+        for job_id in self.calls.settling_ids():
             if self._stop.is_set():
                 return
             self.runner.follow(job_id)
-            job = self.jobs.get(job_id)
+            job = self.calls.get(job_id)
             if job is not None and job.is_final:
                 self._delivered(job_id)
 

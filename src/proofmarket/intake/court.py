@@ -61,7 +61,7 @@ if TYPE_CHECKING:
     from proofmarket.calls.service import CallService
 
 
-class CourtService(ChainWatcher):
+class CourtService(ChainWatcher[CourtRequest]):
     """Consumer side (``get``, ``post_input``) and watcher side (``scan``, ``work``, ``settle``, thread)."""
 
     kind, noun, contract = "court", "court request", "AttestationCourt"
@@ -70,7 +70,7 @@ class CourtService(ChainWatcher):
 
     def __init__(self, market: Market, repo: EscrowRepo, served: Callable[[], Iterable[str]], *,
                  confirmations: int | None = None, poll_s: float = 2.0, owner: str | None = None, batch_max: int = 32,
-                 jobs: CallService | None = None, callback_max_gas: int = 500_000) -> None:
+                 calls: CallService | None = None, callback_max_gas: int = 500_000) -> None:
         court = market.deployment.court
         if court is None:
             raise CourtUnavailable("this market's deployment has no AttestationCourt: run 'proofmarket chain deploy'")
@@ -78,7 +78,7 @@ class CourtService(ChainWatcher):
         validator = market.deployment.court_validator
         self.validator = None if validator is None else CourtValidator(market.client, validator)
         super().__init__(market, repo, served, self.court, confirmations=confirmations, poll_s=poll_s, owner=owner,
-                         jobs=jobs)
+                         calls=calls)
         self.batch_max = max(1, min(batch_max, AttestationCourt.MAX_BATCH))
         # results delivered into consumer contracts that requested through CourtCallbacks (court_delivery.py)
         self.delivery = CourtDelivery(market.client, court, self.node, callback_max_gas)
@@ -316,7 +316,7 @@ class CourtService(ChainWatcher):
         if self._record_closed(row, onchain) is not None:
             return None
         # a call of the court rail: settled by the call settler once the court paid (``intake/rails.py``)
-        bundle, bundle_cid = run_as_call(self.jobs, row.model_id, ATTESTED_SYSTEM, self.kind,
+        bundle, bundle_cid = run_as_call(self.calls, row.model_id, ATTESTED_SYSTEM, self.kind,
                                          {"request_id": row.request_id, "request": doc},
                                          lambda: self.market.generate_attested(row.model_id, doc),
                                          chain_ticket(COURT_RAIL, self.chain_id, self.address, row))

@@ -30,14 +30,7 @@ from proofmarket import models
 from proofmarket.calls.metrics import EscrowMetrics
 from proofmarket.chain import ChainEvent
 from proofmarket.chain.types import Fulfilment, InferenceRequest, RequestStatus
-from proofmarket.core.errors import (
-    CallbackOverLimit,
-    ChainError,
-    InputMismatch,
-    UsageError,
-    UseCourt,
-    from_code,
-)
+from proofmarket.core.errors import CallbackOverLimit, ChainError, InputMismatch, UsageError, UseCourt, from_code
 from proofmarket.core.settings import Settings
 from proofmarket.db import CallStatus, Database, EscrowRepo, EscrowRequestRow, EscrowStatus
 from proofmarket.db.market_book import MarketBook
@@ -53,6 +46,7 @@ from proofmarket.systems.attested import instances
 from proofmarket.systems.attested.service import GenerateRequest
 from proofmarket.systems.ezkl.bundle import ProofBundle
 from proofmarket.systems.ezkl.commitment import input_commitment
+from proofmarket.systems.port import Bundle
 from proofmarket.systems.registry import ATTESTED_SYSTEM, PROVEN_SYSTEM
 from proofmarket.systems.workspace import Workspace
 
@@ -70,7 +64,7 @@ class Answer(NamedTuple):
     owner: str | None = None  # the model's owner the request snapshotted (credited its share)
 
 
-class EscrowService(BatchedEscrow, ChainWatcher):
+class EscrowService(BatchedEscrow, ChainWatcher[InferenceRequest]):
     """Consumer side (``get``, ``post_input``) and watcher side (``scan``, ``work``, ``recover``, thread)."""
 
     kind, noun, contract = "escrow", "escrow request", "InferenceMarket"
@@ -78,14 +72,14 @@ class EscrowService(BatchedEscrow, ChainWatcher):
 
     def __init__(self, market: Market, repo: EscrowRepo, served: Callable[[], Iterable[str]], *,
                  confirmations: int | None = None, poll_s: float = 2.0, batch_size: int = 2_000,
-                 proof_timeout_s: float | None = None, owner: str | None = None, jobs: CallService | None = None,
+                 proof_timeout_s: float | None = None, owner: str | None = None, calls: CallService | None = None,
                  callback_max_gas: int = 500_000) -> None:
         super().__init__(market, repo, served, market.market, confirmations=confirmations, poll_s=poll_s,
                          batch_size=batch_size, owner=owner)
         self.callback_max_gas = callback_max_gas
         self.metrics: EscrowMetrics | None = None
         self.proof_timeout_s = proof_timeout_s
-        self.jobs = jobs  # the node's CallService: answers are calls of the escrow rail (None: proved here)
+        self.calls = calls  # the node's CallService: answers are calls of the escrow rail (None: proved here)
         self._started: dict[int, float] = {}  # row id -> when its answer began (the fulfil-time metric)
         self._settled_counts: dict[int, int] = {}  # row id -> requests its call's settlement closed (settle_answer)
         self.payouts = MarketBook(repo.book, self.chain_id, self.address, self._parties, market.market.splitter_for,
@@ -313,7 +307,7 @@ class EscrowService(BatchedEscrow, ChainWatcher):
             self._close_failed(row, UseCourt.code, f"request {request_id}: attested requests are answered on "
                                "the AttestationCourt (refund this one after its deadline)")
             return 0
-        if self.jobs is not None:
+        if self.calls is not None:
             return self._as_call(row, doc, attested, self.market.settles_batched(row.model_id, onchain))
         if attested:  # signed by the prover account the model's AttestationVerifier names
             bundle, bundle_cid = self.market.generate_attested(row.model_id, doc.get("inputs"))
@@ -331,16 +325,16 @@ class EscrowService(BatchedEscrow, ChainWatcher):
         attested generation, signed by the prover account the model's AttestationVerifier names; a bundle proved
         before); the call settler fulfils it (``settle_answer``). How many requests it closed."""
         ticket = chain_ticket(ESCROW_RAIL, self.chain_id, self.address, row)
-        jobs = self._calls()
+        calls = self._calls()
         proven = {"inputs": doc.get("inputs"), "salt": doc.get("salt")}  # as a queued proof's call holds it
-        found = jobs.jobs.by_idempotency_key(self._job_key(row))  # this attempt's call, queued beside others
+        found = calls.repo.by_idempotency_key(self._job_key(row))  # this attempt's call, queued beside others
         if attested:
-            run_as_call(jobs, row.model_id, ATTESTED_SYSTEM, self.kind,
+            run_as_call(calls, row.model_id, ATTESTED_SYSTEM, self.kind,
                         {"request_id": row.request_id, "request": doc.get("inputs")},
                         lambda: self.market.generate_attested(row.model_id, doc.get("inputs")), ticket)
         elif found is None and row.bundle_cid is not None:
             cid = row.bundle_cid
-            run_as_call(jobs, row.model_id, PROVEN_SYSTEM, self.kind, proven, lambda: self._stored(cid), ticket)
+            run_as_call(calls, row.model_id, PROVEN_SYSTEM, self.kind, proven, lambda: self._stored(cid), ticket)
         else:
             call = self._wait_call(row, found.id if found is not None else self._submit_job(row, batch=batch,
                                                                                              ticket=ticket))
@@ -361,7 +355,7 @@ class EscrowService(BatchedEscrow, ChainWatcher):
         self._settled_counts[row.id] = closed
         return closed
 
-    def _submit(self, row: EscrowRequestRow, bundle: Any, bundle_cid: str) -> Answer | int:
+    def _submit(self, row: EscrowRequestRow, bundle: Bundle, bundle_cid: str) -> Answer | int:
         """Submit a claimed request's answer (``fulfill``): the answer, or how many requests were closed on chain
         meanwhile (0, or 1 when our own transaction went through after all)."""
         request_id = row.request_id
@@ -375,7 +369,8 @@ class EscrowService(BatchedEscrow, ChainWatcher):
         try:
             settlement = self.market.submit_attestation(request_id, bundle, doc.get("inputs"),
                                                         form=int(doc.get("form") or 0)) if attested \
-                else self.market.submit_proof(request_id, bundle)
+                else self.market.submit_proof(request_id,
+                                              bundle if isinstance(bundle, ProofBundle) else bundle.to_doc())
         except ChainError:
             if self._record_closed(row, self._read(request_id)) is not None:
                 return 1  # our transaction went through after all

@@ -43,7 +43,7 @@ class BatchedEscrow:
 
     repo: EscrowRepo
     market: Market
-    jobs: CallService | None
+    calls: CallService | None
     log: logging.Logger
     _claimed: Callable[[EscrowRequestRow], EscrowRequestRow]  # ChainWatcher's
     kind: ClassVar[str]
@@ -55,7 +55,7 @@ class BatchedEscrow:
     def _together(self, rows: list[EscrowRequestRow]) -> set[int]:
         """Claim and answer together the rows that can share proofs (2+ of one model); the ids claimed here (their
         answers, when settled together, wait in ``_ready`` for ``_answer``)."""
-        if self.jobs is None:
+        if self.calls is None:
             return set()
         by_model: dict[str, list[EscrowRequestRow]] = defaultdict(list)
         for row in rows:
@@ -126,8 +126,8 @@ class BatchedEscrow:
         return chain_ticket(ESCROW_RAIL, self.chain_id, self.address, row).nonce
 
     def _calls(self) -> CallService:
-        assert self.jobs is not None, "a batched escrow answer is a call of the node's queue"
-        return self.jobs
+        assert self.calls is not None, "a batched escrow answer is a call of the node's queue"
+        return self.calls
 
     def _submit_job(self, row: EscrowRequestRow, *, batch: bool, ticket: Ticket | None = None) -> str:
         """The request's proof as a call of the node's queue (found again by its key: one per attempt). ``ticket``:

@@ -17,7 +17,7 @@
 
 A request closed meanwhile fails its call with the request's reason (nothing charged: the consumer's escrow is
 refunded on chain). Batched fulfilments (one ``fulfillBatch`` for escrow requests that share a proof,
-``escrow_batch.py``) and a watcher run outside a node (no engine: ``jobs`` None) still fulfil from the watcher.
+``escrow_batch.py``) and a watcher run outside a node (no engine: ``calls`` None) still fulfil from the watcher.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from proofmarket.payments.port import Offer
 from proofmarket.payments.tickets import ProofOutcome, Settlement, Ticket
 
 if TYPE_CHECKING:
+    from proofmarket.intake.court import CourtService
     from proofmarket.intake.escrow import EscrowService
-    from proofmarket.intake.watcher import ChainWatcher
 
 ESCROW_RAIL, COURT_RAIL = "escrow", "court"
 
@@ -53,7 +53,7 @@ class ChainRail:
 
     name: str
 
-    def __init__(self, watcher: ChainWatcher) -> None:
+    def __init__(self, watcher: EscrowService | CourtService) -> None:
         self.watcher = watcher
 
     def accepts(self, headers: Mapping[str, str]) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import abc
 import logging
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from proofmarket.chain import model_id_for
 from proofmarket.chain.court import CourtRequest
@@ -17,10 +17,10 @@ from proofmarket.market import Market
 
 CLOSED = (EscrowStatus.FULFILLED, EscrowStatus.FAILED)
 OPEN = tuple(s for s in EscrowStatus if s not in CLOSED)
-OnchainRequest = InferenceRequest | CourtRequest  # what both contracts tell about a request
+Req = TypeVar("Req", InferenceRequest, CourtRequest)  # a watcher's contract's request (the escrow's or the court's)
 
 
-class Reorgs(abc.ABC):
+class Reorgs(abc.ABC, Generic[Req]):
     noun: ClassVar[str]
     market: Market
     repo: EscrowRepo
@@ -41,7 +41,7 @@ class Reorgs(abc.ABC):
                 self.log.warning("%s %s (block %s, %s) left the chain in a reorg from block %d: %s now, forgotten",
                                  self.noun, row.request_id, row.block_number, row.status, first_block, what)
 
-    def _same_request(self, row: EscrowRequestRow, onchain: OnchainRequest) -> bool:
+    def _same_request(self, row: EscrowRequestRow, onchain: Req) -> bool:
         return ("0x" + onchain.input_commitment.hex() == row.commitment.lower()
                 and onchain.consumer.lower() == row.consumer.lower()
                 and onchain.model_key == model_id_for(self.owner, row.model_id))
@@ -104,21 +104,21 @@ class Reorgs(abc.ABC):
         return settlement
 
     @abc.abstractmethod
-    def _read(self, request_id: int) -> Any:
+    def _read(self, request_id: int) -> Req:
         """The request as the contract tells it now."""
 
     @abc.abstractmethod
-    def _open_onchain(self, request_id: int) -> OnchainRequest | None:
+    def _open_onchain(self, request_id: int) -> Req | None:
         """The request when it exists and is for this node, else None."""
 
     @abc.abstractmethod
-    def _record_closed(self, row: EscrowRequestRow, onchain: Any) -> str | None:
+    def _record_closed(self, row: EscrowRequestRow, onchain: Req) -> str | None:
         """Record a request that can no longer be answered here and say why; None while it is open."""
 
     @abc.abstractmethod
-    def _open_again(self, onchain: Any) -> bool:
+    def _open_again(self, onchain: Req) -> bool:
         """Whether a request we answered reads as open on chain (our answer left the chain)."""
 
     @abc.abstractmethod
-    def _settled_by_us(self, onchain: Any) -> bool:
+    def _settled_by_us(self, onchain: Req) -> bool:
         """Whether the chain holds our answer to the request."""

@@ -47,22 +47,23 @@ from proofmarket.core.errors import ChainError, InputMismatch, ProofMarketError,
 from proofmarket.core.profiles import profile_for
 from proofmarket.core.settings import Settings
 from proofmarket.db import Database, EscrowRepo, EscrowRequestRow, EscrowStatus, LeaseRepo, ModelRepo, SeenRequest
-from proofmarket.intake.reorgs import CLOSED, OnchainRequest, Reorgs
+from proofmarket.intake.reorgs import CLOSED, Reorgs, Req
 from proofmarket.market import Market
 from proofmarket.payments.port import Rail
 from proofmarket.payments.tickets import Ticket
-from proofmarket.systems.port import Execution
+from proofmarket.systems.port import Bundle, Execution
 from proofmarket.systems.workspace import Workspace
 
 MAX_ATTEMPTS = 3  # transient failures (RPC, a stopped prover) before a request is failed for good
 T = TypeVar("T")
+B = TypeVar("B", bound=Bundle)
 _build_lock = threading.Lock()  # lazy_service: one build at a time
 
 if TYPE_CHECKING:
     from proofmarket.calls.service import CallService
 
 
-class ChainWatcher(Reorgs):
+class ChainWatcher(Reorgs[Req]):
     kind: ClassVar[str]  # "escrow", "court": the cursor's, the thread's and the logger's name
     noun: ClassVar[str]  # how its messages name a request
     contract: ClassVar[str]  # the deployment's contract it follows
@@ -71,9 +72,9 @@ class ChainWatcher(Reorgs):
 
     def __init__(self, market: Market, repo: EscrowRepo, served: Callable[[], Iterable[str]], bound: BoundContract,
                  *, confirmations: int | None = None, poll_s: float = 2.0, batch_size: int = 2_000,
-                 owner: str | None = None, jobs: CallService | None = None) -> None:
+                 owner: str | None = None, calls: CallService | None = None) -> None:
         self.market = market
-        self.jobs = jobs  # the node's CallService: each answer is a call (rail escrow/court) in /v1/jobs
+        self.calls = calls  # the node's CallService: each answer is a call (rail escrow/court) in /v1/calls
         self.repo = repo
         self.served = served
         # the registry listings served: model ids are namespaced by owner, so a squatter's listing of the
@@ -311,7 +312,7 @@ class ChainWatcher(Reorgs):
             "0x" + bytes(args["inputCommitment"]).hex(), str(args["consumer"]), int(args["amount"]),
             int(args["deadline"]), event.block_number, event.tx_hash))
 
-    def _seen(self, onchain: OnchainRequest, model_id: str) -> SeenRequest:
+    def _seen(self, onchain: Req, model_id: str) -> SeenRequest:
         return SeenRequest(self.chain_id, self.address, onchain.request_id, model_id,
                            "0x" + onchain.input_commitment.hex(), onchain.consumer, onchain.amount, onchain.deadline,
                            None, None)
@@ -343,25 +344,24 @@ class ChainWatcher(Reorgs):
         """Answer the requests whose input came. Returns how many were settled or committed."""
 
 
-def run_as_call(jobs: CallService | None, model_id: str, system: str, rail: str, request: dict[str, Any],
-                run: Callable[[], tuple[Any, str]], ticket: Ticket | None = None) -> tuple[Any, str]:
+def run_as_call(calls: CallService | None, model_id: str, system: str, rail: str, request: dict[str, Any],
+                run: Callable[[], tuple[B, str]], ticket: Ticket | None = None) -> tuple[B, str]:
     """Run a request's work as a call row of the node (``rail``: escrow or court): listed in /v1/jobs, counted by
     system, rail and model, failed with its code. ``ticket``: the call's payment on its rail, settled through it
     once the work is done (the escrow rail's fulfil); without one there is nothing for the runner to capture.
     Without a CallService (a watcher used outside a node) the work just runs."""
-    if jobs is None:
+    if calls is None:
         return run()
-    job = jobs.open_call(model_id, request, ticket, None, system=system, rail=rail)
+    job = calls.open_call(model_id, request, ticket, None, system=system, rail=rail)
     started = time.perf_counter()
     try:
         bundle, cid = run()
-        doc = bundle if isinstance(bundle, dict) else bundle.to_doc()
-        output = (doc.get("output") or {})
+        output = (bundle.to_doc().get("output") or {})
         result = {"output": output.get("values"), "text": output.get("text")}
-        jobs.finish_call(job.id, Execution(cid, bundle, {k: v for k, v in result.items() if v is not None}),
+        calls.finish_call(job.id, Execution(cid, bundle, {k: v for k, v in result.items() if v is not None}),
                          time.perf_counter() - started)
     except BaseException as exc:  # the work or its settlement failed: the call fails (a settled one stays so)
-        jobs.fail_call_on(job.id, exc)
+        calls.fail_call_on(job.id, exc)
         raise
     return bundle, cid
 

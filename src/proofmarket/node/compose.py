@@ -44,6 +44,8 @@ from proofmarket.systems.registry import SystemSet
 from proofmarket.systems.workspace import Workspace
 
 if TYPE_CHECKING:
+    from fastapi import APIRouter
+
     from proofmarket.market.listings import Listings
     from proofmarket.payments.settler import Money
 
@@ -71,18 +73,18 @@ def build_node(settings: Settings | None = None, workspace: Workspace | None = N
     ws.use_systems(systems)  # the CLI-facing workspace and the node share one attested runtime
     runner = build_runner(settings, db, ws.store, registry, rail_set)
     settler = _settler(settings, runner)
-    queue = _queue(settings, runner, runner.jobs, systems, settler)
+    queue = _queue(settings, runner, runner.calls, systems, settler)
     if listings is not None:
         runner.after_capture.append(listing_hook(listings))
     catalog = Catalog(model_repo, ModelCatalog(ws.store), _srs_check(default), listings)
     money = build_money(settings, db, rail_set, listings, registry)
     return NodeServices(money=money, settings=settings, db=db, workspace=ws, catalog=catalog,
-                        jobs=CallService(runner.jobs, queue, _cache(settings, db, ws.store, runner)), queue=queue,
+                        calls=CallService(runner.calls, queue, _cache(settings, db, ws.store, runner)), queue=queue,
                         payments=default, registry=registry, owns_workspace=workspace is None, tokens=tokens,
                         rails=rail_set, systems=systems, webhooks=Webhooks(settings, db), settler=settler)
 
 
-def rail_routers(rails: Rails) -> list[Any]:
+def rail_routers(rails: Rails) -> list[APIRouter]:
     """The routes the node's rails bring (``rail.routers()``), and those of the built-in rails it does not run: they
     answer their rail's 404 (``credits_unavailable``, ``channels_unavailable``), so a client learns what is offered."""
     from proofmarket.payments.batch.rail import BatchSettlementRail
@@ -119,7 +121,7 @@ def build_runner(settings: Settings, db: Database, store: ArtifactStore, registr
     cache = ProofCacheRepo(db, settings.queue.proof_cache_size) if settings.queue.proof_cache_size else None
     runner = CallRunner(settings, CallRepo(db), ModelRepo(db), store, rails, CallMetrics(registry), cache)
     # a court's calls wait for their challenge window: not stuck
-    runner.metrics.track_settling(lambda: runner.jobs.settling_age(besides=(COURT_RAIL,)))
+    runner.metrics.track_settling(lambda: runner.calls.settling_age(besides=(COURT_RAIL,)))
     runner.metrics.settler_lease.set(1.0)  # a node settles alone until a shared queue's lease says otherwise
     hooks = Webhooks(settings, db)  # callbacks and owners' events are rows: the node's dispatcher sends them
     runner.on_final.append(hooks.job_final)
@@ -301,7 +303,7 @@ def _cache(settings: Settings, db: Database, store: ArtifactStore, runner: CallR
     """The node's side of the proof cache: calls looked up when submitted, hits and misses in /metrics."""
     if not settings.queue.proof_cache_size:
         return None
-    return ProofCache(ProofCacheRepo(db, settings.queue.proof_cache_size), store, runner.jobs, runner.metrics.cache)
+    return ProofCache(ProofCacheRepo(db, settings.queue.proof_cache_size), store, runner.calls, runner.metrics.cache)
 
 
 def _settler(settings: Settings, runner: CallRunner) -> CallSettler:
@@ -309,8 +311,8 @@ def _settler(settings: Settings, runner: CallRunner) -> CallSettler:
     at least 2: a slow settlement, a chain receipt, holds no other back), or finding the Celery workers' proved
     calls under the settler's lease (several nodes on one database settle one at a time)."""
     celery = settings.queue.kind == "celery"
-    return CallSettler(runner, runner.jobs, follow_s=settings.payments.settle_poll_s, scan=celery,
-                       threads=max(2, settings.queue.prover_workers), leases=LeaseRepo(runner.jobs.db) if celery
+    return CallSettler(runner, runner.calls, follow_s=settings.payments.settle_poll_s, scan=celery,
+                       threads=max(2, settings.queue.prover_workers), leases=LeaseRepo(runner.calls.db) if celery
                        else None)
 
 

@@ -40,7 +40,7 @@ class NodeServices:
     db: Database
     workspace: Workspace
     catalog: Catalog
-    jobs: CallService
+    calls: CallService
     queue: CallQueue
     payments: Rail  # the default rail (x402 when payments are on, else free)
     registry: CollectorRegistry
@@ -106,14 +106,14 @@ class NodeServices:
         if self.settings.chain.escrow_watcher == "off":
             return None
         return EscrowService.for_node(self.settings, self.db, self.workspace, self.registry, market=self.market(),
-                                      jobs=self.jobs)
+                                      calls=self.calls)
 
     def build_court(self) -> CourtService | None:
         """The court watcher (None when off, or no AttestationCourt is deployed); its answers are calls too."""
         if self.settings.chain.escrow_watcher == "off":
             return None
         court = CourtService.for_node(self.settings, self.db, self.workspace, self.registry, market=self.market(),
-                                      jobs=self.jobs)
+                                      calls=self.calls)
         if court is not None and self.webhooks is not None:
             court.status_hooks.append(self.webhooks.court_status)
         return court
@@ -134,7 +134,7 @@ class NodeServices:
 
         sweep_stale()
         for watcher in watchers:  # their answers are calls of their rails (escrow, court): the call settler's
-            if isinstance(watcher, ChainWatcher) and watcher.jobs is not None:
+            if isinstance(watcher, ChainWatcher) and watcher.calls is not None:
                 self.rails.add(watcher.rail())
         if not self.supervisor.order:  # once: an app whose lifespan runs again starts the same services again
             for service in self._services(watchers):  # listed whole first: a failure adds none of them

@@ -35,13 +35,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from proofmarket.core.errors import PaymentReplayed, UsageError
 from proofmarket.payments.tickets import ProofOutcome, Settlement, Ticket
 
+if TYPE_CHECKING:  # the web and database layers load with the node, not with the port
+    from fastapi import APIRouter
+    from sqlalchemy import Table
+
 log = logging.getLogger(__name__)
 R = TypeVar("R")
+C = TypeVar("C")
 
 
 @dataclass(frozen=True)
@@ -162,9 +167,9 @@ class Rails:
         for the credits rail, the channels routes for the batch-settlement rail)."""
         return next((r for r in self._rails.values() if isinstance(r, kind)), None)
 
-    def tables(self) -> list[Any]:
+    def tables(self) -> list[Table]:
         """The tables the rails bring (each once)."""
-        seen: dict[int, Any] = {}
+        seen: dict[int, Table] = {}
         for rail in self._rails.values():
             for table in getattr(rail, "tables", ()):
                 seen.setdefault(id(table), table)
@@ -200,9 +205,9 @@ class Rails:
                     log.warning("could not close payment rail %s", _name(rail), exc_info=True)
 
 
-def routers_of(rails: Iterable[object]) -> list[Any]:
+def routers_of(rails: Iterable[object]) -> list[APIRouter]:
     """The routers of ``rails`` (rails or rail classes with a ``routers()``), each router once."""
-    out: dict[int, Any] = {}
+    out: dict[int, APIRouter] = {}
     for rail in rails:
         make = getattr(rail, "routers", None)
         for router in (make() if callable(make) else ()):
@@ -221,18 +226,18 @@ def cover_of(rail: Rail) -> Callable[[Ticket, int], None] | None:
 
 
 @dataclass(frozen=True)
-class Accepted:
+class Accepted(Generic[C]):
     """A call accepted: its row (``call``: a stored call, or the one an Idempotency-Key named), its payment (None:
     free, or found by its key) and the rail that verified it."""
 
-    call: Any
+    call: C
     ticket: Ticket | None
     rail: Rail
 
 
 def accept(rails: Rails, offer: Offer, headers: Mapping[str, str],
-           store: Callable[[Ticket | None, Rail], Any], *,
-           existing: Callable[[str | None], Any] | None = None) -> Accepted:
+           store: Callable[[Ticket | None, Rail], C], *,
+           existing: Callable[[str | None], C | None] | None = None) -> Accepted[C]:
     """The one way every route that sells a call accepts it: the rail the request's credential names
     (``Rails.select``), the call an Idempotency-Key already made for this payer (``existing(payer)``: returned as is,
     nothing verified), the payment verified for ``offer`` (402 otherwise), then the call stored with it (``store``:

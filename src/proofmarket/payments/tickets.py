@@ -15,6 +15,7 @@ from proofmarket.db.book import Transfer
 
 if TYPE_CHECKING:
     from proofmarket.store import ArtifactStore
+    from proofmarket.systems.port import Bundle
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ class ProofOutcome:
         return dict(self.bundle)
 
     @classmethod
-    def of(cls, job_id: str, bundle_cid: str, bundle: Any) -> ProofOutcome:
+    def of(cls, job_id: str, bundle_cid: str, bundle: Bundle | dict[str, Any]) -> ProofOutcome:
         """``bundle``: parsed (turned into its document here, once) or already a document."""
         doc = bundle if isinstance(bundle, dict) else bundle.to_doc()
         return cls(job_id, str(doc["model"]["id"]), bundle_cid, str(doc["input"]["commitment"]),

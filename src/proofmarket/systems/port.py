@@ -50,13 +50,28 @@ class VerifyReport:
 Events = Callable[[str, dict[str, Any]], None]  # (event, data): progress a caller may stream (tokens, chunks)
 
 
+class Bundle(Protocol):
+    """What every system's bundle offers (pydantic models: EZKL's ``ProofBundle``, the attested ones): the sections a
+    receipt binds (each system types its own), the payment and receipt a paid copy carries, and its document."""
+
+    model: Any
+    input: Any
+    output: Any
+    payment: dict[str, Any] | None
+    receipt: dict[str, Any] | None
+
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> Any: ...
+
+    def to_doc(self) -> dict[str, Any]: ...
+
+
 @dataclass(frozen=True)
 class Execution:
     """One run of a call: the bundle stored under ``bundle_cid`` (written once), the parsed bundle (so nothing
     reads it back in the same process), and ``result``: the public fields kept on the call row (output, salt...)."""
 
     bundle_cid: str
-    bundle: Any
+    bundle: Bundle
     result: dict[str, Any]
     answer: dict[str, Any] | None = None  # extra fields of this system's answer (text, tokens, usage...)
 
@@ -111,7 +126,7 @@ class ProofSystem(Protocol):
 
     def run(self, model_id: str, request: dict[str, Any], events: Events | None = None) -> Execution: ...
 
-    def verify(self, bundle: Any, **options: Any) -> VerifyReport: ...
+    def verify(self, bundle: Bundle, **options: Any) -> VerifyReport: ...
 
     def describe(self) -> dict[str, Any]: ...
 
@@ -149,7 +164,7 @@ class SystemSpec:
     mode: str  # the label users see ("proven", "attested", ...)
     guarantee: str
     parse_manifest: Callable[[dict[str, Any]], Any]
-    parse_bundle: Callable[[dict[str, Any]], Any]
+    parse_bundle: Callable[[dict[str, Any]], Bundle]
     verify: Callable[..., VerifyReport]
     build: Callable[[SystemContext], ProofSystem] | None = None
     listed_on_registry: bool = False  # sold on the on-chain ModelRegistry's terms (price, owner, verifier)

@@ -18,7 +18,7 @@ that both signatures come from the same key and that the two payloads agree, and
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from eth_typing import Hash32
 from eth_utils.address import is_address, to_checksum_address
@@ -33,6 +33,8 @@ from proofmarket.store.cid import cid_for_bytes
 if TYPE_CHECKING:  # eth_account loads when a receipt is signed or checked, not on import (0.4 s)
     from eth_account.signers.local import LocalAccount
 
+    from proofmarket.systems.port import Bundle
+
 FORMAT = "proofmarket-receipt"
 FORMAT_VERSION = 1
 
@@ -42,20 +44,6 @@ X402_RECEIPT_TYPE = fields("version uint256, network string, resourceUrl string,
                            "payer string, issuedAt uint256, transaction string")
 X402_RECEIPT_DOMAIN = {"name": "x402 receipt", "version": "1", "chainId": 1}
 X402_RECEIPT_VERSION = 1
-
-
-class Bundle(Protocol):
-    """What a receipt binds in any system's bundle (pydantic models: EZKL's ``ProofBundle``, the attested ones)."""
-
-    model: Any
-    input: Any
-    output: Any
-    payment: dict[str, Any] | None
-    receipt: dict[str, Any] | None
-
-    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> Any: ...
-
-    def to_doc(self) -> dict[str, Any]: ...
 
 
 def inference_domain(chain_id: int) -> dict[str, Any]:

@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 from proofmarket.core.errors import BundleError
 from proofmarket.systems.documents import BUNDLE_FORMAT
 from proofmarket.systems.ids import ATTESTED_SYSTEM, DEFAULT_SYSTEM, PROVEN_SYSTEM
-from proofmarket.systems.port import ProofSystem, SystemContext, SystemSpec
+from proofmarket.systems.port import Bundle, ProofSystem, SystemContext, SystemSpec
 
 if TYPE_CHECKING:
+    from proofmarket.store import ArtifactStore
     from proofmarket.systems.port import VerifyReport
 
 
@@ -115,7 +116,7 @@ def parse_manifest(doc: Any) -> Any:
     return spec_of(doc).parse_manifest(doc)
 
 
-def parse_bundle(doc: Any) -> Any:
+def parse_bundle(doc: Any) -> Bundle:
     """A bundle of any registered system: the envelope (``format``) first, then its system's own parser."""
     if not isinstance(doc, dict):
         raise BundleError("a proof bundle must be a JSON object")
@@ -124,7 +125,7 @@ def parse_bundle(doc: Any) -> Any:
     return spec_of(doc).parse_bundle(doc)
 
 
-def verify_bundle(doc: Any, store: Any, **options: Any) -> VerifyReport:
+def verify_bundle(doc: Bundle | dict[str, Any], store: ArtifactStore, **options: Any) -> VerifyReport:
     """Verify a bundle of any registered system (a ``VerifyReport``; ``VerificationFailed`` when it does not hold)."""
     bundle = parse_bundle(doc) if isinstance(doc, dict) else doc
     return spec_of(bundle).verify(bundle, store, **options)

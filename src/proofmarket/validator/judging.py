@@ -15,8 +15,15 @@ from eth_account.signers.local import LocalAccount
 from proofmarket.chain.client import ChainClient
 from proofmarket.chain.court import AttestationCourt
 from proofmarket.core import jsonlimits
-from proofmarket.core.errors import ArtifactNotFound, ModelFilesMissing, ProofMarketError, VerificationFailed
+from proofmarket.core.errors import (
+    ArtifactNotFound,
+    BundleError,
+    ModelFilesMissing,
+    ProofMarketError,
+    VerificationFailed,
+)
 from proofmarket.systems import parse_bundle
+from proofmarket.systems.attested.documents import AttestedBundle
 from proofmarket.systems.attested.instances import instance_candidates
 from proofmarket.systems.workspace import Workspace
 from proofmarket.validator.metrics import ValidatorMetrics
@@ -57,6 +64,8 @@ class Judging:
             return Verdict(request_id, "unavailable", "the node did not serve the committed bundle")
         try:  # the node signed this bundle's digest: whatever does not parse is its fault
             bundle = parse_bundle(jsonlimits.loads(data, max_bytes=MAX_BUNDLE_BYTES, what="the committed bundle"))
+            if not isinstance(bundle, AttestedBundle):  # the court commits generations only
+                raise BundleError(f"it is a bundle of {type(bundle).__name__}, not of a generation")
             inp, dec = bundle.input, bundle.decoding
             doc = {"prompt": inp.prompt, "max_tokens": dec.max_tokens, "temperature": dec.temperature,
                    "seed": dec.seed}

@@ -235,7 +235,7 @@ def test_every_rail_on_two_nodes_one_book_owners_paid_exactly_and_the_chain_agre
     assert list(checked["blocked_payees"]) == [blocked_owner.address.lower()]
 
     services = nodes[0].app.state.services  # type: ignore[attr-defined]
-    settled = [j for j in services.jobs.jobs.recent(1000) if j.model_id in models and j.status == "settled"]
+    settled = [j for j in services.calls.repo.recent(1000) if j.model_id in models and j.status == "settled"]
     assert len(settled) == sum(sold.values()) // PRICE + 1  # every answered call (and the one free call) once
     assert len({j.payment_nonce for j in settled}) == len(settled)  # charged once
     book = services.money.book

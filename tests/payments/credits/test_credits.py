@@ -370,7 +370,7 @@ def test_a_paid_call_in_flight_keeps_the_free_tiers_minimum_from_counting_twice(
     quota = requests.post(f"{node.url}/v1/models/{mlp_id}/free-quota", json={"calls_per_day": 1}, timeout=30,
                           headers=sign_headers(owner, node_signer(node), f"free-quota-{mlp_id}-1"))
     assert quota.status_code == 200, quota.text
-    jobs = node.app.state.services.jobs.jobs  # type: ignore[attr-defined]
+    jobs = node.app.state.services.calls.repo  # type: ignore[attr-defined]
     try:
         assert rail._free_call(wallet.address.lower(), mlp_id, 1, 100)  # nothing in flight: it would get one
         pending = Ticket(nonce=f"credits:in-flight:{wallet.address}", amount_atomic=PRICE, payer=wallet.address.lower(),
@@ -398,7 +398,7 @@ def test_a_call_that_settles_while_the_balance_is_read_is_counted_once(node: Ser
     from proofmarket.payments.tickets import Ticket
 
     rail = node.app.state.services.rails.of(CreditsRail)  # type: ignore[attr-defined]
-    jobs = node.app.state.services.jobs.jobs  # type: ignore[attr-defined]
+    jobs = node.app.state.services.calls.repo  # type: ignore[attr-defined]
     wallet = fresh(chain, "settles-meanwhile")
     buy(node, chain, wallet, 3 * PRICE)
     payer = wallet.address.lower()

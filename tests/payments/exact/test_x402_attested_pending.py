@@ -204,7 +204,7 @@ def test_the_sdk_follows_a_pending_generation_to_its_result(node: Node, tmp_path
                                                                              max_tokens=MAX_TOKENS)))
         thread.start()
         deadline = time.monotonic() + 60
-        while not node.services.jobs.jobs.settling_ids():
+        while not node.services.calls.repo.settling_ids():
             assert time.monotonic() < deadline and thread.is_alive(), results
             time.sleep(0.1)
         node.chain.client.rpc("evm_mine", [])
@@ -230,7 +230,7 @@ def test_a_pending_attested_infer_that_expires_unused_charges_nothing(node: Node
 def test_concurrent_generations_beyond_the_balance_are_refused_before_running(node: Node) -> None:
     poor = funded(node, GEN_PRICE)  # enough for one generation
     payments = [payment(gen_url(node), GEN_BODY, poor) for _ in range(3)]
-    jobs, runs = node.services.jobs.jobs, node.services.queue.runner.metrics.call_seconds
+    jobs, runs = node.services.calls.repo, node.services.queue.runner.metrics.call_seconds
     ran = sum(s.value for m in runs.collect() for s in m.samples if s.name.endswith("_count"))
 
     def call(pay: str) -> httpx.Response:
@@ -260,7 +260,7 @@ def test_a_paid_generation_that_fails_charges_nothing_and_keeps_no_hold(node: No
     monkeypatch.setattr(node.services.attested, "run", broken)
     response = httpx.post(gen_url(node), json=GEN_BODY, headers={PAY: pay}, timeout=120)
     assert response.status_code >= 400 and response.json()["error"]["code"] == ModelFilesMissing.code
-    [job] = node.services.jobs.jobs.by_payer(account.address)
+    [job] = node.services.calls.repo.by_payer(account.address)
     assert job.status == "failed" and job.error_code == ModelFilesMissing.code
     assert node.services.payments.gate.ledger.pending() == []
     assert node.chain.balances(account.address) == [GEN_PRICE]  # nothing charged

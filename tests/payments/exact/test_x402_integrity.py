@@ -128,7 +128,7 @@ def test_concurrent_payments_beyond_the_balance_are_refused_before_proving(node:
     chain.usdc.transfer(poor.address, PRICE, dev_account(7, DEVNET_CHAIN_ID))  # enough for one call
     payments = [pay(node.url, httpx, chain, mlp_id, poor) for _ in range(4)]
     payee0 = chain.usdc.balance_of(payee.address)
-    jobs = node.app.state.services.jobs.jobs
+    jobs = node.app.state.services.calls.repo
     count0 = sum(jobs.counts().values())
 
     def call(payment: str) -> httpx.Response:
@@ -166,11 +166,11 @@ def test_a_payment_checked_before_its_payers_other_call_settled_is_refused_befor
     try:
         done = httpx.post(infer_url(node.url, mlp_id), json=mlp_input(), headers={PAY: first}, timeout=180)
         assert done.status_code == 200, done.text  # settled: the payer's balance is spent, nothing held
-        calls = sum(services.jobs.jobs.counts().values())
+        calls = sum(services.calls.repo.counts().values())
         with pytest.raises(PaymentInsufficientFunds):
-            services.jobs.submit_prove(mlp_id, mlp_input(), ticket=ticket, cover=rail.cover, system=system,
+            services.calls.submit_prove(mlp_id, mlp_input(), ticket=ticket, cover=rail.cover, system=system,
                                        rail=rail.name)
-        assert sum(services.jobs.jobs.counts().values()) == calls  # never stored, never proved
+        assert sum(services.calls.repo.counts().values()) == calls  # never stored, never proved
     finally:
         rail.release(ticket)
 

@@ -84,7 +84,7 @@ def gather(services: NodeServices, request: Request) -> DashboardView:
     requests = None if escrow is None else escrow.repo.recent(escrow.chain_id, escrow.address, RECENT)
     court = court_of(request.app)
     court_rows = None if court is None else court.repo.recent(court.chain_id, court.address, RECENT)
-    return DashboardView(node, models, services.jobs.jobs.recent(RECENT), health.jobs, requests, notes, court_rows)
+    return DashboardView(node, models, services.calls.repo.recent(RECENT), health.jobs, requests, notes, court_rows)
 
 
 def render(view: DashboardView) -> str:

@@ -123,12 +123,12 @@ def _submit(services: NodeServices, offer: Offer, system: str, inputs: dict[str,
     """The call accepted (``payments.port.accept``): stored with its verified payment and queued. A key known for
     this payer: its call (an unpaid or other caller never gets a paid call by its key)."""
     def store(ticket: Ticket | None, rail: Rail) -> CallRow:
-        return services.jobs.submit_prove(offer.model_id, inputs, key=key, ticket=ticket, cover=cover_of(rail),
+        return services.calls.submit_prove(offer.model_id, inputs, key=key, ticket=ticket, cover=cover_of(rail),
                                           system=system, rail=rail.name if ticket is not None else "free",
                                           batch=batch, client=client)[0]
 
     def existing(payer: str | None) -> CallRow | None:  # a retry of a call already made (the payer's own signature
-        return services.jobs.existing(key, request_hash(CallKind.PROVE, offer.model_id, inputs), payer)  # scopes it)
+        return services.calls.existing(key, request_hash(CallKind.PROVE, offer.model_id, inputs), payer)  # scopes it)
 
     accepted: CallRow = accept(services.rails, offer, headers, store, existing=existing if key else None).call
     return accepted
@@ -143,7 +143,7 @@ async def _wait(services: NodeServices, job_id: str, timeout_s: float) -> JSONRe
 
 
 def _answer_or_accepted(services: NodeServices, job_id: str) -> JSONResponse:
-    job = services.jobs.get(job_id)
+    job = services.calls.get(job_id)
     return _answer(services, job) if job.is_final else _accepted(services, job)
 
 

@@ -43,11 +43,11 @@ def list_jobs(request: Request, services: ServicesDep, caller: CallerDep,
     if payer is None:
         if not caller.admin:
             raise Unauthorized("listing every call needs the admin token; a payer lists its own with ?payer=")
-        rows = services.jobs.jobs.recent(offset + limit + 1, system=system, rail=rail)[offset:]
+        rows = services.calls.repo.recent(offset + limit + 1, system=system, rail=rail)[offset:]
     else:
         if not caller.admin and signed_address(request, "history") != payer.lower():
             raise Unauthorized("the address signature is not the payer's")
-        rows = [r for r in services.jobs.jobs.by_payer(payer, limit + 1, offset)
+        rows = [r for r in services.calls.repo.by_payer(payer, limit + 1, offset)
                 if (system is None or r.system == system) and (rail is None or r.rail == rail)]
     items = [job_public(row, services.tokens.job(row.id)) for row in rows[:limit]]
     return JobPage(items=items, next_offset=offset + limit if len(rows) > limit else None)
@@ -61,7 +61,7 @@ def get_job(job_id: str, services: ServicesDep, caller: CallerDep) -> JobPublic:
     if not (caller.admin or services.tokens.opens_job(caller.token, job_id)):
         raise UnknownJob(f"there is no job {job_id} readable with this request (send its access_token as "
                          "X-Job-Token)", job_id=job_id)
-    return job_public(services.jobs.get(job_id), store=services.workspace.store)
+    return job_public(services.calls.get(job_id), store=services.workspace.store)
 
 
 # /v1/calls: the same calls under the lifecycle's name (/v1/jobs stays for existing clients)

@@ -111,7 +111,7 @@ def node_health(services: NodeServices) -> Health:
     ok = db_ok and queue.ok and all(loop.running for loop in loops)
     return Health(status="ok" if ok else "degraded", version=__version__, database=db_ok,
                   workers=queue.workers, provers_warm=queue.warm_provers, queue_depth=queue.depth,
-                  queue=queue.engine, jobs=services.jobs.jobs.counts() if db_ok else {}, services=loops)
+                  queue=queue.engine, jobs=services.calls.repo.counts() if db_ok else {}, services=loops)
 
 
 @router.get("/metrics", operation_id="metrics", response_class=Response,

@@ -199,7 +199,7 @@ async def upload_model(request: Request, services: ServicesDep, admin: IsAdminDe
     finally:
         await form.close()
     try:
-        job, _ = services.jobs.submit_compile(spec, digest, key=idempotency_key)
+        job, _ = services.calls.submit_compile(spec, digest, key=idempotency_key)
     except BaseException:
         if signed is not None:
             await run_in_threadpool(submissions.unreserve, signed)

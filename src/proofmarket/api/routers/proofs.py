@@ -47,7 +47,7 @@ def _may_read(services: NodeServices, request: Request, caller: Caller, cid: str
         return True
     job_id = services.tokens.job_of(caller.token)
     if job_id is not None:
-        job = services.jobs.jobs.get(job_id)
+        job = services.calls.repo.get(job_id)
         if job is None or not job.result_visible:
             return False
         payment = Settlement.from_json(job.settlement).payment or {}

@@ -13,9 +13,9 @@ updates through it (one call in flight per channel, no voucher charged twice).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Index, Integer, String, Text
+from sqlalchemy import Index, Integer, String, Table, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from proofmarket.db.tables import AtomicAmount, Base, JsonDoc, UtcDateTime, utcnow
@@ -65,4 +65,6 @@ class ChannelSweepRow(Base):
 
 
 # the rail's tables, as the port asks for them (``rail.tables``; the node's migrations hold them too)
-TABLES: tuple[Any, ...] = (ChannelRow.__table__, ChannelChargeRow.__table__, ChannelSweepRow.__table__)
+# (a mapped class's __table__ is a Table)
+TABLES: tuple[Table, ...] = tuple(cast(Table, row.__table__) for row in
+                                  (ChannelRow, ChannelChargeRow, ChannelSweepRow))

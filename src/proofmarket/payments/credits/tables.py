@@ -13,9 +13,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Integer, String
+from sqlalchemy import Integer, String, Table
 from sqlalchemy.orm import Mapped, mapped_column
 
 from proofmarket.db.tables import AtomicAmount, Base, JsonDoc, UtcDateTime, utcnow
@@ -88,5 +88,6 @@ class FreeQuotaRow(Base):
 
 
 # the rail's tables, as the port asks for them (``rail.tables``; the node's migrations hold them too)
-TABLES: tuple[Any, ...] = (ApiKeyRow.__table__, CreditEntryRow.__table__, CreditPassRow.__table__,
-                           FreeQuotaRow.__table__)
+# (a mapped class's __table__ is a Table)
+TABLES: tuple[Table, ...] = tuple(cast(Table, row.__table__) for row in
+                                  (ApiKeyRow, CreditEntryRow, CreditPassRow, FreeQuotaRow))
