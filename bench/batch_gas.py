@@ -29,7 +29,7 @@ from typing import Any
 
 from proofmarket.chain import Devnet, advance_time, find_anvil
 from proofmarket.core.settings import Settings
-from proofmarket.market import Market
+from proofmarket.onchain import Market
 from proofmarket.samples import sample_path
 from proofmarket.systems.ezkl.compiler import CompileOptions
 from proofmarket.systems.ezkl.profile import PrivacyProfile

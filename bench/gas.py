@@ -37,7 +37,7 @@ from prices import L2_GAS_GWEI, assumptions, dollars, l1_data_bound_usd, l2_usd,
 from proofmarket.chain import ChainClient, Devnet, TxResult, find_anvil, sign_transfer_authorization
 from proofmarket.core.errors import ProofMarketError
 from proofmarket.core.settings import Settings
-from proofmarket.market import Market
+from proofmarket.onchain import Market
 from proofmarket.samples import SAMPLES, sample_path
 from proofmarket.systems.ezkl import ezkl_calls, tuning
 from proofmarket.systems.ezkl.bundle import ProofBundle

@@ -329,7 +329,7 @@ def _cell(v: float | None) -> str:
 
 def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     from proofmarket.chain import Devnet, find_anvil
-    from proofmarket.market import Market
+    from proofmarket.onchain import Market
     from proofmarket.systems.workspace import Workspace
 
     demo = Demo(args.home, tmp)

@@ -178,7 +178,7 @@ def phase(base_url: str, client: Any, accounts: list[Any], scheme: str, network:
 
 def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     from proofmarket.chain import Devnet, find_anvil
-    from proofmarket.market import Market
+    from proofmarket.onchain import Market
     from proofmarket.systems.workspace import Workspace
 
     demo = Demo(args.home, tmp)

@@ -15,7 +15,7 @@ from proofmarket.chain.keystore import unlock
 from proofmarket.cli.main import app
 from proofmarket.core.profiles import BASE_SEPOLIA
 from proofmarket.core.settings import Settings
-from proofmarket.market.accounts import RoleAccounts
+from proofmarket.onchain.accounts import RoleAccounts
 from proofmarket.systems.attested.signer import node_signer
 
 PASSWORD = "a long keystore password"

@@ -20,7 +20,7 @@ from x402_helpers import Chain, Served, clear_env, compile_mlp, market_devnet, m
 from proofmarket.api import create_app  # noqa: E402
 from proofmarket.chain import dev_account  # noqa: E402
 from proofmarket.chain.devkeys import DEVNET_CHAIN_ID  # noqa: E402
-from proofmarket.market import Market  # noqa: E402
+from proofmarket.onchain import Market  # noqa: E402
 from proofmarket.systems.workspace import Workspace  # noqa: E402
 
 PAYER_INDEX = 7

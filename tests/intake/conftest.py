@@ -23,8 +23,8 @@ from fastapi import FastAPI
 
 from proofmarket.api import create_app
 from proofmarket.chain import Devnet
-from proofmarket.market import Market
 from proofmarket.node.services import NodeServices
+from proofmarket.onchain import Market
 from proofmarket.systems.workspace import Workspace
 
 

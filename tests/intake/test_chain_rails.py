@@ -37,7 +37,8 @@ class Watcher:
 
 
 def _row(status: EscrowStatus, attempts: int = 1, **more: Any) -> Any:
-    fields = {"settlement": None, "fulfil_tx": None, "error_code": None, "error_message": None, **more}
+    fields = {"settlement": None, "fulfil_tx": None, "error_code": None, "error_message": None, "court_status": None,
+              **more}
     return SimpleNamespace(request_id=5, status=status, attempts=attempts, amount=100, consumer="0xC0", **fields)
 
 
@@ -96,12 +97,12 @@ def test_a_court_call_is_pending_through_its_window_and_settles_once_paid() -> N
     rail, ticket = CourtRail(Watcher(row)), _ticket(COURT_RAIL, row)  # type: ignore[arg-type]
     with pytest.raises(PaymentSettlementPending):
         rail.settle(ticket, PROOF)
-    row.status, row.settlement = EscrowStatus.FULFILLED, {"court": {"status": "committed"}}
+    row.status, row.court_status = EscrowStatus.FULFILLED, "committed"
     assert rail.follow(ticket, PROOF, None) is None
-    row.settlement = {"court": {"status": "slashed"}}
+    row.court_status = "slashed"
     with pytest.raises(PaymentSettlementFailed):
         rail.follow(ticket, PROOF, None)
-    row.settlement = {"court": {"status": "paid"}, "tx_hash": "0xc0"}
+    row.court_status, row.settlement = "paid", {"tx_hash": "0xc0"}
     paid = rail.follow(ticket, PROOF, None)
     assert paid is not None and paid.payment is not None and paid.payment["court"] == "paid"
 

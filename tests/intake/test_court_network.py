@@ -36,8 +36,8 @@ from proofmarket.chain.devkeys import dev_account
 from proofmarket.cli.main import app as cli_app
 from proofmarket.db import Database, EscrowRepo
 from proofmarket.intake.court import CourtService
-from proofmarket.market import Market
-from proofmarket.market.accounts import RoleAccounts
+from proofmarket.onchain import Market
+from proofmarket.onchain.accounts import RoleAccounts
 from proofmarket.systems.workspace import Workspace
 from proofmarket.validator.process import Validator
 

@@ -19,9 +19,9 @@ from served import Served
 
 from proofmarket.api import create_app
 from proofmarket.chain import dev_account
-from proofmarket.market import Market
-from proofmarket.market import accounts as role_accounts
-from proofmarket.market.accounts import RoleAccounts
+from proofmarket.onchain import Market
+from proofmarket.onchain import accounts as role_accounts
+from proofmarket.onchain.accounts import RoleAccounts
 from proofmarket.sdk.discovery import discover
 
 pytestmark = [pytest.mark.chain]

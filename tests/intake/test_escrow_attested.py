@@ -160,7 +160,7 @@ def test_a_listing_with_another_attester_contract_is_not_this_model(env: EscrowE
                                         env.market.accounts.prover.address, root)
     from dataclasses import replace
 
-    from proofmarket.market.registry_check import check_entry
+    from proofmarket.onchain.registry_check import check_entry
 
     forged = replace(entry, spec=replace(entry.spec, verifier=other))
     with pytest.raises(RegistryMismatch, match="verifier"):

@@ -16,7 +16,7 @@ from proofmarket.core.errors import InputMismatch
 from proofmarket.db import Database, EscrowRepo, EscrowStatus, ModelRepo
 from proofmarket.intake.court import CourtService
 from proofmarket.intake.escrow import EscrowService
-from proofmarket.market import Market
+from proofmarket.onchain import Market
 
 pytestmark = [pytest.mark.slow, pytest.mark.chain]
 DEPTH = 2  # the watcher's confirmations
@@ -193,7 +193,7 @@ def test_a_court_commitment_in_an_orphaned_block_is_committed_again(env: EscrowE
 
     row = repo.get(watcher.chain_id, watcher.address, receipt.request_id)
     assert row is not None and row.status == EscrowStatus.FULFILLED and row.inputs is None
-    assert (row.settlement or {})["court"]["status"] == "committed"
+    assert row.court_status == "committed" and (row.public_settlement() or {})["court"]["status"] == "committed"
     assert env.market.court.status(receipt.request_id) == "committed"
     consumer_after = env.market.usdc.balance_of(env.market.accounts.consumer.address)
     assert consumer_before - consumer_after == receipt.amount  # escrowed once

@@ -25,7 +25,7 @@ from proofmarket.core.errors import UnknownRequest
 from proofmarket.db import Database, EscrowRepo, EscrowStatus, ModelRepo
 from proofmarket.intake.escrow import EscrowService
 from proofmarket.intake.rails import EscrowRail
-from proofmarket.market import Market
+from proofmarket.onchain import Market
 from proofmarket.payments.tickets import ProofOutcome, Settlement, Ticket
 from proofmarket.systems.registry import PROVEN_SYSTEM
 

@@ -26,7 +26,7 @@ from proofmarket.api import create_app
 from proofmarket.chain import Devnet
 from proofmarket.chain.devkeys import dev_account
 from proofmarket.db.owner_tables import UsedSignatureRow
-from proofmarket.market import Market
+from proofmarket.onchain import Market
 from proofmarket.systems.workspace import Workspace
 from proofmarket.validator.process import Validator
 from proofmarket.validator.protocol import read_headers

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from proofmarket.cli.main import app as cli
 from proofmarket.core.settings import Settings
-from proofmarket.market import Market
+from proofmarket.onchain import Market
 from proofmarket.samples import sample_path
 from proofmarket.systems.ezkl.compiler import CompileOptions
 from proofmarket.systems.ezkl.profile import SALT_BITS, SALT_ELEMENTS, PrivacyProfile

@@ -8,7 +8,7 @@ from typing import Any
 
 from anvil_binary import anvil_or_skip  # noqa: F401 (re-exported: this folder's tests import it from here)
 
-from proofmarket.market import Market
+from proofmarket.onchain import Market
 from proofmarket.samples import sample_path
 from proofmarket.systems.ezkl.bundle import ProofBundle
 from proofmarket.systems.ezkl.compiler import CompileOptions, CompileResult

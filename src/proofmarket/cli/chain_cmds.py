@@ -1,4 +1,4 @@
-"""CLI commands for the on-chain market: a thin shell over ``proofmarket.market``.
+"""CLI commands for the on-chain market: a thin shell over ``proofmarket.onchain``.
 
     proofmarket chain up|down|status
     proofmarket chain deploy [--profile NAME] [--dry-run] [--usdc ADDR] [--record-dir DIR]
@@ -51,7 +51,7 @@ def register(app: typer.Typer) -> None:
 @command(chain_app, "up")
 def chain_up(run: Run, port: Annotated[int | None, typer.Option(help="RPC port (default: a free one)")] = None) -> None:
     """Start a local anvil devnet in the background; its state persists in HOME/devnet."""
-    from proofmarket.market import MarketHome, devnet_up
+    from proofmarket.onchain import MarketHome, devnet_up
 
     status = devnet_up(MarketHome(run.settings.home), port=port)
     info = status.info
@@ -65,7 +65,7 @@ def chain_up(run: Run, port: Annotated[int | None, typer.Option(help="RPC port (
 @command(chain_app, "down")
 def chain_down(run: Run) -> None:
     """Stop the background devnet; its state is saved for the next 'chain up'."""
-    from proofmarket.market import MarketHome, devnet_down
+    from proofmarket.onchain import MarketHome, devnet_down
 
     status = devnet_down(MarketHome(run.settings.home))
     info = status.info
@@ -77,7 +77,7 @@ def chain_down(run: Run) -> None:
 @command(chain_app, "status")
 def chain_status(run: Run) -> None:
     """Say whether the background devnet is running."""
-    from proofmarket.market import MarketHome, devnet_status
+    from proofmarket.onchain import MarketHome, devnet_status
 
     status = devnet_status(MarketHome(run.settings.home))
     info = status.info
@@ -104,8 +104,8 @@ def chain_deploy(
 ) -> None:
     """Deploy the market contracts (once per chain: a live deployment is reused) and write the deployment record."""
     from proofmarket.chain.deploy_plan import DryRun
-    from proofmarket.market import Market, format_usdc
-    from proofmarket.market.service import connect, record_file
+    from proofmarket.onchain import Market, format_usdc
+    from proofmarket.onchain.service import connect, record_file
 
     settings = run.settings
     client = connect(settings)
@@ -156,7 +156,7 @@ def chain_verify_deployment(
     """Compare each recorded contract's code on chain with the artifact built here (immutables masked):
     match, differs (and where) or no code. Exits 4 when any contract differs or has no code."""
     from proofmarket.chain.deploy_record import read_contracts, verify
-    from proofmarket.market.service import connect, deployment_path, record_file
+    from proofmarket.onchain.service import connect, deployment_path, record_file
 
     settings = run.settings
     client = connect(settings)

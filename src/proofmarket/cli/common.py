@@ -26,7 +26,7 @@ from proofmarket.core.errors import ProofMarketError, UsageError
 
 if TYPE_CHECKING:
     from proofmarket.core.settings import Settings
-    from proofmarket.market import Market
+    from proofmarket.onchain import Market
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document on stdout (for scripts)")]
 HomeOpt = Annotated[Path | None, typer.Option("--home", envvar="PROOFMARKET_HOME",
@@ -88,7 +88,7 @@ def settings_for(home: Path | None) -> Settings:
 
 
 def open_market(home: Path | None) -> Market:
-    from proofmarket.market import Market  # web3 loads only for the commands that need it
+    from proofmarket.onchain import Market  # web3 loads only for the commands that need it
 
     market = Market.open(settings_for(home))
     say_chain(market.client.profile)

@@ -34,7 +34,7 @@ def discover_cmd(
     the URI the chain holds and checked to name that agent; then its node's models and prices, and its reputation."""
     from proofmarket.chain import ChainClient, load_deployment
     from proofmarket.core.units import parse_usdc
-    from proofmarket.market.service import connect, deployment_path
+    from proofmarket.onchain.service import connect, deployment_path
     from proofmarket.sdk.discovery import discover
 
     if mode not in (None, "proven", "attested"):

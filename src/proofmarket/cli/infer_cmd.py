@@ -186,7 +186,7 @@ def _account(key_env: str, devnet: bool) -> Any:
     """The paying account: the dev consumer on ``--devnet``, else the key in ``key_env`` (None: no key)."""
     if devnet:
         from proofmarket.chain.devkeys import dev_account
-        from proofmarket.market.accounts import DEV_ROLES
+        from proofmarket.onchain.accounts import DEV_ROLES
 
         return dev_account(DEV_ROLES["consumer"], DEVNET.chain_id)
     from proofmarket.core.settings import env_value

@@ -46,7 +46,7 @@ StakeArg = Annotated[str | None, typer.Argument(help="USDC to add (default: what
 @command(prover_app, "status")
 def prover_status(run: Run, address: ProverArg = None) -> None:
     """Whether ADDRESS may fulfil requests: authorised, stake against the minimum, record."""
-    from proofmarket.market import format_usdc
+    from proofmarket.onchain import format_usdc
 
     with run.market() as market:
         who = address or market.accounts.prover.address
@@ -116,7 +116,7 @@ def prover_register_agent(
 @command(prover_app, "stake")
 def prover_stake(run: Run, amount: StakeArg = None) -> None:
     """Approve and stake AMOUNT USDC for the signing prover."""
-    from proofmarket.market import format_usdc, parse_usdc
+    from proofmarket.onchain import format_usdc, parse_usdc
 
     with run.market() as market:
         prover = market.accounts.prover
@@ -138,7 +138,7 @@ def prover_unstake(
     amount: Annotated[str, typer.Argument(help="USDC to unstake")],
 ) -> None:
     """Start unstaking AMOUNT USDC; 'prover withdraw' takes it back once the unstake delay is over."""
-    from proofmarket.market import format_usdc, parse_usdc
+    from proofmarket.onchain import format_usdc, parse_usdc
 
     with run.market() as market:
         prover = market.accounts.prover
@@ -156,7 +156,7 @@ def prover_unstake(
 @command(prover_app, "withdraw")
 def prover_withdraw(run: Run) -> None:
     """Take back the unstaked amount once its delay is over."""
-    from proofmarket.market import format_usdc
+    from proofmarket.onchain import format_usdc
 
     with run.market() as market:
         prover = market.accounts.prover
@@ -174,7 +174,7 @@ def prover_withdraw(run: Run) -> None:
 @command(admin_app, "status")
 def admin_status(run: Run) -> None:
     """The market's settings: paused, platform fee, slash share, minimum stake, unstake delay, fees held."""
-    from proofmarket.market import format_usdc
+    from proofmarket.onchain import format_usdc
 
     with run.market() as market:
         m = market.market
@@ -221,7 +221,7 @@ def admin_court(
     refuses values out of its bounds and names the reason."""
     from dataclasses import asdict, replace
 
-    from proofmarket.market import format_usdc, parse_usdc
+    from proofmarket.onchain import format_usdc, parse_usdc
 
     changes = {k: v for k, v in {"window": window, "vote_window": vote_window, "response_window": response_window,
                                  "unbond_delay": unbond_delay, "quorum_bps": quorum_bps, "sample_bps": sample_bps,
@@ -310,7 +310,7 @@ def admin_withdraw_fees(
     amount: Annotated[str, typer.Argument(help="USDC to send")],
 ) -> None:
     """Send AMOUNT USDC of the collected platform fees to TO."""
-    from proofmarket.market import parse_usdc
+    from proofmarket.onchain import parse_usdc
 
     atomic = parse_usdc(amount, what="the amount")
     _admin(run, lambda market: market.market.withdraw_platform(checked_address(to), atomic, market.accounts.admin),

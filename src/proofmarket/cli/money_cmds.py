@@ -190,7 +190,7 @@ def owner_account(key_env: str, devnet: bool, why: str) -> Any:
     """The owner's account: the devnet's dev owner (``--devnet``), else the key in ``key_env``."""
     if devnet:
         from proofmarket.chain.devkeys import DEVNET_CHAIN_ID, dev_account
-        from proofmarket.market.accounts import DEV_ROLES
+        from proofmarket.onchain.accounts import DEV_ROLES
 
         return dev_account(DEV_ROLES["owner"], DEVNET_CHAIN_ID)
     account = _account(key_env, False)

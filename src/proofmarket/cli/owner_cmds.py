@@ -52,7 +52,7 @@ def model_register(
 ) -> None:
     """Deploy the model's verifier (once) and its batch verifiers, and list the model on the registry at PRICE; with
     --node, list a model you uploaded there (its price is the listing's), signed by your key."""
-    from proofmarket.market import format_usdc
+    from proofmarket.onchain import format_usdc
 
     if node is not None:
         _register_uploaded(run, model_id, node, rpc_url, key_env, devnet)
@@ -160,7 +160,7 @@ def model_price(
     price: Annotated[str, typer.Argument(help="new price per inference in USDC, e.g. 0.25")],
 ) -> None:
     """Change the model's price on the registry: nodes sell at it from their next call."""
-    from proofmarket.market import format_usdc
+    from proofmarket.onchain import format_usdc
 
     with run.market() as market:
         atomic, tx = market.set_price(model_id, price)
@@ -190,7 +190,7 @@ def earnings_cmd(
 
         node_earnings(node, key_env, devnet, run.as_json)
         return
-    from proofmarket.market import format_usdc
+    from proofmarket.onchain import format_usdc
 
     checked = checked_address(address) if address else None
     with run.market() as market:
@@ -214,7 +214,7 @@ def withdraw_cmd(
 ) -> None:
     """Pay out what the market owes: escrow fulfilments credit the owner's and the prover's shares on chain,
     and this sends them (one transaction for every address given)."""
-    from proofmarket.market import format_usdc
+    from proofmarket.onchain import format_usdc
 
     accounts = [checked_address(a) for a in address] if address else None
     with run.market() as market:

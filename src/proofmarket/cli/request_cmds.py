@@ -41,7 +41,7 @@ def request_cmd(
     """Check the model's registry listing against its manifest (vk, ONNX, settings, verifier code, owner,
     --max-price), escrow its price for INPUT (commitment computed here); print the request id. With --node,
     post the input to that node and wait until it has fulfilled the request on chain."""
-    from proofmarket.market import format_usdc, parse_price
+    from proofmarket.onchain import format_usdc, parse_price
 
     doc = read_json(input)
     salt_values = parse_salt(salt)
@@ -162,7 +162,7 @@ def fulfill_cmd(
     timeout: Annotated[float | None, typer.Option(help="stop a proof running longer than this (seconds)")] = None,
 ) -> None:
     """Prove the requests' inputs and settle them on chain. Exit 1 when the market rejected the proof."""
-    from proofmarket.market import format_usdc, settlement_summary
+    from proofmarket.onchain import format_usdc, settlement_summary
 
     with run.market() as market:
         results = ({request_ids[0]: market.fulfill(request_ids[0], timeout_s=timeout)} if len(request_ids) == 1
@@ -195,7 +195,7 @@ def refund_cmd(
     = False,
 ) -> None:
     """Take the escrowed amount back after the request's deadline (consumer) when no node answered it."""
-    from proofmarket.market import format_usdc
+    from proofmarket.onchain import format_usdc
 
     with run.market() as market:
         result = market.refund_court(request_id) if court else market.refund(request_id)

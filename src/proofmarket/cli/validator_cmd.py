@@ -57,7 +57,7 @@ def validator_run(
     from proofmarket.chain.keystore import resolve_key
     from proofmarket.core.logs import configure
     from proofmarket.core.settings import Settings
-    from proofmarket.market import parse_price
+    from proofmarket.onchain import parse_price
     from proofmarket.validator.process import Validator, serve_metrics
 
     configure((Settings(home=home) if home else Settings()).api.log_format)

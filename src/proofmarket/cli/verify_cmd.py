@@ -109,7 +109,7 @@ def _on_chain(ws: Any, doc: Any, rpc_url: str | None, registry: str | None, owne
     from proofmarket.chain import ChainClient, load_deployment
     from proofmarket.chain.contracts import ModelRegistry
     from proofmarket.chain.onchain_verify import verify_on_chain
-    from proofmarket.market.service import connect, deployment_path
+    from proofmarket.onchain.service import connect, deployment_path
 
     client = ChainClient(rpc_url) if rpc_url else connect(ws.settings)
     from_block = 0

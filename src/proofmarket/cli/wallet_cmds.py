@@ -215,7 +215,7 @@ def permit2_approve(
         url = rpc_url
         if url is None:
             from proofmarket.core.settings import Settings
-            from proofmarket.market.service import connect
+            from proofmarket.onchain.service import connect
 
             url = connect(Settings()).rpc_url
         return sdk.approve_permit2(url, token)

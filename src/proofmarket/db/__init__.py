@@ -4,7 +4,7 @@ rails' tables (``payments/tables.py`` names them)."""
 
 from proofmarket.db import book_tables, owner_tables  # noqa: F401 (their tables are part of the schema)
 from proofmarket.db.engine import Database
-from proofmarket.db.escrow_repo import EscrowRepo, SeenRequest
+from proofmarket.db.escrow_repo import CourtState, EscrowRepo, SeenRequest
 from proofmarket.db.leases import LeaseRepo
 from proofmarket.db.proof_cache import ProofCacheRepo
 from proofmarket.db.repo import (
@@ -19,6 +19,7 @@ from proofmarket.db.tables import CallKind, CallRow, CallStatus, EscrowRequestRo
 __all__ = [
     "INTERRUPTED",
     "Database",
+    "CourtState",
     "EscrowRepo",
     "EscrowRequestRow",
     "EscrowStatus",

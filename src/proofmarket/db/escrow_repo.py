@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -135,16 +135,17 @@ class EscrowRepo:
     def proved(self, row_id: int, bundle_cid: str) -> bool:
         return self._move(row_id, [EscrowStatus.PROVING], bundle_cid=bundle_cid)
 
-    def confirming(self, row_id: int, *, fulfil_tx: str, settlement: dict[str, Any]) -> bool:
+    def confirming(self, row_id: int, *, fulfil_tx: str, settlement: dict[str, Any],
+                   court: CourtState | None = None) -> bool:
         """proving -> confirming: our fulfil is mined, not deep enough yet (the input and bundle are kept: an
-        orphaned fulfil is answered again)."""
+        orphaned fulfil is answered again). ``court``: a court request's state once committed."""
         return self._move(row_id, [EscrowStatus.PROVING], status=EscrowStatus.CONFIRMING.value, fulfil_tx=fulfil_tx,
-                          settlement=settlement)
+                          settlement=settlement, **_court(court))
 
     def reopen(self, row_id: int) -> bool:
         """confirming -> input_received: the fulfil's block left the chain and the request is open again."""
         return self._move(row_id, [EscrowStatus.CONFIRMING], status=EscrowStatus.INPUT_RECEIVED.value,
-                          fulfil_tx=None, settlement=None)
+                          fulfil_tx=None, settlement=None, court_status=None, court_window_end=None)
 
     def open_since(self, chain_id: int, market: str, block: int) -> list[EscrowRequestRow]:
         """The requests not closed that were seen in block ``block`` or later, or read from the chain (no block)."""
@@ -165,11 +166,13 @@ class EscrowRepo:
 
     # a final request forgets the consumer's input and salt (a hashed input is private): nothing needs them
 
-    def fulfilled(self, row_id: int, *, fulfil_tx: str | None, settlement: dict[str, Any]) -> bool:
-        """-> fulfilled, with the fulfilment's shares in the book (an escrow fulfil, once final)."""
+    def fulfilled(self, row_id: int, *, fulfil_tx: str | None, settlement: dict[str, Any],
+                  court: CourtState | None = None) -> bool:
+        """-> fulfilled, with the fulfilment's shares in the book (an escrow fulfil, once final). ``court``: a court
+        request's state once committed."""
         return self._move(row_id, [EscrowStatus.SEEN, EscrowStatus.INPUT_RECEIVED, EscrowStatus.PROVING],
                           status=EscrowStatus.FULFILLED.value, fulfil_tx=fulfil_tx, settlement=settlement,
-                          inputs=None, posts=lambda s, row: _listed(fulfilment(row, settlement, s)))
+                          inputs=None, posts=lambda s, row: _listed(fulfilment(row, settlement, s)), **_court(court))
 
     def confirmed(self, row_id: int, settlement: dict[str, Any]) -> bool:
         """confirming -> fulfilled: our fulfil is deep enough (its shares enter the book now)."""
@@ -177,11 +180,12 @@ class EscrowRepo:
                           settlement=settlement, inputs=None,
                           posts=lambda s, row: _listed(fulfilment(row, settlement, s)))
 
-    def update_settlement(self, row_id: int, settlement: dict[str, Any], transfers: Sequence[Transfer] = ()) -> bool:
-        """A fulfilled request's settlement as it moves on (an attested commitment: paid or slashed later), with what
-        it paid in the book, in one database transaction."""
+    def court_moved(self, row_id: int, court: CourtState, settlement: dict[str, Any],
+                    transfers: Sequence[Transfer] = ()) -> bool:
+        """A committed court request's state as the court moves it on (challenged, paid, slashed...), its settlement's
+        records and what it paid in the book, in one database transaction."""
         return self._move(row_id, [EscrowStatus.FULFILLED], settlement=settlement,
-                          posts=(lambda s, row: transfers) if transfers else None)
+                          posts=(lambda s, row: transfers) if transfers else None, **_court(court))
 
     def failed(self, row_id: int, code: str, message: str) -> bool:
         return self._move(row_id, [EscrowStatus.SEEN, EscrowStatus.INPUT_RECEIVED, EscrowStatus.PROVING,
@@ -226,3 +230,14 @@ def _in_status(chain_id: int, market: str, statuses: tuple[EscrowStatus, ...]) -
     """The requests of one market (any address case) in one of ``statuses``."""
     return (EscrowRequestRow.chain_id == chain_id, EscrowRequestRow.market == market.lower(),
             EscrowRequestRow.status.in_([st.value for st in statuses]))
+
+
+class CourtState(NamedTuple):
+    """A court request's state on chain, as its row's columns keep it."""
+
+    status: str  # committed, challenged, withheld, paid, slashed or refunded
+    window_end: int | None  # when its challenge window closes (unix seconds)
+
+
+def _court(court: CourtState | None) -> dict[str, Any]:
+    return {} if court is None else {"court_status": court.status, "court_window_end": court.window_end}

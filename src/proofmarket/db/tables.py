@@ -207,11 +207,24 @@ class EscrowRequestRow(Base):
     bundle_cid: Mapped[str | None] = mapped_column(String(64))
     fulfil_tx: Mapped[str | None] = mapped_column(String(66))
     settlement: Mapped[dict[str, Any] | None]
+    # a court request's state (AttestationCourt): committed, challenged, withheld, paid, slashed or refunded, and
+    # when its challenge window closes; None for an escrow request (and a court one not committed yet)
+    court_status: Mapped[str | None] = mapped_column(String(16))
+    court_window_end: Mapped[int | None] = mapped_column(BigInteger)
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def public_settlement(self) -> dict[str, Any] | None:
+        """The settlement as readers see it: a court request's state (its columns) under ``court``, beside the
+        court's records (the ERC-8004 validation, a contract's delivered result)."""
+        if self.court_status is None:
+            return self.settlement
+        doc = dict(self.settlement or {})
+        doc["court"] = {**(doc.get("court") or {}), "status": self.court_status, "window_end": self.court_window_end}
+        return doc
 
 
 class WatcherCursorRow(Base):

@@ -35,8 +35,8 @@ from proofmarket.demo.rehearsal_chain import PlacedUsdc, require_local_anvil
 from proofmarket.demo.rehearsal_keys import RehearsalKeys
 from proofmarket.demo.rehearsal_procs import Cli
 from proofmarket.demo.steps import Steps
-from proofmarket.market import Market
-from proofmarket.market.accounts import RoleAccounts
+from proofmarket.onchain import Market
+from proofmarket.onchain.accounts import RoleAccounts
 from proofmarket.samples import sample_path
 from proofmarket.sdk.client import Client
 from proofmarket.systems.attested.tiny import build_tiny_lm

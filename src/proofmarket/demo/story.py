@@ -33,7 +33,7 @@ from proofmarket.demo.base import (
     run_guarded,
 )
 from proofmarket.demo.steps import Steps
-from proofmarket.market import Market
+from proofmarket.onchain import Market
 from proofmarket.samples import sample_meta, sample_path
 from proofmarket.systems.attested.tiny import build_tiny_lm
 from proofmarket.systems.ezkl.batch_compile import parse_sizes

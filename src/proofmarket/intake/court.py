@@ -12,13 +12,13 @@
 
 A row is ``fulfilled`` once its commitment is mined (with confirmations: ``confirming`` until its block is deep
 enough; a commitment whose block left the chain leaves the request open: generated and committed again);
-``settlement.court`` then follows the court: ``committed`` (window open until ``window_end``), ``challenged``,
-``paid`` or ``slashed``. Once settled, the node asks the
-CourtValidator for an ERC-8004 validation record (100 paid, 0 slashed). Rows live in the escrow table under the
-court's address; the thread, lease, cursor and retries are ``proofmarket.intake.watcher``'s. The node stakes on
-the court when the watcher starts, and again only when a commitment is refused for a stake below the minimum
-(after a slash). The bundle of a committed request is readable by its consumer and by any staked validator
-(``/v1/court``).
+its ``court_status`` column then follows the court: ``committed`` (window open until ``court_window_end``),
+``challenged``, ``paid`` or ``slashed`` (readers see them as ``settlement.court``, beside the court's records).
+Once settled, the node asks the CourtValidator for an ERC-8004 validation record (100 paid, 0 slashed). Rows live
+in the escrow table under the court's address; the thread, lease, cursor and retries are
+``proofmarket.intake.watcher``'s. The node stakes on the court when the watcher starts, and again only when a
+commitment is refused for a stake below the minimum (after a slash). The bundle of a committed request is readable
+by its consumer and by any staked validator (``/v1/court``).
 """
 
 from __future__ import annotations
@@ -43,13 +43,13 @@ from proofmarket.chain.court import (
     CourtValidator,
 )
 from proofmarket.core.errors import ContractReverted, CourtBundleTooLarge, CourtUnavailable, ProofMarketError
-from proofmarket.db import EscrowRepo, EscrowRequestRow, EscrowStatus
+from proofmarket.db import CourtState, EscrowRepo, EscrowRequestRow, EscrowStatus
 from proofmarket.db.book import Accounts, Transfer
 from proofmarket.intake.court_delivery import CourtDelivery
 from proofmarket.intake.rails import COURT_RAIL, CourtRail, chain_ticket
 from proofmarket.intake.watcher import ChainWatcher, run_as_call
-from proofmarket.market import Market
-from proofmarket.market.validations import record_court
+from proofmarket.onchain import Market
+from proofmarket.onchain.validations import record_court
 from proofmarket.store.cid import digest_of
 from proofmarket.systems.attested import instances
 from proofmarket.systems.attested.service import GenerateRequest
@@ -147,9 +147,9 @@ class CourtService(ChainWatcher[CourtRequest]):
         done = 0
         now = self.market.client.timestamp()
         for row in self.repo.with_status(self.chain_id, self.address, EscrowStatus.FULFILLED):
-            court = dict((row.settlement or {}).get("court") or {})
-            if court.get("status") in SETTLED:
+            if row.court_status in SETTLED:
                 continue
+            records = dict((row.settlement or {}).get("court") or {})  # the validation, a delivered result
             try:
                 onchain = self.court.get_request(row.request_id)
                 if onchain.status == "withheld" and now <= onchain.window_end:
@@ -163,24 +163,24 @@ class CourtService(ChainWatcher[CourtRequest]):
                 elif onchain.status in ("challenged", "withheld") and now > onchain.window_end:
                     self.court.resolve(row.request_id, self.node)  # the vote's (or the response's) end
                     onchain = self.court.get_request(row.request_id)
-                if onchain.status != court.get("status"):
+                if onchain.status != row.court_status:
                     paid = self._paid(row, onchain) if onchain.status == "paid" else ()
                     if onchain.status == "paid" and not paid:  # its Paid event not found yet: look again later,
                         continue  # so the payment enters the book before the row says "paid"
                     if onchain.status == "paid":
-                        paid = (*paid, *self._delivered(row, onchain, court))
-                    court.update(status=onchain.status, window_end=onchain.window_end)
+                        paid = (*paid, *self._delivered(row, onchain, records))
                     for hook in self.status_hooks:  # webhooks: the owner hears of a challenge
                         try:
                             hook(row.model_id, row.request_id, onchain.status)
                         except Exception:
                             self.log.exception("a court status hook failed for request %s", row.request_id)
                     if onchain.status in SETTLED:
-                        court["validation"] = self._validation(row)
+                        records["validation"] = self._validation(row)
                         done += 1
                         if self.settled is not None:
                             self.settled.labels(onchain.status).inc()
-                    self.repo.update_settlement(row.id, {**(row.settlement or {}), "court": court}, paid)
+                    self.repo.court_moved(row.id, CourtState(onchain.status, onchain.window_end),
+                                          {**(row.settlement or {}), "court": records}, paid)
             except ProofMarketError as exc:
                 self.log.warning("court request %s: could not settle yet: %s", row.request_id, exc.message)
         return done
@@ -303,8 +303,8 @@ class CourtService(ChainWatcher[CourtRequest]):
         if onchain.node is not None and onchain.node.lower() == self.node.address.lower() \
                 and onchain.status != "refunded":
             self.repo.fulfilled(row.id, fulfil_tx=None, settlement={
-                "request_id": row.request_id, "status": "COMMITTED", "recovered": True,
-                "court": {"status": onchain.status, "window_end": onchain.window_end}})
+                "request_id": row.request_id, "status": "COMMITTED", "recovered": True},
+                court=CourtState(onchain.status, onchain.window_end))
         else:
             self._close_failed(row, "refunded" if onchain.status == "refunded" else "settled_elsewhere",
                                f"court request {row.request_id} is {onchain.status} on chain")
@@ -343,9 +343,8 @@ class CourtService(ChainWatcher[CourtRequest]):
         committed = {int(e["requestId"]): int(e["windowEnd"]) for e in self.court.decode_events(tx, "Committed")}
         for row, c in ready:
             summary = {"request_id": c.request_id, "status": "COMMITTED", "tx_hash": tx.tx_hash,
-                       "bundle_digest": "0x" + c.bundle_digest.hex(), "batch": len(ready),
-                       "court": {"status": "committed", "window_end": committed.get(c.request_id)}}
-            self._answered(row, tx.tx_hash, summary)
+                       "bundle_digest": "0x" + c.bundle_digest.hex(), "batch": len(ready)}
+            self._answered(row, tx.tx_hash, summary, CourtState("committed", committed.get(c.request_id)))
         if self.committed is not None:
             self.committed.inc(len(ready))
         self.log.info("court: committed %d request(s) in tx %s", len(ready), tx.tx_hash)

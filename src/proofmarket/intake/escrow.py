@@ -38,9 +38,9 @@ from proofmarket.intake.escrow_batch import BatchedEscrow
 from proofmarket.intake.rails import ESCROW_RAIL, EscrowRail, chain_ticket
 from proofmarket.intake.reorgs import CLOSED, OPEN
 from proofmarket.intake.watcher import MAX_ATTEMPTS, ChainWatcher, run_as_call
-from proofmarket.market import Market
-from proofmarket.market.results import settlement_summary
-from proofmarket.market.validations import record_escrow
+from proofmarket.onchain import Market
+from proofmarket.onchain.results import settlement_summary
+from proofmarket.onchain.validations import record_escrow
 from proofmarket.systems import parse_bundle
 from proofmarket.systems.attested import instances
 from proofmarket.systems.attested.service import GenerateRequest

@@ -22,7 +22,7 @@ from proofmarket.chain.types import InferenceRequest, RequestStatus
 from proofmarket.core.errors import ProofTimeout, from_code
 from proofmarket.db import CallRow, CallStatus, EscrowRepo, EscrowRequestRow
 from proofmarket.intake.rails import ESCROW_RAIL, chain_ticket
-from proofmarket.market import Market
+from proofmarket.onchain import Market
 from proofmarket.payments.tickets import Ticket
 from proofmarket.systems.ezkl.bundle import ProofBundle
 from proofmarket.systems.registry import PROVEN_SYSTEM

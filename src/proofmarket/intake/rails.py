@@ -161,11 +161,10 @@ class CourtRail(ChainRail):
         """Settled once the court paid; failed when it slashed the answer or refunded the request."""
         row = self._row(ticket)
         mine = row.attempts == ticket.doc.get("attempt")
-        court = (row.settlement or {}).get("court") or {}
-        if mine and row.status == EscrowStatus.FULFILLED and court.get("status") == "paid":
+        if mine and row.status == EscrowStatus.FULFILLED and row.court_status == "paid":
             return self._paid(row, row.fulfil_tx or (row.settlement or {}).get("tx_hash"), {"court": "paid"})
-        if mine and row.status == EscrowStatus.FULFILLED and court.get("status") in ("slashed", "refunded"):
-            raise PaymentSettlementFailed(f"court request {row.request_id}: the answer was {court['status']} (the "
+        if mine and row.status == EscrowStatus.FULFILLED and row.court_status in ("slashed", "refunded"):
+            raise PaymentSettlementFailed(f"court request {row.request_id}: the answer was {row.court_status} (the "
                                           "consumer was refunded)", request_id=row.request_id)
         if mine and row.status in (EscrowStatus.PROVING, EscrowStatus.CONFIRMING, EscrowStatus.FULFILLED):
             return None  # generated, being committed, or in its challenge window

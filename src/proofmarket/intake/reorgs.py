@@ -12,8 +12,8 @@ from proofmarket.chain import model_id_for
 from proofmarket.chain.court import CourtRequest
 from proofmarket.chain.types import InferenceRequest
 from proofmarket.core.errors import ProofMarketError
-from proofmarket.db import EscrowRepo, EscrowRequestRow, EscrowStatus
-from proofmarket.market import Market
+from proofmarket.db import CourtState, EscrowRepo, EscrowRequestRow, EscrowStatus
+from proofmarket.onchain import Market
 
 CLOSED = (EscrowStatus.FULFILLED, EscrowStatus.FAILED)
 OPEN = tuple(s for s in EscrowStatus if s not in CLOSED)
@@ -46,12 +46,14 @@ class Reorgs(abc.ABC, Generic[Req]):
                 and onchain.consumer.lower() == row.consumer.lower()
                 and onchain.model_key == model_id_for(self.owner, row.model_id))
 
-    def _answered(self, row: EscrowRequestRow, fulfil_tx: str, settlement: dict[str, Any]) -> bool:
-        """Record an answer mined in ``fulfil_tx``: fulfilled now without confirmations, else confirming (True)."""
+    def _answered(self, row: EscrowRequestRow, fulfil_tx: str, settlement: dict[str, Any],
+                  court: CourtState | None = None) -> bool:
+        """Record an answer mined in ``fulfil_tx``: fulfilled now without confirmations, else confirming (True).
+        ``court``: a court request's state once committed."""
         if self.confirmations == 0:
-            self.repo.fulfilled(row.id, fulfil_tx=fulfil_tx, settlement=settlement)
+            self.repo.fulfilled(row.id, fulfil_tx=fulfil_tx, settlement=settlement, court=court)
             return False
-        self.repo.confirming(row.id, fulfil_tx=fulfil_tx, settlement=settlement)
+        self.repo.confirming(row.id, fulfil_tx=fulfil_tx, settlement=settlement, court=court)
         self.log.info("%s %s answered in tx %s: waiting for %d confirmation(s)", self.noun, row.request_id,
                       fulfil_tx, self.confirmations)
         return True

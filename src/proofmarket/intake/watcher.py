@@ -48,7 +48,7 @@ from proofmarket.core.profiles import profile_for
 from proofmarket.core.settings import Settings
 from proofmarket.db import Database, EscrowRepo, EscrowRequestRow, EscrowStatus, LeaseRepo, ModelRepo, SeenRequest
 from proofmarket.intake.reorgs import CLOSED, Reorgs, Req
-from proofmarket.market import Market
+from proofmarket.onchain import Market
 from proofmarket.payments.port import Rail
 from proofmarket.payments.tickets import Ticket
 from proofmarket.systems.port import Bundle, Execution

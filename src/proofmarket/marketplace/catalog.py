@@ -1,5 +1,5 @@
 """The models this node serves: a row (price, owner) joined with the model manifest in the store, and,
-when a market is deployed, with the model's registry listing (``market/listings.py``), whose price, owner,
+when a market is deployed, with the model's registry listing (``onchain/listings.py``), whose price, owner,
 active flag and verifier win over the row's."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from proofmarket.systems import spec_of, system_of
 from proofmarket.systems.catalog import ModelCatalog
 
 if TYPE_CHECKING:
-    from proofmarket.market.listings import Listing, Listings
+    from proofmarket.onchain.listings import Listing, Listings
 
 log = logging.getLogger("proofmarket.catalog")
 

@@ -20,7 +20,7 @@ from proofmarket.chain.keystore import resolve_key
 from proofmarket.core.errors import ChainError, UsageError
 from proofmarket.core.profiles import profile_for
 from proofmarket.core.settings import Settings, X402Settings
-from proofmarket.market.accounts import DEV_ROLES
+from proofmarket.onchain.accounts import DEV_ROLES
 from proofmarket.payments.onchain import NodeChain
 
 log = logging.getLogger("proofmarket.node")
@@ -46,7 +46,7 @@ def node_chain(settings: Settings, extra: X402Settings) -> NodeChain:
 
 def _devnet_rpc(home: Path) -> str:
     """The devnet of ``proofmarket chain up``; started in the background when none answers."""
-    from proofmarket.market.node import devnet_up
+    from proofmarket.onchain.node import devnet_up
 
     status = devnet_up(MarketHome(home))
     assert status.info is not None

@@ -46,7 +46,7 @@ from proofmarket.systems.workspace import Workspace
 if TYPE_CHECKING:
     from fastapi import APIRouter
 
-    from proofmarket.market.listings import Listings
+    from proofmarket.onchain.listings import Listings
     from proofmarket.payments.settler import Money
 
 log = logging.getLogger("proofmarket.node")
@@ -250,8 +250,8 @@ def _listings(settings: Settings, ws: Workspace) -> Listings | None:
     node's chain (``PROOFMARKET_REGISTRY_TERMS``: auto, on, off)."""
     if settings.chain.registry_terms == "off":
         return None
-    from proofmarket.market import Market
-    from proofmarket.market.listings import Listings
+    from proofmarket.onchain import Market
+    from proofmarket.onchain.listings import Listings
 
     try:
         market = Market.open(workspace=ws)

@@ -20,11 +20,11 @@ from proofmarket.db import Database
 from proofmarket.intake.court import CourtService
 from proofmarket.intake.escrow import EscrowService
 from proofmarket.intake.watcher import ChainWatcher
-from proofmarket.market import Market
 from proofmarket.marketplace.catalog import Catalog
 from proofmarket.marketplace.webhooks import Dispatcher, Webhooks
 from proofmarket.node.access import AccessTokens
 from proofmarket.node.supervisor import Hosted, Supervisor
+from proofmarket.onchain import Market
 from proofmarket.payments.port import Rail, Rails
 from proofmarket.payments.settler import Money
 from proofmarket.systems.registry import ATTESTED_SYSTEM, SystemSet

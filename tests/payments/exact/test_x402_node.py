@@ -31,7 +31,7 @@ from proofmarket.chain import dev_account
 from proofmarket.chain.devkeys import DEVNET_CHAIN_ID
 from proofmarket.cli.main import app as cli
 from proofmarket.core.errors import PaymentExpired, VerificationFailed
-from proofmarket.market.accounts import DEV_ROLES
+from proofmarket.onchain.accounts import DEV_ROLES
 from proofmarket.sdk.pay import nonce_of, payment_signature_header
 from proofmarket.store import canonical_json, cid_for_bytes
 from proofmarket.systems import PROVEN_SYSTEM

@@ -34,7 +34,7 @@ from proofmarket.api import create_app
 from proofmarket.chain.artifacts import load_artifact
 from proofmarket.chain.devkeys import DEVNET_CHAIN_ID
 from proofmarket.core.errors import RegistryMismatch
-from proofmarket.market import Market
+from proofmarket.onchain import Market
 
 pytestmark = [pytest.mark.slow, pytest.mark.chain]
 
@@ -51,7 +51,7 @@ class Listed:
 @pytest.fixture(scope="module")
 def listed(node_home: Path, mlp_id: str, chain: Chain, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Listed]:
     # every call's validation recorded: this module checks one call's record (the node's default samples them:
-    # tests/market/test_listings_follower.py)
+    # tests/onchain/test_listings_follower.py)
     settings = node_settings(node_home, tmp_path_factory.mktemp("registry-db") / "node.db", chain.rpc_url,
                              chain.deployment_file, validation_every_s=0)
     market = Market.open(settings)

@@ -18,7 +18,7 @@ from proofmarket.chain.devkeys import DEVNET_CHAIN_ID
 from proofmarket.cli.main import app as cli
 from proofmarket.core.errors import PaymentRequired, UnknownModel
 from proofmarket.core.settings import Settings
-from proofmarket.market import MarketHome, devnet_down
+from proofmarket.onchain import MarketHome, devnet_down
 
 pytestmark = [pytest.mark.slow, pytest.mark.chain]
 

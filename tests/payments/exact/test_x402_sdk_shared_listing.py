@@ -14,7 +14,7 @@ from proofmarket import Client
 from proofmarket.api import create_app
 from proofmarket.chain.shared import parse_clone
 from proofmarket.core.errors import RegistryMismatch
-from proofmarket.market import Market
+from proofmarket.onchain import Market
 
 pytestmark = [pytest.mark.slow, pytest.mark.chain]
 

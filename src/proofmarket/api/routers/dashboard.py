@@ -121,7 +121,7 @@ def render(view: DashboardView) -> str:
                               escrow, "no escrow requests seen yet"))
     if view.court is not None:
         court = [[_e(r.request_id), _short(r.model_id), _status(r.status),
-                  _e(((r.settlement or {}).get("court") or {}).get("status", "")), _e(Price.of(r.amount).amount),
+                  _e(r.court_status or ""), _e(Price.of(r.amount).amount),
                   _short(r.fulfil_tx)] for r in view.court]
         parts.append(_section(f"Court requests: attested, paid after a challenge window (last {RECENT})",
                               ["request", "model", "status", "court", "amount (USDC)", "commit tx"],

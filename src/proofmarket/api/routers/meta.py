@@ -74,7 +74,7 @@ def _service_model(m: ServedModel, base: str) -> ServiceModel:
 def agent_registration(request: Request, services: ServicesDep) -> JSONResponse:
     """The node's ERC-8004 registration file (type, name, services, x402Support, registrations, supportedTrust);
     ``registrations`` names the agent id once the prover account registered on the market's IdentityRegistry."""
-    from proofmarket.market.agent import registration_file
+    from proofmarket.onchain.agent import registration_file
 
     base = base_url(request, services.settings)
     agent_id = registry = None

@@ -76,7 +76,7 @@ class EscrowRequestPublic(BaseModel):
                    amount_atomic=str(row.amount), deadline=row.deadline, request_tx=row.request_tx,
                    # the bundle is shown once its fulfilment is mined, not while it could still be copied
                    bundle_cid=row.bundle_cid if row.status == "fulfilled" else None, fulfil_tx=row.fulfil_tx,
-                   settlement=row.settlement, error=error,
+                   settlement=row.public_settlement(), error=error,
                    attempts=row.attempts, created_at=row.created_at, updated_at=row.updated_at)
 
 

@@ -7,7 +7,7 @@
   four from the attested bundle) and the node's EIP-191 signature over their packed hash as the "proof".
 
 Escrow and the court pay on the node's signature: an attestation, not a proof. What the registry records about an
-attested model is in ``proofmarket.market.spec``.
+attested model is in ``proofmarket.onchain.spec``.
 """
 
 from __future__ import annotations

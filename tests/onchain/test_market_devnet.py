@@ -10,7 +10,7 @@ from market_helpers import anvil_or_skip
 from proofmarket.chain.devnet import _alive as devnet_alive
 from proofmarket.chain.home import DevnetInfo
 from proofmarket.core.settings import Settings
-from proofmarket.market import Market, MarketHome, devnet_down, devnet_status, devnet_up
+from proofmarket.onchain import Market, MarketHome, devnet_down, devnet_status, devnet_up
 
 pytestmark = pytest.mark.chain
 

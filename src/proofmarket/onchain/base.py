@@ -14,8 +14,8 @@ from proofmarket.chain.home import MarketHome
 from proofmarket.chain.shared import parse_clone
 from proofmarket.core.errors import ChainError, PaymentError, UsageError
 from proofmarket.core.units import format_usdc
-from proofmarket.market.accounts import RoleAccounts
-from proofmarket.market.registry_check import check_entry
+from proofmarket.onchain.accounts import RoleAccounts
+from proofmarket.onchain.registry_check import check_entry
 from proofmarket.systems.catalog import ModelCatalog
 from proofmarket.systems.ezkl.manifest import ModelManifest
 from proofmarket.systems.ezkl.shared_verifier import shared_proof, vka_words

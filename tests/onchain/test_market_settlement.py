@@ -11,7 +11,7 @@ from market_helpers import OWNER_SHARE_BPS, PRICE_UNITS, SALT, Balances, Listed,
 
 from proofmarket.chain import RequestStatus, advance_time, dev_account, instances_hash
 from proofmarket.core.errors import ChainError, ContractReverted
-from proofmarket.market import Market
+from proofmarket.onchain import Market
 from proofmarket.systems.ezkl.profile import SALT_ELEMENTS
 
 pytestmark = [pytest.mark.slow, pytest.mark.chain]

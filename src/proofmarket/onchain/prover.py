@@ -14,8 +14,8 @@ from proofmarket.chain.home import RequestRecord
 from proofmarket.chain.types import Fulfilment, InferenceRequest, RequestStatus
 from proofmarket.core.errors import ChainError, UsageError
 from proofmarket.core.units import format_usdc
-from proofmarket.market.base import MarketBase
-from proofmarket.market.results import FulfilResult, settlement_summary
+from proofmarket.onchain.base import MarketBase
+from proofmarket.onchain.results import FulfilResult, settlement_summary
 from proofmarket.systems.attested import instances
 from proofmarket.systems.attested.service import GenerateRequest
 from proofmarket.systems.ezkl.bundle import ProofBundle

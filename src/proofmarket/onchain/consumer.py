@@ -12,8 +12,8 @@ from proofmarket.chain.client import TxResult
 from proofmarket.chain.home import RequestRecord
 from proofmarket.chain.types import RequestSubmitted
 from proofmarket.core.errors import UsageError
-from proofmarket.market.base import MarketBase
-from proofmarket.market.results import RefundResult, RequestReceipt
+from proofmarket.onchain.base import MarketBase
+from proofmarket.onchain.results import RefundResult, RequestReceipt
 from proofmarket.systems.attested import instances
 from proofmarket.systems.ezkl.commitment import input_commitment
 from proofmarket.systems.ezkl.salt import check_salt

@@ -18,7 +18,7 @@ from served import Served
 
 from proofmarket.api import create_app
 from proofmarket.core.errors import VerificationFailed
-from proofmarket.market import MarketHome, devnet_down
+from proofmarket.onchain import MarketHome, devnet_down
 from proofmarket.systems.workspace import Workspace
 
 pytestmark = [pytest.mark.slow, pytest.mark.chain]
@@ -54,7 +54,7 @@ def test_verify_onchain_accepts_a_fresh_bundle_with_its_gas_and_the_chain_refuse
     from proofmarket.chain.contracts import ModelRegistry
     from proofmarket.chain.onchain_verify import verify_on_chain
     from proofmarket.core.settings import Settings
-    from proofmarket.market.service import connect
+    from proofmarket.onchain.service import connect
 
     client = connect(Settings(_env_file=None, home=chain_home))
     registry = ModelRegistry(client, onchain["registry"])

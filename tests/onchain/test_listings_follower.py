@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from proofmarket.core.errors import ModelInactive
-from proofmarket.market import listings as listings_module
-from proofmarket.market.listings import FRESH_S, Listing, Listings
+from proofmarket.onchain import listings as listings_module
+from proofmarket.onchain.listings import FRESH_S, Listing, Listings
 
 
 def _market() -> Any:
@@ -78,7 +78,7 @@ def test_without_the_follower_each_paid_read_looks_at_the_events(monkeypatch: py
 def test_validation_records_are_a_sample_of_a_listings_calls(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each validation record re-verifies a proof on chain at the prover's cost: the first call of a listing is
     recorded, then at most one every ``validation_every_s``; a failed record does not count as one."""
-    from proofmarket.market import validations
+    from proofmarket.onchain import validations
 
     made = Listings(_market(), poll_s=3600, validation_every_s=60.0)  # type: ignore[arg-type]
     sent: list[str] = []

@@ -37,7 +37,7 @@ from proofmarket.core.background import Service
 from proofmarket.core.errors import ModelInactive, ProofMarketError, RegistryMismatch
 
 if TYPE_CHECKING:
-    from proofmarket.market.service import Market
+    from proofmarket.onchain.service import Market
 
 log = logging.getLogger("proofmarket.listings")
 
@@ -164,7 +164,7 @@ class Listings:
         return listing
 
     def _read(self, model_id: str, owner: str) -> Listing:
-        from proofmarket.market.registry_check import check_entry
+        from proofmarket.onchain.registry_check import check_entry
 
         market = self.market
         onchain = market.onchain_id(model_id, owner)
@@ -258,7 +258,7 @@ class Listings:
     def _validate(self, item: tuple[Any, ...]) -> None:
         """Record a call's proof, unless this listing got a record less than ``validation_every_s`` ago (each
         record is an on-chain verification the prover pays for: a sample of a listing's calls, not each one)."""
-        from proofmarket.market.validations import record_proof
+        from proofmarket.onchain.validations import record_proof
 
         _, onchain_id, proof, instances, bundle_cid, receipt = item
         last = self._validated.get(onchain_id)

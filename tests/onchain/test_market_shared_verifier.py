@@ -9,7 +9,7 @@ from market_helpers import MLP_CANDIDATE, OTHER_MLP_CANDIDATE, OWNER_SHARE_BPS, 
 from proofmarket.chain import RequestStatus
 from proofmarket.chain.shared import clone_code, parse_clone
 from proofmarket.core.errors import RegistryMismatch, UsageError
-from proofmarket.market import Market
+from proofmarket.onchain import Market
 from proofmarket.systems.ezkl.shared_verifier import shared_proof, vka_words
 from proofmarket.systems.workspace import Workspace
 

@@ -31,13 +31,13 @@ from proofmarket.chain.home import MarketHome
 from proofmarket.core.errors import ChainError, ProofMarketError, RPCUnavailable, UsageError
 from proofmarket.core.profiles import ChainProfile, profile_named
 from proofmarket.core.settings import Settings
-from proofmarket.market.accounts import RoleAccounts
-from proofmarket.market.consumer import ConsumerRole
-from proofmarket.market.owner import OwnerRole
-from proofmarket.market.prover import ProverRole
+from proofmarket.onchain.accounts import RoleAccounts
+from proofmarket.onchain.consumer import ConsumerRole
+from proofmarket.onchain.owner import OwnerRole
+from proofmarket.onchain.prover import ProverRole
 from proofmarket.systems.workspace import Workspace
 
-log = logging.getLogger("proofmarket.market")
+log = logging.getLogger("proofmarket.onchain")
 
 
 class Market(OwnerRole, ConsumerRole, ProverRole):

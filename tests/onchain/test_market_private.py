@@ -8,7 +8,7 @@ from market_helpers import SALT, Proofs, mlp_input
 
 from proofmarket.chain import ProofMode
 from proofmarket.core.errors import ContractReverted
-from proofmarket.market import Market
+from proofmarket.onchain import Market
 
 pytestmark = [pytest.mark.slow, pytest.mark.chain]
 

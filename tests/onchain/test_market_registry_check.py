@@ -13,8 +13,8 @@ from market_helpers import OWNER_SHARE_BPS, Balances, Listed, mlp_input
 
 from proofmarket.chain import dev_account, model_key
 from proofmarket.core.errors import RegistryMismatch
-from proofmarket.market import Market
-from proofmarket.market.spec import model_spec
+from proofmarket.onchain import Market
+from proofmarket.onchain.spec import model_spec
 
 pytestmark = [pytest.mark.slow, pytest.mark.chain]
 

@@ -6,9 +6,9 @@
 
 from proofmarket.chain.home import MarketHome, RequestRecord
 from proofmarket.core.units import format_usdc, parse_price, parse_usdc
-from proofmarket.market.accounts import RoleAccounts
-from proofmarket.market.node import DevnetStatus, devnet_down, devnet_status, devnet_up
-from proofmarket.market.results import (
+from proofmarket.onchain.accounts import RoleAccounts
+from proofmarket.onchain.node import DevnetStatus, devnet_down, devnet_status, devnet_up
+from proofmarket.onchain.results import (
     FulfilResult,
     RefundResult,
     Registration,
@@ -16,7 +16,7 @@ from proofmarket.market.results import (
     VerifierDeployment,
     settlement_summary,
 )
-from proofmarket.market.service import Market, connect
+from proofmarket.onchain.service import Market, connect
 
 __all__ = [
     "DevnetStatus",

@@ -13,7 +13,7 @@ import pytest
 from cli_run import run_cli
 from market_helpers import Listed, anvil_or_skip
 
-from proofmarket.market import MarketHome, devnet_down
+from proofmarket.onchain import MarketHome, devnet_down
 from proofmarket.samples import sample_path
 from proofmarket.systems.workspace import Workspace
 

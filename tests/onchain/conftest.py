@@ -24,7 +24,7 @@ from market_helpers import (
 
 from proofmarket.chain import Devnet
 from proofmarket.core.settings import Settings
-from proofmarket.market import Market
+from proofmarket.onchain import Market
 from proofmarket.systems.workspace import Workspace
 
 

@@ -16,7 +16,7 @@ from proofmarket.chain.keystore import write_keystore
 from proofmarket.cli.common import parse_salt as _parse_salt
 from proofmarket.core.errors import ChainError, UsageError
 from proofmarket.core.settings import Settings
-from proofmarket.market import MarketHome, RequestRecord, RoleAccounts, format_usdc, parse_price, parse_usdc
+from proofmarket.onchain import MarketHome, RequestRecord, RoleAccounts, format_usdc, parse_price, parse_usdc
 
 
 @pytest.mark.parametrize("text, atomic", [
@@ -98,7 +98,7 @@ def test_salt_option_refuses_anything_else(text: str) -> None:
 
 
 def test_exported_names() -> None:
-    import proofmarket.market as market
+    import proofmarket.onchain as market
 
     assert set(market.__all__) == {
         "DevnetStatus", "FulfilResult", "Market", "MarketHome", "RefundResult", "Registration", "RequestReceipt",

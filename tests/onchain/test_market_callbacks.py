@@ -20,7 +20,7 @@ from market_helpers import (
 
 from proofmarket.chain import RequestStatus
 from proofmarket.core.errors import ChainError
-from proofmarket.market import Market
+from proofmarket.onchain import Market
 
 pytestmark = [pytest.mark.slow, pytest.mark.chain]
 GAS, TIP = 200_000, 50_000  # the callback's gas, and the prover's tip for it (0.05 USDC)

@@ -18,9 +18,9 @@ from proofmarket.chain.types import ModelSpec, Payout, RegisteredModel
 from proofmarket.core.errors import ChainError, UsageError
 from proofmarket.core.profiles import profile_for
 from proofmarket.core.units import parse_price
-from proofmarket.market.base import MarketBase
-from proofmarket.market.results import Earnings, Registration, VerifierDeployment
-from proofmarket.market.spec import ATTESTED_VERIFIER, attested_spec, check_registrable, model_spec
+from proofmarket.onchain.base import MarketBase
+from proofmarket.onchain.results import Earnings, Registration, VerifierDeployment
+from proofmarket.onchain.spec import ATTESTED_VERIFIER, attested_spec, check_registrable, model_spec
 from proofmarket.systems.attested.instances import system_digest
 from proofmarket.systems.ezkl.shared_verifier import vka_words
 from proofmarket.systems.ezkl.solidity import EIP170_MAX_CODE

@@ -30,12 +30,12 @@ from proofmarket.chain.shared import SharedVerifierFactory, parse_clone
 from proofmarket.chain.types import RegisteredModel
 from proofmarket.chain.verify_code import creation_runtime_hash
 from proofmarket.core.errors import RegistryMismatch
-from proofmarket.market.spec import ATTESTED_VERIFIER, attested_fields, instance_count, proof_mode
+from proofmarket.onchain.spec import ATTESTED_VERIFIER, attested_fields, instance_count, proof_mode
 from proofmarket.systems.ezkl.manifest import VerifierRef
 from proofmarket.systems.ezkl.shared_verifier import vka_digest, vka_words
 
 if TYPE_CHECKING:
-    from proofmarket.market.base import MarketBase as Market
+    from proofmarket.onchain.base import MarketBase as Market
 
 
 def check_entry(market: Market, model_id: str, entry: RegisteredModel, *, max_price: int | None = None,

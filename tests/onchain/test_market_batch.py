@@ -18,7 +18,7 @@ from market_helpers import (
 
 from proofmarket.chain import RequestStatus, advance_time, instances_hash
 from proofmarket.core.errors import RegistryMismatch, UsageError
-from proofmarket.market import Market
+from proofmarket.onchain import Market
 from proofmarket.samples import sample_path
 from proofmarket.systems.ezkl.verify import own_instances
 from proofmarket.systems.workspace import Workspace
