@@ -13,7 +13,7 @@ from jobs_helpers import new_job, ticket_json
 
 from proofmarket.core.errors import DuplicateJob
 from proofmarket.db import INTERRUPTED, CallRepo, CallStatus, Database, ModelRepo
-from proofmarket.db.tables import Base
+from proofmarket.db.tables import Base, CallRow
 from proofmarket.payments import tables as rail_tables  # noqa: F401 (the rails' tables are in the schema)
 
 
@@ -139,6 +139,20 @@ def test_held_by_sums_a_payer_s_unsettled_paid_jobs(db: Database) -> None:
     assert jobs.held_by("0xsomeone-else") == 0
     assert jobs.settled(settling.id, {"payment": {}}) and jobs.held_by("0xpayer") == 2 * 10_000
     assert queued.status == CallStatus.QUEUED
+
+
+def test_held_by_counts_a_payers_calls_from_before_the_payer_column(db: Database) -> None:
+    """A call stored before jobs.payer existed (migration 0004) has none: its hold still counts for its payer (the
+    payer column only narrows the rows read), never for another."""
+    import sqlalchemy as sa
+
+    jobs = CallRepo(db)
+    jobs.create(new_job(1, nonce="n1", payment=ticket_json("n1")))
+    old = jobs.create(new_job(2, nonce="n2", payment=ticket_json("n2")))
+    with db.session() as s:
+        s.execute(sa.update(CallRow).where(CallRow.id == old.id).values(payer=None))
+    assert jobs.held_by("0xpayer") == 2 * 10_000
+    assert jobs.held_by("0xsomeone-else") == 0
 
 
 def test_a_settling_job_is_not_final_and_shows_nothing(db: Database) -> None:

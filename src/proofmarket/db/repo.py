@@ -217,9 +217,11 @@ class CallRepo:
     def held_by(self, payer: str, *, besides: str | None = None, source: str | None = None) -> int:
         """Units held by ``payer``'s unsettled paid jobs (``besides``: a nonce left out; ``source``: its only)."""
         unsettled = [s.value for s in (CallStatus.QUEUED, CallStatus.RUNNING, CallStatus.PROVED, CallStatus.SETTLING)]
-        with self.db.session() as s:
+        with self.db.session() as s:  # this payer's rows by their indexed column (a row from before the column, 0004,
+            # has none: read too, and told apart by its payment's payer), not every payer's unsettled calls
             rows = s.execute(select(CallRow.payment_nonce, CallRow.payment).where(
-                CallRow.status.in_(unsettled), CallRow.payment.is_not(None)))
+                CallRow.status.in_(unsettled), CallRow.payment.is_not(None),
+                or_(CallRow.payer == _payer_of({"payer": payer}), CallRow.payer.is_(None))))
             return sum(int(doc.get("amount_atomic") or 0) for nonce, doc in rows
                        if nonce != besides and str(doc.get("payer") or "").lower() == payer.lower()
                        and (kind := (doc.get("doc") or {}).get("source")) not in ("free", "pass")  # hold nothing
