@@ -203,6 +203,53 @@ def test_a_lease_has_one_holder_until_it_expires(db: Database) -> None:
     assert leases.acquire("escrow:1:0xmarket", "node-a", 30)
 
 
+def test_one_payers_calls_at_once_take_turns_in_the_process_before_the_database(db: Database) -> None:
+    """32 calls of one payer at once: one thread at a time asks the database for the funds lease (each asks once),
+    none waits out its 10 s as busy, and another payer's lock is never held up by them."""
+    import threading
+
+    from proofmarket.core.errors import PaymentPayerBusy
+    from proofmarket.db import LeaseRepo
+    from proofmarket.db import leases as lease_module
+
+    leases = LeaseRepo(db)
+    asked, guard = [0], threading.Lock()
+    acquire = leases.acquire
+
+    def counted(*args: object, **kwargs: object) -> bool:
+        with guard:
+            asked[0] += 1
+        return acquire(*args, **kwargs)  # type: ignore[arg-type]
+
+    leases.acquire = counted  # type: ignore[method-assign]
+    inside, most, held, busy = [0], [0], [], []
+    slow = threading.Event()
+
+    def call(i: int) -> None:
+        try:
+            with leases.funds("0xPAYER"):
+                with guard:
+                    inside[0] += 1
+                    most[0] = max(most[0], inside[0])
+                slow.wait(0.005)
+                with guard:
+                    inside[0] -= 1
+                held.append(i)
+        except PaymentPayerBusy:
+            busy.append(i)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(32)]
+    for t in threads:
+        t.start()
+    with leases.funds("0xOTHER"):  # another payer's turn does not wait for this one's queue
+        pass
+    for t in threads:
+        t.join(60)
+    assert busy == [] and sorted(held) == list(range(32)) and most[0] == 1
+    assert asked[0] == 32 + 1  # each call asked the database once (and the other payer once): nobody polled it
+    assert not lease_module._TURNS._names  # no name kept once nobody holds or waits for it
+
+
 def test_the_proof_cache_is_a_bounded_lru(db: Database) -> None:
     from proofmarket.db import ProofCacheRepo
 
