@@ -178,7 +178,22 @@ def throughput(bench: Path) -> str:
                f"**{cost['result']}**)." if cost and cost.get("ms") is not None else "")
             + (f" The hashed-input CNN (never batched): {cnn_best}/s at best, raw EZKL {cnn['raw']['per_s']}/s."
                if cnn and cnn_best is not None else "")
+            + _one_caller(doc)
             + target)
+
+
+def _one_caller(doc: dict[str, Any]) -> str:
+    """The one caller's rows (many calls at once with one API key, on the model's batch circuits), if measured."""
+    caller = doc.get("one_caller")
+    if not caller or not caller.get("levels"):
+        return ""
+    batches = caller.get("raw_batches") or []
+    ceiling = max([doc["raw"]["per_s"], *[b["calls_per_s"] for b in batches]])
+    cells = "; ".join(f"{r['verified_per_s']}/s ({r['verified_per_s'] / ceiling:.2f} of raw EZKL's best on its "
+                      f"circuits, {r['mean_batch']} calls a proof) with {r['in_flight']} calls in flight"
+                      for r in caller["levels"] if r["verified_per_s"])
+    return (f" One caller with many calls at once (one API key; the model compiled with batch circuits of "
+            f"{', '.join(str(b['size']) for b in batches)}, strangers never share a proof): {cells}.")
 
 
 def chain_costs(bench: Path) -> str:

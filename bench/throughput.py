@@ -11,6 +11,11 @@ In one run on the sample MLP (the default settings grid), on a devnet with autom
        is a fresh proof, verified by the node before it answers (the prover's self-check) and checked by the client
        (a 200 paid on its channel, with a proof bundle for its own input commitment)
 
+    3. one caller with many calls at once (``--caller-levels``, default 8 and 32 in flight; an agent scoring a
+       batch): one API key drawing on prepaid credits, its calls sent from threads of one client process, on the
+       node with the most provers and the longest batch window; a caller's own calls may share a proof (strangers'
+       never do: a shared proof's instances show every slot), so this is where batch circuits serve
+
 Per level: verified inferences per second over the level's wall time, p50 / p95 latency, failures; the node's proof
 time (ezkl.prove inside its worker) p50. Writes OUT/throughput.json and OUT/throughput.md; progress on stderr; exit 0
 even when a target is missed (MISS). The clients run on the same machine as the node (2 cores here): what they spend
@@ -47,6 +52,9 @@ TARGET_LEVEL = 32
 BATCH_COST_TARGET_MS = 10.0  # what batching may add to a lone caller's p50 (interleaved runs)
 LONE_ROUNDS, LONE_CALLS = 3, 16  # the lone caller's latency: rounds of (off, on), calls per node a round
 PAYER_SEED = b"proofmarket-bench-throughput-payer-"
+CALLER_SEED = b"proofmarket-bench-throughput-caller-"
+CALLER_INDEX = 777  # the one caller's inputs (distinct from every client's)
+CALLER_WINDOW_MS = 10.0  # the one caller's node batches (at least this window)
 SCHEME = "batch-settlement"
 
 
@@ -183,6 +191,113 @@ def level(base_url: str, client: Any, accounts: list[Any], network: str, usdc: s
     return row
 
 
+def caller_process(secret: str, url: str, doc: dict[str, Any], in_flight: int, calls: int, ready: Any, go: Any,
+                   results: Any) -> None:
+    """One caller in its own process: ``calls`` calls with one API key, ``in_flight`` at a time (threads)."""
+    import threading
+
+    import requests
+
+    taken, lock = iter(range(calls)), threading.Lock()
+    latencies: list[float] = []
+    errors: list[str] = []
+    prove_s: list[float] = []
+    sizes: list[int] = []
+
+    def send() -> None:
+        session = requests.Session()
+        while True:
+            with lock:
+                call = next(taken, None)
+            if call is None:
+                return
+            start = time.perf_counter()
+            try:
+                answer = session.post(url, json=distinct_input(doc, CALLER_INDEX, call), timeout=600,
+                                      headers={"Authorization": f"Bearer {secret}"})
+                body = answer.json() if answer.status_code == 200 else {}
+                bundle = body.get("bundle") or {}
+                if answer.status_code == 200 and body.get("payment", {}).get("scheme") == "credits" and \
+                        bundle.get("proof", {}).get("hex") and bundle.get("input", {}).get("values"):
+                    with lock:
+                        latencies.append(time.perf_counter() - start)
+                        prove_s.append(float(bundle.get("timings", {}).get("prove_s", 0.0)))
+                        sizes.append(int((bundle.get("batch") or {}).get("size") or 1))
+                else:
+                    with lock:
+                        errors.append(f"{answer.status_code}: {answer.text[:160]}")
+            except Exception as exc:  # counted; the level goes on
+                with lock:
+                    errors.append(f"{type(exc).__name__}: {str(exc)[:160]}")
+
+    ready.release()
+    go.wait()
+    cpu_start = time.process_time()
+    threads = [threading.Thread(target=send) for _ in range(in_flight)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    results.put((latencies, errors, prove_s, time.process_time() - cpu_start, sizes))
+
+
+def caller_runs(demo: Any, base: dict[str, Any], market: Any, price: int, tmp: Path, model_id: str,
+                doc: dict[str, Any], workers: int, window: float, levels: list[int], calls: int) -> dict[str, Any]:
+    """One node (``workers`` provers, ``window`` ms batch window) and, for each level, one caller with that many
+    calls in flight, paying with one API key on prepaid credits (bought once, before the clock)."""
+    import multiprocessing
+
+    from eth_account import Account
+    from eth_utils.crypto import keccak
+
+    from proofmarket.sdk.client import Client
+
+    settings = Settings(**base, database_url=f"sqlite:///{tmp / f'node-caller-{workers}-{window}.db'}",
+                        prover_workers=workers, batch_window_ms=window)
+    rows = []
+    with contextlib.ExitStack() as node_stack:
+        url = demo.step(f"start node (one caller, {workers} provers, batch window {window} ms)",
+                        functools.partial(start_node, node_stack, settings, model_id, market), 120)
+        account = Account.from_key(keccak(CALLER_SEED + f"{workers}-{window}".encode()))
+        totals = [max(calls, 2 * in_flight) for in_flight in levels]
+        need = price * (sum(totals) + 10)
+        market.usdc.transfer(account.address, need, market.accounts.consumer)
+        client = Client(url, account, devnet=True)
+        try:
+            secret = client.keys.create(models=[model_id])["key"]
+            bought = client.credits.buy(need)
+        finally:
+            client.close()
+        if bought.get("status") != "credited":
+            raise RuntimeError(f"the caller's credits were not credited: {bought}")
+        context = multiprocessing.get_context("spawn")
+        for in_flight, total in zip(levels, totals, strict=True):
+            ready, go, results = context.Semaphore(0), context.Event(), context.Queue()
+            proc = context.Process(target=caller_process, daemon=True, args=(
+                secret, f"{url}/v1/models/{model_id}/infer?batch=allow", doc, in_flight, total, ready, go, results))
+            proc.start()
+            ready.acquire()
+            quiet(market.client)
+            log(f"one caller, {in_flight} calls in flight, {total} calls")
+            start, node_cpu = time.perf_counter(), time.process_time()
+            go.set()
+            latencies, errors, prove_s, caller_cpu, sizes = results.get(timeout=3600)
+            wall, node_cpu = time.perf_counter() - start, time.process_time() - node_cpu
+            proc.join(30)
+            row = {"in_flight": in_flight, "calls": total, "ok": len(latencies), "failures": len(errors),
+                   "wall_s": round(wall, 3), "verified_per_s": round(len(latencies) / wall, 2) if wall else None,
+                   "p50_s": _r(pct(latencies, 0.5)), "p95_s": _r(pct(latencies, 0.95)),
+                   "node_prove_p50_s": _r(pct(prove_s, 0.5)),
+                   "mean_batch": round(statistics.mean(sizes), 1) if sizes else None,
+                   "caller_cpu_ms_per_call": round(caller_cpu * 1000 / len(latencies), 1) if latencies else None,
+                   "node_cpu_ms_per_call": round(node_cpu * 1000 / len(latencies), 1) if latencies else None,
+                   "errors": errors[:5]}
+            log(f"one caller, {in_flight} in flight: {row['verified_per_s']} verified/s, mean batch "
+                f"{row['mean_batch']}, {len(errors)} failures")
+            rows.append(row)
+    return {"prover_workers": workers, "batch_window_ms": window, "levels": rows}
+
+
 def node_runs(demo: Any, base: dict[str, Any], market: Any, price: int, tmp: Path,
               model_id: str, doc: dict[str, Any], workers_list: list[int], windows: list[float], levels: list[int],
               calls: int, tag: str) -> list[dict[str, Any]]:
@@ -263,6 +378,16 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         batches = [b.size for b in ws.prover.model(model_id)[0].batches]
         serve = functools.partial(node_runs, demo, base, market, price, tmp)
         nodes = serve(model_id, doc, args.workers, args.batching, args.levels, args.calls, "mlp")
+        caller = None
+        if args.caller_levels:  # the same model with batch circuits: one caller's calls may share a proof
+            sizes = tuple(args.caller_batches)
+            batched_id = demo.step(f"compile the sample MLP with batch circuits of {sizes}", lambda: ws.compile(
+                sample_path("mlp"), json.loads(sample_path("mlp", "samples").read_text()), profile=PrivacyProfile(),
+                batch_sizes=sizes).model_id, 1800)
+            demo.step("register it", lambda: market.register_model(batched_id, PRICE, OWNER_SHARE_BPS), 120)
+            caller = {**caller_runs(demo, base, market, price, tmp, batched_id, doc, max(args.workers),
+                                    max([*args.batching, CALLER_WINDOW_MS]), args.caller_levels, args.calls),
+                      "model_id": batched_id, "raw_batches": raw_batches(ws, batched_id, doc)}
         # raw EZKL again, after the nodes: this machine's speed drifts by a fifth over minutes, so the reference is
         # the mean of the rate measured before the nodes and after them
         raw = both_sides(raw, raw_rate(ws, model_id, doc, args.raw))
@@ -283,15 +408,23 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     best = max((r["verified_per_s"] or 0 for r in at_target), default=None)
     ceiling = raw_best(raw, raw_k)
     ratio = None if best is None else round(best / ceiling, 2)
+    caller_at = [r for r in (caller or {}).get("levels", []) if r["in_flight"] == TARGET_LEVEL]
+    caller_best = max((r["verified_per_s"] or 0 for r in caller_at), default=None)
+    caller_ceiling = raw_best(raw, (caller or {}).get("raw_batches", []))
+    caller_ratio = None if caller_best is None else round(caller_best / caller_ceiling, 2)
     return {"machine": machine_info(), "commit": commit(), "model_id": model_id, "logrows": logrows,
             "config": {"levels": args.levels, "workers": args.workers, "calls": args.calls, "scheme": SCHEME,
                        "proof_cache": "off", "price_atomic": price, "batch_sizes": batches,
                        "batch_windows_ms": args.batching},
-            "raw": raw, "raw_batches": raw_k, "nodes": nodes, "cnn": cnn,
+            "raw": raw, "raw_batches": raw_k, "nodes": nodes, "one_caller": caller, "cnn": cnn,
             "batching_cost_ms": lone,
             "target": {"ratio": TARGET_RATIO, "clients": TARGET_LEVEL, "best": best, "raw_best_per_s": ceiling,
                        "best_ratio": ratio,
-                       "result": None if ratio is None else ("PASS" if ratio >= TARGET_RATIO else "MISS")}}
+                       "result": None if ratio is None else ("PASS" if ratio >= TARGET_RATIO else "MISS"),
+                       "one_caller_best": caller_best, "one_caller_ratio": caller_ratio,
+                       "one_caller_raw_best_per_s": caller_ceiling,
+                       "one_caller_result": None if caller_ratio is None else
+                       ("PASS" if caller_ratio >= TARGET_RATIO else "MISS")}}
 
 
 def raw_best(raw: dict[str, Any], batches: list[dict[str, Any]]) -> float:
@@ -334,14 +467,40 @@ def markdown(doc: dict[str, Any]) -> str:
         lines += ["", f"Batching's cost to a lone caller (interleaved: each round a node without a batch window, then "
                       f"one with {cost['window_ms']:g} ms, one client, p50 s off / on: {rounds}): median difference "
                       f"{cost['ms']} ms (target <= {cost['target_ms']:g} ms): **{cost['result']}**."]
+    caller = doc.get("one_caller")
+    if caller:
+        best = raw_best(raw, caller.get("raw_batches", []))
+        lines += ["", f"One caller with many calls at once (an agent scoring a batch: one API key on prepaid credits, "
+                      f"its calls sent from threads of one process; {caller['prover_workers']} prover(s), batch "
+                      f"window {caller['batch_window_ms']:g} ms), on the same model compiled with batch circuits "
+                      "(raw EZKL on them, K distinct inputs in one proof, back to back: "
+                      + ", ".join(f"K = {b['size']} (logrows {b['logrows']}): {b['calls_per_s']} calls/s"
+                                  for b in caller.get("raw_batches", [])) + "). A caller's own calls may share a "
+                      "proof; strangers' never do (a shared proof's instances show every slot), so the clients "
+                      "above, each its own payer, are proven one call a proof. \"vs raw best\" here is over the "
+                      f"best of these and K = 1 ({best}/s):", "",
+                  "| calls in flight | calls | ok | failures | wall s | verified/s | vs raw best | p50 s | p95 s | "
+                  "mean calls a proof | node ezkl.prove p50 s | caller's CPU ms/call | node's CPU ms/call |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+                  *[f"| {r['in_flight']} | {r['calls']} | {r['ok']} | {r['failures']} | {r['wall_s']} | "
+                    f"{r['verified_per_s']} | {_vs(r['verified_per_s'], best)} | "
+                    f"{r['p50_s']} | {r['p95_s']} | {r['mean_batch']} | {r['node_prove_p50_s']} | "
+                    f"{r['caller_cpu_ms_per_call']} | {r['node_cpu_ms_per_call']} |" for r in caller["levels"]]]
     t = doc["target"]
     lines += ["", f"Target: at {t['clients']} clients the node reaches >= {t['ratio']:g} of raw EZKL's best rate on "
               f"the same circuits ({t['raw_best_per_s']}/s): best **{t['best']}/s, {t['best_ratio']}**: "
-              f"**{t['result']}**.", "",
-              "What stands between: the clients (their voucher signatures, in their own processes) and the node's own "
-              "work per call (HTTP, payment, receipts, the book: its CPU per call is in the table) come out of the "
-              "same two cores as EZKL's prover, which alone keeps both busy; and a batch proves only as many calls "
-              "as are queued when a prover frees up."]
+              f"**{t['result']}**"
+              + (f"; one caller with {t['clients']} calls in flight, on the batch circuits: "
+                 f"**{t['one_caller_best']}/s, {t['one_caller_ratio']}** of raw EZKL's best on them "
+                 f"({t['one_caller_raw_best_per_s']}/s): **{t['one_caller_result']}**" if t.get("one_caller_best")
+                 else "")
+              + ".", "",
+              "What stands between: strangers never share a proof, so {clients} clients of their own are proven one "
+              "call a proof, whose raw rate is the K = 1 row above; the clients (their voucher signatures, in their "
+              "own processes) and the node's own work per call (HTTP, payment, receipts, the book: its CPU per call "
+              "is in the table) come out of the same two cores as EZKL's prover, which alone keeps both busy; and a "
+              "batch proves only as many of one caller's calls as are queued when a prover frees up.".format(
+                  clients=t["clients"])]
     cnn = doc.get("cnn")
     if cnn:
         lines += ["", f"## Hashed-input CNN (private-input profile, logrows {cnn['logrows']}: never batched, each call "
@@ -352,13 +511,17 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _vs(rate: float | None, best: float) -> str:
+    return f"{rate / best:.2f}" if rate and best else "—"
+
+
 def _level_table(nodes: list[dict[str, Any]], best: float) -> list[str]:
     lines = ["| prover workers | batch window ms | clients | calls | ok | failures | wall s | verified/s | "
              "vs raw best | p50 s | p95 s | node ezkl.prove p50 s | clients' CPU ms/call | node's CPU ms/call |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for node in nodes:
         for r in node["levels"]:
-            ratio = f"{r['verified_per_s'] / best:.2f}" if r["verified_per_s"] and best else "—"
+            ratio = _vs(r["verified_per_s"], best)
             lines.append(f"| {node['prover_workers']} | {node.get('batch_window_ms', 0)} | {r['clients']} | "
                          f"{r['calls']} | {r['ok']} | {r['failures']} | "
                          f"{r['wall_s']} | {r['verified_per_s']} | {ratio} | {r['p50_s']} | {r['p95_s']} | "
@@ -369,11 +532,15 @@ def _level_table(nodes: list[dict[str, Any]], best: float) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--levels", type=int, nargs="+", default=[1, 8, 32, 64],
+    parser.add_argument("--levels", type=int, nargs="*", default=[1, 8, 32, 64],
                         help="concurrent clients per level")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="the node's prover processes, per run")
     parser.add_argument("--batching", type=float, nargs="+", default=[0, 10],
                         help="batch windows in ms, per run (0: each call its own proof)")
+    parser.add_argument("--caller-levels", type=int, nargs="*", default=[8, 32],
+                        help="calls in flight of the one caller, per level (none: leave the one caller out)")
+    parser.add_argument("--caller-batches", type=int, nargs="+", default=[4, 16],
+                        help="batch circuits of the one caller's model")
     parser.add_argument("--calls", type=int, default=48, help="calls per level (at least 2 per client)")
     parser.add_argument("--raw", type=int, default=30, help="raw EZKL proofs for the reference rate")
     parser.add_argument("--no-cnn", dest="cnn", action="store_false", help="leave out the hashed-input CNN's rows")
