@@ -109,7 +109,8 @@ class LeaseRepo:
         another holder (this process's threads in turn, then the database's), then raises ``busy``. A holder that
         dies loses it after ``ttl_s``."""
         deadline = time.monotonic() + wait_s
-        with _TURNS.turn(name, wait_s) as mine:  # this process's threads first, one at a time (the module's doc)
+        # this process's threads on this database first, one at a time (the module's doc)
+        with _TURNS.turn(f"{self.db.url}|{name}", wait_s) as mine:
             if not mine:
                 raise busy
             holder = uuid.uuid4().hex
