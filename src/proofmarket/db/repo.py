@@ -221,7 +221,7 @@ class CallRepo:
             # has none: read too, and told apart by its payment's payer), not every payer's unsettled calls
             rows = s.execute(select(CallRow.payment_nonce, CallRow.payment).where(
                 CallRow.status.in_(unsettled), CallRow.payment.is_not(None),
-                or_(CallRow.payer == _payer_of({"payer": payer}), CallRow.payer.is_(None))))
+                or_(CallRow.payer == payer_key(payer), CallRow.payer.is_(None))))
             return sum(int(doc.get("amount_atomic") or 0) for nonce, doc in rows
                        if nonce != besides and str(doc.get("payer") or "").lower() == payer.lower()
                        and (kind := (doc.get("doc") or {}).get("source")) not in ("free", "pass")  # hold nothing
@@ -270,7 +270,7 @@ class CallRepo:
     def by_payer(self, payer: str, limit: int = 20, offset: int = 0) -> list[CallRow]:
         """A payer's jobs, newest first (a page of ``limit`` from ``offset``)."""
         with self.db.session() as s:
-            return list(s.scalars(select(CallRow).where(CallRow.payer == payer.lower())
+            return list(s.scalars(select(CallRow).where(CallRow.payer == payer_key(payer))
                                   .order_by(CallRow.created_at.desc(), CallRow.id).offset(offset).limit(limit)))
 
     def recent(self, limit: int = 20, *, system: str | None = None, rail: str | None = None) -> list[CallRow]:
@@ -315,6 +315,11 @@ class CallRepo:
         return row if returning else moved
 
 
+def payer_key(payer: str) -> str:
+    """A payer as ``jobs.payer`` keeps it (lower case, at most 42 characters): what its queries compare with."""
+    return payer.lower()[:42]
+
+
 def _payer_of(payment: dict[str, Any] | None) -> str | None:
     payer = (payment or {}).get("payer")
-    return str(payer).lower()[:42] if payer else None
+    return payer_key(str(payer)) if payer else None

@@ -42,6 +42,7 @@ from proofmarket.core.errors import (
 )
 from proofmarket.db import CallRow, CallStatus
 from proofmarket.db.leases import LeaseRepo
+from proofmarket.db.repo import payer_key
 from proofmarket.payments import collectable
 from proofmarket.payments.credits.repo import CreditsRepo
 from proofmarket.payments.credits.tables import TABLES, ApiKeyRow
@@ -282,7 +283,7 @@ class CreditsRail:
             which = which | (CallRow.finished_at >= datetime.now(UTC) - timedelta(seconds=final_within_s))
         with self.repo.db.session() as s:
             rows = s.execute(select(CallRow.payment_nonce, CallRow.payment).where(
-                which, CallRow.payer == wallet.lower(), CallRow.payment.is_not(None), CallRow.rail == NAME)).all()
+                which, CallRow.payer == payer_key(wallet), CallRow.payment.is_not(None), CallRow.rail == NAME)).all()
         return {str(nonce): int(doc.get("amount_atomic") or 0) for nonce, doc in rows
                 if str(doc.get("payer") or "").lower() == wallet.lower()
                 and (doc.get("doc") or {}).get("source", "credits") == "credits" and nonce != besides}
