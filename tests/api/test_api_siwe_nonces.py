@@ -14,7 +14,8 @@ from proofmarket.core.address_signature import sign_siwe, siwe_headers, siwe_mes
 from proofmarket.core.siwe_message import SiweMessage
 from proofmarket.db import Database
 
-db, pg_url = db_backends.db, db_backends.pg_url  # each test on SQLite and PostgreSQL
+# each test on SQLite and PostgreSQL
+db, empty_db_url, pg_url = db_backends.db, db_backends.empty_db_url, db_backends.pg_url
 
 
 def test_a_long_nonce_opens_one_request_on_every_database(make_app: AppFactory, db: Database) -> None:

@@ -37,4 +37,5 @@ def mlp_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
         ws.close()
 
 
-db, pg_url = db_backends.db, db_backends.pg_url  # a fresh, migrated database on SQLite and on PostgreSQL
+# a new database (migrated: db) on SQLite and on PostgreSQL
+db, empty_db_url, pg_url = db_backends.db, db_backends.empty_db_url, db_backends.pg_url

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from jobs_helpers import new_job, ticket_json
-from pg_server import fresh_database
 
 from proofmarket.db import CallKind, CallRepo, Database, NewCall
 from proofmarket.db.tables import Base, JsonDoc, utcnow
@@ -22,17 +17,6 @@ PROVEN, ATTESTED = "ezkl-halo2-kzg-bn254", "proofmarket-attested-toploc-v1"
 JOBS_0004 = sa.table("jobs", sa.column("id", sa.String), sa.column("kind", sa.String), sa.column("status", sa.String),
                      sa.column("input", JsonDoc), sa.column("payment", JsonDoc), sa.column("request_hash", sa.String),
                      sa.column("attempts", sa.Integer), sa.column("created_at", sa.DateTime))
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path, pg_url: str | None) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'node.db'}"
-    if pg_url is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("PostgreSQL is needed in CI")
-        pytest.skip("no PostgreSQL here")
-    return fresh_database(pg_url)
 
 
 def _rows() -> list[dict[str, object]]:
@@ -47,8 +31,8 @@ def _rows() -> list[dict[str, object]]:
     ]
 
 
-def test_a_0004_database_with_jobs_upgrades_in_place(url: str) -> None:
-    db = Database(url)
+def test_a_0004_database_with_jobs_upgrades_in_place(empty_db_url: str) -> None:
+    db = Database(empty_db_url)
     try:
         db.migrate("0004")
         with db.engine.begin() as conn:
@@ -69,8 +53,8 @@ def test_a_0004_database_with_jobs_upgrades_in_place(url: str) -> None:
         db.close()
 
 
-def test_new_jobs_carry_their_system_and_rail(url: str) -> None:
-    db = Database(url)
+def test_new_jobs_carry_their_system_and_rail(empty_db_url: str) -> None:
+    db = Database(empty_db_url)
     try:
         db.migrate()
         jobs = CallRepo(db)

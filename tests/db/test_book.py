@@ -14,7 +14,8 @@ from proofmarket.db.book import Accounts, Book, LedgerError, Transfer
 from proofmarket.db.tables import Base
 from proofmarket.payments import tables as rail_tables  # noqa: F401 (the rails' tables are in the schema)
 
-db, pg_url = db_backends.db, db_backends.pg_url  # the fixtures: each test on SQLite and PostgreSQL
+# the fixtures: each test on SQLite and PostgreSQL
+db, empty_db_url, pg_url = db_backends.db, db_backends.empty_db_url, db_backends.pg_url
 ALICE = "0x" + "a1" * 20
 OWNER = "0x" + "0b" * 20
 

@@ -4,15 +4,10 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import db_backends
-import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from pg_server import fresh_database
 
 from proofmarket.db import CourtState, Database, EscrowRepo, EscrowStatus
 from proofmarket.db.tables import Base, JsonDoc, utcnow
@@ -23,20 +18,9 @@ ROWS_0015 = sa.table("escrow_requests", *(sa.column(c, sa.String) for c in (
     sa.column("chain_id", sa.BigInteger), sa.column("request_id", sa.BigInteger), sa.column("amount", sa.String),
     sa.column("deadline", sa.BigInteger), sa.column("settlement", JsonDoc), sa.column("attempts", sa.Integer),
     sa.column("created_at", sa.DateTime), sa.column("updated_at", sa.DateTime))
-pg_url = db_backends.pg_url  # a PostgreSQL server when this machine has one (CI installs it)
+empty_db_url, pg_url = db_backends.empty_db_url, db_backends.pg_url  # a new database on each backend
 COURT = "0x" + "c" * 40
 VALIDATION = {"tx": "0x" + "1" * 64, "score": 100}
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path, pg_url: str | None) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'node.db'}"
-    if pg_url is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("PostgreSQL is needed in CI")
-        pytest.skip("no PostgreSQL here")
-    return fresh_database(pg_url)
 
 
 def _row(row_id: int, settlement: dict[str, object] | None) -> dict[str, object]:
@@ -46,8 +30,8 @@ def _row(row_id: int, settlement: dict[str, object] | None) -> dict[str, object]
             "deadline": 0, "settlement": settlement, "attempts": 1, "created_at": now, "updated_at": now}
 
 
-def test_court_state_moves_to_columns_and_back(url: str) -> None:
-    db = Database(url)
+def test_court_state_moves_to_columns_and_back(empty_db_url: str) -> None:
+    db = Database(empty_db_url)
     try:
         db.migrate("0015")
         with db.engine.begin() as conn:
