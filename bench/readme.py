@@ -157,12 +157,15 @@ def throughput(bench: Path) -> str:
     rows = [(n["prover_workers"], n.get("batch_window_ms", 0), r) for n in doc["nodes"] for r in n["levels"]]
     t = doc["target"]
     batches = doc.get("raw_batches") or []
-    ceiling = max([doc["raw"]["per_s"], *[b["calls_per_s"] for b in batches]])
+    layouts = doc.get("raw_layouts") or []
+    ceiling = max([doc["raw"]["per_s"], *[b["calls_per_s"] for b in [*batches, *layouts]]])
     cells = "; ".join(f"{r['verified_per_s']}/s ({r['verified_per_s'] / ceiling:.2f} of raw EZKL's best) at "
                       f"{r['clients']} client(s) with {w} prover(s)"
                       + (f", batching ({window:g} ms window)" if window else ", each call its own proof")
                       for w, window, r in rows if r["verified_per_s"])
-    raw_k = "".join(f", {b['calls_per_s']}/s in batches of {b['size']}" for b in batches)
+    raw_k = "".join(f", {b['calls_per_s']}/s in batches of {b['size']}" for b in batches) + "".join(
+        f", {b['calls_per_s']}/s in {b['workers']} processes of {b['threads']} thread(s) side by side (the node's "
+        "layout)" for b in layouts)
     cost = doc.get("batching_cost_ms")
     cnn = doc.get("cnn")
     cnn_best = max((r["verified_per_s"] or 0 for n in (cnn or {}).get("nodes", []) for r in n["levels"]), default=None)
@@ -188,7 +191,7 @@ def _one_caller(doc: dict[str, Any]) -> str:
     if not caller or not caller.get("levels"):
         return ""
     batches = caller.get("raw_batches") or []
-    ceiling = max([doc["raw"]["per_s"], *[b["calls_per_s"] for b in batches]])
+    ceiling = max([doc["raw"]["per_s"], *[b["calls_per_s"] for b in [*batches, *(caller.get("raw_layouts") or [])]]])
     cells = "; ".join(f"{r['verified_per_s']}/s ({r['verified_per_s'] / ceiling:.2f} of raw EZKL's best on its "
                       f"circuits, {r['mean_batch']} calls a proof) with {r['in_flight']} calls in flight"
                       for r in caller["levels"] if r["verified_per_s"])

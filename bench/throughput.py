@@ -56,6 +56,9 @@ CALLER_SEED = b"proofmarket-bench-throughput-caller-"
 CALLER_INDEX = 777  # the one caller's inputs (distinct from every client's)
 CALLER_WINDOW_MS = 10.0  # the one caller's node batches (at least this window)
 SCHEME = "batch-settlement"
+# calls per client at least: with two, a level is mostly its ramp (every client's first call queued at once, then the
+# queue draining), and 32 clients measured 0.59 of raw EZKL where the same node measured 0.79 with four
+CALLS_PER_CLIENT = 4
 
 
 def log(text: str) -> None:
@@ -72,6 +75,53 @@ def raw_rate(ws: Any, model_id: str, doc: dict[str, Any], n: int) -> dict[str, A
     wall = time.perf_counter() - start
     return {"proofs": n, "wall_s": round(wall, 3), "per_s": round(n / wall, 2),
             "ezkl_prove_p50_s": round(statistics.median(inner), 4)}
+
+
+def raw_layout(ws: Any, model_id: str, doc: dict[str, Any], workers: int, n: int, k: int = 1) -> dict[str, Any]:
+    """Raw EZKL in the node's layout: ``workers`` prover processes of cores // ``workers`` EZKL threads each (what the
+    local engine runs by default), each proving ``n`` proofs of ``k`` distinct inputs (1: the model's own circuit, else
+    its batch circuit of ``k``) back to back, side by side; calls per second of all together. On a few cores,
+    processes with fewer threads prove more than one process with all of them (``bench/cores.md``), so this, not the
+    one process, is the ceiling of a node with that many provers."""
+    import concurrent.futures
+
+    from proofmarket.systems.ezkl.prover import EzklProver
+    from proofmarket.systems.ezkl.worker import ProofWorker
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    provers = [EzklProver(ws.store, ws.settings.jobs_dir, ProofWorker(threads=threads)) for _ in range(workers)]
+
+    def prove(i: int, j: int) -> float:
+        docs = [distinct_input(doc, 900 + 16 * i + slot, j) for slot in range(k)]
+        if k == 1:
+            return float(provers[i].prove(model_id, docs[0]).bundle.timings.get("prove_s", 0.0))
+        start = time.perf_counter()
+        provers[i].prove_together(model_id, docs, k)
+        return time.perf_counter() - start
+
+    try:
+        for i in range(workers):  # warm: the process started, the keys read
+            prove(i, 0)
+        start = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            inner = [t for part in pool.map(lambda i: [prove(i, 1 + j) for j in range(n)], range(workers))
+                     for t in part]
+        wall = time.perf_counter() - start
+    finally:
+        for prover in provers:
+            prover.close()
+    return {"workers": workers, "threads": threads, "size": k, "proofs": n * workers, "wall_s": round(wall, 3),
+            "calls_per_s": round(n * workers * k / wall, 2), "proof_p50_s": round(statistics.median(inner), 4)}
+
+
+def together(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """One raw layout's rate measured before and after the nodes, taken together (calls over both walls)."""
+    calls = (before["proofs"] + after["proofs"]) * before["size"]
+    wall = before["wall_s"] + after["wall_s"]
+    return {**before, "proofs": before["proofs"] + after["proofs"], "wall_s": round(wall, 3),
+            "calls_per_s": round(calls / wall, 2), "before_per_s": before["calls_per_s"],
+            "after_per_s": after["calls_per_s"],
+            "proof_p50_s": round(statistics.median([before["proof_p50_s"], after["proof_p50_s"]]), 4)}
 
 
 def both_sides(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
@@ -100,6 +150,22 @@ def raw_batches(ws: Any, model_id: str, doc: dict[str, Any], repeats: int = 3) -
                      "calls_per_s": round(k / wall, 2)})
         log(f"raw EZKL, batch of {k} (logrows {circuit.logrows}): {wall:.2f} s a proof, {k / wall:.1f} calls/s")
     return rows
+
+
+CLIENT_PRELOAD = ["__main__", "eth_account", "requests", "x402", "x402.http.clients", "x402.mechanisms.evm",
+                  "x402.mechanisms.evm.batch_settlement.client", "x402.mechanisms.evm.exact"]
+
+
+@functools.cache
+def client_context() -> Any:
+    """Where the clients' processes come from: a fork server that imported this bench and the x402 client once
+    (the node runs threads in this process: never fork it), so a level of 64 clients starts in seconds rather than
+    each process importing them again (a minute of both cores at 32 clients, before the clock)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(CLIENT_PRELOAD)
+    return context
 
 
 def client_process(index: int, key: bytes, network: str, calls: int, usdc: str, url: str, doc: dict[str, Any],
@@ -147,9 +213,7 @@ def fund(market: Any, accounts: list[Any], calls: int, price: int) -> None:
 
 def level(base_url: str, client: Any, accounts: list[Any], network: str, usdc: str, model_id: str,
           doc: dict[str, Any], clients: int, total_calls: int) -> dict[str, Any]:
-    import multiprocessing
-
-    context = multiprocessing.get_context("spawn")  # the node runs threads here: never fork it
+    context = client_context()
     ready, go, results = context.Semaphore(0), context.Event(), context.Queue()
     url = f"{base_url}/v1/models/{model_id}/infer?batch=allow"  # the bench's clients opt in to shared proofs
     per_client = [total_calls // clients + (1 if i < total_calls % clients else 0) for i in range(clients)]
@@ -245,8 +309,6 @@ def caller_runs(demo: Any, base: dict[str, Any], market: Any, price: int, tmp: P
                 doc: dict[str, Any], workers: int, window: float, levels: list[int], calls: int) -> dict[str, Any]:
     """One node (``workers`` provers, ``window`` ms batch window) and, for each level, one caller with that many
     calls in flight, paying with one API key on prepaid credits (bought once, before the clock)."""
-    import multiprocessing
-
     from eth_account import Account
     from eth_utils.crypto import keccak
 
@@ -259,7 +321,7 @@ def caller_runs(demo: Any, base: dict[str, Any], market: Any, price: int, tmp: P
         url = demo.step(f"start node (one caller, {workers} provers, batch window {window} ms)",
                         functools.partial(start_node, node_stack, settings, model_id, market), 120)
         account = Account.from_key(keccak(CALLER_SEED + f"{workers}-{window}".encode()))
-        totals = [max(calls, 2 * in_flight) for in_flight in levels]
+        totals = [max(calls, CALLS_PER_CLIENT * in_flight) for in_flight in levels]
         need = price * (sum(totals) + 10)
         market.usdc.transfer(account.address, need, market.accounts.consumer)
         client = Client(url, account, devnet=True)
@@ -270,7 +332,7 @@ def caller_runs(demo: Any, base: dict[str, Any], market: Any, price: int, tmp: P
             client.close()
         if bought.get("status") != "credited":
             raise RuntimeError(f"the caller's credits were not credited: {bought}")
-        context = multiprocessing.get_context("spawn")
+        context = client_context()
         for in_flight, total in zip(levels, totals, strict=True):
             ready, go, results = context.Semaphore(0), context.Event(), context.Queue()
             proc = context.Process(target=caller_process, daemon=True, args=(
@@ -317,7 +379,7 @@ def node_runs(demo: Any, base: dict[str, Any], market: Any, price: int, tmp: Pat
             for clients in levels:
                 name = f"{tag}-{workers}-{window}-{clients}"
                 accounts = [Account.from_key(keccak(PAYER_SEED + f"{name}-{i}".encode())) for i in range(clients)]
-                total = max(calls, clients * 2)
+                total = max(calls, clients * CALLS_PER_CLIENT)
                 fund(market, accounts, -(-total // clients), price)
                 rows.append(level(url, market.client, accounts, network, usdc, model_id, doc, clients, total))
         nodes.append({"prover_workers": workers, "batch_window_ms": window, "levels": rows})
@@ -374,6 +436,10 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         raw = raw_rate(ws, model_id, doc, args.raw)
         log(f"raw EZKL: {raw['per_s']} proofs/s back to back (ezkl.prove p50 {raw['ezkl_prove_p50_s']} s)")
         raw_k = raw_batches(ws, model_id, doc)
+        spread = sorted({w for w in args.workers if w > 1})
+        layouts = [raw_layout(ws, model_id, doc, w, max(4, args.raw // w)) for w in spread]
+        for r in layouts:
+            log(f"raw EZKL in {r['workers']} processes of {r['threads']} thread(s): {r['calls_per_s']} proofs/s")
         price = market.registry.get_model(market.onchain_id(model_id)).spec.price
         batches = [b.size for b in ws.prover.model(model_id)[0].batches]
         serve = functools.partial(node_runs, demo, base, market, price, tmp)
@@ -387,10 +453,14 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             demo.step("register it", lambda: market.register_model(batched_id, PRICE, OWNER_SHARE_BPS), 120)
             caller = {**caller_runs(demo, base, market, price, tmp, batched_id, doc, max(args.workers),
                                     max([*args.batching, CALLER_WINDOW_MS]), args.caller_levels, args.calls),
-                      "model_id": batched_id, "raw_batches": raw_batches(ws, batched_id, doc)}
+                      "model_id": batched_id, "raw_batches": raw_batches(ws, batched_id, doc),
+                      "raw_layouts": [raw_layout(ws, batched_id, doc, max(spread), 2, k) for k in sizes]
+                      if spread else []}
         # raw EZKL again, after the nodes: this machine's speed drifts by a fifth over minutes, so the reference is
         # the mean of the rate measured before the nodes and after them
         raw = both_sides(raw, raw_rate(ws, model_id, doc, args.raw))
+        layouts = [together(r, raw_layout(ws, model_id, doc, r["workers"], max(4, args.raw // r["workers"])))
+                   for r in layouts]
         log(f"raw EZKL after the nodes: {raw['after_per_s']} proofs/s; the reference: {raw['per_s']} (mean)")
         cnn = None
         if args.cnn:  # the hashed-input CNN: private inputs are never batched (each call its own proof)
@@ -406,17 +476,17 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         lone = batching_cost(demo, base, market, price, tmp, model_id, doc, window) if window > 0 else None
     at_target = [r for n in nodes for r in n["levels"] if r["clients"] == TARGET_LEVEL]
     best = max((r["verified_per_s"] or 0 for r in at_target), default=None)
-    ceiling = raw_best(raw, raw_k)
+    ceiling = raw_best(raw, raw_k, layouts)
     ratio = None if best is None else round(best / ceiling, 2)
     caller_at = [r for r in (caller or {}).get("levels", []) if r["in_flight"] == TARGET_LEVEL]
     caller_best = max((r["verified_per_s"] or 0 for r in caller_at), default=None)
-    caller_ceiling = raw_best(raw, (caller or {}).get("raw_batches", []))
+    caller_ceiling = raw_best(raw, (caller or {}).get("raw_batches", []), (caller or {}).get("raw_layouts", []))
     caller_ratio = None if caller_best is None else round(caller_best / caller_ceiling, 2)
     return {"machine": machine_info(), "commit": commit(), "model_id": model_id, "logrows": logrows,
             "config": {"levels": args.levels, "workers": args.workers, "calls": args.calls, "scheme": SCHEME,
                        "proof_cache": "off", "price_atomic": price, "batch_sizes": batches,
                        "batch_windows_ms": args.batching},
-            "raw": raw, "raw_batches": raw_k, "nodes": nodes, "one_caller": caller, "cnn": cnn,
+            "raw": raw, "raw_batches": raw_k, "raw_layouts": layouts, "nodes": nodes, "one_caller": caller, "cnn": cnn,
             "batching_cost_ms": lone,
             "target": {"ratio": TARGET_RATIO, "clients": TARGET_LEVEL, "best": best, "raw_best_per_s": ceiling,
                        "best_ratio": ratio,
@@ -427,9 +497,10 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                        ("PASS" if caller_ratio >= TARGET_RATIO else "MISS")}}
 
 
-def raw_best(raw: dict[str, Any], batches: list[dict[str, Any]]) -> float:
-    """Raw EZKL's best rate on the node's circuits: the model's own, or a batch circuit's calls per second."""
-    return float(max([raw["per_s"], *[b["calls_per_s"] for b in batches]]))
+def raw_best(raw: dict[str, Any], batches: list[dict[str, Any]], layouts: list[dict[str, Any]] | None = None) -> float:
+    """Raw EZKL's best rate on the node's circuits: the model's own or a batch circuit's calls per second, in one
+    process or in the node's layout of prover processes."""
+    return float(max([raw["per_s"], *[b["calls_per_s"] for b in [*batches, *(layouts or [])]]]))
 
 
 def markdown(doc: dict[str, Any]) -> str:
@@ -455,11 +526,13 @@ def markdown(doc: dict[str, Any]) -> str:
         f"| 1 | {doc['logrows']} | {raw['wall_s'] / raw['proofs']:.3f} | {raw['per_s']} |",
         *[f"| {r['size']} | {r['logrows']} | {r['proof_s']} | {r['calls_per_s']} |"
           for r in doc.get("raw_batches", [])],
+        *_layout_lines(doc.get("raw_layouts", [])),
         "",
         "\"vs raw best\" is the node's verified inferences per second over raw EZKL's best rate on the same "
-        "circuits in this run (the model's own or a batch circuit's, whichever proves more calls a second).",
+        "circuits in this run (the model's own or a batch circuit's, in one process or in the node's layout of "
+        "prover processes, whichever proves more calls a second).",
         "",
-        *_level_table(doc["nodes"], raw_best(raw, doc.get("raw_batches", []))),
+        *_level_table(doc["nodes"], raw_best(raw, doc.get("raw_batches", []), doc.get("raw_layouts", []))),
     ]
     cost = doc.get("batching_cost_ms")
     if cost and cost.get("rounds"):
@@ -469,13 +542,16 @@ def markdown(doc: dict[str, Any]) -> str:
                       f"{cost['ms']} ms (target <= {cost['target_ms']:g} ms): **{cost['result']}**."]
     caller = doc.get("one_caller")
     if caller:
-        best = raw_best(raw, caller.get("raw_batches", []))
+        best = raw_best(raw, caller.get("raw_batches", []), caller.get("raw_layouts", []))
         lines += ["", f"One caller with many calls at once (an agent scoring a batch: one API key on prepaid credits, "
                       f"its calls sent from threads of one process; {caller['prover_workers']} prover(s), batch "
                       f"window {caller['batch_window_ms']:g} ms), on the same model compiled with batch circuits "
                       "(raw EZKL on them, K distinct inputs in one proof, back to back: "
                       + ", ".join(f"K = {b['size']} (logrows {b['logrows']}): {b['calls_per_s']} calls/s"
-                                  for b in caller.get("raw_batches", [])) + "). A caller's own calls may share a "
+                                  for b in caller.get("raw_batches", []))
+                      + "".join(f"; K = {b['size']} in {b['workers']} processes of {b['threads']} thread(s): "
+                                f"{b['calls_per_s']} calls/s" for b in caller.get("raw_layouts", []))
+                      + "). A caller's own calls may share a "
                       "proof; strangers' never do (a shared proof's instances show every slot), so the clients "
                       "above, each its own payer, are proven one call a proof. \"vs raw best\" here is over the "
                       f"best of these and K = 1 ({best}/s):", "",
@@ -496,10 +572,11 @@ def markdown(doc: dict[str, Any]) -> str:
                  else "")
               + ".", "",
               "What stands between: strangers never share a proof, so {clients} clients of their own are proven one "
-              "call a proof, whose raw rate is the K = 1 row above; the clients (their voucher signatures, in their "
-              "own processes) and the node's own work per call (HTTP, payment, receipts, the book: its CPU per call "
-              "is in the table) come out of the same two cores as EZKL's prover, which alone keeps both busy; and a "
-              "batch proves only as many of one caller's calls as are queued when a prover frees up.".format(
+              "call a proof, whose raw rate is the K = 1 rows above (one process, or the node's layout of prover "
+              "processes); the clients (their voucher signatures, in their own processes) and the node's own work "
+              "per call (HTTP, payment, receipts, the book: its CPU per call is in the table) come out of the same "
+              "cores as EZKL's provers; and a batch proves only as many of one caller's calls as are queued when a "
+              "prover frees up.".format(
                   clients=t["clients"])]
     cnn = doc.get("cnn")
     if cnn:
@@ -509,6 +586,16 @@ def markdown(doc: dict[str, Any]) -> str:
                   f"{cnn['raw']['ezkl_prove_p50_s'] * 1000:.0f} ms).", "",
                   *_level_table(cnn["nodes"], cnn["raw"]["per_s"])]
     return "\n".join(lines) + "\n"
+
+
+def _layout_lines(layouts: list[dict[str, Any]]) -> list[str]:
+    if not layouts:
+        return []
+    return ["", "Raw EZKL in the node's layout (its prover processes side by side, cores // processes EZKL threads "
+                "each, each proving distinct inputs back to back, no node; before and after the nodes, together):",
+            "", "| processes | threads each | K | proofs | s a proof p50 | calls/s |", "|---|---|---|---|---|---|",
+            *[f"| {r['workers']} | {r['threads']} | {r['size']} | {r['proofs']} | {r['proof_p50_s']} | "
+              f"{r['calls_per_s']} |" for r in layouts]]
 
 
 def _vs(rate: float | None, best: float) -> str:
@@ -541,7 +628,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="calls in flight of the one caller, per level (none: leave the one caller out)")
     parser.add_argument("--caller-batches", type=int, nargs="+", default=[4, 16],
                         help="batch circuits of the one caller's model")
-    parser.add_argument("--calls", type=int, default=48, help="calls per level (at least 2 per client)")
+    parser.add_argument("--calls", type=int, default=48,
+                        help=f"calls per level (at least {CALLS_PER_CLIENT} per client)")
     parser.add_argument("--raw", type=int, default=30, help="raw EZKL proofs for the reference rate")
     parser.add_argument("--no-cnn", dest="cnn", action="store_false", help="leave out the hashed-input CNN's rows")
     parser.add_argument("--out", type=Path, default=Path("bench"), help="results directory")
