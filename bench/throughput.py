@@ -3,9 +3,12 @@
 In one run on the sample MLP (the default settings grid), on a devnet with automine:
 
     1. the reference: raw EZKL through the node's own prover, back to back in one warm prover process
-       (``Workspace.prove``: witness, proof, self-verification, calldata, bundle), proofs per second
+       (``Workspace.prove``: witness, proof, self-verification, calldata, bundle), proofs per second; on each batch
+       circuit; and in the node's layout (``raw_layout``: for each --workers count above one, that many prover
+       processes of cores // workers EZKL threads side by side, as the local engine runs them), before the nodes and
+       after them; "raw best" is the best of these, the ceiling each node row is compared with
     2. for each prover-worker count (--workers, default 1 and 2) a node (the app ``create_app`` builds, served by
-       uvicorn in this process, proof cache off) and for each concurrency (--levels, default 1, 8, 32) that many
+       uvicorn in this process, proof cache off) and for each concurrency (--levels, default 1, 8, 32, 64) that many
        paying clients, each in its own process with the x402 SDK's own client on a batch-settlement channel (its
        deposit made by a warm-up call before the clock starts); every call sends a distinct input, so every answer
        is a fresh proof, verified by the node before it answers (the prover's self-check) and checked by the client
