@@ -132,7 +132,9 @@ def cli(bench: Path) -> str:
             f"`proofmarket --help` {starts['--help']:.3f} s (medians, each a fresh process; target under "
             f"{doc['targets']['start_s']} s); `proofmarket prove` on the sample MLP adds "
             f"{doc['prove_overhead_median_s']:.3f} s to its witness and proof (target at most "
-            f"{doc['targets']['prove_overhead_s']} s).")
+            f"{doc['targets']['prove_overhead_s']} s)"
+            + (f", of which loading its code {doc['prove_import_floor']['imports_s']:.3f} s"
+               if doc.get("prove_import_floor") else "") + ".")
 
 
 def batch_gas(bench: Path) -> str:
