@@ -160,7 +160,7 @@ def throughput(bench: Path) -> str:
     t = doc["target"]
     batches = doc.get("raw_batches") or []
     layouts = doc.get("raw_layouts") or []
-    ceiling = max([doc["raw"]["per_s"], *[b["calls_per_s"] for b in [*batches, *layouts]]])
+    ceiling = _raw_best(doc, batches, layouts)
     cells = "; ".join(f"{r['verified_per_s']}/s ({r['verified_per_s'] / ceiling:.2f} of raw EZKL's best) at "
                       f"{r['clients']} client(s) with {w} prover(s)"
                       + (f", batching ({window:g} ms window)" if window else ", each call its own proof")
@@ -187,13 +187,19 @@ def throughput(bench: Path) -> str:
             + target)
 
 
+def _raw_best(doc: dict[str, Any], batches: list[dict[str, Any]], layouts: list[dict[str, Any]]) -> float:
+    """Raw EZKL's best rate on the node's circuits (``throughput.raw_best``, which this script does not import: it
+    loads the node): one process, a batch circuit, or the node's layout of prover processes."""
+    return float(max([doc["raw"]["per_s"], *[b["calls_per_s"] for b in [*batches, *layouts]]]))
+
+
 def _one_caller(doc: dict[str, Any]) -> str:
     """The one caller's rows (many calls at once with one API key, on the model's batch circuits), if measured."""
     caller = doc.get("one_caller")
     if not caller or not caller.get("levels"):
         return ""
     batches = caller.get("raw_batches") or []
-    ceiling = max([doc["raw"]["per_s"], *[b["calls_per_s"] for b in [*batches, *(caller.get("raw_layouts") or [])]]])
+    ceiling = _raw_best(doc, batches, caller.get("raw_layouts") or [])
     cells = "; ".join(f"{r['verified_per_s']}/s ({r['verified_per_s'] / ceiling:.2f} of raw EZKL's best on its "
                       f"circuits, {r['mean_batch']} calls a proof) with {r['in_flight']} calls in flight"
                       for r in caller["levels"] if r["verified_per_s"])
