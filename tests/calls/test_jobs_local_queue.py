@@ -121,3 +121,22 @@ def test_an_engine_started_again_after_a_stop_runs_every_thread_again(tmp_path: 
         assert queue.alive_workers == len(queue.workers) + 1 and queue.depth() == 0
     finally:
         queue.close()
+
+
+def test_a_call_queued_with_its_row_that_ended_before_its_turn_is_not_run(tmp_path: Path) -> None:
+    """The engine starts a call from the row it was queued with (no read); the start is a conditional update, so a
+    call that ended meanwhile (failed by another path) is not proven, and its watcher is told."""
+    prover = FailingProver(WitnessError("never reached"))
+    queue, jobs, _, _ = build(tmp_path, prover)
+    job = jobs.create(new_job(7))
+    queue.submit(CallKind.PROVE, job.id, job)  # queued, with its row as stored
+    done = queue.watch(job.id)
+    assert jobs.failed(job.id, "canceled", "ended elsewhere")
+    queue.start()
+    try:
+        done.result(timeout=10)
+    finally:
+        queue.close()
+    row = jobs.get(job.id)
+    assert row is not None and row.status == CallStatus.FAILED and row.error_code == "canceled"
+    assert prover.calls == 0 and row.attempts == 0

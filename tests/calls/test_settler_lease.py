@@ -115,7 +115,7 @@ def test_the_settler_runs_as_a_service_and_answers_a_handed_over_calls_waiters(d
     settler.interval_s = 0.05
     found = _proved_paid_jobs(jobs, 2)
     delivered: list[str] = []
-    settler.delivered.append(delivered.append)
+    settler.delivered.append(lambda job_id, _row: delivered.append(job_id))
     settler.start()
     try:
         deadline = time.monotonic() + 10

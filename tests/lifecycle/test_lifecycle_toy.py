@@ -4,6 +4,7 @@ through HTTP, the engine, the rail's capture, /v1/jobs and /v1/calls, metrics, a
 from __future__ import annotations
 
 import copy
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import httpx
 import pytest
 from eth_account import Account
 from fastapi.testclient import TestClient
-from sqlalchemy import inspect
+from sqlalchemy import event, inspect
 from toy_plugins import TOY, TOY_SPEC, ToyRail, compile_toy
 
 from proofmarket.api import create_app
@@ -157,3 +158,33 @@ def test_a_plugged_in_rail_brings_its_routes_and_table(node: tuple[TestClient, T
     assert paid.status_code == 200, paid.text
     schema = client.get("/openapi.json").json()
     assert schema["paths"]["/v1/toy/topups"]["post"]["security"] == [{"AdminToken": []}]
+
+
+def test_a_paid_call_reads_back_nothing_it_carries(node: tuple[TestClient, ToyRail, str]) -> None:
+    """The node's own work per call (issue 57): the engine starts a call from the row it was queued with, the settler
+    from the row the proof step wrote, the waiting request answers from the row the settler delivered; the owner's
+    webhook subscriptions are read once for the call's two events (call, payout)."""
+    client, _, model_id = node
+    url = f"/v1/models/{model_id}/infer"
+    services = client.app.state.services  # type: ignore[attr-defined]
+    hooks_done = threading.Event()  # the last after-capture hook: the call's webhooks ran before it
+    services.queue.runner.after_capture.append(lambda *_: hooks_done.set())
+    assert client.post(url, json={"values": [1]}, headers={"X-Toy-Credit": "alice"}).status_code == 200  # warm
+    assert hooks_done.wait(10)
+    hooks_done.clear()
+    seen: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(" ".join(statement.split()))
+
+    event.listen(services.db.engine, "before_cursor_execute", record)
+    try:
+        answer = client.post(url, json={"values": [1, 2]}, headers={"X-Toy-Credit": "alice"})
+        assert hooks_done.wait(10)
+    finally:
+        event.remove(services.db.engine, "before_cursor_execute", record)
+    assert answer.status_code == 200 and answer.json()["status"] == "settled", answer.text
+    job_reads = [s for s in seen if s.startswith("SELECT jobs.id, jobs.kind") and "WHERE jobs.id =" in s]
+    assert job_reads == [], job_reads
+    subscription_reads = [s for s in seen if s.startswith("SELECT") and "FROM webhook_subscriptions" in s]
+    assert len(subscription_reads) == 1, subscription_reads

@@ -8,7 +8,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from proofmarket.db import CallKind, CallRepo, Database, NewCall
+from proofmarket.db import CallKind, CallRepo, CallRow, Database, NewCall
 from proofmarket.payments.tickets import ProofOutcome, Settlement, Ticket
 from proofmarket.systems.ezkl.prover import ProveResult
 
@@ -39,13 +39,15 @@ class RecordingQueue:
 
     def __init__(self) -> None:
         self.submitted: list[tuple[CallKind, str]] = []
+        self.rows: list[CallRow | None] = []  # the row each was submitted with
 
     def start(self) -> None: ...
 
-    def submit(self, kind: CallKind, job_id: str) -> None:
+    def submit(self, kind: CallKind, job_id: str, row: CallRow | None = None) -> None:
         self.submitted.append((kind, job_id))
+        self.rows.append(row)
 
-    def watch(self, job_id: str) -> Future[None]:
+    def watch(self, job_id: str) -> Future[CallRow | None]:
         return Future()
 
     def depth(self) -> int:

@@ -29,7 +29,7 @@ from proofmarket.calls.queue import QueueHealth, poll_watch
 from proofmarket.calls.runner import CallRunner
 from proofmarket.core.errors import QueueUnavailable
 from proofmarket.core.settings import Settings
-from proofmarket.db import CallKind, CallRepo, CallStatus
+from proofmarket.db import CallKind, CallRepo, CallRow, CallStatus
 from proofmarket.db.tables import utcnow
 
 log = logging.getLogger(__name__)
@@ -144,10 +144,10 @@ class CeleryCallQueue:
         self._janitor = threading.Thread(target=self._janitor_loop, name="proofmarket-janitor", daemon=True)
         self._janitor.start()
 
-    def submit(self, kind: CallKind, job_id: str) -> None:
+    def submit(self, kind: CallKind, job_id: str, row: CallRow | None = None) -> None:
         queue = COMPILE_QUEUE
         if kind != CallKind.COMPILE:
-            job = self.calls.get(job_id)
+            job = row if row is not None else self.calls.get(job_id)
             queue = PROVE_QUEUE
             if job is not None and job.model_id and self._served(job.model_id):
                 queue = model_queue(job.model_id)
@@ -156,7 +156,7 @@ class CeleryCallQueue:
         except Exception as exc:  # kombu's connection errors: the job stays queued, the janitor sends it again
             raise QueueUnavailable(f"could not queue job {job_id} on Redis: {exc}", job_id=job_id) from None
 
-    def watch(self, job_id: str) -> Future[None]:
+    def watch(self, job_id: str) -> Future[CallRow | None]:
         return poll_watch(self.calls, job_id, 0.02, self._stop)
 
     def depth(self) -> int:

@@ -33,7 +33,7 @@ from proofmarket.calls.batch_queue import BatchingQueue, BatchKey
 from proofmarket.calls.queue import QueueHealth
 from proofmarket.calls.runner import CallRunner
 from proofmarket.calls.settling import CallSettler
-from proofmarket.db import CallKind, CallRepo, CallRow, Recovery
+from proofmarket.db import CallKind, CallRepo, CallRow, CallStatus, Recovery
 from proofmarket.systems.port import Bundle
 from proofmarket.systems.registry import WorkerSystems
 
@@ -49,8 +49,11 @@ class LocalCallQueue:
         self.runner, self.calls, self.workers = runner, calls, list(workers)
         self._prove_q = BatchingQueue()
         self._compile_q = BatchingQueue()  # a FIFO here (the compiler takes one at a time)
-        self._watchers: dict[str, list[Future[None]]] = {}
+        self._watchers: dict[str, list[Future[CallRow | None]]] = {}
         self._keys: dict[str, BatchKey | None] = {}  # queued calls' batch keys, read once each
+        # the calls queued here and not delivered yet (a watcher waits for their delivery without reading them), with
+        # the row each was submitted with (its worker starts it from that row: the start is a conditional update)
+        self._pending: dict[str, CallRow | None] = {}
         self.window_s = runner.settings.queue.batch_window_ms / 1000
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -85,17 +88,23 @@ class LocalCallQueue:
                         functools.partial(self._batch, worker))
         self._spawn("compiler", self._compile_q, functools.partial(self._run, None))
 
-    def submit(self, kind: CallKind, job_id: str) -> None:
+    def submit(self, kind: CallKind, job_id: str, row: CallRow | None = None) -> None:
+        with self._lock:
+            self._pending[job_id] = row if row is not None and row.status == CallStatus.QUEUED else None
         (self._compile_q if kind == CallKind.COMPILE else self._prove_q).put(job_id)
 
-    def watch(self, job_id: str) -> Future[None]:
-        """A future resolved when a worker is done with ``job_id``; resolved at once if the job is final."""
-        fut: Future[None] = Future()
+    def watch(self, job_id: str) -> Future[CallRow | None]:
+        """A future resolved when a worker is done with ``job_id``, with the call's final row when its worker or
+        settler had it (else None: read it); resolved at once if the job is final. A call queued here and not
+        delivered yet is not read: its delivery resolves the future."""
+        fut: Future[CallRow | None] = Future()
         with self._lock:
             self._watchers.setdefault(job_id, []).append(fut)
+            if job_id in self._pending:
+                return fut
         job = self.calls.get(job_id)
         if job is None or job.is_final:
-            self._notify(job_id)
+            self._notify(job_id, job)
         return fut
 
     def depth(self) -> int:
@@ -135,8 +144,11 @@ class LocalCallQueue:
         """Run the calls taken together (one, or a batch that may share a proof); the ids handed to the settle
         threads (delivered by them)."""
         settle_later = self._settle_later if worker else None
+        with self._lock:
+            rows = {i: self._pending.get(i) for i in job_ids}
         if len(job_ids) == 1 or worker is None:
-            return {i for i in job_ids if self.runner.run(i, worker, self._stop, settle_later=settle_later)}
+            return {i for i in job_ids if self.runner.run(i, worker, self._stop, settle_later=settle_later,
+                                                          row=rows[i])}
         return self.runner.run_batch(job_ids, worker, self._stop, settle_later=self._settle_later)
 
     def _batch(self, worker: WorkerSystems, first: str) -> list[str]:
@@ -149,8 +161,10 @@ class LocalCallQueue:
 
     def _key_of(self, worker: WorkerSystems, job_id: str) -> BatchKey | None:
         if job_id not in self._keys:
+            with self._lock:
+                row = self._pending.get(job_id)
             try:
-                self._keys[job_id] = self.runner.batch_key(job_id, worker)
+                self._keys[job_id] = self.runner.batch_key(job_id, worker, row)
             except Exception:  # the call runs alone and meets its error there
                 log.warning("could not read the batch key of call %s", job_id, exc_info=True)
                 self._keys[job_id] = None
@@ -189,9 +203,12 @@ class LocalCallQueue:
                     if item not in handed:  # a handed-over call is delivered by its settle thread
                         self._notify(item)
 
-    def _notify(self, job_id: str) -> None:
+    def _notify(self, job_id: str, row: CallRow | None = None) -> None:
+        """A worker or the settler is done with ``job_id`` (``row``: its final row, when the notifier has it)."""
         with self._lock:
+            self._pending.pop(job_id, None)
             futures = self._watchers.pop(job_id, [])
+        final = row if row is not None and row.is_final else None
         for fut in futures:
             with contextlib.suppress(InvalidStateError):  # the watcher gave up (cancelled) in the meantime
-                fut.set_result(None)
+                fut.set_result(final)

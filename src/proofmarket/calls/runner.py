@@ -64,29 +64,33 @@ class CallRunner:
         self.after_capture: list[Callable[[CallRow, Settlement, ProofOutcome], None]] = []
         # record hooks (webhooks...): called when a job reaches its final state, never raise
         self.on_final: list[Callable[[CallRow], None]] = []
-        # called with a call's id as soon as its final state is stored, before the record hooks: whoever waits to
-        # answer it (the local queue's watchers) need not wait for webhooks and metrics; never raise
-        self.delivered: list[Callable[[str], None]] = []
+        # called with a call's id and final row as soon as its final state is stored, before the record hooks:
+        # whoever waits to answer it (the local queue's watchers) need not wait for webhooks and metrics, nor read
+        # the row again; never raise
+        self.delivered: list[Callable[[str, CallRow | None], None]] = []
         # the worker's side of the cache: store what it proves, reuse what another job proved meanwhile (the
         # node looks jobs up at submission and counts hits and misses)
         self.cache = ProofCache(cache, store, calls) if cache is not None else None
 
     def run(self, job_id: str, systems: WorkerSystems | None, stop: threading.Event,
-            events: Events | None = None, settle_later: SettleLater | None = None) -> bool:
+            events: Events | None = None, settle_later: SettleLater | None = None, row: CallRow | None = None) -> bool:
         """Run one call to its end; every failure is recorded on the call, never raised. ``settle_later``: hand the
         step after a call's execution (settle, count, deliver) to it instead of doing it here, so that this thread
-        (and its prover process) takes the next call at once. Returns True when it was handed over."""
-        job = self.calls.get(job_id)
+        (and its prover process) takes the next call at once. ``row``: the call as it was queued (not read again: its
+        start is a conditional update, which a call no longer queued fails). Returns True when it was handed over."""
+        queued = row is not None and row.id == job_id and row.status == CallStatus.QUEUED
+        job = row if queued else self.calls.get(job_id)
         if job is None or job.is_final:
             return False
         with call_context(job):
             return self._guarded(job, lambda: self._steps(job, systems, stop, events, settle_later))
 
-    def batch_key(self, job_id: str, systems: WorkerSystems) -> BatchKey | None:
+    def batch_key(self, job_id: str, systems: WorkerSystems, row: CallRow | None = None) -> BatchKey | None:
         """The key under which a queued call may share a proof with others (None: it is proven alone): its system's
         ``batch_key`` for its model and request, within its caller's own calls (``caller``: the payer, else the
-        client's address; a shared proof's instances show every slot, so strangers never share one)."""
-        job = self.calls.get(job_id)
+        client's address; a shared proof's instances show every slot, so strangers never share one). ``row``: the
+        call as it was queued (its model and request do not change)."""
+        job = row if row is not None and row.id == job_id else self.calls.get(job_id)
         if job is None or job.status != CallStatus.QUEUED or job.kind != CallKind.PROVE or not job.model_id:
             return None
         runtime = systems.get(job.system or DEFAULT_SYSTEM)
@@ -207,7 +211,7 @@ class CallRunner:
             self.metrics.calls.labels(job.system or DEFAULT_SYSTEM, job.rail or "free", job.model_id or "",
                                       job.status).inc()
         for notify in self.delivered if deliver else ():
-            notify(job.id)
+            notify(job.id, job)
         for hook in self.on_final:
             try:
                 hook(job)

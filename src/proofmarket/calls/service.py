@@ -191,9 +191,9 @@ class CallService:
             found = self.repo.get(job.id)  # proved from the cache: a free job is done, a paid one settles
             assert found is not None
             if not found.is_final:
-                self.queue.submit(new.kind, job.id)
+                self.queue.submit(new.kind, job.id, found)
             return found, True
-        self.queue.submit(new.kind, job.id)
+        self.queue.submit(new.kind, job.id, job)
         return job, True
 
 

@@ -48,7 +48,8 @@ class CallSettler(Service):
         self.runner, self.calls, self.follow_s, self.scan, self.leases = runner, calls, follow_s, scan, leases
         self.holder = lease_holder(self)
         self.lease_s = SETTLER_LEASE_S
-        self.delivered: list[Callable[[str], None]] = []  # a handed-over or followed call is final: its waiters
+        # a handed-over or followed call is final (its id; its final row when read here): its waiters
+        self.delivered: list[Callable[[str, CallRow | None], None]] = []
         self._threads = threads
         self._pool: ThreadPoolExecutor | None = ThreadPoolExecutor(threads, thread_name_prefix="proofmarket-settle")
         self._followed_at = 0.0
@@ -109,11 +110,11 @@ class CallSettler(Service):
             self.runner.follow(job_id)
             job = self.calls.get(job_id)
             if job is not None and job.is_final:
-                self._delivered(job_id)
+                self._delivered(job_id, job)
 
-    def _delivered(self, job_id: str) -> None:
+    def _delivered(self, job_id: str, job: CallRow | None = None) -> None:
         for notify in self.delivered:
-            notify(job_id)
+            notify(job_id, job)
 
     def start(self) -> None:
         if self._pool is None:  # started again after a stop

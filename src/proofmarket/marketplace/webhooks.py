@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -50,6 +51,7 @@ log = logging.getLogger("proofmarket.webhooks")
 EVENTS = ("call", "payout", "challenge")
 MAX_SUBSCRIPTIONS = 10
 LEASE_S = 60.0
+PAYOUTS_KEPT = 1024  # settled calls whose payout targets wait for their capture
 MAX_BACKOFF_S = 600.0
 HEADERS = ("X-Proofmarket-Delivery", "X-Proofmarket-Event", "X-Proofmarket-Timestamp", "X-Proofmarket-Signature",
            "X-Proofmarket-Signer")
@@ -65,6 +67,10 @@ class Webhooks:
     def __init__(self, settings: Settings, db: Database) -> None:
         self.settings, self.db = settings, db
         self.allow_private = private_allowed(settings)
+        # a settled call's payout targets, read with its call event (``job_final``) for its capture's event
+        # (``captured``, next on the same thread): one read of the owner's subscriptions per call, not two
+        self._payouts: dict[str, list[tuple[str, str]]] = {}
+        self._payouts_lock = threading.Lock()
 
     # --- subscriptions (owners) -----------------------------------------------------------------------
     def subscribe(self, owner: str, url: str, events: list[str], model_id: str | None) -> WebhookSubscriptionRow:
@@ -125,7 +131,10 @@ class Webhooks:
         with self.db.session() as s:  # one transaction: this runs once per call, on its way to the answer
             waiting = s.scalars(select(WebhookDeliveryRow).where(WebhookDeliveryRow.job_id == job.id,
                                                                  WebhookDeliveryRow.status == "waiting")).all()
-            targets = _owner_targets(s, job.model_id, "call")
+            subs = _owner_subscriptions(s, job.model_id)
+            targets = _listening(subs, job.model_id, "call")
+            if job.status == CallStatus.SETTLED:  # its capture's event comes next (``captured``)
+                self._keep_payouts(job.id, _listening(subs, job.model_id, "payout"))
             if not waiting and not targets:  # nobody listens: the common case costs these two reads
                 return
             fresh = s.get(CallRow, job.id) or job
@@ -136,10 +145,18 @@ class Webhooks:
     def captured(self, job: CallRow, settlement: Settlement, outcome: ProofOutcome) -> None:
         """A paid call was captured (an after-capture hook): the owner's ``payout`` event."""
         payment = settlement.payment or {}
+        with self._payouts_lock:
+            kept = self._payouts.pop(job.id, None)
         self._to_owner(job.model_id, "payout", f"payout:{job.id}", job.id, {
             "event": "payout", "job_id": job.id, "model_id": job.model_id, "rail": job.rail,
             "amount_atomic": str(payment.get("amount") or "0"), "transaction": payment.get("transaction"),
-            "scheme": payment.get("scheme"), "network": payment.get("network")})
+            "scheme": payment.get("scheme"), "network": payment.get("network")}, targets=kept)
+
+    def _keep_payouts(self, job_id: str, targets: list[tuple[str, str]]) -> None:
+        with self._payouts_lock:
+            if len(self._payouts) >= PAYOUTS_KEPT:  # captures that never came (a hook that failed): the oldest go
+                del self._payouts[next(iter(self._payouts))]
+            self._payouts[job_id] = targets
 
     def court_status(self, model_id: str, request_id: int, status: str) -> None:
         """A court request on the owner's model changed status: ``challenge`` when it was challenged."""
@@ -149,9 +166,11 @@ class Webhooks:
             "event": "challenge", "model_id": model_id, "request_id": request_id, "status": status})
 
     def _to_owner(self, model_id: str | None, event: str, key: str, job_id: str | None,
-                  payload: dict[str, Any]) -> None:
-        with self.db.session() as s:
-            targets = _owner_targets(s, model_id, event)
+                  payload: dict[str, Any], targets: list[tuple[str, str]] | None = None) -> None:
+        """``event`` to the owner's subscriptions to it (``targets``: read with the call's event already)."""
+        if targets is None:
+            with self.db.session() as s:
+                targets = _listening(_owner_subscriptions(s, model_id), model_id, event)
         self._deliver(targets, event, key, job_id, payload)
 
     def _deliver(self, targets: list[tuple[str, str]], event: str, key: str, job_id: str | None,
@@ -309,12 +328,16 @@ class Dispatcher(Service):
         return f"HTTP {answer.status_code}"
 
 
-def _owner_targets(s: Session, model_id: str | None, event: str) -> list[tuple[str, str]]:
-    """(subscription id, URL) of the model owner's live subscriptions to ``event`` for this model (one read)."""
+def _owner_subscriptions(s: Session, model_id: str | None) -> list[Any]:
+    """The model owner's live subscriptions (id, url, events, model_id), for any event (one read)."""
     if model_id is None:
         return []
-    subs = s.execute(select(WebhookSubscriptionRow.id, WebhookSubscriptionRow.url, WebhookSubscriptionRow.events,
-                            WebhookSubscriptionRow.model_id)
-                     .join(ModelRow, func.lower(ModelRow.owner) == WebhookSubscriptionRow.owner)
-                     .where(ModelRow.id == model_id, WebhookSubscriptionRow.revoked_at.is_(None))).all()
+    return list(s.execute(select(WebhookSubscriptionRow.id, WebhookSubscriptionRow.url, WebhookSubscriptionRow.events,
+                                 WebhookSubscriptionRow.model_id)
+                          .join(ModelRow, func.lower(ModelRow.owner) == WebhookSubscriptionRow.owner)
+                          .where(ModelRow.id == model_id, WebhookSubscriptionRow.revoked_at.is_(None))).all())
+
+
+def _listening(subs: list[Any], model_id: str | None, event: str) -> list[tuple[str, str]]:
+    """(subscription id, URL) of ``subs`` that take ``event`` for this model."""
     return [(sub.id, sub.url) for sub in subs if event in sub.events and sub.model_id in (None, model_id)]

@@ -137,13 +137,15 @@ def _submit(services: NodeServices, offer: Offer, system: str, inputs: dict[str,
 async def _wait(services: NodeServices, job_id: str, timeout_s: float) -> JSONResponse:
     """The answer once the call is final, or 202 while it still runs after ``timeout_s``."""
     done = await run_in_threadpool(services.queue.watch, job_id)
+    final = None
     with contextlib.suppress(TimeoutError):  # still running: answer 202
-        await asyncio.wait_for(asyncio.wrap_future(done), timeout_s)
-    return await run_in_threadpool(_answer_or_accepted, services, job_id)
+        final = await asyncio.wait_for(asyncio.wrap_future(done), timeout_s)
+    return await run_in_threadpool(_answer_or_accepted, services, job_id, final)
 
 
-def _answer_or_accepted(services: NodeServices, job_id: str) -> JSONResponse:
-    job = services.calls.get(job_id)
+def _answer_or_accepted(services: NodeServices, job_id: str, final: CallRow | None = None) -> JSONResponse:
+    """The call's answer (``final``: its final row as the engine delivered it, not read again), or 202."""
+    job = final if final is not None and final.id == job_id and final.is_final else services.calls.get(job_id)
     return _answer(services, job) if job.is_final else _accepted(services, job)
 
 
