@@ -8,7 +8,6 @@ its verifier, the privacy profiles, the error tree, and the node SDK :class:`Cli
 from __future__ import annotations
 
 import importlib
-import importlib.abc
 import importlib.machinery
 import importlib.util
 import sys
@@ -43,10 +42,12 @@ __version__ = "0.1.0"
 RECURSION_LIMIT = 1000  # Python's default
 
 
-class _KeepRecursionLimit(importlib.abc.MetaPathFinder):
+class _KeepRecursionLimit:
     """``py_ecc`` (imported by ``eth_account`` through ``eth_keyfile``) raises the recursion limit to 100000 when
     it loads: deeply nested input (JSON, a pickle) then overflows the C stack and kills the process instead of
-    raising RecursionError. This finder lets ``py_ecc`` load as usual and puts the limit back after it."""
+    raising RecursionError. This finder (a meta path finder: ``find_spec`` is all the import system asks of one; not
+    a subclass of ``importlib.abc.MetaPathFinder``, whose import loads ``importlib.resources`` into every command)
+    lets ``py_ecc`` load as usual and puts the limit back after it."""
 
     def find_spec(self, fullname: str, path: Sequence[str] | None,
                   target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:

@@ -99,3 +99,41 @@ def test_bad_input_gets_its_error_code(compiled: tuple[Path, str], tmp_path: Pat
     res = run(home, "prove", model_id, "--input", str(bad), "--json")
     assert res.returncode == 2
     assert json.loads(res.stdout)["error"]["code"] == "input_not_finite"
+
+
+def _console_script(home: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str, list[str]]:
+    """The console script's entry (``cli.entry``) run with ``args``: exit code, stdout, stderr, and which of the
+    command line's framework and the settings it loaded."""
+    code = ("import sys, json; sys.argv = ['proofmarket', *json.loads(sys.argv[1])]\n"
+            "from proofmarket.cli.entry import run\n"
+            "try:\n    run()\n    code = 0\nexcept SystemExit as exc:\n    code = exc.code or 0\n"
+            "print('LOADED', code, ','.join(m for m in ('typer', 'pydantic_settings', 'proofmarket.core.settings', "
+            "'proofmarket.systems.workspace') if m in sys.modules), file=sys.stderr)")
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PROOFMARKET_")}
+    res = subprocess.run([sys.executable, "-c", code, json.dumps([*args, "--home", str(home)])], capture_output=True,
+                         text=True, env={**full_env, **(env or {})}, timeout=600, check=False, cwd=home)
+    last = res.stderr.strip().splitlines()[-1].split(" ")
+    assert last[0] == "LOADED", res.stderr
+    return int(last[1]), res.stdout, res.stderr, [m for m in (last[2:] or [""])[0].split(",") if m]
+
+
+def test_the_plain_prove_runs_without_typer_or_the_settings_and_answers_as_the_app(compiled: tuple[Path, str]) -> None:
+    home, model_id = compiled
+    argv = ["prove", model_id, "--input", str(sample_path("mlp", "input")), "--json"]
+    code, out, _, loaded = _console_script(home, *argv)
+    assert code == 0 and loaded == []  # issue 57: a proof's command loads the prover, not the command line's app
+    lean = json.loads(out)
+    app = run(home, *argv)  # the app's prove (python -m proofmarket.cli.main), the same body
+    assert app.returncode == 0, app.stderr
+    full = json.loads(app.stdout)
+    assert lean.keys() == full.keys() and lean["output"] == full["output"] and lean["mode"] == full["mode"] == "proven"
+    assert lean["bundle"]["model"] == full["bundle"]["model"]
+
+    code, out, _, loaded = _console_script(home, "prove", "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku",
+                                           "--input", str(sample_path("mlp", "input")), "--json")
+    assert code == 2 and json.loads(out)["error"]["code"] == "unknown_model" and "proofmarket.core.settings" \
+        not in loaded  # an error of the plain form: its code and sentence, without the app
+
+    # a setting to check: the app runs the command, and refuses the setting in one sentence
+    code, out, err, loaded = _console_script(home, *argv, env={"PROOFMARKET_PROVER_WORKERS": "many"})
+    assert code == 2 and "proofmarket.core.settings" in loaded and "PROOFMARKET_PROVER_WORKERS" in out + err

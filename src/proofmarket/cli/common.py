@@ -104,15 +104,6 @@ def tx_json(tx: Any) -> dict[str, Any] | None:
     return None if tx is None else {"hash": tx.tx_hash, "block": tx.block_number, "gas_used": tx.gas_used}
 
 
-def read_json(path: Path, what: str = "input") -> Any:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise UsageError(f"{what} file {path} does not exist") from exc
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"{what} file {path} is not valid JSON ({exc})") from exc
-
-
 def parse_salt(text: str | None) -> list[int] | None:
     if text is None:
         return None

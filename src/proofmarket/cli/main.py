@@ -15,10 +15,10 @@ import typer
 
 import proofmarket.cli as _cli
 from proofmarket import __version__
-from proofmarket.cli.common import HomeOpt, JsonOpt, read_json
+from proofmarket.cli.common import HomeOpt, JsonOpt
 from proofmarket.cli.compile_views import print_compile, print_prediction
 from proofmarket.cli.groups import group
-from proofmarket.cli.output import console, emit_json, fail, out, progress_steps
+from proofmarket.cli.output import console, emit_json, fail, out, progress_steps, read_json
 from proofmarket.core.errors import ProofMarketError, UsageError
 
 if TYPE_CHECKING:  # the heavy parts load when a command runs, not to print --help
@@ -200,34 +200,19 @@ def prove_cmd(
     home: HomeOpt = None,
 ) -> None:
     """Run MODEL_ID on INPUT, prove it, self-verify, and store the proof bundle."""
+    from proofmarket.cli.prove_cmd import ProveArgs, prove
+
     ws = _workspace(home, inline_prover=True)  # one proof: no second process, no second EZKL import
     try:
         doc = read_json(input, "input")
         if _attested_onnx(ws, model_id):
             _run_attested_onnx(ws, model_id, doc, out_path, as_json)
             return
-        with progress_steps(not as_json) as step:
-            step("proving")
-            result = ws.prove(model_id, doc)
+        prove(ws.prover, ProveArgs(model_id, input, out_path, as_json, home), doc)
     except ProofMarketError as exc:
         raise fail(exc, as_json) from exc
     finally:
         ws.close()
-    bundle = result.bundle.to_doc()
-    if out_path:
-        out_path.write_text(json.dumps(bundle, indent=2))
-    if as_json:
-        emit_json({"ok": True, "mode": "proven", "bundle_cid": result.bundle_cid, "output": bundle["output"]["values"],
-                   "salt": result.salt, "bundle": None if out_path else bundle})
-        return
-    out.print(f"output:     {bundle['output']['values']}")
-    out.print(f"bundle cid: {result.bundle_cid}" + (f" (written to {out_path})" if out_path else ""))
-    out.print("mode:       proven (zero-knowledge proof, EZKL)")
-    out.print(f"proof:      {(len(bundle['proof']['hex']) - 2) // 2} bytes, "
-              f"prove {bundle['timings']['prove_s']:.3f} s, "
-              f"self-verified in {bundle['timings']['verify_s'] * 1000:.1f} ms")
-    if result.salt:
-        out.print(f"salt:       {result.salt} (keep it: it opens the input commitment)")
 
 
 def _attested_onnx(ws: Workspace, model_id: str) -> bool:

@@ -1,4 +1,6 @@
-"""How the CLI talks: rich text for people, one JSON document for scripts, errors in one sentence."""
+"""How the CLI talks: rich text for people, one JSON document for scripts, errors in one sentence; the JSON files it
+is given, read with one error each. Neither rich nor Typer loads here until it is used (``prove`` with ``--json``
+needs neither)."""
 
 from __future__ import annotations
 
@@ -8,11 +10,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
-import typer
-
-from proofmarket.core.errors import ProofMarketError
+from proofmarket.core.errors import ProofMarketError, UsageError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    import typer
     from rich.console import Console
 
 
@@ -47,7 +50,18 @@ def emit_json(doc: Any) -> None:
     sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
 
 
+def read_json(path: Path, what: str = "input") -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise UsageError(f"{what} file {path} does not exist") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{what} file {path} is not valid JSON ({exc})") from exc
+
+
 def fail(exc: ProofMarketError, as_json: bool) -> typer.Exit:
+    import typer
+
     if as_json:
         emit_json({"ok": False, "error": exc.to_dict()})
     else:

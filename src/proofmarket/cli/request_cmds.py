@@ -14,8 +14,8 @@ from typing import Annotated, Any
 
 import typer
 
-from proofmarket.cli.common import Run, checked_address, open_market, parse_salt, read_json, tx_json
-from proofmarket.cli.output import emit_json, fail, out
+from proofmarket.cli.common import Run, checked_address, open_market, parse_salt, tx_json
+from proofmarket.cli.output import emit_json, fail, out, read_json
 from proofmarket.core.errors import ProofMarketError, VerificationFailed, from_code
 from proofmarket.core.salt import SALT_BITS, SALT_ELEMENTS
 

@@ -15,8 +15,8 @@ from typing import Annotated, Any
 
 import typer
 
-from proofmarket.cli.common import HomeOpt, JsonOpt, read_json
-from proofmarket.cli.output import emit_json, fail, out
+from proofmarket.cli.common import HomeOpt, JsonOpt
+from proofmarket.cli.output import emit_json, fail, out, read_json
 from proofmarket.core.errors import ArtifactNotFound, ProofMarketError, UsageError
 
 WHERE_FROM = ("give --node URL (a node that serves the model) or --gateway URL (an IPFS trustless gateway) to fetch "

@@ -37,6 +37,7 @@ from proofmarket.core.config_check import (
     writable_folder,
 )
 from proofmarket.core.errors import UsageError
+from proofmarket.core.home import DEFAULT_HOME, jobs_dir, srs_dir, store_dir
 from proofmarket.core.profiles import DEVNET, ChainProfile, profile_for, profile_named
 from proofmarket.core.settings_groups import (
     FIELDS,
@@ -54,7 +55,7 @@ from proofmarket.core.settings_groups import (
 
 def _flat_fields() -> dict[str, Any]:
     """The environment's view of the settings: one field per variable (PROOFMARKET_<name>), as each group defines it."""
-    fields: dict[str, Any] = {"home": (Path, Field(default=Path.home() / ".proofmarket",
+    fields: dict[str, Any] = {"home": (Path, Field(default=DEFAULT_HOME,
                                                    description="data folder: store, SRS cache, jobs"))}
     for group, name, variable in FIELDS:
         info = GROUPS[group].model_fields[name]
@@ -146,15 +147,15 @@ class Settings(BaseModel):
 
     @property
     def store_dir(self) -> Path:
-        return self.home / "store"
+        return store_dir(self.home)
 
     @property
     def srs_dir(self) -> Path:
-        return self.home / "srs"
+        return srs_dir(self.home)
 
     @property
     def jobs_dir(self) -> Path:
-        return self.home / "jobs"
+        return jobs_dir(self.home)
 
     @property
     def db_url(self) -> str:

@@ -6,7 +6,6 @@ error tree so nothing above ``zk/`` ever parses an EZKL string. Paths are plain 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import io
 import json
@@ -182,6 +181,8 @@ def create_evm_verifier(vk: PathLike, settings: PathLike, sol: PathLike, abi: Pa
     solcjs ourselves."""
     async def run() -> Any:
         return await ezkl.create_evm_verifier(str(vk), str(settings), str(sol), str(abi), str(srs), reusable)
+
+    import asyncio  # only here: a proof's command need not load the event loop
 
     try:
         with _quiet():
