@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from proofmarket.cli.prove_cmd import ProveArgs, lean, lean_args, plain_environment
+from proofmarket.cli.prove_cmd import ProveArgs, lean, lean_args
+from proofmarket.core.home import plain_environment
 
 
 @pytest.mark.parametrize("argv, expected", [

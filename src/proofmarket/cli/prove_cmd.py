@@ -14,12 +14,11 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from proofmarket.core.home import DEFAULT_HOME, HOME_VARIABLE, jobs_dir, store_dir
+from proofmarket.core.home import home_from_environment, jobs_dir, plain_environment, store_dir
 
 if TYPE_CHECKING:
     from proofmarket.systems.ezkl.prover import EzklProver
@@ -67,7 +66,7 @@ def lean(argv: list[str]) -> int | None:
     args = lean_args(argv)
     if args is None or not plain_environment():
         return None
-    home = args.home or Path(os.environ.get(HOME_VARIABLE) or DEFAULT_HOME)
+    home = home_from_environment(args.home)
     from proofmarket.cli.output import fail, read_json
     from proofmarket.core.errors import ProofMarketError, WrongMode
     from proofmarket.store import LocalStore
@@ -115,12 +114,3 @@ def lean_args(argv: list[str]) -> ProveArgs | None:
     if found.model_id.startswith("-") or any(arg in ("--help", "-h") for arg in argv):
         return None
     return ProveArgs(found.model_id, found.input, found.out_path, found.as_json, found.home)
-
-
-def plain_environment(cwd: Path | None = None) -> bool:
-    """Nothing for the settings to read but the data folder: no ``PROOFMARKET_*`` variable besides
-    ``PROOFMARKET_HOME`` (set to a folder), no ``.env`` file in ``cwd`` (the settings read one there)."""
-    for name, value in os.environ.items():
-        if name.startswith("PROOFMARKET_") and (name != HOME_VARIABLE or not value):
-            return False
-    return not ((cwd or Path.cwd()) / ".env").exists()

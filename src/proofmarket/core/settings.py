@@ -1,5 +1,6 @@
 """The settings, read from the environment (prefix PROOFMARKET_) or a .env file: the only module that reads
-the environment (``Settings``, ``X402Settings``, ``ToolPaths``, ``DemoSettings``, ``env_value``).
+the environment (``Settings``, ``X402Settings``, ``ToolPaths``, ``DemoSettings``, ``env_value``), besides
+``core/home.py`` (the data folder, for a proof's command that needs nothing else: ``cli/prove_cmd.py``).
 
 ``Settings`` holds the node's settings by concern (``settings_groups.py``: ``settings.queue.prover_workers`` is
 PROOFMARKET_PROVER_WORKERS); ``Settings.chain.name`` names the chain profile (``proofmarket.core.profiles``);
