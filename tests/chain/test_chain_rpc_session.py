@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
+from web3.types import RPCEndpoint
 
-from proofmarket.chain.rpc_session import rpc_session
+from proofmarket.chain.rpc_session import KeepAliveRequests, rpc_provider, rpc_session
 
 
 def test_a_proxy_set_in_the_environment_still_applies(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -87,3 +96,89 @@ def test_a_prepared_read_of_an_unreachable_chain_is_rpc_unavailable_and_counted(
         ChainClient("http://127.0.0.1:9").read("0x" + "11" * 20, "pendingWithdrawals(bytes32)", [bytes(32)],
                                                ["uint128", "uint40"])
     assert rpc_stats.snapshot()[0].get(("eth_call", "unreachable"), 0) == before + 1
+
+
+class _Rpc(BaseHTTPRequestHandler):
+    """A JSON-RPC endpoint that answers eth_blockNumber with the client's port (which connection asked), closes
+    after answering when asked to (``close``), answers 500 to ``boom`` and sleeps through ``slow``."""
+
+    protocol_version = "HTTP/1.1"  # keep-alive
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if request["method"] == "slow":
+            time.sleep(1.0)
+        status = 500 if request["method"] == "boom" else 200
+        body = json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": hex(self.client_address[1])}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        if request["method"] == "close":
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def rpc_url() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Rpc)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_plain_rpc_url_is_asked_over_one_kept_connection_per_thread(rpc_url: str) -> None:
+    """issue 57: requests costs ~1 ms of CPU a request, several times a local node's answer; an http:// RPC URL
+    without a proxy is asked over a kept-alive connection per thread, with the same answers and errors."""
+    provider = rpc_provider(rpc_url)
+    assert isinstance(provider._request_session_manager, KeepAliveRequests)
+    ports = {provider.make_request(RPCEndpoint("eth_blockNumber"), [])["result"] for _ in range(5)}
+    assert len(ports) == 1  # one connection for the five
+    other: list[str] = []
+    worker = threading.Thread(target=lambda: other.append(provider.make_request(RPCEndpoint("x"), [])["result"]))
+    worker.start()
+    worker.join()
+    assert other and other[0] not in ports  # another thread, its own connection
+
+    # the server closes the connection after an answer: the next request opens a new one and is answered
+    closing = provider.make_request(RPCEndpoint("close"), [])["result"]
+    again = provider.make_request(RPCEndpoint("eth_blockNumber"), [])["result"]
+    assert again not in (closing, *ports)
+
+    with pytest.raises(requests.HTTPError, match="500"):  # as requests' raise_for_status
+        provider.make_request(RPCEndpoint("boom"), [])
+    assert provider.make_request(RPCEndpoint("eth_blockNumber"), [])["result"]
+
+
+def test_a_kept_connection_the_server_dropped_is_opened_again_before_it_is_used(rpc_url: str) -> None:
+    manager = rpc_provider(rpc_url)._request_session_manager
+    assert isinstance(manager, KeepAliveRequests)
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []}).encode()
+    first = json.loads(manager.make_post_request(rpc_url, body))["result"]
+    conn = manager._local.conn
+    conn.sock.shutdown(socket.SHUT_RD)  # what a server's close looks like from here: readable, nothing asked
+    second = json.loads(manager.make_post_request(rpc_url, body))["result"]
+    assert second != first and manager._local.conn is not conn
+
+
+def test_a_slow_or_absent_node_raises_what_requests_raises(rpc_url: str) -> None:
+    provider = rpc_provider(rpc_url, request_kwargs={"timeout": 0.2})
+    with pytest.raises(requests.Timeout):
+        provider.make_request(RPCEndpoint("slow"), [])
+    assert provider.make_request(RPCEndpoint("eth_blockNumber"), [])["result"]  # a fresh connection after it
+    with pytest.raises(requests.ConnectionError):
+        rpc_provider("http://127.0.0.1:9").make_request(RPCEndpoint("eth_blockNumber"), [])
+
+
+def test_https_and_proxied_urls_keep_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert not isinstance(rpc_provider("https://rpc.example/v1")._request_session_manager, KeepAliveRequests)
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "")
+    assert not isinstance(rpc_provider("http://rpc.example:8545")._request_session_manager, KeepAliveRequests)
