@@ -122,3 +122,12 @@ def test_a_prover_process_proves_with_its_share_of_the_cores(monkeypatch: pytest
         assert worker.run("threads", None, 60) == "5"
     finally:
         worker.close()
+
+
+def test_closing_a_worker_whose_process_never_started_is_harmless() -> None:
+    """A process whose start failed (spawned from a child still bootstrapping, out of resources) is left unstarted:
+    closing the worker neither joins it (multiprocessing asserts on that) nor raises."""
+    worker = ProofWorker()
+    worker._proc = worker._ctx.Process(target=print)  # made, never started
+    worker.close()
+    assert worker._proc is None and worker.pid is None

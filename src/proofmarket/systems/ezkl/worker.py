@@ -156,7 +156,7 @@ class ProofWorker:
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
-            if self._proc is not None:
+            if self._proc is not None and self._proc.pid is not None:  # a process that never started: no join
                 self._proc.join(2)
             self._kill()
 
