@@ -33,7 +33,7 @@ from proofmarket.calls.batch_queue import BatchingQueue, BatchKey
 from proofmarket.calls.queue import QueueHealth
 from proofmarket.calls.runner import CallRunner
 from proofmarket.calls.settling import CallSettler
-from proofmarket.db import CallKind, CallRepo, CallRow, CallStatus, Recovery
+from proofmarket.db import CallKind, CallRepo, CallRow, Recovery
 from proofmarket.systems.port import Bundle
 from proofmarket.systems.registry import WorkerSystems
 
@@ -90,7 +90,7 @@ class LocalCallQueue:
 
     def submit(self, kind: CallKind, job_id: str, row: CallRow | None = None) -> None:
         with self._lock:
-            self._pending[job_id] = row if row is not None and row.status == CallStatus.QUEUED else None
+            self._pending[job_id] = row  # the runner starts from it only while it says queued
         (self._compile_q if kind == CallKind.COMPILE else self._prove_q).put(job_id)
 
     def watch(self, job_id: str) -> Future[CallRow | None]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from proofmarket.cli.output import emit_json, fail, out, progress_steps, read_json
 from proofmarket.core.home import home_from_environment, jobs_dir, plain_environment, store_dir
 
 if TYPE_CHECKING:
@@ -36,8 +37,6 @@ class ProveArgs:
 def prove(prover: EzklProver, args: ProveArgs, doc: Any) -> None:
     """Prove ``doc`` on the model, write the bundle (``--out``) and print the answer: one JSON document (``--json``)
     or a few lines. Raises the error tree's errors (the caller prints them)."""
-    from proofmarket.cli.output import emit_json, progress_steps
-
     with progress_steps(not args.as_json) as step:
         step("proving")
         result = prover.prove(args.model_id, doc)
@@ -48,8 +47,6 @@ def prove(prover: EzklProver, args: ProveArgs, doc: Any) -> None:
         emit_json({"ok": True, "mode": "proven", "bundle_cid": result.bundle_cid, "output": bundle["output"]["values"],
                    "salt": result.salt, "bundle": None if args.out_path else bundle})
         return
-    from proofmarket.cli.output import out
-
     out.print(f"output:     {bundle['output']['values']}")
     out.print(f"bundle cid: {result.bundle_cid}" + (f" (written to {args.out_path})" if args.out_path else ""))
     out.print("mode:       proven (zero-knowledge proof, EZKL)")
@@ -67,7 +64,6 @@ def lean(argv: list[str]) -> int | None:
     if args is None or not plain_environment():
         return None
     home = home_from_environment(args.home)
-    from proofmarket.cli.output import fail, read_json
     from proofmarket.core.errors import ProofMarketError, WrongMode
     from proofmarket.store import LocalStore
     from proofmarket.systems.ezkl.prover import EzklProver
@@ -111,6 +107,6 @@ def lean_args(argv: list[str]) -> ProveArgs | None:
         found = parser.parse_args(argv)
     except (_Refused, argparse.ArgumentError):
         return None
-    if found.model_id.startswith("-") or any(arg in ("--help", "-h") for arg in argv):
+    if found.model_id.startswith("-"):  # after "--": the app decides what it is
         return None
     return ProveArgs(found.model_id, found.input, found.out_path, found.as_json, found.home)

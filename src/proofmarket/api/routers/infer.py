@@ -145,7 +145,7 @@ async def _wait(services: NodeServices, job_id: str, timeout_s: float) -> JSONRe
 
 def _answer_or_accepted(services: NodeServices, job_id: str, final: CallRow | None = None) -> JSONResponse:
     """The call's answer (``final``: its final row as the engine delivered it, not read again), or 202."""
-    job = final if final is not None and final.id == job_id and final.is_final else services.calls.get(job_id)
+    job = final or services.calls.get(job_id)
     return _answer(services, job) if job.is_final else _accepted(services, job)
 
 
