@@ -103,12 +103,13 @@ def test_bad_input_gets_its_error_code(compiled: tuple[Path, str], tmp_path: Pat
 
 def _console_script(home: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str, list[str]]:
     """The console script's entry (``cli.entry``) run with ``args``: exit code, stdout, stderr, and which of the
-    command line's framework and the settings it loaded."""
+    command line's framework, the settings, numpy and pycparser (cffi's parser: pycryptodome through cffi) it
+    loaded."""
     code = ("import sys, json; sys.argv = ['proofmarket', *json.loads(sys.argv[1])]\n"
             "from proofmarket.cli.entry import run\n"
             "try:\n    run()\n    code = 0\nexcept SystemExit as exc:\n    code = exc.code or 0\n"
             "print('LOADED', code, ','.join(m for m in ('typer', 'pydantic_settings', 'proofmarket.core.settings', "
-            "'proofmarket.systems.workspace') if m in sys.modules), file=sys.stderr)")
+            "'proofmarket.systems.workspace', 'numpy', 'pycparser') if m in sys.modules), file=sys.stderr)")
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("PROOFMARKET_")}
     res = subprocess.run([sys.executable, "-c", code, json.dumps([*args, "--home", str(home)])], capture_output=True,
                          text=True, env={**full_env, **(env or {})}, timeout=600, check=False, cwd=home)
@@ -122,6 +123,7 @@ def test_the_plain_prove_runs_without_typer_or_the_settings_and_answers_as_the_a
     argv = ["prove", model_id, "--input", str(sample_path("mlp", "input")), "--json"]
     code, out, _, loaded = _console_script(home, *argv)
     assert code == 0 and loaded == []  # issue 57: a proof's command loads the prover, not the command line's app
+    # (nor numpy: its input is checked as flat float32 values; nor cffi's C parser: keccak through ctypes)
     lean = json.loads(out)
     app = run(home, *argv)  # the app's prove (python -m proofmarket.cli.main), the same body
     assert app.returncode == 0, app.stderr

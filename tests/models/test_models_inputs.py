@@ -14,6 +14,7 @@ from proofmarket.core.errors import InputError, InputShapeError, InputTooLarge, 
 from proofmarket.models import (
     ModelInfo,
     load_model,
+    parse_flat,
     parse_inputs,
     parse_samples,
     to_ezkl_calibration,
@@ -122,6 +123,23 @@ def test_non_finite_from_json_literals(mlp: ModelInfo) -> None:
 def test_float32_overflow_is_non_finite(mlp: ModelInfo, big: float) -> None:
     with pytest.raises(NonFiniteInput, match="Input 'x'"):
         parse_inputs({"input_data": [[big, *X8[1:]]]}, mlp)
+
+
+def test_the_flat_check_gives_the_arrays_values_and_refuses_alike(cnn: ModelInfo) -> None:
+    """``parse_flat`` (no numpy: a prover's check) and ``parse_inputs`` (its values as arrays) are one check."""
+    shape = cnn.inputs[0].shape
+    values = np.random.default_rng(7).normal(size=int(np.prod(shape))).tolist()
+    values[3] = 16777217  # not a float32: rounded as numpy rounds it
+    flat, = parse_flat({"input_data": [values]}, cnn)
+    array, = parse_inputs({"input_data": [values]}, cnn)
+    assert flat.shape == array.shape == tuple(shape) and flat.values == array.ravel().tolist()
+    assert flat.values[3] == 16777216.0
+    nested = np.asarray(values, dtype=np.float64).reshape(shape).tolist()
+    nested[0][-1][1][2] = -(10**400)  # beyond float64: named at its index in the input's shape
+    for check in (parse_flat, parse_inputs):
+        with pytest.raises(NonFiniteInput) as err:
+            check({"input_data": [nested]}, cnn)
+        assert err.value.details["index"] == str([0, shape[1] - 1, 1, 2])
 
 
 def test_too_many_elements(mlp: ModelInfo, two: ModelInfo) -> None:

@@ -14,12 +14,19 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from proofmarket.cli.output import emit_json, fail, out, progress_steps, read_json
-from proofmarket.core.home import home_from_environment, jobs_dir, plain_environment, store_dir
+from proofmarket.core.home import (
+    home_from_environment,
+    jobs_dir,
+    plain_environment,
+    store_dir,
+    without_pydantic_plugins,
+)
 
 if TYPE_CHECKING:
     from proofmarket.systems.ezkl.prover import EzklProver
@@ -64,6 +71,8 @@ def lean(argv: list[str]) -> int | None:
     if args is None or not plain_environment():
         return None
     home = home_from_environment(args.home)
+    _crypto_by_ctypes()
+    without_pydantic_plugins()
     from proofmarket.core.errors import ProofMarketError, WrongMode
     from proofmarket.store import LocalStore
     from proofmarket.systems.ezkl.prover import EzklProver
@@ -83,6 +92,26 @@ def lean(argv: list[str]) -> int | None:
     finally:
         prover.close()
     return 0
+
+
+def _crypto_by_ctypes() -> None:
+    """Load pycryptodome (the bundle's keccak hashes) on its ctypes backend. With cffi installed it binds its C code
+    through cffi, which parses C declarations with pycparser as it loads (30-40 ms here); ctypes loads the same C code
+    without that. cffi is hidden only while pycryptodome chooses: it stays importable for anything else."""
+    if "Crypto.Util._raw_api" in sys.modules:  # chosen already
+        return
+    had = "cffi" in sys.modules
+    hidden = sys.modules.get("cffi")
+    sys.modules["cffi"] = None  # type: ignore[assignment]  # ``import cffi`` raises ImportError meanwhile
+    try:
+        import Crypto.Util._raw_api  # noqa: F401
+    except ImportError:  # no pycryptodome: eth-hash finds its backend itself
+        pass
+    finally:
+        if had:
+            sys.modules["cffi"] = hidden  # type: ignore[assignment]
+        else:
+            del sys.modules["cffi"]
 
 
 class _Refused(Exception):

@@ -1,4 +1,4 @@
-"""Parse and check inference inputs sent as JSON, and write them in EZKL's format.
+"""Parse and check one inference's inputs sent as JSON.
 
 Two request forms are accepted for one inference:
 
@@ -6,40 +6,58 @@ Two request forms are accepted for one inference:
   each either flat (row-major) or nested to the input's shape;
 * named tensors ``{"inputs": {"x": [[...]]}}``: one entry per model input, flat or nested.
 
-Sample files (calibration sets) hold several inferences: ``{"inputs": [{"x": ...}, ...]}``, or EZKL's own
-files: an ``input.json`` or a calibration file ``{"input_data": [[N samples of input 0, flattened], ...]}``
-(N = length / input size, the same for every input; its optional keys such as ``input_shapes`` and
-``output_data`` are accepted and ignored). ``.npy``/``.npz`` arrays and CSV tables are read by
-:mod:`proofmarket.models.sample_files`.
+Sample sets (several inferences) are read by :mod:`proofmarket.models.sample_sets`, each sample checked here.
+
+The checks themselves (``parse_flat``) need no numpy: a prover's call (``proofmarket prove``) takes its input as flat
+float32 values and starts without numpy; ``parse_inputs`` gives the same values as numpy arrays, for what runs the
+model.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+import sys
+from array import array
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeGuard
 
-import numpy as np
-
-from proofmarket.core.errors import InputError, InputShapeError, InputTooLarge, NonFiniteInput, SampleCountError
+from proofmarket.core.errors import InputError, InputShapeError, InputTooLarge, NonFiniteInput
 from proofmarket.models.spec import InputSignature, ModelInfo, TensorSpec
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: Default cap on the total number of values in one request.
 MAX_INPUT_ELEMENTS = 1_000_000
-#: Default cap on the number of samples in a sample file.
-MAX_SAMPLES = 1024
 _MAX_DEPTH = 32
 #: Keys EZKL's input files may carry besides ``input_data`` (written by ezkl's own tools and examples).
 EZKL_OPTIONAL_KEYS = frozenset({"output_data", "input_shapes", "output_shapes", "input_hashes", "output_hashes",
                                 "param_hashes", "processed_inputs", "processed_outputs", "processed_params"})
 _ALLOWED_KEYS = frozenset({"input_data", "inputs"}) | EZKL_OPTIONAL_KEYS
 
-Arrays = list[np.ndarray]
+
+@dataclass(frozen=True)
+class FlatInput:
+    """One model input of a checked request: its values row-major, each a float32 value (as a Python float), and the
+    model's shape for them."""
+
+    values: list[float]
+    shape: tuple[int, ...]
 
 
 def parse_inputs(doc: object, info: ModelInfo | InputSignature, *,
                  max_elements: int = MAX_INPUT_ELEMENTS) -> list[np.ndarray]:
-    """Check one inference request against the model; return float32 arrays in the input shapes.
+    """Check one inference request against the model (``parse_flat``); return float32 arrays in the input shapes."""
+    import numpy as np
+
+    return [np.array(one.values, dtype=np.float32).reshape(one.shape)
+            for one in parse_flat(doc, info, max_elements=max_elements)]
+
+
+def parse_flat(doc: object, info: ModelInfo | InputSignature, *,
+               max_elements: int = MAX_INPUT_ELEMENTS) -> list[FlatInput]:
+    """Check one inference request against the model; return each input's float32 values, row-major.
 
     Raises :class:`~proofmarket.core.errors.InputError` (wrong document structure, unknown or missing
     input names, values that are not numbers), ``InputShapeError`` (value count or nesting does not
@@ -64,139 +82,7 @@ def parse_inputs(doc: object, info: ModelInfo | InputSignature, *,
     else:
         raise InputError("The input document needs an 'input_data' list or an 'inputs' object.")
     budget = [max_elements]
-    return [
-        _to_array(value, spec, budget, max_elements) for value, spec in zip(values, info.inputs, strict=True)
-    ]
-
-
-def parse_samples(
-    doc: object,
-    info: ModelInfo | InputSignature,
-    *,
-    max_samples: int = MAX_SAMPLES,
-    max_elements: int = MAX_INPUT_ELEMENTS,
-) -> list[list[np.ndarray]]:
-    """Parse a sample set: ``{"inputs": [{name: tensor, ...}, ...]}``, EZKL's ``input_data`` (one sample, or
-    a calibration file of N samples flattened per input), or one request in the named form.
-
-    Returns one list of arrays (as from :func:`parse_inputs`) per sample. ``max_elements`` bounds
-    each sample; ``max_samples`` bounds their number.
-    """
-    if isinstance(doc, Mapping) and isinstance(doc.get("inputs"), list):
-        items: list[Any] = doc["inputs"]
-        extra = sorted(str(k) for k in doc if k != "inputs")
-        if extra:
-            raise InputError(
-                f"The sample document has unknown key(s) {', '.join(map(repr, extra))}.", keys=extra
-            )
-        if not items:
-            raise InputError("The sample document's 'inputs' list is empty.")
-        if len(items) > max_samples:
-            raise InputTooLarge(
-                f"The sample document has {len(items)} samples, over the limit of {max_samples}.",
-                samples=len(items),
-                max_samples=max_samples,
-            )
-        samples: list[list[np.ndarray]] = []
-        for index, item in enumerate(items):
-            if not isinstance(item, Mapping):
-                raise InputError(
-                    f"Sample {index} must be an object of named tensors, not {_kind(item)}.",
-                    sample=index,
-                )
-            samples.append(_sample(index, {"inputs": item}, info, max_elements))
-        return samples
-    if isinstance(doc, Mapping) and "input_data" in doc and "inputs" not in doc:
-        return _ezkl_samples(doc, info, max_samples=max_samples, max_elements=max_elements)
-    return [parse_inputs(doc, info, max_elements=max_elements)]
-
-
-def _ezkl_samples(doc: Mapping[str, Any], info: ModelInfo | InputSignature, *, max_samples: int,
-                  max_elements: int) -> list[list[np.ndarray]]:
-    """EZKL's input or calibration file: per input, N samples flattened into one list (N = length / input
-    size, a whole number and the same for every input). A one-input model also takes one list per sample."""
-    unknown = sorted(str(k) for k in doc if k not in _ALLOWED_KEYS)
-    if unknown:
-        raise InputError(f"The sample document has unknown key(s) {', '.join(map(repr, unknown))}; use "
-                         "'input_data' (EZKL's form) or 'inputs'.", keys=unknown)
-    data = doc["input_data"]
-    rows = _positional_rows(data, info)
-    if rows is not None:
-        data = [[v for row in rows for v in row]]
-    lists = _positional(data, info)
-    budget = [max_elements * max_samples]
-    flats: list[list[Any]] = []
-    counts: list[int] = []
-    for value, spec in zip(lists, info.inputs, strict=True):
-        if spec.dtype == "bool":
-            value = _bools_as_numbers(value)
-        flat, _ = _flatten(value, spec.name, budget, max_elements * max_samples)
-        if not flat or len(flat) % spec.size:
-            raise SampleCountError(
-                f"Input '{spec.name}' has {len(flat)} values in 'input_data', not a whole number of samples of "
-                f"{spec.size} values (its shape {list(spec.shape)}): {len(flat) / spec.size:.4g} samples.",
-                tensor=spec.name, values=len(flat), sample_size=spec.size)
-        flats.append(flat)
-        counts.append(len(flat) // spec.size)
-    if len(set(counts)) != 1:
-        raise SampleCountError(
-            "The inputs of 'input_data' hold different numbers of samples ("
-            + ", ".join(f"'{s.name}': {n}" for s, n in zip(info.inputs, counts, strict=True)) + ").",
-            counts=counts)
-    count = counts[0]
-    if count > max_samples:
-        raise InputTooLarge(f"The sample document has {count} samples, over the limit of {max_samples}.",
-                            samples=count, max_samples=max_samples)
-    samples: list[list[np.ndarray]] = []
-    for k in range(count):
-        one = [flat[k * spec.size:(k + 1) * spec.size] for flat, spec in zip(flats, info.inputs, strict=True)]
-        samples.append(_sample(k, {"input_data": one}, info, max_elements))
-    return samples
-
-
-def _sample(index: int, doc: dict[str, Any], info: ModelInfo | InputSignature, max_elements: int) -> list[np.ndarray]:
-    """One sample of a sample document, its errors naming the sample."""
-    try:
-        return parse_inputs(doc, info, max_elements=max_elements)
-    except InputError as exc:
-        exc.details.setdefault("sample", index)
-        exc.message = f"Sample {index}: {exc.message}"
-        exc.args = (exc.message,)
-        raise
-
-
-def _positional_rows(data: object, info: ModelInfo | InputSignature) -> list[list[Any]] | None:
-    """``[[sample 0], [sample 1], ...]`` for a one-input model: several flat lists of the input's size."""
-    if len(info.inputs) != 1 or not isinstance(data, list) or len(data) < 2:
-        return None
-    size = info.inputs[0].size
-    if all(isinstance(row, list) and len(row) == size and all(_is_number(v) for v in row) for row in data):
-        return data
-    return None
-
-
-def to_ezkl_input(arrays: Sequence[np.ndarray]) -> dict[str, list[list[float]]]:
-    """EZKL's input document ``{"input_data": [flat list per input]}`` for one inference."""
-    return {"input_data": [np.asarray(a, dtype=np.float64).ravel().tolist() for a in arrays]}
-
-
-def to_ezkl_calibration(samples: Sequence[Sequence[np.ndarray]]) -> dict[str, list[list[float]]]:
-    """EZKL calibration data for several samples: each input's samples concatenated, flat.
-
-    ``ezkl.calibrate_settings`` cuts each input's list into chunks of the input's size and runs
-    every chunk; ``gen_witness`` needs a single sample (:func:`to_ezkl_input`).
-    """
-    if not samples:
-        raise InputError("Calibration needs at least one sample.")
-    count = len(samples[0])
-    if any(len(s) != count for s in samples):
-        raise InputError("Every calibration sample must have the same number of inputs.")
-    return {
-        "input_data": [
-            np.concatenate([np.asarray(s[i], dtype=np.float64).ravel() for s in samples]).tolist()
-            for i in range(count)
-        ]
-    }
+    return [_to_flat(value, spec, budget, max_elements) for value, spec in zip(values, info.inputs, strict=True)]
 
 
 # --- internals -------------------------------------------------------------------------------------
@@ -222,7 +108,7 @@ def _positional(data: object, info: ModelInfo | InputSignature) -> list[object]:
     n = len(info.inputs)
     if not isinstance(data, list):
         raise InputError(f"'input_data' must be a list with one list per model input, not {_kind(data)}.")
-    odd = [v for v in data if not isinstance(v, (list, np.ndarray))]
+    odd = [v for v in data if not isinstance(v, list) and not _is_ndarray(v)]
     if odd:
         raise InputError(
             "'input_data' must be a list of lists, one per model input (for one input: [[...]]); "
@@ -256,7 +142,7 @@ def _named(data: object, info: ModelInfo | InputSignature) -> list[object]:
 
 def _flatten(value: object, name: str, budget: list[int], limit: int) -> tuple[list[Any], tuple[int, ...]]:
     """Flatten a nested list of numbers, checking it is rectangular; return values and shape."""
-    if isinstance(value, np.ndarray):
+    if _is_ndarray(value):
         if value.dtype.kind not in "fiu":
             raise InputError(f"Input '{name}' must hold numbers, not {value.dtype.name} values.", tensor=name)
         budget[0] -= value.size
@@ -307,16 +193,33 @@ def _flatten(value: object, name: str, budget: list[int], limit: int) -> tuple[l
     return level, tuple(shape)
 
 
+def _numpy() -> Any:
+    """numpy when something loaded it, else None: without numpy loaded no value can be one of its types."""
+    return sys.modules.get("numpy")
+
+
+def _is_ndarray(value: object) -> TypeGuard[np.ndarray]:
+    np = _numpy()
+    return np is not None and isinstance(value, np.ndarray)
+
+
 def _is_number(item: object) -> bool:
-    if isinstance(item, (bool, np.bool_)):
+    if isinstance(item, bool):
         return False
-    return isinstance(item, (int, float, np.integer, np.floating))
+    if isinstance(item, (int, float)):
+        return True
+    np = _numpy()
+    return np is not None and isinstance(item, (np.integer, np.floating)) and not isinstance(item, np.bool_)
 
 
 def _index_text(flat_index: int, shape: tuple[int, ...]) -> str:
     if len(shape) <= 1:
         return f"[{flat_index}]"
-    return str(list(int(i) for i in np.unravel_index(flat_index, shape)))
+    index: list[int] = []
+    for size in reversed(shape):  # row-major, as numpy's unravel_index
+        flat_index, i = divmod(flat_index, size)
+        index.append(i)
+    return str(index[::-1])
 
 
 def _fits(got: tuple[int, ...], expected: tuple[int, ...]) -> bool:
@@ -336,7 +239,7 @@ def _bools_as_numbers(value: object, depth: int = 0) -> object:
     return value
 
 
-def _to_array(value: object, spec: TensorSpec, budget: list[int], limit: int) -> np.ndarray:
+def _to_flat(value: object, spec: TensorSpec, budget: list[int], limit: int) -> FlatInput:
     if spec.dtype == "bool":
         value = _bools_as_numbers(value)
     flat, got = _flatten(value, spec.name, budget, limit)
@@ -348,31 +251,32 @@ def _to_array(value: object, spec: TensorSpec, budget: list[int], limit: int) ->
             expected=list(spec.shape),
             got=list(got),
         )
-    try:
-        wide = np.array(flat, dtype=np.float64)
-    except OverflowError:  # an integer beyond float64
-        wide = np.array([float("inf") if abs(v) > 1e308 else v for v in flat], dtype=np.float64)
-    with np.errstate(over="ignore"):
-        array = wide.astype(np.float32).reshape(spec.shape)
-    bad = np.flatnonzero(~np.isfinite(array))
-    if bad.size:
-        first = int(bad[0])
+    wide = [_wide(v) for v in flat]  # float64, as the JSON numbers are read
+    narrow = array("f", wide).tolist()  # float32 (C's conversion, as numpy's: beyond float32 -> inf)
+    if not math.isfinite(sum(narrow)):  # one pass in C: a NaN or an infinity makes the sum one
+        first = next(i for i, v in enumerate(narrow) if not math.isfinite(v))
         where = _index_text(first, spec.shape)
-        what = "NaN" if math.isnan(float(wide[first])) else "an infinite or float32-overflowing value"
+        what = "NaN" if math.isnan(wide[first]) else "an infinite or float32-overflowing value"
         raise NonFiniteInput(
             f"Input '{spec.name}' has {what} at index {where}.", tensor=spec.name, index=where
         )
-    if spec.dtype == "bool" and not np.all((wide == 0) | (wide == 1)):
-        first = int(np.flatnonzero((wide != 0) & (wide != 1))[0])
-        where = _index_text(first, spec.shape)
-        raise InputError(f"Input '{spec.name}' takes booleans as 0 or 1; found {flat[first]!r} at index {where}.",
-                         tensor=spec.name, index=where)
-    if spec.dtype[0] in "iu" and not np.all(wide == np.round(wide)):
-        first = int(np.flatnonzero(wide != np.round(wide))[0])
-        where = _index_text(first, spec.shape)
-        raise InputError(
-            f"Input '{spec.name}' takes integers ({spec.dtype}); found {flat[first]!r} at index {where}.",
-            tensor=spec.name,
-            index=where,
-        )
-    return array
+    if spec.dtype == "bool":
+        _first_not(flat, wide, spec, lambda v: v in (0.0, 1.0), "takes booleans as 0 or 1")
+    if spec.dtype[0] in "iu":
+        _first_not(flat, wide, spec, float.is_integer, f"takes integers ({spec.dtype})")
+    return FlatInput(narrow, spec.shape)
+
+
+def _wide(value: Any) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond float64
+        return math.inf if value > 0 else -math.inf
+
+
+def _first_not(flat: list[Any], wide: list[float], spec: TensorSpec, ok: Any, what: str) -> None:
+    for i, v in enumerate(wide):
+        if not ok(v):
+            where = _index_text(i, spec.shape)
+            raise InputError(f"Input '{spec.name}' {what}; found {flat[i]!r} at index {where}.", tensor=spec.name,
+                             index=where)

@@ -16,9 +16,9 @@ from pathlib import Path
 from proofmarket.core import sandbox
 from proofmarket.core.errors import InvalidModel, ModelOverBudget, ProofMarketError, SamplesTooLarge
 from proofmarket.models.external import self_contained
-from proofmarket.models.inputs import parse_samples
 from proofmarket.models.loader import load_model
 from proofmarket.models.sample_files import read_sample_file
+from proofmarket.models.sample_sets import parse_samples
 from proofmarket.models.spec import ModelInfo
 
 

@@ -198,3 +198,14 @@ def poseidon_hash(felts: list[str]) -> list[str]:
 
 def felt_to_float(felt: str, scale: int) -> float:
     return float(ezkl.felt_to_float(felt, scale))
+
+
+def decode_values(felts: list[list[str]], scales: list[int], sizes: list[int]) -> list[list[float]]:
+    """A witness's outputs (field elements, one list per output) as floats at each output's ``scales``, row-major;
+    each output must hold its shape's ``sizes`` values."""
+    values = [[felt_to_float(f, scale) for f in tensor] for tensor, scale in zip(felts, scales, strict=True)]
+    wrong = [i for i, (v, size) in enumerate(zip(values, sizes, strict=True)) if len(v) != size]
+    if wrong:
+        raise ProvingError(f"the circuit's output {wrong[0]} holds {len(values[wrong[0]])} values where the model's "
+                           f"shape holds {sizes[wrong[0]]}")
+    return values

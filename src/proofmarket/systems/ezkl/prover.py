@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from proofmarket.core.errors import (
     WrongMode,
 )
 from proofmarket.store import LocalStore
+from proofmarket.systems.ezkl import ezkl_calls
 from proofmarket.systems.ezkl.batching import BATCHABLE_PROFILES, batch_input, plan, slot_of
 from proofmarket.systems.ezkl.bundle import (
     BundleBatch,
@@ -40,7 +42,6 @@ from proofmarket.systems.ezkl.bundle import (
 from proofmarket.systems.ezkl.felts import felt_to_uint, keccak_packed, uint_hex
 from proofmarket.systems.ezkl.manifest import BatchCircuit, ModelManifest
 from proofmarket.systems.ezkl.salt import check_salt, circuit_input
-from proofmarket.systems.ezkl.tuning import decode_outputs
 from proofmarket.systems.ezkl.verify import load_manifest, verify_bundle
 from proofmarket.systems.ezkl.worker import ProofWorker
 from proofmarket.systems.port import VerifyReport
@@ -107,9 +108,8 @@ class EzklProver:
         """Prove ``inputs_doc`` on the model. A hashed-input model takes the consumer's ``salt`` (an
         escrow request commits to it in advance) or draws a fresh random one."""
         manifest, info = self._current(model_id)
-        arrays = models.parse_inputs(inputs_doc, info)
         salt = check_salt(manifest.salt_elements, salt, required=False)
-        flat = circuit_input(arrays, salt)
+        flat = circuit_input(models.parse_flat(inputs_doc, info), salt)
         result = self._run(manifest, flat, timeout_s)
         bundle = self._bundle(model_id, manifest, manifest, result, None if salt else flat)
         cid = self.store.put_json(bundle.to_doc())
@@ -126,7 +126,7 @@ class EzklProver:
         flats: dict[int, list[list[float]]] = {}
         for i, doc in enumerate(inputs_docs):
             try:
-                flats[i] = circuit_input(models.parse_inputs(doc, info))
+                flats[i] = circuit_input(models.parse_flat(doc, info))
             except ProofMarketError as exc:
                 answers[i] = exc
         batches = manifest.batches if batchable(manifest) else []
@@ -214,7 +214,7 @@ class EzklProver:
         if circuit is None or not 1 <= len(inputs_docs) <= size:
             raise UsageError(f"model {model_id} has no batch circuit of {size} calls for {len(inputs_docs)} call(s)",
                              model_id=model_id, size=size)
-        flats = [circuit_input(models.parse_inputs(doc, info)) for doc in inputs_docs]
+        flats = [circuit_input(models.parse_flat(doc, info)) for doc in inputs_docs]
         result = self._run(circuit, batch_input(flats, size), timeout_s)
         return self._slots(model_id, manifest, circuit, result, flats)
 
@@ -275,7 +275,7 @@ class EzklProver:
             mine, outs, scales = instances[where.input], instances[where.output], where.output_scales
             n = len(manifest.outputs)
             felts = result["outputs"][slot * n:(slot + 1) * n]
-        outputs = decode_outputs(felts, scales, [tuple(o.shape) for o in manifest.outputs])
+        outputs = ezkl_calls.decode_values(felts, scales, [math.prod(o.shape) for o in manifest.outputs])
         return ProofBundle(
             model=BundleModel(
                 id=model_id, name=manifest.name, onnx_sha256=manifest.onnx.sha256,
@@ -288,7 +288,7 @@ class EzklProver:
             layout=layout,
             input=BundleInput(visibility=manifest.privacy["input"], values=public_input,
                               commitment=keccak_packed(mine)),
-            output=BundleOutput(values=[o.ravel().tolist() for o in outputs],
+            output=BundleOutput(values=outputs,
                                 shapes=[list(o.shape) for o in manifest.outputs], hash=keccak_packed(outs)),
             proof=BundleProof(hex="0x" + _proof_bytes(proof).hex(), instances=[uint_hex(v) for v in instances],
                               evm_calldata="0x" + result["calldata"]),

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import math
 import secrets
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
-
-import numpy as np
 
 from proofmarket.core.errors import UsageError
 from proofmarket.systems.ezkl.profile import SALT_BITS, SALT_ELEMENTS
 
-if TYPE_CHECKING:  # onnx loads where a model is salted (compile), not where its calls are proven
+if TYPE_CHECKING:  # onnx and numpy load where a model is salted (compile), not where its calls are proven
+    import numpy as np
     import onnx
+
+    from proofmarket.models.inputs import FlatInput
 
 SALTED_INPUT = "salted_input"
 
@@ -52,6 +54,7 @@ def check_salt(salt_elements: int, salt: list[int] | None, *, required: bool) ->
 
 def salt_model(model: onnx.ModelProto) -> onnx.ModelProto:
     """Return a copy of ``model`` whose first input is replaced by a flat, salted one."""
+    import numpy as np
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -82,9 +85,10 @@ def salt_model(model: onnx.ModelProto) -> onnx.ModelProto:
     return salted
 
 
-def circuit_input(arrays: list[np.ndarray], salt: list[int] | None = None) -> list[list[float]]:
-    """The circuit's input_data: one flat float list per model input, the salt (if any) after the first."""
-    flat = [np.asarray(a, dtype=np.float64).ravel().tolist() for a in arrays]
+def circuit_input(inputs: Sequence[FlatInput | np.ndarray], salt: list[int] | None = None) -> list[list[float]]:
+    """The circuit's input_data: one flat float list per model input (a checked input, ``models.parse_flat``, or an
+    array), the salt (if any) after the first."""
+    flat = [list(a.values) if hasattr(a, "values") else a.astype("float64").ravel().tolist() for a in inputs]
     if salt is not None:
         flat[0] = [*flat[0], *(float(s) for s in salt)]
     return flat

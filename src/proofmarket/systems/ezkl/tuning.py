@@ -29,6 +29,7 @@ so we pass REBASE_MULTIPLIERS.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -379,7 +380,5 @@ def _measure_accuracy(job: TuningJob, cand: Candidate, limit: float) -> None:
 
 
 def decode_outputs(felts: list[list[str]], scales: list[int], shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
-    return [
-        np.array([ezkl_calls.felt_to_float(f, scale) for f in tensor], dtype=np.float64).reshape(shape)
-        for tensor, scale, shape in zip(felts, scales, shapes, strict=True)
-    ]
+    values = ezkl_calls.decode_values(felts, scales, [math.prod(shape) for shape in shapes])
+    return [np.array(v, dtype=np.float64).reshape(shape) for v, shape in zip(values, shapes, strict=True)]
