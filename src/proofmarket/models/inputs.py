@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import sys
 from array import array
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeGuard
 
@@ -274,7 +274,8 @@ def _wide(value: Any) -> float:
         return math.inf if value > 0 else -math.inf
 
 
-def _first_not(flat: list[Any], wide: list[float], spec: TensorSpec, ok: Any, what: str) -> None:
+def _first_not(flat: list[Any], wide: list[float], spec: TensorSpec, ok: Callable[[float], bool],
+               what: str) -> None:
     for i, v in enumerate(wide):
         if not ok(v):
             where = _index_text(i, spec.shape)

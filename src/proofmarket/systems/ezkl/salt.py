@@ -15,13 +15,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from proofmarket.core.errors import UsageError
+from proofmarket.models.inputs import FlatInput
 from proofmarket.systems.ezkl.profile import SALT_BITS, SALT_ELEMENTS
 
 if TYPE_CHECKING:  # onnx and numpy load where a model is salted (compile), not where its calls are proven
     import numpy as np
     import onnx
-
-    from proofmarket.models.inputs import FlatInput
 
 SALTED_INPUT = "salted_input"
 
@@ -88,7 +87,13 @@ def salt_model(model: onnx.ModelProto) -> onnx.ModelProto:
 def circuit_input(inputs: Sequence[FlatInput | np.ndarray], salt: list[int] | None = None) -> list[list[float]]:
     """The circuit's input_data: one flat float list per model input (a checked input, ``models.parse_flat``, or an
     array), the salt (if any) after the first."""
-    flat = [list(a.values) if hasattr(a, "values") else a.astype("float64").ravel().tolist() for a in inputs]
+    flat = [list(a.values) if isinstance(a, FlatInput) else _floats(a) for a in inputs]
     if salt is not None:
         flat[0] = [*flat[0], *(float(s) for s in salt)]
     return flat
+
+
+def _floats(array: np.ndarray) -> list[float]:
+    import numpy as np
+
+    return np.asarray(array, dtype=np.float64).ravel().tolist()
