@@ -24,7 +24,7 @@ from proofmarket.chain.artifacts import load_artifact
 from proofmarket.chain.court import AttestationCourt, CourtParams
 from proofmarket.core.settings import Settings
 from proofmarket.systems.workspace import Workspace
-from proofmarket.validator.process import Validator, Verdict
+from proofmarket.validator.process import FAILING_AFTER, MAX_ATTEMPTS, Validator, Verdict
 
 pytestmark = pytest.mark.chain
 WEIGHTS = b"\x11" * 32
@@ -134,10 +134,10 @@ def test_a_poisoned_bundle_leaves_the_validator_process_running_and_judging_the_
 class _Flaky(Validator):
     """A unit-test double: judging the ``broken`` request raises something no check expects."""
 
-    broken: int | None = None
+    broken: set[int] = set()
 
     def check(self, request_id: int, node: str, instances: list[int], digest: str) -> Verdict:
-        if request_id == self.broken:
+        if request_id in self.broken:
             raise RuntimeError("out of file descriptors")
         return super().check(request_id, node, instances, digest)
 
@@ -150,17 +150,86 @@ def test_a_failure_while_judging_one_request_is_contained_to_it(
     try:
         v = _Flaky(chain.client, court, chain.accounts.prover2, ws, state_path=state, node_urls=[attacker.url],
                    from_block=start)
-        v.broken = ids[0]
+        v.broken = {ids[0]}
         assert v.poll_once() == 1  # the second request was judged all the same
         saved = {int(k): x for k, x in json.loads(state.read_text())["verdicts"].items()}
         assert saved[ids[0]]["verdict"] == "error" and "out of file descriptors" in saved[ids[0]]["reason"]
         assert saved[ids[1]]["verdict"] == "cheated"
         assert court.status(ids[0]) == "committed"  # not judged yet
-        v.broken = None
+        v.broken = set()
         v.poll_once()  # retried on the next poll: judged now
         assert v.state.verdicts[ids[0]]["verdict"] == "cheated"
     finally:
         ws.close()
+
+
+def test_a_validator_whose_judging_keeps_failing_says_so_and_keeps_following_its_requests(
+        chain: Chain, cheater: tuple[AttestationCourt, list[int], _Attacker, int], tmp_path: Path) -> None:
+    """Issue 81: judges that fail again and again (a model that no longer loads) leave the validator silent. It
+    says so (not ready, with the reason, and in its metrics), and the requests stay followed: one given up on is
+    judged again when someone challenges it, and a resolved vote is still claimed."""
+    court, ids, attacker, start = cheater
+    ws = Workspace(Settings(_env_file=None, home=tmp_path / "home"))  # type: ignore[call-arg]
+    try:
+        v = _Flaky(chain.client, court, chain.accounts.prover2, ws, state_path=tmp_path / "state.json",
+                   node_urls=[attacker.url], from_block=start)
+        v.broken = set(ids)
+        for _ in range(MAX_ATTEMPTS):
+            v.poll_once()
+        failures = MAX_ATTEMPTS * len(ids)
+        assert failures >= FAILING_AFTER
+        ready, reason = v.ready()
+        assert not ready and f"judging failed {failures} times in a row" in reason, reason
+        assert "out of file descriptors" in reason
+        from prometheus_client import generate_latest
+
+        metrics = generate_latest(v.metrics.registry).decode()
+        assert f"proofmarket_validator_failing_judgings {float(failures)}" in metrics
+        assert f"proofmarket_validator_judge_failures_total {float(failures)}" in metrics
+        assert set(v.state.pending) == set(ids)  # still followed
+        v.broken = set()
+        v.poll_once()  # given up on: not judged again unless challenged
+        assert {v.state.verdicts[rid]["verdict"] for rid in ids} == {"error"}
+        assert all(court.status(rid) == "committed" for rid in ids)
+    finally:
+        ws.close()
+
+
+def test_a_validator_that_loses_the_challenge_race_votes_in_the_same_poll() -> None:
+    """Two validators find the same cheat; the court takes one challenge. The one refused votes "cheated" at once
+    (issue 81: otherwise the cheat may stay below quorum and be refunded unslashed)."""
+    from types import SimpleNamespace
+
+    from proofmarket.core.errors import ChainError
+
+    votes: list[tuple[int, bool]] = []
+    status = ["committed"]
+
+    def challenge(rid: int, sender: Any) -> None:
+        status[0] = "challenged"  # another validator's challenge landed first
+        raise ChainError("the court refused the challenge: the request is no longer committed")
+
+    def request(rid: int) -> Any:
+        return SimpleNamespace(outcome="none", status=status[0], commit_block=10, window_end=10**12,
+                               node="0x" + "aa" * 20)
+
+    court = SimpleNamespace(get_request=request, challenge=challenge, is_sampled=lambda rid, who: True,
+                            has_voted=lambda rid, who: False, weight_of=lambda rid, who: 5,
+                            vote=lambda rid, cheated, sender: votes.append((rid, cheated)))
+    from prometheus_client import CollectorRegistry
+
+    from proofmarket.validator.metrics import ValidatorMetrics
+
+    v = Validator.__new__(Validator)
+    v.court, v.account = court, SimpleNamespace(address="0x" + "33" * 20)
+    v.client = SimpleNamespace(timestamp=lambda block=None: 100)
+    v.metrics = ValidatorMetrics(CollectorRegistry())
+    v.state = SimpleNamespace(verdicts={}, pending={})
+    v.check = lambda rid, node, instances, digest: Verdict(  # type: ignore[method-assign]
+        rid, "cheated", "differs at chunk 0")
+    p = {"node": "0x" + "aa" * 20, "instances": [1], "digest": "0x00"}
+    assert v._due_one(7, p, head=20, now=100) == 1
+    assert votes == [(7, True)] and p.get("voted") is True
 
 
 def test_a_validator_that_lost_its_state_after_voting_still_claims(

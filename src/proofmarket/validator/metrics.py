@@ -27,6 +27,10 @@ class ValidatorMetrics:
         self.next_block = Gauge("proofmarket_validator_next_block", "first block not yet scanned", registry=registry)
         self.recheck = Gauge("proofmarket_validator_last_recheck_seconds", "the last re-execution's duration",
                              registry=registry)
+        self.judge_failures = Counter("proofmarket_validator_judge_failures", "judgings that raised (retried; a "
+                                      "vote is never cast on one)", registry=registry)
+        self.failing = Gauge("proofmarket_validator_failing_judgings", "judgings failed in a row, with no verdict "
+                             "between (at 3 the validator is not ready)", registry=registry)
         self.voting = Gauge("proofmarket_validator_voting_from_block", "per held model's listing: the block this "
                             "validator declared it in (it votes on requests committed after it)",
                             ["model", "listing"], registry=registry)

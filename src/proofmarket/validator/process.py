@@ -42,12 +42,16 @@ from proofmarket.validator.state import Pending, ValidatorState, Verdict
 
 PARALLEL_JUDGING = 4  # requests judged at once (fetches, re-executions)
 log = logging.getLogger("proofmarket.validator.process")
-MAX_ATTEMPTS = 3  # a request whose judging raised this many times is given up on
+MAX_ATTEMPTS = 3  # a request whose judging raised this many times is not judged again unless it is challenged
+FAILING_AFTER = 3  # judgings failed in a row, with no verdict between: the validator says it is not ready
 __all__ = ["MAX_ATTEMPTS", "Validator", "ValidatorMetrics", "ValidatorState", "Verdict", "serve_metrics"]
 
 
 class Validator(Judging):
     """The loop: follow the court's events, judge what is due (``Judging``), challenge, vote and claim."""
+
+    failing = 0  # judgings failed in a row (any verdict resets it)
+    last_failure = ""
 
     def __init__(self, client: ChainClient, court: AttestationCourt, account: LocalAccount, workspace: Workspace, *,
                  state_path: Path, node_urls: list[str] | None = None, identity: Any = None,
@@ -178,6 +182,9 @@ class Validator(Judging):
         """Whether this validator can vote on anything, and if not, why and what to do."""
         if self.stake_short:
             return False, self.stake_short
+        if self.failing >= FAILING_AFTER:
+            return False, (f"judging failed {self.failing} times in a row, the last: {self.last_failure}; this "
+                           "validator neither challenges nor votes while it cannot judge (its log has each failure)")
         if self.voting:
             return True, f"can vote on {len(self.voting)} listing(s)"
         if not self._held:
@@ -301,8 +308,9 @@ class Validator(Judging):
             return 0  # the draw is known one block after the commitment
         if p.get("sampled") is False:
             return 0  # not drawn: followed only to vote if it is challenged
-        if rid in self.state.verdicts and self.state.verdicts[rid]["verdict"] not in ("unavailable", "error"):
-            return 0
+        known = self.state.verdicts.get(rid, {})
+        if known and (known["verdict"] not in ("unavailable", "error") or known.get("attempts", 0) >= MAX_ATTEMPTS):
+            return 0  # judged, or given up on (judged again if someone challenges it: its vote is asked for)
         if not self.court.is_sampled(rid, self.address):
             self.metrics.checks.labels("not_sampled").inc()
             p["sampled"] = False
@@ -315,20 +323,26 @@ class Validator(Judging):
         self._record(verdict)
         if verdict.verdict == "unavailable" and now <= onchain.window_end:
             self._challenge(rid, verdict, p, availability=True)  # the node must publish it on chain
-        elif verdict.verdict == "cheated" and now <= onchain.window_end:
-            self._challenge(rid, verdict, p)
+        elif verdict.verdict == "cheated" and now <= onchain.window_end and not self._challenge(rid, verdict, p):
+            onchain = self.court.get_request(rid)
+            if onchain.status == "challenged":  # another validator challenged first: our verdict is a vote, now
+                self._vote(rid, p, onchain)
         return 1  # followed until it is paid or resolved: a challenge by someone else asks for our vote
 
     def _failed(self, rid: int, exc: Exception) -> None:
-        """Judging ``rid`` raised: recorded for ``rid`` (verdict ``error``), retried on the next polls, given
-        up after :data:`MAX_ATTEMPTS`."""
+        """Judging ``rid`` raised: recorded for ``rid`` (verdict ``error``), retried on the next polls, not judged
+        again after :data:`MAX_ATTEMPTS` unless someone challenges it (the request stays followed: its vote is
+        asked for, and a resolved vote claimed). Failures in a row make the validator not ready (``ready``)."""
         self.metrics.errors.inc()
+        self.metrics.judge_failures.inc()
         log.exception("validator: judging request %s failed", rid)
         attempts = int(self.state.verdicts.get(rid, {}).get("attempts", 0)) + 1
-        self._record(Verdict(rid, "error", f"judging failed here: {type(exc).__name__}: {exc}"[:500]))
+        reason = f"{type(exc).__name__}: {exc}"[:300]
+        self._record(Verdict(rid, "error", f"judging failed here: {reason}"))
         self.state.verdicts[rid]["attempts"] = attempts
-        if attempts >= MAX_ATTEMPTS:
-            self.state.pending.pop(rid, None)
+        self.failing += 1
+        self.last_failure = f"request {rid}: {reason}"
+        self.metrics.failing.set(self.failing)
 
     def _vote(self, rid: int, p: dict[str, Any], onchain: Any) -> int:
         me = self.address.lower()
@@ -353,7 +367,8 @@ class Validator(Judging):
             log.warning("validator: vote on request %s refused: %s", rid, exc.message)
         return 1
 
-    def _challenge(self, rid: int, verdict: Verdict, p: dict[str, Any], *, availability: bool = False) -> None:
+    def _challenge(self, rid: int, verdict: Verdict, p: dict[str, Any], *, availability: bool = False) -> bool:
+        """Challenge ``rid`` (for availability, or as cheated); False when the court refused it."""
         try:
             if availability:
                 self.court.challenge_availability(rid, self.account)
@@ -363,9 +378,11 @@ class Validator(Judging):
             self.metrics.challenges.inc()
             log.warning("validator %s: challenged request %s%s: %s", self.address, rid,
                         " for availability" if availability else "", verdict.reason)
+            return True
         except ProofMarketError as exc:
             self.metrics.errors.inc()
             log.warning("validator: challenge of request %s refused: %s", rid, exc.message)
+            return False
 
     def _claim(self, rid: int) -> None:
         """Settle our vote on a resolved request: the escrowed share (and the losers') back to our stake."""
@@ -379,6 +396,9 @@ class Validator(Judging):
             log.warning("validator: claim of the vote on request %s refused: %s", rid, exc.message)
 
     def _record(self, verdict: Verdict) -> None:
+        if verdict.verdict != "error":  # a verdict reached: judging works here
+            self.failing = 0
+            self.metrics.failing.set(0)
         if self.state.verdicts.get(verdict.request_id, {}).get("verdict") != verdict.verdict:
             self.metrics.checks.labels(verdict.verdict).inc()
         self.state.verdicts[verdict.request_id] = {"verdict": verdict.verdict, "reason": verdict.reason,

@@ -3,6 +3,7 @@ its re-execution (``reexecute``: one prefill pass, or one ONNX run, against ever
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from proofmarket.core.errors import ArtifactNotFound, AttestationMismatch, VerificationFailed
+from proofmarket.core.errors import ArtifactNotFound, AttestationMismatch, ProofMarketError, VerificationFailed
 from proofmarket.store import ArtifactStore
 from proofmarket.systems.attested import toploc
 from proofmarket.systems.attested.documents import (
@@ -22,6 +23,8 @@ from proofmarket.systems.attested.documents import (
 )
 from proofmarket.systems.attested.sampling import Decoding
 from proofmarket.systems.attested.terms import DEFAULT_TOLERANCE, load_lm, materialise
+
+log = logging.getLogger(__name__)
 
 
 def _check_onnx_bundle(bundle: AttestedOnnxBundle, store: ArtifactStore | None) -> list[str]:
@@ -127,23 +130,38 @@ def reexecute(bundle: AttestedBundle | AttestedOnnxBundle, store: ArtifactStore,
               model_dir: Path | None = None, threads: int | None = None) -> Any:
     """Re-run one prefill over prompt + output and check every chunk and token (``AttestationMismatch`` at the
     first difference). The weights come from ``model_dir`` (checked against the bundle's weights root) or from
-    the files the manifest names in ``store``. An ONNX bundle: one run, every committed tensor checked."""
+    the files the manifest names in ``store``. An ONNX bundle: one run, every committed tensor checked.
+
+    A causal LM is loaded once per process and shared by the threads that judge with it (``lm.load``); a failure
+    that is no verdict (a half-built load, any fault nothing explains) drops it, and the check runs once more on a
+    fresh load before the failure is raised."""
     if isinstance(bundle, AttestedOnnxBundle):
         return _reexecute_onnx(bundle, store, work_dir, model_dir, threads)
     lm = load_lm()
     manifest = _manifest_in(store, bundle.model.id)
     if model_dir is None:
         model_dir = _stored_model(store, manifest, bundle.model.id, work_dir)
-    model = lm.CausalLM(model_dir)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    try:
+        return _recheck_lm(bundle, manifest, lm.load(model_dir), model_dir)
+    except ProofMarketError:
+        raise  # a verdict on the bundle (or on what is held here), not a fault of the shared model
+    except Exception:  # noqa: BLE001 (a half-built load, a fault nothing explains: never kept for the next check)
+        log.warning("re-executing with model %s failed: loaded afresh and tried once more", bundle.model.id,
+                    exc_info=True)
+    lm.forget(model_dir)
+    return _recheck_lm(bundle, manifest, lm.load(model_dir), model_dir)
+
+
+def _recheck_lm(bundle: AttestedBundle, manifest: AttestedManifest | None, model: Any, model_dir: Path) -> Any:
     root = model.weights_root()
     if root != bundle.model.weights_root:
         which = differing_tensors(manifest.weights.leaves, model.weight_leaves()) \
             if manifest is not None and manifest.weights.leaves else f"root {root[:18]}..."
         raise AttestationMismatch(f"the weights in {model_dir.name} are not the ones the bundle commits to ({which})")
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
     terms = manifest.generation if manifest is not None else None
     tolerance = toploc.Tolerance.from_json(terms.tolerance) if terms is not None else DEFAULT_TOLERANCE
     decoding = Decoding(bundle.decoding.max_tokens, bundle.decoding.temperature, bundle.decoding.seed)

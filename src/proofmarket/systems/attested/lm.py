@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import platform
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +27,40 @@ CONFIG = "config.json"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
 CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
 SKIPPED = {".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".onnx", ".gguf", ".pkl", ".npz", ".npy"}
+
+# transformers builds a model under process-wide patches (``PreTrainedModel.tie_weights`` emptied, torch's init
+# functions emptied, the default dtype set) and restores them on exit: two loads that overlap restore each other's
+# patch, and a model with tied weights loads from then on with its tied tensors left on the meta device ("Cannot
+# copy out of meta tensor"), in every later load of the process. One load (or construction) at a time, here.
+LOADING = threading.RLock()
+_LOADED: dict[Path, tuple[tuple[tuple[str, int, int], ...], CausalLM]] = {}
+
+
+class ModelLoadIncomplete(RuntimeError):
+    """A model came out of loading with tensors that hold no data: never used, never cached (a fault of this
+    process, not of the model or the bundle: whoever judges with it tries again)."""
+
+
+def load(model_dir: Path) -> CausalLM:
+    """The model of ``model_dir``, loaded once per process and shared by its threads (read-only: forward passes
+    and hashes), reloaded when a file of it changes. Loads run one at a time (``LOADING``)."""
+    files = check_dir(model_dir)
+    stamp = tuple((p.name, st.st_size, st.st_mtime_ns) for p in files for st in (p.stat(),))
+    key = model_dir.resolve()
+    with LOADING:
+        known = _LOADED.get(key)
+        if known is not None and known[0] == stamp:
+            return known[1]
+        model = CausalLM(model_dir)
+        _LOADED[key] = (stamp, model)
+        return model
+
+
+def forget(model_dir: Path) -> None:
+    """Drop the shared model of ``model_dir``: the next ``load`` builds it afresh (after a failure nothing explains,
+    so that no state of a failed use is used again)."""
+    with LOADING:
+        _LOADED.pop(model_dir.resolve(), None)
 
 
 def _torch() -> Any:
@@ -112,23 +147,31 @@ class CausalLM:
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
         self.dir = model_dir
-        try:
-            self.config = AutoConfig.from_pretrained(model_dir, local_files_only=True, trust_remote_code=False)
-            self.model = AutoModelForCausalLM.from_pretrained(
-                model_dir, local_files_only=True, trust_remote_code=False, dtype=torch.float32, use_safetensors=True)
-        except ValueError as exc:
-            raise NotCausalLM(f"{model_dir.name} does not load as a causal language model: "
-                              f"{str(exc).splitlines()[0]}") from exc
-        except (OSError, KeyError) as exc:
-            raise ModelFilesMissing(f"{model_dir.name} does not load: {str(exc).splitlines()[0]}") from exc
-        self.model.train(False)  # inference mode: what eval() does (transformers leaves eval unannotated)
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True, trust_remote_code=False)
-        except (OSError, ValueError) as exc:
-            raise ModelFilesMissing(f"the tokenizer of {model_dir.name} does not load: "
-                                    f"{str(exc).splitlines()[0]}") from exc
+        with LOADING:
+            try:
+                self.config = AutoConfig.from_pretrained(model_dir, local_files_only=True, trust_remote_code=False)
+                self.model = AutoModelForCausalLM.from_pretrained(
+                    model_dir, local_files_only=True, trust_remote_code=False, dtype=torch.float32,
+                    use_safetensors=True)
+            except ValueError as exc:
+                raise NotCausalLM(f"{model_dir.name} does not load as a causal language model: "
+                                  f"{str(exc).splitlines()[0]}") from exc
+            except (OSError, KeyError) as exc:
+                raise ModelFilesMissing(f"{model_dir.name} does not load: {str(exc).splitlines()[0]}") from exc
+            empty = next((name for name, t in self.model.state_dict().items() if t.is_meta), None)
+            if empty is not None:
+                raise ModelLoadIncomplete(f"{model_dir.name} loaded without the data of tensor {empty}")
+            self.model.train(False)  # inference mode: what eval() does (transformers leaves eval unannotated)
+            try:
+                self.tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True,
+                                                               trust_remote_code=False)
+            except (OSError, ValueError) as exc:
+                raise ModelFilesMissing(f"the tokenizer of {model_dir.name} does not load: "
+                                        f"{str(exc).splitlines()[0]}") from exc
         self._root: str | None = None
         self._leaves: dict[str, str] | None = None
+        self._hashing = threading.Lock()  # the leaves are computed once, whichever thread asks first
+        self._tokenizing = threading.Lock()  # a fast tokenizer may reconfigure itself in a call: one call at a time
 
     # --- what the manifest records -------------------------------------------------------------
     @property
@@ -152,18 +195,20 @@ class CausalLM:
 
     def weights_root(self) -> str:
         """sha256 Merkle root over the loaded tensors (name, dtype, shape, bytes), sorted by name."""
+        leaves = self.weight_leaves()
         if self._root is None:
-            self._root = merkle_root([bytes.fromhex(h) for h in self.weight_leaves().values()])
+            self._root = merkle_root([bytes.fromhex(h) for h in leaves.values()])
         return self._root
 
     def weight_leaves(self) -> dict[str, str]:
         """Each tensor's leaf hash (hex), by name: the manifest keeps them, so a differing model names its tensor."""
-        if self._leaves is None:
-            state = self.model.state_dict()
-            self._leaves = {name: tensor_leaf(name, str(t.dtype).removeprefix("torch."), list(t.shape),
-                                              t.detach().contiguous().cpu().numpy().tobytes()).hex()
-                            for name, t in sorted(state.items())}
-        return self._leaves
+        with self._hashing:
+            if self._leaves is None:
+                state = self.model.state_dict()
+                self._leaves = {name: tensor_leaf(name, str(t.dtype).removeprefix("torch."), list(t.shape),
+                                                  t.detach().contiguous().cpu().numpy().tobytes()).hex()
+                                for name, t in sorted(state.items())}
+            return self._leaves
 
     @property
     def tensor_count(self) -> int:
@@ -181,18 +226,21 @@ class CausalLM:
 
     # --- text <-> tokens ---------------------------------------------------------------------------
     def encode(self, prompt: str) -> list[int]:
-        return [int(t) for t in self.tokenizer.encode(prompt)]
+        with self._tokenizing:
+            return [int(t) for t in self.tokenizer.encode(prompt)]
 
     def chat_prompt(self, messages: list[dict[str, str]]) -> str:
         """The prompt of a chat: the tokenizer's own chat template (with the assistant's turn opened) when it has
         one, else one ``role: content`` line per message and an open ``assistant:`` line."""
         if getattr(self.tokenizer, "chat_template", None):
-            return str(self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+            with self._tokenizing:
+                return str(self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
         lines = [f"{m['role']}: {m['content']}" for m in messages]
         return "\n".join([*lines, "assistant:"])
 
     def decode(self, tokens: list[int]) -> str:
-        return str(self.tokenizer.decode(tokens, skip_special_tokens=True))
+        with self._tokenizing:
+            return str(self.tokenizer.decode(tokens, skip_special_tokens=True))
 
     # --- generation ---------------------------------------------------------------------------------
     def generate(self, prompt_tokens: list[int], decoding: sampling.Decoding, *, chunk: int, topk: int,

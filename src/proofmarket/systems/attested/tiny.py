@@ -21,7 +21,7 @@ CORPUS = [
 
 
 def build_tiny_lm(out_dir: Path, *, layers: int = 2, hidden: int = 64, heads: int = 4, seed: int = 0,
-                  context: int = 512, vocab: int = 384, train_steps: int = 0) -> Path:
+                  context: int = 512, vocab: int = 384, train_steps: int = 0, tied: bool = False) -> Path:
     """``train_steps`` > 0 trains it briefly on the corpus (seconds), so that greedy text looks like it."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -43,10 +43,13 @@ def build_tiny_lm(out_dir: Path, *, layers: int = 2, hidden: int = 64, heads: in
     config = LlamaConfig(vocab_size=tok.get_vocab_size(), hidden_size=hidden, intermediate_size=hidden * 2,
                          num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
                          max_position_embeddings=context, bos_token_id=0, eos_token_id=1, initializer_range=0.1,
-                         tie_word_embeddings=False)
+                         tie_word_embeddings=tied)
     config.architectures = ["LlamaForCausalLM"]
+    from proofmarket.systems.attested.lm import LOADING
+
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
+    with LOADING:  # built under transformers' process-wide patches, as a load is
+        model = LlamaForCausalLM(config)
     if train_steps > 0:
         _train(model, [[0, *tok.encode(line).ids, 1] for line in CORPUS], train_steps)
     model.save_pretrained(out_dir, safe_serialization=True)
