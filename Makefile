@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 NPMSTAMP := node_modules/.installed
 
-.PHONY: setup test test-fast demo rehearsal bench lint contracts clean webapp docs
+.PHONY: setup test test-fast soak demo rehearsal bench lint contracts clean webapp docs
 
 setup: $(STAMP) $(NPMSTAMP)
 
@@ -35,6 +35,10 @@ test: setup
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+# the soak lane, outside CI's: repeated end-to-end scenarios (tests/soak; SOAK_RUNS=N runs each, 10 by default)
+soak: setup
+	$(BIN)/python -m pytest -q --soak tests/soak $(PYTEST_ARGS)
 
 demo: setup
 	$(BIN)/python -m proofmarket.demo

@@ -1,7 +1,7 @@
 """Same files, same id (P3-20): a model id is the CID of its manifest, so nothing time- or machine-dependent may be
 in it. A validator that compiles the listed model's files itself (``compile --mode attested DIR``, in its own home,
-at another time) gets the listed id: for a causal LM and for an attested ONNX model, with the clock moved and a
-real minute apart. Manifests written before (with their compile time) still load."""
+at another time) gets the listed id: for a causal LM and for an attested ONNX model, with the clock moved in process and
+in a CLI process whose clocks read a minute later. Manifests written before (with their compile time) still load."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -66,17 +65,35 @@ def test_a_manifest_with_its_compile_time_still_loads(lm_id: str, attested_ws: W
     assert AttestedManifest.model_validate(doc).model_dump(mode="json") == doc
 
 
+LATER = """
+import datetime, runpy, sys, time
+SHIFT = float(sys.argv.pop(1))
+real_time, real_ns = time.time, time.time_ns
+time.time = lambda: real_time() + SHIFT
+time.time_ns = lambda: real_ns() + int(SHIFT * 1e9)
+class Later(datetime.datetime):
+    @classmethod
+    def now(cls, tz=None):
+        return super().now(tz) + datetime.timedelta(seconds=SHIFT)
+    @classmethod
+    def utcnow(cls):
+        return super().utcnow() + datetime.timedelta(seconds=SHIFT)
+datetime.datetime = Later
+runpy.run_module("proofmarket.cli.main", run_name="__main__")
+"""
+
+
 @pytest.mark.slow
 def test_a_validator_compiling_a_minute_later_gets_the_listed_id(lm_dir: Path, tmp_path: Path) -> None:
-    """The CLI a validator runs, in its own home, a real minute after the node compiled."""
-    def compile_in(home: Path) -> str:
+    """The CLI a validator runs, in its own home, a minute after the node compiled: its clocks (``time.time``,
+    ``datetime.now``) read 61 s later, as a real minute's wait would (without the wait)."""
+    def compile_in(home: Path, later_s: float) -> str:
         env = {**os.environ, "PROOFMARKET_HOME": str(home)}
-        res = subprocess.run([sys.executable, "-m", "proofmarket.cli.main", "compile", str(lm_dir), "--mode",
+        res = subprocess.run([sys.executable, "-c", LATER, str(later_s), "compile", str(lm_dir), "--mode",
                               "attested", "--json"], capture_output=True, text=True, env=env, timeout=600, check=False)
         assert res.returncode == 0, res.stderr
         model_id: str = json.loads(res.stdout)["model_id"]
         return model_id
 
-    listed = compile_in(tmp_path / "node")
-    time.sleep(61)
-    assert compile_in(tmp_path / "validator") == listed
+    listed = compile_in(tmp_path / "node", 0)
+    assert compile_in(tmp_path / "validator", 61) == listed
