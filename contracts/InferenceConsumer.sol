@@ -33,7 +33,7 @@ abstract contract InferenceConsumer is IInferenceConsumer {
 
     /// @notice EZKL's field (BN254's scalar field): outputs above half of it are negative.
     uint256 internal constant FIELD_MODULUS =
-        21888242871839275222246405745257518105605219767508548789122483440263116767233;
+        21888242871839275222246405745257275088548364400416034343698204186575808495617;
 
     IInferenceMarketCallbacks public immutable market;
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from py_ecc.bn128 import curve_order as FIELD  # BN254's scalar field, EZKL's: from the curve library, not our code
 from market_helpers import (
     OWNER_SHARE_BPS,
     Listed,
@@ -24,7 +25,6 @@ from proofmarket.onchain import Market
 
 pytestmark = [pytest.mark.slow, pytest.mark.chain]
 GAS, TIP = 200_000, 50_000  # the callback's gas, and the prover's tip for it (0.05 USDC)
-FIELD = 21888242871839275222246405745257518105605219767508548789122483440263116767233
 
 
 def _request(market: Market, consumer: Any, model_id: str, *, gas: int = GAS, tip: int = TIP) -> int:
@@ -43,6 +43,17 @@ def _ask(market: Market, gate: Any, model_id: str, ttl_s: int) -> tuple[int, int
 
 def _signed(felt: int) -> int:
     return felt - FIELD if felt > FIELD // 2 else felt
+
+
+@pytest.mark.parametrize("value", [-0.32, -1.0, -1e-3, 0.0, 0.5, 3.25, -40.0])
+def test_the_consumer_base_decodes_what_ezkl_encodes_negative_values_included(market: Market, value: float) -> None:
+    """``InferenceConsumer._signed`` gives back the fixed-point integer EZKL encoded (its own ``float_to_felt``):
+    a negative output -v is the field's modulus minus v, and the base must use BN254's modulus to see it."""
+    import ezkl
+
+    consumer = consumer_contract(market, "TestConsumer", 0)
+    felt = int.from_bytes(bytes.fromhex(ezkl.float_to_felt(value, 10)), "little")  # EZKL's encoding, 2^10 scale
+    assert consumer.functions.signedOf(felt).call() == round(value * 2**10)
 
 
 def test_a_consumer_contract_acts_on_the_verified_score(market: Market, models: Listed, proofs: Proofs) -> None:

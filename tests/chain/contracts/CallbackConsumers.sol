@@ -46,6 +46,11 @@ contract TestConsumer is InferenceConsumer, Misbehaving {
         return _last;
     }
 
+    /// @notice The base's decoding of one field element, for the tests.
+    function signedOf(uint256 felt) external pure returns (int256) {
+        return _signed(felt);
+    }
+
     function _onResult(uint256 requestId, bytes32, uint256[] calldata outputs) internal override {
         _misbehave();
         if (mode == 3) {
