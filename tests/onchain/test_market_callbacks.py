@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from py_ecc.bn128 import curve_order as FIELD  # BN254's scalar field, EZKL's: from the curve library, not our code
 from market_helpers import (
     OWNER_SHARE_BPS,
     Listed,
@@ -18,6 +17,7 @@ from market_helpers import (
     mlp_input,
     request_with_callback,
 )
+from py_ecc.bn128 import curve_order as FIELD  # BN254's scalar field, EZKL's: from the curve library, not our code
 
 from proofmarket.chain import RequestStatus
 from proofmarket.core.errors import ChainError

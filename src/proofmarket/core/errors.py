@@ -351,6 +351,11 @@ class AnswerMismatch(VerificationFailed, code="answer_mismatch"):
     """The proof holds but does not answer the request the client made (model, input, salt, output or payment)."""
 
 
+class ReceiptMismatch(VerificationFailed, code="receipt_mismatch"):
+    """A paid bundle shows what its node-signed receipt does not sign: another model, input, output or bundle, or a
+    payment section whose transaction, payer, amount or network was edited."""
+
+
 class AttestationMismatch(VerificationFailed, code="attestation_mismatch"):
     """A re-execution of an attested result differs from what the node committed to (a chunk or a token)."""
 

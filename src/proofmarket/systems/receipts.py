@@ -26,7 +26,7 @@ from eth_utils.crypto import keccak
 
 from proofmarket.core.canonical import canonical_forms, canonical_json
 from proofmarket.core.eip712 import DOMAIN_FIELDS, fields
-from proofmarket.core.errors import VerificationFailed
+from proofmarket.core.errors import ReceiptMismatch, VerificationFailed
 from proofmarket.core.profiles import chain_id_of
 from proofmarket.store.cid import cid_for_bytes
 
@@ -265,9 +265,17 @@ def check_receipt(bundle: Bundle) -> str:
     ]
     for what, signed, actual in bound:
         if signed != actual:
-            raise VerificationFailed(f"the receipt's {what} is not this bundle's ({signed} != {actual})")
-    if bundle.payment is not None and "transaction" in bundle.payment and \
-            str(bundle.payment["transaction"]).lower() != str(message["transaction"]).lower():
-        raise VerificationFailed("the receipt's payment transaction is not the bundle's payment")
+            raise ReceiptMismatch(f"the receipt's {what} is not this bundle's ({signed} != {actual})")
+    payment = bundle.payment or {}
+    signed_payment = [  # the payment section's fields the receipt signs: each one shown must be the signed one
+        ("transaction", str(payment.get("transaction", "")).lower(), str(message["transaction"]).lower()),
+        ("payer", str(payment.get("payer", "")).lower(), str(message["payer"]).lower()),
+        ("amount", str(payment.get("amount", "")), str(message["amount"])),
+        ("network", str(payment.get("network", "")), str(message["network"])),
+    ]
+    for what, shown, signed in signed_payment:
+        if what in payment and shown != signed:
+            raise ReceiptMismatch(f"the bundle's payment {what} is not the one its receipt signs "
+                                  f"({payment[what]} != {message[what]})", field=what)
     return (f"receipt signed by {signer} binds payment {message['transaction']} ({message['amount']} atomic "
             f"on {message['network']}) to this model, input, output and bundle")

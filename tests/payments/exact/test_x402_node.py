@@ -114,6 +114,25 @@ def test_paid_inference_returns_output_bundle_and_receipt(node: Served, chain: C
     assert cid_for_bytes(canonical_json(result.bundle)) == result.payment["paid_bundle_cid"]
 
 
+@pytest.mark.parametrize(("field", "edited"), [
+    ("payer", "0x000000000000000000000000000000000000dEaD"), ("amount", "1"), ("network", "eip155:8453"),
+    ("transaction", "0x" + "ab" * 32)])
+def test_verify_refuses_a_paid_bundle_whose_payment_section_was_edited(
+        node: Served, mlp_id: str, payer: LocalAccount, node_home: Path, tmp_path: Path, field: str,
+        edited: str) -> None:
+    """Issue 71: each field of a paid bundle's ``payment`` that the receipt signs is compared with it; an edited one
+    is refused (``receipt_mismatch``, exit 1), and the unedited bundle verifies."""
+    with Client(node.url, account=payer, cache_dir=tmp_path / "cache", devnet=True) as sdk:
+        result = sdk.infer(mlp_id, mlp_input())
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps(result.bundle))
+    home = ["--home", str(node_home), "--json"]
+    assert CliRunner().invoke(cli, ["verify", str(path), *home]).exit_code == 0
+    path.write_text(json.dumps({**result.bundle, "payment": {**result.bundle["payment"], field: edited}}))
+    refused = CliRunner().invoke(cli, ["verify", str(path), *home])
+    assert refused.exit_code == 1 and "receipt_mismatch" in refused.output and f"payment {field}" in refused.output
+
+
 class _Counting(httpx.HTTPTransport):
     def __init__(self) -> None:
         super().__init__()
