@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 NPMSTAMP := node_modules/.installed
 
-.PHONY: setup test test-fast soak demo rehearsal bench lint contracts clean webapp docs
+.PHONY: setup test test-fast times soak demo rehearsal bench lint contracts clean webapp docs
 
 setup: $(STAMP) $(NPMSTAMP)
 
@@ -30,11 +30,24 @@ docs: setup  # the docs site (mkdocs, strict: a broken link or anchor fails) int
 webapp:
 	$(BIN)/python scripts/build_webapp.py
 
-test: setup
-	$(BIN)/python -m pytest -q --durations=30 $(PYTEST_ARGS)
+# several workers (pytest-xdist), each test's world built once on one of them (tests/conftest.py); WORKERS=0 runs
+# in this process
+WORKERS ?= 3
+UNIT    := not slow and not chain and not npm and not browser and not release
 
+test: setup
+	$(BIN)/python -m pytest -q -n $(WORKERS) --durations=30 $(PYTEST_ARGS)
+
+# the unit lane: no compile or proof, no devnet, no npm tool, browser or release build (lanes: tests/conftest.py)
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(WORKERS) -m "$(UNIT)" $(PYTEST_ARGS)
+
+# where the suite's time goes: the whole suite with its records, rendered into tests/TIMES.md, and each world's
+# seconds into tests/worlds.json (the scheduler starts the longest worlds first)
+times: setup
+	rm -rf .times
+	$(BIN)/python -m pytest -q -n $(WORKERS) --times .times $(PYTEST_ARGS); \
+		code=$$?; $(BIN)/python scripts/test_times.py .times --out tests/TIMES.md --worlds tests/worlds.json; exit $$code
 
 # the soak lane, outside CI's: repeated end-to-end scenarios (tests/soak; SOAK_RUNS=N runs each, 10 by default)
 soak: setup
@@ -79,4 +92,4 @@ contracts: setup
 	node scripts/compile_contracts.js
 
 clean:
-	rm -rf .demo bench/out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .demo bench/out .pytest_cache .mypy_cache .ruff_cache .times

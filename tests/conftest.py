@@ -1,13 +1,30 @@
 """The suite's root: lanes and worlds.
 
+- Lanes: a test's markers ``slow`` (compiles circuits, real proofs), ``chain`` (an anvil devnet), ``npm`` (the
+  npm tools), ``browser`` (headless Chromium) and ``release`` (the wheel, the image, the docs site) come from what it
+  uses, assigned at collection: the fixtures it needs, directly or through other fixtures (``LANES``), and the
+  test helpers its module imports (``MODULE_LANES``), besides any marker written on it. ``make test-fast`` runs the
+  unit lane (none of them). ``LaneGuard`` keeps the labels true: a test that starts a devnet outside the ``chain``
+  lane, or compiles or proves with EZKL in this process outside the ``slow`` lane, fails and says which lane it
+  needs.
+
 - ``soak`` tests (long, repeated scenarios) run only when asked (``--soak``, ``make soak``).
+- Times: ``--times DIR`` records each test's phases and each fixture's setup, one JSON-lines file per process (the
+  controller and each worker), for ``scripts/test_times.py`` (``make times``: the table in ``tests/TIMES.md``).
 - Worlds: tests that use a folder's session fixtures (a compiled model, a devnet, a node home: its ``conftest.py``)
-  share that world, so under several workers (``-n``, pytest-xdist with ``--dist loadgroup``) they run on one
-  worker, which builds the world once, while other worlds run beside it. A test that uses no folder's session
-  fixture is grouped with its file only (module fixtures are built once per file).
+  share that world, so under several workers (``-n N``, pytest-xdist) they run on one worker, which builds the world
+  once, while other worlds run beside it (``WorldScheduling``). A test that uses no folder's session fixture is
+  grouped with its file only (module fixtures are built once per file).
 """
 
 from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +32,72 @@ import pytest
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--soak", action="store_true", default=False,
                      help="also run the soak lane (tests/soak: repeated end-to-end scenarios, minutes each)")
+    parser.addoption("--times", metavar="DIR", default=None,
+                     help="record test phases and fixture setups in DIR (scripts/test_times.py renders them)")
+
+
+class _Times:
+    """One process's records: test phases (setup, call, teardown) and fixture setups, with the worker's name."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        self.out = (folder / f"{self.worker}.jsonl").open("w")
+        self.started = time.time()
+
+    def write(self, **record: Any) -> None:
+        self.out.write(json.dumps({"worker": self.worker, **record}) + "\n")
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_fixture_setup(self, fixturedef: Any, request: Any) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        self.write(kind="fixture", name=fixturedef.argname, scope=fixturedef.scope,
+                   where=fixturedef.baseid or "(plugin)", test=getattr(request, "_pyfuncitem", request.node).nodeid,
+                   s=round(time.perf_counter() - started, 4))
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: Any) -> Iterator[Any]:
+        self.write(kind="test", test=item.nodeid, world=world(item))
+        return (yield)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if getattr(report, "node", None) is not None:
+            return  # a worker's report heard by the xdist controller: the worker wrote it already
+        self.write(kind="phase", test=report.nodeid, when=report.when, outcome=report.outcome,
+                   s=round(report.duration, 4))
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        self.write(kind="session", s=round(time.time() - self.started, 2), tests=session.testscollected)
+        self.out.close()
+
+
+def measured_worlds() -> dict[str, float]:
+    """Each world's seconds as ``make times`` last measured them (``tests/worlds.json``; none: empty)."""
+    try:
+        return {str(k): float(v) for k, v in json.loads(WORLD_SECONDS.read_text()).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(LaneGuard(), "proofmarket-lanes")
+    folder = config.getoption("--times")
+    if folder:
+        config.pluginmanager.register(_Times(Path(folder)), "proofmarket-times")
+    if getattr(config.option, "numprocesses", None) and not os.environ.get("PYTEST_XDIST_WORKER") and \
+            config.pluginmanager.hasplugin("xdist"):  # the controller of several workers
+        import tempfile
+
+        handle, path = tempfile.mkstemp(prefix="proofmarket-worlds-", suffix=".json")
+        os.close(handle)
+        os.environ[WORLDS_ENV] = path  # the workers start after this, with it in their environment
+        config.pluginmanager.register(WorldScheduling(), "proofmarket-worlds")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if config.pluginmanager.has_plugin("proofmarket-worlds"):
+        Path(os.environ.pop(WORLDS_ENV)).unlink(missing_ok=True)
 
 
 def world(item: pytest.Item) -> str:
@@ -25,6 +108,115 @@ def world(item: pytest.Item) -> str:
     return min(folders, key=len) if folders else item.nodeid.split("::")[0]
 
 
+LANE_MARKERS = ("slow", "chain", "npm", "browser", "release")
+# the fixtures that build a world of a lane (a test needing one directly or through another fixture is in it);
+# "name@path" (a folder or a file) where the same name means something else elsewhere
+LANES: dict[str, tuple[str, ...]] = {
+    # anvil devnets and what is deployed on them
+    "devnet": ("chain",), "session_chain": ("chain",), "chain": ("chain",), "escrow_devnet": ("chain",),
+    "market_devnet": ("chain",), "session_market": ("chain",), "market": ("chain",), "sepolia": ("chain",),
+    "cli_home": ("chain",), "chain_home": ("chain",), "contract_payer": ("chain",), "cheater": ("chain",),
+    "factory@tests/payments/exact": ("chain",), "rpc_url@tests/chain/test_chain_rpc_session.py": ("chain",),
+    # EZKL compiles and proofs
+    "mlp_id": ("slow",), "private_mlp_id": ("slow",), "batched_id": ("slow",), "mlp_store": ("slow",),
+    "listed_node": ("slow", "chain", "npm"), "built@tests/contracts": ("slow",), "env@tests/intake": ("slow", "chain"),
+    "net": ("slow", "chain"), "batch_model": ("slow",), "shared_model": ("slow",), "models": ("slow",),
+    "private_model": ("slow",), "fresh@tests/onchain": ("slow",), "served_model": ("slow",), "lm_node": ("slow",),
+    "mcp_node": ("slow",), "listed@tests/payments/exact": ("slow",), "hashed_id": ("slow",), "onnx_id": ("slow",),
+    "mlp@tests/systems/ezkl": ("slow",), "logreg@tests/systems/ezkl": ("slow",), "batched": ("slow",),
+    "hashed_mlp": ("slow",), "proved": ("slow",), "proofs": ("slow",),
+    "node@tests/payments/test_facilitator_http.py": ("slow",),
+    "node@tests/payments/exact/test_x402_attested_pending.py": ("slow", "chain"),
+    "lm_id@tests/intake": ("slow",),
+    # the release builds and the npm tools
+    "ipfs_car": ("npm",), "image": ("npm", "release"), "buildah": ("release",), "wheel": ("release",),
+    "installed": ("release",), "site": ("release",),
+}
+# the test helpers whose use puts a test module in a lane
+MODULE_LANES: dict[str, tuple[str, ...]] = {"browser_wallet": ("browser",), "clean_wheel": ("release",),
+                                            "ipfs_node": ("npm",)}
+
+
+_LANES_BY_NAME: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
+for _key, _lanes in LANES.items():
+    _name, _, _where = _key.partition("@")
+    _LANES_BY_NAME.setdefault(_name, []).append((_where, _lanes))
+
+
+def lanes(item: pytest.Item) -> set[str]:
+    """The lanes ``item`` is in: from its fixtures (``LANES``), its module's helpers (``MODULE_LANES``) and its
+    own markers."""
+    found = {m.name for m in item.iter_markers() if m.name in LANE_MARKERS}
+    info = getattr(item, "_fixtureinfo", None)
+    for name, defs in (info.name2fixturedefs.items() if info else ()):
+        where = defs[-1].baseid.split("::")[0]  # the definition this test gets (the closest one)
+        for path, names in _LANES_BY_NAME.get(name, ()):
+            if not path or where == path or where.startswith(path + "/"):
+                found.update(names)
+    module = getattr(item, "module", None)
+    for value in (vars(module).values() if module is not None else ()):
+        found.update(MODULE_LANES.get(getattr(value, "__module__", None) or getattr(value, "__name__", ""), ()))
+    return found
+
+
+class LaneGuard:
+    """Fails a test whose setup or call did what its lanes do not say: started a devnet (``chain``), or ran EZKL's
+    compile, key setup or proof in this process (``slow``)."""
+
+    EZKL_CALLS = ("gen_settings", "calibrate_settings", "compile_circuit", "setup", "prove")
+
+    def __init__(self) -> None:
+        self.used: set[str] = set()
+        from proofmarket.chain.devnet import Devnet
+
+        start = Devnet.start
+        guard = self
+
+        def started(devnet: Any, *args: Any, **kwargs: Any) -> Any:
+            guard.used.add("chain")
+            return start(devnet, *args, **kwargs)
+
+        Devnet.start = started  # type: ignore[method-assign]
+        try:
+            import ezkl
+        except ImportError:  # pragma: no cover - a dependency of the package
+            return
+        for name in self.EZKL_CALLS:
+            setattr(ezkl, name, self._noting(getattr(ezkl, name)))
+
+    def _noting(self, call: Any) -> Any:
+        def noted(*args: Any, **kwargs: Any) -> Any:
+            self.used.add("slow")
+            return call(*args, **kwargs)
+
+        return noted
+
+    def _check(self, item: pytest.Item) -> None:
+        missing, self.used = self.used - lanes(item), set()
+        if missing:
+            what = {"chain": "started an anvil devnet", "slow": "ran an EZKL compile or proof"}
+            pytest.fail(f"{item.nodeid} {' and '.join(what[m] for m in sorted(missing))} but is not in the "
+                              f"{'/'.join(sorted(missing))} lane: add the fixture that does it to LANES in "
+                              "tests/conftest.py (or mark the test)", pytrace=False)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> Iterator[None]:
+        self.used = set()
+        result = yield
+        self._check(item)
+        return result
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Iterator[None]:
+        self.used = set()
+        result = yield
+        self._check(item)
+        return result
+
+
+WORLDS_ENV = "PROOFMARKET_TEST_WORLDS"  # the file where a worker writes each test's world for the controller
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not config.getoption("--soak"):
         soak = [item for item in items if item.get_closest_marker("soak") is not None]
@@ -32,4 +224,44 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             config.hook.pytest_deselected(items=soak)
             items[:] = [item for item in items if item.get_closest_marker("soak") is None]
     for item in items:
-        item.add_marker(pytest.mark.xdist_group(world(item)))
+        for lane in lanes(item) - {m.name for m in item.iter_markers()}:
+            item.add_marker(lane)
+    target = os.environ.get(WORLDS_ENV)
+    if target and os.environ.get("PYTEST_XDIST_WORKER"):  # every worker collects the same tests: any may write
+        part = Path(f"{target}.{os.environ['PYTEST_XDIST_WORKER']}")
+        part.write_text(json.dumps({item.nodeid: world(item) for item in items}))
+        os.replace(part, target)
+
+
+WORLD_SECONDS = Path(__file__).with_name("worlds.json")  # each world's measured seconds (``make times`` writes it)
+
+
+class WorldScheduling:
+    """xdist's scope scheduling with a test's world as its scope (read from what the workers wrote), the longest
+    worlds first (as ``make times`` last measured them; a world it never saw counts its tests)."""
+
+    @staticmethod
+    def make(config: pytest.Config, log: Any) -> Any:
+        from xdist.scheduler import LoadScopeScheduling
+
+        class Scheduling(LoadScopeScheduling):  # type: ignore[misc]
+            worlds: dict[str, str] | None = None
+            measured: dict[str, float] | None = None
+
+            def _split_scope(self, nodeid: str) -> str:
+                if self.worlds is None:
+                    self.worlds = json.loads(Path(os.environ[WORLDS_ENV]).read_text())
+                return self.worlds.get(nodeid, nodeid.split("::")[0])
+
+            def _assign_work_unit(self, node: Any) -> None:
+                if self.measured is None:
+                    self.measured = measured_worlds()
+                cost = {w: self.measured.get(w, 2.0 * len(ids)) for w, ids in self.workqueue.items()}
+                self.workqueue.move_to_end(max(cost, key=lambda w: cost[w]), last=False)  # the longest next
+                super()._assign_work_unit(node)
+
+        return Scheduling(config, log)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
+        return self.make(config, log)

@@ -38,6 +38,8 @@ from proofmarket.validator.state import ValidatorState, Verdict
 
 log = logging.getLogger("proofmarket.validator.process")
 MAX_ANNOUNCE_BYTES = 1024 * 1024  # a node's service manifest, read at most this much
+MAX_ATTEMPTS = 3  # a request whose judging raised this many times is not judged again unless it is challenged
+FAILING_AFTER = 3  # judgings failed in a row, with no verdict between: the validator says it is not ready
 
 
 class Judging:
@@ -53,6 +55,8 @@ class Judging:
     metrics: ValidatorMetrics
     state: ValidatorState
     _urls: dict[str, list[str]]
+    failing = 0  # judgings failed in a row (any verdict resets it)
+    last_failure = ""
 
     def check(self, request_id: int, node: str, instances: list[int], digest: str) -> Verdict:
         """Fetch the committed bundle from the node, match it with the commitment, re-execute it."""
@@ -84,6 +88,30 @@ class Judging:
         seconds = time.perf_counter() - started
         self.metrics.recheck.set(seconds)
         return Verdict(request_id, "reproduced", "re-executed: every commitment and token matches", seconds)
+
+    def _failed(self, rid: int, exc: Exception) -> None:
+        """Judging ``rid`` raised: recorded for ``rid`` (verdict ``error``), retried on the next polls, not judged
+        again after :data:`MAX_ATTEMPTS` unless someone challenges it (the request stays followed: its vote is
+        asked for, and a resolved vote claimed). Failures in a row make the validator not ready (``ready``)."""
+        self.metrics.errors.inc()
+        self.metrics.judge_failures.inc()
+        log.exception("validator: judging request %s failed", rid)
+        attempts = int(self.state.verdicts.get(rid, {}).get("attempts", 0)) + 1
+        reason = f"{type(exc).__name__}: {exc}"[:300]
+        self._record(Verdict(rid, "error", f"judging failed here: {reason}"))
+        self.state.verdicts[rid]["attempts"] = attempts
+        self.failing += 1
+        self.last_failure = f"request {rid}: {reason}"
+        self.metrics.failing.set(self.failing)
+
+    def _record(self, verdict: Verdict) -> None:
+        if verdict.verdict != "error":  # a verdict reached: judging works here
+            self.failing = 0
+            self.metrics.failing.set(0)
+        if self.state.verdicts.get(verdict.request_id, {}).get("verdict") != verdict.verdict:
+            self.metrics.checks.labels(verdict.verdict).inc()
+        self.state.verdicts[verdict.request_id] = {"verdict": verdict.verdict, "reason": verdict.reason,
+                                                   "seconds": round(verdict.seconds, 3)}
 
     def _published(self, rid: int, digest: str) -> bytes | None:
         """The bundle a node published on chain after an availability challenge (checked against ``digest``)."""

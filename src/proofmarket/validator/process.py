@@ -36,22 +36,18 @@ from proofmarket.chain.contracts import ModelRegistry, UsdcToken
 from proofmarket.chain.court import AttestationCourt
 from proofmarket.core.errors import ProofMarketError
 from proofmarket.systems.workspace import Workspace
-from proofmarket.validator.judging import Judging
+from proofmarket.validator.judging import FAILING_AFTER, MAX_ATTEMPTS, Judging
 from proofmarket.validator.metrics import ValidatorMetrics, serve_metrics
 from proofmarket.validator.state import Pending, ValidatorState, Verdict
 
 PARALLEL_JUDGING = 4  # requests judged at once (fetches, re-executions)
 log = logging.getLogger("proofmarket.validator.process")
-MAX_ATTEMPTS = 3  # a request whose judging raised this many times is not judged again unless it is challenged
-FAILING_AFTER = 3  # judgings failed in a row, with no verdict between: the validator says it is not ready
-__all__ = ["MAX_ATTEMPTS", "Validator", "ValidatorMetrics", "ValidatorState", "Verdict", "serve_metrics"]
+__all__ = ["FAILING_AFTER", "MAX_ATTEMPTS", "Validator", "ValidatorMetrics", "ValidatorState", "Verdict",
+           "serve_metrics"]
 
 
 class Validator(Judging):
     """The loop: follow the court's events, judge what is due (``Judging``), challenge, vote and claim."""
-
-    failing = 0  # judgings failed in a row (any verdict resets it)
-    last_failure = ""
 
     def __init__(self, client: ChainClient, court: AttestationCourt, account: LocalAccount, workspace: Workspace, *,
                  state_path: Path, node_urls: list[str] | None = None, identity: Any = None,
@@ -329,21 +325,6 @@ class Validator(Judging):
                 self._vote(rid, p, onchain)
         return 1  # followed until it is paid or resolved: a challenge by someone else asks for our vote
 
-    def _failed(self, rid: int, exc: Exception) -> None:
-        """Judging ``rid`` raised: recorded for ``rid`` (verdict ``error``), retried on the next polls, not judged
-        again after :data:`MAX_ATTEMPTS` unless someone challenges it (the request stays followed: its vote is
-        asked for, and a resolved vote claimed). Failures in a row make the validator not ready (``ready``)."""
-        self.metrics.errors.inc()
-        self.metrics.judge_failures.inc()
-        log.exception("validator: judging request %s failed", rid)
-        attempts = int(self.state.verdicts.get(rid, {}).get("attempts", 0)) + 1
-        reason = f"{type(exc).__name__}: {exc}"[:300]
-        self._record(Verdict(rid, "error", f"judging failed here: {reason}"))
-        self.state.verdicts[rid]["attempts"] = attempts
-        self.failing += 1
-        self.last_failure = f"request {rid}: {reason}"
-        self.metrics.failing.set(self.failing)
-
     def _vote(self, rid: int, p: dict[str, Any], onchain: Any) -> int:
         me = self.address.lower()
         if (onchain.node or "").lower() == me or self.court.has_voted(rid, self.address):
@@ -394,12 +375,3 @@ class Validator(Judging):
         except ProofMarketError as exc:
             self.metrics.errors.inc()
             log.warning("validator: claim of the vote on request %s refused: %s", rid, exc.message)
-
-    def _record(self, verdict: Verdict) -> None:
-        if verdict.verdict != "error":  # a verdict reached: judging works here
-            self.failing = 0
-            self.metrics.failing.set(0)
-        if self.state.verdicts.get(verdict.request_id, {}).get("verdict") != verdict.verdict:
-            self.metrics.checks.labels(verdict.verdict).inc()
-        self.state.verdicts[verdict.request_id] = {"verdict": verdict.verdict, "reason": verdict.reason,
-                                                   "seconds": round(verdict.seconds, 3)}

@@ -173,6 +173,13 @@ class CausalLM:
         self._hashing = threading.Lock()  # the leaves are computed once, whichever thread asks first
         self._tokenizing = threading.Lock()  # a fast tokenizer may reconfigure itself in a call: one call at a time
 
+    def __getstate__(self) -> dict[str, Any]:  # a copy (a test's perturbed twin) gets locks of its own
+        return {k: v for k, v in self.__dict__.items() if k not in ("_hashing", "_tokenizing")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._hashing, self._tokenizing = threading.Lock(), threading.Lock()
+
     # --- what the manifest records -------------------------------------------------------------
     @property
     def context_length(self) -> int:

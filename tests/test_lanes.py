@@ -1,0 +1,46 @@
+"""The suite's lanes come from what a test uses (tests/conftest.py), and stay true: a test that does what its lanes
+do not say fails with the lane it needs."""
+
+from __future__ import annotations
+
+import pytest
+
+from proofmarket.chain.devnet import Devnet
+
+
+def _guard(request: pytest.FixtureRequest) -> object:
+    return request.config.pluginmanager.get_plugin("proofmarket-lanes")
+
+
+@pytest.mark.parametrize(("used", "said"), [({"chain"}, "started an anvil devnet"),
+                                            ({"slow"}, "ran an EZKL compile or proof")])
+def test_a_unit_test_that_starts_a_devnet_or_compiles_fails_naming_the_lane(
+        request: pytest.FixtureRequest, used: set[str], said: str) -> None:
+    guard = _guard(request)
+    guard.used = set(used)  # type: ignore[attr-defined]
+    with pytest.raises(pytest.fail.Exception, match=f"{said} but is not in the {next(iter(used))} lane"):
+        guard._check(request.node)  # type: ignore[attr-defined]
+
+
+def test_starting_a_devnet_and_calling_ezkl_are_noted(request: pytest.FixtureRequest,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import ezkl
+
+    guard = _guard(request)
+    guard.used = set()  # type: ignore[attr-defined]
+    with pytest.raises(Exception):  # noqa: B017 (any failure: only the note before it matters)
+        Devnet.start(object())  # type: ignore[arg-type]
+    with pytest.raises(Exception):  # noqa: B017
+        ezkl.gen_settings("/nonexistent/model.onnx", "/nonexistent/settings.json")
+    assert guard.used == {"chain", "slow"}  # type: ignore[attr-defined]
+    guard.used = set()  # type: ignore[attr-defined]
+
+
+def test_lanes_follow_the_fixtures_a_test_needs_through_other_fixtures(request: pytest.FixtureRequest) -> None:
+    by_id = {item.nodeid: item for item in request.session.items}
+    marks = {nodeid: {m.name for m in item.iter_markers()} for nodeid, item in by_id.items()}
+    # manual_mining -> session_chain -> devnet: the chain lane, though nothing is written on the test or its file
+    through = "tests/chain/test_chain_txs.py::test_two_clients_of_one_key_share_its_nonces"
+    if through in marks:  # collected in this run
+        assert "chain" in marks[through] and "slow" not in marks[through]
+    assert {"chain", "slow"} & marks[request.node.nodeid] == set()
