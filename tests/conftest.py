@@ -29,13 +29,6 @@ from typing import Any
 import pytest
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--soak", action="store_true", default=False,
-                     help="also run the soak lane (tests/soak: repeated end-to-end scenarios, minutes each)")
-    parser.addoption("--times", metavar="DIR", default=None,
-                     help="record test phases and fixture setups in DIR (scripts/test_times.py renders them)")
-
-
 class _Times:
     """One process's records: test phases (setup, call, teardown) and fixture setups, with the worker's name."""
 
