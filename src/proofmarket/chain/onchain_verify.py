@@ -2,14 +2,16 @@
 shared-verifier clone, or the batch verifier of the bundle's batch size) runs ``verifyProof`` on the bundle's EVM
 calldata in an ``eth_call``, with its gas.
 
-The listing is found by the model's key (``keccak(model id)``, an indexed topic of ``ModelRegistered``), so the
-verifier is bound to the bundle's model id by the registry; ``owner`` picks one owner's listing where several list
-the same model. The verifier's code must still be the code the registry recorded at registration.
+The listings are found by the model's key (``keccak(model id)``, an indexed topic of ``ModelRegistered``); anyone
+may list a key, with a verifier of their own, so with ``own`` (a check that a verifier is the model's own: its
+manifest's code, ``sdk/own_verifier.py``) only listings that pass it are used, and the owners of every such listing
+are named; ``owner`` picks one owner's listing. The verifier's code must still be the code the registry recorded.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from eth_utils.abi import event_abi_to_log_topic
@@ -32,11 +34,14 @@ class OnChainCheck:
     verifier: str
     batch_size: int | None
     gas: int
+    owners: list[str] = field(default_factory=list)  # every owner whose listing of the model passed ``own``
+    checked_own: bool = False  # the verifier was checked to be the model's own (its manifest's code)
 
     def to_json(self) -> dict[str, Any]:
         return {"valid": True, "chain_id": self.chain_id, "registry": self.registry, "model_id": self.model_id,
                 "listing": self.listing, "owner": self.owner, "verifier": self.verifier,
-                "batch_size": self.batch_size, "gas": self.gas}
+                "batch_size": self.batch_size, "gas": self.gas, "owners": self.owners,
+                "verifier_is_models_own": self.checked_own}
 
 
 def listings_of(client: ChainClient, registry: ModelRegistry, model_id: str, from_block: int = 0
@@ -56,10 +61,14 @@ def _registered_topic(registry: ModelRegistry) -> str:
     return "0x" + bytes(event_abi_to_log_topic(abi)).hex()  # type: ignore[arg-type]
 
 
+OwnCheck = Callable[[str, int | None], None]  # (verifier address, batch size): RegistryMismatch unless the model's
+
+
 def verify_on_chain(client: ChainClient, registry: ModelRegistry, bundle: dict[str, Any], *,
-                    owner: str | None = None, from_block: int = 0) -> OnChainCheck:
+                    owner: str | None = None, from_block: int = 0, own: OwnCheck | None = None) -> OnChainCheck:
     """Run the bundle's proof through its model's verifier on chain; ``VerificationFailed`` when the chain refuses
-    it, ``RegistryMismatch`` when no listing of the model (of ``owner``) is on this registry."""
+    it, ``RegistryMismatch`` when no listing of the model (of ``owner``) is on this registry, or none whose
+    verifier passes ``own``."""
     if bundle.get("mode") == "attested":
         raise UsageError("an attested bundle holds no proof for a chain to check: verify it with --reexecute, or "
                          "through the court")
@@ -74,17 +83,30 @@ def verify_on_chain(client: ChainClient, registry: ModelRegistry, bundle: dict[s
         raise RegistryMismatch(f"model {model_id} is not listed{whose} on the registry {registry.address} (chain "
                                f"{client.chain_id}): nothing on chain can check its proof", model_id=model_id,
                                field="listed")
-    entry = next((m for m in listings if m.active), listings[0])
     batch = bundle.get("batch") or None
     size = int(batch["size"]) if isinstance(batch, dict) and batch.get("size") else None
-    verifier = entry.spec.verifier
-    if size is not None:
-        found = registry.batch_verifier(entry.model_id, size)
-        if found.address is None:
-            raise RegistryMismatch(f"the listing of model {model_id} has no verifier for batches of {size}",
-                                   model_id=model_id, field="batch_verifier")
-        verifier = found.address
-    else:
+    verifiers = {m.model_id: _verifier_of(registry, m, size) for m in listings}
+    listings = [m for m in listings if verifiers[m.model_id]]
+    if not listings:
+        raise RegistryMismatch(f"no listing of model {model_id} has a verifier for batches of {size}",
+                               model_id=model_id, field="batch_verifier")
+    if own is not None:
+        refused: list[str] = []
+        kept = []
+        for m in listings:
+            try:
+                own(verifiers[m.model_id], size)
+                kept.append(m)
+            except RegistryMismatch as exc:
+                refused.append(f"{m.owner}: {exc.message}")
+        if not kept:
+            raise RegistryMismatch(f"no listing of model {model_id} on the registry {registry.address} runs the "
+                                   f"model's own verifier ({'; '.join(refused)})", model_id=model_id,
+                                   field="verifier_code", refused=refused)
+        listings = kept
+    entry = next((m for m in listings if m.active), listings[0])
+    verifier = verifiers[entry.model_id]
+    if size is None:
         code = bytes(client.w3.eth.get_code(client.w3.to_checksum_address(verifier)))
         if entry.verifier_codehash != bytes(32) and keccak(code) != entry.verifier_codehash:
             raise RegistryMismatch(f"the verifier {verifier} no longer has the code the registry recorded",
@@ -101,4 +123,12 @@ def verify_on_chain(client: ChainClient, registry: ModelRegistry, bundle: dict[s
                                  verifier=verifier)
     gas = int(str(client.rpc("eth_estimateGas", [call])), 16)
     return OnChainCheck(client.chain_id, registry.address, model_id, "0x" + entry.model_id.hex(), entry.owner,
-                        verifier, size, gas)
+                        verifier, size, gas, sorted({m.owner for m in listings}), own is not None)
+
+
+def _verifier_of(registry: ModelRegistry, entry: RegisteredModel, size: int | None) -> str:
+    """The verifier a listing settles this bundle with: its own, or its batch verifier of ``size`` calls ("": it
+    has none)."""
+    if size is None:
+        return str(entry.spec.verifier)
+    return str(registry.batch_verifier(entry.model_id, size).address or "")

@@ -98,8 +98,11 @@ def verify_cmd(
     if chain is not None:
         batch = f" (batch of {chain['batch_size']})" if chain["batch_size"] else ""
         out.print(f"  ok  on chain {chain['chain_id']}: verifyProof on {chain['verifier']}{batch} -> true "
-                  f"({chain['gas']:,} gas), the verifier of listing {chain['listing'][:10]}... by {chain['owner']} "
-                  f"on the registry {chain['registry']}")
+                  f"({chain['gas']:,} gas), the model's own verifier (its manifest's code) of listing "
+                  f"{chain['listing'][:10]}... by {chain['owner']} on the registry {chain['registry']}")
+        others = [o for o in chain["owners"] if o.lower() != str(chain["owner"]).lower()]
+        if others:
+            out.print(f"  note: {', '.join(others)} list this model with its own verifier too (--owner picks one)")
     out.print(f"output: {report.output}")
     if report.srs_kind == "dev":
         out.print("[yellow]note[/]: this proof uses a dev SRS (testing only; not for real money)")
@@ -121,8 +124,18 @@ def _on_chain(ws: Any, doc: Any, rpc_url: str | None, registry: str | None, owne
                              "--registry ADDRESS (the ModelRegistry)", chain_id=client.chain_id)
         listed = deployment.contracts["ModelRegistry"]
         registry, from_block = listed.address, listed.block
-    return verify_on_chain(client, ModelRegistry(client, registry), doc, owner=owner,
-                           from_block=from_block).to_json()
+    return verify_on_chain(client, ModelRegistry(client, registry), doc, owner=owner, from_block=from_block,
+                           own=own_verifier_check(client, ws.store, str(doc["model"]["id"]))).to_json()
+
+
+def own_verifier_check(client: Any, store: Any, model_id: str) -> Any:
+    """The check that a listing's verifier is the model's own, from the manifest this home holds (the bundle was
+    verified against it)."""
+    from proofmarket.sdk.own_verifier import own_code_hash
+    from proofmarket.systems.ezkl.verify import load_manifest
+
+    manifest = load_manifest(store, model_id)
+    return lambda verifier, size: own_code_hash(client.w3, store, manifest, model_id, verifier, batch_size=size)
 
 
 def _verdict(report: Any) -> str:

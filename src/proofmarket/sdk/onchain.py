@@ -6,7 +6,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from proofmarket.core.errors import PaymentRequired, RegistryMismatch, UsageError, VerificationFailed
+from proofmarket.core.errors import PaymentRequired, RegistryMismatch, UsageError
+from proofmarket.sdk.own_verifier import own_code_hash
 from proofmarket.sdk.transport import NodeSession
 from proofmarket.store import LocalStore
 
@@ -16,8 +17,10 @@ class OnChainChecks(NodeSession):
                         owner: str | None = None) -> dict[str, Any]:
         """Run a proven bundle's proof through its model's verifier on chain (``rpc_url``, yours): the verifier the
         registry's listing of the bundle's model names (``registry``: default the node's, from its service
-        document, on the RPC's chain). Returns ``{valid, chain_id, registry, listing, owner, verifier, gas, ...}``;
-        ``VerificationFailed`` when the chain refuses the proof, ``RegistryMismatch`` when nothing lists the model."""
+        document, on the RPC's chain), among the listings whose verifier is the model's own (its manifest's code:
+        a squatter's listing of the same key is never used). Returns ``{valid, chain_id, registry, listing, owner,
+        owners, verifier, gas, ...}``; ``VerificationFailed`` when the chain refuses the proof, ``RegistryMismatch``
+        when nothing lists the model with its own verifier."""
         from proofmarket.chain.client import ChainClient
         from proofmarket.chain.contracts import ModelRegistry
         from proofmarket.chain.onchain_verify import verify_on_chain
@@ -31,7 +34,18 @@ class OnChainChecks(NodeSession):
                 raise RegistryMismatch(f"the node's registry is on chain {chain.get('chain_id')}, the RPC is chain "
                                        f"{client.chain_id}", field="chain_id")
             registry = str(chain["registry"])
-        return verify_on_chain(client, ModelRegistry(client, registry), bundle, owner=owner).to_json()
+        from proofmarket.systems.ezkl.verify import load_manifest
+
+        model_id = str((bundle.get("model") or {}).get("id") or "")
+        store = LocalStore(self.cache_dir)
+        self._fetch_artifact(store, model_id)
+        manifest = load_manifest(store, model_id)
+
+        def own(verifier: str, size: int | None) -> None:
+            own_code_hash(client.w3, store, manifest, model_id, verifier, batch_size=size,
+                          fetch=lambda cid: self._fetch_artifact(store, cid))
+
+        return verify_on_chain(client, ModelRegistry(client, registry), bundle, owner=owner, own=own).to_json()
 
     def approve_permit2(self, rpc_url: str, token: str | None = None) -> dict[str, Any]:
         """Let Permit2 move this client's token (once per token and chain, sent from the account, which pays the gas):
@@ -157,8 +171,6 @@ class OnChainChecks(NodeSession):
         from web3 import Web3
 
         from proofmarket.chain.artifacts import load_artifact
-        from proofmarket.chain.shared import parse_clone
-        from proofmarket.chain.verify_code import creation_runtime_hash
         from proofmarket.systems.ezkl.verify import load_manifest
 
         doc = self.model(model_id)
@@ -175,13 +187,9 @@ class OnChainChecks(NodeSession):
         store = LocalStore(self.cache_dir)
         self._fetch_artifact(store, model_id)
         manifest = load_manifest(store, model_id)
+        runtime = own_code_hash(w3, store, manifest, model_id, verifier,
+                                fetch=lambda cid: self._fetch_artifact(store, cid))
         code = bytes(w3.eth.get_code(verifier))
-        if parse_clone(code) is not None:  # listed on the shared verifier: its clone, VKA and reusable code
-            self._check_shared(store, manifest, model_id, code, w3)
-            runtime = keccak(code)
-        else:
-            self._fetch_artifact(store, manifest.verifier.bytecode.cid)
-            runtime = creation_runtime_hash(w3, store.get(manifest.verifier.bytecode.cid).decode())
         checks = {
             "chain_id": (w3.eth.chain_id, listing["chain_id"]),
             "onchain_id": (registry.functions.modelIdOf(owner, keccak(text=model_id)).call(), onchain_id),
@@ -200,55 +208,18 @@ class OnChainChecks(NodeSession):
         return {**listing, "price_atomic": str(price), "active": active, "verifier": verifier}
 
 
-    def _check_shared(self, store: LocalStore, manifest: Any, model_id: str, code: bytes, w3: Any) -> None:
-        """A shared-verifier listing: the clone pins the manifest's VKA, whose words EZKL renders again from the
-        manifest's vk (fetched by CID), on a reusable verifier whose code is the manifest's."""
-        from eth_utils.crypto import keccak
-
-        from proofmarket.chain.artifacts import load_artifact
-        from proofmarket.chain.shared import parse_clone
-        from proofmarket.chain.verify_code import onchain_code_hash, runtime_code_hash
-        from proofmarket.systems.ezkl.shared_verifier import check_vka
-
-        clone = parse_clone(code)
-        shared = manifest.shared_verifier
-        assert clone is not None
-        factory = load_artifact("SharedVerifier")  # the clone's implementation must be this code (immutables masked)
-        if onchain_code_hash(bytes(w3.eth.get_code(clone[0])), factory) != runtime_code_hash(factory):
-            raise RegistryMismatch(f"the verifier of {model_id} is a clone of {clone[0]}, which is not a "
-                                   "SharedVerifier", model_id=model_id, field="verifier_code")
-        if shared is None or "0x" + clone[2].hex() != shared.vka_digest:
-            raise RegistryMismatch(f"the verifier of {model_id} pins another VKA than its manifest's",
-                                   model_id=model_id, field="vka_digest")
-        for cid in (shared.vka.cid, manifest.vk.cid, manifest.settings.cid, manifest.srs.cid):
-            self._fetch_artifact(store, cid)
-        try:
-            check_vka(store, manifest)
-        except VerificationFailed as exc:
-            raise RegistryMismatch(f"{model_id}: {exc.message}", model_id=model_id, field="vka") from exc
-        if "0x" + keccak(bytes(w3.eth.get_code(clone[1]))).hex() != shared.runtime_keccak:
-            raise RegistryMismatch(f"the shared verifier of {model_id} runs another code than its manifest's",
-                                   model_id=model_id, field="verifier_code")
-
     def _check_batches(self, store: LocalStore, manifest: Any, model_id: str, registry: Any, onchain_id: bytes,
                        w3: Any) -> None:
         """Every batch verifier the owner registered runs the code compiled from the manifest's batch circuit of its
         size (fulfillBatch settles with any registered one)."""
-        from eth_utils.crypto import keccak
 
-        from proofmarket.chain.verify_code import creation_runtime_hash
 
         mask = int(registry.functions.batchSizes(onchain_id).call())
         for size in (bit + 1 for bit in range(64) if mask >> bit & 1):
             address, _registered_at, codehash = registry.functions.batchVerifier(onchain_id, size).call()
-            circuit = manifest.batch(size)
-            if circuit is None or circuit.verifier is None:
-                raise RegistryMismatch(f"{model_id} has a batch verifier of {size} calls its manifest has no circuit "
-                                       "for", model_id=model_id, field="batch_verifier", size=size)
-            self._fetch_artifact(store, circuit.verifier.bytecode.cid)
-            runtime = creation_runtime_hash(w3, store.get(circuit.verifier.bytecode.cid).decode())
-            code = keccak(bytes(w3.eth.get_code(address)))
-            if code != runtime or code != bytes(codehash):
+            code = own_code_hash(w3, store, manifest, model_id, address, batch_size=size,
+                                 fetch=lambda cid: self._fetch_artifact(store, cid))
+            if code != bytes(codehash):
                 raise RegistryMismatch(f"the batch verifier of {size} calls of {model_id} is not the one compiled "
                                        "from its manifest", model_id=model_id, field="batch_verifier", size=size)
 
