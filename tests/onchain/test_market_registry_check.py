@@ -9,7 +9,7 @@ price above the consumer's cap is refused (field ``price``); a deactivated listi
 from __future__ import annotations
 
 import pytest
-from market_helpers import OWNER_SHARE_BPS, Balances, Listed, mlp_input
+from market_helpers import OWNER_SHARE_BPS, Balances, Listed, Proofs, mlp_input
 
 from proofmarket.chain import dev_account, model_key
 from proofmarket.core.errors import RegistryMismatch
@@ -77,3 +77,22 @@ def test_a_listing_whose_verifier_is_not_the_manifests_is_refused(market: Market
 
     assert info.value.details["field"] == "verifier_code"
     market.check_entry(models.hashed, market.onchain_id(models.hashed))  # the honest listing passes
+
+
+def test_verify_onchain_uses_only_a_listing_whose_verifier_is_the_models_own(market: Market, models: Listed,
+                                                                            proofs: Proofs) -> None:
+    """Issue 71: anyone may list a model's key with a verifier of their own (one that says true to anything). The
+    on-chain check runs the proof only through a listing whose verifier is the model's own code, names the owners of
+    those, and refuses the squatter's listing when asked for it by owner."""
+    from proofmarket.chain.onchain_verify import verify_on_chain
+    from proofmarket.cli.verify_cmd import own_verifier_check
+
+    squatter = squat(market, models.public, verifier_of=models.other, price=1)
+    bundle = proofs.mlp.to_doc()
+    own = own_verifier_check(market.client, market.workspace.store, models.public)
+    found = verify_on_chain(market.client, market.registry, bundle, own=own)
+    assert found.owner == market.accounts.owner.address and found.owners == [found.owner] and found.checked_own
+    with pytest.raises(RegistryMismatch) as info:
+        verify_on_chain(market.client, market.registry, bundle, owner=squatter, own=own)
+    assert info.value.code == "registry_mismatch" and info.value.details["field"] == "verifier_code"
+    assert squatter in str(info.value.details["refused"])
