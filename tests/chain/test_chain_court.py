@@ -622,6 +622,7 @@ def test_the_node_delivers_a_paid_result_into_a_callbacks_consumer_and_books_its
     """The court service's delivery (``intake/court_delivery.py``): a paid request made through this repository's
     CourtCallbacks is delivered by the node, which earns the tip (one balanced book transfer); a consumer that is
     not a CourtCallbacks build, or a callback asking more gas than the node's limit, is left alone."""
+    from proofmarket.intake.callback_terms import CallbackRule
     from proofmarket.intake.court_delivery import CourtDelivery
 
     court, key = _setup(chain)
@@ -629,15 +630,18 @@ def test_the_node_delivers_a_paid_result_into_a_callbacks_consumer_and_books_its
     callbacks, consumer = _callbacks(chain, court, 0)
     request_id = _callback_request(chain, court, key, consumer, 445)
     greedy = _callback_request(chain, court, key, consumer, 446, gas=1_500_000)
-    for rid, seed in ((request_id, 445), (greedy, 446)):
+    stingy = _callback_request(chain, court, key, consumer, 447, gas=400_000, tip=USDC // 100 - 1)  # 0.01 needed
+    for rid, seed in ((request_id, 445), (greedy, 446), (stingy, 447)):
         _commit(chain, court, rid, seed, b'{"attested": true}')
     _advance(chain, WINDOW + 1)
-    for rid in (request_id, greedy):
+    for rid in (request_id, greedy, stingy):
         court.finalize(rid, a.stranger)
-    delivery = CourtDelivery(chain.client, court.address, a.prover, max_gas=500_000)
+    rule = CallbackRule(max_gas=500_000, tip_per_mgas=USDC // 40)  # 0.025 USDC a million gas
+    delivery = CourtDelivery(chain.client, court.address, a.prover, rule)
     assert delivery.deliver(request_id, a.stranger.address) is None  # not a contract at all
     assert delivery.deliver(request_id, consumer.address) is None  # type: ignore[attr-defined]  (not CourtCallbacks)
     assert delivery.deliver(greedy, callbacks.address) is None  # type: ignore[attr-defined]  (above the node's limit)
+    assert delivery.deliver(stingy, callbacks.address) is None  # type: ignore[attr-defined]  (its tip is short)
     node_before = chain.usdc.balance_of(a.prover.address)
     done = delivery.deliver(request_id, callbacks.address)  # type: ignore[attr-defined]
     assert done is not None and done.ok and done.tip == USDC // 10

@@ -350,13 +350,15 @@ def test_a_consumer_contracts_request_is_answered_into_its_callback_within_the_n
         env: EscrowEnv, make_app: AppFactory) -> None:
     """A dApp contract's escrow request, its input posted over HTTP: the node proves it and the verified outputs land
     in the contract's callback; a callback over the node's gas limit (PROOFMARKET_CALLBACK_MAX_GAS, 500,000 by
-    default) is not claimed, and says why."""
+    default), or whose tip does not cover its gas (PROOFMARKET_CALLBACK_TIP_PER_MGAS, 0.02 USDC a million gas by
+    default: 0.008 USDC for 400,000), is not claimed, and says why."""
     from market_helpers import consumer_contract, request_with_callback
 
     m = env.market
-    consumers = [consumer_contract(m, "TestConsumer", 0, funds=10 * 10**6) for _ in range(2)]
-    ids = [request_with_callback(m, consumer, env.public, mlp_input(), gas=gas, tip=10_000)
-           for consumer, gas in zip(consumers, (150_000, 600_000), strict=True)]
+    consumers = [consumer_contract(m, "TestConsumer", 0, funds=10 * 10**6) for _ in range(3)]
+    ids = [request_with_callback(m, consumer, env.public, mlp_input(), gas=gas, tip=tip)
+           for consumer, gas, tip in zip(consumers, (150_000, 600_000, 400_000), (10_000, 10_000, 7_999),
+                                         strict=True)]
     with TestClient(make_app()) as client:
         for rid in ids:
             wait_status(client, rid, ("seen",), timeout_s=10)
@@ -369,3 +371,5 @@ def test_a_consumer_contracts_request_is_answered_into_its_callback_within_the_n
     assert done[1]["status"] == "failed" and done[1]["error"]["code"] == "callback_gas_over_limit", done[1]
     assert m.market.get_request(ids[1]).status is RequestStatus.OPEN  # not claimed: the consumer refunds it later
     assert consumers[1].functions.received().call() == 0
+    assert done[2]["status"] == "failed" and done[2]["error"]["code"] == "callback_tip_too_low", done[2]
+    assert "0.008 USDC" in done[2]["error"]["message"] and m.market.get_request(ids[2]).status is RequestStatus.OPEN

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from proofmarket.marketplace.webhook_targets import WebhookTargetRefused, check_target
+from proofmarket.marketplace.webhook_targets import WebhookTargetRefused, pinned
 from proofmarket.sdk.discovery import REGISTRATION_TYPE, Found, _read_node, select
 
 REGISTRY = "eip155:31337:0x" + "cf" * 20
@@ -18,9 +18,11 @@ def _file(agent_id: int) -> dict[str, object]:
             "services": [{"name": "proofmarket", "endpoint": "http://node.example/.well-known/ai-service.json"}]}
 
 
-def _client(seen: list[str]) -> httpx.Client:
+def _client(seen: list[str], hosts: list[str] | None = None) -> httpx.Client:
     def answer(request: httpx.Request) -> httpx.Response:
         seen.append(str(request.url))
+        if hosts is not None:
+            hosts.append(request.headers["host"])
         if request.url.path == "/v1/models":
             return httpx.Response(200, json={"models": [{"id": "bafy1", "name": "m", "mode": "proven",
                                                          "task": "classification",
@@ -35,8 +37,32 @@ def test_the_url_check_runs_before_any_fetch() -> None:
     seen: list[str] = []
     entry = Found(7, "0xowner", "http://127.0.0.1:8080/reg.json", REGISTRY)
     with pytest.raises(WebhookTargetRefused):
-        _read_node(_client(seen), entry, lambda url: check_target(url, False))
+        _read_node(_client(seen), entry, lambda url: pinned(url, False))
     assert seen == []  # nothing was fetched from the private address
+
+
+def test_every_fetch_goes_to_the_address_it_checked_whatever_the_name_resolves_to_later(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 71 (DNS rebinding): the name answers a public address when checked, then loopback. Each fetch is
+    resolved once, checked, and sent to the address checked with the name as its Host: loopback is never reached,
+    and the page whose name now resolves to it is refused."""
+    import socket
+
+    from proofmarket.marketplace import webhook_targets as targets
+
+    answers = iter(["93.184.216.34", "127.0.0.1"])  # the file's fetch, then the catalogue's
+
+    def rebinding(host: str, port: object, *args: object, **kwargs: object) -> list[tuple[object, ...]]:
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (next(answers), port))]
+
+    monkeypatch.setattr(targets.socket, "getaddrinfo", rebinding)
+    seen: list[str] = []
+    hosts: list[str] = []
+    entry = Found(7, "0xowner", "http://node.example/reg.json", REGISTRY)
+    with pytest.raises(Exception, match="does not fetch|loopback"):
+        _read_node(_client(seen, hosts), entry, lambda url: pinned(url, False))
+    assert seen and all(url.startswith("http://93.184.216.34/") for url in seen), seen
+    assert set(hosts) == {"node.example"} and not entry.verified
 
 
 def test_a_file_must_name_its_agent_and_a_good_one_gives_the_node_and_its_models() -> None:

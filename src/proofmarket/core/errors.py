@@ -100,6 +100,12 @@ class CallbackOverLimit(UsageError, code="callback_gas_over_limit", http_status=
     deadline."""
 
 
+class CallbackTipTooLow(UsageError, code="callback_tip_too_low", http_status=409):
+    """An escrow request (or a court delivery) whose tip does not cover the gas its consumer contract's callback asks
+    for at this node's rate (``PROOFMARKET_CALLBACK_TIP_PER_MGAS``): the node does not answer it, and the consumer
+    takes its escrow back after the deadline."""
+
+
 class UseCourt(UsageError, code="use_court", http_status=409):
     """An attested request escrowed on the InferenceMarket while the deployment has an AttestationCourt: attested
     results are paid only after a challenge window, so they are answered on the court, not here."""

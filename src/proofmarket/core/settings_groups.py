@@ -73,6 +73,10 @@ class ChainSettings(Group):
         default=500_000, ge=0, le=2_000_000, description="the most gas a consumer contract's callback may ask for on "
         "an escrow request this node answers (its fulfilment pays that gas; the request's tip is the node's); "
         "over it the request is left to its consumer's refund")
+    callback_tip_per_mgas: int = Field(
+        default=20_000, ge=0, le=10**12, description="the least tip, in atomic USDC per million gas, a consumer "
+        "contract's callback must pay for the gas it asks for (0.01 USDC for 500,000 gas by default; the node's "
+        "fulfilment pays that gas); below it the request is left to its consumer's refund; 0 takes any tip")
     validation_every_s: float = Field(
         default=60.0, ge=0, description="an ERC-8004 validation record of an x402-paid proof (the ZkValidator "
         "re-verifies it on chain, ~0.5M gas the prover pays) is sent at most once per listing this often; 0: "

@@ -45,6 +45,7 @@ from proofmarket.chain.court import (
 from proofmarket.core.errors import ContractReverted, CourtBundleTooLarge, CourtUnavailable, ProofMarketError
 from proofmarket.db import CourtState, EscrowRepo, EscrowRequestRow, EscrowStatus
 from proofmarket.db.book import Accounts, Transfer
+from proofmarket.intake.callback_terms import DEFAULT_RULE, CallbackRule
 from proofmarket.intake.court_delivery import CourtDelivery
 from proofmarket.intake.rails import COURT_RAIL, CourtRail, chain_ticket
 from proofmarket.intake.watcher import ChainWatcher, run_as_call
@@ -70,7 +71,7 @@ class CourtService(ChainWatcher[CourtRequest]):
 
     def __init__(self, market: Market, repo: EscrowRepo, served: Callable[[], Iterable[str]], *,
                  confirmations: int | None = None, poll_s: float = 2.0, owner: str | None = None, batch_max: int = 32,
-                 calls: CallService | None = None, callback_max_gas: int = 500_000) -> None:
+                 calls: CallService | None = None, callbacks: CallbackRule = DEFAULT_RULE) -> None:
         court = market.deployment.court
         if court is None:
             raise CourtUnavailable("this market's deployment has no AttestationCourt: run 'proofmarket chain deploy'")
@@ -81,7 +82,7 @@ class CourtService(ChainWatcher[CourtRequest]):
                          calls=calls)
         self.batch_max = max(1, min(batch_max, AttestationCourt.MAX_BATCH))
         # results delivered into consumer contracts that requested through CourtCallbacks (court_delivery.py)
-        self.delivery = CourtDelivery(market.client, court, self.node, callback_max_gas)
+        self.delivery = CourtDelivery(market.client, court, self.node, callbacks)
         # (model id, request id, new status): called when a request's court status changes (webhooks)
         self.status_hooks: list[Callable[[str, int, str], None]] = []
         self.committed: Counter | None = None  # Prometheus counters, once with_metrics() ran

@@ -7,7 +7,8 @@ does it so that a dApp needs no keeper of its own.
 
 What the node delivers for: a consumer whose code is this repository's CourtCallbacks build (immutables masked)
 over this node's court: any other contract answering ``entries`` could make the node pay gas for nothing. An entry
-whose callback gas is above ``PROOFMARKET_CALLBACK_MAX_GAS`` is left to others (the consumer chose it; anyone may
+whose callback gas is above ``PROOFMARKET_CALLBACK_MAX_GAS``, or whose tip does not cover that gas at
+``PROOFMARKET_CALLBACK_TIP_PER_MGAS`` (``callback_terms.py``), is left to others (the consumer chose it; anyone may
 deliver it). A callback that reverts or runs out of gas is said by the contract (``CallbackDelivered(.., false)``)
 and is not tried again by the node: the consumer (or anyone) may ``deliver`` again once it is fixed.
 """
@@ -26,6 +27,7 @@ from proofmarket.chain.client import ChainClient
 from proofmarket.chain.verify_code import MATCH, compare
 from proofmarket.core.errors import ProofMarketError
 from proofmarket.db.book import Accounts, Transfer
+from proofmarket.intake.callback_terms import CallbackRule
 
 log = logging.getLogger("proofmarket.court")
 ZERO = "0x" + "00" * 20
@@ -44,8 +46,8 @@ class Delivered:
 
 
 class CourtDelivery:
-    def __init__(self, client: ChainClient, court: str, node: LocalAccount, max_gas: int) -> None:
-        self.client, self.court, self.node, self.max_gas = client, court.lower(), node, max_gas
+    def __init__(self, client: ChainClient, court: str, node: LocalAccount, callbacks: CallbackRule) -> None:
+        self.client, self.court, self.node, self.callbacks = client, court.lower(), node, callbacks
         self._artifact = load_artifact("CourtCallbacks")
         self._ours: dict[str, bool] = {}  # address -> a CourtCallbacks build over this court
 
@@ -64,9 +66,9 @@ class CourtDelivery:
         owner, gas, done, _, tip = self.client.call(contract.functions.entries(request_id))
         if done or str(owner).lower() == ZERO:
             return None
-        if int(gas) > self.max_gas:
-            log.info("court request %s: its callback asks %s gas, above this node's %s: left to others", request_id,
-                     gas, self.max_gas)
+        refused = self.callbacks.refusal(int(gas), int(tip), f"court request {request_id}")
+        if refused is not None:
+            log.info("%s: left to others", refused.message)
             return None
         sent = self.client.transact(contract.functions.deliver(request_id), self.node)
         events = contract.events.CallbackDelivered().process_receipt(sent.receipt, errors=DISCARD)

@@ -30,10 +30,11 @@ from proofmarket import models
 from proofmarket.calls.metrics import EscrowMetrics
 from proofmarket.chain import ChainEvent
 from proofmarket.chain.types import Fulfilment, InferenceRequest, RequestStatus
-from proofmarket.core.errors import CallbackOverLimit, ChainError, InputMismatch, UsageError, UseCourt, from_code
+from proofmarket.core.errors import ChainError, InputMismatch, UsageError, UseCourt, from_code
 from proofmarket.core.settings import Settings
 from proofmarket.db import CallStatus, Database, EscrowRepo, EscrowRequestRow, EscrowStatus
 from proofmarket.db.market_book import MarketBook
+from proofmarket.intake.callback_terms import DEFAULT_RULE, CallbackRule
 from proofmarket.intake.escrow_batch import BatchedEscrow
 from proofmarket.intake.rails import ESCROW_RAIL, EscrowRail, chain_ticket
 from proofmarket.intake.reorgs import CLOSED, OPEN
@@ -73,10 +74,10 @@ class EscrowService(BatchedEscrow, ChainWatcher[InferenceRequest]):
     def __init__(self, market: Market, repo: EscrowRepo, served: Callable[[], Iterable[str]], *,
                  confirmations: int | None = None, poll_s: float = 2.0, batch_size: int = 2_000,
                  proof_timeout_s: float | None = None, owner: str | None = None, calls: CallService | None = None,
-                 callback_max_gas: int = 500_000) -> None:
+                 callbacks: CallbackRule = DEFAULT_RULE) -> None:
         super().__init__(market, repo, served, market.market, confirmations=confirmations, poll_s=poll_s,
                          batch_size=batch_size, owner=owner)
-        self.callback_max_gas = callback_max_gas
+        self.callbacks = callbacks
         self.metrics: EscrowMetrics | None = None
         self.proof_timeout_s = proof_timeout_s
         self.calls = calls  # the node's CallService: answers are calls of the escrow rail (None: proved here)
@@ -294,11 +295,11 @@ class EscrowService(BatchedEscrow, ChainWatcher[InferenceRequest]):
         if self._record_closed(row, onchain) is not None:
             return 0
         self.market.check_entry(row.model_id, onchain.model_key)  # the listing is the model we prove
-        callback = self.market.market.callback_of(request_id).gas  # a consumer contract's callback: our gas pays it
-        if callback > self.callback_max_gas:
-            self._close_failed(row, CallbackOverLimit.code, f"request {request_id}: its consumer's callback asks for "
-                               f"{callback:,} gas, over this node's limit of {self.callback_max_gas:,} "
-                               "(PROOFMARKET_CALLBACK_MAX_GAS); the consumer takes its escrow back after the deadline")
+        callback = self.market.market.callback_of(request_id)  # a consumer contract's callback: our gas pays it
+        refused = self.callbacks.refusal(callback.gas, callback.tip, f"request {request_id}")
+        if refused is not None:
+            self._close_failed(row, refused.code, f"{refused.message}; the consumer takes its escrow back after the "
+                               "deadline")
             return 0
         self.market.claim(onchain)  # only the claimer can fulfil: a copied fulfil cannot take our work
         doc = row.inputs or {}

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 from proofmarket.chain.types import InferenceRequest, RequestStatus
 from proofmarket.core.errors import ProofTimeout, from_code
 from proofmarket.db import CallRow, CallStatus, EscrowRepo, EscrowRequestRow
+from proofmarket.intake.callback_terms import CallbackRule
 from proofmarket.intake.rails import ESCROW_RAIL, chain_ticket
 from proofmarket.onchain import Market
 from proofmarket.payments.tickets import Ticket
@@ -50,7 +51,7 @@ class BatchedEscrow:
     chain_id: int
     address: str
     proof_timeout_s: float | None
-    callback_max_gas: int
+    callbacks: CallbackRule
 
     def _together(self, rows: list[EscrowRequestRow]) -> set[int]:
         """Claim and answer together the rows that can share proofs (2+ of one model); the ids claimed here (their
@@ -80,10 +81,12 @@ class BatchedEscrow:
         open_rows, checked = [], set()
         for row in rows:
             onchain = self.market.market.get_request(row.request_id)
-            # a callback over the node's gas limit is left to the usual path, which refuses it (callback_gas_over_limit)
+            # a callback the node does not take (over its gas limit, under its tip) is left to the usual path, which
+            # refuses it (callback_gas_over_limit, callback_tip_too_low)
+            callback = self.market.market.callback_of(row.request_id)
             if onchain.status in (RequestStatus.OPEN, RequestStatus.ACCEPTED) and \
                     self.market.settles_batched(row.model_id, onchain) and \
-                    self.market.market.callback_of(row.request_id).gas <= self.callback_max_gas:
+                    self.callbacks.refusal(callback.gas, callback.tip, "") is None:
                 if onchain.model_key not in checked:  # one listing, checked once for all its requests
                     self.market.check_entry(row.model_id, onchain.model_key)
                     checked.add(onchain.model_key)

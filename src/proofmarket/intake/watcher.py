@@ -109,14 +109,17 @@ class ChainWatcher(Reorgs[Req]):
         """The node's watcher (``PROOFMARKET_ESCROW_WATCHER``): None when off, or when auto and nothing is deployed;
         its ``unavailable`` errors (e.g. no court in the deployment) leave it off whatever the setting. ``market``:
         the node's one market connection (opened here when the node has none). Every watcher delivers results into
-        consumer contracts within ``PROOFMARKET_CALLBACK_MAX_GAS`` (its constructor's ``callback_max_gas``)."""
+        consumer contracts within ``PROOFMARKET_CALLBACK_MAX_GAS`` and for a tip of
+        ``PROOFMARKET_CALLBACK_TIP_PER_MGAS`` (its constructor's ``callbacks``)."""
         if settings.chain.escrow_watcher == "off":
             return None
         market = market or Market.open_for(settings.chain.escrow_watcher, workspace, f"{cls.kind} watcher")
         if market is None:
             return None
         model_repo = ModelRepo(db)
-        options.setdefault("callback_max_gas", settings.chain.callback_max_gas)
+        from proofmarket.intake.callback_terms import CallbackRule
+
+        options.setdefault("callbacks", CallbackRule.of(settings))
         try:
             watcher = cls(market, EscrowRepo(db), lambda: [row.id for row in model_repo.served()],
                           confirmations=settings.chain.escrow_confirmations, poll_s=settings.chain.escrow_poll_s,

@@ -28,6 +28,9 @@ SERVICE_DOC = "/.well-known/ai-service.json"
 PAGE, MAX_PAGES = 100, 10  # a node's models: 100 a page (the node's most), 1,000 at most
 
 
+# where to fetch a URL: (the URL to connect to, headers, httpx extensions), or an error for a URL not to fetch
+Route = Callable[[str], tuple[str, dict[str, str], dict[str, Any]]]
+
 @dataclass
 class Found:
     """One agent of the registry, as discovered."""
@@ -51,11 +54,13 @@ class Found:
 def discover(rpc_url: str, identity_registry: str, *, reputation_registry: str | None = None,
              task: str | None = None, mode: str | None = None, max_price_atomic: int | None = None,
              only_verified: bool = False, limit: int = 200, timeout_s: float = 10.0,
-             check_url: Callable[[str], Any] | None = None, budget_s: float | None = None) -> list[Found]:
+             route_url: Route | None = None, budget_s: float | None = None) -> list[Found]:
     """The nodes registered on ``identity_registry`` (on ``rpc_url``'s chain, yours), at most ``limit`` agents;
-    with a filter, only the nodes selling a matching model, with those models. ``check_url`` raises for a URL not
-    to fetch (a node discovering for others refuses private addresses with it). ``budget_s``: the files of agents
-    left when it is spent are not fetched (listed unverified, saying so), however slowly the others answered."""
+    with a filter, only the nodes selling a matching model, with those models. ``route_url`` gives where to fetch a
+    URL, raising for one not to fetch (a node discovering for others refuses private addresses with it, and pins each
+    fetch to the address it checked: a DNS answer that changes after the check reaches nothing private).
+    ``budget_s``: the files of agents left when it is spent are not fetched (listed unverified, saying so), however
+    slowly the others answered."""
     from proofmarket.chain.client import ChainClient
     from proofmarket.chain.erc8004 import IdentityRegistry, ReputationRegistry
 
@@ -75,7 +80,7 @@ def discover(rpc_url: str, identity_registry: str, *, reputation_registry: str |
                 found.append(entry)
                 continue
             try:
-                _read_node(http, entry, check_url)
+                _read_node(http, entry, route_url)
             except (httpx.HTTPError, ValueError, KeyError, TypeError, ProofMarketError) as exc:
                 entry.verified, entry.error = False, entry.error or f"{type(exc).__name__}: {exc}"[:300]
             if reputation is not None:
@@ -101,13 +106,11 @@ def select(found: list[Found], *, task: str | None = None, mode: str | None = No
     return chosen
 
 
-def _read_node(http: httpx.Client, entry: Found, check: Callable[[str], Any] | None) -> None:
+def _read_node(http: httpx.Client, entry: Found, route: Route | None) -> None:
     if not entry.uri.startswith(("https://", "http://")):
         entry.error = f"the registration file's URI is not http(s): {entry.uri[:200]}"
         return
-    if check is not None:
-        check(entry.uri)
-    doc = _get_json(http, entry.uri)
+    doc = _get_json(http, entry.uri, route)
     if not isinstance(doc, dict) or doc.get("type") != REGISTRATION_TYPE:
         entry.error = "the URI holds no ERC-8004 registration file"
         return
@@ -125,12 +128,10 @@ def _read_node(http: httpx.Client, entry: Found, check: Callable[[str], Any] | N
         entry.error = "the registration file names no proofmarket service"
         return
     entry.node = endpoint[: -len(SERVICE_DOC)]
-    if check is not None:
-        check(entry.node + "/v1/models")
     cursor: str | None = None
-    for _ in range(MAX_PAGES):  # the node's catalogue, a page at a time
-        listed = _get_json(http, f"{entry.node}/v1/models", params={"limit": PAGE, **({"cursor": cursor} if cursor
-                                                                                      else {})})
+    for _ in range(MAX_PAGES):  # the node's catalogue, a page at a time, each fetch routed (checked and pinned)
+        listed = _get_json(http, f"{entry.node}/v1/models", route,
+                           params={"limit": PAGE, **({"cursor": cursor} if cursor else {})})
         entry.models += [{"id": m["id"], "name": m.get("name"), "mode": m.get("mode"), "task": m.get("task"),
                           "price_atomic": int((m.get("price") or {}).get("atomic") or 0),
                           "price": (m.get("price") or {}).get("amount")} for m in listed.get("models") or []]
@@ -140,8 +141,14 @@ def _read_node(http: httpx.Client, entry: Found, check: Callable[[str], Any] | N
     entry.verified = True
 
 
-def _get_json(http: httpx.Client, url: str, **kwargs: Any) -> Any:
-    with http.stream("GET", url, **kwargs) as answer:
+def _get_json(http: httpx.Client, url: str, route: Route | None, **kwargs: Any) -> Any:
+    """``url``'s JSON (at most ``MAX_FILE_BYTES``), fetched where ``route`` says: the address it checked, with the
+    name as the Host header and the TLS server name."""
+    headers: dict[str, str] = {}
+    extensions: dict[str, Any] = {}
+    if route is not None:
+        url, headers, extensions = route(url)
+    with http.stream("GET", url, headers=headers, extensions=extensions, **kwargs) as answer:
         answer.raise_for_status()
         body = bytearray()
         for chunk in answer.iter_bytes():

@@ -49,7 +49,7 @@ async def discover_nodes(request: Request, services: ServicesDep,
 def _discovered(services: NodeServices, state: Any) -> tuple[list[Any], bool]:
     """The nodes (fresh, or kept from less than ``TTL_S`` ago) and whether they are an older list served while another
     request's discovery runs."""
-    from proofmarket.marketplace.webhook_targets import WebhookTargetRefused, check_target, private_allowed
+    from proofmarket.marketplace.webhook_targets import WebhookTargetRefused, pinned, private_allowed
     from proofmarket.sdk.discovery import discover
 
     listings = services.catalog.listings
@@ -67,15 +67,16 @@ def _discovered(services: NodeServices, state: Any) -> tuple[list[Any], bool]:
     try:
         allow = private_allowed(services.settings)
 
-        def public_only(url: str) -> None:
+        def public_only(url: str) -> tuple[str, dict[str, str], dict[str, Any]]:
+            """Each fetch resolved once, checked, and sent to the address checked (no rebinding in between)."""
             try:
-                check_target(url, allow)
+                return pinned(url, allow)
             except WebhookTargetRefused as exc:
                 raise UsageError(f"this node does not fetch {url[:200]}: {exc.message.split(': ', 1)[0]}") from None
 
         found = discover(listings.market.client.rpc_url, registries["IdentityRegistry"],
                          reputation_registry=registries["ReputationRegistry"], limit=MAX_AGENTS, timeout_s=5.0,
-                         check_url=public_only, budget_s=BUDGET_S)
+                         route_url=public_only, budget_s=BUDGET_S)
         state.discovered_nodes = (time.monotonic(), found)
         return found, False
     finally:

@@ -14,6 +14,7 @@ from proofmarket.api.signed import describe
 from proofmarket.api.views import registry_listing
 from proofmarket.core.errors import ProofMarketError
 from proofmarket.core.settings import Settings
+from proofmarket.intake.callback_terms import CallbackRule
 from proofmarket.marketplace.catalog import ServedModel
 from proofmarket.node.services import NodeServices
 from proofmarket.systems import ATTESTED_SYSTEM, PROVEN_SYSTEM, spec_of
@@ -142,7 +143,9 @@ def _chain(services: NodeServices, paid: dict[str, object] | None) -> dict[str, 
     if listings is not None:
         market = listings.market
         chain = {**(chain or {}), "chain_id": market.client.chain_id, "registry": market.registry.address,
-                 "market": market.market.address, "usdc": market.usdc.address, "prover": listings.prover}
+                 "market": market.market.address, "usdc": market.usdc.address, "prover": listings.prover,
+                 # what a consumer contract's callback must stay within, and tip, for this node to answer it
+                 "callbacks": CallbackRule.of(services.settings).to_json()}
         if market.deployment.erc8004 is not None:
             chain["erc8004"] = market.deployment.erc8004
         if market.deployment.shared_verifier is not None:
