@@ -44,3 +44,23 @@ def test_lanes_follow_the_fixtures_a_test_needs_through_other_fixtures(request: 
     if through in marks:  # collected in this run
         assert "chain" in marks[through] and "slow" not in marks[through]
     assert {"chain", "slow"} & marks[request.node.nodeid] == set()
+
+
+def test_every_package_has_tests_in_the_unit_lane() -> None:
+    """``make test-fast`` (the unit lane) covers every package of ``src/proofmarket``: each has a test folder
+    with tests that need no compile, devnet, npm tool, browser or release build."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    unit = "not slow and not chain and not npm and not browser and not release"
+    listed = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+                             "-p", "no:xdist", "-m", unit], cwd=root, capture_output=True, text=True, timeout=300)
+    folders = {line.split("::")[0].split("/")[1] for line in listed.stdout.splitlines() if "::" in line}
+    folders |= {"/".join(line.split("::")[0].split("/")[1:3]) for line in listed.stdout.splitlines()
+                if line.startswith("tests/systems/")}
+    packages = {p.name for p in (root / "src" / "proofmarket").iterdir() if (p / "__init__.py").is_file()}
+    packages |= {f"systems/{p.name}" for p in (root / "src" / "proofmarket" / "systems").iterdir()
+                 if (p / "__init__.py").is_file()}
+    assert packages - {"samples"} <= folders, sorted(packages - folders)  # samples: data, tested through models
