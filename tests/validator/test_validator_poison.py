@@ -26,7 +26,6 @@ from proofmarket.core.settings import Settings
 from proofmarket.systems.workspace import Workspace
 from proofmarket.validator.process import FAILING_AFTER, MAX_ATTEMPTS, Validator, Verdict
 
-
 WEIGHTS = b"\x11" * 32
 POISON = b"[" * 1_000_000 + b"]" * 1_000_000  # 2 MB: kills a process whose recursion limit py_ecc raised
 COURT_PARAMS = {"window": 300, "vote_window": 300, "response_window": 300, "unbond_delay": 600, "quorum": 3,
