@@ -149,3 +149,41 @@ def test_callback_terms_are_bounded_and_an_unanswered_request_refunds_the_tip(ma
     market.client.transact(gate.functions.refund(gate_rid), market.accounts.consumer)
     assert market.usdc.balance_of(gate.address) == funded + price + TIP
     assert market.usdc.balance_of(consumer.address) == before - price - TIP  # still escrowed: only it may refund
+
+
+def test_a_dapp_computes_the_input_commitment_with_the_sdk_alone(market_workspace: Any, models: Listed,
+                                                                  proofs: Proofs, tmp_path: Any) -> None:
+    """Issue 71: the commitment a dApp escrows, from ``Client.input_commitment`` with nothing but artifacts fetched
+    by CID (here a cache holding them; no home, no node key): the one the proof's instances carry, for a public
+    input and for a hashed input with its salt; another input commits to another value."""
+    import shutil
+
+    from market_helpers import SALT
+
+    from proofmarket import Client
+
+    cache = tmp_path / "cache"
+    shutil.copytree(market_workspace.settings.store_dir, cache)
+    with Client("http://127.0.0.1:9", devnet=True, cache_dir=cache) as sdk:
+        public = sdk.input_commitment(models.public, mlp_input())
+        hashed = sdk.input_commitment(models.hashed, mlp_input(), salt=SALT)
+        other = sdk.input_commitment(models.public, {"input_data": [[0.5] * 8]})
+    assert public["commitment"] == proofs.mlp.input.commitment
+    assert hashed["commitment"] == proofs.hashed.input.commitment
+    assert other["commitment"] != public["commitment"]
+    import json
+
+    from typer.testing import CliRunner
+
+    from proofmarket.cli.main import app as cli
+
+    doc = tmp_path / "input.json"
+    doc.write_text(json.dumps(mlp_input()))
+    home = ["--home", str(market_workspace.settings.home)]
+    printed = CliRunner().invoke(cli, ["commitment", models.hashed, "--input", str(doc), "--salt",
+                                       ",".join(map(str, SALT)), "--json", *home])
+    assert printed.exit_code == 0 and json.loads(printed.stdout)["commitment"] == hashed["commitment"]
+    from proofmarket.store import cid_for_bytes
+
+    missing = CliRunner().invoke(cli, ["commitment", cid_for_bytes(b"no such model"), "--input", str(doc), *home])
+    assert missing.exit_code != 0 and "pass --node" in missing.output

@@ -44,12 +44,10 @@ def mlp_input() -> dict[str, Any]:
 
 def commitment_of(market: Market, model_id: str, doc: Any) -> bytes:
     """The input commitment a consumer contract escrows for ``doc`` (a public input: no salt)."""
-    from proofmarket import models as model_checks
-    from proofmarket.systems.ezkl.commitment import input_commitment
+    from proofmarket.systems.ezkl.commitment import commit_inputs
 
-    manifest, info = market.workspace.prover.model(model_id)
-    made = input_commitment(market.workspace.store, manifest, model_checks.parse_inputs(doc, info), None)
-    return bytes.fromhex(made.commitment[2:])
+    manifest, _ = market.workspace.prover.model(model_id)
+    return bytes.fromhex(commit_inputs(market.workspace.store, manifest, doc).commitment[2:])
 
 
 def consumer_contract(market: Market, artifact: str, *args: Any, funds: int = 100 * 10**6) -> Any:

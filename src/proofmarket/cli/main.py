@@ -278,6 +278,7 @@ def register_all() -> None:
     """Every other command of the line (they load only when a command outside this module runs, or for --help)."""
     from proofmarket.cli.backup_cmd import register as _register_backup
     from proofmarket.cli.chain_cmds import register as _register_market
+    from proofmarket.cli.commitment_cmd import register as _register_commitment
     from proofmarket.cli.db_cmd import register as _register_db
     from proofmarket.cli.discover_cmd import register as _register_discover
     from proofmarket.cli.facilitator_cmd import register as _register_facilitator
@@ -296,6 +297,7 @@ def register_all() -> None:
     from proofmarket.cli.wallet_cmds import register as _register_wallet
 
     _register_market(app)
+    _register_commitment(app)
     _register_backup(app)
     _register_roles(app)
     _register_node(app)

@@ -47,6 +47,22 @@ class OnChainChecks(NodeSession):
 
         return verify_on_chain(client, ModelRegistry(client, registry), bundle, owner=owner, own=own).to_json()
 
+    def input_commitment(self, model_id: str, inputs: Any, salt: list[int] | None = None) -> dict[str, Any]:
+        """What an escrow request (or a consumer contract) commits to for ``inputs`` on ``model_id``:
+        ``{"commitment": "0x..." (bytes32), "instances": [...]}``, the ``inputCommitment`` of
+        ``requestInference`` / ``requestInferenceWithCallback``. The model's manifest and circuit settings are
+        fetched by CID (each checked) into this client's cache: no home, node key or ONNX file. A model with a
+        hashed input needs the ``salt`` the request will carry."""
+        from proofmarket.systems.ezkl.commitment import commit_inputs
+        from proofmarket.systems.ezkl.verify import load_manifest
+
+        store = LocalStore(self.cache_dir)
+        self._fetch_artifact(store, model_id)
+        manifest = load_manifest(store, model_id)
+        self._fetch_artifact(store, manifest.settings.cid)
+        made = commit_inputs(store, manifest, inputs, salt)
+        return {"model_id": model_id, "commitment": made.commitment, "instances": [str(v) for v in made.instances]}
+
     def approve_permit2(self, rpc_url: str, token: str | None = None) -> dict[str, Any]:
         """Let Permit2 move this client's token (once per token and chain, sent from the account, which pays the gas):
         what x402 ``upto`` payments need (``Client(scheme="upto")``). ``token``: default the asset of the node's upto

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import ezkl
 import numpy as np
 
+from proofmarket import models
 from proofmarket.store import ArtifactStore
 from proofmarket.systems.ezkl.felts import felt_to_uint, keccak_packed
 from proofmarket.systems.ezkl.manifest import ModelManifest
@@ -24,6 +25,12 @@ from proofmarket.systems.ezkl.salt import check_salt, circuit_input
 class InputCommitment:
     commitment: str  # 0x-hex bytes32
     instances: list[int]
+
+
+def commit_inputs(store: ArtifactStore, manifest: ModelManifest, inputs_doc: object,
+                  salt: list[int] | None = None) -> InputCommitment:
+    """The commitment of an input document (checked against the model's input signature first)."""
+    return input_commitment(store, manifest, models.parse_inputs(inputs_doc, manifest.input_signature()), salt)
 
 
 def input_commitment(store: ArtifactStore, manifest: ModelManifest, arrays: list[np.ndarray],

@@ -5,11 +5,14 @@ Its CID is the model id. Everything a verifier needs (settings, vk, SRS) is name
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
 
 from proofmarket.systems.documents import MANIFEST_FORMAT, ArtifactRef, CompileTimeFree
+
+if TYPE_CHECKING:
+    from proofmarket.models import InputSignature
 
 MANIFEST_VERSION = 2  # v2 adds mode and system; v1 manifests (proven, EZKL) still load
 
@@ -113,6 +116,12 @@ class ModelManifest(CompileTimeFree):
     ezkl_version: str
     batches: list[BatchCircuit] = []  # compiled batch sizes, smallest first (left out of the document when none)
     _left_out_when_empty: ClassVar[tuple[str, ...]] = ("created_at", "batches", "shared_verifier")
+
+    def input_signature(self) -> InputSignature:
+        """What a call's input is checked against, from the manifest (no ONNX file to load, nor onnx to import)."""
+        from proofmarket.models import InputSignature, TensorSpec
+
+        return InputSignature(tuple(TensorSpec(t.name, tuple(t.shape), t.dtype) for t in self.inputs))
 
     def batch(self, size: int) -> BatchCircuit | None:
         return next((b for b in self.batches if b.size == size), None)

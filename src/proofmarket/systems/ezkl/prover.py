@@ -98,9 +98,7 @@ class EzklProver:
             except Exception as exc:
                 raise UnknownModel(f"{model_id} is not a model id (it names something else)") from exc
             # what a call's input is checked against, from the manifest: no ONNX file to load (nor onnx to import)
-            info = models.InputSignature(tuple(models.TensorSpec(t.name, tuple(t.shape), t.dtype)
-                                               for t in manifest.inputs))
-            self._infos[model_id] = (manifest, info)
+            self._infos[model_id] = (manifest, manifest.input_signature())
         return self._infos[model_id]
 
     def prove(self, model_id: str, inputs_doc: Any, timeout_s: float | None = None,
