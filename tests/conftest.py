@@ -30,6 +30,15 @@ from typing import Any
 import pytest
 
 
+@pytest.fixture(scope="session")
+def released_wheel() -> Path:
+    """The wheel built once per run from a clean clone (``tests/support/clean_wheel.py``): the wheel's and the
+    image's tests share it, and so one world (one worker builds it)."""
+    from clean_wheel import clean_wheel
+
+    return clean_wheel()
+
+
 class _Times:
     """One process's records: test phases (setup, call, teardown) and fixture setups, with the worker's name."""
 
@@ -74,8 +83,16 @@ def measured_worlds() -> dict[str, float]:
         return {}
 
 
+COMPILES_ENV = "TEST_COMPILE_CACHE"  # the session's compiled models (tests/support/compiled.py), for every worker
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(LaneGuard(), "proofmarket-lanes")
+    if not os.environ.get("PYTEST_XDIST_WORKER") and not os.environ.get(COMPILES_ENV):
+        import tempfile
+
+        os.environ[COMPILES_ENV] = tempfile.mkdtemp(prefix="proofmarket-compiles-")
+        config.stash[_MADE_CACHE] = os.environ[COMPILES_ENV]
     folder = config.getoption("--times")
     if folder:
         config.pluginmanager.register(_Times(Path(folder)), "proofmarket-times")
@@ -90,6 +107,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    made = config.stash.get(_MADE_CACHE, None)
+    if made is not None:
+        import shutil
+
+        shutil.rmtree(made, ignore_errors=True)
+        os.environ.pop(COMPILES_ENV, None)
     if config.pluginmanager.has_plugin("proofmarket-worlds"):
         Path(os.environ.pop(WORLDS_ENV)).unlink(missing_ok=True)
 
@@ -125,6 +148,7 @@ LANES: dict[str, tuple[str, ...]] = {
     # the release builds and the npm tools
     "ipfs_car": ("npm",), "image": ("npm", "release"), "buildah": ("release",), "wheel": ("release",),
     "installed": ("release",), "site": ("release",),
+    "released_wheel": ("release",),
 }
 # the test helpers whose use puts a test module in a lane
 MODULE_LANES: dict[str, tuple[str, ...]] = {"browser_wallet": ("browser",), "clean_wheel": ("release",),
@@ -210,7 +234,8 @@ class LaneGuard:
         return result
 
 
-WORLDS_ENV = "PROOFMARKET_TEST_WORLDS"  # the file where a worker writes each test's world for the controller
+_MADE_CACHE = pytest.StashKey[str]()
+WORLDS_ENV = "TEST_WORLDS_FILE"  # the file where a worker writes each test's world for the controller
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import requests
 from api_helpers import mlp_input
-from clean_wheel import ROOT, clean_wheel
+from clean_wheel import ROOT
 from health_wait import wait_healthy
 
 pytestmark = pytest.mark.slow
@@ -55,7 +55,7 @@ def buildah(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def image(buildah: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
+def image(buildah: Any, released_wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
     work = tmp_path_factory.mktemp("image")
     base = work / "base.tar"
     made = subprocess.run(["mmdebstrap", "--quiet", "--variant=minbase", "bookworm", str(base)], text=True,
@@ -66,7 +66,7 @@ def image(buildah: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
     buildah("commit", "--quiet", container, BASE, check=True)
     context = work / "context"
     (context / "dist").mkdir(parents=True)
-    shutil.copy(clean_wheel(), context / "dist")
+    shutil.copy(released_wheel, context / "dist")
     # this machine's CA bundle (a TLS-intercepting proxy's CA is in it where there is one), for pip and npm in the build
     bundles = [os.environ.get(v, "") for v in ("PIP_CERT", "SSL_CERT_FILE")] + ["/etc/ssl/certs/ca-certificates.crt"]
     ca = next((b for b in bundles if b and Path(b).is_file()), None)

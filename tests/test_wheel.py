@@ -10,14 +10,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from clean_wheel import clean_wheel
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def wheel() -> Path:
-    return clean_wheel()
+def wheel(released_wheel: Path) -> Path:
+    return released_wheel
 
 
 def test_the_wheel_carries_what_a_user_runs(wheel: Path) -> None:

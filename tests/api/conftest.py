@@ -30,7 +30,7 @@ def node_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def mlp_id(node_home: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
     ws = Workspace(node_settings(node_home, tmp_path_factory.mktemp("db") / "unused.db"))
     try:
-        return compile_mlp(ws)
+        return compile_mlp(ws).model_id
     finally:
         ws.close()
 
@@ -40,7 +40,7 @@ def private_mlp_id(node_home: Path, tmp_path_factory: pytest.TempPathFactory) ->
     """The sample MLP compiled with the ``private`` profile (hashed input and weights)."""
     ws = Workspace(node_settings(node_home, tmp_path_factory.mktemp("db") / "unused.db"))
     try:
-        return compile_mlp(ws, "private", HASHED_MLP_CANDIDATE)
+        return compile_mlp(ws, "private", HASHED_MLP_CANDIDATE).model_id
     finally:
         ws.close()
 

@@ -38,7 +38,7 @@ def test_a_running_nodes_home_restores_into_a_new_home_that_serves_the_same(tmp_
     home, restored = tmp_path / "home", tmp_path / "restored"
     ws = Workspace(_settings(home))
     try:
-        model_id = compile_mlp(ws)
+        model_id = compile_mlp(ws).model_id
     finally:
         ws.close()
     node = create_app(_settings(home))

@@ -34,7 +34,7 @@ def listed_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Serv
     with market_devnet(data / "devnet") as chain:
         settings = node_settings(data / "home", data / "node.db", chain.rpc_url, chain.deployment_file)
         ws = Workspace(settings)
-        model_id = compile_mlp(ws)
+        model_id = compile_mlp(ws).model_id
         ws.close()
         market = Market.open(settings)
         market.register_model(model_id, "0.01")

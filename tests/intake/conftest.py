@@ -40,8 +40,8 @@ def env(tmp_path_factory: pytest.TempPathFactory, escrow_devnet: Devnet) -> Iter
     home = tmp_path_factory.mktemp("escrowhome")
     ws = Workspace(node_settings(home, escrow_devnet.rpc_url))
     try:
-        public = compile_mlp(ws, "public", MLP_CANDIDATE)
-        hashed = compile_mlp(ws, "private-input", HASHED_MLP_CANDIDATE)
+        public = compile_mlp(ws, "public", MLP_CANDIDATE).model_id
+        hashed = compile_mlp(ws, "private-input", HASHED_MLP_CANDIDATE).model_id
         market = Market.deploy(workspace=ws)
         for model_id in (public, hashed):
             market.register_model(model_id, PRICE, OWNER_SHARE_BPS)

@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.chain]
 @pytest.fixture(scope="module")
 def batch_model(env: EscrowEnv) -> str:
     """The sample MLP with a batch circuit of 4 calls, listed with its batch verifier."""
-    model_id = compile_mlp(env.ws, "public", MLP_CANDIDATE, batch_sizes=(4,), name="mlp-batched")
+    model_id = compile_mlp(env.ws, "public", MLP_CANDIDATE, batch_sizes=(4,), name="mlp-batched").model_id
     assert set(env.market.register_model(model_id, PRICE, OWNER_SHARE_BPS).batch_verifiers) == {4}
     advance_time(env.market.client, 1)
     return model_id

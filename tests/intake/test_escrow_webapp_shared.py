@@ -31,7 +31,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def shared_model(env: EscrowEnv) -> str:
     """The sample MLP with a batch circuit of 4 calls, listed on the shared verifier (and its batch verifier)."""
-    model_id = compile_mlp(env.ws, "public", MLP_CANDIDATE, batch_sizes=(4,), name="mlp-web-shared")
+    model_id = compile_mlp(env.ws, "public", MLP_CANDIDATE, batch_sizes=(4,), name="mlp-web-shared").model_id
     registration = env.market.register_model(model_id, PRICE, OWNER_SHARE_BPS, verifier="shared")
     assert registration.verifier is not None and registration.verifier.shared
     return model_id

@@ -8,15 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from compiled import compile_mlp  # noqa: F401 (one compile helper for every world)
 from fastapi import FastAPI
 
 from proofmarket.core.settings import Settings
 from proofmarket.samples import sample_path
-from proofmarket.systems.ezkl.compiler import CompileOptions
-from proofmarket.systems.ezkl.profile import PrivacyProfile
-from proofmarket.systems.ezkl.srs import SrsProvider
 from proofmarket.systems.ezkl.tuning import Candidate
-from proofmarket.systems.workspace import Workspace
 
 # one grid point keeps the suite fast: this one gives logrows 9 for the MLP within the accuracy bound
 MLP_CANDIDATE = Candidate(256, 2, 7, 4)
@@ -35,13 +32,6 @@ def node_settings(home: Path, db: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {"home": home, "database_url": f"sqlite:///{db}", "prover_workers": 1,
                               "infer_wait_s": 120.0, **overrides}
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
-
-
-def compile_mlp(ws: Workspace, profile: str = "public", candidate: Candidate = MLP_CANDIDATE) -> str:
-    samples = json.loads(sample_path("mlp", "samples").read_text())
-    options = CompileOptions(profile=PrivacyProfile.parse(profile), srs=SrsProvider(ws.settings.srs_dir),
-                             candidates=[candidate])
-    return ws.prover.compile(sample_path("mlp"), samples, options).model_id
 
 
 def mlp_input() -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from anvil_binary import anvil_or_skip  # noqa: F401 (re-exported: this folder's tests import it from here)
+from compiled import compile_mlp  # noqa: F401 (one compile helper for every world)
 from fastapi import FastAPI
 from served import Served
 from typer.testing import CliRunner
@@ -19,9 +20,7 @@ from proofmarket.cli.main import app as cli
 from proofmarket.core.settings import Settings
 from proofmarket.onchain import Market
 from proofmarket.samples import sample_path
-from proofmarket.systems.ezkl.compiler import CompileOptions
-from proofmarket.systems.ezkl.profile import SALT_BITS, SALT_ELEMENTS, PrivacyProfile
-from proofmarket.systems.ezkl.srs import SrsProvider
+from proofmarket.systems.ezkl.profile import SALT_BITS, SALT_ELEMENTS
 from proofmarket.systems.ezkl.tuning import Candidate
 from proofmarket.systems.workspace import Workspace
 
@@ -66,14 +65,6 @@ def node_settings(home: Path, rpc_url: str, db: Path | None = None, **overrides:
     if db is not None:
         values["database_url"] = f"sqlite:///{db}"
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
-
-
-def compile_mlp(ws: Workspace, profile: str, candidate: Candidate, **options: Any) -> str:
-    """The sample MLP compiled with one settings candidate (``options``: more CompileOptions, e.g. batch sizes)."""
-    samples = json.loads(sample_path("mlp", "samples").read_text())
-    compile_options = CompileOptions(profile=PrivacyProfile.parse(profile), srs=SrsProvider(ws.settings.srs_dir),
-                                     candidates=[candidate], **options)
-    return ws.prover.compile(sample_path("mlp"), samples, compile_options).model_id
 
 
 def sample_inputs(n: int) -> list[dict[str, Any]]:

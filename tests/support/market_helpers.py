@@ -7,15 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from anvil_binary import anvil_or_skip  # noqa: F401 (re-exported: this folder's tests import it from here)
+from compiled import compile_mlp  # noqa: F401 (one compile helper for every world)
 
 from proofmarket.onchain import Market
 from proofmarket.samples import sample_path
 from proofmarket.systems.ezkl.bundle import ProofBundle
-from proofmarket.systems.ezkl.compiler import CompileOptions, CompileResult
-from proofmarket.systems.ezkl.profile import SALT_BITS, SALT_ELEMENTS, PrivacyProfile
-from proofmarket.systems.ezkl.srs import SrsProvider
-from proofmarket.systems.ezkl.tuning import Candidate
-from proofmarket.systems.workspace import Workspace
+from proofmarket.systems.ezkl.profile import SALT_BITS, SALT_ELEMENTS
 
 PRICE = "2.5"
 PRICE_UNITS = 2_500_000
@@ -27,14 +24,6 @@ OTHER_MLP_CANDIDATE = (128, 3, 10, 1)  # same input scale (same input commitment
 SALT = [(7 * i + 3) % (1 << SALT_BITS) for i in range(SALT_ELEMENTS)]  # a consumer's fixed salt
 
 
-
-
-def compile_mlp(ws: Workspace, profile: str, candidate: tuple[int, int, int, int], **options: Any) -> CompileResult:
-    """The sample MLP compiled with one settings candidate (``options``: more CompileOptions, e.g. batch sizes)."""
-    samples = json.loads(sample_path("mlp", "samples").read_text())
-    compile_options = CompileOptions(profile=PrivacyProfile.parse(profile), srs=SrsProvider(ws.settings.srs_dir),
-                                     candidates=[Candidate(*candidate)], **options)
-    return ws.prover.compile(sample_path("mlp"), samples, compile_options)
 
 
 def mlp_input() -> dict[str, Any]:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from anvil_binary import anvil_or_skip  # noqa: F401 (re-exported: this folder's tests import it from here)
+from compiled import compile_mlp  # noqa: F401 (one compile helper for every world)
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
@@ -24,9 +25,6 @@ from proofmarket.chain import ChainClient, Devnet, TokenDomain, UsdcToken, deplo
 from proofmarket.chain.devkeys import DEVNET_CHAIN_ID, dev_account
 from proofmarket.core.settings import Settings
 from proofmarket.samples import sample_path
-from proofmarket.systems.ezkl.compiler import CompileOptions
-from proofmarket.systems.ezkl.profile import PrivacyProfile
-from proofmarket.systems.ezkl.srs import SrsProvider
 from proofmarket.systems.ezkl.tuning import Candidate
 from proofmarket.systems.workspace import Workspace
 
@@ -40,14 +38,6 @@ PAY = "PAYMENT-SIGNATURE"
 def clear_env() -> None:
     for name in [n for n in os.environ if n.startswith("PROOFMARKET_")]:
         del os.environ[name]
-
-
-def compile_mlp(ws: Workspace, **options: Any) -> str:
-    """The public sample MLP, one settings candidate (``options``: more CompileOptions, e.g. batch sizes)."""
-    samples = json.loads(sample_path("mlp", "samples").read_text())
-    compile_options = CompileOptions(profile=PrivacyProfile.parse("public"), srs=SrsProvider(ws.settings.srs_dir),
-                                     candidates=[MLP_CANDIDATE], **options)
-    return ws.prover.compile(sample_path("mlp"), samples, compile_options).model_id
 
 
 @contextlib.contextmanager
@@ -64,7 +54,7 @@ def node_mlp(home: Path, chain: Chain, db_dir: Path) -> str:
     """The sample MLP compiled into the node home ``home`` (a workspace of a node with payments off)."""
     ws = Workspace(node_settings(home, db_dir / "unused.db", chain.rpc_url, chain.deployment_file, payments="off"))
     try:
-        return compile_mlp(ws)
+        return compile_mlp(ws).model_id
     finally:
         ws.close()
 

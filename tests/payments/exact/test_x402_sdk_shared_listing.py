@@ -29,7 +29,7 @@ def listed(node_home: Path, chain: Chain, tmp_path_factory: pytest.TempPathFacto
     settings = node_settings(node_home, tmp_path_factory.mktemp("shared-db") / "node.db", chain.rpc_url,
                              chain.deployment_file)
     market = Market.open(settings)
-    model_id = compile_mlp(market.workspace, batch_sizes=(4,), name="sdk-shared")
+    model_id = compile_mlp(market.workspace, batch_sizes=(4,), name="sdk-shared").model_id
     registration = market.register_model(model_id, "0.25", 7_000, verifier="shared")
     assert registration.verifier is not None and registration.verifier.shared and registration.batch_verifiers
     app = create_app(settings)
