@@ -65,8 +65,13 @@ def test_a_workspace_on_base_sepolia_signs_in_its_domain(attested_home: Path, lm
         ws.close()
 
 
-def test_a_workspace_without_a_chain_signs_in_the_devnet_domain(attested_ws: Workspace, lm_id: str) -> None:
-    assert _signed_domain(attested_ws, lm_id)["chainId"] == 31337
+def test_a_workspace_without_a_chain_signs_in_the_devnet_domain(attested_home: Path, lm_id: str) -> None:
+    # its own workspace, made under this module's environment (the session's shared one may have been made before it)
+    ws = Workspace(Settings(_env_file=None, home=attested_home))  # type: ignore[call-arg]
+    try:
+        assert _signed_domain(ws, lm_id)["chainId"] == 31337
+    finally:
+        ws.close()
 
 
 def test_an_explicit_chain_id_wins(attested_home: Path, lm_id: str) -> None:
@@ -77,6 +82,7 @@ def test_an_explicit_chain_id_wins(attested_home: Path, lm_id: str) -> None:
         ws.close()
 
 
+@pytest.mark.chain  # an anvil of its own, answering chain id 84532
 def test_the_rpc_names_the_chain(tmp_path: Path, attested_home: Path, lm_id: str) -> None:
     """No PROOFMARKET_CHAIN: the chain id comes from PROOFMARKET_RPC_URL (an anvil answering 84532)."""
     try:
