@@ -94,18 +94,6 @@ class RequestClosed(UsageError, code="request_closed", http_status=409):
     """The escrow or court request is already fulfilled, refunded or expired: nothing more can be sent to it."""
 
 
-class CallbackOverLimit(UsageError, code="callback_gas_over_limit", http_status=409):
-    """An escrow request whose consumer contract's callback asks for more gas than this node pays for
-    (``PROOFMARKET_CALLBACK_MAX_GAS``): the node does not claim it, and the consumer takes its escrow back after the
-    deadline."""
-
-
-class CallbackTipTooLow(UsageError, code="callback_tip_too_low", http_status=409):
-    """An escrow request (or a court delivery) whose tip does not cover the gas its consumer contract's callback asks
-    for at this node's rate (``PROOFMARKET_CALLBACK_TIP_PER_MGAS``): the node does not answer it, and the consumer
-    takes its escrow back after the deadline."""
-
-
 class UseCourt(UsageError, code="use_court", http_status=409):
     """An attested request escrowed on the InferenceMarket while the deployment has an AttestationCourt: attested
     results are paid only after a challenge window, so they are answered on the court, not here."""

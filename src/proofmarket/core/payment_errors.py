@@ -114,6 +114,19 @@ class FacilitatorUnavailable(PaymentError, code="facilitator_unavailable", http_
     """The x402 facilitator (remote, or the in-process one's RPC) could not be reached or set up."""
 
 
+# --- a consumer contract's callback: what a node pays for -------------------------------------------------
+class CallbackOverLimit(UsageError, code="callback_gas_over_limit", http_status=409):
+    """An escrow request whose consumer contract's callback asks for more gas than this node pays for
+    (``PROOFMARKET_CALLBACK_MAX_GAS``): the node does not claim it, and the consumer takes its escrow back after the
+    deadline."""
+
+
+class CallbackTipTooLow(UsageError, code="callback_tip_too_low", http_status=409):
+    """An escrow request (or a court delivery) whose tip does not cover the gas its consumer contract's callback asks
+    for at this node's rate (``PROOFMARKET_CALLBACK_TIP_PER_MGAS``): the node does not answer it, and the consumer
+    takes its escrow back after the deadline."""
+
+
 __all__ = [
     "PaymentError", "PaymentRequired", "PaymentRejected", "PaymentMalformed", "PaymentMismatch",
     "PaymentAmountMismatch", "PaymentExpired", "PaymentWindowTooShort", "PaymentNotYetValid",
@@ -121,5 +134,6 @@ __all__ = [
     "PaymentAllowanceRequired",
     "ApiKeyCapReached", "PaymentChannelBusy", "PaymentPayerBusy", "PaymentSettlementFailed", "RateLimited",
     "CreditsUnavailable", "ChannelsUnavailable", "UnknownChannel", "PaymentSettlementPending",
-    "FacilitatorUnavailable",
+    "FacilitatorUnavailable", "CallbackOverLimit", "CallbackTipTooLow",
 ]
+
