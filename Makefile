@@ -32,7 +32,7 @@ webapp:
 
 # several workers (pytest-xdist), each test's world built once on one of them (tests/conftest.py); WORKERS=0 runs
 # in this process
-WORKERS ?= 3
+WORKERS ?= 4
 UNIT    := not slow and not chain and not npm and not browser and not release
 
 test: setup
