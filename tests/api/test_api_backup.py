@@ -98,3 +98,31 @@ def test_a_damaged_or_foreign_archive_is_refused(tmp_path: Path) -> None:
         archive.add(str(home / "access.key"), arcname="../outside.key")
     code, foreign = _cli("restore", str(tmp_path / "foreign.tar.gz"), "--home", str(tmp_path / "new2"))
     assert code == 2 and not (tmp_path / "outside.key").exists()
+
+
+def test_a_file_written_while_it_is_backed_up_restores_as_it_was_read(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 72: a live home's files change during a backup (the devnet's log, the store). Each file is archived
+    and hashed from one read, so a write right after a file went into the archive leaves an archive that restores
+    (it hashed a second read before: a write in between made the restore refuse the whole archive)."""
+    from proofmarket.node import backup as backups
+
+    home = tmp_path / "home"
+    Workspace(_settings(home)).close()  # a home with its database
+    log = home / "devnet" / "anvil.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("block 1\n")
+    added = tarfile.TarFile.addfile
+
+    def written_meanwhile(archive: tarfile.TarFile, info: tarfile.TarInfo, fileobj: object = None) -> None:
+        added(archive, info, fileobj)  # type: ignore[arg-type]
+        if info.name == "devnet/anvil.log":
+            with log.open("a") as out:
+                out.write("block 2\n")  # the node writes on, after the archive took the file
+
+    monkeypatch.setattr(tarfile.TarFile, "addfile", written_meanwhile)
+    made = backups.backup(_settings(home), tmp_path / "live.tar.gz")
+    monkeypatch.undo()
+    done = backups.restore(_settings(tmp_path / "restored"), made.path)
+    assert done.files == made.files
+    assert (tmp_path / "restored" / "devnet" / "anvil.log").read_text() == "block 1\n"  # as it was read

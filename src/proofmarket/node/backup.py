@@ -72,7 +72,7 @@ def backup(settings: Settings, dest: Path, *, with_srs: bool = False) -> BackupR
         if sqlite_file is not None and sqlite_file.is_file():
             snapshot = Path(tmp) / DATABASE
             _snapshot(sqlite_file, snapshot)
-            files[DATABASE] = _add(archive, snapshot, DATABASE)
+            files[DATABASE] = _add(archive, snapshot, DATABASE, Path(tmp))
             described = "sqlite snapshot"
         else:
             described = "postgresql: not included, back it up with pg_dump" if sqlite_file is None else "none"
@@ -80,7 +80,7 @@ def backup(settings: Settings, dest: Path, *, with_srs: bool = False) -> BackupR
             rel = path.relative_to(home)
             if not path.is_file() or path.is_symlink() or _skipped(rel, with_srs, sqlite_file, home):
                 continue
-            files[rel.as_posix()] = _add(archive, path, rel.as_posix())
+            files[rel.as_posix()] = _add(archive, path, rel.as_posix(), Path(tmp))
         manifest = {"format": FORMAT, "version": 1, "proofmarket": __version__, "created_at": int(time.time()),
                     "schema_revision": revision, "database": described, "files": files}
         data = json.dumps(manifest, indent=1, sort_keys=True).encode()
@@ -161,9 +161,23 @@ def _snapshot(database: Path, out: Path) -> None:
         live.close()
 
 
-def _add(archive: tarfile.TarFile, path: Path, name: str) -> str:
-    archive.add(str(path), arcname=name, recursive=False)
-    return _sha256(path)
+def _add(archive: tarfile.TarFile, path: Path, name: str, tmp: Path) -> str:
+    """Archive ``path`` from one read: copied aside while hashed, the copy archived. A file written during the
+    backup (a live node's log, its store) is archived as it was read, with the hash of those bytes; a second read
+    for the hash would not match them, and the restore would refuse the whole archive."""
+    staged = tmp / ".staged"
+    digest = hashlib.sha256()
+    with open(path, "rb") as source, open(staged, "wb") as copy:
+        for block in iter(lambda: source.read(1 << 20), b""):
+            digest.update(block)
+            copy.write(block)
+    info = archive.gettarinfo(str(staged), arcname=name)
+    stat = path.stat()
+    info.mode, info.mtime = stat.st_mode & 0o7777, int(stat.st_mtime)
+    with open(staged, "rb") as fh:
+        archive.addfile(info, fh)
+    staged.unlink()
+    return digest.hexdigest()
 
 
 def _sha256(path: Path) -> str:
