@@ -182,7 +182,7 @@ class LaneGuard:
     compile, key setup or proof in this process (``slow``; the anvil a compile starts to check its verifier is
     part of the compile)."""
 
-    EZKL_CALLS = ("gen_settings", "calibrate_settings", "compile_circuit", "setup", "prove")
+    EZKL_CALLS = ("compile_circuit", "setup", "prove")  # a dry run's settings and calibration are not a compile
 
     def __init__(self) -> None:
         self.used: set[str] = set()

@@ -31,7 +31,7 @@ def test_starting_a_devnet_and_calling_ezkl_are_noted(request: pytest.FixtureReq
     with pytest.raises(Exception):  # noqa: B017 (any failure: only the note before it matters)
         Devnet.start(object())  # type: ignore[arg-type]
     with pytest.raises(Exception):  # noqa: B017
-        ezkl.gen_settings("/nonexistent/model.onnx", "/nonexistent/settings.json")
+        ezkl.compile_circuit("/nonexistent/model.onnx", "/nonexistent/compiled", "/nonexistent/settings.json")
     assert guard.used == {"chain", "slow"}  # type: ignore[attr-defined]
     guard.used = set()  # type: ignore[attr-defined]
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import pytest
 from script_module import load_script
 
 ECONOMICS_PY = Path(__file__).resolve().parents[2] / "bench" / "economics.py"
@@ -34,6 +35,7 @@ def test_a_dishonest_validator_majority_breaks_the_deterrence() -> None:
     assert weak["cheat"] > 0 and weak["min_slash"] > eco.Terms().slash
 
 
+@pytest.mark.chain  # an anvil of its own
 def test_the_court_game_on_chain_refuses_a_rented_verdict_and_makes_griefing_lose() -> None:
     """bench/court_game.py on anvil with the devnet parameters: sybil stake equal to the honest stake loses, more
     than half wins (the trust assumption), a griefer loses its bond and share, honest voters earn from it."""

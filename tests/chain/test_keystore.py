@@ -251,6 +251,7 @@ def test_keystores_are_never_overwritten(tmp_path: Path) -> None:
     assert stat.S_IMODE((named / "node.json").stat().st_mode) == 0o600
 
 
+@pytest.mark.chain  # an anvil of its own, answering Base Sepolia's chain id
 def test_a_paid_node_on_a_chain_answering_base_sepolia_signs_with_its_keystore(tmp_path: Path) -> None:
     """No chain id given: the RPC (an anvil answering 84532) names the chain; the node's keystore signs receipts
     and pays settlements; the same key as a plain variable is refused there."""

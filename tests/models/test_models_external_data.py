@@ -43,6 +43,7 @@ def test_a_model_with_its_weights_beside_it_is_made_self_contained(tmp_path: Pat
     assert self_contained(sample_path("mlp"), tmp_path / "none", MAX_MODEL_BYTES) == sample_path("mlp")  # inline
 
 
+@pytest.mark.slow  # the dry run compiles the circuit to predict its cost
 def test_the_dry_run_takes_the_model_folder_as_exported(tmp_path: Path) -> None:
     samples = json.loads(sample_path("mlp", "samples").read_text())
     inline, _ = predict_model(sample_path("mlp"), samples, PrivacyProfile())

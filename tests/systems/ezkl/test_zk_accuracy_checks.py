@@ -61,6 +61,7 @@ def test_the_task_is_the_owners_word_else_evidence_only() -> None:
     assert task_of("regression", softmax)[0] is False
 
 
+@pytest.mark.slow  # the dry run compiles the circuit to predict its cost
 def test_the_dry_run_warns_of_a_sample_near_a_class_boundary(tmp_path: Path) -> None:
     """A real dry run (EZKL calibrates the likely pick) on a softmax classifier: the sample whose top two classes
     differ by 0.001 is named in the prediction and printed as a warning before any compile."""

@@ -214,6 +214,7 @@ def _returns(word: int) -> bytes:  # PUSH1 word PUSH1 0 MSTORE PUSH1 32 PUSH1 0 
     return bytes([0x60, word, 0x60, 0, 0x52, 0x60, 32, 0x60, 0, 0xF3])
 
 
+@pytest.mark.slow  # the compile's own EVM (an anvil it starts to check verifiers)
 def test_the_local_evm_tells_a_verifier_that_accepts_from_one_that_refuses() -> None:
     from anvil_binary import anvil_or_skip
 
