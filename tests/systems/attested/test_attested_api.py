@@ -52,7 +52,16 @@ def test_models_and_discovery_show_the_mode(node: TestClient, lm_id: str) -> Non
         assert node.get(f"/v1/artifacts/{cid}").status_code == 200
 
 
+def _metric(text: str, name: str) -> float:
+    """A sample's value in a /metrics page (0 when the series is not there yet)."""
+    line = next((line for line in text.splitlines() if line.startswith(name + " ")), None)
+    return float(line.rsplit(" ", 1)[1]) if line is not None else 0.0
+
+
 def test_generate_answers_text_with_a_signed_attested_bundle(node: TestClient, lm_id: str) -> None:
+    labels = f'model="{lm_id}",rail="free",status="proved",system="proofmarket-attested-toploc-v1"'
+    calls, tokens = f"proofmarket_calls_total{{{labels}}}", "proofmarket_generated_tokens_total"
+    before = node.get("/metrics").text  # the module's node: other tests of it may have called first
     response = node.post(f"/v1/models/{lm_id}/generate", json={"prompt": "the market", "max_tokens": 33})
     assert response.status_code == 200, response.text
     body = response.json()
@@ -61,9 +70,8 @@ def test_generate_answers_text_with_a_signed_attested_bundle(node: TestClient, l
                              "charged_tokens": 33}
     assert body["bundle"]["output"]["text"] == body["text"] and body["payment"] is None
     metrics = node.get("/metrics").text
-    labels = f'model="{lm_id}",rail="free",status="proved",system="proofmarket-attested-toploc-v1"'
-    assert f"proofmarket_calls_total{{{labels}}} 1.0" in metrics  # a call like any other: system, rail, model
-    assert "proofmarket_generated_tokens_total 33.0" in metrics
+    assert _metric(metrics, calls) == _metric(before, calls) + 1  # a call like any other: system, rail, model
+    assert _metric(metrics, tokens) == _metric(before, tokens) + 33
     verified = node.post("/v1/verify", json=body["bundle"]).json()
     assert verified["valid"] and verified["mode"] == "attested" and verified["reexecuted"] is False
     assert any("not a proof" in w for w in verified["warnings"])
