@@ -216,22 +216,22 @@ class LaneGuard:
         if missing:
             what = {"chain": "started an anvil devnet", "slow": "ran an EZKL compile or proof"}
             pytest.fail(f"{item.nodeid} {' and '.join(what[m] for m in sorted(missing))} but is not in the "
-                              f"{'/'.join(sorted(missing))} lane: add the fixture that does it to LANES in "
-                              "tests/conftest.py (or mark the test)", pytrace=False)
+                        f"{'/'.join(sorted(missing))} lane: add the fixture that does it to LANES in "
+                        "tests/conftest.py (or mark the test)", pytrace=False)
+
+    def _watched(self, item: pytest.Item) -> Iterator[None]:
+        self.used = set()
+        result = yield
+        self._check(item)
+        return result
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> Iterator[None]:
-        self.used = set()
-        result = yield
-        self._check(item)
-        return result
+        return (yield from self._watched(item))
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Iterator[None]:
-        self.used = set()
-        result = yield
-        self._check(item)
-        return result
+        return (yield from self._watched(item))
 
 
 _MADE_CACHE = pytest.StashKey[str]()

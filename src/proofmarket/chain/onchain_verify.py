@@ -62,8 +62,6 @@ def _registered_topic(registry: ModelRegistry) -> str:
 
 
 OwnCheck = Callable[[str, int | None], None]  # (verifier address, batch size): RegistryMismatch unless the model's
-
-
 def verify_on_chain(client: ChainClient, registry: ModelRegistry, bundle: dict[str, Any], *,
                     owner: str | None = None, from_block: int = 0, own: OwnCheck | None = None) -> OnChainCheck:
     """Run the bundle's proof through its model's verifier on chain; ``VerificationFailed`` when the chain refuses

@@ -131,11 +131,10 @@ def _on_chain(ws: Any, doc: Any, rpc_url: str | None, registry: str | None, owne
 def own_verifier_check(client: Any, store: Any, model_id: str) -> Any:
     """The check that a listing's verifier is the model's own, from the manifest this home holds (the bundle was
     verified against it)."""
-    from proofmarket.sdk.own_verifier import own_code_hash
+    from proofmarket.sdk.own_verifier import own_check
     from proofmarket.systems.ezkl.verify import load_manifest
 
-    manifest = load_manifest(store, model_id)
-    return lambda verifier, size: own_code_hash(client.w3, store, manifest, model_id, verifier, batch_size=size)
+    return own_check(client.w3, store, load_manifest(store, model_id), model_id)
 
 
 def _verdict(report: Any) -> str:

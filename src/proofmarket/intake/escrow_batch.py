@@ -77,16 +77,19 @@ class BatchedEscrow:
                                  [r.request_id for r in mine], model_id, exc)
         return claimed
 
+    def _callback_taken(self, request_id: int) -> bool:
+        """The request's callback (if any) is one this node answers (``CallbackRule``), read only when asked."""
+        callback = self.market.market.callback_of(request_id)
+        return self.callbacks.refusal(callback.gas, callback.tip, "") is None
+
     def _settle_together(self, rows: list[EscrowRequestRow]) -> None:
         open_rows, checked = [], set()
         for row in rows:
             onchain = self.market.market.get_request(row.request_id)
             # a callback the node does not take (over its gas limit, under its tip) is left to the usual path, which
             # refuses it (callback_gas_over_limit, callback_tip_too_low)
-            callback = self.market.market.callback_of(row.request_id)
             if onchain.status in (RequestStatus.OPEN, RequestStatus.ACCEPTED) and \
-                    self.market.settles_batched(row.model_id, onchain) and \
-                    self.callbacks.refusal(callback.gas, callback.tip, "") is None:
+                    self.market.settles_batched(row.model_id, onchain) and self._callback_taken(row.request_id):
                 if onchain.model_key not in checked:  # one listing, checked once for all its requests
                     self.market.check_entry(row.model_id, onchain.model_key)
                     checked.add(onchain.model_key)

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from proofmarket.core.errors import PaymentRequired, RegistryMismatch, UsageError
-from proofmarket.sdk.own_verifier import own_code_hash
+from proofmarket.sdk.own_verifier import own_check, own_code_hash
 from proofmarket.sdk.transport import NodeSession
 from proofmarket.store import LocalStore
 
@@ -34,18 +34,18 @@ class OnChainChecks(NodeSession):
                 raise RegistryMismatch(f"the node's registry is on chain {chain.get('chain_id')}, the RPC is chain "
                                        f"{client.chain_id}", field="chain_id")
             registry = str(chain["registry"])
+        model_id = str((bundle.get("model") or {}).get("id") or "")
+        store, manifest = self._manifest(model_id)
+        own = own_check(client.w3, store, manifest, model_id, fetch=lambda cid: self._fetch_artifact(store, cid))
+        return verify_on_chain(client, ModelRegistry(client, registry), bundle, owner=owner, own=own).to_json()
+
+    def _manifest(self, model_id: str) -> tuple[LocalStore, Any]:
+        """The proven model's manifest, fetched by CID (checked) into this client's cache, with that cache."""
         from proofmarket.systems.ezkl.verify import load_manifest
 
-        model_id = str((bundle.get("model") or {}).get("id") or "")
         store = LocalStore(self.cache_dir)
         self._fetch_artifact(store, model_id)
-        manifest = load_manifest(store, model_id)
-
-        def own(verifier: str, size: int | None) -> None:
-            own_code_hash(client.w3, store, manifest, model_id, verifier, batch_size=size,
-                          fetch=lambda cid: self._fetch_artifact(store, cid))
-
-        return verify_on_chain(client, ModelRegistry(client, registry), bundle, owner=owner, own=own).to_json()
+        return store, load_manifest(store, model_id)
 
     def input_commitment(self, model_id: str, inputs: Any, salt: list[int] | None = None) -> dict[str, Any]:
         """What an escrow request (or a consumer contract) commits to for ``inputs`` on ``model_id``:
@@ -54,11 +54,8 @@ class OnChainChecks(NodeSession):
         fetched by CID (each checked) into this client's cache: no home, node key or ONNX file. A model with a
         hashed input needs the ``salt`` the request will carry."""
         from proofmarket.systems.ezkl.commitment import commit_inputs
-        from proofmarket.systems.ezkl.verify import load_manifest
 
-        store = LocalStore(self.cache_dir)
-        self._fetch_artifact(store, model_id)
-        manifest = load_manifest(store, model_id)
+        store, manifest = self._manifest(model_id)
         self._fetch_artifact(store, manifest.settings.cid)
         made = commit_inputs(store, manifest, inputs, salt)
         return {"model_id": model_id, "commitment": made.commitment, "instances": [str(v) for v in made.instances]}
@@ -145,11 +142,8 @@ class OnChainChecks(NodeSession):
             params = {"owner": account.address, **({"verifier": verifier} if verifier else {})}
             return dict(self._json(self._get(f"/v1/models/{model_id}/registration", params=params)))
 
-        from proofmarket.systems.ezkl.verify import load_manifest
 
-        store = LocalStore(self.cache_dir)  # the model's own verifier code, by CID: what the plan must deploy
-        self._fetch_artifact(store, model_id)
-        manifest = load_manifest(store, model_id)
+        store, manifest = self._manifest(model_id)  # the model's own verifier code, by CID: what the plan must deploy
         self._fetch_artifact(store, manifest.verifier.bytecode.cid)
         own_code = store.get(manifest.verifier.bytecode.cid).decode()
         step, txs, verifier = plan(), [], None
@@ -187,7 +181,6 @@ class OnChainChecks(NodeSession):
         from web3 import Web3
 
         from proofmarket.chain.artifacts import load_artifact
-        from proofmarket.systems.ezkl.verify import load_manifest
 
         doc = self.model(model_id)
         listing = doc.get("registry")
@@ -200,12 +193,9 @@ class OnChainChecks(NodeSession):
         onchain_id = bytes.fromhex(str(listing["onchain_id"]).removeprefix("0x"))
         owner, verifier, price, _share, _inputs, _count, active, _params = registry.functions.terms(onchain_id).call()
         model = registry.functions.getModel(onchain_id).call()
-        store = LocalStore(self.cache_dir)
-        self._fetch_artifact(store, model_id)
-        manifest = load_manifest(store, model_id)
-        runtime = own_code_hash(w3, store, manifest, model_id, verifier,
+        store, manifest = self._manifest(model_id)
+        runtime = own_code_hash(w3, store, manifest, model_id, verifier,  # the verifier's code is the model's own
                                 fetch=lambda cid: self._fetch_artifact(store, cid))
-        code = bytes(w3.eth.get_code(verifier))
         checks = {
             "chain_id": (w3.eth.chain_id, listing["chain_id"]),
             "onchain_id": (registry.functions.modelIdOf(owner, keccak(text=model_id)).call(), onchain_id),
@@ -213,7 +203,6 @@ class OnChainChecks(NodeSession):
             "price": (price, int(doc["price"]["atomic"])),
             "verifier": (verifier.lower(), str((doc.get("verifier") or {}).get("address") or "").lower()),
             "active": (active, bool(doc.get("active", True))),
-            "verifier_code": (keccak(code), runtime),
             "verifier_codehash": (bytes(model[3]), runtime),
         }
         for name, (chain_value, published) in checks.items():

@@ -9,10 +9,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from proofmarket.chain.onchain_verify import OwnCheck
 from proofmarket.core.errors import RegistryMismatch, VerificationFailed
 from proofmarket.store import LocalStore
 
 Fetch = Callable[[str], None]  # brings an artifact (by CID) into the store, or raises
+
+
+def own_check(w3: Any, store: LocalStore, manifest: Any, model_id: str, fetch: Fetch = lambda cid: None) -> OwnCheck:
+    """The check ``verify_on_chain`` runs on each listing's verifier (``own_code_hash``, its result dropped)."""
+    def check(verifier: str, batch_size: int | None) -> None:
+        own_code_hash(w3, store, manifest, model_id, verifier, batch_size=batch_size, fetch=fetch)
+
+    return check
 
 
 def own_code_hash(w3: Any, store: LocalStore, manifest: Any, model_id: str, verifier: str, *,
