@@ -37,10 +37,11 @@ def fuzz_schema(node_home: Path, mlp_id: str, tmp_path_factory: pytest.TempPathF
 
 def test_no_server_errors(fuzz_schema: Any, mlp_id: str) -> None:
     operations = [result.ok() for result in fuzz_schema.get_all_operations()]
-    assert len(operations) == 60  # /v1/nodes, /v1/auth/whoami, /dashboard, /v1/earnings, generate, ERC-8004, /v1/court,
+    assert len(operations) == 61  # /v1/nodes, /v1/auth/whoami, /dashboard, /v1/earnings, generate, ERC-8004, /v1/court,
     # history, /v1/calls,
     # /v1/channels, /v1/keys, /v1/credits, /v1/passes, free quotas, /openai/v1, listings, stats, webhooks,
-    # /v1/purchases, /v1/payouts/run, /v1/ledger/check, /v1/ledger/unknown[/{ref}], /v1/ledger/write-off/{ref}
+    # /v1/purchases, /v1/payouts/run, /v1/ledger/check, /v1/ledger/replay, /v1/ledger/unknown[/{ref}],
+    # /v1/ledger/write-off/{ref}
     for operation in operations:
         @given(case=operation.as_strategy())
         @settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)

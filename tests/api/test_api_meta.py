@@ -12,6 +12,7 @@ OPERATION_IDS = {
     ("get", "/v1/purchases/{purchase_id}"): "get_purchase",
     ("post", "/v1/payouts/run"): "run_payouts",
     ("get", "/v1/ledger/check"): "check_ledger",
+    ("post", "/v1/ledger/replay"): "replay_ledger",
     ("get", "/v1/nodes"): "discover_nodes",
     ("get", "/v1/ledger/unknown"): "list_unknown_outcomes",
     ("post", "/v1/ledger/unknown/{ref}"): "resolve_unknown_outcome",

@@ -50,7 +50,8 @@ def restore_cmd(
     home: HomeOpt = None,
 ) -> None:
     """Restore a backup into a new, empty home (--home): every file is checked against the backup's manifest and
-    every artifact against its CID; then start the node on that home ('proofmarket ledger check' reconciles)."""
+    every artifact against its CID; then start the node on that home. What the node paid after the backup is not
+    paid again: it pays nothing until 'proofmarket ledger replay' books the transfers 'ledger check' names."""
     from proofmarket.core.settings import Settings
     from proofmarket.node.backup import restore
 
@@ -63,3 +64,5 @@ def restore_cmd(
                    "schema_revision": report.revision})
         return
     out.print(f"restored {report.files} files from {source}; database: {report.database}")
+    out.print("start the node, then run 'proofmarket ledger check': what it paid after this backup is held, not "
+              "paid again, until 'proofmarket ledger replay' books it")

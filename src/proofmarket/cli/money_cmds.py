@@ -4,6 +4,7 @@
     proofmarket payouts run [--node URL]                    pay every payee what the book owes it, now
     proofmarket ledger check [--node URL] [--from-block N]  the book against its rules and the chain; exit 1 when
                                                             any difference is found, each printed
+    proofmarket ledger replay [--node URL]                  book what the node account sent that the book lacks
     proofmarket ledger unknown [--node URL]                 held payouts and refunds whose outcome is unknown
     proofmarket ledger resolve REF (--paid TX | --not-sent REASON)   the operator settles one from the chain
     proofmarket ledger write-off REF --reason TEXT          void a channel charge that can no longer be collected
@@ -20,7 +21,7 @@ import typer
 from proofmarket.cli.common import JsonOpt
 from proofmarket.cli.groups import group
 from proofmarket.cli.infer_cmd import DEFAULT_NODE, _account
-from proofmarket.cli.output import emit_json, fail, out
+from proofmarket.cli.output import console, emit_json, fail, out
 from proofmarket.core.errors import ProofMarketError, UsageError
 from proofmarket.core.units import format_usdc
 
@@ -65,6 +66,9 @@ def payouts_run(node: NodeOpt = DEFAULT_NODE, as_json: JsonOpt = False) -> None:
         out.print("another node of this database holds the settler's lease: it pays out; nothing was done here")
         return
     report = done.get("payouts") or {}
+    if report.get("held"):
+        console.print(f"payouts held: {report['held']}")
+        raise typer.Exit(1)
     for payee, tx in sorted((report.get("paid") or {}).items()):
         out.print(f"paid {payee} in {tx}")
     for payee, blocked in sorted((report.get("blocked") or {}).items()):
@@ -87,16 +91,40 @@ def ledger_check(node: NodeOpt = DEFAULT_NODE, as_json: JsonOpt = False,
             out.print(f"difference: {difference}")
         solvency = report.get("solvency")
         if solvency:
-            out.print(f"solvency: the node account holds {format_usdc(int(solvency['token_balance']))} USDC, owes "
-                      f"others {format_usdc(int(solvency['owed']))} USDC: "
+            out.print(f"solvency: the node account holds {format_usdc(int(solvency['token_balance']))} USDC, its book "
+                      f"says {format_usdc(int(solvency['owed']))} USDC: "
                       + ("solvent" if solvency["solvent"] else
                          f"SHORT by {format_usdc(int(solvency['shortfall']))} USDC"))
+        for move in (report.get("tail") or {}).get("incoming") or []:
+            out.print(f"not in the book (incoming): {format_usdc(int(move['amount']))} USDC from {move['from']} in "
+                      f"{move['tx']} (a funding, an unclaimed deposit, or a purchase a restore lost)")
         for payee, blocked in sorted((report.get("blocked_payees") or {}).items()):
             out.print(f"blocked payee: {payee} ({blocked.get('reason')}; {blocked.get('attempts')} tries since "
                       f"{blocked.get('since')})")
         out.print(f"ledger: {'no difference' if report['ok'] else str(len(report['differences'])) + ' differences'}"
                   f" ({report['transfers_checked']} transfers, {report['transactions_checked']} transactions checked)")
     if not report["ok"]:
+        raise typer.Exit(1)
+
+
+@ledger.command("replay")
+def ledger_replay(node: NodeOpt = DEFAULT_NODE, as_json: JsonOpt = False) -> None:
+    """Book the token transfers the node's account sent that its book does not hold (after a restore from an older
+    backup); until then the node pays nothing. Each is booked as what the book owed its recipient."""
+    done = _operator(node, as_json, lambda sdk, token: sdk.ledger_replay(token))
+    if as_json:
+        emit_json(done)
+        return
+    for entry in done.get("booked") or []:
+        parts = ", ".join(f"{k} {format_usdc(int(v))}" for k, v in sorted((entry.get("as") or {}).items()))
+        out.print(f"booked {entry['tx']}: {format_usdc(int(entry['amount']))} USDC to {entry['to']} ({parts})")
+    for move in done.get("incoming") or []:
+        out.print(f"not in the book (incoming, not booked): {format_usdc(int(move['amount']))} USDC from "
+                  f"{move['from']} in {move['tx']}")
+    held = done.get("held") or []
+    out.print(f"replay: {len(done.get('booked') or [])} transfers booked; " +
+              (f"{len(held)} still not booked" if held else "the book holds everything the node account sent"))
+    if held:
         raise typer.Exit(1)
 
 

@@ -127,6 +127,12 @@ class CallbackTipTooLow(UsageError, code="callback_tip_too_low", http_status=409
     takes its escrow back after the deadline."""
 
 
+class BookBehindChain(UsageError, code="book_behind_chain", http_status=503):
+    """The node's account sent tokens on chain that its book does not hold (a restore from an older backup, or a
+    database that lost its last writes): the node pays nothing (no payout, no refund) until an operator books them
+    with ``proofmarket ledger replay``; ``proofmarket ledger check`` names each one."""
+
+
 __all__ = [
     "PaymentError", "PaymentRequired", "PaymentRejected", "PaymentMalformed", "PaymentMismatch",
     "PaymentAmountMismatch", "PaymentExpired", "PaymentWindowTooShort", "PaymentNotYetValid",
@@ -134,6 +140,6 @@ __all__ = [
     "PaymentAllowanceRequired",
     "ApiKeyCapReached", "PaymentChannelBusy", "PaymentPayerBusy", "PaymentSettlementFailed", "RateLimited",
     "CreditsUnavailable", "ChannelsUnavailable", "UnknownChannel", "PaymentSettlementPending",
-    "FacilitatorUnavailable", "CallbackOverLimit", "CallbackTipTooLow",
+    "FacilitatorUnavailable", "CallbackOverLimit", "CallbackTipTooLow", "BookBehindChain",
 ]
 

@@ -13,12 +13,12 @@ from sqlalchemy.orm import Session
 
 from proofmarket.db import market_book
 from proofmarket.db.book import Book, Transfer
+from proofmarket.db.cursors import Cursors
 from proofmarket.db.engine import Database
 from proofmarket.db.tables import (
     EscrowRequestRow,
     EscrowStatus,
     ModelRow,
-    WatcherCursorRow,
     utcnow,
 )
 
@@ -198,17 +198,10 @@ class EscrowRepo:
 
     def cursor_at(self, name: str) -> tuple[int | None, str | None]:
         """(the first block not yet fully processed, the hash block ``next_block - 1`` had when it was read)."""
-        with self.db.session() as s:
-            row = s.get(WatcherCursorRow, name)
-            return (None, None) if row is None else (row.next_block, row.block_hash)
+        return Cursors(self.db).at(name)
 
     def save_cursor(self, name: str, next_block: int, block_hash: str | None = None) -> None:
-        with self.db.session() as s:
-            row = s.get(WatcherCursorRow, name)
-            if row is None:
-                s.add(WatcherCursorRow(name=name, next_block=next_block, block_hash=block_hash, updated_at=utcnow()))
-            else:
-                row.next_block, row.block_hash, row.updated_at = next_block, block_hash, utcnow()
+        Cursors(self.db).save(name, next_block, block_hash)
 
     def _move(self, row_id: int, from_: list[EscrowStatus],
               posts: Callable[[Session, EscrowRequestRow], Sequence[Transfer]] | None = None, **values: Any) -> bool:

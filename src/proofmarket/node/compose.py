@@ -204,11 +204,17 @@ def build_money(settings: Settings, db: Database, rails: Rails, listings: Listin
     from proofmarket.payments.settler import Settler
 
     purchases = Purchases(credits.repo, exact)
+    from proofmarket.payments.chain_tail import ChainTail
+
+    deployment = getattr(getattr(listings, "market", None), "deployment", None)
+    own = (deployment.market, deployment.court or "") if deployment is not None else ()  # stakes: the node's own
+    tail = ChainTail(book, chain.client, chain.usdc, chain.node.address, own)
     payouts = Payouts(book, chain.client, chain.usdc, chain.node, _release_split(listings) if listings else None,
-                      min_atomic=settings.payments.payout_min_atomic, lease=LeaseRepo(db))
+                      min_atomic=settings.payments.payout_min_atomic, lease=LeaseRepo(db), gate=tail.gate)
+    credits.gate = tail.gate  # no refund, as no payout, while the book is behind the chain
     from proofmarket.payments.batch.rail import BatchSettlementRail
 
-    money = Money(book, purchases, payouts)
+    money = Money(book, purchases, payouts, tail=tail)
     for rail in rails.all():  # channel money swept to the node is paid out by the same path
         if isinstance(rail, BatchSettlementRail) and rail.sweeper is not None:
             rail.sweeper.payouts = payouts

@@ -34,7 +34,7 @@ from eth_utils.address import to_checksum_address
 from proofmarket.chain.client import ChainClient
 from proofmarket.chain.contracts import UsdcToken
 from proofmarket.core.background import Lease, lease_holder
-from proofmarket.core.errors import ChainError, ContractReverted, FeeTooHigh, TransactionNotMined
+from proofmarket.core.errors import BookBehindChain, ChainError, ContractReverted, FeeTooHigh, TransactionNotMined
 from proofmarket.db.book import Accounts, Book, Transfer
 from proofmarket.db.book_find import named
 from proofmarket.db.book_tables import TransferRow
@@ -57,18 +57,20 @@ class PayoutReport:
     waiting: list[str] = field(default_factory=list)  # sent, not deep enough yet (or with an unknown outcome)
     blocked: dict[str, dict[str, Any]] = field(default_factory=dict)  # payee -> why, since when, next try
     skipped: bool = False  # another run held the payouts lease
+    held: str | None = None  # why nothing was paid: the node's account sent what its book does not hold
 
     def to_json(self) -> dict[str, Any]:
         return {"paid": self.paid, "confirmed": self.confirmed, "voided": self.voided, "waiting": self.waiting,
-                "blocked": self.blocked, "skipped": self.skipped}
+                "blocked": self.blocked, "skipped": self.skipped, "held": self.held}
 
 
 class Payouts:
     def __init__(self, book: Book, client: ChainClient, usdc: str, sender: LocalAccount,
                  after_payout: Callable[[str], None] | None = None, min_atomic: int = 1,
-                 lease: Lease | None = None) -> None:
+                 lease: Lease | None = None, gate: Callable[[], None] | None = None) -> None:
         self.book, self.client, self.usdc, self.sender = book, client, usdc, sender
         self.after_payout, self.min_atomic, self.lease = after_payout, min_atomic, lease
+        self.gate = gate  # raises BookBehindChain while the chain shows transfers the book does not hold
         self.holder = lease_holder(self)
 
     def owed(self) -> dict[str, dict[str | None, int]]:
@@ -89,6 +91,13 @@ class Payouts:
             return report
         try:
             self._confirm(report)
+            if self.gate is not None:
+                try:
+                    self.gate()
+                except BookBehindChain as exc:  # paying now could pay twice what a restore forgot
+                    log.error("payouts held: %s", exc.message)
+                    report.held = exc.message
+                    return report
             now = time.time()
             for payee, models in sorted(self.owed().items()):
                 if not models:

@@ -12,8 +12,12 @@
                    ``receivable_after_s`` (one sweep interval) is a difference, and so is every pending charge of a
                    channel the chain refused (it can no longer be collected: ``proofmarket ledger write-off REF``
                    voids it, one balanced entry, after the operator has read the chain)
-    solvency       the node account's token balance against what the book says it holds for others (credits,
-                   passes, what payees and the platform are owed): a shortfall is a difference
+    solvency       the node account's token balance against what the book says it holds (for others: credits,
+                   passes, what payees and the platform are owed; and the node's own earnings, which are not cover
+                   for the rest): a shortfall is a difference
+    chain -> book  every token transfer from the node's account since the book's chain tail cursor is in the book
+                   (``chain_tail.py``, run by ``Money.check``): one that is not is a difference, and the node pays
+                   nothing until ``proofmarket ledger replay`` books it
     blocked        payees the token refuses (their payouts skipped with a backoff): shown, not a difference (the
                    money is owed and kept; every other payee is paid)
 ``proofmarket ledger check [--from-block N]`` prints the report; the node's settler runs it on a schedule and exports
@@ -49,6 +53,7 @@ class Reconciliation:
     receivables: list[dict[str, Any]] = field(default_factory=list)  # served, not collected (pending charges)
     solvency: dict[str, Any] | None = None  # the node account's balance against what it holds for others
     blocked: dict[str, dict[str, Any]] = field(default_factory=dict)  # payees the token refuses
+    tail: dict[str, Any] | None = None  # chain -> book: the node account's transfers the book does not hold
 
     @property
     def ok(self) -> bool:
@@ -61,7 +66,7 @@ class Reconciliation:
     def to_json(self) -> dict[str, Any]:
         return {"ok": self.ok, "differences": self.differences, "transfers_checked": self.transfers_checked,
                 "transactions_checked": self.transactions_checked, "receivables": self.receivables,
-                "solvency": self.solvency, "blocked_payees": self.blocked}
+                "solvency": self.solvency, "blocked_payees": self.blocked, "tail": self.tail}
 
 
 def reconcile(book: Book, client: ChainClient | None = None, usdc: str | None = None, node: str | None = None,
@@ -159,16 +164,16 @@ def _check_receivables(book: Book, report: Reconciliation, after_s: float | None
 
 
 def _check_solvency(book: Book, client: ChainClient, usdc: str, node: str, report: Reconciliation) -> None:
-    """What the node's account holds on chain against what the book says it holds for others: credits, passes,
-    what payees (owners, splitters) and the platform are owed. The node's own payee account is its own money."""
+    """What the node's account holds on chain against what the book says it holds: for others (credits, passes,
+    what payees, owners or splitters, and the platform are owed) and the node's own earnings (its payee account).
+    The node's own money is not cover for what it owes others: a payment the book forgot (a restore) shows as a
+    shortfall even on a node whose earnings would hide it."""
     owed: dict[str, int] = defaultdict(int)
     for account, balance in book.accounts().items():
         if Accounts.is_external(account) or account.startswith(Accounts.WITHDRAWABLE):
             continue
-        if account == Accounts.payee(node):
-            continue
         if balance.posted > 0:
-            owed[account.split(":", 1)[0]] += balance.posted
+            owed["node" if account == Accounts.payee(node) else account.split(":", 1)[0]] += balance.posted
     try:
         held = UsdcToken(client, usdc).balance_of(node)
     except Exception as exc:  # the chain is away: named, not guessed

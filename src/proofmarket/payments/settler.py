@@ -16,7 +16,9 @@ from typing import Any
 from prometheus_client import Gauge
 
 from proofmarket.core.background import Lease, Service
+from proofmarket.core.errors import UsageError
 from proofmarket.db.book import Book
+from proofmarket.payments.chain_tail import ChainTail
 from proofmarket.payments.payouts import Payouts
 from proofmarket.payments.purchases import Purchases
 from proofmarket.payments.reconcile import Reconciliation, reconcile
@@ -85,16 +87,29 @@ class Money:
     settler: Settler | None = None
     receivable_after_s: float | None = None  # a channel charge not collected after this is a difference
     refused: Callable[[], Mapping[str, str]] | None = None  # channels the chain refused (id -> why)
+    tail: ChainTail | None = None  # what the node's account did on chain that the book does not hold
 
     def check(self, from_block: int = 0) -> Reconciliation:
-        """The book against its rules and, on a paid node, against the chain (``payments/reconcile.py``)."""
+        """The book against its rules and, on a paid node, against the chain in both directions: book -> chain
+        (``payments/reconcile.py``), chain -> book (``payments/chain_tail.py``: from ``from_block`` when given, else
+        from the tail's cursor)."""
         options: dict[str, Any] = {"receivable_after_s": self.receivable_after_s, "refused": self.refused}
         if self.payouts is None:
             return reconcile(self.book, **options)
         p = self.payouts
         report = reconcile(self.book, p.client, p.usdc, p.sender.address, from_block=from_block, **options)
         report.blocked = p.blocked()
+        if self.tail is not None:
+            tail = self.tail.scan(from_block or None)
+            report.differences += tail.differences()
+            report.tail = tail.to_json()
         return report
+
+    def replay(self) -> dict[str, Any]:
+        """Book what the node's account sent on chain that the book does not hold (``ChainTail.replay``)."""
+        if self.tail is None:
+            raise UsageError("this node takes no payments on chain: its book has no chain to replay")
+        return self.tail.replay()
 
     def write_off(self, ref: str, reason: str) -> dict[str, Any]:
         """Void a channel charge the node can no longer collect (``unknown.write_off``)."""

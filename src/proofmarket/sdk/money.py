@@ -3,6 +3,7 @@
     node.book_earnings()                      # signed by the client's account: owed, in flight, paid, by model
     node.run_payouts(admin_token)             # the operator: pay every payee what the book owes it, now
     node.ledger_check(admin_token, from_block=0)   # the book against its rules and the chain: every difference
+    node.ledger_replay(admin_token)           # book what the node's account sent on chain that the book lacks
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ class Money(NodeSession):
     def ledger_check(self, admin_token: str, from_block: int = 0) -> dict[str, Any]:
         return dict(self._json(self._get("/v1/ledger/check", params={"from_block": from_block},
                                          headers=_admin(admin_token))))
+
+    def ledger_replay(self, admin_token: str) -> dict[str, Any]:
+        """Book what the node's account sent on chain that its book does not hold (after a restore): the node pays
+        nothing until it is booked."""
+        return dict(self._json(self._post("/v1/ledger/replay", headers=_admin(admin_token))))
 
     def unknown_outcomes(self, admin_token: str) -> list[dict[str, Any]]:
         """Held payouts and refunds whose outcome the operator must settle from the chain."""

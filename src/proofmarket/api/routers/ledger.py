@@ -3,8 +3,10 @@
     POST /v1/payouts/run            pay every payee what the book owes it now (``payments/payouts.py``): the paid,
                                     confirmed, voided and waiting payouts; ``ran: false`` while another node of this
                                     database holds the settler's lease
-    GET  /v1/ledger/check?from_block=N   the book against its rules and the chain (``payments/reconcile.py``): every
-                                    difference named; ``ok`` when there is none
+    GET  /v1/ledger/check?from_block=N   the book against its rules and the chain, both ways (``payments/reconcile.py``,
+                                    ``payments/chain_tail.py``): every difference named; ``ok`` when there is none
+    POST /v1/ledger/replay              book what the node's account sent on chain that the book does not hold (a
+                                    restore from an older backup): the node pays nothing until it is booked
     GET  /v1/ledger/unknown             held payouts and credits refunds whose outcome no machine may decide
     POST /v1/ledger/unknown/{ref}       the operator says which it was: {"paid_tx": "0x..."} (checked on chain, then
                                     captured) or {"not_sent": "reason"} (voided) (``payments/unknown.py``)
@@ -53,6 +55,14 @@ async def check_ledger(services: ServicesDep,
     """The book against its own rules and against the chain: every difference, named."""
     report = await run_in_threadpool(_money(services).check, from_block)
     return report.to_json()
+
+
+@router.post("/v1/ledger/replay", operation_id="replay_ledger", dependencies=[AdminDep])
+async def replay_ledger(services: ServicesDep) -> dict[str, Any]:
+    """Book every token transfer the node's account sent on chain that the book does not hold, as what the book
+    owed its recipient (payee shares, then credits; the rest from the node's own funds): ``booked``, the
+    ``incoming`` transfers it does not hold (listed, never booked here) and what is still ``held``."""
+    return await run_in_threadpool(_money(services).replay)
 
 
 @router.get("/v1/ledger/unknown", operation_id="list_unknown_outcomes", dependencies=[AdminDep])

@@ -112,7 +112,16 @@ def node_health(services: NodeServices) -> Health:
     ok = db_ok and queue.ok and all(loop.running for loop in loops)
     return Health(status="ok" if ok else "degraded", version=__version__, database=db_ok,
                   workers=queue.workers, provers_warm=queue.warm_provers, queue_depth=queue.depth,
-                  queue=queue.engine, jobs=services.calls.repo.counts() if db_ok else {}, services=loops)
+                  queue=queue.engine, jobs=services.calls.repo.counts() if db_ok else {}, services=loops,
+                  payouts_held=_held(services))
+
+
+def _held(services: NodeServices) -> str | None:
+    tail = services.money.tail if services.money is not None else None
+    if tail is None or not tail.held:
+        return None
+    return (f"{len(tail.held)} token transfers from the node account are not in its book (the first in "
+            f"{tail.held[0].tx}): run `proofmarket ledger replay`")
 
 
 @router.get("/metrics", operation_id="metrics", response_class=Response,

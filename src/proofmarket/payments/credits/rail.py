@@ -87,6 +87,7 @@ class CreditsRail:
         self.free_min_balance = free_min_balance  # credits a wallet holds to take free calls (held a day after one)
         self._pay_to = pay_to  # a model's payee (its listing's splitter, or its owner): what a call draws pays it
         self.leases = LeaseRepo(repo.db)  # the wallet's funds lock (LeaseRepo.funds), CallService's too
+        self.gate: Callable[[], None] | None = None  # the book's chain tail: no refund while it is behind the chain
 
     # --- buying and refunding (on chain) ---------------------------------------------------------
     def deposit(self, tx_hash: str) -> list[tuple[str, int, bool]]:
@@ -132,6 +133,8 @@ class CreditsRail:
         """Send the wallet's unspent credits back on chain, less what its calls not settled yet will draw:
         (amount, transaction)."""
         chain = self._chain()
+        if self.gate is not None:
+            self.gate()  # BookBehindChain: a restored book may not hold a refund already sent
         with self.leases.funds(wallet):  # no call takes the balance meanwhile, and no second refund
             amount = self.spendable(wallet) - self.free_held(wallet)
             if amount <= 0:
