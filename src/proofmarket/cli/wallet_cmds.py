@@ -139,12 +139,18 @@ def credits_buy(amount: Annotated[int, typer.Argument(min=1, help="atomic USDC u
 @credits.command("show")
 def credits_show(node: NodeOpt = DEFAULT_NODE, key_env: KeyEnvOpt = DEFAULT_KEY_ENV, keystore: KeystoreOpt = None,
                  devnet: DevnetOpt = False, as_json: JsonOpt = False) -> None:
-    """The wallet's balance, what its unsettled calls hold, and its latest entries."""
+    """The wallet's balance, what its unsettled calls hold, and its statement: purchases, deposits, draws and refunds
+    (newest first), each with its transaction or call and the balance after it."""
     def show(shown: Any) -> None:
         out.print(f"{shown['wallet']}: {format_usdc(int(shown['balance']))} USDC of credits, "
                   f"{format_usdc(int(shown['held']))} held by calls not settled yet")
-        for entry in (shown.get("ledger") or [])[:10]:
-            out.print(f"  {entry.get('created_at', '')}  {entry.get('kind', '')}  {entry.get('amount', '')}")
+        for entry in (shown.get("ledger") or [])[:20]:  # the statement from the book, newest first
+            sign = "+" if entry.get("direction") == "in" else "-"
+            what = entry.get("tx_hash") or (f"call {entry['job_id']}" if entry.get("job_id") else entry.get("ref"))
+            after = (f"  balance {format_usdc(int(entry['balance_after']))}" if entry.get("balance_after") is not None
+                     else f"  ({entry.get('status')})")
+            out.print(f"  {entry.get('created_at', '')[:19]}  {entry.get('kind', ''):<8} "
+                      f"{sign}{format_usdc(int(entry.get('amount') or 0))} USDC{after}  {what}")
 
     _wallet(node, key_env, devnet, keystore, as_json, lambda sdk: sdk.credits.show(), show)
 

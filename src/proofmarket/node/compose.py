@@ -209,7 +209,8 @@ def build_money(settings: Settings, db: Database, rails: Rails, listings: Listin
     deployment = getattr(getattr(listings, "market", None), "deployment", None)
     own = (deployment.market, deployment.court or "") if deployment is not None else ()  # stakes: the node's own
     tail = ChainTail(book, chain.client, chain.usdc, chain.node.address, own)
-    payouts = Payouts(book, chain.client, chain.usdc, chain.node, _release_split(listings) if listings else None,
+    release = _release_split(listings, ModelRepo(db)) if listings else None
+    payouts = Payouts(book, chain.client, chain.usdc, chain.node, release,
                       min_atomic=settings.payments.payout_min_atomic, lease=LeaseRepo(db), gate=tail.gate)
     credits.gate = tail.gate  # no refund, as no payout, while the book is behind the chain
     from proofmarket.payments.batch.rail import BatchSettlementRail
@@ -230,6 +231,11 @@ def build_money(settings: Settings, db: Database, rails: Rails, listings: Listin
                     "payout and fulfilment gas), read at most every 30 s; NaN while the RPC does not answer",
                     registry=registry)
         gas.set_function(_cached_balance(chain.client, chain.node.address))
+        if listings is not None:
+            releases = Gauge("proofmarket_split_releases_failing", "listings whose revenue splitter the node could not "
+                             "release on its last try (retried with a backoff; /v1/earnings shows why)",
+                             registry=registry)
+            releases.set_function(lambda: float(len(listings.release_failures)))
         shortfall = Gauge("proofmarket_ledger_shortfall_atomic", "what the node account lacks, in atomic token "
                           "units, to hold what the book owes others (credits, passes, payees, the platform) at the "
                           "last reconciliation (0: solvent)", registry=registry)
@@ -240,12 +246,15 @@ def build_money(settings: Settings, db: Database, rails: Rails, listings: Listin
     return money
 
 
-def _release_split(listings: Listings) -> Callable[[str], None]:
-    """After a sweep paid a model's listing splitter: release the split (owner, prover and platform shares)."""
+def _release_split(listings: Listings, models: ModelRepo) -> Callable[[str], None]:
+    """After a payout (credits, passes, channel sweeps) paid a model's listing splitter: release the split (owner,
+    prover and platform shares). The listing is the model's owner's, as the paid path sells it (``catalog.sellable``):
+    the node's default owner only for a model without one; a listing deactivated since is released all the same."""
 
     def release(model_id: str) -> None:
-        listing = listings.sellable(model_id)
-        if listing is not None and listing.onchain_id:
+        row = models.get(model_id)
+        listing = listings.get(model_id, row.owner if row is not None else None)
+        if listing.registered and listing.onchain_id:
             listings.release_later(str(listing.onchain_id))
 
     return release

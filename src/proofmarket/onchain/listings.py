@@ -45,6 +45,7 @@ FRESH_S = 30.0  # an entry no event named is read again after this long
 STALL_S = 3 * FRESH_S  # the paid path reads an entry itself when the follower left it this old (stalled)
 MAX_LOG_RANGE = 5_000  # blocks per eth_getLogs (RPC providers cap the range)
 RELEASE_EVERY_S = 30.0  # a split is released at once, then at most this often (one transaction for a burst)
+RELEASE_RETRY_MAX_S = 3600.0  # a failed release is tried again after RELEASE_EVERY_S, doubled each time up to this
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,8 @@ class Listings:
         self.validation_every_s = validation_every_s
         self._validated: dict[str, float] = {}  # listing -> monotonic time of its last validation record
         self.follower: ListingFollower | None = None
+        # listings whose last releaseSplit failed: {error, attempts, since, next_at (epoch s)}; retried with a backoff
+        self.release_failures: dict[str, dict[str, Any]] = {}
 
     @classmethod
     def for_node(cls, market: Market | None, default_owner: str | None, poll_s: float) -> Listings | None:
@@ -307,8 +310,22 @@ class Listings:
                 last[onchain_id] = now
                 try:
                     self.release(onchain_id)
-                except (ProofMarketError, Exception) as exc:  # the money stays in the splitter: anyone can release
-                    log.warning("could not release the x402 split of %s: %s", onchain_id, exc)
+                    self.release_failures.pop(onchain_id, None)
+                except (ProofMarketError, Exception) as exc:  # the money stays in the splitter: tried again
+                    due[onchain_id] = now + self._failed_release(onchain_id, exc)
+
+    def _failed_release(self, onchain_id: str, exc: Exception) -> float:
+        """Record a failed release (shown in /v1/earnings and counted by ``proofmarket_split_releases_failing``);
+        the seconds until it is tried again: ``release_every_s`` doubled at each failure, at most an hour."""
+        failure = self.release_failures.get(onchain_id) or {"attempts": 0, "since": time.time()}
+        attempts = int(failure["attempts"]) + 1
+        wait = min(self.release_every_s * 2 ** (attempts - 1), RELEASE_RETRY_MAX_S)
+        message = exc.message if isinstance(exc, ProofMarketError) else str(exc)
+        self.release_failures[onchain_id] = {"error": message[:300], "attempts": attempts, "since": failure["since"],
+                                             "next_at": time.time() + wait}
+        log.warning("could not release the x402 split of %s (try %d; again in %.0f s): %s", onchain_id, attempts,
+                    wait, message)
+        return float(wait)
 
     def close(self) -> None:
         if self.follower is not None:

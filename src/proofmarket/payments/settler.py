@@ -66,6 +66,10 @@ class Settler(Service):
             report["ledger"] = self.last_check.to_json()
         return report
 
+    def next_payout_at(self) -> float:
+        """When the next scheduled payout runs (epoch seconds)."""
+        return time.time() + max(0.0, self.payout_every_s - (time.monotonic() - self._last_payout))
+
     def pay_now(self, wait_s: float = PAY_WAIT_S) -> dict[str, Any] | None:
         """One pass with the payouts, now: after another node's settler pass in progress, if one is (it holds the
         lease only for its pass); None when that pass still runs after ``wait_s``."""

@@ -67,6 +67,16 @@ def test_a_key_is_shown_once_stored_hashed_and_draws_credits_bought_with_x402(no
     assert int(answers[-1].headers["X-Credits-Balance"]) == 7 * PRICE
     ledger = requests.get(f"{node.url}/v1/credits", headers={"Authorization": f"Bearer {secret}"}, timeout=30).json()
     assert ledger["balance"] == str(7 * PRICE) and [e["kind"] for e in ledger["ledger"]].count("draw") == 3
+    # the statement, from the book: the purchase too (a key's statement once left it out), each entry's balance
+    # after it adding up to the balance, newest first
+    entries = ledger["ledger"]
+    assert [e["kind"] for e in entries] == ["draw"] * 3 + ["purchase"], entries
+    assert entries[-1]["direction"] == "in" and entries[-1]["amount"] == str(10 * PRICE) and entries[-1]["tx_hash"]
+    assert [int(e["balance_after"]) for e in entries] == [7 * PRICE, 8 * PRICE, 9 * PRICE, 10 * PRICE]
+    assert all(e["status"] == "posted" and e["job_id"] for e in entries[:3])
+    other = new_key(node, wallet)["key"]  # another key of the wallet: sees the purchase, not the first key's draws
+    theirs = requests.get(f"{node.url}/v1/credits", headers={"Authorization": f"Bearer {other}"}, timeout=30).json()
+    assert [e["kind"] for e in theirs["ledger"]] == ["purchase"]
 
 
 def test_bad_revoked_out_of_scope_and_capped_keys_are_refused(node: Served, chain: Chain, mlp_id: str) -> None:
@@ -105,6 +115,13 @@ def test_a_deposit_is_credited_once_and_a_refund_goes_back_on_chain(node: Served
                            headers=sign_headers(wallet, node_signer(node), "credits-refund"))
     assert refund.status_code == 200, refund.text
     assert refund.json()["balance"] == "0" and chain.balances(wallet.address)[0] - before == 5 * PRICE
+    statement = requests.get(f"{node.url}/v1/credits", timeout=30,
+                             headers=sign_headers(wallet, node_signer(node), "credits")).json()
+    assert [(e["kind"], e["direction"], e["amount"], e["status"]) for e in statement["ledger"]] == [
+        ("refund", "out", str(5 * PRICE), "posted"), ("deposit", "in", str(5 * PRICE), "posted")]
+    txs = [str(e["tx_hash"]).lower() for e in statement["ledger"]]
+    assert txs == [refund.json()["transaction"].lower(), tx.lower()]
+    assert [e["balance_after"] for e in statement["ledger"]] == ["0", str(5 * PRICE)]
 
 
 def test_the_ledger_reconciles_with_the_chain_after_concurrent_calls(node: Served, chain: Chain,

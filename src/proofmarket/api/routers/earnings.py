@@ -33,6 +33,9 @@ class PendingSplit(BaseModel):
     prover: str
     splitter: str
     amount: str = Field(description="atomic USDC held, paid out by InferenceMarket.releaseSplit")
+    release_failure: dict[str, Any] | None = Field(None, description="the node's last releaseSplit of this splitter "
+                                                   "failed: error, attempts, since and next_at (epoch seconds); it "
+                                                   "is tried again then")
 
 
 class BookModel(BaseModel):
@@ -63,6 +66,10 @@ class BookEarnings(BaseModel):
     withdrawable: str = Field("0", description="atomic USDC the markets this node follows credited the address (escrow "
                                                "fulfilments, released splits) and it has not withdrawn yet")
     withdrawn: str = Field("0", description="atomic USDC those markets paid the address (its withdrawals)")
+    payout_every_s: float | None = Field(None, description="how often the node pays out what its book owes "
+                                         "(credits, passes, channel money): PROOFMARKET_PAYOUT_INTERVAL_S")
+    next_payout_at: str | None = Field(None, description="when the node's next scheduled payout runs (ISO 8601, "
+                                                         "UTC); its payee splitters are released right after")
     payout_blocked: dict[str, Any] | None = Field(None, description="the token refuses payouts to the address (a "
                                                   "blocklisted account): why, since when, tries, next try (epoch "
                                                   "seconds); what it is owed stays owed")
@@ -104,6 +111,8 @@ def get_earnings(request: Request, services: ServicesDep,
         market = listings.market
         doc.update(market.earnings(address, [row.id for row in services.catalog.repo.list()]).to_json())
         doc.update(chain_id=market.client.chain_id, market=market.market.address)
+        for split in doc.get("pending") or []:  # a release the node could not send: why, and when it tries again
+            split["release_failure"] = listings.release_failures.get(str(split.get("onchain_id")))
     if signed and services.money is not None:
         models = [row.id for row in services.catalog.repo.by_owner(address)]
         doc["book"] = earnings(services.money.book, models)
@@ -111,6 +120,10 @@ def get_earnings(request: Request, services: ServicesDep,
         doc["book"].update(withdrawals(services.money.book, address))
         payouts = services.money.payouts  # the token refuses this address: its payouts wait (why, next try)
         doc["book"]["payout_blocked"] = payouts.blocked_state(address) if payouts is not None else None
+        settler = services.money.settler
+        if settler is not None:
+            doc["book"]["payout_every_s"] = settler.payout_every_s
+            doc["book"]["next_payout_at"] = datetime.fromtimestamp(settler.next_payout_at(), UTC).isoformat()
     return EarningsPublic(**doc)
 
 

@@ -40,6 +40,7 @@ from fastapi.responses import JSONResponse
 from proofmarket.core.address_signature import body_purposes
 from proofmarket.core.errors import CreditsUnavailable, Forbidden, UsageError
 from proofmarket.payments.credits.rail import CreditsRail, api_key_of
+from proofmarket.payments.credits.statement import statement
 from proofmarket.payments.headers import PAYMENT_SIGNATURE_HEADER
 from proofmarket.payments.routes import HostDep, RailHost
 
@@ -108,16 +109,18 @@ async def revoke_key(key_id: str, host: HostDep) -> dict[str, Any]:
 
 @router.get("/v1/credits", operation_id="get_credits")
 async def credits(request: Request, host: HostDep) -> dict[str, Any]:
-    """A wallet's balance and ledger: signed by the wallet, or asked with one of its API keys."""
+    """A wallet's balance and statement from the book (``ledger``, newest first: purchases, deposits, draws and
+    refunds, each posted, pending or void, with its transaction or call and the balance after it): signed by the
+    wallet, or asked with one of its API keys (then another key's draws are left out)."""
     rail = _rail(host)
     key = await run_in_threadpool(rail.key, request.headers) if api_key_of(request.headers) else None
     wallet = key.wallet if key is not None else await host.signed("credits")
     balance = await run_in_threadpool(rail.repo.balance, wallet)
     held = await run_in_threadpool(host.held_by, wallet)
-    entries = await run_in_threadpool(rail.repo.entries, wallet, 200, key.id if key is not None else None)
+    book = await run_in_threadpool(statement, rail.repo.book, wallet, key_id=key.id if key is not None else None)
     out: dict[str, Any] = {"wallet": wallet, "balance": str(balance), "held": str(held),
-                           "ledger": [e.view() for e in entries]}
-    if key is not None:  # a key (maybe scoped and capped, handed to a browser) reads its own entries only
+                           "posted": book["posted"], "ledger": book["entries"]}
+    if key is not None:  # a key (maybe scoped and capped, handed to a browser) reads its own draws, not another's
         out["key"] = key.view()
     return out
 

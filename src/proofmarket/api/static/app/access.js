@@ -176,7 +176,12 @@ async function credits() {
     await ensureWallet('your credits');
     const doc = await nodeJson('/v1/credits', { headers: await addressHeaders('credits') });
     fillList('credits-details', [['balance (USDC)', usdc(doc.balance)], ['held by calls', usdc(doc.held)],
-      ['ledger entries', String(doc.ledger.length)]]);
+      ['statement entries', String(doc.ledger.length)]]);
+    fillTable('credits-statement', doc.ledger.map((e) => [e.created_at.slice(0, 19).replace('T', ' '),
+      e.status === 'posted' ? e.kind : `${e.kind} (${e.status})`,
+      `${e.direction === 'in' ? '+' : '−'}${usdc(e.amount)} USDC`,
+      e.balance_after === undefined ? '' : `${usdc(e.balance_after)} USDC`,
+      e.tx_hash ? `${e.tx_hash.slice(0, 12)}…` : (e.job_id ? `call ${e.job_id}` : '')]));
     say('credits-status', 'credits read', 'ok');
   } catch (err) {
     say('credits-status', rejected(err) ? 'you rejected the signature' : String(err.message || err), 'bad');
