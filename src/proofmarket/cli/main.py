@@ -39,13 +39,18 @@ def _read_samples(path: Path, model: Path) -> Any:
     """A sample file as the document compile takes: JSON as is; .npy/.npz/.csv read against the model's inputs."""
     if path.suffix.lower() not in (".npy", ".npz", ".csv"):
         return read_json(path, "samples")
+    import tempfile
+
     from proofmarket import models
+    from proofmarket.models.external import self_contained
 
     try:
         data = path.read_bytes()
     except FileNotFoundError as exc:
         raise UsageError(f"samples file {path} does not exist") from exc
-    return models.read_sample_file(data, path.name, models.load_model(model))
+    with tempfile.TemporaryDirectory() as tmp:  # weights beside the model (torch's default export): read as compile does
+        info = models.load_model(self_contained(model, Path(tmp), models.MAX_MODEL_BYTES))
+    return models.read_sample_file(data, path.name, info)
 
 
 @app.callback(invoke_without_command=True)

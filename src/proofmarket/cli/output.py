@@ -71,9 +71,19 @@ def fail(exc: ProofMarketError, as_json: bool) -> typer.Exit:
 
 @contextmanager
 def progress_steps(enabled: bool) -> Iterator[Any]:
-    """Yield a callback(str) that shows the current step with a spinner and elapsed time."""
+    """Yield a callback(str) that shows the current step with a spinner and elapsed time; not ``enabled`` (a
+    ``--json`` run: stdout is the one JSON document), each step as a plain line on stderr, with the elapsed time."""
     if not enabled:
-        yield lambda _msg: None
+        import sys
+        import time
+
+        started = time.monotonic()
+
+        def line(msg: str) -> None:
+            if not msg.startswith("candidate"):
+                print(f"[{time.monotonic() - started:6.1f} s] {msg}", file=sys.stderr, flush=True)
+
+        yield line
         return
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 

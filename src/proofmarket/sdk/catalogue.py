@@ -25,6 +25,13 @@ from proofmarket.sdk.transport import NodeSession, api_error, token_headers
 log = logging.getLogger("proofmarket.sdk")
 
 
+def stderr_progress(step: str) -> None:
+    """A step of a long wait, as one line on stderr."""
+    import sys
+
+    print(f"proofmarket: {step}", file=sys.stderr, flush=True)
+
+
 class Catalogue(NodeSession):
     def search(self, q: str | None = None, *, mode: str | None = None, task: str | None = None,
                tag: Sequence[str] = (), max_price: str | None = None, min_reputation: float | None = None,
@@ -117,9 +124,10 @@ class Catalogue(NodeSession):
         return dict(self._json(self._post("/v1/models", data=form, files=files)))
 
     def wait_listing(self, job: dict[str, Any], timeout_s: float = 3600.0,
-                     progress: Callable[[str], None] | None = None) -> str:
+                     progress: Callable[[str], None] | None = stderr_progress) -> str:
         """Wait for a listing's compile job; the model id (``ProvingError`` with the job's code if it failed).
-        ``progress`` is told each new step of the node's check and compile (with its ETA) as it polls."""
+        ``progress`` is told each new step of the node's check and compile (with its ETA) as it polls: by default a
+        line on stderr (a compile takes minutes); None is silent."""
         deadline = time.monotonic() + timeout_s
         shown: str | None = None
         while True:

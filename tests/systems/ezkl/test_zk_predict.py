@@ -40,6 +40,21 @@ def test_a_model_over_budget_is_refused_with_the_numbers() -> None:
     assert info.value.details["prediction"]["logrows"] == 20
 
 
+def test_a_circuit_sized_by_its_range_check_says_so_and_one_sized_by_its_rows_does_not() -> None:
+    """The pipeline model (a scaler inside, inputs in the thousands) costs 16-32x the same model on scaled inputs: the
+    dry run names the range check that sets its size (issue 72). Settings as EZKL 23 writes them for both."""
+    wide = {"run_args": {"logrows": 15, "num_inner_cols": 2, "decomp_base": 16384, "decomp_legs": 2,
+                         "input_scale": 10, "lookup_range": [0, 0]},
+            "num_rows": 426, "required_lookups": [], "required_range_checks": [[0, 16383], [-1, 1]]}
+    said = from_settings(wide, max_input=2501.0)
+    assert "range check of 16,384 values (2^14 rows" in said.sized_by and "(426 rows, 2^9)" in said.sized_by
+    assert "inputs reach 2,501" in said.sized_by and "32x smaller" in said.sized_by
+    assert said.summary().splitlines()[1].startswith("why this size:")
+    narrow = dict(wide, num_rows=559, run_args=dict(wide["run_args"], decomp_base=256, logrows=10),  # type: ignore[arg-type]
+                  required_range_checks=[[0, 255], [-1, 1]])
+    assert from_settings(narrow).sized_by == "" and len(from_settings(narrow).summary().splitlines()) == 1
+
+
 def _cli(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     full = {**{k: v for k, v in os.environ.items() if not k.startswith("PROOFMARKET_")}, "PROOFMARKET_HOME": str(home),
             **env}
@@ -62,7 +77,28 @@ def test_dry_run_predicts_in_seconds_and_an_over_budget_compile_stops_before_set
     assert refused.returncode == 2
     error = json.loads(refused.stdout)["error"]
     assert error["code"] == "model_over_budget" and "logrows" in error["message"]
+    assert "checking the ONNX model" in refused.stderr and "predicted: logrows" in refused.stderr  # progress, not silence
     assert not (tmp_path / "models.json").exists()
+
+
+def test_a_torch_default_export_with_npy_samples_is_read_as_compile_reads_it(tmp_path: Path) -> None:
+    """torch's default export keeps the weights in model.onnx.data beside model.onnx; .npy samples were read against
+    the bare file and refused as if the data file were missing (issue 72)."""
+    import numpy as np
+    import onnx
+
+    from proofmarket.models import load_model
+
+    model = tmp_path / "model.onnx"
+    onnx.save_model(onnx.load(str(sample_path("mlp"))), str(model), save_as_external_data=True,
+                    all_tensors_to_one_file=True, location="model.onnx.data", size_threshold=0)
+    assert (tmp_path / "model.onnx.data").stat().st_size > 0
+    size = load_model(sample_path("mlp")).inputs[0].size
+    np.save(tmp_path / "samples.npy", np.random.default_rng(7).uniform(-1, 1, (4, size)).astype(np.float32))
+    done = _cli(tmp_path / "home", "compile", str(model), "--sample", str(tmp_path / "samples.npy"), "--dry-run",
+                "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout)["prediction"]["logrows"] >= 8
 
 
 # --- the tuner times honestly ------------------------------------------------------------------------

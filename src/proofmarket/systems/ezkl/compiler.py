@@ -190,14 +190,17 @@ def predict_model(onnx_path: Path, samples_doc: Any, profile: PrivacyProfile, ta
         reference = [models.run_onnx(Path(tmp) / "normalized.onnx", s) for s in samples[:MAX_SAMPLES]]
         checked = dataclasses.replace(bound or AccuracyBound(), classifier=task_of(task, info)[0])
         known: dict[str, Candidate] = {}
-        prediction = _predicted(circuit_onnx, flat, reference, profile, Path(tmp), checked, known)[0]
+        largest = max((float(np.max(np.abs(a))) for s in samples for a in s if np.size(a)), default=None)
+        prediction = _predicted(circuit_onnx, flat, reference, profile, Path(tmp), checked, known,
+                                max_input=largest)[0]
         ties = sorted({i for c in known.values() for i in c.near_ties})  # what compile would only note later
         return dataclasses.replace(prediction, near_ties=tuple(ties)), info
 
 
 def _predicted(circuit_onnx: Path, flat: list[list[list[float]]], reference: list[list[np.ndarray]],
                profile: PrivacyProfile, work: Path, bound: AccuracyBound,
-               known: dict[str, Candidate], likely: bool = True) -> tuple[Prediction, float]:
+               known: dict[str, Candidate], likely: bool = True, max_input: float | None = None
+               ) -> tuple[Prediction, float]:
     """The cost of the circuit compile most likely picks (``tuning.likely_pick``: the first settings accurate on the
     samples; those candidates go into ``known`` for the search to reuse), else of the calibration alone
     (``predict``: a model no coarse candidate gets right, or a compile given its own candidates: ``likely`` False).
@@ -210,8 +213,10 @@ def _predicted(circuit_onnx: Path, flat: list[list[list[float]]], reference: lis
         picked = None
     tried = max(1, len(known))
     if picked is not None and picked.settings_path is not None:
-        return from_settings(json.loads(picked.settings_path.read_text())), (time.perf_counter() - started) / tried
-    estimate = predict(circuit_onnx, flat, input_visibility=profile.input, param_visibility=profile.params)
+        return (from_settings(json.loads(picked.settings_path.read_text()), max_input),
+                (time.perf_counter() - started) / tried)
+    estimate = predict(circuit_onnx, flat, input_visibility=profile.input, param_visibility=profile.params,
+                       max_input=max_input)
     return estimate, (time.perf_counter() - started) / (tried + 1)
 
 

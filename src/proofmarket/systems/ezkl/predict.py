@@ -59,6 +59,7 @@ class Prediction:
     pk_mb: float
     peak_rss_mb: float
     near_ties: tuple[int, ...] = ()  # samples whose class sits within quantisation noise of a boundary (dry run)
+    sized_by: str = ""  # what sets logrows when it is not the computation's rows (a wide range check), in words
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -66,7 +67,8 @@ class Prediction:
     def summary(self) -> str:
         return (f"predicted: logrows {self.logrows} ({self.num_rows:,} rows x {self.inner_columns} columns, "
                 f"{self.lookups} lookups), proving key ~{self.pk_mb:,.0f} MB, peak memory ~{self.peak_rss_mb:,.0f} MB, "
-                f"prove ~{self.prove_s:,.1f} s, key setup ~{self.setup_s:,.1f} s")
+                f"prove ~{self.prove_s:,.1f} s, key setup ~{self.setup_s:,.1f} s"
+                + (f"\nwhy this size: {self.sized_by}" if self.sized_by else ""))
 
 
 def circuit_work(logrows: int, columns: int, lookups: int, hash_rows: int = 0) -> float:
@@ -74,8 +76,9 @@ def circuit_work(logrows: int, columns: int, lookups: int, hash_rows: int = 0) -
     return float(2 ** logrows) * columns * (1.0 + lookups / 2.0) + (8.0 * 2 ** logrows if hash_rows else 0.0)
 
 
-def from_settings(settings: dict[str, Any]) -> Prediction:
-    """The costs of a circuit from its EZKL settings (after calibration)."""
+def from_settings(settings: dict[str, Any], max_input: float | None = None) -> Prediction:
+    """The costs of a circuit from its EZKL settings (after calibration); ``max_input``: the largest input of the
+    samples, named when a range check sets the size."""
     run_args = settings["run_args"]
     logrows = int(run_args["logrows"])
     columns = int(run_args.get("num_inner_cols") or 2)
@@ -85,13 +88,42 @@ def from_settings(settings: dict[str, Any]) -> Prediction:
     work = circuit_work(logrows, columns, lookups, hash_rows)
     prove_s = PROVE_S_BASE + PROVE_S_PER_WORK * work
     pk_mb = PK_MB_PER_WORK * work
-    return Prediction(logrows=logrows, num_rows=int(settings.get("num_rows") or 0), inner_columns=columns,
+    num_rows = int(settings.get("num_rows") or 0)
+    return Prediction(logrows=logrows, num_rows=num_rows, inner_columns=columns,
                       lookups=lookups, hash_rows=hash_rows, work=work, prove_s=prove_s,
-                      setup_s=SETUP_PER_PROVE * prove_s, pk_mb=pk_mb, peak_rss_mb=RSS_BASE_MB + RSS_PER_PK * pk_mb)
+                      setup_s=SETUP_PER_PROVE * prove_s, pk_mb=pk_mb, peak_rss_mb=RSS_BASE_MB + RSS_PER_PK * pk_mb,
+                      sized_by=sized_by(settings, num_rows, max_input))
+
+
+def sized_by(settings: dict[str, Any], num_rows: int, max_input: float | None = None) -> str:
+    """Why a circuit has more rows than its computation needs, in words (empty when it has not): a range check
+    (or lookup) of more values than the computation has rows. A range check holds every value a layer computes at
+    the circuit's scale (decomposition base ^ legs); large values (inputs in the thousands, a scaler inside the
+    model) need a wide one, and each doubling of it doubles the circuit."""
+    run_args = settings.get("run_args") or {}
+    widths = [int(hi) - int(lo) + 1 for lo, hi in settings.get("required_range_checks") or []]
+    low, high = run_args.get("lookup_range") or (0, 0)
+    if int(high) > int(low):
+        widths.append(int(high) - int(low) + 1)
+    widest = max(widths, default=0)
+    range_log = math.ceil(math.log2(widest)) if widest > 1 else 0
+    rows_log = math.ceil(math.log2(num_rows)) if num_rows > 1 else 0
+    if range_log <= rows_log:
+        return ""
+    base, legs = int(run_args.get("decomp_base") or 0), int(run_args.get("decomp_legs") or 0)
+    scale = int(run_args.get("input_scale") or 0)
+    held = base ** legs / 2 / 2 ** scale
+    reach = (f"; decomposition base {base:,} x {legs} legs holds values up to about ±{held:,.0f} at scale 2^{scale}"
+             if base and legs else "")
+    inputs = f"The samples' inputs reach {max_input:,.4g}: s" if max_input is not None else "S"
+    return (f"the circuit's size is set by a range check of {widest:,} values (2^{range_log} rows{reach}), not by "
+            f"its computation ({num_rows:,} rows, 2^{rows_log}): large values inside the model set it. {inputs}cale "
+            "the inputs outside the model (standardise them before the call, the scaler not in the graph) or keep "
+            f"every layer's values small, for a circuit up to {2 ** (range_log - rows_log)}x smaller")
 
 
 def predict(circuit_onnx: Path, flat_samples: list[list[list[float]]], *, input_visibility: str = "public",
-            param_visibility: str = "fixed") -> Prediction:
+            param_visibility: str = "fixed", max_input: float | None = None) -> Prediction:
     """Predict the costs of ``circuit_onnx`` (the folded, maybe salted graph) on its samples (flat EZKL
     ``input_data`` per sample): gen_settings + calibrate of one candidate (the next of
     ``FALLBACK_CANDIDATES`` when it cannot calibrate), no key setup. Raises the last candidate's error."""
@@ -112,7 +144,7 @@ def predict(circuit_onnx: Path, flat_samples: list[list[list[float]]], *, input_
             except CircuitCompileError as exc:
                 failure = exc
                 continue
-            return from_settings(json.loads(settings.read_text()))
+            return from_settings(json.loads(settings.read_text()), max_input)
         assert failure is not None
         raise failure
 
