@@ -77,7 +77,7 @@ def test_dry_run_predicts_in_seconds_and_an_over_budget_compile_stops_before_set
     assert refused.returncode == 2
     error = json.loads(refused.stdout)["error"]
     assert error["code"] == "model_over_budget" and "logrows" in error["message"]
-    assert "checking the ONNX model" in refused.stderr and "predicted: logrows" in refused.stderr  # progress, not silence
+    assert "checking the ONNX model" in refused.stderr and "predicted: logrows" in refused.stderr  # steps, on stderr
     assert not (tmp_path / "models.json").exists()
 
 
