@@ -48,7 +48,7 @@ def _read_samples(path: Path, model: Path) -> Any:
         data = path.read_bytes()
     except FileNotFoundError as exc:
         raise UsageError(f"samples file {path} does not exist") from exc
-XX
+    with tempfile.TemporaryDirectory() as tmp:  # weights beside the model (torch's default export), as compile
         info = models.load_model(self_contained(model, Path(tmp), models.MAX_MODEL_BYTES))
     return models.read_sample_file(data, path.name, info)
 
