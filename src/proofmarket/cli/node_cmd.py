@@ -33,18 +33,21 @@ def worker_cmd(
 ) -> None:
     """Run jobs of nodes started with PROOFMARKET_QUEUE=celery: one job at a time, from Redis
     (PROOFMARKET_REDIS_URL), on the nodes' database and store. Start more to prove more at once."""
-
-    from proofmarket.calls.celery_queue import masked_url
-    from proofmarket.core.logs import configure
-    from proofmarket.node.worker import run_worker
-
     try:
+        from proofmarket.core.preflight import check_extras, missing_extra
         from proofmarket.core.settings import Settings
 
-        settings = Settings(home=home) if home is not None else Settings()
+        settings = Settings(home=home) if home is not None else Settings()  # refused in one sentence, at once
+        check_extras(settings)
+        if (refused := missing_extra("celery")) is not None:  # a worker takes Celery jobs whatever the setting
+            raise refused
+        _warn_unknown()
+        from proofmarket.calls.celery_queue import masked_url
+        from proofmarket.core.logs import configure
+        from proofmarket.node.worker import run_worker
+
         configure(settings.api.log_format)
         settings.writable_home()
-        _warn_unknown()
         _say_node_chain(settings)
         console.print(f"proofmarket worker: Redis {masked_url(settings.queue.redis_url)}, database "
                       f"{settings.db_url.split('@')[-1]}, store {settings.store_dir}")
@@ -63,24 +66,29 @@ def node_cmd(
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
     home: HomeOpt = None,
 ) -> None:
-    """Serve the proofmarket HTTP API: models, paid inference with proofs, jobs, verification."""
-    import uvicorn
-
-    from proofmarket.api import create_app
-    from proofmarket.core.logs import configure
-
+    """Serve the proofmarket HTTP API: models, paid inference with proofs, jobs, verification. Its settings, the
+    optional parts they need and its port are checked before anything starts (exit 2, one sentence)."""
     overrides: dict[str, Any] = {"home": home, "api_host": host, "api_port": port, "prover_workers": workers}
+    started_devnet = None
     try:
+        from proofmarket.core.preflight import check_node
         from proofmarket.core.settings import Settings
 
-        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})  # one sentence, at once
+        specs = [parse_model_option(spec) for spec in model or []]
+        check_node(settings)  # extras and the port: before the devnet, the database or a prover is started
+        _warn_unknown()
+        import uvicorn
+
+        from proofmarket.api import create_app
+        from proofmarket.core.logs import configure
+
         configure(settings.api.log_format)
         settings.writable_home()
-        _warn_unknown()
+        started_devnet = _devnet_running(settings)
         _say_node_chain(settings)
         app = create_app(settings)
-        for spec in model or []:
-            model_id, price = parse_model_option(spec)
+        for model_id, price in specs:
             served = app.state.services.catalog.register(model_id, price_atomic=price)
             terms = "the registry's price" if served.listed else "the node's price (not listed on a registry)"
             if served.listed and not served.active:
@@ -88,10 +96,32 @@ def node_cmd(
             console.print(f"serving {served.row.name} ({model_id}) at {served.price_atomic} atomic USDC per call "
                           f"({terms})")
     except ProofMarketError as exc:
+        if started_devnet is False:  # refused after starting the devnet itself: nothing it started is left running
+            _stop_devnet(settings)
         raise fail(exc, False) from exc
     console.print(f"proofmarket node on http://{settings.api.api_host}:{settings.api.api_port} (docs at /docs)")
     uvicorn.run(app, host=settings.api.api_host, port=settings.api.api_port, log_level=log_level,
                 log_config=None, **_uvicorn_extra())  # uvicorn's lines go through the handler configure() set
+
+
+def _devnet_running(settings: Settings) -> bool | None:
+    """Whether the home's devnet answers now (None: the node names its own RPC, it starts no devnet)."""
+    if settings.chain.rpc_url or settings.payments.mode != "on":
+        return None
+    from proofmarket.chain.home import MarketHome
+    from proofmarket.onchain.node import devnet_status
+
+    return devnet_status(MarketHome(settings.home)).running
+
+
+def _stop_devnet(settings: Settings) -> None:
+    from proofmarket.chain.home import MarketHome
+    from proofmarket.onchain.node import devnet_down, devnet_status
+
+    home = MarketHome(settings.home)
+    if devnet_status(home).running:
+        devnet_down(home)
+        console.print("stopped the devnet this start began (the node did not start)")
 
 
 def _say_node_chain(settings: Settings) -> None:
@@ -125,5 +155,7 @@ def _warn_unknown() -> None:
     """A misspelt PROOFMARKET_* variable is said at start (it would be ignored silently otherwise)."""
     from proofmarket.core.config_check import unknown_variables
 
+    from rich.markup import escape
+
     for sentence in unknown_variables():
-        console.print(f"[bold yellow]warning[/]: {sentence}")
+        console.print(f"[bold yellow]warning[/]: {escape(sentence)}")

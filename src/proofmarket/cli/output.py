@@ -65,7 +65,9 @@ def fail(exc: ProofMarketError, as_json: bool) -> typer.Exit:
     if as_json:
         emit_json({"ok": False, "error": exc.to_dict()})
     else:
-        console.print(f"[bold red]error[/] ({exc.code}): {exc.message}")
+        from rich.markup import escape  # a message's own brackets ('proofmarket[postgres]') are text, not markup
+
+        console.print(f"[bold red]error[/] ({exc.code}): {escape(exc.message)}")
     return typer.Exit(exc.exit_code)
 
 
