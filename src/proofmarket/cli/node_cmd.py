@@ -153,9 +153,9 @@ def _uvicorn_extra() -> dict[str, Any]:
 
 def _warn_unknown() -> None:
     """A misspelt PROOFMARKET_* variable is said at start (it would be ignored silently otherwise)."""
-    from proofmarket.core.config_check import unknown_variables
-
     from rich.markup import escape
+
+    from proofmarket.core.config_check import unknown_variables
 
     for sentence in unknown_variables():
         console.print(f"[bold yellow]warning[/]: {escape(sentence)}")
