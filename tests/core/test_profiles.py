@@ -82,3 +82,17 @@ def test_settings_chain_id_asks_the_rpc_only_through_the_given_resolver(monkeypa
     assert settings_chain_id(Settings(rpc_url="http://rpc"), rpc) == 421614 and asked == ["http://rpc"]
     with pytest.raises(UsageError, match="node_chain_id"):
         settings_chain_id(Settings(rpc_url="http://rpc"))
+
+
+def test_base_profiles_name_the_erc8004_reference_registries_and_the_devnet_none() -> None:
+    """The reference registries (identity, reputation) the standard's authors published for Base and Base Sepolia
+    (github.com/erc-8004/erc-8004-contracts): checksummed addresses, mainnet and testnet apart; none on the devnet,
+    whose registries are its own deployment's."""
+    from eth_utils.address import is_checksum_address
+
+    from proofmarket.core.profiles import PROFILES
+
+    base, sepolia = PROFILES["base"].erc8004, PROFILES["base-sepolia"].erc8004
+    assert base is not None and sepolia is not None and PROFILES["devnet"].erc8004 is None
+    assert all(is_checksum_address(a) and a.startswith("0x8004") for a in (*base, *sepolia))
+    assert set(base).isdisjoint(sepolia) and len(set(base)) == 2

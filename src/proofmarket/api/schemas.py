@@ -319,6 +319,9 @@ class Health(BaseModel):
     jobs: dict[str, int]
     services: list[ServiceState] = Field(default_factory=list, description="the node's background services in "
                                          "start order (they stop in the reverse order); one not running degrades")
+    agent: dict[str, Any] | None = Field(None, description="the node's ERC-8004 identity when it keeps one "
+                                         "(PROOFMARKET_AGENT_REGISTER=on): agent_id (null until registered), registry "
+                                         "(eip155:<chain id>:<address>) and the registration file's uri")
     payouts_held: str | None = Field(None, description="why the node pays nothing (no payout, no credits refund): "
                                      "its account sent token transfers its book does not hold, as after a restore "
                                      "from an older backup; `proofmarket ledger replay` books them")

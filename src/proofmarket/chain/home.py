@@ -127,6 +127,21 @@ class MarketHome:
         _write(path, asdict(record), private=True)
         return path
 
+    def agent(self, chain_id: int, registry: str, account: str) -> int | None:
+        """The ERC-8004 agent this home registered for ``account`` on ``registry``: a home is one agent (two nodes
+        with the same key, as two devnet nodes have, are two agents)."""
+        entry = (_read(self._agents(chain_id)) or {}).get(f"{registry.lower()}:{account.lower()}")
+        return int(entry) if entry is not None else None
+
+    def save_agent(self, chain_id: int, registry: str, account: str, agent_id: int) -> None:
+        path = self._agents(chain_id)
+        data = _read(path) or {}
+        data[f"{registry.lower()}:{account.lower()}"] = agent_id
+        _write(path, data)
+
+    def _agents(self, chain_id: int) -> Path:
+        return self.chain_dir(chain_id) / "agents.json"
+
     def _verifiers(self, chain_id: int) -> Path:
         return self.chain_dir(chain_id) / "verifiers.json"
 

@@ -27,7 +27,10 @@ def discover_cmd(
     rpc_url: Annotated[str | None, typer.Option("--rpc-url", envvar="PROOFMARKET_RPC_URL", help="the chain's RPC "
                                                 "(default: this home's devnet)")] = None,
     identity_registry: Annotated[str | None, typer.Option("--identity-registry", help="the ERC-8004 identity "
-                                                          "registry (default: this home's deployment record)")] = None,
+                                                          "registry (default: per --registries)")] = None,
+    which: Annotated[str, typer.Option("--registries", help="own: the market deployment's registries (this "
+                                            "home's record); reference: the ERC-8004 reference registries the "
+                                            "chain's profile names (Base, Base Sepolia)")] = "own",
     limit: Annotated[int, typer.Option("--limit", help="the most agents read")] = 200,
 ) -> None:
     """List the nodes registered on the chain (ERC-8004 identities): each one's registration file is fetched from
@@ -41,6 +44,14 @@ def discover_cmd(
         raise UsageError("--mode takes proven or attested")
     client = ChainClient(rpc_url) if rpc_url else connect(run.settings)
     reputation = None
+    if which not in ("own", "reference"):
+        raise UsageError("--registries takes own or reference")
+    if identity_registry is None and which == "reference":
+        reference = client.profile.erc8004
+        if reference is None:
+            raise UsageError(f"chain {client.chain_id} has no ERC-8004 reference registries in its profile: use "
+                             "--registries own or give --identity-registry ADDRESS", chain_id=client.chain_id)
+        identity_registry, reputation = reference
     if identity_registry is None:
         path = deployment_path(run.settings, client.chain_id)
         deployment = load_deployment(path)

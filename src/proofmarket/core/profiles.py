@@ -83,6 +83,10 @@ class ChainProfile:
     contracts: ContractDefaults = PRODUCTION_CONTRACTS
     block_time_s: float = 2.0  # typical time between blocks (waits and re-sends are sized on it)
     explorer: str | None = None  # block explorer base URL (for links in output and docs)
+    #: the ERC-8004 reference registries deployed on this chain (identity, reputation), as published by the
+    #: standard's authors (github.com/erc-8004/erc-8004-contracts, docs.base.org/ai-agents/reference/contracts);
+    #: ``proofmarket discover --registries reference`` reads them instead of the market deployment's own
+    erc8004: tuple[str, str] | None = None
 
     @property
     def network(self) -> str:
@@ -112,11 +116,15 @@ DEVNET = ChainProfile("devnet", 31337, None, "USD Coin", "2", confirmations=0, l
 BASE_SEPOLIA = ChainProfile("base-sepolia", 84532, "0x036CbD53842c5426634e7929541eC2318f3dCF7e", "USDC", "2",
                             confirmations=3, log_range=2_000, dev_keys_allowed=False, dev_srs_allowed=False,
                             is_devnet=False, gas=GasPolicy(max_fee_gwei=10.0, priority_fee_gwei=0.01),
-                            explorer="https://sepolia.basescan.org")
+                            explorer="https://sepolia.basescan.org",
+                            erc8004=("0x8004A818BFB912233c491871b3d84c89A494BD9e",
+                                     "0x8004B663056A597Dffe9eCcC1965A193B7388713"))
 BASE = ChainProfile("base", 8453, "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913", "USD Coin", "2",
                     confirmations=10, log_range=2_000, dev_keys_allowed=False, dev_srs_allowed=False,
                     is_devnet=False, gas=GasPolicy(max_fee_gwei=2.0, priority_fee_gwei=0.005),
-                    explorer="https://basescan.org")
+                    explorer="https://basescan.org",
+                    erc8004=("0x8004A169FB4a3325136EB29fA0ceB6D2e539a432",
+                             "0x8004BAa17C55a88189AE136b182e5fdA19dE9b63"))
 ARBITRUM_SEPOLIA = ChainProfile("arbitrum-sepolia", 421614, "0x75faf114eafb1BDbe2F0316DF893fd58CE46AA4d",
                                 "USD Coin", "2", confirmations=3, log_range=2_000, dev_keys_allowed=False,
                                 dev_srs_allowed=False, is_devnet=False,

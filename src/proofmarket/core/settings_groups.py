@@ -81,6 +81,10 @@ class ChainSettings(Group):
         default=60.0, ge=0, description="an ERC-8004 validation record of an x402-paid proof (the ZkValidator "
         "re-verifies it on chain, ~0.5M gas the prover pays) is sent at most once per listing this often; 0: "
         "every call")
+    agent_register: Literal["on", "off"] = Field(
+        default="off", description="register (or update) the node's ERC-8004 identity at start and every hour: its "
+        "registration file at PROOFMARKET_PUBLIC_URL (on the devnet, the listen address), on the market's identity "
+        "registry, one agent per home; /health shows it (a transaction from the prover account)")
     registry_terms: Literal["auto", "on", "off"] = Field(
         default="auto", description="sell on the registry's price, owner, active flag and verifier, paying x402 to "
                                     "the listing's revenue splitter: auto = when a market is deployed on the chain")

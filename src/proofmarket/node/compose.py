@@ -78,10 +78,18 @@ def build_node(settings: Settings | None = None, workspace: Workspace | None = N
         runner.after_capture.append(listing_hook(listings))
     catalog = Catalog(model_repo, ModelCatalog(ws.store), _srs_check(default), listings)
     money = build_money(settings, db, rail_set, listings, registry)
-    return NodeServices(money=money, settings=settings, db=db, workspace=ws, catalog=catalog,
-                        calls=CallService(runner.calls, queue, _cache(settings, db, ws.store, runner)), queue=queue,
-                        payments=default, registry=registry, owns_workspace=workspace is None, tokens=tokens,
-                        rails=rail_set, systems=systems, webhooks=Webhooks(settings, db), settler=settler)
+    services = NodeServices(money=money, settings=settings, db=db, workspace=ws, catalog=catalog,
+                            calls=CallService(runner.calls, queue, _cache(settings, db, ws.store, runner)),
+                            queue=queue, payments=default, registry=registry, owns_workspace=workspace is None,
+                            tokens=tokens, rails=rail_set, systems=systems, webhooks=Webhooks(settings, db),
+                            settler=settler)
+    if settings.chain.agent_register == "on":  # the node keeps its ERC-8004 identity (node/agent_service.py)
+        from proofmarket.chain.client import node_profile
+        from proofmarket.node.agent_service import AgentRegistration, registration_uri
+
+        uri = registration_uri(settings, node_profile(settings).dev_keys_allowed)
+        services.agent = AgentRegistration(services.market, uri)
+    return services
 
 
 def rail_routers(rails: Rails) -> list[APIRouter]:

@@ -51,6 +51,7 @@ class NodeServices:
     webhooks: Webhooks | None = None
     money: Money | None = None  # the book, purchases, payouts and the settler (payments/settler.py)
     settler: CallSettler | None = None  # every paid call's settlement (calls/settling.py)
+    agent: Background | None = None  # the node's ERC-8004 identity, kept (node/agent_service.py)
     _market: Market | None = field(default=None, init=False)
     _market_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _chain: ChainClient | None = field(default=None, init=False)
@@ -147,6 +148,7 @@ class NodeServices:
             Hosted("listings", listings.start_following, listings.close,
                    lambda: listings.follower.health() if listings.follower is not None
                    else ServiceHealth("listings", False)) if listings is not None else None,
+            self.agent,  # the node's ERC-8004 identity: registered (or its URI updated) at start
             self.settler,  # before the engine, which hands it proved calls; stopped after it
             Hosted("engine", self.queue.start, self.queue.close, self._engine_health),
             *(getattr(rail, "sweeper", None) for rail in self.rails.all()),

@@ -10,6 +10,7 @@ from typing import Any
 from proofmarket import models
 from proofmarket.chain import model_key
 from proofmarket.chain.client import TxResult
+from proofmarket.chain.erc8004 import Erc8004
 from proofmarket.chain.home import RequestRecord
 from proofmarket.chain.types import Fulfilment, InferenceRequest, RequestStatus
 from proofmarket.core.errors import ChainError, UsageError
@@ -198,12 +199,15 @@ class ProverRole(MarketBase):
 
     # --- ERC-8004 identity --------------------------------------------------------------------
     def agent_id(self, address: str | None = None) -> int | None:
-        """The ERC-8004 agent ``address`` (default: the prover account) registered itself and still holds, or
-        None. An agent someone else registered and transferred to it is never its identity."""
+        """The ERC-8004 agent of this home's prover account (the one this home registered, ``register_agent``, while
+        the account still holds it), or None; for another ``address``: the newest agent it registered itself and
+        still holds. An agent someone else registered and transferred to it is never its identity."""
         registries = self.erc8004
         if registries is None:
             return None
         who = (address or self.accounts.prover.address).lower()
+        if who == self.accounts.prover.address.lower():
+            return self._home_agent(registries)
         # a log scan per paid call's validation record otherwise: a found agent is remembered AGENT_TTL_S; "none"
         # as long as the registry holds as many agents as when it was looked for (one read, not a scan)
         agents: dict[str, tuple[int | None, float, int]] = self.__dict__.setdefault("_agents", {})
@@ -217,21 +221,50 @@ class ProverRole(MarketBase):
         agents[who] = (agent, time.monotonic(), count)
         return agent
 
+    def _home_agent(self, registries: Erc8004) -> int | None:
+        """This home's agent, while the prover account still holds it (checked at most every AGENT_TTL_S)."""
+        prover = self.accounts.prover.address
+        agent = self.home.agent(self.client.chain_id, registries.identity.address, prover)
+        if agent is None:
+            return None
+        checked: dict[int, float] = self.__dict__.setdefault("_held", {})
+        if time.monotonic() - checked.get(agent, float("-inf")) < AGENT_TTL_S:
+            return agent
+        if registries.identity.owner_of(agent).lower() != prover.lower():
+            return None  # transferred away: no longer this home's identity
+        checked[agent] = time.monotonic()
+        return agent
+
     def register_agent(self, agent_uri: str) -> tuple[int, TxResult | None]:
-        """Register the prover account as an ERC-8004 agent whose registration file is at ``agent_uri`` (once:
-        later calls update the URI when it changed). Returns the agent id and the transaction, if any."""
+        """Register this home's prover account as an ERC-8004 agent whose registration file is at ``agent_uri``:
+        once per home (later calls update the URI when it changed). A home without a record adopts an agent the
+        account registered with this same URI (a home from before homes kept their agent); else it mints one, so
+        two homes (two nodes) with the same key are two agents. Returns the agent id and the transaction, if any."""
         registries = self.erc8004
         if registries is None:
             raise ChainError("this market's deployment has no ERC-8004 registries: run 'proofmarket chain deploy'")
-        self.__dict__.get("_agents", {}).pop(self.accounts.prover.address.lower(), None)  # read it fresh here
-        known = self.agent_id()
+        prover = self.accounts.prover
+        self.__dict__.pop("_held", None)  # read it fresh here
+        known = self._home_agent(registries) or self._agent_with_uri(registries, agent_uri)
         if known is None:
-            registered: tuple[int, TxResult | None] = registries.identity.register(agent_uri, self.accounts.prover)
-            self.__dict__.get("_agents", {}).pop(self.accounts.prover.address.lower(), None)
+            registered: tuple[int, TxResult | None] = registries.identity.register(agent_uri, prover)
+            self.home.save_agent(self.client.chain_id, registries.identity.address, prover.address, registered[0])
             return registered
+        self.home.save_agent(self.client.chain_id, registries.identity.address, prover.address, known)
         if registries.identity.agent_uri(known) == agent_uri:
             return known, None
-        return known, registries.identity.set_agent_uri(known, agent_uri, self.accounts.prover)
+        return known, registries.identity.set_agent_uri(known, agent_uri, prover)
+
+    def _agent_with_uri(self, registries: Erc8004, agent_uri: str) -> int | None:
+        """An agent the prover account registered itself, still holds, and points at ``agent_uri``."""
+        prover = self.accounts.prover.address
+        event = registries.identity.contract.events.Registered()
+        logs = event.get_logs(from_block=0, argument_filters={"owner": self.client.w3.to_checksum_address(prover)})
+        for agent in sorted((int(e["args"]["agentId"]) for e in logs), reverse=True):
+            if registries.identity.owner_of(agent).lower() == prover.lower() and \
+                    registries.identity.agent_uri(agent) == agent_uri:
+                return agent
+        return None
 
     # --- reading ------------------------------------------------------------------------------
     def pending_request(self, request_id: int) -> InferenceRequest:

@@ -113,7 +113,7 @@ def node_health(services: NodeServices) -> Health:
     return Health(status="ok" if ok else "degraded", version=__version__, database=db_ok,
                   workers=queue.workers, provers_warm=queue.warm_provers, queue_depth=queue.depth,
                   queue=queue.engine, jobs=services.calls.repo.counts() if db_ok else {}, services=loops,
-                  payouts_held=_held(services))
+                  payouts_held=_held(services), agent=getattr(services.agent, "agent", None))
 
 
 def _held(services: NodeServices) -> str | None:
