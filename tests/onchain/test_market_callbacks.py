@@ -187,3 +187,94 @@ def test_a_dapp_computes_the_input_commitment_with_the_sdk_alone(market_workspac
 
     missing = CliRunner().invoke(cli, ["commitment", cid_for_bytes(b"no such model"), "--input", str(doc), *home])
     assert missing.exit_code != 0 and "pass --node" in missing.output
+
+
+FOREIGN_CONSUMER = """// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.28;
+
+import {InferenceConsumer, IInferenceMarketCallbacks} from "proofmarket/InferenceConsumer.sol";
+
+/// A dApp's own consumer, written against the shipped base only (not one of this repository's contracts).
+contract ScoreBoard is InferenceConsumer {
+    mapping(uint256 => int256[]) private results;
+
+    constructor(IInferenceMarketCallbacks market_) InferenceConsumer(market_) {}
+
+    function ask(bytes32 modelId, bytes32 commitment, uint64 deadline, uint96 price, uint24 gas, uint96 tip)
+        external returns (uint256) {
+        return _requestInference(modelId, commitment, deadline, price, gas, tip);
+    }
+
+    function _onResult(uint256 requestId, bytes32, uint256[] calldata outputs) internal override {
+        for (uint256 i = 0; i < outputs.length; i++) results[requestId].push(_signed(outputs[i]));
+    }
+
+    function resultOf(uint256 requestId) external view returns (int256[] memory) { return results[requestId]; }
+
+    function decode(uint256 felt) external pure returns (int256) { return _signed(felt); }
+}
+"""
+
+COMPILE = """
+const fs = require('fs'); const path = require('path'); const solc = require('solc');
+const [source, shipped, openzeppelin] = process.argv.slice(2);
+const input = {language: 'Solidity', sources: {'ScoreBoard.sol': {content: fs.readFileSync(source, 'utf8')}},
+  settings: {optimizer: {enabled: true, runs: 200}, evmVersion: 'cancun',
+             outputSelection: {'*': {'*': ['abi', 'evm.bytecode.object']}}}};
+const remapped = (unit) => unit.startsWith('proofmarket/') ? path.join(shipped, unit.slice('proofmarket/'.length))
+  : unit.startsWith('@openzeppelin/') ? path.join(openzeppelin, unit) : null;
+const find = (unit) => { const file = remapped(unit);
+  return file && fs.existsSync(file) ? {contents: fs.readFileSync(file, 'utf8')} : {error: 'not found: ' + unit}; };
+const out = JSON.parse(solc.compile(JSON.stringify(input), {import: find}));
+const errors = (out.errors || []).filter((e) => e.severity === 'error');
+if (errors.length) { console.error(JSON.stringify(errors)); process.exit(1); }
+const c = out.contracts['ScoreBoard.sol'].ScoreBoard;
+console.log(JSON.stringify({abi: c.abi, bytecode: '0x' + c.evm.bytecode.object}));
+"""
+
+
+def test_a_dapps_own_consumer_built_on_the_shipped_base_receives_the_bundles_values(
+        market: Market, models: Listed, proofs: Proofs, tmp_path: Any) -> None:
+    """The guide's steps, as a Solidity developer outside this repository takes them (issue 71): the base comes from
+    the installed package (``proofmarket chain solidity``: its folder and remapping), OpenZeppelin from npm; the
+    dApp's contract, compiled with solcjs against them, gets each output of a real proof as the signed fixed-point
+    value the bundle holds (decoded here with the curve library's modulus), and decodes zero and negatives alike."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import ezkl
+
+    from proofmarket.chain.artifacts import load_artifact_file
+
+    shown = subprocess.run([sys.executable, "-m", "proofmarket.cli.main", "chain", "solidity", "--json"],
+                           capture_output=True, text=True, check=True, env={**os.environ})
+    folder = json.loads(shown.stdout)
+    assert folder["remapping"] == f"proofmarket/={folder['path']}/" and "InferenceConsumer.sol" in folder["files"]
+    root = Path(__file__).resolve().parents[2]
+    (tmp_path / "ScoreBoard.sol").write_text(FOREIGN_CONSUMER)
+    (tmp_path / "compile.js").write_text(COMPILE)
+    built = subprocess.run(["node", str(tmp_path / "compile.js"), str(tmp_path / "ScoreBoard.sol"), folder["path"],
+                            str(root / "node_modules")], capture_output=True, text=True, cwd=root, timeout=300,
+                           env={**os.environ, "NODE_PATH": str(root / "node_modules")})  # npm's solc, as a dApp has
+    assert built.returncode == 0, built.stderr[-2000:]
+    (tmp_path / "ScoreBoard.json").write_text(built.stdout)
+    art = load_artifact_file(tmp_path / "ScoreBoard.json")
+    address, _ = market.client.deploy(art, market.accounts.consumer, market.market.address)
+    market.usdc.mint(address, 10 * 10**6, market.accounts.admin)
+    board = market.client.contract(address, art.abi)
+
+    for value in (-0.32, 0.0, 2.5):  # both sides of zero, and zero, as EZKL encodes them
+        felt = int.from_bytes(bytes.fromhex(ezkl.float_to_felt(value, 10)), "little")
+        assert board.functions.decode(felt).call() == round(value * 2**10)
+    key = market.onchain_id(models.public)
+    price = market.registry.get_model(key).spec.price
+    tx = market.client.transact(board.functions.ask(key, commitment_of(market, models.public, mlp_input()),
+                                                    market.client.timestamp() + 600, price, GAS, TIP),
+                                market.accounts.consumer)
+    rid = int(market.market.decode_events(tx, "RequestCreated")[0]["requestId"])
+    settled = market.submit_proof(rid, proofs.mlp)
+    assert settled.valid and settled.callback_ok is True
+    assert board.functions.resultOf(rid).call() == [_signed(felt) for felt in settled.outputs]

@@ -3,6 +3,7 @@
     proofmarket chain up|down|status
     proofmarket chain deploy [--profile NAME] [--dry-run] [--usdc ADDR] [--record-dir DIR]
     proofmarket chain verify-deployment [--record FILE]   on-chain code vs the artifacts built here (exit 4: differs)
+    proofmarket chain solidity                            the consumer contracts' sources a dApp imports (their folder)
     proofmarket admin transfer --to ADDR [--yes]          the market's and court's owner role (cli/admin_cmds.py)
     proofmarket model register MODEL_ID --price USDC [--owner-share BPS]       (cli/owner_cmds.py)
     proofmarket model activate|deactivate MODEL_ID;  proofmarket model price MODEL_ID USDC
@@ -84,6 +85,17 @@ def chain_status(run: Run) -> None:
     said = f"devnet running at {info.rpc_url} (pid {info.pid})" if status.running and info else "no devnet running"
     run.done({"running": status.running, "rpc_url": info.rpc_url if info else None,
               "pid": info.pid if info else None}, said)
+
+
+@command(chain_app, "solidity")
+def chain_solidity(run: Run) -> None:
+    """Where the Solidity sources a dApp builds on are (InferenceConsumer.sol, shipped in the package): import
+    "proofmarket/InferenceConsumer.sol" with the remapping this prints, and OpenZeppelin's under @openzeppelin/."""
+    from proofmarket.solidity import FOLDER, SOURCES
+
+    remapping = f"proofmarket/={FOLDER}/"
+    run.done({"path": str(FOLDER), "files": list(SOURCES), "remapping": remapping},
+             str(FOLDER), f"remapping: {remapping}  (and @openzeppelin/=<your OpenZeppelin contracts>/)")
 
 
 ProfileOpt = Annotated[str | None, typer.Option("--profile", help="chain profile to deploy to (devnet, base-sepolia, "
