@@ -278,3 +278,16 @@ def test_a_dapps_own_consumer_built_on_the_shipped_base_receives_the_bundles_val
     settled = market.submit_proof(rid, proofs.mlp)
     assert settled.valid and settled.callback_ok is True
     assert board.functions.resultOf(rid).call() == [_signed(felt) for felt in settled.outputs]
+
+
+def test_risk_gate_decides_on_both_sides_of_its_threshold(market: Market, models: Listed, proofs: Proofs) -> None:
+    """The same proven score against a threshold just below it (refused) and at it (approved): a decoding with the
+    wrong modulus (a negative score read as a huge positive one) fails one side whatever the score's sign."""
+    first = consumer_contract(market, "RiskGate", 0, 0)  # learn the proven score once
+    rid, _ = _ask(market, first, models.public, 600)
+    score = _signed(market.submit_proof(rid, proofs.mlp).outputs[0])
+    for threshold, approved in ((score - 1, False), (score, True)):
+        gate = consumer_contract(market, "RiskGate", threshold, 0)
+        asked, _ = _ask(market, gate, models.public, 600)
+        assert market.submit_proof(asked, proofs.mlp).callback_ok is True
+        assert gate.functions.applications(asked).call()[1:3] == [True, approved]
