@@ -164,6 +164,23 @@ def test_malformed_input_never_reaches_the_gate(paid: TestClient, gate: Recordin
     assert gate.verified == [] and gate.settled == []
 
 
+def test_an_input_outside_the_models_domain_is_refused_before_the_gate(paid: TestClient, gate: RecordingGate,
+                                                                      mlp_id: str) -> None:
+    """Every element at 25.0, far outside what the sample MLP's samples reach (issue 73): refused with its own code
+    and the input, element, value and range named, before any payment is looked at (before: EZKL's decomposition
+    error after the node took the call)."""
+    doc = mlp_input()
+    doc["input_data"] = [[25.0] * len(row) for row in doc["input_data"]]
+    response = paid.post(f"/v1/models/{mlp_id}/infer", json=doc, headers={PAY: "nonce-9"})
+    error = error_of(response)
+    assert response.status_code == 422 and error["code"] == "input_out_of_range", response.text
+    assert "element 0 is 25" in error["message"] and "outside the model's input domain" in error["message"]
+    assert error["details"]["value"] == 25.0 and error["details"]["low"] < error["details"]["high"] < 25.0
+    assert gate.verified == [] and gate.settled == []
+    domain = paid.get(f"/v1/models/{mlp_id}").json()["input_domain"]  # published with the model
+    assert domain["source"] == "samples" and domain["inputs"][0]["high"]
+
+
 def test_async_paid_job_shows_its_result_once_settled(paid: TestClient, gate: RecordingGate, mlp_id: str) -> None:
     response = paid.post(f"/v1/models/{mlp_id}/infer?mode=async", json=mlp_input(), headers={PAY: "nonce-4"})
     assert response.status_code == 202

@@ -171,6 +171,10 @@ class ModelPublic(ModelSummary):
                                           "inputs and outputs; a call that does not opt in is proven alone")
     accuracy: dict[str, Any] = {}
     ezkl_version: str | None = None
+    input_domain: dict[str, Any] | None = Field(
+        default=None, description="the inputs the circuit is calibrated for: per input, low and high (one number for "
+        "every element, or one per element), and its source (stated by the owner, or the samples' range widened by "
+        "margin); a call outside it is refused with input_out_of_range before any payment")
     attested: AttestedTerms | None = Field(default=None, description="attested models: commitments and terms")
 
 

@@ -121,6 +121,14 @@ def compile_cmd(
         "--batch-sizes", help="batch circuits to build beside the model's own, e.g. 4,16: calls that opted in and "
                               "queue together on a node share one proof (public profile only); each is a compile of "
                               "its own (default: PROOFMARKET_BATCH_SIZES, none)")] = None,
+    domain: Annotated[str | None, typer.Option(
+        "--domain", help="the inputs the model answers: LOW:HIGH for every element, or a JSON file "
+                         "{\"<input>\": {\"low\": x or [...], \"high\": x or [...]}}; the circuit is calibrated to "
+                         "cover it and a call outside it is refused before payment (input_out_of_range); unset: the "
+                         "samples' range widened by --domain-margin")] = None,
+    domain_margin: Annotated[float, typer.Option(
+        "--domain-margin", min=0.0, max=100.0, help="a domain from the samples: their range widened by this much "
+                                                     "of itself on each side")] = 0.25,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="check the model and samples and predict logrows, "
                                                             "proving-key size, memory and prove time; no tuning, "
                                                             "no keys (seconds)")] = False,
@@ -148,13 +156,13 @@ def compile_cmd(
         samples = _read_samples(sample, model)
         sizes = None if batch_sizes is None else parse_sizes(batch_sizes)
         if dry_run:
-            prediction = ws.predict(model, samples, profile=profile)
+            prediction = ws.predict(model, samples, profile=profile, domain=domain, domain_margin=domain_margin)
             print_prediction(prediction, ws.settings, as_json)
             return
         with progress_steps(not as_json) as step:
             result = ws.compile(model, samples, profile=profile, srs_file=srs, name=name,
                                 bound=_bound(max_error), objective=Objective(name=objective), batch_sizes=sizes,
-                                task=task, progress=step)
+                                task=task, domain=domain, domain_margin=domain_margin, progress=step)
     except ProofMarketError as exc:
         raise fail(exc, as_json) from exc
     finally:

@@ -244,6 +244,10 @@ class MaxTokensOverCap(InputError, code="max_tokens_over_cap"):
     """``max_tokens`` is above the model's cap (the most a call pays for)."""
 
 
+class InputOutOfRange(InputError, code="input_out_of_range"):
+    """A value outside the model's input domain (what its circuit is calibrated for); refused before payment."""
+
+
 class InputMismatch(InputError, code="input_mismatch", http_status=422):
     """The posted input (and salt) does not open the request's on-chain input commitment."""
 

@@ -82,7 +82,11 @@ def parse_flat(doc: object, info: ModelInfo | InputSignature, *,
     else:
         raise InputError("The input document needs an 'input_data' list or an 'inputs' object.")
     budget = [max_elements]
-    return [_to_flat(value, spec, budget, max_elements) for value, spec in zip(values, info.inputs, strict=True)]
+    flat = [_to_flat(value, spec, budget, max_elements) for value, spec in zip(values, info.inputs, strict=True)]
+    domain = getattr(info, "domain", None)
+    if domain is not None:  # the inputs the circuit is calibrated for: input_out_of_range, before any payment
+        domain.check([one.values for one in flat])
+    return flat
 
 
 # --- internals -------------------------------------------------------------------------------------

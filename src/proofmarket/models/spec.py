@@ -5,6 +5,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from proofmarket.models.domain import InputDomain
 
 
 @dataclass(frozen=True)
@@ -25,8 +29,9 @@ class InputSignature:
     """What a call's input document is checked against (``parse_inputs``): the model's inputs, by name, static shape
     and dtype, as its compiled manifest records them (no ONNX file to load)."""
 
-    def __init__(self, inputs: tuple[TensorSpec, ...]) -> None:
+    def __init__(self, inputs: tuple[TensorSpec, ...], domain: InputDomain | None = None) -> None:
         self.inputs = inputs
+        self.domain = domain  # the input domain a call is checked against (models/domain.py), when the model has one
 
     @property
     def input_names(self) -> tuple[str, ...]:

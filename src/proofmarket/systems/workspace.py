@@ -49,9 +49,11 @@ class Workspace:
 
     def compile(self, onnx_path: Path, samples_doc: Any, *, profile: PrivacyProfile, srs_file: Path | None = None,
                 bound: AccuracyBound | None = None, name: str | None = None, objective: Objective | None = None,
-                batch_sizes: tuple[int, ...] | None = None, task: str | None = None,
-                progress: Progress = lambda _: None) -> CompileResult:
-        """Compile a model (and its batch circuits: ``batch_sizes``, PROOFMARKET_BATCH_SIZES when None)."""
+                batch_sizes: tuple[int, ...] | None = None, task: str | None = None, domain: str | None = None,
+                domain_margin: float | None = None, progress: Progress = lambda _: None) -> CompileResult:
+        """Compile a model (and its batch circuits: ``batch_sizes``, PROOFMARKET_BATCH_SIZES when None) for its
+        input ``domain`` (models/domain.py: the owner's LOW:HIGH or JSON; None: the samples' widened by
+        ``domain_margin``)."""
         self.settings.writable_home()
         srs = self.srs_provider(srs_file)
         srs.check_available()
@@ -60,8 +62,11 @@ class Workspace:
         sizes = parse_sizes(self.settings.queue.batch_sizes) if batch_sizes is None else batch_sizes
         from proofmarket.systems.ezkl.compiler import CompileOptions
 
+        from proofmarket.models.domain import DEFAULT_MARGIN
+
         options = CompileOptions(profile=profile, srs=srs, bound=bound, name=name, budget=self.settings.budget,
-                                 objective=objective, batch_sizes=sizes, task=task)
+                                 objective=objective, batch_sizes=sizes, task=task, domain=domain,
+                                 domain_margin=DEFAULT_MARGIN if domain_margin is None else domain_margin)
         result = self.prover.compile(onnx_path, samples_doc, options, progress)
         self._index(result)
         return result
@@ -86,11 +91,15 @@ class Workspace:
             return node_profile(self.settings)
         return self.settings.profile()
 
-    def predict(self, onnx_path: Path, samples_doc: Any, *, profile: PrivacyProfile) -> Prediction:
-        """``compile --dry-run``: check the model and samples and predict the circuit's cost (no keys)."""
+    def predict(self, onnx_path: Path, samples_doc: Any, *, profile: PrivacyProfile, domain: str | None = None,
+                domain_margin: float | None = None) -> Prediction:
+        """``compile --dry-run``: check the model and samples and predict the circuit's cost (no keys), for its
+        input domain and for the samples alone."""
+        from proofmarket.models.domain import DEFAULT_MARGIN
         from proofmarket.systems.ezkl.compiler import predict_model
 
-        return predict_model(onnx_path, samples_doc, profile)[0]
+        return predict_model(onnx_path, samples_doc, profile, domain_spec=domain,
+                             margin=DEFAULT_MARGIN if domain_margin is None else domain_margin)[0]
 
     def prove(self, model_id: str, inputs_doc: Any) -> ProveResult:
         return self.prover.prove(model_id, inputs_doc)

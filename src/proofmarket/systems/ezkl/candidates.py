@@ -5,12 +5,14 @@ call costs (:class:`Objective`, with the verifier-gas fit), a :class:`Candidate`
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from proofmarket.core.errors import UsageError
+from proofmarket.core.errors import ProofMarketError, UsageError
+from proofmarket.systems.ezkl import ezkl_calls
 
 DEFAULT_DECOMPOSITIONS: tuple[tuple[int, int], ...] = (
     (16384, 2), (1024, 2), (256, 2), (256, 3), (128, 3), (64, 4),
@@ -213,3 +215,17 @@ def top2_gap(values: np.ndarray) -> float:
     """The distance between the two largest values (how far a class is from the next one)."""
     flat = np.sort(np.asarray(values, dtype=np.float64).ravel())
     return float(flat[-1] - flat[-2]) if flat.size >= 2 else float("inf")
+
+
+def domain_failure(points: list[list[list[float]]], cand: Candidate, workdir: Path) -> str | None:
+    """The first point of the input domain whose witness the candidate cannot compute (its decomposition or lookup
+    ranges too small for the values that point drives through the model), in words; None when every one holds."""
+    assert cand.compiled_path is not None
+    for i, point in enumerate(points):
+        inp = workdir / "domain-point.json"
+        inp.write_text(json.dumps({"input_data": point}))
+        try:
+            ezkl_calls.gen_witness(inp, cand.compiled_path, workdir / "witness.json")
+        except ProofMarketError:
+            return f"the witness fails at point {i} of the input domain (its values outgrow these ranges)"
+    return None

@@ -21,6 +21,7 @@ import onnx
 
 from proofmarket import models
 from proofmarket.core.errors import CircuitCompileError, HomeNotWritable, ProofMarketError, UsageError
+from proofmarket.models.domain import DEFAULT_MARGIN, InputDomain, from_samples, sample_warnings, stated
 from proofmarket.models.external import self_contained
 from proofmarket.store import LocalStore
 from proofmarket.systems.documents import put_artifact
@@ -68,6 +69,8 @@ class CompileOptions:
     objective: Objective | None = None  # what the tuner minimises (default: balanced)
     batch_sizes: tuple[int, ...] = ()  # batch circuits to build beside the model's own (public profile only)
     task: str | None = None  # "classification" | "regression" as the owner states it; None: from evidence only
+    domain: str | None = None  # the owner's input domain (models/domain.stated: LOW:HIGH or JSON); None: the samples'
+    domain_margin: float = DEFAULT_MARGIN  # a domain from the samples: their range widened by this on each side
 
 
 def compile_model(
@@ -111,19 +114,21 @@ def _compile(
         circuit_onnx = circuit_model(onnx_path, work, options.profile)
         flat = [calibration_flat_input(s, options.profile) for s in samples]
         reference = [models.run_onnx(work / "normalized.onnx", s) for s in samples]
+        domain = input_domain(info, samples, options.domain, options.domain_margin, progress)
+        points = domain_points(domain, info, options.profile)
         classifier, said = task_of(options.task, info)
         progress(said)
         bound = dataclasses.replace(options.bound or AccuracyBound(), classifier=classifier)
         progress("predicting the circuit's cost (the settings compile most likely picks, checked on the samples)")
         known: dict[str, Candidate] = {}
         prediction, per_candidate = _predicted(circuit_onnx, flat, reference, options.profile, work, bound, known,
-                                               likely=options.candidates is None)
+                                               likely=options.candidates is None, domain_points=points)
         progress(prediction.summary())
         if options.budget is not None:
             options.budget.check(prediction)
         job = TuningJob(circuit_onnx, flat, reference, options.profile, work, options.srs, bound,
                         timed=options.timed, objective=options.objective or Objective(), known=known,
-                        expect_logrows=prediction.logrows)
+                        expect_logrows=prediction.logrows, domain_points=points)
         count = len(options.candidates) if options.candidates is not None else TYPICAL_GRID
         progress(f"searching circuit settings (objective: {job.objective.name}; about "
                  f"{_seconds(count * per_candidate + 3 * (prediction.prove_s + prediction.setup_s))}: ~{count} "
@@ -171,13 +176,15 @@ def _compile(
                       "argmax_match": picked.argmax_match, "samples": len(samples)},
             ezkl_version=ezkl_calls.EZKL_VERSION,
             batches=batches,
+            input_domain=domain.to_json(),
         )
         model_id = store.put_json(manifest.model_dump(mode="json"))
     return CompileResult(model_id, manifest, report)
 
 
 def predict_model(onnx_path: Path, samples_doc: Any, profile: PrivacyProfile, task: str | None = None,
-                  bound: AccuracyBound | None = None) -> tuple[Prediction, models.ModelInfo]:
+                  bound: AccuracyBound | None = None, domain_spec: str | None = None,
+                  margin: float = DEFAULT_MARGIN) -> tuple[Prediction, models.ModelInfo]:
     """``compile --dry-run``: the checks and the cost prediction of ``compile_model``, no tuning, no keys."""
     with tempfile.TemporaryDirectory(prefix="proofmarket-predict-") as tmp:
         onnx_path = self_contained(onnx_path, Path(tmp) / "model", models.MAX_MODEL_BYTES)
@@ -191,22 +198,31 @@ def predict_model(onnx_path: Path, samples_doc: Any, profile: PrivacyProfile, ta
         checked = dataclasses.replace(bound or AccuracyBound(), classifier=task_of(task, info)[0])
         known: dict[str, Candidate] = {}
         largest = max((float(np.max(np.abs(a))) for s in samples for a in s if np.size(a)), default=None)
+        said: list[str] = []
+        domain = input_domain(info, samples, domain_spec, margin, said.append)
+        points = domain_points(domain, info, profile)
+        (Path(tmp) / "samples-only").mkdir()
+        alone = _predicted(circuit_onnx, flat, reference, profile, Path(tmp) / "samples-only", checked, {},
+                           max_input=largest)[0]
         prediction = _predicted(circuit_onnx, flat, reference, profile, Path(tmp), checked, known,
-                                max_input=largest)[0]
+                                max_input=largest, domain_points=points)[0]
         ties = sorted({i for c in known.values() for i in c.near_ties})  # what compile would only note later
-        return dataclasses.replace(prediction, near_ties=tuple(ties)), info
+        said.append(f"covering the samples only: logrows {alone.logrows}, prove ~{alone.prove_s:,.1f} s; covering "
+                    f"the domain: logrows {prediction.logrows}, prove ~{prediction.prove_s:,.1f} s")
+        return dataclasses.replace(prediction, near_ties=tuple(ties), domain=tuple(said)), info
 
 
 def _predicted(circuit_onnx: Path, flat: list[list[list[float]]], reference: list[list[np.ndarray]],
                profile: PrivacyProfile, work: Path, bound: AccuracyBound,
-               known: dict[str, Candidate], likely: bool = True, max_input: float | None = None
-               ) -> tuple[Prediction, float]:
+               known: dict[str, Candidate], likely: bool = True, max_input: float | None = None,
+               domain_points: list[list[list[float]]] | None = None) -> tuple[Prediction, float]:
     """The cost of the circuit compile most likely picks (``tuning.likely_pick``: the first settings accurate on the
     samples; those candidates go into ``known`` for the search to reuse), else of the calibration alone
     (``predict``: a model no coarse candidate gets right, or a compile given its own candidates: ``likely`` False).
     Also the seconds one candidate took."""
     started = time.perf_counter()
-    job = TuningJob(circuit_onnx, flat, reference, profile, work, SrsProvider(work / "no-srs"), bound, known=known)
+    job = TuningJob(circuit_onnx, flat, reference, profile, work, SrsProvider(work / "no-srs"), bound, known=known,
+                    domain_points=domain_points or [])
     try:
         picked = likely_pick(job) if likely else None
     except ProofMarketError:
@@ -215,9 +231,32 @@ def _predicted(circuit_onnx: Path, flat: list[list[list[float]]], reference: lis
     if picked is not None and picked.settings_path is not None:
         return (from_settings(json.loads(picked.settings_path.read_text()), max_input),
                 (time.perf_counter() - started) / tried)
-    estimate = predict(circuit_onnx, flat, input_visibility=profile.input, param_visibility=profile.params,
-                       max_input=max_input)
+    estimate = predict(circuit_onnx, flat + (domain_points or []), input_visibility=profile.input,
+                       param_visibility=profile.params, max_input=max_input)
     return estimate, (time.perf_counter() - started) / (tried + 1)
+
+
+def input_domain(info: models.ModelInfo, samples: list[list[np.ndarray]], spec: str | None, margin: float,
+                 progress: Progress) -> InputDomain:
+    """The model's input domain: the owner's (``spec``; every sample must lie in it), else the samples' widened by
+    ``margin``; what makes the samples a poor calibration is said first."""
+    for warning in sample_warnings(samples):
+        progress(f"warning: {warning}")
+    names, sizes = [t.name for t in info.inputs], [t.size for t in info.inputs]
+    domain = stated(spec, names, sizes) if spec else from_samples(names, samples, margin)
+    for i, sample in enumerate(samples):
+        try:
+            domain.check([np.asarray(a, dtype=np.float64).ravel().tolist() for a in sample])
+        except ProofMarketError as exc:
+            raise UsageError(f"sample {i} lies outside the stated input domain: {exc.message}") from None
+    progress(domain.summary())
+    return domain
+
+
+def domain_points(domain: InputDomain, info: models.ModelInfo, profile: PrivacyProfile) -> list[list[list[float]]]:
+    """The domain's covering points as the tuner calibrates on them (each input in its shape, salted as samples)."""
+    return [calibration_flat_input([np.asarray(v, dtype=np.float32).reshape(t.shape) for v, t in
+                                    zip(point, info.inputs, strict=True)], profile) for point in domain.points()]
 
 
 TASKS = ("classification", "regression")

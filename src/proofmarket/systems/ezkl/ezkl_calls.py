@@ -69,10 +69,11 @@ def _translate(error: type[Exception], what: str, exc: Exception) -> Exception:
     low = text.lower()
     if "unsupported" in low and ("op" in low or "operator" in low):
         return UnsupportedOperator(f"EZKL cannot build a circuit for this model: {text}")
-    if "lookup" in low and ("range" in low or "out of" in low):
-        return WitnessError(
-            f"{what} failed: a value fell outside the circuit's calibrated range ({text})"
-        )
+    if error is WitnessError or ("lookup" in low and ("range" in low or "out of" in low)):
+        # one plain sentence; EZKL's own words in the details (a decomposition or lookup overflow, a synthesis error)
+        return WitnessError("the circuit cannot compute this input: a value it drives through the model leaves the "
+                            "ranges the circuit was calibrated for (the model's owner sees it in the listing's "
+                            "analytics); nothing is charged", step=what, ezkl=text[:500])
     return error(f"{what} failed: {text}")
 
 

@@ -5,6 +5,7 @@ Its CID is the model id. Everything a verifier needs (settings, vk, SRS) is name
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
@@ -13,6 +14,7 @@ from proofmarket.systems.documents import MANIFEST_FORMAT, ArtifactRef, CompileT
 
 if TYPE_CHECKING:
     from proofmarket.models import InputSignature
+    from proofmarket.models.domain import InputDomain
 
 MANIFEST_VERSION = 2  # v2 adds mode and system; v1 manifests (proven, EZKL) still load
 
@@ -115,13 +117,25 @@ class ModelManifest(CompileTimeFree):
     accuracy: dict[str, Any]
     ezkl_version: str
     batches: list[BatchCircuit] = []  # compiled batch sizes, smallest first (left out of the document when none)
-    _left_out_when_empty: ClassVar[tuple[str, ...]] = ("created_at", "batches", "shared_verifier")
+    # the inputs the circuit is calibrated for (models/domain.py); a call outside it is refused before payment. Left
+    # out when None: manifests before it keep their id (and check no domain)
+    input_domain: dict[str, Any] | None = None
+    _left_out_when_empty: ClassVar[tuple[str, ...]] = ("created_at", "batches", "shared_verifier", "input_domain")
 
     def input_signature(self) -> InputSignature:
         """What a call's input is checked against, from the manifest (no ONNX file to load, nor onnx to import)."""
         from proofmarket.models import InputSignature, TensorSpec
 
-        return InputSignature(tuple(TensorSpec(t.name, tuple(t.shape), t.dtype) for t in self.inputs))
+        specs = tuple(TensorSpec(t.name, tuple(t.shape), t.dtype) for t in self.inputs)
+        return InputSignature(specs, self.domain())
+
+    def domain(self) -> InputDomain | None:
+        """The input domain the circuit is calibrated for (None for a manifest compiled before domains)."""
+        if self.input_domain is None:
+            return None
+        from proofmarket.models.domain import InputDomain
+
+        return InputDomain.from_json(self.input_domain, [math.prod(t.shape) for t in self.inputs])
 
     def batch(self, size: int) -> BatchCircuit | None:
         return next((b for b in self.batches if b.size == size), None)

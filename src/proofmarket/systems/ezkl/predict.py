@@ -60,6 +60,7 @@ class Prediction:
     peak_rss_mb: float
     near_ties: tuple[int, ...] = ()  # samples whose class sits within quantisation noise of a boundary (dry run)
     sized_by: str = ""  # what sets logrows when it is not the computation's rows (a wide range check), in words
+    domain: tuple[str, ...] = ()  # the dry run: the input domain, warnings about the samples, and its cost
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -68,7 +69,8 @@ class Prediction:
         return (f"predicted: logrows {self.logrows} ({self.num_rows:,} rows x {self.inner_columns} columns, "
                 f"{self.lookups} lookups), proving key ~{self.pk_mb:,.0f} MB, peak memory ~{self.peak_rss_mb:,.0f} MB, "
                 f"prove ~{self.prove_s:,.1f} s, key setup ~{self.setup_s:,.1f} s"
-                + (f"\nwhy this size: {self.sized_by}" if self.sized_by else ""))
+                + (f"\nwhy this size: {self.sized_by}" if self.sized_by else "")
+                + "".join(f"\n{line}" for line in self.domain))
 
 
 def circuit_work(logrows: int, columns: int, lookups: int, hash_rows: int = 0) -> float:

@@ -152,7 +152,7 @@ def _public_fields(m: ModelManifest) -> dict[str, Any]:
                 "vka_digest": m.shared_verifier.vka_digest},
             "batches": [{"size": b.size, "logrows": b.logrows,
                          "verifier_bytecode_cid": b.verifier.bytecode.cid if b.verifier else None} for b in m.batches],
-            "accuracy": m.accuracy, "ezkl_version": m.ezkl_version}
+            "accuracy": m.accuracy, "ezkl_version": m.ezkl_version, "input_domain": m.input_domain}
 
 
 def _summary(m: ModelManifest) -> dict[str, str]:

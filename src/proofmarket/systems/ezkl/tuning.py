@@ -60,6 +60,7 @@ from proofmarket.systems.ezkl.candidates import (
     Candidate,
     Objective,
     TuningReport,
+    domain_failure,
     is_label,
     not_met,
     predicted_gas,
@@ -116,6 +117,9 @@ class TuningJob:
     budget_s: float | None = None  # seconds of key setup and proofs the timing may spend (None: from the model)
     known: dict[str, Candidate] = field(default_factory=dict)  # evaluated already (likely_pick): reused by label
     expect_logrows: int | None = None  # the dry run's prediction: a larger pick is explained before the timing
+    # points covering the model's input domain (models/domain.py), flat per input: calibrated on beside the samples,
+    # and a candidate whose witness fails on one of them is not accurate (a call inside the domain would fail)
+    domain_points: list[list[list[float]]] = field(default_factory=list)
 
 
 LIKELY_INDEX = 900  # the file index of likely_pick's candidates (the search's own count from 0)
@@ -142,7 +146,7 @@ def search(job: TuningJob, candidates: list[Candidate] | None = None, progress: 
     finest = max([*scales, *(DEFAULT_SCALES if grid else ())], default=7)
     limit = job.bound.limit([o for outs in job.reference for o in outs], finest)
     data = job.workdir / "calibration.json"
-    data.write_text(json.dumps(calibration_input(job.samples)))
+    data.write_text(json.dumps(calibration_input(job.samples + job.domain_points)))
     measured: dict[tuple[object, ...], Candidate] = {}
     if candidates is None:
         candidates = _default_grid(job, data, limit, measured, progress)
@@ -190,7 +194,7 @@ def likely_pick(job: TuningJob, progress: Progress = _noop) -> Candidate | None:
     Every candidate evaluated here goes into ``job.known``: the search reuses them."""
     limit = job.bound.limit([o for outs in job.reference for o in outs], max(DEFAULT_SCALES))
     data = job.workdir / "calibration-likely.json"
-    data.write_text(json.dumps(calibration_input(job.samples)))
+    data.write_text(json.dumps(calibration_input(job.samples + job.domain_points)))
     tried: list[Candidate] = []
 
     def run(cand: Candidate) -> Candidate:
@@ -377,6 +381,8 @@ def _measure_accuracy(job: TuningJob, cand: Candidate, limit: float) -> None:
     cand.argmax_match = argmax_ok if job.bound.classifier else None
     cand.failure, cand.near_ties = failure, ties
     cand.status = "ok" if worst <= limit and argmax_ok else "inaccurate"
+    if cand.status == "ok" and (outside := domain_failure(job.domain_points, cand, job.workdir)) is not None:
+        cand.status, cand.failure = "inaccurate", outside
 
 
 def decode_outputs(felts: list[list[str]], scales: list[int], shapes: list[tuple[int, ...]]) -> list[np.ndarray]:

@@ -1,0 +1,161 @@
+"""A model's input domain: the inputs it answers, per element of each input, as the owner states them or as its
+samples reach them widened by a margin (``DEFAULT_MARGIN``).
+
+    stated     ``--domain LOW:HIGH`` (every element) or a JSON file {"<input>": {"low": x | [...], "high": ...}}
+    derived    the samples' range of each element, widened by ``margin`` x that range on each side (an element the
+               samples never vary by ``margin`` x max(1, |value|)); samples that cannot calibrate (identical rows,
+               nearly constant elements, fewer distinct rows than elements) are named (``sample_warnings``)
+Compile calibrates the circuit on points that cover the domain (``points``: its two extreme corners, its centre,
+random corners and random points inside, beside the samples) and keeps only settings whose witness holds on them;
+the manifest records the domain, and every call's input is checked against it before any payment
+(``check``: ``input_out_of_range`` names the input, the element, its value and the range).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from proofmarket.core.errors import InputOutOfRange, UsageError
+
+DEFAULT_MARGIN = 0.25  # the samples' range widened by a quarter of itself on each side
+CORNERS, INSIDE = 12, 8  # random corners and random inner points compile calibrates on, beside the three fixed ones
+
+
+@dataclass(frozen=True)
+class InputDomain:
+    names: tuple[str, ...]
+    low: tuple[tuple[float, ...], ...]  # per input, per element (row-major)
+    high: tuple[tuple[float, ...], ...]
+    source: str  # "stated" | "samples"
+    margin: float | None = None  # the margin a derived domain widened the samples by
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": self.source, "margin": self.margin, "inputs": [
+            {"name": name, "low": _compact(low), "high": _compact(high)}
+            for name, low, high in zip(self.names, self.low, self.high, strict=True)]}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any], sizes: list[int]) -> InputDomain:
+        entries = doc["inputs"]
+        return cls(tuple(str(e["name"]) for e in entries),
+                   tuple(_expand(e["low"], n) for e, n in zip(entries, sizes, strict=True)),
+                   tuple(_expand(e["high"], n) for e, n in zip(entries, sizes, strict=True)),
+                   str(doc.get("source", "stated")), doc.get("margin"))
+
+    def summary(self) -> str:
+        parts = []
+        for name, low, high in zip(self.names, self.low, self.high, strict=True):
+            parts.append(f"{name} in [{min(low):.4g}, {max(high):.4g}]" if len(set(low)) > 1 or len(set(high)) > 1
+                         else f"{name} in [{low[0]:.4g}, {high[0]:.4g}]")
+        how = "stated by the owner" if self.source == "stated" else f"the samples' range widened by {self.margin:g}x"
+        return f"input domain ({how}): " + ", ".join(parts)
+
+    def check(self, flat: list[list[float]]) -> None:
+        """Each value inside its element's range; ``InputOutOfRange`` names the first one outside."""
+        for name, values, low, high in zip(self.names, flat, self.low, self.high, strict=True):
+            v, lo, hi = np.asarray(values, dtype=np.float64), np.asarray(low), np.asarray(high)
+            outside = np.flatnonzero((v < lo) | (v > hi))
+            if outside.size:
+                i = int(outside[0])
+                raise InputOutOfRange(
+                    f"input '{name}' element {i} is {v[i]:.6g}, outside the model's input domain [{lo[i]:.6g}, "
+                    f"{hi[i]:.6g}] (what its circuit is calibrated for): send a value inside it; nothing is charged",
+                    input=name, index=i, value=float(v[i]), low=float(lo[i]), high=float(hi[i]),
+                    outside=int(outside.size))
+
+    def points(self, seed: int = 0) -> list[list[list[float]]]:
+        """Points that cover the domain, each as flat values per input: its lowest and highest corners, its centre,
+        ``CORNERS`` random corners and ``INSIDE`` random points inside (the same ones for the same domain)."""
+        rng = np.random.default_rng(seed)
+        lows = [np.asarray(lo) for lo in self.low]
+        highs = [np.asarray(hi) for hi in self.high]
+        out = [[lo.tolist() for lo in lows], [hi.tolist() for hi in highs],
+               [((lo + hi) / 2).tolist() for lo, hi in zip(lows, highs, strict=True)]]
+        for _ in range(CORNERS):
+            out.append([np.where(rng.random(lo.size) < 0.5, lo, hi).tolist() for lo, hi in zip(lows, highs,
+                                                                                             strict=True)])
+        for _ in range(INSIDE):
+            out.append([(lo + rng.random(lo.size) * (hi - lo)).tolist() for lo, hi in zip(lows, highs, strict=True)])
+        return out
+
+
+def from_samples(names: list[str], samples: list[list[np.ndarray]], margin: float = DEFAULT_MARGIN) -> InputDomain:
+    """The samples' range of each element, widened by ``margin`` x that range on each side (an element the samples
+    never vary: by ``margin`` x max(1, |value|))."""
+    lows, highs = [], []
+    for k in range(len(names)):
+        stacked = np.stack([np.asarray(s[k], dtype=np.float64).ravel() for s in samples])
+        lo, hi = stacked.min(axis=0), stacked.max(axis=0)
+        width = np.where(hi > lo, hi - lo, np.maximum(1.0, np.abs(lo)))
+        lows.append(tuple(float(v) for v in lo - margin * width))
+        highs.append(tuple(float(v) for v in hi + margin * width))
+    return InputDomain(tuple(names), tuple(lows), tuple(highs), "samples", margin)
+
+
+def stated(spec: str, names: list[str], sizes: list[int]) -> InputDomain:
+    """The owner's domain: ``LOW:HIGH`` for every element of every input, or a JSON file (or JSON text)
+    {"<input>": {"low": x | [...], "high": x | [...]}} naming each input."""
+    text = spec.strip()
+    if not text.startswith("{") and ":" in text and not Path(text).exists():
+        low_text, _, high_text = text.partition(":")
+        try:
+            low, high = float(low_text), float(high_text)
+        except ValueError:
+            raise UsageError(f"--domain {spec!r}: give LOW:HIGH (two numbers) or a JSON file") from None
+        return _checked(names, [(low,) * n for n in sizes], [(high,) * n for n in sizes])
+    try:
+        doc = json.loads(text if text.startswith("{") else Path(text).read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--domain {spec!r}: neither LOW:HIGH nor a readable JSON file ({exc})") from None
+    missing = [n for n in names if n not in doc]
+    if not isinstance(doc, dict) or missing:
+        raise UsageError(f"--domain names every input of the model: missing {', '.join(missing) or 'all'}")
+    try:
+        lows = [_expand(doc[n]["low"], size) for n, size in zip(names, sizes, strict=True)]
+        highs = [_expand(doc[n]["high"], size) for n, size in zip(names, sizes, strict=True)]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UsageError(f"--domain: each input takes {{\"low\": x or [...], \"high\": x or [...]}} ({exc})") from None
+    return _checked(names, lows, highs)
+
+
+def sample_warnings(samples: list[list[np.ndarray]]) -> list[str]:
+    """What makes samples a poor calibration, in words: identical rows, elements they never vary, fewer distinct
+    rows than elements."""
+    rows = [np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in s]) for s in samples]
+    said = []
+    distinct = {r.tobytes() for r in rows}
+    if len(distinct) < len(rows):
+        said.append(f"{len(rows) - len(distinct)} of the {len(rows)} samples repeat another: they add nothing")
+    stacked = np.stack(rows)
+    constant = int(np.sum(np.ptp(stacked, axis=0) <= 1e-9 * np.maximum(1.0, np.abs(stacked).max(axis=0))))
+    if len(rows) > 1 and constant:
+        said.append(f"{constant} of the {stacked.shape[1]} input elements never vary across the samples")
+    if len(distinct) < stacked.shape[1]:
+        said.append(f"{len(distinct)} distinct samples for {stacked.shape[1]} input elements: the circuit is "
+                    "calibrated on the domain's points too, but give samples that vary every element")
+    return said
+
+
+def _checked(names: list[str], lows: list[tuple[float, ...]], highs: list[tuple[float, ...]]) -> InputDomain:
+    for name, low, high in zip(names, lows, highs, strict=True):
+        if not all(np.isfinite(low)) or not all(np.isfinite(high)) or any(a > b for a, b in zip(low, high,
+                                                                                               strict=True)):
+            raise UsageError(f"--domain: input '{name}' needs finite bounds with low <= high")
+    return InputDomain(tuple(names), tuple(lows), tuple(highs), "stated")
+
+
+def _compact(values: tuple[float, ...]) -> float | list[float]:
+    return values[0] if len(set(values)) == 1 else list(values)
+
+
+def _expand(value: Any, size: int) -> tuple[float, ...]:
+    if isinstance(value, list | tuple):
+        if len(value) != size:
+            raise ValueError(f"{len(value)} bounds for {size} elements")
+        return tuple(float(v) for v in value)
+    return (float(value),) * size
