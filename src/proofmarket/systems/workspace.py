@@ -60,9 +60,8 @@ class Workspace:
         from proofmarket.systems.ezkl.batch_compile import parse_sizes
 
         sizes = parse_sizes(self.settings.queue.batch_sizes) if batch_sizes is None else batch_sizes
-        from proofmarket.systems.ezkl.compiler import CompileOptions
-
         from proofmarket.models.domain import DEFAULT_MARGIN
+        from proofmarket.systems.ezkl.compiler import CompileOptions
 
         options = CompileOptions(profile=profile, srs=srs, bound=bound, name=name, budget=self.settings.budget,
                                  objective=objective, batch_sizes=sizes, task=task, domain=domain,
