@@ -168,6 +168,14 @@ def _poll(net: Net, urls: list[str]) -> None:
         v.poll_once()
 
 
+def _metric(url: str, name: str) -> float:
+    """A counter of the node's /metrics (0 before it counted anything)."""
+    for line in httpx.get(f"{url}/metrics", timeout=30).text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
 def _court(row: dict[str, Any]) -> dict[str, Any]:
     return dict((row.get("settlement") or {}).get("court") or {})
 
@@ -177,6 +185,11 @@ def test_honest_node_is_paid_after_its_window_and_a_false_challenge_loses_its_bo
     a = net.market.accounts
     usdc = net.market.usdc
     consumer0 = usdc.balance_of(a.consumer.address)
+    # what the node did before this test (other tests' court requests through it, in any order) is counted out
+    money = MONEY[honest_url]
+    last_transfer = max((t.id for t in money.book.transfers(limit=1)), default=0)
+    challenges0 = [v.metrics.challenges._value.get() for v in net.validators]
+    commitments0 = _metric(honest_url, "proofmarket_court_commitments_total")
     block = net.market.client.block_number()  # the node's watcher may stake at any moment: both read at one block
     node0 = usdc.balance_of(a.prover.address, block=block)
     staked0 = net.court.stake_of(a.prover.address, validator=False, block=block)
@@ -219,10 +232,10 @@ def test_honest_node_is_paid_after_its_window_and_a_false_challenge_loses_its_bo
     # below the court's minimum it would weigh on nothing: its next poll topped the stake up from its wallet
     assert now_staked >= net.court.params().validator_min_stake and griefer.ready()[0]
     assert net.court.stake_of(a.prover.address, validator=False) == stake0 + bond
-    for v in others:  # every result was drawn, re-executed and reproduced: no challenge from an honest validator
+    for n, v in enumerate(others):  # every result was drawn, re-executed and reproduced: no honest challenge
         verdicts = {rid: v.state.verdicts.get(rid, {}).get("verdict") for rid in ids}
         assert set(verdicts.values()) == {"reproduced"}, verdicts
-        assert v.metrics.challenges._value.get() == 0
+        assert v.metrics.challenges._value.get() == challenges0[n]
     assert all(net.court.status(rid) == "committed" for rid in ids[1:])
 
     _advance(net.market, WINDOW + 1)
@@ -230,25 +243,28 @@ def test_honest_node_is_paid_after_its_window_and_a_false_challenge_loses_its_bo
     owner_cut = PRICE_UNITS * 7_000 // 10_000
     fee = PRICE_UNITS * net.court.params().platform_fee_bps // 10_000
     paid = HONEST_CALLS * (PRICE_UNITS - owner_cut - fee)
-    assert usdc.balance_of(a.prover.address) - node0 == paid - (stake0 - staked0)  # earnings, less what it staked
     validation = _court(rows[5])["validation"]
     assert validation["response"] == 100 and validation["tag"] == "attested-court"
     assert all(_court(r)["validation"]["response"] == 100 for r in rows)
     summary = net.market.erc8004.validation.summary(net.market.agent_id())
     assert summary.count >= HONEST_CALLS and summary.value == 100
-    metrics = httpx.get(f"{honest_url}/metrics").text
-    assert f"proofmarket_court_commitments_total {float(HONEST_CALLS)}" in metrics
-    assert 'proofmarket_court_settled_total{outcome="paid"}' in metrics
+    assert _metric(honest_url, "proofmarket_court_commitments_total") - commitments0 == HONEST_CALLS
+    assert 'proofmarket_court_settled_total{outcome="paid"}' in httpx.get(f"{honest_url}/metrics").text
     page = httpx.get(f"{honest_url}/dashboard").text
     assert "Court requests" in page and ">paid<" in page
     # the book: each paid request as the court paid it (the owner's and the node's transfers), the chain agrees
-    money = MONEY[honest_url]
-    court_paid = [t for t in money.book.transfers(kinds=["capture"])
-                  if t.rail == "court" and not t.ref.startswith("court-callback:")]  # not a delivery's tip
-    assert len(court_paid) == HONEST_CALLS
     node_account = f"wallet:{a.prover.address.lower()}"
-    to_node = sum(v for t in court_paid for acc, v in money.book.postings([t.id])[t.id] if acc == node_account)
-    assert to_node == paid
+
+    def to_node(transfers: list[Any]) -> int:
+        return sum(v for t in transfers for acc, v in money.book.postings([t.id])[t.id] if acc == node_account)
+
+    court_paid = [t for t in money.book.transfers(kinds=["capture"]) if t.id > last_transfer and t.rail == "court"
+                  and not t.ref.startswith("court-callback:")]  # not a delivery's tip
+    ours = [t for t in court_paid if t.ref.rsplit(":", 1)[-1] in {str(rid) for rid in ids}]
+    assert len(ours) == HONEST_CALLS and to_node(ours) == paid
+    # the node's wallet: what the court paid it meanwhile (these requests, and any other test's its window closed
+    # on), less what it staked
+    assert usdc.balance_of(a.prover.address) - node0 == to_node(court_paid) - (stake0 - staked0)
     from proofmarket.payments.reconcile import reconcile
 
     checked = reconcile(money.book, net.market.client, net.market.deployment.usdc, a.prover.address)
@@ -269,6 +285,7 @@ def test_a_cheating_node_is_challenged_slashed_and_its_consumers_refunded_inside
                           json={"input": {"prompt": f"cheat {i}", "max_tokens": 6}}, timeout=30).status_code == 202
     _wait(cheat_url, ids, lambda r: r["status"] == "fulfilled")
     stake0 = net.court.stake_of(node, validator=False)
+    challenges0 = sum(v.metrics.challenges._value.get() for v in net.validators)  # other tests' challenges
     started = cm.client.timestamp()
     for _ in range(4):
         _poll(net, [honest_url, cheat_url])
@@ -279,7 +296,7 @@ def test_a_cheating_node_is_challenged_slashed_and_its_consumers_refunded_inside
     # more than half the stake decides at once: the third validator may never need to look
     verdicts = [v.state.verdicts[rid]["verdict"] for v in net.validators for rid in ids if rid in v.state.verdicts]
     assert set(verdicts) == {"cheated"} and len(verdicts) >= 2 * CHEATS
-    assert sum(v.metrics.challenges._value.get() for v in net.validators) == CHEATS
+    assert sum(v.metrics.challenges._value.get() for v in net.validators) - challenges0 == CHEATS
     rows = _wait(cheat_url, ids, lambda r: _court(r).get("status") == "slashed")
     assert all(_court(r)["validation"]["response"] == 0 for r in rows)
 
@@ -299,6 +316,9 @@ def test_a_dishonest_third_of_the_voting_stake_cannot_save_a_cheater(
 
     monkeypatch.setattr(liar, "check", lie)
     liar.ensure_stake()  # back to the minimum after its lost challenge, before the commitment
+    # a poll first: a validator that declares a listing another test made mines blocks in its poll, and would then
+    # see the draw before the one that polls first in each round (the order this test stages)
+    _poll(net, [honest_url, cheat_url])
     receipt = cm.request(net.lm_id, {"prompt": "cheat with a friend", "max_tokens": 6})
     rid = receipt.request_id
     assert httpx.post(f"{cheat_url}/v1/court/{rid}/input",
@@ -385,6 +405,8 @@ def test_validator_refuses_bad_reads_and_serves_metrics(net: Net, honest_url: st
     staked = net.validators[0].account
     stale = read_headers(staked, cid, net.court.address, node, rid, now=time.time() - 3_600)
     assert httpx.get(f"{honest_url}/v1/court/{rid}/bundle", headers=stale).status_code == 404
+    net.validators[0].node_urls = [honest_url]
+    net.validators[0].poll_once()  # a recent poll is what "ok" means: not left to an earlier test's
     server = serve_metrics(net.validators[0], "127.0.0.1", 0)
     try:
         base = f"http://127.0.0.1:{server.server_address[1]}"
@@ -524,6 +546,9 @@ def test_a_validator_given_the_model_after_it_started_declares_it_and_becomes_re
     finally:
         server.shutdown()
         ws.close()
+        # no weight left on later requests: a fourth declared stake would change every later quorum
+        for model in net.court.declared_models(late.address):
+            net.court.declare(model, late, checks=False)
 
 
 def test_a_contract_requesting_through_court_callbacks_gets_its_result_from_the_node(

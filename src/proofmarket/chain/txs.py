@@ -99,10 +99,12 @@ class Nonces:
         with self._guard:
             in_flight = self._in_flight.get(key, 0)
             local = self._next.get(key, 0) if in_flight else 0
-        nonce = max(local, pending())
+        nonce = max(local, pending())  # an RPC: another thread's ``done`` may run meanwhile
         with self._guard:
             self._next[key] = nonce + 1
-            self._in_flight[key] = in_flight + 1
+            # counted from the live value: one written back from before the RPC would undo that ``done`` and keep the
+            # account "in flight" for good (every later nonce from this cache, never from the chain again)
+            self._in_flight[key] = self._in_flight.get(key, 0) + 1
         return nonce
 
     def done(self, chain: Hashable, address: str) -> None:
