@@ -78,3 +78,17 @@ def test_an_owners_description_cannot_change_the_price_or_guarantee_an_agent_rea
     assert "\n" not in tool.description and '\\"pay nothing\\"' in owner  # quoted as data, on one line
     assert tool.terms == {"model_id": ID_A, "route": "infer", "mode": "attested", "price_atomic": "2500000",
                           "price": "2.5 USDC per call", "guarantee": "ATTESTED: not a proof"}
+
+
+def test_the_input_schema_carries_the_models_input_domain() -> None:
+    """An agent reads the bounds a call must keep (issue 73): one number for every element becomes JSON schema's
+    minimum and maximum; per-element bounds are named in the description (the model document has them)."""
+    schema = input_schema(_entry(input_domain={"source": "stated", "inputs": [
+        {"name": "input", "low": -1.0, "high": 1.0}]}))
+    element = schema["properties"]["input_data"]["prefixItems"][0]
+    assert element["items"] == {"type": "number", "minimum": -1.0, "maximum": 1.0}
+    assert "input domain" in element["description"]
+    per_element = input_schema(_entry(input_domain={"inputs": [{"name": "input", "low": [0, 0, 0, 0],
+                                                                "high": [1, 2, 3, 4]}]}))
+    assert per_element["properties"]["input_data"]["prefixItems"][0]["items"] == {"type": "number"}
+    assert input_schema(_entry())["properties"]["input_data"]["prefixItems"][0]["items"] == {"type": "number"}

@@ -91,13 +91,23 @@ def tool_name(route: str, name: str, model_id: str) -> str:
 def input_schema(model: dict[str, Any]) -> dict[str, Any]:
     """The JSON schema of a proven (or attested ONNX) model's input, from its listing's tensors."""
     tensors = model.get("inputs") or []
+    bounds = {str(d.get("name")): d for d in ((model.get("input_domain") or {}).get("inputs") or [])}
     items = []
     for tensor in tensors:
         size = 1
         for dim in tensor.get("shape") or []:
             size *= max(1, int(dim))
-        items.append({"type": "array", "items": {"type": "number"}, "minItems": size, "maxItems": size,
-                      "description": f"{tensor.get('name')}: shape {tensor.get('shape')}, {tensor.get('dtype')}"})
+        element: dict[str, Any] = {"type": "number"}
+        said = ""
+        domain = bounds.get(str(tensor.get("name")))
+        if domain is not None:  # the model's input domain: an element outside it is refused (input_out_of_range)
+            low, high = domain.get("low"), domain.get("high")
+            if isinstance(low, int | float) and isinstance(high, int | float):
+                element.update(minimum=low, maximum=high)
+            said = f"; each element inside the model's input domain ({low} to {high}: model.input_domain)"
+        items.append({"type": "array", "items": element, "minItems": size, "maxItems": size,
+                      "description": f"{tensor.get('name')}: shape {tensor.get('shape')}, {tensor.get('dtype')}"
+                                     + said})
     data: dict[str, Any] = {"type": "array", "description": PROVEN_SCHEMA_NOTE}
     if items:
         data.update(prefixItems=items, minItems=len(items), maxItems=len(items))
