@@ -307,6 +307,28 @@ def test_equal_is_proved_as_comparisons_because_ezkl_computes_it_wrongly(tmp_pat
         _prove(raw, samples, tmp_path, srs_dir)  # EZKL's own Equal
 
 
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_is_proved_as_its_definition(approximate: str, tmp_path: Path, srs_dir: Path) -> None:
+    """torch's exporter writes nn.GELU as opset 20's Gelu, which EZKL does not take: the check writes it as its
+    definition in Erf (or Tanh), and the circuit proves onnxruntime's answer of the original Gelu node."""
+    raw = tmp_path / "gelu.onnx"
+    onnx.save(make_model([helper.make_node("Gelu", ["x"], ["y"], approximate=approximate)], [("x", [1, 4])],
+                         [("y", [1, 4])], opset=20, ir_version=9), str(raw))
+    info = load_model(raw)
+    assert "Gelu" not in info.operators and ("Tanh" if approximate == "tanh" else "Erf") in info.operators
+    samples = [[np.array([[-2.0, -0.5, 0.3, 1.7]], np.float32)], [np.array([[1.2, -1.1, 0.0, 2.5]], np.float32)]]
+    model = tmp_path / "model.onnx"
+    normalize_model(raw, model)
+    import onnxruntime as ort  # the original node, as onnxruntime computes it: the independent answer
+
+    from proofmarket.models import run_onnx
+
+    original = ort.InferenceSession(raw.read_bytes(), providers=["CPUExecutionProvider"])
+    for sample in samples:
+        np.testing.assert_allclose(run_onnx(model, sample)[0], original.run(None, {"x": sample[0]})[0], atol=1e-6)
+    _prove(model, samples, tmp_path, srs_dir)  # witness == onnxruntime, proof verifies, tamper fails
+
+
 @pytest.fixture(scope="module")
 def srs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("op-srs")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import onnx
 
 from proofmarket.core.errors import InvalidModel, TensorTooLarge
@@ -105,8 +106,8 @@ def _constant_ints(model: onnx.ModelProto) -> dict[str, list[int]]:
             array = numpy_helper.to_array(tensor)
         except Exception:  # a malformed tensor: the checker or onnxruntime refuses it with its own words
             return
-        if array.dtype.kind in "iuf" and array.size <= _MAX_SHAPE_LEN:
-            found[name] = [int(v) for v in array.reshape(-1).tolist()]
+        if array.dtype.kind in "iuf" and array.size <= _MAX_SHAPE_LEN and np.isfinite(array).all():
+            found[name] = [int(v) for v in array.reshape(-1).tolist()]  # (an attention mask's -inf is no shape)
 
     for init in model.graph.initializer:
         read(init.name, init)

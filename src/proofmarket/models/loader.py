@@ -29,7 +29,7 @@ from proofmarket.models.graph import (
 from proofmarket.models.ml_ops import rewrite_ml_ops
 from proofmarket.models.ops import DEFAULT_DOMAINS, MAX_OPSET, MIN_OPSET
 from proofmarket.models.precision import to_float32
-from proofmarket.models.rewrites import rewrite_standard
+from proofmarket.models.rewrites import finite_constants, rewrite_standard
 from proofmarket.models.spec import ModelInfo
 
 MiB = 1024 * 1024
@@ -201,6 +201,7 @@ def _check(path: Path, *, max_bytes: int, batch_dim_ok: bool, max_tensor_element
         check_operators(normalized)
         raise
     folded = before != [(n.op_type, tuple(n.input)) for n in normalized.graph.node]
+    rewritten += finite_constants(normalized)  # an attention mask's -inf, as a finite value (rewrites.py)
     operators = check_operators(normalized)
     inferred = infer_shapes(normalized)
     check_elements(normalized, inferred, max_tensor_elements)

@@ -13,12 +13,23 @@ arithmetic is folded with the rest of the shape arithmetic. ``Equal`` of floats 
 A ``MatMul`` of 8- or 16-bit integers (hummingbird's tree matrices; tract computes it, ONNX and onnxruntime have
 no such MatMul) multiplies the values cast to int32 and casts the product back: the same numbers.
 
+``Gelu`` (opset 20, what torch's exporter writes for ``nn.GELU``) is written in the operators EZKL proves:
+``0.5 x (1 + erf(x / sqrt 2))``, or with ``approximate="tanh"`` ``0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))``
+(the definitions of the ONNX operator).
+
+An infinite constant (a causal attention mask's ``-inf``, written by ``masked_fill``) has no fixed-point value: after
+folding, each is written as ``±INFINITY_AS`` (a softmax then gives a masked position exp(-100 - max), zero at any
+circuit scale), and the accuracy check against onnxruntime's answers with the infinities stands as for every model.
+
 Each rewrite runs in the sandboxed check before constants are folded, and the rewritten model's outputs are then
 checked against onnxruntime's on the samples like every model's.
 """
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import onnx
 from onnx import TensorProto, shape_inference
 
@@ -26,18 +37,19 @@ from proofmarket.models.ml_build import Lowering
 
 _SMALL_INTS = frozenset({TensorProto.INT8, TensorProto.UINT8, TensorProto.INT16, TensorProto.UINT16})
 _DEFAULT = ("", "ai.onnx")
+INFINITY_AS = 100.0  # what an infinite constant becomes (attention masks): exp(-100) is 3.7e-44
 
 
 def rewrite_standard(model: onnx.ModelProto) -> list[str]:
     """Rewrite in place; one note per kind of rewrite made (empty when nothing changed)."""
     graph = model.graph
-    wanted = [n for n in graph.node if n.domain in _DEFAULT and n.op_type in ("Equal", "MatMul")]
+    wanted = [n for n in graph.node if n.domain in _DEFAULT and n.op_type in ("Equal", "MatMul", "Gelu")]
     if not wanted:
         return []
     types = _elem_types(model)
     rebuilt: list[onnx.NodeProto] = []
     low = Lowering(graph, rebuilt, 0)
-    counts = {"Equal": 0, "MatMul": 0}
+    counts = {"Equal": 0, "MatMul": 0, "Gelu": 0}
     for index, node in enumerate(list(graph.node)):
         low.base = node.name.replace("/", "_").strip("_") or f"{node.op_type.lower()}_{index}"
         if node.domain not in _DEFAULT:
@@ -45,6 +57,9 @@ def rewrite_standard(model: onnx.ModelProto) -> list[str]:
         elif node.op_type == "Equal":
             _equal(low, node, types)
             counts["Equal"] += 1
+        elif node.op_type == "Gelu":
+            _gelu(low, node)
+            counts["Gelu"] += 1
         elif node.op_type == "MatMul" and any(types.get(i) in _SMALL_INTS for i in node.input):
             small = next(types[i] for i in node.input if types.get(i) in _SMALL_INTS)
             wide = [low.node("Cast", [i], to=TensorProto.INT32) for i in node.input]
@@ -57,6 +72,8 @@ def rewrite_standard(model: onnx.ModelProto) -> list[str]:
     notes = []
     if counts["Equal"]:
         notes.append(f"Equal as Not(Less or Greater) ({_nodes(counts['Equal'])})")
+    if counts["Gelu"]:
+        notes.append(f"Gelu as its definition in Erf or Tanh ({_nodes(counts['Gelu'])})")
     if counts["MatMul"]:
         notes.append(f"a MatMul of 8- or 16-bit integers computed in int32 ({_nodes(counts['MatMul'])})")
     return notes
@@ -69,6 +86,40 @@ def _equal(low: Lowering, node: onnx.NodeProto, types: dict[str, int]) -> None:
     else:
         differs = low.node("Or", [low.node("Less", [a, b]), low.node("Greater", [a, b])])
         low.node("Not", [differs], list(node.output))
+
+
+def finite_constants(model: onnx.ModelProto) -> list[str]:
+    """Infinite float constants (initializers, after folding) written as ``±INFINITY_AS``; one note, or none."""
+    from onnx import numpy_helper
+
+    changed = 0
+    for index, init in enumerate(list(model.graph.initializer)):
+        if init.data_type not in (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16):
+            continue
+        array = numpy_helper.to_array(init)
+        if np.isinf(array).any():
+            fixed = np.where(np.isinf(array), np.sign(array) * INFINITY_AS, array).astype(array.dtype)
+            model.graph.initializer[index].CopyFrom(numpy_helper.from_array(fixed, init.name))
+            changed += 1
+    return [f"infinite constants (attention masks) as ±{INFINITY_AS:g} ({changed} tensor{'s' * (changed != 1)})"] \
+        if changed else []
+
+
+def _gelu(low: Lowering, node: onnx.NodeProto) -> None:
+    (x,) = node.input[:1]
+    approximate = next((a.s.decode() for a in node.attribute if a.name == "approximate"), "none")
+
+    def scalar(hint: str, value: float) -> str:
+        return low.const(hint, np.array(value, dtype=np.float32))
+
+    if approximate == "tanh":
+        cube = low.node("Mul", [x, low.node("Mul", [x, x])])
+        inner = low.node("Add", [x, low.node("Mul", [cube, scalar("c", 0.044715)])])
+        shaped = low.node("Tanh", [low.node("Mul", [inner, scalar("k", math.sqrt(2.0 / math.pi))])])
+    else:
+        shaped = low.node("Erf", [low.node("Mul", [x, scalar("r", 1.0 / math.sqrt(2.0))])])
+    half_x = low.node("Mul", [x, scalar("h", 0.5)])
+    low.node("Mul", [half_x, low.node("Add", [shaped, scalar("one", 1.0)])], list(node.output))
 
 
 def _nodes(count: int) -> str:
