@@ -10,6 +10,7 @@ is logged whole in the child and answered with its code and one sentence (no tra
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing as mp
 import os
@@ -165,9 +166,11 @@ def _compile(settings: Settings, spec: dict[str, Any], progress: Callable[[str],
             onnx_path = Path(tmp) / "model.onnx"
             shutil.copyfile(ws.store.path(spec["onnx_cid"]), onnx_path)
             batching = bool((spec.get("catalog") or {}).get("batching"))  # the owner's word, in its signed entry
+            domain = (spec.get("catalog") or {}).get("domain")  # the owner's word, in its signed entry
             result = ws.compile(onnx_path, _samples(ws, spec), profile=PrivacyProfile.parse(spec["privacy"]),
                                 name=spec["name"], task=task_of_entry(spec), progress=progress,
-                                batch_sizes=None if batching else ())
+                                batch_sizes=None if batching else (),
+                                domain=json.dumps(domain) if isinstance(domain, dict) else domain)
         return {"model_id": result.model_id, "logrows": result.manifest.logrows}
     finally:
         ws.close()

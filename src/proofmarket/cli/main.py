@@ -128,7 +128,7 @@ def compile_cmd(
                          "samples' range widened by --domain-margin")] = None,
     domain_margin: Annotated[float, typer.Option(
         "--domain-margin", min=0.0, max=100.0, help="a domain from the samples: their range widened by this much "
-                                                     "of itself on each side")] = 0.25,
+                                                     "of itself on each side")] = 0.5,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="check the model and samples and predict logrows, "
                                                             "proving-key size, memory and prove time; no tuning, "
                                                             "no keys (seconds)")] = False,

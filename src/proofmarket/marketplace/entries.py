@@ -63,6 +63,10 @@ class CatalogEntry(BaseModel):
     batching: bool | None = Field(default=None, description="true: the owner allows this model's calls to share "
                                   "proofs (the node builds its batch circuits, PROOFMARKET_BATCH_SIZES, and a batch "
                                   "holds one caller's calls); unset or false: every call is proven alone")
+    domain: str | dict[str, Any] | None = Field(
+        default=None, description="the inputs the model answers, as compile --domain takes them: \"LOW:HIGH\" for "
+        "every element, or {\"<input>\": {\"low\": x or [...], \"high\": x or [...]}}; unset: the samples' range "
+        "widened by half (a call outside is refused before payment, input_out_of_range)")
 
     @field_validator("tags")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -38,6 +39,11 @@ def test_a_model_over_budget_is_refused_with_the_numbers() -> None:
     assert info.value.code == "model_over_budget" and info.value.http_status == 422
     assert "logrows 20 > 18" in info.value.message and "prove ~" in info.value.message
     assert info.value.details["prediction"]["logrows"] == 20
+    # how many slices of the graph would fit: the prove time over its limit by the most here
+    slices = info.value.details["slices"]
+    assert slices == math.ceil(prediction.prove_s / 1.0) and f"at least {slices} slices" in info.value.message
+    assert Budget(max_logrows=18, max_prove_s=1e6, max_memory_mb=1e9).slices(prediction) == 4  # 2^20 / 2^18 rows
+    assert Budget(max_logrows=22, max_prove_s=prediction.prove_s / 10, max_memory_mb=1e9).slices(prediction) == 10
 
 
 def test_a_circuit_sized_by_its_range_check_says_so_and_one_sized_by_its_rows_does_not() -> None:
