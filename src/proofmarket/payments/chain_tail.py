@@ -118,9 +118,10 @@ class ChainTail:
                 report.outgoing.append(move)
             elif move.target == self.node:
                 report.incoming.append(move)
-        self.held, self._scanned = list(report.outgoing), True
-        if from_block is None and not report.outgoing:
-            Cursors(self.book.db).save(self.cursor, head + 1)
+        if from_block is None:  # a scan of another range (ledger check --from-block) neither holds nor releases
+            self.held, self._scanned = list(report.outgoing), True
+            if not report.outgoing:
+                Cursors(self.book.db).save(self.cursor, head + 1)
         for move in report.incoming:
             log.warning("the node account received %s in %s from %s, which its book does not hold (a funding, an "
                         "unclaimed deposit, or a purchase a restore lost)", move.amount, move.tx, move.source)
