@@ -173,7 +173,7 @@ def test_the_unflatten_cnn_compiles_from_a_calibration_file_and_proves(tmp_path:
     ws = Workspace(Settings(home=tmp_path / "home", _env_file=None))  # type: ignore[call-arg]
     try:
         options = CompileOptions(profile=PrivacyProfile.parse("public"), srs=SrsProvider(ws.settings.srs_dir),
-                                 candidates=[Candidate(256, 2, 10, 2)])
+                                 candidates=[Candidate(256, 2, 10, 2)], domain="0:1")  # where _rows draws from
         compiled = ws.prover.compile(raw, calibration, options)
         manifest = compiled.manifest
         assert manifest.onnx.sha256 != manifest.circuit_onnx.sha256  # the upload and the folded circuit

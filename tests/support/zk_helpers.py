@@ -20,9 +20,11 @@ def small_grid() -> list[Candidate]:
 
 
 def compile_sample(prover: EzklProver, srs: SrsProvider, name: str, profile: str = "public",
-                   candidates: list[Candidate] | None = None, batch_sizes: tuple[int, ...] = ()) -> CompileResult:
+                   candidates: list[Candidate] | None = None, batch_sizes: tuple[int, ...] = (),
+                   domain_margin: float | None = None) -> CompileResult:
     samples = json.loads(sample_path(name, "samples").read_text())
     options = CompileOptions(profile=PrivacyProfile.parse(profile), srs=srs,
                              candidates=candidates if candidates is not None else small_grid(),
-                             batch_sizes=batch_sizes, task="classification")  # the samples are classifiers
+                             batch_sizes=batch_sizes, task="classification",  # the samples are classifiers
+                             **({"domain_margin": domain_margin} if domain_margin is not None else {}))
     return prover.compile(sample_path(name), samples, options)

@@ -36,6 +36,14 @@ class ConfigError(UsageError, code="invalid_setting"):
     """A setting (a PROOFMARKET_* variable or a .env line) whose value it does not take."""
 
 
+class PortInUse(ConfigError, code="port_in_use"):
+    """The node's listen address is taken (another node, or another server): stop it or choose another port."""
+
+
+class ExtraMissing(ConfigError, code="extra_missing"):
+    """A setting needs an optional part of proofmarket that is not installed; the sentence names the extra."""
+
+
 def switch_fields(fields: dict[str, Any]) -> list[str]:
     """The names of the fields that are a switch (a Literal holding 'on' and 'off')."""
     return [name for name, info in fields.items()

@@ -13,16 +13,7 @@ import importlib.util
 import socket
 from typing import Any
 
-from proofmarket.core.config_check import ConfigError
-
-
-class PortInUse(ConfigError, code="port_in_use"):
-    """The node's listen address is taken (another node, or another server): stop it or choose another port."""
-
-
-class ExtraMissing(ConfigError, code="extra_missing"):
-    """A setting needs an optional part of proofmarket that is not installed; the sentence names the extra."""
-
+from proofmarket.core.config_check import ExtraMissing, PortInUse
 
 #: (what needs it, the modules it brings, the extra)
 EXTRAS = {

@@ -14,13 +14,15 @@ the manifest records the domain, and every call's input is checked against it be
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from proofmarket.core.errors import InputOutOfRange, UsageError
+
+if TYPE_CHECKING:  # numpy loads where compile uses it, never for a call's check (``prove``'s plain path has none)
+    import numpy as np
 
 DEFAULT_MARGIN = 0.5  # the samples' range widened by half of itself on each side (four random samples of a uniform
 # feature cover about 60 % of its range: half again on each side covers nearly all of it)
@@ -59,19 +61,20 @@ class InputDomain:
     def check(self, flat: list[list[float]]) -> None:
         """Each value inside its element's range; ``InputOutOfRange`` names the first one outside."""
         for name, values, low, high in zip(self.names, flat, self.low, self.high, strict=True):
-            v, lo, hi = np.asarray(values, dtype=np.float64), np.asarray(low), np.asarray(high)
-            outside = np.flatnonzero((v < lo) | (v > hi))
-            if outside.size:
-                i = int(outside[0])
+            outside = [i for i, (v, lo, hi) in enumerate(zip(values, low, high, strict=True)) if not lo <= v <= hi]
+            if outside:
+                i = outside[0]
+                v, lo, hi = float(values[i]), low[i], high[i]
                 raise InputOutOfRange(
-                    f"input '{name}' element {i} is {v[i]:.6g}, outside the model's input domain [{lo[i]:.6g}, "
-                    f"{hi[i]:.6g}] (what its circuit is calibrated for): send a value inside it; nothing is charged",
-                    input=name, index=i, value=float(v[i]), low=float(lo[i]), high=float(hi[i]),
-                    outside=int(outside.size))
+                    f"input '{name}' element {i} is {v:.6g}, outside the model's input domain [{lo:.6g}, "
+                    f"{hi:.6g}] (what its circuit is calibrated for): send a value inside it; nothing is charged",
+                    input=name, index=i, value=v, low=lo, high=hi, outside=len(outside))
 
     def points(self, seed: int = 0) -> list[list[list[float]]]:
         """Points that cover the domain, each as flat values per input: its lowest and highest corners, its centre,
         ``CORNERS`` random corners and ``INSIDE`` random points inside (the same ones for the same domain)."""
+        import numpy as np
+
         rng = np.random.default_rng(seed)
         lows = [np.asarray(lo) for lo in self.low]
         highs = [np.asarray(hi) for hi in self.high]
@@ -88,6 +91,8 @@ class InputDomain:
 def from_samples(names: list[str], samples: list[list[np.ndarray]], margin: float = DEFAULT_MARGIN) -> InputDomain:
     """The samples' range of each element, widened by ``margin`` x that range on each side (an element the samples
     never vary: by ``margin`` x max(1, |value|))."""
+    import numpy as np
+
     lows, highs = [], []
     for k in range(len(names)):
         stacked = np.stack([np.asarray(s[k], dtype=np.float64).ravel() for s in samples])
@@ -127,6 +132,8 @@ def stated(spec: str, names: list[str], sizes: list[int]) -> InputDomain:
 def sample_warnings(samples: list[list[np.ndarray]]) -> list[str]:
     """What makes samples a poor calibration, in words: identical rows, elements they never vary, fewer distinct
     rows than elements."""
+    import numpy as np
+
     rows = [np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in s]) for s in samples]
     said = []
     distinct = {r.tobytes() for r in rows}
@@ -144,8 +151,7 @@ def sample_warnings(samples: list[list[np.ndarray]]) -> list[str]:
 
 def _checked(names: list[str], lows: list[tuple[float, ...]], highs: list[tuple[float, ...]]) -> InputDomain:
     for name, low, high in zip(names, lows, highs, strict=True):
-        if not all(np.isfinite(low)) or not all(np.isfinite(high)) or any(a > b for a, b in zip(low, high,
-                                                                                               strict=True)):
+        if not all(map(math.isfinite, (*low, *high))) or any(a > b for a, b in zip(low, high, strict=True)):
             raise UsageError(f"--domain: input '{name}' needs finite bounds with low <= high")
     return InputDomain(tuple(names), tuple(lows), tuple(highs), "stated")
 

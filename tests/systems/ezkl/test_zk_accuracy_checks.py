@@ -29,7 +29,7 @@ def measured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reference: list[li
     cand = Candidate(256, 3, 7, 1, settings_path=settings, compiled_path=tmp_path / "model.compiled")
     job: Any = SimpleNamespace(samples=[[[0.0]]] * len(reference), workdir=tmp_path,
                                reference=[[np.array([r])] for r in reference],
-                               bound=AccuracyBound(classifier=classifier))
+                               bound=AccuracyBound(classifier=classifier), domain_points=[])
     tuning._measure_accuracy(job, cand, LIMIT)
     return cand
 

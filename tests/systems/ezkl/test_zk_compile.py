@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import onnx
 import pytest
@@ -62,12 +63,25 @@ def test_search_reports_every_candidate_and_picks_by_the_objective_among_the_tim
     assert all(c.logrows is not None for c in report.candidates)
 
 
-def test_calibration_may_pick_rebase_multiplier_2(prover: EzklProver, srs_provider: SrsProvider) -> None:
+def test_calibration_may_pick_rebase_multiplier_2(tmp_path: Path) -> None:
     # EZKL alone offers multipliers 1 and 10. At base 256, 10 overflows the decomposition's range and 1
-    # rescales after every product: 2^11 rows for the MLP. Offering 2 fits it in 2^10.
-    model = compile_sample(prover, srs_provider, "mlp", candidates=[Candidate(256, 2, 6, 1)])
-    assert model.report.picked.rebase == 2
-    assert model.manifest.logrows == 10
+    # rescales after every product: 2^11 rows for the MLP. Offering 2 fits it in 2^10, calibrated on the samples
+    # (compile also calibrates on its input domain's points, whose wider values may need the rescale every product)
+    from proofmarket.samples import sample_path
+    from proofmarket.systems.ezkl.compiler import calibration_flat_input, circuit_model
+    from proofmarket.systems.ezkl.tuning import TuningJob, build_candidate, calibration_input
+
+    profile = PrivacyProfile()
+    info = models.load_model(sample_path("mlp"))
+    samples = models.parse_samples(json.loads(sample_path("mlp", "samples").read_text()), info)
+    job = TuningJob(circuit_model(sample_path("mlp"), tmp_path, profile),
+                    [calibration_flat_input(s, profile) for s in samples], [], profile, tmp_path,
+                    SrsProvider(tmp_path / "srs"), AccuracyBound())
+    data = tmp_path / "calibration.json"
+    data.write_text(json.dumps(calibration_input(job.samples)))
+    cand = Candidate(256, 2, 6, 1)
+    build_candidate(job, cand, data, index=0)
+    assert (cand.rebase, cand.logrows) == (2, 10)
 
 
 def test_verifier_fits_eip170(mlp: CompileResult, prover: EzklProver) -> None:
