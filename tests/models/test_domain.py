@@ -12,7 +12,7 @@ import pytest
 
 from proofmarket.core.errors import InputOutOfRange, UsageError
 from proofmarket.models import InputSignature, TensorSpec, parse_inputs
-from proofmarket.models.domain import InputDomain, from_samples, sample_warnings, stated
+from proofmarket.models.domain import CORNERS, INSIDE, InputDomain, from_samples, sample_warnings, stated
 
 
 def test_a_domain_from_samples_widens_each_elements_range_by_the_margin() -> None:
@@ -51,8 +51,9 @@ def test_the_points_cover_the_corners_the_centre_and_the_inside() -> None:
     points = [np.asarray(p[0]) for p in domain.points()]
     assert points[0].tolist() == [-2.0] * 4 and points[1].tolist() == [3.0] * 4 and points[2].tolist() == [0.5] * 4
     assert all(((p >= -2) & (p <= 3)).all() for p in points)
-    corners = {tuple(p) for p in points[3:15]}
-    assert all(set(c) <= {-2.0, 3.0} for c in corners) and len(corners) > 4  # random corners, not one repeated
+    corners = {tuple(p) for p in points[3:3 + CORNERS]}
+    assert all(set(c) <= {-2.0, 3.0} for c in corners) and len(corners) > 1  # random corners, not one repeated
+    assert len(points) == 3 + CORNERS + INSIDE
     assert [p.tolist() for p in points] == [np.asarray(p[0]).tolist() for p in domain.points()]  # the same each time
 
 
