@@ -229,3 +229,19 @@ def domain_failure(points: list[list[list[float]]], cand: Candidate, workdir: Pa
         except ProofMarketError:
             return f"the witness fails at point {i} of the input domain (its values outgrow these ranges)"
     return None
+
+
+def covering(points: list[list[list[float]]], workdir: Path, accurate: list[Candidate], keep: int) -> list[Candidate]:
+    """The first ``keep`` of ``accurate`` (cheapest first) whose witness holds at every point of the input domain;
+    one that fails is marked inaccurate with why (a call inside the domain would fail on it). Checked in cost order,
+    only as far as needed: each point is a witness per candidate."""
+    kept: list[Candidate] = []
+    for cand in accurate:
+        if len(kept) >= keep:
+            break
+        outside = domain_failure(points, cand, workdir) if points else None
+        if outside is None:
+            kept.append(cand)
+        else:
+            cand.status, cand.failure = "inaccurate", outside
+    return kept

@@ -60,7 +60,7 @@ from proofmarket.systems.ezkl.candidates import (
     Candidate,
     Objective,
     TuningReport,
-    domain_failure,
+    covering,
     is_label,
     not_met,
     predicted_gas,
@@ -122,6 +122,7 @@ class TuningJob:
     domain_points: list[list[list[float]]] = field(default_factory=list)
 
 
+TIMED_AT_MOST = 8  # accurate candidates checked on the input domain, cheapest first: more than the timing takes
 LIKELY_INDEX = 900  # the file index of likely_pick's candidates (the search's own count from 0)
 
 
@@ -152,7 +153,8 @@ def search(job: TuningJob, candidates: list[Candidate] | None = None, progress: 
         candidates = _default_grid(job, data, limit, measured, progress)
     else:
         _evaluate(job, candidates, 0, data, limit, measured, progress)
-    accurate = sorted((c for c in candidates if c.status == "ok"), key=cost_rank)
+    accurate = covering(job.domain_points, job.workdir, sorted((c for c in candidates if c.status == "ok"),
+                                                               key=cost_rank), keep=max(job.timed, TIMED_AT_MOST))
     if not accurate:
         raise AccuracyNotMet(not_met(candidates, limit, job.bound.classifier),
                              candidates=[c.to_dict() for c in candidates])
@@ -204,8 +206,10 @@ def likely_pick(job: TuningJob, progress: Progress = _noop) -> Candidate | None:
         return cand
 
     _first_step(run, tried)
-    accurate = sorted((c for c in tried if c.status == "ok"), key=cost_rank)
+    accurate = covering(job.domain_points, job.workdir, sorted((c for c in tried if c.status == "ok"), key=cost_rank),
+                        keep=1)
     return accurate[0] if accurate else None
+
 
 
 def _ladder(run: Callable[[Candidate], Candidate], tried: list[Candidate], base: int, legs: int) -> None:
@@ -381,8 +385,6 @@ def _measure_accuracy(job: TuningJob, cand: Candidate, limit: float) -> None:
     cand.argmax_match = argmax_ok if job.bound.classifier else None
     cand.failure, cand.near_ties = failure, ties
     cand.status = "ok" if worst <= limit and argmax_ok else "inaccurate"
-    if cand.status == "ok" and (outside := domain_failure(job.domain_points, cand, job.workdir)) is not None:
-        cand.status, cand.failure = "inaccurate", outside
 
 
 def decode_outputs(felts: list[list[str]], scales: list[int], shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
