@@ -11,7 +11,14 @@ import pytest
 from zk_helpers import compile_sample
 
 from proofmarket import models
-from proofmarket.core.errors import AnswerMismatch, InputError, ProofMarketError, VerificationFailed
+from proofmarket.core.errors import (
+    AnswerMismatch,
+    InputError,
+    InputOutOfRange,
+    ProofMarketError,
+    VerificationFailed,
+)
+from proofmarket.models import InputSignature
 from proofmarket.samples import sample_path
 from proofmarket.sdk.checks import Request, check_answer
 from proofmarket.systems.ezkl.batching import plan, replicate
@@ -118,11 +125,17 @@ def test_a_batch_whose_proof_fails_finds_the_failing_call_without_proving_every_
     monkeypatch.setattr(prover.worker, "run", lambda task, arg, timeout_s=None: (tasks.append(task),
                                                                                  run(task, arg, timeout_s))[1])
     inputs = _inputs(3)
+    logrows = {1: manifest.logrows, **{b.size: b.logrows for b in manifest.batches}}
+    # the model's input domain refuses it first, before any witness or proof (issue 73)
+    results = prover.prove_batch(batched.model_id, [inputs[0], huge, inputs[1], inputs[2]])
+    assert isinstance(results[1], InputOutOfRange) and tasks.count("prove") == len(plan(3, logrows))
+    tasks.clear()
+    # a circuit without a domain (compiled before them): the witness fails, found by each call's witness alone
+    monkeypatch.setitem(prover._infos, batched.model_id, (manifest, InputSignature(info.inputs)))
     results = prover.prove_batch(batched.model_id, [inputs[0], huge, inputs[1], inputs[2]])
     assert isinstance(results[1], ProofMarketError) and not isinstance(results[1], ProveResult)
     good = _proved([results[0], *results[2:]])
     assert all(prover.verify(r.bundle).valid for r in good)
-    logrows = {1: manifest.logrows, **{b.size: b.logrows for b in manifest.batches}}
     assert tasks.count("prove") == 1 + len(plan(3, logrows))  # the failed batch, then the three as planned
     assert tasks.count("witness") == 4
 
