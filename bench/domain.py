@@ -25,7 +25,8 @@ import numpy as np
 SAMPLES = 8
 
 
-def _mlp(path: Path, seed: int) -> tuple[str, tuple[int, ...]]:
+def random_mlp(path: Path, seed: int) -> tuple[str, tuple[int, ...]]:
+    """An MLP 6-8-3 with N(0, 1) weights (also the fuzz test's: tests/systems/ezkl/test_domain_fuzz.py)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -71,7 +72,7 @@ def _sklearn(path: Path, seed: int, kind: str) -> tuple[str, tuple[int, ...]]:
 
 
 MODELS: dict[str, Any] = {
-    "mlp 6-8-3 seed 1": lambda p: _mlp(p, 1), "mlp 6-8-3 seed 3": lambda p: _mlp(p, 3),
+    "mlp 6-8-3 seed 1": lambda p: random_mlp(p, 1), "mlp 6-8-3 seed 3": lambda p: random_mlp(p, 3),
     "cnn 1x8x8": lambda p: _cnn(p, 0), "logistic regression": lambda p: _sklearn(p, 0, "logistic"),
     "decision tree": lambda p: _sklearn(p, 0, "tree"),
 }

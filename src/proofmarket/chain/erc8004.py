@@ -52,16 +52,16 @@ class IdentityRegistry(BoundContract):
                 return agent_id
         return None
 
-    def agent_minted_by(self, address: str, from_block: int = 0) -> int | None:
+    def agent_minted_by(self, address: str, from_block: int = 0, uri: str | None = None) -> int | None:
         """The newest agent ``address`` registered itself (its ``Registered`` event names it as the minter) and
-        still holds, or None. Agents minted by others and transferred to ``address`` never count: anyone can
-        register an agent and send it to any address."""
+        still holds (with ``uri``: whose registration file is at it now), or None. Agents minted by others and
+        transferred to ``address`` never count: anyone can register an agent and send it to any address."""
         event = self.contract.events.Registered()
         logs = event.get_logs(from_block=from_block, argument_filters={"owner": self.client.w3.to_checksum_address(
             address)})
         for agent_id in sorted((int(e["args"]["agentId"]) for e in logs if e["address"] == self.address),
                                reverse=True):
-            if self.owner_of(agent_id).lower() == address.lower():
+            if self.owner_of(agent_id).lower() == address.lower() and (uri is None or self.agent_uri(agent_id) == uri):
                 return agent_id
         return None
 

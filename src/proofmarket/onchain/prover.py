@@ -245,7 +245,7 @@ class ProverRole(MarketBase):
             raise ChainError("this market's deployment has no ERC-8004 registries: run 'proofmarket chain deploy'")
         prover = self.accounts.prover
         self.__dict__.pop("_held", None)  # read it fresh here
-        known = self._home_agent(registries) or self._agent_with_uri(registries, agent_uri)
+        known = self._home_agent(registries) or registries.identity.agent_minted_by(prover.address, uri=agent_uri)
         if known is None:
             registered: tuple[int, TxResult | None] = registries.identity.register(agent_uri, prover)
             self.home.save_agent(self.client.chain_id, registries.identity.address, prover.address, registered[0])
@@ -254,17 +254,6 @@ class ProverRole(MarketBase):
         if registries.identity.agent_uri(known) == agent_uri:
             return known, None
         return known, registries.identity.set_agent_uri(known, agent_uri, prover)
-
-    def _agent_with_uri(self, registries: Erc8004, agent_uri: str) -> int | None:
-        """An agent the prover account registered itself, still holds, and points at ``agent_uri``."""
-        prover = self.accounts.prover.address
-        event = registries.identity.contract.events.Registered()
-        logs = event.get_logs(from_block=0, argument_filters={"owner": self.client.w3.to_checksum_address(prover)})
-        for agent in sorted((int(e["args"]["agentId"]) for e in logs), reverse=True):
-            if registries.identity.owner_of(agent).lower() == prover.lower() and \
-                    registries.identity.agent_uri(agent) == agent_uri:
-                return agent
-        return None
 
     # --- reading ------------------------------------------------------------------------------
     def pending_request(self, request_id: int) -> InferenceRequest:

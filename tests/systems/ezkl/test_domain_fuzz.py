@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from script_module import load_script
 
 from proofmarket.core.errors import InputOutOfRange
 from proofmarket.core.settings import Settings
@@ -22,26 +23,9 @@ pytestmark = pytest.mark.slow
 FRESH = 200
 
 
-def random_mlp(path: Path, seed: int) -> str:
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(seed)
-    w1, b1 = rng.normal(size=(6, 8)).astype(np.float32), rng.normal(size=8).astype(np.float32)
-    w2, b2 = rng.normal(size=(8, 3)).astype(np.float32), rng.normal(size=3).astype(np.float32)
-    graph = helper.make_graph(
-        [helper.make_node("Gemm", ["x", "w1", "b1"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
-         helper.make_node("Gemm", ["r", "w2", "b2"], ["y"])], "mlp",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
-        [numpy_helper.from_array(a, n) for a, n in ((w1, "w1"), (b1, "b1"), (w2, "w2"), (b2, "b2"))])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    return "x"
-
-
 def test_a_random_mlp_answers_every_input_of_its_stated_domain(tmp_path: Path) -> None:
     rng = np.random.default_rng(11)
-    name = random_mlp(tmp_path / "mlp.onnx", seed=1)
+    name, _ = load_script(Path("bench/domain.py"), "bench_domain").random_mlp(tmp_path / "mlp.onnx", seed=1)
     samples = {"inputs": [{name: rng.uniform(-1, 1, (1, 6)).tolist()} for _ in range(4)]}
     ws = Workspace(Settings(home=tmp_path / "home"))  # type: ignore[call-arg]
     try:
