@@ -27,6 +27,9 @@ pytestmark = [pytest.mark.chain]
 @pytest.fixture
 def two_homes(env: EscrowEnv, tmp_path: Path) -> Iterator[list[Served]]:
     deployment = MarketHome(env.home).deployment_file(env.market.client.chain_id)  # one market on the devnet
+    # the agents these nodes register stay out of the other tests' registry (they count its agents): the chain is
+    # put back as it was once the nodes are gone
+    snapshot = env.market.client.rpc("evm_snapshot", [])
     apps, served = [], []
     try:
         for name in ("a", "b"):
@@ -41,6 +44,7 @@ def two_homes(env: EscrowEnv, tmp_path: Path) -> Iterator[list[Served]]:
         for node, app in zip(served, apps, strict=False):
             node.stop()
             app.state.services.close()
+        env.market.client.rpc("evm_revert", [snapshot])
 
 
 def agent_of(node: Served, deadline_s: float = 60.0) -> dict[str, Any]:
