@@ -5,25 +5,20 @@ import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {AttestationCourt} from "./AttestationCourt.sol";
-
-/// @notice What CourtCallbacks calls on a consumer contract once the court paid an attested result (no challenge
-/// won against it): the request id, the listing's model id, the committed output hash (the hash of the output's
-/// tokens or values, as the bundle states it) and the bundle's sha256 digest (its CID: raw codec, sha2-256).
-interface IAttestedConsumer {
-    function onAttestedResult(uint256 requestId, bytes32 modelId, bytes32 outputHash, bytes32 bundleDigest) external;
-}
+import {IAttestedConsumer, ICourtCallbacks} from "./AttestedConsumer.sol";
 
 /// @title CourtCallbacks: attested court requests with a callback into the consumer contract.
-/// @notice The AttestationCourt pays an attested result only after its challenge window, and answers consumers
-/// with events. A consumer contract requests through this contract (the court's consumer of record) and gets the
-/// result in `onAttestedResult` once the court paid it: `deliver` reads the court's own record (status Paid, output
-/// hash, bundle digest), so nobody can deliver a result the court did not pay. Anyone may call `deliver` (the node,
-/// a keeper, the dApp): the first successful delivery earns the request's `tip`. The consumer's call gets exactly
-/// `callbackGas` gas (a `deliver` that cannot forward it reverts) and no return data is copied; a callback that
-/// reverts or runs out of gas changes nothing at the court (the node stays paid), is said
-/// (`CallbackDelivered(.., false)`) and can be delivered again. A request the court refunded (no commitment before
-/// its deadline, a cheat slashed, an undecided vote) is handed back to its consumer with its tip (`reclaim`).
-contract CourtCallbacks is ReentrancyGuardTransient {
+/// @notice The AttestationCourt pays an attested result only after its challenge window, and answers consumers with
+/// events. A consumer contract requests through this contract (the court's consumer of record) and gets the result
+/// in `onAttestedResult` (`AttestedConsumer.sol`, shipped in the package) once the court paid it: `deliver` reads
+/// the court's own record (status Paid, output hash, bundle digest), so nobody can deliver a result the court did
+/// not pay. Anyone may call `deliver` (the node, a keeper, the dApp): the first successful delivery earns the
+/// request's `tip`. The consumer's call gets exactly `callbackGas` gas (a `deliver` that cannot forward it reverts)
+/// and no return data is copied; a callback that reverts or runs out of gas changes nothing at the court (the node
+/// stays paid), is said (`CallbackDelivered(.., false)`) and can be delivered again. A request the court refunded
+/// (no commitment before its deadline, a cheat slashed, an undecided vote) is handed back to its consumer with its
+/// tip (`reclaim`).
+contract CourtCallbacks is ICourtCallbacks, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
     uint24 public constant MAX_CALLBACK_GAS = 2_000_000;
@@ -116,34 +111,4 @@ contract CourtCallbacks is ReentrancyGuardTransient {
         if (e.consumer == address(0)) revert NotOurs(requestId);
         if (e.done) revert AlreadyDone(requestId);
     }
-}
-
-/// @title AttestedConsumer: a base for contracts that act on attested results paid by the court.
-abstract contract AttestedConsumer is IAttestedConsumer {
-    using SafeERC20 for IERC20;
-
-    CourtCallbacks public immutable callbacks;
-
-    error NotTheCallbacks(address caller);
-
-    constructor(CourtCallbacks callbacks_) {
-        callbacks = callbacks_;
-    }
-
-    function onAttestedResult(uint256 requestId, bytes32 modelId, bytes32 outputHash, bytes32 bundleDigest)
-        external
-    {
-        if (msg.sender != address(callbacks)) revert NotTheCallbacks(msg.sender);
-        _onAttestedResult(requestId, modelId, outputHash, bundleDigest);
-    }
-
-    /// @notice Request an attested result from `node`, paying at most `maxPrice` plus `tip` from this contract.
-    function _requestAttested(bytes32 modelId, bytes32 inputCommitment, uint64 deadline, address node,
-        uint96 maxPrice, uint24 callbackGas, uint96 tip) internal returns (uint256 requestId) {
-        callbacks.usdc().forceApprove(address(callbacks), uint256(maxPrice) + tip);
-        requestId = callbacks.request(modelId, inputCommitment, deadline, node, maxPrice, callbackGas, tip);
-    }
-
-    function _onAttestedResult(uint256 requestId, bytes32 modelId, bytes32 outputHash, bytes32 bundleDigest)
-        internal virtual;
 }

@@ -588,3 +588,110 @@ def test_a_contract_requesting_through_court_callbacks_gets_its_result_from_the_
     assert net.market.usdc.balance_of(a.prover.address) > node_before + tip - 1  # its share and the tip
     tips = [t for t in MONEY[honest_url].book.transfers(kinds=["capture"]) if t.ref.startswith("court-callback:")]
     assert len(tips) == 1 and tips[0].rail == "court"
+
+
+ATTESTED_DAPP = """// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.28;
+
+import {AttestedConsumer, AttestedOutputs, ICourtCallbacks} from "proofmarket/AttestedConsumer.sol";
+
+/// A dApp's own court consumer, written against the shipped base only: it keeps the paid output hash and accepts
+/// the text's tokens when they are the ones the court paid for.
+contract Transcript is AttestedConsumer {
+    mapping(uint256 => bytes32) public paidHash;
+    mapping(uint256 => uint256) public acceptedTokens;
+
+    error NotThePaidOutput(uint256 requestId);
+
+    constructor(ICourtCallbacks callbacks_) AttestedConsumer(callbacks_) {}
+
+    function ask(bytes32 modelId, bytes32 commitment, uint64 deadline, address node, uint96 maxPrice, uint24 gas,
+        uint96 tip) external returns (uint256) {
+        return _requestAttested(modelId, commitment, deadline, node, maxPrice, gas, tip);
+    }
+
+    function _onAttestedResult(uint256 requestId, bytes32, bytes32 outputHash, bytes32) internal override {
+        paidHash[requestId] = outputHash;
+    }
+
+    function accept(uint256 requestId, uint32[] calldata tokens) external {
+        bytes32 paid = paidHash[requestId];
+        if (paid == bytes32(0) || AttestedOutputs.tokensHash(tokens) != paid) revert NotThePaidOutput(requestId);
+        acceptedTokens[requestId] = tokens.length;
+    }
+
+    function valuesHash(uint64[][] calldata outputs) external pure returns (bytes32) {
+        return AttestedOutputs.valuesHash(outputs);
+    }
+
+    function toFixed(uint64 bits, uint8 decimals) external pure returns (int256) {
+        return AttestedOutputs.toFixed(bits, decimals);
+    }
+}
+"""
+
+
+def _fixed(value: float, decimals: int) -> int:
+    """``value * 10**decimals`` rounded half away from zero, exactly (Python's rationals: an independent rule)."""
+    from fractions import Fraction
+
+    scaled = abs(Fraction(value)) * 10**decimals
+    whole = int(scaled)
+    magnitude = whole + (1 if scaled - whole >= Fraction(1, 2) else 0)
+    return -magnitude if value < 0 else magnitude
+
+
+def test_a_dapps_own_court_consumer_on_the_shipped_base_accepts_only_the_paid_output(
+        net: Net, honest_url: str, tmp_path: Path) -> None:
+    """Issue 71, court path: a dApp's contract built on the shipped ``AttestedConsumer.sol`` (not this repository's
+    test consumer) requests an attested generation through CourtCallbacks; the node delivers the paid result, and
+    the contract then accepts the bundle's tokens (and refuses others) by the shipped hash rule. Its float64
+    decoding gives the fixed-point values of negative, zero, positive and extreme outputs, checked against exact
+    rationals, and its values hash is the attested ONNX bundle's ``output.hash``."""
+    import struct
+
+    from dapp_build import build_dapp_contract
+    from web3.exceptions import ContractLogicError
+
+    from proofmarket.chain.artifacts import load_artifact
+    from proofmarket.systems.attested import instances
+    from proofmarket.systems.attested.documents import values_hash
+
+    client, a = net.market.client, net.market.accounts
+    admin = dev_account(0, client.chain_id)
+    art = build_dapp_contract(tmp_path, "Transcript", ATTESTED_DAPP)
+    callbacks_address, _ = client.deploy(load_artifact("CourtCallbacks"), admin, net.court.address)
+    address, _ = client.deploy(art, admin, callbacks_address)
+    dapp = client.contract(address, art.abi)
+
+    bits = lambda v: struct.unpack(">Q", struct.pack(">d", v))[0]  # noqa: E731
+    for value in (-0.32, -1.5, -2.5, 0.0, -0.0, 0.29, 2.5, 1e-300, 5e-324, 123456.789, -1e30, 2.0**150):
+        for decimals in (0, 6, 18):
+            assert dapp.functions.toFixed(bits(value), decimals).call() == _fixed(value, decimals), (value, decimals)
+    for bad, decimals in ((float("nan"), 6), (float("inf"), 6), (-float("inf"), 0), (2.0**250, 18)):
+        with pytest.raises(ContractLogicError):  # not finite, or beyond an int256
+            dapp.functions.toFixed(bits(bad), decimals).call()
+    rows = [[-0.32, 0.0, 2.5], [], [1e-300]]
+    assert "0x" + dapp.functions.valuesHash([[bits(v) for v in r] for r in rows]).call().hex() == values_hash(rows)
+
+    net.market.usdc.mint(address, 5 * PRICE_UNITS, admin)
+    doc = instances.escrow_request({"prompt": "a dApp of its own", "max_tokens": 5})
+    key = net.market._checked_listing(net.lm_id, None, None)
+    tx = client.transact(dapp.functions.ask(key, bytes.fromhex(instances.input_commitment(doc)[2:]),
+                                            client.timestamp() + 3_600, a.prover.address, 2 * PRICE_UNITS,
+                                            200_000, PRICE_UNITS // 10), admin)
+    request_id = int(net.court.decode_events(tx, "RequestCreated")[0]["requestId"])
+    posted = httpx.post(f"{honest_url}/v1/court/{request_id}/input", json={"input": doc}, timeout=30)
+    assert posted.status_code == 202, posted.text
+    _wait(honest_url, [request_id], lambda r: r["status"] == "fulfilled")
+    bundle = httpx.get(f"{honest_url}/v1/court/{request_id}/bundle",
+                       headers={"X-Job-Token": posted.json()["access_token"]}, timeout=30).json()
+    tokens = bundle["output"]["tokens"]
+    _advance(net.market, WINDOW + 1)
+    [row] = _wait(honest_url, [request_id], lambda r: _court(r).get("status") == "paid")
+    assert _court(row)["callback"]["ok"] is True
+    assert "0x" + dapp.functions.paidHash(request_id).call().hex() == bundle["output"]["hash"]
+    with pytest.raises(ContractLogicError):  # another text is not the one the court paid for
+        dapp.functions.accept(request_id, [*tokens[:-1], (tokens[-1] + 1) % 2**32]).call()
+    client.transact(dapp.functions.accept(request_id, tokens), admin)
+    assert dapp.functions.acceptedTokens(request_id).call() == len(tokens)

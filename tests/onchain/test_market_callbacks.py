@@ -215,23 +215,6 @@ contract ScoreBoard is InferenceConsumer {
 }
 """
 
-COMPILE = """
-const fs = require('fs'); const path = require('path'); const solc = require('solc');
-const [source, shipped, openzeppelin] = process.argv.slice(2);
-const input = {language: 'Solidity', sources: {'ScoreBoard.sol': {content: fs.readFileSync(source, 'utf8')}},
-  settings: {optimizer: {enabled: true, runs: 200}, evmVersion: 'cancun',
-             outputSelection: {'*': {'*': ['abi', 'evm.bytecode.object']}}}};
-const remapped = (unit) => unit.startsWith('proofmarket/') ? path.join(shipped, unit.slice('proofmarket/'.length))
-  : unit.startsWith('@openzeppelin/') ? path.join(openzeppelin, unit) : null;
-const find = (unit) => { const file = remapped(unit);
-  return file && fs.existsSync(file) ? {contents: fs.readFileSync(file, 'utf8')} : {error: 'not found: ' + unit}; };
-const out = JSON.parse(solc.compile(JSON.stringify(input), {import: find}));
-const errors = (out.errors || []).filter((e) => e.severity === 'error');
-if (errors.length) { console.error(JSON.stringify(errors)); process.exit(1); }
-const c = out.contracts['ScoreBoard.sol'].ScoreBoard;
-console.log(JSON.stringify({abi: c.abi, bytecode: '0x' + c.evm.bytecode.object}));
-"""
-
 
 def test_a_dapps_own_consumer_built_on_the_shipped_base_receives_the_bundles_values(
         market: Market, models: Listed, proofs: Proofs, tmp_path: Any) -> None:
@@ -239,29 +222,12 @@ def test_a_dapps_own_consumer_built_on_the_shipped_base_receives_the_bundles_val
     the installed package (``proofmarket chain solidity``: its folder and remapping), OpenZeppelin from npm; the
     dApp's contract, compiled with solcjs against them, gets each output of a real proof as the signed fixed-point
     value the bundle holds (decoded here with the curve library's modulus), and decodes zero and negatives alike."""
-    import json
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
     import ezkl
+    from dapp_build import build_dapp_contract, shipped_folder
 
-    from proofmarket.chain.artifacts import load_artifact_file
-
-    shown = subprocess.run([sys.executable, "-m", "proofmarket.cli.main", "chain", "solidity", "--json"],
-                           capture_output=True, text=True, check=True, env={**os.environ})
-    folder = json.loads(shown.stdout)
+    folder = shipped_folder()
     assert folder["remapping"] == f"proofmarket/={folder['path']}/" and "InferenceConsumer.sol" in folder["files"]
-    root = Path(__file__).resolve().parents[2]
-    (tmp_path / "ScoreBoard.sol").write_text(FOREIGN_CONSUMER)
-    (tmp_path / "compile.js").write_text(COMPILE)
-    built = subprocess.run(["node", str(tmp_path / "compile.js"), str(tmp_path / "ScoreBoard.sol"), folder["path"],
-                            str(root / "node_modules")], capture_output=True, text=True, cwd=root, timeout=300,
-                           env={**os.environ, "NODE_PATH": str(root / "node_modules")})  # npm's solc, as a dApp has
-    assert built.returncode == 0, built.stderr[-2000:]
-    (tmp_path / "ScoreBoard.json").write_text(built.stdout)
-    art = load_artifact_file(tmp_path / "ScoreBoard.json")
+    art = build_dapp_contract(tmp_path, "ScoreBoard", FOREIGN_CONSUMER)
     address, _ = market.client.deploy(art, market.accounts.consumer, market.market.address)
     market.usdc.mint(address, 10 * 10**6, market.accounts.admin)
     board = market.client.contract(address, art.abi)

@@ -89,8 +89,9 @@ def chain_status(run: Run) -> None:
 
 @command(chain_app, "solidity")
 def chain_solidity(run: Run) -> None:
-    """Where the Solidity sources a dApp builds on are (InferenceConsumer.sol, shipped in the package): import
-    "proofmarket/InferenceConsumer.sol" with the remapping this prints, and OpenZeppelin's under @openzeppelin/."""
+    """Where the Solidity sources a dApp builds on are (InferenceConsumer.sol for proven escrow results,
+    AttestedConsumer.sol for the court's attested ones; shipped in the package): import "proofmarket/<file>" with
+    the remapping this prints, and OpenZeppelin's under @openzeppelin/."""
     from proofmarket.solidity import FOLDER, SOURCES
 
     remapping = f"proofmarket/={FOLDER}/"

@@ -2,7 +2,7 @@
 pragma solidity ^0.8.28;
 
 import {IInferenceMarketCallbacks, InferenceConsumer} from "../../../contracts/InferenceConsumer.sol";
-import {AttestedConsumer, CourtCallbacks} from "../../../contracts/CourtCallbacks.sol";
+import {AttestedConsumer, ICourtCallbacks} from "../../../contracts/AttestedConsumer.sol";
 
 /// @notice What both test consumers do wrong on demand in their callback: `mode` 1 reverts, 2 burns all its gas
 /// (0 and the others: nothing); `setMode` switches it later (to deliver a failed callback again).
@@ -72,7 +72,7 @@ contract TestAttestedConsumer is AttestedConsumer, Misbehaving {
     bytes32 public lastOutputHash;
     bytes32 public lastBundleDigest;
 
-    constructor(CourtCallbacks callbacks_, uint8 mode_) AttestedConsumer(callbacks_) Misbehaving(mode_) {}
+    constructor(ICourtCallbacks callbacks_, uint8 mode_) AttestedConsumer(callbacks_) Misbehaving(mode_) {}
 
     function request(bytes32 modelId, bytes32 inputCommitment, uint64 deadline, address node, uint96 maxPrice,
         uint24 callbackGas, uint96 tip) external returns (uint256) {

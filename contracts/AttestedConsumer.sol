@@ -1,0 +1,1 @@
+../src/proofmarket/solidity/AttestedConsumer.sol
