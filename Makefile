@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 NPMSTAMP := node_modules/.installed
 
-.PHONY: setup test test-fast times soak demo rehearsal bench lint contracts clean webapp docs
+.PHONY: setup test test-fast times soak demo rehearsal bench lint contracts clean webapp docs release
 
 setup: $(STAMP) $(NPMSTAMP)
 
@@ -91,6 +91,11 @@ lint: setup
 
 contracts: setup
 	node scripts/compile_contracts.js
+
+# what a user installs, from the last commit: sdist + wheel (twine-checked), the TypeScript client's npm tarball and
+# the container image (when buildah is there), with SHA256SUMS, in dist/release (scripts/release.py)
+release: setup
+	$(BIN)/python scripts/release.py --out dist/release
 
 clean:
 	rm -rf .demo bench/out .pytest_cache .mypy_cache .ruff_cache .times

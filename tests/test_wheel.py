@@ -26,7 +26,8 @@ def test_the_wheel_carries_what_a_user_runs(wheel: Path) -> None:
                    "proofmarket/db/migrations/script.py.mako", "proofmarket/samples/mlp.onnx",
                    "proofmarket/chain/artifacts/ModelRegistry.json", "proofmarket/core/siwe_message.py",
                    "proofmarket/api/static/app/vendor/swagger-ui-bundle.js", "proofmarket/api/static/app/redoc.html",
-                   "proofmarket/solidity/InferenceConsumer.sol"):  # the consumer base a dApp imports
+                   "proofmarket/solidity/InferenceConsumer.sol",  # the consumer bases a dApp imports
+                   "proofmarket/solidity/AttestedConsumer.sol"):
         assert needed in names, needed
     assert any(n.endswith(".dist-info/licenses/LICENSE") or n.endswith(".dist-info/LICENSE") for n in names)
     assert any(n.startswith("proofmarket/db/migrations/versions/0014") for n in names)
