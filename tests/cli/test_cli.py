@@ -54,6 +54,24 @@ def test_verify_valid_bundle_exits_0(compiled: tuple[Path, str], bundle_file: Pa
     assert "valid" in res.stdout
 
 
+def test_verify_loads_what_a_check_needs_and_nothing_of_the_prover(compiled: tuple[Path, str],
+                                                                    bundle_file: Path) -> None:
+    """Issue 72: ``proofmarket verify`` checks a 24 ms proof; before, it loaded the prover, the tuner and numpy
+    with them (594 modules, ~1.1 CPU-seconds). The modules it loads now, counted in its own process."""
+    heavy = ("numpy", "torch", "onnxruntime", "onnx", "web3", "sqlalchemy", "fastapi", "uvicorn",
+             "proofmarket.systems.ezkl.prover", "proofmarket.systems.ezkl.tuning", "proofmarket.systems.ezkl.worker")
+    code = ("import sys\n"
+            f"sys.argv = ['proofmarket', 'verify', {str(bundle_file)!r}]\n"
+            "from proofmarket.cli.entry import run\n"
+            "try:\n    run()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+            f"print('LOADED', [m for m in {heavy!r} if m in sys.modules], len(sys.modules))\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PROOFMARKET_HOME": str(compiled[0])})
+    assert res.returncode == 0 and "valid" in res.stdout, res.stderr
+    loaded, count = res.stdout.split("LOADED ", 1)[1].rsplit(" ", 1)
+    assert loaded == "[]" and int(count) < 500, res.stdout
+
+
 def test_flipped_proof_byte_exits_1(compiled: tuple[Path, str], bundle_file: Path, tmp_path: Path) -> None:
     doc = json.loads(bundle_file.read_text())
     hex_ = doc["proof"]["hex"]

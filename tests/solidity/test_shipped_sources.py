@@ -19,8 +19,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_the_shipped_base_is_the_one_the_market_compiles_against() -> None:
     shipped = FOLDER / "InferenceConsumer.sol"
-    assert SOURCES == ("InferenceConsumer.sol",) and shipped.is_file()
-    assert (ROOT / "contracts" / "InferenceConsumer.sol").resolve() == shipped.resolve()
+    assert set(SOURCES) == {"InferenceConsumer.sol", "AttestedConsumer.sol"}
+    for name in SOURCES:  # one file each: the market's and the court's contracts import the shipped one
+        assert (FOLDER / name).is_file() and (ROOT / "contracts" / name).resolve() == (FOLDER / name).resolve()
+    assert 'from "./AttestedConsumer.sol"' in (ROOT / "contracts" / "CourtCallbacks.sol").read_text()
     modulus = re.search(r"FIELD_MODULUS\s*=\s*(\d+)", shipped.read_text())
     assert modulus is not None and int(modulus.group(1)) == curve_order
 

@@ -11,17 +11,16 @@ from typing import TYPE_CHECKING, Any, cast
 from proofmarket.core.profiles import ChainProfile
 from proofmarket.core.settings import Settings
 from proofmarket.store import LocalStore, export_car, import_car
-from proofmarket.systems.ezkl.profile import PrivacyProfile
-from proofmarket.systems.ezkl.prover import EzklProver, ProveResult
-from proofmarket.systems.ezkl.srs import SrsProvider
-from proofmarket.systems.ezkl.tuning import AccuracyBound, Objective
-from proofmarket.systems.ezkl.worker import InlineProofWorker, ProofWorker
 from proofmarket.systems.port import VerifyReport
 
 if TYPE_CHECKING:  # the compiler, the predictor and the ceremony store load when they run, not for a proof
     from proofmarket.systems.attested.system import AttestedSystem
     from proofmarket.systems.ezkl.compiler import CompileResult, Progress
     from proofmarket.systems.ezkl.predict import Prediction
+    from proofmarket.systems.ezkl.profile import PrivacyProfile
+    from proofmarket.systems.ezkl.prover import EzklProver, ProveResult
+    from proofmarket.systems.ezkl.srs import SrsProvider
+    from proofmarket.systems.ezkl.tuning import AccuracyBound, Objective
     from proofmarket.systems.registry import SystemSet
 
 
@@ -41,6 +40,10 @@ class Workspace:
     @property
     def prover(self) -> EzklProver:
         if self._prover is None:
+            # a command that only verifies, lists or serves artifacts never loads the prover (nor numpy with it)
+            from proofmarket.systems.ezkl.prover import EzklProver
+            from proofmarket.systems.ezkl.worker import InlineProofWorker, ProofWorker
+
             # one process of its own (a compile, the command line): every core; the node's prover pool takes its
             # share of them instead (systems/ezkl/system.py)
             worker = InlineProofWorker() if self._inline else ProofWorker(timeout_s=self.settings.queue.proof_timeout_s)
@@ -75,6 +78,7 @@ class Workspace:
         HOME/srs for the circuit's logrows (``proofmarket srs fetch``/``import``); else a dev SRS, only where the
         chain profile allows one (the devnet)."""
         from proofmarket.systems.ezkl.ceremony import CeremonyStore
+        from proofmarket.systems.ezkl.srs import SrsProvider
 
         return SrsProvider(self.settings.srs_dir, srs_file or self.settings.store.srs_file,
                            ceremonies=CeremonyStore(self.settings.srs_dir), chain=self._profile)

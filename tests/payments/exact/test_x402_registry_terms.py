@@ -190,9 +190,21 @@ def test_deactivating_or_repricing_on_chain_changes_what_the_node_sells(listed: 
         assert int(requirements_of(repriced.headers["PAYMENT-REQUIRED"]).amount) == 500_000
         time.sleep(listed.settings.chain.escrow_poll_s + 0.5)
         assert httpx.get(f"{listed.served.url}/v1/models/{mlp_id}").json()["price"]["atomic"] == "500000"
-    finally:
+    finally:  # put the listing back, and wait until the node sells it as before: the next test may pay for it
         listed.market.set_active(mlp_id, True)
         listed.market.set_price(mlp_id, "0.25")
+        _sold_as_listed(listed, mlp_id)
+
+
+def _sold_as_listed(listed: Listed, mlp_id: str) -> dict[str, Any]:
+    """The node's model document once its catalogue shows the registry's price and an active listing again."""
+    deadline = time.monotonic() + 30
+    while True:
+        shown = httpx.get(f"{listed.served.url}/v1/models/{mlp_id}").json()
+        if shown["price"]["atomic"] == str(LISTED_PRICE) and shown["active"] is True:
+            return shown
+        assert time.monotonic() < deadline, shown
+        time.sleep(0.5)
 
 
 def _within_poll(listed: Listed, ask: Any, done: Any) -> Any:
@@ -208,11 +220,7 @@ def _within_poll(listed: Listed, ask: Any, done: Any) -> Any:
 def test_the_sdk_refuses_a_node_that_misstates_the_registry(listed: Listed, chain: Chain, mlp_id: str,
                                                             tmp_path: Path) -> None:
     """A node (or proxy) publishing a lower price or another verifier than the registry's is caught."""
-    deadline = time.monotonic() + 30  # after the repricing test: the catalogue catches up with the registry
-    while (real := httpx.get(f"{listed.served.url}/v1/models/{mlp_id}").json())["price"]["atomic"] != str(
-            LISTED_PRICE):
-        assert time.monotonic() < deadline, real["price"]
-        time.sleep(0.5)
+    real = _sold_as_listed(listed, mlp_id)
     for field, forged in (("price", {**real, "price": {**real["price"], "atomic": "1"}}),
                           ("verifier", {**real, "verifier": {**real["verifier"], "address": "0x" + "11" * 20}})):
         def lie(request: httpx.Request, doc: dict[str, Any] = forged) -> httpx.Response:

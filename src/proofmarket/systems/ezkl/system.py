@@ -14,14 +14,15 @@ from proofmarket.core.errors import ArtifactCorrupt, InputError, ProofMarketErro
 from proofmarket.store import ArtifactStore, LocalStore
 from proofmarket.systems.ezkl.bundle import ProofBundle
 from proofmarket.systems.ezkl.manifest import ModelManifest
-from proofmarket.systems.ezkl.prover import EzklProver, batchable
 from proofmarket.systems.ezkl.verify import verify_bundle
-from proofmarket.systems.ezkl.worker import InlineProofWorker, ProofWorker
 from proofmarket.systems.ids import PROVEN_SYSTEM
 from proofmarket.systems.port import CompileRequest, Events, Execution, SystemContext, SystemSpec, VerifyReport
 
-if TYPE_CHECKING:  # the compiler (tuning, solc, the shared verifier's ABI) loads when a compile runs, not for a proof
+# the compiler (tuning, solc, the shared verifier's ABI) loads when a compile runs, not for a proof; the prover and
+# its worker when a runtime is built, not for a verification
+if TYPE_CHECKING:
     from proofmarket.systems.ezkl.compiler import CompileOptions, CompileResult, Progress
+    from proofmarket.systems.ezkl.prover import EzklProver
 
 GUARANTEE = ("zero-knowledge proof (EZKL, Halo2/KZG): the output came from the committed model on the committed "
              "input; final once the proof verifies")
@@ -41,6 +42,9 @@ class EzklSystem:
 
     @classmethod
     def build(cls, context: SystemContext) -> EzklSystem:
+        from proofmarket.systems.ezkl.prover import EzklProver
+        from proofmarket.systems.ezkl.worker import InlineProofWorker, ProofWorker
+
         inline = bool(context.extra.get("inline_prover"))
         worker = InlineProofWorker() if inline else ProofWorker(timeout_s=context.settings.queue.proof_timeout_s,
                                                                     threads=context.settings.queue.threads_per_prover())
@@ -81,6 +85,8 @@ class EzklSystem:
         (``batch: true``): a shared proof shows each of them every slot's input and output."""
         if request.get("batch") is not True or request.get("salt") is not None:
             return None
+        from proofmarket.systems.ezkl.prover import batchable
+
         manifest, _ = self.prover.model(model_id)
         return (model_id, max(b.size for b in manifest.batches)) if batchable(manifest) else None
 
