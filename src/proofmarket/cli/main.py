@@ -117,6 +117,11 @@ def compile_cmd(
                             "caller's wait, verification gas on chain and proof bytes, in USD at stated prices), "
                             "prove (prove time; gas and size break ties within noise) or verify (verification gas "
                             "and proof size first)")] = "balanced",
+    search: Annotated[str, typer.Option(
+        "--search", help="quick (default: scales settled once across decompositions, the cheapest circuit by its "
+                         "rows and columns timed alone, one key setup and one proof) or thorough (every scale of "
+                         "every decomposition, more columns, the cheapest few timed with repeated proofs and picked "
+                         "by the objective on their measured times: slower, sometimes a faster circuit)")] = "quick",
     batch_sizes: Annotated[str | None, typer.Option(
         "--batch-sizes", help="batch circuits to build beside the model's own, e.g. 4,16: calls that opted in and "
                               "queue together on a node share one proof (public profile only); each is a compile of "
@@ -152,7 +157,9 @@ def compile_cmd(
         from proofmarket.systems.ezkl.tuning import Objective
 
         profile = PrivacyProfile.parse(privacy)
-        Objective(name=objective)  # a bad --objective is refused before anything runs
+        Objective(name=objective)  # a bad --objective or --search is refused before anything runs
+        if search not in ("quick", "thorough"):
+            raise UsageError(f"--search is quick or thorough, not {search!r}")
         samples = _read_samples(sample, model)
         sizes = None if batch_sizes is None else parse_sizes(batch_sizes)
         if dry_run:
@@ -162,7 +169,8 @@ def compile_cmd(
         with progress_steps(not as_json) as step:
             result = ws.compile(model, samples, profile=profile, srs_file=srs, name=name,
                                 bound=_bound(max_error), objective=Objective(name=objective), batch_sizes=sizes,
-                                task=task, domain=domain, domain_margin=domain_margin, progress=step)
+                                task=task, domain=domain, domain_margin=domain_margin, search=search,
+                                progress=step)
     except ProofMarketError as exc:
         raise fail(exc, as_json) from exc
     finally:

@@ -53,10 +53,11 @@ class Workspace:
     def compile(self, onnx_path: Path, samples_doc: Any, *, profile: PrivacyProfile, srs_file: Path | None = None,
                 bound: AccuracyBound | None = None, name: str | None = None, objective: Objective | None = None,
                 batch_sizes: tuple[int, ...] | None = None, task: str | None = None, domain: str | None = None,
-                domain_margin: float | None = None, progress: Progress = lambda _: None) -> CompileResult:
+                domain_margin: float | None = None, search: str = "quick",
+                progress: Progress = lambda _: None) -> CompileResult:
         """Compile a model (and its batch circuits: ``batch_sizes``, PROOFMARKET_BATCH_SIZES when None) for its
         input ``domain`` (models/domain.py: the owner's LOW:HIGH or JSON; None: the samples' widened by
-        ``domain_margin``)."""
+        ``domain_margin``); ``search``: quick (the cheapest circuit timed alone) or thorough (systems/ezkl/grid.py)."""
         self.settings.writable_home()
         srs = self.srs_provider(srs_file)
         srs.check_available()
@@ -68,7 +69,8 @@ class Workspace:
 
         options = CompileOptions(profile=profile, srs=srs, bound=bound, name=name, budget=self.settings.budget,
                                  objective=objective, batch_sizes=sizes, task=task, domain=domain,
-                                 domain_margin=DEFAULT_MARGIN if domain_margin is None else domain_margin)
+                                 domain_margin=DEFAULT_MARGIN if domain_margin is None else domain_margin,
+                                 search=search)
         result = self.prover.compile(onnx_path, samples_doc, options, progress)
         self._index(result)
         return result

@@ -27,7 +27,8 @@ class Circuit:
     lookups: int = 1
 
 
-def _grid(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, table: dict[str, Circuit]) -> list[str]:
+def _grid(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, table: dict[str, Circuit], quick: bool = False
+          ) -> list[str]:
     """Run the default grid against ``table`` (label -> circuit; a label not in it is inaccurate); the labels
     tried, in order."""
 
@@ -40,7 +41,7 @@ def _grid(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, table: dict[str, Circ
 
     monkeypatch.setattr(tuning, "_evaluate", evaluate)
     job = tuning.TuningJob(tmp_path / "m.onnx", [[[0.0]]], [], PrivacyProfile(), tmp_path, None,  # type: ignore[arg-type]
-                           AccuracyBound())
+                           AccuracyBound(), quick=quick)
     return [c.label for c in tuning._default_grid(job, tmp_path / "cal.json", 1.0, {}, lambda _: None)]
 
 
@@ -105,6 +106,57 @@ def test_wider_circuits_only_where_the_rows_set_the_size_and_shrink(monkeypatch:
     table = {"b256x3-s6-c1": Circuit(11, 1912), "b256x3-s6-c2": Circuit(11, 1912), "b64x4-s6-c1": Circuit(11, 1990)}
     tried = _grid(monkeypatch, tmp_path, table)
     assert tried.count("b256x3-s6-c2") == 1 and not any(t.endswith("-c4") or t == "b64x4-s6-c2" for t in tried)
+
+
+# a 784-56-10 MLP as calibration found it (issue 74's profile: its 25 candidates): the same error at each scale for
+# every decomposition, accurate from scale 10; rows that halve over columns
+MLP_784 = {**{f"b{b}x{n}-s{s}-c1": Circuit(16, 54_000, status="inaccurate") for b, n in
+              ((1024, 2), (256, 2), (256, 3), (128, 3), (64, 4), (16384, 2)) for s in (6, 7)},
+           **{f"b{b}x{n}-s10-c1": Circuit(16, rows) for (b, n), rows in
+              (((1024, 2), 56_512), ((256, 2), 56_512), ((256, 3), 56_606), ((128, 3), 56_606), ((64, 4), 59_276),
+               ((16384, 2), 53_936))},
+           "ezkl-default": Circuit(15, 28_256), "b16384x2-s10-c2": Circuit(15, 26_968),
+           "b16384x2-s10-c4": Circuit(14, 13_929), "b1024x2-s10-c2": Circuit(15, 28_256),
+           "b1024x2-s10-c4": Circuit(14, 14_657), "b256x2-s10-c2": Circuit(15, 28_256),
+           "b256x2-s10-c4": Circuit(14, 14_657)}
+
+
+def test_a_quick_search_settles_the_scale_once_and_widens_one_circuit(monkeypatch: pytest.MonkeyPatch,
+                                                                      tmp_path: Path) -> None:
+    thorough = _grid(monkeypatch, tmp_path, MLP_784)
+    quick = _grid(monkeypatch, tmp_path, MLP_784, quick=True)
+    assert len(thorough) == 25 and len(quick) == 11, quick
+    # the first decomposition climbs every scale; the next ones start where it became accurate
+    assert quick[:3] == ["b1024x2-s6-c1", "b1024x2-s7-c1", "b1024x2-s10-c1"]
+    assert [t for t in quick if t.startswith("b") and t.endswith("-c1")][3:] == [
+        "b256x2-s10-c1", "b256x3-s10-c1", "b128x3-s10-c1", "b64x4-s10-c1", "b16384x2-s10-c1"]
+    assert "ezkl-default" in quick  # never worse than EZKL alone
+    assert [t for t in quick if t.endswith(("-c2", "-c4"))] == ["b16384x2-s10-c2", "b16384x2-s10-c4"]
+    # every circuit the thorough search found accurate at one column is found by the quick one too
+    accurate = {t for t in thorough if t.endswith("-c1") and MLP_784.get(t, Circuit(0, 0, "x")).status == "ok"}
+    assert accurate <= set(quick)
+
+
+def test_a_quick_search_climbs_again_after_a_coarser_scale_failed(monkeypatch: pytest.MonkeyPatch,
+                                                                   tmp_path: Path) -> None:
+    """A scale that failed (an overflow, not rounding) says nothing of other decompositions: their ladders start
+    from the coarsest scale again, as in the thorough search."""
+    table = {"b1024x2-s6-c1": Circuit(0, 0, status="failed: overflow"), "b1024x2-s7-c1": Circuit(12, 3_000),
+             "b256x2-s6-c1": Circuit(11, 1_500)}
+    quick = _grid(monkeypatch, tmp_path, table, quick=True)
+    assert quick[:3] == ["b1024x2-s6-c1", "b1024x2-s7-c1", "b256x2-s6-c1"]
+    assert tuning.grid.settled_scale([Candidate(1024, 2, 6, 1, status="failed: x"),
+                                      Candidate(1024, 2, 7, 1, status="ok")]) is None
+    assert tuning.grid.settled_scale([Candidate(1024, 2, 6, 1, status="inaccurate"),
+                                      Candidate(1024, 2, 7, 1, status="ok")]) == 7
+
+
+def test_a_quick_search_times_its_cheapest_circuit_alone_and_once() -> None:
+    best = Candidate(16384, 2, 10, 1, logrows=16, lookups=2, const_columns=1, prove_s_predicted=10.5)
+    wider = Candidate(16384, 2, 10, 4, logrows=14, lookups=2, const_columns=1, prove_s_predicted=10.5)
+    other = Candidate(1024, 2, 10, 1, logrows=16, num_rows=56_512, lookups=1, const_columns=0, prove_s_predicted=10.5)
+    assert to_time([best, wider, other], timed=1, budget_s=0.0) == [best]
+    assert len(to_time([best, wider, other], timed=2, budget_s=1e9)) >= 2  # the thorough search's
 
 
 def test_a_candidate_beaten_on_every_count_is_never_timed_even_to_fill_the_minimum() -> None:

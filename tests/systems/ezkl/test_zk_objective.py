@@ -134,8 +134,9 @@ def loaded() -> Iterator[None]:
 
 def _compile(prover: EzklProver, srs: SrsProvider, profile: str = "public") -> CompileResult:
     samples = json.loads(sample_path("mlp", "samples").read_text())
+    # the thorough search: the objective picks among several timed circuits (the quick one times its pick alone)
     return prover.compile(sample_path("mlp"), samples,
-                          CompileOptions(profile=PrivacyProfile.parse(profile), srs=srs))  # the default grid
+                          CompileOptions(profile=PrivacyProfile.parse(profile), srs=srs, search="thorough"))
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,9 @@ from proofmarket.systems.ezkl import ezkl_calls, shared_verifier, solidity
 from proofmarket.systems.ezkl.batch_compile import Accuracy, compile_batches
 from proofmarket.systems.ezkl.batching import BATCHABLE_PROFILES
 from proofmarket.systems.ezkl.evm_check import LocalEvm
+from proofmarket.systems.ezkl.grid import SEARCHES
 from proofmarket.systems.ezkl.manifest import InstanceLayout, ModelManifest, SrsRef, TensorDoc
+from proofmarket.systems.ezkl.on_chain import fall_back, first_on_chain
 from proofmarket.systems.ezkl.predict import Budget, Prediction, from_settings, predict
 from proofmarket.systems.ezkl.profile import SALT_BITS, SALT_ELEMENTS, PrivacyProfile
 from proofmarket.systems.ezkl.salt import circuit_input, salt_model
@@ -41,7 +43,6 @@ from proofmarket.systems.ezkl.tuning import (
     TuningJob,
     TuningReport,
     likely_pick,
-    ranked,
     search,
 )
 
@@ -64,7 +65,8 @@ class CompileOptions:
     bound: AccuracyBound | None = None
     candidates: list[Candidate] | None = None
     name: str | None = None
-    timed: int = 2
+    timed: int = 2  # a thorough search times at least this many circuit shapes (a quick one times its pick alone)
+    search: str = "quick"  # quick | thorough (grid.py): what the settings search tries and times
     budget: Budget | None = None  # refuse before tuning when the prediction is over it
     objective: Objective | None = None  # what the tuner minimises (default: balanced)
     batch_sizes: tuple[int, ...] = ()  # batch circuits to build beside the model's own (public profile only)
@@ -80,6 +82,8 @@ def compile_model(
     """Compile a model; every failure is a ProofMarketError with a stable code. An exception no step names (a
     model this code did not foresee) becomes ``circuit_compile`` with its type and message, its traceback logged:
     a refusal of that model, never a crash of the caller."""
+    if options.search not in SEARCHES:
+        raise UsageError(f"--search is one of {', '.join(SEARCHES)}, not {options.search!r}")
     try:
         with tempfile.TemporaryDirectory(prefix="proofmarket-model-") as tmp:  # weights beside it: one file
             return _compile(self_contained(onnx_path, Path(tmp), models.MAX_MODEL_BYTES), samples_doc, store,
@@ -122,21 +126,27 @@ def _compile(
         progress("predicting the circuit's cost (the settings compile most likely picks, checked on the samples)")
         known: dict[str, Candidate] = {}
         prediction, per_candidate = _predicted(circuit_onnx, flat, reference, options.profile, work, bound, known,
-                                               likely=options.candidates is None, domain_points=points)
+                                               likely=options.candidates is None, domain_points=points,
+                                               quick=options.search == "quick")
         progress(prediction.summary())
         if options.budget is not None:
             options.budget.check(prediction)
+        quick = options.search == "quick"
         job = TuningJob(circuit_onnx, flat, reference, options.profile, work, options.srs, bound,
-                        timed=options.timed, objective=options.objective or Objective(), known=known,
-                        expect_logrows=prediction.logrows, domain_points=points)
+                        timed=1 if quick else options.timed, objective=options.objective or Objective(), known=known,
+                        expect_logrows=prediction.logrows, domain_points=points, quick=quick)
         count = len(options.candidates) if options.candidates is not None else TYPICAL_GRID
-        progress(f"searching circuit settings (objective: {job.objective.name}; about "
-                 f"{_seconds(count * per_candidate + 3 * (prediction.prove_s + prediction.setup_s))}: ~{count} "
-                 f"candidates of ~{per_candidate:.1f} s, then key setups and timed proofs of the cheapest)")
+        timing = ("then the cheapest's key setup and one proof" if quick
+                  else "then key setups and timed proofs of the cheapest")
+        progress(f"searching circuit settings ({options.search}; objective: {job.objective.name}; about "
+                 f"{_seconds(count * per_candidate + (1 if quick else 3) * (prediction.prove_s + prediction.setup_s))}"
+                 f": ~{count} candidates of ~{per_candidate:.1f} s, {timing})")
         with LocalEvm() as evm:
             evm.prestart()  # anvil starts while the search runs
             report = search(job, options.candidates, progress)
-            picked, built = _first_on_chain(report, job.objective, options.srs, work, evm, progress)
+            checked: dict[str, solidity.BuiltVerifier] = {}
+            first_on_chain(report, job.objective, options.srs, work, evm, progress, checked)
+            picked, built = fall_back(job, report, checked, work, evm, progress)
             assert picked.settings_path and picked.compiled_path and picked.logrows and picked.keys
             srs = options.srs.get(picked.logrows)
             vk, pk = picked.keys  # set up while timing: the same circuit and SRS give the same keys
@@ -185,7 +195,9 @@ def _compile(
 def predict_model(onnx_path: Path, samples_doc: Any, profile: PrivacyProfile, task: str | None = None,
                   bound: AccuracyBound | None = None, domain_spec: str | None = None,
                   margin: float = DEFAULT_MARGIN) -> tuple[Prediction, models.ModelInfo]:
-    """``compile --dry-run``: the checks and the cost prediction of ``compile_model``, no tuning, no keys."""
+    """``compile --dry-run``: the checks and the cost prediction of ``compile_model``, no tuning, no keys: the first
+    decomposition accurate at some scale on the input domain (``likely_pick(first_only=True)``), and its settings on
+    the samples alone for the comparison (one more calibration)."""
     with tempfile.TemporaryDirectory(prefix="proofmarket-predict-") as tmp:
         onnx_path = self_contained(onnx_path, Path(tmp) / "model", models.MAX_MODEL_BYTES)
         info = models.load_model(onnx_path)
@@ -201,11 +213,13 @@ def predict_model(onnx_path: Path, samples_doc: Any, profile: PrivacyProfile, ta
         said: list[str] = []
         domain = input_domain(info, samples, domain_spec, margin, said.append)
         points = domain_points(domain, info, profile)
-        (Path(tmp) / "samples-only").mkdir()
-        alone = _predicted(circuit_onnx, flat, reference, profile, Path(tmp) / "samples-only", checked, {},
-                           max_input=largest)[0]
         prediction = _predicted(circuit_onnx, flat, reference, profile, Path(tmp), checked, known,
-                                max_input=largest, domain_points=points)[0]
+                                max_input=largest, domain_points=points, first_only=True)[0]
+        (Path(tmp) / "samples-only").mkdir()  # the same settings calibrated on the samples alone: one candidate
+        settled = next((c for c in known.values() if c.status == "ok"), None)
+        alone = _predicted(circuit_onnx, flat, reference, profile, Path(tmp) / "samples-only", checked, {},
+                           max_input=largest, first_only=True, only=settled and Candidate(
+                               settled.decomp_base, settled.decomp_legs, settled.scale, settled.num_inner_cols))[0]
         ties = sorted({i for c in known.values() for i in c.near_ties})  # what compile would only note later
         said.append(f"covering the samples only: logrows {alone.logrows}, prove ~{alone.prove_s:,.1f} s; covering "
                     f"the domain: logrows {prediction.logrows}, prove ~{prediction.prove_s:,.1f} s")
@@ -215,16 +229,17 @@ def predict_model(onnx_path: Path, samples_doc: Any, profile: PrivacyProfile, ta
 def _predicted(circuit_onnx: Path, flat: list[list[list[float]]], reference: list[list[np.ndarray]],
                profile: PrivacyProfile, work: Path, bound: AccuracyBound,
                known: dict[str, Candidate], likely: bool = True, max_input: float | None = None,
-               domain_points: list[list[list[float]]] | None = None) -> tuple[Prediction, float]:
+               domain_points: list[list[list[float]]] | None = None, quick: bool = True, first_only: bool = False,
+               only: Candidate | None = None) -> tuple[Prediction, float]:
     """The cost of the circuit compile most likely picks (``tuning.likely_pick``: the first settings accurate on the
     samples; those candidates go into ``known`` for the search to reuse), else of the calibration alone
     (``predict``: a model no coarse candidate gets right, or a compile given its own candidates: ``likely`` False).
     Also the seconds one candidate took."""
     started = time.perf_counter()
     job = TuningJob(circuit_onnx, flat, reference, profile, work, SrsProvider(work / "no-srs"), bound, known=known,
-                    domain_points=domain_points or [])
+                    domain_points=domain_points or [], quick=quick)
     try:
-        picked = likely_pick(job) if likely else None
+        picked = likely_pick(job, first_only=first_only, only=only) if likely else None
     except ProofMarketError:
         picked = None
     tried = max(1, len(known))
@@ -314,44 +329,3 @@ def _probe_layout(picked: Candidate, vk: Path, srs: SrsInfo, sample: list[list[f
                           output_scales=list(settings["model_output_scales"]))
 
 
-def _first_on_chain(report: TuningReport, objective: Objective, srs: SrsProvider, work: Path, evm: LocalEvm,
-                    progress: Progress) -> tuple[Candidate, solidity.BuiltVerifier]:
-    """The objective's best timed candidate whose Solidity verifier deploys and accepts its proof on a local EVM
-    (evm_check): EZKL's verifier for some circuits refuses valid proofs, and such a model could never be paid on
-    chain. When no candidate's verifier works on chain, the objective's best is kept for off-chain verification
-    (x402) and the compile says so: registering it for escrow would fail or slash honest provers."""
-    order = ranked([c for c in report.candidates if c.timed], objective)
-    first: tuple[Candidate, solidity.BuiltVerifier] | None = None
-    for cand in order:
-        assert cand.keys and cand.settings_path and cand.proof_path and cand.logrows
-        progress(f"Solidity verifier of {cand.label} (solcjs), then its check on a local EVM")
-        built = solidity.build_verifier(work / f"verifier-{cand.label}", cand.keys[0], cand.settings_path,
-                                        srs.get(cand.logrows).path)
-        first = first or (cand, built)
-        if not built.deployable:
-            cand.evm_check = (f"not deployable: its verifier is {built.compiled.deployed_size:,} bytes, over "
-                              f"EIP-170's {solidity.EIP170_MAX_CODE:,}")
-            progress(f"{cand.label}: {cand.evm_check}; next candidate")
-            continue
-        calldata = ezkl_calls.encode_evm_calldata(cand.proof_path, work / f"calldata-{cand.label}.bin")
-        check = evm.check(built.compiled.bytecode, calldata)
-        cand.evm_gas = check.gas
-        if check.accepted is False:
-            cand.evm_check = f"refused: {check.note}"
-            progress(f"{cand.label}: its Solidity verifier refuses its proof ({check.note}); next candidate")
-            continue
-        cand.evm_check = f"accepted, {check.gas:,} gas" if check.accepted else check.note
-        if check.accepted is None:  # no local EVM here: said, never claimed
-            progress(f"{cand.label}: its Solidity verifier was {check.note}")
-        report.picked = cand
-        gas = f"{check.gas:,} gas measured" if check.gas else f"~{cand.verify_gas:,} gas predicted"
-        progress(f"picked {cand.label}: logrows {cand.logrows}, proof {cand.proof_bytes:,} bytes, {gas} to "
-                 f"verify on chain, prove {cand.prove_s:.3f} s (objective {objective.name})")
-        return cand, built
-    assert first is not None
-    cand, built = first
-    report.picked = cand
-    progress(f"picked {cand.label} for off-chain verification only: no timed candidate's Solidity verifier works on "
-             f"chain ({'; '.join(f'{c.label}: {c.evm_check}' for c in order)}); sell it with x402, do not register "
-             "it for escrow")
-    return cand, built

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from proofmarket.core.errors import AccuracyNotMet, ProofMarketError
-from proofmarket.systems.ezkl import ezkl_calls
+from proofmarket.systems.ezkl import ezkl_calls, grid
 from proofmarket.systems.ezkl.candidates import (
     DEFAULT_COLUMNS,
     DEFAULT_DECOMPOSITIONS,
@@ -120,9 +120,13 @@ class TuningJob:
     # points covering the model's input domain (models/domain.py), flat per input: calibrated on beside the samples,
     # and a candidate whose witness fails on one of them is not accurate (a call inside the domain would fail)
     domain_points: list[list[list[float]]] = field(default_factory=list)
+    # a quick search (compile's default, ``grid.py``): scales settled once, one circuit widened, the cheapest timed
+    # alone with one proof; False: the thorough search (every ladder, WIDEN widened, several timed and repeated)
+    quick: bool = False
 
 
 TIMED_AT_MOST = 8  # accurate candidates checked on the input domain, cheapest first: more than the timing takes
+QUICK_KEEP = 3  # ... in a quick search: the one timed and two to fall back on (a verifier the EVM refuses)
 LIKELY_INDEX = 900  # the file index of likely_pick's candidates (the search's own count from 0)
 
 
@@ -154,7 +158,8 @@ def search(job: TuningJob, candidates: list[Candidate] | None = None, progress: 
     else:
         _evaluate(job, candidates, 0, data, limit, measured, progress)
     accurate = covering(job.domain_points, job.workdir, sorted((c for c in candidates if c.status == "ok"),
-                                                               key=cost_rank), keep=max(job.timed, TIMED_AT_MOST))
+                                                               key=cost_rank),
+                        keep=QUICK_KEEP if job.quick else max(job.timed, TIMED_AT_MOST))
     if not accurate:
         raise AccuracyNotMet(not_met(candidates, limit, job.bound.classifier),
                              candidates=[c.to_dict() for c in candidates])
@@ -164,7 +169,7 @@ def search(job: TuningJob, candidates: list[Candidate] | None = None, progress: 
     if ties:
         progress(f"note: sample(s) {', '.join(map(str, ties))} sit within quantisation noise of a class boundary: "
                  "their class may differ from onnxruntime's (not counted as a failure)")
-    budget = job.budget_s if job.budget_s is not None else timing_budget(accurate[0])
+    budget = job.budget_s if job.budget_s is not None else 0.0 if job.quick else timing_budget(accurate[0])
     chosen = to_time(accurate, job.timed, budget_s=budget)
     for n, cand in enumerate(chosen, start=1):
         repeats = repeats_for(cand, alone=len(chosen) == 1)
@@ -189,11 +194,14 @@ def larger_than_predicted(candidates: list[Candidate], best: Candidate, predicte
     return f"the cheapest accurate circuit has logrows {best.logrows}, over the {predicted} predicted: {why}"
 
 
-def likely_pick(job: TuningJob, progress: Progress = _noop) -> Candidate | None:
+def likely_pick(job: TuningJob, progress: Progress = _noop, first_only: bool = False,
+                only: Candidate | None = None) -> Candidate | None:
     """What compile most likely picks, with no key setup (the dry run's prediction): the default grid's first step
     (each small decomposition at one inner column, scales coarse to fine until accurate on the samples), its
     cheapest accurate candidate. None when none is (compile then searches further and says why its pick is larger).
-    Every candidate evaluated here goes into ``job.known``: the search reuses them."""
+    Every candidate evaluated here goes into ``job.known``: the search reuses them. ``first_only`` (the dry run):
+    the first decomposition that is accurate at some scale ends it (the others change the rows by a few per cent
+    on the models measured); ``only``: that one candidate alone."""
     limit = job.bound.limit([o for outs in job.reference for o in outs], max(DEFAULT_SCALES))
     data = job.workdir / "calibration-likely.json"
     data.write_text(json.dumps(calibration_input(job.samples + job.domain_points)))
@@ -205,31 +213,13 @@ def likely_pick(job: TuningJob, progress: Progress = _noop) -> Candidate | None:
         tried.append(cand)
         return cand
 
-    _first_step(run, tried)
+    if only is not None:
+        run(only)
+    else:
+        grid.first_step(run, tried, job.quick, first_only)
     accurate = covering(job.domain_points, job.workdir, sorted((c for c in tried if c.status == "ok"), key=cost_rank),
                         keep=1)
     return accurate[0] if accurate else None
-
-
-
-def _ladder(run: Callable[[Candidate], Candidate], tried: list[Candidate], base: int, legs: int) -> None:
-    """One decomposition at one inner column, scales coarse to fine: a finer one only while the coarser one is
-    inaccurate (after a failure only while nothing is accurate yet)."""
-    for scale in DEFAULT_SCALES:
-        status = run(Candidate(base, legs, scale, 1)).status
-        if status == "ok" or (status != "inaccurate" and any(c.status == "ok" for c in tried)):
-            return
-
-
-def _first_step(run: Callable[[Candidate], Candidate], tried: list[Candidate]) -> None:
-    """Step 1 of the default grid (``_default_grid``): each small decomposition at one inner column and the
-    coarsest accurate scale; stops once an accurate circuit's rows are its hashing's."""
-    for base, legs in DEFAULT_DECOMPOSITIONS:
-        if (base, legs) == EZKL_DECOMPOSITION:
-            continue
-        _ladder(run, tried, base, legs)
-        if any(hash_bound(c) for c in tried):
-            break  # the hash sets the rows: another decomposition cannot make the circuit smaller
 
 
 def _default_grid(job: TuningJob, data: Path, limit: float, measured: dict[tuple[object, ...], Candidate],
@@ -243,7 +233,8 @@ def _default_grid(job: TuningJob, data: Path, limit: float, measured: dict[tuple
        rounds to zero, may calibrate at a finer one);
     2. EZKL's own decomposition and defaults, unless their range table alone (2^15 rows) makes them more than
        ``WITHIN`` times the work of a circuit already found: those are never timed, so never worth calibrating;
-    3. two, then four inner columns for the ``WIDEN`` cheapest one-column circuits whose rows set their size.
+    3. two, then four inner columns for the ``WIDEN`` cheapest one-column circuits whose rows set their size
+       (the cheapest one only, in a quick search: ``grid.py``).
        Where a table or a hash sets the size (rows under half of it), more columns cannot lower it; where two
        columns did not shrink the rows, no wider circuit can either.
 
@@ -261,23 +252,13 @@ def _default_grid(job: TuningJob, data: Path, limit: float, measured: dict[tuple
         tried.append(cand)
         return cand
 
-    _first_step(run, tried)
+    grid.first_step(run, tried, job.quick)
     best = min((work(c) for c in tried if c.status == "ok"), default=float("inf"))
     if floor_work(EZKL_DECOMPOSITION[0], 1) < WITHIN * best:
-        _ladder(run, tried, *EZKL_DECOMPOSITION)
+        grid.ladder(run, tried, *EZKL_DECOMPOSITION, quick=job.quick)
     if floor_work(EZKL_DECOMPOSITION[0], 2) < WITHIN * best:
         run(ezkl_default_candidate())
-    ones = sorted((c for c in tried if c.status == "ok" and c.num_inner_cols == 1 and c.decomp_base is not None),
-                  key=cost_rank)
-    for one in ones[:WIDEN]:
-        assert one.logrows is not None and one.num_rows is not None
-        if one.num_rows <= 2 ** (one.logrows - 2) or hash_bound(one):
-            continue  # a table or a hash sets the size, not the rows
-        two = run(Candidate(one.decomp_base, one.decomp_legs, one.scale, 2))
-        if two.status != "ok" or (two.num_rows or 0) >= one.num_rows:
-            break  # the rows do not spread over columns: no wider circuit is smaller
-        if two.logrows is not None and two.logrows < one.logrows:
-            run(Candidate(one.decomp_base, one.decomp_legs, one.scale, 4))
+    grid.widen(run, tried, job.quick)
     return tried
 
 
