@@ -67,35 +67,6 @@ def test_a_matmul_of_int8_is_computed_in_int32(tmp_path: Path) -> None:
     np.testing.assert_array_equal(run_onnx(path, [x])[0], x.astype(np.int8) @ weights)
 
 
-class _Gpt2Block:
-    """A GPT-2-style decoder block (pre-norm, causal self-attention with masked_fill(-inf), tanh GELU MLP), built
-    lazily: torch loads only for these tests."""
-
-    @staticmethod
-    def build(d: int = 32, heads: int = 2, context: int = 16) -> object:
-        import torch
-
-        class Block(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.ln1, self.ln2 = torch.nn.LayerNorm(d), torch.nn.LayerNorm(d)
-                self.attn, self.proj = torch.nn.Linear(d, 3 * d), torch.nn.Linear(d, d)
-                self.mlp = torch.nn.Sequential(torch.nn.Linear(d, 4 * d), torch.nn.GELU(approximate="tanh"),
-                                               torch.nn.Linear(4 * d, d))
-                self.register_buffer("mask", torch.tril(torch.ones(context, context)).view(1, 1, context, context))
-
-            def forward(self, x: torch.Tensor) -> torch.Tensor:
-                b, t, c = x.shape
-                q, k, v = (z.view(b, t, heads, c // heads).transpose(1, 2)
-                           for z in self.attn(self.ln1(x)).split(c, dim=2))
-                a = (q @ k.transpose(-2, -1)) * (c // heads) ** -0.5
-                a = torch.softmax(a.masked_fill(self.mask[:, :, :t, :t] == 0, float("-inf")), dim=-1)
-                x = x + self.proj((a @ v).transpose(1, 2).contiguous().view(b, t, c))
-                return x + self.mlp(self.ln2(x))
-
-        return Block().eval()
-
-
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # torch's own exporter warns about torch's own internals
 def test_torch_default_exports_of_transformer_blocks_pass_the_check_and_compute_what_torch_does(
         tmp_path: Path) -> None:
@@ -104,12 +75,12 @@ def test_torch_default_exports_of_transformer_blocks_pass_the_check_and_compute_
     operators; the rewritten model's outputs are torch's (before: `unsupported_operator: Gelu`, then an overflow on
     the mask's infinity)."""
     import torch
+    from script_module import load_script
 
     from proofmarket.models.external import self_contained
 
-    torch.manual_seed(0)
-    blocks = {"gpt2": _Gpt2Block.build(),
-              "encoder": torch.nn.TransformerEncoderLayer(32, 2, 64, batch_first=True, dropout=0.0).eval()}
+    reach = load_script(Path("bench/reach.py"), "bench_reach")  # the reach benchmark's blocks, one copy
+    blocks = {"gpt2": reach.gpt2_block()[0].eval(), "encoder": reach.encoder_block()[0].eval()}
     x = np.random.default_rng(0).normal(size=(1, 16, 32)).astype(np.float32)
     for name, block in blocks.items():
         folder = tmp_path / name
