@@ -104,7 +104,8 @@ class Workspace:
         from proofmarket.systems.ezkl.compiler import predict_model
 
         return predict_model(onnx_path, samples_doc, profile, domain_spec=domain,
-                             margin=DEFAULT_MARGIN if domain_margin is None else domain_margin)[0]
+                             margin=DEFAULT_MARGIN if domain_margin is None else domain_margin,
+                             budget=self.settings.budget)[0]
 
     def prove(self, model_id: str, inputs_doc: Any) -> ProveResult:
         return self.prover.prove(model_id, inputs_doc)

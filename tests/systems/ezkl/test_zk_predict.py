@@ -87,6 +87,35 @@ def test_dry_run_predicts_in_seconds_and_an_over_budget_compile_stops_before_set
     assert not (tmp_path / "models.json").exists()
 
 
+@pytest.mark.slow  # the calibrated prediction compiles its candidates' circuits
+def test_a_model_far_over_budget_is_answered_from_its_graph_without_calibrating(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 74: a dry run of a model over the node's budget took minutes of calibrations (9-11 for a GPT block);
+    now the graph's own rows (EZKL's settings, no calibration) are a lower bound, and over the budget they answer:
+    no calibration runs, and the refusal says how many slices would fit."""
+    from proofmarket.systems.ezkl import ezkl_calls
+    from proofmarket.systems.ezkl.compiler import predict_model
+    from proofmarket.systems.ezkl.profile import PrivacyProfile
+
+    samples = json.loads(sample_path("mlp", "samples").read_text())
+    full = predict_model(sample_path("mlp"), samples, PrivacyProfile())[0]  # calibrated: the real prediction
+
+    def never(*_: object, **__: object) -> None:
+        raise AssertionError("calibrated a model its graph alone puts over the budget")
+
+    monkeypatch.setattr(ezkl_calls, "calibrate", never)
+    tight = Budget(max_logrows=full.logrows - 3, max_prove_s=3600.0, max_memory_mb=10**6)
+    floor, _ = predict_model(sample_path("mlp"), samples, PrivacyProfile(), budget=tight)
+    assert "lower bound from the graph alone" in floor.sized_by
+    assert tight.max_logrows < floor.logrows <= full.logrows  # a bound: never more than the calibrated circuit
+    with pytest.raises(ModelOverBudget) as refused:
+        tight.check(floor)
+    assert refused.value.details["slices"] >= 2
+    roomy = Budget(max_logrows=full.logrows + 4, max_prove_s=3600.0, max_memory_mb=10**6)
+    with pytest.raises(AssertionError, match="calibrated"):  # within the budget: calibrated as before
+        predict_model(sample_path("mlp"), samples, PrivacyProfile(), budget=roomy)
+
+
 def test_a_torch_default_export_with_npy_samples_is_read_as_compile_reads_it(tmp_path: Path) -> None:
     """torch's default export keeps the weights in model.onnx.data beside model.onnx; .npy samples were read against
     the bare file and refused as if the data file were missing (issue 72)."""

@@ -20,7 +20,13 @@ import numpy as np
 import onnx
 
 from proofmarket import models
-from proofmarket.core.errors import CircuitCompileError, HomeNotWritable, ProofMarketError, UsageError
+from proofmarket.core.errors import (
+    CircuitCompileError,
+    HomeNotWritable,
+    ModelOverBudget,
+    ProofMarketError,
+    UsageError,
+)
 from proofmarket.models.domain import DEFAULT_MARGIN, InputDomain, from_samples, sample_warnings, stated
 from proofmarket.models.external import self_contained
 from proofmarket.store import LocalStore
@@ -32,7 +38,7 @@ from proofmarket.systems.ezkl.evm_check import LocalEvm
 from proofmarket.systems.ezkl.grid import SEARCHES
 from proofmarket.systems.ezkl.manifest import InstanceLayout, ModelManifest, SrsRef, TensorDoc
 from proofmarket.systems.ezkl.on_chain import fall_back, first_on_chain
-from proofmarket.systems.ezkl.predict import Budget, Prediction, from_settings, predict
+from proofmarket.systems.ezkl.predict import Budget, Prediction, from_settings, graph_floor, predict
 from proofmarket.systems.ezkl.profile import SALT_BITS, SALT_ELEMENTS, PrivacyProfile
 from proofmarket.systems.ezkl.salt import circuit_input, salt_model
 from proofmarket.systems.ezkl.srs import SrsInfo, SrsProvider
@@ -127,7 +133,7 @@ def _compile(
         known: dict[str, Candidate] = {}
         prediction, per_candidate = _predicted(circuit_onnx, flat, reference, options.profile, work, bound, known,
                                                likely=options.candidates is None, domain_points=points,
-                                               quick=options.search == "quick")
+                                               quick=options.search == "quick", budget=options.budget)
         progress(prediction.summary())
         if options.budget is not None:
             options.budget.check(prediction)
@@ -194,7 +200,8 @@ def _compile(
 
 def predict_model(onnx_path: Path, samples_doc: Any, profile: PrivacyProfile, task: str | None = None,
                   bound: AccuracyBound | None = None, domain_spec: str | None = None,
-                  margin: float = DEFAULT_MARGIN) -> tuple[Prediction, models.ModelInfo]:
+                  margin: float = DEFAULT_MARGIN, budget: Budget | None = None
+                  ) -> tuple[Prediction, models.ModelInfo]:
     """``compile --dry-run``: the checks and the cost prediction of ``compile_model``, no tuning, no keys: the first
     decomposition accurate at some scale on the input domain (``likely_pick(first_only=True)``), and its settings on
     the samples alone for the comparison (one more calibration)."""
@@ -214,7 +221,9 @@ def predict_model(onnx_path: Path, samples_doc: Any, profile: PrivacyProfile, ta
         domain = input_domain(info, samples, domain_spec, margin, said.append)
         points = domain_points(domain, info, profile)
         prediction = _predicted(circuit_onnx, flat, reference, profile, Path(tmp), checked, known,
-                                max_input=largest, domain_points=points, first_only=True)[0]
+                                max_input=largest, domain_points=points, first_only=True, budget=budget)[0]
+        if not known:  # over the budget from its graph alone: nothing calibrated, nothing to compare
+            return dataclasses.replace(prediction, domain=tuple(said)), info
         (Path(tmp) / "samples-only").mkdir()  # the same settings calibrated on the samples alone: one candidate
         settled = next((c for c in known.values() if c.status == "ok"), None)
         alone = _predicted(circuit_onnx, flat, reference, profile, Path(tmp) / "samples-only", checked, {},
@@ -230,12 +239,20 @@ def _predicted(circuit_onnx: Path, flat: list[list[list[float]]], reference: lis
                profile: PrivacyProfile, work: Path, bound: AccuracyBound,
                known: dict[str, Candidate], likely: bool = True, max_input: float | None = None,
                domain_points: list[list[list[float]]] | None = None, quick: bool = True, first_only: bool = False,
-               only: Candidate | None = None) -> tuple[Prediction, float]:
+               only: Candidate | None = None, budget: Budget | None = None) -> tuple[Prediction, float]:
     """The cost of the circuit compile most likely picks (``tuning.likely_pick``: the first settings accurate on the
     samples; those candidates go into ``known`` for the search to reuse), else of the calibration alone
     (``predict``: a model no coarse candidate gets right, or a compile given its own candidates: ``likely`` False).
-    Also the seconds one candidate took."""
+    Also the seconds one candidate took. With a ``budget``: a model whose graph alone is over it (``graph_floor``)
+    is answered from the graph, in seconds, with no calibration."""
     started = time.perf_counter()
+    if budget is not None:
+        floor = graph_floor(circuit_onnx, input_visibility=profile.input, param_visibility=profile.params,
+                            max_input=max_input)
+        try:
+            budget.check(floor)
+        except ModelOverBudget:
+            return floor, time.perf_counter() - started
     job = TuningJob(circuit_onnx, flat, reference, profile, work, SrsProvider(work / "no-srs"), bound, known=known,
                     domain_points=domain_points or [], quick=quick)
     try:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +149,29 @@ def predict(circuit_onnx: Path, flat_samples: list[list[list[float]]], *, input_
             return from_settings(json.loads(settings.read_text()), max_input)
         assert failure is not None
         raise failure
+
+
+def graph_floor(circuit_onnx: Path, *, input_visibility: str = "public", param_visibility: str = "fixed",
+                max_input: float | None = None) -> Prediction:
+    """A lower bound on the circuit's cost from its graph alone, in seconds even for a model far over any budget
+    (EZKL's settings at one column, no calibration: a calibration lays the circuit out once per scale and rescale
+    multiplier): its rows at EZKL's default scale, halved (a rescale every second product can halve them), in the
+    fewest logrows that hold them."""
+    with tempfile.TemporaryDirectory(prefix="proofmarket-floor-") as tmp:
+        settings = Path(tmp) / "settings.json"
+        ra = ezkl_calls.run_args(input_visibility=input_visibility, param_visibility=param_visibility,
+                                 decomp_base=PREDICT_CANDIDATE[0], decomp_legs=PREDICT_CANDIDATE[1], num_inner_cols=1)
+        ezkl_calls.gen_settings(circuit_onnx, settings, ra)
+        meta = json.loads(settings.read_text())
+    rows = max(1, int(meta.get("num_rows") or 0) // 2)
+    meta["run_args"] = {**meta["run_args"], "logrows": max(1, math.ceil(math.log2(rows + FLOOR_RESERVED)))}
+    meta["num_rows"] = rows
+    floor = from_settings(meta, max_input)
+    return replace(floor, sized_by="a lower bound from the graph alone (its rows at EZKL's default scale, halved; "
+                                   "not calibrated), enough to say the model is over this node's budget")
+
+
+FLOOR_RESERVED = 16  # rows Halo2 keeps for blinding factors, above the circuit's own
 
 
 def fit(points: list[tuple[float, float]]) -> float:
