@@ -151,6 +151,28 @@ def test_a_quick_search_climbs_again_after_a_coarser_scale_failed(monkeypatch: p
                                       Candidate(1024, 2, 7, 1, status="ok")]) == 7
 
 
+def test_the_dry_run_stops_at_the_first_decomposition_only_where_the_rows_set_the_size() -> None:
+    """The dry run's first step (``first_only``): a linear regression's 300 rows sit in base 1024's 2^11-row range
+    table, and base 256 fits it in 2^9 (the corpus's skl_linear_regression: 16x the work predicted before this
+    check); an MLP's 56,512 rows fill 2^16 whatever the decomposition: one ladder is enough."""
+    def tried_with(table: dict[str, Circuit]) -> list[str]:
+        tried: list[Candidate] = []
+
+        def run(cand: Candidate) -> Candidate:
+            circuit = table.get(cand.label, Circuit(20, 2 ** 19, status="inaccurate"))
+            cand.logrows, cand.num_rows, cand.status = circuit.logrows, circuit.rows, circuit.status
+            tried.append(cand)
+            return cand
+
+        tuning.grid.first_step(run, tried, quick=True, first_only=True)
+        return [c.label for c in tried]
+
+    small = {"b1024x2-s6-c1": Circuit(11, 300), "b256x2-s6-c1": Circuit(9, 300), "b256x3-s6-c1": Circuit(9, 300),
+             "b128x3-s6-c1": Circuit(9, 300), "b64x4-s6-c1": Circuit(9, 300)}
+    assert "b256x2-s6-c1" in tried_with(small)
+    assert tried_with(MLP_784) == ["b1024x2-s6-c1", "b1024x2-s7-c1", "b1024x2-s10-c1"]
+
+
 def test_a_quick_search_times_its_cheapest_circuit_alone_and_once() -> None:
     best = Candidate(16384, 2, 10, 1, logrows=16, lookups=2, const_columns=1, prove_s_predicted=10.5)
     wider = Candidate(16384, 2, 10, 4, logrows=14, lookups=2, const_columns=1, prove_s_predicted=10.5)

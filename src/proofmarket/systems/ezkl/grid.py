@@ -55,13 +55,21 @@ def ladder(run: Run, tried: list[Candidate], base: int, legs: int, quick: bool =
 
 def first_step(run: Run, tried: list[Candidate], quick: bool = False, first_only: bool = False) -> None:
     """Step 1 of the default grid: each small decomposition at one inner column and the coarsest accurate scale;
-    stops once an accurate circuit's rows are its hashing's (``first_only``: once any circuit is accurate)."""
+    stops once an accurate circuit's rows are its hashing's (``first_only``, the dry run: once an accurate
+    circuit's computation, not its decomposition's range table, fills more than a quarter of it: another
+    decomposition could halve it at most)."""
     for base, legs in DEFAULT_DECOMPOSITIONS:
         if (base, legs) == EZKL_DECOMPOSITION:
             continue
         ladder(run, tried, base, legs, quick)
-        if any(hash_bound(c) for c in tried) or (first_only and any(c.status == "ok" for c in tried)):
-            break  # the hash sets the rows: another decomposition cannot make the circuit smaller
+        if any(hash_bound(c) for c in tried) or (first_only and any(rows_bound(c) for c in tried)):
+            break  # the hash (or the rows) sets the size: another decomposition cannot make it much smaller
+
+
+def rows_bound(cand: Candidate) -> bool:
+    """An accurate circuit whose own rows fill more than a quarter of it (a range table does not set its size)."""
+    return (cand.status == "ok" and cand.logrows is not None and cand.num_rows is not None
+            and cand.num_rows > 2 ** (cand.logrows - 2))
 
 
 def widen(run: Run, tried: list[Candidate], quick: bool = False) -> None:
