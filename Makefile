@@ -79,6 +79,7 @@ bench: setup
 	$(BIN)/python bench/wasm_verify.py && $(BIN)/python bench/stamp.py wasm_verify
 	$(BIN)/python bench/latency.py && $(BIN)/python bench/stamp.py latency
 	$(BIN)/python bench/domain.py && $(BIN)/python bench/stamp.py domain
+	$(BIN)/python bench/reach.py && $(BIN)/python bench/stamp.py reach
 	$(BIN)/python bench/readme.py
 
 lint: setup

@@ -110,3 +110,13 @@ def test_an_unforeseen_failure_of_compile_is_a_refusal_with_a_code(monkeypatch: 
     monkeypatch.setattr(compiler, "_compile", refused)
     with pytest.raises(UsageError):  # the named refusals pass through unchanged
         compiler.compile_model(Path("m.onnx"), {}, None, None)  # type: ignore[arg-type]
+
+
+def test_an_unknown_search_is_refused_before_the_model_is_read() -> None:
+    from proofmarket.samples import sample_path
+    from proofmarket.systems.ezkl.compiler import CompileOptions, compile_model
+    from proofmarket.systems.ezkl.profile import PrivacyProfile
+
+    options = CompileOptions(profile=PrivacyProfile(), srs=None, search="fast")  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="--search is one of quick, thorough, not 'fast'"):
+        compile_model(sample_path("mlp"), {}, None, options)  # type: ignore[arg-type]

@@ -88,8 +88,6 @@ def compile_model(
     """Compile a model; every failure is a ProofMarketError with a stable code. An exception no step names (a
     model this code did not foresee) becomes ``circuit_compile`` with its type and message, its traceback logged:
     a refusal of that model, never a crash of the caller."""
-    if options.search not in SEARCHES:
-        raise UsageError(f"--search is one of {', '.join(SEARCHES)}, not {options.search!r}")
     try:
         with tempfile.TemporaryDirectory(prefix="proofmarket-model-") as tmp:  # weights beside it: one file
             return _compile(self_contained(onnx_path, Path(tmp), models.MAX_MODEL_BYTES), samples_doc, store,
@@ -110,6 +108,8 @@ def compile_model(
 def _compile(
     onnx_path: Path, samples_doc: Any, store: LocalStore, options: CompileOptions, progress: Progress,
 ) -> CompileResult:
+    if options.search not in SEARCHES:
+        raise UsageError(f"--search is one of {', '.join(SEARCHES)}, not {options.search!r}")
     progress("checking the ONNX model")
     info = models.load_model(onnx_path)
     for note in info.notes:  # what the check rewrote (scikit-learn operators lowered, a ZipMap served as a tensor)
