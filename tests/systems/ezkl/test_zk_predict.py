@@ -186,3 +186,23 @@ def test_a_candidate_that_cannot_calibrate_falls_back_to_the_next(monkeypatch: p
     works.clear()
     with pytest.raises(CircuitCompileError):
         predict.predict(tmp_path / "m.onnx", [[[0.5]]])
+
+
+@pytest.mark.slow  # the prediction calibrates the sample MLP
+def test_a_proving_key_predicted_over_the_store_limit_is_refused_before_any_key_setup(tmp_path: Path) -> None:
+    """Issue 74's LeNet-5 compiled for 28 minutes, then its 6.8 GB proving key was refused by the store (2 GiB a
+    file): the predicted key is now checked against the store's limit right after the prediction."""
+    from proofmarket.store import LocalStore
+    from proofmarket.systems.ezkl.compiler import CompileOptions, compile_model
+    from proofmarket.systems.ezkl.profile import PrivacyProfile
+    from proofmarket.systems.ezkl.srs import SrsProvider
+
+    samples = json.loads(sample_path("mlp", "samples").read_text())
+    store = LocalStore(tmp_path / "store", max_size=10_000)  # smaller than any proving key
+    said: list[str] = []
+    with pytest.raises(ModelOverBudget, match="over the artifact store's limit of 10,000 bytes") as refused:
+        compile_model(sample_path("mlp"), samples, store,
+                      CompileOptions(profile=PrivacyProfile(), srs=SrsProvider(tmp_path / "srs")), said.append)
+    assert refused.value.details["slices"] >= 2
+    assert not any(line.startswith("timing ") for line in said)  # no key setup, no proof
+    assert not (tmp_path / "srs").exists() or not any((tmp_path / "srs").iterdir())

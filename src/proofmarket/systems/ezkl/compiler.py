@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import tempfile
 import time
 from collections.abc import Callable
@@ -137,6 +138,13 @@ def _compile(
         progress(prediction.summary())
         if options.budget is not None:
             options.budget.check(prediction)
+        if prediction.pk_mb * 1e6 > store.max_size:  # refused now, not after the key setup (LeNet-5: 28 minutes)
+            raise ModelOverBudget(
+                f"its proving key is predicted at ~{prediction.pk_mb:,.0f} MB (measured keys run up to 3x the "
+                f"prediction), over the artifact store's limit of {store.max_size:,} bytes: as one circuit it "
+                "cannot be stored; split it into slices, or make it smaller", prediction=prediction.to_dict(),
+                over=[f"proving key ~{prediction.pk_mb:,.0f} MB > {store.max_size / 1e6:,.0f} MB"], slices=max(
+                    2, math.ceil(prediction.pk_mb * 1e6 / store.max_size)))
         quick = options.search == "quick"
         job = TuningJob(circuit_onnx, flat, reference, options.profile, work, options.srs, bound,
                         timed=1 if quick else options.timed, objective=options.objective or Objective(), known=known,
