@@ -132,9 +132,10 @@ def _compile(
         bound = dataclasses.replace(options.bound or AccuracyBound(), classifier=classifier)
         progress("predicting the circuit's cost (the settings compile most likely picks, checked on the samples)")
         known: dict[str, Candidate] = {}
+        quick = options.search == "quick"
         prediction, per_candidate = _predicted(circuit_onnx, flat, reference, options.profile, work, bound, known,
                                                likely=options.candidates is None, domain_points=points,
-                                               quick=options.search == "quick", budget=options.budget)
+                                               quick=quick, budget=options.budget)
         progress(prediction.summary())
         if options.budget is not None:
             options.budget.check(prediction)
@@ -145,7 +146,6 @@ def _compile(
                 "cannot be stored; split it into slices, or make it smaller", prediction=prediction.to_dict(),
                 over=[f"proving key ~{prediction.pk_mb:,.0f} MB > {store.max_size / 1e6:,.0f} MB"], slices=max(
                     2, math.ceil(prediction.pk_mb * 1e6 / store.max_size)))
-        quick = options.search == "quick"
         job = TuningJob(circuit_onnx, flat, reference, options.profile, work, options.srs, bound,
                         timed=1 if quick else options.timed, objective=options.objective or Objective(), known=known,
                         expect_logrows=prediction.logrows, domain_points=points, quick=quick)
