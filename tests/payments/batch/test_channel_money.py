@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -139,17 +140,20 @@ def test_a_refund_before_the_sweep_still_pays_the_payee(node: Served, chain: Cha
     who = payer(chain, "refunds-first")
     pay, scheme = session(chain, EthAccountSigner(who))
     assert calls(node, pay, mlp_id, 3) == [200, 200, 200]
-    start = chain.balances(who.address)[0]
+    start, before = chain.balances(who.address)[0], chain.balances(owner)[0]
     refund = scheme.refund(f"{node.url}/v1/channels/refund", RefundOptions())
     assert refund.success
     mine = channel_of(node, who)
     assert channel_state(chain.client, mine["id"]).total_claimed == 3 * PRICE  # the refund claimed the charges
     rail = mine["rail"]
-    assert rail.sweeper.due(0.0) or rail.sweeper.due(10**12)  # claimed but unswept: a sweep is due
-    before = chain.balances(owner)[0]
-    swept = admin(node, "POST", "/v1/channels/sweep")["sweep"]
-    assert swept is not None and swept["status"] == "distributed", swept
-    assert chain.balances(owner)[0] - before == 3 * PRICE  # the payee is paid what the refund claimed
+    # claimed but unswept, a sweep is due: the operator's, or the node's own pass when it comes first (then the
+    # operator's finds nothing left and answers None)
+    swept = admin(node, "POST", "/v1/channels/sweep")["sweep"] or sweep_covering(rail, mine["id"])
+    assert swept["status"] == "distributed", swept
+    paid = sum(int(c["amount"]) for c in swept["charges"] if c["channel_id"].lower() == mine["id"].lower())
+    assert paid == 3 * PRICE  # the sweep covers what the refund claimed
+    # the payee is paid at least that (a sweep also pays what other tests on this node left charged)
+    assert chain.balances(owner)[0] - before >= 3 * PRICE
     assert chain.balances(who.address)[0] > start  # the rest went back to the payer
     check = admin(node, "GET", "/v1/ledger/check")
     assert check["ok"], check["differences"]
@@ -161,6 +165,18 @@ def test_a_refund_before_the_sweep_still_pays_the_payee(node: Served, chain: Cha
                             Accounts.wallet(owner), PRICE, memo={"channel_id": mine["id"]}))
     differs = admin(node, "GET", "/v1/ledger/check")
     assert [d for d in differs["differences"] if mine["id"] in d and "claimed" in d], differs
+
+
+def sweep_covering(rail: Any, channel_id: str, wait_s: float = 60.0) -> dict[str, Any]:
+    """The distributed sweep that covered a channel's charges (the node's own pass ran it), waited for."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        for row in rail.storage.repo.sweeps(status="distributed"):
+            found = rail.sweeper.describe(row.id)
+            if found and any(c["channel_id"].lower() == channel_id.lower() for c in found["charges"]):
+                return dict(found)
+        assert time.monotonic() < deadline, f"no sweep covered channel {channel_id} within {wait_s} s"
+        time.sleep(0.2)
 
 
 def signer_of(node: Served) -> str:
