@@ -44,6 +44,7 @@ from proofmarket.systems.ezkl.profile import SALT_BITS, SALT_ELEMENTS, PrivacyPr
 from proofmarket.systems.ezkl.salt import circuit_input, salt_model
 from proofmarket.systems.ezkl.srs import SrsInfo, SrsProvider
 from proofmarket.systems.ezkl.tuning import (
+    DEFAULT_SCALES,
     AccuracyBound,
     Candidate,
     Objective,
@@ -80,6 +81,7 @@ class CompileOptions:
     task: str | None = None  # "classification" | "regression" as the owner states it; None: from evidence only
     domain: str | None = None  # the owner's input domain (models/domain.stated: LOW:HIGH or JSON); None: the samples'
     domain_margin: float = DEFAULT_MARGIN  # a domain from the samples: their range widened by this on each side
+    scales: tuple[int, ...] | None = None  # the input scales the search may use (None: the default grid's)
 
 
 def compile_model(
@@ -135,7 +137,7 @@ def _compile(
         quick = options.search == "quick"
         prediction, per_candidate = _predicted(circuit_onnx, flat, reference, options.profile, work, bound, known,
                                                likely=options.candidates is None, domain_points=points,
-                                               quick=quick, budget=options.budget)
+                                               quick=quick, budget=options.budget, scales=options.scales)
         progress(prediction.summary())
         if options.budget is not None:
             options.budget.check(prediction)
@@ -148,7 +150,8 @@ def _compile(
                     2, math.ceil(prediction.pk_mb * 1e6 / store.max_size)))
         job = TuningJob(circuit_onnx, flat, reference, options.profile, work, options.srs, bound,
                         timed=1 if quick else options.timed, objective=options.objective or Objective(), known=known,
-                        expect_logrows=prediction.logrows, domain_points=points, quick=quick)
+                        expect_logrows=prediction.logrows, domain_points=points, quick=quick,
+                        scales=options.scales or DEFAULT_SCALES)
         count = len(options.candidates) if options.candidates is not None else TYPICAL_GRID
         timing = ("then the cheapest's key setup and one proof" if quick
                   else "then key setups and timed proofs of the cheapest")
@@ -165,7 +168,7 @@ def _compile(
             srs = options.srs.get(picked.logrows)
             vk, pk = picked.keys  # set up while timing: the same circuit and SRS give the same keys
             progress("self-check: the timed proof verifies with the keys")
-            layout = _probe_layout(picked, vk, srs, flat[0], info, options.profile.salted)
+            layout = _probe_layout(picked, vk, srs, flat[0], info, options.profile)
             verifier = built.store(store)
             assert picked.proof_path is not None
             shared = shared_verifier.build(work / "shared-verifier", vk, picked.settings_path, srs.path,
@@ -247,7 +250,8 @@ def _predicted(circuit_onnx: Path, flat: list[list[list[float]]], reference: lis
                profile: PrivacyProfile, work: Path, bound: AccuracyBound,
                known: dict[str, Candidate], likely: bool = True, max_input: float | None = None,
                domain_points: list[list[list[float]]] | None = None, quick: bool = True, first_only: bool = False,
-               only: Candidate | None = None, budget: Budget | None = None) -> tuple[Prediction, float]:
+               only: Candidate | None = None, budget: Budget | None = None,
+               scales: tuple[int, ...] | None = None) -> tuple[Prediction, float]:
     """The cost of the circuit compile most likely picks (``tuning.likely_pick``: the first settings accurate on the
     samples; those candidates go into ``known`` for the search to reuse), else of the calibration alone
     (``predict``: a model no coarse candidate gets right, or a compile given its own candidates: ``likely`` False).
@@ -256,13 +260,13 @@ def _predicted(circuit_onnx: Path, flat: list[list[list[float]]], reference: lis
     started = time.perf_counter()
     if budget is not None:
         floor = graph_floor(circuit_onnx, input_visibility=profile.input, param_visibility=profile.params,
-                            max_input=max_input)
+                            max_input=max_input, output_visibility=profile.output)
         try:
             budget.check(floor)
         except ModelOverBudget:
             return floor, time.perf_counter() - started
     job = TuningJob(circuit_onnx, flat, reference, profile, work, SrsProvider(work / "no-srs"), bound, known=known,
-                    domain_points=domain_points or [], quick=quick)
+                    domain_points=domain_points or [], quick=quick, scales=scales or DEFAULT_SCALES)
     try:
         picked = likely_pick(job, first_only=first_only, only=only) if likely else None
     except ProofMarketError:
@@ -272,7 +276,7 @@ def _predicted(circuit_onnx: Path, flat: list[list[list[float]]], reference: lis
         return (from_settings(json.loads(picked.settings_path.read_text()), max_input),
                 (time.perf_counter() - started) / tried)
     estimate = predict(circuit_onnx, flat + (domain_points or []), input_visibility=profile.input,
-                       param_visibility=profile.params, max_input=max_input)
+                       param_visibility=profile.params, max_input=max_input, output_visibility=profile.output)
     return estimate, (time.perf_counter() - started) / (tried + 1)
 
 
@@ -340,7 +344,7 @@ def calibration_flat_input(sample: list[np.ndarray], profile: PrivacyProfile) ->
 
 
 def _probe_layout(picked: Candidate, vk: Path, srs: SrsInfo, sample: list[list[float]], info: models.ModelInfo,
-                  hashed_input: bool) -> InstanceLayout:
+                  profile: PrivacyProfile) -> InstanceLayout:
     """Verify the proof the tuner timed with these keys (pk, vk and SRS fit together) and read the instance layout
     from it: no second proof."""
     assert picked.compiled_path and picked.settings_path and picked.proof_path
@@ -348,8 +352,8 @@ def _probe_layout(picked: Candidate, vk: Path, srs: SrsInfo, sample: list[list[f
     proof = json.loads(picked.proof_path.read_text())
     settings = json.loads(picked.settings_path.read_text())
     total = len(proof["instances"][0])
-    n_out = sum(t.size for t in info.outputs)
-    n_in = len(info.inputs) if hashed_input else sum(len(x) for x in sample)
+    n_out = len(info.outputs) if profile.output == "hashed" else sum(t.size for t in info.outputs)
+    n_in = len(info.inputs) if profile.input != "public" else sum(len(x) for x in sample)
     return InstanceLayout(input=n_in, params=total - n_in - n_out, output=n_out,
                           output_scales=list(settings["model_output_scales"]))
 

@@ -84,11 +84,12 @@ def run_args(
     decomp_base: int | None = None,
     decomp_legs: int | None = None,
     num_inner_cols: int | None = None,
+    output_visibility: str = "public",
 ) -> Any:
     ra: Any = ezkl.PyRunArgs()
-    ra.input_visibility = input_visibility
+    ra.input_visibility = "hashed" if input_visibility == "linked" else input_visibility  # a slice's: no salt
     ra.param_visibility = param_visibility
-    ra.output_visibility = "public"
+    ra.output_visibility = output_visibility
     if decomp_base is not None:
         ra.decomp_base = decomp_base
     if decomp_legs is not None:

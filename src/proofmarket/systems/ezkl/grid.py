@@ -41,11 +41,12 @@ def settled_scale(tried: list[Candidate]) -> int | None:
     return scale if all(c.status == "inaccurate" for c in coarser) else None
 
 
-def ladder(run: Run, tried: list[Candidate], base: int, legs: int, quick: bool = False) -> None:
+def ladder(run: Run, tried: list[Candidate], base: int, legs: int, quick: bool = False,
+           scales: tuple[int, ...] = DEFAULT_SCALES) -> None:
     """One decomposition at one inner column, scales coarse to fine: a finer one only while the coarser one is
     inaccurate (after a failure only while nothing is accurate yet); ``quick``: from the settled scale."""
     start = settled_scale(tried) if quick else None
-    for scale in DEFAULT_SCALES:
+    for scale in scales:
         if start is not None and scale < start:
             continue
         status = run(Candidate(base, legs, scale, 1)).status
@@ -53,7 +54,8 @@ def ladder(run: Run, tried: list[Candidate], base: int, legs: int, quick: bool =
             return
 
 
-def first_step(run: Run, tried: list[Candidate], quick: bool = False, first_only: bool = False) -> None:
+def first_step(run: Run, tried: list[Candidate], quick: bool = False, first_only: bool = False,
+               scales: tuple[int, ...] = DEFAULT_SCALES) -> None:
     """Step 1 of the default grid: each small decomposition at one inner column and the coarsest accurate scale;
     stops once an accurate circuit's rows are its hashing's (``first_only``, the dry run: once an accurate
     circuit's computation, not its decomposition's range table, fills more than a quarter of it: another
@@ -61,7 +63,7 @@ def first_step(run: Run, tried: list[Candidate], quick: bool = False, first_only
     for base, legs in DEFAULT_DECOMPOSITIONS:
         if (base, legs) == EZKL_DECOMPOSITION:
             continue
-        ladder(run, tried, base, legs, quick)
+        ladder(run, tried, base, legs, quick, scales)
         if any(hash_bound(c) for c in tried) or (first_only and any(rows_bound(c) for c in tried)):
             break  # the hash (or the rows) sets the size: another decomposition cannot make it much smaller
 

@@ -125,7 +125,8 @@ def sized_by(settings: dict[str, Any], num_rows: int, max_input: float | None = 
 
 
 def predict(circuit_onnx: Path, flat_samples: list[list[list[float]]], *, input_visibility: str = "public",
-            param_visibility: str = "fixed", max_input: float | None = None) -> Prediction:
+            param_visibility: str = "fixed", max_input: float | None = None,
+            output_visibility: str = "public") -> Prediction:
     """Predict the costs of ``circuit_onnx`` (the folded, maybe salted graph) on its samples (flat EZKL
     ``input_data`` per sample): gen_settings + calibrate of one candidate (the next of
     ``FALLBACK_CANDIDATES`` when it cannot calibrate), no key setup. Raises the last candidate's error."""
@@ -138,7 +139,8 @@ def predict(circuit_onnx: Path, flat_samples: list[list[list[float]]], *, input_
         failure: CircuitCompileError | None = None
         for base, legs, scale, columns in (PREDICT_CANDIDATE, *FALLBACK_CANDIDATES):
             ra = ezkl_calls.run_args(input_visibility=input_visibility, param_visibility=param_visibility,
-                                     decomp_base=base, decomp_legs=legs, num_inner_cols=columns)
+                                     decomp_base=base, decomp_legs=legs, num_inner_cols=columns,
+                                     output_visibility=output_visibility)
             ezkl_calls.gen_settings(circuit_onnx, settings, ra)
             try:
                 ezkl_calls.calibrate(work / "cal.json", circuit_onnx, settings, scales=[scale],
@@ -152,7 +154,7 @@ def predict(circuit_onnx: Path, flat_samples: list[list[list[float]]], *, input_
 
 
 def graph_floor(circuit_onnx: Path, *, input_visibility: str = "public", param_visibility: str = "fixed",
-                max_input: float | None = None) -> Prediction:
+                max_input: float | None = None, output_visibility: str = "public") -> Prediction:
     """A lower bound on the circuit's cost from its graph alone, in seconds even for a model far over any budget
     (EZKL's settings at one column, no calibration: a calibration lays the circuit out once per scale and rescale
     multiplier): its rows at EZKL's default scale, halved (a rescale every second product can halve them), in the
@@ -160,7 +162,8 @@ def graph_floor(circuit_onnx: Path, *, input_visibility: str = "public", param_v
     with tempfile.TemporaryDirectory(prefix="proofmarket-floor-") as tmp:
         settings = Path(tmp) / "settings.json"
         ra = ezkl_calls.run_args(input_visibility=input_visibility, param_visibility=param_visibility,
-                                 decomp_base=PREDICT_CANDIDATE[0], decomp_legs=PREDICT_CANDIDATE[1], num_inner_cols=1)
+                                 decomp_base=PREDICT_CANDIDATE[0], decomp_legs=PREDICT_CANDIDATE[1], num_inner_cols=1,
+                                 output_visibility=output_visibility)
         ezkl_calls.gen_settings(circuit_onnx, settings, ra)
         meta = json.loads(settings.read_text())
     rows = max(1, int(meta.get("num_rows") or 0) // 2)

@@ -4,7 +4,9 @@ input   public  -> the input's quantised values are public instances of the proo
         hashed  -> only a Poseidon hash of (input, random salt) is public
 params  fixed   -> weights are baked into the proving/verifying keys (the vk is the model's identity)
         hashed  -> a Poseidon commitment of the weights is public
-output  public  -> always: the consumer reads the output from the proof
+output  public  -> the consumer reads the output from the proof (every model a consumer calls)
+        hashed  -> only a Poseidon hash of the output is public: a slice's output, linked to the next slice's
+                   input (``linked``: hashed with no salt, the same hash), never revealed (systems/ezkl/sliced.py)
 """
 
 from __future__ import annotations
@@ -44,6 +46,11 @@ class PrivacyProfile:
     @property
     def salted(self) -> bool:
         return self.input == "hashed"
+
+    @property
+    def ezkl_input(self) -> str:
+        """EZKL's input visibility: a linked input is a hashed one without the salt."""
+        return "hashed" if self.input == "linked" else self.input
 
     def to_dict(self) -> dict[str, str]:
         return {"name": self.name, "input": self.input, "params": self.params, "output": self.output}

@@ -109,7 +109,8 @@ class EzklProver:
         salt = check_salt(manifest.salt_elements, salt, required=False)
         flat = circuit_input(models.parse_flat(inputs_doc, info), salt)
         result = self._run(manifest, flat, timeout_s)
-        bundle = self._bundle(model_id, manifest, manifest, result, None if salt else flat)
+        public = flat if manifest.privacy["input"] == "public" else None  # hashed or a slice's: never in the bundle
+        bundle = self._bundle(model_id, manifest, manifest, result, public)
         cid = self.store.put_json(bundle.to_doc())
         return ProveResult(bundle, cid, salt)
 
@@ -274,6 +275,8 @@ class EzklProver:
             n = len(manifest.outputs)
             felts = result["outputs"][slot * n:(slot + 1) * n]
         outputs = ezkl_calls.decode_values(felts, scales, [math.prod(o.shape) for o in manifest.outputs])
+        if manifest.privacy.get("output") == "hashed":  # a slice's output: only its hash leaves (sliced.py)
+            outputs = []
         return ProofBundle(
             model=BundleModel(
                 id=model_id, name=manifest.name, onnx_sha256=manifest.onnx.sha256,

@@ -123,6 +123,9 @@ class TuningJob:
     # a quick search (compile's default, ``grid.py``): scales settled once, one circuit widened, the cheapest timed
     # alone with one proof; False: the thorough search (every ladder, WIDEN widened, several timed and repeated)
     quick: bool = False
+    # the input scales the grid may use (a slice after the first: the previous slice's output scale alone, so
+    # the tensor they share quantises the same on both sides; sliced.py)
+    scales: tuple[int, ...] = DEFAULT_SCALES
 
 
 TIMED_AT_MOST = 8  # accurate candidates checked on the input domain, cheapest first: more than the timing takes
@@ -216,7 +219,7 @@ def likely_pick(job: TuningJob, progress: Progress = _noop, first_only: bool = F
     if only is not None:
         run(only)
     else:
-        grid.first_step(run, tried, job.quick, first_only)
+        grid.first_step(run, tried, job.quick, first_only, job.scales)
     accurate = covering(job.domain_points, job.workdir, sorted((c for c in tried if c.status == "ok"), key=cost_rank),
                         keep=1)
     return accurate[0] if accurate else None
@@ -252,12 +255,12 @@ def _default_grid(job: TuningJob, data: Path, limit: float, measured: dict[tuple
         tried.append(cand)
         return cand
 
-    grid.first_step(run, tried, job.quick)
+    grid.first_step(run, tried, job.quick, scales=job.scales)
     best = min((work(c) for c in tried if c.status == "ok"), default=float("inf"))
     if floor_work(EZKL_DECOMPOSITION[0], 1) < WITHIN * best:
-        grid.ladder(run, tried, *EZKL_DECOMPOSITION, quick=job.quick)
-    if floor_work(EZKL_DECOMPOSITION[0], 2) < WITHIN * best:
-        run(ezkl_default_candidate())
+        grid.ladder(run, tried, *EZKL_DECOMPOSITION, quick=job.quick, scales=job.scales)
+    if floor_work(EZKL_DECOMPOSITION[0], 2) < WITHIN * best and job.scales == DEFAULT_SCALES:
+        run(ezkl_default_candidate())  # EZKL picks its own scale: not where the scales are given
     grid.widen(run, tried, job.quick)
     return tried
 
@@ -291,10 +294,13 @@ def build_candidate(job: TuningJob, cand: Candidate, data: Path, index: int) -> 
     ra = ezkl_calls.run_args(
         input_visibility=job.profile.input, param_visibility=job.profile.params,
         decomp_base=cand.decomp_base, decomp_legs=cand.decomp_legs, num_inner_cols=cand.num_inner_cols,
+        output_visibility=job.profile.output,
     )
     ezkl_calls.gen_settings(job.model, settings, ra)
     scales = [cand.scale] if cand.scale is not None else None
     rebase = list(REBASE_MULTIPLIERS) if cand.decomp_base is not None else None  # None: EZKL's defaults
+    if job.profile.output == "hashed":  # a slice's link: rebased to the input scale, the next slice's (sliced.py)
+        rebase = [1]
     ezkl_calls.calibrate(data, job.model, settings, scales=scales, max_logrows=MAX_LOGROWS,
                          rebase_multipliers=rebase)
     meta = canonical_settings(json.loads(settings.read_text()))

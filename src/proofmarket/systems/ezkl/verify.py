@@ -83,6 +83,8 @@ def _check_model(bundle: ProofBundle, store: ArtifactStore) -> ModelManifest:
         raise VerificationFailed("the verifying key does not match the bundle's vk digest")
     if bundle.layout != circuit.layout:
         raise VerificationFailed("the bundle's instance layout differs from the model's")
+    if bundle.privacy != manifest.privacy or bundle.input.visibility != manifest.privacy.get("input"):
+        raise VerificationFailed("the bundle's privacy profile differs from the model's")
     return manifest
 
 
@@ -151,6 +153,10 @@ def decode_outputs(bundle: ProofBundle, outputs: list[int], scales: list[int] | 
 
 
 def _check_output_values(bundle: ProofBundle, own: OwnInstances) -> None:
+    if bundle.privacy.get("output") == "hashed":  # a slice's: its one hash instance per output, no values shown
+        if bundle.output.values or len(own.outputs) != len(bundle.output.shapes):
+            raise VerificationFailed("a hashed output carries no values and one hash per output")
+        return
     decoded = decode_outputs(bundle, own.outputs, own.output_scales)
     if not _close(decoded, bundle.output.values, 1e-9):
         raise VerificationFailed("the output values are not the ones the proof commits to")

@@ -1,0 +1,207 @@
+"""Split a model's graph into slices at tensor boundaries: each slice a model of its own whose one input is the
+previous slice's one output, so proving every slice proves the model (``systems/ezkl/sliced.py`` links them).
+
+    cuts       the places in the graph's node order where exactly one computed tensor crosses: everything before
+               is done and only that tensor is read after (the model's input is read after a cut only by its first
+               slice: a residual from the input would cross beside the tensor, so no cut lies inside its span).
+               Initializers and ``Constant`` nodes cross freely: each slice holds its own copy.
+    weights    each node's work, to balance slices: multiply-adds for MatMul/Gemm/Conv, output elements for the rest
+               (a nonlinearity's lookups cost per element)
+    plan       ``n`` slices: the cuts nearest to equal shares of the total work
+    extract    slice ``k``'s model: the nodes between its cuts, its input the tensor at its first cut (the model's
+               inputs for slice 0), its output the tensor at its last (the model's outputs for the last slice)
+
+The graph must have one output and its node list in topological order (ONNX requires it); a slice's model keeps
+the opset and every initializer it reads, nothing else.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper, shape_inference
+
+from proofmarket.core.errors import UsageError
+
+MAX_SLICES = 64
+
+
+@dataclass(frozen=True)
+class Cut:
+    """A place to split: after node ``index - 1``, only ``tensor`` (of ``shape``) is read by the nodes after."""
+
+    index: int
+    tensor: str
+    shape: tuple[int, ...]
+    work_before: int  # the summed work of the nodes before it
+
+
+@dataclass(frozen=True)
+class SlicePlan:
+    cuts: tuple[Cut, ...]
+    total_work: int
+    node_count: int
+
+    @property
+    def count(self) -> int:
+        return len(self.cuts) + 1
+
+    def works(self) -> list[int]:
+        edges = [0, *(c.work_before for c in self.cuts), self.total_work]
+        return [b - a for a, b in zip(edges, edges[1:], strict=False)]
+
+    def to_json(self) -> dict[str, object]:
+        return {"slices": self.count, "cuts": [{"after_node": c.index, "tensor": c.tensor, "shape": list(c.shape)}
+                                                for c in self.cuts], "work": self.works()}
+
+
+def _shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
+    inferred = shape_inference.infer_shapes(model)
+    out: dict[str, tuple[int, ...]] = {}
+    for value in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        if value.type.tensor_type.HasField("shape") and all(d.HasField("dim_value") for d in dims):
+            out[value.name] = tuple(int(d.dim_value) for d in dims)
+    return out
+
+
+def _free(model: onnx.ModelProto) -> set[str]:
+    """Tensors any slice may hold a copy of: initializers and the outputs of ``Constant`` nodes."""
+    free = {t.name for t in model.graph.initializer}
+    free.update(o for n in model.graph.node if n.op_type == "Constant" for o in n.output)
+    return free
+
+
+def _work(node: onnx.NodeProto, shapes: dict[str, tuple[int, ...]]) -> int:
+    out = shapes.get(node.output[0]) if node.output else None
+    elements = math.prod(out) if out else 1
+    if node.op_type in ("MatMul", "Gemm") and len(node.input) >= 2:
+        left = shapes.get(node.input[0])
+        inner = left[-1] if left else 1
+        if node.op_type == "Gemm" and left and any(a.name == "transA" and a.i for a in node.attribute):
+            inner = left[0]
+        return elements * max(1, inner)
+    if node.op_type in ("Conv", "ConvTranspose") and len(node.input) >= 2:
+        kernel = shapes.get(node.input[1])
+        return elements * (math.prod(kernel[1:]) if kernel else 1)
+    if node.op_type == "Constant":
+        return 0
+    return elements
+
+
+def cuts(model: onnx.ModelProto) -> tuple[list[Cut], int]:
+    """Every single-tensor cut of the graph and its total work."""
+    graph = model.graph
+    if len(graph.output) != 1:
+        raise UsageError(f"only a model with one output can be sliced; this one has {len(graph.output)}")
+    shapes, free = _shapes(model), _free(model)
+    inputs = {i.name for i in graph.input} - free
+    last_use: dict[str, int] = {}
+    for i, node in enumerate(graph.node):
+        for name in node.input:
+            if name and name not in free:
+                last_use[name] = i
+    output = graph.output[0].name
+    found, work, live = [], 0, set(inputs)
+    for i, node in enumerate(graph.node):
+        work += _work(node, shapes)
+        live.update(o for o in node.output if o and o not in free)
+        live = {t for t in live if last_use.get(t, -1) > i or t == output}
+        if i + 1 < len(graph.node) and len(live) == 1:
+            (tensor,) = live
+            if tensor not in inputs and tensor != output and tensor in shapes:
+                found.append(Cut(i + 1, tensor, shapes[tensor], work))
+    return found, work
+
+
+def plan(model: onnx.ModelProto, slices: int) -> SlicePlan:
+    """``slices`` slices (fewer when the graph has fewer cuts: the plan's count says so) whose largest work is the
+    smallest possible over the graph's cuts (a minimax partition, by dynamic programming)."""
+    if not 1 <= slices <= MAX_SLICES:
+        raise UsageError(f"--slices is between 1 and {MAX_SLICES}, not {slices}")
+    found, total = cuts(model)
+    count = min(slices, len(found) + 1)
+    edges = [0, *(c.work_before for c in found), total]  # edges[j]: the work before boundary j
+    # best[k][j]: the least max-work of k slices covering the nodes before boundary j (boundary j = found[j - 1])
+    inf = float("inf")
+    best = [[inf] * len(edges) for _ in range(count + 1)]
+    back = [[0] * len(edges) for _ in range(count + 1)]
+    best[0][0] = 0
+    for k in range(1, count + 1):
+        for j in range(1, len(edges)):
+            for i in range(j):
+                value = max(best[k - 1][i], edges[j] - edges[i])
+                if value < best[k][j]:
+                    best[k][j], back[k][j] = value, i
+    chosen, j = [], len(edges) - 1
+    for k in range(count, 0, -1):
+        j = back[k][j]
+        if j:
+            chosen.append(found[j - 1])
+    return SlicePlan(tuple(sorted(chosen, key=lambda c: c.index)), total, len(model.graph.node))
+
+
+def extract(model: onnx.ModelProto, slice_plan: SlicePlan, k: int) -> onnx.ModelProto:
+    """Slice ``k`` of the plan as a model of its own (checked by the ONNX checker)."""
+    graph = model.graph
+    edges = [0, *(c.index for c in slice_plan.cuts), len(graph.node)]
+    start, end = edges[k], edges[k + 1]
+    nodes = list(graph.node[start:end])
+    needed = {name for n in nodes for name in n.input if name}
+    constants = [n for n in graph.node[:start] if n.op_type == "Constant" and set(n.output) & needed]
+    initializers = [t for t in graph.initializer if t.name in needed]
+    shapes = _shapes(model)
+    if k == 0:
+        inputs = [i for i in graph.input if i.name not in {t.name for t in graph.initializer}]
+    else:
+        cut = slice_plan.cuts[k - 1]
+        inputs = [helper.make_tensor_value_info(cut.tensor, _elem_type(model, cut.tensor), list(cut.shape))]
+    if k == slice_plan.count - 1:
+        outputs = list(graph.output)
+    else:
+        cut = slice_plan.cuts[k]
+        outputs = [helper.make_tensor_value_info(cut.tensor, _elem_type(model, cut.tensor), list(shapes[cut.tensor]))]
+    sliced = helper.make_graph(constants + nodes, f"{graph.name or 'model'}_slice{k}", inputs, outputs, initializers)
+    out = helper.make_model(sliced, opset_imports=list(model.opset_import), ir_version=model.ir_version)
+    onnx.checker.check_model(out)
+    return out
+
+
+def _elem_type(model: onnx.ModelProto, name: str) -> int:
+    inferred = shape_inference.infer_shapes(model)
+    for value in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
+        if value.name == name:
+            return int(value.type.tensor_type.elem_type)
+    return onnx.TensorProto.FLOAT
+
+
+def write_slices(onnx_path: Path, slices: int, out_dir: Path) -> tuple[SlicePlan, list[Path]]:
+    """Plan ``slices`` slices of the model at ``onnx_path`` and write each as ``out_dir/slice-<k>.onnx``."""
+    model = onnx.load(str(onnx_path))
+    slice_plan = plan(model, slices)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for k in range(slice_plan.count):
+        path = out_dir / f"slice-{k}.onnx"
+        onnx.save(extract(model, slice_plan, k), str(path))
+        paths.append(path)
+    return slice_plan, paths
+
+
+def run_chain(paths: list[Path], inputs: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Run the slices in order with onnxruntime: (the last slice's outputs, each cut's tensor)."""
+    import onnxruntime as ort
+
+    between: list[np.ndarray] = []
+    current = inputs
+    for path in paths:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        feeds = {i.name: np.asarray(v, dtype=np.float32).reshape([d if isinstance(d, int) else 1 for d in i.shape])
+                 for i, v in zip(session.get_inputs(), current, strict=True)}
+        current = [np.asarray(o) for o in session.run(None, feeds)]
+        between.append(current[0])
+    return current, between[:-1]

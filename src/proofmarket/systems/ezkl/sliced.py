@@ -1,0 +1,301 @@
+"""One model as linked slices: each slice its own circuit, proven apart (in parallel), verified as one proof.
+
+    compile   the graph is cut at single-tensor boundaries (``models/slicing.py``); each slice is compiled by the one
+              compiler (``compile_model``) into a model of its own, with its own settings and keys:
+                  slice 0        the model's input as the owner chose (public or hashed with a salt); output hashed
+                  slice k        input ``linked`` (hashed, no salt), output hashed
+                  last slice     input linked, output public
+              A hashed output and a linked input of the same tensor are the same Poseidon hash when both sides
+              quantise it at the same scale: slice k's input scale is slice k-1's output scale (the search may use
+              that scale alone), and when that scale is too coarse for slice k, every slice is compiled again from
+              the next finer scale. The sliced manifest lists the slices' model ids; its CID is the model id.
+    prove     the witnesses run in order (slice k's input: slice k-1's quantised output, as the circuit holds it),
+              then every slice is proven on its own prover, in parallel; intermediate values never leave the prover.
+    verify    every slice's bundle verifies on its own (``verify_bundle``: its model is the manifest's slice k),
+              each link holds (slice k's output hash instances == slice k+1's input hash instances), and the call's
+              input and output are the first slice's and the last slice's. A swapped, reordered, foreign or replayed
+              slice proof breaks a model id or a link.
+
+What the chain binds is what one proof binds: the output came from the committed slices (the committed model, cut)
+on the committed input. A link reveals a Poseidon hash of an intermediate tensor, not its values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import queue
+import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from proofmarket import models
+from proofmarket.core.errors import AccuracyNotMet, BundleError, UsageError, VerificationFailed
+from proofmarket.models import slicing
+from proofmarket.models.external import self_contained
+from proofmarket.store import ArtifactStore, LocalStore
+from proofmarket.systems.ezkl import ezkl_calls
+from proofmarket.systems.ezkl.bundle import BundleInput, BundleOutput, ProofBundle
+from proofmarket.systems.ezkl.candidates import DEFAULT_SCALES, Candidate
+from proofmarket.systems.ezkl.manifest import ModelManifest, TensorDoc
+from proofmarket.systems.ezkl.profile import PrivacyProfile
+from proofmarket.systems.port import VerifyReport
+
+SLICED_KIND: Literal["proofmarket/sliced-model"] = "proofmarket/sliced-model"
+SLICED_BUNDLE: Literal["proofmarket/sliced-bundle"] = "proofmarket/sliced-bundle"
+Progress = Callable[[str], None]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SlicedManifest(_Strict):
+    kind: Literal["proofmarket/sliced-model"] = SLICED_KIND
+    name: str
+    slices: list[str]  # the slices' model ids, in order
+    inputs: list[TensorDoc]
+    outputs: list[TensorDoc]
+    privacy: dict[str, str]  # the call's: the first slice's input, the last slice's output
+    plan: dict[str, Any]  # slicing.SlicePlan.to_json(): the cuts and each slice's work
+    accuracy: dict[str, Any]  # end to end, the slices' witnesses in order against onnxruntime
+    ezkl_version: str
+
+
+class SlicedBundle(_Strict):
+    kind: Literal["proofmarket/sliced-bundle"] = SLICED_BUNDLE
+    model: dict[str, str]  # {"id": the sliced model id, "name": ...}
+    input: BundleInput  # the first slice's
+    output: BundleOutput  # the last slice's
+    slices: list[dict[str, Any]]  # each slice's proof bundle, in order
+
+    def to_doc(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+@dataclasses.dataclass
+class SlicedCompile:
+    model_id: str
+    manifest: SlicedManifest
+    slices: list[ModelManifest]
+
+
+def is_sliced(doc: object) -> bool:
+    return isinstance(doc, dict) and doc.get("kind") in (SLICED_KIND, SLICED_BUNDLE)
+
+
+def load_sliced(store: ArtifactStore, model_id: str) -> SlicedManifest:
+    try:
+        return SlicedManifest.model_validate(store.get_json(model_id))
+    except ValueError as exc:
+        raise BundleError(f"{model_id} does not name a sliced model") from exc
+
+
+# --- compile ------------------------------------------------------------------------------------------------------
+def compile_sliced(onnx_path: Path, samples_doc: Any, store: LocalStore, options: Any, slices: int,
+                   progress: Progress = lambda _: None) -> SlicedCompile:
+    """Compile the model at ``onnx_path`` as ``slices`` linked slices (fewer when its graph has fewer cuts) with the
+    one compiler; ``options``: the model's ``CompileOptions`` (its profile is the call's input's)."""
+    from proofmarket.systems.ezkl.compiler import compile_model
+
+    if options.profile.params != "fixed":
+        raise UsageError("a sliced model keeps its weights in its keys (params=fixed): hashed weights are for one "
+                         "circuit")
+    with tempfile.TemporaryDirectory(prefix="proofmarket-slices-") as tmp:
+        work = Path(tmp)
+        onnx_path = self_contained(onnx_path, work / "model", models.MAX_MODEL_BYTES)
+        info = models.load_model(onnx_path)
+        samples = models.parse_samples(samples_doc, info)
+        normalized = work / "normalized.onnx"
+        models.normalize_model(onnx_path, normalized)
+        plan, paths = slicing.write_slices(normalized, slices, work / "slices")
+        if plan.count < 2:
+            raise UsageError("the model's graph has no single-tensor boundary to cut at: compile it as one circuit")
+        progress(f"slicing: {plan.count} slices of work {', '.join(f'{w:,}' for w in plan.works())} at "
+                 f"{', '.join(c.tensor for c in plan.cuts)}")
+        between = [slicing.run_chain(paths, s)[1] for s in samples]  # each cut's tensor, per sample
+        floor = 0
+        while True:
+            try:
+                manifests, ids = _compile_chain(paths, plan, samples, between, store, options, floor, progress,
+                                                compile_model)
+                break
+            except _TooCoarse as exc:
+                finer = [i for i, s in enumerate(DEFAULT_SCALES) if s > exc.scale]
+                if not finer:
+                    raise exc.error from None
+                floor = finer[0]
+                progress(f"slice {exc.k + 1} is not accurate at its input scale {exc.scale}: every slice again from "
+                         f"scale {DEFAULT_SCALES[floor]}")
+        accuracy = _end_to_end(store, manifests, samples, normalized, work / "check")
+        progress(f"end to end on {len(samples)} sample(s): max abs error {accuracy['max_abs_error']:.4g} against "
+                 "onnxruntime")
+        manifest = SlicedManifest(
+            name=options.name or onnx_path.stem, slices=ids,
+            inputs=[TensorDoc(name=t.name, shape=list(t.shape), dtype=t.dtype) for t in info.inputs],
+            outputs=[TensorDoc(name=t.name, shape=list(t.shape), dtype=t.dtype) for t in info.outputs],
+            privacy={"input": options.profile.input, "params": "fixed", "output": "public"},
+            plan=plan.to_json(), accuracy=accuracy, ezkl_version=ezkl_calls.EZKL_VERSION)
+        model_id = store.put_json(manifest.model_dump(mode="json"))
+    return SlicedCompile(model_id, manifest, manifests)
+
+
+class _TooCoarse(Exception):
+    def __init__(self, k: int, scale: int, error: AccuracyNotMet) -> None:
+        super().__init__(error.message)
+        self.k, self.scale, self.error = k, scale, error
+
+
+def _compile_chain(paths: list[Path], plan: slicing.SlicePlan, samples: list[list[np.ndarray]],
+                   between: list[list[np.ndarray]], store: LocalStore, options: Any, floor: int, progress: Progress,
+                   compile_model: Any) -> tuple[list[ModelManifest], list[str]]:
+    manifests: list[ModelManifest] = []
+    ids: list[str] = []
+    scales: tuple[int, ...] = DEFAULT_SCALES[floor:]
+    last = len(paths) - 1
+    for k, path in enumerate(paths):
+        profile = PrivacyProfile(options.profile.input if k == 0 else "linked", "fixed",
+                                 "public" if k == last else "hashed")
+        if k == 0:
+            doc: Any = {"inputs": [{t.name: a.tolist() for t, a in zip(_inputs(path), s, strict=True)}
+                                   for s in samples]}
+        else:
+            name = plan.cuts[k - 1].tensor
+            doc = {"inputs": [{name: b[k - 1].tolist()} for b in between]}
+        given = None if options.candidates is None else [  # fresh ones per slice (a search fills them in)
+            Candidate(c.decomp_base, c.decomp_legs, c.scale if k == 0 and c.scale in scales else scales[0],
+                      c.num_inner_cols) for c in options.candidates]
+        slice_options = dataclasses.replace(
+            options, profile=profile, scales=scales, candidates=given, name=f"{options.name or path.stem} slice {k + 1}/{len(paths)}",
+            batch_sizes=(), domain=options.domain if k == 0 else None,
+            task=options.task if k == last else "regression", budget=options.budget)
+        progress(f"slice {k + 1} of {len(paths)}: compiling (input scale {'/'.join(map(str, scales))})")
+        try:
+            result = compile_model(path, doc, store, slice_options,
+                                   lambda line, k=k: progress(f"[slice {k + 1}] {line}"))
+        except AccuracyNotMet as exc:
+            if k == 0:
+                raise
+            raise _TooCoarse(k, scales[0], exc) from exc
+        manifests.append(result.manifest)
+        ids.append(result.model_id)
+        if k < last:
+            settings = json.loads(store.get(result.manifest.settings.cid))
+            scales = (int(settings["model_output_scales"][0]),)
+    return manifests, ids
+
+
+def _inputs(path: Path) -> list[Any]:
+    return list(models.load_model(path).inputs)
+
+
+def _end_to_end(store: LocalStore, manifests: list[ModelManifest], samples: list[list[np.ndarray]],
+                normalized: Path, work: Path) -> dict[str, Any]:
+    """The slices' witnesses in order on each sample against onnxruntime on the whole model."""
+    from proofmarket.systems.ezkl.salt import circuit_input
+
+    worst = 0.0
+    for s in samples:
+        salt = [0] * manifests[0].salt_elements if manifests[0].salt_elements else None
+        outputs = chain_witness(store, manifests, circuit_input(s, salt), work)[-1]
+        want = models.run_onnx(normalized, s)
+        for got, ref in zip(outputs, want, strict=True):
+            worst = max(worst, float(np.max(np.abs(np.asarray(got) - np.asarray(ref).ravel()))))
+    return {"max_abs_error": worst, "samples": len(samples)}
+
+
+# --- prove ---------------------------------------------------------------------------------------------------------
+def chain_witness(store: ArtifactStore, manifests: list[ModelManifest], first: list[list[float]],
+                  work: Path) -> list[list[list[float]]]:
+    """Each slice's output values (floats at its output scale), the witnesses computed in order: slice k's input is
+    slice k-1's output as its circuit quantised it. Returns every slice's outputs (the intermediate ones stay here)."""
+    work.mkdir(parents=True, exist_ok=True)
+    flat, outs = first, []
+    for k, manifest in enumerate(manifests):
+        (work / f"in-{k}.json").write_text(json.dumps({"input_data": flat}))
+        witness = ezkl_calls.gen_witness(work / f"in-{k}.json", store.path(manifest.compiled.cid),
+                                         work / f"witness-{k}.json")
+        settings = json.loads(store.get(manifest.settings.cid))
+        sizes = [int(np.prod(o.shape)) for o in manifest.outputs]
+        flat = ezkl_calls.decode_values(witness["outputs"], settings["model_output_scales"], sizes)
+        outs.append(flat)
+    return outs
+
+
+def prove_sliced(store: LocalStore, model_id: str, inputs_doc: Any, provers: list[Any],
+                 salt: list[int] | None = None, progress: Progress = lambda _: None) -> tuple[SlicedBundle, str]:
+    """Prove a call on a sliced model: the witnesses in order, then every slice on ``provers`` (``EzklProver``s,
+    each its own process) in parallel. Returns the bundle and its CID."""
+    from proofmarket.systems.ezkl.salt import check_salt, circuit_input
+    from proofmarket.systems.ezkl.verify import load_manifest
+
+    sliced = load_sliced(store, model_id)
+    manifests = [load_manifest(store, i) for i in sliced.slices]
+    salt = check_salt(manifests[0].salt_elements, salt, required=False)
+    flat = circuit_input(models.parse_flat(inputs_doc, manifests[0].input_signature()), salt)
+    with tempfile.TemporaryDirectory(prefix="proofmarket-sliced-") as tmp:
+        outs = chain_witness(store, manifests, flat, Path(tmp))
+    firsts = [inputs_doc, *({"input_data": o} for o in outs[:-1])]
+    progress(f"proving {len(manifests)} slices on {len(provers)} prover(s)")
+
+    free: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    for prover in provers:
+        free.put(prover)
+
+    def one(k: int) -> ProofBundle:
+        prover = free.get()  # one proof at a time on each prover (its own process)
+        try:
+            proved: ProofBundle = prover.prove(sliced.slices[k], firsts[k], salt=salt if k == 0 else None).bundle
+            return proved
+        finally:
+            free.put(prover)
+
+    with ThreadPoolExecutor(max_workers=len(provers)) as pool:
+        bundles = list(pool.map(one, range(len(manifests))))
+    bundle = SlicedBundle(model={"id": model_id, "name": sliced.name}, input=bundles[0].input,
+                          output=bundles[-1].output, slices=[b.to_doc() for b in bundles])
+    return bundle, store.put_json(bundle.to_doc())
+
+
+# --- verify --------------------------------------------------------------------------------------------------------
+def verify_sliced(doc: dict[str, Any] | SlicedBundle, store: ArtifactStore) -> VerifyReport:
+    """Every slice's proof, every link, and the call's input and output (the module says what each binds)."""
+    from proofmarket.systems.ezkl.verify import own_instances, verify_bundle
+
+    try:
+        bundle = doc if isinstance(doc, SlicedBundle) else SlicedBundle.model_validate(doc)
+    except ValueError as exc:
+        raise BundleError(f"not a sliced proof bundle ({str(exc).splitlines()[0]})") from exc
+    sliced = load_sliced(store, bundle.model.get("id", ""))
+    if len(bundle.slices) != len(sliced.slices):
+        raise VerificationFailed(f"the model has {len(sliced.slices)} slices; the bundle proves {len(bundle.slices)}")
+    parts = [ProofBundle.parse(s) for s in bundle.slices]
+    for k, (part, want) in enumerate(zip(parts, sliced.slices, strict=True)):
+        if part.model.id != want:
+            raise VerificationFailed(f"slice {k + 1}'s proof is not of the model's slice {k + 1}")
+        verify_bundle(part, store)
+    from proofmarket.systems.ezkl.felts import parse_uint_hex
+
+    own = [own_instances(p, [parse_uint_hex(i) for i in p.proof.instances]) for p in parts]
+    for k in range(len(parts) - 1):
+        if own[k].outputs != own[k + 1].inputs:
+            raise VerificationFailed(f"the link between slices {k + 1} and {k + 2} is broken: slice {k + 2}'s input "
+                                     f"is not slice {k + 1}'s output")
+    if bundle.input != parts[0].input:
+        raise VerificationFailed("the call's input is not the first slice's")
+    if bundle.output != parts[-1].output:
+        raise VerificationFailed("the call's output is not the last slice's")
+    from proofmarket.store.cid import digest_of
+    from proofmarket.systems.ezkl.srs import srs_kind
+
+    kinds = {srs_kind(digest_of(p.model.srs.cid).hex()) for p in parts}
+    checks = [f"each of the {len(parts)} slices' proofs verifies against the model's slice",
+              f"the {len(parts) - 1} links hold: each slice's input hash is the previous slice's output hash",
+              "the call's input is the first slice's, its output the last slice's"]
+    return VerifyReport(True, bundle.model["id"], bundle.output.values,
+                        kinds.pop() if len(kinds) == 1 else "mixed", checks)
