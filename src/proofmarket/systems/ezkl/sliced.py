@@ -171,7 +171,8 @@ def _compile_chain(paths: list[Path], plan: slicing.SlicePlan, samples: list[lis
             Candidate(c.decomp_base, c.decomp_legs, c.scale if k == 0 and c.scale in scales else scales[0],
                       c.num_inner_cols) for c in options.candidates]
         slice_options = dataclasses.replace(
-            options, profile=profile, scales=scales, candidates=given, name=f"{options.name or path.stem} slice {k + 1}/{len(paths)}",
+            options, profile=profile, scales=scales, candidates=given,
+            name=f"{options.name or path.stem} slice {k + 1}/{len(paths)}",
             batch_sizes=(), domain=options.domain if k == 0 else None,
             task=options.task if k == last else "regression", budget=options.budget)
         progress(f"slice {k + 1} of {len(paths)}: compiling (input scale {'/'.join(map(str, scales))})")
