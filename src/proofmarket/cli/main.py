@@ -137,6 +137,12 @@ def compile_cmd(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="check the model and samples and predict logrows, "
                                                             "proving-key size, memory and prove time; no tuning, "
                                                             "no keys (seconds)")] = False,
+    slices: Annotated[int, typer.Option("--slices", min=1, max=64, help="cut the graph into this many linked "
+                                        "slices (where one tensor alone crosses), each its own circuit proven in "
+                                        "parallel; a call's proof checks every slice and link (default 1: one "
+                                        "circuit)")] = 1,
+    provers: Annotated[int, typer.Option("--provers", min=1, max=64, help="--slices with --dry-run: the provers "
+                                         "a call's wall time is predicted for")] = 1,
     as_json: JsonOpt = False,
     home: HomeOpt = None,
 ) -> None:
@@ -162,6 +168,16 @@ def compile_cmd(
             raise UsageError(f"--search is quick or thorough, not {search!r}")
         samples = _read_samples(sample, model)
         sizes = None if batch_sizes is None else parse_sizes(batch_sizes)
+        if slices > 1:
+            from proofmarket.cli import sliced_cmd
+
+            if dry_run:
+                sliced_cmd.dry_run(ws, model, profile, slices, provers, as_json)
+            else:
+                sliced_cmd.compile_sliced(ws, model, samples, slices, profile, as_json, srs_file=srs, name=name,
+                                          bound=_bound(max_error), objective=Objective(name=objective), task=task,
+                                          domain=domain, domain_margin=domain_margin, search=search)
+            return
         if dry_run:
             prediction = ws.predict(model, samples, profile=profile, domain=domain, domain_margin=domain_margin)
             print_prediction(prediction, ws.settings, as_json)
@@ -217,15 +233,21 @@ def prove_cmd(
     model_id: Annotated[str, typer.Argument(help="the model id printed by compile")],
     input: Annotated[Path, typer.Option("--input", help='{"input_data": [[...]]} or {"inputs": {"x": [...]}}')],
     out_path: Annotated[Path | None, typer.Option("--out", help="write the proof bundle here")] = None,
+    provers: Annotated[int, typer.Option("--provers", min=1, max=64, help="a sliced model: prove its slices on "
+                                         "this many prover processes at once")] = 1,
     as_json: JsonOpt = False,
     home: HomeOpt = None,
 ) -> None:
     """Run MODEL_ID on INPUT, prove it, self-verify, and store the proof bundle."""
+    from proofmarket.cli import sliced_cmd
     from proofmarket.cli.prove_cmd import ProveArgs, prove
 
     ws = _workspace(home, inline_prover=True)  # one proof: no second process, no second EZKL import
     try:
         doc = read_json(input, "input")
+        if sliced_cmd.is_sliced_model(ws, model_id):
+            sliced_cmd.prove_sliced(ws, model_id, doc, provers, out_path, as_json)
+            return
         if _attested_onnx(ws, model_id):
             _run_attested_onnx(ws, model_id, doc, out_path, as_json)
             return

@@ -85,13 +85,23 @@ def lean(argv: list[str]) -> int | None:
         except WrongMode:  # an attested model: the app proves it its way
             return None
         except ProofMarketError:
-            pass  # not a model here: the proof below says so, as the app's command would
+            if _sliced(prover, args.model_id):  # not one circuit: the app proves its slices
+                return None
+            # else not a model here: the proof below says so, as the app's command would
         prove(prover, args, read_json(args.input, "input"))
     except ProofMarketError as exc:
         return fail(exc, args.as_json).exit_code
     finally:
         prover.close()
     return 0
+
+
+def _sliced(prover: Any, model_id: str) -> bool:
+    try:
+        doc = prover.store.get_json(model_id)
+    except Exception:
+        return False
+    return isinstance(doc, dict) and doc.get("kind") == "proofmarket/sliced-model"
 
 
 def _crypto_by_ctypes() -> None:

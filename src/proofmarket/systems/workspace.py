@@ -75,6 +75,38 @@ class Workspace:
         self._index(result)
         return result
 
+    def compile_sliced(self, onnx_path: Path, samples_doc: Any, slices: int, *, profile: PrivacyProfile,
+                       srs_file: Path | None = None, progress: Progress = lambda _: None, **options: Any) -> Any:
+        """Compile a model as ``slices`` linked slices (systems/ezkl/sliced.py): ``options`` as ``compile``'s
+        (bound, name, objective, task, domain, domain_margin, search); no batch circuits."""
+        self.settings.writable_home()
+        srs = self.srs_provider(srs_file)
+        srs.check_available()
+        from proofmarket.models.domain import DEFAULT_MARGIN
+        from proofmarket.systems.ezkl.compiler import CompileOptions
+        from proofmarket.systems.ezkl.sliced import compile_sliced
+
+        if options.get("domain_margin") is None:
+            options["domain_margin"] = DEFAULT_MARGIN
+        compiled = CompileOptions(profile=profile, srs=srs, budget=self.settings.budget, **options)
+        return compile_sliced(onnx_path, samples_doc, self.store, compiled, slices, progress)
+
+    def prove_sliced(self, model_id: str, inputs_doc: Any, provers: int = 1,
+                     progress: Progress = lambda _: None) -> Any:
+        """A call on a sliced model, its slices proven on ``provers`` prover processes (1: this workspace's)."""
+        from proofmarket.systems.ezkl.prover import EzklProver
+        from proofmarket.systems.ezkl.sliced import prove_sliced
+        from proofmarket.systems.ezkl.worker import ProofWorker
+
+        timeout_s = self.settings.queue.proof_timeout_s
+        own = [EzklProver(self.store, self.settings.jobs_dir, ProofWorker(timeout_s=timeout_s))
+               for _ in range(provers)] if provers > 1 else []
+        try:
+            return prove_sliced(self.store, model_id, inputs_doc, own or [self.prover], progress=progress)
+        finally:
+            for prover in own:
+                prover.close()
+
     def srs_provider(self, srs_file: Path | None = None) -> SrsProvider:
         """The SRS a compile uses: ``srs_file`` (or PROOFMARKET_SRS_FILE); else the ceremony file stored in
         HOME/srs for the circuit's logrows (``proofmarket srs fetch``/``import``); else a dev SRS, only where the

@@ -300,3 +300,33 @@ def verify_sliced(doc: dict[str, Any] | SlicedBundle, store: ArtifactStore) -> V
               "the call's input is the first slice's, its output the last slice's"]
     return VerifyReport(True, bundle.model["id"], bundle.output.values,
                         kinds.pop() if len(kinds) == 1 else "mixed", checks)
+
+
+# --- the dry run ---------------------------------------------------------------------------------------------------
+def predict_sliced(onnx_path: Path, profile: PrivacyProfile, slices: int, provers: int = 1) -> dict[str, Any]:
+    """``compile --slices N --dry-run``: the plan and each slice's cost from its graph alone (``graph_floor``: no
+    calibration, seconds), and a call's proof wall time on ``provers`` provers (the slices' proofs scheduled longest
+    first on the least loaded prover)."""
+    from proofmarket.systems.ezkl.predict import graph_floor
+
+    with tempfile.TemporaryDirectory(prefix="proofmarket-slices-") as tmp:
+        work = Path(tmp)
+        onnx_path = self_contained(onnx_path, work / "model", models.MAX_MODEL_BYTES)
+        models.load_model(onnx_path)  # the model's checks first: an unsupported operator is named here
+        normalized = work / "normalized.onnx"
+        models.normalize_model(onnx_path, normalized)
+        plan, paths = slicing.write_slices(normalized, slices, work / "slices")
+        last = len(paths) - 1
+        rows = []
+        for k, path in enumerate(paths):
+            floor = graph_floor(path, input_visibility=profile.input if k == 0 else "linked",
+                                param_visibility="fixed", output_visibility="public" if k == last else "hashed")
+            rows.append({"slice": k + 1, "work": plan.works()[k], "logrows": floor.logrows,
+                         "prove_s": round(floor.prove_s, 2), "pk_mb": round(floor.pk_mb, 1),
+                         "peak_rss_mb": round(floor.peak_rss_mb, 1)})
+    loads = [0.0] * max(1, provers)
+    for row in sorted(rows, key=lambda r: -float(r["prove_s"])):
+        loads[loads.index(min(loads))] += float(row["prove_s"])
+    return {"plan": plan.to_json(), "slices": rows, "provers": max(1, provers), "wall_s": round(max(loads), 2),
+            "serial_s": round(sum(float(r["prove_s"]) for r in rows), 2),
+            "basis": "each slice's rows from its graph alone at EZKL's default scale (not calibrated): a lower bound"}
