@@ -113,7 +113,8 @@ def cuts(model: onnx.ModelProto) -> tuple[list[Cut], int]:
         live = {t for t in live if last_use.get(t, -1) > i or t == output}
         if i + 1 < len(graph.node) and len(live) == 1:
             (tensor,) = live
-            if tensor not in inputs and tensor != output and tensor in shapes:
+            fresh = not found or found[-1].tensor != tensor  # a Constant node between: the same cut
+            if fresh and tensor not in inputs and tensor != output and tensor in shapes:
                 found.append(Cut(i + 1, tensor, shapes[tensor], work))
     return found, work
 

@@ -41,7 +41,7 @@ from proofmarket.models.external import self_contained
 from proofmarket.store import ArtifactStore, LocalStore
 from proofmarket.systems.ezkl import ezkl_calls
 from proofmarket.systems.ezkl.bundle import BundleInput, BundleOutput, ProofBundle
-from proofmarket.systems.ezkl.candidates import DEFAULT_SCALES, Candidate
+from proofmarket.systems.ezkl.candidates import DEFAULT_SCALES, AccuracyBound, Candidate
 from proofmarket.systems.ezkl.manifest import ModelManifest, TensorDoc
 from proofmarket.systems.ezkl.profile import PrivacyProfile
 from proofmarket.systems.port import VerifyReport
@@ -124,17 +124,23 @@ def compile_sliced(onnx_path: Path, samples_doc: Any, store: LocalStore, options
             try:
                 manifests, ids = _compile_chain(paths, plan, samples, between, store, options, floor, progress,
                                                 compile_model)
-                break
             except _TooCoarse as exc:
-                finer = [i for i, s in enumerate(DEFAULT_SCALES) if s > exc.scale]
-                if not finer:
-                    raise exc.error from None
-                floor = finer[0]
+                floor = _finer(exc.scale, exc.error)
                 progress(f"slice {exc.k + 1} is not accurate at its input scale {exc.scale}: every slice again from "
                          f"scale {DEFAULT_SCALES[floor]}")
-        accuracy = _end_to_end(store, manifests, samples, normalized, work / "check")
-        progress(f"end to end on {len(samples)} sample(s): max abs error {accuracy['max_abs_error']:.4g} against "
-                 "onnxruntime")
+                continue
+            accuracy = _end_to_end(store, manifests, samples, normalized, work / "check", options.bound)
+            progress(f"end to end on {len(samples)} sample(s): max abs error {accuracy['max_abs_error']:.4g} "
+                     f"against onnxruntime (the bound: {accuracy['limit']:.4g})")
+            if accuracy["max_abs_error"] <= accuracy["limit"]:
+                break
+            scale = int(json.loads(store.get(manifests[0].settings.cid))["run_args"]["input_scale"])
+            floor = _finer(scale, AccuracyNotMet(
+                f"the slices together miss the accuracy bound: max abs error {accuracy['max_abs_error']:.4g} over "
+                f"{accuracy['limit']:.4g} end to end, at the finest scale searched; cut fewer slices, or loosen "
+                "--max-error", **accuracy))
+            progress(f"the slices' errors add up past the bound at scale {scale}: every slice again from scale "
+                     f"{DEFAULT_SCALES[floor]}")
         manifest = SlicedManifest(
             name=options.name or onnx_path.stem, slices=ids,
             inputs=[TensorDoc(name=t.name, shape=list(t.shape), dtype=t.dtype) for t in info.inputs],
@@ -143,6 +149,14 @@ def compile_sliced(onnx_path: Path, samples_doc: Any, store: LocalStore, options
             plan=plan.to_json(), accuracy=accuracy, ezkl_version=ezkl_calls.EZKL_VERSION)
         model_id = store.put_json(manifest.model_dump(mode="json"))
     return SlicedCompile(model_id, manifest, manifests)
+
+
+def _finer(scale: int, error: AccuracyNotMet) -> int:
+    """The index of the next scale of the grid finer than ``scale``; ``error`` when none is."""
+    finer = [i for i, s in enumerate(DEFAULT_SCALES) if s > scale]
+    if not finer:
+        raise error
+    return finer[0]
 
 
 class _TooCoarse(Exception):
@@ -196,18 +210,23 @@ def _inputs(path: Path) -> list[Any]:
 
 
 def _end_to_end(store: LocalStore, manifests: list[ModelManifest], samples: list[list[np.ndarray]],
-                normalized: Path, work: Path) -> dict[str, Any]:
-    """The slices' witnesses in order on each sample against onnxruntime on the whole model."""
+                normalized: Path, work: Path, bound: AccuracyBound | None) -> dict[str, Any]:
+    """The slices' witnesses in order on each sample against onnxruntime on the whole model, and the bound one
+    circuit of the model would have been held to (``AccuracyBound.limit`` of the model's outputs)."""
     from proofmarket.systems.ezkl.salt import circuit_input
 
-    worst = 0.0
+    worst, refs, argmax = 0.0, [], True
     for s in samples:
         salt = [0] * manifests[0].salt_elements if manifests[0].salt_elements else None
         outputs = chain_witness(store, manifests, circuit_input(s, salt), work)[-1]
         want = models.run_onnx(normalized, s)
+        refs.extend(want)
         for got, ref in zip(outputs, want, strict=True):
-            worst = max(worst, float(np.max(np.abs(np.asarray(got) - np.asarray(ref).ravel()))))
-    return {"max_abs_error": worst, "samples": len(samples)}
+            flat = np.asarray(ref, dtype=np.float64).ravel()
+            worst = max(worst, float(np.max(np.abs(np.asarray(got) - flat))) if flat.size else 0.0)
+            argmax = argmax and (flat.size < 2 or int(np.argmax(got)) == int(np.argmax(flat)))
+    return {"max_abs_error": worst, "limit": (bound or AccuracyBound()).limit(refs), "argmax_match": argmax,
+            "samples": len(samples)}
 
 
 # --- prove ---------------------------------------------------------------------------------------------------------

@@ -1,0 +1,120 @@
+"""Slicing a graph at single-tensor boundaries (``models/slicing.py``): where it may cut, how it balances, and that the
+slices run in order compute what the whole model does (onnxruntime on both)."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from proofmarket.core.errors import UsageError
+from proofmarket.models import slicing
+
+RNG = np.random.default_rng(7)
+
+
+def _weights(name: str, *shape: int) -> onnx.TensorProto:
+    return numpy_helper.from_array(RNG.normal(0, 0.5, shape).astype(np.float32), name)
+
+
+def chain(widths: list[int]) -> onnx.ModelProto:
+    """x -> (MatMul, Relu) per layer -> y: a cut after every Relu (and after every MatMul)."""
+    nodes, inits, prev = [], [], "x"
+    for i, (a, b) in enumerate(itertools.pairwise(widths)):
+        inits.append(_weights(f"w{i}", a, b))
+        nodes.append(helper.make_node("MatMul", [prev, f"w{i}"], [f"m{i}"]))
+        out = "y" if i == len(widths) - 2 else f"r{i}"
+        nodes.append(helper.make_node("Relu", [f"m{i}"], [out]))
+        prev = out
+    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, widths[0]])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, widths[-1]])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def residual() -> onnx.ModelProto:
+    """h = relu(x W0); r = h + relu(h W1) (h crosses beside the branch); y = r W2 + a Constant used late."""
+    nodes = [
+        helper.make_node("MatMul", ["x", "w0"], ["a"]), helper.make_node("Relu", ["a"], ["h"]),
+        helper.make_node("Constant", [], ["c"], value=numpy_helper.from_array(np.full((1, 4), 0.5, np.float32))),
+        helper.make_node("MatMul", ["h", "w1"], ["b"]), helper.make_node("Relu", ["b"], ["f"]),
+        helper.make_node("Add", ["h", "f"], ["r"]),
+        helper.make_node("MatMul", ["r", "w2"], ["m"]), helper.make_node("Add", ["m", "c"], ["y"]),
+    ]
+    graph = helper.make_graph(nodes, "residual", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+                              [_weights("w0", 6, 8), _weights("w1", 8, 8), _weights("w2", 8, 4)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def run(model: onnx.ModelProto | Path, x: np.ndarray) -> np.ndarray:
+    source = model if isinstance(model, Path) else model.SerializeToString()
+    session = ort.InferenceSession(str(source) if isinstance(source, Path) else source,
+                                   providers=["CPUExecutionProvider"])
+    return np.asarray(session.run(None, {session.get_inputs()[0].name: x})[0])
+
+
+def test_a_chain_is_cut_after_each_node_but_the_last() -> None:
+    found, total = slicing.cuts(chain([8, 16, 16, 4]))
+    assert [c.tensor for c in found] == ["m0", "r0", "m1", "r1", "m2"]
+    assert total == 8 * 16 + 16 + 16 * 16 + 16 + 16 * 4 + 4  # multiply-adds of each MatMul, elements of each Relu
+
+
+def test_no_cut_inside_a_residual_span_and_constants_cross_freely() -> None:
+    found, _ = slicing.cuts(residual())
+    # inside the branch both h and the branch's tensor are live: the only cuts are before it and after the Add
+    assert [c.tensor for c in found] == ["a", "h", "r", "m"]
+
+
+def test_a_model_whose_input_is_read_late_has_no_cut_before_that_read() -> None:
+    nodes = [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Neg", ["a"], ["b"]),
+             helper.make_node("Add", ["b", "x"], ["y"])]
+    graph = helper.make_graph(nodes, "late", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    found, _ = slicing.cuts(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    assert found == []
+    assert slicing.plan(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), 3).count == 1
+
+
+@pytest.mark.parametrize("n", [2, 3, 4])
+def test_the_plan_minimises_the_largest_slice(n: int) -> None:
+    model = chain([8, 32, 16, 24, 8, 4])
+    found, total = slicing.cuts(model)
+    got = slicing.plan(model, n)
+    assert got.count == n and sum(got.works()) == total
+    # brute force over every choice of n - 1 cuts: the smallest possible largest slice
+    edges = [c.work_before for c in found]
+    best = min(max(b - a for a, b in itertools.pairwise([0, *pick, total]))
+               for pick in itertools.combinations(edges, n - 1))
+    assert max(got.works()) == best
+
+
+@pytest.mark.parametrize(("build", "n"), [(lambda: chain([8, 16, 16, 4]), 3), (residual, 2), (residual, 3)])
+def test_the_slices_in_order_compute_the_whole_model(build: object, n: int, tmp_path: Path) -> None:
+    model = build()  # type: ignore[operator]
+    path = tmp_path / "model.onnx"
+    onnx.save(model, str(path))
+    plan, paths = slicing.write_slices(path, n, tmp_path / "slices")
+    assert plan.count == n and len(paths) == n
+    x = RNG.normal(0, 1, (1, model.graph.input[0].type.tensor_type.shape.dim[1].dim_value)).astype(np.float32)
+    out, between = slicing.run_chain(paths, [x])
+    np.testing.assert_array_equal(out[0], run(model, x))
+    assert [b.shape for b in between] == [c.shape for c in plan.cuts]
+    for k, p in enumerate(paths):  # each slice is a model of its own: one input, one output
+        sliced = onnx.load(str(p))
+        assert len(sliced.graph.input) == 1 and len(sliced.graph.output) == 1
+        if k:
+            assert sliced.graph.input[0].name == plan.cuts[k - 1].tensor
+
+
+def test_bad_slice_counts_and_many_outputs_are_refused() -> None:
+    with pytest.raises(UsageError, match="between 1 and"):
+        slicing.plan(chain([4, 4, 4]), 0)
+    model = chain([4, 4, 4])
+    model.graph.output.append(helper.make_tensor_value_info("m0", TensorProto.FLOAT, [1, 4]))
+    with pytest.raises(UsageError, match="one output"):
+        slicing.cuts(model)

@@ -1,0 +1,146 @@
+"""A model as linked slices (``systems/ezkl/sliced.py``), with real EZKL proofs: the sample MLP cut in two, each slice
+its own circuit, a call's slices proven on two prover processes; the bundle verifies in the library, through the
+verify every caller uses and on the command line, reveals no intermediate value, and every tampering is refused."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from cli_run import run_cli
+
+from proofmarket.core.errors import VerificationFailed
+from proofmarket.samples import sample_path
+from proofmarket.store import LocalStore
+from proofmarket.systems import verify_bundle_any
+from proofmarket.systems.ezkl import sliced
+from proofmarket.systems.ezkl.compiler import CompileOptions, CompileResult
+from proofmarket.systems.ezkl.profile import PrivacyProfile
+from proofmarket.systems.ezkl.prover import EzklProver
+from proofmarket.systems.ezkl.srs import SrsProvider
+from proofmarket.systems.ezkl.tuning import Candidate
+from proofmarket.systems.ezkl.worker import ProofWorker
+
+FIRST = [0.5, -1.0, 2.0, 0.25, 1.0, -0.5, 0.1, 3.0]
+SECOND = [-2.0, 0.3, 1.5, -0.75, 0.0, 2.5, -1.25, 0.6]
+
+
+@pytest.fixture(scope="module")
+def sliced_mlp(zk_home: Path, srs_provider: SrsProvider) -> sliced.SlicedCompile:
+    store = LocalStore(zk_home / "store")
+    samples = json.loads(sample_path("mlp", "samples").read_text())
+    return sliced.compile_sliced(sample_path("mlp"), samples, store, CompileOptions(
+        profile=PrivacyProfile(), srs=srs_provider, candidates=[Candidate(256, 2, 7, 1)]), 2)
+
+
+@pytest.fixture(scope="module")
+def proofs(zk_home: Path, sliced_mlp: sliced.SlicedCompile) -> Iterator[list[dict[str, Any]]]:
+    store = LocalStore(zk_home / "store")
+    provers = [EzklProver(store, zk_home / "jobs", ProofWorker()) for _ in range(2)]
+    try:
+        yield [sliced.prove_sliced(store, sliced_mlp.model_id, {"input_data": [x]}, provers)[0].to_doc()
+               for x in (FIRST, SECOND)]
+    finally:
+        for prover in provers:
+            prover.close()
+
+
+def onnxruntime(x: list[float]) -> np.ndarray:
+    session = ort.InferenceSession(str(sample_path("mlp")), providers=["CPUExecutionProvider"])
+    return np.asarray(session.run(None, {session.get_inputs()[0].name: np.asarray([x], np.float32)})[0]).ravel()
+
+
+def test_a_sliced_call_computes_the_model_and_verifies_everywhere(zk_home: Path, sliced_mlp: sliced.SlicedCompile,
+                                                                   proofs: list[dict[str, Any]],
+                                                                   tmp_path: Path) -> None:
+    store = LocalStore(zk_home / "store")
+    manifest = sliced_mlp.manifest
+    assert len(manifest.slices) == 2 and manifest.plan["slices"] == 2
+    assert manifest.accuracy["max_abs_error"] <= manifest.accuracy["limit"]
+    for doc, x in zip(proofs, (FIRST, SECOND), strict=True):
+        report = verify_bundle_any(doc, store)
+        assert report.valid and report.model_id == sliced_mlp.model_id
+        got = np.asarray(report.output[0])
+        assert np.max(np.abs(got - onnxruntime(x))) <= manifest.accuracy["limit"]  # the owner's bound, end to end
+        assert [s["model"]["id"] for s in doc["slices"]] == manifest.slices
+    first = proofs[0]
+    # what is between the slices never leaves the prover: no values, only the link's hash
+    assert first["slices"][0]["output"]["values"] == [] and first["slices"][1]["input"]["values"] is None
+    assert first["slices"][1]["input"]["visibility"] == "linked"
+    np.testing.assert_allclose(first["input"]["values"][0], FIRST, atol=1e-6)  # the call's own input: public
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps(first))
+    done = run_cli(zk_home, "verify", str(path), "--json")
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["valid"] is True and answer["output"] == first["output"]["values"]
+
+
+def _reorder(doc: dict[str, Any], _: dict[str, Any], __: Any) -> None:
+    doc["slices"].reverse()
+
+
+def _replay(doc: dict[str, Any], other: dict[str, Any], _: Any) -> None:
+    doc["slices"][1] = other["slices"][1]  # another call's last slice: a valid proof, not of this call's tensor
+    doc["output"] = other["output"]
+
+
+def _foreign(doc: dict[str, Any], _: dict[str, Any], whole: dict[str, Any]) -> None:
+    doc["slices"][0] = whole  # a valid proof of another model (the MLP as one circuit)
+
+
+def _drop(doc: dict[str, Any], _: dict[str, Any], __: Any) -> None:
+    doc["slices"].pop()
+
+
+def _output(doc: dict[str, Any], _: dict[str, Any], __: Any) -> None:
+    doc["output"]["values"][0][0] += 1.0
+
+
+def _privacy(doc: dict[str, Any], _: dict[str, Any], __: Any) -> None:
+    doc["slices"][0]["privacy"]["output"] = "public"  # as if the first slice's output were shown
+
+
+def _link(doc: dict[str, Any], _: dict[str, Any], __: Any) -> None:
+    instances = doc["slices"][0]["proof"]["instances"]
+    instances[-1] = hex(int(instances[-1], 16) ^ 1)  # the output hash the next slice must read
+
+
+@pytest.mark.parametrize("tamper", [_reorder, _replay, _foreign, _drop, _output, _privacy, _link],
+                         ids=["reordered", "replayed", "foreign", "dropped", "output", "privacy", "link"])
+def test_every_tampering_with_a_slice_or_a_link_is_refused(
+        zk_home: Path, proofs: list[dict[str, Any]], mlp: CompileResult, prover: EzklProver,
+        tamper: Callable[[dict[str, Any], dict[str, Any], Any], None], tmp_path: Path) -> None:
+    store = LocalStore(zk_home / "store")
+    whole = prover.prove(mlp.model_id, {"input_data": [FIRST]}).bundle.to_doc()
+    doc = copy.deepcopy(proofs[0])
+    tamper(doc, copy.deepcopy(proofs[1]), whole)
+    with pytest.raises(VerificationFailed):
+        verify_bundle_any(doc, store)
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps(doc))
+    assert run_cli(zk_home, "verify", str(path)).returncode != 0  # the command line refuses it too
+
+
+def test_the_command_line_plans_proves_and_verifies_a_sliced_model(zk_home: Path,
+                                                                   sliced_mlp: sliced.SlicedCompile,
+                                                                   tmp_path: Path) -> None:
+    planned = run_cli(zk_home, "compile", str(sample_path("mlp")), "--sample", str(sample_path("mlp", "samples")),
+                      "--slices", "5", "--dry-run", "--provers", "2", "--json")
+    assert planned.returncode == 0, planned.stderr
+    plan = json.loads(planned.stdout)["sliced"]
+    assert plan["plan"]["slices"] == 3  # Gemm | Relu | Gemm: the graph has two cuts, so three slices at most
+    assert len(plan["slices"]) == 3 and plan["wall_s"] <= plan["serial_s"]
+    (tmp_path / "in.json").write_text(json.dumps({"input_data": [SECOND]}))
+    proved = run_cli(zk_home, "prove", sliced_mlp.model_id, "--input", str(tmp_path / "in.json"), "--provers", "2",
+                     "--out", str(tmp_path / "b.json"), "--json")
+    assert proved.returncode == 0, proved.stderr
+    assert json.loads(proved.stdout)["sliced"] is True
+    checked = run_cli(zk_home, "verify", str(tmp_path / "b.json"))
+    assert checked.returncode == 0 and "links hold" in checked.stdout, checked.stdout + checked.stderr
