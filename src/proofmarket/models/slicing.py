@@ -106,7 +106,8 @@ def cuts(model: onnx.ModelProto) -> tuple[list[Cut], int]:
             if name and name not in free:
                 last_use[name] = i
     output = graph.output[0].name
-    found, work, live = [], 0, set(inputs)
+    found: list[Cut] = []
+    work, live = 0, set(inputs)
     for i, node in enumerate(graph.node):
         work += _work(node, shapes)
         live.update(o for o in node.output if o and o not in free)
