@@ -114,6 +114,12 @@ def test_a_model_far_over_budget_is_answered_from_its_graph_without_calibrating(
     roomy = Budget(max_logrows=full.logrows + 4, max_prove_s=3600.0, max_memory_mb=10**6)
     with pytest.raises(AssertionError, match="calibrated"):  # within the budget: calibrated as before
         predict_model(sample_path("mlp"), samples, PrivacyProfile(), budget=roomy)
+    # within the budget but its graph alone over what a dry run calibrates in seconds: answered from the graph
+    from proofmarket.systems.ezkl import compiler
+
+    monkeypatch.setattr(compiler, "DRY_RUN_CALIBRATES_UP_TO", floor.logrows - 1)
+    quick, _ = predict_model(sample_path("mlp"), samples, PrivacyProfile(), budget=roomy)
+    assert "from the graph alone, not calibrated" in quick.sized_by and quick.logrows == floor.logrows
 
 
 def test_a_torch_default_export_with_npy_samples_is_read_as_compile_reads_it(tmp_path: Path) -> None:

@@ -232,7 +232,8 @@ def predict_model(onnx_path: Path, samples_doc: Any, profile: PrivacyProfile, ta
         domain = input_domain(info, samples, domain_spec, margin, said.append)
         points = domain_points(domain, info, profile)
         prediction = _predicted(circuit_onnx, flat, reference, profile, Path(tmp), checked, known,
-                                max_input=largest, domain_points=points, first_only=True, budget=budget)[0]
+                                max_input=largest, domain_points=points, first_only=True, budget=budget,
+                                calibrate_up_to=DRY_RUN_CALIBRATES_UP_TO)[0]
         if not known:  # over the budget from its graph alone: nothing calibrated, nothing to compare
             return dataclasses.replace(prediction, domain=tuple(said)), info
         (Path(tmp) / "samples-only").mkdir()  # the same settings calibrated on the samples alone: one candidate
@@ -251,20 +252,28 @@ def _predicted(circuit_onnx: Path, flat: list[list[list[float]]], reference: lis
                known: dict[str, Candidate], likely: bool = True, max_input: float | None = None,
                domain_points: list[list[list[float]]] | None = None, quick: bool = True, first_only: bool = False,
                only: Candidate | None = None, budget: Budget | None = None,
-               scales: tuple[int, ...] | None = None) -> tuple[Prediction, float]:
+               scales: tuple[int, ...] | None = None,
+               calibrate_up_to: int | None = None) -> tuple[Prediction, float]:
     """The cost of the circuit compile most likely picks (``tuning.likely_pick``: the first settings accurate on the
     samples; those candidates go into ``known`` for the search to reuse), else of the calibration alone
     (``predict``: a model no coarse candidate gets right, or a compile given its own candidates: ``likely`` False).
     Also the seconds one candidate took. With a ``budget``: a model whose graph alone is over it (``graph_floor``)
-    is answered from the graph, in seconds, with no calibration."""
+    is answered from the graph, in seconds, with no calibration; so is one whose graph alone needs more than
+    ``calibrate_up_to`` logrows (the dry run: calibrating such a model takes minutes)."""
     started = time.perf_counter()
-    if budget is not None:
+    if budget is not None or calibrate_up_to is not None:
         floor = graph_floor(circuit_onnx, input_visibility=profile.input, param_visibility=profile.params,
                             max_input=max_input, output_visibility=profile.output)
         try:
-            budget.check(floor)
+            if budget is not None:
+                budget.check(floor)
         except ModelOverBudget:
             return floor, time.perf_counter() - started
+        if calibrate_up_to is not None and floor.logrows > calibrate_up_to:
+            return dataclasses.replace(floor, sized_by=(
+                f"from the graph alone, not calibrated (a circuit over 2^{calibrate_up_to} rows takes minutes to "
+                "calibrate): a lower bound; compile calibrates and prints its prediction first, before any key "
+                "setup")), time.perf_counter() - started
     job = TuningJob(circuit_onnx, flat, reference, profile, work, SrsProvider(work / "no-srs"), bound, known=known,
                     domain_points=domain_points or [], quick=quick, scales=scales or DEFAULT_SCALES)
     try:
@@ -304,6 +313,7 @@ def domain_points(domain: InputDomain, info: models.ModelInfo, profile: PrivacyP
 
 
 TASKS = ("classification", "regression")
+DRY_RUN_CALIBRATES_UP_TO = 16  # logrows of the graph alone up to which the dry run calibrates (~10 s: the MLP 784)
 TYPICAL_GRID = 7  # candidates the default grid calibrates on most models (of its ~20: tuning._default_grid)
 
 
