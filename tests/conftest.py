@@ -141,7 +141,7 @@ LANES: dict[str, tuple[str, ...]] = {
     "private_model": ("slow",), "fresh@tests/onchain": ("slow",), "served_model": ("slow",), "lm_node": ("slow",),
     "mcp_node": ("slow",), "listed@tests/payments/exact": ("slow",), "hashed_id": ("slow",), "onnx_id": ("slow",),
     "mlp@tests/systems/ezkl": ("slow",), "logreg@tests/systems/ezkl": ("slow",), "batched": ("slow",),
-    "hashed_mlp": ("slow",), "proved": ("slow",), "proofs": ("slow",), "sliced_mlp": ("slow",),
+    "hashed_mlp": ("slow",), "proved": ("slow",), "proofs": ("slow",), "sliced_mlp": ("slow",), "sliced_id": ("slow",),
     "node@tests/payments/test_facilitator_http.py": ("slow",),
     "node@tests/payments/exact/test_x402_attested_pending.py": ("slow", "chain"),
     "lm_id@tests/intake": ("slow",),

@@ -176,6 +176,9 @@ class ModelPublic(ModelSummary):
         "every element, or one per element), and its source (stated by the owner, or the samples' range widened by "
         "margin); a call outside it is refused with input_out_of_range before any payment")
     attested: AttestedTerms | None = Field(default=None, description="attested models: commitments and terms")
+    sliced: dict[str, Any] | None = Field(
+        default=None, description="a model proven as linked slices: slices (each slice's model id, in order) and plan "
+        "(where the graph is cut, each slice's work); a call's bundle carries every slice's proof")
 
 
 class ModelList(BaseModel):

@@ -37,10 +37,6 @@ def verify_bundle_any(doc: Any, store: ArtifactStore, *, reexecute: bool = False
     it. Attested: signature, hashes and bindings; with ``reexecute`` also one pass against every commitment."""
     from proofmarket.systems.registry import verify_bundle
 
-    if isinstance(doc, dict) and doc.get("kind") == "proofmarket/sliced-bundle":  # one model's linked slices
-        from proofmarket.systems.ezkl.sliced import verify_sliced
-
-        return verify_sliced(doc, store)
     options: dict[str, Any] = {"reexecute": reexecute, "model_dir": model_dir, "work_dir": work_dir,
                                "threads": threads} if reexecute or work_dir is not None else {}
     return verify_bundle(doc, store, **options)

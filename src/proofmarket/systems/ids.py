@@ -2,4 +2,5 @@
 
 PROVEN_SYSTEM = "ezkl-halo2-kzg-bn254"
 ATTESTED_SYSTEM = "proofmarket-attested-toploc-v1"
+SLICED_SYSTEM = "ezkl-halo2-kzg-bn254-sliced"  # one model as linked EZKL slices (systems/ezkl/sliced.py)
 DEFAULT_SYSTEM = PROVEN_SYSTEM  # v1 documents (before systems were named) are EZKL ones

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from proofmarket.core.errors import BundleError
 from proofmarket.systems.documents import BUNDLE_FORMAT
-from proofmarket.systems.ids import ATTESTED_SYSTEM, DEFAULT_SYSTEM, PROVEN_SYSTEM
+from proofmarket.systems.ids import ATTESTED_SYSTEM, DEFAULT_SYSTEM, PROVEN_SYSTEM, SLICED_SYSTEM
 from proofmarket.systems.port import Bundle, ProofSystem, SystemContext, SystemSpec
 
 if TYPE_CHECKING:
@@ -48,6 +48,7 @@ __all__ = ["ATTESTED_SYSTEM", "DEFAULT_SYSTEM", "PROVEN_SYSTEM", "SystemSet", "W
 _BUILTINS = {  # system id -> (module, name): each loads when a document first names it (a proof loads no LM code)
     PROVEN_SYSTEM: ("proofmarket.systems.ezkl.system", "EZKL_SPEC"),
     ATTESTED_SYSTEM: ("proofmarket.systems.attested.spec", "ATTESTED_SPEC"),
+    SLICED_SYSTEM: ("proofmarket.systems.ezkl.sliced_system", "SLICED_SPEC"),
 }
 _loaded: set[str] = set()
 

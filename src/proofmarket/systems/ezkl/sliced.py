@@ -57,6 +57,8 @@ class _Strict(BaseModel):
 
 class SlicedManifest(_Strict):
     kind: Literal["proofmarket/sliced-model"] = SLICED_KIND
+    system: Literal["ezkl-halo2-kzg-bn254-sliced"] = "ezkl-halo2-kzg-bn254-sliced"  # ids.SLICED_SYSTEM
+    mode: Literal["proven"] = "proven"
     name: str
     slices: list[str]  # the slices' model ids, in order
     inputs: list[TensorDoc]
@@ -65,14 +67,29 @@ class SlicedManifest(_Strict):
     plan: dict[str, Any]  # slicing.SlicePlan.to_json(): the cuts and each slice's work
     accuracy: dict[str, Any]  # end to end, the slices' witnesses in order against onnxruntime
     ezkl_version: str
+    artifacts: list[str]  # what anyone may fetch: each slice's manifest and its public artifacts
+
+    @property
+    def public_cids(self) -> list[str]:
+        return list(self.artifacts)
+
+
+class SlicedRef(_Strict):
+    id: str  # the sliced model's id
+    name: str
 
 
 class SlicedBundle(_Strict):
+    format: Literal["proofmarket/proof-bundle"] = "proofmarket/proof-bundle"  # documents.BUNDLE_FORMAT
     kind: Literal["proofmarket/sliced-bundle"] = SLICED_BUNDLE
-    model: dict[str, str]  # {"id": the sliced model id, "name": ...}
+    system: Literal["ezkl-halo2-kzg-bn254-sliced"] = "ezkl-halo2-kzg-bn254-sliced"
+    mode: Literal["proven"] = "proven"
+    model: SlicedRef
     input: BundleInput  # the first slice's
     output: BundleOutput  # the last slice's
     slices: list[dict[str, Any]]  # each slice's proof bundle, in order
+    payment: dict[str, Any] | None = None  # a paid call's (as a proof bundle's: tickets.py)
+    receipt: dict[str, Any] | None = None  # the node's signed receipt over the pure bundle's CID
 
     def to_doc(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -145,8 +162,9 @@ def compile_sliced(onnx_path: Path, samples_doc: Any, store: LocalStore, options
             name=options.name or onnx_path.stem, slices=ids,
             inputs=[TensorDoc(name=t.name, shape=list(t.shape), dtype=t.dtype) for t in info.inputs],
             outputs=[TensorDoc(name=t.name, shape=list(t.shape), dtype=t.dtype) for t in info.outputs],
-            privacy={"input": options.profile.input, "params": "fixed", "output": "public"},
-            plan=plan.to_json(), accuracy=accuracy, ezkl_version=ezkl_calls.EZKL_VERSION)
+            privacy=PrivacyProfile(options.profile.input, "fixed", "public").to_dict(),
+            plan=plan.to_json(), accuracy=accuracy, ezkl_version=ezkl_calls.EZKL_VERSION,
+            artifacts=sorted({*ids, *(cid for m in manifests for cid in m.public_cids)}))
         model_id = store.put_json(manifest.model_dump(mode="json"))
     return SlicedCompile(model_id, manifest, manifests)
 
@@ -277,7 +295,7 @@ def prove_sliced(store: LocalStore, model_id: str, inputs_doc: Any, provers: lis
 
     with ThreadPoolExecutor(max_workers=len(provers)) as pool:
         bundles = list(pool.map(one, range(len(manifests))))
-    bundle = SlicedBundle(model={"id": model_id, "name": sliced.name}, input=bundles[0].input,
+    bundle = SlicedBundle(model=SlicedRef(id=model_id, name=sliced.name), input=bundles[0].input,
                           output=bundles[-1].output, slices=[b.to_doc() for b in bundles])
     return bundle, store.put_json(bundle.to_doc())
 
@@ -291,7 +309,7 @@ def verify_sliced(doc: dict[str, Any] | SlicedBundle, store: ArtifactStore) -> V
         bundle = doc if isinstance(doc, SlicedBundle) else SlicedBundle.model_validate(doc)
     except ValueError as exc:
         raise BundleError(f"not a sliced proof bundle ({str(exc).splitlines()[0]})") from exc
-    sliced = load_sliced(store, bundle.model.get("id", ""))
+    sliced = load_sliced(store, bundle.model.id)
     if len(bundle.slices) != len(sliced.slices):
         raise VerificationFailed(f"the model has {len(sliced.slices)} slices; the bundle proves {len(bundle.slices)}")
     parts = [ProofBundle.parse(s) for s in bundle.slices]
@@ -317,7 +335,11 @@ def verify_sliced(doc: dict[str, Any] | SlicedBundle, store: ArtifactStore) -> V
     checks = [f"each of the {len(parts)} slices' proofs verifies against the model's slice",
               f"the {len(parts) - 1} links hold: each slice's input hash is the previous slice's output hash",
               "the call's input is the first slice's, its output the last slice's"]
-    return VerifyReport(True, bundle.model["id"], bundle.output.values,
+    if bundle.receipt is not None:
+        from proofmarket.systems.receipts import check_receipt
+
+        checks.append(check_receipt(bundle))
+    return VerifyReport(True, bundle.model.id, bundle.output.values,
                         kinds.pop() if len(kinds) == 1 else "mixed", checks)
 
 
