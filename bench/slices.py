@@ -1,0 +1,176 @@
+"""Slices: one model cut into linked circuits (``compile --slices N``), proven on 1 and on 2 provers.
+
+For each model (torch's default export, the reach bench's models and samples): the sliced dry run (the plan and each
+slice's predicted cost), the sliced compile (wall and CPU seconds, each slice's logrows and proving key), then one
+call proven with 1 prover and with 2 (each in a process of its own: wall time, and the peak resident memory of the
+largest prover process), the bundle's verification, and beside it the model as one circuit: its dry run's prediction
+(peak memory, proving key) and, where ``bench/reach.json`` measured it, its prove time and peak.
+
+    python bench/slices.py                       # the MLP and LeNet-5 in 2 slices (writes slices.json, slices.md)
+    python bench/slices.py --only lenet-5 --slices 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from reach import MODELS, _cpu, export  # noqa: E402  (the reach bench's models and exports)
+
+DEFAULT = ("mlp 784-56-10", "lenet-5")
+
+
+def _workspace(home: Path) -> Any:
+    from proofmarket.core.settings import Settings
+    from proofmarket.systems.workspace import Workspace
+
+    return Workspace(Settings(home=home), inline_prover=True)  # type: ignore[call-arg]
+
+
+def compile_one(name: str, slices: int, work: Path) -> dict[str, Any]:
+    """Export, the sliced dry run and the sliced compile, into ``work/home``."""
+    import numpy as np
+
+    from proofmarket.cli.main import _read_samples
+    from proofmarket.systems.ezkl.predict import graph_floor
+    from proofmarket.systems.ezkl.profile import PrivacyProfile
+    from proofmarket.systems.ezkl.sliced import predict_sliced
+
+    onnx_path, samples_path, params = export(name, work / "model")
+    row: dict[str, Any] = {"model": name, "parameters": params, "slices_asked": slices}
+    started = time.perf_counter()
+    planned = predict_sliced(onnx_path, PrivacyProfile(), slices, 2)
+    row.update(dry_run_s=round(time.perf_counter() - started, 1), plan=planned)
+    ws = _workspace(work / "home")
+    try:
+        from proofmarket import models
+        from proofmarket.models.external import self_contained
+
+        whole = self_contained(onnx_path, work / "whole", models.MAX_MODEL_BYTES)
+        models.normalize_model(whole, work / "whole.onnx")
+        floor = graph_floor(work / "whole.onnx")
+        row["whole_floor"] = {"logrows": floor.logrows, "pk_mb": round(floor.pk_mb),
+                              "peak_mb": round(floor.peak_rss_mb), "prove_s": round(floor.prove_s, 1)}
+        samples = _read_samples(samples_path, onnx_path)
+        cpu, started = _cpu(), time.perf_counter()
+        result = ws.compile_sliced(onnx_path, samples, slices, profile=PrivacyProfile())
+        row.update(compile_s=round(time.perf_counter() - started, 1), compile_cpu_s=round(_cpu() - cpu, 1),
+                   model_id=result.model_id, accuracy=result.manifest.accuracy,
+                   circuits=[{"logrows": m.logrows, "pk_mb": round(m.pk.size / 1e6, 1)} for m in result.slices])
+        row["input"] = {"input_data": np.load(samples_path)[:1].reshape(1, -1).tolist()}
+        return row
+    finally:
+        ws.close()
+
+
+def prove_one(home: Path, model_id: str, given: Any, provers: int) -> dict[str, Any]:
+    """One call on ``provers`` prover processes (this process only schedules them), then its verification."""
+    ws = _workspace(home)
+    try:
+        started = time.perf_counter()
+        bundle, _ = ws.prove_sliced(model_id, given, provers)
+        wall = time.perf_counter() - started
+        started = time.perf_counter()
+        assert ws.verify(bundle.to_doc()).valid
+        verify_s = time.perf_counter() - started
+    finally:
+        ws.close()
+    doc = bundle.to_doc()
+    return {"provers": provers, "wall_s": round(wall, 2), "verify_s": round(verify_s, 3),
+            "prove_s": [round(s["timings"]["prove_s"], 2) for s in doc["slices"]],
+            "proof_bytes": sum((len(s["proof"]["hex"]) - 2) // 2 for s in doc["slices"]),
+            "peak_prover_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)}
+
+
+def _child(*args: str) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, env={**os.environ})
+    if done.returncode != 0:
+        return {"error": (done.stderr.strip().splitlines() or ["failed"])[-1][:300]}
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def measure(name: str, slices: int, work: Path) -> dict[str, Any]:
+    row = _child("--compile", name, "--slices", str(slices), "--work", str(work))
+    if "error" in row:
+        return {"model": name, **row}
+    (work / "input.json").write_text(json.dumps(row.pop("input")))
+    row["runs"] = [_child("--prove", row["model_id"], "--work", str(work), "--provers", str(p)) for p in (1, 2)]
+    reach = json.loads((HERE / "reach.json").read_text()) if (HERE / "reach.json").is_file() else {"models": []}
+    whole = next((r for r in reach["models"] if r.get("model") == name and "prove_s" in r), None)
+    row["whole_measured"] = None if whole is None else {"prove_s": whole["prove_s"], "peak_mb": whole["peak_mb"]}
+    return row
+
+
+def render(doc: dict[str, Any]) -> str:
+    lines = ["# Slices: one model as linked circuits, on 1 and 2 provers", "",
+             f"`python bench/slices.py` ({doc['measured_at']}, {doc['machine']}). Each model as torch exports it, cut "
+             "where one tensor alone crosses (`compile --slices N`, the quick search per slice); one call proven "
+             "with 1 prover, then with 2 (each prover a process; peak: the largest prover process's resident "
+             "memory). \"One circuit\": the model's graph alone as one circuit (a lower bound, not calibrated), and "
+             "its measured prove time and peak from `bench/reach.json` where that bench compiled it.", "",
+             "| model | slices (work) | dry run s | compile s (CPU s) | slices' logrows, pk MB | end-to-end error "
+             "(bound) | 1 prover: wall s, peak MB | 2 provers: wall s, peak MB | 2 vs 1 | proof bytes | verify s | "
+             "one circuit: logrows, pk MB, peak MB (measured prove s, peak MB) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in doc["models"]:
+        if "error" in r or any("error" in run for run in r.get("runs", [])):
+            why = r.get("error") or next(run["error"] for run in r["runs"] if "error" in run)
+            lines.append(f"| {r['model']} | failed: {why} | | | | | | | | | | |")
+            continue
+        one, two = r["runs"]
+        plan, floor, measured = r["plan"]["plan"], r["whole_floor"], r["whole_measured"]
+        circuits = "; ".join(f"{c['logrows']}, {c['pk_mb']:,}" for c in r["circuits"])
+        seen = f" ({measured['prove_s']} s, {measured['peak_mb']:,} MB)" if measured else ""
+        lines.append(
+            f"| {r['model']} | {plan['slices']} ({', '.join(f'{w:,}' for w in plan['work'])}) | {r['dry_run_s']} | "
+            f"{r['compile_s']} ({r['compile_cpu_s']}) | {circuits} | {r['accuracy']['max_abs_error']:.3g} "
+            f"({r['accuracy']['limit']:.3g}) | {one['wall_s']}, {one['peak_prover_mb']:,} | {two['wall_s']}, "
+            f"{two['peak_prover_mb']:,} | {two['wall_s'] / one['wall_s']:.2f}x | {one['proof_bytes']:,} | "
+            f"{one['verify_s']} | {floor['logrows']}, {floor['pk_mb']:,}, {floor['peak_mb']:,}{seen} |")
+    lines += ["", "On 2 cores, two provers share the machine: the 2-prover wall time is bounded by the cores, not by "
+              "the slices. A prover's peak is its largest slice's, whatever the number of provers."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=HERE)
+    parser.add_argument("--only", nargs="*", choices=list(MODELS), default=None)
+    parser.add_argument("--slices", type=int, default=2)
+    parser.add_argument("--compile", choices=list(MODELS), help=argparse.SUPPRESS)
+    parser.add_argument("--prove", help=argparse.SUPPRESS)
+    parser.add_argument("--provers", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.compile:
+        print(json.dumps(compile_one(args.compile, args.slices, args.work)), flush=True)
+        return
+    if args.prove:
+        given = json.loads((args.work / "input.json").read_text())
+        print(json.dumps(prove_one(args.work / "home", args.prove, given, args.provers)), flush=True)
+        return
+    rows = []
+    for name in args.only or list(DEFAULT):
+        with tempfile.TemporaryDirectory(prefix="proofmarket-slices-bench-") as tmp:
+            rows.append(measure(name, args.slices, Path(tmp)))
+        print(json.dumps(rows[-1]), flush=True)
+    doc = {"measured_at": datetime.now(UTC).isoformat(timespec="seconds"), "machine": f"{os.cpu_count()} cores",
+           "models": rows}
+    (args.out / "slices.json").write_text(json.dumps(doc, indent=2) + "\n")
+    (args.out / "slices.md").write_text(render(doc))
+
+
+if __name__ == "__main__":
+    main()
