@@ -19,7 +19,9 @@ from x402.mechanisms.evm import EthAccountSigner
 from x402.mechanisms.evm.exact import register_exact_evm_client
 from x402_helpers import Chain, Served, funded_wallet, mlp_input, node_settings
 
+from proofmarket.core.errors import VerificationFailed
 from proofmarket.samples import sample_path
+from proofmarket.sdk.client import Client
 from proofmarket.store import LocalStore
 from proofmarket.systems import verify_bundle_any
 from proofmarket.systems.ezkl.profile import PrivacyProfile
@@ -58,7 +60,7 @@ def paying(chain: Chain, tag: str) -> tuple[requests.Session, str]:
 
 
 def test_a_sliced_model_is_listed_paid_once_and_its_paid_bundle_verifies(node: Served, chain: Chain, home: Path,
-                                                                         sliced_id: str) -> None:
+                                                                         sliced_id: str, tmp_path: Path) -> None:
     listed = requests.get(f"{node.url}/v1/models/{sliced_id}", timeout=30).json()
     assert listed["mode"] == "proven" and len(listed["sliced"]["slices"]) == 2, listed  # its public fields: the slices
     pay, payer = paying(chain, "once")
@@ -78,6 +80,13 @@ def test_a_sliced_model_is_listed_paid_once_and_its_paid_bundle_verifies(node: S
     assert here.valid and any("receipt" in c for c in here.checks), here.checks
     verdict = requests.post(f"{node.url}/v1/verify", json=bundle, timeout=60).json()
     assert verdict["valid"] is True and verdict["model_id"] == sliced_id, verdict
+    # the SDK, from an empty cache: the slices' artifacts fetched from the node by CID, every slice and link checked
+    with Client(node.url, cache_dir=tmp_path / "sdk-cache") as sdk, \
+            pytest.raises(VerificationFailed, match="dev"):  # a dev SRS is refused off the devnet
+        sdk.verify(bundle)
+    with Client(node.url, devnet=True, cache_dir=tmp_path / "sdk-cache") as sdk:
+        checked = sdk.verify(bundle)
+    assert checked.valid and any("links hold" in c for c in checked.checks), checked.checks
     # a second call's last slice in this bundle: the node's verifier refuses the broken link
     other = pay.post(f"{node.url}/v1/models/{sliced_id}/infer",
                      json={"input_data": [[0.1 * i for i in range(8)]]}, timeout=300).json()["bundle"]

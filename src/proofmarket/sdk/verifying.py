@@ -106,8 +106,17 @@ class Verifying(NodeSession):
         bundle = result.bundle if result is not None else result_or_bundle
         assert isinstance(bundle, dict)
         store = LocalStore(self.cache_dir)
-        self._fetch_artifact(store, str((bundle.get("model") or {}).get("id", "")))
+        model_id = str((bundle.get("model") or {}).get("id", ""))
+        self._fetch_artifact(store, model_id)
+        from proofmarket.systems.registry import parse_manifest
+
+        for cid in getattr(parse_manifest(store.get_json(model_id)), "public_cids", []):  # a sliced model's slices
+            self._fetch_artifact(store, cid)
         report: VerifyReport = verify_bundle(bundle, store)
+        if report.srs_kind not in ("none", ""):  # a system proven on an SRS: a dev one only where allowed
+            report.checks.append(check_srs(report.srs_kind, model_id, devnet=self.devnet,
+                                           allow_dev_srs=self.allow_dev_srs,
+                                           network=(bundle.get("payment") or {}).get("network")))
         if result is not None and result.output != (bundle.get("output") or {}).get("values"):
             raise AnswerMismatch("the answer's output is not the one its bundle backs")
         return report
