@@ -32,11 +32,11 @@ from reach import MODELS, _cpu, export  # noqa: E402  (the reach bench's models 
 DEFAULT = ("mlp 784-56-10", "lenet-5")
 
 
-def _workspace(home: Path) -> Any:
+def _workspace(home: Path, inline: bool = True) -> Any:
     from proofmarket.core.settings import Settings
     from proofmarket.systems.workspace import Workspace
 
-    return Workspace(Settings(home=home), inline_prover=True)  # type: ignore[call-arg]
+    return Workspace(Settings(home=home), inline_prover=inline)  # type: ignore[call-arg]
 
 
 def compile_one(name: str, slices: int, work: Path) -> dict[str, Any]:
@@ -77,7 +77,7 @@ def compile_one(name: str, slices: int, work: Path) -> dict[str, Any]:
 
 def prove_one(home: Path, model_id: str, given: Any, provers: int) -> dict[str, Any]:
     """One call on ``provers`` prover processes (this process only schedules them), then its verification."""
-    ws = _workspace(home)
+    ws = _workspace(home, inline=False)  # one prover: the workspace's own process, measured like the others
     try:
         started = time.perf_counter()
         bundle, _ = ws.prove_sliced(model_id, given, provers)
