@@ -234,9 +234,19 @@ def _end_to_end(store: LocalStore, manifests: list[ModelManifest], samples: list
     from proofmarket.systems.ezkl.salt import circuit_input
 
     worst, refs, argmax = 0.0, [], True
+    work.mkdir(parents=True, exist_ok=True)
+
+    def here(k: int, flat: list[list[float]]) -> list[list[float]]:  # the compile's own process, as the tuner
+        manifest = manifests[k]
+        (work / f"in-{k}.json").write_text(json.dumps({"input_data": flat}))
+        witness = ezkl_calls.gen_witness(work / f"in-{k}.json", store.path(manifest.compiled.cid),
+                                         work / f"witness-{k}.json")
+        return ezkl_calls.decode_values(witness["outputs"], manifest.layout.output_scales,
+                                        [int(np.prod(o.shape)) for o in manifest.outputs])
+
     for s in samples:
         salt = [0] * manifests[0].salt_elements if manifests[0].salt_elements else None
-        outputs = chain_witness(store, manifests, circuit_input(s, salt), work)[-1]
+        outputs = chain_witness(len(manifests), circuit_input(s, salt), here)[-1]
         want = models.run_onnx(normalized, s)
         refs.extend(want)
         for got, ref in zip(outputs, want, strict=True):
@@ -248,19 +258,14 @@ def _end_to_end(store: LocalStore, manifests: list[ModelManifest], samples: list
 
 
 # --- prove ---------------------------------------------------------------------------------------------------------
-def chain_witness(store: ArtifactStore, manifests: list[ModelManifest], first: list[list[float]],
-                  work: Path) -> list[list[list[float]]]:
-    """Each slice's output values (floats at its output scale), the witnesses computed in order: slice k's input is
-    slice k-1's output as its circuit quantised it. Returns every slice's outputs (the intermediate ones stay here)."""
-    work.mkdir(parents=True, exist_ok=True)
+def chain_witness(count: int, first: list[list[float]],
+                  witness: Callable[[int, list[list[float]]], list[list[float]]]) -> list[list[list[float]]]:
+    """Each slice's output values (floats at its output scales), the witnesses computed in order by ``witness(k,
+    input)``: slice k's input is slice k-1's output as its circuit quantised it. Every slice's outputs (the
+    intermediate ones stay with the caller)."""
     flat, outs = first, []
-    for k, manifest in enumerate(manifests):
-        (work / f"in-{k}.json").write_text(json.dumps({"input_data": flat}))
-        witness = ezkl_calls.gen_witness(work / f"in-{k}.json", store.path(manifest.compiled.cid),
-                                         work / f"witness-{k}.json")
-        settings = json.loads(store.get(manifest.settings.cid))
-        sizes = [int(np.prod(o.shape)) for o in manifest.outputs]
-        flat = ezkl_calls.decode_values(witness["outputs"], settings["model_output_scales"], sizes)
+    for k in range(count):
+        flat = witness(k, flat)
         outs.append(flat)
     return outs
 
@@ -276,8 +281,8 @@ def prove_sliced(store: LocalStore, model_id: str, inputs_doc: Any, provers: lis
     manifests = [load_manifest(store, i) for i in sliced.slices]
     salt = check_salt(manifests[0].salt_elements, salt, required=False)
     flat = circuit_input(models.parse_flat(inputs_doc, manifests[0].input_signature()), salt)
-    with tempfile.TemporaryDirectory(prefix="proofmarket-sliced-") as tmp:
-        outs = chain_witness(store, manifests, flat, Path(tmp))
+    chain = provers[0]  # the witnesses in a prover's process, as every EZKL call of the node
+    outs = chain_witness(len(manifests), flat, lambda k, x: chain.witness_outputs(sliced.slices[k], x))
     firsts = [inputs_doc, *({"input_data": o} for o in outs[:-1])]
     progress(f"proving {len(manifests)} slices on {len(provers)} prover(s)")
 
