@@ -5,6 +5,7 @@ verify every caller uses and on the command line, reveals no intermediate value,
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 from cli_run import run_cli
 
 from proofmarket.core.errors import VerificationFailed
+from proofmarket.models import slicing
 from proofmarket.samples import sample_path
 from proofmarket.store import LocalStore
 from proofmarket.systems import verify_bundle_any
@@ -62,6 +64,9 @@ def test_a_sliced_call_computes_the_model_and_verifies_everywhere(zk_home: Path,
     store = LocalStore(zk_home / "store")
     manifest = sliced_mlp.manifest
     assert len(manifest.slices) == 2 and manifest.plan["slices"] == 2
+    # the whole model it was cut from is committed: cut again by its plan, each slice is the circuit's own ONNX
+    again = slicing.write_slices(store.path(manifest.onnx.cid), manifest.plan["slices"], tmp_path / "again")[1]
+    assert [hashlib.sha256(p.read_bytes()).hexdigest() for p in again] == [m.onnx.sha256 for m in sliced_mlp.slices]
     assert manifest.accuracy["max_abs_error"] <= manifest.accuracy["limit"]
     for doc, x in zip(proofs, (FIRST, SECOND), strict=True):
         report = verify_bundle_any(doc, store)

@@ -39,6 +39,7 @@ from proofmarket.core.errors import AccuracyNotMet, BundleError, UsageError, Ver
 from proofmarket.models import slicing
 from proofmarket.models.external import self_contained
 from proofmarket.store import ArtifactStore, LocalStore
+from proofmarket.systems.documents import ArtifactRef, put_artifact
 from proofmarket.systems.ezkl import ezkl_calls
 from proofmarket.systems.ezkl.bundle import BundleInput, BundleOutput, ProofBundle
 from proofmarket.systems.ezkl.candidates import DEFAULT_SCALES, AccuracyBound, Candidate
@@ -60,6 +61,9 @@ class SlicedManifest(_Strict):
     system: Literal["ezkl-halo2-kzg-bn254-sliced"] = "ezkl-halo2-kzg-bn254-sliced"  # ids.SLICED_SYSTEM
     mode: Literal["proven"] = "proven"
     name: str
+    # the whole model as it was cut (normalised to batch 1): anyone holding it cuts it again by ``plan`` and finds
+    # each slice's ONNX commitment; kept in the store, public only as the slices' weights are (never, params=fixed)
+    onnx: ArtifactRef
     slices: list[str]  # the slices' model ids, in order
     inputs: list[TensorDoc]
     outputs: list[TensorDoc]
@@ -159,7 +163,7 @@ def compile_sliced(onnx_path: Path, samples_doc: Any, store: LocalStore, options
             progress(f"the slices' errors add up past the bound at scale {scale}: every slice again from scale "
                      f"{DEFAULT_SCALES[floor]}")
         manifest = SlicedManifest(
-            name=options.name or onnx_path.stem, slices=ids,
+            name=options.name or onnx_path.stem, onnx=put_artifact(store, normalized), slices=ids,
             inputs=[TensorDoc(name=t.name, shape=list(t.shape), dtype=t.dtype) for t in info.inputs],
             outputs=[TensorDoc(name=t.name, shape=list(t.shape), dtype=t.dtype) for t in info.outputs],
             privacy=PrivacyProfile(options.profile.input, "fixed", "public").to_dict(),
