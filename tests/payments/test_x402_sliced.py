@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from proofmarket.systems.ids import SLICED_SYSTEM
 from proofmarket.systems.workspace import Workspace
 
 PRICE = 7_000
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +96,17 @@ def test_a_sliced_model_is_listed_paid_once_and_its_paid_bundle_verifies(node: S
     spliced["slices"][1], spliced["output"] = other["slices"][1], other["output"]
     refused = requests.post(f"{node.url}/v1/verify", json=spliced, timeout=60).json()
     assert refused["valid"] is False and "link" in refused["reason"], refused
+    # the web app's verifier (verify.js with EZKL's WASM engine, in Node): the artifacts by CID from the node
+    results = {}
+    for doc, valid in ((bundle, True), (spliced, False)):
+        path = tmp_path / f"page-{valid}.json"
+        path.write_text(json.dumps(doc))
+        done = subprocess.run(["node", str(ROOT / "scripts" / "verify_bundle.mjs"), node.url, str(path)],
+                              capture_output=True, text=True, timeout=300)
+        results[valid] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert results[True]["valid"] is True and any("links hold" in c for c in results[True]["checks"]), results
+    assert results[True]["output"] == bundle["output"]["values"]  # what the page shows: the proven output
+    assert results[False]["valid"] is False and "link between slices 1 and 2" in results[False]["error"], results
     check = requests.get(f"{node.url}/v1/ledger/check", headers={"Authorization": f"Bearer {ADMIN}"},
                          timeout=60).json()
     assert check["ok"], check["differences"]

@@ -128,7 +128,15 @@ function checkModel(bundle, manifest) {
     if (claimed !== actual) throw new Error(`the bundle's ${what} is not the one of model ${m.id}`);
   }
   if (!sameLayout(bundle.layout, circuit.layout)) throw new Error('the bundle\'s instance layout differs from the model\'s');
+  const privacy = manifest.privacy || {};
+  if (canonical(bundle.privacy) !== canonical(privacy) || (bundle.input || {}).visibility !== privacy.input) {
+    throw new Error('the bundle\'s privacy profile differs from the model\'s');
+  }
 }
+
+// JSON with its keys sorted: two documents equal whatever order their writer put their keys in.
+const canonical = (value) => JSON.stringify(value, (_, v) => (v && typeof v === 'object' && !Array.isArray(v)
+  ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, v[k]])) : v));
 
 // This call's instances: all of them, or its slot's in a batched proof (slots side by side: inputs, then outputs).
 export function ownInstances(bundle, instances) {
@@ -161,6 +169,12 @@ function checkInstances(bundle, instances, settings, keccak256) {
   const { inputs, outputs, outputScales, inputScales } = ownInstances(bundle, instances);
   if (packed(keccak256, inputs) !== input.commitment) throw new Error('the input commitment does not match the proof\'s public input');
   if (packed(keccak256, outputs) !== output.hash) throw new Error('the output hash does not match the proof\'s public output');
+  if ((bundle.privacy || {}).output === 'hashed') {  // a slice's output: one hash per output, no values shown
+    if (output.values.length || outputs.length !== (output.shapes || []).length) {
+      throw new Error('a hashed output carries no values and one hash per output');
+    }
+    return [];
+  }
   const sizes = (output.shapes || []).map((shape) => shape.reduce((n, d) => n * d, 1));
   if (sizes.reduce((a, b) => a + b, 0) !== outputs.length || outputScales.length !== sizes.length) {
     throw new Error('the output shapes do not match the proof\'s public output');
@@ -216,6 +230,7 @@ function checkShape(bundle) {
 // to (the rules of `proofmarket verify`), and the proof verified. `output` is then the output the proof commits
 // to (decoded from the instances), the only one to show. opts.keccak256: viem's (the page loads its own).
 export async function verifyBundle(engine, bundle, base, fetchFn = globalThis.fetch, opts = {}) {
+  if (bundle && bundle.kind === 'proofmarket/sliced-bundle') return verifySliced(engine, bundle, base, fetchFn, opts);
   const checks = [];
   const started = Date.now();
   try {
@@ -255,8 +270,63 @@ export async function verifyBundle(engine, bundle, base, fetchFn = globalThis.fe
   }
 }
 
+// A model proven as linked slices (systems/ezkl/sliced.py): its manifest lists the slices' model ids; each slice's
+// proof verifies as a bundle of that slice (above), each link holds (slice k's output hash instances are slice
+// k+1's input hash instances), and the call's input and output are the first slice's and the last slice's.
+export async function verifySliced(engine, bundle, base, fetchFn = globalThis.fetch, opts = {}) {
+  const checks = [];
+  const started = Date.now();
+  try {
+    if (!bundle.model || typeof bundle.model.id !== 'string' || !Array.isArray(bundle.slices)) {
+      throw new Error('the bundle is malformed: it lacks its model or its slices');
+    }
+    let manifest;
+    try {
+      manifest = parseJson(await fetchByCid(base, bundle.model.id, fetchFn));
+    } catch (err) {
+      throw new Error(`the model id ${bundle.model.id} does not name a model manifest (${err.message || err})`);
+    }
+    if (!manifest || manifest.kind !== 'proofmarket/sliced-model' || !Array.isArray(manifest.slices)) {
+      throw new Error(`the model id ${bundle.model.id} does not name a sliced model`);
+    }
+    if (bundle.slices.length !== manifest.slices.length) {
+      throw new Error(`the model has ${manifest.slices.length} slices; the bundle proves ${bundle.slices.length}`);
+    }
+    const own = [];
+    let output = null;
+    for (const [k, part] of bundle.slices.entries()) {
+      if (!part || !part.model || part.model.id !== manifest.slices[k]) {
+        throw new Error(`slice ${k + 1}'s proof is not of the model's slice ${k + 1}`);
+      }
+      const result = await verifyBundle(engine, part, base, fetchFn, opts);
+      if (!result.valid) throw new Error(`slice ${k + 1}: ${result.error}`);
+      own.push(ownInstances(part, part.proof.instances.map((h) => BigInt(h))));
+      output = result.output;
+    }
+    checks.push(`each of the ${own.length} slices' proofs verifies against the model's slice`);
+    for (let k = 0; k + 1 < own.length; k++) {
+      const [out, next] = [own[k].outputs, own[k + 1].inputs];
+      if (out.length !== next.length || out.some((v, i) => v !== next[i])) {
+        throw new Error(`the link between slices ${k + 1} and ${k + 2} is broken: slice ${k + 2}'s input is not slice ${k + 1}'s output`);
+      }
+    }
+    checks.push(`the ${own.length - 1} links hold: each slice's input hash is the previous slice's output hash`);
+    if (canonical(bundle.input) !== canonical(bundle.slices[0].input)) throw new Error('the call\'s input is not the first slice\'s');
+    if (canonical(bundle.output) !== canonical(bundle.slices[own.length - 1].output)) {
+      throw new Error('the call\'s output is not the last slice\'s');
+    }
+    checks.push('the call\'s input is the first slice\'s, its output the last slice\'s');
+    return { valid: true, checks, ms: Date.now() - started, error: null, output };
+  } catch (err) {
+    return { valid: false, checks, ms: Date.now() - started, error: String(err.message || err) };
+  }
+}
+
 // Flip one byte of the proof (the page's "tamper" button), in the calldata too: the WASM verifier must then say no.
 export function tampered(bundle, index = 100) {
+  if (bundle && bundle.kind === 'proofmarket/sliced-bundle') {  // a sliced call: its first slice's proof
+    return { ...bundle, slices: [tampered(bundle.slices[0], index), ...bundle.slices.slice(1)] };
+  }
   const copy = JSON.parse(JSON.stringify(bundle));
   const before = copy.proof.hex.replace(/^0x/, '').toLowerCase();
   const bytes = fromHex(copy.proof.hex);
