@@ -142,6 +142,7 @@ LANES: dict[str, tuple[str, ...]] = {
     "mcp_node": ("slow",), "listed@tests/payments/exact": ("slow",), "hashed_id": ("slow",), "onnx_id": ("slow",),
     "mlp@tests/systems/ezkl": ("slow",), "logreg@tests/systems/ezkl": ("slow",), "batched": ("slow",),
     "hashed_mlp": ("slow",), "proved": ("slow",), "proofs": ("slow",), "sliced_mlp": ("slow",), "sliced_id": ("slow",),
+    "sliced_chain": ("slow", "chain"),
     "node@tests/payments/test_facilitator_http.py": ("slow",),
     "node@tests/payments/exact/test_x402_attested_pending.py": ("slow", "chain"),
     "lm_id@tests/intake": ("slow",),

@@ -149,3 +149,45 @@ def test_the_command_line_plans_proves_and_verifies_a_sliced_model(zk_home: Path
     assert json.loads(proved.stdout)["sliced"] is True
     checked = run_cli(zk_home, "verify", str(tmp_path / "b.json"))
     assert checked.returncode == 0 and "links hold" in checked.stdout, checked.stdout + checked.stderr
+
+
+@pytest.fixture(scope="module")
+def sliced_chain(zk_home: Path, sliced_mlp: sliced.SlicedCompile) -> Iterator[tuple[Any, Any]]:
+    """An anvil with the sliced MLP's slice verifiers and its SlicedVerifier deployed."""
+    from chain_helpers import anvil_or_skip
+
+    from proofmarket.chain import Devnet, dev_account
+    from proofmarket.onchain.sliced import deploy_sliced
+
+    with Devnet(None, anvil=anvil_or_skip()) as net:
+        client = net.client()
+        yield client, deploy_sliced(client, dev_account(0, client.chain_id), LocalStore(zk_home / "store"),
+                                    sliced_mlp.model_id)
+
+
+@pytest.mark.parametrize("tamper", [None, _reorder, _replay, _foreign, _drop, _link],
+                         ids=["honest", "reordered", "replayed", "foreign", "dropped", "link"])
+def test_the_chain_checks_every_slice_and_link_in_one_call(
+        sliced_chain: tuple[Any, Any], proofs: list[dict[str, Any]], mlp: CompileResult, prover: EzklProver,
+        tamper: Callable[[dict[str, Any], dict[str, Any], Any], None] | None) -> None:
+    from proofmarket.chain.sliced_verifier import check, evm_args
+
+    client, deployed = sliced_chain
+    assert len(deployed.slices) == 2
+    doc = copy.deepcopy(proofs[0])
+    if tamper is not None:
+        tamper(doc, copy.deepcopy(proofs[1]), prover.prove(mlp.model_id, {"input_data": [FIRST]}).bundle.to_doc())
+    ok, gas = check(client, deployed.address, doc)
+    assert ok is (tamper is None)
+    if tamper is None:  # one call, every slice: the market's gas for it
+        assert gas > 2 * 200_000
+        proof, _ = evm_args(doc)
+        _, others = evm_args(proofs[1])  # this call's proofs, another call's public values: refused
+        contract = client.w3.eth.contract(address=deployed.address, abi=_sliced_abi())
+        assert contract.functions.verifyProof(proof, others).call() is False
+
+
+def _sliced_abi() -> list[dict[str, Any]]:
+    from proofmarket.chain.artifacts import load_artifact
+
+    return load_artifact("SlicedVerifier").abi

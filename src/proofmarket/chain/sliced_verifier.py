@@ -1,0 +1,51 @@
+"""A sliced model's one verifier on chain (``contracts/SlicedVerifier.sol``): deployed over its slices' own EZKL
+verifiers, it checks a call's every slice proof and link in one ``verifyProof(proof, instances)``, with the call's
+instances laid out as one circuit's (the first slice's inputs, then the last slice's outputs): what the market binds
+to a request and pays on.
+
+    deploy     the SlicedVerifier over the slices' deployed verifiers (``onchain/sliced.py`` deploys those first)
+    evm_args   a sliced bundle as that call: proof = abi.encode(bytes[] proofs, uint256[][] sliceInstances)
+    check      ``eth_call`` of ``verifyProof`` with its gas: True only when the chain says so
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eth_abi.abi import encode
+from eth_account.signers.local import LocalAccount
+
+from proofmarket.chain.artifacts import load_artifact
+from proofmarket.chain.client import ChainClient
+
+SLICED_VERIFIER = "SlicedVerifier"
+
+
+def deploy(client: ChainClient, sender: LocalAccount, verifiers: list[str], inputs: list[int],
+           outputs: list[int]) -> tuple[str, int]:
+    """The SlicedVerifier over the slices' deployed ``verifiers`` (each slice's input and output instance counts):
+    its address and the deployment's gas."""
+    address, tx = client.deploy(load_artifact(SLICED_VERIFIER), sender, verifiers, inputs, outputs)
+    return address, tx.gas_used
+
+
+def evm_args(bundle: dict[str, Any]) -> tuple[bytes, list[int]]:
+    """(proof, instances) of ``SlicedVerifier.verifyProof`` for a sliced bundle (its slices' proofs and instances)."""
+    parts = [[int(i, 16) for i in s["proof"]["instances"]] for s in bundle["slices"]]
+    proofs = [bytes.fromhex(s["proof"]["hex"].removeprefix("0x")) for s in bundle["slices"]]
+    first, last = bundle["slices"][0]["layout"]["input"], bundle["slices"][-1]["layout"]["output"]
+    instances = parts[0][:first] + parts[-1][len(parts[-1]) - last:]
+    return encode(["bytes[]", "uint256[][]"], [proofs, parts]), instances
+
+
+def check(client: ChainClient, verifier: str, bundle: dict[str, Any]) -> tuple[bool, int]:
+    """``verifyProof`` of the bundle on ``verifier`` in an ``eth_call``: (the chain's answer, the gas it takes)."""
+    contract = client.w3.eth.contract(address=client.w3.to_checksum_address(verifier),
+                                      abi=load_artifact(SLICED_VERIFIER).abi)
+    proof, instances = evm_args(bundle)
+    call = contract.functions.verifyProof(proof, instances)
+    try:
+        ok = bool(call.call())
+    except Exception:  # a malformed proof reverts: the market counts it invalid, so does this check
+        return False, 0
+    return ok, int(call.estimate_gas()) if ok else 0
