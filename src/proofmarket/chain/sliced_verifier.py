@@ -10,13 +10,16 @@ to a request and pays on.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eth_abi.abi import encode
-from eth_account.signers.local import LocalAccount
 
 from proofmarket.chain.artifacts import load_artifact
-from proofmarket.chain.client import ChainClient
+
+if TYPE_CHECKING:  # a verifier of a sliced bundle encodes its proof (evm_args) without loading web3
+    from eth_account.signers.local import LocalAccount
+
+    from proofmarket.chain.client import ChainClient
 
 SLICED_VERIFIER = "SlicedVerifier"
 

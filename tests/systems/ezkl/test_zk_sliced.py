@@ -117,8 +117,12 @@ def _link(doc: dict[str, Any], _: dict[str, Any], __: Any) -> None:
     instances[-1] = hex(int(instances[-1], 16) ^ 1)  # the output hash the next slice must read
 
 
-@pytest.mark.parametrize("tamper", [_reorder, _replay, _foreign, _drop, _output, _privacy, _link],
-                         ids=["reordered", "replayed", "foreign", "dropped", "output", "privacy", "link"])
+def _evm(doc: dict[str, Any], other: dict[str, Any], _: Any) -> None:
+    doc["proof"] = other["proof"]  # what the chain would be sent: another call's
+
+
+@pytest.mark.parametrize("tamper", [_reorder, _replay, _foreign, _drop, _output, _privacy, _link, _evm],
+                         ids=["reordered", "replayed", "foreign", "dropped", "output", "privacy", "link", "evm"])
 def test_every_tampering_with_a_slice_or_a_link_is_refused(
         zk_home: Path, proofs: list[dict[str, Any]], mlp: CompileResult, prover: EzklProver,
         tamper: Callable[[dict[str, Any], dict[str, Any], Any], None], tmp_path: Path) -> None:

@@ -45,6 +45,7 @@ from proofmarket.systems.ezkl.bundle import BundleInput, BundleOutput, ProofBund
 from proofmarket.systems.ezkl.candidates import DEFAULT_SCALES, AccuracyBound, Candidate
 from proofmarket.systems.ezkl.manifest import ModelManifest, TensorDoc
 from proofmarket.systems.ezkl.profile import PrivacyProfile
+from proofmarket.systems.ezkl.verify import VERIFY_PROOF_SELECTOR
 from proofmarket.systems.port import VerifyReport
 
 SLICED_KIND: Literal["proofmarket/sliced-model"] = "proofmarket/sliced-model"
@@ -83,6 +84,15 @@ class SlicedRef(_Strict):
     name: str
 
 
+class SlicedProof(_Strict):
+    """The call as the chain checks it in one transaction (``contracts/SlicedVerifier.sol``): what a market's
+    ``fulfill`` or an ``eth_call`` of the model's verifier is sent; derived from the slices, checked against them."""
+
+    hex: str  # abi.encode(bytes[] proofs, uint256[][] sliceInstances)
+    instances: list[str]  # the call's, as one circuit lays them out: the first slice's inputs, the last's outputs
+    evm_calldata: str  # verifyProof(bytes,uint256[]) of the two
+
+
 class SlicedBundle(_Strict):
     format: Literal["proofmarket/proof-bundle"] = "proofmarket/proof-bundle"  # documents.BUNDLE_FORMAT
     kind: Literal["proofmarket/sliced-bundle"] = SLICED_BUNDLE
@@ -92,6 +102,7 @@ class SlicedBundle(_Strict):
     input: BundleInput  # the first slice's
     output: BundleOutput  # the last slice's
     slices: list[dict[str, Any]]  # each slice's proof bundle, in order
+    proof: SlicedProof
     payment: dict[str, Any] | None = None  # a paid call's (as a proof bundle's: tickets.py)
     receipt: dict[str, Any] | None = None  # the node's signed receipt over the pure bundle's CID
 
@@ -313,9 +324,22 @@ def prove_sliced(store: LocalStore, model_id: str, inputs_doc: Any, provers: lis
 
     with ThreadPoolExecutor(max_workers=len(provers)) as pool:
         bundles = list(pool.map(one, range(len(manifests))))
+    docs = [b.to_doc() for b in bundles]
     bundle = SlicedBundle(model=SlicedRef(id=model_id, name=sliced.name), input=bundles[0].input,
-                          output=bundles[-1].output, slices=[b.to_doc() for b in bundles])
+                          output=bundles[-1].output, slices=docs, proof=evm_proof(docs))
     return bundle, store.put_json(bundle.to_doc())
+
+
+def evm_proof(slices: list[dict[str, Any]]) -> SlicedProof:
+    """The chain's form of a call's slices (``chain/sliced_verifier.py``)."""
+    from eth_abi.abi import encode
+
+    from proofmarket.chain.sliced_verifier import evm_args
+
+    proof, instances = evm_args({"slices": slices})
+    calldata = bytes.fromhex(VERIFY_PROOF_SELECTOR) + encode(["bytes", "uint256[]"], [proof, instances])
+    return SlicedProof(hex="0x" + proof.hex(), instances=[hex(i) for i in instances],
+                       evm_calldata="0x" + calldata.hex())
 
 
 # --- verify --------------------------------------------------------------------------------------------------------
@@ -346,13 +370,16 @@ def verify_sliced(doc: dict[str, Any] | SlicedBundle, store: ArtifactStore) -> V
         raise VerificationFailed("the call's input is not the first slice's")
     if bundle.output != parts[-1].output:
         raise VerificationFailed("the call's output is not the last slice's")
+    if bundle.proof != evm_proof(bundle.slices):
+        raise VerificationFailed("the bundle's on-chain proof is not its slices' (proof, instances or calldata)")
     from proofmarket.store.cid import digest_of
     from proofmarket.systems.ezkl.srs import srs_kind
 
     kinds = {srs_kind(digest_of(p.model.srs.cid).hex()) for p in parts}
     checks = [f"each of the {len(parts)} slices' proofs verifies against the model's slice",
               f"the {len(parts) - 1} links hold: each slice's input hash is the previous slice's output hash",
-              "the call's input is the first slice's, its output the last slice's"]
+              "the call's input is the first slice's, its output the last slice's",
+              "its on-chain proof (SlicedVerifier's proof, instances and calldata) is its slices'"]
     if bundle.receipt is not None:
         from proofmarket.systems.receipts import check_receipt
 
