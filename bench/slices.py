@@ -46,7 +46,7 @@ def compile_one(name: str, slices: int, work: Path) -> dict[str, Any]:
     from proofmarket.cli.main import _read_samples
     from proofmarket.systems.ezkl.predict import graph_floor
     from proofmarket.systems.ezkl.profile import PrivacyProfile
-    from proofmarket.systems.ezkl.sliced import predict_sliced
+    from proofmarket.systems.ezkl.sliced_compile import predict_sliced
 
     onnx_path, samples_path, params = export(name, work / "model")
     row: dict[str, Any] = {"model": name, "parameters": params, "slices_asked": slices}

@@ -12,7 +12,7 @@ from proofmarket.systems.workspace import Workspace
 
 
 def dry_run(ws: Workspace, model: Path, profile: Any, slices: int, provers: int, as_json: bool) -> None:
-    from proofmarket.systems.ezkl.sliced import predict_sliced
+    from proofmarket.systems.ezkl.sliced_compile import predict_sliced
 
     predicted = predict_sliced(model, profile, slices, provers)
     if as_json:

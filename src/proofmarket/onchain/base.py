@@ -55,7 +55,18 @@ class MarketBase:
     def attested_manifest(self, model_id: str) -> Any:
         """The model's attested manifest, or None for a proven model (``UnknownModel`` when there is none)."""
         manifest = ModelCatalog(self.workspace.store).manifest(model_id)
-        return None if isinstance(manifest, ModelManifest) else manifest
+        return None if isinstance(manifest, ModelManifest) or _sliced(manifest) else manifest
+
+    def sliced_manifest(self, model_id: str) -> Any:
+        """The model's manifest when it is proven as linked slices (``systems/ezkl/sliced.py``), else None."""
+        manifest = ModelCatalog(self.workspace.store).manifest(model_id)
+        return manifest if _sliced(manifest) else None
+
+    def first_circuit(self, model_id: str) -> tuple[ModelManifest, Any]:
+        """The circuit a request's input is committed to: the model's own, or a sliced model's first slice's (its
+        manifest and input signature)."""
+        sliced = self.sliced_manifest(model_id)
+        return self.workspace.prover.model(sliced.slices[0] if sliced is not None else model_id)
 
     def onchain_id(self, model_id: str, owner: str | None = None) -> bytes:
         """The on-chain id of ``model_id`` as listed by ``owner`` (default: this market's owner account)."""
@@ -120,3 +131,7 @@ class MarketBase:
 
     def _code_hash(self, address: str) -> str:
         return "0x" + keccak(self.client.code_at(address)).hex()
+
+
+def _sliced(manifest: Any) -> bool:
+    return getattr(manifest, "kind", None) == "proofmarket/sliced-model"

@@ -37,7 +37,7 @@ class ConsumerRole(MarketBase):
         if self.attested_manifest(model_id) is not None:  # a generate request {prompt, max_tokens, ...}
             return self.request_attested(model_id, inputs_doc, ttl_s=ttl_s, deadline=deadline, owner=owner,
                                          max_price=max_price)
-        manifest, info = self.workspace.prover.model(model_id)
+        manifest, info = self.first_circuit(model_id)  # a sliced model's input is its first slice's
         salt = check_salt(manifest.salt_elements, salt, required=False)
         commitment = input_commitment(self.workspace.store, manifest, models.parse_inputs(inputs_doc, info), salt)
         try:  # the input is stored for the prover after the escrow transaction: make sure it can be

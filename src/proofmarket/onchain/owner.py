@@ -110,6 +110,8 @@ class OwnerRole(MarketBase):
         if attested is not None:
             return self._register_attested(model_id, attested, parse_price(price_usdc), owner_share_bps,
                                            metadata_cid)
+        if self.sliced_manifest(model_id) is not None:
+            return self._register_sliced(model_id, parse_price(price_usdc), owner_share_bps, metadata_cid)
         manifest = self.manifest(model_id)
         check_registrable(manifest)
         if manifest.srs.kind == "dev" and not profile_for(self.client.chain_id).dev_srs_allowed:
@@ -170,6 +172,28 @@ class OwnerRole(MarketBase):
         spec = attested_spec(manifest, model_id, verifier=address, price=price, owner_share_bps=owner_share_bps,
                              metadata_cid=metadata_cid or model_id)
         return self._register(model_id, key, spec, verifier)
+
+    def _register_sliced(self, model_id: str, price: int, owner_share_bps: int,
+                         metadata_cid: str | None) -> Registration:
+        """A sliced model: each slice's verifier and the SlicedVerifier over them deployed, the SlicedVerifier
+        listed as the model's one verifier (``onchain/sliced.py``)."""
+        from proofmarket.onchain.sliced import deploy_sliced, sliced_fields, sliced_spec
+
+        store = self.workspace.store
+        first = self.first_circuit(model_id)[0]
+        if first.srs.kind == "dev" and not profile_for(self.client.chain_id).dev_srs_allowed:
+            raise UsageError(f"model {model_id} was compiled with a dev SRS (testing only): it can be listed on the "
+                             "local devnet only; recompile it with --srs and a ceremony SRS file")
+        key = self.onchain_id(model_id)
+        if self.registry.exists(key):
+            return self._registered_again(model_id, key, price,
+                                          bytes.fromhex(sliced_fields(store, model_id)["vk_digest"]),
+                                          "with other slices")
+        deployed = deploy_sliced(self.client, self.accounts.owner, store, model_id)
+        spec = sliced_spec(store, model_id, verifier=deployed.address, price=price, owner_share_bps=owner_share_bps,
+                           metadata_cid=metadata_cid or model_id)
+        return self._register(model_id, key, spec, VerifierDeployment(model_id, deployed.address, reused=False,
+                                                                      gas_used=deployed.gas_used))
 
     def _register(self, model_id: str, key: bytes, spec: ModelSpec, verifier: VerifierDeployment) -> Registration:
         owner = self.accounts.owner

@@ -37,6 +37,11 @@ class ProverRole(MarketBase):
         self._check_record(record, request)
         self.check_entry(record.model_id, request.model_key)
         self.claim(request)
+        if self.sliced_manifest(record.model_id) is not None:  # its slices, then one fulfil of them all
+            bundle, cid = self.workspace.prove_sliced(record.model_id, record.inputs, salt=record.salt)
+            settlement = self.submit_proof(request_id, bundle.to_doc(), claim=False)
+            self._record_outcome(request_id, {**settlement_summary(settlement), "bundle_cid": cid})
+            return FulfilResult(settlement, cid, bundle.output.values, {})
         proved = self.workspace.prover.prove(record.model_id, record.inputs, timeout_s, salt=record.salt)
         settlement = self.submit_proof(request_id, proved.bundle)
         self._record_outcome(request_id, {**settlement_summary(settlement), "bundle_cid": proved.bundle_cid})
@@ -128,7 +133,14 @@ class ProverRole(MarketBase):
 
     def submit_proof(self, request_id: int, bundle: ProofBundle | dict[str, Any], *, claim: bool = True) -> Fulfilment:
         """Send a proof bundle's proof and instances to ``fulfill`` (claiming the request first unless the
-        prover holds a live claim): paid if valid, refunded and slashed if not."""
+        prover holds a live claim): paid if valid, refunded and slashed if not. A sliced model's bundle sends its
+        on-chain form (the SlicedVerifier's proof, the call's instances)."""
+        if isinstance(bundle, dict) and bundle.get("kind") == "proofmarket/sliced-bundle":
+            if claim:
+                self.claim(self.market.get_request(request_id), check=False)
+            evm = bundle["proof"]
+            return self.market.fulfill(request_id, bytes.fromhex(evm["hex"].removeprefix("0x")),
+                                       [int(i, 16) for i in evm["instances"]], self.accounts.prover)
         bundle = bundle if isinstance(bundle, ProofBundle) else ProofBundle.parse(bundle)
         request = self.market.get_request(request_id)
         if claim:

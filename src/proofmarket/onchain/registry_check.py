@@ -43,6 +43,10 @@ def check_entry(market: Market, model_id: str, entry: RegisteredModel, *, max_pr
     attested = market.attested_manifest(model_id)
     if attested is not None:
         _check_attested(market, model_id, entry, attested)
+    elif market.sliced_manifest(model_id) is not None:
+        from proofmarket.onchain.sliced import check_sliced_entry
+
+        check_sliced_entry(market.client, market.workspace.store, model_id, entry)
     else:
         _check_proven(market, model_id, entry)
     if owner is not None and entry.owner.lower() != owner.lower():

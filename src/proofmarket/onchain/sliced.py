@@ -3,16 +3,24 @@ SlicedVerifier over them (``chain/sliced_verifier.py``): the one address a listi
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from eth_account.signers.local import LocalAccount
+from eth_utils.crypto import keccak
 
 from proofmarket.chain import sliced_verifier
-from proofmarket.chain.artifacts import Artifact
+from proofmarket.chain.artifacts import Artifact, load_artifact
 from proofmarket.chain.client import ChainClient
-from proofmarket.core.errors import UsageError
+from proofmarket.chain.commitments import model_key
+from proofmarket.chain.types import ModelSpec, ProofMode, RegisteredModel
+from proofmarket.chain.verify_code import creation_runtime_hash
+from proofmarket.core.errors import RegistryMismatch, UsageError
+from proofmarket.onchain.spec import proof_mode
 from proofmarket.store import ArtifactStore
+from proofmarket.store.cid import digest_of
 from proofmarket.systems.ezkl.sliced import load_sliced
 from proofmarket.systems.ezkl.verify import load_manifest
 
@@ -41,3 +49,70 @@ def deploy_sliced(client: ChainClient, sender: LocalAccount, store: ArtifactStor
     address, more = sliced_verifier.deploy(client, sender, addresses, [m.layout.input for m in manifests],
                                            [m.layout.output for m in manifests])
     return SlicedDeployment(address, addresses, gas + more)
+
+
+def slice_manifests(store: ArtifactStore, model_id: str) -> tuple[Any, list[Any]]:
+    sliced = load_sliced(store, model_id)
+    return sliced, [load_manifest(store, i) for i in sliced.slices]
+
+
+def sliced_spec(store: ArtifactStore, model_id: str, *, verifier: str, price: int, owner_share_bps: int,
+                metadata_cid: str) -> ModelSpec:
+    """The registry entry of a sliced model: its one verifier (the SlicedVerifier), the whole model's ONNX, the
+    slices' verifying keys together, its manifest's digest, and the call's instance layout (the first slice's
+    inputs, the last slice's outputs)."""
+    fields = sliced_fields(store, model_id)
+    return ModelSpec(onnx_sha256=bytes.fromhex(fields["onnx_sha256"]), vk_digest=bytes.fromhex(fields["vk_digest"]),
+                     settings_hash=bytes.fromhex(fields["settings_hash"]), verifier=verifier, price=price,
+                     owner_share_bps=owner_share_bps, input_instances=fields["input_instances"],
+                     instance_count=fields["instance_count"], proof_mode=ProofMode(fields["proof_mode"]),
+                     params_commitment=0, metadata_cid=metadata_cid)
+
+
+def sliced_fields(store: ArtifactStore, model_id: str) -> dict[str, Any]:
+    """The registry fields a sliced model's entry must have (``vk_digest``: sha256 of the slices' vk digests in
+    order; ``settings_hash``: the sliced manifest's own digest, its CID's)."""
+    sliced, manifests = slice_manifests(store, model_id)
+    first, last = manifests[0], manifests[-1]
+    return {"onnx_sha256": sliced.onnx.sha256,
+            "vk_digest": hashlib.sha256(b"".join(bytes.fromhex(m.vk.sha256) for m in manifests)).hexdigest(),
+            "settings_hash": digest_of(model_id).hex(), "input_instances": first.layout.input,
+            "instance_count": first.layout.input + last.layout.output, "proof_mode": int(proof_mode(first))}
+
+
+def check_sliced_entry(client: ChainClient, store: ArtifactStore, model_id: str, entry: RegisteredModel) -> None:
+    """A sliced model's registry entry: its fields, and a verifier whose code is the SlicedVerifier over verifiers
+    whose code is each slice manifest's (``RegistryMismatch`` naming the first that differs)."""
+    spec = entry.spec
+    got = {"key": entry.key, "vk_digest": spec.vk_digest.hex(), "onnx_sha256": spec.onnx_sha256.hex(),
+           "settings_hash": spec.settings_hash.hex(), "input_instances": spec.input_instances,
+           "instance_count": spec.instance_count, "proof_mode": int(spec.proof_mode)}
+    want = {"key": model_key(model_id), **sliced_fields(store, model_id)}
+    for field, value in want.items():
+        if got[field] != value:
+            raise RegistryMismatch(f"the registry entry for {model_id} has another {field} than the model's "
+                                   "manifest: it is not this model", model_id=model_id, field=field)
+    _, manifests = slice_manifests(store, model_id)
+    artifact = load_artifact(sliced_verifier.SLICED_VERIFIER)
+    w3 = client.w3
+    try:
+        verifiers, inputs, outputs = client.call(
+            w3.eth.contract(address=w3.to_checksum_address(spec.verifier), abi=artifact.abi).functions.slices())
+    except Exception as exc:
+        raise RegistryMismatch(f"the verifier of {model_id} is not a SlicedVerifier", model_id=model_id,
+                               field="verifier_code") from exc
+    layout = ([m.layout.input for m in manifests], [m.layout.output for m in manifests])
+    if len(verifiers) != len(manifests) or (list(inputs), list(outputs)) != layout:
+        raise RegistryMismatch(f"the verifier of {model_id} checks another slicing than the model's",
+                               model_id=model_id, field="verifier_code")
+    for k, (address, m) in enumerate(zip(verifiers, manifests, strict=True)):
+        code = store.get(m.verifier.bytecode.cid).decode().strip()
+        if keccak(client.code_at(address)) != creation_runtime_hash(w3, code if code.startswith("0x") else "0x" + code):
+            raise RegistryMismatch(f"slice {k + 1}'s verifier of {model_id} at {address} is not the one compiled "
+                                   "from its manifest", model_id=model_id, field="verifier_code")
+    creation = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode).constructor(
+        list(verifiers), *layout).data_in_transaction
+    now = keccak(client.code_at(spec.verifier))
+    if now != entry.verifier_codehash or now != creation_runtime_hash(w3, creation):
+        raise RegistryMismatch(f"the verifier of {model_id} at {spec.verifier} is not the SlicedVerifier of its "
+                               "slices", model_id=model_id, field="verifier_code")

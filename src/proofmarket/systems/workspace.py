@@ -84,7 +84,7 @@ class Workspace:
         srs.check_available()
         from proofmarket.models.domain import DEFAULT_MARGIN
         from proofmarket.systems.ezkl.compiler import CompileOptions
-        from proofmarket.systems.ezkl.sliced import compile_sliced
+        from proofmarket.systems.ezkl.sliced_compile import compile_sliced
 
         if options.get("domain_margin") is None:
             options["domain_margin"] = DEFAULT_MARGIN
@@ -92,7 +92,7 @@ class Workspace:
         return compile_sliced(onnx_path, samples_doc, self.store, compiled, slices, progress)
 
     def prove_sliced(self, model_id: str, inputs_doc: Any, provers: int = 1,
-                     progress: Progress = lambda _: None) -> Any:
+                     progress: Progress = lambda _: None, salt: list[int] | None = None) -> Any:
         """A call on a sliced model, its slices proven on ``provers`` prover processes (1: this workspace's)."""
         from proofmarket.systems.ezkl.prover import EzklProver
         from proofmarket.systems.ezkl.sliced import prove_sliced
@@ -102,7 +102,7 @@ class Workspace:
         own = [EzklProver(self.store, self.settings.jobs_dir, ProofWorker(timeout_s=timeout_s))
                for _ in range(provers)] if provers > 1 else []
         try:
-            return prove_sliced(self.store, model_id, inputs_doc, own or [self.prover], progress=progress)
+            return prove_sliced(self.store, model_id, inputs_doc, own or [self.prover], salt=salt, progress=progress)
         finally:
             for prover in own:
                 prover.close()

@@ -21,7 +21,7 @@ from proofmarket.models import slicing
 from proofmarket.samples import sample_path
 from proofmarket.store import LocalStore
 from proofmarket.systems import verify_bundle_any
-from proofmarket.systems.ezkl import sliced
+from proofmarket.systems.ezkl import sliced, sliced_compile
 from proofmarket.systems.ezkl.compiler import CompileOptions, CompileResult
 from proofmarket.systems.ezkl.profile import PrivacyProfile
 from proofmarket.systems.ezkl.prover import EzklProver
@@ -34,15 +34,15 @@ SECOND = [-2.0, 0.3, 1.5, -0.75, 0.0, 2.5, -1.25, 0.6]
 
 
 @pytest.fixture(scope="module")
-def sliced_mlp(zk_home: Path, srs_provider: SrsProvider) -> sliced.SlicedCompile:
+def sliced_mlp(zk_home: Path, srs_provider: SrsProvider) -> sliced_compile.SlicedCompile:
     store = LocalStore(zk_home / "store")
     samples = json.loads(sample_path("mlp", "samples").read_text())
-    return sliced.compile_sliced(sample_path("mlp"), samples, store, CompileOptions(
+    return sliced_compile.compile_sliced(sample_path("mlp"), samples, store, CompileOptions(
         profile=PrivacyProfile(), srs=srs_provider, candidates=[Candidate(256, 2, 7, 1)]), 2)
 
 
 @pytest.fixture(scope="module")
-def proofs(zk_home: Path, sliced_mlp: sliced.SlicedCompile) -> Iterator[list[dict[str, Any]]]:
+def proofs(zk_home: Path, sliced_mlp: sliced_compile.SlicedCompile) -> Iterator[list[dict[str, Any]]]:
     store = LocalStore(zk_home / "store")
     provers = [EzklProver(store, zk_home / "jobs", ProofWorker()) for _ in range(2)]
     try:
@@ -58,9 +58,8 @@ def onnxruntime(x: list[float]) -> np.ndarray:
     return np.asarray(session.run(None, {session.get_inputs()[0].name: np.asarray([x], np.float32)})[0]).ravel()
 
 
-def test_a_sliced_call_computes_the_model_and_verifies_everywhere(zk_home: Path, sliced_mlp: sliced.SlicedCompile,
-                                                                   proofs: list[dict[str, Any]],
-                                                                   tmp_path: Path) -> None:
+def test_a_sliced_call_computes_the_model_and_verifies_everywhere(
+        zk_home: Path, sliced_mlp: sliced_compile.SlicedCompile, proofs: list[dict[str, Any]], tmp_path: Path) -> None:
     store = LocalStore(zk_home / "store")
     manifest = sliced_mlp.manifest
     assert len(manifest.slices) == 2 and manifest.plan["slices"] == 2
@@ -138,7 +137,7 @@ def test_every_tampering_with_a_slice_or_a_link_is_refused(
 
 
 def test_the_command_line_plans_proves_and_verifies_a_sliced_model(zk_home: Path,
-                                                                   sliced_mlp: sliced.SlicedCompile,
+                                                                   sliced_mlp: sliced_compile.SlicedCompile,
                                                                    tmp_path: Path) -> None:
     planned = run_cli(zk_home, "compile", str(sample_path("mlp")), "--sample", str(sample_path("mlp", "samples")),
                       "--slices", "5", "--dry-run", "--provers", "2", "--json")
@@ -156,7 +155,7 @@ def test_the_command_line_plans_proves_and_verifies_a_sliced_model(zk_home: Path
 
 
 @pytest.fixture(scope="module")
-def sliced_chain(zk_home: Path, sliced_mlp: sliced.SlicedCompile) -> Iterator[tuple[Any, Any]]:
+def sliced_chain(zk_home: Path, sliced_mlp: sliced_compile.SlicedCompile) -> Iterator[tuple[Any, Any]]:
     """An anvil with the sliced MLP's slice verifiers and its SlicedVerifier deployed."""
     from chain_helpers import anvil_or_skip
 

@@ -22,35 +22,25 @@ on the committed input. A link reveals a Poseidon hash of an intermediate tensor
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import queue
-import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from proofmarket import models
-from proofmarket.core.errors import AccuracyNotMet, BundleError, UsageError, VerificationFailed
-from proofmarket.models import slicing
-from proofmarket.models.external import self_contained
+from proofmarket.core.errors import BundleError, VerificationFailed
 from proofmarket.store import ArtifactStore, LocalStore
-from proofmarket.systems.documents import ArtifactRef, put_artifact
-from proofmarket.systems.ezkl import ezkl_calls
+from proofmarket.systems.documents import ArtifactRef
 from proofmarket.systems.ezkl.bundle import BundleInput, BundleOutput, ProofBundle
-from proofmarket.systems.ezkl.candidates import DEFAULT_SCALES, AccuracyBound, Candidate
-from proofmarket.systems.ezkl.manifest import ModelManifest, TensorDoc
-from proofmarket.systems.ezkl.profile import PrivacyProfile
-from proofmarket.systems.ezkl.verify import VERIFY_PROOF_SELECTOR
+from proofmarket.systems.ezkl.manifest import TensorDoc
 from proofmarket.systems.port import VerifyReport
 
 SLICED_KIND: Literal["proofmarket/sliced-model"] = "proofmarket/sliced-model"
 SLICED_BUNDLE: Literal["proofmarket/sliced-bundle"] = "proofmarket/sliced-bundle"
 Progress = Callable[[str], None]
+VERIFY_PROOF_SELECTOR = "1e8e1e13"  # verifyProof(bytes,uint256[]): the market's verifier call (verify.py's)
 
 
 class _Strict(BaseModel):
@@ -110,13 +100,6 @@ class SlicedBundle(_Strict):
         return self.model_dump(mode="json")
 
 
-@dataclasses.dataclass
-class SlicedCompile:
-    model_id: str
-    manifest: SlicedManifest
-    slices: list[ModelManifest]
-
-
 def is_sliced(doc: object) -> bool:
     return isinstance(doc, dict) and doc.get("kind") in (SLICED_KIND, SLICED_BUNDLE)
 
@@ -126,159 +109,6 @@ def load_sliced(store: ArtifactStore, model_id: str) -> SlicedManifest:
         return SlicedManifest.model_validate(store.get_json(model_id))
     except ValueError as exc:
         raise BundleError(f"{model_id} does not name a sliced model") from exc
-
-
-# --- compile ------------------------------------------------------------------------------------------------------
-def compile_sliced(onnx_path: Path, samples_doc: Any, store: LocalStore, options: Any, slices: int,
-                   progress: Progress = lambda _: None) -> SlicedCompile:
-    """Compile the model at ``onnx_path`` as ``slices`` linked slices (fewer when its graph has fewer cuts) with the
-    one compiler; ``options``: the model's ``CompileOptions`` (its profile is the call's input's)."""
-    from proofmarket.systems.ezkl.compiler import compile_model
-
-    if options.profile.params != "fixed":
-        raise UsageError("a sliced model keeps its weights in its keys (params=fixed): hashed weights are for one "
-                         "circuit")
-    with tempfile.TemporaryDirectory(prefix="proofmarket-slices-") as tmp:
-        work = Path(tmp)
-        onnx_path = self_contained(onnx_path, work / "model", models.MAX_MODEL_BYTES)
-        info = models.load_model(onnx_path)
-        samples = models.parse_samples(samples_doc, info)
-        normalized = work / "normalized.onnx"
-        models.normalize_model(onnx_path, normalized)
-        plan, paths = slicing.write_slices(normalized, slices, work / "slices")
-        if plan.count < 2:
-            raise UsageError("the model's graph has no single-tensor boundary to cut at: compile it as one circuit")
-        progress(f"slicing: {plan.count} slices of work {', '.join(f'{w:,}' for w in plan.works())} at "
-                 f"{', '.join(c.tensor for c in plan.cuts)}")
-        between = [slicing.run_chain(paths, s)[1] for s in samples]  # each cut's tensor, per sample
-        floor = 0
-        while True:
-            try:
-                manifests, ids = _compile_chain(paths, plan, samples, between, store, options, floor, progress,
-                                                compile_model)
-            except _TooCoarse as exc:
-                floor = _finer(exc.scale, exc.error)
-                progress(f"slice {exc.k + 1} is not accurate at its input scale {exc.scale}: every slice again from "
-                         f"scale {DEFAULT_SCALES[floor]}")
-                continue
-            accuracy = _end_to_end(store, manifests, samples, normalized, work / "check", options.bound)
-            progress(f"end to end on {len(samples)} sample(s): max abs error {accuracy['max_abs_error']:.4g} "
-                     f"against onnxruntime (the bound: {accuracy['limit']:.4g})")
-            missed = _missed(accuracy, options.task == "classification")
-            if missed is None:
-                break
-            scale = int(json.loads(store.get(manifests[0].settings.cid))["run_args"]["input_scale"])
-            floor = _finer(scale, AccuracyNotMet(
-                f"the slices together miss the accuracy bound: {missed} end to end, at the finest scale searched; "
-                "cut fewer slices, or loosen --max-error", **accuracy))
-            progress(f"the slices' errors add up past the bound at scale {scale}: every slice again from scale "
-                     f"{DEFAULT_SCALES[floor]}")
-        manifest = SlicedManifest(
-            name=options.name or onnx_path.stem, onnx=put_artifact(store, normalized), slices=ids,
-            inputs=[TensorDoc(name=t.name, shape=list(t.shape), dtype=t.dtype) for t in info.inputs],
-            outputs=[TensorDoc(name=t.name, shape=list(t.shape), dtype=t.dtype) for t in info.outputs],
-            privacy=PrivacyProfile(options.profile.input, "fixed", "public").to_dict(),
-            plan=plan.to_json(), accuracy=accuracy, ezkl_version=ezkl_calls.EZKL_VERSION,
-            artifacts=sorted({*ids, *(cid for m in manifests for cid in m.public_cids)}))
-        model_id = store.put_json(manifest.model_dump(mode="json"))
-    return SlicedCompile(model_id, manifest, manifests)
-
-
-def _missed(accuracy: dict[str, Any], classifier: bool) -> str | None:
-    """What the slices together miss, in words (None: within the bound; a stated classifier keeps every class)."""
-    if accuracy["max_abs_error"] > accuracy["limit"]:
-        return f"max abs error {accuracy['max_abs_error']:.4g} over {accuracy['limit']:.4g}"
-    if classifier and not accuracy["argmax_match"]:
-        return "a sample's class differs from onnxruntime's"
-    return None
-
-
-def _finer(scale: int, error: AccuracyNotMet) -> int:
-    """The index of the next scale of the grid finer than ``scale``; ``error`` when none is."""
-    finer = [i for i, s in enumerate(DEFAULT_SCALES) if s > scale]
-    if not finer:
-        raise error
-    return finer[0]
-
-
-class _TooCoarse(Exception):
-    def __init__(self, k: int, scale: int, error: AccuracyNotMet) -> None:
-        super().__init__(error.message)
-        self.k, self.scale, self.error = k, scale, error
-
-
-def _compile_chain(paths: list[Path], plan: slicing.SlicePlan, samples: list[list[np.ndarray]],
-                   between: list[list[np.ndarray]], store: LocalStore, options: Any, floor: int, progress: Progress,
-                   compile_model: Any) -> tuple[list[ModelManifest], list[str]]:
-    manifests: list[ModelManifest] = []
-    ids: list[str] = []
-    scales: tuple[int, ...] = DEFAULT_SCALES[floor:]
-    last = len(paths) - 1
-    for k, path in enumerate(paths):
-        profile = PrivacyProfile(options.profile.input if k == 0 else "linked", "fixed",
-                                 "public" if k == last else "hashed")
-        if k == 0:
-            doc: Any = {"inputs": [{t.name: a.tolist() for t, a in zip(_inputs(path), s, strict=True)}
-                                   for s in samples]}
-        else:
-            name = plan.cuts[k - 1].tensor
-            doc = {"inputs": [{name: b[k - 1].tolist()} for b in between]}
-        given = None if options.candidates is None else [  # fresh ones per slice (a search fills them in)
-            Candidate(c.decomp_base, c.decomp_legs, c.scale if k == 0 and c.scale in scales else scales[0],
-                      c.num_inner_cols) for c in options.candidates]
-        slice_options = dataclasses.replace(
-            options, profile=profile, scales=scales, candidates=given,
-            name=f"{options.name or path.stem} slice {k + 1}/{len(paths)}",
-            batch_sizes=(), domain=options.domain if k == 0 else None,
-            task=options.task if k == last else "regression", budget=options.budget)
-        progress(f"slice {k + 1} of {len(paths)}: compiling (input scale {'/'.join(map(str, scales))})")
-        try:
-            result = compile_model(path, doc, store, slice_options,
-                                   lambda line, k=k: progress(f"[slice {k + 1}] {line}"))
-        except AccuracyNotMet as exc:
-            if k == 0:
-                raise
-            raise _TooCoarse(k, scales[0], exc) from exc
-        manifests.append(result.manifest)
-        ids.append(result.model_id)
-        if k < last:
-            settings = json.loads(store.get(result.manifest.settings.cid))
-            scales = (int(settings["model_output_scales"][0]),)
-    return manifests, ids
-
-
-def _inputs(path: Path) -> list[Any]:
-    return list(models.load_model(path).inputs)
-
-
-def _end_to_end(store: LocalStore, manifests: list[ModelManifest], samples: list[list[np.ndarray]],
-                normalized: Path, work: Path, bound: AccuracyBound | None) -> dict[str, Any]:
-    """The slices' witnesses in order on each sample against onnxruntime on the whole model, and the bound one
-    circuit of the model would have been held to (``AccuracyBound.limit`` of the model's outputs)."""
-    from proofmarket.systems.ezkl.salt import circuit_input
-
-    worst, refs, argmax = 0.0, [], True
-    work.mkdir(parents=True, exist_ok=True)
-
-    def here(k: int, flat: list[list[float]]) -> list[list[float]]:  # the compile's own process, as the tuner
-        manifest = manifests[k]
-        (work / f"in-{k}.json").write_text(json.dumps({"input_data": flat}))
-        witness = ezkl_calls.gen_witness(work / f"in-{k}.json", store.path(manifest.compiled.cid),
-                                         work / f"witness-{k}.json")
-        return ezkl_calls.decode_values(witness["outputs"], manifest.layout.output_scales,
-                                        [int(np.prod(o.shape)) for o in manifest.outputs])
-
-    for s in samples:
-        salt = [0] * manifests[0].salt_elements if manifests[0].salt_elements else None
-        outputs = chain_witness(len(manifests), circuit_input(s, salt), here)[-1]
-        want = models.run_onnx(normalized, s)
-        refs.extend(want)
-        for got, ref in zip(outputs, want, strict=True):
-            flat = np.asarray(ref, dtype=np.float64).ravel()
-            worst = max(worst, float(np.max(np.abs(np.asarray(got) - flat))) if flat.size else 0.0)
-            argmax = argmax and (flat.size < 2 or int(np.argmax(got)) == int(np.argmax(flat)))
-    return {"max_abs_error": worst, "limit": (bound or AccuracyBound()).limit(refs), "argmax_match": argmax,
-            "samples": len(samples)}
 
 
 # --- prove ---------------------------------------------------------------------------------------------------------
@@ -386,33 +216,3 @@ def verify_sliced(doc: dict[str, Any] | SlicedBundle, store: ArtifactStore) -> V
         checks.append(check_receipt(bundle))
     return VerifyReport(True, bundle.model.id, bundle.output.values,
                         kinds.pop() if len(kinds) == 1 else "mixed", checks)
-
-
-# --- the dry run ---------------------------------------------------------------------------------------------------
-def predict_sliced(onnx_path: Path, profile: PrivacyProfile, slices: int, provers: int = 1) -> dict[str, Any]:
-    """``compile --slices N --dry-run``: the plan and each slice's cost from its graph alone (``graph_floor``: no
-    calibration, seconds), and a call's proof wall time on ``provers`` provers (the slices' proofs scheduled longest
-    first on the least loaded prover)."""
-    from proofmarket.systems.ezkl.predict import graph_floor
-
-    with tempfile.TemporaryDirectory(prefix="proofmarket-slices-") as tmp:
-        work = Path(tmp)
-        onnx_path = self_contained(onnx_path, work / "model", models.MAX_MODEL_BYTES)
-        models.load_model(onnx_path)  # the model's checks first: an unsupported operator is named here
-        normalized = work / "normalized.onnx"
-        models.normalize_model(onnx_path, normalized)
-        plan, paths = slicing.write_slices(normalized, slices, work / "slices")
-        last = len(paths) - 1
-        rows = []
-        for k, path in enumerate(paths):
-            floor = graph_floor(path, input_visibility=profile.input if k == 0 else "linked",
-                                param_visibility="fixed", output_visibility="public" if k == last else "hashed")
-            rows.append({"slice": k + 1, "work": plan.works()[k], "logrows": floor.logrows,
-                         "prove_s": round(floor.prove_s, 2), "pk_mb": round(floor.pk_mb, 1),
-                         "peak_rss_mb": round(floor.peak_rss_mb, 1)})
-    loads = [0.0] * max(1, provers)
-    for row in sorted(rows, key=lambda r: -float(r["prove_s"])):
-        loads[loads.index(min(loads))] += float(row["prove_s"])
-    return {"plan": plan.to_json(), "slices": rows, "provers": max(1, provers), "wall_s": round(max(loads), 2),
-            "serial_s": round(sum(float(r["prove_s"]) for r in rows), 2),
-            "basis": "each slice's rows from its graph alone at EZKL's default scale (not calibrated): a lower bound"}
