@@ -296,7 +296,7 @@ class ProverRole(MarketBase):
             raise ChainError(f"the stored request {record.request_id} was made on another market ({record.market})")
         if self.registry.get_model(request.model_key).key != model_key(record.model_id):
             raise ChainError(f"request {record.request_id} on chain is for another model than the stored input")
-        manifest, info = self.workspace.prover.model(record.model_id)
+        manifest, info = self.first_circuit(record.model_id)  # a sliced model's input is its first slice's
         arrays = models.parse_inputs(record.inputs, info)
         local = input_commitment(self.workspace.store, manifest, arrays, record.salt).commitment
         if local != "0x" + request.input_commitment.hex() or local != record.commitment:

@@ -1,0 +1,72 @@
+"""A sliced model through the market's escrow on anvil (``onchain/sliced.py``): listed with its SlicedVerifier, a
+request commits to the first slice's input, the prover proves every slice and fulfils once: the exact splits are
+paid and the output the chain records is the last slice's. A listing whose verifier is not the SlicedVerifier of the
+model's slices is refused before any escrow, and a fulfilment with another call's slice refunds the consumer in
+full and slashes the prover."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from market_helpers import OWNER_SHARE_BPS, PRICE, PRICE_UNITS, mlp_input
+
+from proofmarket.chain import RequestStatus, instances_hash
+from proofmarket.core.errors import RegistryMismatch
+from proofmarket.onchain import Market
+from proofmarket.samples import sample_path
+from proofmarket.systems.ezkl.profile import PrivacyProfile
+from proofmarket.systems.ezkl.tuning import Candidate
+from proofmarket.systems.workspace import Workspace
+
+pytestmark = [pytest.mark.slow, pytest.mark.chain]
+
+
+@pytest.fixture(scope="module")
+def sliced_id(market_workspace: Workspace) -> str:
+    samples = json.loads(sample_path("mlp", "samples").read_text())
+    return str(market_workspace.compile_sliced(sample_path("mlp"), samples, 2, profile=PrivacyProfile(),
+                                               candidates=[Candidate(256, 2, 7, 1)]).model_id)
+
+
+def test_a_sliced_model_is_escrowed_and_fulfilled_in_one_transaction(market: Market, sliced_id: str) -> None:
+    registered = market.register_model(sliced_id, PRICE, OWNER_SHARE_BPS)
+    assert registered.action == "registered" and registered.spec.instance_count == 8 + 3  # input, then output
+    receipt = market.request(sliced_id, mlp_input())
+    result = market.fulfill(receipt.request_id)
+    s = result.settlement
+    fee = PRICE_UNITS * 250 // 10_000
+    owner = PRICE_UNITS * OWNER_SHARE_BPS // 10_000
+    assert s.valid and (s.owner_amount, s.prover_amount, s.platform_fee) == (owner, PRICE_UNITS - fee - owner, fee)
+    bundle = market.workspace.store.get_json(result.bundle_cid)
+    assert bundle["kind"] == "proofmarket/sliced-bundle" and len(bundle["slices"]) == 2
+    assert bundle["input"]["commitment"] == receipt.commitment
+    assert s.output_hash == bytes.fromhex(bundle["output"]["hash"][2:]) == instances_hash(s.outputs)
+    assert market.market.get_request(receipt.request_id).status is RequestStatus.FULFILLED
+
+    # another call's last slice in this call's proof: the SlicedVerifier says no, the consumer is refunded
+    again = market.request(sliced_id, mlp_input())
+    other, _ = market.workspace.prove_sliced(sliced_id, {"input_data": [[0.1 * i for i in range(8)]]})
+    mine, _ = market.workspace.prove_sliced(sliced_id, mlp_input())
+    doc = mine.to_doc()
+    doc["slices"][1] = other.to_doc()["slices"][1]
+    from proofmarket.systems.ezkl.sliced import evm_proof
+
+    doc["proof"] = evm_proof(doc["slices"]).model_dump()
+    refused = market.submit_proof(again.request_id, doc)
+    assert refused.status is RequestStatus.REJECTED and not refused.valid and refused.refunded == PRICE_UNITS
+
+
+def test_a_listing_whose_verifier_is_not_the_slices_is_refused(market: Market, sliced_id: str, models: object) -> None:
+    """A listing of the sliced model naming another verifier (here the plain MLP's own): the consumer's check of
+    the entry refuses it before anything is escrowed."""
+    from proofmarket.chain import model_key
+    from proofmarket.onchain.sliced import sliced_spec
+
+    other = market.deploy_verifier(models.public).address  # type: ignore[attr-defined]
+    spec = sliced_spec(market.workspace.store, sliced_id, verifier=other, price=PRICE_UNITS,
+                       owner_share_bps=OWNER_SHARE_BPS, metadata_cid=sliced_id)
+    market.registry.register(model_key(sliced_id), spec, market.accounts.owner)
+    with pytest.raises(RegistryMismatch) as refused:
+        market.request(sliced_id, mlp_input())
+    assert refused.value.details["field"] == "verifier_code"
