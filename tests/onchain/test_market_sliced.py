@@ -43,6 +43,11 @@ def test_a_sliced_model_is_escrowed_and_fulfilled_in_one_transaction(market: Mar
     assert bundle["input"]["commitment"] == receipt.commitment
     assert s.output_hash == bytes.fromhex(bundle["output"]["hash"][2:]) == instances_hash(s.outputs)
     assert market.market.get_request(receipt.request_id).status is RequestStatus.FULFILLED
+    # anyone checks the paid bundle against the registry's listing on chain (its SlicedVerifier), in one eth_call
+    from proofmarket.chain.onchain_verify import verify_on_chain
+
+    found = verify_on_chain(market.client, market.registry, bundle)
+    assert found.verifier == registered.spec.verifier and found.gas > 2 * 200_000
 
     # another call's last slice in this call's proof: the SlicedVerifier says no, the consumer is refunded
     again = market.request(sliced_id, mlp_input())
