@@ -88,10 +88,27 @@ def prove_one(home: Path, model_id: str, given: Any, provers: int) -> dict[str, 
     finally:
         ws.close()
     doc = bundle.to_doc()
-    return {"provers": provers, "wall_s": round(wall, 2), "verify_s": round(verify_s, 3),
+    gas = _chain_gas(home, model_id, doc) if provers == 1 else None
+    return {"provers": provers, "wall_s": round(wall, 2), "verify_s": round(verify_s, 3), "verify_gas": gas,
             "prove_s": [round(s["timings"]["prove_s"], 2) for s in doc["slices"]],
             "proof_bytes": sum((len(s["proof"]["hex"]) - 2) // 2 for s in doc["slices"]),
             "peak_prover_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)}
+
+
+def _chain_gas(home: Path, model_id: str, doc: dict[str, Any]) -> dict[str, int]:
+    """On a throwaway anvil: the slices' verifiers and the SlicedVerifier deployed, the call checked in one
+    ``eth_call`` (the gas a market's fulfilment spends verifying it)."""
+    from proofmarket.chain import Devnet, dev_account
+    from proofmarket.chain.sliced_verifier import check
+    from proofmarket.onchain.sliced import deploy_sliced
+    from proofmarket.store import LocalStore
+
+    with Devnet(None) as net:
+        client = net.client()
+        deployed = deploy_sliced(client, dev_account(0, client.chain_id), LocalStore(home / "store"), model_id)
+        ok, gas = check(client, deployed.address, doc)
+    assert ok, "the chain refused the sliced call"
+    return {"verify": gas, "deploy": deployed.gas_used}
 
 
 def _child(*args: str) -> dict[str, Any]:
@@ -122,23 +139,25 @@ def render(doc: dict[str, Any]) -> str:
              "its measured prove time and peak from `bench/reach.json` where that bench compiled it.", "",
              "| model | slices (work) | dry run s | compile s (CPU s) | slices' logrows, pk MB | end-to-end error "
              "(bound) | 1 prover: wall s, peak MB | 2 provers: wall s, peak MB | 2 vs 1 | proof bytes | verify s | "
-             "one circuit: logrows, pk MB, peak MB (measured prove s, peak MB) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "verifyProof gas (deploy) | one circuit: logrows, pk MB, peak MB (measured prove s, peak MB) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in doc["models"]:
         if "error" in r or any("error" in run for run in r.get("runs", [])):
             why = r.get("error") or next(run["error"] for run in r["runs"] if "error" in run)
-            lines.append(f"| {r['model']} | failed: {why} | | | | | | | | | | |")
+            lines.append(f"| {r['model']} | failed: {why} | | | | | | | | | | | |")
             continue
         one, two = r["runs"]
         plan, floor, measured = r["plan"]["plan"], r["whole_floor"], r["whole_measured"]
         circuits = "; ".join(f"{c['logrows']}, {c['pk_mb']:,}" for c in r["circuits"])
         seen = f" ({measured['prove_s']} s, {measured['peak_mb']:,} MB)" if measured else ""
+        chain = one.get("verify_gas") or {}
+        gas = f"{chain['verify']:,} ({chain['deploy']:,})" if chain else "n/a"
         lines.append(
             f"| {r['model']} | {plan['slices']} ({', '.join(f'{w:,}' for w in plan['work'])}) | {r['dry_run_s']} | "
             f"{r['compile_s']} ({r['compile_cpu_s']}) | {circuits} | {r['accuracy']['max_abs_error']:.3g} "
             f"({r['accuracy']['limit']:.3g}) | {one['wall_s']}, {one['peak_prover_mb']:,} | {two['wall_s']}, "
             f"{two['peak_prover_mb']:,} | {two['wall_s'] / one['wall_s']:.2f}x | {one['proof_bytes']:,} | "
-            f"{one['verify_s']} | {floor['logrows']}, {floor['pk_mb']:,}, {floor['peak_mb']:,}{seen} |")
+            f"{one['verify_s']} | {gas} | {floor['logrows']}, {floor['pk_mb']:,}, {floor['peak_mb']:,}{seen} |")
     lines += ["", "On 2 cores, two provers share the machine: the 2-prover wall time is bounded by the cores, not by "
               "the slices. A prover's peak is its largest slice's, whatever the number of provers."]
     return "\n".join(lines) + "\n"
