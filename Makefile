@@ -80,6 +80,7 @@ bench: setup
 	$(BIN)/python bench/latency.py && $(BIN)/python bench/stamp.py latency
 	$(BIN)/python bench/domain.py && $(BIN)/python bench/stamp.py domain
 	$(BIN)/python bench/reach.py && $(BIN)/python bench/stamp.py reach
+	$(BIN)/python bench/slices.py && $(BIN)/python bench/stamp.py slices
 	$(BIN)/python bench/readme.py
 
 lint: setup
