@@ -171,6 +171,8 @@ def compile_cmd(
         if slices > 1:
             from proofmarket.cli import sliced_cmd
 
+            if sizes:
+                raise UsageError("--batch-sizes builds batch circuits of one circuit: a sliced model has none")
             if dry_run:
                 sliced_cmd.dry_run(ws, model, profile, slices, provers, as_json)
             else:

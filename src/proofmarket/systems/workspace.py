@@ -89,7 +89,13 @@ class Workspace:
         if options.get("domain_margin") is None:
             options["domain_margin"] = DEFAULT_MARGIN
         compiled = CompileOptions(profile=profile, srs=srs, budget=self.settings.budget, **options)
-        return compile_sliced(onnx_path, samples_doc, self.store, compiled, slices, progress)
+        result = compile_sliced(onnx_path, samples_doc, self.store, compiled, slices, progress)
+        m = result.manifest
+        self._write_index(result.model_id, {
+            "id": result.model_id, "name": m.name, "mode": "proven", "privacy": m.privacy["name"],
+            "logrows": max(s.logrows for s in result.slices), "slices": len(m.slices), "onnx_sha256": m.onnx.sha256,
+            "srs": result.slices[0].srs.kind, "compiled_at": datetime.now(UTC).isoformat(timespec="seconds")})
+        return result
 
     def prove_sliced(self, model_id: str, inputs_doc: Any, provers: int = 1,
                      progress: Progress = lambda _: None, salt: list[int] | None = None) -> Any:

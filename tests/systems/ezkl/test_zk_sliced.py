@@ -145,6 +145,9 @@ def test_the_command_line_plans_proves_and_verifies_a_sliced_model(zk_home: Path
     plan = json.loads(planned.stdout)["sliced"]
     assert plan["plan"]["slices"] == 3  # Gemm | Relu | Gemm: the graph has two cuts, so three slices at most
     assert len(plan["slices"]) == 3 and plan["wall_s"] <= plan["serial_s"]
+    mixed = run_cli(zk_home, "compile", str(sample_path("mlp")), "--sample", str(sample_path("mlp", "samples")),
+                    "--slices", "2", "--batch-sizes", "4")
+    assert mixed.returncode == 2 and "a sliced model has none" in mixed.stdout + mixed.stderr, mixed.stderr
     (tmp_path / "in.json").write_text(json.dumps({"input_data": [SECOND]}))
     proved = run_cli(zk_home, "prove", sliced_mlp.model_id, "--input", str(tmp_path / "in.json"), "--provers", "2",
                      "--out", str(tmp_path / "b.json"), "--json")
