@@ -27,10 +27,11 @@ def test_each_built_in_system_keeps_its_runtime_in_its_own_package() -> None:
     """A system's spec and runtime live in its package (``systems/ezkl/system.py``, ``systems/attested/spec.py``), and
     a document that names one system loads no other (a proof of an ONNX model loads no LM code)."""
     from proofmarket.systems import registry
-    from proofmarket.systems.ids import ATTESTED_SYSTEM, PROVEN_SYSTEM
+    from proofmarket.systems.ids import ATTESTED_SYSTEM, PROVEN_SYSTEM, SLICED_SYSTEM
 
     packages = {system: module.rsplit(".", 1)[0] for system, (module, _) in registry._BUILTINS.items()}
-    assert packages == {PROVEN_SYSTEM: "proofmarket.systems.ezkl", ATTESTED_SYSTEM: "proofmarket.systems.attested"}
+    assert packages == {PROVEN_SYSTEM: "proofmarket.systems.ezkl", ATTESTED_SYSTEM: "proofmarket.systems.attested",
+                        SLICED_SYSTEM: "proofmarket.systems.ezkl"}  # a sliced model is EZKL's circuits, linked
     code = ("import sys; from proofmarket.systems import registry, ids; registry.spec(ids.PROVEN_SYSTEM); "
             "print('proofmarket.systems.attested' in sys.modules)")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
