@@ -48,7 +48,7 @@ from proofmarket.systems.attested.service import GenerateRequest
 from proofmarket.systems.ezkl.bundle import ProofBundle
 from proofmarket.systems.ezkl.commitment import input_commitment
 from proofmarket.systems.port import Bundle
-from proofmarket.systems.registry import ATTESTED_SYSTEM, PROVEN_SYSTEM
+from proofmarket.systems.registry import ATTESTED_SYSTEM
 from proofmarket.systems.workspace import Workspace
 
 __all__ = ["CLOSED", "MAX_ATTEMPTS", "OPEN", "EscrowService"]
@@ -131,7 +131,7 @@ class EscrowService(BatchedEscrow, ChainWatcher[InferenceRequest]):
         return self._take_input(row, opened, {"inputs": inputs_doc, "salt": salt})
 
     def _proven_commitment(self, row: EscrowRequestRow, inputs_doc: Any, salt: list[int] | None) -> str:
-        manifest, info = self.market.workspace.prover.model(row.model_id)
+        manifest, info = self.market.first_circuit(row.model_id)  # a sliced model: its first slice's input
         arrays = models.parse_inputs(inputs_doc, info)
         if manifest.salt_elements and salt is None:
             raise InputMismatch(f"model {row.model_id} hashes its input with a salt: post the salt of the "
@@ -335,7 +335,8 @@ class EscrowService(BatchedEscrow, ChainWatcher[InferenceRequest]):
                         lambda: self.market.generate_attested(row.model_id, doc.get("inputs")), ticket)
         elif found is None and row.bundle_cid is not None:
             cid = row.bundle_cid
-            run_as_call(calls, row.model_id, PROVEN_SYSTEM, self.kind, proven, lambda: self._stored(cid), ticket)
+            run_as_call(calls, row.model_id, self._system(row.model_id), self.kind, proven, lambda: self._stored(cid),
+                        ticket)
         else:
             call = self._wait_call(row, found.id if found is not None else self._submit_job(row, batch=batch,
                                                                                              ticket=ticket))
@@ -379,8 +380,8 @@ class EscrowService(BatchedEscrow, ChainWatcher[InferenceRequest]):
         output = bundle.output.text if attested else bundle.output.values
         return Answer(settlement, bundle_cid, output, attested, onchain.terms.owner if onchain.terms else None)
 
-    def _stored(self, bundle_cid: str) -> tuple[ProofBundle, str]:
-        return ProofBundle.parse(self.market.workspace.store.get_json(bundle_cid)), bundle_cid
+    def _stored(self, bundle_cid: str) -> tuple[Bundle, str]:
+        return parse_bundle(self.market.workspace.store.get_json(bundle_cid)), bundle_cid
 
     def _still_proving(self, row: EscrowRequestRow) -> bool:
         fresh = self.repo.get(self.chain_id, self.address, row.request_id)

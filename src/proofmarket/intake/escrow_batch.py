@@ -26,7 +26,7 @@ from proofmarket.intake.rails import ESCROW_RAIL, chain_ticket
 from proofmarket.onchain import Market
 from proofmarket.payments.tickets import Ticket
 from proofmarket.systems.ezkl.bundle import ProofBundle
-from proofmarket.systems.registry import PROVEN_SYSTEM
+from proofmarket.systems.ids import PROVEN_SYSTEM, SLICED_SYSTEM
 
 if TYPE_CHECKING:
     from proofmarket.calls.service import CallService
@@ -52,6 +52,10 @@ class BatchedEscrow:
     address: str
     proof_timeout_s: float | None
     callbacks: CallbackRule
+
+    def _system(self, model_id: str) -> str:
+        """The proof system a proven request's call runs on: EZKL's, or the linked slices' of a sliced model."""
+        return SLICED_SYSTEM if self.market.sliced_manifest(model_id) is not None else PROVEN_SYSTEM
 
     def _together(self, rows: list[EscrowRequestRow]) -> set[int]:
         """Claim and answer together the rows that can share proofs (2+ of one model); the ids claimed here (their
@@ -140,7 +144,8 @@ class BatchedEscrow:
         the call is the escrow rail's, fulfilled by the call settler (None: settled here, by one fulfillBatch)."""
         doc = row.inputs or {}
         job, _ = self._calls().submit_prove(row.model_id, doc.get("inputs"), key=self._job_key(row),
-                                            salt=doc.get("salt"), system=PROVEN_SYSTEM, rail=self.kind, batch=batch,
+                                            salt=doc.get("salt"), system=self._system(row.model_id),
+                                            rail=self.kind, batch=batch,
                                             client="escrow", ticket=ticket)  # input and answer are public on chain
         return str(job.id)
 

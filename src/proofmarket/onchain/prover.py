@@ -107,6 +107,8 @@ class ProverRole(MarketBase):
     def settles_batched(self, model_id: str, request: InferenceRequest) -> bool:
         """Whether ``request`` may be proven with other calls: every batch circuit of the model has a verifier the
         registry named before the request was made, so whichever the node's queue picks, ``fulfillBatch`` takes it."""
+        if self.sliced_manifest(model_id) is not None:
+            return False  # a sliced model has no batch circuit
         manifest, _ = self.workspace.prover.model(model_id)
         made = request.terms.created_at if request.terms else 0
         if not manifest.batches or any(c.verifier is None for c in manifest.batches):
