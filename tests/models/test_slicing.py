@@ -60,14 +60,16 @@ def run(model: onnx.ModelProto | Path, x: np.ndarray) -> np.ndarray:
 
 def test_a_chain_is_cut_after_each_node_but_the_last() -> None:
     found, total = slicing.cuts(chain([8, 16, 16, 4]))
-    assert [c.tensor for c in found] == ["m0", "r0", "m1", "r1", "m2"]
+    assert [c.tensors for c in found] == [("m0",), ("r0",), ("m1",), ("r1",), ("m2",)]
     assert total == 8 * 16 + 16 + 16 * 16 + 16 + 16 * 4 + 4  # multiply-adds of each MatMul, elements of each Relu
 
 
-def test_no_cut_inside_a_residual_span_and_constants_cross_freely() -> None:
-    found, _ = slicing.cuts(residual())
-    # inside the branch both h and the branch's tensor are live: the only cuts are before it and after the Add
-    assert [c.tensor for c in found] == ["a", "h", "r", "m"]
+def test_a_residual_span_is_cut_by_both_its_tensors_and_constants_cross_freely() -> None:
+    # inside the branch both h and the branch's tensor are live: one tensor alone crosses only before and after it
+    assert [c.tensors for c in slicing.cuts(residual(), width=1)[0]] == [("a",), ("h",), ("r",), ("m",)]
+    # two may cross: the residual h beside the branch, in the order they were made (the Constant node: no cut)
+    assert [c.tensors for c in slicing.cuts(residual())[0]] == [("a",), ("h",), ("h", "b"), ("h", "f"), ("r",),
+                                                              ("m",)]
 
 
 def test_a_model_whose_input_is_read_late_has_no_cut_before_that_read() -> None:
@@ -75,9 +77,9 @@ def test_a_model_whose_input_is_read_late_has_no_cut_before_that_read() -> None:
              helper.make_node("Add", ["b", "x"], ["y"])]
     graph = helper.make_graph(nodes, "late", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
-    found, _ = slicing.cuts(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
-    assert found == []
-    assert slicing.plan(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), 3).count == 1
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    assert slicing.cuts(model, width=1)[0] == []
+    assert [c.tensors for c in slicing.cuts(model)[0]] == [("x", "a"), ("x", "b")]  # the input crosses beside
 
 
 @pytest.mark.parametrize("n", [2, 3, 4])
@@ -86,14 +88,17 @@ def test_the_plan_minimises_the_largest_slice(n: int) -> None:
     found, total = slicing.cuts(model)
     got = slicing.plan(model, n)
     assert got.count == n and sum(got.works()) == total
+
+    def largest(picked: tuple[slicing.Cut, ...]) -> int:  # a slice: its work and its links' hashing on each side
+        ends = [(0, 0), *((c.work_before, c.elements * slicing.LINK_WORK) for c in picked), (total, 0)]
+        return max(b[0] - a[0] + a[1] + b[1] for a, b in itertools.pairwise(ends))
+
     # brute force over every choice of n - 1 cuts: the smallest possible largest slice
-    edges = [c.work_before for c in found]
-    best = min(max(b - a for a, b in itertools.pairwise([0, *pick, total]))
-               for pick in itertools.combinations(edges, n - 1))
-    assert max(got.works()) == best
+    assert largest(got.cuts) == min(largest(pick) for pick in itertools.combinations(found, n - 1))
 
 
-@pytest.mark.parametrize(("build", "n"), [(lambda: chain([8, 16, 16, 4]), 3), (residual, 2), (residual, 3)])
+@pytest.mark.parametrize(("build", "n"), [(lambda: chain([8, 16, 16, 4]), 3), (residual, 2), (residual, 3),
+                                          (residual, 6)])
 def test_the_slices_in_order_compute_the_whole_model(build: object, n: int, tmp_path: Path) -> None:
     model = build()  # type: ignore[operator]
     path = tmp_path / "model.onnx"
@@ -103,12 +108,13 @@ def test_the_slices_in_order_compute_the_whole_model(build: object, n: int, tmp_
     x = RNG.normal(0, 1, (1, model.graph.input[0].type.tensor_type.shape.dim[1].dim_value)).astype(np.float32)
     out, between = slicing.run_chain(paths, [x])
     np.testing.assert_array_equal(out[0], run(model, x))
-    assert [b.shape for b in between] == [c.shape for c in plan.cuts]
-    for k, p in enumerate(paths):  # each slice is a model of its own: one input, one output
+    assert [[a.shape for a in b] for b in between] == [list(c.shapes) for c in plan.cuts]
+    for k, p in enumerate(paths):  # each slice is a model of its own: its inputs the cut's tensors, in its order
         sliced = onnx.load(str(p))
-        assert len(sliced.graph.input) == 1 and len(sliced.graph.output) == 1
         if k:
-            assert sliced.graph.input[0].name == plan.cuts[k - 1].tensor
+            assert tuple(i.name for i in sliced.graph.input) == plan.cuts[k - 1].tensors
+        if k < plan.count - 1:
+            assert len(sliced.graph.output) == len(plan.cuts[k].tensors)
 
 
 def test_bad_slice_counts_and_many_outputs_are_refused() -> None:

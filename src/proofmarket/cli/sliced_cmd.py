@@ -19,7 +19,8 @@ def dry_run(ws: Workspace, model: Path, profile: Any, slices: int, provers: int,
         emit_json({"ok": True, "sliced": predicted})
         return
     plan = predicted["plan"]
-    out.print(f"{plan['slices']} slices (cut at {', '.join(c['tensor'] for c in plan['cuts']) or 'nowhere'}); "
+    where = ", ".join("+".join(c["tensors"]) for c in plan["cuts"]) or "nowhere"
+    out.print(f"{plan['slices']} slices (cut at {where}); "
               f"{predicted['basis']}:")
     for row in predicted["slices"]:
         out.print(f"  slice {row['slice']}: logrows {row['logrows']}, prove ~{row['prove_s']:,.1f} s, proving key "
@@ -27,7 +28,7 @@ def dry_run(ws: Workspace, model: Path, profile: Any, slices: int, provers: int,
     out.print(f"a call's proofs: ~{predicted['wall_s']:,.1f} s on {predicted['provers']} prover(s) "
               f"(~{predicted['serial_s']:,.1f} s on one)")
     if plan["slices"] < slices:
-        out.print(f"the graph has {plan['slices'] - 1} place(s) where one tensor alone crosses: "
+        out.print(f"the graph has {plan['slices'] - 1} place(s) where few enough tensors cross: "
                   f"{plan['slices']} slices at most, not {slices}")
 
 

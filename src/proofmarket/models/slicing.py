@@ -1,15 +1,17 @@
-"""Split a model's graph into slices at tensor boundaries: each slice a model of its own whose one input is the
-previous slice's one output, so proving every slice proves the model (``systems/ezkl/sliced.py`` links them).
+"""Split a model's graph into slices at tensor boundaries: each slice a model of its own whose inputs are the
+previous slice's outputs, so proving every slice proves the model (``systems/ezkl/sliced.py`` links them).
 
-    cuts       the places in the graph's node order where exactly one computed tensor crosses: everything before
-               is done and only that tensor is read after (the model's input is read after a cut only by its first
-               slice: a residual from the input would cross beside the tensor, so no cut lies inside its span).
-               Initializers and ``Constant`` nodes cross freely: each slice holds its own copy.
+    cuts       the places in the graph's node order where at most ``MAX_WIDTH`` computed tensors cross: everything
+               before is done and only those tensors are read after (a residual stream and the branch beside it
+               cross together). Initializers and ``Constant`` nodes cross freely: each slice holds its own copy; a
+               tensor crossing several cuts (the residual) is passed through the slices between (``Identity``).
     weights    each node's work, to balance slices: multiply-adds for MatMul/Gemm/Conv, output elements for the rest
-               (a nonlinearity's lookups cost per element)
-    plan       ``n`` slices: the cuts nearest to equal shares of the total work
-    extract    slice ``k``'s model: the nodes between its cuts, its input the tensor at its first cut (the model's
-               inputs for slice 0), its output the tensor at its last (the model's outputs for the last slice)
+               (a nonlinearity's lookups cost per element); each crossing element costs ``LINK_WORK`` on both sides
+               (its hash, the link)
+    plan       ``n`` slices whose largest cost is the smallest possible (a minimax partition over the cuts)
+    extract    slice ``k``'s model: the nodes between its cuts, its inputs the tensors of its first cut (the model's
+               inputs for slice 0), its outputs those of its last (the model's outputs for the last slice), in the
+               cut's order: slice k's outputs and slice k+1's inputs are the same tensors, position by position
 
 The graph must have one output and its node list in topological order (ONNX requires it); a slice's model keeps
 the opset and every initializer it reads, nothing else.
@@ -28,16 +30,22 @@ from onnx import helper, shape_inference
 from proofmarket.core.errors import UsageError
 
 MAX_SLICES = 64
+MAX_WIDTH = 4  # the most tensors a cut may be crossed by (each is one link: one hash on each side)
+LINK_WORK = 16  # the work one crossing element adds to each side of a cut (its share of a Poseidon hash)
 
 
 @dataclass(frozen=True)
 class Cut:
-    """A place to split: after node ``index - 1``, only ``tensor`` (of ``shape``) is read by the nodes after."""
+    """A place to split: after node ``index - 1``, only ``tensors`` (of ``shapes``) are read by the nodes after."""
 
     index: int
-    tensor: str
-    shape: tuple[int, ...]
+    tensors: tuple[str, ...]
+    shapes: tuple[tuple[int, ...], ...]
     work_before: int  # the summed work of the nodes before it
+
+    @property
+    def elements(self) -> int:
+        return sum(math.prod(s) for s in self.shapes)
 
 
 @dataclass(frozen=True)
@@ -55,8 +63,9 @@ class SlicePlan:
         return [b - a for a, b in zip(edges, edges[1:], strict=False)]
 
     def to_json(self) -> dict[str, object]:
-        return {"slices": self.count, "cuts": [{"after_node": c.index, "tensor": c.tensor, "shape": list(c.shape)}
-                                                for c in self.cuts], "work": self.works()}
+        return {"slices": self.count, "cuts": [{"after_node": c.index, "tensors": list(c.tensors),
+                                                "shapes": [list(x) for x in c.shapes]} for c in self.cuts],
+                "work": self.works()}
 
 
 def _shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
@@ -93,18 +102,21 @@ def _work(node: onnx.NodeProto, shapes: dict[str, tuple[int, ...]]) -> int:
     return elements
 
 
-def cuts(model: onnx.ModelProto) -> tuple[list[Cut], int]:
-    """Every single-tensor cut of the graph and its total work."""
+def cuts(model: onnx.ModelProto, width: int = MAX_WIDTH) -> tuple[list[Cut], int]:
+    """Every cut of the graph crossed by at most ``width`` computed tensors, and the graph's total work."""
     graph = model.graph
     if len(graph.output) != 1:
         raise UsageError(f"only a model with one output can be sliced; this one has {len(graph.output)}")
     shapes, free = _shapes(model), _free(model)
-    inputs = {i.name for i in graph.input} - free
+    inputs = [i.name for i in graph.input if i.name not in free]
+    order = {name: n for n, name in enumerate(inputs)}  # where each tensor is made: its place in the cut
     last_use: dict[str, int] = {}
     for i, node in enumerate(graph.node):
         for name in node.input:
             if name and name not in free:
                 last_use[name] = i
+        for name in node.output:
+            order.setdefault(name, len(order))
     output = graph.output[0].name
     found: list[Cut] = []
     work, live = 0, set(inputs)
@@ -112,11 +124,14 @@ def cuts(model: onnx.ModelProto) -> tuple[list[Cut], int]:
         work += _work(node, shapes)
         live.update(o for o in node.output if o and o not in free)
         live = {t for t in live if last_use.get(t, -1) > i or t == output}
-        if i + 1 < len(graph.node) and len(live) == 1:
-            (tensor,) = live
-            fresh = not found or found[-1].tensor != tensor  # a Constant node between: the same cut
-            if fresh and tensor not in inputs and tensor != output and tensor in shapes:
-                found.append(Cut(i + 1, tensor, shapes[tensor], work))
+        crossing = tuple(sorted(live, key=order.__getitem__))
+        if i + 1 >= len(graph.node) or not 1 <= len(crossing) <= width or output in live:
+            continue
+        if set(crossing) <= set(inputs) or not all(t in shapes for t in crossing):
+            continue  # nothing computed yet, or a tensor of unknown shape
+        if found and found[-1].tensors == crossing:
+            continue  # a Constant node between: the same cut
+        found.append(Cut(i + 1, crossing, tuple(shapes[t] for t in crossing), work))
     return found, work
 
 
@@ -128,7 +143,12 @@ def plan(model: onnx.ModelProto, slices: int) -> SlicePlan:
     found, total = cuts(model)
     count = min(slices, len(found) + 1)
     edges = [0, *(c.work_before for c in found), total]  # edges[j]: the work before boundary j
-    # best[k][j]: the least max-work of k slices covering the nodes before boundary j (boundary j = found[j - 1])
+    links = [0, *(c.elements * LINK_WORK for c in found), 0]  # a cut's hash, on each side of it
+
+    def cost(i: int, j: int) -> int:  # the slice from boundary i to boundary j
+        return edges[j] - edges[i] + links[i] + links[j]
+
+    # best[k][j]: the least max-cost of k slices covering the nodes before boundary j (boundary j = found[j - 1])
     inf = float("inf")
     best = [[inf] * len(edges) for _ in range(count + 1)]
     back = [[0] * len(edges) for _ in range(count + 1)]
@@ -136,7 +156,7 @@ def plan(model: onnx.ModelProto, slices: int) -> SlicePlan:
     for k in range(1, count + 1):
         for j in range(1, len(edges)):
             for i in range(j):
-                value = max(best[k - 1][i], edges[j] - edges[i])
+                value = max(best[k - 1][i], cost(i, j))
                 if value < best[k][j]:
                     best[k][j], back[k][j] = value, i
     chosen, j = [], len(edges) - 1
@@ -153,20 +173,26 @@ def extract(model: onnx.ModelProto, slice_plan: SlicePlan, k: int) -> onnx.Model
     edges = [0, *(c.index for c in slice_plan.cuts), len(graph.node)]
     start, end = edges[k], edges[k + 1]
     nodes = list(graph.node[start:end])
-    needed = {name for n in nodes for name in n.input if name}
-    constants = [n for n in graph.node[:start] if n.op_type == "Constant" and set(n.output) & needed]
-    initializers = [t for t in graph.initializer if t.name in needed]
-    shapes = _shapes(model)
     if k == 0:
         inputs = [i for i in graph.input if i.name not in {t.name for t in graph.initializer}]
     else:
         cut = slice_plan.cuts[k - 1]
-        inputs = [helper.make_tensor_value_info(cut.tensor, _elem_type(model, cut.tensor), list(cut.shape))]
+        inputs = [helper.make_tensor_value_info(t, _elem_type(model, t), list(shape))
+                  for t, shape in zip(cut.tensors, cut.shapes, strict=True)]
     if k == slice_plan.count - 1:
         outputs = list(graph.output)
     else:
-        cut = slice_plan.cuts[k]
-        outputs = [helper.make_tensor_value_info(cut.tensor, _elem_type(model, cut.tensor), list(shapes[cut.tensor]))]
+        made = {o for n in nodes for o in n.output}
+        outputs = []
+        for t, shape in zip(slice_plan.cuts[k].tensors, slice_plan.cuts[k].shapes, strict=True):
+            name = t
+            if t not in made:  # crossing this slice untouched (a residual): passed through
+                name = f"{t}__through{k}"
+                nodes.append(helper.make_node("Identity", [t], [name], name=f"through{k}_{t}"))
+            outputs.append(helper.make_tensor_value_info(name, _elem_type(model, t), list(shape)))
+    needed = {name for n in nodes for name in n.input if name}
+    constants = [n for n in graph.node[:start] if n.op_type == "Constant" and set(n.output) & needed]
+    initializers = [t for t in graph.initializer if t.name in needed]
     sliced = helper.make_graph(constants + nodes, f"{graph.name or 'model'}_slice{k}", inputs, outputs, initializers)
     out = helper.make_model(sliced, opset_imports=list(model.opset_import), ir_version=model.ir_version)
     onnx.checker.check_model(out)
@@ -194,16 +220,16 @@ def write_slices(onnx_path: Path, slices: int, out_dir: Path) -> tuple[SlicePlan
     return slice_plan, paths
 
 
-def run_chain(paths: list[Path], inputs: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Run the slices in order with onnxruntime: (the last slice's outputs, each cut's tensor)."""
+def run_chain(paths: list[Path], inputs: list[np.ndarray]) -> tuple[list[np.ndarray], list[list[np.ndarray]]]:
+    """Run the slices in order with onnxruntime: (the last slice's outputs, each cut's tensors)."""
     import onnxruntime as ort
 
-    between: list[np.ndarray] = []
+    between: list[list[np.ndarray]] = []
     current = inputs
     for path in paths:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         feeds = {i.name: np.asarray(v, dtype=np.float32).reshape([d if isinstance(d, int) else 1 for d in i.shape])
                  for i, v in zip(session.get_inputs(), current, strict=True)}
         current = [np.asarray(o) for o in session.run(None, feeds)]
-        between.append(current[0])
+        between.append(current)
     return current, between[:-1]

@@ -197,3 +197,51 @@ def _sliced_abi() -> list[dict[str, Any]]:
     from proofmarket.chain.artifacts import load_artifact
 
     return load_artifact("SlicedVerifier").abi
+
+
+def _through_model(path: Path) -> Path:
+    """y = relu(x W0) W1 + x V: the input crosses every cut beside the branch, so every link is two tensors (the
+    input passed through a slice, and the branch)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+    weights = [numpy_helper.from_array(rng.normal(0, 0.4, shape).astype(np.float32), name)
+               for name, shape in (("w0", (6, 8)), ("w1", (8, 3)), ("v", (6, 3)))]
+    nodes = [helper.make_node("MatMul", ["x", "w0"], ["m0"]), helper.make_node("Relu", ["m0"], ["a"]),
+             helper.make_node("MatMul", ["a", "w1"], ["m1"]), helper.make_node("MatMul", ["x", "v"], ["s"]),
+             helper.make_node("Add", ["m1", "s"], ["y"])]
+    graph = helper.make_graph(nodes, "through", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], weights)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+@pytest.mark.slow  # compiles its own model
+def test_links_of_two_tensors_with_the_input_passed_through_prove_and_verify(
+        zk_home: Path, srs_provider: SrsProvider, tmp_path: Path) -> None:
+    store = LocalStore(zk_home / "store")
+    model = _through_model(tmp_path / "through.onnx")
+    rng = np.random.default_rng(4)
+    samples = {"inputs": [{"x": rng.uniform(-1, 1, (1, 6)).round(3).tolist()} for _ in range(6)]}
+    made = sliced_compile.compile_sliced(model, samples, store, CompileOptions(
+        profile=PrivacyProfile(), srs=srs_provider, candidates=[Candidate(256, 2, 7, 1)], domain="-1:1"), 2)
+    assert [len(c["tensors"]) for c in made.manifest.plan["cuts"]] == [2]  # the input beside the branch
+    assert made.slices[0].layout.output == 2 and made.slices[1].layout.input == 2
+    provers = [EzklProver(store, zk_home / "jobs", ProofWorker()) for _ in range(2)]
+    try:
+        x = [0.5, -0.25, 0.75, -1.0, 0.125, 0.3]
+        doc = sliced.prove_sliced(store, made.model_id, {"input_data": [x]}, provers)[0].to_doc()
+        other = sliced.prove_sliced(store, made.model_id, {"input_data": [[-v for v in x]]}, provers)[0].to_doc()
+    finally:
+        for prover in provers:
+            prover.close()
+    report = verify_bundle_any(doc, store)
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    want = session.run(None, {"x": np.asarray([x], np.float32)})[0].ravel()
+    assert np.max(np.abs(np.asarray(report.output[0]) - want)) <= made.manifest.accuracy["limit"]
+    spliced = copy.deepcopy(doc)
+    _replay(spliced, other, None)
+    spliced["proof"] = sliced.evm_proof(spliced["slices"]).model_dump()
+    with pytest.raises(VerificationFailed, match="link"):
+        verify_bundle_any(spliced, store)

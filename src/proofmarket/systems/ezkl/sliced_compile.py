@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from proofmarket import models
-from proofmarket.core.errors import AccuracyNotMet, UsageError
+from proofmarket.core.errors import AccuracyNotMet, CircuitCompileError, UsageError
 from proofmarket.models import slicing
 from proofmarket.models.external import self_contained
 from proofmarket.store import LocalStore
@@ -51,10 +51,14 @@ def compile_sliced(onnx_path: Path, samples_doc: Any, store: LocalStore, options
         models.normalize_model(onnx_path, normalized)
         plan, paths = slicing.write_slices(normalized, slices, work / "slices")
         if plan.count < 2:
-            raise UsageError("the model's graph has no single-tensor boundary to cut at: compile it as one circuit")
+            raise UsageError(f"the model's graph has no place where at most {slicing.MAX_WIDTH} tensors cross to cut "
+                             "at: compile it as one circuit")
         progress(f"slicing: {plan.count} slices of work {', '.join(f'{w:,}' for w in plan.works())} at "
-                 f"{', '.join(c.tensor for c in plan.cuts)}")
-        between = [slicing.run_chain(paths, s)[1] for s in samples]  # each cut's tensor, per sample
+                 f"{', '.join('+'.join(c.tensors) for c in plan.cuts)}")
+        # each cut's tensors on the samples, and on points covering the first slice's input domain: what the later
+        # slices are calibrated on (an input inside the domain can take a tensor between slices past the samples')
+        reach = samples + _domain_points(info, samples, options)
+        between = [slicing.run_chain(paths, s)[1] for s in reach[:MAX_CALIBRATION]]
         floor = 0
         while True:
             try:
@@ -97,6 +101,20 @@ def _missed(accuracy: dict[str, Any], classifier: bool) -> str | None:
     return None
 
 
+MAX_CALIBRATION = 64  # samples a slice after the first is calibrated on (the compiler's MAX_SAMPLES)
+
+
+def _domain_points(info: Any, samples: list[list[np.ndarray]], options: Any) -> list[list[np.ndarray]]:
+    """Points covering the model's input domain (the owner's, else the samples' widened), as arrays."""
+    from proofmarket.models.domain import from_samples, stated
+
+    names, sizes = [t.name for t in info.inputs], [t.size for t in info.inputs]
+    domain = stated(options.domain, names, sizes) if options.domain else \
+        from_samples(names, samples, options.domain_margin)
+    return [[np.asarray(v, dtype=np.float32).reshape(t.shape) for v, t in zip(point, info.inputs, strict=True)]
+            for point in domain.points()]
+
+
 def _finer(scale: int, error: AccuracyNotMet) -> int:
     """The index of the next scale of the grid finer than ``scale``; ``error`` when none is."""
     finer = [i for i, s in enumerate(DEFAULT_SCALES) if s > scale]
@@ -112,8 +130,8 @@ class _TooCoarse(Exception):
 
 
 def _compile_chain(paths: list[Path], plan: slicing.SlicePlan, samples: list[list[np.ndarray]],
-                   between: list[list[np.ndarray]], store: LocalStore, options: Any, floor: int, progress: Progress,
-                   compile_model: Any) -> tuple[list[ModelManifest], list[str]]:
+                   between: list[list[list[np.ndarray]]], store: LocalStore, options: Any, floor: int,
+                   progress: Progress, compile_model: Any) -> tuple[list[ModelManifest], list[str]]:
     manifests: list[ModelManifest] = []
     ids: list[str] = []
     scales: tuple[int, ...] = DEFAULT_SCALES[floor:]
@@ -125,8 +143,8 @@ def _compile_chain(paths: list[Path], plan: slicing.SlicePlan, samples: list[lis
             doc: Any = {"inputs": [{t.name: a.tolist() for t, a in zip(_inputs(path), s, strict=True)}
                                    for s in samples]}
         else:
-            name = plan.cuts[k - 1].tensor
-            doc = {"inputs": [{name: b[k - 1].tolist()} for b in between]}
+            names = plan.cuts[k - 1].tensors
+            doc = {"inputs": [{n: a.tolist() for n, a in zip(names, b[k - 1], strict=True)} for b in between]}
         given = None if options.candidates is None else [  # fresh ones per slice (a search fills them in)
             Candidate(c.decomp_base, c.decomp_legs, c.scale if k == 0 and c.scale in scales else scales[0],
                       c.num_inner_cols) for c in options.candidates]
@@ -147,7 +165,11 @@ def _compile_chain(paths: list[Path], plan: slicing.SlicePlan, samples: list[lis
         ids.append(result.model_id)
         if k < last:
             settings = json.loads(store.get(result.manifest.settings.cid))
-            scales = (int(settings["model_output_scales"][0]),)
+            out_scales = {int(x) for x in settings["model_output_scales"]}
+            if len(out_scales) != 1:  # the next slice quantises all its inputs at one scale
+                raise CircuitCompileError(f"slice {k + 1}'s outputs leave at scales {sorted(out_scales)}: the next "
+                                          "slice reads them at one scale; cut elsewhere (another --slices)")
+            scales = (out_scales.pop(),)
     return manifests, ids
 
 
