@@ -173,3 +173,19 @@ def test_canonical_json_refuses_non_json(bad: object) -> None:
 def test_canonical_json_bytes() -> None:
     assert canonical_json({"b": 1, "a": [True, None, "x"]}) == b'{"a":[true,null,"x"],"b":1}'
     assert canonical_json("ü") == '"ü"'.encode()
+
+
+def test_a_workspace_store_keeps_artifacts_up_to_the_configured_size(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """PROOFMARKET_MAX_ARTIFACT_BYTES sets the workspace store's limit (a machine that proves larger keys)."""
+    from proofmarket.core.settings import Settings
+    from proofmarket.systems.workspace import Workspace
+
+    monkeypatch.setenv("PROOFMARKET_MAX_ARTIFACT_BYTES", str(3 * 1024**2))
+    ws = Workspace(Settings(home=tmp_path))  # type: ignore[call-arg]
+    try:
+        ws.store.put(b"x" * 3 * 1024**2)
+        with pytest.raises(StoreError, match="over this store's limit"):
+            ws.store.put(b"x" * (3 * 1024**2 + 1))
+    finally:
+        ws.close()

@@ -177,6 +177,9 @@ class LimitsSettings(Group):
                                                                            "predicted peak memory is above this")
     max_model_bytes: int = Field(default=100 * 1024 * 1024, gt=0, description="largest model file (and its weights "
                                  "files together) compile and the upload route take")
+    max_artifact_bytes: int = Field(default=2 * 1024**3, ge=1024 * 1024, description="largest artifact the store "
+                                    "keeps: a proving key is the largest, and compile refuses a model whose key is "
+                                    "predicted over it (raise it on a machine whose memory proves such a key)")
     max_request_bytes: int = Field(default=1024 * 1024, gt=0, description="largest JSON request body")
     max_upload_bytes: int = Field(default=128 * 1024 * 1024, gt=0, description="largest model upload body")
     max_samples_bytes: int = Field(default=16 * 1024 * 1024, gt=0, description="largest uploaded sample file")

@@ -32,7 +32,7 @@ class Workspace:
         chain (``proofmarket.chain.client.node_chain_id``: PROOFMARKET_CHAIN, else the RPC's, else the devnet)."""
         self.settings = settings or Settings()
         self._chain_id = chain_id
-        self.store = LocalStore(self.settings.store_dir)
+        self.store = LocalStore(self.settings.store_dir, max_size=self.settings.limits.max_artifact_bytes)
         self._prover: EzklProver | None = None
         self._attested: AttestedSystem | None = None
         self._inline = inline_prover

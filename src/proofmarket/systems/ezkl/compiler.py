@@ -145,7 +145,8 @@ def _compile(
             raise ModelOverBudget(
                 f"its proving key is predicted at ~{prediction.pk_mb:,.0f} MB (measured keys run up to 3x the "
                 f"prediction), over the artifact store's limit of {store.max_size:,} bytes: as one circuit it "
-                "cannot be stored; split it into slices, or make it smaller", prediction=prediction.to_dict(),
+                "cannot be stored; split it into slices (compile --slices), make it smaller, or raise "
+                "PROOFMARKET_MAX_ARTIFACT_BYTES where memory allows", prediction=prediction.to_dict(),
                 over=[f"proving key ~{prediction.pk_mb:,.0f} MB > {store.max_size / 1e6:,.0f} MB"], slices=max(
                     2, math.ceil(prediction.pk_mb * 1e6 / store.max_size)))
         job = TuningJob(circuit_onnx, flat, reference, options.profile, work, options.srs, bound,
