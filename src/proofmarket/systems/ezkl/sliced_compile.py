@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from proofmarket import models
-from proofmarket.core.errors import AccuracyNotMet, CircuitCompileError, UsageError
+from proofmarket.core.errors import AccuracyNotMet, CircuitCompileError, ModelOverBudget, UsageError
 from proofmarket.models import slicing
 from proofmarket.models.external import self_contained
 from proofmarket.store import LocalStore
@@ -161,6 +161,11 @@ def _compile_chain(paths: list[Path], plan: slicing.SlicePlan, samples: list[lis
             if k == 0:
                 raise
             raise _TooCoarse(k, scales[0], exc) from exc
+        except ModelOverBudget as exc:  # this slice alone is over: more, smaller slices may fit
+            raise ModelOverBudget(f"slice {k + 1} of {len(paths)} (work {plan.works()[k]:,} of "
+                                  f"{plan.total_work:,}) is over: {exc.message}; cut it finer (--slices "
+                                  f"{len(paths) + 1} or more, where the graph has places to cut)",
+                                  **exc.details) from exc
         manifests.append(result.manifest)
         ids.append(result.model_id)
         if k < last:
