@@ -133,7 +133,7 @@ def measure(name: str, slices: int, work: Path) -> dict[str, Any]:
 def render(doc: dict[str, Any]) -> str:
     lines = ["# Slices: one model as linked circuits, on 1 and 2 provers", "",
              f"`python bench/slices.py` ({doc['measured_at']}, {doc['machine']}). Each model as torch exports it, cut "
-             "where one tensor alone crosses (`compile --slices N`, the quick search per slice); one call proven "
+             "where at most four tensors cross (`compile --slices N`, the quick search per slice); one call proven "
              "with 1 prover, then with 2 (each prover a process; peak: the largest prover process's resident "
              "memory). \"One circuit\": the model's graph alone as one circuit (a lower bound, not calibrated), and "
              "its measured prove time and peak from `bench/reach.json` where that bench compiled it.", "",
