@@ -31,7 +31,10 @@ from proofmarket.core.errors import UsageError
 
 MAX_SLICES = 64
 MAX_WIDTH = 4  # the most tensors a cut may be crossed by (each is one link: one hash on each side)
-LINK_WORK = 16  # the work one crossing element adds to each side of a cut (its share of a Poseidon hash)
+# the work one crossing element adds to each side of a cut (its share of a Poseidon hash): LeNet-5's cut after its
+# first conv (4,704 values, bench/slices.md) made a slice of 117,600 MACs need 2^19 rows, the whole model's 424k MACs
+# 2^20: a hashed value costs tens of MACs' rows
+LINK_WORK = 64
 
 
 @dataclass(frozen=True)
