@@ -97,11 +97,9 @@ def lean(argv: list[str]) -> int | None:
 
 
 def _sliced(prover: Any, model_id: str) -> bool:
-    try:
-        doc = prover.store.get_json(model_id)
-    except Exception:
-        return False
-    return isinstance(doc, dict) and doc.get("kind") == "proofmarket/sliced-model"
+    from proofmarket.systems.ezkl.sliced import is_sliced_model
+
+    return is_sliced_model(prover.store, model_id)
 
 
 def _crypto_by_ctypes() -> None:

@@ -65,8 +65,6 @@ def prove_sliced(ws: Workspace, model_id: str, doc: Any, provers: int, out_path:
 
 
 def is_sliced_model(ws: Workspace, model_id: str) -> bool:
-    try:
-        doc = ws.store.get_json(model_id)
-    except Exception:
-        return False  # not a model here: the prover names the error
-    return isinstance(doc, dict) and doc.get("kind") == "proofmarket/sliced-model"
+    from proofmarket.systems.ezkl.sliced import is_sliced_model as stored
+
+    return stored(ws.store, model_id)  # not a model here: the prover names the error

@@ -59,18 +59,24 @@ def check_entry(market: Market, model_id: str, entry: RegisteredModel, *, max_pr
         raise RegistryMismatch(f"model {model_id} is deactivated on chain", model_id=model_id, field="active")
 
 
-def _check_attested(market: Market, model_id: str, entry: RegisteredModel, manifest: Any) -> None:
-    """An attested model's entry: its system, weights root, manifest digest and layout, and a verifier whose
-    code is the AttestationVerifier for these weights (its attester is whoever the owner named)."""
+def check_fields(model_id: str, entry: RegisteredModel, want: dict[str, Any]) -> None:
+    """The entry's key is the model's and its identity fields are ``want``'s (a manifest's: vk digest, ONNX and
+    settings hashes, instance layout, proof mode); ``RegistryMismatch`` naming the first that differs."""
     spec = entry.spec
     got = {"key": entry.key, "vk_digest": spec.vk_digest.hex(), "onnx_sha256": spec.onnx_sha256.hex(),
            "settings_hash": spec.settings_hash.hex(), "input_instances": spec.input_instances,
            "instance_count": spec.instance_count, "proof_mode": int(spec.proof_mode)}
-    want = {"key": model_key(model_id), **attested_fields(manifest, model_id)}
-    for field, value in want.items():
+    for field, value in {"key": model_key(model_id), **want}.items():
         if got[field] != value:
             raise RegistryMismatch(f"the registry entry for {model_id} has another {field} than the model's "
                                    "manifest: it is not this model", model_id=model_id, field=field)
+
+
+def _check_attested(market: Market, model_id: str, entry: RegisteredModel, manifest: Any) -> None:
+    """An attested model's entry: its system, weights root, manifest digest and layout, and a verifier whose
+    code is the AttestationVerifier for these weights (its attester is whoever the owner named)."""
+    spec = entry.spec
+    check_fields(model_id, entry, attested_fields(manifest, model_id))
     artifact = load_artifact(ATTESTED_VERIFIER)
     w3 = market.client.w3
     contract = w3.eth.contract(address=w3.to_checksum_address(spec.verifier), abi=artifact.abi)

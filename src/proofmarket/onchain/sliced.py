@@ -14,7 +14,6 @@ from eth_utils.crypto import keccak
 from proofmarket.chain import sliced_verifier
 from proofmarket.chain.artifacts import Artifact, load_artifact
 from proofmarket.chain.client import ChainClient
-from proofmarket.chain.commitments import model_key
 from proofmarket.chain.types import ModelSpec, ProofMode, RegisteredModel
 from proofmarket.chain.verify_code import creation_runtime_hash
 from proofmarket.core.errors import RegistryMismatch, UsageError
@@ -83,15 +82,10 @@ def sliced_fields(store: ArtifactStore, model_id: str) -> dict[str, Any]:
 def check_sliced_entry(client: ChainClient, store: ArtifactStore, model_id: str, entry: RegisteredModel) -> None:
     """A sliced model's registry entry: its fields, and a verifier whose code is the SlicedVerifier over verifiers
     whose code is each slice manifest's (``RegistryMismatch`` naming the first that differs)."""
+    from proofmarket.onchain.registry_check import check_fields
+
     spec = entry.spec
-    got = {"key": entry.key, "vk_digest": spec.vk_digest.hex(), "onnx_sha256": spec.onnx_sha256.hex(),
-           "settings_hash": spec.settings_hash.hex(), "input_instances": spec.input_instances,
-           "instance_count": spec.instance_count, "proof_mode": int(spec.proof_mode)}
-    want = {"key": model_key(model_id), **sliced_fields(store, model_id)}
-    for field, value in want.items():
-        if got[field] != value:
-            raise RegistryMismatch(f"the registry entry for {model_id} has another {field} than the model's "
-                                   "manifest: it is not this model", model_id=model_id, field=field)
+    check_fields(model_id, entry, sliced_fields(store, model_id))
     _, manifests = slice_manifests(store, model_id)
     artifact = load_artifact(sliced_verifier.SLICED_VERIFIER)
     w3 = client.w3

@@ -100,8 +100,13 @@ class SlicedBundle(_Strict):
         return self.model_dump(mode="json")
 
 
-def is_sliced(doc: object) -> bool:
-    return isinstance(doc, dict) and doc.get("kind") in (SLICED_KIND, SLICED_BUNDLE)
+def is_sliced_model(store: ArtifactStore, model_id: str) -> bool:
+    """Whether ``model_id`` names a sliced model's manifest in ``store`` (False when it names nothing there)."""
+    try:
+        doc = store.get_json(model_id)
+    except Exception:
+        return False
+    return isinstance(doc, dict) and doc.get("kind") == SLICED_KIND
 
 
 def load_sliced(store: ArtifactStore, model_id: str) -> SlicedManifest:

@@ -69,7 +69,7 @@ def compile_sliced(onnx_path: Path, samples_doc: Any, store: LocalStore, options
                 progress(f"slice {exc.k + 1} is not accurate at its input scale {exc.scale}: every slice again from "
                          f"scale {DEFAULT_SCALES[floor]}")
                 continue
-            accuracy = _end_to_end(store, manifests, samples, normalized, work / "check", options.bound)
+            accuracy = _end_to_end(store, ids, samples, normalized, work / "check", options.bound)
             progress(f"end to end on {len(samples)} sample(s): max abs error {accuracy['max_abs_error']:.4g} "
                      f"against onnxruntime (the bound: {accuracy['limit']:.4g})")
             missed = _missed(accuracy, options.task == "classification")
@@ -182,26 +182,20 @@ def _inputs(path: Path) -> list[Any]:
     return list(models.load_model(path).inputs)
 
 
-def _end_to_end(store: LocalStore, manifests: list[ModelManifest], samples: list[list[np.ndarray]],
+def _end_to_end(store: LocalStore, ids: list[str], samples: list[list[np.ndarray]],
                 normalized: Path, work: Path, bound: AccuracyBound | None) -> dict[str, Any]:
     """The slices' witnesses in order on each sample against onnxruntime on the whole model, and the bound one
     circuit of the model would have been held to (``AccuracyBound.limit`` of the model's outputs)."""
+    from proofmarket.systems.ezkl.prover import EzklProver
     from proofmarket.systems.ezkl.salt import circuit_input
+    from proofmarket.systems.ezkl.worker import InlineProofWorker
 
     worst, refs, argmax = 0.0, [], True
-    work.mkdir(parents=True, exist_ok=True)
-
-    def here(k: int, flat: list[list[float]]) -> list[list[float]]:  # the compile's own process, as the tuner
-        manifest = manifests[k]
-        (work / f"in-{k}.json").write_text(json.dumps({"input_data": flat}))
-        witness = ezkl_calls.gen_witness(work / f"in-{k}.json", store.path(manifest.compiled.cid),
-                                         work / f"witness-{k}.json")
-        return ezkl_calls.decode_values(witness["outputs"], manifest.layout.output_scales,
-                                        [int(np.prod(o.shape)) for o in manifest.outputs])
-
+    here = EzklProver(store, work, InlineProofWorker())  # the prover's witness path, in the compile's own process
+    salt = [0] * here.model(ids[0])[0].salt_elements or None
     for s in samples:
-        salt = [0] * manifests[0].salt_elements if manifests[0].salt_elements else None
-        outputs = chain_witness(len(manifests), circuit_input(s, salt), here)[-1]
+        outputs = chain_witness(len(ids), circuit_input(s, salt),
+                                lambda k, x: here.witness_outputs(ids[k], x))[-1]
         want = models.run_onnx(normalized, s)
         refs.extend(want)
         for got, ref in zip(outputs, want, strict=True):
