@@ -130,11 +130,28 @@ def measure(name: str, slices: int, work: Path) -> dict[str, Any]:
     return row
 
 
+def _merged(path: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """This run's rows in place of the same models' earlier rows; the other models' rows (with when they were
+    measured) kept, so ``--only`` adds a model without dropping the rest."""
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    limit = os.environ.get("PROOFMARKET_MAX_ARTIFACT_BYTES")
+    setting = {"setting": f"PROOFMARKET_MAX_ARTIFACT_BYTES={limit}"} if limit else {}
+    fresh = {r["model"]: {**r, "measured_at": now, **setting} for r in rows}
+    earlier = json.loads(path.read_text())["models"] if path.is_file() else []
+    kept = [fresh.pop(r["model"], r) for r in earlier]
+    return kept + list(fresh.values())
+
+
+def _stamps(rows: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{r['model']}" + (f" ({r['slices_asked']} slices, {r['setting']})" if r.get("setting") else "")
+                     + f" {r.get('measured_at', '')}" for r in rows)
+
+
 def render(doc: dict[str, Any]) -> str:
     lines = ["# Slices: one model as linked circuits, on 1 and 2 provers", "",
-             f"`python bench/slices.py` ({doc['measured_at']}, {doc['machine']}). Each model as torch exports it, cut "
-             "where at most four tensors cross (`compile --slices N`, the quick search per slice); one call proven "
-             "with 1 prover, then with 2 (each prover a process; peak: the largest prover process's resident "
+             f"`python bench/slices.py` ({_stamps(doc['models'])}; {doc['machine']}). Each model as torch exports "
+             "it, cut where at most four tensors cross (`compile --slices N`, the quick search per slice); one call "
+             "proven with 1 prover, then with 2 (each prover a process; peak: the largest prover process's resident "
              "memory). \"One circuit\": the model's graph alone as one circuit (a lower bound, not calibrated), and "
              "its measured prove time and peak from `bench/reach.json` where that bench compiled it.", "",
              "| model | slices (work) | dry run s | compile s (CPU s) | slices' logrows, pk MB | end-to-end error "
@@ -185,8 +202,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="proofmarket-slices-bench-") as tmp:
             rows.append(measure(name, args.slices, Path(tmp)))
         print(json.dumps(rows[-1]), flush=True)
-    doc = {"measured_at": datetime.now(UTC).isoformat(timespec="seconds"), "machine": f"{os.cpu_count()} cores",
-           "models": rows}
+    doc = {"measured_at": "see each model", "machine": f"{os.cpu_count()} cores",
+           "models": _merged(args.out / "slices.json", rows)}
     (args.out / "slices.json").write_text(json.dumps(doc, indent=2) + "\n")
     (args.out / "slices.md").write_text(render(doc))
 

@@ -137,8 +137,11 @@ def test_oversize_refused(tmp_path: Path) -> None:
     assert len(all_files(store.root)) == 1
 
 
-def test_default_limit_is_2_gib(store: LocalStore) -> None:
-    assert store.max_size == 2 * 1024**3
+def test_a_bare_store_s_limit_is_the_node_s_default(store: LocalStore) -> None:
+    from proofmarket.core.settings import Settings
+
+    assert store.max_size == Settings(_env_file=None).limits.max_artifact_bytes  # type: ignore[call-arg]
+    assert store.max_size >= 5_101 * 1024**2  # LeNet-5's largest slice's proving key (bench/slices.json) fits
 
 
 def test_verify_detects_corruption(store: LocalStore) -> None:

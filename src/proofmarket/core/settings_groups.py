@@ -177,9 +177,10 @@ class LimitsSettings(Group):
                                                                            "predicted peak memory is above this")
     max_model_bytes: int = Field(default=100 * 1024 * 1024, gt=0, description="largest model file (and its weights "
                                  "files together) compile and the upload route take")
-    max_artifact_bytes: int = Field(default=2 * 1024**3, ge=1024 * 1024, description="largest artifact the store "
+    max_artifact_bytes: int = Field(default=8 * 1024**3, ge=1024 * 1024, description="largest artifact the store "
                                     "keeps: a proving key is the largest, and compile refuses a model whose key is "
-                                    "predicted over it (raise it on a machine whose memory proves such a key)")
+                                    "predicted over it. 8 GiB: the key of a circuit within max_prove_memory_mb (a "
+                                    "key is about half its prover's peak memory, bench/slices.md)")
     max_request_bytes: int = Field(default=1024 * 1024, gt=0, description="largest JSON request body")
     max_upload_bytes: int = Field(default=128 * 1024 * 1024, gt=0, description="largest model upload body")
     max_samples_bytes: int = Field(default=16 * 1024 * 1024, gt=0, description="largest uploaded sample file")

@@ -360,7 +360,8 @@ class WorkerContext:
 
     Payments stay on the nodes: a worker runs calls, the node settles them (its keys, its one nonce sequence)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, slice_share: Any = None) -> None:
+        """``slice_share``: how this worker shares a sliced model's slices with the others (``calls/slice_share``)."""
         self.settings = settings
         self.db = Database(settings.db_url)
         self.db.prepare(settings.store.migrate)
@@ -370,7 +371,7 @@ class WorkerContext:
         from proofmarket.node.chain_setup import paid_node_account  # the node's identity signs what workers attest
 
         self.systems = SystemSet(system_context(settings, self.ws.store, None, signer=paid_node_account(settings),
-                                                check_artifacts=True))
+                                                check_artifacts=True, slice_share=slice_share))
         self.ws.use_systems(self.systems)
         self.worker = self.systems.worker(0)
         self.stop = threading.Event()

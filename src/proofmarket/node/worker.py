@@ -6,7 +6,8 @@ scale by starting more workers, on this machine or others. A worker needs what t
 shared disk) and Redis; no payment keys: it proves, and a node settles the payment (``CeleryCallQueue``'s
 settler). Before its first job it starts its prover process with EZKL loaded; for every model it checks that
 the model was compiled with its EZKL version (``ezkl_version_mismatch`` otherwise: nothing proved, nothing
-charged) and that the artifacts it reads still hash to their CIDs (``artifact_corrupt``).
+charged) and that the artifacts it reads still hash to their CIDs (``artifact_corrupt``). A call on a sliced model
+is shared: its slices go to every worker (``calls/slice_share.py``), each proving what it takes.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from proofmarket.calls.celery_queue import (
     check_redis,
     model_queue,
 )
+from proofmarket.calls.slice_share import SLICE_QUEUE, SLICE_TASK, SliceShare
 from proofmarket.core.settings import Settings
 from proofmarket.node.compose import WorkerContext
 
@@ -39,8 +41,10 @@ def run_worker(settings: Settings, *, name: str | None = None, models: list[str]
     client = check_redis(settings.queue.redis_url)
     name = name or f"{socket.gethostname()}-{os.getpid()}"
     models = models or []
-    ctx = WorkerContext(settings)
     app = celery_app(settings)
+    share = SliceShare(client, lambda call_id, k: app.send_task(SLICE_TASK, args=[call_id, k], queue=SLICE_QUEUE),
+                       name, settings.queue.proof_timeout_s)
+    ctx = WorkerContext(settings, slice_share=share)
     beat = Heartbeat(client, name, models, {"pid": os.getpid(), "host": socket.gethostname(), "warm": False,
                                             "ezkl": EZKL_VERSION, "models": models})
 
@@ -51,7 +55,13 @@ def run_worker(settings: Settings, *, name: str | None = None, models: list[str]
         finally:
             beat.running(None)
 
+    def prove_slice(self: Any, call_id: str, index: int) -> None:
+        from proofmarket.systems.ids import SLICED_SYSTEM
+
+        ctx.systems.get(SLICED_SYSTEM).help(call_id, index)  # type: ignore[attr-defined]
+
     app.task(name=TASK, bind=True, acks_late=True)(run_job)  # registered by call: Celery's decorator is untyped
+    app.task(name=SLICE_TASK, bind=True, acks_late=True)(prove_slice)
 
     try:
         ctx.worker.warm()
@@ -59,7 +69,7 @@ def run_worker(settings: Settings, *, name: str | None = None, models: list[str]
     except Exception:
         log.warning("could not warm up the prover process; the first proof will start it", exc_info=True)
     beat.start()
-    queues = [*(model_queue(m) for m in models), PROVE_QUEUE, *([COMPILE_QUEUE] if compile_jobs else [])]
+    queues = [SLICE_QUEUE, *(model_queue(m) for m in models), PROVE_QUEUE, *([COMPILE_QUEUE] if compile_jobs else [])]
     worker = app.Worker(hostname=f"{name}@{socket.gethostname()}", queues=queues, pool="solo", concurrency=1,
                         loglevel="INFO", without_gossip=True, without_mingle=True, without_heartbeat=True,
                         quiet=True)

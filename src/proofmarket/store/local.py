@@ -20,8 +20,8 @@ from proofmarket.core.canonical import canonical_json
 from proofmarket.core.errors import ArtifactNotFound, StoreError
 from proofmarket.store.cid import CHUNK_SIZE, cid_for_bytes, cid_for_file, cid_from_digest, validate_cid
 
-DEFAULT_MAX_SIZE = 2 * 1024**3
-"""2 GiB: the largest blob a LocalStore accepts unless told otherwise."""
+DEFAULT_MAX_SIZE = 8 * 1024**3
+"""8 GiB: the largest blob a LocalStore accepts unless told otherwise (the node's: PROOFMARKET_MAX_ARTIFACT_BYTES)."""
 
 
 @runtime_checkable

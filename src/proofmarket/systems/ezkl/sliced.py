@@ -23,8 +23,10 @@ on the committed input. A link reveals a Poseidon hash of an intermediate tensor
 from __future__ import annotations
 
 import queue
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -129,39 +131,83 @@ def chain_witness(count: int, first: list[list[float]],
     return outs
 
 
-def prove_sliced(store: LocalStore, model_id: str, inputs_doc: Any, provers: list[Any],
-                 salt: list[int] | None = None, progress: Progress = lambda _: None) -> tuple[SlicedBundle, str]:
-    """Prove a call on a sliced model: the witnesses in order, then every slice on ``provers`` (``EzklProver``s,
-    each its own process) in parallel. Returns the bundle and its CID."""
+@dataclass(frozen=True)
+class SliceWork:
+    """One slice of one call, as any prover proves it: the slice's model id, its input (slice k-1's output as its
+    circuit quantised it; the call's own input for slice 0) and the call's salt (slice 0 only)."""
+
+    index: int
+    model_id: str
+    inputs: Any
+    salt: list[int] | None = None
+
+
+def prove_slice(prover: Any, work: SliceWork) -> dict[str, Any]:
+    """One slice's proof bundle (a document), on ``prover`` (an ``EzklProver``)."""
+    proved: ProofBundle = prover.prove(work.model_id, work.inputs, salt=work.salt).bundle
+    return proved.to_doc()
+
+
+class ProverPool:
+    """Provers (``EzklProver``s, each its own process) lent one slice at a time: a call's slices run on every free
+    prover at once, and calls that overlap share the pool (a prover proves one slice at a time, whoever's)."""
+
+    def __init__(self, provers: list[Any]) -> None:
+        self.provers = list(provers)
+        self._free: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        for prover in self.provers:
+            self._free.put(prover)
+
+    def __len__(self) -> int:
+        return len(self.provers)
+
+    @contextmanager
+    def lend(self) -> Iterator[Any]:
+        prover = self._free.get()
+        try:
+            yield prover
+        finally:
+            self._free.put(prover)
+
+    def prove(self, work: list[SliceWork]) -> list[dict[str, Any]]:
+        def one(item: SliceWork) -> dict[str, Any]:
+            with self.lend() as prover:
+                return prove_slice(prover, item)
+
+        with ThreadPoolExecutor(max_workers=len(self.provers), thread_name_prefix="proofmarket-slice") as pool:
+            return list(pool.map(one, work))
+
+    def close(self) -> None:
+        for prover in self.provers:
+            prover.close()
+
+
+Share = Callable[[list[SliceWork], ProverPool], list[dict[str, Any]]]
+
+
+def prove_sliced(store: LocalStore, model_id: str, inputs_doc: Any, provers: list[Any] | ProverPool,
+                 salt: list[int] | None = None, progress: Progress = lambda _: None,
+                 share: Share | None = None) -> tuple[SlicedBundle, str]:
+    """Prove a call on a sliced model: the witnesses in order (once, on one prover), then every slice on the pool's
+    provers in parallel, or through ``share`` (the celery engine's: every worker takes slices; ``calls/
+    slice_share.py``). Returns the bundle and its CID."""
     from proofmarket.systems.ezkl.salt import check_salt, circuit_input
     from proofmarket.systems.ezkl.verify import load_manifest
 
+    pool = provers if isinstance(provers, ProverPool) else ProverPool(provers)
     sliced = load_sliced(store, model_id)
     manifests = [load_manifest(store, i) for i in sliced.slices]
     salt = check_salt(manifests[0].salt_elements, salt, required=False)
     flat = circuit_input(models.parse_flat(inputs_doc, manifests[0].input_signature()), salt)
-    chain = provers[0]  # the witnesses in a prover's process, as every EZKL call of the node
-    outs = chain_witness(len(manifests), flat, lambda k, x: chain.witness_outputs(sliced.slices[k], x))
+    with pool.lend() as chain:  # the witnesses in a prover's process, as every EZKL call of the node
+        outs = chain_witness(len(manifests), flat, lambda k, x: chain.witness_outputs(sliced.slices[k], x))
     firsts = [inputs_doc, *({"input_data": o} for o in outs[:-1])]
-    progress(f"proving {len(manifests)} slices on {len(provers)} prover(s)")
-
-    free: queue.SimpleQueue[Any] = queue.SimpleQueue()
-    for prover in provers:
-        free.put(prover)
-
-    def one(k: int) -> ProofBundle:
-        prover = free.get()  # one proof at a time on each prover (its own process)
-        try:
-            proved: ProofBundle = prover.prove(sliced.slices[k], firsts[k], salt=salt if k == 0 else None).bundle
-            return proved
-        finally:
-            free.put(prover)
-
-    with ThreadPoolExecutor(max_workers=len(provers)) as pool:
-        bundles = list(pool.map(one, range(len(manifests))))
-    docs = [b.to_doc() for b in bundles]
-    bundle = SlicedBundle(model=SlicedRef(id=model_id, name=sliced.name), input=bundles[0].input,
-                          output=bundles[-1].output, slices=docs, proof=evm_proof(docs))
+    work = [SliceWork(k, sliced.slices[k], firsts[k], salt if k == 0 else None) for k in range(len(manifests))]
+    progress(f"proving {len(manifests)} slices on {len(pool)} prover(s)" + (" and the other workers" if share else ""))
+    docs = share(work, pool) if share is not None else pool.prove(work)
+    first, last = ProofBundle.parse(docs[0]), ProofBundle.parse(docs[-1])
+    bundle = SlicedBundle(model=SlicedRef(id=model_id, name=sliced.name), input=first.input, output=last.output,
+                          slices=docs, proof=evm_proof(docs))
     return bundle, store.put_json(bundle.to_doc())
 
 

@@ -10,22 +10,32 @@ from typing import Any
 from proofmarket import models
 from proofmarket.core.errors import BundleError, InputError
 from proofmarket.store import ArtifactStore, LocalStore
-from proofmarket.systems.ezkl.sliced import SlicedBundle, SlicedManifest, load_sliced, prove_sliced, verify_sliced
+from proofmarket.systems.ezkl.sliced import (
+    ProverPool,
+    SlicedBundle,
+    SlicedManifest,
+    load_sliced,
+    prove_slice,
+    prove_sliced,
+    verify_sliced,
+)
 from proofmarket.systems.ezkl.system import GUARANTEE
 from proofmarket.systems.ids import SLICED_SYSTEM
 from proofmarket.systems.port import Execution, SystemContext, SystemSpec, VerifyReport
 
 
 class SlicedSystem:
-    """One runtime for the node (not per engine worker): it holds ``provers`` prover processes of its own, started at
-    the first call, and proves a call's slices on all of them at once (a call waits for a free prover per slice)."""
+    """One runtime for the node (not per engine worker): it holds a pool of prover processes of its own, started at
+    the first call, and proves a call's slices on all of them at once; overlapping calls share the pool (a call waits
+    for a free prover per slice). In a ``proofmarket worker`` (the celery engine) ``share`` spreads a call's slices
+    over every worker too (``calls/slice_share.py``), and ``help`` proves another worker's slice here."""
 
     system = SLICED_SYSTEM
     mode = "proven"
     per_worker = False
 
-    def __init__(self, store: LocalStore, provers: list[Any]) -> None:
-        self.store, self.provers = store, provers
+    def __init__(self, store: LocalStore, provers: list[Any], share: Any = None) -> None:
+        self.store, self.pool, self.share = store, ProverPool(provers), share
 
     @classmethod
     def build(cls, context: SystemContext) -> SlicedSystem:
@@ -35,12 +45,13 @@ class SlicedSystem:
         store = context.store
         assert isinstance(store, LocalStore), "a sliced model's slices are proven from a local store"
         queue = context.settings.queue
+        share = context.extra.get("slice_share")
         if context.extra.get("inline_prover"):
-            return cls(store, [EzklProver(store, context.work_dir, InlineProofWorker())])
+            return cls(store, [EzklProver(store, context.work_dir, InlineProofWorker())], share)
         count = max(1, queue.prover_workers)
         return cls(store, [EzklProver(store, context.work_dir, ProofWorker(timeout_s=queue.proof_timeout_s,
                                                                            threads=queue.threads_per_prover()))
-                           for _ in range(count)])
+                           for _ in range(count)], share)
 
     def _first(self, model_id: str) -> Any:
         from proofmarket.systems.ezkl.verify import load_manifest
@@ -59,11 +70,21 @@ class SlicedSystem:
         return None
 
     def run(self, model_id: str, request: dict[str, Any], events: Any = None) -> Execution:
+        from proofmarket.core.logs import CALL_ID
         from proofmarket.systems.ezkl.salt import check_salt
 
         salt = check_salt(self._first(model_id).salt_elements, request.get("salt"), required=False)
-        bundle, cid = prove_sliced(self.store, model_id, request["inputs"], self.provers, salt=salt)
+        call, share = CALL_ID.get(), None
+        if self.share is not None and call is not None:
+            def share(work: Any, pool: ProverPool) -> Any:
+                return self.share.prove(call, work, pool, prove_slice)
+        bundle, cid = prove_sliced(self.store, model_id, request["inputs"], self.pool, salt=salt, share=share)
         return Execution(cid, bundle, {"output": bundle.output.values, "salt": salt})
+
+    def help(self, call_id: str, index: int) -> None:
+        """Prove slice ``index`` of another worker's call ``call_id`` here, unless it is taken or done."""
+        if self.share is not None:
+            self.share.help(call_id, index, self.pool, prove_slice)
 
     def verify(self, bundle: Any, **options: Any) -> VerifyReport:
         return verify_sliced(bundle, self.store)
@@ -72,7 +93,7 @@ class SlicedSystem:
         from proofmarket.systems.ezkl.ezkl_calls import EZKL_VERSION
 
         return {"system": self.system, "mode": self.mode, "guarantee": SLICED_GUARANTEE, "ezkl_version": EZKL_VERSION,
-                "provers": len(self.provers)}
+                "provers": len(self.pool)}
 
     def warm(self) -> None:
         return None  # the provers start at the first sliced call: a node with no sliced model spawns none
@@ -82,8 +103,7 @@ class SlicedSystem:
         return True
 
     def close(self) -> None:
-        for prover in self.provers:
-            prover.close()
+        self.pool.close()
 
 
 SLICED_GUARANTEE = (GUARANTEE + "; the model is proven as linked slices (each slice's proof, and a Poseidon hash "
