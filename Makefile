@@ -90,6 +90,7 @@ lint: setup
 	$(BIN)/python scripts/check_sizes.py
 	$(BIN)/python scripts/check_env.py
 	$(BIN)/python scripts/check_contracts.py
+	$(BIN)/python scripts/check_slither.py
 
 contracts: setup
 	node scripts/compile_contracts.js
