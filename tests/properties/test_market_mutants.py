@@ -1,0 +1,64 @@
+"""Each invariant of ``market_machine.py`` catches a planted bug: a copy of InferenceMarket with one mutation,
+compiled by the project's solcjs and deployed beside the real market with the same constructor arguments; the same
+random sequences find the violation (the real contract passes them: ``test_market_properties.py``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from chain_helpers import Chain
+from hypothesis.stateful import run_state_machine_as_test
+from market_machine import market_machine, run_settings
+from test_market_properties import world
+
+from proofmarket.chain import InferenceMarket
+from proofmarket.chain.artifacts import load_artifact_file
+
+pytestmark = [pytest.mark.chain, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[2]
+
+MUTANTS = {
+    # unstake pays the queue without emptying it: the market owes more than it holds
+    "solvent": ("p.pendingUnstake = 0;\n        emit Unstaked", "emit Unstaked", "the market holds"),
+    # refund takes any request, a fulfilled one too: paid, then refunded
+    "terminal_once": ("RequestSlots storage r = _pending(requestId);\n        if (msg.sender != r.consumer)",
+                      "RequestSlots storage r = _requests[requestId];\n        if (msg.sender != r.consumer)",
+                      "refunded from|left FULFILLED|left REFUNDED"),
+    # anyone may refund (the escrow still goes to the consumer): a role the rules do not give
+    "roles": ("if (msg.sender != r.consumer) revert NotConsumer(requestId, msg.sender);\n", "",
+              "refunded request"),
+    # the owner's and the prover's shares swapped: every unit accounted for, to the wrong party
+    "paid_as_agreed": ("earned[t.owner] += ownerAmount;\n        earned[msg.sender] += proverAmount;",
+                       "earned[t.owner] += proverAmount;\n        earned[msg.sender] += ownerAmount;", "earned"),
+}
+
+
+def mutant(tmp_path: Path, find: str, replace: str) -> Path:
+    folder = tmp_path / "contracts"
+    shutil.copytree(ROOT / "contracts", folder)
+    source = folder / "InferenceMarket.sol"
+    text = source.read_text()
+    assert text.count(find) == 1, f"the mutation's anchor is not in InferenceMarket.sol once: {find!r}"
+    source.write_text(text.replace(find, replace))
+    out = tmp_path / "InferenceMarket.json"
+    subprocess.run(["node", str(ROOT / "scripts" / "compile_contracts.js"), "--single", str(source), "--contract",
+                    "InferenceMarket", "--out", str(out), "--runs", "200"], check=True, capture_output=True,
+                   timeout=300)
+    return out
+
+
+@pytest.mark.parametrize("invariant", list(MUTANTS))
+def test_each_invariant_finds_its_planted_bug(chain: Chain, tmp_path: Path, invariant: str) -> None:
+    find, replace, says = MUTANTS[invariant]
+    artifact = load_artifact_file(mutant(tmp_path, find, replace))
+    real = chain.market
+    address, _ = chain.client.deploy(artifact, chain.accounts.admin, real.usdc().address, real.registry().address,
+                                     chain.accounts.admin.address, real.params().as_tuple(), real.params_delay())
+    planted = dataclasses.replace(chain, market=InferenceMarket(chain.client, address, artifact))
+    machine = market_machine(planted, world(planted))
+    with pytest.raises(AssertionError, match=says):
+        run_state_machine_as_test(machine, settings=run_settings(200, steps=30, shrink=False))
