@@ -274,7 +274,11 @@ contract BatchSettlement is EIP712, Multicall, ReentrancyGuard {
         if (amount > available) revert AmountAboveAvailable(available);
         refundNonce[id] = nonce + 1;
         channels[id].balance -= amount;
-        delete pendingWithdrawals[id]; // the payer got its money back: a pending exit is moot
+        // what is refunded counts towards a pending exit, whose clock keeps running: a refund (of 1 unit, say) never
+        // restarts the payer's wait
+        PendingWithdrawal storage pending = pendingWithdrawals[id];
+        if (pending.amount <= amount) delete pendingWithdrawals[id];
+        else pending.amount -= amount;
         IERC20(config.token).safeTransfer(config.payer, amount);
         emit Refunded(id, config.payer, amount, nonce);
     }

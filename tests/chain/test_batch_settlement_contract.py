@@ -221,6 +221,31 @@ def test_the_payers_timed_withdrawal(chain: Chain, bs: Any) -> None:
         chain.client.transact(bs.functions.finalizeWithdraw(to_contract_channel_config(cfg)), payer)
 
 
+def test_a_small_refund_cannot_hold_the_payers_exit_hostage(chain: Chain, bs: Any) -> None:
+    """A refund counts towards a pending exit and never restarts its clock: a receiver refunding 1 unit before each
+    deadline used to cancel the payer's withdrawal again and again (docs/security/batch-settlement.md)."""
+    payer = chain.accounts.consumer
+    cfg, covered = config(chain, salt="0x" + "04" * 32), config(chain, salt="0x" + "05" * 32)
+    cid, cid2 = (bytes.fromhex(compute_channel_id(c, network(chain)).removeprefix("0x")) for c in (cfg, covered))
+    deposit(chain, bs, cfg, 1_000)
+    deposit(chain, bs, covered, 500)  # (the SDK's deposit authorization is valid for minutes of wall time: first)
+    contract_cfg = to_contract_channel_config(cfg)
+    chain.client.transact(bs.functions.initiateWithdraw(contract_cfg, 1_000), payer)
+    started = bs.functions.pendingWithdrawals(cid).call()[1]
+    before = chain.usdc.balance_of(payer.address)
+    chain.client.transact(bs.functions.refund(contract_cfg, 1), chain.accounts.prover)  # the receiver, just in time
+    assert bs.functions.pendingWithdrawals(cid).call() == [999, started]  # the exit stands, its clock unchanged
+    chain.client.rpc("evm_increaseTime", [DELAY + 1])
+    chain.client.rpc("evm_mine", [])
+    chain.client.transact(bs.functions.finalizeWithdraw(contract_cfg), payer)
+    assert chain.usdc.balance_of(payer.address) - before == 1_000  # 1 refunded, 999 withdrawn: everything
+    assert channel_state(chain.client, "0x" + cid.hex()).balance == 0
+    # a refund that covers the pending exit ends it: nothing is left to withdraw twice
+    chain.client.transact(bs.functions.initiateWithdraw(to_contract_channel_config(covered), 200), payer)
+    chain.client.transact(bs.functions.refund(to_contract_channel_config(covered), 300), chain.accounts.owner)
+    assert bs.functions.pendingWithdrawals(cid2).call() == [0, 0]
+
+
 def test_a_cooperative_refund_is_signed_by_the_receiver_authorizer_and_used_once(chain: Chain, bs: Any) -> None:
     cfg = config(chain, salt="0x" + "02" * 32)
     cid = compute_channel_id(cfg, network(chain))
