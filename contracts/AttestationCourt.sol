@@ -140,6 +140,9 @@ contract AttestationCourt is Ownable, ReentrancyGuardTransient {
     mapping(address => uint256) private _openCount; // a node's unresolved commitments
     mapping(address => Checkpoints.Trace208) private _stakeHistory;
     mapping(bytes32 => Checkpoints.Trace208) private _modelStake; // declared validators' stake, per model
+    // each validator's part of each model's total (0 while undeclared): what a party to a request is subtracted, as it
+    // stood before the commitment, whatever it declares after
+    mapping(address => mapping(bytes32 => Checkpoints.Trace208)) private _declaredStake;
     mapping(address => bytes32[]) private _declared;
     mapping(address => mapping(bytes32 => uint256)) public declaredAt; // block of the declaration; 0: not declared
 
@@ -292,6 +295,7 @@ contract AttestationCourt is Ownable, ReentrancyGuardTransient {
             list.push(modelId);
             declaredAt[msg.sender][modelId] = block.number;
             _modelStake[modelId].push(uint48(block.number), uint208(total + s));
+            _declaredStake[msg.sender][modelId].push(uint48(block.number), uint208(s));
         } else {
             uint256 i;
             while (list[i] != modelId) ++i;
@@ -299,6 +303,7 @@ contract AttestationCourt is Ownable, ReentrancyGuardTransient {
             list.pop();
             delete declaredAt[msg.sender][modelId];
             _modelStake[modelId].push(uint48(block.number), uint208(total - s));
+            _declaredStake[msg.sender][modelId].push(uint48(block.number), 0);
         }
         emit Declared(msg.sender, modelId, checks);
     }
@@ -317,9 +322,7 @@ contract AttestationCourt is Ownable, ReentrancyGuardTransient {
     function weightOf(uint256 requestId, address who) public view returns (uint256) {
         Request storage r = _requests[requestId];
         if (r.commitBlock == 0 || who == r.node || who == r.consumer) return 0;
-        uint256 d = declaredAt[who][r.modelId];
-        if (d == 0 || d >= r.commitBlock) return 0;
-        uint256 w = stakeAt(who, r.commitBlock - 1);
+        uint256 w = _counted(who, r.modelId, r.commitBlock - 1);
         if (w < _versions[r.version].validatorMinStake) return 0;
         uint256 bonded = validatorStake[who];
         return bonded < w ? bonded : w;
@@ -452,7 +455,7 @@ contract AttestationCourt is Ownable, ReentrancyGuardTransient {
         r.windowEnd = uint64(block.timestamp) + p.voteWindow; // now the vote's deadline
         uint256 b = r.commitBlock - 1;
         r.eligible = uint128(_modelStake[r.modelId].upperLookupRecent(uint48(b)) - _counted(r.node, r.modelId, b)
-            - _counted(r.consumer, r.modelId, b));
+            - (r.consumer == r.node ? 0 : _counted(r.consumer, r.modelId, b)));
         emit Challenged(requestId, msg.sender, r.windowEnd);
         usdc.safeTransferFrom(msg.sender, address(this), p.challengeBond);
         _castVote(requestId, r, true, p);
@@ -606,13 +609,13 @@ contract AttestationCourt is Ownable, ReentrancyGuardTransient {
         for (uint256 i; i < list.length; ++i) {
             Checkpoints.Trace208 storage t = _modelStake[list[i]];
             t.push(uint48(block.number), uint208(t.latest() + amount - before));
+            _declaredStake[who][list[i]].push(uint48(block.number), uint208(amount));
         }
     }
 
-    /// @dev `who`'s stake in the model's total at the end of block `b` (declared continuously since then).
+    /// @dev `who`'s part of the model's total at the end of block `b`, whatever it declared since.
     function _counted(address who, bytes32 modelId, uint256 b) private view returns (uint256) {
-        uint256 d = declaredAt[who][modelId];
-        return d != 0 && d <= b ? stakeAt(who, b) : 0;
+        return _declaredStake[who][modelId].upperLookupRecent(uint48(b));
     }
 
     function _storeSeed(Request storage r) private {

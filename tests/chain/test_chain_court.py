@@ -650,3 +650,34 @@ def test_the_node_delivers_a_paid_result_into_a_callbacks_consumer_and_books_its
     tip = delivery.tip_transfer(request_id, callbacks.address, "model", done)  # type: ignore[attr-defined]
     assert tip is not None and sum(amount for _, amount in tip.postings) == 0 and tip.postings[1][1] == USDC // 10
     assert delivery.deliver(request_id, callbacks.address) is None  # type: ignore[attr-defined]  (done once)
+
+
+def test_a_node_cannot_escape_its_slash_by_withdrawing_its_declaration_after_the_commitment(chain: Chain) -> None:
+    """A cheating node that also stakes as a validator of its own model is subtracted from the eligible weight as its
+    stake stood before the commitment: withdrawing its declaration afterwards used to leave its 100 USDC counted as
+    silent weight, so three honest 10 USDC votes could never decide (docs/security/attestation-court.md)."""
+    court, key = _setup(chain)
+    a = chain.accounts
+    _stake(chain, court, a.prover, 100 * USDC)  # the node's own validator stake, declared on its model
+    request_id = _committed(chain, court, key, 555)
+    court.declare(key, a.prover, checks=False)  # after the commitment
+    _stake(chain, court, a.prover, 1)  # ... and a stake change after it, which must not move the subtraction either
+    court.challenge(request_id, a.relayer)
+    assert court.get_request(request_id).eligible == 3 * VALIDATOR_STAKE  # the three honest validators' alone
+    court.vote(request_id, True, a.prover2)  # 20 of 30 say it cheated: decided at once
+    assert court.get_request(request_id).outcome == "cheated"
+    assert court.stake_of(a.prover.address, validator=False) == NODE_STAKE - NODE_STAKE * SLASH_BPS // 10_000
+
+
+def test_a_consumer_naming_itself_as_the_node_is_subtracted_once(chain: Chain) -> None:
+    """A request whose consumer is its own node: its declared stake is one party's, subtracted once (twice used to
+    underflow and make the request impossible to challenge)."""
+    court, key = _setup(chain)
+    a = chain.accounts
+    _stake(chain, court, a.prover, 100 * USDC)
+    chain.usdc.approve(court.address, 10 * PRICE, a.prover)
+    request_id = court.request(key, keccak((666).to_bytes(32, "big")), chain.client.timestamp() + 3_600, a.prover,
+                               node=a.prover.address)
+    _commit(chain, court, request_id, 666)
+    court.challenge(request_id, a.relayer)
+    assert court.get_request(request_id).eligible == 3 * VALIDATOR_STAKE
