@@ -88,7 +88,12 @@ def prove_one(home: Path, model_id: str, given: Any, provers: int) -> dict[str, 
     finally:
         ws.close()
     doc = bundle.to_doc()
-    gas = _chain_gas(home, model_id, doc) if provers == 1 else None
+    gas = None
+    if provers == 1:
+        try:
+            gas = _chain_gas(home, model_id, doc)
+        except Exception as exc:  # the proof stands; the chain's refusal is the row's finding
+            gas = {"error": f"{type(exc).__name__}: {exc}"[:200]}
     return {"provers": provers, "wall_s": round(wall, 2), "verify_s": round(verify_s, 3), "verify_gas": gas,
             "prove_s": [round(s["timings"]["prove_s"], 2) for s in doc["slices"]],
             "proof_bytes": sum((len(s["proof"]["hex"]) - 2) // 2 for s in doc["slices"]),
@@ -159,22 +164,27 @@ def render(doc: dict[str, Any]) -> str:
              "verifyProof gas (deploy) | one circuit: logrows, pk MB, peak MB (measured prove s, peak MB) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in doc["models"]:
-        if "error" in r or any("error" in run for run in r.get("runs", [])):
-            why = r.get("error") or next(run["error"] for run in r["runs"] if "error" in run)
+        if "error" in r or all("error" in run for run in r.get("runs", [])):
+            why = r.get("error") or r["runs"][0]["error"]
             lines.append(f"| {r['model']} | failed: {why} | | | | | | | | | | | |")
             continue
         one, two = r["runs"]
+        ok = one if "error" not in one else two
         plan, floor, measured = r["plan"]["plan"], r["whole_floor"], r["whole_measured"]
         circuits = "; ".join(f"{c['logrows']}, {c['pk_mb']:,}" for c in r["circuits"])
         seen = f" ({measured['prove_s']} s, {measured['peak_mb']:,} MB)" if measured else ""
         chain = one.get("verify_gas") or {}
-        gas = f"{chain['verify']:,} ({chain['deploy']:,})" if chain else "n/a"
+        gas = (f"{chain['verify']:,} ({chain['deploy']:,})" if "verify" in chain
+               else f"n/a: {chain.get('error') or one.get('error', '')}")
+
+        def run(x: dict[str, Any]) -> str:
+            return f"{x['wall_s']}, {x['peak_prover_mb']:,}" if "error" not in x else "not measured (see gas)"
+        ratio = f"{two['wall_s'] / one['wall_s']:.2f}x" if "error" not in one and "error" not in two else "n/a"
         lines.append(
             f"| {r['model']} | {plan['slices']} ({', '.join(f'{w:,}' for w in plan['work'])}) | {r['dry_run_s']} | "
             f"{r['compile_s']} ({r['compile_cpu_s']}) | {circuits} | {r['accuracy']['max_abs_error']:.3g} "
-            f"({r['accuracy']['limit']:.3g}) | {one['wall_s']}, {one['peak_prover_mb']:,} | {two['wall_s']}, "
-            f"{two['peak_prover_mb']:,} | {two['wall_s'] / one['wall_s']:.2f}x | {one['proof_bytes']:,} | "
-            f"{one['verify_s']} | {gas} | {floor['logrows']}, {floor['pk_mb']:,}, {floor['peak_mb']:,}{seen} |")
+            f"({r['accuracy']['limit']:.3g}) | {run(one)} | {run(two)} | {ratio} | {ok['proof_bytes']:,} | "
+            f"{ok['verify_s']} | {gas} | {floor['logrows']}, {floor['pk_mb']:,}, {floor['peak_mb']:,}{seen} |")
     lines += ["", "On 2 cores, two provers share the machine: the 2-prover wall time is bounded by the cores, not by "
               "the slices. A prover's peak is its largest slice's, whatever the number of provers."]
     return "\n".join(lines) + "\n"
