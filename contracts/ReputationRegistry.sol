@@ -120,7 +120,13 @@ contract ReputationRegistry {
             }
         }
         summaryValueDecimals = 18;
-        summaryValue = count == 0 ? int128(0) : int128(total / int256(uint256(count)));
+        if (count == 0) return (0, 0, 18);
+        // an average beyond int128 (one extreme feedback scaled to 18 decimals) is clamped, never wrapped: a single
+        // feedback must not turn an agent's summary negative, nor make it revert for everyone
+        int256 average = total / int256(uint256(count));
+        if (average > type(int128).max) average = type(int128).max;
+        if (average < type(int128).min) average = type(int128).min;
+        summaryValue = int128(average);
     }
 
     function _at(uint256 agentId, address client, uint64 feedbackIndex) private view returns (Feedback storage) {

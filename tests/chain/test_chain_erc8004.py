@@ -71,6 +71,23 @@ def test_identity_reputation_and_validation(chain: Chain) -> None:
     assert client.call(validation.functions.getAgentValidations(agent)) == [request_hash]
 
 
+def test_an_extreme_feedback_clamps_the_summary_instead_of_wrapping_it(chain: Chain) -> None:
+    """int128's largest value at 0 decimals is 1.7e56 at the summary's 18: the average is clamped to int128, where it
+    used to wrap (one feedback made the agent's summary about -1e18; docs/security/erc8004.md)."""
+    identity, reputation, _ = _deploy(chain)
+    client, a = chain.client, chain.accounts
+    tx = client.transact(identity.get_function_by_signature("register(string)")("http://node"), a.prover)
+    agent = int(identity.events.Registered().process_receipt(tx.receipt, errors=DISCARD)[0]["args"]["agentId"])
+    top, bottom = 2**127 - 1, -(2**127)
+    give = reputation.functions.giveFeedback
+    client.transact(give(agent, top, 0, "", "", "", "", b"\x00" * 32), a.consumer)
+    assert list(client.call(reputation.functions.getSummary(agent, [], "", ""))) == [1, top, 18]
+    client.transact(give(agent, bottom, 0, "", "", "", "", b"\x00" * 32), a.stranger)
+    client.transact(give(agent, bottom, 0, "", "", "", "", b"\x00" * 32), a.owner)
+    assert list(client.call(reputation.functions.getSummary(agent, [a.stranger.address], "", ""))) == [1, bottom, 18]
+    assert list(client.call(reputation.functions.getSummary(agent, [], "nothing-tagged", ""))) == [0, 0, 18]
+
+
 def test_agent_minted_by_ignores_agents_transferred_in(chain: Chain) -> None:
     """Anyone can register an agent and transfer it to a node's address: only the agent the node minted itself
     (and still holds) is the node's identity."""
