@@ -75,3 +75,28 @@ def test_a_listing_whose_verifier_is_not_the_slices_is_refused(market: Market, s
     with pytest.raises(RegistryMismatch) as refused:
         market.request(sliced_id, mlp_input())
     assert refused.value.details["field"] == "verifier_code"
+
+
+@pytest.mark.parametrize("how", ["shared", "too large"])
+def test_slices_on_the_shared_verifier_are_escrowed_and_fulfilled(market: Market, sliced_id: str, how: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slice whose own verifier is over the EVM's code size limit (a 2^18-row slice's: bench/slices.md) goes on the
+    chain's shared verifier, a SharedVerifier clone pinning the slice's VKA; so does every slice when the owner asks
+    (--verifier shared). The entry checks, the fulfilment carries each clone's VKA, and the market pays."""
+    from proofmarket.chain.shared import parse_clone
+    from proofmarket.chain.sliced_verifier import SLICED_VERIFIER
+    from proofmarket.systems.ezkl import solidity
+
+    if how == "too large":  # every slice's verifier counts as over the limit: the owner's "own" cannot deploy them
+        monkeypatch.setattr(solidity, "EIP170_MAX_CODE", 1_000)
+    registered = market.register_model(sliced_id, PRICE, OWNER_SHARE_BPS,
+                                        verifier="shared" if how == "shared" else "own")
+    w3 = market.client.w3
+    from proofmarket.chain.artifacts import load_artifact
+
+    sliced = w3.eth.contract(address=registered.spec.verifier, abi=load_artifact(SLICED_VERIFIER).abi)
+    verifiers = market.client.call(sliced.functions.slices())[0]
+    assert all(parse_clone(market.client.code_at(v)) is not None for v in verifiers)  # each slice on a clone
+    receipt = market.request(sliced_id, mlp_input())  # the consumer's check of the entry passes
+    result = market.fulfill(receipt.request_id)
+    assert result.settlement.valid and market.market.get_request(receipt.request_id).status is RequestStatus.FULFILLED

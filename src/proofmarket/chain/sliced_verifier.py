@@ -10,6 +10,7 @@ to a request and pays on.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from eth_abi.abi import encode
@@ -32,20 +33,25 @@ def deploy(client: ChainClient, sender: LocalAccount, verifiers: list[str], inpu
     return address, tx.gas_used
 
 
-def evm_args(bundle: dict[str, Any]) -> tuple[bytes, list[int]]:
-    """(proof, instances) of ``SlicedVerifier.verifyProof`` for a sliced bundle (its slices' proofs and instances)."""
+def evm_args(bundle: dict[str, Any], wrap: Callable[[int, bytes], bytes] | None = None) -> tuple[bytes, list[int]]:
+    """(proof, instances) of ``SlicedVerifier.verifyProof`` for a sliced bundle (its slices' proofs and instances).
+    ``wrap(k, proof)``: slice k's proof as its verifier on a chain takes it (a shared verifier's clone: with the
+    VKA in front, ``onchain/sliced.py``); the bundle's own form is for the slices' own verifiers."""
     parts = [[int(i, 16) for i in s["proof"]["instances"]] for s in bundle["slices"]]
     proofs = [bytes.fromhex(s["proof"]["hex"].removeprefix("0x")) for s in bundle["slices"]]
+    if wrap is not None:
+        proofs = [wrap(k, p) for k, p in enumerate(proofs)]
     first, last = bundle["slices"][0]["layout"]["input"], bundle["slices"][-1]["layout"]["output"]
     instances = parts[0][:first] + parts[-1][len(parts[-1]) - last:]
     return encode(["bytes[]", "uint256[][]"], [proofs, parts]), instances
 
 
-def check(client: ChainClient, verifier: str, bundle: dict[str, Any]) -> tuple[bool, int]:
+def check(client: ChainClient, verifier: str, bundle: dict[str, Any],
+          wrap: Callable[[int, bytes], bytes] | None = None) -> tuple[bool, int]:
     """``verifyProof`` of the bundle on ``verifier`` in an ``eth_call``: (the chain's answer, the gas it takes)."""
     contract = client.w3.eth.contract(address=client.w3.to_checksum_address(verifier),
                                       abi=load_artifact(SLICED_VERIFIER).abi)
-    proof, instances = evm_args(bundle)
+    proof, instances = evm_args(bundle, wrap)
     call = contract.functions.verifyProof(proof, instances)
     try:
         ok = bool(call.call())

@@ -110,8 +110,10 @@ class OwnerRole(MarketBase):
         if attested is not None:
             return self._register_attested(model_id, attested, parse_price(price_usdc), owner_share_bps,
                                            metadata_cid)
+        if verifier not in ("own", "shared"):
+            raise UsageError(f"the verifier is 'own' or 'shared', not {verifier!r}")
         if self.sliced_manifest(model_id) is not None:
-            return self._register_sliced(model_id, parse_price(price_usdc), owner_share_bps, metadata_cid)
+            return self._register_sliced(model_id, parse_price(price_usdc), owner_share_bps, metadata_cid, verifier)
         manifest = self.manifest(model_id)
         check_registrable(manifest)
         if manifest.srs.kind == "dev" and not profile_for(self.client.chain_id).dev_srs_allowed:
@@ -126,8 +128,6 @@ class OwnerRole(MarketBase):
             again = self._registered_again(model_id, key, price, bytes.fromhex(manifest.vk.sha256),
                                            "with another verifying key")
             return replace(again, batch_verifiers=self.register_batches(model_id))
-        if verifier not in ("own", "shared"):
-            raise UsageError(f"the verifier is 'own' or 'shared', not {verifier!r}")
         deployed = self.shared_verifier(model_id) if verifier == "shared" else self.deploy_verifier(model_id)
         spec = model_spec(manifest, self.workspace.store, verifier=deployed.address, price=price,
                           owner_share_bps=owner_share_bps, metadata_cid=metadata_cid or model_id)
@@ -173,8 +173,8 @@ class OwnerRole(MarketBase):
                              metadata_cid=metadata_cid or model_id)
         return self._register(model_id, key, spec, verifier)
 
-    def _register_sliced(self, model_id: str, price: int, owner_share_bps: int,
-                         metadata_cid: str | None) -> Registration:
+    def _register_sliced(self, model_id: str, price: int, owner_share_bps: int, metadata_cid: str | None,
+                         verifier: str = "own") -> Registration:
         """A sliced model: each slice's verifier and the SlicedVerifier over them deployed, the SlicedVerifier
         listed as the model's one verifier (``onchain/sliced.py``)."""
         from proofmarket.onchain.sliced import deploy_sliced, sliced_fields, sliced_spec
@@ -189,7 +189,9 @@ class OwnerRole(MarketBase):
             return self._registered_again(model_id, key, price,
                                           bytes.fromhex(sliced_fields(store, model_id)["vk_digest"]),
                                           "with other slices")
-        deployed = deploy_sliced(self.client, self.accounts.owner, store, model_id)
+        shared = (lambda slice_id: self.shared_verifier(slice_id).address) if self.deployment.shared_verifier else None
+        deployed = deploy_sliced(self.client, self.accounts.owner, store, model_id, shared,
+                                 all_shared=verifier == "shared")
         spec = sliced_spec(store, model_id, verifier=deployed.address, price=price, owner_share_bps=owner_share_bps,
                            metadata_cid=metadata_cid or model_id)
         return self._register(model_id, key, spec, VerifierDeployment(model_id, deployed.address, reused=False,

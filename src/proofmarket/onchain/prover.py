@@ -140,9 +140,14 @@ class ProverRole(MarketBase):
         if isinstance(bundle, dict) and bundle.get("kind") == "proofmarket/sliced-bundle":
             if claim:
                 self.claim(self.market.get_request(request_id), check=False)
-            evm = bundle["proof"]
-            return self.market.fulfill(request_id, bytes.fromhex(evm["hex"].removeprefix("0x")),
-                                       [int(i, 16) for i in evm["instances"]], self.accounts.prover)
+            from proofmarket.chain.sliced_verifier import evm_args
+            from proofmarket.onchain.sliced import slice_proofs
+
+            request = self.market.get_request(request_id)
+            verifier = request.terms.verifier if request.terms is not None else ""
+            ids = [str(s["model"]["id"]) for s in bundle["slices"]]
+            proof, instances = evm_args(bundle, slice_proofs(self.client, verifier, ids, self.chain_proof))
+            return self.market.fulfill(request_id, proof, instances, self.accounts.prover)
         bundle = bundle if isinstance(bundle, ProofBundle) else ProofBundle.parse(bundle)
         request = self.market.get_request(request_id)
         if claim:

@@ -46,7 +46,7 @@ def check_entry(market: Market, model_id: str, entry: RegisteredModel, *, max_pr
     elif market.sliced_manifest(model_id) is not None:
         from proofmarket.onchain.sliced import check_sliced_entry
 
-        check_sliced_entry(market.client, market.workspace.store, model_id, entry)
+        check_sliced_entry(market, model_id, entry)
     else:
         _check_proven(market, model_id, entry)
     if owner is not None and entry.owner.lower() != owner.lower():
@@ -144,7 +144,7 @@ def _check_verifier(market: Market, model_id: str, entry: RegisteredModel) -> No
                                model_id=model_id, field="verifier_code")
     clone = parse_clone(code)
     if clone is not None:
-        return _check_shared(market, model_id, entry.spec.verifier, *clone)
+        return check_shared(market, model_id, entry.spec.verifier, *clone)
     if now != expected_verifier_codehash(market, model_id):
         raise RegistryMismatch(f"the verifier of {model_id} at {entry.spec.verifier} is not the one compiled from "
                                "its manifest", model_id=model_id, field="verifier_code")
@@ -161,7 +161,7 @@ def _runtime_hash(market: Market, verifier: VerifierRef) -> bytes:
     return creation_runtime_hash(market.client.w3, market.workspace.store.get(verifier.bytecode.cid).decode())
 
 
-def _check_shared(market: Market, model_id: str, verifier: str, implementation: str, reusable: str,
+def check_shared(market: Market, model_id: str, verifier: str, implementation: str, reusable: str,
                   digest: bytes) -> None:
     """A listing on the shared verifier: a clone of this market's SharedVerifier pinning the manifest's VKA digest, on
     a reusable verifier whose code is the manifest's (and the manifest's VKA file has that digest)."""

@@ -1,10 +1,14 @@
-"""A sliced model's verifiers on a chain: each slice's own EZKL verifier (from its manifest's bytecode), then the
-SlicedVerifier over them (``chain/sliced_verifier.py``): the one address a listing of the model names."""
+"""A sliced model's verifiers on a chain: each slice's own EZKL verifier (from its manifest's bytecode) or, for a
+slice whose verifier is over the EVM's code size limit (or when the owner asks), the slice on the chain's shared
+verifier (a SharedVerifier clone pinning the slice's VKA); then the SlicedVerifier over them
+(``chain/sliced_verifier.py``): the one address a listing of the model names. A clone takes its slice's proof with
+the VKA in front (``slice_proofs``)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,14 +35,25 @@ class SlicedDeployment:
     gas_used: int  # every deployment's gas together
 
 
-def deploy_sliced(client: ChainClient, sender: LocalAccount, store: ArtifactStore, model_id: str) -> SlicedDeployment:
-    """Deploy the sliced model ``model_id``'s slice verifiers and its SlicedVerifier over them."""
+def deploy_sliced(client: ChainClient, sender: LocalAccount, store: ArtifactStore, model_id: str,
+                  shared: Callable[[str], str] | None = None, all_shared: bool = False) -> SlicedDeployment:
+    """Deploy the sliced model ``model_id``'s slice verifiers and its SlicedVerifier over them. ``shared(slice_id)``
+    puts a slice on the chain's shared verifier (its clone's address): every slice with ``all_shared``, else each
+    slice whose own verifier cannot be deployed (over EIP-170's limit)."""
+    from proofmarket.systems.ezkl.solidity import EIP170_MAX_CODE
+
     sliced = load_sliced(store, model_id)
     manifests = [load_manifest(store, i) for i in sliced.slices]
     addresses, gas = [], 0
     for k, m in enumerate(manifests):
-        if m.verifier is None:
-            raise UsageError(f"slice {k + 1} of model {model_id} has no Solidity verifier")
+        too_large = m.verifier is None or m.verifier.deployed_size > EIP170_MAX_CODE
+        if all_shared or too_large:
+            if shared is None:
+                raise UsageError(f"slice {k + 1} of model {model_id} has no verifier under the EVM's code size limit "
+                                 "and this chain has no shared verifier: run 'proofmarket chain deploy'")
+            addresses.append(shared(sliced.slices[k]))
+            continue
+        assert m.verifier is not None
         artifact = Artifact(name=f"Halo2Verifier({sliced.name} slice {k + 1})",
                             abi=json.loads(store.get(m.verifier.abi.cid)),
                             bytecode=store.get(m.verifier.bytecode.cid).decode().strip(), deployed_bytecode="")
@@ -48,6 +63,17 @@ def deploy_sliced(client: ChainClient, sender: LocalAccount, store: ArtifactStor
     address, more = sliced_verifier.deploy(client, sender, addresses, [m.layout.input for m in manifests],
                                            [m.layout.output for m in manifests])
     return SlicedDeployment(address, addresses, gas + more)
+
+
+def slice_proofs(client: ChainClient, verifier: str, slice_ids: list[str],
+                 chain_proof: Callable[[str, str, bytes], bytes]) -> Callable[[int, bytes], bytes]:
+    """How slice k's proof goes to the SlicedVerifier at ``verifier``: as its slice verifier takes it
+    (``chain_proof(slice id, slice verifier, proof)``: the VKA in front for a shared clone)."""
+    w3 = client.w3
+    contract = w3.eth.contract(address=w3.to_checksum_address(verifier),
+                               abi=load_artifact(sliced_verifier.SLICED_VERIFIER).abi)
+    verifiers = list(client.call(contract.functions.slices())[0])
+    return lambda k, proof: chain_proof(slice_ids[k], str(verifiers[k]), proof)
 
 
 def slice_manifests(store: ArtifactStore, model_id: str) -> tuple[Any, list[Any]]:
@@ -79,14 +105,17 @@ def sliced_fields(store: ArtifactStore, model_id: str) -> dict[str, Any]:
             "instance_count": first.layout.input + last.layout.output, "proof_mode": int(proof_mode(first))}
 
 
-def check_sliced_entry(client: ChainClient, store: ArtifactStore, model_id: str, entry: RegisteredModel) -> None:
+def check_sliced_entry(market: Any, model_id: str, entry: RegisteredModel) -> None:
     """A sliced model's registry entry: its fields, and a verifier whose code is the SlicedVerifier over verifiers
-    whose code is each slice manifest's (``RegistryMismatch`` naming the first that differs)."""
-    from proofmarket.onchain.registry_check import check_fields
+    whose code is each slice manifest's, or a clone of the market's shared verifier pinning the slice's VKA
+    (``RegistryMismatch`` naming the first that differs)."""
+    from proofmarket.chain.shared import parse_clone
+    from proofmarket.onchain.registry_check import check_fields, check_shared
 
+    client, store = market.client, market.workspace.store
     spec = entry.spec
     check_fields(model_id, entry, sliced_fields(store, model_id))
-    _, manifests = slice_manifests(store, model_id)
+    sliced, manifests = slice_manifests(store, model_id)
     artifact = load_artifact(sliced_verifier.SLICED_VERIFIER)
     w3 = client.w3
     try:
@@ -100,8 +129,13 @@ def check_sliced_entry(client: ChainClient, store: ArtifactStore, model_id: str,
         raise RegistryMismatch(f"the verifier of {model_id} checks another slicing than the model's",
                                model_id=model_id, field="verifier_code")
     for k, (address, m) in enumerate(zip(verifiers, manifests, strict=True)):
-        code = store.get(m.verifier.bytecode.cid).decode().strip()
-        if keccak(client.code_at(address)) != creation_runtime_hash(w3, code if code.startswith("0x") else "0x" + code):
+        runtime = client.code_at(address)
+        clone = parse_clone(runtime)
+        if clone is not None:  # the slice on the shared verifier: a clone of this market's, pinning the slice's VKA
+            check_shared(market, sliced.slices[k], address, *clone)
+            continue
+        code = store.get(m.verifier.bytecode.cid).decode().strip() if m.verifier is not None else ""
+        if keccak(runtime) != creation_runtime_hash(w3, code if code.startswith("0x") else "0x" + code):
             raise RegistryMismatch(f"slice {k + 1}'s verifier of {model_id} at {address} is not the one compiled "
                                    "from its manifest", model_id=model_id, field="verifier_code")
     creation = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode).constructor(
