@@ -53,7 +53,7 @@ contract RiskGate is InferenceConsumer {
     /// @notice Take an unanswered request's escrow back after its deadline (to this contract).
     function refund(uint256 requestId) external {
         if (msg.sender != owner) revert NotOwner(msg.sender);
-        market.refund(requestId);
+        _refundRequest(requestId);
     }
 
     function _onResult(uint256 requestId, bytes32, uint256[] calldata outputs) internal override {

@@ -57,6 +57,14 @@ abstract contract InferenceConsumer is IInferenceConsumer {
         requestId = market.requestInferenceWithCallback(modelId, inputCommitment, deadline, callbackGas, tip);
     }
 
+    /// @notice Take back request `requestId`'s escrow (price and tip, and a lapsed claimer's bond) once its deadline
+    /// passed without a fulfilment: the market pays it to the request's consumer, this contract, and to no one else.
+    /// Expose it as the contract's rules say (its owner, or anyone: the money comes back here either way); a
+    /// consumer that never calls it leaves an unanswered request's escrow in the market for good.
+    function _refundRequest(uint256 requestId) internal {
+        market.refund(requestId);
+    }
+
     /// @notice The verified output of request `requestId` (only the market calls it).
     function _onResult(uint256 requestId, bytes32 modelId, uint256[] calldata outputs) internal virtual;
 
