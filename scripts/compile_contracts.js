@@ -9,8 +9,9 @@
 // "path\0sha256\n" lines). tests/chain/test_artifacts.py recomputes the hash to catch stale artifacts.
 //
 // Single-file mode (an EZKL-generated verifier, or any external contract):
-//   node scripts/compile_contracts.js --single IN.sol --contract Halo2Verifier --out OUT.json [--runs 1]
-// Defaults for single mode: optimizer runs=1, evmVersion cancun, viaIR off.
+//   node scripts/compile_contracts.js --single IN.sol --contract Halo2Verifier --out OUT.json [--runs 1] [--via-ir true]
+// Defaults for single mode: optimizer runs=1, evmVersion cancun, viaIR off (a copy of the court, as OVERRIDES compiles
+// it: --runs 20 --via-ir true).
 //
 // Imports starting with "@" resolve under node_modules/, others relative to the repository root.
 'use strict';
@@ -148,11 +149,11 @@ function compileProjectSet(set) {
   return written;
 }
 
-function compileSingle(inFile, contractName, outFile, runs) {
+function compileSingle(inFile, contractName, outFile, runs, viaIR = false) {
   const absolute = path.resolve(inFile);
   const unit = path.basename(absolute);
   const sources = { [unit]: { content: fs.readFileSync(absolute, 'utf8') } };
-  const settings = projectSettings(runs);
+  const settings = projectSettings(runs, viaIR);
   const { output, contents } = compile(sources, settings, path.dirname(absolute));
   const contract = (output.contracts[unit] || {})[contractName];
   if (!contract) {
@@ -167,7 +168,9 @@ function parseArgs(argv) {
   const args = {};
   for (let i = 0; i < argv.length; i += 1) {
     const key = argv[i];
-    if (!['--single', '--contract', '--out', '--runs'].includes(key)) throw new Error(`unknown argument ${key}`);
+    if (!['--single', '--contract', '--out', '--runs', '--via-ir'].includes(key)) {
+      throw new Error(`unknown argument ${key}`);
+    }
     if (i + 1 >= argv.length) throw new Error(`${key} needs a value`);
     args[key.slice(2)] = argv[i + 1];
     i += 1;
@@ -181,10 +184,11 @@ function main() {
     if (!args.single || !args.contract || !args.out) throw new Error('--single needs --contract and --out');
     const runs = Number.parseInt(args.runs || '1', 10);
     if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be a positive integer, got ${args.runs}`);
-    compileSingle(args.single, args.contract, args.out, runs);
+    if (!['true', 'false', undefined].includes(args['via-ir'])) throw new Error('--via-ir takes true or false');
+    compileSingle(args.single, args.contract, args.out, runs, args['via-ir'] === 'true');
     return;
   }
-  if (args.runs) throw new Error('--runs applies to --single only (project contracts use runs=200)');
+  if (args.runs || args['via-ir']) throw new Error('--runs and --via-ir apply to --single only (project contracts use runs=200)');
   let total = 0;
   for (const set of PROJECT_SETS) total += compileProjectSet(set);
   process.stdout.write(`compiled ${total} contract(s) with solc ${solc.version()}\n`);

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import db_backends
 import pytest
 from jobs_helpers import clear_env
 
+from proofmarket.calls.redis_server import RedisServer, redis_server
 from proofmarket.core.settings import Settings
 from proofmarket.samples import sample_path
 from proofmarket.systems.ezkl.compiler import CompileOptions
@@ -35,6 +38,18 @@ def mlp_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
         return home, ws.prover.compile(sample_path("mlp"), samples, options).model_id
     finally:
         ws.close()
+
+
+@pytest.fixture(scope="module")
+def live_redis() -> Iterator[RedisServer]:
+    """A throwaway redis-server for the module: skipped where none is installed, a failure in CI (.ci/run installs
+    it)."""
+    with redis_server() as server:
+        if server is None:
+            if os.environ.get("CI") == "true":
+                pytest.fail("redis-server is needed in CI (.ci/run installs it)")
+            pytest.skip("redis-server is not installed")
+        yield server
 
 
 # a new database (migrated: db) on SQLite and on PostgreSQL

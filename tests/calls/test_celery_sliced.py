@@ -19,7 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from proofmarket.api import create_app
-from proofmarket.calls.redis_server import RedisServer, redis_server
+from proofmarket.calls.redis_server import RedisServer
 from proofmarket.core.settings import Settings
 from proofmarket.samples import sample_path
 from proofmarket.store import LocalStore
@@ -41,16 +41,6 @@ def sliced_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
                                            candidates=[Candidate(256, 2, 7, 1)]).model_id)
     finally:
         ws.close()
-
-
-@pytest.fixture(scope="module")
-def redis() -> Iterator[RedisServer]:
-    with redis_server() as server:
-        if server is None:
-            if os.environ.get("CI") == "true":
-                pytest.fail("redis-server is needed in CI (.ci/run installs it)")
-            pytest.skip("redis-server is not installed")
-        yield server
 
 
 class Node:
@@ -95,8 +85,8 @@ class Node:
 
 
 @pytest.fixture
-def node(sliced_home: tuple[Path, str], redis: RedisServer, tmp_path: Path) -> Iterator[tuple[Node, TestClient]]:
-    made = Node(*sliced_home, redis, tmp_path)
+def node(sliced_home: tuple[Path, str], live_redis: RedisServer, tmp_path: Path) -> Iterator[tuple[Node, TestClient]]:
+    made = Node(*sliced_home, live_redis, tmp_path)
     try:
         with TestClient(made.app) as client:
             for name in ("w1", "w2"):

@@ -4,36 +4,24 @@ holder's slice taken back; a failed slice tried again, then the call failed; sli
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from proofmarket.calls import slice_share
-from proofmarket.calls.redis_server import RedisServer, redis_server
+from proofmarket.calls.redis_server import RedisServer
 from proofmarket.calls.slice_share import SliceShare
 from proofmarket.core.errors import ProvingError
 from proofmarket.systems.ezkl.sliced import ProverPool, SliceWork
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[RedisServer]:
-    with redis_server() as found:
-        if found is None:
-            if os.environ.get("CI") == "true":
-                pytest.fail("redis-server is needed in CI (.ci/run installs it)")
-            pytest.skip("redis-server is not installed")
-        yield found
-
-
 @pytest.fixture
-def client(server: RedisServer) -> Any:
+def client(live_redis: RedisServer) -> Any:
     import redis
 
-    r = redis.Redis.from_url(server.url)
+    r = redis.Redis.from_url(live_redis.url)
     r.flushall()
     return r
 

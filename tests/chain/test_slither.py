@@ -4,12 +4,11 @@ written correctly passes; a triage entry with its reason covers a finding, and o
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from script_module import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,18 +52,9 @@ UNCHECKED = "token.transfer(msg.sender, amount);"
 CHECKED = 'require(token.transfer(msg.sender, amount), "transfer");'
 
 
-def slither_check() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("check_slither", ROOT / "scripts" / "check_slither.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["check_slither"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def check() -> ModuleType:
-    return slither_check()
+    return load_script(ROOT / "scripts" / "check_slither.py", "check_slither")
 
 
 def vault(tmp_path: Path, ether: str, tokens: str) -> Path:

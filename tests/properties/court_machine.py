@@ -14,15 +14,14 @@ moves (stake, unstake, withdraw, declarations) and time, each sent by any actor;
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
 from chain_helpers import Chain
 from eth_utils import keccak
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule
+from market_machine import attempt
 
 from proofmarket.chain.court import SETTLED, AttestationCourt
-from proofmarket.core.errors import ChainError
 
 VALIDATORS = ("prover2", "relayer", "stranger", "owner")
 ACTORS = ("consumer", "prover", *VALIDATORS, "admin")
@@ -50,13 +49,6 @@ def court_machine(chain: Chain, court: AttestationCourt, key: bytes, windows: di
         def teardown(self) -> None:
             client.rpc("evm_revert", [self.snapshot])
 
-        def _try(self, fn: Any, *args: Any, **kwargs: Any) -> bool:
-            try:
-                fn(*args, **kwargs)
-                return True
-            except ChainError:
-                return False
-
         def _held(self) -> int:
             """What the court must hold at least: stakes, unbonding amounts, unsettled escrow."""
             held = sum(court.stake_of(a.address, validator=True) + court.stake_of(a.address, validator=False)
@@ -80,19 +72,19 @@ def court_machine(chain: Chain, court: AttestationCourt, key: bytes, windows: di
         @rule(rid=requests, who=st.just("prover") | st.sampled_from(ACTORS))
         def commit(self, rid: int, who: str) -> None:
             instances = [self.x[rid], int.from_bytes(WEIGHTS, "big"), 3, 4, 5]
-            if self._try(court.commit, rid, instances, acc[who], hashlib.sha256(b"{}").digest()):
+            if attempt(court.commit, rid, instances, acc[who], hashlib.sha256(b"{}").digest()):
                 assert who == "prover", f"{who} committed request {rid}, named for the node"
 
         @rule(rid=requests, who=st.sampled_from(VALIDATORS) | st.sampled_from(ACTORS))
         def challenge(self, rid: int, who: str) -> None:
             weight = court.weight_of(rid, acc[who].address)
-            if self._try(court.challenge, rid, acc[who]):
+            if attempt(court.challenge, rid, acc[who]):
                 assert weight > 0 and who not in ("consumer", "prover"), f"{who} (weight {weight}) challenged"
 
         @rule(rid=requests, who=st.sampled_from(VALIDATORS) | st.sampled_from(ACTORS), cheated=st.booleans())
         def vote(self, rid: int, who: str, cheated: bool) -> None:
             weight = court.weight_of(rid, acc[who].address)
-            if self._try(court.vote, rid, cheated, acc[who]):
+            if attempt(court.vote, rid, cheated, acc[who]):
                 assert weight > 0 and who not in ("consumer", "prover"), f"{who} (weight {weight}) voted"
 
         @rule(rid=requests, who=st.sampled_from(VALIDATORS), cheated=st.booleans())
@@ -106,11 +98,11 @@ def court_machine(chain: Chain, court: AttestationCourt, key: bytes, windows: di
 
         @rule(rid=requests, how=st.sampled_from(["finalize", "resolve", "refund"]), who=st.sampled_from(ACTORS))
         def settle(self, rid: int, how: str, who: str) -> None:
-            self._try(getattr(court, how), rid, acc[who])
+            attempt(getattr(court, how), rid, acc[who])
 
         @rule(rid=requests, who=st.sampled_from(VALIDATORS))
         def claim(self, rid: int, who: str) -> None:
-            self._try(court.claim, rid, acc[who].address, acc["admin"])
+            attempt(court.claim, rid, acc[who].address, acc["admin"])
 
         @rule(what=st.sampled_from(["stake", "unstake", "withdraw", "declare", "undeclare"]),
               who=st.sampled_from((*VALIDATORS, "prover")), amount=st.sampled_from([1, 10**6, 5 * 10**6]))
@@ -122,12 +114,12 @@ def court_machine(chain: Chain, court: AttestationCourt, key: bytes, windows: di
                 court.stake(amount, acc[who], validator=True)
             elif what == "unstake":
                 open_before = court.open_votes(acc[who].address) if validator else None
-                if self._try(court.unstake, amount, acc[who], validator=validator) and validator:
+                if attempt(court.unstake, amount, acc[who], validator=validator) and validator:
                     assert open_before == 0, f"{who} unstaked with {open_before} vote(s) unclaimed"
             elif what == "withdraw":
-                self._try(court.withdraw, acc[who])
+                attempt(court.withdraw, acc[who])
             elif what in ("declare", "undeclare"):
-                self._try(court.declare, key, acc[who], checks=what == "declare")
+                attempt(court.declare, key, acc[who], checks=what == "declare")
 
         @rule(seconds=st.sampled_from(["window", "vote", "unbond", "short"]))
         def wait(self, seconds: str) -> None:

@@ -50,6 +50,16 @@ def run_settings(default_examples: int, steps: int = 25, shrink: bool = True) ->
                     phases=phases, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
 
 
+def attempt(fn: Any, *args: Any, **kwargs: Any) -> bool:
+    """Send one transaction: True when it went through; False when the chain refused it (a revert or a refused
+    estimate), after which nothing may have moved: the invariants check it."""
+    try:
+        fn(*args, **kwargs)
+        return True
+    except ChainError:
+        return False
+
+
 def market_machine(chain: Chain, model: Listed) -> type[RuleBasedStateMachine]:
     """The machine over ``chain`` (its ``market`` may be a planted-bug copy) and a model listed there."""
     client, market, usdc = chain.client, chain.market, chain.usdc
@@ -76,13 +86,6 @@ def market_machine(chain: Chain, model: Listed) -> type[RuleBasedStateMachine]:
         def teardown(self) -> None:
             client.rpc("evm_revert", [self.snapshot])
 
-        def _try(self, fn: Any, *args: Any) -> bool:
-            try:
-                fn(*args)
-                return True
-            except ChainError:  # a revert (or a refused estimate): nothing may have moved, the invariants check it
-                return False
-
         # --- rules ----------------------------------------------------------------------------------------------
         @rule(target=requests, ttl=st.sampled_from([60, 600, 2 * 3600, 3 * 3600]), x=st.integers(0, 2**32))
         def request(self, ttl: int, x: int) -> int:
@@ -98,7 +101,7 @@ def market_machine(chain: Chain, model: Listed) -> type[RuleBasedStateMachine]:
         def accept(self, rid: int, who: str) -> None:
             before = market.get_request(rid)
             now = client.timestamp()
-            ok = self._try(market.accept_request, rid, acc[who])
+            ok = attempt(market.accept_request, rid, acc[who])
             if ok:
                 assert who in PROVERS, f"{who} (no role) claimed request {rid}"
                 if before.status == RequestStatus.ACCEPTED:  # a lapsed claim taken over: its bond to the consumer
@@ -114,7 +117,7 @@ def market_machine(chain: Chain, model: Listed) -> type[RuleBasedStateMachine]:
         def fulfill(self, rid: int, who: str, valid: bool) -> None:
             before = market.get_request(rid)
             instances = [*self.inputs[rid], *OUTPUT]
-            ok = self._try(market.fulfill, rid, VALID if valid else INVALID, instances, acc[who])
+            ok = attempt(market.fulfill, rid, VALID if valid else INVALID, instances, acc[who])
             if not ok:
                 return
             assert before.status == RequestStatus.ACCEPTED and before.prover == acc[who].address, (
@@ -129,7 +132,7 @@ def market_machine(chain: Chain, model: Listed) -> type[RuleBasedStateMachine]:
         @rule(rid=requests, who=st.just("consumer") | st.sampled_from(ACTORS))
         def refund(self, rid: int, who: str) -> None:
             before = market.get_request(rid)
-            ok = self._try(market.refund, rid, acc[who])
+            ok = attempt(market.refund, rid, acc[who])
             if ok:
                 assert who == "consumer", f"{who} refunded request {rid}"
                 assert before.status in (RequestStatus.OPEN, RequestStatus.ACCEPTED), (
@@ -152,13 +155,13 @@ def market_machine(chain: Chain, model: Listed) -> type[RuleBasedStateMachine]:
 
         @rule(who=st.sampled_from(ACTORS), bonds=st.integers(1, 3))
         def request_unstake(self, who: str, bonds: int) -> None:
-            if self._try(market.request_unstake, bonds * claim_bond, acc[who]):
+            if attempt(market.request_unstake, bonds * claim_bond, acc[who]):
                 assert who in PROVERS, f"{who} (no stake) queued an unstake"
 
         @rule(who=st.sampled_from((*PROVERS, "stranger")))
         def unstake(self, who: str) -> None:
             queued = market.get_prover(acc[who].address)
-            if self._try(market.unstake, acc[who]):
+            if attempt(market.unstake, acc[who]):
                 assert queued.pending_unstake > 0 and client.timestamp() >= queued.unlock_at, (
                     f"{who} unstaked {queued.pending_unstake} before {queued.unlock_at}")
 

@@ -21,21 +21,6 @@ from proofmarket.chain.court import AttestationCourt, CourtParams
 
 pytestmark = pytest.mark.chain
 ROOT = Path(__file__).resolve().parents[2]
-# the court compiled as `make contracts` compiles it (alone: optimizer runs 20, via IR), from another folder
-COMPILE_COURT = """
-const fs = require('fs'), path = require('path'), solc = require('solc');
-const [src, out] = process.argv.slice(1);
-const input = {language: 'Solidity', sources: {'AttestationCourt.sol': {content: fs.readFileSync(src, 'utf8')}},
-  settings: {optimizer: {enabled: true, runs: 20}, viaIR: true, evmVersion: 'cancun',
-             outputSelection: {'*': {'*': ['abi', 'evm.bytecode.object']}}}};
-const read = (u) => { const f = u.startsWith('@') ? path.join('node_modules', u) : path.join(path.dirname(src), u);
-  return fs.existsSync(f) ? {contents: fs.readFileSync(f, 'utf8')} : {error: 'not found: ' + u}; };
-const o = JSON.parse(solc.compile(JSON.stringify(input), {import: read}));
-const errors = (o.errors || []).filter((e) => e.severity === 'error');
-if (errors.length) { console.error(errors.map((e) => e.formattedMessage).join('\\n')); process.exit(1); }
-const c = o.contracts['AttestationCourt.sol'].AttestationCourt;
-fs.writeFileSync(out, JSON.stringify({abi: c.abi, bytecode: '0x' + c.evm.bytecode.object, deployedBytecode: '0x'}));
-"""
 WINDOWS = {"window": 300, "vote": 300, "unbond": 900, "short": 30}
 NODE_STAKE, VALIDATOR_STAKE, BOND = 100 * USDC, 10 * USDC, 2 * USDC
 PARAMS = CourtParams(WINDOWS["window"], WINDOWS["vote"], 200, WINDOWS["unbond"], 5_000, 10_000, 5_000, 5_000, 2_000,
@@ -75,9 +60,10 @@ def test_the_lock_invariant_finds_a_court_that_frees_a_voting_stake(chain: Chain
     lock = "        if (openVotes[msg.sender] > 0) revert StakeLocked(msg.sender);\n"
     assert source.read_text().count(lock) == 1
     source.write_text(source.read_text().replace(lock, ""))
-    out = tmp_path / "AttestationCourt.json"
-    subprocess.run(["node", "-e", COMPILE_COURT, str(source), str(out)], check=True, capture_output=True, timeout=600,
-                   cwd=ROOT)
+    out = tmp_path / "AttestationCourt.json"  # compiled as `make contracts` compiles the court (OVERRIDES)
+    subprocess.run(["node", str(ROOT / "scripts" / "compile_contracts.js"), "--single", str(source), "--contract",
+                    "AttestationCourt", "--out", str(out), "--runs", "20", "--via-ir", "true"], check=True,
+                   capture_output=True, timeout=600)
     with pytest.raises(AssertionError, match="unstaked with"):
         test_random_sequences_never_free_a_voting_stake_nor_settle_a_request_twice(
             chain, artifact=load_artifact_file(out), settings=run_settings(200, steps=30, shrink=False))
