@@ -73,6 +73,10 @@ def test_discover_lists_both_nodes_with_models_and_prices_and_flags_an_impostor(
         model = found_node.models[0]
         sold = httpx.get(f"{node.url}/v1/models/{model['id']}", timeout=30).json()["price"]
         assert model["price_atomic"] == int(sold["atomic"]) > 0 and model["price"] == sold["amount"]
+        # what the registration file declares each answer guarantees, the verifier the chain's listing names
+        listed = env.market.registry.get_model(bytes.fromhex(sold_listing(node, model["id"])[2:])).spec
+        assert (model["guarantee"], model["proof_format"]) == ("proven", "ezkl-halo2-kzg-bn254")
+        assert model["verifier"]["address"].lower() == listed.verifier.lower()
     assert a.owner != b.owner and a.reputation is not None and a.x402 is not None
     impostors = [n for n in found if not n.verified]
     assert impostors and all("does not name agent" in str(n.error) for n in impostors)
@@ -90,6 +94,11 @@ def test_discover_lists_both_nodes_with_models_and_prices_and_flags_an_impostor(
     assert cli.returncode == 0, cli.stderr
     nodes = json.loads(cli.stdout)["nodes"]
     assert {n["node"] for n in nodes} >= {s.url for s in two_nodes} and all(n["verified"] for n in nodes)
+
+
+def sold_listing(node: Served, model_id: str) -> str:
+    """The model's on-chain listing id, as the node names it."""
+    return str(httpx.get(f"{node.url}/v1/models/{model_id}", timeout=30).json()["registry"]["onchain_id"])
 
 
 def test_a_node_lists_the_nodes_on_its_chain_over_http_and_mcp(env: EscrowEnv, two_nodes: list[Served]) -> None:

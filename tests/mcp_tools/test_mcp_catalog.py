@@ -77,7 +77,14 @@ def test_an_owners_description_cannot_change_the_price_or_guarantee_an_agent_rea
     assert "free" not in head and "PROVEN" not in head
     assert "\n" not in tool.description and '\\"pay nothing\\"' in owner  # quoted as data, on one line
     assert tool.terms == {"model_id": ID_A, "route": "infer", "mode": "attested", "price_atomic": "2500000",
-                          "price": "2.5 USDC per call", "guarantee": "ATTESTED: not a proof"}
+                          "price": "2.5 USDC per call", "guarantee": "ATTESTED: not a proof", "verifier": None}
+
+
+def test_the_terms_name_the_verifier_of_a_registered_listing_only() -> None:
+    listing = {"chain_id": 31337, "registered": True, "verifier": "0x" + "ab" * 20}
+    assert model_tool(_entry(registry=listing)).terms["verifier"] == {"chainId": 31337, "address": "0x" + "ab" * 20}
+    assert model_tool(_entry(registry={**listing, "registered": False})).terms["verifier"] is None  # another's
+    assert model_tool(_entry(registry=None)).terms["verifier"] is None
 
 
 def test_the_input_schema_carries_the_models_input_domain() -> None:

@@ -11,6 +11,7 @@ the one runner, its events as it runs. The routes only read requests and shape a
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 import time
@@ -68,7 +69,8 @@ def offer_for(services: NodeServices, model_id: str, doc: dict[str, Any], base: 
                  description=f"attested text generation: up to {max_tokens} tokens at {served.price_atomic} atomic "
                              "units per 1,000: the tokens produced are charged on upto, batch-settlement and "
                              "credits, max_tokens on exact; an attestation, not a ZK proof",
-                 per_1k_tokens=runtime.metered(model_id, doc, served.price_atomic)), served.system
+                 per_1k_tokens=runtime.metered(model_id, doc, served.price_atomic),
+                 verifiable=json.dumps(served.verifiable(), sort_keys=True)), served.system
 
 
 def open_call(services: NodeServices, offer: Offer, system: str, headers: Mapping[str, str],

@@ -6,6 +6,8 @@ when this home does not hold them; ``--onchain`` also runs the proof through its
     proofmarket verify bundle.json --node https://node.example     ... fetched from that node when missing
     proofmarket verify bundle.json --gateway https://ipfs.example  ... or from an IPFS trustless gateway
     proofmarket verify bundle.json --onchain [--rpc-url URL]       and verifyProof on the registry's verifier
+    proofmarket verify tool-result.json                             an MCP tool result: the proof in its _meta
+                                                                    (mcp_tools/proof_meta.py), every field checked
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ def register(app: typer.Typer) -> None:
 
 
 def verify_cmd(
-    bundle: Annotated[Path, typer.Argument(help="a proof bundle JSON file (proven or attested)")],
+    bundle: Annotated[Path, typer.Argument(help="a proof bundle JSON file (proven or attested), or an MCP "
+                                                         "tool result carrying one in its _meta")],
     car: Annotated[Path | None, typer.Option("--car", help="import the model's public artifacts from this CAR first")]
     = None,
     node: Annotated[str | None, typer.Option("--node", help="fetch the artifacts the bundle names from this node "
@@ -63,6 +66,9 @@ def verify_cmd(
     ws = Workspace(Settings(home=home) if home else Settings())
     try:
         doc = read_json(bundle, "bundle")
+        meta = _tool_meta(doc)
+        if meta is not None:  # an MCP tool result: the proof in its _meta, the artifacts from the node it names
+            doc, node = meta["bundle"], node or str(meta["node"])
         if car:
             ws.import_car(car)
         model_id = str(((doc.get("model") if isinstance(doc, dict) else None) or {}).get("id") or "")
@@ -76,6 +82,7 @@ def verify_cmd(
             raise ArtifactNotFound(f"{exc.message}: this home does not hold the model's artifacts; {WHERE_FROM}",
                                    **exc.details) from None
         chain = _on_chain(ws, doc, rpc_url, registry, owner) if onchain else None
+        unchecked = _check_meta(meta, report, chain) if meta is not None else []
     except ProofMarketError as exc:
         raise fail(exc, as_json) from exc
     finally:
@@ -84,8 +91,10 @@ def verify_cmd(
         emit_json({"ok": True, "valid": True, "mode": report.mode, "model_id": report.model_id,
                    "output": report.output if report.mode == "proven" else report.text,
                    "reexecuted": report.reexecuted, "verdict": _verdict(report), "srs": report.srs_kind,
-                   "checks": report.checks, "onchain": chain})
+                   "checks": report.checks, "onchain": chain, "unchecked": unchecked})
         return
+    for note in unchecked:
+        out.print(f"[yellow]not checked[/]: {note}")
     if report.mode == "attested":
         out.print(f"[bold yellow]attested[/], [bold green]{_verdict(report)}[/]: model {report.model_id}")
         for check in report.checks:
@@ -135,6 +144,36 @@ def own_verifier_check(client: Any, store: Any, model_id: str) -> Any:
     from proofmarket.systems.ezkl.verify import load_manifest
 
     return own_check(client.w3, store, load_manifest(store, model_id), model_id)
+
+
+def _tool_meta(doc: Any) -> dict[str, Any] | None:
+    """The ``_meta`` proof of an MCP tool result (``mcp_tools/proof_meta.py``), or None: the file is a bundle."""
+    from proofmarket.mcp_tools import proof_meta
+
+    if isinstance(doc, dict) and "_meta" in doc and "model" not in doc:
+        return proof_meta.read(doc)
+    return None
+
+
+def _check_meta(meta: dict[str, Any], report: Any, chain: dict[str, Any] | None) -> list[str]:
+    """Every ``_meta`` field held against the verified bundle (and the verifier against the chain's, with
+    --onchain); what was not checked, in words."""
+    from proofmarket.core.errors import AnswerMismatch
+    from proofmarket.mcp_tools import proof_meta
+
+    report.checks.extend(proof_meta.check_fields(meta, report.model_id, report.mode))
+    verifier = meta.get("verifier")
+    if not verifier:
+        return []
+    if chain is None:
+        return [f"the verifier _meta names ({verifier.get('address')} on chain {verifier.get('chainId')}): give "
+                "--onchain to run the proof through the registry's verifier and compare"]
+    said = (int(verifier.get("chainId") or 0), str(verifier.get("address") or "").lower())
+    if said != (int(chain["chain_id"]), str(chain["verifier"]).lower()):
+        raise AnswerMismatch(f"the _meta proof names verifier {said[1]} on chain {said[0]}; the registry lists "
+                             f"{chain['verifier']} on chain {chain['chain_id']}", check="verifier")
+    report.checks.append("_meta: the verifier it names is the one the registry lists, which accepted the proof")
+    return []
 
 
 def _verdict(report: Any) -> str:

@@ -57,6 +57,15 @@ class ServedModel:
     def active(self) -> bool:
         return self.listing.active if self.listed and self.listing is not None else True
 
+    def verifiable(self) -> dict[str, Any]:
+        """What an answer of this model guarantees, as discovery declares it (the x402 bazaar terms, the ERC-8004
+        registration file, the MCP tools): the guarantee (``proven`` or ``attested``), the proof format, the
+        model id (its manifest's CID) and the verifier contract of its registry listing (None: not listed)."""
+        listing = self.listing if self.listed else None
+        verifier = ({"chainId": listing.chain_id, "address": listing.verifier}
+                    if listing is not None and listing.verifier else None)
+        return {"guarantee": self.mode, "proofFormat": self.system, "modelId": self.row.id, "verifier": verifier}
+
 
 class Catalog:
     def __init__(self, repo: ModelRepo, models: ModelCatalog,

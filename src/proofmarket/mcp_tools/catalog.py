@@ -139,9 +139,17 @@ def model_tool(model: dict[str, Any]) -> ModelTool:
                    f"{owner_text(model.get('description'))}.").replace("  ", " ")
     schema = GENERATE_SCHEMA if route == "generate" else input_schema(model)
     terms = {"model_id": str(model["id"]), "route": route, "mode": mode, "price_atomic": str(atomic),
-             "price": cost, "guarantee": label}
+             "price": cost, "guarantee": label, "verifier": verifier_of(model)}
     return ModelTool(tool_name(route, str(model.get("name") or ""), str(model["id"])), str(model["id"]), route,
                      mode, description, schema, terms)
+
+
+def verifier_of(model: dict[str, Any]) -> dict[str, Any] | None:
+    """The verifier contract of the model's registry listing (``{"chainId", "address"}``), or None: not listed."""
+    listing = model.get("registry") or {}
+    if not listing.get("registered") or not listing.get("verifier"):
+        return None
+    return {"chainId": int(listing["chain_id"]), "address": str(listing["verifier"])}
 
 
 def owner_text(text: object, limit: int = 300) -> str:

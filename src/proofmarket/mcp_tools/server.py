@@ -6,6 +6,8 @@
                    the x402 payment the client put in ``_meta["x402/payment"]`` (``x402.mcp``: exact, or a
                    batch-settlement voucher) as ``PAYMENT-SIGNATURE``; else the caller's API key (its HTTP
                    ``Authorization``/``X-API-Key``, or the key this server was started with) as a bearer token
+                   the answer's bundle -> the result's ``_meta[proof_meta.PROOF_META]`` (the proof in MCP's
+                   standard place: format, guarantee, model id, bundle CID, verifier, receipt)
                    the node's 402 -> an error result whose ``structuredContent`` is the node's payment-required terms
                    (what ``x402.mcp`` clients pay and call again with); the node's ``PAYMENT-RESPONSE`` -> the
                    result's ``_meta["x402/payment-response"]``
@@ -36,6 +38,7 @@ from mcp import types
 from mcp.server.lowlevel import Server
 
 from proofmarket import __version__
+from proofmarket.mcp_tools import proof_meta
 from proofmarket.mcp_tools.catalog import (
     DISCOVER,
     DISCOVER_SCHEMA,
@@ -89,6 +92,15 @@ class ToolError(Exception):
         self.body = body
 
 
+class _Server(Server[Any, Any]):
+    """The MCP server, advertising the verifiable-results extension its model tools' results carry."""
+
+    def create_initialization_options(self, notification_options: Any = None,
+                                      experimental_capabilities: dict[str, dict[str, Any]] | None = None) -> Any:
+        extensions = {proof_meta.PROOF_META: proof_meta.capability(), **(experimental_capabilities or {})}
+        return super().create_initialization_options(notification_options, extensions)
+
+
 class ToolServer:
     """The catalogue's tools over a node (``http_for``: an HTTP client to it for a caller)."""
 
@@ -98,7 +110,7 @@ class ToolServer:
         self._tools: dict[str, ModelTool] = {}
         self._listed_at = 0.0
         self._lock = asyncio.Lock()
-        self.server: Server[Any, Any] = Server("proofmarket", version=__version__, instructions=INSTRUCTIONS)
+        self.server: Server[Any, Any] = _Server("proofmarket", version=__version__, instructions=INSTRUCTIONS)
         self.server.list_tools()(self._list_tools)  # type: ignore[no-untyped-call]
         self.server.call_tool(validate_input=False)(self._call_tool)  # the node validates: its codes
 
@@ -164,8 +176,13 @@ class ToolServer:
             answer = await self._follow(http, tool, answer)
         settled = _header_json(response.headers.get("PAYMENT-RESPONSE"))
         result = _answer({"tool": tool.name, **answer})
+        meta: dict[str, Any] = {}
         if settled is not None:
-            result.meta = {PAYMENT_RESPONSE_META: settled}
+            meta[PAYMENT_RESPONSE_META] = settled
+        evidence = proof_meta.of_answer(answer, str(http.base_url), (tool.terms or {}).get("verifier"))
+        if evidence is not None:  # the proof in MCP's standard place (proof_meta.py)
+            meta[proof_meta.PROOF_META] = evidence
+        result.meta = meta or None
         return result
 
     def _paying_headers(self, payment: Any) -> dict[str, str]:

@@ -11,7 +11,8 @@ WELL_KNOWN = "/.well-known/agent-registration.json"
 
 def registration_file(*, name: str, base_url: str, x402: bool, models: list[dict[str, Any]],
                       agent_id: int | None = None, registry: str | None = None) -> dict[str, Any]:
-    """The ERC-8004 registration file: what the node is, where to reach it, how it can be trusted."""
+    """The ERC-8004 registration file: what the node is, where to reach it, how it can be trusted; each model with
+    what its answers guarantee (``verifiable``: guarantee, proof format, manifest CID, verifier contract)."""
     return {
         "type": REGISTRATION_TYPE,
         "name": name,

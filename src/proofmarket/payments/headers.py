@@ -59,18 +59,24 @@ class Discovery:
     body_type: str | None = "json"
     route_template: str | None = None
     path_params_schema: dict[str, Any] | None = field(default=None)
+    verifiable: dict[str, Any] | None = None  # what the answer guarantees: ``info.verifiable`` (VERIFIABLE_SCHEMA)
 
     def declaration(self) -> dict[str, Any]:
         """The ``{"bazaar": {...}}`` extension before the server enriches it with the request."""
         output = OutputConfig(example=self.output_example, schema=self.output_schema)
         body = self.body_type if self.method.upper() in ("POST", "PUT", "PATCH") else None
-        return declare_discovery_extension(
+        declared = declare_discovery_extension(
             input=self.input_example,
             input_schema=self.input_schema,
             path_params_schema=self.path_params_schema,
             body_type=body,  # type: ignore[arg-type]
             output=output if self.output_example is not None else None,
         )
+        if self.verifiable is not None:
+            bazaar = declared["bazaar"]
+            bazaar["info"]["verifiable"] = dict(self.verifiable)
+            bazaar["schema"].setdefault("properties", {})["verifiable"] = VERIFIABLE_SCHEMA
+        return declared
 
     def request_context(self, resource_url: str) -> HTTPRequestContext:
         """The request facts the SDK's bazaar server extension reads (method, route, path)."""
@@ -156,6 +162,20 @@ def with_receipt(response: SettleResponse, receipt: dict[str, Any] | None) -> Se
     extensions[PROOFMARKET_RECEIPT] = {"info": receipt}
     return response.model_copy(update={"extensions": extensions})
 
+
+# what an answer guarantees, as the bazaar extension's ``info.verifiable`` declares it
+VERIFIABLE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["guarantee", "proofFormat", "modelId", "verifier"],
+    "properties": {
+        "guarantee": {"type": "string", "description": "proven: a zero-knowledge proof of the output; attested: "
+                                                       "signed, re-executable commitments (not a proof)"},
+        "proofFormat": {"type": "string", "description": "the bundle's proof system (ezkl-halo2-kzg-bn254, ...)"},
+        "modelId": {"type": "string", "description": "the model's manifest CID: it commits to the circuit and keys"},
+        "verifier": {"type": ["object", "null"], "description": "the verifier contract of the model's registry "
+                                                                "listing: chainId and address (null: not listed)"},
+    },
+}
 
 # the infer route as x402 bazaar discovery describes it (the terms of a 402 carry it)
 INFER_ROUTE_TEMPLATE = "/v1/models/:model_id/infer"

@@ -64,6 +64,9 @@ class Offer:
     # metered (a generation): the rate per 1,000 output tokens, price_atomic its ceiling (max_tokens); a rail
     # that can charge less than it authorized charges what was produced (``Ticket.used``)
     per_1k_tokens: int | None = None
+    # what an answer guarantees, declared in the 402 terms' bazaar extension: ``ServedModel.verifiable`` as JSON
+    # (an offer is hashable: the terms of one offer are built once)
+    verifiable: str | None = None
 
 
 class Rail(Protocol):

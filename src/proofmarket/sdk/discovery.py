@@ -1,6 +1,7 @@
 """Nodes found from the chain: every agent of an ERC-8004 identity registry, its registration file (fetched from the
 URI the chain holds and checked to name that same agent of that registry), the node it points to, the models that
-node sells (mode, task, price) and the agent's reputation, filtered by task, mode and price.
+node sells (mode, task, price; with what the file declares each answer guarantees: guarantee, proof format and
+verifier contract) and the agent's reputation, filtered by task, mode (guarantee) and price.
 
     discover(rpc_url, identity_registry, reputation_registry=..., task="classification", max_price_atomic=10_000)
 
@@ -128,17 +129,30 @@ def _read_node(http: httpx.Client, entry: Found, route: Route | None) -> None:
         entry.error = "the registration file names no proofmarket service"
         return
     entry.node = endpoint[: -len(SERVICE_DOC)]
+    declared = {str(m.get("id")): m.get("verifiable") for m in doc.get("models") or []
+                if isinstance(m, dict) and isinstance(m.get("verifiable"), dict)}
     cursor: str | None = None
     for _ in range(MAX_PAGES):  # the node's catalogue, a page at a time, each fetch routed (checked and pinned)
         listed = _get_json(http, f"{entry.node}/v1/models", route,
                            params={"limit": PAGE, **({"cursor": cursor} if cursor else {})})
         entry.models += [{"id": m["id"], "name": m.get("name"), "mode": m.get("mode"), "task": m.get("task"),
                           "price_atomic": int((m.get("price") or {}).get("atomic") or 0),
-                          "price": (m.get("price") or {}).get("amount")} for m in listed.get("models") or []]
+                          "price": (m.get("price") or {}).get("amount"), **_guarantee(declared.get(str(m["id"])))}
+                         for m in listed.get("models") or []]
         cursor = listed.get("next_cursor")
         if not cursor:
             break
     entry.verified = True
+
+
+def _guarantee(verifiable: dict[str, Any] | None) -> dict[str, Any]:
+    """What the registration file declares a model's answers guarantee (``verifiable``), as a model's fields."""
+    if verifiable is None:
+        return {"guarantee": None, "proof_format": None, "verifier": None}
+    verifier = verifiable.get("verifier")
+    return {"guarantee": str(verifiable.get("guarantee") or "") or None,
+            "proof_format": str(verifiable.get("proofFormat") or "") or None,
+            "verifier": dict(verifier) if isinstance(verifier, dict) else None}
 
 
 def _get_json(http: httpx.Client, url: str, route: Route | None, **kwargs: Any) -> Any:
@@ -159,5 +173,9 @@ def _get_json(http: httpx.Client, url: str, route: Route | None, **kwargs: Any) 
 
 
 def _matches(model: dict[str, Any], task: str | None, mode: str | None, max_price_atomic: int | None) -> bool:
-    return ((task is None or model.get("task") == task) and (mode is None or model.get("mode") == mode)
+    """``mode``: the guarantee the registration file declares and the mode the node lists both (a model declared
+    proven that the node sells as attested matches neither)."""
+    declared = model.get("guarantee")
+    return ((task is None or model.get("task") == task)
+            and (mode is None or (model.get("mode") == mode and declared in (None, mode)))
             and (max_price_atomic is None or int(model.get("price_atomic") or 0) <= max_price_atomic))

@@ -6,6 +6,7 @@ nothing; an API key pays a call without x402."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from eth_account.signers.local import LocalAccount
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamablehttp_client
+from typer.testing import CliRunner
 from x402 import x402Client
 from x402.mcp import x402MCPSession
 from x402.mechanisms.evm.exact import register_exact_evm_client
@@ -26,8 +28,12 @@ from x402_helpers import PRICE, Chain, Served, funded_wallet, mlp_input, node_se
 from proofmarket.api import create_app
 from proofmarket.chain import dev_account
 from proofmarket.chain.devkeys import DEVNET_CHAIN_ID
+from proofmarket.cli.main import app as cli
+from proofmarket.core.errors import AnswerMismatch, UsageError, VerificationFailed
 from proofmarket.mcp_tools.catalog import SEARCH, VERIFY, tool_name
+from proofmarket.mcp_tools.proof_meta import PROOF_META
 from proofmarket.sdk.client import Client
+from proofmarket.sdk.tool_results import verify_tool_result
 from proofmarket.systems.workspace import Workspace
 
 PER_1K = 50_000
@@ -80,7 +86,8 @@ async def agent_session(session: ClientSession, account: LocalAccount, usdc: str
     proven = await mcp.call_tool(proven_tool, {"input_data": mlp_input()["input_data"]})
     attested = await mcp.call_tool(attested_tool, {"prompt": "the market", "max_tokens": MAX_TOKENS})
     unknown = await session.call_tool("infer_nothing_here", {})
-    return {"tools": tools, "proven": proven, "attested": attested, "unknown": unknown}
+    return {"tools": tools, "proven": proven, "attested": attested, "unknown": unknown,
+            "capabilities": session.get_server_capabilities()}
 
 
 def check_agent_run(run: dict[str, Any], mlp_id: str, lm_id: str, url: str, cache: Path) -> None:
@@ -105,6 +112,38 @@ def check_agent_run(run: dict[str, Any], mlp_id: str, lm_id: str, url: str, cach
         assert sdk.verify(proven["bundle"]).output == proven["output"]
         report = sdk.verify(attested["bundle"])
         assert report.mode == "attested" and report.text == attested["text"]
+    check_proof_meta(run, mlp_id, lm_id, cache.parent / "meta-cache")
+
+
+def check_proof_meta(run: dict[str, Any], mlp_id: str, lm_id: str, cache: Path) -> None:
+    """Each paid result carries its proof in _meta (the server advertises the extension): verified from _meta alone
+    (the node's URL comes from it: a fresh cache, no Client of the node), each field held against the bundle."""
+    assert PROOF_META in (run["capabilities"].experimental or {})
+    for name, model_id, mode in (("proven", mlp_id, "proven"), ("attested", lm_id, "attested")):
+        raw = run[name].raw_result
+        meta = (raw.meta or {})[PROOF_META]
+        body = raw.structuredContent
+        assert (meta["guarantee"], meta["modelId"], meta["bundleCid"]) == (mode, model_id, body["bundle_cid"])
+        assert meta["receipt"] is not None and meta["receipt"] == body["receipt"] == meta["bundle"]["receipt"]
+        checked = verify_tool_result(raw, cache_dir=cache, devnet=True)
+        assert checked.report.valid and checked.report.mode == mode and checked.report.model_id == model_id
+        assert any(c.startswith("_meta:") for c in checked.report.checks)
+        doc = raw.model_dump(by_alias=True, mode="json")  # the same, as JSON: what an agent stores
+        assert verify_tool_result(doc, cache_dir=cache, devnet=True).report.output == checked.report.output
+    proven_meta = run["proven"].raw_result.meta[PROOF_META]
+    attested_meta = run["attested"].raw_result.meta[PROOF_META]
+    for lie in ({"modelId": lm_id}, {"bundleCid": attested_meta["bundleCid"]}, {"guarantee": "attested"},
+                {"receipt": attested_meta["receipt"]}, {"proofFormat": attested_meta["proofFormat"]}):
+        forged = {"_meta": {PROOF_META: {**proven_meta, **lie}}}
+        with pytest.raises(AnswerMismatch):
+            verify_tool_result(forged, cache_dir=cache, devnet=True)
+    other = attested_meta["receipt"]  # the bundle and _meta both carry another call's receipt: its binding fails
+    with pytest.raises(VerificationFailed, match="receipt"):
+        verify_tool_result({"_meta": {PROOF_META: {**proven_meta, "receipt": other,
+                                                   "bundle": {**proven_meta["bundle"], "receipt": other}}}},
+                           cache_dir=cache, devnet=True)
+    with pytest.raises(UsageError, match="no proof in _meta"):
+        verify_tool_result(run["unknown"], cache_dir=cache, devnet=True)
 
 
 def test_an_agent_pays_and_verifies_a_proven_and_an_attested_call_over_the_nodes_mcp_route(
@@ -120,6 +159,20 @@ def test_an_agent_pays_and_verifies_a_proven_and_an_attested_call_over_the_nodes
 
     run = asyncio.run(go())
     check_agent_run(run, mlp_id, lm_id, served.url, tmp_path / "cache")
+    # proofmarket verify reads a stored tool result: the proof in its _meta, artifacts from the node it names
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps(run["proven"].raw_result.model_dump(by_alias=True, mode="json")))
+    verified = CliRunner().invoke(cli, ["verify", str(path), "--json", "--home", str(tmp_path / "fresh-home")])
+    assert verified.exit_code == 0, verified.output
+    answer = json.loads(verified.output)
+    assert answer["valid"] and answer["model_id"] == mlp_id and any(c.startswith("_meta:") for c in answer["checks"])
+    listed = run["proven"].raw_result.meta[PROOF_META]["verifier"]  # without --onchain, a named verifier is unchecked
+    assert (answer["unchecked"] == []) == (listed is None)
+    forged = json.loads(path.read_text())
+    forged["_meta"][PROOF_META]["modelId"] = lm_id
+    path.write_text(json.dumps(forged))
+    refused = CliRunner().invoke(cli, ["verify", str(path), "--json", "--home", str(tmp_path / "fresh-home")])
+    assert refused.exit_code == 1 and "answer_mismatch" in refused.output and "modelId" in refused.output
     after = chain.balances(agent.address, owner)
     charged = PRICE + PER_1K * MAX_TOKENS // 1000
     assert (before[0] - after[0], after[1] - before[1]) == (charged, charged)  # each call paid once

@@ -75,6 +75,13 @@ def test_no_payment_is_402_with_the_terms(node: Served, chain: Chain, mlp_id: st
     assert validate_discovery_extension(bazaar).valid
     assert bazaar["info"]["input"]["method"] == "POST" and bazaar["routeTemplate"] == "/v1/models/:model_id/infer"
     assert bazaar["info"]["input"]["pathParams"] == {"model_id": mlp_id}
+    # what the answer guarantees, for a catalogue to filter on: the guarantee, the format, the manifest CID and the
+    # verifier contract of the registry listing (the model document's; none when the model is not listed)
+    listing = httpx.get(f"{node.url}/v1/models/{mlp_id}").json().get("registry") or {}
+    verifier = ({"chainId": listing["chain_id"], "address": listing["verifier"]}
+                if listing.get("registered") and listing.get("verifier") else None)
+    assert bazaar["info"]["verifiable"] == {"guarantee": "proven", "proofFormat": "ezkl-halo2-kzg-bn254",
+                                            "modelId": mlp_id, "verifier": verifier}
     meta = httpx.get(f"{node.url}/.well-known/ai-service.json").json()["payments"]
     assert meta["x402"] is True and meta["asset"] == chain.usdc.address and meta["receipt_signer"] == NODE_SIGNER
 

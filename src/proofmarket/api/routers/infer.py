@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -103,7 +104,7 @@ def _offer(services: NodeServices, model_id: str, inputs: dict[str, Any], base: 
                   price_atomic=runtime.price(model_id, request, served.price_atomic), resource=resource,
                   pay_to=listing.pay_to if listing else None, split=listing.onchain_id if listing else None,
                   description=f"verifiable ML inference: {guarantee(served.system)}"
-                  + batching_terms(model_id, runtime))
+                  + batching_terms(model_id, runtime), verifiable=json.dumps(served.verifiable(), sort_keys=True))
     return offer, served.system
 
 

@@ -91,7 +91,8 @@ def agent_registration(request: Request, services: ServicesDep) -> JSONResponse:
                 registry = registries.identity.registry_id()
         except ProofMarketError:  # the chain is away: the file without its registration
             agent_id = registry = None
-    models = [{"id": m.row.id, "name": m.row.name, "mode": m.mode} for m in services.catalog.list()]
+    models = [{"id": m.row.id, "name": m.row.name, "mode": m.mode, "verifiable": m.verifiable()}
+              for m in services.catalog.list()]
     doc = registration_file(name=f"proofmarket node at {base}", base_url=base,
                             x402=bool(services.payments.describe().get("x402")), models=models, agent_id=agent_id,
                             registry=registry)

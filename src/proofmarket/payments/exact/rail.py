@@ -290,18 +290,19 @@ class X402Payments:
                         f"{self.gate.min_validity_seconds} s (queue, proof and settlement); the model, as its owner "
                         f"names it: {json.dumps(offer.model_name[:80])}",  # the owner's words last, quoted
             mime_type=offer.mime_type, error=str(reason) if isinstance(reason, str) else err.code,
-            discovery=discovery())
+            discovery=discovery(json.loads(offer.verifiable) if offer.verifiable else None))
         err.headers = {PAYMENT_REQUIRED_HEADER: header}
         return err
 
 
-def discovery() -> Discovery:
-    """Bazaar metadata of the infer route: what goes in, what comes out."""
+def discovery(verifiable: dict[str, Any] | None = None) -> Discovery:
+    """Bazaar metadata of the infer route: what goes in, what comes out, and what the answer guarantees
+    (``info.verifiable``: guarantee, proof format, model id, verifier; ``ServedModel.verifiable``)."""
+    example = {"job_id": "...", "output": [[0.0]], "bundle_cid": "bafkrei...", "bundle": {}, "payment": {},
+               "receipt": {}}
     return Discovery(method="POST", input_example={"input_data": [[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]]},
-                     input_schema=INFER_INPUT_SCHEMA, output_example={"job_id": "...", "output": [[0.0]],
-                                                                "bundle_cid": "bafkrei...", "bundle": {},
-                                                                "payment": {}, "receipt": {}},
-                     output_schema=INFER_OUTPUT_SCHEMA, body_type="json", route_template=INFER_ROUTE_TEMPLATE)
+                     input_schema=INFER_INPUT_SCHEMA, output_example=example, output_schema=INFER_OUTPUT_SCHEMA,
+                     body_type="json", route_template=INFER_ROUTE_TEMPLATE, verifiable=verifiable)
 
 
 def check_window(extra: X402Settings) -> None:
