@@ -198,6 +198,20 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
         bytes32 s;
     }
 
+    /// @notice A call paid with x402's `proven` scheme: the consumer's EIP-3009 ReceiveWithAuthorization of
+    /// `maxAmount` to this market, its nonce `provenNonce(modelId, inputCommitment, maxAmount, prover, salt)`: the
+    /// signature moves money only into a settlement of this model, on this input, by this prover, at most this much.
+    struct ProvenCall {
+        address consumer;
+        bytes32 modelId;
+        bytes32 inputCommitment;
+        uint96 maxAmount;
+        Authorization auth;
+    }
+
+    bytes32 public constant PROVEN_CALL_TYPEHASH =
+        keccak256("ProvenCall(bytes32 modelId,bytes32 inputCommitment,uint96 maxAmount,address prover,bytes32 salt)");
+
     IERC20 public immutable usdc;
     ModelRegistry public immutable registry;
     uint64 public immutable paramsDelay;
@@ -224,6 +238,9 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
         bytes32 inputCommitment,
         uint96 amount,
         uint64 deadline
+    );
+    event AuthorizedCall(
+        uint256 indexed requestId, bytes32 indexed modelId, address indexed consumer, bytes32 inputCommitment, uint96 amount
     );
     event RequestAccepted(uint256 indexed requestId, address indexed prover, uint256 bond, uint64 claimExpiry);
     event ClaimLapsed(uint256 indexed requestId, address indexed prover, uint256 bondToConsumer);
@@ -260,6 +277,8 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
     event WithdrawalSkipped(address indexed account, uint256 amount);
 
     error ModelInactive(bytes32 modelId);
+    error InvalidProof();
+    error PriceAboveMax(uint96 price, uint96 maxAmount);
     error BadCallbackGas(uint24 callbackGas, uint24 max);
     error CallbackGasShort(uint256 requestId, uint256 callbackGas);
     error NoCallbackOwed(uint256 requestId);
@@ -382,6 +401,61 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
         if (r.prover != address(0)) _provers[r.prover].expired += 1;
         emit RequestRefunded(requestId, r.consumer, r.amount, r.prover);
         usdc.safeTransfer(r.consumer, r.amount + bond);
+    }
+
+    // --- x402 `proven`: paid only for a proof the chain verified ---------------------------------
+
+    /// @notice Settle an x402 `proven` payment with its proof. The proof is verified first; only a valid one moves
+    /// the consumer's authorization: the model's price (at most `maxAmount`) is paid and split as `fulfill` pays it,
+    /// the rest of `maxAmount` goes back to the consumer at once. An invalid proof reverts (`InvalidProof`): nothing
+    /// moves, nobody is slashed (nothing was escrowed) and the authorization lapses unused at its `validBefore`.
+    /// The caller is the prover the nonce names, and must be eligible.
+    function fulfillAuthorized(ProvenCall calldata call, bytes calldata proof, uint256[] calldata instances)
+        external
+        whenNotPaused
+        nonReentrant
+        returns (uint256 requestId)
+    {
+        _requireEligible(msg.sender);
+        requestId = _openAuthorized(call);
+        RequestSlots storage r = _requests[requestId];
+        Snapshot memory t = r.terms;
+        uint256 outputStart = _checkBinding(call.inputCommitment, t, instances);
+        if (!_verify(t.verifier, proof, instances)) revert InvalidProof();
+        _collect(call, r.amount);
+        _settleValid(requestId, r, t, instances[outputStart:]);
+    }
+
+    /// @notice `fulfillAuthorized` for several x402 `proven` calls of one model with one proof of its batch circuit
+    /// of `size` calls: call `calls[j]` is the call in slot `slots[j]` (bound as `fulfillBatch` binds a request).
+    /// All are paid if the proof is valid; an invalid one reverts and moves nothing.
+    function fulfillAuthorizedBatch(
+        ProvenCall[] calldata calls,
+        uint16[] calldata slots,
+        uint16 size,
+        bytes calldata proof,
+        uint256[] calldata instances
+    ) external whenNotPaused nonReentrant {
+        uint256 n = calls.length;
+        if (n == 0 || n > size || slots.length != n) revert BadBatch(n, size);
+        _requireEligible(msg.sender);
+        bytes32 modelId = calls[0].modelId;
+        ModelRegistry.BatchVerifier memory batch = registry.batchVerifier(modelId, size);
+        if (batch.verifier == address(0)) revert NoBatchVerifier(modelId, size);
+        uint256 first = requestCount + 1;
+        for (uint256 j = 0; j < n; ++j) {
+            _openAuthorized(calls[j]);
+        }
+        BatchLayout memory layout = _batchLayout(_requests[first].terms, size, instances);
+        (layout.modelId, layout.registeredAt) = (modelId, batch.registeredAt);
+        for (uint256 j = 0; j < n; ++j) {
+            _bindSlot(first + j, slots[j], layout, instances);
+        }
+        if (!_verify(batch.verifier, proof, instances)) revert InvalidProof();
+        for (uint256 j = 0; j < n; ++j) {
+            _collect(calls[j], _requests[first + j].amount);
+            _settleSlot(first + j, slots[j], true, layout, instances);
+        }
     }
 
     // --- provers --------------------------------------------------------------------------------
@@ -640,6 +714,15 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
         return keccak256(abi.encode(modelId, inputCommitment, deadline, salt));
     }
 
+    /// @notice The EIP-3009 nonce an x402 `proven` authorization is signed with (`ProvenCall`).
+    function provenNonce(bytes32 modelId, bytes32 inputCommitment, uint96 maxAmount, address prover, bytes32 salt)
+        public
+        pure
+        returns (bytes32)
+    {
+        return keccak256(abi.encode(PROVEN_CALL_TYPEHASH, modelId, inputCommitment, maxAmount, prover, salt));
+    }
+
     /// @notice keccak256 of the packed 32-byte instances, the rule for input and output hashes.
     function instancesHash(uint256[] calldata instances) public pure returns (bytes32) {
         return keccak256(abi.encodePacked(instances));
@@ -662,11 +745,40 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
         private
         returns (uint256 requestId, uint96 price)
     {
-        ModelRegistry.Terms memory t = registry.terms(modelId);
-        if (!t.active) revert ModelInactive(modelId);
         if (deadline <= block.timestamp || deadline > block.timestamp + MAX_REQUEST_TTL) {
             revert InvalidDeadline(deadline, block.timestamp);
         }
+        (requestId, price) = _newRequest(consumer, modelId, inputCommitment, deadline);
+        emit RequestCreated(requestId, modelId, consumer, inputCommitment, price, deadline);
+    }
+
+    /// @dev An x402 `proven` call's record, claimed by the caller: settled in the same transaction.
+    function _openAuthorized(ProvenCall calldata call) private returns (uint256 requestId) {
+        uint96 price;
+        (requestId, price) = _newRequest(call.consumer, call.modelId, call.inputCommitment, uint64(block.timestamp));
+        if (price > call.maxAmount) revert PriceAboveMax(price, call.maxAmount);
+        RequestSlots storage r = _requests[requestId];
+        (r.status, r.prover, r.claimExpiry) = (Status.Accepted, msg.sender, uint64(block.timestamp));
+        emit AuthorizedCall(requestId, call.modelId, call.consumer, call.inputCommitment, price);
+    }
+
+    /// @dev Pull an x402 `proven` call's authorization (it names this model, input, maximum and the caller as its
+    /// prover) and give back what exceeds the price.
+    function _collect(ProvenCall calldata call, uint256 price) private {
+        Authorization calldata a = call.auth;
+        bytes32 nonce = provenNonce(call.modelId, call.inputCommitment, call.maxAmount, msg.sender, a.salt);
+        IERC3009(address(usdc)).receiveWithAuthorization(
+            call.consumer, address(this), call.maxAmount, a.validAfter, a.validBefore, nonce, a.v, a.r, a.s
+        );
+        if (call.maxAmount > price) usdc.safeTransfer(call.consumer, call.maxAmount - price);
+    }
+
+    function _newRequest(address consumer, bytes32 modelId, bytes32 inputCommitment, uint64 deadline)
+        private
+        returns (uint256 requestId, uint96 price)
+    {
+        ModelRegistry.Terms memory t = registry.terms(modelId);
+        if (!t.active) revert ModelInactive(modelId);
         price = t.price;
         requestId = ++requestCount;
         RequestSlots storage r = _requests[requestId];
@@ -677,7 +789,6 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
             t.owner, t.verifier, t.ownerShareBps, t.inputInstances, t.instanceCount, uint48(block.timestamp),
             t.paramsCommitment
         );
-        emit RequestCreated(requestId, modelId, consumer, inputCommitment, price, deadline);
     }
 
     function _lapse(uint256 requestId, RequestSlots storage r) private {

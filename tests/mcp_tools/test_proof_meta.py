@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from proofmarket.core.errors import UsageError
-from proofmarket.mcp_tools import proof_meta
-from proofmarket.mcp_tools.proof_meta import PROOF_META
 from proofmarket.sdk.discovery import Found, select
+from proofmarket.systems import proof_meta
 from proofmarket.systems.ids import ATTESTED_SYSTEM, PROVEN_SYSTEM
+from proofmarket.systems.proof_meta import PROOF_META
 
 
 def test_the_key_is_the_proposals_extension_id_and_the_capability_lists_every_format() -> None:

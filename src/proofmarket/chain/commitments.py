@@ -9,6 +9,9 @@
   input); the output hash is the instances hash of the output instances.
 - authorization nonce: ``keccak256(abi.encode(modelKey, inputCommitment, uint64 deadline, salt))``,
   the EIP-3009 nonce that binds a consumer's payment signature to one request.
+- proven nonce (x402 ``proven``): ``keccak256(abi.encode(PROVEN_CALL_TYPEHASH, modelId, inputCommitment,
+  uint96 maxAmount, prover, salt))``: the signature moves money only into a settlement of that model, on that
+  input, by that prover, of at most that much (``InferenceMarket.fulfillAuthorized``).
 """
 
 from __future__ import annotations
@@ -52,3 +55,13 @@ def input_commitment(input_instances: Sequence[int]) -> bytes:
 
 def authorization_nonce(model: bytes, commitment: bytes, deadline: int, salt: bytes) -> bytes:
     return keccak(encode(["bytes32", "bytes32", "uint64", "bytes32"], [model, commitment, deadline, salt]))
+
+
+PROVEN_CALL_TYPEHASH = keccak(
+    text="ProvenCall(bytes32 modelId,bytes32 inputCommitment,uint96 maxAmount,address prover,bytes32 salt)")
+
+
+def proven_nonce(model_id: bytes, commitment: bytes, max_amount: int, prover: str, salt: bytes) -> bytes:
+    """The EIP-3009 nonce of an x402 ``proven`` authorization (``InferenceMarket.provenNonce``)."""
+    return keccak(encode(["bytes32", "bytes32", "bytes32", "uint96", "address", "bytes32"],
+                         [PROVEN_CALL_TYPEHASH, model_id, commitment, max_amount, prover, salt]))

@@ -10,7 +10,7 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 
 from proofmarket.chain.client import TxResult
-from proofmarket.chain.commitments import authorization_nonce
+from proofmarket.chain.commitments import authorization_nonce, proven_nonce
 from proofmarket.chain.contracts import BoundContract, ModelRegistry, UsdcToken, sent, view
 from proofmarket.chain.eip3009 import SignedAuthorization, sign_transfer_authorization
 from proofmarket.chain.types import (
@@ -37,6 +37,23 @@ _SETTLED_FIELDS: dict[str, Callable[[Any], dict[str, Any]]] = {
                                    "platform_fee": a["platformFee"]},
     "ProofRejected": lambda a: {"refunded": a["refunded"], "slashed": a["slashed"]},
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class ProvenCall:
+    """An x402 ``proven`` payment as ``fulfillAuthorized`` takes it (``InferenceMarket.ProvenCall``)."""
+
+    consumer: str
+    model_id: bytes  # the listing's on-chain id
+    input_commitment: bytes
+    max_amount: int
+    auth: SignedAuthorization
+    salt: bytes
+
+    def packed(self) -> tuple[Any, ...]:
+        a = self.auth
+        return (self.consumer, self.model_id, self.input_commitment, self.max_amount,
+                (a.valid_after, a.valid_before, self.salt, a.sig.v, a.sig.r, a.sig.s))
 
 
 class InferenceMarket(BoundContract):
@@ -105,6 +122,37 @@ class InferenceMarket(BoundContract):
             packed,
         )
         return self._submitted(tx)
+
+    # --- x402 `proven`: an authorization only a verified proof moves ------------------------------
+    def sign_proven_call(self, consumer: LocalAccount, model_id: bytes, input_commitment: bytes, max_amount: int,
+                         prover: str, *, valid_before: int, valid_after: int = 0,
+                         salt: bytes | None = None) -> ProvenCall:
+        """The consumer's ReceiveWithAuthorization of ``max_amount`` to the market, its nonce binding the on-chain
+        model id, the input commitment, the maximum and the prover (``fulfillAuthorized``)."""
+        salt = salt if salt is not None else os.urandom(32)
+        auth = sign_transfer_authorization(
+            consumer, self.usdc().domain(), receive=True, to=self.address, value=max_amount, valid_after=valid_after,
+            valid_before=valid_before, nonce=proven_nonce(model_id, input_commitment, max_amount, prover, salt))
+        return ProvenCall(consumer.address, model_id, input_commitment, max_amount, auth, salt)
+
+    def fulfill_authorized(self, call: ProvenCall, proof: bytes, instances: Sequence[int], sender: LocalAccount, *,
+                           gas: int | None = None) -> Fulfilment:
+        """Settle an x402 ``proven`` call with its proof (the sender is the prover its nonce names): paid only if
+        the proof verifies; an invalid one reverts and moves nothing."""
+        tx = self._send("fulfillAuthorized", sender, call.packed(), proof, list(instances), gas=gas)
+        (request_id,) = [int(a["requestId"]) for a in self.decode_events(tx, "AuthorizedCall")]
+        return self._settlements(tx, [request_id])[request_id]
+
+    def fulfill_authorized_batch(self, calls: Sequence[tuple[ProvenCall, int]], size: int, proof: bytes,
+                                 instances: Sequence[int], sender: LocalAccount, *,
+                                 gas: int | None = None) -> list[Fulfilment]:
+        """Settle x402 ``proven`` calls (each with its slot) with one proof of the model's batch circuit of
+        ``size`` calls; their settlements in the order given."""
+        tx = self._send("fulfillAuthorizedBatch", sender, [c.packed() for c, _ in calls], [s for _, s in calls], size,
+                        proof, list(instances), gas=gas)
+        ids = [int(a["requestId"]) for a in self.decode_events(tx, "AuthorizedCall")]
+        settled = self._settlements(tx, ids)
+        return [settled[i] for i in ids]
 
     def refund(self, request_id: int, sender: LocalAccount) -> TxResult:
         return self._send("refund", sender, request_id)

@@ -27,6 +27,8 @@ _PANICS = {
 # Plain sentences for the errors a user meets; other errors print as Name(arg=value, ...).
 _SENTENCES = {
     "ModelInactive": "model {modelId} is not active",
+    "InvalidProof": "the chain did not verify the proof: nothing was paid, and the payer's authorization stays unused",
+    "PriceAboveMax": "the model's price {price} is above the {maxAmount} the payer authorized",
     "UnknownModel": "model {modelId} is not registered",
     "ModelAlreadyRegistered": "model {modelId} is already registered",
     "NotModelOwner": "{caller} does not own model {modelId}",

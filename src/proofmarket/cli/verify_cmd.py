@@ -7,7 +7,7 @@ when this home does not hold them; ``--onchain`` also runs the proof through its
     proofmarket verify bundle.json --gateway https://ipfs.example  ... or from an IPFS trustless gateway
     proofmarket verify bundle.json --onchain [--rpc-url URL]       and verifyProof on the registry's verifier
     proofmarket verify tool-result.json                             an MCP tool result: the proof in its _meta
-                                                                    (mcp_tools/proof_meta.py), every field checked
+                                                                    (systems/proof_meta.py), every field checked
 """
 
 from __future__ import annotations
@@ -147,8 +147,8 @@ def own_verifier_check(client: Any, store: Any, model_id: str) -> Any:
 
 
 def _tool_meta(doc: Any) -> dict[str, Any] | None:
-    """The ``_meta`` proof of an MCP tool result (``mcp_tools/proof_meta.py``), or None: the file is a bundle."""
-    from proofmarket.mcp_tools import proof_meta
+    """The ``_meta`` proof of an MCP tool result (``systems/proof_meta.py``), or None: the file is a bundle."""
+    from proofmarket.systems import proof_meta
 
     if isinstance(doc, dict) and "_meta" in doc and "model" not in doc:
         return proof_meta.read(doc)
@@ -159,7 +159,7 @@ def _check_meta(meta: dict[str, Any], report: Any, chain: dict[str, Any] | None)
     """Every ``_meta`` field held against the verified bundle (and the verifier against the chain's, with
     --onchain); what was not checked, in words."""
     from proofmarket.core.errors import AnswerMismatch
-    from proofmarket.mcp_tools import proof_meta
+    from proofmarket.systems import proof_meta
 
     report.checks.extend(proof_meta.check_fields(meta, report.model_id, report.mode))
     verifier = meta.get("verifier")

@@ -38,7 +38,6 @@ from mcp import types
 from mcp.server.lowlevel import Server
 
 from proofmarket import __version__
-from proofmarket.mcp_tools import proof_meta
 from proofmarket.mcp_tools.catalog import (
     DISCOVER,
     DISCOVER_SCHEMA,
@@ -49,6 +48,7 @@ from proofmarket.mcp_tools.catalog import (
     ModelTool,
     model_tool,
 )
+from proofmarket.systems import proof_meta
 
 log = logging.getLogger("proofmarket.mcp")
 

@@ -1,4 +1,4 @@
-"""Verify an MCP tool result from its ``_meta`` alone (``proofmarket.mcp_tools.proof_meta``): an agent that called a
+"""Verify an MCP tool result from its ``_meta`` alone (``proofmarket.systems.proof_meta``): an agent that called a
 model tool on any MCP server holds the result, nothing else.
 
     from proofmarket.sdk.tool_results import verify_tool_result
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from proofmarket.core.errors import AnswerMismatch
-from proofmarket.mcp_tools import proof_meta
+from proofmarket.systems import proof_meta
 from proofmarket.systems.port import VerifyReport
 
 

@@ -31,9 +31,9 @@ from proofmarket.chain.devkeys import DEVNET_CHAIN_ID
 from proofmarket.cli.main import app as cli
 from proofmarket.core.errors import AnswerMismatch, UsageError, VerificationFailed
 from proofmarket.mcp_tools.catalog import SEARCH, VERIFY, tool_name
-from proofmarket.mcp_tools.proof_meta import PROOF_META
 from proofmarket.sdk.client import Client
 from proofmarket.sdk.tool_results import verify_tool_result
+from proofmarket.systems.proof_meta import PROOF_META
 from proofmarket.systems.workspace import Workspace
 
 PER_1K = 50_000
