@@ -98,6 +98,23 @@ def sign_transfer_authorization(
     return SignedAuthorization(kind, account.address, to, value, valid_after, valid_before, nonce, sig)
 
 
+def recover_authorization(domain: TokenDomain, kind: str, from_address: str, to: str, value: int, valid_after: int,
+                          valid_before: int, nonce: bytes, signature: bytes) -> str | None:
+    """Who signed this Transfer/ReceiveWithAuthorization (checksummed), or None for a signature that recovers
+    nobody. Pure computation (an EOA's signature; a contract wallet's is checked by the token on chain)."""
+    from eth_account import Account
+    from eth_account.messages import encode_typed_data
+
+    message = {"from": to_checksum_address(from_address), "to": to_checksum_address(to), "value": value,
+               "validAfter": valid_after, "validBefore": valid_before, "nonce": nonce}
+    signable = encode_typed_data(domain_data=domain.as_dict(), message_types={kind: _AUTH_FIELDS},
+                                 message_data=message)
+    try:
+        return str(Account.recover_message(signable, signature=signature))
+    except Exception:  # noqa: BLE001 (a malformed signature recovers nobody)
+        return None
+
+
 def sign_cancel_authorization(account: LocalAccount, domain: TokenDomain, nonce: bytes) -> Signature:
     message: dict[str, object] = {"authorizer": account.address, "nonce": nonce}
     return _sign(account, domain, "CancelAuthorization", _CANCEL_FIELDS, message)

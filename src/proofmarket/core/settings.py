@@ -226,6 +226,10 @@ class X402Settings(_Checked):
         default="auto", description="offer x402 upto (pay what a metered call used, through Permit2) for generation: "
                                     "auto = when Permit2 and the upto proxy are on the chain (the devnet installs "
                                     "them) and the facilitator settles upto, on = required, off = never")
+    proven_payments: Literal["auto", "on", "off"] = Field(
+        default="auto", description="offer x402 proven (a payment only a proof the chain verified can capture: "
+                                    "InferenceMarket.fulfillAuthorized) for proven models sold on their registry "
+                                    "listing: auto = when a market is deployed, on = required, off = never")
     channel_withdraw_delay_s: int = Field(
         default=3600, ge=900, le=2_592_000,
         description="a payer's timed withdrawal from a channel waits this long (the node claims well before: keep "

@@ -65,7 +65,7 @@ def build_node(settings: Settings | None = None, workspace: Workspace | None = N
     registry.register(RpcCollector())  # the chain RPCs this process asked: requests, outcomes, time
     model_repo = ModelRepo(db)
     listings = _listings(settings, ws)
-    built = _payments(settings, ws, model_repo, db) if payments is None else (payments, [])
+    built = _payments(settings, ws, model_repo, db, listings) if payments is None else (payments, [])
     default = built[0]
     rail_set = Rails(default, [*rails, *built[1]])
     db.ensure_tables(rail_set.tables())  # a rail's own tables that no migration holds
@@ -140,7 +140,7 @@ def build_runner(settings: Settings, db: Database, store: ArtifactStore, registr
     return runner
 
 
-def _payments(settings: Settings, ws: Workspace, model_repo: ModelRepo, db: Database
+def _payments(settings: Settings, ws: Workspace, model_repo: ModelRepo, db: Database, listings: Listings | None
               ) -> tuple[Rail, list[Rail]]:
     """Payments off: free calls. On: x402 through the gate (``payments/exact/rail.py``), paid to the model's owner,
     x402 batch-settlement channels beside it (``node/batch_build.py``) when the chain has their contract, and x402 upto
@@ -168,12 +168,15 @@ def _payments(settings: Settings, ws: Workspace, model_repo: ModelRepo, db: Data
     from proofmarket.node.upto_build import build_upto
 
     upto = build_upto(chain, exact, ws.store, extra)
+    from proofmarket.node.proven_build import build_proven
+
+    proven = build_proven(chain, exact, ws.store, extra, listings.market if listings is not None else None)
     from proofmarket.payments.credits.rail import CreditsRail
     from proofmarket.payments.credits.repo import CreditsRepo
 
     credits = CreditsRail(CreditsRepo(db), chain.node, exact.gate.network, chain, pay_to=exact.pay_to_of,
                           free_min_balance=settings.owners.free_min_balance_atomic)
-    return exact, [credits, *([batch] if batch is not None else []), *([upto] if upto is not None else [])]
+    return exact, [credits, *(rail for rail in (batch, upto, proven) if rail is not None)]
 
 
 def _cached_balance(client: Any, address: str, every_s: float = 30.0) -> Callable[[], float]:

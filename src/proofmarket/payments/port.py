@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from proofmarket.core.errors import PaymentReplayed, UsageError
@@ -67,6 +67,9 @@ class Offer:
     # what an answer guarantees, declared in the 402 terms' bazaar extension: ``ServedModel.verifiable`` as JSON
     # (an offer is hashable: the terms of one offer are built once)
     verifiable: str | None = None
+    # the request's input commitment (0x bytes32), computed when a rail asks (x402 proven binds the payment to it);
+    # None: the model's system has none. Not part of the terms: offers differing only by it are the same terms.
+    input_commitment: Callable[[], str | None] | None = field(default=None, compare=False, hash=False, repr=False)
 
 
 class Rail(Protocol):

@@ -72,9 +72,10 @@ class Client(Verifying, OnChainChecks, OnChainRequests, Catalogue, Money, NodeSe
                  gateways: tuple[str, ...] | list[str] = (), wallet: str | None = None, scheme: str = "exact",
                  deposit_calls: int = 20) -> None:
         self.base_url = base_url.rstrip("/")
-        if scheme not in ("exact", "batch-settlement", "upto"):
-            raise ValueError("scheme is 'exact' (one EIP-3009 payment a call), 'batch-settlement' (a channel) or "
-                             "'upto' (a generation pays the tokens it produced: Permit2, see approve_permit2)")
+        if scheme not in ("exact", "batch-settlement", "upto", "proven"):
+            raise ValueError("scheme is 'exact' (one EIP-3009 payment a call), 'batch-settlement' (a channel), "
+                             "'upto' (a generation pays the tokens it produced: Permit2, see approve_permit2) or "
+                             "'proven' (a payment only a proof the chain verified can capture)")
         # how calls are paid: an EIP-3009 authorization each, or vouchers on a channel (``sdk/channel.py``)
         self.scheme, self.deposit_calls = scheme, deposit_calls
         self._channel: Any = None
@@ -150,8 +151,9 @@ class Client(Verifying, OnChainChecks, OnChainRequests, Catalogue, Money, NodeSe
         known = self._terms.get(model_id) if self.account is not None else None
         upfront: str | None = None
         cap: int | None = None
+        commitment = self._commitment(model_id, inputs) if self.scheme == "proven" else None
         if known is not None and (max_amount is None or max_amount == known[1]):
-            upfront = headers[PAYMENT_SIGNATURE] = self._pay(*known)  # terms seen before: pay up front
+            upfront = headers[PAYMENT_SIGNATURE] = self._pay(*known, commitment=commitment)  # terms seen: pay now
             cap = known[1]
         response = self._paid_post(url, inputs, headers)
         if response.status_code == 402 and PAYMENT_REQUIRED in response.headers:
@@ -159,7 +161,7 @@ class Client(Verifying, OnChainChecks, OnChainRequests, Catalogue, Money, NodeSe
             cap = max_amount if max_amount is not None else int(self.model(model_id)["price"]["atomic"])
             required = response.headers[PAYMENT_REQUIRED]
             # A refused up-front payment stays signed: the retry reuses its nonce, so only one can be executed.
-            headers[PAYMENT_SIGNATURE] = self._pay(required, cap, same_nonce_as=upfront)
+            headers[PAYMENT_SIGNATURE] = self._pay(required, cap, same_nonce_as=upfront, commitment=commitment)
             response = self._paid_post(url, inputs, headers)
             if response.status_code == 402 and self._resynced(response):  # the node corrected the channel's state
                 headers[PAYMENT_SIGNATURE] = self._pay(response.headers[PAYMENT_REQUIRED], cap)
@@ -303,7 +305,14 @@ class Client(Verifying, OnChainChecks, OnChainRequests, Catalogue, Money, NodeSe
         rest goes back to the account on chain (``success``, ``transaction``)."""
         return dict(self.channel_payer().refund(self.base_url))
 
-    def _pay(self, required_header: str, cap: int, same_nonce_as: str | None = None) -> str:
+    def _commitment(self, model_id: str, inputs: dict[str, Any]) -> str:
+        """This call's input commitment, computed here from the model's manifest (fetched by CID): what a proven
+        payment signs, never the node's word."""
+        doc = {k: v for k, v in inputs.items() if k != "salt"}
+        return str(self.input_commitment(model_id, doc, inputs.get("salt"))["commitment"])
+
+    def _pay(self, required_header: str, cap: int, same_nonce_as: str | None = None,
+             commitment: str | None = None) -> str:
         from x402.http import decode_payment_required_header
 
         if self.scheme == "batch-settlement":
@@ -315,13 +324,17 @@ class Client(Verifying, OnChainChecks, OnChainRequests, Catalogue, Money, NodeSe
             raise PaymentRequired("this node asks for a payment: create the Client with an account to pay")
         required = decode_payment_required_header(required_header)
         assets = [(str(a.network), a.asset) for a in getattr(required, "accepts", [])]
-        if self.scheme == "upto" and not any(a.scheme == "upto" for a in getattr(required, "accepts", [])):
+        offered = {a.scheme for a in getattr(required, "accepts", [])}
+        if self.scheme == "upto" and "upto" not in offered:
             scheme = "exact"  # a call that is not metered (inference) is paid with exact
+        elif self.scheme == "proven" and "proven" not in offered:
+            raise PaymentRequired("this node does not offer proven payments for this model (it is not sold on a "
+                                  "registry listing, or the node turned them off): pay with scheme='exact'")
         else:
             scheme = self.scheme
         nonce = nonce_of(same_nonce_as) if same_nonce_as and scheme == "exact" else None
         return payment_signature_header(self.account, required_header, cap, assets=assets, nonce=nonce,
-                                        scheme=scheme)
+                                        scheme=scheme, commitment=commitment)
 
     def _from_job(self, job: dict[str, Any], request: Request, access_token: str | None) -> InferenceResult:
         if job["status"] == "failed":

@@ -1,5 +1,6 @@
-"""The paying side, on the x402 SDK client: sign EIP-3009 (``exact``) or Permit2 (``upto``) payments for 402 answers,
-within a cap. ``upto`` needs the payer's one-time Permit2 approval of the token (``proofmarket.chain.permit2``).
+"""The paying side, on the x402 SDK client: sign EIP-3009 (``exact``), Permit2 (``upto``) or proof-conditioned EIP-3009
+(``proven``: only a proof the chain verified moves it; ``payments/proven``) payments for 402 answers, within a cap.
+``upto`` needs the payer's one-time Permit2 approval of the token (``proofmarket.chain.permit2``).
 
 ``paying_httpx_client`` gives an ``httpx.AsyncClient`` that answers a 402 by paying and retrying (the
 SDK's ``x402_httpx_transport``). ``payment_signature_header`` does one payment by hand, synchronously,
@@ -59,17 +60,17 @@ def spend_controls(max_amount_atomic: int, assets: Sequence[Asset] = ()) -> Spen
     return {"max_amount_per_payment": _usdc_dollars(max_amount_atomic), "allowed_assets": allowed}
 
 
-SCHEMES = ("exact", "upto")  # what these clients sign: EIP-3009 authorizations, Permit2 upto authorizations
+SCHEMES = ("exact", "upto", "proven")  # EIP-3009 authorizations, Permit2 upto ones, proof-conditioned EIP-3009 ones
 
 
 def x402_client(
     account: LocalAccount, max_amount_atomic: int, assets: Sequence[Asset] = (), networks: Sequence[str] = (),
-    scheme: str = "exact",
+    scheme: str = "exact", commitment: str | None = None,
 ) -> x402Client:
     """An async SDK client paying with ``account`` on ``networks`` (default: any EVM): ``exact`` (EIP-3009) or
     ``upto`` (a Permit2 authorization of at most the price, settled at what a metered call used)."""
     client = x402Client()
-    _register(client, account, networks, scheme)
+    _register(client, account, networks, scheme, commitment)
     client.register_policy(max_amount(max_amount_atomic))
     client.set_spend_controls(spend_controls(max_amount_atomic, assets))
     return client
@@ -77,19 +78,27 @@ def x402_client(
 
 def x402_client_sync(
     account: LocalAccount, max_amount_atomic: int, assets: Sequence[Asset] = (), networks: Sequence[str] = (),
-    scheme: str = "exact",
+    scheme: str = "exact", commitment: str | None = None,
 ) -> x402ClientSync:
     client = x402ClientSync()
-    _register(client, account, networks, scheme)
+    _register(client, account, networks, scheme, commitment)
     client.register_policy(max_amount(max_amount_atomic))
     client.set_spend_controls(spend_controls(max_amount_atomic, assets))
     return client
 
 
 def _register(client: x402Client | x402ClientSync, account: LocalAccount, networks: Sequence[str],
-              scheme: str) -> None:
+              scheme: str, commitment: str | None = None) -> None:
     if scheme not in SCHEMES:
         raise ValueError(f"scheme is one of {', '.join(SCHEMES)}, not {scheme!r}")
+    if scheme == "proven":  # the payer's own input commitment: what the market makes the proof show
+        if commitment is None:
+            raise ValueError("the proven scheme signs the call's input commitment: give commitment=")
+        from proofmarket.payments.proven.client import ProvenEvmScheme
+
+        for network in list(networks) or ["eip155:*"]:
+            client.register(network, ProvenEvmScheme(account, lambda _: commitment))
+        return
     if scheme == "exact":
         register_exact_evm_client(client, EthAccountSigner(account), networks=list(networks) or None)  # type: ignore[type-var]
         return
@@ -125,6 +134,7 @@ def payment_signature_header(
     networks: Sequence[str] = (),
     nonce: str | None = None,
     scheme: str = "exact",
+    commitment: str | None = None,
 ) -> str:
     """The PAYMENT-SIGNATURE value paying the 402 answer whose PAYMENT-REQUIRED header is given, with ``scheme``.
 
@@ -132,7 +142,7 @@ def payment_signature_header(
     earlier one under new terms reuses its nonce, so that at most one of the two can ever be executed.
     """
     required = payment_required_of(payment_required_header)
-    client = x402_client_sync(account, max_amount_atomic, assets, networks, scheme)
+    client = x402_client_sync(account, max_amount_atomic, assets, networks, scheme, commitment)
     try:
         payload = client.create_payment_payload(required)
     except NoMatchingRequirementsError as exc:

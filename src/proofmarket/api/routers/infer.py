@@ -104,8 +104,26 @@ def _offer(services: NodeServices, model_id: str, inputs: dict[str, Any], base: 
                   price_atomic=runtime.price(model_id, request, served.price_atomic), resource=resource,
                   pay_to=listing.pay_to if listing else None, split=listing.onchain_id if listing else None,
                   description=f"verifiable ML inference: {guarantee(served.system)}"
-                  + batching_terms(model_id, runtime), verifiable=json.dumps(served.verifiable(), sort_keys=True))
+                  + batching_terms(model_id, runtime), verifiable=json.dumps(served.verifiable(), sort_keys=True),
+                  input_commitment=_commitment_of(services, served, inputs))
     return offer, served.system
+
+
+def _commitment_of(services: NodeServices, served: Any, inputs: dict[str, Any]) -> Any:
+    """The request's input commitment, computed only when a rail asks (x402 proven binds its payment to it): an
+    EZKL model's quantised public input (or its Poseidon commitment with the request's salt); None for others."""
+    from proofmarket.systems.ids import PROVEN_SYSTEM
+
+    if served.system != PROVEN_SYSTEM:
+        return None
+
+    def commit() -> str | None:
+        from proofmarket.systems.ezkl.commitment import commit_inputs
+
+        doc = {k: v for k, v in inputs.items() if k != "salt"}
+        return commit_inputs(services.workspace.store, served.manifest, doc, inputs.get("salt")).commitment
+
+    return commit
 
 
 def batching_terms(model_id: str, runtime: Any) -> str:
