@@ -67,6 +67,7 @@ bench: setup
 	$(BIN)/python bench/verifier_gas.py && $(BIN)/python bench/stamp.py verifier_gas
 	$(BIN)/python bench/gas.py && $(BIN)/python bench/stamp.py gas
 	$(BIN)/python bench/batch_gas.py && $(BIN)/python bench/stamp.py batch_gas
+	$(BIN)/python bench/proven_gas.py && $(BIN)/python bench/stamp.py proven_gas
 	$(BIN)/python bench/http_bench.py && $(BIN)/python bench/stamp.py http
 	$(BIN)/python bench/throughput.py && $(BIN)/python bench/stamp.py throughput
 	$(BIN)/python bench/cli_overhead.py && $(BIN)/python bench/stamp.py cli
