@@ -126,8 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     doc.update(created_at=datetime.now(UTC).isoformat(timespec="seconds"), sizes=list(sizes),
                machine={"python": platform.python_version(), "platform": platform.platform()})
     (args.out / "proven_gas.json").write_text(json.dumps(doc, indent=2) + "\n")
-    md = ("# Gas of an x402 proven call\n\n_Measured by `python bench/proven_gas.py` "
-          f"({doc['created_at']})._\n\nSample MLP, public profile, anvil, real proofs, steady state.\n\n"
+    md = ("# Gas of an x402 proven call\n\nSample MLP, public profile, anvil, real proofs, steady state.\n\n"
           + table(doc) + "\nA proven call is one transaction, sent by the node: the payer signs an authorization and "
           "sends nothing. The market verifies the proof before the authorization moves; an invalid proof reverts and "
           "moves nothing.\n")
