@@ -281,10 +281,14 @@ def main() -> None:
         row["peak_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         print(json.dumps(row), flush=True)
         return
-    rows = []
+    kept = {}  # ``--only``: the other models' rows of the last run stay (each row says its own run's settings)
+    if args.only and (args.out / "reach.json").is_file():
+        kept = {r["model"]: r for r in json.loads((args.out / "reach.json").read_text())["models"]}
     for name in args.only or list(MODELS):
-        rows.append(_one(name, args.max_logrows, args.search))
-        print(json.dumps(rows[-1]), flush=True)
+        kept[name] = {**_one(name, args.max_logrows, args.search),
+                      "run": {"at": datetime.now(UTC).isoformat(timespec="seconds"), "max_logrows": args.max_logrows}}
+        print(json.dumps(kept[name]), flush=True)
+    rows = [kept[name] for name in MODELS if name in kept]
     doc = {"measured_at": datetime.now(UTC).isoformat(timespec="seconds"), "machine": f"{os.cpu_count()} cores",
            "search": args.search, "max_logrows": args.max_logrows, "models": rows}
     (args.out / "reach.json").write_text(json.dumps(doc, indent=2) + "\n")

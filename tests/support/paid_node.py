@@ -7,8 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
+from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_utils.crypto import keccak
 from x402 import x402ClientSync
 from x402.http.clients import x402_requests
 from x402.mechanisms.evm import EthAccountSigner
@@ -25,9 +28,18 @@ OWNER_INDEX = 5
 
 
 def serve_node(home: Path, db: Path, chain: Chain, mlp_id: str, price: int, **overrides: object) -> Served:
+    """A paid node on ``db`` (or ``database_url``), signing with an account of its own: one per book, as in
+    production. The session's nodes share one devnet, and a book's chain tail holds the node's payouts while its
+    account sent token transfers the book does not hold: on the shared dev node account, whichever other node paid
+    out before this one (a matter of test order) held this one's payouts. Two nodes on one database (one book)
+    share their account."""
     settings = node_settings(home, db, chain.rpc_url, chain.deployment_file, admin_token=ADMIN,
                              registry_terms="off", **overrides)
-    app = create_app(settings)
+    own = Account.from_key(keccak(text=f"paid-node:{overrides.get('database_url') or db}"))
+    chain.client.rpc("anvil_setBalance", [own.address, hex(10 ** 20)])  # gas for its payouts and claims
+    with pytest.MonkeyPatch.context() as env:  # read when the node is built
+        env.setenv("PROOFMARKET_NODE_KEY", own.key.hex())
+        app = create_app(settings)
     owner = dev_account(OWNER_INDEX, DEVNET_CHAIN_ID).address
     app.state.services.catalog.register(mlp_id, price_atomic=price, owner=owner)
     return Served(app)

@@ -35,17 +35,27 @@ class MarketSettlement:
 
     def fulfill(self, payment: ProvenPayment, model_id: bytes, model_cid: str, bundle: dict[str, Any]) -> str:
         """``fulfillAuthorized`` with the bundle's proof, in the form the listing's verifier takes (its own EZKL
-        verifier, or a shared clone's VKA-prefixed proof)."""
+        verifier, or a shared clone's VKA-prefixed proof); a call proven in a batch proof settles its slot with
+        ``fulfillAuthorizedBatch`` and the model's batch verifier (each call its own transaction: grouping the
+        calls of one proof into one is the settler's to do)."""
         sig = payment.signature
         auth = SignedAuthorization("ReceiveWithAuthorization", payment.payer, payment.to, payment.value,
                                    payment.valid_after, payment.valid_before, payment.nonce,
                                    Signature(sig[64] if sig[64] >= 27 else sig[64] + 27, sig[:32], sig[32:64], sig))
         call = ProvenCall(payment.payer, model_id, payment.input_commitment, payment.value, auth, payment.salt)
-        verifier = self.market.registry.get_model(model_id).spec.verifier
         proof = bytes.fromhex(str(bundle["proof"]["hex"]).removeprefix("0x"))
         instances = [int(str(v), 16) for v in bundle["proof"]["instances"]]
+        prover, batch = self.market.accounts.prover, bundle.get("batch")
+        if batch:  # a call proven with others (it allowed batching): its slot of the batch proof
+            size = int(batch["size"])
+            verifier = str(self.market.registry.batch_verifier(model_id, size).address)
+            (settled,) = self.market.market.fulfill_authorized_batch(
+                [(call, int(batch["slot"]))], size, self.market.chain_proof(model_cid, verifier, proof), instances,
+                prover)
+            return str(settled.tx.tx_hash)
+        verifier = self.market.registry.get_model(model_id).spec.verifier
         settled = self.market.market.fulfill_authorized(call, self.market.chain_proof(model_cid, verifier, proof),
-                                                        instances, self.market.accounts.prover)
+                                                        instances, prover)
         return str(settled.tx.tx_hash)
 
     def succeeded(self, tx_hash: str) -> bool | None:

@@ -38,12 +38,7 @@ def nodes(home: Path, chain: Chain, mlp_id: str, tmp_path_factory: pytest.TempPa
     try:
         with Served(facilitator) as served_facilitator:
             patch.setenv("PROOFMARKET_FACILITATOR_URL", served_facilitator.url)
-            # an account of these two nodes alone: the book's chain tail holds the payouts only while the account
-            # sent what the book does not hold, and the session's other nodes share the dev node account (in one
-            # shuffled order 7 of their transfers landed in this book's window and held its payouts)
-            own = Account.from_key(keccak(b"channels-load-node"))
-            chain.client.rpc("anvil_setBalance", [own.address, hex(10 ** 20)])
-            patch.setenv("PROOFMARKET_NODE_KEY", own.key.hex())
+            # the two nodes share one database, so one book and one account of their own (serve_node)
             # the sweep is the test's to ask for: no node sweeps on its own meanwhile (on a loaded machine the calls
             # took longer than the default interval once, and a node's own sweep took the charges first)
             quiet = {"channel_sweep_interval_s": 86_400.0, "channel_sweep_threshold_atomic": 10 ** 12}
