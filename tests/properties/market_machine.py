@@ -1,8 +1,9 @@
 """A stateful property test of InferenceMarket (hypothesis's rule-based state machine) against anvil.
 
 Actors: a consumer, two staked and authorised provers, an owner, a stranger (no stake, no role). Random sequences
-of requests, claims, valid and invalid proofs, refunds, stake moves, withdrawals and time, each sent by any actor;
-after every step the invariants hold:
+of requests, claims, valid and invalid proofs, refunds, x402 proven payments (an authorization only a verified
+proof moves, naming its prover), stake moves, withdrawals and time, each sent by any actor; after every step the
+invariants hold:
 
 - solvent: the market's USDC balance is exactly what it owes: open requests' escrow and claim bonds, provers' stake
   and unstaking queue, everyone's earnings not yet withdrawn, the platform's balance;
@@ -12,7 +13,8 @@ after every step the invariants hold:
   balance is what it started with, less every price it escrowed, plus what came back (a refund's escrow and bond, a
   rejected proof's escrow, a lapsed claim's bond);
 - roles: a refund succeeds only for the request's consumer after its deadline; a fulfilment only for its live
-  claimer; a claim only for an authorised prover with stake; a stranger moves nothing.
+  claimer; a claim only for an authorised prover with stake; a proven payment only for the prover it names, with a
+  proof the verifier accepts; a stranger moves nothing.
 
 The expected values come from the model below (written from the contract's documented rules), never read back from
 the contract's own accounting.
@@ -128,6 +130,24 @@ def market_machine(chain: Chain, model: Listed) -> type[RuleBasedStateMachine]:
                 self.earned[who] += PRICE - fee - owner
             else:
                 self.returned += PRICE
+
+        @rule(who=st.sampled_from(PROVERS) | st.sampled_from(ACTORS), named=st.sampled_from(PROVERS),
+              valid=st.booleans(), extra=st.sampled_from([0, 1, PRICE]), x=st.integers(0, 2**32))
+        def pay_proven(self, who: str, named: str, valid: bool, extra: int, x: int) -> None:
+            """An x402 proven call: the consumer authorizes at most price + extra for prover ``named``; ``who``
+            settles it with a valid or invalid proof (fulfillAuthorized)."""
+            felts = [x, x + 1, x + 2]
+            call = market.sign_proven_call(acc["consumer"], model.key, input_commitment(felts), PRICE + extra,
+                                           acc[named].address, valid_before=client.timestamp() + 600)
+            ok = attempt(market.fulfill_authorized, call, VALID if valid else INVALID, [*felts, *OUTPUT], acc[who])
+            if not ok:
+                return
+            assert valid, f"{who} was paid for a proof the verifier refused"
+            assert who == named, f"{who} settled a payment that names {named} as its prover"
+            fee, owner = PRICE * fee_bps // BPS, PRICE * share_bps // BPS
+            self.escrowed += PRICE  # the price taken, the rest of the maximum back at once
+            self.earned["owner"] += owner
+            self.earned[who] += PRICE - fee - owner
 
         @rule(rid=requests, who=st.just("consumer") | st.sampled_from(ACTORS))
         def refund(self, rid: int, who: str) -> None:
