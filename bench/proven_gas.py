@@ -45,9 +45,10 @@ def log(text: str) -> None:
 
 def _proven(market: Market, onchain_id: bytes, bundle: Any, max_amount: int) -> Any:
     """One signed proven call for this bundle's input (the consumer's own commitment: the bundle's input)."""
+    now = market.client.timestamp()
     return market.market.sign_proven_call(
         market.accounts.consumer, onchain_id, bytes.fromhex(bundle.input.commitment.removeprefix("0x")), max_amount,
-        market.accounts.prover.address, valid_before=market.client.timestamp() + 3_600)
+        market.accounts.prover.address, valid_before=now + 3_600, valid_after=now - 1)
 
 
 def _proof(market: Market, model_id: str, bundle: Any, verifier: str) -> tuple[bytes, list[int]]:
@@ -62,7 +63,7 @@ def measure(market: Market, model_id: str, sizes: tuple[int, ...]) -> dict[str, 
     market.setup_prover()
     market.stake_prover(max(sizes, default=1) * market.market.params().claim_bond)
     market.usdc.approve(market.market.address, 10**12, market.accounts.consumer)
-    advance_time(market.client, 1)
+    advance_time(market.client, 2)  # the batch verifiers registered before any authorization's validAfter
     prover = market.workspace.prover
     rows: list[dict[str, Any]] = []
     for attempt in ("warm-up", "steady"):  # escrow, K = 1

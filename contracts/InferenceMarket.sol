@@ -428,7 +428,9 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
 
     /// @notice `fulfillAuthorized` for several x402 `proven` calls of one model with one proof of its batch circuit
     /// of `size` calls: call `calls[j]` is the call in slot `slots[j]` (bound as `fulfillBatch` binds a request).
-    /// All are paid if the proof is valid; an invalid one reverts and moves nothing.
+    /// All are paid if the proof is valid; an invalid one reverts and moves nothing. The batch verifier must have
+    /// been registered before each authorization's `validAfter` (the payer's signing time): one registered after
+    /// the payer signed never settles its payment.
     function fulfillAuthorizedBatch(
         ProvenCall[] calldata calls,
         uint16[] calldata slots,
@@ -759,6 +761,9 @@ contract InferenceMarket is Ownable, Pausable, ReentrancyGuardTransient {
         if (price > call.maxAmount) revert PriceAboveMax(price, call.maxAmount);
         RequestSlots storage r = _requests[requestId];
         (r.status, r.prover, r.claimExpiry) = (Status.Accepted, msg.sender, uint64(block.timestamp));
+        // the payer signed at validAfter: a batch verifier registered since (one it could not have seen) never
+        // settles it (_bindSlot); an authorization valid from 0 is never settled in a batch
+        r.terms.createdAt = uint48(call.auth.validAfter);
         emit AuthorizedCall(requestId, call.modelId, call.consumer, call.inputCommitment, price);
     }
 

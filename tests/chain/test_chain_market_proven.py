@@ -23,9 +23,12 @@ MAX = PRICE + 5_000  # the payer's ceiling: the price is paid, the rest comes ba
 
 def sign(chain: Chain, model: Listed, felts: list[int] = INPUT, max_amount: int = MAX, prover: str | None = None,
          ttl: int = 600, salt: bytes | None = None) -> ProvenCall:
+    """The consumer's authorization, valid from now (its signing time: a batch verifier registered later never
+    settles it)."""
+    now = chain.client.timestamp()
     return chain.market.sign_proven_call(
         chain.accounts.consumer, model.key, input_commitment(felts), max_amount,
-        prover or chain.accounts.prover.address, valid_before=chain.client.timestamp() + ttl, salt=salt)
+        prover or chain.accounts.prover.address, valid_before=now + ttl, valid_after=now - 1, salt=salt)
 
 
 def test_the_nonce_is_the_contracts_own_rule(chain: Chain, model: Listed) -> None:
@@ -116,7 +119,10 @@ def test_an_expired_authorization_cannot_be_settled(chain: Chain, model: Listed)
 
 
 def test_a_batch_proof_settles_each_call_in_its_slot(chain: Chain, model: Listed, batched: str) -> None:  # noqa: F811
+    from proofmarket.chain import advance_time
+
     a, usdc = chain.accounts, chain.usdc
+    advance_time(chain.client, 2)  # signed after the batch verifier was registered (validAfter past it)
     before = usdc.balance_of(a.consumer.address)
     calls = [(sign(chain, model, felts=INPUTS[slot]), slot) for slot in (2, 0, 3)]
     settled = chain.market.fulfill_authorized_batch(calls, SIZE, VALID, batch_instances(), a.prover)
@@ -147,3 +153,28 @@ def test_the_consumer_needs_no_approval_and_no_escrow(chain: Chain, model: Liste
     assert chain.usdc.allowance(payer.address, chain.market.address) == 0
     chain.market.fulfill_authorized(call, VALID, INPUT + OUTPUT, chain.accounts.prover)
     assert chain.usdc.balance_of(payer.address) == 2 * MAX - PRICE
+
+
+def test_a_batch_verifier_registered_after_the_payer_signed_never_settles_its_payment(chain: Chain,
+                                                                                      model: Listed) -> None:
+    """The owner (often the node) registers a batch verifier that accepts anything after the payer signed: the
+    payment, valid from its signing time, cannot be settled through it; one signed after the registration (whose
+    verifiers the payer could check) can."""
+    from chain_helpers import deploy_mock_verifier
+
+    from proofmarket.chain import advance_time
+
+    before = chain.usdc.balance_of(chain.accounts.consumer.address)
+    call = sign(chain, model, felts=INPUTS[0])
+    advance_time(chain.client, 5)
+    late = deploy_mock_verifier(chain)
+    chain.registry.register_batch(model.key, 2, late, chain.accounts.owner)
+    advance_time(chain.client, 5)
+    two = INPUTS[0] + INPUTS[1] + OUTPUTS[0] + OUTPUTS[1]
+    with pytest.raises(ContractReverted):
+        chain.market.fulfill_authorized_batch([(call, 0)], 2, VALID, two, chain.accounts.prover)
+    assert chain.usdc.balance_of(chain.accounts.consumer.address) == before
+    later = sign(chain, model, felts=INPUTS[0])
+    advance_time(chain.client, 2)
+    (settled,) = chain.market.fulfill_authorized_batch([(later, 0)], 2, VALID, two, chain.accounts.prover)
+    assert settled.valid and chain.usdc.balance_of(chain.accounts.consumer.address) == before - PRICE

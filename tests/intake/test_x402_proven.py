@@ -47,7 +47,8 @@ def agent_session(env: EscrowEnv, account: LocalAccount, commitment: str) -> req
     """The x402 SDK's client with the proven scheme alone, allowed the devnet's USDC."""
     client = x402ClientSync()
     network = f"eip155:{env.market.client.chain_id}"
-    client.register(network, ProvenEvmScheme(account, lambda _requirements: commitment))  # type: ignore[arg-type]
+    scheme = ProvenEvmScheme(account, lambda _requirements: commitment, market=env.market.market.address)
+    client.register(network, scheme)  # type: ignore[arg-type]
     client.set_spend_controls({"allowed_assets": [{"network": network, "asset": env.market.usdc.address}]})
     return x402_requests(client)
 
@@ -135,7 +136,8 @@ def test_a_payment_signed_for_another_input_is_refused_before_proving(env: Escro
 def test_the_sdk_client_pays_with_proven_and_verifies(env: EscrowEnv, node: Served, tmp_path: Path) -> None:
     agent = payer(env, "sdk")
     before = env.market.usdc.balance_of(agent.address)
-    with Client(node.url, account=agent, scheme="proven", cache_dir=tmp_path / "c", devnet=True) as sdk:
+    with Client(node.url, account=agent, scheme="proven", market=env.market.market.address, cache_dir=tmp_path / "c",
+                devnet=True) as sdk:
         result = sdk.infer(env.public, mlp_input())
     assert result.payment is not None and result.payment["scheme"] == "proven"
     assert any("receipt" in c for c in result.checks)

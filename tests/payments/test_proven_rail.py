@@ -42,7 +42,8 @@ class StandIn:
     """The rail's chain: balances, used nonces, and what was sent to fulfil."""
 
     def __init__(self) -> None:
-        self.used: set[bytes] = set()
+        self.used: dict[bytes, str] = {}  # nonce -> the transaction that used it
+        self.canceled: set[bytes] = set()
         self.sent: list[tuple[Any, ...]] = []
         self.refuse: Exception | None = None
 
@@ -50,7 +51,12 @@ class StandIn:
         return 10 * PRICE
 
     def authorization_used(self, payer: str, nonce: bytes) -> bool:
-        return nonce in self.used
+        return nonce in self.used or nonce in self.canceled
+
+    def authorization_event(self, payer: str, nonce: bytes) -> tuple[str, str] | None:
+        if nonce in self.canceled:
+            return "canceled", "0xcancel"
+        return ("used", self.used[nonce]) if nonce in self.used else None
 
     def fulfill(self, payment: ProvenPayment, model_id: bytes, model_cid: str, bundle: dict[str, Any]) -> str:
         if self.refuse is not None:
@@ -88,7 +94,8 @@ def header(the_rail: ProvenRail, the_offer: Offer, *, commitment: str = COMMITME
                                                    **({"max_timeout_seconds": timeout} if timeout else {}),
                                                    **({"amount": str(amount)} if amount else {})})
     client = x402ClientSync()
-    client.register(NETWORK, ProvenEvmScheme(account, lambda _: commitment, max_amount=max_amount))  # type: ignore[arg-type]
+    scheme = ProvenEvmScheme(account, lambda _: commitment, market=MARKET, max_amount=max_amount)
+    client.register(NETWORK, scheme)  # type: ignore[arg-type]
     client.set_spend_controls({"allowed_assets": [{"network": NETWORK, "asset": USDC}]})
     from x402.schemas import PaymentRequired
 
@@ -151,7 +158,7 @@ def test_an_authorization_already_used_on_chain_is_refused() -> None:
     from x402.http import decode_payment_signature_header
 
     nonce = decode_payment_signature_header(signed).payload["authorization"]["nonce"]
-    chain.used.add(bytes.fromhex(nonce[2:]))
+    chain.used[bytes.fromhex(nonce[2:])] = "0xearlier"
     with pytest.raises(PaymentReplayed, match="already used on chain"):
         r.verify({"PAYMENT-SIGNATURE": signed}, offer())
 
@@ -221,3 +228,52 @@ def test_a_payment_relabelled_with_the_requests_commitment_is_refused_by_its_non
     forged = str(encode_payment_signature_header(payload.model_copy(update={"payload": relabelled})))
     with pytest.raises(PaymentSignatureInvalid, match="nonce does not bind"):
         r.verify({"PAYMENT-SIGNATURE": forged}, offer())
+
+
+def outcome() -> ProofOutcome:
+    return ProofOutcome("job", "bafkmodel", "bafkbundle", COMMITMENT, "0x" + "00" * 32,
+                        {"proof": {"hex": "0x00", "instances": []}})
+
+
+def test_a_send_refused_because_an_earlier_send_settled_it_is_followed_to_that_settlement() -> None:
+    """A retry (or a run after a restart) whose send reverts because the authorization is already used is never
+    failed as uncharged: follow finds the transaction that used it and the call is settled by that one."""
+    from proofmarket.core.errors import ContractReverted, PaymentSettlementPending
+
+    chain = StandIn()
+    r = rail(chain)
+    ticket = r.verify({"PAYMENT-SIGNATURE": header(r, offer())}, offer())
+    assert ticket is not None
+    nonce = ProvenPayment.parse(ticket.doc["payload"]["payload"]).nonce
+    chain.used[nonce] = "0xfirst"
+    chain.refuse = ContractReverted("the authorization is used or canceled")
+    with pytest.raises(PaymentSettlementPending):
+        r.settle(ticket, outcome())
+    settled = r.follow(ticket, outcome(), None)
+    assert settled is not None and settled.payment is not None and settled.payment["transaction"] == "0xfirst"
+
+
+def test_an_authorization_the_payer_canceled_fails_the_call_uncharged() -> None:
+    chain = StandIn()
+    r = rail(chain)
+    ticket = r.verify({"PAYMENT-SIGNATURE": header(r, offer())}, offer())
+    assert ticket is not None
+    chain.canceled.add(ProvenPayment.parse(ticket.doc["payload"]["payload"]).nonce)
+    with pytest.raises(PaymentSettlementFailed, match="canceled"):
+        r.follow(ticket, outcome(), None)
+
+
+def test_the_payer_refuses_terms_that_pay_anything_but_the_market_it_trusts() -> None:
+    """A node naming its own wallet as payTo could call receiveWithAuthorization itself and take the payment with
+    no proof: the scheme signs for the market it was given only."""
+    r = rail()
+    terms = r.requirements(offer())
+    assert terms is not None
+    wallet = terms.model_copy(update={"pay_to": "0x" + "77" * 20})
+    client = x402ClientSync()
+    client.register(NETWORK, ProvenEvmScheme(PAYER, lambda _: COMMITMENT, market=MARKET))  # type: ignore[arg-type]
+    client.set_spend_controls({"allowed_assets": [{"network": NETWORK, "asset": USDC}]})
+    from x402.schemas import PaymentRequired
+
+    with pytest.raises(PaymentMismatch, match="not the market this client trusts"):
+        client.create_payment_payload(PaymentRequired(x402_version=2, accepts=[wallet]))

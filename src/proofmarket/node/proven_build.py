@@ -19,6 +19,7 @@ from proofmarket.payments.proven.scheme import ProvenPayment
 from proofmarket.store import ArtifactStore
 
 log = logging.getLogger(__name__)
+LOOKBACK_BLOCKS = 10_000  # where a settlement is looked for (RPC providers cap eth_getLogs ranges)
 
 
 class MarketSettlement:
@@ -57,6 +58,23 @@ class MarketSettlement:
         settled = self.market.market.fulfill_authorized(call, self.market.chain_proof(model_cid, verifier, proof),
                                                         instances, prover)
         return str(settled.tx.tx_hash)
+
+    def authorization_event(self, payer: str, nonce: bytes) -> tuple[str, str] | None:
+        """How the token used this authorization: ("used" | "canceled", the transaction), from its EIP-3009 events
+        of the last ``LOOKBACK_BLOCKS`` (an authorization lives minutes), or None."""
+        from eth_utils.crypto import keccak
+
+        w3 = self.market.client.w3
+        latest = int(w3.eth.block_number)
+        for kind, event in (("used", "AuthorizationUsed(address,bytes32)"),
+                            ("canceled", "AuthorizationCanceled(address,bytes32)")):
+            logs = w3.eth.get_logs({"address": w3.to_checksum_address(self.market.usdc.address),
+                                    "fromBlock": max(0, latest - LOOKBACK_BLOCKS), "toBlock": latest,
+                                    "topics": ["0x" + keccak(text=event).hex(), "0x" + bytes(12).hex()
+                                               + bytes.fromhex(payer.removeprefix("0x")).hex(), "0x" + nonce.hex()]})
+            if logs:
+                return kind, "0x" + bytes(logs[-1]["transactionHash"]).hex()
+        return None
 
     def succeeded(self, tx_hash: str) -> bool | None:
         receipt = self.market.client.receipt(tx_hash)

@@ -70,14 +70,17 @@ class Client(Verifying, OnChainChecks, OnChainRequests, Catalogue, Money, NodeSe
                  cache_dir: str | Path | None = None, transport: httpx.BaseTransport | None = None,
                  poll_interval_s: float = 0.2, devnet: bool = False, allow_dev_srs: bool = False,
                  gateways: tuple[str, ...] | list[str] = (), wallet: str | None = None, scheme: str = "exact",
-                 deposit_calls: int = 20) -> None:
+                 deposit_calls: int = 20, market: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         if scheme not in ("exact", "batch-settlement", "upto", "proven"):
             raise ValueError("scheme is 'exact' (one EIP-3009 payment a call), 'batch-settlement' (a channel), "
                              "'upto' (a generation pays the tokens it produced: Permit2, see approve_permit2) or "
                              "'proven' (a payment only a proof the chain verified can capture)")
+        if scheme == "proven" and not market:
+            raise ValueError("scheme='proven' needs market=: the InferenceMarket of your chain's deployment (never "
+                             "the node's word: a payee other than the market could take the payment unproven)")
         # how calls are paid: an EIP-3009 authorization each, or vouchers on a channel (``sdk/channel.py``)
-        self.scheme, self.deposit_calls = scheme, deposit_calls
+        self.scheme, self.deposit_calls, self.market = scheme, deposit_calls, market
         self._channel: Any = None
         # the address signed requests speak for: the account's own, or a contract wallet the account owns (the
         # node asks the wallet on chain: ERC-1271, ERC-6492); ``sign_in`` makes one session of them
@@ -334,7 +337,7 @@ class Client(Verifying, OnChainChecks, OnChainRequests, Catalogue, Money, NodeSe
             scheme = self.scheme
         nonce = nonce_of(same_nonce_as) if same_nonce_as and scheme == "exact" else None
         return payment_signature_header(self.account, required_header, cap, assets=assets, nonce=nonce,
-                                        scheme=scheme, commitment=commitment)
+                                        scheme=scheme, commitment=commitment, market=self.market)
 
     def _from_job(self, job: dict[str, Any], request: Request, access_token: str | None) -> InferenceResult:
         if job["status"] == "failed":

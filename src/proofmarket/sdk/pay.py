@@ -65,12 +65,12 @@ SCHEMES = ("exact", "upto", "proven")  # EIP-3009 authorizations, Permit2 upto o
 
 def x402_client(
     account: LocalAccount, max_amount_atomic: int, assets: Sequence[Asset] = (), networks: Sequence[str] = (),
-    scheme: str = "exact", commitment: str | None = None,
+    scheme: str = "exact", commitment: str | None = None, market: str | None = None,
 ) -> x402Client:
     """An async SDK client paying with ``account`` on ``networks`` (default: any EVM): ``exact`` (EIP-3009) or
     ``upto`` (a Permit2 authorization of at most the price, settled at what a metered call used)."""
     client = x402Client()
-    _register(client, account, networks, scheme, commitment)
+    _register(client, account, networks, scheme, commitment, market)
     client.register_policy(max_amount(max_amount_atomic))
     client.set_spend_controls(spend_controls(max_amount_atomic, assets))
     return client
@@ -78,26 +78,27 @@ def x402_client(
 
 def x402_client_sync(
     account: LocalAccount, max_amount_atomic: int, assets: Sequence[Asset] = (), networks: Sequence[str] = (),
-    scheme: str = "exact", commitment: str | None = None,
+    scheme: str = "exact", commitment: str | None = None, market: str | None = None,
 ) -> x402ClientSync:
     client = x402ClientSync()
-    _register(client, account, networks, scheme, commitment)
+    _register(client, account, networks, scheme, commitment, market)
     client.register_policy(max_amount(max_amount_atomic))
     client.set_spend_controls(spend_controls(max_amount_atomic, assets))
     return client
 
 
 def _register(client: x402Client | x402ClientSync, account: LocalAccount, networks: Sequence[str],
-              scheme: str, commitment: str | None = None) -> None:
+              scheme: str, commitment: str | None = None, market: str | None = None) -> None:
     if scheme not in SCHEMES:
         raise ValueError(f"scheme is one of {', '.join(SCHEMES)}, not {scheme!r}")
     if scheme == "proven":  # the payer's own input commitment: what the market makes the proof show
-        if commitment is None:
-            raise ValueError("the proven scheme signs the call's input commitment: give commitment=")
+        if commitment is None or market is None:
+            raise ValueError("the proven scheme signs the call's input commitment for a market the payer trusts: "
+                             "give commitment= and market=")
         from proofmarket.payments.proven.client import ProvenEvmScheme
 
         for network in list(networks) or ["eip155:*"]:
-            client.register(network, ProvenEvmScheme(account, lambda _: commitment))
+            client.register(network, ProvenEvmScheme(account, lambda _: commitment, market=market))
         return
     if scheme == "exact":
         register_exact_evm_client(client, EthAccountSigner(account), networks=list(networks) or None)  # type: ignore[type-var]
@@ -135,6 +136,7 @@ def payment_signature_header(
     nonce: str | None = None,
     scheme: str = "exact",
     commitment: str | None = None,
+    market: str | None = None,
 ) -> str:
     """The PAYMENT-SIGNATURE value paying the 402 answer whose PAYMENT-REQUIRED header is given, with ``scheme``.
 
@@ -142,7 +144,7 @@ def payment_signature_header(
     earlier one under new terms reuses its nonce, so that at most one of the two can ever be executed.
     """
     required = payment_required_of(payment_required_header)
-    client = x402_client_sync(account, max_amount_atomic, assets, networks, scheme, commitment)
+    client = x402_client_sync(account, max_amount_atomic, assets, networks, scheme, commitment, market)
     try:
         payload = client.create_payment_payload(required)
     except NoMatchingRequirementsError as exc:

@@ -72,6 +72,10 @@ class ProvenChain(Protocol):
 
     def authorization_used(self, payer: str, nonce: bytes) -> bool: ...
 
+    def authorization_event(self, payer: str, nonce: bytes) -> tuple[str, str] | None:
+        """("used" | "canceled", its transaction) once the token used or canceled the authorization, else None."""
+        ...
+
     def fulfill(self, payment: ProvenPayment, model_id: bytes, model_cid: str, bundle: dict[str, Any]) -> str:
         """Send ``fulfillAuthorized`` with the bundle's proof; the mined transaction's hash. ``ContractReverted``:
         refused (nothing moved)."""
@@ -181,11 +185,21 @@ class ProvenRail:
         return self._paid(ticket, proof, self._send(ticket, proof))
 
     def follow(self, ticket: Ticket, proof: ProofOutcome, tx_hash: str | None) -> Settlement | None:
+        """A pending settlement: its transaction succeeded -> settled; the authorization used by another transaction
+        (a resend, or one whose hash was lost) -> settled by that one when it succeeded; canceled by its payer, or
+        unused past validBefore -> failed, nothing charged; unused and valid -> sent again."""
         mined = self.chain.succeeded(tx_hash) if tx_hash else None
         if mined:
             return self._paid(ticket, proof, str(tx_hash))
         payment = _payment(ticket)
         if self.chain.authorization_used(payment.payer, payment.nonce):
+            found = self.chain.authorization_event(payment.payer, payment.nonce)
+            if found is not None and found[0] == "canceled":
+                self._drop(ticket.nonce)
+                raise PaymentSettlementFailed("the payer canceled the authorization before its proof was settled; "
+                                              "nothing was charged", reason="canceled", payer=ticket.payer)
+            if found is not None and self.chain.succeeded(found[1]):
+                return self._paid(ticket, proof, found[1])
             if tx_hash and mined is None:
                 return None
             raise PaymentSettlementPending("the authorization is used on chain by a settlement this node cannot "
@@ -249,6 +263,12 @@ class ProvenRail:
         try:
             return self.chain.fulfill(payment, model_id, proof.model_id, proof.bundle)
         except ContractReverted as exc:
+            # refused because an earlier send (a retry, a run before a restart) used it, or the payer canceled it:
+            # follow finds which, and never calls a charged call uncharged
+            if self.chain.authorization_used(payment.payer, payment.nonce):
+                raise PaymentSettlementPending("the settlement was refused because the authorization is already "
+                                               "used: following the transaction that used it",
+                                               payer=ticket.payer) from exc
             self._drop(ticket.nonce)
             raise PaymentSettlementFailed(f"the market refused the settlement ({exc.message}); nothing was charged",
                                           reason="refused", payer=ticket.payer) from exc
