@@ -6,7 +6,7 @@ and checks it without reading the result's body or knowing the node beforehand:
     result._meta["io.github.ripple-node-lab/verifiable-tools"] = {
         "proofFormat": the bundle's proof system ("ezkl-halo2-kzg-bn254", "proofmarket-attested-v1", ...)
         "guarantee":   "proven" (a zero-knowledge proof) or "attested" (signed commitments: not a proof)
-        "statement":   what the bundle guarantees, in one sentence
+        "statement":   what the bundle guarantees, in one sentence (the system's own)
         "modelId":     the model's id: the CID of its manifest, which commits to the circuit and its keys
         "bundleCid":   the bundle's CID (its content address without payment and receipt)
         "bundle":      the bundle itself; a paid call's with its payment and the node's signed receipt, which
@@ -52,7 +52,7 @@ def of_answer(answer: dict[str, Any], node_url: str, verifier: dict[str, Any] | 
             bundle = {**bundle, part: answer[part]}
     system = system_of(bundle)
     return {"version": VERSION, "proofFormat": system, "guarantee": spec(system).mode,
-            "statement": str(answer.get("guarantee") or spec(system).guarantee),
+            "statement": spec(system).guarantee,
             "modelId": str((bundle.get("model") or {}).get("id") or answer.get("model_id") or ""),
             "bundleCid": answer.get("bundle_cid"), "bundle": bundle, "receipt": bundle.get("receipt"),
             "verifier": verifier, "node": node_url.rstrip("/")}
@@ -85,7 +85,8 @@ def check_fields(meta: dict[str, Any], model_id: str, mode: str) -> list[str]:
     system = system_of(bundle)
     bound = [("proofFormat", meta["proofFormat"], system), ("guarantee", meta["guarantee"], spec(system).mode),
              ("guarantee", meta["guarantee"], mode), ("modelId", meta["modelId"], model_id),
-             ("receipt", meta["receipt"], bundle.get("receipt"))]
+             ("receipt", meta["receipt"], bundle.get("receipt")),
+             ("statement", meta["statement"], spec(system).guarantee)]
     for name, said, actual in bound:
         if said != actual:
             raise AnswerMismatch(f"the _meta proof's {name} ({said!r}) is not the verified bundle's ({actual!r})",
@@ -94,7 +95,19 @@ def check_fields(meta: dict[str, Any], model_id: str, mode: str) -> list[str]:
     if meta["bundleCid"] not in cids:
         raise AnswerMismatch(f"the _meta proof's bundleCid {meta['bundleCid']} is not the CID of its bundle "
                              f"({cids[0]})", check="bundleCid")
-    checks = [f"_meta: proofFormat {system}, guarantee {mode}, modelId and bundleCid are the verified bundle's"]
+    checks = [f"_meta: proofFormat {system}, guarantee {mode} (and its statement), modelId and bundleCid are the "
+              "verified bundle's"]
     if meta["receipt"] is not None:
-        checks.append("_meta: the receipt is the bundle's, verified with it")
+        from proofmarket.systems.receipts import verify_receipt
+
+        signer = verify_receipt(meta["receipt"])
+        checks.append(f"_meta: the receipt is the bundle's, its signature and bindings verified with it (signed by "
+                      f"{signer}; the payment it names is the node's word until read on chain)")
     return checks
+
+
+def spec_mode(bundle: dict[str, Any]) -> str:
+    """The guarantee of a bundle's system (``proven``, ``attested``, ...)."""
+    from proofmarket.systems.registry import spec, system_of
+
+    return spec(system_of(bundle)).mode

@@ -125,9 +125,12 @@ def check_proof_meta(run: dict[str, Any], mlp_id: str, lm_id: str, cache: Path) 
         body = raw.structuredContent
         assert (meta["guarantee"], meta["modelId"], meta["bundleCid"]) == (mode, model_id, body["bundle_cid"])
         assert meta["receipt"] is not None and meta["receipt"] == body["receipt"] == meta["bundle"]["receipt"]
-        checked = verify_tool_result(raw, cache_dir=cache, devnet=True)
+        sent = {"input_data": mlp_input()["input_data"]} if mode == "proven" else None
+        checked = verify_tool_result(raw, model_id=model_id, inputs=sent, cache_dir=cache, devnet=True)
         assert checked.report.valid and checked.report.mode == mode and checked.report.model_id == model_id
         assert any(c.startswith("_meta:") for c in checked.report.checks)
+        assert "the tool result's body shows the verified output" in checked.report.checks
+        assert (sent is None) == any("proven input" in u for u in checked.unchecked)
         doc = raw.model_dump(by_alias=True, mode="json")  # the same, as JSON: what an agent stores
         assert verify_tool_result(doc, cache_dir=cache, devnet=True).report.output == checked.report.output
     proven_meta = run["proven"].raw_result.meta[PROOF_META]
@@ -137,6 +140,13 @@ def check_proof_meta(run: dict[str, Any], mlp_id: str, lm_id: str, cache: Path) 
         forged = {"_meta": {PROOF_META: {**proven_meta, **lie}}}
         with pytest.raises(AnswerMismatch):
             verify_tool_result(forged, cache_dir=cache, devnet=True)
+    lying = run["proven"].raw_result.model_dump(by_alias=True, mode="json")  # a body the proof does not back
+    lying["structuredContent"] = {**lying["structuredContent"], "output": [[0.0] * len(proven_meta["bundle"]["output"]
+                                                                                       ["values"][0])]}
+    with pytest.raises(AnswerMismatch, match="output"):
+        verify_tool_result(lying, cache_dir=cache, devnet=True)
+    with pytest.raises(AnswerMismatch):  # another model than the one called
+        verify_tool_result(run["proven"].raw_result, model_id=lm_id, cache_dir=cache, devnet=True)
     other = attested_meta["receipt"]  # the bundle and _meta both carry another call's receipt: its binding fails
     with pytest.raises(VerificationFailed, match="receipt"):
         verify_tool_result({"_meta": {PROOF_META: {**proven_meta, "receipt": other,
