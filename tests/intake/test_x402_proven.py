@@ -142,3 +142,33 @@ def test_the_sdk_client_pays_with_proven_and_verifies(env: EscrowEnv, node: Serv
     assert result.payment is not None and result.payment["scheme"] == "proven"
     assert any("receipt" in c for c in result.checks)
     assert env.market.usdc.balance_of(agent.address) == before - PRICE
+
+
+def test_the_escrow_watcher_leaves_a_proven_call_to_its_rail_and_books_it_once(env: EscrowEnv, node: Served,
+                                                                                tmp_path: Path) -> None:
+    """The market's RequestFulfilled of a proven call is the rail's capture: the escrow watcher does not book it a
+    second time (the payer debited once), while it still books an escrow fulfilment."""
+    from proofmarket.db import Database, EscrowRepo, ModelRepo
+    from proofmarket.db.market_book import fulfilment_ref
+    from proofmarket.intake.escrow import EscrowService
+    from proofmarket.onchain import Market
+
+    db = Database(f"sqlite:///{tmp_path}/watch.db")
+    db.migrate()
+    ModelRepo(db).upsert(env.public, name="mlp", price_atomic=PRICE)
+    repo = EscrowRepo(db)
+    watcher = EscrowService(Market.open(workspace=env.ws), repo, lambda: [env.public], confirmations=0)
+    watcher.run_once()  # everything before this test
+    agent = payer(env, "watched")
+    session = agent_session(env, agent, own_commitment(node, env.public, mlp_input(), tmp_path / "c"))
+    answer = session.post(f"{node.url}/v1/models/{env.public}/infer", json=mlp_input(), timeout=600)
+    assert answer.status_code == 200, answer.text
+    receipt = env.market.client.w3.eth.get_transaction_receipt(answer.json()["payment"]["transaction"])
+    (made,) = env.market.market.contract.events.AuthorizedCall().process_receipt(receipt, errors=DISCARD)
+    escrowed = env.market.request(env.public, other_input())  # and an escrowed call, fulfilled as ever
+    env.market.fulfill(escrowed.request_id)
+    watcher.run_once()
+    book = repo.book
+    chain_id, market = env.market.client.chain_id, env.market.market.address
+    assert book.transfer(fulfilment_ref(chain_id, market, int(made.args["requestId"]))) is None
+    assert book.transfer(fulfilment_ref(chain_id, market, escrowed.request_id)) is not None
