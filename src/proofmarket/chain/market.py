@@ -154,6 +154,16 @@ class InferenceMarket(BoundContract):
         settled = self._settlements(tx, ids)
         return [settled[i] for i in ids]
 
+    def authorized_in(self, tx_hash: str | None) -> set[int]:
+        """The records of x402 proven calls (``AuthorizedCall``) the transaction made, by request id."""
+        from web3.logs import DISCARD
+
+        receipt = self.client.receipt(tx_hash) if tx_hash else None
+        if receipt is None:
+            return set()
+        return {int(e.args["requestId"])
+                for e in self.contract.events.AuthorizedCall().process_receipt(receipt, errors=DISCARD)}
+
     def refund(self, request_id: int, sender: LocalAccount) -> TxResult:
         return self._send("refund", sender, request_id)
 

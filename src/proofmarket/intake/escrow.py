@@ -101,21 +101,10 @@ class EscrowService(BatchedEscrow, ChainWatcher[InferenceRequest]):
         return self
 
     def _book(self, event: ChainEvent) -> None:
-        if event.event == "RequestFulfilled" and self._authorized_call(int(event.args["requestId"]), event.tx_hash):
+        if event.event == "RequestFulfilled" and \
+                int(event.args["requestId"]) in self.market.market.authorized_in(event.tx_hash):
             return  # an x402 proven call: its rail booked the capture (payments/proven), once
         self.payouts.record(event)
-
-    def _authorized_call(self, request_id: int, tx_hash: str | None) -> bool:
-        """The fulfilment settled an x402 proven payment (``AuthorizedCall`` of that request in its transaction)."""
-        if not tx_hash:
-            return False
-        from web3.logs import DISCARD
-
-        receipt = self.market.client.receipt(tx_hash)
-        if receipt is None:
-            return False
-        made = self.market.market.contract.events.AuthorizedCall().process_receipt(receipt, errors=DISCARD)
-        return any(int(e.args["requestId"]) == request_id for e in made)
 
     def _parties(self, request_id: int) -> tuple[str, str]:
         """(consumer, owner) of an on-chain request, as it snapshotted them."""
