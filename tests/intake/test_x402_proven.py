@@ -6,6 +6,7 @@ the SDK's ``Client(scheme="proven")`` pays and verifies the same way."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -136,8 +137,8 @@ def test_a_payment_signed_for_another_input_is_refused_before_proving(env: Escro
 def test_the_sdk_client_pays_with_proven_and_verifies(env: EscrowEnv, node: Served, tmp_path: Path) -> None:
     agent = payer(env, "sdk")
     before = env.market.usdc.balance_of(agent.address)
-    with Client(node.url, account=agent, scheme="proven", market=env.market.market.address, cache_dir=tmp_path / "c",
-                devnet=True) as sdk:
+    with Client(node.url, account=agent, scheme="proven", market=env.market.market.address, rpc_url=env.rpc_url,
+                cache_dir=tmp_path / "c", devnet=True) as sdk:
         result = sdk.infer(env.public, mlp_input())
     assert result.payment is not None and result.payment["scheme"] == "proven"
     assert any("receipt" in c for c in result.checks)
@@ -172,3 +173,42 @@ def test_the_escrow_watcher_leaves_a_proven_call_to_its_rail_and_books_it_once(e
     chain_id, market = env.market.client.chain_id, env.market.market.address
     assert book.transfer(fulfilment_ref(chain_id, market, int(made.args["requestId"]))) is None
     assert book.transfer(fulfilment_ref(chain_id, market, escrowed.request_id)) is not None
+
+
+def test_the_sdk_refuses_terms_naming_a_listing_whose_verifier_is_not_the_models_own(env: EscrowEnv, node: Served,
+                                                                                     tmp_path: Path) -> None:
+    """A node naming another listing of the model in the proven terms (a squatter's, whose verifier answers true to
+    anything), or terms of another model: the payer's check on chain (its RPC, the trusted market's registry)
+    refuses before anything is signed; the node's own honest listing passes."""
+    refused = requests.post(f"{node.url}/v1/models/{env.public}/infer", json=mlp_input(), timeout=60)
+    terms = next(a for a in decode_payment_required_header(refused.headers["PAYMENT-REQUIRED"]).accepts
+                 if a.scheme == "proven")
+    market = env.market.market.address
+    snapshot = env.market.client.rpc("evm_snapshot", [])  # the squatter's listing is undone for the other tests
+    try:
+        _check_against_a_squatter(env, terms, market, tmp_path, node)
+    finally:
+        env.market.client.rpc("evm_revert", [snapshot])
+
+
+def _check_against_a_squatter(env: EscrowEnv, terms: Any, market: str, tmp_path: Path, node: Served) -> None:
+    from chain_helpers import mock_verifier_artifact
+
+    from proofmarket.chain.commitments import model_id_for, model_key
+    from proofmarket.core.errors import RegistryMismatch
+    from proofmarket.sdk.proven_check import check_proven_terms
+
+    squatter = payer(env, "squatter")
+    env.market.client.rpc("anvil_setBalance", [squatter.address, hex(10 ** 20)])
+    fake, _ = env.market.client.deploy(mock_verifier_artifact(), squatter)
+    honest = env.market.registry.get_model(bytes.fromhex(terms.extra["modelId"][2:])).spec
+    env.market.registry.register(model_key(env.public), dataclasses.replace(honest, verifier=fake), squatter)
+    squatted = "0x" + model_id_for(squatter.address, env.public).hex()
+    with Client(node.url, cache_dir=tmp_path / "c", devnet=True) as sdk:
+        assert check_proven_terms(sdk, env.public, terms, market, env.rpc_url) == terms.extra["modelId"]
+        with pytest.raises(RegistryMismatch, match="not the one compiled from its manifest"):
+            check_proven_terms(sdk, env.public, terms.model_copy(update={"extra": {**terms.extra,
+                                                                                   "modelId": squatted}}),
+                               market, env.rpc_url)
+        with pytest.raises(RegistryMismatch, match="terms are for model"):
+            check_proven_terms(sdk, env.hashed, terms, market, env.rpc_url)

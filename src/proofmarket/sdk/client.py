@@ -70,17 +70,18 @@ class Client(Verifying, OnChainChecks, OnChainRequests, Catalogue, Money, NodeSe
                  cache_dir: str | Path | None = None, transport: httpx.BaseTransport | None = None,
                  poll_interval_s: float = 0.2, devnet: bool = False, allow_dev_srs: bool = False,
                  gateways: tuple[str, ...] | list[str] = (), wallet: str | None = None, scheme: str = "exact",
-                 deposit_calls: int = 20, market: str | None = None) -> None:
+                 deposit_calls: int = 20, market: str | None = None, rpc_url: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         if scheme not in ("exact", "batch-settlement", "upto", "proven"):
             raise ValueError("scheme is 'exact' (one EIP-3009 payment a call), 'batch-settlement' (a channel), "
                              "'upto' (a generation pays the tokens it produced: Permit2, see approve_permit2) or "
                              "'proven' (a payment only a proof the chain verified can capture)")
-        if scheme == "proven" and not market:
-            raise ValueError("scheme='proven' needs market=: the InferenceMarket of your chain's deployment (never "
-                             "the node's word: a payee other than the market could take the payment unproven)")
+        if scheme == "proven" and not (market and rpc_url):
+            raise ValueError("scheme='proven' needs market= (the InferenceMarket of your chain's deployment, never the "
+                             "node's word) and rpc_url= (yours: the verifiers that could settle the payment are "
+                             "checked to be the model's own before it is signed)")
         # how calls are paid: an EIP-3009 authorization each, or vouchers on a channel (``sdk/channel.py``)
-        self.scheme, self.deposit_calls, self.market = scheme, deposit_calls, market
+        self.scheme, self.deposit_calls, self.market, self.rpc_url = scheme, deposit_calls, market, rpc_url
         self._channel: Any = None
         # the address signed requests speak for: the account's own, or a contract wallet the account owns (the
         # node asks the wallet on chain: ERC-1271, ERC-6492); ``sign_in`` makes one session of them
@@ -156,7 +157,8 @@ class Client(Verifying, OnChainChecks, OnChainRequests, Catalogue, Money, NodeSe
         cap: int | None = None
         commitment = self._commitment(model_id, inputs) if self.scheme == "proven" else None
         if known is not None and (max_amount is None or max_amount == known[1]):
-            upfront = headers[PAYMENT_SIGNATURE] = self._pay(*known, commitment=commitment)  # terms seen: pay now
+            upfront = headers[PAYMENT_SIGNATURE] = self._pay(*known, commitment=commitment,  # terms seen: pay now
+                                                             model_id=model_id)
             cap = known[1]
         response = self._paid_post(url, inputs, headers)
         if response.status_code == 402 and PAYMENT_REQUIRED in response.headers:
@@ -164,7 +166,8 @@ class Client(Verifying, OnChainChecks, OnChainRequests, Catalogue, Money, NodeSe
             cap = max_amount if max_amount is not None else int(self.model(model_id)["price"]["atomic"])
             required = response.headers[PAYMENT_REQUIRED]
             # A refused up-front payment stays signed: the retry reuses its nonce, so only one can be executed.
-            headers[PAYMENT_SIGNATURE] = self._pay(required, cap, same_nonce_as=upfront, commitment=commitment)
+            headers[PAYMENT_SIGNATURE] = self._pay(required, cap, same_nonce_as=upfront, commitment=commitment,
+                                                   model_id=model_id)
             response = self._paid_post(url, inputs, headers)
             if response.status_code == 402 and self._resynced(response):  # the node corrected the channel's state
                 headers[PAYMENT_SIGNATURE] = self._pay(response.headers[PAYMENT_REQUIRED], cap)
@@ -315,7 +318,7 @@ class Client(Verifying, OnChainChecks, OnChainRequests, Catalogue, Money, NodeSe
         return str(self.input_commitment(model_id, doc, inputs.get("salt"))["commitment"])
 
     def _pay(self, required_header: str, cap: int, same_nonce_as: str | None = None,
-             commitment: str | None = None) -> str:
+             commitment: str | None = None, model_id: str | None = None) -> str:
         from x402.http import decode_payment_required_header
 
         if self.scheme == "batch-settlement":
@@ -333,6 +336,13 @@ class Client(Verifying, OnChainChecks, OnChainRequests, Catalogue, Money, NodeSe
         elif self.scheme == "proven" and "proven" not in offered:
             raise PaymentRequired("this node does not offer proven payments for this model (it is not sold on a "
                                   "registry listing, or the node turned them off): pay with scheme='exact'")
+        elif self.scheme == "proven":
+            from proofmarket.sdk.proven_check import check_proven_terms
+
+            terms = next(a for a in required.accepts if a.scheme == "proven")
+            assert self.market is not None and self.rpc_url is not None
+            check_proven_terms(self, str(model_id), terms, self.market, self.rpc_url)
+            scheme = "proven"
         else:
             scheme = self.scheme
         nonce = nonce_of(same_nonce_as) if same_nonce_as and scheme == "exact" else None
