@@ -158,7 +158,6 @@ def _tool_meta(doc: Any) -> dict[str, Any] | None:
 def _check_meta(meta: dict[str, Any], report: Any, chain: dict[str, Any] | None) -> list[str]:
     """Every ``_meta`` field held against the verified bundle (and the verifier against the chain's, with
     --onchain); what was not checked, in words."""
-    from proofmarket.core.errors import AnswerMismatch
     from proofmarket.systems import proof_meta
 
     report.checks.extend(proof_meta.check_fields(meta, report.model_id, report.mode))
@@ -168,11 +167,7 @@ def _check_meta(meta: dict[str, Any], report: Any, chain: dict[str, Any] | None)
     if chain is None:
         return [f"the verifier _meta names ({verifier.get('address')} on chain {verifier.get('chainId')}): give "
                 "--onchain to run the proof through the registry's verifier and compare"]
-    said = (int(verifier.get("chainId") or 0), str(verifier.get("address") or "").lower())
-    if said != (int(chain["chain_id"]), str(chain["verifier"]).lower()):
-        raise AnswerMismatch(f"the _meta proof names verifier {said[1]} on chain {said[0]}; the registry lists "
-                             f"{chain['verifier']} on chain {chain['chain_id']}", check="verifier")
-    report.checks.append("_meta: the verifier it names is the one the registry lists, which accepted the proof")
+    report.checks.append(proof_meta.check_verifier(meta, chain))
     return []
 
 

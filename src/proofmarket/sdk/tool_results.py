@@ -59,12 +59,7 @@ def verify_tool_result(result: Any, *, model_id: str | None = None, inputs: Any 
             unchecked.append("the verifier: give registry= (yours) with rpc_url to check it on chain")
         elif verifier and rpc_url:
             found = client.verify_on_chain(meta["bundle"], rpc_url, registry=registry)
-            said = (int(verifier.get("chainId") or 0), str(verifier.get("address") or "").lower())
-            if said != (int(found["chain_id"]), str(found["verifier"]).lower()):
-                raise AnswerMismatch(f"the _meta proof names verifier {said[1]} on chain {said[0]}; the registry "
-                                     f"lists {found['verifier']} on chain {found['chain_id']}", check="verifier")
-            report.checks.append(f"verifyProof on chain {found['chain_id']} by {found['verifier']}, the verifier "
-                                 f"_meta names and the registry lists for this model: true ({found['gas']:,} gas)")
+            report.checks.append(proof_meta.check_verifier(meta, found))
         elif verifier:
             unchecked.append(f"verifier {verifier.get('address')} on chain {verifier.get('chainId')}: not checked "
                              "(give an RPC URL to run the proof through it)")

@@ -111,3 +111,15 @@ def spec_mode(bundle: dict[str, Any]) -> str:
     from proofmarket.systems.registry import spec, system_of
 
     return spec(system_of(bundle)).mode
+
+
+def check_verifier(meta: dict[str, Any], found: dict[str, Any]) -> str:
+    """The verifier ``meta`` names is the one the registry lists and ran the proof through (``found``: the on-chain
+    check's ``chain_id``, ``verifier``, ``gas``): ``AnswerMismatch`` unless it is; the check, in words."""
+    verifier = meta.get("verifier") or {}
+    said = (int(verifier.get("chainId") or 0), str(verifier.get("address") or "").lower())
+    if said != (int(found["chain_id"]), str(found["verifier"]).lower()):
+        raise AnswerMismatch(f"the _meta proof names verifier {said[1]} on chain {said[0]}; the registry lists "
+                             f"{found['verifier']} on chain {found['chain_id']}", check="verifier")
+    return (f"_meta: verifyProof on chain {found['chain_id']} by {found['verifier']}, the verifier it names and the "
+            f"registry lists for this model: true ({int(found['gas']):,} gas)")

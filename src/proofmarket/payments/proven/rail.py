@@ -19,8 +19,6 @@
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -40,6 +38,7 @@ from proofmarket.core.errors import (
     ProofMarketError,
 )
 from proofmarket.payments import collectable
+from proofmarket.payments.attempts import Attempts
 from proofmarket.payments.captures import captured
 from proofmarket.payments.headers import PAYMENT_SIGNATURE_HEADER, payment_response_headers
 from proofmarket.payments.parse import check_resource, check_window, decode_payment, payload_of_scheme
@@ -93,10 +92,8 @@ class ProvenRail:
                  with_terms: Callable[[PaymentError, Offer, PaymentRequirements], PaymentError],
                  resend_after_s: float = 240.0) -> None:
         self.terms, self.chain, self.node, self.store = terms, chain, node, store
-        self._with_terms, self.resend_after_s = with_terms, resend_after_s
-        self._lock = threading.Lock()
-        self._reserved: set[str] = set()
-        self._attempts: dict[str, float] = {}
+        self._with_terms = with_terms
+        self.attempts = Attempts(resend_after_s)
 
     # --- terms -----------------------------------------------------------------------------------
     def requirements(self, offer: Offer) -> PaymentRequirements | None:
@@ -151,10 +148,8 @@ class ProvenRail:
         except PaymentError as exc:
             raise self._with_terms(exc, offer, requirements) from None
         key = f"proven:{payment.payer}:0x{payment.nonce.hex()}"
-        with self._lock:
-            if key in self._reserved:
-                raise PaymentReplayed("this payment was already accepted by this node", payer=payment.payer)
-            self._reserved.add(key)
+        if not self.attempts.reserve(key):
+            raise PaymentReplayed("this payment was already accepted by this node", payer=payment.payer)
         try:
             if self.chain.authorization_used(payment.payer, payment.nonce):
                 raise PaymentReplayed("this payment authorization was already used on chain (or canceled by its "
@@ -181,7 +176,7 @@ class ProvenRail:
                 maximum=str(maximum))
 
     def settle(self, ticket: Ticket, proof: ProofOutcome) -> Settlement:
-        self._attempts[ticket.nonce] = time.monotonic()
+        self.attempts.sent(ticket.nonce)
         return self._paid(ticket, proof, self._send(ticket, proof))
 
     def follow(self, ticket: Ticket, proof: ProofOutcome, tx_hash: str | None) -> Settlement | None:
@@ -208,10 +203,8 @@ class ProvenRail:
             self._drop(ticket.nonce)
             raise PaymentSettlementFailed("the payment authorization expired before its proof was settled on chain; "
                                           "nothing was charged", reason="expired_unused", payer=ticket.payer)
-        last = self._attempts.setdefault(ticket.nonce, time.monotonic())
-        if time.monotonic() - last < self.resend_after_s:
+        if not self.attempts.due(ticket.nonce):
             return None
-        self._attempts[ticket.nonce] = time.monotonic()
         return self._paid(ticket, proof, self._send(ticket, proof))
 
     def release(self, ticket: Ticket) -> None:
@@ -277,7 +270,6 @@ class ProvenRail:
                                            "authorization on chain", payer=ticket.payer) from exc
 
     def _paid(self, ticket: Ticket, proof: ProofOutcome, tx_hash: str) -> Settlement:
-        self._attempts.pop(ticket.nonce, None)
         self._drop(ticket.nonce)
         payment = _payment(ticket)
         return captured(self.node, self.store, self.name, f"proven:{ticket.nonce}", ticket, proof, scheme=NAME,
@@ -286,8 +278,7 @@ class ProvenRail:
                         extra={"authorized": str(payment.value), "verified_on_chain": True})
 
     def _drop(self, key: str) -> None:
-        with self._lock:
-            self._reserved.discard(key)
+        self.attempts.drop(key)
 
 
 def _payment(ticket: Ticket) -> ProvenPayment:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -54,6 +53,7 @@ from proofmarket.core.errors import (
     PaymentSignatureInvalid,
 )
 from proofmarket.payments import collectable
+from proofmarket.payments.attempts import Attempts
 from proofmarket.payments.captures import captured
 from proofmarket.payments.facilitators import chain_id_of, facilitator_call
 from proofmarket.payments.headers import PAYMENT_SIGNATURE_HEADER, payment_response_headers
@@ -118,13 +118,12 @@ class UptoRail:
                  with_terms: Callable[[PaymentError, Offer, PaymentRequirements], PaymentError],
                  resend_after_s: float = 240.0) -> None:
         self.terms, self.facilitator, self.chain, self.node, self.store = terms, facilitator, chain, node, store
-        self._pay_to, self._with_terms, self.resend_after_s = pay_to, with_terms, resend_after_s
+        self._pay_to, self._with_terms = pay_to, with_terms
+        self.attempts = Attempts(resend_after_s)
         self._server = x402ResourceServerSync(facilitator)
         self._server.register(terms.network, UptoEvmScheme())  # type: ignore[arg-type,no-untyped-call]
         self._ready = False
         self._lock = threading.Lock()
-        self._reserved: set[str] = set()
-        self._attempts: dict[str, float] = {}  # ticket nonce -> monotonic time of the last settlement attempt
 
     # --- terms -----------------------------------------------------------------------------------
     def requirements(self, offer: Offer) -> PaymentRequirements | None:
@@ -186,11 +185,9 @@ class UptoRail:
             raise self._with_terms(exc, offer, requirements) from None
         payer = to_checksum_address(permit.from_address)
         key = f"upto:{payer}:{int(permit.nonce)}"
-        with self._lock:
-            if key in self._reserved:
-                raise PaymentReplayed("this payment was already accepted by this node", payer=payer,
-                                      nonce=str(permit.nonce))
-            self._reserved.add(key)
+        if not self.attempts.reserve(key):
+            raise PaymentReplayed("this payment was already accepted by this node", payer=payer,
+                                  nonce=str(permit.nonce))
         try:
             if self.chain.nonce_used(payer, int(permit.nonce)):
                 raise PaymentReplayed("this payment authorization was already used on chain (or given up by its "
@@ -222,7 +219,7 @@ class UptoRail:
                 payer=ticket.payer, balance=str(balance), held=str(held_atomic), price=str(ticket.amount_atomic))
 
     def settle(self, ticket: Ticket, proof: ProofOutcome) -> Settlement:
-        self._attempts[ticket.nonce] = time.monotonic()
+        self.attempts.sent(ticket.nonce)
         return self._paid(ticket, proof, self._send(ticket, proof))
 
     def follow(self, ticket: Ticket, proof: ProofOutcome, tx_hash: str | None) -> Settlement | None:
@@ -242,10 +239,8 @@ class UptoRail:
             self._drop(ticket.nonce)
             raise PaymentSettlementFailed("the payment authorization expired before it was settled; nothing was "
                                           "charged", reason="expired_unused", payer=ticket.payer)
-        last = self._attempts.setdefault(ticket.nonce, time.monotonic())
-        if time.monotonic() - last < self.resend_after_s:
+        if not self.attempts.due(ticket.nonce):
             return None
-        self._attempts[ticket.nonce] = time.monotonic()
         return self._paid(ticket, proof, self._send(ticket, proof))
 
     def release(self, ticket: Ticket) -> None:
@@ -278,7 +273,6 @@ class UptoRail:
                                       reason=reason, payer=ticket.payer, tx=result.transaction or None)
 
     def _paid(self, ticket: Ticket, proof: ProofOutcome, tx_hash: str) -> Settlement:
-        self._attempts.pop(ticket.nonce, None)
         self._drop(ticket.nonce)
         _, requirements = _stored(ticket)
         extra: dict[str, Any] = {"authorized": str(ticket.amount_atomic)}
@@ -290,8 +284,7 @@ class UptoRail:
                         extra=extra)
 
     def _drop(self, key: str) -> None:
-        with self._lock:
-            self._reserved.discard(key)
+        self.attempts.drop(key)
 
 
 def _refusal(reason: str, payer: str) -> PaymentError:
