@@ -17,6 +17,7 @@ from proofmarket.payments import tables as rail_tables  # noqa: F401 (the rails'
 # the fixtures: each test on SQLite and PostgreSQL
 db, empty_db_url, pg_url = db_backends.db, db_backends.empty_db_url, db_backends.pg_url
 ALICE = "0x" + "a1" * 20
+BOB = "0x" + "b2" * 20
 OWNER = "0x" + "0b" * 20
 
 
@@ -36,6 +37,24 @@ def test_a_transfer_posts_once_per_ref_and_balances(db: Database) -> None:
     with pytest.raises(LedgerError, match="does not balance"):
         book.post(Transfer("bad", "purchase", "credits", ((Accounts.credits(ALICE), 5),)))
     assert book.check() == []
+
+
+def test_a_second_write_of_a_ref_with_other_postings_is_refused_not_taken_as_the_first(db: Database) -> None:
+    """A retry writes the same transfer again and gets the first back; another amount, account, kind or phase under
+    a reference already taken is another movement of value: refused, and nothing of it is written."""
+    book = Book(db)
+    first = Transfer.move("pay-7", "purchase", "credits", Accounts.wallet(ALICE), Accounts.credits(ALICE), 500)
+    book.post(first)
+    others = [Transfer.move("pay-7", "purchase", "credits", Accounts.wallet(ALICE), Accounts.credits(ALICE), 501),
+              Transfer.move("pay-7", "purchase", "credits", Accounts.wallet(BOB), Accounts.credits(BOB), 500),
+              Transfer.move("pay-7", "refund", "credits", Accounts.wallet(ALICE), Accounts.credits(ALICE), 500)]
+    for other in others:
+        with pytest.raises(LedgerError, match="pay-7 is taken"):
+            book.post(other)
+    with pytest.raises(LedgerError, match="pay-7 is taken"):
+        book.hold(first)  # the same postings, pending this time
+    assert book.balance(Accounts.credits(ALICE)).posted == 500 and book.balance(Accounts.credits(BOB)).posted == 0
+    assert book.post(first)[1] is False and book.check() == []
 
 
 def test_no_internal_account_goes_below_zero(db: Database) -> None:

@@ -48,6 +48,10 @@ def test_a_sliced_model_is_escrowed_and_fulfilled_in_one_transaction(market: Mar
 
     found = verify_on_chain(market.client, market.registry, bundle)
     assert found.verifier == registered.spec.verifier and found.gas > 2 * 200_000
+    from proofmarket.cli.verify_cmd import _on_chain  # 'verify --onchain': only a listing of the model's own verifier
+
+    checked = _on_chain(market.workspace, bundle, market.client.rpc_url, market.registry.address, None)
+    assert checked["verifier"] == registered.spec.verifier and checked["verifier_is_models_own"]
 
     # another call's last slice in this call's proof: the SlicedVerifier says no, the consumer is refunded
     again = market.request(sliced_id, mlp_input())
@@ -100,3 +104,20 @@ def test_slices_on_the_shared_verifier_are_escrowed_and_fulfilled(market: Market
     receipt = market.request(sliced_id, mlp_input())  # the consumer's check of the entry passes
     result = market.fulfill(receipt.request_id)
     assert result.settlement.valid and market.market.get_request(receipt.request_id).status is RequestStatus.FULFILLED
+
+    # anyone checks the bundle on chain as 'verify --onchain' does: the listing's verifier is the model's own (each
+    # clone pins its slice's VKA) and takes each slice's proof with that VKA in front (the bundle's own calldata,
+    # for the slices' own verifiers, is refused by the clones)
+    from proofmarket.chain.onchain_verify import verify_on_chain
+    from proofmarket.cli.verify_cmd import _on_chain
+    from proofmarket.core.errors import VerificationFailed
+
+    bundle = market.workspace.store.get_json(result.bundle_cid)
+    found = _on_chain(market.workspace, bundle, market.client.rpc_url, market.registry.address, None)
+    assert found["valid"] and found["verifier"] == registered.spec.verifier and found["verifier_is_models_own"]
+    with pytest.raises(VerificationFailed):
+        verify_on_chain(market.client, market.registry, bundle)
+    other, _ = market.workspace.prove_sliced(sliced_id, {"input_data": [[0.1 * i for i in range(8)]]})
+    swapped = {**bundle, "slices": [bundle["slices"][0], other.to_doc()["slices"][1]]}  # another call's last slice
+    with pytest.raises(VerificationFailed):
+        _on_chain(market.workspace, swapped, market.client.rpc_url, market.registry.address, None)

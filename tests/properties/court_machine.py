@@ -19,7 +19,7 @@ from chain_helpers import Chain
 from eth_utils import keccak
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule
-from market_machine import attempt
+from property_helpers import attempt
 
 from proofmarket.chain.court import SETTLED, AttestationCourt
 

@@ -22,16 +22,14 @@ the contract's own accounting.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from chain_helpers import PRICE, Chain, Listed
-from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
+from property_helpers import attempt
 
 from proofmarket.chain import RequestStatus, advance_time, input_commitment
-from proofmarket.core.errors import ChainError
 
 BPS = 10_000
 VALID, INVALID = b"\x01" + bytes(31), b"\x02" + bytes(31)  # MockVerifier accepts a proof starting with 0x01
@@ -39,27 +37,6 @@ OUTPUT = [101, 202]
 TERMINAL = {RequestStatus.FULFILLED, RequestStatus.REJECTED, RequestStatus.REFUNDED}
 ACTORS = ("consumer", "prover", "prover2", "owner", "stranger")
 PROVERS = ("prover", "prover2")
-
-
-def examples(default: int) -> int:
-    """The number of random sequences: a bounded number in the test run, more with PROOFMARKET_PROPERTY_EXAMPLES."""
-    return int(os.environ.get("PROOFMARKET_PROPERTY_EXAMPLES", default))
-
-
-def run_settings(default_examples: int, steps: int = 25, shrink: bool = True) -> settings:
-    phases = [Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.shrink] if shrink else [])
-    return settings(max_examples=examples(default_examples), stateful_step_count=steps, deadline=None,
-                    phases=phases, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
-
-
-def attempt(fn: Any, *args: Any, **kwargs: Any) -> bool:
-    """Send one transaction: True when it went through; False when the chain refused it (a revert or a refused
-    estimate), after which nothing may have moved: the invariants check it."""
-    try:
-        fn(*args, **kwargs)
-        return True
-    except ChainError:
-        return False
 
 
 def market_machine(chain: Chain, model: Listed, *, proven: bool = True) -> type[RuleBasedStateMachine]:

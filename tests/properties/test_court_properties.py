@@ -13,7 +13,7 @@ from chain_helpers import PRICE, USDC, Chain, list_model
 from court_machine import VALIDATORS, court_machine
 from eth_utils import keccak
 from hypothesis.stateful import run_state_machine_as_test
-from market_machine import run_settings
+from property_helpers import run_settings
 
 from proofmarket.chain.artifacts import Artifact, load_artifact, load_artifact_file
 from proofmarket.chain.commitments import model_id_of, model_key

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from chain_helpers import Chain
 from hypothesis.stateful import run_state_machine_as_test
-from market_machine import market_machine, run_settings
+from market_machine import market_machine
+from property_helpers import run_settings
 from test_market_properties import world
 
 from proofmarket.chain import InferenceMarket

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 from chain_helpers import USDC, Chain, Listed, list_model, stake_prover
 from hypothesis.stateful import run_state_machine_as_test
-from market_machine import market_machine, run_settings
+from market_machine import market_machine
+from property_helpers import run_settings
 
 pytestmark = pytest.mark.chain
 

@@ -30,6 +30,11 @@ class QueueHealth:
 
 
 class CallQueue(Protocol):
+    def recover(self) -> object:
+        """Once, before ``start``: the restart rule. Calls the last stop left running fail as interrupted (their
+        payments released) where this engine ran them; calls stored as queued go to the workers again."""
+        ...
+
     def start(self) -> None: ...
 
     def submit(self, kind: CallKind, job_id: str, row: CallRow | None = None) -> None: ...

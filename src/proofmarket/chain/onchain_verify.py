@@ -62,17 +62,23 @@ def _registered_topic(registry: ModelRegistry) -> str:
 
 
 OwnCheck = Callable[[str, int | None], None]  # (verifier address, batch size): RegistryMismatch unless the model's
+Calldata = Callable[[str], str]  # the eth_call data of verifyProof for a verifier (its form: a shared clone's VKA)
+
+
 def verify_on_chain(client: ChainClient, registry: ModelRegistry, bundle: dict[str, Any], *,
-                    owner: str | None = None, from_block: int = 0, own: OwnCheck | None = None) -> OnChainCheck:
+                    owner: str | None = None, from_block: int = 0, own: OwnCheck | None = None,
+                    calldata: Calldata | None = None) -> OnChainCheck:
     """Run the bundle's proof through its model's verifier on chain; ``VerificationFailed`` when the chain refuses
     it, ``RegistryMismatch`` when no listing of the model (of ``owner``) is on this registry, or none whose
-    verifier passes ``own``."""
+    verifier passes ``own``. ``calldata(verifier)``: the call in the form that verifier takes
+    (``systems/ezkl/chain_form.py``: a shared-verifier clone takes the VKA with the proof); default the bundle's
+    own ``evm_calldata`` (the model's own verifier, or a sliced model's over its slices' own)."""
     if bundle.get("mode") == "attested":
         raise UsageError("an attested bundle holds no proof for a chain to check: verify it with --reexecute, or "
                          "through the court")
     model_id = str((bundle.get("model") or {}).get("id") or "")
-    calldata = str((bundle.get("proof") or {}).get("evm_calldata") or "")
-    if not model_id or not calldata.startswith("0x"):
+    own_form = str((bundle.get("proof") or {}).get("evm_calldata") or "")
+    if not model_id or not own_form.startswith("0x"):
         raise UsageError("the bundle names no model id or EVM calldata: not a proven proofmarket bundle")
     listings = [m for m in listings_of(client, registry, model_id, from_block)
                 if owner is None or m.owner.lower() == owner.lower()]
@@ -109,7 +115,7 @@ def verify_on_chain(client: ChainClient, registry: ModelRegistry, bundle: dict[s
         if entry.verifier_codehash != bytes(32) and keccak(code) != entry.verifier_codehash:
             raise RegistryMismatch(f"the verifier {verifier} no longer has the code the registry recorded",
                                    model_id=model_id, field="verifier_code")
-    call = {"to": verifier, "data": calldata}
+    call = {"to": verifier, "data": calldata(verifier) if calldata is not None else own_form}
     try:
         answer = client.rpc("eth_call", [call, "latest"])
     except Exception as exc:

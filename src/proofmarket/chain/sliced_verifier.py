@@ -46,6 +46,13 @@ def evm_args(bundle: dict[str, Any], wrap: Callable[[int, bytes], bytes] | None 
     return encode(["bytes[]", "uint256[][]"], [proofs, parts]), instances
 
 
+def slice_verifiers(client: ChainClient, verifier: str) -> list[str]:
+    """The slice verifiers of the SlicedVerifier at ``verifier``, in order."""
+    contract = client.w3.eth.contract(address=client.w3.to_checksum_address(verifier),
+                                      abi=load_artifact(SLICED_VERIFIER).abi)
+    return [str(v) for v in client.call(contract.functions.slices())[0]]
+
+
 def check(client: ChainClient, verifier: str, bundle: dict[str, Any],
           wrap: Callable[[int, bytes], bytes] | None = None) -> tuple[bool, int]:
     """``verifyProof`` of the bundle on ``verifier`` in an ``eth_call``: (the chain's answer, the gas it takes)."""

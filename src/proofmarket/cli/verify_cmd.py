@@ -133,16 +133,25 @@ def _on_chain(ws: Any, doc: Any, rpc_url: str | None, registry: str | None, owne
                              "--registry ADDRESS (the ModelRegistry)", chain_id=client.chain_id)
         listed = deployment.contracts["ModelRegistry"]
         registry, from_block = listed.address, listed.block
+    from proofmarket.chain.sliced_verifier import slice_verifiers
+    from proofmarket.systems.ezkl import chain_form
+
     return verify_on_chain(client, ModelRegistry(client, registry), doc, owner=owner, from_block=from_block,
-                           own=own_verifier_check(client, ws.store, str(doc["model"]["id"]))).to_json()
+                           own=own_verifier_check(client, ws.store, str(doc["model"]["id"])),
+                           calldata=lambda verifier: chain_form.calldata(
+                               client.code_at, lambda v: slice_verifiers(client, v), ws.store, doc, verifier)
+                           ).to_json()
 
 
 def own_verifier_check(client: Any, store: Any, model_id: str) -> Any:
     """The check that a listing's verifier is the model's own, from the manifest this home holds (the bundle was
-    verified against it)."""
-    from proofmarket.sdk.own_verifier import own_check
+    verified against it): a sliced model's, the SlicedVerifier over its slices' own."""
+    from proofmarket.sdk.own_verifier import own_check, own_sliced_check
+    from proofmarket.systems.ezkl.sliced import is_sliced_model
     from proofmarket.systems.ezkl.verify import load_manifest
 
+    if is_sliced_model(store, model_id):
+        return own_sliced_check(client.w3, store, model_id)
     return own_check(client.w3, store, load_manifest(store, model_id), model_id)
 
 

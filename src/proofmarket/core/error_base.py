@@ -69,3 +69,8 @@ def from_code(code: str, message: str, details: Mapping[str, object] | None = No
 
 class InternalError(ProofMarketError, code="internal_error", http_status=500):
     """A bug: the API logs its details and does not send them."""
+
+
+class UsageError(ProofMarketError, code="bad_request", http_status=400, exit_code=2):
+    """The request or command is malformed or asks for something that cannot be done; the message says what to
+    change."""

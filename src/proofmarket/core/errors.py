@@ -20,17 +20,16 @@ from __future__ import annotations
 from proofmarket.core.error_base import NO_HEADERS as NO_HEADERS
 from proofmarket.core.error_base import InternalError as InternalError
 from proofmarket.core.error_base import ProofMarketError as ProofMarketError
+from proofmarket.core.error_base import UsageError as UsageError
 from proofmarket.core.error_base import error_class as error_class
 from proofmarket.core.error_base import error_codes as error_codes
 from proofmarket.core.error_base import from_code as from_code
 
-
-# --- usage --------------------------------------------------------------------------------------
-class UsageError(ProofMarketError, code="bad_request", http_status=400, exit_code=2):
-    """The request or command is malformed or asks for something that cannot be done; the message says what to
-    change."""
+# the payment branch (its own module for size): every class of it is importable from here
+from proofmarket.core.payment_errors import *  # noqa: F403
 
 
+# --- usage (UsageError itself is error_base's: the payment branch derives from it too) -----------
 class JsonTooDeep(UsageError, code="json_too_deep"):
     """A JSON document nests arrays or objects deeper than proofmarket parses (``proofmarket.core.jsonlimits``)."""
 
@@ -392,7 +391,3 @@ class TransactionNotMined(RPCUnavailable, code="transaction_not_mined", http_sta
 
 class FeeTooHigh(ChainError, code="fee_too_high", http_status=503):
     """The chain's base fee is above the chain profile's fee cap: nothing was sent."""
-
-
-# the payment branch (its own module for size): every class of it is importable from here
-from proofmarket.core.payment_errors import *  # noqa: E402,F403

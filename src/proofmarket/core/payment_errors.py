@@ -1,10 +1,9 @@
-"""The payment branch of the error tree. Import these from ``proofmarket.core.errors`` (which loads this module at
-its end, once ``UsageError`` is defined), never from here."""
+"""The payment branch of the error tree. Import these from ``proofmarket.core.errors`` (which re-exports every class
+of it), never from here."""
 
 from __future__ import annotations
 
-from proofmarket.core.error_base import ProofMarketError
-from proofmarket.core.errors import UsageError
+from proofmarket.core.error_base import ProofMarketError, UsageError
 
 
 # --- payments -----------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The book: one double-entry ledger for every movement of value, in integer atomic units.
 
 A **transfer** is a balanced set of postings (their amounts sum to zero) between named accounts, written once per
-``ref`` (a second write of the same ref returns the first: a retried capture never posts twice). Two phases, in the
+``ref`` (a second write of the same ref returns the first: a retried capture never posts twice; a second
+write with other postings under a ref already taken is refused). Two phases, in the
 spirit of TigerBeetle's pending transfers and a card network's authorize/capture:
 
     post(t)                  a single-phase transfer: posted at once
@@ -197,12 +198,23 @@ class Book:
             with self._session(session) as s:
                 found = s.scalars(select(TransferRow).where(TransferRow.ref == transfer.ref)).first()
                 if found is not None:
+                    self._same(s, found, transfer, phase)
                     return found, False
                 return self._insert(s, transfer, phase), True
         except IntegrityError:  # written by another writer meanwhile (in the caller's session: the caller's to see)
             if session is None and (found := self.transfer(transfer.ref)) is not None:
+                with self.db.session() as s:
+                    self._same(s, found, transfer, phase)
                 return found, False
             raise
+
+    def _same(self, s: Session, found: TransferRow, transfer: Transfer, phase: str) -> None:
+        """A second write of a ``ref`` is the first one again (a retry) only with the same kind, phase and postings;
+        anything else is another movement of value under a reference already taken: ``LedgerError``."""
+        if (found.kind, found.phase) != (transfer.kind, phase) or \
+                sorted(self._postings(s, found.id)) != sorted(transfer.postings):
+            raise LedgerError(f"the reference {transfer.ref} is taken by another transfer ({found.kind}, "
+                              f"{found.phase}): a retry must write the same postings", ref=transfer.ref)
 
     def _insert(self, s: Session, t: Transfer, phase: str, pending_ref: str | None = None,
                 release: Sequence[tuple[str, int]] = ()) -> TransferRow:
@@ -345,36 +357,10 @@ class Book:
 
     # --- conservation ----------------------------------------------------------------------------
     def check(self) -> list[str]:
-        """Every difference between the book and its own rules: a transfer whose postings do not sum to zero, an
-        account whose running balance is not the sum of its postings (posted, and held by open pending transfers),
-        an account other than a wallet below zero. Empty: the book holds."""
-        problems: list[str] = []
-        posted: dict[str, int] = defaultdict(int)
-        debits: dict[str, int] = defaultdict(int)
-        credits: dict[str, int] = defaultdict(int)
-        with self.db.snapshot_session() as s:  # one snapshot: writers on other nodes cannot fool the check
-            transfers = {t.id: (t.ref, t.phase, t.pending_ref) for t in s.scalars(select(TransferRow))}
-            closed = {pending_ref for _, _, pending_ref in transfers.values() if pending_ref}
-            sums: dict[int, int] = defaultdict(int)
-            for p in s.scalars(select(PostingRow)):
-                ref, phase, _ = transfers[p.transfer_id]
-                sums[p.transfer_id] += p.amount
-                if phase in ("single", "post"):
-                    posted[p.account] += p.amount
-                elif phase == "pending" and ref not in closed:
-                    (debits if p.amount < 0 else credits)[p.account] += abs(p.amount)
-            rows = {r.name: (r.posted, r.pending_debits, r.pending_credits) for r in s.scalars(select(AccountRow))}
-        problems += [f"transfer {transfers[i][0]} does not balance: its postings sum to {total}"
-                     for i, total in sorted(sums.items()) if total != 0]
-        for name in sorted(set(rows) | set(posted) | set(debits) | set(credits)):
-            have = rows.get(name, (0, 0, 0))
-            want = (posted[name], debits[name], credits[name])
-            if have != want:
-                problems.append(f"account {name}: its balance (posted, held, incoming) is {have}, its postings say "
-                                f"{want}")
-            if not Accounts.is_external(name) and want[0] - want[1] < 0:
-                problems.append(f"account {name} is below zero: {want[0]} posted, {want[1]} held")
-        return problems
+        """Every difference between the book and its own rules (``book_check.check_book``). Empty: the book holds."""
+        from proofmarket.db.book_check import check_book
+
+        return check_book(self.db)
 
 
 def _check_balanced(transfer: Transfer) -> None:

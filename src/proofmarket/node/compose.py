@@ -346,16 +346,16 @@ def _queue(settings: Settings, runner: CallRunner, job_repo: CallRepo, systems: 
            settler: CallSettler) -> CallQueue:
     """The engine: local (worker threads in the node, each with its own prover process) or celery (workers over
     Redis; checked here: an unreachable Redis stops the node with ``queue_unavailable``)."""
+    queue: CallQueue
     if settings.queue.kind == "celery":
         from proofmarket.calls.celery_queue import CeleryCallQueue
 
-        celery = CeleryCallQueue(settings, job_repo, runner)
-        celery.recover()
-        return celery
-    local = LocalCallQueue(runner, job_repo, [systems.worker(i) for i in range(settings.queue.prover_workers)],
-                           settler)
-    local.recover()
-    return local
+        queue = CeleryCallQueue(settings, job_repo, runner)
+    else:
+        queue = LocalCallQueue(runner, job_repo, [systems.worker(i) for i in range(settings.queue.prover_workers)],
+                               settler)
+    queue.recover()  # the port's restart rule, before anything starts
+    return queue
 
 
 class WorkerContext:

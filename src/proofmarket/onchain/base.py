@@ -11,14 +11,13 @@ from proofmarket.chain import ChainClient, Deployment, model_id_for
 from proofmarket.chain.court import AttestationCourt
 from proofmarket.chain.erc8004 import Erc8004
 from proofmarket.chain.home import MarketHome
-from proofmarket.chain.shared import parse_clone
 from proofmarket.core.errors import ChainError, PaymentError, UsageError
 from proofmarket.core.units import format_usdc
 from proofmarket.onchain.accounts import RoleAccounts
 from proofmarket.onchain.registry_check import check_entry
 from proofmarket.systems.catalog import ModelCatalog
+from proofmarket.systems.ezkl.chain_form import proof_for
 from proofmarket.systems.ezkl.manifest import ModelManifest
-from proofmarket.systems.ezkl.shared_verifier import shared_proof, vka_words
 from proofmarket.systems.workspace import Workspace
 
 
@@ -38,19 +37,17 @@ class MarketBase:
         return self.workspace.prover.model(model_id)[0]
 
     def chain_proof(self, model_id: str, verifier: str, proof: bytes) -> bytes:
-        """The proof bytes ``verifier`` takes: the EZKL proof for the model's own verifier; abi.encode(VKA words,
-        proof) for a SharedVerifier clone (whose pinned digest must be the manifest's VKA)."""
-        clones: dict[str, tuple[str, str, bytes] | None] = self.__dict__.setdefault("_clones", {})
-        if verifier not in clones:  # a contract's code never changes: read once
-            clones[verifier] = parse_clone(self.client.code_at(verifier))
-        clone = clones[verifier]
-        if clone is None:
-            return proof
-        shared = self.manifest(model_id).shared_verifier
-        if shared is None or shared.vka_digest != "0x" + clone[2].hex():
-            raise ChainError(f"the verifier {verifier} of {model_id} is a shared verifier of another VKA than the "
-                             "model's manifest names", model_id=model_id)
-        return shared_proof(vka_words(self.workspace.store.get(shared.vka.cid)), proof)
+        """The proof bytes ``verifier`` takes (``systems/ezkl/chain_form.py``): the EZKL proof for the model's own
+        verifier; abi.encode(VKA words, proof) for a SharedVerifier clone (whose pinned digest must be the
+        manifest's VKA)."""
+        return proof_for(self.code_at, self.workspace.store, model_id, verifier, proof)
+
+    def code_at(self, address: str) -> bytes:
+        """A contract's code, read once (a contract's code never changes)."""
+        codes: dict[str, bytes] = self.__dict__.setdefault("_codes", {})
+        if address not in codes:
+            codes[address] = self.client.code_at(address)
+        return codes[address]
 
     def attested_manifest(self, model_id: str) -> Any:
         """The model's attested manifest, or None for a proven model (``UnknownModel`` when there is none)."""

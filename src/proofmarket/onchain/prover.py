@@ -140,13 +140,13 @@ class ProverRole(MarketBase):
         if isinstance(bundle, dict) and bundle.get("kind") == "proofmarket/sliced-bundle":
             if claim:
                 self.claim(self.market.get_request(request_id), check=False)
-            from proofmarket.chain.sliced_verifier import evm_args
-            from proofmarket.onchain.sliced import slice_proofs
+            from proofmarket.chain.sliced_verifier import slice_verifiers
+            from proofmarket.systems.ezkl.chain_form import verify_args
 
             request = self.market.get_request(request_id)
             verifier = request.terms.verifier if request.terms is not None else ""
-            ids = [str(s["model"]["id"]) for s in bundle["slices"]]
-            proof, instances = evm_args(bundle, slice_proofs(self.client, verifier, ids, self.chain_proof))
+            proof, instances = verify_args(self.code_at, lambda v: slice_verifiers(self.client, v),
+                                           self.workspace.store, bundle, verifier)
             return self.market.fulfill(request_id, proof, instances, self.accounts.prover)
         bundle = bundle if isinstance(bundle, ProofBundle) else ProofBundle.parse(bundle)
         request = self.market.get_request(request_id)

@@ -2,7 +2,7 @@
 slice whose verifier is over the EVM's code size limit (or when the owner asks), the slice on the chain's shared
 verifier (a SharedVerifier clone pinning the slice's VKA); then the SlicedVerifier over them
 (``chain/sliced_verifier.py``): the one address a listing of the model names. A clone takes its slice's proof with
-the VKA in front (``slice_proofs``)."""
+the VKA in front (``systems/ezkl/chain_form.py``)."""
 
 from __future__ import annotations
 
@@ -63,17 +63,6 @@ def deploy_sliced(client: ChainClient, sender: LocalAccount, store: ArtifactStor
     address, more = sliced_verifier.deploy(client, sender, addresses, [m.layout.input for m in manifests],
                                            [m.layout.output for m in manifests])
     return SlicedDeployment(address, addresses, gas + more)
-
-
-def slice_proofs(client: ChainClient, verifier: str, slice_ids: list[str],
-                 chain_proof: Callable[[str, str, bytes], bytes]) -> Callable[[int, bytes], bytes]:
-    """How slice k's proof goes to the SlicedVerifier at ``verifier``: as its slice verifier takes it
-    (``chain_proof(slice id, slice verifier, proof)``: the VKA in front for a shared clone)."""
-    w3 = client.w3
-    contract = w3.eth.contract(address=w3.to_checksum_address(verifier),
-                               abi=load_artifact(sliced_verifier.SLICED_VERIFIER).abi)
-    verifiers = list(client.call(contract.functions.slices())[0])
-    return lambda k, proof: chain_proof(slice_ids[k], str(verifiers[k]), proof)
 
 
 def slice_manifests(store: ArtifactStore, model_id: str) -> tuple[Any, list[Any]]:

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from proofmarket.core.errors import PaymentRequired, RegistryMismatch, UsageError
-from proofmarket.sdk.own_verifier import own_check, own_code_hash
+from proofmarket.sdk.own_verifier import own_check, own_code_hash, own_sliced_check
 from proofmarket.sdk.transport import NodeSession
 from proofmarket.store import LocalStore
 
@@ -34,10 +34,25 @@ class OnChainChecks(NodeSession):
                 raise RegistryMismatch(f"the node's registry is on chain {chain.get('chain_id')}, the RPC is chain "
                                        f"{client.chain_id}", field="chain_id")
             registry = str(chain["registry"])
+        from proofmarket.chain.sliced_verifier import slice_verifiers
+        from proofmarket.systems.ezkl import chain_form
+        from proofmarket.systems.ezkl.sliced import is_sliced_model
+
         model_id = str((bundle.get("model") or {}).get("id") or "")
-        store, manifest = self._manifest(model_id)
-        own = own_check(client.w3, store, manifest, model_id, fetch=lambda cid: self._fetch_artifact(store, cid))
-        return verify_on_chain(client, ModelRegistry(client, registry), bundle, owner=owner, own=own).to_json()
+        store = LocalStore(self.cache_dir)
+        self._fetch_artifact(store, model_id)
+
+        def fetch(cid: str) -> None:
+            self._fetch_artifact(store, cid)
+
+        if is_sliced_model(store, model_id):  # the SlicedVerifier over each slice's own verifier
+            own = own_sliced_check(client.w3, store, model_id, fetch=fetch)
+        else:
+            own = own_check(client.w3, store, self._manifest(model_id)[1], model_id, fetch=fetch)
+        return verify_on_chain(client, ModelRegistry(client, registry), bundle, owner=owner, own=own,
+                               calldata=lambda verifier: chain_form.calldata(  # a shared clone's with its VKA
+                                   client.code_at, lambda v: slice_verifiers(client, v), store, bundle, verifier)
+                               ).to_json()
 
     def _manifest(self, model_id: str) -> tuple[LocalStore, Any]:
         """The proven model's manifest, fetched by CID (checked) into this client's cache, with that cache."""

@@ -82,3 +82,54 @@ def _check_shared(w3: Any, store: LocalStore, manifest: Any, model_id: str, code
     if "0x" + keccak(bytes(w3.eth.get_code(clone[1]))).hex() != shared.runtime_keccak:
         raise RegistryMismatch(f"the shared verifier of {model_id} runs another code than its manifest's",
                                model_id=model_id, field="verifier_code")
+
+
+def own_sliced_check(w3: Any, store: LocalStore, model_id: str, fetch: Fetch = lambda cid: None) -> OwnCheck:
+    """``own_check`` for a sliced model (``systems/ezkl/sliced.py``): the listing's verifier is the SlicedVerifier
+    of the model's slicing over each slice's own verifier (``own_sliced_code_hash``)."""
+    def check(verifier: str, batch_size: int | None) -> None:
+        if batch_size is not None:
+            raise RegistryMismatch(f"{model_id} is proven as slices: it has no batch verifier", model_id=model_id,
+                                   field="batch_verifier")
+        own_sliced_code_hash(w3, store, model_id, verifier, fetch=fetch)
+
+    return check
+
+
+def own_sliced_code_hash(w3: Any, store: LocalStore, model_id: str, verifier: str, *,
+                         fetch: Fetch = lambda cid: None) -> bytes:
+    """keccak of ``verifier``'s code once it is the sliced model's own: a SlicedVerifier (its code is the one this
+    package ships, built over the verifiers and layout it names) over verifiers each the slice's own
+    (``own_code_hash``: its manifest's code, or a shared clone pinning its VKA), with the model's layout."""
+    from eth_utils.crypto import keccak
+
+    from proofmarket.chain.artifacts import load_artifact
+    from proofmarket.chain.sliced_verifier import SLICED_VERIFIER
+    from proofmarket.chain.verify_code import creation_runtime_hash
+    from proofmarket.systems.ezkl.sliced import load_sliced
+    from proofmarket.systems.ezkl.verify import load_manifest
+
+    sliced = load_sliced(store, model_id)
+    for slice_id in sliced.slices:
+        fetch(slice_id)
+    manifests = [load_manifest(store, i) for i in sliced.slices]
+    artifact = load_artifact(SLICED_VERIFIER)
+    try:
+        verifiers, inputs, outputs = w3.eth.contract(address=w3.to_checksum_address(verifier),
+                                                     abi=artifact.abi).functions.slices().call()
+    except Exception as exc:
+        raise RegistryMismatch(f"the verifier {verifier} of {model_id} is not a SlicedVerifier", model_id=model_id,
+                               field="verifier_code") from exc
+    layout = ([m.layout.input for m in manifests], [m.layout.output for m in manifests])
+    if len(verifiers) != len(manifests) or (list(inputs), list(outputs)) != layout:
+        raise RegistryMismatch(f"the verifier {verifier} of {model_id} checks another slicing than the model's",
+                               model_id=model_id, field="verifier_code")
+    for slice_id, manifest, address in zip(sliced.slices, manifests, verifiers, strict=True):
+        own_code_hash(w3, store, manifest, slice_id, str(address), fetch=fetch)
+    creation = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode).constructor(
+        list(verifiers), *layout).data_in_transaction
+    code = bytes(w3.eth.get_code(w3.to_checksum_address(verifier)))
+    if keccak(code) != creation_runtime_hash(w3, creation):
+        raise RegistryMismatch(f"the verifier {verifier} of {model_id} is not the SlicedVerifier of its slices",
+                               model_id=model_id, field="verifier_code")
+    return bytes(keccak(code))
