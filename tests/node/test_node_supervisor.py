@@ -51,6 +51,29 @@ def test_a_service_that_cannot_start_stops_those_started_before_it() -> None:
     assert events == ["start engine", "start settler", "stop settler", "stop engine"]
 
 
+def test_a_service_starts_after_those_it_requires_whatever_the_order_it_was_added_in() -> None:
+    """A watcher added before the engine it submits calls to still starts after it (and stops before it); a
+    requirement the node does not run is none; a circle is refused when its last service is added."""
+    events: list[str] = []
+    supervisor = Supervisor()
+    supervisor.add(_loop("escrow-watcher", events), requires=("engine", "call-settler"))
+    supervisor.add(_loop("engine", events), requires=("listings", "call-settler"))  # no listings on this node
+    supervisor.add(_loop("webhooks", events))
+    supervisor.add(_loop("call-settler", events))
+    assert supervisor.order == ["webhooks", "call-settler", "engine", "escrow-watcher"]
+    supervisor.start()
+    supervisor.close()
+    assert events == ["start webhooks", "start call-settler", "start engine", "start escrow-watcher",
+                      "stop escrow-watcher", "stop engine", "stop call-settler", "stop webhooks"]
+    with pytest.raises(ValueError, match="circle"):  # the engine requires listings, which would require a watcher
+        supervisor.add(_loop("listings", events), requires=("escrow-watcher",))
+    circle = Supervisor()
+    circle.add(_loop("a", []), requires=("b",))
+    with pytest.raises(ValueError, match="circle"):
+        circle.add(_loop("b", []), requires=("a",))
+    assert circle.order == ["a"]  # the refused one is not kept
+
+
 def test_two_services_of_one_name_are_refused() -> None:
     supervisor = Supervisor()
     supervisor.add(_loop("settler", []))

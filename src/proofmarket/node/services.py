@@ -25,7 +25,7 @@ from proofmarket.marketplace.webhooks import Dispatcher, Webhooks
 from proofmarket.node.access import AccessTokens
 from proofmarket.node.supervisor import Hosted, Supervisor
 from proofmarket.onchain import Market
-from proofmarket.payments.port import Rail, Rails
+from proofmarket.payments.port import Rail, Rails, services_of
 from proofmarket.payments.settler import Money
 from proofmarket.systems.registry import ATTESTED_SYSTEM, SystemSet
 from proofmarket.systems.workspace import Workspace
@@ -125,12 +125,12 @@ class NodeServices:
         return cast("AttestedSystem", self.systems.get(ATTESTED_SYSTEM))
 
     def start_background(self, *watchers: Background | None) -> None:
-        """Start the node's background services in their order (``node/supervisor.py``): the registry follower
-        (the paid path then reads listings from its cache, no RPC), the call settler, the engine (it hands the
-        settler its proved calls), the rails' own loops (the channels' claims and sweeps), the money settler, the
-        webhook sender, then ``watchers`` (the escrow and court watchers, which submit calls to the engine; their
-        rails are registered first, so that the settler finds them). First, the temp folders a killed compile of an
-        earlier version left (``evm_check.sweep_stale``)."""
+        """Start the node's background services, each after those it requires (``node/supervisor.py``,
+        ``_services``): the registry follower (the paid path then reads listings from its cache, no RPC), the call
+        settler, the engine (it hands the settler its proved calls), the rails' own loops (the channels' claims and
+        sweeps), the money settler, the webhook sender, then ``watchers`` (the escrow and court watchers, which
+        submit calls to the engine; their rails are registered first, so that the settler finds them). First, the
+        temp folders a killed compile of an earlier version left (``evm_check.sweep_stale``)."""
         from proofmarket.systems.ezkl.evm_check import sweep_stale
 
         sweep_stale()
@@ -138,23 +138,27 @@ class NodeServices:
             if isinstance(watcher, ChainWatcher) and watcher.calls is not None:
                 self.rails.add(watcher.rail())
         if not self.supervisor.order:  # once: an app whose lifespan runs again starts the same services again
-            for service in self._services(watchers):  # listed whole first: a failure adds none of them
-                self.supervisor.add(service)
+            for service, requires in self._services(watchers):  # listed whole first: a failure adds none of them
+                self.supervisor.add(service, requires)
         self.supervisor.start()
 
-    def _services(self, watchers: tuple[Background | None, ...]) -> list[Background | None]:
+    def _services(self, watchers: tuple[Background | None, ...]
+                  ) -> list[tuple[Background | None, tuple[str, ...]]]:
+        """Every background service of the node with the services it requires (by name)."""
         listings = self.catalog.listings
+        calls = ("engine", "call-settler")  # a call submitted is run by the engine and settled by the settler
         return [
-            Hosted("listings", listings.start_following, listings.close,
-                   lambda: listings.follower.health() if listings.follower is not None
-                   else ServiceHealth("listings", False)) if listings is not None else None,
-            self.agent,  # the node's ERC-8004 identity: registered (or its URI updated) at start
-            self.settler,  # before the engine, which hands it proved calls; stopped after it
-            Hosted("engine", self.queue.start, self.queue.close, self._engine_health),
-            *(getattr(rail, "sweeper", None) for rail in self.rails.all()),
-            self.money.settler if self.money is not None else None,
-            self._dispatcher(),
-            *watchers,
+            (Hosted("listings", listings.start_following, listings.close,
+                    lambda: listings.follower.health() if listings.follower is not None
+                    else ServiceHealth("listings", False)) if listings is not None else None, ()),
+            (self.agent, ()),  # the node's ERC-8004 identity: registered (or its URI updated) at start
+            (self.settler, ("listings",)),
+            (Hosted("engine", self.queue.start, self.queue.close, self._engine_health),  # hands the settler calls
+             ("listings", "call-settler")),
+            *((loop, ()) for rail in self.rails.all() for loop in services_of(rail)),  # the channels' sweeper
+            (self.money.settler if self.money is not None else None, ()),
+            (self._dispatcher(), ()),
+            *((watcher, calls) for watcher in watchers),  # they submit calls
         ]
 
     def _engine_health(self) -> ServiceHealth:

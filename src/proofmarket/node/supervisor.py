@@ -1,10 +1,11 @@
 """The node's background services in one place: started in order, stopped in the reverse order, watched.
 
 The composition root (``NodeServices.start_background``, run by the app's lifespan) adds every background loop of
-the node here in the order it needs them: the registry follower (the engine's listings), the call settler, the
-engine (it hands the settler its proved calls), the rails' sweepers, the money settler, the webhook sender, then
-the escrow and court watchers (they submit calls to the engine). They stop in the reverse order: the watchers stop
-taking requests before the engine stops, the engine before the settler and the listings. Each reports its health
+the node here with the services it requires (``NodeServices._services``): the engine requires the registry follower
+(its listings) and the call settler (it hands the settler its proved calls); the escrow and court watchers require
+the engine (they submit calls to it). Each starts after what it requires, else in the order added (the rails' own
+loops, the money settler, the webhook sender), and they stop in the reverse order: the watchers stop taking requests
+before the engine stops, the engine before the settler and the listings. Each reports its health
 (``GET /health``: ``services``) and its passes and failures (``GET /metrics``: ``proofmarket_service_*``).
 """
 
@@ -45,22 +46,32 @@ class Hosted:
 
 
 class Supervisor:
-    """The ordered list of the node's background services."""
+    """The node's background services, each started after the services it requires."""
 
     def __init__(self) -> None:
         self._services: list[Background] = []
+        self._requires: dict[str, tuple[str, ...]] = {}
         self._started: list[Background] = []
         self._lock = threading.Lock()
 
-    def add(self, service: Background | None) -> None:
-        """Run ``service`` after those added before it (None: a service the node does not run, skipped). A
-        second service of one name is refused: health and metrics name services by name."""
+    def add(self, service: Background | None, requires: tuple[str, ...] = ()) -> None:
+        """Supervise ``service`` (None: a service the node does not run, skipped), started after the services it
+        ``requires`` by name (a required service the node does not run is no requirement), else in the order they
+        were added. A second service of one name, or a requirement that closes a circle, is refused: health and
+        metrics name services by name."""
         if service is None:
             return
         with self._lock:
             if any(s.name == service.name for s in self._services):
                 raise ValueError(f"a background service named {service.name!r} is already supervised")
             self._services.append(service)
+            self._requires[service.name] = tuple(requires)
+            try:
+                self._services = _ordered(self._services, self._requires)
+            except ValueError:
+                self._services.remove(service)
+                del self._requires[service.name]
+                raise
 
     def start(self) -> None:
         """Start every service not started yet, in order. One that fails to start stops those started before it
@@ -138,3 +149,20 @@ class _Collector(Collector):
             if state.last_pass_at is not None:
                 last.add_metric([state.name], state.last_pass_at)
         yield from (running, passes, failures, last)
+
+
+def _ordered(services: list[Background], requires: dict[str, tuple[str, ...]]) -> list[Background]:
+    """``services`` with each after what it requires (among them), else in the given order; ``ValueError`` naming a
+    circle of requirements."""
+    names = {s.name for s in services}
+    done: list[Background] = []
+    left = list(services)
+    while left:
+        ready = next((s for s in left if all(r in {d.name for d in done} for r in requires.get(s.name, ())
+                                             if r in names)), None)
+        if ready is None:
+            circle = ", ".join(s.name for s in left)
+            raise ValueError(f"the background services {circle} require each other in a circle")
+        done.append(ready)
+        left.remove(ready)
+    return done

@@ -18,7 +18,8 @@ watcher, settled by the call settler); another rail registers with the node (``n
     If execution fails nothing is captured and rail.release(ticket) gives the payment up; so does a verified
     payment the request turns out not to need (an idempotent retry).
 
-A rail may bring its own routes and tables (both optional, read with ``getattr``):
+A rail may bring its own routes, tables and background loops (each optional: ``routers_of``, ``Rails.tables``,
+``services_of`` read them):
 
     rail.routers()   FastAPI routers the node's API mounts beside its own (``routers_of``; ``payments/routes.py``: the
                      routes reach the node through a ``RailHost``, never by importing the API or another rail)
@@ -26,6 +27,8 @@ A rail may bring its own routes and tables (both optional, read with ``getattr``
                      (``Rails.tables()``, ``Database.ensure_tables``). A rail in this tree puts them on the node's
                      ``Base`` (``db/tables.py``) with an Alembic revision; a rail from elsewhere on a ``MetaData`` of
                      its own (``Base.metadata`` is what the migrations are checked against)
+    rail.services()  background loops (``core/background.py``) the node supervises beside its own: the channels'
+                     sweeper (``services_of``; started after the engine, stopped before it)
 
 Errors a rail raises may carry ``headers`` (e.g. ``PAYMENT-REQUIRED``); the API's error handler sends them.
 """
@@ -219,6 +222,12 @@ def routers_of(rails: Iterable[object]) -> list[APIRouter]:
         for router in (make() if callable(make) else ()):
             out.setdefault(id(router), router)
     return list(out.values())
+
+
+def services_of(rail: object) -> list[Any]:
+    """The background loops ``rail`` brings (its ``services()``; none without one)."""
+    make = getattr(rail, "services", None)
+    return list(make()) if callable(make) else []
 
 
 def _name(rail: Rail) -> str:

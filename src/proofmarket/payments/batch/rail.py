@@ -132,6 +132,10 @@ class BatchSettlementRail(ChannelChecks):
         self.sweeper: Sweeper | None = None  # claims and sweeps (a background service: the node starts it)
         self.chain: ChannelChain | None = None  # the channel contract's own reads (set by the node)
 
+    def services(self) -> list[Sweeper]:
+        """The rail's own loop (the port's ``services``): the sweeper, which the node supervises, when it runs."""
+        return [self.sweeper] if self.sweeper is not None else []
+
     def close(self) -> None:
         """Stop the sweeper (the charges it did not sweep wait in the database for the next start)."""
         if self.sweeper is not None:
