@@ -236,6 +236,11 @@ def _default_grid(job: TuningJob, data: Path, limit: float, measured: dict[tuple
        rounds to zero, may calibrate at a finer one);
     2. EZKL's own decomposition and defaults, unless their range table alone (2^15 rows) makes them more than
        ``WITHIN`` times the work of a circuit already found: those are never timed, so never worth calibrating;
+       a quick search skips EZKL's defaults (its decomposition at two inner columns, at a scale of its choosing)
+       once an accurate circuit's rows set its size: the rows follow the decomposition's legs, not the scale
+       (LeNet-5's first layers: 304,976 rows at every scale and base of two legs), so step 3's two-column circuit
+       of EZKL's decomposition is the same circuit, and EZKL's own calibration over its scales is the costliest
+       candidate (a minute of LeNet-5's compile);
     3. two, then four inner columns for the ``WIDEN`` cheapest one-column circuits whose rows set their size
        (the cheapest one only, in a quick search: ``grid.py``).
        Where a table or a hash sets the size (rows under half of it), more columns cannot lower it; where two
@@ -259,7 +264,8 @@ def _default_grid(job: TuningJob, data: Path, limit: float, measured: dict[tuple
     best = min((work(c) for c in tried if c.status == "ok"), default=float("inf"))
     if floor_work(EZKL_DECOMPOSITION[0], 1) < WITHIN * best:
         grid.ladder(run, tried, *EZKL_DECOMPOSITION, quick=job.quick, scales=job.scales)
-    if floor_work(EZKL_DECOMPOSITION[0], 2) < WITHIN * best and job.scales == DEFAULT_SCALES:
+    rows_set_size = job.quick and any(grid.rows_bound(c) for c in tried)
+    if floor_work(EZKL_DECOMPOSITION[0], 2) < WITHIN * best and job.scales == DEFAULT_SCALES and not rows_set_size:
         run(ezkl_default_candidate())  # EZKL picks its own scale: not where the scales are given
     grid.widen(run, tried, job.quick)
     return tried
