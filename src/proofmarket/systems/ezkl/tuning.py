@@ -129,7 +129,8 @@ class TuningJob:
 
 
 TIMED_AT_MOST = 8  # accurate candidates checked on the input domain, cheapest first: more than the timing takes
-QUICK_KEEP = 3  # ... in a quick search: the one timed and two to fall back on (a verifier the EVM refuses)
+QUICK_KEEP = 3  # ... in a quick search: the one timed and two to fall back on (a verifier the EVM refuses),
+# checked on the domain when they are fallen back on
 LIKELY_INDEX = 900  # the file index of likely_pick's candidates (the search's own count from 0)
 
 
@@ -162,7 +163,8 @@ def search(job: TuningJob, candidates: list[Candidate] | None = None, progress: 
         _evaluate(job, candidates, 0, data, limit, measured, progress)
     accurate = covering(job.domain_points, job.workdir, sorted((c for c in candidates if c.status == "ok"),
                                                                key=cost_rank),
-                        keep=QUICK_KEEP if job.quick else max(job.timed, TIMED_AT_MOST))
+                        keep=1 if job.quick else max(job.timed, TIMED_AT_MOST))  # a quick search's fallbacks are
+    # checked on the domain only when they are needed (on_chain.fall_back): each check is a witness per point
     if not accurate:
         raise AccuracyNotMet(not_met(candidates, limit, job.bound.classifier),
                              candidates=[c.to_dict() for c in candidates])
