@@ -67,7 +67,7 @@ def callbacks_machine(chain: Chain, court: AttestationCourt, key: bytes, callbac
 
         # --- rules --------------------------------------------------------------------------------------------
         @rule(target=requests, who=st.sampled_from(CONSUMERS), x=st.integers(1, 2**40),
-              tip=st.sampled_from([0, USDC // 10]), gas=st.sampled_from([60_000, 200_000]))
+              tip=st.sampled_from([0, USDC // 10, 3 * USDC]), gas=st.sampled_from([60_000, 200_000]))
         def request(self, who: str, x: int, tip: int, gas: int) -> int:
             consumer = consumers[who]
             tx = client.transact(consumer.functions.request(key, keccak(x.to_bytes(32, "big")),
@@ -76,6 +76,17 @@ def callbacks_machine(chain: Chain, court: AttestationCourt, key: bytes, callbac
             rid = int(court.decode_events(tx, "RequestCreated")[0]["requestId"])
             self.entries[rid] = {"consumer": who, "x": x, "tip": tip, "amount": court.get_request(rid).amount,
                                  "done": False, "delivered": 0}
+            return rid
+
+        @rule(target=requests, who=st.sampled_from(CONSUMERS), x=st.integers(1, 2**40),
+              tip=st.sampled_from([0, USDC // 10, 3 * USDC]), keeper=st.sampled_from(KEEPERS))
+        def paid_request(self, who: str, x: int, tip: int, keeper: str) -> int:
+            """A request the node commits to and the court pays once its window passed (the common path, in one
+            rule: deliveries then reach paid requests often)."""
+            rid = self.request(who, x, tip, 200_000)
+            self.commit(rid)
+            self.wait(WINDOW_S + 1)
+            self.finalize(rid, keeper)
             return rid
 
         @rule(rid=requests)
@@ -122,6 +133,12 @@ def callbacks_machine(chain: Chain, court: AttestationCourt, key: bytes, callbac
             else:
                 assert got == 0, "a failed callback recorded a result"
 
+        @rule(rid=requests, first=st.sampled_from(KEEPERS), second=st.sampled_from(KEEPERS))
+        def deliver_twice(self, rid: int, first: str, second: str) -> None:
+            """Two keepers racing to deliver the same result: the second finds it done once the first succeeded."""
+            self.deliver(rid, first)
+            self.deliver(rid, second)
+
         @rule(rid=requests, who=st.sampled_from(KEEPERS))
         def reclaim(self, rid: int, who: str) -> None:
             e = self.entries[rid]
@@ -133,6 +150,12 @@ def callbacks_machine(chain: Chain, court: AttestationCourt, key: bytes, callbac
                     f"request {rid} reclaimed while {status}")
                 e["done"] = True
                 e["reclaimed"] = e["amount"] + e["tip"]
+
+        @rule(rid=requests, who=st.sampled_from(KEEPERS))
+        def court_refund(self, rid: int, who: str) -> None:
+            """Anyone refunds an open request past its deadline at the court itself: the escrow goes to
+            CourtCallbacks (the court's consumer of record), which holds it for the request's reclaim."""
+            attempt(court.refund, rid, acc[who])
 
         @rule(mode=st.sampled_from([0, 1, 2]))
         def misbehave(self, mode: int) -> None:
