@@ -109,6 +109,13 @@ class MarketBook:
         return transfer
 
     def _withdrawal(self, event: ChainEvent, payee: str, to: str, amount: int) -> Transfer:
+        """The withdrawal's legs, split by what the book credited the payee before it; a log booked before keeps
+        the legs it was booked with (read again, the payee's credit is spent: the split would differ)."""
+        ref = self._ref("withdrawal", event)
+        booked = self.book.transfer(ref)
+        if booked is not None:
+            legs = self.book.postings([booked.id])[booked.id]
+            return Transfer(ref, booked.kind, booked.rail, tuple(legs), tx_hash=booked.tx_hash, memo=booked.memo)
         account = Accounts.withdrawable(self.market, payee)
         known = min(amount, max(0, self.book.balance(account).available))
         legs = [(account, -known), (Accounts.wallet(self.market), -(amount - known)), (Accounts.wallet(to), amount)]
@@ -116,8 +123,8 @@ class MarketBook:
         if memo:
             log.info("withdrawal of %s to %s: %s of it was credited before this book followed the market", amount,
                      to, amount - known)
-        return Transfer(self._ref("withdrawal", event), "withdrawal", "escrow",
-                        tuple((a, v) for a, v in legs if v), tx_hash=event.tx_hash, memo=memo)
+        return Transfer(ref, "withdrawal", "escrow", tuple((a, v) for a, v in legs if v), tx_hash=event.tx_hash,
+                        memo=memo)
 
     def _ref(self, kind: str, event: ChainEvent) -> str:
         return f"{kind}:{self.chain_id}:{event.tx_hash.lower()}:{event.log_index}"
