@@ -215,3 +215,20 @@ def test_a_hashed_weights_compile_tries_one_circuit_and_times_it_once(tmp_path: 
     assert picked.hash_rows and picked.hash_rows > 2 ** (picked.logrows - 1)  # the weights' hash sets the size
     assert [c.label for c in report.candidates] == [picked.label]
     assert picked.prove_runs == 1 and picked.evm_check and picked.evm_check.startswith("accepted")
+
+
+def test_the_work_model_ranks_lenets_wider_circuits_as_they_prove_and_a_gas_first_search_the_narrowest() -> None:
+    """LeNet-5's circuit (b16384x2-s10) measured with raw EZKL on this machine: 1, 2 and 4 inner columns at logrows
+    20, 19 and 18 prove in 167, 126 and 106 s. The work model orders them as the proofs did (rows x columns alone
+    ranked them equal); a quick search whose objective is gas times the narrowest (its proof is the smallest)."""
+    from proofmarket.systems.ezkl.ranking import cost_rank, gas_rank, work
+
+    measured = {1: (20, 167.2), 2: (19, 126.4), 4: (18, 105.7)}
+    cands = {cols: Candidate(16384, 2, 10, cols, logrows=k, lookups=2) for cols, (k, _) in measured.items()}
+    by_time = sorted(measured, key=lambda cols: measured[cols][1])
+    assert sorted(measured, key=lambda cols: work(cands[cols])) == by_time == [4, 2, 1]
+    for cols, (_, seconds) in measured.items():  # one factor fits all three within a few per cent
+        per = [measured[c][1] / work(cands[c]) for c in measured]
+        assert abs(seconds / work(cands[cols]) / (sum(per) / len(per)) - 1) < 0.05
+    assert min(cands.values(), key=cost_rank).num_inner_cols == 4
+    assert min(cands.values(), key=gas_rank).num_inner_cols == 1

@@ -151,3 +151,9 @@ def work(cand: Candidate) -> float:
 def cost_rank(cand: Candidate) -> tuple[float, int, int, str]:
     """Cheapest first: least work, then fewer columns (smaller proof and verifier), then fewer rows."""
     return (work(cand), cand.num_inner_cols or 2, cand.num_rows or 0, cand.label)
+
+
+def gas_rank(cand: Candidate) -> tuple[int, float, int, str]:
+    """Least verification gas first, for a quick search whose objective is ``verify`` (it times one candidate): the
+    proof's size, so its gas, follows its columns and lookups, not its rows; then the least work."""
+    return (cand.num_inner_cols or 2, work(cand), cand.lookups or 0, cand.label)

@@ -73,6 +73,7 @@ from proofmarket.systems.ezkl.ranking import (
     cost_rank,
     dominates,
     floor_work,
+    gas_rank,
     hash_bound,
     machine_load,
     pick,
@@ -161,8 +162,9 @@ def search(job: TuningJob, candidates: list[Candidate] | None = None, progress: 
         candidates = _default_grid(job, data, limit, measured, progress)
     else:
         _evaluate(job, candidates, 0, data, limit, measured, progress)
+    order = gas_rank if job.quick and job.objective.name == "verify" else cost_rank  # what the one timed is
     accurate = covering(job.domain_points, job.workdir, sorted((c for c in candidates if c.status == "ok"),
-                                                               key=cost_rank),
+                                                               key=order),
                         keep=1 if job.quick else max(job.timed, TIMED_AT_MOST))  # a quick search's fallbacks are
     # checked on the domain only when they are needed (on_chain.fall_back): each check is a witness per point
     if not accurate:
