@@ -4,8 +4,6 @@ of the contract."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +11,12 @@ import pytest
 from callbacks_machine import CONSUMERS, callbacks_machine
 from chain_helpers import TEST_ARTIFACTS, USDC, Chain
 from hypothesis.stateful import run_state_machine_as_test
-from property_helpers import run_settings
+from property_helpers import planted, run_settings
 from test_chain_court import FEE_BPS, _setup
 
 from proofmarket.chain.artifacts import Artifact, load_artifact, load_artifact_file
 
 pytestmark = pytest.mark.chain
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _world(chain: Chain, artifact: Artifact) -> tuple[Any, ...]:
@@ -55,16 +52,7 @@ MUTANTS = {  # the contract's rule taken out, and what the machine then says (it
 @pytest.mark.parametrize("invariant", list(MUTANTS))
 def test_each_invariant_finds_its_planted_bug(chain: Chain, tmp_path: Path, invariant: str) -> None:
     find, replace, says = MUTANTS[invariant]
-    folder = tmp_path / "contracts"
-    shutil.copytree(ROOT / "contracts", folder, symlinks=False)
-    source = folder / "CourtCallbacks.sol"
-    text = source.read_text()
-    assert text.count(find) == 1, f"the mutation's anchor is not in CourtCallbacks.sol once: {find!r}"
-    source.write_text(text.replace(find, replace))
-    out = tmp_path / "CourtCallbacks.json"
-    subprocess.run(["node", str(ROOT / "scripts" / "compile_contracts.js"), "--single", str(source), "--contract",
-                    "CourtCallbacks", "--out", str(out), "--runs", "20", "--via-ir", "true"], check=True,
-                   capture_output=True, timeout=600)  # as the court it imports is compiled (compile_contracts.js)
-    machine = callbacks_machine(chain, *_world(chain, load_artifact_file(out)))
+    artifact = planted(tmp_path, "CourtCallbacks", find, replace, runs=20, via_ir=True)  # as the court it imports
+    machine = callbacks_machine(chain, *_world(chain, artifact))
     with pytest.raises(AssertionError, match=says):
         run_state_machine_as_test(machine, settings=run_settings(100, steps=25, shrink=False))

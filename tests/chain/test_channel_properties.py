@@ -4,8 +4,6 @@ planted bug in a copy of the contract."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,15 +12,13 @@ import pytest
 from chain_helpers import USDC, Chain
 from channel_machine import channel_machine
 from hypothesis.stateful import run_state_machine_as_test
-from property_helpers import run_settings
+from property_helpers import planted, run_settings
 from x402.mechanisms.evm.batch_settlement.abi import BATCH_SETTLEMENT_ABI
 from x402.mechanisms.evm.batch_settlement.constants import BATCH_SETTLEMENT_ADDRESS
 
-from proofmarket.chain.artifacts import load_artifact_file
 from proofmarket.chain.channels import install_batch_settlement
 
 pytestmark = pytest.mark.chain
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -50,17 +46,7 @@ MUTANTS = {
 @pytest.mark.parametrize("invariant", list(MUTANTS))
 def test_each_invariant_finds_its_planted_bug(chain: Chain, bs: Any, tmp_path: Path, invariant: str) -> None:
     find, replace, says = MUTANTS[invariant]
-    folder = tmp_path / "contracts"
-    shutil.copytree(ROOT / "contracts", folder)
-    source = folder / "BatchSettlement.sol"
-    text = source.read_text()
-    assert text.count(find) == 1, f"the mutation's anchor is not in BatchSettlement.sol once: {find!r}"
-    source.write_text(text.replace(find, replace))
-    out = tmp_path / "BatchSettlement.json"
-    subprocess.run(["node", str(ROOT / "scripts" / "compile_contracts.js"), "--single", str(source), "--contract",
-                    "BatchSettlement", "--out", str(out), "--runs", "200"], check=True, capture_output=True,
-                   timeout=300)
-    artifact = load_artifact_file(out)
+    artifact = planted(tmp_path, "BatchSettlement", find, replace)
     template, _ = chain.client.deploy(artifact, chain.accounts.admin)  # the planted copy at the SDK's address
     chain.client.rpc("anvil_setCode", [BATCH_SETTLEMENT_ADDRESS, "0x" + chain.client.code_at(template).hex()])
     with pytest.raises(AssertionError, match=says):

@@ -3,8 +3,6 @@ number of sequences here (``PROOFMARKET_PROPERTY_EXAMPLES`` for more)."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +11,13 @@ from chain_helpers import PRICE, USDC, Chain, list_model
 from court_machine import VALIDATORS, court_machine
 from eth_utils import keccak
 from hypothesis.stateful import run_state_machine_as_test
-from property_helpers import run_settings
+from property_helpers import planted, run_settings
 
-from proofmarket.chain.artifacts import Artifact, load_artifact, load_artifact_file
+from proofmarket.chain.artifacts import Artifact, load_artifact
 from proofmarket.chain.commitments import model_id_of, model_key
 from proofmarket.chain.court import AttestationCourt, CourtParams
 
 pytestmark = pytest.mark.chain
-ROOT = Path(__file__).resolve().parents[2]
 WINDOWS = {"window": 300, "vote": 300, "unbond": 900, "short": 30}
 NODE_STAKE, VALIDATOR_STAKE, BOND = 100 * USDC, 10 * USDC, 2 * USDC
 PARAMS = CourtParams(WINDOWS["window"], WINDOWS["vote"], 200, WINDOWS["unbond"], 5_000, 10_000, 5_000, 5_000, 2_000,
@@ -54,16 +51,8 @@ def test_random_sequences_never_free_a_voting_stake_nor_settle_a_request_twice(
 def test_the_lock_invariant_finds_a_court_that_frees_a_voting_stake(chain: Chain, tmp_path: Path) -> None:
     """A planted bug: a copy of the court whose unstake forgets the open-vote lock. The same sequences find a
     validator taking its stake out while its vote is unclaimed."""
-    folder = tmp_path / "contracts"
-    shutil.copytree(ROOT / "contracts", folder)
-    source = folder / "AttestationCourt.sol"
     lock = "        if (openVotes[msg.sender] > 0) revert StakeLocked(msg.sender);\n"
-    assert source.read_text().count(lock) == 1
-    source.write_text(source.read_text().replace(lock, ""))
-    out = tmp_path / "AttestationCourt.json"  # compiled as `make contracts` compiles the court (OVERRIDES)
-    subprocess.run(["node", str(ROOT / "scripts" / "compile_contracts.js"), "--single", str(source), "--contract",
-                    "AttestationCourt", "--out", str(out), "--runs", "20", "--via-ir", "true"], check=True,
-                   capture_output=True, timeout=600)
+    artifact = planted(tmp_path, "AttestationCourt", lock, "", runs=20, via_ir=True)  # as `make contracts` does
     with pytest.raises(AssertionError, match="unstaked with"):
         test_random_sequences_never_free_a_voting_stake_nor_settle_a_request_twice(
-            chain, artifact=load_artifact_file(out), settings=run_settings(200, steps=30, shrink=False))
+            chain, artifact=artifact, settings=run_settings(200, steps=30, shrink=False))

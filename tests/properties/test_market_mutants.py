@@ -5,22 +5,18 @@ random sequences find the violation (the real contract passes them: ``test_marke
 from __future__ import annotations
 
 import dataclasses
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 from chain_helpers import Chain
 from hypothesis.stateful import run_state_machine_as_test
 from market_machine import market_machine
-from property_helpers import run_settings
+from property_helpers import planted, run_settings
 from test_market_properties import world
 
 from proofmarket.chain import InferenceMarket
-from proofmarket.chain.artifacts import load_artifact_file
 
 pytestmark = [pytest.mark.chain, pytest.mark.slow]
-ROOT = Path(__file__).resolve().parents[2]
 
 MUTANTS = {
     # unstake pays the queue without emptying it: the market owes more than it holds
@@ -38,28 +34,14 @@ MUTANTS = {
 }
 
 
-def mutant(tmp_path: Path, find: str, replace: str) -> Path:
-    folder = tmp_path / "contracts"
-    shutil.copytree(ROOT / "contracts", folder)
-    source = folder / "InferenceMarket.sol"
-    text = source.read_text()
-    assert text.count(find) == 1, f"the mutation's anchor is not in InferenceMarket.sol once: {find!r}"
-    source.write_text(text.replace(find, replace))
-    out = tmp_path / "InferenceMarket.json"
-    subprocess.run(["node", str(ROOT / "scripts" / "compile_contracts.js"), "--single", str(source), "--contract",
-                    "InferenceMarket", "--out", str(out), "--runs", "200"], check=True, capture_output=True,
-                   timeout=300)
-    return out
-
-
 @pytest.mark.parametrize("invariant", list(MUTANTS))
 def test_each_invariant_finds_its_planted_bug(chain: Chain, tmp_path: Path, invariant: str) -> None:
     find, replace, says = MUTANTS[invariant]
-    artifact = load_artifact_file(mutant(tmp_path, find, replace))
+    artifact = planted(tmp_path, "InferenceMarket", find, replace)
     real = chain.market
     address, _ = chain.client.deploy(artifact, chain.accounts.admin, real.usdc().address, real.registry().address,
                                      chain.accounts.admin.address, real.params().as_tuple(), real.params_delay())
-    planted = dataclasses.replace(chain, market=InferenceMarket(chain.client, address, artifact))
-    machine = market_machine(planted, world(planted), proven=False)
+    bugged = dataclasses.replace(chain, market=InferenceMarket(chain.client, address, artifact))
+    machine = market_machine(bugged, world(bugged), proven=False)
     with pytest.raises(AssertionError, match=says):
         run_state_machine_as_test(machine, settings=run_settings(200, steps=30, shrink=False))

@@ -4,11 +4,17 @@ one transaction tried (True when it went through, False when the chain refused i
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, Phase, settings
 
+from proofmarket.chain.artifacts import Artifact, load_artifact_file
 from proofmarket.core.errors import ChainError
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def examples(default: int) -> int:
@@ -30,3 +36,21 @@ def attempt(fn: Any, *args: Any, **kwargs: Any) -> bool:
         return True
     except ChainError:
         return False
+
+
+def planted(tmp_path: Path, contract: str, find: str, replace: str, *, runs: int = 200, via_ir: bool = False
+            ) -> Artifact:
+    """A copy of ``contracts/<contract>.sol`` with one planted bug (``find``, which must be in it once, replaced by
+    ``replace``), compiled alone by the project's compiler script (``runs``, ``via_ir``: as ``make contracts``
+    compiles it, or what it imports: the court needs via-IR)."""
+    folder = tmp_path / "contracts"
+    shutil.copytree(ROOT / "contracts", folder)
+    source = folder / f"{contract}.sol"
+    text = source.read_text()
+    assert text.count(find) == 1, f"the mutation's anchor is not in {contract}.sol once: {find!r}"
+    source.write_text(text.replace(find, replace))
+    out = tmp_path / f"{contract}.json"
+    subprocess.run(["node", str(ROOT / "scripts" / "compile_contracts.js"), "--single", str(source), "--contract",
+                    contract, "--out", str(out), "--runs", str(runs), *(["--via-ir", "true"] if via_ir else [])],
+                   check=True, capture_output=True, timeout=600)
+    return load_artifact_file(out)

@@ -53,6 +53,35 @@ def slice_verifiers(client: ChainClient, verifier: str) -> list[str]:
     return [str(v) for v in client.call(contract.functions.slices())[0]]
 
 
+def layout_of(w3: Any, verifier: str, model_id: str, inputs: list[int], outputs: list[int]) -> list[str]:
+    """The slice verifiers of the SlicedVerifier at ``verifier``, once it checks the model's slicing (its slices'
+    input and output instance counts, ``inputs`` and ``outputs``); ``RegistryMismatch`` when it is no SlicedVerifier or
+    checks another slicing."""
+    from proofmarket.core.errors import RegistryMismatch
+
+    contract = w3.eth.contract(address=w3.to_checksum_address(verifier), abi=load_artifact(SLICED_VERIFIER).abi)
+    try:
+        verifiers, ins, outs = contract.functions.slices().call()
+    except Exception as exc:
+        raise RegistryMismatch(f"the verifier {verifier} of {model_id} is not a SlicedVerifier", model_id=model_id,
+                               field="verifier_code") from exc
+    if len(verifiers) != len(inputs) or (list(ins), list(outs)) != (inputs, outputs):
+        raise RegistryMismatch(f"the verifier {verifier} of {model_id} checks another slicing than the model's",
+                               model_id=model_id, field="verifier_code")
+    return [str(v) for v in verifiers]
+
+
+def built_code_hash(w3: Any, verifiers: list[str], inputs: list[int], outputs: list[int]) -> bytes:
+    """keccak of the runtime code a SlicedVerifier over ``verifiers`` with this layout has (its creation code run by
+    ``eth_call``): what the code at a listing's verifier must hash to."""
+    from proofmarket.chain.verify_code import creation_runtime_hash
+
+    artifact = load_artifact(SLICED_VERIFIER)
+    creation = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode).constructor(
+        verifiers, inputs, outputs).data_in_transaction
+    return creation_runtime_hash(w3, creation)
+
+
 def check(client: ChainClient, verifier: str, bundle: dict[str, Any],
           wrap: Callable[[int, bytes], bytes] | None = None) -> tuple[bool, int]:
     """``verifyProof`` of the bundle on ``verifier`` in an ``eth_call``: (the chain's answer, the gas it takes)."""

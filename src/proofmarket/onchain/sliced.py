@@ -16,7 +16,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 
 from proofmarket.chain import sliced_verifier
-from proofmarket.chain.artifacts import Artifact, load_artifact
+from proofmarket.chain.artifacts import Artifact
 from proofmarket.chain.client import ChainClient
 from proofmarket.chain.types import ModelSpec, ProofMode, RegisteredModel
 from proofmarket.chain.verify_code import creation_runtime_hash
@@ -105,18 +105,9 @@ def check_sliced_entry(market: Any, model_id: str, entry: RegisteredModel) -> No
     spec = entry.spec
     check_fields(model_id, entry, sliced_fields(store, model_id))
     sliced, manifests = slice_manifests(store, model_id)
-    artifact = load_artifact(sliced_verifier.SLICED_VERIFIER)
     w3 = client.w3
-    try:
-        verifiers, inputs, outputs = client.call(
-            w3.eth.contract(address=w3.to_checksum_address(spec.verifier), abi=artifact.abi).functions.slices())
-    except Exception as exc:
-        raise RegistryMismatch(f"the verifier of {model_id} is not a SlicedVerifier", model_id=model_id,
-                               field="verifier_code") from exc
     layout = ([m.layout.input for m in manifests], [m.layout.output for m in manifests])
-    if len(verifiers) != len(manifests) or (list(inputs), list(outputs)) != layout:
-        raise RegistryMismatch(f"the verifier of {model_id} checks another slicing than the model's",
-                               model_id=model_id, field="verifier_code")
+    verifiers = sliced_verifier.layout_of(w3, spec.verifier, model_id, *layout)
     for k, (address, m) in enumerate(zip(verifiers, manifests, strict=True)):
         runtime = client.code_at(address)
         clone = parse_clone(runtime)
@@ -127,9 +118,7 @@ def check_sliced_entry(market: Any, model_id: str, entry: RegisteredModel) -> No
         if keccak(runtime) != creation_runtime_hash(w3, code if code.startswith("0x") else "0x" + code):
             raise RegistryMismatch(f"slice {k + 1}'s verifier of {model_id} at {address} is not the one compiled "
                                    "from its manifest", model_id=model_id, field="verifier_code")
-    creation = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode).constructor(
-        list(verifiers), *layout).data_in_transaction
     now = keccak(client.code_at(spec.verifier))
-    if now != entry.verifier_codehash or now != creation_runtime_hash(w3, creation):
+    if now != entry.verifier_codehash or now != sliced_verifier.built_code_hash(w3, verifiers, *layout):
         raise RegistryMismatch(f"the verifier of {model_id} at {spec.verifier} is not the SlicedVerifier of its "
                                "slices", model_id=model_id, field="verifier_code")

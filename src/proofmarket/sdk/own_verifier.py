@@ -103,9 +103,7 @@ def own_sliced_code_hash(w3: Any, store: LocalStore, model_id: str, verifier: st
     (``own_code_hash``: its manifest's code, or a shared clone pinning its VKA), with the model's layout."""
     from eth_utils.crypto import keccak
 
-    from proofmarket.chain.artifacts import load_artifact
-    from proofmarket.chain.sliced_verifier import SLICED_VERIFIER
-    from proofmarket.chain.verify_code import creation_runtime_hash
+    from proofmarket.chain.sliced_verifier import built_code_hash, layout_of
     from proofmarket.systems.ezkl.sliced import load_sliced
     from proofmarket.systems.ezkl.verify import load_manifest
 
@@ -113,23 +111,12 @@ def own_sliced_code_hash(w3: Any, store: LocalStore, model_id: str, verifier: st
     for slice_id in sliced.slices:
         fetch(slice_id)
     manifests = [load_manifest(store, i) for i in sliced.slices]
-    artifact = load_artifact(SLICED_VERIFIER)
-    try:
-        verifiers, inputs, outputs = w3.eth.contract(address=w3.to_checksum_address(verifier),
-                                                     abi=artifact.abi).functions.slices().call()
-    except Exception as exc:
-        raise RegistryMismatch(f"the verifier {verifier} of {model_id} is not a SlicedVerifier", model_id=model_id,
-                               field="verifier_code") from exc
     layout = ([m.layout.input for m in manifests], [m.layout.output for m in manifests])
-    if len(verifiers) != len(manifests) or (list(inputs), list(outputs)) != layout:
-        raise RegistryMismatch(f"the verifier {verifier} of {model_id} checks another slicing than the model's",
-                               model_id=model_id, field="verifier_code")
+    verifiers = layout_of(w3, verifier, model_id, *layout)
     for slice_id, manifest, address in zip(sliced.slices, manifests, verifiers, strict=True):
-        own_code_hash(w3, store, manifest, slice_id, str(address), fetch=fetch)
-    creation = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode).constructor(
-        list(verifiers), *layout).data_in_transaction
+        own_code_hash(w3, store, manifest, slice_id, address, fetch=fetch)
     code = bytes(w3.eth.get_code(w3.to_checksum_address(verifier)))
-    if keccak(code) != creation_runtime_hash(w3, creation):
+    if keccak(code) != built_code_hash(w3, verifiers, *layout):
         raise RegistryMismatch(f"the verifier {verifier} of {model_id} is not the SlicedVerifier of its slices",
                                model_id=model_id, field="verifier_code")
     return bytes(keccak(code))
