@@ -58,6 +58,30 @@ def test_a_bug_in_a_job_does_not_kill_the_worker(tmp_path: Path) -> None:
         assert row is not None and row.error_code == "internal_error" and "KeyError" in (row.error_message or "")
 
 
+def test_a_lost_database_connection_fails_no_job_and_releases_nothing(tmp_path: Path) -> None:
+    """The database went away under a call (a PostgreSQL restart cut its connection): that is not the call's
+    failure. It is left running for the engine's recovery (a worker's janitor queues it again), its payment held."""
+    from sqlalchemy.exc import OperationalError
+
+    lost = OperationalError("UPDATE jobs", {}, Exception("server closed the connection unexpectedly"))
+    prover = FailingProver(lost)
+    queue, jobs, settle, registry = build(tmp_path, prover)
+    job = jobs.create(new_job(nonce="n", payment={"nonce": "n", "amount_atomic": "1"}))
+    queue.start()
+    try:
+        queue.submit(CallKind.PROVE, job.id)
+        deadline = time.monotonic() + 10
+        while prover.calls == 0 or registry.get_sample_value("proofmarket_jobs_running") != 0.0:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        time.sleep(0.2)  # past the step's end: a failure would be written by now
+    finally:
+        queue.close()
+    row = jobs.get(job.id)
+    assert row is not None and row.status == CallStatus.RUNNING and row.error_code is None
+    assert settle.released == [] and settle.calls == 0
+
+
 def test_depth_and_watchers(tmp_path: Path) -> None:
     gate = threading.Event()
     queue, jobs, _, registry = build(tmp_path, FailingProver(WitnessError("no"), gate=gate))

@@ -71,13 +71,28 @@ def _free_port() -> int:
 
 def restart(server_url: str, down_s: float = 1.0) -> None:
     """Stop a server started by ``postgres_server`` (fast: connections cut), wait ``down_s``, start it again."""
+    import time
+
+    stop(server_url)
+    time.sleep(down_s)
+    start(server_url)
+
+
+def stop(server_url: str) -> None:
+    """Stop a server started by ``postgres_server`` (fast: every connection is cut)."""
+    root, _port = _where(server_url)
+    _run(["pg_ctl", "-D", str(root / "data"), "-m", "fast", "-w", "stop"], root)
+
+
+def start(server_url: str) -> None:
+    """Start again a server ``stop`` stopped, on its socket and port."""
+    root, port = _where(server_url)
+    options = f"-p {port} -k {root} -c listen_addresses='' -c fsync=off"
+    _run(["pg_ctl", "-D", str(root / "data"), "-o", options, "-l", str(root / "log"), "-w", "start"], root)
+
+
+def _where(server_url: str) -> tuple[Path, str]:
     from urllib.parse import parse_qs, urlparse
 
     query = parse_qs(urlparse(server_url).query)
-    root, port = Path(query["host"][0]), query["port"][0]
-    _run(["pg_ctl", "-D", str(root / "data"), "-m", "fast", "-w", "stop"], root)
-    import time
-
-    time.sleep(down_s)
-    options = f"-p {port} -k {root} -c listen_addresses='' -c fsync=off"
-    _run(["pg_ctl", "-D", str(root / "data"), "-o", options, "-l", str(root / "log"), "-w", "start"], root)
+    return Path(query["host"][0]), query["port"][0]

@@ -29,7 +29,7 @@ from proofmarket.calls.metrics import CallMetrics
 from proofmarket.core.errors import PaymentSettlementFailed, PaymentSettlementPending, ProofMarketError, ProvingError
 from proofmarket.core.logs import CALL_ID, REQUEST_ID
 from proofmarket.core.settings import Settings
-from proofmarket.db import CallKind, CallRepo, CallRow, CallStatus, ModelRepo, ProofCacheRepo
+from proofmarket.db import CallKind, CallRepo, CallRow, CallStatus, ModelRepo, ProofCacheRepo, lost_connection
 from proofmarket.payments.port import Rail, Rails
 from proofmarket.payments.tickets import ProofOutcome, Settlement, Ticket
 from proofmarket.store import ArtifactStore
@@ -164,8 +164,12 @@ class CallRunner:
             return bool(step())
         except ProofMarketError as exc:
             self._fail(job, exc.code, exc.message)
-        except Exception as exc:  # a bug: record it, keep the worker alive
-            log.exception("job %s failed unexpectedly", job.id)
+        except Exception as exc:
+            if lost_connection(exc):  # not the call's fault: the engine runs it again (a worker's janitor, a restart)
+                log.warning("job %s: the database connection was lost (%s); the job is left for the queue's recovery",
+                            job.id, type(exc.__cause__ or exc).__name__)
+                return False
+            log.exception("job %s failed unexpectedly", job.id)  # a bug: record it, keep the worker alive
             self._fail(job, "internal_error", f"{type(exc).__name__}: {exc}")
         return False
 

@@ -3,7 +3,7 @@ own tables live in its package (``payments/<rail>/tables.py``), on the same ``Ba
 rails' tables (``payments/tables.py`` names them)."""
 
 from proofmarket.db import book_tables, owner_tables  # noqa: F401 (their tables are part of the schema)
-from proofmarket.db.engine import Database
+from proofmarket.db.engine import Database, lost_connection
 from proofmarket.db.escrow_repo import CourtState, EscrowRepo, SeenRequest
 from proofmarket.db.leases import LeaseRepo
 from proofmarket.db.proof_cache import ProofCacheRepo
@@ -17,6 +17,7 @@ from proofmarket.db.repo import (
 from proofmarket.db.tables import CallKind, CallRow, CallStatus, EscrowRequestRow, EscrowStatus, ModelRow, ModelStatus
 
 __all__ = [
+    "lost_connection",
     "INTERRUPTED",
     "Database",
     "CourtState",

@@ -11,7 +11,9 @@ schema current. ``proofmarket db upgrade`` runs the same migration ahead of a de
 from __future__ import annotations
 
 import fcntl
+import logging
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
@@ -23,7 +25,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Table, create_engine, event, inspect, text
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
@@ -32,6 +34,9 @@ from proofmarket.db.tables import Base
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 MIGRATION_LOCK_KEY = 0x70726F6F666D6B74  # pg_advisory_xact_lock key ("proofmkt"): one migrator per database
+RECONNECT_WAIT_S = 30.0  # a server this process reached before is waited for this long (a restart, a failover)
+
+log = logging.getLogger(__name__)
 
 
 class Database:
@@ -216,7 +221,9 @@ def _engine(url: str) -> Engine:
     except Exception as exc:
         raise UsageError(f"PROOFMARKET_DATABASE_URL is not a database URL: {url!r}") from exc
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url, pool_pre_ping=True)
+        event.listen(engine, "do_connect", _ConnectWaiter(RECONNECT_WAIT_S))
+        return engine
     kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
     if parsed.database in (None, "", ":memory:"):
         kwargs["poolclass"] = StaticPool
@@ -225,6 +232,41 @@ def _engine(url: str) -> Engine:
     engine = create_engine(url, **kwargs)
     event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def lost_connection(exc: BaseException) -> bool:
+    """The database went away under a statement (its connection was cut, or could not be opened again within
+    ``RECONNECT_WAIT_S``): not the fault of what the statement was doing, which is left to be done again."""
+    return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+
+
+class _ConnectWaiter:
+    """Opens a server's connections; when one fails to open on a server this engine has reached before (it is
+    restarting: "shutting down", "starting up", its socket gone), tries again for up to ``wait_s`` seconds instead
+    of failing the statement that asked for it. Nothing was sent on a connection that never opened, so any
+    transaction may wait for it. A server never reached (a wrong host, password or name) fails at once."""
+
+    def __init__(self, wait_s: float) -> None:
+        self.wait_s = wait_s
+        self.reached = False
+
+    def __call__(self, dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        deadline, pause = time.monotonic() + self.wait_s, 0.05
+        while True:
+            try:
+                conn = dialect.connect(*cargs, **cparams)
+            except dialect.loaded_dbapi.OperationalError as exc:
+                left = deadline - time.monotonic()
+                if not self.reached or left <= 0:
+                    raise
+                if pause == 0.05:
+                    log.warning("the database does not accept connections (%s); trying again for up to %.0f s",
+                                (str(exc).strip().splitlines() or [type(exc).__name__])[-1], self.wait_s)
+                time.sleep(min(pause, left))
+                pause = min(pause * 2, 1.0)
+            else:
+                self.reached = True
+                return conn
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
