@@ -376,10 +376,12 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             "setup_timings_s": {k: round(v, 2) for k, v in demo.report.timings.items()}}
 
 
-def start_node(stack: contextlib.ExitStack, settings: Settings, model_id: str, market: Any,
-               apps: list[Any] | None = None, timers: list[ServerTimer] | None = None) -> str:
-    """The node app (``create_app``) serving the model at its registry price, on a free loopback port; its
-    URL once every prover process is warm (so the first measured call is not a cold start)."""
+def start_node(stack: contextlib.ExitStack, settings: Settings, model_id: str, market: Any | None,
+               apps: list[Any] | None = None, timers: list[ServerTimer] | None = None,
+               price_atomic: int = 10_000) -> str:
+    """The node app (``create_app``) serving the model at its registry price (``price_atomic`` without a market),
+    on a free loopback port; its URL once every prover process is warm (so the first measured call is not a cold
+    start)."""
     import httpx
     import uvicorn
 
@@ -390,8 +392,9 @@ def start_node(stack: contextlib.ExitStack, settings: Settings, model_id: str, m
     if apps is not None:  # the caller reads the node's services (e.g. its rails)
         apps.append(app)
     stack.callback(app.state.services.close)
-    price = market.registry.get_model(market.onchain_id(model_id)).spec.price
-    app.state.services.catalog.register(model_id, price_atomic=price, owner=market.accounts.owner.address)
+    price = market.registry.get_model(market.onchain_id(model_id)).spec.price if market is not None else price_atomic
+    app.state.services.catalog.register(model_id, price_atomic=price,
+                                        owner=market.accounts.owner.address if market is not None else None)
     port = free_port()
     served: Any = app
     if timers is not None:  # the caller reads each infer request's server time

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 OPERATION_IDS = {
@@ -153,3 +154,17 @@ def test_cors_is_off_by_default_and_configurable(make_app: Any) -> None:
         assert "payment-signature" in answer.headers["access-control-allow-headers"].lower()
         assert "access-control-allow-origin" not in open_.options(
             "/v1/models", headers={**preflight, "Origin": "https://evil.example"}).headers
+
+
+@pytest.mark.parametrize(("overrides", "explorer"), [
+    ({}, None),  # the devnet has no explorer
+    ({"chain": "base-sepolia"}, "https://sepolia.basescan.org"),  # Base's docs name Basescan for Base Sepolia
+    ({"chain": "base"}, "https://basescan.org"),
+    ({"rpc_url": "http://127.0.0.1:8545"}, None),  # an unnamed chain: no link guessed
+])
+def test_the_manifest_names_the_chains_explorer_for_the_web_apps_links(tmp_path: Any, overrides: dict[str, Any],
+                                                                      explorer: str | None) -> None:
+    from proofmarket.api.routers.meta import _settings_explorer
+    from proofmarket.core.settings import Settings
+
+    assert _settings_explorer(Settings(_env_file=None, home=tmp_path, **overrides)) == explorer  # type: ignore[call-arg]

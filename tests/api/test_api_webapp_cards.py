@@ -134,7 +134,7 @@ def test_a_visitor_finds_reads_and_tries_a_model_without_json(served: str, mlp_i
         browser.close()
 
 
-SECTIONS = ("wallet", "catalog", "model", "verify", "history", "owner", "prover", "access")
+SECTIONS = ("wallet", "model", "verify", "history", "owner", "prover", "access")  # a model's page: no catalogue
 
 
 def test_every_section_reads_at_every_width_and_passes_axe(served: str, mlp_id: str) -> None:
@@ -173,6 +173,9 @@ def test_every_section_reads_at_every_width_and_passes_axe(served: str, mlp_id: 
             if where == SECTIONS[-1]:
                 break
         assert [s for s in SECTIONS if s in reached] == list(SECTIONS), reached
+        page.click("#model .back a")  # back to the catalogue: the model's page steps aside
+        page.wait_for_selector("#catalog", state="visible")
+        assert page.locator(".hero").is_visible() and _axe(page) == []
         browser.close()
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -74,7 +75,8 @@ def test_a_wallet_escrows_from_the_page_verifies_on_chain_and_refunds(env: Escro
         page.click("#call-button")
         assert "proof bundle is loaded" in _status(page, "#call-status")
         assert before - usdc.balance_of(consumer.address) == PRICE_UNITS
-        assert "atomic USDC from" in (page.text_content("#call-result") or "")
+        paid = page.text_content("#call-result") or ""
+        assert f"{Decimal(PRICE_UNITS) / 10**6:f}".rstrip("0").rstrip(".") + " USDC from" in paid and "atomic" not in paid
         job_id = page.evaluate("[...document.querySelectorAll('#call-result dt')].find((d) => d.textContent === 'job')"
                                ".nextElementSibling.textContent")
         page.click("#verify-button")
@@ -105,11 +107,11 @@ def test_a_wallet_escrows_from_the_page_verifies_on_chain_and_refunds(env: Escro
         connect(page)
 
         # a registry price above the person's maximum: refused before any transaction
-        page.fill("#call-max", str(PRICE_UNITS - 1))
+        page.fill("#call-max", str(Decimal(PRICE_UNITS - 1) / 10**6))  # the field takes USDC
         _reset(page, "#escrow-status")
         page.click("#escrow-button")
         assert "above your maximum" in _status(page, "#escrow-status") and wallet.sent == []
-        page.fill("#call-max", str(PRICE_UNITS))
+        page.fill("#call-max", str(Decimal(PRICE_UNITS) / 10**6))
 
         # approve + request, the input handed to the node, fulfilled: the chain's record read back
         _reset(page, "#escrow-status")

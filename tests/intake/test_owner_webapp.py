@@ -55,6 +55,9 @@ def test_an_owner_lists_registers_finds_calls_and_charts_a_model_from_a_phone(en
     wallet = DevWallet(owner, env.rpc_url, env.market.client.chain_id)
     with sync_playwright() as pw:
         browser, page = connected_page(pw, chromium, wallet, f"{served}/app/#owner", axe=True)
+        logs: list[str] = []
+        page.on("console", lambda m: logs.append(m.text))
+        page.on("pageerror", lambda e: logs.append(f"PAGEERROR {e}"))
 
         # the listing form offers every task of the catalogue (copied from the catalogue's filter: one list)
         from proofmarket.marketplace.entries import TASKS
@@ -65,7 +68,7 @@ def test_an_owner_lists_registers_finds_calls_and_charts_a_model_from_a_phone(en
         page.set_input_files("#upload-onnx", str(sample_path("mlp")))
         page.set_input_files("#upload-samples", str(sample_path("mlp", "samples")))
         page.fill("#upload-name", "owner-iris")
-        page.fill("#upload-price", "20000")
+        page.fill("#upload-price", "0.02")  # USDC: 20,000 atomic units
         page.fill("#upload-description", "Iris species from flower measurements")
         page.select_option("#upload-task", "classification")
         page.fill("#upload-tags", "tabular, iris-owner")
@@ -99,7 +102,7 @@ def test_an_owner_lists_registers_finds_calls_and_charts_a_model_from_a_phone(en
         page.click(f"#models a[href='#model/{model_id}']")
         # the model's page is built (its form too) once its title names it: fill the input after that, not before
         _until(lambda: page.text_content("#model-title") == "owner-iris",
-               shown=lambda: page.text_content("#model-title"))
+               shown=lambda: (page.text_content("#model-title"), page.url, logs[-10:]))
         page.fill("#call-json", json.dumps(mlp_input()))
         page.click("#call-button")
         _status(page, "#call-status", timeout=300_000)
@@ -129,7 +132,7 @@ def test_an_owner_lists_registers_finds_calls_and_charts_a_model_from_a_phone(en
         _status(page, "#listings-status")
         page.click("text=New version of owner-iris")
         assert page.input_value("#upload-supersedes") == model_id
-        assert (page.input_value("#upload-name"), page.input_value("#upload-price")) == ("owner-iris", "20000")
+        assert (page.input_value("#upload-name"), page.input_value("#upload-price")) == ("owner-iris", "0.02")
         assert page.input_value("#upload-license") == "MIT" and page.input_value("#upload-task") == "classification"
         page.set_input_files("#upload-onnx", str(sample_path("logreg")))
         page.set_input_files("#upload-samples", str(sample_path("logreg", "samples")))

@@ -40,7 +40,7 @@ def test_channels_keys_and_credits_from_the_page_at_375_px(node: Served, chain: 
         browser, page = connected_page(pw, chromium, wallet, f"{node.url}/app/#access", axe=True)
 
         before = chain.usdc.balance_of(payer.address)
-        page.fill("#channel-amount", "500000")
+        page.fill("#channel-amount", "0.5")  # USDC: 500,000 atomic units
         page.click("#channel-button")
         page.wait_for_selector("#channel-status.ok")
         assert "deposited 0.5 USDC" in (page.text_content("#channel-status") or "")
@@ -60,7 +60,7 @@ def test_channels_keys_and_credits_from_the_page_at_375_px(node: Served, chain: 
         page.click("#keys-table button")
         page.wait_for_selector("#keys-table >> text=revoked")
 
-        page.fill("#buy-amount", "40000")
+        page.fill("#buy-amount", "0.04")
         page.click("#buy-credits-button")
         page.wait_for_selector("#credits-details dd")
         assert "0.04" in (page.text_content("#credits-details") or "")

@@ -98,7 +98,8 @@ def test_a_wallet_pays_verifies_in_the_page_and_finds_its_history(node: Served, 
         page.wait_for_selector("#call-status.ok, #call-status.bad", timeout=180_000)
         assert "ok" in (page.get_attribute("#call-status", "class") or ""), page.text_content("#call-status")
         result = page.text_content("#call-result") or ""
-        assert "proof size" in result and "atomic USDC from" in result and "signed by" in result
+        assert "proof size" in result and " USDC from" in result and "signed by" in result
+        assert "atomic" not in result  # amounts in USDC
         assert before - balance() == PRICE
         assert serious_violations(page) == []  # the answer and its verdict shown
         page.screenshot(path=str(shots / "app-paid-call.png"), full_page=True)
@@ -151,13 +152,13 @@ def test_a_wallet_pays_for_an_attested_generation_from_the_prompt_box(node: Serv
         assert page.is_hidden("#call-json") and page.locator("#call-fields input").count() == 0
         page.fill("#call-prompt", "the proof shows")
         page.fill("#call-max-tokens", "8")
-        assert page.input_value("#call-max") == "8000"  # ceil(1,000,000 x 8 / 1,000)
+        assert page.input_value("#call-max") == "0.008"  # ceil(1,000,000 x 8 / 1,000) = 8,000 millionths
         page.click("#call-button")
         page.wait_for_selector("#call-status.ok, #call-status.bad", timeout=180_000)
         status = page.text_content("#call-status") or ""
         assert "attested" in status, status
         result = page.text_content("#call-result") or ""
-        assert "no proof: an attestation" in result and "8000 atomic USDC from" in result
+        assert "no proof: an attestation" in result and "0.008 USDC from" in result  # 8,000 millionths
         streamed = page.locator("#call-answer .streamed")  # the text came as Server-Sent Events, token by token
         assert int(streamed.get_attribute("data-tokens") or 0) == 8 and streamed.inner_text()
         assert payer.address.lower() in (page.text_content("#wallet-status") or "").lower()

@@ -162,7 +162,17 @@ def _chain(services: NodeServices, paid: dict[str, object] | None) -> dict[str, 
             chain["erc8004"] = market.deployment.erc8004
         if market.deployment.shared_verifier is not None:
             chain["shared_verifier"] = market.deployment.shared_verifier
+    explorer = _settings_explorer(services.settings)
+    if chain is not None and explorer:  # the web app links addresses and transactions to it
+        chain["explorer"] = explorer
     return chain
+
+
+def _settings_explorer(settings: Settings) -> str | None:
+    """The block explorer of the chain the settings name (a known profile's), None for an unnamed RPC's chain."""
+    if settings.chain.name is None and settings.chain.rpc_url is not None:
+        return None
+    return settings.profile().explorer
 
 
 def _settings_chain(settings: Settings) -> dict[str, object] | None:

@@ -2,7 +2,7 @@
 // deposit sent from the wallet, see the balance, charges and claims, withdraw after the channel's delay), API keys
 // (made and revoked by a wallet signature, shown once) and prepaid credits and passes (bought with one x402 payment).
 // Every transaction and signature goes through the connected wallet; the page talks to this node only.
-import { $, say, fillTable, fillList, nodeFetch, nodeError, button, usdc, nodeJson } from './ui.js';
+import { $, say, fillTable, fillList, nodeFetch, nodeError, button, usdc, nodeJson, atomicOf } from './ui.js';
 import { wallet, nodeInfo, ensureWallet, addressHeaders, rejected, rpc, sendTx, signReceiveAuthorization } from './wallet.js';
 
 const ZERO32 = '0x' + '00'.repeat(32);
@@ -52,8 +52,8 @@ async function deposit(event) {
   try {
     await ensureWallet('a channel deposit');
     const t = await terms();
-    const amount = BigInt($('channel-amount').value || '0');
-    if (amount <= 0n) throw new Error('the deposit must be a positive number of atomic USDC');
+    const amount = atomicOf('channel-amount', 'the deposit') ?? 0n;
+    if (amount <= 0n) throw new Error('the deposit must be more than 0 USDC');
     const config = configOf(t);
     const id = await channelId(t, config);
     const { keccak256, encodeAbiParameters } = await lib();
@@ -136,8 +136,8 @@ async function createKey(event) {
   try {
     await ensureWallet('an API key');
     const body = {};
-    const cap = $('key-cap').value.trim();
-    if (cap) body.cap_atomic = Number(cap);
+    const cap = atomicOf('key-cap', 'the spend cap');
+    if (cap !== null) body.cap_atomic = Number(cap);
     const headers = { ...(await addressHeaders(await purposeOf(body))), 'content-type': 'application/json' };
     const made = await nodeJson('/v1/keys', { method: 'POST', headers, body: JSON.stringify(body) });
     $('key-secret').value = made.key;
@@ -189,13 +189,14 @@ async function credits() {
 }
 
 // One x402 payment (the x402 client library, the wallet signs) for credits or a pass.
-async function buy(path, what) {
+async function buy(pathOf, what) {
   try {
+    const path = pathOf();
     await ensureWallet(what);
     const info = await nodeInfo();
     const pay = await import('/app/vendor/x402-pay.js');
     const fetchPaid = pay.paidFetch(window.ethereum, wallet.address, { network: info.payments.network,
-      asset: info.payments.asset, maxAmount: $('buy-max').value || '100000000' });
+      asset: info.payments.asset, maxAmount: String(atomicOf('buy-max', 'the most you pay') ?? 100000000n) });
     const response = await fetchPaid(path, { method: 'POST' });
     if (!response.ok) throw new Error(await nodeError(response));
     say('credits-status', `${what}: paid`, 'ok');
@@ -213,6 +214,6 @@ export function bindAccess() {
   $('key-form').addEventListener('submit', createKey);
   $('keys-button').addEventListener('click', keys);
   $('credits-button').addEventListener('click', credits);
-  $('buy-credits-button').addEventListener('click', () => buy(`/v1/credits/buy?amount=${$('buy-amount').value}`, 'credits'));
-  $('buy-pass-button').addEventListener('click', () => buy(`/v1/passes/buy?calls_per_day=${$('pass-calls').value}&days=${$('pass-days').value}`, 'a pass'));
+  $('buy-credits-button').addEventListener('click', () => buy(() => `/v1/credits/buy?amount=${atomicOf('buy-amount', 'the credits') ?? 0n}`, 'credits'));
+  $('buy-pass-button').addEventListener('click', () => buy(() => `/v1/passes/buy?calls_per_day=${$('pass-calls').value}&days=${$('pass-days').value}`, 'a pass'));
 }

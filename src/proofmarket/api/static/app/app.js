@@ -3,7 +3,7 @@
 // prover pages (account.js), and the verification of any proof bundle in the browser (verify.js with EZKL's
 // WASM verifier) and on chain (an eth_call to the model's verifier through the wallet, onchain.js).
 import { verifyBundle, tampered } from './verify.js';
-import { $, text, say, fillTable, nodeError, nodeFetch, button, barChart, nodeJson } from './ui.js';
+import { $, text, say, fillTable, nodeError, nodeFetch, button, barChart, nodeJson, toAtomic, usdc, setExplorer, when, addressView } from './ui.js';
 import { bindWallet, wallet, addressHeaders, rejected, ensureWallet } from './wallet.js';
 import { buildForm, bindCall, onAnswered, example } from './call.js';
 import { bindEscrow, onEscrowAnswered, requestHistory } from './escrow.js';
@@ -38,6 +38,9 @@ async function loadCatalog(more = false) {
     const query = new URLSearchParams({ limit: '25', sort: $('sort').value });
     if ($('filter').value.trim()) query.set('q', $('filter').value.trim());
     if ($('task-filter').value) query.set('task', $('task-filter').value);
+    if ($('mode-filter').value) query.set('mode', $('mode-filter').value);
+    const most = $('price-filter').value.trim();
+    if (most) query.set('max_price', usdc(toAtomic(most, 'the highest price')));
     if ($('tag-filter').value.trim()) query.set('tag', $('tag-filter').value.trim().toLowerCase());
     if (more && nextCursor) query.set('cursor', nextCursor);
     const asked = ++catalogAsked;
@@ -70,7 +73,7 @@ function reputation(m) {
 function renderCatalog(total) {
   const rows = models;
   fillTable('models', rows.map((m) => [catalogCell(m), m.task ? (TASK_WORDS[m.task] || m.task) : '-', modeBadge(m),
-    m.price ? m.price.amount : '?', reputation(m)]));
+    m.price ? `${m.price.amount} USDC a call` : '?', reputation(m)]));
   $('catalog-more').hidden = !nextCursor;
   $('catalog-empty').hidden = rows.length > 0;
   const of = typeof total === 'number' && total > rows.length ? ` of ${total}` : '';
@@ -78,16 +81,18 @@ function renderCatalog(total) {
 }
 
 async function showModel(id) {
-  $('model').hidden = false;
+  const shown = () => { $('model').hidden = false; document.body.classList.remove('model-loading'); };
   let response;
   try { response = await nodeFetch(`/v1/models/${encodeURIComponent(id)}`); } catch (err) {
-    text($('model-title'), `Model ${id}: ${err.message}`); return;
+    text($('model-title'), `Model ${id}: ${err.message}`); shown(); return;
   }
-  if (!response.ok) { text($('model-title'), `Model ${id}: not found`); return; }
+  if (!response.ok) { text($('model-title'), `Model ${id}: not found`); shown(); return; }
   const m = await response.json();
   text($('model-title'), m.name || id);
   $('model-badge').replaceChildren(modeBadge(m));
-  text($('model-owner'), ownerWords(m) || 'owner unknown');
+  const others = ownerWords(m, false);
+  $('model-owner').replaceChildren(...(m.owner ? ['owned by ', addressView(m.owner)] : ['owner unknown']),
+    ...(others ? [`; ${others}`] : []));
   $('model-description').replaceChildren(m.description ? markdown(m.description) : text(document.createElement('p'),
     'The owner wrote no description.'));
   $('model-details').replaceChildren(facts(m));
@@ -96,8 +101,9 @@ async function showModel(id) {
   showUsage(m.id);
   current = m;
   buildForm(m);
+  shown();
   $('escrow').hidden = !(m.registry && m.registry.registered) || m.mode === 'attested';
-  $('model').scrollIntoView();
+  if (document.body.classList.contains('view-model')) window.scrollTo(0, 0); else $('model').scrollIntoView();
   showStats(m.id, m.owner);
   showVersions(m.id);
 }
@@ -201,7 +207,7 @@ async function history() {
   try {
     const page = await nodeJson(`/v1/jobs?payer=${wallet.address}&limit=50`, { headers });
     fillTable('history-table', page.items.map((j) => [j.id, j.model_id || '', j.status,
-      String(j.created_at).slice(0, 19).replace('T', ' '),
+      when(j.created_at),
       j.result && j.result.bundle_cid ? button(`Verify ${j.result.bundle_cid.slice(0, 12)}…`, () => loadJobBundle(j)) : '']));
     const escrowed = await requestHistory(headers);
     say('history-status', `${page.items.length} paid call(s); ${escrowed}`, 'ok');
@@ -222,9 +228,15 @@ async function loadJobBundle(job) {
   }
 }
 
+// A model's page is a view of its own (the landing and the catalogue step aside); any other address is a place
+// on the one page.
 function route() {
   const hash = location.hash.replace(/^#/, '');
-  if (hash.startsWith('model/')) showModel(decodeURIComponent(hash.slice(6)));
+  const onModel = hash.startsWith('model/');
+  document.body.classList.toggle('view-model', onModel);
+  document.body.classList.toggle('model-loading', onModel);  // the rest of the page waits for the model's card
+  if (onModel) showModel(decodeURIComponent(hash.slice(6)));
+  else if (hash && document.getElementById(hash)) document.getElementById(hash).scrollIntoView();
 }
 
 bindWallet();
@@ -239,6 +251,10 @@ $('filter').addEventListener('input', searchSoon);
 $('sort').addEventListener('change', () => loadCatalog());
 $('task-filter').addEventListener('change', () => loadCatalog());
 $('tag-filter').addEventListener('change', () => loadCatalog());
+$('mode-filter').addEventListener('change', () => loadCatalog());
+$('price-filter').addEventListener('input', searchSoon);
+nodeFetch('/.well-known/ai-service.json').then((r) => r.json()).then((doc) => setExplorer(doc.chain && doc.chain.explorer))
+  .catch(() => {});
 $('catalog-more').addEventListener('click', () => loadCatalog(true));
 $('catalog-retry').addEventListener('click', () => loadCatalog());
 $('history-button').addEventListener('click', history);
@@ -254,9 +270,19 @@ $('tamper-button').addEventListener('click', () => bundle && runVerify(tampered(
 $('chain-verify-button').addEventListener('click', () => bundle && runChainVerify(bundle));
 $('chain-tamper-button').addEventListener('click', () => bundle && runChainVerify(tampered(bundle)));
 window.addEventListener('hashchange', route);
-loadCatalog().then(route);
-// warm the verifier while the person reads the page (the first verification then skips the WASM compile)
+route();
+loadCatalog();
+// warm the verifier (2.2 MB compressed) once the person is where a proof is checked: a model's page (its answer is
+// verified before it is shown) or the verify section; a visitor who only browses the catalogue never downloads it
 // (html[data-verifier] says when it is ready: the bench and tests read it)
-(window.requestIdleCallback || ((f) => setTimeout(f, 200)))(() => engine()
-  .then(() => { document.documentElement.dataset.verifier = 'ready'; })
-  .catch(() => { document.documentElement.dataset.verifier = 'failed'; }));
+let warming = false;
+function warm() {
+  if (warming) return;
+  warming = true;
+  (window.requestIdleCallback || ((f) => setTimeout(f, 200)))(() => engine()
+    .then(() => { document.documentElement.dataset.verifier = 'ready'; })
+    .catch(() => { document.documentElement.dataset.verifier = 'failed'; }));
+}
+for (const where of ['verify', 'model']) {
+  for (const event of ['pointerenter', 'focusin', 'touchstart']) $(where).addEventListener(event, warm, { once: true, passive: true });
+}

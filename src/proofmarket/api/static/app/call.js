@@ -2,7 +2,7 @@
 // inputs, a text box for attested language models, JSON for anything), and a call paid with the connected
 // wallet through the x402 client library (eth_signTypedData_v4, capped to the node's asset, network and the
 // person's maximum). Nothing is paid unless the node answered with a result.
-import { $, text, say, fillList, nodeFetch } from './ui.js';
+import { $, text, say, fillList, nodeFetch, usdc, atomicOf } from './ui.js';
 import { wallet, nodeInfo, ensureWallet, rejected } from './wallet.js';
 import { verifyBundle } from './verify.js';
 import { outputView, verdict, round } from './card.js';
@@ -75,7 +75,7 @@ export function buildForm(m) {
     $('call-max').value = capFor(m, Number($('call-max-tokens').value || 16));
     return;
   }
-  $('call-max').value = m.price ? m.price.atomic || '' : '';
+  $('call-max').value = m.price && m.price.atomic ? usdc(m.price.atomic) : '';
   const inputs = m.inputs || [];
   const state = {};
   const sync = () => {
@@ -207,7 +207,7 @@ function upload(name, [h, w], apply) {
 // The x402 cap of a generation: the price per 1,000 tokens times max_tokens, rounded up (what the node charges).
 function capFor(m, maxTokens) {
   const per = BigInt(m.price ? m.price.atomic : 0);
-  return ((per * BigInt(maxTokens) + 999n) / 1000n).toString();
+  return usdc((per * BigInt(maxTokens) + 999n) / 1000n);
 }
 
 function requestBody(m) {
@@ -226,7 +226,7 @@ async function payingFetch(info) {
     throw new Error(`the payment library did not load (${err.message}): nothing was paid`);
   }
   return lib.paidFetch(window.ethereum, wallet.address, { network: info.payments.network,
-    asset: info.payments.asset, maxAmount: $('call-max').value || '0' });
+    asset: info.payments.asset, maxAmount: String(atomicOf('call-max', 'the most you pay') ?? 0n) });
 }
 
 export async function call(m) {
@@ -402,7 +402,7 @@ async function show(m, body, check) {
     ['job', body.job_id], ['bundle CID', body.bundle_cid], ['mode', b.mode || 'proven'],
     ['proof size', proven ? `${(b.proof.hex.length - 2) / 2} bytes` : 'no proof: an attestation signed by the node (re-check it with proofmarket verify --reexecute)'],
     ['timings', JSON.stringify(b.timings)],
-    ['payment', body.payment ? `${body.payment.amount} atomic USDC from ${body.payment.payer}` : 'free call'],
+    ['payment', body.payment ? `${usdc(body.payment.amount)} USDC from ${body.payment.payer}` : 'free call'],
     ['receipt', body.receipt ? `signed by ${body.receipt.signer || (body.receipt.node && body.receipt.node.address) || '?'}` : 'none'],
   ]);
   if (check !== null && !check.valid) {

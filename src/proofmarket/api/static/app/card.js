@@ -82,9 +82,9 @@ export function priceWords(m) {
   return `${m.price.amount} USDC${unit}`;
 }
 
-export function ownerWords(m) {
+export function ownerWords(m, withOwner = true) {
   const parts = [];
-  if (m.owner) parts.push(`owned by ${m.owner}`);
+  if (m.owner && withOwner) parts.push(`owned by ${m.owner}`);
   const e = m.prover && m.prover.erc8004;
   if (e) parts.push(`proved by ERC-8004 agent ${e.agent_id}` + (e.reputation && e.reputation.count
     ? ` (reputation ${e.reputation.average} over ${e.reputation.count} reviews)` : ''));

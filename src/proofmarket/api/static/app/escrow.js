@@ -2,7 +2,7 @@
 // the wallet (approve + request, or one EIP-3009 signature + request), hand the input to the node, and wait
 // for the fulfilment; the chain's record (status, output hash) is read back, not taken from the node.
 // History lists the address's requests with their status, and a refund button once a deadline has passed.
-import { $, say, fillList, appendList, fillTable, button, nodeError, nodeFetch, usdc } from './ui.js';
+import { $, say, fillList, appendList, fillTable, button, nodeError, nodeFetch, usdc, atomicOf } from './ui.js';
 import { wallet, ensureWallet, contracts, rejected } from './wallet.js';
 import { checkedListing, escrow, chainRequest, chainTime, refund, reason, lib, requestIdsOf } from './onchain.js';
 import { inputCommitment } from './commit.js';
@@ -40,7 +40,7 @@ export async function request(m, engine) {
     ({ commitment, salt } = await inputCommitment(await engine(), manifest, doc));
     const ttl = Math.round(Number($('escrow-ttl').value || 30) * 60);
     const deadline = (await chainTime()) + ttl;
-    const cap = /^\d+$/.test($('call-max').value) ? BigInt($('call-max').value) : null;
+    const cap = atomicOf('call-max', 'the most you pay');
     created = await escrow(onchainId, commitment, deadline, $('escrow-payment').value, cap, (step) => say(status, step));
   } catch (err) {
     say(status, await failure(err), 'bad');

@@ -3,6 +3,7 @@
 // and the consumer's and prover's transactions on the InferenceMarket. ABIs come from /app/abi (the node's
 // compiled artifacts); the encoding is viem's (vendor/chain.js).
 import { fetchByCid } from './verify.js';
+import { usdc } from './ui.js';
 import { rpc, sendTx, wallet, contracts, signReceiveAuthorization } from './wallet.js';
 
 const VERIFIER_ABI = [{ type: 'function', name: 'verifyProof', stateMutability: 'view',
@@ -204,17 +205,17 @@ async function checkMarket(c) {
 }
 
 // Escrow the price: 'approve' (approve + requestInference, two transactions) or 'eip3009' (one
-// ReceiveWithAuthorization signature bound to this request, and one transaction), never more than `cap` atomic
-// USDC (the person's "pay at most"). Returns {requestId, amount, tx}.
+// ReceiveWithAuthorization signature bound to this request, and one transaction), never more than `cap` (atomic
+// units of USDC) (the person's "pay at most"). Returns {requestId, amount, tx}.
 export async function escrow(onchainId, commitment, deadline, payment, cap, onStep) {
   const c = contracts();
   await checkMarket(c);
   const amount = await price(onchainId);
   if (cap !== null && amount > cap) {
-    throw new Error(`the registry price is ${amount} atomic USDC, above your maximum of ${cap}: nothing was sent`);
+    throw new Error(`the registry price is ${usdc(amount)} USDC, above your maximum of ${usdc(cap)} USDC: nothing was sent`);
   }
   const held = await balance(wallet.address);
-  if (held < amount) throw new Error(`your wallet holds ${held} atomic USDC; the model costs ${amount}: nothing was sent`);
+  if (held < amount) throw new Error(`your wallet holds ${usdc(held)} USDC; the model costs ${usdc(amount)} USDC: nothing was sent`);
   let sent;
   if (payment === 'eip3009') {
     const { parseSignature } = await lib();
@@ -291,7 +292,7 @@ async function approveMarket(amount, onStep) {
   const c = contracts();
   const allowance = await call('TestUSDC', c.usdc, 'allowance', [wallet.address, c.market]);
   if (allowance < amount) {
-    onStep(`approve ${amount} atomic USDC for the market in your wallet…`);
+    onStep(`approve ${usdc(amount)} USDC for the market in your wallet…`);
     await send('TestUSDC', c.usdc, 'approve', [c.market, amount], 'approve');
   }
 }

@@ -3,7 +3,7 @@
 // registry call the node prepares), see the owner's listings with their review status, and a model's analytics
 // (GET /v1/models/{id}/stats) drawn with uPlot (vendor/charts.js, bundled from npm at setup); the free tier and
 // webhooks of the owner's models are set in owner_tools.js.
-import { $, text, say, fillTable, button, nodeError, nodeFetch, usdc } from './ui.js';
+import { $, text, say, fillTable, button, nodeError, nodeFetch, usdc, toAtomic } from './ui.js';
 import { wallet, ensureWallet, rejected, addressHeaders, signTyped } from './wallet.js';
 import { modelChoices, bindOwnerTools } from './owner_tools.js';
 
@@ -42,7 +42,7 @@ async function signListing(form, onnx) {
   const deadline = Math.floor(Date.now() / 1000) + 600;
   const message = {
     owner: wallet.address, node: policy.node, modelSha256: '0x' + await sha256(await onnx.arrayBuffer()),
-    name: $('upload-name').value, priceAtomic: String($('upload-price').value), privacy: $('upload-privacy').value,
+    name: $('upload-name').value, priceAtomic: String(form.get('price_atomic')), privacy: $('upload-privacy').value,
     metadataSha256: '0x' + await sha256(new TextEncoder().encode(metadata)), supersedes: $('upload-supersedes').value.trim(),
     deadline: String(deadline), nonce,
   };
@@ -66,7 +66,9 @@ export async function upload(event, reload) {
   form.append('onnx', onnx);
   form.append('samples', $('upload-samples').files[0]);
   for (const weights of $('upload-data').files) form.append('data', weights);  // the model's external weights
-  form.append('price_atomic', $('upload-price').value);
+  let price;
+  try { price = toAtomic($('upload-price').value, 'the price'); } catch (err) { say('upload-status', err.message, 'bad'); return; }
+  form.append('price_atomic', String(price));
   form.append('privacy', $('upload-privacy').value);
   if ($('upload-name').value) form.append('name', $('upload-name').value);
   const token = $('upload-token').value;
@@ -130,7 +132,7 @@ export async function listings() {
 // The listing form filled in for a new version of ``m`` (it replaces m once compiled and served): its terms and
 // card carried over; the owner picks the new ONNX file and samples.
 function newVersion(m) {
-  const values = { 'upload-supersedes': m.id, 'upload-name': m.name || '', 'upload-price': (m.price && m.price.atomic) || '',
+  const values = { 'upload-supersedes': m.id, 'upload-name': m.name || '', 'upload-price': m.price && m.price.atomic ? usdc(m.price.atomic) : '',
     'upload-description': m.description || '', 'upload-tags': (m.tags || []).join(', '), 'upload-license': m.license || '' };
   for (const [id, value] of Object.entries(values)) $(id).value = value;
   if ([...$('upload-privacy').options].some((o) => o.value === m.privacy)) $('upload-privacy').value = m.privacy;
@@ -201,9 +203,16 @@ export async function showStats(modelId, owner) {
     return;
   }
   const s = await response.json();
+  if (typeof s.hidden === 'string') {  // too few calls for public numbers: only the owner reads them
+    fillTable('stats-table', []);
+    while (charts.length) charts.pop().destroy();
+    say('stats-status', `No public numbers yet: ${s.hidden}.`);
+    return;
+  }
   const pct = (p) => (p.p50 === null ? '-' : `${p.p50} s / ${p.p95} s`);
+  const n = (v) => (v === null || v === undefined ? 'a few' : String(v));  // a bucket of few calls is hidden
   fillTable('stats-table', [
-    ['calls', `${s.calls.total} (${s.calls.settled} paid, ${s.calls.free} free, ${s.calls.failed} failed, ${s.calls.open} open)`],
+    ['calls', `${s.calls.total} (${n(s.calls.settled)} paid, ${n(s.calls.free)} free, ${n(s.calls.failed)} failed, ${n(s.calls.open)} open)`],
     ['errors', Object.entries(s.errors).map(([k, v]) => `${k}: ${v}`).join(', ') || 'none'],
     ['latency p50 / p95', pct(s.latency_s)], ['run time p50 / p95', pct(s.run_s)],
     ['tokens', String(s.tokens)], ['revenue', `${usdc(s.revenue_atomic)} USDC`]]);
