@@ -76,7 +76,8 @@ def test_a_wallet_escrows_from_the_page_verifies_on_chain_and_refunds(env: Escro
         assert "proof bundle is loaded" in _status(page, "#call-status")
         assert before - usdc.balance_of(consumer.address) == PRICE_UNITS
         paid = page.text_content("#call-result") or ""
-        assert f"{Decimal(PRICE_UNITS) / 10**6:f}".rstrip("0").rstrip(".") + " USDC from" in paid and "atomic" not in paid
+        shown = f"{Decimal(PRICE_UNITS) / 10**6:f}".rstrip("0").rstrip(".")  # the price in USDC
+        assert f"{shown} USDC from" in paid and "atomic" not in paid
         job_id = page.evaluate("[...document.querySelectorAll('#call-result dt')].find((d) => d.textContent === 'job')"
                                ".nextElementSibling.textContent")
         page.click("#verify-button")
