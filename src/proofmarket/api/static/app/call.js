@@ -5,7 +5,7 @@
 import { $, text, say, fillList, nodeFetch, usdc, atomicOf } from './ui.js';
 import { wallet, nodeInfo, ensureWallet, rejected } from './wallet.js';
 import { verifyBundle } from './verify.js';
-import { outputView, verdict, round } from './card.js';
+import { outputView, verdict, round, whatThisProves } from './card.js';
 
 const PAD_MIN = 4;
 const PAD_MAX = 32;
@@ -389,10 +389,11 @@ async function show(m, body, check) {
     const shown = answer.querySelector('.streamed') || document.createElement('p');
     if (out.text !== undefined) text(shown, out.text);
     answer.replaceChildren(out.text !== undefined ? shown : outputView(m, out.values),
-      text(document.createElement('p'), 'Attested by the node, not proven: re-check it with proofmarket verify --reexecute.'));
+      text(document.createElement('p'), 'Attested by the node, not proven: re-check it with proofmarket verify --reexecute.'),
+      whatThisProves(m, false));
   } else {
     answer.replaceChildren(verdict(check.valid, check.ms, check.checks, check.error));
-    if (check.valid) answer.append(outputView(m, check.output));
+    if (check.valid) answer.append(outputView(m, check.output), whatThisProves(m, true));
   }
   const proven = b.mode !== 'attested' && b.proof && b.proof.hex;
   const output = check === null ? attestedOutput(b)

@@ -217,6 +217,32 @@ function softmax(xs) {
 }
 
 // A verification as a verdict, its evidence (every check) one click away.
+// What an answer's evidence proves, and what it does not, in plain words (a proven call, or an attested one).
+export function whatThisProves(m, proven) {
+  const box = el('details', 'proves');
+  box.open = true;
+  box.append(el('summary', '', 'What this proves'));
+  const list = el('ul');
+  const hidden = m.privacy === 'private-input' || m.privacy === 'private';
+  const words = proven ? [
+    `This output was computed by the model listed as ${m.name || m.id}: the exact weights the owner committed to `
+      + '(its id is the content address of its manifest), run on the input this page sent.',
+    hidden
+      ? 'Your input stays private: the proof commits to a hash of it, the node cannot swap it afterwards.'
+      : 'Your input is part of the proof\'s public values: anyone holding the bundle sees it.',
+    'Checked here, in your browser, with EZKL\'s verifier: no node or server was trusted for the verdict. '
+      + 'Anyone can check the same bundle again, with the command line or on chain.',
+    'It does not prove the model is accurate or fair: only that this model, and no other, gave this output.',
+  ] : [
+    'No proof: the model is too large to prove. The node signed what it says it ran, with its staked key.',
+    'Validators can re-run the same model on the same input; a node caught signing a wrong output loses its stake.',
+    'Trust is economic, not mathematical: a weaker guarantee than a proven model\'s.',
+  ];
+  for (const w of words) list.append(el('li', '', w));
+  box.append(list);
+  return box;
+}
+
 export function verdict(valid, ms, checks, error) {
   const box = el('div', `verdict ${valid ? 'ok' : 'bad'}`);
   box.setAttribute('role', 'status');
