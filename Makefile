@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 NPMSTAMP := node_modules/.installed
 
-.PHONY: setup test test-fast times soak demo rehearsal bench lint contracts clean webapp docs release
+.PHONY: setup test test-fast times soak demo rehearsal bench lint contracts clean webapp docs release gas-report
 
 setup: $(STAMP) $(NPMSTAMP)
 
@@ -49,6 +49,11 @@ times: setup
 	$(BIN)/python -m pytest -q -n $(WORKERS) --times .times $(PYTEST_ARGS); \
 		code=$$?; $(BIN)/python scripts/test_times.py .times --out tests/TIMES.md --worlds tests/worlds.json; exit $$code
 
+# gas per contract function across the chain tests, beside the last release's (bench/gas_functions.md; at a
+# release: python scripts/gas_report.py run --release)
+gas-report: setup
+	$(BIN)/python scripts/gas_report.py run
+
 # the soak lane, outside CI's: repeated end-to-end scenarios (tests/soak; SOAK_RUNS=N runs each, 10 by default)
 soak: setup
 	$(BIN)/python -m pytest -q --soak tests/soak $(PYTEST_ARGS)
@@ -82,6 +87,8 @@ bench: setup
 	$(BIN)/python bench/domain.py && $(BIN)/python bench/stamp.py domain
 	$(BIN)/python bench/reach.py && $(BIN)/python bench/stamp.py reach
 	$(BIN)/python bench/slices.py && $(BIN)/python bench/stamp.py slices
+	$(BIN)/python bench/webapp.py && $(BIN)/python bench/stamp.py webapp
+	$(MAKE) gas-report && $(BIN)/python bench/stamp.py gas_functions
 	$(BIN)/python bench/readme.py
 
 lint: setup

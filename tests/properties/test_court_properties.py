@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chain_helpers import PRICE, USDC, Chain, list_model
+from chain_helpers import OWNER_SHARE_BPS, PRICE, USDC, Chain, list_model
 from court_machine import VALIDATORS, court_machine
 from eth_utils import keccak
 from hypothesis.stateful import run_state_machine_as_test
@@ -43,7 +43,7 @@ def test_random_sequences_never_free_a_voting_stake_nor_settle_a_request_twice(
             court.declare(key, who)
     chain.usdc.approve(court.address, 1_000 * PRICE, a.consumer)
     chain.client.rpc("evm_mine", [])  # declarations count from the next block
-    run_state_machine_as_test(court_machine(chain, court, key, WINDOWS),
+    run_state_machine_as_test(court_machine(chain, court, key, WINDOWS, OWNER_SHARE_BPS),
                               settings=settings or run_settings(10, steps=25))
 
 
@@ -56,3 +56,20 @@ def test_the_lock_invariant_finds_a_court_that_frees_a_voting_stake(chain: Chain
     with pytest.raises(AssertionError, match="unstaked with"):
         test_random_sequences_never_free_a_voting_stake_nor_settle_a_request_twice(
             chain, artifact=artifact, settings=run_settings(200, steps=30, shrink=False))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("find", "replace", "said"), [
+    # the challenger of a cheating node paid one unit more than its reward (taken from the platform's share)
+    ("uint256 reward = (slashed * p.challengerRewardBps) / BPS;",
+     "uint256 reward = (slashed * p.challengerRewardBps) / BPS + 1;", "the rules give"),
+    # a losing voter loses half of what it put at risk
+    ("            stake_ -= v.risk;\n", "            stake_ -= v.risk / 2;\n", "the rules give"),
+], ids=["challenger_reward", "loser_risk"])
+def test_the_payment_checks_find_a_court_that_pays_otherwise(chain: Chain, tmp_path: Path, find: str, replace: str,
+                                                              said: str) -> None:
+    """Planted bugs in the court's payments under challenges and votes: the same sequences find each."""
+    artifact = planted(tmp_path, "AttestationCourt", find, replace, runs=20, via_ir=True)
+    with pytest.raises(AssertionError, match=said):
+        test_random_sequences_never_free_a_voting_stake_nor_settle_a_request_twice(
+            chain, artifact=artifact, settings=run_settings(60, steps=20, shrink=False))

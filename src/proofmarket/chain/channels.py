@@ -62,6 +62,7 @@ def install_batch_settlement(client: ChainClient, deployer: LocalAccount | None 
                                 ("ERC3009DepositCollector", ERC3009_DEPOSIT_COLLECTOR_ADDRESS,
                                  (BATCH_SETTLEMENT_ADDRESS,)),
                                 ("Multicall3", MULTICALL3_ADDRESS, ())):
+        client.names[address.lower()] = name  # the gas report's name for it
         if client.code_at(address):
             continue
         template, _ = client.deploy(load_artifact(name), deployer, *args)

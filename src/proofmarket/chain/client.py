@@ -8,6 +8,7 @@ becomes ``RPCUnavailable``, anything else the node refuses becomes ``ChainError`
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import threading
 import time
@@ -77,6 +78,7 @@ class ChainClient:
         self._chain_key: tuple[int, str] | None = None
         self._contracts: dict[tuple[str, int], tuple[list[dict[str, Any]], Contract]] = {}
         self._contracts_lock = threading.Lock()
+        self.names: dict[str, str] = {}  # contract address (lower case) -> its artifact's name, for the gas report
 
     # --- connection ---------------------------------------------------------------------------
     @property
@@ -204,7 +206,9 @@ class ChainClient:
             return fn.call({"from": sender} if sender else {}, block_identifier=block)
 
     def transact(self, fn: ContractFunction, sender: LocalAccount, *, gas: int | None = None) -> TxResult:
-        return self._transact(fn, sender, gas, fn.fn_name)
+        result = self._transact(fn, sender, gas, fn.fn_name)
+        _log_gas(self.names.get(str(fn.address).lower(), str(fn.address)), fn.fn_name, result.gas_used)
+        return result
 
     def deploy(self, artifact: Artifact, sender: LocalAccount, *args: Any) -> tuple[str, TxResult]:
         """Deploy ``artifact`` with constructor ``args``; return (address, tx)."""
@@ -214,6 +218,7 @@ class ChainClient:
         address = result.receipt["contractAddress"]
         if not address:
             raise ChainError(f"deploying {artifact.name} created no contract", tx=result.tx_hash)
+        self.names[str(address).lower()] = artifact.name
         return Web3.to_checksum_address(address), result
 
     def send_data(self, sender: LocalAccount, data: str, *, to: str | None = None, action: str = "send") -> TxResult:
@@ -340,3 +345,15 @@ class _Prepared:
         tx = {**params, "data": self.data, **({"to": Web3.to_checksum_address(self.to)} if self.to else {})}
         tx.setdefault("gas", int(self.w3.eth.estimate_gas(tx)))  # type: ignore[arg-type]
         return tx
+
+
+GAS_LOG = "PROOFMARKET_GAS_LOG"
+
+
+def _log_gas(contract: str, function: str, gas: int) -> None:
+    """The gas report's record (``scripts/gas_report.py``): with PROOFMARKET_GAS_LOG naming a file, each transaction
+    of a contract function appends its contract, function and gasUsed (one short line: appends stay whole)."""
+    path = core_settings.env_value(GAS_LOG)
+    if path:
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(json.dumps({"contract": contract, "function": function, "gas": gas}) + "\n")

@@ -52,6 +52,7 @@ class BoundContract:
         self.artifact = artifact or load_artifact(self.artifact_name)
         self.contract: Contract = client.contract(address, self.artifact.abi)
         self.address: str = self.contract.address
+        client.names[self.address.lower()] = self.artifact.name  # the gas report names the contract
 
     def _call(self, name: str, *args: Any, block: BlockIdentifier = "latest") -> Any:
         return self.client.call(self.contract.functions[name](*args), block=block)

@@ -34,6 +34,7 @@ def install_upto(client: ChainClient, deployer: LocalAccount | None = None) -> N
                          "there by their projects, not installed by proofmarket", chain=client.profile.name)
     deployer = deployer or dev_account(INSTALLER_INDEX, client.chain_id)
     for name, address in (("Permit2", PERMIT2_ADDRESS), ("UptoPermit2Proxy", X402_UPTO_PERMIT2_PROXY_ADDRESS)):
+        client.names[address.lower()] = name  # the gas report's name for it
         if client.code_at(address):
             continue
         template, _ = client.deploy(load_artifact(name), deployer)
