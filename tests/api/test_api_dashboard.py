@@ -14,6 +14,7 @@ from proofmarket import __version__
 from proofmarket.api import Offer
 from proofmarket.calls import ProofOutcome, Settlement, Ticket
 from proofmarket.db import CallKind, CallRepo, EscrowRepo, NewCall, SeenRequest
+from proofmarket.payments.port import RailExtras
 
 HOSTILE = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
@@ -89,7 +90,9 @@ def test_recent_jobs_are_bounded_to_the_newest_twenty(client: TestClient) -> Non
     assert '<span class="idle">queued</span></td><td>25</td>' in text  # the counts see all of them
 
 
-class FakeGate:
+class FakeGate(RailExtras):
+    name = "default"
+
     def describe(self) -> dict[str, Any]:
         return {"x402": True, "scheme": "exact", "network": "eip155:84532", "chain": {"chain_id": 84532}}
 

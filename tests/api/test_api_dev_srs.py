@@ -12,14 +12,17 @@ from api_helpers import AppFactory
 from proofmarket.api import Offer
 from proofmarket.calls import ProofOutcome, Settlement, Ticket
 from proofmarket.core.errors import DevSrsRefused
+from proofmarket.payments.port import RailExtras
 from proofmarket.systems.ezkl import srs
 
 pytestmark = pytest.mark.slow  # the session's MLP compile
 BASE_MAINNET = 8453
 
 
-class PaidOn:
+class PaidOn(RailExtras):
     """A payment port paid on ``chain_id``: only ``describe`` is used here."""
+
+    name = "default"
 
     def __init__(self, chain_id: int) -> None:
         self.chain_id = chain_id

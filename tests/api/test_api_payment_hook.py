@@ -21,6 +21,7 @@ from proofmarket.core.errors import (
     PaymentSettlementFailed,
     PaymentSettlementPending,
 )
+from proofmarket.payments.port import RailExtras
 
 pytestmark = pytest.mark.slow
 PAY = "PAYMENT-SIGNATURE"
@@ -47,7 +48,7 @@ def payer_in(payment: str) -> str:
     return payment.split("/")[0] if "/" in payment else "0x" + "ab" * 20
 
 
-class RecordingGate:
+class RecordingGate(RailExtras):
     """A payment rail that records what it is asked (the x402 rail's name, headers rebuilt at answer time)."""
 
     name = "x402"

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from proofmarket.db import CallKind, CallRepo, CallRow, Database, NewCall
+from proofmarket.payments.port import RailExtras
 from proofmarket.payments.tickets import ProofOutcome, Settlement, Ticket
 from proofmarket.systems.ezkl.prover import ProveResult
 
@@ -76,8 +77,10 @@ class FailingProver:
         raise NotImplementedError
 
 
-class NeverSettle:
+class NeverSettle(RailExtras):
     """A settle hook for jobs that must not be settled; records the payments released."""
+
+    name = "default"
 
     def __init__(self) -> None:
         self.calls = 0

@@ -27,7 +27,7 @@ from proofmarket.core.errors import (
 )
 from proofmarket.db.book import Accounts, Transfer
 from proofmarket.db.engine import Database
-from proofmarket.payments.port import Offer
+from proofmarket.payments.port import Offer, RailExtras
 from proofmarket.payments.routes import ADMIN_SECURITY, HostDep
 from proofmarket.payments.tickets import ProofOutcome, Settlement, Ticket
 from proofmarket.store import ArtifactStore
@@ -143,7 +143,7 @@ def account(account: str, host: HostDep) -> dict[str, Any]:
     return {"account": account, "balance": rail.balances.get(account, 0), "topups": rail.topups(account)}
 
 
-class ToyRail:
+class ToyRail(RailExtras):
     """Prepaid credits: ``X-Toy-Credit: <account>`` pays from that account's balance."""
 
     name = "toy-credits"

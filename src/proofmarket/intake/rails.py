@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from proofmarket.core.errors import PaymentSettlementFailed, PaymentSettlementPending, UsageError
 from proofmarket.db import EscrowRequestRow, EscrowStatus
-from proofmarket.payments.port import Offer
+from proofmarket.payments.port import Offer, RailExtras
 from proofmarket.payments.tickets import ProofOutcome, Settlement, Ticket
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ def chain_ticket(rail: str, chain_id: int, contract: str, row: EscrowRequestRow,
     return Ticket(f"{rail}:{chain_id}:{contract.lower()}:{row.request_id}:{row.attempts}", int(row.amount), None, doc)
 
 
-class ChainRail:
+class ChainRail(RailExtras):
     """What the escrow and court rails share: requests come from the chain (never an HTTP credential), their price
     is escrowed there (nothing to hold or release here), and a call's settlement is read from its request's row."""
 

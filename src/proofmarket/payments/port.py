@@ -18,8 +18,8 @@ watcher, settled by the call settler); another rail registers with the node (``n
     If execution fails nothing is captured and rail.release(ticket) gives the payment up; so does a verified
     payment the request turns out not to need (an idempotent retry).
 
-A rail may bring its own routes, tables and background loops (each optional: ``routers_of``, ``Rails.tables``,
-``services_of`` read them):
+A rail may bring its own routes, tables and background loops, declared on the port (``RailExtras`` brings none:
+a rail inherits it and overrides what it has; ``routers_of``, ``Rails.tables`` and ``services_of`` read them):
 
     rail.routers()   FastAPI routers the node's API mounts beside its own (``routers_of``; ``payments/routes.py``: the
                      routes reach the node through a ``RailHost``, never by importing the API or another rail)
@@ -77,6 +77,20 @@ class Offer:
 
 class Rail(Protocol):
     name: str  # the rail's id, stored on each call ("free", "x402", ...)
+    tables: tuple[Table, ...]  # the tables it brings (``RailExtras``: none)
+    verify_holds_funds: bool  # its ``verify`` held the call's funds itself: no ``cover`` (a channel's voucher)
+
+    def routers(self) -> list[APIRouter]:
+        """The routers the node mounts beside its own (``RailExtras``: none)."""
+        ...
+
+    def services(self) -> list[Any]:
+        """The background loops the node supervises for it (``RailExtras``: none)."""
+        ...
+
+    def close(self) -> None:
+        """Close what it holds open (a remote facilitator's HTTP client); never raises."""
+        ...
 
     def accepts(self, headers: Mapping[str, str]) -> bool:
         """The request carries this rail's credential (a payment header, a key): this rail pays for it."""
@@ -119,7 +133,25 @@ class Rail(Protocol):
         ...
 
 
-class FreeAccess:
+class RailExtras:
+    """What a rail brings beyond paying for calls, none by default: a rail inherits this and overrides what it has
+    (its tables, routers, background loops, something to close; ``verify_holds_funds``)."""
+
+    tables: tuple[Table, ...] = ()
+    verify_holds_funds = False
+
+    @staticmethod
+    def routers() -> list[APIRouter]:
+        return []
+
+    def services(self) -> list[Any]:
+        return []
+
+    def close(self) -> None:
+        return None
+
+
+class FreeAccess(RailExtras):
     """Payments off: every call is free and nothing is ever settled."""
 
     name = "free"
@@ -180,7 +212,7 @@ class Rails:
         """The tables the rails bring (each once)."""
         seen: dict[int, Table] = {}
         for rail in self._rails.values():
-            for table in getattr(rail, "tables", ()):
+            for table in rail.tables:
                 seen.setdefault(id(table), table)
         return list(seen.values())
 
@@ -192,8 +224,6 @@ class Rails:
 
     def get(self, name: str | None) -> Rail:
         rail = self._rails.get(name or _name(self.default))
-        if rail is None and not hasattr(self.default, "name"):  # a port from before rails had names
-            return self.default
         if rail is None:
             raise UsageError(f"this node has no payment rail {name!r} (it runs {', '.join(self._rails)})",
                              rail=name)
@@ -203,41 +233,37 @@ class Rails:
         return self.get(name).answer_headers(settlement)
 
     def close(self) -> None:
-        """Close what the rails hold open (a remote facilitator's HTTP client); a rail without ``close`` holds
-        nothing. Never raises: it runs at the node's shutdown."""
+        """Close what the rails hold open (a remote facilitator's HTTP client). Never raises: it runs at the node's
+        shutdown."""
         for rail in self._rails.values():
-            closer = getattr(rail, "close", None)
-            if callable(closer):
-                try:
-                    closer()
-                except Exception:
-                    log.warning("could not close payment rail %s", _name(rail), exc_info=True)
+            try:
+                rail.close()
+            except Exception:
+                log.warning("could not close payment rail %s", _name(rail), exc_info=True)
 
 
-def routers_of(rails: Iterable[object]) -> list[APIRouter]:
-    """The routers of ``rails`` (rails or rail classes with a ``routers()``), each router once."""
+def routers_of(rails: Iterable[Rail | type[RailExtras]]) -> list[APIRouter]:
+    """The routers of ``rails`` (rails, or rail classes: their ``routers()`` is static), each router once."""
     out: dict[int, APIRouter] = {}
     for rail in rails:
-        make = getattr(rail, "routers", None)
-        for router in (make() if callable(make) else ()):
+        for router in rail.routers():
             out.setdefault(id(router), router)
     return list(out.values())
 
 
-def services_of(rail: object) -> list[Any]:
-    """The background loops ``rail`` brings (its ``services()``; none without one)."""
-    make = getattr(rail, "services", None)
-    return list(make()) if callable(make) else []
+def services_of(rail: Rail) -> list[Any]:
+    """The background loops ``rail`` brings (its ``services()``)."""
+    return list(rail.services())
 
 
 def _name(rail: Rail) -> str:
-    return str(getattr(rail, "name", None) or "default")
+    return str(rail.name or "default")
 
 def cover_of(rail: Rail) -> Callable[[Ticket, int], None] | None:
     """The funds check a new call of ``rail`` needs (``cover``, run under the payer's funds lock with what its other
     calls hold), or None when the rail's ``verify`` already held this call's funds itself (a rail that says so with
     ``verify_holds_funds = True``: a channel's voucher is reserved against its channel, one call at a time)."""
-    return None if getattr(rail, "verify_holds_funds", False) else rail.cover
+    return None if rail.verify_holds_funds else rail.cover
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,7 @@ from proofmarket.payments.batch.vouchers import accepted
 from proofmarket.payments.facilitators import chain_id_of
 from proofmarket.payments.headers import encode_payment_response_header, with_receipt
 from proofmarket.payments.parse import decode_payment
-from proofmarket.payments.port import Offer
+from proofmarket.payments.port import Offer, RailExtras
 from proofmarket.payments.tickets import ProofOutcome, Settlement, Ticket, store_paid_bundle
 from proofmarket.store import ArtifactStore
 from proofmarket.systems.receipts import sign_receipt
@@ -111,7 +111,7 @@ class ChannelTerms:
     state_ttl_s: float = 60.0  # a mirrored chain state this fresh lets a voucher be checked without an RPC
 
 
-class BatchSettlementRail(ChannelChecks):
+class BatchSettlementRail(ChannelChecks, RailExtras):
     name = NAME
     tables = TABLES
 

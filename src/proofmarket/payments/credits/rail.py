@@ -47,7 +47,7 @@ from proofmarket.payments import collectable
 from proofmarket.payments.credits.repo import CreditsRepo
 from proofmarket.payments.credits.tables import TABLES, ApiKeyRow
 from proofmarket.payments.onchain import NodeChain
-from proofmarket.payments.port import Offer
+from proofmarket.payments.port import Offer, RailExtras
 from proofmarket.payments.tickets import ProofOutcome, Settlement, Ticket
 from proofmarket.systems.receipts import sign_receipt
 
@@ -70,7 +70,7 @@ def api_key_of(headers: Mapping[str, str]) -> str | None:
     return token if scheme.lower() == "bearer" and token.startswith(PREFIX) else None
 
 
-class CreditsRail:
+class CreditsRail(RailExtras):
     name = NAME
     tables = TABLES
 

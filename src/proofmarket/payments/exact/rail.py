@@ -74,7 +74,7 @@ from proofmarket.payments.headers import (
     payment_response_headers,
 )
 from proofmarket.payments.onchain import NodeChain, usdc_domain
-from proofmarket.payments.port import Offer
+from proofmarket.payments.port import Offer, RailExtras
 from proofmarket.payments.tickets import ProofOutcome, Settlement, Ticket
 from proofmarket.payments.types import PaidOnChain, VerifiedPayment
 from proofmarket.store import ArtifactStore
@@ -84,7 +84,7 @@ log = logging.getLogger(__name__)
 MAX_CACHED_TERMS = 1024  # offers whose 402 terms are kept (models x prices x payees x resources)
 
 
-class X402Payments:
+class X402Payments(RailExtras):
     """``Rail`` over a ``PaymentGate``. ``pay_to(model_id)`` names the payee of a model (its owner).
 
     ``resend_after_s``: a settlement left pending without a transaction (the facilitator could not be reached,

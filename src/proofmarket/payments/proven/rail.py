@@ -42,7 +42,7 @@ from proofmarket.payments.attempts import Attempts
 from proofmarket.payments.captures import captured
 from proofmarket.payments.headers import PAYMENT_SIGNATURE_HEADER, payment_response_headers
 from proofmarket.payments.parse import check_resource, check_window, decode_payment, payload_of_scheme
-from proofmarket.payments.port import Offer
+from proofmarket.payments.port import Offer, RailExtras
 from proofmarket.payments.proven.scheme import SCHEME, ProvenPayment
 from proofmarket.payments.tickets import ProofOutcome, Settlement, Ticket
 from proofmarket.store import ArtifactStore
@@ -85,7 +85,7 @@ class ProvenChain(Protocol):
     def now(self) -> int: ...
 
 
-class ProvenRail:
+class ProvenRail(RailExtras):
     name = NAME
 
     def __init__(self, terms: ProvenTerms, chain: ProvenChain, node: Any, store: ArtifactStore,

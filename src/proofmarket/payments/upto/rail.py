@@ -64,7 +64,7 @@ from proofmarket.payments.parse import (
     decode_payment,
     payload_of_scheme,
 )
-from proofmarket.payments.port import Offer
+from proofmarket.payments.port import Offer, RailExtras
 from proofmarket.payments.tickets import ProofOutcome, Settlement, Ticket
 from proofmarket.store import ArtifactStore
 
@@ -110,7 +110,7 @@ class UptoChain(Protocol):
     def now(self) -> int: ...
 
 
-class UptoRail:
+class UptoRail(RailExtras):
     name = NAME
 
     def __init__(self, terms: UptoTerms, facilitator: FacilitatorClientSync, chain: UptoChain, node: LocalAccount,
