@@ -2,7 +2,7 @@
 // deposit sent from the wallet, see the balance, charges and claims, withdraw after the channel's delay), API keys
 // (made and revoked by a wallet signature, shown once) and prepaid credits and passes (bought with one x402 payment).
 // Every transaction and signature goes through the connected wallet; the page talks to this node only.
-import { $, say, fillTable, fillList, nodeFetch, nodeError, button, usdc, nodeJson, atomicOf } from './ui.js';
+import { $, say, fillTable, fillList, nodeFetch, nodeError, button, usdc, nodeJson, atomicOf, when } from './ui.js';
 import { wallet, nodeInfo, ensureWallet, addressHeaders, rejected, rpc, sendTx, signReceiveAuthorization } from './wallet.js';
 
 const ZERO32 = '0x' + '00'.repeat(32);
@@ -177,7 +177,7 @@ async function credits() {
     const doc = await nodeJson('/v1/credits', { headers: await addressHeaders('credits') });
     fillList('credits-details', [['balance (USDC)', usdc(doc.balance)], ['held by calls', usdc(doc.held)],
       ['statement entries', String(doc.ledger.length)]]);
-    fillTable('credits-statement', doc.ledger.map((e) => [e.created_at.slice(0, 19).replace('T', ' '),
+    fillTable('credits-statement', doc.ledger.map((e) => [when(e.created_at),
       e.status === 'posted' ? e.kind : `${e.kind} (${e.status})`,
       `${e.direction === 'in' ? '+' : '−'}${usdc(e.amount)} USDC`,
       e.balance_after === undefined ? '' : `${usdc(e.balance_after)} USDC`,

@@ -4,7 +4,7 @@
 // tiers gave away, and the market's own counters) with the x402 splits still held and a button to release them; the
 // node's prover record and ERC-8004 scores, the connected address's own record read on chain, and staking through
 // the wallet.
-import { $, say, fillList, fillTable, button, nodeError, nodeFetch, usdc, barChart } from './ui.js';
+import { $, say, fillList, fillTable, button, nodeError, nodeFetch, usdc, barChart, when, addressView } from './ui.js';
 import { wallet, ensureWallet, rejected, contracts, addressHeaders } from './wallet.js';
 import { proverRecord, stake, releaseSplit, withdrawOwed, reason } from './onchain.js';
 import { upload } from './owner.js';
@@ -44,8 +44,9 @@ async function earnings() {
     fillTable('revenue-rail-table', Object.entries(e.book.by_rail || {}).map(([rail, v]) => [rail, `${usdc(v)} USDC`]));
     fillTable('revenue-day-table', (e.book.by_day || []).slice(-30).reverse().map((d) => [d.day, `${usdc(d.revenue)} USDC`]));
     revenueChart(e.book.by_day || []);
-    fillTable('transactions-table', (e.book.transactions || []).map((t) => [t.created_at.slice(0, 19).replace('T', ' '),
-      movement(t), usdc(t.amount), t.model_id ? t.model_id.slice(0, 16) + '…' : '-', t.transaction || 'in the node\'s book']));
+    fillTable('transactions-table', (e.book.transactions || []).map((t) => [when(t.created_at),
+      movement(t), usdc(t.amount), t.model_id ? t.model_id.slice(0, 16) + '…' : '-',
+      t.transaction ? addressView(t.transaction, 'tx') : 'in the node\'s book']));
     fillTable('free-tier-table', Object.entries(e.book.free_tier || {}).map(([id, f]) => [id.slice(0, 16) + '…',
       usdc(f.value_atomic), String(f.calls_30d), `${f.calls_per_day} / ${f.total_per_day}`]));
   }
@@ -54,7 +55,7 @@ async function earnings() {
     b.id = 'owed-withdraw-button';
     $('earnings').append(b);
   }
-  fillTable('splits-table', (e.pending || []).map((p) => [p.model_id.slice(0, 16) + '…', `${usdc(p.amount)} USDC`, p.splitter,
+  fillTable('splits-table', (e.pending || []).map((p) => [p.model_id.slice(0, 16) + '…', `${usdc(p.amount)} USDC`, addressView(p.splitter),
     BigInt(p.amount) > 0n ? button(`Release ${p.model_id.slice(0, 12)}`, () => release(p)) : 'nothing held']));
   say('earnings-status', e.market ? `earnings of ${e.address}: the node's book and market ${e.market}`
     : `earnings of ${e.address} in the node's book`, 'ok');

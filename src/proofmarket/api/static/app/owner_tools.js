@@ -1,6 +1,6 @@
 // An owner's settings of its models, signed in with the wallet (Sign-In with Ethereum): a model's free tier
 // (POST /v1/models/{id}/free-quota) and webhooks (POST/GET/DELETE /v1/webhooks) with their recent deliveries.
-import { $, say, fillTable, button, nodeError, nodeFetch, nodeJson } from './ui.js';
+import { $, say, fillTable, button, nodeError, nodeFetch, nodeJson, when } from './ui.js';
 import { ensureWallet, rejected, addressHeaders } from './wallet.js';
 
 // The owner's listings as the choices of the free-tier form (the ones sold: a free tier is for a served model)
@@ -80,7 +80,7 @@ async function webhooks(quiet = false) {
     const live = doc.webhooks.filter((w) => !w.revoked_at);
     fillTable('webhooks-table', live.map((w) => [w.url, w.events.join(', '), w.model_id ? w.model_id.slice(0, 16) + '…' : 'all',
       button(`Unsubscribe ${w.id}`, () => unsubscribe(w.id))]));
-    fillTable('deliveries-table', doc.deliveries.map((d) => [(d.delivered_at || d.created_at).slice(0, 19).replace('T', ' '),
+    fillTable('deliveries-table', doc.deliveries.map((d) => [when(d.delivered_at || d.created_at),
       d.status, d.event, d.job_id || '-', `${d.attempts}${d.last_error ? `, ${d.last_error}` : ''}`]));
     if (!quiet) {
       say('webhook-status', live.length ? `${live.length} webhook(s), ${doc.deliveries.length} recent deliveries`
