@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from api_helpers import mlp_input
-from browser_wallet import chromium_or_skip
+from browser_wallet import chromium_or_skip, fill_request
 from fastapi import FastAPI
 from served import Served
 
@@ -130,7 +130,7 @@ def test_the_page_says_not_valid_for_an_edited_output_and_shows_only_the_proven_
             route.fulfill(response=response, body=json.dumps(body))
 
         page.route("**/infer", lying)
-        page.fill("#call-json", json.dumps(mlp_input()))
+        fill_request(page, mlp_input())
         page.click("#call-button")
         page.wait_for_selector("#call-status.ok, #call-status.bad", timeout=180_000)
         result = page.text_content("#call-result") or ""

@@ -16,7 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from browser_wallet import DevWallet, chromium_or_skip, connect, serious_violations, with_axe
+from browser_wallet import DevWallet, chromium_or_skip, connect, fill_request, serious_violations, with_axe
 from escrow_helpers import PRICE_UNITS, AppFactory, EscrowEnv, mlp_input, other_input, serve
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -71,7 +71,7 @@ def test_a_wallet_escrows_from_the_page_verifies_on_chain_and_refunds(env: Escro
 
         # pay for a call over x402, see the answer, verify it in the page and on chain; a flipped byte fails both
         before = usdc.balance_of(consumer.address)
-        page.fill("#call-json", json.dumps(other_input()))
+        fill_request(page, other_input())
         page.click("#call-button")
         assert "proof bundle is loaded" in _status(page, "#call-status")
         assert before - usdc.balance_of(consumer.address) == PRICE_UNITS
@@ -90,7 +90,7 @@ def test_a_wallet_escrows_from_the_page_verifies_on_chain_and_refunds(env: Escro
         page.click("#chain-tamper-button")
         assert "NOT valid on chain" in _status(page, "#chain-status")
         page.screenshot(path=str(SHOTS / "app-paid-verified-on-chain.png"), full_page=True)
-        page.fill("#call-json", json.dumps(mlp_input()))
+        fill_request(page, mlp_input())
 
         # a rejected approval, then a wallet on another chain: nothing escrowed
         before = usdc.balance_of(consumer.address)
@@ -143,7 +143,7 @@ def test_a_wallet_escrows_from_the_page_verifies_on_chain_and_refunds(env: Escro
         page.goto(f"{served}/app/#model/{env.hashed}")
         page.wait_for_selector("#escrow:not([hidden])")
         connect(page)
-        page.fill("#call-json", json.dumps(other_input()))
+        fill_request(page, other_input())
         page.select_option("#escrow-payment", "eip3009")
         sent = len(wallet.sent)
         page.click("#escrow-button")
@@ -269,7 +269,7 @@ def test_a_node_that_names_a_squatted_listing_gets_nothing_escrowed(env: EscrowE
         page.goto(f"{served}/app/#model/{env.public}")
         page.wait_for_selector("#escrow:not([hidden])")
         connect(page)
-        page.fill("#call-json", json.dumps(mlp_input()))
+        fill_request(page, mlp_input())
         page.click("#escrow-button")
         status = _status(page, "#escrow-status")
         assert "not the one compiled from the model's manifest" in status, status

@@ -5,13 +5,12 @@ registry call the node prepares), find it in the catalogue by tag, call it, see 
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from browser_wallet import DevWallet, chromium_or_skip, connected_page, serious_violations
+from browser_wallet import DevWallet, chromium_or_skip, connected_page, fill_request, serious_violations
 from escrow_helpers import AppFactory, EscrowEnv, mlp_input, serve
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -103,7 +102,7 @@ def test_an_owner_lists_registers_finds_calls_and_charts_a_model_from_a_phone(en
         # the model's page is built (its form too) once its title names it: fill the input after that, not before
         _until(lambda: page.text_content("#model-title") == "owner-iris",
                shown=lambda: (page.text_content("#model-title"), page.url, logs[-10:]))
-        page.fill("#call-json", json.dumps(mlp_input()))
+        fill_request(page, mlp_input())
         page.click("#call-button")
         _status(page, "#call-status", timeout=300_000)
         def stats_show_the_call() -> bool:

@@ -189,3 +189,11 @@ def _manifest_probe(url: str) -> str:
         return f"the manifest answered {answer.status_code} in {time.monotonic() - start:.1f} s"
     except httpx.HTTPError as exc:
         return f"the manifest did not answer in {time.monotonic() - start:.1f} s ({exc!r})"
+
+
+def fill_request(page: Any, doc: object) -> None:
+    """Type a call's input as JSON in the model page's developer box (opened first: it is folded under the fields)."""
+    import json
+
+    page.evaluate("document.getElementById('call-json-box').open = true")
+    page.fill("#call-json", json.dumps(doc))

@@ -6,7 +6,6 @@ chain are refused with a message and cost nothing. Screenshots go to tests/scree
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,7 +14,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from browser_wallet import DevWallet, chromium_or_skip, connect, connected_page, serious_violations, with_axe
+from browser_wallet import (
+    DevWallet,
+    chromium_or_skip,
+    connect,
+    connected_page,
+    fill_request,
+    serious_violations,
+    with_axe,
+)
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
@@ -67,14 +74,14 @@ def test_a_wallet_pays_verifies_in_the_page_and_finds_its_history(node: Served, 
 
         # a wrong-shaped input: refused by the node before any payment
         before = balance()
-        page.fill("#call-json", json.dumps({"input_data": [[1.0, 2.0]]}))
+        fill_request(page, {"input_data": [[1.0, 2.0]]})
         page.click("#call-button")
         page.wait_for_selector("#call-status.bad")
         assert "input_shape" in (page.text_content("#call-status") or "") and balance() == before
 
         # a rejected signature: nothing paid
         wallet.reject = True
-        page.fill("#call-json", json.dumps(mlp_input()))
+        fill_request(page, mlp_input())
         page.evaluate("document.getElementById('call-status').className = ''")
         page.click("#call-button")
         page.wait_for_selector("#call-status.bad")

@@ -70,7 +70,8 @@ export function buildForm(m) {
   fields.replaceChildren();
   $('call-json').value = JSON.stringify(example(m));
   $('prompt-fields').hidden = !generates(m);
-  $('call-json-label').hidden = $('call-json').hidden = generates(m);
+  $('call-json-box').hidden = generates(m);
+  $('call-json-box').open = !(m.inputs && m.inputs.length);  // no fields to fill: the JSON is the form
   if (generates(m)) {
     $('call-max').value = capFor(m, Number($('call-max-tokens').value || 16));
     return;
