@@ -63,7 +63,8 @@ def test_a_lost_database_connection_fails_no_job_and_releases_nothing(tmp_path: 
     failure. It is left running for the engine's recovery (a worker's janitor queues it again), its payment held."""
     from sqlalchemy.exc import OperationalError
 
-    lost = OperationalError("UPDATE jobs", {}, Exception("server closed the connection unexpectedly"))
+    lost = OperationalError("UPDATE jobs", {}, Exception("server closed the connection unexpectedly"),
+                            connection_invalidated=True)  # what SQLAlchemy raises for a broken connection
     prover = FailingProver(lost)
     queue, jobs, settle, registry = build(tmp_path, prover)
     job = jobs.create(new_job(nonce="n", payment={"nonce": "n", "amount_atomic": "1"}))

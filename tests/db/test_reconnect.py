@@ -9,10 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 from pg_server import fresh_database, postgres_server, start, stop
-from sqlalchemy import text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import DBAPIError, OperationalError
 
-from proofmarket.db import Database
+from proofmarket.db import Database, lost_connection
 from proofmarket.db import engine as engine_module
 
 
@@ -67,3 +67,28 @@ def test_a_server_never_reached_fails_at_once(tmp_path: object) -> None:
     with pytest.raises(OperationalError):
         _one(db)
     assert time.monotonic() - began < engine_module.RECONNECT_WAIT_S / 3
+
+
+def test_a_connection_cut_under_a_transaction_is_lost_and_a_bad_statement_is_not(server: str, tmp_path: object
+                                                                                 ) -> None:
+    """What the call runner leaves for the queue's recovery (``lost_connection``) is a connection the server cut,
+    as PostgreSQL reports it; a statement's own error is the call's, on either backend."""
+    db = Database(fresh_database(server))
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with pytest.raises(DBAPIError) as cut, db.session() as s:
+            pid = s.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            with admin.connect() as other:
+                other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            s.execute(text("SELECT 1"))
+        assert lost_connection(cut.value)
+        with pytest.raises(DBAPIError) as bad, db.session() as s:
+            s.execute(text("SELECT * FROM nowhere"))
+        assert not lost_connection(bad.value)
+    finally:
+        admin.dispose()
+        db.engine.dispose()
+    lite = Database(f"sqlite:///{tmp_path}/lite.db")
+    with pytest.raises(OperationalError) as missing, lite.session() as s:  # sqlite3 says OperationalError here
+        s.execute(text("SELECT * FROM nowhere"))
+    assert not lost_connection(missing.value)

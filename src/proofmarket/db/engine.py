@@ -25,7 +25,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Table, create_engine, event, inspect, text
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
@@ -235,9 +235,11 @@ def _engine(url: str) -> Engine:
 
 
 def lost_connection(exc: BaseException) -> bool:
-    """The database went away under a statement (its connection was cut, or could not be opened again within
-    ``RECONNECT_WAIT_S``): not the fault of what the statement was doing, which is left to be done again."""
-    return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+    """The database went away under a statement: its connection was cut (SQLAlchemy invalidated it; the driver says
+    the connection is closed or broken). Not the fault of what the statement was doing, which is left to be done
+    again. Any other database error (a missing table, SQLite's lock timeout, a server that stayed away longer than
+    ``RECONNECT_WAIT_S``) is not."""
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 class _ConnectWaiter:
