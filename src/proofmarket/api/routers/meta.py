@@ -13,6 +13,7 @@ from proofmarket.api.security import IsAdminDep
 from proofmarket.api.signed import describe
 from proofmarket.api.views import registry_listing
 from proofmarket.core.errors import ProofMarketError
+from proofmarket.core.profiles import ChainProfile
 from proofmarket.core.settings import Settings
 from proofmarket.intake.callback_terms import CallbackRule
 from proofmarket.marketplace.catalog import ServedModel
@@ -170,15 +171,19 @@ def _chain(services: NodeServices, paid: dict[str, object] | None) -> dict[str, 
 
 def _settings_explorer(settings: Settings) -> str | None:
     """The block explorer of the chain the settings name (a known profile's), None for an unnamed RPC's chain."""
-    if settings.chain.name is None and settings.chain.rpc_url is not None:
-        return None
-    return settings.profile().explorer
+    profile = _named_profile(settings)
+    return profile.explorer if profile is not None else None
 
 
 def _settings_chain(settings: Settings) -> dict[str, object] | None:
     """The chain the settings name without asking an RPC: PROOFMARKET_CHAIN's profile, or the devnet's when no
     RPC URL is set; None for an RPC of unnamed chain (the market's client names it when one is deployed)."""
+    profile = _named_profile(settings)
+    return {"name": profile.name, "chain_id": profile.chain_id} if profile is not None else None
+
+
+def _named_profile(settings: Settings) -> ChainProfile | None:
+    """The profile of the chain the settings name (PROOFMARKET_CHAIN, or the devnet's when no RPC URL is set)."""
     if settings.chain.name is None and settings.chain.rpc_url is not None:
         return None
-    profile = settings.profile()
-    return {"name": profile.name, "chain_id": profile.chain_id}
+    return settings.profile()
