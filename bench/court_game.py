@@ -24,7 +24,7 @@ from eth_utils import keccak
 from proofmarket.chain import Devnet, deploy, dev_account, find_anvil
 from proofmarket.chain.artifacts import load_artifact
 from proofmarket.chain.commitments import model_id_of, model_key
-from proofmarket.chain.court import AttestationCourt, CourtParams
+from proofmarket.chain.court import AttestationCourt, CourtParams, deploy_court
 from proofmarket.chain.deploy import COURT_PARAMS, DEVNET_COURT_PARAMS
 from proofmarket.chain.types import ModelSpec
 
@@ -84,8 +84,7 @@ class Table:
 
 def _table(chain: Any, admin: LocalAccount, usdc: Any, registry: Any, params: tuple[int, ...]) -> Table:
     owner, consumer = dev_account(1, chain.chain_id), dev_account(2, chain.chain_id)
-    court_address, _ = chain.deploy(load_artifact("AttestationCourt"), admin, usdc.address, registry.address,
-                                    admin.address, params, 0)
+    court_address, _ = deploy_court(chain, admin, usdc.address, registry.address, admin.address, params, 0)
     court = AttestationCourt(chain, court_address)
     p = court.params()
     name = f"bafy-game-{court_address[-6:]}"

@@ -24,7 +24,7 @@ from prices import L2_GAS_GWEI, assumptions, dollars, l1_data_bound_usd, l2_usd,
 from proofmarket.chain import Devnet, TxResult, deploy, dev_account, find_anvil
 from proofmarket.chain.artifacts import load_artifact
 from proofmarket.chain.commitments import model_id_of, model_key
-from proofmarket.chain.court import AttestationCourt, Commitment
+from proofmarket.chain.court import AttestationCourt, Commitment, deploy_court
 from proofmarket.chain.erc8004 import Erc8004
 from proofmarket.chain.types import ModelSpec
 
@@ -71,14 +71,16 @@ def measure() -> Gas:
                          input_instances=1, instance_count=5, metadata_cid="bafy")
         registry.register(model_key("bafy-attested"), spec, owner)
         key = model_id_of(owner.address, model_key("bafy-attested"))
-        court_address, tx = client.deploy(load_artifact("AttestationCourt"), admin, usdc.address, registry.address,
-                                          admin.address, PARAMS, 60)
+        court_address, tx = deploy_court(client, admin, usdc.address, registry.address, admin.address, PARAMS, 60)
         gas.note("court deploy", tx)
         wrapped = AttestationCourt(client, court_address)
         for who, amount, validator in ((node, 100 * USDC, False), *((v, 10 * USDC, True) for v in validators)):
             usdc.approve(court_address, amount + 10 * USDC, who)
             gas.note("stake (validator: a checkpoint)" if validator else "stake (node)",
                      wrapped.stake(amount, who, validator=validator))
+            if validator:  # only a validator that declared the model weighs on its requests
+                gas.note("declare a model (validator)", wrapped.declare(key, who))
+        client.rpc("evm_mine", [])  # declarations count from the next block
         usdc.approve(court_address, 100 * PRICE, consumer)
 
         def request(h: int) -> int:

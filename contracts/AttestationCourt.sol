@@ -9,6 +9,7 @@ import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {MessageHashUtils} from "@openzeppelin/contracts/utils/cryptography/MessageHashUtils.sol";
 import {Checkpoints} from "@openzeppelin/contracts/utils/structs/Checkpoints.sol";
 import {ModelRegistry} from "./ModelRegistry.sol";
+import {StakeCheckpoints} from "./StakeCheckpoints.sol";
 
 /// @title AttestationCourt
 /// @notice Escrow for attested results (proofmarket-attested-toploc-v1) with a challenge window, staked
@@ -42,7 +43,7 @@ import {ModelRegistry} from "./ModelRegistry.sol";
 /// any of them once it is challenged. Unstaking a validator's stake waits `unbondDelay`.
 contract AttestationCourt is Ownable, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
-    using Checkpoints for Checkpoints.Trace208;
+    using StakeCheckpoints for Checkpoints.Trace208; // linked, not inlined: the court's size
 
     uint16 internal constant BPS = 10_000;
     uint64 internal constant MAX_PARAMS_DELAY = 30 days;
@@ -294,16 +295,16 @@ contract AttestationCourt is Ownable, ReentrancyGuardTransient {
             if (list.length >= MAX_DECLARED) revert TooManyModels(MAX_DECLARED);
             list.push(modelId);
             declaredAt[msg.sender][modelId] = block.number;
-            _modelStake[modelId].push(uint48(block.number), uint208(total + s));
-            _declaredStake[msg.sender][modelId].push(uint48(block.number), uint208(s));
+            _modelStake[modelId].set(total + s);
+            _declaredStake[msg.sender][modelId].set(s);
         } else {
             uint256 i;
             while (list[i] != modelId) ++i;
             list[i] = list[list.length - 1];
             list.pop();
             delete declaredAt[msg.sender][modelId];
-            _modelStake[modelId].push(uint48(block.number), uint208(total - s));
-            _declaredStake[msg.sender][modelId].push(uint48(block.number), 0);
+            _modelStake[modelId].set(total - s);
+            _declaredStake[msg.sender][modelId].set(0);
         }
         emit Declared(msg.sender, modelId, checks);
     }
@@ -314,7 +315,7 @@ contract AttestationCourt is Ownable, ReentrancyGuardTransient {
 
     /// @notice A validator's bonded stake at the end of block `blockNumber`.
     function stakeAt(address who, uint256 blockNumber) public view returns (uint256) {
-        return _stakeHistory[who].upperLookupRecent(uint48(blockNumber));
+        return _stakeHistory[who].at(blockNumber);
     }
 
     /// @notice What `who`'s vote on `requestId` weighs: its stake before the commitment, capped by its stake
@@ -454,7 +455,7 @@ contract AttestationCourt is Ownable, ReentrancyGuardTransient {
         r.status = Status.Challenged;
         r.windowEnd = uint64(block.timestamp) + p.voteWindow; // now the vote's deadline
         uint256 b = r.commitBlock - 1;
-        r.eligible = uint128(_modelStake[r.modelId].upperLookupRecent(uint48(b)) - _counted(r.node, r.modelId, b)
+        r.eligible = uint128(_modelStake[r.modelId].at(b) - _counted(r.node, r.modelId, b)
             - (r.consumer == r.node ? 0 : _counted(r.consumer, r.modelId, b)));
         emit Challenged(requestId, msg.sender, r.windowEnd);
         usdc.safeTransferFrom(msg.sender, address(this), p.challengeBond);
@@ -604,18 +605,18 @@ contract AttestationCourt is Ownable, ReentrancyGuardTransient {
     function _setStake(address who, uint256 amount) private {
         uint256 before = validatorStake[who];
         validatorStake[who] = amount;
-        _stakeHistory[who].push(uint48(block.number), uint208(amount));
+        _stakeHistory[who].set(amount);
         bytes32[] storage list = _declared[who];
         for (uint256 i; i < list.length; ++i) {
             Checkpoints.Trace208 storage t = _modelStake[list[i]];
-            t.push(uint48(block.number), uint208(t.latest() + amount - before));
-            _declaredStake[who][list[i]].push(uint48(block.number), uint208(amount));
+            t.set(t.latest() + amount - before);
+            _declaredStake[who][list[i]].set(amount);
         }
     }
 
     /// @dev `who`'s part of the model's total at the end of block `b`, whatever it declared since.
     function _counted(address who, bytes32 modelId, uint256 b) private view returns (uint256) {
-        return _declaredStake[who][modelId].upperLookupRecent(uint48(b));
+        return _declaredStake[who][modelId].at(b);
     }
 
     function _storeSeed(Request storage r) private {

@@ -4,9 +4,10 @@
 // Project mode (no arguments, `make contracts`):
 //   contracts/*.sol            -> src/proofmarket/chain/artifacts/<Contract>.json
 //   tests/chain/contracts/*.sol -> tests/chain/artifacts/<Contract>.json
-// Each artifact holds abi, bytecode, deployedBytecode, immutableReferences, compiler, settings, sources (path -> sha256
-// of the file that went in, imports included) and sourceHash (sha256 over the sorted
-// "path\0sha256\n" lines). tests/chain/test_artifacts.py recomputes the hash to catch stale artifacts.
+// Each artifact holds abi, bytecode, deployedBytecode, immutableReferences, linkReferences and
+// deployedLinkReferences (external libraries), compiler, settings, sources (path -> sha256 of the file that went in,
+// imports included) and sourceHash (sha256 over the sorted "path\0sha256\n" lines). tests/chain/test_artifacts.py
+// recomputes the hash to catch stale artifacts.
 //
 // Single-file mode (an EZKL-generated verifier, or any external contract):
 //   node scripts/compile_contracts.js --single IN.sol --contract Halo2Verifier --out OUT.json [--runs 1] [--via-ir true]
@@ -69,8 +70,9 @@ function compile(sources, settings, baseDir) {
     sources,
     settings: {
       ...settings,
-      outputSelection: { '*': { '*': ['abi', 'evm.bytecode.object', 'evm.deployedBytecode.object',
-        'evm.deployedBytecode.immutableReferences', 'metadata'] } },
+      outputSelection: { '*': { '*': ['abi', 'evm.bytecode.object', 'evm.bytecode.linkReferences',
+        'evm.deployedBytecode.object', 'evm.deployedBytecode.immutableReferences',
+        'evm.deployedBytecode.linkReferences', 'metadata'] } },
     },
   };
   const reader = makeReader(baseDir);
@@ -101,6 +103,10 @@ function artifactFor(contract, contents, settings) {
     // where the constructor writes immutables into the runtime code (byte offsets): masked when on-chain code
     // is compared with this artifact (proofmarket chain verify-deployment)
     immutableReferences: contract.evm.deployedBytecode.immutableReferences || {},
+    // where each external library's address goes (byte offsets, by source unit and library name): the code holds
+    // a placeholder there until the library is deployed and linked (artifacts.py Artifact.linked)
+    linkReferences: contract.evm.bytecode.linkReferences || {},
+    deployedLinkReferences: contract.evm.deployedBytecode.linkReferences || {},
     compiler: solc.version(),
     settings: { optimizer: settings.optimizer, evmVersion: settings.evmVersion, viaIR: settings.viaIR },
     sources: files,

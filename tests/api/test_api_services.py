@@ -70,3 +70,33 @@ def test_an_app_whose_lifespan_runs_again_runs_its_services_again(make_app: AppF
             assert [s["name"] for s in health["services"]] == ["call-settler", "engine", "webhooks", "escrow-watcher"]
             assert all(s["running"] for s in health["services"]), health
     assert [e for e, _ in escrow.events] == ["start", "stop", "start", "stop"]
+
+
+def test_the_lifespan_builds_each_watcher_once_and_the_routers_read_it(make_app: AppFactory) -> None:
+    app = make_app()
+    services, built = app.state.services, []
+    escrow = _Watcher("escrow-watcher", lambda: True)
+
+    def build_escrow() -> _Watcher:
+        built.append("escrow")
+        return escrow
+
+    def build_court() -> None:  # no court deployed (or the watcher off)
+        built.append("court")
+
+    services.build_escrow, services.build_court = build_escrow, build_court
+    with TestClient(app) as client:  # the routers, before and after: no request builds a watcher
+        assert built == ["escrow", "court"] and app.state.escrow is escrow and app.state.court is None
+        refused = client.get("/v1/court/1")
+        assert refused.status_code == 404 and refused.json()["error"]["code"] == "court_unavailable"
+    with TestClient(app):  # the lifespan again: the same watchers, "no court" remembered
+        pass
+    assert built == ["escrow", "court"] and [e for e, _ in escrow.events] == ["start", "stop", "start", "stop"]
+
+
+def test_without_a_lifespan_no_route_builds_a_watcher(make_app: AppFactory) -> None:
+    app = make_app()
+    services, built = app.state.services, []
+    services.build_court = lambda: built.append("court")
+    refused = TestClient(app).get("/v1/court/1")  # not entered: the lifespan never ran
+    assert refused.status_code == 404 and refused.json()["error"]["code"] == "court_unavailable" and built == []

@@ -22,7 +22,7 @@ from eth_utils import keccak
 
 from proofmarket.chain.artifacts import load_artifact
 from proofmarket.chain.commitments import model_id_of, model_key
-from proofmarket.chain.court import AttestationCourt, Commitment, CourtParams, leaf, merkle_root
+from proofmarket.chain.court import AttestationCourt, Commitment, CourtParams, deploy_court, leaf, merkle_root
 from proofmarket.core.errors import ContractReverted
 
 pytestmark = pytest.mark.chain
@@ -36,9 +36,8 @@ PARAMS = CourtParams(WINDOW, VOTE_WINDOW, RESPONSE_WINDOW, UNBOND, QUORUM_BPS, 1
 
 
 def _court(chain: Chain, params: CourtParams = PARAMS) -> AttestationCourt:
-    address, _ = chain.client.deploy(load_artifact("AttestationCourt"), chain.accounts.admin, chain.usdc.address,
-                                     chain.registry.address, chain.accounts.admin.address, params.as_tuple(),
-                                     PARAMS_DELAY)
+    address, _ = deploy_court(chain.client, chain.accounts.admin, chain.usdc.address, chain.registry.address,
+                              chain.accounts.admin.address, params.as_tuple(), PARAMS_DELAY)
     return AttestationCourt(chain.client, address)
 
 
@@ -529,6 +528,20 @@ def test_a_validator_declares_at_most_the_courts_limit(chain: Chain) -> None:
     assert len(court.declared_models(a.stranger.address)) == limit
     court.unstake(1, a.stranger, validator=True)  # a stake change updates every declared model's total
     assert court.stake_of(a.stranger.address, validator=True) == VALIDATOR_STAKE - 1
+
+
+def test_a_validator_of_several_models_moves_its_stake_in_the_block_after_the_last_move(chain: Chain) -> None:
+    # eth_estimateGas runs in the latest block, where each checkpoint the last move wrote is updated in place; mined
+    # in the next block, every one of them (its own and two per declared model) is a new slot: the gas sent covers it
+    court, _ = _setup(chain)
+    who = chain.accounts.stranger
+    for i in range(3):
+        court.declare(keccak(text=f"model-{i}"), who)
+    _fund(chain, court, who, 3 * USDC)
+    court.stake(USDC, who, validator=True)  # writes 1 + 2 x 4 checkpoints in this block ...
+    court.unstake(USDC, who, validator=True)  # ... and again in the next
+    court.stake(2 * USDC, who, validator=True)
+    assert court.stake_of(who.address, validator=True) == VALIDATOR_STAKE + 2 * USDC
 
 
 def _callbacks(chain: Chain, court: AttestationCourt, mode: int) -> tuple[object, object]:

@@ -55,7 +55,8 @@ def test_devnet_dry_run_deploy_record_verify_and_transfer(devnet: Devnet, tmp_pa
     creates = [t for t in plan["transactions"] if t["action"] == "create"]
     assert [t["contract"] for t in creates] == ["TestUSDC", "ModelRegistry", "InferenceMarket", "IdentityRegistry",
                                                 "ReputationRegistry", "ValidationRegistry", "ZkValidator",
-                                                "AttestationCourt", "CourtValidator", "SharedVerifier"]
+                                                "StakeCheckpoints", "AttestationCourt", "CourtValidator",
+                                                "SharedVerifier"]
     assert all(t["gas"] > 100_000 for t in creates)
     assert plan["totalGas"] == sum(t["gas"] for t in creates)
     assert plan["totalCostWei"] == plan["totalGas"] * plan["priceWei"] > 0
@@ -79,10 +80,10 @@ def test_devnet_dry_run_deploy_record_verify_and_transfer(devnet: Devnet, tmp_pa
         assert entry["sourceHash"] == load_artifact(entry["artifact"]).source_hash
 
     verified = cli(env, "chain", "verify-deployment", "--record", str(record_file))
-    assert [c["status"] for c in verified["contracts"]] == ["match"] * 10
+    assert [c["status"] for c in verified["contracts"]] == ["match"] * 11  # the court and its library too
     # no record under HOME (it went to --record-dir): the chain's deployment file is verified instead
     from_file = cli(env, "chain", "verify-deployment")
-    assert from_file["record"].endswith("deployment.json") and len(from_file["contracts"]) == 10
+    assert from_file["record"].endswith("deployment.json") and len(from_file["contracts"]) == 11
     again = cli(env, "chain", "deploy", "--dry-run")  # a live deployment: deploy would send nothing
     assert again["reused"] and again["contracts"]["InferenceMarket"]["address"] == addresses["InferenceMarket"]
 

@@ -13,9 +13,9 @@ from eth_utils import keccak
 from hypothesis.stateful import run_state_machine_as_test
 from property_helpers import planted, run_settings
 
-from proofmarket.chain.artifacts import Artifact, load_artifact
+from proofmarket.chain.artifacts import Artifact
 from proofmarket.chain.commitments import model_id_of, model_key
-from proofmarket.chain.court import AttestationCourt, CourtParams
+from proofmarket.chain.court import AttestationCourt, CourtParams, deploy_court
 
 pytestmark = pytest.mark.chain
 WINDOWS = {"window": 300, "vote": 300, "unbond": 900, "short": 30}
@@ -27,8 +27,8 @@ PARAMS = CourtParams(WINDOWS["window"], WINDOWS["vote"], 200, WINDOWS["unbond"],
 def test_random_sequences_never_free_a_voting_stake_nor_settle_a_request_twice(
         chain: Chain, artifact: Artifact | None = None, settings: Any = None) -> None:
     a = chain.accounts
-    address, _ = chain.client.deploy(artifact or load_artifact("AttestationCourt"), a.admin, chain.usdc.address,
-                                     chain.registry.address, a.admin.address, PARAMS.as_tuple(), 200)
+    address, _ = deploy_court(chain.client, a.admin, chain.usdc.address, chain.registry.address, a.admin.address,
+                              PARAMS.as_tuple(), 200, artifact=artifact)
     court = AttestationCourt(chain.client, address)
     list_model(chain, "bafy-attested", vk_digest=keccak(text="proofmarket-attested-toploc-v1"),
                onnx_sha256=b"\x11" * 32, input_instances=1, instance_count=5)

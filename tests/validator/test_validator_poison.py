@@ -21,7 +21,7 @@ from chain_helpers import PRICE, USDC, Chain, list_model
 from eth_utils import keccak
 
 from proofmarket.chain.artifacts import load_artifact
-from proofmarket.chain.court import AttestationCourt, CourtParams
+from proofmarket.chain.court import AttestationCourt, CourtParams, deploy_court
 from proofmarket.core.settings import Settings
 from proofmarket.systems.workspace import Workspace
 from proofmarket.validator.process import FAILING_AFTER, MAX_ATTEMPTS, Validator, Verdict
@@ -71,7 +71,7 @@ def cheater(chain: Chain) -> Iterator[tuple[AttestationCourt, list[int], _Attack
     artifact = load_artifact("AttestationCourt")
     args: list[Any] = [chain.usdc.address, chain.registry.address, a.admin.address, params.as_tuple()]
     inputs = next(len(e["inputs"]) for e in artifact.abi if e["type"] == "constructor")
-    address, deployed = chain.client.deploy(artifact, a.admin, *args, *[60] * (inputs - len(args)))  # a delay
+    address, deployed = deploy_court(chain.client, a.admin, *args, *[60] * (inputs - len(args)))  # a delay
     court = AttestationCourt(chain.client, address)
     listed = list_model(chain, "bafy-attested", vk_digest=keccak(text="proofmarket-attested-toploc-v1"),
                         onnx_sha256=WEIGHTS, input_instances=1, instance_count=5)

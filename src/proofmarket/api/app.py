@@ -51,6 +51,8 @@ from proofmarket.api.routers import (
 from proofmarket.api.security import check_admin_token
 from proofmarket.core.errors import ProofMarketError
 from proofmarket.core.settings import Settings
+from proofmarket.intake.court import CourtService
+from proofmarket.intake.escrow import EscrowService
 from proofmarket.mcp_tools.serve import McpEndpoint, app_http
 from proofmarket.mcp_tools.server import ToolServer
 from proofmarket.node.compose import build_node, rail_routers
@@ -156,13 +158,23 @@ def _build_routes(app: FastAPI) -> None:
         walk(list(app.router.routes))
 
 
+def _watchers(app: FastAPI, services: NodeServices) -> tuple[EscrowService | None, CourtService | None]:
+    """The chain watchers the node runs, built once per app (``app.state.escrow``, ``app.state.court``: None when
+    off or nothing is deployed; one set beforehand, e.g. a test's own, is kept): the routers of ``/v1/requests``
+    and ``/v1/court`` read them there."""
+    for name, build in (("escrow", services.build_escrow), ("court", services.build_court)):
+        if not hasattr(app.state, name):
+            setattr(app.state, name, build())
+    return app.state.escrow, app.state.court
+
+
 @asynccontextmanager
 async def _lifespan(app: FastAPI, services: NodeServices) -> AsyncIterator[None]:
     _build_routes(app)
     # the composition root starts every background loop, in order (node/supervisor.py); the watchers are built
     # first (they ask the chain for their deployment) and run last, once the engine they submit to runs
     try:
-        watchers = await asyncio.to_thread(lambda: (requests.escrow_of(app), court.court_of(app)))
+        watchers = await asyncio.to_thread(_watchers, app, services)
         await asyncio.to_thread(services.start_background, *watchers)
         async with app.state.mcp.running():
             yield

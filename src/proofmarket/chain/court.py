@@ -12,7 +12,8 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 from web3.types import BlockIdentifier
 
-from proofmarket.chain.client import TxResult
+from proofmarket.chain.artifacts import Artifact, load_artifact
+from proofmarket.chain.client import ChainClient, TxResult
 from proofmarket.chain.contracts import BoundContract, sent, view
 
 STATUS = ("none", "open", "committed", "challenged", "paid", "slashed", "refunded", "withheld")
@@ -20,6 +21,16 @@ OUTCOME = ("none", "cheated", "honest", "undecided", "withheld")
 SETTLED = ("paid", "slashed", "refunded")
 MAX_PUBLISHED_BYTES = 256 * 1024  # the largest bundle ``publish`` takes (the contract's MAX_PUBLISHED_BYTES)
 ZERO_ADDRESS = "0x" + "00" * 20
+COURT_LIBRARY = "StakeCheckpoints"  # the court's stake histories, an external library (contracts/StakeCheckpoints.sol)
+
+
+def deploy_court(client: ChainClient, sender: LocalAccount, *args: Any,
+                 artifact: Artifact | None = None) -> tuple[str, TxResult]:
+    """Deploy an AttestationCourt (``artifact``: a copy of it; default the project's) with constructor ``args``,
+    after the library it links: what a deployment's plan does (``deploy_plan.court_creations``), for a court alone."""
+    library, _ = client.deploy(load_artifact(COURT_LIBRARY), sender)
+    return client.deploy((artifact or load_artifact("AttestationCourt")).linked({COURT_LIBRARY: library}), sender,
+                         *args)
 
 
 @dataclass(frozen=True)
@@ -119,13 +130,16 @@ class AttestationCourt(BoundContract):
     MAX_BATCH = 256
     CHECKPOINT_GAS = 60_000  # a stake checkpoint pushed in a new block costs more than anvil's estimate saw
 
-    def _send_staking(self, name: str, sender: LocalAccount, *args: Any) -> TxResult:
+    def _send_staking(self, name: str, sender: LocalAccount, *args: Any, moves: str | None = None) -> TxResult:
         """Send a call that writes stake checkpoints: eth_estimateGas runs in the latest block, where a checkpoint
-        of that block is updated in place; mined in the next block it is a new slot."""
+        of that block is updated in place; mined in the next block it is a new slot. ``moves``: the validator whose
+        stake the call changes, which pushes a checkpoint of its own and two per model it declared (up to
+        MAX_DECLARED): the margin grows with them."""
         fn = self.contract.functions[name](*args)
         with self.client.translate(name):
             estimate = int(fn.estimate_gas({"from": sender.address}))
-        return self.client.transact(fn, sender, gas=int(estimate * 1.25) + self.CHECKPOINT_GAS)
+            models = len(self.declared_models(moves)) if moves is not None else 0
+        return self.client.transact(fn, sender, gas=int(estimate * 1.25) + self.CHECKPOINT_GAS * (1 + models))
 
     def params(self) -> CourtParams:
         """The parameters new requests get."""
@@ -147,12 +161,12 @@ class AttestationCourt(BoundContract):
     apply_params = sent("applyParams")
 
     def stake(self, amount: int, sender: LocalAccount, *, validator: bool) -> TxResult:
-        return self._send_staking("stake", sender, amount, validator)
+        return self._send_staking("stake", sender, amount, validator, moves=sender.address if validator else None)
 
     def unstake(self, amount: int, sender: LocalAccount, *, validator: bool) -> TxResult:
         """A node's stake comes back at once; a validator's leaves its weight and is withdrawn after the
         unbonding delay (``withdraw``)."""
-        return self._send_staking("unstake", sender, amount, validator)
+        return self._send_staking("unstake", sender, amount, validator, moves=sender.address if validator else None)
 
     withdraw = sent("withdraw")
 
@@ -162,7 +176,7 @@ class AttestationCourt(BoundContract):
     def declare(self, model_key: bytes, sender: LocalAccount, *, checks: bool = True) -> TxResult:
         """Declare that ``sender`` can (or no longer can) re-check ``model_key``'s results: only a declared
         validator weighs on (and counts toward the quorum of) that model's requests committed after it."""
-        return self._send_staking("declare", sender, model_key, checks)
+        return self._send_staking("declare", sender, model_key, checks, moves=sender.address)
 
     def declared_models(self, address: str) -> list[bytes]:
         return [bytes(m) for m in self._call("declaredModels", address)]
@@ -250,7 +264,7 @@ class AttestationCourt(BoundContract):
 
     def claim(self, request_id: int, validator: str, sender: LocalAccount) -> TxResult:
         """Settle ``validator``'s vote on a resolved request: winners get their share back and the losers'."""
-        return self._send_staking("claim", sender, request_id, validator)
+        return self._send_staking("claim", sender, request_id, validator, moves=validator)
 
     def store_seed(self, request_id: int, sender: LocalAccount) -> TxResult:
         """Store the request's draw seed (anyone, once the block after its commitment is mined): who is drawn stays

@@ -212,7 +212,7 @@ def _create(client: ChainClient, deployer: LocalAccount, plan: Sequence[Creation
     """Send the plan's creations in order; ``known`` (addresses by name) grows with each one."""
     out = {}
     for creation in plan:
-        address, tx = client.deploy(load_artifact(creation.artifact), deployer, *creation.resolved(known))
+        address, tx = client.deploy(creation.code(known), deployer, *creation.resolved(known))
         known[creation.key] = address
         out[creation.key] = Deployed(address, tx.block_number)
     return out

@@ -21,8 +21,9 @@ from eth_utils.crypto import keccak
 from web3 import Web3
 from web3.exceptions import Web3RPCError
 
-from proofmarket.chain.artifacts import load_artifact
+from proofmarket.chain.artifacts import Artifact, load_artifact
 from proofmarket.chain.client import ChainClient
+from proofmarket.chain.court import COURT_LIBRARY
 from proofmarket.core.profiles import DEV_CONTRACTS, PRODUCTION_CONTRACTS, ChainProfile
 
 USDC_UNIT = 10**6
@@ -34,7 +35,7 @@ DEVNET_COURT_PARAMS = (*DEV_CONTRACTS.court_windows_s, *DEVNET_COURT_SHARES)
 COURT_PARAMS = (*PRODUCTION_CONTRACTS.court_windows_s, *COURT_SHARES)
 COURT = "AttestationCourt"
 ERC8004_CONTRACTS = ("IdentityRegistry", "ReputationRegistry", "ValidationRegistry", "ZkValidator")
-COURT_CONTRACTS = (COURT, "CourtValidator")
+COURT_CONTRACTS = (COURT_LIBRARY, COURT, "CourtValidator")
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,10 @@ class Creation:
 
     def resolved(self, addresses: Mapping[str, str]) -> tuple[Any, ...]:
         return tuple(addresses[a.name] if isinstance(a, Ref) else a for a in self.args)
+
+    def code(self, addresses: Mapping[str, str]) -> Artifact:
+        """The artifact, linked to the libraries it calls (each a creation of the plan before it, by name)."""
+        return load_artifact(self.artifact).linked(addresses)
 
     def summary(self, addresses: Mapping[str, str]) -> str:
         """The constructor arguments in one line (contracts by name and address)."""
@@ -128,8 +133,10 @@ def erc8004_creations() -> list[Creation]:
 
 
 def court_creations(profile: ChainProfile, admin: str) -> list[Creation]:
-    """The AttestationCourt and the CourtValidator that answers ERC-8004 validations from its verdicts."""
+    """The AttestationCourt (after the library it links) and the CourtValidator that answers ERC-8004 validations
+    from its verdicts."""
     return [
+        Creation(COURT_LIBRARY, COURT_LIBRARY, ()),
         Creation(COURT, COURT, (Ref("USDC"), Ref("ModelRegistry"), admin, court_params(profile),
                                 profile.contracts.court_params_delay_s)),
         Creation("CourtValidator", "CourtValidator", (Ref("ValidationRegistry"), Ref("IdentityRegistry"), Ref(COURT))),
@@ -210,7 +217,7 @@ def dry_run(client: ChainClient, deployer: str, plan: Sequence[Creation], known:
     for creation in plan:
         address = create_address(deployer, nonce)
         addresses[creation.key] = address
-        artifact = load_artifact(creation.artifact)
+        artifact = creation.code(addresses)
         factory = client.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
         with client.translate(f"estimate the creation of {creation.artifact}"):
             gas = int(factory.constructor(*creation.resolved(addresses)).estimate_gas({"from": deployer}))

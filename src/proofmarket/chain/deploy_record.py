@@ -54,6 +54,7 @@ def build_record(client: ChainClient, deployment: Deployment, profile: ChainProf
     """The record of ``deployment`` on the chain ``client`` talks to, read back from the chain."""
     contracts: dict[str, Any] = {}
     compiler = ""
+    addresses = {key: deployed.address for key, deployed in deployment.contracts.items()}
     for key, deployed in deployment.contracts.items():
         name = artifact_name(deployment, key)
         code = client.code_at(deployed.address)
@@ -61,7 +62,7 @@ def build_record(client: ChainClient, deployment: Deployment, profile: ChainProf
         if name is None:
             entry["codeHash"] = "0x" + keccak(code).hex() if code else ""  # not built here: the code as it is
         else:
-            artifact = load_artifact(name)
+            artifact = load_artifact(name).linked(addresses)  # the court's library: the deployment's own
             compiler = compiler or artifact.compiler
             entry.update(sourceHash=artifact.source_hash, runtimeCodeHash=runtime_code_hash(artifact),
                          codeHash=onchain_code_hash(code, artifact) if code else "")
@@ -125,5 +126,6 @@ def verify(client: ChainClient, chain_id: int, contracts: list[RecordedContract]
     if chain_id != client.chain_id:
         raise ChainError(f"the record is for chain id {chain_id}, the RPC answers chain id {client.chain_id}",
                          record_chain_id=chain_id, chain_id=client.chain_id)
+    addresses = {c.name: c.address for c in contracts}  # a contract's libraries: the record's own
     return [compare(c.name, c.address, client.code_at(c.address),
-                    load_artifact(c.artifact) if c.artifact else None) for c in contracts]
+                    load_artifact(c.artifact).linked(addresses) if c.artifact else None) for c in contracts]

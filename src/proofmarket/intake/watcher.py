@@ -19,8 +19,9 @@ those rows each pass: deep enough and ours on chain -> ``fulfilled``; the reques
 ``input_received``, answered again; closed otherwise -> recorded as closed). Without (a devnet), straight to
 ``fulfilled``.
 
-``lazy_service`` builds a watcher once per app (read by the routers of ``/v1/requests`` and ``/v1/court``); the
-app's lifespan runs it with the node's other background services (``node/supervisor.py``), after the engine.
+The app's lifespan (``api/app.py``, the composition root) builds each watcher once (``NodeServices.build_escrow``,
+``build_court``) and runs it with the node's other background services (``node/supervisor.py``), after the engine;
+the routers of ``/v1/requests`` and ``/v1/court`` read it from the app.
 
 Rows live in the escrow table, one per (chain, contract, request id); every status change is a conditional update
 and events are delivered at least once, so recording one is idempotent.
@@ -57,7 +58,6 @@ from proofmarket.systems.workspace import Workspace
 MAX_ATTEMPTS = 3  # transient failures (RPC, a stopped prover) before a request is failed for good
 T = TypeVar("T")
 B = TypeVar("B", bound=Bundle)
-_build_lock = threading.Lock()  # lazy_service: one build at a time
 
 if TYPE_CHECKING:
     from proofmarket.calls.service import CallService
@@ -367,13 +367,3 @@ def run_as_call(calls: CallService | None, model_id: str, system: str, rail: str
         calls.fail_call_on(job.id, exc)
         raise
     return bundle, cid
-
-
-def lazy_service(app: Any, name: str, build: Callable[[], T | None]) -> T | None:
-    """``app.state.<name>``, built by ``build`` on first use (once, whichever thread asks first; None stays None).
-    A service set on ``app.state`` beforehand is used as it is."""
-    with _build_lock:
-        if not hasattr(app.state, name):
-            setattr(app.state, name, build())
-        service: T | None = getattr(app.state, name)
-        return service

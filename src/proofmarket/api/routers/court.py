@@ -26,16 +26,16 @@ from proofmarket.api.security import CallerDep
 from proofmarket.api.signed import UsedSignatures, used_signatures
 from proofmarket.core.errors import ArtifactNotFound, CourtUnavailable
 from proofmarket.intake.court import CourtService
-from proofmarket.intake.watcher import lazy_service
 from proofmarket.node.access import AccessTokens
 from proofmarket.node.services import NodeServices
 from proofmarket.validator.protocol import FUTURE_SKEW_S, READ_TTL_S, read_signer
 
 
 def court_of(app: FastAPI) -> CourtService | None:
-    """The app's court watcher, built once (None when the watcher is off or no court is deployed)."""
-    services: NodeServices = app.state.services
-    return lazy_service(app, "court", services.build_court)  # built by the node: its answers are calls too
+    """The app's court watcher, built and started by the app's lifespan (``app.py``: None when the watcher is off,
+    no court is deployed, or the lifespan has not run)."""
+    service: CourtService | None = getattr(app.state, "court", None)
+    return service
 
 
 router = APIRouter(prefix="/v1/court", tags=["court"])

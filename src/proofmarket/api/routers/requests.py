@@ -18,16 +18,15 @@ from proofmarket.api.errors import public_message
 from proofmarket.core.errors import EscrowUnavailable, Unauthorized
 from proofmarket.db import EscrowRequestRow
 from proofmarket.intake.escrow import EscrowService
-from proofmarket.intake.watcher import lazy_service
 from proofmarket.node.access import AccessTokens
-from proofmarket.node.services import NodeServices
 from proofmarket.systems.ezkl.profile import SALT_BITS, SALT_ELEMENTS
 
 
 def escrow_of(app: FastAPI) -> EscrowService | None:
-    """The app's escrow service, built once (None when the watcher is off or no market is deployed)."""
-    services: NodeServices = app.state.services
-    return lazy_service(app, "escrow", services.build_escrow)  # built by the node: its answers are calls too
+    """The app's escrow watcher, built and started by the app's lifespan (``app.py``: None when the watcher is off,
+    no market is deployed, or the lifespan has not run)."""
+    service: EscrowService | None = getattr(app.state, "escrow", None)
+    return service
 
 
 router = APIRouter(prefix="/v1/requests", tags=["escrow"])

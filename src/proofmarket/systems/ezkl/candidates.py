@@ -34,8 +34,9 @@ GAS_PER_PROOF_BYTE = 116.65
 GAS_PER_INSTANCE = 648.0
 GAS_FIT_ERROR = 0.029
 
-#: Timings that differ by less than this share of themselves (or their measured spread, when larger) are
-#: the same time: a loaded 2-core machine moves one prove time by 10-30 % between runs.
+#: Prove times that differ by less than this share of themselves (or a measured time's spread, when larger) are
+#: the same time: the work model's error on small circuits, and a loaded 2-core machine moves one prove time by
+#: 10-30 % between runs.
 NOISE_FLOOR = 0.15
 OBJECTIVES = ("balanced", "prove", "verify")
 
@@ -121,11 +122,6 @@ class Candidate:
     @property
     def timed(self) -> bool:
         return self.prove_s is not None
-
-    @property
-    def noise(self) -> float:
-        assert self.prove_s is not None
-        return max(self.prove_s_spread or 0.0, NOISE_FLOOR * self.prove_s)
 
     def to_dict(self) -> dict[str, object]:
         data = asdict(self)

@@ -1,13 +1,14 @@
 """The order of the tuner's grid, apart from the search: which accurate candidates are timed and how often
 (the work model, the search budget), which one no other beats on every count, and which the objective picks once
-timed (prove times within their noise count as equal). Pure functions of :class:`Candidate` values: the search in
-``tuning.py`` calls them, tests call them alone."""
+timed (the work model's prove times unless a measurement overrules one; times within their noise are equal).
+Pure functions of :class:`Candidate` values: the search in ``tuning.py`` calls them, tests call them alone."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from proofmarket.systems.ezkl.candidates import (
+    NOISE_FLOOR,
     WITHIN,
     Candidate,
     Objective,
@@ -103,15 +104,16 @@ def pick(timed: list[Candidate], objective: Objective) -> Candidate:
 
 
 def ranked(timed: list[Candidate], objective: Objective) -> list[Candidate]:
-    """Timed candidates, the objective's best first. A candidate's time is the fastest time it is within
-    noise of, so candidates whose timings overlap are ordered by gas, then proof size (then their label: the
-    order never depends on the order of the list)."""
+    """Timed candidates, the objective's best first. A candidate's time (:func:`reference_time`) is its work
+    model's prediction unless its measurement overrules it, and the fastest time it is within noise of: candidates
+    whose times overlap are ordered by gas, then proof size (then their label: the order never depends on the order
+    of the list). A load that comes and goes while candidates are timed thus never moves the pick."""
     load = machine_load(timed)
+    times = {id(c): reference_time(c, load) for c in timed}
 
     def effective(c: Candidate) -> float:
-        assert c.prove_s is not None
-        return min(d.prove_s or 0.0 for d in timed
-                   if abs((d.prove_s or 0.0) - c.prove_s) <= c.noise + d.noise) / load
+        t, noise = times[id(c)]
+        return min(u for u, n in times.values() if abs(u - t) <= noise + n)
 
     def key(c: Candidate) -> tuple[float, ...]:
         gas, size, t = float(c.verify_gas or 0), float(c.proof_bytes or 0), effective(c)
@@ -123,6 +125,24 @@ def ranked(timed: list[Candidate], objective: Objective) -> list[Candidate]:
         return (c.cost_usd, gas, size)
 
     return sorted(timed, key=lambda c: (key(c), c.label))
+
+
+#: A measured time (in the reference machine's seconds) more than this factor off its work model's prediction
+#: overrules the prediction: the model is within a few per cent on the shapes it was fitted on, and a load that
+#: comes and goes while candidates are timed moves one candidate's median against the others' by at most the number
+#: of busy processes per core (4 on a 2-core machine running the suite), which the load's geometric mean divides.
+OVERRULES = 4.0
+
+
+def reference_time(cand: Candidate, load: float) -> tuple[float, float]:
+    """A timed candidate's prove time on the reference machine and its noise: the work model's prediction (noise
+    ``NOISE_FLOOR`` of it) while the measurement, divided by the machine's ``load``, is within ``OVERRULES`` of it,
+    else the measurement (noise its spread, never less than ``NOISE_FLOOR``): a shape the model misjudges."""
+    assert cand.prove_s is not None
+    measured, predicted = cand.prove_s / load, cand.prove_s_predicted
+    if predicted and 1.0 / OVERRULES <= measured / predicted <= OVERRULES:
+        return predicted, NOISE_FLOOR * predicted
+    return measured, max((cand.prove_s_spread or 0.0) / load, NOISE_FLOOR * measured)
 
 
 def machine_load(timed: list[Candidate]) -> float:
