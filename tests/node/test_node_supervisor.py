@@ -53,11 +53,12 @@ def test_a_service_that_cannot_start_stops_those_started_before_it() -> None:
 
 def test_a_service_starts_after_those_it_requires_whatever_the_order_it_was_added_in() -> None:
     """A watcher added before the engine it submits calls to still starts after it (and stops before it); a
-    requirement the node does not run is none; a circle is refused when its last service is added."""
+    requirement the node turned off is none; a circle is refused when its last service is added."""
     events: list[str] = []
     supervisor = Supervisor()
     supervisor.add(_loop("escrow-watcher", events), requires=("engine", "call-settler"))
-    supervisor.add(_loop("engine", events), requires=("listings", "call-settler"))  # no listings on this node
+    supervisor.add(_loop("engine", events), requires=("listings", "call-settler"))
+    supervisor.add(None, name="listings")  # no listings on this node
     supervisor.add(_loop("webhooks", events))
     supervisor.add(_loop("call-settler", events))
     assert supervisor.order == ["webhooks", "call-settler", "engine", "escrow-watcher"]
@@ -135,3 +136,15 @@ def test_an_error_whose_code_is_not_ours_is_named_by_its_kind() -> None:
     service = _Flaky()
     service.pulse.failed(HttpError("upstream"))
     assert service.health().error == "HttpError"
+
+
+def test_a_requirement_nothing_provides_fails_at_start_with_one_sentence_and_starts_nothing() -> None:
+    events: list[str] = []
+    supervisor = Supervisor()
+    supervisor.add(_loop("call-settler", events))
+    supervisor.add(_loop("escrow-watcher", events), requires=("engine", "call-settler"))  # no engine was added
+    with pytest.raises(ValueError) as refused:
+        supervisor.start()
+    assert str(refused.value) == ("the background service 'escrow-watcher' requires 'engine', which no part of "
+                                  "this node provides")
+    assert events == [] and all(not s.running for s in supervisor.health())

@@ -55,7 +55,7 @@ def test_the_lock_invariant_finds_a_court_that_frees_a_voting_stake(chain: Chain
     artifact = planted(tmp_path, "AttestationCourt", lock, "", runs=20, via_ir=True)  # as `make contracts` does
     with pytest.raises(AssertionError, match="unstaked with"):
         test_random_sequences_never_free_a_voting_stake_nor_settle_a_request_twice(
-            chain, artifact=artifact, settings=run_settings(200, steps=30, shrink=False))
+            chain, artifact=artifact, settings=run_settings(60, steps=20, shrink=False))
 
 
 @pytest.mark.slow

@@ -138,27 +138,28 @@ class NodeServices:
             if isinstance(watcher, ChainWatcher) and watcher.calls is not None:
                 self.rails.add(watcher.rail())
         if not self.supervisor.order:  # once: an app whose lifespan runs again starts the same services again
-            for service, requires in self._services(watchers):  # listed whole first: a failure adds none of them
-                self.supervisor.add(service, requires)
+            for name, service, requires in self._services(watchers):  # listed whole first: a failure adds none
+                self.supervisor.add(service, requires, name=name)
         self.supervisor.start()
 
     def _services(self, watchers: tuple[Background | None, ...]
-                  ) -> list[tuple[Background | None, tuple[str, ...]]]:
-        """Every background service of the node with the services it requires (by name)."""
+                  ) -> list[tuple[str | None, Background | None, tuple[str, ...]]]:
+        """Every background service of the node (the name of one a requirement may name, None when this node does
+        not run it) with the services it requires (by name)."""
         listings = self.catalog.listings
         calls = ("engine", "call-settler")  # a call submitted is run by the engine and settled by the settler
         return [
-            (Hosted("listings", listings.start_following, listings.close,
-                    lambda: listings.follower.health() if listings.follower is not None
-                    else ServiceHealth("listings", False)) if listings is not None else None, ()),
-            (self.agent, ()),  # the node's ERC-8004 identity: registered (or its URI updated) at start
-            (self.settler, ("listings",)),
-            (Hosted("engine", self.queue.start, self.queue.close, self._engine_health),  # hands the settler calls
-             ("listings", "call-settler")),
-            *((loop, ()) for rail in self.rails.all() for loop in services_of(rail)),  # the channels' sweeper
-            (self.money.settler if self.money is not None else None, ()),
-            (self._dispatcher(), ()),
-            *((watcher, calls) for watcher in watchers),  # they submit calls
+            ("listings", Hosted("listings", listings.start_following, listings.close,
+                                lambda: listings.follower.health() if listings.follower is not None
+                                else ServiceHealth("listings", False)) if listings is not None else None, ()),
+            (None, self.agent, ()),  # the node's ERC-8004 identity: registered (or its URI updated) at start
+            ("call-settler", self.settler, ("listings",)),
+            ("engine", Hosted("engine", self.queue.start, self.queue.close, self._engine_health),  # hands the
+             ("listings", "call-settler")),  # settler its proved calls
+            *((None, loop, ()) for rail in self.rails.all() for loop in services_of(rail)),  # the channels' sweeper
+            (None, self.money.settler if self.money is not None else None, ()),
+            (None, self._dispatcher(), ()),
+            *((None, watcher, calls) for watcher in watchers),  # they submit calls
         ]
 
     def _engine_health(self) -> ServiceHealth:

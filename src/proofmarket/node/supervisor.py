@@ -51,15 +51,18 @@ class Supervisor:
     def __init__(self) -> None:
         self._services: list[Background] = []
         self._requires: dict[str, tuple[str, ...]] = {}
+        self._off: set[str] = set()  # services this node does not run (by configuration): no requirement
         self._started: list[Background] = []
         self._lock = threading.Lock()
 
-    def add(self, service: Background | None, requires: tuple[str, ...] = ()) -> None:
-        """Supervise ``service`` (None: a service the node does not run, skipped), started after the services it
-        ``requires`` by name (a required service the node does not run is no requirement), else in the order they
-        were added. A second service of one name, or a requirement that closes a circle, is refused: health and
-        metrics name services by name."""
+    def add(self, service: Background | None, requires: tuple[str, ...] = (), *, name: str | None = None) -> None:
+        """Supervise ``service``, started after the services it ``requires`` by name, else in the order they were
+        added. None is a service the node does not run (``name``: which, so that requiring it is no requirement).
+        A second service of one name, or a requirement that closes a circle, is refused: health and metrics name
+        services by name; a requirement nothing provides fails at ``start``."""
         if service is None:
+            if name is not None:
+                self._off.add(name)
             return
         with self._lock:
             if any(s.name == service.name for s in self._services):
@@ -75,8 +78,15 @@ class Supervisor:
 
     def start(self) -> None:
         """Start every service not started yet, in order. One that fails to start stops those started before it
-        (reverse order) and the error goes on: a node does not run half its loops."""
+        (reverse order) and the error goes on: a node does not run half its loops. A service that requires one
+        the node neither runs nor has turned off is refused first, with nothing started."""
         with self._lock:
+            known = {s.name for s in self._services} | self._off
+            for service in self._services:
+                missing = [r for r in self._requires.get(service.name, ()) if r not in known]
+                if missing:
+                    raise ValueError(f"the background service {service.name!r} requires {missing[0]!r}, which no "
+                                     "part of this node provides")
             for service in self._services:
                 if service in self._started:
                     continue
