@@ -32,6 +32,10 @@ MUTANTS = {
     "paid_as_agreed": ("earned[t.owner] += ownerAmount;\n        earned[msg.sender] += proverAmount;",
                        "earned[t.owner] += proverAmount;\n        earned[msg.sender] += ownerAmount;", "earned"),
 }
+# sequences and steps per sequence each search runs (derandomized: the same sequences every run); hypothesis grows
+# its sequences over max_examples, so a smaller search reaches some bugs sooner and misses others: paid_as_agreed is
+# found in 60 x 20 (34 s here) but took 894 s in 200 x 30 (tests/TIMES.md); solvent and terminal_once need 200 x 30
+SEARCH = {"paid_as_agreed": (60, 20)}
 
 
 @pytest.mark.parametrize("invariant", list(MUTANTS))
@@ -44,4 +48,5 @@ def test_each_invariant_finds_its_planted_bug(chain: Chain, tmp_path: Path, inva
     bugged = dataclasses.replace(chain, market=InferenceMarket(chain.client, address, artifact))
     machine = market_machine(bugged, world(bugged), proven=False)
     with pytest.raises(AssertionError, match=says):
-        run_state_machine_as_test(machine, settings=run_settings(200, steps=30, shrink=False))
+        examples, steps = SEARCH.get(invariant, (200, 30))
+        run_state_machine_as_test(machine, settings=run_settings(examples, steps=steps, shrink=False))
