@@ -36,7 +36,7 @@ def test_deploy_is_idempotent_and_state_survives_a_restart(tmp_path: Path) -> No
     saved = json.loads(deployment_file.read_text())
     assert saved["chainId"] == 31337 and set(saved["contracts"]) == {
         "USDC", "ModelRegistry", "InferenceMarket", "IdentityRegistry", "ReputationRegistry", "ValidationRegistry",
-        "ZkValidator", "AttestationCourt", "CourtValidator", "SharedVerifier"}
+        "ZkValidator", "StakeCheckpoints", "AttestationCourt", "CourtValidator", "SharedVerifier"}
     assert saved["contracts"]["InferenceMarket"]["block"] > 0
 
 

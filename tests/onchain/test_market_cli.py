@@ -43,7 +43,8 @@ def test_cli_market_flow(cli_home: Path, models: Listed) -> None:
     deployment = run_json(home, "chain", "deploy")
     assert set(deployment["contracts"]) == {"USDC", "ModelRegistry", "InferenceMarket", "IdentityRegistry",
                                            "ReputationRegistry", "ValidationRegistry", "ZkValidator",
-                                           "AttestationCourt", "CourtValidator", "SharedVerifier"}
+                                           "StakeCheckpoints", "AttestationCourt", "CourtValidator",
+                                           "SharedVerifier"}
 
     registered = run_cli(home, "model", "register", model_id, "--price", "1.5", "--owner-share", "6000")
     assert registered.returncode == 0, registered.stderr
