@@ -101,6 +101,15 @@ def test_devnet_dry_run_deploy_record_verify_and_transfer(devnet: Devnet, tmp_pa
                                                                                          "CourtValidator"}
     client.rpc("evm_revert", [snapshot])
 
+    # a record from before the court's library (no StakeCheckpoints): its court is reported, the rest still checked
+    older = {**record, "contracts": {k: v for k, v in record["contracts"].items() if k != "StakeCheckpoints"}}
+    (tmp_path / "older.json").write_text(json.dumps(older))
+    old_checks = {c["name"]: c for c in cli(env, "chain", "verify-deployment", "--record", str(tmp_path / "older.json"),
+                                            code=4)["error"]["details"]["contracts"]}
+    assert old_checks["AttestationCourt"]["status"] == "differs"
+    assert "no StakeCheckpoints" in old_checks["AttestationCourt"]["detail"]
+    assert sum(c["status"] == "match" for c in old_checks.values()) == 9
+
     # the profile must be the RPC's chain
     wrong = cli(env, "chain", "deploy", "--profile", "base-sepolia", "--dry-run", code=2)
     assert "--profile base-sepolia is chain id 84532, but the RPC answers chain id 31337" in wrong["error"]["message"]

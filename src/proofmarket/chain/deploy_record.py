@@ -25,7 +25,7 @@ from proofmarket.chain.court import AttestationCourt
 from proofmarket.chain.deploy import FORMAT as DEPLOYMENT_FORMAT
 from proofmarket.chain.deploy import Deployment
 from proofmarket.chain.market import InferenceMarket
-from proofmarket.chain.verify_code import CodeCheck, compare, onchain_code_hash, runtime_code_hash
+from proofmarket.chain.verify_code import DIFFERS, CodeCheck, compare, onchain_code_hash, runtime_code_hash
 from proofmarket.core.errors import ChainError, UsageError
 from proofmarket.core.profiles import ChainProfile
 
@@ -127,5 +127,16 @@ def verify(client: ChainClient, chain_id: int, contracts: list[RecordedContract]
         raise ChainError(f"the record is for chain id {chain_id}, the RPC answers chain id {client.chain_id}",
                          record_chain_id=chain_id, chain_id=client.chain_id)
     addresses = {c.name: c.address for c in contracts}  # a contract's libraries: the record's own
-    return [compare(c.name, c.address, client.code_at(c.address),
-                    load_artifact(c.artifact).linked(addresses) if c.artifact else None) for c in contracts]
+    return [_check(client, c, addresses) for c in contracts]
+
+
+def _check(client: ChainClient, c: RecordedContract, addresses: dict[str, str]) -> CodeCheck:
+    """One recorded contract against its artifact, linked to the record's libraries. A record without a library the
+    artifact calls holds a contract deployed before that library: its code is not this build's."""
+    try:
+        artifact = load_artifact(c.artifact).linked(addresses) if c.artifact else None
+    except ChainError as exc:
+        library = exc.details.get("library", "a library")
+        return CodeCheck(c.name, c.address, DIFFERS, f"the record has no {library}, which this build's {c.artifact} "
+                         "calls: it was deployed before that library ('proofmarket chain deploy' replaces it)")
+    return compare(c.name, c.address, client.code_at(c.address), artifact)

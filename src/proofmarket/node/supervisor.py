@@ -64,6 +64,8 @@ class Supervisor:
             if name is not None:
                 self._off.add(name)
             return
+        if name is not None and name != service.name:
+            raise ValueError(f"the background service {service.name!r} was added as {name!r}")
         with self._lock:
             if any(s.name == service.name for s in self._services):
                 raise ValueError(f"a background service named {service.name!r} is already supervised")
