@@ -3,6 +3,8 @@ court's size), and a deployment's code checks compare each linked contract with 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from chain_helpers import Chain
 from eth_utils.crypto import keccak
@@ -35,6 +37,8 @@ def test_linking_writes_the_library_address_over_every_placeholder_and_nothing_e
         court.linked({})
     with pytest.raises(ChainError, match="not a 20-byte address"):
         court.linked({COURT_LIBRARY: "0x1234"})
+    with pytest.raises(ChainError, match="no placeholder of library StakeCheckpoints at byte 0"):
+        replace(court, links=((COURT_LIBRARY, 0),)).linked({COURT_LIBRARY: ELSEWHERE})  # an offset solc never gave
 
 
 def _court_args(chain: Chain) -> tuple[object, ...]:

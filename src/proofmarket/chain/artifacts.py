@@ -44,13 +44,18 @@ class Artifact:
         """The external libraries this code calls and that are not linked yet."""
         return tuple(sorted({name for name, _ in self.links}))
 
-    def linked(self, addresses: Mapping[str, str]) -> Artifact:
-        """This artifact with each library's deployed address (``addresses`` by library name; other names are
-        ignored) written over its placeholders, in the creation and the runtime code."""
-        missing = [name for name in self.libraries if name not in addresses]
+    def require_linked(self, addresses: Mapping[str, str] | None = None) -> None:
+        """Raise ``ChainError`` naming the first library this code calls that is neither linked nor in
+        ``addresses``."""
+        missing = [name for name in self.libraries if name not in (addresses or {})]
         if missing:
             raise ChainError(f"{self.name} calls the library {missing[0]}, which is not deployed: deploy it first and "
                              "link its address", contract=self.name, library=missing[0])
+
+    def linked(self, addresses: Mapping[str, str]) -> Artifact:
+        """This artifact with each library's deployed address (``addresses`` by library name; other names are
+        ignored) written over its placeholders, in the creation and the runtime code."""
+        self.require_linked(addresses)
         return replace(self, bytecode=_link(self.bytecode, self.links, addresses),
                        deployed_bytecode=_link(self.deployed_bytecode, self.deployed_links, addresses),
                        links=(), deployed_links=())
@@ -67,6 +72,9 @@ def _link(code: str, links: tuple[tuple[str, int], ...], addresses: Mapping[str,
         if len(address) != 40:
             raise ChainError(f"library {name}'s address {addresses[name]!r} is not a 20-byte address", library=name)
         at = 2 + 2 * start  # after "0x", two hex digits per byte
+        if not out.startswith("__$", at):  # solc's placeholder: "__$" + 34 hex digits + "$__"
+            raise ChainError(f"no placeholder of library {name} at byte {start}: the artifact is not solc's",
+                             library=name)
         out = out[:at] + address + out[at + 40:]
     return out
 

@@ -213,8 +213,7 @@ class ChainClient:
     def deploy(self, artifact: Artifact, sender: LocalAccount, *args: Any) -> tuple[str, TxResult]:
         """Deploy ``artifact`` with constructor ``args``; return (address, tx). An artifact that calls external
         libraries is deployed once they are linked (:meth:`Artifact.linked`)."""
-        if artifact.libraries:
-            artifact.linked({})  # raises: names the first library not linked
+        artifact.require_linked()
         self.decoder.add_abi(artifact.abi)
         factory = self.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
         result = self._transact(factory.constructor(*args), sender, None, f"deploy {artifact.name}")

@@ -15,10 +15,10 @@ What a call costs (the :class:`Objective`): the node's CPU seconds and the calle
 the verification gas a consumer pays when the model is sold on chain (predicted from the proof's size and
 public instances by a fit measured with ``bench/verifier_gas.py``), and the proof's bytes. ``prove`` orders
 by prove time, ``verify`` by gas, ``balanced`` (the default) by the sum in US dollars at the stated prices.
-A candidate's prove time is the work model's prediction unless its measurement (divided by the machine's load)
-is several times off it, and times that differ by less than their noise count as equal, so the order between them
-is decided by gas and size: the same file and samples give the same circuit on a quiet or a loaded machine.
-Only what does not depend on the machine goes into the manifest (and so into the model id); the measured
+A candidate's prove time is the work model's prediction unless its measurement (divided by the load the other
+timed candidates show) is several times off it, and times that differ by less than their noise count as equal, so
+the order between them is decided by gas and size: the same file and samples give the same circuit on a quiet or a
+loaded machine. Only what does not depend on the machine goes into the manifest (and so into the model id); the measured
 times are the compile's report (:meth:`TuningReport.measurements`).
 
 Calibration may also pick the scale-rebase multiplier (when to divide a product back to the input
