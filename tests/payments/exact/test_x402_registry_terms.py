@@ -267,11 +267,18 @@ def test_a_settled_x402_call_gets_a_zk_validation_record(listed: Listed, mlp_id:
     paid = _pay(chain, dev_account(CLIENT_INDEX, DEVNET_CHAIN_ID), f"{listed.served.url}/v1/models/{mlp_id}/infer",
                 mlp_input())
     assert paid.status_code == 200, paid.text
+
+    def answered() -> list[dict[str, object]]:
+        # the request and the ZkValidator's answer are two transactions: a request alone has last_update 0
+        statuses = [registries.validation.status(bytes.fromhex(h[2:]))
+                    for h in set(registries.validation.validations(agent_id)) - before]
+        return [s for s in statuses if s["last_update"] != 0]
+
     deadline = time.monotonic() + 60
-    while set(registries.validation.validations(agent_id)) == before and time.monotonic() < deadline:
+    while not answered() and time.monotonic() < deadline:
         time.sleep(0.2)
-    new = set(registries.validation.validations(agent_id)) - before
+    new = answered()
     assert len(new) == 1
-    status = registries.validation.status(bytes.fromhex(new.pop()[2:]))
+    status = new[0]
     assert status["response"] == 100 and status["tag"] == "zk-proof" and status["validator"] == registries.zk.address
     assert registries.validation.summary(agent_id, tag="zk-proof").count >= 1
