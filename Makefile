@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 NPMSTAMP := node_modules/.installed
 
-.PHONY: setup test test-fast times soak demo rehearsal bench lint contracts clean webapp docs release gas-report
+.PHONY: setup test test-fast times soak mutants demo rehearsal bench lint contracts clean webapp docs release gas-report
 
 setup: $(STAMP) $(NPMSTAMP)
 
@@ -53,6 +53,11 @@ times: setup
 # release: python scripts/gas_report.py run --release)
 gas-report: setup
 	$(BIN)/python scripts/gas_report.py run
+
+# the mutation lane, outside CI's: each contract invariant's random search finding its planted bug from scratch
+# (minutes each; CI replays the counterexample each search found)
+mutants: setup
+	$(BIN)/python -m pytest -q -n $(WORKERS) --mutants -m mutants tests/properties tests/chain $(PYTEST_ARGS)
 
 # the soak lane, outside CI's: repeated end-to-end scenarios (tests/soak; SOAK_RUNS=N runs each, 10 by default)
 soak: setup

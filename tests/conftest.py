@@ -8,7 +8,8 @@
   lane, or compiles or proves with EZKL in this process outside the ``slow`` lane, fails and says which lane it
   needs.
 
-- ``soak`` tests (long, repeated scenarios) run only when asked (``--soak``, ``make soak``).
+- ``soak`` tests (long, repeated scenarios) run only when asked (``--soak``, ``make soak``); so do ``mutants`` tests
+  (each contract invariant's random search finding its planted bug: ``--mutants``, ``make mutants``).
 - Times: ``--times DIR`` records each test's phases and each fixture's setup, one JSON-lines file per process (the
   controller and each worker), for ``scripts/test_times.py`` (``make times``: the table in ``tests/TIMES.md``).
 - Worlds: tests that use a folder's session fixtures (a compiled model, a devnet, a node home: its ``conftest.py``)
@@ -239,12 +240,16 @@ _MADE_CACHE = pytest.StashKey[str]()
 WORLDS_ENV = "TEST_WORLDS_FILE"  # the file where a worker writes each test's world for the controller
 
 
+OPT_IN = ("soak", "mutants")  # lanes outside CI's, run only when asked (--soak, --mutants)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if not config.getoption("--soak"):
-        soak = [item for item in items if item.get_closest_marker("soak") is not None]
-        if soak:
-            config.hook.pytest_deselected(items=soak)
-            items[:] = [item for item in items if item.get_closest_marker("soak") is None]
+    for lane in OPT_IN:
+        if not config.getoption(f"--{lane}"):
+            out = [item for item in items if item.get_closest_marker(lane) is not None]
+            if out:
+                config.hook.pytest_deselected(items=out)
+                items[:] = [item for item in items if item.get_closest_marker(lane) is None]
     for item in items:
         for lane in lanes(item) - {m.name for m in item.iter_markers()}:
             item.add_marker(lane)

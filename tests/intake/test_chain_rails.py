@@ -42,8 +42,8 @@ def _row(status: EscrowStatus, attempts: int = 1, **more: Any) -> Any:
     return SimpleNamespace(request_id=5, status=status, attempts=attempts, amount=100, consumer="0xC0", **fields)
 
 
-def _ticket(rail: str, row: Any, **kind: Any) -> Ticket:
-    return chain_ticket(rail, CHAIN, CONTRACT, row, **kind)
+def _ticket(rail: str, row: Any) -> Ticket:
+    return chain_ticket(rail, CHAIN, CONTRACT, row)
 
 
 def test_an_escrow_call_of_the_proving_attempt_fulfils_and_settles() -> None:
@@ -78,18 +78,6 @@ def test_a_failed_request_fails_its_call_whatever_its_code(code: str) -> None:
     with pytest.raises(PaymentSettlementFailed) as failed:
         CourtRail(Watcher(row)).follow(ticket, PROOF, None)  # type: ignore[arg-type]
     assert type(failed.value) is PaymentSettlementFailed and failed.value.code == code
-
-
-def test_a_together_call_waits_for_the_watchers_batch_then_settles() -> None:
-    row = _row(EscrowStatus.PROVING)
-    watcher = Watcher(row)
-    rail, ticket = EscrowRail(watcher), _ticket(ESCROW_RAIL, row, together=True)  # type: ignore[arg-type]
-    with pytest.raises(PaymentSettlementPending):
-        rail.settle(ticket, PROOF)
-    assert rail.follow(ticket, PROOF, None) is None and watcher.sent == []  # the batch is not sent yet
-    row.status, row.settlement = EscrowStatus.FULFILLED, {"tx": {"hash": "0xba"}}
-    followed = rail.follow(ticket, PROOF, None)
-    assert followed is not None and followed.payment is not None and followed.payment["transaction"] == "0xba"
 
 
 def test_a_court_call_is_pending_through_its_window_and_settles_once_paid() -> None:

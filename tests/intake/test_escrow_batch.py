@@ -3,8 +3,10 @@ a request made before the model's batch verifiers were registered is proven alon
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from escrow_helpers import (
@@ -48,7 +50,16 @@ def test_requests_waiting_together_are_settled_by_one_fulfil_batch(env: EscrowEn
     app = make_app(batch_window_ms=20)
     app.state.services.catalog.register(batch_model, price_atomic=2_500_000)
     receipts = [env.market.request(batch_model, doc) for doc in sample_inputs(5)]
+    sent_on: list[str] = []  # the thread of each fulfillBatch: the call settler's, through the escrow rail
     with TestClient(app) as client:
+        market = app.state.escrow.market
+        submit_batch = market.submit_batch
+
+        def recorded(*args: Any, **kwargs: Any) -> Any:
+            sent_on.append(threading.current_thread().name)
+            return submit_batch(*args, **kwargs)
+
+        market.submit_batch = recorded
         for r in receipts:
             wait_status(client, r.request_id, ("seen",), timeout_s=10)
         services = app.state.services
@@ -68,6 +79,7 @@ def test_requests_waiting_together_are_settled_by_one_fulfil_batch(env: EscrowEn
     bundles = [ProofBundle.parse(env.ws.store.get_json(d["bundle_cid"])) for d in done]
     together = [d for d, b in zip(done, bundles, strict=True) if b.batch is not None]
     assert len(together) == 4 and len({d["fulfil_tx"] for d in together}) == 1  # one fulfillBatch for four
+    assert len(sent_on) == 1 and sent_on[0].startswith("proofmarket-settle"), sent_on  # sent by the call settler
     assert len({d["fulfil_tx"] for d in done}) == 2  # and the one proven alone by fulfill
     for r in receipts:
         onchain = env.market.market.get_request(r.request_id)

@@ -3,13 +3,16 @@ one transaction tried (True when it went through, False when the chain refused i
 
 from __future__ import annotations
 
+import inspect
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, Phase, settings
+from hypothesis.stateful import INITIALIZE_RULE_MARKER, INVARIANT_MARKER, RuleBasedStateMachine
 
 from proofmarket.chain.artifacts import Artifact, load_artifact_file
 from proofmarket.core.errors import ChainError
@@ -26,6 +29,42 @@ def run_settings(default_examples: int, steps: int = 25, shrink: bool = True) ->
     phases = [Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.shrink] if shrink else [])
     return settings(max_examples=examples(default_examples), stateful_step_count=steps, deadline=None,
                     phases=phases, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
+
+
+def replay(machine: type[RuleBasedStateMachine], steps: Callable[[Any], None]) -> None:
+    """Run one fixed sequence on ``machine`` as hypothesis runs a generated one: every invariant checked after each
+    step once the machine's ``initialize`` rules have run, ``teardown`` at the end. ``steps`` gets the machine (each method call on it
+    a step) and is a counterexample the search once found against a planted bug, written as hypothesis printed it:
+    a regression test that costs one sequence, where the search that finds it costs hundreds (the mutation lane)."""
+    state = machine()
+    try:
+        steps(_Checked(state))
+    finally:
+        state.teardown()
+
+
+class _Checked:
+    """A machine whose method calls are steps: each is followed by every invariant of its class."""
+
+    def __init__(self, state: RuleBasedStateMachine) -> None:
+        self._state = state
+        members = inspect.getmembers(type(state))
+        self._invariants = [name for name, member in members if getattr(member, INVARIANT_MARKER, None) is not None]
+        self._starting = {name for name, member in members
+                          if getattr(member, INITIALIZE_RULE_MARKER, None) is not None}
+        assert self._invariants, f"{type(state).__name__} has no invariant to check"
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        member = getattr(self._state, name)
+
+        def step(*args: Any, **kwargs: Any) -> Any:
+            result = member(*args, **kwargs)
+            self._starting.discard(name)
+            if not self._starting:  # hypothesis checks invariants once every initialize rule has run
+                for invariant in self._invariants:
+                    getattr(self._state, invariant)()
+            return result
+        return step
 
 
 def attempt(fn: Any, *args: Any, **kwargs: Any) -> bool:

@@ -124,13 +124,16 @@ class CallRunner:
         runtime = systems.get(jobs[0].system or DEFAULT_SYSTEM)
         assert isinstance(runtime, Batching) and jobs[0].model_id is not None
         outcomes, elapsed = self._run_batch(runtime, jobs[0].model_id, jobs)
+        recorded: list[tuple[CallRow, Execution]] = []
         for job, outcome in zip(jobs, outcomes, strict=True):
             with call_context(job):
                 if isinstance(outcome, ProofMarketError):
                     self._fail(job, outcome.code, outcome.message)
                 elif self._guarded(job, functools.partial(self._record, job, outcome, elapsed)):
-                    settle_later(job, outcome.bundle)
-                    handed.add(job.id)
+                    recorded.append((job, outcome))
+        for job, execution in recorded:  # each call of the proof recorded before any is settled: a rail that
+            settle_later(job, execution.bundle)  # settles a shared proof's calls at once finds them all
+            handed.add(job.id)
         return handed
 
     def _run_batch(self, runtime: Batching, model_id: str,

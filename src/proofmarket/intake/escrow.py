@@ -156,7 +156,7 @@ class EscrowService(BatchedEscrow, ChainWatcher[InferenceRequest]):
                 self.metrics.closed.labels("fulfilled").inc(final)
             done += final
             rows = list(self.repo.with_status(self.chain_id, self.address, EscrowStatus.INPUT_RECEIVED))
-            claimed = self._together(rows)  # requests of one model waiting together: one proof, one fulfillBatch
+            claimed = self._together(rows)  # requests of one model waiting together: queued at once (one proof)
             for row in rows:
                 if self._stop.is_set():
                     break
@@ -291,9 +291,8 @@ class EscrowService(BatchedEscrow, ChainWatcher[InferenceRequest]):
         call settler: how many requests it closed); outside one, proved (or generated) and submitted here (its
         answer). 0 when it was closed on chain meanwhile."""
         request_id = row.request_id
-        ready = self._ready.pop(row.id, None)
-        if ready is not None:  # settled with others by one fulfillBatch (escrow_batch.py)
-            return ready  # type: ignore[no-any-return]
+        if row.id in self._settled_counts:  # settled with others by the one fulfillBatch of a shared proof
+            return self._settled_counts.pop(row.id)
         onchain = self._read(request_id)
         if self._record_closed(row, onchain) is not None:
             return 0
@@ -343,19 +342,19 @@ class EscrowService(BatchedEscrow, ChainWatcher[InferenceRequest]):
         else:
             call = self._wait_call(row, found.id if found is not None else self._submit_job(row, batch=batch,
                                                                                              ticket=ticket))
-            if call.status == CallStatus.SETTLING and call.bundle_cid is not None and self._still_proving(row):
-                # queued to be settled with others by one fulfillBatch that did not happen: fulfilled alone (its
-                # call settles as the request then reads)
-                self.settle_answer(row, self.market.workspace.store.get_json(call.bundle_cid), call.bundle_cid)
-            elif call.status == CallStatus.FAILED and self._still_proving(row):  # before the request was answered
+            if call.status == CallStatus.FAILED and self._still_proving(row):  # before the request was answered
                 raise from_code(call.error_code or "proving_failed", call.error_message or "the call failed",
                                 {"job_id": call.id})
         return int(self._settled_counts.pop(row.id, 0))
 
     def settle_answer(self, row: EscrowRequestRow, bundle_doc: dict[str, Any], bundle_cid: str) -> int:
         """The escrow rail's settlement of a call (``EscrowRail.settle``, on the call settler's thread): submit the
-        call's answer for ``row`` and record it. How many requests it closed."""
-        answer = self._submit(row, parse_bundle(bundle_doc), bundle_cid)
+        call's answer for ``row`` (a shared proof: with the other requests it answers, ``_settle_shared``) and record
+        it. How many of ``row``'s requests it closed."""
+        bundle = parse_bundle(bundle_doc)
+        if isinstance(bundle, ProofBundle) and bundle.batch is not None:
+            return self._settle_shared(row, bundle, bundle_cid)
+        answer = self._submit(row, bundle, bundle_cid)
         closed = self._record_answer(row, answer) if isinstance(answer, Answer) else answer
         self._settled_counts[row.id] = closed
         return closed

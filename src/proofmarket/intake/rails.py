@@ -16,8 +16,9 @@
                                        books the court's transfers), failed when slashed or refunded
 
 A request closed meanwhile fails its call with the request's reason (nothing charged: the consumer's escrow is
-refunded on chain). Batched fulfilments (one ``fulfillBatch`` for escrow requests that share a proof,
-``escrow_batch.py``) and a watcher run outside a node (no engine: ``calls`` None) still fulfil from the watcher.
+refunded on chain). Requests whose calls share one proof are fulfilled together by the settlement of the first of
+them (one ``fulfillBatch``, ``escrow_batch.py``). A watcher run outside a node (no engine: ``calls`` None) still
+fulfils from its own thread.
 """
 
 from __future__ import annotations
@@ -37,13 +38,12 @@ if TYPE_CHECKING:
 ESCROW_RAIL, COURT_RAIL = "escrow", "court"
 
 
-def chain_ticket(rail: str, chain_id: int, contract: str, row: EscrowRequestRow, *, together: bool = False) -> Ticket:
+def chain_ticket(rail: str, chain_id: int, contract: str, row: EscrowRequestRow) -> Ticket:
     """The ticket of one attempt at answering ``row`` (its nonce names the contract, the request and the attempt: a
     request answered again after a failed attempt, or after its answer left the chain, is a new call). No payer: the
-    price is escrowed on chain, so the call holds nothing of the consumer's other balances. ``together``: the request
-    is settled with others that share its proof, by one transaction the watcher sends (``escrow_batch.py``)."""
+    price is escrowed on chain, so the call holds nothing of the consumer's other balances."""
     doc = {"source": rail, "chain_id": chain_id, "contract": contract.lower(), "request_id": row.request_id,
-           "attempt": row.attempts, "consumer": row.consumer.lower(), **({"together": True} if together else {})}
+           "attempt": row.attempts, "consumer": row.consumer.lower()}
     return Ticket(f"{rail}:{chain_id}:{contract.lower()}:{row.request_id}:{row.attempts}", int(row.amount), None, doc)
 
 
@@ -112,11 +112,8 @@ class EscrowRail(ChainRail):
     watcher: EscrowService
 
     def settle(self, ticket: Ticket, proof: ProofOutcome) -> Settlement:
-        """Fulfil the request on chain with the call's answer (a request settled together with others: pending
-        until the watcher's one ``fulfillBatch`` for them)."""
-        if ticket.doc.get("together"):
-            raise PaymentSettlementPending(f"escrow request {ticket.doc.get('request_id')}: settled with the requests "
-                                           "that share its proof, by one fulfillBatch")
+        """Fulfil the request on chain with the call's answer (a proof shared with other calls: one ``fulfillBatch``
+        for every proved call of it, ``escrow_batch.py``; the others then read their requests fulfilled)."""
         row = self._row(ticket)
         if row.status == EscrowStatus.PROVING and row.attempts == ticket.doc.get("attempt"):  # still this call's
             self.watcher.settle_answer(row, proof.bundle, proof.bundle_cid)  # (a timed-out or superseded attempt's
@@ -124,12 +121,9 @@ class EscrowRail(ChainRail):
         return self._settled(ticket, row)
 
     def follow(self, ticket: Ticket, proof: ProofOutcome, tx_hash: str | None) -> Settlement | None:
-        """A fulfil waiting for its confirmations (the watcher follows its depth), or for the watcher's
-        ``fulfillBatch``: settled once final."""
+        """A fulfil waiting for its confirmations (the watcher follows its depth): settled once final."""
         row = self._row(ticket)
-        waiting = (EscrowStatus.CONFIRMING, EscrowStatus.PROVING) if ticket.doc.get("together") \
-            else (EscrowStatus.CONFIRMING,)
-        if row.status in waiting and row.attempts == ticket.doc.get("attempt"):
+        if row.status == EscrowStatus.CONFIRMING and row.attempts == ticket.doc.get("attempt"):
             return None
         return self._settled(ticket, row)
 
