@@ -33,9 +33,10 @@ def run_settings(default_examples: int, steps: int = 25, shrink: bool = True) ->
 
 def replay(machine: type[RuleBasedStateMachine], steps: Callable[[Any], None]) -> None:
     """Run one fixed sequence on ``machine`` as hypothesis runs a generated one: every invariant checked after each
-    step once the machine's ``initialize`` rules have run, ``teardown`` at the end. ``steps`` gets the machine (each method call on it
-    a step) and is a counterexample the search once found against a planted bug, written as hypothesis printed it:
-    a regression test that costs one sequence, where the search that finds it costs hundreds (the mutation lane)."""
+    step once the machine's ``initialize`` rules have run, ``teardown`` at the end. ``steps`` gets the machine (each
+    method call on it a step) and is a counterexample the search once found against a planted bug, written as
+    hypothesis printed it: a regression test that costs one sequence, where the search that finds it costs hundreds
+    (the mutation lane)."""
     state = machine()
     try:
         steps(_Checked(state))
