@@ -1,9 +1,10 @@
 """CourtCallbacks' invariants under random sequences of calls (``callbacks_machine.py``): a bounded number of
 sequences here (``PROOFMARKET_PROPERTY_EXAMPLES`` for more), and each invariant shown to catch a planted bug in a copy
-of the contract."""
+of the contract: here by the counterexample its search found (the search: ``make mutants``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 from callbacks_machine import CONSUMERS, callbacks_machine
 from chain_helpers import TEST_ARTIFACTS, USDC, Chain
 from hypothesis.stateful import run_state_machine_as_test
-from property_helpers import planted, run_settings
+from property_helpers import planted, replay, run_settings
 from test_chain_court import FEE_BPS, _setup
 
 from proofmarket.chain.artifacts import Artifact, load_artifact, load_artifact_file
@@ -48,11 +49,46 @@ MUTANTS = {  # the contract's rule taken out, and what the machine then says (it
 }
 
 
+def _tip_once(state: Any) -> None:
+    state.start_balances()
+    state.misbehave(mode=0)
+    request = state.paid_request(keeper="relayer", tip=0, who="recorder", x=1)
+    state.deliver_twice(first="relayer", rid=request, second="relayer")
+
+
+def _reclaim_only_refunded(state: Any) -> None:
+    state.start_balances()
+    request = state.paid_request(keeper="relayer", tip=0, who="recorder", x=1)
+    state.paid_request(keeper="relayer", tip=3_000_000, who="recorder", x=1)
+    state.reclaim(rid=request, who="relayer")
+
+
+# the sequence the search (the mutation lane, make mutants) found against each planted bug, shrunk by hypothesis
+COUNTEREXAMPLES: dict[str, Callable[[Any], None]] = {"tip once": _tip_once,
+                                                     "reclaim only refunded": _reclaim_only_refunded}
+
+
+def _planted(tmp_path: Path, invariant: str) -> Artifact:
+    find, replace, _ = MUTANTS[invariant]
+    return planted(tmp_path, "CourtCallbacks", find, replace, runs=20, via_ir=True)  # as the court it imports
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("invariant", list(MUTANTS))
+def test_each_planted_bug_fails_its_counterexample_which_the_contract_passes(chain: Chain, tmp_path: Path,
+                                                                            invariant: str) -> None:
+    before = chain.client.rpc("evm_snapshot", [])
+    replay(callbacks_machine(chain, *_world(chain, load_artifact("CourtCallbacks"))), COUNTEREXAMPLES[invariant])
+    chain.client.rpc("evm_revert", [before])
+    with pytest.raises(AssertionError, match=MUTANTS[invariant][2]):
+        replay(callbacks_machine(chain, *_world(chain, _planted(tmp_path, invariant))), COUNTEREXAMPLES[invariant])
+
+
+@pytest.mark.mutants
 @pytest.mark.slow
 @pytest.mark.parametrize("invariant", list(MUTANTS))
 def test_each_invariant_finds_its_planted_bug(chain: Chain, tmp_path: Path, invariant: str) -> None:
-    find, replace, says = MUTANTS[invariant]
-    artifact = planted(tmp_path, "CourtCallbacks", find, replace, runs=20, via_ir=True)  # as the court it imports
-    machine = callbacks_machine(chain, *_world(chain, artifact))
-    with pytest.raises(AssertionError, match=says):
+    """The mutation lane: the random sequences of the contract's own test find each planted bug."""
+    machine = callbacks_machine(chain, *_world(chain, _planted(tmp_path, invariant)))
+    with pytest.raises(AssertionError, match=MUTANTS[invariant][2]):
         run_state_machine_as_test(machine, settings=run_settings(100, steps=25, shrink=False))

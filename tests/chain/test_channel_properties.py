@@ -1,10 +1,10 @@
 """BatchSettlement's money invariants under random sequences of calls by every actor (``channel_machine.py``): a
 bounded number of sequences here (``PROOFMARKET_PROPERTY_EXAMPLES`` for more), and each invariant shown to catch a
-planted bug in a copy of the contract."""
+planted bug in a copy of the contract: here by the counterexample its search found (the search: ``make mutants``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ import pytest
 from chain_helpers import USDC, Chain
 from channel_machine import channel_machine
 from hypothesis.stateful import run_state_machine_as_test
-from property_helpers import planted, run_settings
+from property_helpers import planted, replay, run_settings
 from x402.mechanisms.evm.batch_settlement.abi import BATCH_SETTLEMENT_ABI
 from x402.mechanisms.evm.batch_settlement.constants import BATCH_SETTLEMENT_ADDRESS
 
@@ -42,12 +42,59 @@ MUTANTS = {
 }
 
 
+def _bounded(state: Any) -> None:
+    state.start_balances()
+    voucher = state.voucher(k=0, more=1, signer="payer")
+    state.finalize_withdraw(k=0, who="payer")
+    state.finalize_withdraw(k=0, who="payer")
+    state.claim(batch_signer=None, of_voucher=True, share="one", v=voucher, who="authorizer")
+
+
+def _refund_once(state: Any) -> None:
+    state.start_balances()
+    for _ in range(5):
+        state.deposit(amount=1, k=0, who="payer")
+    state.refund_signed(back=0, k=0, share="one", signer="authorizer", who="payer")
+    state.deposit(amount=1, k=0, who="payer")
+    state.refund_signed(back=1, k=0, share="one", signer="authorizer", who="payer")  # the last refund's nonce again
+
+
+def _paid_once(state: Any) -> None:  # written by hand (the search's own, make mutants, is 200 x 30 long)
+    state.start_balances()
+    state.deposit(k=0, amount=700, who="payer")
+    voucher = state.voucher(k=0, more=300, signer="payer")
+    state.claim(batch_signer=None, of_voucher=True, share="all", v=voucher, who="receiver")
+    state.settle(r="receiver", who="stranger")
+    state.settle(r="receiver", who="stranger")  # what was claimed, swept twice
+
+
+# the sequence the search (the mutation lane, make mutants) found against each planted bug, shrunk by hypothesis
+COUNTEREXAMPLES: dict[str, Callable[[Any], None]] = {"bounded": _bounded, "paid once": _paid_once,
+                                                     "refund once": _refund_once}
+
+
+def _plant(chain: Chain, tmp_path: Path, invariant: str) -> None:
+    """The planted copy's code at the SDK's address (where the real contract was installed)."""
+    find, replace, _ = MUTANTS[invariant]
+    template, _ = chain.client.deploy(planted(tmp_path, "BatchSettlement", find, replace), chain.accounts.admin)
+    chain.client.rpc("anvil_setCode", [BATCH_SETTLEMENT_ADDRESS, "0x" + chain.client.code_at(template).hex()])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("invariant", list(MUTANTS))
+def test_each_planted_bug_fails_its_counterexample_which_the_contract_passes(chain: Chain, bs: Any, tmp_path: Path,
+                                                                            invariant: str) -> None:
+    replay(channel_machine(chain, bs), COUNTEREXAMPLES[invariant])  # the machine reverts to its start
+    _plant(chain, tmp_path, invariant)
+    with pytest.raises(AssertionError, match=MUTANTS[invariant][2]):
+        replay(channel_machine(chain, bs), COUNTEREXAMPLES[invariant])
+
+
+@pytest.mark.mutants
 @pytest.mark.slow
 @pytest.mark.parametrize("invariant", list(MUTANTS))
 def test_each_invariant_finds_its_planted_bug(chain: Chain, bs: Any, tmp_path: Path, invariant: str) -> None:
-    find, replace, says = MUTANTS[invariant]
-    artifact = planted(tmp_path, "BatchSettlement", find, replace)
-    template, _ = chain.client.deploy(artifact, chain.accounts.admin)  # the planted copy at the SDK's address
-    chain.client.rpc("anvil_setCode", [BATCH_SETTLEMENT_ADDRESS, "0x" + chain.client.code_at(template).hex()])
-    with pytest.raises(AssertionError, match=says):
+    """The mutation lane: the random sequences of the contract's own test find each planted bug."""
+    _plant(chain, tmp_path, invariant)
+    with pytest.raises(AssertionError, match=MUTANTS[invariant][2]):
         run_state_machine_as_test(channel_machine(chain, bs), settings=run_settings(200, steps=30, shrink=False))

@@ -1,5 +1,6 @@
 """AttestationCourt's invariants under random sequences of calls by every actor (``court_machine.py``): a bounded
-number of sequences here (``PROOFMARKET_PROPERTY_EXAMPLES`` for more)."""
+number of sequences here (``PROOFMARKET_PROPERTY_EXAMPLES`` for more); each invariant's planted bug fails the
+counterexample its search found (the search itself: the mutation lane, ``make mutants``)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import pytest
 from chain_helpers import OWNER_SHARE_BPS, PRICE, USDC, Chain, list_model
 from court_machine import VALIDATORS, court_machine
 from eth_utils import keccak
-from hypothesis.stateful import run_state_machine_as_test
-from property_helpers import planted, run_settings
+from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
+from property_helpers import planted, replay, run_settings
 
 from proofmarket.chain.artifacts import Artifact
 from proofmarket.chain.commitments import model_id_of, model_key
@@ -24,8 +25,9 @@ PARAMS = CourtParams(WINDOWS["window"], WINDOWS["vote"], 200, WINDOWS["unbond"],
                      100, BOND, NODE_STAKE, VALIDATOR_STAKE)
 
 
-def test_random_sequences_never_free_a_voting_stake_nor_settle_a_request_twice(
-        chain: Chain, artifact: Artifact | None = None, settings: Any = None) -> None:
+def court_world(chain: Chain, artifact: Artifact | None = None) -> type[RuleBasedStateMachine]:
+    """A court (``artifact``: a planted copy) with the attested model listed, the node and three validators staked
+    and declared, the consumer's approval: its state machine."""
     a = chain.accounts
     address, _ = deploy_court(chain.client, a.admin, chain.usdc.address, chain.registry.address, a.admin.address,
                               PARAMS.as_tuple(), 200, artifact=artifact)
@@ -43,33 +45,69 @@ def test_random_sequences_never_free_a_voting_stake_nor_settle_a_request_twice(
             court.declare(key, who)
     chain.usdc.approve(court.address, 1_000 * PRICE, a.consumer)
     chain.client.rpc("evm_mine", [])  # declarations count from the next block
-    run_state_machine_as_test(court_machine(chain, court, key, WINDOWS, OWNER_SHARE_BPS),
-                              settings=settings or run_settings(10, steps=25))
+    return court_machine(chain, court, key, WINDOWS, OWNER_SHARE_BPS)
 
 
-@pytest.mark.slow
-def test_the_lock_invariant_finds_a_court_that_frees_a_voting_stake(chain: Chain, tmp_path: Path) -> None:
-    """A planted bug: a copy of the court whose unstake forgets the open-vote lock. The same sequences find a
-    validator taking its stake out while its vote is unclaimed."""
-    lock = "        if (openVotes[msg.sender] > 0) revert StakeLocked(msg.sender);\n"
-    artifact = planted(tmp_path, "AttestationCourt", lock, "", runs=20, via_ir=True)  # as `make contracts` does
-    with pytest.raises(AssertionError, match="unstaked with"):
-        test_random_sequences_never_free_a_voting_stake_nor_settle_a_request_twice(
-            chain, artifact=artifact, settings=run_settings(60, steps=20, shrink=False))
+def test_random_sequences_never_free_a_voting_stake_nor_settle_a_request_twice(chain: Chain) -> None:
+    run_state_machine_as_test(court_world(chain), settings=run_settings(10, steps=25))
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(("find", "replace", "said"), [
+MUTANTS = {  # a rule of the court changed, and what the machine then says
+    # unstake forgets the open-vote lock: a validator takes its stake out while its vote is unclaimed
+    "lock": ("        if (openVotes[msg.sender] > 0) revert StakeLocked(msg.sender);\n", "", "unstaked with"),
     # the challenger of a cheating node paid one unit more than its reward (taken from the platform's share)
-    ("uint256 reward = (slashed * p.challengerRewardBps) / BPS;",
-     "uint256 reward = (slashed * p.challengerRewardBps) / BPS + 1;", "the rules give"),
+    "challenger_reward": ("uint256 reward = (slashed * p.challengerRewardBps) / BPS;",
+                          "uint256 reward = (slashed * p.challengerRewardBps) / BPS + 1;", "the rules give"),
     # a losing voter loses half of what it put at risk
-    ("            stake_ -= v.risk;\n", "            stake_ -= v.risk / 2;\n", "the rules give"),
-], ids=["challenger_reward", "loser_risk"])
-def test_the_payment_checks_find_a_court_that_pays_otherwise(chain: Chain, tmp_path: Path, find: str, replace: str,
-                                                              said: str) -> None:
-    """Planted bugs in the court's payments under challenges and votes: the same sequences find each."""
+    "loser_risk": ("            stake_ -= v.risk;\n", "            stake_ -= v.risk / 2;\n", "the rules give"),
+}
+
+
+def _lock(state: Any) -> None:
+    state.start()
+    request = state.committed_request(x=1)
+    state.challenge(rid=request, who="prover2")
+    state.vote_then_leave(cheated=False, rid=request, who="prover2")
+
+
+def _loser_risk(state: Any) -> None:
+    state.start()
+    state.contested(challenger="prover2", cheated=[False, False, False], x=1)
+
+
+def _challenger_reward(state: Any) -> None:
+    state.start()
+    for _ in range(4):
+        state.wait(seconds="window")
+    state.move_stake(amount=1, what="stake", who="prover2")
+    state.withdraw_platform(amount=1, who="consumer")
+    state.contested(challenger="relayer", cheated=[True, False, False], x=1)
+
+
+# the sequence the search (the mutation lane, make mutants) found against each planted bug, shrunk by hypothesis
+COUNTEREXAMPLES = {"lock": _lock, "challenger_reward": _challenger_reward, "loser_risk": _loser_risk}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("invariant", list(MUTANTS))
+def test_each_planted_bug_fails_its_counterexample_which_the_court_passes(chain: Chain, tmp_path: Path,
+                                                                         invariant: str) -> None:
+    """The court passes each counterexample; its planted copy fails it, with the invariant's words."""
+    find, replace, says = MUTANTS[invariant]
+    artifact = planted(tmp_path, "AttestationCourt", find, replace, runs=20, via_ir=True)  # as `make contracts` does
+    before = chain.client.rpc("evm_snapshot", [])
+    replay(court_world(chain), COUNTEREXAMPLES[invariant])
+    chain.client.rpc("evm_revert", [before])
+    with pytest.raises(AssertionError, match=says):
+        replay(court_world(chain, artifact), COUNTEREXAMPLES[invariant])
+
+
+@pytest.mark.mutants
+@pytest.mark.slow
+@pytest.mark.parametrize("invariant", list(MUTANTS))
+def test_each_invariant_finds_its_planted_bug(chain: Chain, tmp_path: Path, invariant: str) -> None:
+    """The mutation lane: the same random sequences as the court's own test find each planted bug."""
+    find, replace, says = MUTANTS[invariant]
     artifact = planted(tmp_path, "AttestationCourt", find, replace, runs=20, via_ir=True)
-    with pytest.raises(AssertionError, match=said):
-        test_random_sequences_never_free_a_voting_stake_nor_settle_a_request_twice(
-            chain, artifact=artifact, settings=run_settings(60, steps=20, shrink=False))
+    with pytest.raises(AssertionError, match=says):
+        run_state_machine_as_test(court_world(chain, artifact), settings=run_settings(60, steps=20, shrink=False))

@@ -62,8 +62,8 @@ class _Checked:
             result = member(*args, **kwargs)
             self._starting.discard(name)
             if not self._starting:  # hypothesis checks invariants once every initialize rule has run
-                for invariant in self._invariants:
-                    getattr(self._state, invariant)()
+                for invariant in self._invariants:  # from the class: hypothesis may shadow a name on the instance
+                    getattr(type(self._state), invariant)(self._state)
             return result
         return step
 
