@@ -291,11 +291,12 @@ class EscrowService(BatchedEscrow, ChainWatcher[InferenceRequest]):
         call settler: how many requests it closed); outside one, proved (or generated) and submitted here (its
         answer). 0 when it was closed on chain meanwhile."""
         request_id = row.request_id
-        if row.id in self._settled_counts:  # settled with others by the one fulfillBatch of a shared proof
-            return self._settled_counts.pop(row.id)
-        onchain = self._read(request_id)
-        if self._record_closed(row, onchain) is not None:
-            return 0
+        with self._shared_lock:  # a shared proof's settlement under way is recorded first, never read as closed
+            if row.id in self._settled_counts:  # settled with others by the one fulfillBatch of a shared proof
+                return self._settled_counts.pop(row.id)
+            onchain = self._read(request_id)
+            if self._record_closed(row, onchain) is not None:
+                return 0
         self.market.check_entry(row.model_id, onchain.model_key)  # the listing is the model we prove
         callback = self.market.market.callback_of(request_id)  # a consumer contract's callback: our gas pays it
         refused = self.callbacks.refusal(callback.gas, callback.tip, f"request {request_id}")
