@@ -261,18 +261,23 @@ def test_a_settled_x402_call_gets_a_zk_validation_record(listed: Listed, mlp_id:
     from proofmarket.chain import dev_account
 
     market = listed.market
+    start = chain.client.block_number()
     agent_id, _ = market.register_agent(f"{listed.served.url}/.well-known/agent-registration.json")
     registries = market.erc8004
-    before = set(registries.validation.validations(agent_id))
     paid = _pay(chain, dev_account(CLIENT_INDEX, DEVNET_CHAIN_ID), f"{listed.served.url}/v1/models/{mlp_id}/infer",
                 mlp_input())
     assert paid.status_code == 200, paid.text
+    receipt = paid.json()["payment"]["transaction"]
+    requests = registries.validation.contract.events.ValidationRequest()
 
     def answered() -> list[dict[str, object]]:
-        # the request and the ZkValidator's answer are two transactions: a request alone has last_update 0
-        statuses = [registries.validation.status(bytes.fromhex(h[2:]))
-                    for h in set(registries.validation.validations(agent_id)) - before]
-        return [s for s in statuses if s["last_update"] != 0]
+        """This call's validation (its evidence names the call's payment: the module's other calls are recorded
+        too, after their own tests), once the ZkValidator answered it: the request and the answer are two
+        transactions, and a request alone has last_update 0."""
+        logs = requests.get_logs(from_block=start, argument_filters={"agentId": agent_id})
+        mine = [registries.validation.status(bytes(e["args"]["requestHash"])) for e in logs
+                if str(e["args"]["requestURI"]).endswith(f"#receipt={receipt}")]
+        return [s for s in mine if s["last_update"] != 0]
 
     deadline = time.monotonic() + 60
     while not answered() and time.monotonic() < deadline:
