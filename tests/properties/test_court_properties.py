@@ -12,7 +12,7 @@ from chain_helpers import OWNER_SHARE_BPS, PRICE, USDC, Chain, list_model
 from court_machine import VALIDATORS, court_machine
 from eth_utils import keccak
 from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
-from property_helpers import planted, replay, run_settings
+from property_helpers import planted, replay_both, run_settings
 
 from proofmarket.chain.artifacts import Artifact
 from proofmarket.chain.commitments import model_id_of, model_key
@@ -95,11 +95,8 @@ def test_each_planted_bug_fails_its_counterexample_which_the_court_passes(chain:
     """The court passes each counterexample; its planted copy fails it, with the invariant's words."""
     find, replace, says = MUTANTS[invariant]
     artifact = planted(tmp_path, "AttestationCourt", find, replace, runs=20, via_ir=True)  # as `make contracts` does
-    before = chain.client.rpc("evm_snapshot", [])
-    replay(court_world(chain), COUNTEREXAMPLES[invariant])
-    chain.client.rpc("evm_revert", [before])
-    with pytest.raises(AssertionError, match=says):
-        replay(court_world(chain, artifact), COUNTEREXAMPLES[invariant])
+    replay_both(chain.client, lambda: court_world(chain), lambda: court_world(chain, artifact),
+                COUNTEREXAMPLES[invariant], says)
 
 
 @pytest.mark.mutants

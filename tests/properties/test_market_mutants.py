@@ -15,7 +15,7 @@ import pytest
 from chain_helpers import Chain
 from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 from market_machine import market_machine
-from property_helpers import planted, replay, run_settings
+from property_helpers import planted, replay_both, run_settings
 from test_market_properties import world
 
 from proofmarket.chain import InferenceMarket
@@ -94,11 +94,8 @@ def _bugged(chain: Chain, tmp_path: Path, invariant: str) -> type[RuleBasedState
 def test_each_planted_bug_fails_its_counterexample_which_the_market_passes(chain: Chain, tmp_path: Path,
                                                                           invariant: str) -> None:
     """The market passes each counterexample; its planted copy fails it, with the invariant's words."""
-    before = chain.client.rpc("evm_snapshot", [])
-    replay(market_machine(chain, world(chain), proven=False), COUNTEREXAMPLES[invariant])
-    chain.client.rpc("evm_revert", [before])
-    with pytest.raises(AssertionError, match=MUTANTS[invariant][2]):
-        replay(_bugged(chain, tmp_path, invariant), COUNTEREXAMPLES[invariant])
+    replay_both(chain.client, lambda: market_machine(chain, world(chain), proven=False),
+                lambda: _bugged(chain, tmp_path, invariant), COUNTEREXAMPLES[invariant], MUTANTS[invariant][2])
 
 
 @pytest.mark.mutants

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import INITIALIZE_RULE_MARKER, INVARIANT_MARKER, RuleBasedStateMachine
 
@@ -42,6 +43,17 @@ def replay(machine: type[RuleBasedStateMachine], steps: Callable[[Any], None]) -
         steps(_Checked(state))
     finally:
         state.teardown()
+
+
+def replay_both(client: Any, real: Callable[[], type[RuleBasedStateMachine]],
+                bugged: Callable[[], type[RuleBasedStateMachine]], steps: Callable[[Any], None], says: str) -> None:
+    """The counterexample ``steps`` passes on the real contract's machine (``real`` builds its world; the chain is
+    then reverted to before it) and fails on the planted copy's (``bugged``) with the invariant's words ``says``."""
+    before = client.rpc("evm_snapshot", [])
+    replay(real(), steps)
+    client.rpc("evm_revert", [before])
+    with pytest.raises(AssertionError, match=says):
+        replay(bugged(), steps)
 
 
 class _Checked:
