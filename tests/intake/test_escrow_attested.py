@@ -5,6 +5,7 @@ commitment for another request reverts; a listing with another verifier is refus
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,8 +68,13 @@ def _wait_court(client: TestClient, request_id: int, statuses: tuple[str, ...],
         time.sleep(0.1)
 
 
-def test_an_escrowed_generation_waits_for_its_window_on_the_court(env: EscrowEnv, lm_id: str,
-                                                                   node: TestClient) -> None:
+def test_an_escrowed_generation_waits_for_its_window_on_the_court(env: EscrowEnv, lm_id: str, node: TestClient,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    services = node.app.state.services  # type: ignore[attr-defined]
+    threads: list[str] = []  # where the node's attested system generates: the engine's prover threads
+    generate = services.attested.run
+    monkeypatch.setattr(services.attested, "run", lambda *a, **k: threads.append(
+        threading.current_thread().name) or generate(*a, **k))
     before = _balances(env)
     receipt = env.market.request(lm_id, REQUEST)
     assert receipt.contract == "AttestationCourt" and receipt.node == env.market.accounts.prover.address
@@ -91,9 +97,9 @@ def test_an_escrowed_generation_waits_for_its_window_on_the_court(env: EscrowEnv
     assert env.market.court.status(receipt.request_id) == "committed"
     # the generation is a call of the court rail like any other, listed with its system and rail: settling (held,
     # nothing shown) while the court's window is open, not counted as stuck
-    services = node.app.state.services  # type: ignore[attr-defined]
     calls = services.calls.repo.recent(10, rail="court")
-    [call] = [c for c in calls if (c.input or {}).get("request_id") == receipt.request_id]
+    [call] = [c for c in calls if ((c.payment or {}).get("doc") or {}).get("request_id") == receipt.request_id]
+    assert call.input == instances.escrow_request(REQUEST) and threads and all(t.startswith("proofmarket-prover-") for t in threads), threads
     assert (call.system, call.status, call.bundle_cid) == ("proofmarket-attested-toploc-v1", "settling",
                                                            bundle_cid_of(node, receipt.request_id))
     assert "proofmarket_settling_jobs 0.0" in node.get("/metrics").text

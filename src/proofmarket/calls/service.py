@@ -104,6 +104,24 @@ class CallService:
         # queued once the lock is released: the worker's first write (the call starts) does not meet its release
         return self._queued(new, *stored)
 
+    def submit_request(self, model_id: str, request: dict[str, Any], *, key: str, ticket: Ticket, system: str,
+                       rail: str, answered: Execution | None = None) -> CallRow:
+        """Queue a call of a request paid on chain (an escrow or court request: nothing to cover, its price is
+        escrowed there) whose request document is the system's own (an attested generation's prompt and decoding);
+        the call found under ``key`` comes back as it is. ``answered``: the answer made before (a request answered
+        again with its stored bundle): the call is proved with it, and the engine only settles it."""
+        new = NewCall(CallKind.PROVE, request, request_hash(CallKind.PROVE, model_id, request), model_id=model_id,
+                      idempotency_key=key, payment_nonce=ticket.nonce, payment=ticket.to_json(), system=system,
+                      rail=rail)
+        job, created = self._create(new, looked=False)
+        if not created:
+            return job
+        if answered is not None and self.repo.start(job.id) is not None:
+            job = self.repo.proved(job.id, bundle_cid=answered.bundle_cid, result=dict(answered.result),
+                                   final=False) or job
+        self.queue.submit(new.kind, job.id, job)
+        return job
+
     def open_call(self, model_id: str, request: dict[str, Any], ticket: Ticket | None, cover: Cover | None,
                   *, system: str, rail: str) -> CallRow:
         """A call its route runs itself (a streamed generation), stored as a running job that holds its payment

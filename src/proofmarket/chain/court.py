@@ -271,6 +271,15 @@ class AttestationCourt(BoundContract):
         known after the chain forgets that block's hash (256 blocks)."""
         return self._send("storeSeed", sender, request_id)
 
+    def seed_at_risk(self, onchain: CourtRequest, now: int) -> bool:
+        """The draw's seed is not stored, the block after the commitment is mined, and the window outlasts the
+        chain's memory of that block's hash (256 blocks): unstored, every validator would count as drawn."""
+        if any(onchain.seed) or onchain.commit_block == 0:
+            return False
+        if onchain.window_end - now <= 256 * self.client.profile.block_time_s / 2:  # closes before the hash is
+            return False  # forgotten (with a margin)
+        return self.client.block_number() > onchain.commit_block + 1
+
     def finalize(self, request_id: int, sender: LocalAccount) -> TxResult:
         return self._send("finalize", sender, request_id)
 

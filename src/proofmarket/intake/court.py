@@ -42,16 +42,17 @@ from proofmarket.chain.court import (
     CourtRequest,
     CourtValidator,
 )
-from proofmarket.core.errors import ContractReverted, CourtBundleTooLarge, CourtUnavailable, ProofMarketError
-from proofmarket.db import CourtState, EscrowRepo, EscrowRequestRow, EscrowStatus
+from proofmarket.core.errors import ContractReverted, CourtBundleTooLarge, CourtUnavailable, ProofMarketError, from_code
+from proofmarket.db import CallStatus, CourtState, EscrowRepo, EscrowRequestRow, EscrowStatus
 from proofmarket.db.book import Accounts, Transfer
 from proofmarket.intake.callback_terms import DEFAULT_RULE, CallbackRule
 from proofmarket.intake.court_delivery import CourtDelivery
 from proofmarket.intake.rails import COURT_RAIL, CourtRail, chain_ticket
-from proofmarket.intake.watcher import ChainWatcher, run_as_call
+from proofmarket.intake.watcher import ChainWatcher
 from proofmarket.onchain import Market
 from proofmarket.onchain.validations import record_court
 from proofmarket.store.cid import digest_of
+from proofmarket.systems import parse_bundle
 from proofmarket.systems.attested import instances
 from proofmarket.systems.attested.service import GenerateRequest
 from proofmarket.systems.registry import ATTESTED_SYSTEM
@@ -131,15 +132,19 @@ class CourtService(ChainWatcher[CourtRequest]):
         with self._work_lock:
             self._expire_unanswered()
             self._follow_confirming()  # final commitments are followed by settle(); orphaned ones answered again
-            ready: Ready = []
+            claimed: list[EscrowRequestRow] = []
             for row in self.repo.with_status(self.chain_id, self.address, EscrowStatus.INPUT_RECEIVED):
-                if self._stop.is_set() or len(ready) >= self.batch_max:
+                if self._stop.is_set() or len(claimed) >= self.batch_max:
                     break
                 if self.repo.claim(row.id):
-                    row = self._claimed(row)
-                    made = self._attempt(row, partial(self._generate, row))
-                    if made is not None:
-                        ready.append((row, made))
+                    claimed.append(self._claimed(row))
+            # every generation queued on the engine before any is waited for: its workers run them side by side
+            jobs = [(row, self._attempt(row, partial(self._queue_generation, row))) for row in claimed]
+            ready: Ready = []
+            for row, job_id in jobs:
+                made = None if job_id is None else self._attempt(row, partial(self._generated, row, job_id))
+                if made is not None:
+                    ready.append((row, made))
             return self._commit(ready) if ready else 0
 
     def settle(self) -> int:
@@ -159,7 +164,7 @@ class CourtService(ChainWatcher[CourtRequest]):
                 if onchain.status == "committed" and now > onchain.window_end:
                     self.court.finalize(row.request_id, self.node)
                     onchain = self.court.get_request(row.request_id)
-                elif onchain.status == "committed" and self._seed_at_risk(onchain, now):
+                elif onchain.status == "committed" and self.court.seed_at_risk(onchain, now):
                     self.court.store_seed(row.request_id, self.node)  # who was drawn stays known past 256 blocks
                 elif onchain.status in ("challenged", "withheld") and now > onchain.window_end:
                     self.court.resolve(row.request_id, self.node)  # the vote's (or the response's) end
@@ -200,16 +205,6 @@ class CourtService(ChainWatcher[CourtRequest]):
         court["callback"] = done.to_json()
         tip = self.delivery.tip_transfer(row.request_id, onchain.consumer, row.model_id, done)
         return () if tip is None else (tip,)
-
-    def _seed_at_risk(self, onchain: CourtRequest, now: int) -> bool:
-        """The draw's seed is not stored, the block after the commitment is mined, and the window outlasts the
-        chain's memory of that block's hash (256 blocks): unstored, every validator would count as drawn."""
-        if any(onchain.seed) or onchain.commit_block == 0:
-            return False
-        block_s = self.market.client.profile.block_time_s
-        if onchain.window_end - now <= 256 * block_s / 2:  # closes before the hash is forgotten (with a margin)
-            return False
-        return self.market.client.block_number() > onchain.commit_block + 1
 
     def _paid(self, row: EscrowRequestRow, onchain: CourtRequest) -> tuple[Transfer, ...]:
         """A paid request in the book, as the chain paid it: the court's transfers of the consumer's escrow to the
@@ -311,16 +306,31 @@ class CourtService(ChainWatcher[CourtRequest]):
                                f"court request {row.request_id} is {onchain.status} on chain")
         return onchain.status
 
-    def _generate(self, row: EscrowRequestRow) -> Commitment | None:
-        doc = (row.inputs or {}).get("inputs")
-        onchain = self.court.get_request(row.request_id)
-        if self._record_closed(row, onchain) is not None:
+    def _queue_generation(self, row: EscrowRequestRow) -> str | None:
+        """Queue the request's generation as a call of the court rail (the engine's attested system generates and
+        signs it; the settler settles it once the court paid, ``intake/rails.py``): its id ("" without an engine:
+        generated by ``_generated``); None when the request was closed on chain meanwhile."""
+        if self._record_closed(row, self.court.get_request(row.request_id)) is not None:
             return None
-        # a call of the court rail: settled by the call settler once the court paid (``intake/rails.py``)
-        bundle, bundle_cid = run_as_call(self.calls, row.model_id, ATTESTED_SYSTEM, self.kind,
-                                         {"request_id": row.request_id, "request": doc},
-                                         lambda: self.market.generate_attested(row.model_id, doc),
-                                         chain_ticket(COURT_RAIL, self.chain_id, self.address, row))
+        if self.calls is None:
+            return ""
+        ticket = chain_ticket(COURT_RAIL, self.chain_id, self.address, row)
+        found = self.calls.repo.by_idempotency_key(ticket.nonce)  # this attempt's call (queued before a restart)
+        return found.id if found is not None else self.calls.submit_request(row.model_id, (row.inputs or {})[
+            "inputs"], key=ticket.nonce, ticket=ticket, system=ATTESTED_SYSTEM, rail=self.kind).id
+
+    def _generated(self, row: EscrowRequestRow, job_id: str) -> Commitment:
+        """The commitment of the request's answer once its call generated it (a watcher outside a node: here)."""
+        doc = (row.inputs or {}).get("inputs")
+        if self.calls is None:
+            bundle, bundle_cid = self.market.generate_attested(row.model_id, doc)
+        else:
+            call = self._wait_call(row, job_id)
+            if call.status == CallStatus.FAILED or call.bundle_cid is None:
+                raise from_code(call.error_code or "proving_failed", call.error_message or "the call failed",
+                                {"job_id": call.id})
+            bundle_cid = call.bundle_cid
+            bundle = parse_bundle(self.market.workspace.store.get_json(bundle_cid))
         size = self.market.workspace.store.path(bundle_cid).stat().st_size
         if size > MAX_PUBLISHED_BYTES:  # uncommitted: a bundle the court's publish refuses could not be defended
             raise CourtBundleTooLarge(f"the bundle of court request {row.request_id} is {size} bytes, over the "

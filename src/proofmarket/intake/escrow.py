@@ -38,7 +38,7 @@ from proofmarket.intake.callback_terms import DEFAULT_RULE, CallbackRule
 from proofmarket.intake.escrow_batch import BatchedEscrow
 from proofmarket.intake.rails import ESCROW_RAIL, EscrowRail, chain_ticket
 from proofmarket.intake.reorgs import CLOSED, OPEN
-from proofmarket.intake.watcher import MAX_ATTEMPTS, ChainWatcher, run_as_call
+from proofmarket.intake.watcher import MAX_ATTEMPTS, ChainWatcher
 from proofmarket.onchain import Market
 from proofmarket.onchain.results import settlement_summary
 from proofmarket.onchain.validations import record_escrow
@@ -47,7 +47,7 @@ from proofmarket.systems.attested import instances
 from proofmarket.systems.attested.service import GenerateRequest
 from proofmarket.systems.ezkl.bundle import ProofBundle
 from proofmarket.systems.ezkl.commitment import input_commitment
-from proofmarket.systems.port import Bundle
+from proofmarket.systems.port import Bundle, Execution
 from proofmarket.systems.registry import ATTESTED_SYSTEM
 from proofmarket.systems.workspace import Workspace
 
@@ -324,28 +324,29 @@ class EscrowService(BatchedEscrow, ChainWatcher[InferenceRequest]):
         return self._submit(row, bundle, bundle_cid)
 
     def _as_call(self, row: EscrowRequestRow, doc: dict[str, Any], attested: bool, batch: bool) -> int:
-        """The request as a call of the escrow rail (one per attempt, ``chain_ticket``): the node's engine runs
-        it (a proof of its queue, ``batch``: it may share a proof with other escrow calls), or it runs here (an
-        attested generation, signed by the prover account the model's AttestationVerifier names; a bundle proved
-        before); the call settler fulfils it (``settle_answer``). How many requests it closed."""
+        """The request as a call of the escrow rail (one per attempt), run by the node's engine (a proof, ``batch``:
+        maybe shared with other escrow calls; an attested generation; a bundle proved before, only settled) and
+        fulfilled by the call settler (``settle_answer``). How many requests it closed."""
         ticket = chain_ticket(ESCROW_RAIL, self.chain_id, self.address, row)
-        calls = self._calls()
-        proven = {"inputs": doc.get("inputs"), "salt": doc.get("salt")}  # as a queued proof's call holds it
-        found = calls.repo.by_idempotency_key(self._job_key(row))  # this attempt's call, queued beside others
-        if attested:
-            run_as_call(calls, row.model_id, ATTESTED_SYSTEM, self.kind,
-                        {"request_id": row.request_id, "request": doc.get("inputs")},
-                        lambda: self.market.generate_attested(row.model_id, doc.get("inputs")), ticket)
-        elif found is None and row.bundle_cid is not None:
-            cid = row.bundle_cid
-            run_as_call(calls, row.model_id, self._system(row.model_id), self.kind, proven, lambda: self._stored(cid),
-                        ticket)
+        calls, key = self._calls(), self._job_key(row)
+        found = calls.repo.by_idempotency_key(key)  # this attempt's call, queued beside others
+        if found is not None:
+            job_id = found.id
+        elif attested:
+            job_id = calls.submit_request(row.model_id, dict(doc.get("inputs") or {}), key=key, ticket=ticket,
+                                          system=ATTESTED_SYSTEM, rail=self.kind).id
+        elif row.bundle_cid is not None:  # proved before (a fulfil that left the chain, a failed send): the same
+            bundle, cid = self._stored(row.bundle_cid)
+            output = bundle.to_doc().get("output") or {}
+            job_id = calls.submit_request(row.model_id, {"inputs": doc.get("inputs"), "salt": doc.get("salt")},
+                                          key=key, ticket=ticket, system=self._system(row.model_id), rail=self.kind,
+                                          answered=Execution(cid, bundle, {"output": output.get("values")})).id
         else:
-            call = self._wait_call(row, found.id if found is not None else self._submit_job(row, batch=batch,
-                                                                                             ticket=ticket))
-            if call.status == CallStatus.FAILED and self._still_proving(row):  # before the request was answered
-                raise from_code(call.error_code or "proving_failed", call.error_message or "the call failed",
-                                {"job_id": call.id})
+            job_id = self._submit_job(row, batch=batch, ticket=ticket)
+        call = self._wait_call(row, job_id)
+        if call.status == CallStatus.FAILED and self._still_proving(row):  # before the request was answered
+            raise from_code(call.error_code or "proving_failed", call.error_message or "the call failed",
+                            {"job_id": call.id})
         return int(self._settled_counts.pop(row.id, 0))
 
     def settle_answer(self, row: EscrowRequestRow, bundle_doc: dict[str, Any], bundle_cid: str) -> int:

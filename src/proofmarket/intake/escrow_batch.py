@@ -12,17 +12,15 @@ counted). The engine records every call of a batch before it hands any to the se
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
-import time
 from collections import defaultdict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from proofmarket.chain.types import InferenceRequest, RequestStatus
-from proofmarket.core.errors import ChainError, ProofTimeout
-from proofmarket.db import CallRow, CallStatus, EscrowRepo, EscrowRequestRow, EscrowStatus
+from proofmarket.core.errors import ChainError
+from proofmarket.db import CallStatus, EscrowRepo, EscrowRequestRow, EscrowStatus
 from proofmarket.intake.callback_terms import CallbackRule
 from proofmarket.intake.rails import ESCROW_RAIL, chain_ticket
 from proofmarket.onchain import Market
@@ -172,24 +170,3 @@ class BatchedEscrow:
                                             rail=self.kind, batch=batch,
                                             client="escrow", ticket=ticket)  # input and answer are public on chain
         return str(job.id)
-
-    def _wait_call(self, row: EscrowRequestRow, job_id: str) -> CallRow:
-        """Wait for the request's call to be done with (final, or its fulfil mined and settling); ProofTimeout when
-        it is still running after the proof timeout and two minutes."""
-        wait = (self.proof_timeout_s or 600.0) + 120.0
-        deadline, watched = time.monotonic() + wait, self._calls().queue.watch(job_id)
-        try:
-            while True:  # a watch resolves once the call is final (settling: the local engine's, not Celery's)
-                with contextlib.suppress(TimeoutError):  # still running: looked at below
-                    watched.result(max(0.0, min(1.0, deadline - time.monotonic())))
-                done = self._calls().get(job_id)
-                if done.is_final or done.status == CallStatus.SETTLING or time.monotonic() >= deadline:
-                    break
-        finally:
-            watched.cancel()  # a polling watch (Celery) stops polling
-        if not done.is_final and done.status != CallStatus.SETTLING:
-            late = ProofTimeout(f"escrow request {row.request_id}: its call {done.id} is still {done.status} "
-                                f"after {wait:.0f} s", job_id=done.id)
-            self._calls().fail_call(done.id, late.code, late.message)  # a proof that comes later settles nothing
-            raise late
-        return done

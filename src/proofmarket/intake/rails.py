@@ -9,8 +9,8 @@
                                        its book entry move with it; without confirmations the call is settled, with
                                        them ``settling`` until its block is deep enough (``follow``)
     court (AttestationCourt)
-      RequestCreated + input posted -> claimed, generated and signed as a call (the court watcher's thread: the
-                                       prover account signs); the watcher commits ready requests, one Merkle root
+      RequestCreated + input posted -> claimed and queued as a call (``submit_request``): the engine's attested
+                                       system generates and signs it; the watcher commits ready requests, one root
       the call settler: settle      -> pending: the answer is committed, the money waits for the challenge window
                       follow        -> settled once the court paid (the watcher finalizes after the window and
                                        books the court's transfers), failed when slashed or refunded

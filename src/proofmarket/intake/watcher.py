@@ -30,6 +30,7 @@ and events are delivered at least once, so recording one is idempotent.
 from __future__ import annotations
 
 import abc
+import contextlib
 import logging
 import os
 import socket
@@ -44,20 +45,34 @@ from prometheus_client import CollectorRegistry
 from proofmarket.chain import ChainEvent, EventWatcher, model_id_for
 from proofmarket.chain.contracts import BoundContract
 from proofmarket.core.background import Pulse, ServiceHealth
-from proofmarket.core.errors import ChainError, InputMismatch, ProofMarketError, RequestClosed, UnknownRequest
+from proofmarket.core.errors import (
+    ChainError,
+    InputMismatch,
+    ProofMarketError,
+    ProofTimeout,
+    RequestClosed,
+    UnknownRequest,
+)
 from proofmarket.core.profiles import profile_for
 from proofmarket.core.settings import Settings
-from proofmarket.db import Database, EscrowRepo, EscrowRequestRow, EscrowStatus, LeaseRepo, ModelRepo, SeenRequest
+from proofmarket.db import (
+    CallRow,
+    CallStatus,
+    Database,
+    EscrowRepo,
+    EscrowRequestRow,
+    EscrowStatus,
+    LeaseRepo,
+    ModelRepo,
+    SeenRequest,
+)
 from proofmarket.intake.reorgs import CLOSED, Reorgs, Req
 from proofmarket.onchain import Market
 from proofmarket.payments.port import Rail
-from proofmarket.payments.tickets import Ticket
-from proofmarket.systems.port import Bundle, Execution
 from proofmarket.systems.workspace import Workspace
 
 MAX_ATTEMPTS = 3  # transient failures (RPC, a stopped prover) before a request is failed for good
 T = TypeVar("T")
-B = TypeVar("B", bound=Bundle)
 
 if TYPE_CHECKING:
     from proofmarket.calls.service import CallService
@@ -69,6 +84,7 @@ class ChainWatcher(Reorgs[Req]):
     contract: ClassVar[str]  # the deployment's contract it follows
     closing_events: ClassVar[tuple[str, ...]]  # events after which a request that took no input is read again
     unavailable: ClassVar[tuple[type[ProofMarketError], ...]] = ()  # construction errors that leave it off
+    proof_timeout_s: float | None = None  # how long a request's call may run (the queue's proof timeout)
 
     def __init__(self, market: Market, repo: EscrowRepo, served: Callable[[], Iterable[str]], bound: BoundContract,
                  *, confirmations: int | None = None, poll_s: float = 2.0, batch_size: int = 2_000,
@@ -334,6 +350,29 @@ class ChainWatcher(Reorgs[Req]):
         """Record in the node's book what ``event`` moved (after the event's own handling; an error here stops the
         batch before its cursor is saved: read again, booked once)."""
 
+    def _wait_call(self, row: EscrowRequestRow, job_id: str) -> CallRow:
+        """Wait for the request's call to be done with by the engine (final, or its settlement under way: the answer
+        is mined, or committed on the court); ProofTimeout when it is still running after the proof timeout and two
+        minutes (it is failed then: an answer that comes later settles nothing)."""
+        assert self.calls is not None, "a request's call is a call of the node's engine"
+        wait = (self.proof_timeout_s or 600.0) + 120.0
+        deadline, watched = time.monotonic() + wait, self.calls.queue.watch(job_id)
+        try:
+            while True:  # a watch resolves once the call is final (settling: the local engine's, not Celery's)
+                with contextlib.suppress(TimeoutError):  # still running: looked at below
+                    watched.result(max(0.0, min(1.0, deadline - time.monotonic())))
+                done = self.calls.get(job_id)
+                if done.is_final or done.status == CallStatus.SETTLING or time.monotonic() >= deadline:
+                    break
+        finally:
+            watched.cancel()  # a polling watch (Celery) stops polling
+        if not done.is_final and done.status != CallStatus.SETTLING:
+            late = ProofTimeout(f"{self.noun} {row.request_id}: its call {done.id} is still {done.status} after "
+                                f"{wait:.0f} s", job_id=done.id)
+            self.calls.fail_call(done.id, late.code, late.message)
+            raise late
+        return done
+
     @abc.abstractmethod
     def rail(self) -> Rail:
         """The payment rail of this watcher's calls (``intake/rails.py``): the node's settler settles them on it."""
@@ -345,25 +384,3 @@ class ChainWatcher(Reorgs[Req]):
     @abc.abstractmethod
     def work(self) -> int:
         """Answer the requests whose input came. Returns how many were settled or committed."""
-
-
-def run_as_call(calls: CallService | None, model_id: str, system: str, rail: str, request: dict[str, Any],
-                run: Callable[[], tuple[B, str]], ticket: Ticket | None = None) -> tuple[B, str]:
-    """Run a request's work as a call row of the node (``rail``: escrow or court): listed in /v1/jobs, counted by
-    system, rail and model, failed with its code. ``ticket``: the call's payment on its rail, settled through it
-    once the work is done (the escrow rail's fulfil); without one there is nothing for the runner to capture.
-    Without a CallService (a watcher used outside a node) the work just runs."""
-    if calls is None:
-        return run()
-    job = calls.open_call(model_id, request, ticket, None, system=system, rail=rail)
-    started = time.perf_counter()
-    try:
-        bundle, cid = run()
-        output = (bundle.to_doc().get("output") or {})
-        result = {"output": output.get("values"), "text": output.get("text")}
-        calls.finish_call(job.id, Execution(cid, bundle, {k: v for k, v in result.items() if v is not None}),
-                         time.perf_counter() - started)
-    except BaseException as exc:  # the work or its settlement failed: the call fails (a settled one stays so)
-        calls.fail_call_on(job.id, exc)
-        raise
-    return bundle, cid
