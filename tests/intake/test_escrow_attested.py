@@ -99,7 +99,8 @@ def test_an_escrowed_generation_waits_for_its_window_on_the_court(env: EscrowEnv
     # nothing shown) while the court's window is open, not counted as stuck
     calls = services.calls.repo.recent(10, rail="court")
     [call] = [c for c in calls if ((c.payment or {}).get("doc") or {}).get("request_id") == receipt.request_id]
-    assert call.input == instances.escrow_request(REQUEST) and threads and all(t.startswith("proofmarket-prover-") for t in threads), threads
+    assert call.input == instances.escrow_request(REQUEST)
+    assert threads and all(t.startswith("proofmarket-prover-") for t in threads), threads
     assert (call.system, call.status, call.bundle_cid) == ("proofmarket-attested-toploc-v1", "settling",
                                                            bundle_cid_of(node, receipt.request_id))
     assert "proofmarket_settling_jobs 0.0" in node.get("/metrics").text
