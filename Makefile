@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 NPMSTAMP := node_modules/.installed
 
-.PHONY: setup test test-fast times soak mutants demo rehearsal bench lint contracts clean webapp docs release gas-report
+.PHONY: setup test test-fast times soak mutants corpus demo rehearsal bench lint contracts clean webapp docs release gas-report
 
 setup: $(STAMP) $(NPMSTAMP)
 
@@ -58,6 +58,10 @@ gas-report: setup
 # (minutes each; CI replays the counterexample each search found)
 mutants: setup
 	$(BIN)/python -m pytest -q -n $(WORKERS) --mutants -m mutants tests/properties tests/chain $(PYTEST_ARGS)
+
+# the corpus lane, outside CI's: the default exports whose compile search takes minutes each (CI compiles the others)
+corpus: setup
+	$(BIN)/python -m pytest -q -n $(WORKERS) --corpus tests/models/test_corpus.py $(PYTEST_ARGS)
 
 # the soak lane, outside CI's: repeated end-to-end scenarios (tests/soak; SOAK_RUNS=N runs each, 10 by default)
 soak: setup

@@ -12,5 +12,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      help="also run the soak lane (tests/soak: repeated end-to-end scenarios, minutes each)")
     parser.addoption("--mutants", action="store_true", default=False,
                      help="also run the mutation lane (each contract invariant's search finding its planted bug)")
+    parser.addoption("--corpus", action="store_true", default=False,
+                     help="also run the corpus lane (the costliest default exports compiled with compile's own search)")
     parser.addoption("--times", metavar="DIR", default=None,
                      help="record test phases and fixture setups in DIR (scripts/test_times.py renders them)")

@@ -240,7 +240,7 @@ _MADE_CACHE = pytest.StashKey[str]()
 WORLDS_ENV = "TEST_WORLDS_FILE"  # the file where a worker writes each test's world for the controller
 
 
-OPT_IN = ("soak", "mutants")  # lanes outside CI's, run only when asked (--soak, --mutants)
+OPT_IN = ("soak", "mutants", "corpus")  # lanes outside CI's, run only when asked (--soak, --mutants, --corpus)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

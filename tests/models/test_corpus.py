@@ -22,6 +22,16 @@ def _load() -> Any:
 
 
 corpus = _load()
+# compiled in the corpus lane only (make corpus): each compile search takes minutes on CI's two cores, and CI compiles
+# models of the same exporters and operator families (the MLP classifier's probabilities, the logistic pipelines'
+# LinearClassifier, convolutions, tree ensembles) here or elsewhere (tests/intake/test_owner_register_sdk.py,
+# tests/systems/ezkl's logistic regression)
+LANE = {"default_skl_pca_logistic", "default_skl_scaler_logistic", "default_skl_mlp_classifier", "default_torch_cnn",
+        "default_skl_random_forest", "skl_mlp_classifier", "torch_conv1d_timeseries"}
+
+
+def _lane(names: list[str]) -> list[Any]:
+    return [pytest.param(n, marks=pytest.mark.corpus) if n in LANE else n for n in names]
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +58,8 @@ def test_each_model_is_accepted_or_refused_as_expected(built: dict[str, dict[str
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["torch_mlp_softmax", "torch_conv1d_timeseries", "skl_mlp_classifier",
-                                  "hummingbird_tree"])
+@pytest.mark.parametrize("name", _lane(["torch_mlp_softmax", "torch_conv1d_timeseries", "skl_mlp_classifier",
+                                        "hummingbird_tree"]))
 def test_small_models_compile_prove_and_verify(built: dict[str, dict[str, Any]], name: str, tmp_path: Path) -> None:
     from proofmarket.systems.ezkl.tuning import Candidate
 
@@ -64,7 +74,7 @@ def byom_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", corpus.DEFAULT_EXPORTS)
+@pytest.mark.parametrize("name", _lane(corpus.DEFAULT_EXPORTS))
 def test_models_exported_by_default_compile_prove_and_verify_at_the_predicted_cost(
         built: dict[str, dict[str, Any]], byom_home: Path, name: str) -> None:
     """Bring your own model: torch's default exporter (weights beside the model) and skl2onnx's defaults (ZipMap on),
