@@ -25,7 +25,10 @@ class Watcher:
     chain_id, address = CHAIN, CONTRACT
 
     def __init__(self, row: Any) -> None:
-        self.row, self.sent = row, []
+        self.row, self.sent, self.generating = row, [], False
+
+    def others_generating(self, row: Any) -> bool:  # the court's: another request's call still being generated
+        return self.generating
 
     def get(self, request_id: int) -> Any:
         return self.row
@@ -34,6 +37,14 @@ class Watcher:
         self.sent.append(row.request_id)
         row.status, row.settlement = EscrowStatus.FULFILLED, {"tx": {"hash": "0xf1"}, "owner_amount": 7}
         return 1
+
+    def commit_answer(self, row: Any, cid: str) -> None:  # the court's: committed on chain
+        self.sent.append(row.request_id)
+        row.status, row.court_status = EscrowStatus.FULFILLED, "committed"
+
+    def advance(self, row: Any) -> bool:  # the court's: one look at the request on chain (the test moves it)
+        self.sent.append(("advance", row.court_status))
+        return row.court_status in ("paid", "slashed")
 
 
 def _row(status: EscrowStatus, attempts: int = 1, **more: Any) -> Any:
@@ -80,19 +91,45 @@ def test_a_failed_request_fails_its_call_whatever_its_code(code: str) -> None:
     assert type(failed.value) is PaymentSettlementFailed and failed.value.code == code
 
 
-def test_a_court_call_is_pending_through_its_window_and_settles_once_paid() -> None:
+def test_a_court_call_commits_is_pending_through_its_window_and_settles_once_paid() -> None:
     row = _row(EscrowStatus.PROVING)
-    rail, ticket = CourtRail(Watcher(row)), _ticket(COURT_RAIL, row)  # type: ignore[arg-type]
-    with pytest.raises(PaymentSettlementPending):
+    watcher = Watcher(row)
+    rail, ticket = CourtRail(watcher), _ticket(COURT_RAIL, row)  # type: ignore[arg-type]
+    with pytest.raises(PaymentSettlementPending):  # committed by its settlement, then the window
         rail.settle(ticket, PROOF)
-    row.status, row.court_status = EscrowStatus.FULFILLED, "committed"
-    assert rail.follow(ticket, PROOF, None) is None
+    assert watcher.sent == [5] and row.court_status == "committed"
+    with pytest.raises(PaymentSettlementPending):  # settled again (a restart): committed already, nothing sent
+        rail.settle(ticket, PROOF)
+    assert watcher.sent == [5]
+    assert rail.follow(ticket, PROOF, None) is None  # each look moves the request on chain (advance)
+    assert watcher.sent[-1] == ("advance", "committed")
     row.court_status = "slashed"
     with pytest.raises(PaymentSettlementFailed):
         rail.follow(ticket, PROOF, None)
     row.court_status, row.settlement = "paid", {"tx_hash": "0xc0"}
     paid = rail.follow(ticket, PROOF, None)
     assert paid is not None and paid.payment is not None and paid.payment["court"] == "paid"
+
+
+def test_a_court_answer_generated_while_others_are_waits_and_its_next_look_commits_it() -> None:
+    row = _row(EscrowStatus.PROVING)
+    watcher = Watcher(row)
+    watcher.generating = True
+    rail, ticket = CourtRail(watcher), _ticket(COURT_RAIL, row)  # type: ignore[arg-type]
+    with pytest.raises(PaymentSettlementPending):  # left for the last generation to commit with it
+        rail.settle(ticket, PROOF)
+    assert watcher.sent == [] and row.status == EscrowStatus.PROVING
+    assert rail.follow(ticket, PROOF, None) is None  # not committed by another meanwhile: committed by its follow
+    assert watcher.sent[0] == 5 and row.court_status == "committed"
+
+
+@pytest.mark.parametrize("status", [EscrowStatus.INPUT_RECEIVED, EscrowStatus.FAILED])
+def test_a_court_call_of_a_released_or_failed_request_commits_nothing_and_fails(status: EscrowStatus) -> None:
+    row = _row(status, error_code="court_bundle_too_large", error_message="too large")
+    watcher = Watcher(row)
+    with pytest.raises(PaymentSettlementFailed):
+        CourtRail(watcher).settle(_ticket(COURT_RAIL, row), PROOF)  # type: ignore[arg-type]
+    assert watcher.sent == []
 
 
 def test_a_call_of_another_contract_is_refused() -> None:

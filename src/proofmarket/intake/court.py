@@ -3,11 +3,13 @@
     consumer                        chain (AttestationCourt)           node (this module)
     request(model, commitment, ..)  RequestCreated ──(watcher)──────►  row "seen"
     POST /v1/court/{id}/input ─────────────────────────────────────►  opens the commitment? "input_received"
-                                                                        generate + sign the bundle ("proving")
-                                    Committed ◄─────────────────────  commit (one request) or commitBatch
-                                                                        (a Merkle root over every ready request)
+                                                                        queued as a call: the engine generates and
+                                                                        signs the bundle ("proving")
+                                    Committed ◄─────────────────────  the court rail's settle: commit (one request)
+                                                                        or commitBatch (a Merkle root over every
+                                                                        generated request; ``court_steps.py``)
                                     ... challenge window: validators re-execute a sample, may challenge ...
-                                    Paid ◄──────────────────────────  finalize once the window closed
+                                    Paid ◄──────────────────────────  the rail's follow: finalize once the window closed
                                     (or Slashed + Refunded after a lost vote)
 
 A row is ``fulfilled`` once its commitment is mined (with confirmations: ``confirming`` until its block is deep
@@ -23,47 +25,37 @@ by its consumer and by any staked validator (``/v1/court``).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from eth_account.signers.local import LocalAccount
 from prometheus_client import CollectorRegistry, Counter
-from web3.logs import DISCARD
 
 from proofmarket.chain import ChainEvent
-from proofmarket.chain.client import TxResult
-from proofmarket.chain.contracts import UsdcToken
 from proofmarket.chain.court import (
-    MAX_PUBLISHED_BYTES,
-    SETTLED,
     AttestationCourt,
     Commitment,
     CourtRequest,
     CourtValidator,
 )
-from proofmarket.core.errors import ContractReverted, CourtBundleTooLarge, CourtUnavailable, ProofMarketError, from_code
+from proofmarket.core.errors import CourtUnavailable, ProofMarketError, from_code
 from proofmarket.db import CallStatus, CourtState, EscrowRepo, EscrowRequestRow, EscrowStatus
-from proofmarket.db.book import Accounts, Transfer
 from proofmarket.intake.callback_terms import DEFAULT_RULE, CallbackRule
 from proofmarket.intake.court_delivery import CourtDelivery
+from proofmarket.intake.court_steps import CourtSteps, Ready
 from proofmarket.intake.rails import COURT_RAIL, CourtRail, chain_ticket
 from proofmarket.intake.watcher import ChainWatcher
 from proofmarket.onchain import Market
-from proofmarket.onchain.validations import record_court
-from proofmarket.store.cid import digest_of
-from proofmarket.systems import parse_bundle
 from proofmarket.systems.attested import instances
 from proofmarket.systems.attested.service import GenerateRequest
 from proofmarket.systems.registry import ATTESTED_SYSTEM
-
-Ready = list[tuple[EscrowRequestRow, Commitment]]
 
 if TYPE_CHECKING:
     from proofmarket.calls.service import CallService
 
 
-class CourtService(ChainWatcher[CourtRequest]):
+class CourtService(CourtSteps, ChainWatcher[CourtRequest]):
     """Consumer side (``get``, ``post_input``) and watcher side (``scan``, ``work``, ``settle``, thread)."""
 
     kind, noun, contract = "court", "court request", "AttestationCourt"
@@ -88,6 +80,7 @@ class CourtService(ChainWatcher[CourtRequest]):
         self.status_hooks: list[Callable[[str, int, str], None]] = []
         self.committed: Counter | None = None  # Prometheus counters, once with_metrics() ran
         self.settled: Counter | None = None
+        self._commit_lock = threading.Lock()  # one commitment at a time (settle threads): each request once
 
     def with_metrics(self, registry: CollectorRegistry | None) -> CourtService:
         """Count commitments and outcomes on the node's Prometheus ``registry``."""
@@ -97,10 +90,6 @@ class CourtService(ChainWatcher[CourtRequest]):
             self.settled = Counter("proofmarket_court_settled", "court requests settled, by outcome", ["outcome"],
                                    registry=registry)
         return self
-
-    @property
-    def node(self) -> LocalAccount:
-        return self.market.accounts.prover
 
     # --- consumers ----------------------------------------------------------------------------
     def post_input(self, request_id: int, doc: Any) -> EscrowRequestRow:
@@ -138,96 +127,15 @@ class CourtService(ChainWatcher[CourtRequest]):
                     break
                 if self.repo.claim(row.id):
                     claimed.append(self._claimed(row))
-            # every generation queued on the engine before any is waited for: its workers run them side by side
+            # every generation queued on the engine before any is waited for: its workers run them side by side, and
+            # the settler commits them (the court rail's settle: ``commit_answer``, in batches)
             jobs = [(row, self._attempt(row, partial(self._queue_generation, row))) for row in claimed]
             ready: Ready = []
             for row, job_id in jobs:
                 made = None if job_id is None else self._attempt(row, partial(self._generated, row, job_id))
                 if made is not None:
                     ready.append((row, made))
-            return self._commit(ready) if ready else 0
-
-    def settle(self) -> int:
-        """Finalize our commitments whose window closed, record verdicts (paid, slashed) and their ERC-8004
-        validation. Returns how many settled."""
-        done = 0
-        now = self.market.client.timestamp()
-        for row in self.repo.with_status(self.chain_id, self.address, EscrowStatus.FULFILLED):
-            if row.court_status in SETTLED:
-                continue
-            records = dict((row.settlement or {}).get("court") or {})  # the validation, a delivered result
-            try:
-                onchain = self.court.get_request(row.request_id)
-                if onchain.status == "withheld" and now <= onchain.window_end:
-                    self._publish(row)  # challenged as unavailable: the committed bytes go on chain
-                    onchain = self.court.get_request(row.request_id)
-                if onchain.status == "committed" and now > onchain.window_end:
-                    self.court.finalize(row.request_id, self.node)
-                    onchain = self.court.get_request(row.request_id)
-                elif onchain.status == "committed" and self.court.seed_at_risk(onchain, now):
-                    self.court.store_seed(row.request_id, self.node)  # who was drawn stays known past 256 blocks
-                elif onchain.status in ("challenged", "withheld") and now > onchain.window_end:
-                    self.court.resolve(row.request_id, self.node)  # the vote's (or the response's) end
-                    onchain = self.court.get_request(row.request_id)
-                if onchain.status != row.court_status:
-                    paid = self._paid(row, onchain) if onchain.status == "paid" else ()
-                    if onchain.status == "paid" and not paid:  # its Paid event not found yet: look again later,
-                        continue  # so the payment enters the book before the row says "paid"
-                    if onchain.status == "paid":
-                        paid = (*paid, *self._delivered(row, onchain, records))
-                    for hook in self.status_hooks:  # webhooks: the owner hears of a challenge
-                        try:
-                            hook(row.model_id, row.request_id, onchain.status)
-                        except Exception:
-                            self.log.exception("a court status hook failed for request %s", row.request_id)
-                    if onchain.status in SETTLED:
-                        records["validation"] = self._validation(row)
-                        done += 1
-                        if self.settled is not None:
-                            self.settled.labels(onchain.status).inc()
-                    self.repo.court_moved(row.id, CourtState(onchain.status, onchain.window_end),
-                                          {**(row.settlement or {}), "court": records}, paid)
-            except ProofMarketError as exc:
-                self.log.warning("court request %s: could not settle yet: %s", row.request_id, exc.message)
-        return done
-
-    def _delivered(self, row: EscrowRequestRow, onchain: CourtRequest, court: dict[str, Any]) -> tuple[Transfer, ...]:
-        """A paid request made by a contract through CourtCallbacks: its result delivered into it (said in the row's
-        ``court.callback``), and the tip the node earned for the book. Never in the way of the settlement."""
-        try:
-            done = self.delivery.deliver(row.request_id, onchain.consumer)
-        except ProofMarketError as exc:
-            self.log.warning("court request %s: could not deliver its result to %s: %s", row.request_id,
-                             onchain.consumer, exc.message)
-            return ()
-        if done is None:
-            return ()
-        court["callback"] = done.to_json()
-        tip = self.delivery.tip_transfer(row.request_id, onchain.consumer, row.model_id, done)
-        return () if tip is None else (tip,)
-
-    def _paid(self, row: EscrowRequestRow, onchain: CourtRequest) -> tuple[Transfer, ...]:
-        """A paid request in the book, as the chain paid it: the court's transfers of the consumer's escrow to the
-        model's owner and to the node (the fee stays in the court), read from the paying transaction."""
-        if onchain.status != "paid":
-            return ()
-        try:
-            tx = self.court.payment_tx(row.request_id, from_block=onchain.commit_block)
-            receipt = self.market.client.w3.eth.get_transaction_receipt(tx) if tx else None  # type: ignore[arg-type]
-        except Exception as exc:  # the chain did not answer: the next pass looks again
-            self.log.warning("court request %s: could not read its payment yet: %s", row.request_id, exc)
-            return ()
-        if tx is None or receipt is None:
-            return ()
-        court = self.court.contract.address.lower()
-        token = UsdcToken(self.market.client, self.market.deployment.usdc).contract
-        legs: list[tuple[str, int]] = []
-        for event in token.events.Transfer().process_receipt(receipt, errors=DISCARD):
-            if str(event["args"]["from"]).lower() == court and int(event["args"]["value"]) > 0:
-                legs.append((Accounts.wallet(str(event["args"]["to"])), int(event["args"]["value"])))
-        return (Transfer((f"court:{self.chain_id}:{court}:{row.request_id}"), "capture", "court",
-                         ((Accounts.wallet(court), -sum(a for _, a in legs)), *legs), model_id=row.model_id,
-                         payer=onchain.consumer, tx_hash=tx, memo={"request_id": row.request_id}),)
+            return (self._commit(ready) if ready else 0) + sum(1 for _, j in jobs if j)
 
     def run_once(self) -> None:
         super().run_once()
@@ -319,81 +227,15 @@ class CourtService(ChainWatcher[CourtRequest]):
         return found.id if found is not None else self.calls.submit_request(row.model_id, (row.inputs or {})[
             "inputs"], key=ticket.nonce, ticket=ticket, system=ATTESTED_SYSTEM, rail=self.kind).id
 
-    def _generated(self, row: EscrowRequestRow, job_id: str) -> Commitment:
-        """The commitment of the request's answer once its call generated it (a watcher outside a node: here)."""
-        doc = (row.inputs or {}).get("inputs")
+    def _generated(self, row: EscrowRequestRow, job_id: str) -> Commitment | None:
+        """Wait for the request's call (generated, then committed by the settler); a watcher outside a node
+        generates it here and returns its commitment (committed by ``work``)."""
         if self.calls is None:
-            bundle, bundle_cid = self.market.generate_attested(row.model_id, doc)
-        else:
-            call = self._wait_call(row, job_id)
-            if call.status == CallStatus.FAILED or call.bundle_cid is None:
-                raise from_code(call.error_code or "proving_failed", call.error_message or "the call failed",
-                                {"job_id": call.id})
-            bundle_cid = call.bundle_cid
-            bundle = parse_bundle(self.market.workspace.store.get_json(bundle_cid))
-        size = self.market.workspace.store.path(bundle_cid).stat().st_size
-        if size > MAX_PUBLISHED_BYTES:  # uncommitted: a bundle the court's publish refuses could not be defended
-            raise CourtBundleTooLarge(f"the bundle of court request {row.request_id} is {size} bytes, over the "
-                                      f"{MAX_PUBLISHED_BYTES} bytes the court's publish takes: not committed (the "
-                                      "consumer takes its money back after the deadline)", size=size,
-                                      limit=MAX_PUBLISHED_BYTES)
-        self.repo.proved(row.id, bundle_cid)
-        form = int((row.inputs or {}).get("form") or 0)  # the canonical form the consumer's commitment was made in
-        return Commitment(row.request_id, instances.instances_of(bundle, doc, form), digest_of(bundle_cid))
-
-    def _commit(self, ready: Ready) -> int:
-        try:
-            tx = self._send_commit(ready)
-        except ProofMarketError as exc:
-            for row, _ in ready:  # a batch fails as one: each request is tried again, alone if need be
-                fresh = self.repo.get(self.chain_id, self.address, row.request_id)
-                if fresh is not None and self._record_closed(fresh, self.court.get_request(row.request_id)) is None:
-                    self._failed_attempt(fresh, exc.code, exc.message, transient=self._transient(exc))
-            self.batch_max = 1 if len(ready) > 1 else self.batch_max
-            return 0
-        committed = {int(e["requestId"]): int(e["windowEnd"]) for e in self.court.decode_events(tx, "Committed")}
-        for row, c in ready:
-            summary = {"request_id": c.request_id, "status": "COMMITTED", "tx_hash": tx.tx_hash,
-                       "bundle_digest": "0x" + c.bundle_digest.hex(), "batch": len(ready)}
-            self._answered(row, tx.tx_hash, summary, CourtState("committed", committed.get(c.request_id)))
-        if self.committed is not None:
-            self.committed.inc(len(ready))
-        self.log.info("court: committed %d request(s) in tx %s", len(ready), tx.tx_hash)
-        return len(ready)
-
-    def _send_commit(self, ready: Ready) -> TxResult:
-        """Commit ``ready`` (one request, or a batch under one Merkle root); a commitment refused because the
-        node's stake fell below the minimum (it was slashed) is sent again once the stake is topped up."""
-        try:
-            return self._commit_tx(ready)
-        except ContractReverted as exc:
-            if exc.details.get("error") != "StakeTooLow":
-                raise
-        self.log.warning("court: the node's stake is below the court's minimum: staking again before committing")
-        self.market.stake_court_node()
-        return self._commit_tx(ready)
-
-    def _commit_tx(self, ready: Ready) -> TxResult:
-        if len(ready) == 1:
-            _, c = ready[0]
-            return self.court.commit(c.request_id, c.instances, self.node, c.bundle_digest)
-        return self.court.commit_batch([c for _, c in ready], self.node)
-
-    def _publish(self, row: EscrowRequestRow) -> None:
-        """Answer an availability challenge: publish the committed bundle on chain (its sha256 is the commitment's
-        digest), so every validator can judge it and the challenger takes its bond back."""
-        if row.bundle_cid is None:
-            self.log.error("court request %s: challenged as withheld but no bundle is stored", row.request_id)
-            return
-        self.court.publish(row.request_id, self.market.workspace.store.get(row.bundle_cid), self.node)
-        self.log.warning("court request %s: challenged as withheld: bundle published on chain", row.request_id)
-
-    def _validation(self, row: EscrowRequestRow) -> dict[str, Any] | None:
-        """The ERC-8004 validation record of a settled request (never fails the settlement)."""
-        if self.validator is None or row.bundle_cid is None:
-            return None
-        try:
-            return record_court(self.market, self.validator, row.request_id, row.bundle_cid, row.fulfil_tx or "")
-        except Exception:
-            self.log.warning("court request %s: no ERC-8004 validation record", row.request_id, exc_info=True)
-            return None
+            return self._commitment(row, self.market.generate_attested(row.model_id, (row.inputs or {})["inputs"])[1])
+        call = self._wait_call(row, job_id)
+        fresh = self.repo.get(self.chain_id, self.address, row.request_id)
+        if call.status == CallStatus.FAILED and fresh is not None and fresh.status == EscrowStatus.PROVING \
+                and fresh.attempts == row.attempts:  # failed before its answer was committed: this attempt fails
+            raise from_code(call.error_code or "proving_failed", call.error_message or "the call failed",
+                            {"job_id": call.id})
+        return None

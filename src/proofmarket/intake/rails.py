@@ -10,10 +10,13 @@
                                        them ``settling`` until its block is deep enough (``follow``)
     court (AttestationCourt)
       RequestCreated + input posted -> claimed and queued as a call (``submit_request``): the engine's attested
-                                       system generates and signs it; the watcher commits ready requests, one root
-      the call settler: settle      -> pending: the answer is committed, the money waits for the challenge window
-                      follow        -> settled once the court paid (the watcher finalizes after the window and
-                                       books the court's transfers), failed when slashed or refunded
+                                       system generates and signs it
+      the call settler: settle      -> ``commit`` (``commitBatch`` with the other answers waiting: one Merkle root;
+                                       while others are still being generated, the last of them commits them all),
+                                       then pending: the money waits for the challenge window
+                      follow        -> ``advance``: publish when challenged as withheld, finalize after the window,
+                                       resolve after a vote, each move booked with the row; settled once the court
+                                       paid, failed when slashed or refunded
 
 A request closed meanwhile fails its call with the request's reason (nothing charged: the consumer's escrow is
 refunded on chain). Requests whose calls share one proof are fulfilled together by the settlement of the first of
@@ -145,16 +148,34 @@ class CourtRail(ChainRail):
     """The ``court`` rail of a node whose court watcher runs (registered by ``NodeServices.start_background``)."""
 
     name = COURT_RAIL
+    watcher: CourtService
 
     def settle(self, ticket: Ticket, proof: ProofOutcome) -> Settlement:
-        """The answer is generated and signed; the watcher commits it, and the court pays after its window."""
-        raise PaymentSettlementPending(f"court request {ticket.doc.get('request_id')}: answered; paid by the court "
-                                       "once its challenge window closes")
-
-    def follow(self, ticket: Ticket, proof: ProofOutcome, tx_hash: str | None) -> Settlement | None:
-        """Settled once the court paid; failed when it slashed the answer or refunded the request."""
+        """Commit the generated answer (with every other one waiting: ``CourtService.commit_answer``); the court
+        pays after its challenge window (``follow``)."""
         row = self._row(ticket)
         mine = row.attempts == ticket.doc.get("attempt")
+        if mine and row.status == EscrowStatus.PROVING and self.watcher.others_generating(row):
+            raise PaymentSettlementPending(f"court request {row.request_id}: generated; committed with the answers "
+                                           "being generated beside it (the last of them commits them all)")
+        if mine and row.status == EscrowStatus.PROVING and proof.bundle_cid:
+            self.watcher.commit_answer(row, proof.bundle_cid)
+            row = self._row(ticket)
+        if mine and row.status in (EscrowStatus.CONFIRMING, EscrowStatus.FULFILLED):
+            raise PaymentSettlementPending(f"court request {row.request_id}: committed; paid by the court once its "
+                                           "challenge window closes")
+        raise self._not_settled(ticket, row)
+
+    def follow(self, ticket: Ticket, proof: ProofOutcome, tx_hash: str | None) -> Settlement | None:
+        """Move the committed request on (``CourtService.advance``: publish, finalize, resolve, each with its book
+        entries): settled once the court paid; failed when it slashed the answer or refunded the request."""
+        row = self._row(ticket)
+        mine = row.attempts == ticket.doc.get("attempt")
+        if mine and row.status == EscrowStatus.PROVING and proof.bundle_cid:  # left to be committed with others:
+            self.watcher.commit_answer(row, proof.bundle_cid)  # committed now, with whichever are generated
+            row = self._row(ticket)
+        if mine and row.status == EscrowStatus.FULFILLED and self.watcher.advance(row):
+            row = self._row(ticket)
         if mine and row.status == EscrowStatus.FULFILLED and row.court_status == "paid":
             return self._paid(row, row.fulfil_tx or (row.settlement or {}).get("tx_hash"), {"court": "paid"})
         if mine and row.status == EscrowStatus.FULFILLED and row.court_status in ("slashed", "refunded"):
