@@ -3,7 +3,9 @@ one transaction tried (True when it went through, False when the chain refused i
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import json
 import os
 import shutil
 import subprocess
@@ -90,19 +92,42 @@ def attempt(fn: Any, *args: Any, **kwargs: Any) -> bool:
         return False
 
 
+# compiled planted copies, named by the hash of everything that makes them: when a contract, a mutation or the compiler
+# changes, the copy is compiled again (minutes) and its new file should be committed (the old one is then unused)
+PLANTED_CACHE = ROOT / "tests" / "support" / "planted"
+
+
 def planted(tmp_path: Path, contract: str, find: str, replace: str, *, runs: int = 200, via_ir: bool = False
             ) -> Artifact:
     """A copy of ``contracts/<contract>.sol`` with one planted bug (``find``, which must be in it once, replaced by
     ``replace``), compiled alone by the project's compiler script (``runs``, ``via_ir``: as ``make contracts``
-    compiles it, or what it imports: the court needs via-IR)."""
+    compiles it, or what it imports: the court needs via-IR). A copy compiled before from the same sources, options
+    and compiler is read from ``PLANTED_CACHE`` (its name is their hash): the court's compile via IR takes minutes
+    on CI's two cores."""
     folder = tmp_path / "contracts"
     shutil.copytree(ROOT / "contracts", folder)
     source = folder / f"{contract}.sol"
     text = source.read_text()
     assert text.count(find) == 1, f"the mutation's anchor is not in {contract}.sol once: {find!r}"
     source.write_text(text.replace(find, replace))
+    cached = PLANTED_CACHE / f"{contract}-{_planted_key(folder, contract, runs, via_ir)}.json"
+    if cached.is_file():
+        return load_artifact_file(cached)
     out = tmp_path / f"{contract}.json"
     subprocess.run(["node", str(ROOT / "scripts" / "compile_contracts.js"), "--single", str(source), "--contract",
                     contract, "--out", str(out), "--runs", str(runs), *(["--via-ir", "true"] if via_ir else [])],
                    check=True, capture_output=True, timeout=600)
+    PLANTED_CACHE.mkdir(exist_ok=True)
+    shutil.copyfile(out, cached)
     return load_artifact_file(out)
+
+
+def _planted_key(folder: Path, contract: str, runs: int, via_ir: bool) -> str:
+    """The hash of a planted copy's sources (every contract it may import), its options and the compiler (the
+    script and solc's version)."""
+    digest = hashlib.sha256(f"{contract}:{runs}:{via_ir}".encode())
+    for path in sorted(folder.rglob("*.sol")):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    digest.update((ROOT / "scripts" / "compile_contracts.js").read_bytes())
+    digest.update(json.loads((ROOT / "node_modules" / "solc" / "package.json").read_text())["version"].encode())
+    return digest.hexdigest()[:24]
