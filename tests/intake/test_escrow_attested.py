@@ -5,6 +5,7 @@ commitment for another request reverts; a listing with another verifier is refus
 
 from __future__ import annotations
 
+import inspect
 import threading
 import time
 from collections.abc import Iterator
@@ -75,6 +76,10 @@ def test_an_escrowed_generation_waits_for_its_window_on_the_court(env: EscrowEnv
     generate = services.attested.run
     monkeypatch.setattr(services.attested, "run", lambda *a, **k: threads.append(
         threading.current_thread().name) or generate(*a, **k))
+    sent: list[tuple[str, str, bool]] = []  # the court's transactions: (function, thread, under a rail's method)
+    court = node.app.state.court.court  # type: ignore[attr-defined]
+    for name in ("commit", "commit_batch", "finalize", "resolve", "publish"):
+        monkeypatch.setattr(court, name, _recorded(sent, name, getattr(court, name)))
     before = _balances(env)
     receipt = env.market.request(lm_id, REQUEST)
     assert receipt.contract == "AttestationCourt" and receipt.node == env.market.accounts.prover.address
@@ -100,6 +105,7 @@ def test_an_escrowed_generation_waits_for_its_window_on_the_court(env: EscrowEnv
     calls = services.calls.repo.recent(10, rail="court")
     [call] = [c for c in calls if ((c.payment or {}).get("doc") or {}).get("request_id") == receipt.request_id]
     assert call.input == instances.escrow_request(REQUEST)
+    assert [(f, t.startswith("proofmarket-settle"), r) for f, t, r in sent] == [("commit", True, True)], sent
     assert threads and all(t.startswith("proofmarket-prover-") for t in threads), threads
     assert (call.system, call.status, call.bundle_cid) == ("proofmarket-attested-toploc-v1", "settling",
                                                            bundle_cid_of(node, receipt.request_id))
@@ -113,11 +119,22 @@ def test_an_escrowed_generation_waits_for_its_window_on_the_court(env: EscrowEnv
         services.settler.follow()  # what its next pass does
         time.sleep(0.2)
     assert env.market.court.status(receipt.request_id) == "paid"
+    assert [(f, r) for f, _, r in sent] == [("commit", True), ("finalize", True)], sent  # both the court rail's
     payment = settled.settlement["payment"]
     assert (payment["scheme"], payment["request_id"], payment["amount"], payment["court"]) == (
         "court", receipt.request_id, str(PRICE_UNITS), "paid")
     assert f'model="{lm_id}",rail="court",status="settled"' in node.get("/metrics").text
     assert _balances(env)["owner"] > after["owner"]  # paid by the court
+
+
+def _recorded(sent: list[tuple[str, str, bool]], name: str, send: Any) -> Any:
+    """``send`` that records its name, its thread and whether a rail's settle or follow (intake/rails.py) called it."""
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        in_rail = any(f.function in ("settle", "follow") and f.filename.endswith("intake/rails.py")
+                      for f in inspect.stack())
+        sent.append((name, threading.current_thread().name, in_rail))
+        return send(*args, **kwargs)
+    return recorded
 
 
 def bundle_cid_of(node: TestClient, request_id: int) -> str:

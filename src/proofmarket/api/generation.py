@@ -1,19 +1,23 @@
 """Generation as a call, for every route that sells one (``POST /v1/models/{id}/generate``, the OpenAI-compatible
-routes): the offer (terms before any payment), the call held with its payment, the run and its settlement through
-the one runner, its events as it runs. The routes only read requests and shape answers.
+routes): the offer (terms before any payment), the call held with its payment, its run on the engine and its
+settlement through the one runner, its events as it runs. The routes only read requests and shape answers.
 
     offer_for(services, model_id, doc, base)  -> the Offer and the model's system (422 before any payment)
     open_call(services, offer, system, headers, doc) -> Opened (the payment verified, the call held; 402 otherwise)
     await answer(services, call)               -> (answer, headers), or a 202 JSONResponse (settling)
     event_items(services, call)                -> token, commitment, then result, pending or error
+
+A generation is a call of the node's engine like any other: queued (``CallService.start_call``) with the request
+listening to its run's events (the local engine's worker thread calls it; a Celery worker's events come through
+Redis, ``calls/events.py``), settled by the node's settler.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-import threading
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -24,7 +28,7 @@ from fastapi.responses import JSONResponse
 
 from proofmarket.api.views import job_error, job_public
 from proofmarket.calls.service import call_answer
-from proofmarket.core.errors import ProofMarketError, WrongMode
+from proofmarket.core.errors import InternalError, ProofMarketError, ProofTimeout, WrongMode, from_code
 from proofmarket.db import CallRow, CallStatus
 from proofmarket.node.services import NodeServices
 from proofmarket.payments.port import Offer, Rail, accept, cover_of
@@ -33,6 +37,7 @@ from proofmarket.systems import spec
 from proofmarket.systems.port import Events
 
 log = logging.getLogger("proofmarket.generate")
+EVENTS_AFTER_S = 10.0  # how long the answer waits, once the call is done, for its last events to come (Redis)
 
 
 @dataclass(frozen=True)
@@ -77,7 +82,7 @@ def open_call(services: NodeServices, offer: Offer, system: str, headers: Mappin
           request: dict[str, Any]) -> Opened:
     """Verify the payment (if any) and hold the call as a job: refused (402) when the payer's balance does not
     also cover what its other unsettled calls hold. A free generation is a call too."""
-    accepted = accept(services.rails, offer, headers, lambda ticket, rail: services.calls.open_call(
+    accepted = accept(services.rails, offer, headers, lambda ticket, rail: services.calls.hold_call(
         offer.model_id, request, ticket, cover_of(rail), system=system,
         rail=rail.name if ticket is not None else "free"))
     return Opened(accepted.call, accepted.ticket, accepted.rail, request)
@@ -89,28 +94,52 @@ def failed(services: NodeServices, call: Opened, exc: BaseException) -> None:
     services.calls.fail_call_on(call.job.id, exc)
 
 
-def run(services: NodeServices, call: Opened, emit: Events | None) -> Outcome:
-    """Run the generation on its system, then record and settle it through the one runner: the answer (settled
-    or free), the call still settling (202), or its error (nothing charged)."""
-    job = call.job
-    assert job.model_id is not None and job.system is not None
-    start = time.perf_counter()
-    execution = services.systems.get(job.system).run(job.model_id, call.request, emit)
-    job = services.calls.finish_call(job.id, execution, time.perf_counter() - start)
+def run(services: NodeServices, call: Opened, emit: Events) -> Outcome:
+    """Queue the generation on the node's engine, with ``emit`` listening to its events, and wait for the runner to
+    record and settle it: the answer (settled or free), the call still settling (202), or its error (nothing
+    charged)."""
+    done = services.calls.start_call(call.job, emit)
+    job = _settled(services, call.job.id)
+    done.wait(EVENTS_AFTER_S)  # every event of the run handed over before the answer
     if job.status == CallStatus.SETTLING:
         return job
-    delivered = call_answer(job, execution.bundle.to_doc())
+    if job.status == CallStatus.FAILED:
+        raise from_code(job.error_code or "proving_failed", job.error_message or "the generation failed",
+                        {"job_id": job.id})
+    assert job.bundle_cid is not None
+    delivered = call_answer(job, services.workspace.store.get_json(job.bundle_cid))
     if delivered is None:
         raise job_error(job)
     delivered["access_token"] = services.tokens.job(job.id)
     return delivered, services.rails.answer_headers(job.rail, Settlement.from_json(job.settlement))
 
 
+def _settled(services: NodeServices, job_id: str) -> CallRow:
+    """The call once its engine and the settler are done with it (final, or settling); failed with ``proof_timeout``
+    when it is still waiting after the proof timeout and two minutes."""
+    wait = services.settings.queue.proof_timeout_s + 120.0
+    deadline, watched = time.monotonic() + wait, services.calls.queue.watch(job_id)
+    try:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                watched.result(max(0.0, min(1.0, deadline - time.monotonic())))
+            job = services.calls.get(job_id)
+            if job.is_final or job.status == CallStatus.SETTLING:
+                return job
+            if time.monotonic() >= deadline:
+                late = ProofTimeout(f"the generation's call {job_id} is still {job.status} after {wait:.0f} s",
+                                    job_id=job_id)
+                services.calls.fail_call(job_id, late.code, late.message)
+                raise late
+    finally:
+        watched.cancel()
+
+
 async def answer(services: NodeServices, call: Opened) -> Answered | JSONResponse:
     """Run a held generation to its answer: the 200 answer and its headers, or the 202 answer naming the call while
     its payment settles. A failure fails the call (nothing charged) and is raised."""
     try:
-        outcome = await run_in_threadpool(run, services, call, None)
+        outcome = await run_in_threadpool(run, services, call, lambda event, data: None)
     except BaseException as exc:
         failed(services, call, exc)
         raise
@@ -121,41 +150,39 @@ async def answer(services: NodeServices, call: Opened) -> Answered | JSONRespons
 
 
 async def event_items(services: NodeServices, call: Opened) -> AsyncIterator[tuple[str, Any]]:
-    """A generation's events as it runs: ``token`` (free: as generated; paid: once settled), ``commitment``, then
-    ``result`` (the answer), ``pending`` (the 202 body) or ``error`` ({code, message}). One path for every stream
-    (this route's SSE, the OpenAI-compatible one's chunks). ``result`` carries its answer's headers in ``_headers``,
-    ``error`` its HTTP ``status``."""
+    """A generation's events as it runs on the engine: ``token`` (free: as generated; paid: once settled),
+    ``commitment``, then ``result`` (the answer), ``pending`` (the 202 body) or ``error`` ({code, message}). One path
+    for every stream (this route's SSE, the OpenAI-compatible one's chunks). ``result`` carries its answer's headers
+    in ``_headers``, ``error`` its HTTP ``status``."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[str, Any] | None] = asyncio.Queue()
-
-    def emit(event: str, data: Any) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, (event, data))
-
     held: list[tuple[str, Any]] = []
+
+    def emit(event: str, data: Any) -> None:  # from the worker's thread (or the events' listener)
+        loop.call_soon_threadsafe(queue.put_nowait, (event, data))
 
     def hold(event: str, data: Any) -> None:  # a paid stream: nothing leaves before the payment settled
         held.append((event, data))
 
-    def work() -> None:
-        try:
-            outcome = run(services, call, emit if call.ticket is None else hold)
-            if isinstance(outcome, CallRow):  # settling: the text waits at the job until the transfer is mined
-                emit("pending", accepted(services, outcome))
-                return
-            for event, data in held:
-                emit(event, data)
-            emit("result", {**outcome[0], "_headers": outcome[1]})
-        except ProofMarketError as exc:
-            failed(services, call, exc)
-            emit("error", {"code": exc.code, "message": exc.message, "status": exc.http_status})
-        except BaseException as exc:
-            failed(services, call, exc)
-            log.exception("generation of %s failed", call.job.model_id)
-            emit("error", {"code": "internal_error", "status": 500,
-                           "message": "the generation failed; the node's log has the details"})
-        finally:
-            loop.call_soon_threadsafe(queue.put_nowait, None)
-
-    threading.Thread(target=work, name="generate", daemon=True).start()
+    running = asyncio.ensure_future(run_in_threadpool(run, services, call, emit if call.ticket is None else hold))
+    running.add_done_callback(lambda _: queue.put_nowait(None))  # after the events it scheduled: they came first
     while (item := await queue.get()) is not None:
         yield item
+    try:
+        outcome = running.result()
+    except ProofMarketError as exc:
+        failed(services, call, exc)
+        yield "error", {"code": exc.code, "message": exc.message, "status": exc.http_status}
+        return
+    except BaseException:
+        failed(services, call, InternalError("the generation failed"))
+        log.exception("generation of %s failed", call.job.model_id)
+        yield "error", {"code": "internal_error", "status": 500,
+                        "message": "the generation failed; the node's log has the details"}
+        return
+    if isinstance(outcome, CallRow):  # settling: the text waits at the job until the transfer is mined
+        yield "pending", accepted(services, outcome)
+        return
+    for item in held:
+        yield item
+    yield "result", {**outcome[0], "_headers": outcome[1]}

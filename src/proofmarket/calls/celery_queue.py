@@ -25,12 +25,14 @@ from concurrent.futures import Future
 from datetime import timedelta
 from typing import Any
 
+from proofmarket.calls.events import Listener
 from proofmarket.calls.queue import QueueHealth, poll_watch
 from proofmarket.calls.runner import CallRunner
 from proofmarket.core.errors import QueueUnavailable
 from proofmarket.core.settings import Settings
 from proofmarket.db import CallKind, CallRepo, CallRow, CallStatus
 from proofmarket.db.tables import utcnow
+from proofmarket.systems.port import Events
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +160,10 @@ class CeleryCallQueue:
 
     def watch(self, job_id: str) -> Future[CallRow | None]:
         return poll_watch(self.calls, job_id, 0.02, self._stop)
+
+    def listen(self, job_id: str, events: Events) -> threading.Event:
+        """The events a worker publishes for ``job_id`` (``calls/events.py``), read from Redis."""
+        return Listener(self.redis, job_id, events, self.settings.queue.proof_timeout_s + 300).done
 
     def depth(self) -> int:
         try:

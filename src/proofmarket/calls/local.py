@@ -34,7 +34,7 @@ from proofmarket.calls.queue import QueueHealth
 from proofmarket.calls.runner import CallRunner
 from proofmarket.calls.settling import CallSettler
 from proofmarket.db import CallKind, CallRepo, CallRow, Recovery
-from proofmarket.systems.port import Bundle
+from proofmarket.systems.port import Bundle, Events
 from proofmarket.systems.registry import WorkerSystems
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ class LocalCallQueue:
         # the calls queued here and not delivered yet (a watcher waits for their delivery without reading them), with
         # the row each was submitted with (its worker starts it from that row: the start is a conditional update)
         self._pending: dict[str, CallRow | None] = {}
+        self._listeners: dict[str, tuple[Events, threading.Event]] = {}  # a run's events, and when they are all out
         self.window_s = runner.settings.queue.batch_window_ms / 1000
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -107,6 +108,13 @@ class LocalCallQueue:
             self._notify(job_id, job)
         return fut
 
+    def listen(self, job_id: str, events: Events) -> threading.Event:
+        """``events`` gets the events of ``job_id``'s run on its worker thread; the event is set once the run ended."""
+        done = threading.Event()
+        with self._lock:
+            self._listeners[job_id] = (events, done)
+        return done
+
     def depth(self) -> int:
         return self._prove_q.qsize() + self._compile_q.qsize()
 
@@ -146,10 +154,15 @@ class LocalCallQueue:
         settle_later = self._settle_later if worker else None
         with self._lock:
             rows = {i: self._pending.get(i) for i in job_ids}
-        if len(job_ids) == 1 or worker is None:
-            return {i for i in job_ids if self.runner.run(i, worker, self._stop, settle_later=settle_later,
-                                                          row=rows[i])}
-        return self.runner.run_batch(job_ids, worker, self._stop, settle_later=self._settle_later)
+            listening = {i: self._listeners.pop(i) for i in job_ids if i in self._listeners}
+        try:
+            if len(job_ids) == 1 or worker is None:
+                return {i for i in job_ids if self.runner.run(i, worker, self._stop, settle_later=settle_later,
+                                                              row=rows[i], events=listening.get(i, (None,))[0])}
+            return self.runner.run_batch(job_ids, worker, self._stop, settle_later=self._settle_later)
+        finally:
+            for _, done in listening.values():
+                done.set()
 
     def _batch(self, worker: WorkerSystems, first: str) -> list[str]:
         """``first`` and the queued calls that may share its proof (``BatchingQueue.batch``)."""

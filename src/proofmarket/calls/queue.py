@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from proofmarket.db import CallKind, CallRepo, CallRow
+from proofmarket.systems.port import Events
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,11 @@ class CallQueue(Protocol):
     def submit(self, kind: CallKind, job_id: str, row: CallRow | None = None) -> None: ...
 
     def watch(self, job_id: str) -> Future[CallRow | None]: ...
+
+    def listen(self, job_id: str, events: Events) -> threading.Event:
+        """Hand the events of ``job_id``'s run (a generation's tokens) to ``events``, from before it is queued; the
+        event returned is set once its run's last event was handed over."""
+        ...
 
     def depth(self) -> int:
         """Jobs waiting for a worker."""

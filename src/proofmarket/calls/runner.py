@@ -255,10 +255,6 @@ class CallRunner:
                  execution.bundle_cid)
         return proved
 
-    def complete(self, job: CallRow, execution: Execution, elapsed: float | None = None) -> None:
-        """A call its route ran itself (a stream): recorded, then settled through its rail like any other."""
-        self._settle_and_count(self._proved(job, execution, elapsed) or job, execution.bundle)
-
     def _settle(self, job: CallRow, bundle: Bundle | None = None) -> tuple[CallRow, Settlement, ProofOutcome] | None:
         """Settle through the call's rail; the settled row and the capture (for the after-capture hooks) when the
         money moved now."""

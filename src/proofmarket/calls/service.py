@@ -6,10 +6,10 @@
 * A payment nonce pays for one job: a second job with it is refused (``payment_replayed``).
 * A payer's balance is reserved across its unsettled jobs: ``cover(ticket, held)`` is asked, under a lock,
   with what the payer's other unsettled jobs hold, before the job is stored and queued.
-* Every call is a row with its proof system and its payment rail. A call its route runs itself (a streamed
-  generation) is one too: ``open_call`` holds its payment like a queued call (the same cover), ``finish_call``
-  hands the execution to the runner's one settle step: settled, ``settling`` (202: followed on chain, the answer
-  delivered once mined, or failed with nothing charged) or failed.
+* Every call is a row with its proof system and its payment rail, run by the engine. A streamed generation's call is
+  held first (``hold_call``: its payment covered like any queued call's), then queued with its request listening
+  to its run's events (``start_call``); the runner's one settle step settles it: settled, ``settling`` (202:
+  followed on chain, the answer delivered once mined, or failed with nothing charged) or failed.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 from collections.abc import Callable
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
@@ -27,7 +28,7 @@ from proofmarket.core.errors import DuplicateJob, IdempotencyConflict, PaymentRe
 from proofmarket.db import CallKind, CallRepo, CallRow, CallStatus, NewCall
 from proofmarket.db.leases import LeaseRepo
 from proofmarket.payments.tickets import Settlement, Ticket
-from proofmarket.systems.port import Execution
+from proofmarket.systems.port import Events, Execution
 from proofmarket.systems.registry import DEFAULT_SYSTEM
 
 if TYPE_CHECKING:
@@ -122,11 +123,11 @@ class CallService:
         self.queue.submit(new.kind, job.id, job)
         return job
 
-    def open_call(self, model_id: str, request: dict[str, Any], ticket: Ticket | None, cover: Cover | None,
+    def hold_call(self, model_id: str, request: dict[str, Any], ticket: Ticket | None, cover: Cover | None,
                   *, system: str, rail: str) -> CallRow:
-        """A call its route runs itself (a streamed generation), stored as a running job that holds its payment
-        (not queued). ``cover`` is asked first, as for a queued call, with what the payer's other unsettled calls
-        hold."""
+        """A call whose request waits for its events (a streamed generation), stored queued with its payment held
+        (``cover`` is asked first, as for any queued call, with what the payer's other unsettled calls hold); the
+        engine gets it from ``start_call``, once the request listens."""
         new = NewCall(CallKind.PROVE, request, request_hash(CallKind.PROVE, model_id, request), model_id=model_id,
                       payment_nonce=ticket.nonce if ticket else None, payment=ticket.to_json() if ticket else None,
                       system=system, rail=rail)
@@ -139,13 +140,14 @@ class CallService:
             except DuplicateJob:
                 raise PaymentReplayed("this payment was already used for another request") from None
             log.info("call %s created (%s, model %s)", job.id, job.kind, job.model_id or "-")
-        return self.repo.start(job.id) or job
+        return job
 
-    def finish_call(self, job_id: str, execution: Execution, elapsed: float | None = None) -> CallRow:
-        """The call ran (its route ran it): recorded and settled the way the engine's calls are (one runner).
-        Returns the job: proved (free), settled, settling (followed on chain) or failed (nothing charged)."""
-        self._runner().complete(self.get(job_id), execution, elapsed)
-        return self.get(job_id)
+    def start_call(self, job: CallRow, events: Events) -> threading.Event:
+        """Queue a held call with ``events`` listening to its run (a generation's tokens, from whichever worker runs
+        it); the event returned is set once its run's last event was handed over."""
+        done = self.queue.listen(job.id, events)
+        self.queue.submit(CallKind(job.kind), job.id, job)
+        return done
 
     def fail_call(self, job_id: str, code: str, message: str) -> None:
         """The call failed before its answer was ready: the job fails and its payment is released."""

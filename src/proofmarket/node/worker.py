@@ -26,6 +26,7 @@ from proofmarket.calls.celery_queue import (
     check_redis,
     model_queue,
 )
+from proofmarket.calls.events import END, publisher
 from proofmarket.calls.slice_share import SLICE_QUEUE, SLICE_TASK, SliceShare
 from proofmarket.core.settings import Settings
 from proofmarket.node.compose import WorkerContext
@@ -50,9 +51,18 @@ def run_worker(settings: Settings, *, name: str | None = None, models: list[str]
 
     def run_job(self: Any, job_id: str) -> None:
         beat.running(job_id)
+        sent: list[str] = []  # a generation's tokens reach the node's stream through Redis
+        publish = publisher(client, job_id)
+
+        def events(event: str, data: Any) -> None:
+            sent.append(event)
+            publish(event, data)
+
         try:
-            ctx.runner.run(job_id, ctx.worker, ctx.stop)
+            ctx.runner.run(job_id, ctx.worker, ctx.stop, events=events)
         finally:
+            if sent:  # this worker ran it (a duplicate message runs nothing, and ends nobody's stream)
+                publish(END, {})
             beat.running(None)
 
     def prove_slice(self: Any, call_id: str, index: int) -> None:

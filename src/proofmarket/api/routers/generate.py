@@ -6,9 +6,10 @@
       -> ceiling = ceil(price per 1,000 output tokens * max_tokens / 1,000): x402 ``upto`` (listed first in the
          402 terms: a Permit2 authorization of the ceiling), channels and credits are charged the tokens generated;
          x402 ``exact`` captures the ceiling
-      -> Rail.verify -> the call held as a job (``CallService.open_call``: the payer's balance must cover
+      -> Rail.verify -> the call held as a job (``CallService.hold_call``: the payer's balance must cover
          it on top of its other unsettled calls, else 402 payment_insufficient_funds, before anything runs)
-      -> generate + sign the attested bundle -> settled as a paid job settles (``CallService.finish_call``) -> 200
+      -> queued on the node's engine (``start_call``): its attested system generates and signs the bundle, the
+         request hears its tokens -> settled by the node's settler as a paid job settles -> 200
     A generation that fails settles nothing (the payment is released). A settlement still pending when the
     facilitator stops waiting answers 202 with the job (``GET /v1/jobs/{id}`` with its ``access_token`` in
     ``X-Job-Token``): the node keeps the hold and the answer, shows it there (``result.answer``) once the transfer
