@@ -372,8 +372,9 @@ def test_any_two_validators_alone_slash_a_cheat_and_refund_its_consumer(
 
 
 def test_the_node_publishes_a_bundle_challenged_as_withheld(net: Net, honest_url: str) -> None:
-    """An availability challenge is answered by the node's watcher: the committed bytes go on chain (the
-    challenger's bond back, a fresh window), where every validator reads them."""
+    """An availability challenge is answered at once by the request's court rail (the watcher has the settler follow
+    now): the committed bytes go on chain (the challenger's bond back, a fresh window), where every validator reads
+    them."""
     m = net.market
     receipt = m.request(net.lm_id, {"prompt": "are you there", "max_tokens": 4})
     rid = receipt.request_id

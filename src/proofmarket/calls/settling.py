@@ -80,6 +80,12 @@ class CallSettler(Service):
             self.wake()  # busy: the next pass comes at once
         return settled
 
+    def follow_now(self) -> None:
+        """Follow the settling calls on the next pass, without waiting ``follow_s`` (a court request challenged:
+        its rail answers within the response window)."""
+        self._followed_at = 0.0
+        self.wake()
+
     def settle_proved(self) -> int:
         """Settle the proved calls awaiting settlement, oldest first, while this node holds the lease. Returns how
         many."""

@@ -185,14 +185,19 @@ class CourtService(CourtSteps, ChainWatcher[CourtRequest]):
 
     def _on_event(self, event: ChainEvent) -> None:
         if event.event == "AvailabilityChallenged":  # answered at once: the response window must not wait
-            row = self.repo.get(self.chain_id, self.address, int(event.args["requestId"]))  # for generation
-            if row is not None and row.status == EscrowStatus.FULFILLED:
+            row = self.repo.get(self.chain_id, self.address, int(event.args["requestId"]))
+            if row is not None and row.status == EscrowStatus.FULFILLED and self.follow_soon is not None \
+                    and self._followed(row):
+                self.follow_soon()  # its call's rail publishes it (``advance``), on the settler's next pass: now
+            elif row is not None and row.status == EscrowStatus.FULFILLED:
                 try:
                     self._publish(row)
                 except ProofMarketError as exc:  # settle() tries again within the window
                     self.log.warning("court request %s: could not publish yet: %s", row.request_id, exc.message)
         elif event.event in ("Challenged", "Resolved"):
             self._wake.set()  # settle() reads the new status
+            if self.follow_soon is not None:
+                self.follow_soon()
 
     def _open_again(self, onchain: CourtRequest) -> bool:
         return onchain.status == "open"

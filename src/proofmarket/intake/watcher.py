@@ -85,6 +85,7 @@ class ChainWatcher(Reorgs[Req]):
     closing_events: ClassVar[tuple[str, ...]]  # events after which a request that took no input is read again
     unavailable: ClassVar[tuple[type[ProofMarketError], ...]] = ()  # construction errors that leave it off
     proof_timeout_s: float | None = None  # how long a request's call may run (the queue's proof timeout)
+    follow_soon: Callable[[], None] | None = None  # the node's settler follows its settling calls now (a challenge)
 
     def __init__(self, market: Market, repo: EscrowRepo, served: Callable[[], Iterable[str]], bound: BoundContract,
                  *, confirmations: int | None = None, poll_s: float = 2.0, batch_size: int = 2_000,

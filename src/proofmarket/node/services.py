@@ -137,6 +137,7 @@ class NodeServices:
         for watcher in watchers:  # their answers are calls of their rails (escrow, court): the call settler's
             if isinstance(watcher, ChainWatcher) and watcher.calls is not None:
                 self.rails.add(watcher.rail())
+                watcher.follow_soon = self.settler.follow_now if self.settler is not None else None
         if not self.supervisor.order:  # once: an app whose lifespan runs again starts the same services again
             for name, service, requires in self._services(watchers):  # listed whole first: a failure adds none
                 self.supervisor.add(service, requires, name=name)
