@@ -94,6 +94,11 @@ class CourtSteps:
                     ready.append((other, made))
             self._commit(ready)
 
+    def commit_deferred(self, row: EscrowRequestRow, bundle_cid: str) -> None:
+        """``commit_answer`` for an answer left to be committed with others (the rail's ``follow``): a failure fails
+        the request's attempt here (tried again, or failed with its code), since no watcher waits for its call."""
+        self._attempt(row, partial(self.commit_answer, row, bundle_cid))
+
     def others_generating(self, row: EscrowRequestRow) -> bool:
         """Whether another request of this court is being generated (its call queued or running): ``row``'s answer
         then waits to be committed with it (the last one generated commits them all)."""

@@ -172,7 +172,7 @@ class CourtRail(ChainRail):
         row = self._row(ticket)
         mine = row.attempts == ticket.doc.get("attempt")
         if mine and row.status == EscrowStatus.PROVING and proof.bundle_cid:  # left to be committed with others:
-            self.watcher.commit_answer(row, proof.bundle_cid)  # committed now, with whichever are generated
+            self.watcher.commit_deferred(row, proof.bundle_cid)  # committed now, with whichever are generated
             row = self._row(ticket)
         if mine and row.status == EscrowStatus.FULFILLED and self.watcher.advance(row):
             row = self._row(ticket)
