@@ -118,7 +118,9 @@ def planted(tmp_path: Path, contract: str, find: str, replace: str, *, runs: int
                     contract, "--out", str(out), "--runs", str(runs), *(["--via-ir", "true"] if via_ir else [])],
                    check=True, capture_output=True, timeout=600)
     PLANTED_CACHE.mkdir(exist_ok=True)
-    shutil.copyfile(out, cached)
+    part = cached.with_name(f"{cached.name}.{os.getpid()}.part")  # whole or absent: another worker may read it
+    shutil.copyfile(out, part)
+    os.replace(part, cached)
     return load_artifact_file(out)
 
 
