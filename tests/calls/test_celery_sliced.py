@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from jobs_helpers import stop_processes
 
 from proofmarket.api import create_app
 from proofmarket.calls.redis_server import RedisServer
@@ -74,13 +75,7 @@ class Node:
             time.sleep(0.2)
 
     def close(self) -> None:
-        for proc in self.workers.values():
-            proc.terminate()
-        for proc in self.workers.values():
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(*self.workers.values())
         self.app.state.services.close()
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from jobs_helpers import stop_processes
 from pg_server import fresh_database
 from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
@@ -98,13 +99,7 @@ def test_two_nodes_and_two_workers_started_at_once_on_a_fresh_database_all_come_
         _wait(all_up, procs, 300)
         assert all(b is not None and b["database"] and b["queue"] == "celery" for b in bodies.values()), bodies
     finally:
-        for proc, _ in procs:
-            proc.terminate()
-        for proc, _ in procs:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(*(proc for proc, _ in procs))
     logs = "\n".join(log.read_text(errors="replace") for _, log in procs)
     assert "UniqueViolation" not in logs and "cannot migrate the database" not in logs, logs
     db = Database(fresh_url)

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from jobs_helpers import stop_processes
 from pg_server import fresh_database, restart
 
 from proofmarket.api import create_app
@@ -115,13 +116,7 @@ def backend(request: pytest.FixtureRequest, mlp_store: tuple[Path, str], redis: 
         try:
             yield b
         finally:
-            for proc in b.workers:
-                proc.terminate()
-            for proc in b.workers:
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            stop_processes(*b.workers)
     app.state.services.close()
 
 

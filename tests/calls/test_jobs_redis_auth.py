@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from jobs_helpers import stop_processes
 
 from proofmarket.api import create_app
 from proofmarket.calls.celery_queue import QueueUnavailable, check_redis
@@ -76,11 +77,7 @@ def test_a_password_in_the_url_runs_the_queue_and_never_shows(locked: RedisServe
             for path in ("/health", "/metrics", "/dashboard"):
                 assert PASSWORD not in client.get(path).text, path
         finally:
-            worker.terminate()
-            try:
-                worker.wait(30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+            stop_processes(worker)
     app.state.services.close()
     assert PASSWORD not in log_path.read_text(errors="replace")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import threading
 from concurrent.futures import Future
 from pathlib import Path
@@ -12,6 +13,17 @@ from proofmarket.db import CallKind, CallRepo, CallRow, Database, NewCall
 from proofmarket.payments.port import RailExtras
 from proofmarket.payments.tickets import ProofOutcome, Settlement, Ticket
 from proofmarket.systems.ezkl.prover import ProveResult
+
+
+def stop_processes(*procs: subprocess.Popen[bytes], wait_s: float = 30.0) -> None:
+    """Stop worker processes: each is asked to stop (SIGTERM), then killed if it has not stopped within ``wait_s``."""
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(wait_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def clear_env() -> None:

@@ -3,8 +3,8 @@
 The local engine calls the listener on its worker thread. A Celery worker runs elsewhere: it publishes each event on
 the call's Redis channel (``publisher``) and one ``END`` once the run is over; the node's listener (``Listener``)
 subscribes before the call is queued, so that no event is published before anyone listens, and hands each event to
-the request. Its ``done`` is set once the run's last event was handed over (``END``, the call final, or the wait
-over), so that the request answers after every event it showed.
+the request. Its ``done`` is set once the run's last event was handed over (``END``, or the wait over), so that the
+request answers after every event it showed.
 """
 
 from __future__ import annotations

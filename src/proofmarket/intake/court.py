@@ -39,8 +39,8 @@ from proofmarket.chain.court import (
     CourtRequest,
     CourtValidator,
 )
-from proofmarket.core.errors import CourtUnavailable, ProofMarketError, from_code
-from proofmarket.db import CallStatus, CourtState, EscrowRepo, EscrowRequestRow, EscrowStatus
+from proofmarket.core.errors import CourtUnavailable, ProofMarketError
+from proofmarket.db import CourtState, EscrowRepo, EscrowRequestRow, EscrowStatus
 from proofmarket.intake.callback_terms import DEFAULT_RULE, CallbackRule
 from proofmarket.intake.court_delivery import CourtDelivery
 from proofmarket.intake.court_steps import CourtSteps, Ready
@@ -227,20 +227,14 @@ class CourtService(CourtSteps, ChainWatcher[CourtRequest]):
             return None
         if self.calls is None:
             return ""
-        ticket = chain_ticket(COURT_RAIL, self.chain_id, self.address, row)
-        found = self.calls.repo.by_idempotency_key(ticket.nonce)  # this attempt's call (queued before a restart)
-        return found.id if found is not None else self.calls.submit_request(row.model_id, (row.inputs or {})[
-            "inputs"], key=ticket.nonce, ticket=ticket, system=ATTESTED_SYSTEM, rail=self.kind).id
+        ticket = chain_ticket(COURT_RAIL, self.chain_id, self.address, row)  # a call queued before: found by its key
+        return self.calls.submit_request(row.model_id, (row.inputs or {})["inputs"], key=ticket.nonce, ticket=ticket,
+                                         system=ATTESTED_SYSTEM, rail=self.kind).id
 
     def _generated(self, row: EscrowRequestRow, job_id: str) -> Commitment | None:
         """Wait for the request's call (generated, then committed by the settler); a watcher outside a node
         generates it here and returns its commitment (committed by ``work``)."""
         if self.calls is None:
             return self._commitment(row, self.market.generate_attested(row.model_id, (row.inputs or {})["inputs"])[1])
-        call = self._wait_call(row, job_id)
-        fresh = self.repo.get(self.chain_id, self.address, row.request_id)
-        if call.status == CallStatus.FAILED and fresh is not None and fresh.status == EscrowStatus.PROVING \
-                and fresh.attempts == row.attempts:  # failed before its answer was committed: this attempt fails
-            raise from_code(call.error_code or "proving_failed", call.error_message or "the call failed",
-                            {"job_id": call.id})
+        self._wait_call(row, job_id)  # a call failed before its answer was committed fails this attempt
         return None

@@ -30,9 +30,9 @@ from proofmarket import models
 from proofmarket.calls.metrics import EscrowMetrics
 from proofmarket.chain import ChainEvent
 from proofmarket.chain.types import Fulfilment, InferenceRequest, RequestStatus
-from proofmarket.core.errors import ChainError, InputMismatch, UsageError, UseCourt, from_code
+from proofmarket.core.errors import ChainError, InputMismatch, UsageError, UseCourt
 from proofmarket.core.settings import Settings
-from proofmarket.db import CallStatus, Database, EscrowRepo, EscrowRequestRow, EscrowStatus
+from proofmarket.db import Database, EscrowRepo, EscrowRequestRow, EscrowStatus
 from proofmarket.db.market_book import MarketBook
 from proofmarket.intake.callback_terms import DEFAULT_RULE, CallbackRule
 from proofmarket.intake.escrow_batch import BatchedEscrow
@@ -343,10 +343,7 @@ class EscrowService(BatchedEscrow, ChainWatcher[InferenceRequest]):
                                           answered=Execution(cid, bundle, {"output": output.get("values")})).id
         else:
             job_id = self._submit_job(row, batch=batch, ticket=ticket)
-        call = self._wait_call(row, job_id)
-        if call.status == CallStatus.FAILED and self._still_proving(row):  # before the request was answered
-            raise from_code(call.error_code or "proving_failed", call.error_message or "the call failed",
-                            {"job_id": call.id})
+        self._wait_call(row, job_id)  # a call failed before the request was answered fails this attempt
         return int(self._settled_counts.pop(row.id, 0))
 
     def settle_answer(self, row: EscrowRequestRow, bundle_doc: dict[str, Any], bundle_cid: str) -> int:
@@ -386,10 +383,6 @@ class EscrowService(BatchedEscrow, ChainWatcher[InferenceRequest]):
 
     def _stored(self, bundle_cid: str) -> tuple[Bundle, str]:
         return parse_bundle(self.market.workspace.store.get_json(bundle_cid)), bundle_cid
-
-    def _still_proving(self, row: EscrowRequestRow) -> bool:
-        fresh = self.repo.get(self.chain_id, self.address, row.request_id)
-        return fresh is not None and fresh.status == EscrowStatus.PROVING
 
     def _validation(self, request_id: int, bundle_cid: str, fulfil_tx: str) -> dict[str, Any] | None:
         """Record the settled request on the ERC-8004 ValidationRegistry (never fails the request)."""

@@ -52,6 +52,7 @@ from proofmarket.core.errors import (
     ProofTimeout,
     RequestClosed,
     UnknownRequest,
+    from_code,
 )
 from proofmarket.core.profiles import profile_for
 from proofmarket.core.settings import Settings
@@ -354,7 +355,8 @@ class ChainWatcher(Reorgs[Req]):
     def _wait_call(self, row: EscrowRequestRow, job_id: str) -> CallRow:
         """Wait for the request's call to be done with by the engine (final, or its settlement under way: the answer
         is mined, or committed on the court); ProofTimeout when it is still running after the proof timeout and two
-        minutes (it is failed then: an answer that comes later settles nothing)."""
+        minutes (it is failed then: an answer that comes later settles nothing). A call that failed while its
+        request was still this attempt's (before its answer was sent) raises its error: the attempt fails with it."""
         assert self.calls is not None, "a request's call is a call of the node's engine"
         wait = (self.proof_timeout_s or 600.0) + 120.0
         deadline, watched = time.monotonic() + wait, self.calls.queue.watch(job_id)
@@ -372,6 +374,11 @@ class ChainWatcher(Reorgs[Req]):
                                 f"{wait:.0f} s", job_id=done.id)
             self.calls.fail_call(done.id, late.code, late.message)
             raise late
+        fresh = self.repo.get(self.chain_id, self.address, row.request_id)
+        if done.status == CallStatus.FAILED and fresh is not None and fresh.status == EscrowStatus.PROVING \
+                and fresh.attempts == row.attempts:
+            raise from_code(done.error_code or "proving_failed", done.error_message or "the call failed",
+                            {"job_id": done.id})
         return done
 
     @abc.abstractmethod

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from jobs_helpers import stop_processes
 
 from proofmarket.api import create_app
 from proofmarket.calls.redis_server import redis_server
@@ -48,11 +49,7 @@ def celery_node(attested_home: Path, lm_id: str, tmp_path_factory: pytest.TempPa
                     time.sleep(0.2)
                 yield client
         finally:
-            worker.terminate()
-            try:
-                worker.wait(30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+            stop_processes(worker)
             app.state.services.close()
 
 
