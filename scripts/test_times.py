@@ -63,6 +63,13 @@ def render(records: list[dict[str, Any]], commit: str = "") -> str:
         if r["when"] == "call" or r["outcome"] != "passed":
             outcomes[r["outcome"]] += r["when"] == "call" or r["outcome"] == "skipped"
     total = sum(per_test.values())
+    cpu: dict[str, float] = defaultdict(float)  # CPU seconds per test: its worker's and the children it reaped
+    for r in records:
+        if r["kind"] == "cpu":
+            cpu[r["test"]] += r["s"]
+    cpu_folder: dict[str, float] = defaultdict(float)
+    for test, seconds in cpu.items():
+        cpu_folder[folder_of(test)] += seconds
     lines = [
         "# Where the test suite's time goes",
         "",
@@ -72,19 +79,24 @@ def render(records: list[dict[str, Any]], commit: str = "") -> str:
         "",
         f"- wall time: **{_m(wall)} min** on {len(workers)} worker(s); test time summed: {_m(total)} min; "
         f"{len(per_test)} tests ({', '.join(f'{v} {k}' for k, v in sorted(outcomes.items()))})",
+        f"- CPU time summed: {_m(sum(cpu.values()))} min (each test's worker and the child processes it reaped; a "
+        "server a fixture keeps for a module counts where it is stopped)",
         "",
         "## By folder",
         "",
-        "| folder | tests | setup (min) | call (min) | teardown (min) | total (min) |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| folder | tests | setup (min) | call (min) | teardown (min) | total (min) | CPU (min) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     rows = sorted(by_folder.items(), key=lambda kv: -sum(kv[1].values()))
     for folder, t in rows:
         lines.append(f"| {folder} | {len(tests[folder])} | {_m(t['setup'])} | {_m(t['call'])} | {_m(t['teardown'])} | "
-                     f"{_m(sum(t.values()))} |")
+                     f"{_m(sum(t.values()))} | {_m(cpu_folder[folder])} |")
     lines += ["", "## The 10 slowest tests (all phases)", "", "| seconds | test |", "|---:|---|"]
     for test, s in sorted(per_test.items(), key=lambda kv: -kv[1])[:10]:
         lines.append(f"| {s:.1f} | `{test}` |")
+    lines += ["", "## The 15 tests that use the most CPU", "", "| CPU seconds | wall seconds | test |", "|---:|---:|---|"]
+    for test, s in sorted(cpu.items(), key=lambda kv: -kv[1])[:15]:
+        lines.append(f"| {s:.1f} | {per_test.get(test, 0.0):.1f} | `{test}` |")
     lines += ["", "## The 10 slowest fixture setups", "",
               "| seconds | fixture | scope | defined in | first needed by |", "|---:|---|---|---|---|"]
     for r in sorted(fixtures, key=lambda r: -r["s"])[:10]:

@@ -63,7 +63,11 @@ class _Times:
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: Any) -> Iterator[Any]:
         self.write(kind="test", test=item.nodeid, world=world(item))
-        return (yield)
+        before = _cpu_seconds()
+        try:
+            return (yield)
+        finally:  # this process's CPU and its reaped children's (a node or prover it started and stopped)
+            self.write(kind="cpu", test=item.nodeid, s=round(_cpu_seconds() - before, 3))
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if getattr(report, "node", None) is not None:
@@ -74,6 +78,13 @@ class _Times:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         self.write(kind="session", s=round(time.time() - self.started, 2), tests=session.testscollected)
         self.out.close()
+
+
+def _cpu_seconds() -> float:
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def measured_worlds() -> dict[str, float]:

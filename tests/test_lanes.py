@@ -3,6 +3,8 @@ do not say fails with the lane it needs."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from proofmarket.chain.devnet import Devnet
@@ -46,20 +48,34 @@ def test_lanes_follow_the_fixtures_a_test_needs_through_other_fixtures(request: 
     assert {"chain", "slow"} & marks[request.node.nodeid] == set()
 
 
-def test_every_package_has_tests_in_the_unit_lane() -> None:
-    """``make test-fast`` (the unit lane) covers every package of ``src/proofmarket``: each has a test folder
-    with tests that need no compile, devnet, npm tool, browser or release build."""
+def _unit_lane_files(request: pytest.FixtureRequest, root: Path, unit: str) -> list[str]:
+    """The files of the unit lane's tests: read off this run's own collection when it collected the whole suite
+    (every lane marker is on its items by now), else from ``pytest --collect-only -m <unit>`` in a child."""
     import subprocess
     import sys
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
-    unit = "not slow and not chain and not npm and not browser and not release"
+    from _pytest.mark.expression import Expression
+
+    config = request.config
+    whole = (not config.option.keyword and not config.option.markexpr and not config.option.deselect
+             and {(Path(config.invocation_params.dir) / a).resolve() for a in config.args} <= {root, root / "tests"})
+    if whole:
+        expression = Expression.compile(unit)
+        return [item.nodeid.split("::")[0] for item in request.session.items
+                if expression.evaluate(lambda name, marks={m.name for m in item.iter_markers()}: name in marks)]
     listed = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
                              "-p", "no:xdist", "-m", unit], cwd=root, capture_output=True, text=True, timeout=300)
-    folders = {line.split("::")[0].split("/")[1] for line in listed.stdout.splitlines() if "::" in line}
-    folders |= {"/".join(line.split("::")[0].split("/")[1:3]) for line in listed.stdout.splitlines()
-                if line.startswith("tests/systems/")}
+    return [line.split("::")[0] for line in listed.stdout.splitlines() if "::" in line]
+
+
+def test_every_package_has_tests_in_the_unit_lane(request: pytest.FixtureRequest) -> None:
+    """``make test-fast`` (the unit lane) covers every package of ``src/proofmarket``: each has a test folder
+    with tests that need no compile, devnet, npm tool, browser or release build."""
+    root = Path(__file__).resolve().parents[1]
+    unit = "not slow and not chain and not npm and not browser and not release"
+    files = _unit_lane_files(request, root, unit)
+    folders = {f.split("/")[1] for f in files}
+    folders |= {"/".join(f.split("/")[1:3]) for f in files if f.startswith("tests/systems/")}
     packages = {p.name for p in (root / "src" / "proofmarket").iterdir() if (p / "__init__.py").is_file()}
     packages |= {f"systems/{p.name}" for p in (root / "src" / "proofmarket" / "systems").iterdir()
                  if (p / "__init__.py").is_file()}
