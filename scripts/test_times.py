@@ -94,7 +94,8 @@ def render(records: list[dict[str, Any]], commit: str = "") -> str:
     lines += ["", "## The 10 slowest tests (all phases)", "", "| seconds | test |", "|---:|---|"]
     for test, s in sorted(per_test.items(), key=lambda kv: -kv[1])[:10]:
         lines.append(f"| {s:.1f} | `{test}` |")
-    lines += ["", "## The 15 tests that use the most CPU", "", "| CPU seconds | wall seconds | test |", "|---:|---:|---|"]
+    lines += ["", "## The 15 tests that use the most CPU", "", "| CPU seconds | wall seconds | test |",
+              "|---:|---:|---|"]
     for test, s in sorted(cpu.items(), key=lambda kv: -kv[1])[:15]:
         lines.append(f"| {s:.1f} | {per_test.get(test, 0.0):.1f} | `{test}` |")
     lines += ["", "## The 10 slowest fixture setups", "",

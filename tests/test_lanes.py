@@ -61,8 +61,8 @@ def _unit_lane_files(request: pytest.FixtureRequest, root: Path, unit: str) -> l
              and {(Path(config.invocation_params.dir) / a).resolve() for a in config.args} <= {root, root / "tests"})
     if whole:
         expression = Expression.compile(unit)
-        return [item.nodeid.split("::")[0] for item in request.session.items
-                if expression.evaluate(lambda name, marks={m.name for m in item.iter_markers()}: name in marks)]
+        lanes = {item.nodeid: {m.name for m in item.iter_markers()} for item in request.session.items}
+        return [nodeid.split("::")[0] for nodeid, marks in lanes.items() if expression.evaluate(marks.__contains__)]
     listed = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
                              "-p", "no:xdist", "-m", unit], cwd=root, capture_output=True, text=True, timeout=300)
     return [line.split("::")[0] for line in listed.stdout.splitlines() if "::" in line]
