@@ -8,6 +8,7 @@ largest prover process), the bundle's verification, and beside it the model as o
 
     python bench/slices.py                       # the MLP and LeNet-5 in 2 slices (writes slices.json, slices.md)
     python bench/slices.py --only lenet-5 --slices 3
+    python bench/slices.py --only "gpt-2 block" --slices auto   # the fewest that fit the node's default budget
 """
 
 from __future__ import annotations
@@ -49,12 +50,13 @@ def compile_one(name: str, slices: int, work: Path) -> dict[str, Any]:
     from proofmarket.systems.ezkl.sliced_compile import predict_sliced
 
     onnx_path, samples_path, params = export(name, work / "model")
-    row: dict[str, Any] = {"model": name, "parameters": params, "slices_asked": slices}
-    started = time.perf_counter()
-    planned = predict_sliced(onnx_path, PrivacyProfile(), slices, 2)
-    row.update(dry_run_s=round(time.perf_counter() - started, 1), plan=planned)
+    row: dict[str, Any] = {"model": name, "parameters": params, "slices_asked": slices or "auto"}
     ws = _workspace(work / "home")
     try:
+        started = time.perf_counter()
+        planned = predict_sliced(onnx_path, PrivacyProfile(), slices or None, 2, ws.budget())
+        row.update(dry_run_s=round(time.perf_counter() - started, 1), plan=planned)
+        slices = slices or planned["plan"]["slices"]
         from proofmarket import models
         from proofmarket.models.external import self_contained
 
@@ -194,7 +196,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=HERE)
     parser.add_argument("--only", nargs="*", choices=list(MODELS), default=None)
-    parser.add_argument("--slices", type=int, default=2)
+    parser.add_argument("--slices", type=lambda v: 0 if v == "auto" else int(v), default=2,
+                        help="a count, or auto: the fewest that fit the node's default budget")
     parser.add_argument("--compile", choices=list(MODELS), help=argparse.SUPPRESS)
     parser.add_argument("--prove", help=argparse.SUPPRESS)
     parser.add_argument("--provers", type=int, default=1, help=argparse.SUPPRESS)

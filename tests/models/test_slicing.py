@@ -88,13 +88,39 @@ def test_the_plan_minimises_the_largest_slice(n: int) -> None:
     found, total = slicing.cuts(model)
     got = slicing.plan(model, n)
     assert got.count == n and sum(got.works()) == total
-
-    def largest(picked: tuple[slicing.Cut, ...]) -> int:  # a slice: its work and its links' hashing on each side
-        ends = [(0, 0), *((c.work_before, c.elements * slicing.LINK_WORK) for c in picked), (total, 0)]
-        return max(b[0] - a[0] + a[1] + b[1] for a, b in itertools.pairwise(ends))
-
     # brute force over every choice of n - 1 cuts: the smallest possible largest slice
-    assert largest(got.cuts) == min(largest(pick) for pick in itertools.combinations(found, n - 1))
+    assert max(got.costs) == min(largest(pick, total) for pick in itertools.combinations(found, n - 1))
+    assert max(got.costs) == largest(got.cuts, total)
+
+
+def largest(picked: tuple[slicing.Cut, ...], total: int) -> float:
+    """A second count of a plan's largest slice: its nodes' work, or its links' hashing (each crossing element's
+    Poseidon rows, on both sides) where that is larger."""
+    ends = [(0, 0), *((c.work_before, c.elements * slicing.LINK_ROWS) for c in picked), (total, 0)]
+    return max(max(b[0] - a[0], a[1] + b[1]) for a, b in itertools.pairwise(ends))
+
+
+@pytest.mark.parametrize("most", [2000.0, 6000.0, 9000.0, 1e9])
+def test_the_fewest_slices_under_a_cost(most: float) -> None:
+    model = chain([16, 64, 64, 64, 64, 8])
+    found, total = slicing.cuts(model)
+    got = slicing.fewest(model, most)
+    fits = [k for k in range(1, len(found) + 2)
+            if any(largest(pick, total) <= most for pick in itertools.combinations(found, k - 1))]
+    if fits:  # the fewest that fit, by brute force, balanced
+        assert got.count == fits[0] and max(got.costs) <= most
+        assert max(got.costs) == min(largest(p, total) for p in itertools.combinations(found, got.count - 1))
+    else:  # none fits: as many slices as the graph has places
+        assert got.count == len(found) + 1 and max(got.costs) > most
+
+
+def test_a_recorded_plan_is_cut_again_at_its_places_and_a_foreign_one_is_refused() -> None:
+    model = residual()
+    planned = slicing.plan(model, 3)
+    again = slicing.plan_at(model, [c["after_node"] for c in planned.to_json()["cuts"]])  # type: ignore[index]
+    assert again.cuts == planned.cuts
+    with pytest.raises(UsageError, match="no cut"):
+        slicing.plan_at(model, [len(model.graph.node) + 5])
 
 
 @pytest.mark.parametrize(("build", "n"), [(lambda: chain([8, 16, 16, 4]), 3), (residual, 2), (residual, 3),

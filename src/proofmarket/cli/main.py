@@ -137,10 +137,14 @@ def compile_cmd(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="check the model and samples and predict logrows, "
                                                             "proving-key size, memory and prove time; no tuning, "
                                                             "no keys (seconds)")] = False,
-    slices: Annotated[int, typer.Option("--slices", min=1, max=64, help="cut the graph into this many linked "
-                                        "slices (where one tensor alone crosses), each its own circuit proven in "
-                                        "parallel; a call's proof checks every slice and link (default 1: one "
-                                        "circuit)")] = 1,
+    slices: Annotated[str | None, typer.Option("--slices", metavar="N|auto", help="cut the graph into N linked "
+                                               "slices (where at most four tensors cross), each its own circuit "
+                                               "proven in parallel, and a call's proof checks every slice and link; "
+                                               "auto: the fewest whose circuits fit the budget (one circuit when it "
+                                               "fits) [default: 1, auto with --max-logrows]")] = None,
+    max_logrows: Annotated[int | None, typer.Option("--max-logrows", min=8, max=24, help="no circuit over 2^K "
+                                                    "rows: the node's budget's logrows capped at K, and the model "
+                                                    "sliced to fit unless --slices says otherwise")] = None,
     provers: Annotated[int, typer.Option("--provers", min=1, max=64, help="--slices with --dry-run: the provers "
                                          "a call's wall time is predicted for")] = 1,
     as_json: JsonOpt = False,
@@ -168,18 +172,23 @@ def compile_cmd(
             raise UsageError(f"--search is quick or thorough, not {search!r}")
         samples = _read_samples(sample, model)
         sizes = None if batch_sizes is None else parse_sizes(batch_sizes)
-        if slices > 1:
+        count = _slice_count(slices, max_logrows)
+        if count != 1:
             from proofmarket.cli import sliced_cmd
 
             if sizes:
                 raise UsageError("--batch-sizes builds batch circuits of one circuit: a sliced model has none")
             if dry_run:
-                sliced_cmd.dry_run(ws, model, profile, slices, provers, as_json)
-            else:
-                sliced_cmd.compile_sliced(ws, model, samples, slices, profile, as_json, srs_file=srs, name=name,
+                sliced_cmd.dry_run(ws, model, profile, count, provers, as_json, max_logrows)
+                return
+            with progress_steps(not as_json) as step:
+                count = count or ws.count_slices(model, max_logrows, step)
+            if count > 1:
+                sliced_cmd.compile_sliced(ws, model, samples, count, profile, as_json, srs_file=srs, name=name,
                                           bound=_bound(max_error), objective=Objective(name=objective), task=task,
-                                          domain=domain, domain_margin=domain_margin, search=search)
-            return
+                                          domain=domain, domain_margin=domain_margin, search=search,
+                                          max_logrows=max_logrows)
+                return
         if dry_run:
             prediction = ws.predict(model, samples, profile=profile, domain=domain, domain_margin=domain_margin)
             print_prediction(prediction, ws.settings, as_json)
@@ -188,7 +197,7 @@ def compile_cmd(
             result = ws.compile(model, samples, profile=profile, srs_file=srs, name=name,
                                 bound=_bound(max_error), objective=Objective(name=objective), batch_sizes=sizes,
                                 task=task, domain=domain, domain_margin=domain_margin, search=search,
-                                progress=step)
+                                max_logrows=max_logrows, progress=step)
     except ProofMarketError as exc:
         raise fail(exc, as_json) from exc
     finally:
@@ -220,6 +229,21 @@ def _compile_attested(model: Path, name: str | None, cap: int, as_json: bool, ho
     out.print(f"weights:    Merkle root {m.weights.root}")
     out.print(f"generation: at most {m.generation.max_tokens_cap} tokens per call, a commitment per "
               f"{m.generation.chunk_tokens} tokens (top-{m.generation.topk})")
+
+
+def _slice_count(slices: str | None, max_logrows: int | None) -> int:
+    """--slices as a count (0: auto, the fewest that fit; unset: auto under --max-logrows, else one circuit)."""
+    if slices is None:
+        return 0 if max_logrows is not None else 1
+    if slices.strip().lower() == "auto":
+        return 0
+    try:
+        count = int(slices)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= 64:
+        raise UsageError(f"--slices is a count from 1 to 64 or auto, not {slices!r}")
+    return count
 
 
 def _bound(max_error: float) -> AccuracyBound | None:

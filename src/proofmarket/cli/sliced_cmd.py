@@ -1,4 +1,4 @@
-"""``proofmarket compile --slices N`` and ``prove`` of a sliced model: what they run and print
+"""``proofmarket compile --slices N|auto`` and ``prove`` of a sliced model: what they run and print
 (``systems/ezkl/sliced.py`` says what a sliced model is)."""
 
 from __future__ import annotations
@@ -11,10 +11,12 @@ from proofmarket.cli.output import emit_json, out, progress_steps
 from proofmarket.systems.workspace import Workspace
 
 
-def dry_run(ws: Workspace, model: Path, profile: Any, slices: int, provers: int, as_json: bool) -> None:
+def dry_run(ws: Workspace, model: Path, profile: Any, slices: int, provers: int, as_json: bool,
+            max_logrows: int | None = None) -> None:
+    """The plan and each slice's predicted cost (``slices`` 0: auto, the fewest that fit the budget)."""
     from proofmarket.systems.ezkl.sliced_compile import predict_sliced
 
-    predicted = predict_sliced(model, profile, slices, provers)
+    predicted = predict_sliced(model, profile, slices or None, provers, ws.budget(max_logrows))
     if as_json:
         emit_json({"ok": True, "sliced": predicted})
         return
@@ -27,6 +29,8 @@ def dry_run(ws: Workspace, model: Path, profile: Any, slices: int, provers: int,
                   f"~{row['pk_mb']:,.0f} MB, peak memory ~{row['peak_rss_mb']:,.0f} MB")
     out.print(f"a call's proofs: ~{predicted['wall_s']:,.1f} s on {predicted['provers']} prover(s) "
               f"(~{predicted['serial_s']:,.1f} s on one)")
+    if not slices and plan["slices"] == 1:
+        out.print("it fits this node's budget as one circuit: compile compiles it as one")
     if plan["slices"] < slices:
         out.print(f"the graph has {plan['slices'] - 1} place(s) where few enough tensors cross: "
                   f"{plan['slices']} slices at most, not {slices}")

@@ -5,10 +5,13 @@ previous slice's outputs, so proving every slice proves the model (``systems/ezk
                before is done and only those tensors are read after (a residual stream and the branch beside it
                cross together). Initializers and ``Constant`` nodes cross freely: each slice holds its own copy; a
                tensor crossing several cuts (the residual) is passed through the slices between (``Identity``).
-    weights    each node's work, to balance slices: multiply-adds for MatMul/Gemm/Conv, output elements for the rest
-               (a nonlinearity's lookups cost per element); each crossing element costs ``LINK_WORK`` on both sides
-               (its hash, the link)
-    plan       ``n`` slices whose largest cost is the smallest possible (a minimax partition over the cuts)
+    costs      what a slice costs (``Costs``): the summed cost of its segments (the nodes between two adjacent
+               cuts), or its links' hashing (``LINK_ROWS`` per crossing element, on each side) where that is larger:
+               EZKL lays the Poseidon hash out in its own columns, beside the model's rows. The prover measures each
+               segment's rows with EZKL (``systems/ezkl/slice_costs.py``); without a measurement a segment costs its
+               nodes' work (multiply-adds for MatMul/Gemm/Conv, output elements for the rest)
+    plan       ``n`` slices whose largest cost is the smallest possible (a minimax partition over the cuts), or the
+               fewest slices each under a cost (``fewest``); a recorded plan is cut again at its places (``plan_at``)
     extract    slice ``k``'s model: the nodes between its cuts, its inputs the tensors of its first cut (the model's
                inputs for slice 0), its outputs those of its last (the model's outputs for the last slice), in the
                cut's order: slice k's outputs and slice k+1's inputs are the same tensors, position by position
@@ -31,10 +34,9 @@ from proofmarket.core.errors import UsageError
 
 MAX_SLICES = 64
 MAX_WIDTH = 4  # the most tensors a cut may be crossed by (each is one link: one hash on each side)
-# the work one crossing element adds to each side of a cut (its share of a Poseidon hash): LeNet-5's cut after its
-# first conv (4,704 values, bench/slices.md) made a slice of 117,600 MACs need 2^19 rows, the whole model's 424k MACs
-# 2^20: a hashed value costs tens of MACs' rows
-LINK_WORK = 64
+# EZKL 23's Poseidon rows per hashed element (settings' module_sizes.poseidon: 20,994 rows for 512 values, 104,964 for
+# 2,560, 125,958 for 3,072: a GPT-2 block's cuts); tests/models/test_slicing.py reads it off EZKL again
+LINK_ROWS = 41
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class SlicePlan:
     cuts: tuple[Cut, ...]
     total_work: int
     node_count: int
+    costs: tuple[float, ...] = ()  # each slice's cost as the planner counted it (none: cut again at recorded places)
 
     @property
     def count(self) -> int:
@@ -68,7 +71,7 @@ class SlicePlan:
     def to_json(self) -> dict[str, object]:
         return {"slices": self.count, "cuts": [{"after_node": c.index, "tensors": list(c.tensors),
                                                 "shapes": [list(x) for x in c.shapes]} for c in self.cuts],
-                "work": self.works()}
+                "work": self.works(), **({"cost": [round(c) for c in self.costs]} if self.costs else {})}
 
 
 def _shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
@@ -138,36 +141,97 @@ def cuts(model: onnx.ModelProto, width: int = MAX_WIDTH) -> tuple[list[Cut], int
     return found, work
 
 
-def plan(model: onnx.ModelProto, slices: int) -> SlicePlan:
-    """``slices`` slices (fewer when the graph has fewer cuts: the plan's count says so) whose largest work is the
-    smallest possible over the graph's cuts (a minimax partition, by dynamic programming)."""
-    if not 1 <= slices <= MAX_SLICES:
-        raise UsageError(f"--slices is between 1 and {MAX_SLICES}, not {slices}")
-    found, total = cuts(model)
-    count = min(slices, len(found) + 1)
-    edges = [0, *(c.work_before for c in found), total]  # edges[j]: the work before boundary j
-    links = [0, *(c.elements * LINK_WORK for c in found), 0]  # a cut's hash, on each side of it
+@dataclass(frozen=True)
+class Costs:
+    """What the planner balances: the cuts it may use, each segment's cost (the nodes between two adjacent cuts, in
+    order: one more than the cuts) and each cut's link cost (its tensors' hashing, paid on each side)."""
 
-    def cost(i: int, j: int) -> int:  # the slice from boundary i to boundary j
-        return edges[j] - edges[i] + links[i] + links[j]
+    cuts: tuple[Cut, ...]
+    segments: tuple[float, ...]
+    links: tuple[float, ...]
+    total_work: int
 
-    # best[k][j]: the least max-cost of k slices covering the nodes before boundary j (boundary j = found[j - 1])
+    def slice_cost(self, i: int, j: int) -> float:
+        """The slice from boundary ``i`` to boundary ``j`` (boundary ``b`` > 0 is cut ``b - 1``): its segments'
+        summed cost, or its links' hashing where that is larger (the hash has its own columns)."""
+        hashing = (self.links[i - 1] if i else 0.0) + (self.links[j - 1] if j <= len(self.cuts) else 0.0)
+        return max(sum(self.segments[i:j]), hashing)
+
+
+def work_costs(model: onnx.ModelProto, width: int = MAX_WIDTH) -> Costs:
+    """Costs from the graph alone: each segment its nodes' work, each link its elements' Poseidon rows."""
+    found, total = cuts(model, width)
+    edges = [0, *(c.work_before for c in found), total]
+    return Costs(tuple(found), tuple(float(b - a) for a, b in zip(edges, edges[1:], strict=False)),
+                 tuple(float(c.elements * LINK_ROWS) for c in found), total)
+
+
+def _partition(costs: Costs, most: int) -> tuple[list[list[float]], list[list[int]]]:
+    """best[k][j]: the least largest cost of ``k`` slices covering the nodes before boundary ``j``, and back[k][j]:
+    the boundary its last slice starts at (a minimax partition, by dynamic programming)."""
+    boundaries = len(costs.cuts) + 2
+    prefix = [0.0]
+    for c in costs.segments:
+        prefix.append(prefix[-1] + c)
+    hashing = [0.0, *costs.links, 0.0]
     inf = float("inf")
-    best = [[inf] * len(edges) for _ in range(count + 1)]
-    back = [[0] * len(edges) for _ in range(count + 1)]
-    best[0][0] = 0
-    for k in range(1, count + 1):
-        for j in range(1, len(edges)):
+    best = [[inf] * boundaries for _ in range(most + 1)]
+    back = [[0] * boundaries for _ in range(most + 1)]
+    best[0][0] = 0.0
+    for k in range(1, most + 1):
+        for j in range(1, boundaries):
             for i in range(j):
-                value = max(best[k - 1][i], cost(i, j))
+                value = max(best[k - 1][i], prefix[j] - prefix[i], hashing[i] + hashing[j])
                 if value < best[k][j]:
                     best[k][j], back[k][j] = value, i
-    chosen, j = [], len(edges) - 1
+    return best, back
+
+
+def _chosen(costs: Costs, back: list[list[int]], count: int) -> tuple[Cut, ...]:
+    chosen, j = [], len(costs.cuts) + 1
     for k in range(count, 0, -1):
         j = back[k][j]
         if j:
-            chosen.append(found[j - 1])
-    return SlicePlan(tuple(sorted(chosen, key=lambda c: c.index)), total, len(model.graph.node))
+            chosen.append(costs.cuts[j - 1])
+    return tuple(sorted(chosen, key=lambda c: c.index))
+
+
+def plan(model: onnx.ModelProto, slices: int, costs: Costs | None = None) -> SlicePlan:
+    """``slices`` slices (fewer when the graph has fewer cuts: the plan's count says so) whose largest cost is the
+    smallest possible over the cuts (``costs``: measured; default: ``work_costs``)."""
+    if not 1 <= slices <= MAX_SLICES:
+        raise UsageError(f"--slices is between 1 and {MAX_SLICES}, not {slices}")
+    costs = costs or work_costs(model)
+    count = min(slices, len(costs.cuts) + 1)
+    best, back = _partition(costs, count)
+    return _made(model, costs, _chosen(costs, back, count))
+
+
+def fewest(model: onnx.ModelProto, most_cost: float, costs: Costs | None = None) -> SlicePlan:
+    """The fewest slices each costing at most ``most_cost``, balanced (the least largest cost for that count); when
+    no count up to ``MAX_SLICES`` gets there, the most slices the graph allows (its plan's ``costs`` say by how
+    much they are over)."""
+    costs = costs or work_costs(model)
+    most = min(MAX_SLICES, len(costs.cuts) + 1)
+    best, back = _partition(costs, most)
+    count = next((k for k in range(1, most + 1) if best[k][-1] <= most_cost), most)
+    return _made(model, costs, _chosen(costs, back, count))
+
+
+def plan_at(model: onnx.ModelProto, after_nodes: list[int]) -> SlicePlan:
+    """A recorded plan cut again: the cuts after the nodes it names (``SlicePlan.to_json``'s ``after_node``)."""
+    found, total = cuts(model)
+    by_index = {c.index: c for c in found}
+    missing = [i for i in after_nodes if i not in by_index]
+    if missing:
+        raise UsageError(f"the plan cuts after node(s) {missing}, where this graph has no cut")
+    return SlicePlan(tuple(by_index[i] for i in sorted(after_nodes)), total, len(model.graph.node))
+
+
+def _made(model: onnx.ModelProto, costs: Costs, chosen: tuple[Cut, ...]) -> SlicePlan:
+    bounds = [0, *(costs.cuts.index(c) + 1 for c in chosen), len(costs.cuts) + 1]
+    return SlicePlan(chosen, costs.total_work, len(model.graph.node),
+                     tuple(costs.slice_cost(a, b) for a, b in zip(bounds, bounds[1:], strict=False)))
 
 
 def extract(model: onnx.ModelProto, slice_plan: SlicePlan, k: int) -> onnx.ModelProto:
@@ -210,10 +274,11 @@ def _elem_type(model: onnx.ModelProto, name: str) -> int:
     return onnx.TensorProto.FLOAT
 
 
-def write_slices(onnx_path: Path, slices: int, out_dir: Path) -> tuple[SlicePlan, list[Path]]:
-    """Plan ``slices`` slices of the model at ``onnx_path`` and write each as ``out_dir/slice-<k>.onnx``."""
+def write_slices(onnx_path: Path, slices: int | SlicePlan, out_dir: Path) -> tuple[SlicePlan, list[Path]]:
+    """Write each slice of the model at ``onnx_path`` as ``out_dir/slice-<k>.onnx``: of ``slices`` (a plan, or a
+    count planned on the graph's work)."""
     model = onnx.load(str(onnx_path))
-    slice_plan = plan(model, slices)
+    slice_plan = slices if isinstance(slices, SlicePlan) else plan(model, slices)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for k in range(slice_plan.count):

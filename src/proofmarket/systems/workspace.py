@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from proofmarket.core.budget import Budget
 from proofmarket.core.profiles import ChainProfile
 from proofmarket.core.settings import Settings
 from proofmarket.store import LocalStore, export_car, import_car
@@ -53,7 +55,7 @@ class Workspace:
     def compile(self, onnx_path: Path, samples_doc: Any, *, profile: PrivacyProfile, srs_file: Path | None = None,
                 bound: AccuracyBound | None = None, name: str | None = None, objective: Objective | None = None,
                 batch_sizes: tuple[int, ...] | None = None, task: str | None = None, domain: str | None = None,
-                domain_margin: float | None = None, search: str = "quick",
+                domain_margin: float | None = None, search: str = "quick", max_logrows: int | None = None,
                 progress: Progress = lambda _: None) -> CompileResult:
         """Compile a model (and its batch circuits: ``batch_sizes``, PROOFMARKET_BATCH_SIZES when None) for its
         input ``domain`` (models/domain.py: the owner's LOW:HIGH or JSON; None: the samples' widened by
@@ -67,7 +69,8 @@ class Workspace:
         from proofmarket.models.domain import DEFAULT_MARGIN
         from proofmarket.systems.ezkl.compiler import CompileOptions
 
-        options = CompileOptions(profile=profile, srs=srs, bound=bound, name=name, budget=self.settings.budget,
+        options = CompileOptions(profile=profile, srs=srs, bound=bound, name=name,
+                                 budget=self.budget(max_logrows),
                                  objective=objective, batch_sizes=sizes, task=task, domain=domain,
                                  domain_margin=DEFAULT_MARGIN if domain_margin is None else domain_margin,
                                  search=search)
@@ -75,8 +78,22 @@ class Workspace:
         self._index(result)
         return result
 
+    def budget(self, max_logrows: int | None = None) -> Budget:
+        """The node's proving budget, its logrows capped by an owner's ``--max-logrows``."""
+        budget = self.settings.budget
+        return budget if max_logrows is None else dataclasses.replace(
+            budget, max_logrows=min(budget.max_logrows, max_logrows))
+
+    def count_slices(self, onnx_path: Path, max_logrows: int | None = None,
+                     progress: Progress = lambda _: None) -> int:
+        """The fewest slices whose circuits fit the budget (``compile --slices auto``; 1: one circuit fits)."""
+        from proofmarket.systems.ezkl.sliced_compile import count_slices
+
+        return count_slices(onnx_path, self.budget(max_logrows), progress)
+
     def compile_sliced(self, onnx_path: Path, samples_doc: Any, slices: int, *, profile: PrivacyProfile,
-                       srs_file: Path | None = None, progress: Progress = lambda _: None, **options: Any) -> Any:
+                       srs_file: Path | None = None, progress: Progress = lambda _: None,
+                       max_logrows: int | None = None, **options: Any) -> Any:
         """Compile a model as ``slices`` linked slices (systems/ezkl/sliced.py): ``options`` as ``compile``'s
         (bound, name, objective, task, domain, domain_margin, search); no batch circuits."""
         self.settings.writable_home()
@@ -88,7 +105,7 @@ class Workspace:
 
         if options.get("domain_margin") is None:
             options["domain_margin"] = DEFAULT_MARGIN
-        compiled = CompileOptions(profile=profile, srs=srs, budget=self.settings.budget, **options)
+        compiled = CompileOptions(profile=profile, srs=srs, budget=self.budget(max_logrows), **options)
         result = compile_sliced(onnx_path, samples_doc, self.store, compiled, slices, progress)
         m = result.manifest
         self._write_index(result.model_id, {

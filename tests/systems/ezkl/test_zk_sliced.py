@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 from cli_run import run_cli
@@ -64,7 +65,9 @@ def test_a_sliced_call_computes_the_model_and_verifies_everywhere(
     manifest = sliced_mlp.manifest
     assert len(manifest.slices) == 2 and manifest.plan["slices"] == 2
     # the whole model it was cut from is committed: cut again by its plan, each slice is the circuit's own ONNX
-    again = slicing.write_slices(store.path(manifest.onnx.cid), manifest.plan["slices"], tmp_path / "again")[1]
+    whole = store.path(manifest.onnx.cid)
+    recut = slicing.plan_at(onnx.load(str(whole)), [c["after_node"] for c in manifest.plan["cuts"]])
+    again = slicing.write_slices(whole, recut, tmp_path / "again")[1]
     assert [hashlib.sha256(p.read_bytes()).hexdigest() for p in again] == [m.onnx.sha256 for m in sliced_mlp.slices]
     assert manifest.accuracy["max_abs_error"] <= manifest.accuracy["limit"]
     for doc, x in zip(proofs, (FIRST, SECOND), strict=True):
@@ -145,6 +148,19 @@ def test_the_command_line_plans_proves_and_verifies_a_sliced_model(zk_home: Path
     plan = json.loads(planned.stdout)["sliced"]
     assert plan["plan"]["slices"] == 3  # Gemm | Relu | Gemm: the graph has two cuts, so three slices at most
     assert len(plan["slices"]) == 3 and plan["wall_s"] <= plan["serial_s"]
+    fits = run_cli(zk_home, "compile", str(sample_path("mlp")), "--sample", str(sample_path("mlp", "samples")),
+                   "--slices", "auto", "--dry-run", "--json")
+    assert fits.returncode == 0 and json.loads(fits.stdout)["sliced"]["plan"]["slices"] == 1, fits.stderr
+    capped = run_cli(zk_home, "compile", str(sample_path("mlp")), "--sample", str(sample_path("mlp", "samples")),
+                     "--max-logrows", "10", "--dry-run", "--json")  # --max-logrows alone: the fewest that fit it
+    assert capped.returncode == 0, capped.stderr
+    cut = json.loads(capped.stdout)["sliced"]
+    assert cut["plan"]["slices"] == 2 and max(cut["plan"]["cost"]) <= 2 ** 10
+    for bad in ("0", "65", "some"):
+        refused = run_cli(zk_home, "compile", str(sample_path("mlp")), "--sample",
+                          str(sample_path("mlp", "samples")), "--slices", bad, "--dry-run")
+        assert refused.returncode == 2 and "--slices is a count from 1 to 64 or auto" in refused.stdout + \
+            refused.stderr, refused.stderr
     mixed = run_cli(zk_home, "compile", str(sample_path("mlp")), "--sample", str(sample_path("mlp", "samples")),
                     "--slices", "2", "--batch-sizes", "4")
     assert mixed.returncode == 2 and "a sliced model has none" in mixed.stdout + mixed.stderr, mixed.stderr

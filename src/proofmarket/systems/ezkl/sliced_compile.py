@@ -11,14 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 
 from proofmarket import models
+from proofmarket.core.budget import Budget
 from proofmarket.core.errors import AccuracyNotMet, CircuitCompileError, ModelOverBudget, UsageError
 from proofmarket.models import slicing
 from proofmarket.models.external import self_contained
 from proofmarket.store import LocalStore
 from proofmarket.systems.documents import put_artifact
-from proofmarket.systems.ezkl import ezkl_calls
+from proofmarket.systems.ezkl import ezkl_calls, slice_costs
 from proofmarket.systems.ezkl.candidates import DEFAULT_SCALES, AccuracyBound, Candidate
 from proofmarket.systems.ezkl.manifest import ModelManifest, TensorDoc
 from proofmarket.systems.ezkl.profile import PrivacyProfile
@@ -33,10 +35,11 @@ class SlicedCompile:
 
 
 # --- compile ------------------------------------------------------------------------------------------------------
-def compile_sliced(onnx_path: Path, samples_doc: Any, store: LocalStore, options: Any, slices: int,
+def compile_sliced(onnx_path: Path, samples_doc: Any, store: LocalStore, options: Any, slices: int | None,
                    progress: Progress = lambda _: None) -> SlicedCompile:
-    """Compile the model at ``onnx_path`` as ``slices`` linked slices (fewer when its graph has fewer cuts) with the
-    one compiler; ``options``: the model's ``CompileOptions`` (its profile is the call's input's)."""
+    """Compile the model at ``onnx_path`` as ``slices`` linked slices (fewer when its graph has fewer cuts; None: the
+    fewest that fit ``options.budget``, ``slice_costs.planned``) with the one compiler; ``options``: the model's
+    ``CompileOptions`` (its profile is the call's input's)."""
     from proofmarket.systems.ezkl.compiler import compile_model
 
     if options.profile.params != "fixed":
@@ -49,7 +52,8 @@ def compile_sliced(onnx_path: Path, samples_doc: Any, store: LocalStore, options
         samples = models.parse_samples(samples_doc, info)
         normalized = work / "normalized.onnx"
         models.normalize_model(onnx_path, normalized)
-        plan, paths = slicing.write_slices(normalized, slices, work / "slices")
+        plan = slice_costs.planned(onnx.load(str(normalized)), slices, options.budget, work / "costs", progress)
+        paths = slicing.write_slices(normalized, plan, work / "slices")[1]
         if plan.count < 2:
             raise UsageError(f"the model's graph has no place where at most {slicing.MAX_WIDTH} tensors cross to cut "
                              "at: compile it as one circuit")
@@ -207,10 +211,23 @@ def _end_to_end(store: LocalStore, ids: list[str], samples: list[list[np.ndarray
 
 
 # --- the dry run ---------------------------------------------------------------------------------------------------
-def predict_sliced(onnx_path: Path, profile: PrivacyProfile, slices: int, provers: int = 1) -> dict[str, Any]:
-    """``compile --slices N --dry-run``: the plan and each slice's cost from its graph alone (``graph_floor``: no
-    calibration, seconds), and a call's proof wall time on ``provers`` provers (the slices' proofs scheduled longest
-    first on the least loaded prover)."""
+def count_slices(onnx_path: Path, budget: Budget, progress: Progress = lambda _: None) -> int:
+    """How many slices ``compile --slices auto`` cuts the model into: the fewest that fit ``budget`` (1: it fits
+    as one circuit)."""
+    with tempfile.TemporaryDirectory(prefix="proofmarket-slices-") as tmp:
+        work = Path(tmp)
+        onnx_path = self_contained(onnx_path, work / "model", models.MAX_MODEL_BYTES)
+        models.load_model(onnx_path)
+        normalized = work / "normalized.onnx"
+        models.normalize_model(onnx_path, normalized)
+        return slice_costs.planned(onnx.load(str(normalized)), None, budget, work / "costs", progress).count
+
+
+def predict_sliced(onnx_path: Path, profile: PrivacyProfile, slices: int | None, provers: int, budget: Budget
+                   ) -> dict[str, Any]:
+    """``compile --slices N|auto --dry-run``: the plan (``slice_costs.planned``: ``None`` slices, the fewest that fit
+    ``budget``) and each slice's cost from its graph alone (``graph_floor``: no calibration), and a call's proof wall
+    time on ``provers`` provers (the slices' proofs scheduled longest first on the least loaded prover)."""
     from proofmarket.systems.ezkl.predict import graph_floor
 
     with tempfile.TemporaryDirectory(prefix="proofmarket-slices-") as tmp:
@@ -219,7 +236,8 @@ def predict_sliced(onnx_path: Path, profile: PrivacyProfile, slices: int, prover
         models.load_model(onnx_path)  # the model's checks first: an unsupported operator is named here
         normalized = work / "normalized.onnx"
         models.normalize_model(onnx_path, normalized)
-        plan, paths = slicing.write_slices(normalized, slices, work / "slices")
+        plan = slice_costs.planned(onnx.load(str(normalized)), slices, budget, work / "costs")
+        paths = slicing.write_slices(normalized, plan, work / "slices")[1]
         last = len(paths) - 1
         rows = []
         for k, path in enumerate(paths):

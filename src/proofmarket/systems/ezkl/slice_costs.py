@@ -1,0 +1,173 @@
+"""What each slice of a model costs, measured with EZKL, and how many slices fit the node's budget
+(``models/slicing.py`` plans on these costs; ``compile --slices auto`` and ``--max-logrows K`` ask for a count).
+
+    segments   each stretch of nodes between two adjacent candidate cuts, laid out by EZKL alone (``gen_settings``:
+               its assignments at EZKL's default scale, one column), then scaled by the whole graph's own count over
+               the segments' sum (each segment alone pays a rebase of its outputs, which the slice it sits in pays
+               once): a slice costs its segments' rows, or its links' Poseidon rows where those are more
+    candidates every cut of the graph while there are at most ``MAX_MEASURED`` segments; past that, the cuts that
+               balance the graph's work into that many (a deep model keeps its dry run in about a minute), and every
+               cut inside a segment ``HEAVY`` times the mean (work misjudges a nonlinearity's rescales: a GPT-2 GELU)
+    fitting    the largest circuit (2^L rows, one column, the model's lookups, a hash) whose predicted prove time,
+               memory and logrows are within the budget (the node's, its logrows capped by the owner's
+               ``--max-logrows``): the fewest slices are planned under its rows, and each planned slice is laid out
+               again whole; one over its rows tightens the target and plans again
+
+A gen_settings count is what calibration starts from: a GPT-2 block's attention slice laid out in 273k rows
+calibrated to logrows 19, its MLP slice's 681k rows to logrows 20 (the next power of two, ``CALIBRATION_LOGROWS``
+more); ``compile`` itself checks every slice's calibrated prediction against the budget.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from proofmarket.core.budget import Budget
+from proofmarket.core.errors import ModelOverBudget
+from proofmarket.models import slicing
+from proofmarket.systems.ezkl import ezkl_calls
+from proofmarket.systems.ezkl.predict import FLOOR_RESERVED, MAX_LOGROWS, PREDICT_CANDIDATE, from_settings
+
+MAX_MEASURED = 48  # segments laid out by EZKL for one plan
+CALIBRATION_LOGROWS = 0  # logrows calibration adds over the power of two that holds gen_settings' rows
+MAX_REPLANS = 4
+HEAVY = 3.0  # a candidate segment over this many times the mean is measured again at every cut inside it
+Progress = Callable[[str], None]
+
+
+def _layout(path: Path, work: Path, output_visibility: str) -> dict[str, Any]:
+    settings = work / "settings.json"
+    ra = ezkl_calls.run_args(input_visibility="public", param_visibility="fixed", decomp_base=PREDICT_CANDIDATE[0],
+                             decomp_legs=PREDICT_CANDIDATE[1], num_inner_cols=1, output_visibility=output_visibility)
+    ezkl_calls.gen_settings(path, settings, ra)
+    return dict(json.loads(settings.read_text()))
+
+
+def _rows(meta: dict[str, Any]) -> int:
+    return int(meta.get("total_assignments") or meta.get("num_rows") or 0)
+
+
+def _lookups(meta: dict[str, Any]) -> set[str]:
+    return {json.dumps(x, sort_keys=True) for x in [*(meta.get("required_lookups") or []),
+                                                    *(meta.get("required_range_checks") or [])]}
+
+
+def candidates(model: onnx.ModelProto) -> tuple[slicing.Cut, ...]:
+    """The cuts a plan starts from: all of them, or the ``MAX_MEASURED - 1`` that balance the graph's work."""
+    found, _ = slicing.cuts(model)
+    if len(found) < MAX_MEASURED:
+        return tuple(found)
+    return slicing.plan(model, MAX_MEASURED).cuts
+
+
+def measured_costs(model: onnx.ModelProto, work: Path, progress: Progress = lambda _: None) -> tuple[
+        slicing.Costs, int]:
+    """Each segment's rows as EZKL lays it out, scaled to the whole graph's count, and each link's Poseidon rows;
+    and the number of distinct lookups and range checks the model needs (every slice's at most). A segment of the
+    candidates much heavier than the rest (work misjudges a nonlinearity's rescales) is measured again at every cut
+    inside it, its parts scaled to its own count."""
+    found, total = slicing.cuts(model)
+    work.mkdir(parents=True, exist_ok=True)
+    lookups: set[str] = set()
+
+    def laid(cuts: list[slicing.Cut], only: range | None = None) -> list[int]:
+        plan = slicing.SlicePlan(tuple(cuts), total, len(model.graph.node))
+        rows = []
+        for k in only or range(plan.count):
+            path = work / "segment.onnx"
+            onnx.save(slicing.extract(model, plan, k), str(path))
+            meta = _layout(path, work, "public" if k == plan.count - 1 else "hashed")
+            rows.append(_rows(meta))
+            lookups.update(_lookups(meta))
+        return rows
+
+    picked = list(candidates(model))
+    progress(f"slicing: laying out {len(picked) + 1} stretches of the graph with EZKL to weigh them")
+    coarse = laid(picked)
+    heavy = HEAVY * sum(coarse) / len(coarse)
+    edges = [0, *(c.index for c in picked), len(model.graph.node)]
+    cuts: list[slicing.Cut] = []
+    segments: list[float] = []
+    for k, rows in enumerate(coarse):
+        inside = [c for c in found if edges[k] < c.index < edges[k + 1]]
+        if rows > heavy and inside:
+            parts = laid([*picked[:k], *inside, *picked[k:]], range(k, k + len(inside) + 1))
+            segments.extend(p * rows / max(1, sum(parts)) for p in parts)
+            cuts.extend(inside)
+        else:
+            segments.append(float(rows))
+        if k < len(picked):
+            cuts.append(picked[k])
+    path = work / "whole.onnx"
+    onnx.save(slicing.extract(model, slicing.SlicePlan((), total, len(model.graph.node)), 0), str(path))
+    scale = min(1.0, _rows(_layout(path, work, "public")) / max(1, sum(coarse)))
+    return (slicing.Costs(tuple(cuts), tuple(r * scale for r in segments),
+                          tuple(float(c.elements * slicing.LINK_ROWS) for c in cuts), total), len(lookups))
+
+
+def fitting_logrows(budget: Budget, lookups: int) -> int:
+    """The largest logrows of a circuit (one column, ``lookups`` lookups, a hash) whose prediction (``CALIBRATION_
+    LOGROWS`` up) is within the budget's prove time and memory, and itself within its logrows."""
+    fits = 1
+    for logrows in range(1, min(budget.max_logrows, MAX_LOGROWS) + 1):
+        calibrated = logrows + CALIBRATION_LOGROWS
+        predicted = from_settings({"run_args": {"logrows": calibrated, "num_inner_cols": 1},
+                                   "required_lookups": [0] * lookups, "module_sizes": {"poseidon": [1]},
+                                   "num_rows": 2 ** calibrated})
+        if predicted.prove_s > budget.max_prove_s or predicted.peak_rss_mb > budget.max_memory_mb:
+            break
+        fits = logrows
+    return fits
+
+
+def planned(model: onnx.ModelProto, slices: int | None, budget: Budget | None, work: Path,
+            progress: Progress = lambda _: None) -> slicing.SlicePlan:
+    """``slices`` slices balanced on the measured costs; None: the fewest whose circuits fit ``fitting_logrows`` (each
+    planned slice laid out again whole; one over the target tightens it and the plan is made again)."""
+    costs, lookups = measured_costs(model, work / "segments", progress)
+    if slices is not None:
+        return slicing.plan(model, slices, costs)
+    budget = budget or Budget(MAX_LOGROWS, math.inf, math.inf)
+    logrows = fitting_logrows(budget, lookups)
+    target = float(2 ** logrows - FLOOR_RESERVED)
+    progress(f"slicing: the fewest slices of at most ~2^{logrows} rows each (the budget: logrows "
+             f"{budget.max_logrows}, prove {budget.max_prove_s:,.0f} s, memory {budget.max_memory_mb:,.0f} MB; "
+             f"{lookups} lookup(s))")
+    plan = slicing.fewest(model, target, costs)
+    for _ in range(MAX_REPLANS):
+        if max(plan.costs) > target:
+            k = plan.costs.index(max(plan.costs))
+            raise ModelOverBudget(
+                f"the graph has no places to cut it into slices of at most ~2^{logrows} rows (the budget): "
+                f"its slice {k + 1} of {plan.count}, between the closest cuts, needs ~{max(plan.costs):,.0f} rows "
+                f"(its own, or its links' hashing: {_crossing(plan, k)}); make the model smaller, or raise "
+                "PROOFMARKET_MAX_LOGROWS / PROOFMARKET_MAX_PROVE_S / PROOFMARKET_MAX_PROVE_MEMORY_MB",
+                over=[f"~{max(plan.costs):,.0f} rows > {target:,.0f}"], slices=plan.count)
+        laid = [_rows(_layout(_saved(model, plan, k, work), work, "public" if k == plan.count - 1 else "hashed"))
+                for k in range(plan.count)]
+        over = max(r / target for r in laid)
+        if over <= 1.0 or plan.count == len(costs.cuts) + 1:
+            break
+        progress(f"slicing: a slice laid out whole needs {over:.2f}x its share of rows: planning again")
+        target /= over
+        plan = slicing.fewest(model, target, costs)
+    return plan
+
+
+def _crossing(plan: slicing.SlicePlan, k: int) -> str:
+    ends = [plan.cuts[k - 1] if k else None, plan.cuts[k] if k < len(plan.cuts) else None]
+    said = [f"{c.elements:,} values x {slicing.LINK_ROWS} rows {side}" for c, side in zip(ends, ("in", "out"),
+                                                                                           strict=True) if c]
+    return ", ".join(said) or "no links"
+
+
+def _saved(model: onnx.ModelProto, plan: slicing.SlicePlan, k: int, work: Path) -> Path:
+    path = work / f"planned-{k}.onnx"
+    onnx.save(slicing.extract(model, plan, k), str(path))
+    return path
