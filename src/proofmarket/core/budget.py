@@ -42,8 +42,8 @@ class Budget:
             slices = self.slices(prediction)
             raise ModelOverBudget(
                 f"the model is over this node's proving budget ({'; '.join(over)}): as one circuit it does not fit; "
-                f"split into at least {slices} slices of its graph (compile --slices {slices}), each would (or make "
-                "it smaller, or raise "
+                f"split into at least {slices} slices of its graph (compile --slices {slices}, or --slices auto "
+                "for the fewest that fit), each would (or make it smaller, or raise "
                 "PROOFMARKET_MAX_LOGROWS / PROOFMARKET_MAX_PROVE_S / PROOFMARKET_MAX_PROVE_MEMORY_MB)",
                 prediction=prediction.to_dict(), over=over, slices=slices)
 

@@ -1,6 +1,7 @@
 """One model as linked slices: each slice its own circuit, proven apart (in parallel), verified as one proof.
 
-    compile   the graph is cut at single-tensor boundaries (``models/slicing.py``); each slice is compiled by the one
+    compile   the graph is cut where at most four tensors cross (``models/slicing.py``), balanced on each stretch's
+              rows as EZKL lays it out (``slice_costs.py``); each slice is compiled by the one
               compiler (``compile_model``) into a model of its own, with its own settings and keys:
                   slice 0        the model's input as the owner chose (public or hashed with a salt); output hashed
                   slice k        input ``linked`` (hashed, no salt), output hashed

@@ -168,7 +168,7 @@ def _compile_chain(paths: list[Path], plan: slicing.SlicePlan, samples: list[lis
         except ModelOverBudget as exc:  # this slice alone is over: more, smaller slices may fit
             raise ModelOverBudget(f"slice {k + 1} of {len(paths)} (work {plan.works()[k]:,} of "
                                   f"{plan.total_work:,}) is over: {exc.message}; cut it finer (--slices "
-                                  f"{len(paths) + 1} or more, where the graph has places to cut)",
+                                  f"{len(paths) + 1} or more, or --slices auto, where the graph has places to cut)",
                                   **exc.details) from exc
         manifests.append(result.manifest)
         ids.append(result.model_id)
