@@ -120,3 +120,32 @@ def test_an_unknown_search_is_refused_before_the_model_is_read() -> None:
     options = CompileOptions(profile=PrivacyProfile(), srs=None, search="fast")  # type: ignore[arg-type]
     with pytest.raises(UsageError, match="--search is one of quick, thorough, not 'fast'"):
         compile_model(sample_path("mlp"), {}, None, options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("check", "oversize_ok", "tried"), [
+    ("not deployable: its verifier is 38,469 bytes, over EIP-170's 24,576", True, False),
+    ("not deployable: its verifier is 38,469 bytes, over EIP-170's 24,576", False, True),
+    ("refused: the verifier rejected the valid proof", True, True),
+    ("accepted (gas 412,000)", False, False),
+])
+def test_a_slice_keeps_an_oversize_verifier_but_not_a_refusing_one(check: str, oversize_ok: bool, tried: bool,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A quick search's pick whose verifier is over the code size limit is kept where a SharedVerifier clone serves it
+    (a slice): another candidate costs a key setup and a proof. One EZKL's verifier refuses is always replaced."""
+    from types import SimpleNamespace
+
+    from proofmarket.systems.ezkl import on_chain
+
+    timed: list[str] = []
+    picked = SimpleNamespace(label="b1024x2-s10-c2", evm_check=check, status="ok", timed=True)
+    other = SimpleNamespace(label="b1024x2-s10-c1", evm_check=None, status="ok", timed=False)
+    report = SimpleNamespace(picked=picked, candidates=[picked, other])
+    monkeypatch.setattr(on_chain, "covering", lambda points, work, cands, keep: cands)
+    monkeypatch.setattr(on_chain, "cost_rank", lambda c: 0)
+    monkeypatch.setattr(on_chain, "time_proof", lambda job, cand, repeats: timed.append(cand.label))
+    monkeypatch.setattr(on_chain, "first_on_chain", lambda *a, **k: (other, "built-c1"))
+    job = SimpleNamespace(quick=True, domain_points=[], workdir=None, objective=None, srs=None)
+    kept: object = on_chain.fall_back(job, report, {picked.label: "built-c2"}, None, None,  # type: ignore[arg-type, dict-item]
+                                      lambda _: None, oversize_ok=oversize_ok)
+    assert timed == (["b1024x2-s10-c1"] if tried else [])
+    assert kept == ((other, "built-c1") if tried else (picked, "built-c2"))

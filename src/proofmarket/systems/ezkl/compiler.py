@@ -82,6 +82,9 @@ class CompileOptions:
     domain: str | None = None  # the owner's input domain (models/domain.stated: LOW:HIGH or JSON); None: the samples'
     domain_margin: float = DEFAULT_MARGIN  # a domain from the samples: their range widened by this on each side
     scales: tuple[int, ...] | None = None  # the input scales the search may use (None: the default grid's)
+    # a verifier over EIP-170's size is served on chain by a SharedVerifier clone (a slice's): no other candidate is
+    # timed for a smaller one (a key setup and a proof each), only for one EZKL's verifier refuses
+    oversize_verifier_ok: bool = False
 
 
 def compile_model(
@@ -164,7 +167,8 @@ def _compile(
             report = search(job, options.candidates, progress)
             checked: dict[str, solidity.BuiltVerifier] = {}
             first_on_chain(report, job.objective, options.srs, work, evm, progress, checked)
-            picked, built = fall_back(job, report, checked, work, evm, progress)
+            picked, built = fall_back(job, report, checked, work, evm, progress,
+                                      oversize_ok=options.oversize_verifier_ok)
             assert picked.settings_path and picked.compiled_path and picked.logrows and picked.keys
             srs = options.srs.get(picked.logrows)
             vk, pk = picked.keys  # set up while timing: the same circuit and SRS give the same keys

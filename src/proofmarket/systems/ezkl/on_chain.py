@@ -26,13 +26,18 @@ Progress = Callable[[str], None]
 
 
 def fall_back(job: TuningJob, report: TuningReport, checked: dict[str, solidity.BuiltVerifier], work: Path,
-              evm: LocalEvm, progress: Progress) -> tuple[Candidate, solidity.BuiltVerifier]:
+              evm: LocalEvm, progress: Progress, oversize_ok: bool = False) -> tuple[Candidate, solidity.BuiltVerifier]:
     """A quick search timed its pick alone: when that circuit's verifier does not work on chain, the next accurate
-    candidates (cheapest first, at most ``QUICK_KEEP`` in all) are timed once each until one does."""
+    candidates (cheapest first, at most ``QUICK_KEEP`` in all) are timed once each until one does (``oversize_ok``:
+    a verifier over the code size limit works, on a SharedVerifier clone: only a refusing one is replaced)."""
     picked = report.picked
     assert picked is not None
     built = checked[picked.label]
-    if not job.quick or not (picked.evm_check or "").startswith(("refused", "not deployable")):
+    failing = ("refused",) if oversize_ok else ("refused", "not deployable")
+    if oversize_ok and (picked.evm_check or "").startswith("not deployable"):
+        progress(f"{picked.label}: kept; its verifier's size is no bar here, a SharedVerifier clone serves it on "
+                 "chain (register puts it there)")
+    if not job.quick or not (picked.evm_check or "").startswith(failing):
         return picked, built  # accepted on chain, or no local EVM to say (said, never claimed)
     waiting = covering(job.domain_points, job.workdir, sorted((c for c in report.candidates if c.status == "ok"
                                                                and not c.timed), key=cost_rank), keep=QUICK_KEEP - 1)
@@ -40,7 +45,7 @@ def fall_back(job: TuningJob, report: TuningReport, checked: dict[str, solidity.
         progress(f"timing {cand.label} (its verifier may work on chain: a key setup and one proof)")
         time_proof(job, cand, repeats=1)
         picked, built = first_on_chain(report, job.objective, job.srs, work, evm, progress, checked)
-        if not (picked.evm_check or "").startswith(("refused", "not deployable")):
+        if not (picked.evm_check or "").startswith(failing):
             break
     return picked, built
 

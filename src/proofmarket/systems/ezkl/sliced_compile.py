@@ -156,7 +156,7 @@ def _compile_chain(paths: list[Path], plan: slicing.SlicePlan, samples: list[lis
             options, profile=profile, scales=scales, candidates=given,
             name=f"{options.name or path.stem} slice {k + 1}/{len(paths)}",
             batch_sizes=(), domain=options.domain if k == 0 else None,
-            task=options.task if k == last else "regression", budget=options.budget)
+            task=options.task if k == last else "regression", budget=options.budget, oversize_verifier_ok=True)
         progress(f"slice {k + 1} of {len(paths)}: compiling (input scale {'/'.join(map(str, scales))})")
         try:
             result = compile_model(path, doc, store, slice_options,
