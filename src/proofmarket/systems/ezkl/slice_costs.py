@@ -13,9 +13,11 @@
                ``--max-logrows``): the fewest slices are planned under its rows, and each planned slice is laid out
                again whole; one over its rows tightens the target and plans again
 
-A gen_settings count is what calibration starts from: a GPT-2 block's attention slice laid out in 273k rows
-calibrated to logrows 19, its MLP slice's 681k rows to logrows 20 (the next power of two, ``CALIBRATION_LOGROWS``
-more); ``compile`` itself checks every slice's calibrated prediction against the budget.
+A gen_settings count is what calibration starts from: the GPT-2 block of ``bench/reach.py`` cut by ``--slices auto``
+(after its first GELU product) lays its first slice out in 521,153 rows, and compile's calibrated prediction for it
+was 521,153 rows, logrows 19; its MLP as one slice, 681k rows, was predicted at logrows 20: the power of two that
+holds the count (``CALIBRATION_LOGROWS`` more). ``compile`` itself checks every slice's calibrated prediction against
+the budget.
 """
 
 from __future__ import annotations
