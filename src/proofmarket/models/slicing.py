@@ -22,8 +22,10 @@ the opset and every initializer it reads, nothing else.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -151,11 +153,18 @@ class Costs:
     links: tuple[float, ...]
     total_work: int
 
+    @cached_property
+    def _prefix(self) -> list[float]:  # the segments' cost before each boundary
+        return [0.0, *itertools.accumulate(self.segments)]
+
+    @cached_property
+    def _hashing(self) -> list[float]:  # each boundary's link cost (none at the model's own input and output)
+        return [0.0, *self.links, 0.0]
+
     def slice_cost(self, i: int, j: int) -> float:
         """The slice from boundary ``i`` to boundary ``j`` (boundary ``b`` > 0 is cut ``b - 1``): its segments'
         summed cost, or its links' hashing where that is larger (the hash has its own columns)."""
-        hashing = (self.links[i - 1] if i else 0.0) + (self.links[j - 1] if j <= len(self.cuts) else 0.0)
-        return max(sum(self.segments[i:j]), hashing)
+        return max(self._prefix[j] - self._prefix[i], self._hashing[i] + self._hashing[j])
 
 
 def work_costs(model: onnx.ModelProto, width: int = MAX_WIDTH) -> Costs:
@@ -170,10 +179,6 @@ def _partition(costs: Costs, most: int) -> tuple[list[list[float]], list[list[in
     """best[k][j]: the least largest cost of ``k`` slices covering the nodes before boundary ``j``, and back[k][j]:
     the boundary its last slice starts at (a minimax partition, by dynamic programming)."""
     boundaries = len(costs.cuts) + 2
-    prefix = [0.0]
-    for c in costs.segments:
-        prefix.append(prefix[-1] + c)
-    hashing = [0.0, *costs.links, 0.0]
     inf = float("inf")
     best = [[inf] * boundaries for _ in range(most + 1)]
     back = [[0] * boundaries for _ in range(most + 1)]
@@ -181,7 +186,7 @@ def _partition(costs: Costs, most: int) -> tuple[list[list[float]], list[list[in
     for k in range(1, most + 1):
         for j in range(1, boundaries):
             for i in range(j):
-                value = max(best[k - 1][i], prefix[j] - prefix[i], hashing[i] + hashing[j])
+                value = max(best[k - 1][i], costs.slice_cost(i, j))
                 if value < best[k][j]:
                     best[k][j], back[k][j] = value, i
     return best, back
