@@ -80,3 +80,27 @@ def test_the_fitting_circuit_follows_the_budget() -> None:
     assert roomy == 22  # logrows bind
     tight = slice_costs.fitting_logrows(Budget(22, 600.0, 16384.0), 4)
     assert tight < roomy and slice_costs.fitting_logrows(Budget(22, 60.0, 16384.0), 4) < tight
+
+
+def test_counting_then_compiling_the_count_measures_the_model_once(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """``compile --slices auto`` plans to count the slices, then plans that count again: the stretches are laid out
+    once, and the count's plan is the auto plan (the same minimax over the same costs)."""
+    model = _chain([16, 96, 96, 96, 96, 8])
+    onnx.save(model, str(tmp_path / "whole.onnx"))
+    whole = _laid(tmp_path / "whole.onnx", tmp_path, "public", "public")
+    one = math.ceil(math.log2(int(whole["total_assignments"])))  # type: ignore[call-overload]
+    monkeypatch.setattr(slice_costs, "_MEASURED", {})  # this process may have measured this model in another test
+    laid: list[str] = []
+    real = ezkl_calls.gen_settings
+
+    def counted(*args: object, **kwargs: object) -> None:
+        laid.append(str(args[0]))
+        real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ezkl_calls, "gen_settings", counted)
+    auto = slice_costs.planned(model, None, Budget(one - 1, math.inf, math.inf), tmp_path / "a")
+    first = len(laid)
+    again = slice_costs.planned(model, auto.count, Budget(one - 1, math.inf, math.inf), tmp_path / "b")
+    assert first > auto.count and len(laid) == first  # nothing laid out the second time
+    assert again.cuts == auto.cuts

@@ -22,8 +22,10 @@ the budget.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -43,10 +45,13 @@ HEAVY = 3.0  # a candidate segment over this many times the mean is measured aga
 Progress = Callable[[str], None]
 
 
-def _layout(path: Path, work: Path, output_visibility: str) -> dict[str, Any]:
-    settings = work / "settings.json"
+def _layout(model: onnx.ModelProto, plan: slicing.SlicePlan, k: int, work: Path) -> dict[str, Any]:
+    """EZKL's settings for slice ``k`` of ``plan`` laid out alone: input public, output hashed (the last: public)."""
+    path, settings = work / "laid.onnx", work / "settings.json"
+    onnx.save(slicing.extract(model, plan, k), str(path))
     ra = ezkl_calls.run_args(input_visibility="public", param_visibility="fixed", decomp_base=PREDICT_CANDIDATE[0],
-                             decomp_legs=PREDICT_CANDIDATE[1], num_inner_cols=1, output_visibility=output_visibility)
+                             decomp_legs=PREDICT_CANDIDATE[1], num_inner_cols=1,
+                             output_visibility="public" if k == plan.count - 1 else "hashed")
     ezkl_calls.gen_settings(path, settings, ra)
     return dict(json.loads(settings.read_text()))
 
@@ -60,9 +65,9 @@ def _lookups(meta: dict[str, Any]) -> set[str]:
                                                     *(meta.get("required_range_checks") or [])]}
 
 
-def candidates(model: onnx.ModelProto) -> tuple[slicing.Cut, ...]:
-    """The cuts a plan starts from: all of them, or the ``MAX_MEASURED - 1`` that balance the graph's work."""
-    found, _ = slicing.cuts(model)
+def candidates(model: onnx.ModelProto, found: list[slicing.Cut]) -> tuple[slicing.Cut, ...]:
+    """The cuts a plan starts from: all of the graph's (``found``), or the ``MAX_MEASURED - 1`` that balance its
+    work."""
     if len(found) < MAX_MEASURED:
         return tuple(found)
     return slicing.plan(model, MAX_MEASURED).cuts
@@ -82,14 +87,12 @@ def measured_costs(model: onnx.ModelProto, work: Path, progress: Progress = lamb
         plan = slicing.SlicePlan(tuple(cuts), total, len(model.graph.node))
         rows = []
         for k in only or range(plan.count):
-            path = work / "segment.onnx"
-            onnx.save(slicing.extract(model, plan, k), str(path))
-            meta = _layout(path, work, "public" if k == plan.count - 1 else "hashed")
+            meta = _layout(model, plan, k, work)
             rows.append(_rows(meta))
             lookups.update(_lookups(meta))
         return rows
 
-    picked = list(candidates(model))
+    picked = list(candidates(model, found))
     progress(f"slicing: laying out {len(picked) + 1} stretches of the graph with EZKL to weigh them")
     coarse = laid(picked)
     heavy = HEAVY * sum(coarse) / len(coarse)
@@ -106,9 +109,8 @@ def measured_costs(model: onnx.ModelProto, work: Path, progress: Progress = lamb
             segments.append(float(rows))
         if k < len(picked):
             cuts.append(picked[k])
-    path = work / "whole.onnx"
-    onnx.save(slicing.extract(model, slicing.SlicePlan((), total, len(model.graph.node)), 0), str(path))
-    scale = min(1.0, _rows(_layout(path, work, "public")) / max(1, sum(coarse)))
+    whole = _rows(_layout(model, slicing.SlicePlan((), total, len(model.graph.node)), 0, work))
+    scale = min(1.0, whole / max(1, sum(coarse)))
     return (slicing.Costs(tuple(cuts), tuple(r * scale for r in segments),
                           tuple(float(c.elements * slicing.LINK_ROWS) for c in cuts), total), len(lookups))
 
@@ -128,11 +130,33 @@ def fitting_logrows(budget: Budget, lookups: int) -> int:
     return fits
 
 
+_MEASURED: dict[str, tuple[slicing.Costs, int]] = {}  # a model's measured costs by its bytes: the last few
+MEASURED_KEPT = 4
+_MEASURED_LOCK = threading.Lock()
+
+
+def _measured(model: onnx.ModelProto, work: Path, progress: Progress) -> tuple[slicing.Costs, int]:
+    """``measured_costs``, once per model in this process (``compile --slices auto`` counts the slices, then
+    compiles that many: one measurement)."""
+    key = hashlib.sha256(model.SerializeToString(deterministic=True)).hexdigest()
+    with _MEASURED_LOCK:
+        known = _MEASURED.get(key)
+    if known is not None:
+        return known
+    measured = measured_costs(model, work, progress)  # outside the lock: two compiles measure side by side
+    with _MEASURED_LOCK:
+        while len(_MEASURED) >= MEASURED_KEPT:
+            _MEASURED.pop(next(iter(_MEASURED)))
+        _MEASURED[key] = measured
+    return measured
+
+
 def planned(model: onnx.ModelProto, slices: int | None, budget: Budget | None, work: Path,
             progress: Progress = lambda _: None) -> slicing.SlicePlan:
     """``slices`` slices balanced on the measured costs; None: the fewest whose circuits fit ``fitting_logrows`` (each
     planned slice laid out again whole; one over the target tightens it and the plan is made again)."""
-    costs, lookups = measured_costs(model, work / "segments", progress)
+    work.mkdir(parents=True, exist_ok=True)
+    costs, lookups = _measured(model, work / "segments", progress)
     if slices is not None:
         return slicing.plan(model, slices, costs)
     budget = budget or Budget(MAX_LOGROWS, math.inf, math.inf)
@@ -151,8 +175,7 @@ def planned(model: onnx.ModelProto, slices: int | None, budget: Budget | None, w
                 f"(its own, or its links' hashing: {_crossing(plan, k)}); make the model smaller, or raise "
                 "PROOFMARKET_MAX_LOGROWS / PROOFMARKET_MAX_PROVE_S / PROOFMARKET_MAX_PROVE_MEMORY_MB",
                 over=[f"~{max(plan.costs):,.0f} rows > {target:,.0f}"], slices=plan.count)
-        laid = [_rows(_layout(_saved(model, plan, k, work), work, "public" if k == plan.count - 1 else "hashed"))
-                for k in range(plan.count)]
+        laid = [_rows(_layout(model, plan, k, work)) for k in range(plan.count)]
         over = max(r / target for r in laid)
         if over <= 1.0 or plan.count == len(costs.cuts) + 1:
             break
@@ -167,9 +190,3 @@ def _crossing(plan: slicing.SlicePlan, k: int) -> str:
     said = [f"{c.elements:,} values x {slicing.LINK_ROWS} rows {side}" for c, side in zip(ends, ("in", "out"),
                                                                                            strict=True) if c]
     return ", ".join(said) or "no links"
-
-
-def _saved(model: onnx.ModelProto, plan: slicing.SlicePlan, k: int, work: Path) -> Path:
-    path = work / f"planned-{k}.onnx"
-    onnx.save(slicing.extract(model, plan, k), str(path))
-    return path
