@@ -47,11 +47,8 @@ def compile_sliced(onnx_path: Path, samples_doc: Any, store: LocalStore, options
                          "circuit")
     with tempfile.TemporaryDirectory(prefix="proofmarket-slices-") as tmp:
         work = Path(tmp)
-        onnx_path = self_contained(onnx_path, work / "model", models.MAX_MODEL_BYTES)
-        info = models.load_model(onnx_path)
+        info, normalized = _normalized(onnx_path, work)
         samples = models.parse_samples(samples_doc, info)
-        normalized = work / "normalized.onnx"
-        models.normalize_model(onnx_path, normalized)
         plan = slice_costs.planned(onnx.load(str(normalized)), slices, options.budget, work / "costs", progress)
         paths = slicing.write_slices(normalized, plan, work / "slices")[1]
         if plan.count < 2:
@@ -94,6 +91,16 @@ def compile_sliced(onnx_path: Path, samples_doc: Any, store: LocalStore, options
             artifacts=sorted({*ids, *(cid for m in manifests for cid in m.public_cids)}))
         model_id = store.put_json(manifest.model_dump(mode="json"))
     return SlicedCompile(model_id, manifest, manifests)
+
+
+def _normalized(onnx_path: Path, work: Path) -> tuple[Any, Path]:
+    """The model with its weights beside it made one file, checked (an unsupported operator is named here), and
+    normalised to batch 1 at ``work/normalized.onnx``: what every plan cuts."""
+    onnx_path = self_contained(onnx_path, work / "model", models.MAX_MODEL_BYTES)
+    info = models.load_model(onnx_path)
+    normalized = work / "normalized.onnx"
+    models.normalize_model(onnx_path, normalized)
+    return info, normalized
 
 
 def _missed(accuracy: dict[str, Any], classifier: bool) -> str | None:
@@ -216,10 +223,7 @@ def count_slices(onnx_path: Path, budget: Budget, progress: Progress = lambda _:
     as one circuit)."""
     with tempfile.TemporaryDirectory(prefix="proofmarket-slices-") as tmp:
         work = Path(tmp)
-        onnx_path = self_contained(onnx_path, work / "model", models.MAX_MODEL_BYTES)
-        models.load_model(onnx_path)
-        normalized = work / "normalized.onnx"
-        models.normalize_model(onnx_path, normalized)
+        normalized = _normalized(onnx_path, work)[1]
         return slice_costs.planned(onnx.load(str(normalized)), None, budget, work / "costs", progress).count
 
 
@@ -232,10 +236,7 @@ def predict_sliced(onnx_path: Path, profile: PrivacyProfile, slices: int | None,
 
     with tempfile.TemporaryDirectory(prefix="proofmarket-slices-") as tmp:
         work = Path(tmp)
-        onnx_path = self_contained(onnx_path, work / "model", models.MAX_MODEL_BYTES)
-        models.load_model(onnx_path)  # the model's checks first: an unsupported operator is named here
-        normalized = work / "normalized.onnx"
-        models.normalize_model(onnx_path, normalized)
+        normalized = _normalized(onnx_path, work)[1]
         plan = slice_costs.planned(onnx.load(str(normalized)), slices, budget, work / "costs")
         paths = slicing.write_slices(normalized, plan, work / "slices")[1]
         last = len(paths) - 1
