@@ -48,6 +48,39 @@ class _Times:
         self.worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
         self.out = (folder / f"{self.worker}.jsonl").open("w")
         self.started = time.time()
+        self.test = ""
+        self._watch_ezkl()
+
+    EZKL_CALLS = ("gen_settings", "calibrate_settings", "compile_circuit", "setup", "gen_witness", "prove",
+                  "verify", "create_evm_verifier")
+
+    def _watch_ezkl(self) -> None:
+        """Each EZKL call in this process, with its seconds and a digest of the file it starts from (its model,
+        compiled circuit or witness): where the suite compiles or proves the same thing twice."""
+        try:
+            import ezkl
+        except ImportError:  # pragma: no cover - a dependency of the package
+            return
+        import hashlib
+
+        def timed(name: str, call: Any) -> Any:
+            def run(*args: Any, **kwargs: Any) -> Any:
+                first = args[0] if args else next(iter(kwargs.values()), None)
+                try:
+                    digest = hashlib.sha256(Path(str(first)).read_bytes()).hexdigest()[:12]
+                except (OSError, ValueError, TypeError):
+                    digest = ""
+                started = time.perf_counter()
+                try:
+                    return call(*args, **kwargs)
+                finally:
+                    self.write(kind="ezkl", op=name, test=self.test, digest=digest,
+                               s=round(time.perf_counter() - started, 3))
+            return run
+
+        for name in self.EZKL_CALLS:
+            if hasattr(ezkl, name):
+                setattr(ezkl, name, timed(name, getattr(ezkl, name)))
 
     def write(self, **record: Any) -> None:
         self.out.write(json.dumps({"worker": self.worker, **record}) + "\n")
@@ -63,6 +96,7 @@ class _Times:
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: Any) -> Iterator[Any]:
         self.write(kind="test", test=item.nodeid, world=world(item))
+        self.test = item.nodeid
         before = _cpu_seconds()
         try:
             return (yield)
