@@ -149,3 +149,27 @@ def test_a_slice_keeps_an_oversize_verifier_but_not_a_refusing_one(check: str, o
                                       lambda _: None, oversize_ok=oversize_ok)
     assert timed == (["b1024x2-s10-c1"] if tried else [])
     assert kept == ((other, "built-c1") if tried else (picked, "built-c2"))
+
+
+@pytest.mark.parametrize("oversize_ok", [True, False])
+def test_an_oversize_pick_is_said_to_be_served_by_a_shared_verifier_only_where_one_serves_it(
+        oversize_ok: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When every timed candidate's own verifier is only over the code size limit, a slice's compile says a
+    SharedVerifier clone serves its pick on chain; a model's compile says to sell it off chain only."""
+    from types import SimpleNamespace
+
+    from proofmarket.systems.ezkl import on_chain
+    from proofmarket.systems.ezkl.tuning import Objective
+
+    cand = SimpleNamespace(label="b1024x2-s10-c2", evm_check="not deployable: its verifier is 38,469 bytes, over "
+                           "EIP-170's 24,576", status="ok", timed=True, keys=("vk", "pk"), settings_path="s",
+                           proof_path="p", logrows=18, proof_bytes=9_952, prove_s=190.8, verify_gas=None,
+                           max_abs_error=0.01, argmax_match=None, setup_s=1.0)
+    report = SimpleNamespace(picked=None, candidates=[cand])
+    monkeypatch.setattr(on_chain, "ranked", lambda cands, objective: cands)
+    said: list[str] = []
+    picked = on_chain.first_on_chain(report, Objective(), None, None, None, said.append,  # type: ignore[arg-type]
+                                     {cand.label: "built"}, oversize_ok)  # type: ignore[dict-item]
+    assert picked == (cand, "built") and report.picked is cand
+    assert ("SharedVerifier clone serves it" in said[-1]) is oversize_ok
+    assert ("do not register it for escrow" in said[-1]) is not oversize_ok

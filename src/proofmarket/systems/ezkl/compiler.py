@@ -166,7 +166,8 @@ def _compile(
             evm.prestart()  # anvil starts while the search runs
             report = search(job, options.candidates, progress)
             checked: dict[str, solidity.BuiltVerifier] = {}
-            first_on_chain(report, job.objective, options.srs, work, evm, progress, checked)
+            first_on_chain(report, job.objective, options.srs, work, evm, progress, checked,
+                           options.oversize_verifier_ok)
             picked, built = fall_back(job, report, checked, work, evm, progress,
                                       oversize_ok=options.oversize_verifier_ok)
             assert picked.settings_path and picked.compiled_path and picked.logrows and picked.keys

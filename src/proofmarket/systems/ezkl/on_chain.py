@@ -34,9 +34,6 @@ def fall_back(job: TuningJob, report: TuningReport, checked: dict[str, solidity.
     assert picked is not None
     built = checked[picked.label]
     failing = ("refused",) if oversize_ok else ("refused", "not deployable")
-    if oversize_ok and (picked.evm_check or "").startswith("not deployable"):
-        progress(f"{picked.label}: kept; its verifier's size is no bar here, a SharedVerifier clone serves it on "
-                 "chain (register puts it there)")
     if not job.quick or not (picked.evm_check or "").startswith(failing):
         return picked, built  # accepted on chain, or no local EVM to say (said, never claimed)
     waiting = covering(job.domain_points, job.workdir, sorted((c for c in report.candidates if c.status == "ok"
@@ -44,20 +41,21 @@ def fall_back(job: TuningJob, report: TuningReport, checked: dict[str, solidity.
     for cand in waiting:
         progress(f"timing {cand.label} (its verifier may work on chain: a key setup and one proof)")
         time_proof(job, cand, repeats=1)
-        picked, built = first_on_chain(report, job.objective, job.srs, work, evm, progress, checked)
+        picked, built = first_on_chain(report, job.objective, job.srs, work, evm, progress, checked, oversize_ok)
         if not (picked.evm_check or "").startswith(failing):
             break
     return picked, built
 
 
 def first_on_chain(report: TuningReport, objective: Objective, srs: SrsProvider, work: Path, evm: LocalEvm,
-                   progress: Progress, built_of: dict[str, solidity.BuiltVerifier] | None = None
-                   ) -> tuple[Candidate, solidity.BuiltVerifier]:
+                   progress: Progress, built_of: dict[str, solidity.BuiltVerifier] | None = None,
+                   oversize_ok: bool = False) -> tuple[Candidate, solidity.BuiltVerifier]:
     """The objective's best timed candidate whose Solidity verifier deploys and accepts its proof on a local EVM
     (evm_check): EZKL's verifier for some circuits refuses valid proofs, and such a model could never be paid on
     chain. When no candidate's verifier works on chain, the objective's best is kept for off-chain verification
     (x402) and the compile says so: registering it for escrow would fail or slash honest provers. ``built_of``
-    (label -> verifier): candidates checked before, not built or checked again."""
+    (label -> verifier): candidates checked before, not built or checked again. ``oversize_ok``: the best whose
+    verifier is only over the code size limit is kept for chain too (a SharedVerifier clone serves it)."""
     built_of = {} if built_of is None else built_of
     order = ranked([c for c in report.candidates if c.timed], objective)
     first: tuple[Candidate, solidity.BuiltVerifier] | None = None
@@ -98,6 +96,11 @@ def first_on_chain(report: TuningReport, objective: Objective, srs: SrsProvider,
     assert first is not None
     cand, built = first
     report.picked = cand
+    if oversize_ok and (cand.evm_check or "").startswith("not deployable"):
+        progress(f"picked {cand.label}: logrows {cand.logrows}, proof {cand.proof_bytes:,} bytes, prove "
+                 f"{cand.prove_s:.3f} s (objective {objective.name}); its own verifier is over the code size limit, "
+                 "a SharedVerifier clone serves it on chain (checked below)")
+        return cand, built
     progress(f"picked {cand.label} for off-chain verification only: no timed candidate's Solidity verifier works on "
              f"chain ({'; '.join(f'{c.label}: {c.evm_check}' for c in order)}); sell it with x402, do not register "
              "it for escrow")
