@@ -103,19 +103,35 @@ def prove_one(home: Path, model_id: str, given: Any, provers: int) -> dict[str, 
 
 
 def _chain_gas(home: Path, model_id: str, doc: dict[str, Any]) -> dict[str, int]:
-    """On a throwaway anvil: the slices' verifiers and the SlicedVerifier deployed, the call checked in one
+    """On a devnet in the bench's home, as an owner lists it: the market deployed (``chain deploy``, its
+    SharedVerifier among them), the sliced model registered (``model register``: each slice's verifier, a slice over
+    the code size limit on a SharedVerifier clone, the SlicedVerifier over them), then the call checked in one
     ``eth_call`` (the gas a market's fulfilment spends verifying it)."""
-    from proofmarket.chain import Devnet, dev_account
     from proofmarket.chain.sliced_verifier import check
-    from proofmarket.onchain.sliced import deploy_sliced
-    from proofmarket.store import LocalStore
+    from proofmarket.core.settings import Settings
+    from proofmarket.onchain import Market
 
-    with Devnet(None) as net:
-        client = net.client()
-        deployed = deploy_sliced(client, dev_account(0, client.chain_id), LocalStore(home / "store"), model_id)
-        ok, gas = check(client, deployed.address, doc)
+    cli = str(Path(sys.executable).parent / "proofmarket")
+
+    def run(*args: str) -> dict[str, Any]:
+        done = subprocess.run([cli, *args, "--json", "--home", str(home)], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"proofmarket {' '.join(args)}: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
+        return dict(json.loads(done.stdout))
+
+    run("chain", "up")
+    try:
+        run("chain", "deploy")
+        listed = run("model", "register", model_id, "--price", "0.01")
+        market = Market.open(Settings(home=home))  # type: ignore[call-arg]
+        try:
+            ok, gas = check(market.client, listed["verifier"], doc)
+        finally:
+            market.close()
+    finally:
+        run("chain", "down")
     assert ok, "the chain refused the sliced call"
-    return {"verify": gas, "deploy": deployed.gas_used}
+    return {"verify": gas, "deploy": listed["verifier_gas"]}
 
 
 def _child(*args: str) -> dict[str, Any]:
