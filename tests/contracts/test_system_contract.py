@@ -71,7 +71,7 @@ def _ezkl(srs_dir: Path) -> Harness:
     return Harness(registry.spec("ezkl-halo2-kzg-bn254"), sample_path("logreg"), {"inputs": doc},
                    {"inputs": {"input_data": [[1.0]]}}, lambda b: b["output"]["values"],
                    samples=json.loads(sample_path("logreg", "samples").read_text()),
-                   options=lambda: {"srs": SrsProvider(srs_dir), "candidates": [Candidate(256, 2, 7, 4)]})
+                   options=lambda: {"srs": SrsProvider(srs_dir), "candidates": [Candidate(256, 2, 5, 1)]})
 
 
 def _store(d: Path) -> LocalStore:

@@ -41,7 +41,7 @@ def mlp(prover: EzklProver, srs_provider: SrsProvider) -> CompileResult:
 
 @pytest.fixture(scope="session")
 def logreg(prover: EzklProver, srs_provider: SrsProvider) -> CompileResult:
-    return compile_sample(prover, srs_provider, "logreg", candidates=[Candidate(256, 2, 7, 4)])
+    return compile_sample(prover, srs_provider, "logreg", candidates=[Candidate(256, 2, 5, 1)])
 
 
 @pytest.fixture(scope="session")
