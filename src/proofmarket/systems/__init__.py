@@ -7,26 +7,41 @@ still load and verify.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from proofmarket.store import ArtifactStore
-from proofmarket.systems.port import Execution, ProofSystem, SystemContext, SystemSpec
-from proofmarket.systems.registry import (
-    ATTESTED_SYSTEM,
-    PROVEN_SYSTEM,
-    guarantee,
-    mode_of,
-    parse_bundle,
-    parse_manifest,
-    register,
-    spec,
-    spec_of,
-    system_of,
-)
-
 if TYPE_CHECKING:
-    from proofmarket.systems.port import VerifyReport
+    from proofmarket.store import ArtifactStore
+    from proofmarket.systems.port import Execution, ProofSystem, SystemContext, SystemSpec, VerifyReport
+    from proofmarket.systems.registry import (
+        ATTESTED_SYSTEM,
+        PROVEN_SYSTEM,
+        guarantee,
+        mode_of,
+        parse_bundle,
+        parse_manifest,
+        register,
+        spec,
+        spec_of,
+        system_of,
+    )
+
+# loaded on first use (PEP 562): a process that imports one module below (a prover's child process imports
+# systems/ezkl/worker.py) does not load the registry and every system's documents (~0.4 s of pydantic models)
+_LAZY = {**dict.fromkeys(("Execution", "ProofSystem", "SystemContext", "SystemSpec"), "proofmarket.systems.port"),
+         **dict.fromkeys(("ATTESTED_SYSTEM", "PROVEN_SYSTEM", "guarantee", "mode_of", "parse_bundle", "parse_manifest",
+                          "register", "spec", "spec_of", "system_of"), "proofmarket.systems.registry")}
+
+
+def __getattr__(name: str) -> Any:
+    where = _LAZY.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(where), name)
+    globals()[name] = value
+    return value
+
 
 Mode = str
 
