@@ -130,6 +130,34 @@ def measured_worlds() -> dict[str, float]:
 
 
 COMPILES_ENV = "TEST_COMPILE_CACHE"  # the session's compiled models (tests/support/compiled.py), for every worker
+DEV_SRS_ENV = "TEST_DEV_SRS"  # the session's dev SRS files, one per logrows, for every worker (``share_dev_srs``)
+
+
+def share_dev_srs(folder: Path) -> None:
+    """Every home the tests make in this process gets the session's dev SRS of a logrows (EZKL's ``gen_srs``, run
+    once under a file lock for all workers, then copied in) instead of a fresh random one: the same circuit in two
+    homes then has the same keys and the same Solidity verifier, which solcjs compiles once (its cache) instead of
+    once per home. A dev SRS is trusted by nothing (every check of one is about its kind, never its randomness)."""
+    import fcntl
+    import shutil
+
+    from proofmarket.systems.ezkl import ezkl_calls
+
+    made = ezkl_calls.gen_srs
+
+    def shared(path: Any, logrows: int) -> None:
+        if not Path(path).name.startswith(f"dev-k{logrows}."):  # not a home's dev SRS (SrsProvider): a test's own
+            made(path, logrows)
+            return
+        source = folder / f"dev-k{logrows}.srs"
+        with (folder / f"dev-k{logrows}.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not source.is_file():
+                made(folder / f"dev-k{logrows}.tmp", logrows)
+                os.replace(folder / f"dev-k{logrows}.tmp", source)
+        shutil.copyfile(source, path)
+
+    ezkl_calls.gen_srs = shared  # type: ignore[assignment]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -139,6 +167,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
         os.environ[COMPILES_ENV] = tempfile.mkdtemp(prefix="proofmarket-compiles-")
         config.stash[_MADE_CACHE] = os.environ[COMPILES_ENV]
+        os.environ[DEV_SRS_ENV] = str(Path(os.environ[COMPILES_ENV]) / "dev-srs")
+        Path(os.environ[DEV_SRS_ENV]).mkdir()
+    if os.environ.get(DEV_SRS_ENV):
+        share_dev_srs(Path(os.environ[DEV_SRS_ENV]))
     folder = config.getoption("--times")
     if folder:
         config.pluginmanager.register(_Times(Path(folder)), "proofmarket-times")
@@ -159,6 +191,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
         shutil.rmtree(made, ignore_errors=True)
         os.environ.pop(COMPILES_ENV, None)
+        os.environ.pop(DEV_SRS_ENV, None)
     if config.pluginmanager.has_plugin("proofmarket-worlds"):
         Path(os.environ.pop(WORLDS_ENV)).unlink(missing_ok=True)
 
