@@ -13,7 +13,7 @@ import importlib.util
 import sys
 from collections.abc import Sequence
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from proofmarket.core.errors import (
     ArtifactNotFound,
@@ -27,6 +27,7 @@ from proofmarket.core.errors import (
     UnsupportedOperator,
     VerificationFailed,
 )
+from proofmarket.core.lazy import lazy_names
 
 if TYPE_CHECKING:
     from proofmarket.sdk.client import Client, InferenceResult
@@ -87,14 +88,7 @@ _LAZY = {
     "verify_bundle": "proofmarket.systems.ezkl.verify",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'proofmarket' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _LAZY)
 
 
 __all__ = [

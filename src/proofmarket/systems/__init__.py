@@ -7,9 +7,10 @@ still load and verify.
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from proofmarket.core.lazy import lazy_names
 
 if TYPE_CHECKING:
     from proofmarket.store import ArtifactStore
@@ -33,15 +34,7 @@ _LAZY = {**dict.fromkeys(("Execution", "ProofSystem", "SystemContext", "SystemSp
          **dict.fromkeys(("ATTESTED_SYSTEM", "PROVEN_SYSTEM", "guarantee", "mode_of", "parse_bundle", "parse_manifest",
                           "register", "spec", "spec_of", "system_of"), "proofmarket.systems.registry")}
 
-
-def __getattr__(name: str) -> Any:
-    where = _LAZY.get(name)
-    if where is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(where), name)
-    globals()[name] = value
-    return value
-
+__getattr__ = lazy_names(__name__, _LAZY)
 
 Mode = str
 
