@@ -107,12 +107,15 @@ class ReorgSafeSigner(FacilitatorWeb3Signer):
     The SDK keeps a nonce counter ahead of the chain's pending count (so that concurrent settlements do not
     collide). When a transaction it sent vanishes (its block orphaned, or dropped unmined) the counter stays
     ahead: every later settlement would wait behind a nonce nobody sends, for ever. Here, when the chain's latest
-    and pending counts agree (nothing of ours waits in the pool) and are below the counter, and no nonce was
-    reserved for a while (no send in progress), the counter goes back to the chain's count."""
+    and pending counts agree (nothing of ours waits in the pool) and are below the counter, no other send is between
+    its reservation and the pool (``_sending``: counted, not guessed from time: on a loaded machine a send took over
+    the quiet time to reach the pool once, and the next reservation took its nonce: "nonce too low"), and no nonce
+    was reserved for a while, the counter goes back to the chain's count."""
 
-    QUIET_S = 5.0  # no reservation for this long: no send of ours is between reservation and the pool
+    QUIET_S = 5.0  # no reservation for this long
 
     _last_reserved = 0.0
+    _sending = 0  # sends between their nonce's reservation and the pool (the SDK's two senders, counted around them)
 
     def __init__(self, private_key: str, rpc_url: str, **options: Any) -> None:
         super().__init__(private_key=private_key, rpc_url=rpc_url, **options)
@@ -126,7 +129,8 @@ class ReorgSafeSigner(FacilitatorWeb3Signer):
 
     def _reserve_nonce(self) -> int:
         with self._nonce_lock:
-            if self._next_nonce is not None and time.monotonic() - self._last_reserved > self.QUIET_S:
+            if self._next_nonce is not None and self._sending <= 1 and \
+                    time.monotonic() - self._last_reserved > self.QUIET_S:  # 1: the send reserving this one
                 address = self._account.address
                 pending = int(self._w3.eth.get_transaction_count(address, "pending"))
                 if pending < self._next_nonce and pending == int(self._w3.eth.get_transaction_count(address,
@@ -136,6 +140,24 @@ class ReorgSafeSigner(FacilitatorWeb3Signer):
                     self._next_nonce = pending
             self._last_reserved = time.monotonic()
         return int(super()._reserve_nonce())
+
+    @contextmanager
+    def _in_flight(self) -> Iterator[None]:
+        with self._nonce_lock:
+            self._sending += 1
+        try:
+            yield
+        finally:
+            with self._nonce_lock:
+                self._sending -= 1
+
+    def write_contract(self, *args: Any, **kwargs: Any) -> str:
+        with self._in_flight():
+            return str(super().write_contract(*args, **kwargs))
+
+    def send_transaction(self, to: str, data: bytes) -> str:
+        with self._in_flight():
+            return str(super().send_transaction(to, data))
 
     # The exact scheme's verify (and settle, which verifies again) asks for the payer's code and simulates the
     # transfer: two RPCs whose answers matter only as "no error". web3's request and ABI formatting around them
