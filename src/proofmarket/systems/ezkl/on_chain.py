@@ -90,18 +90,22 @@ def first_on_chain(report: TuningReport, objective: Objective, srs: SrsProvider,
             progress(f"{cand.label}: its Solidity verifier was {check.note}")
         report.picked = cand
         gas = f"{check.gas:,} gas measured" if check.gas else f"~{cand.verify_gas:,} gas predicted"
-        progress(f"picked {cand.label}: logrows {cand.logrows}, proof {cand.proof_bytes:,} bytes, {gas} to "
-                 f"verify on chain, prove {cand.prove_s:.3f} s (objective {objective.name})")
+        progress(_picked(cand, objective, f"{gas} to verify on chain"))
         return cand, built
     assert first is not None
     cand, built = first
     report.picked = cand
     if oversize_ok and (cand.evm_check or "").startswith("not deployable"):
-        progress(f"picked {cand.label}: logrows {cand.logrows}, proof {cand.proof_bytes:,} bytes, prove "
-                 f"{cand.prove_s:.3f} s (objective {objective.name}); its own verifier is over the code size limit, "
-                 "a SharedVerifier clone serves it on chain (checked below)")
+        progress(_picked(cand, objective, "its own verifier over the code size limit: a SharedVerifier clone serves "
+                                          "it on chain (checked below)"))
         return cand, built
     progress(f"picked {cand.label} for off-chain verification only: no timed candidate's Solidity verifier works on "
              f"chain ({'; '.join(f'{c.label}: {c.evm_check}' for c in order)}); sell it with x402, do not register "
              "it for escrow")
     return cand, built
+
+
+def _picked(cand: Candidate, objective: Objective, chain: str) -> str:
+    """The line that says which candidate the compile keeps, and how the chain verifies it."""
+    return (f"picked {cand.label}: logrows {cand.logrows}, proof {cand.proof_bytes:,} bytes, {chain}, prove "
+            f"{cand.prove_s:.3f} s (objective {objective.name})")
