@@ -4,7 +4,8 @@
 
 Sums each test's phases by folder (setup: building the fixtures it is the first to need; call: the test itself),
 lists the slowest tests and the slowest fixture setups (a session fixture is set up once per worker that needs it),
-and the run's wall time and workers. ``make times`` runs the suite with the records and writes tests/TIMES.md and
+the EZKL calls made in the test processes (and key setups of one circuit repeated), and the run's wall time and
+workers. ``make times`` runs the suite with the records and writes tests/TIMES.md and
 tests/worlds.json (each world's seconds: the suite's scheduler starts the longest worlds first, tests/conftest.py).
 """
 
@@ -102,7 +103,32 @@ def render(records: list[dict[str, Any]], commit: str = "") -> str:
               "| seconds | fixture | scope | defined in | first needed by |", "|---:|---|---|---|---|"]
     for r in sorted(fixtures, key=lambda r: -r["s"])[:10]:
         lines.append(f"| {r['s']:.1f} | `{r['name']}` | {r['scope']} | {r['where']} | `{r['test']}` |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _ezkl(records)) + "\n"
+
+
+def _ezkl(records: list[dict[str, Any]]) -> list[str]:
+    """The EZKL calls of the test processes by operation, and the key setups done more than once on one circuit
+    (the same compiled file: work a shared fixture or the compile cache could do once)."""
+    calls = [r for r in records if r["kind"] == "ezkl"]
+    if not calls:
+        return []
+    by_op: dict[str, list[float]] = defaultdict(list)
+    setups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in calls:
+        by_op[r["op"]].append(r["s"])
+        if r["op"] == "setup" and r["digest"]:
+            setups[r["digest"]].append(r)
+    lines = ["", "## EZKL calls in the test processes", "", "| operation | calls | seconds |", "|---|---:|---:|"]
+    for op, seconds in sorted(by_op.items(), key=lambda kv: -sum(kv[1])):
+        lines.append(f"| {op} | {len(seconds)} | {sum(seconds):.1f} |")
+    again = sorted((v for v in setups.values() if len(v) > 1), key=lambda v: -sum(r["s"] for r in v))[:10]
+    if again:
+        lines += ["", "Key setups of one circuit done more than once:", "", "| seconds | setups | circuit | in |",
+                  "|---:|---:|---|---|"]
+        for v in again:
+            files = sorted({r["test"].split("::")[0] for r in v})
+            lines.append(f"| {sum(r['s'] for r in v):.1f} | {len(v)} | {v[0]['digest']} | {', '.join(files)} |")
+    return lines
 
 
 def main() -> None:
