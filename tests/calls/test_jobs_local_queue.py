@@ -165,3 +165,30 @@ def test_a_call_queued_with_its_row_that_ended_before_its_turn_is_not_run(tmp_pa
     row = jobs.get(job.id)
     assert row is not None and row.status == CallStatus.FAILED and row.error_code == "canceled"
     assert prover.calls == 0 and row.attempts == 0
+
+
+def test_a_request_that_watches_its_call_after_it_ended_gets_the_delivered_row_without_a_read(
+        tmp_path: Path) -> None:
+    """The race a loaded machine ran into: the whole call ended (its final row delivered, then the settler's
+    row-less second delivery) before the request watched it; and a watcher taken by that second delivery."""
+    queue, jobs, _, _ = build(tmp_path, FailingProver(WitnessError("no")))
+    job = jobs.create(new_job(0))
+    queue.submit(CallKind.PROVE, job.id, job)  # queued, not started: no worker runs here
+    early = queue.watch(job.id)  # while queued: waits for the delivery, reads nothing
+    assert jobs.failed(job.id, "witness", "no")
+    row = jobs.get(job.id)
+    assert row is not None and row.is_final
+    reads: list[str] = []
+    get = jobs.get
+    jobs.get = lambda job_id: reads.append(job_id) or get(job_id)  # type: ignore[method-assign]
+    try:
+        queue._notify(job.id, row)  # the runner's delivery, with the final row
+        queue._notify(job.id)  # the settler's second one, row-less
+        assert early.result(timeout=5) is row
+        late = queue.watch(job.id)  # after both: answered from the delivered row
+        assert late.done() and late.result() is row
+        queue._notify(job.id)  # another row-less delivery: nothing to take, nothing read
+        assert reads == []
+    finally:
+        jobs.get = get  # type: ignore[method-assign]
+        queue.close()

@@ -22,10 +22,12 @@ One node per database: a second node sharing the database would fail the first o
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, InvalidStateError
 
@@ -39,6 +41,8 @@ from proofmarket.systems.registry import WorkerSystems
 
 log = logging.getLogger(__name__)
 _STOP = "__stop__"
+FINALS_KEPT = 256  # final rows delivered lately, kept for a request that watches its call after it ended
+FINAL_FRESH_S = 30.0  # ... for this long: a later watcher reads the row (it may have changed since)
 
 
 class LocalCallQueue:
@@ -55,6 +59,10 @@ class LocalCallQueue:
         # the row each was submitted with (its worker starts it from that row: the start is a conditional update)
         self._pending: dict[str, CallRow | None] = {}
         self._listeners: dict[str, tuple[Events, threading.Event]] = {}  # a run's events, and when they are all out
+        # the final rows delivered lately (when): a request that watches its call once it ended (a loaded machine ran
+        # the whole call before the request subscribed), or whose waiter a later row-less delivery took, is answered
+        # from the row the settler delivered, not a read
+        self._finals: collections.OrderedDict[str, tuple[CallRow, float]] = collections.OrderedDict()
         self.window_s = runner.settings.queue.batch_window_ms / 1000
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -100,6 +108,10 @@ class LocalCallQueue:
         delivered yet is not read: its delivery resolves the future."""
         fut: Future[CallRow | None] = Future()
         with self._lock:
+            final = self._final(job_id)
+            if final is not None:
+                fut.set_result(final)
+                return fut
             self._watchers.setdefault(job_id, []).append(fut)
             if job_id in self._pending:
                 return fut
@@ -107,6 +119,11 @@ class LocalCallQueue:
         if job is None or job.is_final:
             self._notify(job_id, job)
         return fut
+
+    def _final(self, job_id: str) -> CallRow | None:
+        """The final row delivered for ``job_id`` within ``FINAL_FRESH_S`` (under the lock)."""
+        kept = self._finals.get(job_id)
+        return kept[0] if kept is not None and time.monotonic() - kept[1] <= FINAL_FRESH_S else None
 
     def listen(self, job_id: str, events: Events) -> threading.Event:
         """``events`` gets the events of ``job_id``'s run on its worker thread; the event is set once the run ended."""
@@ -221,7 +238,12 @@ class LocalCallQueue:
         with self._lock:
             self._pending.pop(job_id, None)
             futures = self._watchers.pop(job_id, [])
-        final = row if row is not None and row.is_final else None
+            final = row if row is not None and row.is_final else self._final(job_id)  # a row-less second delivery
+            if row is not None and row.is_final:
+                self._finals[job_id] = (row, time.monotonic())
+                self._finals.move_to_end(job_id)
+                while len(self._finals) > FINALS_KEPT:
+                    self._finals.popitem(last=False)
         for fut in futures:
             with contextlib.suppress(InvalidStateError):  # the watcher gave up (cancelled) in the meantime
                 fut.set_result(final)
