@@ -10,15 +10,21 @@ interface ISliceVerifier {
 /// with its own EZKL verifier. This contract is the model's one verifier: `verifyProof(proof, instances)` takes
 /// `instances` as one circuit of the model would lay them out (the first slice's input instances, then the last
 /// slice's output instances: what the market binds to a request's input commitment and pays on) and `proof` =
-/// abi.encode(bytes[] proofs, uint256[][] sliceInstances). It is true only when every slice's verifier accepts its
-/// proof and instances, each link holds (slice k's output instances, its last `outputs[k]`, are slice k+1's input
-/// instances, its first `inputs[k+1]`: the Poseidon hash of the tensor between them), the first slice's inputs and
-/// the last slice's outputs are `instances`. The verifiers and layout are fixed at construction, and `binding` (the
+/// abi.encode(bytes[] proofs, uint256[][] sliceInstances, bytes32[][] vkas). The tensor between slice k and slice
+/// k+1 is committed in both proofs (KZG commitments, EZKL's polycommit: 64-byte points at the start of a proof, a
+/// slice's input commitments first, then its output commitments). It is true only when every slice's verifier
+/// accepts its proof and instances (a slice on a SharedVerifier clone takes abi.encode(vkas[k], proofs[k]); an empty
+/// vkas[k] sends the proof as it is), each link holds (slice k's `outputs[k]` output commitments, after its
+/// `inputs[k]` input commitments, are the first `inputs[k+1]` commitments of slice k+1's proof, byte for byte), and
+/// the first slice's inputs and the last slice's outputs are `instances` (`inputs[0]` and `outputs[n-1]` count
+/// instances; the others, commitments). The verifiers and layout are fixed at construction, and `binding` (the
 /// keccak of the verifiers, their code hashes and the layout) is immutable: this contract's code hash, which a
 /// registry records, commits to all of them.
 contract SlicedVerifier {
     /// @notice keccak256(abi.encode(verifiers, their code hashes, inputs, outputs)): in this contract's code.
     bytes32 public immutable binding;
+    /// @notice Bytes of one commitment in an EZKL proof (a BN254 G1 point: x, then y).
+    uint256 public constant POINT_BYTES = 64;
     address[] private _verifiers;
     uint16[] private _inputs;
     uint16[] private _outputs;
@@ -33,7 +39,8 @@ contract SlicedVerifier {
         bytes32[] memory codehashes = new bytes32[](n);
         for (uint256 k = 0; k < n; ++k) {
             if (verifiers_[k].code.length == 0) revert NoCode(verifiers_[k]);
-            if (k + 1 < n && outputs_[k] != inputs_[k + 1]) revert BadLayout();
+            // a link compares at least one commitment, as many on each side
+            if (k + 1 < n && (outputs_[k] == 0 || outputs_[k] != inputs_[k + 1])) revert BadLayout();
             codehashes[k] = verifiers_[k].codehash;
         }
         (_verifiers, _inputs, _outputs) = (verifiers_, inputs_, outputs_);
@@ -49,9 +56,10 @@ contract SlicedVerifier {
     /// `proof` reverts (the market counts a revert as an invalid proof); a slice verifier out of gas reverts with
     /// `VerifierOutOfGas()`, so that a too-low gas limit cannot make a valid proof count as invalid.
     function verifyProof(bytes calldata proof, uint256[] calldata instances) external returns (bool) {
-        (bytes[] memory proofs, uint256[][] memory parts) = abi.decode(proof, (bytes[], uint256[][]));
+        (bytes[] memory proofs, uint256[][] memory parts, bytes32[][] memory vkas) =
+            abi.decode(proof, (bytes[], uint256[][], bytes32[][]));
         uint256 n = _verifiers.length;
-        if (proofs.length != n || parts.length != n) return false;
+        if (proofs.length != n || parts.length != n || vkas.length != n) return false;
         uint256 first = _inputs[0];
         uint256 last = _outputs[n - 1];
         if (instances.length != first + last) return false;
@@ -64,18 +72,23 @@ contract SlicedVerifier {
             if (tail[tail.length - last + i] != instances[first + i]) return false;
         }
         for (uint256 k = 0; k + 1 < n; ++k) {
-            uint256 links = _outputs[k];
-            uint256[] memory out = parts[k];
-            uint256[] memory next = parts[k + 1];
-            if (out.length < links || next.length < links) return false;
-            for (uint256 i = 0; i < links; ++i) {
-                if (out[out.length - links + i] != next[i]) return false;
-            }
+            uint256 size = uint256(_outputs[k]) * POINT_BYTES;
+            uint256 start = k == 0 ? 0 : uint256(_inputs[k]) * POINT_BYTES;
+            if (proofs[k].length < start + size || proofs[k + 1].length < size) return false;
+            if (_digest(proofs[k], start, size) != _digest(proofs[k + 1], 0, size)) return false;
         }
         for (uint256 k = 0; k < n; ++k) {
-            if (!_check(_verifiers[k], proofs[k], parts[k])) return false;
+            bytes memory sent = vkas[k].length == 0 ? proofs[k] : abi.encode(vkas[k], proofs[k]);
+            if (!_check(_verifiers[k], sent, parts[k])) return false;
         }
         return true;
+    }
+
+    /// @dev keccak256 of `size` bytes of `data` from byte `start` (the caller checked they are inside it).
+    function _digest(bytes memory data, uint256 start, uint256 size) private pure returns (bytes32 digest) {
+        assembly ("memory-safe") {
+            digest := keccak256(add(add(data, 32), start), size)
+        }
     }
 
     function _check(address verifier, bytes memory proof, uint256[] memory instances) private returns (bool) {

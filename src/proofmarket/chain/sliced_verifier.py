@@ -4,7 +4,9 @@ instances laid out as one circuit's (the first slice's inputs, then the last sli
 to a request and pays on.
 
     deploy     the SlicedVerifier over the slices' deployed verifiers (``onchain/sliced.py`` deploys those first)
-    evm_args   a sliced bundle as that call: proof = abi.encode(bytes[] proofs, uint256[][] sliceInstances)
+    evm_args   a sliced bundle as that call: proof = abi.encode(bytes[] proofs, uint256[][] sliceInstances,
+               bytes32[][] vkas), a slice on a SharedVerifier clone with its VKA (the SlicedVerifier sends it the
+               proof behind it: the links are compared on the proofs themselves)
     check      ``eth_call`` of ``verifyProof`` with its gas: True only when the chain says so
 """
 
@@ -25,25 +27,30 @@ if TYPE_CHECKING:  # a verifier of a sliced bundle encodes its proof (evm_args) 
 SLICED_VERIFIER = "SlicedVerifier"
 
 
+def contract_layout(links: list[int], first_inputs: int, last_outputs: int) -> tuple[list[int], list[int]]:
+    """The SlicedVerifier's (inputs, outputs) of a sliced model: the first slice's input instances and the last
+    slice's output instances, and between them each link's commitments (``SlicedManifest.links``)."""
+    return [first_inputs, *links], [*links, last_outputs]
+
+
 def deploy(client: ChainClient, sender: LocalAccount, verifiers: list[str], inputs: list[int],
            outputs: list[int]) -> tuple[str, int]:
-    """The SlicedVerifier over the slices' deployed ``verifiers`` (each slice's input and output instance counts):
-    its address and the deployment's gas."""
+    """The SlicedVerifier over the slices' deployed ``verifiers`` (its layout: ``contract_layout``): its address and
+    the deployment's gas."""
     address, tx = client.deploy(load_artifact(SLICED_VERIFIER), sender, verifiers, inputs, outputs)
     return address, tx.gas_used
 
 
-def evm_args(bundle: dict[str, Any], wrap: Callable[[int, bytes], bytes] | None = None) -> tuple[bytes, list[int]]:
+def evm_args(bundle: dict[str, Any], vka: Callable[[int], list[bytes]] | None = None) -> tuple[bytes, list[int]]:
     """(proof, instances) of ``SlicedVerifier.verifyProof`` for a sliced bundle (its slices' proofs and instances).
-    ``wrap(k, proof)``: slice k's proof as its verifier on a chain takes it (a shared verifier's clone: with the
-    VKA in front, ``onchain/sliced.py``); the bundle's own form is for the slices' own verifiers."""
+    ``vka(k)``: the VKA words of slice k's verifier on a chain (a shared verifier's clone; empty: the slice's own
+    verifier, ``systems/ezkl/chain_form.py``); None: the bundle's own form, for the slices' own verifiers."""
     parts = [[int(i, 16) for i in s["proof"]["instances"]] for s in bundle["slices"]]
     proofs = [bytes.fromhex(s["proof"]["hex"].removeprefix("0x")) for s in bundle["slices"]]
-    if wrap is not None:
-        proofs = [wrap(k, p) for k, p in enumerate(proofs)]
+    vkas = [vka(k) if vka is not None else [] for k in range(len(proofs))]
     first, last = bundle["slices"][0]["layout"]["input"], bundle["slices"][-1]["layout"]["output"]
     instances = parts[0][:first] + parts[-1][len(parts[-1]) - last:]
-    return encode(["bytes[]", "uint256[][]"], [proofs, parts]), instances
+    return encode(["bytes[]", "uint256[][]", "bytes32[][]"], [proofs, parts, vkas]), instances
 
 
 def slice_verifiers(client: ChainClient, verifier: str) -> list[str]:
@@ -83,11 +90,11 @@ def built_code_hash(w3: Any, verifiers: list[str], inputs: list[int], outputs: l
 
 
 def check(client: ChainClient, verifier: str, bundle: dict[str, Any],
-          wrap: Callable[[int, bytes], bytes] | None = None) -> tuple[bool, int]:
+          vka: Callable[[int], list[bytes]] | None = None) -> tuple[bool, int]:
     """``verifyProof`` of the bundle on ``verifier`` in an ``eth_call``: (the chain's answer, the gas it takes)."""
     contract = client.w3.eth.contract(address=client.w3.to_checksum_address(verifier),
                                       abi=load_artifact(SLICED_VERIFIER).abi)
-    proof, instances = evm_args(bundle, wrap)
+    proof, instances = evm_args(bundle, vka)
     call = contract.functions.verifyProof(proof, instances)
     try:
         ok = bool(call.call())

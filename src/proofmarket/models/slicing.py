@@ -6,8 +6,8 @@ previous slice's outputs, so proving every slice proves the model (``systems/ezk
                cross together). Initializers and ``Constant`` nodes cross freely: each slice holds its own copy; a
                tensor crossing several cuts (the residual) is passed through the slices between (``Identity``).
     costs      what a slice costs (``Costs``): the summed cost of its segments (the nodes between two adjacent
-               cuts), or its links' hashing (``LINK_ROWS`` per crossing element, on each side) where that is larger:
-               EZKL lays the Poseidon hash out in its own columns, beside the model's rows. The prover measures each
+               cuts), or a link's commitment column where that is taller: EZKL commits each crossing tensor in a
+               column of its own (``polycommit``), beside the model's rows. The prover measures each
                segment's rows with EZKL (``systems/ezkl/slice_costs.py``); without a measurement a segment costs its
                nodes' work (multiply-adds for MatMul/Gemm/Conv, output elements for the rest)
     plan       ``n`` slices whose largest cost is the smallest possible (a minimax partition over the cuts), or the
@@ -35,10 +35,7 @@ from onnx import helper, shape_inference
 from proofmarket.core.errors import UsageError
 
 MAX_SLICES = 64
-MAX_WIDTH = 4  # the most tensors a cut may be crossed by (each is one link: one hash on each side)
-# EZKL 23's Poseidon rows per hashed element (settings' module_sizes.poseidon: 20,994 rows for 512 values, 104,964 for
-# 2,560, 125,958 for 3,072: a GPT-2 block's cuts); tests/models/test_slicing.py reads it off EZKL again
-LINK_ROWS = 41
+MAX_WIDTH = 4  # the most tensors a cut may be crossed by (each is one link: one commitment on each side)
 
 
 @dataclass(frozen=True)
@@ -53,6 +50,11 @@ class Cut:
     @property
     def elements(self) -> int:
         return sum(math.prod(s) for s in self.shapes)
+
+    @property
+    def widest(self) -> int:
+        """The values of its largest tensor: the rows of the column each side commits it in (one per tensor)."""
+        return max((math.prod(s) for s in self.shapes), default=0)
 
 
 @dataclass(frozen=True)
@@ -146,7 +148,8 @@ def cuts(model: onnx.ModelProto, width: int = MAX_WIDTH) -> tuple[list[Cut], int
 @dataclass(frozen=True)
 class Costs:
     """What the planner balances: the cuts it may use, each segment's cost (the nodes between two adjacent cuts, in
-    order: one more than the cuts) and each cut's link cost (its tensors' hashing, paid on each side)."""
+    order: one more than the cuts) and each cut's link cost (the rows of its widest tensor's commitment column, on
+    each side)."""
 
     cuts: tuple[Cut, ...]
     segments: tuple[float, ...]
@@ -158,21 +161,21 @@ class Costs:
         return [0.0, *itertools.accumulate(self.segments)]
 
     @cached_property
-    def _hashing(self) -> list[float]:  # each boundary's link cost (none at the model's own input and output)
+    def _columns(self) -> list[float]:  # each boundary's link cost (none at the model's own input and output)
         return [0.0, *self.links, 0.0]
 
     def slice_cost(self, i: int, j: int) -> float:
         """The slice from boundary ``i`` to boundary ``j`` (boundary ``b`` > 0 is cut ``b - 1``): its segments'
-        summed cost, or its links' hashing where that is larger (the hash has its own columns)."""
-        return max(self._prefix[j] - self._prefix[i], self._hashing[i] + self._hashing[j])
+        summed cost, or a link's commitment column where that is taller (each tensor has a column of its own)."""
+        return max(self._prefix[j] - self._prefix[i], self._columns[i], self._columns[j])
 
 
 def work_costs(model: onnx.ModelProto, width: int = MAX_WIDTH) -> Costs:
-    """Costs from the graph alone: each segment its nodes' work, each link its elements' Poseidon rows."""
+    """Costs from the graph alone: each segment its nodes' work, each link its widest tensor's values."""
     found, total = cuts(model, width)
     edges = [0, *(c.work_before for c in found), total]
     return Costs(tuple(found), tuple(float(b - a) for a, b in zip(edges, edges[1:], strict=False)),
-                 tuple(float(c.elements * LINK_ROWS) for c in found), total)
+                 tuple(float(c.widest) for c in found), total)
 
 
 def _partition(costs: Costs, most: int) -> tuple[list[list[float]], list[list[int]]]:

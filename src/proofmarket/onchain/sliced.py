@@ -2,7 +2,7 @@
 slice whose verifier is over the EVM's code size limit (or when the owner asks), the slice on the chain's shared
 verifier (a SharedVerifier clone pinning the slice's VKA); then the SlicedVerifier over them
 (``chain/sliced_verifier.py``): the one address a listing of the model names. A clone takes its slice's proof with
-the VKA in front (``systems/ezkl/chain_form.py``)."""
+the VKA in front (``systems/ezkl/chain_form.py``), which the SlicedVerifier puts there."""
 
 from __future__ import annotations
 
@@ -60,9 +60,13 @@ def deploy_sliced(client: ChainClient, sender: LocalAccount, store: ArtifactStor
         address, tx = client.deploy(artifact, sender)
         addresses.append(address)
         gas += tx.gas_used
-    address, more = sliced_verifier.deploy(client, sender, addresses, [m.layout.input for m in manifests],
-                                           [m.layout.output for m in manifests])
+    address, more = sliced_verifier.deploy(client, sender, addresses, *contract_layout(sliced, manifests))
     return SlicedDeployment(address, addresses, gas + more)
+
+
+def contract_layout(sliced: Any, manifests: list[Any]) -> tuple[list[int], list[int]]:
+    """The SlicedVerifier's layout of a sliced model (``sliced_verifier.contract_layout``)."""
+    return sliced_verifier.contract_layout(sliced.links, manifests[0].layout.input, manifests[-1].layout.output)
 
 
 def slice_manifests(store: ArtifactStore, model_id: str) -> tuple[Any, list[Any]]:
@@ -106,7 +110,7 @@ def check_sliced_entry(market: Any, model_id: str, entry: RegisteredModel) -> No
     check_fields(model_id, entry, sliced_fields(store, model_id))
     sliced, manifests = slice_manifests(store, model_id)
     w3 = client.w3
-    layout = ([m.layout.input for m in manifests], [m.layout.output for m in manifests])
+    layout = contract_layout(sliced, manifests)
     verifiers = sliced_verifier.layout_of(w3, spec.verifier, model_id, *layout)
     for k, (address, m) in enumerate(zip(verifiers, manifests, strict=True)):
         runtime = client.code_at(address)

@@ -1,6 +1,6 @@
-"""What a slice costs, measured with EZKL (``systems/ezkl/slice_costs.py``), and ``--slices auto``: the link's
-Poseidon rows per value read off EZKL's own settings, and an automatic plan whose every slice, laid out again by
-EZKL here, fits the rows it was planned under."""
+"""What a slice costs, measured with EZKL (``systems/ezkl/slice_costs.py``), and ``--slices auto``: a link's
+commitment column read off EZKL's own settings (one column per tensor, one row per value, no hashing), and an
+automatic plan whose every slice, laid out again by EZKL here, fits the rows it was planned under."""
 
 from __future__ import annotations
 
@@ -43,16 +43,18 @@ def _laid(path: Path, tmp: Path, input_visibility: str, output_visibility: str) 
 
 
 @pytest.mark.parametrize("values", [64, 512, 2560])
-def test_a_hashed_value_costs_link_rows_of_poseidon(values: int, tmp_path: Path) -> None:
+def test_a_committed_tensor_is_one_column_of_its_values_and_hashes_nothing(values: int, tmp_path: Path) -> None:
     graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "relu",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, values])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, values])])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "m.onnx"))
     plain = _laid(tmp_path / "m.onnx", tmp_path, "public", "public")
-    hashed = _laid(tmp_path / "m.onnx", tmp_path, "hashed", "public")
-    poseidon = hashed["module_sizes"]["poseidon"][0]  # type: ignore[index]
-    assert plain["module_sizes"]["poseidon"][0] == 0  # type: ignore[index]
-    assert abs(poseidon / values - slicing.LINK_ROWS) <= 1.0, poseidon / values
+    linked = _laid(tmp_path / "m.onnx", tmp_path, "committed", "committed")  # a middle slice: both sides
+    hashed = _laid(tmp_path / "m.onnx", tmp_path, "hashed", "public")  # what a link was: a Poseidon hash
+    assert linked["module_sizes"]["polycommit"] == [values, values]  # type: ignore[index]
+    assert linked["module_sizes"]["poseidon"][0] == 0  # type: ignore[index]
+    assert int(linked["num_rows"]) <= int(plain["num_rows"])  # type: ignore[call-overload]
+    assert hashed["module_sizes"]["poseidon"][0] > 30 * values  # type: ignore[index]
 
 
 def test_auto_slices_each_fit_the_rows_they_were_planned_under_and_no_fewer_would(tmp_path: Path) -> None:
@@ -64,11 +66,11 @@ def test_auto_slices_each_fit_the_rows_they_were_planned_under_and_no_fewer_woul
     plan = slice_costs.planned(model, None, Budget(logrows, math.inf, math.inf), tmp_path / "work")
     assert plan.count >= 2
     last = plan.count - 1
-    for k in range(plan.count):  # laid out again here, each slice as the prover will: linked in, hashed out
+    for k in range(plan.count):  # laid out again here, each slice as the prover will: committed in and out
         onnx.save(slicing.extract(model, plan, k), str(tmp_path / f"s{k}.onnx"))
-        meta = _laid(tmp_path / f"s{k}.onnx", tmp_path, "public" if k == 0 else "hashed",
-                     "public" if k == last else "hashed")
-        rows = max(int(meta["total_assignments"]), int(meta["module_sizes"]["poseidon"][0]))  # type: ignore
+        meta = _laid(tmp_path / f"s{k}.onnx", tmp_path, "public" if k == 0 else "committed",
+                     "public" if k == last else "committed")
+        rows = max(int(meta["total_assignments"]), *meta["module_sizes"]["polycommit"])  # type: ignore
         assert rows <= 2 ** logrows, (k, rows, 2 ** logrows)
     assert slice_costs.planned(model, None, Budget(one + 1, math.inf, math.inf), tmp_path / "w2").count == 1
     with pytest.raises(ModelOverBudget, match="no places to cut it into slices"):

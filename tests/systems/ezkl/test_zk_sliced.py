@@ -77,9 +77,11 @@ def test_a_sliced_call_computes_the_model_and_verifies_everywhere(
         assert np.max(np.abs(got - onnxruntime(x))) <= manifest.accuracy["limit"]  # the owner's bound, end to end
         assert [s["model"]["id"] for s in doc["slices"]] == manifest.slices
     first = proofs[0]
-    # what is between the slices never leaves the prover: no values, only the link's hash
+    # what is between the slices never leaves the prover: no values, no instances, only the link's commitment
     assert first["slices"][0]["output"]["values"] == [] and first["slices"][1]["input"]["values"] is None
-    assert first["slices"][1]["input"]["visibility"] == "linked"
+    assert first["slices"][1]["input"]["visibility"] == "committed"
+    assert first["slices"][0]["proof"]["instances"] == first["slices"][0]["proof"]["instances"][:8]  # its input
+    assert manifest.links == [1] and first["slices"][1]["layout"]["input"] == 0
     np.testing.assert_allclose(first["input"]["values"][0], FIRST, atol=1e-6)  # the call's own input: public
     path = tmp_path / "bundle.json"
     path.write_text(json.dumps(first))
@@ -115,8 +117,10 @@ def _privacy(doc: dict[str, Any], _: dict[str, Any], __: Any) -> None:
 
 
 def _link(doc: dict[str, Any], _: dict[str, Any], __: Any) -> None:
-    instances = doc["slices"][0]["proof"]["instances"]
-    instances[-1] = hex(int(instances[-1], 16) ^ 1)  # the output hash the next slice must read
+    proof = doc["slices"][1]["proof"]  # one bit of the commitment the next slice reads (its proof's first point)
+    before = proof["hex"].removeprefix("0x")
+    after = before[:20] + format(int(before[20], 16) ^ 1, "x") + before[21:]
+    proof["hex"], proof["evm_calldata"] = "0x" + after, proof["evm_calldata"].replace(before, after)
 
 
 def _evm(doc: dict[str, Any], other: dict[str, Any], _: Any) -> None:
@@ -243,7 +247,8 @@ def test_links_of_two_tensors_with_the_input_passed_through_prove_and_verify(
     made = sliced_compile.compile_sliced(model, samples, store, CompileOptions(
         profile=PrivacyProfile(), srs=srs_provider, candidates=[Candidate(256, 2, 7, 1)], domain="-1:1"), 2)
     assert [len(c["tensors"]) for c in made.manifest.plan["cuts"]] == [2]  # the input beside the branch
-    assert made.slices[0].layout.output == 2 and made.slices[1].layout.input == 2
+    assert made.manifest.links == [2]  # two commitments on each side, no instances
+    assert made.slices[0].layout.output == 0 and made.slices[1].layout.input == 0
     provers = [EzklProver(store, zk_home / "jobs", ProofWorker()) for _ in range(2)]
     try:
         x = [0.5, -0.25, 0.75, -1.0, 0.125, 0.3]

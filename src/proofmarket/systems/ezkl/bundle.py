@@ -52,13 +52,13 @@ class BundleBatch(_Strict):
 
 
 class BundleInput(_Strict):
-    visibility: str  # "public" | "hashed" | "linked" (a slice's: the previous slice's output hash, sliced.py)
+    visibility: str  # "public" | "hashed" | "committed" (a slice's: the previous slice's output commitment, sliced.py)
     values: list[list[float]] | None = None  # public inputs: one flat list per model input
     commitment: str = Field(pattern=HEX)  # keccak256(abi.encodePacked(input instances))
 
 
 class BundleOutput(_Strict):
-    values: list[list[float]]  # one flat list per model output, rescaled to floats; empty: a slice's hashed output
+    values: list[list[float]]  # one flat list per model output, rescaled to floats; empty: a slice's committed output
     shapes: list[list[int]]
     hash: str = Field(pattern=HEX)  # keccak256(abi.encodePacked(output instances))
 

@@ -3,8 +3,9 @@ market's provers) and for anyone checking a bundle on chain (``verify --onchain`
 
     the model's own EZKL verifier (or a batch verifier)   the EZKL proof as it is
     a SharedVerifier clone (contracts/SharedVerifier.sol)  abi.encode(VKA words, EZKL proof), the VKA the manifest's
-    a SlicedVerifier (contracts/SlicedVerifier.sol)        abi.encode(bytes[] proofs, uint256[][] instances), each
-                                                           slice's proof in its own slice verifier's form
+    a SlicedVerifier (contracts/SlicedVerifier.sol)        abi.encode(bytes[] proofs, uint256[][] instances,
+                                                           bytes32[][] vkas): each slice's EZKL proof, and the VKA
+                                                           of a slice on a clone (the SlicedVerifier puts it in front)
 
 A bundle's ``evm_calldata`` is the first (or a sliced bundle's, its slices' own verifiers'); a listing on the shared
 verifier needs the VKA, which the manifest names by CID.
@@ -30,14 +31,21 @@ SlicesOf = Callable[[str], list[str]]  # a SlicedVerifier's slice verifiers, in 
 def proof_for(code_at: CodeAt, store: ArtifactStore, model_id: str, verifier: str, proof: bytes) -> bytes:
     """The proof bytes ``verifier`` takes for a proof of ``model_id`` (a circuit's, not a sliced model's):
     ``ChainError`` when it is a shared-verifier clone pinning another VKA than the model's manifest names."""
+    words = vka_for(code_at, store, model_id, verifier)
+    return proof if not words else shared_proof(words, proof)
+
+
+def vka_for(code_at: CodeAt, store: ArtifactStore, model_id: str, verifier: str) -> list[bytes]:
+    """The VKA words ``verifier`` takes in front of a proof of ``model_id`` (empty: none, the model's own EZKL
+    verifier); ``ChainError`` when it is a shared-verifier clone pinning another VKA than the manifest names."""
     clone = parse_clone(code_at(verifier))
     if clone is None:
-        return proof
+        return []
     shared = load_manifest(store, model_id).shared_verifier
     if shared is None or shared.vka_digest != "0x" + clone[2].hex():
         raise ChainError(f"the verifier {verifier} of {model_id} is a shared verifier of another VKA than the "
                          "model's manifest names", model_id=model_id)
-    return shared_proof(vka_words(store.get(shared.vka.cid)), proof)
+    return vka_words(store.get(shared.vka.cid))
 
 
 def verify_args(code_at: CodeAt, slices_of: SlicesOf, store: ArtifactStore, bundle: dict[str, Any],
@@ -51,7 +59,7 @@ def verify_args(code_at: CodeAt, slices_of: SlicesOf, store: ArtifactStore, bund
         if len(verifiers) != len(ids):
             raise ChainError(f"the verifier {verifier} checks {len(verifiers)} slices; the bundle proves {len(ids)}",
                              verifier=verifier)
-        return evm_args(bundle, lambda k, p: proof_for(code_at, store, ids[k], verifiers[k], p))
+        return evm_args(bundle, lambda k: vka_for(code_at, store, ids[k], verifiers[k]))
     proof = bytes.fromhex(str(bundle["proof"]["hex"]).removeprefix("0x"))
     instances = [int(str(v), 16) for v in bundle["proof"]["instances"]]
     return proof_for(code_at, store, str(bundle["model"]["id"]), verifier, proof), instances

@@ -85,6 +85,7 @@ class CompileOptions:
     # a verifier over EIP-170's size is served on chain by a SharedVerifier clone (a slice's): no other candidate is
     # timed for a smaller one (a key setup and a proof each), only for one EZKL's verifier refuses
     oversize_verifier_ok: bool = False
+    min_logrows: int | None = None  # lay the circuit out on at least this many logrows (a sliced model's slices)
 
 
 def compile_model(
@@ -155,7 +156,7 @@ def _compile(
         job = TuningJob(circuit_onnx, flat, reference, options.profile, work, options.srs, bound,
                         timed=1 if quick else options.timed, objective=options.objective or Objective(), known=known,
                         expect_logrows=prediction.logrows, domain_points=points, quick=quick,
-                        scales=options.scales or DEFAULT_SCALES)
+                        scales=options.scales or DEFAULT_SCALES, min_logrows=options.min_logrows)
         count = len(options.candidates) if options.candidates is not None else TYPICAL_GRID
         timing = ("then the cheapest's key setup and one proof" if quick
                   else "then key setups and timed proofs of the cheapest")
@@ -368,8 +369,9 @@ def _probe_layout(picked: Candidate, vk: Path, srs: SrsInfo, sample: list[list[f
     proof = json.loads(picked.proof_path.read_text())
     settings = json.loads(picked.settings_path.read_text())
     total = len(proof["instances"][0])
-    n_out = len(info.outputs) if profile.output == "hashed" else sum(t.size for t in info.outputs)
-    n_in = len(info.inputs) if profile.input != "public" else sum(len(x) for x in sample)
+    # a slice's committed input or output is a commitment in the proof, not an instance
+    n_out = 0 if profile.output == "committed" else sum(t.size for t in info.outputs)
+    n_in = {"public": sum(len(x) for x in sample), "committed": 0}.get(profile.input, len(info.inputs))
     return InstanceLayout(input=n_in, params=total - n_in - n_out, output=n_out,
                           output_scales=list(settings["model_output_scales"]))
 

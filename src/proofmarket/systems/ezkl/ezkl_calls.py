@@ -26,6 +26,7 @@ from proofmarket.core.errors import (
     VerificationFailed,
     WitnessError,
 )
+from proofmarket.systems.ezkl.profile import ezkl_visibility
 
 T = TypeVar("T")
 PathLike = str | os.PathLike[str]
@@ -87,9 +88,9 @@ def run_args(
     output_visibility: str = "public",
 ) -> Any:
     ra: Any = ezkl.PyRunArgs()
-    ra.input_visibility = "hashed" if input_visibility == "linked" else input_visibility  # a slice's: no salt
+    ra.input_visibility = ezkl_visibility(input_visibility)  # a slice's committed link: EZKL's polycommit
     ra.param_visibility = param_visibility
-    ra.output_visibility = output_visibility
+    ra.output_visibility = ezkl_visibility(output_visibility)
     if decomp_base is not None:
         ra.decomp_base = decomp_base
     if decomp_legs is not None:

@@ -127,9 +127,9 @@ class ModelManifest(CompileTimeFree):
         from proofmarket.models import InputSignature, TensorSpec
 
         specs = tuple(TensorSpec(t.name, tuple(t.shape), t.dtype) for t in self.inputs)
-        # a slice's linked input is the previous slice's output, not a caller's: nothing to refuse before payment (a
-        # value beyond what it was calibrated for fails its witness, and the call, uncharged)
-        return InputSignature(specs, None if self.privacy.get("input") == "linked" else self.domain())
+        # a slice's committed input is the previous slice's output, not a caller's: nothing to refuse before payment
+        # (a value beyond what it was calibrated for fails its witness, and the call, uncharged)
+        return InputSignature(specs, None if self.privacy.get("input") == "committed" else self.domain())
 
     def domain(self) -> InputDomain | None:
         """The input domain the circuit is calibrated for (None for a manifest compiled before domains)."""

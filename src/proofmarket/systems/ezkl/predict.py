@@ -154,11 +154,12 @@ def predict(circuit_onnx: Path, flat_samples: list[list[list[float]]], *, input_
 
 
 def graph_floor(circuit_onnx: Path, *, input_visibility: str = "public", param_visibility: str = "fixed",
-                max_input: float | None = None, output_visibility: str = "public") -> Prediction:
+                max_input: float | None = None, output_visibility: str = "public",
+                min_logrows: int = 1) -> Prediction:
     """A lower bound on the circuit's cost from its graph alone, in seconds even for a model far over any budget
     (EZKL's settings at one column, no calibration: a calibration lays the circuit out once per scale and rescale
     multiplier): its rows at EZKL's default scale, halved (a rescale every second product can halve them), in the
-    fewest logrows that hold them."""
+    fewest logrows that hold them (at least ``min_logrows``: a sliced model's slices share the largest's)."""
     with tempfile.TemporaryDirectory(prefix="proofmarket-floor-") as tmp:
         settings = Path(tmp) / "settings.json"
         ra = ezkl_calls.run_args(input_visibility=input_visibility, param_visibility=param_visibility,
@@ -167,7 +168,8 @@ def graph_floor(circuit_onnx: Path, *, input_visibility: str = "public", param_v
         ezkl_calls.gen_settings(circuit_onnx, settings, ra)
         meta = json.loads(settings.read_text())
     rows = max(1, int(meta.get("num_rows") or 0) // 2)
-    meta["run_args"] = {**meta["run_args"], "logrows": max(1, math.ceil(math.log2(rows + FLOOR_RESERVED)))}
+    meta["run_args"] = {**meta["run_args"],
+                        "logrows": max(min_logrows, math.ceil(math.log2(rows + FLOOR_RESERVED)))}
     meta["num_rows"] = rows
     floor = from_settings(meta, max_input)
     return replace(floor, sized_by="a lower bound from the graph alone (its rows at EZKL's default scale, halved; "

@@ -5,8 +5,10 @@ input   public  -> the input's quantised values are public instances of the proo
 params  fixed   -> weights are baked into the proving/verifying keys (the vk is the model's identity)
         hashed  -> a Poseidon commitment of the weights is public
 output  public  -> the consumer reads the output from the proof (every model a consumer calls)
-        hashed  -> only a Poseidon hash of the output is public: a slice's output, linked to the next slice's
-                   input (``linked``: hashed with no salt, the same hash), never revealed (systems/ezkl/sliced.py)
+
+A slice of a sliced model (systems/ezkl/sliced.py) has a ``committed`` output, and the next slice a ``committed``
+input: the tensor between them is a KZG commitment at the start of each proof (EZKL's ``polycommit``), the same
+commitment on both sides, never revealed.
 """
 
 from __future__ import annotations
@@ -25,6 +27,14 @@ NAMED_PROFILES = {
     "private-input": ("hashed", "fixed"),
     "private": ("hashed", "hashed"),
 }
+
+COMMITTED = "committed"  # a slice's link: a KZG commitment in the proof (EZKL's polycommit visibility)
+
+
+def ezkl_visibility(visibility: str) -> str:
+    """EZKL's name of a visibility: ``committed`` is EZKL's ``polycommit``; the others are EZKL's own."""
+    return "polycommit" if visibility == COMMITTED else visibility
+
 
 #: salt appended to a hashed input (core/salt.py says why these sizes)
 SALT_ELEMENTS, SALT_BITS = CORE_SALT_ELEMENTS, CORE_SALT_BITS
@@ -46,11 +56,6 @@ class PrivacyProfile:
     @property
     def salted(self) -> bool:
         return self.input == "hashed"
-
-    @property
-    def ezkl_input(self) -> str:
-        """EZKL's input visibility: a linked input is a hashed one without the salt."""
-        return "hashed" if self.input == "linked" else self.input
 
     def to_dict(self) -> dict[str, str]:
         return {"name": self.name, "input": self.input, "params": self.params, "output": self.output}

@@ -284,7 +284,7 @@ class EzklProver:
             n = len(manifest.outputs)
             felts = result["outputs"][slot * n:(slot + 1) * n]
         outputs = ezkl_calls.decode_values(felts, scales, [math.prod(o.shape) for o in manifest.outputs])
-        if manifest.privacy.get("output") == "hashed":  # a slice's output: only its hash leaves (sliced.py)
+        if manifest.privacy.get("output") == "committed":  # a slice's output: only its commitment leaves (sliced.py)
             outputs = []
         return ProofBundle(
             model=BundleModel(

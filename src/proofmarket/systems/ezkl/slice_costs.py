@@ -4,11 +4,12 @@
     segments   each stretch of nodes between two adjacent candidate cuts, laid out by EZKL alone (``gen_settings``:
                its assignments at EZKL's default scale, one column), then scaled by the whole graph's own count over
                the segments' sum (each segment alone pays a rebase of its outputs, which the slice it sits in pays
-               once): a slice costs its segments' rows, or its links' Poseidon rows where those are more
+               once): a slice costs its segments' rows, or its widest link's values where those are more
+               (each tensor crossing a cut is committed in a column of its own)
     candidates every cut of the graph while there are at most ``MAX_MEASURED`` segments; past that, the cuts that
                balance the graph's work into that many (a deep model keeps its dry run in about a minute), and every
                cut inside a segment ``HEAVY`` times the mean (work misjudges a nonlinearity's rescales: a GPT-2 GELU)
-    fitting    the largest circuit (2^L rows, one column, the model's lookups, a hash) whose predicted prove time,
+    fitting    the largest circuit (2^L rows, one column, the model's lookups) whose predicted prove time,
                memory and logrows are within the budget (the node's, its logrows capped by the owner's
                ``--max-logrows``): the fewest slices are planned under its rows, and each planned slice is laid out
                again whole; one over its rows tightens the target and plans again
@@ -46,12 +47,13 @@ Progress = Callable[[str], None]
 
 
 def _layout(model: onnx.ModelProto, plan: slicing.SlicePlan, k: int, work: Path) -> dict[str, Any]:
-    """EZKL's settings for slice ``k`` of ``plan`` laid out alone: input public, output hashed (the last: public)."""
+    """EZKL's settings for slice ``k`` of ``plan`` laid out alone: input public, output committed (the last:
+    public)."""
     path, settings = work / "laid.onnx", work / "settings.json"
     onnx.save(slicing.extract(model, plan, k), str(path))
     ra = ezkl_calls.run_args(input_visibility="public", param_visibility="fixed", decomp_base=PREDICT_CANDIDATE[0],
                              decomp_legs=PREDICT_CANDIDATE[1], num_inner_cols=1,
-                             output_visibility="public" if k == plan.count - 1 else "hashed")
+                             output_visibility="public" if k == plan.count - 1 else "committed")
     ezkl_calls.gen_settings(path, settings, ra)
     return dict(json.loads(settings.read_text()))
 
@@ -75,7 +77,7 @@ def candidates(model: onnx.ModelProto, found: list[slicing.Cut]) -> tuple[slicin
 
 def measured_costs(model: onnx.ModelProto, work: Path, progress: Progress = lambda _: None) -> tuple[
         slicing.Costs, int]:
-    """Each segment's rows as EZKL lays it out, scaled to the whole graph's count, and each link's Poseidon rows;
+    """Each segment's rows as EZKL lays it out, scaled to the whole graph's count, and each link's column rows;
     and the number of distinct lookups and range checks the model needs (every slice's at most). A segment of the
     candidates much heavier than the rest (work misjudges a nonlinearity's rescales) is measured again at every cut
     inside it, its parts scaled to its own count."""
@@ -112,12 +114,13 @@ def measured_costs(model: onnx.ModelProto, work: Path, progress: Progress = lamb
     whole = _rows(_layout(model, slicing.SlicePlan((), total, len(model.graph.node)), 0, work))
     scale = min(1.0, whole / max(1, sum(coarse)))
     return (slicing.Costs(tuple(cuts), tuple(r * scale for r in segments),
-                          tuple(float(c.elements * slicing.LINK_ROWS) for c in cuts), total), len(lookups))
+                          tuple(float(c.widest) for c in cuts), total), len(lookups))
 
 
 def fitting_logrows(budget: Budget, lookups: int) -> int:
-    """The largest logrows of a circuit (one column, ``lookups`` lookups, a hash) whose prediction (``CALIBRATION_
-    LOGROWS`` up) is within the budget's prove time and memory, and itself within its logrows."""
+    """The largest logrows of a circuit (one column, ``lookups`` lookups, a hash: a private input's) whose
+    prediction (``CALIBRATION_LOGROWS`` up) is within the budget's prove time and memory, and itself within its
+    logrows."""
     fits = 1
     for logrows in range(1, min(budget.max_logrows, MAX_LOGROWS) + 1):
         calibrated = logrows + CALIBRATION_LOGROWS
@@ -172,7 +175,7 @@ def planned(model: onnx.ModelProto, slices: int | None, budget: Budget | None, w
             raise ModelOverBudget(
                 f"the graph has no places to cut it into slices of at most ~2^{logrows} rows (the budget): "
                 f"its slice {k + 1} of {plan.count}, between the closest cuts, needs ~{max(plan.costs):,.0f} rows "
-                f"(its own, or its links' hashing: {_crossing(plan, k)}); make the model smaller, or raise "
+                f"(its own, or a link's column: {_crossing(plan, k)}); make the model smaller, or raise "
                 "PROOFMARKET_MAX_LOGROWS / PROOFMARKET_MAX_PROVE_S / PROOFMARKET_MAX_PROVE_MEMORY_MB",
                 over=[f"~{max(plan.costs):,.0f} rows > {target:,.0f}"], slices=plan.count)
         laid = [_rows(_layout(model, plan, k, work)) for k in range(plan.count)]
@@ -187,6 +190,5 @@ def planned(model: onnx.ModelProto, slices: int | None, budget: Budget | None, w
 
 def _crossing(plan: slicing.SlicePlan, k: int) -> str:
     ends = [plan.cuts[k - 1] if k else None, plan.cuts[k] if k < len(plan.cuts) else None]
-    said = [f"{c.elements:,} values x {slicing.LINK_ROWS} rows {side}" for c, side in zip(ends, ("in", "out"),
-                                                                                           strict=True) if c]
+    said = [f"a tensor of {c.widest:,} values {side}" for c, side in zip(ends, ("in", "out"), strict=True) if c]
     return ", ".join(said) or "no links"

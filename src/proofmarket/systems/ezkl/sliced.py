@@ -3,26 +3,35 @@
     compile   the graph is cut where at most four tensors cross (``models/slicing.py``), balanced on each stretch's
               rows as EZKL lays it out (``slice_costs.py``); each slice is compiled by the one
               compiler (``compile_model``) into a model of its own, with its own settings and keys:
-                  slice 0        the model's input as the owner chose (public or hashed with a salt); output hashed
-                  slice k        input ``linked`` (hashed, no salt), output hashed
-                  last slice     input linked, output public
-              A hashed output and a linked input of the same tensor are the same Poseidon hash when both sides
-              quantise it at the same scale: slice k's input scale is slice k-1's output scale (the search may use
-              that scale alone), and when that scale is too coarse for slice k, every slice is compiled again from
-              the next finer scale. The sliced manifest lists the slices' model ids; its CID is the model id.
+                  slice 0        the model's input as the owner chose (public or hashed with a salt); output
+                                 committed
+                  slice k        input committed, output committed
+                  last slice     input committed, output public
+              A committed tensor is a KZG commitment to one column of the circuit holding its values (EZKL's
+              ``polycommit``), written at the start of the proof: slice k's proof starts with its inputs'
+              commitments, then its outputs'. Slice k's output and slice k+1's input are the same commitment when
+              both sides quantise the tensor at the same scale (slice k's input scale is slice k-1's output scale:
+              the search may use that scale alone, and when that scale is too coarse for slice k, every slice is
+              compiled again from the next finer scale) on the same domain (every slice is laid out on the largest
+              slice's logrows). The sliced manifest lists the slices' model ids and each link's commitments; its CID
+              is the model id.
     prove     the witnesses run in order (slice k's input: slice k-1's quantised output, as the circuit holds it),
               then every slice is proven on its own prover, in parallel; intermediate values never leave the prover.
     verify    every slice's bundle verifies on its own (``verify_bundle``: its model is the manifest's slice k),
-              each link holds (slice k's output hash instances == slice k+1's input hash instances), and the call's
-              input and output are the first slice's and the last slice's. A swapped, reordered, foreign or replayed
-              slice proof breaks a model id or a link.
+              each link holds (slice k's output commitments, in its proof after its input commitments, are the
+              first commitments of slice k+1's proof: ``link_bytes``), and the call's input and output are the first
+              slice's and the last slice's. A swapped, reordered, foreign or replayed slice proof breaks a model id
+              or a link.
 
 What the chain binds is what one proof binds: the output came from the committed slices (the committed model, cut)
-on the committed input. A link reveals a Poseidon hash of an intermediate tensor, not its values.
+on the committed input. A link reveals a KZG commitment (unblinded) to an intermediate tensor, not its values.
+Hashed links (a Poseidon hash of the tensor as a public instance) were measured and not kept: a hash costs ~41 rows
+per value (LeNet-5's first cut, 4,704 values: 192,866 rows against 107,800 with a commitment, logrows 18 against 17).
 """
 
 from __future__ import annotations
 
+import json
 import queue
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +53,7 @@ SLICED_KIND: Literal["proofmarket/sliced-model"] = "proofmarket/sliced-model"
 SLICED_BUNDLE: Literal["proofmarket/sliced-bundle"] = "proofmarket/sliced-bundle"
 Progress = Callable[[str], None]
 VERIFY_PROOF_SELECTOR = "1e8e1e13"  # verifyProof(bytes,uint256[]): the market's verifier call (verify.py's)
+POINT_BYTES = 64  # a commitment (a BN254 G1 point) in an EZKL proof as the EVM reads it: x, then y, 32 bytes each
 
 
 class _Strict(BaseModel):
@@ -59,6 +69,7 @@ class SlicedManifest(_Strict):
     # each slice's ONNX commitment; kept in the store, public only as the slices' weights are (never, params=fixed)
     onnx: ArtifactRef
     slices: list[str]  # the slices' model ids, in order
+    links: list[int]  # the commitments crossing each link (one per tensor of the cut), in order
     inputs: list[TensorDoc]
     outputs: list[TensorDoc]
     privacy: dict[str, str]  # the call's: the first slice's input, the last slice's output
@@ -81,7 +92,7 @@ class SlicedProof(_Strict):
     """The call as the chain checks it in one transaction (``contracts/SlicedVerifier.sol``): what a market's
     ``fulfill`` or an ``eth_call`` of the model's verifier is sent; derived from the slices, checked against them."""
 
-    hex: str  # abi.encode(bytes[] proofs, uint256[][] sliceInstances)
+    hex: str  # abi.encode(bytes[] proofs, uint256[][] sliceInstances, bytes32[][] vkas): no VKA (own verifiers)
     instances: list[str]  # the call's, as one circuit lays them out: the first slice's inputs, the last's outputs
     evm_calldata: str  # verifyProof(bytes,uint256[]) of the two
 
@@ -110,6 +121,29 @@ def is_sliced_model(store: ArtifactStore, model_id: str) -> bool:
     except Exception:
         return False
     return isinstance(doc, dict) and doc.get("kind") == SLICED_KIND
+
+
+def link_bytes(proof: bytes, links: list[int], k: int, side: str) -> bytes:
+    """The commitments of link ``k`` (between slices k and k+1) in a slice's proof bytes: slice k's outputs
+    (``side="out"``: after its input commitments, link k-1's) or slice k+1's inputs (``side="in"``: its first).
+    Empty when the proof is too short to hold them."""
+    count = links[k] * POINT_BYTES
+    start = (links[k - 1] * POINT_BYTES if k > 0 else 0) if side == "out" else 0
+    part = proof[start:start + count]
+    return part if len(part) == count and count > 0 else b""
+
+
+def check_links(sliced: SlicedManifest, settings: list[dict[str, Any]]) -> None:
+    """The manifest's links are its slices' circuits': slice k commits to link k-1's tensors, then link k's (EZKL's
+    settings list one polycommit column per tensor), so that every tensor between two slices is compared."""
+    if len(sliced.links) != len(sliced.slices) - 1 or len(settings) != len(sliced.slices):
+        raise BundleError(f"the sliced model lists {len(sliced.links)} links for {len(sliced.slices)} slices")
+    for k, meta in enumerate(settings):
+        columns = len((meta.get("module_sizes") or {}).get("polycommit") or [])
+        want = (sliced.links[k - 1] if k > 0 else 0) + (sliced.links[k] if k < len(sliced.links) else 0)
+        if columns != want:
+            raise BundleError(f"slice {k + 1}'s circuit commits to {columns} tensor(s); the sliced model's links "
+                              f"say {want}")
 
 
 def load_sliced(store: ArtifactStore, model_id: str) -> SlicedManifest:
@@ -227,7 +261,7 @@ def evm_proof(slices: list[dict[str, Any]]) -> SlicedProof:
 # --- verify --------------------------------------------------------------------------------------------------------
 def verify_sliced(doc: dict[str, Any] | SlicedBundle, store: ArtifactStore) -> VerifyReport:
     """Every slice's proof, every link, and the call's input and output (the module says what each binds)."""
-    from proofmarket.systems.ezkl.verify import own_instances, verify_bundle
+    from proofmarket.systems.ezkl.verify import verify_bundle
 
     try:
         bundle = doc if isinstance(doc, SlicedBundle) else SlicedBundle.model_validate(doc)
@@ -241,11 +275,11 @@ def verify_sliced(doc: dict[str, Any] | SlicedBundle, store: ArtifactStore) -> V
         if part.model.id != want:
             raise VerificationFailed(f"slice {k + 1}'s proof is not of the model's slice {k + 1}")
         verify_bundle(part, store)
-    from proofmarket.systems.ezkl.felts import parse_uint_hex
-
-    own = [own_instances(p, [parse_uint_hex(i) for i in p.proof.instances]) for p in parts]
+    proofs = [bytes.fromhex(p.proof.hex.removeprefix("0x")) for p in parts]
+    check_links(sliced, [json.loads(store.get(p.model.settings_cid)) for p in parts])
     for k in range(len(parts) - 1):
-        if own[k].outputs != own[k + 1].inputs:
+        out = link_bytes(proofs[k], sliced.links, k, "out")
+        if not out or out != link_bytes(proofs[k + 1], sliced.links, k, "in"):
             raise VerificationFailed(f"the link between slices {k + 1} and {k + 2} is broken: slice {k + 2}'s input "
                                      f"is not slice {k + 1}'s output")
     if bundle.input != parts[0].input:
@@ -259,7 +293,8 @@ def verify_sliced(doc: dict[str, Any] | SlicedBundle, store: ArtifactStore) -> V
 
     kinds = {srs_kind(digest_of(p.model.srs.cid).hex()) for p in parts}
     checks = [f"each of the {len(parts)} slices' proofs verifies against the model's slice",
-              f"the {len(parts) - 1} links hold: each slice's input hash is the previous slice's output hash",
+              f"the {len(parts) - 1} links hold: each slice's input commitment is the previous slice's output "
+              "commitment",
               "the call's input is the first slice's, its output the last slice's",
               "its on-chain proof (SlicedVerifier's proof, instances and calldata) is its slices'"]
     if bundle.receipt is not None:

@@ -15,7 +15,7 @@ import onnx
 
 from proofmarket import models
 from proofmarket.core.budget import Budget
-from proofmarket.core.errors import AccuracyNotMet, CircuitCompileError, ModelOverBudget, UsageError
+from proofmarket.core.errors import AccuracyNotMet, BundleError, CircuitCompileError, ModelOverBudget, UsageError
 from proofmarket.models import slicing
 from proofmarket.models.external import self_contained
 from proofmarket.store import LocalStore
@@ -23,8 +23,8 @@ from proofmarket.systems.documents import put_artifact
 from proofmarket.systems.ezkl import ezkl_calls, slice_costs
 from proofmarket.systems.ezkl.candidates import DEFAULT_SCALES, AccuracyBound, Candidate
 from proofmarket.systems.ezkl.manifest import ModelManifest, TensorDoc
-from proofmarket.systems.ezkl.profile import PrivacyProfile
-from proofmarket.systems.ezkl.sliced import Progress, SlicedManifest, chain_witness
+from proofmarket.systems.ezkl.profile import COMMITTED, PrivacyProfile
+from proofmarket.systems.ezkl.sliced import Progress, SlicedManifest, chain_witness, check_links
 
 
 @dataclasses.dataclass
@@ -84,11 +84,16 @@ def compile_sliced(onnx_path: Path, samples_doc: Any, store: LocalStore, options
                      f"{DEFAULT_SCALES[floor]}")
         manifest = SlicedManifest(
             name=options.name or onnx_path.stem, onnx=put_artifact(store, normalized), slices=ids,
+            links=[len(cut.tensors) for cut in plan.cuts],
             inputs=[TensorDoc(name=t.name, shape=list(t.shape), dtype=t.dtype) for t in info.inputs],
             outputs=[TensorDoc(name=t.name, shape=list(t.shape), dtype=t.dtype) for t in info.outputs],
             privacy=PrivacyProfile(options.profile.input, "fixed", "public").to_dict(),
             plan=plan.to_json(), accuracy=accuracy, ezkl_version=ezkl_calls.EZKL_VERSION,
             artifacts=sorted({*ids, *(cid for m in manifests for cid in m.public_cids)}))
+        try:  # every tensor between two slices is committed on both sides (what every verifier compares)
+            check_links(manifest, [json.loads(store.get(m.settings.cid)) for m in manifests])
+        except BundleError as exc:
+            raise CircuitCompileError(f"the slices' circuits do not commit to their links: {exc.message}") from exc
         model_id = store.put_json(manifest.model_dump(mode="json"))
     return SlicedCompile(model_id, manifest, manifests)
 
@@ -143,15 +148,20 @@ class _TooCoarse(Exception):
 def _compile_chain(paths: list[Path], plan: slicing.SlicePlan, samples: list[list[np.ndarray]],
                    between: list[list[list[np.ndarray]]], store: LocalStore, options: Any, floor: int,
                    progress: Progress, compile_model: Any) -> tuple[list[ModelManifest], list[str]]:
+    """Every slice compiled in order, each at the scale its input arrives at, all on one logrows: a slice laid out
+    on fewer than the largest slice's is laid out again on the largest's (a committed link is a KZG commitment over
+    the circuit's domain: the same on both sides only on the same domain)."""
     manifests: list[ModelManifest] = []
     ids: list[str] = []
     scales: tuple[int, ...] = DEFAULT_SCALES[floor:]
+    given_scales: list[tuple[int, ...]] = []
     last = len(paths) - 1
-    for k, path in enumerate(paths):
-        profile = PrivacyProfile(options.profile.input if k == 0 else "linked", "fixed",
-                                 "public" if k == last else "hashed")
+
+    def one(k: int, scales: tuple[int, ...], min_logrows: int | None) -> Any:
+        profile = PrivacyProfile(options.profile.input if k == 0 else COMMITTED, "fixed",
+                                 "public" if k == last else COMMITTED)
         if k == 0:
-            doc: Any = {"inputs": [{t.name: a.tolist() for t, a in zip(_inputs(path), s, strict=True)}
+            doc: Any = {"inputs": [{t.name: a.tolist() for t, a in zip(_inputs(paths[k]), s, strict=True)}
                                    for s in samples]}
         else:
             names = plan.cuts[k - 1].tensors
@@ -161,13 +171,13 @@ def _compile_chain(paths: list[Path], plan: slicing.SlicePlan, samples: list[lis
                       c.num_inner_cols) for c in options.candidates]
         slice_options = dataclasses.replace(
             options, profile=profile, scales=scales, candidates=given,
-            name=f"{options.name or path.stem} slice {k + 1}/{len(paths)}",
+            name=f"{options.name or paths[k].stem} slice {k + 1}/{len(paths)}",
             batch_sizes=(), domain=options.domain if k == 0 else None,
-            task=options.task if k == last else "regression", budget=options.budget, oversize_verifier_ok=True)
-        progress(f"slice {k + 1} of {len(paths)}: compiling (input scale {'/'.join(map(str, scales))})")
+            task=options.task if k == last else "regression", budget=options.budget, oversize_verifier_ok=True,
+            min_logrows=min_logrows)
         try:
-            result = compile_model(path, doc, store, slice_options,
-                                   lambda line, k=k: progress(f"[slice {k + 1}] {line}"))
+            return compile_model(paths[k], doc, store, slice_options,
+                                 lambda line, k=k: progress(f"[slice {k + 1}] {line}"))
         except AccuracyNotMet as exc:
             if k == 0:
                 raise
@@ -177,16 +187,36 @@ def _compile_chain(paths: list[Path], plan: slicing.SlicePlan, samples: list[lis
                                   f"{plan.total_work:,}) is over: {exc.message}; cut it finer (--slices "
                                   f"{len(paths) + 1} or more, or --slices auto, where the graph has places to cut)",
                                   **exc.details) from exc
+
+    for k in range(len(paths)):
+        tallest = max((m.logrows for m in manifests), default=None)  # the later slices: laid out on it at once
+        progress(f"slice {k + 1} of {len(paths)}: compiling (input scale {'/'.join(map(str, scales))})")
+        result = one(k, scales, tallest)
         manifests.append(result.manifest)
         ids.append(result.model_id)
+        given_scales.append(scales)
         if k < last:
-            settings = json.loads(store.get(result.manifest.settings.cid))
-            out_scales = {int(x) for x in settings["model_output_scales"]}
-            if len(out_scales) != 1:  # the next slice quantises all its inputs at one scale
-                raise CircuitCompileError(f"slice {k + 1}'s outputs leave at scales {sorted(out_scales)}: the next "
-                                          "slice reads them at one scale; cut elsewhere (another --slices)")
-            scales = (out_scales.pop(),)
+            scales = (_output_scale(store, result.manifest, k),)
+    tallest = max(m.logrows for m in manifests)
+    for k, m in enumerate(manifests):
+        if m.logrows < tallest:
+            progress(f"slice {k + 1} of {len(paths)}: laid out again on logrows {tallest} (from {m.logrows}), the "
+                     "slices' one domain: a link is the same KZG commitment on both sides only on the same domain")
+            result = one(k, given_scales[k], tallest)
+            if k < last and _output_scale(store, result.manifest, k) != _output_scale(store, m, k):
+                raise CircuitCompileError(f"slice {k + 1} laid out taller leaves at another scale: compile again")
+            manifests[k], ids[k] = result.manifest, result.model_id
     return manifests, ids
+
+
+def _output_scale(store: LocalStore, manifest: ModelManifest, k: int) -> int:
+    """The one scale slice ``k``'s outputs leave at (the next slice reads them at it)."""
+    settings = json.loads(store.get(manifest.settings.cid))
+    out_scales = {int(x) for x in settings["model_output_scales"]}
+    if len(out_scales) != 1:  # the next slice quantises all its inputs at one scale
+        raise CircuitCompileError(f"slice {k + 1}'s outputs leave at scales {sorted(out_scales)}: the next "
+                                  "slice reads them at one scale; cut elsewhere (another --slices)")
+    return out_scales.pop()
 
 
 def _inputs(path: Path) -> list[Any]:
@@ -240,10 +270,16 @@ def predict_sliced(onnx_path: Path, profile: PrivacyProfile, slices: int | None,
         plan = slice_costs.planned(onnx.load(str(normalized)), slices, budget, work / "costs")
         paths = slicing.write_slices(normalized, plan, work / "slices")[1]
         last = len(paths) - 1
+
+        def floor_of(k: int, min_logrows: int = 1) -> Any:
+            return graph_floor(paths[k], input_visibility=profile.input if k == 0 else COMMITTED,
+                               param_visibility="fixed", output_visibility="public" if k == last else COMMITTED,
+                               min_logrows=min_logrows)
+
+        tallest = max(floor_of(k).logrows for k in range(len(paths)))  # the slices share one domain (the links)
         rows = []
-        for k, path in enumerate(paths):
-            floor = graph_floor(path, input_visibility=profile.input if k == 0 else "linked",
-                                param_visibility="fixed", output_visibility="public" if k == last else "hashed")
+        for k in range(len(paths)):
+            floor = floor_of(k, tallest)
             rows.append({"slice": k + 1, "work": plan.works()[k], "logrows": floor.logrows,
                          "prove_s": round(floor.prove_s, 2), "pk_mb": round(floor.pk_mb, 1),
                          "peak_rss_mb": round(floor.peak_rss_mb, 1)})

@@ -128,6 +128,9 @@ class TuningJob:
     # the input scales the grid may use (a slice after the first: the previous slice's output scale alone, so
     # the tensor they share quantises the same on both sides; sliced.py)
     scales: tuple[int, ...] = DEFAULT_SCALES
+    # every candidate laid out on at least this many logrows (a sliced model's slices share one: a committed link
+    # is a KZG commitment over the circuit's domain, the same on both sides only on the same domain; sliced.py)
+    min_logrows: int | None = None
 
 
 TIMED_AT_MOST = 8  # accurate candidates checked on the input domain, cheapest first: more than the timing takes
@@ -310,11 +313,13 @@ def build_candidate(job: TuningJob, cand: Candidate, data: Path, index: int) -> 
     ezkl_calls.gen_settings(job.model, settings, ra)
     scales = [cand.scale] if cand.scale is not None else None
     rebase = list(REBASE_MULTIPLIERS) if cand.decomp_base is not None else None  # None: EZKL's defaults
-    if job.profile.output == "hashed":  # a slice's link: rebased to the input scale, the next slice's (sliced.py)
+    if job.profile.output == "committed":  # a slice's link: rebased to the input scale, the next slice's (sliced.py)
         rebase = [1]
     ezkl_calls.calibrate(data, job.model, settings, scales=scales, max_logrows=MAX_LOGROWS,
                          rebase_multipliers=rebase)
     meta = canonical_settings(json.loads(settings.read_text()))
+    if job.min_logrows is not None and int(meta["run_args"]["logrows"]) < job.min_logrows:
+        meta["run_args"]["logrows"] = job.min_logrows  # more rows than it needs: the same circuit, laid out taller
     settings.write_text(json.dumps(meta, sort_keys=True))
     ezkl_calls.compile_circuit(job.model, compiled, settings)
     compiled.write_bytes(canonical_circuit(compiled.read_bytes(), meta))

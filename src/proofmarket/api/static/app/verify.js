@@ -169,9 +169,9 @@ function checkInstances(bundle, instances, settings, keccak256) {
   const { inputs, outputs, outputScales, inputScales } = ownInstances(bundle, instances);
   if (packed(keccak256, inputs) !== input.commitment) throw new Error('the input commitment does not match the proof\'s public input');
   if (packed(keccak256, outputs) !== output.hash) throw new Error('the output hash does not match the proof\'s public output');
-  if ((bundle.privacy || {}).output === 'hashed') {  // a slice's output: one hash per output, no values shown
-    if (output.values.length || outputs.length !== (output.shapes || []).length) {
-      throw new Error('a hashed output carries no values and one hash per output');
+  if ((bundle.privacy || {}).output === 'committed') {  // a slice's output: a commitment in its proof, no values
+    if (output.values.length || outputs.length) {
+      throw new Error('a committed output carries no values and no output instances');
     }
     return [];
   }
@@ -270,9 +270,32 @@ export async function verifyBundle(engine, bundle, base, fetchFn = globalThis.fe
   }
 }
 
-// A model proven as linked slices (systems/ezkl/sliced.py): its manifest lists the slices' model ids; each slice's
-// proof verifies as a bundle of that slice (above), each link holds (slice k's output hash instances are slice
-// k+1's input hash instances), and the call's input and output are the first slice's and the last slice's.
+// A model proven as linked slices (systems/ezkl/sliced.py): its manifest lists the slices' model ids and each
+// link's commitments; each slice's proof verifies as a bundle of that slice (above), each link holds (slice k's
+// output commitments, after its input commitments at the start of its proof, are the first commitments of slice
+// k+1's proof, 64 bytes each), and the call's input and output are the first slice's and the last slice's.
+const POINT_HEX = 128;  // a commitment (a BN254 G1 point, x then y) in an EZKL proof, as hex
+
+// The commitments of link k (between slices k and k+1): slice k's outputs (side 'out') or slice k+1's inputs ('in').
+export function linkHex(proofHex, links, k, side) {
+  const start = side === 'out' && k > 0 ? links[k - 1] * POINT_HEX : 0;
+  const part = proofHex.replace(/^0x/, '').toLowerCase().slice(start, start + links[k] * POINT_HEX);
+  return part.length === links[k] * POINT_HEX && links[k] > 0 ? part : '';
+}
+
+// The manifest's links are its slices' circuits': slice k commits to link k-1's tensors, then link k's (EZKL's
+// settings list one polycommit column per tensor), so that every tensor between two slices is compared.
+function checkLinks(links, settings) {
+  if (!Array.isArray(links) || links.length !== settings.length - 1 || !links.every((n) => Number.isInteger(n) && n > 0)) {
+    throw new Error(`the sliced model lists ${Array.isArray(links) ? links.length : 'no'} links for ${settings.length} slices`);
+  }
+  settings.forEach((meta, k) => {
+    const columns = (((meta || {}).module_sizes || {}).polycommit || []).length;
+    const want = (k > 0 ? links[k - 1] : 0) + (k < links.length ? links[k] : 0);
+    if (columns !== want) throw new Error(`slice ${k + 1}'s circuit commits to ${columns} tensor(s); the sliced model's links say ${want}`);
+  });
+}
+
 export async function verifySliced(engine, bundle, base, fetchFn = globalThis.fetch, opts = {}) {
   const checks = [];
   const started = Date.now();
@@ -300,17 +323,18 @@ export async function verifySliced(engine, bundle, base, fetchFn = globalThis.fe
       }
       const result = await verifyBundle(engine, part, base, fetchFn, opts);
       if (!result.valid) throw new Error(`slice ${k + 1}: ${result.error}`);
-      own.push(ownInstances(part, part.proof.instances.map((h) => BigInt(h))));
+      own.push(parseJson(await fetchByCid(base, part.model.settings_cid, fetchFn)));
       output = result.output;
     }
     checks.push(`each of the ${own.length} slices' proofs verifies against the model's slice`);
+    checkLinks(manifest.links, own);
     for (let k = 0; k + 1 < own.length; k++) {
-      const [out, next] = [own[k].outputs, own[k + 1].inputs];
-      if (out.length !== next.length || out.some((v, i) => v !== next[i])) {
+      const out = linkHex(bundle.slices[k].proof.hex, manifest.links, k, 'out');
+      if (!out || out !== linkHex(bundle.slices[k + 1].proof.hex, manifest.links, k, 'in')) {
         throw new Error(`the link between slices ${k + 1} and ${k + 2} is broken: slice ${k + 2}'s input is not slice ${k + 1}'s output`);
       }
     }
-    checks.push(`the ${own.length - 1} links hold: each slice's input hash is the previous slice's output hash`);
+    checks.push(`the ${own.length - 1} links hold: each slice's input commitment is the previous slice's output commitment`);
     if (canonical(bundle.input) !== canonical(bundle.slices[0].input)) throw new Error('the call\'s input is not the first slice\'s');
     if (canonical(bundle.output) !== canonical(bundle.slices[own.length - 1].output)) {
       throw new Error('the call\'s output is not the last slice\'s');
