@@ -3,12 +3,12 @@ commitment in the proof, EZKL's polycommit), on the same slice, in the same run 
 
     python bench/links.py [--prove] [--out bench]
 
-For each model of ``bench/reach.py`` below and each of its first cuts (``models/slicing.py``), the first slice (the
-graph up to the cut, its input public) is laid out and calibrated by EZKL twice, its output hashed and committed
-(``calibrate_settings`` "resources" at scale 7, EZKL's defaults otherwise): its rows, its logrows, the Poseidon
-module's rows. With ``--prove``, LeNet-5's first slice is also set up and proven both ways on a dev SRS (one proof
-each): key setup and prove seconds and the process's peak memory, as ratios committed / hashed. Writes
-OUT/links.json and OUT/links.md.
+For each model of ``bench/reach.py`` below and each of its first cuts (``models/slicing.py``: up to four tensors
+cross one), the first slice (the graph up to the cut, its input public) is laid out and calibrated by EZKL twice,
+its output hashed and committed (``calibrate_settings`` "resources" at scale 7 with a rescale multiplier of 1, as
+the compile lays a slice out): its rows, its logrows, the Poseidon module's rows. With ``--prove``, LeNet-5's first
+slice is also set up and proven both ways on a dev SRS (one proof each, in a process of its own): key setup and
+prove seconds and the process's peak memory. Writes OUT/links.json and OUT/links.md.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from stamp import current, stamp_line  # noqa: E402
 from proofmarket.models import slicing  # noqa: E402
 from proofmarket.systems.ezkl import ezkl_calls  # noqa: E402
 
-MODELS = {"lenet-5": 2, "gpt-2 block": 3, "mlp 784-56-10": 1}  # model: its first cuts measured
+MODELS = {"lenet-5": 2, "gpt-2 block": 2, "mlp 784-56-10": 1}  # model: its first cuts measured
 PROVED = "lenet-5"
 
 
@@ -91,10 +91,10 @@ def measure(prove: bool, folder: Path) -> list[dict[str, Any]]:
         sample = np.load(samples)[0]
         data = folder / name.replace(" ", "-") / "input.json"
         data.write_text(json.dumps({"input_data": [sample.ravel().tolist()]}))
-        found = [c for c in slicing.cuts(model)[0] if len(c.tensors) == 1][:count]
+        found = list(slicing.cuts(model)[0])[:count]
         for cut in found:
             path = _first_slice(model, cut, onnx_path.parent)
-            row: dict[str, Any] = {"model": name, "cut": cut.index, "tensor": list(cut.shapes[0]),
+            row: dict[str, Any] = {"model": name, "cut": cut.index, "tensors": [list(s) for s in cut.shapes],
                                    "values": cut.elements}
             for visibility in ("hashed", "committed"):
                 started = time.perf_counter()
@@ -117,7 +117,7 @@ def render(doc: dict[str, Any]) -> str:
              f"{ezkl_calls.EZKL_VERSION}). The first slice of each model, up to the cut, laid out and calibrated by "
              "EZKL (scale 7), its output hashed (a Poseidon hash: a public instance) and committed (a KZG "
              "commitment in the proof: what links slices now, `systems/ezkl/sliced.py`).", "",
-             "| model | cut after node | tensor (values) | hashed: rows, logrows (Poseidon rows) | committed: rows, "
+             "| model | cut after node | tensors (values) | hashed: rows, logrows (Poseidon rows) | committed: rows, "
              "logrows | committed / hashed rows | key setup s, prove s, peak MB: hashed | committed |",
              "|---|---:|---|---|---|---:|---|---|"]
     for r in doc["rows"]:
@@ -126,7 +126,8 @@ def render(doc: dict[str, Any]) -> str:
         def timed(x: dict[str, Any]) -> str:
             return f"{x['setup_s']}, {x['prove_s']}, {x['peak_mb']:,}" if "prove_s" in x else ""
 
-        lines.append(f"| {r['model']} | {r['cut']} | {'x'.join(map(str, r['tensor']))} ({r['values']:,}) | "
+        shapes = " + ".join("x".join(map(str, t)) for t in r["tensors"])
+        lines.append(f"| {r['model']} | {r['cut']} | {shapes} ({r['values']:,}) | "
                      f"{h['rows']:,}, {h['logrows']} ({h['poseidon_rows']:,}) | {c['rows']:,}, {c['logrows']} | "
                      f"{c['rows'] / max(1, h['rows']):.2f} | {timed(h)} | {timed(c)} |")
     lines += ["", "A hash costs rows (its Poseidon module's, beside the model's); a commitment costs a column of its "

@@ -25,8 +25,12 @@
 
 What the chain binds is what one proof binds: the output came from the committed slices (the committed model, cut)
 on the committed input. A link reveals a KZG commitment (unblinded) to an intermediate tensor, not its values.
-Hashed links (a Poseidon hash of the tensor as a public instance) were measured and not kept: a hash costs ~41 rows
-per value (LeNet-5's first cut, 4,704 values: 192,866 rows against 107,800 with a commitment, logrows 18 against 17).
+Hashed links (a Poseidon hash of the tensor as a public instance) were measured beside commitments and not kept
+(bench/links.md): a hash costs ~41 rows per value in columns of its own, which set the slice's size wherever they
+outnumber its work (a GPT-2-style block's first cuts: 41,988 rows and logrows 16 hashed, 30,192 and 15 committed;
+83,972 and 17, 65,520 and 16), and whose columns weigh on the proof even where they do not (LeNet-5's first slice,
+logrows 18 both ways: peak memory 5,305 MB hashed, 2,571 MB committed; prove 312 s and 94 s); a commitment costs a
+column and no rows, but ties every slice to one logrows.
 """
 
 from __future__ import annotations
