@@ -13,29 +13,36 @@ interface ISliceVerifier {
 /// abi.encode(bytes[] proofs, uint256[][] sliceInstances, bytes32[][] vkas). The tensor between slice k and slice
 /// k+1 is committed in both proofs (KZG commitments, EZKL's polycommit: 64-byte points at the start of a proof, a
 /// slice's input commitments first, then its output commitments). It is true only when every slice's verifier
-/// accepts its proof and instances (a slice on a SharedVerifier clone takes abi.encode(vkas[k], proofs[k]); an empty
-/// vkas[k] sends the proof as it is), each link holds (slice k's `outputs[k]` output commitments, after its
+/// accepts its proof and instances (a slice on a SharedVerifier clone, `shared[k]` fixed at construction, takes
+/// abi.encode(vkas[k], proofs[k]), encoded here, and vkas[k] must be given; another slice's verifier takes proofs[k] as
+/// it is, and vkas[k] must be empty: the links are compared on the very bytes each verifier checks), each link holds (slice k's `outputs[k]` output commitments, after its
 /// `inputs[k]` input commitments, are the first `inputs[k+1]` commitments of slice k+1's proof, byte for byte), and
 /// the first slice's inputs and the last slice's outputs are `instances` (`inputs[0]` and `outputs[n-1]` count
 /// instances; the others, commitments). The verifiers and layout are fixed at construction, and `binding` (the
 /// keccak of the verifiers, their code hashes and the layout) is immutable: this contract's code hash, which a
 /// registry records, commits to all of them.
 contract SlicedVerifier {
-    /// @notice keccak256(abi.encode(verifiers, their code hashes, inputs, outputs)): in this contract's code.
+    /// @notice keccak256(abi.encode(verifiers, their code hashes, inputs, outputs, shared)): in this contract's code.
     bytes32 public immutable binding;
     /// @notice Bytes of one commitment in an EZKL proof (a BN254 G1 point: x, then y).
     uint256 public constant POINT_BYTES = 64;
     address[] private _verifiers;
     uint16[] private _inputs;
     uint16[] private _outputs;
+    bool[] private _shared;
 
     error BadLayout();
     error NoCode(address account);
     error VerifierOutOfGas();
 
-    constructor(address[] memory verifiers_, uint16[] memory inputs_, uint16[] memory outputs_) {
+    constructor(
+        address[] memory verifiers_,
+        uint16[] memory inputs_,
+        uint16[] memory outputs_,
+        bool[] memory shared_
+    ) {
         uint256 n = verifiers_.length;
-        if (n < 2 || inputs_.length != n || outputs_.length != n) revert BadLayout();
+        if (n < 2 || inputs_.length != n || outputs_.length != n || shared_.length != n) revert BadLayout();
         bytes32[] memory codehashes = new bytes32[](n);
         for (uint256 k = 0; k < n; ++k) {
             if (verifiers_[k].code.length == 0) revert NoCode(verifiers_[k]);
@@ -43,13 +50,13 @@ contract SlicedVerifier {
             if (k + 1 < n && (outputs_[k] == 0 || outputs_[k] != inputs_[k + 1])) revert BadLayout();
             codehashes[k] = verifiers_[k].codehash;
         }
-        (_verifiers, _inputs, _outputs) = (verifiers_, inputs_, outputs_);
-        binding = keccak256(abi.encode(verifiers_, codehashes, inputs_, outputs_));
+        (_verifiers, _inputs, _outputs, _shared) = (verifiers_, inputs_, outputs_, shared_);
+        binding = keccak256(abi.encode(verifiers_, codehashes, inputs_, outputs_, shared_));
     }
 
-    /// @notice The slices' verifiers and each slice's input and output instance counts, in order.
-    function slices() external view returns (address[] memory, uint16[] memory, uint16[] memory) {
-        return (_verifiers, _inputs, _outputs);
+    /// @notice The slices' verifiers, each slice's input and output counts, and which are SharedVerifier clones.
+    function slices() external view returns (address[] memory, uint16[] memory, uint16[] memory, bool[] memory) {
+        return (_verifiers, _inputs, _outputs, _shared);
     }
 
     /// @notice True when every slice's proof verifies and every link holds (see the contract notice). A malformed
@@ -78,7 +85,8 @@ contract SlicedVerifier {
             if (_digest(proofs[k], start, size) != _digest(proofs[k + 1], 0, size)) return false;
         }
         for (uint256 k = 0; k < n; ++k) {
-            bytes memory sent = vkas[k].length == 0 ? proofs[k] : abi.encode(vkas[k], proofs[k]);
+            if ((vkas[k].length != 0) != _shared[k]) return false; // a clone's VKA, and only a clone's
+            bytes memory sent = _shared[k] ? abi.encode(vkas[k], proofs[k]) : proofs[k];
             if (!_check(_verifiers[k], sent, parts[k])) return false;
         }
         return true;

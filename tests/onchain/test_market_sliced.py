@@ -121,3 +121,23 @@ def test_slices_on_the_shared_verifier_are_escrowed_and_fulfilled(market: Market
     swapped = {**bundle, "slices": [bundle["slices"][0], other.to_doc()["slices"][1]]}  # another call's last slice
     with pytest.raises(VerificationFailed):
         _on_chain(market.workspace, swapped, market.client.rpc_url, market.registry.address, None)
+    # the clones' form built by the prover and no VKA given (vkas empty): the SlicedVerifier would compare the links on
+    # the wrapping, not on the proofs a clone checks; it sends a clone's form itself, and refuses a VKA missing
+    from eth_abi.abi import encode
+
+    from proofmarket.chain.sliced_verifier import evm_args
+    from proofmarket.systems.ezkl.chain_form import vka_for
+    from proofmarket.systems.ezkl.shared_verifier import shared_proof
+
+    store = market.workspace.store
+    for doc in (bundle, swapped):
+        words = [vka_for(market.client.code_at, store, s["model"]["id"], v)
+                 for s, v in zip(doc["slices"], verifiers, strict=True)]
+        wrapped = [shared_proof(w, bytes.fromhex(s["proof"]["hex"].removeprefix("0x")))
+                   for w, s in zip(words, doc["slices"], strict=True)]
+        parts = [[int(i, 16) for i in s["proof"]["instances"]] for s in doc["slices"]]
+        forged = encode(["bytes[]", "uint256[][]", "bytes32[][]"], [wrapped, parts, [[] for _ in wrapped]])
+        assert sliced.functions.verifyProof(forged, evm_args(doc)[1]).call() is False
+    honest, instances = evm_args(bundle, lambda k: vka_for(market.client.code_at, store,
+                                                           bundle["slices"][k]["model"]["id"], verifiers[k]))
+    assert sliced.functions.verifyProof(honest, instances).call() is True

@@ -34,10 +34,10 @@ def contract_layout(links: list[int], first_inputs: int, last_outputs: int) -> t
 
 
 def deploy(client: ChainClient, sender: LocalAccount, verifiers: list[str], inputs: list[int],
-           outputs: list[int]) -> tuple[str, int]:
-    """The SlicedVerifier over the slices' deployed ``verifiers`` (its layout: ``contract_layout``): its address and
-    the deployment's gas."""
-    address, tx = client.deploy(load_artifact(SLICED_VERIFIER), sender, verifiers, inputs, outputs)
+           outputs: list[int], shared: list[bool]) -> tuple[str, int]:
+    """The SlicedVerifier over the slices' deployed ``verifiers`` (its layout: ``contract_layout``; ``shared``: which
+    are SharedVerifier clones): its address and the deployment's gas."""
+    address, tx = client.deploy(load_artifact(SLICED_VERIFIER), sender, verifiers, inputs, outputs, shared)
     return address, tx.gas_used
 
 
@@ -60,32 +60,48 @@ def slice_verifiers(client: ChainClient, verifier: str) -> list[str]:
     return [str(v) for v in client.call(contract.functions.slices())[0]]
 
 
-def layout_of(w3: Any, verifier: str, model_id: str, inputs: list[int], outputs: list[int]) -> list[str]:
-    """The slice verifiers of the SlicedVerifier at ``verifier``, once it checks the model's slicing (its slices'
-    input and output instance counts, ``inputs`` and ``outputs``); ``RegistryMismatch`` when it is no SlicedVerifier or
-    checks another slicing."""
+def layout_of(w3: Any, verifier: str, model_id: str, inputs: list[int], outputs: list[int]
+              ) -> tuple[list[str], list[bool]]:
+    """The slice verifiers of the SlicedVerifier at ``verifier`` and which of them it sends a clone's form, once it
+    checks the model's slicing (``contract_layout``: ``inputs`` and ``outputs``); ``RegistryMismatch`` when it is no
+    SlicedVerifier or checks another slicing."""
     from proofmarket.core.errors import RegistryMismatch
 
     contract = w3.eth.contract(address=w3.to_checksum_address(verifier), abi=load_artifact(SLICED_VERIFIER).abi)
     try:
-        verifiers, ins, outs = contract.functions.slices().call()
+        verifiers, ins, outs, shared = contract.functions.slices().call()
     except Exception as exc:
         raise RegistryMismatch(f"the verifier {verifier} of {model_id} is not a SlicedVerifier", model_id=model_id,
                                field="verifier_code") from exc
     if len(verifiers) != len(inputs) or (list(ins), list(outs)) != (inputs, outputs):
         raise RegistryMismatch(f"the verifier {verifier} of {model_id} checks another slicing than the model's",
                                model_id=model_id, field="verifier_code")
-    return [str(v) for v in verifiers]
+    return [str(v) for v in verifiers], [bool(s) for s in shared]
 
 
-def built_code_hash(w3: Any, verifiers: list[str], inputs: list[int], outputs: list[int]) -> bytes:
+def check_kinds(code_at: Callable[[str], bytes], verifier: str, model_id: str, verifiers: list[str],
+                shared: list[bool]) -> None:
+    """Each slice verifier is a SharedVerifier clone exactly where the SlicedVerifier sends it a clone's form
+    (``RegistryMismatch`` naming the first that is not)."""
+    from proofmarket.chain.shared import parse_clone
+    from proofmarket.core.errors import RegistryMismatch
+
+    for k, (address, flag) in enumerate(zip(verifiers, shared, strict=True)):
+        if (parse_clone(code_at(address)) is not None) != flag:
+            raise RegistryMismatch(f"the verifier {verifier} of {model_id} sends slice {k + 1} the form of "
+                                   f"{'a shared clone' if flag else 'its own verifier'}, and {address} is not one",
+                                   model_id=model_id, field="verifier_code")
+
+
+def built_code_hash(w3: Any, verifiers: list[str], inputs: list[int], outputs: list[int],
+                    shared: list[bool]) -> bytes:
     """keccak of the runtime code a SlicedVerifier over ``verifiers`` with this layout has (its creation code run by
     ``eth_call``): what the code at a listing's verifier must hash to."""
     from proofmarket.chain.verify_code import creation_runtime_hash
 
     artifact = load_artifact(SLICED_VERIFIER)
     creation = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode).constructor(
-        verifiers, inputs, outputs).data_in_transaction
+        verifiers, inputs, outputs, shared).data_in_transaction
     return creation_runtime_hash(w3, creation)
 
 

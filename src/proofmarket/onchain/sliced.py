@@ -20,11 +20,11 @@ from proofmarket.chain.artifacts import Artifact
 from proofmarket.chain.client import ChainClient
 from proofmarket.chain.types import ModelSpec, ProofMode, RegisteredModel
 from proofmarket.chain.verify_code import creation_runtime_hash
-from proofmarket.core.errors import RegistryMismatch, UsageError
+from proofmarket.core.errors import BundleError, RegistryMismatch, UsageError
 from proofmarket.onchain.spec import proof_mode
 from proofmarket.store import ArtifactStore
 from proofmarket.store.cid import digest_of
-from proofmarket.systems.ezkl.sliced import load_sliced
+from proofmarket.systems.ezkl.sliced import check_links, load_sliced
 from proofmarket.systems.ezkl.verify import load_manifest
 
 
@@ -42,11 +42,11 @@ def deploy_sliced(client: ChainClient, sender: LocalAccount, store: ArtifactStor
     slice whose own verifier cannot be deployed (over EIP-170's limit)."""
     from proofmarket.systems.ezkl.solidity import EIP170_MAX_CODE
 
-    sliced = load_sliced(store, model_id)
-    manifests = [load_manifest(store, i) for i in sliced.slices]
-    addresses, gas = [], 0
+    sliced, manifests = slice_manifests(store, model_id)
+    addresses, gas, clones = [], 0, []
     for k, m in enumerate(manifests):
         too_large = m.verifier is None or m.verifier.deployed_size > EIP170_MAX_CODE
+        clones.append(all_shared or too_large)
         if all_shared or too_large:
             if shared is None:
                 raise UsageError(f"slice {k + 1} of model {model_id} has no verifier under the EVM's code size limit "
@@ -60,7 +60,7 @@ def deploy_sliced(client: ChainClient, sender: LocalAccount, store: ArtifactStor
         address, tx = client.deploy(artifact, sender)
         addresses.append(address)
         gas += tx.gas_used
-    address, more = sliced_verifier.deploy(client, sender, addresses, *contract_layout(sliced, manifests))
+    address, more = sliced_verifier.deploy(client, sender, addresses, *contract_layout(sliced, manifests), clones)
     return SlicedDeployment(address, addresses, gas + more)
 
 
@@ -70,8 +70,16 @@ def contract_layout(sliced: Any, manifests: list[Any]) -> tuple[list[int], list[
 
 
 def slice_manifests(store: ArtifactStore, model_id: str) -> tuple[Any, list[Any]]:
+    """The sliced manifest and its slices', once its links are every tensor the slices' circuits commit to
+    (``sliced.check_links``: what the SlicedVerifier's layout compares)."""
     sliced = load_sliced(store, model_id)
-    return sliced, [load_manifest(store, i) for i in sliced.slices]
+    manifests = [load_manifest(store, i) for i in sliced.slices]
+    try:
+        check_links(sliced, [json.loads(store.get(m.settings.cid)) for m in manifests])
+    except BundleError as exc:
+        raise RegistryMismatch(f"the sliced model {model_id}'s links are not its slices': {exc.message}",
+                               model_id=model_id, field="verifier_code") from exc
+    return sliced, manifests
 
 
 def sliced_spec(store: ArtifactStore, model_id: str, *, verifier: str, price: int, owner_share_bps: int,
@@ -111,7 +119,8 @@ def check_sliced_entry(market: Any, model_id: str, entry: RegisteredModel) -> No
     sliced, manifests = slice_manifests(store, model_id)
     w3 = client.w3
     layout = contract_layout(sliced, manifests)
-    verifiers = sliced_verifier.layout_of(w3, spec.verifier, model_id, *layout)
+    verifiers, clones = sliced_verifier.layout_of(w3, spec.verifier, model_id, *layout)
+    sliced_verifier.check_kinds(client.code_at, spec.verifier, model_id, verifiers, clones)
     for k, (address, m) in enumerate(zip(verifiers, manifests, strict=True)):
         runtime = client.code_at(address)
         clone = parse_clone(runtime)
@@ -123,6 +132,6 @@ def check_sliced_entry(market: Any, model_id: str, entry: RegisteredModel) -> No
             raise RegistryMismatch(f"slice {k + 1}'s verifier of {model_id} at {address} is not the one compiled "
                                    "from its manifest", model_id=model_id, field="verifier_code")
     now = keccak(client.code_at(spec.verifier))
-    if now != entry.verifier_codehash or now != sliced_verifier.built_code_hash(w3, verifiers, *layout):
+    if now != entry.verifier_codehash or now != sliced_verifier.built_code_hash(w3, verifiers, *layout, clones):
         raise RegistryMismatch(f"the verifier of {model_id} at {spec.verifier} is not the SlicedVerifier of its "
                                "slices", model_id=model_id, field="verifier_code")

@@ -105,7 +105,7 @@ def own_sliced_code_hash(w3: Any, store: LocalStore, model_id: str, verifier: st
 
     from eth_utils.crypto import keccak
 
-    from proofmarket.chain.sliced_verifier import built_code_hash, contract_layout, layout_of
+    from proofmarket.chain.sliced_verifier import built_code_hash, check_kinds, contract_layout, layout_of
     from proofmarket.core.errors import BundleError
     from proofmarket.systems.ezkl.sliced import check_links, load_sliced
     from proofmarket.systems.ezkl.verify import load_manifest
@@ -122,11 +122,12 @@ def own_sliced_code_hash(w3: Any, store: LocalStore, model_id: str, verifier: st
         raise RegistryMismatch(f"the sliced model {model_id}'s links are not its slices': {exc.message}",
                                model_id=model_id, field="verifier_code") from exc
     layout = contract_layout(sliced.links, manifests[0].layout.input, manifests[-1].layout.output)
-    verifiers = layout_of(w3, verifier, model_id, *layout)
+    verifiers, clones = layout_of(w3, verifier, model_id, *layout)
+    check_kinds(lambda a: bytes(w3.eth.get_code(w3.to_checksum_address(a))), verifier, model_id, verifiers, clones)
     for slice_id, manifest, address in zip(sliced.slices, manifests, verifiers, strict=True):
         own_code_hash(w3, store, manifest, slice_id, address, fetch=fetch)
     code = bytes(w3.eth.get_code(w3.to_checksum_address(verifier)))
-    if keccak(code) != built_code_hash(w3, verifiers, *layout):
+    if keccak(code) != built_code_hash(w3, verifiers, *layout, clones):
         raise RegistryMismatch(f"the verifier {verifier} of {model_id} is not the SlicedVerifier of its slices",
                                model_id=model_id, field="verifier_code")
     return bytes(keccak(code))

@@ -143,6 +143,8 @@ def _compile(
                                                likely=options.candidates is None, domain_points=points,
                                                quick=quick, budget=options.budget, scales=options.scales)
         progress(prediction.summary())
+        if options.min_logrows is not None:  # the prediction's circuits are laid out on their own logrows
+            known.clear()
         if options.budget is not None:
             options.budget.check(prediction)
         if prediction.pk_mb * 1e6 > store.max_size:  # refused now, not after the key setup (LeNet-5: 28 minutes)

@@ -154,7 +154,6 @@ def _compile_chain(paths: list[Path], plan: slicing.SlicePlan, samples: list[lis
     manifests: list[ModelManifest] = []
     ids: list[str] = []
     scales: tuple[int, ...] = DEFAULT_SCALES[floor:]
-    given_scales: list[tuple[int, ...]] = []
     last = len(paths) - 1
 
     def one(k: int, scales: tuple[int, ...], min_logrows: int | None) -> Any:
@@ -194,18 +193,25 @@ def _compile_chain(paths: list[Path], plan: slicing.SlicePlan, samples: list[lis
         result = one(k, scales, tallest)
         manifests.append(result.manifest)
         ids.append(result.model_id)
-        given_scales.append(scales)
         if k < last:
             scales = (_output_scale(store, result.manifest, k),)
-    tallest = max(m.logrows for m in manifests)
-    for k, m in enumerate(manifests):
-        if m.logrows < tallest:
-            progress(f"slice {k + 1} of {len(paths)}: laid out again on logrows {tallest} (from {m.logrows}), the "
-                     "slices' one domain: a link is the same KZG commitment on both sides only on the same domain")
-            result = one(k, given_scales[k], tallest)
-            if k < last and _output_scale(store, result.manifest, k) != _output_scale(store, m, k):
-                raise CircuitCompileError(f"slice {k + 1} laid out taller leaves at another scale: compile again")
-            manifests[k], ids[k] = result.manifest, result.model_id
+    for _ in range(len(paths)):  # a slice laid out again may come out taller still: then the others follow it
+        tallest = max(m.logrows for m in manifests)
+        for k, m in enumerate(manifests):
+            if m.logrows < tallest:
+                progress(f"slice {k + 1} of {len(paths)}: laid out again on logrows {tallest} (from {m.logrows}), "
+                         "the slices' one domain: a link is the same KZG commitment on both sides only on it")
+                scale = int(json.loads(store.get(m.settings.cid))["run_args"]["input_scale"])
+                result = one(k, (scale,), tallest)  # at the scale it picked: its outputs' scale is the next's input
+                if k < last and _output_scale(store, result.manifest, k) != _output_scale(store, m, k):
+                    raise CircuitCompileError(f"slice {k + 1} laid out taller leaves at another scale: compile "
+                                              "again with --slices another count")
+                manifests[k], ids[k] = result.manifest, result.model_id
+        if len({m.logrows for m in manifests}) == 1:
+            break
+    if len({m.logrows for m in manifests}) != 1:
+        raise CircuitCompileError("the slices could not be laid out on one logrows "
+                                  f"({', '.join(str(m.logrows) for m in manifests)}): cut another count")
     return manifests, ids
 
 

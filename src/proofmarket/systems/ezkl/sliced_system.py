@@ -106,7 +106,7 @@ class SlicedSystem:
         self.pool.close()
 
 
-SLICED_GUARANTEE = (GUARANTEE + "; the model is proven as linked slices (each slice's proof, and a Poseidon hash "
+SLICED_GUARANTEE = (GUARANTEE + "; the model is proven as linked slices (each slice's proof, and a KZG commitment "
                     "linking each slice's output to the next slice's input, all checked)")
 
 
