@@ -27,16 +27,10 @@ if TYPE_CHECKING:  # a verifier of a sliced bundle encodes its proof (evm_args) 
 SLICED_VERIFIER = "SlicedVerifier"
 
 
-def contract_layout(links: list[int], first_inputs: int, last_outputs: int) -> tuple[list[int], list[int]]:
-    """The SlicedVerifier's (inputs, outputs) of a sliced model: the first slice's input instances and the last
-    slice's output instances, and between them each link's commitments (``SlicedManifest.links``)."""
-    return [first_inputs, *links], [*links, last_outputs]
-
-
 def deploy(client: ChainClient, sender: LocalAccount, verifiers: list[str], inputs: list[int],
            outputs: list[int], shared: list[bool]) -> tuple[str, int]:
-    """The SlicedVerifier over the slices' deployed ``verifiers`` (its layout: ``contract_layout``; ``shared``: which
-    are SharedVerifier clones): its address and the deployment's gas."""
+    """The SlicedVerifier over the slices' deployed ``verifiers`` (its layout: ``systems/ezkl/sliced.
+    verifier_layout``; ``shared``: which are SharedVerifier clones): its address and the deployment's gas."""
     address, tx = client.deploy(load_artifact(SLICED_VERIFIER), sender, verifiers, inputs, outputs, shared)
     return address, tx.gas_used
 
@@ -63,8 +57,8 @@ def slice_verifiers(client: ChainClient, verifier: str) -> list[str]:
 def layout_of(w3: Any, verifier: str, model_id: str, inputs: list[int], outputs: list[int]
               ) -> tuple[list[str], list[bool]]:
     """The slice verifiers of the SlicedVerifier at ``verifier`` and which of them it sends a clone's form, once it
-    checks the model's slicing (``contract_layout``: ``inputs`` and ``outputs``); ``RegistryMismatch`` when it is no
-    SlicedVerifier or checks another slicing."""
+    checks the model's slicing (``sliced.verifier_layout``: ``inputs`` and ``outputs``); ``RegistryMismatch`` when
+    it is no SlicedVerifier or checks another slicing."""
     from proofmarket.core.errors import RegistryMismatch
 
     contract = w3.eth.contract(address=w3.to_checksum_address(verifier), abi=load_artifact(SLICED_VERIFIER).abi)

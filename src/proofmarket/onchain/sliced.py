@@ -20,11 +20,11 @@ from proofmarket.chain.artifacts import Artifact
 from proofmarket.chain.client import ChainClient
 from proofmarket.chain.types import ModelSpec, ProofMode, RegisteredModel
 from proofmarket.chain.verify_code import creation_runtime_hash
-from proofmarket.core.errors import BundleError, RegistryMismatch, UsageError
+from proofmarket.core.errors import RegistryMismatch, UsageError
 from proofmarket.onchain.spec import proof_mode
 from proofmarket.store import ArtifactStore
 from proofmarket.store.cid import digest_of
-from proofmarket.systems.ezkl.sliced import check_links, load_sliced
+from proofmarket.systems.ezkl.sliced import load_sliced, verifier_layout
 from proofmarket.systems.ezkl.verify import load_manifest
 
 
@@ -60,26 +60,14 @@ def deploy_sliced(client: ChainClient, sender: LocalAccount, store: ArtifactStor
         address, tx = client.deploy(artifact, sender)
         addresses.append(address)
         gas += tx.gas_used
-    address, more = sliced_verifier.deploy(client, sender, addresses, *contract_layout(sliced, manifests), clones)
+    address, more = sliced_verifier.deploy(client, sender, addresses,
+                                           *verifier_layout(store, model_id, sliced, manifests), clones)
     return SlicedDeployment(address, addresses, gas + more)
 
 
-def contract_layout(sliced: Any, manifests: list[Any]) -> tuple[list[int], list[int]]:
-    """The SlicedVerifier's layout of a sliced model (``sliced_verifier.contract_layout``)."""
-    return sliced_verifier.contract_layout(sliced.links, manifests[0].layout.input, manifests[-1].layout.output)
-
-
 def slice_manifests(store: ArtifactStore, model_id: str) -> tuple[Any, list[Any]]:
-    """The sliced manifest and its slices', once its links are every tensor the slices' circuits commit to
-    (``sliced.check_links``: what the SlicedVerifier's layout compares)."""
     sliced = load_sliced(store, model_id)
-    manifests = [load_manifest(store, i) for i in sliced.slices]
-    try:
-        check_links(sliced, [json.loads(store.get(m.settings.cid)) for m in manifests])
-    except BundleError as exc:
-        raise RegistryMismatch(f"the sliced model {model_id}'s links are not its slices': {exc.message}",
-                               model_id=model_id, field="verifier_code") from exc
-    return sliced, manifests
+    return sliced, [load_manifest(store, i) for i in sliced.slices]
 
 
 def sliced_spec(store: ArtifactStore, model_id: str, *, verifier: str, price: int, owner_share_bps: int,
@@ -118,7 +106,7 @@ def check_sliced_entry(market: Any, model_id: str, entry: RegisteredModel) -> No
     check_fields(model_id, entry, sliced_fields(store, model_id))
     sliced, manifests = slice_manifests(store, model_id)
     w3 = client.w3
-    layout = contract_layout(sliced, manifests)
+    layout = verifier_layout(store, model_id, sliced, manifests)
     verifiers, clones = sliced_verifier.layout_of(w3, spec.verifier, model_id, *layout)
     sliced_verifier.check_kinds(client.code_at, spec.verifier, model_id, verifiers, clones)
     for k, (address, m) in enumerate(zip(verifiers, manifests, strict=True)):

@@ -101,13 +101,10 @@ def own_sliced_code_hash(w3: Any, store: LocalStore, model_id: str, verifier: st
     """keccak of ``verifier``'s code once it is the sliced model's own: a SlicedVerifier (its code is the one this
     package ships, built over the verifiers and layout it names) over verifiers each the slice's own
     (``own_code_hash``: its manifest's code, or a shared clone pinning its VKA), with the model's layout."""
-    import json
-
     from eth_utils.crypto import keccak
 
-    from proofmarket.chain.sliced_verifier import built_code_hash, check_kinds, contract_layout, layout_of
-    from proofmarket.core.errors import BundleError
-    from proofmarket.systems.ezkl.sliced import check_links, load_sliced
+    from proofmarket.chain.sliced_verifier import built_code_hash, check_kinds, layout_of
+    from proofmarket.systems.ezkl.sliced import load_sliced, verifier_layout
     from proofmarket.systems.ezkl.verify import load_manifest
 
     sliced = load_sliced(store, model_id)
@@ -116,12 +113,7 @@ def own_sliced_code_hash(w3: Any, store: LocalStore, model_id: str, verifier: st
     manifests = [load_manifest(store, i) for i in sliced.slices]
     for m in manifests:
         fetch(m.settings.cid)
-    try:  # the links the layout compares are every tensor the slices' circuits commit to
-        check_links(sliced, [json.loads(store.get(m.settings.cid)) for m in manifests])
-    except BundleError as exc:
-        raise RegistryMismatch(f"the sliced model {model_id}'s links are not its slices': {exc.message}",
-                               model_id=model_id, field="verifier_code") from exc
-    layout = contract_layout(sliced.links, manifests[0].layout.input, manifests[-1].layout.output)
+    layout = verifier_layout(store, model_id, sliced, manifests)
     verifiers, clones = layout_of(w3, verifier, model_id, *layout)
     check_kinds(lambda a: bytes(w3.eth.get_code(w3.to_checksum_address(a))), verifier, model_id, verifiers, clones)
     for slice_id, manifest, address in zip(sliced.slices, manifests, verifiers, strict=True):

@@ -150,6 +150,21 @@ def check_links(sliced: SlicedManifest, settings: list[dict[str, Any]]) -> None:
                               f"say {want}")
 
 
+def verifier_layout(store: ArtifactStore, model_id: str, sliced: SlicedManifest,
+                    manifests: list[Any]) -> tuple[list[int], list[int]]:
+    """The SlicedVerifier's (inputs, outputs) of a sliced model: the first slice's input instances, each link's
+    commitments, the last slice's output instances; once its links are every tensor the slices' circuits commit to
+    (``check_links``; ``RegistryMismatch`` otherwise: a listing would compare fewer)."""
+    from proofmarket.core.errors import RegistryMismatch
+
+    try:
+        check_links(sliced, [json.loads(store.get(m.settings.cid)) for m in manifests])
+    except BundleError as exc:
+        raise RegistryMismatch(f"the sliced model {model_id}'s links are not its slices': {exc.message}",
+                               model_id=model_id, field="verifier_code") from exc
+    return [manifests[0].layout.input, *sliced.links], [*sliced.links, manifests[-1].layout.output]
+
+
 def load_sliced(store: ArtifactStore, model_id: str) -> SlicedManifest:
     try:
         return SlicedManifest.model_validate(store.get_json(model_id))

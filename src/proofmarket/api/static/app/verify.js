@@ -247,7 +247,8 @@ export async function verifyBundle(engine, bundle, base, fetchFn = globalThis.fe
     if (hex(await sha256(vk)) !== String(m.vk_digest)) throw new Error('the vk is not the bundle\'s (vk_digest)');
     checks.push('the bundle names the model\'s settings, vk, SRS, ONNX commitment and instance layout');
     const instances = bundle.proof.instances.map((h) => BigInt(h));
-    const output = checkInstances(bundle, instances, parseJson(settings), keccak256);
+    const parsed = parseJson(settings);
+    const output = checkInstances(bundle, instances, parsed, keccak256);
     checks.push('the output values are the ones the proof\'s public instances commit to');
     checks.push(bundle.input.visibility === 'public' ? 'the input commitment and input values match the public instances'
       : 'the input commitment matches the public instances');
@@ -264,7 +265,7 @@ export async function verifyBundle(engine, bundle, base, fetchFn = globalThis.fe
     }
     checks.push(ok ? 'the WASM verifier accepts the proof' : 'the WASM verifier rejects the proof');
     return { valid: ok === true, checks, ms: Date.now() - started, verifyMs: Date.now() - t, error: ok ? null : 'proof rejected',
-      output: ok === true ? output : null };
+      output: ok === true ? output : null, settings: parsed };
   } catch (err) {
     return { valid: false, checks, ms: Date.now() - started, error: String(err.message || err) };
   }
@@ -323,7 +324,7 @@ export async function verifySliced(engine, bundle, base, fetchFn = globalThis.fe
       }
       const result = await verifyBundle(engine, part, base, fetchFn, opts);
       if (!result.valid) throw new Error(`slice ${k + 1}: ${result.error}`);
-      own.push(parseJson(await fetchByCid(base, part.model.settings_cid, fetchFn)));
+      own.push(result.settings);  // the slice's settings, fetched by CID and checked above
       output = result.output;
     }
     checks.push(`each of the ${own.length} slices' proofs verifies against the model's slice`);
