@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,30 @@ from proofmarket.calls.redis_server import RedisServer, redis_server
 from proofmarket.calls.settling import SETTLER_LEASE, CallSettler
 from proofmarket.core.settings import Settings
 from proofmarket.db import CallKind, CallRepo, CallStatus, Database, LeaseRepo, ModelRepo, NewCall
+from proofmarket.db import leases as lease_table
+from proofmarket.db.tables import utcnow
 from proofmarket.store import LocalStore
+
+
+class LeaseClock:
+    """The lease table's clock, moved by the test: a settlement "takes" seconds on it without sleeping, so how
+    loaded the machine is cannot change which lease has run out."""
+
+    def __init__(self) -> None:
+        self.now: datetime = utcnow()
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> LeaseClock:
+    moved = LeaseClock()
+    monkeypatch.setattr(lease_table, "utcnow", moved)
+    return moved
 
 
 @pytest.fixture(scope="module")
@@ -66,14 +90,14 @@ def _settler(db: Database, tmp_path: Path, lease_s: float) -> tuple[CallSettler,
     return settler, runner, jobs, leases
 
 
-def test_a_lease_taken_over_mid_pass_stops_the_old_holder(db: Database, tmp_path: Path) -> None:
+def test_a_lease_taken_over_mid_pass_stops_the_old_holder(db: Database, tmp_path: Path, clock: LeaseClock) -> None:
     settler, runner, jobs, leases = _settler(db, tmp_path, 0.5)
     first, *rest = _proved_paid_jobs(jobs, 3)
     taken: list[bool] = []
 
     def slow_first_settlement(job_id: str) -> None:
         if job_id == first:  # outlasts node A's lease: node B takes it over meanwhile
-            time.sleep(0.8)
+            clock.advance(0.8)
             taken.append(leases.acquire(SETTLER_LEASE, "node-b", 30.0))
 
     runner.during = slow_first_settlement
@@ -90,14 +114,14 @@ def test_a_lease_taken_over_mid_pass_stops_the_old_holder(db: Database, tmp_path
         settler.close()
 
 
-def test_a_long_pass_keeps_renewing_the_lease(db: Database, tmp_path: Path) -> None:
+def test_a_long_pass_keeps_renewing_the_lease(db: Database, tmp_path: Path, clock: LeaseClock) -> None:
     """Settlements that together outlast the lease: renewed before each one, so no other node can take it."""
     settler, runner, jobs, leases = _settler(db, tmp_path, 2.0)
     ids = _proved_paid_jobs(jobs, 4)
     refused: list[bool] = []
 
     def slow(_job_id: str) -> None:
-        time.sleep(0.6)  # 4 x 0.6 s > the 2 s lease
+        clock.advance(0.6)  # 4 x 0.6 s > the 2 s lease
         refused.append(not leases.acquire(SETTLER_LEASE, "node-b", 30.0))
 
     runner.during = slow
