@@ -12,7 +12,9 @@
     fitting    the largest circuit (2^L rows, one column, the model's lookups) whose predicted prove time,
                memory and logrows are within the budget (the node's, its logrows capped by the owner's
                ``--max-logrows``): the fewest slices are planned under its rows, and each planned slice is laid out
-               again whole; one over its rows tightens the target and plans again
+               again whole; the segments of one over its rows cost what its layout found (scaled by it) and the
+               plan is made again, the target unchanged (a nanoGPT's slices were laid out up to 1.55x their costs:
+               tightening the target for all of them cut every slice finer, below its attention's segment)
 
 A gen_settings count is what calibration starts from: the GPT-2 block of ``bench/reach.py`` cut by ``--slices auto``
 (after its first GELU product) lays its first slice out in 521,153 rows, and compile's calibrated prediction for it
@@ -28,6 +30,7 @@ import json
 import math
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +44,7 @@ from proofmarket.systems.ezkl.predict import FLOOR_RESERVED, MAX_LOGROWS, PREDIC
 
 MAX_MEASURED = 48  # segments laid out by EZKL for one plan
 CALIBRATION_LOGROWS = 0  # logrows calibration adds over the power of two that holds gen_settings' rows
-MAX_REPLANS = 4
+MAX_REPLANS = 6
 HEAVY = 3.0  # a candidate segment over this many times the mean is measured again at every cut inside it
 Progress = Callable[[str], None]
 
@@ -138,26 +141,55 @@ MEASURED_KEPT = 4
 _MEASURED_LOCK = threading.Lock()
 
 
+def _key(model: onnx.ModelProto) -> str:
+    return hashlib.sha256(model.SerializeToString(deterministic=True)).hexdigest()
+
+
 def _measured(model: onnx.ModelProto, work: Path, progress: Progress) -> tuple[slicing.Costs, int]:
     """``measured_costs``, once per model in this process (``compile --slices auto`` counts the slices, then
-    compiles that many: one measurement)."""
-    key = hashlib.sha256(model.SerializeToString(deterministic=True)).hexdigest()
+    compiles that many: one measurement, with the corrections ``planned`` made to it)."""
+    key = _key(model)
     with _MEASURED_LOCK:
         known = _MEASURED.get(key)
     if known is not None:
         return known
     measured = measured_costs(model, work, progress)  # outside the lock: two compiles measure side by side
+    _remember(key, measured)
+    return measured
+
+
+def _remember(key: str, measured: tuple[slicing.Costs, int]) -> None:
     with _MEASURED_LOCK:
+        _MEASURED.pop(key, None)
         while len(_MEASURED) >= MEASURED_KEPT:
             _MEASURED.pop(next(iter(_MEASURED)))
         _MEASURED[key] = measured
-    return measured
+
+
+def _bounds(costs: slicing.Costs, plan: slicing.SlicePlan) -> list[int]:
+    """Where each slice of ``plan`` starts among ``costs``' segments (and where the last ends)."""
+    return [0, *(costs.cuts.index(c) + 1 for c in plan.cuts), len(costs.cuts) + 1]
+
+
+def corrected(costs: slicing.Costs, plan: slicing.SlicePlan, laid: list[int], target: float) -> slicing.Costs:
+    """``costs`` with the segments of each slice of ``plan`` that EZKL laid out over ``target`` scaled by how far
+    the costs misjudged that slice (its laid rows over its planned cost): the planner splits it next time, and the
+    slices that fit keep their costs (a global tightening would cut every slice finer, down past the graph's
+    smallest segments)."""
+    bounds = _bounds(costs, plan)
+    segments = list(costs.segments)
+    for k, rows in enumerate(laid):
+        if rows > target and plan.costs[k] > 0:
+            for s in range(bounds[k], bounds[k + 1]):
+                segments[s] *= rows / plan.costs[k]
+    return replace(costs, segments=tuple(segments))
 
 
 def planned(model: onnx.ModelProto, slices: int | None, budget: Budget | None, work: Path,
             progress: Progress = lambda _: None) -> slicing.SlicePlan:
     """``slices`` slices balanced on the measured costs; None: the fewest whose circuits fit ``fitting_logrows`` (each
-    planned slice laid out again whole; one over the target tightens it and the plan is made again)."""
+    planned slice laid out again whole; the costs of one over the target are corrected by its layout and the plan
+    is made again; one with no cut inside it over the target: the model does not fit)."""
     work.mkdir(parents=True, exist_ok=True)
     costs, lookups = _measured(model, work / "segments", progress)
     if slices is not None:
@@ -168,27 +200,39 @@ def planned(model: onnx.ModelProto, slices: int | None, budget: Budget | None, w
     progress(f"slicing: the fewest slices of at most ~2^{logrows} rows each (the budget: logrows "
              f"{budget.max_logrows}, prove {budget.max_prove_s:,.0f} s, memory {budget.max_memory_mb:,.0f} MB; "
              f"{lookups} lookup(s))")
-    plan = slicing.fewest(model, target, costs)
     for _ in range(MAX_REPLANS):
-        if max(plan.costs) > target:
-            k = plan.costs.index(max(plan.costs))
+        plan = slicing.fewest(model, target, costs)
+        laid = [max([_rows(_layout(model, plan, k, work)), *_link_columns(plan, k)]) for k in range(plan.count)]
+        over = [k for k, rows in enumerate(laid) if rows > target]
+        if not over:
+            return plan
+        bounds = _bounds(costs, plan)
+        whole = [k for k in over if bounds[k + 1] - bounds[k] == 1]  # no cut inside it
+        if whole:
+            k = max(whole, key=lambda i: laid[i])
             raise ModelOverBudget(
                 f"the graph has no places to cut it into slices of at most ~2^{logrows} rows (the budget): "
-                f"its slice {k + 1} of {plan.count}, between the closest cuts, needs ~{max(plan.costs):,.0f} rows "
-                f"(its own, or a link's column: {_crossing(plan, k)}); make the model smaller, or raise "
+                f"its slice {k + 1} of {plan.count}, between the closest cuts, needs ~{laid[k]:,} rows as EZKL "
+                f"lays it out (its own, or a link's column: {_crossing(plan, k)}); make the model smaller, or raise "
                 "PROOFMARKET_MAX_LOGROWS / PROOFMARKET_MAX_PROVE_S / PROOFMARKET_MAX_PROVE_MEMORY_MB",
-                over=[f"~{max(plan.costs):,.0f} rows > {target:,.0f}"], slices=plan.count)
-        laid = [_rows(_layout(model, plan, k, work)) for k in range(plan.count)]
-        over = max(r / target for r in laid)
-        if over <= 1.0 or plan.count == len(costs.cuts) + 1:
-            break
-        progress(f"slicing: a slice laid out whole needs {over:.2f}x its share of rows: planning again")
-        target /= over
-        plan = slicing.fewest(model, target, costs)
+                over=[f"~{laid[k]:,} rows > {target:,.0f}"], slices=plan.count)
+        progress(f"slicing: {len(over)} of {plan.count} slices laid out whole need more rows than planned (up to "
+                 f"{max(laid[k] / plan.costs[k] for k in over):.2f}x): planning again")
+        costs = corrected(costs, plan, laid, target)
+        _remember(_key(model), (costs, lookups))  # a count asked for next plans on what was learnt here
     return plan
 
 
+def _ends(plan: slicing.SlicePlan, k: int) -> list[slicing.Cut | None]:
+    return [plan.cuts[k - 1] if k else None, plan.cuts[k] if k < len(plan.cuts) else None]
+
+
+def _link_columns(plan: slicing.SlicePlan, k: int) -> list[int]:
+    """The rows of slice ``k``'s link columns (its widest tensor in, and out)."""
+    return [c.widest for c in _ends(plan, k) if c]
+
+
 def _crossing(plan: slicing.SlicePlan, k: int) -> str:
-    ends = [plan.cuts[k - 1] if k else None, plan.cuts[k] if k < len(plan.cuts) else None]
+    ends = _ends(plan, k)
     said = [f"a tensor of {c.widest:,} values {side}" for c, side in zip(ends, ("in", "out"), strict=True) if c]
     return ", ".join(said) or "no links"
