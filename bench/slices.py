@@ -50,7 +50,8 @@ def compile_one(name: str, slices: int, work: Path) -> dict[str, Any]:
     from proofmarket.systems.ezkl.sliced_compile import predict_sliced
 
     onnx_path, samples_path, params = export(name, work / "model")
-    row: dict[str, Any] = {"model": name, "parameters": params, "slices_asked": slices or "auto"}
+    row: dict[str, Any] = {"model": name, "parameters": params, "slices_asked": slices or "auto",
+                           "links": "committed"}  # KZG commitments (EZKL polycommit); rows without: Poseidon hashes
     ws = _workspace(work / "home")
     try:
         started = time.perf_counter()
@@ -102,6 +103,38 @@ def prove_one(home: Path, model_id: str, given: Any, provers: int) -> dict[str, 
             "peak_prover_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)}
 
 
+def compile_whole(name: str, work: Path) -> dict[str, Any]:
+    """The same model as one circuit, in the same home, with the same search as each slice's (``--whole``)."""
+    from proofmarket.cli.main import _read_samples
+    from proofmarket.systems.ezkl.profile import PrivacyProfile
+
+    onnx_path, samples_path = work / "model" / "model.onnx", work / "model" / "samples.npy"
+    ws = _workspace(work / "home")
+    try:
+        cpu, started = _cpu(), time.perf_counter()
+        result = ws.compile(onnx_path, _read_samples(samples_path, onnx_path), profile=PrivacyProfile(),
+                            search="quick")
+        return {"model_id": result.model_id, "compile_s": round(time.perf_counter() - started, 1),
+                "compile_cpu_s": round(_cpu() - cpu, 1), "logrows": result.manifest.logrows,
+                "pk_mb": round(ws.store.path(result.manifest.pk.cid).stat().st_size / 1e6, 1)}
+    finally:
+        ws.close()
+
+
+def prove_whole(home: Path, model_id: str, given: Any) -> dict[str, Any]:
+    """One call of the one circuit on a prover process of its own (measured as a slice's prover is)."""
+    ws = _workspace(home, inline=False)
+    try:
+        started = time.perf_counter()
+        proved = ws.prove(model_id, given)
+        wall = time.perf_counter() - started
+        assert ws.verify(proved.bundle.model_dump(mode="json")).valid
+    finally:
+        ws.close()
+    return {"wall_s": round(wall, 2), "peak_prover_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+                                                               / 1024)}
+
+
 def _chain_gas(home: Path, model_id: str, doc: dict[str, Any]) -> dict[str, int]:
     """On a devnet in the bench's home, as an owner lists it: the market deployed (``chain deploy``, its
     SharedVerifier among them), the sliced model registered (``model register``: each slice's verifier, a slice over
@@ -141,12 +174,16 @@ def _child(*args: str) -> dict[str, Any]:
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def measure(name: str, slices: int, work: Path) -> dict[str, Any]:
+def measure(name: str, slices: int, work: Path, whole: bool = False) -> dict[str, Any]:
     row = _child("--compile", name, "--slices", str(slices), "--work", str(work))
     if "error" in row:
         return {"model": name, **row}
     (work / "input.json").write_text(json.dumps(row.pop("input")))
     row["runs"] = [_child("--prove", row["model_id"], "--work", str(work), "--provers", str(p)) for p in (1, 2)]
+    if whole:  # the model as one circuit, compiled and proven in this run, on this machine
+        row["whole_run"] = _child("--compile-whole", name, "--work", str(work))
+        if "error" not in row["whole_run"]:
+            row["whole_run"].update(_child("--prove-whole", row["whole_run"]["model_id"], "--work", str(work)))
     reach = json.loads((HERE / "reach.json").read_text()) if (HERE / "reach.json").is_file() else {"models": []}
     whole = next((r for r in reach["models"] if r.get("model") == name and "prove_s" in r), None)
     row["whole_measured"] = None if whole is None else {"prove_s": whole["prove_s"], "peak_mb": whole["peak_mb"]}
@@ -176,7 +213,8 @@ def render(doc: dict[str, Any]) -> str:
              "it, cut where at most four tensors cross (`compile --slices N`, the quick search per slice); one call "
              "proven with 1 prover, then with 2 (each prover a process; peak: the largest prover process's resident "
              "memory). \"One circuit\": the model's graph alone as one circuit (a lower bound, not calibrated), and "
-             "its measured prove time and peak from `bench/reach.json` where that bench compiled it.", "",
+             "its measured prove time and peak from `bench/reach.json` where that bench compiled it. Rows marked "
+             "\"hashed links\" were measured when slices were linked by Poseidon hashes (before KZG commitments).", "",
              "| model | slices (work) | dry run s | compile s (CPU s) | slices' logrows, pk MB | end-to-end error "
              "(bound) | 1 prover: wall s, peak MB | 2 provers: wall s, peak MB | 2 vs 1 | proof bytes | verify s | "
              "verifyProof gas (deploy) | one circuit: logrows, pk MB, peak MB (measured prove s, peak MB) |",
@@ -198,13 +236,25 @@ def render(doc: dict[str, Any]) -> str:
         def run(x: dict[str, Any]) -> str:
             return f"{x['wall_s']}, {x['peak_prover_mb']:,}" if "error" not in x else "not measured (see gas)"
         ratio = f"{two['wall_s'] / one['wall_s']:.2f}x" if "error" not in one and "error" not in two else "n/a"
+        name = r["model"] if r.get("links") == "committed" else f"{r['model']} (hashed links)"
         lines.append(
-            f"| {r['model']} | {plan['slices']} ({', '.join(f'{w:,}' for w in plan['work'])}) | {r['dry_run_s']} | "
+            f"| {name} | {plan['slices']} ({', '.join(f'{w:,}' for w in plan['work'])}) | {r['dry_run_s']} | "
             f"{r['compile_s']} ({r['compile_cpu_s']}) | {circuits} | {r['accuracy']['max_abs_error']:.3g} "
             f"({r['accuracy']['limit']:.3g}) | {run(one)} | {run(two)} | {ratio} | {ok['proof_bytes']:,} | "
             f"{ok['verify_s']} | {gas} | {floor['logrows']}, {floor['pk_mb']:,}, {floor['peak_mb']:,}{seen} |")
     lines += ["", "On 2 cores, two provers share the machine: the 2-prover wall time is bounded by the cores, not by "
               "the slices. A prover's peak is its largest slice's, whatever the number of provers."]
+    same = [r for r in doc["models"] if "error" not in r.get("whole_run", {"error": ""})]
+    if same:
+        lines += ["", "Against the same model as one circuit, compiled (the same quick search) and proven in the same "
+                  "run (`--whole`; each prover a process of its own, its peak resident memory):", "",
+                  "| model | one circuit: logrows, pk MB | its compile s (CPU s) | its proof: wall s, peak MB | "
+                  "sliced, 1 prover: wall s, peak MB | sliced / one circuit: wall, peak |", "|---|---|---|---|---|---|"]
+        for r in same:
+            w, one = r["whole_run"], r["runs"][0]
+            lines.append(f"| {r['model']} | {w['logrows']}, {w['pk_mb']:,} | {w['compile_s']} ({w['compile_cpu_s']}) | "
+                         f"{w['wall_s']}, {w['peak_prover_mb']:,} | {one['wall_s']}, {one['peak_prover_mb']:,} | "
+                         f"{one['wall_s'] / w['wall_s']:.2f}x, {one['peak_prover_mb'] / w['peak_prover_mb']:.2f}x |")
     return "\n".join(lines) + "\n"
 
 
@@ -214,13 +264,25 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", choices=list(MODELS), default=None)
     parser.add_argument("--slices", type=lambda v: 0 if v == "auto" else int(v), default=2,
                         help="a count, or auto: the fewest that fit the node's default budget")
+    parser.add_argument("--whole", action="store_true",
+                        help="also compile the model as one circuit and prove it in this run (its prover's peak and "
+                             "wall time beside the slices')")
     parser.add_argument("--compile", choices=list(MODELS), help=argparse.SUPPRESS)
+    parser.add_argument("--compile-whole", choices=list(MODELS), help=argparse.SUPPRESS)
+    parser.add_argument("--prove-whole", help=argparse.SUPPRESS)
     parser.add_argument("--prove", help=argparse.SUPPRESS)
     parser.add_argument("--provers", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.compile:
         print(json.dumps(compile_one(args.compile, args.slices, args.work)), flush=True)
+        return
+    if args.compile_whole:
+        print(json.dumps(compile_whole(args.compile_whole, args.work)), flush=True)
+        return
+    if args.prove_whole:
+        given = json.loads((args.work / "input.json").read_text())
+        print(json.dumps(prove_whole(args.work / "home", args.prove_whole, given)), flush=True)
         return
     if args.prove:
         given = json.loads((args.work / "input.json").read_text())
@@ -229,7 +291,7 @@ def main() -> None:
     rows = []
     for name in args.only or list(DEFAULT):
         with tempfile.TemporaryDirectory(prefix="proofmarket-slices-bench-") as tmp:
-            rows.append(measure(name, args.slices, Path(tmp)))
+            rows.append(measure(name, args.slices, Path(tmp), args.whole))
         print(json.dumps(rows[-1]), flush=True)
     doc = {"measured_at": "see each model", "machine": f"{os.cpu_count()} cores",
            "models": _merged(args.out / "slices.json", rows)}
