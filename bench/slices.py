@@ -140,9 +140,10 @@ def _chain_gas(home: Path, model_id: str, doc: dict[str, Any]) -> dict[str, int]
     SharedVerifier among them), the sliced model registered (``model register``: each slice's verifier, a slice over
     the code size limit on a SharedVerifier clone, the SlicedVerifier over them), then the call checked in one
     ``eth_call`` (the gas a market's fulfilment spends verifying it)."""
-    from proofmarket.chain.sliced_verifier import check
+    from proofmarket.chain.sliced_verifier import check, slice_verifiers
     from proofmarket.core.settings import Settings
     from proofmarket.onchain import Market
+    from proofmarket.systems.ezkl.chain_form import vka_for
 
     cli = str(Path(sys.executable).parent / "proofmarket")
 
@@ -158,7 +159,11 @@ def _chain_gas(home: Path, model_id: str, doc: dict[str, Any]) -> dict[str, int]
         listed = run("model", "register", model_id, "--price", "0.01")
         market = Market.open(Settings(home=home))  # type: ignore[call-arg]
         try:
-            ok, gas = check(market.client, listed["verifier"], doc)
+            verifiers = slice_verifiers(market.client, listed["verifier"])
+            ids = [s["model"]["id"] for s in doc["slices"]]
+            store = market.workspace.store  # a slice on a SharedVerifier clone: its VKA, as the market's prover sends
+            ok, gas = check(market.client, listed["verifier"], doc,
+                            lambda k: vka_for(market.client.code_at, store, ids[k], verifiers[k]))
         finally:
             market.close()
     finally:

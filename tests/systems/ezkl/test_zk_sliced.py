@@ -238,6 +238,7 @@ def _through_model(path: Path) -> Path:
 
 
 @pytest.mark.slow  # compiles its own model
+@pytest.mark.chain  # and checks its calls on a devnet
 def test_links_of_two_tensors_with_the_input_passed_through_prove_and_verify(
         zk_home: Path, srs_provider: SrsProvider, tmp_path: Path) -> None:
     store = LocalStore(zk_home / "store")
@@ -266,3 +267,20 @@ def test_links_of_two_tensors_with_the_input_passed_through_prove_and_verify(
     spliced["proof"] = sliced.evm_proof(spliced["slices"]).model_dump()
     with pytest.raises(VerificationFailed, match="link"):
         verify_bundle_any(spliced, store)
+    _check_on_chain(store, made.model_id, doc, spliced)
+
+
+def _check_on_chain(store: LocalStore, model_id: str, honest: dict[str, Any], spliced: dict[str, Any]) -> None:
+    """The SlicedVerifier over the slices' verifiers takes the honest call (a link of two commitments compared) and
+    refuses the spliced one."""
+    from chain_helpers import anvil_or_skip
+
+    from proofmarket.chain import Devnet, dev_account
+    from proofmarket.chain.sliced_verifier import check
+    from proofmarket.onchain.sliced import deploy_sliced
+
+    with Devnet(None, anvil=anvil_or_skip()) as net:
+        client = net.client()
+        deployed = deploy_sliced(client, dev_account(0, client.chain_id), store, model_id)
+        assert check(client, deployed.address, honest)[0] is True
+        assert check(client, deployed.address, spliced)[0] is False
