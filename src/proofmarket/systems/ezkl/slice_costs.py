@@ -145,10 +145,10 @@ def _key(model: onnx.ModelProto) -> str:
     return hashlib.sha256(model.SerializeToString(deterministic=True)).hexdigest()
 
 
-def _measured(model: onnx.ModelProto, work: Path, progress: Progress) -> tuple[slicing.Costs, int]:
-    """``measured_costs``, once per model in this process (``compile --slices auto`` counts the slices, then
-    compiles that many: one measurement, with the corrections ``planned`` made to it)."""
-    key = _key(model)
+def _measured(model: onnx.ModelProto, key: str, work: Path, progress: Progress) -> tuple[slicing.Costs, int]:
+    """``measured_costs`` of ``model`` (whose ``_key`` is ``key``), once per model in this process (``compile
+    --slices auto`` counts the slices, then compiles that many: one measurement, with the corrections ``planned``
+    made to it)."""
     with _MEASURED_LOCK:
         known = _MEASURED.get(key)
     if known is not None:
@@ -206,7 +206,8 @@ def planned(model: onnx.ModelProto, slices: int | None, budget: Budget | None, w
     corrected by its layout; then the plan is made again. A slice with no cut inside it over the target: the model
     does not fit."""
     work.mkdir(parents=True, exist_ok=True)
-    costs, lookups = _measured(model, work / "segments", progress)
+    key = _key(model)  # the model's bytes hashed once: the costs learnt below are kept under it
+    costs, lookups = _measured(model, key, work / "segments", progress)
     budget = budget or Budget(MAX_LOGROWS, math.inf, math.inf)
     logrows = fitting_logrows(budget, lookups)
     target = float(2 ** logrows - FLOOR_RESERVED)
@@ -224,7 +225,7 @@ def planned(model: onnx.ModelProto, slices: int | None, budget: Budget | None, w
             progress(f"slicing: the tensors crossing after node {cut.index} ({', '.join(cut.tensors)}) leave at "
                      "different scales: planning again without that cut")
             costs = without(costs, cut)
-            _remember(_key(model), (costs, lookups))
+            _remember(key, (costs, lookups))
             continue
         if slices is not None:
             return plan
@@ -246,7 +247,7 @@ def planned(model: onnx.ModelProto, slices: int | None, budget: Budget | None, w
                  f"{max(laid[k] / plan.costs[k] for k in over):.2f}x): planning again")
         costs = corrected(costs, plan, laid, target)
         resized += 1
-        _remember(_key(model), (costs, lookups))  # a count asked for next plans on what was learnt here
+        _remember(key, (costs, lookups))  # a count asked for next plans on what was learnt here
 
 
 def _ends(plan: slicing.SlicePlan, k: int) -> list[slicing.Cut | None]:
