@@ -149,8 +149,12 @@ def _chain_gas(home: Path, model_id: str, doc: dict[str, Any]) -> dict[str, int]
 
     def run(*args: str) -> dict[str, Any]:
         done = subprocess.run([cli, *args, "--json", "--home", str(home)], capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"proofmarket {' '.join(args)}: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
+        if done.returncode != 0:  # a --json run reports its error on stdout; stderr carries its progress lines
+            try:
+                why = json.loads(done.stdout)["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                why = (done.stderr.strip().splitlines() or ["?"])[-1]
+            raise RuntimeError(f"proofmarket {' '.join(args)}: {why}")
         return dict(json.loads(done.stdout))
 
     run("chain", "up")
@@ -174,8 +178,9 @@ def _chain_gas(home: Path, model_id: str, doc: dict[str, Any]) -> dict[str, int]
 
 def _child(*args: str) -> dict[str, Any]:
     done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, env={**os.environ})
-    if done.returncode != 0:
-        return {"error": (done.stderr.strip().splitlines() or ["failed"])[-1][:300]}
+    if done.returncode != 0:  # the traceback's last line (the error), not a progress line before it
+        lines = [x for x in done.stderr.strip().splitlines() if x.strip() and not x.startswith("[")]
+        return {"error": (lines or ["failed"])[-1][:300]}
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 

@@ -144,6 +144,32 @@ def test_the_slices_in_order_compute_the_whole_model(build: object, n: int, tmp_
             assert len(sliced.graph.output) == len(plan.cuts[k].tensors)
 
 
+def test_a_slice_reading_its_inputs_coarser_computes_the_same_outputs() -> None:
+    """``read_at``: each shifted input arrives as its value times a power of two (a finer tensor's field elements
+    read at a coarser scale) and the slice's outputs are the original slice's on the values, a tensor it passes
+    through included; its inputs keep their places (the next slice's inputs are the cut's tensors, by position)."""
+    model = residual()
+    found = slicing.cuts(model)[0]
+    at = [c.index for c in found if c.tensors in (("h", "b"), ("h", "f"))]
+    plan = slicing.plan_at(model, at)
+    middle = slicing.extract(model, plan, 1)  # h and b in; h (passed through) and f out
+    shifted = slicing.read_at(middle, [2, 1])
+    assert len(shifted.graph.input) == 2 and len(shifted.graph.output) == 2
+    h, b = RNG.normal(0, 1, (1, 8)).astype(np.float32), RNG.normal(0, 1, (1, 8)).astype(np.float32)
+
+    def outputs(m: onnx.ModelProto, feeds: list[np.ndarray]) -> list[np.ndarray]:
+        session = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+        return [np.asarray(o) for o in session.run(None, {i.name: v for i, v in
+                                                          zip(session.get_inputs(), feeds, strict=True)})]
+
+    want = outputs(middle, [h, b])
+    for got, ref in zip(outputs(shifted, [h * 4, b * 2]), want, strict=True):
+        np.testing.assert_array_equal(got, ref)
+    unshifted = slicing.read_at(middle, [0, 0])
+    for got, ref in zip(outputs(unshifted, [h, b]), want, strict=True):
+        np.testing.assert_array_equal(got, ref)
+
+
 def test_bad_slice_counts_and_many_outputs_are_refused() -> None:
     with pytest.raises(UsageError, match="between 1 and"):
         slicing.plan(chain([4, 4, 4]), 0)

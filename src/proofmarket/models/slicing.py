@@ -15,6 +15,8 @@ previous slice's outputs, so proving every slice proves the model (``systems/ezk
     extract    slice ``k``'s model: the nodes between its cuts, its inputs the tensors of its first cut (the model's
                inputs for slice 0), its outputs those of its last (the model's outputs for the last slice), in the
                cut's order: slice k's outputs and slice k+1's inputs are the same tensors, position by position
+    read_at    a slice reading inputs that arrive at different scales at one (each finer one multiplied back by a
+               power of two inside the slice)
 
 The graph must have one output and its node list in topological order (ONNX requires it); a slice's model keeps
 the opset and every initializer it reads, nothing else.
@@ -30,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import helper, shape_inference
+from onnx import helper, numpy_helper, shape_inference
 
 from proofmarket.core.errors import UsageError
 
@@ -270,6 +272,29 @@ def extract(model: onnx.ModelProto, slice_plan: SlicePlan, k: int) -> onnx.Model
     initializers = [t for t in graph.initializer if t.name in needed]
     sliced = helper.make_graph(constants + nodes, f"{graph.name or 'model'}_slice{k}", inputs, outputs, initializers)
     out = helper.make_model(sliced, opset_imports=list(model.opset_import), ir_version=model.ir_version)
+    onnx.checker.check_model(out)
+    return out
+
+
+def read_at(slice_model: onnx.ModelProto, shifts: list[int]) -> onnx.ModelProto:
+    """``slice_model`` taking its input ``i`` as its value times ``2**shifts[i]`` and multiplying it back at once:
+    a tensor that leaves the slice before at a scale ``shifts[i]`` finer than the scale this slice reads its inputs
+    at arrives as the same field elements read coarser, and the product by the power of two (a scalar: EZKL lays it
+    out as a change of scale, no rows) restores its value at its own scale. The inputs keep their places; each
+    shifted one is renamed, the tensor it was keeps its name (what the slice's nodes and outputs read)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(slice_model)
+    graph, added = out.graph, []
+    for value, shift in zip(graph.input, shifts, strict=True):
+        if shift <= 0:
+            continue
+        name = value.name
+        value.name = f"{name}__at{shift}"
+        factor = numpy_helper.from_array(np.array(2.0 ** -shift, dtype=np.float32), f"{name}__unshift")
+        graph.initializer.append(factor)
+        added.append(helper.make_node("Mul", [value.name, factor.name], [name], name=f"unshift_{name}"))
+    for node in reversed(added):
+        graph.node.insert(0, node)
     onnx.checker.check_model(out)
     return out
 

@@ -39,10 +39,9 @@ def _chain(layers: int) -> onnx.ModelProto:
 
 
 def _fake_ezkl(monkeypatch: pytest.MonkeyPatch, model: onnx.ModelProto, estimated: list[float],
-               true_rows: list[int], mixed: frozenset[int] = frozenset()) -> list[int]:
-    """The planner's costs are ``estimated``; a slice laid out costs its segments' ``true_rows``, and one ending at
-    a cut of ``mixed`` (positions among the graph's cuts) leaves its outputs at two scales. Returns the number of
-    slices each layout round saw."""
+               true_rows: list[int]) -> list[int]:
+    """The planner's costs are ``estimated``; a slice laid out costs its segments' ``true_rows``. Returns the number
+    of slices each layout round saw."""
     real = slicing.work_costs(model)
     assert len(real.segments) == len(estimated) == len(true_rows)
     costs = slicing.Costs(real.cuts, tuple(estimated), tuple(0.0 for _ in real.cuts), real.total_work)
@@ -54,9 +53,7 @@ def _fake_ezkl(monkeypatch: pytest.MonkeyPatch, model: onnx.ModelProto, estimate
         bounds = [0, *(real.cuts.index(c) + 1 for c in plan.cuts), len(real.cuts) + 1]
         if k == 0:
             rounds.append(plan.count)
-        ends_mixed = k < plan.count - 1 and real.cuts.index(plan.cuts[k]) in mixed
-        return {"total_assignments": sum(true_rows[bounds[k]:bounds[k + 1]]),
-                "model_output_scales": [7, 8] if ends_mixed else [7, 7]}
+        return {"total_assignments": sum(true_rows[bounds[k]:bounds[k + 1]])}
 
     monkeypatch.setattr(slice_costs, "_layout", layout)
     return rounds
@@ -111,23 +108,3 @@ def test_a_segment_laid_out_over_the_budget_alone_is_refused_with_its_rows(monke
     _fake_ezkl(monkeypatch, model, [300.0] * segments, true_rows)
     with pytest.raises(ModelOverBudget, match=f"needs ~{2 * TARGET:,} rows as EZKL lays it out"):
         slice_costs.planned(model, None, Budget(LOGROWS, math.inf, math.inf), tmp_path)
-
-
-@pytest.mark.parametrize("count", [None, 2, 3])
-def test_a_cut_whose_tensors_leave_at_two_scales_is_never_planned(count: int | None, monkeypatch: pytest.MonkeyPatch,
-                                                                  tmp_path: Path) -> None:
-    """The next slice reads its inputs at one scale: a cut whose tensors leave at two (a transformer's attention, as
-    EZKL lays it out) is dropped and the plan made again, for a count and for ``auto`` (a compile failed on it after
-    compiling the slice before)."""
-    model = _chain(8)
-    cuts = slicing.work_costs(model).cuts
-    segments = len(cuts) + 1
-    plain = _fake_ezkl(monkeypatch, model, [300.0] * segments, [300] * segments)
-    budget = Budget(LOGROWS, math.inf, math.inf)
-    first = slice_costs.planned(model, count, budget, tmp_path / "plain")
-    assert plain and first.count >= 2
-    mixed = frozenset(cuts.index(c) for c in first.cuts)  # the cuts it picks when every cut is usable
-    _fake_ezkl(monkeypatch, model, [300.0] * segments, [300] * segments, mixed)
-    again = slice_costs.planned(model, count, budget, tmp_path / "mixed")
-    assert again.count == first.count and not {cuts.index(c) for c in again.cuts} & mixed
-    assert max(again.costs) <= TARGET or count is not None

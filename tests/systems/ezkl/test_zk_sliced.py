@@ -22,7 +22,7 @@ from proofmarket.models import slicing
 from proofmarket.samples import sample_path
 from proofmarket.store import LocalStore
 from proofmarket.systems import verify_bundle_any
-from proofmarket.systems.ezkl import sliced, sliced_compile
+from proofmarket.systems.ezkl import slice_costs, sliced, sliced_compile
 from proofmarket.systems.ezkl.compiler import CompileOptions, CompileResult
 from proofmarket.systems.ezkl.profile import PrivacyProfile
 from proofmarket.systems.ezkl.prover import EzklProver
@@ -219,17 +219,23 @@ def _sliced_abi() -> list[dict[str, Any]]:
     return load_artifact("SlicedVerifier").abi
 
 
+HALVED = 3  # the cut after the through model's halving: x and h cross it
+
+
 def _through_model(path: Path) -> Path:
-    """y = relu(x W0) W1 + x V: the input crosses every cut beside the branch, so every link is two tensors (the
-    input passed through a slice, and the branch)."""
+    """y = (relu(x W0) / 2) W1 + x V: the input crosses every cut beside the branch, so every link is two tensors
+    (the input passed through a slice, and the branch); the halving is a power of two, which EZKL takes as a finer
+    scale (no rows): cut after it (``HALVED``), the branch crosses one scale finer than the input beside it."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(3)
     weights = [numpy_helper.from_array(rng.normal(0, 0.4, shape).astype(np.float32), name)
                for name, shape in (("w0", (6, 8)), ("w1", (8, 3)), ("v", (6, 3)))]
+    weights.append(numpy_helper.from_array(np.array(0.5, np.float32), "half"))
     nodes = [helper.make_node("MatMul", ["x", "w0"], ["m0"]), helper.make_node("Relu", ["m0"], ["a"]),
-             helper.make_node("MatMul", ["a", "w1"], ["m1"]), helper.make_node("MatMul", ["x", "v"], ["s"]),
+             helper.make_node("Mul", ["a", "half"], ["h"]), helper.make_node("MatMul", ["h", "w1"], ["m1"]),
+             helper.make_node("MatMul", ["x", "v"], ["s"]),
              helper.make_node("Add", ["m1", "s"], ["y"])]
     graph = helper.make_graph(nodes, "through", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], weights)
@@ -239,15 +245,20 @@ def _through_model(path: Path) -> Path:
 
 @pytest.mark.slow  # compiles its own model
 @pytest.mark.chain  # and checks its calls on a devnet
-def test_links_of_two_tensors_with_the_input_passed_through_prove_and_verify(
-        zk_home: Path, srs_provider: SrsProvider, tmp_path: Path) -> None:
+def test_links_of_two_tensors_at_two_scales_with_the_input_passed_through_prove_and_verify(
+        zk_home: Path, srs_provider: SrsProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cut where its two tensors leave at two scales (the planner may cut anywhere: it weighs rows, not scales):
+    the next slice reads both at the coarser and scales the finer back; the call still computes the model."""
     store = LocalStore(zk_home / "store")
     model = _through_model(tmp_path / "through.onnx")
+    monkeypatch.setattr(slice_costs, "planned", lambda graph, *_a, **_k: slicing.plan_at(graph, [HALVED]))
     rng = np.random.default_rng(4)
     samples = {"inputs": [{"x": rng.uniform(-1, 1, (1, 6)).round(3).tolist()} for _ in range(6)]}
     made = sliced_compile.compile_sliced(model, samples, store, CompileOptions(
         profile=PrivacyProfile(), srs=srs_provider, candidates=[Candidate(256, 2, 7, 1)], domain="-1:1"), 2)
     assert [len(c["tensors"]) for c in made.manifest.plan["cuts"]] == [2]  # the input beside the branch
+    scales = made.slices[0].layout.output_scales  # at two scales: slice 2 reads them at one, the finer scaled back
+    assert len(set(scales)) == 2, scales
     assert made.manifest.links == [2]  # two commitments on each side, no instances
     assert made.slices[0].layout.output == 0 and made.slices[1].layout.input == 0
     provers = [EzklProver(store, zk_home / "jobs", ProofWorker()) for _ in range(2)]

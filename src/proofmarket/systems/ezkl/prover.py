@@ -195,13 +195,14 @@ class EzklProver:
         if failed is not None:
             self._failed(group, calls, failed, screened=True)
 
-    def witness_outputs(self, model_id: str, flat: list[list[float]],
-                        timeout_s: float | None = None) -> list[list[float]]:
-        """The model's circuit outputs on ``flat`` (its input as the circuit takes it), as floats at its output
-        scales: the witness alone, in the prover's process (a sliced call's chain: ``sliced.py``)."""
+    def witness_outputs(self, model_id: str, flat: list[list[float]], timeout_s: float | None = None,
+                        scales: list[int] | None = None) -> list[list[float]]:
+        """The model's circuit outputs on ``flat`` (its input as the circuit takes it), as floats at ``scales`` (its
+        output scales by default): the witness alone, in the prover's process (a sliced call's chain, which hands
+        a slice's outputs over at the next slice's input scale: ``sliced.py``)."""
         manifest, _ = self._current(model_id)
         result = self._run(manifest, flat, timeout_s, task="witness")
-        return ezkl_calls.decode_values(result["outputs"], manifest.layout.output_scales,
+        return ezkl_calls.decode_values(result["outputs"], scales or manifest.layout.output_scales,
                                         [math.prod(o.shape) for o in manifest.outputs])
 
     def _witness_fails(self, manifest: ModelManifest, flat: list[list[float]],

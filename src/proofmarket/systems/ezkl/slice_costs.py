@@ -166,19 +166,6 @@ def _remember(key: str, measured: tuple[slicing.Costs, int]) -> None:
         _MEASURED[key] = measured
 
 
-def without(costs: slicing.Costs, cut: slicing.Cut) -> slicing.Costs:
-    """``costs`` with ``cut`` no longer a place to cut: the segments on its two sides one segment."""
-    i = costs.cuts.index(cut)
-    segments = [*costs.segments[:i], costs.segments[i] + costs.segments[i + 1], *costs.segments[i + 2:]]
-    return replace(costs, cuts=costs.cuts[:i] + costs.cuts[i + 1:], segments=tuple(segments),
-                   links=costs.links[:i] + costs.links[i + 1:])
-
-
-def _mixed(meta: dict[str, Any]) -> bool:
-    """A slice whose outputs leave at different scales: the next slice reads its inputs at one scale."""
-    return len({int(x) for x in meta.get("model_output_scales") or []}) > 1
-
-
 def _bounds(costs: slicing.Costs, plan: slicing.SlicePlan) -> list[int]:
     """Where each slice of ``plan`` starts among ``costs``' segments (and where the last ends)."""
     return [0, *(costs.cuts.index(c) + 1 for c in plan.cuts), len(costs.cuts) + 1]
@@ -200,11 +187,9 @@ def corrected(costs: slicing.Costs, plan: slicing.SlicePlan, laid: list[int], ta
 
 def planned(model: onnx.ModelProto, slices: int | None, budget: Budget | None, work: Path,
             progress: Progress = lambda _: None) -> slicing.SlicePlan:
-    """``slices`` slices balanced on the measured costs; None: the fewest whose circuits fit ``fitting_logrows``.
-    Each planned slice is laid out again whole: a cut whose tensors leave their slice at different scales is dropped
-    (the next slice reads its inputs at one scale) and, for ``auto``, the costs of a slice over the target are
-    corrected by its layout; then the plan is made again. A slice with no cut inside it over the target: the model
-    does not fit."""
+    """``slices`` slices balanced on the measured costs; None: the fewest whose circuits fit ``fitting_logrows``,
+    each planned slice laid out again whole and the costs of one over the target corrected by its layout, then the
+    plan made again. A slice with no cut inside it over the target: the model does not fit."""
     work.mkdir(parents=True, exist_ok=True)
     key = _key(model)  # the model's bytes hashed once: the costs learnt below are kept under it
     costs, lookups = _measured(model, key, work / "segments", progress)
@@ -217,19 +202,10 @@ def planned(model: onnx.ModelProto, slices: int | None, budget: Budget | None, w
                  f"{lookups} lookup(s))")
     resized = 0
     while True:
-        plan = slicing.plan(model, slices, costs) if slices is not None else slicing.fewest(model, target, costs)
-        metas = [_layout(model, plan, k, work) for k in range(plan.count)]
-        mixed = [k for k in range(plan.count - 1) if _mixed(metas[k])]
-        if mixed:  # not a place to cut after all: planned again without it
-            cut = plan.cuts[mixed[0]]
-            progress(f"slicing: the tensors crossing after node {cut.index} ({', '.join(cut.tensors)}) leave at "
-                     "different scales: planning again without that cut")
-            costs = without(costs, cut)
-            _remember(key, (costs, lookups))
-            continue
         if slices is not None:
-            return plan
-        laid = [max([_rows(meta), *_link_columns(plan, k)]) for k, meta in enumerate(metas)]
+            return slicing.plan(model, slices, costs)
+        plan = slicing.fewest(model, target, costs)
+        laid = [max([_rows(_layout(model, plan, k, work)), *_link_columns(plan, k)]) for k in range(plan.count)]
         over = [k for k, rows in enumerate(laid) if rows > target]
         if not over or resized == MAX_REPLANS:
             return plan

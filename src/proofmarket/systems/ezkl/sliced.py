@@ -10,9 +10,12 @@
               A committed tensor is a KZG commitment to one column of the circuit holding its values (EZKL's
               ``polycommit``), written at the start of the proof: slice k's proof starts with its inputs'
               commitments, then its outputs'. Slice k's output and slice k+1's input are the same commitment when
-              both sides quantise the tensor at the same scale (slice k's input scale is slice k-1's output scale:
-              the search may use that scale alone, and when that scale is too coarse for slice k, every slice is
-              compiled again from the next finer scale) on the same domain (every slice is laid out on the largest
+              both sides hold the same field elements (slice k reads its inputs at the coarsest scale slice k-1's
+              outputs leave at, the search may use that scale alone, and when it is too coarse for slice k, every
+              slice is compiled again from the next finer scale; a tensor leaving finer arrives as the same field
+              elements read coarser and is multiplied back by its power of two inside slice k: ``slicing.read_at``;
+              the prover hands slice k-1's outputs over at slice k's input scale: ``handoff_scales``) on the same
+              domain (every slice is laid out on the largest
               slice's logrows). The sliced manifest lists the slices' model ids and each link's commitments; its CID
               is the model id.
     prove     the witnesses run in order (slice k's input: slice k-1's quantised output, as the circuit holds it),
@@ -173,14 +176,23 @@ def load_sliced(store: ArtifactStore, model_id: str) -> SlicedManifest:
 
 
 # --- prove ---------------------------------------------------------------------------------------------------------
-def chain_witness(count: int, first: list[list[float]],
-                  witness: Callable[[int, list[list[float]]], list[list[float]]]) -> list[list[list[float]]]:
-    """Each slice's output values (floats at its output scales), the witnesses computed in order by ``witness(k,
-    input)``: slice k's input is slice k-1's output as its circuit quantised it. Every slice's outputs (the
-    intermediate ones stay with the caller)."""
+def handoff_scales(store: ArtifactStore, manifests: list[Any]) -> list[list[int] | None]:
+    """The scales each slice's outputs are handed to the next slice at: the next slice's input scale, for each
+    output (read at it, the next slice quantises them back into the very field elements this slice committed, a
+    finer one included: ``slicing.read_at``); None for the last slice (its outputs at their own scales)."""
+    ins = [int(json.loads(store.get(m.settings.cid))["run_args"]["input_scale"]) for m in manifests[1:]]
+    return [*([scale] * len(m.outputs) for scale, m in zip(ins, manifests, strict=False)), None]
+
+
+def chain_witness(handoff: list[list[int] | None], first: list[list[float]],
+                  witness: Callable[[int, list[list[float]], list[int] | None], list[list[float]]]
+                  ) -> list[list[list[float]]]:
+    """Each slice's output values, the witnesses computed in order by ``witness(k, input, scales)`` (its outputs as
+    floats at ``scales``: ``handoff_scales``): slice k's input is slice k-1's output as its circuit quantised it.
+    Every slice's outputs (the intermediate ones stay with the caller)."""
     flat, outs = first, []
-    for k in range(count):
-        flat = witness(k, flat)
+    for k, scales in enumerate(handoff):
+        flat = witness(k, flat, scales)
         outs.append(flat)
     return outs
 
@@ -254,7 +266,8 @@ def prove_sliced(store: LocalStore, model_id: str, inputs_doc: Any, provers: lis
     salt = check_salt(manifests[0].salt_elements, salt, required=False)
     flat = circuit_input(models.parse_flat(inputs_doc, manifests[0].input_signature()), salt)
     with pool.lend() as chain:  # the witnesses in a prover's process, as every EZKL call of the node
-        outs = chain_witness(len(manifests), flat, lambda k, x: chain.witness_outputs(sliced.slices[k], x))
+        outs = chain_witness(handoff_scales(store, manifests), flat,
+                             lambda k, x, at: chain.witness_outputs(sliced.slices[k], x, scales=at))
     firsts = [inputs_doc, *({"input_data": o} for o in outs[:-1])]
     work = [SliceWork(k, sliced.slices[k], firsts[k], salt if k == 0 else None) for k in range(len(manifests))]
     progress(f"proving {len(manifests)} slices on {len(pool)} prover(s)" + (" and the other workers" if share else ""))

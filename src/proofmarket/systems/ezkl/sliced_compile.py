@@ -24,7 +24,7 @@ from proofmarket.systems.ezkl import ezkl_calls, slice_costs
 from proofmarket.systems.ezkl.candidates import DEFAULT_SCALES, AccuracyBound, Candidate
 from proofmarket.systems.ezkl.manifest import ModelManifest, TensorDoc
 from proofmarket.systems.ezkl.profile import COMMITTED, PrivacyProfile
-from proofmarket.systems.ezkl.sliced import Progress, SlicedManifest, chain_witness, check_links
+from proofmarket.systems.ezkl.sliced import Progress, SlicedManifest, chain_witness, check_links, handoff_scales
 
 
 @dataclasses.dataclass
@@ -70,7 +70,7 @@ def compile_sliced(onnx_path: Path, samples_doc: Any, store: LocalStore, options
                 progress(f"slice {exc.k + 1} is not accurate at its input scale {exc.scale}: every slice again from "
                          f"scale {DEFAULT_SCALES[floor]}")
                 continue
-            accuracy = _end_to_end(store, ids, samples, normalized, work / "check", options.bound)
+            accuracy = _end_to_end(store, manifests, ids, samples, normalized, work / "check", options.bound)
             progress(f"end to end on {len(samples)} sample(s): max abs error {accuracy['max_abs_error']:.4g} "
                      f"against onnxruntime (the bound: {accuracy['limit']:.4g})")
             missed = _missed(accuracy, options.task == "classification")
@@ -148,13 +148,16 @@ class _TooCoarse(Exception):
 def _compile_chain(paths: list[Path], plan: slicing.SlicePlan, samples: list[list[np.ndarray]],
                    between: list[list[list[np.ndarray]]], store: LocalStore, options: Any, floor: int,
                    progress: Progress, compile_model: Any) -> tuple[list[ModelManifest], list[str]]:
-    """Every slice compiled in order, each at the scale its input arrives at, all on one logrows: a slice laid out
-    on fewer than the largest slice's is laid out again on the largest's (a committed link is a KZG commitment over
-    the circuit's domain: the same on both sides only on the same domain)."""
+    """Every slice compiled in order, each at the scale its input arrives at (the coarsest of its inputs', the finer
+    ones multiplied back inside it: ``slicing.read_at``), all on one logrows: a slice laid out on fewer than the
+    largest slice's is laid out again on the largest's (a committed link is a KZG commitment over the circuit's
+    domain: the same on both sides only on the same domain)."""
     manifests: list[ModelManifest] = []
     ids: list[str] = []
     scales: tuple[int, ...] = DEFAULT_SCALES[floor:]
     last = len(paths) - 1
+    used = list(paths)  # slice k's model as compiled: its input shifted where its tensors arrive at mixed scales
+    shifts: list[list[int]] = [[0] * len(b) for b in between[0]] if between else []
 
     def one(k: int, scales: tuple[int, ...], min_logrows: int | None) -> Any:
         profile = PrivacyProfile(options.profile.input if k == 0 else COMMITTED, "fixed",
@@ -163,8 +166,9 @@ def _compile_chain(paths: list[Path], plan: slicing.SlicePlan, samples: list[lis
             doc: Any = {"inputs": [{t.name: a.tolist() for t, a in zip(_inputs(paths[k]), s, strict=True)}
                                    for s in samples]}
         else:
-            names = plan.cuts[k - 1].tensors
-            doc = {"inputs": [{n: a.tolist() for n, a in zip(names, b[k - 1], strict=True)} for b in between]}
+            names, up = [t.name for t in _inputs(used[k])], shifts[k - 1]  # as slice k-1's felts read at one scale
+            doc = {"inputs": [{n: (a * 2.0 ** u).tolist() for n, a, u in zip(names, b[k - 1], up, strict=True)}
+                              for b in between]}
         given = None if options.candidates is None else [  # fresh ones per slice (a search fills them in)
             Candidate(c.decomp_base, c.decomp_legs, c.scale if k == 0 and c.scale in scales else scales[0],
                       c.num_inner_cols) for c in options.candidates]
@@ -175,7 +179,7 @@ def _compile_chain(paths: list[Path], plan: slicing.SlicePlan, samples: list[lis
             task=options.task if k == last else "regression", budget=options.budget, oversize_verifier_ok=True,
             min_logrows=min_logrows)
         try:
-            return compile_model(paths[k], doc, store, slice_options,
+            return compile_model(used[k], doc, store, slice_options,
                                  lambda line, k=k: progress(f"[slice {k + 1}] {line}"))
         except AccuracyNotMet as exc:
             if k == 0:
@@ -194,7 +198,13 @@ def _compile_chain(paths: list[Path], plan: slicing.SlicePlan, samples: list[lis
         manifests.append(result.manifest)
         ids.append(result.model_id)
         if k < last:
-            scales = (_output_scale(store, result.manifest, k),)
+            out = _output_scales(store, result.manifest)
+            scales, shifts[k] = (min(out),), [s - min(out) for s in out]
+            if any(shifts[k]):
+                progress(f"slice {k + 1}'s outputs leave at scales {sorted(set(out))}: slice {k + 2} reads them at "
+                         f"{min(out)} and multiplies the finer ones back by their power of two")
+                used[k + 1] = paths[k + 1].with_name(f"slice-{k + 1}-read-at-{'-'.join(map(str, out))}.onnx")
+                onnx.save(slicing.read_at(onnx.load(str(paths[k + 1])), shifts[k]), str(used[k + 1]))
     for _ in range(len(paths)):  # a slice laid out again may come out taller still: then the others follow it
         tallest = max(m.logrows for m in manifests)
         for k, m in enumerate(manifests):
@@ -203,7 +213,7 @@ def _compile_chain(paths: list[Path], plan: slicing.SlicePlan, samples: list[lis
                          "the slices' one domain: a link is the same KZG commitment on both sides only on it")
                 scale = int(json.loads(store.get(m.settings.cid))["run_args"]["input_scale"])
                 result = one(k, (scale,), tallest)  # at the scale it picked: its outputs' scale is the next's input
-                if k < last and _output_scale(store, result.manifest, k) != _output_scale(store, m, k):
+                if k < last and _output_scales(store, result.manifest) != _output_scales(store, m):
                     raise CircuitCompileError(f"slice {k + 1} laid out taller leaves at another scale: compile "
                                               "again with --slices another count")
                 manifests[k], ids[k] = result.manifest, result.model_id
@@ -215,21 +225,16 @@ def _compile_chain(paths: list[Path], plan: slicing.SlicePlan, samples: list[lis
     return manifests, ids
 
 
-def _output_scale(store: LocalStore, manifest: ModelManifest, k: int) -> int:
-    """The one scale slice ``k``'s outputs leave at (the next slice reads them at it)."""
-    settings = json.loads(store.get(manifest.settings.cid))
-    out_scales = {int(x) for x in settings["model_output_scales"]}
-    if len(out_scales) != 1:  # the next slice quantises all its inputs at one scale
-        raise CircuitCompileError(f"slice {k + 1}'s outputs leave at scales {sorted(out_scales)}: the next "
-                                  "slice reads them at one scale; cut elsewhere (another --slices)")
-    return out_scales.pop()
+def _output_scales(store: LocalStore, manifest: ModelManifest) -> list[int]:
+    """The scales a slice's outputs leave at, in order (the next slice reads them at the coarsest)."""
+    return [int(x) for x in json.loads(store.get(manifest.settings.cid))["model_output_scales"]]
 
 
 def _inputs(path: Path) -> list[Any]:
     return list(models.load_model(path).inputs)
 
 
-def _end_to_end(store: LocalStore, ids: list[str], samples: list[list[np.ndarray]],
+def _end_to_end(store: LocalStore, manifests: list[ModelManifest], ids: list[str], samples: list[list[np.ndarray]],
                 normalized: Path, work: Path, bound: AccuracyBound | None) -> dict[str, Any]:
     """The slices' witnesses in order on each sample against onnxruntime on the whole model, and the bound one
     circuit of the model would have been held to (``AccuracyBound.limit`` of the model's outputs)."""
@@ -241,8 +246,8 @@ def _end_to_end(store: LocalStore, ids: list[str], samples: list[list[np.ndarray
     here = EzklProver(store, work, InlineProofWorker())  # the prover's witness path, in the compile's own process
     salt = [0] * here.model(ids[0])[0].salt_elements or None
     for s in samples:
-        outputs = chain_witness(len(ids), circuit_input(s, salt),
-                                lambda k, x: here.witness_outputs(ids[k], x))[-1]
+        outputs = chain_witness(handoff_scales(store, manifests), circuit_input(s, salt),
+                                lambda k, x, at: here.witness_outputs(ids[k], x, scales=at))[-1]
         want = models.run_onnx(normalized, s)
         refs.extend(want)
         for got, ref in zip(outputs, want, strict=True):
