@@ -18,8 +18,9 @@ previous slice's outputs, so proving every slice proves the model (``systems/ezk
     read_at    a slice reading inputs that arrive at different scales at one (each finer one multiplied back by a
                power of two inside the slice)
 
-The graph must have one output and its node list in topological order (ONNX requires it); a slice's model keeps
-the opset and every initializer it reads, nothing else.
+The graph's node list must be in topological order (ONNX requires it); a model output made before the last slice
+crosses every later cut (a link) and the last slice hands it out as it came. A slice's model keeps the opset and
+every initializer it reads, nothing else.
 """
 
 from __future__ import annotations
@@ -117,8 +118,6 @@ def _work(node: onnx.NodeProto, shapes: dict[str, tuple[int, ...]]) -> int:
 def cuts(model: onnx.ModelProto, width: int = MAX_WIDTH) -> tuple[list[Cut], int]:
     """Every cut of the graph crossed by at most ``width`` computed tensors, and the graph's total work."""
     graph = model.graph
-    if len(graph.output) != 1:
-        raise UsageError(f"only a model with one output can be sliced; this one has {len(graph.output)}")
     shapes, free = _shapes(model), _free(model)
     inputs = [i.name for i in graph.input if i.name not in free]
     order = {name: n for n, name in enumerate(inputs)}  # where each tensor is made: its place in the cut
@@ -129,16 +128,17 @@ def cuts(model: onnx.ModelProto, width: int = MAX_WIDTH) -> tuple[list[Cut], int
                 last_use[name] = i
         for name in node.output:
             order.setdefault(name, len(order))
-    output = graph.output[0].name
+    outputs = {o.name for o in graph.output}  # read after the last node: each crosses every cut after it is made
     found: list[Cut] = []
-    work, live = 0, set(inputs)
+    work, live, made = 0, set(inputs), set(inputs)
     for i, node in enumerate(graph.node):
         work += _work(node, shapes)
         live.update(o for o in node.output if o and o not in free)
-        live = {t for t in live if last_use.get(t, -1) > i or t == output}
+        made.update(node.output)
+        live = {t for t in live if last_use.get(t, -1) > i or t in outputs}
         crossing = tuple(sorted(live, key=order.__getitem__))
-        if i + 1 >= len(graph.node) or not 1 <= len(crossing) <= width or output in live:
-            continue
+        if i + 1 >= len(graph.node) or not 1 <= len(crossing) <= width or outputs <= made:
+            continue  # the end, too many tensors, or every output made (nothing left to prove after it)
         if set(crossing) <= set(inputs) or not all(t in shapes for t in crossing):
             continue  # nothing computed yet, or a tensor of unknown shape
         if found and found[-1].tensors == crossing:
@@ -258,6 +258,12 @@ def extract(model: onnx.ModelProto, slice_plan: SlicePlan, k: int) -> onnx.Model
                   for t, shape in zip(cut.tensors, cut.shapes, strict=True)]
     if k == slice_plan.count - 1:
         outputs = list(graph.output)
+        made = {o for n in nodes for o in n.output}
+        for value in inputs if k else []:  # a model output made in an earlier slice: handed out as it came
+            if value.name in {o.name for o in outputs} and value.name not in made:
+                carried = f"{value.name}__carried"
+                nodes.insert(0, helper.make_node("Identity", [carried], [value.name], name=f"carried_{value.name}"))
+                value.name = carried
     else:
         made = {o for n in nodes for o in n.output}
         outputs = []

@@ -295,3 +295,41 @@ def _check_on_chain(store: LocalStore, model_id: str, honest: dict[str, Any], sp
         deployed = deploy_sliced(client, dev_account(0, client.chain_id), store, model_id)
         assert check(client, deployed.address, honest)[0] is True
         assert check(client, deployed.address, spliced)[0] is False
+
+
+@pytest.mark.slow  # compiles its own model
+def test_a_model_with_two_outputs_proves_both_in_slices(zk_home: Path, srs_provider: SrsProvider,
+                                                        tmp_path: Path) -> None:
+    """A hidden state is an output beside the logits: made in the first slice, it crosses the later cuts as a link
+    and the last slice hands it out; the call's output is both, each within the bound of onnxruntime's."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(8)
+    weights = [numpy_helper.from_array(rng.normal(0, 0.4, shape).astype(np.float32), name)
+               for name, shape in (("w0", (5, 6)), ("w1", (6, 6)), ("w2", (6, 3)))]
+    nodes = [helper.make_node("MatMul", ["x", "w0"], ["m0"]), helper.make_node("Relu", ["m0"], ["h"]),
+             helper.make_node("MatMul", ["h", "w1"], ["m1"]), helper.make_node("Relu", ["m1"], ["g"]),
+             helper.make_node("MatMul", ["g", "w2"], ["y"])]
+    graph = helper.make_graph(nodes, "two", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 5])],
+                              [helper.make_tensor_value_info("h", TensorProto.FLOAT, [1, 6]),
+                               helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], weights)
+    model = tmp_path / "two.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(model))
+    store = LocalStore(zk_home / "store")
+    samples = {"inputs": [{"x": rng.uniform(-1, 1, (1, 5)).round(3).tolist()} for _ in range(6)]}
+    made = sliced_compile.compile_sliced(model, samples, store, CompileOptions(
+        profile=PrivacyProfile(), srs=srs_provider, candidates=[Candidate(256, 2, 7, 1)], domain="-1:1"), 3)
+    assert len(made.manifest.slices) == 3 and [o.name for o in made.manifest.outputs] == ["h", "y"]
+    assert all("h" in c["tensors"] for c in made.manifest.plan["cuts"][1:])  # carried over the later cuts
+    prover = EzklProver(store, zk_home / "jobs", ProofWorker())
+    try:
+        x = [0.5, -0.25, 0.75, -1.0, 0.125]
+        doc = sliced.prove_sliced(store, made.model_id, {"input_data": [x]}, [prover])[0].to_doc()
+    finally:
+        prover.close()
+    report = verify_bundle_any(doc, store)
+    want = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"x": np.asarray([x],
+                                                                                                        np.float32)})
+    assert len(report.output) == 2
+    for got, ref in zip(report.output, want, strict=True):
+        assert np.max(np.abs(np.asarray(got) - np.asarray(ref).ravel())) <= made.manifest.accuracy["limit"]
