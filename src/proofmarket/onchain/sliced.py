@@ -43,14 +43,24 @@ def deploy_sliced(client: ChainClient, sender: LocalAccount, store: ArtifactStor
     from proofmarket.systems.ezkl.solidity import EIP170_MAX_CODE
 
     sliced, manifests = slice_manifests(store, model_id)
-    addresses, gas, clones = [], 0, []
+    clones = [all_shared or m.verifier is None or m.verifier.deployed_size > EIP170_MAX_CODE for m in manifests]
+    for k, m in enumerate(manifests):  # every slice checked before anything is deployed: no gas spent on a half
+        if not clones[k]:
+            continue
+        if m.shared_verifier is None:
+            own = "" if m.verifier is None or all_shared else \
+                f"its own verifier is {m.verifier.deployed_size:,} bytes, over EIP-170's {EIP170_MAX_CODE:,}, and "
+            raise UsageError(f"slice {k + 1} of model {model_id} cannot be verified on chain: {own}it has no shared "
+                             "verifier (EZKL could not render one, or it refused the slice's proof: its compile "
+                             "said which); sell the model over x402 (verified off chain), or compile it again with "
+                             "another --slices", slice=k + 1)
+        if shared is None:
+            raise UsageError(f"slice {k + 1} of model {model_id} has no verifier under the EVM's code size limit "
+                             "and this chain has no shared verifier: run 'proofmarket chain deploy'")
+    addresses, gas = [], 0
     for k, m in enumerate(manifests):
-        too_large = m.verifier is None or m.verifier.deployed_size > EIP170_MAX_CODE
-        clones.append(all_shared or too_large)
-        if all_shared or too_large:
-            if shared is None:
-                raise UsageError(f"slice {k + 1} of model {model_id} has no verifier under the EVM's code size limit "
-                                 "and this chain has no shared verifier: run 'proofmarket chain deploy'")
+        if clones[k]:
+            assert shared is not None
             addresses.append(shared(sliced.slices[k]))
             continue
         assert m.verifier is not None

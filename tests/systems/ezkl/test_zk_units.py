@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -149,6 +151,45 @@ def test_a_slice_keeps_an_oversize_verifier_but_not_a_refusing_one(check: str, o
                                       lambda _: None, oversize_ok=oversize_ok)
     assert timed == (["b1024x2-s10-c1"] if tried else [])
     assert kept == ((other, "built-c1") if tried else (picked, "built-c2"))
+
+
+@pytest.mark.parametrize("clone_refuses", [True, False])
+def test_an_oversize_verifier_is_kept_only_where_its_shared_verifier_takes_its_proof(
+        clone_refuses: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slice's best candidate whose own verifier is over EIP-170's size is kept only when a SharedVerifier clone
+    accepts its proof: a transformer encoder's slice (4 columns) had a clone revert on its valid proof, and its
+    sliced model could not be listed; the next candidate, whose own verifier deploys and accepts, is picked."""
+    from types import SimpleNamespace
+
+    from proofmarket.systems.ezkl import on_chain
+    from proofmarket.systems.ezkl.tuning import Objective
+
+    def cand(label: str) -> SimpleNamespace:
+        return SimpleNamespace(label=label, evm_check=None, status="ok", timed=True, keys=("vk", "pk"),
+                               settings_path="s", proof_path="p", logrows=17, proof_bytes=9_952, prove_s=30.0,
+                               verify_gas=None, evm_gas=None, max_abs_error=0.01, argmax_match=None, setup_s=1.0)
+
+    wide, narrow = cand("b1024x2-s7-c4"), cand("b1024x2-s7-c1")
+    report = SimpleNamespace(picked=None, candidates=[wide, narrow])
+    monkeypatch.setattr(on_chain, "ranked", lambda cands, objective: cands)  # the wide one is the best
+    sizes = {"b1024x2-s7-c4": 41_621, "b1024x2-s7-c1": 20_000 if clone_refuses else 30_000}
+    monkeypatch.setattr(on_chain.solidity, "build_verifier", lambda work, *_a, **_k: SimpleNamespace(
+        deployable=sizes[work.name.removeprefix("verifier-")] <= 24_576, compiled=SimpleNamespace(
+            deployed_size=sizes[work.name.removeprefix("verifier-")], bytecode="0x")))
+    monkeypatch.setattr(on_chain.ezkl_calls, "encode_evm_calldata", lambda *_a: b"")
+    evm = SimpleNamespace(check=lambda *_a: SimpleNamespace(accepted=True, gas=1_129_505, note=""))
+    srs = SimpleNamespace(get=lambda _logrows: SimpleNamespace(path="srs"))
+    asked: list[str] = []
+
+    def refusal(c: SimpleNamespace) -> str | None:
+        asked.append(c.label)
+        return "refuses the self-check proof (verifyProof reverted (ContractCustomError))" if clone_refuses else None
+
+    picked, _ = on_chain.first_on_chain(report, Objective(), srs, Path("/nowhere"), evm,  # type: ignore[arg-type]
+                                        lambda _: None, {}, True, refusal)
+    assert asked == (["b1024x2-s7-c4"] if clone_refuses else ["b1024x2-s7-c4", "b1024x2-s7-c1"])  # the oversize
+    assert picked is (narrow if clone_refuses else wide)
+    assert wide.evm_check.startswith("refused" if clone_refuses else "not deployable")
 
 
 @pytest.mark.parametrize("oversize_ok", [True, False])

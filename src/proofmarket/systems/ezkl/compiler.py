@@ -169,10 +169,15 @@ def _compile(
             evm.prestart()  # anvil starts while the search runs
             report = search(job, options.candidates, progress)
             checked: dict[str, solidity.BuiltVerifier] = {}
+            def refusal(cand: Candidate) -> str | None:  # its own verifier over EIP-170: can a clone serve it?
+                assert cand.keys and cand.settings_path and cand.proof_path and cand.logrows
+                return shared_verifier.refusal(work / f"shared-{cand.label}", cand.keys[0], cand.settings_path,
+                                               options.srs.get(cand.logrows).path, cand.proof_path, evm)
+
             first_on_chain(report, job.objective, options.srs, work, evm, progress, checked,
-                           options.oversize_verifier_ok)
+                           options.oversize_verifier_ok, refusal)
             picked, built = fall_back(job, report, checked, work, evm, progress,
-                                      oversize_ok=options.oversize_verifier_ok)
+                                      oversize_ok=options.oversize_verifier_ok, shared_refusal=refusal)
             assert picked.settings_path and picked.compiled_path and picked.logrows and picked.keys
             srs = options.srs.get(picked.logrows)
             vk, pk = picked.keys  # set up while timing: the same circuit and SRS give the same keys

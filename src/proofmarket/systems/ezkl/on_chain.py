@@ -23,10 +23,12 @@ from proofmarket.systems.ezkl.tuning import (
 )
 
 Progress = Callable[[str], None]
+Refusal = Callable[[Candidate], "str | None"]
 
 
 def fall_back(job: TuningJob, report: TuningReport, checked: dict[str, solidity.BuiltVerifier], work: Path,
-              evm: LocalEvm, progress: Progress, oversize_ok: bool = False) -> tuple[Candidate, solidity.BuiltVerifier]:
+              evm: LocalEvm, progress: Progress, oversize_ok: bool = False, shared_refusal: Refusal | None = None
+              ) -> tuple[Candidate, solidity.BuiltVerifier]:
     """A quick search timed its pick alone: when that circuit's verifier does not work on chain, the next accurate
     candidates (cheapest first, at most ``QUICK_KEEP`` in all) are timed once each until one does (``oversize_ok``:
     a verifier over the code size limit works, on a SharedVerifier clone: only a refusing one is replaced)."""
@@ -41,7 +43,8 @@ def fall_back(job: TuningJob, report: TuningReport, checked: dict[str, solidity.
     for cand in waiting:
         progress(f"timing {cand.label} (its verifier may work on chain: a key setup and one proof)")
         time_proof(job, cand, repeats=1)
-        picked, built = first_on_chain(report, job.objective, job.srs, work, evm, progress, checked, oversize_ok)
+        picked, built = first_on_chain(report, job.objective, job.srs, work, evm, progress, checked, oversize_ok,
+                                       shared_refusal)
         if not (picked.evm_check or "").startswith(failing):
             break
     return picked, built
@@ -49,13 +52,15 @@ def fall_back(job: TuningJob, report: TuningReport, checked: dict[str, solidity.
 
 def first_on_chain(report: TuningReport, objective: Objective, srs: SrsProvider, work: Path, evm: LocalEvm,
                    progress: Progress, built_of: dict[str, solidity.BuiltVerifier] | None = None,
-                   oversize_ok: bool = False) -> tuple[Candidate, solidity.BuiltVerifier]:
+                   oversize_ok: bool = False, shared_refusal: Refusal | None = None
+                   ) -> tuple[Candidate, solidity.BuiltVerifier]:
     """The objective's best timed candidate whose Solidity verifier deploys and accepts its proof on a local EVM
     (evm_check): EZKL's verifier for some circuits refuses valid proofs, and such a model could never be paid on
     chain. When no candidate's verifier works on chain, the objective's best is kept for off-chain verification
     (x402) and the compile says so: registering it for escrow would fail or slash honest provers. ``built_of``
     (label -> verifier): candidates checked before, not built or checked again. ``oversize_ok``: the best whose
-    verifier is only over the code size limit is kept for chain too (a SharedVerifier clone serves it)."""
+    verifier is only over the code size limit is kept for chain too, when a SharedVerifier clone serves it
+    (``shared_refusal(candidate)``: why a clone would not; a circuit whose clone refuses its proof is refused)."""
     built_of = {} if built_of is None else built_of
     order = ranked([c for c in report.candidates if c.timed], objective)
     first: tuple[Candidate, solidity.BuiltVerifier] | None = None
@@ -76,6 +81,9 @@ def first_on_chain(report: TuningReport, objective: Objective, srs: SrsProvider,
         if not built.deployable:
             cand.evm_check = (f"not deployable: its verifier is {built.compiled.deployed_size:,} bytes, over "
                               f"EIP-170's {solidity.EIP170_MAX_CODE:,}")
+            why = shared_refusal(cand) if oversize_ok and shared_refusal is not None else None
+            if why:  # nor on a clone: a listing of it could never be paid on chain
+                cand.evm_check = f"refused: its verifier is over EIP-170's size and its shared verifier {why}"
             progress(f"{cand.label}: {cand.evm_check}; next candidate")
             continue
         calldata = ezkl_calls.encode_evm_calldata(cand.proof_path, work / f"calldata-{cand.label}.bin")

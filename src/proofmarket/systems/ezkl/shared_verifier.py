@@ -94,18 +94,11 @@ def build(work: Path, vk: Path, settings: Path, srs: Path, proof: Path, evm: Loc
           own_gas: int | None, progress: Progress) -> SharedVerifierRef | None:
     """The model's reusable verifier and VKA, checked on ``evm`` with the self-check ``proof``; None (said) when EZKL
     cannot render them or the clone refuses the proof: the model is then listed with its own verifier only."""
-    work.mkdir(parents=True, exist_ok=True)
-    try:
-        built = solidity.build_verifier(work, vk, settings, srs, reusable=True, contract=REUSABLE_CONTRACT)
-        words = create_vka(vk, settings, srs, work / "vka.bin")
-    except ProofMarketError as exc:
-        progress(f"shared verifier: not available ({exc.message}); listings deploy the model's own verifier")
+    rendered = _rendered(work, vk, settings, srs, proof, evm)
+    if isinstance(rendered, str):
+        progress(f"shared verifier: {rendered}; listings deploy the model's own verifier")
         return None
-    calldata = ezkl_calls.encode_evm_calldata(proof, work / "calldata.bin")
-    check = _check(evm, built.compiled, words, calldata)
-    if check.accepted is False:
-        progress(f"shared verifier: refuses the self-check proof ({check.note}); listings deploy the model's own")
-        return None
+    built, words, check = rendered
     progress(_costs(own_gas, check.gas))
     return SharedVerifierRef(
         source=put_artifact(store, built.sol), abi=put_artifact(store, built.abi),
@@ -113,6 +106,29 @@ def build(work: Path, vk: Path, settings: Path, srs: Path, proof: Path, evm: Loc
             bytes.fromhex(built.compiled.runtime.removeprefix("0x"))).hex(),
         compiler=built.compiled.compiler, deployed_size=built.compiled.deployed_size,
         vka=put_artifact(store, work / "vka.bin"), vka_digest=vka_digest(words))
+
+
+def refusal(work: Path, vk: Path, settings: Path, srs: Path, proof: Path, evm: LocalEvm) -> str | None:
+    """Why a SharedVerifier clone cannot serve this circuit (EZKL renders no reusable verifier or VKA for it, or the
+    clone refuses its self-check ``proof``); None when it can, or when no local EVM says either way."""
+    rendered = _rendered(work, vk, settings, srs, proof, evm)
+    return rendered if isinstance(rendered, str) else None
+
+
+def _rendered(work: Path, vk: Path, settings: Path, srs: Path, proof: Path, evm: LocalEvm
+              ) -> tuple[solidity.BuiltVerifier, list[bytes], EvmCheck] | str:
+    """The reusable verifier and the VKA, with the clone's check of ``proof``; or, in words, why not."""
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        built = solidity.build_verifier(work, vk, settings, srs, reusable=True, contract=REUSABLE_CONTRACT)
+        words = create_vka(vk, settings, srs, work / "vka.bin")
+    except ProofMarketError as exc:
+        return f"not available ({exc.message})"
+    calldata = ezkl_calls.encode_evm_calldata(proof, work / "calldata.bin")
+    check = _check(evm, built.compiled, words, calldata)
+    if check.accepted is False:
+        return f"refuses the self-check proof ({check.note})"
+    return built, words, check
 
 
 def _check(evm: LocalEvm, compiled: solidity.CompiledVerifier, words: list[bytes], calldata: bytes) -> EvmCheck:

@@ -82,6 +82,7 @@ def compile_sliced(onnx_path: Path, samples_doc: Any, store: LocalStore, options
                 "cut fewer slices, or loosen --max-error", **accuracy))
             progress(f"the slices' errors add up past the bound at scale {scale}: every slice again from scale "
                      f"{DEFAULT_SCALES[floor]}")
+        _say_off_chain(manifests, progress)
         manifest = SlicedManifest(
             name=options.name or onnx_path.stem, onnx=put_artifact(store, normalized), slices=ids,
             links=[len(cut.tensors) for cut in plan.cuts],
@@ -96,6 +97,19 @@ def compile_sliced(onnx_path: Path, samples_doc: Any, store: LocalStore, options
             raise CircuitCompileError(f"the slices' circuits do not commit to their links: {exc.message}") from exc
         model_id = store.put_json(manifest.model_dump(mode="json"))
     return SlicedCompile(model_id, manifest, manifests)
+
+
+def _say_off_chain(manifests: list[ModelManifest], progress: Progress) -> None:
+    """Say which slices no verifier serves on chain (their own over EIP-170's size, no shared one): the model is
+    then sold over x402 only (``model register`` refuses it, naming the slice, before deploying anything)."""
+    from proofmarket.systems.ezkl.solidity import EIP170_MAX_CODE
+
+    off = [k + 1 for k, m in enumerate(manifests) if m.shared_verifier is None and
+           (m.verifier is None or m.verifier.deployed_size > EIP170_MAX_CODE)]
+    if off:
+        progress(f"warning: slice(s) {', '.join(map(str, off))} have no verifier the chain can run (their own over "
+                 "EIP-170's size and no shared verifier): the model is verified off chain (x402) only; compile it "
+                 "again with another --slices to list it for escrow")
 
 
 def _normalized(onnx_path: Path, work: Path) -> tuple[Any, Path]:
