@@ -263,10 +263,39 @@ def render(doc: dict[str, Any]) -> str:
             lines.append(head + f"{r.get('skipped', '')} | | | | {r['peak_mb']:,} | | | |")
         if r.get("over_budget"):
             lines.append(f"|  | | | | over this node's default budget: {r['over_budget']} | | | | | | | | |")
+    lines += _sliced(json.loads(SLICES.read_text())["models"] if SLICES.is_file() else [])
     lines += ["", "Peers' published figures (their hardware and models, not measured here):", "",
               "| system | model | figure | source |", "|---|---|---|---|"]
     lines += [f"| {s} | {m} | {f} | {src} |" for s, m, f, src in PEERS]
     return "\n".join(lines) + "\n"
+
+
+SLICES = Path(__file__).resolve().parent / "slices.json"  # bench/slices.py's rows: the models cut into slices
+
+
+def _sliced(rows: list[dict[str, Any]]) -> list[str]:
+    """The sliced rows (``bench/slices.py``'s, each with when it was measured): a call on 1 and on 2 provers, the
+    peak per prover, the chain's gas for the call."""
+    if not rows:
+        return []
+    lines = ["", "Sliced (`python bench/slices.py`, its rows in `bench/slices.md`): the model cut into linked slices, "
+             "each its own circuit, a call's slices proven on 1 prover and on 2 (each prover a process):", "",
+             "| model | slices (logrows) | links | compile s | 1 prover: call s, peak MB | 2 provers: call s, "
+             "peak MB | max abs error (bound) | verify gas (SlicedVerifier) | measured |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "error" in r or not r.get("runs"):
+            lines.append(f"| {r['model']} | failed: {r.get('error', 'no run')} | | | | | | | |")
+            continue
+        runs = {run["provers"]: run for run in r["runs"] if "wall_s" in run}
+        calls = [f"{runs[p]['wall_s']:,}, {runs[p]['peak_prover_mb']:,}" if p in runs else "n/a" for p in (1, 2)]
+        gas = (runs.get(1) or {}).get("verify_gas") or {}
+        said = f"{gas['verify']:,}" if "verify" in gas else str(gas.get("error", "n/a"))
+        lines.append(f"| {r['model']} | {len(r['circuits'])} ({', '.join(str(c['logrows']) for c in r['circuits'])}) "
+                     f"| {r.get('links', 'hashed')} | {r['compile_s']:,} | {calls[0]} | {calls[1]} | "
+                     f"{r['accuracy']['max_abs_error']:.3g} ({r['accuracy']['limit']:.3g}) | {said} | "
+                     f"{r.get('measured_at', '')} |")
+    return lines
 
 
 def main() -> None:
@@ -276,7 +305,12 @@ def main() -> None:
     parser.add_argument("--max-logrows", type=int, default=20)
     parser.add_argument("--search", choices=("quick", "thorough"), default="quick")
     parser.add_argument("--one", choices=list(MODELS), help=argparse.SUPPRESS)
+    parser.add_argument("--render", action="store_true",
+                        help="write reach.md again from reach.json and slices.json (nothing measured)")
     args = parser.parse_args()
+    if args.render:
+        (args.out / "reach.md").write_text(render(json.loads((args.out / "reach.json").read_text())))
+        return
     if args.one:
         with tempfile.TemporaryDirectory(prefix="proofmarket-reach-") as tmp:
             row = measure(args.one, args.max_logrows, args.search, Path(tmp))
