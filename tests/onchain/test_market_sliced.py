@@ -141,3 +141,115 @@ def test_slices_on_the_shared_verifier_are_escrowed_and_fulfilled(market: Market
     honest, instances = evm_args(bundle, lambda k: vka_for(market.client.code_at, store,
                                                            bundle["slices"][k]["model"]["id"], verifiers[k]))
     assert sliced.functions.verifyProof(honest, instances).call() is True
+
+
+def _capped(monkeypatch: pytest.MonkeyPatch, cap: int) -> None:
+    """This chain carries at most ``cap`` gas per transaction (as EIP-7825's 2**24 caps Ethereum's)."""
+    import dataclasses
+
+    from proofmarket.chain import client as client_module
+
+    real = client_module.profile_for
+    monkeypatch.setattr(client_module, "profile_for", lambda chain_id: dataclasses.replace(real(chain_id),
+                                                                                          max_tx_gas=cap))
+
+
+def _recorded_events(market: Market, verifier: str) -> list[int]:
+    """The slices (1-based) the SlicedVerifier's SliceRecorded events name, in order."""
+    from proofmarket.chain.artifacts import load_artifact
+    from proofmarket.chain.sliced_verifier import SLICED_VERIFIER
+
+    contract = market.client.w3.eth.contract(address=verifier, abi=load_artifact(SLICED_VERIFIER).abi)
+    return [int(e["args"]["slice"]) + 1 for e in contract.events.SliceRecorded().get_logs(from_block=0)]
+
+
+def test_a_sliced_call_over_one_transactions_gas_is_settled_in_a_bounded_sequence(
+        market: Market, sliced_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chain whose per-transaction gas is under the call's whole verification but over any one slice's: the
+    prover records each slice in a transaction of its own (both do not fit one), then fulfils with their keys; the
+    market pays the exact splits once. A node that stopped after recording a slice does not record it again."""
+    from proofmarket.chain import sliced_verifier
+
+    registered = market.register_model(sliced_id, PRICE, OWNER_SHARE_BPS)
+    verifier = registered.spec.verifier
+    receipt = market.request(sliced_id, mlp_input())
+    bundle, _ = market.workspace.prove_sliced(sliced_id, mlp_input())
+    whole, gas = sliced_verifier.check(market.client, verifier, bundle.to_doc())
+    assert whole and gas > 400_000
+    _capped(monkeypatch, int(gas * 0.9))  # the whole proof does not fit; one slice (about half) does, two do not
+    assert market.client.profile.max_tx_gas == int(gas * 0.9)
+    settled = market.submit_proof(receipt.request_id, bundle.to_doc())
+    fee = PRICE_UNITS * 250 // 10_000
+    owner = PRICE_UNITS * OWNER_SHARE_BPS // 10_000
+    assert settled.valid and (settled.owner_amount, settled.prover_amount, settled.platform_fee) == (
+        owner, PRICE_UNITS - fee - owner, fee)
+    assert market.market.get_request(receipt.request_id).status is RequestStatus.FULFILLED
+    assert _recorded_events(market, verifier) == [1, 2]  # one slice per transaction
+    assert settled.tx.gas_used < gas  # the fulfilment itself checked two keys, not two proofs
+
+    # a second call on another input, its first slice recorded by a node that stopped there: only the second is sent
+    again = market.request(sliced_id, {"input_data": [[0.1 * i for i in range(8)]]})
+    other, _ = market.workspace.prove_sliced(sliced_id, {"input_data": [[0.1 * i for i in range(8)]]})
+    proofs, parts = sliced_verifier.slice_proofs(other.to_doc())
+    sliced_verifier.record(market.client, verifier, market.accounts.prover, ([0], [proofs[0]], [parts[0]], [[]]))
+    assert market.submit_proof(again.request_id, other.to_doc()).valid
+    assert _recorded_events(market, verifier) == [1, 2, 1, 2]
+
+
+def test_recorded_slices_bind_as_the_whole_proof_does(market: Market, sliced_id: str) -> None:
+    """The SlicedVerifier's record: a slice its verifier refuses is not recorded; a key names exactly one slice's
+    link digests and instances, so a call named by records is refused where a link, an instance or a record is not
+    the call's (another call's recorded slice, slices never recorded, the first slice's digests as the second's)."""
+    from eth_abi.abi import encode
+
+    from proofmarket.chain.artifacts import load_artifact
+    from proofmarket.chain.sliced_verifier import (
+        SLICED_VERIFIER,
+        evm_args,
+        layout,
+        link_digests,
+        record,
+        record_key,
+        slice_proofs,
+    )
+    from proofmarket.core.errors import ContractReverted
+
+    verifier = market.register_model(sliced_id, PRICE, OWNER_SHARE_BPS).spec.verifier
+    client, prover = market.client, market.accounts.prover
+    _, inputs, outputs, _ = layout(client, verifier)
+    mine = market.workspace.prove_sliced(sliced_id, mlp_input())[0].to_doc()
+    other = market.workspace.prove_sliced(sliced_id, {"input_data": [[0.1 * i for i in range(8)]]})[0].to_doc()
+    contract = client.w3.eth.contract(address=verifier, abi=load_artifact(SLICED_VERIFIER).abi)
+
+    def verdict(proof: bytes, instances: list[int]) -> bool:
+        return bool(contract.functions.verifyProof(proof, instances).call())
+
+    proofs, parts = slice_proofs(mine)
+    digests = {k: link_digests(p, k, inputs, outputs) for k, p in enumerate(proofs)}
+    named = evm_args(mine, recorded=digests)  # every slice named by its record: none recorded yet
+    assert not verdict(*named)
+    forged = bytearray(proofs[1])
+    forged[-1] ^= 1  # a proof its verifier refuses: SliceInvalid, nothing kept
+    with pytest.raises(ContractReverted, match="SliceInvalid"):
+        record(client, verifier, prover, ([1], [bytes(forged)], [parts[1]], [[]]))
+    with pytest.raises(ContractReverted, match="BadSlice"):  # a VKA where the slice takes none
+        record(client, verifier, prover, ([1], [proofs[1]], [parts[1]], [[bytes(32)]]))
+    record(client, verifier, prover, ([0, 1], proofs, parts, [[], []]))
+    assert contract.functions.recorded(record_key(1, digests[1], parts[1])).call()
+    assert verdict(*named)  # both recorded: the call named by its keys
+    mixed = evm_args(mine, recorded={0: digests[0]})  # one recorded, one sent whole
+    assert verdict(*mixed)
+    # another call's last slice, recorded too: its input digest is not this call's first slice's output
+    o_proofs, o_parts = slice_proofs(other)
+    record(client, verifier, prover, ([1], [o_proofs[1]], [o_parts[1]], [[]]))
+    o_digests = link_digests(o_proofs[1], 1, inputs, outputs)
+    swapped = {**mine, "slices": [mine["slices"][0], other["slices"][1]]}
+    assert not verdict(*evm_args(swapped, recorded={0: digests[0], 1: o_digests}))
+    # this call's records with the other call's output as the last slice's instances: they are in its key
+    first = inputs[0]
+    assert not verdict(encode(["bytes[]", "uint256[][]", "bytes32[][]"],
+                              [[b"", b""], [parts[0], o_parts[1]], [list(digests[0]), list(digests[1])]]),
+                       named[1][:first] + evm_args(other)[1][first:])
+    # the first slice's digests given for the second, the second's instances: no such key
+    assert not verdict(encode(["bytes[]", "uint256[][]", "bytes32[][]"],
+                              [[b"", b""], parts, [list(digests[0]), list(digests[0])]]), named[1])

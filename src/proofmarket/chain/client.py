@@ -205,6 +205,11 @@ class ChainClient:
         with self.translate(fn.fn_name):
             return fn.call({"from": sender} if sender else {}, block_identifier=block)
 
+    def estimate(self, fn: ContractFunction, sender: str) -> int:
+        """``eth_estimateGas`` of ``fn`` from ``sender`` (what ``transact`` sends, before its margin)."""
+        with self.translate(fn.fn_name):
+            return int(fn.estimate_gas({"from": sender}))
+
     def transact(self, fn: ContractFunction, sender: LocalAccount, *, gas: int | None = None) -> TxResult:
         result = self._transact(fn, sender, gas, fn.fn_name)
         _log_gas(self.names.get(str(fn.address).lower(), str(fn.address)), fn.fn_name, result.gas_used)
@@ -246,8 +251,8 @@ class ChainClient:
                         params["gas"] = gas
                     try:
                         tx = dict(fn.build_transaction(params))  # type: ignore[arg-type]
-                        if gas is None:
-                            tx["gas"] = int(tx["gas"] * GAS_MARGIN)
+                        if gas is None:  # the margin, within what one transaction may carry
+                            tx["gas"] = max(int(tx["gas"]), min(int(tx["gas"] * GAS_MARGIN), self.profile.max_tx_gas))
                         submission = Submission(self.w3, sender, tx, policy,
                                                 flush=self._flush_automine if self.profile.is_devnet else None)
                         submission.send()

@@ -60,6 +60,11 @@ class BoundContract:
     def _send(self, name: str, sender: LocalAccount, *args: Any, gas: int | None = None) -> TxResult:
         return self.client.transact(self.contract.functions[name](*args), sender, gas=gas)
 
+    def estimate(self, name: str, sender: str, *args: Any) -> int:
+        """``eth_estimateGas`` of ``name(*args)`` sent from ``sender`` (``ContractReverted`` when it would revert;
+        ``ChainError`` when the node cannot run it within its gas cap)."""
+        return self.client.estimate(self.contract.functions[name](*args), sender)
+
     def decode_events(self, tx: TxResult, name: str) -> list[dict[str, Any]]:
         event = self.contract.events[name]()
         return [

@@ -82,6 +82,9 @@ class ChainProfile:
     gas: GasPolicy = GasPolicy(max_fee_gwei=5.0, priority_fee_gwei=0.01)
     contracts: ContractDefaults = PRODUCTION_CONTRACTS
     block_time_s: float = 2.0  # typical time between blocks (waits and re-sends are sized on it)
+    #: the most gas one transaction may carry: EIP-7825's cap (2**24, Ethereum's since its Fusaka upgrade); a call
+    #: whose verification needs more is settled in a sequence of transactions (a sliced model's: SlicedVerifier.record)
+    max_tx_gas: int = 2**24
     explorer: str | None = None  # block explorer base URL (for links in output and docs)
     #: the ERC-8004 reference registries deployed on this chain (identity, reputation), as published by the
     #: standard's authors (github.com/erc-8004/erc-8004-contracts, docs.base.org/ai-agents/reference/contracts);

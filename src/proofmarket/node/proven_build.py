@@ -36,14 +36,22 @@ class MarketSettlement:
 
     def fulfill(self, payment: ProvenPayment, model_id: bytes, model_cid: str, bundle: dict[str, Any]) -> str:
         """``fulfillAuthorized`` with the bundle's proof, in the form the listing's verifier takes (its own EZKL
-        verifier, or a shared clone's VKA-prefixed proof); a call proven in a batch proof settles its slot with
-        ``fulfillAuthorizedBatch`` and the model's batch verifier (each call its own transaction: grouping the
-        calls of one proof into one is the settler's to do)."""
+        verifier, or a shared clone's VKA-prefixed proof; a sliced model's SlicedVerifier, its slices' proofs, recorded
+        first when over one transaction's gas: ``onchain/sliced.settle_args``); a call proven in a batch proof settles
+        its slot with ``fulfillAuthorizedBatch`` and the model's batch verifier (each call its own transaction:
+        grouping the calls of one proof into one is the settler's to do)."""
         sig = payment.signature
         auth = SignedAuthorization("ReceiveWithAuthorization", payment.payer, payment.to, payment.value,
                                    payment.valid_after, payment.valid_before, payment.nonce,
                                    Signature(sig[64] if sig[64] >= 27 else sig[64] + 27, sig[:32], sig[32:64], sig))
         call = ProvenCall(payment.payer, model_id, payment.input_commitment, payment.value, auth, payment.salt)
+        if bundle.get("kind") == "proofmarket/sliced-bundle":  # its SlicedVerifier's form (a sequence if need be)
+            from proofmarket.onchain.sliced import settle_args
+
+            verifier, prover = self.market.registry.get_model(model_id).spec.verifier, self.market.accounts.prover
+            proof, instances = settle_args(self.market, bundle, verifier, prover, lambda p, i: self.market.market.
+                                           estimate("fulfillAuthorized", prover.address, call.packed(), p, i), log.info)
+            return str(self.market.market.fulfill_authorized(call, proof, instances, prover).tx.tx_hash)
         proof = bytes.fromhex(str(bundle["proof"]["hex"]).removeprefix("0x"))
         instances = [int(str(v), 16) for v in bundle["proof"]["instances"]]
         prover, batch = self.market.accounts.prover, bundle.get("batch")

@@ -3,6 +3,7 @@ ERC-8004 identity."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -22,6 +23,7 @@ from proofmarket.systems.attested.service import GenerateRequest
 from proofmarket.systems.ezkl.bundle import ProofBundle
 from proofmarket.systems.ezkl.commitment import input_commitment
 
+log = logging.getLogger(__name__)
 CLAIM_HEADROOM = 10  # the default stake covers the minimum plus this many concurrent claim bonds
 
 
@@ -136,18 +138,20 @@ class ProverRole(MarketBase):
     def submit_proof(self, request_id: int, bundle: ProofBundle | dict[str, Any], *, claim: bool = True) -> Fulfilment:
         """Send a proof bundle's proof and instances to ``fulfill`` (claiming the request first unless the
         prover holds a live claim): paid if valid, refunded and slashed if not. A sliced model's bundle sends its
-        on-chain form (the SlicedVerifier's proof, the call's instances)."""
+        on-chain form (the SlicedVerifier's proof, the call's instances), its slices recorded first when they are
+        over one transaction's gas (``onchain/sliced.settle_args``)."""
         if isinstance(bundle, dict) and bundle.get("kind") == "proofmarket/sliced-bundle":
             if claim:
                 self.claim(self.market.get_request(request_id), check=False)
-            from proofmarket.chain.sliced_verifier import slice_verifiers
-            from proofmarket.systems.ezkl.chain_form import verify_args
+            from proofmarket.onchain.sliced import settle_args
 
             request = self.market.get_request(request_id)
             verifier = request.terms.verifier if request.terms is not None else ""
-            proof, instances = verify_args(self.code_at, lambda v: slice_verifiers(self.client, v),
-                                           self.workspace.store, bundle, verifier)
-            return self.market.fulfill(request_id, proof, instances, self.accounts.prover)
+            prover = self.accounts.prover
+            proof, instances = settle_args(
+                self, bundle, verifier, prover,
+                lambda p, i: self.market.estimate("fulfill", prover.address, request_id, p, i), log.info)
+            return self.market.fulfill(request_id, proof, instances, prover)
         bundle = bundle if isinstance(bundle, ProofBundle) else ProofBundle.parse(bundle)
         request = self.market.get_request(request_id)
         if claim:

@@ -20,7 +20,7 @@ from proofmarket.chain.artifacts import Artifact
 from proofmarket.chain.client import ChainClient
 from proofmarket.chain.types import ModelSpec, ProofMode, RegisteredModel
 from proofmarket.chain.verify_code import creation_runtime_hash
-from proofmarket.core.errors import RegistryMismatch, UsageError
+from proofmarket.core.errors import ChainError, RegistryMismatch, UsageError
 from proofmarket.onchain.spec import proof_mode
 from proofmarket.store import ArtifactStore
 from proofmarket.store.cid import digest_of
@@ -133,3 +133,94 @@ def check_sliced_entry(market: Any, model_id: str, entry: RegisteredModel) -> No
     if now != entry.verifier_codehash or now != sliced_verifier.built_code_hash(w3, verifiers, *layout, clones):
         raise RegistryMismatch(f"the verifier of {model_id} at {spec.verifier} is not the SlicedVerifier of its "
                                "slices", model_id=model_id, field="verifier_code")
+
+
+# --- settling a call -----------------------------------------------------------------------------------------------
+Estimate = Callable[[bytes, list[int]], int]  # the settling transaction's gas for (proof, instances)
+
+
+def settle_args(market: Any, bundle: dict[str, Any], verifier: str, sender: LocalAccount, estimate: Estimate,
+                progress: Callable[[str], None] = lambda _: None) -> tuple[bytes, list[int]]:
+    """(proof, instances) the transaction settling a sliced call sends to ``verifier`` (the listing's
+    SlicedVerifier): the whole proof when its verification fits one transaction (``estimate`` of it, with the client's
+    margin, within the chain's ``max_tx_gas``); else a bounded sequence: the slices not recorded yet are recorded
+    first (``SlicedVerifier.record`` from ``sender``, as many per transaction as fit), and the proof names them by
+    their link digests. A slice recorded before (by a node that stopped half way, or by anyone) is not sent again.
+    ``ChainError`` when a single slice, or the call with every slice recorded, is over the limit."""
+    from proofmarket.chain.client import GAS_MARGIN
+    from proofmarket.systems.ezkl.chain_form import verify_args, vka_for
+
+    client, store = market.client, market.workspace.store
+    cap = int(client.profile.max_tx_gas)
+    proof, instances = verify_args(market.code_at, lambda v: sliced_verifier.slice_verifiers(client, v), store,
+                                   bundle, verifier)
+    if _fits(estimate, proof, instances, cap):
+        return proof, instances
+    verifiers, inputs, outputs, _ = sliced_verifier.layout(client, verifier)
+    proofs, parts = sliced_verifier.slice_proofs(bundle)
+    ids = [str(s["model"]["id"]) for s in bundle["slices"]]
+    vkas = [vka_for(market.code_at, store, ids[k], verifiers[k]) for k in range(len(proofs))]
+    digests = {}
+    for k, p in enumerate(proofs):
+        found = sliced_verifier.link_digests(p, k, inputs, outputs)
+        if found is None:
+            raise UsageError(f"slice {k + 1}'s proof is shorter than its link commitments", slice=k + 1)
+        digests[k] = found
+    todo = [k for k in range(len(proofs))
+            if not sliced_verifier.is_recorded(client, verifier, sliced_verifier.record_key(k, digests[k], parts[k]))]
+    progress(f"the call's {len(proofs)} slices need more gas than one transaction carries ({cap:,}): recording "
+             f"{len(todo)} of them first" + (f" ({len(proofs) - len(todo)} recorded before)" if len(todo) < len(proofs)
+                                              else ""))
+    batch: list[int] = []
+    for k in todo:  # a slice's gas alone, then as many together as fit
+        gas = sliced_verifier.estimate_record(client, verifier, sender.address,
+                                              ([k], [proofs[k]], [parts[k]], [vkas[k]]))
+        if gas * GAS_MARGIN > cap:
+            raise ChainError(f"slice {k + 1}'s verification alone needs {gas:,} gas, over the {cap:,} one "
+                             "transaction may carry on this chain: compile the model in more, smaller slices",
+                             slice=k + 1, gas=gas, max_tx_gas=cap)
+        together = batch + [k]
+        if batch and sliced_verifier.estimate_record(client, verifier, sender.address, _args(together, proofs, parts,
+                                                                                              vkas)) * GAS_MARGIN > cap:
+            _record(client, verifier, sender, batch, proofs, parts, vkas, progress)
+            together = [k]
+        batch = together
+    if batch:
+        _record(client, verifier, sender, batch, proofs, parts, vkas, progress)
+    from proofmarket.chain.sliced_verifier import evm_args
+
+    proof, instances = evm_args(bundle, lambda k: vkas[k], recorded=digests)
+    if not _fits(estimate, proof, instances, cap):
+        raise ChainError(f"settling the call needs more than the {cap:,} gas one transaction carries even with its "
+                         "slices recorded", max_tx_gas=cap)
+    return proof, instances
+
+
+def _fits(estimate: Estimate, proof: bytes, instances: list[int], cap: int) -> bool:
+    """Whether the settling transaction with this proof fits one transaction (an estimate over the node's gas cap,
+    or a verifier out of gas at it, does not)."""
+    from proofmarket.chain.client import GAS_MARGIN
+    from proofmarket.core.errors import ContractReverted, RPCUnavailable
+
+    try:
+        return estimate(proof, instances) * GAS_MARGIN <= cap
+    except ContractReverted as exc:
+        if exc.details.get("error") == "VerifierOutOfGas":
+            return False
+        raise
+    except RPCUnavailable:
+        raise
+    except ChainError:  # the node's own cap ("gas required exceeds allowance")
+        return False
+
+
+def _args(ks: list[int], proofs: list[bytes], parts: list[list[int]], vkas: list[list[bytes]]
+          ) -> sliced_verifier.RecordArgs:
+    return ks, [proofs[k] for k in ks], [parts[k] for k in ks], [vkas[k] for k in ks]
+
+
+def _record(client: ChainClient, verifier: str, sender: LocalAccount, ks: list[int], proofs: list[bytes],
+            parts: list[list[int]], vkas: list[list[bytes]], progress: Callable[[str], None]) -> None:
+    tx = sliced_verifier.record(client, verifier, sender, _args(ks, proofs, parts, vkas))
+    progress(f"slice(s) {', '.join(str(k + 1) for k in ks)} recorded on chain ({tx.gas_used:,} gas, "
+             f"transaction {tx.tx_hash})")

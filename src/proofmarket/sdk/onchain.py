@@ -67,10 +67,15 @@ class OnChainChecks(NodeSession):
         ``{"commitment": "0x..." (bytes32), "instances": [...]}``, the ``inputCommitment`` of
         ``requestInference`` / ``requestInferenceWithCallback``. The model's manifest and circuit settings are
         fetched by CID (each checked) into this client's cache: no home, node key or ONNX file. A model with a
-        hashed input needs the ``salt`` the request will carry."""
+        hashed input needs the ``salt`` the request will carry. A sliced model's call commits to its first slice's
+        input (that circuit's manifest, named by the sliced manifest)."""
         from proofmarket.systems.ezkl.commitment import commit_inputs
+        from proofmarket.systems.ezkl.sliced import is_sliced_model, load_sliced
 
-        store, manifest = self._manifest(model_id)
+        store = LocalStore(self.cache_dir)
+        self._fetch_artifact(store, model_id)
+        first = load_sliced(store, model_id).slices[0] if is_sliced_model(store, model_id) else model_id
+        store, manifest = self._manifest(first)
         self._fetch_artifact(store, manifest.settings.cid)
         made = commit_inputs(store, manifest, inputs, salt)
         return {"model_id": model_id, "commitment": made.commitment, "instances": [str(v) for v in made.instances]}

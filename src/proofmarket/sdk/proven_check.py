@@ -3,8 +3,9 @@ settle it are the model's own.
 
 The market the payer trusts names its registry (immutable); the listing the terms name (``extra.modelId``) must be of
 the model asked for and active, and its verifier, and every batch verifier it registered, must be the code compiled
-from the model's manifest (``own_code_hash``). A node naming a listing whose verifier answers true to anything (its
-own listing of the same model, or a batch verifier registered for it) is refused before anything is signed.
+from the model's manifest (``own_code_hash``; a sliced model's: the SlicedVerifier over its slices' own). A node
+naming a listing whose verifier answers true to anything (its own listing of the same model, or a batch verifier
+registered for it) is refused before anything is signed.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ def check_proven_terms(client: Any, model_id: str, requirements: Any, market: st
     from proofmarket.chain.commitments import model_key
     from proofmarket.chain.contracts import ModelRegistry
     from proofmarket.chain.market import InferenceMarket
-    from proofmarket.sdk.own_verifier import own_code_hash
 
     extra = requirements.extra or {}
     if str(extra.get("model")) != model_id:
@@ -37,12 +37,24 @@ def check_proven_terms(client: Any, model_id: str, requirements: Any, market: st
     if not active:
         raise RegistryMismatch(f"the listing of {model_id} the terms name is not active", model_id=model_id,
                                field="active")
-    store, manifest = client._manifest(model_id)
+    from proofmarket.store import LocalStore
+    from proofmarket.systems.ezkl.sliced import is_sliced_model
+
+    store = LocalStore(client.cache_dir)
 
     def fetch(cid: str) -> None:
         client._fetch_artifact(store, cid)
 
-    own_code_hash(chain.w3, store, manifest, model_id, str(verifier), fetch=fetch)
+    fetch(model_id)
+    if is_sliced_model(store, model_id):  # the SlicedVerifier over each slice's own verifier, and no batch one
+        from proofmarket.sdk.own_verifier import own_sliced_check
+
+        check = own_sliced_check(chain.w3, store, model_id, fetch=fetch)
+    else:
+        from proofmarket.sdk.own_verifier import own_check
+
+        check = own_check(chain.w3, store, client._manifest(model_id)[1], model_id, fetch=fetch)
+    check(str(verifier), None)
     for batch in ModelRegistry.batch_verifiers(registry, onchain_id):
-        own_code_hash(chain.w3, store, manifest, model_id, str(batch.address), batch_size=batch.size, fetch=fetch)
+        check(str(batch.address), batch.size)
     return "0x" + onchain_id.hex()

@@ -111,17 +111,22 @@ def _offer(services: NodeServices, model_id: str, inputs: dict[str, Any], base: 
 
 def _commitment_of(services: NodeServices, served: Any, inputs: dict[str, Any]) -> Any:
     """The request's input commitment, computed only when a rail asks (x402 proven binds its payment to it): an
-    EZKL model's quantised public input (or its Poseidon commitment with the request's salt); None for others."""
-    from proofmarket.systems.ids import PROVEN_SYSTEM
+    EZKL model's quantised public input (or its Poseidon commitment with the request's salt), a sliced model's first
+    slice's; None for others."""
+    from proofmarket.systems.ids import PROVEN_SYSTEM, SLICED_SYSTEM
 
-    if served.system != PROVEN_SYSTEM:
+    if served.system not in (PROVEN_SYSTEM, SLICED_SYSTEM):
         return None
 
     def commit() -> str | None:
         from proofmarket.systems.ezkl.commitment import commit_inputs
+        from proofmarket.systems.ezkl.verify import load_manifest
 
+        store = services.workspace.store
+        sliced = served.system == SLICED_SYSTEM  # its call commits to its first slice's input
+        manifest = load_manifest(store, served.manifest.slices[0]) if sliced else served.manifest
         doc = {k: v for k, v in inputs.items() if k != "salt"}
-        return commit_inputs(services.workspace.store, served.manifest, doc, inputs.get("salt")).commitment
+        return commit_inputs(store, manifest, doc, inputs.get("salt")).commitment
 
     return commit
 

@@ -133,5 +133,6 @@ def _cacheable(manifest: SlicedManifest) -> bool:
 
 SLICED_SPEC = SystemSpec(system=SLICED_SYSTEM, mode="proven", guarantee=SLICED_GUARANTEE,
                          parse_manifest=SlicedManifest.model_validate, parse_bundle=_parse_bundle, verify=_verify,
-                         build=SlicedSystem.build, public_fields=_public_fields, cacheable=_cacheable,
+                         build=SlicedSystem.build, listed_on_registry=True, public_fields=_public_fields,
+                         cacheable=_cacheable,
                          summary=lambda m: {"slices": str(len(m.slices))})
