@@ -168,12 +168,35 @@ def _chain_gas(home: Path, model_id: str, doc: dict[str, Any]) -> dict[str, int]
             store = market.workspace.store  # a slice on a SharedVerifier clone: its VKA, as the market's prover sends
             ok, gas = check(market.client, listed["verifier"], doc,
                             lambda k: vka_for(market.client.code_at, store, ids[k], verifiers[k]))
+            assert ok, "the chain refused the sliced call"
+            sequence = _sequence_gas(market, listed["verifier"], doc, ids, verifiers)
         finally:
             market.close()
     finally:
         run("chain", "down")
-    assert ok, "the chain refused the sliced call"
-    return {"verify": gas, "deploy": listed["verifier_gas"]}
+    return {"verify": gas, "deploy": listed["verifier_gas"], **sequence}
+
+
+def _sequence_gas(market: Any, verifier: str, doc: dict[str, Any], ids: list[str], verifiers: list[str]
+                  ) -> dict[str, Any]:
+    """The bounded sequence a chain whose transactions carry less than the whole check settles it in
+    (``onchain/sliced.settle_args``): each slice's ``record`` transaction's gas, then ``verifyProof`` naming every
+    slice by its record (an ``eth_call``: the fulfilment's verification in that sequence)."""
+    from proofmarket.chain import sliced_verifier as sv
+    from proofmarket.systems.ezkl.chain_form import vka_for
+
+    client, prover = market.client, market.accounts.prover
+    _, inputs, outputs, _ = sv.layout(client, verifier)
+    proofs, parts = sv.slice_proofs(doc)
+    vkas = [vka_for(client.code_at, market.workspace.store, ids[k], verifiers[k]) for k in range(len(proofs))]
+    record = [sv.record(client, verifier, prover, ([k], [proofs[k]], [parts[k]], [vkas[k]])).gas_used
+              for k in range(len(proofs))]
+    digests = {k: sv.link_digests(p, k, inputs, outputs) for k, p in enumerate(proofs)}
+    proof, instances = sv.evm_args(doc, lambda k: vkas[k], recorded=digests)  # type: ignore[arg-type]
+    contract = client.w3.eth.contract(address=verifier, abi=sv.load_artifact(sv.SLICED_VERIFIER).abi)
+    call = contract.functions.verifyProof(proof, instances)
+    assert call.call(), "the chain refused the call named by its records"
+    return {"record": record, "named": int(call.estimate_gas())}
 
 
 def _child(*args: str) -> dict[str, Any]:
@@ -227,7 +250,8 @@ def render(doc: dict[str, Any]) -> str:
              "\"hashed links\" were measured when slices were linked by Poseidon hashes (before KZG commitments).", "",
              "| model | slices (work) | dry run s | compile s (CPU s) | slices' logrows, pk MB | end-to-end error "
              "(bound) | 1 prover: wall s, peak MB | 2 provers: wall s, peak MB | 2 vs 1 | proof bytes | verify s | "
-             "verifyProof gas (deploy) | one circuit: logrows, pk MB, peak MB (measured prove s, peak MB) |",
+             "verifyProof gas (deploy; in sequence: each slice's record, then the call) | one circuit: logrows, pk MB, "
+             "peak MB (measured prove s, peak MB) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in doc["models"]:
         if "error" in r or all("error" in run for run in r.get("runs", [])):
@@ -242,6 +266,8 @@ def render(doc: dict[str, Any]) -> str:
         chain = one.get("verify_gas") or {}
         gas = (f"{chain['verify']:,} ({chain['deploy']:,})" if "verify" in chain
                else f"n/a: {chain.get('error') or one.get('error', '')}")
+        if "record" in chain:  # the bounded sequence: each slice recorded, then the call named by its records
+            gas += f"; in sequence: {' + '.join(f'{g:,}' for g in chain['record'])}, then {chain['named']:,}"
 
         def run(x: dict[str, Any]) -> str:
             return f"{x['wall_s']}, {x['peak_prover_mb']:,}" if "error" not in x else "not measured (see gas)"

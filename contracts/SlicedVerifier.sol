@@ -99,10 +99,10 @@ contract SlicedVerifier {
         for (uint256 i = 0; i < last; ++i) {
             if (tail[tail.length - last + i] != instances[first + i]) return false;
         }
-        bytes32 before; // slice k-1's outDigest
+        bytes32 before = bytes32(0); // slice k-1's outDigest
         for (uint256 k = 0; k < n; ++k) {
-            bytes32 inDigest;
-            bytes32 outDigest;
+            bytes32 inDigest = bytes32(0);
+            bytes32 outDigest = bytes32(0);
             if (proofs[k].length == 0) { // recorded before: its digests in the place of a VKA, its key kept
                 if (vkas[k].length != 2) return false;
                 (inDigest, outDigest) = (vkas[k][0], vkas[k][1]);
