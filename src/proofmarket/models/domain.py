@@ -71,37 +71,58 @@ class InputDomain:
                     f"{hi:.6g}] (what its circuit is calibrated for): send a value inside it; nothing is charged",
                     input=name, index=i, value=v, low=lo, high=hi, outside=len(outside))
 
-    def points(self, seed: int = 0) -> list[list[list[float]]]:
+    def points(self, seed: int = 0, integral: tuple[bool, ...] = ()) -> list[list[list[float]]]:
         """Points that cover the domain, each as flat values per input: its lowest and highest corners, its centre,
-        ``CORNERS`` random corners and ``INSIDE`` random points inside (the same ones for the same domain)."""
+        ``CORNERS`` random corners and ``INSIDE`` random points inside (the same ones for the same domain). An input
+        flagged in ``integral`` (an integer type: token ids) takes integers only, inside its range."""
         import numpy as np
 
         rng = np.random.default_rng(seed)
-        lows = [np.asarray(lo) for lo in self.low]
-        highs = [np.asarray(hi) for hi in self.high]
-        out = [[lo.tolist() for lo in lows], [hi.tolist() for hi in highs],
-               [((lo + hi) / 2).tolist() for lo, hi in zip(lows, highs, strict=True)]]
+        whole = [k < len(integral) and integral[k] for k in range(len(self.names))]
+        lows = [np.ceil(lo) if w else np.asarray(lo) for lo, w in zip(map(np.asarray, self.low), whole, strict=True)]
+        highs = [np.floor(hi) if w else np.asarray(hi) for hi, w in zip(map(np.asarray, self.high), whole,
+                                                                         strict=True)]
+
+        def at(k: int, values: Any) -> list[float]:
+            kept = np.clip(np.round(values), lows[k], highs[k]) if whole[k] else values
+            return list(kept.tolist())
+
+        n = range(len(lows))
+        out = [[lows[k].tolist() for k in n], [highs[k].tolist() for k in n],
+               [at(k, (lows[k] + highs[k]) / 2) for k in n]]
         for _ in range(CORNERS):
-            out.append([np.where(rng.random(lo.size) < 0.5, lo, hi).tolist() for lo, hi in zip(lows, highs,
-                                                                                             strict=True)])
+            out.append([np.where(rng.random(lows[k].size) < 0.5, lows[k], highs[k]).tolist() for k in n])
         for _ in range(INSIDE):
-            out.append([(lo + rng.random(lo.size) * (hi - lo)).tolist() for lo, hi in zip(lows, highs, strict=True)])
+            out.append([at(k, lows[k] + rng.random(lows[k].size) * (highs[k] - lows[k])) for k in n])
         return out
 
 
-def from_samples(names: list[str], samples: list[list[np.ndarray]], margin: float = DEFAULT_MARGIN) -> InputDomain:
+def from_samples(names: list[str], samples: list[list[np.ndarray]], margin: float = DEFAULT_MARGIN,
+                 limits: dict[str, tuple[int, int]] | None = None) -> InputDomain:
     """The samples' range of each element, widened by ``margin`` x that range on each side (an element the samples
-    never vary: by ``margin`` x max(1, |value|))."""
+    never vary: by ``margin`` x max(1, |value|)), then kept inside an input's ``limits`` (the rows of the table it
+    indexes: ``graph.index_limits``)."""
     import numpy as np
 
     lows, highs = [], []
-    for k in range(len(names)):
+    for k, name in enumerate(names):
         stacked = np.stack([np.asarray(s[k], dtype=np.float64).ravel() for s in samples])
         lo, hi = stacked.min(axis=0), stacked.max(axis=0)
         width = np.where(hi > lo, hi - lo, np.maximum(1.0, np.abs(lo)))
-        lows.append(tuple(float(v) for v in lo - margin * width))
-        highs.append(tuple(float(v) for v in hi + margin * width))
+        lo, hi = lo - margin * width, hi + margin * width
+        if limits and name in limits:
+            lo, hi = np.maximum(lo, limits[name][0]), np.minimum(hi, limits[name][1])
+        lows.append(tuple(float(v) for v in lo))
+        highs.append(tuple(float(v) for v in hi))
     return InputDomain(tuple(names), tuple(lows), tuple(highs), "samples", margin)
+
+
+def check_limits(domain: InputDomain, limits: dict[str, tuple[int, int]]) -> None:
+    """A stated domain must keep each indexing input inside its table's rows (``UsageError`` naming it)."""
+    for name, low, high in zip(domain.names, domain.low, domain.high, strict=True):
+        if name in limits and (min(low) < limits[name][0] or max(high) > limits[name][1]):
+            raise UsageError(f"--domain: input '{name}' indexes a table of {limits[name][1] + 1} rows: its values "
+                             f"lie in [{limits[name][0]}, {limits[name][1]}]")
 
 
 def stated(spec: str, names: list[str], sizes: list[int]) -> InputDomain:
@@ -167,3 +188,19 @@ def _expand(value: Any, size: int) -> tuple[float, ...]:
             raise ValueError(f"{len(value)} bounds for {size} elements")
         return tuple(float(v) for v in value)
     return (float(value),) * size
+
+
+def integral(inputs: Any) -> tuple[bool, ...]:
+    """Which of a model's inputs (``TensorSpec``s) are of an integer type: token ids, whose points are whole."""
+    import numpy as np
+
+    return tuple(bool(np.issubdtype(np.dtype(t.dtype), np.integer)) for t in inputs)
+
+
+def index_limits(path: Path) -> dict[str, tuple[int, int]]:
+    """``graph.index_limits`` of the ONNX file at ``path`` (its tables' shapes: no weights loaded)."""
+    import onnx
+
+    from proofmarket.models.graph import index_limits as limits_of
+
+    return limits_of(onnx.load(str(path), load_external_data=False))

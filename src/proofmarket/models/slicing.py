@@ -328,14 +328,18 @@ def write_slices(onnx_path: Path, slices: int | SlicePlan, out_dir: Path) -> tup
 
 
 def run_chain(paths: list[Path], inputs: list[np.ndarray]) -> tuple[list[np.ndarray], list[list[np.ndarray]]]:
-    """Run the slices in order with onnxruntime: (the last slice's outputs, each cut's tensors)."""
+    """Run the slices in order with onnxruntime: (the last slice's outputs, each cut's tensors). Each value is cast
+    to its input's declared type (a model's token ids are integers)."""
     import onnxruntime as ort
+
+    from proofmarket.models.runtime import _ORT_TYPES
 
     between: list[list[np.ndarray]] = []
     current = inputs
     for path in paths:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        feeds = {i.name: np.asarray(v, dtype=np.float32).reshape([d if isinstance(d, int) else 1 for d in i.shape])
+        feeds = {i.name: np.asarray(v, dtype=_ORT_TYPES.get(i.type, np.float32)).reshape(
+                     [d if isinstance(d, int) else 1 for d in i.shape])
                  for i, v in zip(session.get_inputs(), current, strict=True)}
         current = [np.asarray(o) for o in session.run(None, feeds)]
         between.append(current)

@@ -28,7 +28,16 @@ from proofmarket.core.errors import (
     ProofMarketError,
     UsageError,
 )
-from proofmarket.models.domain import DEFAULT_MARGIN, InputDomain, from_samples, sample_warnings, stated
+from proofmarket.models.domain import (
+    DEFAULT_MARGIN,
+    InputDomain,
+    check_limits,
+    from_samples,
+    index_limits,
+    integral,
+    sample_warnings,
+    stated,
+)
 from proofmarket.models.external import self_contained
 from proofmarket.store import LocalStore
 from proofmarket.systems.documents import put_artifact
@@ -310,7 +319,10 @@ def input_domain(info: models.ModelInfo, samples: list[list[np.ndarray]], spec: 
     for warning in sample_warnings(samples):
         progress(f"warning: {warning}")
     names, sizes = [t.name for t in info.inputs], [t.size for t in info.inputs]
-    domain = stated(spec, names, sizes) if spec else from_samples(names, samples, margin)
+    limits = index_limits(info.path)  # an input indexing a table (token ids): inside its rows
+    domain = stated(spec, names, sizes) if spec else from_samples(names, samples, margin, limits)
+    if spec:
+        check_limits(domain, limits)
     for i, sample in enumerate(samples):
         try:
             domain.check([np.asarray(a, dtype=np.float64).ravel().tolist() for a in sample])
@@ -321,9 +333,12 @@ def input_domain(info: models.ModelInfo, samples: list[list[np.ndarray]], spec: 
 
 
 def domain_points(domain: InputDomain, info: models.ModelInfo, profile: PrivacyProfile) -> list[list[list[float]]]:
-    """The domain's covering points as the tuner calibrates on them (each input in its shape, salted as samples)."""
+    """The domain's covering points as the tuner calibrates on them (each input in its shape, salted as samples;
+    an integer input's, integers)."""
     return [calibration_flat_input([np.asarray(v, dtype=np.float32).reshape(t.shape) for v, t in
-                                    zip(point, info.inputs, strict=True)], profile) for point in domain.points()]
+                                    zip(point, info.inputs, strict=True)], profile)
+            for point in domain.points(integral=integral(info.inputs))]
+
 
 
 TASKS = ("classification", "regression")

@@ -135,14 +135,14 @@ MAX_CALIBRATION = 64  # samples a slice after the first is calibrated on (the co
 
 
 def _domain_points(info: Any, samples: list[list[np.ndarray]], options: Any) -> list[list[np.ndarray]]:
-    """Points covering the model's input domain (the owner's, else the samples' widened), as arrays."""
-    from proofmarket.models.domain import from_samples, stated
+    """Points covering the model's input domain (the owner's, else the samples' widened: the compiler's), as
+    arrays."""
+    from proofmarket.models.domain import integral
+    from proofmarket.systems.ezkl.compiler import input_domain
 
-    names, sizes = [t.name for t in info.inputs], [t.size for t in info.inputs]
-    domain = stated(options.domain, names, sizes) if options.domain else \
-        from_samples(names, samples, options.domain_margin)
+    domain = input_domain(info, samples, options.domain, options.domain_margin, lambda _: None)
     return [[np.asarray(v, dtype=np.float32).reshape(t.shape) for v, t in zip(point, info.inputs, strict=True)]
-            for point in domain.points()]
+            for point in domain.points(integral=integral(info.inputs))]
 
 
 def _finer(scale: int, error: AccuracyNotMet) -> int:
