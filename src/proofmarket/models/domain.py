@@ -100,8 +100,8 @@ class InputDomain:
 def from_samples(names: list[str], samples: list[list[np.ndarray]], margin: float = DEFAULT_MARGIN,
                  limits: dict[str, tuple[int, int]] | None = None) -> InputDomain:
     """The samples' range of each element, widened by ``margin`` x that range on each side (an element the samples
-    never vary: by ``margin`` x max(1, |value|)), then kept inside an input's ``limits`` (the rows of the table it
-    indexes: ``graph.index_limits``)."""
+    never vary: by ``margin`` x max(1, |value|)); an input with ``limits`` (the rows of the table it indexes:
+    ``graph.index_limits``) takes all of them at every element, whatever the samples (any token at any place)."""
     import numpy as np
 
     lows, highs = [], []
@@ -111,7 +111,7 @@ def from_samples(names: list[str], samples: list[list[np.ndarray]], margin: floa
         width = np.where(hi > lo, hi - lo, np.maximum(1.0, np.abs(lo)))
         lo, hi = lo - margin * width, hi + margin * width
         if limits and name in limits:
-            lo, hi = np.maximum(lo, limits[name][0]), np.minimum(hi, limits[name][1])
+            lo, hi = np.full(lo.shape, float(limits[name][0])), np.full(hi.shape, float(limits[name][1]))
         lows.append(tuple(float(v) for v in lo))
         highs.append(tuple(float(v) for v in hi))
     return InputDomain(tuple(names), tuple(lows), tuple(highs), "samples", margin)
