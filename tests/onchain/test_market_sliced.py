@@ -195,6 +195,30 @@ def test_a_sliced_call_over_one_transactions_gas_is_settled_in_a_bounded_sequenc
     assert market.submit_proof(again.request_id, other.to_doc()).valid
     assert _recorded_events(market, verifier) == [1, 2, 1, 2]
 
+    # anyone checks such a call on chain ('verify --onchain', the SDK): the one eth_call is over what a transaction
+    # carries, so the chain checks it in the settlement's steps (each slice's record, then the call of the records)
+    from eth_utils.crypto import keccak
+
+    from proofmarket.cli.verify_cmd import _on_chain
+    from proofmarket.core.errors import VerificationFailed
+
+    checked = _on_chain(market.workspace, bundle.to_doc(), market.client.rpc_url, market.registry.address, None)
+    assert checked["valid"] and checked["verifier"] == verifier and checked["gas"] > 0
+    swapped = {**bundle.to_doc(), "slices": [bundle.to_doc()["slices"][0], other.to_doc()["slices"][1]]}
+    with pytest.raises(VerificationFailed):  # a broken link: refused in the one call, before any verifier runs
+        _on_chain(market.workspace, swapped, market.client.rpc_url, market.registry.address, None)
+    forged = bundle.to_doc()  # the first slice's proof changed past its commitments: the links hold, it does not
+    hexed = forged["slices"][0]["proof"]["hex"]
+    forged["slices"][0]["proof"]["hex"] = hexed[:-2] + ("00" if hexed[-2:] != "00" else "01")
+    assert sliced_verifier.check_in_steps(market.client, verifier, forged) == (False, 0)  # its record reverts
+    assert sliced_verifier.check_in_steps(market.client, verifier, swapped) == (False, 0)  # no link on the records
+    assert sliced_verifier.check_in_steps(market.client, verifier, bundle.to_doc())[0]
+    # the override sets the records where the contract keeps them: a recorded key's slot reads 1
+    key = sliced_verifier.record_key(0, sliced_verifier.link_digests(proofs[0], 0, *sliced_verifier.layout(
+        market.client, verifier)[1:3]), parts[0])  # type: ignore[arg-type]
+    slot = keccak(key + sliced_verifier.RECORDED_SLOT.to_bytes(32, "big"))
+    assert int(market.client.rpc("eth_getStorageAt", [verifier, "0x" + slot.hex(), "latest"]), 16) == 1
+
 
 def test_recorded_slices_bind_as_the_whole_proof_does(market: Market, sliced_id: str) -> None:
     """The SlicedVerifier's record: a slice its verifier refuses is not recorded; a key names exactly one slice's

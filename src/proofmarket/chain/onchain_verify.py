@@ -63,16 +63,19 @@ def _registered_topic(registry: ModelRegistry) -> str:
 
 OwnCheck = Callable[[str, int | None], None]  # (verifier address, batch size): RegistryMismatch unless the model's
 Calldata = Callable[[str], str]  # the eth_call data of verifyProof for a verifier (its form: a shared clone's VKA)
+InSteps = Callable[[str], tuple[bool, int]]  # a sliced bundle checked slice by slice on a verifier: (answer, gas)
 
 
 def verify_on_chain(client: ChainClient, registry: ModelRegistry, bundle: dict[str, Any], *,
                     owner: str | None = None, from_block: int = 0, own: OwnCheck | None = None,
-                    calldata: Calldata | None = None) -> OnChainCheck:
+                    calldata: Calldata | None = None, in_steps: InSteps | None = None) -> OnChainCheck:
     """Run the bundle's proof through its model's verifier on chain; ``VerificationFailed`` when the chain refuses
     it, ``RegistryMismatch`` when no listing of the model (of ``owner``) is on this registry, or none whose
     verifier passes ``own``. ``calldata(verifier)``: the call in the form that verifier takes
     (``systems/ezkl/chain_form.py``: a shared-verifier clone takes the VKA with the proof); default the bundle's
-    own ``evm_calldata`` (the model's own verifier, or a sliced model's over its slices' own)."""
+    own ``evm_calldata`` (the model's own verifier, or a sliced model's over its slices' own). ``in_steps(verifier)``:
+    a sliced bundle's check in the steps a settlement over one transaction's gas takes (``sliced_verifier.
+    check_in_steps``), run when the one call fails: (the answer, the steps' gas)."""
     if bundle.get("mode") == "attested":
         raise UsageError("an attested bundle holds no proof for a chain to check: verify it with --reexecute, or "
                          "through the court")
@@ -115,17 +118,28 @@ def verify_on_chain(client: ChainClient, registry: ModelRegistry, bundle: dict[s
         if entry.verifier_codehash != bytes(32) and keccak(code) != entry.verifier_codehash:
             raise RegistryMismatch(f"the verifier {verifier} no longer has the code the registry recorded",
                                    model_id=model_id, field="verifier_code")
-    call = {"to": verifier, "data": calldata(verifier) if calldata is not None else own_form}
+    # within what one transaction carries (a settlement's bound): a sliced call over it is checked in its steps
+    call = {"to": verifier, "data": calldata(verifier) if calldata is not None else own_form,
+            "gas": hex(client.profile.max_tx_gas)}
     try:
         answer = client.rpc("eth_call", [call, "latest"])
     except Exception as exc:
-        raise VerificationFailed(f"the verifier {verifier} on chain {client.chain_id} refused this proof "
-                                 f"(verifyProof reverted: {' '.join(str(exc).split())[:200]})",
-                                 verifier=verifier) from None
-    if int(str(answer), 16) != 1:
+        if in_steps is None:
+            raise VerificationFailed(f"the verifier {verifier} on chain {client.chain_id} refused this proof "
+                                     f"(verifyProof reverted: {' '.join(str(exc).split())[:200]})",
+                                     verifier=verifier) from None
+        answer = None
+    if answer is None and in_steps is not None:
+        ok, gas = in_steps(verifier)
+        if not ok:
+            raise VerificationFailed(f"the verifier {verifier} on chain {client.chain_id} refused this proof, in one "
+                                     "call and slice by slice (SlicedVerifier.record, then verifyProof of the "
+                                     "records)", verifier=verifier)
+    elif int(str(answer), 16) != 1:
         raise VerificationFailed(f"the verifier {verifier} on chain {client.chain_id} returned false for this proof",
                                  verifier=verifier)
-    gas = int(str(client.rpc("eth_estimateGas", [call])), 16)
+    else:
+        gas = int(str(client.rpc("eth_estimateGas", [call])), 16)
     return OnChainCheck(client.chain_id, registry.address, model_id, "0x" + entry.model_id.hex(), entry.owner,
                         verifier, size, gas, sorted({m.owner for m in listings}), own is not None)
 

@@ -15,6 +15,7 @@ to a request and pays on.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -101,6 +102,48 @@ def estimate_record(client: ChainClient, verifier: str, sender: str, args: Recor
 def record(client: ChainClient, verifier: str, sender: LocalAccount, args: RecordArgs) -> TxResult:
     """``record`` these slices (each verified on its verifier, kept by ``record_key``)."""
     return client.transact(_contract(client, verifier).functions.record(*args), sender)
+
+
+RECORDED_SLOT = 0  # the storage slot of SlicedVerifier.recorded (its first state variable; a test reads it back)
+
+
+def check_in_steps(client: ChainClient, verifier: str, bundle: dict[str, Any],
+                   vka: Callable[[int], list[bytes]] | None = None) -> tuple[bool, int]:
+    """``verifyProof`` of a sliced bundle in the steps a settlement over one transaction's gas takes, each an
+    ``eth_call`` (nothing kept): every slice's ``record`` (the slice's verifier, through the SlicedVerifier's own
+    code), then ``verifyProof`` naming every slice by its record, the records set by a state override. (The chain's
+    answer, the steps' gas.)"""
+    _, inputs, outputs, _ = layout(client, verifier)
+    proofs, parts = slice_proofs(bundle)
+    vkas = [vka(k) if vka is not None else [] for k in range(len(proofs))]
+    contract, gas = _contract(client, verifier), 0
+    digests: dict[int, Digests] = {}
+    diff: dict[str, str] = {}
+    for k, proof in enumerate(proofs):
+        found = link_digests(proof, k, inputs, outputs)
+        if found is None:
+            return False, 0
+        step = contract.functions.record([k], [proof], [parts[k]], [vkas[k]])
+        try:
+            step.call()
+            gas += int(step.estimate_gas())
+        except Exception:  # a slice its verifier refuses (SliceInvalid), or malformed (BadSlice)
+            return False, 0
+        digests[k] = found
+        slot = keccak(record_key(k, found, parts[k]) + RECORDED_SLOT.to_bytes(32, "big"))
+        diff["0x" + slot.hex()] = "0x" + (1).to_bytes(32, "big").hex()
+    proof, instances = evm_args(bundle, vka, recorded=digests)
+    call = {"to": contract.address, "data": contract.encode_abi("verifyProof", [proof, instances])}
+    override = {contract.address: {"stateDiff": diff}}
+    try:
+        answer = client.rpc("eth_call", [call, "latest", override])
+    except Exception:
+        return False, 0
+    if int(str(answer), 16) != 1:
+        return False, 0
+    with contextlib.suppress(Exception):  # an RPC without overrides in estimates: the records' gas is what is known
+        gas += int(str(client.rpc("eth_estimateGas", [call, "latest", override])), 16)
+    return True, gas
 
 
 def _contract(client: ChainClient, verifier: str) -> Any:

@@ -139,8 +139,8 @@ def _on_chain(ws: Any, doc: Any, rpc_url: str | None, registry: str | None, owne
     return verify_on_chain(client, ModelRegistry(client, registry), doc, owner=owner, from_block=from_block,
                            own=own_verifier_check(client, ws.store, str(doc["model"]["id"])),
                            calldata=lambda verifier: chain_form.calldata(
-                               client.code_at, lambda v: slice_verifiers(client, v), ws.store, doc, verifier)
-                           ).to_json()
+                               client.code_at, lambda v: slice_verifiers(client, v), ws.store, doc, verifier),
+                           in_steps=chain_form.in_steps(client, ws.store, doc)).to_json()
 
 
 def own_verifier_check(client: Any, store: Any, model_id: str) -> Any:

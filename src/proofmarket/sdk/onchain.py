@@ -51,8 +51,8 @@ class OnChainChecks(NodeSession):
             own = own_check(client.w3, store, self._manifest(model_id)[1], model_id, fetch=fetch)
         return verify_on_chain(client, ModelRegistry(client, registry), bundle, owner=owner, own=own,
                                calldata=lambda verifier: chain_form.calldata(  # a shared clone's with its VKA
-                                   client.code_at, lambda v: slice_verifiers(client, v), store, bundle, verifier)
-                               ).to_json()
+                                   client.code_at, lambda v: slice_verifiers(client, v), store, bundle, verifier),
+                               in_steps=chain_form.in_steps(client, store, bundle)).to_json()
 
     def _manifest(self, model_id: str) -> tuple[LocalStore, Any]:
         """The proven model's manifest, fetched by CID (checked) into this client's cache, with that cache."""

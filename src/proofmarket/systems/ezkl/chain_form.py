@@ -70,3 +70,19 @@ def calldata(code_at: CodeAt, slices_of: SlicesOf, store: ArtifactStore, bundle:
     """``verifyProof(proof, instances)``'s calldata for ``verifier`` (0x hex)."""
     proof, instances = verify_args(code_at, slices_of, store, bundle, verifier)
     return "0x" + VERIFY_PROOF_SELECTOR + encode(["bytes", "uint256[]"], [proof, instances]).hex()
+
+
+def in_steps(client: Any, store: ArtifactStore, bundle: dict[str, Any]) -> Callable[[str], tuple[bool, int]] | None:
+    """A sliced bundle's check slice by slice on a SlicedVerifier (``chain/sliced_verifier.check_in_steps``, each
+    clone's slice with its VKA); None for any other bundle."""
+    if bundle.get("kind") != "proofmarket/sliced-bundle":
+        return None
+    from proofmarket.chain.sliced_verifier import check_in_steps, slice_verifiers
+
+    ids = [str(s["model"]["id"]) for s in bundle["slices"]]
+
+    def check(verifier: str) -> tuple[bool, int]:
+        verifiers = slice_verifiers(client, verifier)
+        return check_in_steps(client, verifier, bundle, lambda k: vka_for(client.code_at, store, ids[k], verifiers[k]))
+
+    return check
