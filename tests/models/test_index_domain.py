@@ -1,6 +1,7 @@
 """An input that indexes a table (token ids into an embedding) has the table's rows as its domain: a derived domain
-is all of them at every element (whatever the samples), its points are whole numbers, a stated one outside them is refused. Expected limits come from
-the tables' shapes as built here, and the points are checked against onnxruntime running the model on them."""
+is all of them at every element (whatever the samples), its points are whole numbers, a stated one outside them is
+refused. Expected limits come from the tables' shapes as built here, and the points are checked against onnxruntime
+running the model on them."""
 
 from __future__ import annotations
 

@@ -194,3 +194,23 @@ def test_a_model_with_two_outputs_is_sliced_and_the_early_output_carried_to_the_
     for a, b in zip(got, want, strict=True):
         np.testing.assert_array_equal(a, b)
     assert [o.name for o in onnx.load(str(paths[-1])).graph.output] == ["r0", "y"]
+
+
+def test_a_model_reading_token_ids_is_run_in_slices_on_integer_ids(tmp_path: Path) -> None:
+    """ids (int64) -> Gather(embedding) -> MatMul -> Relu -> MatMul: the first slice takes the ids as integers (its
+    input's declared type), and the slices in order compute what onnxruntime computes on the whole model."""
+    table = numpy_helper.from_array(RNG.normal(0, 1, (12, 6)).astype(np.float32), "table")
+    nodes = [helper.make_node("Gather", ["table", "ids"], ["e"], axis=0),
+             helper.make_node("MatMul", ["e", "w1"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("MatMul", ["r", "w2"], ["y"])]
+    graph = helper.make_graph(nodes, "tokens", [helper.make_tensor_value_info("ids", TensorProto.INT64, [1, 5])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5, 3])],
+                              [table, _weights("w1", 6, 8), _weights("w2", 8, 3)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path = tmp_path / "tokens.onnx"
+    onnx.save(model, str(path))
+    _, paths = slicing.write_slices(path, 2, tmp_path / "slices")
+    ids = np.array([[0, 11, 3, 3, 7]], dtype=np.int64)
+    out, _ = slicing.run_chain(paths, [ids.astype(np.float64)])  # as a sample file gives them: numbers
+    whole = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"ids": ids})[0]
+    np.testing.assert_allclose(out[0], whole, rtol=1e-6)
