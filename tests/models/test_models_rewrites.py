@@ -9,10 +9,12 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from attention_model import masked_attention, masked_attention_reference
 from model_builders import make_model
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 from proofmarket.models import load_model, normalize_model, run_onnx
+from proofmarket.models.rewrites import finite_constants
 
 
 def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
@@ -91,7 +93,33 @@ def test_torch_default_exports_of_transformer_blocks_pass_the_check_and_compute_
         assert "Gelu" not in info.operators and {"LayerNormalization", "Softmax", "MatMul"} <= set(info.operators)
         if name == "gpt2":
             assert any(n.startswith("Gelu as its definition") for n in info.notes), info.notes
-            assert any(n.startswith("infinite constants (attention masks)") for n in info.notes), info.notes
+            assert any(n.startswith("infinite constants (attention masks") for n in info.notes), info.notes
         normalize_model(whole, folder / "normalized.onnx")
         want = block(torch.tensor(x)).detach().numpy()  # type: ignore[operator]
         np.testing.assert_allclose(run_onnx(folder / "normalized.onnx", [x])[0], want, atol=1e-4)
+
+
+@pytest.mark.parametrize(("fill", "added"), [(float("-inf"), False), (float(np.finfo(np.float32).min), False),
+                                             (-1e9, False), (float("-inf"), True), (-1e30, True)],
+                         ids=["masked_fill-inf", "masked_fill-lowest", "masked_fill-1e9", "added-inf", "added-1e30"])
+def test_a_causal_masks_constant_becomes_one_a_circuit_holds_and_the_answers_stay(
+        tmp_path: Path, fill: float, added: bool) -> None:
+    """A causal mask as -inf (torch's masked_fill), as the float's lowest (Hugging Face's) or as -1e9: each becomes
+    a finite constant a circuit holds (EZKL refused the lowest with "significant bit truncation"), and the model
+    still computes the masked softmax: numpy's, with masked positions at weight 0."""
+    model = masked_attention(fill, added=added)
+    path, notes, _ = _normalized(tmp_path, model)
+    assert any(n.startswith("infinite constants (attention masks") for n in notes), notes
+    biggest = max(float(np.abs(numpy_helper.to_array(i).astype(np.float64)).max(initial=0))
+                  for i in onnx.load(str(path)).graph.initializer)
+    assert biggest < 1e3, biggest  # nothing mask-sized is left for the circuit to hold
+    for seed in range(3):
+        x = np.random.default_rng(seed).normal(size=(1, 6, 8)).astype(np.float32)
+        np.testing.assert_allclose(run_onnx(path, [x])[0], masked_attention_reference(model, x), atol=1e-6)
+
+
+def test_a_large_constant_under_a_masks_size_is_kept() -> None:
+    model = make_model([helper.make_node("Mul", ["x", "big"], ["y"])], [("x", [1, 2])], [("y", [1, 2])],
+                       {"big": np.array([[1e8, -3.0]], np.float32)})
+    assert finite_constants(model) == []
+    np.testing.assert_array_equal(numpy_helper.to_array(model.graph.initializer[0]), [[1e8, -3.0]])

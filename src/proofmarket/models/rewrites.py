@@ -17,9 +17,16 @@ no such MatMul) multiplies the values cast to int32 and casts the product back: 
 ``0.5 x (1 + erf(x / sqrt 2))``, or with ``approximate="tanh"`` ``0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))``
 (the definitions of the ONNX operator).
 
-An infinite constant (a causal attention mask's ``-inf``, written by ``masked_fill``) has no fixed-point value: after
-folding, each is written as ``±INFINITY_AS`` (a softmax then gives a masked position exp(-100 - max), zero at any
-circuit scale), and the accuracy check against onnxruntime's answers with the infinities stands as for every model.
+An infinite constant (a causal attention mask's ``-inf``, written by ``masked_fill``) has no fixed-point value, and
+a mask of the float's lowest value (``torch.finfo(...).min``, Hugging Face's) or of ``-1e9`` has none a circuit can
+hold (EZKL refused it: "significant bit truncation"): after folding, every constant of magnitude at least
+``MASK_MAGNITUDE`` is written as ``±INFINITY_AS``. A softmax then gives a masked position exp(-100 - max), zero at
+any circuit scale while the row's real logits stay well above -100 (a ``masked_fill``) or no masked logit stands
+near 100 above the row's highest real one (an added mask); the accuracy check against onnxruntime's answers with the
+original constants stands as for every model. The value also sets the rows of the circuit's range checks (the
+masked logit at the circuit's scale: a 6-token attention head is 2^18 rows at -100 and 2^16 at -24, `compile
+--dry-run`), but -24 is not below every real logit: the rewrite tests' unscaled head has a row whose one real
+logit is under -24.
 
 Each rewrite runs in the sandboxed check before constants are folded, and the rewritten model's outputs are then
 checked against onnxruntime's on the samples like every model's.
@@ -37,7 +44,8 @@ from proofmarket.models.ml_build import Lowering
 
 _SMALL_INTS = frozenset({TensorProto.INT8, TensorProto.UINT8, TensorProto.INT16, TensorProto.UINT16})
 _DEFAULT = ("", "ai.onnx")
-INFINITY_AS = 100.0  # what an infinite constant becomes (attention masks): exp(-100) is 3.7e-44
+INFINITY_AS = 100.0  # what a mask's constant becomes (attention masks): exp(-100) is 3.7e-44
+MASK_MAGNITUDE = 1e9  # a constant this large is a mask: no circuit holds it (1e9 at the coarsest scale is 2^37)
 
 
 def rewrite_standard(model: onnx.ModelProto) -> list[str]:
@@ -89,7 +97,8 @@ def _equal(low: Lowering, node: onnx.NodeProto, types: dict[str, int]) -> None:
 
 
 def finite_constants(model: onnx.ModelProto) -> list[str]:
-    """Infinite float constants (initializers, after folding) written as ``±INFINITY_AS``; one note, or none."""
+    """Infinite or mask-sized float constants (initializers, after folding: at least ``MASK_MAGNITUDE``) written
+    as ``±INFINITY_AS``; one note, or none."""
     from onnx import numpy_helper
 
     changed = 0
@@ -97,11 +106,13 @@ def finite_constants(model: onnx.ModelProto) -> list[str]:
         if init.data_type not in (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16):
             continue
         array = numpy_helper.to_array(init)
-        if np.isinf(array).any():
-            fixed = np.where(np.isinf(array), np.sign(array) * INFINITY_AS, array).astype(array.dtype)
+        huge = np.abs(array.astype(np.float64)) >= MASK_MAGNITUDE  # inf included
+        if huge.any():
+            fixed = np.where(huge, np.sign(array) * INFINITY_AS, array).astype(array.dtype)
             model.graph.initializer[index].CopyFrom(numpy_helper.from_array(fixed, init.name))
             changed += 1
-    return [f"infinite constants (attention masks) as ±{INFINITY_AS:g} ({changed} tensor{'s' * (changed != 1)})"] \
+    return [f"infinite constants (attention masks: -inf or at least {MASK_MAGNITUDE:g} in magnitude) as "
+            f"±{INFINITY_AS:g} ({changed} tensor{'s' * (changed != 1)})"] \
         if changed else []
 
 
