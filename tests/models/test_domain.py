@@ -24,6 +24,16 @@ def test_a_domain_from_samples_widens_each_elements_range_by_the_margin() -> Non
     assert again == domain  # the manifest's form keeps it exactly
 
 
+
+def test_a_later_slices_unvaried_elements_are_widened_by_the_margin_alone() -> None:
+    """A later slice's inputs are computed (the first slice's domain already covered): an element that never varies
+    is the graph's constant, an attention mask's -100, widened by 0.5 and not by half of it (-150 took a 6-token
+    attention's second slice from 2^18 rows to 2^19)."""
+    samples = [[np.array([[-100.0, 0.2]])], [np.array([[-100.0, 0.6]])]]
+    domain = from_samples(["masked"], samples, margin=0.5, unvaried_width=1.0)
+    assert domain.low[0] == pytest.approx((-100.5, 0.0)) and domain.high[0] == pytest.approx((-99.5, 0.8))
+    assert from_samples(["masked"], samples, margin=0.5).low[0][0] == -150.0  # a call's input: by its size
+
 def test_a_stated_domain_takes_low_high_or_a_json_file(tmp_path: Path) -> None:
     assert stated("-1:1", ["x", "y"], [3, 2]).low == ((-1.0,) * 3, (-1.0,) * 2)
     spec = tmp_path / "domain.json"

@@ -98,9 +98,11 @@ class InputDomain:
 
 
 def from_samples(names: list[str], samples: list[list[np.ndarray]], margin: float = DEFAULT_MARGIN,
-                 limits: dict[str, tuple[int, int]] | None = None) -> InputDomain:
+                 limits: dict[str, tuple[int, int]] | None = None,
+                 unvaried_width: float | None = None) -> InputDomain:
     """The samples' range of each element, widened by ``margin`` x that range on each side (an element the samples
-    never vary: by ``margin`` x max(1, |value|)); an input with ``limits`` (the rows of the table it indexes:
+    never vary: by ``margin`` x ``unvaried_width``, None: x max(1, |value|), a caller's constant may vary with its
+    size); an input with ``limits`` (the rows of the table it indexes:
     ``graph.index_limits``) takes all of them at every element, whatever the samples (any token at any place)."""
     import numpy as np
 
@@ -108,7 +110,8 @@ def from_samples(names: list[str], samples: list[list[np.ndarray]], margin: floa
     for k, name in enumerate(names):
         stacked = np.stack([np.asarray(s[k], dtype=np.float64).ravel() for s in samples])
         lo, hi = stacked.min(axis=0), stacked.max(axis=0)
-        width = np.where(hi > lo, hi - lo, np.maximum(1.0, np.abs(lo)))
+        unvaried = np.maximum(1.0, np.abs(lo)) if unvaried_width is None else np.full(lo.shape, unvaried_width)
+        width = np.where(hi > lo, hi - lo, unvaried)
         lo, hi = lo - margin * width, hi + margin * width
         if limits and name in limits:
             lo, hi = np.full(lo.shape, float(limits[name][0])), np.full(hi.shape, float(limits[name][1]))

@@ -90,6 +90,9 @@ class CompileOptions:
     task: str | None = None  # "classification" | "regression" as the owner states it; None: from evidence only
     domain: str | None = None  # the owner's input domain (models/domain.stated: LOW:HIGH or JSON); None: the samples'
     domain_margin: float = DEFAULT_MARGIN  # a domain from the samples: their range widened by this on each side
+    # ... and an element the samples never vary, by domain_margin x this (None: x max(1, |value|)): a later slice's
+    # inputs are computed, so one never varying is the graph's constant (an attention mask's -100), widened by 1
+    unvaried_width: float | None = None
     scales: tuple[int, ...] | None = None  # the input scales the search may use (None: the default grid's)
     # a verifier over EIP-170's size is served on chain by a SharedVerifier clone (a slice's): no other candidate is
     # timed for a smaller one (a key setup and a proof each), only for one EZKL's verifier refuses
@@ -140,7 +143,7 @@ def _compile(
         circuit_onnx = circuit_model(onnx_path, work, options.profile)
         flat = [calibration_flat_input(s, options.profile) for s in samples]
         reference = [models.run_onnx(work / "normalized.onnx", s) for s in samples]
-        domain = input_domain(info, samples, options.domain, options.domain_margin, progress)
+        domain = input_domain(info, samples, options.domain, options.domain_margin, progress, options.unvaried_width)
         points = domain_points(domain, info, options.profile)
         classifier, said = task_of(options.task, info)
         progress(said)
@@ -313,14 +316,15 @@ def _predicted(circuit_onnx: Path, flat: list[list[list[float]]], reference: lis
 
 
 def input_domain(info: models.ModelInfo, samples: list[list[np.ndarray]], spec: str | None, margin: float,
-                 progress: Progress) -> InputDomain:
+                 progress: Progress, unvaried_width: float | None = None) -> InputDomain:
     """The model's input domain: the owner's (``spec``; every sample must lie in it), else the samples' widened by
-    ``margin``; what makes the samples a poor calibration is said first."""
+    ``margin`` (an element they never vary: by ``margin`` x ``unvaried_width``, ``domain.from_samples``); what makes
+    the samples a poor calibration is said first."""
     for warning in sample_warnings(samples):
         progress(f"warning: {warning}")
     names, sizes = [t.name for t in info.inputs], [t.size for t in info.inputs]
     limits = index_limits(info.path)  # an input indexing a table (token ids): inside its rows
-    domain = stated(spec, names, sizes) if spec else from_samples(names, samples, margin, limits)
+    domain = stated(spec, names, sizes) if spec else from_samples(names, samples, margin, limits, unvaried_width)
     if spec:
         check_limits(domain, limits)
     for i, sample in enumerate(samples):

@@ -189,7 +189,7 @@ def _compile_chain(paths: list[Path], plan: slicing.SlicePlan, samples: list[lis
         slice_options = dataclasses.replace(
             options, profile=profile, scales=scales, candidates=given,
             name=f"{options.name or paths[k].stem} slice {k + 1}/{len(paths)}",
-            batch_sizes=(), domain=options.domain if k == 0 else None,
+            batch_sizes=(), domain=options.domain if k == 0 else None, unvaried_width=None if k == 0 else 1.0,
             task=options.task if k == last else "regression", budget=options.budget, oversize_verifier_ok=True,
             min_logrows=min_logrows)
         try:
