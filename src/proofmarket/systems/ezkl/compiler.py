@@ -90,9 +90,7 @@ class CompileOptions:
     task: str | None = None  # "classification" | "regression" as the owner states it; None: from evidence only
     domain: str | None = None  # the owner's input domain (models/domain.stated: LOW:HIGH or JSON); None: the samples'
     domain_margin: float = DEFAULT_MARGIN  # a domain from the samples: their range widened by this on each side
-    # ... and an element the samples never vary, by domain_margin x this (None: x max(1, |value|)): a later slice's
-    # inputs are computed, so one never varying is the graph's constant (an attention mask's -100), widened by 1
-    unvaried_width: float | None = None
+    unvaried_width: float | None = None  # ... one they never vary by margin x this (None: max(1, |v|); domain.py)
     scales: tuple[int, ...] | None = None  # the input scales the search may use (None: the default grid's)
     # a verifier over EIP-170's size is served on chain by a SharedVerifier clone (a slice's): no other candidate is
     # timed for a smaller one (a key setup and a proof each), only for one EZKL's verifier refuses
@@ -318,8 +316,7 @@ def _predicted(circuit_onnx: Path, flat: list[list[list[float]]], reference: lis
 def input_domain(info: models.ModelInfo, samples: list[list[np.ndarray]], spec: str | None, margin: float,
                  progress: Progress, unvaried_width: float | None = None) -> InputDomain:
     """The model's input domain: the owner's (``spec``; every sample must lie in it), else the samples' widened by
-    ``margin`` (an element they never vary: by ``margin`` x ``unvaried_width``, ``domain.from_samples``); what makes
-    the samples a poor calibration is said first."""
+    ``margin`` (``domain.from_samples``); what makes the samples a poor calibration is said first."""
     for warning in sample_warnings(samples):
         progress(f"warning: {warning}")
     names, sizes = [t.name for t in info.inputs], [t.size for t in info.inputs]
@@ -342,7 +339,6 @@ def domain_points(domain: InputDomain, info: models.ModelInfo, profile: PrivacyP
     return [calibration_flat_input([np.asarray(v, dtype=np.float32).reshape(t.shape) for v, t in
                                     zip(point, info.inputs, strict=True)], profile)
             for point in domain.points(integral=integral(info.inputs))]
-
 
 
 TASKS = ("classification", "regression")

@@ -189,6 +189,8 @@ def _compile_chain(paths: list[Path], plan: slicing.SlicePlan, samples: list[lis
         slice_options = dataclasses.replace(
             options, profile=profile, scales=scales, candidates=given,
             name=f"{options.name or paths[k].stem} slice {k + 1}/{len(paths)}",
+            # a later slice's inputs are computed over the first's domain: one that never varies is the graph's
+            # constant (an attention mask's -100), widened by the margin alone
             batch_sizes=(), domain=options.domain if k == 0 else None, unvaried_width=None if k == 0 else 1.0,
             task=options.task if k == last else "regression", budget=options.budget, oversize_verifier_ok=True,
             min_logrows=min_logrows)
