@@ -19,9 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from proofmarket.core.errors import InputOutOfRange, UsageError
+from proofmarket.core.errors import InputOutOfRange, ProofMarketError, UsageError
 
 if TYPE_CHECKING:  # numpy loads where compile uses it, never for a call's check (``prove``'s plain path has none)
+    from collections.abc import Callable
+
     import numpy as np
 
 DEFAULT_MARGIN = 0.5  # the samples' range widened by half of itself on each side (four random samples of a uniform
@@ -207,3 +209,34 @@ def index_limits(path: Path) -> dict[str, tuple[int, int]]:
     from proofmarket.models.graph import index_limits as limits_of
 
     return limits_of(onnx.load(str(path), load_external_data=False))
+
+
+def point_arrays(domain: InputDomain, inputs: Any) -> list[list[Any]]:
+    """The domain's covering points (``InputDomain.points``) as arrays in the inputs' (``TensorSpec``s) shapes."""
+    import numpy as np
+
+    return [[np.asarray(v, dtype=np.float32).reshape(t.shape) for v, t in zip(point, inputs, strict=True)]
+            for point in domain.points(integral=integral(inputs))]
+
+
+def input_domain(info: Any, samples: list[list[np.ndarray]], spec: str | None, margin: float,
+                 progress: Callable[[str], None], unvaried_width: float | None = None) -> InputDomain:
+    """The model's input domain: the owner's (``spec``; every sample must lie in it), else the samples' widened by
+    ``margin`` (``from_samples``); what makes the samples a poor calibration is said first. ``info``: the model's
+    ``ModelInfo``."""
+    import numpy as np
+
+    for warning in sample_warnings(samples):
+        progress(f"warning: {warning}")
+    names, sizes = [t.name for t in info.inputs], [t.size for t in info.inputs]
+    limits = index_limits(info.path)  # an input indexing a table (token ids): inside its rows
+    domain = stated(spec, names, sizes) if spec else from_samples(names, samples, margin, limits, unvaried_width)
+    if spec:
+        check_limits(domain, limits)
+    for i, sample in enumerate(samples):
+        try:
+            domain.check([np.asarray(a, dtype=np.float64).ravel().tolist() for a in sample])
+        except ProofMarketError as exc:
+            raise UsageError(f"sample {i} lies outside the stated input domain: {exc.message}") from None
+    progress(domain.summary())
+    return domain

@@ -20,13 +20,10 @@ no such MatMul) multiplies the values cast to int32 and casts the product back: 
 An infinite constant (a causal attention mask's ``-inf``, written by ``masked_fill``) has no fixed-point value, and
 a mask of the float's lowest value (``torch.finfo(...).min``, Hugging Face's) or of ``-1e9`` has none a circuit can
 hold (EZKL refused it: "significant bit truncation"): after folding, every constant of magnitude at least
-``MASK_MAGNITUDE`` is written as ``±INFINITY_AS``. A softmax then gives a masked position exp(-100 - max), zero at
-any circuit scale while the row's real logits stay well above -100 (a ``masked_fill``) or no masked logit stands
-near 100 above the row's highest real one (an added mask); the accuracy check against onnxruntime's answers with the
-original constants stands as for every model. The value also sets the rows of the circuit's range checks (the
-masked logit at the circuit's scale: a 6-token attention head is 2^18 rows at -100 and 2^16 at -24, `compile
---dry-run`), but -24 is not below every real logit: the rewrite tests' unscaled head has a row whose one real
-logit is under -24.
+``MASK_MAGNITUDE`` is written as ``±INFINITY_AS`` and named in the model's metadata (``MASKS_KEY``). A softmax then
+gives a masked position exp(-100 - max), zero at any circuit scale. The compile, with the samples and the input
+domain in hand, fits the value to the scores the mask meets (``masks.py``: -100 set a 6-token head's circuit at 2^18
+rows, its computation's 2^15).
 
 Each rewrite runs in the sandboxed check before constants are folded, and the rewritten model's outputs are then
 checked against onnxruntime's on the samples like every model's.
@@ -46,6 +43,7 @@ _SMALL_INTS = frozenset({TensorProto.INT8, TensorProto.UINT8, TensorProto.INT16,
 _DEFAULT = ("", "ai.onnx")
 INFINITY_AS = 100.0  # what a mask's constant becomes (attention masks): exp(-100) is 3.7e-44
 MASK_MAGNITUDE = 1e9  # a constant this large is a mask: no circuit holds it (1e9 at the coarsest scale is 2^37)
+MASKS_KEY = "proofmarket.masks"  # the model's metadata naming the constants written as masks
 
 
 def rewrite_standard(model: onnx.ModelProto) -> list[str]:
@@ -101,7 +99,7 @@ def finite_constants(model: onnx.ModelProto) -> list[str]:
     as ``±INFINITY_AS``; one note, or none."""
     from onnx import numpy_helper
 
-    changed = 0
+    changed: list[str] = []
     for index, init in enumerate(list(model.graph.initializer)):
         if init.data_type not in (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16):
             continue
@@ -110,9 +108,15 @@ def finite_constants(model: onnx.ModelProto) -> list[str]:
         if huge.any():
             fixed = np.where(huge, np.sign(array) * INFINITY_AS, array).astype(array.dtype)
             model.graph.initializer[index].CopyFrom(numpy_helper.from_array(fixed, init.name))
-            changed += 1
+            changed.append(init.name)
+    if changed:  # named for the compile, which fits the value to the data (masks.fit_masks)
+        kept = [(p.key, p.value) for p in model.metadata_props if p.key != MASKS_KEY]
+        del model.metadata_props[:]
+        for key, value in [*kept, (MASKS_KEY, ",".join(changed))]:
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, value
     return [f"infinite constants (attention masks: -inf or at least {MASK_MAGNITUDE:g} in magnitude) as "
-            f"±{INFINITY_AS:g} ({changed} tensor{'s' * (changed != 1)})"] \
+            f"±{INFINITY_AS:g} ({len(changed)} tensor{'s' * (len(changed) != 1)})"] \
         if changed else []
 
 

@@ -144,20 +144,24 @@ def test_a_torch_default_export_with_npy_samples_is_read_as_compile_reads_it(tmp
 
 
 @pytest.mark.slow  # the prediction calibrates the attention's circuit
-def test_a_causal_mask_of_the_floats_lowest_value_is_predicted_not_refused(tmp_path: Path) -> None:
+def test_a_causal_mask_of_the_floats_lowest_value_is_fitted_to_the_data_not_refused(tmp_path: Path) -> None:
     """Hugging Face's causal mask (``masked_fill`` with ``torch.finfo(float32).min``): EZKL refused the constant
-    ("significant bit truncation when instantiating"); written as the mask it is, the model is predicted."""
+    ("significant bit truncation when instantiating"). Written as a mask, then fitted to the samples' scores
+    (``models/masks.py``), the head's circuit is sized by its computation, not by the mask's range (±100 laid it
+    out on 2^18 rows)."""
     import numpy as np
     import onnx
     from attention_model import masked_attention
 
-    onnx.save(masked_attention(float(np.finfo(np.float32).min)), str(tmp_path / "attention.onnx"))
-    samples = np.random.default_rng(3).normal(size=(4, 6, 8)).astype(np.float32)
+    onnx.save(masked_attention(float(np.finfo(np.float32).min), spread=0.2), str(tmp_path / "attention.onnx"))
+    samples = np.random.default_rng(3).uniform(0, 1, size=(4, 6, 8)).astype(np.float32)
     np.save(tmp_path / "samples.npy", samples)
     done = _cli(tmp_path / "home", "compile", str(tmp_path / "attention.onnx"), "--sample",
                 str(tmp_path / "samples.npy"), "--dry-run", "--json")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert json.loads(done.stdout)["prediction"]["logrows"] >= 8
+    prediction = json.loads(done.stdout)["prediction"]
+    assert any(line.startswith("rewritten: attention masks as ±") for line in prediction["domain"]), prediction
+    assert prediction["logrows"] <= 16
 
 # --- the tuner times honestly ------------------------------------------------------------------------
 def test_the_grid_includes_ezkls_own_defaults() -> None:

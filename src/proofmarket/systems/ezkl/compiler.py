@@ -12,7 +12,7 @@ import logging
 import math
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,14 +31,11 @@ from proofmarket.core.errors import (
 from proofmarket.models.domain import (
     DEFAULT_MARGIN,
     InputDomain,
-    check_limits,
-    from_samples,
-    index_limits,
-    integral,
-    sample_warnings,
-    stated,
+    input_domain,
+    point_arrays,
 )
 from proofmarket.models.external import self_contained
+from proofmarket.models.masks import fit_masks
 from proofmarket.store import LocalStore
 from proofmarket.systems.documents import put_artifact
 from proofmarket.systems.ezkl import ezkl_calls, shared_verifier, solidity
@@ -138,10 +135,11 @@ def _compile(
         raise UsageError(f"give at most {MAX_SAMPLES} samples for tuning, not {len(samples)}")
     with tempfile.TemporaryDirectory(prefix="proofmarket-compile-") as tmp:
         work = Path(tmp)
-        circuit_onnx = circuit_model(onnx_path, work, options.profile)
+        domain = input_domain(info, samples, options.domain, options.domain_margin, progress, options.unvaried_width)
+        circuit_onnx = circuit_model(onnx_path, work, options.profile, samples + point_arrays(domain, info.inputs),
+                                     progress)
         flat = [calibration_flat_input(s, options.profile) for s in samples]
         reference = [models.run_onnx(work / "normalized.onnx", s) for s in samples]
-        domain = input_domain(info, samples, options.domain, options.domain_margin, progress, options.unvaried_width)
         points = domain_points(domain, info, options.profile)
         classifier, said = task_of(options.task, info)
         progress(said)
@@ -246,14 +244,15 @@ def predict_model(onnx_path: Path, samples_doc: Any, profile: PrivacyProfile, ta
         samples = models.parse_samples(samples_doc, info)
         if not samples:
             raise UsageError("the samples file holds no sample input: give at least one")
-        circuit_onnx = circuit_model(onnx_path, Path(tmp), profile)
+        said: list[str] = []
+        domain = input_domain(info, samples, domain_spec, margin, said.append)
+        circuit_onnx = circuit_model(onnx_path, Path(tmp), profile, samples + point_arrays(domain, info.inputs),
+                                     said.append)
         flat = [calibration_flat_input(s, profile) for s in samples[:MAX_SAMPLES]]
         reference = [models.run_onnx(Path(tmp) / "normalized.onnx", s) for s in samples[:MAX_SAMPLES]]
         checked = dataclasses.replace(bound or AccuracyBound(), classifier=task_of(task, info)[0])
         known: dict[str, Candidate] = {}
         largest = max((float(np.max(np.abs(a))) for s in samples for a in s if np.size(a)), default=None)
-        said: list[str] = []
-        domain = input_domain(info, samples, domain_spec, margin, said.append)
         points = domain_points(domain, info, profile)
         prediction = _predicted(circuit_onnx, flat, reference, profile, Path(tmp), checked, known,
                                 max_input=largest, domain_points=points, first_only=True, budget=budget,
@@ -313,32 +312,10 @@ def _predicted(circuit_onnx: Path, flat: list[list[list[float]]], reference: lis
     return estimate, (time.perf_counter() - started) / (tried + 1)
 
 
-def input_domain(info: models.ModelInfo, samples: list[list[np.ndarray]], spec: str | None, margin: float,
-                 progress: Progress, unvaried_width: float | None = None) -> InputDomain:
-    """The model's input domain: the owner's (``spec``; every sample must lie in it), else the samples' widened by
-    ``margin`` (``domain.from_samples``); what makes the samples a poor calibration is said first."""
-    for warning in sample_warnings(samples):
-        progress(f"warning: {warning}")
-    names, sizes = [t.name for t in info.inputs], [t.size for t in info.inputs]
-    limits = index_limits(info.path)  # an input indexing a table (token ids): inside its rows
-    domain = stated(spec, names, sizes) if spec else from_samples(names, samples, margin, limits, unvaried_width)
-    if spec:
-        check_limits(domain, limits)
-    for i, sample in enumerate(samples):
-        try:
-            domain.check([np.asarray(a, dtype=np.float64).ravel().tolist() for a in sample])
-        except ProofMarketError as exc:
-            raise UsageError(f"sample {i} lies outside the stated input domain: {exc.message}") from None
-    progress(domain.summary())
-    return domain
-
-
 def domain_points(domain: InputDomain, info: models.ModelInfo, profile: PrivacyProfile) -> list[list[list[float]]]:
     """The domain's covering points as the tuner calibrates on them (each input in its shape, salted as samples;
     an integer input's, integers)."""
-    return [calibration_flat_input([np.asarray(v, dtype=np.float32).reshape(t.shape) for v, t in
-                                    zip(point, info.inputs, strict=True)], profile)
-            for point in domain.points(integral=integral(info.inputs))]
+    return [calibration_flat_input(point, profile) for point in point_arrays(domain, info.inputs)]
 
 
 TASKS = ("classification", "regression")
@@ -364,11 +341,15 @@ def task_of(task: str | None, info: models.ModelInfo) -> tuple[bool, str]:
                    "also check each sample's class)")
 
 
-def circuit_model(onnx_path: Path, work: Path, profile: PrivacyProfile) -> Path:
-    """The ONNX that becomes the circuit: normalised to batch 1 (``work/normalized.onnx``, also the
-    onnxruntime reference), then wrapped to take a salt for a hashed input (``work/salted.onnx``)."""
+def circuit_model(onnx_path: Path, work: Path, profile: PrivacyProfile, points: Sequence[Sequence[np.ndarray]] = (),
+                  progress: Progress = lambda _: None) -> Path:
+    """The ONNX that becomes the circuit: normalised to batch 1 (``work/normalized.onnx``, also the onnxruntime
+    reference; its masks fitted on ``points``: ``models/masks.py``), then wrapped to take a salt for a hashed input
+    (``work/salted.onnx``)."""
     normalized = work / "normalized.onnx"
     models.normalize_model(onnx_path, normalized)
+    if (note := fit_masks(normalized, points)) is not None:
+        progress(f"rewritten: {note}")
     if not profile.salted:
         return normalized
     salted = work / "salted.onnx"

@@ -17,7 +17,9 @@ from proofmarket import models
 from proofmarket.core.budget import Budget
 from proofmarket.core.errors import AccuracyNotMet, BundleError, CircuitCompileError, ModelOverBudget, UsageError
 from proofmarket.models import slicing
+from proofmarket.models.domain import input_domain, point_arrays
 from proofmarket.models.external import self_contained
+from proofmarket.models.masks import fit_masks
 from proofmarket.store import LocalStore
 from proofmarket.systems.documents import put_artifact
 from proofmarket.systems.ezkl import ezkl_calls, slice_costs
@@ -49,6 +51,12 @@ def compile_sliced(onnx_path: Path, samples_doc: Any, store: LocalStore, options
         work = Path(tmp)
         info, normalized = _normalized(onnx_path, work)
         samples = models.parse_samples(samples_doc, info)
+        # the samples and points covering the first slice's input domain: the whole model's masks are fitted on them
+        # before it is cut, and the later slices calibrated on what they carry between the slices (an input inside
+        # the domain can take a tensor between slices past the samples')
+        reach = samples + _domain_points(info, samples, options)
+        if (note := fit_masks(normalized, reach)) is not None:
+            progress(f"rewritten: {note}")
         plan = slice_costs.planned(onnx.load(str(normalized)), slices, options.budget, work / "costs", progress)
         paths = slicing.write_slices(normalized, plan, work / "slices")[1]
         if plan.count < 2:
@@ -56,9 +64,6 @@ def compile_sliced(onnx_path: Path, samples_doc: Any, store: LocalStore, options
                              "at: compile it as one circuit")
         progress(f"slicing: {plan.count} slices of work {', '.join(f'{w:,}' for w in plan.works())} at "
                  f"{', '.join('+'.join(c.tensors) for c in plan.cuts)}")
-        # each cut's tensors on the samples, and on points covering the first slice's input domain: what the later
-        # slices are calibrated on (an input inside the domain can take a tensor between slices past the samples')
-        reach = samples + _domain_points(info, samples, options)
         between = [slicing.run_chain(paths, s)[1] for s in reach[:MAX_CALIBRATION]]
         floor = 0
         while True:
@@ -137,12 +142,8 @@ MAX_CALIBRATION = 64  # samples a slice after the first is calibrated on (the co
 def _domain_points(info: Any, samples: list[list[np.ndarray]], options: Any) -> list[list[np.ndarray]]:
     """Points covering the model's input domain (the owner's, else the samples' widened: the compiler's), as
     arrays."""
-    from proofmarket.models.domain import integral
-    from proofmarket.systems.ezkl.compiler import input_domain
-
-    domain = input_domain(info, samples, options.domain, options.domain_margin, lambda _: None)
-    return [[np.asarray(v, dtype=np.float32).reshape(t.shape) for v, t in zip(point, info.inputs, strict=True)]
-            for point in domain.points(integral=integral(info.inputs))]
+    return point_arrays(input_domain(info, samples, options.domain, options.domain_margin, lambda _: None),
+                        info.inputs)
 
 
 def _finer(scale: int, error: AccuracyNotMet) -> int:
