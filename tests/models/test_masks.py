@@ -76,3 +76,12 @@ def test_a_model_without_masks_is_left_as_it_is(tmp_path: Path) -> None:
     path = _normalized(tmp_path, model)
     before = path.read_bytes()
     assert fit_masks(path, _points()) is None and path.read_bytes() == before
+
+
+def test_an_uploaded_models_own_masks_entry_names_nothing(tmp_path: Path) -> None:
+    """Only what the check wrote is a mask: a model arriving with the metadata entry (naming its weights) keeps them."""
+    model = masked_attention(-5.0)
+    helper.set_model_props(model, {MASKS_KEY: "wq,wk"})
+    path = _normalized(tmp_path, model)
+    assert all(p.key != MASKS_KEY for p in onnx.load(str(path)).metadata_props)
+    assert fit_masks(path, _points()) is None

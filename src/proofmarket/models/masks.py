@@ -70,7 +70,10 @@ def _met(model: onnx.ModelProto, masks: set[str]) -> list[str] | None:
 
 def _fitted(model: onnx.ModelProto, masks: set[str], met: list[str], points: Sequence[Sequence[np.ndarray]],
             work: Path) -> tuple[onnx.ModelProto, float, float] | None:
-    elem = {i.name: i.data_type for i in model.graph.initializer}[next(iter(masks))]
+    types = {i.name: i.data_type for i in model.graph.initializer}
+    if not masks <= types.keys():  # a mask no longer a constant of the graph: left as it is
+        return None
+    elem = types[next(iter(masks))]
     outputs = len(model.graph.output)
     with tempfile.TemporaryDirectory(prefix="proofmarket-masks-", dir=work) as tmp:
         probe = onnx.ModelProto()
