@@ -23,7 +23,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from proofmarket.models.rewrites import INFINITY_AS, MASKS_KEY
+from proofmarket.models.rewrites import INFINITY_AS, MASKS_KEY, name_masks
 from proofmarket.models.runtime import run_onnx
 
 MARGIN = 20.0  # how far under every real score of its row a masked one stands
@@ -39,11 +39,7 @@ def fit_masks(normalized: Path, points: Sequence[Sequence[np.ndarray]]) -> str |
     if not names:
         return None
     masks = set(names.split(","))
-    kept = [(p.key, p.value) for p in model.metadata_props if p.key != MASKS_KEY]
-    del model.metadata_props[:]
-    for key, value in kept:
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
+    name_masks(model, [])
     met = _met(model, masks)
     fitted = None if met is None or not points else _fitted(model, masks, met, points, normalized.parent)
     _save(fitted[0] if fitted else model, normalized)

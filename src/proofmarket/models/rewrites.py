@@ -109,16 +109,20 @@ def finite_constants(model: onnx.ModelProto) -> list[str]:
             fixed = np.where(huge, np.sign(array) * INFINITY_AS, array).astype(array.dtype)
             model.graph.initializer[index].CopyFrom(numpy_helper.from_array(fixed, init.name))
             changed.append(init.name)
-    # named for the compile, which fits the value to the data (masks.fit_masks); an uploaded model's own entry of
-    # that name is dropped: only what this check wrote is a mask
-    kept = [(p.key, p.value) for p in model.metadata_props if p.key != MASKS_KEY]
-    del model.metadata_props[:]
-    for key, value in [*kept, *([(MASKS_KEY, ",".join(changed))] if changed else [])]:
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
+    name_masks(model, changed)  # an uploaded model's own entry of that name is dropped: only these are masks
     return [f"infinite constants (attention masks: -inf or at least {MASK_MAGNITUDE:g} in magnitude) as "
             f"±{INFINITY_AS:g} ({len(changed)} tensor{'s' * (len(changed) != 1)})"] \
         if changed else []
+
+
+def name_masks(model: onnx.ModelProto, names: list[str]) -> None:
+    """Name the constants written as masks in the model's metadata (``MASKS_KEY``), for the compile that fits their
+    value to the data (``masks.fit_masks``); no names: the entry removed."""
+    kept = [(p.key, p.value) for p in model.metadata_props if p.key != MASKS_KEY]
+    del model.metadata_props[:]
+    for key, value in [*kept, *([(MASKS_KEY, ",".join(names))] if names else [])]:
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
 
 
 def _gelu(low: Lowering, node: onnx.NodeProto) -> None:

@@ -30,7 +30,6 @@ from proofmarket.core.errors import (
 )
 from proofmarket.models.domain import (
     DEFAULT_MARGIN,
-    InputDomain,
     input_domain,
     point_arrays,
 )
@@ -136,11 +135,11 @@ def _compile(
     with tempfile.TemporaryDirectory(prefix="proofmarket-compile-") as tmp:
         work = Path(tmp)
         domain = input_domain(info, samples, options.domain, options.domain_margin, progress, options.unvaried_width)
-        circuit_onnx = circuit_model(onnx_path, work, options.profile, samples + point_arrays(domain, info.inputs),
-                                     progress)
+        covering = point_arrays(domain, info.inputs)
+        circuit_onnx = circuit_model(onnx_path, work, options.profile, samples + covering, progress)
         flat = [calibration_flat_input(s, options.profile) for s in samples]
         reference = [models.run_onnx(work / "normalized.onnx", s) for s in samples]
-        points = domain_points(domain, info, options.profile)
+        points = [calibration_flat_input(p, options.profile) for p in covering]  # as the tuner calibrates (salted)
         classifier, said = task_of(options.task, info)
         progress(said)
         bound = dataclasses.replace(options.bound or AccuracyBound(), classifier=classifier)
@@ -246,14 +245,14 @@ def predict_model(onnx_path: Path, samples_doc: Any, profile: PrivacyProfile, ta
             raise UsageError("the samples file holds no sample input: give at least one")
         said: list[str] = []
         domain = input_domain(info, samples, domain_spec, margin, said.append)
-        circuit_onnx = circuit_model(onnx_path, Path(tmp), profile, samples + point_arrays(domain, info.inputs),
-                                     said.append)
+        covering = point_arrays(domain, info.inputs)
+        circuit_onnx = circuit_model(onnx_path, Path(tmp), profile, samples + covering, said.append)
         flat = [calibration_flat_input(s, profile) for s in samples[:MAX_SAMPLES]]
         reference = [models.run_onnx(Path(tmp) / "normalized.onnx", s) for s in samples[:MAX_SAMPLES]]
         checked = dataclasses.replace(bound or AccuracyBound(), classifier=task_of(task, info)[0])
         known: dict[str, Candidate] = {}
         largest = max((float(np.max(np.abs(a))) for s in samples for a in s if np.size(a)), default=None)
-        points = domain_points(domain, info, profile)
+        points = [calibration_flat_input(p, profile) for p in covering]
         prediction = _predicted(circuit_onnx, flat, reference, profile, Path(tmp), checked, known,
                                 max_input=largest, domain_points=points, first_only=True, budget=budget,
                                 calibrate_up_to=DRY_RUN_CALIBRATES_UP_TO)[0]
@@ -310,12 +309,6 @@ def _predicted(circuit_onnx: Path, flat: list[list[list[float]]], reference: lis
     estimate = predict(circuit_onnx, flat + (domain_points or []), input_visibility=profile.input,
                        param_visibility=profile.params, max_input=max_input, output_visibility=profile.output)
     return estimate, (time.perf_counter() - started) / (tried + 1)
-
-
-def domain_points(domain: InputDomain, info: models.ModelInfo, profile: PrivacyProfile) -> list[list[list[float]]]:
-    """The domain's covering points as the tuner calibrates on them (each input in its shape, salted as samples;
-    an integer input's, integers)."""
-    return [calibration_flat_input(point, profile) for point in point_arrays(domain, info.inputs)]
 
 
 TASKS = ("classification", "regression")
