@@ -79,3 +79,23 @@ def test_integer_inputs_are_named_integral() -> None:
     from proofmarket.models.spec import TensorSpec
 
     assert integral([TensorSpec("ids", (1, 4), "int64"), TensorSpec("x", (1, 2), "float32")]) == (True, False)
+
+
+def test_ids_reshaped_before_the_table_are_still_limited_to_its_rows(tmp_path: Path) -> None:
+    """Hugging Face's models flatten the token ids (a Reshape) before the embedding; a node that keeps only some of
+    the ids' values (a Slice) does not carry the limit: those ids are not all indices."""
+    table = numpy_helper.from_array(np.zeros((7, 2), np.float32), "table")
+    shape = numpy_helper.from_array(np.array([-1], np.int64), "shape")
+    axes = numpy_helper.from_array(np.array([0], np.int64), "axes")
+    starts, ends = (numpy_helper.from_array(np.array([v], np.int64), n) for v, n in ((0, "starts"), (2, "ends")))
+    nodes = [helper.make_node("Reshape", ["ids", "shape"], ["flat"]),
+             helper.make_node("Transpose", ["flat"], ["same"], perm=[0]),
+             helper.make_node("Gather", ["table", "same"], ["y"], axis=0),
+             helper.make_node("Slice", ["ids2", "starts", "ends", "axes"], ["part"]),
+             helper.make_node("Gather", ["table", "part"], ["z"], axis=0)]
+    graph = helper.make_graph(nodes, "flat", [helper.make_tensor_value_info("ids", TensorProto.INT64, [1, 4]),
+                                              helper.make_tensor_value_info("ids2", TensorProto.INT64, [4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 2]),
+                               helper.make_tensor_value_info("z", TensorProto.FLOAT, [2, 2])],
+                              [table, shape, axes, starts, ends])
+    assert limits_of_model(helper.make_model(graph)) == {"ids": (0, 6)}

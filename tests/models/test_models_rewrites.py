@@ -123,3 +123,89 @@ def test_a_large_constant_under_a_masks_size_is_kept() -> None:
                        {"big": np.array([[1e8, -3.0]], np.float32)})
     assert finite_constants(model) == []
     np.testing.assert_array_equal(numpy_helper.to_array(model.graph.initializer[0]), [[1e8, -3.0]])
+
+
+def _guarded_softmax(fill: np.ndarray, *, other_use: bool = False, keep: str = "p") -> onnx.ModelProto:
+    """x -> Softmax -> Where(IsNaN(p), fill, keep): the guard torch writes after scaled_dot_product_attention."""
+    nodes = [helper.make_node("Softmax", ["x"], ["p"], axis=-1), helper.make_node("IsNaN", ["p"], ["nan"]),
+             helper.make_node("Where", ["nan", "fill", keep], ["y"])]
+    outputs = [("y", [1, 2, 4])]
+    if other_use:  # the test's value read elsewhere too
+        nodes.append(helper.make_node("Cast", ["nan"], ["flags"], to=TensorProto.FLOAT))
+        outputs.append(("flags", [1, 2, 4]))
+    return make_model(nodes, [("x", [1, 2, 4])], outputs, {"fill": fill})
+
+
+def test_a_nan_guard_is_its_value_and_the_answers_stay(tmp_path: Path) -> None:
+    """Where(IsNaN(p), 0, p): no NaN in a circuit, the guard is p; the model computes numpy's softmax."""
+    model = _guarded_softmax(np.array(0.0, np.float32))
+    path, notes, ops = _normalized(tmp_path, model)
+    assert "IsNaN" not in ops and "Where" not in ops, ops
+    assert any(n.startswith("NaN guards") for n in notes), notes
+    x = np.random.default_rng(1).normal(size=(1, 2, 4)).astype(np.float32)
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    np.testing.assert_allclose(run_onnx(path, [x])[0], e / e.sum(axis=-1, keepdims=True), atol=1e-6)
+
+
+@pytest.mark.parametrize("case", ["fill-not-scalar", "other-branch", "test-read-elsewhere"])
+def test_an_isnan_that_is_not_a_guard_of_its_own_value_is_refused(tmp_path: Path, case: str) -> None:
+    from proofmarket.core.errors import UnsupportedOperator
+
+    fill = np.zeros((1, 2, 4), np.float32) + np.arange(4, dtype=np.float32)
+    model = {"fill-not-scalar": lambda: _guarded_softmax(fill),
+             "other-branch": lambda: _guarded_softmax(np.array(0.0, np.float32), keep="x"),
+             "test-read-elsewhere": lambda: _guarded_softmax(np.array(0.0, np.float32), other_use=True)}[case]()
+    raw = tmp_path / "raw.onnx"
+    onnx.save(model, str(raw))
+    with pytest.raises(UnsupportedOperator, match="IsNaN"):  # read elsewhere: the test stays for that reader
+        load_model(raw)
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_hugging_face_gpt2_and_torch_sdpa_exports_pass_the_check_and_compute_what_torch_does(tmp_path: Path) -> None:
+    """Hugging Face's GPT-2 (token ids flattened by a Reshape before the embedding; attention through
+    scaled_dot_product_attention, a NaN guard after its softmax, a mask of the float's lowest) and a block calling
+    ``F.scaled_dot_product_attention(is_causal=True)``, as torch's default exporter writes them: the check keeps
+    neither IsNaN nor an unbounded mask, the token ids' domain is the vocabulary's rows, and the rewritten models
+    compute what torch does (before: ``unsupported_operator: IsNaN``)."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from proofmarket.models.domain import index_limits
+    from proofmarket.models.external import self_contained
+
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=40, n_positions=12, n_embd=16, n_layer=1, n_head=2, resid_pdrop=0.0,
+                        embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0)
+    lm = GPT2LMHeadModel(config).eval()
+
+    class Logits(torch.nn.Module):
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            return lm(input_ids=ids, use_cache=False).logits
+
+    class Sdpa(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.qkv = torch.nn.Linear(8, 24)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            q, k, v = (z.view(1, 6, 2, 4).transpose(1, 2) for z in self.qkv(x).split(8, dim=2))
+            y = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+            return y.transpose(1, 2).reshape(1, 6, 8)
+
+    ids = np.random.default_rng(2).integers(0, 40, (1, 10)).astype(np.int64)
+    x = np.random.default_rng(3).normal(size=(1, 6, 8)).astype(np.float32)
+    for name, module, given in (("gpt2", Logits().eval(), ids), ("sdpa", Sdpa().eval(), x)):
+        folder = tmp_path / name
+        folder.mkdir()
+        torch.onnx.export(module, (torch.tensor(given),), str(folder / "model.onnx"))
+        whole = self_contained(folder / "model.onnx", folder / "whole", 10**9)
+        info = load_model(whole)
+        assert "IsNaN" not in info.operators, info.operators
+        assert any(n.startswith("infinite constants (attention masks") for n in info.notes), info.notes
+        normalize_model(whole, folder / "normalized.onnx")
+        want = module(torch.tensor(given)).detach().numpy()
+        np.testing.assert_allclose(run_onnx(folder / "normalized.onnx", [given])[0], want, atol=1e-4)
+        if name == "gpt2":
+            assert any(n.startswith("NaN guards") for n in info.notes), info.notes
+            assert index_limits(whole) == {info.inputs[0].name: (0, 39)}  # the vocabulary: 40 rows

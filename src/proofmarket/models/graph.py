@@ -288,22 +288,31 @@ def check_elements(model: onnx.ModelProto, inferred: onnx.ModelProto, limit: int
 
 
 
+#: Nodes whose output holds every value of their first input and no other (rearranged, or cast between integers)
+_SAME_VALUES = frozenset({"Cast", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity"})
+
+
 def index_limits(model: onnx.ModelProto) -> dict[str, tuple[int, int]]:
     """The range each integer graph input must lie in where it indexes a table: an input read (directly, or through
-    a Cast) as a Gather's indices over a table of static shape takes [0, rows - 1] of the gathered axis (a token id
-    over an embedding's vocabulary). Several tables: the narrowest. Other inputs are not named."""
+    nodes that keep every one of its values: a Cast, Reshape, Flatten, Squeeze, Unsqueeze, Transpose, Identity; Hugging
+    Face's models flatten the token ids first) as a Gather's indices over a table of static shape takes
+    [0, rows - 1] of the gathered axis (a token id over an embedding's vocabulary). Several tables: the narrowest.
+    Other inputs are not named."""
     graph = model.graph
     inputs = {i.name for i in graph.input} - {t.name for t in graph.initializer}
     shapes = {t.name: list(t.dims) for t in graph.initializer}
     for info in (*graph.value_info, *graph.input):
         dims = [d.dim_value if d.HasField("dim_value") else 0 for d in info.type.tensor_type.shape.dim]
         shapes.setdefault(info.name, dims)
-    cast_of = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "Cast" and n.input[0] in inputs}
+    source_of = {name: name for name in inputs}  # a value holding exactly some input's values, rearranged
+    for node in graph.node:
+        if node.op_type in _SAME_VALUES and node.input and node.input[0] in source_of:
+            source_of[node.output[0]] = source_of[node.input[0]]
     limits: dict[str, tuple[int, int]] = {}
     for node in graph.node:
         if node.op_type != "Gather" or len(node.input) < 2:
             continue
-        source = node.input[1] if node.input[1] in inputs else cast_of.get(node.input[1])
+        source = source_of.get(node.input[1])
         table = shapes.get(node.input[0])
         if source is None or not table:
             continue

@@ -29,7 +29,7 @@ from proofmarket.models.graph import (
 from proofmarket.models.ml_ops import rewrite_ml_ops
 from proofmarket.models.ops import DEFAULT_DOMAINS, MAX_OPSET, MIN_OPSET
 from proofmarket.models.precision import to_float32
-from proofmarket.models.rewrites import finite_constants, rewrite_standard
+from proofmarket.models.rewrites import drop_nan_guards, finite_constants, rewrite_standard
 from proofmarket.models.spec import ModelInfo
 
 MiB = 1024 * 1024
@@ -185,6 +185,7 @@ def _check(path: Path, *, max_bytes: int, batch_dim_ok: bool, max_tensor_element
     inputs, batched = fix_inputs(normalized, batch_dim_ok)
     rewritten = ([single] if single else []) + rewrite_ml_ops(normalized)  # ai.onnx.ml nodes as tensor arithmetic
     rewritten += rewrite_standard(normalized)  # Equal as comparisons, 8-bit MatMul in int32 (rewrites.py)
+    rewritten += drop_nan_guards(normalized)  # SDPA's Where(IsNaN(x), 0, x) as x (rewrites.py)
     check_operators(normalized, domains_only=True)
     dropped = drop_dynamic_value_info(normalized)
     for out in normalized.graph.output:  # let inference recompute what the batch fix changes

@@ -85,6 +85,41 @@ def rewrite_standard(model: onnx.ModelProto) -> list[str]:
     return notes
 
 
+def drop_nan_guards(model: onnx.ModelProto) -> list[str]:
+    """``Where(IsNaN(x), c, x)`` with a constant scalar ``c`` written as ``x`` (in place); one note, or none.
+
+    torch's exporter writes this guard after ``scaled_dot_product_attention``'s softmax (Hugging Face's GPT-2 and
+    LLaMA exports carry it): a fully masked row's softmax is NaN in floats, and the guard makes it 0. A circuit's
+    values are field elements, never NaN, and its masks are finite: the guard selects ``x`` at every input. An
+    ``IsNaN`` used any other way is left for the operator check to refuse."""
+    graph = model.graph
+    producers = {o: n for n in graph.node for o in n.output}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    scalars = {t.name for t in graph.initializer if int(np.prod(t.dims)) == 1}
+    for node in graph.node:
+        given = node.attribute[0] if node.op_type == "Constant" and len(node.attribute) == 1 else None
+        if given is not None and (given.name in ("value_float", "value_int")
+                                  or given.name == "value" and int(np.prod(given.t.dims)) == 1):
+            scalars.add(node.output[0])
+    outputs = {o.name for o in graph.output}
+    dropped: set[int] = set()
+    for node in graph.node:
+        guard = producers.get(node.input[0]) if node.op_type == "Where" and len(node.input) == 3 else None
+        if (guard is None or guard.op_type != "IsNaN" or guard.domain not in _DEFAULT or node.input[2] != guard.input[0]
+                or node.input[1] not in scalars):
+            continue
+        node.op_type, node.input[:] = "Identity", [node.input[2]]
+        dropped.add(id(node))
+        test = guard.output[0]
+        if test not in outputs and all(id(c) in dropped for c in consumers.get(test, [])):
+            graph.node.remove(guard)
+    return [f"NaN guards (Where(IsNaN(x), c, x)) as x: a circuit has no NaN ({_nodes(len(dropped))})"] \
+        if dropped else []
+
+
 def _equal(low: Lowering, node: onnx.NodeProto, types: dict[str, int]) -> None:
     a, b = node.input
     if types.get(a) == TensorProto.BOOL or types.get(b) == TensorProto.BOOL:
