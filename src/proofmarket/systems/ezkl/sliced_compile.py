@@ -84,7 +84,7 @@ def compile_sliced(onnx_path: Path, samples_doc: Any, store: LocalStore, options
             scale = int(json.loads(store.get(manifests[0].settings.cid))["run_args"]["input_scale"])
             floor = _finer(scale, AccuracyNotMet(
                 f"the slices together miss the accuracy bound: {missed} end to end, at the finest scale searched; "
-                "cut fewer slices, or loosen --max-error", **accuracy))
+                "cut fewer slices, or loosen --max-error", **accuracy), accuracy["max_abs_error"] / accuracy["limit"])
             progress(f"the slices' errors add up past the bound at scale {scale}: every slice again from scale "
                      f"{DEFAULT_SCALES[floor]}")
         _say_off_chain(manifests, progress)
@@ -146,12 +146,14 @@ def _domain_points(info: Any, samples: list[list[np.ndarray]], options: Any) -> 
                         info.inputs)
 
 
-def _finer(scale: int, error: AccuracyNotMet) -> int:
-    """The index of the next scale of the grid finer than ``scale``; ``error`` when none is."""
+def _finer(scale: int, error: AccuracyNotMet, over: float = 1.0) -> int:
+    """The index of the coarsest scale of the grid finer than ``scale`` by enough bits for an error ``over`` times
+    its bound (rounding halves per bit; half again to spare: every slice is compiled again), else the finest;
+    ``error`` when no scale is finer."""
     finer = [i for i, s in enumerate(DEFAULT_SCALES) if s > scale]
     if not finer:
         raise error
-    return finer[0]
+    return next((i for i in finer if 2.0 ** (DEFAULT_SCALES[i] - scale) >= 1.5 * over), finer[-1])
 
 
 class _TooCoarse(Exception):

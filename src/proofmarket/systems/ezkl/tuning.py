@@ -46,6 +46,7 @@ from proofmarket.systems.ezkl.candidates import (
     DEFAULT_SCALES,
     EZKL_DECOMPOSITION,
     EZKL_DEFAULT_SCALE,
+    FLOOR_SCALE,
     FLOOR_STEPS,
     GAS_BASE,
     GAS_FIT_ERROR,
@@ -157,7 +158,7 @@ def search(job: TuningJob, candidates: list[Candidate] | None = None, progress: 
     started = time.perf_counter()
     grid = candidates is None
     scales = [c.scale if c.scale is not None else EZKL_DEFAULT_SCALE for c in candidates or []]
-    finest = max([*scales, *(DEFAULT_SCALES if grid else ())], default=7)
+    finest = max([*scales, *((FLOOR_SCALE,) if grid else ())], default=7)
     limit = job.bound.limit([o for outs in job.reference for o in outs], finest)
     data = job.workdir / "calibration.json"
     data.write_text(json.dumps(calibration_input(job.samples + job.domain_points)))
@@ -213,7 +214,7 @@ def likely_pick(job: TuningJob, progress: Progress = _noop, first_only: bool = F
     Every candidate evaluated here goes into ``job.known``: the search reuses them. ``first_only`` (the dry run):
     the first decomposition that is accurate at some scale ends it (the others change the rows by a few per cent
     on the models measured); ``only``: that one candidate alone."""
-    limit = job.bound.limit([o for outs in job.reference for o in outs], max(DEFAULT_SCALES))
+    limit = job.bound.limit([o for outs in job.reference for o in outs], FLOOR_SCALE)
     data = job.workdir / "calibration-likely.json"
     data.write_text(json.dumps(calibration_input(job.samples + job.domain_points)))
     tried: list[Candidate] = []
