@@ -209,3 +209,20 @@ def test_hugging_face_gpt2_and_torch_sdpa_exports_pass_the_check_and_compute_wha
         if name == "gpt2":
             assert any(n.startswith("NaN guards") for n in info.notes), info.notes
             assert index_limits(whole) == {info.inputs[0].name: (0, 39)}  # the vocabulary: 40 rows
+
+
+def test_every_guard_of_one_test_and_of_two_heads_is_written(tmp_path: Path) -> None:
+    """Two guards read one IsNaN, and a second head's guard follows right after them (the graph is not edited
+    under its own iteration): all go, no IsNaN is left."""
+    nodes = [helper.make_node("Softmax", ["x"], ["p"], axis=-1), helper.make_node("IsNaN", ["p"], ["nan"]),
+             helper.make_node("Softmax", ["x"], ["q"], axis=1), helper.make_node("IsNaN", ["q"], ["nan2"]),
+             helper.make_node("Where", ["nan", "zero", "p"], ["a"]),
+             helper.make_node("Where", ["nan", "zero", "p"], ["b"]),
+             helper.make_node("Where", ["nan2", "zero", "q"], ["c"]),
+             helper.make_node("Sum", ["a", "b", "c"], ["y"])]
+    model = make_model(nodes, [("x", [1, 2, 4])], [("y", [1, 2, 4])], {"zero": np.array(0.0, np.float32)})
+    path, notes, ops = _normalized(tmp_path, model)
+    assert "IsNaN" not in ops and "Where" not in ops, ops
+    assert "NaN guards (Where(IsNaN(x), c, x)) as x: a circuit has no NaN (3 nodes)" in notes
+    x = np.random.default_rng(4).normal(size=(1, 2, 4)).astype(np.float32)
+    np.testing.assert_allclose(run_onnx(path, [x])[0], _run(model, x), atol=1e-6)

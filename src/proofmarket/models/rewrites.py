@@ -105,19 +105,20 @@ def drop_nan_guards(model: onnx.ModelProto) -> list[str]:
                                   or given.name == "value" and int(np.prod(given.t.dims)) == 1):
             scalars.add(node.output[0])
     outputs = {o.name for o in graph.output}
-    dropped: set[int] = set()
+    guards: dict[str, onnx.NodeProto] = {}  # the IsNaN nodes read by a guard, by their output
+    written: set[str] = set()  # the guards written as x, by their output
     for node in graph.node:
         guard = producers.get(node.input[0]) if node.op_type == "Where" and len(node.input) == 3 else None
-        if (guard is None or guard.op_type != "IsNaN" or guard.domain not in _DEFAULT or node.input[2] != guard.input[0]
-                or node.input[1] not in scalars):
-            continue
-        node.op_type, node.input[:] = "Identity", [node.input[2]]
-        dropped.add(id(node))
-        test = guard.output[0]
-        if test not in outputs and all(id(c) in dropped for c in consumers.get(test, [])):
+        if (guard is not None and guard.op_type == "IsNaN" and guard.domain in _DEFAULT
+                and node.input[2] == guard.input[0] and node.input[1] in scalars):
+            node.op_type, node.input[:] = "Identity", [node.input[2]]
+            guards[guard.output[0]] = guard
+            written.add(node.output[0])
+    for test, guard in guards.items():  # an IsNaN read by nothing else goes with its guards
+        if test not in outputs and all(c.output[0] in written for c in consumers.get(test, [])):
             graph.node.remove(guard)
-    return [f"NaN guards (Where(IsNaN(x), c, x)) as x: a circuit has no NaN ({_nodes(len(dropped))})"] \
-        if dropped else []
+    return [f"NaN guards (Where(IsNaN(x), c, x)) as x: a circuit has no NaN ({_nodes(len(written))})"] \
+        if written else []
 
 
 def _equal(low: Lowering, node: onnx.NodeProto, types: dict[str, int]) -> None:
