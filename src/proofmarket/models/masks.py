@@ -42,7 +42,7 @@ def fit_masks(normalized: Path, points: Sequence[Sequence[np.ndarray]]) -> str |
     name_masks(model, [])
     met = _met(model, masks)
     fitted = None if met is None or not points else _fitted(model, masks, met, points, normalized.parent)
-    _save(fitted[0] if fitted else model, normalized)
+    save_model(fitted[0] if fitted else model, normalized)
     if fitted is None:
         return None
     return (f"attention masks as ±{fitted[1]:g}, not ±{INFINITY_AS:g}: 2 x the largest score they meet on the "
@@ -75,7 +75,7 @@ def _fitted(model: onnx.ModelProto, masks: set[str], met: list[str], points: Seq
         probe = onnx.ModelProto()
         probe.CopyFrom(model)
         probe.graph.output.extend(helper.make_tensor_value_info(name, elem, None) for name in dict.fromkeys(met))
-        _save(probe, Path(tmp) / "probe.onnx")
+        save_model(probe, Path(tmp) / "probe.onnx")
         runs = [run_onnx(Path(tmp) / "probe.onnx", list(p)) for p in points]
         largest = max(float(np.max(np.abs(np.nan_to_num(r, posinf=0, neginf=0)), initial=0))
                       for run in runs for r in run[outputs:])
@@ -89,7 +89,7 @@ def _fitted(model: onnx.ModelProto, masks: set[str], met: list[str], points: Seq
                 array = numpy_helper.to_array(init)
                 array = np.where(np.abs(array) == INFINITY_AS, np.sign(array) * value, array).astype(array.dtype)
                 fitted.graph.initializer[index].CopyFrom(numpy_helper.from_array(array, init.name))
-        _save(fitted, Path(tmp) / "fitted.onnx")
+        save_model(fitted, Path(tmp) / "fitted.onnx")
         for point, run in zip(points, runs, strict=True):
             for got, want in zip(run_onnx(Path(tmp) / "fitted.onnx", list(point)), run[:outputs], strict=True):
                 limit = TOLERANCE * max(1.0, float(np.max(np.abs(want), initial=0)))
@@ -98,7 +98,7 @@ def _fitted(model: onnx.ModelProto, masks: set[str], met: list[str], points: Seq
     return fitted, value, largest
 
 
-def _save(model: onnx.ModelProto, path: Path) -> None:
+def save_model(model: onnx.ModelProto, path: Path) -> None:
     """Written whole and atomically (a new file: ``run_onnx``'s sessions are kept by path, time and size)."""
     data = model.SerializeToString(deterministic=True)
     tmp = path.with_name(f".{path.name}.tmp")

@@ -203,7 +203,23 @@ def not_met(candidates: list[Candidate], limit: float, classifier: bool) -> str:
             "error only)" if classifier else "drop or replace that sample, or raise --max-error (a share of the "
             "outputs' range)")
     return (f"no circuit settings kept the outputs within {limit:.4g} of onnxruntime on the samples: the closest "
-            f"({best.label}) failed on {best.failure}; {hint}")
+            f"({best.label}) failed on {best.failure}; {hint}{_finer_helps(measured)}")
+
+
+def _finer_helps(measured: list[Candidate]) -> str:
+    """A note when the error still shrinks at the grid's finest scale: the rounding of fixed point sets it."""
+    by_scale: dict[int, float] = {}
+    for c in measured:
+        if c.scale is not None and c.max_abs_error is not None:
+            by_scale[c.scale] = min(by_scale.get(c.scale, float("inf")), c.max_abs_error)
+    finest = max(DEFAULT_SCALES)
+    coarser = [s for s in by_scale if s < finest]
+    if finest not in by_scale or not coarser or by_scale[finest] >= by_scale[max(coarser)]:
+        return ""
+    return (f". The error still shrinks at the finest scale searched ({by_scale[max(coarser)]:.4g} at "
+            f"{max(coarser)}, {by_scale[finest]:.4g} at {finest}): the model's values are small against a step of "
+            f"2^-{finest}; a LayerNorm over small activations (freshly initialised embeddings of std 0.02) magnifies "
+            "it by 1/std: trained weights, or inputs of larger magnitude, fit")
 
 
 def is_label(values: object) -> bool:

@@ -19,7 +19,7 @@ from proofmarket.core.errors import AccuracyNotMet, BundleError, CircuitCompileE
 from proofmarket.models import slicing
 from proofmarket.models.domain import input_domain, point_arrays
 from proofmarket.models.external import self_contained
-from proofmarket.models.masks import fit_masks
+from proofmarket.models.fitting import fit_to_data
 from proofmarket.store import LocalStore
 from proofmarket.systems.documents import put_artifact
 from proofmarket.systems.ezkl import ezkl_calls, slice_costs
@@ -55,7 +55,7 @@ def compile_sliced(onnx_path: Path, samples_doc: Any, store: LocalStore, options
         # before it is cut, and the later slices calibrated on what they carry between the slices (an input inside
         # the domain can take a tensor between slices past the samples')
         reach = samples + _domain_points(info, samples, options)
-        if (note := fit_masks(normalized, reach)) is not None:
+        for note in fit_to_data(normalized, reach):
             progress(f"rewritten: {note}")
         plan = slice_costs.planned(onnx.load(str(normalized)), slices, options.budget, work / "costs", progress)
         paths = slicing.write_slices(normalized, plan, work / "slices")[1]
