@@ -93,3 +93,19 @@ def test_a_single_score_near_its_threshold_is_a_near_tie(tmp_path: Path, monkeyp
     0.5 is named as a near tie (its class may differ in the circuit), one far from it is not."""
     cand = measured(tmp_path, monkeypatch, [[0.505], [0.9]], [[0.497], [0.9]])
     assert cand.status == "ok" and cand.near_ties == [0]
+
+
+def _missed(scale: int, error: float) -> Candidate:
+    return Candidate(1024, 2, scale, 1, status="inaccurate", max_abs_error=error,
+                     failure=f"sample 0: error {error:.4g} over the bound {LIMIT}")
+
+
+def test_an_error_still_shrinking_at_the_finest_scale_is_said_with_its_numbers() -> None:
+    """Hugging Face's GPT-2 before its LayerNorms were scaled: 0.086 at 11, 0.031 at 12, against 0.0069."""
+    shrinking = [_missed(7, 0.058), _missed(11, 0.086), _missed(12, 0.031)]
+    message = tuning.not_met(shrinking, LIMIT, classifier=False)
+    assert "still shrinks at the finest scale searched (0.086 at 11, 0.031 at 12)" in message, message
+    assert "closest (b1024x2-s12-c1)" in message
+    flat = [_missed(10, 0.05), _missed(11, 0.05), _missed(12, 0.05)]  # the scale does not set it: nothing said
+    assert "still shrinks" not in tuning.not_met(flat, LIMIT, classifier=False)
+    assert "still shrinks" not in tuning.not_met([_missed(7, 0.2), _missed(10, 0.1)], LIMIT, classifier=False)
