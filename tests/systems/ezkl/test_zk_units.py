@@ -214,3 +214,21 @@ def test_an_oversize_pick_is_said_to_be_served_by_a_shared_verifier_only_where_o
     assert picked == (cand, "built") and report.picked is cand
     assert ("SharedVerifier clone serves it" in said[-1]) is oversize_ok
     assert ("do not register it for escrow" in said[-1]) is not oversize_ok
+
+
+def test_a_shared_verifiers_custom_error_is_named_by_its_selector() -> None:
+    """The selectors come from the error signatures of contracts/SharedVerifier.sol, hashed here."""
+    from eth_utils.crypto import keccak
+    from web3.exceptions import ContractCustomError, ContractLogicError
+
+    from proofmarket.systems.ezkl.evm_check import _reason
+
+    source = Path("contracts/SharedVerifier.sol").read_text()
+    for name in ("VerifierOutOfGas", "OnlyClone", "OnlyImplementation", "NoCode"):
+        declared = next(line.split("error ", 1)[1].rstrip(";").strip() for line in source.splitlines()
+                        if line.strip().startswith(f"error {name}("))
+        params = declared[declared.index("(") + 1:-1]
+        signature = f"{name}({','.join(p.split()[0] for p in params.split(',') if p.strip())})"  # types only
+        selector = "0x" + keccak(text=signature)[:4].hex()
+        assert _reason(ContractCustomError(selector, data=selector)).startswith(name)
+    assert _reason(ContractLogicError("execution reverted")) == "ContractLogicError"

@@ -104,11 +104,23 @@ class LocalEvm:
         try:
             answer = bytes(w3.eth.call(call))
         except Exception as exc:  # a revert: web3 raises ContractLogicError and friends
-            return EvmCheck(False, None, f"verifyProof reverted ({type(exc).__name__})")
+            return EvmCheck(False, None, f"verifyProof reverted ({_reason(exc)})")
         if int.from_bytes(answer[:32] or b"\0", "big") != 1:
             return EvmCheck(False, None, "verifyProof returned false for a proof EZKL verifies")
         del call["gas"]
         return EvmCheck(True, int(w3.eth.estimate_gas(call)))
+
+
+#: SharedVerifier's custom errors by selector (keccak256 of the signature's first 4 bytes)
+_CUSTOM_ERRORS = {"0x7b92e315": "VerifierOutOfGas: the verifier needs more than the call's 29M gas",
+                  "0x7845640a": "OnlyClone", "0xc2574889": "OnlyImplementation", "0x674520b6": "NoCode"}
+
+
+def _reason(exc: Exception) -> str:
+    """A revert's reason in words: a known custom error by name, else the exception's kind."""
+    data = getattr(exc, "data", None)
+    selector = data[:10].lower() if isinstance(data, str) else ""
+    return _CUSTOM_ERRORS.get(selector, type(exc).__name__)
 
 
 STALE_PREFIX = "proofmarket-evm-check-"
