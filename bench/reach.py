@@ -139,19 +139,50 @@ def nanogpt(layers: int = 4, d: int = 64, context: int = 16) -> tuple[Any, tuple
     return Gpt(), (1, context, d)
 
 
+def hf_gpt2(vocab: int = 48, d: int = 24, heads: int = 4, context: int = 12) -> tuple[Any, tuple[int, ...]]:
+    """Hugging Face's GPT-2 (transformers' GPT2LMHeadModel: token ids in, logits out; one layer, as initialised:
+    embeddings of std 0.02), as torch exports it: attention through scaled_dot_product_attention with a mask of the
+    float's lowest and a NaN guard, the ids flattened before the embedding. Its inputs are token ids (``vocab``)."""
+    torch = _torch()
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=vocab, n_positions=context, n_embd=d, n_layer=1, n_head=heads, resid_pdrop=0.0,
+                        embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0)
+    lm = GPT2LMHeadModel(config).eval()
+
+    class Logits(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lm, self.vocab = lm, vocab
+
+        def forward(self, ids: Any) -> Any:
+            return self.lm(input_ids=ids, use_cache=False).logits
+
+    return Logits(), (1, context)
+
+
 MODELS: dict[str, Any] = {"mlp 784-56-10": mlp_784, "lenet-5": lenet5, "mlp-mixer block": mixer_block,
-                          "encoder block": encoder_block, "gpt-2 block": gpt2_block, "nanogpt 4 layers": nanogpt}
+                          "encoder block": encoder_block, "gpt-2 block": gpt2_block, "nanogpt 4 layers": nanogpt,
+                          "hf gpt-2 (token ids)": hf_gpt2}
 
 
 def export(name: str, folder: Path) -> tuple[Path, Path, int]:
-    """The model as torch's default exporter writes it, 4 samples (.npy) in [0, 1); its parameter count."""
+    """The model as torch's default exporter writes it, 4 samples (.npy) in [0, 1) (a token-id model's: ids in its
+    vocabulary); its parameter count."""
     torch = _torch()
     model, shape = MODELS[name]()
     model.eval()
     folder.mkdir(parents=True, exist_ok=True)
     onnx_path = folder / "model.onnx"
-    torch.onnx.export(model, (torch.zeros(shape),), str(onnx_path))
-    samples = np.random.default_rng(0).uniform(0, 1, (SAMPLES, *shape[1:])).astype(np.float32)
+    vocab = getattr(model, "vocab", None)  # a token-id model: integer ids in [0, vocab)
+    rng = np.random.default_rng(0)
+    if vocab is None:
+        torch.onnx.export(model, (torch.zeros(shape),), str(onnx_path))
+        samples = rng.uniform(0, 1, (SAMPLES, *shape[1:])).astype(np.float32)
+    else:
+        torch.onnx.export(model, (torch.zeros(shape, dtype=torch.long),), str(onnx_path))
+        samples = rng.integers(0, vocab, (SAMPLES, *shape[1:])).astype(np.int64)
     np.save(folder / "samples.npy", samples)
     return onnx_path, folder / "samples.npy", sum(p.numel() for p in model.parameters())
 

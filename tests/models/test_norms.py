@@ -63,6 +63,10 @@ def test_small_rows_are_scaled_by_the_power_of_two_that_lifts_their_std_and_answ
     note = fit_norms(path, points)
     want = 2.0 ** math.ceil(math.log2(TARGET_STD / smallest))
     assert _factor(path) == want and note is not None and f"scaled by {int(want)}" in note
+    norm = next(n for n in onnx.load(str(path)).graph.node if n.op_type == "LayerNormalization")
+    scaled = next(n for n in onnx.load(str(path)).graph.node if n.op_type == "Mul")
+    assert norm.input[0] == scaled.output[0] and list(scaled.input)[0] == "x"  # the norm reads c x
+    assert next(a.f for a in norm.attribute if a.name == "epsilon") == pytest.approx((epsilon or 1e-5) * want ** 2)
     for x in (_points(std, 6)[5][0], (np.random.default_rng(9).normal(size=(1, 4, D)) * std).astype(np.float32)):
         np.testing.assert_allclose(run_onnx(path, [x])[0], _layer_norm(x, path, epsilon or 1e-5), atol=1e-4)
 
@@ -138,3 +142,60 @@ def test_two_norms_of_one_tensor_are_each_scaled_and_answer_as_before(tmp_path: 
     mean, var = x.mean(axis=-1, keepdims=True), x.var(axis=-1, keepdims=True)
     want = (x - mean) / np.sqrt(var + 1e-5) + (x - mean) / np.sqrt(var + 1e-6)
     np.testing.assert_allclose(run_onnx(tmp_path / "n.onnx", [x.astype(np.float32)])[0], want, atol=1e-4)
+
+
+def _rms_model(tmp_path: Path, divide: bool) -> Path:
+    """LLaMA's RMSNorm as torch writes it: x * Reciprocal(Sqrt(ReduceMean(Pow(x, 2)) + eps)) * w (or x / Sqrt)."""
+    rng = np.random.default_rng(1)
+    nodes = [helper.make_node("Pow", ["x", "two"], ["sq"]),
+             helper.make_node("ReduceMean", ["sq", "axes"], ["ms"], keepdims=1),
+             helper.make_node("Add", ["ms", "eps"], ["ms_eps"]), helper.make_node("Sqrt", ["ms_eps"], ["root"])]
+    if divide:
+        nodes.append(helper.make_node("Div", ["x", "root"], ["normed"]))
+    else:
+        nodes += [helper.make_node("Reciprocal", ["root"], ["inv"]), helper.make_node("Mul", ["x", "inv"], ["normed"])]
+    nodes.append(helper.make_node("Mul", ["w", "normed"], ["y"]))
+    inits = [numpy_helper.from_array(np.array(2.0, np.float32), "two"),
+             numpy_helper.from_array(np.array([-1], np.int64), "axes"),
+             numpy_helper.from_array(np.array(1e-6, np.float32), "eps"),
+             numpy_helper.from_array(rng.uniform(0.5, 1.5, D).astype(np.float32), "w")]
+    graph = helper.make_graph(nodes, "rms", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, D])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, D])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(tmp_path / "raw.onnx"))
+    normalize_model(tmp_path / "raw.onnx", tmp_path / "normalized.onnx")
+    return tmp_path / "normalized.onnx"
+
+
+@pytest.mark.parametrize("divide", [False, True], ids=["reciprocal", "divide"])
+def test_an_rms_norm_written_out_is_scaled_by_its_rows_root_mean_square(tmp_path: Path, divide: bool) -> None:
+    path = _rms_model(tmp_path, divide)
+    points = _points(0.02)
+    smallest = min(float(np.sqrt((p[0].reshape(-1, D).astype(np.float64) ** 2).mean(axis=1)).min()) for p in points)
+    assert fit_norms(path, points) is not None
+    assert _factor(path) == 2.0 ** math.ceil(math.log2(TARGET_STD / smallest))
+    weights = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer}["w"]
+    x = (np.random.default_rng(11).normal(size=(1, 4, D)) * 0.02).astype(np.float32)
+    xd = x.astype(np.float64)
+    want = xd / np.sqrt((xd ** 2).mean(axis=-1, keepdims=True) + 1e-6) * weights
+    np.testing.assert_allclose(run_onnx(path, [x])[0], want, atol=1e-4)
+    model = onnx.load(str(path))
+    scaled = next(n.output[0] for n in model.graph.node if n.name.endswith("_mul"))
+    assert sum(scaled in n.input for n in model.graph.node) == 2  # the Pow and the product read c x
+
+
+def test_a_square_not_followed_by_the_whole_norm_is_left_alone(tmp_path: Path) -> None:
+    """x^2 averaged and square-rooted but multiplied into another tensor: not an RMSNorm of x."""
+    nodes = [helper.make_node("Pow", ["x", "two"], ["sq"]),
+             helper.make_node("ReduceMean", ["sq", "axes"], ["ms"], keepdims=1),
+             helper.make_node("Add", ["ms", "eps"], ["ms_eps"]), helper.make_node("Sqrt", ["ms_eps"], ["root"]),
+             helper.make_node("Reciprocal", ["root"], ["inv"]), helper.make_node("Mul", ["other", "inv"], ["y"])]
+    inits = [numpy_helper.from_array(np.array(2.0, np.float32), "two"),
+             numpy_helper.from_array(np.array([-1], np.int64), "axes"),
+             numpy_helper.from_array(np.array(1e-6, np.float32), "eps"),
+             numpy_helper.from_array(np.ones((1, 4, 1), np.float32), "other")]
+    graph = helper.make_graph(nodes, "not", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, D])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 1])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(tmp_path / "raw.onnx"))
+    normalize_model(tmp_path / "raw.onnx", tmp_path / "n.onnx")
+    before = (tmp_path / "n.onnx").read_bytes()
+    assert fit_norms(tmp_path / "n.onnx", _points(0.02)) is None and (tmp_path / "n.onnx").read_bytes() == before

@@ -218,8 +218,8 @@ def _finer_helps(measured: list[Candidate]) -> str:
         return ""
     return (f". The error still shrinks at the finest scale searched ({by_scale[max(coarser)]:.4g} at "
             f"{max(coarser)}, {by_scale[finest]:.4g} at {finest}): the model's values are small against a step of "
-            f"2^-{finest}, and a normalisation of small values magnifies it by 1/std (a LayerNorm's input is scaled "
-            "at compile, an RMSNorm written out in Pow, ReduceMean and Sqrt is not): give inputs of larger magnitude")
+            f"2^-{finest} (a normalisation's variance is scaled into range at compile, the rest is not): give inputs "
+            "of larger magnitude")
 
 
 def is_label(values: object) -> bool:
