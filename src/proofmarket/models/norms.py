@@ -1,9 +1,9 @@
-"""A LayerNormalization over small activations, scaled into range at compile.
+"""A LayerNorm or RMSNorm over small activations, scaled into range at compile.
 
 A circuit computes LayerNorm's variance in fixed point: mean((x - mean x)^2) rounded to a step of 2^-scale. Activations
 of std 0.028 (a freshly initialised GPT-2's embeddings, std 0.02 each) have a variance of 0.0008, three steps at 2^-12:
-in EZKL the normalised output was 0.25 off (of a range of 6) at scale 12, and Hugging Face's GPT-2 and a nanoGPT
-met no accuracy bound at any scale. LayerNorm(x) is LayerNorm(c x) with epsilon c^2 epsilon, exactly, so the compile
+in EZKL the normalised output was 0.25 off (of a range of 6) at scale 12, and Hugging Face's GPT-2 met no accuracy
+bound at any scale. LayerNorm(x) is LayerNorm(c x) with epsilon c^2 epsilon, exactly, so the compile
 writes ``Mul(x, c)`` before each ``LayerNormalization`` whose input's smallest row std on the samples and the domain's
 covering points is under ``TARGET_STD``: c the power of two that brings it to ``TARGET_STD`` or over, at most
 ``MAX_FACTOR``, and small enough that c |x| stays under ``MAX_VALUE``. A power of two is exact at every scale. The
