@@ -156,10 +156,14 @@ def _factor(site: _Site, values: list[np.ndarray]) -> float:
 def _scale(model: onnx.ModelProto, sites: list[_Site], factors: list[float]) -> None:
     """In place: ``Mul(x, c)`` read by each scaled site's readers, its epsilon times c^2."""
     graph = model.graph
+    taken = {t.name for t in graph.initializer} | {v for n in graph.node for v in (*n.input, *n.output, n.name)}
+    base = "proofmarket_norm"
+    while any(name.startswith(base) for name in taken):  # an uploaded model's own names are left alone
+        base += "_"
     for index, (site, factor) in enumerate(zip(sites, factors, strict=True)):
         if factor <= 1:
             continue
-        name = f"proofmarket_norm_{index}"
+        name = f"{base}_{index}"
         graph.initializer.append(numpy_helper.from_array(np.array(factor, np.float32), f"{name}_factor"))
         first = min(list(graph.node).index(node) for node, _ in site.readers)
         graph.node.insert(first, helper.make_node("Mul", [site.x, f"{name}_factor"], [f"{name}_scaled"],
