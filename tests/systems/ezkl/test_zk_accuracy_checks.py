@@ -109,3 +109,34 @@ def test_an_error_still_shrinking_at_the_finest_scale_is_said_with_its_numbers()
     flat = [_missed(10, 0.05), _missed(11, 0.05), _missed(12, 0.05)]  # the scale does not set it: nothing said
     assert "still shrinks" not in tuning.not_met(flat, LIMIT, classifier=False)
     assert "still shrinks" not in tuning.not_met([_missed(7, 0.2), _missed(10, 0.1)], LIMIT, classifier=False)
+
+
+def test_nothing_accurate_is_sized_by_the_closest_candidate_calibrated_not_a_fresh_calibration(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hugging Face's GPT-2 before its LayerNorms were scaled: no candidate met the bound, and a fresh calibration of
+    the prediction's own candidate failed, so the compile ended in "calibration failed" instead of the search's
+    accuracy_not_met naming the closest candidate. The candidates already calibrated size the prediction now."""
+    from proofmarket.systems.ezkl import compiler
+    from proofmarket.systems.ezkl.profile import PrivacyProfile
+
+    def calibrated(label_scale: int, error: float, logrows: int) -> Candidate:
+        settings = tmp_path / f"settings-{label_scale}.json"
+        settings.write_text(json.dumps({"run_args": {"logrows": logrows, "num_inner_cols": 1}, "num_rows": 1000}))
+        return Candidate(1024, 2, label_scale, 1, status="inaccurate", max_abs_error=error, logrows=logrows,
+                         settings_path=settings)
+
+    tried = [calibrated(11, 0.086, 19), calibrated(12, 0.031, 18), calibrated(10, 0.2, 20)]
+
+    def nothing_accurate(job: Any, **_: Any) -> None:
+        job.known.update({c.label: c for c in tried})
+        return None
+
+    def fresh(*_: Any, **__: Any) -> Any:
+        raise AssertionError("a fresh calibration was made")
+
+    monkeypatch.setattr(compiler, "likely_pick", nothing_accurate)
+    monkeypatch.setattr(compiler, "predict", fresh)
+    known: dict[str, Candidate] = {}
+    prediction, _ = compiler._predicted(tmp_path / "m.onnx", [[[0.0]]], [[np.array([0.0])]], PrivacyProfile(),
+                                        tmp_path, AccuracyBound(), known)
+    assert prediction.logrows == 18  # the closest (0.031 off at scale 12), not the largest (20)

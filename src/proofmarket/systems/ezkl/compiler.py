@@ -277,8 +277,9 @@ def _predicted(circuit_onnx: Path, flat: list[list[list[float]]], reference: lis
                scales: tuple[int, ...] | None = None,
                calibrate_up_to: int | None = None) -> tuple[Prediction, float]:
     """The cost of the circuit compile most likely picks (``tuning.likely_pick``: the first settings accurate on the
-    samples; those candidates go into ``known`` for the search to reuse), else of the calibration alone
-    (``predict``: a model no coarse candidate gets right, or a compile given its own candidates: ``likely`` False).
+    samples; those candidates go into ``known`` for the search to reuse), else of the closest of them (nothing
+    accurate: the search then ends in ``accuracy_not_met`` naming it), else of the calibration alone (``predict``: a
+    compile given its own candidates, ``likely`` False, or none calibrated).
     Also the seconds one candidate took. With a ``budget``: a model whose graph alone is over it (``graph_floor``)
     is answered from the graph, in seconds, with no calibration; so is one whose graph alone needs more than
     ``calibrate_up_to`` logrows (the dry run: calibrating such a model takes minutes)."""
@@ -303,10 +304,11 @@ def _predicted(circuit_onnx: Path, flat: list[list[list[float]]], reference: lis
     except ProofMarketError:
         picked = None
     tried = max(1, len(known))
-    if picked is None:  # nothing accurate on the samples: the largest circuit calibrated sizes it (the search then
-        # names the closest candidate and by how much it missed; a fresh calibration may fail where they did not)
-        picked = max((c for c in known.values() if c.settings_path is not None and c.settings_path.is_file()),
-                     key=lambda c: (c.logrows or 0, c.num_rows or 0), default=None)
+    if picked is None:  # nothing accurate on the samples: the closest circuit calibrated sizes it (the search then
+        # names it and by how much it missed; a fresh calibration may fail where they did not)
+        picked = min((c for c in known.values() if c.settings_path is not None and c.settings_path.is_file()),
+                     key=lambda c: (c.max_abs_error if c.max_abs_error is not None else math.inf, -(c.logrows or 0)),
+                     default=None)
     if picked is not None and picked.settings_path is not None:
         return (from_settings(json.loads(picked.settings_path.read_text()), max_input),
                 (time.perf_counter() - started) / tried)
