@@ -110,7 +110,9 @@ def _rms_norms(model: onnx.ModelProto) -> list[_Site]:
             continue
         x = power.input[0]
         mean = only(power.output[0], "ReduceMean")
-        add = only(mean.output[0], "Add") if mean is not None and _last_axis(mean, consts) else None
+        if mean is None or not _last_axis(mean, consts):
+            continue
+        add = only(mean.output[0], "Add")
         if add is None:
             continue
         eps = 1 if add.input[0] == mean.output[0] else 0
@@ -170,15 +172,15 @@ def _scale(model: onnx.ModelProto, sites: list[_Site], factors: list[float]) -> 
                                                   name=f"{name}_mul"))
         for node, slot in site.readers:
             node.input[slot] = f"{name}_scaled"
-        node, slot = site.epsilon
-        if slot is None:  # a LayerNormalization's attribute (ONNX's default 1e-5 when absent)
+        node, eps_slot = site.epsilon
+        if eps_slot is None:  # a LayerNormalization's attribute (ONNX's default 1e-5 when absent)
             attribute = next((a for a in node.attribute if a.name == "epsilon"), None)
             if attribute is None:
                 node.attribute.append(helper.make_attribute("epsilon", 1e-5 * factor * factor))
             else:
                 attribute.f = attribute.f * factor * factor
         else:  # an RMSNorm's Add: a constant of its own (the one it read may be shared)
-            eps = float(numpy_helper.to_array(next(t for t in graph.initializer if t.name == node.input[slot])))
+            eps = float(numpy_helper.to_array(next(t for t in graph.initializer if t.name == node.input[eps_slot])))
             graph.initializer.append(numpy_helper.from_array(np.array(eps * factor * factor, np.float32),
                                                              f"{name}_epsilon"))
-            node.input[slot] = f"{name}_epsilon"
+            node.input[eps_slot] = f"{name}_epsilon"
