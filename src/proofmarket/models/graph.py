@@ -288,6 +288,15 @@ def check_elements(model: onnx.ModelProto, inferred: onnx.ModelProto, limit: int
 
 
 
+def readers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
+    """Each value's reading nodes, in graph order (a node reading a value twice is listed twice)."""
+    found: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            found.setdefault(name, []).append(node)
+    return found
+
+
 #: Nodes whose output holds every value of their first input and no other (rearranged, or cast between integers)
 _SAME_VALUES = frozenset({"Cast", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity"})
 

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import numpy_helper
 
+from proofmarket.models.probe import probe, same_answers, save_model
 from proofmarket.models.rewrites import INFINITY_AS, MASKS_KEY, name_masks
-from proofmarket.models.runtime import run_onnx
 
 MARGIN = 20.0  # how far under every real score of its row a masked one stands
 TOLERANCE = 1e-5  # the fitted model's answers within this x max(1, |answer|) of the ±100 model's
@@ -72,11 +72,7 @@ def _fitted(model: onnx.ModelProto, masks: set[str], met: list[str], points: Seq
     elem = types[next(iter(masks))]
     outputs = len(model.graph.output)
     with tempfile.TemporaryDirectory(prefix="proofmarket-masks-", dir=work) as tmp:
-        probe = onnx.ModelProto()
-        probe.CopyFrom(model)
-        probe.graph.output.extend(helper.make_tensor_value_info(name, elem, None) for name in dict.fromkeys(met))
-        save_model(probe, Path(tmp) / "probe.onnx")
-        runs = [run_onnx(Path(tmp) / "probe.onnx", list(p)) for p in points]
+        runs = probe(model, list(dict.fromkeys(met)), elem, points, Path(tmp))
         largest = max(float(np.max(np.abs(np.nan_to_num(r, posinf=0, neginf=0)), initial=0))
                       for run in runs for r in run[outputs:])
         value = float(math.ceil(2 * largest + MARGIN))
@@ -89,18 +85,6 @@ def _fitted(model: onnx.ModelProto, masks: set[str], met: list[str], points: Seq
                 array = numpy_helper.to_array(init)
                 array = np.where(np.abs(array) == INFINITY_AS, np.sign(array) * value, array).astype(array.dtype)
                 fitted.graph.initializer[index].CopyFrom(numpy_helper.from_array(array, init.name))
-        save_model(fitted, Path(tmp) / "fitted.onnx")
-        for point, run in zip(points, runs, strict=True):
-            for got, want in zip(run_onnx(Path(tmp) / "fitted.onnx", list(point)), run[:outputs], strict=True):
-                limit = TOLERANCE * max(1.0, float(np.max(np.abs(want), initial=0)))
-                if float(np.max(np.abs(np.asarray(got, np.float64) - want), initial=0)) > limit:
-                    return None
+        if not same_answers(fitted, points, [run[:outputs] for run in runs], TOLERANCE, Path(tmp)):
+            return None
     return fitted, value, largest
-
-
-def save_model(model: onnx.ModelProto, path: Path) -> None:
-    """Written whole and atomically (a new file: ``run_onnx``'s sessions are kept by path, time and size)."""
-    data = model.SerializeToString(deterministic=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)

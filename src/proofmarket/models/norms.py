@@ -25,8 +25,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from proofmarket.models.masks import save_model
-from proofmarket.models.runtime import run_onnx
+from proofmarket.models.graph import readers
+from proofmarket.models.probe import probe, same_answers, save_model
 
 TARGET_STD = 0.25  # a row's std brought at least this far (its variance then spans 64 steps of 2^-10 or more)
 MAX_FACTOR = 256.0
@@ -57,22 +57,14 @@ def fit_norms(normalized: Path, points: Sequence[Sequence[np.ndarray]]) -> str |
         return None
     outputs = len(model.graph.output)
     with tempfile.TemporaryDirectory(prefix="proofmarket-norms-", dir=normalized.parent) as tmp:
-        probe = onnx.ModelProto()
-        probe.CopyFrom(model)
         read = list(dict.fromkeys(site.x for site in sites))  # one tensor may feed several
-        probe.graph.output.extend(helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in read)
-        save_model(probe, Path(tmp) / "probe.onnx")
-        runs = [run_onnx(Path(tmp) / "probe.onnx", list(p)) for p in points]
+        runs = probe(model, read, TensorProto.FLOAT, points, Path(tmp))
         factors = [_factor(site, [run[outputs + read.index(site.x)] for run in runs]) for site in sites]
         if all(f <= 1 for f in factors):
             return None
         _scale(model, sites, factors)
-        save_model(model, Path(tmp) / "scaled.onnx")
-        for point, run in zip(points, runs, strict=True):
-            for got, want in zip(run_onnx(Path(tmp) / "scaled.onnx", list(point)), run[:outputs], strict=True):
-                limit = TOLERANCE * max(1.0, float(np.max(np.abs(want), initial=0)))
-                if float(np.max(np.abs(np.asarray(got, np.float64) - want), initial=0)) > limit:
-                    return None
+        if not same_answers(model, points, [run[:outputs] for run in runs], TOLERANCE, Path(tmp)):
+            return None
     save_model(model, normalized)
     used = sorted({int(f) for f in factors if f > 1})
     count = sum(1 for f in factors if f > 1)
@@ -91,10 +83,7 @@ def _rms_norms(model: onnx.ModelProto) -> list[_Site]:
     next alone."""
     graph = model.graph
     consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    consumers = readers(graph)
 
     def only(name: str, op: str) -> onnx.NodeProto | None:
         readers = consumers.get(name, [])

@@ -37,6 +37,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, shape_inference
 
+from proofmarket.models.graph import readers
 from proofmarket.models.ml_build import Lowering
 
 _SMALL_INTS = frozenset({TensorProto.INT8, TensorProto.UINT8, TensorProto.INT16, TensorProto.UINT16})
@@ -94,10 +95,7 @@ def drop_nan_guards(model: onnx.ModelProto) -> list[str]:
     ``IsNaN`` used any other way is left for the operator check to refuse."""
     graph = model.graph
     producers = {o: n for n in graph.node for o in n.output}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    consumers = readers(graph)
     scalars = {t.name for t in graph.initializer if int(np.prod(t.dims)) == 1}
     for node in graph.node:
         given = node.attribute[0] if node.op_type == "Constant" and len(node.attribute) == 1 else None
