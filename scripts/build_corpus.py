@@ -385,7 +385,8 @@ def compile_and_prove(row: dict[str, Any], home: Path, candidates: list[Any] | N
     from proofmarket.core.errors import ProofMarketError
     from proofmarket.core.settings import Settings
     from proofmarket.models.external import self_contained
-    from proofmarket.systems.ezkl.compiler import CompileOptions, predict_model
+    from proofmarket.systems.ezkl.compiler import CompileOptions
+    from proofmarket.systems.ezkl.dry_run import predict_model
     from proofmarket.systems.ezkl.predict import circuit_work
     from proofmarket.systems.ezkl.profile import PrivacyProfile
     from proofmarket.systems.ezkl.srs import SrsProvider

@@ -16,7 +16,7 @@ from proofmarket.core.errors import InvalidModel
 from proofmarket.models import MAX_MODEL_BYTES, load_model
 from proofmarket.models.external import external_tensors, self_contained
 from proofmarket.samples import sample_path
-from proofmarket.systems.ezkl.compiler import predict_model
+from proofmarket.systems.ezkl.dry_run import predict_model
 from proofmarket.systems.ezkl.profile import PrivacyProfile
 
 

@@ -156,7 +156,7 @@ class Workspace:
         """``compile --dry-run``: check the model and samples and predict the circuit's cost (no keys), for its
         input domain and for the samples alone."""
         from proofmarket.models.domain import DEFAULT_MARGIN
-        from proofmarket.systems.ezkl.compiler import predict_model
+        from proofmarket.systems.ezkl.dry_run import predict_model
 
         return predict_model(onnx_path, samples_doc, profile, domain_spec=domain,
                              margin=DEFAULT_MARGIN if domain_margin is None else domain_margin,

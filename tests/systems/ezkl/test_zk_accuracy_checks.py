@@ -70,7 +70,7 @@ def test_the_dry_run_warns_of_a_sample_near_a_class_boundary(tmp_path: Path) -> 
     from proofmarket.cli.compile_views import print_prediction
     from proofmarket.cli.output import out
     from proofmarket.core.settings import Settings
-    from proofmarket.systems.ezkl.compiler import predict_model
+    from proofmarket.systems.ezkl.dry_run import predict_model
     from proofmarket.systems.ezkl.profile import PrivacyProfile
 
     weights = numpy_helper.from_array(np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]], dtype=np.float32), "W")

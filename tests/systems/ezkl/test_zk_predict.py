@@ -94,7 +94,7 @@ def test_a_model_far_over_budget_is_answered_from_its_graph_without_calibrating(
     now the graph's own rows (EZKL's settings, no calibration) are a lower bound, and over the budget they answer:
     no calibration runs, and the refusal says how many slices would fit."""
     from proofmarket.systems.ezkl import ezkl_calls
-    from proofmarket.systems.ezkl.compiler import predict_model
+    from proofmarket.systems.ezkl.dry_run import predict_model
     from proofmarket.systems.ezkl.profile import PrivacyProfile
 
     samples = json.loads(sample_path("mlp", "samples").read_text())
@@ -115,9 +115,9 @@ def test_a_model_far_over_budget_is_answered_from_its_graph_without_calibrating(
     with pytest.raises(AssertionError, match="calibrated"):  # within the budget: calibrated as before
         predict_model(sample_path("mlp"), samples, PrivacyProfile(), budget=roomy)
     # within the budget but its graph alone over what a dry run calibrates in seconds: answered from the graph
-    from proofmarket.systems.ezkl import compiler
+    from proofmarket.systems.ezkl import dry_run
 
-    monkeypatch.setattr(compiler, "DRY_RUN_CALIBRATES_UP_TO", floor.logrows - 1)
+    monkeypatch.setattr(dry_run, "DRY_RUN_CALIBRATES_UP_TO", floor.logrows - 1)
     quick, _ = predict_model(sample_path("mlp"), samples, PrivacyProfile(), budget=roomy)
     assert "from the graph alone, not calibrated" in quick.sized_by and quick.logrows == floor.logrows
 

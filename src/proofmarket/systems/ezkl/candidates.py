@@ -261,3 +261,24 @@ def covering(points: list[list[list[float]]], workdir: Path, accurate: list[Cand
         else:
             cand.status, cand.failure = "inaccurate", outside
     return kept
+
+
+def default_candidates(decomps: tuple[tuple[int, int], ...] = DEFAULT_DECOMPOSITIONS,
+                       scales: tuple[int, ...] = DEFAULT_SCALES,
+                       columns: tuple[int, ...] = DEFAULT_COLUMNS) -> list[Candidate]:
+    """The whole grid, plus EZKL's own defaults: the search can never pick worse than what EZKL does alone."""
+    grid = [Candidate(b, legs, s, c) for b, legs in decomps for s in scales for c in columns]
+    return [*grid, ezkl_default_candidate()]
+
+
+def ezkl_default_candidate() -> Candidate:
+    """EZKL's own defaults with 'resources' calibration: the baseline we compare against."""
+    return Candidate(None, None, None, None)
+
+
+def larger_than_predicted(candidates: list[Candidate], best: Candidate, predicted: int) -> str:
+    """Why the cheapest accurate circuit is larger than the dry run predicted: the smaller ones' first failed check."""
+    smaller = [c for c in candidates if c.logrows is not None and c.logrows < (best.logrows or 0) and c.failure]
+    why = f"the smaller circuits were not accurate enough ({smaller[0].label}: {smaller[0].failure})" if smaller \
+        else "no candidate of the predicted size could be built or calibrated"
+    return f"the cheapest accurate circuit has logrows {best.logrows}, over the {predicted} predicted: {why}"

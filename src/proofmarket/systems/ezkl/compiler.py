@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import onnx
@@ -57,10 +57,12 @@ from proofmarket.systems.ezkl.tuning import (
     TuningReport,
     likely_pick,
     search,
+    settle,
 )
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
+T = TypeVar("T")
 MAX_SAMPLES = 64
 
 
@@ -101,10 +103,28 @@ def compile_model(
     """Compile a model; every failure is a ProofMarketError with a stable code. An exception no step names (a
     model this code did not foresee) becomes ``circuit_compile`` with its type and message, its traceback logged:
     a refusal of that model, never a crash of the caller."""
+    return _guarded(onnx_path, lambda path: _compile(path, samples_doc, store, options, progress))
+
+
+def settle_model(onnx_path: Path, samples_doc: Any, store: LocalStore, options: CompileOptions,
+                 progress: Progress = lambda _: None) -> tuple[Candidate, dict[str, Any]]:
+    """The candidate a compile's search would time and pick, and its settings (EZKL's), without a key setup or a
+    proof (a sliced compile settles every slice first: ``sliced_compile.py``); its refusals are the compile's."""
+    def settled(path: Path) -> tuple[Candidate, dict[str, Any]]:
+        with tempfile.TemporaryDirectory(prefix="proofmarket-settle-") as tmp:
+            best = settle(_prepared(path, samples_doc, store, options, progress, Path(tmp)).job, options.candidates,
+                          progress)[1][0]
+            assert best.settings_path is not None
+            return (Candidate(best.decomp_base, best.decomp_legs, best.scale, best.num_inner_cols),
+                    dict(json.loads(best.settings_path.read_text())))
+    return _guarded(onnx_path, settled)
+
+
+def _guarded(onnx_path: Path, run: Callable[[Path], T]) -> T:
+    """``run`` on the model made one file (its weights beside it read in), its unforeseen failures refused."""
     try:
         with tempfile.TemporaryDirectory(prefix="proofmarket-model-") as tmp:  # weights beside it: one file
-            return _compile(self_contained(onnx_path, Path(tmp), models.MAX_MODEL_BYTES), samples_doc, store,
-                            options, progress)
+            return run(self_contained(onnx_path, Path(tmp), models.MAX_MODEL_BYTES))
     except ProofMarketError:
         raise
     except PermissionError as exc:  # a folder of the data folder this user cannot write: not the model's fault
@@ -118,9 +138,22 @@ def compile_model(
                                   "the node's log has the details") from exc
 
 
-def _compile(
-    onnx_path: Path, samples_doc: Any, store: LocalStore, options: CompileOptions, progress: Progress,
-) -> CompileResult:
+@dataclass
+class _Prepared:
+    """A compile up to its settings search: the model checked, its domain, the circuit's ONNX and the search."""
+    info: models.ModelInfo
+    samples: list[list[np.ndarray]]
+    domain: Any
+    circuit_onnx: Path
+    reference: list[list[np.ndarray]]
+    bound: AccuracyBound
+    job: TuningJob
+    prediction: Prediction
+    per_candidate: float
+
+
+def _prepared(onnx_path: Path, samples_doc: Any, store: LocalStore, options: CompileOptions, progress: Progress,
+              work: Path) -> _Prepared:
     if options.search not in SEARCHES:
         raise UsageError(f"--search is one of {', '.join(SEARCHES)}, not {options.search!r}")
     progress("checking the ONNX model")
@@ -132,40 +165,51 @@ def _compile(
         raise UsageError("the samples file holds no sample input: give at least one")
     if len(samples) > MAX_SAMPLES:
         raise UsageError(f"give at most {MAX_SAMPLES} samples for tuning, not {len(samples)}")
+    domain = input_domain(info, samples, options.domain, options.domain_margin, progress, options.unvaried_width)
+    covering = point_arrays(domain, info.inputs)
+    circuit_onnx = circuit_model(onnx_path, work, options.profile, samples + covering, progress)
+    flat = [calibration_flat_input(s, options.profile) for s in samples]
+    reference = [models.run_onnx(work / "normalized.onnx", s) for s in samples]
+    points = [calibration_flat_input(p, options.profile) for p in covering]  # as the tuner calibrates (salted)
+    classifier, said = task_of(options.task, info)
+    progress(said)
+    bound = dataclasses.replace(options.bound or AccuracyBound(), classifier=classifier)
+    progress("predicting the circuit's cost (the settings compile most likely picks, checked on the samples)")
+    known: dict[str, Candidate] = {}
+    quick = options.search == "quick"
+    prediction, per_candidate = _predicted(circuit_onnx, flat, reference, options.profile, work, bound, known,
+                                           likely=options.candidates is None, domain_points=points,
+                                           quick=quick, budget=options.budget, scales=options.scales)
+    progress(prediction.summary())
+    if options.min_logrows is not None:  # the prediction's circuits are laid out on their own logrows
+        known.clear()
+    if options.budget is not None:
+        options.budget.check(prediction)
+    if prediction.pk_mb * 1e6 > store.max_size:  # refused now, not after the key setup (LeNet-5: 28 minutes)
+        raise ModelOverBudget(
+            f"its proving key is predicted at ~{prediction.pk_mb:,.0f} MB (measured keys run up to 3x the "
+            f"prediction), over the artifact store's limit of {store.max_size:,} bytes: as one circuit it "
+            "cannot be stored; split it into slices (compile --slices), make it smaller, or raise "
+            "PROOFMARKET_MAX_ARTIFACT_BYTES where memory allows", prediction=prediction.to_dict(),
+            over=[f"proving key ~{prediction.pk_mb:,.0f} MB > {store.max_size / 1e6:,.0f} MB"], slices=max(
+                2, math.ceil(prediction.pk_mb * 1e6 / store.max_size)))
+    job = TuningJob(circuit_onnx, flat, reference, options.profile, work, options.srs, bound,
+                    timed=1 if quick else options.timed, objective=options.objective or Objective(), known=known,
+                    expect_logrows=prediction.logrows, domain_points=points, quick=quick,
+                    scales=options.scales or DEFAULT_SCALES, min_logrows=options.min_logrows)
+    return _Prepared(info, samples, domain, circuit_onnx, reference, bound, job, prediction, per_candidate)
+
+
+def _compile(
+    onnx_path: Path, samples_doc: Any, store: LocalStore, options: CompileOptions, progress: Progress,
+) -> CompileResult:
     with tempfile.TemporaryDirectory(prefix="proofmarket-compile-") as tmp:
         work = Path(tmp)
-        domain = input_domain(info, samples, options.domain, options.domain_margin, progress, options.unvaried_width)
-        covering = point_arrays(domain, info.inputs)
-        circuit_onnx = circuit_model(onnx_path, work, options.profile, samples + covering, progress)
-        flat = [calibration_flat_input(s, options.profile) for s in samples]
-        reference = [models.run_onnx(work / "normalized.onnx", s) for s in samples]
-        points = [calibration_flat_input(p, options.profile) for p in covering]  # as the tuner calibrates (salted)
-        classifier, said = task_of(options.task, info)
-        progress(said)
-        bound = dataclasses.replace(options.bound or AccuracyBound(), classifier=classifier)
-        progress("predicting the circuit's cost (the settings compile most likely picks, checked on the samples)")
-        known: dict[str, Candidate] = {}
-        quick = options.search == "quick"
-        prediction, per_candidate = _predicted(circuit_onnx, flat, reference, options.profile, work, bound, known,
-                                               likely=options.candidates is None, domain_points=points,
-                                               quick=quick, budget=options.budget, scales=options.scales)
-        progress(prediction.summary())
-        if options.min_logrows is not None:  # the prediction's circuits are laid out on their own logrows
-            known.clear()
-        if options.budget is not None:
-            options.budget.check(prediction)
-        if prediction.pk_mb * 1e6 > store.max_size:  # refused now, not after the key setup (LeNet-5: 28 minutes)
-            raise ModelOverBudget(
-                f"its proving key is predicted at ~{prediction.pk_mb:,.0f} MB (measured keys run up to 3x the "
-                f"prediction), over the artifact store's limit of {store.max_size:,} bytes: as one circuit it "
-                "cannot be stored; split it into slices (compile --slices), make it smaller, or raise "
-                "PROOFMARKET_MAX_ARTIFACT_BYTES where memory allows", prediction=prediction.to_dict(),
-                over=[f"proving key ~{prediction.pk_mb:,.0f} MB > {store.max_size / 1e6:,.0f} MB"], slices=max(
-                    2, math.ceil(prediction.pk_mb * 1e6 / store.max_size)))
-        job = TuningJob(circuit_onnx, flat, reference, options.profile, work, options.srs, bound,
-                        timed=1 if quick else options.timed, objective=options.objective or Objective(), known=known,
-                        expect_logrows=prediction.logrows, domain_points=points, quick=quick,
-                        scales=options.scales or DEFAULT_SCALES, min_logrows=options.min_logrows)
+        ready = _prepared(onnx_path, samples_doc, store, options, progress, work)
+        info, samples, domain, circuit_onnx, reference, bound, job, prediction, per_candidate, quick = (
+            ready.info, ready.samples, ready.domain, ready.circuit_onnx, ready.reference, ready.bound, ready.job,
+            ready.prediction, ready.per_candidate, ready.job.quick)
+        flat, classifier = job.samples, bound.classifier
         count = len(options.candidates) if options.candidates is not None else TYPICAL_GRID
         timing = ("then the cheapest's key setup and one proof" if quick
                   else "then key setups and timed proofs of the cheapest")
@@ -230,45 +274,6 @@ def _compile(
     return CompileResult(model_id, manifest, report)
 
 
-def predict_model(onnx_path: Path, samples_doc: Any, profile: PrivacyProfile, task: str | None = None,
-                  bound: AccuracyBound | None = None, domain_spec: str | None = None,
-                  margin: float = DEFAULT_MARGIN, budget: Budget | None = None
-                  ) -> tuple[Prediction, models.ModelInfo]:
-    """``compile --dry-run``: the checks and the cost prediction of ``compile_model``, no tuning, no keys: the first
-    decomposition accurate at some scale on the input domain (``likely_pick(first_only=True)``), and its settings on
-    the samples alone for the comparison (one more calibration)."""
-    with tempfile.TemporaryDirectory(prefix="proofmarket-predict-") as tmp:
-        onnx_path = self_contained(onnx_path, Path(tmp) / "model", models.MAX_MODEL_BYTES)
-        info = models.load_model(onnx_path)
-        samples = models.parse_samples(samples_doc, info)
-        if not samples:
-            raise UsageError("the samples file holds no sample input: give at least one")
-        said: list[str] = []
-        domain = input_domain(info, samples, domain_spec, margin, said.append)
-        covering = point_arrays(domain, info.inputs)
-        circuit_onnx = circuit_model(onnx_path, Path(tmp), profile, samples + covering, said.append)
-        flat = [calibration_flat_input(s, profile) for s in samples[:MAX_SAMPLES]]
-        reference = [models.run_onnx(Path(tmp) / "normalized.onnx", s) for s in samples[:MAX_SAMPLES]]
-        checked = dataclasses.replace(bound or AccuracyBound(), classifier=task_of(task, info)[0])
-        known: dict[str, Candidate] = {}
-        largest = max((float(np.max(np.abs(a))) for s in samples for a in s if np.size(a)), default=None)
-        points = [calibration_flat_input(p, profile) for p in covering]
-        prediction = _predicted(circuit_onnx, flat, reference, profile, Path(tmp), checked, known,
-                                max_input=largest, domain_points=points, first_only=True, budget=budget,
-                                calibrate_up_to=DRY_RUN_CALIBRATES_UP_TO)[0]
-        if not known:  # over the budget from its graph alone: nothing calibrated, nothing to compare
-            return dataclasses.replace(prediction, domain=tuple(said)), info
-        (Path(tmp) / "samples-only").mkdir()  # the same settings calibrated on the samples alone: one candidate
-        settled = next((c for c in known.values() if c.status == "ok"), None)
-        alone = _predicted(circuit_onnx, flat, reference, profile, Path(tmp) / "samples-only", checked, {},
-                           max_input=largest, first_only=True, only=settled and Candidate(
-                               settled.decomp_base, settled.decomp_legs, settled.scale, settled.num_inner_cols))[0]
-        ties = sorted({i for c in known.values() for i in c.near_ties})  # what compile would only note later
-        said.append(f"covering the samples only: logrows {alone.logrows}, prove ~{alone.prove_s:,.1f} s; covering "
-                    f"the domain: logrows {prediction.logrows}, prove ~{prediction.prove_s:,.1f} s")
-        return dataclasses.replace(prediction, near_ties=tuple(ties), domain=tuple(said)), info
-
-
 def _predicted(circuit_onnx: Path, flat: list[list[list[float]]], reference: list[list[np.ndarray]],
                profile: PrivacyProfile, work: Path, bound: AccuracyBound,
                known: dict[str, Candidate], likely: bool = True, max_input: float | None = None,
@@ -318,7 +323,6 @@ def _predicted(circuit_onnx: Path, flat: list[list[list[float]]], reference: lis
 
 
 TASKS = ("classification", "regression")
-DRY_RUN_CALIBRATES_UP_TO = 16  # logrows of the graph alone up to which the dry run calibrates (~10 s: the MLP 784)
 TYPICAL_GRID = 7  # candidates the default grid calibrates on most models (of its ~20: tuning._default_grid)
 
 

@@ -23,7 +23,7 @@ from proofmarket.models.fitting import fit_to_data
 from proofmarket.store import LocalStore
 from proofmarket.systems.documents import put_artifact
 from proofmarket.systems.ezkl import ezkl_calls, slice_costs
-from proofmarket.systems.ezkl.candidates import DEFAULT_SCALES, AccuracyBound, Candidate
+from proofmarket.systems.ezkl.candidates import DEFAULT_COLUMNS, DEFAULT_SCALES, AccuracyBound, Candidate
 from proofmarket.systems.ezkl.manifest import ModelManifest, TensorDoc
 from proofmarket.systems.ezkl.profile import COMMITTED, PrivacyProfile
 from proofmarket.systems.ezkl.sliced import Progress, SlicedManifest, chain_witness, check_links, handoff_scales
@@ -42,7 +42,7 @@ def compile_sliced(onnx_path: Path, samples_doc: Any, store: LocalStore, options
     """Compile the model at ``onnx_path`` as ``slices`` linked slices (fewer when its graph has fewer cuts; None: the
     fewest that fit ``options.budget``, ``slice_costs.planned``) with the one compiler; ``options``: the model's
     ``CompileOptions`` (its profile is the call's input's)."""
-    from proofmarket.systems.ezkl.compiler import compile_model
+    from proofmarket.systems.ezkl.compiler import compile_model, settle_model
 
     if options.profile.params != "fixed":
         raise UsageError("a sliced model keeps its weights in its keys (params=fixed): hashed weights are for one "
@@ -69,7 +69,7 @@ def compile_sliced(onnx_path: Path, samples_doc: Any, store: LocalStore, options
         while True:
             try:
                 manifests, ids = _compile_chain(paths, plan, samples, between, store, options, floor, progress,
-                                                compile_model)
+                                                compile_model, settle_model)
             except _TooCoarse as exc:
                 floor = _finer(exc.scale, exc.error)
                 progress(f"slice {exc.k + 1} is not accurate at its input scale {exc.scale}: every slice again from "
@@ -164,19 +164,24 @@ class _TooCoarse(Exception):
 
 def _compile_chain(paths: list[Path], plan: slicing.SlicePlan, samples: list[list[np.ndarray]],
                    between: list[list[list[np.ndarray]]], store: LocalStore, options: Any, floor: int,
-                   progress: Progress, compile_model: Any) -> tuple[list[ModelManifest], list[str]]:
+                   progress: Progress, compile_model: Any, settle_model: Any) -> tuple[list[ModelManifest], list[str]]:
     """Every slice compiled in order, each at the scale its input arrives at (the coarsest of its inputs', the finer
-    ones multiplied back inside it: ``slicing.read_at``), all on one logrows: a slice laid out on fewer than the
-    largest slice's is laid out again on the largest's (a committed link is a KZG commitment over the circuit's
-    domain: the same on both sides only on the same domain)."""
+    ones multiplied back inside it: ``slicing.read_at``), all on one logrows (a committed link is a KZG commitment
+    over the circuit's domain: the same on both sides only on the same domain).
+
+    First every slice's search is settled without a key setup (``settle_model``): a slice not accurate at the scale
+    its input arrives at then costs no key setup or proof of the slices before it, and the tallest slice's logrows
+    is known before any is laid out. Then each is compiled on that logrows, from the circuit it settled on (a quick
+    search: its decomposition and scale, at 1, 2 or 4 columns); a slice that still comes out taller is followed by
+    the others, laid out again."""
     manifests: list[ModelManifest] = []
     ids: list[str] = []
-    scales: tuple[int, ...] = DEFAULT_SCALES[floor:]
     last = len(paths) - 1
     used = list(paths)  # slice k's model as compiled: its input shifted where its tensors arrive at mixed scales
     shifts: list[list[int]] = [[0] * len(b) for b in between[0]] if between else []
 
-    def one(k: int, scales: tuple[int, ...], min_logrows: int | None) -> Any:
+    def one(k: int, scales: tuple[int, ...], min_logrows: int | None, given: list[Candidate] | None = None,
+            settling: bool = False) -> Any:
         profile = PrivacyProfile(options.profile.input if k == 0 else COMMITTED, "fixed",
                                  "public" if k == last else COMMITTED)
         if k == 0:
@@ -186,9 +191,9 @@ def _compile_chain(paths: list[Path], plan: slicing.SlicePlan, samples: list[lis
             names, up = [t.name for t in _inputs(used[k])], shifts[k - 1]  # as slice k-1's felts read at one scale
             doc = {"inputs": [{n: (a * 2.0 ** u).tolist() for n, a, u in zip(names, b[k - 1], up, strict=True)}
                               for b in between]}
-        given = None if options.candidates is None else [  # fresh ones per slice (a search fills them in)
+        given = given or (None if options.candidates is None else [  # fresh ones per slice (a search fills them in)
             Candidate(c.decomp_base, c.decomp_legs, c.scale if k == 0 and c.scale in scales else scales[0],
-                      c.num_inner_cols) for c in options.candidates]
+                      c.num_inner_cols) for c in options.candidates])
         slice_options = dataclasses.replace(
             options, profile=profile, scales=scales, candidates=given,
             name=f"{options.name or paths[k].stem} slice {k + 1}/{len(paths)}",
@@ -198,8 +203,8 @@ def _compile_chain(paths: list[Path], plan: slicing.SlicePlan, samples: list[lis
             task=options.task if k == last else "regression", budget=options.budget, oversize_verifier_ok=True,
             min_logrows=min_logrows)
         try:
-            return compile_model(used[k], doc, store, slice_options,
-                                 lambda line, k=k: progress(f"[slice {k + 1}] {line}"))
+            return (settle_model if settling else compile_model)(
+                used[k], doc, store, slice_options, lambda line, k=k: progress(f"[slice {k + 1}] {line}"))
         except AccuracyNotMet as exc:
             if k == 0:
                 raise
@@ -210,20 +215,42 @@ def _compile_chain(paths: list[Path], plan: slicing.SlicePlan, samples: list[lis
                                   f"{len(paths) + 1} or more, or --slices auto, where the graph has places to cut)",
                                   **exc.details) from exc
 
-    for k in range(len(paths)):
-        tallest = max((m.logrows for m in manifests), default=None)  # the later slices: laid out on it at once
-        progress(f"slice {k + 1} of {len(paths)}: compiling (input scale {'/'.join(map(str, scales))})")
-        result = one(k, scales, tallest)
+    def walk(step: Any) -> None:
+        """``step(k, scales)`` for every slice in order, each at the scale the one before hands its outputs on at
+        (what ``step`` returns)."""
+        scales: tuple[int, ...] = DEFAULT_SCALES[floor:]
+        for k in range(len(paths)):
+            out = step(k, scales)
+            if k < last:
+                scales, shifts[k] = (min(out),), [s - min(out) for s in out]
+                shifted = paths[k + 1].with_name(f"slice-{k + 1}-read-at-{'-'.join(map(str, out))}.onnx")
+                if any(shifts[k]) and used[k + 1] != shifted:
+                    progress(f"slice {k + 1}'s outputs leave at scales {sorted(set(out))}: slice {k + 2} reads "
+                             f"them at {min(out)} and multiplies the finer ones back by their power of two")
+                    onnx.save(slicing.read_at(onnx.load(str(paths[k + 1])), shifts[k]), str(shifted))
+                used[k + 1] = shifted if any(shifts[k]) else paths[k + 1]
+
+    settled: list[tuple[Candidate, dict[str, Any]]] = []
+
+    def settle(k: int, scales: tuple[int, ...]) -> list[int]:
+        progress(f"slice {k + 1} of {len(paths)}: settling its circuit, no key setup yet (input scale "
+                 f"{'/'.join(map(str, scales))})")
+        settled.append(one(k, scales, None, settling=True))
+        return [int(x) for x in settled[-1][1]["model_output_scales"]]
+
+    walk(settle)
+    tallest = max(int(settings["run_args"]["logrows"]) for _, settings in settled)
+
+    def build(k: int, scales: tuple[int, ...]) -> list[int]:
+        progress(f"slice {k + 1} of {len(paths)}: compiling on logrows {tallest} (input scale "
+                 f"{'/'.join(map(str, scales))})")
+        result = one(k, scales, tallest,
+                     _from_settled(settled[k], scales, tallest) if options.search == "quick" else None)
         manifests.append(result.manifest)
         ids.append(result.model_id)
-        if k < last:
-            out = _output_scales(store, result.manifest)
-            scales, shifts[k] = (min(out),), [s - min(out) for s in out]
-            if any(shifts[k]):
-                progress(f"slice {k + 1}'s outputs leave at scales {sorted(set(out))}: slice {k + 2} reads them at "
-                         f"{min(out)} and multiplies the finer ones back by their power of two")
-                used[k + 1] = paths[k + 1].with_name(f"slice-{k + 1}-read-at-{'-'.join(map(str, out))}.onnx")
-                onnx.save(slicing.read_at(onnx.load(str(paths[k + 1])), shifts[k]), str(used[k + 1]))
+        return _output_scales(store, result.manifest)
+
+    walk(build)
     for _ in range(len(paths)):  # a slice laid out again may come out taller still: then the others follow it
         tallest = max(m.logrows for m in manifests)
         for k, m in enumerate(manifests):
@@ -242,6 +269,18 @@ def _compile_chain(paths: list[Path], plan: slicing.SlicePlan, samples: list[lis
         raise CircuitCompileError("the slices could not be laid out on one logrows "
                                   f"({', '.join(str(m.logrows) for m in manifests)}): cut another count")
     return manifests, ids
+
+
+def _from_settled(settled: tuple[Candidate, dict[str, Any]], scales: tuple[int, ...], tallest: int
+                  ) -> list[Candidate]:
+    """The candidates a slice's compile tries, from the one its search settled on (at the scale its input arrives
+    at now): that one alone where it is laid out on its own logrows; else its decomposition at 1, 2 and 4 columns
+    (on more rows, fewer columns may be cheaper)."""
+    pick, settings = settled
+    scale = pick.scale if pick.scale in scales else scales[0]
+    if int(settings["run_args"]["logrows"]) >= tallest or pick.decomp_base is None:
+        return [Candidate(pick.decomp_base, pick.decomp_legs, scale, pick.num_inner_cols)]
+    return [Candidate(pick.decomp_base, pick.decomp_legs, scale, cols) for cols in DEFAULT_COLUMNS]
 
 
 def _output_scales(store: LocalStore, manifest: ModelManifest) -> list[int]:

@@ -63,7 +63,10 @@ from proofmarket.systems.ezkl.candidates import (
     Objective,
     TuningReport,
     covering,
+    default_candidates,
+    ezkl_default_candidate,
     is_label,
+    larger_than_predicted,
     not_met,
     predicted_gas,
     top2_gap,
@@ -95,7 +98,7 @@ __all__ = [  # the grid's vocabulary and order live in candidates.py and ranking
     "Progress", "TuningJob", "TuningReport", "build_candidate", "calibration_input", "canonical_circuit",
     "canonical_settings", "cost_rank", "decode_outputs", "default_candidates", "dominates", "ezkl_default_candidate",
     "floor_work", "hash_bound", "machine_load", "pick", "predicted_gas", "proof_size", "ranked", "repeats_for",
-    "search", "time_proof", "timing_budget", "to_time", "work",
+    "search", "settle", "time_proof", "timing_budget", "to_time", "work",
 ]
 
 
@@ -140,25 +143,21 @@ QUICK_KEEP = 3  # ... in a quick search: the one timed and two to fall back on (
 LIKELY_INDEX = 900  # the file index of likely_pick's candidates (the search's own count from 0)
 
 
-def default_candidates(decomps: tuple[tuple[int, int], ...] = DEFAULT_DECOMPOSITIONS,
-                       scales: tuple[int, ...] = DEFAULT_SCALES,
-                       columns: tuple[int, ...] = DEFAULT_COLUMNS) -> list[Candidate]:
-    """The whole grid, plus EZKL's own defaults: the search can never pick worse than what EZKL does alone."""
-    grid = [Candidate(b, legs, s, c) for b, legs in decomps for s in scales for c in columns]
-    return [*grid, ezkl_default_candidate()]
-
-
-def ezkl_default_candidate() -> Candidate:
-    """EZKL's own defaults with 'resources' calibration: the baseline we compare against."""
-    return Candidate(None, None, None, None)
-
-
 def search(job: TuningJob, candidates: list[Candidate] | None = None, progress: Progress = _noop) -> TuningReport:
     """Evaluate ``candidates`` as given, or the default grid (:func:`_default_grid`), then time the cheapest."""
     started = time.perf_counter()
-    grid = candidates is None
+    candidates, accurate, limit = settle(job, candidates, progress)
+    budget = job.budget_s if job.budget_s is not None else 0.0 if job.quick else timing_budget(accurate[0])
+    return _timed(job, candidates, accurate, limit, budget, progress, started)
+
+
+def settle(job: TuningJob, candidates: list[Candidate] | None = None, progress: Progress = _noop
+           ) -> tuple[list[Candidate], list[Candidate], float]:
+    """The search up to its timing, no key setup: every candidate evaluated, the accurate ones on the input domain
+    (cheapest first: the first is what a quick search times) and the error limit; ``AccuracyNotMet`` when none is
+    accurate. A sliced compile settles each slice first (``sliced_compile.py``)."""
     scales = [c.scale if c.scale is not None else EZKL_DEFAULT_SCALE for c in candidates or []]
-    finest = max([*scales, *((FLOOR_SCALE,) if grid else ())], default=7)
+    finest = max([*scales, *((FLOOR_SCALE,) if candidates is None else ())], default=7)
     limit = job.bound.limit([o for outs in job.reference for o in outs], finest)
     data = job.workdir / "calibration.json"
     data.write_text(json.dumps(calibration_input(job.samples + job.domain_points)))
@@ -181,7 +180,11 @@ def search(job: TuningJob, candidates: list[Candidate] | None = None, progress: 
     if ties:
         progress(f"note: sample(s) {', '.join(map(str, ties))} sit within quantisation noise of a class boundary: "
                  "their class may differ from onnxruntime's (not counted as a failure)")
-    budget = job.budget_s if job.budget_s is not None else 0.0 if job.quick else timing_budget(accurate[0])
+    return candidates, accurate, limit
+
+
+def _timed(job: TuningJob, candidates: list[Candidate], accurate: list[Candidate], limit: float, budget: float,
+           progress: Progress, started: float) -> TuningReport:
     chosen = to_time(accurate, job.timed, budget_s=budget)
     for n, cand in enumerate(chosen, start=1):
         repeats = repeats_for(cand, alone=len(chosen) == 1)
@@ -196,14 +199,6 @@ def search(job: TuningJob, candidates: list[Candidate] | None = None, progress: 
         if cand.prove_s is None and cand.logrows is not None:
             cand.prove_s_estimated = round(per_work * work(cand), 4)
     return TuningReport(candidates, picked, limit, job.objective, round(time.perf_counter() - started, 2))
-
-
-def larger_than_predicted(candidates: list[Candidate], best: Candidate, predicted: int) -> str:
-    """Why the cheapest accurate circuit is larger than the dry run predicted: the smaller ones' first failed check."""
-    smaller = [c for c in candidates if c.logrows is not None and c.logrows < (best.logrows or 0) and c.failure]
-    why = f"the smaller circuits were not accurate enough ({smaller[0].label}: {smaller[0].failure})" if smaller \
-        else "no candidate of the predicted size could be built or calibrated"
-    return f"the cheapest accurate circuit has logrows {best.logrows}, over the {predicted} predicted: {why}"
 
 
 def likely_pick(job: TuningJob, progress: Progress = _noop, first_only: bool = False,
