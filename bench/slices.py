@@ -45,9 +45,9 @@ def compile_one(name: str, slices: int, work: Path) -> dict[str, Any]:
     import numpy as np
 
     from proofmarket.cli.main import _read_samples
+    from proofmarket.systems.ezkl.dry_run import predict_sliced
     from proofmarket.systems.ezkl.predict import graph_floor
     from proofmarket.systems.ezkl.profile import PrivacyProfile
-    from proofmarket.systems.ezkl.sliced_compile import predict_sliced
 
     onnx_path, samples_path, params = export(name, work / "model")
     row: dict[str, Any] = {"model": name, "parameters": params, "slices_asked": slices or "auto",

@@ -14,7 +14,7 @@ from proofmarket.systems.workspace import Workspace
 def dry_run(ws: Workspace, model: Path, profile: Any, slices: int, provers: int, as_json: bool,
             max_logrows: int | None = None) -> None:
     """The plan and each slice's predicted cost (``slices`` 0: auto, the fewest that fit the budget)."""
-    from proofmarket.systems.ezkl.sliced_compile import predict_sliced
+    from proofmarket.systems.ezkl.dry_run import predict_sliced
 
     predicted = predict_sliced(model, profile, slices or None, provers, ws.budget(max_logrows))
     if as_json:

@@ -87,7 +87,7 @@ class Workspace:
     def count_slices(self, onnx_path: Path, max_logrows: int | None = None,
                      progress: Progress = lambda _: None) -> int:
         """The fewest slices whose circuits fit the budget (``compile --slices auto``; 1: one circuit fits)."""
-        from proofmarket.systems.ezkl.sliced_compile import count_slices
+        from proofmarket.systems.ezkl.dry_run import count_slices
 
         return count_slices(onnx_path, self.budget(max_logrows), progress)
 

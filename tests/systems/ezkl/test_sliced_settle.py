@@ -1,7 +1,8 @@
-"""A sliced compile settles every slice's circuit before any key setup (``sliced_compile._compile_chain``): a slice
-not accurate at the scale its input arrives at costs no key setup or proof of the slices before it, and every slice
-is compiled once, on the tallest slice's logrows, from the circuit its search settled on. The compiler is replaced
-here by doubles that record what they were asked (the real compiler's path: ``test_zk_sliced.py``)."""
+"""A sliced compile settles every slice's circuit before any key setup (``sliced_compile._Chain``): a slice not
+accurate at the scale its input arrives at costs no key setup or proof of the slices before it, and every slice is
+compiled once, on the tallest slice's logrows, from the circuit its search settled on. The compiler is replaced
+here by doubles that record what they were asked (the real compiler's path, and the settled circuits' error end to
+end against the compiled ones': ``test_zk_sliced.py``)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from proofmarket.core.errors import AccuracyNotMet
 from proofmarket.models import slicing
 from proofmarket.samples import sample_path
 from proofmarket.store import LocalStore
-from proofmarket.systems.ezkl import sliced_compile
+from proofmarket.systems.ezkl import compiler, sliced_compile
 from proofmarket.systems.ezkl.candidates import Candidate
 from proofmarket.systems.ezkl.compiler import CompileOptions
 from proofmarket.systems.ezkl.profile import PrivacyProfile
@@ -37,7 +38,7 @@ class Doubles:
     def slice_of(options: Any) -> int:
         return int(options.name.split(" slice ")[1].split("/")[0]) - 1
 
-    def settle_model(self, _path: Path, _doc: Any, _store: Any, options: Any, _progress: Any) -> Any:
+    def settle_model(self, _path: Path, _doc: Any, _store: Any, options: Any, _progress: Any, _keep: Path) -> Any:
         k = self.slice_of(options)
         self.settles.append((k, tuple(options.scales)))
         scale = options.scales[0]
@@ -61,7 +62,7 @@ class Doubles:
 
 
 @pytest.fixture
-def chain(tmp_path: Path) -> Any:
+def chain(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     plan, paths = slicing.write_slices(sample_path("mlp"), 2, tmp_path / "slices")
     x = np.linspace(-1.0, 1.0, 8, dtype=np.float32).reshape(1, 8)
     between = [slicing.run_chain(paths, [x])[1]]
@@ -69,8 +70,11 @@ def chain(tmp_path: Path) -> Any:
     options = CompileOptions(profile=PrivacyProfile(), srs=SrsProvider(tmp_path / "srs"), name="m")
 
     def run(doubles: Doubles, floor: int = 0) -> tuple[list[Any], list[str]]:
-        return sliced_compile._compile_chain(paths, plan, [[x]], between, store, options, floor, lambda _: None,
-                                             doubles.compile_model, doubles.settle_model)
+        monkeypatch.setattr(compiler, "compile_model", doubles.compile_model)
+        monkeypatch.setattr(compiler, "settle_model", doubles.settle_model)
+        chain = sliced_compile._Chain(paths, plan, [[x]], between, store, options, tmp_path / "settled",
+                                      lambda _: None)
+        return chain.build(chain.settle(floor))
     return store, run
 
 
@@ -88,10 +92,10 @@ def test_every_slice_is_compiled_once_on_the_tallest_settled_logrows_from_its_se
     doubles = Doubles(store, [(Candidate(1024, 2, 10, 4), 13), (Candidate(16384, 2, 10, 1), 15)])
     manifests, ids = run(doubles, floor=2)
     assert [m.logrows for m in manifests] == [15, 15] and len(set(ids)) == 2
-    # each slice compiled once, on the tallest: slice 1 (settled on 13) tries its decomposition at each column count
-    # (on more rows fewer columns may be cheaper), slice 2 (settled on 15) its own circuit alone
+    # each slice compiled once, on the tallest, from the decomposition and scale it settled on, at each column count
+    # (on more rows fewer columns may be cheaper; the others are the fallbacks where the chain refuses a verifier)
     assert doubles.compiles == [(0, 15, ["b1024x2-s10-c1", "b1024x2-s10-c2", "b1024x2-s10-c4"]),
-                                (1, 15, ["b16384x2-s10-c1"])]
+                                (1, 15, ["b16384x2-s10-c1", "b16384x2-s10-c2", "b16384x2-s10-c4"])]
 
 
 def test_a_slice_that_still_comes_out_taller_is_followed_by_the_others(chain: Any) -> None:

@@ -17,6 +17,7 @@ import onnxruntime as ort
 import pytest
 from cli_run import run_cli
 
+from proofmarket import models
 from proofmarket.core.errors import VerificationFailed
 from proofmarket.models import slicing
 from proofmarket.samples import sample_path
@@ -141,6 +142,30 @@ def test_every_tampering_with_a_slice_or_a_link_is_refused(
     path = tmp_path / "bundle.json"
     path.write_text(json.dumps(doc))
     assert run_cli(zk_home, "verify", str(path)).returncode != 0  # the command line refuses it too
+
+
+def test_the_settled_circuits_err_end_to_end_as_the_compiled_slices_do(
+        zk_home: Path, sliced_mlp: sliced_compile.SlicedCompile, srs_provider: SrsProvider, tmp_path: Path) -> None:
+    """Compile checks the slices end to end on their settled circuits before any key setup (a miss costs none):
+    that check, by EZKL's witness of each settled circuit alone, must find what the compiled slices do through the
+    prover's own witness path (the second check, after the keys)."""
+    store = LocalStore(zk_home / "store")
+    samples = models.parse_samples(json.loads(sample_path("mlp", "samples").read_text()),
+                                   models.load_model(sample_path("mlp")))
+    whole = store.path(sliced_mlp.manifest.onnx.cid)
+    plan, paths = slicing.write_slices(whole, slicing.plan_at(onnx.load(str(whole)), [
+        c["after_node"] for c in sliced_mlp.manifest.plan["cuts"]]), tmp_path / "slices")
+    between = [slicing.run_chain(paths, s)[1] for s in samples]
+    options = CompileOptions(profile=PrivacyProfile(), srs=srs_provider, candidates=[Candidate(256, 2, 7, 1)])
+    chain = sliced_compile._Chain(paths, plan, samples, between, store, options, tmp_path / "settled", lambda _: None)
+    settled = chain.settle(0)
+    assert [s.settings["run_args"]["input_scale"] for s in settled] == [
+        json.loads(store.get(m.settings.cid))["run_args"]["input_scale"] for m in sliced_mlp.slices]
+    before = sliced_compile._end_to_end(samples, whole, None, *chain.settled_witness(settled))
+    after = sliced_compile._end_to_end(samples, whole, None, *sliced_compile._built_witness(
+        store, sliced_mlp.slices, sliced_mlp.manifest.slices, tmp_path))
+    assert after["max_abs_error"] > 0 and before["max_abs_error"] == pytest.approx(after["max_abs_error"], abs=1e-9)
+    assert before == after == {**sliced_mlp.manifest.accuracy, "samples": len(samples)}
 
 
 def test_the_command_line_plans_proves_and_verifies_a_sliced_model(zk_home: Path,

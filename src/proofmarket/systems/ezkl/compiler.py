@@ -10,6 +10,7 @@ import dataclasses
 import json
 import logging
 import math
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -107,14 +108,17 @@ def compile_model(
 
 
 def settle_model(onnx_path: Path, samples_doc: Any, store: LocalStore, options: CompileOptions,
-                 progress: Progress = lambda _: None) -> tuple[Candidate, dict[str, Any]]:
+                 progress: Progress = lambda _: None, keep: Path | None = None) -> tuple[Candidate, dict[str, Any]]:
     """The candidate a compile's search would time and pick, and its settings (EZKL's), without a key setup or a
-    proof (a sliced compile settles every slice first: ``sliced_compile.py``); its refusals are the compile's."""
+    proof (a sliced compile settles every slice first: ``sliced_compile.py``); its refusals are the compile's.
+    ``keep``: where its compiled circuit is copied (a witness needs no keys)."""
     def settled(path: Path) -> tuple[Candidate, dict[str, Any]]:
         with tempfile.TemporaryDirectory(prefix="proofmarket-settle-") as tmp:
             best = settle(_prepared(path, samples_doc, store, options, progress, Path(tmp)).job, options.candidates,
                           progress)[1][0]
-            assert best.settings_path is not None
+            assert best.settings_path is not None and best.compiled_path is not None
+            if keep is not None:
+                shutil.copyfile(best.compiled_path, keep)
             return (Candidate(best.decomp_base, best.decomp_legs, best.scale, best.num_inner_cols),
                     dict(json.loads(best.settings_path.read_text())))
     return _guarded(onnx_path, settled)

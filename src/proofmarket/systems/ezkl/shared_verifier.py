@@ -160,6 +160,8 @@ def _selector(signature: str) -> bytes:
 
 
 def _costs(own_gas: int | None, shared_gas: int | None) -> str:
+    if shared_gas and not own_gas:  # its own verifier over EIP-170's size (or not measured): the clone alone
+        return f"verification on chain: through a SharedVerifier clone, {shared_gas:,} gas per call"
     if not own_gas or not shared_gas:
         return "shared verifier: rendered (gas not measured here)"
     extra = shared_gas - own_gas

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,6 @@ import numpy as np
 import onnx
 
 from proofmarket import models
-from proofmarket.core.budget import Budget
 from proofmarket.core.errors import AccuracyNotMet, BundleError, CircuitCompileError, ModelOverBudget, UsageError
 from proofmarket.models import slicing
 from proofmarket.models.domain import input_domain, point_arrays
@@ -25,7 +25,7 @@ from proofmarket.systems.documents import put_artifact
 from proofmarket.systems.ezkl import ezkl_calls, slice_costs
 from proofmarket.systems.ezkl.candidates import DEFAULT_COLUMNS, DEFAULT_SCALES, AccuracyBound, Candidate
 from proofmarket.systems.ezkl.manifest import ModelManifest, TensorDoc
-from proofmarket.systems.ezkl.profile import COMMITTED, PrivacyProfile
+from proofmarket.systems.ezkl.profile import COMMITTED, SALT_ELEMENTS, PrivacyProfile
 from proofmarket.systems.ezkl.sliced import Progress, SlicedManifest, chain_witness, check_links, handoff_scales
 
 
@@ -42,14 +42,13 @@ def compile_sliced(onnx_path: Path, samples_doc: Any, store: LocalStore, options
     """Compile the model at ``onnx_path`` as ``slices`` linked slices (fewer when its graph has fewer cuts; None: the
     fewest that fit ``options.budget``, ``slice_costs.planned``) with the one compiler; ``options``: the model's
     ``CompileOptions`` (its profile is the call's input's)."""
-    from proofmarket.systems.ezkl.compiler import compile_model, settle_model
 
     if options.profile.params != "fixed":
         raise UsageError("a sliced model keeps its weights in its keys (params=fixed): hashed weights are for one "
                          "circuit")
     with tempfile.TemporaryDirectory(prefix="proofmarket-slices-") as tmp:
         work = Path(tmp)
-        info, normalized = _normalized(onnx_path, work)
+        info, normalized = normalized_whole(onnx_path, work)
         samples = models.parse_samples(samples_doc, info)
         # the samples and points covering the first slice's input domain: the whole model's masks are fitted on them
         # before it is cut, and the later slices calibrated on what they carry between the slices (an input inside
@@ -65,28 +64,24 @@ def compile_sliced(onnx_path: Path, samples_doc: Any, store: LocalStore, options
         progress(f"slicing: {plan.count} slices of work {', '.join(f'{w:,}' for w in plan.works())} at "
                  f"{', '.join('+'.join(c.tensors) for c in plan.cuts)}")
         between = [slicing.run_chain(paths, s)[1] for s in reach[:MAX_CALIBRATION]]
-        floor = 0
-        while True:
+        chain = _Chain(paths, plan, samples, between, store, options, work / "settled", progress)
+        floor: int | None = 0
+        while floor is not None:
             try:
-                manifests, ids = _compile_chain(paths, plan, samples, between, store, options, floor, progress,
-                                                compile_model, settle_model)
+                settled = chain.settle(floor)  # no key setup yet: a miss end to end costs none either
+                floor = _again(_end_to_end(samples, normalized, options.bound, *chain.settled_witness(settled)),
+                               settled[0].candidate.scale or 0, options, progress, "settled, before any key setup")
+                if floor is not None:
+                    continue
+                manifests, ids = chain.build(settled)
             except _TooCoarse as exc:
                 floor = _finer(exc.scale, exc.error)
                 progress(f"slice {exc.k + 1} is not accurate at its input scale {exc.scale}: every slice again from "
                          f"scale {DEFAULT_SCALES[floor]}")
                 continue
-            accuracy = _end_to_end(store, manifests, ids, samples, normalized, work / "check", options.bound)
-            progress(f"end to end on {len(samples)} sample(s): max abs error {accuracy['max_abs_error']:.4g} "
-                     f"against onnxruntime (the bound: {accuracy['limit']:.4g})")
-            missed = _missed(accuracy, options.task == "classification")
-            if missed is None:
-                break
+            accuracy = _end_to_end(samples, normalized, options.bound, *_built_witness(store, manifests, ids, work))
             scale = int(json.loads(store.get(manifests[0].settings.cid))["run_args"]["input_scale"])
-            floor = _finer(scale, AccuracyNotMet(
-                f"the slices together miss the accuracy bound: {missed} end to end, at the finest scale searched; "
-                "cut fewer slices, or loosen --max-error", **accuracy), accuracy["max_abs_error"] / accuracy["limit"])
-            progress(f"the slices' errors add up past the bound at scale {scale}: every slice again from scale "
-                     f"{DEFAULT_SCALES[floor]}")
+            floor = _again(accuracy, scale, options, progress, "compiled")
         _say_off_chain(manifests, progress)
         manifest = SlicedManifest(
             name=options.name or onnx_path.stem, onnx=put_artifact(store, normalized), slices=ids,
@@ -117,7 +112,7 @@ def _say_off_chain(manifests: list[ModelManifest], progress: Progress) -> None:
                  "again with another --slices to list it for escrow")
 
 
-def _normalized(onnx_path: Path, work: Path) -> tuple[Any, Path]:
+def normalized_whole(onnx_path: Path, work: Path) -> tuple[Any, Path]:
     """The model with its weights beside it made one file, checked (an unsupported operator is named here), and
     normalised to batch 1 at ``work/normalized.onnx``: what every plan cuts."""
     onnx_path = self_contained(onnx_path, work / "model", models.MAX_MODEL_BYTES)
@@ -162,124 +157,163 @@ class _TooCoarse(Exception):
         self.k, self.scale, self.error = k, scale, error
 
 
-def _compile_chain(paths: list[Path], plan: slicing.SlicePlan, samples: list[list[np.ndarray]],
-                   between: list[list[list[np.ndarray]]], store: LocalStore, options: Any, floor: int,
-                   progress: Progress, compile_model: Any, settle_model: Any) -> tuple[list[ModelManifest], list[str]]:
-    """Every slice compiled in order, each at the scale its input arrives at (the coarsest of its inputs', the finer
+@dataclasses.dataclass
+class _Settled:
+    candidate: Candidate  # what the slice's search settled on (no key setup)
+    settings: dict[str, Any]  # its settings (EZKL's)
+    compiled: Path  # its circuit: a witness needs no keys
+
+
+class _Chain:
+    """The slices compiled in order, each at the scale its input arrives at (the coarsest of its inputs', the finer
     ones multiplied back inside it: ``slicing.read_at``), all on one logrows (a committed link is a KZG commitment
     over the circuit's domain: the same on both sides only on the same domain).
 
-    First every slice's search is settled without a key setup (``settle_model``): a slice not accurate at the scale
-    its input arrives at then costs no key setup or proof of the slices before it, and the tallest slice's logrows
-    is known before any is laid out. Then each is compiled on that logrows, from the circuit it settled on (a quick
-    search: its decomposition and scale, at 1, 2 or 4 columns); a slice that still comes out taller is followed by
-    the others, laid out again."""
-    manifests: list[ModelManifest] = []
-    ids: list[str] = []
-    last = len(paths) - 1
-    used = list(paths)  # slice k's model as compiled: its input shifted where its tensors arrive at mixed scales
-    shifts: list[list[int]] = [[0] * len(b) for b in between[0]] if between else []
+    ``settle`` runs every slice's search without a key setup (``compiler.settle_model``): a slice not accurate at the
+    scale its input arrives at then costs no key setup or proof of the slices before it, the slices' errors end to
+    end are known from their settled circuits, and so is the tallest slice's logrows. ``build`` then compiles each on
+    that logrows, from the circuit it settled on (a quick search: its decomposition and scale, at 1, 2 or 4
+    columns); a slice that still comes out taller is followed by the others, laid out again."""
 
-    def one(k: int, scales: tuple[int, ...], min_logrows: int | None, given: list[Candidate] | None = None,
-            settling: bool = False) -> Any:
+    def __init__(self, paths: list[Path], plan: slicing.SlicePlan, samples: list[list[np.ndarray]],
+                 between: list[list[list[np.ndarray]]], store: LocalStore, options: Any, work: Path,
+                 progress: Progress) -> None:
+        self.paths, self.plan, self.samples, self.between = paths, plan, samples, between
+        self.store, self.options, self.work, self.progress = store, options, work, progress
+        self.used = list(paths)  # slice k as compiled: its input shifted where its tensors arrive at mixed scales
+        self.shifts: list[list[int]] = [[0] * len(b) for b in between[0]] if between else []
+        self.floor = 0
+        work.mkdir(parents=True, exist_ok=True)
+
+    def one(self, k: int, scales: tuple[int, ...], min_logrows: int | None, given: list[Candidate] | None = None,
+            keep: Path | None = None) -> Any:
+        """Slice ``k`` compiled (or settled, its circuit kept at ``keep``)."""
+        from proofmarket.systems.ezkl.compiler import compile_model, settle_model
+
+        options, last = self.options, len(self.paths) - 1
         profile = PrivacyProfile(options.profile.input if k == 0 else COMMITTED, "fixed",
                                  "public" if k == last else COMMITTED)
         if k == 0:
-            doc: Any = {"inputs": [{t.name: a.tolist() for t, a in zip(_inputs(paths[k]), s, strict=True)}
-                                   for s in samples]}
-        else:
-            names, up = [t.name for t in _inputs(used[k])], shifts[k - 1]  # as slice k-1's felts read at one scale
+            doc: Any = {"inputs": [{t.name: a.tolist() for t, a in zip(_inputs(self.paths[k]), s, strict=True)}
+                                   for s in self.samples]}
+        else:  # as slice k-1's felts read at one scale
+            names, up = [t.name for t in _inputs(self.used[k])], self.shifts[k - 1]
             doc = {"inputs": [{n: (a * 2.0 ** u).tolist() for n, a, u in zip(names, b[k - 1], up, strict=True)}
-                              for b in between]}
+                              for b in self.between]}
         given = given or (None if options.candidates is None else [  # fresh ones per slice (a search fills them in)
             Candidate(c.decomp_base, c.decomp_legs, c.scale if k == 0 and c.scale in scales else scales[0],
                       c.num_inner_cols) for c in options.candidates])
         slice_options = dataclasses.replace(
             options, profile=profile, scales=scales, candidates=given,
-            name=f"{options.name or paths[k].stem} slice {k + 1}/{len(paths)}",
+            name=f"{options.name or self.paths[k].stem} slice {k + 1}/{len(self.paths)}",
             # a later slice's inputs are computed over the first's domain: one that never varies is the graph's
             # constant (an attention mask's -100), widened by the margin alone
             batch_sizes=(), domain=options.domain if k == 0 else None, unvaried_width=None if k == 0 else 1.0,
             task=options.task if k == last else "regression", budget=options.budget, oversize_verifier_ok=True,
             min_logrows=min_logrows)
+        say = lambda line: self.progress(f"[slice {k + 1}] {line}")  # noqa: E731
         try:
-            return (settle_model if settling else compile_model)(
-                used[k], doc, store, slice_options, lambda line, k=k: progress(f"[slice {k + 1}] {line}"))
+            if keep is not None:
+                return settle_model(self.used[k], doc, self.store, slice_options, say, keep)
+            return compile_model(self.used[k], doc, self.store, slice_options, say)
         except AccuracyNotMet as exc:
             if k == 0:
                 raise
             raise _TooCoarse(k, scales[0], exc) from exc
         except ModelOverBudget as exc:  # this slice alone is over: more, smaller slices may fit
-            raise ModelOverBudget(f"slice {k + 1} of {len(paths)} (work {plan.works()[k]:,} of "
-                                  f"{plan.total_work:,}) is over: {exc.message}; cut it finer (--slices "
-                                  f"{len(paths) + 1} or more, or --slices auto, where the graph has places to cut)",
-                                  **exc.details) from exc
+            raise ModelOverBudget(f"slice {k + 1} of {len(self.paths)} (work {self.plan.works()[k]:,} of "
+                                  f"{self.plan.total_work:,}) is over: {exc.message}; cut it finer (--slices "
+                                  f"{len(self.paths) + 1} or more, or --slices auto, where the graph has places to "
+                                  "cut)", **exc.details) from exc
 
-    def walk(step: Any) -> None:
-        """``step(k, scales)`` for every slice in order, each at the scale the one before hands its outputs on at
+    def walk(self, step: Any) -> None:
+        """``step(k, scales)`` for every slice in order, each at the scales the one before hands its outputs on at
         (what ``step`` returns)."""
-        scales: tuple[int, ...] = DEFAULT_SCALES[floor:]
-        for k in range(len(paths)):
+        scales: tuple[int, ...] = DEFAULT_SCALES[self.floor:]
+        for k in range(len(self.paths) - 1):
             out = step(k, scales)
-            if k < last:
-                scales, shifts[k] = (min(out),), [s - min(out) for s in out]
-                shifted = paths[k + 1].with_name(f"slice-{k + 1}-read-at-{'-'.join(map(str, out))}.onnx")
-                if any(shifts[k]) and used[k + 1] != shifted:
-                    progress(f"slice {k + 1}'s outputs leave at scales {sorted(set(out))}: slice {k + 2} reads "
-                             f"them at {min(out)} and multiplies the finer ones back by their power of two")
-                    onnx.save(slicing.read_at(onnx.load(str(paths[k + 1])), shifts[k]), str(shifted))
-                used[k + 1] = shifted if any(shifts[k]) else paths[k + 1]
+            scales, self.shifts[k] = (min(out),), [s - min(out) for s in out]
+            shifted = self.paths[k + 1].with_name(f"slice-{k + 1}-read-at-{'-'.join(map(str, out))}.onnx")
+            if any(self.shifts[k]) and self.used[k + 1] != shifted:
+                self.progress(f"slice {k + 1}'s outputs leave at scales {sorted(set(out))}: slice {k + 2} reads "
+                              f"them at {min(out)} and multiplies the finer ones back by their power of two")
+                onnx.save(slicing.read_at(onnx.load(str(self.paths[k + 1])), self.shifts[k]), str(shifted))
+            self.used[k + 1] = shifted if any(self.shifts[k]) else self.paths[k + 1]
+        step(len(self.paths) - 1, scales)
 
-    settled: list[tuple[Candidate, dict[str, Any]]] = []
+    def settle(self, floor: int) -> list[_Settled]:
+        settled: list[_Settled] = []
+        self.floor = floor
 
-    def settle(k: int, scales: tuple[int, ...]) -> list[int]:
-        progress(f"slice {k + 1} of {len(paths)}: settling its circuit, no key setup yet (input scale "
-                 f"{'/'.join(map(str, scales))})")
-        settled.append(one(k, scales, None, settling=True))
-        return [int(x) for x in settled[-1][1]["model_output_scales"]]
+        def step(k: int, scales: tuple[int, ...]) -> list[int]:
+            self.progress(f"slice {k + 1} of {len(self.paths)}: settling its circuit, no key setup yet (input "
+                          f"scale {'/'.join(map(str, scales))})")
+            keep = self.work / f"slice-{k + 1}.compiled"
+            candidate, settings = self.one(k, scales, None, keep=keep)
+            settled.append(_Settled(candidate, settings, keep))
+            return [int(x) for x in settled[-1].settings["model_output_scales"]]
 
-    walk(settle)
-    tallest = max(int(settings["run_args"]["logrows"]) for _, settings in settled)
+        self.walk(step)
+        return settled
 
-    def build(k: int, scales: tuple[int, ...]) -> list[int]:
-        progress(f"slice {k + 1} of {len(paths)}: compiling on logrows {tallest} (input scale "
-                 f"{'/'.join(map(str, scales))})")
-        result = one(k, scales, tallest,
-                     _from_settled(settled[k], scales, tallest) if options.search == "quick" else None)
-        manifests.append(result.manifest)
-        ids.append(result.model_id)
-        return _output_scales(store, result.manifest)
+    def settled_witness(self, settled: list[_Settled]) -> tuple[list[list[int] | None], bool, Any]:
+        """The settled circuits' hand-over scales, whether the first takes a salt, and their witnesses (as
+        ``chain_witness`` calls them)."""
+        sizes = [[math.prod(t.shape) for t in models.load_model(p).outputs] for p in self.used]
+        handoff: list[list[int] | None] = [
+            [int(after.settings["run_args"]["input_scale"])] * len(size)
+            for after, size in zip(settled[1:], sizes, strict=False)]
 
-    walk(build)
-    for _ in range(len(paths)):  # a slice laid out again may come out taller still: then the others follow it
-        tallest = max(m.logrows for m in manifests)
-        for k, m in enumerate(manifests):
-            if m.logrows < tallest:
-                progress(f"slice {k + 1} of {len(paths)}: laid out again on logrows {tallest} (from {m.logrows}), "
-                         "the slices' one domain: a link is the same KZG commitment on both sides only on it")
-                scale = int(json.loads(store.get(m.settings.cid))["run_args"]["input_scale"])
-                result = one(k, (scale,), tallest)  # at the scale it picked: its outputs' scale is the next's input
-                if k < last and _output_scales(store, result.manifest) != _output_scales(store, m):
-                    raise CircuitCompileError(f"slice {k + 1} laid out taller leaves at another scale: compile "
-                                              "again with --slices another count")
-                manifests[k], ids[k] = result.manifest, result.model_id
-        if len({m.logrows for m in manifests}) == 1:
-            break
-    if len({m.logrows for m in manifests}) != 1:
+        def witness(k: int, flat: list[list[float]], at: list[int] | None) -> list[list[float]]:
+            data, out = self.work / f"input-{k + 1}.json", self.work / f"witness-{k + 1}.json"
+            data.write_text(json.dumps({"input_data": flat}))
+            felts = ezkl_calls.gen_witness(data, settled[k].compiled, out)["outputs"]
+            return ezkl_calls.decode_values(felts, at or settled[k].settings["model_output_scales"], sizes[k])
+        return [*handoff, None], self.options.profile.salted, witness
+
+    def build(self, settled: list[_Settled]) -> tuple[list[ModelManifest], list[str]]:
+        manifests: list[ModelManifest] = []
+        ids: list[str] = []
+        tallest = max(int(s.settings["run_args"]["logrows"]) for s in settled)
+
+        def step(k: int, scales: tuple[int, ...]) -> list[int]:
+            self.progress(f"slice {k + 1} of {len(self.paths)}: compiling on logrows {tallest} (input scale "
+                          f"{'/'.join(map(str, scales))})")
+            searched = self.options.search == "quick" and self.options.candidates is None  # else as asked
+            result = self.one(k, scales, tallest, _from_settled(settled[k], scales) if searched else None)
+            manifests.append(result.manifest)
+            ids.append(result.model_id)
+            return _output_scales(self.store, result.manifest)
+
+        self.walk(step)
+        for _ in range(len(self.paths)):  # a slice laid out again may come out taller still: the others follow it
+            tallest = max(m.logrows for m in manifests)
+            for k, m in enumerate(manifests):
+                if m.logrows < tallest:
+                    self.progress(f"slice {k + 1} of {len(self.paths)}: laid out again on logrows {tallest} (from "
+                                  f"{m.logrows}), the slices' one domain: a link is the same KZG commitment on both "
+                                  "sides only on it")
+                    scale = int(json.loads(self.store.get(m.settings.cid))["run_args"]["input_scale"])
+                    result = self.one(k, (scale,), tallest)  # at the scale it picked: its outputs' scale is the next's
+                    if k < len(self.paths) - 1 and _output_scales(self.store, result.manifest) != _output_scales(
+                            self.store, m):
+                        raise CircuitCompileError(f"slice {k + 1} laid out taller leaves at another scale: compile "
+                                                  "again with --slices another count")
+                    manifests[k], ids[k] = result.manifest, result.model_id
+            if len({m.logrows for m in manifests}) == 1:
+                return manifests, ids
         raise CircuitCompileError("the slices could not be laid out on one logrows "
                                   f"({', '.join(str(m.logrows) for m in manifests)}): cut another count")
-    return manifests, ids
 
 
-def _from_settled(settled: tuple[Candidate, dict[str, Any]], scales: tuple[int, ...], tallest: int
-                  ) -> list[Candidate]:
+def _from_settled(settled: _Settled, scales: tuple[int, ...]) -> list[Candidate]:
     """The candidates a slice's compile tries, from the one its search settled on (at the scale its input arrives
-    at now): that one alone where it is laid out on its own logrows; else its decomposition at 1, 2 and 4 columns
-    (on more rows, fewer columns may be cheaper)."""
-    pick, settings = settled
+    at now): its decomposition at 1, 2 and 4 columns, the cheapest on the tallest slice's logrows timed first, the
+    others its fallbacks (a verifier the chain refuses)."""
+    pick = settled.candidate
     scale = pick.scale if pick.scale in scales else scales[0]
-    if int(settings["run_args"]["logrows"]) >= tallest or pick.decomp_base is None:
-        return [Candidate(pick.decomp_base, pick.decomp_legs, scale, pick.num_inner_cols)]
+    if pick.decomp_base is None:
+        return [Candidate(None, None, scale, pick.num_inner_cols)]
     return [Candidate(pick.decomp_base, pick.decomp_legs, scale, cols) for cols in DEFAULT_COLUMNS]
 
 
@@ -292,20 +326,27 @@ def _inputs(path: Path) -> list[Any]:
     return list(models.load_model(path).inputs)
 
 
-def _end_to_end(store: LocalStore, manifests: list[ModelManifest], ids: list[str], samples: list[list[np.ndarray]],
-                normalized: Path, work: Path, bound: AccuracyBound | None) -> dict[str, Any]:
-    """The slices' witnesses in order on each sample against onnxruntime on the whole model, and the bound one
-    circuit of the model would have been held to (``AccuracyBound.limit`` of the model's outputs)."""
+def _built_witness(store: LocalStore, manifests: list[ModelManifest], ids: list[str], work: Path
+                   ) -> tuple[list[list[int] | None], bool, Any]:
+    """The compiled slices' hand-over scales, whether the first takes a salt, and their witnesses, as the prover
+    computes them (in the compile's own process)."""
     from proofmarket.systems.ezkl.prover import EzklProver
-    from proofmarket.systems.ezkl.salt import circuit_input
     from proofmarket.systems.ezkl.worker import InlineProofWorker
 
+    here = EzklProver(store, work / "check", InlineProofWorker())
+    return (handoff_scales(store, manifests), bool(here.model(ids[0])[0].salt_elements),
+            lambda k, x, at: here.witness_outputs(ids[k], x, scales=at))
+
+
+def _end_to_end(samples: list[list[np.ndarray]], normalized: Path, bound: AccuracyBound | None,
+                handoff: list[list[int] | None], salted: bool, witness: Any) -> dict[str, Any]:
+    """The slices' witnesses in order on each sample against onnxruntime on the whole model, and the bound one
+    circuit of the model would have been held to (``AccuracyBound.limit`` of the model's outputs)."""
+    from proofmarket.systems.ezkl.salt import circuit_input
+
     worst, refs, argmax = 0.0, [], True
-    here = EzklProver(store, work, InlineProofWorker())  # the prover's witness path, in the compile's own process
-    salt = [0] * here.model(ids[0])[0].salt_elements or None
     for s in samples:
-        outputs = chain_witness(handoff_scales(store, manifests), circuit_input(s, salt),
-                                lambda k, x, at: here.witness_outputs(ids[k], x, scales=at))[-1]
+        outputs = chain_witness(handoff, circuit_input(s, [0] * SALT_ELEMENTS if salted else None), witness)[-1]
         want = models.run_onnx(normalized, s)
         refs.extend(want)
         for got, ref in zip(outputs, want, strict=True):
@@ -316,45 +357,17 @@ def _end_to_end(store: LocalStore, manifests: list[ModelManifest], ids: list[str
             "samples": len(samples)}
 
 
-# --- the dry run ---------------------------------------------------------------------------------------------------
-def count_slices(onnx_path: Path, budget: Budget, progress: Progress = lambda _: None) -> int:
-    """How many slices ``compile --slices auto`` cuts the model into: the fewest that fit ``budget`` (1: it fits
-    as one circuit)."""
-    with tempfile.TemporaryDirectory(prefix="proofmarket-slices-") as tmp:
-        work = Path(tmp)
-        normalized = _normalized(onnx_path, work)[1]
-        return slice_costs.planned(onnx.load(str(normalized)), None, budget, work / "costs", progress).count
-
-
-def predict_sliced(onnx_path: Path, profile: PrivacyProfile, slices: int | None, provers: int, budget: Budget
-                   ) -> dict[str, Any]:
-    """``compile --slices N|auto --dry-run``: the plan (``slice_costs.planned``: ``None`` slices, the fewest that fit
-    ``budget``) and each slice's cost from its graph alone (``graph_floor``: no calibration), and a call's proof wall
-    time on ``provers`` provers (the slices' proofs scheduled longest first on the least loaded prover)."""
-    from proofmarket.systems.ezkl.predict import graph_floor
-
-    with tempfile.TemporaryDirectory(prefix="proofmarket-slices-") as tmp:
-        work = Path(tmp)
-        normalized = _normalized(onnx_path, work)[1]
-        plan = slice_costs.planned(onnx.load(str(normalized)), slices, budget, work / "costs")
-        paths = slicing.write_slices(normalized, plan, work / "slices")[1]
-        last = len(paths) - 1
-
-        def floor_of(k: int, min_logrows: int = 1) -> Any:
-            return graph_floor(paths[k], input_visibility=profile.input if k == 0 else COMMITTED,
-                               param_visibility="fixed", output_visibility="public" if k == last else COMMITTED,
-                               min_logrows=min_logrows)
-
-        tallest = max(floor_of(k).logrows for k in range(len(paths)))  # the slices share one domain (the links)
-        rows = []
-        for k in range(len(paths)):
-            floor = floor_of(k, tallest)
-            rows.append({"slice": k + 1, "work": plan.works()[k], "logrows": floor.logrows,
-                         "prove_s": round(floor.prove_s, 2), "pk_mb": round(floor.pk_mb, 1),
-                         "peak_rss_mb": round(floor.peak_rss_mb, 1)})
-    loads = [0.0] * max(1, provers)
-    for row in sorted(rows, key=lambda r: -float(r["prove_s"])):
-        loads[loads.index(min(loads))] += float(row["prove_s"])
-    return {"plan": plan.to_json(), "slices": rows, "provers": max(1, provers), "wall_s": round(max(loads), 2),
-            "serial_s": round(sum(float(r["prove_s"]) for r in rows), 2),
-            "basis": "each slice's rows from its graph alone at EZKL's default scale (not calibrated): a lower bound"}
+def _again(accuracy: dict[str, Any], scale: int, options: Any, progress: Progress, slices: str) -> int | None:
+    """Said, the slices' error end to end; where it misses the bound, the grid index to compile every slice again
+    from (``_finer``: as many bits finer as it missed by), else None."""
+    progress(f"end to end on {accuracy['samples']} sample(s), the slices {slices}: max abs error "
+             f"{accuracy['max_abs_error']:.4g} against onnxruntime (the bound: {accuracy['limit']:.4g})")
+    missed = _missed(accuracy, options.task == "classification")
+    if missed is None:
+        return None
+    floor = _finer(scale, AccuracyNotMet(
+        f"the slices together miss the accuracy bound: {missed} end to end, at the finest scale searched; cut fewer "
+        "slices, or loosen --max-error", **accuracy), accuracy["max_abs_error"] / accuracy["limit"])
+    progress(f"the slices' errors add up past the bound at scale {scale}: every slice again from scale "
+             f"{DEFAULT_SCALES[floor]}")
+    return floor
