@@ -173,7 +173,8 @@ class _Chain:
     scale its input arrives at then costs no key setup or proof of the slices before it, the slices' errors end to
     end are known from their settled circuits, and so is the tallest slice's logrows. ``build`` then compiles each on
     that logrows, from the circuit it settled on (a quick search: its decomposition and scale, at 1, 2 or 4
-    columns); a slice that still comes out taller is followed by the others, laid out again."""
+    columns; the owner's candidates, where given, as given); a slice that still comes out taller is followed by the
+    others, laid out again."""
 
     def __init__(self, paths: list[Path], plan: slicing.SlicePlan, samples: list[list[np.ndarray]],
                  between: list[list[list[np.ndarray]]], store: LocalStore, options: Any, work: Path,
