@@ -70,7 +70,8 @@ def compile_sliced(onnx_path: Path, samples_doc: Any, store: LocalStore, options
             try:
                 settled = chain.settle(floor)  # no key setup yet: a miss end to end costs none either
                 floor = _again(_end_to_end(samples, normalized, options.bound, *chain.settled_witness(settled)),
-                               settled[0].candidate.scale or 0, options, progress, "settled, before any key setup")
+                               int(settled[0].settings["run_args"]["input_scale"]), options, progress,
+                               "settled, before any key setup")
                 if floor is not None:
                     continue
                 manifests, ids = chain.build(settled)
